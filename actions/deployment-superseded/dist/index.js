@@ -19161,6 +19161,19 @@ var require_undici = __commonJS({
   }
 });
 
+// core/shell.ts
+function quote(value) {
+  const s = String(value);
+  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+var init_shell = __esm({
+  "core/shell.ts"() {
+    "use strict";
+    init_errors();
+  }
+});
+
 // core/secrets/parts.ts
 function isWeakPart(part) {
   return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
@@ -19288,11 +19301,11 @@ function jsonEscaped(text) {
   return [js, ascii, dotenvJsonEscaped(text)];
 }
 function pythonRepr(text) {
-  const quote = pyQuote(text);
+  const quote2 = pyQuote(text);
   let out = "";
   for (const ch of text) {
     const cp = ch.codePointAt(0);
-    if (ch === quote || ch === "\\") out += `\\${ch}`;
+    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
     else if (ch === "	") out += "\\t";
     else if (ch === "\n") out += "\\n";
     else if (ch === "\r") out += "\\r";
@@ -19305,11 +19318,11 @@ function pythonRepr(text) {
   return out;
 }
 function pythonBytesRepr(text) {
-  const quote = pyQuote(text);
+  const quote2 = pyQuote(text);
   let out = "";
   for (const b of Buffer.from(text, "utf8")) {
     const ch = String.fromCharCode(b);
-    if (ch === quote || ch === "\\") out += `\\${ch}`;
+    if (ch === quote2 || ch === "\\") out += `\\${ch}`;
     else if (ch === "	") out += "\\t";
     else if (ch === "\n") out += "\\n";
     else if (ch === "\r") out += "\\r";
@@ -19359,13 +19372,20 @@ function collapsedSpace(text) {
   return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
 }
 function shellQuotedForms(text) {
-  if (/[\u0000-\u001f\u007f]/.test(text)) return [];
+  const ansiC = /[^\x20-\x7e]/.test(text) ? ansiCQuotedForms(text) : [];
+  if (/[\u0000-\u001f\u007f]/.test(text)) return ansiC;
   return [
+    ...ansiC,
     text.replace(/'/g, "'\\''"),
     text.replace(/'/g, `'"'"'`),
     text.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]/g, "\\$&"),
     text.replace(/["\\$`]/g, "\\$&")
   ];
+}
+function ansiCQuotedForms(text) {
+  const octal = (ch) => [...Buffer.from(ch, "utf8")].map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
+  const quoted = (asciiOnly) => [...text].map((ch) => ANSI_C_LETTER[ch] !== void 0 ? `\\${ANSI_C_LETTER[ch]}` : ch < "\x7F" && ch >= " " ? ch : asciiOnly || C_UNPRINTABLE.test(ch) ? octal(ch) : ch).join("");
+  return [.../* @__PURE__ */ new Set([quoted(false), quoted(true)])];
 }
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
@@ -19391,10 +19411,24 @@ function secretParts(value, options = {}) {
     }
   };
   visit(value, 0);
-  if (options.escapes !== false) {
-    for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-  }
+  if (options.escapes !== false)
+    for (const p of [...parts]) {
+      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+      if (p.trim().length >= SHORT_SECRET_LENGTH) for (const e of base64Forms(p)) parts.add(e);
+    }
   return [...parts];
+}
+function base64Forms(text) {
+  const bytes = Buffer.from(text, "utf8");
+  const forms = /* @__PURE__ */ new Set();
+  for (const shift of [0, 1, 2]) {
+    const b64 = Buffer.concat([Buffer.alloc(shift), bytes]).toString("base64");
+    const first = Math.ceil(8 * shift / 6);
+    const end = Math.floor(8 * (shift + bytes.length) / 6);
+    const form = b64.slice(first, end);
+    if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, "-").replace(/\//g, "_"));
+  }
+  return [...forms];
 }
 function hexDigit(code) {
   if (code >= 48 && code <= 57) return code - 48;
@@ -19426,7 +19460,7 @@ function percentEscapedChar(text, at) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19485,7 +19519,7 @@ var init_parts = __esm({
       "99999999"
     ]);
     URL_SCHEME = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//g;
-    TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
+    TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-|xoxe\.xox[a-z]-|xapp-|[sr]k_(?:live|test)_|whsec_)[A-Za-z0-9_-]{16,}$/;
     GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
     JWT = /^eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*$/;
     BASE64URL_RUN = /^(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9_-]{20,}$/;
@@ -19500,6 +19534,8 @@ var init_parts = __esm({
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
+    ANSI_C_LETTER = { "\x07": "a", "\b": "b", "	": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r", "\x1B": "E", "'": "'", "\\": "\\" };
+    C_UNPRINTABLE = /^[\p{Cc}\p{Zl}\p{Zp}\p{Cn}]$/u;
   }
 });
 
@@ -19578,7 +19614,10 @@ function describeLowLevel(err) {
 function fileError(err, path, action, expected = "a file") {
   const code = err?.code ?? "";
   const fail = `cannot ${action} ${path}`;
-  if (code === "EISDIR") return new OpsError(`${fail}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  if (code === "EISDIR") {
+    const named = /\.[A-Za-z0-9]{1,5}$/.test(path.replace(/\/+$/, ""));
+    return new OpsError(`${fail}: it is a directory, not ${expected}`, named ? `a directory stands where ${expected} goes: move it aside or remove it (rmdir ${quote(path)} when empty), then write the file there` : `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  }
   if (code === "ENOENT" && action === "read") return new OpsError(`${fail}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
   if (code === "ENOENT") return new OpsError(`${fail}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
   if (code === "ENOTDIR") return new OpsError(`${fail}: a part of the path is a file, not a directory`, "check the path");
@@ -19625,6 +19664,7 @@ var OpsError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_shell();
     init_parts();
     init_signals();
     OpsError = class extends Error {
@@ -30814,8 +30854,8 @@ var Masker = class {
     const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
     const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
     if (kept.length) return this.hideOutside(text, order, kept);
-    let out = text;
-    for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
+    let out = this.hideOutside(text, order, []);
+    for (const s of order) if (s.includes("*") && out.includes(s)) out = out.split(s).join("***");
     return out;
   }
   /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */

@@ -2172,9 +2172,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve6, reject) => {
+          return new Promise((resolve7, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve6(data);
+              return err ? reject(err) : resolve7(data);
             });
           });
         }
@@ -2212,12 +2212,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve6, reject) => {
+          return new Promise((resolve7, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve6(data);
+              ) : resolve7(data);
             });
           });
         }
@@ -4484,8 +4484,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve6, reject) => {
-        res = resolve6;
+      const promise = new Promise((resolve7, reject) => {
+        res = resolve7;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -6736,12 +6736,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve6, reject) => {
+      const waitForDrain = () => new Promise((resolve7, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve6;
+          callback = resolve7;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7411,12 +7411,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve6, reject) => {
+      const waitForDrain = () => new Promise((resolve7, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve6;
+          callback = resolve7;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7895,16 +7895,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve6) => {
+        return new Promise((resolve7) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve6;
+            this[kClosedResolve] = resolve7;
           } else {
-            resolve6(null);
+            resolve7(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve6) => {
+        return new Promise((resolve7) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7915,7 +7915,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve6(null);
+            resolve7(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7966,7 +7966,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve6, reject) => {
+        const socket = await new Promise((resolve7, reject) => {
           client[kConnector]({
             host,
             hostname: hostname2,
@@ -7978,7 +7978,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve6(socket2);
+              resolve7(socket2);
             }
           });
         });
@@ -8314,8 +8314,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve6) => {
-            this[kClosedResolve] = resolve6;
+          await new Promise((resolve7) => {
+            this[kClosedResolve] = resolve7;
           });
         }
       }
@@ -9584,7 +9584,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve6, reject) => {
+        return await new Promise((resolve7, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9597,7 +9597,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve6(null);
+              resolve7(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9616,7 +9616,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve6, reject) => {
+      return new Promise((resolve7, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9633,7 +9633,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve6,
+              resolve: resolve7,
               reject,
               length: 0,
               body: []
@@ -9703,18 +9703,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve: resolve6, stream: stream2, length } = consume2;
+      const { type, body, resolve: resolve7, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve6(chunksDecode(body, length));
+          resolve7(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve6(JSON.parse(chunksDecode(body, length)));
+          resolve7(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve6(chunksConcat(body, length).buffer);
+          resolve7(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve6(new Blob(body, { type: stream2[kContentType] }));
+          resolve7(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve6(chunksConcat(body, length));
+          resolve7(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9971,9 +9971,9 @@ var require_api_request = __commonJS({
     };
     function request(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve6, reject) => {
+        return new Promise((resolve7, reject) => {
           request.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve6(data);
+            return err ? reject(err) : resolve7(data);
           });
         });
       }
@@ -10196,9 +10196,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve6, reject) => {
+        return new Promise((resolve7, reject) => {
           stream2.call(this, opts2, factory, (err, data) => {
-            return err ? reject(err) : resolve6(data);
+            return err ? reject(err) : resolve7(data);
           });
         });
       }
@@ -10483,9 +10483,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve6, reject) => {
+        return new Promise((resolve7, reject) => {
           upgrade.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve6(data);
+            return err ? reject(err) : resolve7(data);
           });
         });
       }
@@ -10577,9 +10577,9 @@ var require_api_connect = __commonJS({
     };
     function connect2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve6, reject) => {
+        return new Promise((resolve7, reject) => {
           connect2.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve6(data);
+            return err ? reject(err) : resolve7(data);
           });
         });
       }
@@ -14442,7 +14442,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve6, reject) => agent.dispatch(
+        return new Promise((resolve7, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14518,7 +14518,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve6({
+              resolve7({
                 status,
                 statusText,
                 headersList,
@@ -14561,7 +14561,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve6({
+              resolve7({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18302,8 +18302,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve6) => {
-        setTimeout(resolve6, ms).unref();
+      return new Promise((resolve7) => {
+        setTimeout(resolve7, ms).unref();
       });
     }
     module.exports = {
@@ -19178,12 +19178,103 @@ var init_project_dir = __esm({
   }
 });
 
+// core/shell.ts
+import { join as join2, relative, resolve, sep } from "node:path";
+function quote(value) {
+  const s = String(value);
+  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+function onHost(variable) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+  return { variable };
+}
+function word(...parts) {
+  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
+}
+function cmd(...words) {
+  return words.map(quote).join(" ");
+}
+function environmentMeant(typed, where) {
+  if (where) {
+    const inside = relative(join2(where.root, "environments"), resolve(where.cwd, typed)).split(sep);
+    if (inside[0] && inside[0] !== ".." && inside[0] !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(inside[0]) && !inside[0].endsWith("-status")) return inside[0];
+  }
+  const path = typed.trim().replace(/^(\.\/)+/, "");
+  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
+  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
+  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
+}
+function validate(kind, value, label, where) {
+  const check = CHECKS[kind];
+  if (typeof value !== "string" || !check.pattern.test(value)) {
+    const shown = JSON.stringify(value);
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === "string" ? check.hint?.(value, where) : void 0);
+  }
+  const why = check.extra?.(value);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));
+  return value;
+}
+function patternOf(kind) {
+  return CHECKS[kind].pattern;
+}
+function isValid(kind, value) {
+  const check = CHECKS[kind];
+  return check.pattern.test(value) && !check.extra?.(value);
+}
+var CHECKS;
+var init_shell = __esm({
+  "core/shell.ts"() {
+    "use strict";
+    init_errors();
+    CHECKS = {
+      // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
+      gitRef: {
+        what: "git ref",
+        pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
+        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
+        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
+          // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
+          /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+        )
+      },
+      environment: {
+        what: "environment name",
+        pattern: /^[a-z][a-z0-9-]{0,39}$/,
+        form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
+        // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
+        // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
+        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
+        hint: (v, where) => {
+          const meant = environmentMeant(v, where);
+          return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
+        }
+      },
+      release: {
+        what: "release id",
+        pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
+        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
+        hint: () => "copy the id from `ops releases <env>`"
+      },
+      name: {
+        what: "name",
+        pattern: /^[a-z][a-z0-9_-]{0,39}$/,
+        form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters'
+      }
+    };
+  }
+});
+
 // core/secrets/parts.ts
 function isWeakPart(part) {
   return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
 }
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
+}
+function hideTokens(text) {
+  return text.replace(TOKEN_IN_TEXT, "***");
 }
 function kindChanges(s) {
   const kind = (c) => c >= "a" && c <= "z" ? "l" : c >= "A" && c <= "Z" ? "U" : c >= "0" && c <= "9" ? "d" : "";
@@ -19379,13 +19470,20 @@ function collapsedSpace(text) {
   return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
 }
 function shellQuotedForms(text) {
-  if (/[\u0000-\u001f\u007f]/.test(text)) return [];
+  const ansiC = /[^\x20-\x7e]/.test(text) ? ansiCQuotedForms(text) : [];
+  if (/[\u0000-\u001f\u007f]/.test(text)) return ansiC;
   return [
+    ...ansiC,
     text.replace(/'/g, "'\\''"),
     text.replace(/'/g, `'"'"'`),
     text.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]/g, "\\$&"),
     text.replace(/["\\$`]/g, "\\$&")
   ];
+}
+function ansiCQuotedForms(text) {
+  const octal = (ch) => [...Buffer.from(ch, "utf8")].map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
+  const quoted = (asciiOnly) => [...text].map((ch) => ANSI_C_LETTER[ch] !== void 0 ? `\\${ANSI_C_LETTER[ch]}` : ch < "\x7F" && ch >= " " ? ch : asciiOnly || C_UNPRINTABLE.test(ch) ? octal(ch) : ch).join("");
+  return [.../* @__PURE__ */ new Set([quoted(false), quoted(true)])];
 }
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
@@ -19411,10 +19509,24 @@ function secretParts(value, options = {}) {
     }
   };
   visit4(value, 0);
-  if (options.escapes !== false) {
-    for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-  }
+  if (options.escapes !== false)
+    for (const p of [...parts]) {
+      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+      if (p.trim().length >= SHORT_SECRET_LENGTH) for (const e of base64Forms(p)) parts.add(e);
+    }
   return [...parts];
+}
+function base64Forms(text) {
+  const bytes = Buffer.from(text, "utf8");
+  const forms = /* @__PURE__ */ new Set();
+  for (const shift of [0, 1, 2]) {
+    const b643 = Buffer.concat([Buffer.alloc(shift), bytes]).toString("base64");
+    const first = Math.ceil(8 * shift / 6);
+    const end = Math.floor(8 * (shift + bytes.length) / 6);
+    const form = b643.slice(first, end);
+    if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, "-").replace(/\//g, "_"));
+  }
+  return [...forms];
 }
 function hexDigit(code) {
   if (code >= 48 && code <= 57) return code - 48;
@@ -19446,7 +19558,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, TOKEN_IN_TEXT, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19505,7 +19617,8 @@ var init_parts = __esm({
       "99999999"
     ]);
     URL_SCHEME = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//g;
-    TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
+    TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-|xoxe\.xox[a-z]-|xapp-|[sr]k_(?:live|test)_|whsec_)[A-Za-z0-9_-]{16,}$/;
+    TOKEN_IN_TEXT = /(?<![A-Za-z0-9_.-])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,}|gl(?:pat|dt|ptt)-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36,}|(?:xoxe\.)?xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9+/=]{24,}|A(?:KIA|SIA)[A-Z2-7]{16}(?![A-Za-z0-9])|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)/g;
     GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
     JWT = /^eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*$/;
     BASE64URL_RUN = /^(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9_-]{20,}$/;
@@ -19520,6 +19633,8 @@ var init_parts = __esm({
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
+    ANSI_C_LETTER = { "\x07": "a", "\b": "b", "	": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r", "\x1B": "E", "'": "'", "\\": "\\" };
+    C_UNPRINTABLE = /^[\p{Cc}\p{Zl}\p{Zp}\p{Cn}]$/u;
   }
 });
 
@@ -19567,22 +19682,43 @@ function sudoHint(stderr, login2, host) {
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
 }
+function loginStartup(login2, shell2) {
+  const name2 = (shell2 || "bash").split("/").pop();
+  if (name2 === "bash") return { files: `~${login2}/.bashrc (or ~/.profile, /etc/bash.bashrc)`, place: `below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac)` };
+  if (name2 === "zsh") return { files: `~${login2}/.zshenv (or /etc/zsh/zshenv)`, place: `out of ~${login2}/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~${login2}/.zshrc (interactive shells only)` };
+  if (name2 === "fish") return { files: `~${login2}/.config/fish/config.fish (or ~/.config/fish/conf.d/, /etc/fish/config.fish)`, place: `inside "if status is-interactive \u2026 end" in ~${login2}/.config/fish/config.fish (or /etc/fish/config.fish)` };
+  if (name2 === "tcsh" || name2 === "csh") return { files: `~${login2}/.tcshrc or ~/.cshrc (or /etc/csh.cshrc)`, place: `inside "if ($?prompt) then \u2026 endif" in ~${login2}/.tcshrc or ~${login2}/.cshrc (or /etc/csh.cshrc)` };
+  return void 0;
+}
 function lingerProblem(login2) {
   return `a session stays open after its command has exited: a start-up file of the login shell of ${login2} starts a process in the background that keeps the session's output (e.g. watcher & in ~/.bashrc), so scp and rsync wait for it too`;
 }
-function lingerFix(login2) {
-  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+function lingerFix(login2, shell2) {
+  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or ${(loginStartup(login2, shell2) ?? loginStartup(login2, "bash")).place}`;
 }
 function agentProblem(login2) {
   return `a start-up file of the login shell of ${login2} starts an ssh-agent for every session (e.g. eval $(ssh-agent) in ~/.bashrc), which nothing ends: one more stays on the host after each login (ops stops the ones its own sessions start)`;
 }
-function agentFix(login2) {
-  return `start it below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac), and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
+function agentFix(login2, shell2) {
+  return `start it ${(loginStartup(login2, shell2) ?? loginStartup(login2, "bash")).place}, and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
+}
+function xtraceProblem(login2) {
+  return `the login shell of ${login2} traces its commands for non-interactive sessions (set -x, xtrace: each command of its start-up files, and the one ops sends, on stderr), which ops ignores; but every tool run over ssh shows it, and a value a start-up file sets (an export of a token) is traced with it`;
+}
+function xtraceFix(login2, shell2) {
+  return `move set -x ${(loginStartup(login2, shell2) ?? loginStartup(login2, "bash")).place}, or end it with set +x before that`;
+}
+function busProblem(login2) {
+  return `a start-up file of the login shell of ${login2} starts a D-Bus session bus for every session (e.g. eval $(dbus-launch --sh-syntax) in ~/.bashrc), which nothing ends: one more dbus-daemon stays on the host after each login (ops stops the ones its own sessions start)`;
+}
+function busFix(login2, shell2) {
+  return `start it ${(loginStartup(login2, shell2) ?? loginStartup(login2, "bash")).place}, or use the login's own bus instead (apt-get install dbus-user-session: systemd starts one per user, at /run/user/<uid>/bus)`;
 }
 function sudoWarningFix(line, host) {
   if (!/^sudo: /.test(line)) return void 0;
   const name2 = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
   if (name2) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name2}' >> /etc/hosts): sudo looks it up on every command`;
+  if (/^sudo: setrlimit\(RLIMIT_CORE\): Operation not permitted/.test(line)) return `on ${host}, as root: echo 'Set disable_coredump false' >> /etc/sudo.conf (sudo lowers its core dump limit on every command, which this container forbids)`;
   return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
 }
 function readOnlySetHint(step, output) {
@@ -19602,14 +19738,14 @@ function oneLine(text, max = 80, redact = (t) => t) {
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
   const whole = /\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd();
-  if (!whole && !cut.split(/[^A-Za-z0-9_-]+/).some(isTokenUser)) return `${cut}\u2026`;
+  if (!whole && !cut.split(/[^A-Za-z0-9_-]+/).some((part) => isTokenUser(part) && !/^[0-9A-Fa-f-]+$/.test(part))) return `${cut}\u2026`;
   return `${whole}\u2026`;
 }
 function maskedText(text, redact) {
   return maskSecretLike(redact(text));
 }
 function maskSecretLike(text) {
-  return hideUrlCredentials(text).replace(/(?:(?<![\w-])|(?=["']))(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+  return hideTokens(hideUrlCredentials(text)).replace(/(?:(?<![\w-])|(?=["']))(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
 }
 function messageLine(err) {
   const message = err instanceof Error ? err.message || err.name : String(err);
@@ -19681,7 +19817,10 @@ function describeLowLevel(err) {
 function fileError(err, path, action, expected = "a file") {
   const code = err?.code ?? "";
   const fail2 = `cannot ${action} ${path}`;
-  if (code === "EISDIR") return new OpsError(`${fail2}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  if (code === "EISDIR") {
+    const named = /\.[A-Za-z0-9]{1,5}$/.test(path.replace(/\/+$/, ""));
+    return new OpsError(`${fail2}: it is a directory, not ${expected}`, named ? `a directory stands where ${expected} goes: move it aside or remove it (rmdir ${quote(path)} when empty), then write the file there` : `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  }
   if (code === "ENOENT" && action === "read") return new OpsError(`${fail2}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
   if (code === "ENOENT") return new OpsError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
   if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
@@ -19754,6 +19893,7 @@ var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRET
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_shell();
     init_parts();
     init_signals();
     OpsError = class extends Error {
@@ -19823,10 +19963,10 @@ ${summary2}`;
 // core/secrets/key-file.ts
 import { statSync as statSync3 } from "node:fs";
 import { homedir } from "node:os";
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir(), ".config");
-  return join2(base, "sops", "age", "keys.txt");
+  const base = processEnv.XDG_CONFIG_HOME || join3(processEnv.HOME || homedir(), ".config");
+  return join3(base, "sops", "age", "keys.txt");
 }
 function exposedKeyWarning(file, what) {
   let mode;
@@ -20185,8 +20325,8 @@ var init_report = __esm({
         const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
         const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
         if (kept.length) return this.hideOutside(text, order, kept);
-        let out = text;
-        for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
+        let out = this.hideOutside(text, order, []);
+        for (const s of order) if (s.includes("*") && out.includes(s)) out = out.split(s).join("***");
         return out;
       }
       /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
@@ -33736,10 +33876,10 @@ var require_resolve_block_map = __commonJS({
       let offset = bm.offset;
       let commentEnd = null;
       for (const collItem of bm.items) {
-        const { start, key, sep: sep3, value } = collItem;
+        const { start, key, sep: sep4, value } = collItem;
         const keyProps = resolveProps.resolveProps(start, {
           indicator: "explicit-key-ind",
-          next: key ?? sep3?.[0],
+          next: key ?? sep4?.[0],
           offset,
           onError,
           parentIndent: bm.indent,
@@ -33753,7 +33893,7 @@ var require_resolve_block_map = __commonJS({
             else if ("indent" in key && key.indent !== bm.indent)
               onError(offset, "BAD_INDENT", startColMsg);
           }
-          if (!keyProps.anchor && !keyProps.tag && !sep3) {
+          if (!keyProps.anchor && !keyProps.tag && !sep4) {
             commentEnd = keyProps.end;
             if (keyProps.comment) {
               if (map.comment)
@@ -33777,7 +33917,7 @@ var require_resolve_block_map = __commonJS({
         ctx.atKey = false;
         if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
           onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
-        const valueProps = resolveProps.resolveProps(sep3 ?? [], {
+        const valueProps = resolveProps.resolveProps(sep4 ?? [], {
           indicator: "map-value-ind",
           next: value,
           offset: keyNode.range[2],
@@ -33793,7 +33933,7 @@ var require_resolve_block_map = __commonJS({
             if (ctx.options.strict && keyProps.start < valueProps.found.offset - 1024)
               onError(keyNode.range, "KEY_OVER_1024_CHARS", "The : indicator must be at most 1024 chars after the start of an implicit block mapping key");
           }
-          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : composeEmptyNode(ctx, offset, sep3, null, valueProps, onError);
+          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : composeEmptyNode(ctx, offset, sep4, null, valueProps, onError);
           if (ctx.schema.compat)
             utilFlowIndentCheck.flowIndentCheck(bm.indent, value, onError);
           offset = valueNode.range[2];
@@ -33884,7 +34024,7 @@ var require_resolve_end = __commonJS({
       let comment = "";
       if (end) {
         let hasSpace = false;
-        let sep3 = "";
+        let sep4 = "";
         for (const token of end) {
           const { source, type } = token;
           switch (type) {
@@ -33898,13 +34038,13 @@ var require_resolve_end = __commonJS({
               if (!comment)
                 comment = cb;
               else
-                comment += sep3 + cb;
-              sep3 = "";
+                comment += sep4 + cb;
+              sep4 = "";
               break;
             }
             case "newline":
               if (comment)
-                sep3 += source;
+                sep4 += source;
               hasSpace = true;
               break;
             default:
@@ -33947,18 +34087,18 @@ var require_resolve_flow_collection = __commonJS({
       let offset = fc.offset + fc.start.source.length;
       for (let i = 0; i < fc.items.length; ++i) {
         const collItem = fc.items[i];
-        const { start, key, sep: sep3, value } = collItem;
+        const { start, key, sep: sep4, value } = collItem;
         const props = resolveProps.resolveProps(start, {
           flow: fcName,
           indicator: "explicit-key-ind",
-          next: key ?? sep3?.[0],
+          next: key ?? sep4?.[0],
           offset,
           onError,
           parentIndent: fc.indent,
           startOnNewline: false
         });
         if (!props.found) {
-          if (!props.anchor && !props.tag && !sep3 && !value) {
+          if (!props.anchor && !props.tag && !sep4 && !value) {
             if (i === 0 && props.comma)
               onError(props.comma, "UNEXPECTED_TOKEN", `Unexpected , in ${fcName}`);
             else if (i < fc.items.length - 1)
@@ -34012,8 +34152,8 @@ var require_resolve_flow_collection = __commonJS({
             }
           }
         }
-        if (!isMap5 && !sep3 && !props.found) {
-          const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep3, null, props, onError);
+        if (!isMap5 && !sep4 && !props.found) {
+          const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep4, null, props, onError);
           coll.items.push(valueNode);
           offset = valueNode.range[2];
           if (isBlock(value))
@@ -34025,7 +34165,7 @@ var require_resolve_flow_collection = __commonJS({
           if (isBlock(key))
             onError(keyNode.range, "BLOCK_IN_FLOW", blockMsg);
           ctx.atKey = false;
-          const valueProps = resolveProps.resolveProps(sep3 ?? [], {
+          const valueProps = resolveProps.resolveProps(sep4 ?? [], {
             flow: fcName,
             indicator: "map-value-ind",
             next: value,
@@ -34036,8 +34176,8 @@ var require_resolve_flow_collection = __commonJS({
           });
           if (valueProps.found) {
             if (!isMap5 && !props.found && ctx.options.strict) {
-              if (sep3)
-                for (const st of sep3) {
+              if (sep4)
+                for (const st of sep4) {
                   if (st === valueProps.found)
                     break;
                   if (st.type === "newline") {
@@ -34054,7 +34194,7 @@ var require_resolve_flow_collection = __commonJS({
             else
               onError(valueProps.start, "MISSING_CHAR", `Missing , or : between ${fcName} items`);
           }
-          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : valueProps.found ? composeEmptyNode(ctx, valueProps.end, sep3, null, valueProps, onError) : null;
+          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : valueProps.found ? composeEmptyNode(ctx, valueProps.end, sep4, null, valueProps, onError) : null;
           if (valueNode) {
             if (isBlock(value))
               onError(valueNode.range, "BLOCK_IN_FLOW", blockMsg);
@@ -34234,7 +34374,7 @@ var require_resolve_block_scalar = __commonJS({
           chompStart = i + 1;
       }
       let value = "";
-      let sep3 = "";
+      let sep4 = "";
       let prevMoreIndented = false;
       for (let i = 0; i < contentStart; ++i)
         value += lines[i][0].slice(trimIndent) + "\n";
@@ -34251,24 +34391,24 @@ var require_resolve_block_scalar = __commonJS({
           indent2 = "";
         }
         if (type === Scalar4.Scalar.BLOCK_LITERAL) {
-          value += sep3 + indent2.slice(trimIndent) + content;
-          sep3 = "\n";
+          value += sep4 + indent2.slice(trimIndent) + content;
+          sep4 = "\n";
         } else if (indent2.length > trimIndent || content[0] === "	") {
-          if (sep3 === " ")
-            sep3 = "\n";
-          else if (!prevMoreIndented && sep3 === "\n")
-            sep3 = "\n\n";
-          value += sep3 + indent2.slice(trimIndent) + content;
-          sep3 = "\n";
+          if (sep4 === " ")
+            sep4 = "\n";
+          else if (!prevMoreIndented && sep4 === "\n")
+            sep4 = "\n\n";
+          value += sep4 + indent2.slice(trimIndent) + content;
+          sep4 = "\n";
           prevMoreIndented = true;
         } else if (content === "") {
-          if (sep3 === "\n")
+          if (sep4 === "\n")
             value += "\n";
           else
-            sep3 = "\n";
+            sep4 = "\n";
         } else {
-          value += sep3 + content;
-          sep3 = " ";
+          value += sep4 + content;
+          sep4 = " ";
           prevMoreIndented = false;
         }
       }
@@ -34451,25 +34591,25 @@ var require_resolve_flow_scalar = __commonJS({
         trimBoth = /^[ \t]+|[ \t]+$/g;
       }
       let res = match[1].replace(trimEnd, "");
-      let sep3 = " ";
+      let sep4 = " ";
       let pos = line.lastIndex;
       while (match = line.exec(source)) {
         const lm = match[1].replace(trimBoth, "");
         if (lm === "") {
-          if (sep3 === "\n")
-            res += sep3;
+          if (sep4 === "\n")
+            res += sep4;
           else
-            sep3 = "\n";
+            sep4 = "\n";
         } else {
-          res += sep3 + lm;
-          sep3 = " ";
+          res += sep4 + lm;
+          sep4 = " ";
         }
         pos = line.lastIndex;
       }
       const last = /[ \t]*(.*)/sy;
       last.lastIndex = pos;
       match = last.exec(source);
-      return res + sep3 + (match?.[1] ?? "");
+      return res + sep4 + (match?.[1] ?? "");
     }
     function doubleQuotedValue(source, onError) {
       let res = "";
@@ -35279,14 +35419,14 @@ var require_cst_stringify = __commonJS({
         }
       }
     }
-    function stringifyItem({ start, key, sep: sep3, value }) {
+    function stringifyItem({ start, key, sep: sep4, value }) {
       let res = "";
       for (const st of start)
         res += st.source;
       if (key)
         res += stringifyToken(key);
-      if (sep3)
-        for (const st of sep3)
+      if (sep4)
+        for (const st of sep4)
           res += st.source;
       if (value)
         res += stringifyToken(value);
@@ -36453,18 +36593,18 @@ var require_parser = __commonJS({
         if (this.type === "map-value-ind") {
           const prev = getPrevProps(this.peek(2));
           const start = getFirstKeyStartProps(prev);
-          let sep3;
+          let sep4;
           if (scalar.end) {
-            sep3 = scalar.end;
-            sep3.push(this.sourceToken);
+            sep4 = scalar.end;
+            sep4.push(this.sourceToken);
             delete scalar.end;
           } else
-            sep3 = [this.sourceToken];
+            sep4 = [this.sourceToken];
           const map = {
             type: "block-map",
             offset: scalar.offset,
             indent: scalar.indent,
-            items: [{ start, key: scalar, sep: sep3 }]
+            items: [{ start, key: scalar, sep: sep4 }]
           };
           this.onKeyLine = true;
           this.stack[this.stack.length - 1] = map;
@@ -36617,15 +36757,15 @@ var require_parser = __commonJS({
                 } else if (isFlowToken(it.key) && !includesToken(it.sep, "newline")) {
                   const start2 = getFirstKeyStartProps(it.start);
                   const key = it.key;
-                  const sep3 = it.sep;
-                  sep3.push(this.sourceToken);
+                  const sep4 = it.sep;
+                  sep4.push(this.sourceToken);
                   delete it.key;
                   delete it.sep;
                   this.stack.push({
                     type: "block-map",
                     offset: this.offset,
                     indent: this.indent,
-                    items: [{ start: start2, key, sep: sep3 }]
+                    items: [{ start: start2, key, sep: sep4 }]
                   });
                 } else if (start.length > 0) {
                   it.sep = it.sep.concat(start, this.sourceToken);
@@ -36819,13 +36959,13 @@ var require_parser = __commonJS({
             const prev = getPrevProps(parent);
             const start = getFirstKeyStartProps(prev);
             fixFlowSeqItems(fc);
-            const sep3 = fc.end.splice(1, fc.end.length);
-            sep3.push(this.sourceToken);
+            const sep4 = fc.end.splice(1, fc.end.length);
+            sep4.push(this.sourceToken);
             const map = {
               type: "block-map",
               offset: fc.offset,
               indent: fc.indent,
-              items: [{ start, key: fc, sep: sep3 }]
+              items: [{ start, key: fc, sep: sep4 }]
             };
             this.onKeyLine = true;
             this.stack[this.stack.length - 1] = map;
@@ -37309,135 +37449,6 @@ var init_dotenv_readers = __esm({
   }
 });
 
-// core/shell.ts
-function quote(value) {
-  const s = String(value);
-  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-function onHost(variable) {
-  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
-  return { variable };
-}
-function word(...parts) {
-  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
-}
-function cmd(...words) {
-  return words.map(quote).join(" ");
-}
-function environmentMeant(typed) {
-  const path = typed.trim().replace(/^(\.\/)+/, "");
-  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
-  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
-  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
-}
-function validate(kind, value, label) {
-  const check = CHECKS[kind];
-  if (typeof value !== "string" || !check.pattern.test(value)) {
-    const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === "string" ? check.hint?.(value) : void 0);
-  }
-  const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value));
-  return value;
-}
-function patternOf(kind) {
-  return CHECKS[kind].pattern;
-}
-function isValid(kind, value) {
-  const check = CHECKS[kind];
-  return check.pattern.test(value) && !check.extra?.(value);
-}
-var CHECKS;
-var init_shell = __esm({
-  "core/shell.ts"() {
-    "use strict";
-    init_errors();
-    CHECKS = {
-      // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
-      gitRef: {
-        what: "git ref",
-        pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
-        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
-        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
-          // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
-          /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
-        )
-      },
-      environment: {
-        what: "environment name",
-        pattern: /^[a-z][a-z0-9-]{0,39}$/,
-        form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
-        // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
-        // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
-        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
-        hint: (v) => {
-          const meant = environmentMeant(v);
-          return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
-        }
-      },
-      release: {
-        what: "release id",
-        pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
-        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
-        hint: () => "copy the id from `ops releases <env>`"
-      },
-      name: {
-        what: "name",
-        pattern: /^[a-z][a-z0-9_-]{0,39}$/,
-        form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters'
-      }
-    };
-  }
-});
-
-// core/secrets/utf8.ts
-function invalidUtf8Offset(bytes) {
-  let offset = 0;
-  for (const ch of lenient.decode(bytes)) {
-    const cp = ch.codePointAt(0);
-    if (cp === 65533 && !(bytes[offset] === 239 && bytes[offset + 1] === 191 && bytes[offset + 2] === 189)) return offset;
-    offset += cp < 128 ? 1 : cp < 2048 ? 2 : cp < 65536 ? 3 : 4;
-  }
-  return -1;
-}
-function decodeUtf8(bytes, where, hint) {
-  try {
-    return strict.decode(bytes);
-  } catch {
-    const bom = bytes[0] === 255 && bytes[1] === 254 ? "FF FE" : bytes[0] === 254 && bytes[1] === 255 ? "FE FF" : void 0;
-    if (bom)
-      throw new OpsError(
-        `${where} is UTF-16 text (it starts with ${bom}, the byte order mark Windows PowerShell 5's \`>\` and Out-File write), not UTF-8; nothing was changed`,
-        "convert it to UTF-8 first (`iconv -f utf-16 -t utf-8 FILE`, or in PowerShell: Set-Content -Encoding utf8)"
-      );
-    const offset = invalidUtf8Offset(bytes);
-    const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 10).length + 1;
-    throw new OpsError(
-      `${where} is not UTF-8 text: invalid byte at offset ${offset} (line ${line}); nothing was changed`,
-      hint ?? "convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or store binary data as base64 text (`base64 -w0`)"
-    );
-  }
-}
-function refuseLoneSurrogate(text, where) {
-  if (!LONE_SURROGATE.test(text)) return;
-  throw new OpsError(
-    `${where()}: holds a \\uD800-\\uDFFF escape that is half of a surrogate pair (no character on its own: UTF-8 cannot store it, and it would be stored as U+FFFD)`,
-    "write the character itself, or both halves of its pair (\\ud83d\\ude00); for binary data use base64 text"
-  );
-}
-var strict, lenient, LONE_SURROGATE;
-var init_utf8 = __esm({
-  "core/secrets/utf8.ts"() {
-    "use strict";
-    init_errors();
-    strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-    lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
-    LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-  }
-});
-
 // core/yaml-depth.ts
 function nestingDepth(text) {
   const indents = [];
@@ -37531,6 +37542,1241 @@ var init_yaml_depth = __esm({
     init_errors();
     MAX_NESTING = 100;
     MAX_ALIAS_COPIES = 1e6;
+  }
+});
+
+// core/secrets/comments.ts
+function positions(text) {
+  const starts = [0];
+  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
+  return (offset) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = lo + hi + 1 >> 1;
+      if (starts[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo, col: offset - starts[lo] };
+  };
+}
+function commentTokens(text) {
+  const at2 = positions(text);
+  const found = [];
+  const scan = (x) => {
+    if (!x || typeof x !== "object") return;
+    if (Array.isArray(x)) {
+      for (const y of x) scan(y);
+      return;
+    }
+    const t = x;
+    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
+    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
+  };
+  for (const doc of new import_yaml2.Parser().parse(text)) scan(doc);
+  const seen = /* @__PURE__ */ new Set();
+  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
+    const { line, col } = at2(c.offset);
+    const lineStart = c.offset - col;
+    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
+  });
+}
+function attach(branch, before, token, inline = false) {
+  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
+  (branch.node.comments ??= []).push(c);
+}
+function placeComments(tokens, anchors, root) {
+  for (const t of tokens) {
+    if (!t.fullLine) {
+      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
+      if (onLine) {
+        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
+        continue;
+      }
+    }
+    const next = anchors.find((a) => a.offset > t.offset);
+    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
+    if (next && (t.col <= next.col || !prev)) {
+      attach(next.branch, next.index, t);
+      continue;
+    }
+    if (!prev) {
+      attach(root, size(root), t);
+      continue;
+    }
+    let b = prev.branch;
+    while (b.col > t.col && b.parent) b = b.parent.branch;
+    attach(b, size(b), t);
+  }
+}
+var import_yaml2, size;
+var init_comments = __esm({
+  "core/secrets/comments.ts"() {
+    "use strict";
+    import_yaml2 = __toESM(require_dist(), 1);
+    size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
+  }
+});
+
+// core/secrets/goyaml.ts
+function intValue(n) {
+  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+}
+function dotenvTime(marshal) {
+  return marshal.replace(/\.\d+(?=Z$|[+-]\d\d:\d\d$)/, "");
+}
+function goFloatText(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (!Number.isFinite(v)) return v < 0 ? "-Inf" : "+Inf";
+  const sign = v < 0 || Object.is(v, -0) ? "-" : "";
+  const [mantissa, e] = Math.abs(v).toExponential().split("e");
+  const digits = mantissa.replace(".", "");
+  const exp = Number(e);
+  let text;
+  if (exp < -4 || exp >= 6) text = `${digits[0]}${digits.length > 1 ? `.${digits.slice(1)}` : ""}E${exp < 0 ? "-" : "+"}${String(Math.abs(exp)).padStart(2, "0")}`;
+  else if (exp < 0) text = `0.${"0".repeat(-exp - 1)}${digits}`;
+  else text = digits.length > exp + 1 ? `${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}` : `${digits}${"0".repeat(exp + 1 - digits.length)}.0`;
+  return sign + text;
+}
+function numberText(value) {
+  return Number.isSafeInteger(value) && !Object.is(value, -0) ? String(value) : goFloatText(value);
+}
+function goParseInteger(s, unsigned) {
+  const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
+  if (!m) return void 0;
+  const [, sign, digits] = m;
+  if (unsigned && sign) return void 0;
+  let n;
+  if (/^0[oO]/.test(digits)) n = BigInt(`0o${digits.slice(2)}`);
+  else if (/^0[0-7]+$/.test(digits)) n = BigInt(`0o${digits.slice(1)}`);
+  else n = BigInt(digits.toLowerCase());
+  if (sign === "-") n = -n;
+  if (unsigned) return n <= UINT64_MAX ? n : void 0;
+  return n >= INT64_MIN && n <= INT64_MAX ? n : void 0;
+}
+function goParseDecimalFloat(s) {
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return void 0;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : void 0;
+}
+function validTime(t) {
+  const dim = t.month === 2 && isLeap(t.year) ? 29 : DAYS[t.month - 1];
+  return t.month >= 1 && t.month <= 12 && t.day >= 1 && dim !== void 0 && t.day <= dim && t.hour < 24 && t.minute < 60 && t.second < 60;
+}
+function offsetOf(zone) {
+  if (!zone || zone === "Z") return 0;
+  const m = /^([+-])(\d\d):(\d\d)$/.exec(zone);
+  const [h, min] = [Number(m[2]), Number(m[3])];
+  if (h > 24 || min > 60) return void 0;
+  return (m[1] === "-" ? -1 : 1) * (h * 60 + min);
+}
+function formatTime(t) {
+  const p = (n, w = 2) => String(n).padStart(w, "0");
+  const frac = t.fraction.slice(0, 9).replace(/0+$/, "");
+  const off = Math.abs(t.offset);
+  const zone = t.offset === 0 ? "Z" : `${t.offset < 0 ? "-" : "+"}${p(Math.floor(off / 60))}:${p(off % 60)}`;
+  return `${p(t.year, 4)}-${p(t.month)}-${p(t.day)}T${p(t.hour)}:${p(t.minute)}:${p(t.second)}${frac ? `.${frac}` : ""}${zone}`;
+}
+function timeFrom(m, zone) {
+  const offset = offsetOf(zone);
+  if (offset === void 0) return void 0;
+  const t = {
+    year: Number(m[1]),
+    month: Number(m[2]),
+    day: Number(m[3]),
+    hour: Number(m[4] ?? 0),
+    minute: Number(m[5] ?? 0),
+    second: Number(m[6] ?? 0),
+    fraction: m[7] ?? "",
+    offset
+  };
+  return validTime(t) ? formatTime(t) : void 0;
+}
+function parseYamlTimestamp(s) {
+  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?(Z|[+-]\d\d:\d\d)$/.exec(s);
+  if (m) return timeFrom(m, m[8]);
+  m = /^(\d{4})-(\d{1,2})-(\d{1,2})(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?)?$/.exec(s);
+  if (m) return timeFrom(m, void 0);
+  return void 0;
+}
+function parseRfc3339(s) {
+  const m = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?([Zz]|[+-]\d\d:\d\d)$/.exec(s);
+  return m ? timeFrom(m, m[8].toUpperCase()) : void 0;
+}
+function resolvePlain(text) {
+  if (NULLS.has(text)) return { type: "null" };
+  if (TRUES.has(text)) return { type: "bool", value: true };
+  if (FALSES.has(text)) return { type: "bool", value: false };
+  if (/^\.(nan|NaN|NAN)$/.test(text)) return { type: "float", value: NaN };
+  if (/^\+?\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: Infinity };
+  if (/^-\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: -Infinity };
+  const hint = text[0];
+  if (hint === ".") {
+    const f = goParseDecimalFloat(text);
+    return f === void 0 ? { type: "str", value: text } : { type: "float", value: f };
+  }
+  if (/[0-9+-]/.test(hint)) {
+    const time = parseYamlTimestamp(text);
+    if (time) return { type: "time", value: time };
+    const plain = text.replace(/_/g, "");
+    const i = goParseInteger(plain, false);
+    if (i !== void 0) return { type: "int", value: intValue(i) };
+    const u = goParseInteger(plain, true);
+    if (u !== void 0) return { type: "uint64", value: u };
+    if (YAML_STYLE_FLOAT.test(plain)) {
+      const f = goParseDecimalFloat(plain);
+      if (f !== void 0) return { type: "float", value: f };
+    }
+  }
+  return { type: "str", value: text };
+}
+function resolveScalar(text, plain, tag) {
+  if (!tag || tag === "!") return plain ? resolvePlain(text) : { type: "str", value: text };
+  if (!tag.startsWith(TAG)) return { type: "str", value: text };
+  const want = tag.slice(TAG.length);
+  if (want === "str") return { type: "str", value: text };
+  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
+  const r = resolvePlain(text);
+  const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
+  if (want === got) return r;
+  if (want === "float" && r.type === "int") return { type: "float", value: Number(r.value) };
+  if (want === "timestamp" && r.type === "str") throw new Error(`cannot decode a !!str as a !!timestamp`);
+  throw new Error(`cannot decode a !!${got === "null" ? "null" : got} as a !!${want}`);
+}
+function plainChangesMeaning(s) {
+  const r = resolvePlain(s);
+  return r.type !== "str" || r.value !== s;
+}
+var INT64_MIN, INT64_MAX, UINT64_MAX, YAML_STYLE_FLOAT, DAYS, isLeap, NULLS, TRUES, FALSES, TAG;
+var init_goyaml = __esm({
+  "core/secrets/goyaml.ts"() {
+    "use strict";
+    INT64_MIN = -(2n ** 63n);
+    INT64_MAX = 2n ** 63n - 1n;
+    UINT64_MAX = 2n ** 64n - 1n;
+    YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
+    DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    isLeap = (y) => y % 4 === 0 && y % 100 !== 0 || y % 400 === 0;
+    NULLS = /* @__PURE__ */ new Set(["", "~", "null", "Null", "NULL"]);
+    TRUES = /* @__PURE__ */ new Set(["true", "True", "TRUE"]);
+    FALSES = /* @__PURE__ */ new Set(["false", "False", "FALSE"]);
+    TAG = "tag:yaml.org,2002:";
+  }
+});
+
+// core/secrets/yaml11.ts
+function yaml11Retypes(s) {
+  return s === "" || TIMESTAMP.test(s) || VALUE.test(s) || MERGE.test(s) || LIBRARY_TESTS.some((re) => re.test(s));
+}
+var import_yaml3, YAML11, STR_TAG, LIBRARY_TESTS, TIMESTAMP, VALUE, MERGE;
+var init_yaml11 = __esm({
+  "core/secrets/yaml11.ts"() {
+    "use strict";
+    import_yaml3 = __toESM(require_dist(), 1);
+    YAML11 = new import_yaml3.Schema({ schema: "yaml-1.1", merge: true });
+    STR_TAG = "tag:yaml.org,2002:str";
+    LIBRARY_TESTS = YAML11.tags.flatMap((t) => t.default && t.tag !== STR_TAG && "test" in t && t.test instanceof RegExp ? [t.test] : []);
+    TIMESTAMP = /^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)$/;
+    VALUE = /^=$/;
+    MERGE = /^<<$/;
+  }
+});
+
+// core/secrets/tree-scalars.ts
+function goFormatFloat(v) {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
+  const s = String(v);
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const [, sign, lead, frac = "", expText] = m;
+  const digits = lead + frac;
+  const point = 1 + Number(expText);
+  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
+  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
+  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+function maskedText2(s) {
+  if (s.type === "bool") return void 0;
+  return s.type === "str" ? s.value : String(s.value);
+}
+function scalarBytes(node) {
+  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
+}
+function scalarText(node) {
+  switch (node.type) {
+    case "str":
+      return node.value;
+    case "int":
+      return String(node.value);
+    case "float":
+      return goFormatFloat(node.value);
+    case "bool":
+      return node.value ? "True" : "False";
+    case "time":
+      return node.value;
+  }
+}
+function parseScalarText(text, type) {
+  switch (type) {
+    case "str":
+    case "bytes":
+      return str(text);
+    case "int":
+    case "int64": {
+      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
+      const n = BigInt(text);
+      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
+      return { kind: "scalar", type: "int", value: intValue(n) };
+    }
+    case "time": {
+      const t = parseRfc3339(text);
+      if (!t) throw new Error('"time" value is not an RFC 3339 time');
+      return { kind: "scalar", type: "time", value: t };
+    }
+    case "float": {
+      let n;
+      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
+      else if (/^nan$/i.test(text)) n = NaN;
+      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
+      else throw new Error(`"float" value is not a number`);
+      return { kind: "scalar", type: "float", value: n };
+    }
+    case "bool":
+      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
+      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
+      throw new Error(`"bool" value is neither true nor false`);
+    default:
+      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
+  }
+}
+var init_tree_scalars = __esm({
+  "core/secrets/tree-scalars.ts"() {
+    "use strict";
+    init_goyaml();
+    init_tree();
+  }
+});
+
+// core/secrets/tree.ts
+function bytesNode(bytes) {
+  const buf = Buffer.from(bytes);
+  const text = buf.toString("utf8");
+  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
+}
+function binaryRefused(path, where, env = "<env>") {
+  return new OpsError(
+    `the secret "${path}" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported ${where}`,
+    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${path} | base64 -w0 | ops secrets set ${env} ${path}`
+  );
+}
+function holdsBinary(value) {
+  if (value instanceof Uint8Array) return true;
+  if (Array.isArray(value)) return value.some(holdsBinary);
+  return value !== null && typeof value === "object" && Object.values(value).some(holdsBinary);
+}
+function formatOf(file) {
+  const lower = file.toLowerCase();
+  if (lower.endsWith(".json")) return "json";
+  if (lower.endsWith(".yaml") || lower.endsWith(".yml")) return "yaml";
+  if (lower.endsWith(".env") || lower.endsWith(".ini")) {
+    throw new OpsError(
+      `${file}: dotenv and INI sops files are not supported`,
+      "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON"
+    );
+  }
+  throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
+}
+function showPath(path) {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
+  return out || "(top level)";
+}
+function mapLeaves(node, fn, keys = [], path = []) {
+  switch (node.kind) {
+    case "map":
+      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
+    case "list":
+      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
+    case "null":
+      return node;
+    case "scalar":
+      return fn(node, keys, path);
+  }
+}
+function walkTree(node, walker, keys = [], path = [], stack = []) {
+  if (node.kind === "scalar") return walker.leaf(node, keys, path, stack);
+  if (node.kind === "null") return node;
+  const level = [];
+  const snapshot = () => [...stack.map((l) => [...l]), [...level]];
+  const comments = [];
+  const size2 = node.kind === "map" ? node.entries.length : node.items.length;
+  const visitComments = (i) => {
+    for (const c of commentsAt(node, i)) {
+      level.push(c.text);
+      comments.push(walker.comment(c, keys, snapshot(), node));
+    }
+  };
+  const walkItem = (i, value, k, p) => {
+    visitComments(i);
+    const out2 = walkTree(value, walker, k, p, snapshot());
+    level.length = 0;
+    return out2;
+  };
+  let out;
+  if (node.kind === "map") out = { ...node, entries: node.entries.map(([k, v], i) => [k, walkItem(i, v, [...keys, k], [...path, k])]) };
+  else out = { ...node, items: node.items.map((v, i) => walkItem(i, v, keys, [...path, i])) };
+  visitComments(size2);
+  if (comments.length) out.comments = comments;
+  return out;
+}
+function commentsAt(node, i) {
+  return (node.comments ?? []).filter((c) => c.before === i);
+}
+function forEachLeaf(node, fn) {
+  mapLeaves(node, (leaf, keys, path) => {
+    fn(leaf, keys, path);
+    return leaf;
+  });
+}
+function sameComments(a, b) {
+  const x = a.comments ?? [];
+  const y = b.comments ?? [];
+  return x.length === y.length && x.every((c, i) => c.before === y[i].before && c.text === y[i].text && Boolean(c.inline) === Boolean(y[i].inline));
+}
+function treeEquals(a, b) {
+  if (a.kind !== b.kind) return false;
+  switch (a.kind) {
+    case "null":
+      return true;
+    case "scalar": {
+      const s = b;
+      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
+    }
+    case "list": {
+      const l = b;
+      return sameComments(a, l) && a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
+    }
+    case "map": {
+      const m = b;
+      return sameComments(a, m) && a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
+    }
+  }
+}
+function keyPathParts(text, show) {
+  const parts = [];
+  const bad = (why) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
+  let i = 0;
+  for (; ; ) {
+    if (text[i] === '"') {
+      const close = text.indexOf('"', i + 1);
+      if (close < 0) throw bad("a quote is not closed");
+      if (close === i + 1) throw bad('an empty key ("")');
+      parts.push({ key: text.slice(i + 1, close), quoted: true });
+      i = close + 1;
+      if (i < text.length && text[i] !== ".") throw bad("a quoted key must be followed by a dot or the end");
+    } else {
+      const dot = text.indexOf(".", i);
+      const key = text.slice(i, dot < 0 ? text.length : dot);
+      if (key === "") throw bad("an empty key (two dots in a row, or a dot at an end)");
+      const lead = key.length - key.trimStart().length;
+      const rest = key.slice(lead);
+      const at2 = rest.search(/[=:]|[ \t]/);
+      if (at2 >= 0 && (rest[at2] === "=" || rest[at2] === ":" || rest.slice(at2).trim() !== "")) {
+        const name2 = `${text.slice(0, i)}${rest.slice(0, at2)}`;
+        const sep4 = rest[at2] === "=" ? "=" : rest[at2] === ":" ? /[ \t]/.test(rest[at2 + 1] ?? "") ? ": " : ":" : " ";
+        const quoted = `a key whose name holds =, : or a space goes in double quotes: '"${name2}${sep4}..."'`;
+        if (show)
+          throw new OpsError(
+            `the key path holds "${name2}${sep4}\u2026": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name2}" was not shown)`,
+            `to print that key's value: ops secrets show ${show.env} --key ${name2 || "<key>"}; ${quoted}`
+          );
+        throw new OpsError(
+          `the key path holds "${name2}${sep4}\u2026": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name2}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
+          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name2 || "<key>"} (or ops secrets edit <env>); ${quoted}`
+        );
+      }
+      if (/[[\]]/.test(key)) {
+        const at3 = key.indexOf("[");
+        const list2 = at3 > 0 ? `${text.slice(0, i)}${key.slice(0, at3)}` : at3 === 0 && i > 0 ? text.slice(0, i - 1) : "";
+        const whole = list2 ? `print the whole list: ops secrets show ${show?.env} --key ${/["\s]/.test(list2) ? `'${list2}'` : list2}` : `\`ops secrets show ${show?.env}\` prints them all`;
+        throw new OpsError(
+          `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
+          `${show ? `${whole} (a key path reaches a whole list, not an item)` : "change a list's items with `ops secrets edit <env>` (a key path reaches a whole list, not an item)"}; a key whose name holds brackets: '"${key}"'`
+        );
+      }
+      parts.push({ key, quoted: false });
+      i = dot < 0 ? text.length : dot;
+    }
+    if (i >= text.length) return parts;
+    i++;
+    if (i >= text.length) throw bad("an empty key (two dots in a row, or a dot at an end)");
+  }
+}
+function splitKeyPath(text, keysAt, options = {}) {
+  const parts = keyPathParts(text, options.show);
+  const path = [];
+  for (let i = 0; i < parts.length; ) {
+    if (parts[i].quoted) {
+      path.push(parts[i].key);
+      i++;
+      continue;
+    }
+    const keys = new Set(keysAt(path));
+    let run = i;
+    while (run < parts.length && !parts[run].quoted) run++;
+    let end = run;
+    while (end > i && !keys.has(parts.slice(i, end).map((p) => p.key).join("."))) end--;
+    if (end > i) {
+      path.push(parts.slice(i, end).map((p) => p.key).join("."));
+      i = end;
+      continue;
+    }
+    const rest = parts.slice(i, run).map((p) => p.key);
+    if (options.creating && rest.length > (path.length > 0 ? 1 : 2)) {
+      const quoted = (keys2) => keys2.map((k) => `"${k}"`).join(".");
+      const [one, nested2] = path.length > 0 ? [`${showPath(path)}."${rest.join(".")}"`, `${showPath(path)}.${quoted(rest)}`] : [`${rest[0]}."${rest.slice(1).join(".")}"`, quoted(rest)];
+      throw new OpsError(
+        `the key path "${text}" is ambiguous: ${path.length > 0 ? `${showPath(path)} has no key ${rest.join(".")}` : `there is no key ${rest[0]}`}, and its new keys could hold dots or nest at each one`,
+        `say which with double quotes (one quoted part is one key): '${one}' or '${nested2}' (single quotes keep the shell off the double quotes)`
+      );
+    }
+    for (const p of parts.slice(i)) {
+      if (options.creating) checkNewKey(p);
+      path.push(p.key);
+    }
+    break;
+  }
+  return path;
+}
+function checkNewKey(part) {
+  if (/^\s|\s$/.test(part.key) || /[\p{Cc}]/u.test(part.key))
+    throw new OpsError(
+      `a new key ${JSON.stringify(part.key)} would be created with ${/[\p{Cc}]/u.test(part.key.trim()) ? "a control character (a newline, a tab) in it" : "a space or tab at an end"}: no env entry or app would name it so`,
+      `type the key without it${part.key.trim() && !/[\p{Cc}]/u.test(part.key.trim()) ? ` (${part.key.trim()})` : ""}; ops secrets show <env> lists the keys there are`
+    );
+}
+function getEntry(map, key) {
+  return map.entries.find(([k]) => k === key)?.[1];
+}
+function toPlain(node, times = "marshal") {
+  switch (node.kind) {
+    case "null":
+      return null;
+    case "scalar":
+      if (node.type === "time" && times === "dotenv") return dotenvTime(node.value);
+      return node.bytes ? Buffer.from(node.bytes) : node.value;
+    case "list":
+      return node.items.map((item) => toPlain(item, times));
+    case "map": {
+      const out = {};
+      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v, times), enumerable: true, writable: true, configurable: true });
+      return out;
+    }
+  }
+}
+function fromPlain(value, path = []) {
+  if (value === null || value === void 0) return { kind: "null" };
+  if (typeof value === "string") return str(value);
+  if (typeof value === "boolean") return { kind: "scalar", type: "bool", value };
+  if (typeof value === "number") {
+    return { kind: "scalar", type: Number.isSafeInteger(value) ? "int" : "float", value };
+  }
+  if (typeof value === "bigint") {
+    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(
+      `${showPath(path)}: an integer out of the 64-bit range sops holds`
+      /* never the value: it is a secret */
+    );
+    return { kind: "scalar", type: "int", value: intValue(value) };
+  }
+  if (value instanceof Uint8Array) return bytesNode(value);
+  if (Array.isArray(value)) return { kind: "list", items: value.map((v, i) => fromPlain(v, [...path, i])) };
+  if (typeof value === "object") {
+    return { kind: "map", entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
+  }
+  throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
+}
+var str, PATH_HINT;
+var init_tree = __esm({
+  "core/secrets/tree.ts"() {
+    "use strict";
+    init_errors();
+    init_goyaml();
+    init_tree_scalars();
+    str = (value) => ({ kind: "scalar", type: "str", value });
+    PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
+  }
+});
+
+// core/secrets/tree-print.ts
+function needsQuotesForGo(s) {
+  return s === "" || plainChangesMeaning(s) || yaml11Retypes(s);
+}
+function yamlFloatText(v) {
+  if (Number.isNaN(v)) return ".nan";
+  if (!Number.isFinite(v)) return v < 0 ? "-.inf" : ".inf";
+  if (Object.is(v, -0)) return "-0.0";
+  const [digits, exp] = String(v).split("e");
+  const withPoint = digits.includes(".") ? digits : `${digits}.0`;
+  return exp === void 0 ? withPoint : `${withPoint}e${exp}`;
+}
+function escapedDoubleQuoted(s) {
+  return JSON.stringify(s).replace(new RegExp(RAW_UNSAFE.source, "g"), (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+function styleChangesText(s) {
+  if (!s.includes("\n")) return s.includes("	");
+  return /^\n*[ \t]/.test(s) || /^[ \t\n]*$/.test(s) || /[ \t](\n|$)/.test(s) || /\n\n$/.test(s);
+}
+function yamlScalar(node) {
+  if (node.kind === "null") return new import_yaml4.Scalar(null);
+  if (node.bytes) {
+    const b643 = node.value;
+    if (b643.length < 70) return Object.assign(new import_yaml4.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.PLAIN });
+    return Object.assign(new import_yaml4.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
+`), { tag: "tag:yaml.org,2002:binary", type: import_yaml4.Scalar.BLOCK_LITERAL });
+  }
+  const s = new import_yaml4.Scalar(node.value);
+  if (node.type === "str" && (needsQuotesForGo(node.value) || styleChangesText(node.value))) s.type = import_yaml4.Scalar.QUOTE_DOUBLE;
+  if (node.type === "float") s.format = OPS_FLOAT;
+  if (node.type === "time") s.type = import_yaml4.Scalar.PLAIN;
+  return s;
+}
+function yamlScalarText(node) {
+  return new import_yaml4.Document(yamlScalar(node), DOC_OPTIONS).toString({ lineWidth: 0 }).replace(/\n$/, "");
+}
+function jsonNumberText(node) {
+  return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
+}
+function split2(node, i, value) {
+  const here = commentsAt(node, i);
+  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
+  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
+}
+function toYamlNode(node) {
+  switch (node.kind) {
+    case "map": {
+      const m = new import_yaml4.YAMLMap();
+      node.entries.forEach(([k, v], i) => {
+        const key = yamlScalar(str(k));
+        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml4.Scalar.PLAIN });
+        const value = toYamlNode(v);
+        const { head, inline } = split2(node, i, v);
+        if (head.length) key.commentBefore = joinComment(head);
+        if (inline.length) value.comment = inline.join(" #");
+        m.items.push(new import_yaml4.Pair(key, value));
+      });
+      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
+      if (tail2.length) m.comment = joinComment(tail2);
+      return m;
+    }
+    case "list": {
+      const s = new import_yaml4.YAMLSeq();
+      node.items.forEach((v, i) => {
+        const item = toYamlNode(v);
+        const { head, inline } = split2(node, i, v);
+        if (head.length) item.commentBefore = joinComment(head);
+        if (inline.length) item.comment = inline.join(" #");
+        s.items.push(item);
+      });
+      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
+      if (tail2.length) s.comment = joinComment(tail2);
+      return s;
+    }
+    default:
+      return yamlScalar(node);
+  }
+}
+function detectLayout(text, format, sops) {
+  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
+  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
+  if (format === "json") {
+    const m2 = /^([ \t]+)"/m.exec(text);
+    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
+  }
+  const m = /^( +)\S/m.exec(text);
+  const n = m ? m[1].length : 0;
+  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
+}
+function toYaml(tree, indent2 = 2) {
+  if (tree.entries.length === 0) {
+    const only = (tree.comments ?? []).map((c) => `#${c.text}
+`).join("");
+    return `${only}{}
+`;
+  }
+  const doc = new import_yaml4.Document(void 0, DOC_OPTIONS);
+  const root = toYamlNode(tree);
+  if (root.comment) {
+    doc.comment = root.comment;
+    root.comment = void 0;
+  }
+  doc.contents = root;
+  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
+}
+function goJsonString(s) {
+  return JSON.stringify(s).replace(/[<>&\x7f-\x9f\u2028\u2029\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+function jsonValue(node, indent2, step) {
+  const inner = indent2 + step;
+  switch (node.kind) {
+    case "null":
+      return "null";
+    case "scalar":
+      if (node.bytes) throw new OpsError("a binary value (bytes that are not UTF-8 text) cannot be written in JSON", "store it as base64 text");
+      if (node.type === "str") return goJsonString(node.value);
+      if (node.type === "bool") return node.value ? "true" : "false";
+      if (node.type === "time") return goJsonString(node.value);
+      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
+      return node.type === "float" ? jsonNumberText(node).replace(/^(-?\d+)e/, "$1.0e") : jsonNumberText(node);
+    case "list":
+      if (node.items.length === 0) return "[]";
+      return `[
+${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
+${indent2}]`;
+    case "map":
+      if (node.entries.length === 0) return "{}";
+      return `{
+${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
+${indent2}}`;
+  }
+}
+function toJson(tree, indent2 = "  ") {
+  return jsonValue(tree, "", indent2) + "\n";
+}
+function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
+  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
+}
+var import_yaml4, OPS_FLOAT, FLOAT_TAG, RAW_UNSAFE, SPACE_BEFORE_BREAK, ESCAPED_STR_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
+var init_tree_print = __esm({
+  "core/secrets/tree-print.ts"() {
+    "use strict";
+    import_yaml4 = __toESM(require_dist(), 1);
+    init_errors();
+    init_goyaml();
+    init_yaml11();
+    init_tree();
+    OPS_FLOAT = "ops-float";
+    FLOAT_TAG = {
+      tag: "tag:yaml.org,2002:float",
+      format: OPS_FLOAT,
+      default: true,
+      identify: (v) => typeof v === "number",
+      test: /(?!)/,
+      resolve: (s) => Number(s),
+      stringify: (node) => yamlFloatText(Number(node.value))
+    };
+    RAW_UNSAFE = /[\x7f-\x9f\u2028\u2029\ufffe\uffff]/;
+    SPACE_BEFORE_BREAK = /[ \t]\n/;
+    ESCAPED_STR_TAG = {
+      tag: "tag:yaml.org,2002:str",
+      default: true,
+      identify: (v) => typeof v === "string" && (RAW_UNSAFE.test(v) || SPACE_BEFORE_BREAK.test(v)),
+      test: /(?!)/,
+      resolve: (s) => s,
+      stringify: (node) => escapedDoubleQuoted(String(node.value))
+    };
+    DOC_OPTIONS = { customTags: [FLOAT_TAG, ESCAPED_STR_TAG] };
+    joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
+    CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
+    LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
+  }
+});
+
+// core/secrets/utf8.ts
+function invalidUtf8Offset(bytes) {
+  let offset = 0;
+  for (const ch of lenient.decode(bytes)) {
+    const cp = ch.codePointAt(0);
+    if (cp === 65533 && !(bytes[offset] === 239 && bytes[offset + 1] === 191 && bytes[offset + 2] === 189)) return offset;
+    offset += cp < 128 ? 1 : cp < 2048 ? 2 : cp < 65536 ? 3 : 4;
+  }
+  return -1;
+}
+function decodeUtf8(bytes, where, hint) {
+  try {
+    return strict.decode(bytes);
+  } catch {
+    const bom = bytes[0] === 255 && bytes[1] === 254 ? "FF FE" : bytes[0] === 254 && bytes[1] === 255 ? "FE FF" : void 0;
+    if (bom)
+      throw new OpsError(
+        `${where} is UTF-16 text (it starts with ${bom}, the byte order mark Windows PowerShell 5's \`>\` and Out-File write), not UTF-8; nothing was changed`,
+        "convert it to UTF-8 first (`iconv -f utf-16 -t utf-8 FILE`, or in PowerShell: Set-Content -Encoding utf8)"
+      );
+    const offset = invalidUtf8Offset(bytes);
+    const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 10).length + 1;
+    throw new OpsError(
+      `${where} is not UTF-8 text: invalid byte at offset ${offset} (line ${line}); nothing was changed`,
+      hint ?? "convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or store binary data as base64 text (`base64 -w0`)"
+    );
+  }
+}
+function refuseLoneSurrogate(text, where) {
+  if (!LONE_SURROGATE.test(text)) return;
+  throw new OpsError(
+    `${where()}: holds a \\uD800-\\uDFFF escape that is half of a surrogate pair (no character on its own: UTF-8 cannot store it, and it would be stored as U+FFFD)`,
+    "write the character itself, or both halves of its pair (\\ud83d\\ude00); for binary data use base64 text"
+  );
+}
+var strict, lenient, LONE_SURROGATE;
+var init_utf8 = __esm({
+  "core/secrets/utf8.ts"() {
+    "use strict";
+    init_errors();
+    strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+    lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+    LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+  }
+});
+
+// core/secrets/yaml-breaks.ts
+function goOnlyBreak(text, start = 0, end = text.length) {
+  GO_ONLY_BREAK.lastIndex = 0;
+  const found = GO_ONLY_BREAK.exec(text.slice(start, end + 1));
+  return found !== null && found.index < end - start;
+}
+function lineBreak(text, i) {
+  if (text[i] === "\r" && text[i + 1] === "\n") return ["\n", 2];
+  return [text[i] === "\u2028" || text[i] === "\u2029" ? text[i] : "\n", 1];
+}
+function quotedSpans(text) {
+  const spans = [];
+  const walk = (t) => {
+    if (Array.isArray(t)) return t.forEach(walk);
+    if (typeof t !== "object" || t === null) return;
+    const tok = t;
+    if ((tok.type === "single-quoted-scalar" || tok.type === "double-quoted-scalar") && tok.offset !== void 0 && tok.source !== void 0) spans.push([tok.offset, tok.offset + tok.source.length]);
+    else Object.values(t).forEach(walk);
+  };
+  for (const token of new import_yaml5.Parser().parse(text)) walk(token);
+  return spans;
+}
+function goLines(text) {
+  if (!goOnlyBreak(text)) return text;
+  let lines = text;
+  for (let round = 0; round < 4; round++) {
+    const spans = quotedSpans(lines).sort((x, y) => x[0] - y[0]);
+    let at2 = 0;
+    const inQuotes = (i) => {
+      while (at2 < spans.length && spans[at2][1] <= i) at2 += 1;
+      return at2 < spans.length && spans[at2][0] <= i;
+    };
+    const next = text.replace(GO_ONLY_BREAK, (c, i) => inQuotes(i) ? c : "\n");
+    if (next === lines) break;
+    lines = next;
+  }
+  return lines;
+}
+function escaped(s) {
+  return s.replace(
+    /[\\"\x00-\x1f\x7f\u0085\u2028\u2029]/g,
+    (c) => c === "\\" ? "\\\\" : c === '"' ? '\\"' : c === "\n" ? "\\n" : c === "	" ? "\\t" : c === "\u2028" ? "\\L" : c === "\u2029" ? "\\P" : c === "\x85" ? "\\N" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`
+  );
+}
+function goFlowScalar(text, style) {
+  let out = "";
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    let leading = false;
+    while (i < n && !BLANK.test(text[i]) && !BREAK.test(text[i])) {
+      const c = text[i];
+      if (style === "double" && c === "\\" && i + 1 < n) {
+        if (BREAK.test(text[i + 1])) {
+          i += 1 + lineBreak(text, i + 1)[1];
+          leading = true;
+          break;
+        }
+        out += c + text[i + 1];
+        i += 2;
+      } else if (style === "single" && c === "'" && text[i + 1] === "'") {
+        out += "'";
+        i += 2;
+      } else {
+        out += style === "double" ? c : escaped(c);
+        i += 1;
+      }
+    }
+    let whitespace = "";
+    let first = "";
+    let more = "";
+    while (i < n && (BLANK.test(text[i]) || BREAK.test(text[i]))) {
+      if (BLANK.test(text[i])) {
+        if (!leading) whitespace += text[i];
+        i += 1;
+        continue;
+      }
+      const [b, width] = lineBreak(text, i);
+      if (!leading) [whitespace, first, leading] = ["", b, true];
+      else more += b;
+      i += width;
+    }
+    if (i >= n && style === "plain") break;
+    if (leading) out += first === "\n" ? more ? escaped(more) : " " : escaped(first + more);
+    else out += escaped(whitespace);
+  }
+  return (0, import_yaml5.parse)(`"${out}"`, { schema: "failsafe", logLevel: "silent" });
+}
+function goBlockScalar(source, parent) {
+  const literal = source[0] === "|";
+  const header = /^[|>]([-+]?)([1-9]?)([-+]?)/.exec(source);
+  const chomping = `${header[1]}${header[3]}`;
+  let indent2 = header[2] ? Math.max(parent, 0) + Number(header[2]) : 0;
+  let i = source.search(BREAK);
+  if (i < 0) return "";
+  const n = source.length;
+  const readLine = () => {
+    const [b, width] = lineBreak(source, i);
+    i += width;
+    return b;
+  };
+  readLine();
+  let column = 0;
+  const breaks = () => {
+    let out = "";
+    let most = 0;
+    for (; ; ) {
+      column = 0;
+      while ((indent2 === 0 || column < indent2) && source[i] === " ") [i, column] = [i + 1, column + 1];
+      most = Math.max(most, column);
+      if (i >= n || !BREAK.test(source[i])) break;
+      out += readLine();
+    }
+    if (indent2 === 0) indent2 = Math.max(most, parent + 1, 1);
+    return out;
+  };
+  let value = "";
+  let leadingBreak = "";
+  let leadingBlank = false;
+  let trailingBreaks = breaks();
+  while (column === indent2 && i < n) {
+    const trailingBlank = BLANK.test(source[i]);
+    if (!literal && leadingBreak === "\n" && !leadingBlank && !trailingBlank) {
+      if (trailingBreaks === "") value += " ";
+    } else value += leadingBreak;
+    value += trailingBreaks;
+    leadingBlank = trailingBlank;
+    const start = i;
+    while (i < n && !BREAK.test(source[i])) i += 1;
+    value += source.slice(start, i);
+    leadingBreak = i < n ? readLine() : "";
+    trailingBreaks = breaks();
+  }
+  if (chomping !== "-") value += leadingBreak;
+  if (chomping === "+") value += trailingBreaks;
+  return value;
+}
+var import_yaml5, GO_ONLY_BREAK, BLANK, BREAK;
+var init_yaml_breaks = __esm({
+  "core/secrets/yaml-breaks.ts"() {
+    "use strict";
+    import_yaml5 = __toESM(require_dist(), 1);
+    GO_ONLY_BREAK = /[\u0085\u2028\u2029]|\r(?!\n)/g;
+    BLANK = /[ \t]/;
+    BREAK = /[\r\n\u0085\u2028\u2029]/;
+  }
+});
+
+// core/secrets/tree-parse.ts
+function lineCol(text, offset) {
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const col = offset - before.lastIndexOf("\n");
+  return `line ${line}, column ${col}`;
+}
+function syntaxProblem(code) {
+  const words = {
+    ALIAS_PROPS: "an alias (*name) given a tag or an anchor",
+    BAD_ALIAS: "an alias (*name) that names no anchor before it",
+    BAD_DIRECTIVE: "a % directive YAML does not support",
+    BAD_DQ_ESCAPE: 'an invalid escape sequence in a double-quoted string (a backslash must start \\\\, \\", \\n, \\t, \\xXX, \\uXXXX...; for a literal backslash, write \\\\ or use single quotes)',
+    BAD_INDENT: "bad indentation",
+    BAD_PROP_ORDER: "a tag or anchor in the wrong place",
+    BAD_SCALAR_START: "a plain value starting with a character YAML reserves (quote the value)",
+    BLOCK_AS_IMPLICIT_KEY: 'a map nested on one line (a plain value holding ": "? quote the value)',
+    BLOCK_IN_FLOW: "a block value inside [...] or {...}",
+    DUPLICATE_KEY: "a key given twice in the same map",
+    KEY_OVER_1024_CHARS: "a key longer than 1024 characters",
+    MISSING_CHAR: "a quote or bracket that is not closed",
+    MULTILINE_IMPLICIT_KEY: "a key spread over several lines (a value indented under another value?)",
+    MULTIPLE_ANCHORS: "two anchors (&name) on one value",
+    MULTIPLE_DOCS: "several YAML documents",
+    MULTIPLE_TAGS: "two tags on one value",
+    NON_STRING_KEY: "a key that is not a string",
+    RESOURCE_EXHAUSTION: "too many aliases",
+    TAB_AS_INDENT: "a tab used as indentation (indent with spaces)",
+    TAG_RESOLVE_FAILED: "a tag (!name) that cannot be resolved, or a value JSON does not allow (quote the value)",
+    UNEXPECTED_TOKEN: "unexpected characters (a block scalar header | or > followed by text, or text after a closing quote or bracket?)",
+    BAD_COLLECTION_TYPE: "a tag that does not fit the value it is on"
+  };
+  return words[code] ?? `a syntax error (${code})`;
+}
+function errorPath(path) {
+  return showPath(path.map((p) => typeof p === "string" && VALUE_IN_KEY.test(p) ? "\u2026" : p));
+}
+function syntaxError(text, err) {
+  const message = err.message ?? "";
+  const noColon = err.code === "MISSING_CHAR" && /^Implicit map keys need to be followed by map values/.test(message) || err.code === "MULTILINE_IMPLICIT_KEY" && err.pos !== void 0 && !/["']/.test(text[err.pos[0]] ?? "");
+  const quoteEndsAtLine = err.code === "MISSING_CHAR" && /^Missing closing ["']quote/.test(message) && err.pos !== void 0 && /^[\r\n]/.test(text.slice(err.pos[0])) && text.slice(err.pos[0]).trim() !== "";
+  const quoteEscaped = err.code === "BAD_DQ_ESCAPE" && message === "Invalid escape sequence \\'";
+  const what = quoteEscaped ? `the escape \\' in a double-quoted string, which YAML 1.2 and JSON do not have: inside double quotes write ' on its own (only \\" and \\\\ need a backslash)` : quoteEndsAtLine ? "a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)" : err.code === "BAD_INDENT" && /^Flow (sequence|map) in block collection/.test(message) ? "a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key" : noColon ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE' : syntaxProblem(err.code);
+  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${what}`;
+}
+function refuseNonGoEscape(text, start, end, file) {
+  for (const m of text.slice(start, end).matchAll(/\\[\s\S]/g))
+    if (m[0] === "\\/")
+      throw new OpsError(`${file} is not valid YAML at ${lineCol(text, start + m.index)}: the escape \\/ in a double-quoted string, which YAML 1.2 has but sops's YAML parser (go-yaml) does not know`, "write / on its own (it needs no escape), and try again");
+}
+function refuseControlCharacter(text, file) {
+  const at2 = GO_YAML_UNREADABLE.exec(text);
+  if (at2)
+    throw new OpsError(
+      `${file} is not valid YAML at ${lineCol(text, at2.index)}: an invisible control character (or U+FFFE, U+FFFF), which sops's YAML parser refuses anywhere in the file ("control characters are not allowed")`,
+      `remove it (pasted with a value, from a terminal's colours or a rich-text editor?); to store one on purpose, write it as an escape in double quotes ("\\e", "\\x01"), and try again`
+    );
+}
+function refuseRawJsonControl(text, start, end, file) {
+  const at2 = /[\x00-\x1f]/.exec(text.slice(start, end));
+  if (at2)
+    throw new OpsError(
+      `${file} is not valid JSON at ${lineCol(text, start + at2.index)}: a line break, tab or other control character typed raw inside a string, which sops refuses ("invalid character in string literal")`,
+      "write it as an escape inside the string (\\n for a line break, \\t for a tab, \\u0001...), and try again"
+    );
+}
+function quotedBreak(source, type) {
+  return /[\r\n\x85]/.test(type === "QUOTE_DOUBLE" ? source.replace(/\\(?:\r\n|[\s\S])/g, "") : source);
+}
+function goNode(v, where) {
+  if (v.type === "null") return { kind: "null" };
+  if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
+  return { kind: "scalar", type: v.type, value: v.value };
+}
+function hasQuoteEscape(source) {
+  return [...source.matchAll(/\\[\s\S]/g)].some((m) => m[0] === "\\'");
+}
+function withoutQuoteEscapes(source) {
+  return source.replace(/\\[\s\S]/g, (m) => m === "\\'" ? "'" : m);
+}
+function goBreaks(text, lines, node) {
+  const [start, end] = node.range ?? [];
+  if (typeof node.value !== "string" || start === void 0 || end === void 0) return node.value;
+  const source = text.slice(start, end);
+  const quoteEscape = node.type === "QUOTE_DOUBLE" && hasQuoteEscape(source);
+  if (!goOnlyBreak(text, start, end) && !quoteEscape) return node.value;
+  try {
+    if (node.type === "QUOTE_DOUBLE") return goFlowScalar(withoutQuoteEscapes(source.slice(1, -1)), "double");
+    if (node.type === "QUOTE_SINGLE") return goFlowScalar(source.slice(1, -1), "single");
+    if (node.type === "PLAIN") return goFlowScalar(source, "plain");
+    const head = lines.slice(Math.max(lines.lastIndexOf("\n", start - 1), lines.lastIndexOf("\r", start - 1)) + 1, start);
+    const collection = /^((?: *-(?= ))*) *(\S?)/.exec(head);
+    return goBlockScalar(source, collection[2] ? collection[0].length - 1 : collection[1] ? collection[1].length - 1 : -1);
+  } catch {
+    return node.value;
+  }
+}
+function parseTree(text, format, options) {
+  const { file } = options;
+  refuseDeepNesting(text, file);
+  if (format === "yaml" && options.keys !== "strict") refuseControlCharacter(text, file);
+  const lines = format === "yaml" ? goLines(text) : text;
+  const docs = (0, import_yaml6.parseAllDocuments)(lines, {
+    intAsBigInt: true,
+    uniqueKeys: true,
+    prettyErrors: false,
+    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
+    schema: format === "json" ? "json" : "failsafe",
+    merge: false,
+    keepSourceTokens: false
+  });
+  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
+  if (docs.length > 1) {
+    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
+  }
+  const doc = docs[0];
+  const err = doc.errors.find((e) => !(format === "yaml" && e.code === "BAD_DQ_ESCAPE" && e.message === "Invalid escape sequence \\'"));
+  if (err) {
+    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
+  }
+  const scalar = (node, path) => {
+    if (format === "yaml" && node.type === "QUOTE_DOUBLE") refuseNonGoEscape(text, node.range?.[0] ?? 0, node.range?.[1] ?? 0, file);
+    if (format === "json" && node.type === "QUOTE_DOUBLE") refuseRawJsonControl(text, node.range?.[0] ?? 0, node.range?.[1] ?? 0, file);
+    const v = format === "yaml" ? goBreaks(text, lines, node) : node.value;
+    const where = () => `${file}: ${errorPath(path)}`;
+    if (typeof v === "string") refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ""}`);
+    if (format === "json") {
+      if (v === null || v === void 0) return { kind: "null" };
+      if (typeof v === "string") return str(v);
+      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
+      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
+      if (typeof v === "number" && !Number.isFinite(v)) throw new OpsError(`${where()}: a number beyond the floating-point range (about 1.8e308), which sops refuses ("value out of range")`, "quote it to store it as text, or give a smaller number");
+      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
+      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+    }
+    if (node.tag === BINARY_TAG || v instanceof Uint8Array) {
+      const b643 = (typeof node.source === "string" ? node.source : String(v ?? "")).replace(/\s+/g, "");
+      if (b643.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b643))
+        throw new OpsError(`${where()}: tagged !!binary, but its text is not valid base64 (which sops refuses too)`, "give base64 text after !!binary (`base64 -w0 < FILE`), or, for text, drop the tag and put the value in double quotes");
+      return bytesNode(Buffer.from(b643, "base64"));
+    }
+    try {
+      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
+    } catch (e) {
+      if (e instanceof OpsError) throw e;
+      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
+    }
+  };
+  const root = doc.contents;
+  if (root === null || (0, import_yaml6.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
+  if (!(0, import_yaml6.isMap)(root)) {
+    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
+  }
+  refuseAliasBomb(doc, file);
+  const targets = aliasTargets(doc);
+  const target = (alias) => targets.get(alias);
+  let aliases = 0;
+  const at2 = positions(lines);
+  const anchors = [];
+  const anchor = (offset, branch, index, value) => {
+    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
+    const { line, col } = at2(offset);
+    const v = (0, import_yaml6.isAlias)(value) ? void 0 : value;
+    const scalarOnLine = !((0, import_yaml6.isMap)(v) || (0, import_yaml6.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
+    const a = { offset, line, col, branch, index, scalarOnLine };
+    anchors.push(a);
+    return a;
+  };
+  const offsetOf2 = (node) => node?.range?.[0];
+  const lineOf = (offset) => offset === void 0 ? 0 : at2(offset).line + 1;
+  const record2 = (node, path, keyAt) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases) return;
+    const line = lineOf(keyAt ?? offsetOf2(node));
+    if ((0, import_yaml6.isAlias)(node)) return found.push({ path, kind: "alias", line });
+    const n = node;
+    if (!n) return;
+    if (n.anchor) found.push({ path, kind: "anchor", line });
+    const empty = (0, import_yaml6.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
+    if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: "tag", line, tag: n.tag });
+    if ((0, import_yaml6.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
+    else if ((0, import_yaml6.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
+  };
+  const recordValue = (node, path, keyAt) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases) return;
+    const line = lineOf(keyAt ?? offsetOf2(node));
+    if (((0, import_yaml6.isMap)(node) || (0, import_yaml6.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml6.isMap)(node) ? "flow-map" : "flow-list", line });
+    else if ((0, import_yaml6.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
+    else if ((0, import_yaml6.isScalar)(node) && node.type === "PLAIN" && node.range && text.slice(node.range[0], node.range[1]).includes("\n")) found.push({ path, kind: "folded", line });
+    else if ((0, import_yaml6.isScalar)(node) && (node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE") && node.range && quotedBreak(lines.slice(node.range[0], node.range[1]), node.type))
+      found.push({ path, kind: "quoted-lines", line });
+  };
+  const recordKey = (node, path) => {
+    const found = options.constructs;
+    if (!found || format !== "yaml" || aliases || !(0, import_yaml6.isScalar)(node) || node.type !== "PLAIN" || node.tag) return;
+    if (VALUE_IN_KEY.test(String(path.at(-1)))) found.push({ path, kind: "key-value", line: lineOf(offsetOf2(node)) });
+  };
+  const convert = (node, path, parent, keyAt) => {
+    record2(node, path, keyAt);
+    recordValue(node, path, keyAt);
+    if ((0, import_yaml6.isAlias)(node)) {
+      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
+      if (path.length > 100) throw new OpsError(`${file}: ${errorPath(path)}: nesting is too deep (recursive alias?)`);
+      const resolved = convert(target(node), path);
+      aliases--;
+      return resolved;
+    }
+    if (path.length > 100) throw new OpsError(`${file}: ${errorPath(path)}: nesting is too deep`);
+    if ((0, import_yaml6.isMap)(node)) {
+      const out = { kind: "map", entries: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((pair, i) => {
+        const key = keyOf(pair.key, path);
+        record2(pair.key, [...path, key]);
+        if (!node.flow) recordKey(pair.key, [...path, key]);
+        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
+        if (a && i === 0) branch.col = a.col;
+        out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf2(pair.key))]);
+      });
+      if (!parent && path.length === 0) rootBranch = branch;
+      return out;
+    }
+    if ((0, import_yaml6.isSeq)(node)) {
+      const out = { kind: "list", items: [] };
+      const branch = { node: out, col: 0, parent };
+      node.items.forEach((item, i) => {
+        let o = offsetOf2(item);
+        if (o !== void 0 && !node.flow) {
+          let d = o - 1;
+          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
+          if (text[d] === "-") o = d;
+        }
+        const a = anchor(o, branch, i, item);
+        if (a && i === 0) branch.col = a.col;
+        out.items.push(convert(item, [...path, i], a));
+      });
+      return out;
+    }
+    if (node === null || node === void 0) return { kind: "null" };
+    if ((0, import_yaml6.isScalar)(node)) {
+      const v = scalar(node, path);
+      if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
+        const text2 = String(node.value ?? "");
+        const sameExponent = v.type === "float" && /e/i.test(text2) && numberText(v.value) === text2;
+        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && numberText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+        else if (v.type === "time" && dotenvTime(v.value) !== v.value) options.retyped.push({ path, type: "time", typed: "fraction" });
+      }
+      if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
+        const text2 = typeof node.source === "string" ? node.source : String(node.value);
+        if (jsonNumberText(v) !== text2 || v.type === "float" && numberText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
+      }
+      return v;
+    }
+    throw new OpsError(`${file}: ${errorPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
+  };
+  let rootBranch;
+  const keyOf = (key, path) => {
+    const k = (0, import_yaml6.isAlias)(key) ? target(key) : key;
+    if ((0, import_yaml6.isScalar)(k) && k.tag === MERGE_TAG) {
+      const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
+      if (source === "<<" || source === "") return "<<";
+      throw new OpsError(`${file}: ${errorPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
+    }
+    if ((0, import_yaml6.isScalar)(k)) {
+      const v = scalar(k, path);
+      if (v.kind === "scalar" && v.bytes)
+        throw new OpsError(`${file}: the key !!binary ${String(v.value)}${path.length ? ` under ${errorPath(path)}` : ""} holds bytes that are not UTF-8 text, which ops does not support (keys are text)`, "rename it to a text key (`sops edit` the file: the key without !!binary)");
+      if (v.kind === "scalar" && v.type === "str") return v.value;
+      const source = String(k.value ?? "");
+      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
+      throw new OpsError(
+        `${file}: ${errorPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
+        `quote it: "${source}":`
+      );
+    }
+    throw new OpsError(`${file}: ${errorPath(path)}: a map or list used as a key`, "use string keys only");
+  };
+  const tree = convert(root, []);
+  if (format === "yaml" && rootBranch) placeComments(commentTokens(lines), anchors, rootBranch);
+  return tree;
+}
+var import_yaml6, MERGE_TAG, BINARY_TAG, VALUE_IN_KEY, GO_YAML_UNREADABLE;
+var init_tree_parse = __esm({
+  "core/secrets/tree-parse.ts"() {
+    "use strict";
+    import_yaml6 = __toESM(require_dist(), 1);
+    init_errors();
+    init_yaml_depth();
+    init_comments();
+    init_goyaml();
+    init_tree_print();
+    init_utf8();
+    init_yaml_breaks();
+    init_tree();
+    MERGE_TAG = "tag:yaml.org,2002:merge";
+    BINARY_TAG = "tag:yaml.org,2002:binary";
+    VALUE_IN_KEY = /["']|:[ \t]|\S[ \t]+\S/;
+    GO_YAML_UNREADABLE = /[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/u;
   }
 });
 
@@ -37896,7 +39142,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join12 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join13 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -37906,10 +39152,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join12(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join13(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join12(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join13(r.path), message: r.message(v) });
     }
   }
 }
@@ -38460,20 +39706,20 @@ import { createHash as createHash2 } from "node:crypto";
 import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync4, readdirSync, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { homedir as homedir3 } from "node:os";
-import { isAbsolute, join as join4, resolve as resolve2 } from "node:path";
+import { isAbsolute, join as join5, resolve as resolve3 } from "node:path";
 import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
-  return join4(root, "environments");
+  return join5(root, "environments");
 }
 function listEnvironments(root) {
   const dir = environmentsDir(root);
   if (!existsSync5(dir)) return [];
-  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync5(join4(dir, d, ENVIRONMENT_FILE))).sort();
+  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync5(join5(dir, d, ENVIRONMENT_FILE))).sort();
 }
 function userPath(base, p, home = process.env.HOME || homedir3()) {
-  if (p === "~" || p.startsWith("~/")) return join4(home, p.slice(1));
+  if (p === "~" || p.startsWith("~/")) return join5(home, p.slice(1));
   if (p.startsWith("~")) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split("/")[0]}${p.includes("/") ? p.slice(p.indexOf("/")) : ""})`);
-  return isAbsolute(p) ? p : resolve2(base, p);
+  return isAbsolute(p) ? p : resolve3(base, p);
 }
 function machineId(h) {
   const address2 = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, "");
@@ -38622,7 +39868,7 @@ function parseEnvironment(doc, file) {
   return config;
 }
 function parsedEntry(text) {
-  return parsedDir && join4(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
+  return parsedDir && join5(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
 }
 function readParsed(entry) {
   try {
@@ -38643,8 +39889,8 @@ function keepParsed(entry, value) {
     renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync5(join4(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
-    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join4(parsedDir, n));
+    const byAge = names.map((n) => ({ n, t: statSync5(join5(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join5(parsedDir, n));
   } catch {
     try {
       rmSync(tmp, { force: true });
@@ -38655,11 +39901,11 @@ function keepParsed(entry, value) {
 function refuseUnresolvedAliases(doc, text, label) {
   const anchors = [];
   let missing;
-  (0, import_yaml2.visit)(doc, {
+  (0, import_yaml7.visit)(doc, {
     Node(_, node) {
-      if (missing) return import_yaml2.visit.BREAK;
+      if (missing) return import_yaml7.visit.BREAK;
       if ("anchor" in node && typeof node.anchor === "string" && node.anchor) anchors.push(node.anchor);
-      if ((0, import_yaml2.isAlias)(node) && !anchors.includes(node.source)) missing = { name: node.source, line: text.slice(0, node.range?.[0] ?? 0).split("\n").length };
+      if ((0, import_yaml7.isAlias)(node) && !anchors.includes(node.source)) missing = { name: node.source, line: text.slice(0, node.range?.[0] ?? 0).split("\n").length };
       return void 0;
     }
   });
@@ -38684,7 +39930,7 @@ function readYamlFile(file, label = file) {
   if (kept) return kept.value;
   let value;
   try {
-    const doc = (0, import_yaml2.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
+    const doc = (0, import_yaml7.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
     if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]), yamlErrorHint(doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
@@ -38707,46 +39953,35 @@ ${warnings.map((w) => `  - ${w}`).join("\n")}`),
   if (entry) keepParsed(entry, value);
   return value;
 }
-function yamlErrorMessage(label, text, error2) {
-  const said = hideSecrets(error2.message.split(/:\n\n/)[0].replace(/; please use YAML\.\w+\(\)/, ""));
+function yamlErrorMessage(label, _text, error2) {
+  const what = syntaxProblem(error2.code);
   const at2 = error2.linePos?.[0];
-  const lines = text.split(/\r?\n/);
-  if (!at2) return `${label} is not valid YAML: ${said}`;
-  const line = lines[at2.line - 1] ?? "";
-  const before = line.slice(0, at2.col - 1);
-  const context = at2.line > 1 && !before.trim() ? `${hideSecrets(lines[at2.line - 2] ?? "")}
-` : "";
-  if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
-  return `${label} is not valid YAML: ${said}:
-
-${context}${hideSecrets(line)}
-${" ".repeat(hideSecrets(before).length)}^
-`;
+  return at2 ? `${label}:${at2.line}:${at2.col}: not valid YAML: ${what}` : `${label}: not valid YAML: ${what}`;
 }
 function yamlErrorHint(error2, oneDocument = "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)") {
   switch (error2.code) {
     case "MULTIPLE_DOCS":
       return oneDocument;
     case "TAB_AS_INDENT":
-      return "indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)";
+      return "replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)";
     case "DUPLICATE_KEY":
       return "keep one of the two: YAML takes no key twice in one mapping (merge their contents under one)";
     default:
-      return "fix the file at the line shown (a quote, bracket or indentation left open often shows on the next line)";
+      return "fix the file at that line (a quote, bracket or indentation left open often shows on the next line)";
   }
 }
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
   const tagged = [];
-  (0, import_yaml2.visit)(doc, {
+  (0, import_yaml7.visit)(doc, {
     Node(_key, node, ancestors) {
       if (!node.tag || !node.range) return;
       const chain2 = [...ancestors, node];
       let path = "";
       chain2.forEach((a, i) => {
         const child = chain2[i + 1];
-        if ((0, import_yaml2.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
-        else if ((0, import_yaml2.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
+        if ((0, import_yaml7.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
+        else if ((0, import_yaml7.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
       });
       tagged.push({ start: node.range[0], path });
     }
@@ -38760,8 +39995,8 @@ function yamlWarnings(doc, text) {
 }
 function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
-  const dir = join4(environmentsDir(root), envName);
-  const file = join4(dir, ENVIRONMENT_FILE);
+  const dir = join5(environmentsDir(root), envName);
+  const file = join5(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
     const other = existsSync5(dir) && statSync5(dir).isDirectory() ? readdirSync(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes(".sops.")) : void 0;
     if (other)
@@ -38784,6 +40019,7 @@ function readEnvironmentConfig(envName, root) {
 function loadEnvironment(envName, root) {
   const { dir, label, config } = readEnvironmentConfig(envName, root);
   const problems = [];
+  let hostsMissing = 0;
   const pinnedKey = (key, file, path) => {
     if (!file) return key ?? "";
     const keyFile = relativeTo(dir, file);
@@ -38796,6 +40032,7 @@ function loadEnvironment(envName, root) {
       const code = e.code;
       const why = code === "EISDIR" ? "it is a directory: name the key file in it (e.g. ssh_host_ed25519_key.pub)" : code === "EACCES" ? "permission denied" : code === "ENOENT" ? "no such file (is the host created? for the local sandbox: npm start)" : `${code ?? "unreadable"}`;
       problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile}: ${why}` });
+      if (code === "ENOENT") hostsMissing++;
       return "";
     }
   };
@@ -38805,7 +40042,8 @@ function loadEnvironment(envName, root) {
     const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
     return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey(h.host_key, h.host_key_file, `hosts[${i}]`), ...h.host_key_file && { hostKeyFile: relativeTo(dir, h.host_key_file) }, ...via && { bastion: via } };
   });
-  if (problems.length) throw new ConfigError(label, problems);
+  if (problems.length)
+    throw new ConfigError(label, problems, ...hostsMissing === problems.length ? ["create the host first (the local sandbox: `npm start`), or point host_key_file at its public host key"] : []);
   return resolveEnvironment(envName, root, config, hosts);
 }
 function resolveEnvironment(envName, root, config, hosts) {
@@ -38813,7 +40051,7 @@ function resolveEnvironment(envName, root, config, hosts) {
   const scheme = config.tls.mode === "off" ? "http" : "https";
   const site2 = config.domain ?? (isIP2(hosts[0].address) === 6 ? `[${hosts[0].address}]` : hosts[0].address);
   const url = config.url ?? `${scheme}://${site2}`;
-  return { name: envName, dir: join4(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join5(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function assetDirs(config) {
   return config.release.asset_dirs.map((a) => typeof a === "string" ? { dir: a } : a);
@@ -38834,16 +40072,17 @@ function readEnvFile(env, setting, value, expected = "a file") {
     );
   }
 }
-var import_yaml2, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, NGINX_PATH, parsedDir, PARSED_KEPT, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml7, ENVIRONMENT_FILE, SECRETS_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, NGINX_PATH, parsedDir, PARSED_KEPT, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
-    import_yaml2 = __toESM(require_dist(), 1);
+    import_yaml7 = __toESM(require_dist(), 1);
     init_package();
     init_dotenv_readers();
     init_errors();
     init_shell();
     init_parts();
+    init_tree_parse();
     init_utf8();
     init_yaml_depth();
     init_env_names();
@@ -38855,13 +40094,10 @@ var init_environment = __esm({
     ENVIRONMENT_FILE = "environment.yml";
     SECRETS_FILE = "secrets.sops.yaml";
     ConfigError = class extends OpsError {
-      constructor(file, problems) {
+      constructor(file, problems, hint = 'fix the file; every key and its expected form is listed in the README under "Environment reference"') {
         const n = problems.length;
-        super(
-          hideSecrets(`${file} has ${n} problem${n > 1 ? "s" : ""}:
-${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`),
-          'fix the file; every key and its expected form is listed in the README under "Environment reference"'
-        );
+        super(hideSecrets(`${file} has ${n} problem${n > 1 ? "s" : ""}:
+${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`), hint);
         this.file = file;
         this.problems = problems;
       }
@@ -38908,480 +40144,6 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
     ENVIRONMENT_YAML = { merge: true };
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
-  }
-});
-
-// core/secrets/goyaml.ts
-function intValue(n) {
-  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
-}
-function dotenvTime(marshal) {
-  return marshal.replace(/\.\d+(?=Z$|[+-]\d\d:\d\d$)/, "");
-}
-function goFloatText(v) {
-  if (Number.isNaN(v)) return "NaN";
-  if (!Number.isFinite(v)) return v < 0 ? "-Inf" : "+Inf";
-  const sign = v < 0 || Object.is(v, -0) ? "-" : "";
-  const [mantissa, e] = Math.abs(v).toExponential().split("e");
-  const digits = mantissa.replace(".", "");
-  const exp = Number(e);
-  let text;
-  if (exp < -4 || exp >= 6) text = `${digits[0]}${digits.length > 1 ? `.${digits.slice(1)}` : ""}E${exp < 0 ? "-" : "+"}${String(Math.abs(exp)).padStart(2, "0")}`;
-  else if (exp < 0) text = `0.${"0".repeat(-exp - 1)}${digits}`;
-  else text = digits.length > exp + 1 ? `${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}` : `${digits}${"0".repeat(exp + 1 - digits.length)}.0`;
-  return sign + text;
-}
-function numberText(value) {
-  return Number.isSafeInteger(value) && !Object.is(value, -0) ? String(value) : goFloatText(value);
-}
-function goParseInteger(s, unsigned) {
-  const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
-  if (!m) return void 0;
-  const [, sign, digits] = m;
-  if (unsigned && sign) return void 0;
-  let n;
-  if (/^0[oO]/.test(digits)) n = BigInt(`0o${digits.slice(2)}`);
-  else if (/^0[0-7]+$/.test(digits)) n = BigInt(`0o${digits.slice(1)}`);
-  else n = BigInt(digits.toLowerCase());
-  if (sign === "-") n = -n;
-  if (unsigned) return n <= UINT64_MAX ? n : void 0;
-  return n >= INT64_MIN && n <= INT64_MAX ? n : void 0;
-}
-function goParseDecimalFloat(s) {
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(s)) return void 0;
-  const n = Number(s);
-  return Number.isFinite(n) ? n : void 0;
-}
-function validTime(t) {
-  const dim = t.month === 2 && isLeap(t.year) ? 29 : DAYS[t.month - 1];
-  return t.month >= 1 && t.month <= 12 && t.day >= 1 && dim !== void 0 && t.day <= dim && t.hour < 24 && t.minute < 60 && t.second < 60;
-}
-function offsetOf(zone) {
-  if (!zone || zone === "Z") return 0;
-  const m = /^([+-])(\d\d):(\d\d)$/.exec(zone);
-  const [h, min] = [Number(m[2]), Number(m[3])];
-  if (h > 24 || min > 60) return void 0;
-  return (m[1] === "-" ? -1 : 1) * (h * 60 + min);
-}
-function formatTime(t) {
-  const p = (n, w = 2) => String(n).padStart(w, "0");
-  const frac = t.fraction.slice(0, 9).replace(/0+$/, "");
-  const off = Math.abs(t.offset);
-  const zone = t.offset === 0 ? "Z" : `${t.offset < 0 ? "-" : "+"}${p(Math.floor(off / 60))}:${p(off % 60)}`;
-  return `${p(t.year, 4)}-${p(t.month)}-${p(t.day)}T${p(t.hour)}:${p(t.minute)}:${p(t.second)}${frac ? `.${frac}` : ""}${zone}`;
-}
-function timeFrom(m, zone) {
-  const offset = offsetOf(zone);
-  if (offset === void 0) return void 0;
-  const t = {
-    year: Number(m[1]),
-    month: Number(m[2]),
-    day: Number(m[3]),
-    hour: Number(m[4] ?? 0),
-    minute: Number(m[5] ?? 0),
-    second: Number(m[6] ?? 0),
-    fraction: m[7] ?? "",
-    offset
-  };
-  return validTime(t) ? formatTime(t) : void 0;
-}
-function parseYamlTimestamp(s) {
-  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})[Tt](\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?(Z|[+-]\d\d:\d\d)$/.exec(s);
-  if (m) return timeFrom(m, m[8]);
-  m = /^(\d{4})-(\d{1,2})-(\d{1,2})(?: (\d{1,2}):(\d{1,2}):(\d{1,2})(?:[.,](\d+))?)?$/.exec(s);
-  if (m) return timeFrom(m, void 0);
-  return void 0;
-}
-function parseRfc3339(s) {
-  const m = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?([Zz]|[+-]\d\d:\d\d)$/.exec(s);
-  return m ? timeFrom(m, m[8].toUpperCase()) : void 0;
-}
-function resolvePlain(text) {
-  if (NULLS.has(text)) return { type: "null" };
-  if (TRUES.has(text)) return { type: "bool", value: true };
-  if (FALSES.has(text)) return { type: "bool", value: false };
-  if (/^\.(nan|NaN|NAN)$/.test(text)) return { type: "float", value: NaN };
-  if (/^\+?\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: Infinity };
-  if (/^-\.(inf|Inf|INF)$/.test(text)) return { type: "float", value: -Infinity };
-  const hint = text[0];
-  if (hint === ".") {
-    const f = goParseDecimalFloat(text);
-    return f === void 0 ? { type: "str", value: text } : { type: "float", value: f };
-  }
-  if (/[0-9+-]/.test(hint)) {
-    const time = parseYamlTimestamp(text);
-    if (time) return { type: "time", value: time };
-    const plain = text.replace(/_/g, "");
-    const i = goParseInteger(plain, false);
-    if (i !== void 0) return { type: "int", value: intValue(i) };
-    const u = goParseInteger(plain, true);
-    if (u !== void 0) return { type: "uint64", value: u };
-    if (YAML_STYLE_FLOAT.test(plain)) {
-      const f = goParseDecimalFloat(plain);
-      if (f !== void 0) return { type: "float", value: f };
-    }
-  }
-  return { type: "str", value: text };
-}
-function resolveScalar(text, plain, tag) {
-  if (!tag || tag === "!") return plain ? resolvePlain(text) : { type: "str", value: text };
-  if (!tag.startsWith(TAG)) return { type: "str", value: text };
-  const want = tag.slice(TAG.length);
-  if (want === "str") return { type: "str", value: text };
-  if (want === "binary") return { type: "str", value: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ""), "base64")) };
-  const r = resolvePlain(text);
-  const got = r.type === "uint64" ? "int" : r.type === "time" ? "timestamp" : r.type;
-  if (want === got) return r;
-  if (want === "float" && r.type === "int") return { type: "float", value: Number(r.value) };
-  if (want === "timestamp" && r.type === "str") throw new Error(`cannot decode a !!str as a !!timestamp`);
-  throw new Error(`cannot decode a !!${got === "null" ? "null" : got} as a !!${want}`);
-}
-function plainChangesMeaning(s) {
-  const r = resolvePlain(s);
-  return r.type !== "str" || r.value !== s;
-}
-var INT64_MIN, INT64_MAX, UINT64_MAX, YAML_STYLE_FLOAT, DAYS, isLeap, NULLS, TRUES, FALSES, TAG;
-var init_goyaml = __esm({
-  "core/secrets/goyaml.ts"() {
-    "use strict";
-    INT64_MIN = -(2n ** 63n);
-    INT64_MAX = 2n ** 63n - 1n;
-    UINT64_MAX = 2n ** 64n - 1n;
-    YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
-    DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    isLeap = (y) => y % 4 === 0 && y % 100 !== 0 || y % 400 === 0;
-    NULLS = /* @__PURE__ */ new Set(["", "~", "null", "Null", "NULL"]);
-    TRUES = /* @__PURE__ */ new Set(["true", "True", "TRUE"]);
-    FALSES = /* @__PURE__ */ new Set(["false", "False", "FALSE"]);
-    TAG = "tag:yaml.org,2002:";
-  }
-});
-
-// core/secrets/tree-scalars.ts
-function goFormatFloat(v) {
-  if (Number.isNaN(v)) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  if (v === 0) return Object.is(v, -0) ? "-0" : "0";
-  const s = String(v);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const [, sign, lead, frac = "", expText] = m;
-  const digits = lead + frac;
-  const point = 1 + Number(expText);
-  if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
-  if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
-  return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
-}
-function maskedText2(s) {
-  if (s.type === "bool") return void 0;
-  return s.type === "str" ? s.value : String(s.value);
-}
-function scalarBytes(node) {
-  return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
-}
-function scalarText(node) {
-  switch (node.type) {
-    case "str":
-      return node.value;
-    case "int":
-      return String(node.value);
-    case "float":
-      return goFormatFloat(node.value);
-    case "bool":
-      return node.value ? "True" : "False";
-    case "time":
-      return node.value;
-  }
-}
-function parseScalarText(text, type) {
-  switch (type) {
-    case "str":
-    case "bytes":
-      return str(text);
-    case "int":
-    case "int64": {
-      if (!/^[+-]?\d+$/.test(text)) throw new Error(`"int" value is not an integer`);
-      const n = BigInt(text);
-      if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new Error('"int" value is out of the 64-bit range');
-      return { kind: "scalar", type: "int", value: intValue(n) };
-    }
-    case "time": {
-      const t = parseRfc3339(text);
-      if (!t) throw new Error('"time" value is not an RFC 3339 time');
-      return { kind: "scalar", type: "time", value: t };
-    }
-    case "float": {
-      let n;
-      if (/^[+-]?(inf|infinity)$/i.test(text)) n = text.startsWith("-") ? -Infinity : Infinity;
-      else if (/^nan$/i.test(text)) n = NaN;
-      else if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) n = Number(text);
-      else throw new Error(`"float" value is not a number`);
-      return { kind: "scalar", type: "float", value: n };
-    }
-    case "bool":
-      if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return { kind: "scalar", type: "bool", value: true };
-      if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return { kind: "scalar", type: "bool", value: false };
-      throw new Error(`"bool" value is neither true nor false`);
-    default:
-      throw new Error(`unknown value type "${type}" (this tool reads str, int, float, bool, time)`);
-  }
-}
-var init_tree_scalars = __esm({
-  "core/secrets/tree-scalars.ts"() {
-    "use strict";
-    init_goyaml();
-    init_tree();
-  }
-});
-
-// core/secrets/tree.ts
-function bytesNode(bytes) {
-  const buf = Buffer.from(bytes);
-  const text = buf.toString("utf8");
-  return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
-}
-function binaryRefused(path, where, env = "<env>") {
-  return new OpsError(
-    `the secret "${path}" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported ${where}`,
-    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${path} | base64 -w0 | ops secrets set ${env} ${path}`
-  );
-}
-function holdsBinary(value) {
-  if (value instanceof Uint8Array) return true;
-  if (Array.isArray(value)) return value.some(holdsBinary);
-  return value !== null && typeof value === "object" && Object.values(value).some(holdsBinary);
-}
-function formatOf(file) {
-  const lower = file.toLowerCase();
-  if (lower.endsWith(".json")) return "json";
-  if (lower.endsWith(".yaml") || lower.endsWith(".yml")) return "yaml";
-  if (lower.endsWith(".env") || lower.endsWith(".ini")) {
-    throw new OpsError(
-      `${file}: dotenv and INI sops files are not supported`,
-      "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON"
-    );
-  }
-  throw new OpsError(`${file}: cannot tell its format from its name`, "name it *.yaml, *.yml or *.json");
-}
-function showPath(path) {
-  let out = "";
-  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${p}` : p;
-  return out || "(top level)";
-}
-function mapLeaves(node, fn, keys = [], path = []) {
-  switch (node.kind) {
-    case "map":
-      return { ...node, entries: node.entries.map(([k, v]) => [k, mapLeaves(v, fn, [...keys, k], [...path, k])]) };
-    case "list":
-      return { ...node, items: node.items.map((v, i) => mapLeaves(v, fn, keys, [...path, i])) };
-    case "null":
-      return node;
-    case "scalar":
-      return fn(node, keys, path);
-  }
-}
-function walkTree(node, walker, keys = [], path = [], stack = []) {
-  if (node.kind === "scalar") return walker.leaf(node, keys, path, stack);
-  if (node.kind === "null") return node;
-  const level = [];
-  const snapshot = () => [...stack.map((l) => [...l]), [...level]];
-  const comments = [];
-  const size2 = node.kind === "map" ? node.entries.length : node.items.length;
-  const visitComments = (i) => {
-    for (const c of commentsAt(node, i)) {
-      level.push(c.text);
-      comments.push(walker.comment(c, keys, snapshot(), node));
-    }
-  };
-  const walkItem = (i, value, k, p) => {
-    visitComments(i);
-    const out2 = walkTree(value, walker, k, p, snapshot());
-    level.length = 0;
-    return out2;
-  };
-  let out;
-  if (node.kind === "map") out = { ...node, entries: node.entries.map(([k, v], i) => [k, walkItem(i, v, [...keys, k], [...path, k])]) };
-  else out = { ...node, items: node.items.map((v, i) => walkItem(i, v, keys, [...path, i])) };
-  visitComments(size2);
-  if (comments.length) out.comments = comments;
-  return out;
-}
-function commentsAt(node, i) {
-  return (node.comments ?? []).filter((c) => c.before === i);
-}
-function forEachLeaf(node, fn) {
-  mapLeaves(node, (leaf, keys, path) => {
-    fn(leaf, keys, path);
-    return leaf;
-  });
-}
-function sameComments(a, b) {
-  const x = a.comments ?? [];
-  const y = b.comments ?? [];
-  return x.length === y.length && x.every((c, i) => c.before === y[i].before && c.text === y[i].text && Boolean(c.inline) === Boolean(y[i].inline));
-}
-function treeEquals(a, b) {
-  if (a.kind !== b.kind) return false;
-  switch (a.kind) {
-    case "null":
-      return true;
-    case "scalar": {
-      const s = b;
-      return a.type === s.type && Boolean(a.bytes) === Boolean(s.bytes) && (a.value === s.value || typeof a.value === "number" && Number.isNaN(a.value) && Number.isNaN(s.value));
-    }
-    case "list": {
-      const l = b;
-      return sameComments(a, l) && a.items.length === l.items.length && a.items.every((v, i) => treeEquals(v, l.items[i]));
-    }
-    case "map": {
-      const m = b;
-      return sameComments(a, m) && a.entries.length === m.entries.length && a.entries.every(([k, v], i) => m.entries[i][0] === k && treeEquals(v, m.entries[i][1]));
-    }
-  }
-}
-function keyPathParts(text, show) {
-  const parts = [];
-  const bad = (why) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
-  let i = 0;
-  for (; ; ) {
-    if (text[i] === '"') {
-      const close = text.indexOf('"', i + 1);
-      if (close < 0) throw bad("a quote is not closed");
-      if (close === i + 1) throw bad('an empty key ("")');
-      parts.push({ key: text.slice(i + 1, close), quoted: true });
-      i = close + 1;
-      if (i < text.length && text[i] !== ".") throw bad("a quoted key must be followed by a dot or the end");
-    } else {
-      const dot = text.indexOf(".", i);
-      const key = text.slice(i, dot < 0 ? text.length : dot);
-      if (key === "") throw bad("an empty key (two dots in a row, or a dot at an end)");
-      const lead = key.length - key.trimStart().length;
-      const rest = key.slice(lead);
-      const at2 = rest.search(/[=:]|[ \t]/);
-      if (at2 >= 0 && (rest[at2] === "=" || rest[at2] === ":" || rest.slice(at2).trim() !== "")) {
-        const name2 = `${text.slice(0, i)}${rest.slice(0, at2)}`;
-        const sep3 = rest[at2] === "=" ? "=" : rest[at2] === ":" ? /[ \t]/.test(rest[at2 + 1] ?? "") ? ": " : ":" : " ";
-        const quoted = `a key whose name holds =, : or a space goes in double quotes: '"${name2}${sep3}..."'`;
-        if (show)
-          throw new OpsError(
-            `the key path holds "${name2}${sep3}\u2026": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name2}" was not shown)`,
-            `to print that key's value: ops secrets show ${show.env} --key ${name2 || "<key>"}; ${quoted}`
-          );
-        throw new OpsError(
-          `the key path holds "${name2}${sep3}\u2026": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name2}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
-          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name2 || "<key>"} (or ops secrets edit <env>); ${quoted}`
-        );
-      }
-      if (/[[\]]/.test(key)) {
-        const at3 = key.indexOf("[");
-        const list2 = at3 > 0 ? `${text.slice(0, i)}${key.slice(0, at3)}` : at3 === 0 && i > 0 ? text.slice(0, i - 1) : "";
-        const whole = list2 ? `print the whole list: ops secrets show ${show?.env} --key ${/["\s]/.test(list2) ? `'${list2}'` : list2}` : `\`ops secrets show ${show?.env}\` prints them all`;
-        throw new OpsError(
-          `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
-          `${show ? `${whole} (a key path reaches a whole list, not an item)` : "change a list's items with `ops secrets edit <env>` (a key path reaches a whole list, not an item)"}; a key whose name holds brackets: '"${key}"'`
-        );
-      }
-      parts.push({ key, quoted: false });
-      i = dot < 0 ? text.length : dot;
-    }
-    if (i >= text.length) return parts;
-    i++;
-    if (i >= text.length) throw bad("an empty key (two dots in a row, or a dot at an end)");
-  }
-}
-function splitKeyPath(text, keysAt, options = {}) {
-  const parts = keyPathParts(text, options.show);
-  const path = [];
-  for (let i = 0; i < parts.length; ) {
-    if (parts[i].quoted) {
-      path.push(parts[i].key);
-      i++;
-      continue;
-    }
-    const keys = new Set(keysAt(path));
-    let run = i;
-    while (run < parts.length && !parts[run].quoted) run++;
-    let end = run;
-    while (end > i && !keys.has(parts.slice(i, end).map((p) => p.key).join("."))) end--;
-    if (end > i) {
-      path.push(parts.slice(i, end).map((p) => p.key).join("."));
-      i = end;
-      continue;
-    }
-    const rest = parts.slice(i, run).map((p) => p.key);
-    if (options.creating && rest.length > (path.length > 0 ? 1 : 2)) {
-      const quoted = (keys2) => keys2.map((k) => `"${k}"`).join(".");
-      const [one, nested2] = path.length > 0 ? [`${showPath(path)}."${rest.join(".")}"`, `${showPath(path)}.${quoted(rest)}`] : [`${rest[0]}."${rest.slice(1).join(".")}"`, quoted(rest)];
-      throw new OpsError(
-        `the key path "${text}" is ambiguous: ${path.length > 0 ? `${showPath(path)} has no key ${rest.join(".")}` : `there is no key ${rest[0]}`}, and its new keys could hold dots or nest at each one`,
-        `say which with double quotes (one quoted part is one key): '${one}' or '${nested2}' (single quotes keep the shell off the double quotes)`
-      );
-    }
-    for (const p of parts.slice(i)) {
-      if (options.creating) checkNewKey(p);
-      path.push(p.key);
-    }
-    break;
-  }
-  return path;
-}
-function checkNewKey(part) {
-  if (/^\s|\s$/.test(part.key) || /[\p{Cc}]/u.test(part.key))
-    throw new OpsError(
-      `a new key ${JSON.stringify(part.key)} would be created with ${/[\p{Cc}]/u.test(part.key.trim()) ? "a control character (a newline, a tab) in it" : "a space or tab at an end"}: no env entry or app would name it so`,
-      `type the key without it${part.key.trim() && !/[\p{Cc}]/u.test(part.key.trim()) ? ` (${part.key.trim()})` : ""}; ops secrets show <env> lists the keys there are`
-    );
-}
-function getEntry(map, key) {
-  return map.entries.find(([k]) => k === key)?.[1];
-}
-function toPlain(node, times = "marshal") {
-  switch (node.kind) {
-    case "null":
-      return null;
-    case "scalar":
-      if (node.type === "time" && times === "dotenv") return dotenvTime(node.value);
-      return node.bytes ? Buffer.from(node.bytes) : node.value;
-    case "list":
-      return node.items.map((item) => toPlain(item, times));
-    case "map": {
-      const out = {};
-      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v, times), enumerable: true, writable: true, configurable: true });
-      return out;
-    }
-  }
-}
-function fromPlain(value, path = []) {
-  if (value === null || value === void 0) return { kind: "null" };
-  if (typeof value === "string") return str(value);
-  if (typeof value === "boolean") return { kind: "scalar", type: "bool", value };
-  if (typeof value === "number") {
-    return { kind: "scalar", type: Number.isSafeInteger(value) ? "int" : "float", value };
-  }
-  if (typeof value === "bigint") {
-    if (value < -(2n ** 63n) || value >= 2n ** 63n) throw new OpsError(
-      `${showPath(path)}: an integer out of the 64-bit range sops holds`
-      /* never the value: it is a secret */
-    );
-    return { kind: "scalar", type: "int", value: intValue(value) };
-  }
-  if (value instanceof Uint8Array) return bytesNode(value);
-  if (Array.isArray(value)) return { kind: "list", items: value.map((v, i) => fromPlain(v, [...path, i])) };
-  if (typeof value === "object") {
-    return { kind: "map", entries: Object.entries(value).map(([k, v]) => [k, fromPlain(v, [...path, k])]) };
-  }
-  throw new OpsError(`${showPath(path)}: a ${typeof value} cannot be stored in a secrets file`);
-}
-var str, PATH_HINT;
-var init_tree = __esm({
-  "core/secrets/tree.ts"() {
-    "use strict";
-    init_errors();
-    init_goyaml();
-    init_tree_scalars();
-    str = (value) => ({ kind: "scalar", type: "str", value });
-    PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
   }
 });
 
@@ -40884,12 +41646,12 @@ var require_adapter = __commonJS({
       return newFs;
     }
     function toPromise(method) {
-      return (...args) => new Promise((resolve6, reject) => {
+      return (...args) => new Promise((resolve7, reject) => {
         args.push((err, result) => {
           if (err) {
             reject(err);
           } else {
-            resolve6(result);
+            resolve7(result);
           }
         });
         method(...args);
@@ -40965,7 +41727,7 @@ var require_proper_lockfile = __commonJS({
 // core/secrets/atomic.ts
 import { randomBytes as randomBytes6 } from "node:crypto";
 import { lstat as lstat2, mkdir as mkdir2, open as open2, readFile, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join5, relative, resolve as resolve3 } from "node:path";
+import { basename, dirname as dirname2, isAbsolute as isAbsolute2, join as join6, relative as relative2, resolve as resolve4 } from "node:path";
 async function writeTarget(file, shown = shownPath(file)) {
   let path = file;
   for (let n = 0; n <= MAX_LINKS; n++) {
@@ -40978,13 +41740,13 @@ async function writeTarget(file, shown = shownPath(file)) {
       if (e.code === "ELOOP") break;
       throw e;
     }
-    path = resolve3(dirname2(path), link);
+    path = resolve4(dirname2(path), link);
   }
   throw new OpsError(`cannot write ${shown}: it is a symbolic link that leads to itself (a loop of links, or more than ${MAX_LINKS} in a row); nothing was written`, `point ${shown} at the real file (ls -l ${shown} shows where it points), or replace it with the file itself`);
 }
 function writeError(err, target, shown) {
   const code = err?.code;
-  const via = target === shown || resolve3(shown) === target ? "" : ` (through the link ${shown})`;
+  const via = target === shown || resolve4(shown) === target ? "" : ` (through the link ${shown})`;
   const dir = dirname2(target);
   if (code === "EROFS") return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
   if (code === "EACCES" || code === "EPERM")
@@ -40997,7 +41759,7 @@ function writeError(err, target, shown) {
 async function replaceFile(file, content, mode, newMode = 420) {
   const dir = dirname2(file);
   const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
-  const tmp = join5(dir, `.${basename(file)}.${process.pid}.${randomBytes6(6).toString("hex")}.tmp`);
+  const tmp = join6(dir, `.${basename(file)}.${process.pid}.${randomBytes6(6).toString("hex")}.tmp`);
   const fh = await open2(tmp, "wx", keep);
   try {
     try {
@@ -41116,7 +41878,7 @@ async function writeIfUnchanged(file, content, expected, shown = shownPath(file)
   }
 }
 function shownPath(file) {
-  const r = relative(process.cwd(), file);
+  const r = relative2(process.cwd(), file);
   return r && !r.startsWith("..") && !isAbsolute2(r) ? r : file;
 }
 async function retryOnChange(what, attempt) {
@@ -41237,7 +41999,7 @@ var init_cipher = __esm({
 });
 
 // node_modules/re2js/build/index.js
-var RE2Flags, PublicFlags, ASCII_SIZE, ASCII_TO_UPPER, ASCII_TO_LOWER, MAX_BMP, Codepoint, UnicodeRangeTable, B64, B64_MAP, decodeVLQ, decodeRanges, decodeOrbit, LazyMap, UnicodeTables, Unicode, RE2JSException, RE2JSSyntaxException, RE2JSCompileException, RE2JSGroupException, RE2JSFlagsException, RE2JSInternalException, FAST_PATH_TABLE_SIZE, WORD_RUNE_TABLE, cachedNativeEncoder, cachedNativeDecoder, Utils, createEnum, MatcherInputBase, Utf8MatcherInput, Utf16MatcherInput, MatcherInput, MachineInputBase, MachineUTF8Input, MachineUTF16Input, MachineInput, Matcher, Inst, Queue, LookbehindState, Machine, hashState, arraysEqual, isState, NO_IDS, END_TEXT, DFAState, DFA, VISITED_BITS, MAX_BACKTRACK_PROG, INITIAL_JOB_CAPACITY, MAX_BACKTRACK_VECTOR, BitState, bitStatePool, Backtracker, QueueOnePass, mergeRuneSets, OnePassProg, onePassCopy, makeOnePass, cleanupOnePass, OnePass, Regexp, RegexpWalker, AhoCorasick, Prefilter, PrefilterTree, PatchList, Prog, ANY_RUNE_NOT_NL, ANY_RUNE, Frag, Compiler, Simplify, CharGroup, code1, code2, code3, PERL_GROUPS, code4, code5, code6, code7, code8, code9, code10, code11, code12, code13, code14, code15, code16, code17, POSIX_GROUPS, CharClass, StringIterator, Parser, RE2, RE2Set, TranslateRegExpString, execResult, RE2JS;
+var RE2Flags, PublicFlags, ASCII_SIZE, ASCII_TO_UPPER, ASCII_TO_LOWER, MAX_BMP, Codepoint, UnicodeRangeTable, B64, B64_MAP, decodeVLQ, decodeRanges, decodeOrbit, LazyMap, UnicodeTables, Unicode, RE2JSException, RE2JSSyntaxException, RE2JSCompileException, RE2JSGroupException, RE2JSFlagsException, RE2JSInternalException, FAST_PATH_TABLE_SIZE, WORD_RUNE_TABLE, cachedNativeEncoder, cachedNativeDecoder, Utils, createEnum, MatcherInputBase, Utf8MatcherInput, Utf16MatcherInput, MatcherInput, MachineInputBase, MachineUTF8Input, MachineUTF16Input, MachineInput, Matcher, Inst, Queue, LookbehindState, Machine, hashState, arraysEqual, isState, NO_IDS, END_TEXT, DFAState, DFA, VISITED_BITS, MAX_BACKTRACK_PROG, INITIAL_JOB_CAPACITY, MAX_BACKTRACK_VECTOR, BitState, bitStatePool, Backtracker, QueueOnePass, mergeRuneSets, OnePassProg, onePassCopy, makeOnePass, cleanupOnePass, OnePass, Regexp, RegexpWalker, AhoCorasick, Prefilter, PrefilterTree, PatchList, Prog, ANY_RUNE_NOT_NL, ANY_RUNE, Frag, Compiler, Simplify, CharGroup, code1, code2, code3, PERL_GROUPS, code4, code5, code6, code7, code8, code9, code10, code11, code12, code13, code14, code15, code16, code17, POSIX_GROUPS, CharClass, StringIterator, Parser3, RE2, RE2Set, TranslateRegExpString, execResult, RE2JS;
 var init_build = __esm({
   "node_modules/re2js/build/index.js"() {
     RE2Flags = class RE2Flags2 {
@@ -44374,10 +45136,10 @@ var init_build = __esm({
             else out += sub.appendTo();
             break;
           case Regexp2.Op.ALTERNATE: {
-            let sep3 = "";
+            let sep4 = "";
             for (let sub of this.subs) {
-              out += sep3;
-              sep3 = "|";
+              out += sep4;
+              sep4 = "|";
               out += sub.appendTo();
             }
             break;
@@ -45726,7 +46488,7 @@ var init_build = __esm({
         return this.rest();
       }
     };
-    Parser = class Parser2 {
+    Parser3 = class Parser4 {
       static ERR_INTERNAL_ERROR = "regexp/syntax: internal error";
       static ERR_INVALID_CHAR_RANGE = "invalid character class range";
       static ERR_INVALID_ESCAPE = "invalid escape sequence";
@@ -45769,13 +46531,13 @@ var init_build = __esm({
       ]));
       static unicodeTable(name2) {
         if (name2 === "Any") return {
-          tab: Parser2.ANY_TABLE,
-          fold: Parser2.ANY_TABLE,
+          tab: Parser4.ANY_TABLE,
+          fold: Parser4.ANY_TABLE,
           sign: 1
         };
         if (name2 === "Ascii") return {
-          tab: Parser2.ASCII_TABLE,
-          fold: Parser2.ASCII_FOLD_TABLE,
+          tab: Parser4.ASCII_TABLE,
+          fold: Parser4.ASCII_FOLD_TABLE,
           sign: 1
         };
         if (name2 === "Assigned") return {
@@ -45828,13 +46590,13 @@ var init_build = __esm({
       * @param {number} flags
       */
       static parse(pattern, flags) {
-        return new Parser2(pattern, flags).parseInternal();
+        return new Parser4(pattern, flags).parseInternal();
       }
       static parseRepeat(t) {
         const start = t.pos();
         if (!t.more() || !t.lookingAt("{")) return -1;
         t.skip(1);
-        const min = Parser2.parseInt(t);
+        const min = Parser4.parseInt(t);
         if (min === -1) return -1;
         if (!t.more()) return -1;
         let max;
@@ -45843,11 +46605,11 @@ var init_build = __esm({
           t.skip(1);
           if (!t.more()) return -1;
           if (t.lookingAt("}")) max = -1;
-          else if ((max = Parser2.parseInt(t)) === -1) return -1;
+          else if ((max = Parser4.parseInt(t)) === -1) return -1;
         }
         if (!t.more() || !t.lookingAt("}")) return -1;
         t.skip(1);
-        if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(start));
+        if (min < 0 || min > 1e3 || max === -2 || max > 1e3 || max >= 0 && min > max) throw new RE2JSSyntaxException(Parser4.ERR_INVALID_REPEAT_SIZE, t.from(start));
         return min << 16 | max & Unicode.MAX_BMP;
       }
       static isValidCaptureName(name2) {
@@ -45888,7 +46650,7 @@ var init_build = __esm({
           case Regexp.Op.ANY_CHAR:
             break;
           case Regexp.Op.ANY_CHAR_NOT_NL:
-            if (Parser2.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
+            if (Parser4.matchRune(src, Codepoint.CODES["\n"])) dst.op = Regexp.Op.ANY_CHAR;
             break;
           case Regexp.Op.CHAR_CLASS: {
             const cc = new CharClass(Array.isArray(dst.runes) ? dst.runes : Array.from(dst.runes));
@@ -45906,7 +46668,7 @@ var init_build = __esm({
       static parseEscape(t) {
         const startPos = t.pos();
         t.skip(1);
-        if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_TRAILING_BACKSLASH);
+        if (!t.more()) throw new RE2JSSyntaxException(Parser4.ERR_TRAILING_BACKSLASH);
         let c = t.pop();
         bigswitch: switch (c) {
           case Codepoint.CODES["1"]:
@@ -45967,18 +46729,18 @@ var init_build = __esm({
           default:
             if (c <= Unicode.MAX_ASCII && !Utils.isalnum(c)) return c;
         }
-        throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, t.from(startPos));
+        throw new RE2JSSyntaxException(Parser4.ERR_INVALID_ESCAPE, t.from(startPos));
       }
       static parseClassChar(t, wholeClassPos) {
-        if (!t.more()) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_BRACKET, t.from(wholeClassPos));
-        if (t.lookingAt("\\")) return Parser2.parseEscape(t);
+        if (!t.more()) throw new RE2JSSyntaxException(Parser4.ERR_MISSING_BRACKET, t.from(wholeClassPos));
+        if (t.lookingAt("\\")) return Parser4.parseEscape(t);
         return t.pop();
       }
       static hasCapture(re) {
         if (re === null) return false;
         if (re.op === Regexp.Op.CAPTURE) return true;
         if (re.subs) {
-          for (let sub of re.subs) if (Parser2.hasCapture(sub)) return true;
+          for (let sub of re.subs) if (Parser4.hasCapture(sub)) return true;
         }
         return false;
       }
@@ -46014,7 +46776,7 @@ var init_build = __esm({
         this.free = re;
       }
       checkLimits(re) {
-        if (this.numRunes > Parser2.MAX_RUNES) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
+        if (this.numRunes > Parser4.MAX_RUNES) throw new RE2JSSyntaxException(Parser4.ERR_LARGE);
         this.checkSize(re);
         this.checkHeight(re);
       }
@@ -46025,14 +46787,14 @@ var init_build = __esm({
             let n = re.max;
             if (n === -1) n = re.min;
             if (n <= 0) n = 1;
-            if (n > Math.floor(Parser2.MAX_SIZE / this.repeats)) this.repeats = Parser2.MAX_SIZE;
+            if (n > Math.floor(Parser4.MAX_SIZE / this.repeats)) this.repeats = Parser4.MAX_SIZE;
             else this.repeats *= n;
           }
-          if (this.numRegexp < Math.floor(Parser2.MAX_SIZE / this.repeats)) return;
+          if (this.numRegexp < Math.floor(Parser4.MAX_SIZE / this.repeats)) return;
           this.size = /* @__PURE__ */ new Map();
           for (let reEx of this.stack) this.checkSize(reEx);
         }
-        if (this.calcSize(re, true) > Parser2.MAX_SIZE) throw new RE2JSSyntaxException(Parser2.ERR_LARGE);
+        if (this.calcSize(re, true) > Parser4.MAX_SIZE) throw new RE2JSSyntaxException(Parser4.ERR_LARGE);
       }
       calcSize(re, force = false) {
         if (!force && this.size !== null) {
@@ -46077,12 +46839,12 @@ var init_build = __esm({
         return size2;
       }
       checkHeight(re) {
-        if (this.numRegexp < Parser2.MAX_HEIGHT) return;
+        if (this.numRegexp < Parser4.MAX_HEIGHT) return;
         if (this.height === null) {
           this.height = /* @__PURE__ */ new Map();
           for (let reEx of this.stack) this.checkHeight(reEx);
         }
-        if (this.calcHeight(re, true) > Parser2.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser2.ERR_NESTING_DEPTH);
+        if (this.calcHeight(re, true) > Parser4.MAX_HEIGHT) throw new RE2JSSyntaxException(Parser4.ERR_NESTING_DEPTH);
       }
       calcHeight(re, force = false) {
         if (!force && this.height !== null) {
@@ -46143,7 +46905,7 @@ var init_build = __esm({
       newLiteral(r, flags) {
         const re = this.newRegexp(Regexp.Op.LITERAL);
         re.flags = flags;
-        if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser2.minFoldRune(r);
+        if ((flags & RE2Flags.FOLD_CASE) !== 0) r = Parser4.minFoldRune(r);
         re.runes = [r];
         return re;
       }
@@ -46162,12 +46924,12 @@ var init_build = __esm({
             t.skip(1);
             flags ^= RE2Flags.NON_GREEDY;
           }
-          if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
+          if (lastRepeatPos !== -1) throw new RE2JSSyntaxException(Parser4.ERR_INVALID_REPEAT_OP, t.from(lastRepeatPos));
         }
         const n = this.stack.length;
-        if (n === 0) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+        if (n === 0) throw new RE2JSSyntaxException(Parser4.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
         const sub = this.stack[n - 1];
-        if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
+        if (Regexp.isPseudoOp(sub.op)) throw new RE2JSSyntaxException(Parser4.ERR_MISSING_REPEAT_ARGUMENT, t.from(beforePos));
         const re = this.newRegexp(op);
         re.min = min;
         re.max = max;
@@ -46175,7 +46937,7 @@ var init_build = __esm({
         re.subs = [sub];
         this.stack[n - 1] = re;
         this.checkLimits(re);
-        if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
+        if (op === Regexp.Op.REPEAT && (min >= 2 || max >= 2) && !this.repeatIsValid(re, 1e3)) throw new RE2JSSyntaxException(Parser4.ERR_INVALID_REPEAT_SIZE, t.from(beforePos));
       }
       repeatIsValid(re, n) {
         if (re.op === Regexp.Op.REPEAT) {
@@ -46292,8 +47054,8 @@ var init_build = __esm({
         for (let i = 0; i <= lensub; i++) {
           let ifirst = null;
           if (i < lensub) {
-            ifirst = Parser2.leadingRegexp(array[s + i]);
-            if (first !== null && first.equals(ifirst) && (Parser2.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser2.isCharClass(first.subs[0]))) continue;
+            ifirst = Parser4.leadingRegexp(array[s + i]);
+            if (first !== null && first.equals(ifirst) && (Parser4.isCharClass(first) || first.op === Regexp.Op.REPEAT && first.min === first.max && Parser4.isCharClass(first.subs[0]))) continue;
           }
           if (i === start) {
           } else if (i === start + 1) array[lenout++] = array[s + start];
@@ -46317,7 +47079,7 @@ var init_build = __esm({
         start = 0;
         lenout = 0;
         for (let i = 0; i <= lensub; i++) {
-          if (i < lensub && Parser2.isCharClass(array[s + i])) continue;
+          if (i < lensub && Parser4.isCharClass(array[s + i])) continue;
           if (i === start) {
           } else if (i === start + 1) array[lenout++] = array[s + start];
           else {
@@ -46331,7 +47093,7 @@ var init_build = __esm({
             array[s + start] = array[s + max];
             array[s + max] = tmp;
             for (let j = start + 1; j < i; j++) {
-              Parser2.mergeCharClass(array[s + start], array[s + j]);
+              Parser4.mergeCharClass(array[s + start], array[s + j]);
               this.reuse(array[s + j]);
             }
             this.cleanAlt(array[s + start]);
@@ -46404,7 +47166,7 @@ var init_build = __esm({
         return this.newRegexp(Regexp.Op.EMPTY_MATCH);
       }
       parseInternal() {
-        if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser2.literalRegexp(this.wholeRegexp, this.flags);
+        if ((this.flags & RE2Flags.LITERAL) !== 0) return Parser4.literalRegexp(this.wholeRegexp, this.flags);
         let lastRepeatPos = -1;
         let min = -1;
         let max = -1;
@@ -46478,7 +47240,7 @@ var init_build = __esm({
             }
             case Codepoint.CODES["{"]: {
               const before = t.pos();
-              const minMax = Parser2.parseRepeat(t);
+              const minMax = Parser4.parseRepeat(t);
               if (minMax < 0) {
                 t.rewindTo(before);
                 this.literal(t.pop());
@@ -46504,7 +47266,7 @@ var init_build = __esm({
                   this.op(Regexp.Op.NO_WORD_BOUNDARY);
                   break bigswitch;
                 case Codepoint.CODES["C"]:
-                  throw new RE2JSSyntaxException(Parser2.ERR_INVALID_ESCAPE, "\\C");
+                  throw new RE2JSSyntaxException(Parser4.ERR_INVALID_ESCAPE, "\\C");
                 case Codepoint.CODES["Q"]: {
                   let lit = t.rest();
                   const i = lit.indexOf("\\E");
@@ -46546,7 +47308,7 @@ var init_build = __esm({
               }
               t.rewindTo(savedPos);
               this.reuse(re);
-              this.literal(Parser2.parseEscape(t));
+              this.literal(Parser4.parseEscape(t));
               break;
             }
             default:
@@ -46557,7 +47319,7 @@ var init_build = __esm({
         this.concat();
         if (this.swapVerticalBar()) this.pop();
         this.alternate();
-        if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser2.ERR_MISSING_PAREN, this.wholeRegexp);
+        if (this.stack.length !== 1) throw new RE2JSSyntaxException(Parser4.ERR_MISSING_PAREN, this.wholeRegexp);
         this.stack[0].namedGroups = this.namedGroups;
         return this.stack[0];
       }
@@ -46567,14 +47329,14 @@ var init_build = __esm({
         if (s.startsWith("(?P<") || s.startsWith("(?<")) {
           const begin = s.charAt(2) === "P" ? 4 : 3;
           const end = s.indexOf(">");
-          if (end < 0) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s);
+          if (end < 0) throw new RE2JSSyntaxException(Parser4.ERR_INVALID_NAMED_CAPTURE, s);
           const name2 = s.substring(begin, end);
           t.skipString(name2);
           t.skip(begin + 1);
-          if (!Parser2.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
+          if (!Parser4.isValidCaptureName(name2)) throw new RE2JSSyntaxException(Parser4.ERR_INVALID_NAMED_CAPTURE, s.substring(0, end + 1));
           const re = this.op(Regexp.Op.LEFT_PAREN);
           re.cap = ++this.numCap;
-          if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser2.ERR_DUPLICATE_NAMED_CAPTURE, name2);
+          if (this.namedGroups[name2]) throw new RE2JSSyntaxException(Parser4.ERR_DUPLICATE_NAMED_CAPTURE, name2);
           this.namedGroups[name2] = this.numCap;
           re.name = name2;
           return;
@@ -46621,7 +47383,7 @@ var init_build = __esm({
               break loop;
           }
         }
-        throw new RE2JSSyntaxException(Parser2.ERR_INVALID_PERL_OP, t.from(startPos));
+        throw new RE2JSSyntaxException(Parser4.ERR_INVALID_PERL_OP, t.from(startPos));
       }
       parsePosLookBehind() {
         const re = this.newRegexp(Regexp.Op.LEFT_PAREN);
@@ -46641,7 +47403,7 @@ var init_build = __esm({
       }
       swapVerticalBar() {
         const n = this.stack.length;
-        if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser2.isCharClass(this.stack[n - 1]) && Parser2.isCharClass(this.stack[n - 3])) {
+        if (n >= 3 && this.stack[n - 2].op === Regexp.Op.VERTICAL_BAR && Parser4.isCharClass(this.stack[n - 1]) && Parser4.isCharClass(this.stack[n - 3])) {
           let re1 = this.stack[n - 1];
           let re3 = this.stack[n - 3];
           if (re1.op > re3.op) {
@@ -46650,7 +47412,7 @@ var init_build = __esm({
             re1 = tmp;
             this.stack[n - 3] = re3;
           }
-          Parser2.mergeCharClass(re3, re1);
+          Parser4.mergeCharClass(re3, re1);
           this.reuse(re1);
           this.pop();
           return true;
@@ -46671,13 +47433,13 @@ var init_build = __esm({
         this.concat();
         if (this.swapVerticalBar()) this.pop();
         this.alternate();
-        if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+        if (this.stack.length < 2) throw new RE2JSSyntaxException(Parser4.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
         const re1 = this.pop();
         const re2 = this.pop();
-        if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser2.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
+        if (re2.op !== Regexp.Op.LEFT_PAREN) throw new RE2JSSyntaxException(Parser4.ERR_UNEXPECTED_PAREN, this.wholeRegexp);
         this.flags = re2.flags;
         if (re2.lb !== 0) {
-          if (Parser2.hasCapture(re1)) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
+          if (Parser4.hasCapture(re1)) throw new RE2JSSyntaxException(Parser4.ERR_INVALID_CAPTURE_IN_LOOKBEHIND, this.wholeRegexp);
           if (re2.lb > 0) re2.op = Regexp.Op.PLB;
           else re2.op = Regexp.Op.NLB;
           re2.subs = [re1];
@@ -46708,7 +47470,7 @@ var init_build = __esm({
         const name2 = cls.substring(0, i + 2);
         t.skipString(name2);
         const g = POSIX_GROUPS.has(name2) ? POSIX_GROUPS.get(name2) : null;
-        if (g === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, name2);
+        if (g === null) throw new RE2JSSyntaxException(Parser4.ERR_INVALID_CHAR_RANGE, name2);
         cc.appendGroup(g, (this.flags & RE2Flags.FOLD_CASE) !== 0);
         return true;
       }
@@ -46721,7 +47483,7 @@ var init_build = __esm({
         if (c === Codepoint.CODES["P"]) sign = -1;
         if (!t.more()) {
           t.rewindTo(startPos);
-          throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
+          throw new RE2JSSyntaxException(Parser4.ERR_INVALID_CHAR_RANGE, t.rest());
         }
         c = t.pop();
         let name2;
@@ -46731,7 +47493,7 @@ var init_build = __esm({
           const end = rest.indexOf("}");
           if (end < 0) {
             t.rewindTo(startPos);
-            throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
+            throw new RE2JSSyntaxException(Parser4.ERR_INVALID_CHAR_RANGE, t.rest());
           }
           name2 = rest.substring(0, end);
           t.skipString(name2);
@@ -46741,8 +47503,8 @@ var init_build = __esm({
           sign = 0 - sign;
           name2 = name2.substring(1);
         }
-        const pair = Parser2.unicodeTable(name2);
-        if (pair === null) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(startPos));
+        const pair = Parser4.unicodeTable(name2);
+        if (pair === null) throw new RE2JSSyntaxException(Parser4.ERR_INVALID_CHAR_RANGE, t.from(startPos));
         if (pair.sign < 0) sign = 0 - sign;
         const tab = pair.tab;
         const fold = pair.fold;
@@ -46771,7 +47533,7 @@ var init_build = __esm({
             const s = t.rest();
             if (s === "-" || !s.startsWith("-]")) {
               t.rewindTo(startPos);
-              throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.rest());
+              throw new RE2JSSyntaxException(Parser4.ERR_INVALID_CHAR_RANGE, t.rest());
             }
           }
           first = false;
@@ -46783,14 +47545,14 @@ var init_build = __esm({
           if (this.parseUnicodeClass(t, cc)) continue;
           if (this.parsePerlClassEscape(t, cc)) continue;
           t.rewindTo(beforePos);
-          const lo = Parser2.parseClassChar(t, startPos);
+          const lo = Parser4.parseClassChar(t, startPos);
           let hi = lo;
           if (t.more() && t.lookingAt("-")) {
             t.skip(1);
             if (t.more() && t.lookingAt("]")) t.skip(-1);
             else {
-              hi = Parser2.parseClassChar(t, startPos);
-              if (hi < lo) throw new RE2JSSyntaxException(Parser2.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
+              hi = Parser4.parseClassChar(t, startPos);
+              if (hi < lo) throw new RE2JSSyntaxException(Parser4.ERR_INVALID_CHAR_RANGE, t.from(beforePos));
             }
           }
           if ((this.flags & RE2Flags.FOLD_CASE) === 0) cc.appendRange(lo, hi);
@@ -46849,7 +47611,7 @@ var init_build = __esm({
         return RE22.compileImpl(expr, RE2Flags.POSIX, true);
       }
       static compileImpl(expr, mode, longest) {
-        let re = Parser.parse(expr, mode);
+        let re = Parser3.parse(expr, mode);
         const maxCap = re.maxCap();
         const namedGroups = re.namedGroups;
         re = Simplify.simplify(re);
@@ -47343,7 +48105,7 @@ var init_build = __esm({
         if ((this.jsFlags & PublicFlags.CASE_INSENSITIVE) !== 0) fregex = `(?i)${fregex}`;
         if ((this.jsFlags & PublicFlags.DOTALL) !== 0) fregex = `(?s)${fregex}`;
         if ((this.jsFlags & PublicFlags.MULTILINE) !== 0) fregex = `(?m)${fregex}`;
-        const re = Parser.parse(fregex, this.re2Flags);
+        const re = Parser3.parse(fregex, this.re2Flags);
         this.regexps.push(Simplify.simplify(re));
         return this.regexps.length - 1;
       }
@@ -47355,7 +48117,7 @@ var init_build = __esm({
       compile() {
         if (this.prog) return;
         const prog = Compiler.compileSet(this.regexps);
-        if (prog.numInst() > Parser.MAX_SIZE) throw new RE2JSCompileException(`${Parser.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser.MAX_SIZE}`);
+        if (prog.numInst() > Parser3.MAX_SIZE) throw new RE2JSCompileException(`${Parser3.ERR_LARGE}: the set compiles to ${prog.numInst()} instructions, more than ${Parser3.MAX_SIZE}`);
         this.prog = prog;
         this.dfa = new DFA(this.prog, this.maxMem);
         this.dummyRe2 = {
@@ -47958,713 +48720,6 @@ var init_shamir = __esm({
   }
 });
 
-// core/secrets/comments.ts
-function positions(text) {
-  const starts = [0];
-  for (let i = 0; i < text.length; i++) if (text[i] === "\n") starts.push(i + 1);
-  return (offset) => {
-    let lo = 0;
-    let hi = starts.length - 1;
-    while (lo < hi) {
-      const mid = lo + hi + 1 >> 1;
-      if (starts[mid] <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return { line: lo, col: offset - starts[lo] };
-  };
-}
-function commentTokens(text) {
-  const at2 = positions(text);
-  const found = [];
-  const scan = (x) => {
-    if (!x || typeof x !== "object") return;
-    if (Array.isArray(x)) {
-      for (const y of x) scan(y);
-      return;
-    }
-    const t = x;
-    if (t.type === "comment" && typeof t.offset === "number" && typeof t.source === "string") found.push({ offset: t.offset, source: t.source });
-    for (const v of Object.values(x)) if (typeof v === "object") scan(v);
-  };
-  for (const doc of new import_yaml3.Parser().parse(text)) scan(doc);
-  const seen = /* @__PURE__ */ new Set();
-  return found.filter((c) => !seen.has(c.offset) && seen.add(c.offset)).sort((a, b) => a.offset - b.offset).map((c) => {
-    const { line, col } = at2(c.offset);
-    const lineStart = c.offset - col;
-    return { offset: c.offset, line, col, text: c.source.replace(/^#/, "").replace(/\r$/, ""), fullLine: text.slice(lineStart, c.offset).trim() === "" };
-  });
-}
-function attach(branch, before, token, inline = false) {
-  const c = { before, text: token.text, ...inline ? { inline: true } : {} };
-  (branch.node.comments ??= []).push(c);
-}
-function placeComments(tokens, anchors, root) {
-  for (const t of tokens) {
-    if (!t.fullLine) {
-      const onLine = anchors.filter((a) => a.line === t.line && a.offset < t.offset).at(-1);
-      if (onLine) {
-        attach(onLine.branch, onLine.index, t, onLine.scalarOnLine);
-        continue;
-      }
-    }
-    const next = anchors.find((a) => a.offset > t.offset);
-    const prev = anchors.filter((a) => a.offset < t.offset).at(-1);
-    if (next && (t.col <= next.col || !prev)) {
-      attach(next.branch, next.index, t);
-      continue;
-    }
-    if (!prev) {
-      attach(root, size(root), t);
-      continue;
-    }
-    let b = prev.branch;
-    while (b.col > t.col && b.parent) b = b.parent.branch;
-    attach(b, size(b), t);
-  }
-}
-var import_yaml3, size;
-var init_comments = __esm({
-  "core/secrets/comments.ts"() {
-    "use strict";
-    import_yaml3 = __toESM(require_dist(), 1);
-    size = (b) => b.node.kind === "map" ? b.node.entries.length : b.node.items.length;
-  }
-});
-
-// core/secrets/yaml11.ts
-function yaml11Retypes(s) {
-  return s === "" || TIMESTAMP.test(s) || VALUE.test(s) || MERGE.test(s) || LIBRARY_TESTS.some((re) => re.test(s));
-}
-var import_yaml4, YAML11, STR_TAG, LIBRARY_TESTS, TIMESTAMP, VALUE, MERGE;
-var init_yaml11 = __esm({
-  "core/secrets/yaml11.ts"() {
-    "use strict";
-    import_yaml4 = __toESM(require_dist(), 1);
-    YAML11 = new import_yaml4.Schema({ schema: "yaml-1.1", merge: true });
-    STR_TAG = "tag:yaml.org,2002:str";
-    LIBRARY_TESTS = YAML11.tags.flatMap((t) => t.default && t.tag !== STR_TAG && "test" in t && t.test instanceof RegExp ? [t.test] : []);
-    TIMESTAMP = /^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)$/;
-    VALUE = /^=$/;
-    MERGE = /^<<$/;
-  }
-});
-
-// core/secrets/tree-print.ts
-function needsQuotesForGo(s) {
-  return s === "" || plainChangesMeaning(s) || yaml11Retypes(s);
-}
-function yamlFloatText(v) {
-  if (Number.isNaN(v)) return ".nan";
-  if (!Number.isFinite(v)) return v < 0 ? "-.inf" : ".inf";
-  if (Object.is(v, -0)) return "-0.0";
-  const [digits, exp] = String(v).split("e");
-  const withPoint = digits.includes(".") ? digits : `${digits}.0`;
-  return exp === void 0 ? withPoint : `${withPoint}e${exp}`;
-}
-function escapedDoubleQuoted(s) {
-  return JSON.stringify(s).replace(new RegExp(RAW_UNSAFE.source, "g"), (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-function styleChangesText(s) {
-  if (!s.includes("\n")) return s.includes("	");
-  return /^\n*[ \t]/.test(s) || /^[ \t\n]*$/.test(s) || /[ \t](\n|$)/.test(s) || /\n\n$/.test(s);
-}
-function yamlScalar(node) {
-  if (node.kind === "null") return new import_yaml5.Scalar(null);
-  if (node.bytes) {
-    const b643 = node.value;
-    if (b643.length < 70) return Object.assign(new import_yaml5.Scalar(b643), { tag: "tag:yaml.org,2002:binary", type: import_yaml5.Scalar.PLAIN });
-    return Object.assign(new import_yaml5.Scalar(`${b643.match(/.{1,70}/g).join("\n")}
-`), { tag: "tag:yaml.org,2002:binary", type: import_yaml5.Scalar.BLOCK_LITERAL });
-  }
-  const s = new import_yaml5.Scalar(node.value);
-  if (node.type === "str" && (needsQuotesForGo(node.value) || styleChangesText(node.value))) s.type = import_yaml5.Scalar.QUOTE_DOUBLE;
-  if (node.type === "float") s.format = OPS_FLOAT;
-  if (node.type === "time") s.type = import_yaml5.Scalar.PLAIN;
-  return s;
-}
-function yamlScalarText(node) {
-  return new import_yaml5.Document(yamlScalar(node), DOC_OPTIONS).toString({ lineWidth: 0 }).replace(/\n$/, "");
-}
-function jsonNumberText(node) {
-  return typeof node.value === "bigint" ? String(node.value) : JSON.stringify(node.value);
-}
-function split2(node, i, value) {
-  const here = commentsAt(node, i);
-  const scalar = value !== void 0 && value.kind !== "map" && value.kind !== "list";
-  return { head: here.filter((c) => !(c.inline && scalar)).map((c) => c.text), inline: here.filter((c) => c.inline && scalar).map((c) => c.text) };
-}
-function toYamlNode(node) {
-  switch (node.kind) {
-    case "map": {
-      const m = new import_yaml5.YAMLMap();
-      node.entries.forEach(([k, v], i) => {
-        const key = yamlScalar(str(k));
-        if (k === "<<") Object.assign(key, { tag: "tag:yaml.org,2002:merge", type: import_yaml5.Scalar.PLAIN });
-        const value = toYamlNode(v);
-        const { head, inline } = split2(node, i, v);
-        if (head.length) key.commentBefore = joinComment(head);
-        if (inline.length) value.comment = inline.join(" #");
-        m.items.push(new import_yaml5.Pair(key, value));
-      });
-      const tail2 = commentsAt(node, node.entries.length).map((c) => c.text);
-      if (tail2.length) m.comment = joinComment(tail2);
-      return m;
-    }
-    case "list": {
-      const s = new import_yaml5.YAMLSeq();
-      node.items.forEach((v, i) => {
-        const item = toYamlNode(v);
-        const { head, inline } = split2(node, i, v);
-        if (head.length) item.commentBefore = joinComment(head);
-        if (inline.length) item.comment = inline.join(" #");
-        s.items.push(item);
-      });
-      const tail2 = commentsAt(node, node.items.length).map((c) => c.text);
-      if (tail2.length) s.comment = joinComment(tail2);
-      return s;
-    }
-    default:
-      return yamlScalar(node);
-  }
-}
-function detectLayout(text, format, sops) {
-  const legacyMetadata = sops !== void 0 && getEntry(sops, "kms") !== void 0;
-  const base = legacyMetadata ? LEGACY_LAYOUT : CURRENT_LAYOUT;
-  if (format === "json") {
-    const m2 = /^([ \t]+)"/m.exec(text);
-    return { ...base, jsonIndent: m2 ? m2[1] : base.jsonIndent };
-  }
-  const m = /^( +)\S/m.exec(text);
-  const n = m ? m[1].length : 0;
-  return { ...base, yamlIndent: n >= 1 && n <= 8 ? n : base.yamlIndent };
-}
-function toYaml(tree, indent2 = 2) {
-  if (tree.entries.length === 0) {
-    const only = (tree.comments ?? []).map((c) => `#${c.text}
-`).join("");
-    return `${only}{}
-`;
-  }
-  const doc = new import_yaml5.Document(void 0, DOC_OPTIONS);
-  const root = toYamlNode(tree);
-  if (root.comment) {
-    doc.comment = root.comment;
-    root.comment = void 0;
-  }
-  doc.contents = root;
-  return doc.toString({ lineWidth: 0, minContentWidth: 0, indent: indent2, indentSeq: true });
-}
-function goJsonString(s) {
-  return JSON.stringify(s).replace(/[<>&\x7f-\x9f\u2028\u2029\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-function jsonValue(node, indent2, step) {
-  const inner = indent2 + step;
-  switch (node.kind) {
-    case "null":
-      return "null";
-    case "scalar":
-      if (node.bytes) throw new OpsError("a binary value (bytes that are not UTF-8 text) cannot be written in JSON", "store it as base64 text");
-      if (node.type === "str") return goJsonString(node.value);
-      if (node.type === "bool") return node.value ? "true" : "false";
-      if (node.type === "time") return goJsonString(node.value);
-      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
-      return node.type === "float" ? jsonNumberText(node).replace(/^(-?\d+)e/, "$1.0e") : jsonNumberText(node);
-    case "list":
-      if (node.items.length === 0) return "[]";
-      return `[
-${node.items.map((v) => inner + jsonValue(v, inner, step)).join(",\n")}
-${indent2}]`;
-    case "map":
-      if (node.entries.length === 0) return "{}";
-      return `{
-${node.entries.map(([k, v]) => `${inner}${goJsonString(k)}: ${jsonValue(v, inner, step)}`).join(",\n")}
-${indent2}}`;
-  }
-}
-function toJson(tree, indent2 = "  ") {
-  return jsonValue(tree, "", indent2) + "\n";
-}
-function printTree(tree, format, layout2 = LEGACY_LAYOUT) {
-  return format === "json" ? toJson(tree, layout2.jsonIndent) : toYaml(tree, layout2.yamlIndent);
-}
-var import_yaml5, OPS_FLOAT, FLOAT_TAG, RAW_UNSAFE, SPACE_BEFORE_BREAK, ESCAPED_STR_TAG, DOC_OPTIONS, joinComment, CURRENT_LAYOUT, LEGACY_LAYOUT;
-var init_tree_print = __esm({
-  "core/secrets/tree-print.ts"() {
-    "use strict";
-    import_yaml5 = __toESM(require_dist(), 1);
-    init_errors();
-    init_goyaml();
-    init_yaml11();
-    init_tree();
-    OPS_FLOAT = "ops-float";
-    FLOAT_TAG = {
-      tag: "tag:yaml.org,2002:float",
-      format: OPS_FLOAT,
-      default: true,
-      identify: (v) => typeof v === "number",
-      test: /(?!)/,
-      resolve: (s) => Number(s),
-      stringify: (node) => yamlFloatText(Number(node.value))
-    };
-    RAW_UNSAFE = /[\x7f-\x9f\u2028\u2029\ufffe\uffff]/;
-    SPACE_BEFORE_BREAK = /[ \t]\n/;
-    ESCAPED_STR_TAG = {
-      tag: "tag:yaml.org,2002:str",
-      default: true,
-      identify: (v) => typeof v === "string" && (RAW_UNSAFE.test(v) || SPACE_BEFORE_BREAK.test(v)),
-      test: /(?!)/,
-      resolve: (s) => s,
-      stringify: (node) => escapedDoubleQuoted(String(node.value))
-    };
-    DOC_OPTIONS = { customTags: [FLOAT_TAG, ESCAPED_STR_TAG] };
-    joinComment = (lines) => lines.length ? lines.join("\n") : void 0;
-    CURRENT_LAYOUT = { yamlIndent: 4, jsonIndent: "	", legacyMetadata: false };
-    LEGACY_LAYOUT = { yamlIndent: 2, jsonIndent: "  ", legacyMetadata: true };
-  }
-});
-
-// core/secrets/yaml-breaks.ts
-function goOnlyBreak(text, start = 0, end = text.length) {
-  GO_ONLY_BREAK.lastIndex = 0;
-  const found = GO_ONLY_BREAK.exec(text.slice(start, end + 1));
-  return found !== null && found.index < end - start;
-}
-function lineBreak(text, i) {
-  if (text[i] === "\r" && text[i + 1] === "\n") return ["\n", 2];
-  return [text[i] === "\u2028" || text[i] === "\u2029" ? text[i] : "\n", 1];
-}
-function quotedSpans(text) {
-  const spans = [];
-  const walk = (t) => {
-    if (Array.isArray(t)) return t.forEach(walk);
-    if (typeof t !== "object" || t === null) return;
-    const tok = t;
-    if ((tok.type === "single-quoted-scalar" || tok.type === "double-quoted-scalar") && tok.offset !== void 0 && tok.source !== void 0) spans.push([tok.offset, tok.offset + tok.source.length]);
-    else Object.values(t).forEach(walk);
-  };
-  for (const token of new import_yaml6.Parser().parse(text)) walk(token);
-  return spans;
-}
-function goLines(text) {
-  if (!goOnlyBreak(text)) return text;
-  let lines = text;
-  for (let round = 0; round < 4; round++) {
-    const spans = quotedSpans(lines).sort((x, y) => x[0] - y[0]);
-    let at2 = 0;
-    const inQuotes = (i) => {
-      while (at2 < spans.length && spans[at2][1] <= i) at2 += 1;
-      return at2 < spans.length && spans[at2][0] <= i;
-    };
-    const next = text.replace(GO_ONLY_BREAK, (c, i) => inQuotes(i) ? c : "\n");
-    if (next === lines) break;
-    lines = next;
-  }
-  return lines;
-}
-function escaped(s) {
-  return s.replace(
-    /[\\"\x00-\x1f\x7f\u0085\u2028\u2029]/g,
-    (c) => c === "\\" ? "\\\\" : c === '"' ? '\\"' : c === "\n" ? "\\n" : c === "	" ? "\\t" : c === "\u2028" ? "\\L" : c === "\u2029" ? "\\P" : c === "\x85" ? "\\N" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`
-  );
-}
-function goFlowScalar(text, style) {
-  let out = "";
-  let i = 0;
-  const n = text.length;
-  while (i < n) {
-    let leading = false;
-    while (i < n && !BLANK.test(text[i]) && !BREAK.test(text[i])) {
-      const c = text[i];
-      if (style === "double" && c === "\\" && i + 1 < n) {
-        if (BREAK.test(text[i + 1])) {
-          i += 1 + lineBreak(text, i + 1)[1];
-          leading = true;
-          break;
-        }
-        out += c + text[i + 1];
-        i += 2;
-      } else if (style === "single" && c === "'" && text[i + 1] === "'") {
-        out += "'";
-        i += 2;
-      } else {
-        out += style === "double" ? c : escaped(c);
-        i += 1;
-      }
-    }
-    let whitespace = "";
-    let first = "";
-    let more = "";
-    while (i < n && (BLANK.test(text[i]) || BREAK.test(text[i]))) {
-      if (BLANK.test(text[i])) {
-        if (!leading) whitespace += text[i];
-        i += 1;
-        continue;
-      }
-      const [b, width] = lineBreak(text, i);
-      if (!leading) [whitespace, first, leading] = ["", b, true];
-      else more += b;
-      i += width;
-    }
-    if (i >= n && style === "plain") break;
-    if (leading) out += first === "\n" ? more ? escaped(more) : " " : escaped(first + more);
-    else out += escaped(whitespace);
-  }
-  return (0, import_yaml6.parse)(`"${out}"`, { schema: "failsafe", logLevel: "silent" });
-}
-function goBlockScalar(source, parent) {
-  const literal = source[0] === "|";
-  const header = /^[|>]([-+]?)([1-9]?)([-+]?)/.exec(source);
-  const chomping = `${header[1]}${header[3]}`;
-  let indent2 = header[2] ? Math.max(parent, 0) + Number(header[2]) : 0;
-  let i = source.search(BREAK);
-  if (i < 0) return "";
-  const n = source.length;
-  const readLine = () => {
-    const [b, width] = lineBreak(source, i);
-    i += width;
-    return b;
-  };
-  readLine();
-  let column = 0;
-  const breaks = () => {
-    let out = "";
-    let most = 0;
-    for (; ; ) {
-      column = 0;
-      while ((indent2 === 0 || column < indent2) && source[i] === " ") [i, column] = [i + 1, column + 1];
-      most = Math.max(most, column);
-      if (i >= n || !BREAK.test(source[i])) break;
-      out += readLine();
-    }
-    if (indent2 === 0) indent2 = Math.max(most, parent + 1, 1);
-    return out;
-  };
-  let value = "";
-  let leadingBreak = "";
-  let leadingBlank = false;
-  let trailingBreaks = breaks();
-  while (column === indent2 && i < n) {
-    const trailingBlank = BLANK.test(source[i]);
-    if (!literal && leadingBreak === "\n" && !leadingBlank && !trailingBlank) {
-      if (trailingBreaks === "") value += " ";
-    } else value += leadingBreak;
-    value += trailingBreaks;
-    leadingBlank = trailingBlank;
-    const start = i;
-    while (i < n && !BREAK.test(source[i])) i += 1;
-    value += source.slice(start, i);
-    leadingBreak = i < n ? readLine() : "";
-    trailingBreaks = breaks();
-  }
-  if (chomping !== "-") value += leadingBreak;
-  if (chomping === "+") value += trailingBreaks;
-  return value;
-}
-var import_yaml6, GO_ONLY_BREAK, BLANK, BREAK;
-var init_yaml_breaks = __esm({
-  "core/secrets/yaml-breaks.ts"() {
-    "use strict";
-    import_yaml6 = __toESM(require_dist(), 1);
-    GO_ONLY_BREAK = /[\u0085\u2028\u2029]|\r(?!\n)/g;
-    BLANK = /[ \t]/;
-    BREAK = /[\r\n\u0085\u2028\u2029]/;
-  }
-});
-
-// core/secrets/tree-parse.ts
-function lineCol(text, offset) {
-  const before = text.slice(0, offset);
-  const line = before.split("\n").length;
-  const col = offset - before.lastIndexOf("\n");
-  return `line ${line}, column ${col}`;
-}
-function syntaxProblem(code) {
-  const words = {
-    ALIAS_PROPS: "an alias (*name) given a tag or an anchor",
-    BAD_ALIAS: "an alias (*name) that names no anchor before it",
-    BAD_DIRECTIVE: "a % directive YAML does not support",
-    BAD_DQ_ESCAPE: 'an invalid escape sequence in a double-quoted string (a backslash must start \\\\, \\", \\n, \\t, \\xXX, \\uXXXX...; for a literal backslash, write \\\\ or use single quotes)',
-    BAD_INDENT: "bad indentation",
-    BAD_PROP_ORDER: "a tag or anchor in the wrong place",
-    BAD_SCALAR_START: "a plain value starting with a character YAML reserves (quote the value)",
-    BLOCK_AS_IMPLICIT_KEY: 'a map nested on one line (a plain value holding ": "? quote the value)',
-    BLOCK_IN_FLOW: "a block value inside [...] or {...}",
-    DUPLICATE_KEY: "a key given twice in the same map",
-    KEY_OVER_1024_CHARS: "a key longer than 1024 characters",
-    MISSING_CHAR: "a quote or bracket that is not closed",
-    MULTILINE_IMPLICIT_KEY: "a key spread over several lines (a value indented under another value?)",
-    MULTIPLE_ANCHORS: "two anchors (&name) on one value",
-    MULTIPLE_DOCS: "several YAML documents",
-    MULTIPLE_TAGS: "two tags on one value",
-    NON_STRING_KEY: "a key that is not a string",
-    RESOURCE_EXHAUSTION: "too many aliases",
-    TAB_AS_INDENT: "a tab used as indentation (indent with spaces)",
-    TAG_RESOLVE_FAILED: "a tag (!name) that cannot be resolved, or a value JSON does not allow (quote the value)",
-    UNEXPECTED_TOKEN: "unexpected characters (a block scalar header | or > followed by text, or text after a closing quote or bracket?)",
-    BAD_COLLECTION_TYPE: "a tag that does not fit the value it is on"
-  };
-  return words[code] ?? `a syntax error (${code})`;
-}
-function errorPath(path) {
-  return showPath(path.map((p) => typeof p === "string" && VALUE_IN_KEY.test(p) ? "\u2026" : p));
-}
-function syntaxError(text, err) {
-  const message = err.message ?? "";
-  const noColon = err.code === "MISSING_CHAR" && /^Implicit map keys need to be followed by map values/.test(message) || err.code === "MULTILINE_IMPLICIT_KEY" && err.pos !== void 0 && !/["']/.test(text[err.pos[0]] ?? "");
-  const quoteEndsAtLine = err.code === "MISSING_CHAR" && /^Missing closing ["']quote/.test(message) && err.pos !== void 0 && /^[\r\n]/.test(text.slice(err.pos[0])) && text.slice(err.pos[0]).trim() !== "";
-  const quoteEscaped = err.code === "BAD_DQ_ESCAPE" && message === "Invalid escape sequence \\'";
-  const what = quoteEscaped ? `the escape \\' in a double-quoted string, which YAML does not have: inside double quotes write ' on its own (only \\" and \\\\ need a backslash)` : quoteEndsAtLine ? "a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)" : err.code === "BAD_INDENT" && /^Flow (sequence|map) in block collection/.test(message) ? "a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key" : noColon ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE' : syntaxProblem(err.code);
-  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${what}`;
-}
-function refuseNonGoEscape(text, start, end, file) {
-  for (const m of text.slice(start, end).matchAll(/\\[\s\S]/g))
-    if (m[0] === "\\/")
-      throw new OpsError(`${file} is not valid YAML at ${lineCol(text, start + m.index)}: the escape \\/ in a double-quoted string, which YAML 1.2 has but sops's YAML parser (go-yaml) does not know`, "write / on its own (it needs no escape), and try again");
-}
-function refuseControlCharacter(text, file) {
-  const at2 = GO_YAML_UNREADABLE.exec(text);
-  if (at2)
-    throw new OpsError(
-      `${file} is not valid YAML at ${lineCol(text, at2.index)}: an invisible control character (or U+FFFE, U+FFFF), which sops's YAML parser refuses anywhere in the file ("control characters are not allowed")`,
-      `remove it (pasted with a value, from a terminal's colours or a rich-text editor?); to store one on purpose, write it as an escape in double quotes ("\\e", "\\x01"), and try again`
-    );
-}
-function refuseRawJsonControl(text, start, end, file) {
-  const at2 = /[\x00-\x1f]/.exec(text.slice(start, end));
-  if (at2)
-    throw new OpsError(
-      `${file} is not valid JSON at ${lineCol(text, start + at2.index)}: a line break, tab or other control character typed raw inside a string, which sops refuses ("invalid character in string literal")`,
-      "write it as an escape inside the string (\\n for a line break, \\t for a tab, \\u0001...), and try again"
-    );
-}
-function quotedBreak(source, type) {
-  return /[\r\n\x85]/.test(type === "QUOTE_DOUBLE" ? source.replace(/\\(?:\r\n|[\s\S])/g, "") : source);
-}
-function goNode(v, where) {
-  if (v.type === "null") return { kind: "null" };
-  if (v.type === "uint64") throw new OpsError(`${where()}: an integer typed without quotes above the 64-bit signed range, which sops cannot encrypt (it reads it as a uint64)`, "quote it to store it as a string");
-  return { kind: "scalar", type: v.type, value: v.value };
-}
-function goBreaks(text, lines, node) {
-  const [start, end] = node.range ?? [];
-  if (typeof node.value !== "string" || start === void 0 || end === void 0) return node.value;
-  if (!goOnlyBreak(text, start, end)) return node.value;
-  const source = text.slice(start, end);
-  try {
-    if (node.type === "QUOTE_SINGLE" || node.type === "QUOTE_DOUBLE") return goFlowScalar(source.slice(1, -1), node.type === "QUOTE_SINGLE" ? "single" : "double");
-    if (node.type === "PLAIN") return goFlowScalar(source, "plain");
-    const head = lines.slice(Math.max(lines.lastIndexOf("\n", start - 1), lines.lastIndexOf("\r", start - 1)) + 1, start);
-    const collection = /^((?: *-(?= ))*) *(\S?)/.exec(head);
-    return goBlockScalar(source, collection[2] ? collection[0].length - 1 : collection[1] ? collection[1].length - 1 : -1);
-  } catch {
-    return node.value;
-  }
-}
-function parseTree(text, format, options) {
-  const { file } = options;
-  refuseDeepNesting(text, file);
-  if (format === "yaml" && options.keys !== "strict") refuseControlCharacter(text, file);
-  const lines = format === "yaml" ? goLines(text) : text;
-  const docs = (0, import_yaml7.parseAllDocuments)(lines, {
-    intAsBigInt: true,
-    uniqueKeys: true,
-    prettyErrors: false,
-    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
-    schema: format === "json" ? "json" : "failsafe",
-    merge: false,
-    keepSourceTokens: false
-  });
-  if (!Array.isArray(docs) || docs.length === 0) return { kind: "map", entries: [] };
-  if (docs.length > 1) {
-    throw new OpsError(`${file} holds ${docs.length} YAML documents`, "keep one document (no `---` separators) per secrets file");
-  }
-  const doc = docs[0];
-  const err = doc.errors[0];
-  if (err) {
-    throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
-  }
-  const scalar = (node, path) => {
-    if (format === "yaml" && node.type === "QUOTE_DOUBLE") refuseNonGoEscape(text, node.range?.[0] ?? 0, node.range?.[1] ?? 0, file);
-    if (format === "json" && node.type === "QUOTE_DOUBLE") refuseRawJsonControl(text, node.range?.[0] ?? 0, node.range?.[1] ?? 0, file);
-    const v = format === "yaml" ? goBreaks(text, lines, node) : node.value;
-    const where = () => `${file}: ${errorPath(path)}`;
-    if (typeof v === "string") refuseLoneSurrogate(v, () => `${where()}${node.range ? ` (${lineCol(text, node.range[0])})` : ""}`);
-    if (format === "json") {
-      if (v === null || v === void 0) return { kind: "null" };
-      if (typeof v === "string") return str(v);
-      if (typeof v === "boolean") return { kind: "scalar", type: "bool", value: v };
-      if (typeof v === "bigint") return v >= -(2n ** 63n) && v < 2n ** 63n ? { kind: "scalar", type: "int", value: intValue(v) } : { kind: "scalar", type: "float", value: Number(v) };
-      if (typeof v === "number" && !Number.isFinite(v)) throw new OpsError(`${where()}: a number beyond the floating-point range (about 1.8e308), which sops refuses ("value out of range")`, "quote it to store it as text, or give a smaller number");
-      if (typeof v === "number") return { kind: "scalar", type: "float", value: v };
-      throw new OpsError(`${where()}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-    }
-    if (node.tag === BINARY_TAG || v instanceof Uint8Array) {
-      const b643 = (typeof node.source === "string" ? node.source : String(v ?? "")).replace(/\s+/g, "");
-      if (b643.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b643))
-        throw new OpsError(`${where()}: tagged !!binary, but its text is not valid base64 (which sops refuses too)`, "give base64 text after !!binary (`base64 -w0 < FILE`), or, for text, drop the tag and put the value in double quotes");
-      return bytesNode(Buffer.from(b643, "base64"));
-    }
-    try {
-      return goNode(resolveScalar(String(v ?? ""), node.type === "PLAIN" || node.type === void 0, node.tag), where);
-    } catch (e) {
-      if (e instanceof OpsError) throw e;
-      throw new OpsError(`${where()}: ${e.message}`, "remove the tag, or give a value of that type");
-    }
-  };
-  const root = doc.contents;
-  if (root === null || (0, import_yaml7.isScalar)(root) && scalar(root, []).kind === "null") return { kind: "map", entries: [] };
-  if (!(0, import_yaml7.isMap)(root)) {
-    throw new OpsError(`${file}: the top level must be a map of keys to values`, "write it as `key: value` lines");
-  }
-  refuseAliasBomb(doc, file);
-  const targets = aliasTargets(doc);
-  const target = (alias) => targets.get(alias);
-  let aliases = 0;
-  const at2 = positions(lines);
-  const anchors = [];
-  const anchor = (offset, branch, index, value) => {
-    if (format !== "yaml" || offset === void 0 || aliases) return void 0;
-    const { line, col } = at2(offset);
-    const v = (0, import_yaml7.isAlias)(value) ? void 0 : value;
-    const scalarOnLine = !((0, import_yaml7.isMap)(v) || (0, import_yaml7.isSeq)(v)) || Boolean(v?.flow) || (v?.range ? at2(v.range[0]).line === line : true);
-    const a = { offset, line, col, branch, index, scalarOnLine };
-    anchors.push(a);
-    return a;
-  };
-  const offsetOf2 = (node) => node?.range?.[0];
-  const lineOf = (offset) => offset === void 0 ? 0 : at2(offset).line + 1;
-  const record2 = (node, path, keyAt) => {
-    const found = options.constructs;
-    if (!found || format !== "yaml" || aliases) return;
-    const line = lineOf(keyAt ?? offsetOf2(node));
-    if ((0, import_yaml7.isAlias)(node)) return found.push({ path, kind: "alias", line });
-    const n = node;
-    if (!n) return;
-    if (n.anchor) found.push({ path, kind: "anchor", line });
-    const empty = (0, import_yaml7.isScalar)(n) && String(n.source ?? n.value ?? "") === "";
-    if (n.tag && n.tag !== MERGE_TAG && !(n.tag === BINARY_TAG && !empty)) found.push({ path, kind: "tag", line, tag: n.tag });
-    if ((0, import_yaml7.isScalar)(n) && empty && !n.tag && n.type === "PLAIN" && n.range && /^[ \t]*#/.test(text.slice(n.range[0], n.range[2]))) found.push({ path, kind: "comment", line });
-    else if ((0, import_yaml7.isScalar)(n) && !empty && n.type === "PLAIN" && n.range && /^[ \t]+#/.test(text.slice(n.range[1], n.range[2]))) found.push({ path, kind: "trailing", line });
-  };
-  const recordValue = (node, path, keyAt) => {
-    const found = options.constructs;
-    if (!found || format !== "yaml" || aliases) return;
-    const line = lineOf(keyAt ?? offsetOf2(node));
-    if (((0, import_yaml7.isMap)(node) || (0, import_yaml7.isSeq)(node)) && node.flow) found.push({ path, kind: (0, import_yaml7.isMap)(node) ? "flow-map" : "flow-list", line });
-    else if ((0, import_yaml7.isScalar)(node) && node.type === "PLAIN" && !node.tag && /^(?:~|null|Null|NULL)$/.test(String(node.source ?? node.value ?? ""))) found.push({ path, kind: "null", line });
-    else if ((0, import_yaml7.isScalar)(node) && node.type === "PLAIN" && node.range && text.slice(node.range[0], node.range[1]).includes("\n")) found.push({ path, kind: "folded", line });
-    else if ((0, import_yaml7.isScalar)(node) && (node.type === "QUOTE_DOUBLE" || node.type === "QUOTE_SINGLE") && node.range && quotedBreak(lines.slice(node.range[0], node.range[1]), node.type))
-      found.push({ path, kind: "quoted-lines", line });
-  };
-  const recordKey = (node, path) => {
-    const found = options.constructs;
-    if (!found || format !== "yaml" || aliases || !(0, import_yaml7.isScalar)(node) || node.type !== "PLAIN" || node.tag) return;
-    if (VALUE_IN_KEY.test(String(path.at(-1)))) found.push({ path, kind: "key-value", line: lineOf(offsetOf2(node)) });
-  };
-  const convert = (node, path, parent, keyAt) => {
-    record2(node, path, keyAt);
-    recordValue(node, path, keyAt);
-    if ((0, import_yaml7.isAlias)(node)) {
-      if (++aliases > 1e3) throw new OpsError(`${file}: too many YAML aliases`, "expand the aliases (*name) by hand");
-      if (path.length > 100) throw new OpsError(`${file}: ${errorPath(path)}: nesting is too deep (recursive alias?)`);
-      const resolved = convert(target(node), path);
-      aliases--;
-      return resolved;
-    }
-    if (path.length > 100) throw new OpsError(`${file}: ${errorPath(path)}: nesting is too deep`);
-    if ((0, import_yaml7.isMap)(node)) {
-      const out = { kind: "map", entries: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((pair, i) => {
-        const key = keyOf(pair.key, path);
-        record2(pair.key, [...path, key]);
-        if (!node.flow) recordKey(pair.key, [...path, key]);
-        const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
-        if (a && i === 0) branch.col = a.col;
-        out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf2(pair.key))]);
-      });
-      if (!parent && path.length === 0) rootBranch = branch;
-      return out;
-    }
-    if ((0, import_yaml7.isSeq)(node)) {
-      const out = { kind: "list", items: [] };
-      const branch = { node: out, col: 0, parent };
-      node.items.forEach((item, i) => {
-        let o = offsetOf2(item);
-        if (o !== void 0 && !node.flow) {
-          let d = o - 1;
-          while (d >= 0 && (text[d] === " " || text[d] === "	")) d--;
-          if (text[d] === "-") o = d;
-        }
-        const a = anchor(o, branch, i, item);
-        if (a && i === 0) branch.col = a.col;
-        out.items.push(convert(item, [...path, i], a));
-      });
-      return out;
-    }
-    if (node === null || node === void 0) return { kind: "null" };
-    if ((0, import_yaml7.isScalar)(node)) {
-      const v = scalar(node, path);
-      if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
-        const text2 = String(node.value ?? "");
-        const sameExponent = v.type === "float" && /e/i.test(text2) && numberText(v.value) === text2;
-        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && numberText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
-        else if (v.type === "time" && dotenvTime(v.value) !== v.value) options.retyped.push({ path, type: "time", typed: "fraction" });
-      }
-      if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
-        const text2 = typeof node.source === "string" ? node.source : String(node.value);
-        if (jsonNumberText(v) !== text2 || v.type === "float" && numberText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
-      }
-      return v;
-    }
-    throw new OpsError(`${file}: ${errorPath(path)}: unsupported value`, "use strings, numbers, booleans, lists and maps only");
-  };
-  let rootBranch;
-  const keyOf = (key, path) => {
-    const k = (0, import_yaml7.isAlias)(key) ? target(key) : key;
-    if ((0, import_yaml7.isScalar)(k) && k.tag === MERGE_TAG) {
-      const source = typeof k.source === "string" ? k.source : String(k.value ?? "");
-      if (source === "<<" || source === "") return "<<";
-      throw new OpsError(`${file}: ${errorPath(path)}: the key ${source} is tagged !!merge, which only << may be`, "remove the tag");
-    }
-    if ((0, import_yaml7.isScalar)(k)) {
-      const v = scalar(k, path);
-      if (v.kind === "scalar" && v.bytes)
-        throw new OpsError(`${file}: the key !!binary ${String(v.value)}${path.length ? ` under ${errorPath(path)}` : ""} holds bytes that are not UTF-8 text, which ops does not support (keys are text)`, "rename it to a text key (`sops edit` the file: the key without !!binary)");
-      if (v.kind === "scalar" && v.type === "str") return v.value;
-      const source = String(k.value ?? "");
-      if (options.keys === "lenient" && v.kind === "scalar") return typeof k.source === "string" ? k.source : source;
-      throw new OpsError(
-        `${file}: ${errorPath(path)}: the key ${source || "null"} is not a string (sops accepts string keys only)`,
-        `quote it: "${source}":`
-      );
-    }
-    throw new OpsError(`${file}: ${errorPath(path)}: a map or list used as a key`, "use string keys only");
-  };
-  const tree = convert(root, []);
-  if (format === "yaml" && rootBranch) placeComments(commentTokens(lines), anchors, rootBranch);
-  return tree;
-}
-var import_yaml7, MERGE_TAG, BINARY_TAG, VALUE_IN_KEY, GO_YAML_UNREADABLE;
-var init_tree_parse = __esm({
-  "core/secrets/tree-parse.ts"() {
-    "use strict";
-    import_yaml7 = __toESM(require_dist(), 1);
-    init_errors();
-    init_yaml_depth();
-    init_comments();
-    init_goyaml();
-    init_tree_print();
-    init_utf8();
-    init_yaml_breaks();
-    init_tree();
-    MERGE_TAG = "tag:yaml.org,2002:merge";
-    BINARY_TAG = "tag:yaml.org,2002:binary";
-    VALUE_IN_KEY = /["']|:[ \t]|\S[ \t]+\S/;
-    GO_YAML_UNREADABLE = /[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/u;
-  }
-});
-
 // core/secrets/sops-metadata.ts
 function metaError(file, what) {
   return new OpsError(`${file}: malformed sops metadata: ${what}`, "restore the file from git history (`git checkout -- <file>`); never edit the sops section by hand");
@@ -48866,7 +48921,7 @@ async function recoverDataKey(doc, ids) {
   if (ids.identities.length === 0) {
     throw new NoAgeIdentity(
       `no age identity to decrypt ${file}: looked in ${ids.tried.join(", ")}`,
-      `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}; \`ops keygen\` makes a new one`
+      `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}: the one \`ops env new\` printed, or your own once someone who can decrypt added it (\`ops keygen\` makes it; a new key alone decrypts nothing)`
     );
   }
   if (meta.keyGroups && meta.keyGroups.length > 1) {
@@ -49467,15 +49522,15 @@ var init_sops = __esm({
 
 // core/secrets/sops-config.ts
 import { readFileSync as readFileSync5 } from "node:fs";
-import { isAbsolute as isAbsolute3, join as join6, relative as relative2, sep } from "node:path";
+import { isAbsolute as isAbsolute3, join as join7, relative as relative3, sep as sep2 } from "node:path";
 function envPathRegex(env) {
   validate("environment", env);
   return `(^|/)environments/${env}/`;
 }
 function rulePath(root, file) {
-  const rel = isAbsolute3(file) ? relative2(root, file) : file;
-  const outside = isAbsolute3(file) && (rel === ".." || rel.startsWith(`..${sep}`) || isAbsolute3(rel));
-  return (outside ? file : rel).split(sep).join("/");
+  const rel = isAbsolute3(file) ? relative3(root, file) : file;
+  const outside = isAbsolute3(file) && (rel === ".." || rel.startsWith(`..${sep2}`) || isAbsolute3(rel));
+  return (outside ? file : rel).split(sep2).join("/");
 }
 function configError(file, what) {
   return new OpsError(hideSecrets(`${file}: ${what}`), "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
@@ -49496,7 +49551,7 @@ function refuseMisspelledKeys(map, known, where) {
   }
 }
 function load(root, required) {
-  const path = join6(root, SOPS_CONFIG_FILE);
+  const path = join7(root, SOPS_CONFIG_FILE);
   if (!userFileExists(path, SOPS_CONFIG_FILE)) {
     if (!required) return void 0;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
@@ -49616,7 +49671,7 @@ async function setEnvRuleOnce(root, env, recipients, signal) {
     if (at2) items.splice(at2.index, 0, rule);
     else items.push(rule);
   }
-  await writeIfUnchanged(join6(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
+  await writeIfUnchanged(join7(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
 }
 async function removeEnvRule(root, env) {
   return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
@@ -49663,23 +49718,23 @@ var init_sops_config = __esm({
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes9 } from "node:crypto";
 import { existsSync as existsSync6, readFileSync as readFileSync6, readdirSync as readdirSync2 } from "node:fs";
-import { isAbsolute as isAbsolute4, join as join7, relative as relative3, resolve as resolve4, sep as sep2 } from "node:path";
+import { isAbsolute as isAbsolute4, join as join8, relative as relative4, resolve as resolve5, sep as sep3 } from "node:path";
 function envDir(root, env) {
-  return join7(root, "environments", validate("environment", env));
+  return join8(root, "environments", validate("environment", env));
 }
 function secretsPath(root, env) {
-  return join7(envDir(root, env), SECRETS_FILE);
+  return join8(envDir(root, env), SECRETS_FILE);
 }
 function envSopsFiles(root, env) {
   const dir = envDir(root, env);
   const files = [];
-  const secrets = join7(dir, SECRETS_FILE);
+  const secrets = join8(dir, SECRETS_FILE);
   if (userFileExists(secrets, `environments/${env}/${SECRETS_FILE}`)) files.push(secrets);
-  const assets = join7(dir, "assets");
+  const assets = join8(dir, "assets");
   if (existsSync6(assets)) {
     for (const name2 of readdirSync2(assets).sort()) {
       if (!/\.(ya?ml|json)$/i.test(name2)) continue;
-      const file = join7(assets, name2);
+      const file = join8(assets, name2);
       try {
         if (isSopsText(readFileSync6(file, "utf8"), formatOf(file))) files.push(file);
       } catch {
@@ -49708,9 +49763,9 @@ function gitState(root, file) {
   }
 }
 function ageKeyFileProblems(root, env, path) {
-  const rel = relative3(root, path);
+  const rel = relative4(root, path);
   if (rel.startsWith("..") || isAbsolute4(rel) || env === THROWAWAY_ENVIRONMENT) return [];
-  const shown = rel.split(sep2).join("/");
+  const shown = rel.split(sep3).join("/");
   const out = [
     `environments/${env}/environment.yml: secrets.age_key_file is ${shown}, a private key inside the repository: that setting is only for the throwaway sandbox (${THROWAWAY_ENVIRONMENT}); keep ${env}'s key out of the repository ($SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, or the default key file) and remove the setting`
   ];
@@ -49724,7 +49779,7 @@ function ageKeyFileProblems(root, env, path) {
 async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   const ids = await loadIdentities(processEnv);
   if (warn) for (const w of ids.warnings ?? []) warn(w);
-  const configFile = join7(envDir(root, env), "environment.yml");
+  const configFile = join8(envDir(root, env), "environment.yml");
   if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile;
   try {
@@ -49738,7 +49793,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
     return ids;
   }
   if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute4(keyFile) ? keyFile : resolve4(envDir(root, env), keyFile);
+  const path = isAbsolute4(keyFile) ? keyFile : resolve5(envDir(root, env), keyFile);
   let text;
   try {
     text = readFileSync6(path, "utf8");
@@ -49814,7 +49869,7 @@ var init_env = __esm({
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync as existsSync7, readFileSync as readFileSync7, readdirSync as readdirSync3 } from "node:fs";
 import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
-import { join as join8, relative as relative4 } from "node:path";
+import { join as join9, relative as relative5 } from "node:path";
 function placeholderHostKey() {
   const der = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" });
   const u324 = (n) => {
@@ -49827,9 +49882,9 @@ function placeholderHostKey() {
 }
 function freePlaceholderAddress(root) {
   const used = /* @__PURE__ */ new Set();
-  const envs = join8(root, "environments");
+  const envs = join9(root, "environments");
   for (const e of existsSync7(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
-    const file = join8(envs, e.name, "environment.yml");
+    const file = join9(envs, e.name, "environment.yml");
     if (!e.isDirectory() || !existsSync7(file)) continue;
     for (const m of readFileSync7(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
   }
@@ -49934,13 +49989,13 @@ async function newEnvironment(root, name2, opts2 = {}) {
   const recipients = [identity.recipient, ...extra.filter((r) => r !== identity.recipient)];
   const hadRule = readCreationRules(root).some((r) => r.pathRegex === envPathRegex(name2));
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
-  const configBefore = existsSync7(join8(root, ".sops.yaml"));
+  const configBefore = existsSync7(join9(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
   await opts2.beforeWrite?.(extra);
   heed();
-  await mkdir3(join8(dir, "assets"), { recursive: true });
+  await mkdir3(join9(dir, "assets"), { recursive: true });
   try {
-    await writeFile2(join8(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
+    await writeFile2(join9(dir, "environment.yml"), environmentTemplate(name2, address2), { flag: "wx" });
     heed();
     await setEnvRule(root, name2, recipients, opts2.signal);
     heed();
@@ -49951,10 +50006,10 @@ async function newEnvironment(root, name2, opts2 = {}) {
   } catch (e) {
     await rm3(dir, { recursive: true, force: true });
     await removeEnvRule(root, name2).catch(() => void 0);
-    if (!configBefore) await rm3(join8(root, ".sops.yaml"), { force: true });
+    if (!configBefore) await rm3(join9(root, ".sops.yaml"), { force: true });
     throw e;
   }
-  const files = [join8(dir, "environment.yml"), join8(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative4(root, f));
+  const files = [join9(dir, "environment.yml"), join9(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative5(root, f));
   return { dir, identity, recipients, files, address: address2 };
 }
 var init_scaffold = __esm({
@@ -58071,7 +58126,7 @@ var require_crypto = __commonJS({
       MAC_INFO,
       bindingAvailable: !!binding,
       init: (() => {
-        return new Promise(async (resolve6, reject) => {
+        return new Promise(async (resolve7, reject) => {
           try {
             POLY1305_WASM_MODULE = await require_poly1305()();
             POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
@@ -58083,7 +58138,7 @@ var require_crypto = __commonJS({
           } catch (ex) {
             return reject(ex);
           }
-          resolve6();
+          resolve7();
         });
       })(),
       NullCipher,
@@ -59341,7 +59396,7 @@ var require_agent2 = __commonJS({
     "use strict";
     var { Socket } = __require("net");
     var { Duplex } = __require("stream");
-    var { resolve: resolve6 } = __require("path");
+    var { resolve: resolve7 } = __require("path");
     var { readFile: readFile4 } = __require("fs");
     var { execFile, spawn } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
@@ -59477,7 +59532,7 @@ var require_agent2 = __commonJS({
       const RET_ERR_BINSTDIN = 13;
       const RET_ERR_BINSTDOUT = 14;
       const RET_ERR_BADLEN = 15;
-      const EXEPATH = resolve6(__dirname, "..", "util/pagent.exe");
+      const EXEPATH = resolve7(__dirname, "..", "util/pagent.exe");
       const ERROR = {
         [RET_ERR_BADARGS]: new Error("Invalid pagent.exe arguments"),
         [RET_ERR_UNAVAILABLE]: new Error("Pageant is not running"),
@@ -71715,7 +71770,7 @@ var require_lib3 = __commonJS({
 });
 
 // actions/initdata/main.ts
-import { join as join11 } from "node:path";
+import { join as join12 } from "node:path";
 
 // node_modules/@actions/core/lib/command.js
 import * as os from "os";
@@ -71882,11 +71937,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve6) {
-      resolve6(value);
+    return value instanceof P ? value : new P(function(resolve7) {
+      resolve7(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve6, reject) {
+  return new (P || (P = Promise))(function(resolve7, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -71902,7 +71957,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve6(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve7(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -72231,14 +72286,14 @@ init_errors();
 init_parts();
 import { randomUUID as randomUUID2 } from "node:crypto";
 import { existsSync as existsSync4, readFileSync as readFileSync3, statSync as statSync4 } from "node:fs";
-import { resolve } from "node:path";
+import { resolve as resolve2 } from "node:path";
 
 // core/remote/identity.ts
 init_errors();
 init_key_file();
 import { existsSync as existsSync3, readFileSync } from "node:fs";
 import { homedir as homedir2 } from "node:os";
-import { join as join3 } from "node:path";
+import { join as join4 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync(file, "utf8");
@@ -72290,7 +72345,7 @@ function resolveCredentials(sources, reporter) {
   if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir2();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join3(home, ".ssh", f);
+    const p = join4(home, ".ssh", f);
     if (userFileExists(p, p, "an SSH private key")) return fromFile(p, "default key");
   }
   throw new OpsError(
@@ -72427,7 +72482,7 @@ function emptyKeyInput(name2, githubEnvironment) {
   );
 }
 function actionRoot(workingDirectory, spec) {
-  const dir = resolve(workingDirectory);
+  const dir = resolve2(workingDirectory);
   const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
   if (!problem) return dir;
   throw new OpsError(
@@ -72501,7 +72556,7 @@ async function runAction(spec, body) {
 
 // core/ops/secrets.ts
 init_environment();
-import { join as join9 } from "node:path";
+import { join as join10 } from "node:path";
 
 // core/dotenv.ts
 init_errors();
@@ -72541,6 +72596,7 @@ function jsonText(value) {
     });
     return `{${members.join(",")}}`;
   }
+  if (Object.is(value, -0)) return "-0";
   return typeof value === "string" ? jsonString(value) : JSON.stringify(value);
 }
 function jsonString(text) {
@@ -72840,7 +72896,7 @@ function maskPlainPasswords(ctx, env, warn) {
 }
 async function environmentSecrets(ctx, env) {
   maskPlainPasswords(ctx, env, true);
-  const file = join9(env.dir, SECRETS_FILE);
+  const file = join10(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
   if (!userFileExists(file, label)) {
@@ -72878,11 +72934,11 @@ var import_yaml12 = __toESM(require_dist(), 1);
 init_environment();
 import { existsSync as existsSync8, readFileSync as readFileSync8 } from "node:fs";
 import { randomBytes as randomBytes12 } from "node:crypto";
-import { isAbsolute as isAbsolute5, relative as relative5, resolve as resolve5 } from "node:path";
+import { isAbsolute as isAbsolute5, relative as relative6, resolve as resolve6 } from "node:path";
 
 // core/config/siblings.ts
 init_errors();
-import { join as join10, posix as posix2 } from "node:path";
+import { join as join11, posix as posix2 } from "node:path";
 
 // core/layout.ts
 function layout(env) {
@@ -72960,7 +73016,7 @@ function findSiblings(env) {
     const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
     let doc;
     try {
-      doc = readYamlFile(join10(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      doc = readYamlFile(join11(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
       const config = parseEnvironment(doc, label);
       const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
       const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
@@ -73379,6 +73435,18 @@ var connection_default = `# shellcheck shell=bash
 # proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
 # (read by bash itself, here and in conn_pid: no process per look)
 proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# proc_seen_start PID: proc_start for a login that may not see other users' processes (/proc mounted hidepid=1 or 2:
+# another user's /proc/PID unreadable or absent, whether that process runs or not): then read through sudo -n. Returns 1
+# when the process is gone, 2 (printing nothing) when it cannot tell: hidden, and sudo asks for a password.
+proc_seen_start() {
+  local s f
+  proc_start "$1" && return 0
+  [ "$EUID" != 0 ] || return 1
+  # pid 1 is root's: readable, nothing is hidden from this login, and the process is gone.
+  read -r s 2> /dev/null < /proc/1/stat && return 1
+  if ! s=$(sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then sudo -n true 2> /dev/null && return 1; return 2; fi
+  read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"
+}
 # boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
 # and start times (clock ticks since boot) begin again at a reboot, so a lock's holder pid and start time can match an
 # unrelated process of a later boot; its boot id tells them apart.
@@ -73729,139 +73797,10 @@ slot_releases() {
 var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
 
 // core/steps/sh/identity.sh
-var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s < "/proc/$p/stat" 2>/dev/null || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR, as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done < "/proc/$1/cmdline" 2>/dev/null || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done < "/proc/$1/environ" 2>/dev/null || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,\n# IDENTITY says what answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done < "/proc/$pid/status" 2>/dev/null || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of the slot\'s own supervisor process), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,\n# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program\n# exited. A program that answers its health check and exits a second later (a worker thread dying on its first\n# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again\n# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.\n# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one\n# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process\n# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting\n  local -A first=()\n  limit=$(( (secs + 5) * 5 ))\n  SETTLE=""\n  exec {pause}<> <(:)\n  while :; do\n    sup_pids\n    waiting=0\n    for k in "${!SUP_STATE[@]}"; do\n      [[ $k == "$group:"* ]] || continue\n      pid=${SUP_PID[$k]:-0}\n      [ -n "${first[$k]+x}" ] || first[$k]=$pid\n      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      stat=${stat##*) }\n      if [ "$pid" = 0 ] || [ "$pid" != "${first[$k]}" ] || [ -z "$stat" ] || [ "${stat%% *}" = Z ] || [[ ! ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then\n        SETTLE="program ${k#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$k]:-gone}; it ran as pid ${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"\n        exec {pause}<&-\n        return 1\n      fi\n      [ "${SUP_STATE[$k]}" = RUNNING ] || waiting=1\n    done\n    [ "$waiting" = 1 ] || break\n    rounds=$(( rounds + 1 ))\n    if [ "$rounds" -ge "$limit" ]; then\n      SETTLE="supervisor did not take the programs of $group as started (RUNNING after ${secs}s) within $(( limit / 5 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    read -r -t 0.2 -u "$pause" _ || true\n  done\n  exec {pause}<&-\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' < "/proc/$pid/cmdline" 2>/dev/null || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
+var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR, as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,\n# IDENTITY says what answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of the slot\'s own supervisor process), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,\n# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program\n# exited. A program that answers its health check and exits a second later (a worker thread dying on its first\n# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again\n# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.\n# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one\n# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process\n# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting\n  local -A first=()\n  limit=$(( (secs + 5) * 5 ))\n  SETTLE=""\n  exec {pause}<> <(:)\n  while :; do\n    sup_pids\n    waiting=0\n    for k in "${!SUP_STATE[@]}"; do\n      [[ $k == "$group:"* ]] || continue\n      pid=${SUP_PID[$k]:-0}\n      [ -n "${first[$k]+x}" ] || first[$k]=$pid\n      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      stat=${stat##*) }\n      if [ "$pid" = 0 ] || [ "$pid" != "${first[$k]}" ] || [ -z "$stat" ] || [ "${stat%% *}" = Z ] || [[ ! ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then\n        SETTLE="program ${k#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$k]:-gone}; it ran as pid ${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"\n        exec {pause}<&-\n        return 1\n      fi\n      [ "${SUP_STATE[$k]}" = RUNNING ] || waiting=1\n    done\n    [ "$waiting" = 1 ] || break\n    rounds=$(( rounds + 1 ))\n    if [ "$rounds" -ge "$limit" ]; then\n      SETTLE="supervisor did not take the programs of $group as started (RUNNING after ${secs}s) within $(( limit / 5 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    read -r -t 0.2 -u "$pause" _ || true\n  done\n  exec {pause}<&-\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
 
 // core/steps/sh/mask.sh
-var mask_default = `# shellcheck shell=bash
-# Masking on the host: what a step quotes of the app's output (a health answer's body, the programs' logs) with every
-# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops
-# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
-# root; no value leaves the host. The texts to mask:
-# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):
-#   - its masks file, written by its deploy in its record directory (root's: mask_record; core/steps/masks.ts
-#     releaseMasks): every form the runner masks for each secret the release's .env holds (core/report.ts
-#     exactForms: its lines, a URL's password, the strings of a JSON value, as programs print them quoted, quoted
-#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with
-#     their white space collapsed), one a line;
-#   - each line of the value its environ holds for each variable the environment takes from a secret (a release
-#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
-#     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with
-#     its white space collapsed (what a probe's verdict quotes of a body: probe_body);
-# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune
-#   (keep_masks): their programs' lines stay in the log files (rotated by size, kept whatever their age) after the
-#   release is gone, and its secret values may have been rotated since.
-# Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
-# share most of their values.
-
-# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under
-# RECORDS (root's), or for a release made by an older ops, which has none, its own directory under RELEASES (the app
-# user's: read there for it alone; history.sh release_record's rule for its other records).
-mask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }
-# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in
-# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one
-# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.
-release_forms() {
-  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm
-  mask_record "$1" "$2" "$3"; shift 5
-  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"
-  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi
-  while IFS= read -r -d '' rec; do
-    name=\${rec%%=*}
-    for want; do
-      [ "$name" = "$want" ] || continue
-      while IFS= read -r line; do
-        line=\${line#"\${line%%[![:space:]]*}"}; line=\${line%"\${line##*[![:space:]]}"}
-        case $line in true | false) continue ;; esac
-        [ "\${#line}" -lt 3 ] || printf '%s\\n' "$line"
-        norm=\${line//[$'\\t\\r\\f\\v']/ }
-        while [[ $norm == *"  "* ]]; do norm=\${norm//"  "/" "}; done
-        [ "$norm" = "$line" ] || [ "\${#norm}" -lt 3 ] || printf '%s\\n' "$norm"
-      done <<< "\${rec#*=}"
-    done
-  done < "$dir/$environ"
-}
-# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
-# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.
-mask_forms() {
-  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5
-  {
-    [ ! -r "$kept" ] || cat -- "$kept"
-    for dir in "$releases"/*/; do
-      [ -d "$dir" ] || continue
-      id=\${dir%/}; id=\${id##*/}
-      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"
-    done
-  } | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
-}
-# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs
-# -f), every text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never
-# written to a file or given on a command line.
-mask_text() {
-  local script
-  script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\\/$*.^[]/\\\\&/g; s/.*/s\\/&\\/***\\/g/')
-  if [ -z "$script" ]; then cat; return; fi
-  LC_ALL=C sed -u -f <(printf '%s\\n' "$script")
-}
-# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to
-# the file KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files.
-# Kept as long as the app's base directory: a log file's mtime says when it was last written, not how old its first
-# lines are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
-keep_masks() {
-  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6
-  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
-  mv -f -- "$kept.new" "$kept"
-}
-# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest
-# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut
-# (mask_clip).
-mask_load() {
-  MASK_FORMS=()
-  mapfile -t MASK_FORMS < <(mask_forms "$@")
-  MASK_LOADED=1
-}
-# mask_ready: mask_load with MASK_ARGS (mask_forms's arguments, set by the step: core/steps/libraries.ts maskLibrary)
-# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).
-mask_ready() {
-  if [ -z "\${MASK_LOADED:-}" ] && [ -n "\${MASK_ARGS+x}" ]; then mask_load "\${MASK_ARGS[@]}"; fi
-}
-# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then
-# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the
-# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its
-# white space or control characters changed, is no longer found whole.
-mask_clip() {
-  mask_ready; mask_string "$1"
-  if [ "\${#MASK_TEXT}" -gt "$2" ]; then
-    local between=0; [[ \${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1
-    mask_cut_end "\${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...
-  fi
-}
-# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) replaced by "***", in
-# MASK_TEXT. No process: bash's own replacement, as bytes.
-mask_string() {
-  local LC_ALL=C f
-  MASK_TEXT=$1
-  for f in \${MASK_FORMS[@]+"\${MASK_FORMS[@]}"}; do
-    [[ $MASK_TEXT != *"$f"* ]] || MASK_TEXT=\${MASK_TEXT//"$f"/***}
-  done
-}
-# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in
-# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the
-# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the
-# word the cut fell in (back to white space or one of /?&=;,:"'<>: a secret the host does not know, a token in a
-# URL), then trailing white space.
-mask_cut_end() {
-  local LC_ALL=C f p n t=$1 sep='[[:space:]/?&=;,:"'"'"'<>]'
-  for f in \${MASK_FORMS[@]+"\${MASK_FORMS[@]}"}; do
-    n=\${#t}; p=$(( n - \${#f} + 1 )); [ "$p" -ge 0 ] || p=0
-    for (( ; p < n; p++ )); do
-      if [[ $f == "\${t:p}"* ]]; then t=\${t:0:p}; break; fi
-    done
-  done
-  # shellcheck disable=SC2295 # sep is a pattern
-  [ "\${2:-0}" = 1 ] || t=\${t%"\${t##*$sep}"}
-  MASK_TEXT=\${t%"\${t##*[![:space:]]}"}
-}
-`;
+var mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\nwhile (my $line = <STDIN>) {\n  my $end = chomp($line) ? "\\n" : "";\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
 
 // core/steps/sh/probe.sh
 var probe_default = `# shellcheck shell=bash
@@ -74738,6 +74677,9 @@ init_shell();
 function b642(content) {
   return Buffer.from(content).toString("base64");
 }
+function hostGit() {
+  return "env HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git -c core.hooksPath=/dev/null";
+}
 
 // core/steps/certs.ts
 init_shell();
@@ -75030,12 +74972,12 @@ log_record() {
 back_say() { printf '%s\n' "${"$"}{back_left:+$back_left; }$1"; }
 previous_back() {
   local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
-  read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
+  read -r rec_slot had ran _ 2>/dev/null < "$dir/${PREVIOUS_RECORD}" || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
   if [ "$live_slot" = "$slot" ]; then echo "slot $slot is the live one: left as it is"; return 2; fi
   # What the slot runs now (the release this run started there): what it left running outside supervisor goes too.
-  IFS= read -r head < "$conf" 2>/dev/null || true
+  IFS= read -r head 2>/dev/null < "$conf" || true
   if [[ $head =~ $prev_re ]]; then started=${"$"}{BASH_REMATCH[1]}; fi
   [[ $started =~ ${RELEASE_DIR_PATTERN} ]] || started=""
   head=""
@@ -75116,9 +75058,9 @@ function diskSpace(env) {
 
 // core/steps/release.ts
 function mirrorGit(mirror) {
-  return `HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git --git-dir=${quote(mirror)}`;
+  return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "stale");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -75306,6 +75248,7 @@ init_shell();
 init_shell();
 var START_MARKER = "@ops-start";
 var AGENT_STOPPED = "@ops-agent-stopped";
+var LOGIN_SHELL_PREFIX = "@ops-login-shell ";
 var REFUSED_PREFIX = "@ops-refused ";
 var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_XTRACEFD"];
 var STEP_ENV = "OPS_STEP=1";
@@ -75314,7 +75257,10 @@ var STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 var PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
 var KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
 var UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac";
-var STEP_BOOT = `${UNSET_FUNCTIONS}; if [ "\${SSH_AGENT_PID:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$SSH_AGENT_PID/comm" && [ "$ops_c" = ssh-agent ] && read -r ops_a 2>/dev/null < "/proc/$SSH_AGENT_PID/stat" && read -r ops_s < "/proc/$$/stat" && ops_a=(\${ops_a##*) }) && ops_s=(\${ops_s##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ] && kill "$SSH_AGENT_PID" 2>/dev/null; then printf "${AGENT_STOPPED}\\n" >&2; fi; if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n${START_MARKER}\\n${REFUSED_PREFIX}input %s\\n" "$ops_in"; exit 125`;
+var COMMAND_START = "/usr/bin/env -u BASH_ENV -u ENV ";
+var BUS_STOPPED = "@ops-bus-stopped";
+var SESSION_DAEMONS = ` ops_d="\${SSH_AGENT_PID-}:ssh-agent:${AGENT_STOPPED} \${DBUS_SESSION_BUS_PID-}:dbus-daemon:${BUS_STOPPED}"; case \${SSH_CONNECTION:+x}\${DBUS_SESSION_BUS_ADDRESS-} in xunix:*=/tmp/dbus-*) for ops_p in /proc/[0-9]*; do [ -O "$ops_p" ] && read -r ops_c 2>/dev/null < "$ops_p/comm" && [ "$ops_c" = dbus-daemon ] && mapfile -d "" ops_e 2>/dev/null < "$ops_p/environ" && case " \${ops_e[*]} " in *" SSH_CONNECTION=\${SSH_CONNECTION-} "*) ops_d="$ops_d \${ops_p#/proc/}:dbus-daemon:${BUS_STOPPED}" ;; *) false ;; esac; done ;; esac; read -r ops_s < "/proc/$$/stat"; ops_s=(\${ops_s##*) }); for ops_x in $ops_d; do ops_p=\${ops_x%%:*}; ops_x=\${ops_x#*:}; if [ "\${ops_p:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm" && [ "$ops_c" = "\${ops_x%%:*}" ] && read -r ops_a 2>/dev/null < "/proc/$ops_p/stat" && ops_a=(\${ops_a##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ] && kill "$ops_p" 2>/dev/null; then printf "%s\\n" "\${ops_x#*:}" >&2; fi; done;`;
+var STEP_BOOT = `${UNSET_FUNCTIONS}; printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` + SESSION_DAEMONS + ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n${START_MARKER}\\n${REFUSED_PREFIX}input %s\\n" "$ops_in"; exit 125`;
 var stepGuard = [
   "ops_line1=1",
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
@@ -75323,7 +75269,8 @@ var stepGuard = [
   // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
   "# shellcheck disable=SC2046",
   UNSET_FUNCTIONS,
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
+  // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
   // Any file size (-f), CPU time (-t: a build killed once it used that many seconds) or virtual memory (-v: Node.js
   // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") limit, likewise.
   `for ops_l in f t v; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`
@@ -75357,8 +75304,9 @@ function commandLine(step, login2, appUser, connection) {
   return cmd(...english, ...run);
 }
 function sshCommand(step, login2, appUser, connection) {
-  return `exec ${commandLine(step, login2, appUser, connection)}`;
+  return `exec ${commandLine(step, login2, appUser, connection)}; printf '${LOGIN_SHELL_PREFIX}%s\\n\\n${START_MARKER}\\n${EXEC_RETURNED}\\n' "$SHELL"; exit 125`;
 }
+var EXEC_RETURNED = `${REFUSED_PREFIX}exec`;
 function scriptText(step) {
   return `${scriptPrelude}
 # shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)
@@ -75403,7 +75351,7 @@ ops_upload; exit $?`
 
 // core/steps/app.ts
 init_shell();
-var APP_KEYS = reportKeys("deps");
+var APP_KEYS = reportKeys("deps", "npmrc_ignored");
 function appEnvironment(env, release) {
   const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, "");
@@ -75413,7 +75361,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 npm_config_update_notifier
 ops_npmrc=${quote(`${opsHomeDir(env)}/npmrc`)}
 mkdir -p "${"$"}{ops_npmrc%/*}"
 ops_tmp=$(mktemp "$ops_npmrc.XXXXXX")
-if ${provisionWrote(files.npmrc)}; then grep -E '^(registry=|//)' ${quote(files.npmrc)}; else grep -s -E '^//' ${quote(files.npmrc)}; fi > "$ops_tmp" || true
+ops_npmrc_kept='^//'; if ${provisionWrote(files.npmrc)}; then ops_npmrc_kept='^(registry=|//)'; fi
+grep -s -E "$ops_npmrc_kept" ${quote(files.npmrc)} > "$ops_tmp" || true
 mv -f "$ops_tmp" "$ops_npmrc"
 export npm_config_globalconfig=/dev/null npm_config_userconfig="$ops_npmrc"
 ${pipSettings(env)}
@@ -75517,24 +75466,24 @@ var PromiseQueue = class {
     };
   }
   waitTillIdle() {
-    return new Promise((resolve6) => {
+    return new Promise((resolve7) => {
       if (this.running === 0) {
-        resolve6();
+        resolve7();
         return;
       }
       const dispose = this.onIdle(() => {
         dispose();
-        resolve6();
+        resolve7();
       });
     });
   }
   add(callback) {
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       const runCallback = () => {
         this.running += 1;
         try {
           Promise.resolve(callback()).then((val) => {
-            resolve6(val);
+            resolve7(val);
             this.processNext();
           }, (err) => {
             reject(err);
@@ -75576,23 +75525,23 @@ var defaultFilesystem = {
     return fsPath.basename(path);
   },
   stat(path) {
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       fs3.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve6(res);
+          resolve7(res);
         }
       });
     });
   },
   readdir(path) {
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       fs3.readdir(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve6(res);
+          resolve7(res);
         }
       });
     });
@@ -75636,7 +75585,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   const result = { files: [], directories: [] };
   const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve6, reject) => {
+  await new Promise((resolve7, reject) => {
     scanDirectoryInternal({
       path,
       recursive: recursive ? "deep" : "shallow",
@@ -75645,7 +75594,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
       fileSystem: mergedFileSystem,
       queue,
       reject
-    }).then(() => queue.waitTillIdle()).then(resolve6, reject);
+    }).then(() => queue.waitTillIdle()).then(resolve7, reject);
   });
   return result;
 }
@@ -75671,12 +75620,12 @@ function unixifyPath(path) {
   return path;
 }
 async function readFile3(filePath) {
-  return new Promise((resolve6, reject) => {
+  return new Promise((resolve7, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
         reject(err);
       } else {
-        resolve6(res);
+        resolve7(res);
       }
     });
   });
@@ -75685,12 +75634,12 @@ var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
-    stats = await new Promise((resolve6, reject) => {
+    stats = await new Promise((resolve7, reject) => {
       sftp.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve6(res);
+          resolve7(res);
         }
       });
     });
@@ -75703,12 +75652,12 @@ async function makeDirectoryWithSftp(path, sftp) {
     throw new Error("mkdir() failed, target already exists and is not a directory");
   }
   try {
-    await new Promise((resolve6, reject) => {
+    await new Promise((resolve7, reject) => {
       sftp.mkdir(path, (err) => {
         if (err) {
           reject(err);
         } else {
-          resolve6();
+          resolve7();
         }
       });
     });
@@ -75783,14 +75732,14 @@ var NodeSSH = class {
     }
     const connection = new import_ssh2.default.Client();
     this.connection = connection;
-    await new Promise((resolve6, reject) => {
+    await new Promise((resolve7, reject) => {
       connection.on("error", reject);
       if (config.onKeyboardInteractive) {
         connection.on("keyboard-interactive", config.onKeyboardInteractive);
       }
       connection.on("ready", () => {
         connection.removeListener("error", reject);
-        resolve6();
+        resolve7();
       });
       connection.on("end", () => {
         if (this.connection === connection) {
@@ -75812,14 +75761,14 @@ var NodeSSH = class {
   }
   async requestShell(options) {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.on("error", reject);
       const callback = (err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve6(res);
+          resolve7(res);
         }
       };
       if (options == null) {
@@ -75840,14 +75789,14 @@ var NodeSSH = class {
   }
   async requestSFTP() {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.on("error", reject);
       connection.sftp((err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve6(res);
+          resolve7(res);
         }
       });
     });
@@ -75878,7 +75827,7 @@ var NodeSSH = class {
     }
     const connection = this.getConnection();
     const output = { stdout: [], stderr: [] };
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.on("error", reject);
       connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
         connection.removeListener("error", reject);
@@ -75924,7 +75873,7 @@ var NodeSSH = class {
             stdout = stdout.trim();
             stderr = stderr.trim();
           }
-          resolve6({
+          resolve7({
             code: code != null ? code : null,
             signal: signal != null ? signal : null,
             stdout,
@@ -75986,12 +75935,12 @@ var NodeSSH = class {
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
     const sftp = givenSftp || await this.requestSFTP();
     try {
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
           if (err) {
             reject(err);
           } else {
-            resolve6();
+            resolve7();
           }
         });
       });
@@ -76006,21 +75955,21 @@ var NodeSSH = class {
     invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
     invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve6) => {
+    invariant2(await new Promise((resolve7) => {
       fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve6(err === null);
+        resolve7(err === null);
       });
     }), `localFile does not exist at ${localFile}`);
     const sftp = givenSftp || await this.requestSFTP();
     const putFile2 = (retry) => {
-      return new Promise((resolve6, reject) => {
+      return new Promise((resolve7, reject) => {
         sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
           if (err == null) {
-            resolve6();
+            resolve7();
             return;
           }
           if (err.message === "No such file" && retry) {
-            resolve6(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+            resolve7(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
           } else {
             reject(err);
           }
@@ -76047,14 +75996,14 @@ var NodeSSH = class {
     const sftp = givenSftp || await this.requestSFTP();
     const queue = new PromiseQueue({ concurrency });
     try {
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         files.forEach((file) => {
           queue.add(async () => {
             await this.putFile(file.local, file.remote, sftp, transferOptions);
             transferred.push(file);
           }).catch(reject);
         });
-        queue.waitTillIdle().then(resolve6);
+        queue.waitTillIdle().then(resolve7);
       });
     } catch (error2) {
       if (error2 != null) {
@@ -76070,9 +76019,9 @@ var NodeSSH = class {
   async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve6) => {
+    const localDirectoryStat = await new Promise((resolve7) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve6(stat3 || null);
+        resolve7(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -76087,16 +76036,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
           }).catch(reject);
         });
-        resolve6(queue.waitTillIdle());
+        resolve7(queue.waitTillIdle());
       });
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -76111,7 +76060,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve6(queue.waitTillIdle());
+        resolve7(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -76123,9 +76072,9 @@ var NodeSSH = class {
   async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve6) => {
+    const localDirectoryStat = await new Promise((resolve7) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve6(stat3 || null);
+        resolve7(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -76143,23 +76092,23 @@ var NodeSSH = class {
           return fsPath2.posix.join(pathA, pathB);
         },
         readdir(path) {
-          return new Promise((resolve6, reject) => {
+          return new Promise((resolve7, reject) => {
             sftp.readdir(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve6(res.map((item) => item.filename));
+                resolve7(res.map((item) => item.filename));
               }
             });
           });
         },
         stat(path) {
-          return new Promise((resolve6, reject) => {
+          return new Promise((resolve7, reject) => {
             sftp.stat(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve6(res);
+                resolve7(res);
               }
             });
           });
@@ -76171,16 +76120,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
           }).catch(reject);
         });
-        resolve6(queue.waitTillIdle());
+        resolve7(queue.waitTillIdle());
       });
-      await new Promise((resolve6, reject) => {
+      await new Promise((resolve7, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -76195,7 +76144,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve6(queue.waitTillIdle());
+        resolve7(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -76206,7 +76155,7 @@ var NodeSSH = class {
   }
   forwardIn(remoteAddr, remotePort, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
         if (error2) {
           reject(error2);
@@ -76231,25 +76180,25 @@ var NodeSSH = class {
             });
           });
         };
-        resolve6({ port: port2, dispose });
+        resolve7({ port: port2, dispose });
       });
     });
   }
   forwardOut(srcIP, srcPort, dstIP, dstPort) {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve6(channel);
+        resolve7(channel);
       });
     });
   }
   forwardInStreamLocal(socketPath, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
         if (error2) {
           reject(error2);
@@ -76274,19 +76223,19 @@ var NodeSSH = class {
             });
           });
         };
-        resolve6({ dispose });
+        resolve7({ dispose });
       });
     });
   }
   forwardOutStreamLocal(socketPath) {
     const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve6(channel);
+        resolve7(channel);
       });
     });
   }
@@ -76324,13 +76273,13 @@ function pinPlace(ep, attempt, configFile) {
   return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
 }
 function answersHttp(address2, port2, ms = 3e3) {
-  return new Promise((resolve6) => {
+  return new Promise((resolve7) => {
     let got = "";
     const socket = createConnection({ host: address2, port: port2 });
     const done = () => {
       clearTimeout(timer);
       socket.destroy();
-      resolve6(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
+      resolve7(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
     };
     const timer = setTimeout(done, ms);
     socket.on("connect", () => socket.write("SSH-2.0-ops\r\n"));
@@ -76479,10 +76428,10 @@ var Bastion = class _Bastion {
     const label = `${target.name} (${addressPort(target.address, target.port)})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve6, reject) => {
+    return new Promise((resolve7, reject) => {
       try {
         conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve6(stream2);
+          if (!e) return resolve7(stream2);
           const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
@@ -76574,6 +76523,13 @@ var LineSplitter = class {
     this.rest = "";
   }
 };
+function xtraceOf(lines) {
+  const own2 = lines.find((l) => l.includes(COMMAND_START));
+  if (own2 === void 0) return { traced: false, text: lines };
+  const mark = own2.slice(0, own2.indexOf(COMMAND_START)).trimStart()[0];
+  if (mark !== void 0 && /[\p{L}\p{N}]/u.test(mark)) return { traced: false, text: lines };
+  return { traced: true, text: lines.filter((l) => l !== own2 && (mark === void 0 || !l.trimStart().startsWith(mark))) };
+}
 function sessionRefused(e) {
   const err = e;
   return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
@@ -76604,8 +76560,12 @@ var SshRemote = class {
   warnedStderr = false;
   warnedLinger = false;
   warnedAgent = false;
+  warnedBus = false;
+  warnedXtrace = false;
   warnedSlow = false;
   warnedWaiting = false;
+  /** The login's shell, as STEP_BOOT last said it ($SHELL): what the start-up files are named by. Bash until known. */
+  loginShell;
   /** Reject the steps in flight when the connection goes away under them. */
   aborts = /* @__PURE__ */ new Set();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -76654,7 +76614,7 @@ var SshRemote = class {
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
         const channel = await new Promise(
-          (resolve6, reject) => conn.exec(command2, (e, c) => {
+          (resolve7, reject) => conn.exec(command2, (e, c) => {
             if (e) return reject(e);
             const status = { code: null };
             let exited = () => void 0;
@@ -76686,7 +76646,7 @@ var SshRemote = class {
               });
             });
             c.on("error", () => void 0);
-            resolve6({ channel: c, ended, output: () => exited() });
+            resolve7({ channel: c, ended, output: () => exited() });
           })
         );
         this.open++;
@@ -76714,11 +76674,11 @@ var SshRemote = class {
   }
   /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
   lostWithin(ms) {
-    return new Promise((resolve6) => {
+    return new Promise((resolve7) => {
       const done = (e) => {
         clearTimeout(timer);
         this.aborts.delete(done);
-        resolve6(e);
+        resolve7(e);
       };
       const timer = setTimeout(() => done(), ms);
       this.aborts.add(done);
@@ -76751,13 +76711,14 @@ var SshRemote = class {
     let waiting;
     let sent = Date.now();
     let abort = (_) => void 0;
-    const status = await new Promise((resolve6, reject) => {
+    const status = await new Promise((resolve7, reject) => {
       abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       waiting = setTimeout(() => {
         if (out.started || err.started || this.warnedWaiting) return;
         this.warnedWaiting = true;
-        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1e3} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1e3} s): move what waits below the interactive guard of ~/.bashrc`);
+        const { files: files2, place: place2 } = this.startupFiles();
+        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1e3} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files2}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1e3} s): move what waits ${place2}`);
       }, WAITING_START_MS);
       guard = setTimeout(() => {
         channel.close();
@@ -76771,7 +76732,7 @@ var SshRemote = class {
         output();
         err.push(d);
       });
-      void ended.then(resolve6);
+      void ended.then(resolve7);
       sent = Date.now();
       channel.end(input);
     }).finally(() => {
@@ -76788,48 +76749,76 @@ var SshRemote = class {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
-    const agentStopped = preamble.split("\n").includes(AGENT_STOPPED) || !err.started && stderr.split("\n").includes(AGENT_STOPPED);
-    if (!err.started) stderr = stderr.split("\n").filter((l) => l !== AGENT_STOPPED).join("\n");
-    const lines = preamble.split("\n").filter((l) => l && l !== AGENT_STOPPED);
+    if (out.started && stdout.startsWith(EXEC_RETURNED) && /\bexec: restricted\b/.test(`${preamble}
+${stderr}`)) throw this.notStarted(what, status.code ?? 255, `${preamble}
+${stderr}`.trim());
+    const ours = (l) => l === AGENT_STOPPED || l === BUS_STOPPED || l.startsWith(LOGIN_SHELL_PREFIX);
+    const bootLines = [...preamble.split("\n"), ...err.started ? [] : stderr.split("\n")];
+    const agentStopped = bootLines.includes(AGENT_STOPPED);
+    const busStopped = bootLines.includes(BUS_STOPPED);
+    const shellLine = bootLines.find((l) => l.startsWith(LOGIN_SHELL_PREFIX));
+    if (shellLine) this.loginShell = shellLine.slice(LOGIN_SHELL_PREFIX.length).trim() || void 0;
+    if (!err.started) stderr = stderr.split("\n").filter((l) => !ours(l)).join("\n");
+    const lines = preamble.split("\n").filter((l) => l && !ours(l));
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
-    const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join("\n");
-    const quoted = (text) => oneLine(text, 80, (t) => this.reporter.redact(t));
+    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name)));
+    const shellText = text.join("\n");
+    const quoted = (text2) => oneLine(text2, 80, (t) => this.reporter.redact(t));
+    const { files, place } = this.startupFiles();
     if (sudoLines.length && !this.warnedSudo) {
       this.warnedSudo = true;
       this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join("\n"))}"; fix: ${sudoWarningFix(sudoLines[0], this.name)}`);
     }
+    if (traced && !this.warnedXtrace) {
+      this.warnedXtrace = true;
+      this.reporter.warn(`${this.name}: ${xtraceProblem(this.login)}; fix: ${xtraceFix(this.login, this.loginShell)}`);
+    }
     if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`);
     }
     const began = Math.min(out.startedAt ?? Infinity, err.startedAt ?? Infinity) - sent;
     if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
       this.warnedSlow = true;
-      this.reporter.warn(`${this.name}: ${what} began ${(began / 1e3).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: ${what} began ${(began / 1e3).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files}, or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it ${place}`);
     }
     if (agentStopped && !this.warnedAgent) {
       this.warnedAgent = true;
-      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login)}`);
+      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login, this.loginShell)}`);
+    }
+    if (busStopped && !this.warnedBus) {
+      this.warnedBus = true;
+      this.reporter.warn(`${this.name}: ${busProblem(this.login)}; fix: ${busFix(this.login, this.loginShell)}`);
     }
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;
-      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login)}`);
+      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login, this.loginShell)}`);
+    }
+    if (out.started && !stdout.startsWith(REFUSED_PREFIX) && stdout.endsWith(`
+${START_MARKER}
+${EXEC_RETURNED}
+`)) {
+      const { files: files2, place: place2 } = this.startupFiles();
+      throw new OpsError(
+        `${what} on ${this.name} ran, but its exit code is lost: ${files2} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops's command and returned`,
+        `remove that exec function, rename it, or define it ${place2}; then check what the step did and run it again`
+      );
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
     if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split("\n")[0]);
     if (!out.started && err.started && status.code !== null)
       throw new OpsError(
-        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
-        `move any exec >\u2026 below the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac), then run it again`
+        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login}, ${files}, sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
+        `move any redirection of the standard output (exec >\u2026) ${place}, then run it again`
       );
     if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
       this.warnedStderr = true;
-      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step's errors are not seen; move any exec 2>\u2026 below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login}, ${files}, or sudo sends it elsewhere, so a failing step's errors are not seen; move any redirection of the standard error (exec 2>\u2026) ${place}`);
     }
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true } };
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true } };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -76838,59 +76827,67 @@ var SshRemote = class {
   }
   /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
   neverBegan(what, seconds2) {
-    const { guard } = this.startupFiles();
+    const { files, place } = this.startupFiles();
     return new NotStartedError(
-      `${what} on ${this.name} did not start: in ${seconds2} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file (~${this.login}/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
-      `move what waits below ${guard}`
+      `${what} on ${this.name} did not start: in ${seconds2} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file, ${files}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
+      `move what waits ${place}`
     );
   }
-  /** The start-up files a login's shell reads for sshd's command, and where lines for interactive shells only go. */
+  /**
+   * The start-up files the login's shell reads for sshd's command, and where lines for interactive shells only go
+   * (loginStartup): by the shell STEP_BOOT said on this connection; bash's before any did, or for a shell that reads none.
+   */
   startupFiles() {
-    return { files: `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`, guard: `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)` };
+    return loginStartup(this.login, this.loginShell) ?? loginStartup(this.login, "bash");
   }
   /** The error for a step the guard refused because its stdout and stderr are one pipe (`merged`): it did nothing. */
   mergedOutput(what, stopped) {
-    const { files, guard } = this.startupFiles();
+    const { files, place } = this.startupFiles();
     return new NotStartedError(
       `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ${stopped}`,
-      `move that redirection below ${guard}`
+      `move that redirection ${place}`
     );
   }
   /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
   refused(what, line) {
     const [why, ...rest] = line.split(" ");
     const detail = rest.join(" ");
-    const { files, guard } = this.startupFiles();
+    const { files, place } = this.startupFiles();
     const stopped = "ops stopped it before it did anything";
     if (why === "stdin")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
-        `move that read below ${guard}, or make it read from /dev/tty`
+        `move that read ${place}, or make it read from /dev/tty`
       );
     if (why === "input")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} takes standard input away from non-interactive sessions (${detail === "closed" ? "closes it, e.g. exec <&-" : `to ${detail || "unknown"}, e.g. exec </dev/null`}), and ops sends each step's script on it: the script would be read as empty; ${stopped}`,
-        `move that redirection below ${guard}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`
+        `move that redirection ${place}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`
       );
     if (why === "stdout")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard output of non-interactive sessions (e.g. exec >&-)" : `sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
-        `move that redirection below ${guard}`
+        `move that redirection ${place}`
       );
     if (why === "limit")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `remove that ulimit, or move it below ${guard}; a limit for every login is a line in /etc/security/limits.conf`
+        `remove that ulimit, or move it ${place}; a limit for every login is a line in /etc/security/limits.conf`
       );
     if (why === "merged") return this.mergedOutput(what, stopped);
+    if (why === "exec")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ${stopped}`,
+        `remove that exec function, rename it, or define it ${place}`
+      );
     if (why === "stderr")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard error of non-interactive sessions (e.g. exec 2>&-)" : `sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,
-        `move that redirection below ${guard}`
+        `move that redirection ${place}`
       );
     return new NotStartedError(
       `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || "unknown"}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
-      `move the exec below ${guard}, or out of ~/.profile and /etc/bash.bashrc; to use another login shell, set it with chsh -s`
+      `move the exec ${place}; to use another login shell, set it with chsh -s`
     );
   }
   /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
@@ -76915,20 +76912,25 @@ var SshRemote = class {
       );
     const unbound = /:\s*([A-Za-z_][A-Za-z0-9_]*): (?:unbound variable|parameter not set)/.exec(output)?.[1];
     if (unbound) {
-      const { files, guard } = this.startupFiles();
+      const { files: files2, place: place2 } = this.startupFiles();
       return new NotStartedError(
-        `${what} on ${this.name} did not start: ${files} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
-        `write \${${unbound}-} there (empty when unset), or move set -u below ${guard}`
+        `${what} on ${this.name} did not start: ${files2} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
+        `write \${${unbound}-} there (empty when unset), or move set -u ${place2}`
       );
     }
     const multiplexer = /open terminal failed: not a terminal/.test(output) ? "tmux" : /Must be connected to a terminal/.test(output) ? "screen" : void 0;
     if (multiplexer) {
-      const { files, guard } = this.startupFiles();
+      const { files: files2, place: place2 } = this.startupFiles();
       return new NotStartedError(
-        `${what} on ${this.name} did not start: ${files} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
-        `start ${multiplexer} only below ${guard}${multiplexer === "tmux" ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ""}`
+        `${what} on ${this.name} did not start: ${files2} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
+        `start ${multiplexer} only ${place2}${multiplexer === "tmux" ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ""}`
       );
     }
+    if (code === 125 && /\benv: unrecognized option '--default-signal'/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
+        `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`
+      );
     if (code === 125 && !output.trim())
       return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
     const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
@@ -76937,9 +76939,11 @@ var SshRemote = class {
         `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
         `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"} on ${this.name} (apt-get install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"}), as root`
       );
+    const { files, place } = this.startupFiles();
+    const others = this.loginShell ? "" : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and its start-up files, ${files}${others}, must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines ${place}; or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
     );
   }
   run(step, options = {}) {
@@ -77293,16 +77297,23 @@ var HOLDER_SILENT_SECONDS = 60;
 var LOCK_STATE = String.raw`lock_state=free; lock_info=
 for lock_try in 1 2 3; do
   if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
-  [ -d "$lock" ] || break
+  # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
+  # it cannot be taken (the rename onto it fails), so it reads stale, for ops lock release to remove.
+  [ -e "$lock" ] || [ -L "$lock" ] || break
   if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
 done
-lock_rebooted=; lock_silent=
+lock_rebooted=; lock_silent=; lock_unseen=
 if [ "$lock_state" = stale ]; then
   pid=; start=; boot=
   while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$lock_info"
   lock_boot=; boot_id lock_boot
   if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
-  elif [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
+  elif [ -n "$pid" ] && [ -n "$start" ]; then
+    lock_seen=0; lock_start=$(proc_seen_start "$pid") || lock_seen=$?
+    if [ "$lock_start" = "$start" ]; then lock_state=held
+    # Hidden from this login (hidepid), sudo -n refused: never called stale on what it cannot see.
+    elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
+  fi
 fi
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
 if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
@@ -77310,11 +77321,18 @@ var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
 [ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
-[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"`;
+[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
+[ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
 var LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/null; lock_kept=
 if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
 elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${"$"}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
+var HOLDER_RUN = String.raw`holder_run=; while IFS= read -r l; do case $l in run_id=*) holder_run=${"$"}{l#run_id=} ;; broken_run_id=*) holder_run=; break ;; esac; done 2>/dev/null < "$lock/info" || true`;
+var MARK_BROKEN = String.raw`if [ -f "$lock/info" ] && ! sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null; then
+  mark_err=$({ printf 'broken_run_id=\n' >> "$lock/info"; } 2>&1) || { echo "cannot mark the lock in $lock/info as released by force: ${"$"}{mark_err##*: } (a full disk? free some space there); nothing was stopped or removed" >&2; exit 1; }
+fi`;
 var LOCK_BUSY_EXIT = 3;
+var LOCK_QUEUED_EXIT = 5;
+var LOCK_OWN_EXIT = 6;
 var LOCK_UNPROVISIONED_EXIT = 4;
 function runLockVars(env) {
   return `# shellcheck disable=SC2034 # read by run_lock_guard (host-lock.sh)
@@ -77357,13 +77375,15 @@ holder_boot=; boot_id holder_boot
 for f in "$lock".taking.* "$lock".gone.*; do
   if [ -e "$f" ]; then find ${quote(L.state)} -maxdepth 1 \( -name ${quote(`${L.lock.split("/").pop()}.taking.*`)} -o -name ${quote(`${L.lock.split("/").pop()}.gone.*`)} \) -mmin +10 -exec rm -rf {} + 2>/dev/null || true; break; fi
 done
-printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
+# The wait is counted in seconds since boot (/proc/uptime), not by the wall clock: a clock stepped meanwhile (NTP
+# setting a skewed clock right, by hand) would end it early, or stretch it past the step's timeout, as an unclear one.
+read -r now _ < /proc/uptime; now=${"$"}{now%.*}; deadline=$(( now + ${req2.wait} ))
 taking="$lock.taking.$$"
 while :; do
   # This run's connection gone (ops killed, its network lost) while it waits: sshd does not stop this script (no
   # terminal, nothing written), and what it took when the holder ends would be held in a dead connection's name.
   if [ "$(proc_start "$holder" || true)" != "$holder_start" ]; then echo "this run's connection is gone (its SSH server process $holder ended): the lock is not taken for it" >&2; exit 1; fi
-  if [ ! -e "$lock" ]; then
+  if [ ! -e "$lock" ] && [ ! -L "$lock" ]; then
     # The lock appears whole (rename(2) of a directory holding its details): never seen without its details, which a
     # run looking meanwhile would read as a stale lock and refuse at once. The details are the lock's meaning: not
     # written (disk full), the lock is not taken.
@@ -77396,12 +77416,20 @@ while :; do
   ${LOCK_STATE.replace(/\n/g, "\n  ")}
   # Let go of between the two looks: taken at the next turn.
   [ "$lock_state" != free ] || continue
-  printf -v now '%(%s)T' -1
+  # This run's own lock, taken through another host of the environment: the same machine (LOCK_OWN_EXIT).
+  case $'\n'"$lock_info"$'\n' in *$'\n'${quote(`run_id=${req2.runId}`)}$'\n'*)
+    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
+    exit ${LOCK_OWN_EXIT} ;;
+  esac
+  read -r now _ < /proc/uptime; now=${"$"}{now%.*}
   if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
     exit ${LOCK_BUSY_EXIT}
   fi
-  sleep 1
+${req2.queued ? `  # Queued behind a live run: said by the runner before it waits (LockRequest.queued).
+  ${REPORT_HOLDER.replace(/\n/g, "\n  ")}
+  exit ${LOCK_QUEUED_EXIT}
+` : ""}  sleep 1
 done
 ${then}${finish ? `
 ${finish}` : ""}`
@@ -77433,7 +77461,7 @@ ${oneRelease(env)}
 ${stopConnections(ended.map(quote).join(" "))}
 lock=${quote(env.layout.lock)}
 # Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+${HOLDER_RUN}
 if [ "$holder_run" = ${quote(runId)} ]; then
 ${stopStartedSlot(env)}
 fi
@@ -77472,7 +77500,7 @@ if ! audit_err=$({ ${endTornLine(L.audit)}; printf '%s\\n' ${auditWords.join(" "
 fi
 ` : "";
   return String.raw`lock=${quote(L.lock)}
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+${HOLDER_RUN}
 if [ "$holder_run" = ${quote(runId)} ]; then
 ${audit}${LET_GO}
 [ -n "$lock_kept" ] || ops_report ${LOCK_KEYS.lock} released
@@ -77523,6 +77551,15 @@ function staleReason(lock2) {
   if (lock2.holder.rebooted) return " (the host has rebooted since it was taken)";
   if (lock2.holder.silent) return ` (its SSH connection is still open there but has sent nothing for ${lock2.holder.silent}s: its runner went away with its network)`;
   return "";
+}
+function silentHolder(lock2) {
+  const s = staleIn(lock2);
+  return s ? `its run's SSH connection is still open (it last sent something ${s.silent}s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${s.seconds}s` : "";
+}
+function staleIn(lock2) {
+  const silent = Number(lock2.holder.silent);
+  if (lock2.state !== "held" || !/^\d+$/.test(lock2.holder.silent ?? "")) return void 0;
+  return { silent, seconds: Math.max(1, HOLDER_SILENT_SECONDS - silent) };
 }
 
 // core/ops/locked.ts
@@ -77653,13 +77690,41 @@ var Unprovisioned = class extends Error {
   }
   host;
 };
-async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed, redact) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
+var Queued = class extends Error {
+  constructor(host, result, asked) {
+    super(`${host}: the lock is held by another run`);
+    this.host = host;
+    this.result = result;
+    this.asked = asked;
+  }
+  host;
+  result;
+  asked;
+};
+async function acquire(remote, env, request, queue, inspect, finish, finishSeconds, notOurs, took, tookThenFailed, redact, say, hostOf) {
+  const ask = (req2) => remote.run(acquireLock(env, req2, inspect?.script, finish, finishSeconds), { allowFailure: true });
+  const asked = queue instanceof Queued ? queue.asked : Date.now();
+  let result = queue instanceof Queued ? queue.result : await ask({ ...request, queued: request.wait > 0 });
+  if (result.code === LOCK_QUEUED_EXIT && queue) {
+    const holder = parseLock(result);
+    const silent2 = silentHolder(holder);
+    const wait = Math.max(0, request.wait - Math.floor((Date.now() - asked) / 1e3));
+    say(`${remote.name}: queued behind ${describeHolder(holder.holder)}, waiting up to ${wait}s (switch.lock_wait)${silent2 ? `; ${silent2}, which then refuses this run at once (ops lock release ${env.name} frees it)` : ""}`);
+    result = await ask({ ...request, wait });
+  }
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   else tookThenFailed(result);
+  if (result.code === LOCK_OWN_EXIT) {
+    const other = hostOf(parseLock(result).holder.connection ?? "");
+    throw new LockError(
+      `${remote.name} is the machine this run already locked through ${other ?? "another of its hosts"}: environment ${env.name} lists one machine twice, under two addresses (${remote.name} would run the app twice on the same ports)`,
+      `keep one of them in environments/${env.name}/environment.yml hosts`
+    );
+  }
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
+  if (result.code === LOCK_QUEUED_EXIT) throw new Queued(remote.name, result, asked);
   if (result.code !== LOCK_BUSY_EXIT) {
     const e = new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout, redact));
     throw DISK_FULL.test(result.stderr) ? await diskFullError(remote, env, e, request.operation) : e;
@@ -77670,11 +77735,59 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
       `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock2.holder)}, which is no longer connected${staleReason(lock2)}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`
     );
+  const silent = silentHolder(lock2);
   throw new LockError(
-    `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock2.holder)}`,
+    `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock2.holder)}${silent ? `; ${silent}, when ops lock release ${env.name} frees it` : ""}`,
     // How to free it too: a run stuck while connected (a hung step) holds it until someone stops it.
     `${env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"}; if that run is stuck, ops lock release ${env.name} --force stops what it runs on the hosts and frees the lock`
   );
+}
+function lockOrder(hosts) {
+  const key = (h) => [h.address.toLowerCase(), String(h.port).padStart(5, "0"), h.name];
+  return [...hosts].sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    const i = x.findIndex((v, n) => v !== y[n]);
+    return i < 0 ? 0 : x[i] < y[i] ? -1 : 1;
+  });
+}
+async function takeInOrder(remotes, take) {
+  const settled = [];
+  let stop;
+  let stopped = false;
+  for (const r of remotes) {
+    if (stopped) {
+      settled.push({ status: "rejected", reason: stop });
+      continue;
+    }
+    try {
+      await take(r);
+      settled.push({ status: "fulfilled", value: void 0 });
+    } catch (e) {
+      settled.push({ status: "rejected", reason: e });
+      if (!(e instanceof Unprovisioned)) [stop, stopped] = [e, true];
+    }
+  }
+  return settled;
+}
+async function takeLocks(remotes, take, letGo) {
+  const first = await Promise.allSettled(remotes.map((r) => take(r, false)));
+  const queued = (s) => s.status === "rejected" && s.reason instanceof Queued;
+  const failedWith = (reason) => first.map((s) => queued(s) ? { status: "rejected", reason } : s);
+  const failure = first.find((s) => s.status === "rejected" && !queued(s));
+  if (failure) return failedWith(failure.reason);
+  const q = first.findIndex(queued);
+  if (q < 0) return first;
+  const after = remotes.map((r, i) => ({ r, i })).filter(({ i }) => i > q && first[i].status === "fulfilled");
+  const released = await Promise.allSettled(after.map(async ({ r, i }) => await letGo(r) ? [i] : []));
+  const stuck = released.find((s) => s.status === "rejected");
+  if (stuck) return failedWith(stuck.reason);
+  const again = /* @__PURE__ */ new Set([q, ...first.flatMap((s, i) => queued(s) ? [i] : []), ...released.flatMap((s) => s.status === "fulfilled" ? s.value : [])]);
+  const order = [...again].sort((a, b) => a - b);
+  const rest = await takeInOrder(
+    order.map((i) => remotes[i]),
+    (r) => take(r, r === remotes[q] ? first[q].reason : true)
+  );
+  return first.map((s, i) => again.has(i) ? rest[order.indexOf(i)] : s);
 }
 function auditEntry(env, request, entry, now) {
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
@@ -77854,7 +77967,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
     for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `${by}${during}${standing(host)}`)]);
-    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve6) => setImmediate(resolve6))).then(() => {
+    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve7) => setImmediate(resolve7))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
         const undone = wentLive.get(host);
@@ -77925,28 +78038,34 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
   handleFaults(onSignal);
-  const settled = await Promise.allSettled(
-    [...session.remotes.values()].map(async (r) => {
-      mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
-        tookThenFailed.add(r.name);
-        if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }, (t) => ctx.reporter.redact(t)).catch(async (e) => {
-        if (e instanceof NotStartedError) mine.delete(r.name);
-        else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
-          const live = await settleLost(r.name);
-          if (live !== void 0) lostLive.set(r.name, live);
-        }
-        throw e;
-      });
-      inspected.set(r.name, result2);
-      if (options.lockRead) read2.set(r.name, options.lockRead(result2));
-      if (parseLock(result2).state === "released") {
-        mine.delete(r.name);
-        finished.add(r.name);
+  const takeOn = async (r, queue) => {
+    mine.add(r.name);
+    const result2 = await acquire(r, env, request, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
+      tookThenFailed.add(r.name);
+      if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
+    }, (t) => ctx.reporter.redact(t), (line2) => ctx.reporter.warn(ctx.reporter.redact(line2)), (connection) => [...session.remotes.values()].find((o) => o !== r && o.connection === connection)?.name).catch(async (e) => {
+      if (e instanceof NotStartedError) mine.delete(r.name);
+      else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
+        const live = await settleLost(r.name);
+        if (live !== void 0) lostLive.set(r.name, live);
       }
-    })
-  );
+      throw e;
+    });
+    inspected.set(r.name, result2);
+    if (options.lockRead) read2.set(r.name, options.lockRead(result2));
+    if (parseLock(result2).state === "released") {
+      mine.delete(r.name);
+      finished.add(r.name);
+    }
+  };
+  const letGo = async (r) => {
+    if (!mine.has(r.name) || stopping) return false;
+    const why = await releaseOn(r.name);
+    if (why) throw new LockError(`this run could not let go of its lock on ${why} to queue for its hosts' locks in order (switch.lock_wait)`, `try again; ops lock status ${env.name} says who holds it`);
+    for (const m of [mine, notHeld, inspected, read2, takenAt]) m.delete(r.name);
+    return true;
+  };
+  const settled = await takeLocks(lockOrder(session.hosts).map((h) => session.remote(h.name)), takeOn, letGo);
   const bare = new Set(settled.flatMap((s) => s.status === "rejected" && s.reason instanceof Unprovisioned ? [s.reason.host] : []));
   const refusedBare = bare.size && options.unprovisioned ? unprovisionedError(env, env.hosts.map((h) => ({ host: h.name, state: { provisioned: !bare.has(h.name) } })), options.unprovisioned.nothing, options.unprovisioned.then) : void 0;
   const failed = refusedBare ? { reason: refusedBare } : settled.find((s) => s.status === "rejected");
@@ -78035,14 +78154,14 @@ function isJson(text) {
 }
 async function readInitdata(ctx, env, file) {
   const cwd = ctx.cwd ?? process.cwd();
-  const path = file ? resolve5(cwd, file) : envPath(env, env.config.initdata.file);
+  const path = file ? resolve6(cwd, file) : envPath(env, env.config.initdata.file);
   if (!userFileExists(path, path, "an initdata file")) {
     if (!file)
       throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or pass --file`);
-    const typed = relative5(cwd, path);
+    const typed = relative6(cwd, path);
     const inEnv = typed.startsWith("..") || isAbsolute5(typed) ? void 0 : envPath(env, typed);
     const there = inEnv && existsSync8(inEnv) ? inEnv : void 0;
-    const fromHere = there && relative5(cwd, there);
+    const fromHere = there && relative6(cwd, there);
     throw new OpsError(
       `initdata file ${path} does not exist (--file is relative to the directory the command was run from, ${cwd}, not to environments/${env.name}/)`,
       there ? `did you mean ${there}? pass --file ${fromHere && !fromHere.startsWith("..") ? fromHere : there}${there === envPath(env, env.config.initdata.file) ? ", or leave --file out (it is initdata.file)" : ""}` : "check the path, or leave --file out to load the environment's initdata.file"
@@ -78156,7 +78275,7 @@ function initdataSummary(r, v = markdownValues) {
 await runAction({ required: ["environment", "ssh-key"], flags: { "live-settings": false } }, async ({ ops, reporter, input, flag }) => {
   const env = openEnvironment(ops, input("environment", { required: true }));
   const file = input("file");
-  const result = await initdata(ops, env, { file: file ? join11(ops.root, file) : void 0, liveSettings: flag("live-settings") });
+  const result = await initdata(ops, env, { file: file ? join12(ops.root, file) : void 0, liveSettings: flag("live-settings") });
   await reporter.summary(initdataSummary(result, reporter.values));
 });
 /*! Bundled license information:

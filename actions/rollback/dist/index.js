@@ -2172,9 +2172,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve3, reject) => {
+          return new Promise((resolve4, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve3(data);
+              return err ? reject(err) : resolve4(data);
             });
           });
         }
@@ -2212,12 +2212,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve3, reject) => {
+          return new Promise((resolve4, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve3(data);
+              ) : resolve4(data);
             });
           });
         }
@@ -4484,8 +4484,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve3, reject) => {
-        res = resolve3;
+      const promise = new Promise((resolve4, reject) => {
+        res = resolve4;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -5868,7 +5868,7 @@ var require_client_h1 = __commonJS({
     var TIMEOUT_HEADERS = 2 | USE_FAST_TIMER;
     var TIMEOUT_BODY = 4 | USE_FAST_TIMER;
     var TIMEOUT_KEEP_ALIVE = 8 | USE_NATIVE_TIMER;
-    var Parser = class {
+    var Parser3 = class {
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
@@ -6295,7 +6295,7 @@ var require_client_h1 = __commonJS({
       socket[kIdleSocketValidation] = 0;
       socket[kIdleSocketValidationTimeout] = null;
       socket[kSocketUsed] = false;
-      socket[kParser] = new Parser(client, socket, llhttpInstance);
+      socket[kParser] = new Parser3(client, socket, llhttpInstance);
       addListener(socket, "error", function(err) {
         const parser = this[kParser];
         if (err.code === "ECONNRESET" && parser.statusCode && !parser.shouldKeepAlive) {
@@ -6736,12 +6736,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve3, reject) => {
+      const waitForDrain = () => new Promise((resolve4, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve3;
+          callback = resolve4;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7411,12 +7411,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve3, reject) => {
+      const waitForDrain = () => new Promise((resolve4, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve3;
+          callback = resolve4;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7895,16 +7895,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve3) => {
+        return new Promise((resolve4) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve3;
+            this[kClosedResolve] = resolve4;
           } else {
-            resolve3(null);
+            resolve4(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve3) => {
+        return new Promise((resolve4) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7915,7 +7915,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve3(null);
+            resolve4(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7966,7 +7966,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve3, reject) => {
+        const socket = await new Promise((resolve4, reject) => {
           client[kConnector]({
             host,
             hostname: hostname2,
@@ -7978,7 +7978,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve3(socket2);
+              resolve4(socket2);
             }
           });
         });
@@ -8314,8 +8314,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve3) => {
-            this[kClosedResolve] = resolve3;
+          await new Promise((resolve4) => {
+            this[kClosedResolve] = resolve4;
           });
         }
       }
@@ -9584,7 +9584,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve3, reject) => {
+        return await new Promise((resolve4, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9597,7 +9597,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve3(null);
+              resolve4(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9616,7 +9616,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve3, reject) => {
+      return new Promise((resolve4, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9633,7 +9633,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve3,
+              resolve: resolve4,
               reject,
               length: 0,
               body: []
@@ -9703,18 +9703,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve: resolve3, stream: stream2, length } = consume2;
+      const { type, body, resolve: resolve4, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve3(chunksDecode(body, length));
+          resolve4(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve3(JSON.parse(chunksDecode(body, length)));
+          resolve4(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve3(chunksConcat(body, length).buffer);
+          resolve4(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve3(new Blob(body, { type: stream2[kContentType] }));
+          resolve4(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve3(chunksConcat(body, length));
+          resolve4(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9971,9 +9971,9 @@ var require_api_request = __commonJS({
     };
     function request(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           request.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -10196,9 +10196,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           stream2.call(this, opts2, factory, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -10483,9 +10483,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           upgrade.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -10577,9 +10577,9 @@ var require_api_connect = __commonJS({
     };
     function connect2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           connect2.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -14442,7 +14442,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve3, reject) => agent.dispatch(
+        return new Promise((resolve4, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14518,7 +14518,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve3({
+              resolve4({
                 status,
                 statusText,
                 headersList,
@@ -14561,7 +14561,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve3({
+              resolve4({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18302,8 +18302,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve3) => {
-        setTimeout(resolve3, ms).unref();
+      return new Promise((resolve4) => {
+        setTimeout(resolve4, ms).unref();
       });
     }
     module.exports = {
@@ -19178,12 +19178,103 @@ var init_project_dir = __esm({
   }
 });
 
+// core/shell.ts
+import { join as join2, relative, resolve, sep } from "node:path";
+function quote(value) {
+  const s = String(value);
+  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+function onHost(variable) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+  return { variable };
+}
+function word(...parts) {
+  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
+}
+function cmd(...words) {
+  return words.map(quote).join(" ");
+}
+function environmentMeant(typed, where) {
+  if (where) {
+    const inside = relative(join2(where.root, "environments"), resolve(where.cwd, typed)).split(sep);
+    if (inside[0] && inside[0] !== ".." && inside[0] !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(inside[0]) && !inside[0].endsWith("-status")) return inside[0];
+  }
+  const path = typed.trim().replace(/^(\.\/)+/, "");
+  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
+  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
+  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
+}
+function validate(kind, value, label, where) {
+  const check = CHECKS[kind];
+  if (typeof value !== "string" || !check.pattern.test(value)) {
+    const shown = JSON.stringify(value);
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === "string" ? check.hint?.(value, where) : void 0);
+  }
+  const why = check.extra?.(value);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));
+  return value;
+}
+function patternOf(kind) {
+  return CHECKS[kind].pattern;
+}
+function isValid(kind, value) {
+  const check = CHECKS[kind];
+  return check.pattern.test(value) && !check.extra?.(value);
+}
+var CHECKS;
+var init_shell = __esm({
+  "core/shell.ts"() {
+    "use strict";
+    init_errors();
+    CHECKS = {
+      // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
+      gitRef: {
+        what: "git ref",
+        pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
+        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
+        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
+          // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
+          /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+        )
+      },
+      environment: {
+        what: "environment name",
+        pattern: /^[a-z][a-z0-9-]{0,39}$/,
+        form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
+        // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
+        // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
+        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
+        hint: (v, where) => {
+          const meant = environmentMeant(v, where);
+          return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
+        }
+      },
+      release: {
+        what: "release id",
+        pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
+        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
+        hint: () => "copy the id from `ops releases <env>`"
+      },
+      name: {
+        what: "name",
+        pattern: /^[a-z][a-z0-9_-]{0,39}$/,
+        form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters'
+      }
+    };
+  }
+});
+
 // core/secrets/parts.ts
 function isWeakPart(part) {
   return part.length < SHORT_SECRET_LENGTH || COMMON.has(part.toLowerCase());
 }
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
+}
+function hideTokens(text) {
+  return text.replace(TOKEN_IN_TEXT, "***");
 }
 function kindChanges(s) {
   const kind = (c) => c >= "a" && c <= "z" ? "l" : c >= "A" && c <= "Z" ? "U" : c >= "0" && c <= "9" ? "d" : "";
@@ -19379,13 +19470,20 @@ function collapsedSpace(text) {
   return text.replace(/[ \t\r\n\f\v]+/g, " ").trim();
 }
 function shellQuotedForms(text) {
-  if (/[\u0000-\u001f\u007f]/.test(text)) return [];
+  const ansiC = /[^\x20-\x7e]/.test(text) ? ansiCQuotedForms(text) : [];
+  if (/[\u0000-\u001f\u007f]/.test(text)) return ansiC;
   return [
+    ...ansiC,
     text.replace(/'/g, "'\\''"),
     text.replace(/'/g, `'"'"'`),
     text.replace(/[ !"$&'()*,;<>?[\\\]^`{|}]/g, "\\$&"),
     text.replace(/["\\$`]/g, "\\$&")
   ];
+}
+function ansiCQuotedForms(text) {
+  const octal = (ch) => [...Buffer.from(ch, "utf8")].map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
+  const quoted = (asciiOnly) => [...text].map((ch) => ANSI_C_LETTER[ch] !== void 0 ? `\\${ANSI_C_LETTER[ch]}` : ch < "\x7F" && ch >= " " ? ch : asciiOnly || C_UNPRINTABLE.test(ch) ? octal(ch) : ch).join("");
+  return [.../* @__PURE__ */ new Set([quoted(false), quoted(true)])];
 }
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
@@ -19411,10 +19509,24 @@ function secretParts(value, options = {}) {
     }
   };
   visit3(value, 0);
-  if (options.escapes !== false) {
-    for (const p of [...parts]) if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-  }
+  if (options.escapes !== false)
+    for (const p of [...parts]) {
+      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+      if (p.trim().length >= SHORT_SECRET_LENGTH) for (const e of base64Forms(p)) parts.add(e);
+    }
   return [...parts];
+}
+function base64Forms(text) {
+  const bytes = Buffer.from(text, "utf8");
+  const forms = /* @__PURE__ */ new Set();
+  for (const shift of [0, 1, 2]) {
+    const b642 = Buffer.concat([Buffer.alloc(shift), bytes]).toString("base64");
+    const first = Math.ceil(8 * shift / 6);
+    const end = Math.floor(8 * (shift + bytes.length) / 6);
+    const form = b642.slice(first, end);
+    if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, "-").replace(/\//g, "_"));
+  }
+  return [...forms];
 }
 function hexDigit(code) {
   if (code >= 48 && code <= 57) return code - 48;
@@ -19446,7 +19558,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, TOKEN_IN_TEXT, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19505,7 +19617,8 @@ var init_parts = __esm({
       "99999999"
     ]);
     URL_SCHEME = /(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//g;
-    TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-)[A-Za-z0-9_-]{16,}$/;
+    TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-z]-|xoxe\.xox[a-z]-|xapp-|[sr]k_(?:live|test)_|whsec_)[A-Za-z0-9_-]{16,}$/;
+    TOKEN_IN_TEXT = /(?<![A-Za-z0-9_.-])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,}|gl(?:pat|dt|ptt)-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36,}|(?:xoxe\.)?xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9+/=]{24,}|A(?:KIA|SIA)[A-Z2-7]{16}(?![A-Za-z0-9])|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)/g;
     GENERATED_USER = /^(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}$/;
     JWT = /^eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*$/;
     BASE64URL_RUN = /^(?=.*[A-Za-z])(?=.*[0-9])[A-Za-z0-9_-]{20,}$/;
@@ -19520,6 +19633,8 @@ var init_parts = __esm({
     PY_UNPRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
     pyQuote = (text) => text.includes("'") && !text.includes('"') ? '"' : "'";
     hex = (n, width) => n.toString(16).padStart(width, "0");
+    ANSI_C_LETTER = { "\x07": "a", "\b": "b", "	": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r", "\x1B": "E", "'": "'", "\\": "\\" };
+    C_UNPRINTABLE = /^[\p{Cc}\p{Zl}\p{Zp}\p{Cn}]$/u;
   }
 });
 
@@ -19567,22 +19682,43 @@ function sudoHint(stderr, login2, host) {
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers/.test(stderr)) return void 0;
   return `the login ${login2} needs passwordless sudo on ${host}: add the line "${login2} ALL=(ALL) NOPASSWD: ALL" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
 }
+function loginStartup(login2, shell2) {
+  const name2 = (shell2 || "bash").split("/").pop();
+  if (name2 === "bash") return { files: `~${login2}/.bashrc (or ~/.profile, /etc/bash.bashrc)`, place: `below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac)` };
+  if (name2 === "zsh") return { files: `~${login2}/.zshenv (or /etc/zsh/zshenv)`, place: `out of ~${login2}/.zshenv and /etc/zsh/zshenv (zsh reads them for every command) into ~${login2}/.zshrc (interactive shells only)` };
+  if (name2 === "fish") return { files: `~${login2}/.config/fish/config.fish (or ~/.config/fish/conf.d/, /etc/fish/config.fish)`, place: `inside "if status is-interactive \u2026 end" in ~${login2}/.config/fish/config.fish (or /etc/fish/config.fish)` };
+  if (name2 === "tcsh" || name2 === "csh") return { files: `~${login2}/.tcshrc or ~/.cshrc (or /etc/csh.cshrc)`, place: `inside "if ($?prompt) then \u2026 endif" in ~${login2}/.tcshrc or ~${login2}/.cshrc (or /etc/csh.cshrc)` };
+  return void 0;
+}
 function lingerProblem(login2) {
   return `a session stays open after its command has exited: a start-up file of the login shell of ${login2} starts a process in the background that keeps the session's output (e.g. watcher & in ~/.bashrc), so scp and rsync wait for it too`;
 }
-function lingerFix(login2) {
-  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac)`;
+function lingerFix(login2, shell2) {
+  return `start it with its output elsewhere (watcher >/dev/null 2>&1 &) or ${(loginStartup(login2, shell2) ?? loginStartup(login2, "bash")).place}`;
 }
 function agentProblem(login2) {
   return `a start-up file of the login shell of ${login2} starts an ssh-agent for every session (e.g. eval $(ssh-agent) in ~/.bashrc), which nothing ends: one more stays on the host after each login (ops stops the ones its own sessions start)`;
 }
-function agentFix(login2) {
-  return `start it below the interactive guard at the top of ~${login2}/.bashrc (case $- in *i*) ;; *) return;; esac), and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
+function agentFix(login2, shell2) {
+  return `start it ${(loginStartup(login2, shell2) ?? loginStartup(login2, "bash")).place}, and there only when none runs for the login (keychain: eval $(keychain --eval --quiet), or systemctl --user enable --now ssh-agent)`;
+}
+function xtraceProblem(login2) {
+  return `the login shell of ${login2} traces its commands for non-interactive sessions (set -x, xtrace: each command of its start-up files, and the one ops sends, on stderr), which ops ignores; but every tool run over ssh shows it, and a value a start-up file sets (an export of a token) is traced with it`;
+}
+function xtraceFix(login2, shell2) {
+  return `move set -x ${(loginStartup(login2, shell2) ?? loginStartup(login2, "bash")).place}, or end it with set +x before that`;
+}
+function busProblem(login2) {
+  return `a start-up file of the login shell of ${login2} starts a D-Bus session bus for every session (e.g. eval $(dbus-launch --sh-syntax) in ~/.bashrc), which nothing ends: one more dbus-daemon stays on the host after each login (ops stops the ones its own sessions start)`;
+}
+function busFix(login2, shell2) {
+  return `start it ${(loginStartup(login2, shell2) ?? loginStartup(login2, "bash")).place}, or use the login's own bus instead (apt-get install dbus-user-session: systemd starts one per user, at /run/user/<uid>/bus)`;
 }
 function sudoWarningFix(line, host) {
   if (!/^sudo: /.test(line)) return void 0;
   const name2 = /^sudo: unable to resolve host ([^\s:]+)/.exec(line)?.[1];
   if (name2) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name2}' >> /etc/hosts): sudo looks it up on every command`;
+  if (/^sudo: setrlimit\(RLIMIT_CORE\): Operation not permitted/.test(line)) return `on ${host}, as root: echo 'Set disable_coredump false' >> /etc/sudo.conf (sudo lowers its core dump limit on every command, which this container forbids)`;
   return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
 }
 function readOnlySetHint(step, output) {
@@ -19602,14 +19738,14 @@ function oneLine(text, max = 80, redact = (t) => t) {
   if (one.length <= max) return one;
   const cut = one.slice(0, max - 1);
   const whole = /\s/.test(one[max - 1]) ? cut.trimEnd() : cut.replace(/\S*$/, "").trimEnd();
-  if (!whole && !cut.split(/[^A-Za-z0-9_-]+/).some(isTokenUser)) return `${cut}\u2026`;
+  if (!whole && !cut.split(/[^A-Za-z0-9_-]+/).some((part) => isTokenUser(part) && !/^[0-9A-Fa-f-]+$/.test(part))) return `${cut}\u2026`;
   return `${whole}\u2026`;
 }
 function maskedText(text, redact) {
   return maskSecretLike(redact(text));
 }
 function maskSecretLike(text) {
-  return hideUrlCredentials(text).replace(/(?:(?<![\w-])|(?=["']))(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
+  return hideTokens(hideUrlCredentials(text)).replace(/(?:(?<![\w-])|(?=["']))(["']?[\w-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|private[_-]?key|authorization|credentials?)[\w-]*["']?\s*[:=]\s*(?:(?:Bearer|Basic|Token|Digest)\s+)?)("[^"]*"|'[^']*'|[^\s,;&}]+)/gi, "$1***");
 }
 function messageLine(err) {
   const message = err instanceof Error ? err.message || err.name : String(err);
@@ -19681,7 +19817,10 @@ function describeLowLevel(err) {
 function fileError(err, path, action, expected = "a file") {
   const code = err?.code ?? "";
   const fail2 = `cannot ${action} ${path}`;
-  if (code === "EISDIR") return new OpsError(`${fail2}: it is a directory, not ${expected}`, `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  if (code === "EISDIR") {
+    const named = /\.[A-Za-z0-9]{1,5}$/.test(path.replace(/\/+$/, ""));
+    return new OpsError(`${fail2}: it is a directory, not ${expected}`, named ? `a directory stands where ${expected} goes: move it aside or remove it (rmdir ${quote(path)} when empty), then write the file there` : `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+  }
   if (code === "ENOENT" && action === "read") return new OpsError(`${fail2}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
   if (code === "ENOENT") return new OpsError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
   if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
@@ -19754,6 +19893,7 @@ var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRET
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
+    init_shell();
     init_parts();
     init_signals();
     OpsError = class extends Error {
@@ -19823,10 +19963,10 @@ ${summary2}`;
 // core/secrets/key-file.ts
 import { statSync as statSync3 } from "node:fs";
 import { homedir } from "node:os";
-import { join as join2 } from "node:path";
+import { join as join3 } from "node:path";
 function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join2(processEnv.HOME || homedir(), ".config");
-  return join2(base, "sops", "age", "keys.txt");
+  const base = processEnv.XDG_CONFIG_HOME || join3(processEnv.HOME || homedir(), ".config");
+  return join3(base, "sops", "age", "keys.txt");
 }
 function exposedKeyWarning(file, what) {
   let mode;
@@ -20178,8 +20318,8 @@ var init_report = __esm({
         const order = [...found].sort((a, b) => b.length - a.length || this.secrets.get(a) - this.secrets.get(b));
         const kept = this.allowed.size ? this.allowedSpans(text, order) : [];
         if (kept.length) return this.hideOutside(text, order, kept);
-        let out = text;
-        for (const s of order) if (out.includes(s)) out = out.split(s).join("***");
+        let out = this.hideOutside(text, order, []);
+        for (const s of order) if (s.includes("*") && out.includes(s)) out = out.split(s).join("***");
         return out;
       }
       /** `text` with every occurrence of `found` replaced by *** (overlapping ones as one), but those wholly inside a `kept` span. */
@@ -29777,12 +29917,12 @@ var require_identity = __commonJS({
     var SCALAR = /* @__PURE__ */ Symbol.for("yaml.scalar");
     var SEQ = /* @__PURE__ */ Symbol.for("yaml.seq");
     var NODE_TYPE = /* @__PURE__ */ Symbol.for("yaml.node.type");
-    var isAlias3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
+    var isAlias4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === ALIAS;
     var isDocument = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === DOC;
-    var isMap2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
+    var isMap3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === MAP;
     var isPair2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === PAIR;
-    var isScalar = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
-    var isSeq3 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
+    var isScalar2 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SCALAR;
+    var isSeq4 = (node) => !!node && typeof node === "object" && node[NODE_TYPE] === SEQ;
     function isCollection(node) {
       if (node && typeof node === "object")
         switch (node[NODE_TYPE]) {
@@ -29803,7 +29943,7 @@ var require_identity = __commonJS({
         }
       return false;
     }
-    var hasAnchor = (node) => (isScalar(node) || isCollection(node)) && !!node.anchor;
+    var hasAnchor = (node) => (isScalar2(node) || isCollection(node)) && !!node.anchor;
     exports.ALIAS = ALIAS;
     exports.DOC = DOC;
     exports.MAP = MAP;
@@ -29812,14 +29952,14 @@ var require_identity = __commonJS({
     exports.SCALAR = SCALAR;
     exports.SEQ = SEQ;
     exports.hasAnchor = hasAnchor;
-    exports.isAlias = isAlias3;
+    exports.isAlias = isAlias4;
     exports.isCollection = isCollection;
     exports.isDocument = isDocument;
-    exports.isMap = isMap2;
+    exports.isMap = isMap3;
     exports.isNode = isNode;
     exports.isPair = isPair2;
-    exports.isScalar = isScalar;
-    exports.isSeq = isSeq3;
+    exports.isScalar = isScalar2;
+    exports.isSeq = isSeq4;
   }
 });
 
@@ -30469,7 +30609,7 @@ var require_Scalar = __commonJS({
     var Node = require_Node();
     var toJS = require_toJS();
     var isScalarValue = (value) => !value || typeof value !== "function" && typeof value !== "object";
-    var Scalar = class extends Node.NodeBase {
+    var Scalar3 = class extends Node.NodeBase {
       constructor(value) {
         super(identity.SCALAR);
         this.value = value;
@@ -30481,12 +30621,12 @@ var require_Scalar = __commonJS({
         return String(this.value);
       }
     };
-    Scalar.BLOCK_FOLDED = "BLOCK_FOLDED";
-    Scalar.BLOCK_LITERAL = "BLOCK_LITERAL";
-    Scalar.PLAIN = "PLAIN";
-    Scalar.QUOTE_DOUBLE = "QUOTE_DOUBLE";
-    Scalar.QUOTE_SINGLE = "QUOTE_SINGLE";
-    exports.Scalar = Scalar;
+    Scalar3.BLOCK_FOLDED = "BLOCK_FOLDED";
+    Scalar3.BLOCK_LITERAL = "BLOCK_LITERAL";
+    Scalar3.PLAIN = "PLAIN";
+    Scalar3.QUOTE_DOUBLE = "QUOTE_DOUBLE";
+    Scalar3.QUOTE_SINGLE = "QUOTE_SINGLE";
+    exports.Scalar = Scalar3;
     exports.isScalarValue = isScalarValue;
   }
 });
@@ -30497,7 +30637,7 @@ var require_createNode = __commonJS({
     "use strict";
     var Alias = require_Alias();
     var identity = require_identity();
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var defaultTagPrefix = "tag:yaml.org,2002:";
     function findTagObject(value, tagName, tags) {
       if (tagName) {
@@ -30542,7 +30682,7 @@ var require_createNode = __commonJS({
           value = value.toJSON();
         }
         if (!value || typeof value !== "object") {
-          const node2 = new Scalar.Scalar(value);
+          const node2 = new Scalar3.Scalar(value);
           if (ref)
             ref.node = node2;
           return node2;
@@ -30553,7 +30693,7 @@ var require_createNode = __commonJS({
         onTagObj(tagObj);
         delete ctx.onTagObj;
       }
-      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar.Scalar(value);
+      const node = tagObj?.createNode ? tagObj.createNode(ctx.schema, value, ctx) : typeof tagObj?.nodeClass?.from === "function" ? tagObj.nodeClass.from(ctx.schema, value, ctx) : new Scalar3.Scalar(value);
       if (tagName)
         node.tag = tagName;
       else if (!tagObj.default)
@@ -30866,7 +31006,7 @@ ${indent2}${text.slice(fold + 1, end2)}`;
 var require_stringifyString = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyString.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var foldFlowLines = require_foldFlowLines();
     var getFoldOptions = (ctx, isBlock) => ({
       indentAtStart: isBlock ? ctx.indent.length : ctx.indentAtStart,
@@ -31009,7 +31149,7 @@ ${indent2}`) + "'";
         return quotedString(value, ctx);
       }
       const indent2 = ctx.indent || (ctx.forceBlockIndent || containsDocumentMarker(value) ? "  " : "");
-      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar.Scalar.BLOCK_FOLDED ? false : type === Scalar.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
+      const literal = blockQuote === "literal" ? true : blockQuote === "folded" || type === Scalar3.Scalar.BLOCK_FOLDED ? false : type === Scalar3.Scalar.BLOCK_LITERAL ? true : !lineLengthOverLimit(value, lineWidth, indent2.length);
       if (!value)
         return literal ? "|\n" : ">\n";
       let chomp;
@@ -31064,7 +31204,7 @@ ${indent2}`) + "'";
         const foldedValue = value.replace(/\n+/g, "\n$&").replace(/(?:^|\n)([\t ].*)(?:([\n\t ]*)\n(?![\n\t ]))?/g, "$1$2").replace(/\n+/g, `$&${indent2}`);
         let literalFallback = false;
         const foldOptions = getFoldOptions(ctx, true);
-        if (blockQuote !== "folded" && type !== Scalar.Scalar.BLOCK_FOLDED) {
+        if (blockQuote !== "folded" && type !== Scalar3.Scalar.BLOCK_FOLDED) {
           foldOptions.onOverflow = () => {
             literalFallback = true;
           };
@@ -31087,7 +31227,7 @@ ${indent2}${start}${value}${end}`;
       if (/^[\n\t ,[\]{}#&*!|>'"%@`]|^[?-]$|^[?-][ \t]|[\n:][ \t]|[ \t]\n|[\n\t ]#|[\n\t :]$/.test(value)) {
         return implicitKey || inFlow || !value.includes("\n") ? quotedString(value, ctx) : blockString(item, ctx, onComment, onChompKeep);
       }
-      if (!implicitKey && !inFlow && type !== Scalar.Scalar.PLAIN && value.includes("\n")) {
+      if (!implicitKey && !inFlow && type !== Scalar3.Scalar.PLAIN && value.includes("\n")) {
         return blockString(item, ctx, onComment, onChompKeep);
       }
       if (containsDocumentMarker(value)) {
@@ -31112,20 +31252,20 @@ ${indent2}`);
       const { implicitKey, inFlow } = ctx;
       const ss = typeof item.value === "string" ? item : Object.assign({}, item, { value: String(item.value) });
       let { type } = item;
-      if (type !== Scalar.Scalar.QUOTE_DOUBLE) {
+      if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
         if (/[\x00-\x08\x0b-\x1f\x7f-\x9f\u{D800}-\u{DFFF}]/u.test(ss.value))
-          type = Scalar.Scalar.QUOTE_DOUBLE;
+          type = Scalar3.Scalar.QUOTE_DOUBLE;
       }
       const _stringify = (_type) => {
         switch (_type) {
-          case Scalar.Scalar.BLOCK_FOLDED:
-          case Scalar.Scalar.BLOCK_LITERAL:
+          case Scalar3.Scalar.BLOCK_FOLDED:
+          case Scalar3.Scalar.BLOCK_LITERAL:
             return implicitKey || inFlow ? quotedString(ss.value, ctx) : blockString(ss, ctx, onComment, onChompKeep);
-          case Scalar.Scalar.QUOTE_DOUBLE:
+          case Scalar3.Scalar.QUOTE_DOUBLE:
             return doubleQuotedString(ss.value, ctx);
-          case Scalar.Scalar.QUOTE_SINGLE:
+          case Scalar3.Scalar.QUOTE_SINGLE:
             return singleQuotedString(ss.value, ctx);
-          case Scalar.Scalar.PLAIN:
+          case Scalar3.Scalar.PLAIN:
             return plainString(ss, ctx, onComment, onChompKeep);
           default:
             return null;
@@ -31274,7 +31414,7 @@ var require_stringifyPair = __commonJS({
   "node_modules/yaml/dist/stringify/stringifyPair.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var stringify = require_stringify();
     var stringifyComment = require_stringifyComment();
     function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
@@ -31289,7 +31429,7 @@ var require_stringifyPair = __commonJS({
           throw new Error(msg);
         }
       }
-      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar.Scalar.BLOCK_FOLDED || key.type === Scalar.Scalar.BLOCK_LITERAL : typeof key === "object"));
+      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar3.Scalar.BLOCK_FOLDED || key.type === Scalar3.Scalar.BLOCK_LITERAL : typeof key === "object"));
       ctx = Object.assign({}, ctx, {
         allNullValues: false,
         implicitKey: !explicitKey && (simpleKeys || !allNullValues),
@@ -31429,19 +31569,19 @@ var require_merge = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/merge.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var MERGE_KEY = "<<";
     var merge = {
       identify: (value) => value === MERGE_KEY || typeof value === "symbol" && value.description === MERGE_KEY,
       default: "key",
       tag: "tag:yaml.org,2002:merge",
       test: /^<<$/,
-      resolve: () => Object.assign(new Scalar.Scalar(Symbol(MERGE_KEY)), {
+      resolve: () => Object.assign(new Scalar3.Scalar(Symbol(MERGE_KEY)), {
         addToJSMap: addMergeToJSMap
       }),
       stringify: () => MERGE_KEY
     };
-    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
+    var isMergeKey = (ctx, key) => (merge.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar3.Scalar.PLAIN) && merge.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge.tag && tag.default);
     function addMergeToJSMap(ctx, map, value) {
       const source = resolveAliasValue(ctx, value);
       if (identity.isSeq(source))
@@ -31559,9 +31699,9 @@ var require_Pair = __commonJS({
     function createPair(key, value, ctx) {
       const k = createNode.createNode(key, void 0, ctx);
       const v = createNode.createNode(value, void 0, ctx);
-      return new Pair(k, v);
+      return new Pair2(k, v);
     }
-    var Pair = class _Pair {
+    var Pair2 = class _Pair {
       constructor(key, value = null) {
         Object.defineProperty(this, identity.NODE_TYPE, { value: identity.PAIR });
         this.key = key;
@@ -31583,7 +31723,7 @@ var require_Pair = __commonJS({
         return ctx?.doc ? stringifyPair.stringifyPair(this, ctx, onComment, onChompKeep) : JSON.stringify(this);
       }
     };
-    exports.Pair = Pair;
+    exports.Pair = Pair2;
     exports.createPair = createPair;
   }
 });
@@ -31747,8 +31887,8 @@ var require_YAMLMap = __commonJS({
     var addPairToJSMap = require_addPairToJSMap();
     var Collection = require_Collection();
     var identity = require_identity();
-    var Pair = require_Pair();
-    var Scalar = require_Scalar();
+    var Pair2 = require_Pair();
+    var Scalar3 = require_Scalar();
     function findPair(items, key) {
       const k = identity.isScalar(key) ? key.value : key;
       for (const it of items) {
@@ -31761,7 +31901,7 @@ var require_YAMLMap = __commonJS({
       }
       return void 0;
     }
-    var YAMLMap = class extends Collection.Collection {
+    var YAMLMap2 = class extends Collection.Collection {
       static get tagName() {
         return "tag:yaml.org,2002:map";
       }
@@ -31782,7 +31922,7 @@ var require_YAMLMap = __commonJS({
           else if (Array.isArray(replacer) && !replacer.includes(key))
             return;
           if (value !== void 0 || keepUndefined)
-            map.items.push(Pair.createPair(key, value, ctx));
+            map.items.push(Pair2.createPair(key, value, ctx));
         };
         if (obj instanceof Map) {
           for (const [key, value] of obj)
@@ -31807,15 +31947,15 @@ var require_YAMLMap = __commonJS({
         if (identity.isPair(pair))
           _pair = pair;
         else if (!pair || typeof pair !== "object" || !("key" in pair)) {
-          _pair = new Pair.Pair(pair, pair?.value);
+          _pair = new Pair2.Pair(pair, pair?.value);
         } else
-          _pair = new Pair.Pair(pair.key, pair.value);
+          _pair = new Pair2.Pair(pair.key, pair.value);
         const prev = findPair(this.items, _pair.key);
         const sortEntries = this.schema?.sortMapEntries;
         if (prev) {
           if (!overwrite)
             throw new Error(`Key ${_pair.key} already set`);
-          if (identity.isScalar(prev.value) && Scalar.isScalarValue(_pair.value))
+          if (identity.isScalar(prev.value) && Scalar3.isScalarValue(_pair.value))
             prev.value.value = _pair.value;
           else
             prev.value = _pair.value;
@@ -31845,7 +31985,7 @@ var require_YAMLMap = __commonJS({
         return !!findPair(this.items, key);
       }
       set(key, value) {
-        this.add(new Pair.Pair(key, value), true);
+        this.add(new Pair2.Pair(key, value), true);
       }
       /**
        * @param ctx - Conversion context, originally set in Document#toJS()
@@ -31878,7 +32018,7 @@ var require_YAMLMap = __commonJS({
         });
       }
     };
-    exports.YAMLMap = YAMLMap;
+    exports.YAMLMap = YAMLMap2;
     exports.findPair = findPair;
   }
 });
@@ -31888,18 +32028,18 @@ var require_map = __commonJS({
   "node_modules/yaml/dist/schema/common/map.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var YAMLMap = require_YAMLMap();
+    var YAMLMap2 = require_YAMLMap();
     var map = {
       collection: "map",
       default: true,
-      nodeClass: YAMLMap.YAMLMap,
+      nodeClass: YAMLMap2.YAMLMap,
       tag: "tag:yaml.org,2002:map",
       resolve(map2, onError) {
         if (!identity.isMap(map2))
           onError("Expected a mapping for this tag");
         return map2;
       },
-      createNode: (schema, obj, ctx) => YAMLMap.YAMLMap.from(schema, obj, ctx)
+      createNode: (schema, obj, ctx) => YAMLMap2.YAMLMap.from(schema, obj, ctx)
     };
     exports.map = map;
   }
@@ -31913,9 +32053,9 @@ var require_YAMLSeq = __commonJS({
     var stringifyCollection = require_stringifyCollection();
     var Collection = require_Collection();
     var identity = require_identity();
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var toJS = require_toJS();
-    var YAMLSeq = class extends Collection.Collection {
+    var YAMLSeq2 = class extends Collection.Collection {
       static get tagName() {
         return "tag:yaml.org,2002:seq";
       }
@@ -31970,7 +32110,7 @@ var require_YAMLSeq = __commonJS({
         if (typeof idx !== "number")
           throw new Error(`Expected a valid index, not ${key}.`);
         const prev = this.items[idx];
-        if (identity.isScalar(prev) && Scalar.isScalarValue(value))
+        if (identity.isScalar(prev) && Scalar3.isScalarValue(value))
           prev.value = value;
         else
           this.items[idx] = value;
@@ -32017,7 +32157,7 @@ var require_YAMLSeq = __commonJS({
         idx = Number(idx);
       return typeof idx === "number" && Number.isInteger(idx) && idx >= 0 ? idx : null;
     }
-    exports.YAMLSeq = YAMLSeq;
+    exports.YAMLSeq = YAMLSeq2;
   }
 });
 
@@ -32026,18 +32166,18 @@ var require_seq = __commonJS({
   "node_modules/yaml/dist/schema/common/seq.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var YAMLSeq = require_YAMLSeq();
+    var YAMLSeq2 = require_YAMLSeq();
     var seq = {
       collection: "seq",
       default: true,
-      nodeClass: YAMLSeq.YAMLSeq,
+      nodeClass: YAMLSeq2.YAMLSeq,
       tag: "tag:yaml.org,2002:seq",
       resolve(seq2, onError) {
         if (!identity.isSeq(seq2))
           onError("Expected a sequence for this tag");
         return seq2;
       },
-      createNode: (schema, obj, ctx) => YAMLSeq.YAMLSeq.from(schema, obj, ctx)
+      createNode: (schema, obj, ctx) => YAMLSeq2.YAMLSeq.from(schema, obj, ctx)
     };
     exports.seq = seq;
   }
@@ -32066,14 +32206,14 @@ var require_string = __commonJS({
 var require_null = __commonJS({
   "node_modules/yaml/dist/schema/common/null.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var nullTag = {
       identify: (value) => value == null,
-      createNode: () => new Scalar.Scalar(null),
+      createNode: () => new Scalar3.Scalar(null),
       default: true,
       tag: "tag:yaml.org,2002:null",
       test: /^(?:~|[Nn]ull|NULL)?$/,
-      resolve: () => new Scalar.Scalar(null),
+      resolve: () => new Scalar3.Scalar(null),
       stringify: ({ source }, ctx) => typeof source === "string" && nullTag.test.test(source) ? source : ctx.options.nullStr
     };
     exports.nullTag = nullTag;
@@ -32084,13 +32224,13 @@ var require_null = __commonJS({
 var require_bool = __commonJS({
   "node_modules/yaml/dist/schema/core/bool.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var boolTag = {
       identify: (value) => typeof value === "boolean",
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/,
-      resolve: (str2) => new Scalar.Scalar(str2[0] === "t" || str2[0] === "T"),
+      resolve: (str2) => new Scalar3.Scalar(str2[0] === "t" || str2[0] === "T"),
       stringify({ source, value }, ctx) {
         if (source && boolTag.test.test(source)) {
           const sv = source[0] === "t" || source[0] === "T";
@@ -32135,7 +32275,7 @@ var require_stringifyNumber = __commonJS({
 var require_float = __commonJS({
   "node_modules/yaml/dist/schema/core/float.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
@@ -32163,7 +32303,7 @@ var require_float = __commonJS({
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)$/,
       resolve(str2) {
-        const node = new Scalar.Scalar(parseFloat(str2));
+        const node = new Scalar3.Scalar(parseFloat(str2));
         const dot = str2.indexOf(".");
         if (dot !== -1 && str2[str2.length - 1] === "0")
           node.minFractionDigits = str2.length - dot - 1;
@@ -32254,7 +32394,7 @@ var require_schema = __commonJS({
 var require_schema2 = __commonJS({
   "node_modules/yaml/dist/schema/json/schema.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var map = require_map();
     var seq = require_seq();
     function intIdentify(value) {
@@ -32271,7 +32411,7 @@ var require_schema2 = __commonJS({
       },
       {
         identify: (value) => value == null,
-        createNode: () => new Scalar.Scalar(null),
+        createNode: () => new Scalar3.Scalar(null),
         default: true,
         tag: "tag:yaml.org,2002:null",
         test: /^null$/,
@@ -32322,7 +32462,7 @@ var require_binary = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/binary.js"(exports) {
     "use strict";
     var node_buffer = __require("buffer");
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var stringifyString = require_stringifyString();
     var binary = {
       identify: (value) => value instanceof Uint8Array,
@@ -32366,15 +32506,15 @@ var require_binary = __commonJS({
         } else {
           throw new Error("This environment does not support writing binary tags; either Buffer or btoa is required");
         }
-        type ?? (type = Scalar.Scalar.BLOCK_LITERAL);
-        if (type !== Scalar.Scalar.QUOTE_DOUBLE) {
+        type ?? (type = Scalar3.Scalar.BLOCK_LITERAL);
+        if (type !== Scalar3.Scalar.QUOTE_DOUBLE) {
           const lineWidth = Math.max(ctx.options.lineWidth - ctx.indent.length, ctx.options.minContentWidth);
           const n = Math.ceil(str2.length / lineWidth);
           const lines = new Array(n);
           for (let i = 0, o = 0; i < n; ++i, o += lineWidth) {
             lines[i] = str2.substr(o, lineWidth);
           }
-          str2 = lines.join(type === Scalar.Scalar.BLOCK_LITERAL ? "\n" : " ");
+          str2 = lines.join(type === Scalar3.Scalar.BLOCK_LITERAL ? "\n" : " ");
         }
         return stringifyString.stringifyString({ comment, type, value: str2 }, ctx, onComment, onChompKeep);
       }
@@ -32388,9 +32528,9 @@ var require_pairs = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/pairs.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Pair = require_Pair();
-    var Scalar = require_Scalar();
-    var YAMLSeq = require_YAMLSeq();
+    var Pair2 = require_Pair();
+    var Scalar3 = require_Scalar();
+    var YAMLSeq2 = require_YAMLSeq();
     function resolvePairs(seq, onError) {
       if (identity.isSeq(seq)) {
         for (let i = 0; i < seq.items.length; ++i) {
@@ -32400,7 +32540,7 @@ var require_pairs = __commonJS({
           else if (identity.isMap(item)) {
             if (item.items.length > 1)
               onError("Each pair must have its own sequence indicator");
-            const pair = item.items[0] || new Pair.Pair(new Scalar.Scalar(null));
+            const pair = item.items[0] || new Pair2.Pair(new Scalar3.Scalar(null));
             if (item.commentBefore)
               pair.key.commentBefore = pair.key.commentBefore ? `${item.commentBefore}
 ${pair.key.commentBefore}` : item.commentBefore;
@@ -32411,7 +32551,7 @@ ${cn.comment}` : item.comment;
             }
             item = pair;
           }
-          seq.items[i] = identity.isPair(item) ? item : new Pair.Pair(item);
+          seq.items[i] = identity.isPair(item) ? item : new Pair2.Pair(item);
         }
       } else
         onError("Expected a sequence for this tag");
@@ -32419,7 +32559,7 @@ ${cn.comment}` : item.comment;
     }
     function createPairs(schema, iterable, ctx) {
       const { replacer } = ctx;
-      const pairs2 = new YAMLSeq.YAMLSeq(schema);
+      const pairs2 = new YAMLSeq2.YAMLSeq(schema);
       pairs2.tag = "tag:yaml.org,2002:pairs";
       let i = 0;
       if (iterable && Symbol.iterator in Object(iterable))
@@ -32444,7 +32584,7 @@ ${cn.comment}` : item.comment;
           } else {
             key = it;
           }
-          pairs2.items.push(Pair.createPair(key, value, ctx));
+          pairs2.items.push(Pair2.createPair(key, value, ctx));
         }
       return pairs2;
     }
@@ -32467,17 +32607,17 @@ var require_omap = __commonJS({
     "use strict";
     var identity = require_identity();
     var toJS = require_toJS();
-    var YAMLMap = require_YAMLMap();
-    var YAMLSeq = require_YAMLSeq();
+    var YAMLMap2 = require_YAMLMap();
+    var YAMLSeq2 = require_YAMLSeq();
     var pairs = require_pairs();
-    var YAMLOMap = class _YAMLOMap extends YAMLSeq.YAMLSeq {
+    var YAMLOMap = class _YAMLOMap extends YAMLSeq2.YAMLSeq {
       constructor() {
         super();
-        this.add = YAMLMap.YAMLMap.prototype.add.bind(this);
-        this.delete = YAMLMap.YAMLMap.prototype.delete.bind(this);
-        this.get = YAMLMap.YAMLMap.prototype.get.bind(this);
-        this.has = YAMLMap.YAMLMap.prototype.has.bind(this);
-        this.set = YAMLMap.YAMLMap.prototype.set.bind(this);
+        this.add = YAMLMap2.YAMLMap.prototype.add.bind(this);
+        this.delete = YAMLMap2.YAMLMap.prototype.delete.bind(this);
+        this.get = YAMLMap2.YAMLMap.prototype.get.bind(this);
+        this.has = YAMLMap2.YAMLMap.prototype.has.bind(this);
+        this.set = YAMLMap2.YAMLMap.prototype.set.bind(this);
         this.tag = _YAMLOMap.tag;
       }
       /**
@@ -32543,7 +32683,7 @@ var require_omap = __commonJS({
 var require_bool2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/bool.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     function boolStringify({ value, source }, ctx) {
       const boolObj = value ? trueTag : falseTag;
       if (source && boolObj.test.test(source))
@@ -32555,7 +32695,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/,
-      resolve: () => new Scalar.Scalar(true),
+      resolve: () => new Scalar3.Scalar(true),
       stringify: boolStringify
     };
     var falseTag = {
@@ -32563,7 +32703,7 @@ var require_bool2 = __commonJS({
       default: true,
       tag: "tag:yaml.org,2002:bool",
       test: /^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/,
-      resolve: () => new Scalar.Scalar(false),
+      resolve: () => new Scalar3.Scalar(false),
       stringify: boolStringify
     };
     exports.falseTag = falseTag;
@@ -32575,7 +32715,7 @@ var require_bool2 = __commonJS({
 var require_float2 = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/float.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var stringifyNumber = require_stringifyNumber();
     var floatNaN = {
       identify: (value) => typeof value === "number",
@@ -32603,7 +32743,7 @@ var require_float2 = __commonJS({
       tag: "tag:yaml.org,2002:float",
       test: /^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*$/,
       resolve(str2) {
-        const node = new Scalar.Scalar(parseFloat(str2.replace(/_/g, "")));
+        const node = new Scalar3.Scalar(parseFloat(str2.replace(/_/g, "")));
         const dot = str2.indexOf(".");
         if (dot !== -1) {
           const f = str2.substring(dot + 1).replace(/_/g, "");
@@ -32704,9 +32844,9 @@ var require_set = __commonJS({
   "node_modules/yaml/dist/schema/yaml-1.1/set.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Pair = require_Pair();
-    var YAMLMap = require_YAMLMap();
-    var YAMLSet = class _YAMLSet extends YAMLMap.YAMLMap {
+    var Pair2 = require_Pair();
+    var YAMLMap2 = require_YAMLMap();
+    var YAMLSet = class _YAMLSet extends YAMLMap2.YAMLMap {
       constructor(schema) {
         super(schema);
         this.tag = _YAMLSet.tag;
@@ -32716,10 +32856,10 @@ var require_set = __commonJS({
         if (identity.isPair(key))
           pair = key;
         else if (key && typeof key === "object" && "key" in key && "value" in key && key.value === null)
-          pair = new Pair.Pair(key.key, null);
+          pair = new Pair2.Pair(key.key, null);
         else
-          pair = new Pair.Pair(key, null);
-        const prev = YAMLMap.findPair(this.items, pair.key);
+          pair = new Pair2.Pair(key, null);
+        const prev = YAMLMap2.findPair(this.items, pair.key);
         if (!prev)
           this.items.push(pair);
       }
@@ -32728,17 +32868,17 @@ var require_set = __commonJS({
        * Otherwise, returns the value of that Pair's key.
        */
       get(key, keepPair) {
-        const pair = YAMLMap.findPair(this.items, key);
+        const pair = YAMLMap2.findPair(this.items, key);
         return !keepPair && identity.isPair(pair) ? identity.isScalar(pair.key) ? pair.key.value : pair.key : pair;
       }
       set(key, value) {
         if (typeof value !== "boolean")
           throw new Error(`Expected boolean value for set(key, value) in a YAML set, not ${typeof value}`);
-        const prev = YAMLMap.findPair(this.items, key);
+        const prev = YAMLMap2.findPair(this.items, key);
         if (prev && !value) {
           this.items.splice(this.items.indexOf(prev), 1);
         } else if (!prev && value) {
-          this.items.push(new Pair.Pair(key));
+          this.items.push(new Pair2.Pair(key));
         }
       }
       toJSON(_, ctx) {
@@ -32759,7 +32899,7 @@ var require_set = __commonJS({
           for (let value of iterable) {
             if (typeof replacer === "function")
               value = replacer.call(iterable, value, value);
-            set2.items.push(Pair.createPair(value, null, ctx));
+            set2.items.push(Pair2.createPair(value, null, ctx));
           }
         return set2;
       }
@@ -33024,7 +33164,7 @@ var require_Schema = __commonJS({
     var string2 = require_string();
     var tags = require_tags();
     var sortMapEntriesByKey = (a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
-    var Schema = class _Schema {
+    var Schema2 = class _Schema {
       constructor({ compat, customTags, merge, resolveKnownTags, schema, sortMapEntries, toStringDefaults }) {
         this.compat = Array.isArray(compat) ? tags.getTags(compat, "compat") : compat ? tags.getTags(null, compat) : null;
         this.name = typeof schema === "string" && schema || "core";
@@ -33042,7 +33182,7 @@ var require_Schema = __commonJS({
         return copy;
       }
     };
-    exports.Schema = Schema;
+    exports.Schema = Schema2;
   }
 });
 
@@ -33133,15 +33273,15 @@ var require_Document = __commonJS({
     var Alias = require_Alias();
     var Collection = require_Collection();
     var identity = require_identity();
-    var Pair = require_Pair();
+    var Pair2 = require_Pair();
     var toJS = require_toJS();
-    var Schema = require_Schema();
+    var Schema2 = require_Schema();
     var stringifyDocument = require_stringifyDocument();
     var anchors = require_anchors();
     var applyReviver = require_applyReviver();
     var createNode = require_createNode();
     var directives = require_directives();
-    var Document = class _Document {
+    var Document2 = class _Document {
       constructor(value, replacer, options) {
         this.commentBefore = null;
         this.comment = null;
@@ -33268,7 +33408,7 @@ var require_Document = __commonJS({
       createPair(key, value, options = {}) {
         const k = this.createNode(key, null, options);
         const v = this.createNode(value, null, options);
-        return new Pair.Pair(k, v);
+        return new Pair2.Pair(k, v);
       }
       /**
        * Removes a value from the document.
@@ -33386,7 +33526,7 @@ var require_Document = __commonJS({
         if (options.schema instanceof Object)
           this.schema = options.schema;
         else if (opt2)
-          this.schema = new Schema.Schema(Object.assign(opt2, options));
+          this.schema = new Schema2.Schema(Object.assign(opt2, options));
         else
           throw new Error(`With a null YAML version, the { schema: Schema } option is required`);
       }
@@ -33431,7 +33571,7 @@ var require_Document = __commonJS({
         return true;
       throw new Error("Expected a YAML collection as document contents");
     }
-    exports.Document = Document;
+    exports.Document = Document2;
   }
 });
 
@@ -33714,25 +33854,25 @@ var require_util_map_includes = __commonJS({
 var require_resolve_block_map = __commonJS({
   "node_modules/yaml/dist/compose/resolve-block-map.js"(exports) {
     "use strict";
-    var Pair = require_Pair();
-    var YAMLMap = require_YAMLMap();
+    var Pair2 = require_Pair();
+    var YAMLMap2 = require_YAMLMap();
     var resolveProps = require_resolve_props();
     var utilContainsNewline = require_util_contains_newline();
     var utilFlowIndentCheck = require_util_flow_indent_check();
     var utilMapIncludes = require_util_map_includes();
     var startColMsg = "All mapping items must start at the same column";
     function resolveBlockMap({ composeNode, composeEmptyNode }, ctx, bm, onError, tag) {
-      const NodeClass = tag?.nodeClass ?? YAMLMap.YAMLMap;
+      const NodeClass = tag?.nodeClass ?? YAMLMap2.YAMLMap;
       const map = new NodeClass(ctx.schema);
       if (ctx.atRoot)
         ctx.atRoot = false;
       let offset = bm.offset;
       let commentEnd = null;
       for (const collItem of bm.items) {
-        const { start, key, sep, value } = collItem;
+        const { start, key, sep: sep2, value } = collItem;
         const keyProps = resolveProps.resolveProps(start, {
           indicator: "explicit-key-ind",
-          next: key ?? sep?.[0],
+          next: key ?? sep2?.[0],
           offset,
           onError,
           parentIndent: bm.indent,
@@ -33746,7 +33886,7 @@ var require_resolve_block_map = __commonJS({
             else if ("indent" in key && key.indent !== bm.indent)
               onError(offset, "BAD_INDENT", startColMsg);
           }
-          if (!keyProps.anchor && !keyProps.tag && !sep) {
+          if (!keyProps.anchor && !keyProps.tag && !sep2) {
             commentEnd = keyProps.end;
             if (keyProps.comment) {
               if (map.comment)
@@ -33770,7 +33910,7 @@ var require_resolve_block_map = __commonJS({
         ctx.atKey = false;
         if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
           onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
-        const valueProps = resolveProps.resolveProps(sep ?? [], {
+        const valueProps = resolveProps.resolveProps(sep2 ?? [], {
           indicator: "map-value-ind",
           next: value,
           offset: keyNode.range[2],
@@ -33786,11 +33926,11 @@ var require_resolve_block_map = __commonJS({
             if (ctx.options.strict && keyProps.start < valueProps.found.offset - 1024)
               onError(keyNode.range, "KEY_OVER_1024_CHARS", "The : indicator must be at most 1024 chars after the start of an implicit block mapping key");
           }
-          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : composeEmptyNode(ctx, offset, sep, null, valueProps, onError);
+          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : composeEmptyNode(ctx, offset, sep2, null, valueProps, onError);
           if (ctx.schema.compat)
             utilFlowIndentCheck.flowIndentCheck(bm.indent, value, onError);
           offset = valueNode.range[2];
-          const pair = new Pair.Pair(keyNode, valueNode);
+          const pair = new Pair2.Pair(keyNode, valueNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
           map.items.push(pair);
@@ -33803,7 +33943,7 @@ var require_resolve_block_map = __commonJS({
             else
               keyNode.comment = valueProps.comment;
           }
-          const pair = new Pair.Pair(keyNode);
+          const pair = new Pair2.Pair(keyNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
           map.items.push(pair);
@@ -33822,11 +33962,11 @@ var require_resolve_block_map = __commonJS({
 var require_resolve_block_seq = __commonJS({
   "node_modules/yaml/dist/compose/resolve-block-seq.js"(exports) {
     "use strict";
-    var YAMLSeq = require_YAMLSeq();
+    var YAMLSeq2 = require_YAMLSeq();
     var resolveProps = require_resolve_props();
     var utilFlowIndentCheck = require_util_flow_indent_check();
     function resolveBlockSeq({ composeNode, composeEmptyNode }, ctx, bs, onError, tag) {
-      const NodeClass = tag?.nodeClass ?? YAMLSeq.YAMLSeq;
+      const NodeClass = tag?.nodeClass ?? YAMLSeq2.YAMLSeq;
       const seq = new NodeClass(ctx.schema);
       if (ctx.atRoot)
         ctx.atRoot = false;
@@ -33877,7 +34017,7 @@ var require_resolve_end = __commonJS({
       let comment = "";
       if (end) {
         let hasSpace = false;
-        let sep = "";
+        let sep2 = "";
         for (const token of end) {
           const { source, type } = token;
           switch (type) {
@@ -33891,13 +34031,13 @@ var require_resolve_end = __commonJS({
               if (!comment)
                 comment = cb;
               else
-                comment += sep + cb;
-              sep = "";
+                comment += sep2 + cb;
+              sep2 = "";
               break;
             }
             case "newline":
               if (comment)
-                sep += source;
+                sep2 += source;
               hasSpace = true;
               break;
             default:
@@ -33917,9 +34057,9 @@ var require_resolve_flow_collection = __commonJS({
   "node_modules/yaml/dist/compose/resolve-flow-collection.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Pair = require_Pair();
-    var YAMLMap = require_YAMLMap();
-    var YAMLSeq = require_YAMLSeq();
+    var Pair2 = require_Pair();
+    var YAMLMap2 = require_YAMLMap();
+    var YAMLSeq2 = require_YAMLSeq();
     var resolveEnd = require_resolve_end();
     var resolveProps = require_resolve_props();
     var utilContainsNewline = require_util_contains_newline();
@@ -33927,9 +34067,9 @@ var require_resolve_flow_collection = __commonJS({
     var blockMsg = "Block collections are not allowed within flow collections";
     var isBlock = (token) => token && (token.type === "block-map" || token.type === "block-seq");
     function resolveFlowCollection({ composeNode, composeEmptyNode }, ctx, fc, onError, tag) {
-      const isMap2 = fc.start.source === "{";
-      const fcName = isMap2 ? "flow map" : "flow sequence";
-      const NodeClass = tag?.nodeClass ?? (isMap2 ? YAMLMap.YAMLMap : YAMLSeq.YAMLSeq);
+      const isMap3 = fc.start.source === "{";
+      const fcName = isMap3 ? "flow map" : "flow sequence";
+      const NodeClass = tag?.nodeClass ?? (isMap3 ? YAMLMap2.YAMLMap : YAMLSeq2.YAMLSeq);
       const coll = new NodeClass(ctx.schema);
       coll.flow = true;
       const atRoot = ctx.atRoot;
@@ -33940,18 +34080,18 @@ var require_resolve_flow_collection = __commonJS({
       let offset = fc.offset + fc.start.source.length;
       for (let i = 0; i < fc.items.length; ++i) {
         const collItem = fc.items[i];
-        const { start, key, sep, value } = collItem;
+        const { start, key, sep: sep2, value } = collItem;
         const props = resolveProps.resolveProps(start, {
           flow: fcName,
           indicator: "explicit-key-ind",
-          next: key ?? sep?.[0],
+          next: key ?? sep2?.[0],
           offset,
           onError,
           parentIndent: fc.indent,
           startOnNewline: false
         });
         if (!props.found) {
-          if (!props.anchor && !props.tag && !sep && !value) {
+          if (!props.anchor && !props.tag && !sep2 && !value) {
             if (i === 0 && props.comma)
               onError(props.comma, "UNEXPECTED_TOKEN", `Unexpected , in ${fcName}`);
             else if (i < fc.items.length - 1)
@@ -33965,7 +34105,7 @@ var require_resolve_flow_collection = __commonJS({
             offset = props.end;
             continue;
           }
-          if (!isMap2 && ctx.options.strict && utilContainsNewline.containsNewline(key))
+          if (!isMap3 && ctx.options.strict && utilContainsNewline.containsNewline(key))
             onError(
               key,
               // checked by containsNewline()
@@ -34005,8 +34145,8 @@ var require_resolve_flow_collection = __commonJS({
             }
           }
         }
-        if (!isMap2 && !sep && !props.found) {
-          const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep, null, props, onError);
+        if (!isMap3 && !sep2 && !props.found) {
+          const valueNode = value ? composeNode(ctx, value, props, onError) : composeEmptyNode(ctx, props.end, sep2, null, props, onError);
           coll.items.push(valueNode);
           offset = valueNode.range[2];
           if (isBlock(value))
@@ -34018,7 +34158,7 @@ var require_resolve_flow_collection = __commonJS({
           if (isBlock(key))
             onError(keyNode.range, "BLOCK_IN_FLOW", blockMsg);
           ctx.atKey = false;
-          const valueProps = resolveProps.resolveProps(sep ?? [], {
+          const valueProps = resolveProps.resolveProps(sep2 ?? [], {
             flow: fcName,
             indicator: "map-value-ind",
             next: value,
@@ -34028,9 +34168,9 @@ var require_resolve_flow_collection = __commonJS({
             startOnNewline: false
           });
           if (valueProps.found) {
-            if (!isMap2 && !props.found && ctx.options.strict) {
-              if (sep)
-                for (const st of sep) {
+            if (!isMap3 && !props.found && ctx.options.strict) {
+              if (sep2)
+                for (const st of sep2) {
                   if (st === valueProps.found)
                     break;
                   if (st.type === "newline") {
@@ -34047,7 +34187,7 @@ var require_resolve_flow_collection = __commonJS({
             else
               onError(valueProps.start, "MISSING_CHAR", `Missing , or : between ${fcName} items`);
           }
-          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : valueProps.found ? composeEmptyNode(ctx, valueProps.end, sep, null, valueProps, onError) : null;
+          const valueNode = value ? composeNode(ctx, value, valueProps, onError) : valueProps.found ? composeEmptyNode(ctx, valueProps.end, sep2, null, valueProps, onError) : null;
           if (valueNode) {
             if (isBlock(value))
               onError(valueNode.range, "BLOCK_IN_FLOW", blockMsg);
@@ -34057,16 +34197,16 @@ var require_resolve_flow_collection = __commonJS({
             else
               keyNode.comment = valueProps.comment;
           }
-          const pair = new Pair.Pair(keyNode, valueNode);
+          const pair = new Pair2.Pair(keyNode, valueNode);
           if (ctx.options.keepSourceTokens)
             pair.srcToken = collItem;
-          if (isMap2) {
+          if (isMap3) {
             const map = coll;
             if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
               onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
             map.items.push(pair);
           } else {
-            const map = new YAMLMap.YAMLMap(ctx.schema);
+            const map = new YAMLMap2.YAMLMap(ctx.schema);
             map.flow = true;
             map.items.push(pair);
             const endRange = (valueNode ?? keyNode).range;
@@ -34076,7 +34216,7 @@ var require_resolve_flow_collection = __commonJS({
           offset = valueNode ? valueNode.range[2] : valueProps.end;
         }
       }
-      const expectedEnd = isMap2 ? "}" : "]";
+      const expectedEnd = isMap3 ? "}" : "]";
       const [ce, ...ee] = fc.end;
       let cePos = offset;
       if (ce?.source === expectedEnd)
@@ -34111,9 +34251,9 @@ var require_compose_collection = __commonJS({
   "node_modules/yaml/dist/compose/compose-collection.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar = require_Scalar();
-    var YAMLMap = require_YAMLMap();
-    var YAMLSeq = require_YAMLSeq();
+    var Scalar3 = require_Scalar();
+    var YAMLMap2 = require_YAMLMap();
+    var YAMLSeq2 = require_YAMLSeq();
     var resolveBlockMap = require_resolve_block_map();
     var resolveBlockSeq = require_resolve_block_seq();
     var resolveFlowCollection = require_resolve_flow_collection();
@@ -34140,7 +34280,7 @@ var require_compose_collection = __commonJS({
         }
       }
       const expType = token.type === "block-map" ? "map" : token.type === "block-seq" ? "seq" : token.start.source === "{" ? "map" : "seq";
-      if (!tagToken || !tagName || tagName === "!" || tagName === YAMLMap.YAMLMap.tagName && expType === "map" || tagName === YAMLSeq.YAMLSeq.tagName && expType === "seq") {
+      if (!tagToken || !tagName || tagName === "!" || tagName === YAMLMap2.YAMLMap.tagName && expType === "map" || tagName === YAMLSeq2.YAMLSeq.tagName && expType === "seq") {
         return resolveCollection(CN, ctx, token, onError, tagName);
       }
       let tag = ctx.schema.tags.find((t) => t.tag === tagName && t.collection === expType);
@@ -34160,7 +34300,7 @@ var require_compose_collection = __commonJS({
       }
       const coll = resolveCollection(CN, ctx, token, onError, tagName, tag);
       const res = tag.resolve?.(coll, (msg) => onError(tagToken, "TAG_RESOLVE_FAILED", msg), ctx.options) ?? coll;
-      const node = identity.isNode(res) ? res : new Scalar.Scalar(res);
+      const node = identity.isNode(res) ? res : new Scalar3.Scalar(res);
       node.range = coll.range;
       node.tag = tagName;
       if (tag?.format)
@@ -34175,13 +34315,13 @@ var require_compose_collection = __commonJS({
 var require_resolve_block_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-block-scalar.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     function resolveBlockScalar(ctx, scalar, onError) {
       const start = scalar.offset;
       const header = parseBlockScalarHeader(scalar, ctx.options.strict, onError);
       if (!header)
         return { value: "", type: null, comment: "", range: [start, start, start] };
-      const type = header.mode === ">" ? Scalar.Scalar.BLOCK_FOLDED : Scalar.Scalar.BLOCK_LITERAL;
+      const type = header.mode === ">" ? Scalar3.Scalar.BLOCK_FOLDED : Scalar3.Scalar.BLOCK_LITERAL;
       const lines = scalar.source ? splitLines(scalar.source) : [];
       let chompStart = lines.length;
       for (let i = lines.length - 1; i >= 0; --i) {
@@ -34227,7 +34367,7 @@ var require_resolve_block_scalar = __commonJS({
           chompStart = i + 1;
       }
       let value = "";
-      let sep = "";
+      let sep2 = "";
       let prevMoreIndented = false;
       for (let i = 0; i < contentStart; ++i)
         value += lines[i][0].slice(trimIndent) + "\n";
@@ -34243,25 +34383,25 @@ var require_resolve_block_scalar = __commonJS({
           onError(offset - content.length - (crlf ? 2 : 1), "BAD_INDENT", message);
           indent2 = "";
         }
-        if (type === Scalar.Scalar.BLOCK_LITERAL) {
-          value += sep + indent2.slice(trimIndent) + content;
-          sep = "\n";
+        if (type === Scalar3.Scalar.BLOCK_LITERAL) {
+          value += sep2 + indent2.slice(trimIndent) + content;
+          sep2 = "\n";
         } else if (indent2.length > trimIndent || content[0] === "	") {
-          if (sep === " ")
-            sep = "\n";
-          else if (!prevMoreIndented && sep === "\n")
-            sep = "\n\n";
-          value += sep + indent2.slice(trimIndent) + content;
-          sep = "\n";
+          if (sep2 === " ")
+            sep2 = "\n";
+          else if (!prevMoreIndented && sep2 === "\n")
+            sep2 = "\n\n";
+          value += sep2 + indent2.slice(trimIndent) + content;
+          sep2 = "\n";
           prevMoreIndented = true;
         } else if (content === "") {
-          if (sep === "\n")
+          if (sep2 === "\n")
             value += "\n";
           else
-            sep = "\n";
+            sep2 = "\n";
         } else {
-          value += sep + content;
-          sep = " ";
+          value += sep2 + content;
+          sep2 = " ";
           prevMoreIndented = false;
         }
       }
@@ -34358,7 +34498,7 @@ var require_resolve_block_scalar = __commonJS({
 var require_resolve_flow_scalar = __commonJS({
   "node_modules/yaml/dist/compose/resolve-flow-scalar.js"(exports) {
     "use strict";
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var resolveEnd = require_resolve_end();
     function resolveFlowScalar(scalar, strict2, onError) {
       const { offset, type, source, end } = scalar;
@@ -34367,15 +34507,15 @@ var require_resolve_flow_scalar = __commonJS({
       const _onError = (rel, code, msg) => onError(offset + rel, code, msg);
       switch (type) {
         case "scalar":
-          _type = Scalar.Scalar.PLAIN;
+          _type = Scalar3.Scalar.PLAIN;
           value = plainValue(source, _onError);
           break;
         case "single-quoted-scalar":
-          _type = Scalar.Scalar.QUOTE_SINGLE;
+          _type = Scalar3.Scalar.QUOTE_SINGLE;
           value = singleQuotedValue(source, _onError);
           break;
         case "double-quoted-scalar":
-          _type = Scalar.Scalar.QUOTE_DOUBLE;
+          _type = Scalar3.Scalar.QUOTE_DOUBLE;
           value = doubleQuotedValue(source, _onError);
           break;
         /* istanbul ignore next should not happen */
@@ -34444,25 +34584,25 @@ var require_resolve_flow_scalar = __commonJS({
         trimBoth = /^[ \t]+|[ \t]+$/g;
       }
       let res = match[1].replace(trimEnd, "");
-      let sep = " ";
+      let sep2 = " ";
       let pos = line.lastIndex;
       while (match = line.exec(source)) {
         const lm = match[1].replace(trimBoth, "");
         if (lm === "") {
-          if (sep === "\n")
-            res += sep;
+          if (sep2 === "\n")
+            res += sep2;
           else
-            sep = "\n";
+            sep2 = "\n";
         } else {
-          res += sep + lm;
-          sep = " ";
+          res += sep2 + lm;
+          sep2 = " ";
         }
         pos = line.lastIndex;
       }
       const last = /[ \t]*(.*)/sy;
       last.lastIndex = pos;
       match = last.exec(source);
-      return res + sep + (match?.[1] ?? "");
+      return res + sep2 + (match?.[1] ?? "");
     }
     function doubleQuotedValue(source, onError) {
       let res = "";
@@ -34580,7 +34720,7 @@ var require_compose_scalar = __commonJS({
   "node_modules/yaml/dist/compose/compose-scalar.js"(exports) {
     "use strict";
     var identity = require_identity();
-    var Scalar = require_Scalar();
+    var Scalar3 = require_Scalar();
     var resolveBlockScalar = require_resolve_block_scalar();
     var resolveFlowScalar = require_resolve_flow_scalar();
     function composeScalar(ctx, token, tagToken, onError) {
@@ -34598,11 +34738,11 @@ var require_compose_scalar = __commonJS({
       let scalar;
       try {
         const res = tag.resolve(value, (msg) => onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg), ctx.options);
-        scalar = identity.isScalar(res) ? res : new Scalar.Scalar(res);
+        scalar = identity.isScalar(res) ? res : new Scalar3.Scalar(res);
       } catch (error2) {
         const msg = error2 instanceof Error ? error2.message : String(error2);
         onError(tagToken ?? token, "TAG_RESOLVE_FAILED", msg);
-        scalar = new Scalar.Scalar(value);
+        scalar = new Scalar3.Scalar(value);
       }
       scalar.range = range;
       scalar.source = value;
@@ -34796,13 +34936,13 @@ var require_compose_node = __commonJS({
 var require_compose_doc = __commonJS({
   "node_modules/yaml/dist/compose/compose-doc.js"(exports) {
     "use strict";
-    var Document = require_Document();
+    var Document2 = require_Document();
     var composeNode = require_compose_node();
     var resolveEnd = require_resolve_end();
     var resolveProps = require_resolve_props();
     function composeDoc(options, directives, { offset, start, value, end }, onError) {
       const opts2 = Object.assign({ _directives: directives }, options);
-      const doc = new Document.Document(void 0, opts2);
+      const doc = new Document2.Document(void 0, opts2);
       const ctx = {
         atKey: false,
         atRoot: true,
@@ -34841,7 +34981,7 @@ var require_composer = __commonJS({
     "use strict";
     var node_process = __require("process");
     var directives = require_directives();
-    var Document = require_Document();
+    var Document2 = require_Document();
     var errors = require_errors2();
     var identity = require_identity();
     var composeDoc = require_compose_doc();
@@ -35030,7 +35170,7 @@ ${end.comment}` : end.comment;
           this.doc = null;
         } else if (forceDoc) {
           const opts2 = Object.assign({ _directives: this.directives }, this.options);
-          const doc = new Document.Document(void 0, opts2);
+          const doc = new Document2.Document(void 0, opts2);
           if (this.atDirectives)
             this.onError(endOffset, "MISSING_CHAR", "Missing directives-end indicator line");
           doc.range = [0, endOffset, endOffset];
@@ -35272,14 +35412,14 @@ var require_cst_stringify = __commonJS({
         }
       }
     }
-    function stringifyItem({ start, key, sep, value }) {
+    function stringifyItem({ start, key, sep: sep2, value }) {
       let res = "";
       for (const st of start)
         res += st.source;
       if (key)
         res += stringifyToken(key);
-      if (sep)
-        for (const st of sep)
+      if (sep2)
+        for (const st of sep2)
           res += st.source;
       if (value)
         res += stringifyToken(value);
@@ -35363,7 +35503,7 @@ var require_cst = __commonJS({
     var FLOW_END = "";
     var SCALAR = "";
     var isCollection = (token) => !!token && "items" in token;
-    var isScalar = (token) => !!token && (token.type === "scalar" || token.type === "single-quoted-scalar" || token.type === "double-quoted-scalar" || token.type === "block-scalar");
+    var isScalar2 = (token) => !!token && (token.type === "scalar" || token.type === "single-quoted-scalar" || token.type === "double-quoted-scalar" || token.type === "block-scalar");
     function prettyToken(token) {
       switch (token) {
         case BOM:
@@ -35447,7 +35587,7 @@ var require_cst = __commonJS({
     exports.FLOW_END = FLOW_END;
     exports.SCALAR = SCALAR;
     exports.isCollection = isCollection;
-    exports.isScalar = isScalar;
+    exports.isScalar = isScalar2;
     exports.prettyToken = prettyToken;
     exports.tokenType = tokenType;
   }
@@ -36170,7 +36310,7 @@ var require_parser = __commonJS({
         }
       }
     }
-    var Parser = class {
+    var Parser3 = class {
       /**
        * @param onNewLine - If defined, called separately with the start position of
        *   each new line (in `parse()`, including the start of input).
@@ -36446,18 +36586,18 @@ var require_parser = __commonJS({
         if (this.type === "map-value-ind") {
           const prev = getPrevProps(this.peek(2));
           const start = getFirstKeyStartProps(prev);
-          let sep;
+          let sep2;
           if (scalar.end) {
-            sep = scalar.end;
-            sep.push(this.sourceToken);
+            sep2 = scalar.end;
+            sep2.push(this.sourceToken);
             delete scalar.end;
           } else
-            sep = [this.sourceToken];
+            sep2 = [this.sourceToken];
           const map = {
             type: "block-map",
             offset: scalar.offset,
             indent: scalar.indent,
-            items: [{ start, key: scalar, sep }]
+            items: [{ start, key: scalar, sep: sep2 }]
           };
           this.onKeyLine = true;
           this.stack[this.stack.length - 1] = map;
@@ -36610,15 +36750,15 @@ var require_parser = __commonJS({
                 } else if (isFlowToken(it.key) && !includesToken(it.sep, "newline")) {
                   const start2 = getFirstKeyStartProps(it.start);
                   const key = it.key;
-                  const sep = it.sep;
-                  sep.push(this.sourceToken);
+                  const sep2 = it.sep;
+                  sep2.push(this.sourceToken);
                   delete it.key;
                   delete it.sep;
                   this.stack.push({
                     type: "block-map",
                     offset: this.offset,
                     indent: this.indent,
-                    items: [{ start: start2, key, sep }]
+                    items: [{ start: start2, key, sep: sep2 }]
                   });
                 } else if (start.length > 0) {
                   it.sep = it.sep.concat(start, this.sourceToken);
@@ -36812,13 +36952,13 @@ var require_parser = __commonJS({
             const prev = getPrevProps(parent);
             const start = getFirstKeyStartProps(prev);
             fixFlowSeqItems(fc);
-            const sep = fc.end.splice(1, fc.end.length);
-            sep.push(this.sourceToken);
+            const sep2 = fc.end.splice(1, fc.end.length);
+            sep2.push(this.sourceToken);
             const map = {
               type: "block-map",
               offset: fc.offset,
               indent: fc.indent,
-              items: [{ start, key: fc, sep }]
+              items: [{ start, key: fc, sep: sep2 }]
             };
             this.onKeyLine = true;
             this.stack[this.stack.length - 1] = map;
@@ -36943,7 +37083,7 @@ var require_parser = __commonJS({
         }
       }
     };
-    exports.Parser = Parser;
+    exports.Parser = Parser3;
   }
 });
 
@@ -36952,7 +37092,7 @@ var require_public_api = __commonJS({
   "node_modules/yaml/dist/public-api.js"(exports) {
     "use strict";
     var composer = require_composer();
-    var Document = require_Document();
+    var Document2 = require_Document();
     var errors = require_errors2();
     var log = require_log();
     var identity = require_identity();
@@ -36963,7 +37103,7 @@ var require_public_api = __commonJS({
       const lineCounter$1 = options.lineCounter || prettyErrors && new lineCounter.LineCounter() || null;
       return { lineCounter: lineCounter$1, prettyErrors };
     }
-    function parseAllDocuments(source, options = {}) {
+    function parseAllDocuments2(source, options = {}) {
       const { lineCounter: lineCounter2, prettyErrors } = parseOptions(options);
       const parser$1 = new parser.Parser(lineCounter2?.addNewLine);
       const composer$1 = new composer.Composer(options);
@@ -36996,7 +37136,7 @@ var require_public_api = __commonJS({
       }
       return doc;
     }
-    function parse(src, reviver, options) {
+    function parse2(src, reviver, options) {
       let _reviver = void 0;
       if (typeof reviver === "function") {
         _reviver = reviver;
@@ -37035,10 +37175,10 @@ var require_public_api = __commonJS({
       }
       if (identity.isDocument(value) && !_replacer)
         return value.toString(options);
-      return new Document.Document(value, _replacer, options).toString(options);
+      return new Document2.Document(value, _replacer, options).toString(options);
     }
-    exports.parse = parse;
-    exports.parseAllDocuments = parseAllDocuments;
+    exports.parse = parse2;
+    exports.parseAllDocuments = parseAllDocuments2;
     exports.parseDocument = parseDocument2;
     exports.stringify = stringify;
   }
@@ -37049,15 +37189,15 @@ var require_dist = __commonJS({
   "node_modules/yaml/dist/index.js"(exports) {
     "use strict";
     var composer = require_composer();
-    var Document = require_Document();
-    var Schema = require_Schema();
+    var Document2 = require_Document();
+    var Schema2 = require_Schema();
     var errors = require_errors2();
     var Alias = require_Alias();
     var identity = require_identity();
-    var Pair = require_Pair();
-    var Scalar = require_Scalar();
-    var YAMLMap = require_YAMLMap();
-    var YAMLSeq = require_YAMLSeq();
+    var Pair2 = require_Pair();
+    var Scalar3 = require_Scalar();
+    var YAMLMap2 = require_YAMLMap();
+    var YAMLSeq2 = require_YAMLSeq();
     var cst = require_cst();
     var lexer = require_lexer();
     var lineCounter = require_line_counter();
@@ -37065,8 +37205,8 @@ var require_dist = __commonJS({
     var publicApi = require_public_api();
     var visit3 = require_visit();
     exports.Composer = composer.Composer;
-    exports.Document = Document.Document;
-    exports.Schema = Schema.Schema;
+    exports.Document = Document2.Document;
+    exports.Schema = Schema2.Schema;
     exports.YAMLError = errors.YAMLError;
     exports.YAMLParseError = errors.YAMLParseError;
     exports.YAMLWarning = errors.YAMLWarning;
@@ -37079,10 +37219,10 @@ var require_dist = __commonJS({
     exports.isPair = identity.isPair;
     exports.isScalar = identity.isScalar;
     exports.isSeq = identity.isSeq;
-    exports.Pair = Pair.Pair;
-    exports.Scalar = Scalar.Scalar;
-    exports.YAMLMap = YAMLMap.YAMLMap;
-    exports.YAMLSeq = YAMLSeq.YAMLSeq;
+    exports.Pair = Pair2.Pair;
+    exports.Scalar = Scalar3.Scalar;
+    exports.YAMLMap = YAMLMap2.YAMLMap;
+    exports.YAMLSeq = YAMLSeq2.YAMLSeq;
     exports.CST = cst;
     exports.Lexer = lexer.Lexer;
     exports.LineCounter = lineCounter.LineCounter;
@@ -37268,127 +37408,6 @@ var init_dotenv_readers = __esm({
   }
 });
 
-// core/shell.ts
-function quote(value) {
-  const s = String(value);
-  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-function onHost(variable) {
-  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
-  return { variable };
-}
-function word(...parts) {
-  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
-}
-function cmd(...words) {
-  return words.map(quote).join(" ");
-}
-function environmentMeant(typed) {
-  const path = typed.trim().replace(/^(\.\/)+/, "");
-  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
-  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
-  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
-}
-function validate(kind, value, label) {
-  const check = CHECKS[kind];
-  if (typeof value !== "string" || !check.pattern.test(value)) {
-    const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === "string" ? check.hint?.(value) : void 0);
-  }
-  const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value));
-  return value;
-}
-function patternOf(kind) {
-  return CHECKS[kind].pattern;
-}
-function isValid(kind, value) {
-  const check = CHECKS[kind];
-  return check.pattern.test(value) && !check.extra?.(value);
-}
-var CHECKS;
-var init_shell = __esm({
-  "core/shell.ts"() {
-    "use strict";
-    init_errors();
-    CHECKS = {
-      // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
-      gitRef: {
-        what: "git ref",
-        pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
-        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
-        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
-          // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
-          /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
-        )
-      },
-      environment: {
-        what: "environment name",
-        pattern: /^[a-z][a-z0-9-]{0,39}$/,
-        form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
-        // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
-        // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
-        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
-        hint: (v) => {
-          const meant = environmentMeant(v);
-          return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
-        }
-      },
-      release: {
-        what: "release id",
-        pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
-        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
-        hint: () => "copy the id from `ops releases <env>`"
-      },
-      name: {
-        what: "name",
-        pattern: /^[a-z][a-z0-9_-]{0,39}$/,
-        form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters'
-      }
-    };
-  }
-});
-
-// core/secrets/utf8.ts
-function invalidUtf8Offset(bytes) {
-  let offset = 0;
-  for (const ch of lenient.decode(bytes)) {
-    const cp = ch.codePointAt(0);
-    if (cp === 65533 && !(bytes[offset] === 239 && bytes[offset + 1] === 191 && bytes[offset + 2] === 189)) return offset;
-    offset += cp < 128 ? 1 : cp < 2048 ? 2 : cp < 65536 ? 3 : 4;
-  }
-  return -1;
-}
-function decodeUtf8(bytes, where, hint) {
-  try {
-    return strict.decode(bytes);
-  } catch {
-    const bom = bytes[0] === 255 && bytes[1] === 254 ? "FF FE" : bytes[0] === 254 && bytes[1] === 255 ? "FE FF" : void 0;
-    if (bom)
-      throw new OpsError(
-        `${where} is UTF-16 text (it starts with ${bom}, the byte order mark Windows PowerShell 5's \`>\` and Out-File write), not UTF-8; nothing was changed`,
-        "convert it to UTF-8 first (`iconv -f utf-16 -t utf-8 FILE`, or in PowerShell: Set-Content -Encoding utf8)"
-      );
-    const offset = invalidUtf8Offset(bytes);
-    const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 10).length + 1;
-    throw new OpsError(
-      `${where} is not UTF-8 text: invalid byte at offset ${offset} (line ${line}); nothing was changed`,
-      hint ?? "convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or store binary data as base64 text (`base64 -w0`)"
-    );
-  }
-}
-var strict, lenient;
-var init_utf8 = __esm({
-  "core/secrets/utf8.ts"() {
-    "use strict";
-    init_errors();
-    strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-    lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
-  }
-});
-
 // core/yaml-depth.ts
 function nestingDepth(text) {
   const indents = [];
@@ -37482,6 +37501,161 @@ var init_yaml_depth = __esm({
     init_errors();
     MAX_NESTING = 100;
     MAX_ALIAS_COPIES = 1e6;
+  }
+});
+
+// core/secrets/comments.ts
+var import_yaml2;
+var init_comments = __esm({
+  "core/secrets/comments.ts"() {
+    "use strict";
+    import_yaml2 = __toESM(require_dist(), 1);
+  }
+});
+
+// core/secrets/goyaml.ts
+var INT64_MIN, INT64_MAX, UINT64_MAX;
+var init_goyaml = __esm({
+  "core/secrets/goyaml.ts"() {
+    "use strict";
+    INT64_MIN = -(2n ** 63n);
+    INT64_MAX = 2n ** 63n - 1n;
+    UINT64_MAX = 2n ** 64n - 1n;
+  }
+});
+
+// core/secrets/yaml11.ts
+var import_yaml3, YAML11, STR_TAG, LIBRARY_TESTS;
+var init_yaml11 = __esm({
+  "core/secrets/yaml11.ts"() {
+    "use strict";
+    import_yaml3 = __toESM(require_dist(), 1);
+    YAML11 = new import_yaml3.Schema({ schema: "yaml-1.1", merge: true });
+    STR_TAG = "tag:yaml.org,2002:str";
+    LIBRARY_TESTS = YAML11.tags.flatMap((t) => t.default && t.tag !== STR_TAG && "test" in t && t.test instanceof RegExp ? [t.test] : []);
+  }
+});
+
+// core/secrets/tree-scalars.ts
+var init_tree_scalars = __esm({
+  "core/secrets/tree-scalars.ts"() {
+    "use strict";
+    init_goyaml();
+    init_tree();
+  }
+});
+
+// core/secrets/tree.ts
+var init_tree = __esm({
+  "core/secrets/tree.ts"() {
+    "use strict";
+    init_errors();
+    init_goyaml();
+    init_tree_scalars();
+  }
+});
+
+// core/secrets/tree-print.ts
+var import_yaml4;
+var init_tree_print = __esm({
+  "core/secrets/tree-print.ts"() {
+    "use strict";
+    import_yaml4 = __toESM(require_dist(), 1);
+    init_errors();
+    init_goyaml();
+    init_yaml11();
+    init_tree();
+  }
+});
+
+// core/secrets/utf8.ts
+function invalidUtf8Offset(bytes) {
+  let offset = 0;
+  for (const ch of lenient.decode(bytes)) {
+    const cp = ch.codePointAt(0);
+    if (cp === 65533 && !(bytes[offset] === 239 && bytes[offset + 1] === 191 && bytes[offset + 2] === 189)) return offset;
+    offset += cp < 128 ? 1 : cp < 2048 ? 2 : cp < 65536 ? 3 : 4;
+  }
+  return -1;
+}
+function decodeUtf8(bytes, where, hint) {
+  try {
+    return strict.decode(bytes);
+  } catch {
+    const bom = bytes[0] === 255 && bytes[1] === 254 ? "FF FE" : bytes[0] === 254 && bytes[1] === 255 ? "FE FF" : void 0;
+    if (bom)
+      throw new OpsError(
+        `${where} is UTF-16 text (it starts with ${bom}, the byte order mark Windows PowerShell 5's \`>\` and Out-File write), not UTF-8; nothing was changed`,
+        "convert it to UTF-8 first (`iconv -f utf-16 -t utf-8 FILE`, or in PowerShell: Set-Content -Encoding utf8)"
+      );
+    const offset = invalidUtf8Offset(bytes);
+    const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 10).length + 1;
+    throw new OpsError(
+      `${where} is not UTF-8 text: invalid byte at offset ${offset} (line ${line}); nothing was changed`,
+      hint ?? "convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or store binary data as base64 text (`base64 -w0`)"
+    );
+  }
+}
+var strict, lenient;
+var init_utf8 = __esm({
+  "core/secrets/utf8.ts"() {
+    "use strict";
+    init_errors();
+    strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+    lenient = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+  }
+});
+
+// core/secrets/yaml-breaks.ts
+var import_yaml5;
+var init_yaml_breaks = __esm({
+  "core/secrets/yaml-breaks.ts"() {
+    "use strict";
+    import_yaml5 = __toESM(require_dist(), 1);
+  }
+});
+
+// core/secrets/tree-parse.ts
+function syntaxProblem(code) {
+  const words = {
+    ALIAS_PROPS: "an alias (*name) given a tag or an anchor",
+    BAD_ALIAS: "an alias (*name) that names no anchor before it",
+    BAD_DIRECTIVE: "a % directive YAML does not support",
+    BAD_DQ_ESCAPE: 'an invalid escape sequence in a double-quoted string (a backslash must start \\\\, \\", \\n, \\t, \\xXX, \\uXXXX...; for a literal backslash, write \\\\ or use single quotes)',
+    BAD_INDENT: "bad indentation",
+    BAD_PROP_ORDER: "a tag or anchor in the wrong place",
+    BAD_SCALAR_START: "a plain value starting with a character YAML reserves (quote the value)",
+    BLOCK_AS_IMPLICIT_KEY: 'a map nested on one line (a plain value holding ": "? quote the value)',
+    BLOCK_IN_FLOW: "a block value inside [...] or {...}",
+    DUPLICATE_KEY: "a key given twice in the same map",
+    KEY_OVER_1024_CHARS: "a key longer than 1024 characters",
+    MISSING_CHAR: "a quote or bracket that is not closed",
+    MULTILINE_IMPLICIT_KEY: "a key spread over several lines (a value indented under another value?)",
+    MULTIPLE_ANCHORS: "two anchors (&name) on one value",
+    MULTIPLE_DOCS: "several YAML documents",
+    MULTIPLE_TAGS: "two tags on one value",
+    NON_STRING_KEY: "a key that is not a string",
+    RESOURCE_EXHAUSTION: "too many aliases",
+    TAB_AS_INDENT: "a tab used as indentation (indent with spaces)",
+    TAG_RESOLVE_FAILED: "a tag (!name) that cannot be resolved, or a value JSON does not allow (quote the value)",
+    UNEXPECTED_TOKEN: "unexpected characters (a block scalar header | or > followed by text, or text after a closing quote or bracket?)",
+    BAD_COLLECTION_TYPE: "a tag that does not fit the value it is on"
+  };
+  return words[code] ?? `a syntax error (${code})`;
+}
+var import_yaml6;
+var init_tree_parse = __esm({
+  "core/secrets/tree-parse.ts"() {
+    "use strict";
+    import_yaml6 = __toESM(require_dist(), 1);
+    init_errors();
+    init_yaml_depth();
+    init_comments();
+    init_goyaml();
+    init_tree_print();
+    init_utf8();
+    init_yaml_breaks();
+    init_tree();
   }
 });
 
@@ -37847,7 +38021,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join6 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join7 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -37857,10 +38031,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join6(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join7(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join6(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join7(r.path), message: r.message(v) });
     }
   }
 }
@@ -38411,20 +38585,20 @@ import { createHash as createHash2 } from "node:crypto";
 import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync4, readdirSync, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { homedir as homedir3 } from "node:os";
-import { isAbsolute, join as join4, resolve as resolve2 } from "node:path";
+import { isAbsolute, join as join5, resolve as resolve3 } from "node:path";
 import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
-  return join4(root, "environments");
+  return join5(root, "environments");
 }
 function listEnvironments(root) {
   const dir = environmentsDir(root);
   if (!existsSync5(dir)) return [];
-  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync5(join4(dir, d, ENVIRONMENT_FILE))).sort();
+  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync5(join5(dir, d, ENVIRONMENT_FILE))).sort();
 }
 function userPath(base, p, home = process.env.HOME || homedir3()) {
-  if (p === "~" || p.startsWith("~/")) return join4(home, p.slice(1));
+  if (p === "~" || p.startsWith("~/")) return join5(home, p.slice(1));
   if (p.startsWith("~")) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split("/")[0]}${p.includes("/") ? p.slice(p.indexOf("/")) : ""})`);
-  return isAbsolute(p) ? p : resolve2(base, p);
+  return isAbsolute(p) ? p : resolve3(base, p);
 }
 function machineId(h) {
   const address2 = isIPv6(h.address) ? new URL(`http://[${h.address}]/`).hostname : h.address.toLowerCase().replace(/\.$/, "");
@@ -38573,7 +38747,7 @@ function parseEnvironment(doc, file) {
   return config;
 }
 function parsedEntry(text) {
-  return parsedDir && join4(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
+  return parsedDir && join5(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
 }
 function readParsed(entry) {
   try {
@@ -38594,8 +38768,8 @@ function keepParsed(entry, value) {
     renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync5(join4(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
-    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join4(parsedDir, n));
+    const byAge = names.map((n) => ({ n, t: statSync5(join5(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join5(parsedDir, n));
   } catch {
     try {
       rmSync(tmp, { force: true });
@@ -38606,11 +38780,11 @@ function keepParsed(entry, value) {
 function refuseUnresolvedAliases(doc, text, label) {
   const anchors = [];
   let missing;
-  (0, import_yaml2.visit)(doc, {
+  (0, import_yaml7.visit)(doc, {
     Node(_, node) {
-      if (missing) return import_yaml2.visit.BREAK;
+      if (missing) return import_yaml7.visit.BREAK;
       if ("anchor" in node && typeof node.anchor === "string" && node.anchor) anchors.push(node.anchor);
-      if ((0, import_yaml2.isAlias)(node) && !anchors.includes(node.source)) missing = { name: node.source, line: text.slice(0, node.range?.[0] ?? 0).split("\n").length };
+      if ((0, import_yaml7.isAlias)(node) && !anchors.includes(node.source)) missing = { name: node.source, line: text.slice(0, node.range?.[0] ?? 0).split("\n").length };
       return void 0;
     }
   });
@@ -38635,7 +38809,7 @@ function readYamlFile(file, label = file) {
   if (kept) return kept.value;
   let value;
   try {
-    const doc = (0, import_yaml2.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
+    const doc = (0, import_yaml7.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
     if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]), yamlErrorHint(doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
     if (warnings.length)
@@ -38658,46 +38832,35 @@ ${warnings.map((w) => `  - ${w}`).join("\n")}`),
   if (entry) keepParsed(entry, value);
   return value;
 }
-function yamlErrorMessage(label, text, error2) {
-  const said = hideSecrets(error2.message.split(/:\n\n/)[0].replace(/; please use YAML\.\w+\(\)/, ""));
+function yamlErrorMessage(label, _text, error2) {
+  const what = syntaxProblem(error2.code);
   const at2 = error2.linePos?.[0];
-  const lines = text.split(/\r?\n/);
-  if (!at2) return `${label} is not valid YAML: ${said}`;
-  const line = lines[at2.line - 1] ?? "";
-  const before = line.slice(0, at2.col - 1);
-  const context = at2.line > 1 && !before.trim() ? `${hideSecrets(lines[at2.line - 2] ?? "")}
-` : "";
-  if (!`${context}${line}`.trim()) return `${label} is not valid YAML: ${said}`;
-  return `${label} is not valid YAML: ${said}:
-
-${context}${hideSecrets(line)}
-${" ".repeat(hideSecrets(before).length)}^
-`;
+  return at2 ? `${label}:${at2.line}:${at2.col}: not valid YAML: ${what}` : `${label}: not valid YAML: ${what}`;
 }
 function yamlErrorHint(error2, oneDocument = "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)") {
   switch (error2.code) {
     case "MULTIPLE_DOCS":
       return oneDocument;
     case "TAB_AS_INDENT":
-      return "indent with spaces: YAML refuses tabs for indentation (set your editor to insert spaces)";
+      return "replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)";
     case "DUPLICATE_KEY":
       return "keep one of the two: YAML takes no key twice in one mapping (merge their contents under one)";
     default:
-      return "fix the file at the line shown (a quote, bracket or indentation left open often shows on the next line)";
+      return "fix the file at that line (a quote, bracket or indentation left open often shows on the next line)";
   }
 }
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
   const tagged = [];
-  (0, import_yaml2.visit)(doc, {
+  (0, import_yaml7.visit)(doc, {
     Node(_key, node, ancestors) {
       if (!node.tag || !node.range) return;
       const chain2 = [...ancestors, node];
       let path = "";
       chain2.forEach((a, i) => {
         const child = chain2[i + 1];
-        if ((0, import_yaml2.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
-        else if ((0, import_yaml2.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
+        if ((0, import_yaml7.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
+        else if ((0, import_yaml7.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
       });
       tagged.push({ start: node.range[0], path });
     }
@@ -38711,8 +38874,8 @@ function yamlWarnings(doc, text) {
 }
 function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
-  const dir = join4(environmentsDir(root), envName);
-  const file = join4(dir, ENVIRONMENT_FILE);
+  const dir = join5(environmentsDir(root), envName);
+  const file = join5(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
     const other = existsSync5(dir) && statSync5(dir).isDirectory() ? readdirSync(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes(".sops.")) : void 0;
     if (other)
@@ -38735,6 +38898,7 @@ function readEnvironmentConfig(envName, root) {
 function loadEnvironment(envName, root) {
   const { dir, label, config } = readEnvironmentConfig(envName, root);
   const problems = [];
+  let hostsMissing = 0;
   const pinnedKey = (key, file, path) => {
     if (!file) return key ?? "";
     const keyFile = relativeTo(dir, file);
@@ -38747,6 +38911,7 @@ function loadEnvironment(envName, root) {
       const code = e.code;
       const why = code === "EISDIR" ? "it is a directory: name the key file in it (e.g. ssh_host_ed25519_key.pub)" : code === "EACCES" ? "permission denied" : code === "ENOENT" ? "no such file (is the host created? for the local sandbox: npm start)" : `${code ?? "unreadable"}`;
       problems.push({ path: `${path}.host_key_file`, message: `cannot read ${keyFile}: ${why}` });
+      if (code === "ENOENT") hostsMissing++;
       return "";
     }
   };
@@ -38756,7 +38921,8 @@ function loadEnvironment(envName, root) {
     const via = h.bastion ? bastion(h.bastion, `hosts[${i}].bastion`) : shared;
     return { name: h.name, address: h.address, port: h.port, user: h.user, hostKey: pinnedKey(h.host_key, h.host_key_file, `hosts[${i}]`), ...h.host_key_file && { hostKeyFile: relativeTo(dir, h.host_key_file) }, ...via && { bastion: via } };
   });
-  if (problems.length) throw new ConfigError(label, problems);
+  if (problems.length)
+    throw new ConfigError(label, problems, ...hostsMissing === problems.length ? ["create the host first (the local sandbox: `npm start`), or point host_key_file at its public host key"] : []);
   return resolveEnvironment(envName, root, config, hosts);
 }
 function resolveEnvironment(envName, root, config, hosts) {
@@ -38764,7 +38930,7 @@ function resolveEnvironment(envName, root, config, hosts) {
   const scheme = config.tls.mode === "off" ? "http" : "https";
   const site2 = config.domain ?? (isIP2(hosts[0].address) === 6 ? `[${hosts[0].address}]` : hosts[0].address);
   const url = config.url ?? `${scheme}://${site2}`;
-  return { name: envName, dir: join4(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join5(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function assetDirs(config) {
   return config.release.asset_dirs.map((a) => typeof a === "string" ? { dir: a } : a);
@@ -38785,16 +38951,17 @@ function readEnvFile(env, setting, value, expected = "a file") {
     );
   }
 }
-var import_yaml2, ENVIRONMENT_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, NGINX_PATH, parsedDir, PARSED_KEPT, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml7, ENVIRONMENT_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, NGINX_PATH, parsedDir, PARSED_KEPT, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
-    import_yaml2 = __toESM(require_dist(), 1);
+    import_yaml7 = __toESM(require_dist(), 1);
     init_package();
     init_dotenv_readers();
     init_errors();
     init_shell();
     init_parts();
+    init_tree_parse();
     init_utf8();
     init_yaml_depth();
     init_env_names();
@@ -38805,13 +38972,10 @@ var init_environment = __esm({
     init_project_dir();
     ENVIRONMENT_FILE = "environment.yml";
     ConfigError = class extends OpsError {
-      constructor(file, problems) {
+      constructor(file, problems, hint = 'fix the file; every key and its expected form is listed in the README under "Environment reference"') {
         const n = problems.length;
-        super(
-          hideSecrets(`${file} has ${n} problem${n > 1 ? "s" : ""}:
-${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`),
-          'fix the file; every key and its expected form is listed in the README under "Environment reference"'
-        );
+        super(hideSecrets(`${file} has ${n} problem${n > 1 ? "s" : ""}:
+${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")}`), hint);
         this.file = file;
         this.problems = problems;
       }
@@ -38858,36 +39022,6 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
     ENVIRONMENT_YAML = { merge: true };
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
-  }
-});
-
-// core/secrets/goyaml.ts
-var INT64_MIN, INT64_MAX, UINT64_MAX;
-var init_goyaml = __esm({
-  "core/secrets/goyaml.ts"() {
-    "use strict";
-    INT64_MIN = -(2n ** 63n);
-    INT64_MAX = 2n ** 63n - 1n;
-    UINT64_MAX = 2n ** 64n - 1n;
-  }
-});
-
-// core/secrets/tree-scalars.ts
-var init_tree_scalars = __esm({
-  "core/secrets/tree-scalars.ts"() {
-    "use strict";
-    init_goyaml();
-    init_tree();
-  }
-});
-
-// core/secrets/tree.ts
-var init_tree = __esm({
-  "core/secrets/tree.ts"() {
-    "use strict";
-    init_errors();
-    init_goyaml();
-    init_tree_scalars();
   }
 });
 
@@ -39040,8 +39174,8 @@ var require_semver = __commonJS({
       }
     }
     var i;
-    exports.parse = parse;
-    function parse(version2, options) {
+    exports.parse = parse2;
+    function parse2(version2, options) {
       if (!options || typeof options !== "object") {
         options = {
           loose: !!options,
@@ -39069,12 +39203,12 @@ var require_semver = __commonJS({
     }
     exports.valid = valid;
     function valid(version2, options) {
-      var v = parse(version2, options);
+      var v = parse2(version2, options);
       return v ? v.version : null;
     }
     exports.clean = clean5;
     function clean5(version2, options) {
-      var s = parse(version2.trim().replace(/^[=v]+/, ""), options);
+      var s = parse2(version2.trim().replace(/^[=v]+/, ""), options);
       return s ? s.version : null;
     }
     exports.SemVer = SemVer;
@@ -39310,8 +39444,8 @@ var require_semver = __commonJS({
       if (eq(version1, version2)) {
         return null;
       } else {
-        var v1 = parse(version1);
-        var v2 = parse(version2);
+        var v1 = parse2(version1);
+        var v2 = parse2(version2);
         var prefix = "";
         if (v1.prerelease.length || v2.prerelease.length) {
           prefix = "pre";
@@ -40198,7 +40332,7 @@ var require_semver = __commonJS({
     }
     exports.prerelease = prerelease;
     function prerelease(version2, options) {
-      var parsed = parse(version2, options);
+      var parsed = parse2(version2, options);
       return parsed && parsed.prerelease.length ? parsed.prerelease : null;
     }
     exports.intersects = intersects;
@@ -40235,7 +40369,7 @@ var require_semver = __commonJS({
       if (match === null) {
         return null;
       }
-      return parse(match[2] + "." + (match[3] || "0") + "." + (match[4] || "0"), options);
+      return parse2(match[2] + "." + (match[3] || "0") + "." + (match[4] || "0"), options);
     }
   }
 });
@@ -46869,7 +47003,7 @@ var require_crypto = __commonJS({
       MAC_INFO,
       bindingAvailable: !!binding,
       init: (() => {
-        return new Promise(async (resolve3, reject) => {
+        return new Promise(async (resolve4, reject) => {
           try {
             POLY1305_WASM_MODULE = await require_poly1305()();
             POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
@@ -46881,7 +47015,7 @@ var require_crypto = __commonJS({
           } catch (ex) {
             return reject(ex);
           }
-          resolve3();
+          resolve4();
         });
       })(),
       NullCipher,
@@ -48139,7 +48273,7 @@ var require_agent2 = __commonJS({
     "use strict";
     var { Socket } = __require("net");
     var { Duplex } = __require("stream");
-    var { resolve: resolve3 } = __require("path");
+    var { resolve: resolve4 } = __require("path");
     var { readFile: readFile2 } = __require("fs");
     var { execFile, spawn } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
@@ -48275,7 +48409,7 @@ var require_agent2 = __commonJS({
       const RET_ERR_BINSTDIN = 13;
       const RET_ERR_BINSTDOUT = 14;
       const RET_ERR_BADLEN = 15;
-      const EXEPATH = resolve3(__dirname, "..", "util/pagent.exe");
+      const EXEPATH = resolve4(__dirname, "..", "util/pagent.exe");
       const ERROR = {
         [RET_ERR_BADARGS]: new Error("Invalid pagent.exe arguments"),
         [RET_ERR_UNAVAILABLE]: new Error("Pageant is not running"),
@@ -60677,11 +60811,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve3) {
-      resolve3(value);
+    return value instanceof P ? value : new P(function(resolve4) {
+      resolve4(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve3, reject) {
+  return new (P || (P = Promise))(function(resolve4, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -60697,7 +60831,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve3(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -61026,14 +61160,14 @@ init_errors();
 init_parts();
 import { randomUUID as randomUUID2 } from "node:crypto";
 import { existsSync as existsSync4, readFileSync as readFileSync3, statSync as statSync4 } from "node:fs";
-import { resolve } from "node:path";
+import { resolve as resolve2 } from "node:path";
 
 // core/remote/identity.ts
 init_errors();
 init_key_file();
 import { existsSync as existsSync3, readFileSync } from "node:fs";
 import { homedir as homedir2 } from "node:os";
-import { join as join3 } from "node:path";
+import { join as join4 } from "node:path";
 function readKey(file, label) {
   try {
     return readFileSync(file, "utf8");
@@ -61085,7 +61219,7 @@ function resolveCredentials(sources, reporter) {
   if (processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
   const home = sources.home ?? homedir2();
   for (const f of ["id_ed25519", "id_ecdsa", "id_rsa"]) {
-    const p = join3(home, ".ssh", f);
+    const p = join4(home, ".ssh", f);
     if (userFileExists(p, p, "an SSH private key")) return fromFile(p, "default key");
   }
   throw new OpsError(
@@ -61222,7 +61356,7 @@ function emptyKeyInput(name2, githubEnvironment) {
   );
 }
 function actionRoot(workingDirectory, spec) {
-  const dir = resolve(workingDirectory);
+  const dir = resolve2(workingDirectory);
   const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
   if (!problem) return dir;
   throw new OpsError(
@@ -61417,7 +61551,7 @@ function resolveTarget(env) {
 
 // core/config/siblings.ts
 init_errors();
-import { join as join5, posix as posix2 } from "node:path";
+import { join as join6, posix as posix2 } from "node:path";
 init_environment();
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
@@ -61439,7 +61573,7 @@ function findSiblings(env) {
     const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
     let doc;
     try {
-      doc = readYamlFile(join5(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      doc = readYamlFile(join6(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
       const config = parseEnvironment(doc, label);
       const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
       const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
@@ -61554,24 +61688,24 @@ var PromiseQueue = class {
     };
   }
   waitTillIdle() {
-    return new Promise((resolve3) => {
+    return new Promise((resolve4) => {
       if (this.running === 0) {
-        resolve3();
+        resolve4();
         return;
       }
       const dispose = this.onIdle(() => {
         dispose();
-        resolve3();
+        resolve4();
       });
     });
   }
   add(callback) {
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       const runCallback = () => {
         this.running += 1;
         try {
           Promise.resolve(callback()).then((val) => {
-            resolve3(val);
+            resolve4(val);
             this.processNext();
           }, (err) => {
             reject(err);
@@ -61613,23 +61747,23 @@ var defaultFilesystem = {
     return fsPath.basename(path);
   },
   stat(path) {
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       fs3.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve3(res);
+          resolve4(res);
         }
       });
     });
   },
   readdir(path) {
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       fs3.readdir(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve3(res);
+          resolve4(res);
         }
       });
     });
@@ -61673,7 +61807,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   const result = { files: [], directories: [] };
   const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve3, reject) => {
+  await new Promise((resolve4, reject) => {
     scanDirectoryInternal({
       path,
       recursive: recursive ? "deep" : "shallow",
@@ -61682,7 +61816,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
       fileSystem: mergedFileSystem,
       queue,
       reject
-    }).then(() => queue.waitTillIdle()).then(resolve3, reject);
+    }).then(() => queue.waitTillIdle()).then(resolve4, reject);
   });
   return result;
 }
@@ -61708,12 +61842,12 @@ function unixifyPath(path) {
   return path;
 }
 async function readFile(filePath) {
-  return new Promise((resolve3, reject) => {
+  return new Promise((resolve4, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
         reject(err);
       } else {
-        resolve3(res);
+        resolve4(res);
       }
     });
   });
@@ -61722,12 +61856,12 @@ var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
-    stats = await new Promise((resolve3, reject) => {
+    stats = await new Promise((resolve4, reject) => {
       sftp.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve3(res);
+          resolve4(res);
         }
       });
     });
@@ -61740,12 +61874,12 @@ async function makeDirectoryWithSftp(path, sftp) {
     throw new Error("mkdir() failed, target already exists and is not a directory");
   }
   try {
-    await new Promise((resolve3, reject) => {
+    await new Promise((resolve4, reject) => {
       sftp.mkdir(path, (err) => {
         if (err) {
           reject(err);
         } else {
-          resolve3();
+          resolve4();
         }
       });
     });
@@ -61820,14 +61954,14 @@ var NodeSSH = class {
     }
     const connection = new import_ssh2.default.Client();
     this.connection = connection;
-    await new Promise((resolve3, reject) => {
+    await new Promise((resolve4, reject) => {
       connection.on("error", reject);
       if (config.onKeyboardInteractive) {
         connection.on("keyboard-interactive", config.onKeyboardInteractive);
       }
       connection.on("ready", () => {
         connection.removeListener("error", reject);
-        resolve3();
+        resolve4();
       });
       connection.on("end", () => {
         if (this.connection === connection) {
@@ -61849,14 +61983,14 @@ var NodeSSH = class {
   }
   async requestShell(options) {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.on("error", reject);
       const callback = (err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve3(res);
+          resolve4(res);
         }
       };
       if (options == null) {
@@ -61877,14 +62011,14 @@ var NodeSSH = class {
   }
   async requestSFTP() {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.on("error", reject);
       connection.sftp((err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve3(res);
+          resolve4(res);
         }
       });
     });
@@ -61915,7 +62049,7 @@ var NodeSSH = class {
     }
     const connection = this.getConnection();
     const output = { stdout: [], stderr: [] };
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.on("error", reject);
       connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
         connection.removeListener("error", reject);
@@ -61961,7 +62095,7 @@ var NodeSSH = class {
             stdout = stdout.trim();
             stderr = stderr.trim();
           }
-          resolve3({
+          resolve4({
             code: code != null ? code : null,
             signal: signal != null ? signal : null,
             stdout,
@@ -62023,12 +62157,12 @@ var NodeSSH = class {
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
     const sftp = givenSftp || await this.requestSFTP();
     try {
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
           if (err) {
             reject(err);
           } else {
-            resolve3();
+            resolve4();
           }
         });
       });
@@ -62043,21 +62177,21 @@ var NodeSSH = class {
     invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
     invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve3) => {
+    invariant2(await new Promise((resolve4) => {
       fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve3(err === null);
+        resolve4(err === null);
       });
     }), `localFile does not exist at ${localFile}`);
     const sftp = givenSftp || await this.requestSFTP();
     const putFile2 = (retry) => {
-      return new Promise((resolve3, reject) => {
+      return new Promise((resolve4, reject) => {
         sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
           if (err == null) {
-            resolve3();
+            resolve4();
             return;
           }
           if (err.message === "No such file" && retry) {
-            resolve3(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+            resolve4(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
           } else {
             reject(err);
           }
@@ -62084,14 +62218,14 @@ var NodeSSH = class {
     const sftp = givenSftp || await this.requestSFTP();
     const queue = new PromiseQueue({ concurrency });
     try {
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         files.forEach((file) => {
           queue.add(async () => {
             await this.putFile(file.local, file.remote, sftp, transferOptions);
             transferred.push(file);
           }).catch(reject);
         });
-        queue.waitTillIdle().then(resolve3);
+        queue.waitTillIdle().then(resolve4);
       });
     } catch (error2) {
       if (error2 != null) {
@@ -62107,9 +62241,9 @@ var NodeSSH = class {
   async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve3) => {
+    const localDirectoryStat = await new Promise((resolve4) => {
       fs4.stat(localDirectory, (err, stat2) => {
-        resolve3(stat2 || null);
+        resolve4(stat2 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -62124,16 +62258,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
           }).catch(reject);
         });
-        resolve3(queue.waitTillIdle());
+        resolve4(queue.waitTillIdle());
       });
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -62148,7 +62282,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve3(queue.waitTillIdle());
+        resolve4(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -62160,9 +62294,9 @@ var NodeSSH = class {
   async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve3) => {
+    const localDirectoryStat = await new Promise((resolve4) => {
       fs4.stat(localDirectory, (err, stat2) => {
-        resolve3(stat2 || null);
+        resolve4(stat2 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -62180,23 +62314,23 @@ var NodeSSH = class {
           return fsPath2.posix.join(pathA, pathB);
         },
         readdir(path) {
-          return new Promise((resolve3, reject) => {
+          return new Promise((resolve4, reject) => {
             sftp.readdir(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve3(res.map((item) => item.filename));
+                resolve4(res.map((item) => item.filename));
               }
             });
           });
         },
         stat(path) {
-          return new Promise((resolve3, reject) => {
+          return new Promise((resolve4, reject) => {
             sftp.stat(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve3(res);
+                resolve4(res);
               }
             });
           });
@@ -62208,16 +62342,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
           }).catch(reject);
         });
-        resolve3(queue.waitTillIdle());
+        resolve4(queue.waitTillIdle());
       });
-      await new Promise((resolve3, reject) => {
+      await new Promise((resolve4, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -62232,7 +62366,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve3(queue.waitTillIdle());
+        resolve4(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -62243,7 +62377,7 @@ var NodeSSH = class {
   }
   forwardIn(remoteAddr, remotePort, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
         if (error2) {
           reject(error2);
@@ -62268,25 +62402,25 @@ var NodeSSH = class {
             });
           });
         };
-        resolve3({ port: port2, dispose });
+        resolve4({ port: port2, dispose });
       });
     });
   }
   forwardOut(srcIP, srcPort, dstIP, dstPort) {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve3(channel);
+        resolve4(channel);
       });
     });
   }
   forwardInStreamLocal(socketPath, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
         if (error2) {
           reject(error2);
@@ -62311,19 +62445,19 @@ var NodeSSH = class {
             });
           });
         };
-        resolve3({ dispose });
+        resolve4({ dispose });
       });
     });
   }
   forwardOutStreamLocal(socketPath) {
     const connection = this.getConnection();
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve3(channel);
+        resolve4(channel);
       });
     });
   }
@@ -62361,13 +62495,13 @@ function pinPlace(ep, attempt, configFile) {
   return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
 }
 function answersHttp(address2, port2, ms = 3e3) {
-  return new Promise((resolve3) => {
+  return new Promise((resolve4) => {
     let got = "";
     const socket = createConnection({ host: address2, port: port2 });
     const done = () => {
       clearTimeout(timer);
       socket.destroy();
-      resolve3(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
+      resolve4(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
     };
     const timer = setTimeout(done, ms);
     socket.on("connect", () => socket.write("SSH-2.0-ops\r\n"));
@@ -62516,10 +62650,10 @@ var Bastion = class _Bastion {
     const label = `${target.name} (${addressPort(target.address, target.port)})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve3, reject) => {
+    return new Promise((resolve4, reject) => {
       try {
         conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve3(stream2);
+          if (!e) return resolve4(stream2);
           const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
@@ -62597,6 +62731,7 @@ var DEFAULT_STEP_TIMEOUT = 600;
 // core/remote/wrap.ts
 var START_MARKER = "@ops-start";
 var AGENT_STOPPED = "@ops-agent-stopped";
+var LOGIN_SHELL_PREFIX = "@ops-login-shell ";
 var REFUSED_PREFIX = "@ops-refused ";
 var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_XTRACEFD"];
 var STEP_ENV = "OPS_STEP=1";
@@ -62605,7 +62740,10 @@ var STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 var PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
 var KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
 var UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac";
-var STEP_BOOT = `${UNSET_FUNCTIONS}; if [ "\${SSH_AGENT_PID:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$SSH_AGENT_PID/comm" && [ "$ops_c" = ssh-agent ] && read -r ops_a 2>/dev/null < "/proc/$SSH_AGENT_PID/stat" && read -r ops_s < "/proc/$$/stat" && ops_a=(\${ops_a##*) }) && ops_s=(\${ops_s##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ] && kill "$SSH_AGENT_PID" 2>/dev/null; then printf "${AGENT_STOPPED}\\n" >&2; fi; if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n${START_MARKER}\\n${REFUSED_PREFIX}input %s\\n" "$ops_in"; exit 125`;
+var COMMAND_START = "/usr/bin/env -u BASH_ENV -u ENV ";
+var BUS_STOPPED = "@ops-bus-stopped";
+var SESSION_DAEMONS = ` ops_d="\${SSH_AGENT_PID-}:ssh-agent:${AGENT_STOPPED} \${DBUS_SESSION_BUS_PID-}:dbus-daemon:${BUS_STOPPED}"; case \${SSH_CONNECTION:+x}\${DBUS_SESSION_BUS_ADDRESS-} in xunix:*=/tmp/dbus-*) for ops_p in /proc/[0-9]*; do [ -O "$ops_p" ] && read -r ops_c 2>/dev/null < "$ops_p/comm" && [ "$ops_c" = dbus-daemon ] && mapfile -d "" ops_e 2>/dev/null < "$ops_p/environ" && case " \${ops_e[*]} " in *" SSH_CONNECTION=\${SSH_CONNECTION-} "*) ops_d="$ops_d \${ops_p#/proc/}:dbus-daemon:${BUS_STOPPED}" ;; *) false ;; esac; done ;; esac; read -r ops_s < "/proc/$$/stat"; ops_s=(\${ops_s##*) }); for ops_x in $ops_d; do ops_p=\${ops_x%%:*}; ops_x=\${ops_x#*:}; if [ "\${ops_p:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm" && [ "$ops_c" = "\${ops_x%%:*}" ] && read -r ops_a 2>/dev/null < "/proc/$ops_p/stat" && ops_a=(\${ops_a##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ] && kill "$ops_p" 2>/dev/null; then printf "%s\\n" "\${ops_x#*:}" >&2; fi; done;`;
+var STEP_BOOT = `${UNSET_FUNCTIONS}; printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` + SESSION_DAEMONS + ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n${START_MARKER}\\n${REFUSED_PREFIX}input %s\\n" "$ops_in"; exit 125`;
 var stepGuard = [
   "ops_line1=1",
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
@@ -62614,7 +62752,8 @@ var stepGuard = [
   // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
   "# shellcheck disable=SC2046",
   UNSET_FUNCTIONS,
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
+  // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
   // Any file size (-f), CPU time (-t: a build killed once it used that many seconds) or virtual memory (-v: Node.js
   // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") limit, likewise.
   `for ops_l in f t v; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`
@@ -62648,8 +62787,9 @@ function commandLine(step, login2, appUser, connection) {
   return cmd(...english, ...run);
 }
 function sshCommand(step, login2, appUser, connection) {
-  return `exec ${commandLine(step, login2, appUser, connection)}`;
+  return `exec ${commandLine(step, login2, appUser, connection)}; printf '${LOGIN_SHELL_PREFIX}%s\\n\\n${START_MARKER}\\n${EXEC_RETURNED}\\n' "$SHELL"; exit 125`;
 }
+var EXEC_RETURNED = `${REFUSED_PREFIX}exec`;
 function scriptText(step) {
   return `${scriptPrelude}
 # shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)
@@ -62755,6 +62895,13 @@ var LineSplitter = class {
     this.rest = "";
   }
 };
+function xtraceOf(lines) {
+  const own2 = lines.find((l) => l.includes(COMMAND_START));
+  if (own2 === void 0) return { traced: false, text: lines };
+  const mark = own2.slice(0, own2.indexOf(COMMAND_START)).trimStart()[0];
+  if (mark !== void 0 && /[\p{L}\p{N}]/u.test(mark)) return { traced: false, text: lines };
+  return { traced: true, text: lines.filter((l) => l !== own2 && (mark === void 0 || !l.trimStart().startsWith(mark))) };
+}
 function sessionRefused(e) {
   const err = e;
   return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
@@ -62785,8 +62932,12 @@ var SshRemote = class {
   warnedStderr = false;
   warnedLinger = false;
   warnedAgent = false;
+  warnedBus = false;
+  warnedXtrace = false;
   warnedSlow = false;
   warnedWaiting = false;
+  /** The login's shell, as STEP_BOOT last said it ($SHELL): what the start-up files are named by. Bash until known. */
+  loginShell;
   /** Reject the steps in flight when the connection goes away under them. */
   aborts = /* @__PURE__ */ new Set();
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
@@ -62835,7 +62986,7 @@ var SshRemote = class {
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
         const channel = await new Promise(
-          (resolve3, reject) => conn.exec(command2, (e, c) => {
+          (resolve4, reject) => conn.exec(command2, (e, c) => {
             if (e) return reject(e);
             const status = { code: null };
             let exited = () => void 0;
@@ -62867,7 +63018,7 @@ var SshRemote = class {
               });
             });
             c.on("error", () => void 0);
-            resolve3({ channel: c, ended, output: () => exited() });
+            resolve4({ channel: c, ended, output: () => exited() });
           })
         );
         this.open++;
@@ -62895,11 +63046,11 @@ var SshRemote = class {
   }
   /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
   lostWithin(ms) {
-    return new Promise((resolve3) => {
+    return new Promise((resolve4) => {
       const done = (e) => {
         clearTimeout(timer);
         this.aborts.delete(done);
-        resolve3(e);
+        resolve4(e);
       };
       const timer = setTimeout(() => done(), ms);
       this.aborts.add(done);
@@ -62932,13 +63083,14 @@ var SshRemote = class {
     let waiting;
     let sent = Date.now();
     let abort = (_) => void 0;
-    const status = await new Promise((resolve3, reject) => {
+    const status = await new Promise((resolve4, reject) => {
       abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       waiting = setTimeout(() => {
         if (out.started || err.started || this.warnedWaiting) return;
         this.warnedWaiting = true;
-        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1e3} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1e3} s): move what waits below the interactive guard of ~/.bashrc`);
+        const { files: files2, place: place2 } = this.startupFiles();
+        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1e3} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files2}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1e3} s): move what waits ${place2}`);
       }, WAITING_START_MS);
       guard = setTimeout(() => {
         channel.close();
@@ -62952,7 +63104,7 @@ var SshRemote = class {
         output();
         err.push(d);
       });
-      void ended.then(resolve3);
+      void ended.then(resolve4);
       sent = Date.now();
       channel.end(input);
     }).finally(() => {
@@ -62969,48 +63121,76 @@ var SshRemote = class {
     outLines.flush();
     errLines.flush();
     const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
-    const agentStopped = preamble.split("\n").includes(AGENT_STOPPED) || !err.started && stderr.split("\n").includes(AGENT_STOPPED);
-    if (!err.started) stderr = stderr.split("\n").filter((l) => l !== AGENT_STOPPED).join("\n");
-    const lines = preamble.split("\n").filter((l) => l && l !== AGENT_STOPPED);
+    if (out.started && stdout.startsWith(EXEC_RETURNED) && /\bexec: restricted\b/.test(`${preamble}
+${stderr}`)) throw this.notStarted(what, status.code ?? 255, `${preamble}
+${stderr}`.trim());
+    const ours = (l) => l === AGENT_STOPPED || l === BUS_STOPPED || l.startsWith(LOGIN_SHELL_PREFIX);
+    const bootLines = [...preamble.split("\n"), ...err.started ? [] : stderr.split("\n")];
+    const agentStopped = bootLines.includes(AGENT_STOPPED);
+    const busStopped = bootLines.includes(BUS_STOPPED);
+    const shellLine = bootLines.find((l) => l.startsWith(LOGIN_SHELL_PREFIX));
+    if (shellLine) this.loginShell = shellLine.slice(LOGIN_SHELL_PREFIX.length).trim() || void 0;
+    if (!err.started) stderr = stderr.split("\n").filter((l) => !ours(l)).join("\n");
+    const lines = preamble.split("\n").filter((l) => l && !ours(l));
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
-    const shellText = lines.filter((l) => !sudoWarningFix(l, this.name)).join("\n");
-    const quoted = (text) => oneLine(text, 80, (t) => this.reporter.redact(t));
+    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name)));
+    const shellText = text.join("\n");
+    const quoted = (text2) => oneLine(text2, 80, (t) => this.reporter.redact(t));
+    const { files, place } = this.startupFiles();
     if (sudoLines.length && !this.warnedSudo) {
       this.warnedSudo = true;
       this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join("\n"))}"; fix: ${sudoWarningFix(sudoLines[0], this.name)}`);
     }
+    if (traced && !this.warnedXtrace) {
+      this.warnedXtrace = true;
+      this.reporter.warn(`${this.name}: ${xtraceProblem(this.login)}; fix: ${xtraceFix(this.login, this.loginShell)}`);
+    }
     if (shellText && !this.warnedPreamble) {
       this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it below the interactive guard of ~/.bashrc (ops ping names the file for the login's shell, or sshd's ~/.ssh/rc)`);
+      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`);
     }
     const began = Math.min(out.startedAt ?? Infinity, err.startedAt ?? Infinity) - sent;
     if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
       this.warnedSlow = true;
-      this.reporter.warn(`${this.name}: ${what} began ${(began / 1e3).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: ${what} began ${(began / 1e3).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files}, or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it ${place}`);
     }
     if (agentStopped && !this.warnedAgent) {
       this.warnedAgent = true;
-      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login)}`);
+      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login, this.loginShell)}`);
+    }
+    if (busStopped && !this.warnedBus) {
+      this.warnedBus = true;
+      this.reporter.warn(`${this.name}: ${busProblem(this.login)}; fix: ${busFix(this.login, this.loginShell)}`);
     }
     if (status.lingered && !this.warnedLinger) {
       this.warnedLinger = true;
-      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login)}`);
+      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login, this.loginShell)}`);
+    }
+    if (out.started && !stdout.startsWith(REFUSED_PREFIX) && stdout.endsWith(`
+${START_MARKER}
+${EXEC_RETURNED}
+`)) {
+      const { files: files2, place: place2 } = this.startupFiles();
+      throw new OpsError(
+        `${what} on ${this.name} ran, but its exit code is lost: ${files2} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops's command and returned`,
+        `remove that exec function, rename it, or define it ${place2}; then check what the step did and run it again`
+      );
     }
     if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
     if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split("\n")[0]);
     if (!out.started && err.started && status.code !== null)
       throw new OpsError(
-        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
-        `move any exec >\u2026 below the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac), then run it again`
+        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login}, ${files}, sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
+        `move any redirection of the standard output (exec >\u2026) ${place}, then run it again`
       );
     if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
       this.warnedStderr = true;
-      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login} (~/.bashrc, ~/.profile, /etc/bash.bashrc) or sudo sends it elsewhere, so a failing step's errors are not seen; move any exec 2>\u2026 below the interactive guard of ~/.bashrc`);
+      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login}, ${files}, or sudo sends it elsewhere, so a failing step's errors are not seen; move any redirection of the standard error (exec 2>\u2026) ${place}`);
     }
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true } };
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true } };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -63019,59 +63199,67 @@ var SshRemote = class {
   }
   /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
   neverBegan(what, seconds2) {
-    const { guard } = this.startupFiles();
+    const { files, place } = this.startupFiles();
     return new NotStartedError(
-      `${what} on ${this.name} did not start: in ${seconds2} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file (~${this.login}/.bashrc, ~/.profile, /etc/bash.bashrc) or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
-      `move what waits below ${guard}`
+      `${what} on ${this.name} did not start: in ${seconds2} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file, ${files}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
+      `move what waits ${place}`
     );
   }
-  /** The start-up files a login's shell reads for sshd's command, and where lines for interactive shells only go. */
+  /**
+   * The start-up files the login's shell reads for sshd's command, and where lines for interactive shells only go
+   * (loginStartup): by the shell STEP_BOOT said on this connection; bash's before any did, or for a shell that reads none.
+   */
   startupFiles() {
-    return { files: `~${this.login}/.bashrc (or ~/.profile, /etc/bash.bashrc)`, guard: `the interactive guard at the top of ~${this.login}/.bashrc (case $- in *i*) ;; *) return;; esac)` };
+    return loginStartup(this.login, this.loginShell) ?? loginStartup(this.login, "bash");
   }
   /** The error for a step the guard refused because its stdout and stderr are one pipe (`merged`): it did nothing. */
   mergedOutput(what, stopped) {
-    const { files, guard } = this.startupFiles();
+    const { files, place } = this.startupFiles();
     return new NotStartedError(
       `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ${stopped}`,
-      `move that redirection below ${guard}`
+      `move that redirection ${place}`
     );
   }
   /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
   refused(what, line) {
     const [why, ...rest] = line.split(" ");
     const detail = rest.join(" ");
-    const { files, guard } = this.startupFiles();
+    const { files, place } = this.startupFiles();
     const stopped = "ops stopped it before it did anything";
     if (why === "stdin")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
-        `move that read below ${guard}, or make it read from /dev/tty`
+        `move that read ${place}, or make it read from /dev/tty`
       );
     if (why === "input")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} takes standard input away from non-interactive sessions (${detail === "closed" ? "closes it, e.g. exec <&-" : `to ${detail || "unknown"}, e.g. exec </dev/null`}), and ops sends each step's script on it: the script would be read as empty; ${stopped}`,
-        `move that redirection below ${guard}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`
+        `move that redirection ${place}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`
       );
     if (why === "stdout")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard output of non-interactive sessions (e.g. exec >&-)" : `sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
-        `move that redirection below ${guard}`
+        `move that redirection ${place}`
       );
     if (why === "limit")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `remove that ulimit, or move it below ${guard}; a limit for every login is a line in /etc/security/limits.conf`
+        `remove that ulimit, or move it ${place}; a limit for every login is a line in /etc/security/limits.conf`
       );
     if (why === "merged") return this.mergedOutput(what, stopped);
+    if (why === "exec")
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${files} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ${stopped}`,
+        `remove that exec function, rename it, or define it ${place}`
+      );
     if (why === "stderr")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard error of non-interactive sessions (e.g. exec 2>&-)" : `sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,
-        `move that redirection below ${guard}`
+        `move that redirection ${place}`
       );
     return new NotStartedError(
       `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || "unknown"}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
-      `move the exec below ${guard}, or out of ~/.profile and /etc/bash.bashrc; to use another login shell, set it with chsh -s`
+      `move the exec ${place}; to use another login shell, set it with chsh -s`
     );
   }
   /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
@@ -63096,20 +63284,25 @@ var SshRemote = class {
       );
     const unbound = /:\s*([A-Za-z_][A-Za-z0-9_]*): (?:unbound variable|parameter not set)/.exec(output)?.[1];
     if (unbound) {
-      const { files, guard } = this.startupFiles();
+      const { files: files2, place: place2 } = this.startupFiles();
       return new NotStartedError(
-        `${what} on ${this.name} did not start: ${files} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
-        `write \${${unbound}-} there (empty when unset), or move set -u below ${guard}`
+        `${what} on ${this.name} did not start: ${files2} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
+        `write \${${unbound}-} there (empty when unset), or move set -u ${place2}`
       );
     }
     const multiplexer = /open terminal failed: not a terminal/.test(output) ? "tmux" : /Must be connected to a terminal/.test(output) ? "screen" : void 0;
     if (multiplexer) {
-      const { files, guard } = this.startupFiles();
+      const { files: files2, place: place2 } = this.startupFiles();
       return new NotStartedError(
-        `${what} on ${this.name} did not start: ${files} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
-        `start ${multiplexer} only below ${guard}${multiplexer === "tmux" ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ""}`
+        `${what} on ${this.name} did not start: ${files2} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
+        `start ${multiplexer} only ${place2}${multiplexer === "tmux" ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ""}`
       );
     }
+    if (code === 125 && /\benv: unrecognized option '--default-signal'/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
+        `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`
+      );
     if (code === 125 && !output.trim())
       return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
     const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
@@ -63118,9 +63311,11 @@ var SshRemote = class {
         `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
         `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"} on ${this.name} (apt-get install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"}), as root`
       );
+    const { files, place } = this.startupFiles();
+    const others = this.loginShell ? "" : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
     return new NotStartedError(
       `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and ~${this.login}/.bashrc, ~/.profile and /etc/bash.bashrc must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines below the interactive guard (case $- in *i*) ;; *) return;; esac); or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
+      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and its start-up files, ${files}${others}, must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines ${place}; or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
     );
   }
   run(step, options = {}) {
@@ -63513,39 +63708,99 @@ var assets_default = `# shellcheck shell=bash
 # What nginx serves of release.asset_dirs' { dir, url } (nginx-config.ts assetLocations): trees under layout.assets
 # (current, next, previous) of a release's files, root's, its directories 0755 (nginx's workers go through them; the
 # release itself is 0750).
-# Provides assets_link RELEASE TREE OWNER DIR...: TREE made afresh, holding each DIR of the release in directory
-# RELEASE (a directory, not a link to one) as nginx is to serve it: every file one nginx's workers can read, none a
-# symbolic link. OWNER: the app user, who owns the release.
+# Provides
+# - assets_link RELEASE TREE OWNER DEPS CARRIED DIR...: TREE made afresh, holding each DIR of the release in directory
+#   RELEASE (a directory, not a link to one) as nginx is to serve it: every file one nginx's workers can read, none a
+#   symbolic link; the release's own files only, not those carried into it (CARRIED: the file listing them,
+#   NUL-separated paths relative to the release, layout.carriedAssets; they are the release live before it's, served from its own tree).
+#   OWNER: the app user, who owns the release; DEPS: the directory of the dependency sets it may link into.
+# - assets_reuse RELEASE FROM TREE CARRIED DIR...: TREE made of FROM's links (no file copied) when assets_link made
+#   FROM of RELEASE as RELEASE is now (assets_source); fails, TREE untouched, otherwise.
 #
 # Files are hard links to the release's (no copy: the same inode, its mode and mtime), with two exceptions:
-# - A symbolic link (nginx follows none: disable_symlinks, as one could name any file of the host) to a regular file
-#   of the release itself, no part of its path there starting with "." (not .env, .ops-environ, a build's manifest),
-#   is linked as that file; any other is left out (its URL falls through to the next tree, then the app). A link to a
-#   directory is left out too.
+# - A symbolic link (nginx follows none: disable_symlinks, as one could name any file of the host) to a regular file or
+#   a directory of the release itself or of its dependency sets (a build's \`static/vendor -> ../node_modules/x/dist\`),
+#   no part of its path there starting with "." (not .env, .ops-environ, a build's manifest; below a DIR, the DIR's own
+#   path does not count: Next.js's .next/static), is linked as that file, or that directory's files (its links resolved
+#   in turn, 8 levels at most: a loop ends there); any other is left out (its URL falls through to the next tree, then
+#   the app).
 # - A file not readable by all (a build run with umask 077) is copied, root's and 0644, its mtime kept (nginx's
 #   Last-Modified and ETag stay those of the other hosts'), when the app user owns it; left out otherwise (root must
 #   not publish what the app user could not read). A copy, not a chmod of the link: the link is the release's own
 #   file, and the release's file is the app's (its build and its checks see it as they made it); a symbolic link
 #   resolved above may also name a file outside the asset directories, which nobody declared public. Only such
-#   files are copied, so a usual build (umask 022) costs no space.
+#   files are copied, so a usual build (umask 022) costs no space; and once per release: the switch reuses what the
+#   rollout staged (assets_reuse).
+# TREE/.ops-source (never served: no URL reaches a name starting with ".") records what TREE was made of.
+
+# assets_source RELEASE CARRIED DIR...: what a tree of RELEASE's DIRs made now would hold, as one line: the release's
+# real path and a digest of its files (path, inode, size, mtime, mode, owner, links followed; not its directories, whose mtime a carried file changes), those CARRIED left out.
+assets_source() {
+  local release=$1 carried=$2 real d p attrs
+  shift 2
+  real=$(realpath -e -- "$release") || return 1
+  local -A out=()
+  if [ -f "$carried" ] && [ -s "$carried" ]; then
+    while IFS= read -r -d '' p; do out[$p]=1; done < "$carried"
+  fi
+  printf '%s %s\\n' "$real" "$(
+    cd -- "$release" || exit 1
+    for d in "$@"; do
+      if [ -d "$d" ] && [ ! -L "$d" ]; then find -L "$d" ! -type d -printf '%p\\0%i %s %T@ %m %U %y\\0' 2>/dev/null; fi
+    done | if [ "\${#out[@]}" -eq 0 ]; then cat; else
+      while IFS= read -r -d '' p && IFS= read -r -d '' attrs; do
+        [ -n "\${out[$p]+x}" ] || printf '%s\\0%s\\0' "$p" "$attrs"
+      done
+    fi | sha256sum | cut -d' ' -f1
+  )"
+}
+
 assets_link() {
-  local release=$1 tree=$2 owner=$3 d f target path inside uid tmp
-  shift 3
+  local release=$1 tree=$2 owner=$3 deps=$4 carried=$5 d f target path inside outside uid tmp pass found made
+  shift 5
   uid=$(id -u -- "$owner")
+  # What it is made of, read first: a change to the release while it is made leaves a record that no longer matches.
+  made=$(assets_source "$release" "$carried" "$@")
   rm -rf -- "$tree"
   mkdir -p -- "$tree"
   for d in "$@"; do
     if [ -d "$release/$d" ] && [ ! -L "$release/$d" ]; then (cd -- "$release" && cp -al --parents -- "$d" "$tree/"); fi
   done
   inside=$(realpath -e -- "$release")
-  while IFS= read -r -d '' f; do
-    target=$(realpath -e -- "$release/\${f#"$tree"/}" 2>/dev/null || true)
-    path=\${target#"$inside"/}
-    rm -f -- "$f"
-    if [ -n "$target" ] && [ "$path" != "$target" ] && [[ /$path != */.* ]] && [ -f "$target" ]; then ln -- "$target" "$f" 2>/dev/null || true; fi
-  done < <(find "$tree" -type l -print0)
+  outside=$(realpath -e -- "$deps" 2>/dev/null || true)
+  for pass in 1 2 3 4 5 6 7 8; do
+    found=""
+    while IFS= read -r -d '' f; do
+      found=1
+      # Resolved where it is in the release (a relative link means its own directory there, not the tree's).
+      target=$(realpath -e -- "$release/\${f#"$tree"/}" 2>/dev/null || true)
+      rm -f -- "$f"
+      [ -n "$target" ] || continue
+      path=\${target#"$inside"/}
+      if [ "$path" = "$target" ] && [ -n "$outside" ]; then path=\${target#"$outside"/}; fi
+      [ "$path" != "$target" ] || continue
+      for d in "$@"; do
+        if [[ $path == "$d"/* ]]; then path=\${path#"$d"/}; break; fi
+      done
+      [[ /$path != */.* ]] || continue
+      if [ -f "$target" ]; then
+        ln -- "$target" "$f" 2>/dev/null || true
+      elif [ -d "$target" ] && [ "$pass" -lt 8 ]; then
+        # Its hidden entries are no more its files than a hidden target is (nor copied readable below).
+        if cp -al -- "$target" "$f" 2>/dev/null; then find "$f" -mindepth 1 -name '.*' -prune -exec rm -rf -- {} +; else rm -rf -- "$f"; fi
+      fi
+    done < <(find "$tree" -type l -print0)
+    [ -n "$found" ] || break
+  done
   # What the app user changed in its release meanwhile: no link is kept (a link is linked, never followed, by ln).
   find "$tree" -type l -delete
+  # Not its own (no symbolic link left in the tree to lead a removal out of it; nor a ".." part).
+  if [ -f "$carried" ]; then
+    while IFS= read -r -d '' f; do
+      [[ /$f/ != */../* ]] || continue
+      if [ -f "$tree/$f" ]; then rm -f -- "$tree/$f"; fi
+    done < "$carried"
+  fi
   while IFS= read -r -d '' f; do
     tmp=""
     if [ "$(stat -c %u -- "$f")" = "$uid" ] && tmp=$(mktemp -p "$tree") && cp --preserve=timestamps -- "$f" "$tmp" && chmod 0644 "$tmp"; then
@@ -63555,6 +63810,17 @@ assets_link() {
     fi
   done < <(find "$tree" -type f ! -perm -0004 -print0)
   find "$tree" -type d -exec chmod 0755 {} +
+  printf '%s\\n' "$made" > "$tree/.ops-source"
+}
+
+assets_reuse() {
+  local release=$1 from=$2 tree=$3 carried=$4
+  shift 4
+  [ -d "$from" ] && [ ! -L "$from" ] && [ -f "$from/.ops-source" ] || return 1
+  [ "$(cat -- "$from/.ops-source")" = "$(assets_source "$release" "$carried" "$@")" ] || return 1
+  rm -rf -- "$tree"
+  # Links to the same inodes (the copies made for files not readable by all too): nothing copied; FROM is kept.
+  cp -al -- "$from" "$tree"
 }
 `;
 
@@ -63568,6 +63834,18 @@ var connection_default = `# shellcheck shell=bash
 # proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
 # (read by bash itself, here and in conn_pid: no process per look)
 proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# proc_seen_start PID: proc_start for a login that may not see other users' processes (/proc mounted hidepid=1 or 2:
+# another user's /proc/PID unreadable or absent, whether that process runs or not): then read through sudo -n. Returns 1
+# when the process is gone, 2 (printing nothing) when it cannot tell: hidden, and sudo asks for a password.
+proc_seen_start() {
+  local s f
+  proc_start "$1" && return 0
+  [ "$EUID" != 0 ] || return 1
+  # pid 1 is root's: readable, nothing is hidden from this login, and the process is gone.
+  read -r s 2> /dev/null < /proc/1/stat && return 1
+  if ! s=$(sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then sudo -n true 2> /dev/null && return 1; return 2; fi
+  read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"
+}
 # boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
 # and start times (clock ticks since boot) begin again at a reboot, so a lock's holder pid and start time can match an
 # unrelated process of a later boot; its boot id tells them apart.
@@ -63918,139 +64196,10 @@ slot_releases() {
 var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
 
 // core/steps/sh/identity.sh
-var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s < "/proc/$p/stat" 2>/dev/null || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR, as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done < "/proc/$1/cmdline" 2>/dev/null || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done < "/proc/$1/environ" 2>/dev/null || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,\n# IDENTITY says what answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done < "/proc/$pid/status" 2>/dev/null || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of the slot\'s own supervisor process), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,\n# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program\n# exited. A program that answers its health check and exits a second later (a worker thread dying on its first\n# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again\n# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.\n# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one\n# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process\n# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting\n  local -A first=()\n  limit=$(( (secs + 5) * 5 ))\n  SETTLE=""\n  exec {pause}<> <(:)\n  while :; do\n    sup_pids\n    waiting=0\n    for k in "${!SUP_STATE[@]}"; do\n      [[ $k == "$group:"* ]] || continue\n      pid=${SUP_PID[$k]:-0}\n      [ -n "${first[$k]+x}" ] || first[$k]=$pid\n      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      stat=${stat##*) }\n      if [ "$pid" = 0 ] || [ "$pid" != "${first[$k]}" ] || [ -z "$stat" ] || [ "${stat%% *}" = Z ] || [[ ! ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then\n        SETTLE="program ${k#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$k]:-gone}; it ran as pid ${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"\n        exec {pause}<&-\n        return 1\n      fi\n      [ "${SUP_STATE[$k]}" = RUNNING ] || waiting=1\n    done\n    [ "$waiting" = 1 ] || break\n    rounds=$(( rounds + 1 ))\n    if [ "$rounds" -ge "$limit" ]; then\n      SETTLE="supervisor did not take the programs of $group as started (RUNNING after ${secs}s) within $(( limit / 5 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    read -r -t 0.2 -u "$pause" _ || true\n  done\n  exec {pause}<&-\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done < "/proc/$pid/environ" 2>/dev/null || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' < "/proc/$pid/cmdline" 2>/dev/null || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
+var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR, as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,\n# IDENTITY says what answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of the slot\'s own supervisor process), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,\n# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program\n# exited. A program that answers its health check and exits a second later (a worker thread dying on its first\n# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again\n# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.\n# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one\n# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process\n# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting\n  local -A first=()\n  limit=$(( (secs + 5) * 5 ))\n  SETTLE=""\n  exec {pause}<> <(:)\n  while :; do\n    sup_pids\n    waiting=0\n    for k in "${!SUP_STATE[@]}"; do\n      [[ $k == "$group:"* ]] || continue\n      pid=${SUP_PID[$k]:-0}\n      [ -n "${first[$k]+x}" ] || first[$k]=$pid\n      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      stat=${stat##*) }\n      if [ "$pid" = 0 ] || [ "$pid" != "${first[$k]}" ] || [ -z "$stat" ] || [ "${stat%% *}" = Z ] || [[ ! ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then\n        SETTLE="program ${k#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$k]:-gone}; it ran as pid ${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"\n        exec {pause}<&-\n        return 1\n      fi\n      [ "${SUP_STATE[$k]}" = RUNNING ] || waiting=1\n    done\n    [ "$waiting" = 1 ] || break\n    rounds=$(( rounds + 1 ))\n    if [ "$rounds" -ge "$limit" ]; then\n      SETTLE="supervisor did not take the programs of $group as started (RUNNING after ${secs}s) within $(( limit / 5 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    read -r -t 0.2 -u "$pause" _ || true\n  done\n  exec {pause}<&-\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
 
 // core/steps/sh/mask.sh
-var mask_default = `# shellcheck shell=bash
-# Masking on the host: what a step quotes of the app's output (a health answer's body, the programs' logs) with every
-# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops
-# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as
-# root; no value leaves the host. The texts to mask:
-# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):
-#   - its masks file, written by its deploy in its record directory (root's: mask_record; core/steps/masks.ts
-#     releaseMasks): every form the runner masks for each secret the release's .env holds (core/report.ts
-#     exactForms: its lines, a URL's password, the strings of a JSON value, as programs print them quoted, quoted
-#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with
-#     their white space collapsed), one a line;
-#   - each line of the value its environ holds for each variable the environment takes from a secret (a release
-#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
-#     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with
-#     its white space collapsed (what a probe's verdict quotes of a body: probe_body);
-# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune
-#   (keep_masks): their programs' lines stay in the log files (rotated by size, kept whatever their age) after the
-#   release is gone, and its secret values may have been rotated since.
-# Each once, longest first, so that a secret holding another is masked whole; as bytes (LC_ALL=C): the releases kept
-# share most of their values.
-
-# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under
-# RECORDS (root's), or for a release made by an older ops, which has none, its own directory under RELEASES (the app
-# user's: read there for it alone; history.sh release_record's rule for its other records).
-mask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }
-# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in
-# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one
-# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.
-release_forms() {
-  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm
-  mask_record "$1" "$2" "$3"; shift 5
-  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"
-  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi
-  while IFS= read -r -d '' rec; do
-    name=\${rec%%=*}
-    for want; do
-      [ "$name" = "$want" ] || continue
-      while IFS= read -r line; do
-        line=\${line#"\${line%%[![:space:]]*}"}; line=\${line%"\${line##*[![:space:]]}"}
-        case $line in true | false) continue ;; esac
-        [ "\${#line}" -lt 3 ] || printf '%s\\n' "$line"
-        norm=\${line//[$'\\t\\r\\f\\v']/ }
-        while [[ $norm == *"  "* ]]; do norm=\${norm//"  "/" "}; done
-        [ "$norm" = "$line" ] || [ "\${#norm}" -lt 3 ] || printf '%s\\n' "$norm"
-      done <<< "\${rec#*=}"
-    done
-  done < "$dir/$environ"
-}
-# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES
-# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.
-mask_forms() {
-  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5
-  {
-    [ ! -r "$kept" ] || cat -- "$kept"
-    for dir in "$releases"/*/; do
-      [ -d "$dir" ] || continue
-      id=\${dir%/}; id=\${id##*/}
-      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"
-    done
-  } | LC_ALL=C awk 'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }' | LC_ALL=C sort -rn -k1,1 | cut -f2-
-}
-# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (sed -u: ops logs
-# -f), every text mask_forms lists replaced by "***". The sed script holds the values: it is read from a pipe, never
-# written to a file or given on a command line.
-mask_text() {
-  local script
-  script=$(mask_forms "$@" | LC_ALL=C sed 's/[]\\/$*.^[]/\\\\&/g; s/.*/s\\/&\\/***\\/g/')
-  if [ -z "$script" ]; then cat; return; fi
-  LC_ALL=C sed -u -f <(printf '%s\\n' "$script")
-}
-# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to
-# the file KEPT (root 0600, made so), before the release is pruned: its programs' lines outlive it in the log files.
-# Kept as long as the app's base directory: a log file's mtime says when it was last written, not how old its first
-# lines are (a quiet program's log holds lines of releases long gone), so no rule on ages would be safe.
-keep_masks() {
-  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6
-  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk 'length($0) && !seen[$0]++' > "$kept.new" )
-  mv -f -- "$kept.new" "$kept"
-}
-# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest
-# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut
-# (mask_clip).
-mask_load() {
-  MASK_FORMS=()
-  mapfile -t MASK_FORMS < <(mask_forms "$@")
-  MASK_LOADED=1
-}
-# mask_ready: mask_load with MASK_ARGS (mask_forms's arguments, set by the step: core/steps/libraries.ts maskLibrary)
-# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).
-mask_ready() {
-  if [ -z "\${MASK_LOADED:-}" ] && [ -n "\${MASK_ARGS+x}" ]; then mask_load "\${MASK_ARGS[@]}"; fi
-}
-# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then
-# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the
-# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its
-# white space or control characters changed, is no longer found whole.
-mask_clip() {
-  mask_ready; mask_string "$1"
-  if [ "\${#MASK_TEXT}" -gt "$2" ]; then
-    local between=0; [[ \${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1
-    mask_cut_end "\${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...
-  fi
-}
-# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) replaced by "***", in
-# MASK_TEXT. No process: bash's own replacement, as bytes.
-mask_string() {
-  local LC_ALL=C f
-  MASK_TEXT=$1
-  for f in \${MASK_FORMS[@]+"\${MASK_FORMS[@]}"}; do
-    [[ $MASK_TEXT != *"$f"* ]] || MASK_TEXT=\${MASK_TEXT//"$f"/***}
-  done
-}
-# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in
-# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the
-# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the
-# word the cut fell in (back to white space or one of /?&=;,:"'<>: a secret the host does not know, a token in a
-# URL), then trailing white space.
-mask_cut_end() {
-  local LC_ALL=C f p n t=$1 sep='[[:space:]/?&=;,:"'"'"'<>]'
-  for f in \${MASK_FORMS[@]+"\${MASK_FORMS[@]}"}; do
-    n=\${#t}; p=$(( n - \${#f} + 1 )); [ "$p" -ge 0 ] || p=0
-    for (( ; p < n; p++ )); do
-      if [[ $f == "\${t:p}"* ]]; then t=\${t:0:p}; break; fi
-    done
-  done
-  # shellcheck disable=SC2295 # sep is a pattern
-  [ "\${2:-0}" = 1 ] || t=\${t%"\${t##*$sep}"}
-  MASK_TEXT=\${t%"\${t##*[![:space:]]}"}
-}
-`;
+var mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\nwhile (my $line = <STDIN>) {\n  my $end = chomp($line) ? "\\n" : "";\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
 
 // core/steps/sh/probe.sh
 var probe_default = `# shellcheck shell=bash
@@ -64933,6 +65082,9 @@ function putFile(path, content, mode = "0644", owner = "root:root") {
 function putFileWord(path, b64Word, mode = "0644", owner = "root:root") {
   return `put_file ${quote(path)} ${mode} ${owner} ${b64Word}`;
 }
+function hostGit() {
+  return "env HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git -c core.hooksPath=/dev/null";
+}
 
 // core/steps/nginx.ts
 var HOST_LOCK_WAIT = 45;
@@ -65349,12 +65501,12 @@ log_record() {
 back_say() { printf '%s\n' "${"$"}{back_left:+$back_left; }$1"; }
 previous_back() {
   local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
-  read -r rec_slot had ran _ < "$dir/${PREVIOUS_RECORD}" 2>/dev/null || true
+  read -r rec_slot had ran _ 2>/dev/null < "$dir/${PREVIOUS_RECORD}" || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
   if [ "$live_slot" = "$slot" ]; then echo "slot $slot is the live one: left as it is"; return 2; fi
   # What the slot runs now (the release this run started there): what it left running outside supervisor goes too.
-  IFS= read -r head < "$conf" 2>/dev/null || true
+  IFS= read -r head 2>/dev/null < "$conf" || true
   if [[ $head =~ $prev_re ]]; then started=${"$"}{BASH_REMATCH[1]}; fi
   [[ $started =~ ${RELEASE_DIR_PATTERN} ]] || started=""
   head=""
@@ -65577,7 +65729,7 @@ ${previousBackFunctions(env)}
 back_rc=0; back=$(previous_back ${slot} ${lock}) || back_rc=$?
 if [ "$back_rc" = 1 ]; then
   started_slot=""; started_release=""
-  read -r started_slot started_release < ${lock}/${STARTED_RECORD} 2>/dev/null || true
+  read -r started_slot started_release 2>/dev/null < ${lock}/${STARTED_RECORD} || true
   if [ "$started_slot" = ${slot} ] && [ -n "$started_release" ] && grep -qF -- ", release $started_release." ${quote(L.supervisorConf(slot))} 2>/dev/null; then
 ${slotDown(env, slot)}
   fi
@@ -65637,11 +65789,15 @@ function conflictHint(env) {
 function servedAssetDirs(env) {
   return assetDirs(env.config).flatMap((a) => a.url ? [a.dir] : []);
 }
-function linkAssets(env, tree) {
+function linkAssets(env, tree, reuse) {
   const L = env.layout;
+  const release = `${quote(L.releases)}/"$release_id"`;
+  const dirs = servedAssetDirs(env).map(quote).join(" ");
+  const carried = L.carriedAssets(release);
+  const link = `assets_link ${release} ${quote(tree)} ${quote(env.appUser)} ${quote(L.deps)} ${carried} ${dirs}`;
   return String.raw`${ASSETS_FUNCTIONS}
 mkdir -p ${quote(L.assets)}; chmod 0755 ${quote(L.assets)}
-assets_link ${quote(L.releases)}/"$release_id" ${quote(tree)} ${quote(env.appUser)} ${servedAssetDirs(env).map(quote).join(" ")}`;
+${reuse ? `assets_reuse ${release} ${quote(reuse)} ${quote(tree)} ${carried} ${dirs} || ${link}` : link}`;
 }
 var SWITCH_KEYS = reportKeys("switched");
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", record2) {
@@ -65652,7 +65808,7 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
   const gate = nginxGate(env, slot, certificateReady);
   const served = servedAssetDirs(env).length > 0;
   const assetsNew = `${L.assets}/.new`;
-  const ASSETS_READY = linkAssets(env, assetsNew);
+  const ASSETS_READY = linkAssets(env, assetsNew, `${L.assets}/next`);
   const ASSETS_LIVE = String.raw`rm -rf ${quote(`${L.assets}/previous`)}; if [ -d ${quote(`${L.assets}/current`)} ]; then mv -T ${quote(`${L.assets}/current`)} ${quote(`${L.assets}/previous`)}; fi
 mv -T ${quote(assetsNew)} ${quote(`${L.assets}/current`)}
 rm -rf ${quote(`${L.assets}/next`)}`;
@@ -65859,9 +66015,9 @@ function diskSpace(env) {
 
 // core/steps/release.ts
 function mirrorGit(mirror) {
-  return `HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git --git-dir=${quote(mirror)}`;
+  return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "stale");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -66237,14 +66393,14 @@ function processRelease(env, envRelease, cwd) {
   return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
 }
 function parseProcReports(env, r) {
-  const parse = (line, withTree) => {
+  const parse2 = (line, withTree) => {
     const f = line.split("	");
     const [slot = "", program = "", pid = "0"] = f;
     const rest = withTree ? f.slice(4) : f.slice(3);
     const [envRelease = "", cwd = "", ...command2] = rest;
     return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, ...withTree && f[3] === "own" && { leftover: true }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
   };
-  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse(l, true)) };
+  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse2(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse2(l, true)) };
 }
 function foreignListeners(listeners, slot) {
   return listeners.filter((x) => x.slot === slot && !x.supervised && !x.leftover);
@@ -66371,9 +66527,9 @@ function settingsDigest(env) {
   return parts.join(",");
 }
 function settingsChanged(recorded, today) {
-  const parse = (text) => new Map(text.split(",").map((part) => part.split("=")));
+  const parse2 = (text) => new Map(text.split(",").map((part) => part.split("=")));
   if (!recorded || !SETTINGS_DIGEST.test(recorded)) return void 0;
-  const [was, now] = [parse(recorded), parse(today)];
+  const [was, now] = [parse2(recorded), parse2(today)];
   return [.../* @__PURE__ */ new Set([...was.keys(), ...now.keys()])].filter((k) => was.get(k) !== now.get(k)).sort();
 }
 var SETTINGS_DIGEST = /^[a-z][a-z0-9_]*=[0-9a-f]{8}(,[a-z][a-z0-9_]*=[0-9a-f]{8})*$/;
@@ -66478,16 +66634,23 @@ var HOLDER_SILENT_SECONDS = 60;
 var LOCK_STATE = String.raw`lock_state=free; lock_info=
 for lock_try in 1 2 3; do
   if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
-  [ -d "$lock" ] || break
+  # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
+  # it cannot be taken (the rename onto it fails), so it reads stale, for ops lock release to remove.
+  [ -e "$lock" ] || [ -L "$lock" ] || break
   if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
 done
-lock_rebooted=; lock_silent=
+lock_rebooted=; lock_silent=; lock_unseen=
 if [ "$lock_state" = stale ]; then
   pid=; start=; boot=
   while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$lock_info"
   lock_boot=; boot_id lock_boot
   if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
-  elif [ -n "$pid" ] && [ -n "$start" ] && [ "$(proc_start "$pid" || true)" = "$start" ]; then lock_state=held; fi
+  elif [ -n "$pid" ] && [ -n "$start" ]; then
+    lock_seen=0; lock_start=$(proc_seen_start "$pid") || lock_seen=$?
+    if [ "$lock_start" = "$start" ]; then lock_state=held
+    # Hidden from this login (hidepid), sudo -n refused: never called stale on what it cannot see.
+    elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
+  fi
 fi
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
 if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
@@ -66495,11 +66658,18 @@ var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
 [ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
-[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"`;
+[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
+[ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
 var LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/null; lock_kept=
 if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
 elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${"$"}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
+var HOLDER_RUN = String.raw`holder_run=; while IFS= read -r l; do case $l in run_id=*) holder_run=${"$"}{l#run_id=} ;; broken_run_id=*) holder_run=; break ;; esac; done 2>/dev/null < "$lock/info" || true`;
+var MARK_BROKEN = String.raw`if [ -f "$lock/info" ] && ! sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null; then
+  mark_err=$({ printf 'broken_run_id=\n' >> "$lock/info"; } 2>&1) || { echo "cannot mark the lock in $lock/info as released by force: ${"$"}{mark_err##*: } (a full disk? free some space there); nothing was stopped or removed" >&2; exit 1; }
+fi`;
 var LOCK_BUSY_EXIT = 3;
+var LOCK_QUEUED_EXIT = 5;
+var LOCK_OWN_EXIT = 6;
 var LOCK_UNPROVISIONED_EXIT = 4;
 function runLockVars(env) {
   return `# shellcheck disable=SC2034 # read by run_lock_guard (host-lock.sh)
@@ -66542,13 +66712,15 @@ holder_boot=; boot_id holder_boot
 for f in "$lock".taking.* "$lock".gone.*; do
   if [ -e "$f" ]; then find ${quote(L.state)} -maxdepth 1 \( -name ${quote(`${L.lock.split("/").pop()}.taking.*`)} -o -name ${quote(`${L.lock.split("/").pop()}.gone.*`)} \) -mmin +10 -exec rm -rf {} + 2>/dev/null || true; break; fi
 done
-printf -v now '%(%s)T' -1; deadline=$(( now + ${req2.wait} ))
+# The wait is counted in seconds since boot (/proc/uptime), not by the wall clock: a clock stepped meanwhile (NTP
+# setting a skewed clock right, by hand) would end it early, or stretch it past the step's timeout, as an unclear one.
+read -r now _ < /proc/uptime; now=${"$"}{now%.*}; deadline=$(( now + ${req2.wait} ))
 taking="$lock.taking.$$"
 while :; do
   # This run's connection gone (ops killed, its network lost) while it waits: sshd does not stop this script (no
   # terminal, nothing written), and what it took when the holder ends would be held in a dead connection's name.
   if [ "$(proc_start "$holder" || true)" != "$holder_start" ]; then echo "this run's connection is gone (its SSH server process $holder ended): the lock is not taken for it" >&2; exit 1; fi
-  if [ ! -e "$lock" ]; then
+  if [ ! -e "$lock" ] && [ ! -L "$lock" ]; then
     # The lock appears whole (rename(2) of a directory holding its details): never seen without its details, which a
     # run looking meanwhile would read as a stale lock and refuse at once. The details are the lock's meaning: not
     # written (disk full), the lock is not taken.
@@ -66581,12 +66753,20 @@ while :; do
   ${LOCK_STATE.replace(/\n/g, "\n  ")}
   # Let go of between the two looks: taken at the next turn.
   [ "$lock_state" != free ] || continue
-  printf -v now '%(%s)T' -1
+  # This run's own lock, taken through another host of the environment: the same machine (LOCK_OWN_EXIT).
+  case $'\n'"$lock_info"$'\n' in *$'\n'${quote(`run_id=${req2.runId}`)}$'\n'*)
+    ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
+    exit ${LOCK_OWN_EXIT} ;;
+  esac
+  read -r now _ < /proc/uptime; now=${"$"}{now%.*}
   if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, "\n    ")}
     exit ${LOCK_BUSY_EXIT}
   fi
-  sleep 1
+${req2.queued ? `  # Queued behind a live run: said by the runner before it waits (LockRequest.queued).
+  ${REPORT_HOLDER.replace(/\n/g, "\n  ")}
+  exit ${LOCK_QUEUED_EXIT}
+` : ""}  sleep 1
 done
 ${then}${finish ? `
 ${finish}` : ""}`
@@ -66618,7 +66798,7 @@ ${oneRelease(env)}
 ${stopConnections(ended.map(quote).join(" "))}
 lock=${quote(env.layout.lock)}
 # Only this run's lock: a run that never held it (Ctrl-C while queued) stops nothing of the holder's start.
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+${HOLDER_RUN}
 if [ "$holder_run" = ${quote(runId)} ]; then
 ${stopStartedSlot(env)}
 fi
@@ -66657,7 +66837,7 @@ if ! audit_err=$({ ${endTornLine(L.audit)}; printf '%s\\n' ${auditWords.join(" "
 fi
 ` : "";
   return String.raw`lock=${quote(L.lock)}
-holder_run=; while IFS= read -r l; do [[ $l != run_id=* ]] || holder_run=${"$"}{l#run_id=}; done 2>/dev/null < "$lock/info" || true
+${HOLDER_RUN}
 if [ "$holder_run" = ${quote(runId)} ]; then
 ${audit}${LET_GO}
 [ -n "$lock_kept" ] || ops_report ${LOCK_KEYS.lock} released
@@ -66708,6 +66888,15 @@ function staleReason(lock) {
   if (lock.holder.rebooted) return " (the host has rebooted since it was taken)";
   if (lock.holder.silent) return ` (its SSH connection is still open there but has sent nothing for ${lock.holder.silent}s: its runner went away with its network)`;
   return "";
+}
+function silentHolder(lock) {
+  const s = staleIn(lock);
+  return s ? `its run's SSH connection is still open (it last sent something ${s.silent}s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${s.seconds}s` : "";
+}
+function staleIn(lock) {
+  const silent = Number(lock.holder.silent);
+  if (lock.state !== "held" || !/^\d+$/.test(lock.holder.silent ?? "")) return void 0;
+  return { silent, seconds: Math.max(1, HOLDER_SILENT_SECONDS - silent) };
 }
 
 // core/ops/locked.ts
@@ -66819,13 +67008,41 @@ var Unprovisioned = class extends Error {
   }
   host;
 };
-async function acquire(remote, env, request, inspect, finish, finishSeconds, notOurs, took, tookThenFailed, redact) {
-  const result = await remote.run(acquireLock(env, request, inspect?.script, finish, finishSeconds), { allowFailure: true });
+var Queued = class extends Error {
+  constructor(host, result, asked) {
+    super(`${host}: the lock is held by another run`);
+    this.host = host;
+    this.result = result;
+    this.asked = asked;
+  }
+  host;
+  result;
+  asked;
+};
+async function acquire(remote, env, request, queue, inspect, finish, finishSeconds, notOurs, took, tookThenFailed, redact, say, hostOf) {
+  const ask = (req2) => remote.run(acquireLock(env, req2, inspect?.script, finish, finishSeconds), { allowFailure: true });
+  const asked = queue instanceof Queued ? queue.asked : Date.now();
+  let result = queue instanceof Queued ? queue.result : await ask({ ...request, queued: request.wait > 0 });
+  if (result.code === LOCK_QUEUED_EXIT && queue) {
+    const holder = parseLock(result);
+    const silent2 = silentHolder(holder);
+    const wait = Math.max(0, request.wait - Math.floor((Date.now() - asked) / 1e3));
+    say(`${remote.name}: queued behind ${describeHolder(holder.holder)}, waiting up to ${wait}s (switch.lock_wait)${silent2 ? `; ${silent2}, which then refuses this run at once (ops lock release ${env.name} frees it)` : ""}`);
+    result = await ask({ ...request, wait });
+  }
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
   if (result.code === 0) return result;
   if (parseLock(result).state !== "acquired") notOurs();
   else tookThenFailed(result);
+  if (result.code === LOCK_OWN_EXIT) {
+    const other = hostOf(parseLock(result).holder.connection ?? "");
+    throw new LockError(
+      `${remote.name} is the machine this run already locked through ${other ?? "another of its hosts"}: environment ${env.name} lists one machine twice, under two addresses (${remote.name} would run the app twice on the same ports)`,
+      `keep one of them in environments/${env.name}/environment.yml hosts`
+    );
+  }
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
+  if (result.code === LOCK_QUEUED_EXIT) throw new Queued(remote.name, result, asked);
   if (result.code !== LOCK_BUSY_EXIT) {
     const e = new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout, redact));
     throw DISK_FULL.test(result.stderr) ? await diskFullError(remote, env, e, request.operation) : e;
@@ -66836,11 +67053,59 @@ async function acquire(remote, env, request, inspect, finish, finishSeconds, not
       `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${staleReason(lock)}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`
     );
+  const silent = silentHolder(lock);
   throw new LockError(
-    `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}`,
+    `environment ${env.name} is locked on ${remote.name} by ${describeHolder(lock.holder)}${silent ? `; ${silent}, when ops lock release ${env.name} frees it` : ""}`,
     // How to free it too: a run stuck while connected (a hung step) holds it until someone stops it.
     `${env.config.switch.lock_wait ? `waited ${env.config.switch.lock_wait}s; try again when it is done` : "wait until it is done (or set switch.lock_wait to queue behind it)"}; if that run is stuck, ops lock release ${env.name} --force stops what it runs on the hosts and frees the lock`
   );
+}
+function lockOrder(hosts) {
+  const key = (h) => [h.address.toLowerCase(), String(h.port).padStart(5, "0"), h.name];
+  return [...hosts].sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    const i = x.findIndex((v, n) => v !== y[n]);
+    return i < 0 ? 0 : x[i] < y[i] ? -1 : 1;
+  });
+}
+async function takeInOrder(remotes, take) {
+  const settled = [];
+  let stop;
+  let stopped = false;
+  for (const r of remotes) {
+    if (stopped) {
+      settled.push({ status: "rejected", reason: stop });
+      continue;
+    }
+    try {
+      await take(r);
+      settled.push({ status: "fulfilled", value: void 0 });
+    } catch (e) {
+      settled.push({ status: "rejected", reason: e });
+      if (!(e instanceof Unprovisioned)) [stop, stopped] = [e, true];
+    }
+  }
+  return settled;
+}
+async function takeLocks(remotes, take, letGo) {
+  const first = await Promise.allSettled(remotes.map((r) => take(r, false)));
+  const queued = (s) => s.status === "rejected" && s.reason instanceof Queued;
+  const failedWith = (reason) => first.map((s) => queued(s) ? { status: "rejected", reason } : s);
+  const failure = first.find((s) => s.status === "rejected" && !queued(s));
+  if (failure) return failedWith(failure.reason);
+  const q = first.findIndex(queued);
+  if (q < 0) return first;
+  const after = remotes.map((r, i) => ({ r, i })).filter(({ i }) => i > q && first[i].status === "fulfilled");
+  const released = await Promise.allSettled(after.map(async ({ r, i }) => await letGo(r) ? [i] : []));
+  const stuck = released.find((s) => s.status === "rejected");
+  if (stuck) return failedWith(stuck.reason);
+  const again = /* @__PURE__ */ new Set([q, ...first.flatMap((s, i) => queued(s) ? [i] : []), ...released.flatMap((s) => s.status === "fulfilled" ? s.value : [])]);
+  const order = [...again].sort((a, b) => a - b);
+  const rest = await takeInOrder(
+    order.map((i) => remotes[i]),
+    (r) => take(r, r === remotes[q] ? first[q].reason : true)
+  );
+  return first.map((s, i) => again.has(i) ? rest[order.indexOf(i)] : s);
 }
 function auditEntry(env, request, entry, now) {
   return { time: now.toISOString(), environment: env.name, operation: request.operation, actor: request.actor, run: request.runUrl || void 0, ...entry };
@@ -67020,7 +67285,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
     for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption(host, "failed", `${by}${during}${standing(host)}`)]);
-    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve3) => setImmediate(resolve3))).then(() => {
+    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve4) => setImmediate(resolve4))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
         const undone = wentLive.get(host);
@@ -67091,28 +67356,34 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
   handleFaults(onSignal);
-  const settled = await Promise.allSettled(
-    [...session.remotes.values()].map(async (r) => {
-      mine.add(r.name);
-      const result2 = await acquire(r, env, request, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
-        tookThenFailed.add(r.name);
-        if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
-      }, (t) => ctx.reporter.redact(t)).catch(async (e) => {
-        if (e instanceof NotStartedError) mine.delete(r.name);
-        else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
-          const live = await settleLost(r.name);
-          if (live !== void 0) lostLive.set(r.name, live);
-        }
-        throw e;
-      });
-      inspected.set(r.name, result2);
-      if (options.lockRead) read2.set(r.name, options.lockRead(result2));
-      if (parseLock(result2).state === "released") {
-        mine.delete(r.name);
-        finished.add(r.name);
+  const takeOn = async (r, queue) => {
+    mine.add(r.name);
+    const result2 = await acquire(r, env, request, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
+      tookThenFailed.add(r.name);
+      if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
+    }, (t) => ctx.reporter.redact(t), (line2) => ctx.reporter.warn(ctx.reporter.redact(line2)), (connection) => [...session.remotes.values()].find((o) => o !== r && o.connection === connection)?.name).catch(async (e) => {
+      if (e instanceof NotStartedError) mine.delete(r.name);
+      else if (e instanceof ConnectionLostError && mine.has(r.name) && !stopping) {
+        const live = await settleLost(r.name);
+        if (live !== void 0) lostLive.set(r.name, live);
       }
-    })
-  );
+      throw e;
+    });
+    inspected.set(r.name, result2);
+    if (options.lockRead) read2.set(r.name, options.lockRead(result2));
+    if (parseLock(result2).state === "released") {
+      mine.delete(r.name);
+      finished.add(r.name);
+    }
+  };
+  const letGo = async (r) => {
+    if (!mine.has(r.name) || stopping) return false;
+    const why = await releaseOn(r.name);
+    if (why) throw new LockError(`this run could not let go of its lock on ${why} to queue for its hosts' locks in order (switch.lock_wait)`, `try again; ops lock status ${env.name} says who holds it`);
+    for (const m of [mine, notHeld, inspected, read2, takenAt]) m.delete(r.name);
+    return true;
+  };
+  const settled = await takeLocks(lockOrder(session.hosts).map((h) => session.remote(h.name)), takeOn, letGo);
   const bare = new Set(settled.flatMap((s) => s.status === "rejected" && s.reason instanceof Unprovisioned ? [s.reason.host] : []));
   const refusedBare = bare.size && options.unprovisioned ? unprovisionedError(env, env.hosts.map((h) => ({ host: h.name, state: { provisioned: !bare.has(h.name) } })), options.unprovisioned.nothing, options.unprovisioned.then) : void 0;
   const failed = refusedBare ? { reason: refusedBare } : settled.find((s) => s.status === "rejected");

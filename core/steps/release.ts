@@ -576,7 +576,7 @@ function staleProcesses(env: Target): string {
     [ "${'$'}{f[4]:-0}" = 0 ] || continue
     # Named through current: stale only if it started before current last changed.
     if [ "${'$'}{stale_via[$p]}" = current ] && [ $(( btime + ${'$'}{f[19]:-0} / tck )) -ge "$switched" ]; then continue; fi
-    read -r comm < "/proc/$p/comm" 2>/dev/null || comm='?'
+    read -r comm 2>/dev/null < "/proc/$p/comm" || comm='?'
     ops_report ${RELEASE_KEYS.stale} "$p	${'$'}{stale_via[$p]}	$comm"
   done
 fi`;

@@ -115,7 +115,8 @@ export const HOLDER_SILENT_SECONDS = 60;
  * other users' processes, hidepid, and sudo -n refused: proc_seen_start), `lock_unseen` saying why (REPORT_HOLDER's
  * `unseen`): a live run's lock is never called stale for what cannot be seen.
  */
-const LOCK_STATE = String.raw`lock_state=free; lock_info=
+const LOCK_STATE = String.raw`for _ in 1 2 3; do
+lock_state=free; lock_info=
 for lock_try in 1 2 3; do
   if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${'$'}{lock_info%$'\n'}; lock_state=stale; break; fi
   # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
@@ -136,6 +137,12 @@ if [ "$lock_state" = stale ]; then
     elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
   fi
 fi
+# A holder gone between reading the details and looking at its process may have let go of the lock meanwhile (a run
+# releases, then its connection ends): stale only if the same details are still there, else looked at afresh.
+if [ "$lock_state" != stale ] || [ -z "$lock_info" ]; then break; fi
+lock_again=; if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_again <&"$lock_fd" || true; exec {lock_fd}<&-; lock_again=${'$'}{lock_again%$'\n'}; fi
+if [ "$lock_again" = "$lock_info" ]; then break; fi
+done
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
 if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 

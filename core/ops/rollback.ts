@@ -381,7 +381,7 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         // A no-op host may still serve as `next` the assets of the release rolled back from (a stopped rollout staged
         // them there): the switches dropped theirs, and a release now live nowhere must not answer a URL.
         if (servedAssetDirs(env).length && !alone) {
-          const live = hosts.map((h) => h.release);
+          const live = [...new Set(hosts.map((h) => h.release))];
           await Promise.all(hosts.filter((h) => h.noop).map((h) => session.remotes.get(h.host)!.run(unstageAssets(env, live), { allowFailure: true }).catch(() => undefined)));
         }
         return hosts;

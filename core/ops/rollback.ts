@@ -297,10 +297,10 @@ export interface HostPrevious {
  * rollback_previous, sh/history.sh): the release the hosts on the newest live release were on before it, the newest
  * being the one whose hosts all go back to what every other host serves (a rollout stopped part-way: the hosts left
  * behind already serve the target, no-ops). `target` '' when no host has anything earlier (each host then says so);
- * `refused` when the hosts do not agree on one (histories that differ, three releases live): the user picks it with
- * --to. Hosts serving nothing take no part (their step refuses them). Pure: the rollback and ops status decide with it.
+ * `disagree` (what to say, naming each host's release and the one before it) when the hosts do not agree on one
+ * (histories that differ, three releases live): the user picks it with --to. Hosts serving nothing take no part (their step refuses them). Pure: the rollback and ops status decide with it.
  */
-export function environmentRollback(env: Pick<Target, 'name'>, hosts: HostPrevious[]): { target: string } | { refused: OpsError } {
+export function environmentRollback(hosts: HostPrevious[]): { target: string } | { disagree: string } {
   const live = hosts.filter((h) => h.current);
   const targets = [...new Set(live.map((h) => h.current))].flatMap((newest) => {
     const on = live.filter((h) => h.current === newest);
@@ -309,13 +309,12 @@ export function environmentRollback(env: Pick<Target, 'name'>, hosts: HostPrevio
   });
   if (targets.length === 1) return { target: targets[0]! };
   if (!targets.length && live.every((h) => !h.previous) && new Set(live.map((h) => h.current)).size <= 1) return { target: '' };
-  const each = hosts.map((h) => `${h.host} serves ${h.current || 'nothing'}${h.current ? ` (before it: ${h.previous || 'none'})` : ''}`).join(', ');
-  return {
-    refused: new OpsError(
-      `the hosts do not agree on the release to roll back to (${each}): ${ROLLBACK_UNTOUCHED} on any host; pass --to <release> to choose it`,
-      `ops releases ${env.name} lists each host's releases; then ops rollback ${env.name} --to <release>`,
-    ),
-  };
+  return { disagree: `the hosts do not agree on the release to roll back to (${hosts.map((h) => `${h.host} serves ${h.current || 'nothing'}${h.current ? ` (before it: ${h.previous || 'none'})` : ''}`).join(', ')})` };
+}
+
+/** A rollback without --to refused for hosts that do not agree on its release (environmentRollback's `disagree`). */
+function disagreeError(env: Target, disagree: string): OpsError {
+  return new OpsError(`${disagree}: ${ROLLBACK_UNTOUCHED} on any host; pass --to <release> to choose it`, `ops releases ${env.name} lists each host's releases; then ops rollback ${env.name} --to <release>`);
 }
 
 /**
@@ -368,9 +367,9 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         const inspected = [...session.remotes.values()].map((r): [string, StepResult] => [r.name, locked.inspected.get(r.name)!]);
         // Several hosts without --to: one release for the environment (environmentRollback), not each host's own
         // previous one; the hosts already serving it are no-ops, as with --to it.
-        const chosen = alone || to ? undefined : environmentRollback(env, inspected.map(([host, r]) => hostPrevious(host, r)));
+        const chosen = alone || to ? undefined : environmentRollback(inspected.map(([host, r]) => hostPrevious(host, r)));
         const target = to ?? (chosen && 'target' in chosen && chosen.target ? chosen.target : undefined);
-        const refused = (chosen && 'refused' in chosen ? chosen.refused : undefined) ?? rollbackRefusal(env, inspected, (host) => locked.finished(host));
+        const refused = (chosen && 'disagree' in chosen ? disagreeError(env, chosen.disagree) : undefined) ?? rollbackRefusal(env, inspected, (host) => locked.finished(host));
         if (refused) {
           // A run that failed, with nothing changed: in the audit log of every host still locked, saying why.
           const why = auditReason(`refused, nothing changed: ${auditReason(refused, (t) => ctx.reporter.redact(t))}`);

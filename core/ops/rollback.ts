@@ -318,9 +318,11 @@ function disagreeError(env: Target, disagree: string): OpsError {
 }
 
 /**
- * Put back the release that was live before the current one on each host (its history), or release `to`,
- * by moving traffic to the warm slot (starting it if needed), under the lock. The host chooses the release
- * (core/steps/switch.ts rollbackStep); with one host, that whole work runs in the lock step: one round trip.
+ * Put back the release that was live before the current one, or release `to`, by moving traffic to the warm slot
+ * (starting it if needed), under the lock. One release for the environment: with several hosts and no `to`, the
+ * runner chooses it from each host's history as the lock step read it (environmentRollback), the hosts already on it
+ * no-ops, and refuses when the hosts do not agree; then each host checks it (core/steps/switch.ts rollbackStep). With
+ * one host, the host chooses it, and that whole work runs in the lock step: one round trip.
  * Refused before any host changes: a host never provisioned for the environment (by its lock step, before it makes
  * anything: said first, what it lacks is only a symptom); then (rollbackRefusal, from the lock step's state read: no
  * round trip of its own) nginx stopped with its unit

@@ -98,7 +98,8 @@ live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
 # The last run here (the audit log's last line): a failure says why.
 if [ -s ${quote(L.audit)} ]; then ops_report ${STATUS_KEYS.last_run} "$(tail -n 1 ${quote(L.audit)} | head -c ${LAST_RUN_BYTES} | tr -d '\n')"; fi
-# The release a rollback would go to (rollback_choice, as the rollback step chooses it; read-only), in a subshell:
+# The release a rollback would go to from here (rollback_choice; read-only; with several hosts, the runner makes it
+# the environment's one choice as the rollback does: environmentRollback), in a subshell:
 # what the previous slot should keep warm.
 # And the releases that never went live (a deploy that failed or was interrupted before its switch).
 if [ -n "$cur" ]; then

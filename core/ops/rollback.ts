@@ -294,21 +294,19 @@ export interface HostPrevious {
 
 /**
  * The one release a rollback without --to takes the whole environment back to (each host's `previous` read by
- * rollback_previous, sh/history.sh): the release the hosts on the newest live release were on before it, the newest
- * being the one whose hosts all go back to what every other host serves (a rollout stopped part-way: the hosts left
- * behind already serve the target, no-ops). `target` '' when no host has anything earlier (each host then says so);
- * `disagree` (what to say, naming each host's release and the one before it) when the hosts do not agree on one
- * (histories that differ, three releases live): the user picks it with --to. Hosts serving nothing take no part (their step refuses them). Pure: the rollback and ops status decide with it.
+ * rollback_previous, sh/history.sh): the release the hosts on the newest live release were on before it, the one
+ * release every host either goes back to or already serves (a rollout stopped part-way: the hosts it left behind serve
+ * it, no-ops; the hosts on the newest may hold it under other ids, a deploy of the live commit made anew on some).
+ * `target` '' when no host has anything earlier (each host then says so); `disagree` (what to say, naming each host's
+ * release and the one before it) when no such release is one alone (histories that differ, three releases live): the
+ * user picks it with --to. Hosts serving nothing take no part (their step refuses them). Pure: the rollback and
+ * ops status decide with it.
  */
 export function environmentRollback(hosts: HostPrevious[]): { target: string } | { disagree: string } {
   const live = hosts.filter((h) => h.current);
-  const targets = [...new Set(live.map((h) => h.current))].flatMap((newest) => {
-    const on = live.filter((h) => h.current === newest);
-    const target = on[0]!.previous;
-    return target && on.every((h) => h.previous === target) && live.every((h) => h.current === newest || h.current === target) ? [target] : [];
-  });
+  if (live.every((h) => !h.previous)) return { target: '' };
+  const targets = [...new Set(live.map((h) => h.previous).filter(Boolean))].filter((t) => live.every((h) => h.previous === t || h.current === t));
   if (targets.length === 1) return { target: targets[0]! };
-  if (!targets.length && live.every((h) => !h.previous) && new Set(live.map((h) => h.current)).size <= 1) return { target: '' };
   return { disagree: `the hosts do not agree on the release to roll back to (${hosts.map((h) => `${h.host} serves ${h.current || 'nothing'}${h.current ? ` (before it: ${h.previous || 'none'})` : ''}`).join(', ')})` };
 }
 

@@ -164,6 +164,9 @@ describe('the rollback target, chosen on the host (bash: rollback_choice)', () =
     expect(environmentRollback([part('host1', host1, C), part('host3', host3, C)])).toEqual({ target: B });
     const lone = withHistory({ [A]: '' }, A, [['live', A]]);
     expect(environmentRollback([part('a', lone, A), part('b', lone, A)])).toEqual({ target: '' });
+    // A deploy of the live commit made anew on a host (another id, D, after the rollout stopped): both still go back to B.
+    const host5 = withHistory({ [A]: '', [B]: '', [C]: 'failed', [D]: '' }, D, [['live', A], ['live', B], ['failed', C], ['live', D]]);
+    expect(environmentRollback([part('host1', host1, C), part('host5', host5, D)])).toEqual({ target: B });
     // Histories that differ (host4 went from A straight to C): refused, in one line naming each host's release and --to.
     const host4 = withHistory({ [A]: '', [C]: '' }, C, [['live', A], ['live', C]]);
     const differ = environmentRollback([part('host1', host1, C), part('host4', host4, C)]);

@@ -98,12 +98,13 @@ live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
 # The last run here (the audit log's last line): a failure says why.
 if [ -s ${quote(L.audit)} ]; then ops_report ${STATUS_KEYS.last_run} "$(tail -n 1 ${quote(L.audit)} | head -c ${LAST_RUN_BYTES} | tr -d '\n')"; fi
-# The release a rollback would go to from here (rollback_choice; read-only; with several hosts, the runner makes it
-# the environment's one choice as the rollback does: environmentRollback), in a subshell:
-# what the previous slot should keep warm.
+# The release a rollback would go to from here (rollback_previous, as the rollback's state read; read-only; with
+# several hosts the runner makes it the environment's one choice, as the rollback does: environmentRollback): what the
+# previous slot should keep warm.
 # And the releases that never went live (a deploy that failed or was interrupted before its switch).
 if [ -n "$cur" ]; then
-  ops_report ${STATUS_KEYS.rollback_to} "$(rollback_choice "${'$'}{cur##*/}" '' 2>/dev/null; [ "${'$'}{rollback_verdict:-}" = ok ] && printf %s "$release_id")"
+  rollback_to=$(rollback_previous "${'$'}{cur##*/}" 2>/dev/null) || true
+  ops_report ${STATUS_KEYS.rollback_to} "$([ "${'$'}{rollback_to%% *}" = ok ] && printf %s "${'$'}{rollback_to#ok }")"
   ops_report ${STATUS_KEYS.never_live} "$(history_read 2>/dev/null; for r in $(release_ids 2>/dev/null); do release_went_live "$r" "${'$'}{cur##*/}" || printf '%s ' "$r"; done)"
 fi
 # nginx: running (its master process, found with or without the pid file: nginx_master), whether its pid file names

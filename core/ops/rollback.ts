@@ -10,8 +10,8 @@ import { runInfo } from '../runinfo.ts';
 import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { onHost, patternOf, validate } from '../shell.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { deployState, markRelease, nginxMasked, nginxMaskedTest } from '../steps/release.ts';
-import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, putPreviousBack, rollbackStep, type RollbackEnds } from '../steps/switch.ts';
+import { RELEASE_KEYS, deployState, markRelease, nginxMasked, nginxMaskedTest } from '../steps/release.ts';
+import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, putPreviousBack, rollbackStep, servedAssetDirs, unstageAssets, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
 import { nginxMaskedError, parseState, partialState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
@@ -285,10 +285,42 @@ function joinHints(a: string | undefined, b: string | undefined): string | undef
   return a && b ? `${a}; ${b}` : (a ?? b);
 }
 
+/** A host's part in the environment's rollback choice: the release it serves ('' none) and the one its history goes back to from it ('' none: rollback_previous). */
+export interface HostPrevious {
+  host: string;
+  current: string;
+  previous: string;
+}
+
 /**
- * Put back the release that was live before the current one on each host (its history), or release `to`,
- * by moving traffic to the warm slot (starting it if needed), under the lock. The host chooses the release
- * (core/steps/switch.ts rollbackStep); with one host, that whole work runs in the lock step: one round trip.
+ * The one release a rollback without --to takes the whole environment back to (each host's `previous` read by
+ * rollback_previous, sh/history.sh): the release the hosts on the newest live release were on before it, the one
+ * release every host either goes back to or already serves (a rollout stopped part-way: the hosts it left behind serve
+ * it, no-ops; the hosts on the newest may hold it under other ids, a deploy of the live commit made anew on some).
+ * `target` '' when no host has anything earlier (each host then says so); `disagree` (what to say, naming each host's
+ * release and the one before it) when no such release is one alone (histories that differ, three releases live): the
+ * user picks it with --to. Hosts serving nothing take no part (their step refuses them). Pure: the rollback and
+ * ops status decide with it.
+ */
+export function environmentRollback(hosts: HostPrevious[]): { target: string } | { disagree: string } {
+  const live = hosts.filter((h) => h.current);
+  if (live.every((h) => !h.previous)) return { target: '' };
+  const targets = [...new Set(live.map((h) => h.previous).filter(Boolean))].filter((t) => live.every((h) => h.previous === t || h.current === t));
+  if (targets.length === 1) return { target: targets[0]! };
+  return { disagree: `the hosts do not agree on the release to roll back to (${hosts.map((h) => `${h.host} serves ${h.current || 'nothing'}${h.current ? ` (before it: ${h.previous || 'none'})` : ''}`).join(', ')})` };
+}
+
+/** A rollback without --to refused for hosts that do not agree on its release (environmentRollback's `disagree`). */
+function disagreeError(env: Target, disagree: string): OpsError {
+  return new OpsError(`${disagree}: ${ROLLBACK_UNTOUCHED} on any host; pass --to <release> to choose it`, `ops releases ${env.name} lists each host's releases; then ops rollback ${env.name} --to <release>`);
+}
+
+/**
+ * Put back the release that was live before the current one, or release `to`, by moving traffic to the warm slot
+ * (starting it if needed), under the lock. One release for the environment: with several hosts and no `to`, the
+ * runner chooses it from each host's history as the lock step read it (environmentRollback), the hosts already on it
+ * no-ops, and refuses when the hosts do not agree; then each host checks it (core/steps/switch.ts rollbackStep). With
+ * one host, the host chooses it, and that whole work runs in the lock step: one round trip.
  * Refused before any host changes: a host never provisioned for the environment (by its lock step, before it makes
  * anything: said first, what it lacks is only a symptom); then (rollbackRefusal, from the lock step's state read: no
  * round trip of its own) nginx stopped with its unit
@@ -310,6 +342,12 @@ export async function rollback(ctx: OpsContext, environment: Environment, to?: s
   }
 }
 
+/** A host's part in the environment's choice, from its lock step's state read (deployState's `rollback_previous`). */
+function hostPrevious(host: string, r: StepResult): HostPrevious {
+  const [verdict, id] = (reported(r, RELEASE_KEYS.rollback_previous) ?? '').split(' ');
+  return { host, current: parseState(r).current ?? '', previous: verdict === 'ok' ? (id ?? '') : '' };
+}
+
 /** rollback's run. */
 async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined): Promise<RollbackResult> {
   if (to) validate('release', to);
@@ -323,24 +361,35 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
       ctx,
       session,
       'rollback',
-      (locked) => {
+      async (locked) => {
         // Refused everywhere before any host changes, from the state each lock step read (one host: its step
         // refused on its own, nginx_masked, supervisor_down or ports_taken, and let go).
         const inspected = [...session.remotes.values()].map((r): [string, StepResult] => [r.name, locked.inspected.get(r.name)!]);
-        const refused = rollbackRefusal(env, inspected, (host) => locked.finished(host));
+        // Several hosts without --to: one release for the environment (environmentRollback), not each host's own
+        // previous one; the hosts already serving it are no-ops, as with --to it.
+        const chosen = alone || to ? undefined : environmentRollback(inspected.map(([host, r]) => hostPrevious(host, r)));
+        const target = to ?? (chosen && 'target' in chosen && chosen.target ? chosen.target : undefined);
+        const refused = (chosen && 'disagree' in chosen ? disagreeError(env, chosen.disagree) : undefined) ?? rollbackRefusal(env, inspected, (host) => locked.finished(host));
         if (refused) {
           // A run that failed, with nothing changed: in the audit log of every host still locked, saying why.
           const why = auditReason(`refused, nothing changed: ${auditReason(refused, (t) => ctx.reporter.redact(t))}`);
           for (const [host, r] of inspected) if (!locked.finished(host)) locked.audit(host, { result: 'failed', ...(parseState(r).current && { previous: parseState(r).current }), message: why });
           throw refused;
         }
-        return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
+        const hosts = await session.each((remote) => rollbackHost(ctx, env, remote, locked, target, today), { batch: env.config.switch.batch_size });
+        // A no-op host may still serve as `next` the assets of the release rolled back from (a stopped rollout staged
+        // them there): the switches dropped theirs, and a release now live nowhere must not answer a URL.
+        if (servedAssetDirs(env).length && !alone) {
+          const live = [...new Set(hosts.map((h) => h.release))];
+          await Promise.all(hosts.filter((h) => h.noop).map((h) => session.remotes.get(h.host)!.run(unstageAssets(env, live), { allowFailure: true }).catch(() => undefined)));
+        }
+        return hosts;
       },
       {
         // The live release is being left: no need to probe it first; nor to know what sending code needs. Whether
         // supervisord runs, though: without it no slot starts; who holds the idle slot's ports; and whether nginx
         // runs, or may be started by the switch (in this same step: no round trip of its own).
-        inspect: deployState(env, undefined, { supervisor: true, ports: true, nginx: true }),
+        inspect: deployState(env, undefined, { supervisor: true, ports: true, nginx: true, rollback: !alone && !to }),
         // Hosts never provisioned (a rollback's next step there is a deploy): refused by their lock step, all named.
         unprovisioned: { nothing: `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`, then: `ops deploy ${env.name}` },
         ...(to && { fields: { release: to } }),

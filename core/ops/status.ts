@@ -8,8 +8,10 @@ import { errorFieldsLine } from '../errors.ts';
 import { resolveTarget } from '../target.ts';
 import { hostSharing } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { CERT_FAIL_DAYS, duration, hostStatus, parseHostStatus, type HostStatus } from '../steps/status.ts';
+import { CERT_FAIL_DAYS, STATUS_KEYS, duration, hostStatus, parseHostStatus, type HostStatus } from '../steps/status.ts';
 import { eachHost } from './hosts.ts';
+import { environmentRollback } from './rollback.ts';
+import { reported, type StepResult } from '../remote/types.ts';
 import { maskPlainPasswords } from './secrets.ts';
 import { handleSignals, signalExit, stopHandlingSignals } from '../signals.ts';
 import type { Target } from '../target.ts';
@@ -48,12 +50,15 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
   // Only where a document is wanted (--json): otherwise a signal ends status as it ends any command.
   if (ctx.interrupted) handleSignals(onSignal);
   let hosts: HostStatus[];
+  // Each host's answer, for what the rollback would do across the hosts (rollbackAcross).
+  const read = new Map<string, StepResult>();
   try {
     hosts = await eachHost(
       ctx,
       env,
       async (remote, host) => {
         const r = await remote.run(hostStatus(env));
+        read.set(host.name, r);
         // The values known first: what a host quotes of an answer is masked before status cuts it (excerpt).
         await masking;
         const s = parseHostStatus(env, host, r, (text) => ctx.reporter.redact(text));
@@ -77,11 +82,35 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
   } finally {
     stopHandlingSignals(onSignal);
   }
+  const across = rollbackAcross(env, hosts, read, (text) => ctx.reporter.redact(text));
+  hosts = across.hosts;
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
   // The configuration of apps sharing a host: what the next provision or deploy would refuse.
   const sharing = hostSharing(env);
-  const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
+  const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...across.warnings, ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
   return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings };
+}
+
+/**
+ * What `ops rollback` (no --to) would do across several hosts, as it decides (environmentRollback: one release for the
+ * environment, from each host's own previous one): each host read again with that target where it differs from its own
+ * (the previous slot's warmth is then judged for it; a host already on it has none to keep warm), or, when the hosts do
+ * not agree on one, a warning saying so (the rollback refuses without --to). Hosts not read take no part.
+ */
+function rollbackAcross(env: Target, hosts: HostStatus[], read: ReadonlyMap<string, StepResult>, redact: (text: string) => string): { hosts: HostStatus[]; warnings: string[] } {
+  const answered = env.hosts.filter((h) => read.has(h.name));
+  if (answered.length < 2) return { hosts, warnings: [] };
+  const parts = answered.map((h) => ({ host: h.name, current: reported(read.get(h.name)!, STATUS_KEYS.current) ?? '', previous: reported(read.get(h.name)!, STATUS_KEYS.rollback_to) ?? '' }));
+  const choice = environmentRollback(parts);
+  if ('disagree' in choice) return { hosts, warnings: [`rollback: ${choice.disagree}: ops rollback ${env.name} refuses without --to <release>`] };
+  return {
+    hosts: hosts.map((s) => {
+      const part = parts.find((p) => p.host === s.host);
+      const host = answered.find((h) => h.name === s.host);
+      return part && host && choice.target && part.previous !== choice.target ? parseHostStatus(env, host, read.get(s.host)!, redact, choice.target) : s;
+    }),
+    warnings: [],
+  };
 }
 
 /**

@@ -98,11 +98,13 @@ live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
 # The last run here (the audit log's last line): a failure says why.
 if [ -s ${quote(L.audit)} ]; then ops_report ${STATUS_KEYS.last_run} "$(tail -n 1 ${quote(L.audit)} | head -c ${LAST_RUN_BYTES} | tr -d '\n')"; fi
-# The release a rollback would go to (rollback_choice, as the rollback step chooses it; read-only), in a subshell:
-# what the previous slot should keep warm.
+# The release a rollback would go to from here (rollback_previous, as the rollback's state read; read-only; with
+# several hosts the runner makes it the environment's one choice, as the rollback does: environmentRollback): what the
+# previous slot should keep warm.
 # And the releases that never went live (a deploy that failed or was interrupted before its switch).
 if [ -n "$cur" ]; then
-  ops_report ${STATUS_KEYS.rollback_to} "$(rollback_choice "${'$'}{cur##*/}" '' 2>/dev/null; [ "${'$'}{rollback_verdict:-}" = ok ] && printf %s "$release_id")"
+  rollback_to=$(rollback_previous "${'$'}{cur##*/}" 2>/dev/null) || true
+  ops_report ${STATUS_KEYS.rollback_to} "$([ "${'$'}{rollback_to%% *}" = ok ] && printf %s "${'$'}{rollback_to#ok }")"
   ops_report ${STATUS_KEYS.never_live} "$(history_read 2>/dev/null; for r in $(release_ids 2>/dev/null); do release_went_live "$r" "${'$'}{cur##*/}" || printf '%s ' "$r"; done)"
 fi
 # nginx: running (its master process, found with or without the pid file: nginx_master), whether its pid file names
@@ -315,8 +317,12 @@ function strayFix(env: Target, lock: LockInfo['state']): string {
   return `the next ops deploy ${env.name} (or ops rollback ${env.name}) stops it before it starts there, with what it left running outside supervisor (supervisorctl stop would leave a program that daemonised running)`;
 }
 
-/** Turn the status step's reports into a HostStatus, with its problems and warnings. */
-export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult, redact?: (text: string) => string): HostStatus {
+/**
+ * Turn the status step's reports into a HostStatus, with its problems and warnings. `rollbackTo`: the release a
+ * rollback without --to takes this host to, the environment's one choice (environmentRollback, core/ops/rollback.ts;
+ * its live release: none, a no-op); by default the host's own previous one (rollback_choice).
+ */
+export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult, redact?: (text: string) => string, rollbackTo?: string): HostStatus {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
   const s: HostStatus = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
   const problem = (p: string) => s.problems.push(p);
@@ -409,7 +415,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
       if (env.config.switch.keep_previous) {
         for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === 'STOPPED'))
           warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
-        warmth(env, s.slot, reported(r, STATUS_KEYS.rollback_to) ?? '', (reported(r, STATUS_KEYS.never_live) ?? '').split(' ').filter(Boolean), s.supervisor.programs, parseLock(r).state, warn);
+        warmth(env, s.slot, rollbackTo === undefined ? (reported(r, STATUS_KEYS.rollback_to) ?? '') : rollbackTo === current ? '' : rollbackTo, (reported(r, STATUS_KEYS.never_live) ?? '').split(' ').filter(Boolean), s.supervisor.programs, parseLock(r).state, warn);
       }
       // A process supervisor did not start, on a port of the idle slot: a rollback or the next deploy would find it there.
       const idle = otherSlot(s.slot);

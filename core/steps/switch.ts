@@ -6,7 +6,7 @@ import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
 import type { Slot } from '../layout.ts';
 import { FAILURE_KEYS, reportKeys, type Step } from '../remote/types.ts';
-import { onHost, quote, word, type HostVariable } from '../shell.ts';
+import { isValid, onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx } from './nginx.ts';
@@ -849,10 +849,18 @@ mv -T ${quote(staged)} ${quote(`${L.assets}/next`)}`,
 /**
  * Stop serving a stopped rollout's release as `next` (stageAssets): a release live nowhere must not answer a URL the
  * live releases do not (whatever it names, current and previous are then served alone, as before the deploy).
+ * `unless` (release ids live somewhere): `next` is kept when its tree was made of one of them (its `.ops-source`'s
+ * release path, sh/assets.sh), as a rollout's hosts left behind keep it for the pages of the hosts it is live on.
  */
-export function unstageAssets(env: Target): Step {
+export function unstageAssets(env: Target, unless: string[] = []): Step {
   const L = env.layout;
-  return { name: 'unstage assets', as: 'root', timeout: 60, quiet: true, script: `rm -rf ${quote(`${L.assets}/next`)} ${quote(`${L.assets}/.next.new`)}` };
+  const drop = `rm -rf ${quote(`${L.assets}/next`)} ${quote(`${L.assets}/.next.new`)}`;
+  const ids = unless.filter((id) => isValid('release', id));
+  const script = ids.length
+    ? String.raw`next_source=""; if [ -f ${quote(`${L.assets}/next/.ops-source`)} ]; then read -r next_source _ < ${quote(`${L.assets}/next/.ops-source`)} || true; fi
+case "${'$'}{next_source##*/}" in ${ids.map(quote).join('|')}) ;; *) ${drop} ;; esac`
+    : drop;
+  return { name: 'unstage assets', as: 'root', timeout: 60, quiet: true, script };
 }
 
 /** What the switch reports: `switched` (the release id, once `current` names it: the release is live, whatever fails after). */

@@ -14,6 +14,8 @@ let hosts: Host[] = [];
 let project: TestProject;
 /** Each host's v1 release (the first test's). */
 let v1: string[] = [];
+/** The asset app's repository (the asset test's), for the test after it. */
+let assetRepo = '';
 
 beforeAll(async () => {
   hosts = [await readyHost('mha'), await readyHost('mhb')];
@@ -118,6 +120,7 @@ describe.sequential('two hosts', () => {
   it("one host at a time (release.asset_dirs with a url): a host not switched yet serves the new release's hashed assets to the pages of the host switched before it; a rollout stopped with the release live nowhere leaves none of them served", async () => {
     const repo = join(mkdtempSync(join(tmpdir(), 'ops-multi-assets-')), 'app');
     initRepo(repo, { 'server.py': assetApp.server, 'app.js': 'console.log("one")\n' });
+    assetRepo = repo;
     const [a, b] = hosts as [Host, Host];
     project.write(
       webConfig(a, repo, {
@@ -163,5 +166,33 @@ describe.sequential('two hosts', () => {
       expect((await get(h)).body).toBe(two);
       expect((await get(h, three)).status).toBe(404);
     }
+  }, 600_000);
+
+  it('a rollout stopped part-way, then ops rollback: ONE release for the environment, the one live before the rollout; the host left behind is a no-op (not taken one release further back) and no longer serves the stopped release\'s assets', async () => {
+    // As the test before left them: both hosts serve "two" (its release one id on both), "one" before it; one host at a time.
+    const [a, b] = hosts as [Host, Host];
+    const live = (h: Host) => sshRun(h, 'readlink /srv/sample/current').then((r) => r.stdout.trim().split('/').pop()!);
+    const two = await live(a);
+    expect(await live(b)).toBe(two);
+    const js = 'console.log("four")\n';
+    commit(assetRepo, { 'app.js': js }, 'four');
+    // The second host's start fails (supervisor refuses the slot's file): the first host serves "four", the second "two",
+    // and serves "four"'s files as `next` for the first host's pages.
+    await sshRun(b, 'sudo mv /var/log/sample /var/log/sample.away');
+    try {
+      const err = await deploy(project.ctx(), project.env(), { ref: 'main' }).catch((e: Error) => e);
+      expect((err as Error).message).toMatch(/rollout stopped; hosts now run:/);
+    } finally {
+      await sshRun(b, 'sudo mv /var/log/sample.away /var/log/sample');
+    }
+    expect((await get(a)).body).toBe(assetPage(js));
+    expect(await get(b, assetPage(js))).toEqual({ status: 200, body: js });
+    const r = await rollback(project.ctx(), project.env());
+    expect(r.hosts.map((h) => [h.host, h.release, h.noop])).toEqual([[a.name, two, false], [b.name, two, true]]);
+    expect(r.hosts[1]!.notes).toContain(`${two} is already live`);
+    for (const h of hosts) expect(await live(h)).toBe(two);
+    for (const h of hosts) expect((await get(h)).body).toBe(assetPage('console.log("two")\n'));
+    expect((await sshRun(b, 'sudo test -e /srv/sample/.ops/assets/next && echo kept || echo dropped')).stdout.trim()).toBe('dropped');
+    expect((await get(b, assetPage(js))).status).toBe(404);
   }, 600_000);
 });

@@ -11,6 +11,7 @@ import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { clockSkewWarning } from '../../core/context.ts';
 import { pruneAfterSwitch, parseState } from '../../core/ops/host-state.ts';
+import { environmentRollback, type HostPrevious } from '../../core/ops/rollback.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { historyFunctions, parseReleaseRecord, retention, type ReleaseRecord } from '../../core/steps/history.ts';
@@ -143,6 +144,36 @@ describe('the rollback target, chosen on the host (bash: rollback_choice)', () =
     // A release that went live before but is gone from the host (pruned) is not a target.
     expect(choose(withHistory({ [B]: '', [SKEWED]: '' }, SKEWED, events), SKEWED)).toEqual(['ok', B]);
     expect(choose(withHistory({ [A]: '', [SKEWED]: '' }, SKEWED, events), SKEWED)).toEqual(['ok', A]);
+  });
+
+  it('several hosts: ONE target for the environment (environmentRollback), from what each host\'s rollback_previous reads; a rollout stopped part-way takes the hosts left behind nowhere (no-ops), not one release too far', () => {
+    /** The state read of a host (rollback_previous, bash) as the environment's choice reads it. */
+    const part = (name: string, e: Target, current: string): HostPrevious => {
+      const [verdict = '', id = ''] = (bash(e, `ops_report previous "$(rollback_previous ${current})"`).reports.find(([k]) => k === 'previous')?.[1] ?? '').split(' ');
+      return { host: name, current, previous: verdict === 'ok' ? id : '' };
+    };
+    // host1 and host2 on B (A before it); C rolled out one host at a time: live on host1, failed on host2.
+    const host1 = withHistory({ [A]: '', [B]: '', [C]: '' }, C, [['live', A], ['live', B], ['live', C]]);
+    const host2 = withHistory({ [A]: '', [B]: '', [C]: 'failed' }, B, [['live', A], ['live', B], ['failed', C]]);
+    const stopped = [part('host1', host1, C), part('host2', host2, B)];
+    expect(stopped).toEqual([{ host: 'host1', current: C, previous: B }, { host: 'host2', current: B, previous: A }]);
+    expect(environmentRollback(stopped)).toEqual({ target: B });
+    expect(environmentRollback([...stopped].reverse())).toEqual({ target: B });
+    // Both on C, histories alike: their previous one; nothing earlier on any: '' (each host says so).
+    const host3 = withHistory({ [A]: '', [B]: '', [C]: '' }, C, [['live', A], ['live', B], ['live', C]]);
+    expect(environmentRollback([part('host1', host1, C), part('host3', host3, C)])).toEqual({ target: B });
+    const lone = withHistory({ [A]: '' }, A, [['live', A]]);
+    expect(environmentRollback([part('a', lone, A), part('b', lone, A)])).toEqual({ target: '' });
+    // A deploy of the live commit made anew on a host (another id, D, after the rollout stopped): both still go back to B.
+    const host5 = withHistory({ [A]: '', [B]: '', [C]: 'failed', [D]: '' }, D, [['live', A], ['live', B], ['failed', C], ['live', D]]);
+    expect(environmentRollback([part('host1', host1, C), part('host5', host5, D)])).toEqual({ target: B });
+    // Histories that differ (host4 went from A straight to C): refused, in one line naming each host's release and --to.
+    const host4 = withHistory({ [A]: '', [C]: '' }, C, [['live', A], ['live', C]]);
+    const differ = environmentRollback([part('host1', host1, C), part('host4', host4, C)]);
+    expect(differ).toEqual({ disagree: `the hosts do not agree on the release to roll back to (host1 serves ${C} (before it: ${B}), host4 serves ${C} (before it: ${A}))` });
+    // Three releases live: which one is the newest is not the hosts' to agree on either.
+    const three = environmentRollback([part('host1', host1, C), part('host2', host2, B), part('lone', lone, A)]);
+    expect(three).toEqual({ disagree: `the hosts do not agree on the release to roll back to (host1 serves ${C} (before it: ${B}), host2 serves ${B} (before it: ${A}), lone serves ${A} (before it: none))` });
   });
 
   it('--to: a kept release that went live (rolled back from too), the live one is a no-op; one that never went live (failed, cut short) is refused; anything else is not kept', () => {

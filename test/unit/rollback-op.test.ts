@@ -19,12 +19,12 @@ import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { parseReports, reported } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { onHost } from '../../core/shell.ts';
+import { onHost, quote } from '../../core/shell.ts';
 import { LIBRARY_KEYS, LOCK_LOST_EXIT, LOCK_LOST_MARK } from '../../core/steps/libraries.ts';
 import { describeHolder, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT } from '../../core/steps/lock.ts';
 import { runInfo } from '../../core/runinfo.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
-import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell } from '../../core/steps/switch.ts';
+import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell, unstageAssets } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
@@ -39,11 +39,12 @@ beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), 'ops-rollback-op-'));
   writeFileSync(join(root, 'package.json'), '{}');
   // Two hosts at other addresses than the one: a different set of hosts, not two apps sharing one.
-  for (const [name, hosts, net] of [['one', ['web1'], '192.0.2'], ['two', ['web1', 'web2'], '198.51.100']] as const) {
+  // 'assets': two hosts serving an asset directory (a rollout stages its release's there as `next`).
+  for (const [name, hosts, net, release] of [['one', ['web1'], '192.0.2', {}], ['two', ['web1', 'web2'], '198.51.100', {}], ['assets', ['web1', 'web2'], '203.0.113', { asset_dirs: [{ dir: 'static', url: '/static/' }] }]] as const) {
     mkdirSync(join(root, 'environments', name), { recursive: true });
     writeFileSync(
       join(root, 'environments', name, 'environment.yml'),
-      stringify({ app: 'sample', hosts: hosts.map((h, i) => ({ name: h, address: `${net}.${i + 1}`, host_key: KEY })), programs: { server: { command: 'run', port: 3579, health: '/health' } }, routes: { '/': 'server' } }),
+      stringify({ app: 'sample', hosts: hosts.map((h, i) => ({ name: h, address: `${net}.${i + 1}`, host_key: KEY })), programs: { server: { command: 'run', port: 3579, health: '/health' } }, routes: { '/': 'server' }, release }),
     );
   }
 });
@@ -489,6 +490,46 @@ describe('rollback operation', () => {
     expect(((await rollback(same.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError).hint).toBeUndefined();
   });
 
+  it('two hosts after a rollout stopped part-way (web1 on NEW, web2 left on LIVE): ONE target, LIVE, for both (not OLD on web2); web2 a no-op, said and audited so; its assets `next` dropped unless a live release\'s', async () => {
+    const NEW = '20261103T100000Z-cccccccccccc';
+    const h = harness((step, host) => {
+      if (step.name === 'lock')
+        return { stdout: host === 'web1' ? opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${NEW}`, 'slot green', `release ${OLD} x ok 1 1`, `release ${LIVE} x ok 2 2`, `release ${NEW} x ok 3 3`, `rollback_previous ok ${LIVE}`) : STATE + opsLines(KEYS, `rollback_previous ok ${OLD}`) };
+      // The host's side: the release the runner sends (--to), else its own previous one (each host's history).
+      if (step.name === 'rollback') {
+        const sent = step.script.includes(`rollback_choice "$rollback_from" ${quote(LIVE)}`);
+        if (host === 'web1') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${NEW}`, `rollback_to ${LIVE}`, 'rollback_slot blue', 'lock released') };
+        return { stdout: sent ? opsLines(KEYS, 'rollback noop', `rollback_from ${LIVE}`) : opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      }
+      return undefined;
+    });
+    const r = await rollback(h.ctx, loadEnvironment('assets', root));
+    expect(r.hosts.map((x) => [x.host, x.release, x.previous, x.noop])).toEqual([['web1', LIVE, NEW, false], ['web2', LIVE, LIVE, true]]);
+    expect(r.hosts[1]!.notes).toContain(`${LIVE} is already live`);
+    expect(h.remotes.get('web2')!.runs.at(-1)!.stdin).toContain(`"result":"no-op","message":"already live","release":"${LIVE}","previous":"${LIVE}"`);
+    // The no-op host's `next` (NEW's, staged by the rollout) goes unless it names a release live somewhere; web1's switch dropped its own.
+    expect(h.names('web1')).toEqual(['lock', 'rollback']);
+    expect(h.names('web2')).toEqual(['lock', 'rollback', 'unstage assets', 'unlock']);
+    const unstage = h.remotes.get('web2')!.runs.find((x) => x.step.name === 'unstage assets')!.step.script;
+    expect(unstage).toContain(`case "\${next_source##*/}" in ${quote(LIVE)}) ;;`);
+  });
+
+  it('two hosts whose histories differ (each on LIVE, going back to another release): refused before any host changes, in one line naming each host\'s release and --to; every lock let go, audited as refused', async () => {
+    const OTHER = '20261031T100000Z-eeeeeeeeeeee';
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, `rollback_previous ok ${host === 'web1' ? OLD : OTHER}`) };
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      return undefined;
+    });
+    const err = (await rollback(h.ctx, loadEnvironment('two', root)).catch((e: unknown) => e)) as OpsError;
+    expect(err.message).toBe(`the hosts do not agree on the release to roll back to (web1 serves ${LIVE} (before it: ${OLD}), web2 serves ${LIVE} (before it: ${OTHER})): nothing was changed (no slot started or stopped; nginx and current as they were) on any host; pass --to <release> to choose it`);
+    expect(err.hint).toBe('ops releases two lists each host\'s releases; then ops rollback two --to <release>');
+    for (const host of ['web1', 'web2']) {
+      expect(h.names(host)).toEqual(['lock', 'unlock']);
+      expect(auditOf(h.remotes.get(host)!.runs.at(-1)!.stdin)).toMatchObject({ operation: 'rollback', result: 'failed', message: expect.stringMatching(/^refused, nothing changed: the hosts do not agree/) });
+    }
+  });
+
   it('two hosts: every lock first (state only), then each host its rollback step, which ends with the audit line and the unlock', async () => {
     const h = harness((step) => {
       if (step.name === 'lock') return { stdout: STATE };
@@ -552,6 +593,29 @@ describe('the rollback step on a host (bash)', () => {
     expect(at(noop, 'let_go')).toBeUndefined();
     const refused = end('20260101T000000Z-0000000000aa');
     expect([at(refused, 'rollback'), at(refused, 'audit'), at(refused, 'let_go')]).toEqual(['not_kept', undefined, undefined]);
+  });
+
+  it('unstageAssets after a rollback with no-op hosts: `next` goes unless its tree (.ops-source: the release path it was made of) is of a release live somewhere; a tree without its record goes too', () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-rollback-next-'));
+    const e = target(base);
+    const next = join(e.layout.assets, 'next');
+    const run = (source: string | undefined) => {
+      rmSync(e.layout.assets, { recursive: true, force: true });
+      mkdirSync(next, { recursive: true });
+      writeFileSync(join(next, 'app.js'), 'x');
+      if (source !== undefined) writeFileSync(join(next, '.ops-source'), `${source} 0123abcd\n`);
+      execFileSync('bash', [scriptFile(scriptText(unstageAssets(e, [LIVE, OLD])))], { encoding: 'utf8' });
+      return existsSync(next);
+    };
+    expect(run(join(e.layout.releases, '20261103T100000Z-cccccccccccc'))).toBe(false);
+    expect(run(join(e.layout.releases, LIVE))).toBe(true);
+    expect(run(join(e.layout.releases, OLD))).toBe(true);
+    expect(run(undefined)).toBe(false);
+    // No release given: dropped whatever it names (a rollout stopped with its release live nowhere).
+    mkdirSync(next, { recursive: true });
+    writeFileSync(join(next, '.ops-source'), `${join(e.layout.releases, LIVE)} 0\n`);
+    execFileSync('bash', [scriptFile(scriptText(unstageAssets(e)))], { encoding: 'utf8' });
+    expect(existsSync(next)).toBe(false);
   });
 
   it('refusals and the no-op end with `refused`: nothing else runs, nothing changes', () => {

@@ -126,6 +126,7 @@ function render(env: Target): Record<string, Step> {
           stageAssets: stageAssets(servingAssets(env), RELEASE_ID),
         }),
     unstageAssets: unstageAssets(env),
+    'unstageAssets unless live': unstageAssets(env, [RELEASE_ID]),
     rollbackStep: rollbackStep(env, undefined, markRelease(env, onHost('rollback_from'), 'abandoned', ['rolled back to ', onHost('release_id')]).script, { done: releaseLock(env, '0123456789abcdef', ['{"a":1}']).script, refused: '' }, 'app=01234567,programs=89abcdef'),
     'rollbackStep --to': rollbackStep(env, RELEASE_ID, '', { done: '', refused: releaseLock(env, '0123456789abcdef').script }),
     packArtifacts: packArtifacts(env, RELEASE_ID, ['venv-aaaa', 'node-bbbb']),

@@ -582,6 +582,31 @@ describe('status over recording remotes', () => {
     expect(statusSummary(r)).toContain('| web2 | unreachable |');
   });
 
+  it('several hosts: the previous slot is judged for the release ops rollback takes each host to, ONE for the environment (a host left behind by a stopped rollout already serves it: nothing to keep warm); hosts that do not agree on one: a warning that the rollback refuses without --to', async () => {
+    const env = testEnv({}, [
+      { name: 'web1', address: '192.0.2.1', host_key: KEY },
+      { name: 'web2', address: '192.0.2.2', host_key: KEY },
+    ]);
+    const [OLD, LIVE, NEW] = ['20261123T100000Z-aaaaaaaaaaaa', '20261124T100000Z-bbbbbbbbbbbb', '20261125T140000Z-0123456789ab'];
+    // Only the live slot's programs loaded: the previous slot keeps nothing warm.
+    const live = processXml([
+      { name: 'shop-blue-server', group: 'shop-blue', state: 'RUNNING', pid: 211 },
+      { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING', pid: 216 },
+    ]);
+    const run = async (hosts: Record<string, [current: string, previous: string]>) => {
+      const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ supervisor_xml: live, current: hosts[host.name]![0], rollback_to: hosts[host.name]![1] }) }));
+      return status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
+    };
+    const cold = (host: string, to: string) => `${host}: no release is kept warm on the previous slot (green: no program of it is loaded in supervisor): a rollback to ${to} would start it cold (a failed start that could not start it again, or a run interrupted during its start, leaves the slot so; the next good deploy keeps the release it replaces warm again)`;
+    // web1 on NEW, web2 left behind on LIVE: the rollback takes both to LIVE, not web2 to OLD.
+    expect((await run({ web1: [NEW, LIVE], web2: [LIVE, OLD] })).warnings).toEqual([cold('web1', LIVE)]);
+    expect((await run({ web1: [NEW, LIVE], web2: [NEW, OLD] })).warnings).toEqual([
+      cold('web1', LIVE),
+      cold('web2', OLD),
+      `rollback: the hosts do not agree on the release to roll back to (web1 serves ${NEW} (before it: ${LIVE}), web2 serves ${NEW} (before it: ${OLD})): ops rollback demo refuses without --to <release>`,
+    ]);
+  });
+
   it("the job summary shows what hosts report as it is (a program's state, a release's ref, the lock's holder, error text): no cell split, no markup, HTML or mention", () => {
     const odd = 'RUNNING|x <img src=x> @octocat';
     const host = {

@@ -118,6 +118,10 @@ rollback_choice() {
   fi
   if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
 }
+# rollback_previous CURRENT: what a rollback without --to would go back to from CURRENT on this host, by rollback_choice
+# (read-only, in a subshell: nothing of it is left set), printed as "VERDICT ID" (`ok ID`, `none `): the host's part of
+# the environment's one choice (core/ops/rollback.ts environmentRollback; ops status shows the same).
+rollback_previous() { ( rollback_choice "$1" '' && printf '%s %s\n' "$rollback_verdict" "$release_id" ); }
 # slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
 slot_releases() {
   local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\. '

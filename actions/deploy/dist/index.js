@@ -75633,6 +75633,10 @@ rollback_choice() {
   fi
   if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
 }
+# rollback_previous CURRENT: what a rollback without --to would go back to from CURRENT on this host, by rollback_choice
+# (read-only, in a subshell: nothing of it is left set), printed as "VERDICT ID" (\`ok ID\`, \`none \`): the host's part of
+# the environment's one choice (core/ops/rollback.ts environmentRollback; ops status shows the same).
+rollback_previous() { ( rollback_choice "$1" '' && printf '%s %s\\n' "$rollback_verdict" "$release_id" ); }
 # slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
 slot_releases() {
   local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
@@ -77313,9 +77317,13 @@ rm -rf ${quote(`${L.assets}/next`)}
 mv -T ${quote(staged)} ${quote(`${L.assets}/next`)}`
   };
 }
-function unstageAssets(env) {
+function unstageAssets(env, unless = []) {
   const L = env.layout;
-  return { name: "unstage assets", as: "root", timeout: 60, quiet: true, script: `rm -rf ${quote(`${L.assets}/next`)} ${quote(`${L.assets}/.next.new`)}` };
+  const drop = `rm -rf ${quote(`${L.assets}/next`)} ${quote(`${L.assets}/.next.new`)}`;
+  const ids = unless.filter((id) => isValid("release", id));
+  const script = ids.length ? String.raw`next_source=""; if [ -f ${quote(`${L.assets}/next/.ops-source`)} ]; then read -r next_source _ < ${quote(`${L.assets}/next/.ops-source`)} || true; fi
+case "${"$"}{next_source##*/}" in ${ids.map(quote).join("|")}) ;; *) ${drop} ;; esac` : drop;
+  return { name: "unstage assets", as: "root", timeout: 60, quiet: true, script };
 }
 var SWITCH_KEYS = reportKeys("switched");
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", record2) {
@@ -77414,7 +77422,7 @@ function diskSpace(env) {
 function mirrorGit(mirror) {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "stale");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "rollback_previous", "stale");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
@@ -77523,6 +77531,7 @@ ${code}${options.supervisor && !shas ? `${supervisorReport}
 ` : ""}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}
 ${nginxStoppedReport()}
 ` : ""}${options.platform ? `${platformReport(env)}
+` : ""}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi
 ` : ""}fi`
   };
 }
@@ -77751,7 +77760,7 @@ function staleProcesses(env) {
     [ "${"$"}{f[4]:-0}" = 0 ] || continue
     # Named through current: stale only if it started before current last changed.
     if [ "${"$"}{stale_via[$p]}" = current ] && [ $(( btime + ${"$"}{f[19]:-0} / tck )) -ge "$switched" ]; then continue; fi
-    read -r comm < "/proc/$p/comm" 2>/dev/null || comm='?'
+    read -r comm 2>/dev/null < "/proc/$p/comm" || comm='?'
     ops_report ${RELEASE_KEYS.stale} "$p	${"$"}{stale_via[$p]}	$comm"
   done
 fi`;
@@ -80223,7 +80232,8 @@ if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
 fi`;
 }
 var HOLDER_SILENT_SECONDS = 60;
-var LOCK_STATE = String.raw`lock_state=free; lock_info=
+var LOCK_STATE = String.raw`for _ in 1 2 3; do
+lock_state=free; lock_info=
 for lock_try in 1 2 3; do
   if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
   # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
@@ -80244,6 +80254,12 @@ if [ "$lock_state" = stale ]; then
     elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
   fi
 fi
+# A holder gone between reading the details and looking at its process may have let go of the lock meanwhile (a run
+# releases, then its connection ends): stale only if the same details are still there, else looked at afresh.
+if [ "$lock_state" != stale ] || [ -z "$lock_info" ]; then break; fi
+lock_again=; if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_again <&"$lock_fd" || true; exec {lock_fd}<&-; lock_again=${"$"}{lock_again%$'\n'}; fi
+if [ "$lock_again" = "$lock_info" ]; then break; fi
+done
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
 if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"

@@ -73776,6 +73776,10 @@ rollback_choice() {
   fi
   if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
 }
+# rollback_previous CURRENT: what a rollback without --to would go back to from CURRENT on this host, by rollback_choice
+# (read-only, in a subshell: nothing of it is left set), printed as "VERDICT ID" (\`ok ID\`, \`none \`): the host's part of
+# the environment's one choice (core/ops/rollback.ts environmentRollback; ops status shows the same).
+rollback_previous() { ( rollback_choice "$1" '' && printf '%s %s\\n' "$rollback_verdict" "$release_id" ); }
 # slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
 slot_releases() {
   local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
@@ -75060,7 +75064,7 @@ function diskSpace(env) {
 function mirrorGit(mirror) {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "stale");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "rollback_previous", "stale");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -75165,6 +75169,7 @@ ${code}${options.supervisor && !shas ? `${supervisorReport}
 ` : ""}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}
 ${nginxStoppedReport()}
 ` : ""}${options.platform ? `${platformReport(env)}
+` : ""}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi
 ` : ""}fi`
   };
 }
@@ -77294,7 +77299,8 @@ if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
 fi`;
 }
 var HOLDER_SILENT_SECONDS = 60;
-var LOCK_STATE = String.raw`lock_state=free; lock_info=
+var LOCK_STATE = String.raw`for _ in 1 2 3; do
+lock_state=free; lock_info=
 for lock_try in 1 2 3; do
   if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
   # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
@@ -77315,6 +77321,12 @@ if [ "$lock_state" = stale ]; then
     elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
   fi
 fi
+# A holder gone between reading the details and looking at its process may have let go of the lock meanwhile (a run
+# releases, then its connection ends): stale only if the same details are still there, else looked at afresh.
+if [ "$lock_state" != stale ] || [ -z "$lock_info" ]; then break; fi
+lock_again=; if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_again <&"$lock_fd" || true; exec {lock_fd}<&-; lock_again=${"$"}{lock_again%$'\n'}; fi
+if [ "$lock_again" = "$lock_info" ]; then break; fi
+done
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
 if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"

@@ -64175,6 +64175,10 @@ rollback_choice() {
   fi
   if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
 }
+# rollback_previous CURRENT: what a rollback without --to would go back to from CURRENT on this host, by rollback_choice
+# (read-only, in a subshell: nothing of it is left set), printed as "VERDICT ID" (\`ok ID\`, \`none \`): the host's part of
+# the environment's one choice (core/ops/rollback.ts environmentRollback; ops status shows the same).
+rollback_previous() { ( rollback_choice "$1" '' && printf '%s %s\\n' "$rollback_verdict" "$release_id" ); }
 # slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
 slot_releases() {
   local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
@@ -65799,6 +65803,14 @@ function linkAssets(env, tree, reuse) {
 mkdir -p ${quote(L.assets)}; chmod 0755 ${quote(L.assets)}
 ${reuse ? `assets_reuse ${release} ${quote(reuse)} ${quote(tree)} ${carried} ${dirs} || ${link}` : link}`;
 }
+function unstageAssets(env, unless = []) {
+  const L = env.layout;
+  const drop = `rm -rf ${quote(`${L.assets}/next`)} ${quote(`${L.assets}/.next.new`)}`;
+  const ids = unless.filter((id) => isValid("release", id));
+  const script = ids.length ? String.raw`next_source=""; if [ -f ${quote(`${L.assets}/next/.ops-source`)} ]; then read -r next_source _ < ${quote(`${L.assets}/next/.ops-source`)} || true; fi
+case "${"$"}{next_source##*/}" in ${ids.map(quote).join("|")}) ;; *) ${drop} ;; esac` : drop;
+  return { name: "unstage assets", as: "root", timeout: 60, quiet: true, script };
+}
 var SWITCH_KEYS = reportKeys("switched");
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", record2) {
   const L = env.layout;
@@ -66017,7 +66029,7 @@ function diskSpace(env) {
 function mirrorGit(mirror) {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "stale");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "rollback_previous", "stale");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -66122,6 +66134,7 @@ ${code}${options.supervisor && !shas ? `${supervisorReport}
 ` : ""}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}
 ${nginxStoppedReport()}
 ` : ""}${options.platform ? `${platformReport(env)}
+` : ""}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi
 ` : ""}fi`
   };
 }
@@ -66631,7 +66644,8 @@ if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
 fi`;
 }
 var HOLDER_SILENT_SECONDS = 60;
-var LOCK_STATE = String.raw`lock_state=free; lock_info=
+var LOCK_STATE = String.raw`for _ in 1 2 3; do
+lock_state=free; lock_info=
 for lock_try in 1 2 3; do
   if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
   # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
@@ -66652,6 +66666,12 @@ if [ "$lock_state" = stale ]; then
     elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
   fi
 fi
+# A holder gone between reading the details and looking at its process may have let go of the lock meanwhile (a run
+# releases, then its connection ends): stale only if the same details are still there, else looked at afresh.
+if [ "$lock_state" != stale ] || [ -z "$lock_info" ]; then break; fi
+lock_again=; if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_again <&"$lock_fd" || true; exec {lock_fd}<&-; lock_again=${"$"}{lock_again%$'\n'}; fi
+if [ "$lock_again" = "$lock_info" ]; then break; fi
+done
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
 if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
@@ -67643,6 +67663,16 @@ function unhealthyHint(env, state, target, from, s, message) {
 function joinHints(a, b) {
   return a && b ? `${a}; ${b}` : a ?? b;
 }
+function environmentRollback(hosts) {
+  const live = hosts.filter((h) => h.current);
+  if (live.every((h) => !h.previous)) return { target: "" };
+  const targets = [...new Set(live.map((h) => h.previous).filter(Boolean))].filter((t) => live.every((h) => h.previous === t || h.current === t));
+  if (targets.length === 1) return { target: targets[0] };
+  return { disagree: `the hosts do not agree on the release to roll back to (${hosts.map((h) => `${h.host} serves ${h.current || "nothing"}${h.current ? ` (before it: ${h.previous || "none"})` : ""}`).join(", ")})` };
+}
+function disagreeError(env, disagree) {
+  return new OpsError(`${disagree}: ${ROLLBACK_UNTOUCHED} on any host; pass --to <release> to choose it`, `ops releases ${env.name} lists each host's releases; then ops rollback ${env.name} --to <release>`);
+}
 async function rollback(ctx, environment, to) {
   const env = resolveTarget(environment);
   try {
@@ -67651,6 +67681,10 @@ async function rollback(ctx, environment, to) {
     const asked = to && patternOf("release").test(to) ? to : void 0;
     throw failedRun(e, env, { environment: env.name, url: env.url }, { release: asked, none: ROLLBACK_NONE }, (t) => ctx.reporter.redact(t));
   }
+}
+function hostPrevious(host, r) {
+  const [verdict, id] = (reported(r, RELEASE_KEYS.rollback_previous) ?? "").split(" ");
+  return { host, current: parseState(r).current ?? "", previous: verdict === "ok" ? id ?? "" : "" };
 }
 async function rollbackRun(ctx, env, to) {
   if (to) validate("release", to);
@@ -67664,21 +67698,28 @@ async function rollbackRun(ctx, env, to) {
       ctx,
       session,
       "rollback",
-      (locked) => {
+      async (locked) => {
         const inspected = [...session.remotes.values()].map((r) => [r.name, locked.inspected.get(r.name)]);
-        const refused = rollbackRefusal(env, inspected, (host) => locked.finished(host));
+        const chosen = alone || to ? void 0 : environmentRollback(inspected.map(([host, r]) => hostPrevious(host, r)));
+        const target = to ?? (chosen && "target" in chosen && chosen.target ? chosen.target : void 0);
+        const refused = (chosen && "disagree" in chosen ? disagreeError(env, chosen.disagree) : void 0) ?? rollbackRefusal(env, inspected, (host) => locked.finished(host));
         if (refused) {
           const why = auditReason(`refused, nothing changed: ${auditReason(refused, (t) => ctx.reporter.redact(t))}`);
           for (const [host, r] of inspected) if (!locked.finished(host)) locked.audit(host, { result: "failed", ...parseState(r).current && { previous: parseState(r).current }, message: why });
           throw refused;
         }
-        return session.each((remote) => rollbackHost(ctx, env, remote, locked, to, today), { batch: env.config.switch.batch_size });
+        const hosts2 = await session.each((remote) => rollbackHost(ctx, env, remote, locked, target, today), { batch: env.config.switch.batch_size });
+        if (servedAssetDirs(env).length && !alone) {
+          const live = [...new Set(hosts2.map((h) => h.release))];
+          await Promise.all(hosts2.filter((h) => h.noop).map((h) => session.remotes.get(h.host).run(unstageAssets(env, live), { allowFailure: true }).catch(() => void 0)));
+        }
+        return hosts2;
       },
       {
         // The live release is being left: no need to probe it first; nor to know what sending code needs. Whether
         // supervisord runs, though: without it no slot starts; who holds the idle slot's ports; and whether nginx
         // runs, or may be started by the switch (in this same step: no round trip of its own).
-        inspect: deployState(env, void 0, { supervisor: true, ports: true, nginx: true }),
+        inspect: deployState(env, void 0, { supervisor: true, ports: true, nginx: true, rollback: !alone && !to }),
         // Hosts never provisioned (a rollback's next step there is a deploy): refused by their lock step, all named.
         unprovisioned: { nothing: `${ROLLBACK_UNTOUCHED}${alone ? "" : " on any host"}`, then: `ops deploy ${env.name}` },
         ...to && { fields: { release: to } },

@@ -62823,7 +62823,7 @@ var require_lockfile = __commonJS({
       }
       options.fs.realpath(file, callback);
     }
-    function acquireLock(file, options, callback) {
+    function acquireLock2(file, options, callback) {
       const lockfilePath = getLockFile(file, options);
       options.fs.mkdir(lockfilePath, (err) => {
         if (!err) {
@@ -62845,7 +62845,7 @@ var require_lockfile = __commonJS({
         options.fs.stat(lockfilePath, (err2, stat3) => {
           if (err2) {
             if (err2.code === "ENOENT") {
-              return acquireLock(file, { ...options, stale: 0 }, callback);
+              return acquireLock2(file, { ...options, stale: 0 }, callback);
             }
             return callback(err2);
           }
@@ -62856,7 +62856,7 @@ var require_lockfile = __commonJS({
             if (err3) {
               return callback(err3);
             }
-            acquireLock(file, { ...options, stale: 0 }, callback);
+            acquireLock2(file, { ...options, stale: 0 }, callback);
           });
         });
       });
@@ -62957,7 +62957,7 @@ var require_lockfile = __commonJS({
         }
         const operation = retry.operation(options.retries);
         operation.attempt(() => {
-          acquireLock(file2, options, (err2, mtime, mtimePrecision2) => {
+          acquireLock2(file2, options, (err2, mtime, mtimePrecision2) => {
             if (operation.retry(err2)) {
               return;
             }
@@ -71162,19 +71162,19 @@ function envSopsFiles(root, env) {
   return files;
 }
 function gitState(root, file) {
-  const git = (...args) => execFileSync2("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"], encoding: "utf8" });
+  const git2 = (...args) => execFileSync2("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"], encoding: "utf8" });
   try {
-    if (git("rev-parse", "--is-inside-work-tree").trim() !== "true") return void 0;
+    if (git2("rev-parse", "--is-inside-work-tree").trim() !== "true") return void 0;
   } catch {
     return void 0;
   }
   try {
-    if (git("ls-files", "--", file).trim()) return "tracked";
+    if (git2("ls-files", "--", file).trim()) return "tracked";
   } catch {
     return void 0;
   }
   try {
-    git("check-ignore", "-q", "--", file);
+    git2("check-ignore", "-q", "--", file);
     return "ignored";
   } catch {
     return "untracked";
@@ -72974,6 +72974,10 @@ rollback_choice() {
   fi
   if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
 }
+# rollback_previous CURRENT: what a rollback without --to would go back to from CURRENT on this host, by rollback_choice
+# (read-only, in a subshell: nothing of it is left set), printed as "VERDICT ID" (\`ok ID\`, \`none \`): the host's part of
+# the environment's one choice (core/ops/rollback.ts environmentRollback; ops status shows the same).
+rollback_previous() { ( rollback_choice "$1" '' && printf '%s %s\\n' "$rollback_verdict" "$release_id" ); }
 # slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
 slot_releases() {
   local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
@@ -73883,7 +73887,8 @@ var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "roll
 // core/steps/lock.ts
 var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back");
 var HOLDER_SILENT_SECONDS = 60;
-var LOCK_STATE = String.raw`lock_state=free; lock_info=
+var LOCK_STATE = String.raw`for _ in 1 2 3; do
+lock_state=free; lock_info=
 for lock_try in 1 2 3; do
   if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
   # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
@@ -73904,6 +73909,12 @@ if [ "$lock_state" = stale ]; then
     elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
   fi
 fi
+# A holder gone between reading the details and looking at its process may have let go of the lock meanwhile (a run
+# releases, then its connection ends): stale only if the same details are still there, else looked at afresh.
+if [ "$lock_state" != stale ] || [ -z "$lock_info" ]; then break; fi
+lock_again=; if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_again <&"$lock_fd" || true; exec {lock_fd}<&-; lock_again=${"$"}{lock_again%$'\n'}; fi
+if [ "$lock_again" = "$lock_info" ]; then break; fi
+done
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
 if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
@@ -74036,7 +74047,7 @@ init_shell();
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "shell", "ssh_rc", "forced", "sudo", "max_sessions", "footprint");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "stale");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "rollback_previous", "stale");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;
@@ -74107,11 +74118,13 @@ live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
 # The last run here (the audit log's last line): a failure says why.
 if [ -s ${quote(L.audit)} ]; then ops_report ${STATUS_KEYS.last_run} "$(tail -n 1 ${quote(L.audit)} | head -c ${LAST_RUN_BYTES} | tr -d '\n')"; fi
-# The release a rollback would go to (rollback_choice, as the rollback step chooses it; read-only), in a subshell:
-# what the previous slot should keep warm.
+# The release a rollback would go to from here (rollback_previous, as the rollback's state read; read-only; with
+# several hosts the runner makes it the environment's one choice, as the rollback does: environmentRollback): what the
+# previous slot should keep warm.
 # And the releases that never went live (a deploy that failed or was interrupted before its switch).
 if [ -n "$cur" ]; then
-  ops_report ${STATUS_KEYS.rollback_to} "$(rollback_choice "${"$"}{cur##*/}" '' 2>/dev/null; [ "${"$"}{rollback_verdict:-}" = ok ] && printf %s "$release_id")"
+  rollback_to=$(rollback_previous "${"$"}{cur##*/}" 2>/dev/null) || true
+  ops_report ${STATUS_KEYS.rollback_to} "$([ "${"$"}{rollback_to%% *}" = ok ] && printf %s "${"$"}{rollback_to#ok }")"
   ops_report ${STATUS_KEYS.never_live} "$(history_read 2>/dev/null; for r in $(release_ids 2>/dev/null); do release_went_live "$r" "${"$"}{cur##*/}" || printf '%s ' "$r"; done)"
 fi
 # nginx: running (its master process, found with or without the pid file: nginx_master), whether its pid file names
@@ -74230,7 +74243,7 @@ function strayFix(env, lock2) {
   if (lock2 === "held") return "the run holding the lock stops it when it ends, unless it puts it live";
   return `the next ops deploy ${env.name} (or ops rollback ${env.name}) stops it before it starts there, with what it left running outside supervisor (supervisorctl stop would leave a program that daemonised running)`;
 }
-function parseHostStatus(env, host, r, redact) {
+function parseHostStatus(env, host, r, redact, rollbackTo) {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
   const s = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
   const problem = (p) => s.problems.push(p);
@@ -74304,7 +74317,7 @@ function parseHostStatus(env, host, r, redact) {
       if (env.config.switch.keep_previous) {
         for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === "STOPPED"))
           warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
-        warmth(env, s.slot, reported(r, STATUS_KEYS.rollback_to) ?? "", (reported(r, STATUS_KEYS.never_live) ?? "").split(" ").filter(Boolean), s.supervisor.programs, parseLock(r).state, warn);
+        warmth(env, s.slot, rollbackTo === void 0 ? reported(r, STATUS_KEYS.rollback_to) ?? "" : rollbackTo === current ? "" : rollbackTo, (reported(r, STATUS_KEYS.never_live) ?? "").split(" ").filter(Boolean), s.supervisor.programs, parseLock(r).state, warn);
       }
       const idle = otherSlot(s.slot);
       for (const l of leftoverListeners(listeners, idle))
@@ -76107,6 +76120,53 @@ async function eachHost(ctx, env, fn, onError) {
   );
 }
 
+// core/ops/rollback.ts
+init_errors();
+init_shell();
+
+// core/ops/host-run.ts
+init_errors();
+
+// core/ops/host-state.ts
+init_errors();
+
+// core/ops/deploy-plan.ts
+init_environment();
+init_errors();
+init_shell();
+
+// core/dependency-inputs.ts
+init_errors();
+
+// core/git.ts
+init_errors();
+
+// core/source.ts
+init_errors();
+init_shell();
+init_environment();
+
+// core/preflight.ts
+init_errors();
+
+// core/tree-content.ts
+init_errors();
+
+// core/ops/locked.ts
+init_signals();
+init_errors();
+init_shell();
+
+// core/ops/rollback.ts
+init_report();
+function environmentRollback(hosts) {
+  const live = hosts.filter((h) => h.current);
+  if (live.every((h) => !h.previous)) return { target: "" };
+  const targets = [...new Set(live.map((h) => h.previous).filter(Boolean))].filter((t) => live.every((h) => h.previous === t || h.current === t));
+  if (targets.length === 1) return { target: targets[0] };
+  return { disagree: `the hosts do not agree on the release to roll back to (${hosts.map((h) => `${h.host} serves ${h.current || "nothing"}${h.current ? ` (before it: ${h.previous || "none"})` : ""}`).join(", ")})` };
+}
+
 // core/ops/status.ts
 init_signals();
 init_report();
@@ -76125,12 +76185,14 @@ async function status(ctx, environment) {
   };
   if (ctx.interrupted) handleSignals(onSignal);
   let hosts;
+  const read2 = /* @__PURE__ */ new Map();
   try {
     hosts = await eachHost(
       ctx,
       env,
       async (remote, host) => {
         const r = await remote.run(hostStatus(env));
+        read2.set(host.name, r);
         await masking;
         const s = parseHostStatus(env, host, r, (text) => ctx.reporter.redact(text));
         answered.set(host.name, s);
@@ -76153,10 +76215,27 @@ async function status(ctx, environment) {
   } finally {
     stopHandlingSignals(onSignal);
   }
+  const across = rollbackAcross(env, hosts, read2, (text) => ctx.reporter.redact(text));
+  hosts = across.hosts;
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
   const sharing = hostSharing(env);
-  const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
+  const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...across.warnings, ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
   return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings };
+}
+function rollbackAcross(env, hosts, read2, redact) {
+  const answered = env.hosts.filter((h) => read2.has(h.name));
+  if (answered.length < 2) return { hosts, warnings: [] };
+  const parts = answered.map((h) => ({ host: h.name, current: reported(read2.get(h.name), STATUS_KEYS.current) ?? "", previous: reported(read2.get(h.name), STATUS_KEYS.rollback_to) ?? "" }));
+  const choice = environmentRollback(parts);
+  if ("disagree" in choice) return { hosts, warnings: [`rollback: ${choice.disagree}: ops rollback ${env.name} refuses without --to <release>`] };
+  return {
+    hosts: hosts.map((s) => {
+      const part = parts.find((p) => p.host === s.host);
+      const host = answered.find((h) => h.name === s.host);
+      return part && host && choice.target && part.previous !== choice.target ? parseHostStatus(env, host, read2.get(s.host), redact, choice.target) : s;
+    }),
+    warnings: []
+  };
 }
 function statusInterrupted(env, answered, signal) {
   const hosts = env.hosts.map((h) => {

@@ -118,7 +118,7 @@ describe.sequential('odd login shells, through the CLI', () => {
     await bashrc('sleep 600', async () => {
       const ping = await ops('ping', 'e2e');
       expect(ping.code, text(ping)).toBe(1);
-      expect(text(ping)).toMatch(/did not start: in \d+ s the login shell of deploy had not begun the step's script \(nothing came back\): a start-up file \(~deploy\/\.bashrc/);
+      expect(text(ping)).toMatch(/did not start: in \d+ s the login shell of deploy had not begun the step's script \(nothing came back\): a start-up file, ~deploy\/\.bashrc \(or ~\/\.profile/);
       expect(text(ping)).toMatch(/move what waits below the interactive guard/);
     });
   }, 300_000);

@@ -22,6 +22,8 @@ function canListen(port: number): Promise<boolean> {
   });
 }
 
+const handedOut = new Set<number>();
+
 /**
  * A free TCP port on 127.0.0.1 between 20000 and the ephemeral range, chosen at random (test files run in
  * parallel; random picks rarely meet, and a pick found taken is skipped). @throws after 200 taken picks.
@@ -31,7 +33,13 @@ export async function freePort(): Promise<number> {
   const high = Math.max(low + 1000, ephemeralLow());
   for (let i = 0; i < 200; i++) {
     const port = low + Math.floor(Math.random() * (high - low));
-    if (await canListen(port)) return port;
+    // Never the same port twice in a process: a test that picks two before it listens on either (free both at the
+    // check) would bind the second pick's server to the first's port.
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
   }
   throw new Error(`no free port between ${low} and ${high}`);
 }

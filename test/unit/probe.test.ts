@@ -6,7 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
-import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -283,12 +283,15 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
   });
 
   it('what a server sends is quoted without its control characters (an HTTP/2-only server, terminal escapes): the reason stays one readable line', async () => {
-    const [h2, esc, loc] = [await freePort(), await freePort(), await freePort()];
     // An h2c server answers an HTTP/1.1 request with HTTP/2 frames (SETTINGS, GOAWAY) and resets: what arrives first varies.
     const a = createHttp2Server((_, res) => res.end('ok'));
     const b = createNetServer((c) => c.on('error', () => undefined).end('\x1b[2J\x1b[31mhello\x07\r\n'));
     const d = createNetServer((c) => c.on('error', () => undefined).end('HTTP/1.1 302 Found\r\nLocation: https://example.org/\x1b[2Jx\r\n\r\n'));
-    await Promise.all([[a, h2], [b, esc], [d, loc]].map(([srv, p]) => new Promise<void>((resolve) => (srv as NetServer).listen(p as number, '127.0.0.1', resolve))));
+    // Port 0: the kernel's pick, bound at once (no check-then-bind gap another listener can fall into); a listen that
+    // fails rejects (EADDRINUSE said at once, not an uncaught error and a test waiting out its 60 s).
+    const [h2, esc, loc] = await Promise.all([a, b, d].map((srv) => new Promise<number>((resolve, reject) => {
+      (srv as NetServer).once('error', reject).listen(0, '127.0.0.1', () => resolve(((srv as NetServer).address() as AddressInfo).port));
+    })));
     try {
       const r = await bash(`wait_healthy 1 0.2 a:${h2}:/ b:${esc}:/ c:${loc}:/ || echo "$UNHEALTHY"`);
       expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from a:${h2}:/ \\((?:not an HTTP answer: [^)]+|Empty reply from server)\\), b:${esc}:/ \\(not an HTTP answer: \\?\\[2J\\?\\[31mhello\\?\\), c:${loc}:/ \\(answered 302, a redirect to https://example\\.org/\\?\\[2Jx, off this program \\(the probe sent [^)]+\\): [^)]+\\)$`));

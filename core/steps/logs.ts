@@ -105,9 +105,10 @@ for f in "${'$'}{files[@]}"; do
 done
 ${
   req.follow
-    ? String.raw`# The SSH channel closing does not stop tail -F; the holder process ending with our connection does.
+    ? String.raw`# The SSH channel closing does not stop tail -F; the holder process ending with our connection does (checked five
+# times a second: a stopped ops, Ctrl-C or a cancelled workflow, leaves nothing running a moment later).
 ${req.follow.holderPid === undefined ? `${CONNECTION_FUNCTIONS}\nholder=$(conn_pid)` : `holder=${req.follow.holderPid}`}
-while kill -0 "$holder" 2>/dev/null; do sleep 1; done
+while kill -0 "$holder" 2>/dev/null; do sleep 0.2; done
 kill 0`
     : ''
 }`,

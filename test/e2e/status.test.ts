@@ -54,6 +54,19 @@ afterAll(async () => {
 const cli = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
 
 const root = (command: string) => sshRun(host, `sudo sh -c ${JSON.stringify(command)}`);
+/**
+ * The pids of `tail -F` processes still running on the host (ops logs -f's), '' once none: polled for up to 10 s, as
+ * the step checks its holder five times a second and a busy test host (CI runs e2e files side by side) may take a
+ * while to end the connection's sshd. tai[l]: not the checking shell's own command line.
+ */
+async function tailsLeft(): Promise<string> {
+  let left = '';
+  for (const deadline = Date.now() + 10_000; ; ) {
+    left = (await sshRun(host, 'pgrep -f "tai[l] -[nc] [+0-9]+ -F" || true')).stdout.trim();
+    if (!left || Date.now() > deadline) return left;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 
 describe.sequential('day-2 operations on a live host', () => {
   it('status: a healthy host, in one screen and as JSON, exit 0', async () => {
@@ -209,8 +222,7 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     controller.abort();
     await done;
     expect(Date.now() - stopped).toBeLessThan(5000);
-    await new Promise((r) => setTimeout(r, 1500));
-    expect((await sshRun(host, 'pgrep -f "tai[l] -[nc] [+0-9]+ -F" || true')).stdout.trim()).toBe(''); // tai[l]: not this shell's own command line
+    expect(await tailsLeft()).toBe('');
   }, 60_000);
 
   it('ops logs and ops logs -f: a line holding a terminal escape sequence (a crafted request the app logged) is shown as visible text, not sent raw to the terminal', async () => {
@@ -234,9 +246,8 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     for (const [signal, code] of [['SIGTERM', 143], ['SIGHUP', 129]] as const) {
       const following = await spawnOps(['logs', 'e2e', 'server', '-f', '-n', '2'], project.root, (out) => out.includes('server-'), 'the first log lines', 60_000);
       expect(await following.stop(signal)).toBe(code);
-      await new Promise((r) => setTimeout(r, 1500));
       // Killed outright, ops leaves tail -F running: sshd does not stop a command without a terminal when its connection drops.
-      expect((await sshRun(host, 'pgrep -f "tai[l] -[nc] [+0-9]+ -F" || true')).stdout.trim(), `after ${signal}`).toBe(''); // tai[l]: not this shell's own command line
+      expect(await tailsLeft(), `after ${signal}`).toBe('');
     }
   }, 90_000);
 

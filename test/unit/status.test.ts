@@ -800,7 +800,7 @@ describe('logs step text', () => {
     const follow = logsStep(env, { ...logsRequest(env, {}), follow: { holderPid: 4242 } });
     expect(bashSyntax(scriptText(follow))).toBe('ok');
     expect(follow.script).toContain('release_tail "$f" 50 -F | sed -u');
-    expect(follow.script).toContain('holder=4242\nwhile kill -0 "$holder" 2>/dev/null; do sleep 1; done\nkill 0');
+    expect(follow.script).toContain('holder=4242\nwhile kill -0 "$holder" 2>/dev/null; do sleep 0.2; done\nkill 0');
     // By default, the SSH server process of the step's own connection.
     expect(logsStep(env, { ...logsRequest(env, {}), follow: {} }).script).toContain('holder=$(conn_pid)\nwhile kill -0');
     expect(follow.timeout).toBe(7 * 86400);

@@ -1,6 +1,7 @@
 // The `ops` command-line framework: each file in scripts/commands exports `commands`, this file parses
 // argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
-import { dirname, isAbsolute } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorFields, failedResult, formatError, showControls } from '../core/errors.ts';
 import { quote, validate, wholeNumber } from '../core/shell.ts';
@@ -373,25 +374,110 @@ function npmReading(processEnv: NodeJS.ProcessEnv): { typed: string; fixed: stri
   return undefined;
 }
 
+/** An ops option npm took as its own (npmTookOptions). */
+interface NpmTook {
+  /** The option's key among the command's specs. */
+  key: string;
+  /** As it is named in the message: `--lines`, or the word npm read when it is none of ops's (`--dryrun`: `--dryrun (did you mean --dry-run?)`). */
+  named: string;
+  /** npm read it as a switch (`--ref` as `true`, `-n` as its --no-yes): the value typed after it was left among the arguments. */
+  valueLeft: boolean;
+  /** An npm config file that sets the same setting: npm passes that on to the script alike, so it may not have been typed. */
+  file?: string;
+}
+
 /**
  * The options of the command that npm took as its own config (`npm run ops deploy qa --dry-run`, without `--`; `npm exec` alike): npm
- * passes them to the script as npm_config_<name> (`true`; a value after one becomes an argument) and drops them from
- * its arguments, so the command would run without them (a real deploy for a dry run). Those not among `args`.
+ * passes them to the script as npm_config_<name> (`true`, or the value after `=`; a value after a space becomes an argument) and drops them from
+ * its arguments, so the command would run without them (a real deploy for a dry run). Those not among `args`; also a switch npm
+ * took under a name close to one of them (`--dryrun`: refused by ops itself, but npm drops it and the deploy would be real).
+ * npm exports its config files' settings the same way (a user's `force=true` in ~/.npmrc): such a setting is counted
+ * all the same (ops cannot tell it from one typed), with its file named (npmConfigFile).
  */
-function npmTookOptions(specs: Options, args: string[], processEnv: NodeJS.ProcessEnv): string[] {
+function npmTookOptions(specs: Options, args: string[], processEnv: NodeJS.ProcessEnv): NpmTook[] {
   if (!npmReading(processEnv)) return [];
   const given = (k: string) => args.some((a) => a === `--${k}` || a.startsWith(`--${k}=`) || (specs[k]!.short !== undefined && a.startsWith(`-${specs[k]!.short}`) && !a.startsWith('--')));
-  return Object.keys(specs).filter((k) => npmVariables(k, specs[k]!).some((v) => processEnv[v] !== undefined) && !given(k));
+  const traced = new Set<string>();
+  const took: NpmTook[] = [];
+  for (const [k, spec] of Object.entries(specs)) {
+    const found = npmTraces(k, spec).filter((t) => {
+      traced.add(t.variable);
+      return processEnv[t.variable] !== undefined && (t.value === undefined || processEnv[t.variable] === t.value);
+    });
+    if (!found.length || given(k)) continue;
+    const valueLeft = spec.type !== 'boolean' && found.some((t) => t.value !== undefined || processEnv[t.variable] === 'true');
+    took.push({ key: k, named: `--${k}`, valueLeft, file: npmConfigFile(found.map((t) => t.variable), processEnv) });
+  }
+  // a switch npm kept under another name (`--dryrun`, which it does not know): the option meant, when one is close
+  for (const [variable, value] of Object.entries(processEnv)) {
+    if (value !== 'true' || !variable.startsWith('npm_config_') || traced.has(variable)) continue;
+    const word = `--${variable.slice('npm_config_'.length).replace(/_/g, '-')}`;
+    const near = nearOption(word, specs);
+    const key = near?.startsWith('--') ? near.slice(2) : undefined;
+    if (key === undefined || given(key)) continue;
+    took.push({ key, named: `${word} (did you mean ${near}?)`, valueLeft: false, file: npmConfigFile([variable], processEnv) });
+  }
+  return took;
 }
 
-/** The npm_config_ variables npm leaves for an ops option typed before `--`: its long name's, and its letter's (`-o`: npm_config_o; `-V`: npm_config_v; `-f`: npm's own -f, --force). */
-function npmVariables(k: string, spec: OptionSpec): string[] {
-  const long = `npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}`;
-  return spec.short === undefined ? [long] : [long, `npm_config_${NPM_SHORT[spec.short] ?? spec.short.toLowerCase()}`];
+/**
+ * The refusal of what npm took (npmTookOptions) from `${npm.typed} <command> ...`, or with no command from `npm run ops -V`
+ * (`command` undefined: the line meant is ops's own options, `npm run ops -- --version`): the options named, and where the `--` goes.
+ */
+function npmTookError(took: NpmTook[], npm: { typed: string; fixed: string }, command?: string): UsageError {
+  const one = took.length === 1;
+  const line = command === undefined ? took.map((t) => `--${t.key}`).join(' ') : `${command} ...`;
+  const valued = took.filter((t) => t.valueLeft).map((t) => `--${t.key}`);
+  const files = [...new Set(took.flatMap((t) => (t.file ? [t.file] : [])))];
+  const typed = `${npm.fixed} ${line} (or npx ops ${line})`;
+  return new UsageError(
+    `npm took ${took.map((t) => t.named).join(', ')} as its own option${one ? '' : 's'}${files.length ? `, or has ${one ? 'it' : 'them'} from ${files.join(' and ')} (a setting of npm's config reaches ops as one typed before \`--\` does)` : ''}: ops did not get ${one ? 'it' : 'them'} (npm reads the options of \`${npm.typed}${command === undefined ? '' : ` ${command}`} ...\` before a \`--\` as its own${valued.length ? `, and the value after ${valued.join(', ')} became an argument` : ''}); nothing was done`,
+    files.length ? `typed: put -- between npm's words and ops's: ${typed}; from ${files.join(' and ')}: take it out, or run npx ops ${line}` : `put -- between npm's words and ops's: ${typed}`,
+  );
 }
 
-/** ops option letters that are npm's shorthands for a setting of its own (npm 11: `-f` is --force). */
-const NPM_SHORT: Record<string, string> = { f: 'force' };
+/**
+ * What npm 11 leaves the script for an ops option typed before `--`: the npm_config_ variable of its long name (or of the
+ * setting npm reads it as: NPM_NAMES) and of its letter (`-o`: npm_config_o; `-V`: npm_config_v; `-f`, `-n`: npm's
+ * own, NPM_SHORT), with the value that tells it when the variable is one of npm's settings (`-n` leaves yes empty,
+ * where CI's npm_config_yes=true is no trace of it).
+ */
+function npmTraces(k: string, spec: OptionSpec): { variable: string; value?: string }[] {
+  const long = { variable: `npm_config_${NPM_NAMES[k] ?? k.replace(/-/g, '_')}` };
+  if (spec.short === undefined) return [long];
+  const own = NPM_SHORT[spec.short];
+  return [long, own ? { variable: `npm_config_${own.setting}`, value: own.value } : { variable: `npm_config_${spec.short.toLowerCase()}` }];
+}
+
+/** ops option letters that are npm's shorthands for a setting of its own, and the value each leaves (npm 11: `-f` is --force, `-n` --no-yes). */
+const NPM_SHORT: Record<string, { setting: string; value: string }> = { f: { setting: 'force', value: 'true' }, n: { setting: 'yes', value: '' } };
+
+/**
+ * The npm config file (user, global, project, npm's built-in) that sets one of these npm_config_ `variables`, if any: npm
+ * passes a file's settings on to the script as it does options typed before `--`. A file not read is none.
+ */
+function npmConfigFile(variables: string[], processEnv: NodeJS.ProcessEnv): string | undefined {
+  const execpath = processEnv.npm_execpath;
+  const files = [
+    processEnv.npm_config_userconfig,
+    processEnv.npm_config_local_prefix && join(processEnv.npm_config_local_prefix, '.npmrc'),
+    processEnv.npm_config_globalconfig,
+    execpath && isAbsolute(execpath) && join(dirname(execpath), '..', 'npmrc'),
+  ];
+  for (const file of files) {
+    if (!file) continue;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    // `key = value` lines (ini); npm names a setting's variable in lower case with `_` for `-`
+    const keys = text.split('\n').map((l) => /^\s*([^=;#\s][^=]*?)\s*=/.exec(l)?.[1]);
+    if (keys.some((key) => key !== undefined && variables.includes(`npm_config_${key.replace(/-/g, '_').toLowerCase()}`))) return file;
+  }
+  return undefined;
+}
 
 /**
  * ops options npm reads as another of its settings (npm 11: an abbreviation expanded, `--to 3` as --token-description,
@@ -492,6 +578,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   }
   // `ops help deploy` (and `ops --help deploy`, `ops -h deploy`) is `ops deploy --help`
   if ((argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') && argv.length > 1 && !argv[1]!.startsWith('-')) return runCli(commands, { ...io, argv: [...argv.slice(1), '--help'] });
+  // `npm run ops -V` (no `--`): npm took -V, ops got no words at all; said, not answered with the help
+  const tookTop = argv.length === 0 ? npmTookOptions(TOP_OPTIONS, [], processEnv) : [];
+  if (tookTop.length) {
+    stderr.write(`error: ${formatError(npmTookError(tookTop, npmReading(processEnv)!), processEnv)}\n`);
+    return 2;
+  }
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     stdout.write(mainHelp(commands) + '\n');
     return argv.length === 0 ? 2 : 0;
@@ -594,17 +686,10 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: userPath(cwd, keyFile, processEnv.HOME || undefined) };
     const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
     const took = npmTookOptions(specs, rest, processEnv);
-    const npm = npmReading(processEnv);
-    if (took.length && npm) {
+    if (took.length) {
       // --json among them: the document a script expects, as for any usage error
-      if (took.includes('json') && command.options && 'json' in command.options) json = true;
-      const named = took.map((k) => `--${k}`).join(', ');
-      // npm read a valued option as a switch (`true`): its value stayed among the arguments (else npm took it too)
-      const valued = took.filter((k) => specs[k]!.type !== 'boolean' && npmVariables(k, specs[k]!).some((v) => processEnv[v] === 'true'));
-      throw new UsageError(
-        `npm took ${named} as its own option${took.length === 1 ? '' : 's'}: ops did not get ${took.length === 1 ? 'it' : 'them'} (npm reads the options of \`${npm.typed} ${command.name} ...\` before a \`--\` as its own${valued.length ? `, and the value after ${valued.map((k) => `--${k}`).join(', ')} became an argument` : ''}); nothing was done`,
-        `put -- between npm's words and ops's: ${npm.fixed} ${command.name} ... (or npx ops ${command.name} ...)`,
-      );
+      if (took.some((t) => t.key === 'json') && command.options && 'json' in command.options) json = true;
+      throw npmTookError(took, npmReading(processEnv)!, command.name);
     }
     const untraced = npmMayHaveTaken(command, rest, processEnv);
     if (untraced) throw untraced;

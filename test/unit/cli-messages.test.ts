@@ -13,7 +13,7 @@ import { initdata } from '../../core/ops/initdata.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { runOps } from '../support/cli.ts';
 import { cli as secretsCli, newEnv, tempDir } from './secrets.helpers.ts';
-import { testEnv } from './status.helpers.ts';
+import { KEY, testEnv } from './status.helpers.ts';
 
 const cli = (root: string, ...argv: string[]) => runOps(argv, { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' } });
 
@@ -134,6 +134,30 @@ describe('npm run ops without `--`', () => {
     expect(x.status).toBe(2);
     const npx = spawnSync('npx', ['ops', 'secrets', 'show', 'qa', '--key', 'api_token'], { cwd: e.root, env: { ...clean, ...e.env, NO_COLOR: '1', npm_config_update_notifier: 'false', _: '/usr/bin/npx' }, encoding: 'utf8', timeout: 120_000 });
     expect(npx).toMatchObject({ status: 0, stdout: 'Zq8-not-to-be-printed' });
+  }, 120_000);
+
+  it('the real npm: what it takes before `--` (deploy --dry-run and --dryrun, logs -n 5, ops -V) is refused, nothing done; a setting of ~/.npmrc is named as one', async () => {
+    // a host nothing answers on: a deploy not refused fails at once (exit 1), never deploys
+    const root = testEnv({}, [{ name: 'web1', address: '127.0.0.1', port: 1, host_key: KEY } as never], 'qa').root;
+    writeFileSync(join(root, 'package.json'), JSON.stringify({ name: 't', private: true, scripts: { ops: `node ${JSON.stringify(join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js'))}` } }));
+    const home = tempDir('ops-npm-home-');
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(npm_|OPS_|SOPS_|INIT_CWD)/i.test(k)));
+    // CI's usual npm settings in the environment: none of them is an option typed
+    const env = { ...clean, HOME: home, NO_COLOR: '1', npm_config_update_notifier: 'false', npm_config_yes: 'true', npm_config_loglevel: 'warn' };
+    const npm = (...words: string[]) => spawnSync('npm', ['run', 'ops', ...words], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
+    const refused = (r: ReturnType<typeof npm>) => ({ status: r.status, stdout: r.stdout.replace(/^\n> ops\n> .*\n\n/, ''), error: /^error: .*\n  hint: .*\n/m.exec(r.stderr)?.[0] });
+    expect(refused(npm('deploy', 'qa', '--dry-run'))).toMatchObject({ status: 2, stdout: '', error: expect.stringMatching(/^error: npm took --dry-run as its own option: ops did not get it/) });
+    // a slip ops itself refuses (`--dryrun`): npm drops it, and the deploy would be real
+    expect(refused(npm('deploy', 'qa', '--dryrun'))).toMatchObject({ status: 2, stdout: '', error: expect.stringMatching(/^error: npm took --dryrun \(did you mean --dry-run\?\) as its own option: ops did not get it/) });
+    // npm's -n is its --no-yes: the 5 is left as an argument, taken for a program's name
+    expect(refused(npm('logs', 'qa', '-n', '5'))).toMatchObject({ status: 2, error: "error: npm took --lines as its own option: ops did not get it (npm reads the options of `npm run ops logs ...` before a `--` as its own, and the value after --lines became an argument); nothing was done\n  hint: put -- between npm's words and ops's: npm run ops -- logs ... (or npx ops logs ...)\n" });
+    expect(refused(npm('-V'))).toMatchObject({ status: 2, stdout: '', error: "error: npm took --version as its own option: ops did not get it (npm reads the options of `npm run ops ...` before a `--` as its own); nothing was done\n  hint: put -- between npm's words and ops's: npm run ops -- --version (or npx ops --version)\n" });
+    expect(npm('--', '-V')).toMatchObject({ status: 0, stdout: expect.stringContaining('ops-pipeline ') });
+    // after the `--` they are ops's, with CI's npm_config_yes=true about: run (and failing on the host nothing answers on)
+    for (const words of [['logs', 'qa', '-n', '5'], ['deploy', 'qa', '--dry-run']]) expect(npm('--', ...words).stderr, words.join(' ')).not.toContain('npm took');
+    // dry-run=true in ~/.npmrc reaches ops as --dry-run typed would: ops cannot tell, and names the file
+    writeFileSync(join(home, '.npmrc'), 'dry-run=true\n');
+    expect(refused(npm('--', 'deploy', 'qa'))).toMatchObject({ status: 2, stdout: '', error: `error: npm took --dry-run as its own option, or has it from ${join(home, '.npmrc')} (a setting of npm's config reaches ops as one typed before \`--\` does): ops did not get it (npm reads the options of \`npm run ops deploy ...\` before a \`--\` as its own); nothing was done\n  hint: typed: put -- between npm's words and ops's: npm run ops -- deploy ... (or npx ops deploy ...); from ${join(home, '.npmrc')}: take it out, or run npx ops deploy ...\n` });
   }, 120_000);
 });
 

@@ -106,7 +106,7 @@ describe.sequential('two hosts', () => {
     await new Promise((r) => setTimeout(r, 500));
   }, 300_000);
 
-  it('rolls every host back: all locks first, then each host its own step, choosing its target from its history', async () => {
+  it('rolls every host back: all locks first, then each host its own step, to the one release they served before (one target for the environment)', async () => {
     const before = await Promise.all(hosts.map(sshLogins));
     const r = await rollback(project.ctx(), project.env());
     const after = await Promise.all(hosts.map(sshLogins));

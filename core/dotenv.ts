@@ -14,7 +14,7 @@ import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
 import { keepsStatement, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
-import { numberText } from './secrets/goyaml.ts';
+import { valueText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
 import { binaryRefused, holdsBinary, splitKeyPath } from './secrets/tree.ts';
 import { closest } from './config/schema-object.ts';
@@ -42,15 +42,13 @@ function secretPaths(tree: unknown, prefix = ''): string[] {
 }
 
 /**
- * A secret as the string the .env carries: scalars as written, mappings and lists as compact JSON. An integer
- * beyond 2^53 (held as a bigint, see core/secrets/tree.ts) is written as its digits at any depth, as sops's JSON
- * output writes it (JSON.stringify would throw on it); everything else as JSON.stringify writes it, strings but for the
- * characters jsonString escapes. Pure.
+ * A secret as the string the .env carries: a scalar as `sops exec-env` gives it (valueText: an int, a bigint here,
+ * as its digits; a float, a number here, as sops writes it, `2.0`, `1.5E+10`), mappings and lists as compact JSON,
+ * as `sops decrypt --output-type json` writes them (an int as its digits at any depth, which JSON.stringify would
+ * throw on; a float as JSON.stringify writes it, `2`; strings but for the characters jsonString escapes). Pure.
  */
 export function asString(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number') return numberText(value);
-  if (typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return valueText(value);
   return jsonText(value) ?? 'null';
 }
 
@@ -361,7 +359,7 @@ function holdsNonFinite(value: unknown): boolean {
 /**
  * The member of a map or list secret, written whole as JSON, that is or holds .inf, -.inf or .nan (JSON.stringify
  * writes null for them, and JSON has no text the app's JSON.parse and json.loads both read); undefined for none,
- * and for a secret that is such a float itself (written as text, `+Inf`: numberText).
+ * and for a secret that is such a float itself (written as text, `+Inf`: valueText).
  */
 function nonFiniteMember(value: unknown): string[] | undefined {
   return value !== null && typeof value === 'object' ? memberHolding(value, holdsNonFinite) : undefined;

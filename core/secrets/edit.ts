@@ -584,7 +584,7 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
             continue;
           }
           // a value that would not be stored as typed (01234 is 668 to sops): asked, as invalid YAML is; not a value
-          // left as it was shown (a stored 2.0 is shown as 2.0, and still reaches the .env as 2: nothing new)
+          // left as it was shown (a stored 1e3 is shown as 1000.0, and reaches the .env as 1000.0: nothing new)
           const retyped = typed.filter((r) => leafText(before, r.path) !== leafText(tree, r.path));
           if (retyped.length) {
             const stop = await offerBack(

@@ -54,13 +54,14 @@ export function goFloatText(v: number): string {
 }
 
 /**
- * A number of a decrypted value as the .env carries it (core/dotenv.ts, asString): an integer as its digits (a whole
- * float too, `2.0` is 2: the decrypted value no longer says which it was, and `ops secrets edit` asks before storing
- * one typed so), any other float as sops gives it in text (goFloatText: `1E-07`, `-0.0`, `+Inf`, `NaN`), not as
- * JavaScript writes it (`1e-7`, `0`, `Infinity`). Pure.
+ * A scalar of a decrypted file, as toPlain's .env view gives it (an int a bigint, a float a number), as sops gives
+ * a variable its value where only text can go (`sops exec-env`, `sops decrypt --output-type dotenv`: its
+ * stores.ValToString): a string as it is, an int as its digits, a float as goFloatText (`2.0`, `1.5E+10`, `1E-07`,
+ * `-0.0`, `+Inf`), a bool as `true` or `false`, a timestamp as the string it already is. What the .env carries
+ * (core/dotenv.ts, asString) and masking registers (tree-scalars.ts, maskedText). Pure.
  */
-export function numberText(value: number): string {
-  return Number.isSafeInteger(value) && !Object.is(value, -0) ? String(value) : goFloatText(value);
+export function valueText(value: string | number | bigint | boolean): string {
+  return typeof value === 'number' ? goFloatText(value) : String(value);
 }
 
 /** Go's strconv.ParseInt(s, 0, 64) (and ParseUint): sign, then 0x / 0o / 0b / leading-0 octal / decimal. */

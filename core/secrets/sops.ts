@@ -137,8 +137,9 @@ export class SecretsFile {
     return this.plain;
   }
   /**
-   * The decrypted document as plain JS values, as the app gets them in the .env: a timestamp as sops's dotenv
-   * output gives it, without its fraction of a second (toPlain 'dotenv'); `tree` has it whole.
+   * The decrypted document as plain JS values, as the app gets them in the .env (toPlain 'dotenv'): a timestamp as
+   * sops's dotenv output gives it, without its fraction of a second (`tree` has it whole), an int as a bigint and a
+   * float as a number, so that a whole float reaches the .env as sops exec-env gives it (`2.0`, not `2`).
    */
   get data(): { [key: string]: PlainValue } {
     return toPlain(this.plain, 'dotenv') as { [key: string]: PlainValue };
@@ -413,7 +414,7 @@ export class SecretsFile {
 }
 
 export interface DecryptedFile {
-  /** The values as plain JS (objects, arrays, strings, numbers, booleans, null), as the .env gives them (SecretsFile.data). */
+  /** The values as plain JS (objects, arrays, strings, numbers, bigints, booleans, null), as the .env gives them (SecretsFile.data). */
   data: { [key: string]: PlainValue };
   /** The same, as an ordered tree with sops's types (key order exactly as in the file). */
   tree: MapNode;

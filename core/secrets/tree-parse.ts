@@ -4,7 +4,7 @@ import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Alias 
 import { OpsError } from '../errors.ts';
 import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
-import { type GoScalar, dotenvTime, intValue, numberText, resolveScalar } from './goyaml.ts';
+import { type GoScalar, dotenvTime, goFloatText, intValue, resolveScalar } from './goyaml.ts';
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
 import { refuseLoneSurrogate } from './utf8.ts';
 import { goBlockScalar, goFlowScalar, goLines, goOnlyBreak } from './yaml-breaks.ts';
@@ -426,10 +426,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       const v = scalar(node, path);
       if (options.retyped && format === 'yaml' && v.kind === 'scalar' && v.type !== 'str' && !v.bytes && (node.type === 'PLAIN' || node.type === undefined) && !node.tag) {
         const text = String(node.value ?? '');
-        // printed back otherwise, or a float that reaches the .env otherwise (2.0 is 2 there, 1e-7 is 1E-07: numberText);
-        // not a float typed in the exponent form it reaches the .env in (1E-07), only printed back with a "." (1.0e-7)
-        const sameExponent = v.type === 'float' && /e/i.test(text) && numberText(v.value as number) === text;
-        if ((yamlScalarText(v) !== text && !sameExponent) || (v.type === 'float' && numberText(v.value as number) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
+        // printed back otherwise, or a float that reaches the .env otherwise (1e3 is 1000.0 there, 1e-7 is 1E-07:
+        // goFloatText); not a float typed in the exponent form it reaches the .env in (1E-07), only printed back with a "." (1.0e-7)
+        const sameExponent = v.type === 'float' && /e/i.test(text) && goFloatText(v.value as number) === text;
+        if ((yamlScalarText(v) !== text && !sameExponent) || (v.type === 'float' && goFloatText(v.value as number) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
         // kept whole, but the .env gets it as sops's dotenv output does: without its fraction of a second
         else if (v.type === 'time' && dotenvTime(v.value as string) !== v.value) options.retyped.push({ path, type: 'time', typed: 'fraction' });
       }
@@ -438,8 +438,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
       // back as 1, 0.10 as 0.1, 1e3 as 1000, -0 as 0, and an integer beyond int64 loses its digits past the 17th
       if (options.retyped && format === 'json' && v.kind === 'scalar' && (v.type === 'int' || v.type === 'float')) {
         const text = typeof node.source === 'string' ? node.source : String(node.value);
-        // (and a float that reaches the .env otherwise: 1e-7 is 1E-07 there, numberText)
-        if (jsonNumberText(v) !== text || (v.type === 'float' && numberText(v.value as number) !== text)) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text) ? 'digits' : 'other' });
+        // (and a float that reaches the .env otherwise: 1e-7 is 1E-07 there, goFloatText)
+        if (jsonNumberText(v) !== text || (v.type === 'float' && goFloatText(v.value as number) !== text)) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text) ? 'digits' : 'other' });
       }
       return v;
     }

@@ -119,8 +119,9 @@ export function yamlScalarText(node: ScalarNode): string {
 }
 
 /**
- * A number as this printer writes it in JSON, and as it reaches the .env (core/dotenv.ts, asString): an integer
- * as its digits, a float as JavaScript's shortest round-trip text (1.0 is 1, 0.10 is 0.1, 1e3 is 1000).
+ * A number as this printer writes it in JSON, and as it reaches the .env inside a map or list taken whole
+ * (core/dotenv.ts, asString): an integer as its digits, a float as JavaScript's shortest round-trip text (1.0 is 1,
+ * 0.10 is 0.1, 1e3 is 1000).
  */
 export function jsonNumberText(node: ScalarNode): string {
   return typeof node.value === 'bigint' ? String(node.value) : JSON.stringify(node.value);

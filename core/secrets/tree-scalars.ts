@@ -1,7 +1,7 @@
 // A scalar's text as sops encrypts and hashes it, and back: sops is written in Go, so numbers are formatted
 // as Go formats them (strconv.FormatFloat 'f' -1: never an exponent; int64 exact), booleans and times as Go writes them.
-import { intValue, parseRfc3339 } from './goyaml.ts';
-import { type ScalarNode, str } from './tree.ts';
+import { intValue, parseRfc3339, valueText } from './goyaml.ts';
+import { type ScalarNode, str, toPlain } from './tree.ts';
 
 /** strconv.FormatFloat(v, 'f', -1, 64): the shortest digits that round-trip, never an exponent. */
 export function goFormatFloat(v: number): string {
@@ -21,13 +21,13 @@ export function goFormatFloat(v: number): string {
 }
 
 /**
- * The text masking registers for a decrypted scalar: a string as it is, a number as JavaScript writes it (as it
- * reaches the .env); undefined for a boolean, which is not masked (one bit: masking "true" would shred every log
- * line that says true).
+ * The text masking registers for a decrypted scalar: exactly as it reaches the app in the .env (valueText: a float
+ * `2.0` or `1E-07`, a timestamp without its fraction of a second), a string as it is; undefined for a boolean,
+ * which is not masked (one bit: masking "true" would shred every log line that says true).
  */
 export function maskedText(s: ScalarNode): string | undefined {
   if (s.type === 'bool') return undefined;
-  return s.type === 'str' ? (s.value as string) : String(s.value);
+  return s.type === 'str' ? (s.value as string) : valueText(toPlain(s, 'dotenv') as number | bigint | string);
 }
 
 /** The bytes sops encrypts and hashes for a scalar (Go's ToBytes): a binary value's own bytes, else scalarText's. */

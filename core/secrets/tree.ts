@@ -387,23 +387,27 @@ export function getEntry(map: MapNode, key: string): TreeNode | undefined {
 }
 
 /**
- * The tree as plain JS values (objects, arrays, strings, numbers, booleans, null; a binary value as a Buffer).
- * A timestamp is a string: as sops decrypt --output-type json/yaml give it (`times: 'marshal'`, Go's MarshalText,
- * its fraction of a second kept), or as the app gets it in the .env (`'dotenv'`, see dotenvTime).
+ * The tree as plain JS values (objects, arrays, strings, numbers, booleans, null; a binary value as a Buffer), as
+ * sops gives them: `'marshal'`, as its JSON and YAML output (`sops decrypt`), a timestamp as Go's MarshalText (its
+ * fraction of a second kept), an int as a number (a bigint beyond 2^53), where an int and a whole float read the
+ * same (`2`); or `'dotenv'`, as the app gets them in the .env (`sops exec-env`, `--output-type dotenv`), a
+ * timestamp without its fraction of a second (dotenvTime), and an int always a bigint, so that a float is the only
+ * number and a whole one stays a float: exec-env gives the float 2.0 as `2.0` and the int 2 as `2` (valueText).
  */
-export function toPlain(node: TreeNode, times: 'marshal' | 'dotenv' = 'marshal'): PlainValue {
+export function toPlain(node: TreeNode, view: 'marshal' | 'dotenv' = 'marshal'): PlainValue {
   switch (node.kind) {
     case 'null':
       return null;
     case 'scalar':
-      if (node.type === 'time' && times === 'dotenv') return dotenvTime(node.value as string);
+      if (view === 'dotenv' && node.type === 'time') return dotenvTime(node.value as string);
+      if (view === 'dotenv' && node.type === 'int') return BigInt(node.value as number | bigint);
       return node.bytes ? Buffer.from(node.bytes) : node.value;
     case 'list':
-      return node.items.map((item) => toPlain(item, times));
+      return node.items.map((item) => toPlain(item, view));
     case 'map': {
       const out: { [key: string]: PlainValue } = {};
       // defineProperty: a key named "__proto__" stays an ordinary key
-      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v, times), enumerable: true, writable: true, configurable: true });
+      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v, view), enumerable: true, writable: true, configurable: true });
       return out;
     }
   }

@@ -10,7 +10,7 @@ import { isatty } from 'node:tty';
 import { OpsError, fileError, userFileExists } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
-import { numberText } from '../../core/secrets/goyaml.ts';
+import { goFloatText } from '../../core/secrets/goyaml.ts';
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import type { OpenWith } from '../../core/secrets/recipients.ts';
 import type { TreeNode } from '../../core/secrets/tree.ts';
@@ -597,8 +597,8 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
         if (tty && last !== '\n') ctx.stdout.write('\n');
       };
       if (node.kind === 'scalar' && node.bytes) exact(node.bytes);
-      // a float as the .env gives it to the app, as sops gives it in text (+Inf, -0.0, 1E-07: numberText), not JavaScript's
-      else if (node.kind === 'scalar') exact(typeof node.value === 'number' ? numberText(node.value) : String(node.value));
+      // a float as the .env gives it to the app, as sops gives it in text (2.0, +Inf, -0.0, 1E-07: goFloatText), not JavaScript's
+      else if (node.kind === 'scalar') exact(node.type === 'float' ? goFloatText(node.value as number) : String(node.value));
       else if (node.kind === 'null') exact('null');
       else ctx.stdout.write(node.kind === 'map' ? printTree(node, secrets.format) : toYaml({ kind: 'map', entries: [[key, node]] }));
       return 0;

@@ -698,7 +698,7 @@ if [ "$n" = 0 ]; then printf 'datapass_client_id: [unclosed\\n' >> "$1"; else gr
     expect(ok.err).not.toContain('Reopen');
     // short values are saved, with a warning each (weak.ts); a boolean is not masked, so not weak
     expect(ok.err.match(/^warning: secret "(\w+)" is weak/gm)).toEqual(['port', 'ratio', 'word', 'sw', 'quoted'].map((k) => `warning: secret "${k}" is weak`));
-    expect((await open(e)).data).toMatchObject({ port: 5432, ratio: 1.5, flag: true, word: 'yes', sw: 'on', quoted: '01234' });
+    expect((await open(e)).data).toMatchObject({ port: 5432n, ratio: 1.5, flag: true, word: 'yes', sw: 'on', quoted: '01234' }); // an int: a bigint (SecretsFile.data)
     const kept = readFileSync(e.secrets, 'utf8');
     // abort: nothing written, keys and kinds named, values never printed
     const typed = `printf 'zip: 01234\\nbig: 0123456789012345678901\\nhex: 0x1F\\nlist:\\n  - 0777\\n' >> "$1"`;

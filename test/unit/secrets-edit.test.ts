@@ -224,7 +224,7 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     expect(r.err).toMatch(/newkey \(line \d+\) was typed on one line in \{\.\.\.\}: stored as a map of 1 key, not as text \(its keys are not named here\); if it was meant as text, edit it again and quote it \(newkey: "\.\.\."\)/);
     expect(r.err).toMatch(/lst \(line \d+\) was typed on one line in \[\.\.\.\]: stored as a list of 2 items/);
     expect(`${r.out}${r.err}`).not.toContain('Zq7');
-    expect(((await open(e)).data as Record<string, unknown>).newkey).toEqual({ 'Zq7-secret': 1 });
+    expect(((await open(e)).data as Record<string, unknown>).newkey).toEqual({ 'Zq7-secret': 1n }); // an int: a bigint (SecretsFile.data)
   });
 
   it('text that does not parse is named by line, column and kind, never quoting the value (an invalid escape: the parser quoted its characters)', async () => {

@@ -82,6 +82,6 @@ describe('files written by this project', () => {
     f.addRecipient(recipient);
     await f.save();
     const opened = await SecretsFile.open(file, { identities: await identitiesFromText(theirs, keygen) });
-    expect(opened.data.port).toBe(5432);
+    expect(opened.data.port).toBe(5432n); // an int: a bigint (SecretsFile.data)
   });
 });

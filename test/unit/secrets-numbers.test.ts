@@ -22,9 +22,9 @@ import { ageKey, cli, newEnv, secretsFile, sops, tempDir } from './secrets.helpe
 /** Each number as typed, and whether it reaches the app (.env) as typed, as the real sops 3.13.3 stores it. */
 const TYPED: [key: string, text: string, asTyped: boolean][] = [
   ['big', '12345678901234567890', false], // beyond int64: a float64, digits past the 17th rounded
-  ['exp', '1e3', false], // 1000
+  ['exp', '1e3', false], // 1000.0
   ['tenth', '0.10', false], // 0.1
-  ['onezero', '1.0', false], // 1
+  ['onezero', '1.0', true], // a float: 1.0, as sops exec-env gives it (its JSON output: 1)
   ['negzero', '-0', false], // the int 0
   ['negzerof', '-0.0', true], // the float -0: -0.0 in the .env, as sops's dotenv output has it (its JSON output: -0)
   ['int', '42', true],
@@ -35,7 +35,7 @@ const TYPED: [key: string, text: string, asTyped: boolean][] = [
 const JSON_TEXT = `{\n${TYPED.map(([k, t]) => `  "${k}": ${t}`).join(',\n')}\n}\n`;
 
 describe('JSON numbers, as the real sops stores them', () => {
-  it('a file sops encrypted: ops reads each number as sops decrypts it; what reaches the .env equals what was typed only for ints within int64 and floats in their shortest form', async () => {
+  it('a file sops encrypted: ops reads each number as sops decrypts it, and gives the .env each as sops exec-env does; what reaches it equals what was typed only for ints within int64 and floats in their shortest form', async () => {
     const key = ageKey();
     const plain = join(tempDir('ops-numbers-'), 'n.json');
     writeFileSync(plain, JSON_TEXT);
@@ -44,8 +44,13 @@ describe('JSON numbers, as the real sops stores them', () => {
     const file = join(tempDir('ops-numbers-'), 'n.enc.json');
     writeFileSync(file, enc.out);
     const ours = await SecretsFile.open(file, { identities: await identitiesFromText(readFileSync(key.file, 'utf8')) });
+    // sops's dotenv output gives each as exec-env does (stores.ValToString)
+    const dotenv = sops(['decrypt', '--output-type', 'dotenv', file], key.file);
+    expect(dotenv.err).toBe('');
+    const given = new Map(dotenv.out.trimEnd().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
     for (const [k, typed, asTyped] of TYPED) {
       const env = asString(ours.data[k]);
+      expect(env, k).toBe(given.get(k));
       const theirs = sops(['decrypt', '--extract', `["${k}"]`, file], key.file).out.trim();
       // the same number as sops's (its --extract writes 1e-7 as 1e-07, the same float64)
       expect(Object.is(Number(env), Number(theirs)), `${k}: ${env} / ${theirs}`).toBe(true);
@@ -54,8 +59,8 @@ describe('JSON numbers, as the real sops stores them', () => {
     // the rule edit and encrypt apply names exactly those whose text changes
     const retyped: Retyped[] = [];
     parseTree(JSON_TEXT, 'json', { file: 'typed', retyped });
-    // (and -0.0, which reaches the .env as typed, but sops's JSON output writes as -0)
-    expect(retyped.map((r) => showPath(r.path))).toEqual(TYPED.filter(([k, , t]) => !t || k === 'negzerof').map(([k]) => k));
+    // (and -0.0 and 1.0, which reach the .env as typed, but sops's JSON output writes as -0 and 1)
+    expect(retyped.map((r) => showPath(r.path))).toEqual(TYPED.filter(([k, , t]) => !t || k === 'negzerof' || k === 'onezero').map(([k]) => k));
     expect(retyped.find((r) => showPath(r.path) === 'big')).toMatchObject({ type: 'float', typed: 'digits' });
   });
 
@@ -184,11 +189,12 @@ describe('YAML whole floats', () => {
     expect(asString(1e20)).toBe('1E+20');
   });
 
-  it('2.0 typed without quotes is a float that reaches the .env as 2: ops secrets edit names it and asks, as for 01234', async () => {
+  it('2.0 typed without quotes is a float that reaches the .env as typed (as sops exec-env gives it: 2.0, the int 2 as 2); 1e3 does not (1000.0): ops secrets edit names that one only', async () => {
     const retyped: Retyped[] = [];
-    parseTree('whole: 2.0\nhalf: 1.5\ntiny: 1E-07\nint: 2\n', 'yaml', { file: 'typed', retyped });
-    expect(retyped).toEqual([{ path: ['whole'], type: 'float', typed: 'other' }]);
-    expect(asString((toPlain(parseTree('whole: 2.0\n', 'yaml', { file: 'typed' })) as { whole: number }).whole)).toBe('2');
+    parseTree('whole: 2.0\nhalf: 1.5\ntiny: 1E-07\nint: 2\nexp: 1e3\n', 'yaml', { file: 'typed', retyped });
+    expect(retyped).toEqual([{ path: ['exp'], type: 'float', typed: 'other' }]);
+    const data = toPlain(parseTree('whole: 2.0\nint: 2\nexp: 1e3\n', 'yaml', { file: 'typed' }), 'dotenv') as Record<string, unknown>;
+    expect([data.whole, data.int, data.exp].map(asString)).toEqual(['2.0', '2', '1000.0']);
   });
 
   it('a timestamp typed with a fraction of a second reaches the .env without it, as sops gives it: ops secrets edit names it and asks', () => {
@@ -223,11 +229,10 @@ describe('YAML scalars typed without quotes, in the .env', () => {
     'ts_frac: 2024-01-15T10:20:30.5Z', 'ts_frac_tz: 2001-12-14t21:59:43.10-05:00', 'ts_frac_space: 2001-12-14 21:59:43.123456789', 'ts_frac_zeros: 2024-01-15T10:20:30.000Z',
     'int_big: 9223372036854775807', 'int_neg: -9223372036854775808',
   ];
-  // a whole float reaches the .env as its digits (2.0 is 2: the decrypted value no longer says it was a float; ops
-  // secrets edit asks before storing one typed so), where sops's dotenv output has 2.0
-  const WHOLE = ['zero_f: 0.0', 'exp: 1e3', 'exp2: 1.5e10', 'f2: 2.0', 'dot: 1.', 'lead0: 08'];
+  // whole floats: sops gives them with a ".0" (2.0, 1000.0 for 1e3, 8.0 for 08) or an exponent (1.5E+10)
+  const WHOLE = ['zero_f: 0.0', 'exp: 1e3', 'exp2: 1.5e10', 'f2: 2.0', 'dot: 1.', 'lead0: 08', 'hundred: 100.0'];
 
-  it('each reaches the .env as `sops decrypt --output-type dotenv` gives it (+Inf, NaN, -0.0, 1E-07), but a whole float: its digits', async () => {
+  it('each reaches the .env as `sops decrypt --output-type dotenv` gives it (+Inf, NaN, -0.0, 1E-07), a whole float too (2.0)', async () => {
     const key = ageKey();
     const plain = join(tempDir('ops-numbers-'), 'typed.yaml');
     writeFileSync(plain, [...TYPED_YAML, ...WHOLE].join('\n') + '\n');
@@ -242,19 +247,52 @@ describe('YAML scalars typed without quotes, in the .env', () => {
     expect(lines.map((l) => l.split('=')[0])).toEqual(Object.keys(ours.data));
     for (const line of lines) {
       const [k, v] = [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)];
-      const whole = WHOLE.some((w) => w.startsWith(`${k}:`));
-      expect(asString(ours.data[k]), k).toBe(whole ? String(Number(v)) : v);
+      expect(asString(ours.data[k]), k).toBe(v);
     }
+  });
+
+  it('each reaches the app through the release .env (renderDotenv) exactly as `sops exec-env` gives it, at any depth, quoted text that reads as a number as typed; each is masked as that text', async () => {
+    const key = ageKey();
+    const dir = tempDir('ops-numbers-');
+    const QUOTED = ['q_f2: "2.0"', "q_int: '42'", 'q_exp: "1e3"', 'q_true: "true"', 'q_null: "null"'];
+    const typed = [...TYPED_YAML, ...WHOLE, ...QUOTED];
+    const encrypt = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      const enc = sops(['encrypt', '--age', key.recipient, join(dir, name)], key.file);
+      expect(enc.err).toBe('');
+      writeFileSync(join(dir, `enc.${name}`), enc.out);
+      return join(dir, `enc.${name}`);
+    };
+    // the real sops gives a command its variables (only top-level scalars: it refuses a map or list)
+    const flat = encrypt('flat.yaml', typed.join('\n') + '\n');
+    const run = sops(['exec-env', '--pristine', flat, 'env -0'], key.file);
+    expect(run.err).toBe('');
+    const theirs = new Map(run.out.split('\0').map((r) => [r.slice(0, r.indexOf('=')), r.slice(r.indexOf('=') + 1)]));
+    const keys = typed.map((t) => t.slice(0, t.indexOf(':')));
+    // ops: each as a variable of its own, and each again as a member of a map (`{ secret: m.<key> }`), which sops
+    // gives its text by the same rule (stores.ValToString)
+    const nested = encrypt('nested.yaml', `m:\n${typed.map((t) => `    ${t}\n`).join('')}`);
+    for (const [file, path] of [[flat, (k: string) => k], [nested, (k: string) => `m.${k}`]] as const) {
+      const masked: string[] = [];
+      const ours = await SecretsFile.open(file, { identities: await identitiesFromText(readFileSync(key.file, 'utf8')), mask: (v) => masked.push(v) });
+      const { environ } = renderDotenv(environment(Object.fromEntries(keys.map((k) => [`V_${k}`, { secret: path(k) }]))), ours.data);
+      const given = new Map(environ.split('\0').filter(Boolean).map((r) => [r.slice(2, r.indexOf('=')), r.slice(r.indexOf('=') + 1)]));
+      for (const k of keys) expect(given.get(k), path(k)).toBe(theirs.get(k));
+      // masked as the app gets it (a boolean is not masked: one bit)
+      for (const k of keys) if (!/^(true|false)$/i.test(theirs.get(k)!) || k.startsWith('q_')) expect(masked, path(k)).toContain(theirs.get(k));
+    }
+    expect([theirs.get('f2'), theirs.get('exp'), theirs.get('exp2'), theirs.get('q_f2')]).toEqual(['2.0', '1000.0', '1.5E+10', '2.0']);
   });
 });
 
 describe('ops secrets show --key of a float', () => {
-  it('prints it as the .env gives it (+Inf, -0.0, 1E-07), not as JavaScript writes it (Infinity, 0, 1e-7)', async () => {
+  it('prints it as the .env gives it (+Inf, -0.0, 1E-07, 2.0), not as JavaScript writes it (Infinity, 0, 1e-7, 2)', async () => {
     const e = await newEnv();
     const file = await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) });
-    for (const [k, v] of [['inf', Infinity], ['negzero', -0], ['tiny', 1e-7], ['half', 0.5]] as const) file.set([k], { kind: 'scalar', type: 'float', value: v });
+    for (const [k, v] of [['inf', Infinity], ['negzero', -0], ['tiny', 1e-7], ['half', 0.5], ['whole', 2]] as const) file.set([k], { kind: 'scalar', type: 'float', value: v });
+    file.set(['int'], { kind: 'scalar', type: 'int', value: 2 });
     await file.save();
-    for (const [k, shown] of [['inf', '+Inf'], ['negzero', '-0.0'], ['tiny', '1E-07'], ['half', '0.5']]) expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', k!], e.env)).out, k).toBe(shown);
+    for (const [k, shown] of [['inf', '+Inf'], ['negzero', '-0.0'], ['tiny', '1E-07'], ['half', '0.5'], ['whole', '2.0'], ['int', '2']]) expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', k!], e.env)).out, k).toBe(shown);
   });
 });
 

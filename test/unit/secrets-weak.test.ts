@@ -88,7 +88,7 @@ describe('where values enter and where they are used', () => {
     // words: ops's own text (core/report.ts own), which a value masks nowhere (it garbled it: "wherever it ***ears")
     expect(second.err).toBe(`warning: ${warning('secret "pin"', weakParts('1234'))}\n`);
     expect(second.err).toContain('wherever it appears in the logs');
-    expect((await open(e)).data).toMatchObject({ user: 'app', pin: 1234 });
+    expect((await open(e)).data).toMatchObject({ user: 'app', pin: 1234n }); // an int: a bigint (SecretsFile.data)
   });
 
   it("a deploy's secret loading warns once per weak value, naming every key holding it, before masking it", async () => {

@@ -68,7 +68,8 @@ nested:
 describe('files written by the real sops 3.8.1', () => {
   it('decrypt, with their MAC verified (YAML)', async () => {
     const r = await decryptFile(vector('secret.enc.yaml'), { identities: await vectorIdentities() });
-    expect(r.data).toEqual(vectorPlaintext());
+    // an int is a bigint in the .env's view (SecretsFile.data), so that a whole float (JSON's 7, below) stays a float
+    expect(r.data).toEqual({ ...vectorPlaintext(), int: 7n });
     expect(r.recipients).toEqual(RECIPIENTS);
     expect(r.lastModified).toBe('2024-03-25T22:08:10Z');
     expect(getEntry(r.tree, 'int')).toEqual({ kind: 'scalar', type: 'int', value: 7 });

@@ -246,6 +246,12 @@ function editorScreen(): { stdout: 'inherit' | 'ignore' | number; close: () => v
   return { stdout: fd, close: () => closeSync(fd) };
 }
 
+/** `file` as a command run in `cwd` names it: relative when it is below `cwd`, else absolute (never `../..`). */
+function fromHere(cwd: string, file: string): string {
+  const rel = relative(cwd, file);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file;
+}
+
 /**
  * The editor the user chose and the variable that chose it: $VISUAL, else $EDITOR (the convention git, sudoedit,
  * crontab and less follow: VISUAL names the full-screen editor, EDITOR the line one); undefined when neither is set
@@ -709,7 +715,7 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
         const file = ctx.args[0]!; // absolute: the CLI resolves it
         const env = envOfPath(ctx.root, file);
         const lockout = { identities: await identitiesFor(ctx, env), ...(env && { env }), force: ctx.values.force === true };
-        const secrets = await encryptInPlace(ctx.root, file, { shown: show(ctx.root, file), warn: (m) => ctx.reporter.warn(m), signal, lockout });
+        const secrets = await encryptInPlace(ctx.root, file, { shown: show(ctx.root, file), typed: fromHere(ctx.cwd, file), warn: (m) => ctx.reporter.warn(m), signal, lockout });
         ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
         const plain = secrets.plaintextPaths(); // left in clear by the file's sops rules (`password_unencrypted`): said
         if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, file), plain));

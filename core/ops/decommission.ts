@@ -92,7 +92,9 @@ export function removeAppCommands(environment: Environment, others: Environment[
     cmds.push(kept(`nginx site and upstreams ${L.nginxSiteEnabled}, ${L.nginxSite}, ${L.nginxUpstreams}`, 'app', sameApp));
   } else
     cmds.push(
-      `sudo rm -f ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} && sudo supervisorctl update ${quote(L.supervisorGroup('blue'))} ${quote(L.supervisorGroup('green'))}`,
+      // `supervisorctl update NAME` fails ("no such group") for a slot never started (an environment deployed once
+      // runs blue only), which would stop a copied chain there: only the groups supervisor runs are named.
+      `sudo rm -f ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} && for g in ${quote(L.supervisorGroup('blue'))} ${quote(L.supervisorGroup('green'))}; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done`,
       `sudo rm -f ${quote(L.nginxSiteEnabled)} ${quote(L.nginxSite)} ${quote(L.nginxUpstreams)} && sudo nginx -t && sudo nginx -s reload`,
     );
   if (c.tls.mode === 'letsencrypt' && c.domain) {

@@ -200,8 +200,14 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   }
   if (verdict === 'none') {
     // --to helps only when a release that served is kept besides the live one; else only a deploy brings one back.
-    const served = state.releases.some((x) => x.id !== from && x.status === 'ok');
-    const hint = served ? `pick one with --to (see ops releases ${env.name})` : `no other release that served is kept on ${remote.name}: deploy the commit you want instead (ops deploy ${env.name} --ref <ref>)`;
+    // One rolled back from (abandoned) served too: never the default, but --to takes it (history.sh rollback_choice).
+    const others = state.releases.filter((x) => x.id !== from);
+    const healthy = others.some((x) => x.status === 'ok');
+    const abandoned = others.some((x) => x.status === 'abandoned');
+    const hint =
+      healthy || abandoned
+        ? `pick one with --to (see ops releases ${env.name})${healthy ? '' : ': a release rolled back from is never the default, but it served, and --to takes it'}`
+        : `no other release that served is kept on ${remote.name}: deploy the commit you want instead (ops deploy ${env.name} --ref <ref>)`;
     throw refuse(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, hint));
   }
   if (verdict === 'not_kept') throw refuse(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`));

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
 import { listEnvironments } from '../config/environment.ts';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
-import { validate } from '../shell.ts';
+import { quote, validate } from '../shell.ts';
 import { secretsPath } from './env.ts';
 import type { Identities } from './keys.ts';
 import { type OpenWith, refuseEncryptingAway } from './recipients.ts';
@@ -61,16 +61,19 @@ export async function openEnvSecrets(root: string, env: string, open: OpenWith, 
  * secrets file is edited by `ops secrets edit <env>`, which takes an environment, not a file; any other file
  * (an asset) has no ops command that edits it, so sops's own, or its plaintext written back and encrypted again.
  */
-function changeEncryptedHint(root: string, file: string, shown: string): string {
+function changeEncryptedHint(root: string, file: string, typed: string): string {
   const env = /^environments\/([^/]+)\/secrets\.sops\.yaml$/.exec(relative(root, file).split(sep).join('/'))?.[1];
   if (env) return `change it with \`ops secrets edit ${env}\` (or one value: ops secrets set ${env} <key>)`;
-  return `see it with \`ops secrets decrypt ${shown}\`; to change it, \`sops edit ${shown}\`, or write the plaintext back (\`ops secrets decrypt ${shown} > plain && mv plain ${shown}\`), edit it and run \`ops secrets encrypt ${shown}\` again`;
+  const p = quote(typed); // commands to copy: the path from where they are run, one shell word
+  return `see it with \`ops secrets decrypt ${p}\`; to change it, \`sops edit ${p}\`, or write the plaintext back (\`ops secrets decrypt ${p} > plain && mv plain ${p}\`), edit it and run \`ops secrets encrypt ${p}\` again`;
 }
 
 /** How encryptInPlace is run. */
 export interface EncryptOptions {
   /** Names the file in messages (default: its path). */
   shown?: string;
+  /** The file as the commands a hint gives name it, from the directory the command was run from (default: `shown`). */
+  typed?: string;
   /** Told of values encrypted in another form than typed. */
   warn?: (message: string) => void;
   /** Once aborted (Ctrl-C), nothing is written: InterruptedError. */
@@ -81,7 +84,7 @@ export interface EncryptOptions {
 
 /**
  * Encrypt a plain YAML or JSON file in place (e.g. environments/<env>/assets/initdata.yml) to the recipients
- * .sops.yaml gives its path; `shown` names it in messages. @returns the file, saved (written whole, temporary
+ * .sops.yaml gives its path; `shown` names it in messages, `typed` in the commands a hint gives. @returns the file, saved (written whole, temporary
  * file + rename). @throws OpsError when it does not exist, is not UTF-8 text (as sops, which refuses it too), is already a
  * sops file, does not parse, or would be encrypted to none of the user's keys (`lockout`, unless its `force`),
  * InterruptedError when `signal` aborts before it is written; the file is then left as it was. Values typed without quotes that sops stores
@@ -89,7 +92,7 @@ export interface EncryptOptions {
  * and named to `warn` (edit.ts, retypedWarning).
  */
 export async function encryptInPlace(root: string, file: string, opts: EncryptOptions = {}): Promise<SecretsFile> {
-  const { shown = file, warn, signal } = opts;
+  const { shown = file, typed = shown, warn, signal } = opts;
   if (!userFileExists(file, shown, 'a plain YAML or JSON file')) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
   // strictly: encrypting works in place, so text decoded with U+FFFD for bad bytes would lose them for good
   let bytes: Buffer;
@@ -99,7 +102,7 @@ export async function encryptInPlace(root: string, file: string, opts: EncryptOp
     throw fileError(e, shown, 'read', 'a plain YAML or JSON file');
   }
   const text = decodeUtf8(bytes, shown, 'convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or keep binary data as base64 text; the file was left as it was');
-  if (isSopsText(text, formatOf(file))) throw new OpsError(`${shown} is already a sops file; it was left as it was`, changeEncryptedHint(root, file, shown));
+  if (isSopsText(text, formatOf(file))) throw new OpsError(`${shown} is already a sops file; it was left as it was`, changeEncryptedHint(root, file, typed));
   const retyped: Retyped[] = [];
   const format = formatOf(file);
   const recipients = recipientsFor(root, file);

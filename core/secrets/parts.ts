@@ -19,7 +19,7 @@ export const SHORT_SECRET_LENGTH = 8;
  */
 export const COMMON = new Set([
   // first guesses for a password
-  'password', 'password1', 'password123', 'passw0rd', 'p@ssw0rd', 'changeme', 'changeit', 'letmein1', 'iloveyou',
+  'password', 'password1', 'password123', 'passw0rd', 'p@ssw0rd', 'changeme', 'change-me', 'changeit', 'letmein1', 'iloveyou',
   'sunshine', 'football', 'baseball', 'welcome1', 'trustno1', 'superuser', 'supersecret', 'secret123', 'admin123',
   'qwertyui', 'qwertyuiop', 'qwerty123', 'abcdefgh', 'abcd1234', 'testtest', 'test1234', 'root1234',
   // words deploy logs and app output are full of

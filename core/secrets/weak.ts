@@ -9,6 +9,7 @@
 // empty ones), but ops hands add-mask only what its own Masker keeps, so both logs agree. Below
 // SHORT_SECRET_LENGTH (8: GitLab's minimum for a masked CI variable) a value is masked but garbles the logs.
 import { keyName, own } from '../report.ts';
+import { PLACEHOLDER } from './env.ts';
 import { COMMON, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, secretParts, urlCredentials } from './parts.ts';
 import { maskedText } from './tree-scalars.ts';
 import { type MapNode, forEachLeaf, showPath } from './tree.ts';
@@ -30,11 +31,12 @@ export interface WeakPart {
  * lines, a URL's password, the strings of a JSON document; not their escaped forms) that is shorter than
  * SHORT_SECRET_LENGTH or a common word or number. Parts too short to be masked are named when they are the value,
  * its URL's password or a JSON string (a line such as "}" of a multi-line value is not a secret on its own).
- * Empty values are not weak (nothing is masked). Never returns the text of a part. Pure.
+ * Empty values are not weak (nothing is masked), nor placeholders (refused anyway). Never returns the text of a part. Pure.
  */
 export function weakParts(value: string): WeakPart[] {
   const whole = value.trim();
-  if (whole === '') return [];
+  // a placeholder is refused by name wherever it would be used (env.ts placeholderError): "weak" would only be noise
+  if (whole === '' || whole.startsWith(PLACEHOLDER)) return [];
   const lines = new Set(value.split(/\r?\n/).map((l) => l.trim()));
   const passwords = new Set(urlCredentials(value).map((p) => p.trim()));
   const seen = new Set<string>();

@@ -246,6 +246,12 @@ function editorScreen(): { stdout: 'inherit' | 'ignore' | number; close: () => v
   return { stdout: fd, close: () => closeSync(fd) };
 }
 
+/** `file` as a command run in `cwd` names it: relative when it is below `cwd`, else absolute (never `../..`). */
+function fromHere(cwd: string, file: string): string {
+  const rel = relative(cwd, file);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : file;
+}
+
 /**
  * The editor the user chose and the variable that chose it: $VISUAL, else $EDITOR (the convention git, sudoedit,
  * crontab and less follow: VISUAL names the full-screen editor, EDITOR the line one); undefined when neither is set
@@ -709,7 +715,7 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
         const file = ctx.args[0]!; // absolute: the CLI resolves it
         const env = envOfPath(ctx.root, file);
         const lockout = { identities: await identitiesFor(ctx, env), ...(env && { env }), force: ctx.values.force === true };
-        const secrets = await encryptInPlace(ctx.root, file, { shown: show(ctx.root, file), warn: (m) => ctx.reporter.warn(m), signal, lockout });
+        const secrets = await encryptInPlace(ctx.root, file, { shown: show(ctx.root, file), typed: fromHere(ctx.cwd, file), warn: (m) => ctx.reporter.warn(m), signal, lockout });
         ctx.reporter.info(`${show(ctx.root, file)}: encrypted to ${secrets.recipients.length} recipient(s)`);
         const plain = secrets.plaintextPaths(); // left in clear by the file's sops rules (`password_unencrypted`): said
         if (plain.length) ctx.reporter.warn(secrets.plaintextWarning(show(ctx.root, file), plain));
@@ -768,11 +774,15 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
         // the value typed where the key goes (a URL with its password, a git address with a token, a private key): refused before anything is
         // read or written, its secret part never quoted; it is in the shell's history now, so said
         const { hideSecrets, isPrivateKey, urlCredentialsIn } = await import('../../core/secrets/parts.ts');
-        if (isPrivateKey(key) || urlCredentialsIn(key).length)
+        if (isPrivateKey(key) || urlCredentialsIn(key).length) {
+          // typed after a key name (`database_url=postgres://...`): the name alone, as for any KEY=VALUE (nothing after it shown)
+          const at = key.search(/(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//);
+          const shown = at > 0 ? `${key.slice(0, at)}…` : hideSecrets(key);
           throw new UsageError(
-            `the key given is ${isPrivateKey(key) ? 'an age private key' : `a ${key.includes('://') ? 'URL' : 'git address'} with credentials (${hideSecrets(key)})`}, not a key name: was the value pasted in place of the key? nothing was changed`,
+            `the key given is ${isPrivateKey(key) ? 'an age private key' : `a ${key.includes('://') ? 'URL' : 'git address'} with credentials (${shown})`}, not a key name: was the value pasted in place of the key? nothing was changed`,
             `give a key name and pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} <key>; the value is in your shell's history now: change it if others can read that`,
           );
+        }
         splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
         // so is an unknown environment: nothing read, nor warned about, for a file that will not be written
         const { requireEnvironment } = await import('../../core/secrets/files.ts');

@@ -398,4 +398,14 @@ describe('ops secrets set with the value pasted as the key', () => {
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     expect(existsSync(e.secrets)).toBe(true);
   });
+
+  it('KEY=URL (a value typed after the key name, as README\'s KEY=VALUE): the key name alone is shown, nothing after it, not even the URL\'s user, host or database', async () => {
+    const e = await newEnv('qa');
+    for (const [key, name] of [[`database_url=${DB_URL}`, 'database_url='], [`database_url: ${TOKEN_URL}`, 'database_url: ']] as const) {
+      const r = ops(e.root, ['secrets', 'set', 'qa', key], 'a-value\n', { SOPS_AGE_KEY_FILE: e.keyFile });
+      expect(r.code, key).toBe(2);
+      expect(r.err).toContain(`the key given is a URL with credentials (${name}…), not a key name`);
+      expect(r.err).not.toMatch(/db\.internal|github\.com|app:/);
+    }
+  });
 });

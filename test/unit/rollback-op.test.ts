@@ -174,6 +174,12 @@ describe('rollback operation', () => {
     const first = (await rollback(alone.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
     expect(first.message).toBe(`web1 has no earlier healthy release to roll back to (kept: ${LIVE})`);
     expect(first.hint).toBe('no other release that served is kept on web1: deploy the commit you want instead (ops deploy one --ref <ref>)');
+    // The release before was rolled back from (a rollback --to the live one, forward): skipped by default, yet it
+    // served and --to takes it, so the hint says so rather than "no other release that served is kept".
+    const back = harness((step) => (step.name === 'lock' ? { stdout: opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${OLD} x abandoned 3 6`, `release ${LIVE} x ok 5 5`, `now ${Math.floor(Date.now() / 1000)}`, 'rollback none', `rollback_from ${LIVE}`) } : undefined));
+    const skipped = (await rollback(back.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(skipped.message).toBe(`web1 has no earlier healthy release to roll back to (kept: ${OLD}, ${LIVE})`);
+    expect(skipped.hint).toBe('pick one with --to (see ops releases one): a release rolled back from is never the default, but it served, and --to takes it');
     expect(auditOf(none.remotes.get('web1')!.runs.at(-1)!.stdin)).toMatchObject({ result: 'failed', previous: LIVE, message: expect.stringMatching(/^refused, nothing changed: web1 has no earlier healthy release to roll back to \(kept: /) });
     const noop = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback noop', `rollback_from ${LIVE}`, `rollback_to ${LIVE}`, 'lock released') } : undefined));
     const r = await rollback(noop.ctx, loadEnvironment('one', root), LIVE);

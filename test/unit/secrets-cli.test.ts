@@ -1456,7 +1456,7 @@ describe('ops secrets encrypt of a file already encrypted', () => {
     writeFileSync(file, 'users:\n  admin: Zq8-long-enough-password\n');
     expect((await cli(e.root, ['secrets', 'encrypt', file], e.env)).code).toBe(0);
     const encrypted = readFileSync(file, 'utf8');
-    const again = await cli(e.root, ['secrets', 'encrypt', file], e.env);
+    const again = await cli(e.root, ['secrets', 'encrypt', file], { ...e.env, INIT_CWD: e.root }); // run from the project's folder
     expect(again.code).toBe(1);
     expect(again.err).toBe(
       'error: environments/qa/assets/initdata.yml is already a sops file; it was left as it was\n' +
@@ -1466,5 +1466,23 @@ describe('ops secrets encrypt of a file already encrypted', () => {
     const secrets = await cli(e.root, ['secrets', 'encrypt', e.secrets], e.env);
     expect(secrets.code).toBe(1);
     expect(secrets.err).toContain('hint: change it with `ops secrets edit qa` (or one value: ops secrets set qa <key>)');
+  });
+
+  it("run from the asset's folder, for a name with a space: the hint's commands name the file from there, quoted, so they run as copied", async () => {
+    const e = await newEnv();
+    const dir = join(e.root, 'environments', 'qa', 'assets');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'init data.yml');
+    writeFileSync(file, 'users:\n  admin: Zq8-long-enough-password\n');
+    const here = { ...e.env, INIT_CWD: dir };
+    expect((await cli(e.root, ['secrets', 'encrypt', 'init data.yml'], here)).code).toBe(0);
+    const again = await cli(e.root, ['secrets', 'encrypt', 'init data.yml'], here);
+    expect(again.code).toBe(1);
+    expect(again.err).toContain('error: environments/qa/assets/init data.yml is already a sops file; it was left as it was\n');
+    expect(again.err).toContain(
+      "hint: see it with `ops secrets decrypt 'init data.yml'`; to change it, `sops edit 'init data.yml'`, or write the plaintext back (`ops secrets decrypt 'init data.yml' > plain && mv plain 'init data.yml'`), edit it and run `ops secrets encrypt 'init data.yml'` again",
+    );
+    // the hint's first command, as copied, from that folder
+    expect((await cli(e.root, ['secrets', 'decrypt', 'init data.yml'], here)).out).toContain('Zq8-long-enough-password');
   });
 });

@@ -199,6 +199,22 @@ describe("a weak value masks neither ops's own words nor key names where ops nam
     expect(config.out).not.toMatch(/\*\*\*_(user|client_id)|secrets\.\*\*\*\.yaml/);
   });
 
+  it('a placeholder exactly CHANGE-ME (what the shipped environments hold): the refusals of set and of a deploy read CHANGE-ME, not ***, and no weak warning', async () => {
+    const e = await newEnv();
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'datapass_client_id'], e.env, 'CHANGE-ME');
+    expect(set.code).toBe(1);
+    expect(set.err).toContain('would hold a placeholder value (CHANGE-ME), which every deploy refuses');
+    expect(set.err).toContain('a value starting with CHANGE-ME is taken for one');
+    expect(set.err).not.toContain('***');
+    expect(set.err).not.toContain('is weak');
+    const recipients = (await open(e)).recipients;
+    await SecretsFile.create(e.secrets, parseTree(`datapass_client_id: CHANGE-ME\nsecret_key: ${STRONG}\n`, 'yaml', { file: 't' }), { recipients }).save({}, readFileSync(e.secrets, 'utf8'));
+    const reporter = new MemoryReporter();
+    const err = await environmentSecrets({ root: e.root, reporter, processEnv: e.env }, loadEnvironment('qa', e.root)).catch((x: Error) => x);
+    expect(reporter.redact((err as Error).message)).toContain('still holds placeholder values (CHANGE-ME): datapass_client_id');
+    expect(reporter.lines).toEqual([]);
+  });
+
   it('ops config: a secret equal to a key name (a value "keep", the key `keep`) leaves the key shown, its structure whole; values are masked as ever', async () => {
     const e = await newEnv();
     for (const [k, v] of [['k1', 'keep'], ['k2', 'strategy'], ['k3', 'python_installer']]) expect((await cli(e.root, ['secrets', 'set', 'qa', k!], e.env, v)).code).toBe(0);

@@ -1,5 +1,6 @@
 // ops env remove without a host (recording remotes answer as a serving or a gone host), and the day-2
 // commands' argument errors through the real CLI.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +14,10 @@ import { loadEnvironment } from '../../core/config/environment.ts';
 import { OpsError } from '../../core/errors.ts';
 import { runOps } from '../support/cli.ts';
 import { report, testEnv } from './status.helpers.ts';
+import { startSupervisord } from '../support/supervisord.ts';
+
+/** supervisorctl of the supervisord startSupervisord runs (4.2.5, scripts/setup-machine.sh). */
+const SUPERVISORCTL = join(process.env.OPS_TESTHOSTS_CACHE || '/var/cache/ops-testhosts', 'python', 'supervisor-4.2.5', 'bin', 'supervisorctl');
 
 const RECIPIENT = 'age1066aw35g7mgvykamlmge92f5uy6n5zhjw0mzpn0fz0t6vyrm35yqetgzkd';
 
@@ -137,7 +142,7 @@ describe('ops env remove', () => {
     expect(text).toContain(
       [
         '  3. VM web1 (192.0.2.1) also runs keep: keep it, and take shop off it (these touch nothing of keep):',
-        '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && sudo supervisorctl update shop-blue shop-green',
+        '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
         '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
         '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*',
         `      if [ "$(getent passwd shop | cut -d: -f6)" = /home/shop ]; then sudo userdel --remove shop; else echo 'shop: its home is not /home/shop, so ops did not make it: kept'; fi`,
@@ -157,6 +162,31 @@ describe('ops env remove', () => {
     expect(other).toContain('deleting the secrets leaves it authorized here. With its private key at hand (KEY=<file>), drop its line:\n');
     expect(other).toContain('~deploy/.ssh/authorized_keys');
     expect(other).not.toContain('keeper');
+  });
+
+  it("the supervisor line, run against a real supervisord 4.2.5 where only blue ever ran (one deploy): blue's group goes, green's absence is no error", async () => {
+    const { root } = await project(true);
+    const line = removeAppCommands(loadEnvironment('old', root), [loadEnvironment('keep', root)])[0]!;
+    const sup = await startSupervisord('ops-env-remove-', (d) => {
+      mkdirSync(join(d, 'conf.d'));
+      writeFileSync(join(d, 'conf.d', 'shop-blue.conf'), `[group:shop-blue]\nprograms=shop-blue-web\n\n[program:shop-blue-web]\ncommand=/bin/sleep 600\nstartsecs=0\nstdout_logfile=${d}/web.log\n`);
+      writeFileSync(join(d, 'conf.d', 'keep-blue.conf'), `[group:keep-blue]\nprograms=keep-blue-web\n\n[program:keep-blue-web]\ncommand=/bin/sleep 600\nstartsecs=0\nstdout_logfile=${d}/keep.log\n`);
+      return [`[include]\nfiles = ${d}/conf.d/*.conf\n`];
+    });
+    try {
+      const ctl = `${SUPERVISORCTL} -s unix://${sup.sock}`;
+      const status = () => execFileSync('bash', ['-c', `${ctl} status || true`], { encoding: 'utf8' });
+      for (let i = 0; i < 100 && !/shop-blue-web\s+RUNNING/.test(status()); i++) await new Promise((r) => setTimeout(r, 100));
+      // the line as printed, with this supervisord's paths and socket in place of the host's
+      const here = line.replaceAll('/etc/supervisor/conf.d/', `${sup.dir}/conf.d/`).replaceAll('sudo supervisorctl', ctl).replaceAll('sudo ', '');
+      const r = spawnSync('bash', ['-c', here], { encoding: 'utf8' });
+      expect(r.stderr + r.stdout).not.toContain('ERROR');
+      expect(r.status, r.stderr + r.stdout).toBe(0);
+      expect(status()).not.toContain('shop-blue');
+      expect(status()).toMatch(/keep-blue:keep-blue-web\s+RUNNING/);
+    } finally {
+      sup.daemon.kill('SIGTERM');
+    }
   });
 
   it('on a VM shared with an environment of the same app (as ops env new gives next to prod): what both use is named as shared and kept, never removed', async () => {
@@ -181,7 +211,7 @@ describe('ops env remove', () => {
     writeFileSync(keepFile, stringify({ ...parseYaml(readFileSync(keepFile, 'utf8')), app: 'keep', app_user: 'shop', base_dir: '/srv/shop/keep', domain: 'keep.example.org' }));
     const cmds = removeAppCommands(loadEnvironment('old', root), [loadEnvironment('keep', root)]);
     expect(cmds).toEqual([
-      'sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && sudo supervisorctl update shop-blue shop-green',
+      'sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
       'sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
       'sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*',
       '# base_dir /srv/shop: shared with keep (base directories /srv/shop, /srv/shop/keep overlap): kept',

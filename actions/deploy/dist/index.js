@@ -19572,6 +19572,7 @@ var init_parts = __esm({
       "passw0rd",
       "p@ssw0rd",
       "changeme",
+      "change-me",
       "changeit",
       "letmein1",
       "iloveyou",
@@ -37638,8 +37639,8 @@ function goFloatText(v) {
   else text = digits.length > exp + 1 ? `${digits.slice(0, exp + 1)}.${digits.slice(exp + 1)}` : `${digits}${"0".repeat(exp + 1 - digits.length)}.0`;
   return sign + text;
 }
-function numberText(value) {
-  return Number.isSafeInteger(value) && !Object.is(value, -0) ? String(value) : goFloatText(value);
+function valueText(value) {
+  return typeof value === "number" ? goFloatText(value) : String(value);
 }
 function goParseInteger(s, unsigned) {
   const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
@@ -37800,7 +37801,7 @@ function goFormatFloat(v) {
 }
 function maskedText2(s) {
   if (s.type === "bool") return void 0;
-  return s.type === "str" ? s.value : String(s.value);
+  return s.type === "str" ? s.value : valueText(toPlain(s, "dotenv"));
 }
 function scalarBytes(node) {
   return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
@@ -38061,18 +38062,19 @@ function checkNewKey(part) {
 function getEntry(map, key) {
   return map.entries.find(([k]) => k === key)?.[1];
 }
-function toPlain(node, times = "marshal") {
+function toPlain(node, view = "marshal") {
   switch (node.kind) {
     case "null":
       return null;
     case "scalar":
-      if (node.type === "time" && times === "dotenv") return dotenvTime(node.value);
+      if (view === "dotenv" && node.type === "time") return dotenvTime(node.value);
+      if (view === "dotenv" && node.type === "int") return BigInt(node.value);
       return node.bytes ? Buffer.from(node.bytes) : node.value;
     case "list":
-      return node.items.map((item) => toPlain(item, times));
+      return node.items.map((item) => toPlain(item, view));
     case "map": {
       const out = {};
-      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v, times), enumerable: true, writable: true, configurable: true });
+      for (const [k, v] of node.entries) Object.defineProperty(out, k, { value: toPlain(v, view), enumerable: true, writable: true, configurable: true });
       return out;
     }
   }
@@ -38722,13 +38724,13 @@ function parseTree(text, format, options) {
       const v = scalar(node, path);
       if (options.retyped && format === "yaml" && v.kind === "scalar" && v.type !== "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
         const text2 = String(node.value ?? "");
-        const sameExponent = v.type === "float" && /e/i.test(text2) && numberText(v.value) === text2;
-        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && numberText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
+        const sameExponent = v.type === "float" && /e/i.test(text2) && goFloatText(v.value) === text2;
+        if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && goFloatText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
         else if (v.type === "time" && dotenvTime(v.value) !== v.value) options.retyped.push({ path, type: "time", typed: "fraction" });
       }
       if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
         const text2 = typeof node.source === "string" ? node.source : String(node.value);
-        if (jsonNumberText(v) !== text2 || v.type === "float" && numberText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
+        if (jsonNumberText(v) !== text2 || v.type === "float" && goFloatText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
       }
       return v;
     }
@@ -49259,8 +49261,9 @@ var init_sops = __esm({
         return this.plain;
       }
       /**
-       * The decrypted document as plain JS values, as the app gets them in the .env: a timestamp as sops's dotenv
-       * output gives it, without its fraction of a second (toPlain 'dotenv'); `tree` has it whole.
+       * The decrypted document as plain JS values, as the app gets them in the .env (toPlain 'dotenv'): a timestamp as
+       * sops's dotenv output gives it, without its fraction of a second (`tree` has it whole), an int as a bigint and a
+       * float as a number, so that a whole float reaches the .env as sops exec-env gives it (`2.0`, not `2`).
        */
       get data() {
         return toPlain(this.plain, "dotenv");
@@ -50084,7 +50087,7 @@ __export(weak_exports, {
 });
 function weakParts(value) {
   const whole = value.trim();
-  if (whole === "") return [];
+  if (whole === "" || whole.startsWith(PLACEHOLDER)) return [];
   const lines = new Set(value.split(/\r?\n/).map((l) => l.trim()));
   const passwords = new Set(urlCredentials(value).map((p) => p.trim()));
   const seen = /* @__PURE__ */ new Set();
@@ -50135,6 +50138,7 @@ var init_weak = __esm({
   "core/secrets/weak.ts"() {
     "use strict";
     init_report();
+    init_env();
     init_parts();
     init_tree_scalars();
     init_tree();
@@ -72578,9 +72582,7 @@ function secretPaths(tree, prefix = "") {
   return Object.entries(tree).flatMap(([k, v]) => [`${prefix}${k}`, ...secretPaths(v, `${prefix}${k}.`)]);
 }
 function asString(value) {
-  if (typeof value === "string") return value;
-  if (typeof value === "number") return numberText(value);
-  if (typeof value === "bigint" || typeof value === "boolean") return String(value);
+  if (typeof value === "string" || typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return valueText(value);
   return jsonText(value) ?? "null";
 }
 function jsonText(value) {

@@ -19474,6 +19474,7 @@ var init_parts = __esm({
       "passw0rd",
       "p@ssw0rd",
       "changeme",
+      "change-me",
       "changeit",
       "letmein1",
       "iloveyou",

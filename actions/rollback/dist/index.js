@@ -19572,6 +19572,7 @@ var init_parts = __esm({
       "passw0rd",
       "p@ssw0rd",
       "changeme",
+      "change-me",
       "changeit",
       "letmein1",
       "iloveyou",
@@ -67589,8 +67590,10 @@ ${remote.name} still serves ${state.current}`, e.hint);
     throw refuse2(new OpsError(`a port of slot ${idle} is taken on ${remote.name} by a process that is not that slot's own: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} shows who listens there; free the port, then roll back again`));
   }
   if (verdict === "none") {
-    const served = state.releases.some((x) => x.id !== from && x.status === "ok");
-    const hint = served ? `pick one with --to (see ops releases ${env.name})` : `no other release that served is kept on ${remote.name}: deploy the commit you want instead (ops deploy ${env.name} --ref <ref>)`;
+    const others = state.releases.filter((x) => x.id !== from);
+    const healthy = others.some((x) => x.status === "ok");
+    const abandoned = others.some((x) => x.status === "abandoned");
+    const hint = healthy || abandoned ? `pick one with --to (see ops releases ${env.name})${healthy ? "" : ": a release rolled back from is never the default, but it served, and --to takes it"}` : `no other release that served is kept on ${remote.name}: deploy the commit you want instead (ops deploy ${env.name} --ref <ref>)`;
     throw refuse2(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, hint));
   }
   if (verdict === "not_kept") throw refuse2(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`));

@@ -20322,6 +20322,7 @@ var init_parts = __esm({
       "passw0rd",
       "p@ssw0rd",
       "changeme",
+      "change-me",
       "changeit",
       "letmein1",
       "iloveyou",

@@ -15,7 +15,7 @@ import opsPackage from '../package.json' with { type: 'json' };
 
 /** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
 export type OptionSpec =
-  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** A file or directory: a relative one is resolved here against the directory the command was run from (see invocationDir). */ path?: boolean; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out). */ emptyHint?: string }
+  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** A file or directory: a relative one is resolved here against the directory the command was run from (see invocationDir). */ path?: boolean; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out). */ emptyHint?: string; /** false: no value starts with "-" (a git ref, a release id), so a word starting with "-" after the option is never explained as `--opt=-VALUE` (a number's and a choice's never do either: dashFree). */ dashes?: false }
   | { type: 'boolean'; short?: string; description: string }
   | { type: 'number'; short?: string; description: string; value?: string; min?: number; max?: number };
 
@@ -202,7 +202,7 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
  * node:util parseArgs's error (the one library parsing argv), as a one-line usage error in ops's words: an option that
  * takes a value given none ("argument missing" at the end; "argument is ambiguous", three lines suggesting --ref=-XYZ,
  * when a word starting with "-" follows) says `--ref needs a value`, and when that word is no option of the command
- * how a value starting with "-" is written; an unknown option is named with the closest option of the command
+ * how a value starting with "-" is written (or, for an option none of whose values starts with one, what it takes: dashFree); an unknown option is named with the closest option of the command
  * (didYouMean); a switch given a value (`--dry-run=yes`) says it takes none; any other keeps its first sentence. The hint is the usage.
  */
 function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]): UsageError {
@@ -215,13 +215,14 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     const flag = named[1]!.replace(/ <value>$/, '').split(', ').at(-1)!;
     const name = flag.startsWith('--') ? flag.slice(2) : Object.keys(specs).find((k) => `-${specs[k]!.short}` === flag);
     const spec = name === undefined ? undefined : specs[name];
-    const what = spec?.type === 'string' ? (spec.what ?? 'a value') : spec?.type === 'number' ? 'a whole number' : 'a value';
+    const what = spec?.type === 'string' ? (spec.what ?? (spec.choices ? `one of ${spec.choices.join(', ')}` : 'a value')) : spec?.type === 'number' ? 'a whole number' : 'a value';
     const display = name === undefined ? flag : `--${name}`;
     // the word after the option as typed (node names it "-r, --ref <value>"): none when it was last
     const at = Math.max(...named[1]!.replace(/ <value>$/, '').split(', ').map((f) => args.lastIndexOf(f)));
     const next = at < 0 ? undefined : args[at + 1];
     const option = (w: string) => w === '--' || Object.entries(specs).some(([k, o]) => w === `--${k}` || w.startsWith(`--${k}=`) || (o.short !== undefined && w === `-${o.short}`));
-    const dashed = next !== undefined && !option(next) ? `a value starting with "-" is written ${display}=-VALUE; ` : '';
+    // a value starting with "-" is written --file=-VALUE; an option whose values never start with one (dashFree) says what it takes
+    const dashed = next === undefined || option(next) ? '' : spec && dashFree(spec) ? `${display} takes ${what}, which never starts with "-" (${next} is read as an option); ` : `a value starting with "-" is written ${display}=-VALUE; `;
     return new UsageError(`${display} needs ${what}, got none`, `${dashed}${usage}`);
   }
   // a switch given a value (`--dry-run=yes`, `--force=false`): node says "Option '-d, --dry-run' does not take an argument"
@@ -239,6 +240,13 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     return new UsageError(`unknown option ${shown} for "ops ${c.name}"${near ? ` (did you mean ${near}?)` : ''}`, usage);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
+}
+
+/** Whether no value of the option starts with "-": a number, one with choices none of which does, or one marked `dashes: false`. */
+function dashFree(spec: OptionSpec): boolean {
+  if (spec.type === 'number') return true;
+  if (spec.type !== 'string') return false;
+  return spec.dashes === false || (spec.choices !== undefined && !spec.choices.some((c) => c.startsWith('-')));
 }
 
 /**

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorFields, failedResult, formatError, showControls } from '../core/errors.ts';
-import { quote, validate, wholeNumber } from '../core/shell.ts';
+import { quote, validate, wholeNumber, wholeNumberRange } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter, type ValueFormat } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
@@ -177,8 +177,11 @@ function checkArgs(c: Command, args: string[], environments: () => string[], pro
   }
 }
 
-/** Option values as the command's specs say: numbers parsed (one parser for every number: wholeNumber). */
-function typedValues(specs: Options, raw: Record<string, string | boolean | string[] | undefined>): OptionValues<Options> {
+/**
+ * Option values as the command's specs say: numbers parsed (one parser for every number: wholeNumber; a wrong one's
+ * hint gives the range it takes, and the usage).
+ */
+function typedValues(specs: Options, raw: Record<string, string | boolean | string[] | undefined>, c: Command): OptionValues<Options> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) {
     const spec = specs[k];
@@ -186,7 +189,8 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
       try {
         out[k] = wholeNumber(v, `--${k}`, spec);
       } catch (e) {
-        throw new UsageError((e as OpsError).message, (e as OpsError).hint);
+        const { min, max } = wholeNumberRange(spec);
+        throw new UsageError((e as OpsError).message, `give digits only, from ${min} to ${max}, or leave --${k} out for its default; usage: ${usageLine(c)}`);
       }
     } else if (spec?.type === 'string' && (Array.isArray(v) ? v : [v]).includes('')) {
       // An empty value is a variable that was not set (--ref "$TAG"), not "the default": refused for every option.
@@ -732,7 +736,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     }, processEnv);
     const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined) : projectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined));
     const inProject = root !== undefined;
-    const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);
+    const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>, command);
     json = 'json' in specs && values.json === true;
     // Every relative path argument, here in one place, from the directory the command was run from
     for (const [k, spec] of Object.entries(specs)) {

@@ -196,7 +196,9 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
       // An empty value is a variable that was not set (--ref "$TAG"), not "the default": refused for every option.
       throw new UsageError(`--${k} needs ${spec.what ?? 'a value'}, got an empty one`, spec.emptyHint ?? `give one, or leave --${k} out for the default (an unset variable, as in --${k} "$VAR"?)`);
     } else if (spec?.type === 'string' && spec.choices && typeof v === 'string' && !spec.choices.includes(v)) {
-      throw new UsageError(`--${k} must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(v)}`);
+      // the choice meant, as for an option's name (didYouMean: `--slot prev`, previous)
+      const near = didYouMean(v, [...spec.choices]);
+      throw new UsageError(`--${k} must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(v)}${near ? ` (did you mean ${near}?)` : ''}`, `usage: ${usageLine(c)}`);
     } else out[k] = v;
   }
   return out as OptionValues<Options>;
@@ -317,7 +319,8 @@ const TOP_OPTIONS: Options = {
 };
 
 /**
- * The option closest to a mistyped one, as it is typed: among `specs` (`--dryrun`, `-dry-run`: --dry-run; `-N` where
+ * The option closest to a mistyped one, as it is typed: among `specs` (`--dryrun`, `-dry-run`: --dry-run; `-f`, a letter
+ * no option has, where --force alone starts with it: --force; `-N` where
  * -n is one: -n), else among ops's own (`-v` alone, `--verison`, a command's `--version` or `-V`: `ops --version`).
  * One mechanism for an option typed anywhere; `specs` empty: typed before any command.
  */
@@ -333,7 +336,13 @@ export function nearOption(typed: string, specs: Options): string | undefined {
     const key = didYouMean(word, Object.keys(options));
     return key === undefined ? undefined : { key, letter: false };
   };
-  const mine = pick(specs, true);
+  // a letter no option of the command has: the one long option without a letter of its own that starts with it
+  // (`ops lock release -f`: --force); none when several do (deploy's -f: --force or --forward-only is not guessed)
+  const initial = (): { key: string; letter: boolean } | undefined => {
+    const starting = typed.startsWith('--') || word.length !== 1 ? [] : Object.keys(specs).filter((k) => specs[k]!.short === undefined && k.startsWith(word.toLowerCase()));
+    return starting.length === 1 ? { key: starting[0]!, letter: false } : undefined;
+  };
+  const mine = pick(specs, true) ?? initial();
   if (mine) return mine.letter ? `-${specs[mine.key]!.short}` : `--${mine.key}`;
   // after a command, its letter exactly (`ops ping -V`); alone, in either case (`ops -v`): a command's -v is not
   // taken for the version

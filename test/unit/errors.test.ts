@@ -134,6 +134,9 @@ describe('the CLI: one message naming the host, never a stack trace', () => {
       [['logs', 'x', '-n', '1e3'], '--lines needs a whole number from 0 to 10000, got "1e3"'],
       [['staging', 'rebuild', '--retries', '100'], '--retries needs a whole number from 0 to 99, got "100"'],
       [['logs', 'x', '--slot', 'green'], '--slot must be one of live, previous, both, got "green"'],
+      // a near miss of a choice is named, as a mistyped option is
+      [['logs', 'x', '--slot', 'prev'], '--slot must be one of live, previous, both, got "prev" (did you mean previous?)'],
+      [['logs', 'x', '--slot', 'lve'], '--slot must be one of live, previous, both, got "lve" (did you mean live?)'],
     ] as const) {
       const r = await usage([...argv]);
       expect(r.code, argv.join(' ')).toBe(2);

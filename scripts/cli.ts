@@ -360,6 +360,15 @@ export function didYouMean(word: string, known: string[]): string | undefined {
 }
 
 /**
+ * The refusal of an unknown subcommand of one of the project's other scripts (`npm run sandbox -- stauts`): named, with
+ * the one meant when one is close (didYouMean), as ops names its own; `usage` is the hint.
+ */
+export function unknownSubcommand(script: string, word: string, known: readonly string[], usage: string): UsageError {
+  const near = didYouMean(word, [...known]);
+  return new UsageError(`unknown command ${JSON.stringify(word)}${near ? ` (did you mean "${script} ${near}"?)` : ''}`, usage);
+}
+
+/**
  * The directory the command was run from, which relative path arguments start from: npm's INIT_CWD when npm
  * set it (`npm run ops -- ...` and `npx ops` run the command from the package root, INIT_CWD is where npm was
  * run), else the process's current directory. An INIT_CWD inherited by a process that has left the package

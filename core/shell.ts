@@ -136,14 +136,18 @@ export function isValid(kind: ValueKind, value: string): boolean {
   return check.pattern.test(value) && !check.extra?.(value);
 }
 
+/** The range wholeNumber takes: `range`'s bounds, 0 and 2^31-1 where it gives none. */
+export function wholeNumberRange(range: { min?: number; max?: number }): { min: number; max: number } {
+  return { min: range.min ?? 0, max: range.max ?? 2 ** 31 - 1 };
+}
+
 /**
  * A whole number from text given by a person or a workflow (an option, an action input): decimal digits only
  * (no sign, no exponent, no spaces inside), within [min, max] (default 0 to 2^31-1).
  * @returns the number. @throws OpsError naming `what`, what was given, and the range.
  */
 export function wholeNumber(text: string, what: string, range: { min?: number; max?: number } = {}): number {
-  const min = range.min ?? 0;
-  const max = range.max ?? 2 ** 31 - 1;
+  const { min, max } = wholeNumberRange(range);
   const t = text.trim();
   const n = /^\d{1,10}$/.test(t) ? Number(t) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) throw new OpsError(`${what} needs a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);

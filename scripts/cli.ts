@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorFields, failedResult, formatError, showControls } from '../core/errors.ts';
-import { quote, validate, wholeNumber } from '../core/shell.ts';
+import { quote, validate, wholeNumber, wholeNumberRange } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter, type ValueFormat } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
@@ -15,7 +15,7 @@ import opsPackage from '../package.json' with { type: 'json' };
 
 /** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
 export type OptionSpec =
-  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** A file or directory: a relative one is resolved here against the directory the command was run from (see invocationDir). */ path?: boolean; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out). */ emptyHint?: string }
+  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** A file or directory: a relative one is resolved here against the directory the command was run from (see invocationDir). */ path?: boolean; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out). */ emptyHint?: string; /** false: no value starts with "-" (a git ref, a release id), so a word starting with "-" after the option is never explained as `--opt=-VALUE` (a number's and a choice's never do either: dashFree). */ dashes?: false }
   | { type: 'boolean'; short?: string; description: string }
   | { type: 'number'; short?: string; description: string; value?: string; min?: number; max?: number };
 
@@ -177,8 +177,11 @@ function checkArgs(c: Command, args: string[], environments: () => string[], pro
   }
 }
 
-/** Option values as the command's specs say: numbers parsed (one parser for every number: wholeNumber). */
-function typedValues(specs: Options, raw: Record<string, string | boolean | string[] | undefined>): OptionValues<Options> {
+/**
+ * Option values as the command's specs say: numbers parsed (one parser for every number: wholeNumber; a wrong one's
+ * hint gives the range it takes, and the usage).
+ */
+function typedValues(specs: Options, raw: Record<string, string | boolean | string[] | undefined>, c: Command): OptionValues<Options> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) {
     const spec = specs[k];
@@ -186,13 +189,16 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
       try {
         out[k] = wholeNumber(v, `--${k}`, spec);
       } catch (e) {
-        throw new UsageError((e as OpsError).message, (e as OpsError).hint);
+        const { min, max } = wholeNumberRange(spec);
+        throw new UsageError((e as OpsError).message, `give digits only, from ${min} to ${max}, or leave --${k} out for its default; usage: ${usageLine(c)}`);
       }
     } else if (spec?.type === 'string' && (Array.isArray(v) ? v : [v]).includes('')) {
       // An empty value is a variable that was not set (--ref "$TAG"), not "the default": refused for every option.
       throw new UsageError(`--${k} needs ${spec.what ?? 'a value'}, got an empty one`, spec.emptyHint ?? `give one, or leave --${k} out for the default (an unset variable, as in --${k} "$VAR"?)`);
     } else if (spec?.type === 'string' && spec.choices && typeof v === 'string' && !spec.choices.includes(v)) {
-      throw new UsageError(`--${k} must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(v)}`);
+      // the choice meant, as for an option's name (didYouMean: `--slot prev`, previous)
+      const near = didYouMean(v, [...spec.choices]);
+      throw new UsageError(`--${k} must be one of ${spec.choices.join(', ')}, got ${JSON.stringify(v)}${near ? ` (did you mean ${near}?)` : ''}`, `usage: ${usageLine(c)}`);
     } else out[k] = v;
   }
   return out as OptionValues<Options>;
@@ -202,7 +208,7 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
  * node:util parseArgs's error (the one library parsing argv), as a one-line usage error in ops's words: an option that
  * takes a value given none ("argument missing" at the end; "argument is ambiguous", three lines suggesting --ref=-XYZ,
  * when a word starting with "-" follows) says `--ref needs a value`, and when that word is no option of the command
- * how a value starting with "-" is written; an unknown option is named with the closest option of the command
+ * how a value starting with "-" is written (or, for an option none of whose values starts with one, what it takes: dashFree); an unknown option is named with the closest option of the command
  * (didYouMean); a switch given a value (`--dry-run=yes`) says it takes none; any other keeps its first sentence. The hint is the usage.
  */
 function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]): UsageError {
@@ -215,13 +221,14 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     const flag = named[1]!.replace(/ <value>$/, '').split(', ').at(-1)!;
     const name = flag.startsWith('--') ? flag.slice(2) : Object.keys(specs).find((k) => `-${specs[k]!.short}` === flag);
     const spec = name === undefined ? undefined : specs[name];
-    const what = spec?.type === 'string' ? (spec.what ?? 'a value') : spec?.type === 'number' ? 'a whole number' : 'a value';
+    const what = spec?.type === 'string' ? (spec.what ?? (spec.choices ? `one of ${spec.choices.join(', ')}` : 'a value')) : spec?.type === 'number' ? 'a whole number' : 'a value';
     const display = name === undefined ? flag : `--${name}`;
     // the word after the option as typed (node names it "-r, --ref <value>"): none when it was last
     const at = Math.max(...named[1]!.replace(/ <value>$/, '').split(', ').map((f) => args.lastIndexOf(f)));
     const next = at < 0 ? undefined : args[at + 1];
     const option = (w: string) => w === '--' || Object.entries(specs).some(([k, o]) => w === `--${k}` || w.startsWith(`--${k}=`) || (o.short !== undefined && w === `-${o.short}`));
-    const dashed = next !== undefined && !option(next) ? `a value starting with "-" is written ${display}=-VALUE; ` : '';
+    // a value starting with "-" is written --file=-VALUE; an option whose values never start with one (dashFree) says what it takes
+    const dashed = next === undefined || option(next) ? '' : spec && dashFree(spec) ? `${display} takes ${what}, which never starts with "-" (${next} is read as an option); ` : `a value starting with "-" is written ${display}=-VALUE; `;
     return new UsageError(`${display} needs ${what}, got none`, `${dashed}${usage}`);
   }
   // a switch given a value (`--dry-run=yes`, `--force=false`): node says "Option '-d, --dry-run' does not take an argument"
@@ -239,6 +246,13 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     return new UsageError(`unknown option ${shown} for "ops ${c.name}"${near ? ` (did you mean ${near}?)` : ''}`, usage);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
+}
+
+/** Whether no value of the option starts with "-": a number, one with choices none of which does, or one marked `dashes: false`. */
+function dashFree(spec: OptionSpec): boolean {
+  if (spec.type === 'number') return true;
+  if (spec.type !== 'string') return false;
+  return spec.dashes === false || (spec.choices !== undefined && !spec.choices.some((c) => c.startsWith('-')));
 }
 
 /**
@@ -305,7 +319,8 @@ const TOP_OPTIONS: Options = {
 };
 
 /**
- * The option closest to a mistyped one, as it is typed: among `specs` (`--dryrun`, `-dry-run`: --dry-run; `-N` where
+ * The option closest to a mistyped one, as it is typed: among `specs` (`--dryrun`, `-dry-run`: --dry-run; `-f`, a letter
+ * no option has, where --force alone starts with it: --force; `-N` where
  * -n is one: -n), else among ops's own (`-v` alone, `--verison`, a command's `--version` or `-V`: `ops --version`).
  * One mechanism for an option typed anywhere; `specs` empty: typed before any command.
  */
@@ -321,7 +336,13 @@ export function nearOption(typed: string, specs: Options): string | undefined {
     const key = didYouMean(word, Object.keys(options));
     return key === undefined ? undefined : { key, letter: false };
   };
-  const mine = pick(specs, true);
+  // a letter no option of the command has: the one long option without a letter of its own that starts with it
+  // (`ops lock release -f`: --force); none when several do (deploy's -f: --force or --forward-only is not guessed)
+  const initial = (): { key: string; letter: boolean } | undefined => {
+    const starting = typed.startsWith('--') || word.length !== 1 ? [] : Object.keys(specs).filter((k) => specs[k]!.short === undefined && k.startsWith(word.toLowerCase()));
+    return starting.length === 1 ? { key: starting[0]!, letter: false } : undefined;
+  };
+  const mine = pick(specs, true) ?? initial();
   if (mine) return mine.letter ? `-${specs[mine.key]!.short}` : `--${mine.key}`;
   // after a command, its letter exactly (`ops ping -V`); alone, in either case (`ops -v`): a command's -v is not
   // taken for the version
@@ -336,6 +357,15 @@ export function didYouMean(word: string, known: string[]): string | undefined {
   if (best && best[1] <= Math.max(1, Math.floor(w.length / 3))) return best[0];
   const starts = known.filter((k) => w.length >= 2 && k.startsWith(w));
   return starts.length === 1 ? starts[0] : undefined;
+}
+
+/**
+ * The refusal of an unknown subcommand of one of the project's other scripts (`npm run sandbox -- stauts`): named, with
+ * the one meant when one is close (didYouMean), as ops names its own; `usage` is the hint.
+ */
+export function unknownSubcommand(script: string, word: string, known: readonly string[], usage: string): UsageError {
+  const near = didYouMean(word, [...known]);
+  return new UsageError(`unknown command ${JSON.stringify(word)}${near ? ` (did you mean "${script} ${near}"?)` : ''}`, usage);
 }
 
 /**
@@ -724,7 +754,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     }, processEnv);
     const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined) : projectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined));
     const inProject = root !== undefined;
-    const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>);
+    const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>, command);
     json = 'json' in specs && values.json === true;
     // Every relative path argument, here in one place, from the directory the command was run from
     for (const [k, spec] of Object.entries(specs)) {

@@ -8,6 +8,7 @@ import { request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatError, OpsError } from '../core/errors.ts';
+import { unknownSubcommand } from './cli.ts';
 import { makeAppRepo } from '../test/fixtures/app/make-repo.ts';
 import {
   acquireLab,
@@ -134,11 +135,17 @@ function showStatus(): void {
   console.log(`other hosts: ${s.hosts.filter((h) => h.name !== HOST).map((h) => h.name).join(', ') || 'none'}; leases: ${s.leases.join(', ') || 'none'}`);
 }
 
+const USAGE = 'usage: npm start | npm run sandbox -- up|down|status';
 const command = process.argv[2] ?? 'up';
 const actions: Record<string, () => Promise<void> | void> = { up, down, status: showStatus };
 const action = actions[command];
+if (['help', '--help', '-h'].includes(command)) {
+  console.log(USAGE);
+  process.exit(0);
+}
 if (!action) {
-  console.error('usage: npm start | npm run sandbox -- up|down|status');
+  // a typo (`stauts`) is named with the command meant, as ops does
+  console.error(`error: ${formatError(unknownSubcommand('npm run sandbox --', command, Object.keys(actions), USAGE))}`);
   process.exit(2);
 }
 Promise.resolve()

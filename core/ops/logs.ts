@@ -33,6 +33,9 @@ export function logsRequest(env: Environment, options: LogsOptions): Omit<LogsRe
   if (!LOG_SLOTS.includes(slots)) throw new OpsError(`--slot must be one of ${LOG_SLOTS.join(', ')}, got ${JSON.stringify(slots)}`);
   const p = options.program;
   if (p === undefined) return { programs, nginx: ['error'], slots, lines };
+  // one access and one error log per site, whichever slot serves: a slot asked of nginx is refused, not ignored
+  if (p === 'nginx' && options.slots !== undefined)
+    throw new OpsError(`--slot does not apply to nginx: its access and error logs are the site's, one pair for every release and slot`, `leave --slot out for nginx's logs; --slot ${options.slots} is for a program's: ops logs ${env.name} <program> --slot ${options.slots} (programs: ${programs.join(', ')})`);
   if (p === 'nginx') return { programs: [], nginx: ['error', 'access'], slots, lines };
   if (!env.config.programs[p]) throw new OpsError(`${JSON.stringify(p)} is not a program of ${env.name}`, `programs: ${[...programs, 'nginx'].join(', ')}`);
   return { programs: [p], nginx: [], slots, lines };

@@ -43,9 +43,9 @@ warning that masking is limited to those.`,
     async run({ args, ops, values }) {
       const { logs, logsRequest } = await import('../../core/ops/logs.ts');
       const env = openEnvironment(ops, args[0]!);
-      // A program the environment does not have is a wrong argument: a usage error, before any host is reached.
+      // A program the environment does not have (or a slot asked of nginx) is a wrong argument: a usage error, before any host is reached.
       try {
-        logsRequest(env, { program: args[1], lines: values.lines });
+        logsRequest(env, { program: args[1], lines: values.lines, slots: values.slot as LogSlots | undefined /* one of its choices */ });
       } catch (e) {
         throw e instanceof OpsError ? new UsageError(e.message, e.hint) : e;
       }

@@ -10,7 +10,7 @@ export const commands: Command[] = [
     summary: 'put a git ref live on every host: new release, health-gated gapless switch, old one kept for rollback',
     args: ['<env>'],
     options: {
-      ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', description: "branch, tag or sha (default: the environment's ref)" },
+      ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', dashes: false, description: "branch, tag or sha (default: the environment's ref)" },
       force: { type: 'boolean', description: 'deploy even when that sha is already live' },
       'dry-run': { type: 'boolean', description: 'print the plan (hosts, sha, steps, and what changes: commits, migrations, dependency sets) and change nothing' },
       'forward-only': { type: 'boolean', description: 'skip (a no-op with a warning, exit 0) when the ref is behind the live commit on any host, fail when its history diverged from it: never go back by accident' },
@@ -29,7 +29,7 @@ export const commands: Command[] = [
     name: 'diff',
     summary: 'what deploying a ref would change on each host: commits (or a rollback in disguise), new migrations, dependency sets; changes nothing',
     args: ['<env>'],
-    options: { ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', description: "branch, tag or sha (default: the environment's ref)" }, json },
+    options: { ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', dashes: false, description: "branch, tag or sha (default: the environment's ref)" }, json },
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { diff, formatDiff } = await import('../../core/ops/diff.ts');
@@ -43,7 +43,7 @@ export const commands: Command[] = [
     summary: 'switch back to a kept release in seconds (default: the one before the live one)',
     args: ['<env>'],
     // An empty --to (a variable that was not set: --to "$RELEASE") is a mistake, not "the release before" (scripts/cli.ts refuses it).
-    options: { to: { type: 'string', value: 'RELEASE', what: 'a release id', emptyHint: 'see ops releases <env>; without --to: the release before the live one', description: 'release id to go back to (see ops releases)' }, json },
+    options: { to: { type: 'string', value: 'RELEASE', what: 'a release id', dashes: false, emptyHint: 'see ops releases <env>; without --to: the release before the live one', description: 'release id to go back to (see ops releases)' }, json },
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { rollback, rollbackSummary } = await import('../../core/ops/rollback.ts');

@@ -263,6 +263,16 @@ function chosenEditor(processEnv: NodeJS.ProcessEnv): { variable: 'VISUAL' | 'ED
   return undefined;
 }
 
+/**
+ * Whether $EDITOR may be npm's default rather than the user's choice: run by npm (`npm run ops`, npx: npm_lifecycle_event
+ * or npm_execpath set), EDITOR is vi and neither VISUAL nor npm's own editor setting chose it. npm 11 sets EDITOR to
+ * its `editor` setting for a script (VISUAL, else EDITOR, else vi), so vi there most often means none was chosen.
+ */
+function npmDefaultEditor(processEnv: NodeJS.ProcessEnv): boolean {
+  const underNpm = Boolean(processEnv.npm_lifecycle_event || processEnv.npm_execpath);
+  return underNpm && !processEnv.VISUAL && !processEnv.npm_config_editor && processEnv.EDITOR === 'vi';
+}
+
 /** Editors that draw on a terminal and read their keys from stdin, by program name (vim.basic: Debian's alternatives). */
 const TERMINAL_EDITORS = new Set(['vi', 'vim', 'vim.basic', 'vim.tiny', 'vim.nox', 'view', 'nvim', 'nvi', 'elvis', 'vile', 'ex', 'nano', 'rnano', 'pico', 'emacs', 'mg', 'jove', 'zile', 'micro', 'hx', 'helix', 'kak', 'joe', 'jed', 'ne', 'mcedit', 'dte']);
 
@@ -666,6 +676,13 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
             throw new OpsError(
               'no $EDITOR or $VISUAL is set and stdin is not a terminal: vi, the default editor, would wait forever for keys; nothing was changed',
               `run it in a terminal, or set EDITOR to an editor that needs none (EDITOR='code --wait'), or ${set}`,
+            );
+          // npm (`npm run ops`, npx) sets EDITOR=vi, its default, for a script when the user set no EDITOR or VISUAL
+          // (npm 11; one the user set is passed on): not said to be the user's choice
+          if (npmDefaultEditor(ctx.processEnv))
+            throw new OpsError(
+              '$EDITOR is vi, npm\'s default editor (npm sets it when you set no EDITOR or VISUAL), which needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed',
+              `run it in a terminal, or choose an editor that needs none, which npm passes on: EDITOR='code --wait' npx ops secrets edit ${env} (or set VISUAL), or ${set}`,
             );
           throw new OpsError(
             `$${chosen.variable} is ${needsTerminal}, an editor that needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed`,

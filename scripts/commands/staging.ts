@@ -9,9 +9,9 @@ import { command, type Command, type CommandContext, type Options } from '../cli
 
 const common = {
   repo: { type: 'string', value: 'PATH', path: true, description: 'the clone to act on (default: the git repository of the current directory)' },
-  remote: { type: 'string', value: 'NAME', description: `the remote to fetch from and push to (default: ${STAGING_DEFAULTS.remote})` },
-  main: { type: 'string', value: 'BRANCH', description: `the main branch (default: ${STAGING_DEFAULTS.main})` },
-  staging: { type: 'string', value: 'BRANCH', description: `the staging branch (default: ${STAGING_DEFAULTS.staging})` },
+  remote: { type: 'string', value: 'NAME', what: 'a remote name', dashes: false, description: `the remote to fetch from and push to (default: ${STAGING_DEFAULTS.remote})` },
+  main: { type: 'string', value: 'BRANCH', what: 'a branch name', dashes: false, description: `the main branch (default: ${STAGING_DEFAULTS.main})` },
+  staging: { type: 'string', value: 'BRANCH', what: 'a branch name', dashes: false, description: `the staging branch (default: ${STAGING_DEFAULTS.staging})` },
   retries: { type: 'number', value: 'N', max: 99, description: `retries when staging moves on the remote meanwhile (default: ${STAGING_DEFAULTS.retries})` },
   'committer-name': { type: 'string', value: 'NAME', description: `author/committer of merge commits (default: ${DEFAULT_IDENTITY.name})` },
   'committer-email': { type: 'string', value: 'EMAIL', description: `its email (default: ${DEFAULT_IDENTITY.email})` },

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { formatError, OpsError } from '../../core/errors.ts';
+import { unknownSubcommand } from '../../scripts/cli.ts';
 import { LAB_TOOLS, requireTools } from './lab.ts';
 import {
   acquireLab,
@@ -58,8 +59,13 @@ function printHost(h: Host): void {
   for (const [lan, address] of Object.entries(h.lans)) console.log(`  on private network ${lan}: ${address}`);
 }
 
+/** The commands main takes (USAGE's), for naming the one meant by a typo. */
+const COMMANDS = ['check', 'build', 'up', 'down', 'status', 'ssh', 'snapshot', 'services', 'db', 'help'];
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // a typo (`stauts`) is named with the command meant, as ops does, before its options are read
+  if (command !== undefined && !command.startsWith('-') && !COMMANDS.includes(command)) throw unknownSubcommand('npm run hosts --', command, COMMANDS, 'npm run hosts -- help');
   if (command === 'ssh') {
     // Everything after the host name is the remote command, options included: no parsing.
     const [name, ...remote] = rest;
@@ -201,7 +207,7 @@ async function main(argv: string[]): Promise<number> {
       console.log(USAGE);
       return command ? 0 : 1;
     default:
-      throw new OpsError(`unknown command "${command}"`, 'npm run hosts -- help');
+      throw unknownSubcommand('npm run hosts --', command, COMMANDS, 'npm run hosts -- help');
   }
 }
 

@@ -59,12 +59,27 @@ describe('an option given no value', () => {
   });
 
   it('followed by a word starting with "-" that is no option of the command: the hint says how such a value is written', async () => {
-    const r = await runOps(['deploy', 'x', '--ref', '-my-branch'], { root, processEnv: { PATH: process.env.PATH } });
-    expect(r.err).toMatch(/^error: --ref needs a branch, tag or sha, got none\n  hint: a value starting with "-" is written --ref=-VALUE; usage: ops deploy /);
+    const r = await runOps(['initdata', 'x', '--file', '-data.yml'], { root, processEnv: { PATH: process.env.PATH } });
+    expect(r.err).toMatch(/^error: --file needs a file, got none\n  hint: a value starting with "-" is written --file=-VALUE; usage: ops initdata /);
     expect((await runOps(['logs', 'x', '-n', '-f'], { root, processEnv: { PATH: process.env.PATH } })).err).toMatch(/^error: --lines needs a whole number, got none\n  hint: usage: ops logs /);
     // last on the line, after the environment: nothing followed it, so no word starting with "-" is explained
     for (const argv of [['deploy', 'x', '--ref'], ['logs', 'x', '-n'], ['secrets', 'show', 'x', '--key']])
       expect((await runOps(argv, { root, processEnv: { PATH: process.env.PATH } })).err, argv.join(' ')).toMatch(/^error: --\S+ needs [^\n]*, got none\n  hint: usage: ops /);
+  });
+
+  it('one whose values never start with "-" (a git ref, a release id, a branch, a number, a choice) says what it takes, not a --ref=-VALUE it would refuse', async () => {
+    for (const [argv, said] of [
+      [['deploy', 'x', '--ref', '--x'], '--ref takes a branch, tag or sha, which never starts with "-" (--x is read as an option)'],
+      [['rollback', 'x', '--to', '-1'], '--to takes a release id, which never starts with "-" (-1 is read as an option)'],
+      [['staging', 'rebuild', '--main', '-x'], '--main takes a branch name, which never starts with "-" (-x is read as an option)'],
+      [['logs', 'x', '-n', '-5'], '--lines takes a whole number, which never starts with "-" (-5 is read as an option)'],
+      [['logs', 'x', '--slot', '-x'], '--slot takes one of live, previous, both, which never starts with "-" (-x is read as an option)'],
+    ] as const) {
+      const r = await runOps([...argv], { root, processEnv: { PATH: process.env.PATH } });
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).toContain(`  hint: ${said}; usage: ops `);
+      expect(r.err, argv.join(' ')).not.toContain('=-VALUE');
+    }
   });
 
   it('every option of every command that takes a value, followed by another option or last, or as its short form: "--<option> needs …, got none"', async () => {

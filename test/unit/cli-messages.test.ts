@@ -273,6 +273,19 @@ describe('an option before the command', () => {
   });
 });
 
+describe("a mistyped command of the lab's scripts (npm run sandbox, npm run hosts)", () => {
+  // run as npm runs them (tsx), stopping at the argument: no lab is touched
+  const lab = (script: string, word: string) =>
+    spawnSync(join(import.meta.dirname, '..', '..', 'node_modules', '.bin', 'tsx'), ['--import', './scripts/register-text-modules.js', script, word], { cwd: join(import.meta.dirname, '..', '..'), encoding: 'utf8' });
+  it('is named, with the command meant, as ops names its own', () => {
+    const sandbox = lab('scripts/sandbox.ts', 'stauts');
+    expect({ status: sandbox.status, stderr: sandbox.stderr }).toEqual({ status: 2, stderr: 'error: unknown command "stauts" (did you mean "npm run sandbox -- status"?)\n  hint: usage: npm start | npm run sandbox -- up|down|status\n' });
+    const hosts = lab('test/hosts/cli.ts', 'snapshto');
+    expect({ status: hosts.status, stderr: hosts.stderr }).toEqual({ status: 1, stderr: 'error: unknown command "snapshto" (did you mean "npm run hosts -- snapshot"?)\n  hint: npm run hosts -- help\n' });
+    expect(lab('test/hosts/cli.ts', 'zzz').stderr).toBe('error: unknown command "zzz"\n  hint: npm run hosts -- help\n');
+  });
+});
+
 describe('a mistyped option', () => {
   it('is named with the closest option of the command (--dryrun: --dry-run), never its value; none when nothing is close', async () => {
     const root = testEnv({}, undefined, 'prod').root;
@@ -288,6 +301,10 @@ describe('a mistyped option', () => {
     // a letter glued to a value is never shown whole
     expect((await cli(root, 'logs', 'prod', '-xZq8-value')).err).toMatch(/^error: unknown option -x for "ops logs"\n/);
     for (const typed of ['--zzzzzz', '-x']) expect((await cli(root, 'env', 'remove', 'prod', typed)).err, typed).toMatch(new RegExp(`^error: unknown option ${typed} for "ops env remove"\n`));
+    // a letter no option has: the one long option (without a letter) it starts; not guessed when two do (deploy: --force, --forward-only)
+    expect((await cli(root, 'lock', 'release', 'prod', '-f')).err).toMatch(/^error: unknown option -f for "ops lock release" \(did you mean --force\?\)\n/);
+    expect((await cli(root, 'env', 'remove', 'prod', '-d')).err).toMatch(/^error: unknown option -d for "ops env remove" \(did you mean --dry-run\?\)\n/);
+    expect((await cli(root, 'deploy', 'prod', '-f')).err).toMatch(/^error: unknown option -f for "ops deploy"\n/);
   });
 });
 

@@ -18,6 +18,7 @@ import { RELEASE_KEYS } from '../../core/steps/release.ts';
 import { environDigest, INITDATA_KEYS } from '../../core/steps/initdata.ts';
 import { opsLines } from './reports.helpers.ts';
 import { runOps } from '../support/cli.ts';
+import { allCommands } from '../../scripts/commands/index.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 let root: string;
@@ -133,11 +134,27 @@ describe('the CLI: one message naming the host, never a stack trace', () => {
       [['logs', 'x', '-n', '1e3'], '--lines needs a whole number from 0 to 10000, got "1e3"'],
       [['staging', 'rebuild', '--retries', '100'], '--retries needs a whole number from 0 to 99, got "100"'],
       [['logs', 'x', '--slot', 'green'], '--slot must be one of live, previous, both, got "green"'],
+      // a near miss of a choice is named, as a mistyped option is
+      [['logs', 'x', '--slot', 'prev'], '--slot must be one of live, previous, both, got "prev" (did you mean previous?)'],
+      [['logs', 'x', '--slot', 'lve'], '--slot must be one of live, previous, both, got "lve" (did you mean live?)'],
     ] as const) {
       const r = await usage([...argv]);
       expect(r.code, argv.join(' ')).toBe(2);
-      expect(r.err, argv.join(' ')).toBe(`error: ${message}\n`);
+      expect(r.err, argv.join(' ')).toMatch(new RegExp(`^error: ${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\n(  hint: [^\n]*\n)?$`));
     }
+    // every number option of every command: the range it takes and the usage in its hint
+    let numbers = 0;
+    for (const c of allCommands) {
+      for (const [name, spec] of Object.entries(c.options ?? {})) {
+        if (spec.type !== 'number') continue;
+        const r = await usage([...c.name.split(' '), ...(c.args ?? []).filter((a) => a.startsWith('<')).map(() => 'x'), `--${name}`, 'x']);
+        expect(r.code, `${c.name} --${name} x`).toBe(2);
+        const range = `from ${spec.min ?? 0} to ${spec.max ?? 2 ** 31 - 1}`;
+        expect(r.err, `${c.name} --${name} x`).toMatch(new RegExp(`^error: --${name} needs a whole number ${range}, got "x"\\n  hint: give digits only, ${range}, or leave --${name} out for its default; usage: ops ${c.name} [^\\n]*\\n$`));
+        numbers++;
+      }
+    }
+    expect(numbers).toBeGreaterThanOrEqual(4);
   });
 });
 

@@ -850,6 +850,15 @@ describe('ops secrets edit with a terminal editor set and stdin not a terminal (
     expect((await cli(e.root, ['secrets', 'edit', 'qa2'], { PATH, EDITOR: 'vim' }, '')).err).toMatch(/^error: no environment "qa2": environments\/qa2\/ does not exist; the environments are qa\n/);
     const visual = await cli(e.root, ['secrets', 'edit', 'qa'], { PATH, VISUAL: 'nano' }, '');
     expect(visual.err).toContain('error: $VISUAL is nano, an editor that needs a terminal');
+    // under npm (npm run ops, npx), EDITOR=vi is what npm 11 sets when the user set none: not called the user's choice
+    const npm = { PATH, EDITOR: 'vi', npm_lifecycle_event: 'ops', npm_command: 'run-script', npm_execpath: '/usr/lib/node_modules/npm/bin/npm-cli.js' };
+    expect((await cli(e.root, ['secrets', 'edit', 'qa'], npm, '')).err).toBe(
+      'error: $EDITOR is vi, npm\'s default editor (npm sets it when you set no EDITOR or VISUAL), which needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed\n' +
+        `  hint: run it in a terminal, or choose an editor that needs none, which npm passes on: EDITOR='code --wait' npx ops secrets edit qa (or set VISUAL), or set one value: printf '%s' "$VALUE" | ops secrets set qa <key>\n`,
+    );
+    // one the user chose is passed on by npm and named as theirs
+    expect((await cli(e.root, ['secrets', 'edit', 'qa'], { ...npm, EDITOR: 'nano' }, '')).err).toContain('error: $EDITOR is nano, an editor that needs a terminal');
+    expect((await cli(e.root, ['secrets', 'edit', 'qa'], { ...npm, VISUAL: 'vi' }, '')).err).toContain('error: $VISUAL is vi, an editor that needs a terminal');
     for (const [EDITOR, extra] of [['code --wait', {}], ['subl -w', {}], ['gvim -f', {}], ['emacs', { DISPLAY: ':0' }], ['emacsclient', {}], [editor('').cmd, {}]] as const) {
       const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, PATH, EDITOR, ...extra }, '');
       expect(r.code, `${EDITOR}: ${r.err}`).toBe(0);

@@ -347,6 +347,12 @@ describe('day-2 commands, argument errors', () => {
     expect(await cli(root, 'logs', 'keep', '--lines', 'ten')).toMatchObject({ code: 2, err: expect.stringContaining('--lines needs a whole number from 0 to 10000, got "ten"') });
     expect(await cli(root, 'logs', 'keep', 'worker')).toMatchObject({ code: 2, err: expect.stringContaining('"worker" is not a program of keep') });
     expect(await cli(root, 'logs', 'keep', '--slot', 'blue')).toMatchObject({ code: 2, err: expect.stringContaining('--slot must be one of live, previous, both, got "blue"') });
+    // nginx's logs are one pair per site, not per slot: a slot asked of them is refused, not silently ignored
+    expect(await cli(root, 'logs', 'keep', 'nginx', '--slot', 'previous')).toMatchObject({
+      code: 2,
+      out: '',
+      err: 'error: --slot does not apply to nginx: its access and error logs are the site\'s, one pair for every release and slot\n  hint: leave --slot out for nginx\'s logs; --slot previous is for a program\'s: ops logs keep <program> --slot previous (programs: server, client)\n',
+    });
     expect(await cli(root, 'status', 'Nope')).toMatchObject({ code: 1, err: expect.stringContaining('invalid environment name "Nope"') });
     expect(await cli(root, 'certs', 'keep')).toMatchObject({ code: 1, err: expect.stringContaining('tls.mode is off') });
     expect((await cli(root, '--help')).out).toMatch(/status <env> +per host: release, nginx/);

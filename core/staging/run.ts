@@ -1,6 +1,7 @@
 // One entry point for the staging-sync action and `ops staging`: open the repository, run add or rebuild,
 // report (log, outputs, job summary).
 import { OpsError } from '../errors.ts';
+import { quote } from '../shell.ts';
 import type { Identity } from '../git.ts';
 import { githubAccess } from '../github.ts';
 import type { Reporter } from '../report.ts';
@@ -39,11 +40,15 @@ const id = (s: Source) => (s.pull ? `#${s.pull.number}` : s.display);
 /**
  * The staging-sync action and `ops staging`: open the repository, add or rebuild, then report (log lines,
  * outputs sha, previous-sha, changed, added, skipped, and the job summary).
- * @returns the add's or rebuild's result. @throws OpsError (no ref, not a repository, no remote, a bad label)
+ * @returns the add's or rebuild's result. @throws OpsError (no ref for an add, a ref for a rebuild, not a repository, no remote, a bad label)
  * or StagingRefusal (the ref itself does not apply: staging untouched).
  */
 export async function runStaging(run: StagingRun): Promise<AddResult | RebuildResult> {
   const { settings, reporter } = run;
+  // A ref with a rebuild would be dropped without a word (the manual run's mode defaults to rebuild): staging reset
+  // to main, deployed, and the ref not in it. Refused before anything is fetched or pushed.
+  if (run.mode === 'rebuild' && run.ref)
+    throw new OpsError(`a rebuild takes no ref (given: ${JSON.stringify(run.ref)}): it resets ${settings.staging} to ${settings.main} and re-applies the labelled pull requests`, `to bring it into ${settings.staging}: mode add with that ref (ops staging add ${quote(run.ref)}); to rebuild: leave ref empty`);
   const git = await openRepository(run.repo, { identity: run.identity, processEnv: run.processEnv, interactive: run.interactive, remote: settings.remote });
   const ctx: StagingContext = { git, reporter, settings };
   if (run.mode === 'add' && !run.ref) throw new OpsError('nothing to add: no ref given', 'give the branch, tag, pull request (pull/12) or sha to add (input ref, or `ops staging add <ref>`)');

@@ -1,4 +1,8 @@
 // The pure half of staging sync (core/staging/: refs, plan, messages, settings) and the GitHub access decisions (core/github.ts).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { markSuperseded } from '../../core/deployments.ts';
 import { apiUrlFor, clearTextWarning, githubAccess, repositoryFromUrl } from '../../core/github.ts';
@@ -8,6 +12,7 @@ import { rebuildStaging } from '../../core/staging/rebuild.ts';
 import type { StagingContext } from '../../core/staging/settings.ts';
 import { checkIdentity } from '../../core/git.ts';
 import { runUrl } from '../../core/runinfo.ts';
+import { runStaging } from '../../core/staging/run.ts';
 import { checkLabel, stagingSettings } from '../../core/staging/settings.ts';
 import { COMMENT_MARKER, addSummary, describeMoved, rebuildSummary, skippedComment, type RebuildResult } from '../../core/staging/messages.ts';
 import { LOG_FORMAT, approvedHeads, decideAdd, mergeMessage, parseLog, pushHint, trailerRecords, uncoveredCommits, uniqueRecords, type AddedRecord } from '../../core/staging/plan.ts';
@@ -205,6 +210,22 @@ describe('settings and inputs', () => {
     expect(() => stagingSettings({ retries: '-1' })).toThrow(/^retries needs a whole number from 0 to 99, got "-1"$/);
     expect(() => stagingSettings({ retries: '1e3' })).toThrow(/^retries needs a whole number from 0 to 99/);
     expect(() => stagingSettings({ retries: '100' })).toThrow(/^retries needs a whole number from 0 to 99/);
+  });
+  it('refuses a rebuild given a ref (the manual run defaults to rebuild): nothing pushed, the ref not dropped without a word', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-staging-rebuild-ref-'));
+    const git = (cwd: string, ...args: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.org', ...args], { cwd, encoding: 'utf8' });
+    git(dir, 'init', '-q', '--bare', 'origin.git');
+    git(dir, 'init', '-q', '-b', 'master', 'clone');
+    const clone = join(dir, 'clone');
+    git(clone, 'commit', '-q', '--allow-empty', '-m', 'init');
+    git(clone, 'remote', 'add', 'origin', join(dir, 'origin.git'));
+    git(clone, 'push', '-q', 'origin', 'master');
+    const reporter = new MemoryReporter();
+    await expect(runStaging({ mode: 'rebuild', ref: 'feature-x', repo: clone, settings: stagingSettings({}), processEnv: { PATH: process.env.PATH }, reporter })).rejects.toThrow(
+      expect.objectContaining({ message: 'a rebuild takes no ref (given: "feature-x"): it resets staging to master and re-applies the labelled pull requests', hint: 'to bring it into staging: mode add with that ref (ops staging add feature-x); to rebuild: leave ref empty' }),
+    );
+    expect(git(join(dir, 'origin.git'), 'for-each-ref', '--format=%(refname)')).toBe('refs/heads/master\n');
+    rmSync(dir, { recursive: true, force: true });
   });
   it('checks labels and identities', () => {
     expect(checkLabel(' staging ')).toBe('staging');

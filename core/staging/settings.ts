@@ -26,14 +26,25 @@ export interface StagingSettings {
   dryRun: boolean;
 }
 
+/**
+ * A branch's short name, as the branch inputs and options take it: a ref name (validate) that is neither HEAD nor
+ * a full ref. Pushed as refs/heads/<name>, those would make a branch "HEAD" or "refs/heads/staging" on the remote.
+ * @throws OpsError naming `what` and the value.
+ */
+function branchName(name: string, what: string): void {
+  validate('gitRef', name, what);
+  if (name === 'HEAD' || name.startsWith('refs/'))
+    throw new OpsError(`invalid ${what} "${name}": expected a branch's short name`, `the name as git branch lists it (staging, not refs/heads/staging); HEAD is no branch`);
+}
+
 /** Settings from raw inputs (action inputs or CLI options): defaults filled in, every name validated. */
 export function stagingSettings(raw: { remote?: string; main?: string; staging?: string; retries?: string | number; retryDelayMs?: number; dryRun?: boolean }): StagingSettings {
   const remote = raw.remote || STAGING_DEFAULTS.remote;
   const main = raw.main || STAGING_DEFAULTS.main;
   const staging = raw.staging || STAGING_DEFAULTS.staging;
   validate('gitRef', remote, 'remote name');
-  validate('gitRef', main, 'main branch');
-  validate('gitRef', staging, 'staging branch');
+  branchName(main, 'main branch');
+  branchName(staging, 'staging branch');
   if (main === staging) throw new OpsError(`the main branch and the staging branch are both "${main}"`, 'staging must be a branch of its own (default: staging)');
   const retries = wholeNumber(String(raw.retries ?? STAGING_DEFAULTS.retries), 'retries', { max: 99 });
   return { remote, main, staging, retries, retryDelayMs: raw.retryDelayMs ?? STAGING_DEFAULTS.retryDelayMs, dryRun: raw.dryRun ?? false };

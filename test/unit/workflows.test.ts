@@ -192,6 +192,8 @@ describe('bindings', () => {
     // Only the label being put on acts (new commits remove it, job unlabel), and never for a fork.
     expect(sync.if).toContain("github.event.action == 'labeled'");
     expect(sync.if).toContain('github.event.pull_request.head.repo.full_name == github.repository');
+    // A closed pull request labelled (an old one relabelled) is not under review: the rebuild re-applies open ones only.
+    expect(sync.if).toContain("github.event.pull_request.state == 'open'");
     expect(sync.if).not.toContain('synchronize');
     const unlabel = wf.jobs.unlabel!;
     expect(unlabel.if).toContain("github.event.action == 'synchronize'");

@@ -2172,9 +2172,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve7, reject) => {
+          return new Promise((resolve8, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve7(data);
+              return err ? reject(err) : resolve8(data);
             });
           });
         }
@@ -2212,12 +2212,12 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve7, reject) => {
+          return new Promise((resolve8, reject) => {
             this.destroy(err, (err2, data) => {
               return err2 ? (
                 /* istanbul ignore next: should never error */
                 reject(err2)
-              ) : resolve7(data);
+              ) : resolve8(data);
             });
           });
         }
@@ -4484,8 +4484,8 @@ var require_util2 = __commonJS({
     function createDeferredPromise() {
       let res;
       let rej;
-      const promise = new Promise((resolve7, reject) => {
-        res = resolve7;
+      const promise = new Promise((resolve8, reject) => {
+        res = resolve8;
         rej = reject;
       });
       return { promise, resolve: res, reject: rej };
@@ -6736,12 +6736,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve7, reject) => {
+      const waitForDrain = () => new Promise((resolve8, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve7;
+          callback = resolve8;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -7411,12 +7411,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve7, reject) => {
+      const waitForDrain = () => new Promise((resolve8, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve7;
+          callback = resolve8;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -7895,16 +7895,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       async [kClose]() {
-        return new Promise((resolve7) => {
+        return new Promise((resolve8) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve7;
+            this[kClosedResolve] = resolve8;
           } else {
-            resolve7(null);
+            resolve8(null);
           }
         });
       }
       async [kDestroy](err) {
-        return new Promise((resolve7) => {
+        return new Promise((resolve8) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request = requests[i];
@@ -7915,7 +7915,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve7(null);
+            resolve8(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -7966,7 +7966,7 @@ var require_client = __commonJS({
         });
       }
       try {
-        const socket = await new Promise((resolve7, reject) => {
+        const socket = await new Promise((resolve8, reject) => {
           client[kConnector]({
             host,
             hostname: hostname2,
@@ -7978,7 +7978,7 @@ var require_client = __commonJS({
             if (err) {
               reject(err);
             } else {
-              resolve7(socket2);
+              resolve8(socket2);
             }
           });
         });
@@ -8314,8 +8314,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           await Promise.all(this[kClients].map((c) => c.close()));
         } else {
-          await new Promise((resolve7) => {
-            this[kClosedResolve] = resolve7;
+          await new Promise((resolve8) => {
+            this[kClosedResolve] = resolve8;
           });
         }
       }
@@ -9584,7 +9584,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return null;
         }
-        return await new Promise((resolve7, reject) => {
+        return await new Promise((resolve8, reject) => {
           if (this[kContentLength] > limit) {
             this.destroy(new AbortError());
           }
@@ -9597,7 +9597,7 @@ var require_readable = __commonJS({
             if (signal?.aborted) {
               reject(signal.reason ?? new AbortError());
             } else {
-              resolve7(null);
+              resolve8(null);
             }
           }).on("error", noop).on("data", function(chunk) {
             limit -= chunk.length;
@@ -9616,7 +9616,7 @@ var require_readable = __commonJS({
     }
     async function consume(stream2, type) {
       assert(!stream2[kConsume]);
-      return new Promise((resolve7, reject) => {
+      return new Promise((resolve8, reject) => {
         if (isUnusable(stream2)) {
           const rState = stream2._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -9633,7 +9633,7 @@ var require_readable = __commonJS({
             stream2[kConsume] = {
               type,
               stream: stream2,
-              resolve: resolve7,
+              resolve: resolve8,
               reject,
               length: 0,
               body: []
@@ -9703,18 +9703,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2) {
-      const { type, body, resolve: resolve7, stream: stream2, length } = consume2;
+      const { type, body, resolve: resolve8, stream: stream2, length } = consume2;
       try {
         if (type === "text") {
-          resolve7(chunksDecode(body, length));
+          resolve8(chunksDecode(body, length));
         } else if (type === "json") {
-          resolve7(JSON.parse(chunksDecode(body, length)));
+          resolve8(JSON.parse(chunksDecode(body, length)));
         } else if (type === "arrayBuffer") {
-          resolve7(chunksConcat(body, length).buffer);
+          resolve8(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve7(new Blob(body, { type: stream2[kContentType] }));
+          resolve8(new Blob(body, { type: stream2[kContentType] }));
         } else if (type === "bytes") {
-          resolve7(chunksConcat(body, length));
+          resolve8(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -9971,9 +9971,9 @@ var require_api_request = __commonJS({
     };
     function request(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve7, reject) => {
+        return new Promise((resolve8, reject) => {
           request.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve7(data);
+            return err ? reject(err) : resolve8(data);
           });
         });
       }
@@ -10196,9 +10196,9 @@ var require_api_stream = __commonJS({
     };
     function stream2(opts2, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve7, reject) => {
+        return new Promise((resolve8, reject) => {
           stream2.call(this, opts2, factory, (err, data) => {
-            return err ? reject(err) : resolve7(data);
+            return err ? reject(err) : resolve8(data);
           });
         });
       }
@@ -10483,9 +10483,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve7, reject) => {
+        return new Promise((resolve8, reject) => {
           upgrade.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve7(data);
+            return err ? reject(err) : resolve8(data);
           });
         });
       }
@@ -10577,9 +10577,9 @@ var require_api_connect = __commonJS({
     };
     function connect2(opts2, callback) {
       if (callback === void 0) {
-        return new Promise((resolve7, reject) => {
+        return new Promise((resolve8, reject) => {
           connect2.call(this, opts2, (err, data) => {
-            return err ? reject(err) : resolve7(data);
+            return err ? reject(err) : resolve8(data);
           });
         });
       }
@@ -14442,7 +14442,7 @@ var require_fetch = __commonJS({
       function dispatch({ body }) {
         const url = requestCurrentURL(request);
         const agent = fetchParams.controller.dispatcher;
-        return new Promise((resolve7, reject) => agent.dispatch(
+        return new Promise((resolve8, reject) => agent.dispatch(
           {
             path: url.pathname + url.search,
             origin: url.origin,
@@ -14518,7 +14518,7 @@ var require_fetch = __commonJS({
               }
               this.body = new Readable({ read: resume });
               const onError = this.onError.bind(this);
-              resolve7({
+              resolve8({
                 status,
                 statusText,
                 headersList,
@@ -14561,7 +14561,7 @@ var require_fetch = __commonJS({
               for (let i = 0; i < rawHeaders.length; i += 2) {
                 headersList.append(bufferToLowerCasedHeaderName(rawHeaders[i]), rawHeaders[i + 1].toString("latin1"), true);
               }
-              resolve7({
+              resolve8({
                 status,
                 statusText: STATUS_CODES[status],
                 headersList,
@@ -18302,8 +18302,8 @@ var require_util8 = __commonJS({
       return true;
     }
     function delay(ms) {
-      return new Promise((resolve7) => {
-        setTimeout(resolve7, ms).unref();
+      return new Promise((resolve8) => {
+        setTimeout(resolve8, ms).unref();
       });
     }
     module.exports = {
@@ -39144,7 +39144,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join13 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join12 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -39154,10 +39154,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join13(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join12(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join13(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join12(r.path), message: r.message(v) });
     }
   }
 }
@@ -41648,12 +41648,12 @@ var require_adapter = __commonJS({
       return newFs;
     }
     function toPromise(method) {
-      return (...args) => new Promise((resolve7, reject) => {
+      return (...args) => new Promise((resolve8, reject) => {
         args.push((err, result) => {
           if (err) {
             reject(err);
           } else {
-            resolve7(result);
+            resolve8(result);
           }
         });
         method(...args);
@@ -58130,7 +58130,7 @@ var require_crypto = __commonJS({
       MAC_INFO,
       bindingAvailable: !!binding,
       init: (() => {
-        return new Promise(async (resolve7, reject) => {
+        return new Promise(async (resolve8, reject) => {
           try {
             POLY1305_WASM_MODULE = await require_poly1305()();
             POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
@@ -58142,7 +58142,7 @@ var require_crypto = __commonJS({
           } catch (ex) {
             return reject(ex);
           }
-          resolve7();
+          resolve8();
         });
       })(),
       NullCipher,
@@ -59400,7 +59400,7 @@ var require_agent2 = __commonJS({
     "use strict";
     var { Socket } = __require("net");
     var { Duplex } = __require("stream");
-    var { resolve: resolve7 } = __require("path");
+    var { resolve: resolve8 } = __require("path");
     var { readFile: readFile4 } = __require("fs");
     var { execFile, spawn } = __require("child_process");
     var { isParsedKey, parseKey } = require_keyParser();
@@ -59536,7 +59536,7 @@ var require_agent2 = __commonJS({
       const RET_ERR_BINSTDIN = 13;
       const RET_ERR_BINSTDOUT = 14;
       const RET_ERR_BADLEN = 15;
-      const EXEPATH = resolve7(__dirname, "..", "util/pagent.exe");
+      const EXEPATH = resolve8(__dirname, "..", "util/pagent.exe");
       const ERROR = {
         [RET_ERR_BADARGS]: new Error("Invalid pagent.exe arguments"),
         [RET_ERR_UNAVAILABLE]: new Error("Pageant is not running"),
@@ -71774,7 +71774,7 @@ var require_lib3 = __commonJS({
 });
 
 // actions/initdata/main.ts
-import { join as join12 } from "node:path";
+import { resolve as resolve7 } from "node:path";
 
 // node_modules/@actions/core/lib/command.js
 import * as os from "os";
@@ -71941,11 +71941,11 @@ import { EOL as EOL3 } from "os";
 import { constants, promises } from "fs";
 var __awaiter = function(thisArg, _arguments, P, generator) {
   function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve7) {
-      resolve7(value);
+    return value instanceof P ? value : new P(function(resolve8) {
+      resolve8(value);
     });
   }
-  return new (P || (P = Promise))(function(resolve7, reject) {
+  return new (P || (P = Promise))(function(resolve8, reject) {
     function fulfilled(value) {
       try {
         step(generator.next(value));
@@ -71961,7 +71961,7 @@ var __awaiter = function(thisArg, _arguments, P, generator) {
       }
     }
     function step(result) {
-      result.done ? resolve7(result.value) : adopt(result.value).then(fulfilled, rejected);
+      result.done ? resolve8(result.value) : adopt(result.value).then(fulfilled, rejected);
     }
     step((generator = generator.apply(thisArg, _arguments || [])).next());
   });
@@ -75473,24 +75473,24 @@ var PromiseQueue = class {
     };
   }
   waitTillIdle() {
-    return new Promise((resolve7) => {
+    return new Promise((resolve8) => {
       if (this.running === 0) {
-        resolve7();
+        resolve8();
         return;
       }
       const dispose = this.onIdle(() => {
         dispose();
-        resolve7();
+        resolve8();
       });
     });
   }
   add(callback) {
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       const runCallback = () => {
         this.running += 1;
         try {
           Promise.resolve(callback()).then((val) => {
-            resolve7(val);
+            resolve8(val);
             this.processNext();
           }, (err) => {
             reject(err);
@@ -75532,23 +75532,23 @@ var defaultFilesystem = {
     return fsPath.basename(path);
   },
   stat(path) {
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       fs3.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve7(res);
+          resolve8(res);
         }
       });
     });
   },
   readdir(path) {
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       fs3.readdir(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve7(res);
+          resolve8(res);
         }
       });
     });
@@ -75592,7 +75592,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   const result = { files: [], directories: [] };
   const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve7, reject) => {
+  await new Promise((resolve8, reject) => {
     scanDirectoryInternal({
       path,
       recursive: recursive ? "deep" : "shallow",
@@ -75601,7 +75601,7 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
       fileSystem: mergedFileSystem,
       queue,
       reject
-    }).then(() => queue.waitTillIdle()).then(resolve7, reject);
+    }).then(() => queue.waitTillIdle()).then(resolve8, reject);
   });
   return result;
 }
@@ -75627,12 +75627,12 @@ function unixifyPath(path) {
   return path;
 }
 async function readFile3(filePath) {
-  return new Promise((resolve7, reject) => {
+  return new Promise((resolve8, reject) => {
     fs4.readFile(filePath, "utf8", (err, res) => {
       if (err) {
         reject(err);
       } else {
-        resolve7(res);
+        resolve8(res);
       }
     });
   });
@@ -75641,12 +75641,12 @@ var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
-    stats = await new Promise((resolve7, reject) => {
+    stats = await new Promise((resolve8, reject) => {
       sftp.stat(path, (err, res) => {
         if (err) {
           reject(err);
         } else {
-          resolve7(res);
+          resolve8(res);
         }
       });
     });
@@ -75659,12 +75659,12 @@ async function makeDirectoryWithSftp(path, sftp) {
     throw new Error("mkdir() failed, target already exists and is not a directory");
   }
   try {
-    await new Promise((resolve7, reject) => {
+    await new Promise((resolve8, reject) => {
       sftp.mkdir(path, (err) => {
         if (err) {
           reject(err);
         } else {
-          resolve7();
+          resolve8();
         }
       });
     });
@@ -75739,14 +75739,14 @@ var NodeSSH = class {
     }
     const connection = new import_ssh2.default.Client();
     this.connection = connection;
-    await new Promise((resolve7, reject) => {
+    await new Promise((resolve8, reject) => {
       connection.on("error", reject);
       if (config.onKeyboardInteractive) {
         connection.on("keyboard-interactive", config.onKeyboardInteractive);
       }
       connection.on("ready", () => {
         connection.removeListener("error", reject);
-        resolve7();
+        resolve8();
       });
       connection.on("end", () => {
         if (this.connection === connection) {
@@ -75768,14 +75768,14 @@ var NodeSSH = class {
   }
   async requestShell(options) {
     const connection = this.getConnection();
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       connection.on("error", reject);
       const callback = (err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve7(res);
+          resolve8(res);
         }
       };
       if (options == null) {
@@ -75796,14 +75796,14 @@ var NodeSSH = class {
   }
   async requestSFTP() {
     const connection = this.getConnection();
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       connection.on("error", reject);
       connection.sftp((err, res) => {
         connection.removeListener("error", reject);
         if (err) {
           reject(err);
         } else {
-          resolve7(res);
+          resolve8(res);
         }
       });
     });
@@ -75834,7 +75834,7 @@ var NodeSSH = class {
     }
     const connection = this.getConnection();
     const output = { stdout: [], stderr: [] };
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       connection.on("error", reject);
       connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
         connection.removeListener("error", reject);
@@ -75880,7 +75880,7 @@ var NodeSSH = class {
             stdout = stdout.trim();
             stderr = stderr.trim();
           }
-          resolve7({
+          resolve8({
             code: code != null ? code : null,
             signal: signal != null ? signal : null,
             stdout,
@@ -75942,12 +75942,12 @@ var NodeSSH = class {
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
     const sftp = givenSftp || await this.requestSFTP();
     try {
-      await new Promise((resolve7, reject) => {
+      await new Promise((resolve8, reject) => {
         sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
           if (err) {
             reject(err);
           } else {
-            resolve7();
+            resolve8();
           }
         });
       });
@@ -75962,21 +75962,21 @@ var NodeSSH = class {
     invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
     invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
     invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve7) => {
+    invariant2(await new Promise((resolve8) => {
       fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve7(err === null);
+        resolve8(err === null);
       });
     }), `localFile does not exist at ${localFile}`);
     const sftp = givenSftp || await this.requestSFTP();
     const putFile2 = (retry) => {
-      return new Promise((resolve7, reject) => {
+      return new Promise((resolve8, reject) => {
         sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
           if (err == null) {
-            resolve7();
+            resolve8();
             return;
           }
           if (err.message === "No such file" && retry) {
-            resolve7(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+            resolve8(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
           } else {
             reject(err);
           }
@@ -76003,14 +76003,14 @@ var NodeSSH = class {
     const sftp = givenSftp || await this.requestSFTP();
     const queue = new PromiseQueue({ concurrency });
     try {
-      await new Promise((resolve7, reject) => {
+      await new Promise((resolve8, reject) => {
         files.forEach((file) => {
           queue.add(async () => {
             await this.putFile(file.local, file.remote, sftp, transferOptions);
             transferred.push(file);
           }).catch(reject);
         });
-        queue.waitTillIdle().then(resolve7);
+        queue.waitTillIdle().then(resolve8);
       });
     } catch (error2) {
       if (error2 != null) {
@@ -76026,9 +76026,9 @@ var NodeSSH = class {
   async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve7) => {
+    const localDirectoryStat = await new Promise((resolve8) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve7(stat3 || null);
+        resolve8(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -76043,16 +76043,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve7, reject) => {
+      await new Promise((resolve8, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
           }).catch(reject);
         });
-        resolve7(queue.waitTillIdle());
+        resolve8(queue.waitTillIdle());
       });
-      await new Promise((resolve7, reject) => {
+      await new Promise((resolve8, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -76067,7 +76067,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve7(queue.waitTillIdle());
+        resolve8(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -76079,9 +76079,9 @@ var NodeSSH = class {
   async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
     invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
     invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve7) => {
+    const localDirectoryStat = await new Promise((resolve8) => {
       fs4.stat(localDirectory, (err, stat3) => {
-        resolve7(stat3 || null);
+        resolve8(stat3 || null);
       });
     });
     invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
@@ -76099,23 +76099,23 @@ var NodeSSH = class {
           return fsPath2.posix.join(pathA, pathB);
         },
         readdir(path) {
-          return new Promise((resolve7, reject) => {
+          return new Promise((resolve8, reject) => {
             sftp.readdir(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve7(res.map((item) => item.filename));
+                resolve8(res.map((item) => item.filename));
               }
             });
           });
         },
         stat(path) {
-          return new Promise((resolve7, reject) => {
+          return new Promise((resolve8, reject) => {
             sftp.stat(path, (err, res) => {
               if (err) {
                 reject(err);
               } else {
-                resolve7(res);
+                resolve8(res);
               }
             });
           });
@@ -76127,16 +76127,16 @@ var NodeSSH = class {
     directories.sort((a, b) => a.length - b.length);
     let failed = false;
     try {
-      await new Promise((resolve7, reject) => {
+      await new Promise((resolve8, reject) => {
         const queue = new PromiseQueue({ concurrency });
         directories.forEach((directory) => {
           queue.add(async () => {
             await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
           }).catch(reject);
         });
-        resolve7(queue.waitTillIdle());
+        resolve8(queue.waitTillIdle());
       });
-      await new Promise((resolve7, reject) => {
+      await new Promise((resolve8, reject) => {
         const queue = new PromiseQueue({ concurrency });
         files.forEach((file) => {
           queue.add(async () => {
@@ -76151,7 +76151,7 @@ var NodeSSH = class {
             }
           }).catch(reject);
         });
-        resolve7(queue.waitTillIdle());
+        resolve8(queue.waitTillIdle());
       });
     } finally {
       if (!givenSftp) {
@@ -76162,7 +76162,7 @@ var NodeSSH = class {
   }
   forwardIn(remoteAddr, remotePort, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
         if (error2) {
           reject(error2);
@@ -76187,25 +76187,25 @@ var NodeSSH = class {
             });
           });
         };
-        resolve7({ port: port2, dispose });
+        resolve8({ port: port2, dispose });
       });
     });
   }
   forwardOut(srcIP, srcPort, dstIP, dstPort) {
     const connection = this.getConnection();
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve7(channel);
+        resolve8(channel);
       });
     });
   }
   forwardInStreamLocal(socketPath, onConnection) {
     const connection = this.getConnection();
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
         if (error2) {
           reject(error2);
@@ -76230,19 +76230,19 @@ var NodeSSH = class {
             });
           });
         };
-        resolve7({ dispose });
+        resolve8({ dispose });
       });
     });
   }
   forwardOutStreamLocal(socketPath) {
     const connection = this.getConnection();
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
         if (error2) {
           reject(error2);
           return;
         }
-        resolve7(channel);
+        resolve8(channel);
       });
     });
   }
@@ -76280,13 +76280,13 @@ function pinPlace(ep, attempt, configFile) {
   return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
 }
 function answersHttp(address2, port2, ms = 3e3) {
-  return new Promise((resolve7) => {
+  return new Promise((resolve8) => {
     let got = "";
     const socket = createConnection({ host: address2, port: port2 });
     const done = () => {
       clearTimeout(timer);
       socket.destroy();
-      resolve7(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
+      resolve8(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
     };
     const timer = setTimeout(done, ms);
     socket.on("connect", () => socket.write("SSH-2.0-ops\r\n"));
@@ -76435,10 +76435,10 @@ var Bastion = class _Bastion {
     const label = `${target.name} (${addressPort(target.address, target.port)})`;
     const via = `bastion ${this.endpoint.address}`;
     if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve7, reject) => {
+    return new Promise((resolve8, reject) => {
       try {
         conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve7(stream2);
+          if (!e) return resolve8(stream2);
           const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
           const denied = /prohibited/i.test(why);
           const err = new TransportError(
@@ -76621,7 +76621,7 @@ var SshRemote = class {
       if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
       try {
         const channel = await new Promise(
-          (resolve7, reject) => conn.exec(command2, (e, c) => {
+          (resolve8, reject) => conn.exec(command2, (e, c) => {
             if (e) return reject(e);
             const status = { code: null };
             let exited = () => void 0;
@@ -76653,7 +76653,7 @@ var SshRemote = class {
               });
             });
             c.on("error", () => void 0);
-            resolve7({ channel: c, ended, output: () => exited() });
+            resolve8({ channel: c, ended, output: () => exited() });
           })
         );
         this.open++;
@@ -76681,11 +76681,11 @@ var SshRemote = class {
   }
   /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
   lostWithin(ms) {
-    return new Promise((resolve7) => {
+    return new Promise((resolve8) => {
       const done = (e) => {
         clearTimeout(timer);
         this.aborts.delete(done);
-        resolve7(e);
+        resolve8(e);
       };
       const timer = setTimeout(() => done(), ms);
       this.aborts.add(done);
@@ -76718,7 +76718,7 @@ var SshRemote = class {
     let waiting;
     let sent = Date.now();
     let abort = (_) => void 0;
-    const status = await new Promise((resolve7, reject) => {
+    const status = await new Promise((resolve8, reject) => {
       abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
       this.aborts.add(abort);
       waiting = setTimeout(() => {
@@ -76739,7 +76739,7 @@ var SshRemote = class {
         output();
         err.push(d);
       });
-      void ended.then(resolve7);
+      void ended.then(resolve8);
       sent = Date.now();
       channel.end(input);
     }).finally(() => {
@@ -77981,7 +77981,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const queued = (host) => (pending.get(host) ?? []).filter((l) => l !== closingLines.get(host));
     const switching = new Set(ending.map((f) => f.host));
     for (const host of mine) if (!switching.has(host)) pending.set(host, [...queued(host), interruption2(host, "failed", `${by}${during}${standing(host)}`)]);
-    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve7) => setImmediate(resolve7))).then(() => {
+    const switchesEnded = Promise.all(ending.map((f) => f.remote.whenIdle())).then(() => new Promise((resolve8) => setImmediate(resolve8))).then(() => {
       for (const host of switching) {
         if (!mine.has(host)) continue;
         const undone = wentLive.get(host);
@@ -78289,7 +78289,7 @@ function initdataSummary(r, v = markdownValues) {
 await runAction({ required: ["environment", "ssh-key"], flags: { "live-settings": false } }, async ({ ops, reporter, input, flag }) => {
   const env = openEnvironment(ops, input("environment", { required: true }));
   const file = input("file");
-  const result = await initdata(ops, env, { file: file ? join12(ops.root, file) : void 0, liveSettings: flag("live-settings") });
+  const result = await initdata(ops, env, { file: file ? resolve7(ops.root, file) : void 0, liveSettings: flag("live-settings") });
   await reporter.summary(initdataSummary(result, reporter.values));
 });
 /*! Bundled license information:

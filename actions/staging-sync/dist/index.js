@@ -19967,9 +19967,11 @@ function isValid(kind, value) {
   const check = CHECKS[kind];
   return check.pattern.test(value) && !check.extra?.(value);
 }
+function wholeNumberRange(range) {
+  return { min: range.min ?? 0, max: range.max ?? 2 ** 31 - 1 };
+}
 function wholeNumber(text, what, range = {}) {
-  const min = range.min ?? 0;
-  const max = range.max ?? 2 ** 31 - 1;
+  const { min, max } = wholeNumberRange(range);
   const t = text.trim();
   const n = /^\d{1,10}$/.test(t) ? Number(t) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) throw new OpsError(`${what} needs a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
@@ -43948,6 +43950,7 @@ function runUrl(processEnv = process.env) {
 
 // core/staging/run.ts
 init_errors();
+init_shell();
 
 // core/github.ts
 init_errors();
@@ -44831,13 +44834,18 @@ var STAGING_DEFAULTS = {
   retries: 3,
   retryDelayMs: 2e3
 };
+function branchName(name2, what) {
+  validate("gitRef", name2, what);
+  if (name2 === "HEAD" || name2.startsWith("refs/"))
+    throw new OpsError(`invalid ${what} "${name2}": expected a branch's short name`, `the name as git branch lists it (staging, not refs/heads/staging); HEAD is no branch`);
+}
 function stagingSettings(raw) {
   const remote = raw.remote || STAGING_DEFAULTS.remote;
   const main = raw.main || STAGING_DEFAULTS.main;
   const staging = raw.staging || STAGING_DEFAULTS.staging;
   validate("gitRef", remote, "remote name");
-  validate("gitRef", main, "main branch");
-  validate("gitRef", staging, "staging branch");
+  branchName(main, "main branch");
+  branchName(staging, "staging branch");
   if (main === staging) throw new OpsError(`the main branch and the staging branch are both "${main}"`, "staging must be a branch of its own (default: staging)");
   const retries = wholeNumber(String(raw.retries ?? STAGING_DEFAULTS.retries), "retries", { max: 99 });
   return { remote, main, staging, retries, retryDelayMs: raw.retryDelayMs ?? STAGING_DEFAULTS.retryDelayMs, dryRun: raw.dryRun ?? false };
@@ -44851,6 +44859,8 @@ function checkLabel(label) {
 var id = (s) => s.pull ? `#${s.pull.number}` : s.display;
 async function runStaging(run) {
   const { settings, reporter } = run;
+  if (run.mode === "rebuild" && run.ref)
+    throw new OpsError(`a rebuild takes no ref (given: ${JSON.stringify(run.ref)}): it resets ${settings.staging} to ${settings.main} and re-applies the labelled pull requests`, `to bring it into ${settings.staging}: mode add with that ref (ops staging add ${quote(run.ref)}); to rebuild: leave ref empty`);
   const git2 = await openRepository(run.repo, { identity: run.identity, processEnv: run.processEnv, interactive: run.interactive, remote: settings.remote });
   const ctx = { git: git2, reporter, settings };
   if (run.mode === "add" && !run.ref) throw new OpsError("nothing to add: no ref given", "give the branch, tag, pull request (pull/12) or sha to add (input ref, or `ops staging add <ref>`)");

@@ -14,7 +14,7 @@ import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
 import { keepsStatement, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
-import { valueText } from './secrets/goyaml.ts';
+import { SopsTime, jsonScalarText, valueText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
 import { binaryRefused, holdsBinary, splitKeyPath } from './secrets/tree.ts';
 import { closest } from './config/schema-object.ts';
@@ -43,33 +43,38 @@ function secretPaths(tree: unknown, prefix = ''): string[] {
 
 /**
  * A secret as the string the .env carries: a scalar as `sops exec-env` gives it (valueText: an int, a bigint here,
- * as its digits; a float, a number here, as sops writes it, `2.0`, `1.5E+10`), mappings and lists as compact JSON,
- * as `sops decrypt --output-type json` writes them (an int as its digits at any depth, which JSON.stringify would
- * throw on; a float as JSON.stringify writes it, `2`; strings but for the characters jsonString escapes). Pure.
+ * as its digits; a float, a number here, as sops writes it, `2.0`, `1.5E+10`; a timestamp in whole seconds),
+ * mappings and lists as compact JSON, as `sops decrypt --output-type json` writes them (jsonText). Pure.
  */
 export function asString(value: unknown): string {
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return valueText(value);
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean' || value instanceof SopsTime) return valueText(value);
   return jsonText(value) ?? 'null';
 }
 
-/** JSON.stringify's compact text of a decrypted value (PlainValue), with bigints as their digits; undefined where it gives none. */
+/**
+ * A decrypted value (PlainValue) as compact JSON, as `sops decrypt --output-type json` writes it but for white space
+ * (its stores/json/store.go writes maps and lists itself and hands every scalar to Go's encoding/json): numbers and
+ * timestamps as jsonScalarText (an int's digits at any depth, which JSON.stringify would throw on; a float's
+ * shortest digits, `2` for 2.0, `-0`; a timestamp with its fraction of a second), strings as jsonString, keys too;
+ * undefined where it gives none.
+ */
 function jsonText(value: unknown): string | undefined {
-  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'number' || typeof value === 'bigint' || value instanceof SopsTime) return jsonScalarText(value);
+  if (typeof value === 'string') return jsonString(value);
   if (Array.isArray(value)) return `[${value.map((v) => jsonText(v) ?? 'null').join(',')}]`;
-  if (value !== null && typeof value === 'object' && !('toJSON' in value && typeof value.toJSON === 'function')) {
+  if (value !== null && typeof value === 'object') {
     const members = Object.keys(value).flatMap((k) => {
       const text = jsonText((value as Record<string, unknown>)[k]);
       return text === undefined ? [] : [`${jsonString(k)}:${text}`];
     });
     return `{${members.join(',')}}`;
   }
-  // Go's encoding/json (sops's JSON output) keeps the sign of -0.0; JSON.stringify writes 0
-  if (Object.is(value, -0)) return '-0';
-  return typeof value === 'string' ? jsonString(value) : JSON.stringify(value);
+  return JSON.stringify(value);
 }
 
 /**
- * A JSON string with `'`, a backtick, a backslash and `$` of the text written as \u escapes (dotenvJsonEscaped):
+ * A JSON string as sops's JSON output writes it (Go's encoding/json: `<`, `>`, `&`, U+2028 and U+2029 as \u escapes),
+ * but with `'`, a backtick, a backslash and `$` of the text written as \u escapes too (dotenvJsonEscaped):
  * the same string to every JSON parser, and a text that every reader carries in single quotes as written
  * (python-dotenv decodes `\\` and `\'` there, and nothing else; no `$` is left for python-dotenv to interpolate as
  * `${...}` in any quoting, nor for dotenv-expand to expand). Raw, a map whose members held both quote kinds and a
@@ -264,15 +269,19 @@ function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouc
 }
 
 /**
- * Whether a decrypted secret holds, at any depth, a float64 that is a whole number beyond 2^53: sops stores an
- * integer typed without quotes beyond the 64-bit range as a float64, in its YAML store (go-yaml) and its JSON store
- * alike (getsops/sops stores/json/store.go, normalizeJSONNumber: an integer within int64 is an int, anything else a
- * float64), so its digits past the 17th are gone, and the app would get another number than the one typed; one
- * typed with an exponent (1e20) is such a float too, which the decrypted value cannot tell apart, and reaches the
- * .env as sops writes it (1E+20), not as typed. (Integers within int64 are exact: bigints here.) Pure.
+ * Whether a decrypted secret holds, at any depth, a float64 that is a whole number beyond 2^53 whose shortest digits
+ * number more than 15: sops stores an integer typed without quotes beyond the 64-bit range as a float64, in its YAML
+ * store (go-yaml) and its JSON store alike (getsops/sops stores/json/store.go, normalizeJSONNumber: an integer
+ * within int64 is an int, anything else a float64), so its digits past the 17th are gone, and the app would get
+ * another number than the one typed. Any text of at most 15 significant digits reads back as those digits (a
+ * float64 holds 15 decimal digits exactly), so such a float was typed with more: rounded. A whole float of 15 digits
+ * or fewer (1e20, 100000000000000000000) is what such a text means, and reaches the .env as sops gives it (1E+20 as
+ * a variable's whole value, 100000000000000000000 inside JSON), as any other float does (one typed with more digits
+ * that rounds to it, 100000000000000000001, cannot be told apart: `ops secrets edit` names it as it is typed). (Integers within int64 are
+ * exact: bigints here.) Pure.
  */
 export function holdsRoundedInteger(value: unknown): boolean {
-  if (typeof value === 'number') return Number.isInteger(value) && !Number.isSafeInteger(value);
+  if (typeof value === 'number') return Number.isInteger(value) && !Number.isSafeInteger(value) && value.toExponential().replace(/^-?(\d)\.?(\d*)e.*$/, '$1$2').length > 15;
   if (Array.isArray(value)) return value.some(holdsRoundedInteger);
   if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
   return false;
@@ -325,7 +334,7 @@ function sourceOf(spec: EnvironmentConfig['env'][string]): string {
   return typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
 }
 
-/** A variable whose secret holds a whole float beyond 2^53 (holdsRoundedInteger): `member` its key path inside that secret ([]: the secret itself). */
+/** A variable whose secret holds a rounded integer (holdsRoundedInteger): `member` its key path inside that secret ([]: the secret itself). */
 interface RoundedVariable {
   key: string;
   secret: string;
@@ -339,7 +348,7 @@ function roundedError(env: DotenvSettings, rounded: RoundedVariable[], untouched
   const first = rounded[0]!;
   const line = (r: RoundedVariable) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ''}${r.old ? ', already in the file before this change: every deploy already refuses it' : ''})`;
   return new OpsError(
-    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} a whole number beyond 2^53 typed without quotes (an integer beyond the 64-bit range, or a number with an exponent such as 1e20), which sops stores as a floating-point number: the app would get another text than the one typed (1E+20 for 1e20), and another number where an integer's digits past the 17th were rounded (${untouched}):\n${rounded.map(line).join('\n')}`,
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer typed without quotes beyond the 64-bit range, with more digits than a floating-point number holds, which sops stores as a floating-point number, its digits past the 17th rounded: the app would get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
     `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`,
   );
 }

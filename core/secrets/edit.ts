@@ -54,7 +54,7 @@ function retypedLine(r: Retyped, format: Format): string {
   if (r.type === 'float' && r.typed === 'leading-zero') return `${key}: typed as digits with a leading 0, which sops reads as a floating-point number: leading zeros are dropped and digits past the 17th rounded`;
   if (r.type === 'float') return `${key}: typed as a number with a fraction or an exponent, which sops stores as a floating-point number, given back in another form (its shortest digits: trailing zeros dropped, an exponent as sops writes it, 1E+20 for 1e20, digits past the 17th rounded): the app would get another text`;
   if (r.type === 'int' && r.typed === 'leading-zero') return `${key}: typed as digits with a leading 0, which sops reads as an octal number: another number would be stored, without the leading 0`;
-  if (r.typed === 'fraction') return `${key}: sops reads what was typed as a timestamp, which the .env gets as sops's dotenv output gives it, without its fraction of a second: the app would get whole seconds`;
+  if (r.typed === 'fraction') return `${key}: sops reads what was typed as a timestamp, which the .env gets as sops's dotenv output gives it, without its fraction of a second: the app would get whole seconds where it takes the value as a variable of its own (in a map or list taken whole as JSON, it keeps its fraction, as sops's JSON output does)`;
   const what = { int: 'an integer', float: 'a floating-point number', bool: 'a boolean', time: 'a timestamp', str: 'a string' }[r.type];
   return `${key}: sops reads what was typed as ${what}, stored in another form than typed`;
 }

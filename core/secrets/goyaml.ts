@@ -33,6 +33,44 @@ export function dotenvTime(marshal: string): string {
   return marshal.replace(/\.\d+(?=Z$|[+-]\d\d:\d\d$)/, '');
 }
 
+/** Where a SopsTime keeps its MarshalText: a symbol key, so that the time is no map to Object.keys (it has no members) yet two times still differ to isDeepStrictEqual. */
+const MARSHAL = Symbol('MarshalText');
+
+/**
+ * A timestamp of a decrypted file as the .env view holds it (toPlain 'dotenv'): sops gives it two texts, and which
+ * one depends on where it goes, so the view keeps the time itself. As a variable's whole value (`sops exec-env`,
+ * `--output-type dotenv`: valueText, String()) it is dotenvTime's whole seconds; inside a map or list taken whole as
+ * JSON (`--output-type json`: Go's encoding/json calls time.MarshalJSON, RFC 3339 with nanoseconds) it is the
+ * MarshalText, its fraction of a second kept (toJSON).
+ */
+export class SopsTime {
+  readonly [MARSHAL]: string;
+  constructor(marshal: string) {
+    this[MARSHAL] = marshal;
+  }
+  /** As a variable's whole value: whole seconds (dotenvTime). */
+  toString(): string {
+    return dotenvTime(this[MARSHAL]);
+  }
+  /** As a member of JSON: Go's MarshalText, its fraction of a second kept. */
+  toJSON(): string {
+    return this[MARSHAL];
+  }
+}
+
+/**
+ * A number or timestamp inside a map or list taken whole, as `sops decrypt --output-type json` writes it (its
+ * stores/json/store.go hands every scalar to Go's encoding/json): an int as its digits; a float in the shortest
+ * digits, plain from 1e-6 up to 1e21 and with an exponent outside (`1e-7`, `1e+21`), the thresholds and forms of
+ * ECMAScript's Number#toString too, and -0.0 as `-0`, whose sign JSON.stringify drops; a timestamp quoted, as its
+ * MarshalText. Not for a float JSON has no text for (.inf, .nan: sops fails, the .env refuses them). Pure.
+ */
+export function jsonScalarText(value: number | bigint | SopsTime): string {
+  if (value instanceof SopsTime) return JSON.stringify(value.toJSON());
+  if (Object.is(value, -0)) return '-0';
+  return typeof value === 'bigint' ? value.toString() : JSON.stringify(value);
+}
+
 /**
  * A float as sops gives it where only text can go (`sops decrypt --output-type dotenv`, `sops exec-env`: its
  * stores.ValToString): Go's shortest form, strconv.FormatFloat(v, 'G', -1, 64), an exponent from 1e6 and below 1e-4
@@ -57,10 +95,10 @@ export function goFloatText(v: number): string {
  * A scalar of a decrypted file, as toPlain's .env view gives it (an int a bigint, a float a number), as sops gives
  * a variable its value where only text can go (`sops exec-env`, `sops decrypt --output-type dotenv`: its
  * stores.ValToString): a string as it is, an int as its digits, a float as goFloatText (`2.0`, `1.5E+10`, `1E-07`,
- * `-0.0`, `+Inf`), a bool as `true` or `false`, a timestamp as the string it already is. What the .env carries
+ * `-0.0`, `+Inf`), a bool as `true` or `false`, a timestamp in whole seconds (SopsTime). What the .env carries
  * (core/dotenv.ts, asString) and masking registers (tree-scalars.ts, maskedText). Pure.
  */
-export function valueText(value: string | number | bigint | boolean): string {
+export function valueText(value: string | number | bigint | boolean | SopsTime): string {
   return typeof value === 'number' ? goFloatText(value) : String(value);
 }
 

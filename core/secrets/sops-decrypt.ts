@@ -6,7 +6,7 @@ import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, openT
 import { type Identities, type Identity, defaultKeyFile, loadIdentities, unwrapDataKey } from './keys.ts';
 import { combineShares } from './shamir.ts';
 import { type AgeStanza, type EncryptedDocument, canonicalLastModified, encryptionRule } from './sops-metadata.ts';
-import { maskedText, scalarText } from './tree-scalars.ts';
+import { maskedTexts, scalarText } from './tree-scalars.ts';
 import { type CommentNode, type ListNode, type MapNode, type ScalarNode, type TreeNode, showPath, walkTree } from './tree.ts';
 
 /** IVs of decrypted values, by (path, plaintext): re-encrypting an unchanged value gives the same ciphertext. */
@@ -274,15 +274,17 @@ function commentPaths(keys: string[], branch: MapNode | ListNode): string[][] {
   return all.filter((p, i) => all.findIndex((q) => q.join('\0') === p.join('\0')) === i);
 }
 
-/** Mask every decrypted value (its text, and each line of a multi-line one) before anything can print it; booleans are not masked (one bit). */
+/**
+ * Mask every decrypted value (each text it reaches the app in, maskedTexts, and each line of a multi-line one) before
+ * anything can print it; booleans are not masked (one bit).
+ */
 export function maskAll(secrets: ScalarNode[], mask?: (value: string) => void): void {
   if (!mask) return;
-  for (const s of secrets) {
-    const text = maskedText(s);
-    if (text === undefined) continue;
-    mask(text);
-    if (/[\r\n]/.test(text)) for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
-  }
+  for (const s of secrets)
+    for (const text of maskedTexts(s)) {
+      mask(text);
+      if (/[\r\n]/.test(text)) for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
+    }
 }
 
 /** Tell `allow` every key name and key path of `node` (allow in DecryptOptions); `path` is where `node` stands. */

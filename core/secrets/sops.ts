@@ -137,9 +137,10 @@ export class SecretsFile {
     return this.plain;
   }
   /**
-   * The decrypted document as plain JS values, as the app gets them in the .env (toPlain 'dotenv'): a timestamp as
-   * sops's dotenv output gives it, without its fraction of a second (`tree` has it whole), an int as a bigint and a
-   * float as a number, so that a whole float reaches the .env as sops exec-env gives it (`2.0`, not `2`).
+   * The decrypted document as plain JS values, as the app gets them in the .env (toPlain 'dotenv'): a timestamp as a
+   * SopsTime (as a variable's whole value without its fraction of a second, as sops's dotenv output gives it; inside
+   * a map or list taken whole as JSON with it, as its JSON output does), an int as a bigint and a float as a number,
+   * so that a whole float reaches the .env as sops exec-env gives it (`2.0`, not `2`).
    */
   get data(): { [key: string]: PlainValue } {
     return toPlain(this.plain, 'dotenv') as { [key: string]: PlainValue };
@@ -414,7 +415,7 @@ export class SecretsFile {
 }
 
 export interface DecryptedFile {
-  /** The values as plain JS (objects, arrays, strings, numbers, bigints, booleans, null), as the .env gives them (SecretsFile.data). */
+  /** The values as plain JS (objects, arrays, strings, numbers, bigints, booleans, null, SopsTime), as the .env gives them (SecretsFile.data). */
   data: { [key: string]: PlainValue };
   /** The same, as an ordered tree with sops's types (key order exactly as in the file). */
   tree: MapNode;

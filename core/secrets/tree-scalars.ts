@@ -1,6 +1,6 @@
 // A scalar's text as sops encrypts and hashes it, and back: sops is written in Go, so numbers are formatted
 // as Go formats them (strconv.FormatFloat 'f' -1: never an exponent; int64 exact), booleans and times as Go writes them.
-import { intValue, parseRfc3339, valueText } from './goyaml.ts';
+import { SopsTime, intValue, jsonScalarText, parseRfc3339, valueText } from './goyaml.ts';
 import { type ScalarNode, str, toPlain } from './tree.ts';
 
 /** strconv.FormatFloat(v, 'f', -1, 64): the shortest digits that round-trip, never an exponent. */
@@ -21,13 +21,28 @@ export function goFormatFloat(v: number): string {
 }
 
 /**
- * The text masking registers for a decrypted scalar: exactly as it reaches the app in the .env (valueText: a float
- * `2.0` or `1E-07`, a timestamp without its fraction of a second), a string as it is; undefined for a boolean,
- * which is not masked (one bit: masking "true" would shred every log line that says true).
+ * The text masking registers for a decrypted scalar: exactly as it reaches the app in the .env as a variable's whole
+ * value (valueText: a float `2.0` or `1E-07`, a timestamp without its fraction of a second), a string as it is;
+ * undefined for a boolean, which is not masked (one bit: masking "true" would shred every log line that says true).
  */
 export function maskedText(s: ScalarNode): string | undefined {
   if (s.type === 'bool') return undefined;
-  return s.type === 'str' ? (s.value as string) : valueText(toPlain(s, 'dotenv') as number | bigint | string);
+  return s.type === 'str' ? (s.value as string) : valueText(toPlain(s, 'dotenv') as number | bigint | SopsTime);
+}
+
+/**
+ * Every text masking registers for a decrypted scalar: maskedText, and a number's or timestamp's text inside a map
+ * or list the .env takes whole as JSON, when that differs (jsonScalarText: `1e-7` for 1E-07, a timestamp with its
+ * fraction of a second, unquoted); a string's forms inside JSON are secretParts'. [] for a boolean.
+ */
+export function maskedTexts(s: ScalarNode): string[] {
+  const text = maskedText(s);
+  if (text === undefined) return [];
+  if (s.type === 'str' || s.type === 'bool') return [text];
+  const value = toPlain(s, 'dotenv') as number | bigint | SopsTime;
+  // NaN and ±Inf have no JSON text (refused inside JSON); a timestamp's is quoted: unquoted, as the app prints it
+  const json = typeof value === 'number' && !Number.isFinite(value) ? text : value instanceof SopsTime ? value.toJSON() : jsonScalarText(value);
+  return json === text ? [text] : [text, json];
 }
 
 /** The bytes sops encrypts and hashes for a scalar (Go's ToBytes): a binary value's own bytes, else scalarText's. */

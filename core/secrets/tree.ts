@@ -3,7 +3,7 @@
 // document order. Here: the node types, walking, comparing, plain JS values. Parsing: tree-parse.ts; printing:
 // tree-print.ts; a scalar's text as sops encrypts it: tree-scalars.ts. Nothing here knows about encryption.
 import { OpsError } from '../errors.ts';
-import { dotenvTime, intValue } from './goyaml.ts';
+import { SopsTime, intValue } from './goyaml.ts';
 import { scalarText } from './tree-scalars.ts';
 
 /**
@@ -57,7 +57,7 @@ export type TreeNode = ScalarNode | NullNode | MapNode | ListNode;
 export type Format = 'yaml' | 'json';
 
 /** What a plain JS value of a decrypted file looks like (a Uint8Array: a binary value, see ScalarNode.bytes). */
-export type PlainValue = string | number | bigint | boolean | null | Uint8Array | PlainValue[] | { [key: string]: PlainValue };
+export type PlainValue = string | number | bigint | boolean | null | Uint8Array | SopsTime | PlainValue[] | { [key: string]: PlainValue };
 
 /** A string scalar node. */
 export const str = (value: string): ScalarNode => ({ kind: 'scalar', type: 'str', value });
@@ -390,16 +390,17 @@ export function getEntry(map: MapNode, key: string): TreeNode | undefined {
  * The tree as plain JS values (objects, arrays, strings, numbers, booleans, null; a binary value as a Buffer), as
  * sops gives them: `'marshal'`, as its JSON and YAML output (`sops decrypt`), a timestamp as Go's MarshalText (its
  * fraction of a second kept), an int as a number (a bigint beyond 2^53), where an int and a whole float read the
- * same (`2`); or `'dotenv'`, as the app gets them in the .env (`sops exec-env`, `--output-type dotenv`), a
- * timestamp without its fraction of a second (dotenvTime), and an int always a bigint, so that a float is the only
- * number and a whole one stays a float: exec-env gives the float 2.0 as `2.0` and the int 2 as `2` (valueText).
+ * same (`2`); or `'dotenv'`, as the app gets them in the .env (`sops exec-env`, `--output-type dotenv`; a map or
+ * list taken whole, `--output-type json`), a timestamp as a SopsTime (whole seconds as a variable's whole value, its
+ * fraction kept inside JSON), and an int always a bigint, so that a float is the only number and a whole one stays
+ * a float: exec-env gives the float 2.0 as `2.0` and the int 2 as `2` (valueText).
  */
 export function toPlain(node: TreeNode, view: 'marshal' | 'dotenv' = 'marshal'): PlainValue {
   switch (node.kind) {
     case 'null':
       return null;
     case 'scalar':
-      if (view === 'dotenv' && node.type === 'time') return dotenvTime(node.value as string);
+      if (view === 'dotenv' && node.type === 'time') return new SopsTime(node.value as string);
       if (view === 'dotenv' && node.type === 'int') return BigInt(node.value as number | bigint);
       return node.bytes ? Buffer.from(node.bytes) : node.value;
     case 'list':

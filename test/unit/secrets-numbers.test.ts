@@ -7,7 +7,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { asString, holdsRoundedInteger, refuseUnreadableSecrets, renderDotenv } from '../../core/dotenv.ts';
+import { asString, holdsRoundedInteger, READERS, refuseUnreadableSecrets, renderDotenv } from '../../core/dotenv.ts';
+import { secretParts } from '../../core/secrets/parts.ts';
+import { dotenvDir, readReal } from '../support/real-dotenv.ts';
 import { environment } from '../support/dotenv-environment.ts';
 import { OpsError } from '../../core/errors.ts';
 import { environmentSecrets } from '../../core/ops/secrets.ts';
@@ -135,21 +137,16 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     })();
     expect(err).toBeInstanceOf(OpsError);
     expect(err.message).toBe(
-      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold a whole number beyond 2^53 typed without quotes (an integer beyond the 64-bit range, or a number with an exponent such as 1e20), which sops stores as a floating-point number: the app would get another text than the one typed (1E+20 for 1e20), and another number where an integer\'s digits past the 17th were rounded (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
+      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold an integer typed without quotes beyond the 64-bit range, with more digits than a floating-point number holds, which sops stores as a floating-point number, its digits past the 17th rounded: the app would get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
     );
     expect(err.hint).toBe('quote it as a string, so that it is stored and given as typed: `ops secrets edit qa` and write it in double quotes (key: "..."), or set it again: printf \'%s\' VALUE | ops secrets set qa chat.id (always text)');
     expect(`${err.message}\n${err.hint}`).not.toMatch(/1234567890123456/);
-    // a number typed with an exponent (1e20, exact as a float64) is refused by the same rule, in words true of it too:
-    // no "integer beyond the 64-bit range" was typed, and nothing was rounded
-    const limit = (() => {
-      try {
-        renderDotenv(withEnv({ LIMIT: { secret: 'limit' } }), secrets);
-      } catch (x) {
-        return x as OpsError;
-      }
-      throw new Error('not refused');
-    })();
-    expect(limit.message).toMatch(/^environments\/qa\/secrets\.sops\.yaml: a secret the \.env needs holds a whole number beyond 2\^53 typed without quotes \(an integer beyond the 64-bit range, or a number with an exponent such as 1e20\)[^\n]*\n {2}- LIMIT \(secret "limit"\)$/);
+    // a number typed with an exponent (1e20, exact as a float64: nothing was rounded) is given as sops gives it, as
+    // any other float is: 1E+20 as a variable's whole value (sops exec-env, checked in 'YAML scalars typed without
+    // quotes, in the .env'), 100000000000000000000 inside JSON (sops decrypt --output-type json: this file's
+    // 'values taken whole'); a text no reader changes
+    expect(holdsRoundedInteger(secrets.limit)).toBe(false);
+    expect(renderDotenv(withEnv({ LIMIT: { secret: 'limit' } }), secrets).environ).toBe('LIMIT=1E+20\0');
     // integers within int64 and quoted text reach the .env as typed
     const ok = renderDotenv(withEnv({ EXACT: { secret: 'exact' }, QUOTED: { secret: 'quoted' } }), secrets);
     expect(ok.environ).toBe('EXACT=9223372036854775807\0QUOTED=123456789012345678901234\0');
@@ -229,8 +226,9 @@ describe('YAML scalars typed without quotes, in the .env', () => {
     'ts_frac: 2024-01-15T10:20:30.5Z', 'ts_frac_tz: 2001-12-14t21:59:43.10-05:00', 'ts_frac_space: 2001-12-14 21:59:43.123456789', 'ts_frac_zeros: 2024-01-15T10:20:30.000Z',
     'int_big: 9223372036854775807', 'int_neg: -9223372036854775808',
   ];
-  // whole floats: sops gives them with a ".0" (2.0, 1000.0 for 1e3, 8.0 for 08) or an exponent (1.5E+10)
-  const WHOLE = ['zero_f: 0.0', 'exp: 1e3', 'exp2: 1.5e10', 'f2: 2.0', 'dot: 1.', 'lead0: 08', 'hundred: 100.0'];
+  // whole floats: sops gives them with a ".0" (2.0, 1000.0 for 1e3, 8.0 for 08) or an exponent (1.5E+10; 1E+20,
+  // beyond 2^53 but exact, no longer refused)
+  const WHOLE = ['zero_f: 0.0', 'exp: 1e3', 'exp2: 1.5e10', 'f2: 2.0', 'dot: 1.', 'lead0: 08', 'hundred: 100.0', 'e20: 1e20'];
 
   it('each reaches the .env as `sops decrypt --output-type dotenv` gives it (+Inf, NaN, -0.0, 1E-07), a whole float too (2.0)', async () => {
     const key = ageKey();
@@ -281,7 +279,7 @@ describe('YAML scalars typed without quotes, in the .env', () => {
       // masked as the app gets it (a boolean is not masked: one bit)
       for (const k of keys) if (!/^(true|false)$/i.test(theirs.get(k)!) || k.startsWith('q_')) expect(masked, path(k)).toContain(theirs.get(k));
     }
-    expect([theirs.get('f2'), theirs.get('exp'), theirs.get('exp2'), theirs.get('q_f2')]).toEqual(['2.0', '1000.0', '1.5E+10', '2.0']);
+    expect([theirs.get('f2'), theirs.get('exp'), theirs.get('exp2'), theirs.get('q_f2'), theirs.get('e20')]).toEqual(['2.0', '1000.0', '1.5E+10', '2.0', '1E+20']);
   });
 });
 
@@ -315,6 +313,62 @@ describe('numbers inside a map or list the .env takes whole (as JSON)', () => {
       // sops indents its JSON; the .env has it compact (the same text but for white space, which no member holds)
       expect(asString(ours.data[k]), k).toBe(theirs.out.replace(/\s+/g, ''));
     }
+  });
+});
+
+describe('values taken whole: a map or list the .env takes as JSON', () => {
+  // every scalar kind sops holds, at several depths: ints (beyond 2^53, int64's ends, negative), floats (whole,
+  // fractional, exponents on both sides of Go's and ECMAScript's 1e-6 and 1e21, 1e20 beyond 2^53 but exact, -0.0),
+  // booleans in the forms go-yaml reads, null, timestamps with and without fractions and zones (and a date),
+  // strings with Unicode, control characters, <>&, U+2028/U+2029, quotes, $ and backslashes, !!binary that is text
+  const MEMBERS = [
+    'i: 42', 'ineg: -7', 'i53: 9007199254740993', 'i64: 9223372036854775807', 'i64min: -9223372036854775808', 'e20: 1e20', 'e21: 1e21', 'negbig: -1.5e300',
+    'whole: 2.0', 'frac: 0.1', 'tiny: 1e-7', 'small: 0.000001', 'negzero: -0.0', 'b1: true', 'b2: False', 'b3: TRUE', 'n: null', 'n2: ~',
+    't1: 2024-01-15T10:20:30Z', 't2: 2024-01-15T10:20:30.5Z', 't3: 2001-12-14t21:59:43.10-05:00', 't4: 2001-12-14 21:59:43.123456789', 't5: 2001-12-14',
+    's1: "héllo ✓ 😀"', 's2: "a\\x01b\\x7fc\\bd\\fe\\tf\\ng\\rh\\e"', `s3: "<a href='x'>&amp;</a>"`, 's4: "x\\u2028y\\u2029z"', `s5: 'back\\slash "q" $HOME \`t\` it''s'`, 'bin: !!binary aGVsbG8=',
+  ];
+  const YAML_TEXT = `m:\n${MEMBERS.map((m) => `    ${m}\n`).join('')}    sub:\n        t: 2024-01-15T10:20:30.25+02:00\n        f: 1.0e-7\n    list: [1, 2.5, {k: [x, {t: 2024-01-15T10:20:30.000000001Z, e: 1e20}]}, [true, null]]\n`;
+  /** sops's JSON without its indentation (white space outside strings), as the .env has it compact. */
+  const compact = (json: string) => json.replace(/("(?:[^"\\]|\\[\s\S])*")|\s+/g, (_, str?: string) => str ?? '');
+
+  it('each reaches the app byte for byte as `sops decrypt --output-type json` writes that member (a timestamp keeps its fraction, 1e20 is 100000000000000000000, <>& and U+2028 as Go escapes them), but for \' ` \\ $, which the .env writes as \\u escapes, the same JSON; every reader reads that text; each text is masked', async () => {
+    const key = ageKey();
+    const dir = tempDir('ops-whole-');
+    writeFileSync(join(dir, 'p.yaml'), YAML_TEXT);
+    const enc = sops(['encrypt', '--age', key.recipient, join(dir, 'p.yaml')], key.file);
+    expect(enc.err).toBe('');
+    const file = join(dir, 'e.yaml');
+    writeFileSync(file, enc.out);
+    const masked: string[] = [];
+    const ours = await SecretsFile.open(file, { identities: await identitiesFromText(readFileSync(key.file, 'utf8')), mask: (v) => masked.push(v) });
+    const vars = { M: ['m'], SUB: ['m', 'sub'], LIST: ['m', 'list'] };
+    const { dotenv, environ, forms } = renderDotenv(environment(Object.fromEntries(Object.entries(vars).map(([k, p]) => [k, { secret: p.join('.') }])), [...READERS]), ours.data);
+    const given = new Map(environ.split('\0').filter(Boolean).map((r) => [r.slice(0, r.indexOf('=')), r.slice(r.indexOf('=') + 1)]));
+    for (const [name, path] of Object.entries(vars)) {
+      const theirs = sops(['decrypt', '--extract', path.map((k) => `["${k}"]`).join(''), '--output-type', 'json', file], key.file);
+      expect(theirs.err).toBe('');
+      // the four characters the .env writes as \u escapes (dotenvJsonEscaped), as sops would have them
+      const expected = compact(theirs.out).replace(/\\[\s\S]|['`$]/g, (m) => (m === '\\\\' ? '\\u005c' : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m));
+      expect(given.get(name), name).toBe(expected);
+      expect(JSON.parse(given.get(name)!), name).toEqual(JSON.parse(theirs.out));
+    }
+    expect(given.get('M')).toContain('"t2":"2024-01-15T10:20:30.5Z"');
+    expect(given.get('M')).toContain('"e20":100000000000000000000,');
+    expect(given.get('M')).toContain('"s3":"\\u003ca href=\\u0027x\\u0027\\u003e\\u0026amp;\\u003c/a\\u003e"');
+    // the app reads that text, with every reader (each in the quoting the .env chose for all of them)
+    const { dir: envDir, remove } = dotenvDir(dotenv);
+    try {
+      for (const reader of READERS)
+        for (const { how, values } of await readReal(reader, envDir, Object.keys(vars))) for (const name of Object.keys(vars)) expect(values[name], `${how}: ${name} (${forms[name]})`).toBe(given.get(name));
+    } finally {
+      remove();
+    }
+    // masked in the text the app gets: a number's and a timestamp's JSON text, and (the reporter's secretParts) a string's
+    for (const text of ['2024-01-15T10:20:30.5Z', '2024-01-15T10:20:30.25+02:00', '2024-01-15T10:20:30.000000001Z', '100000000000000000000', '-1.5e+300', '9223372036854775807']) expect(masked, text).toContain(text);
+    const parts = masked.flatMap((m) => secretParts(m));
+    const strings = [...given.get('M')!.matchAll(/:"((?:[^"\\]|\\[\s\S])*)"/g)].map((m) => m[1]!).filter((t) => t.length >= 8);
+    expect(strings.length).toBe(12); // s1-s5 and the seven timestamps
+    for (const str of strings) expect(parts, str).toContain(str);
   });
 });
 

@@ -52,13 +52,18 @@ function start(command: string, cwd: string, id: string): ChildProcess {
   return c;
 }
 
-async function listening(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const { stdout } = await run('ss', ['-Htln', `sport = :${port}`]);
-    if (stdout.trim()) return;
-    await new Promise((r) => setTimeout(r, 50));
+/**
+ * Once `holders` processes hold the socket listening on `port` (a pre-forking master's workers inherit it after it
+ * listens); up to 20 s (Python's start on a busy machine).
+ */
+async function listening(port: number, holders = 1): Promise<void> {
+  let held = 0;
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+    const { stdout } = await run('ss', ['-Htlnp', `sport = :${port}`]);
+    held = stdout.match(/pid=\d+/g)?.length ?? 0;
+    if (held >= holders) return;
   }
-  throw new Error(`nothing listens on ${port}`);
+  throw new Error(`${held} of ${holders} processes listen on ${port}`);
 }
 
 async function check(supPid: number, id: string, dir: string, port: number): Promise<{ ok: boolean; identity: string; reports: [string, string][]; foreign: number }> {
@@ -101,8 +106,7 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     expect((await check(wrapper.pid!, 'r2', dir, port)).ok).toBe(true);
     const port2 = await freePort();
     const master = start(`exec /usr/bin/python3 ${root}/server.py ${port2} 2`, dir, 'r2');
-    await listening(port2);
-    await new Promise((r) => setTimeout(r, 300));
+    await listening(port2, 3);
     const r = await check(master.pid!, 'r2', dir, port2);
     expect(r.ok).toBe(true);
     expect(r.reports.filter(([k]) => k === 'listener')).toHaveLength(3); // the master and its two workers hold the socket

@@ -29,7 +29,7 @@ import { selfSignedCertificate } from '../../core/steps/tls.ts';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { promisify } from 'node:util';
-import { freePort } from '../support/ports.ts';
+import { freePort, listening } from '../support/ports.ts';
 import { runOps } from '../support/cli.ts';
 import { OpsError } from '../../core/errors.ts';
 import { CERT_FUNCTIONS, LIBRARY_KEYS, MASK_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
@@ -856,15 +856,13 @@ describe('ops ping, a preflight', () => {
 
 describe('health reasons, from the real probes', () => {
   it("says why each health check failed in curl's words: an error status, nothing listening, no answer in time", async () => {
-    const [error, closed, silent] = [await freePort(), await freePort(), await freePort()];
-    const env = testEnv({ programs: { server: { command: 'run', port: error, health: '/health' }, client: { command: 'run', port: closed }, worker: { command: 'run', port: silent, health: '/ready' } } });
     // A program whose database is down (503 with a JSON error at once), and one stopped (SIGSTOP): the kernel
     // accepts its connections, nothing ever answers.
     const http = createServer((_req, res) => { res.statusCode = 503; res.end('{"error":"database unavailable",\n"dsn":"postgresql://app:s3cr3t@db:5432/app","password":"hunter2"}'); });
     const sockets: Socket[] = [];
     const stuck = createNetServer((c) => void sockets.push(c));
-    await new Promise<void>((r) => http.listen(error, '127.0.0.1', r));
-    await new Promise<void>((r) => stuck.listen(silent, '127.0.0.1', r));
+    const [error, closed, silent] = [await listening(http), await freePort(), await listening(stuck)];
+    const env = testEnv({ programs: { server: { command: 'run', port: error, health: '/health' }, client: { command: 'run', port: closed }, worker: { command: 'run', port: silent, health: '/ready' } } });
     try {
       // The status step's own health lines, run here.
       const script = `${scriptPrelude}\n${PROBE_FUNCTIONS}\n${MASK_FUNCTIONS}\n${healthShell(env, 'blue')}`;

@@ -14,6 +14,7 @@ import { parseReports } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { freePort } from '../support/ports.ts';
+import { waitFor } from '../hosts/proc.ts';
 
 const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'ops-identity-'));
@@ -58,12 +59,8 @@ function start(command: string, cwd: string, id: string): ChildProcess {
  */
 async function listening(port: number, holders = 1): Promise<void> {
   let held = 0;
-  for (const deadline = Date.now() + 20_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
-    const { stdout } = await run('ss', ['-Htlnp', `sport = :${port}`]);
-    held = stdout.match(/pid=\d+/g)?.length ?? 0;
-    if (held >= holders) return;
-  }
-  throw new Error(`${held} of ${holders} processes listen on ${port}`);
+  const holding = async () => (held = (await run('ss', ['-Htlnp', `sport = :${port}`])).stdout.match(/pid=\d+/g)?.length ?? 0) >= holders;
+  if (!(await waitFor(holding, 20_000, 50))) throw new Error(`${held} of ${holders} processes listen on ${port}`);
 }
 
 async function check(supPid: number, id: string, dir: string, port: number): Promise<{ ok: boolean; identity: string; reports: [string, string][]; foreign: number }> {

@@ -114,7 +114,7 @@ describe('SSH transport on a real sshd', () => {
         expect(text, label).not.toMatch(/firewall|retrying|\n\s+at /);
         await new Promise((resolve) => setTimeout(resolve, 100));
         expect(closed.length, label).toBeLessThanOrEqual(1);
-        const ended = await Promise.race([Promise.all(closed).then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still open after 3 s'), 3000))]);
+        const ended = await Promise.race([Promise.all(closed).then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('still open after 15 s'), 15_000))]);
         expect(ended, label).toBe('closed');
       } finally {
         server.close();

@@ -405,7 +405,8 @@ describe('a step through the login shell', () => {
     expect(ran).toBe(true);
     expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^warning: web1: step "lock" began 2\.\d s after ops sent it: a start-up file of the login shell of deploy, ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\), or sshd's ~\/\.ssh\/rc runs something slow for non-interactive sessions \(or sudo is slow\), and every step waits as long; move it below the interactive guard at the top of ~deploy\/\.bashrc \(case \$- in \*i\*\) ;; \*\) return;; esac\)$/);
+    // 2 s and what a busy machine adds: the time said, not a budget.
+    expect(warnings[0]).toMatch(/^warning: web1: step "lock" began (?:[2-9]|\d\d)\.\d s after ops sent it: a start-up file of the login shell of deploy, ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\), or sshd's ~\/\.ssh\/rc runs something slow for non-interactive sessions \(or sudo is slow\), and every step waits as long; move it below the interactive guard at the top of ~deploy\/\.bashrc \(case \$- in \*i\*\) ;; \*\) return;; esac\)$/);
   }, 20_000);
 
   it('a ~/.bashrc that waits (a sleep, a network call) for non-interactive sessions: at the time limit, did not start, naming the start-up files, not "no answer from the host"', async () => {

@@ -220,6 +220,15 @@ export async function configureSshd(host: Host, lines: string[]): Promise<void> 
 }
 
 /**
+ * Shell that waits until something listens on TCP `port` of the host (a process the test started there, such as a
+ * squatter on a slot's port): up to `seconds` (a busy test host), then fails if nothing does.
+ */
+export function untilListening(port: number, seconds = 20): string {
+  const listens = `ss -Hltn 'sport = :${port}' | grep -q .`;
+  return `for i in $(seq ${seconds * 10}); do ${listens} && break; sleep 0.1; done; ${listens}`;
+}
+
+/**
  * Make the deploy login's shell chatty, as real servers are: ~/.bashrc printing to stdout and stderr before
  * its interactive guard (a greeting, a line without a newline), a MOTD and an sshd Banner. `false` undoes it.
  */

@@ -88,8 +88,9 @@ describe('group_down on a real supervisord 4.2.5', () => {
     for (let i = 0; i < 50 && !(await states()).includes('app-dead:app-dead-web=FATAL'); i++) await new Promise((r) => setTimeout(r, 100));
     expect(await states()).toContain('app-dead:app-dead-web=FATAL');
     const t0 = Date.now();
-    await bash('group_down app-dead 2');
-    expect(Date.now() - t0).toBeLessThan(2000);
+    // Its stop time 10 s: not waited (a busy machine's seconds are not mistaken for it).
+    await bash('group_down app-dead 10');
+    expect(Date.now() - t0).toBeLessThan(5000);
     expect((await states()).filter((s) => s.startsWith('app-dead:'))).toEqual([]);
   });
 

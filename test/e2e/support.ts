@@ -215,7 +215,7 @@ export async function configureSshd(host: Host, lines: string[]): Promise<void> 
   // A reload re-executes sshd: wait until it listens again, so the next login is not refused.
   await sshRun(
     host,
-    `printf '%s\\n' ${lines.map(quote).join(' ') || "''"} | sudo tee /etc/ssh/sshd_config.d/60-test.conf >/dev/null && sudo sshd -t && sudo systemctl reload ssh && sleep 0.5 && for i in $(seq 50); do ss -Hltn 'sport = :22' | grep -q . && break; sleep 0.1; done`,
+    `printf '%s\\n' ${lines.map(quote).join(' ') || "''"} | sudo tee /etc/ssh/sshd_config.d/60-test.conf >/dev/null && sudo sshd -t && sudo systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn 'sport = :22' | grep -q . && break; sleep 0.1; done`,
   );
 }
 

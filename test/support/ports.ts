@@ -2,9 +2,9 @@
 // race: below the kernel's ephemeral range (net.ipv4.ip_local_port_range), where listen(0) never lands, so the
 // many servers other test files start on port 0 meanwhile cannot take it between our check and the real bind
 // (seen: the sample app's client asked another test's fake API for /version and got 404). Each pick is held for the
-// picking process's life by a lock other test processes see (two test files running side by side once picked the
-// same port, checked free by both, and the second bind failed with EADDRINUSE). A server the test itself starts in
-// Node, before it needs the port, listens on port 0 instead (listening()): no pick at all.
+// picking process's life by a lock the other test processes see: two test files running side by side can pick the
+// same port, both find it free, and the second to bind fails with EADDRINUSE (seen in CI: an uncaught error, a test
+// waiting out its 60 s). A server the test starts in Node itself listens on port 0 instead (listening()): no pick.
 import { readFileSync } from 'node:fs';
 import { type AddressInfo, createServer, type Server } from 'node:net';
 
@@ -32,8 +32,8 @@ function tryListen(srv: Server, at: number | string, keep: boolean): Promise<boo
 
 /**
  * Claim `port` among this machine's test processes: an abstract unix socket named for it (Linux), which the kernel
- * removes when its process ends, however it ends (no lock file left by a killed test to clean up). Not unref'd
- * servers would keep the process alive: unref'd.
+ * removes when its process ends, however it ends (no lock file left by a killed test to clean up); unref'd, so that
+ * it does not keep the process alive.
  */
 async function claim(port: number): Promise<boolean> {
   const lock = createServer();

@@ -14,7 +14,7 @@ import { MemoryReporter } from '../../core/report.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, pypiIndexUrl, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { APP, get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, get, makeProject, readyHost, untilListening, webConfig, type TestProject } from './support.ts';
 
 /** The app: serves its version; MODE=exit exits at once, MODE=late-exit answers and exits a second later, MODE=silent listens and never answers (a hung worker). */
 const SERVER = String.raw`import os, socket, sys, time
@@ -208,7 +208,7 @@ describe.sequential('what the start and the switch would meet, read before build
     const port = await idlePort();
     // The warm previous release holds the idle port: stopped (as a tester did), so that something else can take it.
     await onHost(`supervisorctl stop ${APP}-${port === 5101 ? 'green' : 'blue'}:*`);
-    await onHost(`systemd-run --unit=ops-squat -- python3 -m http.server ${port} --bind 127.0.0.1; sleep 1`);
+    await onHost(`systemd-run --unit=ops-squat -- python3 -m http.server ${port} --bind 127.0.0.1; ${untilListening(port)}`);
     try {
       const before = await releases();
       const pid = await onHost('systemctl show -p MainPID --value ops-squat');

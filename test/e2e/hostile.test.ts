@@ -13,6 +13,7 @@ import { connect } from '../../core/remote/ssh.ts';
 import { reported } from '../../core/remote/types.ts';
 import { LOCK_KEYS, acquireLock, lockStatus, parseLock, releaseLock } from '../../core/steps/lock.ts';
 import { downHost, sshRun, upHost, type Host } from '../hosts/index.ts';
+import { waitFor } from '../hosts/proc.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { appRepo, chattyLogin, configureSshd, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
@@ -144,13 +145,14 @@ describe.sequential('hostile hosts, through the CLI', () => {
       const { logs } = await import('../../core/ops/logs.ts');
       const reporter = new MemoryReporter();
       const following = logs(project.ctx(reporter), project.env(), { program: 'server', follow: true, signal: controller.signal });
-      await new Promise((r) => setTimeout(r, 4000));
+      // Once the last lines came (up to 60 s on a busy test host).
+      await waitFor(() => /server-(blue|green)\.(out|err) \|/.test(reporter.text()), 60_000, 200);
       controller.abort();
       await following;
       expect(reporter.text()).toMatch(/server-(blue|green)\.(out|err) \|/);
-      // The follow step ends with the connection: nothing of it left on the host once its holder loop (a check
-      // each second) has seen the connection gone; 5 s at most.
-      const left = await sshRun(host, "for i in {1..50}; do n=$(pgrep -fc '[t]ail -n 50 -F'); [ \"$n\" = 0 ] && break; sleep 0.1; done; echo \"following=$n\"");
+      // The follow step ends with the connection: nothing of it left on the host once its holder loop (five checks a
+      // second) has seen the connection gone; up to 10 s on a busy test host.
+      const left = await sshRun(host, "for i in {1..100}; do n=$(pgrep -fc '[t]ail -n 50 -F'); [ \"$n\" = 0 ] && break; sleep 0.1; done; echo \"following=$n\"");
       expect(left.stdout).toMatch(/following=0$/m);
     } finally {
       await chattyLogin(host, false);

@@ -12,6 +12,7 @@ import { auditLog, breakLock, formatLock, formatLockRelease, getLockStatus, list
 import { quote } from '../../core/shell.ts';
 import { HOLDER_SILENT_SECONDS } from '../../core/steps/lock.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { waitFor } from '../hosts/proc.ts';
 import { spawnOps, type SpawnedOps } from '../support/cli.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
 import { get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
@@ -51,8 +52,13 @@ async function stoppedCleanly(ops: SpawnedOps) {
 async function deployUntilBuild(build: string, version: string, extra: string[] = []): Promise<SpawnedOps> {
   project.write({ ...config, release: { ...(config.release as object), build } });
   commit(repo, { VERSION: `${version}\n` }, version);
+  // The build's channel open (its header comes first): once its sleep runs on the host (one not there before), up to
+  // 60 s on a busy test host.
+  const sleeps = async () => (await onHost("pgrep -f '^sleep 60+$' || true")).split('\n').filter(Boolean);
+  const before = new Set(await sleeps());
   const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main', ...extra], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
-  await new Promise((r) => setTimeout(r, 1500)); // the build's channel open (its header comes first)
+  const building = await waitFor(async () => (await sleeps()).some((pid) => !before.has(pid)), 60_000, 200);
+  if (!building) throw new Error(`the build (${build}) never ran on the host: the deploy said\n${ops.out()}`);
   return ops;
 }
 

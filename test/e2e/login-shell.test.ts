@@ -130,7 +130,7 @@ describe.sequential('odd login shells, through the CLI', () => {
     const conf = join(root, 'etc/ssh/sshd_config.d/70-sftp-only.conf');
     writeFileSync(rootKeys, readFileSync(join(root, 'home/deploy/.ssh/authorized_keys')), { mode: 0o600 });
     // Host's user is deploy by type: root is this test's only.
-    const reload = () => sshRun({ ...host, user: 'root' } as unknown as Host, 'sshd -t && systemctl reload ssh && sleep 0.5 && for i in $(seq 50); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
+    const reload = () => sshRun({ ...host, user: 'root' } as unknown as Host, 'sshd -t && systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
     writeFileSync(conf, 'Match User deploy\n    ForceCommand internal-sftp\n');
     try {
       await reload();

@@ -16,7 +16,7 @@ import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { runOps } from '../support/cli.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { APP, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, get, makeProject, pythonWebApp, readyHost, untilListening, webConfig, type TestProject } from './support.ts';
 
 /** The app: answers every path with its release and version. */
 const SERVER = pythonWebApp('os.environ["OPS_RELEASE"] + " " + open("VERSION").read().strip()');
@@ -136,7 +136,7 @@ describe.sequential('ops rollback', () => {
     // port_offset 1: program web on 5100 (blue), 5101 (green). Whatever the idle slot runs is stopped first.
     const port = idle === 'blue' ? 5100 : 5101;
     await onHost(`supervisorctl stop '${APP}-${idle}:*' || true`);
-    await onHost(`systemd-run --unit=ops-squat-rb -- python3 -m http.server ${port} --bind 127.0.0.1; sleep 1`);
+    await onHost(`systemd-run --unit=ops-squat-rb -- python3 -m http.server ${port} --bind 127.0.0.1; ${untilListening(port)}`);
     try {
       const pid = await onHost('systemctl show -p MainPID --value ops-squat-rb');
       const before = await onHost(look);

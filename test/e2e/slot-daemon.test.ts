@@ -47,9 +47,9 @@ const port = (slot: Slot) => project.env().port('web', slot);
 /** The pid listening on `port` ('' when none). */
 const holder = (p: number) => onHost(`ss -Htlnp 'sport = :${p}' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2`);
 const alive = async (pid: string) => (await onHost(`kill -0 ${pid} 2>/dev/null && echo yes || echo no`)) === 'yes';
-/** Until `p` is held by a process other than `not` (a daemon binds its port a moment after its start). */
+/** Until `p` is held by a process other than `not` (a daemon binds its port a moment after its start): up to 30 s. */
 async function heldBy(p: number, not = ''): Promise<string> {
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 150; i++) {
     const pid = await holder(p);
     if (pid && pid !== not) return pid;
     await new Promise((ok) => setTimeout(ok, 200));
@@ -113,7 +113,7 @@ describe.sequential('a daemon of our own programs on the idle slot', () => {
     const idle = await idleSlot();
     const warm = await heldBy(port(idle));
     await onHost(`supervisorctl stop '${APP}-${idle}:*' && kill ${warm}`);
-    for (let i = 0; i < 50 && (await holder(port(idle))); i++) await new Promise((ok) => setTimeout(ok, 200));
+    for (let i = 0; i < 150 && (await holder(port(idle))); i++) await new Promise((ok) => setTimeout(ok, 200));
     const release = await onHost(`readlink -f /srv/${APP}/current`);
     await onHost(`cd ${quote(release)} && (setsid runuser -u nobody -- python3 -m http.server ${port(idle)} --bind 127.0.0.1 </dev/null >/dev/null 2>&1 &)`);
     const foreign = await heldBy(port(idle));

@@ -20,6 +20,7 @@ import type { MapNode } from '../../core/secrets/tree.ts';
 import { fromPlain } from '../../core/secrets/tree.ts';
 import { runOps, spawnOps } from '../support/cli.ts';
 import { downHost, ensurePebble, sshRun, type Host } from '../hosts/index.ts';
+import { waitFor } from '../hosts/proc.ts';
 import { appRepo, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
 const SECRET = `s3cret-${process.pid}-never-printed`;
@@ -61,11 +62,8 @@ const root = (command: string) => sshRun(host, `sudo sh -c ${JSON.stringify(comm
  */
 async function tailsLeft(): Promise<string> {
   let left = '';
-  for (const deadline = Date.now() + 10_000; ; ) {
-    left = (await sshRun(host, 'pgrep -f "tai[l] -[nc] [+0-9]+ -F" || true')).stdout.trim();
-    if (!left || Date.now() > deadline) return left;
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  await waitFor(async () => !(left = (await sshRun(host, 'pgrep -f "tai[l] -[nc] [+0-9]+ -F" || true')).stdout.trim()), 10_000, 250);
+  return left;
 }
 
 describe.sequential('day-2 operations on a live host', () => {
@@ -211,13 +209,11 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     const reporter = new MemoryReporter();
     const controller = new AbortController();
     const done = logs(project.ctx(reporter), project.env(), { program: 'server', lines: 1, follow: true, signal: controller.signal });
-    const waitFor = async (pred: () => boolean, what: string) => {
-      for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 50));
-      expect(pred(), what).toBe(true);
-    };
-    await waitFor(() => reporter.lines.length >= 2, 'the last line of each log');
+    // Up to 20 s each (a busy test host).
+    const shown = async (pred: () => boolean, what: string) => expect(await waitFor(pred, 20_000, 50), what).toBe(true);
+    await shown(() => reporter.lines.length >= 2, 'the last line of each log');
     await root(`echo 'followed line ${SECRET}' >> /var/log/sample/server-${slot}.err.log`);
-    await waitFor(() => reporter.lines.includes(`${host.name} server-${slot}.err | followed line ***`), 'the new line, masked');
+    await shown(() => reporter.lines.includes(`${host.name} server-${slot}.err | followed line ***`), 'the new line, masked');
     const stopped = Date.now();
     controller.abort();
     await done;

@@ -215,8 +215,17 @@ export async function configureSshd(host: Host, lines: string[]): Promise<void> 
   // A reload re-executes sshd: wait until it listens again, so the next login is not refused.
   await sshRun(
     host,
-    `printf '%s\\n' ${lines.map(quote).join(' ') || "''"} | sudo tee /etc/ssh/sshd_config.d/60-test.conf >/dev/null && sudo sshd -t && sudo systemctl reload ssh && sleep 0.5 && for i in $(seq 50); do ss -Hltn 'sport = :22' | grep -q . && break; sleep 0.1; done`,
+    `printf '%s\\n' ${lines.map(quote).join(' ') || "''"} | sudo tee /etc/ssh/sshd_config.d/60-test.conf >/dev/null && sudo sshd -t && sudo systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn 'sport = :22' | grep -q . && break; sleep 0.1; done`,
   );
+}
+
+/**
+ * Shell that waits until something listens on TCP `port` of the host (a process the test started there, such as a
+ * squatter on a slot's port): up to `seconds` (a busy test host), then fails if nothing does.
+ */
+export function untilListening(port: number, seconds = 20): string {
+  const listens = `ss -Hltn 'sport = :${port}' | grep -q .`;
+  return `for i in $(seq ${seconds * 10}); do ${listens} && break; sleep 0.1; done; ${listens}`;
 }
 
 /**

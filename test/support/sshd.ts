@@ -28,34 +28,46 @@ export async function startSshd(extra: string[] = []): Promise<TestSshd> {
   keygen(join(dir, 'host_key'));
   keygen(join(dir, 'client_key'));
   writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')));
-  const port = await freePort();
   const log = join(dir, 'sshd.log');
-  writeFileSync(
-    join(dir, 'sshd_config'),
-    [
-      `Port ${port}`,
-      'ListenAddress 127.0.0.1',
-      `HostKey ${join(dir, 'host_key')}`,
-      `PidFile ${join(dir, 'sshd.pid')}`,
-      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-      'PermitRootLogin prohibit-password',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'StrictModes no',
-      'UsePAM no',
-      'LogLevel VERBOSE',
-      'Subsystem sftp internal-sftp',
-      ...extra,
-    ].join('\n') + '\n',
-  );
   mkdirSync('/run/sshd', { recursive: true });
-  const child: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config'), '-E', log], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if (readFileSync(log, 'utf8').includes('Server listening')) break;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 50));
+  // A port taken between its pick and sshd's bind (by a program outside the tests): sshd ends, another port is tried.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    writeFileSync(log, '');
+    writeFileSync(
+      join(dir, 'sshd_config'),
+      [
+        `Port ${port}`,
+        'ListenAddress 127.0.0.1',
+        `HostKey ${join(dir, 'host_key')}`,
+        `PidFile ${join(dir, 'sshd.pid')}`,
+        `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'StrictModes no',
+        'UsePAM no',
+        'LogLevel VERBOSE',
+        'Subsystem sftp internal-sftp',
+        ...extra,
+      ].join('\n') + '\n',
+    );
+    const child: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config'), '-E', log], { stdio: 'ignore' });
+    let ended = false;
+    child.once('exit', () => (ended = true));
+    // Up to 20 s (a busy machine).
+    let said = '';
+    for (let i = 0; i < 400 && !ended && !said.includes('Server listening'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      said = readFileSync(log, 'utf8');
+    }
+    if (said.includes('Server listening')) return sshdOn(port, dir, log, child);
+    if (!ended) child.kill('SIGKILL');
+    if (!ended || attempt === 3 || !said.includes('Address already in use')) throw new Error(`sshd did not start on port ${port}:\n${said}`);
   }
+}
+
+function sshdOn(port: number, dir: string, log: string, child: ChildProcess): TestSshd {
   return {
     port,
     dir,

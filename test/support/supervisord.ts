@@ -36,6 +36,8 @@ export async function startSupervisord(prefix: string, sections: (dir: string) =
     ].join('\n'),
   );
   const daemon = spawn(SUPERVISORD, ['-c', join(dir, 'supervisord.conf')], { stdio: 'ignore' });
-  for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+  // Up to 20 s (a busy machine).
+  for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!existsSync(sock)) throw new Error(`supervisord made no socket ${sock} in 20 s (its log: ${dir}/supervisord.log)`);
   return { dir, sock, daemon };
 }

@@ -21,7 +21,7 @@ function runHeld(step: Step, heldSeconds: number, prepare = '') {
   const setup = `mount --make-rprivate / && mount -t tmpfs tmpfs /run && mkdir -p /run/lock
 ${prepare}
 flock /run/lock/ops-pipeline-switch.lock sleep ${heldSeconds} </dev/null >/dev/null 2>&1 &
-sleep 0.3
+${heldSeconds > 0 ? '# Until the lock is held (up to 20 s on a busy machine).\nfor _ in {1..400}; do flock -n /run/lock/ops-pipeline-switch.lock true || break; sleep 0.05; done' : 'sleep 0.3'}
 exec ${commandLine(step, 'root', 'app')}`;
   return spawnSync('unshare', ['-m', 'bash', '-c', setup], { input: scriptText(step), encoding: 'utf8', timeout: 60_000 });
 }

@@ -52,8 +52,9 @@ beforeAll(async () => {
     ];
   });
   dir = sup.dir;
-  for (let i = 0; i < 100 && (await states()).filter((s) => s.endsWith('=RUNNING') || s.endsWith('=FATAL')).length < 6; i++) await new Promise((r) => setTimeout(r, 100));
-}, 30_000);
+  // Up to 30 s: supervisord starting six programs on a busy machine.
+  for (let i = 0; i < 300 && (await states()).filter((s) => s.endsWith('=RUNNING') || s.endsWith('=FATAL')).length < 6; i++) await new Promise((r) => setTimeout(r, 100));
+}, 60_000);
 
 afterAll(() => {
   sup?.daemon.kill('SIGTERM');
@@ -70,7 +71,7 @@ describe('group_down on a real supervisord 4.2.5', () => {
   }, 30_000);
 
   it('a program that forks: when group_down returns, no process of the group is left (a draining child of a shell, a worker that ignores SIGTERM)', async () => {
-    for (let i = 0; i < 100 && !existsSync(join(dir, 'wrapped.ready')); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 200 && !existsSync(join(dir, 'wrapped.ready')); i++) await new Promise((r) => setTimeout(r, 100));
     const leaders = await bash('sup_pids; echo "${SUP_PID[app-fork:app-fork-wrapped]} ${SUP_PID[app-fork:app-fork-orphan]}"');
     expect(leaders).toMatch(/^[1-9]\d* [1-9]\d*$/);
     // supervisord starts each program as the leader of a process group of its own: its children are in it.
@@ -85,11 +86,12 @@ describe('group_down on a real supervisord 4.2.5', () => {
   }, 30_000);
 
   it('a group whose program supervisord gave up on (FATAL) is forgotten at once', async () => {
-    for (let i = 0; i < 50 && !(await states()).includes('app-dead:app-dead-web=FATAL'); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 200 && !(await states()).includes('app-dead:app-dead-web=FATAL'); i++) await new Promise((r) => setTimeout(r, 100));
     expect(await states()).toContain('app-dead:app-dead-web=FATAL');
     const t0 = Date.now();
-    await bash('group_down app-dead 2');
-    expect(Date.now() - t0).toBeLessThan(2000);
+    // Its stop time 10 s: not waited (a busy machine's seconds are not mistaken for it).
+    await bash('group_down app-dead 10');
+    expect(Date.now() - t0).toBeLessThan(5000);
     expect((await states()).filter((s) => s.startsWith('app-dead:'))).toEqual([]);
   });
 

@@ -20,6 +20,7 @@ import { keptReleases, parseReleases } from '../../core/steps/release-list.ts';
 import { formatReleases, RELEASE_REASON_SHOWN } from '../../core/ops/records.ts';
 import { slotConfig } from '../../core/steps/switch.ts';
 import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
+import { waitFor } from '../hosts/proc.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -361,7 +362,9 @@ describe('prune on a host (bash)', () => {
     const slots = start(join(base, 'releases', B), ['sleep', '30'], { OPS_SLOT: 'blue', OPS_RELEASE: B });
     const procs = [worker, viaCurrent, slots];
     try {
-      await new Promise((r) => setTimeout(r, 300));
+      // Until each runs its own program (setsid exec'd it: its command line and environment), up to 20 s.
+      const comm = (c: (typeof procs)[number]) => { try { return readFileSync(`/proc/${c.pid}/comm`, 'utf8').trim(); } catch { return ''; } };
+      expect(await waitFor(() => comm(worker) === 'sleep' && comm(viaCurrent) === 'sh' && comm(slots) === 'sleep', 20_000, 50)).toBe(true);
       const stale = (switchedAt: string) => {
         execFileSync('touch', ['-h', '-d', switchedAt, e.layout.current]);
         const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, []).script}`], { encoding: 'utf8' });

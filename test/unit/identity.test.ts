@@ -14,6 +14,7 @@ import { parseReports } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { freePort } from '../support/ports.ts';
+import { waitFor } from '../hosts/proc.ts';
 
 const run = promisify(execFile);
 const root = mkdtempSync(join(tmpdir(), 'ops-identity-'));
@@ -52,13 +53,14 @@ function start(command: string, cwd: string, id: string): ChildProcess {
   return c;
 }
 
-async function listening(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const { stdout } = await run('ss', ['-Htln', `sport = :${port}`]);
-    if (stdout.trim()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
+/**
+ * Once `holders` processes hold the socket listening on `port` (a pre-forking master's workers inherit it after it
+ * listens); up to 20 s (Python's start on a busy machine).
+ */
+async function listening(port: number, holders = 1): Promise<void> {
+  let held = 0;
+  const holding = async () => (held = (await run('ss', ['-Htlnp', `sport = :${port}`])).stdout.match(/pid=\d+/g)?.length ?? 0) >= holders;
+  if (!(await waitFor(holding, 20_000, 50))) throw new Error(`${held} of ${holders} processes listen on ${port}`);
 }
 
 async function check(supPid: number, id: string, dir: string, port: number): Promise<{ ok: boolean; identity: string; reports: [string, string][]; foreign: number }> {
@@ -101,8 +103,7 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     expect((await check(wrapper.pid!, 'r2', dir, port)).ok).toBe(true);
     const port2 = await freePort();
     const master = start(`exec /usr/bin/python3 ${root}/server.py ${port2} 2`, dir, 'r2');
-    await listening(port2);
-    await new Promise((r) => setTimeout(r, 300));
+    await listening(port2, 3);
     const r = await check(master.pid!, 'r2', dir, port2);
     expect(r.ok).toBe(true);
     expect(r.reports.filter(([k]) => k === 'listener')).toHaveLength(3); // the master and its two workers hold the socket

@@ -4,13 +4,14 @@
 // process supervisor runs, or to nobody of ours is left alone.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
+// Not a port listen(0) freed (the kernel hands it out again, to any connection or listener): one below that range.
+import { freePort } from '../support/ports.ts';
 
 const run = promisify(execFile);
 const user = execFileSync('id', ['-un'], { encoding: 'utf8' }).trim();
@@ -37,16 +38,6 @@ const alive = (pid: number) => {
   }
 };
 
-/** A free TCP port of 127.0.0.1. */
-async function freePort(): Promise<number> {
-  return new Promise((ok) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => ok(port));
-    });
-  });
-}
-
 afterAll(() => {
   for (const c of started) if (c.pid && alive(c.pid)) process.kill(c.pid, 'SIGKILL');
   rmSync(root, { recursive: true, force: true });
@@ -64,7 +55,7 @@ describe('leftovers_down', () => {
     const supervised = daemon('sleep 600 & wait', { env: mine });
     const unrelated = daemon('exec sleep 600');
     // Until the listener listens.
-    for (let i = 0; i < 50 && !execFileSync('ss', ['-Htln'], { encoding: 'utf8' }).includes(`:${port} `); i++) await new Promise((ok) => setTimeout(ok, 100));
+    for (let i = 0; i < 200 && !execFileSync('ss', ['-Htln'], { encoding: 'utf8' }).includes(`:${port} `); i++) await new Promise((ok) => setTimeout(ok, 100));
     const t0 = Date.now();
     const { stdout: out } = await run(
       'bash',
@@ -80,7 +71,7 @@ describe('leftovers_down', () => {
     expect(stdout).toContain(`pid ${byDir} (sleep 600, running in ${release})`);
     expect(stdout).toMatch(new RegExp(`pid ${byPort} \\(\\S*python3 .*, listening on port ${port}\\)`));
     expect(stdout).toContain(`killed (SIGKILL) after 5 s: ${stubborn}`);
-  }, 30_000);
+  }, 60_000);
 
   it('prints nothing when nothing was left', async () => {
     const other = '20261202T000000Z-0123456789ab';
@@ -108,7 +99,7 @@ describe('report_slot: whose is a listener on a slot\'s port', () => {
     pids.supervised = daemon(listen(ports.supervised, true), { cwd: release });
     // Says it is the slot's, for a release that is not ours (no such directory), from elsewhere.
     pids.unknownrel = daemon(listen(ports.unknownrel), { env: { OPS_RELEASE: '20261203T000000Z-ffffffffffff', OPS_SLOT: 'green' } });
-    for (let i = 0; i < 50 && !names.every((n) => execFileSync('ss', ['-Htln'], { encoding: 'utf8' }).includes(`:${ports[n]} `)); i++) await new Promise((ok) => setTimeout(ok, 100));
+    for (let i = 0; i < 200 && !names.every((n) => execFileSync('ss', ['-Htln'], { encoding: 'utf8' }).includes(`:${ports[n]} `)); i++) await new Promise((ok) => setTimeout(ok, 100));
     const { stdout } = await run(
       'bash',
       ['-c', `${scriptPrelude}\n${SUPERVISOR_FUNCTIONS}\n${MASK_FUNCTIONS}\nMASK_ARGS=()\n${IDENTITY_FUNCTIONS}\n# supervisor runs one process (the live slot's)\nsup_pids() { declare -gA SUP_PID=([app-blue:app-blue-web]=${pids.supervised}) SUP_STATE=(); }\nreport_slot green app-green ${user} ${join(root, 'releases')} ${names.map((n) => `${n}:${ports[n]}`).join(' ')}\necho "foreign=$REPORT_SLOT_FOREIGN"`],
@@ -125,5 +116,5 @@ describe('report_slot: whose is a listener on a slot\'s port', () => {
     expect(stdout).toContain(`foreign=${asRoot ? 5 : 4}`);
     // Read, not touched.
     for (const n of names) expect(alive(pids[n]), n).toBe(true);
-  }, 30_000);
+  }, 60_000);
 });

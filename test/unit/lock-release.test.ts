@@ -55,7 +55,13 @@ OPS_CONNECTION=${other} sleep 120 </dev/null >/dev/null 2>&1 & other=$!
 # A step of connection \`gone\` as a host runs it, waiting in a bash builtin (no child to find it by): its timeout's pid.
 mkfifo /run/ops-fifo
 ${commandLine({ as: 'login', timeout: 120 }, 'root', 'app', gone)} <<< 'exec 3<>/run/ops-fifo; read -r -t 120 -u 3 _ || true' >/dev/null 2>&1 & step=$!
-sleep 0.3
+# Until each runs as it will be looked for (sleep exec'd: its environment and TERM ignored; the step at its read), up
+# to 20 s on a busy machine: a forked shell not yet exec'd has neither.
+for _ in {1..400}; do
+  for p in $stubborn $plain $other; do [ "$(cat /proc/$p/comm 2>/dev/null)" = sleep ] || continue 2; done
+  [ -n "$(find /proc/[0-9]*/fd -lname /run/ops-fifo 2>/dev/null | head -n 1)" ] && break
+  sleep 0.05
+done
 ${immutable ? `chattr +i ${quote(env.layout.state)}\n` : ''}${beside ? `# Another step from another terminal a second after the first (its output last, each line marked "first").
 # (a job in the background reads /dev/null: the script saved first)
 cat > /run/ops-step.sh

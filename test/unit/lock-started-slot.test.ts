@@ -37,7 +37,8 @@ echo '; Managed by ops-pipeline: slot green of ${env.config.app}, release ${STAR
 set +e
 # What the release's program left behind when it daemonised: its own session, supervisor's environment kept.
 OPS_RELEASE=${STARTED} OPS_SLOT=green setpriv --reuid=4242 --regid=4242 --clear-groups setsid sleep 120 </dev/null >/dev/null 2>&1 & daemon=$!
-sleep 0.3
+# Until it runs as it will be looked for (sleep exec'd, with its environment), up to 20 s on a busy machine.
+for _ in {1..400}; do [ "$(cat /proc/$daemon/comm 2>/dev/null)" = sleep ] && break; sleep 0.05; done
 ${commandLine(step, 'root', 'app')} || echo "code=$?"
 sleep 0.2
 s=""; read -r s 2>/dev/null < "/proc/$daemon/stat"; f=(\${s##*) }); [ -n "$s" ] && [ "\${f[0]}" != Z ] && echo daemon=alive || echo daemon=gone

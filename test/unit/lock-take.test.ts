@@ -23,6 +23,7 @@ import { MemoryReporter } from '../../core/report.ts';
 import type { Remote, Step } from '../../core/remote/types.ts';
 import { opsLines } from './reports.helpers.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
+import { waitFor } from '../hosts/proc.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -72,17 +73,21 @@ describe('taking the lock', () => {
     // The waiting run: its step under its "sshd", which is then killed as a dropped connection ends it.
     const script = write('acquire.sh', scriptText(acquireLock(env, request('r1', 30))));
     const conn = spawn(sshd, ['-c', `bash ${script} > ${join(dir, 'out')} 2> ${join(dir, 'err')}; true`], { stdio: 'ignore' });
-    await new Promise((r) => setTimeout(r, 1500));
+    const gone = new Promise((r) => conn.once('exit', r));
+    // Once it waits (its `sleep 1` between two looks), up to 15 s on a busy machine.
+    const waiting = await waitFor(() => spawnSync('pgrep', ['-x', 'sleep', '-P', spawnSync('pgrep', ['-P', String(conn.pid)], { encoding: 'utf8' }).stdout.trim() || '0']).status === 0, 15_000, 50);
+    expect(waiting, 'the run waits for the lock').toBe(true);
     conn.kill('SIGKILL');
-    await new Promise((r) => setTimeout(r, 300));
+    await gone; // reaped: its start time no longer readable
     // The holder ends and lets go.
     holder.kill('SIGKILL');
     spawnSync('rm', ['-rf', env.layout.lock]);
-    await new Promise((r) => setTimeout(r, 2500));
-    expect(existsSync(env.layout.lock)).toBe(false);
+    // Its next look (a second at most) ends the wait: up to 15 s on a busy machine.
+    await waitFor(() => readFileSync(join(dir, 'err'), 'utf8').includes("this run's connection is gone"), 15_000);
     expect(readFileSync(join(dir, 'err'), 'utf8')).toContain("this run's connection is gone");
+    expect(existsSync(env.layout.lock)).toBe(false);
     expect(status(env, write).state).toBe('free');
-  }, 20_000);
+  }, 45_000);
 
   it('the wait (switch.lock_wait) is counted since boot, not by the wall clock: a clock stepped meanwhile neither stretches nor cuts it', () => {
     const { dir, env, sshd, write } = setup();

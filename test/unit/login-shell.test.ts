@@ -352,8 +352,8 @@ describe('a step through the login shell', () => {
         for (const i of [1, 2, 3]) expect(await remote.run({ name: `step ${i}`, script: 'echo done', as: 'login', timeout: 30 })).toMatchObject({ code: 0, stdout: 'done\n', preamble: '', ...(stopped && { agentStopped: true }) });
         const agents = readFileSync(join((conn as unknown as { dir: string }).dir, 'agents'), 'utf8').trim().split('\n').map(Number);
         expect(agents).toHaveLength(3);
-        // ssh-agent ends on SIGTERM at once, or nearly
-        for (let i = 0; i < 50 && agents.some(alive) === stopped; i++) await new Promise((r) => setTimeout(r, 20));
+        // ssh-agent ends on SIGTERM at once, or nearly (up to 10 s on a busy machine)
+        for (let i = 0; i < 500 && agents.some(alive) === stopped; i++) await new Promise((r) => setTimeout(r, 20));
         expect(agents.map(alive)).toEqual(agents.map(() => !stopped));
         expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual(
           stopped
@@ -385,7 +385,7 @@ describe('a step through the login shell', () => {
         for (const i of [1, 2, 3]) expect(await remote.run({ name: `step ${i}`, script: 'echo done', as: 'login', timeout: 30 })).toMatchObject({ code: 0, stdout: 'done\n', preamble: '', ...(stopped && { busStopped: true }) });
         const buses = readFileSync(join((conn as unknown as { dir: string }).dir, 'buses'), 'utf8').trim().split('\n').map(Number);
         expect(buses).toHaveLength(3);
-        for (let i = 0; i < 50 && buses.some(alive) === stopped; i++) await new Promise((r) => setTimeout(r, 20));
+        for (let i = 0; i < 500 && buses.some(alive) === stopped; i++) await new Promise((r) => setTimeout(r, 20));
         expect(buses.map(alive)).toEqual(buses.map(() => !stopped));
         expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual(
           stopped
@@ -405,7 +405,8 @@ describe('a step through the login shell', () => {
     expect(ran).toBe(true);
     expect(result).toMatchObject({ code: 0, stdout: 'done\n' });
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^warning: web1: step "lock" began 2\.\d s after ops sent it: a start-up file of the login shell of deploy, ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\), or sshd's ~\/\.ssh\/rc runs something slow for non-interactive sessions \(or sudo is slow\), and every step waits as long; move it below the interactive guard at the top of ~deploy\/\.bashrc \(case \$- in \*i\*\) ;; \*\) return;; esac\)$/);
+    // 2 s and what a busy machine adds: the time said, not a budget.
+    expect(warnings[0]).toMatch(/^warning: web1: step "lock" began (?:[2-9]|\d\d)\.\d s after ops sent it: a start-up file of the login shell of deploy, ~deploy\/\.bashrc \(or ~\/\.profile, \/etc\/bash\.bashrc\), or sshd's ~\/\.ssh\/rc runs something slow for non-interactive sessions \(or sudo is slow\), and every step waits as long; move it below the interactive guard at the top of ~deploy\/\.bashrc \(case \$- in \*i\*\) ;; \*\) return;; esac\)$/);
   }, 20_000);
 
   it('a ~/.bashrc that waits (a sleep, a network call) for non-interactive sessions: at the time limit, did not start, naming the start-up files, not "no answer from the host"', async () => {
@@ -423,7 +424,7 @@ describe('a step through the login shell', () => {
     expect(reporter.lines.filter((l) => l.startsWith('warning:'))).toEqual([
       'warning: web1: step "lock" has not begun 10 s after ops sent it: a start-up file of the login shell of deploy, ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc), or sshd\'s ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step\'s time limit (31 s): move what waits below the interactive guard at the top of ~deploy/.bashrc (case $- in *i*) ;; *) return;; esac)',
     ]);
-  }, 45_000);
+  }, 90_000); // 31 s of waiting by design: room for a busy machine
 
   // sshd runs `$SHELL -c COMMAND` whatever the login's shell: the command line must parse the same in each (no `$?`,
   // `&&`, `!` or newline of its own), and what ops says of a start-up file names that shell's.

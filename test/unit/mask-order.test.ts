@@ -179,13 +179,15 @@ describe("a process's command line (status, the identity checks): each argument 
   it('a secret given as an argument, with its white space; a long one cut whole', () => {
     const t = target(8000, { PASSPHRASE, TOKEN });
     const script = `${maskLibrary(t)}\n${IDENTITY_FUNCTIONS}
-bash -c 'sleep 2; :' x --passphrase=${JSON.stringify(PASSPHRASE)} "$(printf 'a\\tb')" & p1=$!
-bash -c 'sleep 2; :' x ${'a'.repeat(130)} ${TOKEN} & p2=$!
-sleep 0.3; proc_cmd $p1; echo; proc_cmd $p2; echo; kill $p1 $p2`;
+bash -c 'sleep 9; :' x --passphrase=${JSON.stringify(PASSPHRASE)} "$(printf 'a\\tb')" & p1=$!
+bash -c 'sleep 9; :' x ${'a'.repeat(130)} ${TOKEN} & p2=$!
+# Until both run their own command line (a forked shell not yet exec'd shows this script's), up to 20 s.
+for _ in {1..400}; do [ "$(head -c 8 /proc/$p1/cmdline | tr '\\0' ' ')$(head -c 8 /proc/$p2/cmdline | tr '\\0' ' ')" = 'bash -c bash -c ' ] && break; sleep 0.05; done
+proc_cmd $p1; echo; proc_cmd $p2; echo; kill $p1 $p2`;
     const r = spawnSync('bash', ['--norc', '--noprofile', '-c', script], { encoding: 'utf8' });
-    expect(r.stdout).toBe(`bash -c sleep 2; : x --passphrase=*** a b\nbash -c sleep 2; : x ${'a'.repeat(130)} ***\n`);
+    expect(r.stdout).toBe(`bash -c sleep 9; : x --passphrase=*** a b\nbash -c sleep 9; : x ${'a'.repeat(130)} ***\n`);
     const cut = spawnSync('bash', ['--norc', '--noprofile', '-c', script.replace(`\${TOKEN}`, '').replace(TOKEN, `${'b'.repeat(20)}${TOKEN}`)], { encoding: 'utf8' });
-    expect(cut.stdout.split('\n')[1]).toBe(`bash -c sleep 2; : x ${'a'.repeat(130)}...`);
+    expect(cut.stdout.split('\n')[1]).toBe(`bash -c sleep 9; : x ${'a'.repeat(130)}...`);
   });
 });
 

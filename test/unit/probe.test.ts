@@ -6,7 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
-import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,7 +19,7 @@ import type { Target } from '../../core/target.ts';
 import { healthReasons } from '../../core/steps/status.ts';
 import { probes } from '../../core/steps/switch.ts';
 import { testEnv } from './status.helpers.ts';
-import { freePort } from '../support/ports.ts';
+import { freePort, listening } from '../support/ports.ts';
 
 const run = promisify(execFile);
 const servers: Server[] = [];
@@ -27,8 +27,11 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await new Promise<void>((resolve) => s.close(() => resolve()));
 });
 
-/** An HTTP server on 127.0.0.1:`port` answering `status` (and `body`) to every request; the requests it got, as "METHOD url host". */
-async function serve(port: number, status: number, body = 'x'): Promise<string[]> {
+/**
+ * An HTTP server on 127.0.0.1 answering `status` (and `body`) to every request, on `port` (one picked before: a
+ * program that starts late) or the kernel's pick; its port, and the requests it got, as "METHOD url host".
+ */
+async function serve(status: number, body = 'x', port = 0): Promise<{ port: number; seen: string[] }> {
   const seen: string[] = [];
   const s = createServer((req, res) => {
     seen.push(`${req.method} ${req.url} ${req.headers.host}`);
@@ -36,8 +39,17 @@ async function serve(port: number, status: number, body = 'x'): Promise<string[]
     res.end(body);
   });
   servers.push(s);
-  await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
-  return seen;
+  return { port: await listening(s, port), seen };
+}
+
+/**
+ * A program that starts late: serve() 200 on `port` after `ms`; the requests it got, once awaited (a failed listen
+ * rejects there: awaited after the probe, it fails the test by its own error).
+ */
+function serveLate(port: number, ms: number): Promise<string[]> {
+  const started = new Promise((resolve) => setTimeout(resolve, ms)).then(() => serve(200, 'x', port)).then((s) => s.seen);
+  started.catch(() => undefined); // until awaited: no unhandled rejection meanwhile
+  return started;
 }
 
 /**
@@ -57,26 +69,26 @@ async function bash(script: string): Promise<{ out: string; slept: boolean; curl
 describe('wait_healthy', () => {
   it('passes once a program that starts late answers; a closed port is named when the time is up; no sleep process between rounds', async () => {
     const [late, closed] = [await freePort(), await freePort()];
-    setTimeout(() => void serve(late, 200), 1200);
+    const started = serveLate(late, 1200);
     const r = await bash(`if wait_healthy 4 0.2 web:${late}:/health; then echo late=ok; else echo "late=$UNHEALTHY"; fi
 if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "closed=$UNHEALTHY"; fi`);
+    await started;
     expect(r.out).toMatch(new RegExp(`^late=ok\nclosed=no healthy answer within 1s from api:${closed}:/health \\(Failed to connect to 127\\.0\\.0\\.1 port ${closed}[^)]*\\)$`));
     expect(r.slept).toBe(false);
   });
 
   it('a listener that answers an error stays unhealthy, named with its path and the status', async () => {
-    const port = await freePort();
-    await serve(port, 503);
+    const { port } = await serve(503);
     expect((await bash(`wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"`)).out).toBe(`no healthy answer within 1s from web:${port}:/health (The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable), answering: x)`);
   });
 
   it('a program that accepts connections but never answers is told apart from one that is not listening; each probe named with its own reason', async () => {
-    const [silent, closed, ok] = [await freePort(), await freePort(), await freePort()];
+    const closed = await freePort();
     // Listening (the kernel completes the handshake), never reading or answering: a hung worker, a raw TCP service.
     const s = createNetServer(() => undefined);
-    await new Promise<void>((resolve) => s.listen(silent, '127.0.0.1', resolve));
+    const silent = await listening(s);
     try {
-      await serve(ok, 200);
+      const { port: ok } = await serve(200);
       const r = await bash(`wait_healthy 1 0.2 web:${silent}:/health api:${closed}:/ready ok:${ok}:/ || echo "$UNHEALTHY"`);
       expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from web:${silent}:/health \\(Operation timed out after \\d+ milliseconds with 0 bytes received\\), api:${closed}:/ready \\(Failed to connect to [^)]*\\)$`));
     } finally {
@@ -89,30 +101,31 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
     // 2 s at 0.05 s between rounds: 40 rounds, each a connect(2) by bash itself.
     const refused = await bash(`wait_healthy 2 0.05 api:${closed}:/health || echo "$UNHEALTHY"`);
     expect(refused.out).toBe(`no healthy answer within 2s from api:${closed}:/health (Failed to connect to 127.0.0.1 port ${closed}: Connection refused)`);
-    let seen: string[] = [];
-    setTimeout(() => void serve(late, 200).then((s) => (seen = s)), 1300);
-    const t0 = Date.now();
-    const r = await bash(`wait_healthy 6 0.05 'web:${late}:/v1/health.json?full=1&db=yes' && echo ok`);
-    expect(r.out).toBe('ok');
-    expect(Date.now() - t0).toBeLessThan(2500); // seen within a round or two of listening
-    expect(seen).toEqual([`GET /v1/health.json?full=1&db=yes 127.0.0.1:${late}`]);
+    const started = serveLate(late, 1300);
+    const listenedAt = started.then(() => Date.now());
+    listenedAt.catch(() => undefined);
+    const r = await bash(`wait_healthy 6 0.05 'web:${late}:/v1/health.json?full=1&db=yes' && echo "ok $EPOCHREALTIME"`);
+    const [ok, seenAt] = r.out.split(' ');
+    expect(ok).toBe('ok');
+    // Seen within a round or two (0.05 s each) of listening: counted from the listen, not from bash's start (a busy
+    // machine's), with a second's room.
+    expect(Number(seenAt) * 1000 - (await listenedAt)).toBeLessThan(1000);
+    expect(await started).toEqual([`GET /v1/health.json?full=1&db=yes 127.0.0.1:${late}`]);
     expect([refused.curls, r.curls, Number(refused.slept), Number(r.slept)]).toEqual([0, 0, 0, 0]);
   });
 
   it('a large page is not read to its end, and its server goes on serving', async () => {
-    const big = await freePort();
-    const seen = await serve(big, 200, 'y'.repeat(4 << 20));
+    const { port: big, seen } = await serve(200, 'y'.repeat(4 << 20));
     const r = await bash(`wait_healthy 3 0.2 b:${big}:/ && echo ok\nwait_healthy 3 0.2 b:${big}:/ && echo again`);
     expect(r.out).toBe('ok\nagain');
     expect(seen).toHaveLength(2);
   });
 
   it('a listener that closes at once, or answers something not HTTP, is unhealthy with that said', async () => {
-    const [closes, raw] = [await freePort(), await freePort()];
     // The probe closes without reading on: the server may see a reset, as from any client that goes away.
     const a = createNetServer((c) => c.on('error', () => undefined).destroy());
     const b = createNetServer((c) => c.on('error', () => undefined).end('SSH-2.0-OpenSSH_9.2\r\n'));
-    await Promise.all([new Promise<void>((resolve) => a.listen(closes, '127.0.0.1', resolve)), new Promise<void>((resolve) => b.listen(raw, '127.0.0.1', resolve))]);
+    const [closes, raw] = await Promise.all([listening(a), listening(b)]);
     try {
       const r = await bash(`wait_healthy 1 0.2 a:${closes}:/ b:${raw}:/ || echo "$UNHEALTHY"`);
       expect(r.out).toBe(`no healthy answer within 1s from a:${closes}:/ (Empty reply from server), b:${raw}:/ (not an HTTP answer: SSH-2.0-OpenSSH_9.2)`);
@@ -125,22 +138,23 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
   it('this bash has net redirections; a bash without them (it looks for a file /dev/tcp/...) probes by curl, with curl\'s reasons', async () => {
     expect((await bash('net_redirections && echo yes')).out).toBe('yes');
     const [late, closed] = [await freePort(), await freePort()];
-    setTimeout(() => void serve(late, 200), 700);
+    const started = serveLate(late, 700);
     const without = 'probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no';
     const r = await bash(`${without}\nwait_healthy 5 0.05 web:${late}:/ && echo ok\nwait_healthy 1 0.2 api:${closed}:/ || echo "$UNHEALTHY"`);
+    await started;
     expect(r.out.split('\n')).toEqual(['ok', expect.stringMatching(new RegExp(`^no healthy answer within 1s from api:${closed}:/ \\(Failed to connect to 127\\.0\\.0\\.1 port ${closed}[^)]*\\)$`))]);
     expect(r.curls).toBeGreaterThan(0);
   });
 
   it('no room for temporary files (a full /tmp): nothing written, the verdict and its reasons stand', async () => {
-    const [ok, closed] = [await freePort(), await freePort()];
-    await serve(ok, 200);
+    const closed = await freePort();
+    const { port: ok } = await serve(200);
     const r = await bash(`export TMPDIR=/nonexistent-ops-tmp\nwait_healthy 2 0.2 web:${ok}:/ && echo ok\nwait_healthy 1 0.2 api:${closed}:/ || echo "$UNHEALTHY"\nls / | grep -c '^[0-9]$' || true`);
     expect(r.out.split('\n')).toEqual(['ok', `no healthy answer within 1s from api:${closed}:/ (Failed to connect to 127.0.0.1 port ${closed}: Connection refused)`, '0']);
   });
 
   it('a redirect is followed while it stays on the program (the check behind it counts), else named: a 3xx alone is not healthy; the same by curl', async () => {
-    const port = await freePort();
+    let port = 0;
     // As FastAPI (redirect_slashes: 307) and Django (APPEND_SLASH: 301) answer a route declared with a slash; /health/
     // is the real check, failing (its database is down).
     const s = createServer((req, res) => {
@@ -151,7 +165,7 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
       res.end();
     });
     servers.push(s);
-    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    port = await listening(s);
     const script = `wait_healthy 2 0.2 ready:${port}:/ready && echo ready=ok
 wait_healthy 2 0.2 up:${port}:/v1/up && echo relative=ok
 wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"
@@ -171,10 +185,11 @@ wait_healthy 1 0.2 cached:${port}:/cached || echo "$UNHEALTHY"`;
   });
 
   it('a program listening on another address than 127.0.0.1 (IPv6 only: Node\'s listen(port, "localhost")) is named with where it listens', async () => {
+    // A port picked below the ephemeral range: no listener of 127.0.0.1 (a port-0 one) lands on it meanwhile.
     const port = await freePort();
     const s = createServer((_, res) => res.end('x'));
     servers.push(s);
-    await new Promise<void>((resolve) => s.listen(port, '::1', resolve));
+    await listening(s, port, '::1');
     const r = await bash(`wait_healthy 1 0.2 web:${port}:/health || echo "$UNHEALTHY"`);
     // curl's own words for a refused connection differ between versions ("Connection refused", "Couldn't connect to server").
     expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from web:${port}:/health \\(Failed to connect to 127\\.0\\.0\\.1 port ${port}[^;)]*; it listens on \\[::1\\]:${port} only: nginx and the health check connect to 127\\.0\\.0\\.1, so bind 127\\.0\\.0\\.1 or 0\\.0\\.0\\.0\\)$`));
@@ -183,16 +198,15 @@ wait_healthy 1 0.2 cached:${port}:/cached || echo "$UNHEALTHY"`;
 
 describe('wait_healthy against what real servers send', () => {
   it('a program that listens but no longer accepts (its accept queue full: the kernel drops the SYN) times out like curl --max-time 5, not after the kernel\'s SYN retries (~2 min); the other programs keep their own verdicts', async () => {
-    const [stuck, ok] = [await freePort(), await freePort()];
-    await serve(ok, 200);
+    const { port: ok } = await serve(200);
     // listen(0) and never accept; three connections fill the queue (a program stuck or overloaded: real kernel behaviour).
     const py = spawn('/usr/bin/python3', ['-c', `import socket, time
-s = socket.socket(); s.bind(('127.0.0.1', ${stuck})); s.listen(0)
+s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)
 cs = [socket.socket() for _ in range(3)]
-for c in cs: c.setblocking(False); c.connect_ex(('127.0.0.1', ${stuck}))
-print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+for c in cs: c.setblocking(False); c.connect_ex(s.getsockname())
+print('ready', s.getsockname()[1], flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
-      await new Promise<void>((resolve) => py.stdout.once('data', () => resolve()));
+      const stuck = await readyPort(py);
       const t0 = Date.now();
       const r = await bash(`wait_healthy 1 0.2 api:${stuck}:/health web:${ok}:/ || echo "$UNHEALTHY"`);
       expect(Date.now() - t0).toBeLessThan(12_000);
@@ -204,7 +218,6 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
   }, 30_000);
 
   it('reads a bounded head: an endless line (a stream without newlines) is told in a second, not read for minutes; a redirect after many header lines is still followed', async () => {
-    const port = await freePort();
     const s = createNetServer((c) => {
       c.on('error', () => undefined);
       c.once('data', (d) => {
@@ -218,7 +231,7 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
         }
       });
     });
-    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    const port = await listening(s);
     try {
       const t0 = Date.now();
       const r = await bash(`wait_healthy 1 0.2 many:${port}:/many && echo many=ok\nwait_healthy 1 0.2 stream:${port}:/stream || echo "$UNHEALTHY"`);
@@ -230,7 +243,6 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
   }, 30_000);
 
   it('interim answers (103 Early Hints from Node\'s res.writeEarlyHints, 100 Continue) are skipped as curl does: the final answer counts', async () => {
-    const port = await freePort();
     const s = createServer((req, res) => {
       if (req.url === '/hints') res.writeEarlyHints({ link: '</app.css>; rel=preload; as=style' });
       else res.writeContinue();
@@ -239,7 +251,7 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
       res.end('ok');
     });
     servers.push(s);
-    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    const port = await listening(s);
     const script = `wait_healthy 2 0.2 a:${port}:/hints b:${port}:/continue c:${port}:/moved && echo ok\nwait_healthy 1 0.2 d:${port}:/down || echo "$UNHEALTHY"`;
     const [r, byCurl] = [await bash(script), await bash(`probe_send() { PROBE_WHY=""; return 1; }\nNET_REDIRECTIONS=no\n${script}`)];
     expect(r.out).toBe(`ok\nno healthy answer within 1s from d:${port}:/down (The requested URL returned error: 503 (HTTP/1.1 503 Service Unavailable), answering: ok)`);
@@ -247,9 +259,8 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
   });
 
   it('a redirect\'s Location is resolved as curl resolves it (RFC 3986 5.2: dot segments, a query alone, a fragment, spaces around it, scheme and host in capitals, no path, localhost): the same next request, by bash and by the curl fallback', async () => {
-    const port = await freePort();
-    const locations = ['\t/t1  ', '../t2', './t3/', '?q=t4', '/t5#top', `HTTP://127.0.0.1:${port}/t6`, `http://127.0.0.1:${port}`, `//127.0.0.1:${port}/t8/./x/../`, 't9%20x?y=%2F', `http://LOCALHOST:${port}/t10`, '/a/b/../../../t11'];
     const seen: string[] = [];
+    let locations: string[] = []; // set once the port is known
     const s = createNetServer((c) => {
       c.on('error', () => undefined);
       c.once('data', (d) => {
@@ -262,7 +273,8 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
         }
       });
     });
-    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    const port = await listening(s);
+    locations = ['\t/t1  ', '../t2', './t3/', '?q=t4', '/t5#top', `HTTP://127.0.0.1:${port}/t6`, `http://127.0.0.1:${port}`, `//127.0.0.1:${port}/t8/./x/../`, 't9%20x?y=%2F', `http://LOCALHOST:${port}/t10`, '/a/b/../../../t11'];
     try {
       // Each start, and two health paths with a query string (the schema allows one): relative to the path, not the query.
       const starts = [...locations.map((_, i) => `/a/b/start${i}`), '/a/b/start1?full=1', '/a/b/start3?full=1/x'];
@@ -287,11 +299,7 @@ print('ready', flush=True); time.sleep(120)`], { stdio: ['ignore', 'pipe', 'inhe
     const a = createHttp2Server((_, res) => res.end('ok'));
     const b = createNetServer((c) => c.on('error', () => undefined).end('\x1b[2J\x1b[31mhello\x07\r\n'));
     const d = createNetServer((c) => c.on('error', () => undefined).end('HTTP/1.1 302 Found\r\nLocation: https://example.org/\x1b[2Jx\r\n\r\n'));
-    // Port 0: the kernel's pick, bound at once (no check-then-bind gap another listener can fall into); a listen that
-    // fails rejects (EADDRINUSE said at once, not an uncaught error and a test waiting out its 60 s).
-    const [h2, esc, loc] = await Promise.all([a, b, d].map((srv) => new Promise<number>((resolve, reject) => {
-      (srv as NetServer).once('error', reject).listen(0, '127.0.0.1', () => resolve(((srv as NetServer).address() as AddressInfo).port));
-    })));
+    const [h2, esc, loc] = await Promise.all([listening(a), listening(b), listening(d)]);
     try {
       const r = await bash(`wait_healthy 1 0.2 a:${h2}:/ b:${esc}:/ c:${loc}:/ || echo "$UNHEALTHY"`);
       expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from a:${h2}:/ \\((?:not an HTTP answer: [^)]+|Empty reply from server)\\), b:${esc}:/ \\(not an HTTP answer: \\?\\[2J\\?\\[31mhello\\?\\), c:${loc}:/ \\(answered 302, a redirect to https://example\\.org/\\?\\[2Jx, off this program \\(the probe sent [^)]+\\): [^)]+\\)$`));
@@ -317,7 +325,6 @@ echo alive`);
 
 /** A server answering `answer` (status, headers, body) for each request it records (its headers). */
 async function recording(answer: (req: IncomingMessage) => [number, Record<string, string>, string]): Promise<{ port: number; seen: IncomingMessage['headers'][] }> {
-  const port = await freePort();
   const seen: IncomingMessage['headers'][] = [];
   const s = createServer((req, res) => {
     seen.push(req.headers);
@@ -325,8 +332,7 @@ async function recording(answer: (req: IncomingMessage) => [number, Record<strin
     res.writeHead(status, headers).end(body);
   });
   servers.push(s);
-  await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
-  return { port, seen };
+  return { port: await listening(s), seen };
 }
 
 /**
@@ -466,9 +472,8 @@ describe('the probe, as real apps answer it: who gets the site\'s headers, how l
   });
 
   it('a 4xx status line whose head never ends (over 100 KiB) is no answer, not a client error: the wait runs to its timeout', async () => {
-    const port = await freePort();
     const s = createNetServer((c) => c.on('error', () => undefined).end(`HTTP/1.1 400 Bad Request\r\nX-A: ${'a'.repeat(120_000)}\r\n`));
-    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    const port = await listening(s);
     try {
       expect((await bash(`wait_healthy 4 0.2 web:${port}:/ || echo "$UNHEALTHY"`)).out).toBe(`no healthy answer within 4s from web:${port}:/ (the answer's head is larger than 100 KiB)`);
     } finally {
@@ -481,14 +486,27 @@ describe('the probe, as real apps answer it: who gets the site\'s headers, how l
   });
 });
 
-/** A Python program (`code`, printing "ready" once it listens) run by `python`; ended after the test. */
-async function python(code: string, python = '/usr/bin/python3'): Promise<void> {
+/**
+ * The port a program prints ("ready PORT" and a newline) once it listens (on port 0: the kernel's pick); rejects if
+ * it ends first. The line may come in pieces (print writes its words apart when stdout is unbuffered).
+ */
+function readyPort(program: ReturnType<typeof spawn>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    program.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const ready = /^ready (\d+)\n/.exec(out);
+      if (ready) resolve(Number(ready[1]));
+    });
+    program.once('exit', (c) => reject(new Error(`${program.spawnfile} exited ${c} before it listened: ${JSON.stringify(out)}`)));
+  });
+}
+
+/** A Python program (`code`, printing "ready PORT" once it listens) run by `python`; its port; ended after the test. */
+async function python(code: string, python = '/usr/bin/python3'): Promise<number> {
   const py = spawn(python, ['-c', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   pythons.push(py);
-  await new Promise<void>((resolve, reject) => {
-    py.stdout.once('data', () => resolve());
-    py.once('exit', (c) => reject(new Error(`${python} exited ${c} before it listened`)));
-  });
+  return readyPort(py);
 }
 const pythons: ReturnType<typeof spawn>[] = [];
 afterEach(() => {
@@ -499,8 +517,7 @@ const FLASK = `/var/cache/ops-pipeline/py/flask-${readFileSync(join(import.meta.
 
 describe('redirect loops and answers cut off, as real servers make them: said as such, with what was received', () => {
   it('a Flask app without ProxyFix that sends plain http to https, behind a TLS site: a loop back to the health path, its Location named, the cause hinted; with ProxyFix(x_proto=1) it is healthy', async () => {
-    const [bare, fixed] = [await freePort(), await freePort()];
-    const app = (port: number, proxyFix: boolean) => `from flask import Flask, redirect, request
+    const app = (proxyFix: boolean) => `from flask import Flask, redirect, request
 ${proxyFix ? 'from werkzeug.middleware.proxy_fix import ProxyFix\n' : ''}app = Flask(__name__)
 @app.before_request
 def https_only():
@@ -511,10 +528,10 @@ def health():
     return 'ok'
 ${proxyFix ? 'app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)\n' : ''}import logging; logging.getLogger('werkzeug').disabled = True
 from werkzeug.serving import make_server
-srv = make_server('127.0.0.1', ${port}, app)
-print('ready', flush=True)
+srv = make_server('127.0.0.1', 0, app)
+print('ready', srv.server_port, flush=True)
 srv.serve_forever()`;
-    await Promise.all([python(app(bare, false), FLASK), python(app(fixed, true), FLASK)]);
+    const [bare, fixed] = await Promise.all([python(app(false), FLASK), python(app(true), FLASK)]);
     const env = tlsEnv({ domain: 'shop.example.org' });
     const r = await bash(`${probeHeaders(env)}\nwait_healthy 1 0.2 client:${bare}:/health || echo "$UNHEALTHY"\nwait_healthy 2 0.2 client:${fixed}:/health && echo fixed=ok`);
     expect(r.out.split('\n')).toEqual([
@@ -524,18 +541,18 @@ srv.serve_forever()`;
   }, 20_000);
 
   it('a trailing-slash loop between two paths (Python\'s http.server), and more than 5 redirects, show the requests and Locations; a secret in a Location is masked where the verdict is shown', async () => {
-    const port = await freePort();
-    await python(`from http.server import BaseHTTPRequestHandler, HTTPServer
-to = {'/a': '/a/', '/a/': 'http://127.0.0.1:${port}/a', '/s': '/s?token=s3cr3tvalue', '/s?token=s3cr3tvalue': '/s'}
-to.update({'/c%d' % i: '/c%d' % (i + 1) for i in range(9)})
+    const port = await python(`from http.server import BaseHTTPRequestHandler, HTTPServer
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(301 if self.path in to else 404)
         if self.path in to: self.send_header('Location', to[self.path])
         self.send_header('Content-Length', '0'); self.end_headers()
     def log_message(self, *a): pass
-srv = HTTPServer(('127.0.0.1', ${port}), H)
-print('ready', flush=True)
+srv = HTTPServer(('127.0.0.1', 0), H)
+port = srv.server_address[1]
+to = {'/a': '/a/', '/a/': 'http://127.0.0.1:%d/a' % port, '/s': '/s?token=s3cr3tvalue', '/s?token=s3cr3tvalue': '/s'}
+to.update({'/c%d' % i: '/c%d' % (i + 1) for i in range(9)})
+print('ready', port, flush=True)
 srv.serve_forever()`);
     const r = await bash(`for p in /a /c0 /s; do wait_healthy 1 0.2 web:${port}:$p || echo "$UNHEALTHY"; done`);
     const [slash = '', many = '', secret = ''] = r.out.split('\n');
@@ -552,14 +569,13 @@ srv.serve_forever()`);
   });
 
   it('a head that stops coming (a status line, then nothing: a worker stuck after it began its answer) times out saying what came, not a success', async () => {
-    const port = await freePort();
     const held: import('node:net').Socket[] = [];
     const s = createNetServer((c) => {
       c.on('error', () => undefined);
       c.once('data', () => c.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n'));
       held.push(c);
     });
-    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    const port = await listening(s);
     try {
       const r = await bash(`wait_healthy 1 0.2 web:${port}:/health && echo web=ok || echo "$UNHEALTHY"`);
       expect(r.out).toMatch(new RegExp(`^no healthy answer within 1s from web:${port}:/health \\(Operation timed out after 5\\d{3} milliseconds with 43 bytes received: "HTTP/1\\.1 200 OK" and 1 header field, the head not ended\\)$`));
@@ -578,12 +594,11 @@ srv.serve_forever()`);
       early: 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n',
       none: '',
     };
-    const port = await freePort();
     const s = createNetServer((c) => {
       c.on('error', () => undefined);
       c.once('data', (d) => c.end(heads[(d.toString().split(' ')[1] ?? '').slice(1)] ?? ''));
     });
-    await new Promise<void>((resolve) => s.listen(port, '127.0.0.1', resolve));
+    const port = await listening(s);
     try {
       const script = Object.keys(heads).map((k) => `wait_healthy 1 0.2 ${k}:${port}:/${k} && echo ${k}=ok || echo "$UNHEALTHY"`).join('\n');
       const cut = (head: string, status: string, fields: number) =>

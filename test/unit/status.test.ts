@@ -29,7 +29,8 @@ import { selfSignedCertificate } from '../../core/steps/tls.ts';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { promisify } from 'node:util';
-import { freePort } from '../support/ports.ts';
+import { freePort, listening } from '../support/ports.ts';
+import { waitFor } from '../hosts/proc.ts';
 import { runOps } from '../support/cli.ts';
 import { OpsError } from '../../core/errors.ts';
 import { CERT_FUNCTIONS, LIBRARY_KEYS, MASK_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
@@ -436,13 +437,14 @@ describe('logs step, run here on a copy of the layout', () => {
     child.stdin.end(script);
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
-    const waitFor = async (text: string) => {
-      for (let i = 0; i < 100 && !out.includes(text); i++) await new Promise((r) => setTimeout(r, 50));
+    // Up to 20 s each: tail -F on a busy machine.
+    const shown = async (text: string) => {
+      await waitFor(() => out.includes(text), 20_000, 50);
       expect(out).toContain(text);
     };
-    await waitFor('server-green.out | server green line 2');
+    await shown('server-green.out | server green line 2');
     appendFileSync(join(dir, 'app', 'server-green.err.log'), 'a new error\n');
-    await waitFor('server-green.err | a new error');
+    await shown('server-green.err | a new error');
     const exited = new Promise((r) => child.once('exit', r));
     holder.kill();
     await exited; // within a second of the holder's end
@@ -513,13 +515,13 @@ describe("logs step: the live release's lines, not those of a release before it 
     child.stdin.end(local(scriptText(logsStep(env, { ...logsRequest(env, { program: 'server', lines: 5 }), follow: { holderPid: holder.pid! } }))));
     let text = '';
     child.stdout.on('data', (d: Buffer) => (text += d));
-    const waitFor = async (line: string) => {
-      for (let i = 0; i < 100 && !text.includes(line); i++) await new Promise((r) => setTimeout(r, 50));
+    const shown = async (line: string) => {
+      await waitFor(() => text.includes(line), 20_000, 50);
       expect(text).toContain(line);
     };
-    await waitFor('server-green.out | started version 12');
+    await shown('server-green.out | started version 12');
     appendFileSync(out, 'v12 request\n');
-    await waitFor('server-green.out | v12 request');
+    await shown('server-green.out | v12 request');
     const exited = new Promise((r) => child.once('exit', r));
     holder.kill();
     await exited;
@@ -655,7 +657,7 @@ describe('status over recording remotes', () => {
     const reporter = new MemoryReporter();
     try {
       const run = status({ root: env.root, reporter, processEnv: {}, connector, interrupted: (d) => docs.push(d) }, env);
-      for (let i = 0; i < 100 && !web1Read; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(await waitFor(() => web1Read, 20_000, 10)).toBe(true);
       await new Promise((r) => setTimeout(r, 50));
       process.emit('SIGINT', 'SIGINT');
       expect(await exit).toBe(130);
@@ -856,15 +858,13 @@ describe('ops ping, a preflight', () => {
 
 describe('health reasons, from the real probes', () => {
   it("says why each health check failed in curl's words: an error status, nothing listening, no answer in time", async () => {
-    const [error, closed, silent] = [await freePort(), await freePort(), await freePort()];
-    const env = testEnv({ programs: { server: { command: 'run', port: error, health: '/health' }, client: { command: 'run', port: closed }, worker: { command: 'run', port: silent, health: '/ready' } } });
     // A program whose database is down (503 with a JSON error at once), and one stopped (SIGSTOP): the kernel
     // accepts its connections, nothing ever answers.
     const http = createServer((_req, res) => { res.statusCode = 503; res.end('{"error":"database unavailable",\n"dsn":"postgresql://app:s3cr3t@db:5432/app","password":"hunter2"}'); });
     const sockets: Socket[] = [];
     const stuck = createNetServer((c) => void sockets.push(c));
-    await new Promise<void>((r) => http.listen(error, '127.0.0.1', r));
-    await new Promise<void>((r) => stuck.listen(silent, '127.0.0.1', r));
+    const [error, closed, silent] = [await listening(http), await freePort(), await listening(stuck)];
+    const env = testEnv({ programs: { server: { command: 'run', port: error, health: '/health' }, client: { command: 'run', port: closed }, worker: { command: 'run', port: silent, health: '/ready' } } });
     try {
       // The status step's own health lines, run here.
       const script = `${scriptPrelude}\n${PROBE_FUNCTIONS}\n${MASK_FUNCTIONS}\n${healthShell(env, 'blue')}`;

@@ -39,7 +39,7 @@ export interface Reporter {
    * `values` (the text is built once, for this sink).
    */
   summary(markdown: string): Promise<void>;
-  /** How `summary`'s text writes values from outside: markdownValues (a job summary) or plainValues (a terminal). */
+  /** How `summary`'s text writes values from outside: maskedMarkdown (a job summary) or plainValues (a terminal). */
   readonly values: ValueFormat;
   /** A named result: a step output in Actions, ignored on a terminal. */
   output(name: string, value: string): void;
@@ -515,6 +515,18 @@ export interface ValueFormat {
 /** Values as Markdown: mdText, mdCode, mdLink (job summary, pull-request comment). */
 export const markdownValues: ValueFormat = { text: mdText, code: mdCode, link: mdLink };
 
+/**
+ * Values as Markdown with every secret masked (`redact`) before it is written, the one way a Markdown sink (a job
+ * summary, a pull-request comment) writes them. Why first: masked after it is written, a secret leaves a bare `***`,
+ * which Markdown reads as markup (CommonMark: `***` alone on a line is a thematic break, <hr>; a delimiter run of `*`
+ * next to a word opens or closes emphasis, so `a***b***c` shows as a bold-italic "b"). Masked first, its `***` is
+ * escaped as any `*` of the value (`\*\*\*`: a backslash-escaped punctuation character is shown as itself) and,
+ * in code (mdCode, codeBlock: no markup is read inside a code span or block), shown as written.
+ */
+export function maskedMarkdown(redact: (text: string) => string): ValueFormat {
+  return { text: (t) => mdText(redact(t)), code: (t, where) => mdCode(redact(t), where), link: (label, url) => mdLink(label, redact(url)) };
+}
+
 /** Values as plain text (a terminal): as they are, on one line; a link as its label and, when http(s), the address. */
 export const plainValues: ValueFormat = {
   text: printableLine,
@@ -725,7 +737,7 @@ export class ConsoleReporter implements Reporter {
 export class MemoryReporter implements Reporter {
   private readonly masker = new Masker();
   /** Summaries kept as a job summary would hold them. */
-  readonly values = markdownValues;
+  readonly values = maskedMarkdown((text) => this.redact(text));
   readonly lines: string[] = [];
   readonly outputs: Record<string, string> = {};
   readonly summaries: string[] = [];

@@ -8,7 +8,7 @@ import { projectDirProblem } from './config/project-dir.ts';
 import { NoAgeIdentity, OpsError, formatError, onUncaught, showControls } from './errors.ts';
 import { hideSecrets } from './secrets/parts.ts';
 import { checkKeyText } from './remote/identity.ts';
-import { exactForms, guardOutput, Masker, maskedMarkdown, seconds, type Reporter } from './report.ts';
+import { exactForms, guardOutput, Masker, markdownMasks, maskedMarkdown, seconds, type Reporter } from './report.ts';
 import type { OpsContext } from './context.ts';
 
 export interface ActionContext {
@@ -106,7 +106,7 @@ export class ActionsReporter implements Reporter {
    * add nothing once it is cut.
    */
   async summary(markdown: string): Promise<void> {
-    const text = Buffer.from(`${this.shown(markdown)}\n`);
+    const text = Buffer.from(`${markdownMasks(this.shown(markdown))}\n`);
     const room = SUMMARY_MAX_BYTES - this.summaryBytes;
     if (room <= 0) return;
     let out = text;

@@ -218,7 +218,27 @@ describe('outside text in Markdown (job summaries, pull-request comments)', () =
     const reporter = new MemoryReporter();
     reporter.mask('p@ss|w*rd$1_x');
     await reporter.summary(`| ${mdText('login refused for p@ss|w*rd$1_x (bad)')} | ${mdCode('p@ss|w*rd$1_x', 'cell')} |\n\n- ${mdText('p@ss|w*rd$1_x')}`);
-    expect(reporter.summaries[0]).toBe('| login refused for *** (bad) | `***` |\n\n- ***');
+    expect(reporter.summaries[0]).toBe('| login refused for \\*\\*\\* (bad) | `***` |\n\n- \\*\\*\\*');
+  });
+
+  it('a secret masked only when the summary is written (in ops\'s own words, not a value): its *** escaped outside code, as it is inside', async () => {
+    const S = 'hunter2-Secret';
+    const reporter = new MemoryReporter();
+    reporter.mask(S);
+    const fence = '````';
+    await reporter.summary([`### Deployed ${S}`, '', `x${S}y${S}z \`code ${S}\` \\\`a${S}b`, '', S, '', `| ${S} | \`\`${S}\`\` |`, '|---|---|', `| a${S}b | c |`, '', fence, S, '```', `a${S}b`, fence, '', `**${S}**`].join('\n'));
+    const html = render(reporter.summaries[0]!);
+    expect(html).not.toMatch(/<(hr|em)\b/);
+    expect(html).toBe(
+      [
+        '<h3>Deployed ***</h3>',
+        '<p>x***y***z <code>code ***</code> `a***b</p>',
+        '<p>***</p>',
+        '<table>\n<thead>\n<tr>\n<th>***</th>\n<th><code>***</code></th>\n</tr>\n</thead>\n<tbody>\n<tr>\n<td>a***b</td>\n<td>c</td>\n</tr>\n</tbody>\n</table>',
+        '<pre><code>***\n```\na***b\n</code></pre>',
+        '<p><strong>***</strong></p>',
+      ].join('\n'),
+    );
   });
 
   it('a masked value in a job summary shows as *** wherever it stands: no rule, emphasis or list from its mask', async () => {

@@ -8,7 +8,7 @@ import { projectDirProblem } from './config/project-dir.ts';
 import { NoAgeIdentity, OpsError, formatError, onUncaught, showControls } from './errors.ts';
 import { hideSecrets } from './secrets/parts.ts';
 import { checkKeyText } from './remote/identity.ts';
-import { exactForms, guardOutput, Masker, markdownValues, seconds, type Reporter } from './report.ts';
+import { exactForms, guardOutput, Masker, markdownMasks, maskedMarkdown, seconds, type Reporter } from './report.ts';
 import type { OpsContext } from './context.ts';
 
 export interface ActionContext {
@@ -28,8 +28,8 @@ const SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1
 /** The reporter of the actions: log groups, masks (setSecret), job summary, outputs, through @actions/core. */
 export class ActionsReporter implements Reporter {
   private readonly masker = new Masker();
-  /** The job summary is Markdown: values from outside escaped. */
-  readonly values = markdownValues;
+  /** The job summary is Markdown: values from outside masked, then escaped. */
+  readonly values = maskedMarkdown((text) => this.redact(text));
   /** Whether an Actions log group is open now (they cannot nest). */
   private groupOpen = false;
   mask(value: string): void {
@@ -106,7 +106,7 @@ export class ActionsReporter implements Reporter {
    * add nothing once it is cut.
    */
   async summary(markdown: string): Promise<void> {
-    const text = Buffer.from(`${this.shown(markdown)}\n`);
+    const text = Buffer.from(`${markdownMasks(this.shown(markdown))}\n`);
     const room = SUMMARY_MAX_BYTES - this.summaryBytes;
     if (room <= 0) return;
     let out = text;

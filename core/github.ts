@@ -1,4 +1,5 @@
-// GitHub's REST API, only as much as staging needs: open pull requests carrying a label (oldest first) and
+// GitHub's REST API, only as much as staging needs: open pull requests carrying a label (oldest first: asked for by
+// label, every open one read only when a token may not read issues) and
 // one comment per pull request (created once, then updated, so a nightly job does not pile up comments).
 // Every caller of the REST API (staging, deployments.ts) says a failure the same way: apiError.
 // Access is optional: without a token or a known repository the caller gets `unavailable` with the reason.
@@ -191,16 +192,28 @@ function rateLimited(status: number | undefined, headers: Record<string, string 
 }
 
 /**
+ * The HTTP status GitHub answered a failed request with; undefined when none came (Octokit says a request that got
+ * no answer at all, refused or no such host, as status 500 without a response: no answer of GitHub's).
+ */
+function answeredStatus(e: unknown): number | undefined {
+  return (e as { response?: unknown }).response === undefined ? undefined : (e as { status?: number }).status;
+}
+
+/** The headers of the answer to a failed request ({} without one). */
+function answerHeaders(e: unknown): Record<string, string | number | undefined> {
+  return (e as { response?: { headers?: Record<string, string | number | undefined> } }).response?.headers ?? {};
+}
+
+/**
  * One GitHub API failure as a one-line OpsError (the one way for every caller of the REST API): a rate limit says
  * when to retry, a request past its deadline says so, 401 an invalid token, 403/404 what `access` says the token
  * needs, 5xx an outage of GitHub's, another answer a request GitHub refused, no answer whether `apiUrl` is reachable.
  */
 export function apiError(what: string, options: { apiUrl: string; timeoutMs: number; access: string }, e: unknown): OpsError {
   const { apiUrl, timeoutMs } = options;
-  // Octokit says a request that got no answer at all (refused, no such host) as status 500 without a response: no
-  // answer of GitHub's, so not its outage (a wrong $GITHUB_API_URL would read as githubstatus.com's business).
-  const status = (e as { response?: unknown }).response === undefined ? undefined : (e as { status?: number }).status;
-  const limited = rateLimited(status, (e as { response?: { headers?: Record<string, string | number | undefined> } }).response?.headers ?? {}, e instanceof Error ? e.message : '');
+  // No answer at all is not GitHub's outage (a wrong $GITHUB_API_URL would read as githubstatus.com's business).
+  const status = answeredStatus(e);
+  const limited = rateLimited(status, answerHeaders(e), e instanceof Error ? e.message : '');
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x: unknown): boolean => x instanceof Error && (x.name === 'TimeoutError' || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1000} s` : answerText(e instanceof Error ? e.message : String(e));
@@ -251,45 +264,78 @@ function writtenByUs(c: { user?: { type?: string } | null; author_association?: 
 /** What staging's token needs (403/404 on the pull-request API). */
 const PULLS_ACCESS = 'the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist';
 
+/** Thrown to read every open pull request: the label cannot be asked for as a filter (it holds a comma). */
+const NO_LABEL_FILTER = Symbol('no label filter');
+
+/** Whether the issues listing was refused for want of access (403 not for rate, 404), not for an outage or a limit. */
+function issuesRefused(e: unknown): boolean {
+  const status = answeredStatus(e);
+  return status === 404 || (status === 403 && !rateLimited(status, answerHeaders(e), e instanceof Error ? e.message : ''));
+}
+
+/** The API's open pull request as staging reads it; `sameRepository` against `repository` (owner/name). */
+function toPullRequest(
+  pr: { number: number; title: string; html_url: string; created_at: string; head: { ref: string; sha: string; repo?: { full_name?: string } | null }; labels: (string | { name?: string | null })[] },
+  repository: string,
+): PullRequest {
+  return {
+    number: pr.number,
+    title: pr.title,
+    url: pr.html_url,
+    createdAt: pr.created_at,
+    headRef: pr.head.ref,
+    headSha: pr.head.sha,
+    sameRepository: pr.head.repo?.full_name?.toLowerCase() === repository.toLowerCase(),
+    labels: pr.labels.map((l) => (typeof l === 'string' ? l : l.name ?? '')),
+  };
+}
+
+/** Oldest first: the API sorts by creation already; sorted again so the order never depends on the server. */
+function sorted(pulls: PullRequest[]): PullRequest[] {
+  return pulls.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
+}
+
 function restApi(options: RestOptions): GitHubApi {
   const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs, options.retryDelaysMs) } });
   const [owner, repo] = options.repository.split('/') as [string, string];
+  const pullRequest = (pr: Parameters<typeof toPullRequest>[0]) => toPullRequest(pr, options.repository);
   return {
     repository: options.repository,
     async labelledPulls(label) {
       const wanted = label.toLowerCase();
-      // Every page, each under its deadline: a listing cut short would leave the newest labelled pull requests out of
-      // staging without a word (a repository with more open pull requests than the cut).
+      const carries = (labels: (string | { name?: string | null })[]) => labels.some((l) => (typeof l === 'string' ? l : l.name ?? '').toLowerCase() === wanted);
+      const order = { owner, repo, state: 'open', sort: 'created', direction: 'asc', per_page: 100 } as const;
       const found: PullRequest[] = [];
       try {
-        const pages = octokit.paginate.iterator(octokit.rest.pulls.list, {
-          owner,
-          repo,
-          state: 'open',
-          sort: 'created',
-          direction: 'asc',
-          per_page: 100,
-        });
-        for await (const page of pages) {
-          for (const pr of page.data) {
-            if (!pr.labels.some((l) => (typeof l === 'string' ? l : l.name ?? '').toLowerCase() === wanted)) continue;
-            found.push({
-              number: pr.number,
-              title: pr.title,
-              url: pr.html_url,
-              createdAt: pr.created_at,
-              headRef: pr.head.ref,
-              headSha: pr.head.sha,
-              sameRepository: pr.head.repo?.full_name?.toLowerCase() === options.repository.toLowerCase(),
-              labels: pr.labels.map((l) => (typeof l === 'string' ? l : l.name ?? '')),
-            });
+        try {
+          // The issues listing filters by label on GitHub's side (every pull request is an issue there), so a
+          // repository with hundreds of open pull requests, a few labelled, costs a page and one read per labelled
+          // one; the pulls listing has no label filter. Not the search API: its index lags behind a label just put on.
+          // `labels` is a comma-separated list: a label holding a comma cannot be asked for so (every pull request is read).
+          if (label.includes(',')) throw NO_LABEL_FILTER;
+          for await (const page of octokit.paginate.iterator(octokit.rest.issues.listForRepo, { ...order, labels: label })) {
+            for (const issue of page.data) {
+              if (!issue.pull_request || !carries(issue.labels)) continue;
+              const { data: pr } = await octokit.rest.pulls.get({ owner, repo, pull_number: issue.number });
+              if (pr.state === 'open') found.push(pullRequest(pr)); // closed since the listing: not open any more
+            }
           }
+          return sorted(found);
+        } catch (e) {
+          // A token that may read pull requests but not issues (a private repository, permissions: pull-requests:
+          // read): every open pull request is read, as the pulls listing is what such a token may read.
+          if (e !== NO_LABEL_FILTER && !issuesRefused(e)) throw e;
+          found.length = 0;
+        }
+        // Every page, each under its deadline: a listing cut short would leave the newest labelled pull requests out of
+        // staging without a word (a repository with more open pull requests than the cut).
+        for await (const page of octokit.paginate.iterator(octokit.rest.pulls.list, order)) {
+          for (const pr of page.data) if (carries(pr.labels)) found.push(pullRequest(pr));
         }
       } catch (e) {
         throw apiError(`list the open pull requests of ${options.repository}`, { ...options, access: PULLS_ACCESS }, e);
       }
-      // The API sorts by creation already; sort again so the order never depends on the server.
-      return found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
+      return sorted(found);
     },
     async comment(number, body, marker) {
       const text = body.includes(marker) ? body : `${marker}\n${body}`;

@@ -39,7 +39,7 @@ export interface Reporter {
    * `values` (the text is built once, for this sink).
    */
   summary(markdown: string): Promise<void>;
-  /** How `summary`'s text writes values from outside: markdownValues (a job summary) or plainValues (a terminal). */
+  /** How `summary`'s text writes values from outside: maskedMarkdown (a job summary) or plainValues (a terminal). */
   readonly values: ValueFormat;
   /** A named result: a step output in Actions, ignored on a terminal. */
   output(name: string, value: string): void;
@@ -498,6 +498,55 @@ export function mdLink(label: string, url: string): string {
 }
 
 /**
+ * `markdown` (masked) with each `***` outside code written `\*\*\*`, so it shows as itself: the masks of secrets in
+ * text not written with maskedMarkdown (ops's own words in a summary or a comment holding a value), which Markdown
+ * would read as a rule or emphasis (see maskedMarkdown). Inside code (a fenced block of ``` or more; a code span, a
+ * run of backticks up to the next run as long, on its line: CommonMark) nothing is read as markup, and an escape
+ * would show: left as it is. Ops's own Markdown writes no `***` (bold is `**`, a value's `*` is escaped); in a longer
+ * run of stars, the mask is taken for the middle three (`**${secret}**`: bold around it).
+ */
+export function markdownMasks(markdown: string): string {
+  if (!markdown.includes('***')) return markdown;
+  let fence = 0; // the length of the open code block's fence, 0 outside one
+  return markdown
+    .split('\n')
+    .map((line) => {
+      const run = /^ {0,3}(`{3,})(.*)$/.exec(line);
+      if (fence) {
+        if (run && run[1]!.length >= fence && !run[2]!.trim()) fence = 0;
+        return line;
+      }
+      if (run && !run[2]!.includes('`')) {
+        fence = run[1]!.length;
+        return line;
+      }
+      let out = '';
+      for (let i = 0; i < line.length; ) {
+        if (line[i] === '\\') {
+          out += line.slice(i, i + 2); // an escaped character stays escaped, a "\`" starts no code span
+          i += 2;
+        } else if (line[i] === '`') {
+          const ticks = /^`+/.exec(line.slice(i))![0];
+          const close = new RegExp(`(?<!\`)${ticks}(?!\`)`, 'g');
+          close.lastIndex = i + ticks.length;
+          const end = close.exec(line);
+          const to = end ? end.index + ticks.length : i + ticks.length; // no closing run: the backticks are text
+          out += line.slice(i, to);
+          i = to;
+        } else if (line.startsWith('***', i)) {
+          // a run longer than a mask holds ops's own markup too (`**${secret}**`): the middle three escaped
+          const stars = /^\*+/.exec(line.slice(i))![0].length;
+          const own = Math.floor((stars - 3) / 2);
+          out += `${'*'.repeat(own)}\\*\\*\\*${'*'.repeat(stars - 3 - own)}`;
+          i += stars;
+        } else out += line[i++];
+      }
+      return out;
+    })
+    .join('\n');
+}
+
+/**
  * How a summary writes a value from outside, for the sink it goes to: one builder (a summary's text is composed once),
  * rendered as Markdown for a job summary (markdownValues: escaped, so nothing in it acts) or as plain text for a
  * terminal (plainValues: as it is, so what a user reads and copies is the value, not its escapes). Either way on one
@@ -514,6 +563,18 @@ export interface ValueFormat {
 
 /** Values as Markdown: mdText, mdCode, mdLink (job summary, pull-request comment). */
 export const markdownValues: ValueFormat = { text: mdText, code: mdCode, link: mdLink };
+
+/**
+ * Values as Markdown with every secret masked (`redact`) before it is written, the one way a Markdown sink (a job
+ * summary, a pull-request comment) writes them. Why first: masked after it is written, a secret leaves a bare `***`,
+ * which Markdown reads as markup (CommonMark: `***` alone on a line is a thematic break, <hr>; a delimiter run of `*`
+ * next to a word opens or closes emphasis, so `a***b***c` shows as a bold-italic "b"). Masked first, its `***` is
+ * escaped as any `*` of the value (`\*\*\*`: a backslash-escaped punctuation character is shown as itself) and,
+ * in code (mdCode, codeBlock: no markup is read inside a code span or block), shown as written.
+ */
+export function maskedMarkdown(redact: (text: string) => string): ValueFormat {
+  return { text: (t) => mdText(redact(t)), code: (t, where) => mdCode(redact(t), where), link: (label, url) => mdLink(label, redact(url)) };
+}
 
 /** Values as plain text (a terminal): as they are, on one line; a link as its label and, when http(s), the address. */
 export const plainValues: ValueFormat = {
@@ -725,7 +786,7 @@ export class ConsoleReporter implements Reporter {
 export class MemoryReporter implements Reporter {
   private readonly masker = new Masker();
   /** Summaries kept as a job summary would hold them. */
-  readonly values = markdownValues;
+  readonly values = maskedMarkdown((text) => this.redact(text));
   readonly lines: string[] = [];
   readonly outputs: Record<string, string> = {};
   readonly summaries: string[] = [];
@@ -755,7 +816,7 @@ export class MemoryReporter implements Reporter {
     this.lines.push(this.redact(`${host} ${text}`));
   }
   async summary(markdown: string): Promise<void> {
-    this.summaries.push(this.redact(markdown));
+    this.summaries.push(markdownMasks(this.redact(markdown)));
   }
   output(name: string, value: string): void {
     this.outputs[name] = this.redact(value);

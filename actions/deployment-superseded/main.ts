@@ -2,7 +2,6 @@
 import { runAction } from '../../core/action.ts';
 import { markSuperseded } from '../../core/deployments.ts';
 import { OpsError } from '../../core/errors.ts';
-import { mdText } from '../../core/report.ts';
 import { runUrl } from '../../core/runinfo.ts';
 
 await runAction({ required: ['environment', 'sha', 'github-token'] }, async ({ ops, reporter, input }) => {
@@ -21,6 +20,6 @@ await runAction({ required: ['environment', 'sha', 'github-token'] }, async ({ o
   reporter.output('marked', r.marked);
   reporter.output('restored', r.restored.join(','));
   await reporter.summary(
-    [`### Deployment record: ${mdText(environment)} @ ${sha.slice(0, 12)} skipped (forward-only)`, '', `Deployment ${r.deployment}: ${r.marked}.`, r.restored.length ? `Given their success back (the commit live): ${r.restored.join(', ')}.` : '', ''].join('\n'),
+    [`### Deployment record: ${reporter.values.text(environment)} @ ${sha.slice(0, 12)} skipped (forward-only)`, '', `Deployment ${r.deployment}: ${r.marked}.`, r.restored.length ? `Given their success back (the commit live): ${r.restored.join(', ')}.` : '', ''].join('\n'),
   );
 });

@@ -1,7 +1,7 @@
 // How staging's results are told: one log line per add, the job summary (a table), the comment on a pull
 // request that no longer applies, and the refusal that leaves staging untouched. Pure.
 import { OpsError } from '../errors.ts';
-import { codeBlock, markdownValues, mdCode, mdLink, type ValueFormat } from '../report.ts';
+import { codeBlock, markdownValues, type ValueFormat } from '../report.ts';
 import type { Source } from './refs.ts';
 
 /** Marks the pull-request comment this tool writes (so the next run updates it instead of adding one). */
@@ -185,11 +185,11 @@ export function rebuildSummary(r: RebuildResult, names: { main: string; staging:
 
 /**
  * The comment on a pull request a rebuild could not re-apply (why, how to fix it), marked so the next run
- * updates it.
+ * updates it. Markdown whatever the reporter's sink: its values written with `f` (the caller's: maskedMarkdown).
  */
-export function skippedComment(s: Skipped, names: { main: string; staging: string; label: string }, runUrl?: string): string {
-  const [staging, main, label] = [mdCode(names.staging), mdCode(names.main), mdCode(names.label)];
-  const when = runUrl ? mdLink(`the rebuild of ${staging}`, runUrl) : `the rebuild of ${staging}`;
+export function skippedComment(s: Skipped, names: { main: string; staging: string; label: string }, runUrl?: string, f: ValueFormat = markdownValues): string {
+  const [staging, main, label] = [f.code(names.staging), f.code(names.main), f.code(names.label)];
+  const when = runUrl ? f.link(`the rebuild of ${staging}`, runUrl) : `the rebuild of ${staging}`;
   const lines = [
     COMMENT_MARKER,
     `**Not in ${staging}**: ${when} (${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,

@@ -8,6 +8,7 @@
 // rebuild, staging untouched.
 import { formatError, messageLine, OpsError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
+import { markdownMasks, maskedMarkdown } from '../report.ts';
 import { applyLocally, approvedCommit, bullet, oneline, pinSource } from './apply.ts';
 import { APPROVED, type Applied, COMMENT_MARKER, type Moved, type RebuildResult, type Skipped, StagingRefusal, describeMoved, lostCount, short, skippedComment } from './messages.ts';
 import { type AddedRecord, LOG_FORMAT, approvedHeads, parseLog, uncoveredCommits, uniqueRecords } from './plan.ts';
@@ -223,7 +224,7 @@ async function finish(ctx: StagingContext, options: RebuildOptions, result: Rebu
     if (!s.source.pull) continue;
     try {
       // Masked as everything printed (a secret in git's message or a title): a comment is printed on GitHub.
-      const how = await api.comment(s.source.pull.number, ctx.reporter.redact(skippedComment(s, names, options.runUrl)), COMMENT_MARKER);
+      const how = await api.comment(s.source.pull.number, markdownMasks(ctx.reporter.redact(skippedComment(s, names, options.runUrl, maskedMarkdown((text) => ctx.reporter.redact(text))))), COMMENT_MARKER);
       result.comments.push({ number: s.source.pull.number, result: how });
     } catch (e) {
       ctx.reporter.warn(`could not comment on #${s.source.pull.number}: ${formatError(e)}`);

@@ -7,6 +7,8 @@ import { githubAccess } from '../../core/github.ts';
 import { deadUrl, startFakeGitHub, type CannedAnswer, type FakeGitHub } from './staging.support.ts';
 
 const fakes: FakeGitHub[] = [];
+/** A request of the labelled pull-request listing: the issues listing (label-filtered), the pulls listing, a pull request read. */
+const listing = (path: string) => /\/(pulls|issues)(\?|\/\d+$)/.test(path);
 afterEach(async () => {
   for (const f of fakes.splice(0)) await f.close();
 });
@@ -36,7 +38,15 @@ describe('a GitHub API that stops answering', () => {
     expect((await a.labelledPulls('staging')).map((p) => p.number)).toEqual([1, 2, 3]);
     expect(await a.comment(1, 'again <!-- m -->', '<!-- m -->')).toBe('updated');
     expect(gh.comments.find((c) => c.id === 2)!.body).toBe('again <!-- m -->');
-    expect(gh.requests.filter((r) => r.path.includes('/pulls')).length).toBe(3);
+    // three pages of the label-filtered issues listing (one a page here), each pull request then read
+    expect(gh.requests.filter((r) => listing(r.path)).map((r) => r.path.replace(/\?.*/, (q) => `?page=${/[?&]page=(\d+)/.exec(q)?.[1] ?? 1}`))).toEqual([
+      '/repos/acme/webapp/issues?page=1',
+      '/repos/acme/webapp/pulls/1',
+      '/repos/acme/webapp/issues?page=2',
+      '/repos/acme/webapp/pulls/2',
+      '/repos/acme/webapp/issues?page=3',
+      '/repos/acme/webapp/pulls/3',
+    ]);
   });
 
   it("a comment someone else wrote with our marker in it (anyone can): never taken for ours, never overwritten", async () => {
@@ -51,8 +61,8 @@ describe('a GitHub API that stops answering', () => {
   });
 
   for (const [what, hang, call] of [
-    ['the first page of pull requests', (r: { path: string }) => r.path.includes('/pulls'), (a: Awaited<ReturnType<typeof api>>['api']) => a.labelledPulls('staging')],
-    ['a later page of pull requests', (r: { path: string }) => r.path.includes('/pulls') && r.path.includes('page=3'), (a: Awaited<ReturnType<typeof api>>['api']) => a.labelledPulls('staging')],
+    ['the first page of pull requests', (r: { path: string }) => listing(r.path), (a: Awaited<ReturnType<typeof api>>['api']) => a.labelledPulls('staging')],
+    ['a later page of pull requests', (r: { path: string }) => listing(r.path) && r.path.includes('page=3'), (a: Awaited<ReturnType<typeof api>>['api']) => a.labelledPulls('staging')],
     ['a later page of comments', (r: { path: string }) => r.path.includes('/comments') && r.path.includes('page=2'), (a: Awaited<ReturnType<typeof api>>['api']) => a.comment(1, 'x', '<!-- m -->')],
     ['writing the comment', (r: { method: string }) => r.method === 'PATCH', (a: Awaited<ReturnType<typeof api>>['api']) => a.comment(1, 'x', '<!-- m -->')],
   ] as const) {
@@ -70,7 +80,7 @@ describe('a GitHub API that stops answering', () => {
 
 describe('a GitHub API that refuses', () => {
   async function refusing(answer: CannedAnswer) {
-    const gh = await startFakeGitHub({ answer: (r) => (r.path.includes('/pulls') || r.path.includes('/comments') ? answer : undefined) });
+    const gh = await startFakeGitHub({ answer: (r) => (listing(r.path) || r.path.includes('/comments') ? answer : undefined) });
     fakes.push(gh);
     return githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } }).api!;
   }
@@ -148,26 +158,26 @@ describe('a GitHub API that is not there', () => {
 describe('a GitHub API with a passing outage', () => {
   it('a 502 on a page of a listing, then answers: read again after a pause, the listing complete; an outage that lasts fails with its status', async () => {
     let failed = 0;
-    const gh = await startFakeGitHub({ pageSize: 1, answer: (r) => (r.method === 'GET' && r.path.includes('/pulls') && r.path.includes('page=2') && failed < 2 ? (failed++, { status: 502, body: { message: 'Server Error' } }) : undefined) });
+    const gh = await startFakeGitHub({ pageSize: 1, answer: (r) => (r.method === 'GET' && listing(r.path) && r.path.includes('page=2') && failed < 2 ? (failed++, { status: 502, body: { message: 'Server Error' } }) : undefined) });
     fakes.push(gh);
     for (let i = 1; i <= 3; i++) gh.pulls.push({ number: i, created_at: `2026-01-0${i}T00:00:00Z`, head: { ref: `f${i}`, sha: 'a'.repeat(40), repo: { full_name: gh.repository } }, labels: ['staging'] });
     const access = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, retryDelaysMs: [10, 10] });
     expect((await access.api!.labelledPulls('staging')).map((p) => p.number)).toEqual([1, 2, 3]);
     expect(failed).toBe(2);
 
-    const down = await startFakeGitHub({ answer: (r) => (r.path.includes('/pulls') ? { status: 503, body: { message: 'Service Unavailable' } } : undefined) });
+    const down = await startFakeGitHub({ answer: (r) => (listing(r.path) ? { status: 503, body: { message: 'Service Unavailable' } } : undefined) });
     fakes.push(down);
     const api = githubAccess({ token: down.token, processEnv: { GITHUB_REPOSITORY: down.repository, GITHUB_API_URL: down.url }, retryDelaysMs: [10, 10] }).api!;
     const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
     expect(e.message).toMatch(/^GitHub API: cannot list the open pull requests of acme\/webapp: HTTP 503/);
-    expect(down.requests.filter((q) => q.path.includes('/pulls'))).toHaveLength(3);
+    expect(down.requests.filter((q) => listing(q.path))).toHaveLength(3);
   });
 });
 
 describe('a GitHub API answering with a web page', () => {
   it("an HTML error page (GitHub's 502 unicorn, a proxy's or an Enterprise Server's maintenance page): one line, its title, not the page", async () => {
     const page = `<!DOCTYPE html>\n<html>\n<head>\n<title>Unicorn! &middot; GitHub</title>\n<style>body { color: red }</style>\n</head>\n<body>\n${'<p>No server is currently available to service your request.</p>\n'.repeat(50)}</body>\n</html>\n`;
-    const gh = await startFakeGitHub({ answer: (r) => (r.path.includes('/pulls') ? { status: 502, body: page, html: true } : undefined) });
+    const gh = await startFakeGitHub({ answer: (r) => (listing(r.path) ? { status: 502, body: page, html: true } : undefined) });
     fakes.push(gh);
     const api = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url }, retryDelaysMs: [1] }).api!;
     const e = (await api.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
@@ -184,5 +194,37 @@ describe('a repository with many open pull requests', () => {
     for (let i = 1; i <= 1001; i++) gh.pulls.push({ number: i, created_at: at(i), head: { ref: `f${i}`, sha: 'a'.repeat(40), repo: { full_name: gh.repository } }, labels: i === 1001 ? ['staging'] : [] });
     const api = githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } }).api!;
     expect((await api.labelledPulls('staging')).map((p) => p.number)).toEqual([1001]);
+  });
+
+  /** A fake with 500 open pull requests, those numbered in `labelled` carrying "Staging", 100 a page as GitHub gives. */
+  async function fiveHundred(labelled: number[], options: Parameters<typeof startFakeGitHub>[0] = {}) {
+    const gh = await startFakeGitHub({ pageSize: 100, ...options });
+    fakes.push(gh);
+    const at = (i: number) => new Date(Date.UTC(2026, 0, 1) + i * 60_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    for (let i = 1; i <= 500; i++) gh.pulls.push({ number: i, created_at: at(i), head: { ref: `f${i}`, sha: String(i % 10).repeat(40), repo: { full_name: i === 499 ? 'someone/fork' : gh.repository } }, labels: labelled.includes(i) ? ['bug', 'Staging'] : ['bug'] });
+    // an issue (not a pull request) with the label: never listed
+    gh.pulls.push({ number: 501, created_at: at(0), head: { ref: '', sha: '', repo: null }, labels: ['staging'], issue: true });
+    return { gh, api: githubAccess({ token: gh.token, processEnv: { GITHUB_REPOSITORY: gh.repository, GITHUB_API_URL: gh.url } }).api! };
+  }
+  const expected = [
+    { number: 7, title: 'Pull request 7', url: 'https://github.example/acme/webapp/pull/7', createdAt: '2026-01-01T00:07:00Z', headRef: 'f7', headSha: '7'.repeat(40), sameRepository: true, labels: ['bug', 'Staging'] },
+    { number: 499, title: 'Pull request 499', url: 'https://github.example/acme/webapp/pull/499', createdAt: '2026-01-01T08:19:00Z', headRef: 'f499', headSha: '9'.repeat(40), sameRepository: false, labels: ['bug', 'Staging'] },
+  ];
+
+  it('500 open pull requests, 2 labelled: asks GitHub for the labelled ones only (one page, then each of the 2), not all 5 pages', async () => {
+    const { gh, api } = await fiveHundred([7, 499]);
+    expect(await api.labelledPulls('staging')).toEqual(expected);
+    expect(gh.requests.map((r) => r.path.replace(/\?.*/, ''))).toEqual(['/repos/acme/webapp/issues', '/repos/acme/webapp/pulls/7', '/repos/acme/webapp/pulls/499']);
+    expect(new URL(gh.requests[0]!.path, gh.url).searchParams.get('labels')).toBe('staging');
+  });
+
+  it('a token that may not read issues (403 on the issues listing) or a label holding a comma: every open pull request read, the same answer', async () => {
+    const refused = await fiveHundred([7, 499], { answer: (r) => (r.path.includes('/issues?') ? { status: 403, body: { message: 'Resource not accessible by integration' } } : undefined) });
+    expect(await refused.api.labelledPulls('staging')).toEqual(expected);
+    expect(refused.gh.requests.filter((r) => r.path.includes('/pulls?'))).toHaveLength(5);
+    const comma = await fiveHundred([]);
+    comma.gh.pulls[41]!.labels.push('ready, staging');
+    expect((await comma.api.labelledPulls('Ready, Staging')).map((p) => p.number)).toEqual([42]);
+    expect(comma.gh.requests.some((r) => r.path.includes('/issues'))).toBe(false);
   });
 });

@@ -85,8 +85,9 @@ describe('staging rebuild', () => {
     expect(comment).toMatch(/\*\*Not in `staging`\*\*: \[the rebuild of `staging`\]\(https:\/\/github\.example\/acme\/webapp\/actions\/runs\/1\)/);
     expect(comment).toMatch(/conflicts with staging[\s\S]*app\.txt/);
     expect(r.comments).toEqual([{ number: 3, result: 'created' }]);
-    // The real Octokit client paged through the list (page size 2) with the token.
-    expect(gh.requests.filter((q) => q.path.startsWith('/repos/acme/webapp/pulls')).length).toBe(2); // 4 open, 2 a page
+    // The real Octokit client paged through the label-filtered list (page size 2) with the token, then read each.
+    expect(gh.requests.filter((q) => q.path.startsWith('/repos/acme/webapp/issues?')).length).toBe(2); // 3 of the 4 open labelled, 2 a page
+    expect(gh.requests.filter((q) => q.path.startsWith('/repos/acme/webapp/pulls')).length).toBe(3); // each of the 3 read (its head)
     expect(gh.requests.every((q) => q.authorized)).toBe(true);
   });
 
@@ -155,7 +156,7 @@ describe('staging rebuild', () => {
     ],
   ])('with a token, a listing of the labelled pull requests that fails (%s) leaves staging untouched and says why', async (what, make, reason, hint) => {
     const { s, runner } = fresh(template);
-    const gh = await each.github(what.startsWith('an outage') ? { answer: (q) => (q.path.includes('/pulls') ? { status: 503, body: { message: 'Service Unavailable' } } : undefined) } : {});
+    const gh = await each.github(what.startsWith('an outage') ? { answer: (q) => (q.path.includes('/pulls') || q.path.includes('/issues?') ? { status: 503, body: { message: 'Service Unavailable' } } : undefined) } : {});
     const before = s.refs();
     const e = await failure(rebuildStaging(context(runner.dir), { github: await make(gh), label: 'staging', comment: true }));
     expect(e.message).toMatch(reason);

@@ -190,6 +190,8 @@ export interface FakePull {
   head: { ref: string; sha: string; repo: { full_name: string } | null };
   labels: string[];
   state?: 'open' | 'closed';
+  /** A plain issue, not a pull request: in the issues listing only (GitHub lists pull requests there too). */
+  issue?: true;
 }
 
 export interface FakeComment {
@@ -327,14 +329,22 @@ export async function startFakeGitHub(
     const repo = `/repos/${repository}`;
     const m = url.pathname.startsWith(`${repo}/`) ? url.pathname.slice(repo.length) : undefined;
     if (m === undefined) return send(res, 404, { message: 'Not Found' });
-    if (req.method === 'GET' && m === '/pulls') {
+    if (req.method === 'GET' && (m === '/pulls' || m === '/issues')) {
       const wanted = url.searchParams.get('state') ?? 'open';
       const asc = url.searchParams.get('direction') === 'asc';
+      // the issues listing: every label asked for (comma-separated, any case), pull requests marked as such
+      const labels = m === '/issues' ? (url.searchParams.get('labels')?.split(',').map((l) => l.toLowerCase()) ?? []) : [];
       const list = state.pulls
-        .filter((p) => wanted === 'all' || (p.state ?? 'open') === wanted)
+        .filter((p) => (m === '/issues' || !p.issue) && (wanted === 'all' || (p.state ?? 'open') === wanted))
+        .filter((p) => labels.every((l) => p.labels.some((x) => x.toLowerCase() === l)))
         .sort((a, b) => (asc ? 1 : -1) * a.created_at.localeCompare(b.created_at))
-        .map(pullJson);
+        .map((p) => (m === '/pulls' ? pullJson(p) : { ...pullJson(p), head: undefined, ...(!p.issue && { pull_request: { html_url: pullJson(p).html_url } }) }));
       return paginate(res, url, list);
+    }
+    const one = /^\/pulls\/(\d+)$/.exec(m);
+    if (req.method === 'GET' && one) {
+      const pull = state.pulls.find((p) => p.number === Number(one[1]) && !p.issue);
+      return pull ? send(res, 200, pullJson(pull)) : send(res, 404, { message: 'Not Found' });
     }
     let c = /^\/issues\/(\d+)\/comments$/.exec(m);
     if (c && req.method === 'GET') {

@@ -6,13 +6,16 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { micromark } from 'micromark';
+import { gfm, gfmHtml } from 'micromark-extension-gfm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import { ActionsReporter } from '../../core/action.ts';
 import { OpsError, showControls } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { RunOptions, Step, StepResult } from '../../core/remote/types.ts';
-import { ConsoleReporter, MemoryReporter, mdCode, mdLink, mdText, own } from '../../core/report.ts';
+import { ConsoleReporter, MemoryReporter, codeBlock, maskedMarkdown, mdCode, mdLink, mdText, own } from '../../core/report.ts';
+import { skippedComment } from '../../core/staging/messages.ts';
 import { command, JSON_OPTION, printResult, runCli } from '../../scripts/cli.ts';
 import { allCommands } from '../../scripts/commands/index.ts';
 import { runOps } from '../support/cli.ts';
@@ -202,11 +205,93 @@ describe('outside text in Markdown (job summaries, pull-request comments)', () =
     expect(reporter.summaries[0]).toBe('the lock is held by @\u2060octocat, see #\u206012 and GH\u2060-4');
   });
 
+  /** `markdown` as GitHub renders it: CommonMark with GFM's tables, strikethrough, autolinks and tag filter, HTML let through (micromark). */
+  const render = (markdown: string) => micromark(markdown, { allowDangerousHtml: true, extensions: [gfm()], htmlExtensions: [gfmHtml()] });
+  /** The text a reader sees of rendered HTML: tags dropped, the entities micromark writes decoded, word joiners (invisible) left out. */
+  const seen = (html: string) =>
+    html
+      .replace(/<[^>]*>/g, '')
+      .replace(/&(lt|gt|quot|amp);/g, (_, e: string) => ({ lt: '<', gt: '>', quot: '"', amp: '&' })[e]!)
+      .replace(/\u2060/g, '');
+
   it('a secret in outside text is masked in the summary as mdText and mdCode write it (escaped), not only as it is', async () => {
     const reporter = new MemoryReporter();
     reporter.mask('p@ss|w*rd$1_x');
     await reporter.summary(`| ${mdText('login refused for p@ss|w*rd$1_x (bad)')} | ${mdCode('p@ss|w*rd$1_x', 'cell')} |\n\n- ${mdText('p@ss|w*rd$1_x')}`);
-    expect(reporter.summaries[0]).toBe('| login refused for *** (bad) | `***` |\n\n- ***');
+    expect(reporter.summaries[0]).toBe('| login refused for \\*\\*\\* (bad) | `***` |\n\n- \\*\\*\\*');
+  });
+
+  it('a secret masked only when the summary is written (in ops\'s own words, not a value): its *** escaped outside code, as it is inside', async () => {
+    const S = 'hunter2-Secret';
+    const reporter = new MemoryReporter();
+    reporter.mask(S);
+    const fence = '````';
+    await reporter.summary([`### Deployed ${S}`, '', `x${S}y${S}z \`code ${S}\` \\\`a${S}b`, '', S, '', `| ${S} | \`\`${S}\`\` |`, '|---|---|', `| a${S}b | c |`, '', fence, S, '```', `a${S}b`, fence, '', `**${S}**`].join('\n'));
+    const html = render(reporter.summaries[0]!);
+    expect(html).not.toMatch(/<(hr|em)\b/);
+    expect(html).toBe(
+      [
+        '<h3>Deployed ***</h3>',
+        '<p>x***y***z <code>code ***</code> `a***b</p>',
+        '<p>***</p>',
+        '<table>\n<thead>\n<tr>\n<th>***</th>\n<th><code>***</code></th>\n</tr>\n</thead>\n<tbody>\n<tr>\n<td>a***b</td>\n<td>c</td>\n</tr>\n</tbody>\n</table>',
+        '<pre><code>***\n```\na***b\n</code></pre>',
+        '<p><strong>***</strong></p>',
+      ].join('\n'),
+    );
+  });
+
+  it('a masked value in a job summary shows as *** wherever it stands: no rule, emphasis or list from its mask', async () => {
+    const S = 'hunter2-Secret';
+    for (const reporter of [new MemoryReporter(), new ActionsReporter()]) {
+      reporter.mask(S);
+      const v = reporter.values;
+      const markdown = [
+        v.text(S), // alone on a line: `***` is a thematic break (<hr>)
+        '',
+        v.text(`a${S}b${S}c`), // `a***b***c`: b in bold italics, the stars gone
+        '',
+        `- ${v.text(S)}`, // a list item holding a rule
+        '',
+        '| error | value |',
+        '|---|---|',
+        `| ${v.text(`login ${S} refused | x`)} | ${v.code(`${S}|y`, 'cell')} |`,
+        '',
+        ...codeBlock(`${S}\nend`),
+      ].join('\n');
+      const html = render(reporter instanceof MemoryReporter ? (await reporter.summary(markdown), reporter.summaries[0]!) : reporter.redact(markdown));
+      expect(html).not.toMatch(/<(hr|em|strong)\b/);
+      expect(html).toContain('<p>***</p>');
+      expect(html).toContain('<li>***</li>');
+      expect(html).toContain('<p>a***b***c</p>');
+      expect(html).toContain('<td>login *** refused | x</td>\n<td><code>***|y</code></td>');
+      expect(html).toContain('<pre><code>***\nend\n</code></pre>');
+      expect(html.match(/\*\*\*/g)).toHaveLength(7); // every mask shown, none taken as markup
+    }
+  });
+
+  it('outside text in Markdown shows as it is, rendered as GitHub does: HTML, table pipes, emphasis, code, links, math', () => {
+    const texts = ['<b>bold</b> a|b _u_ *e* **s** ~~x~~ `c` ``d`` [l](https://x.example) ![i](y) $x$ \\ & &amp; <!-- c -->', '***', '# h', '1. n', '- l', '> q', '---', '@octocat #12'];
+    for (const t of texts) {
+      expect(seen(render(mdText(t))).trim()).toBe(t);
+      const cell = render(`| a | b |\n|---|---|\n| ${mdText(t)} | ${mdCode(t, 'cell')} |`);
+      expect(seen(cell.slice(cell.indexOf('<tbody>')))).toBe(`\n\n${t}\n${t}\n\n\n`);
+    }
+  });
+
+  it('the comment on a skipped pull request shows its masked values as ***, no markup from them', () => {
+    const reporter = new MemoryReporter();
+    reporter.mask('tok3n-Value');
+    const comment = skippedComment(
+      { source: { display: 'pull/3', sha: 'a'.repeat(40), pull: { number: 3, title: 't', url: 'https://github.com/o/r/pull/3' } } as never, reason: 'conflict', message: 'fetch of https://x:tok3n-Value@git.example failed\ntok3n-Value' },
+      { main: 'main', staging: 'tok3n-Value', label: 'staging' },
+      'https://run/1',
+      maskedMarkdown((t) => reporter.redact(t)),
+    );
+    const html = render(reporter.redact(comment));
+    expect(html).not.toMatch(/<(hr|em)\b/);
+    expect(html).toContain('<strong>Not in <code>***</code></strong>');
+    expect(html).toContain('<pre><code>fetch of https://x:***@git.example failed\n***\n</code></pre>');
   });
 
   it('mdCode: fenced past any backticks in it; in a table cell its "|" escaped (GitHub splits cells first), elsewhere left as it is', () => {

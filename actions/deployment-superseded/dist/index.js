@@ -19293,7 +19293,7 @@ function jsonStrings(value) {
   return out;
 }
 function dotenvJsonEscaped(text) {
-  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m);
+  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$<>&\u2028\u2029]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u${m.charCodeAt(0).toString(16).padStart(4, "0")}` : m);
 }
 function jsonEscaped(text) {
   const js = JSON.stringify(text).slice(1, -1);
@@ -30904,7 +30904,45 @@ function mdLink(label, url) {
   if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
   return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
 }
-var markdownValues = { text: mdText, code: mdCode, link: mdLink };
+function markdownMasks(markdown) {
+  if (!markdown.includes("***")) return markdown;
+  let fence = 0;
+  return markdown.split("\n").map((line) => {
+    const run = /^ {0,3}(`{3,})(.*)$/.exec(line);
+    if (fence) {
+      if (run && run[1].length >= fence && !run[2].trim()) fence = 0;
+      return line;
+    }
+    if (run && !run[2].includes("`")) {
+      fence = run[1].length;
+      return line;
+    }
+    let out = "";
+    for (let i = 0; i < line.length; ) {
+      if (line[i] === "\\") {
+        out += line.slice(i, i + 2);
+        i += 2;
+      } else if (line[i] === "`") {
+        const ticks = /^`+/.exec(line.slice(i))[0];
+        const close = new RegExp(`(?<!\`)${ticks}(?!\`)`, "g");
+        close.lastIndex = i + ticks.length;
+        const end = close.exec(line);
+        const to = end ? end.index + ticks.length : i + ticks.length;
+        out += line.slice(i, to);
+        i = to;
+      } else if (line.startsWith("***", i)) {
+        const stars = /^\*+/.exec(line.slice(i))[0].length;
+        const own = Math.floor((stars - 3) / 2);
+        out += `${"*".repeat(own)}\\*\\*\\*${"*".repeat(stars - 3 - own)}`;
+        i += stars;
+      } else out += line[i++];
+    }
+    return out;
+  }).join("\n");
+}
+function maskedMarkdown(redact) {
+  return { text: (t) => mdText(redact(t)), code: (t, where) => mdCode(redact(t), where), link: (label, url) => mdLink(label, redact(url)) };
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -30942,8 +30980,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
-  /** The job summary is Markdown: values from outside escaped. */
-  values = markdownValues;
+  /** The job summary is Markdown: values from outside masked, then escaped. */
+  values = maskedMarkdown((text) => this.redact(text));
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -31015,7 +31053,7 @@ var ActionsReporter = class {
    * add nothing once it is cut.
    */
   async summary(markdown) {
-    const text = Buffer.from(`${this.shown(markdown)}
+    const text = Buffer.from(`${markdownMasks(this.shown(markdown))}
 `);
     const room = SUMMARY_MAX_BYTES - this.summaryBytes;
     if (room <= 0) return;
@@ -35370,10 +35408,16 @@ function rateLimited(status, headers, said) {
     hint: `wait until ${until} and run it again; the token's requests are shared with every other job and tool using it`
   };
 }
+function answeredStatus(e) {
+  return e.response === void 0 ? void 0 : e.status;
+}
+function answerHeaders(e) {
+  return e.response?.headers ?? {};
+}
 function apiError(what, options, e) {
   const { apiUrl, timeoutMs } = options;
-  const status = e.response === void 0 ? void 0 : e.status;
-  const limited = rateLimited(status, e.response?.headers ?? {}, e instanceof Error ? e.message : "");
+  const status = answeredStatus(e);
+  const limited = rateLimited(status, answerHeaders(e), e instanceof Error ? e.message : "");
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : answerText(e instanceof Error ? e.message : String(e));
@@ -35532,7 +35576,7 @@ await runAction({ required: ["environment", "sha", "github-token"] }, async ({ o
   reporter.output("marked", r.marked);
   reporter.output("restored", r.restored.join(","));
   await reporter.summary(
-    [`### Deployment record: ${mdText(environment)} @ ${sha.slice(0, 12)} skipped (forward-only)`, "", `Deployment ${r.deployment}: ${r.marked}.`, r.restored.length ? `Given their success back (the commit live): ${r.restored.join(", ")}.` : "", ""].join("\n")
+    [`### Deployment record: ${reporter.values.text(environment)} @ ${sha.slice(0, 12)} skipped (forward-only)`, "", `Deployment ${r.deployment}: ${r.marked}.`, r.restored.length ? `Given their success back (the commit live): ${r.restored.join(", ")}.` : "", ""].join("\n")
   );
 });
 /*! Bundled license information:

@@ -19391,7 +19391,7 @@ function jsonStrings(value) {
   return out;
 }
 function dotenvJsonEscaped(text) {
-  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m);
+  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$<>&\u2028\u2029]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u${m.charCodeAt(0).toString(16).padStart(4, "0")}` : m);
 }
 function jsonEscaped(text) {
   const js = JSON.stringify(text).slice(1, -1);
@@ -20058,6 +20058,45 @@ function mdCode(text, where = "text") {
 function mdLink(label, url) {
   if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
   return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
+}
+function markdownMasks(markdown) {
+  if (!markdown.includes("***")) return markdown;
+  let fence = 0;
+  return markdown.split("\n").map((line) => {
+    const run = /^ {0,3}(`{3,})(.*)$/.exec(line);
+    if (fence) {
+      if (run && run[1].length >= fence && !run[2].trim()) fence = 0;
+      return line;
+    }
+    if (run && !run[2].includes("`")) {
+      fence = run[1].length;
+      return line;
+    }
+    let out = "";
+    for (let i = 0; i < line.length; ) {
+      if (line[i] === "\\") {
+        out += line.slice(i, i + 2);
+        i += 2;
+      } else if (line[i] === "`") {
+        const ticks = /^`+/.exec(line.slice(i))[0];
+        const close = new RegExp(`(?<!\`)${ticks}(?!\`)`, "g");
+        close.lastIndex = i + ticks.length;
+        const end = close.exec(line);
+        const to = end ? end.index + ticks.length : i + ticks.length;
+        out += line.slice(i, to);
+        i = to;
+      } else if (line.startsWith("***", i)) {
+        const stars = /^\*+/.exec(line.slice(i))[0].length;
+        const own2 = Math.floor((stars - 3) / 2);
+        out += `${"*".repeat(own2)}\\*\\*\\*${"*".repeat(stars - 3 - own2)}`;
+        i += stars;
+      } else out += line[i++];
+    }
+    return out;
+  }).join("\n");
+}
+function maskedMarkdown(redact) {
+  return { text: (t) => mdText(redact(t)), code: (t, where) => mdCode(redact(t), where), link: (label, url) => mdLink(label, redact(url)) };
 }
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
@@ -37626,6 +37665,11 @@ function intValue(n) {
 function dotenvTime(marshal) {
   return marshal.replace(/\.\d+(?=Z$|[+-]\d\d:\d\d$)/, "");
 }
+function jsonScalarText(value) {
+  if (value instanceof SopsTime) return JSON.stringify(value.toJSON());
+  if (Object.is(value, -0)) return "-0";
+  return typeof value === "bigint" ? value.toString() : JSON.stringify(value);
+}
 function goFloatText(v) {
   if (Number.isNaN(v)) return "NaN";
   if (!Number.isFinite(v)) return v < 0 ? "-Inf" : "+Inf";
@@ -37748,13 +37792,28 @@ function plainChangesMeaning(s) {
   const r = resolvePlain(s);
   return r.type !== "str" || r.value !== s;
 }
-var INT64_MIN, INT64_MAX, UINT64_MAX, YAML_STYLE_FLOAT, DAYS, isLeap, NULLS, TRUES, FALSES, TAG;
+var INT64_MIN, INT64_MAX, UINT64_MAX, MARSHAL, SopsTime, YAML_STYLE_FLOAT, DAYS, isLeap, NULLS, TRUES, FALSES, TAG;
 var init_goyaml = __esm({
   "core/secrets/goyaml.ts"() {
     "use strict";
     INT64_MIN = -(2n ** 63n);
     INT64_MAX = 2n ** 63n - 1n;
     UINT64_MAX = 2n ** 64n - 1n;
+    MARSHAL = /* @__PURE__ */ Symbol("MarshalText");
+    SopsTime = class {
+      [MARSHAL];
+      constructor(marshal) {
+        this[MARSHAL] = marshal;
+      }
+      /** As a variable's whole value: whole seconds (dotenvTime). */
+      toString() {
+        return dotenvTime(this[MARSHAL]);
+      }
+      /** As a member of JSON: Go's MarshalText, its fraction of a second kept. */
+      toJSON() {
+        return this[MARSHAL];
+      }
+    };
     YAML_STYLE_FLOAT = /^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$/;
     DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     isLeap = (y) => y % 4 === 0 && y % 100 !== 0 || y % 400 === 0;
@@ -37802,6 +37861,14 @@ function goFormatFloat(v) {
 function maskedText2(s) {
   if (s.type === "bool") return void 0;
   return s.type === "str" ? s.value : valueText(toPlain(s, "dotenv"));
+}
+function maskedTexts(s) {
+  const text = maskedText2(s);
+  if (text === void 0) return [];
+  if (s.type === "str" || s.type === "bool") return [text];
+  const value = toPlain(s, "dotenv");
+  const json = typeof value === "number" && !Number.isFinite(value) ? text : value instanceof SopsTime ? value.toJSON() : jsonScalarText(value);
+  return json === text ? [text] : [text, json];
 }
 function scalarBytes(node) {
   return node.bytes ? Buffer.from(node.bytes) : Buffer.from(scalarText(node), "utf8");
@@ -38067,7 +38134,7 @@ function toPlain(node, view = "marshal") {
     case "null":
       return null;
     case "scalar":
-      if (view === "dotenv" && node.type === "time") return dotenvTime(node.value);
+      if (view === "dotenv" && node.type === "time") return new SopsTime(node.value);
       if (view === "dotenv" && node.type === "int") return BigInt(node.value);
       return node.bytes ? Buffer.from(node.bytes) : node.value;
     case "list":
@@ -49076,14 +49143,13 @@ function commentPaths(keys, branch) {
 }
 function maskAll(secrets, mask) {
   if (!mask) return;
-  for (const s of secrets) {
-    const text = maskedText2(s);
-    if (text === void 0) continue;
-    mask(text);
-    if (/[\r\n]/.test(text)) {
-      for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
+  for (const s of secrets)
+    for (const text of maskedTexts(s)) {
+      mask(text);
+      if (/[\r\n]/.test(text)) {
+        for (const line of text.split(/\r?\n/)) if (line.trim()) mask(line);
+      }
     }
-  }
 }
 function allowKeys(node, allow, path = []) {
   if (!allow) return;
@@ -49261,9 +49327,10 @@ var init_sops = __esm({
         return this.plain;
       }
       /**
-       * The decrypted document as plain JS values, as the app gets them in the .env (toPlain 'dotenv'): a timestamp as
-       * sops's dotenv output gives it, without its fraction of a second (`tree` has it whole), an int as a bigint and a
-       * float as a number, so that a whole float reaches the .env as sops exec-env gives it (`2.0`, not `2`).
+       * The decrypted document as plain JS values, as the app gets them in the .env (toPlain 'dotenv'): a timestamp as a
+       * SopsTime (as a variable's whole value without its fraction of a second, as sops's dotenv output gives it; inside
+       * a map or list taken whole as JSON with it, as its JSON output does), an int as a bigint and a float as a number,
+       * so that a whole float reaches the .env as sops exec-env gives it (`2.0`, not `2`).
        */
       get data() {
         return toPlain(this.plain, "dotenv");
@@ -72364,8 +72431,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
-  /** The job summary is Markdown: values from outside escaped. */
-  values = markdownValues;
+  /** The job summary is Markdown: values from outside masked, then escaped. */
+  values = maskedMarkdown((text) => this.redact(text));
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -72437,7 +72504,7 @@ var ActionsReporter = class {
    * add nothing once it is cut.
    */
   async summary(markdown) {
-    const text = Buffer.from(`${this.shown(markdown)}
+    const text = Buffer.from(`${markdownMasks(this.shown(markdown))}
 `);
     const room = SUMMARY_MAX_BYTES - this.summaryBytes;
     if (room <= 0) return;
@@ -72585,21 +72652,21 @@ function secretPaths(tree, prefix = "") {
   return Object.entries(tree).flatMap(([k, v]) => [`${prefix}${k}`, ...secretPaths(v, `${prefix}${k}.`)]);
 }
 function asString(value) {
-  if (typeof value === "string" || typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") return valueText(value);
+  if (typeof value === "string" || typeof value === "number" || typeof value === "bigint" || typeof value === "boolean" || value instanceof SopsTime) return valueText(value);
   return jsonText(value) ?? "null";
 }
 function jsonText(value) {
-  if (typeof value === "bigint") return value.toString();
+  if (typeof value === "number" || typeof value === "bigint" || value instanceof SopsTime) return jsonScalarText(value);
+  if (typeof value === "string") return jsonString(value);
   if (Array.isArray(value)) return `[${value.map((v) => jsonText(v) ?? "null").join(",")}]`;
-  if (value !== null && typeof value === "object" && !("toJSON" in value && typeof value.toJSON === "function")) {
+  if (value !== null && typeof value === "object") {
     const members = Object.keys(value).flatMap((k) => {
       const text = jsonText(value[k]);
       return text === void 0 ? [] : [`${jsonString(k)}:${text}`];
     });
     return `{${members.join(",")}}`;
   }
-  if (Object.is(value, -0)) return "-0";
-  return typeof value === "string" ? jsonString(value) : JSON.stringify(value);
+  return JSON.stringify(value);
 }
 function jsonString(text) {
   return `"${dotenvJsonEscaped(text)}"`;
@@ -72706,7 +72773,7 @@ ${refused.map((r) => `  - ${r.head}: ${r.reason}`).join("\n")}`,
   );
 }
 function holdsRoundedInteger(value) {
-  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value);
+  if (typeof value === "number") return Number.isInteger(value) && !Number.isSafeInteger(value) && value.toExponential().replace(/^-?(\d)\.?(\d*)e.*$/, "$1$2").length > 15;
   if (Array.isArray(value)) return value.some(holdsRoundedInteger);
   if (value !== null && typeof value === "object" && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
   return false;
@@ -72742,7 +72809,7 @@ function roundedError(env, rounded, untouched) {
   const first = rounded[0];
   const line = (r) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ""}${r.old ? ", already in the file before this change: every deploy already refuses it" : ""})`;
   return new OpsError(
-    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} a whole number beyond 2^53 typed without quotes (an integer beyond the 64-bit range, or a number with an exponent such as 1e20), which sops stores as a floating-point number: the app would get another text than the one typed (1E+20 for 1e20), and another number where an integer's digits past the 17th were rounded (${untouched}):
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? "a secret the .env needs holds" : `${rounded.length} secrets the .env needs hold`} an integer typed without quotes beyond the 64-bit range, with more digits than a floating-point number holds, which sops stores as a floating-point number, its digits past the 17th rounded: the app would get another number than the one typed (${untouched}):
 ${rounded.map(line).join("\n")}`,
     `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`
   );

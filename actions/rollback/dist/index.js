@@ -19391,7 +19391,7 @@ function jsonStrings(value) {
   return out;
 }
 function dotenvJsonEscaped(text) {
-  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m);
+  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$<>&\u2028\u2029]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u${m.charCodeAt(0).toString(16).padStart(4, "0")}` : m);
 }
 function jsonEscaped(text) {
   const js = JSON.stringify(text).slice(1, -1);
@@ -20051,6 +20051,45 @@ function mdCode(text, where = "text") {
 function mdLink(label, url) {
   if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
   return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
+}
+function markdownMasks(markdown) {
+  if (!markdown.includes("***")) return markdown;
+  let fence = 0;
+  return markdown.split("\n").map((line) => {
+    const run = /^ {0,3}(`{3,})(.*)$/.exec(line);
+    if (fence) {
+      if (run && run[1].length >= fence && !run[2].trim()) fence = 0;
+      return line;
+    }
+    if (run && !run[2].includes("`")) {
+      fence = run[1].length;
+      return line;
+    }
+    let out = "";
+    for (let i = 0; i < line.length; ) {
+      if (line[i] === "\\") {
+        out += line.slice(i, i + 2);
+        i += 2;
+      } else if (line[i] === "`") {
+        const ticks = /^`+/.exec(line.slice(i))[0];
+        const close = new RegExp(`(?<!\`)${ticks}(?!\`)`, "g");
+        close.lastIndex = i + ticks.length;
+        const end = close.exec(line);
+        const to = end ? end.index + ticks.length : i + ticks.length;
+        out += line.slice(i, to);
+        i = to;
+      } else if (line.startsWith("***", i)) {
+        const stars = /^\*+/.exec(line.slice(i))[0].length;
+        const own2 = Math.floor((stars - 3) / 2);
+        out += `${"*".repeat(own2)}\\*\\*\\*${"*".repeat(stars - 3 - own2)}`;
+        i += stars;
+      } else out += line[i++];
+    }
+    return out;
+  }).join("\n");
+}
+function maskedMarkdown(redact) {
+  return { text: (t) => mdText(redact(t)), code: (t, where) => mdCode(redact(t), where), link: (label, url) => mdLink(label, redact(url)) };
 }
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
@@ -37515,13 +37554,31 @@ var init_comments = __esm({
 });
 
 // core/secrets/goyaml.ts
-var INT64_MIN, INT64_MAX, UINT64_MAX;
+function dotenvTime(marshal) {
+  return marshal.replace(/\.\d+(?=Z$|[+-]\d\d:\d\d$)/, "");
+}
+var INT64_MIN, INT64_MAX, UINT64_MAX, MARSHAL, SopsTime;
 var init_goyaml = __esm({
   "core/secrets/goyaml.ts"() {
     "use strict";
     INT64_MIN = -(2n ** 63n);
     INT64_MAX = 2n ** 63n - 1n;
     UINT64_MAX = 2n ** 64n - 1n;
+    MARSHAL = /* @__PURE__ */ Symbol("MarshalText");
+    SopsTime = class {
+      [MARSHAL];
+      constructor(marshal) {
+        this[MARSHAL] = marshal;
+      }
+      /** As a variable's whole value: whole seconds (dotenvTime). */
+      toString() {
+        return dotenvTime(this[MARSHAL]);
+      }
+      /** As a member of JSON: Go's MarshalText, its fraction of a second kept. */
+      toJSON() {
+        return this[MARSHAL];
+      }
+    };
   }
 });
 
@@ -61235,8 +61292,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
-  /** The job summary is Markdown: values from outside escaped. */
-  values = markdownValues;
+  /** The job summary is Markdown: values from outside masked, then escaped. */
+  values = maskedMarkdown((text) => this.redact(text));
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -61308,7 +61365,7 @@ var ActionsReporter = class {
    * add nothing once it is cut.
    */
   async summary(markdown) {
-    const text = Buffer.from(`${this.shown(markdown)}
+    const text = Buffer.from(`${markdownMasks(this.shown(markdown))}
 `);
     const room = SUMMARY_MAX_BYTES - this.summaryBytes;
     if (room <= 0) return;

@@ -20143,7 +20143,7 @@ function jsonStrings(value) {
   return out;
 }
 function dotenvJsonEscaped(text) {
-  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m);
+  return JSON.stringify(text).slice(1, -1).replace(/\\[\s\S]|['`$<>&\u2028\u2029]/g, (m) => m === "\\\\" ? "\\u005c" : m.length === 1 ? `\\u${m.charCodeAt(0).toString(16).padStart(4, "0")}` : m);
 }
 function jsonEscaped(text) {
   const js = JSON.stringify(text).slice(1, -1);
@@ -42489,7 +42489,46 @@ function mdLink(label, url) {
   if (!/^https?:\/\/[^\s]+$/i.test(url)) return label;
   return `[${label}](${url.replace(/[()<>|\\"'`]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)})`;
 }
+function markdownMasks(markdown) {
+  if (!markdown.includes("***")) return markdown;
+  let fence = 0;
+  return markdown.split("\n").map((line) => {
+    const run = /^ {0,3}(`{3,})(.*)$/.exec(line);
+    if (fence) {
+      if (run && run[1].length >= fence && !run[2].trim()) fence = 0;
+      return line;
+    }
+    if (run && !run[2].includes("`")) {
+      fence = run[1].length;
+      return line;
+    }
+    let out = "";
+    for (let i = 0; i < line.length; ) {
+      if (line[i] === "\\") {
+        out += line.slice(i, i + 2);
+        i += 2;
+      } else if (line[i] === "`") {
+        const ticks = /^`+/.exec(line.slice(i))[0];
+        const close = new RegExp(`(?<!\`)${ticks}(?!\`)`, "g");
+        close.lastIndex = i + ticks.length;
+        const end = close.exec(line);
+        const to = end ? end.index + ticks.length : i + ticks.length;
+        out += line.slice(i, to);
+        i = to;
+      } else if (line.startsWith("***", i)) {
+        const stars = /^\*+/.exec(line.slice(i))[0].length;
+        const own = Math.floor((stars - 3) / 2);
+        out += `${"*".repeat(own)}\\*\\*\\*${"*".repeat(stars - 3 - own)}`;
+        i += stars;
+      } else out += line[i++];
+    }
+    return out;
+  }).join("\n");
+}
 var markdownValues = { text: mdText, code: mdCode, link: mdLink };
+function maskedMarkdown(redact) {
+  return { text: (t) => mdText(redact(t)), code: (t, where) => mdCode(redact(t), where), link: (label, url) => mdLink(label, redact(url)) };
+}
 function seconds(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
@@ -42527,8 +42566,8 @@ var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
   masker = new Masker();
-  /** The job summary is Markdown: values from outside escaped. */
-  values = markdownValues;
+  /** The job summary is Markdown: values from outside masked, then escaped. */
+  values = maskedMarkdown((text) => this.redact(text));
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
@@ -42600,7 +42639,7 @@ var ActionsReporter = class {
    * add nothing once it is cut.
    */
   async summary(markdown) {
-    const text = Buffer.from(`${this.shown(markdown)}
+    const text = Buffer.from(`${markdownMasks(this.shown(markdown))}
 `);
     const room = SUMMARY_MAX_BYTES - this.summaryBytes;
     if (room <= 0) return;
@@ -42929,6 +42968,24 @@ var import_yaml2 = __toESM(require_dist(), 1);
 var INT64_MIN = -(2n ** 63n);
 var INT64_MAX = 2n ** 63n - 1n;
 var UINT64_MAX = 2n ** 64n - 1n;
+function dotenvTime(marshal) {
+  return marshal.replace(/\.\d+(?=Z$|[+-]\d\d:\d\d$)/, "");
+}
+var MARSHAL = /* @__PURE__ */ Symbol("MarshalText");
+var SopsTime = class {
+  [MARSHAL];
+  constructor(marshal) {
+    this[MARSHAL] = marshal;
+  }
+  /** As a variable's whole value: whole seconds (dotenvTime). */
+  toString() {
+    return dotenvTime(this[MARSHAL]);
+  }
+  /** As a member of JSON: Go's MarshalText, its fraction of a second kept. */
+  toJSON() {
+    return this[MARSHAL];
+  }
+};
 
 // core/secrets/tree-print.ts
 var import_yaml4 = __toESM(require_dist(), 1);
@@ -44037,10 +44094,16 @@ function rateLimited(status, headers, said2) {
     hint: `wait until ${until} and run it again; the token's requests are shared with every other job and tool using it`
   };
 }
+function answeredStatus(e) {
+  return e.response === void 0 ? void 0 : e.status;
+}
+function answerHeaders(e) {
+  return e.response?.headers ?? {};
+}
 function apiError(what, options, e) {
   const { apiUrl, timeoutMs } = options;
-  const status = e.response === void 0 ? void 0 : e.status;
-  const limited = rateLimited(status, e.response?.headers ?? {}, e instanceof Error ? e.message : "");
+  const status = answeredStatus(e);
+  const limited = rateLimited(status, answerHeaders(e), e instanceof Error ? e.message : "");
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : answerText(e instanceof Error ? e.message : String(e));
@@ -44064,42 +44127,59 @@ function writtenByUs(c) {
   return c.user?.type === "Bot" || ["OWNER", "MEMBER", "COLLABORATOR"].includes(c.author_association ?? "");
 }
 var PULLS_ACCESS = "the token needs read access to pull requests (and pull-requests: write or issues: write to comment), and the repository must exist";
+var NO_LABEL_FILTER = /* @__PURE__ */ Symbol("no label filter");
+function issuesRefused(e) {
+  const status = answeredStatus(e);
+  return status === 404 || status === 403 && !rateLimited(status, answerHeaders(e), e instanceof Error ? e.message : "");
+}
+function toPullRequest(pr, repository) {
+  return {
+    number: pr.number,
+    title: pr.title,
+    url: pr.html_url,
+    createdAt: pr.created_at,
+    headRef: pr.head.ref,
+    headSha: pr.head.sha,
+    sameRepository: pr.head.repo?.full_name?.toLowerCase() === repository.toLowerCase(),
+    labels: pr.labels.map((l) => typeof l === "string" ? l : l.name ?? "")
+  };
+}
+function sorted(pulls) {
+  return pulls.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
+}
 function restApi(options) {
   const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs, options.retryDelaysMs) } });
   const [owner, repo] = options.repository.split("/");
+  const pullRequest = (pr) => toPullRequest(pr, options.repository);
   return {
     repository: options.repository,
     async labelledPulls(label) {
       const wanted = label.toLowerCase();
+      const carries = (labels) => labels.some((l) => (typeof l === "string" ? l : l.name ?? "").toLowerCase() === wanted);
+      const order = { owner, repo, state: "open", sort: "created", direction: "asc", per_page: 100 };
       const found = [];
       try {
-        const pages = octokit.paginate.iterator(octokit.rest.pulls.list, {
-          owner,
-          repo,
-          state: "open",
-          sort: "created",
-          direction: "asc",
-          per_page: 100
-        });
-        for await (const page of pages) {
-          for (const pr of page.data) {
-            if (!pr.labels.some((l) => (typeof l === "string" ? l : l.name ?? "").toLowerCase() === wanted)) continue;
-            found.push({
-              number: pr.number,
-              title: pr.title,
-              url: pr.html_url,
-              createdAt: pr.created_at,
-              headRef: pr.head.ref,
-              headSha: pr.head.sha,
-              sameRepository: pr.head.repo?.full_name?.toLowerCase() === options.repository.toLowerCase(),
-              labels: pr.labels.map((l) => typeof l === "string" ? l : l.name ?? "")
-            });
+        try {
+          if (label.includes(",")) throw NO_LABEL_FILTER;
+          for await (const page of octokit.paginate.iterator(octokit.rest.issues.listForRepo, { ...order, labels: label })) {
+            for (const issue2 of page.data) {
+              if (!issue2.pull_request || !carries(issue2.labels)) continue;
+              const { data: pr } = await octokit.rest.pulls.get({ owner, repo, pull_number: issue2.number });
+              if (pr.state === "open") found.push(pullRequest(pr));
+            }
           }
+          return sorted(found);
+        } catch (e) {
+          if (e !== NO_LABEL_FILTER && !issuesRefused(e)) throw e;
+          found.length = 0;
+        }
+        for await (const page of octokit.paginate.iterator(octokit.rest.pulls.list, order)) {
+          for (const pr of page.data) if (carries(pr.labels)) found.push(pullRequest(pr));
         }
       } catch (e) {
         throw apiError(`list the open pull requests of ${options.repository}`, { ...options, access: PULLS_ACCESS }, e);
       }
-      return found.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.number - b.number);
+      return sorted(found);
     },
     async comment(number2, body, marker) {
       const text = body.includes(marker) ? body : `${marker}
@@ -44219,9 +44299,9 @@ function rebuildSummary(r, names, f = markdownValues) {
   if (r.comments.length) lines.push(`Comments: ${r.comments.map((c) => `#${c.number} ${c.result}`).join(", ")}.`, "");
   return lines.join("\n");
 }
-function skippedComment(s, names, runUrl2) {
-  const [staging, main, label] = [mdCode(names.staging), mdCode(names.main), mdCode(names.label)];
-  const when = runUrl2 ? mdLink(`the rebuild of ${staging}`, runUrl2) : `the rebuild of ${staging}`;
+function skippedComment(s, names, runUrl2, f = markdownValues) {
+  const [staging, main, label] = [f.code(names.staging), f.code(names.main), f.code(names.label)];
+  const when = runUrl2 ? f.link(`the rebuild of ${staging}`, runUrl2) : `the rebuild of ${staging}`;
   const lines = [
     COMMENT_MARKER,
     `**Not in ${staging}**: ${when} (${(/* @__PURE__ */ new Date()).toISOString().slice(0, 16).replace("T", " ")} UTC) could not re-apply this pull request at \`${short(s.source.sha)}\`.`,
@@ -44813,7 +44893,7 @@ async function finish(ctx, options, result) {
   for (const s of result.skipped) {
     if (!s.source.pull) continue;
     try {
-      const how = await api.comment(s.source.pull.number, ctx.reporter.redact(skippedComment(s, names, options.runUrl)), COMMENT_MARKER);
+      const how = await api.comment(s.source.pull.number, markdownMasks(ctx.reporter.redact(skippedComment(s, names, options.runUrl, maskedMarkdown((text) => ctx.reporter.redact(text))))), COMMENT_MARKER);
       result.comments.push({ number: s.source.pull.number, result: how });
     } catch (e) {
       ctx.reporter.warn(`could not comment on #${s.source.pull.number}: ${formatError(e)}`);

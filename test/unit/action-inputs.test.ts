@@ -148,13 +148,18 @@ describe('key inputs', () => {
 
 // Last: it loads the action's modules afresh (vi.resetModules), which other tests' error classes would not match.
 describe('an action entry point', () => {
-  it('the status action with fail-on-unhealthy=maybe: refused before any host is reached or any output written', async () => {
+  /** A project in `dir` with environment x, whose one host (127.0.0.1:1) refuses at once: an action reaching it fails fast. */
+  const writeUnreachableEnvironment = () => {
     mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
     writeFileSync(join(dir, 'package.json'), '{}');
     writeFileSync(
       join(dir, 'environments', 'x', 'environment.yml'),
       stringify({ app: 'sample', hosts: [{ name: 'web1', address: '127.0.0.1', port: 1, host_key: HOST_KEY }], ssh: { connect_timeout: 1, connect_retries: 0 }, programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' } }),
     );
+  };
+
+  it('the status action with fail-on-unhealthy=maybe: refused before any host is reached or any output written', async () => {
+    writeUnreachableEnvironment();
     inputs({ environment: 'x', 'ssh-key': FAKE_KEY, 'working-directory': dir, 'fail-on-unhealthy': 'maybe' });
     vi.resetModules();
     await import('../../actions/status/main.ts');
@@ -164,12 +169,7 @@ describe('an action entry point', () => {
   }, 30_000);
 
   it('the initdata action with an absolute file (one an earlier step wrote under $RUNNER_TEMP): that file, not the workspace + its path', async () => {
-    mkdirSync(join(dir, 'environments', 'x'), { recursive: true });
-    writeFileSync(join(dir, 'package.json'), '{}');
-    writeFileSync(
-      join(dir, 'environments', 'x', 'environment.yml'),
-      stringify({ app: 'sample', hosts: [{ name: 'web1', address: '127.0.0.1', port: 1, host_key: HOST_KEY }], ssh: { connect_timeout: 1, connect_retries: 0 }, programs: { server: { command: 'run', port: 3579 } }, routes: { '/': 'server' } }),
-    );
+    writeUnreachableEnvironment();
     const file = join(dir, 'temp', 'data.yml'); // absolute, outside the project: never written
     inputs({ environment: 'x', 'ssh-key': FAKE_KEY, 'working-directory': dir, file });
     vi.resetModules();

@@ -2,7 +2,7 @@
 // the target is behind (a rollback in disguise), the migrations the target adds, and which dependency sets
 // change. Capistrano's `deploy:pending` answers the same question; here it is part of every plan and summary.
 import type { Environment } from './config/environment.ts';
-import { messageLine, OpsError } from './errors.ts';
+import { messageLine, OpsError, unreadLine } from './errors.ts';
 import { Git, git } from './git.ts';
 import { dependencyInputs } from './dependency-inputs.ts';
 import { treeEntries } from './source.ts';
@@ -533,8 +533,12 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
       out.push(`${live.unprovisioned}: a deploy refuses there until it is`);
       continue;
     }
-    if (live.error || !change) {
-      out.push(`${who}: live commit unknown (${live.error ?? 'not read'})`);
+    if (live.error !== undefined) {
+      out.push(...unreadLine(who, live).split('\n'));
+      continue;
+    }
+    if (!change) {
+      out.push(`${who}: live commit unknown (not read)`);
       continue;
     }
     const head = `${who}: live ${live.sha ? `${short(live.sha)}${live.release ? ` (${live.release})` : ''}` : '(nothing)'} → target ${short(target)}`;

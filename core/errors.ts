@@ -477,6 +477,11 @@ export function errorFieldsLine(e: ErrorFields): string {
   return e.hint ? `${e.error}; hint: ${e.hint}` : e.error;
 }
 
+/** A host a read-only command could not read, for a terminal: `<host>: cannot be read: <why>`, its hint on the next line. */
+export function unreadLine(host: string, e: Partial<ErrorFields>): string {
+  return `${host}: cannot be read: ${e.error}${e.hint ? `\n  hint: ${e.hint}` : ''}`;
+}
+
 /**
  * Last line of defence for entry points: an exception or rejection nobody caught (an ssh2 socket error
  * emitted between two steps) is printed as one message, and the process exits 1; while a run holds locks

@@ -407,6 +407,16 @@ export function reportDeploy(reporter: Reporter, r: DeployResult): void {
   reporter.output('noop', r.dryRun ? '' : String(r.noop));
 }
 
+/**
+ * A dry run's plan with a host whose live commit could not be read is no clean plan (what deploying would change
+ * there is unknown): @throws an OpsError naming those hosts (the plan, printed first, says why for each), so the CLI
+ * and the action fail after showing it. A real deploy or a plan with every host read: nothing.
+ */
+export function refuseUnreadPlan(r: DeployResult): void {
+  const unread = r.dryRun ? r.changes.filter((g) => g.live.error !== undefined).flatMap((g) => g.hosts) : [];
+  if (unread.length) throw new OpsError(`dry run of ${r.environment}: ${unread.join(', ')} could not be read, so what the deploy would change there is unknown (the plan above says why)`, 'fix the connection (ops ping ' + r.environment + '), then run the dry run again');
+}
+
 /** The job summary (Markdown) of a deploy or its dry run. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */
 export function deploySummary(r: DeployResult, v: ValueFormat = markdownValues): string {
   if (r.dryRun) return ['### Deploy plan (dry run: nothing changed)', '', ...codeBlock((r.plan ?? []).join('\n'))].join('\n');

@@ -5,7 +5,7 @@ import { resolveTarget } from '../target.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { readHosts, withSession } from './hosts.ts';
 import { runInfo } from '../runinfo.ts';
-import { oneLine } from '../errors.ts';
+import { oneLine, unreadLine } from '../errors.ts';
 import { reported, reportedAll, type StepResult } from '../remote/types.ts';
 import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
@@ -28,11 +28,6 @@ export interface HostUnread {
 /** `unprovisioned` of a host whose step reported provision's marker absent (provisionedIn false), for a HostUnread. */
 function unprovisionedOf(env: { name: string }, host: string, r: StepResult): Pick<HostUnread, 'unprovisioned'> {
   return provisionedIn(r) === false ? { unprovisioned: unprovisionedNote(host, env) } : {};
-}
-
-/** A host's `error` for a terminal: `<host>: cannot be read: <why>`, its hint on the next line. */
-function unreadLine(host: string, h: HostUnread): string {
-  return `${host}: cannot be read: ${h.error}${h.hint ? `\n  hint: ${h.hint}` : ''}`;
 }
 
 /** Whether any host of a read-only command's result could not be read (the command then exits 1). */

@@ -18,11 +18,12 @@ export const commands: Command[] = [
     },
     async run(ctx) {
       const { args, ops, values } = ctx;
-      const { deploy, deploySummary } = await import('../../core/ops/deploy.ts');
+      const { deploy, deploySummary, refuseUnreadPlan } = await import('../../core/ops/deploy.ts');
       const env = openEnvironment(ops, args[0]!);
       const r = await deploy(ops, env, { ref: values.ref, force: Boolean(values.force), dryRun: Boolean(values['dry-run']), forwardOnly: Boolean(values['forward-only']) });
       await printResult(ctx, r, deploySummary, 'summary');
-      return 0;
+      if (!values.json) refuseUnreadPlan(r);
+      return r.dryRun && r.changes.some((g) => g.live.error !== undefined) ? 1 : 0;
     },
   }),
   command({
@@ -32,10 +33,10 @@ export const commands: Command[] = [
     options: { ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', dashes: false, description: "branch, tag or sha (default: the environment's ref)" }, json },
     async run(ctx) {
       const { args, ops, values } = ctx;
-      const { diff, formatDiff } = await import('../../core/ops/diff.ts');
+      const [{ diff, formatDiff }, { someUnread }] = await Promise.all([import('../../core/ops/diff.ts'), import('../../core/ops/records.ts')]);
       const r = await diff(ops, openEnvironment(ops, args[0]!), values.ref);
       await printResult(ctx, r, formatDiff);
-      return 0;
+      return someUnread(r.changes.map((g) => g.live)) ? 1 : 0;
     },
   }),
   command({

@@ -200,6 +200,6 @@ describe('the change a deploy makes', () => {
       sha('v2'),
     );
     expect(groups.map((g) => g.hosts)).toEqual([['a', 'b'], ['c']]);
-    expect(formatChanges(groups, sha('v2')).at(-1)).toBe('c: live commit unknown (connection refused)');
+    expect(formatChanges(groups, sha('v2')).at(-1)).toBe('c: cannot be read: connection refused');
   });
 });

@@ -712,7 +712,7 @@ describe('deploy operation', () => {
       throw new Error('connect ECONNREFUSED 192.0.2.1:22');
     };
     const r = await deploy(h.ctx, loadEnvironment('x', root), { dryRun: true, ref: 'v2' });
-    expect(r.plan!.join('\n')).toContain('web1: live commit unknown (connecting to web1 failed: connect ECONNREFUSED 192.0.2.1:22)');
+    expect(r.plan!.join('\n')).toContain('web1: cannot be read: connecting to web1 failed: connect ECONNREFUSED 192.0.2.1:22');
   });
 
   it('a deploy that never reached a host (connection refused, host key mismatch, every host unreachable) names no release it would have made: null, with why, in its --json document and its text', async () => {

@@ -36,6 +36,7 @@ import { OpsError } from '../../core/errors.ts';
 import { CERT_FUNCTIONS, LIBRARY_KEYS, MASK_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { RELEASES_KEYS } from '../../core/steps/release-list.ts';
 import { opsLines } from './reports.helpers.ts';
+import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 
 function bashSyntax(script: string): string {
   const r = spawnSync('bash', ['-n'], { input: script, encoding: 'utf8' });
@@ -1004,6 +1005,27 @@ describe('--json errors, one line each', () => {
     // A terminal gets the hint too.
     const text = await runOps(['releases', 'demo'], { root: env.root, processEnv: { PATH: process.env.PATH }, connector });
     expect(text.out).toContain('web1: cannot be read: no SSH key to log in with: none found\n  hint: tried --identity and ~/.ssh: give one of them');
+  });
+
+  it('ops diff and deploy --dry-run: a host not read is said with its hint and the command exits 1 (the other host still shown); every host read: exit 0', async () => {
+    const env = testEnv({ release: { node_dir: '', build: 'true', migrate: 'true' } }, twoHosts);
+    writeFileSync(join(env.root, 'requirements.txt'), '');
+    const git = (...a: string[]) => execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example.org', ...a], { cwd: env.root });
+    git('init', '-q', '-b', 'master');
+    git('add', '-A');
+    git('commit', '-qm', 'app');
+    const connector = (down: boolean): Connector => async (_e, host) => {
+      if (down && host.name === 'web1') throw new OpsError('cannot connect to web1: timed out', 'is the host up?');
+      return new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: opsLines(PROVISIONED_KEYS, 'provisioned yes') }));
+    };
+    for (const argv of [['diff', 'demo'], ['deploy', 'demo', '--dry-run']]) {
+      const r = await runOps(argv, { root: env.root, processEnv: { PATH: process.env.PATH }, connector: connector(true) });
+      const text = r.out + r.err;
+      expect({ code: r.code, down: text.includes('web1: cannot be read: cannot connect to web1: timed out\n'), hint: text.includes('  hint: is the host up?'), web2: /web2: live \(nothing\)/.test(text) }, argv.join(' ')).toEqual({ code: 1, down: true, hint: true, web2: true });
+      expect((await runOps(argv, { root: env.root, processEnv: { PATH: process.env.PATH }, connector: connector(false) })).code, argv.join(' ')).toBe(0);
+    }
+    // the dry run says why it failed after its plan
+    expect((await runOps(['deploy', 'demo', '--dry-run'], { root: env.root, processEnv: { PATH: process.env.PATH }, connector: connector(true) })).err).toContain('error: dry run of demo: web1 could not be read, so what the deploy would change there is unknown (the plan above says why)\n  hint: fix the connection (ops ping demo), then run the dry run again\n');
   });
 
   it('with no SSH key at all (the real lookup): status gives each host\'s hint apart; a failure\'s document (no host read, several hosts\' errors) has a one-line error', async () => {

@@ -336,14 +336,13 @@ export function nearOption(typed: string, specs: Options): string | undefined {
     const key = didYouMean(word, Object.keys(options));
     return key === undefined ? undefined : { key, letter: false };
   };
-  // a letter no option of the command has: the one long option without a letter of its own that starts with it
-  // (`ops lock release -f`: --force); none when several do (deploy's -f: --force or --forward-only is not guessed)
-  const initial = (): { key: string; letter: boolean } | undefined => {
-    const starting = typed.startsWith('--') || word.length !== 1 ? [] : Object.keys(specs).filter((k) => specs[k]!.short === undefined && k.startsWith(word.toLowerCase()));
-    return starting.length === 1 ? { key: starting[0]!, letter: false } : undefined;
-  };
-  const mine = pick(specs, true) ?? initial();
+  // a letter no option of the command has: the long options without a letter of their own that start with it
+  // (`ops lock release -f`: --force); when several do, each is named and none guessed (deploy's -f: --force or
+  // --forward-only)
+  const starting = typed.startsWith('--') || word.length !== 1 ? [] : Object.keys(specs).filter((k) => specs[k]!.short === undefined && k.startsWith(word.toLowerCase()));
+  const mine = pick(specs, true) ?? (starting.length === 1 ? { key: starting[0]!, letter: false } : undefined);
   if (mine) return mine.letter ? `-${specs[mine.key]!.short}` : `--${mine.key}`;
+  if (starting.length > 1) return starting.map((k) => `--${k}`).join(' or ');
   // after a command, its letter exactly (`ops ping -V`); alone, in either case (`ops -v`): a command's -v is not
   // taken for the version
   const top = pick(Object.fromEntries(Object.entries(TOP_OPTIONS).filter(([k]) => !(k in specs))), Object.keys(specs).length === 0);

@@ -301,10 +301,10 @@ describe('a mistyped option', () => {
     // a letter glued to a value is never shown whole
     expect((await cli(root, 'logs', 'prod', '-xZq8-value')).err).toMatch(/^error: unknown option -x for "ops logs"\n/);
     for (const typed of ['--zzzzzz', '-x']) expect((await cli(root, 'env', 'remove', 'prod', typed)).err, typed).toMatch(new RegExp(`^error: unknown option ${typed} for "ops env remove"\n`));
-    // a letter no option has: the one long option (without a letter) it starts; not guessed when two do (deploy: --force, --forward-only)
+    // a letter no option has: the one long option (without a letter) it starts; when two do, both named, none guessed (deploy: --force, --forward-only)
     expect((await cli(root, 'lock', 'release', 'prod', '-f')).err).toMatch(/^error: unknown option -f for "ops lock release" \(did you mean --force\?\)\n/);
     expect((await cli(root, 'env', 'remove', 'prod', '-d')).err).toMatch(/^error: unknown option -d for "ops env remove" \(did you mean --dry-run\?\)\n/);
-    expect((await cli(root, 'deploy', 'prod', '-f')).err).toMatch(/^error: unknown option -f for "ops deploy"\n/);
+    expect((await cli(root, 'deploy', 'prod', '-f')).err).toMatch(/^error: unknown option -f for "ops deploy" \(did you mean --force or --forward-only\?\)\n/);
   });
 });
 

@@ -41,24 +41,43 @@ function isJson(text: string): boolean {
   }
 }
 
+/**
+ * How the user gave the initdata file, for what the errors about it say: its name, the directory a relative path
+ * starts from (`dir`, in words: `dirName`), and how to give another or none. The CLI's --file by default (from the
+ * directory the command was run from: ctx.cwd, npm's INIT_CWD, see scripts/cli.ts); the action's `file` input is
+ * from the repository's root (INITDATA_FILE_INPUT).
+ */
+export interface InitdataFileOption {
+  name: string;
+  dir: string;
+  dirName: string;
+  pass: (path: string) => string;
+  omit: string;
+}
+
+/** The initdata action's `file` input: a path from the repository's root (`root`), as the workflow gives it. */
+export function initdataFileInput(root: string): InitdataFileOption {
+  return { name: 'the file input', dir: root, dirName: 'the repository root', pass: (p) => `set the file input to ${p}`, omit: 'leave the file input empty' };
+}
+
 /** The plaintext of the initdata file, decrypted if it is a sops file (then every decrypted value is masked; JSON re-indented with spaces), a plain JSON file's tabs made spaces, checked as one YAML document. @throws OpsError when missing or not YAML. */
-async function readInitdata(ctx: OpsContext, env: Target, file?: string): Promise<{ path: string; text: string; encrypted: boolean }> {
-  // --file: from the directory the command was run from (the CLI passes it resolved; npm's INIT_CWD, see scripts/cli.ts)
-  const cwd = ctx.cwd ?? process.cwd();
+async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?: InitdataFileOption): Promise<{ path: string; text: string; encrypted: boolean }> {
+  const option = given ?? { name: '--file', dir: ctx.cwd ?? process.cwd(), dirName: 'the directory the command was run from', pass: (p: string) => `pass --file ${p}`, omit: 'leave --file out' };
+  const cwd = option.dir;
   const path = file ? resolve(cwd, file) : envPath(env, env.config.initdata.file);
   if (!userFileExists(path, path, 'an initdata file')) {
     if (!file)
-      throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or pass --file`);
+      throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or ${option.pass('FILE')}`);
     // one written from the environment's folder (as initdata.file is) is a common slip
     const typed = relative(cwd, path);
     const inEnv = typed.startsWith('..') || isAbsolute(typed) ? undefined : envPath(env, typed);
     const there = inEnv && existsSync(inEnv) ? inEnv : undefined;
     const fromHere = there && relative(cwd, there);
     throw new OpsError(
-      `initdata file ${path} does not exist (--file is relative to the directory the command was run from, ${cwd}, not to environments/${env.name}/)`,
+      `initdata file ${path} does not exist (${option.name} is relative to ${option.dirName}, ${cwd}, not to environments/${env.name}/)`,
       there
-        ? `did you mean ${there}? pass --file ${fromHere && !fromHere.startsWith('..') ? fromHere : there}${there === envPath(env, env.config.initdata.file) ? ', or leave --file out (it is initdata.file)' : ''}`
-        : 'check the path, or leave --file out to load the environment\'s initdata.file',
+        ? `did you mean ${there}? ${option.pass(fromHere && !fromHere.startsWith('..') ? fromHere : there)}${there === envPath(env, env.config.initdata.file) ? `, or ${option.omit} (it is initdata.file)` : ''}`
+        : `check the path, or ${option.omit} to load the environment's initdata.file`,
     );
   }
   let bytes: Buffer;
@@ -126,7 +145,7 @@ export function initdataSettingsRefusal(env: Environment, host: string, release:
  * @throws OpsError when nothing is live, the live release's settings are not today's, the file is missing, or
  * the loader fails (its output, masked).
  */
-export async function initdata(ctx: OpsContext, environment: Environment, options: { file?: string; liveSettings?: boolean } = {}): Promise<InitdataResult> {
+export async function initdata(ctx: OpsContext, environment: Environment, options: { file?: string; fileOption?: InitdataFileOption; liveSettings?: boolean } = {}): Promise<InitdataResult> {
   const env = resolveTarget(environment);
   // What the run knew when it failed: the file, the live release it loads into (which stays live: previous and live).
   const known: { file?: string; encrypted?: boolean; release?: string } = {};
@@ -139,10 +158,10 @@ export async function initdata(ctx: OpsContext, environment: Environment, option
 }
 
 /** initdata's run; `known` gets what the run knows as it goes (for a failure's --json). */
-async function initdataRun(ctx: OpsContext, env: Target, options: { file?: string; liveSettings?: boolean }, known: { file?: string; encrypted?: boolean; release?: string }): Promise<InitdataResult> {
+async function initdataRun(ctx: OpsContext, env: Target, options: { file?: string; fileOption?: InitdataFileOption; liveSettings?: boolean }, known: { file?: string; encrypted?: boolean; release?: string }): Promise<InitdataResult> {
   // Apps sharing a host: refused before anything runs when they collide (the loader runs as this app's user).
   refuseCollisions(env, ctx.reporter);
-  const data = await readInitdata(ctx, env, options.file);
+  const data = await readInitdata(ctx, env, options.file, options.fileOption);
   Object.assign(known, { file: data.path, encrypted: data.encrypted });
   // What a deploy would give the release now (its secrets decrypted, refused as a deploy refuses them), as a digest.
   const expected = options.liveSettings ? undefined : environDigest(renderDotenv(env, await environmentSecrets(ctx, env)).environ);

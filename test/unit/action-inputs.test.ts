@@ -174,6 +174,19 @@ describe('an action entry point', () => {
     inputs({ environment: 'x', 'ssh-key': FAKE_KEY, 'working-directory': dir, file });
     vi.resetModules();
     await import('../../actions/initdata/main.ts');
-    expect(failure()).toMatch(new RegExp(`^initdata file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not exist`));
+    expect(failure()).toMatch(new RegExp(`^initdata file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not exist \\(the file input is relative to the repository root, `));
+  }, 30_000);
+
+  it('the initdata action with a file written from the environment\'s folder: said in the words of its input (the repository root, the file input), never the CLI\'s --file', async () => {
+    writeUnreachableEnvironment();
+    mkdirSync(join(dir, 'environments', 'x', 'assets'), { recursive: true });
+    writeFileSync(join(dir, 'environments', 'x', 'assets', 'initdata.yml'), 'users: []\n');
+    inputs({ environment: 'x', 'ssh-key': FAKE_KEY, 'working-directory': dir, file: 'assets/initdata.yml' });
+    vi.resetModules();
+    await import('../../actions/initdata/main.ts');
+    expect(failure()).toBe(
+      `initdata file ${join(dir, 'assets', 'initdata.yml')} does not exist (the file input is relative to the repository root, ${dir}, not to environments/x/)\n` +
+        `  hint: did you mean ${join(dir, 'environments', 'x', 'assets', 'initdata.yml')}? set the file input to environments/x/assets/initdata.yml, or leave the file input empty (it is initdata.file)`,
+    );
   }, 30_000);
 });

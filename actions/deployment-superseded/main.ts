@@ -6,8 +6,10 @@ import { runUrl } from '../../core/runinfo.ts';
 
 await runAction({ required: ['environment', 'sha', 'github-token'] }, async ({ ops, reporter, input }) => {
   const env = ops.processEnv;
-  const sha = input('sha', { required: true });
-  if (!/^[0-9a-f]{40}$/.test(sha)) throw new OpsError(`invalid input sha: ${JSON.stringify(sha)}`, 'the full 40-character commit sha the deploy job was asked for (github.sha)');
+  // git reads a sha in either case; GitHub's API matches deployments by the lower-case one
+  const given = input('sha', { required: true });
+  const sha = given.toLowerCase();
+  if (!/^[0-9a-f]{40}$/.test(sha)) throw new OpsError(`invalid input sha: ${JSON.stringify(given)}: not a full commit sha (40 hexadecimal digits)`, 'give the full commit sha the deploy job was asked for (github.sha)');
   const token = input('github-token', { required: true });
   reporter.mask(token);
   const environment = input('environment', { required: true });

@@ -177,6 +177,20 @@ describe('an action entry point', () => {
     expect(failure()).toMatch(new RegExp(`^initdata file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not exist \\(the file input is relative to the repository root, `));
   }, 30_000);
 
+  it('the deployment-superseded action: a sha in capitals is the same commit (taken, lower-cased); an abbreviated one is refused saying what it needs', async () => {
+    writeUnreachableEnvironment();
+    const run = async (sha: string) => {
+      writes.length = 0;
+      inputs({ environment: 'prod', sha, 'github-token': 'ghs_x', 'working-directory': dir });
+      vi.resetModules();
+      await import('../../actions/deployment-superseded/main.ts');
+      return failure();
+    };
+    expect(await run('ABC1234')).toBe('invalid input sha: "ABC1234": not a full commit sha (40 hexadecimal digits)\n  hint: give the full commit sha the deploy job was asked for (github.sha)');
+    // past the input check: what fails next is the job's missing repository, not the sha
+    expect(await run('ABCDEF0123456789ABCDEF0123456789ABCDEF01')).not.toContain('invalid input sha');
+  }, 30_000);
+
   it('the initdata action with a file written from the environment\'s folder: said in the words of its input (the repository root, the file input), never the CLI\'s --file', async () => {
     writeUnreachableEnvironment();
     mkdirSync(join(dir, 'environments', 'x', 'assets'), { recursive: true });

@@ -427,6 +427,24 @@ describe('ops secrets commands on sops-written files', () => {
     expect(theirs.code).toBe(0);
     expect(plainOf(ours.out, 'yaml')).toEqual(plainOf(theirs.out, 'yaml'));
   });
+
+  it('a JSON file holding integers beyond 2^53 (a chat id, a snowflake): decrypt prints their digits, as sops decrypt does (was refused: "cannot be written in JSON"); show --key of a secrets file sops wrote from JSON too', async () => {
+    const e = await newEnv();
+    const file = join(e.root, 'environments/qa/assets/initdata.json');
+    const plain = '{"chat_id": 123456789012345678, "min": -9223372036854775808, "ids": [9007199254740993, 1], "name": "x"}\n';
+    writeFileSync(file, sopsForEnvironment(e, 'big.json', plain).out);
+    const theirs = sops(['decrypt', file], { file: e.keyFile });
+    expect(theirs.code).toBe(0);
+    const ours = await cli(e.root, ['secrets', 'decrypt', file], e.env);
+    expect(ours.err).toBe('');
+    expect(ours.code).toBe(0);
+    expect(plainOf(ours.out, 'json')).toEqual(plainOf(theirs.out, 'json'));
+    expect(ours.out).toContain('123456789012345678');
+    // the secrets file written by sops from JSON input (`sops encrypt secrets.json`, JSON text under the .yaml name)
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'secrets.json', plain).out);
+    const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'chat_id'], e.env);
+    expect([shown.code, shown.out, shown.err]).toEqual([0, '123456789012345678', '']);
+  });
 });
 
 describe('YAML merge keys and aliases, as sops writes them', () => {

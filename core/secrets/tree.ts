@@ -3,6 +3,7 @@
 // document order. Here: the node types, walking, comparing, plain JS values. Parsing: tree-parse.ts; printing:
 // tree-print.ts; a scalar's text as sops encrypts it: tree-scalars.ts. Nothing here knows about encryption.
 import { OpsError } from '../errors.ts';
+import { quote } from '../shell.ts';
 import { SopsTime, intValue } from './goyaml.ts';
 import { scalarText } from './tree-scalars.ts';
 
@@ -90,17 +91,27 @@ export function holdsBinary(value: unknown): boolean {
   return value !== null && typeof value === 'object' && Object.values(value).some(holdsBinary);
 }
 
-/** The format of a sops file by its name: .json is JSON, anything else YAML. */
+/**
+ * The refusal of a sops file of the formats sops has besides YAML and JSON (its dotenv and INI stores): `written`
+ * says how it was found to be one, when its name does not say so (its text: sopsStoreOf), and the hint then how
+ * sops itself turns it into YAML under the same name (its creation rule chosen by that name).
+ */
+export function unsupportedStore(file: string, store: 'dotenv' | 'INI', written?: 'text'): OpsError {
+  if (!written) return new OpsError(`${file}: dotenv and INI sops files are not supported`, 'keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON');
+  const type = store === 'INI' ? 'ini' : 'dotenv';
+  const [f, next] = [quote(file), quote(`${file}.new`)];
+  return new OpsError(
+    `${file} is a sops file in ${store} format (\`sops encrypt\` writes a .${type === 'ini' ? 'ini' : 'env'} file's own format, whatever the name it is saved under): dotenv and INI sops files are not supported`,
+    `make it YAML with sops: sops decrypt --input-type ${type} --output-type yaml ${f} > plain.yaml && sops encrypt --filename-override ${f} plain.yaml > ${next} && mv ${next} ${f}; then delete plain.yaml`,
+  );
+}
+
+/** The format of a sops file by its name: .json is JSON, .yaml and .yml YAML. @throws OpsError for .env and .ini (unsupportedStore) and any other name. */
 export function formatOf(file: string): Format {
   const lower = file.toLowerCase();
   if (lower.endsWith('.json')) return 'json';
   if (lower.endsWith('.yaml') || lower.endsWith('.yml')) return 'yaml';
-  if (lower.endsWith('.env') || lower.endsWith('.ini')) {
-    throw new OpsError(
-      `${file}: dotenv and INI sops files are not supported`,
-      'keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON',
-    );
-  }
+  if (lower.endsWith('.env') || lower.endsWith('.ini')) throw unsupportedStore(file, lower.endsWith('.ini') ? 'INI' : 'dotenv');
   throw new OpsError(`${file}: cannot tell its format from its name`, 'name it *.yaml, *.yml or *.json');
 }
 

@@ -445,6 +445,25 @@ describe('ops secrets commands on sops-written files', () => {
     const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'chat_id'], e.env);
     expect([shown.code, shown.out, shown.err]).toEqual([0, '123456789012345678', '']);
   });
+
+  for (const [name, plain, store] of [['secrets.env', 'API_TOKEN=Zq8-dotenv-value\n', 'dotenv'], ['secrets.ini', '[app]\nAPI_TOKEN = Zq8-ini-value\n', 'INI']] as const)
+    it(`a ${store} sops file saved under the secrets file's name (\`sops encrypt ${name} > secrets.sops.yaml\`) is named as such, with sops's way to make it YAML, which works (was "not a sops file" or "not valid YAML")`, async () => {
+      const e = await newEnv();
+      const encrypted = sopsForEnvironment(e, name, plain).out;
+      writeFileSync(e.secrets, encrypted);
+      for (const [argv, input] of [[['secrets', 'show', 'qa'], ''], [['secrets', 'set', 'qa', 'other'], 'Zq8-other-value'], [['secrets', 'decrypt', e.secrets], '']] as const) {
+        const r = await cli(e.root, [...argv], e.env, input);
+        expect(r.code, argv.join(' ')).toBe(1);
+        expect(r.err).toContain(`${e.secrets} is a sops file in ${store} format (\`sops encrypt\` writes a .${name.slice(8)} file's own format, whatever the name it is saved under): dotenv and INI sops files are not supported`);
+        expect(r.err).not.toContain('Zq8');
+        expect(readFileSync(e.secrets, 'utf8')).toBe(encrypted);
+      }
+      // the hint, run as given (from the project root, where sops finds .sops.yaml)
+      const hint = (await cli(e.root, ['secrets', 'show', 'qa'], e.env)).err.match(/hint: make it YAML with sops: (.*); then delete plain\.yaml/)![1]!;
+      execFileSync('bash', ['-c', hint], { cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, SOPS_AGE_KEY_FILE: e.keyFile }, stdio: 'ignore' });
+      const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', store === 'INI' ? 'app.API_TOKEN' : 'API_TOKEN'], e.env);
+      expect([shown.code, shown.out]).toEqual([0, `Zq8-${store === 'INI' ? 'ini' : 'dotenv'}-value`]);
+    });
 });
 
 describe('YAML merge keys and aliases, as sops writes them', () => {

@@ -12,7 +12,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Environment } from './config/environment.ts';
 import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
-import { keepsStatement, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
+import { keepsStatement, needsQuotes, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
 import { SopsTime, jsonScalarText, valueText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
@@ -151,13 +151,27 @@ function statementReason(reader: Reader, value: string): string {
         ? 'it ends with a backslash and needs quotes, which it reads past the closing quote'
         : reader === 'python-dotenv'
           ? 'it holds a character python-dotenv cannot read in any quoting'
-          : `it holds ', " and \` together with a line break, a #, or spaces at its ends${reader === 'node-env-file' || reader === 'vite' ? ', or a carriage return' : ''}`;
+          : `it ${holdsQuotesWith(reader, value)}${reader === 'node-env-file' || reader === 'vite' ? ', or a carriage return' : ''}`;
   return `${reader} parses every line of the .env (\`only\` limits which values it must read exactly, not the lines it reads), and no quoting keeps this one a single statement for it: ${why}`;
+}
+
+/**
+ * Why no quoting carries `value` for a Node parser (`reader`) that decodes no escapes: what rules out each quote
+ * kind (a `'`, a backtick, and a `"` or the backslash the double quotes would decode: any for Node's own parser, one
+ * before n or r for dotenv's) together with what needs quotes (needsQuotes: a line break, a #, a quote as its first
+ * character...), as the value holds them, not as such values may; never the value.
+ */
+function holdsQuotesWith(reader: Reader, value: string): string {
+  const why = needsQuotes(value);
+  const list = why.length > 1 ? `${why.slice(0, -1).join(', ')} and ${why[why.length - 1]}` : (why[0] ?? 'what needs quotes');
+  const nodeOwn = reader === 'node-env-file' || reader === 'vite';
+  const double = value.includes('"') ? '"' : nodeOwn ? 'a backslash' : 'a backslash before n or r';
+  return `holds ', ${double} and \` together with ${list}`;
 }
 
 /** Why `reader` alone cannot carry `value`, in words that do not give the value away. */
 function aloneReason(reader: Reader, value: string): string {
-  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
+
   switch (reader) {
     case 'python-dotenv':
       if (pythonInterpolates(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
@@ -166,12 +180,12 @@ function aloneReason(reader: Reader, value: string): string {
     case 'dotenv-expand':
       if (value.endsWith('\\')) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
       if (value.includes('\r') && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
-      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
+      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${holdsQuotesWith(reader, value)}`;
     case 'node-env-file':
     case 'vite':
       if (value.endsWith('\\')) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
       if (value.includes('\r')) return `${reader === 'vite' ? 'vite 8 (Node\'s parser)' : 'Node\'s parser'} does not keep carriage returns`;
-      return `${reader === 'vite' ? 'vite' : 'Node\'s parser'} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
+      return `${reader === 'vite' ? 'vite' : 'Node\'s parser'} decodes no escapes but \\n in double quotes, and the value ${holdsQuotesWith(reader, value)}`;
     case 'shell':
       return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
   }

@@ -6,12 +6,15 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { renderDotenv } from '../../core/dotenv.ts';
+import { OpsError } from '../../core/errors.ts';
 import { type Identities, identitiesFromText } from '../../core/secrets/keys.ts';
 import { SOPS_VERSION } from '../../core/secrets/sops-metadata.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { parseTree } from '../../core/secrets/tree-parse.ts';
 import { type Format, type PlainValue, toPlain } from '../../core/secrets/tree.ts';
 import { runOps } from '../support/cli.ts';
+import { environment } from '../support/dotenv-environment.ts';
 import { cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -503,6 +506,36 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
     const own = join(dir, 'merge-own.yaml');
     writeFileSync(own, encrypted);
     expect(sops(['decrypt', asset], { file: e.keyFile }).out).toBe(sops(['decrypt', own], { file: e.keyFile }).out);
+  });
+
+  it('a secret the .env names that the file holds only through a merge key is refused as missing saying so, with the path it is held at and the fix (was: only "needs the secret")', async () => {
+    const plainFile = join(dir, 'merge-env.yaml');
+    writeFileSync(plainFile, 'base: &b {user: app, host: db.internal}\nro: &r {user: reader, port: 5433}\ndb:\n  <<: [*r, *b]\n  password: Zq8-db-password\n  host: own.host\ncache:\n  <<: *b\n');
+    const enc = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
+    expect(enc.err).toBe('');
+    // sops finds no db.user: it merges nothing
+    const encFile = join(dir, 'merge-env.sops.yaml');
+    writeFileSync(encFile, enc.out);
+    expect(sops(['decrypt', '--extract', '["db"]["user"]', encFile], k1)).toMatchObject({ code: 1, out: '' });
+    const { data } = await SecretsFile.fromText(enc.out, 'merge-env.sops.yaml', { identities: k1.ids });
+    const env = environment({ DB_USER: { secret: 'db.user' }, DB_PORT: { secret: 'db.port' }, DB_HOST: { secret: 'db.host' }, DB_PASSWORD: { secret: 'db.password' }, CACHE_HOST: { secret: 'cache.host' }, DB_NAME: { secret: 'db.name' } });
+    let error: unknown;
+    try {
+      renderDotenv(env, data);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(OpsError);
+    const { message, hint } = error as OpsError;
+    expect(message).toContain('DB_USER needs the secret "db.user", which the file holds only through a YAML merge key, as "db.<<[0].user": sops keeps `<<` as a key of its own and merges nothing, so to sops and ops alike there is no "db.user"');
+    expect(message).toContain('DB_PORT needs the secret "db.port", which the file holds only through a YAML merge key, as "db.<<[0].port"');
+    expect(message).toContain('CACHE_HOST needs the secret "cache.host", which the file holds only through a YAML merge key, as "cache.<<.host"');
+    expect(message).toMatch(/DB_NAME needs the secret "db\.name"$/);
+    expect(message).not.toContain('DB_HOST'); // written in the map itself
+    expect(message).not.toContain('Zq8');
+    expect(hint).toBe("add them: printf '%s' VALUE | ops secrets set t <key>; a key merged in with `<<` is written out in its own map instead (ops secrets edit t)");
+    // the same key written out in the map reaches the .env
+    expect(renderDotenv(environment({ DB_HOST: { secret: 'db.host' }, CACHE_HOST: { secret: 'cache.<<.host' } }), data).environ).toBe('DB_HOST=own.host\0CACHE_HOST=db.internal\0');
   });
 });
 

@@ -120,6 +120,8 @@ ts_short: 2024-1-5
 quoted_date: "2024-01-15"
 tagged_str: !!str 123
 tagged_float: !!float 3
+tagged_ts: !!timestamp 2024-01-15
+tagged_ts_quoted: !!timestamp "2024-01-15 10:20:30.5"
 binary: !!binary aGVsbG8=
 password: s3cret
 Password_db: other

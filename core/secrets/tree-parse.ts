@@ -230,13 +230,10 @@ function withoutQuoteEscapes(source: string): string {
 
 /**
  * A YAML scalar's value as go-yaml reads it where its text holds NEL, LS, PS or a lone CR raw (line breaks to go-yaml, see
- * yaml-breaks.ts); any other scalar's value as the `yaml` library read it (from `lines`, goLines(text)), but its text
- * where the library resolved an explicit tag itself whatever the schema (`!!timestamp 2024-01-15` to a Date, whose
- * String() is no timestamp go-yaml reads): resolveScalar resolves the tag from the text, as go-yaml does.
+ * yaml-breaks.ts); any other scalar's value as the `yaml` library read it (from `lines`, goLines(text)).
  */
 function goBreaks(text: string, lines: string, node: Scalar): unknown {
   const [start, end] = node.range ?? [];
-  if (node.value instanceof Date && typeof node.source === 'string') return node.source;
   if (typeof node.value !== 'string' || start === undefined || end === undefined) return node.value;
   const source = text.slice(start, end);
   const quoteEscape = node.type === 'QUOTE_DOUBLE' && hasQuoteEscape(source);
@@ -272,8 +269,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
-    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
+    // YAML: every scalar as its source text, resolved below as Go does (explicit tags too: the library would resolve
+    // !!timestamp, !!binary, !!omap, !!pairs and !!set itself, to a Date, bytes, pairs, whatever the schema); JSON: the JSON schema
     schema: format === 'json' ? 'json' : 'failsafe',
+    resolveKnownTags: false,
     merge: false,
     keepSourceTokens: false,
   });

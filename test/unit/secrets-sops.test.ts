@@ -122,6 +122,9 @@ tagged_str: !!str 123
 tagged_float: !!float 3
 tagged_ts: !!timestamp 2024-01-15
 tagged_ts_quoted: !!timestamp "2024-01-15 10:20:30.5"
+tagged_omap: !!omap [{a: 1}, {b: two}]
+tagged_pairs: !!pairs [{k: v}]
+tagged_set: !!set {x, y}
 binary: !!binary aGVsbG8=
 password: s3cret
 Password_db: other

@@ -101,7 +101,7 @@ export function unsupportedStore(file: string, store: 'dotenv' | 'INI', written?
   const type = store === 'INI' ? 'ini' : 'dotenv';
   const [f, next] = [quote(file), quote(`${file}.new`)];
   return new OpsError(
-    `${file} is a sops file in ${store} format (\`sops encrypt\` writes a .${type === 'ini' ? 'ini' : 'env'} file's own format, whatever the name it is saved under): dotenv and INI sops files are not supported`,
+    `${file} is a sops file in ${store} format (\`sops encrypt\` keeps the format of the file it encrypts, whatever the name its output is saved under): dotenv and INI sops files are not supported`,
     `make it YAML with sops: sops decrypt --input-type ${type} --output-type yaml ${f} > plain.yaml && sops encrypt --filename-override ${f} plain.yaml > ${next} && mv ${next} ${f}; then delete plain.yaml`,
   );
 }

@@ -462,7 +462,7 @@ describe('ops secrets commands on sops-written files', () => {
       for (const [argv, input] of [[['secrets', 'show', 'qa'], ''], [['secrets', 'set', 'qa', 'other'], 'Zq8-other-value'], [['secrets', 'decrypt', e.secrets], '']] as const) {
         const r = await cli(e.root, [...argv], e.env, input);
         expect(r.code, argv.join(' ')).toBe(1);
-        expect(r.err).toContain(`${e.secrets} is a sops file in ${store} format (\`sops encrypt\` writes a .${name.slice(8)} file's own format, whatever the name it is saved under): dotenv and INI sops files are not supported`);
+        expect(r.err).toContain(`${e.secrets} is a sops file in ${store} format (\`sops encrypt\` keeps the format of the file it encrypts, whatever the name its output is saved under): dotenv and INI sops files are not supported`);
         expect(r.err).not.toContain('Zq8');
         expect(readFileSync(e.secrets, 'utf8')).toBe(encrypted);
       }

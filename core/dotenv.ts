@@ -16,7 +16,7 @@ import { keepsStatement, needsQuotes, pythonInterpolates, readsAs, type Reader }
 import { quote } from './shell.ts';
 import { SopsTime, jsonScalarText, valueText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
-import { binaryRefused, holdsBinary, showPath, splitKeyPath } from './secrets/tree.ts';
+import { binaryRefused, holdsBinary, mergedOnlyPath, splitKeyPath } from './secrets/tree.ts';
 import { closest } from './config/schema-object.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
@@ -33,40 +33,6 @@ export function lookup(tree: unknown, path: string): unknown {
     return isMap(n) ? Object.keys(n) : [];
   };
   return splitKeyPath(path, keysAt).reduce(child, tree);
-}
-
-/**
- * Where a decrypted secrets tree holds key path `path` (as `{ secret: … }` names it) only through YAML merge keys, as
- * a YAML reader that merges would find it: the path the file holds it at (`db.<<.user` for `db: { <<: *base }` and a
- * base holding user; a key written in the map wins over a merged one, the first map of `<<: [*a, *b]` over the next);
- * undefined when no merge holds it. sops 3.13.3 keeps `<<` as a key of its own and merges nothing (README, "Secrets"),
- * so such a key is missing to sops (`sops decrypt --extract`) and to the .env alike. Pure.
- */
-export function mergedOnlyPath(tree: unknown, path: string): string | undefined {
-  const isMap = (n: unknown): n is Record<string, unknown> => n !== null && typeof n === 'object' && !Array.isArray(n) && !(n instanceof Uint8Array);
-  // key `k` of map `n` as a merging reader finds it: the value, and the keys (list indexes too) that reach it from `n`
-  const find = (n: unknown, k: string): { value: unknown; via: (string | number)[] } | undefined => {
-    if (!isMap(n)) return undefined;
-    if (Object.hasOwn(n, k)) return { value: n[k], via: [k] };
-    if (!Object.hasOwn(n, '<<')) return undefined;
-    const merged = n['<<'];
-    for (const [i, source] of (Array.isArray(merged) ? merged : [merged]).entries()) {
-      const f = find(source, k);
-      if (f) return { value: f.value, via: ['<<', ...(Array.isArray(merged) ? [i] : []), ...f.via] };
-    }
-    return undefined;
-  };
-  const keysOf = (n: unknown): string[] => {
-    if (!isMap(n)) return [];
-    const merged = Object.hasOwn(n, '<<') ? n['<<'] : undefined;
-    return [...Object.keys(n), ...(Array.isArray(merged) ? merged : [merged]).flatMap(keysOf)];
-  };
-  const walk = (keys: string[]) => keys.reduce<{ value: unknown; via: (string | number)[] } | undefined>((at, k) => {
-    const f = at && find(at.value, k);
-    return f && { value: f.value, via: [...at!.via, ...f.via] };
-  }, { value: tree, via: [] });
-  const found = walk(splitKeyPath(path, (keys) => keysOf(walk(keys)?.value)));
-  return found && found.via.includes('<<') ? showPath(found.via) : undefined;
 }
 
 /** The key paths of a decrypted secrets tree, as `{ secret: … }` names them (a mapping's and its members', dotted). */

@@ -513,7 +513,7 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
     expect(sops(['decrypt', asset], { file: e.keyFile }).out).toBe(sops(['decrypt', own], { file: e.keyFile }).out);
   });
 
-  it('a secret the .env names that the file holds only through a merge key is refused as missing saying so, with the path it is held at and the fix (was: only "needs the secret")', async () => {
+  it('a secret the .env (or show --key) names that the file holds only through a merge key is refused as missing saying so, with the path it is held at and the fix (was: only "needs the secret", "no key")', async () => {
     const plainFile = join(dir, 'merge-env.yaml');
     writeFileSync(plainFile, 'base: &b {user: app, host: db.internal}\nro: &r {user: reader, port: 5433}\ndb:\n  <<: [*r, *b]\n  password: Zq8-db-password\n  host: own.host\ncache:\n  <<: *b\n');
     const enc = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
@@ -541,6 +541,12 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
     expect(hint).toBe("add them: printf '%s' VALUE | ops secrets set t <key>; a key merged in with `<<` is written out in its own map instead (ops secrets edit t)");
     // the same key written out in the map reaches the .env
     expect(renderDotenv(environment({ DB_HOST: { secret: 'db.host' }, CACHE_HOST: { secret: 'cache.<<.host' } }), data).environ).toBe('DB_HOST=own.host\0CACHE_HOST=db.internal\0');
+    // ops secrets show --key says the same
+    const e = await newEnv();
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'merge-show.yaml', 'base: &b {user: Zq8-user}\ncache:\n  <<: *b\n').out);
+    const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'cache.user'], e.env);
+    expect([shown.code, shown.out]).toEqual([1, '']);
+    expect(shown.err).toBe('error: no key cache.user in environments/qa/secrets.sops.yaml: the file holds it only through a YAML merge key, as "cache.<<.user", and sops keeps `<<` as a key of its own, merging nothing\n  hint: write it out in its own map (ops secrets edit qa); `ops secrets show qa` lists the keys as sops reads them\n');
   });
 });
 

@@ -171,7 +171,6 @@ function holdsQuotesWith(reader: Reader, value: string): string {
 
 /** Why `reader` alone cannot carry `value`, in words that do not give the value away. */
 function aloneReason(reader: Reader, value: string): string {
-
   switch (reader) {
     case 'python-dotenv':
       if (pythonInterpolates(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';

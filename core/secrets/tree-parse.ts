@@ -145,14 +145,14 @@ export function syntaxError(text: string, err: { code: string; pos?: [number, nu
   const what = tightComment
     ? 'a # right after a closing quote or bracket: a comment needs a space before its # (`"value" # note`); a # meant as part of the value goes inside the quotes'
     : quoteEscaped
-    ? "the escape \\' in a double-quoted string, which YAML 1.2 and JSON do not have: inside double quotes write ' on its own (only \\\" and \\\\ need a backslash)"
-    : quoteEndsAtLine
-      ? 'a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)'
-      : err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(message)
-        ? 'a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key'
-        : noColon
-          ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE'
-          : syntaxProblem(err.code);
+      ? "the escape \\' in a double-quoted string, which YAML 1.2 and JSON do not have: inside double quotes write ' on its own (only \\\" and \\\\ need a backslash)"
+      : quoteEndsAtLine
+        ? 'a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)'
+        : err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(message)
+          ? 'a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key'
+          : noColon
+            ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE'
+            : syntaxProblem(err.code);
   return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${what}`;
 }
 

@@ -116,10 +116,10 @@ export function formatOf(file: string): Format {
 }
 
 /**
- * Where a decrypted secrets tree holds key path `path` (as `{ secret: … }` and `ops secrets show --key` name it) only through YAML merge keys, as
- * a YAML reader that merges would find it: the path the file holds it at (`db.<<.user` for `db: { <<: *base }` and a
- * base holding user; a key written in the map wins over a merged one, the first map of `<<: [*a, *b]` over the next);
- * undefined when no merge holds it. sops 3.13.3 keeps `<<` as a key of its own and merges nothing (README, "Secrets"),
+ * Where a decrypted secrets tree holds key path `path` (as `{ secret: … }` and `ops secrets show --key` name it) only
+ * through YAML merge keys, as a YAML reader that merges would find it: the path the file holds it at (`db.<<.user` for
+ * `db: { <<: *base }` and a base holding user; a key written in the map wins over a merged one, the first map of
+ * `<<: [*a, *b]` over the next); undefined when no merge holds it. sops 3.13.3 keeps `<<` as a key of its own and merges nothing (README, "Secrets"),
  * so such a key is missing to sops (`sops decrypt --extract`), to the .env and to `show --key` alike. Pure.
  */
 export function mergedOnlyPath(tree: unknown, path: string): string | undefined {

@@ -34,11 +34,11 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
   },
   'node-dotenv': {
     what: 'Node\'s `dotenv` 16-18 (`require(\'dotenv\').config()`, `dotenv.parse`)',
-    cannot: 'a value holding `\'`, `"` and `` ` `` together with a line break, a `#` or spaces at its ends (no escapes: only `\\n` and `\\r` in double quotes); a carriage return together with a `"`; a value ending in a backslash that needs quotes (read on past the closing quote)',
+    cannot: 'a value holding `\'`, `` ` `` and a `"` (or a `\\n` or `\\r` it holds as text, which double quotes would decode) together with a line break (or U+2028, U+2029, NEL), a `#`, a quote as its first character or spaces at its ends (no escapes: only `\\n` and `\\r` in double quotes); a carriage return together with a `"`; a value ending in a backslash that needs quotes (read on past the closing quote)',
   },
   'node-env-file': {
     what: 'Node\'s built-in parser: `node --env-file`, `process.loadEnvFile`, `util.parseEnv` (Node 20.19+)',
-    cannot: 'a value holding `\'`, `"` and `` ` `` together with a line break, a `#` or spaces at its ends; a carriage return; a backslash together with a line break; a value ending in a backslash that needs quotes',
+    cannot: 'a value holding `\'`, `` ` `` and a `"` or a backslash (double quotes decode only `\\n`) together with a line break (or U+2028, U+2029, NEL), a `#`, a quote as its first character or spaces at its ends; a carriage return; a value ending in a backslash that needs quotes',
   },
   'dotenv-expand': {
     what: 'Node\'s `dotenv` then `dotenv-expand` 12 (`expand(config())`); `$` is written `\\$`',
@@ -79,6 +79,20 @@ const EDGE_SPACE = /[\s\x1c-\x1f\x85]/;
 function plainUnquoted(text: string): boolean {
   if (text === '' || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
   return !EDGE_SPACE.test(text[0]!) && !EDGE_SPACE.test(text[text.length - 1]!);
+}
+
+/**
+ * What keeps `text` from being written unquoted (plainUnquoted), in words that give nothing of it away: what a
+ * refusal of a value every quoting fails (it holds all three quote kinds) names as what it holds. [] for none.
+ */
+export function needsQuotes(text: string): string[] {
+  const why: string[] = [];
+  if (/[\n\r]/.test(text)) why.push('a line break');
+  if (/[\u2028\u2029\x85]/.test(text)) why.push('a Unicode line separator (U+2028, U+2029 or NEL)');
+  if (text.includes('#')) why.push('a #');
+  if (/^['"`]/.test(text)) why.push('a quote as its first character');
+  if (text !== '' && (EDGE_SPACE.test(text[0]!) || EDGE_SPACE.test(text[text.length - 1]!))) why.push('white space at an end');
+  return why;
 }
 
 /** `'...'` / `"..."` / `` `...` `` with `quote` nowhere inside: its content, else undefined. */

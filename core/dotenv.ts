@@ -12,11 +12,11 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Environment } from './config/environment.ts';
 import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
-import { keepsStatement, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
+import { keepsStatement, needsQuotes, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
 import { SopsTime, jsonScalarText, valueText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
-import { binaryRefused, holdsBinary, splitKeyPath } from './secrets/tree.ts';
+import { binaryRefused, holdsBinary, mergedOnlyPath, splitKeyPath } from './secrets/tree.ts';
 import { closest } from './config/schema-object.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
@@ -151,13 +151,26 @@ function statementReason(reader: Reader, value: string): string {
         ? 'it ends with a backslash and needs quotes, which it reads past the closing quote'
         : reader === 'python-dotenv'
           ? 'it holds a character python-dotenv cannot read in any quoting'
-          : `it holds ', " and \` together with a line break, a #, or spaces at its ends${reader === 'node-env-file' || reader === 'vite' ? ', or a carriage return' : ''}`;
+          : `it ${holdsQuotesWith(reader, value)}${reader === 'node-env-file' || reader === 'vite' ? ', or a carriage return' : ''}`;
   return `${reader} parses every line of the .env (\`only\` limits which values it must read exactly, not the lines it reads), and no quoting keeps this one a single statement for it: ${why}`;
+}
+
+/**
+ * Why no quoting carries `value` for a Node parser (`reader`) that decodes no escapes: what rules out each quote
+ * kind (a `'`, a backtick, and a `"` or the backslash the double quotes would decode: any for Node's own parser, one
+ * before n or r for dotenv's) together with what needs quotes (needsQuotes: a line break, a #, a quote as its first
+ * character...), as the value holds them, not as such values may; never the value.
+ */
+function holdsQuotesWith(reader: Reader, value: string): string {
+  const why = needsQuotes(value);
+  const list = why.length > 1 ? `${why.slice(0, -1).join(', ')} and ${why[why.length - 1]}` : (why[0] ?? 'what needs quotes');
+  const nodeOwn = reader === 'node-env-file' || reader === 'vite';
+  const double = value.includes('"') ? '"' : nodeOwn ? 'a backslash' : 'a backslash before n or r';
+  return `holds ', ${double} and \` together with ${list}`;
 }
 
 /** Why `reader` alone cannot carry `value`, in words that do not give the value away. */
 function aloneReason(reader: Reader, value: string): string {
-  const quotes = "holds ', \" and ` together with a line break, a #, or spaces at its ends";
   switch (reader) {
     case 'python-dotenv':
       if (pythonInterpolates(value)) return 'python-dotenv replaces "${...}" with the value of another variable (interpolation), in every quoting, and has no escape for it';
@@ -166,12 +179,12 @@ function aloneReason(reader: Reader, value: string): string {
     case 'dotenv-expand':
       if (value.endsWith('\\')) return `it ends with a backslash and needs quotes: ${reader} reads a quoted value ending in a backslash past its closing quote`;
       if (value.includes('\r') && value.includes('"')) return `${reader} keeps a carriage return only as \\r inside double quotes, and the value holds a double quote`;
-      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${quotes}`;
+      return `${reader} decodes no escapes (only \\n and \\r in double quotes), and the value ${holdsQuotesWith(reader, value)}`;
     case 'node-env-file':
     case 'vite':
       if (value.endsWith('\\')) return `it ends with a backslash and needs quotes, which ${reader} may read past its closing quote`;
       if (value.includes('\r')) return `${reader === 'vite' ? 'vite 8 (Node\'s parser)' : 'Node\'s parser'} does not keep carriage returns`;
-      return `${reader === 'vite' ? 'vite' : 'Node\'s parser'} decodes no escapes but \\n in double quotes, and the value ${quotes}, or a backslash next to a line break`;
+      return `${reader === 'vite' ? 'vite' : 'Node\'s parser'} decodes no escapes but \\n in double quotes, and the value ${holdsQuotesWith(reader, value)}`;
     case 'shell':
       return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
   }
@@ -395,6 +408,7 @@ function binaryMemberRefused(env: DotenvSettings, key: string, secret: string, m
 export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   const declared = dotenvReaders(env).map((r) => (r.only ? `${r.reader} (${r.only}*)` : r.reader));
   const missing: string[] = [];
+  let mergedOnly = false;
   const rounded: RoundedVariable[] = [];
   const refused: RefusedVariable[] = [];
   const long: { key: string; source: string; bytes: number }[] = [];
@@ -410,8 +424,13 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       if (found === undefined || found === null) {
         // null (`~`, `null`, nothing after the key): sops's dotenv output would give `<nil>`; no value for the app
         // a key misspelt on either side (environment.yml's `secret:` or the file's key): the one the file has, named
-        const near = found === undefined ? closest(spec.secret, secretPaths(secrets)) : undefined;
-        missing.push(`${key} needs the secret "${spec.secret}"${found === null ? ', which holds no value (null: typed as ~, null or nothing after its key)' : near ? ` (the file has "${near}": did you mean it?)` : ''}`);
+        // one a YAML merge key (`<<: *base`) holds, which sops does not merge: said so, the fix being to write it out
+        const merged = found === undefined ? mergedOnlyPath(secrets, spec.secret) : undefined;
+        const near = found === undefined && !merged ? closest(spec.secret, secretPaths(secrets)) : undefined;
+        if (merged) mergedOnly = true;
+        missing.push(
+          `${key} needs the secret "${spec.secret}"${found === null ? ', which holds no value (null: typed as ~, null or nothing after its key)' : merged ? `, which the file holds only through a YAML merge key, as "${merged}": sops keeps \`<<\` as a key of its own and merges nothing, so to sops and ops alike there is no "${spec.secret}"` : near ? ` (the file has "${near}": did you mean it?)` : ''}`,
+        );
         continue;
       }
       const binary = memberHolding(found, holdsBinary);
@@ -442,7 +461,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
   if (missing.length)
     throw new OpsError(
       `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? 's' : ''} the .env needs:\n${missing.map((m) => `  - ${m}`).join('\n')}`,
-      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>`,
+      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>${mergedOnly ? `; a key merged in with \`<<\` is written out in its own map instead (ops secrets edit ${env.name})` : ''}`,
     );
   if (rounded.length) throw roundedError(env, rounded, 'nothing was sent to any host');
   if (long.length) throw overflowError(env, long, 'nothing was sent to any host');

@@ -8,7 +8,7 @@ import { parseTree } from './tree-parse.ts';
 import { MAX_NESTING, nestingDepth } from '../yaml-depth.ts';
 import { CURRENT_LAYOUT, type Layout, detectLayout } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
-import { type CommentStack, type Format, type MapNode, type TreeNode, formatOf, getEntry } from './tree.ts';
+import { type CommentStack, type Format, type MapNode, type TreeNode, formatOf, getEntry, unsupportedStore } from './tree.ts';
 
 /**
  * The sops version written in new files and files in its layout: the pinned sops (scripts/setup-machine.sh;
@@ -187,19 +187,36 @@ export function surelyNotSops(text: string, format: Format): boolean {
 }
 
 /**
+ * The store of sops's other than YAML and JSON that wrote `text`, whatever the file's name: dotenv (its metadata as
+ * `sops_mac=ENC[...]` and `sops_version=` lines, getsops/sops stores/dotenv) or INI (a `[sops]` section holding
+ * `mac = ENC[...]`, stores/ini); undefined for any other text. Neither line can start a line of a YAML or JSON sops
+ * file, whose metadata is the `sops` map. Pure.
+ */
+export function sopsStoreOf(text: string): 'dotenv' | 'INI' | undefined {
+  if (/^sops_mac=ENC\[/m.test(text) && /^sops_version=/m.test(text)) return 'dotenv';
+  if (/^\[sops\][ \t]*\r?$/m.test(text) && /^mac[ \t]*=[ \t]*ENC\[/m.test(text)) return 'INI';
+  return undefined;
+}
+
+/**
  * Parse an encrypted sops document (YAML or JSON) without decrypting anything.
- * @throws OpsError: a file without a top-level `sops` key is said to be no sops file, before anything its values
- * break of sops's rules (an integer above int64, a non-string key: `quote it` is no advice for a file never encrypted).
+ * @throws OpsError: a sops file in dotenv or INI format (sopsStoreOf) is said to be one, whatever its name; any other
+ * file without a top-level `sops` key is said to be no sops file, before anything its values break of sops's rules
+ * (an integer above int64, a non-string key: `quote it` is no advice for a file never encrypted).
  */
 export function parseSops(text: string, file: string, format: Format = formatOf(file)): EncryptedDocument {
   let tree: MapNode;
   try {
     tree = parseTree(text, format, { file, keys: 'strict' });
   } catch (e) {
+    const store = sopsStoreOf(text);
+    if (store) throw unsupportedStore(file, store, 'text');
     if (e instanceof OpsError && surelyNotSops(text, format)) throw notSops(file);
     throw e;
   }
   const sops = getEntry(tree, 'sops');
+  const store = sops ? undefined : sopsStoreOf(text);
+  if (store) throw unsupportedStore(file, store, 'text');
   const meta = parseMetadata(file, sops);
   meta.layout = detectLayout(text, format, sops?.kind === 'map' ? sops : undefined);
   const at = tree.entries.findIndex(([k]) => k === 'sops');

@@ -140,15 +140,19 @@ export function syntaxError(text: string, err: { code: string; pos?: [number, nu
     err.code === 'MISSING_CHAR' && /^Missing closing ["']quote/.test(message) && err.pos !== undefined && /^[\r\n]/.test(text.slice(err.pos[0])) && text.slice(err.pos[0]).trim() !== '';
   // `\'` in double quotes: go-yaml (so sops) reads it as ', YAML 1.2 and the `yaml` library have no such escape
   const quoteEscaped = err.code === 'BAD_DQ_ESCAPE' && message === "Invalid escape sequence \\'";
-  const what = quoteEscaped
-    ? "the escape \\' in a double-quoted string, which YAML 1.2 and JSON do not have: inside double quotes write ' on its own (only \\\" and \\\\ need a backslash)"
-    : quoteEndsAtLine
-      ? 'a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)'
-      : err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(message)
-        ? 'a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key'
-        : noColon
-          ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE'
-          : syntaxProblem(err.code);
+  // `"value"# note`: go-yaml (so sops) takes the # for a comment, YAML 1.2 and the library want white space before it
+  const tightComment = err.code === 'MISSING_CHAR' && /^Comments must be separated from other tokens by white space/.test(message);
+  const what = tightComment
+    ? 'a # right after a closing quote or bracket: a comment needs a space before its # (`"value" # note`); a # meant as part of the value goes inside the quotes'
+    : quoteEscaped
+      ? "the escape \\' in a double-quoted string, which YAML 1.2 and JSON do not have: inside double quotes write ' on its own (only \\\" and \\\\ need a backslash)"
+      : quoteEndsAtLine
+        ? 'a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)'
+        : err.code === 'BAD_INDENT' && /^Flow (sequence|map) in block collection/.test(message)
+          ? 'a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key'
+          : noColon
+            ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE'
+            : syntaxProblem(err.code);
   return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${what}`;
 }
 
@@ -269,8 +273,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
     intAsBigInt: true,
     uniqueKeys: true,
     prettyErrors: false,
-    // YAML: every scalar as its source text, resolved below as Go does; JSON: the JSON schema
+    // YAML: every scalar as its source text, resolved below as Go does (explicit tags too: the library would resolve
+    // !!timestamp, !!binary, !!omap, !!pairs and !!set itself, to a Date, bytes, pairs, whatever the schema); JSON: the JSON schema
     schema: format === 'json' ? 'json' : 'failsafe',
+    resolveKnownTags: false,
     merge: false,
     keepSourceTokens: false,
   });

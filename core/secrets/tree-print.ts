@@ -239,7 +239,8 @@ function jsonValue(node: TreeNode, indent: string, step: string): string {
       if (node.type === 'str') return goJsonString(node.value as string);
       if (node.type === 'bool') return node.value ? 'true' : 'false';
       if (node.type === 'time') return goJsonString(node.value as string);
-      if (!Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
+      // an int beyond 2^53 is a bigint, written as its digits (jsonNumberText), as Go's encoding/json writes an int64
+      if (typeof node.value === 'number' && !Number.isFinite(node.value)) throw new OpsError(`${node.value} cannot be written in JSON`);
       // an exponent gets a "." before it (1.0e+21, still JSON): a YAML 1.1 reader (PyYAML reads a decrypted
       // initdata.json) takes a bare 1e+21 for a string. A whole float stays digits, as Go (sops) writes it: sops 3.8
       // stored every JSON number as a float, so 7 is what was typed

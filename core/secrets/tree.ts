@@ -3,6 +3,7 @@
 // document order. Here: the node types, walking, comparing, plain JS values. Parsing: tree-parse.ts; printing:
 // tree-print.ts; a scalar's text as sops encrypts it: tree-scalars.ts. Nothing here knows about encryption.
 import { OpsError } from '../errors.ts';
+import { quote } from '../shell.ts';
 import { SopsTime, intValue } from './goyaml.ts';
 import { scalarText } from './tree-scalars.ts';
 
@@ -90,18 +91,62 @@ export function holdsBinary(value: unknown): boolean {
   return value !== null && typeof value === 'object' && Object.values(value).some(holdsBinary);
 }
 
-/** The format of a sops file by its name: .json is JSON, anything else YAML. */
+/**
+ * The refusal of a sops file of the formats sops has besides YAML and JSON (its dotenv and INI stores): `written`
+ * says how it was found to be one, when its name does not say so (its text: sopsStoreOf), and the hint then how
+ * sops itself turns it into YAML under the same name (its creation rule chosen by that name).
+ */
+export function unsupportedStore(file: string, store: 'dotenv' | 'INI', written?: 'text'): OpsError {
+  if (!written) return new OpsError(`${file}: dotenv and INI sops files are not supported`, 'keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON');
+  const type = store === 'INI' ? 'ini' : 'dotenv';
+  const [f, next] = [quote(file), quote(`${file}.new`)];
+  return new OpsError(
+    `${file} is a sops file in ${store} format (\`sops encrypt\` keeps the format of the file it encrypts, whatever the name its output is saved under): dotenv and INI sops files are not supported`,
+    `make it YAML with sops: sops decrypt --input-type ${type} --output-type yaml ${f} > plain.yaml && sops encrypt --filename-override ${f} plain.yaml > ${next} && mv ${next} ${f}; then delete plain.yaml`,
+  );
+}
+
+/** The format of a sops file by its name: .json is JSON, .yaml and .yml YAML. @throws OpsError for .env and .ini (unsupportedStore) and any other name. */
 export function formatOf(file: string): Format {
   const lower = file.toLowerCase();
   if (lower.endsWith('.json')) return 'json';
   if (lower.endsWith('.yaml') || lower.endsWith('.yml')) return 'yaml';
-  if (lower.endsWith('.env') || lower.endsWith('.ini')) {
-    throw new OpsError(
-      `${file}: dotenv and INI sops files are not supported`,
-      'keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON',
-    );
-  }
+  if (lower.endsWith('.env') || lower.endsWith('.ini')) throw unsupportedStore(file, lower.endsWith('.ini') ? 'INI' : 'dotenv');
   throw new OpsError(`${file}: cannot tell its format from its name`, 'name it *.yaml, *.yml or *.json');
+}
+
+/**
+ * Where a decrypted secrets tree holds key path `path` (as `{ secret: … }` and `ops secrets show --key` name it) only
+ * through YAML merge keys, as a YAML reader that merges would find it: the path the file holds it at (`db.<<.user` for
+ * `db: { <<: *base }` and a base holding user; a key written in the map wins over a merged one, the first map of
+ * `<<: [*a, *b]` over the next); undefined when no merge holds it. sops 3.13.3 keeps `<<` as a key of its own and merges nothing (README, "Secrets"),
+ * so such a key is missing to sops (`sops decrypt --extract`), to the .env and to `show --key` alike. Pure.
+ */
+export function mergedOnlyPath(tree: unknown, path: string): string | undefined {
+  const isMap = (n: unknown): n is Record<string, unknown> => n !== null && typeof n === 'object' && !Array.isArray(n) && !(n instanceof Uint8Array);
+  // key `k` of map `n` as a merging reader finds it: the value, and the keys (list indexes too) that reach it from `n`
+  const find = (n: unknown, k: string): { value: unknown; via: (string | number)[] } | undefined => {
+    if (!isMap(n)) return undefined;
+    if (Object.hasOwn(n, k)) return { value: n[k], via: [k] };
+    if (!Object.hasOwn(n, '<<')) return undefined;
+    const merged = n['<<'];
+    for (const [i, source] of (Array.isArray(merged) ? merged : [merged]).entries()) {
+      const f = find(source, k);
+      if (f) return { value: f.value, via: ['<<', ...(Array.isArray(merged) ? [i] : []), ...f.via] };
+    }
+    return undefined;
+  };
+  const keysOf = (n: unknown): string[] => {
+    if (!isMap(n)) return [];
+    const merged = Object.hasOwn(n, '<<') ? n['<<'] : undefined;
+    return [...Object.keys(n), ...(Array.isArray(merged) ? merged : [merged]).flatMap(keysOf)];
+  };
+  const walk = (keys: string[]) => keys.reduce<{ value: unknown; via: (string | number)[] } | undefined>((at, k) => {
+    const f = at && find(at.value, k);
+    return f && { value: f.value, via: [...at!.via, ...f.via] };
+  }, { value: tree, via: [] });
+  const found = walk(splitKeyPath(path, (keys) => keysOf(walk(keys)?.value)));
+  return found && found.via.includes('<<') ? showPath(found.via) : undefined;
 }
 
 /** A key path for messages: `db.password`, `complex.array[1]`. */

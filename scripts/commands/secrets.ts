@@ -576,7 +576,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       const { secretsPath } = await import('../../core/secrets/env.ts');
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
       const { printTree, toYaml } = await import('../../core/secrets/tree-print.ts');
-      const { getEntry, mapKeysAt, splitKeyPath } = await import('../../core/secrets/tree.ts');
+      const { getEntry, mapKeysAt, mergedOnlyPath, splitKeyPath } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
       const { requireEnvironment } = await import('../../core/secrets/files.ts');
       requireEnvironment(ctx.root, env); // an unknown name: the environments there, never `edit <typo>` (which would create it)
@@ -597,6 +597,13 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
         if (node) found++;
       }
       if (!node) {
+        // held only through a YAML merge key, which sops does not merge: said so, and where (key names, no secret)
+        const merged = mergedOnlyPath(secrets.data, key);
+        if (merged)
+          throw new OpsError(
+            `no key ${key} in ${show(ctx.root, file)}: the file holds it only through a YAML merge key, as "${merged}", and sops keeps \`<<\` as a key of its own, merging nothing`,
+            `write it out in its own map (ops secrets edit ${env}); \`ops secrets show ${env}\` lists the keys as sops reads them`,
+          );
         // The closest key where the path stops matching (key names are in clear in a sops file: no secret shown).
         const near = found < parts.length ? didYouMean(parts[found]!, mapKeysAt(secrets.tree, parts.slice(0, found))) : undefined;
         const written = (k: string) => (k.includes('.') ? `"${k}"` : k);

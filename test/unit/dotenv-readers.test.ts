@@ -170,6 +170,32 @@ describe('.env values read back by the real parsers', () => {
     expect(refusal('\r"', ['node-dotenv']).reason).toContain('carriage return only as \\r inside double quotes');
   });
 
+  it("a value Node's parsers cannot carry (no quote kind left) is refused saying what it holds that needs quotes and rules out each quoting, not what such values may hold (was: \"a line break, a #, or spaces at its ends\" for one starting with a quote)", async () => {
+    const reason = (v: string, reader: Reader) => {
+      const e = encodeValue(v, [reader]);
+      if (!('refused' in e)) throw new Error(`accepted for ${reader}`);
+      expect(e.refused.reason).not.toContain(v);
+      return e.refused.reason;
+    };
+    const quote = `'x"y\`z`; // a password starting with a quote, on one line, no # and no spaces
+    expect(reason(quote, 'node-dotenv')).toMatch(/the value holds ', " and ` together with a quote as its first character$/);
+    expect(reason(quote, 'node-env-file')).toMatch(/the value holds ', " and ` together with a quote as its first character$/);
+    expect(reason(quote, 'vite')).toContain('together with a quote as its first character');
+    expect(reason(`a'b"c\`d #e`, 'node-dotenv')).toMatch(/together with a #$/);
+    expect(reason(` a'b"c\`d\u2028`, 'node-dotenv')).toMatch(/together with a Unicode line separator \(U\+2028, U\+2029 or NEL\) and white space at an end$/);
+    expect(reason(`a'b"c\`\nd #`, 'node-dotenv')).toMatch(/together with a line break and a #$/);
+    // no double quote: a backslash rules double quotes out (Node's parser decodes only \n there; dotenv \n and \r)
+    expect(reason("a'`\\x #", 'node-env-file')).toMatch(/the value holds ', a backslash and ` together with a #$/);
+    expect(reason("a'`\\n #", 'node-dotenv')).toMatch(/the value holds ', a backslash before n or r and ` together with a #$/);
+    // as refused, for a reason: written unquoted, a leading quote makes Node's parser read on into the next line
+    const { dir, remove } = dotenvDir(`A=${quote}\nB='b'\n`);
+    try {
+      expect((await readReal('node-env-file', dir, ['A', 'B']))[0]!.values).toEqual({ A: 'x"y`z\nB=' });
+    } finally {
+      remove();
+    }
+  });
+
   // What the default readers cannot share: python-dotenv decodes backslash escapes in quotes, Node's dotenv
   // decodes none, so a value needing quotes with both quote kinds, or with a backslash in some places, is refused.
   it('with the default readers, printable-ASCII values without "${" are accepted unless they hold a backslash or both quote kinds; >= 99% overall', () => {

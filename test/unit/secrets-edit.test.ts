@@ -266,6 +266,19 @@ describe('ops secrets edit: a value YAML reads otherwise than typed', () => {
     expect(r.err).not.toMatch(/Zq7|BEGIN/);
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   });
+  it('a comment typed right after a closing quote or bracket (`"…"# old one`; sops\'s go-yaml reads it, YAML 1.2 does not) is named as such by place, not as a quote not closed; never quoting it', async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    for (const typed of ['api_token: "Zq7-secret"# rotated in May', "api_token: 'Zq7-secret'#old", 'hosts: [Zq7-a, b]#x']) {
+      const ed = editor(`printf '%s\\n' '${typed.replace(/'/g, "'\\''")}' >> "$1"`);
+      const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ed.cmd }, 'n\n');
+      expect(r.code, typed).toBe(1);
+      expect(r.err, typed).toMatch(/the edited text is not valid YAML at line \d+, column \d+: a # right after a closing quote or bracket: a comment needs a space before its #/);
+      expect(r.err, typed).not.toContain('not closed');
+      expect(r.err, typed).not.toMatch(/Zq7|rotated|old/);
+    }
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
 });
 
 describe('ops secrets edit: a line with no ": " after its key', () => {

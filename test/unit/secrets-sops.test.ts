@@ -6,12 +6,15 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { renderDotenv } from '../../core/dotenv.ts';
+import { OpsError } from '../../core/errors.ts';
 import { type Identities, identitiesFromText } from '../../core/secrets/keys.ts';
 import { SOPS_VERSION } from '../../core/secrets/sops-metadata.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { parseTree } from '../../core/secrets/tree-parse.ts';
 import { type Format, type PlainValue, toPlain } from '../../core/secrets/tree.ts';
 import { runOps } from '../support/cli.ts';
+import { environment } from '../support/dotenv-environment.ts';
 import { cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -117,6 +120,11 @@ ts_short: 2024-1-5
 quoted_date: "2024-01-15"
 tagged_str: !!str 123
 tagged_float: !!float 3
+tagged_ts: !!timestamp 2024-01-15
+tagged_ts_quoted: !!timestamp "2024-01-15 10:20:30.5"
+tagged_omap: !!omap [{a: 1}, {b: two}]
+tagged_pairs: !!pairs [{k: v}]
+tagged_set: !!set {x, y}
 binary: !!binary aGVsbG8=
 password: s3cret
 Password_db: other
@@ -427,6 +435,43 @@ describe('ops secrets commands on sops-written files', () => {
     expect(theirs.code).toBe(0);
     expect(plainOf(ours.out, 'yaml')).toEqual(plainOf(theirs.out, 'yaml'));
   });
+
+  it('a JSON file holding integers beyond 2^53 (a chat id, a snowflake): decrypt prints their digits, as sops decrypt does (was refused: "cannot be written in JSON"); show --key of a secrets file sops wrote from JSON too', async () => {
+    const e = await newEnv();
+    const file = join(e.root, 'environments/qa/assets/initdata.json');
+    const plain = '{"chat_id": 123456789012345678, "min": -9223372036854775808, "ids": [9007199254740993, 1], "name": "x"}\n';
+    writeFileSync(file, sopsForEnvironment(e, 'big.json', plain).out);
+    const theirs = sops(['decrypt', file], { file: e.keyFile });
+    expect(theirs.code).toBe(0);
+    const ours = await cli(e.root, ['secrets', 'decrypt', file], e.env);
+    expect(ours.err).toBe('');
+    expect(ours.code).toBe(0);
+    expect(plainOf(ours.out, 'json')).toEqual(plainOf(theirs.out, 'json'));
+    expect(ours.out).toContain('123456789012345678');
+    // the secrets file written by sops from JSON input (`sops encrypt secrets.json`, JSON text under the .yaml name)
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'secrets.json', plain).out);
+    const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'chat_id'], e.env);
+    expect([shown.code, shown.out, shown.err]).toEqual([0, '123456789012345678', '']);
+  });
+
+  for (const [name, plain, store] of [['secrets.env', 'API_TOKEN=Zq8-dotenv-value\n', 'dotenv'], ['secrets.ini', '[app]\nAPI_TOKEN = Zq8-ini-value\n', 'INI']] as const)
+    it(`a ${store} sops file saved under the secrets file's name (\`sops encrypt ${name} > secrets.sops.yaml\`) is named as such, with sops's way to make it YAML, which works (was "not a sops file" or "not valid YAML")`, async () => {
+      const e = await newEnv();
+      const encrypted = sopsForEnvironment(e, name, plain).out;
+      writeFileSync(e.secrets, encrypted);
+      for (const [argv, input] of [[['secrets', 'show', 'qa'], ''], [['secrets', 'set', 'qa', 'other'], 'Zq8-other-value'], [['secrets', 'decrypt', e.secrets], '']] as const) {
+        const r = await cli(e.root, [...argv], e.env, input);
+        expect(r.code, argv.join(' ')).toBe(1);
+        expect(r.err).toContain(`${e.secrets} is a sops file in ${store} format (\`sops encrypt\` keeps the format of the file it encrypts, whatever the name its output is saved under): dotenv and INI sops files are not supported`);
+        expect(r.err).not.toContain('Zq8');
+        expect(readFileSync(e.secrets, 'utf8')).toBe(encrypted);
+      }
+      // the hint, run as given (from the project root, where sops finds .sops.yaml)
+      const hint = (await cli(e.root, ['secrets', 'show', 'qa'], e.env)).err.match(/hint: make it YAML with sops: (.*); then delete plain\.yaml/)![1]!;
+      execFileSync('bash', ['-c', hint], { cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, SOPS_AGE_KEY_FILE: e.keyFile }, stdio: 'ignore' });
+      const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', store === 'INI' ? 'app.API_TOKEN' : 'API_TOKEN'], e.env);
+      expect([shown.code, shown.out]).toEqual([0, `Zq8-${store === 'INI' ? 'ini' : 'dotenv'}-value`]);
+    });
 });
 
 describe('YAML merge keys and aliases, as sops writes them', () => {
@@ -466,6 +511,42 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
     const own = join(dir, 'merge-own.yaml');
     writeFileSync(own, encrypted);
     expect(sops(['decrypt', asset], { file: e.keyFile }).out).toBe(sops(['decrypt', own], { file: e.keyFile }).out);
+  });
+
+  it('a secret the .env (or show --key) names that the file holds only through a merge key is refused as missing saying so, with the path it is held at and the fix (was: only "needs the secret", "no key")', async () => {
+    const plainFile = join(dir, 'merge-env.yaml');
+    writeFileSync(plainFile, 'base: &b {user: app, host: db.internal}\nro: &r {user: reader, port: 5433}\ndb:\n  <<: [*r, *b]\n  password: Zq8-db-password\n  host: own.host\ncache:\n  <<: *b\n');
+    const enc = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
+    expect(enc.err).toBe('');
+    // sops finds no db.user: it merges nothing
+    const encFile = join(dir, 'merge-env.sops.yaml');
+    writeFileSync(encFile, enc.out);
+    expect(sops(['decrypt', '--extract', '["db"]["user"]', encFile], k1)).toMatchObject({ code: 1, out: '' });
+    const { data } = await SecretsFile.fromText(enc.out, 'merge-env.sops.yaml', { identities: k1.ids });
+    const env = environment({ DB_USER: { secret: 'db.user' }, DB_PORT: { secret: 'db.port' }, DB_HOST: { secret: 'db.host' }, DB_PASSWORD: { secret: 'db.password' }, CACHE_HOST: { secret: 'cache.host' }, DB_NAME: { secret: 'db.name' } });
+    let error: unknown;
+    try {
+      renderDotenv(env, data);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(OpsError);
+    const { message, hint } = error as OpsError;
+    expect(message).toContain('DB_USER needs the secret "db.user", which the file holds only through a YAML merge key, as "db.<<[0].user": sops keeps `<<` as a key of its own and merges nothing, so to sops and ops alike there is no "db.user"');
+    expect(message).toContain('DB_PORT needs the secret "db.port", which the file holds only through a YAML merge key, as "db.<<[0].port"');
+    expect(message).toContain('CACHE_HOST needs the secret "cache.host", which the file holds only through a YAML merge key, as "cache.<<.host"');
+    expect(message).toMatch(/DB_NAME needs the secret "db\.name"$/);
+    expect(message).not.toContain('DB_HOST'); // written in the map itself
+    expect(message).not.toContain('Zq8');
+    expect(hint).toBe("add them: printf '%s' VALUE | ops secrets set t <key>; a key merged in with `<<` is written out in its own map instead (ops secrets edit t)");
+    // the same key written out in the map reaches the .env
+    expect(renderDotenv(environment({ DB_HOST: { secret: 'db.host' }, CACHE_HOST: { secret: 'cache.<<.host' } }), data).environ).toBe('DB_HOST=own.host\0CACHE_HOST=db.internal\0');
+    // ops secrets show --key says the same
+    const e = await newEnv();
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'merge-show.yaml', 'base: &b {user: Zq8-user}\ncache:\n  <<: *b\n').out);
+    const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'cache.user'], e.env);
+    expect([shown.code, shown.out]).toEqual([1, '']);
+    expect(shown.err).toBe('error: no key cache.user in environments/qa/secrets.sops.yaml: the file holds it only through a YAML merge key, as "cache.<<.user", and sops keeps `<<` as a key of its own, merging nothing\n  hint: write it out in its own map (ops secrets edit qa); `ops secrets show qa` lists the keys as sops reads them\n');
   });
 });
 

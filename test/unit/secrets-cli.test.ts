@@ -1336,7 +1336,10 @@ describe('two secrets commands writing one file at once', () => {
   it('many sets at once (more than the machine has cores) all land, spread out by random pauses', async () => {
     const e = await newEnv();
     const keys = Array.from({ length: 24 }, (_, i) => `many_${i}`);
-    const runs = await Promise.all(keys.map((k) => cli(e.root, ['secrets', 'set', 'qa', k], e.env, `value-of-${k}-Zq7w`)));
+    // each in-process run listens for the stop signals while it runs: 24 at once in one process are no leak
+    const limit = process.getMaxListeners();
+    process.setMaxListeners(limit + keys.length * 2);
+    const runs = await Promise.all(keys.map((k) => cli(e.root, ['secrets', 'set', 'qa', k], e.env, `value-of-${k}-Zq7w`))).finally(() => process.setMaxListeners(limit));
     for (const r of runs) expectLanded(r);
     const data = (await open(e)).data;
     for (const k of keys) expect(data[k]).toBe(`value-of-${k}-Zq7w`);

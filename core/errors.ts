@@ -482,13 +482,20 @@ export function unreadLine(host: string, e: Partial<ErrorFields>): string {
   return `${host}: cannot be read: ${e.error}${e.hint ? `\n  hint: ${e.hint}` : ''}`;
 }
 
+let uncaughtHandler: ((err: unknown) => void) | undefined;
+
 /**
  * Last line of defence for entry points: an exception or rejection nobody caught (an ssh2 socket error
  * emitted between two steps) is printed as one message, and the process exits 1; while a run holds locks
  * (core/signals.ts handleFaults: core/ops/locked.ts withLock), the run first stops as on a signal, releasing them.
  */
 export function onUncaught(print: (message: string) => void): void {
-  const handle = (err: unknown) => {
+  // Once per process: an entry point run again in it (the tests' in-process actions) replaces its printer.
+  if (uncaughtHandler) {
+    process.off('uncaughtException', uncaughtHandler);
+    process.off('unhandledRejection', uncaughtHandler);
+  }
+  const handle = (uncaughtHandler = (err: unknown) => {
     // ops's own output failing never ends a run half-way (core/report.ts guardOutput decides what it does).
     if (isOwnOutputError(err)) return;
     // its message may quote a host's words: shown as the reporters show them
@@ -496,7 +503,7 @@ export function onUncaught(print: (message: string) => void): void {
     // Exiting here would leave the run's locks held and its steps running: the run stops, then exits.
     if (stopRunsOnFault(err)) return;
     process.exit(1);
-  };
+  });
   process.on('uncaughtException', handle);
   process.on('unhandledRejection', handle);
 }

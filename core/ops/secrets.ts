@@ -153,13 +153,15 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
   allowSecretRefs(env, ctx);
   if (userFileExists(file, `environments/${env.name}/${SECRETS_FILE}`)) {
     const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
-    try {
-      const decrypted = await decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
-      return renderDotenv(env, decrypted.data);
-    } catch (e) {
-      if (!(e instanceof OpsError) || /\.env/.test(e.message)) throw e;
-      why = messageLine(e);
-    }
+    // Only the decryption may fail into "not checked" (no key here, a damaged file); the .env's own refusal
+    // (renderDotenv, after it) is the answer.
+    const decrypt = async () => decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
+    const decrypted = await decrypt().catch((e: unknown) => {
+      if (!(e instanceof OpsError)) throw e;
+      return messageLine(e);
+    });
+    if (typeof decrypted !== 'string') return renderDotenv(env, decrypted.data);
+    why = decrypted;
   } else why = `environments/${env.name}/${SECRETS_FILE} does not exist`;
   const plainOnly: Environment = { ...env, config: { ...env.config, env: Object.fromEntries(Object.entries(env.config.env).filter(([, v]) => typeof v === 'string')) } };
   return { ...renderDotenv(plainOnly, {}), unchecked: `${refs.length} secret value(s) not checked against dotenv.readers: ${why}` };

@@ -359,7 +359,7 @@ const PARSED_KEPT = 64;
  * none, as in the actions). Why: the yaml library runs interpreted in a process that just started (5-15 ms a
  * file) and a deploy reads every environment file of the project (apps sharing hosts), before its connection can
  * make progress. An entry is named by the sha256 of everything the parse depends on: the file's text, the yaml
- * library's version (an upgrade may parse the same text otherwise) and Node's (v8.serialize's format), so an
+ * library's version (an upgrade may parse the same text otherwise), the checks made before keeping it (READ_CHECKS) and Node's (v8.serialize's format), so an
  * edited file is parsed again; it holds the sha256 of its payload (32 bytes), then the parsed value as
  * v8.serialize writes it (aliases' shared objects, NaN and Infinity kept, as JSON would not), never an error. An
  * entry whose payload does not match its sha256 (a damaged disk, a hand edit: v8 data with a changed byte often
@@ -370,11 +370,17 @@ export function cacheParsedYaml(dir: string | undefined): void {
   parsedDir = dir;
 }
 
+/**
+ * The version of what readYamlFile refuses before it keeps a parse (tags, numbers written in a non-decimal form...):
+ * part of an entry's name, so a file parsed and kept before a check was added is checked again. Raise it with them.
+ */
+const READ_CHECKS = 2;
+
 /** Bytes of an entry's digest, before its payload. */
 const DIGEST = 32;
 
 function parsedEntry(text: string): string | undefined {
-  return parsedDir && join(parsedDir, createHash('sha256').update(`${process.version}\0yaml ${yamlPackage.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest('hex'));
+  return parsedDir && join(parsedDir, createHash('sha256').update(`${process.version}\0yaml ${yamlPackage.version} ${JSON.stringify(ENVIRONMENT_YAML)} checks ${READ_CHECKS}\0${text}`).digest('hex'));
 }
 
 /** The value an entry holds, or undefined when it is missing or damaged. */
@@ -465,10 +471,14 @@ export function readYamlFile(file: string, label = file): unknown {
     const doc = parseDocument(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
     if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!));
     const warnings = yamlWarnings(doc, text);
-    if (warnings.length)
+    const numbers = numberFormProblems(doc, text);
+    if (warnings.length || numbers.length)
       throw new OpsError(
-        hideSecrets(`${label} is not read as written:\n${warnings.map((w) => `  - ${w}`).join('\n')}`),
-        'remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects',
+        hideSecrets(`${label} is not read as written:\n${[...warnings, ...numbers].map((w) => `  - ${w}`).join('\n')}`),
+        [
+          ...(warnings.length ? ['remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects'] : []),
+          ...(numbers.length ? ['write a number in plain decimal digits, without a leading 0 (22, 800), or in quotes when it is text ("0800")'] : []),
+        ].join('; '),
       );
     refuseUnresolvedAliases(doc, text, label);
     refuseAliasBomb(doc, label);
@@ -516,6 +526,40 @@ export function yamlErrorHint(error: YAMLError, oneDocument = 'an environment fi
   }
 }
 
+/** The key path of `node` in its document ("env.X", "hosts[0].port"), from its ancestors as `visit` gives them. */
+function keyPath(ancestors: readonly unknown[], node: unknown): string {
+  const chain = [...ancestors, node];
+  let path = '';
+  chain.forEach((a, i) => {
+    const child = chain[i + 1];
+    if (isPair(a)) path += `${path ? '.' : ''}${String((a.key as { value?: unknown } | null)?.value ?? a.key)}`;
+    else if (isSeq(a) && child) path += `[${a.items.indexOf(child as never)}]`;
+  });
+  return path;
+}
+
+/**
+ * Numbers written in a form that YAML 1.1 and YAML 1.2 read differently, each with its key path and line: a leading 0
+ * (`port: 022` is 22 in YAML 1.2, which ops reads, and 18, octal, in YAML 1.1: PyYAML, Ansible, older editors; `0800`
+ * is 800 here, text there), or YAML 1.2's `0o` octal (`0o22` is 18 here, text in YAML 1.1). None is what a person
+ * means by a port, a count or seconds, and a value meant as text (a ZIP code, an id) loses its zeros: refused, never
+ * read silently as a number the file does not show. Hex (`0x1F`) is read alike by both, and left alone.
+ */
+function numberFormProblems(doc: Document, text: string): string[] {
+  const found: string[] = [];
+  visit(doc, {
+    Scalar(_key, node, ancestors) {
+      if (typeof node.value !== 'number' || !node.range || node.type !== 'PLAIN') return;
+      const source = text.slice(node.range[0], node.range[1]);
+      const form = /^[-+]?0\d+$/.test(source) ? 'a leading 0' : /^[-+]?0o/i.test(source) ? "YAML 1.2's octal 0o" : undefined;
+      if (!form) return;
+      const line = text.slice(0, node.range[0]).split('\n').length;
+      found.push(`${keyPath(ancestors, node) || '(top level)'}: ${source} (line ${line}) is written with ${form}: ops reads it as the number ${node.value}, YAML 1.1 tools (PyYAML, Ansible) ${/^[-+]?0[0-7]+$/.test(source) ? `as the octal number ${parseInt(source, 8)}` : 'as text'}; write ${node.value} if it is a number, "${source}" in quotes if it is text`);
+    },
+  });
+  return found;
+}
+
 /**
  * The yaml library's warnings about a document (an unknown tag such as `!!foo` or `!local`, which it would read
  * as the plain value and print as a Node warning), each with the key path of the value and where it is.
@@ -527,14 +571,7 @@ function yamlWarnings(doc: Document, text: string): string[] {
   visit(doc, {
     Node(_key, node, ancestors) {
       if (!(node as YamlNode).tag || !(node as YamlNode).range) return;
-      const chain = [...ancestors, node];
-      let path = '';
-      chain.forEach((a, i) => {
-        const child = chain[i + 1];
-        if (isPair(a)) path += `${path ? '.' : ''}${String((a.key as { value?: unknown } | null)?.value ?? a.key)}`;
-        else if (isSeq(a) && child) path += `[${a.items.indexOf(child as never)}]`;
-      });
-      tagged.push({ start: (node as YamlNode).range![0], path });
+      tagged.push({ start: (node as YamlNode).range![0], path: keyPath(ancestors, node) });
     },
   });
   return doc.warnings.map((w) => {

@@ -497,6 +497,28 @@ describe('YAML values the schema has no word for', () => {
     expect(refused(`${base}ref: "a\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml:\d+:\d+: not valid YAML: a quote or bracket that is not closed$/), expect.stringContaining('fix the file at that line')]);
   });
 
+  it('a number written with a leading 0 or as 0o octal (YAML 1.1 and 1.2 read it apart) is refused by key path and line, never read as a number the file does not show', () => {
+    const refused = (text: string) => {
+      try {
+        read(base + text);
+      } catch (e) {
+        return [(e as OpsError).message, (e as OpsError).hint];
+      }
+      return 'accepted';
+    };
+    const lines = base.split('\n').length;
+    expect(refused('hosts: [{name: web1, address: 192.0.2.1, port: 022, host_key: x}]\n'.replace('hosts', 'x-h') + 'switch: {port_offset: 0800}\nenv: {ZIP: 01234, MODE: 0o17}\n')).toEqual([
+      'environments/x/environment.yml is not read as written:\n' +
+        `  - x-h[0].port: 022 (line ${lines}) is written with a leading 0: ops reads it as the number 22, YAML 1.1 tools (PyYAML, Ansible) as the octal number 18; write 22 if it is a number, "022" in quotes if it is text\n` +
+        `  - switch.port_offset: 0800 (line ${lines + 1}) is written with a leading 0: ops reads it as the number 800, YAML 1.1 tools (PyYAML, Ansible) as text; write 800 if it is a number, "0800" in quotes if it is text\n` +
+        `  - env.ZIP: 01234 (line ${lines + 2}) is written with a leading 0: ops reads it as the number 1234, YAML 1.1 tools (PyYAML, Ansible) as the octal number 668; write 1234 if it is a number, "01234" in quotes if it is text\n` +
+        `  - env.MODE: 0o17 (line ${lines + 2}) is written with YAML 1.2's octal 0o: ops reads it as the number 15, YAML 1.1 tools (PyYAML, Ansible) as text; write 15 if it is a number, "0o17" in quotes if it is text`,
+      'write a number in plain decimal digits, without a leading 0 (22, 800), or in quotes when it is text ("0800")',
+    ]);
+    // plain decimals, 0 itself, fractions, quoted text and hex (read alike by both) are as before
+    expect(fileProblems('switch: {port_offset: 10, drain: 0, health_interval: 0.5}\nenv: {ZIP: "01234"}\nx-hex: 0x1F\n')).toEqual([]);
+  });
+
   it('a !!binary or !!timestamp value is one problem saying what it is, not the keys of an object', () => {
     expect(fileProblems('env: {X: !!binary aGVsbG8=}')).toEqual(['env.X: expected a string, got a !!binary value']);
     expect(fileProblems('env: {X: !!timestamp 2024-01-01}')).toEqual(['env.X: expected a string, got a date (a !!timestamp value; quote it to make it a string)']);

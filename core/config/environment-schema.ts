@@ -9,7 +9,7 @@ import { patternOf } from '../shell.ts';
 import { urlCredentialsIn } from '../secrets/parts.ts';
 import { HOST_KEY_TYPES, parseHostKeys } from './hostkey.ts';
 import { object } from './schema-object.ts';
-import { type Infer, boolean, either, integer, list, number, oneOf, opt, record, req, string } from './schema.ts';
+import { type Infer, boolean, either, integer, list, oneOf, opt, record, req, seconds, string } from './schema.ts';
 
 const name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
 
@@ -405,7 +405,7 @@ export const environmentSchema = object(
   ssh: opt(
     object({
       identity_file: opt(anyPath, 'private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)'),
-      connect_timeout: opt(integer(1, 300), 'seconds to wait for a connection', 20),
+      connect_timeout: opt(seconds(1, 300), 'seconds to wait for a connection', 20),
       connect_retries: opt(integer(0, 10), 'extra connection attempts (with backoff) before giving up', 2),
     }),
     'SSH settings',
@@ -449,7 +449,7 @@ export const environmentSchema = object(
         false,
       ),
       migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is)', 'make migrate'),
-      migrate_timeout: opt(integer(1, 86400), 'seconds the migration command may run; then it is stopped and the deploy fails before any switch', 1800),
+      migrate_timeout: opt(seconds(1, 86400), 'seconds the migration command may run; then it is stopped and the deploy fails before any switch', 1800),
       keep: opt(integer(1, 100), 'good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed', 5),
       keep_failed: opt(integer(0, 100), 'failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`', 2),
       migration_paths: opt(
@@ -472,17 +472,17 @@ export const environmentSchema = object(
   routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { '/': 'client', '/api/': 'server' }),
   switch: opt(
     object({
-      health_timeout: opt(integer(1, 900), 'seconds the new processes get to pass their health checks', 60),
-      health_interval: opt(number(0.1, 60), 'seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)', 0.2),
+      health_timeout: opt(seconds(1, 900), 'seconds the new processes get to pass their health checks', 60),
+      health_interval: opt(seconds(0.1, 60, false), 'seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)', 0.2),
       keep_previous: opt(
         boolean(),
         'keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice',
         true,
       ),
-      drain: opt(integer(0, 3600), 'at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)', 30),
+      drain: opt(seconds(0, 3600), 'at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)', 30),
       port_offset: opt(integer(1, 10000), 'the "green" slot listens on port + offset', 1),
       batch_size: opt(integer(1, 100), 'hosts deployed at once (rolling); a failure stops before the next batch', 1),
-      lock_wait: opt(integer(0, 3600), 'seconds to wait for another run\'s lock before failing', 0),
+      lock_wait: opt(seconds(0, 3600), 'seconds to wait for another run\'s lock before failing', 0),
     }),
     'the gapless switch',
     {},

@@ -497,6 +497,25 @@ describe('YAML values the schema has no word for', () => {
     expect(refused(`${base}ref: "a\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml:\d+:\d+: not valid YAML: a quote or bracket that is not closed$/), expect.stringContaining('fix the file at that line')]);
   });
 
+  it("a boolean written as YAML 1.1's yes/no/on/off or in quotes, and seconds written with a unit or as mm:ss, are said with the value to write", () => {
+    expect(fileProblems('switch: {keep_previous: yes, drain: 30s, health_timeout: 1m, health_interval: 200ms, lock_wait: 1:30}\nrelease: {migrate_timeout: 2h, keep: 5s}\nssh: {connect_timeout: 10 min}\nnginx: {default_server: "true"}\n')).toEqual([
+      'ssh.connect_timeout: expected an integer 1-300, got "10 min" (a number of seconds, without a unit: 600, which is not an integer 1-300)',
+      'release.migrate_timeout: expected an integer 1-86400, got "2h" (a number of seconds, without a unit: 7200)',
+      // a count is no duration: said as before
+      'release.keep: expected an integer 1-100, got "5s"',
+      'switch.health_timeout: expected an integer 1-900, got "1m" (a number of seconds, without a unit: 60)',
+      'switch.health_interval: expected a number 0.1-60, got "200ms" (a number of seconds, without a unit: 0.2)',
+      "switch.keep_previous: expected true or false, got \"yes\" (YAML 1.1's word for true; ops reads YAML 1.2, where it is text: write true)",
+      'switch.drain: expected an integer 0-3600, got "30s" (a number of seconds, without a unit: 30)',
+      'switch.lock_wait: expected an integer 0-3600, got "1:30" (a number of seconds, without a unit: 90)',
+      'nginx.default_server: expected true or false, got "true" (a string, in quotes: write true without them)',
+    ]);
+    expect(fileProblems('switch: {keep_previous: off, health_timeout: 1.5s}\n')).toEqual([
+      'switch.health_timeout: expected an integer 1-900, got "1.5s" (a number of seconds, without a unit: 1.5, which is not an integer 1-900)',
+      "switch.keep_previous: expected true or false, got \"off\" (YAML 1.1's word for false; ops reads YAML 1.2, where it is text: write false)",
+    ]);
+  });
+
   it('a number written with a leading 0 or as 0o octal (YAML 1.1 and 1.2 read it apart) is refused by key path and line, never read as a number the file does not show', () => {
     const refused = (text: string) => {
       try {

@@ -235,9 +235,14 @@ const version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number (
  * (RFC 1123 labels: letters, digits and inner "-", 1-63 characters each, 253 in all, an optional final dot), or
  * undefined. What a resolver would still take or guess is refused here, where it is said plainly: a port written
  * into the address (getaddrinfo looks "10.0.0.5:2222" up as a name, so the deploy failed saying the name does not
- * resolve), an IPv4 address with a part missing or over 255 (inet_aton reads "10.1" as 10.0.0.1).
+ * resolve), an IPv4 address with a part missing or over 255 (inet_aton reads "10.1" as 10.0.0.1), or in inet_aton's
+ * hex form ("0x7f.1": dnsNameProblem), an IPv6 address with a zone ("fe80::1%eth0", which net.isIP accepts: the
+ * interface is the connecting machine's).
  */
 export function addressProblem(v: string): string | undefined {
+  // "fe80::1%eth0": a link-local address is valid only with an interface of the machine that connects, which a bastion, CI runner or another machine of the team does not share
+  const zone = /^([^%]+)%(.*)$/.exec(v);
+  if (zone && isIP(zone[1]!) === 6) return `an IPv6 address with a zone (%${zone[2]}) names an interface of the machine that connects (a link-local address): give the host's global address or a DNS name`;
   if (isIP(v)) return undefined;
   // As ssh or a browser takes a host: "ssh://deploy@web1:2222", "deploy@web1" (the login has its own key, `user`)
   const url = urlParts(v);
@@ -273,8 +278,9 @@ function urlParts(v: string): { host: string; port: string; user: string } | und
 
 /**
  * Why `v` is not a DNS name (RFC 1123 labels: letters, digits and inner "-", 1-63 characters each, 253 in all, an
- * optional final dot), or undefined: what nginx's server_name, certbot and a resolver all take. An internationalized
- * name is said with its ASCII form (IDNA, what DNS holds); a URL with its host.
+ * optional final dot, a last label not all digits: RFC 3696), or undefined: what nginx's server_name, certbot and a
+ * resolver all take; a dotted-quad IPv4 address passes. An internationalized name is said with its ASCII form (IDNA,
+ * what DNS holds); a URL with its host; a name the resolver reads as an IPv4 address (inetAton) with that address.
  */
 export function dnsNameProblem(v: string): string | undefined {
   // Non-ASCII: written as DNS holds it (xn--...), which certbot and nginx need.
@@ -292,7 +298,28 @@ export function dnsNameProblem(v: string): string | undefined {
   const name = v.replace(/\.$/, '');
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name.length > 253 || !name.split('.').every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
+  if (isIP(name) === 4) return undefined;
+  // What getaddrinfo hands to inet_aton before any DNS lookup: "0x7f.1" or "0x7f000001" is 127.0.0.1, whatever the file says
+  const ipv4 = inetAton(name);
+  if (ipv4) return `the resolver reads it as the IPv4 address ${ipv4} (inet_aton's hex, octal and short forms), not as a name: write ${ipv4} if that is the host`;
+  // RFC 3696 section 2: no top-level domain is all digits (a resolver may take the name for an address)
+  if (/^\d+$/.test(name.split('.').pop()!)) return 'not a DNS name: its last label is all digits, which no top-level domain is (RFC 3696); an IPv4 address is four numbers from 0 to 255';
   return undefined;
+}
+
+/**
+ * The dotted-quad IPv4 address glibc's inet_aton reads `v` as (1 to 4 parts, each decimal, 0-prefixed octal or 0x
+ * hex, the last one filling the remaining bytes: "10.1" is 10.0.0.1, "0x7f.1" 127.0.0.1), or undefined when it
+ * reads none: getaddrinfo (ssh, nginx, curl) tries it before DNS, so such a "name" is never looked up.
+ */
+export function inetAton(v: string): string | undefined {
+  const parts = v.split('.');
+  if (parts.length > 4 || !parts.every((p) => /^(0x[0-9a-f]*|0[0-7]*|[1-9]\d*)$/i.test(p))) return undefined;
+  const nums = parts.map((p) => (/^0x/i.test(p) ? parseInt(p.slice(2) || '0', 16) : /^0/.test(p) ? parseInt(p, 8) || 0 : Number(p)));
+  const last = nums.pop()!;
+  if (nums.some((n) => n > 255) || last >= 256 ** (4 - nums.length)) return undefined;
+  const bytes = [...nums, ...Array.from({ length: 4 - nums.length }, (_, i) => Math.floor(last / 256 ** (3 - nums.length - i)) % 256)];
+  return bytes.join('.');
 }
 
 /**

@@ -107,7 +107,7 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
   });
 
   it('an address is an IP address or a DNS name: a port written into it, brackets, a malformed IPv4 address are refused saying what to write', () => {
-    const ok = ['192.0.2.1', '2001:db8::5', '::1', 'fe80::1:22', 'web1', 'web-1.example.org', 'web1.example.org.'];
+    const ok = ['192.0.2.1', '2001:db8::5', '::1', 'fe80::1:22', 'web1', 'web-1.example.org', 'web1.example.org.', '0xdeadbeef.example.org', '1.example.org', '123.example.org.'];
     for (const address of ok) expect(problems({ ...minimal(), hosts: [{ name: 'web1', address, host_key: KEY }] }), address).toEqual([]);
     const refused: Array<[string, RegExp]> = [
       ['192.0.2.1:2222', /the port goes in its own key: address: 192\.0\.2\.1, port: 2222/],
@@ -125,6 +125,11 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['deploy@192.0.2.1:2222', /the login and the port go in their own keys: user: deploy, address: 192\.0\.2\.1, port: 2222\)$/],
       ['deploy@[2001:db8::5]:2222', /the login and the port go in their own keys: user: deploy, address: 2001:db8::5, port: 2222\)$/],
       ['wéb1.example.org', /an internationalized name is written in its ASCII form \(IDNA\): xn--wb1-bma\.example\.org/],
+      // what getaddrinfo reads with inet_aton before any DNS lookup, and what no DNS name is
+      ['0x7f.1', /the resolver reads it as the IPv4 address 127\.0\.0\.1 \(inet_aton's hex, octal and short forms\), not as a name: write 127\.0\.0\.1 if that is the host/],
+      ['0xc0.0x0.02.1', /the resolver reads it as the IPv4 address 192\.0\.2\.1 /],
+      ['web1.123', /not a DNS name: its last label is all digits, which no top-level domain is \(RFC 3696\)/],
+      ['fe80::1%eth0', /an IPv6 address with a zone \(%eth0\) names an interface of the machine that connects \(a link-local address\): give the host's global address or a DNS name/],
     ];
     for (const [address, why] of refused) {
       const doc = { ...minimal(), hosts: [{ name: 'web1', address, host_key: KEY }], bastion: { address, host_key: KEY } };
@@ -145,6 +150,8 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['2001:db8::1', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
       ['[2001:db8::1]', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
       ['*.example.org', "a wildcard: give the site's one name (example.org, say)"],
+      ['shop.123', 'not a DNS name: its last label is all digits'],
+      ['0xc0.0.2.1', 'the resolver reads it as the IPv4 address 192.0.2.1'],
     ];
     for (const [domain, why] of refused) expect(problems({ ...minimal(), domain }), domain).toEqual([expect.stringContaining(`domain: expected a DNS name, got ${JSON.stringify(domain)} (${why}`)]);
   });

@@ -297,6 +297,15 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     }
   });
 
+  it("a known_hosts line of another kind (@cert-authority, @revoked), a host certificate or a key type ssh does not pin is said as that, with what to pin; a hashed or named known_hosts line gives its key", () => {
+    expect(parseHostKey(`@cert-authority *.example.org ${KEY}`)).toMatch(/^a known_hosts @cert-authority line: that key is a CA's, which signs host certificates, not the host's own key; pin the host's key/);
+    expect(parseHostKey(`@revoked web1 ${KEY}`)).toMatch(/^a known_hosts @revoked line: that key is one the host must NOT have/);
+    expect(parseHostKey(`ssh-ed25519-cert-v01@openssh.com ${KEY.split(' ')[1]}`)).toMatch(/^a host certificate \(ssh-ed25519-cert-v01@openssh\.com\), not the host's key: pin its plain key/);
+    expect(parseHostKey('ssh-dss AAAAB3NzaC1kc3M=')).toBe('unknown key type "ssh-dss" (DSA, which OpenSSH no longer offers): a host key is one of ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ecdsa-sha2-nistp521, rsa-sha2-512, rsa-sha2-256, ssh-rsa');
+    for (const line of [`|1|JfKTdBh7rNbXkVAQCRp4OQoPfmI=|USECr3SWf1JUPsms5AqfD5QfxkM= ${KEY}`, `web1.example.org,192.0.2.1 ${KEY}`, `[web1]:2222 ${KEY} # comment`]) expect(typeof parseHostKey(line), line).toBe('object');
+    expect(problems({ ...minimal(), hosts: [{ name: 'web1', address: '192.0.2.1', host_key: `@cert-authority *.example.org ${KEY}` }] })).toEqual([expect.stringMatching(/^hosts\[0\]\.host_key: expected an SSH public key line .*\(a known_hosts @cert-authority line: /)]);
+  });
+
   it('a corrupted host key: its type bytes are printed escaped (no raw NUL or control byte in the message)', () => {
     const blob = Buffer.concat([Buffer.from([0, 0, 0, 15]), Buffer.from('ssh-ed25519\0\0\0 ', 'latin1'), Buffer.alloc(32, 7)]);
     const why = parseHostKey(`ssh-ed25519 ${blob.toString('base64')}`);

@@ -211,15 +211,29 @@ const SIZE_UNITS: Record<string, bigint> = { '': 1n, k: 1024n, m: 1024n ** 2n, g
 /**
  * Why nginx would refuse `v` as a size read into off_t (client_max_body_size: ngx_conf_set_off_slot ->
  * ngx_parse_offset in nginx's src/core/ngx_parse.c), or undefined: the number before the unit may be at most
- * NGX_MAX_OFF_T_VALUE (2^63 - 1 on 64-bit Linux) divided by the unit's bytes, e.g. 8589934591g. Only the digits and
- * the unit: the pattern says the form.
+ * NGX_MAX_OFF_T_VALUE (2^63 - 1 on 64-bit Linux) divided by the unit's bytes, e.g. 8589934591g. A size written in
+ * another form ("10MB", "1.5g") is said in nginx's (sizeFormProblem); anything else, the pattern says the form.
  */
 export function bodySizeProblem(v: string): string | undefined {
   const m = /^(\d+)([kKmMgG]?)$/.exec(v);
-  if (!m) return undefined;
+  if (!m) return sizeFormProblem(v);
   const max = (2n ** 63n - 1n) / SIZE_UNITS[m[2]!.toLowerCase()]!;
   if (BigInt(m[1]!) > max) return `nginx refuses a size over 2^63 - 1 bytes: at most ${max}${m[2]} (a few "m" or "g" is usual)`;
   return undefined;
+}
+
+/**
+ * A size written as people write sizes elsewhere, said in nginx's form (ngx_parse_size/offset: digits, then k, m or g,
+ * each a power of 1024, nothing else): "10MB", "10 MiB", "1.5g", "512 kB". Undefined when it is no such size.
+ */
+function sizeFormProblem(v: string): string | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?|bytes?)\s*$/i.exec(v);
+  if (!m || (!m[2] && !/^b/i.test(m[3]!)) || (m[2] && /^bytes?$/i.test(m[3]!))) return undefined;
+  const unit = m[2]!.toLowerCase();
+  const bytes = Number(m[1]) * Number(SIZE_UNITS[unit === 't' ? 'g' : unit] ?? 1n) * (unit === 't' ? 1024 : 1);
+  // the largest of nginx's units that holds it in whole numbers
+  const [n, u] = ([['g', 1024 ** 3], ['m', 1024 ** 2], ['k', 1024], ['', 1]] as const).map(([u, b]) => [bytes / b, u] as const).find(([n]) => Number.isInteger(n)) ?? [Math.ceil(bytes), ''];
+  return `nginx reads digits and then k, m or g alone (1024-based, no "B", no space, no fraction): ${n}${u}`;
 }
 
 /** A directory of content-hashed files, relative to the release and inside it (release.asset_dirs). */

@@ -448,6 +448,13 @@ describe('directories, routes, ports and sizes as the host reads them', () => {
     for (const [bad, max] of <Array<[string, string]>>[['9999999999g', '8589934591g'], ['8589934592G', '8589934591G'], ['9007199254740992k', '9007199254740991k'], ['9223372036854775808', '9223372036854775807']])
       expect(size(bad), bad).toEqual([`nginx.client_max_body_size: expected a size ("10m"), got "${bad}" (nginx refuses a size over 2^63 - 1 bytes: at most ${max} (a few "m" or "g" is usual))`]);
   });
+
+  it('client_max_body_size written as sizes are written elsewhere (10MB, 10 MiB, 1.5g, 512 kB) is said in the form nginx reads', () => {
+    const size = (client_max_body_size: string) => problems({ ...minimal(), nginx: { client_max_body_size } });
+    for (const [bad, fixed] of <Array<[string, string]>>[['10MB', '10m'], ['10 m', '10m'], ['10MiB', '10m'], ['1.5g', '1536m'], ['512 kB', '512k'], ['100 bytes', '100'], ['0.5k', '512']])
+      expect(size(bad), bad).toEqual([`nginx.client_max_body_size: expected a size ("10m"), got "${bad}" (nginx reads digits and then k, m or g alone (1024-based, no "B", no space, no fraction): ${fixed})`]);
+    expect(size('ten')).toEqual(['nginx.client_max_body_size: expected a size ("10m"), got "ten"']);
+  });
 });
 
 describe('YAML values the schema has no word for', () => {

@@ -18,6 +18,7 @@ import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { PRESET_VARIABLES, reservedEnvName } from './env-names.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKeys } from './hostkey.ts';
+import { placeholderProblem } from './placeholders.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
 import { type JsonSchema, type Problem } from './schema.ts';
 import { projectDirProblem } from './project-dir.ts';
@@ -308,6 +309,11 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
     // The .env's plain values: build, migrate and hooks get them exported (a secret's value is not read here).
     ...Object.entries(config.env).flatMap(([k, v]): [string, string][] => (typeof v === 'string' ? [[`env.${k}`, v]] : [])),
   ];
+  // Placeholders, expanded in programs' command and env only: an unknown one said now, not at the deploy's plan
+  for (const [path, text] of named.filter(([p]) => p.startsWith('programs.'))) {
+    const why = placeholderProblem(text, programs);
+    if (why) problems.push({ path, message: why });
+  }
   for (const [path, text] of named) {
     const why = liveReleasePathProblem(text, base, path.startsWith('programs.') ? 'program' : path.startsWith('env.') ? 'dotenv' : 'command');
     if (why) problems.push({ path, message: why });

@@ -54,6 +54,15 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     expect(problems({ ...minimal(), programs: {} })).toEqual(['programs: expected at least one program (a long-running process of a release: its command and port)']);
   });
 
+  it("an unknown placeholder in a program's command or env ({pyhton}, {port:servr}, a log format's {levelname}) is refused when the file is read, with the name meant; {{name}} and other braces are text", () => {
+    const doc = { ...minimal(), programs: { server: { command: '{pyhton} -m app --port {port}', port: 3579, env: { LOG: '{{asctime}} {levelname}', J: '{}', H: '${HOME}' } }, client: { command: '{node} x --port {port:servr}', port: 3000, env: { API: 'http://127.0.0.1:{port:server}/{release}' } } }, env: { X: '{release:x}' } };
+    expect(problems(doc)).toEqual([
+      'programs.server.command: unknown placeholder {pyhton} (did you mean {python}?): placeholders are {release} {python} {node} {npm} {port} {port:<program>}; for a literal {pyhton} (a log format\'s fields) write {{pyhton}}',
+      'programs.server.env.LOG: unknown placeholder {levelname}: placeholders are {release} {python} {node} {npm} {port} {port:<program>}; for a literal {levelname} (a log format\'s fields) write {{levelname}}',
+      'programs.client.command: {port:servr} names no program (did you mean {port:server}?); programs: server, client',
+    ]);
+  });
+
   it('a health path written as a URL or without its "/" is said with the path meant', () => {
     const health = (h: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: 'run', port: 3579, health: h } } });
     expect(health('http://127.0.0.1:3579/health?full=1')).toEqual([expect.stringMatching(/^programs\.server\.health: expected a URL path .*, got "http:\/\/127\.0\.0\.1:3579\/health\?full=1" \(a URL: give its path alone \(\/health\?full=1\); the program is asked on 127\.0\.0\.1, at its own port\)$/)]);

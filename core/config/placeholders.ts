@@ -30,7 +30,7 @@ export function placeholderProblem(text: string, programs: string[]): string | u
     }
     if (['release', 'python', 'node', 'npm'].includes(name!) && arg === undefined) continue;
     const near = arg === undefined ? closest(name!, ['release', 'python', 'node', 'npm', 'port']) : undefined;
-    return `unknown placeholder ${whole}${near ? ` (did you mean {${near}}?)` : ''}: placeholders are ${PLACEHOLDERS}; for a literal ${whole} (a log format's fields) write {${whole}}`;
+    return `unknown placeholder ${whole}${near ? ` (did you mean {${near}}?)` : ''} (placeholders: ${PLACEHOLDERS}; for a literal ${whole} (a log format's fields) write {${whole}})`;
   }
   return undefined;
 }

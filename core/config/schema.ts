@@ -183,6 +183,28 @@ export function boolean(): Schema<boolean> {
   };
 }
 
+/** Edit distance, for "did you mean" on a misspelt key (or command). */
+export function distance(a: string, b: string): number {
+  // Optimal string alignment (Levenshtein plus a swap of two neighbours as one edit): "pnig" is one slip from "ping",
+  // "verison" one from "version", as a person types them.
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The known key a misspelt one was meant as (a slip or two, any case, "-" for "_"), if one is that close. */
+export function closest(key: string, known: string[]): string | undefined {
+  const norm = key.toLowerCase().replace(/-/g, '_');
+  const best = known.map((k) => [k, distance(norm, k)] as const).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : undefined;
+}
+
 /** One of the given strings. */
 export function oneOf<const V extends string>(values: readonly V[]): Schema<V> {
   const form = `one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
@@ -190,8 +212,10 @@ export function oneOf<const V extends string>(values: readonly V[]): Schema<V> {
     form,
     json: () => ({ type: 'string', enum: [...values] }),
     check(value, path, problems) {
-      if (typeof value !== 'string' || !(values as readonly string[]).includes(value)) return fail(problems, path, form, value);
-      return value as V;
+      if (typeof value === 'string' && (values as readonly string[]).includes(value)) return value as V;
+      // a value in another case or spelling (LetsEncrypt, Debian, python_dotenv): the one meant
+      const near = typeof value === 'string' ? closest(value, [...values]) : undefined;
+      return fail(problems, path, form, value, near ? ` (did you mean "${near}"?)` : '');
     },
   };
 }

@@ -57,8 +57,8 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
   it("an unknown placeholder in a program's command or env ({pyhton}, {port:servr}, a log format's {levelname}) is refused when the file is read, with the name meant; {{name}} and other braces are text", () => {
     const doc = { ...minimal(), programs: { server: { command: '{pyhton} -m app --port {port}', port: 3579, env: { LOG: '{{asctime}} {levelname}', J: '{}', H: '${HOME}' } }, client: { command: '{node} x --port {port:servr}', port: 3000, env: { API: 'http://127.0.0.1:{port:server}/{release}' } } }, env: { X: '{release:x}' } };
     expect(problems(doc)).toEqual([
-      'programs.server.command: unknown placeholder {pyhton} (did you mean {python}?): placeholders are {release} {python} {node} {npm} {port} {port:<program>}; for a literal {pyhton} (a log format\'s fields) write {{pyhton}}',
-      'programs.server.env.LOG: unknown placeholder {levelname}: placeholders are {release} {python} {node} {npm} {port} {port:<program>}; for a literal {levelname} (a log format\'s fields) write {{levelname}}',
+      'programs.server.command: unknown placeholder {pyhton} (did you mean {python}?) (placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal {pyhton} (a log format\'s fields) write {{pyhton}})',
+      'programs.server.env.LOG: unknown placeholder {levelname} (placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal {levelname} (a log format\'s fields) write {{levelname}})',
       'programs.client.command: {port:servr} names no program (did you mean {port:server}?); programs: server, client',
     ]);
   });
@@ -546,6 +546,18 @@ describe('YAML values the schema has no word for', () => {
       'switch.health_timeout: expected an integer 1-900, got "1.5s" (a number of seconds, without a unit: 1.5, which is not an integer 1-900)',
       "switch.keep_previous: expected true or false, got \"off\" (YAML 1.1's word for false; ops reads YAML 1.2, where it is text: write false)",
     ]);
+  });
+
+  it('a choice written in another case or spelling (LetsEncrypt, Debian, python_dotenv) is said with the one meant; none is guessed for what is not close', () => {
+    expect(fileProblems('tls: {mode: LetsEncrypt, email: a@b.c}\ndomain: shop.example.org\nruntimes: {python: {strategy: Debian, version: "3.11"}}\ndotenv: {readers: [python_dotenv, php]}\nrelease: {python_installer: poetry}\n')).toEqual([
+      'runtimes.python.strategy: expected one of "debian", "pyenv", got "Debian" (did you mean "debian"?)',
+      'release.python_installer: expected one of "uv", "pip", got "poetry"',
+      'dotenv.readers[0]: expected one of "python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell", got "python_dotenv" (did you mean "python-dotenv"?)',
+      'dotenv.readers[1]: expected one of "python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell", got "php"',
+      'tls.mode: expected one of "off", "letsencrypt", "self-signed", got "LetsEncrypt" (did you mean "letsencrypt"?)',
+    ]);
+    // "on" (TLS wanted) is not "off"
+    expect(fileProblems('tls: {mode: on}\n')).toEqual(['tls.mode: expected one of "off", "letsencrypt", "self-signed", got "on"']);
   });
 
   it('a number written with a leading 0 or as 0o octal (YAML 1.1 and 1.2 read it apart) is refused by key path and line, never read as a number the file does not show', () => {

@@ -18,7 +18,7 @@ import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { PRESET_VARIABLES, reservedEnvName } from './env-names.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKeys } from './hostkey.ts';
-import { placeholderProblem } from './placeholders.ts';
+import { PLACEHOLDER, placeholderProblem } from './placeholders.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
 import { type JsonSchema, type Problem } from './schema.ts';
 import { projectDirProblem } from './project-dir.ts';
@@ -193,6 +193,29 @@ export function liveReleasePathProblem(text: string, base: string, where: 'progr
 }
 
 /**
+ * Why a program's command or env value `text` (at `path`, programs.<name>.command or .env.<NAME>) must not hold a
+ * program's port as a number, or undefined: that is the blue slot's port only. The green slot runs each program on
+ * port + switch.port_offset, so a program told `--port 3579` there binds the live slot's port (it fails to start,
+ * after the build) and one told `http://127.0.0.1:3579` of another program calls the live release's, not its own
+ * slot's: {port} and {port:<program>} are expanded for the slot being started (core/steps/switch.ts expand). Only
+ * where a number is a port: after a ":" (host:port, a URL), after an option or variable named for a port
+ * (`--port 3579`, `PORT=3579`), or as the whole value of a variable named for one (`APP_PORT: "3579"`): a count or
+ * a timeout equal to a port (`--workers 3000`) is not one.
+ */
+function literalPortProblem(text: string, path: string, config: EnvironmentConfig): string | undefined {
+  const own = path.split('.')[1]!;
+  const bare = text.replace(PLACEHOLDER, '');
+  const variable = /^programs\.[^.]+\.env\.(.*)$/.exec(path)?.[1];
+  for (const [name, p] of Object.entries(config.programs)) {
+    const asPort = new RegExp(`(?::|port[\\w-]*['"]?(?:=|\\s+)['"]?)${p.port}(?!\\d)`, 'i').test(bare) || (variable !== undefined && /port/i.test(variable) && bare.trim() === String(p.port));
+    if (!asPort) continue;
+    const placeholder = name === own ? '{port}' : `{port:${name}}`;
+    return `names port ${p.port}, ${name === own ? "this program's" : `program ${name}'s`} port in the blue slot only: the green slot runs it on ${p.port + config.switch.port_offset}, so ${name === own ? "there it would take the live slot's port and fail to start" : `there it would reach the live release's ${name}, not its own slot's`}; write ${placeholder} (expanded for each slot)`;
+  }
+  return undefined;
+}
+
+/**
  * Names of `env` that differ only in case, where python-dotenv reads either (its `only` prefix): pydantic-settings,
  * how apps read the .env with python-dotenv, matches names case-insensitively by default (it lowercases every name
  * of the file and of the environment), so APP_KEY and app_key are one setting to it, holding whichever comes last:
@@ -311,7 +334,7 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
   ];
   // Placeholders, expanded in programs' command and env only: an unknown one said now, not at the deploy's plan
   for (const [path, text] of named.filter(([p]) => p.startsWith('programs.'))) {
-    const why = placeholderProblem(text, programs);
+    const why = placeholderProblem(text, programs) ?? literalPortProblem(text, path, config);
     if (why) problems.push({ path, message: why });
   }
   for (const [path, text] of named) {

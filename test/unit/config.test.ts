@@ -63,6 +63,19 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     ]);
   });
 
+  it("a program's command or env naming a program's port as a number (--port 3579, :3579, APP_PORT: \"3579\") is refused with the placeholder to write: the green slot runs on port + offset", () => {
+    const doc = { ...minimal(), programs: { server: { command: 'gunicorn -b 0.0.0.0:3579 app', port: 3579, env: { APP_PORT: '3579' } }, client: { command: '{node} build --port=3000', port: 3000, env: { API: 'http://127.0.0.1:3579/api' } } } };
+    expect(problems(doc)).toEqual([
+      "programs.server.command: names port 3579, this program's port in the blue slot only: the green slot runs it on 3580, so there it would take the live slot's port and fail to start; write {port} (expanded for each slot)",
+      "programs.server.env.APP_PORT: names port 3579, this program's port in the blue slot only: the green slot runs it on 3580, so there it would take the live slot's port and fail to start; write {port} (expanded for each slot)",
+      "programs.client.command: names port 3000, this program's port in the blue slot only: the green slot runs it on 3001, so there it would take the live slot's port and fail to start; write {port} (expanded for each slot)",
+      "programs.client.env.API: names port 3579, program server's port in the blue slot only: the green slot runs it on 3580, so there it would reach the live release's server, not its own slot's; write {port:server} (expanded for each slot)",
+    ]);
+    // the same number as a count, a timeout, part of another number or a version is no port; the placeholders are the way
+    const ok = { ...minimal(), programs: { server: { command: 'gunicorn -b 127.0.0.1:{port} --timeout 3000 --workers 3579 app', port: 3579, env: { N: '3579' } }, client: { command: '{node} build', port: 3000, env: { API: 'http://127.0.0.1:{port:server}/api', V: 'v1.3000', W: '13000', P: '{port}' } } } };
+    expect(problems(ok)).toEqual([]);
+  });
+
   it('a health path written as a URL or without its "/" is said with the path meant', () => {
     const health = (h: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: 'run', port: 3579, health: h } } });
     expect(health('http://127.0.0.1:3579/health?full=1')).toEqual([expect.stringMatching(/^programs\.server\.health: expected a URL path .*, got "http:\/\/127\.0\.0\.1:3579\/health\?full=1" \(a URL: give its path alone \(\/health\?full=1\); the program is asked on 127\.0\.0\.1, at its own port\)$/)]);

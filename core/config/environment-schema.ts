@@ -8,6 +8,7 @@ import { reservedEnvName } from './env-names.ts';
 import { patternOf } from '../shell.ts';
 import { urlCredentialsIn } from '../secrets/parts.ts';
 import { HOST_KEY_TYPES, parseHostKeys } from './hostkey.ts';
+import { programCommandProblem } from './program-command.ts';
 import { object } from './schema-object.ts';
 import { type Infer, boolean, either, integer, list, oneOf, opt, record, req, seconds, string } from './schema.ts';
 
@@ -424,8 +425,11 @@ const secretRef = object(
 
 const httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: 'an http(s) URL without credentials (put those in a secret)' });
 
+/** A program's command: one line, which supervisor runs without a shell (programCommandProblem). */
+const programCommand = string({ pattern: /^[^\n]+$/, form: 'a shell command on one line', check: programCommandProblem });
+
 const programSchema = object({
-  command: req(command, 'how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release\'s venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format\'s {asctime})'),
+  command: req(programCommand, 'how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release\'s venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format\'s {asctime})'),
   directory: opt(relPath, 'working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)', '.'),
   port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
   health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', '/'),

@@ -76,6 +76,25 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     expect(problems(ok)).toEqual([]);
   });
 
+  it("a program's command holding what only a shell reads (&&, |, >, VAR=value before it, cd or exec, $VAR) is refused: supervisor starts it without a shell", () => {
+    const command = (c: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: c, port: 3579 } } });
+    const refused: Array<[string, string]> = [
+      ['cd api && exec gunicorn app', "supervisor runs it without a shell, and \"cd\" is a shell builtin, no program it can start; give the directory in programs.<name>.directory"],
+      ['gunicorn app && echo started', 'supervisor runs it without a shell (it splits the line into words and starts the first), so "&&" would be an argument given to the program, not the shell\'s; to use the shell, give it the line: bash -c \'...\' (with exec before the program, so supervisor\'s stop reaches it)'],
+      ['gunicorn app > /tmp/log 2>&1', 'so ">" would be an argument'],
+      ['{node} build | tee log', 'so "|" would be an argument'],
+      ['NODE_ENV=production {node} build', 'so NODE_ENV=... before the program is not an assignment but the program it would try to start; give the variable in programs.<name>.env'],
+      ['exec gunicorn app', '"exec" is a shell builtin, no program it can start; leave exec out'],
+      ['gunicorn --workers $WORKERS app', 'so "$WORKERS" is passed as written, never expanded'],
+      ['run --home="$HOME"', 'so "--home=$HOME" is passed as written, never expanded'],
+      ["run 'unclosed", 'a quote is left open'],
+    ];
+    for (const [c, why] of refused) expect(command(c), c).toEqual([expect.stringContaining(`programs.server.command: expected a shell command on one line, got ${JSON.stringify(c)} (`)]);
+    for (const [c, why] of refused) expect(command(c)[0], c).toContain(why);
+    for (const c of ["bash -c 'cd api && exec gunicorn $APP'", "{node} build --title='a && b' 'a;b' a\\&b", "gunicorn --log-format '%(h)s' -b 127.0.0.1:{port} app", 'env FOO=1 gunicorn app', '{release}/venv/bin/python -m server.main'])
+      expect(command(c), c).toEqual([]);
+  });
+
   it('a health path written as a URL or without its "/" is said with the path meant', () => {
     const health = (h: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: 'run', port: 3579, health: h } } });
     expect(health('http://127.0.0.1:3579/health?full=1')).toEqual([expect.stringMatching(/^programs\.server\.health: expected a URL path .*, got "http:\/\/127\.0\.0\.1:3579\/health\?full=1" \(a URL: give its path alone \(\/health\?full=1\); the program is asked on 127\.0\.0\.1, at its own port\)$/)]);
@@ -271,7 +290,7 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     // {release}, shared data, other names and another base_dir's paths are fine.
     const ok = minimal() as Record<string, any>;
     ok.base_dir = '/opt/shop';
-    ok.programs.server.command = 'cd {release} && /srv/shop/current/x {port}';
+    ok.programs.server.command = '{release}/bin/x /srv/shop/current/x {port}';
     ok.programs.client.env = { DATA: '/opt/shop/shared/data', LOG: '/opt/shop/current.log', LIST: 'ls /opt/shop/releases' };
     expect(problems(ok)).toEqual([]);
   });

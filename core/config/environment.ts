@@ -370,10 +370,31 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
   if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: 'packages.npm_token', message: 'needs packages.npm_registry (the registry the token is for)' });
 }
 
+/** Every key path of the schema ("switch.port_offset", "hosts[].port", "programs.<name>.health"), by its last key. */
+let keyPaths: Map<string, string[]> | undefined;
+
+/**
+ * An unknown key that is a setting at another level (`port_offset` at the top, `drain` under release: a block
+ * indented one level off, or a key copied without its parent) said with where it goes, in place of the list of the
+ * keys of its own level. A misspelt key keeps its "did you mean".
+ */
+function misplacedKeys(problems: Problem[]): void {
+  keyPaths ??= (environmentSchema.rows?.('') ?? []).reduce((m, r) => m.set(r.path.split('.').pop()!, [...(m.get(r.path.split('.').pop()!) ?? []), r.path]), new Map<string, string[]>());
+  for (const p of problems) {
+    if (!p.message.startsWith('unknown key; known keys here')) continue;
+    const key = p.path.split('.').pop()!;
+    const parent = p.path.slice(0, -key.length - 1).replace(/\[\d+\]/g, '[]');
+    const elsewhere = (keyPaths.get(key) ?? []).filter((path) => path.slice(0, -key.length - 1) !== parent);
+    const list = elsewhere.length > 1 ? `${elsewhere.slice(0, -1).join(', ')} or ${elsewhere.at(-1)}` : elsewhere[0];
+    if (list) p.message = `unknown key here: the setting is ${list}; move it there (indented under ${elsewhere.length > 1 ? 'its parent' : elsewhere[0]!.slice(0, -key.length - 1)})`;
+  }
+}
+
 /** Validate a parsed environment document; throws ConfigError listing every problem. */
 export function parseEnvironment(doc: unknown, file: string): EnvironmentConfig {
   const problems: Problem[] = [];
   const config = environmentSchema.check(doc, '', problems);
+  misplacedKeys(problems);
   if (config) crossCheck(config, problems, doc !== null && typeof doc === 'object' && Object.hasOwn(doc, 'routes'));
   if (problems.length || !config) throw new ConfigError(file, problems);
   return config;

@@ -95,6 +95,18 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       expect(command(c), c).toEqual([]);
   });
 
+  it('a setting written at another level (port_offset at the top, drain under release) is said with where it goes; a key unknown everywhere keeps the list', () => {
+    const doc = { ...minimal(), port_offset: 10, email: 'a@b.c', port: 22, switch: { build: 'make' }, release: { drain: 5 }, colour: 'blue' };
+    expect(problems(doc)).toEqual([
+      'port_offset: unknown key here: the setting is switch.port_offset; move it there (indented under switch)',
+      'email: unknown key here: the setting is tls.email; move it there (indented under tls)',
+      'port: unknown key here: the setting is hosts[].port, hosts[].bastion.port, bastion.port or programs.<name>.port; move it there (indented under its parent)',
+      expect.stringMatching(/^colour: unknown key; known keys here: app, repository/),
+      'release.drain: unknown key here: the setting is switch.drain; move it there (indented under switch)',
+      'switch.build: unknown key here: the setting is release.build; move it there (indented under release)',
+    ]);
+  });
+
   it('a health path written as a URL or without its "/" is said with the path meant', () => {
     const health = (h: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: 'run', port: 3579, health: h } } });
     expect(health('http://127.0.0.1:3579/health?full=1')).toEqual([expect.stringMatching(/^programs\.server\.health: expected a URL path .*, got "http:\/\/127\.0\.0\.1:3579\/health\?full=1" \(a URL: give its path alone \(\/health\?full=1\); the program is asked on 127\.0\.0\.1, at its own port\)$/)]);

@@ -8,8 +8,9 @@ import { reservedEnvName } from './env-names.ts';
 import { patternOf } from '../shell.ts';
 import { urlCredentialsIn } from '../secrets/parts.ts';
 import { HOST_KEY_TYPES, parseHostKeys } from './hostkey.ts';
+import { programCommandProblem } from './program-command.ts';
 import { object } from './schema-object.ts';
-import { type Infer, boolean, either, integer, list, number, oneOf, opt, record, req, string } from './schema.ts';
+import { type Infer, boolean, either, integer, list, oneOf, opt, record, req, seconds, string } from './schema.ts';
 
 const name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
 
@@ -211,15 +212,29 @@ const SIZE_UNITS: Record<string, bigint> = { '': 1n, k: 1024n, m: 1024n ** 2n, g
 /**
  * Why nginx would refuse `v` as a size read into off_t (client_max_body_size: ngx_conf_set_off_slot ->
  * ngx_parse_offset in nginx's src/core/ngx_parse.c), or undefined: the number before the unit may be at most
- * NGX_MAX_OFF_T_VALUE (2^63 - 1 on 64-bit Linux) divided by the unit's bytes, e.g. 8589934591g. Only the digits and
- * the unit: the pattern says the form.
+ * NGX_MAX_OFF_T_VALUE (2^63 - 1 on 64-bit Linux) divided by the unit's bytes, e.g. 8589934591g. A size written in
+ * another form ("10MB", "1.5g") is said in nginx's (sizeFormProblem); anything else, the pattern says the form.
  */
 export function bodySizeProblem(v: string): string | undefined {
   const m = /^(\d+)([kKmMgG]?)$/.exec(v);
-  if (!m) return undefined;
+  if (!m) return sizeFormProblem(v);
   const max = (2n ** 63n - 1n) / SIZE_UNITS[m[2]!.toLowerCase()]!;
   if (BigInt(m[1]!) > max) return `nginx refuses a size over 2^63 - 1 bytes: at most ${max}${m[2]} (a few "m" or "g" is usual)`;
   return undefined;
+}
+
+/**
+ * A size written as people write sizes elsewhere, said in nginx's form (ngx_parse_size/offset: digits, then k, m or g,
+ * each a power of 1024, nothing else): "10MB", "10 MiB", "1.5g", "512 kB". Undefined when it is no such size.
+ */
+function sizeFormProblem(v: string): string | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?|bytes?)\s*$/i.exec(v);
+  if (!m || (!m[2] && !/^b/i.test(m[3]!)) || (m[2] && /^bytes?$/i.test(m[3]!))) return undefined;
+  const unit = m[2]!.toLowerCase();
+  const bytes = Number(m[1]) * Number(SIZE_UNITS[unit === 't' ? 'g' : unit] ?? 1n) * (unit === 't' ? 1024 : 1);
+  // the largest of nginx's units that holds it in whole numbers
+  const [n, u] = ([['g', 1024 ** 3], ['m', 1024 ** 2], ['k', 1024], ['', 1]] as const).map(([u, b]) => [bytes / b, u] as const).find(([n]) => Number.isInteger(n)) ?? [Math.ceil(bytes), ''];
+  return `nginx reads digits and then k, m or g alone (1024-based, no "B", no space, no fraction): ${n}${u}`;
 }
 
 /** A directory of content-hashed files, relative to the release and inside it (release.asset_dirs). */
@@ -235,9 +250,14 @@ const version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number (
  * (RFC 1123 labels: letters, digits and inner "-", 1-63 characters each, 253 in all, an optional final dot), or
  * undefined. What a resolver would still take or guess is refused here, where it is said plainly: a port written
  * into the address (getaddrinfo looks "10.0.0.5:2222" up as a name, so the deploy failed saying the name does not
- * resolve), an IPv4 address with a part missing or over 255 (inet_aton reads "10.1" as 10.0.0.1).
+ * resolve), an IPv4 address with a part missing or over 255 (inet_aton reads "10.1" as 10.0.0.1), or in inet_aton's
+ * hex form ("0x7f.1": dnsNameProblem), an IPv6 address with a zone ("fe80::1%eth0", which net.isIP accepts: the
+ * interface is the connecting machine's).
  */
 export function addressProblem(v: string): string | undefined {
+  // "fe80::1%eth0": a link-local address is valid only with an interface of the machine that connects, which a bastion, CI runner or another machine of the team does not share
+  const zone = /^([^%]+)%(.*)$/.exec(v);
+  if (zone && isIP(zone[1]!) === 6) return `an IPv6 address with a zone (%${zone[2]}) names an interface of the machine that connects (a link-local address): give the host's global address or a DNS name`;
   if (isIP(v)) return undefined;
   // As ssh or a browser takes a host: "ssh://deploy@web1:2222", "deploy@web1" (the login has its own key, `user`)
   const url = urlParts(v);
@@ -273,8 +293,9 @@ function urlParts(v: string): { host: string; port: string; user: string } | und
 
 /**
  * Why `v` is not a DNS name (RFC 1123 labels: letters, digits and inner "-", 1-63 characters each, 253 in all, an
- * optional final dot), or undefined: what nginx's server_name, certbot and a resolver all take. An internationalized
- * name is said with its ASCII form (IDNA, what DNS holds); a URL with its host.
+ * optional final dot, a last label not all digits: RFC 3696), or undefined: what nginx's server_name, certbot and a
+ * resolver all take; a dotted-quad IPv4 address passes. An internationalized name is said with its ASCII form (IDNA,
+ * what DNS holds); a URL with its host; a name the resolver reads as an IPv4 address (inetAton) with that address.
  */
 export function dnsNameProblem(v: string): string | undefined {
   // Non-ASCII: written as DNS holds it (xn--...), which certbot and nginx need.
@@ -292,7 +313,28 @@ export function dnsNameProblem(v: string): string | undefined {
   const name = v.replace(/\.$/, '');
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name.length > 253 || !name.split('.').every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
+  if (isIP(name) === 4) return undefined;
+  // What getaddrinfo hands to inet_aton before any DNS lookup: "0x7f.1" or "0x7f000001" is 127.0.0.1, whatever the file says
+  const ipv4 = inetAton(name);
+  if (ipv4) return `the resolver reads it as the IPv4 address ${ipv4} (inet_aton's hex, octal and short forms), not as a name: write ${ipv4} if that is the host`;
+  // RFC 3696 section 2: no top-level domain is all digits (a resolver may take the name for an address)
+  if (/^\d+$/.test(name.split('.').pop()!)) return 'not a DNS name: its last label is all digits, which no top-level domain is (RFC 3696); an IPv4 address is four numbers from 0 to 255';
   return undefined;
+}
+
+/**
+ * The dotted-quad IPv4 address glibc's inet_aton reads `v` as (1 to 4 parts, each decimal, 0-prefixed octal or 0x
+ * hex, the last one filling the remaining bytes: "10.1" is 10.0.0.1, "0x7f.1" 127.0.0.1), or undefined when it
+ * reads none: getaddrinfo (ssh, nginx, curl) tries it before DNS, so such a "name" is never looked up.
+ */
+export function inetAton(v: string): string | undefined {
+  const parts = v.split('.');
+  if (parts.length > 4 || !parts.every((p) => /^(0x[0-9a-f]*|0[0-7]*|[1-9]\d*)$/i.test(p))) return undefined;
+  const nums = parts.map((p) => (/^0x/i.test(p) ? parseInt(p.slice(2) || '0', 16) : /^0/.test(p) ? parseInt(p, 8) || 0 : Number(p)));
+  const last = nums.pop()!;
+  if (nums.some((n) => n > 255) || last >= 256 ** (4 - nums.length)) return undefined;
+  const bytes = [...nums, ...Array.from({ length: 4 - nums.length }, (_, i) => Math.floor(last / 256 ** (3 - nums.length - i)) % 256)];
+  return bytes.join('.');
 }
 
 /**
@@ -383,8 +425,11 @@ const secretRef = object(
 
 const httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: 'an http(s) URL without credentials (put those in a secret)' });
 
+/** A program's command: one line, which supervisor runs without a shell (programCommandProblem). */
+const programCommand = string({ pattern: /^[^\n]+$/, form: 'a shell command on one line', check: programCommandProblem });
+
 const programSchema = object({
-  command: req(command, 'how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release\'s venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format\'s {asctime})'),
+  command: req(programCommand, 'how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release\'s venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format\'s {asctime})'),
   directory: opt(relPath, 'working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)', '.'),
   port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
   health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', '/'),
@@ -405,7 +450,7 @@ export const environmentSchema = object(
   ssh: opt(
     object({
       identity_file: opt(anyPath, 'private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)'),
-      connect_timeout: opt(integer(1, 300), 'seconds to wait for a connection', 20),
+      connect_timeout: opt(seconds(1, 300), 'seconds to wait for a connection', 20),
       connect_retries: opt(integer(0, 10), 'extra connection attempts (with backoff) before giving up', 2),
     }),
     'SSH settings',
@@ -449,7 +494,7 @@ export const environmentSchema = object(
         false,
       ),
       migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is)', 'make migrate'),
-      migrate_timeout: opt(integer(1, 86400), 'seconds the migration command may run; then it is stopped and the deploy fails before any switch', 1800),
+      migrate_timeout: opt(seconds(1, 86400), 'seconds the migration command may run; then it is stopped and the deploy fails before any switch', 1800),
       keep: opt(integer(1, 100), 'good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed', 5),
       keep_failed: opt(integer(0, 100), 'failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`', 2),
       migration_paths: opt(
@@ -472,17 +517,17 @@ export const environmentSchema = object(
   routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { '/': 'client', '/api/': 'server' }),
   switch: opt(
     object({
-      health_timeout: opt(integer(1, 900), 'seconds the new processes get to pass their health checks', 60),
-      health_interval: opt(number(0.1, 60), 'seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)', 0.2),
+      health_timeout: opt(seconds(1, 900), 'seconds the new processes get to pass their health checks', 60),
+      health_interval: opt(seconds(0.1, 60, false), 'seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)', 0.2),
       keep_previous: opt(
         boolean(),
         'keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice',
         true,
       ),
-      drain: opt(integer(0, 3600), 'at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)', 30),
+      drain: opt(seconds(0, 3600), 'at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)', 30),
       port_offset: opt(integer(1, 10000), 'the "green" slot listens on port + offset', 1),
       batch_size: opt(integer(1, 100), 'hosts deployed at once (rolling); a failure stops before the next batch', 1),
-      lock_wait: opt(integer(0, 3600), 'seconds to wait for another run\'s lock before failing', 0),
+      lock_wait: opt(seconds(0, 3600), 'seconds to wait for another run\'s lock before failing', 0),
     }),
     'the gapless switch',
     {},

@@ -18,6 +18,7 @@ import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { PRESET_VARIABLES, reservedEnvName } from './env-names.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKeys } from './hostkey.ts';
+import { PLACEHOLDER, placeholderProblem } from './placeholders.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
 import { type JsonSchema, type Problem } from './schema.ts';
 import { projectDirProblem } from './project-dir.ts';
@@ -192,6 +193,29 @@ export function liveReleasePathProblem(text: string, base: string, where: 'progr
 }
 
 /**
+ * Why a program's command or env value `text` (at `path`, programs.<name>.command or .env.<NAME>) must not hold a
+ * program's port as a number, or undefined: that is the blue slot's port only. The green slot runs each program on
+ * port + switch.port_offset, so a program told `--port 3579` there binds the live slot's port (it fails to start,
+ * after the build) and one told `http://127.0.0.1:3579` of another program calls the live release's, not its own
+ * slot's: {port} and {port:<program>} are expanded for the slot being started (core/steps/switch.ts expand). Only
+ * where a number is a port: after a ":" (host:port, a URL), after an option or variable named for a port
+ * (`--port 3579`, `PORT=3579`), or as the whole value of a variable named for one (`APP_PORT: "3579"`): a count or
+ * a timeout equal to a port (`--workers 3000`) is not one.
+ */
+function literalPortProblem(text: string, path: string, config: EnvironmentConfig): string | undefined {
+  const own = path.split('.')[1]!;
+  const bare = text.replace(PLACEHOLDER, '');
+  const variable = /^programs\.[^.]+\.env\.(.*)$/.exec(path)?.[1];
+  for (const [name, p] of Object.entries(config.programs)) {
+    const asPort = new RegExp(`(?::|port[\\w-]*['"]?(?:=|\\s+)['"]?)${p.port}(?!\\d)`, 'i').test(bare) || (variable !== undefined && /port/i.test(variable) && bare.trim() === String(p.port));
+    if (!asPort) continue;
+    const placeholder = name === own ? '{port}' : `{port:${name}}`;
+    return `names port ${p.port}, ${name === own ? "this program's" : `program ${name}'s`} port in the blue slot only: the green slot runs it on ${p.port + config.switch.port_offset}, so ${name === own ? "there it would take the live slot's port and fail to start" : `there it would reach the live release's ${name}, not its own slot's`}; write ${placeholder} (expanded for each slot)`;
+  }
+  return undefined;
+}
+
+/**
  * Names of `env` that differ only in case, where python-dotenv reads either (its `only` prefix): pydantic-settings,
  * how apps read the .env with python-dotenv, matches names case-insensitively by default (it lowercases every name
  * of the file and of the environment), so APP_KEY and app_key are one setting to it, holding whichever comes last:
@@ -308,6 +332,11 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
     // The .env's plain values: build, migrate and hooks get them exported (a secret's value is not read here).
     ...Object.entries(config.env).flatMap(([k, v]): [string, string][] => (typeof v === 'string' ? [[`env.${k}`, v]] : [])),
   ];
+  // Placeholders, expanded in programs' command and env only: an unknown one said now, not at the deploy's plan
+  for (const [path, text] of named.filter(([p]) => p.startsWith('programs.'))) {
+    const why = placeholderProblem(text, programs) ?? literalPortProblem(text, path, config);
+    if (why) problems.push({ path, message: why });
+  }
   for (const [path, text] of named) {
     const why = liveReleasePathProblem(text, base, path.startsWith('programs.') ? 'program' : path.startsWith('env.') ? 'dotenv' : 'command');
     if (why) problems.push({ path, message: why });
@@ -341,10 +370,31 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
   if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: 'packages.npm_token', message: 'needs packages.npm_registry (the registry the token is for)' });
 }
 
+/** Every key path of the schema ("switch.port_offset", "hosts[].port", "programs.<name>.health"), by its last key. */
+let keyPaths: Map<string, string[]> | undefined;
+
+/**
+ * An unknown key that is a setting at another level (`port_offset` at the top, `drain` under release: a block
+ * indented one level off, or a key copied without its parent) said with where it goes, in place of the list of the
+ * keys of its own level. A misspelt key keeps its "did you mean".
+ */
+function misplacedKeys(problems: Problem[]): void {
+  keyPaths ??= (environmentSchema.rows?.('') ?? []).reduce((m, r) => m.set(r.path.split('.').pop()!, [...(m.get(r.path.split('.').pop()!) ?? []), r.path]), new Map<string, string[]>());
+  for (const p of problems) {
+    if (!p.message.startsWith('unknown key; known keys here')) continue;
+    const key = p.path.split('.').pop()!;
+    const parent = p.path.slice(0, -key.length - 1).replace(/\[\d+\]/g, '[]');
+    const elsewhere = (keyPaths.get(key) ?? []).filter((path) => path.slice(0, -key.length - 1) !== parent);
+    const list = elsewhere.length > 1 ? `${elsewhere.slice(0, -1).join(', ')} or ${elsewhere.at(-1)}` : elsewhere[0];
+    if (list) p.message = `unknown key here: the setting is ${list}; move it there (indented under ${elsewhere.length > 1 ? 'its parent' : elsewhere[0]!.slice(0, -key.length - 1)})`;
+  }
+}
+
 /** Validate a parsed environment document; throws ConfigError listing every problem. */
 export function parseEnvironment(doc: unknown, file: string): EnvironmentConfig {
   const problems: Problem[] = [];
   const config = environmentSchema.check(doc, '', problems);
+  misplacedKeys(problems);
   if (config) crossCheck(config, problems, doc !== null && typeof doc === 'object' && Object.hasOwn(doc, 'routes'));
   if (problems.length || !config) throw new ConfigError(file, problems);
   return config;
@@ -359,7 +409,7 @@ const PARSED_KEPT = 64;
  * none, as in the actions). Why: the yaml library runs interpreted in a process that just started (5-15 ms a
  * file) and a deploy reads every environment file of the project (apps sharing hosts), before its connection can
  * make progress. An entry is named by the sha256 of everything the parse depends on: the file's text, the yaml
- * library's version (an upgrade may parse the same text otherwise) and Node's (v8.serialize's format), so an
+ * library's version (an upgrade may parse the same text otherwise), the checks made before keeping it (READ_CHECKS) and Node's (v8.serialize's format), so an
  * edited file is parsed again; it holds the sha256 of its payload (32 bytes), then the parsed value as
  * v8.serialize writes it (aliases' shared objects, NaN and Infinity kept, as JSON would not), never an error. An
  * entry whose payload does not match its sha256 (a damaged disk, a hand edit: v8 data with a changed byte often
@@ -370,11 +420,17 @@ export function cacheParsedYaml(dir: string | undefined): void {
   parsedDir = dir;
 }
 
+/**
+ * The version of what readYamlFile refuses before it keeps a parse (tags, numbers written in a non-decimal form...):
+ * part of an entry's name, so a file parsed and kept before a check was added is checked again. Raise it with them.
+ */
+const READ_CHECKS = 2;
+
 /** Bytes of an entry's digest, before its payload. */
 const DIGEST = 32;
 
 function parsedEntry(text: string): string | undefined {
-  return parsedDir && join(parsedDir, createHash('sha256').update(`${process.version}\0yaml ${yamlPackage.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest('hex'));
+  return parsedDir && join(parsedDir, createHash('sha256').update(`${process.version}\0yaml ${yamlPackage.version} ${JSON.stringify(ENVIRONMENT_YAML)} checks ${READ_CHECKS}\0${text}`).digest('hex'));
 }
 
 /** The value an entry holds, or undefined when it is missing or damaged. */
@@ -465,10 +521,14 @@ export function readYamlFile(file: string, label = file): unknown {
     const doc = parseDocument(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
     if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!));
     const warnings = yamlWarnings(doc, text);
-    if (warnings.length)
+    const numbers = numberFormProblems(doc, text);
+    if (warnings.length || numbers.length)
       throw new OpsError(
-        hideSecrets(`${label} is not read as written:\n${warnings.map((w) => `  - ${w}`).join('\n')}`),
-        'remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects',
+        hideSecrets(`${label} is not read as written:\n${[...warnings, ...numbers].map((w) => `  - ${w}`).join('\n')}`),
+        [
+          ...(warnings.length ? ['remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects'] : []),
+          ...(numbers.length ? ['write a number in plain decimal digits, without a leading 0 (22, 800), or in quotes when it is text ("0800")'] : []),
+        ].join('; '),
       );
     refuseUnresolvedAliases(doc, text, label);
     refuseAliasBomb(doc, label);
@@ -516,6 +576,40 @@ export function yamlErrorHint(error: YAMLError, oneDocument = 'an environment fi
   }
 }
 
+/** The key path of `node` in its document ("env.X", "hosts[0].port"), from its ancestors as `visit` gives them. */
+function keyPath(ancestors: readonly unknown[], node: unknown): string {
+  const chain = [...ancestors, node];
+  let path = '';
+  chain.forEach((a, i) => {
+    const child = chain[i + 1];
+    if (isPair(a)) path += `${path ? '.' : ''}${String((a.key as { value?: unknown } | null)?.value ?? a.key)}`;
+    else if (isSeq(a) && child) path += `[${a.items.indexOf(child as never)}]`;
+  });
+  return path;
+}
+
+/**
+ * Numbers written in a form that YAML 1.1 and YAML 1.2 read differently, each with its key path and line: a leading 0
+ * (`port: 022` is 22 in YAML 1.2, which ops reads, and 18, octal, in YAML 1.1: PyYAML, Ansible, older editors; `0800`
+ * is 800 here, text there), or YAML 1.2's `0o` octal (`0o22` is 18 here, text in YAML 1.1). None is what a person
+ * means by a port, a count or seconds, and a value meant as text (a ZIP code, an id) loses its zeros: refused, never
+ * read silently as a number the file does not show. Hex (`0x1F`) is read alike by both, and left alone.
+ */
+function numberFormProblems(doc: Document, text: string): string[] {
+  const found: string[] = [];
+  visit(doc, {
+    Scalar(_key, node, ancestors) {
+      if (typeof node.value !== 'number' || !node.range || node.type !== 'PLAIN') return;
+      const source = text.slice(node.range[0], node.range[1]);
+      const form = /^[-+]?0\d+$/.test(source) ? 'a leading 0' : /^[-+]?0o/i.test(source) ? "YAML 1.2's octal 0o" : undefined;
+      if (!form) return;
+      const line = text.slice(0, node.range[0]).split('\n').length;
+      found.push(`${keyPath(ancestors, node) || '(top level)'}: ${source} (line ${line}) is written with ${form}: ops reads it as the number ${node.value}, YAML 1.1 tools (PyYAML, Ansible) ${/^[-+]?0[0-7]+$/.test(source) ? `as the octal number ${parseInt(source, 8)}` : 'as text'}; write ${node.value} if it is a number, "${source}" in quotes if it is text`);
+    },
+  });
+  return found;
+}
+
 /**
  * The yaml library's warnings about a document (an unknown tag such as `!!foo` or `!local`, which it would read
  * as the plain value and print as a Node warning), each with the key path of the value and where it is.
@@ -527,14 +621,7 @@ function yamlWarnings(doc: Document, text: string): string[] {
   visit(doc, {
     Node(_key, node, ancestors) {
       if (!(node as YamlNode).tag || !(node as YamlNode).range) return;
-      const chain = [...ancestors, node];
-      let path = '';
-      chain.forEach((a, i) => {
-        const child = chain[i + 1];
-        if (isPair(a)) path += `${path ? '.' : ''}${String((a.key as { value?: unknown } | null)?.value ?? a.key)}`;
-        else if (isSeq(a) && child) path += `[${a.items.indexOf(child as never)}]`;
-      });
-      tagged.push({ start: (node as YamlNode).range![0], path });
+      tagged.push({ start: (node as YamlNode).range![0], path: keyPath(ancestors, node) });
     },
   });
   return doc.warnings.map((w) => {

@@ -38,11 +38,15 @@ export function parseHostKey(line: string): HostKey | string {
   const parts = line.trim().split(/\s+/);
   // what `ssh-keygen -lf` prints ("256 SHA256:... root@web1 (ED25519)"): the key's digest, which cannot be pinned
   if (parts.slice(0, 2).some((p) => /^(SHA256|MD5):/.test(p))) return 'a fingerprint, not the key: pin the key line itself (the content of /etc/ssh/ssh_host_ed25519_key.pub, whose fingerprint `ssh-keygen -lf` shows)';
-  // Tolerate a known_hosts line ("host ssh-ed25519 AAAA...").
+  // a known_hosts line with a marker (sshd(8), "SSH_KNOWN_HOSTS FILE FORMAT"): a CA's key or a revoked one, not the host's
+  if (parts[0] === '@cert-authority') return "a known_hosts @cert-authority line: that key is a CA's, which signs host certificates, not the host's own key; pin the host's key (its /etc/ssh/ssh_host_ed25519_key.pub, or `ssh-keyscan -t ed25519 <host>`)";
+  if (parts[0] === '@revoked') return "a known_hosts @revoked line: that key is one the host must NOT have; pin the host's current key";
+  // Tolerate a known_hosts line ("host ssh-ed25519 AAAA...", "|1|salt|hash ssh-ed25519 AAAA...").
   if (parts.length >= 3 && !(HOST_KEY_TYPES as readonly string[]).includes(parts[0]!)) parts.shift();
   const [type, b64] = parts;
   if (!type || !b64) return 'expected "<type> <base64>"';
-  if (!(HOST_KEY_TYPES as readonly string[]).includes(type)) return `unknown key type "${type}"`;
+  if (/-cert-v0\d@openssh\.com$/.test(type)) return `a host certificate (${type}), not the host's key: pin its plain key (ssh_host_*_key.pub beside ssh_host_*_key-cert.pub)`;
+  if (!(HOST_KEY_TYPES as readonly string[]).includes(type)) return `unknown key type ${printable(type)}${type === 'ssh-dss' ? ' (DSA, which OpenSSH no longer offers)' : ''}: a host key is one of ${HOST_KEY_TYPES.join(', ')}`;
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return 'the key is not base64';
   const blob = Buffer.from(b64, 'base64');
   if (blob.length < 4) return 'the key is truncated';

@@ -1,7 +1,10 @@
 // Mappings of the schema language (schema.ts): known keys (an unknown one is refused with the closest known
 // name), defaults, rules across keys (exactly one of, requires), and the renderings of a whole schema: the
 // reference table and the JSON Schema.
-import { type DocRow, type Field, type JsonSchema, type Presence, type Problem, type Schema, fail, isMapping } from './schema.ts';
+import { type DocRow, type Field, type JsonSchema, type Presence, type Problem, type Schema, closest, fail, isMapping } from './schema.ts';
+
+// where they were first defined, and imported from by the CLI and the secrets commands
+export { closest, distance } from './schema.ts';
 
 type Fields = Record<string, Field<any, Presence>>;
 
@@ -12,28 +15,6 @@ type ObjectOf<F extends Fields> = {
 } & {
   [K in keyof F as F[K]['presence'] extends 'optional' ? K : never]?: Value<F[K]>;
 };
-
-/** Edit distance, for "did you mean" on a misspelt key (or command). */
-export function distance(a: string, b: string): number {
-  // Optimal string alignment (Levenshtein plus a swap of two neighbours as one edit): "pnig" is one slip from "ping",
-  // "verison" one from "version", as a person types them.
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
-/** The known key a misspelt one was meant as (a slip or two, any case, "-" for "_"), if one is that close. */
-export function closest(key: string, known: string[]): string | undefined {
-  const norm = key.toLowerCase().replace(/-/g, '_');
-  const best = known.map((k) => [k, distance(norm, k)] as const).sort((x, y) => x[1] - y[1])[0];
-  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : undefined;
-}
 
 /** Defaults worth a docs cell: scalars, lists and flat mappings; nested objects document their own keys. */
 function showDefault(value: unknown): string | undefined {

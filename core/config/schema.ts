@@ -98,16 +98,43 @@ export function string(opts: { pattern?: RegExp; form?: string; check?: (v: stri
   };
 }
 
-/** A number of `kind` from `min` to `max` (inclusive): what integer() and number() share. */
-function bounded(kind: 'integer' | 'number', min: number, max: number, form: string): Schema<number> {
+/** Seconds in each unit a duration is written with (Go's, systemd's and nginx's spellings: 500ms, 30s, 5min, 2h). */
+const DURATION_UNITS: [RegExp, number][] = [
+  [/^(ms|msec|milliseconds?)$/, 0.001],
+  [/^(s|sec|secs|seconds?)$/, 1],
+  [/^(m|min|mins|minutes?)$/, 60],
+  [/^(h|hr|hours?)$/, 3600],
+];
+
+/** `text` as a number of seconds when it is a duration written with units (`30s`, `1m30s`, `1.5h`) or as mm:ss (`1:30`), else undefined. */
+export function durationSeconds(text: string): number | undefined {
+  const t = text.trim().toLowerCase();
+  const clock = /^(\d+):([0-5]\d)$/.exec(t);
+  if (clock) return Number(clock[1]) * 60 + Number(clock[2]);
+  const parts = [...t.matchAll(/(\d+(?:\.\d+)?)\s*([a-z]+)\s*/g)];
+  if (!parts.length || parts.map((p) => p[0]).join('') !== t) return undefined;
+  let total = 0;
+  for (const [, n, unit] of parts) {
+    const seconds = DURATION_UNITS.find(([re]) => re.test(unit!))?.[1];
+    if (seconds === undefined) return undefined;
+    total += Number(n) * seconds;
+  }
+  return Math.round(total * 1000) / 1000;
+}
+
+/** A number of `kind` from `min` to `max` (inclusive): what integer(), number() and seconds() share. */
+function bounded(kind: 'integer' | 'number', min: number, max: number, form: string, unit?: 'seconds'): Schema<number> {
   const whole = kind === 'integer';
   return {
     form,
     json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
       // a number written in quotes ("22") is text to YAML: said, as the quotes are easy to miss in `got "22"`
-      const quoted = typeof value === 'string' && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? ' (a string, in quotes: write the number without them)' : '';
-      if (typeof value !== 'number' || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, quoted);
+      let extra = typeof value === 'string' && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? ' (a string, in quotes: write the number without them)' : '';
+      // a duration written with its unit (30s, 5m, 1:30): the number of seconds said, as the key takes it
+      const seconds = unit && typeof value === 'string' && !extra ? durationSeconds(value) : undefined;
+      if (seconds !== undefined) extra = ` (a number of seconds, without a unit: ${seconds}${seconds < min || seconds > max || (whole && !Number.isInteger(seconds)) ? `, which is not ${form}` : ''})`;
+      if (typeof value !== 'number' || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, extra);
       return value;
     },
   };
@@ -123,16 +150,59 @@ export function number(min: number, max: number, form?: string): Schema<number> 
   return bounded('number', min, max, form ?? `a number ${min}-${max}`);
 }
 
-/** true or false (YAML booleans only). */
+/**
+ * A number of seconds from `min` to `max` (whole ones unless `whole` is false), formed as integer() or number() form
+ * theirs; a duration written with a unit or as mm:ss (`30s`, `5min`, `1:30`) is refused saying the number to write.
+ */
+export function seconds(min: number, max: number, whole = true): Schema<number> {
+  return bounded(whole ? 'integer' : 'number', min, max, `${whole ? 'an integer' : 'a number'} ${min}-${max}`, 'seconds');
+}
+
+/** YAML 1.1's words for a boolean (yaml.org/type/bool), which YAML 1.2, as ops reads it, takes as text. */
+const YAML11_BOOLEANS: Record<string, boolean> = { y: true, yes: true, on: true, n: false, no: false, off: false };
+
+/**
+ * true or false (YAML booleans only). What a person means as one but YAML 1.2 reads as text is said with the value
+ * to write: YAML 1.1's yes/no/on/off/y/n (Ansible's and PyYAML's booleans), "true" in quotes.
+ */
 export function boolean(): Schema<boolean> {
   return {
     form: 'true or false',
     json: () => ({ type: 'boolean' }),
     check(value, path, problems) {
-      if (typeof value !== 'boolean') return fail(problems, path, 'true or false', value);
-      return value;
+      if (typeof value === 'boolean') return value;
+      const word = typeof value === 'string' ? value.trim().toLowerCase() : '';
+      const extra =
+        word === 'true' || word === 'false'
+          ? ` (a string, in quotes: write ${word} without them)`
+          : Object.hasOwn(YAML11_BOOLEANS, word)
+            ? ` (YAML 1.1's word for ${YAML11_BOOLEANS[word]}; ops reads YAML 1.2, where it is text: write ${YAML11_BOOLEANS[word]})`
+            : '';
+      return fail(problems, path, 'true or false', value, extra);
     },
   };
+}
+
+/** Edit distance, for "did you mean" on a misspelt key (or command). */
+export function distance(a: string, b: string): number {
+  // Optimal string alignment (Levenshtein plus a swap of two neighbours as one edit): "pnig" is one slip from "ping",
+  // "verison" one from "version", as a person types them.
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The known key a misspelt one was meant as (a slip or two, any case, "-" for "_"), if one is that close. */
+export function closest(key: string, known: string[]): string | undefined {
+  const norm = key.toLowerCase().replace(/-/g, '_');
+  const best = known.map((k) => [k, distance(norm, k)] as const).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : undefined;
 }
 
 /** One of the given strings. */
@@ -142,8 +212,10 @@ export function oneOf<const V extends string>(values: readonly V[]): Schema<V> {
     form,
     json: () => ({ type: 'string', enum: [...values] }),
     check(value, path, problems) {
-      if (typeof value !== 'string' || !(values as readonly string[]).includes(value)) return fail(problems, path, form, value);
-      return value as V;
+      if (typeof value === 'string' && (values as readonly string[]).includes(value)) return value as V;
+      // a value in another case or spelling (LetsEncrypt, Debian, python_dotenv): the one meant
+      const near = typeof value === 'string' ? closest(value, [...values]) : undefined;
+      return fail(problems, path, form, value, near ? ` (did you mean "${near}"?)` : '');
     },
   };
 }

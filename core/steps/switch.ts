@@ -2,6 +2,7 @@
 // slot's ports, must pass their health checks, then nginx moves to them with a validated graceful reload,
 // `current` flips by rename(2), and the old slot stops after a drain period.
 import { assetDirs } from '../config/environment.ts';
+import { PLACEHOLDER, PLACEHOLDERS } from '../config/placeholders.ts';
 import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
 import type { Slot } from '../layout.ts';
@@ -25,7 +26,7 @@ import { maskText } from './masks.ts';
  */
 export function expand(env: Target, text: string, release: string, program: string, slot: Slot, key = `programs.${program}`): string {
   const paths = env.runtime;
-  return text.replace(/\{\{([a-z_]+(?::[a-z][a-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, literal?: string, name?: string, arg?: string) => {
+  return text.replace(PLACEHOLDER, (whole, literal?: string, name?: string, arg?: string) => {
     if (literal !== undefined) return `{${literal}}`;
     if (name === 'release' && !arg) return release;
     if (name === 'python' && !arg) return paths.python;
@@ -36,7 +37,7 @@ export function expand(env: Target, text: string, release: string, program: stri
       if (!env.config.programs[target]) throw new OpsError(`${key}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(', ')}`);
       return String(env.port(target, slot));
     }
-    throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
+    throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: ${PLACEHOLDERS}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
   });
 }
 

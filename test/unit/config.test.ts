@@ -54,6 +54,59 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     expect(problems({ ...minimal(), programs: {} })).toEqual(['programs: expected at least one program (a long-running process of a release: its command and port)']);
   });
 
+  it("an unknown placeholder in a program's command or env ({pyhton}, {port:servr}, a log format's {levelname}) is refused when the file is read, with the name meant; {{name}} and other braces are text", () => {
+    const doc = { ...minimal(), programs: { server: { command: '{pyhton} -m app --port {port}', port: 3579, env: { LOG: '{{asctime}} {levelname}', J: '{}', H: '${HOME}' } }, client: { command: '{node} x --port {port:servr}', port: 3000, env: { API: 'http://127.0.0.1:{port:server}/{release}' } } }, env: { X: '{release:x}' } };
+    expect(problems(doc)).toEqual([
+      'programs.server.command: unknown placeholder {pyhton} (did you mean {python}?) (placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal {pyhton} (a log format\'s fields) write {{pyhton}})',
+      'programs.server.env.LOG: unknown placeholder {levelname} (placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal {levelname} (a log format\'s fields) write {{levelname}})',
+      'programs.client.command: {port:servr} names no program (did you mean {port:server}?); programs: server, client',
+    ]);
+  });
+
+  it("a program's command or env naming a program's port as a number (--port 3579, :3579, APP_PORT: \"3579\") is refused with the placeholder to write: the green slot runs on port + offset", () => {
+    const doc = { ...minimal(), programs: { server: { command: 'gunicorn -b 0.0.0.0:3579 app', port: 3579, env: { APP_PORT: '3579' } }, client: { command: '{node} build --port=3000', port: 3000, env: { API: 'http://127.0.0.1:3579/api' } } } };
+    expect(problems(doc)).toEqual([
+      "programs.server.command: names port 3579, this program's port in the blue slot only: the green slot runs it on 3580, so there it would take the live slot's port and fail to start; write {port} (expanded for each slot)",
+      "programs.server.env.APP_PORT: names port 3579, this program's port in the blue slot only: the green slot runs it on 3580, so there it would take the live slot's port and fail to start; write {port} (expanded for each slot)",
+      "programs.client.command: names port 3000, this program's port in the blue slot only: the green slot runs it on 3001, so there it would take the live slot's port and fail to start; write {port} (expanded for each slot)",
+      "programs.client.env.API: names port 3579, program server's port in the blue slot only: the green slot runs it on 3580, so there it would reach the live release's server, not its own slot's; write {port:server} (expanded for each slot)",
+    ]);
+    // the same number as a count, a timeout, part of another number or a version is no port; the placeholders are the way
+    const ok = { ...minimal(), programs: { server: { command: 'gunicorn -b 127.0.0.1:{port} --timeout 3000 --workers 3579 app', port: 3579, env: { N: '3579' } }, client: { command: '{node} build', port: 3000, env: { API: 'http://127.0.0.1:{port:server}/api', V: 'v1.3000', W: '13000', P: '{port}' } } } };
+    expect(problems(ok)).toEqual([]);
+  });
+
+  it("a program's command holding what only a shell reads (&&, |, >, VAR=value before it, cd or exec, $VAR) is refused: supervisor starts it without a shell", () => {
+    const command = (c: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: c, port: 3579 } } });
+    const refused: Array<[string, string]> = [
+      ['cd api && exec gunicorn app', "supervisor runs it without a shell, and \"cd\" is a shell builtin, no program it can start; give the directory in programs.<name>.directory"],
+      ['gunicorn app && echo started', 'supervisor runs it without a shell (it splits the line into words and starts the first), so "&&" would be an argument given to the program, not the shell\'s; to use the shell, give it the line: bash -c \'...\' (with exec before the program, so supervisor\'s stop reaches it)'],
+      ['gunicorn app > /tmp/log 2>&1', 'so ">" would be an argument'],
+      ['{node} build | tee log', 'so "|" would be an argument'],
+      ['NODE_ENV=production {node} build', 'so NODE_ENV=... before the program is not an assignment but the program it would try to start; give the variable in programs.<name>.env'],
+      ['exec gunicorn app', '"exec" is a shell builtin, no program it can start; leave exec out'],
+      ['gunicorn --workers $WORKERS app', 'so "$WORKERS" is passed as written, never expanded'],
+      ['run --home="$HOME"', 'so "--home=$HOME" is passed as written, never expanded'],
+      ["run 'unclosed", 'a quote is left open'],
+    ];
+    for (const [c, why] of refused) expect(command(c), c).toEqual([expect.stringContaining(`programs.server.command: expected a shell command on one line, got ${JSON.stringify(c)} (`)]);
+    for (const [c, why] of refused) expect(command(c)[0], c).toContain(why);
+    for (const c of ["bash -c 'cd api && exec gunicorn $APP'", "{node} build --title='a && b' 'a;b' a\\&b", "gunicorn --log-format '%(h)s' -b 127.0.0.1:{port} app", 'env FOO=1 gunicorn app', '{release}/venv/bin/python -m server.main'])
+      expect(command(c), c).toEqual([]);
+  });
+
+  it('a setting written at another level (port_offset at the top, drain under release) is said with where it goes; a key unknown everywhere keeps the list', () => {
+    const doc = { ...minimal(), port_offset: 10, email: 'a@b.c', port: 22, switch: { build: 'make' }, release: { drain: 5 }, colour: 'blue' };
+    expect(problems(doc)).toEqual([
+      'port_offset: unknown key here: the setting is switch.port_offset; move it there (indented under switch)',
+      'email: unknown key here: the setting is tls.email; move it there (indented under tls)',
+      'port: unknown key here: the setting is hosts[].port, hosts[].bastion.port, bastion.port or programs.<name>.port; move it there (indented under its parent)',
+      expect.stringMatching(/^colour: unknown key; known keys here: app, repository/),
+      'release.drain: unknown key here: the setting is switch.drain; move it there (indented under switch)',
+      'switch.build: unknown key here: the setting is release.build; move it there (indented under release)',
+    ]);
+  });
+
   it('a health path written as a URL or without its "/" is said with the path meant', () => {
     const health = (h: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: 'run', port: 3579, health: h } } });
     expect(health('http://127.0.0.1:3579/health?full=1')).toEqual([expect.stringMatching(/^programs\.server\.health: expected a URL path .*, got "http:\/\/127\.0\.0\.1:3579\/health\?full=1" \(a URL: give its path alone \(\/health\?full=1\); the program is asked on 127\.0\.0\.1, at its own port\)$/)]);
@@ -107,7 +160,7 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
   });
 
   it('an address is an IP address or a DNS name: a port written into it, brackets, a malformed IPv4 address are refused saying what to write', () => {
-    const ok = ['192.0.2.1', '2001:db8::5', '::1', 'fe80::1:22', 'web1', 'web-1.example.org', 'web1.example.org.'];
+    const ok = ['192.0.2.1', '2001:db8::5', '::1', 'fe80::1:22', 'web1', 'web-1.example.org', 'web1.example.org.', '0xdeadbeef.example.org', '1.example.org', '123.example.org.'];
     for (const address of ok) expect(problems({ ...minimal(), hosts: [{ name: 'web1', address, host_key: KEY }] }), address).toEqual([]);
     const refused: Array<[string, RegExp]> = [
       ['192.0.2.1:2222', /the port goes in its own key: address: 192\.0\.2\.1, port: 2222/],
@@ -125,6 +178,11 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['deploy@192.0.2.1:2222', /the login and the port go in their own keys: user: deploy, address: 192\.0\.2\.1, port: 2222\)$/],
       ['deploy@[2001:db8::5]:2222', /the login and the port go in their own keys: user: deploy, address: 2001:db8::5, port: 2222\)$/],
       ['wéb1.example.org', /an internationalized name is written in its ASCII form \(IDNA\): xn--wb1-bma\.example\.org/],
+      // what getaddrinfo reads with inet_aton before any DNS lookup, and what no DNS name is
+      ['0x7f.1', /the resolver reads it as the IPv4 address 127\.0\.0\.1 \(inet_aton's hex, octal and short forms\), not as a name: write 127\.0\.0\.1 if that is the host/],
+      ['0xc0.0x0.02.1', /the resolver reads it as the IPv4 address 192\.0\.2\.1 /],
+      ['web1.123', /not a DNS name: its last label is all digits, which no top-level domain is \(RFC 3696\)/],
+      ['fe80::1%eth0', /an IPv6 address with a zone \(%eth0\) names an interface of the machine that connects \(a link-local address\): give the host's global address or a DNS name/],
     ];
     for (const [address, why] of refused) {
       const doc = { ...minimal(), hosts: [{ name: 'web1', address, host_key: KEY }], bastion: { address, host_key: KEY } };
@@ -145,6 +203,8 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['2001:db8::1', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
       ['[2001:db8::1]', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
       ['*.example.org', "a wildcard: give the site's one name (example.org, say)"],
+      ['shop.123', 'not a DNS name: its last label is all digits'],
+      ['0xc0.0.2.1', 'the resolver reads it as the IPv4 address 192.0.2.1'],
     ];
     for (const [domain, why] of refused) expect(problems({ ...minimal(), domain }), domain).toEqual([expect.stringContaining(`domain: expected a DNS name, got ${JSON.stringify(domain)} (${why}`)]);
   });
@@ -242,7 +302,7 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     // {release}, shared data, other names and another base_dir's paths are fine.
     const ok = minimal() as Record<string, any>;
     ok.base_dir = '/opt/shop';
-    ok.programs.server.command = 'cd {release} && /srv/shop/current/x {port}';
+    ok.programs.server.command = '{release}/bin/x /srv/shop/current/x {port}';
     ok.programs.client.env = { DATA: '/opt/shop/shared/data', LOG: '/opt/shop/current.log', LIST: 'ls /opt/shop/releases' };
     expect(problems(ok)).toEqual([]);
   });
@@ -288,6 +348,15 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     for (const text of [privateKey, privateKey.replace(/OPENSSH /g, 'RSA ')]) {
       expect(parseHostKeys(text)).toBe('a private key, not a public one: pin the public key (the .pub file beside it), and keep the private key out of the repository');
     }
+  });
+
+  it("a known_hosts line of another kind (@cert-authority, @revoked), a host certificate or a key type ssh does not pin is said as that, with what to pin; a hashed or named known_hosts line gives its key", () => {
+    expect(parseHostKey(`@cert-authority *.example.org ${KEY}`)).toMatch(/^a known_hosts @cert-authority line: that key is a CA's, which signs host certificates, not the host's own key; pin the host's key/);
+    expect(parseHostKey(`@revoked web1 ${KEY}`)).toMatch(/^a known_hosts @revoked line: that key is one the host must NOT have/);
+    expect(parseHostKey(`ssh-ed25519-cert-v01@openssh.com ${KEY.split(' ')[1]}`)).toMatch(/^a host certificate \(ssh-ed25519-cert-v01@openssh\.com\), not the host's key: pin its plain key/);
+    expect(parseHostKey('ssh-dss AAAAB3NzaC1kc3M=')).toBe('unknown key type "ssh-dss" (DSA, which OpenSSH no longer offers): a host key is one of ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ecdsa-sha2-nistp521, rsa-sha2-512, rsa-sha2-256, ssh-rsa');
+    for (const line of [`|1|JfKTdBh7rNbXkVAQCRp4OQoPfmI=|USECr3SWf1JUPsms5AqfD5QfxkM= ${KEY}`, `web1.example.org,192.0.2.1 ${KEY}`, `[web1]:2222 ${KEY} # comment`]) expect(typeof parseHostKey(line), line).toBe('object');
+    expect(problems({ ...minimal(), hosts: [{ name: 'web1', address: '192.0.2.1', host_key: `@cert-authority *.example.org ${KEY}` }] })).toEqual([expect.stringMatching(/^hosts\[0\]\.host_key: expected an SSH public key line .*\(a known_hosts @cert-authority line: /)]);
   });
 
   it('a corrupted host key: its type bytes are printed escaped (no raw NUL or control byte in the message)', () => {
@@ -432,6 +501,13 @@ describe('directories, routes, ports and sizes as the host reads them', () => {
     for (const [bad, max] of <Array<[string, string]>>[['9999999999g', '8589934591g'], ['8589934592G', '8589934591G'], ['9007199254740992k', '9007199254740991k'], ['9223372036854775808', '9223372036854775807']])
       expect(size(bad), bad).toEqual([`nginx.client_max_body_size: expected a size ("10m"), got "${bad}" (nginx refuses a size over 2^63 - 1 bytes: at most ${max} (a few "m" or "g" is usual))`]);
   });
+
+  it('client_max_body_size written as sizes are written elsewhere (10MB, 10 MiB, 1.5g, 512 kB) is said in the form nginx reads', () => {
+    const size = (client_max_body_size: string) => problems({ ...minimal(), nginx: { client_max_body_size } });
+    for (const [bad, fixed] of <Array<[string, string]>>[['10MB', '10m'], ['10 m', '10m'], ['10MiB', '10m'], ['1.5g', '1536m'], ['512 kB', '512k'], ['100 bytes', '100'], ['0.5k', '512']])
+      expect(size(bad), bad).toEqual([`nginx.client_max_body_size: expected a size ("10m"), got "${bad}" (nginx reads digits and then k, m or g alone (1024-based, no "B", no space, no fraction): ${fixed})`]);
+    expect(size('ten')).toEqual(['nginx.client_max_body_size: expected a size ("10m"), got "ten"']);
+  });
 });
 
 describe('YAML values the schema has no word for', () => {
@@ -495,6 +571,59 @@ describe('YAML values the schema has no word for', () => {
     expect(refused(`${base}env:\n\tX: y\n`)).toEqual([`environments/x/environment.yml:${lines + 1}:1: not valid YAML: a tab used as indentation (indent with spaces)`, 'replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)']);
     expect(refused(`${base}ref: a\nref: b\n`)[1]).toContain('keep one of the two');
     expect(refused(`${base}ref: "a\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml:\d+:\d+: not valid YAML: a quote or bracket that is not closed$/), expect.stringContaining('fix the file at that line')]);
+  });
+
+  it("a boolean written as YAML 1.1's yes/no/on/off or in quotes, and seconds written with a unit or as mm:ss, are said with the value to write", () => {
+    expect(fileProblems('switch: {keep_previous: yes, drain: 30s, health_timeout: 1m, health_interval: 200ms, lock_wait: 1:30}\nrelease: {migrate_timeout: 2h, keep: 5s}\nssh: {connect_timeout: 10 min}\nnginx: {default_server: "true"}\n')).toEqual([
+      'ssh.connect_timeout: expected an integer 1-300, got "10 min" (a number of seconds, without a unit: 600, which is not an integer 1-300)',
+      'release.migrate_timeout: expected an integer 1-86400, got "2h" (a number of seconds, without a unit: 7200)',
+      // a count is no duration: said as before
+      'release.keep: expected an integer 1-100, got "5s"',
+      'switch.health_timeout: expected an integer 1-900, got "1m" (a number of seconds, without a unit: 60)',
+      'switch.health_interval: expected a number 0.1-60, got "200ms" (a number of seconds, without a unit: 0.2)',
+      "switch.keep_previous: expected true or false, got \"yes\" (YAML 1.1's word for true; ops reads YAML 1.2, where it is text: write true)",
+      'switch.drain: expected an integer 0-3600, got "30s" (a number of seconds, without a unit: 30)',
+      'switch.lock_wait: expected an integer 0-3600, got "1:30" (a number of seconds, without a unit: 90)',
+      'nginx.default_server: expected true or false, got "true" (a string, in quotes: write true without them)',
+    ]);
+    expect(fileProblems('switch: {keep_previous: off, health_timeout: 1.5s}\n')).toEqual([
+      'switch.health_timeout: expected an integer 1-900, got "1.5s" (a number of seconds, without a unit: 1.5, which is not an integer 1-900)',
+      "switch.keep_previous: expected true or false, got \"off\" (YAML 1.1's word for false; ops reads YAML 1.2, where it is text: write false)",
+    ]);
+  });
+
+  it('a choice written in another case or spelling (LetsEncrypt, Debian, python_dotenv) is said with the one meant; none is guessed for what is not close', () => {
+    expect(fileProblems('tls: {mode: LetsEncrypt, email: a@b.c}\ndomain: shop.example.org\nruntimes: {python: {strategy: Debian, version: "3.11"}}\ndotenv: {readers: [python_dotenv, php]}\nrelease: {python_installer: poetry}\n')).toEqual([
+      'runtimes.python.strategy: expected one of "debian", "pyenv", got "Debian" (did you mean "debian"?)',
+      'release.python_installer: expected one of "uv", "pip", got "poetry"',
+      'dotenv.readers[0]: expected one of "python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell", got "python_dotenv" (did you mean "python-dotenv"?)',
+      'dotenv.readers[1]: expected one of "python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell", got "php"',
+      'tls.mode: expected one of "off", "letsencrypt", "self-signed", got "LetsEncrypt" (did you mean "letsencrypt"?)',
+    ]);
+    // "on" (TLS wanted) is not "off"
+    expect(fileProblems('tls: {mode: on}\n')).toEqual(['tls.mode: expected one of "off", "letsencrypt", "self-signed", got "on"']);
+  });
+
+  it('a number written with a leading 0 or as 0o octal (YAML 1.1 and 1.2 read it apart) is refused by key path and line, never read as a number the file does not show', () => {
+    const refused = (text: string) => {
+      try {
+        read(base + text);
+      } catch (e) {
+        return [(e as OpsError).message, (e as OpsError).hint];
+      }
+      return 'accepted';
+    };
+    const lines = base.split('\n').length;
+    expect(refused('hosts: [{name: web1, address: 192.0.2.1, port: 022, host_key: x}]\n'.replace('hosts', 'x-h') + 'switch: {port_offset: 0800}\nenv: {ZIP: 01234, MODE: 0o17}\n')).toEqual([
+      'environments/x/environment.yml is not read as written:\n' +
+        `  - x-h[0].port: 022 (line ${lines}) is written with a leading 0: ops reads it as the number 22, YAML 1.1 tools (PyYAML, Ansible) as the octal number 18; write 22 if it is a number, "022" in quotes if it is text\n` +
+        `  - switch.port_offset: 0800 (line ${lines + 1}) is written with a leading 0: ops reads it as the number 800, YAML 1.1 tools (PyYAML, Ansible) as text; write 800 if it is a number, "0800" in quotes if it is text\n` +
+        `  - env.ZIP: 01234 (line ${lines + 2}) is written with a leading 0: ops reads it as the number 1234, YAML 1.1 tools (PyYAML, Ansible) as the octal number 668; write 1234 if it is a number, "01234" in quotes if it is text\n` +
+        `  - env.MODE: 0o17 (line ${lines + 2}) is written with YAML 1.2's octal 0o: ops reads it as the number 15, YAML 1.1 tools (PyYAML, Ansible) as text; write 15 if it is a number, "0o17" in quotes if it is text`,
+      'write a number in plain decimal digits, without a leading 0 (22, 800), or in quotes when it is text ("0800")',
+    ]);
+    // plain decimals, 0 itself, fractions, quoted text and hex (read alike by both) are as before
+    expect(fileProblems('switch: {port_offset: 10, drain: 0, health_interval: 0.5}\nenv: {ZIP: "01234"}\nx-hex: 0x1F\n')).toEqual([]);
   });
 
   it('a !!binary or !!timestamp value is one problem saying what it is, not the keys of an object', () => {

@@ -204,7 +204,8 @@ describe('every value supervisor cannot carry, in one error', () => {
     const secret = 'hunter2';
     const e = env({
       web: { command: 'run', port: 4000, env: { BOTH: `${secret}'"x`, QUOTED: `"${secret}`, GOOD: 'fine', COMMENT: `${secret} ;x` } },
-      api: { command: 'run {nope}', port: 4010, env: { LINE: `${secret}\nx`, HERE: `%(here)s${secret}` } },
+      // (an unknown placeholder is refused before, as the file is read: config.test.ts)
+      api: { command: 'run', port: 4010, env: { LINE: `${secret}\nx`, HERE: `%(here)s${secret}` } },
     });
     let err: unknown;
     try {
@@ -214,12 +215,11 @@ describe('every value supervisor cannot carry, in one error', () => {
     }
     expect(err).toBeInstanceOf(OpsError);
     const message = (err as OpsError).message;
-    expect(message).toMatch(/^6 program settings of test cannot be given to supervisor as written \(nothing was sent to any host\):\n/);
+    expect(message).toMatch(/^5 program settings of test cannot be given to supervisor as written \(nothing was sent to any host\):\n/);
     for (const line of [
       /\n {2}- programs\.web\.env\.BOTH: supervisor cannot carry this value: it holds both kinds of quotes/,
       /\n {2}- programs\.web\.env\.QUOTED: supervisor cannot carry this value: it starts or ends with a quote character/,
       /\n {2}- programs\.web\.env\.COMMENT: supervisor cannot carry this value: it holds a ";" or "#" after a space/,
-      /\n {2}- programs\.api\.command: unknown placeholder \{nope\} \(placeholders: .*; for a literal \{nope\} \(e\.g\. a log format's fields\) write \{\{nope\}\}\)/,
       /\n {2}- programs\.api\.env\.LINE: supervisor cannot carry this value: it contains a line break/,
       /\n {2}- programs\.api\.env\.HERE: supervisor cannot carry this value: it holds the text "%\(here\)s"/,
     ])

@@ -426,7 +426,7 @@ const secretRef = object(
 const httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: 'an http(s) URL without credentials (put those in a secret)' });
 
 /** A program's command: one line, which supervisor runs without a shell (programCommandProblem). */
-const programCommand = string({ pattern: /^[^\n]+$/, form: 'a shell command on one line', check: programCommandProblem });
+const programCommand = string({ pattern: /^[^\n]+$/, form: 'a command line supervisor runs without a shell (one line)', check: programCommandProblem });
 
 const programSchema = object({
   command: req(programCommand, 'how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release\'s venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format\'s {asctime})'),

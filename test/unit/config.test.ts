@@ -89,7 +89,7 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['run --home="$HOME"', 'so "--home=$HOME" is passed as written, never expanded'],
       ["run 'unclosed", 'a quote is left open'],
     ];
-    for (const [c, why] of refused) expect(command(c), c).toEqual([expect.stringContaining(`programs.server.command: expected a shell command on one line, got ${JSON.stringify(c)} (`)]);
+    for (const [c, why] of refused) expect(command(c), c).toEqual([expect.stringContaining(`programs.server.command: expected a command line supervisor runs without a shell (one line), got ${JSON.stringify(c)} (`)]);
     for (const [c, why] of refused) expect(command(c)[0], c).toContain(why);
     for (const c of ["bash -c 'cd api && exec gunicorn $APP'", "{node} build --title='a && b' 'a;b' a\\&b", "gunicorn --log-format '%(h)s' -b 127.0.0.1:{port} app", 'env FOO=1 gunicorn app', '{release}/venv/bin/python -m server.main'])
       expect(command(c), c).toEqual([]);

@@ -14,9 +14,15 @@
 // 4. `environment=` is split by `dict_of_key_value_pairs`: shlex in non-POSIX mode in 4.2 (quotes stay in the
 //    token, no escapes, then `.strip('\'"')` removes every quote at either end), shlex in POSIX mode in 4.3
 //    (quotes removed, `\\` and `\"` unescaped inside double quotes). A form both read the same way is used.
-// 5. `command` is split by `shlex.split` (POSIX) when the program starts: that is the command's own syntax,
-//    written as the user wrote it.
+// 5. `command` is split by `shlex.split` (POSIX) when the program starts (supervisor/process.py,
+//    get_execv_args): that is the command's own syntax, written as the user wrote it. No shell runs it: `&&`,
+//    `|`, `>`, `$VAR`, `exec`, `cd`, `X=1 cmd` reach the program as words, or name a program that does not exist.
+//    A quote left open or a trailing `\` is refused by shlex at the start ("can't parse command").
+// 6. The first word is looked up before supervisor changes to the program's `directory`: a bare name on the
+//    program's PATH (environment=), a path with a `/` as it is, from supervisord's own working directory (/ under
+//    systemd): `venv/bin/python` is not found ("can't find command"), whatever `directory` says.
 import { OpsError } from './errors.ts';
+import { quote } from './shell.ts';
 
 /** Where a value goes, for the error message: "programs.server.command", "programs.server.env.LOG_FORMAT". */
 export type SupervisorKey = string;
@@ -108,4 +114,112 @@ export function supervisorEnvironment(vars: Record<string, string>, keyOf: (name
     })
     .join(',')
     .replace(/%/g, '%%');
+}
+
+/** One word of a command as Python's shlex.split (POSIX mode) reads it, with where it is in the text. */
+interface CommandWord {
+  /** The word shlex gives (quotes removed, escapes applied). */
+  text: string;
+  /** Its place in the command: [start, end) of its raw text. */
+  start: number;
+  end: number;
+  /** Shell syntax written outside quotes (or, for `$` and a backtick, outside single quotes): what a shell would act on. */
+  shell: string[];
+}
+
+// shlex's whitespace (Lib/shlex.py: ' \t\r\n'), and the characters a shell acts on outside quotes.
+const SHLEX_SPACE = ' \t\r\n';
+// Parentheses are left alone: a shell refuses them unquoted (no silent change), and supervisor carries %(h)s as written.
+const SHELL_OPERATORS = '|&;<>';
+// Python's str.isspace() that shlex does not split at: a no-break space copied from a web page joins two words.
+const ODD_SPACE = new RegExp(`[${PY_SPACE.replace('\\t\\n\\v\\f\\r', '\\v\\f')}]`, 'u');
+
+/**
+ * `command` split into words as supervisor splits it (Python's shlex.split, POSIX mode: whitespace ' \t\r\n',
+ * `\` escapes the next character outside quotes, inside double quotes only `"` and `\`, single quotes take
+ * everything literally; no comments), with the shell syntax each word holds unquoted.
+ * @throws SupervisorRefusal naming `key` when shlex refuses it (a quote not closed, a trailing backslash).
+ */
+function commandWords(key: SupervisorKey, command: string): CommandWord[] {
+  const words: CommandWord[] = [];
+  let current: CommandWord | undefined;
+  const open = (i: number) => (current ??= { text: '', start: i, end: i, shell: [] });
+  for (let i = 0; i < command.length; i++) {
+    const c = command[i]!;
+    if (SHLEX_SPACE.includes(c)) {
+      if (current) words.push({ ...current, end: i });
+      current = undefined;
+      continue;
+    }
+    const w = open(i);
+    if (c === '\\') {
+      if (i + 1 >= command.length) refuse(key, 'it ends with a backslash, which supervisor\'s command parser (Python\'s shlex) refuses when the program starts', 'remove it, or quote it (\'\\\\\')');
+      w.text += command[++i];
+    } else if (c === "'") {
+      const close = command.indexOf("'", i + 1);
+      if (close < 0) refuse(key, 'a single quote is not closed, which supervisor\'s command parser (Python\'s shlex) refuses when the program starts', 'close it, or escape the quote (\\\')');
+      w.text += command.slice(i + 1, close);
+      i = close;
+    } else if (c === '"') {
+      for (i++; ; i++) {
+        if (i >= command.length) refuse(key, 'a double quote is not closed, which supervisor\'s command parser (Python\'s shlex) refuses when the program starts', 'close it, or escape the quote (\\")');
+        const d = command[i]!;
+        if (d === '"') break;
+        if (d === '\\' && (command[i + 1] === '"' || command[i + 1] === '\\')) w.text += command[++i];
+        else {
+          if ((d === '$' && /[A-Za-z_{(]/.test(command[i + 1] ?? '')) || d === '`') w.shell.push(d === '$' ? '$' : '`');
+          w.text += d;
+        }
+      }
+    } else {
+      if (SHELL_OPERATORS.includes(c) || c === '`' || (c === '$' && /[A-Za-z_{(]/.test(command[i + 1] ?? '')) || (c === '~' && w.start === i)) w.shell.push(c);
+      if (ODD_SPACE.test(c)) w.shell.push('space');
+      w.text += c;
+    }
+  }
+  if (current) words.push({ ...current, end: command.length });
+  return words;
+}
+
+// Shell builtins and keywords: no program of that name exists for supervisor to start.
+const SHELL_WORDS = new Set(['exec', 'cd', 'source', '.', 'export', 'eval', 'set', 'unset', 'ulimit', 'umask', 'alias', 'trap', 'shopt', 'if', 'for', 'while', 'until', 'case', 'function', '{', '!', '[[']);
+const NO_SHELL = 'supervisor runs the command itself, not through a shell (it only splits it into words as a shell would)';
+const SHELL_FIX = "write it as a shell's command inside sh -c '...' ending in exec (sh -c 'cd sub && exec venv/bin/app'), or quote the character to pass it to the program as it is";
+
+/**
+ * The program's `command` as supervisor must be given it so that it starts what the command says, run in
+ * `directory` (absolute): a first word that is a relative path with a `/` (venv/bin/python) is made absolute
+ * from `directory` (rule 6; shell-quoted when it needs it), the rest kept as written; then encoded as
+ * supervisorValue does. Refused (naming `key`, the construct, never the whole command): what shlex cannot split
+ * (rule 5), an empty first word, and a shell's syntax a shell would act on and supervisor does not (a first word
+ * that is a shell builtin or `NAME=value`; `| & ; < >`, a backtick, `$NAME`, `${`, `$(`, a leading `~`
+ * outside quotes, or `$`/backtick in double quotes), or a Unicode space outside quotes (shlex does not split at it).
+ * `written`: the command as the environment file has it (placeholders not expanded), checked for shell syntax;
+ * `command`: expanded, what is split and written.
+ * @throws SupervisorRefusal naming `key`.
+ */
+export function supervisorCommand(key: SupervisorKey, written: string, command: string, directory: string): string {
+  const raw = commandWords(key, written);
+  const first = raw[0];
+  if (first) {
+    const name = /^[A-Za-z_][A-Za-z0-9_]*=/.exec(written.slice(first.start, first.end));
+    if (name) refuse(key, `it starts with the assignment ${name[0]}..., which only a shell understands: ${NO_SHELL}, so it would look for a program named like that`, `write env ${name[0]}... <program> (env sets it and runs the program), or give the variable in programs.<name>.env`);
+    if (SHELL_WORDS.has(first.text) && written.slice(first.start, first.end) === first.text)
+      refuse(key, `it starts with "${first.text}", a shell builtin or keyword: ${NO_SHELL}, and no program of that name exists`, first.text === 'exec' ? 'remove "exec": supervisor runs the program directly (it is already what exec would make it)' : SHELL_FIX);
+  }
+  for (const w of raw) {
+    const shell = w.shell.find((s) => s !== 'space');
+    if (shell)
+      refuse(
+        key,
+        `it holds ${shell === '$' ? 'a "$" before a name, "{" or "(" (a shell would expand it)' : shell === '~' ? 'a "~" starting a word (a shell would expand it to a home directory)' : `"${shell}" outside quotes`}, which ${NO_SHELL}: the program would get it as a word of its arguments`,
+        shell === '$' ? "give the value itself (placeholders: {release} {port}...), or write it inside sh -c '...' ending in exec; in single quotes it reaches the program as it is" : SHELL_FIX,
+      );
+    if (w.shell.includes('space')) refuse(key, 'it holds a Unicode space (a no-break space, say) outside quotes, where supervisor\'s command parser does not split: two words would reach the program as one', 'type an ordinary space there (or quote the word if the space is meant)');
+  }
+  const words = commandWords(key, command);
+  if (!words.length || words[0]!.text === '') refuse(key, 'its first word (the program to run) is empty', 'start it with the program to run');
+  const program = words[0]!;
+  if (!program.text.includes('/') || program.text.startsWith('/')) return supervisorValue(key, command);
+  return supervisorValue(key, `${command.slice(0, program.start)}${quote(`${directory.replace(/\/+$/, '')}/${program.text}`)}${command.slice(program.end)}`);
 }

@@ -7,7 +7,7 @@ import { OpsError } from '../errors.ts';
 import type { Slot } from '../layout.ts';
 import { FAILURE_KEYS, reportKeys, type Step } from '../remote/types.ts';
 import { isValid, onHost, quote, word, type HostVariable } from '../shell.ts';
-import { supervisorEnvironment, supervisorValue } from '../supervisor.ts';
+import { supervisorCommand, supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx } from './nginx.ts';
 import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
@@ -124,7 +124,7 @@ function slotConfigText(env: Target, slot: Slot, release: string, releaseId: str
     const log = programLog(env, slot, name);
     return [
       `[program:${programName(env, slot, name)}]`,
-      `command=${carry(() => supervisorValue(key('command'), expand(env, splitFreePaths(env, p.command, release, key('command')), release, name, slot, key('command'))))}`,
+      `command=${carry(() => supervisorCommand(key('command'), p.command, expand(env, splitFreePaths(env, p.command, release, key('command')), release, name, slot, key('command')), dir))}`,
       `directory=${carry(() => supervisorValue(key('directory'), dir))}`,
       `user=${carry(() => supervisorValue('app_user', env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => (k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`), refused))}`,

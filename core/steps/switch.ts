@@ -20,12 +20,15 @@ import { maskText } from './masks.ts';
 /**
  * Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment (`key`: the
  * setting's name, for messages). `{{name}}` is a literal `{name}` (as in Python's str.format), for text of the app's
- * own that uses braces, such as a log format's `{asctime}`; other braces (`{}`, `${HOME}`, JSON) are left as they are.
- * @throws OpsError naming `key` for an unknown placeholder or a {port:<program>} of no program.
+ * own that uses braces, such as a log format's `{asctime}` (or `{{PORT}}`); other braces (`{}`, `${HOME}`, JSON) are
+ * left as they are.
+ * @throws OpsError naming `key` for an unknown placeholder, a {port:<program>} of no program, or a placeholder
+ * written in another case or with spaces (misspeltPlaceholders).
  */
 export function expand(env: Target, text: string, release: string, program: string, slot: Slot, key = `programs.${program}`): string {
   const paths = env.runtime;
-  return text.replace(/\{\{([a-z_]+(?::[a-z][a-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, literal?: string, name?: string, arg?: string) => {
+  misspeltPlaceholders(env, text, key);
+  return text.replace(/\{\{([A-Za-z_]+(?::[A-Za-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, literal?: string, name?: string, arg?: string) => {
     if (literal !== undefined) return `{${literal}}`;
     if (name === 'release' && !arg) return release;
     if (name === 'python' && !arg) return paths.python;
@@ -38,6 +41,26 @@ export function expand(env: Target, text: string, release: string, program: stri
     }
     throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
   });
+}
+
+/** A placeholder as expand reads it: lower case, no space, a program name after `port:`. */
+const PLACEHOLDER = /^\{[a-z_]+(?::[a-z][a-z0-9_-]*)?\}$/;
+
+/**
+ * Refuses a placeholder's name written in another case or with spaces (`{PORT}`, `{ port }`, `{Python}`,
+ * `{port:Web}`, `{port: web}`), which expand leaves as it is: the program would get the text `{PORT}` instead of its
+ * port and fail at its start, after the build. `${PORT}` (a shell's variable) and `{{PORT}}` (a literal) are left alone.
+ * @throws OpsError naming `key`, what was written and the placeholder meant.
+ */
+function misspeltPlaceholders(env: Target, text: string, key: string): void {
+  for (const m of text.matchAll(/(?<![{$])\{\s*(release|python|node|npm|port)\s*(?::\s*([^{}]*?)\s*)?\}(?!\})/gi)) {
+    if (PLACEHOLDER.test(m[0])) continue;
+    const meant = `{${m[1]!.toLowerCase()}${m[2] === undefined ? '' : `:${m[2].toLowerCase()}`}}`;
+    throw new OpsError(
+      `${key}: ${m[0]} is not a placeholder (they are written in lower case, without spaces), so the program would get that text as it is`,
+      `write ${meant}${m[2] !== undefined && !env.config.programs[m[2].toLowerCase()] ? ` with a program's name (programs: ${Object.keys(env.config.programs).join(', ')})` : ''}${/\s/.test(m[0]) ? '' : `; for the text ${m[0]} itself, write {${m[0]}}`}`,
+    );
+  }
 }
 
 /**

@@ -338,3 +338,36 @@ describe('commands: what supervisor starts is what the command says, or it is re
     }
   });
 });
+
+describe('placeholders: written otherwise, refused; escaped, literal', () => {
+  it('{PORT}, {Port}, { port }, {Python}, {port:Web} (which the program would get as text) are refused with the placeholder meant; ${PORT} and {{PORT}} are not placeholders', () => {
+    for (const [written, meant] of [
+      ['{PORT}', /write \{port\}; for the text \{PORT\} itself, write \{\{PORT\}\}$/],
+      ['{Port}', /write \{port\};/],
+      ['{ port }', /write \{port\}$/],
+      ['{Python}', /write \{python\};/],
+      ['{port:Web}', /write \{port:web\};/],
+      ['{port: web}', /write \{port:web\}$/],
+      ['{port:Nope}', /write \{port:nope\} with a program's name \(programs: web, api\)/],
+    ] as const) {
+      for (const program of [{ command: `run ${written}`, port: 4000 }, { command: 'run', port: 4000, env: { APP_PORT: written } }]) {
+        const where = program.env ? 'programs.web.env.APP_PORT' : 'programs.web.command';
+        let err: OpsError | undefined;
+        try {
+          slotConfig(env({ web: program, api: { command: 'run', port: 4010 } }), 'blue', '/srv/shop/releases/r1', 'r1');
+        } catch (e) {
+          err = e as OpsError;
+        }
+        expect(err, written).toBeInstanceOf(OpsError);
+        expect(err!.message, written).toBe(`${where}: ${written} is not a placeholder (they are written in lower case, without spaces), so the program would get that text as it is`);
+        expect(err!.hint, written).toMatch(meant);
+      }
+    }
+    const conf = slotConfig(env({ web: { command: "run {{PORT}} {port:api} '{}' {{port}}", port: 4000, env: { A: '${PORT}', B: '{{Python}}', C: '{"port": 1}' } }, api: { command: 'run', port: 4010 } }), 'blue', '/srv/shop/releases/r1', 'r1');
+    for (const v of VERSIONS) {
+      const got = parse(v, conf).programs!['shop-blue-web']!;
+      expect(got.argv, v).toEqual(['run', '{PORT}', '4010', '{}', '{port}']);
+      expect(got.environment, v).toMatchObject({ A: '${PORT}', B: '{Python}', C: '{"port": 1}' });
+    }
+  });
+});

@@ -415,13 +415,25 @@ describe('directories, routes, ports and sizes as the host reads them', () => {
     for (const routes of [{ '/': 'client' }, { '/': 'client', '/api/': 'server' }, { '/app.v2/': 'client', '/a/b~c/': 'server' }]) expect(problems({ ...minimal(), routes }), JSON.stringify(routes)).toEqual([]);
   });
 
+  it('a privileged port (below 1024), where the app user cannot listen, is refused naming the key; 1024 is taken', () => {
+    const doc = minimal() as Record<string, any>;
+    for (const port of [1, 22, 443, 1023]) {
+      doc.programs.server.port = port;
+      expect(problems(doc), String(port)).toContainEqual(
+        `programs.server.port: ${port} is a privileged port (below 1024), where Linux lets only root listen: the program runs as the app user and would fail at its start; choose one from 1024 (nginx listens on 80 and 443 and passes the requests on)`,
+      );
+    }
+    doc.programs.server.port = 1024;
+    expect(problems(doc)).toEqual([]);
+  });
+
   it("a program's green port (port + switch.port_offset) must exist: above 65535 is refused at config time, naming the key", () => {
     const doc = minimal() as Record<string, any>;
     doc.programs.server.port = 65535;
-    expect(problems(doc)).toEqual(['programs.server.port: 65535 + switch.port_offset 1 = 65536, the green slot\'s port, is above 65535: expected a port from 1 to 65534 (or a smaller switch.port_offset)']);
+    expect(problems(doc)).toEqual(['programs.server.port: 65535 + switch.port_offset 1 = 65536, the green slot\'s port, is above 65535: expected a port from 1024 to 65534 (or a smaller switch.port_offset)']);
     doc.programs.server.port = 60000;
     doc.switch = { port_offset: 10000 };
-    expect(problems(doc)).toEqual([expect.stringMatching(/^programs\.server\.port: 60000 \+ switch\.port_offset 10000 = 70000, .* from 1 to 55535/)]);
+    expect(problems(doc)).toEqual([expect.stringMatching(/^programs\.server\.port: 60000 \+ switch\.port_offset 10000 = 70000, .* from 1024 to 55535/)]);
     doc.programs.server.port = 55535;
     expect(problems(doc)).toEqual([]);
   });

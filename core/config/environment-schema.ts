@@ -179,6 +179,10 @@ const gitRef = string({ form: 'a git branch, tag or sha', pattern: patternOf('gi
  */
 export function routeProblem(v: string): string | undefined {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return undefined; // the pattern's form says it
+  // The built-in site has its own prefix location there (a second one of the same prefix: nginx -t's "duplicate
+  // location", src/http/ngx_http.c ngx_http_join_exact_locations): the site would not load on the host.
+  if (v === ACME_CHALLENGE_PREFIX)
+    return `the site serves ${v} itself (certbot's HTTP-01 challenge files), and nginx refuses a second location of the same prefix ("duplicate location"): route a prefix below it, or leave it to the site`;
   const segments = v.split('/').slice(1, -1);
   if (v !== '/' && segments.some((s) => s === '' || s === '.' || s === '..')) {
     const fixed = `${posix.normalize(v).replace(/\/*$/, '')}/`;
@@ -187,6 +191,9 @@ export function routeProblem(v: string): string | undefined {
   if (!v.endsWith('/')) return `a prefix other than "/" ends with "/": write "${v}/" (without it, ${v} also catches ${v}ary and ${v}-docs; nginx redirects ${v} to ${v}/)`;
   return undefined;
 }
+
+/** The URL prefix of certbot's HTTP-01 challenge files, which the built-in site serves itself (nginx-config.ts siteVariables). */
+export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 
 const routePrefix = string({
   pattern: /^\/(?:(?!\.{1,2}\/)[A-Za-z0-9._~-]+\/)*$/,

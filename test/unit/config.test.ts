@@ -405,6 +405,7 @@ describe('directories, routes, ports and sizes as the host reads them', () => {
       ['/./api/', 'this prefix would never match: write "/api/"'],
       ['/api/../x/', 'this prefix would never match: write "/x/"'],
       ['/api//', 'this prefix would never match: write "/api/"'],
+      ['/.well-known/acme-challenge/', 'the site serves /.well-known/acme-challenge/ itself (certbot\'s HTTP-01 challenge files), and nginx refuses a second location of the same prefix ("duplicate location")'],
     ];
     for (const [prefix, why] of refused) {
       const got = problems({ ...minimal(), routes: { '/': 'client', [prefix]: 'server' } });

@@ -326,6 +326,7 @@ describe('commands: what supervisor starts is what the command says, or it is re
       b: 'sh -c "echo 100%; exec sleep 1000"',
       c: "env PYTHONPATH=src {python} -m api --fmt '$x' 'a\u00a0b' x~y a=~ '`' --cost 5$",
       d: 'run {port} \\& \\; \\$HOME',
+      e: `run\ta\\ b "it's \\"x\\" \\\\ \t" 'say "hi"' ${'x'.repeat(20000)} date\u00a0+%s`.replace('date\u00a0', "'date\u00a0'"),
     };
     const e = env(Object.fromEntries(Object.entries(quoted).map(([name, command], i) => [name, { command, port: 4000 + i * 10 }])));
     const text = slotConfig(e, 'blue', '/srv/shop/releases/r1', 'r1');
@@ -335,6 +336,7 @@ describe('commands: what supervisor starts is what the command says, or it is re
       expect(got['shop-blue-b']!.argv, v).toEqual(['sh', '-c', 'echo 100%; exec sleep 1000']);
       expect(got['shop-blue-c']!.argv, v).toEqual(['env', 'PYTHONPATH=src', '/usr/bin/python3.11', '-m', 'api', '--fmt', '$x', 'a\u00a0b', 'x~y', 'a=~', '`', '--cost', '5$']);
       expect(got['shop-blue-d']!.argv, v).toEqual(['run', '4030', '&', ';', '$HOME']);
+      expect(got['shop-blue-e']!.argv, v).toEqual(['run', 'a b', 'it\'s "x" \\ \t', 'say "hi"', 'x'.repeat(20000), 'date\u00a0+%s']);
     }
   });
 });

@@ -95,7 +95,8 @@ export function supervisorEnvValue(key: SupervisorKey, value: string): string {
 
 /**
  * The `environment=` value: KEY='value' pairs joined by commas, `%` doubled (one %-formatting). Keys must
- * be variable names ([A-Za-z_][A-Za-z0-9_]*: shlex word characters).
+ * be variable names ([A-Za-z_][A-Za-z0-9_]*: shlex word characters). A value naming one of `vars` as `$NAME` or
+ * `${NAME}` (PATH=bin:$PATH) is refused: supervisor expands none, the program would get the text.
  * @param keyOf where each variable comes from, for errors ("programs.server.env.X").
  * @param refused given: each variable supervisor cannot carry is passed to it (and left out) instead of thrown,
  *   so that every one is found in one pass.
@@ -105,6 +106,11 @@ export function supervisorEnvironment(vars: Record<string, string>, keyOf: (name
     .flatMap(([k, v]) => {
       try {
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), 'the variable name is not a shell variable name', 'use letters, digits and "_"');
+        // supervisor expands no $NAME in environment= (only %(ENV_NAME)s, which is escaped here): PATH=bin:$PATH
+        // would give the program the text "$PATH", and no command beyond bin would be found.
+        const named = [...v.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]!).find((n) => Object.hasOwn(vars, n));
+        if (named)
+          refuse(keyOf(k), `it names $${named}, a variable of the program's environment, which supervisor does not expand: the program would get the text "$${named}"`, `write the value itself instead of $${named}${named === 'PATH' ? ' (e.g. PATH: "{release}/bin:{release}/venv/bin:/usr/local/bin:/usr/bin:/bin")' : ''}`);
         return [`${k}=${supervisorEnvValue(keyOf(k), v)}`];
       } catch (e) {
         if (!refused || !(e instanceof SupervisorRefusal)) throw e;

@@ -395,7 +395,7 @@ const programSchema = object({
   directory: opt(relPath, 'working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)', '.'),
   port: req(port, 'the port it listens on in the "blue" slot, from 1024 (the app user may not listen below); the "green" slot uses port + switch.port_offset'),
   health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', '/'),
-  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), string({ form: 'a string' })), 'extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on', {}),
+  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), string({ form: 'a string' })), 'extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused', {}),
 });
 
 const envValue = either(string({ form: 'a string' }), secretRef, 'a string, or { secret: <key path> }');

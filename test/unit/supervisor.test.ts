@@ -77,6 +77,7 @@ const HARD = [
   'tab\there',
   '%(here)s',
   '$HOME ${PATH} `id`',
+  '$UNSET ${NOPE} `id`',
   'postgresql://u:p%40ss@db/x?sslmode=require',
 ];
 
@@ -124,7 +125,7 @@ describe('supervisor files, read back by supervisor itself', () => {
 
   it('hard environment values: read back exactly by every version, or refused by name without the value', () => {
     const { conf, accepted } = sort((value) => ({ command: 'run', env: { HARD: value } }), /^programs\.p\d+\.env\.HARD: supervisor cannot carry this value: /);
-    expect([...accepted.values()]).toEqual(expect.arrayContaining(['100%', '%(h)s %(r)s %(s)s', 'say "hi" twice', "it's", 'a,b,c', 'C:\\path\\new', 'x=y=z', 'ünïcödé ✓ 日本語 🚀', 'a;b', '', '$HOME ${PATH} `id`']));
+    expect([...accepted.values()]).toEqual(expect.arrayContaining(['100%', '%(h)s %(r)s %(s)s', 'say "hi" twice', "it's", 'a,b,c', 'C:\\path\\new', 'x=y=z', 'ünïcödé ✓ 日本語 🚀', 'a;b', '', '$UNSET ${NOPE} `id`']));
     for (const v of VERSIONS) {
       const got = parse(v, conf);
       expect(got.error, `supervisor ${v}`).toBeUndefined();
@@ -370,6 +371,32 @@ describe('placeholders: written otherwise, refused; escaped, literal', () => {
       const got = parse(v, conf).programs!['shop-blue-web']!;
       expect(got.argv, v).toEqual(['run', '{PORT}', '4010', '{}', '{port}']);
       expect(got.environment, v).toMatchObject({ A: '${PORT}', B: '{Python}', C: '{"port": 1}' });
+    }
+  });
+});
+
+describe("environment values naming the program's own variables", () => {
+  it('PATH: "bin:$PATH", "${HOME}/data", "$OPS_SLOT" or another env key by $NAME (which supervisor does not expand) is refused by name; other $ text is carried', () => {
+    for (const [k, value, named] of [
+      ['PATH', '{release}/bin:$PATH', 'PATH'],
+      ['DATA', '${HOME}/data', 'HOME'],
+      ['WHERE', 'slot-$OPS_SLOT', 'OPS_SLOT'],
+      ['URL', 'http://127.0.0.1:$APP_PORT/', 'APP_PORT'],
+    ] as const) {
+      let err: OpsError | undefined;
+      try {
+        slotConfig(env({ web: { command: 'run', port: 4000, env: { APP_PORT: '{port}', [k]: value } } }), 'blue', '/srv/shop/releases/r1', 'r1');
+      } catch (e) {
+        err = e as OpsError;
+      }
+      expect(err?.message, value).toBe(`programs.web.env.${k}: supervisor cannot carry this value: it names $${named}, a variable of the program's environment, which supervisor does not expand: the program would get the text "$${named}"`);
+    }
+    const conf = slotConfig(env({ web: { command: 'run', port: 4000, env: { PASSWORD: 'pa$$word$UNSET', PRICE: '5$', PATH: '{release}/bin:/usr/bin:/bin' } } }), 'blue', '/srv/shop/releases/r1', 'r1');
+    for (const v of VERSIONS) {
+      const got = parse(v, conf).programs!['shop-blue-web']!.environment;
+      expect(got, v).toMatchObject({ PASSWORD: 'pa$$word$UNSET', PRICE: '5$', PATH: '/srv/shop/releases/r1/bin:/usr/bin:/bin' });
+      // what supervisor gives: the text, unexpanded (why $NAME of its own variables is refused)
+      expect(parse(v, conf.replace("PRICE='5$'", "PRICE='$HOME'")).programs!['shop-blue-web']!.environment.PRICE, v).toBe('$HOME');
     }
   });
 });

@@ -14,9 +14,15 @@
 // 4. `environment=` is split by `dict_of_key_value_pairs`: shlex in non-POSIX mode in 4.2 (quotes stay in the
 //    token, no escapes, then `.strip('\'"')` removes every quote at either end), shlex in POSIX mode in 4.3
 //    (quotes removed, `\\` and `\"` unescaped inside double quotes). A form both read the same way is used.
-// 5. `command` is split by `shlex.split` (POSIX) when the program starts: that is the command's own syntax,
-//    written as the user wrote it.
+// 5. `command` is split by `shlex.split` (POSIX) when the program starts (supervisor/process.py,
+//    get_execv_args): that is the command's own syntax, written as the user wrote it. No shell runs it: `&&`,
+//    `|`, `>`, `$VAR`, `exec`, `cd`, `X=1 cmd` reach the program as words, or name a program that does not exist.
+//    A quote left open or a trailing `\` is refused by shlex at the start ("can't parse command").
+// 6. The first word is looked up before supervisor changes to the program's `directory`: a bare name on the
+//    program's PATH (environment=), a path with a `/` as it is, from supervisord's own working directory (/ under
+//    systemd): `venv/bin/python` is not found ("can't find command"), whatever `directory` says.
 import { OpsError } from './errors.ts';
+import { quote } from './shell.ts';
 
 /** Where a value goes, for the error message: "programs.server.command", "programs.server.env.LOG_FORMAT". */
 export type SupervisorKey = string;
@@ -89,7 +95,8 @@ export function supervisorEnvValue(key: SupervisorKey, value: string): string {
 
 /**
  * The `environment=` value: KEY='value' pairs joined by commas, `%` doubled (one %-formatting). Keys must
- * be variable names ([A-Za-z_][A-Za-z0-9_]*: shlex word characters).
+ * be variable names ([A-Za-z_][A-Za-z0-9_]*: shlex word characters). A value naming one of `vars` as `$NAME` or
+ * `${NAME}` (PATH=bin:$PATH) is refused: supervisor expands none, the program would get the text.
  * @param keyOf where each variable comes from, for errors ("programs.server.env.X").
  * @param refused given: each variable supervisor cannot carry is passed to it (and left out) instead of thrown,
  *   so that every one is found in one pass.
@@ -99,6 +106,11 @@ export function supervisorEnvironment(vars: Record<string, string>, keyOf: (name
     .flatMap(([k, v]) => {
       try {
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), 'the variable name is not a shell variable name', 'use letters, digits and "_"');
+        // supervisor expands no $NAME in environment= (only %(ENV_NAME)s, which is escaped here): PATH=bin:$PATH
+        // would give the program the text "$PATH", and no command beyond bin would be found.
+        const named = [...v.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]!).find((n) => Object.hasOwn(vars, n));
+        if (named)
+          refuse(keyOf(k), `it names $${named}, a variable of the program's environment, which supervisor does not expand: the program would get the text "$${named}"`, `write the value itself instead of $${named}${named === 'PATH' ? ' (e.g. PATH: "{release}/bin:{release}/venv/bin:/usr/local/bin:/usr/bin:/bin")' : ''}`);
         return [`${k}=${supervisorEnvValue(keyOf(k), v)}`];
       } catch (e) {
         if (!refused || !(e instanceof SupervisorRefusal)) throw e;
@@ -108,4 +120,90 @@ export function supervisorEnvironment(vars: Record<string, string>, keyOf: (name
     })
     .join(',')
     .replace(/%/g, '%%');
+}
+
+/** One word of a command as Python's shlex.split (POSIX mode) reads it, with where it is in the text. */
+export interface CommandWord {
+  /** The word shlex gives (quotes removed, escapes applied). */
+  text: string;
+  /** Its place in the command: [start, end) of its raw text. */
+  start: number;
+  end: number;
+  /**
+   * What a shell would act on in it and supervisor does not: `| & ; < >`, a backtick, `$` before a name, `{` or `(`
+   * and a `~` starting the word, outside quotes (`$` and a backtick inside double quotes too); "space" for a Unicode
+   * space outside quotes, where shlex does not split.
+   */
+  shell: string[];
+}
+
+// shlex's whitespace (Lib/shlex.py: ' \t\r\n'), and the characters a shell acts on outside quotes.
+const SHLEX_SPACE = ' \t\r\n';
+// Parentheses are left alone: a shell refuses them unquoted (no silent change), and supervisor carries %(h)s as written.
+const SHELL_OPERATORS = '|&;<>';
+// Python's str.isspace() that shlex does not split at: a no-break space copied from a web page joins two words.
+const ODD_SPACE = new RegExp(`[${PY_SPACE.replace('\\t\\n\\v\\f\\r', '\\v\\f')}]`, 'u');
+
+/**
+ * `command` split into words as supervisor splits it when it starts the program (rule 5: Python's shlex.split, POSIX
+ * mode: whitespace ' \t\r\n', `\` escapes the next character outside quotes, inside double quotes only `"` and `\`,
+ * single quotes take everything literally; no comments), with the shell syntax each word holds (CommandWord.shell);
+ * or, where shlex refuses the line (a quote not closed, a trailing backslash), why and how to fix it.
+ */
+export function commandWords(command: string): CommandWord[] | { problem: string; fix: string } {
+  const words: CommandWord[] = [];
+  let current: CommandWord | undefined;
+  const refused = (what: string, fix: string) => ({ problem: `${what}, which supervisor's command parser (Python's shlex) refuses when the program starts`, fix });
+  for (let i = 0; i < command.length; i++) {
+    const c = command[i]!;
+    if (SHLEX_SPACE.includes(c)) {
+      if (current) words.push({ ...current, end: i });
+      current = undefined;
+      continue;
+    }
+    const w = (current ??= { text: '', start: i, end: i, shell: [] });
+    if (c === '\\') {
+      if (i + 1 >= command.length) return refused('it ends with a backslash', "remove it, or quote it ('\\\\')");
+      w.text += command[++i];
+    } else if (c === "'") {
+      const close = command.indexOf("'", i + 1);
+      if (close < 0) return refused('a single quote is not closed', "close it, or escape the quote (\\')");
+      w.text += command.slice(i + 1, close);
+      i = close;
+    } else if (c === '"') {
+      for (i++; ; i++) {
+        if (i >= command.length) return refused('a double quote is not closed', 'close it, or escape the quote (\\")');
+        const d = command[i]!;
+        if (d === '"') break;
+        if (d === '\\' && (command[i + 1] === '"' || command[i + 1] === '\\')) w.text += command[++i];
+        else {
+          if ((d === '$' && /[A-Za-z_{(]/.test(command[i + 1] ?? '')) || d === '`') w.shell.push(d);
+          w.text += d;
+        }
+      }
+    } else {
+      if (SHELL_OPERATORS.includes(c) || c === '`' || (c === '$' && /[A-Za-z_{(]/.test(command[i + 1] ?? '')) || (c === '~' && w.start === i)) w.shell.push(c);
+      if (ODD_SPACE.test(c)) w.shell.push('space');
+      w.text += c;
+    }
+  }
+  if (current) words.push({ ...current, end: command.length });
+  return words;
+}
+
+/**
+ * The program's `command` (placeholders expanded) as supervisor must be given it so that it starts what the command
+ * says, run in `directory` (absolute): a first word that is a relative path with a `/` (venv/bin/python) is made
+ * absolute from `directory` (rule 6; shell-quoted when it needs it), the rest kept as written; then encoded as
+ * supervisorValue does. A shell's syntax in it was refused when the environment was read
+ * (core/config/program-command.ts programCommandProblem).
+ * @throws SupervisorRefusal naming `key` when shlex cannot split it or its first word is empty.
+ */
+export function supervisorCommand(key: SupervisorKey, command: string, directory: string): string {
+  const words = commandWords(command);
+  if (!Array.isArray(words)) refuse(key, words.problem, words.fix);
+  const program = words[0];
+  if (!program || program.text === '') refuse(key, 'its first word (the program to run) is empty', 'start it with the program to run');
+  if (!program.text.includes('/') || program.text.startsWith('/')) return supervisorValue(key, command);
+  return supervisorValue(key, `${command.slice(0, program.start)}${quote(`${directory.replace(/\/+$/, '')}/${program.text}`)}${command.slice(program.end)}`);
 }

@@ -180,6 +180,10 @@ const gitRef = string({ form: 'a git branch, tag or sha', pattern: patternOf('gi
  */
 export function routeProblem(v: string): string | undefined {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return undefined; // the pattern's form says it
+  // The built-in site has its own prefix location there (a second one of the same prefix: nginx -t's "duplicate
+  // location", src/http/ngx_http.c ngx_http_join_exact_locations): the site would not load on the host.
+  if (v === ACME_CHALLENGE_PREFIX)
+    return `the site serves ${v} itself (certbot's HTTP-01 challenge files), and nginx refuses a second location of the same prefix ("duplicate location"): route a prefix below it, or leave it to the site`;
   const segments = v.split('/').slice(1, -1);
   if (v !== '/' && segments.some((s) => s === '' || s === '.' || s === '..')) {
     const fixed = `${posix.normalize(v).replace(/\/*$/, '')}/`;
@@ -188,6 +192,9 @@ export function routeProblem(v: string): string | undefined {
   if (!v.endsWith('/')) return `a prefix other than "/" ends with "/": write "${v}/" (without it, ${v} also catches ${v}ary and ${v}-docs; nginx redirects ${v} to ${v}/)`;
   return undefined;
 }
+
+/** The URL prefix of certbot's HTTP-01 challenge files, which the built-in site serves itself (nginx-config.ts siteVariables). */
+export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 
 const routePrefix = string({
   pattern: /^\/(?:(?!\.{1,2}\/)[A-Za-z0-9._~-]+\/)*$/,
@@ -429,11 +436,11 @@ const httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: 'an
 const programCommand = string({ pattern: /^[^\n]+$/, form: 'a command line supervisor runs without a shell (one line)', check: programCommandProblem });
 
 const programSchema = object({
-  command: req(programCommand, 'how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release\'s venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format\'s {asctime})'),
+  command: req(programCommand, 'how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release\'s venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format\'s {asctime}); no shell runs it: supervisor splits it into words as a shell would (quotes, `\\`) and starts the first, so a shell\'s syntax (`&&`, `|`, `;`, `>`, `$VAR`, a leading `~`, `exec`, `cd` or `NAME=value` first) is refused unless quoted: write `sh -c \'... && exec <program>\'`, or `env NAME=value <program>`; a first word with a `/` that is not absolute (venv/bin/python) is found from `directory`'),
   directory: opt(relPath, 'working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)', '.'),
-  port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
+  port: req(port, 'the port it listens on in the "blue" slot, from 1024 (the app user may not listen below); the "green" slot uses port + switch.port_offset'),
   health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', '/'),
-  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), string({ form: 'a string' })), 'extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on', {}),
+  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), string({ form: 'a string' })), 'extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused', {}),
 });
 
 const envValue = either(string({ form: 'a string' }), secretRef, 'a string, or { secret: <key path> }');

@@ -276,6 +276,9 @@ function envShadowProblems(config: EnvironmentConfig, problems: Problem[]): void
 /** A path nginx reads as it is written (no quoting, no variable). */
 export const NGINX_PATH = /^[A-Za-z0-9._/-]+$/;
 
+/** The lowest port a user other than root may listen on (Linux's net.ipv4.ip_unprivileged_port_start, Debian's default). */
+const UNPRIVILEGED_PORT = 1024;
+
 function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven: boolean): void {
   const seen = new Set<string>();
   const machines = new Map<string, string>();
@@ -307,10 +310,17 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
   for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
   for (const [pname, p] of Object.entries(config.programs)) {
     const green = p.port + config.switch.port_offset;
+    // The program runs as the app user (never root, refused below): Linux lets only root listen below
+    // net.ipv4.ip_unprivileged_port_start (1024 on Debian), so it would fail at its start (EACCES), after the build.
+    if (p.port < UNPRIVILEGED_PORT)
+      problems.push({
+        path: `programs.${pname}.port`,
+        message: `${p.port} is a privileged port (below ${UNPRIVILEGED_PORT}), where Linux lets only root listen: the program runs as the app user and would fail at its start; choose one from ${UNPRIVILEGED_PORT} (nginx listens on 80 and 443 and passes the requests on)`,
+      });
     if (green > 65535) {
       problems.push({
         path: `programs.${pname}.port`,
-        message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from 1 to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`,
+        message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from ${UNPRIVILEGED_PORT} to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`,
       });
     }
     // Each taker once: a program given another's port takes both its slots' ports (one mistake, one problem).

@@ -7,17 +7,33 @@ import { closest } from './schema-object.ts';
  * `{name:arg}` (groups 2, 3) is expanded. Other braces (`{}`, `${HOME}`, JSON) are no placeholder. Global: use with
  * replace or matchAll.
  */
-export const PLACEHOLDER = /\{\{([a-z_]+(?::[a-z][a-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g;
+export const PLACEHOLDER = /\{\{([A-Za-z_]+(?::[A-Za-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g;
+
+/**
+ * A placeholder's name in another case or with spaces (`{PORT}`, `{ port }`, `{Python}`, `{port:Web}`), which the
+ * switch does not expand: the program would get that text and fail at its start, after the build. Not one preceded
+ * by `$` (a shell's `${PORT}`) or inside `{{...}}` (a literal). Global.
+ */
+const MISSPELT = /(?<![{$])\{\s*(release|python|node|npm|port)\s*(?::\s*([^{}]*?)\s*)?\}(?!\})/gi;
+/** A placeholder exactly as PLACEHOLDER expands it. */
+const EXACT = /^\{[a-z_]+(?::[a-z][a-z0-9_-]*)?\}$/;
 
 /** The placeholders a program's command and env may hold, as the hint lists them. */
 export const PLACEHOLDERS = '{release} {python} {node} {npm} {port} {port:<program>}';
 
 /**
  * Why `text` (a program's command or env value) holds a placeholder that cannot be expanded, or undefined: an unknown
- * name (a misspelt one said with the name meant), a name given an argument only {port} takes, or a {port:<program>}
+ * name (a misspelt one said with the name meant), one written in another case or with spaces ({PORT}, { port }), a
+ * name given an argument only {port} takes, or a {port:<program>}
  * of no program in `programs`. The switch expands them (core/steps/switch.ts expand), and would refuse the same ones.
  */
 export function placeholderProblem(text: string, programs: string[]): string | undefined {
+  for (const m of text.matchAll(MISSPELT)) {
+    if (EXACT.test(m[0])) continue;
+    const arg = m[2]?.toLowerCase();
+    const meant = `{${m[1]!.toLowerCase()}${arg === undefined ? '' : `:${arg}`}}`;
+    return `${m[0]} is not a placeholder (they are written in lower case, without spaces), so the program would get that text as it is: write ${meant}${arg !== undefined && !programs.includes(arg) ? ` with a program's name (programs: ${programs.join(', ')})` : ''}${/\s/.test(m[0]) ? '' : `; for the text ${m[0]} itself, write {${m[0]}}`}`;
+  }
   for (const m of text.matchAll(PLACEHOLDER)) {
     const [whole, literal, name, arg] = m;
     if (literal !== undefined) continue;

@@ -2,6 +2,7 @@
 // the live-slot upstreams, with the certificate paths they name. Putting them in place is nginx.ts.
 import type { Target } from '../target.ts';
 import { NGINX_PATH, assetDirs, readEnvFile } from '../config/environment.ts';
+import { ACME_CHALLENGE_PREFIX } from '../config/environment-schema.ts';
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { isDefaultServer } from '../config/siblings.ts';
@@ -198,7 +199,7 @@ export function siteVariables(env: Target): Record<string, string> {
     default_server: isDefaultServer(env) ? ' default_server' : '',
     logs: `access_log ${L.nginxAccessLog};\n    error_log ${L.nginxErrorLog};`,
     upstreams_include: `include ${L.nginxUpstreams};\n${upgradeMap(env)}`,
-    acme_location: `location ^~ /.well-known/acme-challenge/ {\n        root ${L.acmeWebroot};\n        default_type text/plain;\n    }`,
+    acme_location: `location ^~ ${ACME_CHALLENGE_PREFIX} {\n        root ${L.acmeWebroot};\n        default_type text/plain;\n    }`,
     // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
     // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
     slot_location: `location = /.ops/slot {\n        default_type text/plain;\n        if ($remote_addr !~ "^(127\\.0\\.0\\.1|::1)$") {\n            return 403;\n        }\n        return 200 $${L.nginxSlotVariable};\n    }`,

@@ -8,7 +8,7 @@ import { OpsError } from '../errors.ts';
 import type { Slot } from '../layout.ts';
 import { FAILURE_KEYS, reportKeys, type Step } from '../remote/types.ts';
 import { isValid, onHost, quote, word, type HostVariable } from '../shell.ts';
-import { supervisorEnvironment, supervisorValue } from '../supervisor.ts';
+import { supervisorCommand, supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx } from './nginx.ts';
 import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
@@ -21,7 +21,9 @@ import { maskText } from './masks.ts';
 /**
  * Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment (`key`: the
  * setting's name, for messages). `{{name}}` is a literal `{name}` (as in Python's str.format), for text of the app's
- * own that uses braces, such as a log format's `{asctime}`; other braces (`{}`, `${HOME}`, JSON) are left as they are.
+ * own that uses braces, such as a log format's `{asctime}` (or `{{PORT}}`); other braces (`{}`, `${HOME}`, JSON) are
+ * left as they are. A placeholder written in another case or with spaces (`{PORT}`) was refused when the file was
+ * read (core/config/placeholders.ts placeholderProblem).
  * @throws OpsError naming `key` for an unknown placeholder or a {port:<program>} of no program.
  */
 export function expand(env: Target, text: string, release: string, program: string, slot: Slot, key = `programs.${program}`): string {
@@ -125,7 +127,7 @@ function slotConfigText(env: Target, slot: Slot, release: string, releaseId: str
     const log = programLog(env, slot, name);
     return [
       `[program:${programName(env, slot, name)}]`,
-      `command=${carry(() => supervisorValue(key('command'), expand(env, splitFreePaths(env, p.command, release, key('command')), release, name, slot, key('command'))))}`,
+      `command=${carry(() => supervisorCommand(key('command'), expand(env, splitFreePaths(env, p.command, release, key('command')), release, name, slot, key('command')), dir))}`,
       `directory=${carry(() => supervisorValue(key('directory'), dir))}`,
       `user=${carry(() => supervisorValue('app_user', env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => (k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`), refused))}`,

@@ -79,15 +79,20 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
   it("a program's command holding what only a shell reads (&&, |, >, VAR=value before it, cd or exec, $VAR) is refused: supervisor starts it without a shell", () => {
     const command = (c: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: c, port: 3579 } } });
     const refused: Array<[string, string]> = [
-      ['cd api && exec gunicorn app', "supervisor runs it without a shell, and \"cd\" is a shell builtin, no program it can start; give the directory in programs.<name>.directory"],
-      ['gunicorn app && echo started', 'supervisor runs it without a shell (it splits the line into words and starts the first), so "&&" would be an argument given to the program, not the shell\'s; to use the shell, give it the line: bash -c \'...\' (with exec before the program, so supervisor\'s stop reaches it)'],
-      ['gunicorn app > /tmp/log 2>&1', 'so ">" would be an argument'],
-      ['{node} build | tee log', 'so "|" would be an argument'],
-      ['NODE_ENV=production {node} build', 'so NODE_ENV=... before the program is not an assignment but the program it would try to start; give the variable in programs.<name>.env'],
-      ['exec gunicorn app', '"exec" is a shell builtin, no program it can start; leave exec out'],
+      ['cd api && exec gunicorn app', '"cd" is a shell builtin or keyword, no program it can start: give the directory in programs.<name>.directory'],
+      ['gunicorn app && echo started', 'supervisor runs it without a shell (it only splits it into words as a shell would, and starts the first), so "&" in "&&" would be given to the program as an argument, not read by a shell: to use the shell, give it the line: sh -c \'...\' ending in exec'],
+      ['gunicorn app > /tmp/log 2>&1', 'so ">" in ">" would be given to the program as an argument'],
+      ['{node} build | tee log', 'so "|" in "|" would be given to the program as an argument'],
+      ['NODE_ENV=production {node} build', 'so NODE_ENV=... before the program is not an assignment but the program it would try to start: give the variable in programs.<name>.env, or write env NODE_ENV=... <program>'],
+      ['exec gunicorn app', '"exec" is a shell builtin or keyword, no program it can start: leave exec out'],
       ['gunicorn --workers $WORKERS app', 'so "$WORKERS" is passed as written, never expanded'],
       ['run --home="$HOME"', 'so "--home=$HOME" is passed as written, never expanded'],
-      ["run 'unclosed", 'a quote is left open'],
+      ["run 'unclosed", "a single quote is not closed, which supervisor's command parser (Python's shlex) refuses when the program starts: close it"],
+      ['run x\\', "it ends with a backslash, which supervisor's command parser (Python's shlex) refuses when the program starts"],
+      ['"" x', 'its first word (the program to run) is empty'],
+      ['run --data ~/data', 'the "~" starting "~/data" is passed as written, not a home directory'],
+      ['run --bind\u00a0127.0.0.1', 'it holds a Unicode space (a no-break space, say) outside quotes'],
+      ['run --opt=a|b', 'so "|" in "--opt=a|b" would be given to the program as an argument'],
     ];
     for (const [c, why] of refused) expect(command(c), c).toEqual([expect.stringContaining(`programs.server.command: expected a command line supervisor runs without a shell (one line), got ${JSON.stringify(c)} (`)]);
     for (const [c, why] of refused) expect(command(c)[0], c).toContain(why);
@@ -474,6 +479,7 @@ describe('directories, routes, ports and sizes as the host reads them', () => {
       ['/./api/', 'this prefix would never match: write "/api/"'],
       ['/api/../x/', 'this prefix would never match: write "/x/"'],
       ['/api//', 'this prefix would never match: write "/api/"'],
+      ['/.well-known/acme-challenge/', 'the site serves /.well-known/acme-challenge/ itself (certbot\'s HTTP-01 challenge files), and nginx refuses a second location of the same prefix ("duplicate location")'],
     ];
     for (const [prefix, why] of refused) {
       const got = problems({ ...minimal(), routes: { '/': 'client', [prefix]: 'server' } });
@@ -484,13 +490,25 @@ describe('directories, routes, ports and sizes as the host reads them', () => {
     for (const routes of [{ '/': 'client' }, { '/': 'client', '/api/': 'server' }, { '/app.v2/': 'client', '/a/b~c/': 'server' }]) expect(problems({ ...minimal(), routes }), JSON.stringify(routes)).toEqual([]);
   });
 
+  it('a privileged port (below 1024), where the app user cannot listen, is refused naming the key; 1024 is taken', () => {
+    const doc = minimal() as Record<string, any>;
+    for (const port of [1, 22, 443, 1023]) {
+      doc.programs.server.port = port;
+      expect(problems(doc), String(port)).toContainEqual(
+        `programs.server.port: ${port} is a privileged port (below 1024), where Linux lets only root listen: the program runs as the app user and would fail at its start; choose one from 1024 (nginx listens on 80 and 443 and passes the requests on)`,
+      );
+    }
+    doc.programs.server.port = 1024;
+    expect(problems(doc)).toEqual([]);
+  });
+
   it("a program's green port (port + switch.port_offset) must exist: above 65535 is refused at config time, naming the key", () => {
     const doc = minimal() as Record<string, any>;
     doc.programs.server.port = 65535;
-    expect(problems(doc)).toEqual(['programs.server.port: 65535 + switch.port_offset 1 = 65536, the green slot\'s port, is above 65535: expected a port from 1 to 65534 (or a smaller switch.port_offset)']);
+    expect(problems(doc)).toEqual(['programs.server.port: 65535 + switch.port_offset 1 = 65536, the green slot\'s port, is above 65535: expected a port from 1024 to 65534 (or a smaller switch.port_offset)']);
     doc.programs.server.port = 60000;
     doc.switch = { port_offset: 10000 };
-    expect(problems(doc)).toEqual([expect.stringMatching(/^programs\.server\.port: 60000 \+ switch\.port_offset 10000 = 70000, .* from 1 to 55535/)]);
+    expect(problems(doc)).toEqual([expect.stringMatching(/^programs\.server\.port: 60000 \+ switch\.port_offset 10000 = 70000, .* from 1024 to 55535/)]);
     doc.programs.server.port = 55535;
     expect(problems(doc)).toEqual([]);
   });

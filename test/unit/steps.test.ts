@@ -178,6 +178,25 @@ describe('nginx site', () => {
     // TLS off: there is no certificate to wait for, the site is written.
     expect(switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', false).script).toContain(siteFile);
   });
+  it("no route's location is one the site already has (nginx -t refuses a duplicate location): every route accepted, with each TLS mode, before and after the certificate", () => {
+    // nginx's rule (src/http/ngx_http.c, ngx_http_join_exact_locations): two prefix locations (none or ^~) or two exact
+    // ones (=) of the same text in one server are "duplicate location"; regex and named ones are not compared.
+    const duplicates = (text: string) =>
+      text.split(/^server \{$/m).slice(1).flatMap((server) => {
+        const seen = new Set<string>();
+        return [...server.matchAll(/^\s*location\s+(=|\^~)?\s*([^\s~@{][^\s{]*)\s*\{/gm)].flatMap((m) => {
+          const id = `${m[1] === '=' ? 'exact' : 'prefix'} ${m[2]}`;
+          if (seen.has(id)) return [id];
+          seen.add(id);
+          return [];
+        });
+      });
+    const routes = { '/': 'client', '/api/': 'server', '/.well-known/': 'server', '/.well-known/acme-challenge/x/': 'server', '/.ops/': 'server', '/favicon.ico/': 'server' };
+    for (const tls of [{ mode: 'off' }, { mode: 'letsencrypt', email: 'ops@example.org' }, { mode: 'self-signed' }])
+      for (const ready of [true, false]) expect(duplicates(site(env({ tls, routes }), ready)), `${tls.mode} ${ready}`).toEqual([]);
+    expect(duplicates('server {\n    location ^~ /a/ {}\n    location /a/ {}\n}\n')).toEqual(['prefix /a/']);
+    expect(() => env({ routes: { '/': 'client', '/.well-known/acme-challenge/': 'server' } })).toThrow(/routes\.\/\.well-known\/acme-challenge\/: .*nginx refuses a second location of the same prefix/);
+  });
   it('plain http when TLS is off', () => {
     const s = site(env({ tls: { mode: 'off' } }), true);
     expect(s).not.toContain('ssl_');

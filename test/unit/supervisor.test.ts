@@ -3,8 +3,8 @@
 // the POSIX-mode environment reading of supervisor's development branch: every value either reaches the
 // program exactly (command argv, environment, directory, log file) or is refused at plan time, naming the
 // program and key and never showing the value.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -77,6 +77,7 @@ const HARD = [
   'tab\there',
   '%(here)s',
   '$HOME ${PATH} `id`',
+  '$UNSET ${NOPE} `id`',
   'postgresql://u:p%40ss@db/x?sslmode=require',
 ];
 
@@ -124,7 +125,7 @@ describe('supervisor files, read back by supervisor itself', () => {
 
   it('hard environment values: read back exactly by every version, or refused by name without the value', () => {
     const { conf, accepted } = sort((value) => ({ command: 'run', env: { HARD: value } }), /^programs\.p\d+\.env\.HARD: supervisor cannot carry this value: /);
-    expect([...accepted.values()]).toEqual(expect.arrayContaining(['100%', '%(h)s %(r)s %(s)s', 'say "hi" twice', "it's", 'a,b,c', 'C:\\path\\new', 'x=y=z', 'ünïcödé ✓ 日本語 🚀', 'a;b', '', '$HOME ${PATH} `id`']));
+    expect([...accepted.values()]).toEqual(expect.arrayContaining(['100%', '%(h)s %(r)s %(s)s', 'say "hi" twice', "it's", 'a,b,c', 'C:\\path\\new', 'x=y=z', 'ünïcödé ✓ 日本語 🚀', 'a;b', '', '$UNSET ${NOPE} `id`']));
     for (const v of VERSIONS) {
       const got = parse(v, conf);
       expect(got.error, `supervisor ${v}`).toBeUndefined();
@@ -234,16 +235,169 @@ describe('every value supervisor cannot carry, in one error', () => {
     expect(() => slotConfig(e('{release}/venv/bin/python -m api'), 'blue', '/srv/demo app/releases/r1', 'r1')).toThrow(
       /^programs\.web\.command: \{release\} expands to a path holding a space, a quote or a backslash \(base_dir \/srv\/demo app\), which supervisor splits the command line at: the program would not start$/,
     );
-    // run by a relative path, from its directory: supervisor reads it back as written, the directory whole
+    // run by a path relative to its directory: made absolute from it (supervisor looks a path up from its own working directory), quoted
     const conf = slotConfig(e('venv/bin/python -m api {{release}}'), 'blue', '/srv/demo app/releases/r1', 'r1');
     for (const v of VERSIONS) {
       const got = parse(v, conf).programs!['shop-blue-web']!;
-      expect(got.argv, v).toEqual(['venv/bin/python', '-m', 'api', '{release}']);
+      expect(got.argv, v).toEqual(['/srv/demo app/releases/r1/sub/venv/bin/python', '-m', 'api', '{release}']);
       expect(got.directory, v).toBe('/srv/demo app/releases/r1/sub');
     }
   });
 
   it('one refused value keeps its own message and hint', () => {
     expect(() => slotConfig(env({ web: { command: 'run', port: 4000, env: { BOTH: `a'"b` } } }), 'blue', '/srv/shop/releases/r1', 'r1')).toThrow(/^programs\.web\.env\.BOTH: supervisor cannot carry this value: it holds both kinds of quotes/);
+  });
+});
+
+describe('commands: what supervisor starts is what the command says, or it is refused when the environment is read', () => {
+  const conf = (command: string, directory = 'sub') => slotConfig(env({ web: { command, port: 4000, directory } }), 'blue', '/srv/shop/releases/r1', 'r1');
+
+  /**
+   * Run supervisord `version` (from /, as systemd starts it) with the slot file `text` (release /srv/shop/releases/r1
+   * moved to `release`) until `done` exists or 8 s pass; supervisorctl's status line of the program.
+   */
+  async function run(version: string, text: string, release: string, done: string): Promise<string> {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-supervisord-'));
+    mkdirSync(join(dir, 'conf.d'));
+    const sock = join(dir, 'sock');
+    writeFileSync(
+      join(dir, 'main.conf'),
+      `[supervisord]\nlogfile=${dir}/supervisord.log\npidfile=${dir}/supervisord.pid\n[unix_http_server]\nfile=${sock}\n[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n[supervisorctl]\nserverurl=unix://${sock}\n[include]\nfiles = conf.d/*.conf\n`,
+    );
+    writeFileSync(join(dir, 'conf.d', 'shop-blue.conf'), text.replaceAll('/srv/shop/releases/r1', release).replaceAll('_logfile=/var/log/shop/', `_logfile=${dir}/`).replace(/^user=.*\n/m, ''));
+    const bin = join(CACHE, 'python', `supervisor-${version}`, 'bin');
+    const d = spawn(join(bin, 'supervisord'), ['-n', '-c', join(dir, 'main.conf')], { cwd: '/', stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 80 && !existsSync(done); i++) await new Promise((r) => setTimeout(r, 100));
+      return execFileSync(join(bin, 'supervisorctl'), ['-c', join(dir, 'main.conf'), 'status'], { encoding: 'utf8', cwd: '/' }).trim();
+    } catch (e) {
+      return String((e as { stdout?: string }).stdout ?? e);
+    } finally {
+      d.kill();
+    }
+  }
+
+  it('a first word that is a path relative to the directory (venv/bin/app) is started from that directory, by supervisord itself', async () => {
+    for (const v of VERSIONS) {
+      const release = mkdtempSync(join(tmpdir(), 'ops-release-'));
+      mkdirSync(join(release, 'sub', 'venv', 'bin'), { recursive: true });
+      const app = join(release, 'sub', 'venv', 'bin', 'app');
+      writeFileSync(app, `#!/bin/sh\nprintf '%s\\n' "$0" "$@" "$PWD" > ${release}/done.tmp && mv ${release}/done.tmp ${release}/done\nexec sleep 60\n`);
+      chmodSync(app, 0o755);
+      const status = await run(v, conf("venv/bin/app --name 'a b' 100%"), release, join(release, 'done'));
+      expect(status, `supervisor ${v}`).toMatch(/STARTING|RUNNING/);
+      expect(readFileSync(join(release, 'done'), 'utf8'), v).toBe(`${release}/sub/venv/bin/app\n--name\na b\n100%\n${release}/sub\n`);
+    }
+  });
+
+  it('a quote not closed or a trailing backslash (shlex refuses it when the program starts) is refused by name', () => {
+    for (const [command, why] of [
+      ["run --name 'a b", /a single quote is not closed/],
+      ['run --name "a b', /a double quote is not closed/],
+      ['run x\\', /it ends with a backslash/],
+      ['"" x', /first word \(the program to run\) is empty/],
+    ] as const) {
+      expect(() => conf(command), command).toThrow(new RegExp(`\\n  - programs\\.web\\.command: expected a command line supervisor runs without a shell \\(one line\\), got .*${why.source}`));
+      // supervisor itself refuses it when it starts the program
+    }
+    const python = join(CACHE, 'python', `supervisor-${VERSIONS[0]}`, 'bin', 'python');
+    for (const command of ["run --name 'a b", 'run --name "a b', 'run x\\\\'.slice(0, -1)])
+      expect(() => execFileSync(python, ['-c', 'import shlex,sys; shlex.split(sys.argv[1])', command], { stdio: 'pipe' }), command).toThrow();
+  });
+
+  it("a shell's syntax, which no shell reads for supervisor, is refused with what to write; quoted, it reaches the program as it is", () => {
+    for (const [command, why] of [
+      ['exec {python} -m api', /"exec" is a shell builtin/],
+      ['cd sub && {python} -m api', /"cd" is a shell builtin/],
+      ['PYTHONPATH=src {python} -m api', /PYTHONPATH=\.\.\. before the program is not an assignment/],
+      ['{python} -m api && echo done', /"&" in "&&" would be given to the program/],
+      ['{python} -m api > /tmp/x.log 2>&1', /">" in ">" would be given to the program/],
+      ['{python} -m api | tee x', /"\|" in "\|" would be given to the program/],
+      ['{python} -m api; echo x', /";" in "api;" would be given to the program/],
+      ['{python} -m api --home $HOME', /"\$HOME" is passed as written, never expanded/],
+      ['{python} -m api --port ${PORT:-8000}', /"\$\{PORT:-8000\}" is passed as written, never expanded/],
+      ['{python} -m api --home "$HOME"', /"\$HOME" is passed as written, never expanded/],
+      ['{python} -m api --id `id -u`', /"`id" is passed as written, never expanded/],
+      ['{python} -m api --data ~/data', /the "~" starting "~\/data" is passed as written/],
+      ['{python} -m api --bind\u00a0127.0.0.1:{port}', /it holds a Unicode space/],
+    ] as const)
+      expect(() => conf(command), command).toThrow(new RegExp(`\\n  - programs\\.web\\.command: expected a command line supervisor runs without a shell \\(one line\\), got .*${why.source}`));
+    const quoted = {
+      a: "sh -c 'cd sub && exec sleep 1000 > /dev/null 2>&1 | tee $HOME ~/x'",
+      b: 'sh -c "echo 100%; exec sleep 1000"',
+      c: "env PYTHONPATH=src {python} -m api --fmt '$x' 'a\u00a0b' x~y a=~ '`' --cost 5$",
+      d: 'run {port} \\& \\; \\$HOME',
+      e: `run\ta\\ b "it's \\"x\\" \\\\ \t" 'say "hi"' ${'x'.repeat(20000)} date\u00a0+%s`.replace('date\u00a0', "'date\u00a0'"),
+    };
+    const e = env(Object.fromEntries(Object.entries(quoted).map(([name, command], i) => [name, { command, port: 4000 + i * 10 }])));
+    const text = slotConfig(e, 'blue', '/srv/shop/releases/r1', 'r1');
+    for (const v of VERSIONS) {
+      const got = parse(v, text).programs!;
+      expect(got['shop-blue-a']!.argv, v).toEqual(['sh', '-c', 'cd sub && exec sleep 1000 > /dev/null 2>&1 | tee $HOME ~/x']);
+      expect(got['shop-blue-b']!.argv, v).toEqual(['sh', '-c', 'echo 100%; exec sleep 1000']);
+      expect(got['shop-blue-c']!.argv, v).toEqual(['env', 'PYTHONPATH=src', '/usr/bin/python3.11', '-m', 'api', '--fmt', '$x', 'a\u00a0b', 'x~y', 'a=~', '`', '--cost', '5$']);
+      expect(got['shop-blue-d']!.argv, v).toEqual(['run', '4030', '&', ';', '$HOME']);
+      expect(got['shop-blue-e']!.argv, v).toEqual(['run', 'a b', 'it\'s "x" \\ \t', 'say "hi"', 'x'.repeat(20000), 'date\u00a0+%s']);
+    }
+  });
+});
+
+describe('placeholders: written otherwise, refused; escaped, literal', () => {
+  it('{PORT}, {Port}, { port }, {Python}, {port:Web} (which the program would get as text) are refused with the placeholder meant; ${PORT} and {{PORT}} are not placeholders', () => {
+    for (const [written, meant] of [
+      ['{PORT}', /write \{port\}; for the text \{PORT\} itself, write \{\{PORT\}\}$/],
+      ['{Port}', /write \{port\};/],
+      ['{ port }', /write \{port\}$/],
+      ['{Python}', /write \{python\};/],
+      ['{port:Web}', /write \{port:web\};/],
+      ['{port: web}', /write \{port:web\}$/],
+      ['{port:Nope}', /write \{port:nope\} with a program's name \(programs: web, api\)/],
+    ] as const) {
+      for (const program of [{ command: `run ${written}`, port: 4000 }, { command: 'run', port: 4000, env: { APP_PORT: written } }]) {
+        const where = program.env ? 'programs.web.env.APP_PORT' : 'programs.web.command';
+        let err: OpsError | undefined;
+        try {
+          slotConfig(env({ web: program, api: { command: 'run', port: 4010 } }), 'blue', '/srv/shop/releases/r1', 'r1');
+        } catch (e) {
+          err = e as OpsError;
+        }
+        expect(err, written).toBeInstanceOf(OpsError);
+        // refused when the file is read (core/config/placeholders.ts), the placeholder meant in the problem
+        expect(err!.message, written).toContain(`\n  - ${where}: ${written} is not a placeholder (they are written in lower case, without spaces), so the program would get that text as it is: `);
+        expect(err!.message.split('\n')[1], written).toMatch(meant);
+      }
+    }
+    const conf = slotConfig(env({ web: { command: "run {{PORT}} {port:api} '{}' {{port}}", port: 4000, env: { A: '${PORT}', B: '{{Python}}', C: '{"port": 1}' } }, api: { command: 'run', port: 4010 } }), 'blue', '/srv/shop/releases/r1', 'r1');
+    for (const v of VERSIONS) {
+      const got = parse(v, conf).programs!['shop-blue-web']!;
+      expect(got.argv, v).toEqual(['run', '{PORT}', '4010', '{}', '{port}']);
+      expect(got.environment, v).toMatchObject({ A: '${PORT}', B: '{Python}', C: '{"port": 1}' });
+    }
+  });
+});
+
+describe("environment values naming the program's own variables", () => {
+  it('PATH: "bin:$PATH", "${HOME}/data", "$OPS_SLOT" or another env key by $NAME (which supervisor does not expand) is refused by name; other $ text is carried', () => {
+    for (const [k, value, named] of [
+      ['PATH', '{release}/bin:$PATH', 'PATH'],
+      ['DATA', '${HOME}/data', 'HOME'],
+      ['WHERE', 'slot-$OPS_SLOT', 'OPS_SLOT'],
+      ['URL', 'http://127.0.0.1:$APP_PORT/', 'APP_PORT'],
+    ] as const) {
+      let err: OpsError | undefined;
+      try {
+        slotConfig(env({ web: { command: 'run', port: 4000, env: { APP_PORT: '{port}', [k]: value } } }), 'blue', '/srv/shop/releases/r1', 'r1');
+      } catch (e) {
+        err = e as OpsError;
+      }
+      expect(err?.message, value).toBe(`programs.web.env.${k}: supervisor cannot carry this value: it names $${named}, a variable of the program's environment, which supervisor does not expand: the program would get the text "$${named}"`);
+    }
+    const conf = slotConfig(env({ web: { command: 'run', port: 4000, env: { PASSWORD: 'pa$$word$UNSET', PRICE: '5$', PATH: '{release}/bin:/usr/bin:/bin' } } }), 'blue', '/srv/shop/releases/r1', 'r1');
+    for (const v of VERSIONS) {
+      const got = parse(v, conf).programs!['shop-blue-web']!.environment;
+      expect(got, v).toMatchObject({ PASSWORD: 'pa$$word$UNSET', PRICE: '5$', PATH: '/srv/shop/releases/r1/bin:/usr/bin:/bin' });
+      // what supervisor gives: the text, unexpanded (why $NAME of its own variables is refused)
+      expect(parse(v, conf.replace("PRICE='5$'", "PRICE='$HOME'")).programs!['shop-blue-web']!.environment.PRICE, v).toBe('$HOME');
+    }
   });
 });

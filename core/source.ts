@@ -329,17 +329,28 @@ export async function packFor(repo: string, sha: string, haves: string[], hostSh
 }
 
 /**
- * The runner's shallow commits (its `shallow` file, gitrepository-layout(5)) reachable from `sha`: none in a full
- * clone (one git process to know it); else those `git rev-list <sha>` lists, a walk the clone's depth bounds. The
- * host records those it received without their parents (receivePack).
+ * The runner's shallow commits (its `shallow` file, gitrepository-layout(5)) reachable from any of `shas`: none in a
+ * full clone (one git process to know it); else those `git rev-list <shas>` lists, a walk the clone's depth bounds.
+ * The host records those it received without their parents (receivePack); a walk that meets one stopped where the
+ * clone's history stops, so what it did not find (an ancestor) may still be there (describeChange).
  */
-async function shallowIn(g: Git, sha: string): Promise<string[]> {
+async function shallowIn(g: Git, ...shas: string[]): Promise<string[]> {
   const [flag, file] = (await g.out(['rev-parse', '--is-shallow-repository', '--git-path', 'shallow'])).split('\n');
   if (flag !== 'true' || !file) return [];
   const boundary = (await readFile(isAbsolute(file) ? file : resolve(g.dir, file), 'utf8').catch(() => '')).split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l));
   if (!boundary.length) return [];
-  const listed = new Set((await g.out(['rev-list', sha])).split('\n'));
+  const listed = new Set((await g.out(['rev-list', ...shas])).split('\n'));
   return boundary.filter((s) => listed.has(s));
+}
+
+/**
+ * Whether the history of any of `shas` (commits of `repo`) is cut short by the clone's depth (a shallow clone:
+ * actions/checkout's default `fetch-depth: 1`, or a commit fetched with `--depth`): then "is A an ancestor of B" is
+ * not answered by the clone, whose walk stops at its shallow commits. False in a full clone.
+ * @throws GitError when a sha is not a commit of `repo`.
+ */
+export async function historyCut(repo: string, shas: string[]): Promise<boolean> {
+  return (await shallowIn(new Git(repo), ...shas)).length > 0;
 }
 
 /**

@@ -133,7 +133,7 @@ describe('what a deploy changes, read from such clones', () => {
     gitIn(root, ['clone', '-q', '--depth', '1', `file://${upstream}`, dir]);
     const head = gitIn(dir, ['rev-parse', 'HEAD']);
     const lines = formatChanges(await describeChanges(dir, env(), [{ host: 'web1', sha: old, release: 'r1' }], head), head);
-    expect(lines).toEqual([`web1: live ${old.slice(0, 12)} (r1) → target ${head.slice(0, 12)}: the live commit is not in this shallow clone (its history was not fetched); check out with fetch-depth: 0 (git fetch --unshallow) to see the change`]);
+    expect(lines).toEqual([`web1: live ${old.slice(0, 12)} (r1) → target ${head.slice(0, 12)}: the live commit is not in this shallow clone's history (not fetched, or fetched without the commits between it and the target); check out with fetch-depth: 0 (git fetch --unshallow) to see the change`]);
   });
 
   it('a partial clone offline, the live commit among those whose files it lacks: the deploy still plans, saying the change could not be read', async () => {
@@ -159,5 +159,21 @@ describe('a checkout owned by another user (a container job, sudo)', () => {
     expect(err).toBeInstanceOf(OpsError);
     expect(err.message).toBe(`git refuses to read ${dir}: it is owned by another user than the one running ops (git's safe.directory check)`);
     expect(err.hint).toBe(`run ops as the checkout's owner, or trust it: git config --global --add safe.directory ${dir} (in a container job, after actions/checkout)`);
+  });
+});
+
+describe('ancestry read from a shallow clone', () => {
+  it("the live commit fetched without its history (fetch --depth 1 of its tag, as fetch-tags does at depth 1): the relation is not known, not 'diverged' with the live commit 'taken away'", async () => {
+    const dir = join(root, 'shallow-tags');
+    gitIn(root, ['clone', '-q', '--depth', '1', `file://${upstream}`, dir]);
+    gitIn(dir, ['fetch', '-q', '--depth', '1', 'origin', 'tag', 'v1']);
+    const head = gitIn(dir, ['rev-parse', 'HEAD']);
+    // Both commits are in the clone; the edge between them is not: upstream's v1 IS an ancestor of its head.
+    expect(gitIn(dir, ['cat-file', '-t', old])).toBe('commit');
+    const [change] = await describeChanges(dir, env(), [{ host: 'web1', sha: old, release: 'r1' }], head);
+    expect(change!.change).toMatchObject({ relation: 'unknown', shallow: true, removed: 0 });
+    // The other way (a superseded push: the target is the older one) is not taken for diverged either.
+    const [back] = await describeChanges(dir, env(), [{ host: 'web1', sha: head, release: 'r2' }], old);
+    expect(back!.change).toMatchObject({ relation: 'unknown', shallow: true });
   });
 });

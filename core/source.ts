@@ -85,6 +85,21 @@ async function commitsWithPrefix(repo: string, prefix: string): Promise<string[]
   return out;
 }
 
+/**
+ * Of refs that name no commit, the first that names another object (a tag of a tree or a blob: `git tag v1
+ * HEAD^{tree}`), as the error for it: fetching would not help, nor would another spelling. Undefined when none
+ * exists (`cat-file --batch-check` of `<ref>^{}`, the object a tag peels to: gitrevisions(7)).
+ */
+async function notACommit(repo: string, refs: [rev: string, what: string][]): Promise<OpsError | undefined> {
+  const r = await new Git(repo).run(['cat-file', '--batch-check'], { input: refs.map(([rev]) => `${rev}^{}\n`).join('') });
+  const lines = r.stdout.split('\n');
+  const i = refs.findIndex((_, k) => /^[0-9a-f]{40,64} (tree|blob) \d+$/.test(lines[k] ?? ''));
+  if (r.code !== 0 || i < 0) return undefined;
+  const [id = '', type = ''] = lines[i]!.split(' ');
+  const [rev, what] = refs[i]!;
+  return new OpsError(`${what} names a ${type} (${id.slice(0, 12)}), not a commit: there is no commit to deploy`, `deploy a commit: point ${rev} at one (git tag -f / git branch -f, then push), or give the commit's sha`);
+}
+
 /** What to check when a ref names nothing in the repository: the name, the clone's refs, and which repository it is. */
 const REF_NOT_FOUND_HINT =
   "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first; the repository deployed is the environment's `repository`, else the git checkout that holds environments/";
@@ -122,7 +137,7 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
     const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
     const found = candidates.findIndex((_, i) => shas[i]);
     if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1], ...(full?.[1] === 'heads' && localBranchNote(full[2]!, shas[0], shas[1])) };
-    throw await refNotFound(repo, `${ref} does not exist in ${repo}`);
+    throw (await notACommit(repo, candidates)) ?? await refNotFound(repo, `${ref} does not exist in ${repo}`);
   }
   // HEAD is the commit the checkout is at (gitrevisions(7)), detached or on a branch: never origin/HEAD (the
   // remote's default branch), which the branch lookup below would find.
@@ -151,7 +166,14 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   if (commits[0]) matches.push({ kind: 'commit', fullName: commits[0], sha: commits[0], matched: 'commit' });
   if (matches.length > 1) throw ambiguousRef(ref, matches);
   if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched, ...(matches[0].kind === 'branch' && localBranchNote(ref, remoteBranch, localBranch)) };
-  throw await refNotFound(repo, `ref "${ref}" is not a tag, branch or commit of ${repo}`);
+  throw (
+    (await notACommit(repo, [
+      [`refs/tags/${ref}`, `tag ${ref}`],
+      [`refs/remotes/origin/${ref}`, `branch origin/${ref}`],
+      [`refs/heads/${ref}`, `branch ${ref}`],
+      ...(tracking ? [[`refs/remotes/${ref}`, `branch ${ref}`] as [string, string]] : []),
+    ])) ?? (await refNotFound(repo, `ref "${ref}" is not a tag, branch or commit of ${repo}`))
+  );
 }
 
 /**

@@ -83,6 +83,23 @@ describe('ambiguous refs', () => {
       await expect(resolveRef(empty, ref), ref).rejects.toMatchObject({ message: expect.stringMatching(/: it has no commits yet$/), hint: 'commit the app first (git add, git commit), then deploy' });
   });
 
+  it("a tag of a tree or a blob (git tag x HEAD^{tree}, lightweight or annotated): said to name no commit, not 'does not exist' with a hint to fetch", async () => {
+    git('tag', 'tree-tag', `${sha.two}^{tree}`);
+    git('tag', '-a', '-m', 'a blob', 'blob-tag', `${sha.one}:f`);
+    const tree = git('rev-parse', `${sha.two}^{tree}`);
+    const blob = git('rev-parse', `${sha.one}:f`);
+    for (const [ref, what, type, id] of [
+      ['tree-tag', 'tag tree-tag', 'tree', tree],
+      ['refs/tags/tree-tag', 'tag tree-tag', 'tree', tree],
+      ['blob-tag', 'tag blob-tag', 'blob', blob],
+    ] as const) {
+      const e = (await resolveRef(repo, ref).catch((x: unknown) => x)) as OpsError;
+      expect(e, ref).toBeInstanceOf(OpsError);
+      expect(e.message).toBe(`${what} names a ${type} (${id.slice(0, 12)}), not a commit: there is no commit to deploy`);
+      expect(e.hint).toMatch(/^deploy a commit: point refs\/tags\/(tree|blob)-tag at one/);
+    }
+  });
+
   it('a sha prefix that is also a branch name: ambiguous too', async () => {
     await expect(resolveRef(repo, sha.two!.slice(0, 8))).rejects.toThrow(/is ambiguous: it names a branch .* and a commit/);
   });

@@ -185,6 +185,39 @@ function localBranchNote(name: string, remote: string | undefined, local: string
   return { notes: [`your local branch ${name} is at ${local.slice(0, 12)}, not deployed: the branch deployed is origin/${name} (${remote.slice(0, 12)}), what was pushed; push first, or deploy ${local.slice(0, 12)} by its sha`] };
 }
 
+/** How long the remote is given to say where a branch or tag is (remoteNotes): a laptop offline waits no longer. */
+const REMOTE_CHECK_MS = 10_000;
+
+/**
+ * Whether the branch or tag deployed is where origin has it now: the checkout's origin/X (or tag X) is what it last
+ * fetched, and a push since (or a tag moved: `git fetch` does not move a tag it has, git-fetch(1)) leaves it at an
+ * older commit. Asked of origin in one `git ls-remote` (nothing fetched or changed); a note when origin answers with
+ * another commit or without the ref, nothing when origin cannot be asked (none, offline, no credentials: not
+ * known) or the ref was not a branch or tag (a sha, HEAD: the commit named). The deploy is of `resolved.sha` still:
+ * the plan says which commit goes live, and how to deploy what origin has.
+ */
+export async function remoteNotes(repo: string, resolved: ResolvedRef): Promise<string[]> {
+  const branch = /^branch origin\/(.+)$/.exec(resolved.matched)?.[1];
+  const tag = /^tag (.+)$/.exec(resolved.matched)?.[1];
+  const name = branch ? `refs/heads/${branch}` : tag ? `refs/tags/${tag}` : undefined;
+  if (!name) return [];
+  const g = new Git(repo);
+  if ((await g.run(['config', '--get', 'remote.origin.url'])).code !== 0) return [];
+  const r = await g.run(['ls-remote', 'origin', name, `${name}^{}`], { timeoutMs: REMOTE_CHECK_MS });
+  if (r.code !== 0) return [];
+  // "<sha>\t<ref>" lines: an annotated tag's commit is on its "^{}" line (git-ls-remote(1)).
+  const at = new Map(r.stdout.split('\n').map((l) => l.split('\t')).filter((f) => f.length === 2).map(([sha, ref]) => [ref!, sha!]));
+  const there = at.get(`${name}^{}`) ?? at.get(name);
+  const what = branch ? `branch ${branch}` : `tag ${tag}`;
+  const here = resolved.sha.slice(0, 12);
+  if (!there)
+    return [`origin has no ${what} any more (deleted since this checkout fetched it): the commit deployed is ${here}, as this checkout last fetched it`];
+  if (there === resolved.sha) return [];
+  return [
+    `origin's ${what} is at ${there.slice(0, 12)} now, not ${here} as this checkout last fetched it (${branch ? 'pushed since' : 'the tag was moved'}): the commit deployed is ${here}; to deploy origin's, ${branch ? 'git fetch origin' : `git fetch origin --force tag ${tag}`} first`,
+  ];
+}
+
 /**
  * What the runner's checkout holds that a deploy of a commit does not: uncommitted changes (tracked files changed,
  * untracked files; `git status --porcelain -z`, git-status(1)). The release is the commit as committed; a laptop's

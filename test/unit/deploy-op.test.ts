@@ -728,6 +728,23 @@ describe('deploy operation', () => {
     });
   });
 
+  it("the plan says when origin has the tag deployed at another commit than the checkout (moved since it was fetched): the checkout's is what goes live", async () => {
+    const origin = join(mkdtempSync(join(tmpdir(), 'ops-deploy-op-origin-')), 'origin');
+    execFileSync('git', ['clone', '-q', join(root, 'app'), origin]);
+    const checkout = join(root, 'checkout-of-origin');
+    execFileSync('git', ['clone', '-q', origin, checkout]);
+    execFileSync('git', ['-C', origin, 'tag', '-f', 'v1', 'v2^{commit}']);
+    const v2 = execFileSync('git', ['-C', origin, 'rev-parse', 'v2^{commit}'], { encoding: 'utf8' }).trim();
+    const other = projectWithRelease('  build: ""\n');
+    const yml = join(other, 'environments', 'x', 'environment.yml');
+    writeFileSync(yml, readFileSync(yml, 'utf8').replace(/^repository: .*$/m, `repository: ${checkout}`));
+    const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', 'current ') } : undefined));
+    h.ctx.root = other;
+    const r = await deploy(h.ctx, loadEnvironment('x', other), { dryRun: true, ref: 'v1' });
+    expect(r.sha).toBe(v1);
+    expect(r.plan).toContain(`warning: origin's tag v1 is at ${v2.slice(0, 12)} now, not ${v1.slice(0, 12)} as this checkout last fetched it (the tag was moved): the commit deployed is ${v1.slice(0, 12)}; to deploy origin's, git fetch origin --force tag v1 first`);
+  });
+
   it('a dry run still prints the plan when a host cannot be read', async () => {
     const h = harness('');
     h.ctx.connector = async () => {

@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
 import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
 import { describeChanges, formatChanges } from '../../core/changes.ts';
-import { checkoutNotes, resolveRef, treeEntries } from '../../core/source.ts';
+import { checkoutNotes, remoteNotes, resolveRef, treeEntries } from '../../core/source.ts';
 import { treeContent } from '../../core/tree-content.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 
@@ -175,5 +175,40 @@ describe('ancestry read from a shallow clone', () => {
     // The other way (a superseded push: the target is the older one) is not taken for diverged either.
     const [back] = await describeChanges(dir, env(), [{ host: 'web1', sha: head, release: 'r2' }], old);
     expect(back!.change).toMatchObject({ relation: 'unknown', shallow: true });
+  });
+});
+
+describe('a branch or tag the checkout fetched before origin moved it', () => {
+  it("origin/<branch> behind origin (pushed since the last fetch), a tag moved on origin (git fetch keeps the old one), one deleted: the plan says the commit deployed is this checkout's, and how to get origin's", async () => {
+    const remote = join(root, 'moving');
+    initRepo(remote, { 'a.txt': 'one\n' });
+    gitIn(remote, ['tag', '-a', '-m', 'release', 'v1']);
+    gitIn(remote, ['tag', 'gone']);
+    const dir = join(root, 'stale-fetch');
+    gitIn(root, ['clone', '-q', remote, dir]);
+    const fetched = gitIn(dir, ['rev-parse', 'origin/main']);
+    const main = await resolveRef(dir, 'main');
+    const v1 = await resolveRef(dir, 'v1');
+    expect(await remoteNotes(dir, main)).toEqual([]);
+    expect(await remoteNotes(dir, v1)).toEqual([]);
+    const pushed = commit(remote, { 'a.txt': 'two\n' }, 'two');
+    gitIn(remote, ['tag', '-f', '-a', '-m', 'release again', 'v1']);
+    gitIn(remote, ['tag', '-d', 'gone']);
+    // The checkout has not fetched since (and a fetch would keep its v1: git fetch does not move a tag it has).
+    expect(await remoteNotes(dir, await resolveRef(dir, 'main'))).toEqual([
+      `origin's branch main is at ${pushed.slice(0, 12)} now, not ${fetched.slice(0, 12)} as this checkout last fetched it (pushed since): the commit deployed is ${fetched.slice(0, 12)}; to deploy origin's, git fetch origin first`,
+    ]);
+    expect(await remoteNotes(dir, await resolveRef(dir, 'refs/tags/v1'))).toEqual([
+      `origin's tag v1 is at ${pushed.slice(0, 12)} now, not ${fetched.slice(0, 12)} as this checkout last fetched it (the tag was moved): the commit deployed is ${fetched.slice(0, 12)}; to deploy origin's, git fetch origin --force tag v1 first`,
+    ]);
+    expect(await remoteNotes(dir, await resolveRef(dir, 'gone'))).toEqual([`origin has no tag gone any more (deleted since this checkout fetched it): the commit deployed is ${fetched.slice(0, 12)}, as this checkout last fetched it`]);
+    // A sha is the commit named; origin out of reach says nothing (not known).
+    expect(await remoteNotes(dir, await resolveRef(dir, fetched))).toEqual([]);
+    renameSync(remote, `${remote}.away`);
+    try {
+      expect(await remoteNotes(dir, await resolveRef(dir, 'main'))).toEqual([]);
+    } finally {
+      renameSync(`${remote}.away`, remote);
+    }
   });
 });

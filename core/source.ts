@@ -238,6 +238,16 @@ export async function checkoutNotes(repo: string, sha: string): Promise<string[]
   ];
 }
 
+/**
+ * Everything that makes the commit deployed not what the user may take it for, as warnings (the plan, the deploy's
+ * log, `ops diff`): a local branch elsewhere (resolveRef's notes), origin's branch or tag moved since the checkout
+ * fetched it (remoteNotes), uncommitted changes (checkoutNotes). [] when the commit is what the checkout and origin say.
+ */
+export async function notDeployedNotes(repo: string, resolved: ResolvedRef): Promise<string[]> {
+  const [remote, local] = await Promise.all([remoteNotes(repo, resolved), checkoutNotes(repo, resolved.sha)]);
+  return [...(resolved.notes ?? []), ...remote, ...local];
+}
+
 /** One entry of a commit's tree, as `git ls-tree -r -t -l` lists it. */
 export interface TreeEntry {
   /** "100644", "100755", "120000" (a symbolic link), "040000" (a directory), "160000" (a submodule). */

@@ -11,7 +11,7 @@ import { runInfo } from '../runinfo.ts';
 import { validate } from '../shell.ts';
 import { dependencyInputs, setHashes, type DependencyInputs } from '../dependency-inputs.ts';
 import { preflight, preflightError } from '../preflight.ts';
-import { checkoutNotes, remoteNotes, resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
+import { notDeployedNotes, resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
 import { treeContent, type TreeContent } from '../tree-content.ts';
 import { site } from '../steps/nginx-config.ts';
 import { releaseId, type ReleaseMeta } from '../steps/release.ts';
@@ -41,7 +41,7 @@ export interface Plan {
   settings: string;
   /**
    * What the runner's checkout holds that is not deployed (uncommitted changes, a local branch elsewhere), and a branch
-   * or tag origin now has at another commit than the one deployed (remoteNotes): warnings.
+   * or tag origin now has at another commit than the one deployed: warnings (notDeployedNotes).
    */
   checkout: string[];
   /** What the commit's check against the settings warns of (core/preflight.ts): said by the plan and the deploy's log. */
@@ -83,7 +83,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
   const ref = resolved.ref;
   // A release missing its submodules or LFS contents is refused here, before any host is touched. The
   // reads are independent (git processes, the secrets file): at once, their failures reported in this order.
-  const [tree, deps, secrets, size, local, remote] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), checkoutNotes(repo, resolved.sha), remoteNotes(repo, resolved)] as const);
+  const [tree, deps, secrets, size, checkout] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), notDeployedNotes(repo, resolved)] as const);
   // The commit against the settings (a requirements file, node_dir, makefile target, program directory it lacks):
   // refused with the settings' own problems below, in one error.
   const fit = await preflight(repo, resolved.sha, env, tree);
@@ -122,7 +122,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
-  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout: [...(resolved.notes ?? []), ...remote, ...local], warnings: fit.warnings };
+  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout, warnings: fit.warnings };
 }
 
 /**

@@ -13,6 +13,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy, deploySummary, reportDeploy } from '../../core/ops/deploy.ts';
+import { diff, formatDiff } from '../../core/ops/diff.ts';
 import { deployFingerprint, settingsDigest } from '../../core/ops/deploy-plan.ts';
 import { refuseMaskedNginx, refuseTakenPorts } from '../../core/ops/deploy-host.ts';
 import { parseState } from '../../core/ops/host-state.ts';
@@ -742,7 +743,11 @@ describe('deploy operation', () => {
     h.ctx.root = other;
     const r = await deploy(h.ctx, loadEnvironment('x', other), { dryRun: true, ref: 'v1' });
     expect(r.sha).toBe(v1);
-    expect(r.plan).toContain(`warning: origin's tag v1 is at ${v2.slice(0, 12)} now, not ${v1.slice(0, 12)} as this checkout last fetched it (the tag was moved): the commit deployed is ${v1.slice(0, 12)}; to deploy origin's, git fetch origin --force tag v1 first`);
+    const warning = `warning: origin's tag v1 is at ${v2.slice(0, 12)} now, not ${v1.slice(0, 12)} as this checkout last fetched it (the tag was moved): the commit deployed is ${v1.slice(0, 12)}; to deploy origin's, git fetch origin --force tag v1 first`;
+    expect(r.plan).toContain(warning);
+    // ops diff says it too, under the commit it names.
+    const d = await diff(h.ctx, loadEnvironment('x', other), 'v1');
+    expect(formatDiff(d).split('\n').slice(0, 2)).toEqual([`x: v1 (tag v1) = ${v1}`, warning]);
   });
 
   it('a dry run still prints the plan when a host cannot be read', async () => {

@@ -112,6 +112,21 @@ async function lfsObjects(gitDir: string): Promise<string> {
 }
 
 /**
+ * The Git LFS fetch filters set for `repo` at `sha` (lfs.fetchinclude, lfs.fetchexclude: from git config, else the
+ * commit's .lfsconfig, git-lfs-config(5)), as "<where> <key> = <value>"; [] when none.
+ */
+async function lfsFetchFilters(repo: string, sha: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const key of ['lfs.fetchinclude', 'lfs.fetchexclude']) {
+    const configured = (await new Git(repo).run(['config', '--get', key])).stdout.trim();
+    const committed = configured ? '' : (await new Git(repo).run(['config', '--blob', `${sha}:.lfsconfig`, '--get', key])).stdout.trim();
+    if (configured) out.push(`git config's ${key} = ${configured}`);
+    else if (committed) out.push(`.lfsconfig's ${key} = ${committed}`);
+  }
+  return out;
+}
+
+/**
  * What a release of `sha` needs beyond `git archive`, found in the runner's checkout: every submodule's
  * commit (recursively; from .git/modules/<name>, or a nested repository at its path), every Git LFS file's
  * content (pointer files the attributes mark filter=lfs; from the LFS object store), and the paths
@@ -217,12 +232,18 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
   const root = once(() => absoluteGitDir(repo, '--git-common-dir'));
   const top = once(async () => (await git(repo, ['rev-parse', '--show-toplevel']).catch(() => '')).trim() || undefined);
   await visit(repo, root, sha, '', top);
+  // git lfs pull (and actions/checkout's `lfs: true`) leave out what lfs.fetchexclude / lfs.fetchinclude say (the
+  // commit's .lfsconfig, or git config: git-lfs-config(5)): the files are then named to it, the filters emptied.
+  const lfsFilters = missingLfs.length ? await lfsFetchFilters(repo, sha) : [];
   const problems: string[] = [];
   const plural = (list: string[]) => (list.length > 1 ? 's' : '');
   if (missingSubmodules.length) problems.push(`submodule${plural(missingSubmodules)} not checked out on this runner: ${missingSubmodules.join(', ')}`);
   if (skippedSubmodules.length) problems.push(`submodule${plural(skippedSubmodules)} marked \`update = none\` in .gitmodules, so git submodule update (and actions/checkout) left ${skippedSubmodules.length > 1 ? 'them' : 'it'} out: ${skippedSubmodules.join(', ')}`);
   if (staleSubmodules.length) problems.push(`submodule${plural(staleSubmodules)} checked out on this runner without the commit deployed (the checkout is at another commit of the app, or the submodule was not fetched since): ${staleSubmodules.join(', ')}`);
-  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? 's' : ''} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(', ')}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ''}`);
+  if (missingLfs.length)
+    problems.push(
+      `Git LFS file${missingLfs.length > 1 ? 's' : ''} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(', ')}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ''}${lfsFilters.length ? ` (${lfsFilters.join(', ')} leaves ${missingLfs.length > 1 ? 'them' : 'it'} out of git lfs pull)` : ''}`,
+    );
   if (problems.length)
     throw new OpsError(
       `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join('; ')}; nothing was changed`,
@@ -231,7 +252,8 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
         // A path given on the command line with --checkout overrides `update = none` (git-submodule(1), "update").
         skippedSubmodules.length ? `check ${skippedSubmodules.length > 1 ? 'them' : 'it'} out on purpose: git submodule update --init --recursive --checkout -- ${skippedPaths.map((p) => quote(p)).join(' ')} (in a workflow, a step after actions/checkout)` : '',
         staleSubmodules.length ? 'check out the commit deployed, then git submodule update --init --recursive (in a workflow: actions/checkout of that ref with `submodules: recursive`); or fetch it into the submodule: git -C <path> fetch origin' : '',
-        missingLfs.length ? 'fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)' : '',
+        missingLfs.length && !lfsFilters.length ? 'fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)' : '',
+        lfsFilters.length ? `fetch ${missingLfs.length > 1 ? 'them' : 'it'} past those filters: git lfs pull --include=${quote(missingLfs.join(','))} --exclude= (in a workflow, a step after actions/checkout)` : '',
       ]
         .filter(Boolean)
         .join('; '),

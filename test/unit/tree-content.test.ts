@@ -88,6 +88,25 @@ describe('what git archive leaves out', () => {
     expect(err.hint).toMatch(/check out the commit deployed, then git submodule update --init --recursive/);
   });
 
+  it("LFS files .lfsconfig's lfs.fetchexclude leaves out (git lfs pull, actions/checkout's lfs: true skip them): said so, with the pull that fetches them", async () => {
+    const repo = join(root, 'lfs-excluded');
+    initRepo(repo, { 'a.txt': 'a\n' });
+    lfsTrack(repo, '*.bin');
+    const sha = commit(repo, { 'media/big.bin': randomBytes(2000), 'small.bin': randomBytes(2000), '.lfsconfig': '[lfs]\n\tfetchexclude = media\n' }, 'media excluded');
+    const clone = join(root, 'lfs-excluded-clone');
+    gitIn(root, ['clone', '-q', repo, clone], { GIT_LFS_SKIP_SMUDGE: '1' });
+    gitIn(clone, ['lfs', 'install', '--local']);
+    // What the generic hint says to run: it fetches small.bin, not media/big.bin.
+    gitIn(clone, ['lfs', 'pull']);
+    const err = (await treeContent(clone, sha).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/Git LFS file without content on this runner \(only the pointer\): media\/big\.bin \(\.lfsconfig's lfs\.fetchexclude = media leaves it out of git lfs pull\); nothing was changed$/);
+    expect(err.hint).toBe('fetch it past those filters: git lfs pull --include=media/big.bin --exclude= (in a workflow, a step after actions/checkout)');
+    // The hint's command does it.
+    gitIn(clone, ['lfs', 'pull', '--include=media/big.bin', '--exclude=']);
+    expect((await treeContent(clone, sha)).lfs.map((f) => f.path).sort()).toEqual(['media/big.bin', 'small.bin']);
+  });
+
   it('a plain repository costs one tree listing and finds nothing', async () => {
     const plain = join(root, 'plain');
     const sha = initRepo(plain, { 'a.txt': 'a\n' });

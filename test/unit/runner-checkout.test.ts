@@ -201,6 +201,11 @@ describe('a branch or tag the checkout fetched before origin moved it', () => {
     expect(await remoteNotes(dir, await resolveRef(dir, 'refs/tags/v1'))).toEqual([
       `origin's tag v1 is at ${pushed.slice(0, 12)} now, not ${fetched.slice(0, 12)} as this checkout last fetched it (the tag was moved): the commit deployed is ${fetched.slice(0, 12)}; to deploy origin's, git fetch origin --force tag v1 first`,
     ]);
+    // The commands the notes give do it (a plain git fetch would keep the old v1).
+    gitIn(dir, ['fetch', '-q', 'origin']);
+    gitIn(dir, ['fetch', '-q', 'origin', '--force', 'tag', 'v1']);
+    for (const ref of ['main', 'v1']) expect(await remoteNotes(dir, await resolveRef(dir, ref)), ref).toEqual([]);
+    expect((await resolveRef(dir, 'v1')).sha).toBe(pushed);
     expect(await remoteNotes(dir, await resolveRef(dir, 'gone'))).toEqual([`origin has no tag gone any more (deleted since this checkout fetched it): the commit deployed is ${fetched.slice(0, 12)}, as this checkout last fetched it`]);
     // A sha is the commit named; origin out of reach says nothing (not known).
     expect(await remoteNotes(dir, await resolveRef(dir, fetched))).toEqual([]);

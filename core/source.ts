@@ -117,8 +117,9 @@ async function refNotFound(repo: string, message: string): Promise<OpsError> {
 
 /**
  * One commit for a ref, resolved once on the runner. A full ref is taken as written: refs/tags/X (the tag),
- * refs/heads/X (the branch: the remote's, origin/X, what the team pushed, else the local one), any other
- * refs/... that exists. A short name must mean exactly one of: a tag, a branch (origin/X, else local X), a
+ * refs/heads/X (the branch: the remote's, origin/X, what the team pushed, else the local one), refs/pull/N/merge
+ * (a pull request's GITHUB_REF: as written, else where actions/checkout fetches it, refs/remotes/pull/N/merge), any
+ * other refs/... that exists. A short name must mean exactly one of: a tag, a branch (origin/X, else local X), a
  * commit (a sha or its prefix); a name that means several is refused as ambiguous, with the full names.
  */
 export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef> {
@@ -126,8 +127,11 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   if (!existsSync(repo)) await checkRepository(repo);
   const full = /^refs\/(tags|heads)\/(.+)$/.exec(ref);
   if (full || ref.startsWith('refs/')) {
+    // A pull request's refs/pull/<n>/merge (or /head: GITHUB_REF of a pull_request event) is where actions/checkout
+    // fetched it to, refs/remotes/pull/<n>/...; as written when it was fetched so.
+    const pull = /^refs\/pull\/(.+)$/.exec(ref)?.[1];
     const candidates: [string, string][] = !full
-      ? [[ref, `ref ${ref}`]]
+      ? [[ref, `ref ${ref}`], ...(pull ? [[`refs/remotes/pull/${pull}`, `pull request ref pull/${pull}`] as [string, string]] : [])]
       : full[1] === 'tags'
         ? [[ref, `tag ${full[2]}`]]
         : [

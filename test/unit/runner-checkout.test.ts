@@ -111,6 +111,18 @@ describe('refs as a checkout names them', () => {
     expect(await resolveRef(dir, 'HEAD')).toEqual({ ref: 'HEAD', sha: mine, matched: 'HEAD, branch feature as checked out' });
   });
 
+  it("a pull request's GITHUB_REF (refs/pull/<n>/merge), where actions/checkout fetched it (refs/remotes/pull/<n>/merge)", async () => {
+    const dir = join(root, 'pull-request');
+    const merge = gitIn(upstream, ['rev-parse', 'v1']);
+    gitIn(upstream, ['update-ref', 'refs/pull/7/merge', merge]);
+    gitIn(root, ['init', '-q', dir]);
+    // actions/checkout on a pull_request event: `git fetch origin +<sha>:refs/remotes/pull/7/merge`, detached there.
+    gitIn(dir, ['fetch', '-q', `file://${upstream}`, '+refs/pull/7/merge:refs/remotes/pull/7/merge']);
+    gitIn(dir, ['checkout', '-q', '--detach', 'refs/remotes/pull/7/merge']);
+    expect(await resolveRef(dir, 'refs/pull/7/merge')).toEqual({ ref: 'refs/pull/7/merge', sha: merge, matched: 'pull request ref pull/7/merge' });
+    await expect(resolveRef(dir, 'refs/pull/8/merge')).rejects.toThrow('refs/pull/8/merge does not exist in');
+  });
+
   it('a remote-tracking branch named with its remote (origin/main), as git names it', async () => {
     const dir = join(root, 'tracking');
     gitIn(root, ['clone', '-q', upstream, dir]);

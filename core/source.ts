@@ -63,6 +63,8 @@ export interface RefMatch {
   /** How to name it without ambiguity: refs/tags/X, refs/heads/X, or the full sha. */
   fullName: string;
   sha: string;
+  /** What it is, in the error, when the kind alone would not tell two apart ("a local branch", "a remote-tracking branch"). */
+  label?: string;
 }
 
 /**
@@ -71,7 +73,7 @@ export interface RefMatch {
  */
 export function ambiguousRef(ref: string, matches: RefMatch[]): OpsError {
   return new OpsError(
-    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === 'commit' ? 'a commit' : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(' and ')}`,
+    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.label ?? (m.kind === 'commit' ? 'a commit' : `a ${m.kind}`)} (${m.sha.slice(0, 12)})`).join(' and ')}`,
     `say which one: ${matches.map((m) => m.fullName).join(' or ')}`,
   );
 }
@@ -161,7 +163,11 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   if (tag) matches.push({ kind: 'tag', fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
   const branch = remoteBranch ?? localBranch;
   if (branch) matches.push({ kind: 'branch', fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
-  if (remoteNamed) matches.push({ kind: 'branch', fullName: `refs/remotes/${ref}`, sha: remoteNamed, matched: `branch ${ref}` });
+  // Beside a branch of the same name (a local branch named origin/main, a mistake git allows), each is said as what it is.
+  if (remoteNamed) {
+    if (branch) matches[matches.length - 1]!.label = remoteBranch ? `a branch ${ref} of origin (origin/${ref})` : 'a local branch';
+    matches.push({ kind: 'branch', fullName: `refs/remotes/${ref}`, sha: remoteNamed, matched: `branch ${ref}`, label: 'a remote-tracking branch' });
+  }
   // git answers "<prefix>^{commit}" with the one commit it begins (preferring commits over other objects); not
   // when several commits begin with it (ambiguous), nor with a commit that does not begin with it (the name was a
   // ref, or a tag object's prefix peeled): then each commit beginning with it is looked up, to say how many.

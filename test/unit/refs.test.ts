@@ -100,6 +100,16 @@ describe('ambiguous refs', () => {
     }
   });
 
+  it('a local branch named origin/<branch> (git checkout -b origin/main, a mistake git allows) beside the remote-tracking one: each said as what it is', async () => {
+    git('update-ref', 'refs/remotes/origin/main', sha.one!);
+    git('branch', 'origin/main', sha.two!);
+    const e = (await resolveRef(repo, 'origin/main').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toBe(`ref "origin/main" is ambiguous: it names a local branch (${sha.two!.slice(0, 12)}) and a remote-tracking branch (${sha.one!.slice(0, 12)})`);
+    expect(e.hint).toBe('say which one: refs/heads/origin/main or refs/remotes/origin/main');
+    git('branch', '-D', 'origin/main');
+    git('update-ref', '-d', 'refs/remotes/origin/main');
+  });
+
   it('a sha prefix that is also a branch name: ambiguous too', async () => {
     await expect(resolveRef(repo, sha.two!.slice(0, 8))).rejects.toThrow(/is ambiguous: it names a branch .* and a commit/);
   });

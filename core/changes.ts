@@ -5,7 +5,7 @@ import type { Environment } from './config/environment.ts';
 import { messageLine, OpsError, unreadLine } from './errors.ts';
 import { Git, git } from './git.ts';
 import { dependencyInputs } from './dependency-inputs.ts';
-import { treeEntries } from './source.ts';
+import { historyCut, treeEntries } from './source.ts';
 import { blobTexts } from './tree-content.ts';
 
 /** Commits listed before "N more". */
@@ -40,7 +40,7 @@ export type Relation =
   | 'behind'
   /** neither contains the other */
   | 'diverged'
-  /** the live commit is not in the runner's repository (fetch, or a commit pushed elsewhere) */
+  /** the live commit is not in the runner's repository (fetch, or a commit pushed elsewhere), or a shallow clone lacks the history between it and the target */
   | 'unknown';
 
 export interface Change {
@@ -66,7 +66,10 @@ export interface Change {
   /** Dependency sets: python, node; the files their installs read; made again (what they read changed, or the
    * set is made for each release: `perRelease` says why). */
   dependencies: { name: string; files: string; changed: boolean; perRelease?: string }[];
-  /** Of `unknown`: the runner's clone is shallow (actions/checkout's default), so it lacks the live commit's history. */
+  /**
+   * Of `unknown`: the runner's clone is shallow (actions/checkout's default), so it lacks the live commit, or the
+   * history between it and the target (both fetched at depth 1): which contains which is not known.
+   */
   shallow?: true;
   /**
    * Why migrations and dependency sets were not compared: the live commit's files could not be read (a partial
@@ -377,6 +380,9 @@ export async function describeChange(repo: string, env: Environment, live: strin
     return { ...change, relation: 'unknown', ...(shallow && { shallow }) };
   }
   const [ahead, behind] = [await g.isAncestor(live, target), await g.isAncestor(target, live)];
+  // Neither reaches the other in this clone: diverged, unless a walk stopped at the clone's depth (both commits
+  // fetched without the history between them): then which contains which is not known here.
+  if (!ahead && !behind && (await historyCut(repo, [live, target]))) return { ...change, relation: 'unknown', shallow: true };
   change.relation = ahead ? 'ahead' : behind ? 'behind' : 'diverged';
   const add = await commitsBetween(repo, live, target);
   const rm = await commitsBetween(repo, target, live);
@@ -552,7 +558,7 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
       case 'unknown':
         out.push(
           change.shallow
-            ? `${head}: the live commit is not in this shallow clone (its history was not fetched); check out with fetch-depth: 0 (git fetch --unshallow) to see the change`
+            ? `${head}: the live commit is not in this shallow clone's history (not fetched, or fetched without the commits between it and the target); check out with fetch-depth: 0 (git fetch --unshallow) to see the change`
             : `${head}: the live commit is not in this repository; fetch (git fetch --all --tags) to see the change`,
         );
         continue;

@@ -44,6 +44,11 @@ export interface RunOptions {
   input?: string | Buffer;
   /** Variables added for this call only (GIT_INDEX_FILE for a throwaway index, commit dates...). */
   env?: Record<string, string>;
+  /**
+   * Milliseconds after which git (a call that reaches a remote: it may hang on the network) and what it started are
+   * stopped with SIGTERM: its exit code is then 128 + 15 and its stderr says it took too long. None by default.
+   */
+  timeoutMs?: number;
 }
 
 /** A git command failed: names the command, the exit code and the end of its stderr. */
@@ -117,7 +122,9 @@ export class Git {
   async runBytes(args: string[], options: RunOptions = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
     const env = options.env ? { ...this.env, ...options.env } : this.env;
     return new Promise((resolve, reject) => {
-      const child = spawn('git', ['-C', this.dir, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      // With a timeout, git leads a process group of its own: what it runs to reach the remote (ssh, upload-pack)
+      // is stopped with it, not left holding the output open.
+      const child = spawn('git', ['-C', this.dir, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: Boolean(options.timeoutMs) });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -125,7 +132,22 @@ export class Git {
       child.on('error', (e: NodeJS.ErrnoException) =>
         reject(e.code === 'ENOENT' ? new OpsError('git is not installed (or not on PATH)', 'install git 2.38 or later') : new OpsError(`cannot run git ${args.join(' ')} in ${this.dir}: ${e.message}`)),
       );
-      child.on('close', (code, signal) => resolve({ code: code ?? 128 + (signal ? constants.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }));
+      let timedOut = false;
+      const timer = options.timeoutMs
+        ? setTimeout(() => {
+            timedOut = true;
+            try {
+              process.kill(-child.pid!, 'SIGTERM');
+            } catch {
+              child.kill('SIGTERM');
+            }
+          }, options.timeoutMs)
+        : undefined;
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        const stderr = Buffer.concat(err).toString('utf8') + (timedOut ? `\ngit ${args[0]} stopped: no answer within ${options.timeoutMs! / 1000} s` : '');
+        resolve({ code: code ?? 128 + (signal ? constants.signals[signal] : 0), stdout: Buffer.concat(out), stderr });
+      });
       // git may exit without reading its input (a failure): its exit code and message tell, not an EPIPE.
       child.stdin.on('error', () => {});
       child.stdin.end(options.input ?? '');

@@ -109,6 +109,11 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
   const problems: string[] = [];
   const warnings: string[] = [];
   const { python_requirements: req, node_dir: nodeDir, build, migrate, before_switch: beforeSwitch, python_installer: installer } = env.config.release;
+  const tooLong = unwritableNames(listing);
+  if (tooLong.length)
+    problems.push(
+      `commit ${at} has ${tooLong.length} path${tooLong.length > 1 ? 's' : ''} with a name longer than ${NAME_MAX} bytes, which the hosts' filesystems cannot hold (the release would fail to unpack): ${tooLong.slice(0, 3).map((p) => JSON.stringify(p)).join(', ')}${tooLong.length > 3 ? ` and ${tooLong.length - 3} more` : ''}\n  fix: rename ${tooLong.length > 1 ? 'them' : 'it'} shorter (a name made on macOS may hold 255 characters, several bytes each in UTF-8), or mark ${tooLong.length > 1 ? 'them' : 'it'} export-ignore in .gitattributes if the release does not need ${tooLong.length > 1 ? 'them' : 'it'}`,
+    );
 
   if (req) {
     const path = norm(req);
@@ -180,6 +185,18 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
       );
   }
   return { problems, warnings };
+}
+
+/** The longest file name Linux filesystems take, in bytes (NAME_MAX, limits.h; ext4, xfs, btrfs alike). */
+const NAME_MAX = 255;
+
+/**
+ * The paths of a commit's tree with a name (one component) longer than NAME_MAX bytes in UTF-8: git stores any
+ * length, and a file system that counts characters (APFS: 255 of them) lets one be committed that `tar -x` on the
+ * host refuses ("File name too long"). Those export-ignore leaves out are no problem.
+ */
+function unwritableNames(listing: Listing): string[] {
+  return listing.entries.filter((e) => Buffer.byteLength(e.path.slice(e.path.lastIndexOf('/') + 1)) > NAME_MAX && listing.kind(e.path) !== 'ignored').map((e) => e.path);
 }
 
 /** The commit's requirements files and Python project files, and "; found instead: ..." with how to fix. */

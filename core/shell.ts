@@ -69,11 +69,12 @@ const CHECKS = {
     what: 'git ref',
     pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
     form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
-    // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
+    // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1},
+    // :/message: the newest commit whose message matches, gitrevisions(7)).
     hint: (v) =>
       /^\s|\s$/.test(v)
         ? 'remove the white space around the name (copied with it?)'
-        : /[~^]|@\{/.test(v)
+        : /[~^]|@\{|^:\//.test(v)
           ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})`
           : // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
             /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v)

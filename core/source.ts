@@ -63,6 +63,8 @@ export interface RefMatch {
   /** How to name it without ambiguity: refs/tags/X, refs/heads/X, or the full sha. */
   fullName: string;
   sha: string;
+  /** What it is, in the error, when the kind alone would not tell two apart ("a local branch", "a remote-tracking branch"). */
+  label?: string;
 }
 
 /**
@@ -71,7 +73,7 @@ export interface RefMatch {
  */
 export function ambiguousRef(ref: string, matches: RefMatch[]): OpsError {
   return new OpsError(
-    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === 'commit' ? 'a commit' : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(' and ')}`,
+    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.label ?? (m.kind === 'commit' ? 'a commit' : `a ${m.kind}`)} (${m.sha.slice(0, 12)})`).join(' and ')}`,
     `say which one: ${matches.map((m) => m.fullName).join(' or ')}`,
   );
 }
@@ -83,6 +85,21 @@ async function commitsWithPrefix(repo: string, prefix: string): Promise<string[]
   const out: string[] = [];
   for (const o of objects) if ((await git(repo, ['cat-file', '-t', o]).catch(() => '')).trim() === 'commit') out.push(o);
   return out;
+}
+
+/**
+ * Of refs that name no commit, the first that names another object (a tag of a tree or a blob: `git tag v1
+ * HEAD^{tree}`), as the error for it: fetching would not help, nor would another spelling. Undefined when none
+ * exists (`cat-file --batch-check` of `<ref>^{}`, the object a tag peels to: gitrevisions(7)).
+ */
+async function notACommit(repo: string, refs: [rev: string, what: string][]): Promise<OpsError | undefined> {
+  const r = await new Git(repo).run(['cat-file', '--batch-check'], { input: refs.map(([rev]) => `${rev}^{}\n`).join('') });
+  const lines = r.stdout.split('\n');
+  const i = refs.findIndex((_, k) => /^[0-9a-f]{40,64} (tree|blob) \d+$/.test(lines[k] ?? ''));
+  if (r.code !== 0 || i < 0) return undefined;
+  const [id = '', type = ''] = lines[i]!.split(' ');
+  const [rev, what] = refs[i]!;
+  return new OpsError(`${what} names a ${type} (${id.slice(0, 12)}), not a commit: there is no commit to deploy`, `deploy a commit: point ${rev} at one (git tag -f / git branch -f, then push), or give the commit's sha`);
 }
 
 /** What to check when a ref names nothing in the repository: the name, the clone's refs, and which repository it is. */
@@ -102,8 +119,9 @@ async function refNotFound(repo: string, message: string): Promise<OpsError> {
 
 /**
  * One commit for a ref, resolved once on the runner. A full ref is taken as written: refs/tags/X (the tag),
- * refs/heads/X (the branch: the remote's, origin/X, what the team pushed, else the local one), any other
- * refs/... that exists. A short name must mean exactly one of: a tag, a branch (origin/X, else local X), a
+ * refs/heads/X (the branch: the remote's, origin/X, what the team pushed, else the local one), refs/pull/N/merge
+ * (a pull request's GITHUB_REF: as written, else where actions/checkout fetches it, refs/remotes/pull/N/merge), any
+ * other refs/... that exists. A short name must mean exactly one of: a tag, a branch (origin/X, else local X), a
  * commit (a sha or its prefix); a name that means several is refused as ambiguous, with the full names.
  */
 export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef> {
@@ -111,8 +129,11 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   if (!existsSync(repo)) await checkRepository(repo);
   const full = /^refs\/(tags|heads)\/(.+)$/.exec(ref);
   if (full || ref.startsWith('refs/')) {
+    // A pull request's refs/pull/<n>/merge (or /head: GITHUB_REF of a pull_request event) is where actions/checkout
+    // fetched it to, refs/remotes/pull/<n>/...; as written when it was fetched so.
+    const pull = /^refs\/pull\/(.+)$/.exec(ref)?.[1];
     const candidates: [string, string][] = !full
-      ? [[ref, `ref ${ref}`]]
+      ? [[ref, `ref ${ref}`], ...(pull ? [[`refs/remotes/pull/${pull}`, `pull request ref pull/${pull}`] as [string, string]] : [])]
       : full[1] === 'tags'
         ? [[ref, `tag ${full[2]}`]]
         : [
@@ -122,7 +143,7 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
     const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
     const found = candidates.findIndex((_, i) => shas[i]);
     if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1], ...(full?.[1] === 'heads' && localBranchNote(full[2]!, shas[0], shas[1])) };
-    throw await refNotFound(repo, `${ref} does not exist in ${repo}`);
+    throw (await notACommit(repo, candidates)) ?? await refNotFound(repo, `${ref} does not exist in ${repo}`);
   }
   // HEAD is the commit the checkout is at (gitrevisions(7)), detached or on a branch: never origin/HEAD (the
   // remote's default branch), which the branch lookup below would find.
@@ -142,7 +163,11 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   if (tag) matches.push({ kind: 'tag', fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
   const branch = remoteBranch ?? localBranch;
   if (branch) matches.push({ kind: 'branch', fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
-  if (remoteNamed) matches.push({ kind: 'branch', fullName: `refs/remotes/${ref}`, sha: remoteNamed, matched: `branch ${ref}` });
+  // Beside a branch of the same name (a local branch named origin/main, a mistake git allows), each is said as what it is.
+  if (remoteNamed) {
+    if (branch) matches[matches.length - 1]!.label = remoteBranch ? `a branch ${ref} of origin (origin/${ref})` : 'a local branch';
+    matches.push({ kind: 'branch', fullName: `refs/remotes/${ref}`, sha: remoteNamed, matched: `branch ${ref}`, label: 'a remote-tracking branch' });
+  }
   // git answers "<prefix>^{commit}" with the one commit it begins (preferring commits over other objects); not
   // when several commits begin with it (ambiguous), nor with a commit that does not begin with it (the name was a
   // ref, or a tag object's prefix peeled): then each commit beginning with it is looked up, to say how many.
@@ -151,7 +176,14 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   if (commits[0]) matches.push({ kind: 'commit', fullName: commits[0], sha: commits[0], matched: 'commit' });
   if (matches.length > 1) throw ambiguousRef(ref, matches);
   if (matches[0]) return { ref, sha: matches[0].sha, matched: matches[0].matched, ...(matches[0].kind === 'branch' && localBranchNote(ref, remoteBranch, localBranch)) };
-  throw await refNotFound(repo, `ref "${ref}" is not a tag, branch or commit of ${repo}`);
+  throw (
+    (await notACommit(repo, [
+      [`refs/tags/${ref}`, `tag ${ref}`],
+      [`refs/remotes/origin/${ref}`, `branch origin/${ref}`],
+      [`refs/heads/${ref}`, `branch ${ref}`],
+      ...(tracking ? [[`refs/remotes/${ref}`, `branch ${ref}`] as [string, string]] : []),
+    ])) ?? (await refNotFound(repo, `ref "${ref}" is not a tag, branch or commit of ${repo}`))
+  );
 }
 
 /**
@@ -161,6 +193,39 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
 function localBranchNote(name: string, remote: string | undefined, local: string | undefined): { notes: string[] } | undefined {
   if (!remote || !local || remote === local) return undefined;
   return { notes: [`your local branch ${name} is at ${local.slice(0, 12)}, not deployed: the branch deployed is origin/${name} (${remote.slice(0, 12)}), what was pushed; push first, or deploy ${local.slice(0, 12)} by its sha`] };
+}
+
+/** How long the remote is given to say where a branch or tag is (remoteNotes): a laptop offline waits no longer. */
+const REMOTE_CHECK_MS = 10_000;
+
+/**
+ * Whether the branch or tag deployed is where origin has it now: the checkout's origin/X (or tag X) is what it last
+ * fetched, and a push since (or a tag moved: `git fetch` does not move a tag it has, git-fetch(1)) leaves it at an
+ * older commit. Asked of origin in one `git ls-remote` (nothing fetched or changed); a note when origin answers with
+ * another commit or without the ref, nothing when origin cannot be asked (none, offline, no credentials: not
+ * known) or the ref was not a branch or tag (a sha, HEAD: the commit named). The deploy is of `resolved.sha` still:
+ * the plan says which commit goes live, and how to deploy what origin has.
+ */
+export async function remoteNotes(repo: string, resolved: ResolvedRef): Promise<string[]> {
+  const branch = /^branch origin\/(.+)$/.exec(resolved.matched)?.[1];
+  const tag = /^tag (.+)$/.exec(resolved.matched)?.[1];
+  const name = branch ? `refs/heads/${branch}` : tag ? `refs/tags/${tag}` : undefined;
+  if (!name) return [];
+  const g = new Git(repo);
+  if ((await g.run(['config', '--get', 'remote.origin.url'])).code !== 0) return [];
+  const r = await g.run(['ls-remote', 'origin', name, `${name}^{}`], { timeoutMs: REMOTE_CHECK_MS });
+  if (r.code !== 0) return [];
+  // "<sha>\t<ref>" lines: an annotated tag's commit is on its "^{}" line (git-ls-remote(1)).
+  const at = new Map(r.stdout.split('\n').map((l) => l.split('\t')).filter((f) => f.length === 2).map(([sha, ref]) => [ref!, sha!]));
+  const there = at.get(`${name}^{}`) ?? at.get(name);
+  const what = branch ? `branch ${branch}` : `tag ${tag}`;
+  const here = resolved.sha.slice(0, 12);
+  if (!there)
+    return [`origin has no ${what} any more (deleted since this checkout fetched it): the commit deployed is ${here}, as this checkout last fetched it`];
+  if (there === resolved.sha) return [];
+  return [
+    `origin's ${what} is at ${there.slice(0, 12)} now, not ${here} as this checkout last fetched it (${branch ? 'pushed since' : 'the tag was moved'}): the commit deployed is ${here}; to deploy origin's, ${branch ? 'git fetch origin' : `git fetch origin --force tag ${tag}`} first`,
+  ];
 }
 
 /**
@@ -181,6 +246,16 @@ export async function checkoutNotes(repo: string, sha: string): Promise<string[]
   return [
     `not deployed: the uncommitted changes in ${repo} (${counts} file${entries.length > 1 ? 's' : ''}: ${entries.slice(0, 5).map((e) => e.slice(3)).join(', ')}${entries.length > 5 ? ', ...' : ''}); the release is commit ${sha.slice(0, 12)} as committed${head && head !== sha ? ` (the checkout is at ${head.slice(0, 12)})` : ''}`,
   ];
+}
+
+/**
+ * Everything that makes the commit deployed not what the user may take it for, as warnings (the plan, the deploy's
+ * log, `ops diff`): a local branch elsewhere (resolveRef's notes), origin's branch or tag moved since the checkout
+ * fetched it (remoteNotes), uncommitted changes (checkoutNotes). [] when the commit is what the checkout and origin say.
+ */
+export async function notDeployedNotes(repo: string, resolved: ResolvedRef): Promise<string[]> {
+  const [remote, local] = await Promise.all([remoteNotes(repo, resolved), checkoutNotes(repo, resolved.sha)]);
+  return [...(resolved.notes ?? []), ...remote, ...local];
 }
 
 /** One entry of a commit's tree, as `git ls-tree -r -t -l` lists it. */
@@ -329,17 +404,28 @@ export async function packFor(repo: string, sha: string, haves: string[], hostSh
 }
 
 /**
- * The runner's shallow commits (its `shallow` file, gitrepository-layout(5)) reachable from `sha`: none in a full
- * clone (one git process to know it); else those `git rev-list <sha>` lists, a walk the clone's depth bounds. The
- * host records those it received without their parents (receivePack).
+ * The runner's shallow commits (its `shallow` file, gitrepository-layout(5)) reachable from any of `shas`: none in a
+ * full clone (one git process to know it); else those `git rev-list <shas>` lists, a walk the clone's depth bounds.
+ * The host records those it received without their parents (receivePack); a walk that meets one stopped where the
+ * clone's history stops, so what it did not find (an ancestor) may still be there (describeChange).
  */
-async function shallowIn(g: Git, sha: string): Promise<string[]> {
+async function shallowIn(g: Git, ...shas: string[]): Promise<string[]> {
   const [flag, file] = (await g.out(['rev-parse', '--is-shallow-repository', '--git-path', 'shallow'])).split('\n');
   if (flag !== 'true' || !file) return [];
   const boundary = (await readFile(isAbsolute(file) ? file : resolve(g.dir, file), 'utf8').catch(() => '')).split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l));
   if (!boundary.length) return [];
-  const listed = new Set((await g.out(['rev-list', sha])).split('\n'));
+  const listed = new Set((await g.out(['rev-list', ...shas])).split('\n'));
   return boundary.filter((s) => listed.has(s));
+}
+
+/**
+ * Whether the history of any of `shas` (commits of `repo`) is cut short by the clone's depth (a shallow clone:
+ * actions/checkout's default `fetch-depth: 1`, or a commit fetched with `--depth`): then "is A an ancestor of B" is
+ * not answered by the clone, whose walk stops at its shallow commits. False in a full clone.
+ * @throws GitError when a sha is not a commit of `repo`.
+ */
+export async function historyCut(repo: string, shas: string[]): Promise<boolean> {
+  return (await shallowIn(new Git(repo), ...shas)).length > 0;
 }
 
 /**

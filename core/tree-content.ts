@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { OpsError } from './errors.ts';
 import { Git, git } from './git.ts';
+import { quote } from './shell.ts';
 import { treeEntries } from './source.ts';
 
 
@@ -111,15 +112,36 @@ async function lfsObjects(gitDir: string): Promise<string> {
 }
 
 /**
+ * The Git LFS fetch filters set for `repo` at `sha` (lfs.fetchinclude, lfs.fetchexclude: from git config, else the
+ * commit's .lfsconfig, git-lfs-config(5)), as "<where> <key> = <value>"; [] when none.
+ */
+async function lfsFetchFilters(repo: string, sha: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const key of ['lfs.fetchinclude', 'lfs.fetchexclude']) {
+    const configured = (await new Git(repo).run(['config', '--get', key])).stdout.trim();
+    const committed = configured ? '' : (await new Git(repo).run(['config', '--blob', `${sha}:.lfsconfig`, '--get', key])).stdout.trim();
+    if (configured) out.push(`git config's ${key} = ${configured}`);
+    else if (committed) out.push(`.lfsconfig's ${key} = ${committed}`);
+  }
+  return out;
+}
+
+/**
  * What a release of `sha` needs beyond `git archive`, found in the runner's checkout: every submodule's
  * commit (recursively; from .git/modules/<name>, or a nested repository at its path), every Git LFS file's
  * content (pointer files the attributes mark filter=lfs; from the LFS object store), and the paths
  * export-ignore leaves out. Nothing is sent or changed here.
- * @throws OpsError naming the submodule paths or LFS files the runner lacks, and how to check them out.
+ * @throws OpsError naming the submodule paths (not checked out; skipped as `update = none`; checked out without the
+ * commit) or LFS files the runner lacks, and how to get each.
  */
 export async function treeContent(repo: string, sha: string): Promise<TreeContent> {
   const content: TreeContent = { submodules: [], lfs: [], exportIgnored: [] };
+  // Submodules the release needs and the runner cannot give: not checked out at all; checked out with `update = none`
+  // skipped on purpose (`git submodule update` and actions/checkout pass it by); checked out without the commit.
   const missingSubmodules: string[] = [];
+  const skippedSubmodules: string[] = [];
+  const skippedPaths: string[] = [];
+  const staleSubmodules: string[] = [];
   const missingLfs: string[] = [];
   // gitDir and worktree are asked of git only when a submodule or an LFS file needs them (most trees have neither).
   const visit = async (dir: string, gitDirOf: () => Promise<string>, commit: string, prefix: string, worktreeOf: () => Promise<string | undefined>): Promise<void> => {
@@ -131,19 +153,23 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
     if (links.length) {
       const [gitDir, worktree] = await Promise.all([gitDirOf(), worktreeOf()]);
       const names = new Map<string, string>();
+      const updates = new Map<string, string>();
       const list = entries.some((e) => e.path === '.gitmodules') ? await git(dir, ['config', '--blob', `${commit}:.gitmodules`, '--null', '--list']).catch(() => '') : '';
       for (const item of list.split('\0')) {
-        const m = /^submodule\.(.+)\.path\n([\s\S]*)$/.exec(item);
-        if (m) names.set(m[2]!, m[1]!);
+        const m = /^submodule\.(.+)\.(path|update)\n([\s\S]*)$/.exec(item);
+        if (m?.[2] === 'path') names.set(m[3]!, m[1]!);
+        else if (m) updates.set(m[1]!, m[3]!);
       }
       for (const link of links) {
         const name = names.get(link.path) ?? link.path;
         const candidates = [join(gitDir, 'modules', name), ...(worktree ? [join(worktree, link.path)] : [])];
         let found: string | undefined;
+        let cloned = false;
         for (const c of candidates) {
           if (!existsSync(c)) continue;
           const subGitDir = await absoluteGitDir(c, '--absolute-git-dir').catch(() => undefined);
           if (!subGitDir || subGitDir === gitDir) continue;
+          cloned = true;
           if (await new Git(subGitDir).commit(link.object)) {
             found = subGitDir;
             break;
@@ -151,7 +177,13 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
         }
         const path = `${prefix}${link.path}`;
         if (!found) {
-          missingSubmodules.push(`${path} (commit ${link.object.slice(0, 12)})`);
+          const named = `${path} (commit ${link.object.slice(0, 12)})`;
+          if (cloned) staleSubmodules.push(named);
+          else if (updates.get(name) === 'none') {
+            skippedSubmodules.push(named);
+            skippedPaths.push(path);
+          }
+          else missingSubmodules.push(named);
           continue;
         }
         content.submodules.push({ path, sha: link.object, gitDir: found });
@@ -200,15 +232,28 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
   const root = once(() => absoluteGitDir(repo, '--git-common-dir'));
   const top = once(async () => (await git(repo, ['rev-parse', '--show-toplevel']).catch(() => '')).trim() || undefined);
   await visit(repo, root, sha, '', top);
+  // git lfs pull (and actions/checkout's `lfs: true`) leave out what lfs.fetchexclude / lfs.fetchinclude say (the
+  // commit's .lfsconfig, or git config: git-lfs-config(5)): the files are then named to it, the filters emptied.
+  const lfsFilters = missingLfs.length ? await lfsFetchFilters(repo, sha) : [];
   const problems: string[] = [];
-  if (missingSubmodules.length) problems.push(`submodule${missingSubmodules.length > 1 ? 's' : ''} not checked out on this runner: ${missingSubmodules.join(', ')}`);
-  if (missingLfs.length) problems.push(`Git LFS file${missingLfs.length > 1 ? 's' : ''} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(', ')}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ''}`);
+  const plural = (list: string[]) => (list.length > 1 ? 's' : '');
+  if (missingSubmodules.length) problems.push(`submodule${plural(missingSubmodules)} not checked out on this runner: ${missingSubmodules.join(', ')}`);
+  if (skippedSubmodules.length) problems.push(`submodule${plural(skippedSubmodules)} marked \`update = none\` in .gitmodules, so git submodule update (and actions/checkout) left ${skippedSubmodules.length > 1 ? 'them' : 'it'} out: ${skippedSubmodules.join(', ')}`);
+  if (staleSubmodules.length) problems.push(`submodule${plural(staleSubmodules)} checked out on this runner without the commit deployed (the checkout is at another commit of the app, or the submodule was not fetched since): ${staleSubmodules.join(', ')}`);
+  if (missingLfs.length)
+    problems.push(
+      `Git LFS file${missingLfs.length > 1 ? 's' : ''} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(', ')}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ''}${lfsFilters.length ? ` (${lfsFilters.join(', ')} leaves ${missingLfs.length > 1 ? 'them' : 'it'} out of git lfs pull)` : ''}`,
+    );
   if (problems.length)
     throw new OpsError(
       `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join('; ')}; nothing was changed`,
       [
         missingSubmodules.length ? 'check out with submodules (actions/checkout with `submodules: recursive`; on a laptop: git submodule update --init --recursive)' : '',
-        missingLfs.length ? 'fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)' : '',
+        // A path given on the command line with --checkout overrides `update = none` (git-submodule(1), "update").
+        skippedSubmodules.length ? `check ${skippedSubmodules.length > 1 ? 'them' : 'it'} out on purpose: git submodule update --init --recursive --checkout -- ${skippedPaths.map((p) => quote(p)).join(' ')} (in a workflow, a step after actions/checkout)` : '',
+        staleSubmodules.length ? 'check out the commit deployed, then git submodule update --init --recursive (in a workflow: actions/checkout of that ref with `submodules: recursive`); or fetch it into the submodule: git -C <path> fetch origin' : '',
+        missingLfs.length && !lfsFilters.length ? 'fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)' : '',
+        lfsFilters.length ? `fetch ${missingLfs.length > 1 ? 'them' : 'it'} past those filters: git lfs pull --include=${quote(missingLfs.join(','))} --exclude= (in a workflow, a step after actions/checkout)` : '',
       ]
         .filter(Boolean)
         .join('; '),

@@ -11,7 +11,7 @@ import { runInfo } from '../runinfo.ts';
 import { validate } from '../shell.ts';
 import { dependencyInputs, setHashes, type DependencyInputs } from '../dependency-inputs.ts';
 import { preflight, preflightError } from '../preflight.ts';
-import { checkoutNotes, resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
+import { notDeployedNotes, resolveRef, sourceRepository, treeSize, type ResolvedRef } from '../source.ts';
 import { treeContent, type TreeContent } from '../tree-content.ts';
 import { site } from '../steps/nginx-config.ts';
 import { releaseId, type ReleaseMeta } from '../steps/release.ts';
@@ -39,7 +39,10 @@ export interface Plan {
   dotenvSums: string;
   /** settingsDigest of this deploy: recorded with the release, for what a later rollback to it says. */
   settings: string;
-  /** What the runner's checkout holds that is not deployed (uncommitted changes, a local branch elsewhere): warnings. */
+  /**
+   * What the runner's checkout holds that is not deployed (uncommitted changes, a local branch elsewhere), and a branch
+   * or tag origin now has at another commit than the one deployed: warnings (notDeployedNotes).
+   */
   checkout: string[];
   /** What the commit's check against the settings warns of (core/preflight.ts): said by the plan and the deploy's log. */
   warnings: string[];
@@ -78,9 +81,9 @@ export async function resolveDeployCommit(ctx: OpsContext, env: Environment, ref
  */
 export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved }: DeployCommit): Promise<Plan> {
   const ref = resolved.ref;
-  // A release missing its submodules or LFS contents is refused here, before any host is touched. The four
+  // A release missing its submodules or LFS contents is refused here, before any host is touched. The
   // reads are independent (git processes, the secrets file): at once, their failures reported in this order.
-  const [tree, deps, secrets, size, local] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), checkoutNotes(repo, resolved.sha)] as const);
+  const [tree, deps, secrets, size, checkout] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), notDeployedNotes(repo, resolved)] as const);
   // The commit against the settings (a requirements file, node_dir, makefile target, program directory it lacks):
   // refused with the settings' own problems below, in one error.
   const fit = await preflight(repo, resolved.sha, env, tree);
@@ -119,7 +122,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
     ...(tree.submodules.length && { submodules: tree.submodules.map(({ path, sha }) => ({ path, sha })) }),
     ...(tree.lfs.length && { lfs: tree.lfs.map(({ path, oid }) => ({ path, oid })) }),
   };
-  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout: [...(resolved.notes ?? []), ...local], warnings: fit.warnings };
+  return { resolved, repo, tree, size, id, dotenv, deps, hashes, meta, fingerprint: deployFingerprint(env, dotenv), dotenvSums: dotenvSums(dotenv), settings: settingsDigest(env), checkout, warnings: fit.warnings };
 }
 
 /**

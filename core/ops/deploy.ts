@@ -80,17 +80,32 @@ export function supersededWhy(changes: HostsChange[], target: string): string | 
 
 /**
  * With forwardOnly: the error for a target beside the live commit on some host (history diverged: neither contains
- * the other), else undefined. Neither skipped quietly (after a force-push of the deployed branch the new head would
- * never go live while its run shows green) nor deployed (an older run's commit from before the rewrite, finishing
- * late, would take the live commits away): the run fails, nothing deployed, for someone to choose on purpose.
+ * the other), or whose place against it the runner's clone cannot tell (relation `unknown`: the live commit, or the
+ * history between them, not fetched: a shallow clone, a push the clone predates), else undefined. Neither skipped
+ * quietly (after a force-push of the deployed branch the new head would never go live while its run shows green)
+ * nor deployed (an older run's commit from before the rewrite, or one a newer live commit contains, finishing late,
+ * would take the live commits away): the run fails, nothing deployed, for someone to choose on purpose.
  */
 export function divergedError(changes: HostsChange[], target: string): OpsError | undefined {
   const diverged = changes.filter((g) => g.change?.relation === 'diverged');
-  if (!diverged.length) return undefined;
+  const unknown = changes.filter((g) => g.change?.relation === 'unknown');
+  if (!diverged.length && !unknown.length) return undefined;
   const where = diverged.map((g) => `${g.hosts.join(', ')} (live ${g.live.sha.slice(0, 12)}: ${g.change!.removed} live commit${g.change!.removed === 1 ? '' : 's'} not in the target)`).join('; ');
+  const unread = unknown.map((g) => `${g.hosts.join(', ')} (live ${g.live.sha.slice(0, 12)}: ${g.change!.shallow ? "not in this shallow clone's history" : 'not in this repository'})`).join('; ');
+  const shallow = unknown.some((g) => g.change!.shallow);
   return new OpsError(
-    `forward-only: ${target.slice(0, 12)} does not contain the live commit on ${where}: the histories diverged (a force-push of the branch, or a run of a commit from before one), so which is newer cannot be told; nothing was deployed`,
-    'check which commit should be live, then deploy it on purpose without forward-only (ops deploy <env> --ref <commit>, or the manual deploy workflow)',
+    [
+      where && `forward-only: ${target.slice(0, 12)} does not contain the live commit on ${where}: the histories diverged (a force-push of the branch, or a run of a commit from before one), so which is newer cannot be told`,
+      unread && `forward-only: whether ${target.slice(0, 12)} is behind the live commit cannot be told on ${unread}: the runner's clone lacks it, so a newer commit may be live`,
+    ]
+      .filter(Boolean)
+      .join('; ') + '; nothing was deployed',
+    [
+      unread && (shallow ? 'check out with fetch-depth: 0 (or git fetch --unshallow) so the live commit\'s history is there, then run again' : 'fetch the live commit (git fetch origin; in a workflow, actions/checkout with fetch-depth: 0), then run again'),
+      `${unread ? 'or ' : ''}check which commit should be live, then deploy it on purpose without forward-only (ops deploy <env> --ref <commit>, or the manual deploy workflow)`,
+    ]
+      .filter(Boolean)
+      .join('; '),
   );
 }
 

@@ -5,13 +5,15 @@ import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
 import { validate } from '../shell.ts';
-import { resolveRef, type ResolvedRef } from '../source.ts';
+import { notDeployedNotes, resolveRef, type ResolvedRef } from '../source.ts';
 import { readLive } from './host-state.ts';
 import { sourceRepository } from '../source.ts';
 
 export interface DiffResult {
   environment: string;
   commit: ResolvedRef;
+  /** What makes the commit not what the checkout or origin may suggest (notDeployedNotes): warnings, as the plan's. */
+  warnings: string[];
   changes: HostsChange[];
 }
 
@@ -19,10 +21,11 @@ export interface DiffResult {
 export async function diff(ctx: OpsContext, env: Environment, ref?: string): Promise<DiffResult> {
   const repo = await sourceRepository(ctx.root, env.config.repository, env);
   const commit = await resolveRef(repo, validate('gitRef', ref || env.config.ref));
-  return { environment: env.name, commit, changes: await describeChanges(repo, env, await readLive(ctx, resolveTarget(env)), commit.sha) };
+  const [warnings, changes] = await Promise.all([notDeployedNotes(repo, commit), describeChanges(repo, env, await readLive(ctx, resolveTarget(env)), commit.sha)]);
+  return { environment: env.name, commit, warnings, changes };
 }
 
-/** The change as text: the commit, then per group of hosts what deploying it changes (formatChanges). */
+/** The change as text: the commit and its warnings, then per group of hosts what deploying it changes (formatChanges). */
 export function formatDiff(r: DiffResult): string {
-  return [`${r.environment}: ${r.commit.ref} (${r.commit.matched}) = ${r.commit.sha}`, ...formatChanges(r.changes, r.commit.sha)].join('\n');
+  return [`${r.environment}: ${r.commit.ref} (${r.commit.matched}) = ${r.commit.sha}`, ...r.warnings.map((w) => `warning: ${w}`), ...formatChanges(r.changes, r.commit.sha)].join('\n');
 }

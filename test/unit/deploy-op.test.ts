@@ -13,6 +13,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
 import { deploy, deploySummary, reportDeploy } from '../../core/ops/deploy.ts';
+import { diff, formatDiff } from '../../core/ops/diff.ts';
 import { deployFingerprint, settingsDigest } from '../../core/ops/deploy-plan.ts';
 import { refuseMaskedNginx, refuseTakenPorts } from '../../core/ops/deploy-host.ts';
 import { parseState } from '../../core/ops/host-state.ts';
@@ -695,6 +696,28 @@ describe('deploy operation', () => {
       expect(manual.remote.stepNames()).toEqual(expect.arrayContaining(['release', 'switch']));
     });
 
+    it("a live commit the runner's clone lacks (a newer push deployed by another run, not fetched here): refused, not deployed over it", async () => {
+      // The newer commit exists only in another clone (pushed and deployed after this runner fetched).
+      const other = join(mkdtempSync(join(tmpdir(), 'ops-deploy-op-newer-')), 'app');
+      const gitEnv = { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' };
+      execFileSync('git', ['clone', '-q', join(root, 'app'), other], { env: gitEnv });
+      execFileSync('git', ['-C', other, 'commit', '-q', '--allow-empty', '-m', 'newer'], { env: gitEnv });
+      const newer = execFileSync('git', ['-C', other, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
+      const liveNewer = opsLines(STATE, 'provisioned yes', `current 20261125T130000Z-${newer.slice(0, 12)}`, 'slot blue', `live_sha ${newer}`, 'live_health ok');
+      const h = harness(liveNewer);
+      const err = await deploy(h.ctx, loadEnvironment('x', root), { ref: 'v2', forwardOnly: true }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpsError);
+      expect((err as OpsError).message).toBe(
+        `forward-only: whether ${v2().slice(0, 12)} is behind the live commit cannot be told on web1 (live ${newer.slice(0, 12)}: not in this repository): the runner's clone lacks it, so a newer commit may be live; nothing was deployed`,
+      );
+      expect((err as OpsError).hint).toMatch(/^fetch the live commit \(git fetch origin; in a workflow, actions\/checkout with fetch-depth: 0\), then run again; or check which commit/);
+      expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+      expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
+      const dry = harness('', (step) => (step.name === 'state' ? { stdout: liveNewer } : undefined));
+      const plan = await deploy(dry.ctx, loadEnvironment('x', root), { ref: 'v2', forwardOnly: true, dryRun: true });
+      expect(plan.plan![0]).toMatch(/^REFUSED: forward-only: whether .* is behind the live commit cannot be told/);
+    });
+
     it('a target ahead of the live commit is deployed; a dry run says the skip in its plan', async () => {
       const ahead = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_health ok'));
       const r = await deploy(ahead.ctx, loadEnvironment('x', root), { ref: 'v2', forwardOnly: true });
@@ -704,6 +727,27 @@ describe('deploy operation', () => {
       const plan = await deploy(dry.ctx, loadEnvironment('x', root), { ref: 'v1', forwardOnly: true, dryRun: true });
       expect(plan.plan![0]).toMatch(/^SKIPPED: forward-only: /);
     });
+  });
+
+  it("the plan says when origin has the tag deployed at another commit than the checkout (moved since it was fetched): the checkout's is what goes live", async () => {
+    const origin = join(mkdtempSync(join(tmpdir(), 'ops-deploy-op-origin-')), 'origin');
+    execFileSync('git', ['clone', '-q', join(root, 'app'), origin]);
+    const checkout = join(root, 'checkout-of-origin');
+    execFileSync('git', ['clone', '-q', origin, checkout]);
+    execFileSync('git', ['-C', origin, 'tag', '-f', 'v1', 'v2^{commit}']);
+    const v2 = execFileSync('git', ['-C', origin, 'rev-parse', 'v2^{commit}'], { encoding: 'utf8' }).trim();
+    const other = projectWithRelease('  build: ""\n');
+    const yml = join(other, 'environments', 'x', 'environment.yml');
+    writeFileSync(yml, readFileSync(yml, 'utf8').replace(/^repository: .*$/m, `repository: ${checkout}`));
+    const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', 'current ') } : undefined));
+    h.ctx.root = other;
+    const r = await deploy(h.ctx, loadEnvironment('x', other), { dryRun: true, ref: 'v1' });
+    expect(r.sha).toBe(v1);
+    const warning = `warning: origin's tag v1 is at ${v2.slice(0, 12)} now, not ${v1.slice(0, 12)} as this checkout last fetched it (the tag was moved): the commit deployed is ${v1.slice(0, 12)}; to deploy origin's, git fetch origin --force tag v1 first`;
+    expect(r.plan).toContain(warning);
+    // ops diff says it too, under the commit it names.
+    const d = await diff(h.ctx, loadEnvironment('x', other), 'v1');
+    expect(formatDiff(d).split('\n').slice(0, 2)).toEqual([`x: v1 (tag v1) = ${v1}`, warning]);
   });
 
   it('a dry run still prints the plan when a host cannot be read', async () => {

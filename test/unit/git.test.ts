@@ -3,7 +3,7 @@
 // process carries (run from a git hook, a worktree, a CI that exports GIT_DIR...), in the C locale, never
 // prompting on a runner.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -131,5 +131,23 @@ describe('what runs through it ignores GIT_* of the process', () => {
     hostileProcessEnv();
     const g = await openRepository(ours, { remote: 'origin' });
     expect(await g.commit('HEAD')).toBe(sha.two);
+  });
+});
+
+describe('a git call that reaches a remote', () => {
+  it('is stopped after its timeout when the remote does not answer, saying so (a laptop offline waits no longer)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-git-hang-'));
+    initRepo(join(dir, 'remote'), { 'a.txt': 'a\n' });
+    initRepo(join(dir, 'local'), { 'b.txt': 'b\n' });
+    const hang = join(dir, 'hang');
+    writeFileSync(hang, '#!/bin/sh\nsleep 30\n');
+    chmodSync(hang, 0o755);
+    gitIn(join(dir, 'local'), ['remote', 'add', 'origin', `file://${join(dir, 'remote')}`]);
+    gitIn(join(dir, 'local'), ['config', 'remote.origin.uploadpack', hang]);
+    const started = Date.now();
+    const r = await new Git(join(dir, 'local')).run(['ls-remote', 'origin', 'refs/heads/main'], { timeoutMs: 500 });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/git ls-remote stopped: no answer within 0\.5 s$/);
   });
 });

@@ -55,6 +55,25 @@ async function check(files: Record<string, string | undefined>, settings: Record
 }
 
 describe('preflight of a commit against the release settings', () => {
+  it('a file name longer than the hosts take (255 bytes: 150 accented letters, as macOS lets one be committed): refused before any host, unless export-ignored', async () => {
+    const p = project(GOOD);
+    // Made as git stores it: this machine's filesystem could not hold the file either.
+    const name = `${'é'.repeat(150)}.txt`;
+    const blob = (await git(p.repo, ['hash-object', '-w', '--stdin'], { input: 'x\n' })).trim();
+    await git(p.repo, ['update-index', '--add', '--cacheinfo', `100644,${blob},docs/${name}`]);
+    await git(p.repo, ['commit', '-qm', 'a long name']);
+    const sha = (await git(p.repo, ['rev-parse', 'HEAD'])).trim();
+    const r = await preflight(p.repo, sha, p.env, await treeContent(p.repo, sha));
+    expect(r.problems).toEqual([
+      `commit ${sha.slice(0, 12)} has 1 path with a name longer than 255 bytes, which the hosts' filesystems cannot hold (the release would fail to unpack): ${JSON.stringify(`docs/${name}`)}\n  fix: rename it shorter (a name made on macOS may hold 255 characters, several bytes each in UTF-8), or mark it export-ignore in .gitattributes if the release does not need it`,
+    ]);
+    const attrs = (await git(p.repo, ['hash-object', '-w', '--stdin'], { input: 'docs/ export-ignore\n' })).trim();
+    await git(p.repo, ['update-index', '--add', '--cacheinfo', `100644,${attrs},.gitattributes`]);
+    await git(p.repo, ['commit', '-qm', 'docs left out']);
+    const ignored = (await git(p.repo, ['rev-parse', 'HEAD'])).trim();
+    expect((await preflight(p.repo, ignored, p.env, await treeContent(p.repo, ignored))).problems).toEqual([]);
+  });
+
   it('passes a commit that fits the default settings, with nothing to say', async () => {
     expect(await check(GOOD)).toEqual({ problems: [], warnings: [] });
   });

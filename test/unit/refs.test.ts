@@ -83,6 +83,33 @@ describe('ambiguous refs', () => {
       await expect(resolveRef(empty, ref), ref).rejects.toMatchObject({ message: expect.stringMatching(/: it has no commits yet$/), hint: 'commit the app first (git add, git commit), then deploy' });
   });
 
+  it("a tag of a tree or a blob (git tag x HEAD^{tree}, lightweight or annotated): said to name no commit, not 'does not exist' with a hint to fetch", async () => {
+    git('tag', 'tree-tag', `${sha.two}^{tree}`);
+    git('tag', '-a', '-m', 'a blob', 'blob-tag', `${sha.one}:f`);
+    const tree = git('rev-parse', `${sha.two}^{tree}`);
+    const blob = git('rev-parse', `${sha.one}:f`);
+    for (const [ref, what, type, id] of [
+      ['tree-tag', 'tag tree-tag', 'tree', tree],
+      ['refs/tags/tree-tag', 'tag tree-tag', 'tree', tree],
+      ['blob-tag', 'tag blob-tag', 'blob', blob],
+    ] as const) {
+      const e = (await resolveRef(repo, ref).catch((x: unknown) => x)) as OpsError;
+      expect(e, ref).toBeInstanceOf(OpsError);
+      expect(e.message).toBe(`${what} names a ${type} (${id.slice(0, 12)}), not a commit: there is no commit to deploy`);
+      expect(e.hint).toMatch(/^deploy a commit: point refs\/tags\/(tree|blob)-tag at one/);
+    }
+  });
+
+  it('a local branch named origin/<branch> (git checkout -b origin/main, a mistake git allows) beside the remote-tracking one: each said as what it is', async () => {
+    git('update-ref', 'refs/remotes/origin/main', sha.one!);
+    git('branch', 'origin/main', sha.two!);
+    const e = (await resolveRef(repo, 'origin/main').catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toBe(`ref "origin/main" is ambiguous: it names a local branch (${sha.two!.slice(0, 12)}) and a remote-tracking branch (${sha.one!.slice(0, 12)})`);
+    expect(e.hint).toBe('say which one: refs/heads/origin/main or refs/remotes/origin/main');
+    git('branch', '-D', 'origin/main');
+    git('update-ref', '-d', 'refs/remotes/origin/main');
+  });
+
   it('a sha prefix that is also a branch name: ambiguous too', async () => {
     await expect(resolveRef(repo, sha.two!.slice(0, 8))).rejects.toThrow(/is ambiguous: it names a branch .* and a commit/);
   });

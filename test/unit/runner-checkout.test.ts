@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { OpsError } from '../../core/errors.ts';
 import { parseEnvironment, type Environment } from '../../core/config/environment.ts';
 import { describeChanges, formatChanges } from '../../core/changes.ts';
-import { checkoutNotes, resolveRef, treeEntries } from '../../core/source.ts';
+import { checkoutNotes, remoteNotes, resolveRef, treeEntries } from '../../core/source.ts';
 import { treeContent } from '../../core/tree-content.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 
@@ -111,6 +111,18 @@ describe('refs as a checkout names them', () => {
     expect(await resolveRef(dir, 'HEAD')).toEqual({ ref: 'HEAD', sha: mine, matched: 'HEAD, branch feature as checked out' });
   });
 
+  it("a pull request's GITHUB_REF (refs/pull/<n>/merge), where actions/checkout fetched it (refs/remotes/pull/<n>/merge)", async () => {
+    const dir = join(root, 'pull-request');
+    const merge = gitIn(upstream, ['rev-parse', 'v1']);
+    gitIn(upstream, ['update-ref', 'refs/pull/7/merge', merge]);
+    gitIn(root, ['init', '-q', dir]);
+    // actions/checkout on a pull_request event: `git fetch origin +<sha>:refs/remotes/pull/7/merge`, detached there.
+    gitIn(dir, ['fetch', '-q', `file://${upstream}`, '+refs/pull/7/merge:refs/remotes/pull/7/merge']);
+    gitIn(dir, ['checkout', '-q', '--detach', 'refs/remotes/pull/7/merge']);
+    expect(await resolveRef(dir, 'refs/pull/7/merge')).toEqual({ ref: 'refs/pull/7/merge', sha: merge, matched: 'pull request ref pull/7/merge' });
+    await expect(resolveRef(dir, 'refs/pull/8/merge')).rejects.toThrow('refs/pull/8/merge does not exist in');
+  });
+
   it('a remote-tracking branch named with its remote (origin/main), as git names it', async () => {
     const dir = join(root, 'tracking');
     gitIn(root, ['clone', '-q', upstream, dir]);
@@ -133,7 +145,7 @@ describe('what a deploy changes, read from such clones', () => {
     gitIn(root, ['clone', '-q', '--depth', '1', `file://${upstream}`, dir]);
     const head = gitIn(dir, ['rev-parse', 'HEAD']);
     const lines = formatChanges(await describeChanges(dir, env(), [{ host: 'web1', sha: old, release: 'r1' }], head), head);
-    expect(lines).toEqual([`web1: live ${old.slice(0, 12)} (r1) → target ${head.slice(0, 12)}: the live commit is not in this shallow clone (its history was not fetched); check out with fetch-depth: 0 (git fetch --unshallow) to see the change`]);
+    expect(lines).toEqual([`web1: live ${old.slice(0, 12)} (r1) → target ${head.slice(0, 12)}: the live commit is not in this shallow clone's history (not fetched, or fetched without the commits between it and the target); check out with fetch-depth: 0 (git fetch --unshallow) to see the change`]);
   });
 
   it('a partial clone offline, the live commit among those whose files it lacks: the deploy still plans, saying the change could not be read', async () => {
@@ -159,5 +171,61 @@ describe('a checkout owned by another user (a container job, sudo)', () => {
     expect(err).toBeInstanceOf(OpsError);
     expect(err.message).toBe(`git refuses to read ${dir}: it is owned by another user than the one running ops (git's safe.directory check)`);
     expect(err.hint).toBe(`run ops as the checkout's owner, or trust it: git config --global --add safe.directory ${dir} (in a container job, after actions/checkout)`);
+  });
+});
+
+describe('ancestry read from a shallow clone', () => {
+  it("the live commit fetched without its history (fetch --depth 1 of its tag, as fetch-tags does at depth 1): the relation is not known, not 'diverged' with the live commit 'taken away'", async () => {
+    const dir = join(root, 'shallow-tags');
+    gitIn(root, ['clone', '-q', '--depth', '1', `file://${upstream}`, dir]);
+    gitIn(dir, ['fetch', '-q', '--depth', '1', 'origin', 'tag', 'v1']);
+    const head = gitIn(dir, ['rev-parse', 'HEAD']);
+    // Both commits are in the clone; the edge between them is not: upstream's v1 IS an ancestor of its head.
+    expect(gitIn(dir, ['cat-file', '-t', old])).toBe('commit');
+    const [change] = await describeChanges(dir, env(), [{ host: 'web1', sha: old, release: 'r1' }], head);
+    expect(change!.change).toMatchObject({ relation: 'unknown', shallow: true, removed: 0 });
+    // The other way (a superseded push: the target is the older one) is not taken for diverged either.
+    const [back] = await describeChanges(dir, env(), [{ host: 'web1', sha: head, release: 'r2' }], old);
+    expect(back!.change).toMatchObject({ relation: 'unknown', shallow: true });
+  });
+});
+
+describe('a branch or tag the checkout fetched before origin moved it', () => {
+  it("origin/<branch> behind origin (pushed since the last fetch), a tag moved on origin (git fetch keeps the old one), one deleted: the plan says the commit deployed is this checkout's, and how to get origin's", async () => {
+    const remote = join(root, 'moving');
+    initRepo(remote, { 'a.txt': 'one\n' });
+    gitIn(remote, ['tag', '-a', '-m', 'release', 'v1']);
+    gitIn(remote, ['tag', 'gone']);
+    const dir = join(root, 'stale-fetch');
+    gitIn(root, ['clone', '-q', remote, dir]);
+    const fetched = gitIn(dir, ['rev-parse', 'origin/main']);
+    const main = await resolveRef(dir, 'main');
+    const v1 = await resolveRef(dir, 'v1');
+    expect(await remoteNotes(dir, main)).toEqual([]);
+    expect(await remoteNotes(dir, v1)).toEqual([]);
+    const pushed = commit(remote, { 'a.txt': 'two\n' }, 'two');
+    gitIn(remote, ['tag', '-f', '-a', '-m', 'release again', 'v1']);
+    gitIn(remote, ['tag', '-d', 'gone']);
+    // The checkout has not fetched since (and a fetch would keep its v1: git fetch does not move a tag it has).
+    expect(await remoteNotes(dir, await resolveRef(dir, 'main'))).toEqual([
+      `origin's branch main is at ${pushed.slice(0, 12)} now, not ${fetched.slice(0, 12)} as this checkout last fetched it (pushed since): the commit deployed is ${fetched.slice(0, 12)}; to deploy origin's, git fetch origin first`,
+    ]);
+    expect(await remoteNotes(dir, await resolveRef(dir, 'refs/tags/v1'))).toEqual([
+      `origin's tag v1 is at ${pushed.slice(0, 12)} now, not ${fetched.slice(0, 12)} as this checkout last fetched it (the tag was moved): the commit deployed is ${fetched.slice(0, 12)}; to deploy origin's, git fetch origin --force tag v1 first`,
+    ]);
+    // The commands the notes give do it (a plain git fetch would keep the old v1).
+    gitIn(dir, ['fetch', '-q', 'origin']);
+    gitIn(dir, ['fetch', '-q', 'origin', '--force', 'tag', 'v1']);
+    for (const ref of ['main', 'v1']) expect(await remoteNotes(dir, await resolveRef(dir, ref)), ref).toEqual([]);
+    expect((await resolveRef(dir, 'v1')).sha).toBe(pushed);
+    expect(await remoteNotes(dir, await resolveRef(dir, 'gone'))).toEqual([`origin has no tag gone any more (deleted since this checkout fetched it): the commit deployed is ${fetched.slice(0, 12)}, as this checkout last fetched it`]);
+    // A sha is the commit named; origin out of reach says nothing (not known).
+    expect(await remoteNotes(dir, await resolveRef(dir, fetched))).toEqual([]);
+    renameSync(remote, `${remote}.away`);
+    try {
+      expect(await remoteNotes(dir, await resolveRef(dir, 'main'))).toEqual([]);
+    } finally {
+      renameSync(`${remote}.away`, remote);
+    }
   });
 });

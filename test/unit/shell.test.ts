@@ -46,6 +46,7 @@ describe('validate', () => {
     expect(hint('gitRef', 'HEAD~1')).toBe("a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse 'HEAD~1')");
     expect(hint('gitRef', 'v2^{}')).toContain("git rev-parse 'v2^{}'");
     expect(hint('gitRef', 'main@{1}')).toContain('a revision expression');
+    expect(hint('gitRef', ':/fix login')).toBe("a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ':/fix login')");
     expect(hint('gitRef', ' v1')).toBe('remove the white space around the name (copied with it?)');
     expect(hint('gitRef', 'a..b')).toContain('git branch -a, git tag');
     // a branch name git allows with other characters (a workflow_dispatch ref input): deployed by its sha

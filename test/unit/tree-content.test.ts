@@ -53,6 +53,60 @@ describe('what git archive leaves out', () => {
     expect(err.hint).toMatch(/actions\/checkout with `submodules: recursive`.*actions\/checkout with `lfs: true`/);
   });
 
+  it("a submodule marked `update = none` (git submodule update and actions/checkout skip it): said so, with the command that checks it out, not the one that skips it again", async () => {
+    const repo = join(root, 'update-none');
+    initRepo(repo, { 'app.py': 'x\n' });
+    gitIn(repo, ['submodule', 'add', '-q', join(root, 'lib'), 'vendor/lib']);
+    gitIn(repo, ['config', '-f', '.gitmodules', 'submodule.vendor/lib.update', 'none']);
+    const sha = commit(repo, {}, 'lib not updated by default');
+    const clone = join(root, 'update-none-clone');
+    gitIn(root, ['clone', '-q', repo, clone]);
+    // What the hint of a missing submodule says to run: it leaves this one out.
+    gitIn(clone, ['submodule', 'update', '--init', '--recursive', '-q']);
+    const err = (await treeContent(clone, sha).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/cannot be deployed complete: submodule marked `update = none` in \.gitmodules, so git submodule update \(and actions\/checkout\) left it out: vendor\/lib \(commit [0-9a-f]{12}\); nothing was changed$/);
+    expect(err.hint).toBe('check it out on purpose: git submodule update --init --recursive --checkout -- vendor/lib (in a workflow, a step after actions/checkout)');
+    // And that command does what the hint says: the release can then be made.
+    gitIn(clone, ['submodule', 'update', '--init', '--recursive', '--checkout', '-q', '--', 'vendor/lib']);
+    expect((await treeContent(clone, sha)).submodules.map((x) => x.path)).toEqual(['vendor/lib', 'vendor/lib/deps/inner']);
+  });
+
+  it("a submodule checked out without the commit deployed (a newer commit of the app moved it; the checkout is older): not called 'not checked out'", async () => {
+    const clone = join(root, 'stale-sub');
+    gitIn(root, ['clone', '-q', '--recurse-submodules', app, clone], { GIT_LFS_SKIP_SMUDGE: '1' });
+    // Upstream moves vendor/lib to a new commit of lib; the clone fetches the app only (git fetch --no-recurse-submodules).
+    const lib = join(root, 'lib');
+    commit(lib, { VERSION: 'lib 2\n' }, 'lib 2');
+    gitIn(join(app, 'vendor/lib'), ['pull', '-q', 'origin', 'main']);
+    const newer = commit(app, {}, 'lib 2 in the app');
+    // As actions/checkout fetches (git fetch's own default, on-demand, would fetch the submodule's new commit too).
+    gitIn(clone, ['fetch', '-q', '--no-recurse-submodules', 'origin']);
+    const err = (await treeContent(clone, newer).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/submodule checked out on this runner without the commit deployed \(the checkout is at another commit of the app, or the submodule was not fetched since\): vendor\/lib \(commit [0-9a-f]{12}\)/);
+    expect(err.hint).toMatch(/check out the commit deployed, then git submodule update --init --recursive/);
+  });
+
+  it("LFS files .lfsconfig's lfs.fetchexclude leaves out (git lfs pull, actions/checkout's lfs: true skip them): said so, with the pull that fetches them", async () => {
+    const repo = join(root, 'lfs-excluded');
+    initRepo(repo, { 'a.txt': 'a\n' });
+    lfsTrack(repo, '*.bin');
+    const sha = commit(repo, { 'media/big.bin': randomBytes(2000), 'small.bin': randomBytes(2000), '.lfsconfig': '[lfs]\n\tfetchexclude = media\n' }, 'media excluded');
+    const clone = join(root, 'lfs-excluded-clone');
+    gitIn(root, ['clone', '-q', repo, clone], { GIT_LFS_SKIP_SMUDGE: '1' });
+    gitIn(clone, ['lfs', 'install', '--local']);
+    // What the generic hint says to run: it fetches small.bin, not media/big.bin.
+    gitIn(clone, ['lfs', 'pull']);
+    const err = (await treeContent(clone, sha).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/Git LFS file without content on this runner \(only the pointer\): media\/big\.bin \(\.lfsconfig's lfs\.fetchexclude = media leaves it out of git lfs pull\); nothing was changed$/);
+    expect(err.hint).toBe('fetch it past those filters: git lfs pull --include=media/big.bin --exclude= (in a workflow, a step after actions/checkout)');
+    // The hint's command does it.
+    gitIn(clone, ['lfs', 'pull', '--include=media/big.bin', '--exclude=']);
+    expect((await treeContent(clone, sha)).lfs.map((f) => f.path).sort()).toEqual(['media/big.bin', 'small.bin']);
+  });
+
   it('a plain repository costs one tree listing and finds nothing', async () => {
     const plain = join(root, 'plain');
     const sha = initRepo(plain, { 'a.txt': 'a\n' });

@@ -9,6 +9,7 @@ import type { Environment } from './config/environment.ts';
 import { OpsError } from './errors.ts';
 import { git } from './git.ts';
 import { fileAt, treeEntries, type TreeEntry } from './source.ts';
+import { commandWords } from './supervisor.ts';
 
 /** What one dependency set is made from. */
 export interface SetInputs {
@@ -133,28 +134,14 @@ function findOption(name: string): (typeof REQUIREMENT_OPTIONS)[number] | undefi
   return prefixed.length === 1 ? prefixed[0] : undefined;
 }
 
-/** Words as POSIX shell quoting splits them (Python's shlex.split, which pip applies to a line's options). */
+/**
+ * A line's words as pip splits its options (Python's shlex.split, POSIX: pip/_internal/req/req_file.py break_args_options),
+ * the splitter supervisor's commands have too (core/supervisor.ts commandWords). A line shlex refuses (a quote not
+ * closed) fails pip's install ("No closing quotation"): its words at white space, as the rest of the file is still read.
+ */
 function shellWords(text: string): string[] {
-  const words: string[] = [];
-  let word: string | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (/\s/.test(c)) {
-      if (word !== undefined) words.push(word);
-      word = undefined;
-    } else if (c === "'") {
-      const close = text.indexOf("'", i + 1);
-      const end = close < 0 ? text.length : close;
-      word = (word ?? '') + text.slice(i + 1, end);
-      i = end;
-    } else if (c === '"') {
-      word ??= '';
-      for (i++; i < text.length && text[i] !== '"'; i++) word += text[i] === '\\' && /["\\$`]/.test(text[i + 1] ?? '') ? text[++i] : text[i];
-    } else if (c === '\\') word = (word ?? '') + (text[++i] ?? '');
-    else word = (word ?? '') + c;
-  }
-  if (word !== undefined) words.push(word);
-  return words;
+  const words = commandWords(text);
+  return Array.isArray(words) ? words.map((w) => w.text) : text.split(/[ \t\r\n]+/).filter(Boolean);
 }
 
 /**

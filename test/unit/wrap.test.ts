@@ -66,7 +66,10 @@ describe('step wrapping', () => {
     const step = { name: 's', script: 'echo hi; cd /tmp; printf "%s\\n" "$PWD"; test -d /tmp && echo "$(ulimit -n)" >/dev/null; exit 3', timeout: 30, as: 'login' } as const;
     // Each one prints FN and succeeds: standing in for `[`, it would have the guard refuse; for exit, let a refused step run.
     const names = ['unset', 'builtin', 'command', 'compgen', 'printf', 'exit', '[', 'test', 'set', 'cd', 'echo', 'readlink', 'ulimit', 'umask', 'export', 'declare', 'local', 'trap', 'shopt', 'eval', 'source', '.', 'read', 'mapfile'];
-    const env = { ...process.env, ...Object.fromEntries(names.map((n) => [`BASH_FUNC_${n}%%`, `() { /bin/echo FN ${n}; }`])) };
+    // SHLVL 1: bash -c here stands in for the login shell, and with stdin a socket (node's stdio) and SHLVL unset or
+    // 0 (a test run started as a background job) it reads /etc/bash.bashrc and ~/.bashrc itself (bash's isnetconn
+    // rule), whose `[` and `export` are these functions; the login's start-up files are not what this test is about.
+    const env = { ...process.env, SHLVL: '1', ...Object.fromEntries(names.map((n) => [`BASH_FUNC_${n}%%`, `() { /bin/echo FN ${n}; }`])) };
     const out = spawnSync('bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env, timeout: 20_000 });
     expect([out.stdout, afterBoot(out.stderr), out.status]).toEqual([`\n${START_MARKER}\nhi\n/tmp\n`, `\n${START_MARKER}\n`, 3]);
     // read by another shell: still refused (exit is bash's function only)

@@ -19652,7 +19652,11 @@ ${err.stack}` : "";
   return { message: `internal error: ${message}`, hint: "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it" + debug2 };
 }
 function onUncaught(print) {
-  const handle = (err) => {
+  if (uncaughtHandler) {
+    process.off("uncaughtException", uncaughtHandler);
+    process.off("unhandledRejection", uncaughtHandler);
+  }
+  const handle = uncaughtHandler = (err) => {
     if (isOwnOutputError(err)) return;
     print(showControls(formatError(err)));
     if (stopRunsOnFault(err)) return;
@@ -19661,7 +19665,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput;
+var OpsError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput, uncaughtHandler;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -35562,8 +35566,9 @@ async function markSuperseded(options, reporter) {
 init_errors();
 await runAction({ required: ["environment", "sha", "github-token"] }, async ({ ops, reporter, input }) => {
   const env = ops.processEnv;
-  const sha = input("sha", { required: true });
-  if (!/^[0-9a-f]{40}$/.test(sha)) throw new OpsError(`invalid input sha: ${JSON.stringify(sha)}`, "the full 40-character commit sha the deploy job was asked for (github.sha)");
+  const given = input("sha", { required: true });
+  const sha = given.toLowerCase();
+  if (!/^[0-9a-f]{40}$/.test(sha)) throw new OpsError(`invalid input sha: ${JSON.stringify(given)}: not a full commit sha (40 hexadecimal digits)`, "give the full commit sha the deploy job was asked for (github.sha)");
   const token = input("github-token", { required: true });
   reporter.mask(token);
   const environment = input("environment", { required: true });

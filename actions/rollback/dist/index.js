@@ -19233,8 +19233,9 @@ var init_shell = __esm({
         what: "git ref",
         pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
         form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
-        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
-        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
+        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1},
+        // :/message: the newest commit whose message matches, gitrevisions(7)).
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{|^:\//.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
           // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
           /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
         )
@@ -19874,7 +19875,11 @@ function errorFieldsLine(e) {
   return e.hint ? `${e.error}; hint: ${e.hint}` : e.error;
 }
 function onUncaught(print) {
-  const handle = (err) => {
+  if (uncaughtHandler) {
+    process.off("uncaughtException", uncaughtHandler);
+    process.off("unhandledRejection", uncaughtHandler);
+  }
+  const handle = uncaughtHandler = (err) => {
     if (isOwnOutputError(err)) return;
     print(showControls(formatError(err)));
     if (stopRunsOnFault(err)) return;
@@ -19890,7 +19895,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, uncaughtHandler, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -22744,12 +22749,12 @@ function pow2(x, power, modulo) {
   }
   return res;
 }
-function invert(number2, modulo) {
-  if (number2 === _0n2)
+function invert(number, modulo) {
+  if (number === _0n2)
     throw new Error("invert: expected non-zero number");
   if (modulo <= _0n2)
     throw new Error("invert: expected positive modulus, got " + modulo);
-  let a = mod(number2, modulo);
+  let a = mod(number, modulo);
   let b = modulo;
   let x = _0n2, y = _1n2, u = _1n2, v = _0n2;
   while (a !== _0n2) {
@@ -24113,9 +24118,9 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
     extraEntropy: false
   };
   const hasLargeCofactor = CURVE_ORDER * _2n3 < Fp.ORDER;
-  function isBiggerThanHalfOrder(number2) {
+  function isBiggerThanHalfOrder(number) {
     const HALF = CURVE_ORDER >> _1n5;
-    return number2 > HALF;
+    return number > HALF;
   }
   function validateRS(title, num) {
     if (!Fn.isValidNot0(num))
@@ -26375,12 +26380,12 @@ function pow22(x, power, modulo) {
   }
   return res;
 }
-function invert2(number2, modulo) {
-  if (number2 === _0n8)
+function invert2(number, modulo) {
+  if (number === _0n8)
     throw new Error("invert: expected non-zero number");
   if (modulo <= _1n9)
     throw new Error("invert: expected modulus > 1, got " + modulo);
-  let a = mod3(number2, modulo);
+  let a = mod3(number, modulo);
   let b = modulo;
   let x = _0n8, u = _1n9;
   while (a !== _0n8) {
@@ -27891,9 +27896,9 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
     extraEntropy: false
   };
   const hasLargeRecoveryLifts = CURVE_ORDER * _2n7 + _1n11 < Fp.ORDER;
-  function isBiggerThanHalfOrder(number2) {
+  function isBiggerThanHalfOrder(number) {
     const HALF = CURVE_ORDER >> _1n11;
-    return number2 > HALF;
+    return number > HALF;
   }
   function validateRS(title, num) {
     if (!Fn.isValidNot0(num))
@@ -37608,6 +37613,7 @@ var init_tree = __esm({
   "core/secrets/tree.ts"() {
     "use strict";
     init_errors();
+    init_shell();
     init_goyaml();
     init_tree_scalars();
   }
@@ -37817,10 +37823,13 @@ function parseHostKey(line) {
   if (PRIVATE_KEY.test(line)) return PRIVATE_KEY_REASON;
   const parts = line.trim().split(/\s+/);
   if (parts.slice(0, 2).some((p) => /^(SHA256|MD5):/.test(p))) return "a fingerprint, not the key: pin the key line itself (the content of /etc/ssh/ssh_host_ed25519_key.pub, whose fingerprint `ssh-keygen -lf` shows)";
+  if (parts[0] === "@cert-authority") return "a known_hosts @cert-authority line: that key is a CA's, which signs host certificates, not the host's own key; pin the host's key (its /etc/ssh/ssh_host_ed25519_key.pub, or `ssh-keyscan -t ed25519 <host>`)";
+  if (parts[0] === "@revoked") return "a known_hosts @revoked line: that key is one the host must NOT have; pin the host's current key";
   if (parts.length >= 3 && !HOST_KEY_TYPES.includes(parts[0])) parts.shift();
   const [type, b642] = parts;
   if (!type || !b642) return 'expected "<type> <base64>"';
-  if (!HOST_KEY_TYPES.includes(type)) return `unknown key type "${type}"`;
+  if (/-cert-v0\d@openssh\.com$/.test(type)) return `a host certificate (${type}), not the host's key: pin its plain key (ssh_host_*_key.pub beside ssh_host_*_key-cert.pub)`;
+  if (!HOST_KEY_TYPES.includes(type)) return `unknown key type ${printable(type)}${type === "ssh-dss" ? " (DSA, which OpenSSH no longer offers)" : ""}: a host key is one of ${HOST_KEY_TYPES.join(", ")}`;
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b642)) return "the key is not base64";
   const blob = Buffer.from(b642, "base64");
   if (blob.length < 4) return "the key is truncated";
@@ -37869,6 +37878,158 @@ var init_hostkey = __esm({
   }
 });
 
+// core/supervisor.ts
+function refuse(key, why, hint) {
+  throw new SupervisorRefusal(key, why, hint);
+}
+function checkLine(key, value) {
+  if (CONTROL2.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
+  if (INLINE_COMMENT.test(value))
+    refuse(key, `it holds a ";" or "#" after a space, which supervisor's config parser reads as the start of a comment (quotes do not protect it)`, 'remove the space before ";" or "#" (e.g. "a;b"), or move that part into a script the command runs');
+  if (value.includes("%(here)s")) refuse(key, 'it holds the text "%(here)s", which supervisor replaces with the directory of the file before reading it', "write it differently (e.g. from a script the command runs)");
+}
+function supervisorValue(key, value, expansions = 1) {
+  checkLine(key, value);
+  if (EDGE_SPACE2.test(value)) refuse(key, "it starts or ends with whitespace (as Python's str.isspace() has it, NEL U+0085 and U+2028 included), which supervisor strips", "remove the leading/trailing spaces");
+  return value.replace(/%/g, "%".repeat(2 ** expansions));
+}
+function supervisorEnvValue(key, value) {
+  checkLine(key, value);
+  if (/^['"]|['"]$/.test(value))
+    refuse(key, "it starts or ends with a quote character, which supervisor 4.2 strips from environment values", "move the quote inside the value, or pass it another way (e.g. the .env file)");
+  if (!value.includes("'")) return `'${value}'`;
+  if (!value.includes('"') && !value.includes("\\\\") && !value.endsWith("\\")) return `"${value}"`;
+  refuse(
+    key,
+    value.includes('"') ? `it holds both kinds of quotes (' and ")` : 'it holds a single quote together with "\\\\" or a trailing backslash',
+    "supervisor's environment= cannot quote it: change the value, or pass it another way (e.g. the .env file)"
+  );
+}
+function supervisorEnvironment(vars, keyOf, refused) {
+  return Object.entries(vars).flatMap(([k, v]) => {
+    try {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), "the variable name is not a shell variable name", 'use letters, digits and "_"');
+      const named = [...v.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1]).find((n) => Object.hasOwn(vars, n));
+      if (named)
+        refuse(keyOf(k), `it names $${named}, a variable of the program's environment, which supervisor does not expand: the program would get the text "$${named}"`, `write the value itself instead of $${named}${named === "PATH" ? ' (e.g. PATH: "{release}/bin:{release}/venv/bin:/usr/local/bin:/usr/bin:/bin")' : ""}`);
+      return [`${k}=${supervisorEnvValue(keyOf(k), v)}`];
+    } catch (e) {
+      if (!refused || !(e instanceof SupervisorRefusal)) throw e;
+      refused(e);
+      return [];
+    }
+  }).join(",").replace(/%/g, "%%");
+}
+function commandWords(command2) {
+  const words = [];
+  let current;
+  const refused = (what, fix) => ({ problem: `${what}, which supervisor's command parser (Python's shlex) refuses when the program starts`, fix });
+  for (let i = 0; i < command2.length; i++) {
+    const c = command2[i];
+    if (SHLEX_SPACE.includes(c)) {
+      if (current) words.push({ ...current, end: i });
+      current = void 0;
+      continue;
+    }
+    const w = current ??= { text: "", start: i, end: i, shell: [] };
+    if (c === "\\") {
+      if (i + 1 >= command2.length) return refused("it ends with a backslash", "remove it, or quote it ('\\\\')");
+      w.text += command2[++i];
+    } else if (c === "'") {
+      const close = command2.indexOf("'", i + 1);
+      if (close < 0) return refused("a single quote is not closed", "close it, or escape the quote (\\')");
+      w.text += command2.slice(i + 1, close);
+      i = close;
+    } else if (c === '"') {
+      for (i++; ; i++) {
+        if (i >= command2.length) return refused("a double quote is not closed", 'close it, or escape the quote (\\")');
+        const d = command2[i];
+        if (d === '"') break;
+        if (d === "\\" && (command2[i + 1] === '"' || command2[i + 1] === "\\")) w.text += command2[++i];
+        else {
+          if (d === "$" && /[A-Za-z_{(]/.test(command2[i + 1] ?? "") || d === "`") w.shell.push(d);
+          w.text += d;
+        }
+      }
+    } else {
+      if (SHELL_OPERATORS.includes(c) || c === "`" || c === "$" && /[A-Za-z_{(]/.test(command2[i + 1] ?? "") || c === "~" && w.start === i) w.shell.push(c);
+      if (ODD_SPACE.test(c)) w.shell.push("space");
+      w.text += c;
+    }
+  }
+  if (current) words.push({ ...current, end: command2.length });
+  return words;
+}
+function supervisorCommand(key, command2, directory) {
+  const words = commandWords(command2);
+  if (!Array.isArray(words)) refuse(key, words.problem, words.fix);
+  const program = words[0];
+  if (!program || program.text === "") refuse(key, "its first word (the program to run) is empty", "start it with the program to run");
+  if (!program.text.includes("/") || program.text.startsWith("/")) return supervisorValue(key, command2);
+  return supervisorValue(key, `${command2.slice(0, program.start)}${quote(`${directory.replace(/\/+$/, "")}/${program.text}`)}${command2.slice(program.end)}`);
+}
+var CONTROL2, PY_SPACE, INLINE_COMMENT, EDGE_SPACE2, SupervisorRefusal, SHLEX_SPACE, SHELL_OPERATORS, ODD_SPACE;
+var init_supervisor = __esm({
+  "core/supervisor.ts"() {
+    "use strict";
+    init_errors();
+    init_shell();
+    CONTROL2 = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+    PY_SPACE = "\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+    INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, "u");
+    EDGE_SPACE2 = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, "u");
+    SupervisorRefusal = class extends OpsError {
+      constructor(key, why, fix) {
+        super(`${key}: supervisor cannot carry this value: ${why}`, fix);
+        this.key = key;
+        this.why = why;
+        this.fix = fix;
+      }
+      key;
+      why;
+      fix;
+    };
+    SHLEX_SPACE = " 	\r\n";
+    SHELL_OPERATORS = "|&;<>";
+    ODD_SPACE = new RegExp(`[${PY_SPACE.replace("\\t\\n\\v\\f\\r", "\\v\\f")}]`, "u");
+  }
+});
+
+// core/config/program-command.ts
+function programCommandProblem(command2) {
+  const words = commandWords(command2);
+  if (!Array.isArray(words)) return `${words.problem}: ${words.fix}`;
+  const first = words[0];
+  if (first?.text === "") return "its first word (the program to run) is empty: start it with the program to run";
+  if (first) {
+    const raw = command2.slice(first.start, first.end);
+    const assignment = /^[A-Za-z_][A-Za-z0-9_]*=/.exec(raw);
+    if (assignment)
+      return `${NO_SHELL}, so ${assignment[0]}... before the program is not an assignment but the program it would try to start: give the variable in programs.<name>.env, or write env ${assignment[0]}... <program>`;
+    if (SHELL_WORDS.has(first.text) && raw === first.text)
+      return `${NO_SHELL}, and "${first.text}" is a shell builtin or keyword, no program it can start: ${first.text === "cd" ? "give the directory in programs.<name>.directory" : first.text === "exec" ? "leave exec out (supervisor runs the program itself, as exec would)" : SHELL_FIX}`;
+  }
+  for (const w of words) {
+    const shell2 = w.shell.find((s) => s !== "space");
+    if (shell2 === "$" || shell2 === "`")
+      return `${NO_SHELL}, so "${w.text}" is passed as written, never expanded: use a placeholder ({release}, {port}...), give the value in programs.<name>.env, or ${SHELL_FIX}`;
+    if (shell2 === "~") return `${NO_SHELL}, so the "~" starting "${w.text}" is passed as written, not a home directory: write the path itself, or ${SHELL_FIX}`;
+    if (shell2) return `${NO_SHELL}, so "${shell2}" in "${w.text}" would be given to the program as an argument, not read by a shell: ${SHELL_FIX}`;
+    if (w.shell.includes("space")) return `it holds a Unicode space (a no-break space, say) outside quotes, where supervisor's command parser does not split: two words would reach the program as one; type an ordinary space there (or quote the word if the space is meant)`;
+  }
+  return void 0;
+}
+var SHELL_WORDS, NO_SHELL, SHELL_FIX;
+var init_program_command = __esm({
+  "core/config/program-command.ts"() {
+    "use strict";
+    init_supervisor();
+    SHELL_WORDS = /* @__PURE__ */ new Set(["exec", "cd", "source", ".", "export", "eval", "set", "unset", "ulimit", "umask", "alias", "trap", "shopt", "if", "for", "while", "until", "case", "function", "{", "!", "[["]);
+    NO_SHELL = "supervisor runs it without a shell (it only splits it into words as a shell would, and starts the first)";
+    SHELL_FIX = "to use the shell, give it the line: sh -c '...' ending in exec (sh -c 'cd sub && exec venv/bin/app', so supervisor's stop reaches the program), or quote the character to pass it to the program as it is";
+  }
+});
+
 // core/config/schema.ts
 function describe(value) {
   if (value === null) return "null";
@@ -37911,14 +38072,30 @@ function string(opts2 = {}) {
     }
   };
 }
-function bounded(kind, min, max, form) {
+function durationSeconds(text) {
+  const t = text.trim().toLowerCase();
+  const clock = /^(\d+):([0-5]\d)$/.exec(t);
+  if (clock) return Number(clock[1]) * 60 + Number(clock[2]);
+  const parts = [...t.matchAll(/(\d+(?:\.\d+)?)\s*([a-z]+)\s*/g)];
+  if (!parts.length || parts.map((p) => p[0]).join("") !== t) return void 0;
+  let total = 0;
+  for (const [, n, unit] of parts) {
+    const seconds3 = DURATION_UNITS.find(([re]) => re.test(unit))?.[1];
+    if (seconds3 === void 0) return void 0;
+    total += Number(n) * seconds3;
+  }
+  return Math.round(total * 1e3) / 1e3;
+}
+function bounded(kind, min, max, form, unit) {
   const whole = kind === "integer";
   return {
     form,
     json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      const quoted = typeof value === "string" && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? " (a string, in quotes: write the number without them)" : "";
-      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, quoted);
+      let extra = typeof value === "string" && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? " (a string, in quotes: write the number without them)" : "";
+      const seconds3 = unit && typeof value === "string" && !extra ? durationSeconds(value) : void 0;
+      if (seconds3 !== void 0) extra = ` (a number of seconds, without a unit: ${seconds3}${seconds3 < min || seconds3 > max || whole && !Number.isInteger(seconds3) ? `, which is not ${form}` : ""})`;
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, extra);
       return value;
     }
   };
@@ -37926,18 +38103,36 @@ function bounded(kind, min, max, form) {
 function integer(min, max, form) {
   return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
 }
-function number(min, max, form) {
-  return bounded("number", min, max, form ?? `a number ${min}-${max}`);
+function seconds2(min, max, whole = true) {
+  return bounded(whole ? "integer" : "number", min, max, `${whole ? "an integer" : "a number"} ${min}-${max}`, "seconds");
 }
 function boolean() {
   return {
     form: "true or false",
     json: () => ({ type: "boolean" }),
     check(value, path, problems) {
-      if (typeof value !== "boolean") return fail(problems, path, "true or false", value);
-      return value;
+      if (typeof value === "boolean") return value;
+      const word2 = typeof value === "string" ? value.trim().toLowerCase() : "";
+      const extra = word2 === "true" || word2 === "false" ? ` (a string, in quotes: write ${word2} without them)` : Object.hasOwn(YAML11_BOOLEANS, word2) ? ` (YAML 1.1's word for ${YAML11_BOOLEANS[word2]}; ops reads YAML 1.2, where it is text: write ${YAML11_BOOLEANS[word2]})` : "";
+      return fail(problems, path, "true or false", value, extra);
     }
   };
+}
+function distance(a, b) {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+function closest(key, known) {
+  const norm = key.toLowerCase().replace(/-/g, "_");
+  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
 }
 function oneOf(values) {
   const form = `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
@@ -37945,8 +38140,9 @@ function oneOf(values) {
     form,
     json: () => ({ type: "string", enum: [...values] }),
     check(value, path, problems) {
-      if (typeof value !== "string" || !values.includes(value)) return fail(problems, path, form, value);
-      return value;
+      if (typeof value === "string" && values.includes(value)) return value;
+      const near = typeof value === "string" ? closest(value, [...values]) : void 0;
+      return fail(problems, path, form, value, near ? ` (did you mean "${near}"?)` : "");
     }
   };
 }
@@ -38033,30 +38229,22 @@ function req(schema, doc) {
 function opt(schema, doc, defaultValue) {
   return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
 }
+var DURATION_UNITS, YAML11_BOOLEANS;
 var init_schema = __esm({
   "core/config/schema.ts"() {
     "use strict";
     init_parts();
+    DURATION_UNITS = [
+      [/^(ms|msec|milliseconds?)$/, 1e-3],
+      [/^(s|sec|secs|seconds?)$/, 1],
+      [/^(m|min|mins|minutes?)$/, 60],
+      [/^(h|hr|hours?)$/, 3600]
+    ];
+    YAML11_BOOLEANS = { y: true, yes: true, on: true, n: false, no: false, off: false };
   }
 });
 
 // core/config/schema-object.ts
-function distance(a, b) {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  }
-  return d[a.length][b.length];
-}
-function closest(key, known) {
-  const norm = key.toLowerCase().replace(/-/g, "_");
-  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
-  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
-}
 function showDefault(value) {
   if (value === void 0) return void 0;
   if (typeof value === "string") return value === "" ? '""' : value;
@@ -38186,6 +38374,7 @@ var init_schema_object = __esm({
   "core/config/schema-object.ts"() {
     "use strict";
     init_schema();
+    init_schema();
     NOT_NULL = { not: { type: "null" } };
   }
 });
@@ -38240,6 +38429,8 @@ function clonePathProblem(v) {
 }
 function routeProblem(v) {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
+  if (v === ACME_CHALLENGE_PREFIX)
+    return `the site serves ${v} itself (certbot's HTTP-01 challenge files), and nginx refuses a second location of the same prefix ("duplicate location"): route a prefix below it, or leave it to the site`;
   const segments = v.split("/").slice(1, -1);
   if (v !== "/" && segments.some((s) => s === "" || s === "." || s === "..")) {
     const fixed = `${posix.normalize(v).replace(/\/*$/, "")}/`;
@@ -38256,12 +38447,22 @@ function healthProblem(v) {
 }
 function bodySizeProblem(v) {
   const m = /^(\d+)([kKmMgG]?)$/.exec(v);
-  if (!m) return void 0;
+  if (!m) return sizeFormProblem(v);
   const max = (2n ** 63n - 1n) / SIZE_UNITS[m[2].toLowerCase()];
   if (BigInt(m[1]) > max) return `nginx refuses a size over 2^63 - 1 bytes: at most ${max}${m[2]} (a few "m" or "g" is usual)`;
   return void 0;
 }
+function sizeFormProblem(v) {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?|bytes?)\s*$/i.exec(v);
+  if (!m || !m[2] && !/^b/i.test(m[3]) || m[2] && /^bytes?$/i.test(m[3])) return void 0;
+  const unit = m[2].toLowerCase();
+  const bytes = Number(m[1]) * Number(SIZE_UNITS[unit === "t" ? "g" : unit] ?? 1n) * (unit === "t" ? 1024 : 1);
+  const [n, u] = [["g", 1024 ** 3], ["m", 1024 ** 2], ["k", 1024], ["", 1]].map(([u2, b]) => [bytes / b, u2]).find(([n2]) => Number.isInteger(n2)) ?? [Math.ceil(bytes), ""];
+  return `nginx reads digits and then k, m or g alone (1024-based, no "B", no space, no fraction): ${n}${u}`;
+}
 function addressProblem(v) {
+  const zone = /^([^%]+)%(.*)$/.exec(v);
+  if (zone && isIP(zone[1]) === 6) return `an IPv6 address with a zone (%${zone[2]}) names an interface of the machine that connects (a link-local address): give the host's global address or a DNS name`;
   if (isIP(v)) return void 0;
   const url = urlParts(v);
   if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ""}${url.user ? `, user: ${url.user}` : ""})`;
@@ -38299,7 +38500,20 @@ function dnsNameProblem(v) {
   const name2 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
+  if (isIP(name2) === 4) return void 0;
+  const ipv4 = inetAton(name2);
+  if (ipv4) return `the resolver reads it as the IPv4 address ${ipv4} (inet_aton's hex, octal and short forms), not as a name: write ${ipv4} if that is the host`;
+  if (/^\d+$/.test(name2.split(".").pop())) return "not a DNS name: its last label is all digits, which no top-level domain is (RFC 3696); an IPv4 address is four numbers from 0 to 255";
   return void 0;
+}
+function inetAton(v) {
+  const parts = v.split(".");
+  if (parts.length > 4 || !parts.every((p) => /^(0x[0-9a-f]*|0[0-7]*|[1-9]\d*)$/i.test(p))) return void 0;
+  const nums = parts.map((p) => /^0x/i.test(p) ? parseInt(p.slice(2) || "0", 16) : /^0/.test(p) ? parseInt(p, 8) || 0 : Number(p));
+  const last = nums.pop();
+  if (nums.some((n) => n > 255) || last >= 256 ** (4 - nums.length)) return void 0;
+  const bytes = [...nums, ...Array.from({ length: 4 - nums.length }, (_, i) => Math.floor(last / 256 ** (3 - nums.length - i)) % 256)];
+  return bytes.join(".");
 }
 function domainProblem(v) {
   const rest = /^([^/:]+)(:\d{1,5})?(\/.*)?$/.exec(v);
@@ -38310,7 +38524,7 @@ function domainProblem(v) {
 function dnsName(v) {
   return v.toLowerCase().replace(/\.$/, "");
 }
-var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, routePrefix, HEALTH_PATH, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programSchema, envValue, environmentSchema;
+var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, ACME_CHALLENGE_PREFIX, routePrefix, HEALTH_PATH, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programCommand, programSchema, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -38319,6 +38533,7 @@ var init_environment_schema = __esm({
     init_shell();
     init_parts();
     init_hostkey();
+    init_program_command();
     init_schema_object();
     init_schema();
     name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
@@ -38369,6 +38584,7 @@ var init_environment_schema = __esm({
     });
     anyPath = string({ pattern: /^[^\n]+$/, form: "a path" });
     gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitRef") });
+    ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
     routePrefix = string({
       pattern: /^\/(?:(?!\.{1,2}\/)[A-Za-z0-9._~-]+\/)*$/,
       form: 'a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment)',
@@ -38432,12 +38648,13 @@ var init_environment_schema = __esm({
       "{ secret: <key path> }"
     );
     httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
+    programCommand = string({ pattern: /^[^\n]+$/, form: "a command line supervisor runs without a shell (one line)", check: programCommandProblem });
     programSchema = object({
-      command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format's {asctime})"),
+      command: req(programCommand, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format's {asctime}); no shell runs it: supervisor splits it into words as a shell would (quotes, `\\`) and starts the first, so a shell's syntax (`&&`, `|`, `;`, `>`, `$VAR`, a leading `~`, `exec`, `cd` or `NAME=value` first) is refused unless quoted: write `sh -c '... && exec <program>'`, or `env NAME=value <program>`; a first word with a `/` that is not absolute (venv/bin/python) is found from `directory`"),
       directory: opt(relPath, "working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)", "."),
-      port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
+      port: req(port, 'the port it listens on in the "blue" slot, from 1024 (the app user may not listen below); the "green" slot uses port + switch.port_offset'),
       health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
-      env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on", {})
+      env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused", {})
     });
     envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
     environmentSchema = object(
@@ -38452,7 +38669,7 @@ var init_environment_schema = __esm({
         ssh: opt(
           object({
             identity_file: opt(anyPath, "private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"),
-            connect_timeout: opt(integer(1, 300), "seconds to wait for a connection", 20),
+            connect_timeout: opt(seconds2(1, 300), "seconds to wait for a connection", 20),
             connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
           }),
           "SSH settings",
@@ -38496,7 +38713,7 @@ var init_environment_schema = __esm({
               false
             ),
             migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is)', "make migrate"),
-            migrate_timeout: opt(integer(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
+            migrate_timeout: opt(seconds2(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
             keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),
             migration_paths: opt(
@@ -38519,17 +38736,17 @@ var init_environment_schema = __esm({
         routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
         switch: opt(
           object({
-            health_timeout: opt(integer(1, 900), "seconds the new processes get to pass their health checks", 60),
-            health_interval: opt(number(0.1, 60), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
+            health_timeout: opt(seconds2(1, 900), "seconds the new processes get to pass their health checks", 60),
+            health_interval: opt(seconds2(0.1, 60, false), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
             keep_previous: opt(
               boolean(),
               "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
               true
             ),
-            drain: opt(integer(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
+            drain: opt(seconds2(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
             port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
             batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
-            lock_wait: opt(integer(0, 3600), "seconds to wait for another run's lock before failing", 0)
+            lock_wait: opt(seconds2(0, 3600), "seconds to wait for another run's lock before failing", 0)
           }),
           "the gapless switch",
           {}
@@ -38638,6 +38855,42 @@ var init_environment_schema = __esm({
   }
 });
 
+// core/config/placeholders.ts
+function placeholderProblem(text, programs) {
+  for (const m of text.matchAll(MISSPELT)) {
+    if (EXACT.test(m[0])) continue;
+    const arg = m[2]?.toLowerCase();
+    const meant = `{${m[1].toLowerCase()}${arg === void 0 ? "" : `:${arg}`}}`;
+    return `${m[0]} is not a placeholder (they are written in lower case, without spaces), so the program would get that text as it is: write ${meant}${arg !== void 0 && !programs.includes(arg) ? ` with a program's name (programs: ${programs.join(", ")})` : ""}${/\s/.test(m[0]) ? "" : `; for the text ${m[0]} itself, write {${m[0]}}`}`;
+  }
+  for (const m of text.matchAll(PLACEHOLDER)) {
+    const [whole, literal, name2, arg] = m;
+    if (literal !== void 0) continue;
+    if (name2 === "port") {
+      if (arg !== void 0 && !programs.includes(arg)) {
+        const near2 = closest(arg, programs);
+        return `${whole} names no program${near2 ? ` (did you mean {port:${near2}}?)` : ""}; programs: ${programs.join(", ")}`;
+      }
+      continue;
+    }
+    if (["release", "python", "node", "npm"].includes(name2) && arg === void 0) continue;
+    const near = arg === void 0 ? closest(name2, ["release", "python", "node", "npm", "port"]) : void 0;
+    return `unknown placeholder ${whole}${near ? ` (did you mean {${near}}?)` : ""} (placeholders: ${PLACEHOLDERS}; for a literal ${whole} (a log format's fields) write {${whole}})`;
+  }
+  return void 0;
+}
+var PLACEHOLDER, MISSPELT, EXACT, PLACEHOLDERS;
+var init_placeholders = __esm({
+  "core/config/placeholders.ts"() {
+    "use strict";
+    init_schema_object();
+    PLACEHOLDER = /\{\{([A-Za-z_]+(?::[A-Za-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g;
+    MISSPELT = /(?<![{$])\{\s*(release|python|node|npm|port)\s*(?::\s*([^{}]*?)\s*)?\}(?!\})/gi;
+    EXACT = /^\{[a-z_]+(?::[a-z][a-z0-9_-]*)?\}$/;
+    PLACEHOLDERS = "{release} {python} {node} {npm} {port} {port:<program>}";
+  }
+});
+
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
 import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync4, readdirSync, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
@@ -38677,6 +38930,18 @@ function liveReleasePathProblem(text, base, where) {
   const what = m[1] === "current" ? `${base}/current is the release live before this deploy (it flips to the new one only after its programs pass their health checks)` : `${base}/releases/... names one release by path, whichever is deployed`;
   const fix = { program: "write {release} (this release's directory) instead", command: "write a path relative to the release (the command runs in it)", dotenv: "write a path relative to the release (its commands and programs run in it; e.g. PYTHONPATH=src)" }[where];
   return `names ${m[0]}: ${what}, so a deploy would run the wrong release's code; ${fix}`;
+}
+function literalPortProblem(text, path, config) {
+  const own2 = path.split(".")[1];
+  const bare = text.replace(PLACEHOLDER, "");
+  const variable = /^programs\.[^.]+\.env\.(.*)$/.exec(path)?.[1];
+  for (const [name2, p] of Object.entries(config.programs)) {
+    const asPort = new RegExp(`(?::|port[\\w-]*['"]?(?:=|\\s+)['"]?)${p.port}(?!\\d)`, "i").test(bare) || variable !== void 0 && /port/i.test(variable) && bare.trim() === String(p.port);
+    if (!asPort) continue;
+    const placeholder = name2 === own2 ? "{port}" : `{port:${name2}}`;
+    return `names port ${p.port}, ${name2 === own2 ? "this program's" : `program ${name2}'s`} port in the blue slot only: the green slot runs it on ${p.port + config.switch.port_offset}, so ${name2 === own2 ? "there it would take the live slot's port and fail to start" : `there it would reach the live release's ${name2}, not its own slot's`}; write ${placeholder} (expanded for each slot)`;
+  }
+  return void 0;
 }
 function envCaseProblems(config, problems) {
   const prefixes = config.dotenv.readers.flatMap((r) => r === "python-dotenv" ? [""] : typeof r === "object" && r.reader === "python-dotenv" ? [r.only] : []);
@@ -38743,10 +39008,15 @@ function crossCheck(config, problems, routesGiven) {
   for (const h of config.hosts) if (!ports.has(h.port)) ports.set(h.port, `sshd (hosts[].port of ${h.name})`);
   for (const [pname, p] of Object.entries(config.programs)) {
     const green = p.port + config.switch.port_offset;
+    if (p.port < UNPRIVILEGED_PORT)
+      problems.push({
+        path: `programs.${pname}.port`,
+        message: `${p.port} is a privileged port (below ${UNPRIVILEGED_PORT}), where Linux lets only root listen: the program runs as the app user and would fail at its start; choose one from ${UNPRIVILEGED_PORT} (nginx listens on 80 and 443 and passes the requests on)`
+      });
     if (green > 65535) {
       problems.push({
         path: `programs.${pname}.port`,
-        message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from 1 to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`
+        message: `${p.port} + switch.port_offset ${config.switch.port_offset} = ${green}, the green slot's port, is above 65535: expected a port from ${UNPRIVILEGED_PORT} to ${65535 - config.switch.port_offset} (or a smaller switch.port_offset)`
       });
     }
     const taken = /* @__PURE__ */ new Map();
@@ -38766,6 +39036,10 @@ function crossCheck(config, problems, routesGiven) {
     // The .env's plain values: build, migrate and hooks get them exported (a secret's value is not read here).
     ...Object.entries(config.env).flatMap(([k, v]) => typeof v === "string" ? [[`env.${k}`, v]] : [])
   ];
+  for (const [path, text] of named.filter(([p]) => p.startsWith("programs."))) {
+    const why = placeholderProblem(text, programs) ?? literalPortProblem(text, path, config);
+    if (why) problems.push({ path, message: why });
+  }
   for (const [path, text] of named) {
     const why = liveReleasePathProblem(text, base, path.startsWith("programs.") ? "program" : path.startsWith("env.") ? "dotenv" : "command");
     if (why) problems.push({ path, message: why });
@@ -38797,15 +39071,27 @@ function crossCheck(config, problems, routesGiven) {
     problems.push({ path: "runtimes.node.strategy", message: "strategy npm downloads Node.js from packages.npm_registry: set it (e.g. https://registry.npmjs.org/)" });
   if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: "packages.npm_token", message: "needs packages.npm_registry (the registry the token is for)" });
 }
+function misplacedKeys(problems) {
+  keyPaths ??= (environmentSchema.rows?.("") ?? []).reduce((m, r) => m.set(r.path.split(".").pop(), [...m.get(r.path.split(".").pop()) ?? [], r.path]), /* @__PURE__ */ new Map());
+  for (const p of problems) {
+    if (!p.message.startsWith("unknown key; known keys here")) continue;
+    const key = p.path.split(".").pop();
+    const parent = p.path.slice(0, -key.length - 1).replace(/\[\d+\]/g, "[]");
+    const elsewhere = (keyPaths.get(key) ?? []).filter((path) => path.slice(0, -key.length - 1) !== parent);
+    const list2 = elsewhere.length > 1 ? `${elsewhere.slice(0, -1).join(", ")} or ${elsewhere.at(-1)}` : elsewhere[0];
+    if (list2) p.message = `unknown key here: the setting is ${list2}; move it there (indented under ${elsewhere.length > 1 ? "its parent" : elsewhere[0].slice(0, -key.length - 1)})`;
+  }
+}
 function parseEnvironment(doc, file) {
   const problems = [];
   const config = environmentSchema.check(doc, "", problems);
+  misplacedKeys(problems);
   if (config) crossCheck(config, problems, doc !== null && typeof doc === "object" && Object.hasOwn(doc, "routes"));
   if (problems.length || !config) throw new ConfigError(file, problems);
   return config;
 }
 function parsedEntry(text) {
-  return parsedDir && join5(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)}\0${text}`).digest("hex"));
+  return parsedDir && join5(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)} checks ${READ_CHECKS}\0${text}`).digest("hex"));
 }
 function readParsed(entry) {
   try {
@@ -38870,11 +39156,15 @@ function readYamlFile(file, label = file) {
     const doc = (0, import_yaml7.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
     if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]), yamlErrorHint(doc.errors[0]));
     const warnings = yamlWarnings(doc, text);
-    if (warnings.length)
+    const numbers = numberFormProblems(doc, text);
+    if (warnings.length || numbers.length)
       throw new OpsError(
         hideSecrets(`${label} is not read as written:
-${warnings.map((w) => `  - ${w}`).join("\n")}`),
-        "remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"
+${[...warnings, ...numbers].map((w) => `  - ${w}`).join("\n")}`),
+        [
+          ...warnings.length ? ["remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects"] : [],
+          ...numbers.length ? ['write a number in plain decimal digits, without a leading 0 (22, 800), or in quotes when it is text ("0800")'] : []
+        ].join("; ")
       );
     refuseUnresolvedAliases(doc, text, label);
     refuseAliasBomb(doc, label);
@@ -38907,20 +39197,37 @@ function yamlErrorHint(error2, oneDocument = "an environment file is one YAML do
       return "fix the file at that line (a quote, bracket or indentation left open often shows on the next line)";
   }
 }
+function keyPath(ancestors, node) {
+  const chain2 = [...ancestors, node];
+  let path = "";
+  chain2.forEach((a, i) => {
+    const child = chain2[i + 1];
+    if ((0, import_yaml7.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
+    else if ((0, import_yaml7.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
+  });
+  return path;
+}
+function numberFormProblems(doc, text) {
+  const found = [];
+  (0, import_yaml7.visit)(doc, {
+    Scalar(_key, node, ancestors) {
+      if (typeof node.value !== "number" || !node.range || node.type !== "PLAIN") return;
+      const source = text.slice(node.range[0], node.range[1]);
+      const form = /^[-+]?0\d+$/.test(source) ? "a leading 0" : /^[-+]?0o/i.test(source) ? "YAML 1.2's octal 0o" : void 0;
+      if (!form) return;
+      const line = text.slice(0, node.range[0]).split("\n").length;
+      found.push(`${keyPath(ancestors, node) || "(top level)"}: ${source} (line ${line}) is written with ${form}: ops reads it as the number ${node.value}, YAML 1.1 tools (PyYAML, Ansible) ${/^[-+]?0[0-7]+$/.test(source) ? `as the octal number ${parseInt(source, 8)}` : "as text"}; write ${node.value} if it is a number, "${source}" in quotes if it is text`);
+    }
+  });
+  return found;
+}
 function yamlWarnings(doc, text) {
   if (!doc.warnings.length) return [];
   const tagged = [];
   (0, import_yaml7.visit)(doc, {
     Node(_key, node, ancestors) {
       if (!node.tag || !node.range) return;
-      const chain2 = [...ancestors, node];
-      let path = "";
-      chain2.forEach((a, i) => {
-        const child = chain2[i + 1];
-        if ((0, import_yaml7.isPair)(a)) path += `${path ? "." : ""}${String(a.key?.value ?? a.key)}`;
-        else if ((0, import_yaml7.isSeq)(a) && child) path += `[${a.items.indexOf(child)}]`;
-      });
-      tagged.push({ start: node.range[0], path });
+      tagged.push({ start: node.range[0], path: keyPath(ancestors, node) });
     }
   });
   return doc.warnings.map((w) => {
@@ -39009,7 +39316,7 @@ function readEnvFile(env, setting, value, expected = "a file") {
     );
   }
 }
-var import_yaml7, ENVIRONMENT_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, NGINX_PATH, parsedDir, PARSED_KEPT, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml7, ENVIRONMENT_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, NGINX_PATH, UNPRIVILEGED_PORT, keyPaths, parsedDir, PARSED_KEPT, READ_CHECKS, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
@@ -39025,6 +39332,7 @@ var init_environment = __esm({
     init_env_names();
     init_environment_schema();
     init_hostkey();
+    init_placeholders();
     init_schema_object();
     init_schema();
     init_project_dir();
@@ -39075,7 +39383,9 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
       postfix: "postfix's account"
     };
     NGINX_PATH = /^[A-Za-z0-9._/-]+$/;
+    UNPRIVILEGED_PORT = 1024;
     PARSED_KEPT = 64;
+    READ_CHECKS = 2;
     DIGEST = 32;
     ENVIRONMENT_YAML = { merge: true };
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
@@ -62571,11 +62881,11 @@ function answersHttp(address2, port2, ms = 3e3) {
     socket.on("close", done);
   });
 }
-function timedOut(e, connected, seconds2, keyField) {
+function timedOut(e, connected, seconds3, keyField) {
   if (!(e instanceof Error) || !/Timed out while waiting for handshake/.test(e.message)) return void 0;
   const port2 = keyField.replace(/host_key$/, "port");
-  if (!connected) return { what: `no answer to the connection within ${seconds2} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port2}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
-  return { what: `the port accepted the connection but sent no SSH greeting within ${seconds2} s (sshd sends one at once)`, hint: `check that ${port2} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
+  if (!connected) return { what: `no answer to the connection within ${seconds3} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port2}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
+  return { what: `the port accepted the connection but sent no SSH greeting within ${seconds3} s (sshd sends one at once)`, hint: `check that ${port2} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
 }
 async function login(ep, attempt, options) {
   const pinned = pinnedKeys(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
@@ -62835,10 +63145,10 @@ var scriptPrelude = [
   "cd /"
 ].join("\n");
 function commandLine(step, login2, appUser, connection) {
-  const seconds2 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
+  const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const unset = LOGIN_SHELL_ENV.flatMap((v) => ["-u", v]);
-  const run = ["timeout", "-k", "10", String(seconds2), "env", "--default-signal", ...unset, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
+  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
   const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
   if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
   if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
@@ -63256,10 +63566,10 @@ ${EXEC_RETURNED}
     return result;
   }
   /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
-  neverBegan(what, seconds2) {
+  neverBegan(what, seconds3) {
     const { files, place } = this.startupFiles();
     return new NotStartedError(
-      `${what} on ${this.name} did not start: in ${seconds2} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file, ${files}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
+      `${what} on ${this.name} did not start: in ${seconds3} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file, ${files}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
       `move what waits ${place}`
     );
   }
@@ -63499,6 +63809,7 @@ init_shell();
 
 // core/steps/nginx-config.ts
 init_environment();
+init_environment_schema();
 init_errors();
 init_shell();
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
@@ -63613,7 +63924,7 @@ function siteVariables(env) {
     error_log ${L.nginxErrorLog};`,
     upstreams_include: `include ${L.nginxUpstreams};
 ${upgradeMap(env)}`,
-    acme_location: `location ^~ /.well-known/acme-challenge/ {
+    acme_location: `location ^~ ${ACME_CHALLENGE_PREFIX} {
         root ${L.acmeWebroot};
         default_type text/plain;
     }`,
@@ -65071,64 +65382,10 @@ function parseReleaseRecord(line) {
 
 // core/steps/switch.ts
 init_environment();
+init_placeholders();
 init_errors();
 init_shell();
-
-// core/supervisor.ts
-init_errors();
-var CONTROL2 = /[\u0000-\u0008\u000a-\u001f\u007f]/;
-var PY_SPACE = "\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-var INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, "u");
-var EDGE_SPACE2 = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, "u");
-var SupervisorRefusal = class extends OpsError {
-  constructor(key, why, fix) {
-    super(`${key}: supervisor cannot carry this value: ${why}`, fix);
-    this.key = key;
-    this.why = why;
-    this.fix = fix;
-  }
-  key;
-  why;
-  fix;
-};
-function refuse(key, why, hint) {
-  throw new SupervisorRefusal(key, why, hint);
-}
-function checkLine(key, value) {
-  if (CONTROL2.test(value)) refuse(key, "it contains a line break or another control character", "put it on one line, without control characters");
-  if (INLINE_COMMENT.test(value))
-    refuse(key, `it holds a ";" or "#" after a space, which supervisor's config parser reads as the start of a comment (quotes do not protect it)`, 'remove the space before ";" or "#" (e.g. "a;b"), or move that part into a script the command runs');
-  if (value.includes("%(here)s")) refuse(key, 'it holds the text "%(here)s", which supervisor replaces with the directory of the file before reading it', "write it differently (e.g. from a script the command runs)");
-}
-function supervisorValue(key, value, expansions = 1) {
-  checkLine(key, value);
-  if (EDGE_SPACE2.test(value)) refuse(key, "it starts or ends with whitespace (as Python's str.isspace() has it, NEL U+0085 and U+2028 included), which supervisor strips", "remove the leading/trailing spaces");
-  return value.replace(/%/g, "%".repeat(2 ** expansions));
-}
-function supervisorEnvValue(key, value) {
-  checkLine(key, value);
-  if (/^['"]|['"]$/.test(value))
-    refuse(key, "it starts or ends with a quote character, which supervisor 4.2 strips from environment values", "move the quote inside the value, or pass it another way (e.g. the .env file)");
-  if (!value.includes("'")) return `'${value}'`;
-  if (!value.includes('"') && !value.includes("\\\\") && !value.endsWith("\\")) return `"${value}"`;
-  refuse(
-    key,
-    value.includes('"') ? `it holds both kinds of quotes (' and ")` : 'it holds a single quote together with "\\\\" or a trailing backslash',
-    "supervisor's environment= cannot quote it: change the value, or pass it another way (e.g. the .env file)"
-  );
-}
-function supervisorEnvironment(vars, keyOf, refused) {
-  return Object.entries(vars).flatMap(([k, v]) => {
-    try {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) refuse(keyOf(k), "the variable name is not a shell variable name", 'use letters, digits and "_"');
-      return [`${k}=${supervisorEnvValue(keyOf(k), v)}`];
-    } catch (e) {
-      if (!refused || !(e instanceof SupervisorRefusal)) throw e;
-      refused(e);
-      return [];
-    }
-  }).join(",").replace(/%/g, "%%");
-}
+init_supervisor();
 
 // core/steps/nginx.ts
 init_shell();
@@ -65329,7 +65586,7 @@ fi`;
 // core/steps/switch.ts
 function expand3(env, text, release, program, slot, key = `programs.${program}`) {
   const paths = env.runtime;
-  return text.replace(/\{\{([a-z_]+(?::[a-z][a-z0-9_-]*)?)\}\}|\{([a-z_]+)(?::([a-z][a-z0-9_-]*))?\}/g, (whole, literal, name2, arg) => {
+  return text.replace(PLACEHOLDER, (whole, literal, name2, arg) => {
     if (literal !== void 0) return `{${literal}}`;
     if (name2 === "release" && !arg) return release;
     if (name2 === "python" && !arg) return paths.python;
@@ -65340,7 +65597,7 @@ function expand3(env, text, release, program, slot, key = `programs.${program}`)
       if (!env.config.programs[target]) throw new OpsError(`${key}: ${whole} names no program`, `programs: ${Object.keys(env.config.programs).join(", ")}`);
       return String(env.port(target, slot));
     }
-    throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: {release} {python} {node} {npm} {port} {port:<program>}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
+    throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: ${PLACEHOLDERS}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
   });
 }
 function splitFreePaths(env, command2, release, key) {
@@ -65402,7 +65659,7 @@ function slotConfigText(env, slot, release, releaseId2, carry, refused) {
     const log = programLog(env, slot, name2);
     return [
       `[program:${programName(env, slot, name2)}]`,
-      `command=${carry(() => supervisorValue(key("command"), expand3(env, splitFreePaths(env, p.command, release, key("command")), release, name2, slot, key("command"))))}`,
+      `command=${carry(() => supervisorCommand(key("command"), expand3(env, splitFreePaths(env, p.command, release, key("command")), release, name2, slot, key("command")), dir))}`,
       `directory=${carry(() => supervisorValue(key("directory"), dir))}`,
       `user=${carry(() => supervisorValue("app_user", env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`, refused))}`,
@@ -65735,16 +65992,16 @@ echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(", ")} (each
   };
 }
 function drainSlot(env, slot) {
-  const seconds2 = env.config.switch.drain;
-  if (!seconds2) return ":";
+  const seconds3 = env.config.switch.drain;
+  if (!seconds3) return ":";
   const filter = `( ${Object.keys(env.config.programs).map((name2) => `dport = :${env.port(name2, slot)}`).join(" or ")} )`;
   return String.raw`in_flight() { ss -Htnp state established ${quote(filter)} 2>/dev/null | grep -c '"nginx"' || true; }
   drain_n=$(in_flight)
   if [ "$drain_n" -gt 0 ]; then
-    drain_start=$(date +%s); drain_end=$(( drain_start + ${seconds2} ))
+    drain_start=$(date +%s); drain_end=$(( drain_start + ${seconds3} ))
     while [ "$(in_flight)" -gt 0 ] && [ "$(date +%s)" -lt "$drain_end" ]; do sleep 0.2; done
     drain_left=$(in_flight)
-    echo "slot ${slot}: waited $(( $(date +%s) - drain_start )) s for $drain_n request(s) nginx still had in flight to the release it ran$( [ "$drain_left" -eq 0 ] || echo "; $drain_left still in flight after switch.drain (${seconds2} s): cut")"
+    echo "slot ${slot}: waited $(( $(date +%s) - drain_start )) s for $drain_n request(s) nginx still had in flight to the release it ran$( [ "$drain_left" -eq 0 ] || echo "; $drain_left still in flight after switch.drain (${seconds3} s): cut")"
   fi`;
 }
 function stopSlot(env, slot, drainSeconds = 0) {
@@ -66578,11 +66835,15 @@ init_errors();
 init_shell();
 init_environment();
 
+// core/dependency-inputs.ts
+init_supervisor();
+
 // core/preflight.ts
 init_errors();
 
 // core/tree-content.ts
 init_errors();
+init_shell();
 
 // core/ops/deploy-plan.ts
 var sortedKeys = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;

@@ -19988,8 +19988,9 @@ var init_shell = __esm({
         what: "git ref",
         pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
         form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
-        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1}).
-        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{/.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
+        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1},
+        // :/message: the newest commit whose message matches, gitrevisions(7)).
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{|^:\//.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
           // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
           /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
         )
@@ -20510,7 +20511,11 @@ ${err.stack}` : "";
   return { message: `internal error: ${message}`, hint: "this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it" + debug2 };
 }
 function onUncaught(print) {
-  const handle = (err) => {
+  if (uncaughtHandler) {
+    process.off("uncaughtException", uncaughtHandler);
+    process.off("unhandledRejection", uncaughtHandler);
+  }
+  const handle = uncaughtHandler = (err) => {
     if (isOwnOutputError(err)) return;
     print(showControls(formatError(err)));
     if (stopRunsOnFault(err)) return;
@@ -20519,7 +20524,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput;
+var OpsError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput, uncaughtHandler;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -22931,12 +22936,12 @@ function pow2(x, power, modulo) {
   }
   return res;
 }
-function invert(number2, modulo) {
-  if (number2 === _0n2)
+function invert(number, modulo) {
+  if (number === _0n2)
     throw new Error("invert: expected non-zero number");
   if (modulo <= _0n2)
     throw new Error("invert: expected positive modulus, got " + modulo);
-  let a = mod(number2, modulo);
+  let a = mod(number, modulo);
   let b = modulo;
   let x = _0n2, y = _1n2, u = _1n2, v = _0n2;
   while (a !== _0n2) {
@@ -24300,9 +24305,9 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
     extraEntropy: false
   };
   const hasLargeCofactor = CURVE_ORDER * _2n3 < Fp.ORDER;
-  function isBiggerThanHalfOrder(number2) {
+  function isBiggerThanHalfOrder(number) {
     const HALF = CURVE_ORDER >> _1n5;
-    return number2 > HALF;
+    return number > HALF;
   }
   function validateRS(title, num) {
     if (!Fn.isValidNot0(num))
@@ -26562,12 +26567,12 @@ function pow22(x, power, modulo) {
   }
   return res;
 }
-function invert2(number2, modulo) {
-  if (number2 === _0n8)
+function invert2(number, modulo) {
+  if (number === _0n8)
     throw new Error("invert: expected non-zero number");
   if (modulo <= _1n9)
     throw new Error("invert: expected modulus > 1, got " + modulo);
-  let a = mod3(number2, modulo);
+  let a = mod3(number, modulo);
   let b = modulo;
   let x = _0n8, u = _1n9;
   while (a !== _0n8) {
@@ -28078,9 +28083,9 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
     extraEntropy: false
   };
   const hasLargeRecoveryLifts = CURVE_ORDER * _2n7 + _1n11 < Fp.ORDER;
-  function isBiggerThanHalfOrder(number2) {
+  function isBiggerThanHalfOrder(number) {
     const HALF = CURVE_ORDER >> _1n11;
-    return number2 > HALF;
+    return number > HALF;
   }
   function validateRS(title, num) {
     if (!Fn.isValidNot0(num))
@@ -42826,7 +42831,7 @@ var Git = class {
   async runBytes(args, options = {}) {
     const env = options.env ? { ...this.env, ...options.env } : this.env;
     return new Promise((resolve3, reject) => {
-      const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+      const child = spawn("git", ["-C", this.dir, ...args], { env, stdio: ["pipe", "pipe", "pipe"], detached: Boolean(options.timeoutMs) });
       const out = [];
       const err = [];
       child.stdout.on("data", (d) => out.push(d));
@@ -42835,7 +42840,21 @@ var Git = class {
         "error",
         (e) => reject(e.code === "ENOENT" ? new OpsError("git is not installed (or not on PATH)", "install git 2.38 or later") : new OpsError(`cannot run git ${args.join(" ")} in ${this.dir}: ${e.message}`))
       );
-      child.on("close", (code, signal) => resolve3({ code: code ?? 128 + (signal ? constants4.signals[signal] : 0), stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString("utf8") }));
+      let timedOut = false;
+      const timer = options.timeoutMs ? setTimeout(() => {
+        timedOut = true;
+        try {
+          process.kill(-child.pid, "SIGTERM");
+        } catch {
+          child.kill("SIGTERM");
+        }
+      }, options.timeoutMs) : void 0;
+      child.on("close", (code, signal) => {
+        clearTimeout(timer);
+        const stderr = Buffer.concat(err).toString("utf8") + (timedOut ? `
+git ${args[0]} stopped: no answer within ${options.timeoutMs / 1e3} s` : "");
+        resolve3({ code: code ?? 128 + (signal ? constants4.signals[signal] : 0), stdout: Buffer.concat(out), stderr });
+      });
       child.stdin.on("error", () => {
       });
       child.stdin.end(options.input ?? "");
@@ -42999,6 +43018,7 @@ var LIBRARY_TESTS = YAML11.tags.flatMap((t) => t.default && t.tag !== STR_TAG &&
 
 // core/secrets/tree.ts
 init_errors();
+init_shell();
 
 // core/secrets/utf8.ts
 init_errors();
@@ -43119,10 +43139,13 @@ function parseHostKey(line) {
   if (PRIVATE_KEY.test(line)) return PRIVATE_KEY_REASON;
   const parts = line.trim().split(/\s+/);
   if (parts.slice(0, 2).some((p) => /^(SHA256|MD5):/.test(p))) return "a fingerprint, not the key: pin the key line itself (the content of /etc/ssh/ssh_host_ed25519_key.pub, whose fingerprint `ssh-keygen -lf` shows)";
+  if (parts[0] === "@cert-authority") return "a known_hosts @cert-authority line: that key is a CA's, which signs host certificates, not the host's own key; pin the host's key (its /etc/ssh/ssh_host_ed25519_key.pub, or `ssh-keyscan -t ed25519 <host>`)";
+  if (parts[0] === "@revoked") return "a known_hosts @revoked line: that key is one the host must NOT have; pin the host's current key";
   if (parts.length >= 3 && !HOST_KEY_TYPES.includes(parts[0])) parts.shift();
   const [type, b64] = parts;
   if (!type || !b64) return 'expected "<type> <base64>"';
-  if (!HOST_KEY_TYPES.includes(type)) return `unknown key type "${type}"`;
+  if (/-cert-v0\d@openssh\.com$/.test(type)) return `a host certificate (${type}), not the host's key: pin its plain key (ssh_host_*_key.pub beside ssh_host_*_key-cert.pub)`;
+  if (!HOST_KEY_TYPES.includes(type)) return `unknown key type ${printable(type)}${type === "ssh-dss" ? " (DSA, which OpenSSH no longer offers)" : ""}: a host key is one of ${HOST_KEY_TYPES.join(", ")}`;
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return "the key is not base64";
   const blob = Buffer.from(b64, "base64");
   if (blob.length < 4) return "the key is truncated";
@@ -43144,6 +43167,84 @@ function parseHostKeys(text) {
     keys.push(key);
   }
   return keys;
+}
+
+// core/supervisor.ts
+init_errors();
+init_shell();
+var PY_SPACE = "\\t\\n\\v\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+var INLINE_COMMENT = new RegExp(`[${PY_SPACE}][;#]`, "u");
+var EDGE_SPACE2 = new RegExp(`^[${PY_SPACE}]|[${PY_SPACE}]$`, "u");
+var SHLEX_SPACE = " 	\r\n";
+var SHELL_OPERATORS = "|&;<>";
+var ODD_SPACE = new RegExp(`[${PY_SPACE.replace("\\t\\n\\v\\f\\r", "\\v\\f")}]`, "u");
+function commandWords(command2) {
+  const words = [];
+  let current;
+  const refused = (what, fix) => ({ problem: `${what}, which supervisor's command parser (Python's shlex) refuses when the program starts`, fix });
+  for (let i = 0; i < command2.length; i++) {
+    const c = command2[i];
+    if (SHLEX_SPACE.includes(c)) {
+      if (current) words.push({ ...current, end: i });
+      current = void 0;
+      continue;
+    }
+    const w = current ??= { text: "", start: i, end: i, shell: [] };
+    if (c === "\\") {
+      if (i + 1 >= command2.length) return refused("it ends with a backslash", "remove it, or quote it ('\\\\')");
+      w.text += command2[++i];
+    } else if (c === "'") {
+      const close = command2.indexOf("'", i + 1);
+      if (close < 0) return refused("a single quote is not closed", "close it, or escape the quote (\\')");
+      w.text += command2.slice(i + 1, close);
+      i = close;
+    } else if (c === '"') {
+      for (i++; ; i++) {
+        if (i >= command2.length) return refused("a double quote is not closed", 'close it, or escape the quote (\\")');
+        const d = command2[i];
+        if (d === '"') break;
+        if (d === "\\" && (command2[i + 1] === '"' || command2[i + 1] === "\\")) w.text += command2[++i];
+        else {
+          if (d === "$" && /[A-Za-z_{(]/.test(command2[i + 1] ?? "") || d === "`") w.shell.push(d);
+          w.text += d;
+        }
+      }
+    } else {
+      if (SHELL_OPERATORS.includes(c) || c === "`" || c === "$" && /[A-Za-z_{(]/.test(command2[i + 1] ?? "") || c === "~" && w.start === i) w.shell.push(c);
+      if (ODD_SPACE.test(c)) w.shell.push("space");
+      w.text += c;
+    }
+  }
+  if (current) words.push({ ...current, end: command2.length });
+  return words;
+}
+
+// core/config/program-command.ts
+var SHELL_WORDS = /* @__PURE__ */ new Set(["exec", "cd", "source", ".", "export", "eval", "set", "unset", "ulimit", "umask", "alias", "trap", "shopt", "if", "for", "while", "until", "case", "function", "{", "!", "[["]);
+var NO_SHELL = "supervisor runs it without a shell (it only splits it into words as a shell would, and starts the first)";
+var SHELL_FIX = "to use the shell, give it the line: sh -c '...' ending in exec (sh -c 'cd sub && exec venv/bin/app', so supervisor's stop reaches the program), or quote the character to pass it to the program as it is";
+function programCommandProblem(command2) {
+  const words = commandWords(command2);
+  if (!Array.isArray(words)) return `${words.problem}: ${words.fix}`;
+  const first = words[0];
+  if (first?.text === "") return "its first word (the program to run) is empty: start it with the program to run";
+  if (first) {
+    const raw = command2.slice(first.start, first.end);
+    const assignment = /^[A-Za-z_][A-Za-z0-9_]*=/.exec(raw);
+    if (assignment)
+      return `${NO_SHELL}, so ${assignment[0]}... before the program is not an assignment but the program it would try to start: give the variable in programs.<name>.env, or write env ${assignment[0]}... <program>`;
+    if (SHELL_WORDS.has(first.text) && raw === first.text)
+      return `${NO_SHELL}, and "${first.text}" is a shell builtin or keyword, no program it can start: ${first.text === "cd" ? "give the directory in programs.<name>.directory" : first.text === "exec" ? "leave exec out (supervisor runs the program itself, as exec would)" : SHELL_FIX}`;
+  }
+  for (const w of words) {
+    const shell2 = w.shell.find((s) => s !== "space");
+    if (shell2 === "$" || shell2 === "`")
+      return `${NO_SHELL}, so "${w.text}" is passed as written, never expanded: use a placeholder ({release}, {port}...), give the value in programs.<name>.env, or ${SHELL_FIX}`;
+    if (shell2 === "~") return `${NO_SHELL}, so the "~" starting "${w.text}" is passed as written, not a home directory: write the path itself, or ${SHELL_FIX}`;
+    if (shell2) return `${NO_SHELL}, so "${shell2}" in "${w.text}" would be given to the program as an argument, not read by a shell: ${SHELL_FIX}`;
+    if (w.shell.includes("space")) return `it holds a Unicode space (a no-break space, say) outside quotes, where supervisor's command parser does not split: two words would reach the program as one; type an ordinary space there (or quote the word if the space is meant)`;
+  }
+  return void 0;
 }
 
 // core/config/schema.ts
@@ -43189,14 +43290,36 @@ function string(opts2 = {}) {
     }
   };
 }
-function bounded(kind, min, max, form) {
+var DURATION_UNITS = [
+  [/^(ms|msec|milliseconds?)$/, 1e-3],
+  [/^(s|sec|secs|seconds?)$/, 1],
+  [/^(m|min|mins|minutes?)$/, 60],
+  [/^(h|hr|hours?)$/, 3600]
+];
+function durationSeconds(text) {
+  const t = text.trim().toLowerCase();
+  const clock = /^(\d+):([0-5]\d)$/.exec(t);
+  if (clock) return Number(clock[1]) * 60 + Number(clock[2]);
+  const parts = [...t.matchAll(/(\d+(?:\.\d+)?)\s*([a-z]+)\s*/g)];
+  if (!parts.length || parts.map((p) => p[0]).join("") !== t) return void 0;
+  let total = 0;
+  for (const [, n, unit] of parts) {
+    const seconds3 = DURATION_UNITS.find(([re]) => re.test(unit))?.[1];
+    if (seconds3 === void 0) return void 0;
+    total += Number(n) * seconds3;
+  }
+  return Math.round(total * 1e3) / 1e3;
+}
+function bounded(kind, min, max, form, unit) {
   const whole = kind === "integer";
   return {
     form,
     json: () => ({ type: kind, minimum: min, maximum: max }),
     check(value, path, problems) {
-      const quoted = typeof value === "string" && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? " (a string, in quotes: write the number without them)" : "";
-      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, quoted);
+      let extra = typeof value === "string" && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? " (a string, in quotes: write the number without them)" : "";
+      const seconds3 = unit && typeof value === "string" && !extra ? durationSeconds(value) : void 0;
+      if (seconds3 !== void 0) extra = ` (a number of seconds, without a unit: ${seconds3}${seconds3 < min || seconds3 > max || whole && !Number.isInteger(seconds3) ? `, which is not ${form}` : ""})`;
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, extra);
       return value;
     }
   };
@@ -43204,18 +43327,37 @@ function bounded(kind, min, max, form) {
 function integer(min, max, form) {
   return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
 }
-function number(min, max, form) {
-  return bounded("number", min, max, form ?? `a number ${min}-${max}`);
+function seconds2(min, max, whole = true) {
+  return bounded(whole ? "integer" : "number", min, max, `${whole ? "an integer" : "a number"} ${min}-${max}`, "seconds");
 }
+var YAML11_BOOLEANS = { y: true, yes: true, on: true, n: false, no: false, off: false };
 function boolean() {
   return {
     form: "true or false",
     json: () => ({ type: "boolean" }),
     check(value, path, problems) {
-      if (typeof value !== "boolean") return fail(problems, path, "true or false", value);
-      return value;
+      if (typeof value === "boolean") return value;
+      const word = typeof value === "string" ? value.trim().toLowerCase() : "";
+      const extra = word === "true" || word === "false" ? ` (a string, in quotes: write ${word} without them)` : Object.hasOwn(YAML11_BOOLEANS, word) ? ` (YAML 1.1's word for ${YAML11_BOOLEANS[word]}; ops reads YAML 1.2, where it is text: write ${YAML11_BOOLEANS[word]})` : "";
+      return fail(problems, path, "true or false", value, extra);
     }
   };
+}
+function distance(a, b) {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+function closest(key, known) {
+  const norm = key.toLowerCase().replace(/-/g, "_");
+  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
 }
 function oneOf(values) {
   const form = `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
@@ -43223,8 +43365,9 @@ function oneOf(values) {
     form,
     json: () => ({ type: "string", enum: [...values] }),
     check(value, path, problems) {
-      if (typeof value !== "string" || !values.includes(value)) return fail(problems, path, form, value);
-      return value;
+      if (typeof value === "string" && values.includes(value)) return value;
+      const near = typeof value === "string" ? closest(value, [...values]) : void 0;
+      return fail(problems, path, form, value, near ? ` (did you mean "${near}"?)` : "");
     }
   };
 }
@@ -43313,22 +43456,6 @@ function opt(schema, doc, defaultValue) {
 }
 
 // core/config/schema-object.ts
-function distance(a, b) {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  }
-  return d[a.length][b.length];
-}
-function closest(key, known) {
-  const norm = key.toLowerCase().replace(/-/g, "_");
-  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
-  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
-}
 function showDefault(value) {
   if (value === void 0) return void 0;
   if (typeof value === "string") return value === "" ? '""' : value;
@@ -43539,6 +43666,8 @@ function clonePathProblem(v) {
 var gitRef = string({ form: "a git branch, tag or sha", pattern: patternOf("gitRef") });
 function routeProblem(v) {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(v)) return void 0;
+  if (v === ACME_CHALLENGE_PREFIX)
+    return `the site serves ${v} itself (certbot's HTTP-01 challenge files), and nginx refuses a second location of the same prefix ("duplicate location"): route a prefix below it, or leave it to the site`;
   const segments = v.split("/").slice(1, -1);
   if (v !== "/" && segments.some((s) => s === "" || s === "." || s === "..")) {
     const fixed = `${posix.normalize(v).replace(/\/*$/, "")}/`;
@@ -43547,6 +43676,7 @@ function routeProblem(v) {
   if (!v.endsWith("/")) return `a prefix other than "/" ends with "/": write "${v}/" (without it, ${v} also catches ${v}ary and ${v}-docs; nginx redirects ${v} to ${v}/)`;
   return void 0;
 }
+var ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
 var routePrefix = string({
   pattern: /^\/(?:(?!\.{1,2}\/)[A-Za-z0-9._~-]+\/)*$/,
   form: 'a URL prefix ending in "/" ("/", "/api/"; letters, digits, ".", "_", "~", "-" between the "/", no "." or ".." segment)',
@@ -43563,16 +43693,26 @@ function healthProblem(v) {
 var SIZE_UNITS = { "": 1n, k: 1024n, m: 1024n ** 2n, g: 1024n ** 3n };
 function bodySizeProblem(v) {
   const m = /^(\d+)([kKmMgG]?)$/.exec(v);
-  if (!m) return void 0;
+  if (!m) return sizeFormProblem(v);
   const max = (2n ** 63n - 1n) / SIZE_UNITS[m[2].toLowerCase()];
   if (BigInt(m[1]) > max) return `nginx refuses a size over 2^63 - 1 bytes: at most ${max}${m[2]} (a few "m" or "g" is usual)`;
   return void 0;
+}
+function sizeFormProblem(v) {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?|bytes?)\s*$/i.exec(v);
+  if (!m || !m[2] && !/^b/i.test(m[3]) || m[2] && /^bytes?$/i.test(m[3])) return void 0;
+  const unit = m[2].toLowerCase();
+  const bytes = Number(m[1]) * Number(SIZE_UNITS[unit === "t" ? "g" : unit] ?? 1n) * (unit === "t" ? 1024 : 1);
+  const [n, u] = [["g", 1024 ** 3], ["m", 1024 ** 2], ["k", 1024], ["", 1]].map(([u2, b]) => [bytes / b, u2]).find(([n2]) => Number.isInteger(n2)) ?? [Math.ceil(bytes), ""];
+  return `nginx reads digits and then k, m or g alone (1024-based, no "B", no space, no fraction): ${n}${u}`;
 }
 var assetDir = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]+$/, form: 'a path relative to the release, inside it ("client/build/client/_app/immutable")' });
 var servedAssetDir = string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, form: 'a path relative to the release, inside it, of letters, digits, ".", "_", "-" and "/" ("client/build/client/_app/immutable")' });
 var assetUrl = string({ pattern: /^\/([A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/, form: 'a URL path starting and ending with "/", of letters, digits, ".", "_", "-" ("/_app/immutable/")' });
 var version = string({ pattern: /^\d+(\.\d+){0,2}$/, form: 'a version number ("18", "3.11", "3.8.9")' });
 function addressProblem(v) {
+  const zone = /^([^%]+)%(.*)$/.exec(v);
+  if (zone && isIP(zone[1]) === 6) return `an IPv6 address with a zone (%${zone[2]}) names an interface of the machine that connects (a link-local address): give the host's global address or a DNS name`;
   if (isIP(v)) return void 0;
   const url = urlParts(v);
   if (url) return `a URL: the address is the host alone (address: ${url.host}${url.port ? `, port: ${url.port}` : ""}${url.user ? `, user: ${url.user}` : ""})`;
@@ -43610,7 +43750,20 @@ function dnsNameProblem(v) {
   const name2 = v.replace(/\.$/, "");
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name2.length > 253 || !name2.split(".").every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
+  if (isIP(name2) === 4) return void 0;
+  const ipv4 = inetAton(name2);
+  if (ipv4) return `the resolver reads it as the IPv4 address ${ipv4} (inet_aton's hex, octal and short forms), not as a name: write ${ipv4} if that is the host`;
+  if (/^\d+$/.test(name2.split(".").pop())) return "not a DNS name: its last label is all digits, which no top-level domain is (RFC 3696); an IPv4 address is four numbers from 0 to 255";
   return void 0;
+}
+function inetAton(v) {
+  const parts = v.split(".");
+  if (parts.length > 4 || !parts.every((p) => /^(0x[0-9a-f]*|0[0-7]*|[1-9]\d*)$/i.test(p))) return void 0;
+  const nums = parts.map((p) => /^0x/i.test(p) ? parseInt(p.slice(2) || "0", 16) : /^0/.test(p) ? parseInt(p, 8) || 0 : Number(p));
+  const last = nums.pop();
+  if (nums.some((n) => n > 255) || last >= 256 ** (4 - nums.length)) return void 0;
+  const bytes = [...nums, ...Array.from({ length: 4 - nums.length }, (_, i) => Math.floor(last / 256 ** (3 - nums.length - i)) % 256)];
+  return bytes.join(".");
 }
 function domainProblem(v) {
   const rest = /^([^/:]+)(:\d{1,5})?(\/.*)?$/.exec(v);
@@ -43672,12 +43825,13 @@ var secretRef = object(
   "{ secret: <key path> }"
 );
 var httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
+var programCommand = string({ pattern: /^[^\n]+$/, form: "a command line supervisor runs without a shell (one line)", check: programCommandProblem });
 var programSchema = object({
-  command: req(command, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format's {asctime})"),
+  command: req(programCommand, "how to start it: supervisor runs it as the app user in `directory`, with HOME, PATH (the release's venv/bin, the pinned Node.js, /usr/local/bin:/usr/bin:/bin), OPS_RELEASE (the release id), OPS_SLOT (blue or green) and its `env` in its environment (beside the variables supervisord gives every program), not the release `.env`: that is a file the app reads itself (`{release}/.env`, e.g. with python-dotenv or dotenv); placeholders: {release} (the release directory), {python} {node} {npm} (pinned runtimes, absolute paths), {port} (the port of this program in the slot being started), {port:<program>}; `{{name}}` is a literal {name} (a log format's {asctime}); no shell runs it: supervisor splits it into words as a shell would (quotes, `\\`) and starts the first, so a shell's syntax (`&&`, `|`, `;`, `>`, `$VAR`, a leading `~`, `exec`, `cd` or `NAME=value` first) is refused unless quoted: write `sh -c '... && exec <program>'`, or `env NAME=value <program>`; a first word with a `/` that is not absolute (venv/bin/python) is found from `directory`"),
   directory: opt(relPath, "working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)", "."),
-  port: req(port, 'the port it listens on in the "blue" slot; the "green" slot uses port + switch.port_offset'),
+  port: req(port, 'the port it listens on in the "blue" slot, from 1024 (the app user may not listen below); the "green" slot uses port + switch.port_offset'),
   health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
-  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on", {})
+  env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused", {})
 });
 var envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
 var environmentSchema = object(
@@ -43692,7 +43846,7 @@ var environmentSchema = object(
     ssh: opt(
       object({
         identity_file: opt(anyPath, "private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"),
-        connect_timeout: opt(integer(1, 300), "seconds to wait for a connection", 20),
+        connect_timeout: opt(seconds2(1, 300), "seconds to wait for a connection", 20),
         connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
       }),
       "SSH settings",
@@ -43736,7 +43890,7 @@ var environmentSchema = object(
           false
         ),
         migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is)', "make migrate"),
-        migrate_timeout: opt(integer(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
+        migrate_timeout: opt(seconds2(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
         keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),
         migration_paths: opt(
@@ -43759,17 +43913,17 @@ var environmentSchema = object(
     routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
     switch: opt(
       object({
-        health_timeout: opt(integer(1, 900), "seconds the new processes get to pass their health checks", 60),
-        health_interval: opt(number(0.1, 60), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
+        health_timeout: opt(seconds2(1, 900), "seconds the new processes get to pass their health checks", 60),
+        health_interval: opt(seconds2(0.1, 60, false), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
         keep_previous: opt(
           boolean(),
           "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
           true
         ),
-        drain: opt(integer(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
+        drain: opt(seconds2(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
         port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
         batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
-        lock_wait: opt(integer(0, 3600), "seconds to wait for another run's lock before failing", 0)
+        lock_wait: opt(seconds2(0, 3600), "seconds to wait for another run's lock before failing", 0)
       }),
       "the gapless switch",
       {}
@@ -43906,7 +44060,7 @@ var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`
 // core/source.ts
 function ambiguousRef(ref, matches) {
   return new OpsError(
-    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.kind === "commit" ? "a commit" : `a ${m.kind}`} (${m.sha.slice(0, 12)})`).join(" and ")}`,
+    `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.label ?? (m.kind === "commit" ? "a commit" : `a ${m.kind}`)} (${m.sha.slice(0, 12)})`).join(" and ")}`,
     `say which one: ${matches.map((m) => m.fullName).join(" or ")}`
   );
 }
@@ -43986,8 +44140,8 @@ function refFromEvent(payload, repository) {
   return { ref: pullHeadRef(pr.number, branch, same), sha, pull: { number: pr.number, title: pr.title ?? "", url: pr.html_url ?? "", branch: branch || `pull/${pr.number}` } };
 }
 var pullInfo = (pr) => ({ number: pr.number, title: pr.title, url: pr.url, branch: pr.headRef });
-function pullHeadRef(number2, branch, sameRepository) {
-  return sameRepository && branch && isValid("gitRef", branch) ? `refs/heads/${branch}` : `pull/${number2}`;
+function pullHeadRef(number, branch, sameRepository) {
+  return sameRepository && branch && isValid("gitRef", branch) ? `refs/heads/${branch}` : `pull/${number}`;
 }
 function pullRequestRef(pr) {
   return parseRef(pullHeadRef(pr.number, pr.headRef, pr.sameRepository));
@@ -44181,7 +44335,7 @@ function restApi(options) {
       }
       return sorted(found);
     },
-    async comment(number2, body, marker) {
+    async comment(number, body, marker) {
       const text = body.includes(marker) ? body : `${marker}
 ${body}`;
       try {
@@ -44189,7 +44343,7 @@ ${body}`;
         for await (const page of octokit.paginate.iterator(octokit.rest.issues.listComments, {
           owner,
           repo,
-          issue_number: number2,
+          issue_number: number,
           per_page: 100
         })) {
           const mine = page.data.find((c) => c.body?.includes(marker) && writtenByUs(c));
@@ -44199,12 +44353,12 @@ ${body}`;
           await octokit.rest.issues.updateComment({ owner, repo, comment_id: existing, body: text });
           return "updated";
         }
-        await octokit.rest.issues.createComment({ owner, repo, issue_number: number2, body: text });
+        await octokit.rest.issues.createComment({ owner, repo, issue_number: number, body: text });
         return "created";
       } catch (e) {
         const locked = e.status === 403 && /\bis locked\b/i.test(e instanceof Error ? e.message : "");
-        const access2 = locked ? `the conversation of pull request #${number2} is locked: unlock it on GitHub (Unlock conversation) to get the comment; the job summary lists it either way` : PULLS_ACCESS;
-        throw apiError(`comment on pull request #${number2}`, { ...options, access: access2 }, e);
+        const access2 = locked ? `the conversation of pull request #${number} is locked: unlock it on GitHub (Unlock conversation) to get the comment; the job summary lists it either way` : PULLS_ACCESS;
+        throw apiError(`comment on pull request #${number}`, { ...options, access: access2 }, e);
       }
     }
   };

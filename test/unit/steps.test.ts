@@ -194,6 +194,16 @@ describe('nginx site', () => {
     const routes = { '/': 'client', '/api/': 'server', '/.well-known/': 'server', '/.well-known/acme-challenge/x/': 'server', '/.ops/': 'server', '/favicon.ico/': 'server' };
     for (const tls of [{ mode: 'off' }, { mode: 'letsencrypt', email: 'ops@example.org' }, { mode: 'self-signed' }])
       for (const ready of [true, false]) expect(duplicates(site(env({ tls, routes }), ready)), `${tls.mode} ${ready}`).toEqual([]);
+    // without a route for "/": the paths no route takes answer 404 (not nginx's own root, its welcome page), in the
+    // server that serves the app
+    const apiOnly = { '/api/': 'server', '/app/': 'client' };
+    for (const tls of [{ mode: 'off' }, { mode: 'letsencrypt', email: 'ops@example.org' }, { mode: 'self-signed' }])
+      for (const ready of [true, false]) {
+        const text = site(env({ tls, routes: apiOnly }), ready);
+        expect(duplicates(text), `${tls.mode} ${ready}`).toEqual([]);
+        expect(text.split(/^server \{$/m).at(-1), `${tls.mode} ${ready}`).toContain('location / {\n        return 404;\n    }');
+      }
+    expect(site(env({ routes }), true)).not.toContain('return 404;');
     expect(duplicates('server {\n    location ^~ /a/ {}\n    location /a/ {}\n}\n')).toEqual(['prefix /a/']);
     expect(() => env({ routes: { '/': 'client', '/.well-known/acme-challenge/': 'server' } })).toThrow(/routes\.\/\.well-known\/acme-challenge\/: .*nginx refuses a second location of the same prefix/);
   });

@@ -63942,7 +63942,11 @@ ${upgradeMap(env)}`,
     ssl_certificate: certs?.cert ?? "",
     ssl_certificate_key: certs?.key ?? "",
     client_max_body_size: env.config.nginx.client_max_body_size,
-    locations: [favicon, ...assets, ...locations].filter(Boolean).join("\n    ")
+    locations: [favicon, ...assets, ...locations].filter(Boolean).join("\n    "),
+    // No route for "/": the paths no route takes answer 404, not nginx's own root (/usr/share/nginx/html: Debian's
+    // "Welcome to nginx!" page under the app's name). Apart from {{locations}}: a custom template may serve "/" itself.
+    // On its own line when there is one; nothing at all otherwise (the site's text as it was: no rewrite, no reload).
+    unrouted_location: root ? "" : "\n    location / {\n        return 404;\n    }"
   };
 }
 function assetLocations(env) {
@@ -63996,7 +64000,7 @@ ${port80(`    client_max_body_size {{client_max_body_size}};
 
     {{acme_location}}
     {{slot_location}}
-    {{locations}}
+    {{locations}}{{unrouted_location}}
 `)}`;
 var TLS_SITE = `${HEADER}
 {{upstreams_include}}
@@ -64020,7 +64024,7 @@ server {
     {{security_headers}}
 
     {{slot_location}}
-    {{locations}}
+    {{locations}}{{unrouted_location}}
 }
 `;
 function renderTemplate(template, vars, source) {

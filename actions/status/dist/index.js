@@ -72984,7 +72984,7 @@ ${port80(`    client_max_body_size {{client_max_body_size}};
 
     {{acme_location}}
     {{slot_location}}
-    {{locations}}
+    {{locations}}{{unrouted_location}}
 `)}`;
 var TLS_SITE = `${HEADER}
 {{upstreams_include}}
@@ -73008,7 +73008,7 @@ server {
     {{security_headers}}
 
     {{slot_location}}
-    {{locations}}
+    {{locations}}{{unrouted_location}}
 }
 `;
 

@@ -120,7 +120,8 @@ describe.sequential('what ops reports live is what serves', () => {
       SPACES: '  spaced  out  ',
       EQUALS: 'x=y=z',
       UNICODE: 'ünïcödé ✓ 日本語',
-      DOLLAR: '$HOME ${PATH} `id`',
+      // not $HOME or $PATH: a variable the program is given, named so, is refused (supervisor expands none)
+      DOLLAR: '$UNSET ${NOPE} `id`',
       EMPTY: '',
     };
     project.write(config({ command: 'env LOG_FORMAT=%(h)s {python} server.py {port} 2', env: hard }));

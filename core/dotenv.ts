@@ -126,7 +126,10 @@ function write(value: string, form: Form): string {
 
 /** Why a value cannot be written for the declared readers (never the value itself). */
 export interface Refusal {
-  /** The readers that would corrupt it (each alone, or as a set that shares no form). */
+  /**
+   * The readers that would corrupt it (each alone, or as a set that shares no form); [] when no reader could carry it
+   * (a NUL, a lone surrogate): then no choice of readers helps, and the refusal offers only to change the value.
+   */
   readers: Reader[];
   reason: string;
 }
@@ -198,8 +201,8 @@ function aloneReason(reader: Reader, value: string): string {
  */
 export function encodeValue(value: string, readers: readonly Reader[], others: readonly Reader[] = []): { text: string; form: string } | { refused: Refusal } {
   const all = [...readers, ...others];
-  if (value.includes('\0')) return { refused: { readers: all, reason: 'it holds a NUL character, which no process environment can carry' } };
-  if (LONE_SURROGATE.test(value)) return { refused: { readers: all, reason: 'it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8' } };
+  if (value.includes('\0')) return { refused: { readers: [], reason: 'it holds a NUL character, which no process environment can carry (nor any .env reader)' } };
+  if (LONE_SURROGATE.test(value)) return { refused: { readers: [], reason: 'it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8' } };
   const [form] = formsFor(value, readers, others);
   if (form) return { text: write(value, form), form: form.name };
   /** The forms that suit reader `r` alone (exactly, or as a statement when it is one of `others`). */
@@ -253,7 +256,7 @@ interface RefusedVariable {
   /** Why its readers would not read it back. */
   reason: string;
   secret: boolean;
-  /** The readers that would corrupt it. */
+  /** The readers that would corrupt it ([]: none could carry it, Refusal.readers). */
   readers: Reader[];
 }
 
@@ -277,7 +280,8 @@ function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouc
   const culprits = [...new Set(refused.flatMap((r) => r.readers))];
   return new OpsError(
     `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.head}: ${r.reason}`).join('\n')}`,
-    `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''}), or, if your app does not read .env with it, drop ${culprits.join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml (README: "The .env: which values each reader can carry")`,
+    // a value no reader carries (a NUL) is not helped by dropping readers: only what the others name is offered
+    `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''})${culprits.length ? `, or, if your app does not read .env with it, drop ${culprits.join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml` : ''} (README: "The .env: which values each reader can carry")`,
   );
 }
 

@@ -90,6 +90,31 @@ describe('variable names', () => {
 // A value reaches the release's commands and the app as an environment variable (the environ file, exported):
 // Linux starts no program whose environment holds a string longer than MAX_ARG_STRLEN, so such a value is refused
 // when the .env is rendered, not met as "Argument list too long" by every command on the host.
+describe('a value no reader can carry', () => {
+  it('a NUL (a secret sops set stored from "\\u0000", a plain value "a\\0b") is refused by variable, never the value, and the fix offered is to change it, not to drop readers (no reader, no process environment carries one)', () => {
+    const env = environment({ TOKEN: { secret: 'token' }, PLAIN: 'pl\0ain-v4lue' }, ['python-dotenv', 'node-dotenv', 'vite']);
+    const fail = (f: () => unknown): OpsError => {
+      try {
+        f();
+      } catch (e) {
+        if (e instanceof OpsError) return e;
+        throw e;
+      }
+      throw new Error('not refused');
+    };
+    for (const e of [fail(() => renderDotenv(env, { token: 'nul\0-t0ken-4f9a' })), fail(() => refuseUnreadableSecrets(env, {}, { token: 'nul\0-t0ken-4f9a' }))]) {
+      expect(e.message).toMatch(/TOKEN \(secret "token"; read by [^)]*\): it holds a NUL character/);
+      expect(`${e.message} ${e.hint}`).not.toMatch(/t0ken|pl.?ain-v4lue/);
+      expect(e.hint).toContain('change the value');
+      expect(e.hint).not.toContain('dotenv.readers');
+    }
+    // beside a value a reader cannot carry, only that reader is named as one to drop
+    const both = fail(() => renderDotenv(environment({ A: { secret: 'a' }, B: { secret: 'b' } }), { a: 'nul\0-t0ken-4f9a', b: 'x${HOME}y-4f9a' }));
+    expect(both.hint).toContain('drop python-dotenv from dotenv.readers');
+    expect(both.hint).not.toContain('node-dotenv');
+  });
+});
+
 describe('a value too long for a process environment', () => {
   /** Real bash loading an environ file holding `NAME=VALUE` of `length` bytes, then starting a program. */
   const startsAProgram = (length: number): boolean => {

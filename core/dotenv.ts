@@ -289,7 +289,8 @@ function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouc
  * Whether a decrypted secret holds, at any depth, a float64 that is a whole number beyond 2^53 whose shortest digits
  * number more than 15: sops stores an integer typed without quotes beyond the 64-bit range as a float64, in its YAML
  * store (go-yaml) and its JSON store alike (getsops/sops stores/json/store.go, normalizeJSONNumber: an integer
- * within int64 is an int, anything else a float64), so its digits past the 17th are gone, and the app would get
+ * within int64 is an int, anything else a float64), and `sops set` every number it is given (its value is JSON,
+ * decoded into a float64: 12345678901234567 is stored as 12345678901234568), so its last digits are gone, and the app would get
  * another number than the one typed. Any text of at most 15 significant digits reads back as those digits (a
  * float64 holds 15 decimal digits exactly), so such a float was typed with more: rounded. A whole float of 15 digits
  * or fewer (1e20, 100000000000000000000) is what such a text means, and reaches the .env as sops gives it (1E+20 as
@@ -365,7 +366,7 @@ function roundedError(env: DotenvSettings, rounded: RoundedVariable[], untouched
   const first = rounded[0]!;
   const line = (r: RoundedVariable) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ''}${r.old ? ', already in the file before this change: every deploy already refuses it' : ''})`;
   return new OpsError(
-    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer typed without quotes beyond the 64-bit range, with more digits than a floating-point number holds, which sops stores as a floating-point number, its digits past the 17th rounded: the app would get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer with more digits than a floating-point number holds, which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, and every number given to \`sops set\`), its last digits rounded: the app would get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
     `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`,
   );
 }

@@ -137,7 +137,7 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     })();
     expect(err).toBeInstanceOf(OpsError);
     expect(err.message).toBe(
-      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold an integer typed without quotes beyond the 64-bit range, with more digits than a floating-point number holds, which sops stores as a floating-point number, its digits past the 17th rounded: the app would get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
+      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold an integer with more digits than a floating-point number holds, which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, and every number given to `sops set`), its last digits rounded: the app would get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
     );
     expect(err.hint).toBe('quote it as a string, so that it is stored and given as typed: `ops secrets edit qa` and write it in double quotes (key: "..."), or set it again: printf \'%s\' VALUE | ops secrets set qa chat.id (always text)');
     expect(`${err.message}\n${err.hint}`).not.toMatch(/1234567890123456/);
@@ -150,6 +150,32 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     // integers within int64 and quoted text reach the .env as typed
     const ok = renderDotenv(withEnv({ EXACT: { secret: 'exact' }, QUOTED: { secret: 'quoted' } }), secrets);
     expect(ok.environ).toBe('EXACT=9223372036854775807\0QUOTED=123456789012345678901234\0');
+  });
+
+  it('an integer within 64 bits given to the real `sops set` (which stores every JSON number as a float64, rounding one of 17 digits) is refused too, the message saying so, not "typed beyond the 64-bit range"', async () => {
+    const e = await newEnv();
+    const recipient = (await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) })).recipients[0]!;
+    const plain = join(tempDir('ops-numbers-'), 'secrets.sops.yaml');
+    writeFileSync(plain, 'team: Zq8-vT3m-Lw5x-Pk2r\n');
+    writeFileSync(e.secrets, sops(['encrypt', '--age', recipient, plain], e.keyFile).out);
+    const set = sops(['set', e.secrets, '["chat_id"]', '12345678901234567'], e.keyFile);
+    expect(set.err).toBe('');
+    const base = loadEnvironment('qa', e.root);
+    const secrets = await environmentSecrets({ root: e.root, reporter: new MemoryReporter(), processEnv: e.env }, base);
+    expect(secrets.chat_id).toBe(12345678901234568); // what sops stored: the 17th digit rounded
+    const env = { ...base, config: { ...base.config, env: { CHAT_ID: { secret: 'chat_id' } } } } as typeof base;
+    const err = (() => {
+      try {
+        renderDotenv(env, secrets);
+      } catch (x) {
+        return x as OpsError;
+      }
+      throw new Error('not refused');
+    })();
+    expect(err.message).toContain('given to `sops set`');
+    expect(err.message).not.toContain('holds an integer typed without quotes');
+    expect(err.message).toContain('  - CHAT_ID (secret "chat_id")');
+    expect(`${err.message}\n${err.hint}`).not.toMatch(/1234567890123456/);
   });
 
   it('secrets set of a new member in a map named whole, beside a rounded integer or a binary value already there: refused naming that member, said to be there already, the file unchanged', async () => {

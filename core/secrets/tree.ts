@@ -364,10 +364,24 @@ export function quotePart(k: string): string {
  * passwords has no `new@x.org`: one key holding dots, or nested keys?), or three or more at the top level. Two new
  * parts at the top level (`datapass.client_id`) make a map holding a key, as the README shows.
  * `show` (ops secrets show --key): refusals' hints say how to print a key (how to set one, otherwise).
- * @throws OpsError for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key.
+ * @throws OpsError for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key;
+ * and for a path that names two existing keys as written (`db.password` beside a key "db.password" and
+ * db: { password }), naming both in their quoted spellings, which name one each.
  */
 export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean; show?: { env: string } } = {}): string[] {
   const parts = keyPathParts(text, options.show);
+  // Two secrets the path names as written (a key "db.password" beside db: { password }): the longest run would
+  // take one of them silently, so a deploy could give the app the other's value than the one meant.
+  const readings = existingReadings(parts, keysAt, 0, [], 2);
+  if (readings.length > 1) {
+    const [a, b] = readings as [string[], string[]];
+    const which = (r: string[]) => (r.length === 1 ? `the key "${r[0]}"` : `the key ${quotePart(r[r.length - 1]!)} inside ${r.slice(0, -1).map(quotePart).join('.')}`);
+    const quoted = (r: string[]) => `'${r.map((k) => `"${k}"`).join('.')}'`;
+    throw new OpsError(
+      `the key path "${text}" names two secrets: ${which(a)}, and ${which(b)}`,
+      `write the one meant with its keys in double quotes, ${quoted(a)} for the first, ${quoted(b)} for the second (as { secret: ... } in environment.yml, and for ops secrets set and show), or rename one of them (ops secrets edit)`,
+    );
+  }
   const path: string[] = [];
   for (let i = 0; i < parts.length; ) {
     if (parts[i]!.quoted) {
@@ -405,6 +419,25 @@ export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly 
     break;
   }
   return path;
+}
+
+/**
+ * The ways `parts` (from `from`, below `path`) name keys that all exist, a run of unquoted parts being one key holding
+ * dots or several nested ones; at most `limit`, longest runs first (splitKeyPath's own reading is the first).
+ * Only existing keys are followed, so the search is bounded by the tree, not by the number of dots.
+ */
+function existingReadings(parts: KeyPart[], keysAt: (path: string[]) => readonly string[], from: number, path: string[], limit: number): string[][] {
+  if (from === parts.length) return path.length ? [path] : [];
+  const keys = new Set(keysAt(path));
+  if (parts[from]!.quoted) return keys.has(parts[from]!.key) ? existingReadings(parts, keysAt, from + 1, [...path, parts[from]!.key], limit) : [];
+  let run = from;
+  while (run < parts.length && !parts[run]!.quoted) run++;
+  const found: string[][] = [];
+  for (let end = run; end > from && found.length < limit; end--) {
+    const key = parts.slice(from, end).map((p) => p.key).join('.');
+    if (keys.has(key)) found.push(...existingReadings(parts, keysAt, end, [...path, key], limit - found.length));
+  }
+  return found;
 }
 
 /**

@@ -115,6 +115,27 @@ describe('a value no reader can carry', () => {
   });
 });
 
+describe('a key path that names two secrets', () => {
+  it('db.password beside both a key "db.password" and db: { password } is refused, naming both spellings, never a value; each quoted one is taken as written', () => {
+    const secrets = { 'db.password': 'top-v4lue-4f9a', db: { password: 'nested-v4lue-4f9a' }, mail: { 'admin@example.org': 'mail-v4lue-4f9a' } };
+    const fail = (f: () => unknown): OpsError => {
+      try {
+        f();
+      } catch (e) {
+        if (e instanceof OpsError) return e;
+        throw e;
+      }
+      throw new Error('not refused');
+    };
+    const e = fail(() => renderDotenv(environment({ DB_PASSWORD: { secret: 'db.password' } }), secrets));
+    expect(e.message).toBe('the key path "db.password" names two secrets: the key "db.password", and the key password inside db');
+    expect(e.hint).toContain(`'"db.password"' for the first, '"db"."password"' for the second`);
+    expect(`${e.message} ${e.hint}`).not.toMatch(/v4lue/);
+    const env = environment({ TOP: { secret: '"db.password"' }, NESTED: { secret: '"db"."password"' }, MAIL: { secret: 'mail.admin@example.org' } });
+    expect(renderDotenv(env, secrets).environ).toBe('TOP=top-v4lue-4f9a\0NESTED=nested-v4lue-4f9a\0MAIL=mail-v4lue-4f9a\0');
+  });
+});
+
 describe('a value too long for a process environment', () => {
   /** Real bash loading an environ file holding `NAME=VALUE` of `length` bytes, then starting a program. */
   const startsAProgram = (length: number): boolean => {

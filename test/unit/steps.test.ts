@@ -245,6 +245,20 @@ describe('nginx site', () => {
   it('names unknown placeholders of a custom template', () => {
     expect(() => renderTemplate('{{app}} {{oops}}', { app: 'x' }, 'my.conf')).toThrow(/my.conf uses unknown placeholder \{\{oops\}\}/);
   });
+  it("refuses a custom template that proxies to a slot's port itself (nginx would not follow the switch), naming the line", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-template-'));
+    const e = { ...env({ nginx: { site_template: 'site.conf' } }), dir };
+    // A hand-written site carried over from before ops: the app's port written in, as it was before blue/green.
+    writeFileSync(join(dir, 'site.conf'), '{{upstreams_include}}\nserver {\n    listen 80;\n    # was: proxy_pass http://127.0.0.1:3579;\n    location /api/ { proxy_pass http://127.0.0.1:3579/; }\n    location / { proxy_pass http://localhost:3001; }\n    location /metrics { proxy_pass http://127.0.0.1:9100; }\n}\n');
+    expect(() => site(e, true)).toThrow(
+      "environments/test/site.conf sends requests to a slot's port itself, line 5: 127.0.0.1:3579 (program server's port on slot blue); line 6: localhost:3001 (program client's port on slot green)",
+    );
+    expect(() => site(e, true)).toThrow(expect.objectContaining({ hint: expect.stringContaining('proxy_pass http://shop_server, http://shop_client;') }));
+    // Through the upstreams the switch rewrites, and another service's port: as before.
+    writeFileSync(join(dir, 'site.conf'), '{{upstreams_include}}\nserver {\n    location /api/ { proxy_pass http://shop_server/; }\n    location /metrics { proxy_pass http://127.0.0.1:9100; }\n    {{slot_location}}\n}\n');
+    expect(site(e, true)).toContain('proxy_pass http://shop_server/;');
+    rmSync(dir, { recursive: true });
+  });
   it('restores the previous files and fails with nginx\'s message when nginx -t or the reload refuses', () => {
     const s = applyNginx({ item: 'x', files: [{ path: '/etc/nginx/x.conf', content: 'y' }] }).script;
     expect(s).toContain('nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');

@@ -487,6 +487,7 @@ touch "$carried"
 if [ ! -d ${quote(from)} ]; then ops_report ${RELEASE_KEYS.carried} 0; exit 0; fi
 own=$(mktemp); given=$(mktemp); trap 'rm -f "$own" "$given"' EXIT
 cd ${quote(from)}
+${servedNamesHashed(env, live)}
 # Its own files there (a directory given as a link is not followed), minus those carried into it from the one before.
 # Hidden files and directories below an asset directory are its build's metadata, never a page's asset: a manifest
 # (Sprockets' .sprockets-manifest-<hex>.json, of which Rails takes the first by name; Vite's .vite/manifest.json)
@@ -504,6 +505,36 @@ while IFS= read -r -d '' f; do
 done < <(comm -z -23 "$own" "$given")
 ops_report ${RELEASE_KEYS.carried} "$n"`,
   };
+}
+
+/**
+ * Shell, run in release `live`'s directory with the new release's in `$to`, that fails (stderr: which directory, which
+ * files, what it means, the fix) when a file under an asset directory nginx serves (release.asset_dirs given a url)
+ * is in both releases under the same name with other bytes: nginx serves those directories `expires max` (browsers
+ * keep each file for good, without asking again: nginx-config.ts assetLocations), which holds only for names that are
+ * their content's hash. A file that changes under one name (SvelteKit's _app/version.json and _app/env.js when the
+ * whole _app is given, a Django or Flask static/ without hashed names) would stay the previous release's in every
+ * browser that fetched it once, whatever the deploy says is live. Hidden files are not served (nor compared); links
+ * are not compared. Nothing when no directory is served; a first deploy of such a directory has nothing to compare.
+ */
+function servedNamesHashed(env: Target, live: string): string {
+  const served = assetDirs(env.config).flatMap((a, i) => (a.url ? [{ ...a, i }] : []));
+  if (!served.length) return '';
+  return served
+    .map(
+      (a) => String.raw`# release.asset_dirs[${a.i}] is served with expires max: a name must mean one content in every release.
+changed=()
+if [ -d ${quote(a.dir)} ] && [ ! -L ${quote(a.dir)} ]; then
+  while IFS= read -r -d '' f; do
+    if [ -f "$to/$f" ] && [ ! -L "$to/$f" ] && ! cmp -s -- "$f" "$to/$f"; then changed+=("$f"); fi
+  done < <(find ${quote(a.dir)} -mindepth 1 -name '.*' -prune -o -type f -print0)
+fi
+if [ "${'$'}{#changed[@]}" -gt 0 ]; then
+  echo ${quote(`release.asset_dirs[${a.i}] (${a.dir}, served at ${a.url} with "expires max": browsers keep each file for good, never asking again) holds files whose content changed under the same name since release ${live}:`)} "${'$'}{changed[*]:0:5}$([ "${'$'}{#changed[@]}" -le 5 ] || printf ' (%s in all)' "${'$'}{#changed[@]}")." ${quote(`A browser that fetched one keeps the previous release's. Give release.asset_dirs the directory of the build's content-hashed files only (SvelteKit: _app/immutable, not _app; Vite: dist/assets), or no url for this one (the app then serves it with its own caching), in environments/${env.name}/environment.yml`)} >&2
+  exit 1
+fi`,
+    )
+    .join('\n');
 }
 
 /**

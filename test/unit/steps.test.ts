@@ -550,6 +550,41 @@ describe('asset bridging (carryAssets)', () => {
   });
 });
 
+describe('asset directories nginx serves for good (carryAssets: names that change content)', () => {
+  // SvelteKit's whole _app given (not _app/immutable): its version.json and env.js keep their names from build to
+  // build; nginx serves the directory `expires max`, so a browser would keep the first it fetched for good.
+  const carry = (dirs: unknown[], changed: boolean) => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-served-'));
+    const config = parseEnvironment({ app: 'shop', domain: 'shop.example.org', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'x', port: 3000 } }, routes: { '/': 'web' }, release: { asset_dirs: dirs } }, 'test');
+    const target = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: base, url: 'https://shop.example.org' });
+    const live = '20261120T120000Z-0123456789ab';
+    const id = '20261121T120000Z-0123456789ac';
+    const put = (release: string, f: string, text: string) => {
+      mkdirSync(join(base, 'releases', release, f, '..'), { recursive: true });
+      writeFileSync(join(base, 'releases', release, f), text);
+    };
+    for (const r of [live, id]) {
+      put(r, 'build/client/_app/immutable/entry/start.CFvAqHEp.js', 'same');
+      put(r, 'build/client/_app/.hidden', r);
+    }
+    put(live, 'build/client/_app/version.json', '{"version":"1764950000000"}');
+    put(id, 'build/client/_app/version.json', changed ? '{"version":"1764953600000"}' : '{"version":"1764950000000"}');
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-s'], { input: scriptText(carryAssets(target, id, live)), encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
+    rmSync(base, { recursive: true, force: true });
+    return r;
+  };
+  it('refuses a served directory whose file changed content under its name since the live release, naming it and the fix', () => {
+    const r = carry([{ dir: 'build/client/_app', url: '/_app/' }], true);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('release.asset_dirs[0] (build/client/_app, served at /_app/ with "expires max": browsers keep each file for good, never asking again) holds files whose content changed under the same name since release 20261120T120000Z-0123456789ab: build/client/_app/version.json.');
+    expect(r.stderr).toContain('SvelteKit: _app/immutable, not _app');
+  });
+  it('lets through names whose content is the same, and a directory the app serves itself (no url)', () => {
+    expect(carry([{ dir: 'build/client/_app', url: '/_app/' }], false).status).toBe(0);
+    expect(carry(['build/client/_app'], true).status).toBe(0);
+  });
+});
+
 describe('assets nginx serves (stageAssets, the switch: sh/assets.sh)', () => {
   it("stages a prepared release's served directories as next: every file readable by all (a copy, root's, when the build's is not: the release's own untouched), a link to a file or directory of the release as that file or its files, no other link", () => {
     const base = mkdtempSync(join(tmpdir(), 'ops-stage-'));

@@ -200,16 +200,21 @@ export function liveReleasePathProblem(text: string, base: string, where: 'progr
  * slot's: {port} and {port:<program>} are expanded for the slot being started (core/steps/switch.ts expand). Only
  * where a number is a port: after a ":" (host:port, a URL), after an option or variable named for a port
  * (`--port 3579`, `PORT=3579`), or as the whole value of a variable named for one (`APP_PORT: "3579"`): a count or
- * a timeout equal to a port (`--workers 3000`) is not one.
+ * a timeout equal to a port (`--workers 3000`) is not one. A value of the `.env` (`path` env.<NAME>), which takes no
+ * placeholders, is asked about only when no program is given that variable itself (see its caller).
  */
 function literalPortProblem(text: string, path: string, config: EnvironmentConfig): string | undefined {
   const own = path.split('.')[1]!;
   const bare = text.replace(PLACEHOLDER, '');
-  const variable = /^programs\.[^.]+\.env\.(.*)$/.exec(path)?.[1];
+  const variable = /^(?:programs\.[^.]+\.)?env\.(.*)$/.exec(path)?.[1];
   for (const [name, p] of Object.entries(config.programs)) {
     const asPort = new RegExp(`(?::|port[\\w-]*['"]?(?:=|\\s+)['"]?)${p.port}(?!\\d)`, 'i').test(bare) || (variable !== undefined && /port/i.test(variable) && bare.trim() === String(p.port));
     if (!asPort) continue;
     const placeholder = name === own ? '{port}' : `{port:${name}}`;
+    // A value of the .env (no placeholders there) that no program is given a value of its own for (programs.<p>.env,
+    // which wins over the .env for its readers: envShadowProblems): every program of the green slot reads the blue one.
+    if (path.startsWith('env.'))
+      return `names port ${p.port}, program ${name}'s port in the blue slot only: the green slot runs it on ${p.port + config.switch.port_offset}, so a program of the green slot reading it would reach the live release's ${name} (after the switch, the previous release, kept warm there), not its own slot's (or, ${name} itself, take the live slot's port); the .env takes no placeholders: give it to the programs that read it in programs.<program>.env as ${variable}: "${text.replace(new RegExp(`(?<!\\d)${p.port}(?!\\d)`), `{port:${name}}`)}" (their own value wins over the .env's)`;
     return `names port ${p.port}, ${name === own ? "this program's" : `program ${name}'s`} port in the blue slot only: the green slot runs it on ${p.port + config.switch.port_offset}, so ${name === own ? "there it would take the live slot's port and fail to start" : `there it would reach the live release's ${name}, not its own slot's`}; write ${placeholder} (expanded for each slot)`;
   }
   return undefined;
@@ -345,6 +350,12 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
   // Placeholders, expanded in programs' command and env only: an unknown one said now, not at the deploy's plan
   for (const [path, text] of named.filter(([p]) => p.startsWith('programs.'))) {
     const why = placeholderProblem(text, programs) ?? literalPortProblem(text, path, config);
+    if (why) problems.push({ path, message: why });
+  }
+  // The .env's plain values that name a program's port, unless each program is given its own (its slot's) value.
+  const given = new Set(Object.values(config.programs).flatMap((p) => Object.keys(p.env)));
+  for (const [path, text] of named.filter(([p]) => p.startsWith('env.') && !given.has(p.slice('env.'.length)))) {
+    const why = literalPortProblem(text, path, config);
     if (why) problems.push({ path, message: why });
   }
   for (const [path, text] of named) {

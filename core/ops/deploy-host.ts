@@ -460,8 +460,14 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   try {
     // Asset bridging: the live release's hashed assets into the new one, before it starts (its server lists its files then).
     if (env.config.release.asset_dirs.length && state.current) {
-      const carried = reported(await h.run(carryAssets(env, p.id, state.current)), RELEASE_KEYS.carried);
+      const carry = await h.run(carryAssets(env, p.id, state.current));
+      const carried = reported(carry, RELEASE_KEYS.carried);
       if (carried && carried !== '0') result.notes.push(`assets: carried ${carried} file(s) of ${state.current} (release.asset_dirs)`);
+      // Files nginx tells browsers to keep for good that changed under their names: the new release is not all they get.
+      for (const unhashed of reportedAll(carry, RELEASE_KEYS.unhashed)) {
+        h.ctx.reporter.warn(`${hp.name}: ${unhashed}`);
+        result.notes.push(`warning: ${unhashed}`);
+      }
     }
     hp.started = true;
     await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums));

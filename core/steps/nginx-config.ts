@@ -329,7 +329,7 @@ const SLOT_PLACEHOLDER = /\{\{\s*slot_location\s*\}\}/;
 /**
  * Whether site(env, certificateReady) answers /.ops/slot (the built-in templates do; a custom one when it holds
  * {{slot_location}}): then a switch must see its new slot there.
- * @throws OpsError when the custom template cannot be read.
+ * @throws OpsError when the custom template cannot be read, or names a slot's port (slotPortFree).
  */
 export function siteServesSlot(env: Target, certificateReady: boolean): boolean {
   if (env.config.tls.mode !== 'off' && !certificateReady) return true;
@@ -338,7 +338,40 @@ export function siteServesSlot(env: Target, certificateReady: boolean): boolean 
 }
 
 function readTemplate(env: Target, custom: string): string {
-  return readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template');
+  return slotPortFree(env, readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template'), `environments/${env.name}/${custom}`);
+}
+
+/** An address of this host and a port as a site template may write it: 127.0.0.1:5100, localhost:5100, [::1]:5100, 0.0.0.0:5100. */
+const LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
+
+/**
+ * `template` as it is, once checked that no line of it (its comments, `#` to the end of a line, aside) names a port a
+ * program of the environment listens on in a slot at an address of this host (`proxy_pass http://127.0.0.1:8000;`, an
+ * `upstream` block of its own with `server localhost:8001;`): such a site reaches that one slot whatever the switch
+ * does (the switch moves traffic by rewriting the upstreams file, `{{upstreams_include}}`, which `proxy_pass
+ * http://<app>_<program>` names), so after every other deploy nginx serves the previous release, kept warm on that
+ * slot, while the deploy, its gate (a 2xx through nginx) and `ops status` say the new one is live. `source`: the
+ * template's path, for the message.
+ * @throws OpsError naming each such line, the address, whose port it is, and the fix (the upstream's name, or
+ * `{{locations}}`).
+ */
+function slotPortFree(env: Target, template: string, source: string): string {
+  const owners = new Map<number, string>();
+  for (const program of Object.keys(env.config.programs))
+    for (const slot of ['blue', 'green'] as const) if (!owners.has(env.port(program, slot))) owners.set(env.port(program, slot), `program ${program}'s port on slot ${slot}`);
+  const found: string[] = [];
+  template.split('\n').forEach((line, i) => {
+    for (const m of line.replace(/#.*/, '').matchAll(LOCAL_ADDRESS)) {
+      const owner = owners.get(Number(m[2]));
+      if (owner) found.push(`line ${i + 1}: ${m[0]} (${owner})`);
+    }
+  });
+  if (!found.length) return template;
+  const names = Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(', ');
+  throw new OpsError(
+    `${source} sends requests to a slot's port itself, ${found.join('; ')}: nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving`,
+    `name the upstreams instead (proxy_pass ${names}; with {{upstreams_include}} at the top level), or write {{locations}} for the routes`,
+  );
 }
 
 /**

@@ -20,8 +20,8 @@ export function mirrorGit(mirror: string): string {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `stale` (staleProcesses). */
-export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'carried', 'rollback_previous', 'stale');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
+export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'carried', 'unhashed', 'rollback_previous', 'stale');
 
 export interface ReleaseMeta {
   id: string;
@@ -487,6 +487,7 @@ touch "$carried"
 if [ ! -d ${quote(from)} ]; then ops_report ${RELEASE_KEYS.carried} 0; exit 0; fi
 own=$(mktemp); given=$(mktemp); trap 'rm -f "$own" "$given"' EXIT
 cd ${quote(from)}
+${servedNamesHashed(env, live)}
 # Its own files there (a directory given as a link is not followed), minus those carried into it from the one before.
 # Hidden files and directories below an asset directory are its build's metadata, never a page's asset: a manifest
 # (Sprockets' .sprockets-manifest-<hex>.json, of which Rails takes the first by name; Vite's .vite/manifest.json)
@@ -504,6 +505,37 @@ while IFS= read -r -d '' f; do
 done < <(comm -z -23 "$own" "$given")
 ops_report ${RELEASE_KEYS.carried} "$n"`,
   };
+}
+
+/**
+ * Shell, run in release `live`'s directory with the new release's in `$to`, that reports (`unhashed`, one line per
+ * directory: which, which files, what it means, the fix; the deploy warns with it) each asset directory nginx serves
+ * (release.asset_dirs given a url) holding a file that is in both releases under the same name with other bytes:
+ * nginx serves those directories `expires max` (browsers keep each file for good, without asking again:
+ * nginx-config.ts assetLocations), which holds only for names that are their content's hash. A file that changes under
+ * one name (SvelteKit's _app/version.json and _app/env.js when the whole _app is given, a Django or Flask static/
+ * without hashed names) stays the previous release's in every browser that fetched it once, whatever the deploy says
+ * is live. Hidden files are not served (nor compared); links are not compared. Nothing when no directory is served; a
+ * first deploy of such a directory has nothing to compare.
+ */
+function servedNamesHashed(env: Target, live: string): string {
+  const served = assetDirs(env.config).flatMap((a, i) => (a.url ? [{ ...a, i }] : []));
+  if (!served.length) return '';
+  return served
+    .map(
+      (a) => String.raw`# release.asset_dirs[${a.i}] is served with expires max: a name must mean one content in every release.
+changed=()
+if [ -d ${quote(a.dir)} ] && [ ! -L ${quote(a.dir)} ]; then
+  while IFS= read -r -d '' f; do
+    if [ -f "$to/$f" ] && [ ! -L "$to/$f" ] && ! cmp -s -- "$f" "$to/$f"; then changed+=("$f"); fi
+  done < <(find ${quote(a.dir)} -mindepth 1 -name '.*' -prune -o -type f -print0)
+fi
+if [ "${'$'}{#changed[@]}" -gt 0 ]; then
+  names="${'$'}{changed[*]:0:5}$([ "${'$'}{#changed[@]}" -le 5 ] || printf ' (%s in all)' "${'$'}{#changed[@]}")"
+  ops_report ${RELEASE_KEYS.unhashed} ${quote(`release.asset_dirs[${a.i}] (${a.dir}, served at ${a.url} with "expires max": browsers keep each file for good, never asking again) holds files whose content changed under the same name since release ${live}: `)}"${'$'}{names//[^[:print:]]/?}"${quote(`: a browser that fetched one keeps the previous release's, whatever is live. Give release.asset_dirs the directory of the build's content-hashed files only (SvelteKit: _app/immutable, not _app; Vite: dist/assets), or no url for this one (the app then serves it with its own caching), in environments/${env.name}/environment.yml`)}
+fi`,
+    )
+    .join('\n');
 }
 
 /**

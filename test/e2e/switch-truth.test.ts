@@ -6,7 +6,7 @@
 // and what a browser holding a page across switches sees: its hashed assets (release.asset_dirs), its request in flight
 // to the release kept warm when the next deploy replaces it, its WebSocket.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -90,6 +90,21 @@ describe.sequential('a switch reports success only when nginx serves the new slo
     expect(remote.status).toBe(403);
     expect(remote.body).not.toMatch(/^(blue|green)$/);
     expect(await onHost('curl -s http://127.0.0.1/.ops/slot')).toBe(await liveSlot());
+  });
+
+  it("a site template carried over from before blue/green (proxy_pass to the app's port itself): refused before any host, naming the line; the live release serves on", async () => {
+    // The port of the slot live now: the one the deploy would leave to the previous release, kept warm there.
+    const port = (await liveSlot()) === 'blue' ? 5100 : 5101;
+    const before = await snapshot();
+    writeFileSync(join(project.root, 'environments', 'e2e', 'site.conf'), `{{upstreams_include}}\nserver {\n    listen 80{{default_server}};\n    server_name {{server_name}};\n    {{slot_location}}\n    location / {\n        proxy_pass http://127.0.0.1:${port};\n    }\n}\n`);
+    project.write(webConfig(host, repo, { nginx: { site_template: 'site.conf' } }));
+    const d = await ops('deploy', 'e2e', '--ref', 'v3');
+    const text = readable(d);
+    // Unrefused, it went "live" on the other slot while nginx went on asking the previous release: `current` said v3, the site v2.
+    expect({ code: d.code, current: await current(), page: await serving() }, text).toEqual({ code: 1, current: before.current, page: before.page });
+    expect(text).toContain(`environments/e2e/site.conf sends requests to a slot's port itself, line 7: 127.0.0.1:${port} (program web's port on slot ${before.slot})`);
+    expect(text).toContain('proxy_pass http://');
+    project.write(webConfig(host, repo));
   });
 
   it('nginx.pid gone: status says nginx runs and the pid file is missing; a deploy signals the master and really serves', async () => {
@@ -276,6 +291,8 @@ describe('asset bridging (release.asset_dirs)', () => {
       const r = await ops('deploy', 'e2e', '--ref', 'main');
       expect(r.code, readable(r)).toBe(0);
       pages.push(await serving());
+      // static/version.txt, a name every release has, changed content: served for good, so browsers keep the first they got.
+      if (pages.length === 2) expect(readable(r)).toMatch(/warning: .*release\.asset_dirs\[0\] \(static, served at \/static\/ with "expires max".*since release \S+: static\/version\.txt: a browser that fetched one keeps the previous release's/);
     }
     const [one, two] = pages as [string, string];
     const rb = await ops('rollback', 'e2e');

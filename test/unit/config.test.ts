@@ -76,6 +76,17 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     expect(problems(ok)).toEqual([]);
   });
 
+  it("a value of the .env naming a program's port (API_URL: http://127.0.0.1:3579) is refused unless each program is given its own: on the green slot the new release would call the live (then previous) release's program", () => {
+    const doc = { ...minimal(), env: { API_URL: 'http://127.0.0.1:3579/api', SERVER_PORT: '3579', DATABASE_URL: 'postgres://127.0.0.1:5432/shop', WORKERS: '3000' } };
+    expect(problems(doc)).toEqual([
+      "env.API_URL: names port 3579, program server's port in the blue slot only: the green slot runs it on 3580, so a program of the green slot reading it would reach the live release's server (after the switch, the previous release, kept warm there), not its own slot's (or, server itself, take the live slot's port); the .env takes no placeholders: give it to the programs that read it in programs.<program>.env as API_URL: \"http://127.0.0.1:{port:server}/api\" (their own value wins over the .env's)",
+      "env.SERVER_PORT: names port 3579, program server's port in the blue slot only: the green slot runs it on 3580, so a program of the green slot reading it would reach the live release's server (after the switch, the previous release, kept warm there), not its own slot's (or, server itself, take the live slot's port); the .env takes no placeholders: give it to the programs that read it in programs.<program>.env as SERVER_PORT: \"{port:server}\" (their own value wins over the .env's)",
+    ]);
+    // Given to the programs with their slot's port (the sample app's VITE_API_SSR_URL, APP_PORT): the .env's is a default.
+    const given = { ...minimal(), programs: { server: { command: 'run', port: 3579, env: { SERVER_PORT: '{port}' } }, client: { command: 'run', port: 3000, env: { API_URL: 'http://127.0.0.1:{port:server}/api', SERVER_PORT: '{port:server}' } } }, env: { API_URL: 'http://127.0.0.1:3579/api', SERVER_PORT: '3579' } };
+    expect(problems(given)).toEqual([]);
+  });
+
   it("a program's command holding what only a shell reads (&&, |, >, VAR=value before it, cd or exec, $VAR) is refused: supervisor starts it without a shell", () => {
     const command = (c: string) => problems({ ...minimal(), programs: { ...minimal().programs, server: { command: c, port: 3579 } } });
     const refused: Array<[string, string]> = [

@@ -102,7 +102,7 @@ function render(env: Target): Record<string, Step> {
     'deployState rollback': deployState(env, undefined, { supervisor: true, ports: true }),
     receivePack: receivePack(env, [up('deploy-0.pack')], [SHA], [{ upload: up('lfs-0'), oid: 'b'.repeat(64) }]),
     createRelease: createRelease(env, meta, { dotenv: up('dotenv'), environ: up('environ'), masks: up('masks') }),
-    carryAssets: carryAssets({ ...env, config: { ...env.config, release: { ...env.config.release, asset_dirs: ['client/build/client/_app/immutable', "it's here"] } } }, RELEASE_ID, '20261120T120000Z-0123456789ab'),
+    carryAssets: carryAssets({ ...env, config: { ...env.config, release: { ...env.config.release, asset_dirs: ['client/build/client/_app/immutable', "it's here", { dir: 'dist/assets', url: '/assets/' }] } } }, RELEASE_ID, '20261120T120000Z-0123456789ab'),
     pythonDependencies: pythonDependencies(env, release, 'aaaa'),
     nodeDependencies: nodeDependencies(env, release, 'bbbb'),
     nodeDependenciesFromLive: nodeDependencies(env, release, 'bbbb', true),

@@ -245,6 +245,20 @@ describe('nginx site', () => {
   it('names unknown placeholders of a custom template', () => {
     expect(() => renderTemplate('{{app}} {{oops}}', { app: 'x' }, 'my.conf')).toThrow(/my.conf uses unknown placeholder \{\{oops\}\}/);
   });
+  it("refuses a custom template that proxies to a slot's port itself (nginx would not follow the switch), naming the line", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-template-'));
+    const e = { ...env({ nginx: { site_template: 'site.conf' } }), dir };
+    // A hand-written site carried over from before ops: the app's port written in, as it was before blue/green.
+    writeFileSync(join(dir, 'site.conf'), '{{upstreams_include}}\nserver {\n    listen 80;\n    # was: proxy_pass http://127.0.0.1:3579;\n    location /api/ { proxy_pass http://127.0.0.1:3579/; }\n    location / { proxy_pass http://localhost:3001; }\n    location /metrics { proxy_pass http://127.0.0.1:9100; }\n}\n');
+    expect(() => site(e, true)).toThrow(
+      "environments/test/site.conf sends requests to a slot's port itself, line 5: 127.0.0.1:3579 (program server's port on slot blue); line 6: localhost:3001 (program client's port on slot green)",
+    );
+    expect(() => site(e, true)).toThrow(expect.objectContaining({ hint: expect.stringContaining('proxy_pass http://shop_server, http://shop_client;') }));
+    // Through the upstreams the switch rewrites, and another service's port: as before.
+    writeFileSync(join(dir, 'site.conf'), '{{upstreams_include}}\nserver {\n    location /api/ { proxy_pass http://shop_server/; }\n    location /metrics { proxy_pass http://127.0.0.1:9100; }\n    {{slot_location}}\n}\n');
+    expect(site(e, true)).toContain('proxy_pass http://shop_server/;');
+    rmSync(dir, { recursive: true });
+  });
   it('restores the previous files and fails with nginx\'s message when nginx -t or the reload refuses', () => {
     const s = applyNginx({ item: 'x', files: [{ path: '/etc/nginx/x.conf', content: 'y' }] }).script;
     expect(s).toContain('nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
@@ -533,6 +547,43 @@ describe('asset bridging (carryAssets)', () => {
     expect(r.stdout).toContain('@ops carried 2');
     expect(Object.fromEntries(Object.keys(files).map((f) => [f, existsSync(join(base, 'releases', id, f))]))).toEqual(files);
     rmSync(base, { recursive: true, force: true });
+  });
+});
+
+describe('asset directories nginx serves for good (carryAssets: names that change content)', () => {
+  // SvelteKit's whole _app given (not _app/immutable): its version.json and env.js keep their names from build to
+  // build; nginx serves the directory `expires max`, so a browser would keep the first it fetched for good.
+  const carry = (dirs: unknown[], changed: boolean) => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-served-'));
+    const config = parseEnvironment({ app: 'shop', domain: 'shop.example.org', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'x', port: 3000 } }, routes: { '/': 'web' }, release: { asset_dirs: dirs } }, 'test');
+    const target = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: base, url: 'https://shop.example.org' });
+    const live = '20261120T120000Z-0123456789ab';
+    const id = '20261121T120000Z-0123456789ac';
+    const put = (release: string, f: string, text: string) => {
+      mkdirSync(join(base, 'releases', release, f, '..'), { recursive: true });
+      writeFileSync(join(base, 'releases', release, f), text);
+    };
+    for (const r of [live, id]) {
+      put(r, 'build/client/_app/immutable/entry/start.CFvAqHEp.js', 'same');
+      put(r, 'build/client/_app/.hidden', r);
+    }
+    put(live, 'build/client/_app/version.json', '{"version":"1764950000000"}');
+    put(id, 'build/client/_app/version.json', changed ? '{"version":"1764953600000"}' : '{"version":"1764950000000"}');
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-s'], { input: scriptText(carryAssets(target, id, live)), encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
+    rmSync(base, { recursive: true, force: true });
+    return r;
+  };
+  it('reports (for the deploy to warn) a served directory whose file changed content under its name since the live release, naming it and the fix', () => {
+    const r = carry([{ dir: 'build/client/_app', url: '/_app/' }], true);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('@ops unhashed release.asset_dirs[0] (build/client/_app, served at /_app/ with "expires max": browsers keep each file for good, never asking again) holds files whose content changed under the same name since release 20261120T120000Z-0123456789ab: build/client/_app/version.json: a browser that fetched one keeps the previous release\'s, whatever is live.');
+    expect(r.stdout).toContain('SvelteKit: _app/immutable, not _app');
+  });
+  it('says nothing of names whose content is the same, nor of a directory the app serves itself (no url)', () => {
+    for (const r of [carry([{ dir: 'build/client/_app', url: '/_app/' }], false), carry(['build/client/_app'], true)]) {
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).not.toContain('unhashed');
+    }
   });
 });
 

@@ -89,6 +89,40 @@ describe('taking the lock', () => {
     expect(status(env, write).state).toBe('free');
   }, 45_000);
 
+  it('a run whose runner went away with its network while it waits (its connection open, silent for HOLDER_SILENT_SECONDS): its wait ends, and the lock is never taken in its name when the holder lets go', async () => {
+    const { dir, env, sshd, write } = setup();
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const start = readFileSync(`/proc/${holder.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+      mkdirSync(env.layout.lock);
+      writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=other\nrun_id=r0\nconnection=c0\nsince=x\nholder_pid=${holder.pid}\nholder_start=${start}\n`);
+      // ss as the host prints it: the holder's connection speaks (a live runner's keepalives), the waiting run's has
+      // been silent since its runner lost its network (no FIN: sshd keeps it open, its step goes on waiting).
+      const bin = join(dir, 'bin');
+      mkdirSync(bin);
+      const socket = (pid: number, silentMs: number) => `ESTAB 0 0 10.0.0.2:22 10.0.0.1:${40000 + (pid % 20000)} users:(("sshd",pid=${pid},fd=4))\n\t cubic lastsnd:${silentMs} lastrcv:${silentMs} lastack:${silentMs}\n`;
+      const sockets = join(dir, 'ss.out');
+      writeFileSync(sockets, socket(holder.pid!, 2000));
+      writeFileSync(join(bin, 'ss'), `#!/bin/sh\ncat ${sockets}\n`, { mode: 0o755 });
+      const script = write('acquire.sh', scriptText(acquireLock(env, request('r1', 30))));
+      const conn = spawn(sshd, ['-c', `bash ${script} > ${join(dir, 'out')} 2> ${join(dir, 'err')}; true`], { stdio: 'ignore', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      const gone = new Promise((r) => conn.once('exit', r));
+      writeFileSync(sockets, socket(holder.pid!, 2000) + socket(conn.pid!, (HOLDER_SILENT_SECONDS + 5) * 1000));
+      // Its next look (a second or two) ends the wait: up to 15 s on a busy machine.
+      await waitFor(() => existsSync(join(dir, 'err')) && readFileSync(join(dir, 'err'), 'utf8').includes("this run's connection has sent nothing"), 15_000);
+      expect(readFileSync(join(dir, 'err'), 'utf8')).toContain(`this run's connection has sent nothing for ${HOLDER_SILENT_SECONDS + 5}s`);
+      await gone;
+      // The holder's lock as it was; once it lets go, nothing takes it.
+      expect(readFileSync(join(env.layout.lock, 'info'), 'utf8')).toContain('run_id=r0');
+      holder.kill('SIGKILL');
+      spawnSync('rm', ['-rf', env.layout.lock]);
+      await sleep(1500);
+      expect(existsSync(env.layout.lock)).toBe(false);
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  }, 45_000);
+
   it('the wait (switch.lock_wait) is counted since boot, not by the wall clock: a clock stepped meanwhile neither stretches nor cuts it', () => {
     const { dir, env, sshd, write } = setup();
     const holder = spawn('sleep', ['60'], { stdio: 'ignore' });

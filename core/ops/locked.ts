@@ -438,7 +438,7 @@ export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>,
 /**
  * Run `fn` holding the environment's lock on every host of `session` (takeLocks: taken on all hosts at once; where
  * another run holds one, host after host in lockOrder, the one order of every run, so that two runs never wait for
- * each other; a holder is waited for switch.lock_wait seconds), then release it whatever happened, writing the run's
+ * each other; a holder is waited for switch.lock_wait seconds, or CONTENDED_WAIT_SECONDS without it by a run racing another for the hosts' locks), then release it whatever happened, writing the run's
  * audit line (unless the run's last step on a host already did both: `LockedRun.closing`, or `options.finish` in the lock step itself).
  * `options.inspect` runs in the lock's own step (its result is in LockedRun). While the run holds a host's lock, every
  * step `fn` runs there (through the session) is fenced by it (FencedRemote, run_lock_guard): one that finds the lock

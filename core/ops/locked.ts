@@ -236,8 +236,8 @@ class Queued extends Error {
 
 /**
  * Take the lock on one host; throws LockError when another run holds it (or left it stale). `queue`: false, a live
- * holder (switch.lock_wait) is not waited for, Queued thrown instead; true, it is said, then waited for; a Queued, the
- * same with that answer of the holder (no look of its own). `notOurs` is
+ * holder is not waited for, Queued thrown instead; true, it is said, then waited for `request.wait` seconds (none:
+ * refused at once); a Queued, the same with that answer of the holder (no look of its own). `notOurs` is
  * called when the step answered without taking it (no release needed there), `tookThenFailed` when it took it and
  * then failed (its `inspect` or `finish`: a one-host rollback's work, stopped by a forced release of the lock too);
  * `redact`: the reporter's, for its error's quote of the step's output.
@@ -245,14 +245,18 @@ class Queued extends Error {
 async function acquire(remote: Remote, env: Target, request: LockRequest, queue: boolean | Queued, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void, redact: (text: string) => string, say: (line: string) => void, hostOf: (connection: string) => string | undefined): Promise<StepResult> {
   const ask = (req: LockRequest) => remote.run(acquireLock(env, req, inspect?.script, finish, finishSeconds), { allowFailure: true });
   const asked = queue instanceof Queued ? queue.asked : Date.now();
-  // With switch.lock_wait, a live holder is said before the wait (whom the run queues behind; when its lock reads
-  // stale should its connection stay silent), then the lock taken again with what is left of the wait.
-  let result = queue instanceof Queued ? queue.result : await ask({ ...request, queued: request.wait > 0 });
-  if (result.code === LOCK_QUEUED_EXIT && queue) {
+  // A live holder is said at once, nothing waited for (the lock step's deadline some seconds away, never passed when
+  // it answers, else it would refuse where the run may queue: takeLocks); before a wait, whom the run queues behind
+  // (and when its lock reads stale should its connection stay silent), then the lock taken again with what is left of
+  // the wait.
+  let result = queue instanceof Queued ? queue.result : await ask({ ...request, wait: Math.max(request.wait, CONTENDED_WAIT_SECONDS), queued: true });
+  const wait = Math.max(0, request.wait - Math.floor((Date.now() - asked) / 1000));
+  if (result.code === LOCK_QUEUED_EXIT && queue && wait > 0) {
     const holder = parseLock(result);
     const silent = silentHolder(holder);
-    const wait = Math.max(0, request.wait - Math.floor((Date.now() - asked) / 1000));
-    say(`${remote.name}: queued behind ${describeHolder(holder.holder)}, waiting up to ${wait}s (switch.lock_wait)${silent ? `; ${silent}, which then refuses this run at once (ops lock release ${env.name} frees it)` : ''}`);
+    // Without switch.lock_wait, only a run racing another for the hosts' locks waits (takeLocks: CONTENDED_WAIT_SECONDS).
+    const why = env.config.switch.lock_wait ? 'switch.lock_wait' : "another run is taking or letting go of this environment's locks at this moment: the run queues for them in the one order of every run, though switch.lock_wait is 0";
+    say(`${remote.name}: queued behind ${describeHolder(holder.holder)}, waiting up to ${wait}s (${why})${silent ? `; ${silent}, which then refuses this run at once (ops lock release ${env.name} frees it)` : ''}`);
     result = await ask({ ...request, wait });
   }
   // Ours (taken, or taken and let go by `finish`): when, as the lock records it.
@@ -268,8 +272,9 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, queue:
     );
   }
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
-  if (result.code === LOCK_QUEUED_EXIT) throw new Queued(remote.name, result, asked);
-  if (result.code !== LOCK_BUSY_EXIT) {
+  // Not to be waited for (`queue` false), or no wait left: the holder below.
+  if (result.code === LOCK_QUEUED_EXIT && !queue) throw new Queued(remote.name, result, asked);
+  if (result.code !== LOCK_BUSY_EXIT && result.code !== LOCK_QUEUED_EXIT) {
     const e = new StepError(inspect ? `lock, ${inspect.name}` : 'lock', remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), undefined, sudoHint(result.stderr, remote.login, remote.name), undefined, failureVerdict(result.stdout, redact));
     // A full disk (the lock's details not written: nothing taken) said as such, with what to free, as any step's is;
     // the look at the disk only when the step said ENOSPC.
@@ -332,15 +337,25 @@ async function takeInOrder(remotes: Remote[], take: (r: Remote) => Promise<void>
 }
 
 /**
+ * Seconds a run without switch.lock_wait queues for a host's lock when it took others in the same round (takeLocks):
+ * the other run's lock steps (with their `inspect`), its refusal and its let go, a few round trips.
+ */
+export const CONTENDED_WAIT_SECONDS = 10;
+
+/**
  * The locks of a run's hosts (`remotes` in lockOrder), as Promise.allSettled reports: first taken on every host at
  * once, no live holder waited for (`take(r, false)`): one round trip for a run nobody else's holds up. Where a live
  * run holds one (switch.lock_wait: Queued), the locks this run took after that host in lockOrder are let go (`letGo`:
  * false where its lock step let go itself, `finish`, nothing to take again), those before it kept, and the rest taken
- * host after host (takeInOrder, waiting): the run waits only while holding an order-prefix, so no two runs wait for
- * each other. Any other failure settles as it is, a queued host rejected with the first such reason (nothing waited
- * for: the run fails anyway), as is a lock this run could not let go (`letGo` throws).
+ * host after host (takeInOrder, waiting `lockWait` seconds for a holder): the run waits only while holding an
+ * order-prefix, so no two runs wait for each other. Without switch.lock_wait (`lockWait` 0) the queued host refuses
+ * the run at once, unless this run took a lock in the same round: another run is then taking its locks at the same
+ * moment (or letting go of them as it ends), and the wait is CONTENDED_WAIT_SECONDS, else each of two runs started
+ * together would be refused by the lock the other holds only until its own refusal lets go of it. Any other failure
+ * settles as it is, a queued host rejected with the first such reason (nothing waited for: the run fails anyway), as
+ * is a lock this run could not let go (`letGo` throws).
  */
-async function takeLocks(remotes: Remote[], take: (r: Remote, queue: boolean | Queued) => Promise<void>, letGo: (r: Remote) => Promise<boolean>): Promise<PromiseSettledResult<void>[]> {
+async function takeLocks(remotes: Remote[], take: (r: Remote, queue: boolean | Queued, wait?: number) => Promise<void>, letGo: (r: Remote) => Promise<boolean>, lockWait: number): Promise<PromiseSettledResult<void>[]> {
   const first = await Promise.allSettled(remotes.map((r) => take(r, false)));
   const queued = (s: PromiseSettledResult<void>): s is PromiseRejectedResult => s.status === 'rejected' && s.reason instanceof Queued;
   const failedWith = (reason: unknown) => first.map((s) => (queued(s) ? { status: 'rejected' as const, reason } : s));
@@ -355,9 +370,10 @@ async function takeLocks(remotes: Remote[], take: (r: Remote, queue: boolean | Q
   // Taken again in order: the queued host first (with the answer it gave: no second look), then those after it.
   const again = new Set([q, ...first.flatMap((s, i) => (queued(s) ? [i] : [])), ...released.flatMap((s) => (s.status === 'fulfilled' ? s.value : []))]);
   const order = [...again].sort((a, b) => a - b);
+  const wait = lockWait || (first.some((s) => s.status === 'fulfilled') ? CONTENDED_WAIT_SECONDS : 0);
   const rest = await takeInOrder(
     order.map((i) => remotes[i]!),
-    (r) => take(r, r === remotes[q] ? (first[q] as PromiseRejectedResult).reason : true),
+    (r) => take(r, r === remotes[q] ? (first[q] as PromiseRejectedResult).reason : true, wait),
   );
   return first.map((s, i) => (again.has(i) ? rest[order.indexOf(i)]! : s));
 }
@@ -422,7 +438,7 @@ export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>,
 /**
  * Run `fn` holding the environment's lock on every host of `session` (takeLocks: taken on all hosts at once; where
  * another run holds one, host after host in lockOrder, the one order of every run, so that two runs never wait for
- * each other; a holder is waited for switch.lock_wait seconds), then release it whatever happened, writing the run's
+ * each other; a holder is waited for switch.lock_wait seconds, or CONTENDED_WAIT_SECONDS without it by a run racing another for the hosts' locks), then release it whatever happened, writing the run's
  * audit line (unless the run's last step on a host already did both: `LockedRun.closing`, or `options.finish` in the lock step itself).
  * `options.inspect` runs in the lock's own step (its result is in LockedRun). While the run holds a host's lock, every
  * step `fn` runs there (through the session) is fenced by it (FencedRemote, run_lock_guard): one that finds the lock
@@ -774,10 +790,10 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   handleSignals(onSignal);
   handleFaults(onSignal);
   /** The lock on one host (acquire, `queue` as there): the run's from the step on, unless it said otherwise; its answer kept. */
-  const takeOn = async (r: Remote, queue: boolean | Queued) => {
+  const takeOn = async (r: Remote, queue: boolean | Queued, wait = request.wait) => {
     // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
     mine.add(r.name);
-    const result = await acquire(r, env, request, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
+    const result = await acquire(r, env, { ...request, wait }, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
       tookThenFailed.add(r.name);
       if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
     }, (t) => ctx.reporter.redact(t), (line) => ctx.reporter.warn(ctx.reporter.redact(line)), (connection) => [...session.remotes.values()].find((o) => o !== r && o.connection === connection)?.name).catch(async (e: unknown) => {
@@ -811,7 +827,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     for (const m of [mine, notHeld, inspected, read, takenAt]) m.delete(r.name);
     return true;
   };
-  const settled = await takeLocks(lockOrder(session.hosts).map((h) => session.remote(h.name)), takeOn, letGo);
+  const settled = await takeLocks(lockOrder(session.hosts).map((h) => session.remote(h.name)), takeOn, letGo, request.wait);
   // Hosts never provisioned: all of them in one refusal, said before anything else that failed (only a symptom of it).
   const bare = new Set(settled.flatMap((s) => (s.status === 'rejected' && s.reason instanceof Unprovisioned ? [s.reason.host] : [])));
   const refusedBare = bare.size && options.unprovisioned ? unprovisionedError(env, env.hosts.map((h) => ({ host: h.name, state: { provisioned: !bare.has(h.name) } })), options.unprovisioned.nothing, options.unprovisioned.then) : undefined;

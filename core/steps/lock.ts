@@ -257,11 +257,16 @@ done
 # The wait is counted in seconds since boot (/proc/uptime), not by the wall clock: a clock stepped meanwhile (NTP
 # setting a skewed clock right, by hand) would end it early, or stretch it past the step's timeout, as an unclear one.
 read -r now _ < /proc/uptime; now=${'$'}{now%.*}; deadline=$(( now + ${req.wait} ))
-taking="$lock.taking.$$"
+taking="$lock.taking.$$"; lock_waited=
 while :; do
-  # This run's connection gone (ops killed, its network lost) while it waits: sshd does not stop this script (no
-  # terminal, nothing written), and what it took when the holder ends would be held in a dead connection's name.
+  # This run's connection gone (ops killed) while it waits: sshd does not stop this script (no terminal, nothing
+  # written), and what it took when the holder ends would be held in a dead connection's name.
   if [ "$(proc_start "$holder" || true)" != "$holder_start" ]; then echo "this run's connection is gone (its SSH server process $holder ended): the lock is not taken for it" >&2; exit 1; fi
+  # Its runner gone with its network (no FIN: sshd keeps the connection open for hours) is the same: silent as long
+  # as a holder's that reads stale (LOCK_STATE), it would take the lock only to leave it stale, and run what follows
+  # in this step (a one-host rollback's switch) with nobody to hear of it. Looked at once it has waited: a run nobody
+  # holds up spends no ss on it.
+  if [ -n "$lock_waited" ] && own_silent=$(conn_silent "$holder") && [ "$own_silent" -ge ${HOLDER_SILENT_SECONDS} ]; then echo "this run's connection has sent nothing for ${'$'}{own_silent}s (its runner gone with its network; sshd keeps such a connection open): the lock is not taken for it" >&2; exit 1; fi
   if [ ! -e "$lock" ] && [ ! -L "$lock" ]; then
     # The lock appears whole (rename(2) of a directory holding its details): never seen without its details, which a
     # run looking meanwhile would read as a stale lock and refuse at once. The details are the lock's meaning: not
@@ -305,7 +310,7 @@ while :; do
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
     exit ${LOCK_BUSY_EXIT}
   fi
-${req.queued ? `  # Queued behind a live run: said by the runner before it waits (LockRequest.queued).\n  ${REPORT_HOLDER.replace(/\n/g, '\n  ')}\n  exit ${LOCK_QUEUED_EXIT}\n` : ''}  sleep 1
+${req.queued ? `  # Queued behind a live run: said by the runner before it waits (LockRequest.queued).\n  ${REPORT_HOLDER.replace(/\n/g, '\n  ')}\n  exit ${LOCK_QUEUED_EXIT}\n` : ''}  sleep 1; lock_waited=1
 done
 ${then}${finish ? `\n${finish}` : ''}`,
   };

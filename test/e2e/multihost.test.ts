@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { rollback } from '../../core/ops/rollback.ts';
+import { withSession } from '../../core/ops/hosts.ts';
+import { withLock } from '../../core/ops/locked.ts';
+import { getLockStatus } from '../../core/ops/records.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
 import { appRepo, ASSET_HOLD, assetApp, assetPage, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, webConfig, type TestProject } from './support.ts';
@@ -41,6 +44,24 @@ describe.sequential('two hosts', () => {
     expect(r.hosts[0]!.steps.map((s) => s.name)).toContain('migrate');
     expect(r.hosts[1]!.steps.map((s) => s.name)).not.toContain('migrate');
   }, 600_000);
+
+  it('without switch.lock_wait, a deploy started while another run holds one host\'s lock only (a run starting or ending: it holds the others a moment later or earlier): it queues for that host a few seconds rather than be refused by a lock let go of at once', async () => {
+    const ctx = project.ctx();
+    const env = project.env();
+    // Another run holding the second host's lock alone for 3 s, as a run racing this one holds it in its first round.
+    let holding = false;
+    const other = withSession(ctx, env, (session) => withLock(ctx, session, 'provision', async () => {
+      holding = true;
+      await new Promise((r) => setTimeout(r, 3000));
+    }), [env.hosts[1]!]);
+    for (let i = 0; !holding && i < 200; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(holding).toBe(true);
+    const r = await deploy(ctx, env, { ref: 'v1' });
+    await other;
+    expect(r.hosts.map((h) => h.release)).toEqual(v1);
+    const locks = await getLockStatus(ctx, env);
+    expect(locks.map((l) => l.lock.state)).toEqual(['free', 'free']);
+  }, 300_000);
 
   it('foreign processes on the hosts\' idle ports: the rollout is refused before any host builds, naming every such host in one error', async () => {
     const squat = (h: Host) => sshRun(h, 'setsid python3 -m http.server 3580 --bind 127.0.0.1 >/dev/null 2>&1 < /dev/null & echo $!').then((r) => r.stdout.trim());

@@ -18,7 +18,7 @@ import { resolveTarget, type Target } from '../../core/target.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OpsContext } from '../../core/context.ts';
 import { Session } from '../../core/ops/hosts.ts';
-import { lockOrder, withLock } from '../../core/ops/locked.ts';
+import { CONTENDED_WAIT_SECONDS, lockOrder, withLock } from '../../core/ops/locked.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import type { Remote, Step } from '../../core/remote/types.ts';
 import { opsLines } from './reports.helpers.ts';
@@ -87,6 +87,40 @@ describe('taking the lock', () => {
     expect(readFileSync(join(dir, 'err'), 'utf8')).toContain("this run's connection is gone");
     expect(existsSync(env.layout.lock)).toBe(false);
     expect(status(env, write).state).toBe('free');
+  }, 45_000);
+
+  it('a run whose runner went away with its network while it waits (its connection open, silent for HOLDER_SILENT_SECONDS): its wait ends, and the lock is never taken in its name when the holder lets go', async () => {
+    const { dir, env, sshd, write } = setup();
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const start = readFileSync(`/proc/${holder.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+      mkdirSync(env.layout.lock);
+      writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=other\nrun_id=r0\nconnection=c0\nsince=x\nholder_pid=${holder.pid}\nholder_start=${start}\n`);
+      // ss as the host prints it: the holder's connection speaks (a live runner's keepalives), the waiting run's has
+      // been silent since its runner lost its network (no FIN: sshd keeps it open, its step goes on waiting).
+      const bin = join(dir, 'bin');
+      mkdirSync(bin);
+      const socket = (pid: number, silentMs: number) => `ESTAB 0 0 10.0.0.2:22 10.0.0.1:${40000 + (pid % 20000)} users:(("sshd",pid=${pid},fd=4))\n\t cubic lastsnd:${silentMs} lastrcv:${silentMs} lastack:${silentMs}\n`;
+      const sockets = join(dir, 'ss.out');
+      writeFileSync(sockets, socket(holder.pid!, 2000));
+      writeFileSync(join(bin, 'ss'), `#!/bin/sh\ncat ${sockets}\n`, { mode: 0o755 });
+      const script = write('acquire.sh', scriptText(acquireLock(env, request('r1', 30))));
+      const conn = spawn(sshd, ['-c', `bash ${script} > ${join(dir, 'out')} 2> ${join(dir, 'err')}; true`], { stdio: 'ignore', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      const gone = new Promise((r) => conn.once('exit', r));
+      writeFileSync(sockets, socket(holder.pid!, 2000) + socket(conn.pid!, (HOLDER_SILENT_SECONDS + 5) * 1000));
+      // Its next look (a second or two) ends the wait: up to 15 s on a busy machine.
+      await waitFor(() => existsSync(join(dir, 'err')) && readFileSync(join(dir, 'err'), 'utf8').includes("this run's connection has sent nothing"), 15_000);
+      expect(readFileSync(join(dir, 'err'), 'utf8')).toContain(`this run's connection has sent nothing for ${HOLDER_SILENT_SECONDS + 5}s`);
+      await gone;
+      // The holder's lock as it was; once it lets go, nothing takes it.
+      expect(readFileSync(join(env.layout.lock, 'info'), 'utf8')).toContain('run_id=r0');
+      holder.kill('SIGKILL');
+      spawnSync('rm', ['-rf', env.layout.lock]);
+      await sleep(1500);
+      expect(existsSync(env.layout.lock)).toBe(false);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   }, 45_000);
 
   it('the wait (switch.lock_wait) is counted since boot, not by the wall clock: a clock stepped meanwhile neither stretches nor cuts it', () => {
@@ -338,7 +372,7 @@ bash ${unlock}`], { encoding: 'utf8' });
  * (its own connector) holds a host's lock under its tag. `delay(tag, host)`: how long a run's lock step takes to reach
  * the host (a slow link). `steps`: every step as run (tag, host, name, when it began and ended), in the order begun.
  */
-function lockHosts(delay: (tag: string, host: string) => number) {
+function lockHosts(delay: (tag: string, host: string) => number, unlockDelay = 0) {
   const held = new Map<string, string>();
   const steps: { tag: string; host: string; name: string; start: number; end?: number }[] = [];
   const remote = (tag: string, host: string): Remote => ({
@@ -366,6 +400,8 @@ function lockHosts(delay: (tag: string, host: string) => number) {
           await sleep(20);
         }
       }
+      // A round trip, as on a real host: another run's lock step may look meanwhile.
+      if (step.name === 'unlock') await sleep(unlockDelay);
       if (step.name === 'unlock' && held.get(host) === tag) {
         held.delete(host);
         return answer(opsLines(LOCK_KEYS, 'lock released'));
@@ -407,6 +443,27 @@ describe('two runs of one environment (switch.lock_wait)', () => {
     expect(fake.held.size).toBe(0);
   }, 20_000);
 
+  it('without switch.lock_wait, two runs started at once, each reaching first a host the other reaches late: not both refused (each by the lock the other holds only until its own refusal lets go); one queues behind the other for CONTENDED_WAIT_SECONDS at most, saying why', async () => {
+    const env = lockEnv(['web2', 'web1'], 0);
+    // Letting go is a round trip too: each run's refusal would come before the other's let go.
+    const fake = lockHosts((tag, host) => ((tag === 'a' && host === 'web2') || (tag === 'b' && host === 'web1') ? 300 : 0), 100);
+    const reporters = { a: new MemoryReporter(), b: new MemoryReporter() };
+    const run = async (tag: 'a' | 'b') => {
+      const ctx: OpsContext = { root: '/nonexistent', reporter: reporters[tag], processEnv: {}, connector: async (_env, host) => fake.remote(tag, host.name) };
+      const session = await Session.open(ctx, env);
+      return withLock(ctx, session, 'deploy', async () => {
+        expect([fake.held.get('web1'), fake.held.get('web2')]).toEqual([tag, tag]);
+        await sleep(200);
+        return tag;
+      });
+    };
+    // Its work shorter than the wait: both run, one after the other.
+    expect(await Promise.all([run('a'), run('b')])).toEqual(['a', 'b']);
+    const said = `${reporters.a.lines.join('\n')}\n${reporters.b.lines.join('\n')}`;
+    expect(said).toMatch(new RegExp(`queued behind a deploy run by [ab], started [^,]*, waiting up to ${CONTENDED_WAIT_SECONDS}s \\(another run is taking or letting go of this environment's locks at this moment`));
+    expect(fake.held.size).toBe(0);
+  }, 30_000);
+
   it('a run nobody holds up takes every host\'s lock in one round: its lock steps all at once, one per host (a 10-host deploy is not 10 round trips)', async () => {
     for (const lock_wait of [0, 30]) {
       const env = lockEnv(['web1', 'web2', 'web3', 'web4'], lock_wait);
@@ -447,17 +504,26 @@ describe('two runs of one environment (switch.lock_wait)', () => {
     expect(fake.held.size).toBe(0);
   });
 
-  it('without switch.lock_wait, a host held by another run refuses the run at once, naming it; the locks it took elsewhere in that round are let go, the holder\'s untouched', async () => {
+  it('without switch.lock_wait, another run holding the hosts refuses the run at once, naming it, in one round; one holding only some of them (taking or letting go of its locks) after CONTENDED_WAIT_SECONDS at most: the locks it took elsewhere are let go, the holder\'s untouched', async () => {
     const env = lockEnv(['web1', 'web2', 'web3'], 0);
     const fake = lockHosts(() => 0);
-    fake.held.set('web2', 'b');
+    for (const h of ['web1', 'web2', 'web3']) fake.held.set(h, 'b');
     const ctx: OpsContext = { root: '/nonexistent', reporter: new MemoryReporter(), processEnv: {}, connector: async (_env, host) => fake.remote('a', host.name) };
-    const session = await Session.open(ctx, env);
-    await expect(withLock(ctx, session, 'deploy', async () => 'done')).rejects.toThrow(/^environment test is locked on web2 by a deploy run by b/);
-    expect([...fake.held.entries()]).toEqual([['web2', 'b']]);
+    let started = Date.now();
+    await expect(withLock(ctx, await Session.open(ctx, env), 'deploy', async () => 'done')).rejects.toThrow(/^environment test is locked on web1 by a deploy run by b/);
+    expect(Date.now() - started).toBeLessThan(2000);
     expect(fake.steps.filter((s) => s.name === 'lock')).toHaveLength(3);
+    expect(fake.steps.filter((s) => s.name === 'unlock')).toHaveLength(0);
+    fake.held.clear();
+    fake.steps.length = 0;
+    fake.held.set('web2', 'b');
+    started = Date.now();
+    await expect(withLock(ctx, await Session.open(ctx, env), 'deploy', async () => 'done')).rejects.toThrow(/^environment test is locked on web2 by a deploy run by b/);
+    expect(Date.now() - started).toBeGreaterThanOrEqual((CONTENDED_WAIT_SECONDS - 1) * 1000);
+    expect([...fake.held.entries()]).toEqual([['web2', 'b']]);
+    expect(fake.steps.filter((s) => s.name === 'lock').map((s) => s.host).sort()).toEqual(['web1', 'web2', 'web2', 'web3']);
     expect(fake.steps.filter((s) => s.name === 'unlock').map((s) => s.host).sort()).toEqual(['web1', 'web3']);
-  });
+  }, 30_000);
 
   it('a run queued behind a live holder says so before it waits: whom, for how long at most, and when that lock reads stale should its connection stay silent', async () => {
     const hosts = [{ name: 'web1', address: '192.0.2.1', host_key: KEY }];

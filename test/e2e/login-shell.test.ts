@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downHost, paths, sshRun, type Host } from '../hosts/index.ts';
+import { downHost, paths, SERVICES_ADDRESS, sshRun, type Host } from '../hosts/index.ts';
+import { APT_PROXY_PORT } from '../hosts/paths.ts';
 import { quote } from '../../core/shell.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
@@ -238,6 +239,27 @@ describe.sequential('odd login shells, through the CLI', () => {
       rmSync(keep, { force: true });
       rmSync(join(root, 'home/deploy/bin'), { recursive: true, force: true });
       rmSync(join(root, 'home/deploy/wrapped'), { force: true });
+    }
+  }, 900_000);
+
+  it("a host behind an HTTP proxy (http_proxy in ~/.bashrc, kept by sudoers' env_keep as Debian's sudoers suggests; no_proxy naming the package caches only): deploys switch and status sees nginx's slot, asked of nginx, not the proxy", async () => {
+    // The lab's apt proxy stands in for the site's proxy: a real one, which cannot reach the host's 127.0.0.1.
+    const proxy = `http://${SERVICES_ADDRESS}:${APT_PROXY_PORT}`;
+    const keep = join(paths.hostsDir, host.name, 'etc/sudoers.d/keep-proxy');
+    writeFileSync(keep, 'Defaults env_keep += "http_proxy https_proxy no_proxy"\n', { mode: 0o440 });
+    try {
+      await bashrc(`export http_proxy=${proxy} https_proxy=${proxy} no_proxy=${SERVICES_ADDRESS}`, async () => {
+        for (const ref of ['v1', 'v2']) {
+          const deploy = await ops('deploy', 'e2e', '--ref', ref);
+          expect(deploy.code, text(deploy)).toBe(0);
+        }
+        expect((await get(host)).body).toContain('Version 2.0.0');
+        const status = await ops('status', 'e2e', '--json');
+        expect(status.code, text(status)).toBe(0);
+        expect(JSON.parse(status.out)).toMatchObject({ healthy: true, problems: [], hosts: [{ site: { status: 200 } }] });
+      });
+    } finally {
+      rmSync(keep, { force: true });
     }
   }, 900_000);
 

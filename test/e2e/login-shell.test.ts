@@ -263,10 +263,10 @@ describe.sequential('odd login shells, through the CLI', () => {
     }
   }, 900_000);
 
-  it('a login in a German locale (/etc/default/locale) whose sudo asks for a password: the deploy still gives the sudoers line to add', async () => {
+  it('a login in a German locale (/etc/default/locale: LANG, and LANGUAGE, which gettext puts before LC_ALL) whose sudo asks for a password: the deploy still gives the sudoers line to add', async () => {
     await sshRun(host, "sudo apt-get install -y -qq locales >/dev/null && echo 'de_DE.UTF-8 UTF-8' | sudo tee -a /etc/locale.gen >/dev/null && sudo locale-gen >/dev/null", { timeoutMs: 300_000 });
     const locale = join(paths.hostsDir, host.name, 'etc/default/locale');
-    writeFileSync(locale, 'LANG=de_DE.UTF-8\n');
+    writeFileSync(locale, 'LANG=de_DE.UTF-8\nLANGUAGE=de_DE:de\n');
     try {
       await withFile('etc/sudoers.d/deploy', () => 'deploy ALL=(ALL:ALL) ALL\n', async () => {
         const deploy = await ops('deploy', 'e2e', '--ref', 'v1');

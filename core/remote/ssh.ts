@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -157,6 +157,7 @@ export class SshRemote implements Remote {
   private closed = false;
   private warnedPreamble = false;
   private warnedSudo = false;
+  private warnedHome = false;
   private warnedStderr = false;
   private warnedLinger = false;
   private warnedAgent = false;
@@ -397,13 +398,20 @@ export class SshRemote implements Remote {
     if (!err.started) stderr = stderr.split('\n').filter((l) => !ours(l)).join('\n');
     const lines = preamble.split('\n').filter((l) => l && !ours(l));
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
-    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name)));
+    // sshd's own line (it cannot enter the login's home): its own problem, not the start-up files'.
+    const homeLine = lines.find((l) => homeDirProblem(l, this.login, this.name));
+    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine));
     const shellText = text.join('\n');
     const quoted = (text: string) => oneLine(text, 80, (t) => this.reporter.redact(t));
     const { files, place } = this.startupFiles();
     if (sudoLines.length && !this.warnedSudo) {
       this.warnedSudo = true;
       this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join('\n'))}"; fix: ${sudoWarningFix(sudoLines[0]!, this.name)}`);
+    }
+    const home = homeLine && homeDirProblem(homeLine, this.login, this.name);
+    if (home && !this.warnedHome) {
+      this.warnedHome = true;
+      this.reporter.warn(`${this.name}: ${home.problem}; fix: ${home.fix}`);
     }
     if (traced && !this.warnedXtrace) {
       this.warnedXtrace = true;
@@ -460,7 +468,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }) };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }), ...(homeLine && { homeDir: homeLine }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));

@@ -5,7 +5,7 @@
 // The files are changed through the host's root filesystem (a broken login cannot repair itself).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downHost, paths, SERVICES_ADDRESS, sshRun, type Host } from '../hosts/index.ts';
@@ -277,6 +277,33 @@ describe.sequential('odd login shells, through the CLI', () => {
       rmSync(locale);
     }
   }, 600_000);
+
+  it("a login without a home directory (useradd without -m; its key in /etc/ssh/keys/%u, sshd's AuthorizedKeysFile): ping names the home and mkhomedir_helper, not ~/.bashrc; a deploy works, saying so once", async () => {
+    const root = join(paths.hostsDir, host.name);
+    const conf = join(root, 'etc/ssh/sshd_config.d/05-keys.conf');
+    const keys = join(root, 'etc/ssh/keys');
+    const reload = () => sshRun(host, 'sudo sshd -t && sudo systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
+    mkdirSync(keys, { recursive: true });
+    writeFileSync(join(keys, 'deploy'), readFileSync(join(root, 'home/deploy/.ssh/authorized_keys')), { mode: 0o644 });
+    writeFileSync(conf, 'AuthorizedKeysFile /etc/ssh/keys/%u .ssh/authorized_keys\n');
+    await reload();
+    renameSync(join(root, 'home/deploy'), join(root, 'home/deploy.away'));
+    try {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(1);
+      expect(text(ping)).toMatch(/sshd cannot enter the home directory of deploy, \/home\/deploy \(No such file or directory\).*mkhomedir_helper deploy/s);
+      expect(text(ping)).not.toMatch(/prints text/);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v2');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect(text(deploy).match(/sshd cannot enter the home directory of deploy/g)).toHaveLength(1);
+      expect(text(deploy)).not.toMatch(/prints text/);
+    } finally {
+      renameSync(join(root, 'home/deploy.away'), join(root, 'home/deploy'));
+      rmSync(conf);
+      await reload();
+      rmSync(keys, { recursive: true, force: true });
+    }
+  }, 900_000);
 
   it("sshd's ~/.ssh/rc printing text: ping names that file, not ~/.bashrc", async () => {
     const rc = join(paths.hostsDir, host.name, 'home/deploy/.ssh/rc');

@@ -555,6 +555,17 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
         `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`,
       );
+    // STEP_BOOT's refusal of an input that is a terminal, in a terminal's line ends (\r\n): the command ran under a pty
+    // (script(1) or a session recorder in a ForceCommand or a start-up file), which echoes the script back and makes
+    // stdout and stderr one stream. Nothing else gives the command a terminal: ops asks sshd for none.
+    const tty = new RegExp(`\r\n${START_MARKER}\r\n${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
+    if (tty) {
+      const { place } = this.startupFiles();
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${this.login}'s commands run under a terminal there (${tty}: script(1) or a session recorder in sshd's ForceCommand or a start-up file), which would echo each step's script back and mix its errors into its output; ops stopped it before it did anything`,
+        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows the ForceCommand: have it run "$SSH_ORIGINAL_COMMAND" without a terminal when that is set (ops sends one per step), or take ${this.login} out of its Match block; a start-up file that records sessions: move it ${place}`,
+      );
+    }
     // A cloud image's root key (cloud-init's disable_root: a command="…" before it in ~root/.ssh/authorized_keys) lets
     // the login in only to say whom to log in as, then exits 142: nothing of the login shell is at fault.
     const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);

@@ -305,6 +305,24 @@ describe.sequential('odd login shells, through the CLI', () => {
     }
   }, 900_000);
 
+  it("sshd's ForceCommand recording sessions under a terminal (script -qfec \"$SSH_ORIGINAL_COMMAND\"): ping and deploy say the commands run under a terminal, with where to look; nothing runs", async () => {
+    // Changed through root's login: deploy's commands all run under the terminal once it is in place.
+    const root = join(paths.hostsDir, host.name);
+    const rootKeys = join(root, 'root/.ssh/authorized_keys');
+    const conf = join(root, 'etc/ssh/sshd_config.d/70-record.conf');
+    writeFileSync(rootKeys, readFileSync(join(root, 'home/deploy/.ssh/authorized_keys')), { mode: 0o600 });
+    const reload = () => sshRun({ ...host, user: 'root' } as unknown as Host, 'sshd -t && systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
+    writeFileSync(conf, 'Match User deploy\n    ForceCommand /usr/bin/script -qfec "$SSH_ORIGINAL_COMMAND" /dev/null\n');
+    try {
+      await reload();
+      await bothSay(/did not run: deploy's commands run under a terminal there \(\/dev\/pts\/\d+: script\(1\) or a session recorder/, /sshd -T -C user=deploy \| grep -i forcecommand shows the ForceCommand: have it run "\$SSH_ORIGINAL_COMMAND" without a terminal/);
+    } finally {
+      rmSync(conf);
+      await reload();
+      rmSync(rootKeys);
+    }
+  }, 300_000);
+
   it("sshd's ~/.ssh/rc printing text: ping names that file, not ~/.bashrc", async () => {
     const rc = join(paths.hostsDir, host.name, 'home/deploy/.ssh/rc');
     const { uid, gid } = statSync(join(paths.hostsDir, host.name, 'home/deploy/.ssh'));

@@ -144,6 +144,23 @@ export function sudoWarningFix(line: string, host: string): string | undefined {
 }
 
 /**
+ * sshd's line, before every command, when it cannot enter the login's home directory (OpenSSH session.c, do_child:
+ * "Could not chdir to home directory DIR: REASON"; the command then runs in /): a login made by `useradd` without -m,
+ * or a directory's user (LDAP, SSSD) whose home pam_mkhomedir never made, its keys read from elsewhere
+ * (AuthorizedKeysFile, AuthorizedKeysCommand). Not the login shell's text: its own problem and fix. Undefined for any
+ * other line.
+ */
+export function homeDirProblem(line: string, login: string, host: string): { problem: string; fix: string } | undefined {
+  const m = /^Could not chdir to home directory (\S+): (.+)$/.exec(line);
+  if (!m) return undefined;
+  const [, dir, reason] = m as unknown as [string, string, string];
+  return {
+    problem: `sshd cannot enter the home directory of ${login}, ${dir} (${reason}), and says so before every command (ops copes)`,
+    fix: /No such file/.test(reason) ? `on ${host}, as root: mkhomedir_helper ${login} (makes ${dir} from /etc/skel, owned by ${login})` : `on ${host}, as root: let ${login} into ${dir} (ls -ld ${dir}: owned by ${login}, or a mode that lets it in)`,
+  };
+}
+
+/**
  * The hint for an app command (build, migrate, a hook) that failed writing into a dependency set, from its output: a
  * set is read-only once made (core/steps/app.ts, dependencySet), as releases share it. `step`: the step's name (a
  * step making a set gets none: its own write failing is not the app's doing).

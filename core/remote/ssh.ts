@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -157,6 +157,7 @@ export class SshRemote implements Remote {
   private closed = false;
   private warnedPreamble = false;
   private warnedSudo = false;
+  private warnedHome = false;
   private warnedStderr = false;
   private warnedLinger = false;
   private warnedAgent = false;
@@ -397,13 +398,20 @@ export class SshRemote implements Remote {
     if (!err.started) stderr = stderr.split('\n').filter((l) => !ours(l)).join('\n');
     const lines = preamble.split('\n').filter((l) => l && !ours(l));
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
-    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name)));
+    // sshd's own line (it cannot enter the login's home): its own problem, not the start-up files'.
+    const homeLine = lines.find((l) => homeDirProblem(l, this.login, this.name));
+    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine));
     const shellText = text.join('\n');
     const quoted = (text: string) => oneLine(text, 80, (t) => this.reporter.redact(t));
     const { files, place } = this.startupFiles();
     if (sudoLines.length && !this.warnedSudo) {
       this.warnedSudo = true;
       this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join('\n'))}"; fix: ${sudoWarningFix(sudoLines[0]!, this.name)}`);
+    }
+    const home = homeLine && homeDirProblem(homeLine, this.login, this.name);
+    if (home && !this.warnedHome) {
+      this.warnedHome = true;
+      this.reporter.warn(`${this.name}: ${home.problem}; fix: ${home.fix}`);
     }
     if (traced && !this.warnedXtrace) {
       this.warnedXtrace = true;
@@ -460,7 +468,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }) };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }), ...(homeLine && { homeDir: homeLine }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -547,6 +555,17 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
         `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`,
       );
+    // STEP_BOOT's refusal of an input that is a terminal, in a terminal's line ends (\r\n): the command ran under a pty
+    // (script(1) or a session recorder in a ForceCommand or a start-up file), which echoes the script back and makes
+    // stdout and stderr one stream. Nothing else gives the command a terminal: ops asks sshd for none.
+    const tty = new RegExp(`\r\n${START_MARKER}\r\n${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
+    if (tty) {
+      const { place } = this.startupFiles();
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${this.login}'s commands run under a terminal there (${tty}: script(1) or a session recorder in sshd's ForceCommand or a start-up file), which would echo each step's script back and mix its errors into its output; ops stopped it before it did anything`,
+        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows the ForceCommand: have it run "$SSH_ORIGINAL_COMMAND" without a terminal when that is set (ops sends one per step), or take ${this.login} out of its Match block; a start-up file that records sessions: move it ${place}`,
+      );
+    }
     // A cloud image's root key (cloud-init's disable_root: a command="…" before it in ~root/.ssh/authorized_keys) lets
     // the login in only to say whom to log in as, then exits 142: nothing of the login shell is at fault.
     const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);

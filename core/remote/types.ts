@@ -41,6 +41,8 @@ export interface StepResult {
   xtrace?: boolean;
   /** STEP_BOOT stopped the D-Bus session bus (dbus-daemon) the login's start-up files started for this session. */
   busStopped?: boolean;
+  /** sshd's line saying it cannot enter the login's home directory (errors.ts homeDirProblem), before the script: not in `preamble`. */
+  homeDir?: string;
 }
 
 export interface RunOptions {

@@ -39,6 +39,14 @@ export const REFUSED_PREFIX = '@ops-refused ';
  */
 const LOGIN_SHELL_ENV = ['BASH_ENV', 'ENV', 'SHELLOPTS', 'BASHOPTS', 'BASH_XTRACEFD'];
 
+/**
+ * GNU gettext's list of languages for messages (LANGUAGE=de_DE:de in /etc/default/locale, which sshd's pam_env exports,
+ * or in a ~/.bashrc): it outranks LC_ALL for messages unless the locale is plain C (C.UTF-8 is not), so sudo's and
+ * timeout's errors, which ops reads to give the fix (sudoHint), and bash's own would come in that language: env(1)
+ * drops it, with LOGIN_SHELL_ENV.
+ */
+const MESSAGES_ENV = ['LANGUAGE'];
+
 /** What ops's command line (and only it) puts in the environment of the shell that reads the script: the guard checks it. */
 const STEP_ENV = 'OPS_STEP=1';
 
@@ -203,14 +211,15 @@ export const scriptPrelude = [
  * OPS_CONNECTION, so the step's own bash carries it in /proc/PID/environ as well as everything it starts (an
  * `export` inside the script would reach only its children, not a loop of the script itself): whatever a lost
  * connection left running on the host can be found and stopped before its lock is released (connection_pids).
- * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart. LOGIN_SHELL_ENV: removed.
+ * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart. LOGIN_SHELL_ENV and
+ * MESSAGES_ENV: removed.
  * env(1) is named by its path and sets STEP_PATH: the login's PATH chooses none of the commands (a ~/bin/sudo). It
  * starts STEP_BOOT's bash first, which runs the rest (sudo, timeout, the script's bash) once it has checked the input.
  */
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
   const seconds = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== undefined && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const unset = LOGIN_SHELL_ENV.flatMap((v) => ['-u', v]);
+  const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ['-u', v]);
   // --default-signal: a signal the login shell ignored (trap '' PIPE in ~/.bashrc) would stay ignored through every
   // exec, in the script and all it starts (a `while …; do echo; done | head -1` then loops on write errors until the
   // time limit); timeout restores only the ones it handles itself (coreutils 8.31: Debian 11 has 8.32).

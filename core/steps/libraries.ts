@@ -22,6 +22,14 @@ import supervisorFunctions from './sh/supervisor.sh';
 import systemFunctions from './sh/system.sh';
 import treeFunctions from './sh/tree.sh';
 
+/**
+ * curl as a step asks this host's own nginx or programs (http://127.0.0.1, or the site's name --resolve'd to it): with
+ * no proxy. A host behind one keeps http_proxy and https_proxy in every step's environment (core/remote/wrap.ts
+ * PROXY_ENV: the route to the package indexes), and curl sends a request there unless no_proxy names its host, which
+ * 127.0.0.1 seldom is and a --resolve'd site name never is: the proxy, which cannot reach this host's loopback, then
+ * answers in nginx's place (its own 403 or 503, or nothing), and the switch never sees its slot. sh/probe.sh's curl too.
+ */
+export const LOCAL_CURL = "curl --noproxy '*'";
 /** svc, svc_up, item (CHANGED), put_file, ensure_dir: provision and the system parts of deploys. */
 export const SYSTEM_FUNCTIONS: string = systemFunctions;
 /** host_lock NAME [WAIT], host_unlock NAME: changes shared by the apps of a host, one at a time (flock). */

@@ -8,6 +8,7 @@ import type { Target } from '../target.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { siteName } from './certs.ts';
+import { LOCAL_CURL } from './libraries.ts';
 
 /** Seconds each request through nginx may take (curl's --max-time). */
 const GATE_REQUEST_SECONDS = 3;
@@ -68,7 +69,7 @@ for gate_log in "${'$'}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log"
 for gate_p in ${paths.map((p) => quote(`${p.program} ${p.path}`)).join(' ')}; do
   gate_path=${'$'}{gate_p#* }; gate_code=""
   for gate_try in {1..${GATE_TRIES}}; do
-    gate_code=$(curl -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} ${opts} ${quote(base)}"$gate_path" 2>/dev/null) || true
+    gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} ${opts} ${quote(base)}"$gate_path" 2>/dev/null) || true
     case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || sleep 0.3 ;; *) break ;; esac
   done
   case $gate_code in 5??) gate_fail+="${'$'}{gate_fail:+, }GET $gate_path (program ${'$'}{gate_p%% *}): $gate_code" ;; esac

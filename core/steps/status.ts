@@ -9,7 +9,7 @@ import { collapsedSpace } from '../secrets/parts.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
-import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
 import { describeHolder, lockStatus, parseLock, staleReason, unseenReason, type LockInfo } from './lock.ts';
 import { certificatePaths } from './nginx-config.ts';
@@ -36,12 +36,12 @@ export function nginxRouteShell(env: Target): string {
   const cert = env.config.tls.mode !== 'off' ? certificatePaths(env) : undefined;
   const name = siteName(env);
   const https = cert
-    ? `\nif [ -f ${quote(cert.cert)} ]; then ops_report ${STATUS_KEYS.nginx_slot_https} "$(curl -sk --max-time 2 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)} 2>/dev/null | head -c 32 | tr -d '\n' || true)"; fi`
+    ? `\nif [ -f ${quote(cert.cert)} ]; then ops_report ${STATUS_KEYS.nginx_slot_https} "$(${LOCAL_CURL} -sk --max-time 2 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)} 2>/dev/null | head -c 32 | tr -d '\n' || true)"; fi`
     : '';
   return String.raw`if [ -f ${quote(L.nginxUpstreams)} ]; then
   while read -r name addr; do ops_report ${STATUS_KEYS.upstream} "$name $addr"; done < <(awk '$1 == "upstream" { name = $2 } $1 == "server" && name != "" { a = $2; sub(/;$/, "", a); print name, a } $1 == "}" { name = "" }' ${quote(L.nginxUpstreams)} 2>/dev/null)
 else ops_report ${STATUS_KEYS.upstream} missing; fi
-ops_report ${STATUS_KEYS.nginx_slot} "$(curl -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"${https}`;
+ops_report ${STATUS_KEYS.nginx_slot} "$(${LOCAL_CURL} -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"${https}`;
 }
 
 
@@ -117,7 +117,7 @@ else ops_report ${STATUS_KEYS.nginx} "stopped $(nginx_unit)"; fi
 if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
-ops_report ${STATUS_KEYS.site} "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
+ops_report ${STATUS_KEYS.site} "$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
 # Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
 ${nginxRouteShell(env)}
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).

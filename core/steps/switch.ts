@@ -15,7 +15,7 @@ import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-confi
 import { siteName } from './certs.ts';
 import { gateSeconds, nginxGate } from './nginx-gate.ts';
 import { b64, putFileWord } from './script.ts';
-import { ASSETS_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
+import { ASSETS_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { maskText } from './masks.ts';
 
 /**
@@ -774,8 +774,8 @@ function slotLook(env: Target, slot: Slot, certificateReady: boolean): string {
   const name = siteName(env);
   const ask =
     certificateReady && certificatePaths(env)
-      ? `curl -sk --max-time 1 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)}`
-      : `curl -s --max-time 1${host} http://127.0.0.1/.ops/slot`;
+      ? `${LOCAL_CURL} -sk --max-time 1 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)}`
+      : `${LOCAL_CURL} -s --max-time 1${host} http://127.0.0.1/.ops/slot`;
   // What answered is quoted masked, then cut (mask_clip): an app's page when nginx does not answer it itself.
   return String.raw`${maskLibrary(env)}
 slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))

@@ -5,10 +5,11 @@
 // The files are changed through the host's root filesystem (a broken login cannot repair itself).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downHost, paths, sshRun, type Host } from '../hosts/index.ts';
+import { downHost, paths, SERVICES_ADDRESS, sshRun, type Host } from '../hosts/index.ts';
+import { APT_PROXY_PORT } from '../hosts/paths.ts';
 import { quote } from '../../core/shell.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
 import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
@@ -241,10 +242,31 @@ describe.sequential('odd login shells, through the CLI', () => {
     }
   }, 900_000);
 
-  it('a login in a German locale (/etc/default/locale) whose sudo asks for a password: the deploy still gives the sudoers line to add', async () => {
+  it("a host behind an HTTP proxy (http_proxy in ~/.bashrc, kept by sudoers' env_keep as Debian's sudoers suggests; no_proxy naming the package caches only): deploys switch and status sees nginx's slot, asked of nginx, not the proxy", async () => {
+    // The lab's apt proxy stands in for the site's proxy: a real one, which cannot reach the host's 127.0.0.1.
+    const proxy = `http://${SERVICES_ADDRESS}:${APT_PROXY_PORT}`;
+    const keep = join(paths.hostsDir, host.name, 'etc/sudoers.d/keep-proxy');
+    writeFileSync(keep, 'Defaults env_keep += "http_proxy https_proxy no_proxy"\n', { mode: 0o440 });
+    try {
+      await bashrc(`export http_proxy=${proxy} https_proxy=${proxy} no_proxy=${SERVICES_ADDRESS}`, async () => {
+        for (const ref of ['v1', 'v2']) {
+          const deploy = await ops('deploy', 'e2e', '--ref', ref);
+          expect(deploy.code, text(deploy)).toBe(0);
+        }
+        expect((await get(host)).body).toContain('Version 2.0.0');
+        const status = await ops('status', 'e2e', '--json');
+        expect(status.code, text(status)).toBe(0);
+        expect(JSON.parse(status.out)).toMatchObject({ healthy: true, problems: [], hosts: [{ site: { status: 200 } }] });
+      });
+    } finally {
+      rmSync(keep, { force: true });
+    }
+  }, 900_000);
+
+  it('a login in a German locale (/etc/default/locale: LANG, and LANGUAGE, which gettext puts before LC_ALL) whose sudo asks for a password: the deploy still gives the sudoers line to add', async () => {
     await sshRun(host, "sudo apt-get install -y -qq locales >/dev/null && echo 'de_DE.UTF-8 UTF-8' | sudo tee -a /etc/locale.gen >/dev/null && sudo locale-gen >/dev/null", { timeoutMs: 300_000 });
     const locale = join(paths.hostsDir, host.name, 'etc/default/locale');
-    writeFileSync(locale, 'LANG=de_DE.UTF-8\n');
+    writeFileSync(locale, 'LANG=de_DE.UTF-8\nLANGUAGE=de_DE:de\n');
     try {
       await withFile('etc/sudoers.d/deploy', () => 'deploy ALL=(ALL:ALL) ALL\n', async () => {
         const deploy = await ops('deploy', 'e2e', '--ref', 'v1');
@@ -255,6 +277,51 @@ describe.sequential('odd login shells, through the CLI', () => {
       rmSync(locale);
     }
   }, 600_000);
+
+  it("a login without a home directory (useradd without -m; its key in /etc/ssh/keys/%u, sshd's AuthorizedKeysFile): ping names the home and mkhomedir_helper, not ~/.bashrc; a deploy works, saying so once", async () => {
+    const root = join(paths.hostsDir, host.name);
+    const conf = join(root, 'etc/ssh/sshd_config.d/05-keys.conf');
+    const keys = join(root, 'etc/ssh/keys');
+    const reload = () => sshRun(host, 'sudo sshd -t && sudo systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
+    mkdirSync(keys, { recursive: true });
+    writeFileSync(join(keys, 'deploy'), readFileSync(join(root, 'home/deploy/.ssh/authorized_keys')), { mode: 0o644 });
+    writeFileSync(conf, 'AuthorizedKeysFile /etc/ssh/keys/%u .ssh/authorized_keys\n');
+    await reload();
+    renameSync(join(root, 'home/deploy'), join(root, 'home/deploy.away'));
+    try {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(1);
+      expect(text(ping)).toMatch(/sshd cannot enter the home directory of deploy, \/home\/deploy \(No such file or directory\).*mkhomedir_helper deploy/s);
+      expect(text(ping)).not.toMatch(/prints text/);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v2');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect(text(deploy).match(/sshd cannot enter the home directory of deploy/g)).toHaveLength(1);
+      expect(text(deploy)).not.toMatch(/prints text/);
+    } finally {
+      renameSync(join(root, 'home/deploy.away'), join(root, 'home/deploy'));
+      rmSync(conf);
+      await reload();
+      rmSync(keys, { recursive: true, force: true });
+    }
+  }, 900_000);
+
+  it("sshd's ForceCommand recording sessions under a terminal (script -qfec \"$SSH_ORIGINAL_COMMAND\"): ping and deploy say the commands run under a terminal, with where to look; nothing runs", async () => {
+    // Changed through root's login: deploy's commands all run under the terminal once it is in place.
+    const root = join(paths.hostsDir, host.name);
+    const rootKeys = join(root, 'root/.ssh/authorized_keys');
+    const conf = join(root, 'etc/ssh/sshd_config.d/70-record.conf');
+    writeFileSync(rootKeys, readFileSync(join(root, 'home/deploy/.ssh/authorized_keys')), { mode: 0o600 });
+    const reload = () => sshRun({ ...host, user: 'root' } as unknown as Host, 'sshd -t && systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
+    writeFileSync(conf, 'Match User deploy\n    ForceCommand /usr/bin/script -qfec "$SSH_ORIGINAL_COMMAND" /dev/null\n');
+    try {
+      await reload();
+      await bothSay(/did not run: deploy's commands run under a terminal there \(\/dev\/pts\/\d+: script\(1\) or a session recorder/, /sshd -T -C user=deploy \| grep -i forcecommand shows the ForceCommand: have it run "\$SSH_ORIGINAL_COMMAND" without a terminal/);
+    } finally {
+      rmSync(conf);
+      await reload();
+      rmSync(rootKeys);
+    }
+  }, 300_000);
 
   it("sshd's ~/.ssh/rc printing text: ping names that file, not ~/.bashrc", async () => {
     const rc = join(paths.hostsDir, host.name, 'home/deploy/.ssh/rc');

@@ -62,7 +62,7 @@ describe('status step', () => {
     expect(step.script).toContain('rpc supervisor.getAllProcessInfo');
     expect(step.script).toContain('if xml=$(rpc supervisor.getAllProcessInfo 2>&1)'); // supervisorctl exits non-zero when a program is down
     expect(step.script).toContain('if out=$(nginx -t 2>&1)');
-    expect(step.script).toContain("curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1/");
+    expect(step.script).toContain("curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1/");
   });
 
   it('checks the certificate and fetches the site over TLS when TLS is on', () => {
@@ -932,7 +932,7 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
     const edited = upstreams(env, 'green').replaceAll(`127.0.0.1:${env.port('server', 'green')}`, `127.0.0.1:${env.port('server', 'blue')}`).replaceAll(`127.0.0.1:${env.port('client', 'green')}`, `127.0.0.1:${env.port('client', 'blue')}`);
     expect(edited).not.toBe(upstreams(env, 'green'));
     const { lines, curlArgs } = look(env, edited, 'green'); // the map of the slot left as it was: /.ops/slot still says green
-    expect(curlArgs).toBe('-s --max-time 2 http://127.0.0.1/.ops/slot');
+    expect(curlArgs).toBe('--noproxy * -s --max-time 2 http://127.0.0.1/.ops/slot');
     expect(parse(lines)).toEqual([
       `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends server to 127.0.0.1:${env.port('server', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('server', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
       `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to 127.0.0.1:${env.port('client', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
@@ -976,7 +976,7 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
     expect(parse(look(env, noClient, 'green').lines)).toEqual([
       `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to nowhere (no upstream for it), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
     ]);
-    expect(look(testEnv({ domain: 'shop.example.org' }), upstreams(env, 'green'), 'green').curlArgs).toBe('-s --max-time 2 -H Host: shop.example.org http://127.0.0.1/.ops/slot');
+    expect(look(testEnv({ domain: 'shop.example.org' }), upstreams(env, 'green'), 'green').curlArgs).toBe('--noproxy * -s --max-time 2 -H Host: shop.example.org http://127.0.0.1/.ops/slot');
     expect(hostStatus(env).script).toContain(nginxRouteShell(env));
   });
 });

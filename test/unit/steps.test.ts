@@ -336,10 +336,10 @@ describe('the switch asks nginx for the health paths as visitors do (nginxGate)'
 
   it('looks for the new slot at /.ops/slot where the visitors are: over https alone when the site serves TLS (port 80 only redirects; another site taking the name on 443 would keep them), else over http', () => {
     const tls = switchTo(env({ tls: { mode: 'self-signed' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(tls).toContain("got=$(curl -sk --max-time 1 --resolve shop.example.org:443:127.0.0.1 https://shop.example.org/.ops/slot 2>/dev/null || true)");
+    expect(tls).toContain("got=$(curl --noproxy '*' -sk --max-time 1 --resolve shop.example.org:443:127.0.0.1 https://shop.example.org/.ops/slot 2>/dev/null || true)");
     expect(tls).not.toContain('http://127.0.0.1/.ops/slot');
     const plain = switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(plain).toContain("got=$(curl -s --max-time 1 -H 'Host: shop.example.org' http://127.0.0.1/.ops/slot 2>/dev/null || true)");
+    expect(plain).toContain("got=$(curl --noproxy '*' -s --max-time 1 -H 'Host: shop.example.org' http://127.0.0.1/.ops/slot 2>/dev/null || true)");
   });
 });
 

@@ -346,12 +346,13 @@ probe_loop() {
 }
 # probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
 # curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's
-# message in its place when it received nothing (PROBE_VIA=curl: probe_answer takes it as the reason).
+# message in its place when it received nothing (PROBE_VIA=curl: probe_answer takes it as the reason). No proxy: the
+# port is this host's own (LOCAL_CURL, core/steps/libraries.ts).
 probe_curl_send() {
   local line
   local -a headers=(-H "Host: ${PROBE_HOST:-127.0.0.1:$1}" -H 'User-Agent: ops-pipeline-health-check')
   while IFS= read -r line; do line=${line%$'\r'}; [ -z "$line" ] || headers+=(-H "$line"); done <<< "${PROBE_HEADERS:-}"
-  exec {PROBE_FD}< <(curl -sS -g -i "${headers[@]}" --max-time 5 "http://127.0.0.1:$1$2" 2>&1)
+  exec {PROBE_FD}< <(curl --noproxy '*' -sS -g -i "${headers[@]}" --max-time 5 "http://127.0.0.1:$1$2" 2>&1)
 }
 # elsewhere PORT: where a TCP port listens when 127.0.0.1 refuses it (ss -Htln, iproute2: another address, ::1 only),
 # as ", " separated addresses; nothing when it listens nowhere. Asked once, for the verdict of a port that refused.

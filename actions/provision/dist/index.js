@@ -19723,6 +19723,15 @@ function sudoWarningFix(line, host) {
   if (/^sudo: setrlimit\(RLIMIT_CORE\): Operation not permitted/.test(line)) return `on ${host}, as root: echo 'Set disable_coredump false' >> /etc/sudo.conf (sudo lowers its core dump limit on every command, which this container forbids)`;
   return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
 }
+function homeDirProblem(line, login2, host) {
+  const m = /^Could not chdir to home directory (\S+): (.+)$/.exec(line);
+  if (!m) return void 0;
+  const [, dir, reason] = m;
+  return {
+    problem: `sshd cannot enter the home directory of ${login2}, ${dir} (${reason}), and says so before every command (ops copes)`,
+    fix: /No such file/.test(reason) ? `on ${host}, as root: mkhomedir_helper ${login2} (makes ${dir} from /etc/skel, owned by ${login2})` : `on ${host}, as root: let ${login2} into ${dir} (ls -ld ${dir}: owned by ${login2}, or a mode that lets it in)`
+  };
+}
 function readOnlySetHint(step, output) {
   if (/dependencies$/.test(step)) return void 0;
   const line = output.split("\n").find((l) => /EACCES|EPERM|EROFS|Permission denied|Read-only file system/i.test(l) && /shared\/deps\/|(^|[\s'"/])(node_modules|venv)\//.test(l));
@@ -37386,6 +37395,16 @@ var init_package = __esm({
 });
 
 // core/dotenv-readers.ts
+function nodeEnvFileProblem(version2) {
+  const [major = 0, minor2] = version2.split(".").map(Number);
+  const known = minor2 !== void 0;
+  if (major < 20 || major === 20 && known && minor2 < 6) return `Node.js ${version2} has no .env parser of its own (\`node --env-file\` came in 20.6, \`process.loadEnvFile\` in 20.12): the app could not read the .env with it`;
+  if (major === 20 && known && minor2 < 12 || major === 21 && (!known || minor2 < 7))
+    return `Node.js ${version2}'s .env parser reads each value on one line and decodes no \\n in double quotes: a value of several lines (a PEM key) would be lost or changed`;
+  if (major === 20 && minor2 === 12 || major === 21 || major === 22 && minor2 === 0)
+    return `Node.js ${version2}'s .env parser (a C++ std::regex) crashes the program (segmentation fault) on a value of a few tens of KiB`;
+  return void 0;
+}
 function plainUnquoted(text) {
   if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
   return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
@@ -38046,8 +38065,21 @@ function keyPathParts(text, show) {
     if (i >= text.length) throw bad("an empty key (two dots in a row, or a dot at an end)");
   }
 }
+function quotePart(k) {
+  return /^[^."]+$/.test(k) ? k : `"${k}"`;
+}
 function splitKeyPath(text, keysAt, options = {}) {
   const parts = keyPathParts(text, options.show);
+  const readings = existingReadings(parts, keysAt, 0, [], 2);
+  if (readings.length > 1) {
+    const [a, b] = readings;
+    const which2 = (r) => r.length === 1 ? `the key "${r[0]}"` : `the key ${quotePart(r[r.length - 1])} inside ${r.slice(0, -1).map(quotePart).join(".")}`;
+    const quoted = (r) => `'${r.map((k) => `"${k}"`).join(".")}'`;
+    throw new OpsError(
+      `the key path "${text}" names two secrets: ${which2(a)}, and ${which2(b)}`,
+      `write the one meant with its keys in double quotes, ${quoted(a)} for the first, ${quoted(b)} for the second (as { secret: ... } in environment.yml, and for ops secrets set and show), or rename one of them (ops secrets edit)`
+    );
+  }
   const path = [];
   for (let i = 0; i < parts.length; ) {
     if (parts[i].quoted) {
@@ -38081,6 +38113,19 @@ function splitKeyPath(text, keysAt, options = {}) {
     break;
   }
   return path;
+}
+function existingReadings(parts, keysAt, from, path, limit) {
+  if (from === parts.length) return path.length ? [path] : [];
+  const keys = new Set(keysAt(path));
+  if (parts[from].quoted) return keys.has(parts[from].key) ? existingReadings(parts, keysAt, from + 1, [...path, parts[from].key], limit) : [];
+  let run = from;
+  while (run < parts.length && !parts[run].quoted) run++;
+  const found = [];
+  for (let end = run; end > from && found.length < limit; end--) {
+    const key = parts.slice(from, end).map((p) => p.key).join(".");
+    if (keys.has(key)) found.push(...existingReadings(parts, keysAt, end, [...path, key], limit - found.length));
+  }
+  return found;
 }
 function checkNewKey(part) {
   if (/^\s|\s$/.test(part.key) || /[\p{Cc}]/u.test(part.key))
@@ -40027,11 +40072,13 @@ function liveReleasePathProblem(text, base, where) {
 function literalPortProblem(text, path, config) {
   const own2 = path.split(".")[1];
   const bare = text.replace(PLACEHOLDER, "");
-  const variable = /^programs\.[^.]+\.env\.(.*)$/.exec(path)?.[1];
+  const variable = /^(?:programs\.[^.]+\.)?env\.(.*)$/.exec(path)?.[1];
   for (const [name2, p] of Object.entries(config.programs)) {
     const asPort = new RegExp(`(?::|port[\\w-]*['"]?(?:=|\\s+)['"]?)${p.port}(?!\\d)`, "i").test(bare) || variable !== void 0 && /port/i.test(variable) && bare.trim() === String(p.port);
     if (!asPort) continue;
     const placeholder = name2 === own2 ? "{port}" : `{port:${name2}}`;
+    if (path.startsWith("env."))
+      return `names port ${p.port}, program ${name2}'s port in the blue slot only: the green slot runs it on ${p.port + config.switch.port_offset}, so a program of the green slot reading it would reach the live release's ${name2} (after the switch, the previous release, kept warm there), not its own slot's (or, ${name2} itself, take the live slot's port); the .env takes no placeholders: give it to the programs that read it in programs.<program>.env as ${variable}: "${text.replace(new RegExp(`(?<!\\d)${p.port}(?!\\d)`), `{port:${name2}}`)}" (their own value wins over the .env's)`;
     return `names port ${p.port}, ${name2 === own2 ? "this program's" : `program ${name2}'s`} port in the blue slot only: the green slot runs it on ${p.port + config.switch.port_offset}, so ${name2 === own2 ? "there it would take the live slot's port and fail to start" : `there it would reach the live release's ${name2}, not its own slot's`}; write ${placeholder} (expanded for each slot)`;
   }
   return void 0;
@@ -40133,6 +40180,11 @@ function crossCheck(config, problems, routesGiven) {
     const why = placeholderProblem(text, programs) ?? literalPortProblem(text, path, config);
     if (why) problems.push({ path, message: why });
   }
+  const given = new Set(Object.values(config.programs).flatMap((p) => Object.keys(p.env)));
+  for (const [path, text] of named.filter(([p]) => p.startsWith("env.") && !given.has(p.slice("env.".length)))) {
+    const why = literalPortProblem(text, path, config);
+    if (why) problems.push({ path, message: why });
+  }
   for (const [path, text] of named) {
     const why = liveReleasePathProblem(text, base, path.startsWith("programs.") ? "program" : path.startsWith("env.") ? "dotenv" : "command");
     if (why) problems.push({ path, message: why });
@@ -40163,6 +40215,12 @@ function crossCheck(config, problems, routesGiven) {
   if (node.strategy === "npm" && !config.packages.npm_registry)
     problems.push({ path: "runtimes.node.strategy", message: "strategy npm downloads Node.js from packages.npm_registry: set it (e.g. https://registry.npmjs.org/)" });
   if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: "packages.npm_token", message: "needs packages.npm_registry (the registry the token is for)" });
+  const nodeEnvFile2 = config.dotenv.readers.some((r) => (typeof r === "string" ? r : r.reader) === "node-env-file") ? nodeEnvFileProblem(node.version) : void 0;
+  if (nodeEnvFile2)
+    problems.push({
+      path: "dotenv.readers",
+      message: `node-env-file is the parser of the Node.js runtimes.node pins, and ${nodeEnvFile2}: pin Node.js 20.13 or later (not 21, nor 22.0), or drop node-env-file if the app does not read the .env with Node's own parser`
+    });
 }
 function misplacedKeys(problems) {
   keyPaths ??= (environmentSchema.rows?.("") ?? []).reduce((m, r) => m.set(r.path.split(".").pop(), [...m.get(r.path.split(".").pop()) ?? [], r.path]), /* @__PURE__ */ new Map());
@@ -73602,7 +73660,26 @@ function renderTemplate(template, vars, source) {
   return out;
 }
 function readTemplate(env, custom) {
-  return readEnvFile(env, "nginx.site_template", custom, "an nginx site template");
+  return slotPortFree(env, readEnvFile(env, "nginx.site_template", custom, "an nginx site template"), `environments/${env.name}/${custom}`);
+}
+var LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
+function slotPortFree(env, template, source) {
+  const owners = /* @__PURE__ */ new Map();
+  for (const program of Object.keys(env.config.programs))
+    for (const slot of ["blue", "green"]) if (!owners.has(env.port(program, slot))) owners.set(env.port(program, slot), `program ${program}'s port on slot ${slot}`);
+  const found = [];
+  template.split("\n").forEach((line, i) => {
+    for (const m of line.replace(/#.*/, "").matchAll(LOCAL_ADDRESS)) {
+      const owner = owners.get(Number(m[2]));
+      if (owner) found.push(`line ${i + 1}: ${m[0]} (${owner})`);
+    }
+  });
+  if (!found.length) return template;
+  const names = Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(", ");
+  throw new OpsError(
+    `${source} sends requests to a slot's port itself, ${found.join("; ")}: nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving`,
+    `name the upstreams instead (proxy_pass ${names}; with {{upstreams_include}} at the top level), or write {{locations}} for the routes`
+  );
 }
 function site(env, certificateReady) {
   const vars = siteVariables(env);
@@ -74382,12 +74459,13 @@ probe_loop() {
 }
 # probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
 # curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's
-# message in its place when it received nothing (PROBE_VIA=curl: probe_answer takes it as the reason).
+# message in its place when it received nothing (PROBE_VIA=curl: probe_answer takes it as the reason). No proxy: the
+# port is this host's own (LOCAL_CURL, core/steps/libraries.ts).
 probe_curl_send() {
   local line
   local -a headers=(-H "Host: \${PROBE_HOST:-127.0.0.1:$1}" -H 'User-Agent: ops-pipeline-health-check')
   while IFS= read -r line; do line=\${line%$'\\r'}; [ -z "$line" ] || headers+=(-H "$line"); done <<< "\${PROBE_HEADERS:-}"
-  exec {PROBE_FD}< <(curl -sS -g -i "\${headers[@]}" --max-time 5 "http://127.0.0.1:$1$2" 2>&1)
+  exec {PROBE_FD}< <(curl --noproxy '*' -sS -g -i "\${headers[@]}" --max-time 5 "http://127.0.0.1:$1$2" 2>&1)
 }
 # elsewhere PORT: where a TCP port listens when 127.0.0.1 refuses it (ss -Htln, iproute2: another address, ::1 only),
 # as ", " separated addresses; nothing when it listens nowhere. Asked once, for the verdict of a port that refused.
@@ -76418,6 +76496,7 @@ var AGENT_STOPPED = "@ops-agent-stopped";
 var LOGIN_SHELL_PREFIX = "@ops-login-shell ";
 var REFUSED_PREFIX = "@ops-refused ";
 var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_XTRACEFD"];
+var MESSAGES_ENV = ["LANGUAGE"];
 var STEP_ENV = "OPS_STEP=1";
 var NOT_TOP_LEVEL = "SHLVL=1";
 var STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -76463,7 +76542,7 @@ var scriptPrelude = [
 function commandLine(step, login2, appUser2, connection) {
   const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const unset = LOGIN_SHELL_ENV.flatMap((v) => ["-u", v]);
+  const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ["-u", v]);
   const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
   const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
   if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser2, "--", ...run);
@@ -76613,6 +76692,7 @@ var SshRemote = class {
   closed = false;
   warnedPreamble = false;
   warnedSudo = false;
+  warnedHome = false;
   warnedStderr = false;
   warnedLinger = false;
   warnedAgent = false;
@@ -76817,13 +76897,19 @@ ${stderr}`.trim());
     if (!err.started) stderr = stderr.split("\n").filter((l) => !ours(l)).join("\n");
     const lines = preamble.split("\n").filter((l) => l && !ours(l));
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
-    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name)));
+    const homeLine = lines.find((l) => homeDirProblem(l, this.login, this.name));
+    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine));
     const shellText = text.join("\n");
     const quoted = (text2) => oneLine(text2, 80, (t) => this.reporter.redact(t));
     const { files, place } = this.startupFiles();
     if (sudoLines.length && !this.warnedSudo) {
       this.warnedSudo = true;
       this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join("\n"))}"; fix: ${sudoWarningFix(sudoLines[0], this.name)}`);
+    }
+    const home = homeLine && homeDirProblem(homeLine, this.login, this.name);
+    if (home && !this.warnedHome) {
+      this.warnedHome = true;
+      this.reporter.warn(`${this.name}: ${home.problem}; fix: ${home.fix}`);
     }
     if (traced && !this.warnedXtrace) {
       this.warnedXtrace = true;
@@ -76874,7 +76960,7 @@ ${EXEC_RETURNED}
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true } };
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine } };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -76955,6 +77041,16 @@ ${EXEC_RETURNED}
         `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
         `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`
       );
+    const tty = new RegExp(`\r
+${START_MARKER}\r
+${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
+    if (tty) {
+      const { place: place2 } = this.startupFiles();
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${this.login}'s commands run under a terminal there (${tty}: script(1) or a session recorder in sshd's ForceCommand or a start-up file), which would echo each step's script back and mix its errors into its output; ops stopped it before it did anything`,
+        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows the ForceCommand: have it run "$SSH_ORIGINAL_COMMAND" without a terminal when that is set (ops sends one per step), or take ${this.login} out of its Match block; a start-up file that records sessions: move it ${place2}`
+      );
+    }
     const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);
     if (loginAs)
       return new NotStartedError(
@@ -77557,7 +77653,7 @@ var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "rollback_previous", "stale");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "unhashed", "rollback_previous", "stale");
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function markRelease(env, id, mark, why, withoutLock = false) {
   const L = env.layout;
@@ -77709,11 +77805,16 @@ done
 # The wait is counted in seconds since boot (/proc/uptime), not by the wall clock: a clock stepped meanwhile (NTP
 # setting a skewed clock right, by hand) would end it early, or stretch it past the step's timeout, as an unclear one.
 read -r now _ < /proc/uptime; now=${"$"}{now%.*}; deadline=$(( now + ${req2.wait} ))
-taking="$lock.taking.$$"
+taking="$lock.taking.$$"; lock_waited=
 while :; do
-  # This run's connection gone (ops killed, its network lost) while it waits: sshd does not stop this script (no
-  # terminal, nothing written), and what it took when the holder ends would be held in a dead connection's name.
+  # This run's connection gone (ops killed) while it waits: sshd does not stop this script (no terminal, nothing
+  # written), and what it took when the holder ends would be held in a dead connection's name.
   if [ "$(proc_start "$holder" || true)" != "$holder_start" ]; then echo "this run's connection is gone (its SSH server process $holder ended): the lock is not taken for it" >&2; exit 1; fi
+  # Its runner gone with its network (no FIN: sshd keeps the connection open for hours) is the same: silent as long
+  # as a holder's that reads stale (LOCK_STATE), it would take the lock only to leave it stale, and run what follows
+  # in this step (a one-host rollback's switch) with nobody to hear of it. Looked at once it has waited: a run nobody
+  # holds up spends no ss on it.
+  if [ -n "$lock_waited" ] && own_silent=$(conn_silent "$holder") && [ "$own_silent" -ge ${HOLDER_SILENT_SECONDS} ]; then echo "this run's connection has sent nothing for ${"$"}{own_silent}s (its runner gone with its network; sshd keeps such a connection open): the lock is not taken for it" >&2; exit 1; fi
   if [ ! -e "$lock" ] && [ ! -L "$lock" ]; then
     # The lock appears whole (rename(2) of a directory holding its details): never seen without its details, which a
     # run looking meanwhile would read as a stale lock and refuse at once. The details are the lock's meaning: not
@@ -77760,7 +77861,7 @@ while :; do
 ${req2.queued ? `  # Queued behind a live run: said by the runner before it waits (LockRequest.queued).
   ${REPORT_HOLDER.replace(/\n/g, "\n  ")}
   exit ${LOCK_QUEUED_EXIT}
-` : ""}  sleep 1
+` : ""}  sleep 1; lock_waited=1
 done
 ${then}${finish ? `
 ${finish}` : ""}`
@@ -78028,12 +78129,13 @@ var Queued = class extends Error {
 async function acquire(remote, env, request, queue, inspect, finish, finishSeconds, notOurs, took, tookThenFailed, redact, say, hostOf) {
   const ask = (req2) => remote.run(acquireLock(env, req2, inspect?.script, finish, finishSeconds), { allowFailure: true });
   const asked = queue instanceof Queued ? queue.asked : Date.now();
-  let result = queue instanceof Queued ? queue.result : await ask({ ...request, queued: request.wait > 0 });
-  if (result.code === LOCK_QUEUED_EXIT && queue) {
+  let result = queue instanceof Queued ? queue.result : await ask({ ...request, wait: Math.max(request.wait, CONTENDED_WAIT_SECONDS), queued: true });
+  const wait = Math.max(0, request.wait - Math.floor((Date.now() - asked) / 1e3));
+  if (result.code === LOCK_QUEUED_EXIT && queue && wait > 0) {
     const holder = parseLock(result);
     const silent2 = silentHolder(holder);
-    const wait = Math.max(0, request.wait - Math.floor((Date.now() - asked) / 1e3));
-    say(`${remote.name}: queued behind ${describeHolder(holder.holder)}, waiting up to ${wait}s (switch.lock_wait)${silent2 ? `; ${silent2}, which then refuses this run at once (ops lock release ${env.name} frees it)` : ""}`);
+    const why = env.config.switch.lock_wait ? "switch.lock_wait" : "another run is taking or letting go of this environment's locks at this moment: the run queues for them in the one order of every run, though switch.lock_wait is 0";
+    say(`${remote.name}: queued behind ${describeHolder(holder.holder)}, waiting up to ${wait}s (${why})${silent2 ? `; ${silent2}, which then refuses this run at once (ops lock release ${env.name} frees it)` : ""}`);
     result = await ask({ ...request, wait });
   }
   if (["acquired", "released"].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
@@ -78048,8 +78150,8 @@ async function acquire(remote, env, request, queue, inspect, finish, finishSecon
     );
   }
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
-  if (result.code === LOCK_QUEUED_EXIT) throw new Queued(remote.name, result, asked);
-  if (result.code !== LOCK_BUSY_EXIT) {
+  if (result.code === LOCK_QUEUED_EXIT && !queue) throw new Queued(remote.name, result, asked);
+  if (result.code !== LOCK_BUSY_EXIT && result.code !== LOCK_QUEUED_EXIT) {
     const e = new StepError(inspect ? `lock, ${inspect.name}` : "lock", remote.name, result.code, failureDetail(result.stdout, result.stderr, redact), void 0, sudoHint(result.stderr, remote.login, remote.name), void 0, failureVerdict(result.stdout, redact));
     throw DISK_FULL.test(result.stderr) ? await diskFullError(remote, env, e, request.operation) : e;
   }
@@ -78093,7 +78195,8 @@ async function takeInOrder(remotes, take) {
   }
   return settled;
 }
-async function takeLocks(remotes, take, letGo) {
+var CONTENDED_WAIT_SECONDS = 10;
+async function takeLocks(remotes, take, letGo, lockWait) {
   const first = await Promise.allSettled(remotes.map((r) => take(r, false)));
   const queued = (s) => s.status === "rejected" && s.reason instanceof Queued;
   const failedWith = (reason) => first.map((s) => queued(s) ? { status: "rejected", reason } : s);
@@ -78107,9 +78210,10 @@ async function takeLocks(remotes, take, letGo) {
   if (stuck) return failedWith(stuck.reason);
   const again = /* @__PURE__ */ new Set([q, ...first.flatMap((s, i) => queued(s) ? [i] : []), ...released.flatMap((s) => s.status === "fulfilled" ? s.value : [])]);
   const order = [...again].sort((a, b) => a - b);
+  const wait = lockWait || (first.some((s) => s.status === "fulfilled") ? CONTENDED_WAIT_SECONDS : 0);
   const rest = await takeInOrder(
     order.map((i) => remotes[i]),
-    (r) => take(r, r === remotes[q] ? first[q].reason : true)
+    (r) => take(r, r === remotes[q] ? first[q].reason : true, wait)
   );
   return first.map((s, i) => again.has(i) ? rest[order.indexOf(i)] : s);
 }
@@ -78358,9 +78462,9 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
   handleFaults(onSignal);
-  const takeOn = async (r, queue) => {
+  const takeOn = async (r, queue, wait = request.wait) => {
     mine.add(r.name);
-    const result2 = await acquire(r, env, request, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
+    const result2 = await acquire(r, env, { ...request, wait }, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
       tookThenFailed.add(r.name);
       if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
     }, (t) => ctx.reporter.redact(t), (line2) => ctx.reporter.warn(ctx.reporter.redact(line2)), (connection) => [...session.remotes.values()].find((o) => o !== r && o.connection === connection)?.name).catch(async (e) => {
@@ -78385,7 +78489,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     for (const m of [mine, notHeld, inspected, read2, takenAt]) m.delete(r.name);
     return true;
   };
-  const settled = await takeLocks(lockOrder(session.hosts).map((h) => session.remote(h.name)), takeOn, letGo);
+  const settled = await takeLocks(lockOrder(session.hosts).map((h) => session.remote(h.name)), takeOn, letGo, request.wait);
   const bare = new Set(settled.flatMap((s) => s.status === "rejected" && s.reason instanceof Unprovisioned ? [s.reason.host] : []));
   const refusedBare = bare.size && options.unprovisioned ? unprovisionedError(env, env.hosts.map((h) => ({ host: h.name, state: { provisioned: !bare.has(h.name) } })), options.unprovisioned.nothing, options.unprovisioned.then) : void 0;
   const failed = refusedBare ? { reason: refusedBare } : settled.find((s) => s.status === "rejected");

@@ -19710,6 +19710,15 @@ function sudoWarningFix(line, host) {
   if (/^sudo: setrlimit\(RLIMIT_CORE\): Operation not permitted/.test(line)) return `on ${host}, as root: echo 'Set disable_coredump false' >> /etc/sudo.conf (sudo lowers its core dump limit on every command, which this container forbids)`;
   return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
 }
+function homeDirProblem(line, login2, host) {
+  const m = /^Could not chdir to home directory (\S+): (.+)$/.exec(line);
+  if (!m) return void 0;
+  const [, dir, reason] = m;
+  return {
+    problem: `sshd cannot enter the home directory of ${login2}, ${dir} (${reason}), and says so before every command (ops copes)`,
+    fix: /No such file/.test(reason) ? `on ${host}, as root: mkhomedir_helper ${login2} (makes ${dir} from /etc/skel, owned by ${login2})` : `on ${host}, as root: let ${login2} into ${dir} (ls -ld ${dir}: owned by ${login2}, or a mode that lets it in)`
+  };
+}
 function readOnlySetHint(step, output) {
   if (/dependencies$/.test(step)) return void 0;
   const line = output.split("\n").find((l) => /EACCES|EPERM|EROFS|Permission denied|Read-only file system/i.test(l) && /shared\/deps\/|(^|[\s'"/])(node_modules|venv)\//.test(l));
@@ -37342,6 +37351,16 @@ var init_package = __esm({
 });
 
 // core/dotenv-readers.ts
+function nodeEnvFileProblem(version2) {
+  const [major = 0, minor2] = version2.split(".").map(Number);
+  const known = minor2 !== void 0;
+  if (major < 20 || major === 20 && known && minor2 < 6) return `Node.js ${version2} has no .env parser of its own (\`node --env-file\` came in 20.6, \`process.loadEnvFile\` in 20.12): the app could not read the .env with it`;
+  if (major === 20 && known && minor2 < 12 || major === 21 && (!known || minor2 < 7))
+    return `Node.js ${version2}'s .env parser reads each value on one line and decodes no \\n in double quotes: a value of several lines (a PEM key) would be lost or changed`;
+  if (major === 20 && minor2 === 12 || major === 21 || major === 22 && minor2 === 0)
+    return `Node.js ${version2}'s .env parser (a C++ std::regex) crashes the program (segmentation fault) on a value of a few tens of KiB`;
+  return void 0;
+}
 function plainUnquoted(text) {
   if (text === "" || /[\n\r#\u2028\u2029\x85]/.test(text) || /^['"`]/.test(text)) return false;
   return !EDGE_SPACE.test(text[0]) && !EDGE_SPACE.test(text[text.length - 1]);
@@ -39822,11 +39841,13 @@ function liveReleasePathProblem(text, base, where) {
 function literalPortProblem(text, path, config) {
   const own2 = path.split(".")[1];
   const bare = text.replace(PLACEHOLDER, "");
-  const variable = /^programs\.[^.]+\.env\.(.*)$/.exec(path)?.[1];
+  const variable = /^(?:programs\.[^.]+\.)?env\.(.*)$/.exec(path)?.[1];
   for (const [name2, p] of Object.entries(config.programs)) {
     const asPort = new RegExp(`(?::|port[\\w-]*['"]?(?:=|\\s+)['"]?)${p.port}(?!\\d)`, "i").test(bare) || variable !== void 0 && /port/i.test(variable) && bare.trim() === String(p.port);
     if (!asPort) continue;
     const placeholder = name2 === own2 ? "{port}" : `{port:${name2}}`;
+    if (path.startsWith("env."))
+      return `names port ${p.port}, program ${name2}'s port in the blue slot only: the green slot runs it on ${p.port + config.switch.port_offset}, so a program of the green slot reading it would reach the live release's ${name2} (after the switch, the previous release, kept warm there), not its own slot's (or, ${name2} itself, take the live slot's port); the .env takes no placeholders: give it to the programs that read it in programs.<program>.env as ${variable}: "${text.replace(new RegExp(`(?<!\\d)${p.port}(?!\\d)`), `{port:${name2}}`)}" (their own value wins over the .env's)`;
     return `names port ${p.port}, ${name2 === own2 ? "this program's" : `program ${name2}'s`} port in the blue slot only: the green slot runs it on ${p.port + config.switch.port_offset}, so ${name2 === own2 ? "there it would take the live slot's port and fail to start" : `there it would reach the live release's ${name2}, not its own slot's`}; write ${placeholder} (expanded for each slot)`;
   }
   return void 0;
@@ -39928,6 +39949,11 @@ function crossCheck(config, problems, routesGiven) {
     const why = placeholderProblem(text, programs) ?? literalPortProblem(text, path, config);
     if (why) problems.push({ path, message: why });
   }
+  const given = new Set(Object.values(config.programs).flatMap((p) => Object.keys(p.env)));
+  for (const [path, text] of named.filter(([p]) => p.startsWith("env.") && !given.has(p.slice("env.".length)))) {
+    const why = literalPortProblem(text, path, config);
+    if (why) problems.push({ path, message: why });
+  }
   for (const [path, text] of named) {
     const why = liveReleasePathProblem(text, base, path.startsWith("programs.") ? "program" : path.startsWith("env.") ? "dotenv" : "command");
     if (why) problems.push({ path, message: why });
@@ -39958,6 +39984,12 @@ function crossCheck(config, problems, routesGiven) {
   if (node.strategy === "npm" && !config.packages.npm_registry)
     problems.push({ path: "runtimes.node.strategy", message: "strategy npm downloads Node.js from packages.npm_registry: set it (e.g. https://registry.npmjs.org/)" });
   if (config.packages.npm_token && !config.packages.npm_registry) problems.push({ path: "packages.npm_token", message: "needs packages.npm_registry (the registry the token is for)" });
+  const nodeEnvFile2 = config.dotenv.readers.some((r) => (typeof r === "string" ? r : r.reader) === "node-env-file") ? nodeEnvFileProblem(node.version) : void 0;
+  if (nodeEnvFile2)
+    problems.push({
+      path: "dotenv.readers",
+      message: `node-env-file is the parser of the Node.js runtimes.node pins, and ${nodeEnvFile2}: pin Node.js 20.13 or later (not 21, nor 22.0), or drop node-env-file if the app does not read the .env with Node's own parser`
+    });
 }
 function misplacedKeys(problems) {
   keyPaths ??= (environmentSchema.rows?.("") ?? []).reduce((m, r) => m.set(r.path.split(".").pop(), [...m.get(r.path.split(".").pop()) ?? [], r.path]), /* @__PURE__ */ new Map());
@@ -73686,12 +73718,13 @@ probe_loop() {
 }
 # probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
 # curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's
-# message in its place when it received nothing (PROBE_VIA=curl: probe_answer takes it as the reason).
+# message in its place when it received nothing (PROBE_VIA=curl: probe_answer takes it as the reason). No proxy: the
+# port is this host's own (LOCAL_CURL, core/steps/libraries.ts).
 probe_curl_send() {
   local line
   local -a headers=(-H "Host: \${PROBE_HOST:-127.0.0.1:$1}" -H 'User-Agent: ops-pipeline-health-check')
   while IFS= read -r line; do line=\${line%$'\\r'}; [ -z "$line" ] || headers+=(-H "$line"); done <<< "\${PROBE_HEADERS:-}"
-  exec {PROBE_FD}< <(curl -sS -g -i "\${headers[@]}" --max-time 5 "http://127.0.0.1:$1$2" 2>&1)
+  exec {PROBE_FD}< <(curl --noproxy '*' -sS -g -i "\${headers[@]}" --max-time 5 "http://127.0.0.1:$1$2" 2>&1)
 }
 # elsewhere PORT: where a TCP port listens when 127.0.0.1 refuses it (ss -Htln, iproute2: another address, ::1 only),
 # as ", " separated addresses; nothing when it listens nowhere. Asked once, for the verdict of a port that refused.
@@ -74046,6 +74079,7 @@ nginx_reload() {
 `;
 
 // core/steps/libraries.ts
+var LOCAL_CURL = "curl --noproxy '*'";
 var SYSTEM_FUNCTIONS = system_default;
 var SUPERVISOR_FUNCTIONS = supervisor_default;
 var IDENTITY_FUNCTIONS = `${contain_default}
@@ -74379,7 +74413,7 @@ init_shell();
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "shell", "ssh_rc", "forced", "sudo", "max_sessions", "footprint");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "rollback_previous", "stale");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "unhashed", "rollback_previous", "stale");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;
@@ -74404,12 +74438,12 @@ function nginxRouteShell(env) {
   const cert = env.config.tls.mode !== "off" ? certificatePaths(env) : void 0;
   const name2 = siteName(env);
   const https = cert ? `
-if [ -f ${quote(cert.cert)} ]; then ops_report ${STATUS_KEYS.nginx_slot_https} "$(curl -sk --max-time 2 --resolve ${quote(`${name2}:443:127.0.0.1`)} ${quote(`https://${name2}/.ops/slot`)} 2>/dev/null | head -c 32 | tr -d '
+if [ -f ${quote(cert.cert)} ]; then ops_report ${STATUS_KEYS.nginx_slot_https} "$(${LOCAL_CURL} -sk --max-time 2 --resolve ${quote(`${name2}:443:127.0.0.1`)} ${quote(`https://${name2}/.ops/slot`)} 2>/dev/null | head -c 32 | tr -d '
 ' || true)"; fi` : "";
   return String.raw`if [ -f ${quote(L.nginxUpstreams)} ]; then
   while read -r name addr; do ops_report ${STATUS_KEYS.upstream} "$name $addr"; done < <(awk '$1 == "upstream" { name = $2 } $1 == "server" && name != "" { a = $2; sub(/;$/, "", a); print name, a } $1 == "}" { name = "" }' ${quote(L.nginxUpstreams)} 2>/dev/null)
 else ops_report ${STATUS_KEYS.upstream} missing; fi
-ops_report ${STATUS_KEYS.nginx_slot} "$(curl -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"${https}`;
+ops_report ${STATUS_KEYS.nginx_slot} "$(${LOCAL_CURL} -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"${https}`;
 }
 function siteProbe(env) {
   const name2 = siteName(env);
@@ -74469,7 +74503,7 @@ else ops_report ${STATUS_KEYS.nginx} "stopped $(nginx_unit)"; fi
 if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
-ops_report ${STATUS_KEYS.site} "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
+ops_report ${STATUS_KEYS.site} "$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
 # Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
 ${nginxRouteShell(env)}
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
@@ -75773,6 +75807,7 @@ var AGENT_STOPPED = "@ops-agent-stopped";
 var LOGIN_SHELL_PREFIX = "@ops-login-shell ";
 var REFUSED_PREFIX = "@ops-refused ";
 var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_XTRACEFD"];
+var MESSAGES_ENV = ["LANGUAGE"];
 var STEP_ENV = "OPS_STEP=1";
 var NOT_TOP_LEVEL = "SHLVL=1";
 var STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -75818,7 +75853,7 @@ var scriptPrelude = [
 function commandLine(step, login2, appUser, connection) {
   const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const unset = LOGIN_SHELL_ENV.flatMap((v) => ["-u", v]);
+  const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ["-u", v]);
   const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
   const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
   if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
@@ -75968,6 +76003,7 @@ var SshRemote = class {
   closed = false;
   warnedPreamble = false;
   warnedSudo = false;
+  warnedHome = false;
   warnedStderr = false;
   warnedLinger = false;
   warnedAgent = false;
@@ -76172,13 +76208,19 @@ ${stderr}`.trim());
     if (!err.started) stderr = stderr.split("\n").filter((l) => !ours(l)).join("\n");
     const lines = preamble.split("\n").filter((l) => l && !ours(l));
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
-    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name)));
+    const homeLine = lines.find((l) => homeDirProblem(l, this.login, this.name));
+    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine));
     const shellText = text.join("\n");
     const quoted = (text2) => oneLine(text2, 80, (t) => this.reporter.redact(t));
     const { files, place } = this.startupFiles();
     if (sudoLines.length && !this.warnedSudo) {
       this.warnedSudo = true;
       this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join("\n"))}"; fix: ${sudoWarningFix(sudoLines[0], this.name)}`);
+    }
+    const home = homeLine && homeDirProblem(homeLine, this.login, this.name);
+    if (home && !this.warnedHome) {
+      this.warnedHome = true;
+      this.reporter.warn(`${this.name}: ${home.problem}; fix: ${home.fix}`);
     }
     if (traced && !this.warnedXtrace) {
       this.warnedXtrace = true;
@@ -76229,7 +76271,7 @@ ${EXEC_RETURNED}
     const code = status2.code ?? (status2.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status2.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status2.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true } };
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status2.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine } };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -76310,6 +76352,16 @@ ${EXEC_RETURNED}
         `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
         `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`
       );
+    const tty = new RegExp(`\r
+${START_MARKER}\r
+${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
+    if (tty) {
+      const { place: place2 } = this.startupFiles();
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${this.login}'s commands run under a terminal there (${tty}: script(1) or a session recorder in sshd's ForceCommand or a start-up file), which would echo each step's script back and mix its errors into its output; ops stopped it before it did anything`,
+        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows the ForceCommand: have it run "$SSH_ORIGINAL_COMMAND" without a terminal when that is set (ops sends one per step), or take ${this.login} out of its Match block; a start-up file that records sessions: move it ${place2}`
+      );
+    }
     const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);
     if (loginAs)
       return new NotStartedError(

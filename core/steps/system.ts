@@ -92,7 +92,7 @@ export function installPackages(env: Target): Step {
   return {
     name: 'packages',
     as: 'root',
-    timeout: 1500,
+    timeout: 1500 + APT_LOCK_WAIT, // the apt calls (update, install: 900 s at most each, the lists seldom refreshed) after a wait for their locks
     script: String.raw`${SYSTEM_FUNCTIONS}
 want=(${packageList(env).map(quote).join(' ')})
 missing=()

@@ -77163,6 +77163,21 @@ for line in open(sys.argv[2], encoding="utf-8"):
             v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
         sys.stdout.write(v)
         break`;
+var SUPERVISOR_CONF_PY = String.raw`import configparser, fnmatch, os, sys
+conf = sys.argv[1]
+here = os.path.dirname(os.path.abspath(conf))
+p = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
+p.read(conf)
+problems = []
+sock = p.get("unix_http_server", "file", fallback=None)
+if sock is None:
+    problems.append("has no [unix_http_server] section (file = /var/run/supervisor.sock)")
+elif os.path.realpath(sock.replace("%(here)s", here)) != os.path.realpath("/var/run/supervisor.sock"):
+    problems.append("puts its socket at %s ([unix_http_server] file), not /var/run/supervisor.sock" % sock)
+globs = [os.path.normpath(os.path.join(here, g.replace("%(here)s", here))) for g in p.get("include", "files", fallback="").split()]
+if not any(fnmatch.fnmatch("/etc/supervisor/conf.d/app-blue.conf", g) for g in globs):
+    problems.append("does not include /etc/supervisor/conf.d/*.conf ([include] files)")
+print("; ".join(problems))`;
 function provisionedMarker(env) {
   return `${env.layout.state}/provisioned`;
 }

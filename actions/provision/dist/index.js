@@ -74977,11 +74977,13 @@ function packageList(env) {
   list2.push(...env.config.provision.packages);
   return [...new Set(list2)];
 }
+var APT_LOCK_WAIT = 300;
 function installPackages(env) {
   return {
     name: "packages",
     as: "root",
-    timeout: 1500,
+    timeout: 1500 + APT_LOCK_WAIT,
+    // the apt calls (update, install: 900 s at most each, the lists seldom refreshed) after a wait for their locks
     script: String.raw`${SYSTEM_FUNCTIONS}
 want=(${packageList(env).map(quote).join(" ")})
 missing=()
@@ -74990,15 +74992,50 @@ for p in "${"$"}{want[@]}"; do
 done
 if [ ${"$"}{#missing[@]} -gt 0 ]; then
   echo "installing: ${"$"}{missing[*]}"
-  apt_get() { timeout 900 apt-get -q -o DPkg::Lock::Timeout=120 "$@"; }
+  # apt_lock_holder: "<lock>, held by process <pid> (<name>)" for the first of apt's and dpkg's locks some process
+  # holds (/proc/locks: "N: POSIX ADVISORY WRITE <pid> <major>:<minor>:<inode> ..." in hex, waiters marked "->"), or fails.
+  apt_lock_holder() {
+    local lock d id pid name
+    for lock in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock; do
+      d=$(stat -c '%d %i' "$lock" 2>/dev/null) || continue
+      read -r d id <<< "$d"
+      printf -v id '%02x:%02x:%s' $(( ((d >> 8) & 0xfff) | ((d >> 32) & ~0xfff) )) $(( (d & 0xff) | ((d >> 12) & ~0xff) )) "$id"
+      pid=$(awk -v id="$id" '$2 != "->" && $6 == id { print $5; exit }' /proc/locks)
+      [ -n "$pid" ] || continue
+      name=; read -r name 2>/dev/null < "/proc/$pid/comm" || true
+      echo "$lock, held by process $pid (${"$"}{name:-its name unknown here})"
+      return 0
+    done
+    return 1
+  }
+  apt_locks_wait() {
+    local holder said='' now deadline
+    printf -v now '%(%s)T' -1; deadline=$(( now + ${APT_LOCK_WAIT} ))
+    while holder=$(apt_lock_holder); do
+      [ -n "$said" ] || { echo "waiting (${APT_LOCK_WAIT} s at most) for another package job to finish: $holder"; said=1; }
+      printf -v now '%(%s)T' -1
+      if [ "$now" -ge "$deadline" ]; then
+        echo "another package job still holds $holder after ${APT_LOCK_WAIT} s, so apt cannot install ${"$"}{missing[*]}: let it finish (unattended-upgrades: systemctl status unattended-upgrades apt-daily apt-daily-upgrade; ps -p <pid> -o args), or stop it, then run provision again" >&2
+        exit 1
+      fi
+      sleep 1
+    done
+  }
+  # apt's and dpkg's output goes to the log (its tail is the error when they fail), the wait's to the step's.
+  apt_log=/tmp/ops-apt.log; : > "$apt_log"
+  apt_get() {
+    apt_locks_wait
+    timeout 900 apt-get -q -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >>"$apt_log" 2>&1
+  }
+  apt_failed() { tail -n 30 "$apt_log" >&2; exit 1; }
   fresh=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -360 2>/dev/null | head -n1)
-  [ -n "$fresh" ] || apt_get update -qq
-  if ! apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1; then
+  [ -n "$fresh" ] || apt_get update -qq || apt_failed
+  if ! apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}"; then
     # Lists that looked fresh may still lack a package's new version: update once, then try again.
-    if [ -z "$fresh" ] || ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}" >/tmp/ops-apt.log 2>&1; }; then
-      tail -n 30 /tmp/ops-apt.log >&2; exit 1
-    fi
+    if [ -z "$fresh" ] || ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}"; }; then apt_failed; fi
   fi
+  # dpkg's words for each kept file: "Configuration file '<path>'", then " ==> Keeping old config file as default."
+  awk -v q="'" '/^Configuration file / { f = $3; gsub("[^A-Za-z0-9._/+@:=-]", "", f) } /Keeping old config file as default/ && f != "" { print "kept this host" q "s own " f ", which the package also ships (its version is beside it: " f ".dpkg-dist)"; f = "" }' "$apt_log"
   CHANGED=1
 fi
 item packages`
@@ -75191,12 +75228,33 @@ if [ ! -d ${quote(L.mirror)} ]; then ${hostGit()} init -q --bare ${quote(L.mirro
 item 'app user and directories'`
   };
 }
+var SUPERVISOR_CONF_PY = String.raw`import configparser, fnmatch, os, sys
+conf = sys.argv[1]
+here = os.path.dirname(os.path.abspath(conf))
+p = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
+p.read(conf)
+problems = []
+sock = p.get("unix_http_server", "file", fallback=None)
+if sock is None:
+    problems.append("has no [unix_http_server] section (file = /var/run/supervisor.sock)")
+elif os.path.realpath(sock.replace("%(here)s", here)) != os.path.realpath("/var/run/supervisor.sock"):
+    problems.append("puts its socket at %s ([unix_http_server] file), not /var/run/supervisor.sock" % sock)
+globs = [os.path.normpath(os.path.join(here, g.replace("%(here)s", here))) for g in p.get("include", "files", fallback="").split()]
+if not any(fnmatch.fnmatch("/etc/supervisor/conf.d/app-blue.conf", g) for g in globs):
+    problems.append("does not include /etc/supervisor/conf.d/*.conf ([include] files)")
+print("; ".join(problems))`;
 function supervisorService() {
+  const conf = "/etc/supervisor/supervisord.conf";
   return {
     name: "supervisor",
     as: "root",
     timeout: 60,
-    script: `${SYSTEM_FUNCTIONS}
+    script: String.raw`${SYSTEM_FUNCTIONS}
+why=$(python3 -c ${quote(SUPERVISOR_CONF_PY)} ${conf})
+if [ -n "$why" ]; then
+  echo "this host's supervisor configuration ${conf} $why: ops's deploys put the app's programs in /etc/supervisor/conf.d and reach supervisord on /var/run/supervisor.sock; add what it lacks (Debian's own file has both: apt-get download supervisor, or ${conf}.dpkg-dist when dpkg kept this one), restart supervisor, then run provision again" >&2
+  exit 1
+fi
 svc_up supervisor
 for _ in {1..50}; do [ -S /var/run/supervisor.sock ] && break; sleep 0.1; done
 item supervisor`

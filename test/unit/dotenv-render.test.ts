@@ -87,21 +87,23 @@ describe('variable names', () => {
   });
 });
 
+/** The OpsError `f` throws (another error thrown on; none: the test fails). */
+function fail(f: () => unknown): OpsError {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof OpsError) return e;
+    throw e;
+  }
+  throw new Error('not refused');
+}
+
 // A value reaches the release's commands and the app as an environment variable (the environ file, exported):
 // Linux starts no program whose environment holds a string longer than MAX_ARG_STRLEN, so such a value is refused
 // when the .env is rendered, not met as "Argument list too long" by every command on the host.
 describe('a value no reader can carry', () => {
   it('a NUL (a secret sops set stored from "\\u0000", a plain value "a\\0b") is refused by variable, never the value, and the fix offered is to change it, not to drop readers (no reader, no process environment carries one)', () => {
     const env = environment({ TOKEN: { secret: 'token' }, PLAIN: 'pl\0ain-v4lue' }, ['python-dotenv', 'node-dotenv', 'vite']);
-    const fail = (f: () => unknown): OpsError => {
-      try {
-        f();
-      } catch (e) {
-        if (e instanceof OpsError) return e;
-        throw e;
-      }
-      throw new Error('not refused');
-    };
     for (const e of [fail(() => renderDotenv(env, { token: 'nul\0-t0ken-4f9a' })), fail(() => refuseUnreadableSecrets(env, {}, { token: 'nul\0-t0ken-4f9a' }))]) {
       expect(e.message).toMatch(/TOKEN \(secret "token"; read by [^)]*\): it holds a NUL character/);
       expect(`${e.message} ${e.hint}`).not.toMatch(/t0ken|pl.?ain-v4lue/);
@@ -118,15 +120,6 @@ describe('a value no reader can carry', () => {
 describe('a key path that names two secrets', () => {
   it('db.password beside both a key "db.password" and db: { password } is refused, naming both spellings, never a value; each quoted one is taken as written', () => {
     const secrets = { 'db.password': 'top-v4lue-4f9a', db: { password: 'nested-v4lue-4f9a' }, mail: { 'admin@example.org': 'mail-v4lue-4f9a' } };
-    const fail = (f: () => unknown): OpsError => {
-      try {
-        f();
-      } catch (e) {
-        if (e instanceof OpsError) return e;
-        throw e;
-      }
-      throw new Error('not refused');
-    };
     const e = fail(() => renderDotenv(environment({ DB_PASSWORD: { secret: 'db.password' } }), secrets));
     expect(e.message).toBe('the key path "db.password" names two secrets: the key "db.password", and the key password inside db');
     expect(e.hint).toContain(`'"db.password"' for the first, '"db"."password"' for the second`);

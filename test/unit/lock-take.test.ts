@@ -4,7 +4,7 @@
 // it afterwards in the dead connection's name; a lock whose holder start time is empty or unreadable is stale, never
 // held for good; a lock appears and goes whole (no observer ever reads one without its details: "stale", refused at
 // once whatever switch.lock_wait); an old lock directory without details reads stale, with its age.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,14 +61,19 @@ function status(env: Target, write: (name: string, text: string) => string): Ret
   return parseLock(result(r.stdout));
 }
 
+/** The lock taken by another run ("other", r0) whose holder is the live process `holder` (pid and start time, as lockStatus judges it). */
+function heldBy(env: Target, holder: ChildProcess): void {
+  const start = readFileSync(`/proc/${holder.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+  mkdirSync(env.layout.lock);
+  writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=other\nrun_id=r0\nconnection=c0\nsince=x\nholder_pid=${holder.pid}\nholder_start=${start}\n`);
+}
+
 describe('taking the lock', () => {
   it('a run killed while it waits (its connection gone): its wait ends, and the lock is never taken in its name when the holder lets go', async () => {
     const { dir, env, sshd, write } = setup();
     // Held by a live process of another run.
     const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
-    const start = readFileSync(`/proc/${holder.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
-    mkdirSync(env.layout.lock);
-    writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=other\nrun_id=r0\nconnection=c0\nsince=x\nholder_pid=${holder.pid}\nholder_start=${start}\n`);
+    heldBy(env, holder);
     expect(status(env, write).state).toBe('held');
     // The waiting run: its step under its "sshd", which is then killed as a dropped connection ends it.
     const script = write('acquire.sh', scriptText(acquireLock(env, request('r1', 30))));
@@ -93,9 +98,7 @@ describe('taking the lock', () => {
     const { dir, env, sshd, write } = setup();
     const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
     try {
-      const start = readFileSync(`/proc/${holder.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
-      mkdirSync(env.layout.lock);
-      writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=other\nrun_id=r0\nconnection=c0\nsince=x\nholder_pid=${holder.pid}\nholder_start=${start}\n`);
+      heldBy(env, holder);
       // ss as the host prints it: the holder's connection speaks (a live runner's keepalives), the waiting run's has
       // been silent since its runner lost its network (no FIN: sshd keeps it open, its step goes on waiting).
       const bin = join(dir, 'bin');
@@ -127,9 +130,7 @@ describe('taking the lock', () => {
     const { dir, env, sshd, write } = setup();
     const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
     try {
-      const start = readFileSync(`/proc/${holder.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
-      mkdirSync(env.layout.lock);
-      writeFileSync(join(env.layout.lock, 'info'), `operation=deploy\nactor=other\nrun_id=r0\nconnection=c0\nsince=x\nholder_pid=${holder.pid}\nholder_start=${start}\n`);
+      heldBy(env, holder);
       // Time since boot as the run sees it (/proc/uptime, bind-mounted over): 2 s in, 40 s have passed; the wall clock
       // has not moved that much (a wait by it would go on for its 30 s).
       const uptime = join(dir, 'uptime');

@@ -16,7 +16,7 @@ import { keepsStatement, needsQuotes, pythonInterpolates, readsAs, type Reader }
 import { quote } from './shell.ts';
 import { SopsTime, jsonScalarText, valueText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
-import { binaryRefused, holdsBinary, mergedOnlyPath, splitKeyPath } from './secrets/tree.ts';
+import { binaryRefused, holdsBinary, mergedOnlyPath, showPath, splitKeyPath } from './secrets/tree.ts';
 import { closest } from './config/schema-object.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
@@ -400,6 +400,39 @@ function nonFiniteRefused(env: DotenvSettings, key: string, secret: string, memb
   );
 }
 
+/**
+ * Where a map or list secret the .env takes whole holds a YAML merge key (`<<: *base`), at any depth (maps and lists
+ * followed): the key path from the secret to that `<<` key; undefined for none (and for a scalar). sops 3.13.3 keeps
+ * `<<` as a key of its own and merges nothing (README, "Secrets"), so the JSON the .env carries, as `sops decrypt
+ * --output-type json` writes it, holds a member "<<" (the map it names) where the keys it brings were meant: the
+ * app's `json.loads(TOOLS_PASSWORDS)["alice@example.org"]` finds nothing, and a loop over its items takes "<<" for
+ * one. Pure.
+ */
+function mergeKeyMember(value: unknown, path: (string | number)[] = []): (string | number)[] | undefined {
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const found = mergeKeyMember(item, [...path, i]);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array || value instanceof SopsTime) return undefined;
+  if (Object.hasOwn(value, '<<')) return [...path, '<<'];
+  for (const [k, v] of Object.entries(value)) {
+    const found = mergeKeyMember(v, [...path, k]);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** The refusal of a map or list secret taken whole that holds a YAML merge key (mergeKeyMember, at `member`). Never a value. */
+function mergeKeyRefused(env: DotenvSettings, key: string, secret: string, member: (string | number)[]): OpsError {
+  return new OpsError(
+    `${key} takes the secret "${secret}" whole, as JSON, and it holds a YAML merge key, "${showPath([secret, ...member])}": sops keeps \`<<\` as a key of its own and merges nothing, so the app would get a member "<<" holding the map it names instead of the keys it brings`,
+    `write those keys out in the map itself and drop its \`<<\` line (ops secrets edit ${env.name}), or name each key in env on its own ({ secret: ... })`,
+  );
+}
+
 /** The refusal of a binary value in the .env (binaryRefused), naming the member that holds it when the secret is a map named whole. */
 function binaryMemberRefused(env: DotenvSettings, key: string, secret: string, member: string[]): OpsError {
   return binaryRefused(memberKey(secret, member), `in the .env (${key}${member.length ? `, which takes the map "${secret}" whole` : ''})`, env.name);
@@ -442,6 +475,8 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       if (binary) throw binaryMemberRefused(env, key, spec.secret, binary);
       const infinite = nonFiniteMember(found);
       if (infinite) throw nonFiniteRefused(env, key, spec.secret, infinite);
+      const merge = mergeKeyMember(found);
+      if (merge) throw mergeKeyRefused(env, key, spec.secret, merge);
       const round = memberHolding(found, holdsRoundedInteger);
       if (round) {
         rounded.push({ key, secret: spec.secret, member: round });
@@ -531,6 +566,12 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
     if (infinite) {
       const e = nonFiniteRefused(env, key, spec.secret, infinite);
       throw new OpsError(`${e.message} (${how.untouched})`, e.hint);
+    }
+    const merge = mergeKeyMember(found);
+    if (merge) {
+      const e = mergeKeyRefused(env, key, spec.secret, merge);
+      const old = isDeepStrictEqual(mergeKeyMember(had), merge);
+      throw new OpsError(`${e.message} (${old ? 'already in the file before this change: every deploy already refuses it; ' : ''}${how.untouched})`, !old ? e.hint : how.command === 'edit' ? `${e.hint}; or change it in this same edit` : `${e.hint}; then run this one again`);
     }
     // new ones are asked about before they get here (secrets edit) and never typed by secrets set: one already
     // in a map named whole, which the change alters, is named as such

@@ -548,6 +548,48 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
     expect([shown.code, shown.out]).toEqual([1, '']);
     expect(shown.err).toBe('error: no key cache.user in environments/qa/secrets.sops.yaml: the file holds it only through a YAML merge key, as "cache.<<.user", and sops keeps `<<` as a key of its own, merging nothing\n  hint: write it out in its own map (ops secrets edit qa); `ops secrets show qa` lists the keys as sops reads them\n');
   });
+
+  it('a map or list the .env takes whole that holds a merge key is refused, naming where (sops gives the app a member "<<", not the keys it brings); by ops secrets set too', async () => {
+    const plainFile = join(dir, 'merge-whole.yaml');
+    writeFileSync(plainFile, 'base: &b {alice@example.org: Zq8-alice-password}\npasswords:\n  <<: *b\n  bob@example.org: Zq8-bob-password\nlisted:\n  - x: Zq8-x-value\n  - <<: *b\n');
+    const enc = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
+    expect(enc.err).toBe('');
+    const encFile = join(dir, 'merge-whole.sops.yaml');
+    writeFileSync(encFile, enc.out);
+    // what sops itself gives: the merge key as a member, alice's key not among the map's own
+    const theirs = JSON.parse(sops(['decrypt', '--output-type', 'json', '--extract', '["passwords"]', encFile], k1).out) as Record<string, unknown>;
+    expect(Object.keys(theirs)).toEqual(['<<', 'bob@example.org']);
+    const { data } = await SecretsFile.fromText(enc.out, 'merge-whole.sops.yaml', { identities: k1.ids });
+    const refusal = (env: Record<string, { secret: string }>): OpsError => {
+      try {
+        renderDotenv(environment(env), data);
+      } catch (e) {
+        return e as OpsError;
+      }
+      throw new Error('not refused');
+    };
+    for (const [env, where] of [
+      [{ TOOLS_PASSWORDS: { secret: 'passwords' } }, 'TOOLS_PASSWORDS takes the secret "passwords" whole, as JSON, and it holds a YAML merge key, "passwords.<<"'],
+      [{ LISTED: { secret: 'listed' } }, 'LISTED takes the secret "listed" whole, as JSON, and it holds a YAML merge key, "listed[1].<<"'],
+    ] as const) {
+      const e = refusal(env);
+      expect(e).toBeInstanceOf(OpsError);
+      expect(e.message).toBe(`${where}: sops keeps \`<<\` as a key of its own and merges nothing, so the app would get a member "<<" holding the map it names instead of the keys it brings`);
+      expect(e.hint).toBe('write those keys out in the map itself and drop its `<<` line (ops secrets edit t), or name each key in env on its own ({ secret: ... })');
+      expect(`${e.message}${e.hint}`).not.toContain('Zq8');
+    }
+    // ops secrets set of a member, on a map that a merge key made (env new's TOOLS_PASSWORDS takes it whole): refused
+    // with the deploy's words, nothing written
+    const e = await newEnv();
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'merge-set.yaml', 'base: &b {alice@example.org: Zq8-alice-password}\npasswords:\n  <<: *b\n').out);
+    const before = readFileSync(e.secrets, 'utf8');
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."bob@example.org"'], e.env, 'Zq8-bob-password');
+    expect(set.code).toBe(1);
+    expect(set.err).toContain('TOOLS_PASSWORDS takes the secret "passwords" whole, as JSON, and it holds a YAML merge key, "passwords.<<": sops keeps `<<` as a key of its own and merges nothing');
+    expect(set.err).toContain('already in the file before this change: every deploy already refuses it; nothing was written');
+    expect(set.err).not.toContain('Zq8');
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
 });
 
 describe('a value of several lines whose first text starts with a tab (a pasted TSV row, a Makefile recipe)', () => {

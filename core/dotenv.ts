@@ -16,7 +16,7 @@ import { keepsStatement, needsQuotes, pythonInterpolates, readsAs, type Reader }
 import { quote } from './shell.ts';
 import { SopsTime, jsonScalarText, valueText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
-import { binaryRefused, holdsBinary, mergedOnlyPath, showPath, splitKeyPath } from './secrets/tree.ts';
+import { binaryRefused, holdsBinary, mergedOnlyPath, quotePart, showPath, splitKeyPath } from './secrets/tree.ts';
 import { closest } from './config/schema-object.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
@@ -528,9 +528,9 @@ function memberAt(value: unknown, path: string[]): unknown {
   return path.reduce<unknown>((n, k) => (n !== null && typeof n === 'object' && !Array.isArray(n) && Object.hasOwn(n, k) ? (n as Record<string, unknown>)[k] : undefined), value);
 }
 
-/** A member's key path as `ops secrets set` takes it (a key holding a dot or a quote in double quotes). */
+/** A member's key path as `ops secrets set` takes it: the secret as env names it, each key below quoted as it needs (quotePart). */
 function memberKey(secret: string, path: string[]): string {
-  return [secret, ...path.map((k) => (/^[^."]+$/.test(k) ? k : `"${k}"`))].join('.');
+  return [secret, ...path.map(quotePart)].join('.');
 }
 
 /**

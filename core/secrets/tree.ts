@@ -346,9 +346,20 @@ function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
   }
 }
 
-/** A key path part as `ops secrets set` reads it back (splitKeyPath): quoted when it holds a dot or a quote. */
+/**
+ * A key path part as `ops secrets set`, `show --key` and `{ secret: ... }` read it back (splitKeyPath): as it is when
+ * keyPathParts reads it so (one key, unquoted), else in double quotes: a dot, a leading quote, `=`, `:`, a space or
+ * tab inside, `[` or `]` (`passwords."Jane Doe"`, `"redis:password"`). A key holding a `"` that needs quotes has no
+ * spelling (a quoted part cannot hold one): callers leave such keys out of the commands they suggest. Pure.
+ */
 export function quotePart(k: string): string {
-  return /^[^."]+$/.test(k) ? k : `"${k}"`;
+  try {
+    const parts = keyPathParts(k);
+    if (parts.length === 1 && !parts[0]!.quoted && parts[0]!.key === k) return k;
+  } catch {
+    // not readable unquoted (KEY=VALUE, KEY VALUE, brackets, an empty key): quoted below
+  }
+  return `"${k}"`;
 }
 
 /**

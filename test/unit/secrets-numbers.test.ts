@@ -201,6 +201,45 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
   });
 });
 
+describe('the key path a refusal gives is one ops secrets set takes', () => {
+  it('a member whose key holds a space, a colon or a bracket (a map keyed by names or host:port) is named quoted, and the command of the hint, run as given, fixes it', async () => {
+    const e = await newEnv();
+    const recipient = (await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) })).recipients[0]!;
+    const config = join(e.root, 'environments', 'qa', 'environment.yml');
+    writeFileSync(config, readFileSync(config, 'utf8').replace(/^env:\n/m, 'env:\n  CHATS: { secret: chat }\n'));
+    for (const [key, spelled] of [
+      ['team room', '\'chat."team room"\''],
+      ['db:5432', '\'chat."db:5432"\''],
+      ['ids[0]', '\'chat."ids[0]"\''],
+      ['a"b', '\'chat.a"b\''], // a quote inside: no quotes needed (a leading one would open a quoted key)
+    ] as const) {
+      const plain = join(tempDir('ops-numbers-'), 'secrets.sops.yaml');
+      writeFileSync(plain, `chat:\n    ${JSON.stringify(key)}: 123456789012345678901234\n`);
+      const enc = sops(['encrypt', '--age', recipient, plain], e.keyFile);
+      expect(enc.err).toBe('');
+      writeFileSync(e.secrets, enc.out);
+      const base = loadEnvironment('qa', e.root);
+      const secrets = await environmentSecrets({ root: e.root, reporter: new MemoryReporter(), processEnv: e.env }, base);
+      const only = { ...base, config: { ...base.config, env: { CHATS: { secret: 'chat' } } } } as typeof base;
+      const err = (() => {
+        try {
+          renderDotenv(only, secrets);
+        } catch (x) {
+          return x as OpsError;
+        }
+        throw new Error('not refused');
+      })();
+      expect(err.hint, key).toContain(`printf '%s' VALUE | ops secrets set qa ${spelled} (always text)`);
+      // the hint's command, as given (the shell's single quotes taken off)
+      const r = await cli(e.root, ['secrets', 'set', 'qa', spelled.slice(1, -1)], e.env, '123456789012345678901234');
+      expect(r.err, key).toBe('');
+      expect(r.code).toBe(0);
+      const fixed = await environmentSecrets({ root: e.root, reporter: new MemoryReporter(), processEnv: e.env }, base);
+      expect(JSON.parse(renderDotenv(only, fixed).environ.slice('CHATS='.length, -1))).toEqual({ [key]: '123456789012345678901234' });
+    }
+  });
+});
+
 describe('YAML whole floats', () => {
   it('a huge number typed in YAML (digits beyond the 64-bit range, or 1e20) is named for what happens to it: no "leading zeros" it does not have', () => {
     const retyped: Retyped[] = [];

@@ -6,6 +6,7 @@ import type { Environment } from './config/environment.ts';
 import { lookup } from './dotenv.ts';
 import { OpsError } from './errors.ts';
 import { binaryRefused } from './secrets/tree.ts';
+import { quote } from './shell.ts';
 
 /** How each file packageIndexFiles renders begins: a file on a host whose first line starts so is ops's, the environment's. */
 export const PROVISION_MARK = '# Written by ops-pipeline provision';
@@ -34,7 +35,7 @@ function secret(env: PackageSettings, secrets: unknown, setting: string, path: s
   const value = lookup(secrets, path);
   if (value instanceof Uint8Array) throw binaryRefused(path, `for ${setting}`, env.name);
   if (typeof value !== 'string' || !value)
-    throw new OpsError(`environments/${env.name}/secrets.sops.yaml lacks the secret "${path}" that ${setting} needs (a non-empty string)`, `set it: printf '%s' VALUE | ops secrets set ${env.name} ${path}`);
+    throw new OpsError(`environments/${env.name}/secrets.sops.yaml lacks the secret "${path}" that ${setting} needs (a non-empty string)`, `set it: printf '%s' VALUE | ops secrets set ${env.name} ${quote(path)}`);
   return value;
 }
 

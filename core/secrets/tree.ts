@@ -80,7 +80,7 @@ export function bytesNode(bytes: Uint8Array): ScalarNode {
 export function binaryRefused(path: string, where: string, env = '<env>'): OpsError {
   return new OpsError(
     `the secret "${path}" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported ${where}`,
-    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${path} | base64 -w0 | ops secrets set ${env} ${path}`,
+    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${quote(path)} | base64 -w0 | ops secrets set ${env} ${quote(path)}`,
   );
 }
 

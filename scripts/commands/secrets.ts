@@ -15,7 +15,7 @@ import { defaultKeyFile } from '../../core/secrets/key-file.ts';
 import type { OpenWith } from '../../core/secrets/recipients.ts';
 import type { TreeNode } from '../../core/secrets/tree.ts';
 import { discardsOutput, keyName, own, writeToKeep } from '../../core/report.ts';
-import { validate } from '../../core/shell.ts';
+import { quote, validate } from '../../core/shell.ts';
 import { signalExit } from '../../core/signals.ts';
 import { UsageError, command, didYouMean, type Command, type CommandContext } from '../cli.ts';
 
@@ -184,20 +184,20 @@ function windowsText(ctx: CommandContext, key: string, text: string): string {
  */
 async function valueFromStdin(ctx: CommandContext, env: string, key: string, exact: boolean, signal: AbortSignal): Promise<string> {
   if ((ctx.stdin as NodeJS.ReadStream).isTTY) {
-    const typed = await readHidden(ctx.stdin as NodeJS.ReadStream, ctx.stderr, `value for ${key} (not shown; Enter ends it): `, `ops secrets set ${env} ${key} < FILE`, signal);
+    const typed = await readHidden(ctx.stdin as NodeJS.ReadStream, ctx.stderr, `value for ${key} (not shown; Enter ends it): `, `ops secrets set ${env} ${quote(key)} < FILE`, signal);
     if (typed === '') throw new OpsError(`no value typed for ${key}; nothing was changed`, `type the value and press Enter; to store an empty value, give --empty`);
     return typed;
   }
   // `< DIR`: node's stdin on a directory reads as empty (no EISDIR), which was said as "no value on stdin"
   if (ctx.stdin === process.stdin && isDirectoryFd(0))
-    throw new OpsError(`stdin is a directory (EISDIR: \`< DIR\` gave a folder, not the file holding the value for ${key}); nothing was changed`, `give the file holding the value: ops secrets set ${env} ${key} < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}`);
+    throw new OpsError(`stdin is a directory (EISDIR: \`< DIR\` gave a folder, not the file holding the value for ${key}); nothing was changed`, `give the file holding the value: ops secrets set ${env} ${quote(key)} < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set ${env} ${quote(key)}`);
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
-  const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${key}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
+  const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${quote(key)}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
   const bytes = await readAll(ctx.stdin, signal);
   // UTF-16 (PowerShell 5's `>`) is named by decodeUtf8, with the conversion that keeps the text
   const text = decodeUtf8(bytes, `the value on stdin for ${key}`, hint);
   const value = exact ? text : setValueFromInput(windowsText(ctx, key, text));
-  if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${key}; to store an empty value, give --empty`);
+  if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${quote(key)}; to store an empty value, give --empty`);
   return value;
 }
 
@@ -816,7 +816,7 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
         if (ctx.values.empty && (await pipedInput(ctx.stdin)))
           throw new UsageError(
             `--empty stores an empty value without reading stdin, but a value was piped in for ${key}; nothing was changed`,
-            `to store the piped value, drop --empty: ... | ops secrets set ${env} ${key}; to store an empty value, give --empty with nothing piped (< /dev/null)`,
+            `to store the piped value, drop --empty: ... | ops secrets set ${env} ${quote(key)}; to store an empty value, give --empty with nothing piped (< /dev/null)`,
           );
         // a signal (Ctrl-C, a kill) while the value is read or the file's lock waited for: nothing written, said (exitOnInterrupt)
         const abort = signalsAbort();
@@ -834,8 +834,8 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
           // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
           const { retryOnChange } = await import('../../core/secrets/atomic.ts');
           const open = { ...(await openWith(ctx, env)), signal: abort.signal };
-          return await retryOnChange(`ops secrets set ${env} ${key}`, async () => {
-            const { secrets, created } = await openEnvSecrets(ctx.root, env, open, { redo: `ops secrets set ${env} ${key}`, force: ctx.values.force === true });
+          return await retryOnChange(`ops secrets set ${env} ${quote(key)}`, async () => {
+            const { secrets, created } = await openEnvSecrets(ctx.root, env, open, { redo: `ops secrets set ${env} ${quote(key)}`, force: ctx.values.force === true });
             const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
             ctx.reporter.allow?.(path.join('.'));
             let existing: TreeNode | undefined = secrets.tree;

@@ -3,6 +3,7 @@
 // (getsops/sops stores/json/store.go, normalizeJSONNumber), so 1.0, 0.10, 1e3, -0 and 12345678901234567890 reach
 // the app as another text than typed. ops reads them as sops does, names them (never their values) when they are
 // typed in an edit or encrypted, and a deploy refuses a secret whose integer was rounded.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -237,6 +238,38 @@ describe('the key path a refusal gives is one ops secrets set takes', () => {
       const fixed = await environmentSecrets({ root: e.root, reporter: new MemoryReporter(), processEnv: e.env }, base);
       expect(JSON.parse(renderDotenv(only, fixed).environ.slice('CHATS='.length, -1))).toEqual({ [key]: '123456789012345678901234' });
     }
+  });
+});
+
+describe('the ops secrets commands a hint gives are shell-quoted: the shell hands ops the key path as written', () => {
+  /** The words bash makes of `command` (its `ops` run as printf). */
+  const words = (command: string): string[] => execFileSync('bash', ['-c', `ops() { printf '%s\\0' "$@"; }; ${command}`], { encoding: 'utf8' }).split('\0').slice(0, -1);
+
+  it('a binary member of a map taken whole keyed with a space, and a key path typed quoted with no value piped', async () => {
+    const e = await newEnv();
+    const recipient = (await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) })).recipients[0]!;
+    const plain = join(tempDir('ops-numbers-'), 'secrets.sops.yaml');
+    writeFileSync(plain, 'chat:\n    "team room": !!binary /w==\n');
+    const enc = sops(['encrypt', '--age', recipient, plain], e.keyFile);
+    expect(enc.err).toBe('');
+    writeFileSync(e.secrets, enc.out);
+    const base = loadEnvironment('qa', e.root);
+    const secrets = await environmentSecrets({ root: e.root, reporter: new MemoryReporter(), processEnv: e.env }, base);
+    const hint = (() => {
+      try {
+        renderDotenv({ ...base, config: { ...base.config, env: { CHATS: { secret: 'chat' } } } } as typeof base, secrets);
+      } catch (x) {
+        return (x as OpsError).hint ?? '';
+      }
+      throw new Error('not refused');
+    })();
+    const pipeline = hint.slice(hint.indexOf('ops secrets show'));
+    expect(words(pipeline.replace(/ \| base64 -w0 \| .*$/, ''))).toEqual(['secrets', 'show', 'qa', '--key', 'chat."team room"']);
+    expect(words(pipeline.slice(pipeline.lastIndexOf('ops secrets set')))).toEqual(['secrets', 'set', 'qa', 'chat."team room"']);
+    const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, '');
+    expect(r.code).toBe(1);
+    const set = /\| (ops secrets set .*?); to store an empty value/.exec(r.err)![1]!;
+    expect(words(set)).toEqual(['secrets', 'set', 'qa', 'passwords."new@example.org"']);
   });
 });
 

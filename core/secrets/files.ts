@@ -13,7 +13,7 @@ import { isSopsText } from './sops-metadata.ts';
 import { SecretsFile } from './sops.ts';
 import { retypedWarning } from './edit.ts';
 import { type Retyped, parseTree } from './tree-parse.ts';
-import { formatOf } from './tree.ts';
+import { formatOf, showPath } from './tree.ts';
 import { decodeUtf8 } from './utf8.ts';
 
 /**
@@ -83,6 +83,19 @@ export interface EncryptOptions {
 }
 
 /**
+ * The warning for values typed plain that a YAML 1.1 reader types otherwise than sops (ParseOptions.yaml11), each
+ * named by key, never by value, with what to write instead.
+ */
+function yaml11Warning(paths: (string | number)[][]): string {
+  const one = paths.length === 1;
+  return (
+    `${one ? 'a value' : `${paths.length} values`} typed without quotes ${one ? 'is' : 'are'} read by sops as text, but by a YAML 1.1 reader as a boolean, a number or a date (yes, no, on, off; 1:20, a number in base 60; 2001-12-14 21:59:43.10 -5), and PyYAML, which an initdata loader reads the decrypted file with, is one: it got ${one ? 'that type' : 'those types'} from the plain file, and gets the text once encrypted ("off" or "no" is true to Python):\n` +
+    paths.map((p) => `  ${showPath(p)}`).join('\n') +
+    `\nfor a boolean write true or false, for a number its digits (every reader reads them so); to keep the text, put it in double quotes: key: "..."`
+  );
+}
+
+/**
  * Encrypt a plain YAML or JSON file in place (e.g. environments/<env>/assets/initdata.yml) to the recipients
  * .sops.yaml gives its path; `shown` names it in messages, `typed` in the commands a hint gives. @returns the file, saved (written whole, temporary
  * file + rename). @throws OpsError when it does not exist, is not UTF-8 text (as sops, which refuses it too), is already a
@@ -106,7 +119,8 @@ export async function encryptInPlace(root: string, file: string, opts: EncryptOp
   const retyped: Retyped[] = [];
   const format = formatOf(file);
   const recipients = recipientsFor(root, file);
-  const tree = parseTree(text, format, { file: shown, retyped });
+  const yaml11: (string | number)[][] = [];
+  const tree = parseTree(text, format, { file: shown, retyped, yaml11 });
   // a file encrypted to none of the user's keys is lost to them (refused before anything is written, as a recipients
   // remove taking their last key is)
   if (opts.lockout) refuseEncryptingAway(shown, recipients, opts.lockout.identities, opts.lockout.env, `ops secrets encrypt ${shown}`, opts.lockout.force);
@@ -114,5 +128,6 @@ export async function encryptInPlace(root: string, file: string, opts: EncryptOp
   await secrets.save({}, text); // over the plain file as it was read: not once `signal` has aborted (InterruptedError)
   // stored as sops stores them (sops encrypts them so too), but said: the plain text is gone once encrypted
   if (retyped.length && warn) warn(`${shown}: ${retypedWarning(retyped, format, 'are not')}`);
+  if (yaml11.length && warn) warn(`${shown}: ${yaml11Warning(yaml11)}`);
   return secrets;
 }

@@ -8,6 +8,7 @@ import { type GoScalar, dotenvTime, goFloatText, intValue, resolveScalar } from 
 import { jsonNumberText, yamlScalarText } from './tree-print.ts';
 import { refuseLoneSurrogate } from './utf8.ts';
 import { goBlockScalar, goFlowScalar, goLines, goOnlyBreak } from './yaml-breaks.ts';
+import { yaml11Retypes } from './yaml11.ts';
 import { type Format, type ListNode, type MapNode, type NullNode, type ScalarNode, type TreeNode, bytesNode, showPath, str } from './tree.ts';
 
 export interface ParseOptions {
@@ -44,6 +45,14 @@ export interface ParseOptions {
    * key `api_token Zq7`); a key written in quotes is not one (named so on purpose), nor one in a map typed on one line.
    */
   constructs?: YamlConstruct[];
+  /**
+   * YAML: collects the path of each value typed plain (unquoted, untagged) that sops (go-yaml) reads as text but a
+   * YAML 1.1 reader takes for another type (yaml11Retypes, PyYAML's own booleans: `yes`, `no`, `on`, `off` in any of
+   * their cases a boolean, `1:20` a number in base 60, `=` the value tag...): PyYAML, what an initdata loader reads
+   * the decrypted file with, got a boolean or a number from the plain file, and gets the text once sops stores it
+   * (`ops secrets encrypt` names them). Not `y` or `n` (PyYAML reads them as text, as go-yaml does).
+   */
+  yaml11?: (string | number)[][];
 }
 
 /** A YAML construct with a meaning of its own in typed text (ParseOptions.constructs). */
@@ -438,6 +447,10 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
         if ((yamlScalarText(v) !== text && !sameExponent) || (v.type === 'float' && goFloatText(v.value as number) !== text)) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text) ? 'leading-zero' : /^[-+]?[0-9]+$/.test(text) ? 'digits' : 'other' });
         // kept whole, but the .env gets it as sops's dotenv output does: without its fraction of a second
         else if (v.type === 'time' && dotenvTime(v.value as string) !== v.value) options.retyped.push({ path, type: 'time', typed: 'fraction' });
+      }
+      if (options.yaml11 && format === 'yaml' && v.kind === 'scalar' && v.type === 'str' && !v.bytes && (node.type === 'PLAIN' || node.type === undefined) && !node.tag) {
+        const text = String(node.value ?? '');
+        if (text !== '' && !/^[yYnN]$/.test(text) && yaml11Retypes(text)) options.yaml11.push(path);
       }
       // A JSON number is what sops's JSON store makes of it (getsops/sops stores/json/store.go, normalizeJSONNumber:
       // the decoder runs with UseNumber; an integer within int64 is an int, anything else a float64): 1.0 comes

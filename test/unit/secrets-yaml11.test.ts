@@ -14,6 +14,27 @@ import { cli, editor, newEnv } from './secrets.helpers.ts';
 import { SAFE_LOAD_REPR, TRICKY, withPyyaml } from '../support/pyyaml.ts';
 
 describe('decrypted YAML as a YAML 1.1 reader (PyYAML) reads it', () => {
+  it('ops secrets encrypt names each value typed plain that PyYAML read as a boolean, a number or a date and sops stores as text (yes, off, 1:20...): exactly those the loader gets otherwise once encrypted', async () => {
+    const e = await newEnv('qa');
+    const dir = join(e.root, 'environments', 'qa', 'assets');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'initdata.yml');
+    // typed plain as a user writes an initdata file for PyYAML; the quoted ones and true/false/y mean the same to both
+    const text = 'users:\n  - email: a@example.org\n    active: yes\n    admin: off\n    staff: ON\n    quoted: "no"\n    real: false\n    legacy: y\n    minutes: 1:20\n    at: 2001-12-14 21:59:43.10 -5\n    name: Zq8-name\n';
+    writeFileSync(file, text);
+    const before = withPyyaml(SAFE_LOAD_REPR, text) as [string, [string, string][][]][];
+    const enc = await cli(e.root, ['secrets', 'encrypt', file], e.env);
+    expect(enc.code).toBe(0);
+    const after = withPyyaml(SAFE_LOAD_REPR, (await decryptFile(file, { identities: await identitiesFromText(e.key) })).plaintext) as typeof before;
+    // the real PyYAML: what changed for the loader
+    const changed = before[0]![1][0]!.filter(([, v], i) => after[0]![1][0]![i]![1] !== v).map(([k]) => `users[0].${k.slice(1, -1)}`);
+    expect(changed).toEqual(['users[0].active', 'users[0].admin', 'users[0].staff', 'users[0].minutes', 'users[0].at']);
+    expect(enc.err).toContain(
+      `warning: environments/qa/assets/initdata.yml: 5 values typed without quotes are read by sops as text, but by a YAML 1.1 reader as a boolean, a number or a date (yes, no, on, off; 1:20, a number in base 60; 2001-12-14 21:59:43.10 -5), and PyYAML, which an initdata loader reads the decrypted file with, is one: it got those types from the plain file, and gets the text once encrypted ("off" or "no" is true to Python):\n${changed.map((p) => `  ${p}`).join('\n')}\nfor a boolean write true or false, for a number its digits (every reader reads them so); to keep the text, put it in double quotes: key: "..."\n`,
+    );
+    expect(enc.err).not.toContain('Zq8');
+  });
+
   it('every tricky string, as a value, a list item and a key, comes back from the real PyYAML as the same string', async () => {
     const e = await newEnv('qa');
     const dir = join(e.root, 'environments', 'qa', 'assets');

@@ -22,22 +22,29 @@ import { closest } from './config/schema-object.ts';
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
 
 /**
+ * Whether a decrypted value (PlainValue) is a map: not a list, nor a binary value (a Uint8Array, whose byte indexes
+ * are no keys: sops finds no `cert.0` in a `!!binary` cert), nor a timestamp (SopsTime).
+ */
+function isMapValue(n: unknown): n is Record<string, unknown> {
+  return n !== null && typeof n === 'object' && !Array.isArray(n) && !(n instanceof Uint8Array) && !(n instanceof SopsTime);
+}
+
+/**
  * The node at a dotted key path ("a.b", or "passwords.admin@example.org": a key holding dots is read as written,
- * see splitKeyPath) of a decrypted secrets tree; undefined when any step is missing.
+ * see splitKeyPath) of a decrypted secrets tree; undefined when any step is missing (or is no map: isMapValue).
  */
 export function lookup(tree: unknown, path: string): unknown {
-  const isMap = (n: unknown): n is Record<string, unknown> => n !== null && typeof n === 'object' && !Array.isArray(n);
-  const child = (n: unknown, k: string): unknown => (isMap(n) && Object.hasOwn(n, k) ? n[k] : undefined);
+  const child = (n: unknown, k: string): unknown => (isMapValue(n) && Object.hasOwn(n, k) ? n[k] : undefined);
   const keysAt = (keys: string[]) => {
     const n = keys.reduce(child, tree);
-    return isMap(n) ? Object.keys(n) : [];
+    return isMapValue(n) ? Object.keys(n) : [];
   };
   return splitKeyPath(path, keysAt).reduce(child, tree);
 }
 
 /** The key paths of a decrypted secrets tree, as `{ secret: … }` names them (a mapping's and its members', dotted). */
 function secretPaths(tree: unknown, prefix = ''): string[] {
-  if (tree === null || typeof tree !== 'object' || Array.isArray(tree)) return [];
+  if (!isMapValue(tree)) return [];
   return Object.entries(tree).flatMap(([k, v]) => [`${prefix}${k}`, ...secretPaths(v, `${prefix}${k}.`)]);
 }
 
@@ -416,7 +423,7 @@ function mergeKeyMember(value: unknown, path: (string | number)[] = []): (string
     }
     return undefined;
   }
-  if (value === null || typeof value !== 'object' || value instanceof Uint8Array || value instanceof SopsTime) return undefined;
+  if (!isMapValue(value)) return undefined;
   if (Object.hasOwn(value, '<<')) return [...path, '<<'];
   for (const [k, v] of Object.entries(value)) {
     const found = mergeKeyMember(v, [...path, k]);
@@ -519,13 +526,12 @@ export interface ChangeCheckContext {
 
 /** The leaves of a decrypted map (maps followed; a list, a scalar or an empty map is one leaf), each as its key path from the map. */
 function memberPaths(value: unknown, path: string[] = []): string[][] {
-  const isMap = value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Uint8Array);
-  if (!isMap || (path.length && Object.keys(value).length === 0)) return [path];
+  if (!isMapValue(value) || (path.length && Object.keys(value).length === 0)) return [path];
   return Object.keys(value).flatMap((k) => memberPaths((value as Record<string, unknown>)[k], [...path, k]));
 }
 
 function memberAt(value: unknown, path: string[]): unknown {
-  return path.reduce<unknown>((n, k) => (n !== null && typeof n === 'object' && !Array.isArray(n) && Object.hasOwn(n, k) ? (n as Record<string, unknown>)[k] : undefined), value);
+  return path.reduce<unknown>((n, k) => (isMapValue(n) && Object.hasOwn(n, k) ? n[k] : undefined), value);
 }
 
 /** A member's key path as `ops secrets set` takes it: the secret as env names it, each key below quoted as it needs (quotePart). */

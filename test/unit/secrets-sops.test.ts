@@ -748,6 +748,23 @@ describe('binary values (YAML !!binary), as sops writes them', () => {
     writeFileSync(own, sopsForEnvironment(e, 'binary-own.yaml', PLAIN).out);
     expect(sops(['decrypt', asset], { file: e.keyFile }).out).toBe(sops(['decrypt', own], { file: e.keyFile }).out);
   });
+
+  it('a key path into a binary value names no secret, as to sops (its byte indexes are no keys): the .env refuses it as missing, never giving a byte', async () => {
+    const e = await newEnv();
+    writeFileSync(e.secrets, sopsForEnvironment(e, 'binary-path.yaml', PLAIN).out);
+    const key = { file: e.keyFile };
+    const extract = sops(['decrypt', '--extract', '["database_url"]["1"]', e.secrets], key);
+    expect([extract.code === 0, extract.out]).toEqual([false, '']);
+    const { data } = await open(e);
+    let error: unknown;
+    try {
+      renderDotenv(environment({ DB: { secret: 'database_url.1' }, LONG: { secret: 'long.0' } }), data);
+    } catch (x) {
+      error = x;
+    }
+    expect(error).toBeInstanceOf(OpsError);
+    expect((error as OpsError).message).toBe('environments/t/secrets.sops.yaml lacks 2 secrets the .env needs:\n  - DB needs the secret "database_url.1" (the file has "database_url": did you mean it?)\n  - LONG needs the secret "long.0"');
+  });
 });
 
 /** `sops decrypt --output-type json` of an encrypted YAML text. */

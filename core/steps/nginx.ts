@@ -6,12 +6,19 @@ import { baseConfig, site, upstreamBlock, upstreams } from './nginx-config.ts';
 import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { putFile } from './script.ts';
+import { asShipped, putFile } from './script.ts';
 import { CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export interface NginxFile {
   path: string;
   content: string;
+  /**
+   * A file a Debian package ships as a configuration file, which an admin may have made the host's own
+   * (nginx-common's /etc/nginx/nginx.conf): written only when absent, ops's own (its first line is `content`'s, the
+   * header ops writes) or the package's as shipped (asShipped: dpkg's md5); any other is kept as it is, never
+   * overwritten, and `kept` said of it (what ops does without its content). `check` then says whether nginx can serve.
+   */
+  shipped?: { package: string; kept: string };
 }
 
 export interface NginxChange {
@@ -22,7 +29,12 @@ export interface NginxChange {
    * rest when nginx refuses the result.
    */
   complete?: string;
-  remove?: string[];
+  /**
+   * Shell run once `nginx -t` accepted the files (with `ensureService`, every run), before the reload: fails, saying
+   * why on stderr, when the configuration, valid, still would not serve what the change is for (a host's own
+   * nginx.conf, kept, that does not include the site); the previous files come back, nothing is reloaded.
+   */
+  check?: string;
   /** [target, link]: symlinks to create (sites-enabled). */
   links?: [string, string][];
   /** Name reported for idempotence ("nginx site"). */
@@ -76,10 +88,9 @@ export function applyNginx(change: NginxChange): Step {
   if (section !== undefined) lines.push('trap \'critical_end; rm -rf "$backup"\' EXIT', `critical_begin ${section}`);
   else lines.push('trap \'rm -rf "$backup"\' EXIT');
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
-  for (const f of change.files) lines.push(putFile(f.path, f.content));
+  for (const f of change.files) lines.push(f.shipped ? putUnlessOwn(f, f.shipped) : putFile(f.path, f.content));
   if (change.complete) lines.push(change.complete);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
-  for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
   // Provision tests the configuration even when it wrote nothing: "ready for deploys" means nginx can reload.
   // A failure nginx -t also finds without this change is someone else's file (a hand-edited one in
   // sites-enabled): said so, rather than blaming the files this run wrote.
@@ -99,7 +110,13 @@ if [ "$CHANGED" = 1 ]${change.ensureService ? ' || true' : ''}; then
       echo "hint: more than one enabled site says default_server for ${'$'}{BASH_REMATCH[1]} (nginx allows one per address); the sites that say it: $(grep -ls 'default_server' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used (an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host), or leave default_server to the other (nginx.default_server: false here; an app without a domain needs it)" >&2
     fi
     exit 1
-  fi
+  fi${change.check ? `
+  if ! {
+${change.check}
+  }; then
+    nginx_put_back
+    exit 1
+  fi` : ''}
 fi`);
   if (change.ensureService) lines.push('svc_up nginx');
   // A reload the running server refuses (a port another server holds) leaves it on the previous files: those
@@ -131,6 +148,21 @@ fi`);
 }
 
 /**
+ * Shell writing `f` (NginxFile.shipped) unless the host made it its own: written when absent, when its first line is
+ * `f.content`'s (ops's header: ops wrote it) or when it is `shipped.package`'s as shipped (asShipped); any other is
+ * left as it is and said, with `shipped.kept`.
+ */
+function putUnlessOwn(f: NginxFile, shipped: { package: string; kept: string }): string {
+  const path = quote(f.path);
+  const first = f.content.split('\n', 1)[0]!;
+  return String.raw`if [ ! -e ${path} ] || [ "$(head -n1 ${path})" = ${quote(first)} ] || ${asShipped(shipped.package, f.path)}; then
+  ${putFile(f.path, f.content)}
+else
+  echo ${quote(`kept this host's own ${f.path} as it is: it is neither the one ops writes (its first line: ${first}) nor ${shipped.package}'s as shipped (its md5 differs from the one dpkg recorded: someone changed it here), and ops never overwrites it; ${shipped.kept}`)}
+fi`;
+}
+
+/**
  * The upstreams file as the site provision writes needs it: made pointing at blue when absent; once there, it is the
  * deploys' (the live slot's ports: never rewritten here, which would move the traffic), but each program of the
  * config it lacks gets its upstream at the slot the file routes to (a program added since the file was written: the
@@ -155,18 +187,49 @@ else
 fi`;
 }
 
-/** What provision puts in place: base config, the site, the upstreams (blue when absent; see ensureUpstreams). */
+/** Debian's default site, the one nginx-common ships and enables (`listen 80 default_server`, nginx's welcome page). */
+const DEFAULT_SITE = '/etc/nginx/sites-available/default';
+const DEFAULT_SITE_ENABLED = '/etc/nginx/sites-enabled/default';
+
+/**
+ * What provision puts in place: the base config, the site, the upstreams (blue when absent; see ensureUpstreams).
+ * On a host an admin lived on, nothing of theirs is replaced or disabled without a word: nginx.conf is written only
+ * over ops's own or Debian's as shipped (NginxFile.shipped); a host's own is kept, and must include the site (ops's
+ * needs of it: its `http {}` including /etc/nginx/sites-enabled/*, where the site is linked; the rest of the base
+ * config is ops's taste: server_tokens off, gzip, room for long server names). Debian's default site is disabled
+ * only as shipped (its welcome page, and the default server the app's site may claim); an edited one stays enabled,
+ * said (nginx -t names it if it claims the app's default server: applyNginx's hint).
+ */
 export function provisionNginx(env: Target, certificateReady: boolean): Step {
   const L = env.layout;
+  const conf = '/etc/nginx/nginx.conf';
+  const enabled = quote(DEFAULT_SITE_ENABLED);
+  // A link to the stock site, or to nothing (nginx -t fails on a dangling include): disabled.
+  const defaultSite = String.raw`if [ -L ${enabled} ] && { [ ! -e ${enabled} ] || { [ "$(readlink -f ${enabled})" = ${quote(DEFAULT_SITE)} ] && ${asShipped('nginx-common', DEFAULT_SITE)}; }; }; then
+  rm -f ${enabled}; CHANGED=1
+elif [ -e ${enabled} ]; then
+  echo ${quote(`kept this host's own default site ${DEFAULT_SITE_ENABLED} enabled: it is not Debian's as shipped (someone changed it here), so it may serve a site of its own; ops disables only Debian's welcome page. Disable it yourself if it serves nothing (rm ${DEFAULT_SITE_ENABLED})`)}
+fi`;
   return applyNginx({
     item: 'nginx',
     ensureService: true,
     files: [
-      { path: '/etc/nginx/nginx.conf', content: baseConfig() },
+      {
+        path: conf,
+        content: baseConfig(),
+        shipped: { package: 'nginx-common', kept: `ops's site is included from it, and its own base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) are not applied: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again` },
+      },
       { path: L.nginxSite, content: site(env, certificateReady) },
     ],
-    complete: ensureUpstreams(env),
+    complete: `${ensureUpstreams(env)}
+${defaultSite}`,
     links: [[L.nginxSite, L.nginxSiteEnabled]],
-    remove: ['/etc/nginx/sites-enabled/default'],
+    // nginx -T lists every file it read, each as "# configuration file <path>:" (ngx_conf_parse), an include's
+    // matches by their own path.
+    check: String.raw`nginx_read=$(nginx -T 2>/dev/null) || true
+if ! grep -qxF ${quote(`# configuration file ${L.nginxSiteEnabled}:`)} <<< "$nginx_read"; then
+  echo ${quote(`nginx does not read ${L.nginxSiteEnabled}, where ops enables the site of ${env.config.app}: this host's own ${conf} (kept: ops never overwrites it) does not include /etc/nginx/sites-enabled/* in its http block. Add "include /etc/nginx/sites-enabled/*;" there (Debian's nginx.conf has it), or move your settings into a file of /etc/nginx/conf.d/ and remove ${conf} (provision then writes ops's), then run provision again. Nothing was changed`)} >&2
+  false
+fi`,
   });
 }

@@ -34,6 +34,17 @@ ${putFile(path, content, mode)}`;
 
 
 /**
+ * Shell test: whether `path` is Debian package `pkg`'s configuration file as the package shipped it, untouched: its md5
+ * is the one dpkg recorded when it installed the file (`dpkg-query -W -f='${Conffiles}'`: " <path> <md5>[ obsolete]"
+ * per line; dpkg's own test of a conffile changed locally, deb-conffiles(5)). False for a file absent, edited, or that
+ * the package does not ship as a conffile. Needs nothing else.
+ */
+export function asShipped(pkg: string, path: string): string {
+  const conffiles = "dpkg-query -W -f='${Conffiles}\\n' " + quote(pkg);
+  return `{ [ -f ${quote(path)} ] && [ "$(md5sum < ${quote(path)} | cut -d' ' -f1)" = "$(${conffiles} 2>/dev/null | awk -v p=${quote(path)} '$1 == p { print $2; exit }')" ]; }`;
+}
+
+/**
  * git on a host (the mirror, the version managers' clones), reading none of the host's configuration: root's
  * ~/.gitconfig and ~/.config/git/attributes, /etc/gitconfig and /etc/gitattributes would make what it writes differ
  * from the commit (core.autocrlf=true: git archive writes CRLF line ends; tar.umask: other file modes; an attributes

@@ -6,7 +6,7 @@ import { baseConfig, site, upstreamBlock, upstreams } from './nginx-config.ts';
 import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { asShipped, putFile } from './script.ts';
+import { asShipped, putFile, putUnlessHostOwn } from './script.ts';
 import { CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export interface NginxFile {
@@ -14,9 +14,8 @@ export interface NginxFile {
   content: string;
   /**
    * A file a Debian package ships as a configuration file, which an admin may have made the host's own
-   * (nginx-common's /etc/nginx/nginx.conf): written only when absent, ops's own (its first line is `content`'s, the
-   * header ops writes) or the package's as shipped (asShipped: dpkg's md5); any other is kept as it is, never
-   * overwritten, and `kept` said of it (what ops does without its content). `check` then says whether nginx can serve.
+   * (nginx-common's /etc/nginx/nginx.conf): written only over ops's own or the package's as shipped, any other kept
+   * and `kept` said of it (putUnlessHostOwn). `check` then says whether nginx can serve with it.
    */
   shipped?: { package: string; kept: string };
 }
@@ -88,7 +87,7 @@ export function applyNginx(change: NginxChange): Step {
   if (section !== undefined) lines.push('trap \'critical_end; rm -rf "$backup"\' EXIT', `critical_begin ${section}`);
   else lines.push('trap \'rm -rf "$backup"\' EXIT');
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
-  for (const f of change.files) lines.push(f.shipped ? putUnlessOwn(f, f.shipped) : putFile(f.path, f.content));
+  for (const f of change.files) lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept) : putFile(f.path, f.content));
   if (change.complete) lines.push(change.complete);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   // Provision tests the configuration even when it wrote nothing: "ready for deploys" means nginx can reload.
@@ -145,21 +144,6 @@ fi`);
   // A section has its time whatever the waits for the locks took (critical_begin checks it is left).
   const timeout = section === undefined ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
   return { name: change.item, as: 'root', timeout, script: lines.join('\n') };
-}
-
-/**
- * Shell writing `f` (NginxFile.shipped) unless the host made it its own: written when absent, when its first line is
- * `f.content`'s (ops's header: ops wrote it) or when it is `shipped.package`'s as shipped (asShipped); any other is
- * left as it is and said, with `shipped.kept`.
- */
-function putUnlessOwn(f: NginxFile, shipped: { package: string; kept: string }): string {
-  const path = quote(f.path);
-  const first = f.content.split('\n', 1)[0]!;
-  return String.raw`if [ ! -e ${path} ] || [ "$(head -n1 ${path})" = ${quote(first)} ] || ${asShipped(shipped.package, f.path)}; then
-  ${putFile(f.path, f.content)}
-else
-  echo ${quote(`kept this host's own ${f.path} as it is: it is neither the one ops writes (its first line: ${first}) nor ${shipped.package}'s as shipped (its md5 differs from the one dpkg recorded: someone changed it here), and ops never overwrites it; ${shipped.kept}`)}
-fi`;
 }
 
 /**

@@ -45,6 +45,21 @@ export function asShipped(pkg: string, path: string): string {
 }
 
 /**
+ * Shell writing `content` to `path` (putFile) unless the host made the file its own: written when absent, when its
+ * first line is `content`'s (the header ops writes first in such a file: ops wrote it) or when it is Debian package
+ * `pkg`'s configuration file as shipped (asShipped); any other, an admin's, is left as it is and said on stdout,
+ * naming the file and why, then `kept` (what that means for ops, and how to have ops's instead). Needs SYSTEM_FUNCTIONS.
+ */
+export function putUnlessHostOwn(path: string, content: string, pkg: string, kept: string): string {
+  const first = content.split('\n', 1)[0]!;
+  return String.raw`if [ ! -e ${quote(path)} ] || [ "$(head -n1 ${quote(path)})" = ${quote(first)} ] || ${asShipped(pkg, path)}; then
+  ${putFile(path, content)}
+else
+  echo ${quote(`kept this host's own ${path} as it is: it is neither the one ops writes (its first line: ${first}) nor ${pkg}'s as shipped (its md5 differs from the one dpkg recorded: someone changed it here), and ops never overwrites it; ${kept}`)}
+fi`;
+}
+
+/**
  * git on a host (the mirror, the version managers' clones), reading none of the host's configuration: root's
  * ~/.gitconfig and ~/.config/git/attributes, /etc/gitconfig and /etc/gitattributes would make what it writes differ
  * from the commit (core.autocrlf=true: git archive writes CRLF line ends; tar.umask: other file modes; an attributes

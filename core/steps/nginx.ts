@@ -2,7 +2,7 @@
 // gracefully and wait until the new configuration serves, or put every file back as it was and fail with nginx's
 // message.
 import type { Target } from '../target.ts';
-import { baseConfig, site, upstreamBlock, upstreams } from './nginx-config.ts';
+import { baseConfig, HEADER, site, upstreamBlock, upstreams } from './nginx-config.ts';
 import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
@@ -182,7 +182,8 @@ const DEFAULT_SITE_ENABLED = '/etc/nginx/sites-enabled/default';
  * needs of it: its `http {}` including /etc/nginx/sites-enabled/*, where the site is linked; the rest of the base
  * config is ops's taste: server_tokens off, gzip, room for long server names). Debian's default site is disabled
  * only as shipped (its welcome page, and the default server the app's site may claim); an edited one stays enabled,
- * said (nginx -t names it if it claims the app's default server: applyNginx's hint).
+ * said (nginx -t names it if it claims the app's default server: applyNginx's hint). A site under the app's name
+ * that ops did not write (before ops set the app up here) is refused, not replaced.
  */
 export function provisionNginx(env: Target, certificateReady: boolean): Step {
   const L = env.layout;
@@ -194,9 +195,17 @@ export function provisionNginx(env: Target, certificateReady: boolean): Step {
 elif [ -e ${enabled} ]; then
   echo ${quote(`kept this host's own default site ${DEFAULT_SITE_ENABLED} enabled: it is not Debian's as shipped (someone changed it here), so it may serve a site of its own; ops disables only Debian's welcome page. Disable it yourself if it serves nothing (rm ${DEFAULT_SITE_ENABLED})`)}
 fi`;
+  // The app's site and its link, before ops set the app up on this host (no upstreams file yet: ensureUpstreams makes
+  // it with the first site), are a site someone else made under the app's name unless ops's header opens it.
+  const own = { site: quote(L.nginxSite), link: quote(L.nginxSiteEnabled), upstreams: quote(L.nginxUpstreams) };
+  const siteOfOthers = String.raw`if [ ! -e ${own.upstreams} ] && { { [ -e ${own.site} ] && [ "$(head -n1 ${own.site})" != ${quote(HEADER)} ]; } || { { [ -e ${own.link} ] || [ -L ${own.link} ]; } && [ "$(readlink ${own.link} || true)" != ${own.site} ]; }; }; then
+  echo ${quote(`this host already has an nginx site under this app's name, ${L.nginxSite} or ${L.nginxSiteEnabled}, that ops did not write (ops has not set ${env.config.app} up here: no ${L.nginxUpstreams}), and provision would replace it. If it is this app, served by hand until now: move it away (mv ${L.nginxSite} /root/${env.config.app}.nginx-before-ops; rm -f ${L.nginxSiteEnabled}), then run provision again (ops's site serves it from then on); if it is another site, give this app another name (app in environments/${env.name}/environment.yml). Nothing was changed`)} >&2
+  exit 1
+fi`;
   return applyNginx({
     item: 'nginx',
     ensureService: true,
+    before: siteOfOthers,
     files: [
       {
         path: conf,

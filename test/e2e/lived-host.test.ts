@@ -131,4 +131,20 @@ describe.sequential('provision on a host an admin has lived on', () => {
     await provision(project.ctx(), project.env());
     expect((await root('ls /etc/nginx/sites-enabled')).stdout).toBe('sample\n');
   }, 600_000);
+
+  it("a site of the admin's under the app's name, before ops set the app up on the host, is refused, not replaced", async () => {
+    project.write(base);
+    const own = 'server {\n    listen 8083;\n    return 200 "served by hand";\n}\n';
+    // The host as it was before ops: no upstreams of the app, a site named after it the admin wrote.
+    await root('rm -rf /root/nginx.ops-test && cp -a /etc/nginx /root/nginx.ops-test && rm -f /etc/nginx/ops-upstreams/sample.conf');
+    await write('/etc/nginx/sites-available/sample', own);
+    try {
+      const e = (await provision(project.ctx(), project.env()).catch((x: unknown) => x)) as Error;
+      expect(e.message).toContain("this host already has an nginx site under this app's name, /etc/nginx/sites-available/sample or /etc/nginx/sites-enabled/sample, that ops did not write (ops has not set sample up here: no /etc/nginx/ops-upstreams/sample.conf), and provision would replace it");
+      expect((await root('cat /etc/nginx/sites-available/sample; ls /etc/nginx/ops-upstreams')).stdout).toBe(own);
+    } finally {
+      await root('rm -rf /etc/nginx && mv /root/nginx.ops-test /etc/nginx');
+    }
+    expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
 });

@@ -269,6 +269,14 @@ describe('nginx site', () => {
     expect(check).toBeLessThan(s.indexOf('if ! nginx_reload'));
   });
 
+  it("provision refuses a site under the app's name that ops did not write, before ops set the app up on the host, before anything changes", () => {
+    const s = provisionNginx(env(), true).script;
+    const guard = s.indexOf("if [ ! -e /etc/nginx/ops-upstreams/shop.conf ] && { { [ -e /etc/nginx/sites-available/shop ] && [ \"$(head -n1 /etc/nginx/sites-available/shop)\" != '# Managed by ops-pipeline: local changes are overwritten.' ]; }");
+    expect(guard).toBeGreaterThan(0);
+    expect(guard).toBeLessThan(s.indexOf('backup=$(mktemp'));
+    expect(s).toContain("that ops did not write (ops has not set shop up here: no /etc/nginx/ops-upstreams/shop.conf), and provision would replace it");
+  });
+
   it("provision disables Debian's default site only as shipped (or a link to nothing), keeping an admin's enabled, said", () => {
     const s = provisionNginx(env(), true).script;
     expect(s).toContain(`[ "$(readlink -f /etc/nginx/sites-enabled/default)" = /etc/nginx/sites-available/default ] && ${asShipped('nginx-common', '/etc/nginx/sites-available/default')}`);

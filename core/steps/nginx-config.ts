@@ -8,7 +8,8 @@ import { quote } from '../shell.ts';
 import { isDefaultServer } from '../config/siblings.ts';
 import type { Slot } from '../layout.ts';
 
-const HEADER = '# Managed by ops-pipeline: local changes are overwritten.';
+/** The first line of every nginx file ops writes (the built-in sites, the upstreams, nginx.conf): what tells them ops's. */
+export const HEADER = '# Managed by ops-pipeline: local changes are overwritten.';
 
 /** The base /etc/nginx/nginx.conf (the same for every app on a host). */
 export function baseConfig(): string {

@@ -2,16 +2,22 @@
 // gracefully and wait until the new configuration serves, or put every file back as it was and fail with nginx's
 // message.
 import type { Target } from '../target.ts';
-import { baseConfig, site, upstreamBlock, upstreams } from './nginx-config.ts';
+import { baseConfig, HEADER, site, upstreamBlock, upstreams } from './nginx-config.ts';
 import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { putFile } from './script.ts';
+import { asShipped, putFile, putUnlessHostOwn } from './script.ts';
 import { CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export interface NginxFile {
   path: string;
   content: string;
+  /**
+   * A file a Debian package ships as a configuration file, which an admin may have made the host's own
+   * (nginx-common's /etc/nginx/nginx.conf): written only over ops's own or the package's as shipped, any other kept
+   * and `kept` said of it (putUnlessHostOwn). `check` then says whether nginx can serve with it.
+   */
+  shipped?: { package: string; kept: string };
 }
 
 export interface NginxChange {
@@ -22,7 +28,12 @@ export interface NginxChange {
    * rest when nginx refuses the result.
    */
   complete?: string;
-  remove?: string[];
+  /**
+   * Shell run once `nginx -t` accepted the files (with `ensureService`, every run), before the reload: fails, saying
+   * why on stderr, when the configuration, valid, still would not serve what the change is for (a host's own
+   * nginx.conf, kept, that does not include the site); the previous files come back, nothing is reloaded.
+   */
+  check?: string;
   /** [target, link]: symlinks to create (sites-enabled). */
   links?: [string, string][];
   /** Name reported for idempotence ("nginx site"). */
@@ -76,10 +87,9 @@ export function applyNginx(change: NginxChange): Step {
   if (section !== undefined) lines.push('trap \'critical_end; rm -rf "$backup"\' EXIT', `critical_begin ${section}`);
   else lines.push('trap \'rm -rf "$backup"\' EXIT');
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
-  for (const f of change.files) lines.push(putFile(f.path, f.content));
+  for (const f of change.files) lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept) : putFile(f.path, f.content));
   if (change.complete) lines.push(change.complete);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
-  for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
   // Provision tests the configuration even when it wrote nothing: "ready for deploys" means nginx can reload.
   // A failure nginx -t also finds without this change is someone else's file (a hand-edited one in
   // sites-enabled): said so, rather than blaming the files this run wrote.
@@ -99,7 +109,13 @@ if [ "$CHANGED" = 1 ]${change.ensureService ? ' || true' : ''}; then
       echo "hint: more than one enabled site says default_server for ${'$'}{BASH_REMATCH[1]} (nginx allows one per address); the sites that say it: $(grep -ls 'default_server' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used (an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host), or leave default_server to the other (nginx.default_server: false here; an app without a domain needs it)" >&2
     fi
     exit 1
-  fi
+  fi${change.check ? `
+  if ! {
+${change.check}
+  }; then
+    nginx_put_back
+    exit 1
+  fi` : ''}
 fi`);
   if (change.ensureService) lines.push('svc_up nginx');
   // A reload the running server refuses (a port another server holds) leaves it on the previous files: those
@@ -155,18 +171,58 @@ else
 fi`;
 }
 
-/** What provision puts in place: base config, the site, the upstreams (blue when absent; see ensureUpstreams). */
+/** Debian's default site, the one nginx-common ships and enables (`listen 80 default_server`, nginx's welcome page). */
+const DEFAULT_SITE = '/etc/nginx/sites-available/default';
+const DEFAULT_SITE_ENABLED = '/etc/nginx/sites-enabled/default';
+
+/**
+ * What provision puts in place: the base config, the site, the upstreams (blue when absent; see ensureUpstreams).
+ * On a host an admin lived on, nothing of theirs is replaced or disabled without a word: nginx.conf is written only
+ * over ops's own or Debian's as shipped (NginxFile.shipped); a host's own is kept, and must include the site (ops's
+ * needs of it: its `http {}` including /etc/nginx/sites-enabled/*, where the site is linked; the rest of the base
+ * config is ops's taste: server_tokens off, gzip, room for long server names). Debian's default site is disabled
+ * only as shipped (its welcome page, and the default server the app's site may claim); an edited one stays enabled,
+ * said (nginx -t names it if it claims the app's default server: applyNginx's hint). A site under the app's name
+ * that ops did not write (before ops set the app up here) is refused, not replaced.
+ */
 export function provisionNginx(env: Target, certificateReady: boolean): Step {
   const L = env.layout;
+  const conf = '/etc/nginx/nginx.conf';
+  const enabled = quote(DEFAULT_SITE_ENABLED);
+  // A link to the stock site, or to nothing (nginx -t fails on a dangling include): disabled.
+  const defaultSite = String.raw`if [ -L ${enabled} ] && { [ ! -e ${enabled} ] || { [ "$(readlink -f ${enabled})" = ${quote(DEFAULT_SITE)} ] && ${asShipped('nginx-common', DEFAULT_SITE)}; }; }; then
+  rm -f ${enabled}; CHANGED=1
+elif [ -e ${enabled} ]; then
+  echo ${quote(`kept this host's own default site ${DEFAULT_SITE_ENABLED} enabled: it is not Debian's as shipped (someone changed it here), so it may serve a site of its own; ops disables only Debian's welcome page. Disable it yourself if it serves nothing (rm ${DEFAULT_SITE_ENABLED})`)}
+fi`;
+  // The app's site and its link, before ops set the app up on this host (no upstreams file yet: ensureUpstreams makes
+  // it with the first site), are a site someone else made under the app's name unless ops's header opens it.
+  const own = { site: quote(L.nginxSite), link: quote(L.nginxSiteEnabled), upstreams: quote(L.nginxUpstreams) };
+  const siteOfOthers = String.raw`if [ ! -e ${own.upstreams} ] && { { [ -e ${own.site} ] && [ "$(head -n1 ${own.site})" != ${quote(HEADER)} ]; } || { { [ -e ${own.link} ] || [ -L ${own.link} ]; } && [ "$(readlink ${own.link} || true)" != ${own.site} ]; }; }; then
+  echo ${quote(`this host already has an nginx site under this app's name, ${L.nginxSite} or ${L.nginxSiteEnabled}, that ops did not write (ops has not set ${env.config.app} up here: no ${L.nginxUpstreams}), and provision would replace it. If it is this app, served by hand until now: move it away (mv ${L.nginxSite} /root/${env.config.app}.nginx-before-ops; rm -f ${L.nginxSiteEnabled}), then run provision again (ops's site serves it from then on); if it is another site, give this app another name (app in environments/${env.name}/environment.yml). Nothing was changed`)} >&2
+  exit 1
+fi`;
   return applyNginx({
     item: 'nginx',
     ensureService: true,
+    before: siteOfOthers,
     files: [
-      { path: '/etc/nginx/nginx.conf', content: baseConfig() },
+      {
+        path: conf,
+        content: baseConfig(),
+        shipped: { package: 'nginx-common', kept: `ops's site is included from it, and its own base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) are not applied: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again` },
+      },
       { path: L.nginxSite, content: site(env, certificateReady) },
     ],
-    complete: ensureUpstreams(env),
+    complete: `${ensureUpstreams(env)}
+${defaultSite}`,
     links: [[L.nginxSite, L.nginxSiteEnabled]],
-    remove: ['/etc/nginx/sites-enabled/default'],
+    // nginx -T lists every file it read, each as "# configuration file <path>:" (ngx_conf_parse), an include's
+    // matches by their own path.
+    check: String.raw`nginx_read=$(nginx -T 2>/dev/null) || true
+if ! grep -qxF ${quote(`# configuration file ${L.nginxSiteEnabled}:`)} <<< "$nginx_read"; then
+  echo ${quote(`nginx does not read ${L.nginxSiteEnabled}, where ops enables the site of ${env.config.app}: this host's own ${conf} (kept: ops never overwrites it) does not include /etc/nginx/sites-enabled/* in its http block. Add "include /etc/nginx/sites-enabled/*;" there (Debian's nginx.conf has it), or move your settings into a file of /etc/nginx/conf.d/ and remove ${conf} (provision then writes ops's), then run provision again. Nothing was changed`)} >&2
+  false
+fi`,
   });
 }

@@ -34,6 +34,32 @@ ${putFile(path, content, mode)}`;
 
 
 /**
+ * Shell test: whether `path` is Debian package `pkg`'s configuration file as the package shipped it, untouched: its md5
+ * is the one dpkg recorded when it installed the file (`dpkg-query -W -f='${Conffiles}'`: " <path> <md5>[ obsolete]"
+ * per line; dpkg's own test of a conffile changed locally, deb-conffiles(5)). False for a file absent, edited, or that
+ * the package does not ship as a conffile. Needs nothing else.
+ */
+export function asShipped(pkg: string, path: string): string {
+  const conffiles = "dpkg-query -W -f='${Conffiles}\\n' " + quote(pkg);
+  return `{ [ -f ${quote(path)} ] && [ "$(md5sum < ${quote(path)} | cut -d' ' -f1)" = "$(${conffiles} 2>/dev/null | awk -v p=${quote(path)} '$1 == p { print $2; exit }')" ]; }`;
+}
+
+/**
+ * Shell writing `content` to `path` (putFile) unless the host made the file its own: written when absent, when its
+ * first line is `content`'s (the header ops writes first in such a file: ops wrote it) or when it is Debian package
+ * `pkg`'s configuration file as shipped (asShipped); any other, an admin's, is left as it is and said on stdout,
+ * naming the file and why, then `kept` (what that means for ops, and how to have ops's instead). Needs SYSTEM_FUNCTIONS.
+ */
+export function putUnlessHostOwn(path: string, content: string, pkg: string, kept: string): string {
+  const first = content.split('\n', 1)[0]!;
+  return String.raw`if [ ! -e ${quote(path)} ] || [ "$(head -n1 ${quote(path)})" = ${quote(first)} ] || ${asShipped(pkg, path)}; then
+  ${putFile(path, content)}
+else
+  echo ${quote(`kept this host's own ${path} as it is: it is neither the one ops writes (its first line: ${first}) nor ${pkg}'s as shipped (its md5 differs from the one dpkg recorded: someone changed it here), and ops never overwrites it; ${kept}`)}
+fi`;
+}
+
+/**
  * git on a host (the mirror, the version managers' clones), reading none of the host's configuration: root's
  * ~/.gitconfig and ~/.config/git/attributes, /etc/gitconfig and /etc/gitattributes would make what it writes differ
  * from the commit (core.autocrlf=true: git archive writes CRLF line ends; tar.umask: other file modes; an attributes

@@ -1,7 +1,9 @@
 // Provision on a host an admin has already lived on (a real provisioned host, then changed the ways real hosts are):
 // a configuration file the admin wrote before the package that ships it was installed (dpkg's conffile prompt, which
 // would read the step's script from stdin), and another package job holding apt's and dpkg's locks (unattended-upgrades
-// on a VM's first boot). Provision keeps the admin's file and says so; waits for the lock, naming who holds it.
+// on a VM's first boot), an nginx.conf and a default site of the admin's own. Provision keeps the admin's files and
+// says so (refusing an nginx.conf that would not serve its site, naming what it lacks); waits for the lock, naming who
+// holds it; replaces Debian's nginx.conf and disables its default site only as shipped.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter } from '../../core/report.ts';
@@ -60,6 +62,88 @@ describe.sequential('provision on a host an admin has lived on', () => {
       expect((await root(`cat ${conf}`)).stdout).toBe(own);
     } finally {
       await root(`mv -f /root/supervisord.conf.ops-test ${conf}`);
+    }
+    expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
+
+  // The admin's own nginx.conf: settings of theirs at every level (events, http, an include of theirs serving another site).
+  const conf = '/etc/nginx/nginx.conf';
+  const adminConf = (sites: string) => `user www-data;\nworker_processes auto;\npid /run/nginx.pid;\ninclude /etc/nginx/modules-enabled/*.conf;\n\nevents {\n    worker_connections 4096;\n}\n\nhttp {\n    sendfile on;\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n    log_format admin '$remote_addr $status $request_time';\n    access_log /var/log/nginx/access.log admin;\n    error_log /var/log/nginx/error.log;\n    client_max_body_size 50m;\n    include /etc/nginx/extra/*.conf;\n    include /etc/nginx/conf.d/*.conf;\n    ${sites}\n}\n`;
+  const write = (path: string, content: string) => root(`mkdir -p $(dirname ${path}) && echo ${Buffer.from(content).toString('base64')} | base64 -d > ${path}`);
+
+  it("an nginx.conf of the admin's own is kept as it is, said, and their other site goes on serving; a second provision changes nothing", async () => {
+    project.write(base);
+    const own = adminConf('include /etc/nginx/sites-enabled/*;');
+    await write('/etc/nginx/extra/admin.conf', 'server {\n    listen 8081;\n    return 200 "the admin\'s own\\n";\n}\n');
+    await write(conf, own);
+    await root('nginx -t -q && nginx -s reload && sleep 1');
+    try {
+      const reporter = new MemoryReporter();
+      const result = await provision(project.ctx(reporter), project.env());
+      expect(reporter.text()).toContain(`kept this host's own ${conf} as it is: it is neither the one ops writes (its first line: # Managed by ops-pipeline: local changes are overwritten.) nor nginx-common's as shipped`);
+      expect((await root(`cat ${conf}`)).stdout).toBe(own);
+      expect(result[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+      expect((await sshRun(host, 'curl -s http://127.0.0.1:8081/')).stdout).toBe("the admin's own\n");
+      expect((await sshRun(host, 'curl -s -o /dev/null -w %{http_code} http://127.0.0.1/.ops/slot')).stdout).not.toBe('000');
+      expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    } finally {
+      await root(`rm -rf /etc/nginx/extra ${conf}`);
+    }
+    // Removed, it is ops's again (the fix the refusal below names).
+    expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
+    expect((await root(`head -n1 ${conf}`)).stdout).toBe('# Managed by ops-pipeline: local changes are overwritten.\n');
+  }, 600_000);
+
+  it("an nginx.conf of the admin's own that does not include sites-enabled is refused, naming the file and the fix, and nothing changes", async () => {
+    project.write(base);
+    const own = adminConf('include /etc/nginx/vhosts/*.conf;');
+    await write(conf, own);
+    try {
+      const e = (await provision(project.ctx(), project.env()).catch((x: unknown) => x)) as Error;
+      expect(e.message).toContain(`nginx does not read /etc/nginx/sites-enabled/sample, where ops enables the site of sample: this host's own ${conf} (kept: ops never overwrites it) does not include /etc/nginx/sites-enabled/* in its http block`);
+      expect((await root(`cat ${conf}`)).stdout).toBe(own);
+    } finally {
+      await root(`rm -f ${conf}`);
+    }
+    await provision(project.ctx(), project.env());
+    expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
+
+  it("Debian's nginx.conf and default site as shipped are replaced and disabled; a default site the admin changed stays enabled, said", async () => {
+    project.write(base);
+    // Debian's own files, from the package (the host's were replaced when the test host was provisioned).
+    await root(`cd /tmp && rm -f nginx-common_*.deb && apt-get download -q nginx-common >/dev/null 2>&1 && dpkg-deb --fsys-tarfile nginx-common_*.deb | tar -xO ./etc/nginx/nginx.conf > ${conf} && ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default && rm -f nginx-common_*.deb`);
+    expect((await root(`head -n1 ${conf}`)).stdout).toBe('user www-data;\n');
+    const result = await provision(project.ctx(), project.env());
+    expect(result[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
+    expect((await root(`head -n1 ${conf}; ls /etc/nginx/sites-enabled`)).stdout).toBe('# Managed by ops-pipeline: local changes are overwritten.\nsample\n');
+
+    await root("cp -p /etc/nginx/sites-available/default /root/default.ops-test && printf 'server {\\n    listen 8082;\\n    return 200 admin;\\n}\\n' > /etc/nginx/sites-available/default && ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default && nginx -s reload && sleep 1");
+    try {
+      const reporter = new MemoryReporter();
+      await provision(project.ctx(reporter), project.env());
+      expect(reporter.text()).toContain("kept this host's own default site /etc/nginx/sites-enabled/default enabled: it is not Debian's as shipped");
+      expect((await sshRun(host, 'readlink /etc/nginx/sites-enabled/default; curl -s http://127.0.0.1:8082/')).stdout).toBe('/etc/nginx/sites-available/default\nadmin');
+    } finally {
+      await root('mv -f /root/default.ops-test /etc/nginx/sites-available/default');
+    }
+    // Debian's again: disabled.
+    await provision(project.ctx(), project.env());
+    expect((await root('ls /etc/nginx/sites-enabled')).stdout).toBe('sample\n');
+  }, 600_000);
+
+  it("a site of the admin's under the app's name, before ops set the app up on the host, is refused, not replaced", async () => {
+    project.write(base);
+    const own = 'server {\n    listen 8083;\n    return 200 "served by hand";\n}\n';
+    // The host as it was before ops: no upstreams of the app, a site named after it the admin wrote.
+    await root('rm -rf /root/nginx.ops-test && cp -a /etc/nginx /root/nginx.ops-test && rm -f /etc/nginx/ops-upstreams/sample.conf');
+    await write('/etc/nginx/sites-available/sample', own);
+    try {
+      const e = (await provision(project.ctx(), project.env()).catch((x: unknown) => x)) as Error;
+      expect(e.message).toContain("this host already has an nginx site under this app's name, /etc/nginx/sites-available/sample or /etc/nginx/sites-enabled/sample, that ops did not write (ops has not set sample up here: no /etc/nginx/ops-upstreams/sample.conf), and provision would replace it");
+      expect((await root('cat /etc/nginx/sites-available/sample; ls /etc/nginx/ops-upstreams')).stdout).toBe(own);
+    } finally {
+      await root('rm -rf /etc/nginx && mv /root/nginx.ops-test /etc/nginx');
     }
     expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 600_000);

@@ -10,8 +10,8 @@ import { resolveTarget, type Target } from '../../core/target.ts';
 import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
-import { applyNginx, ensureUpstreams } from '../../core/steps/nginx.ts';
-import { renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
+import { applyNginx, ensureUpstreams, provisionNginx } from '../../core/steps/nginx.ts';
+import { baseConfig, renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, mirrorGit, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
@@ -19,7 +19,7 @@ import { onHost, quote } from '../../core/shell.ts';
 import { appUser, debianRuntimeProblem, installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
 import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
-import { putChecked } from '../../core/steps/script.ts';
+import { asShipped, putChecked, putFile, putUnlessHostOwn } from '../../core/steps/script.ts';
 import { runInitdata } from '../../core/steps/initdata.ts';
 import { ASSETS_FUNCTIONS, SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { gatePaths } from '../../core/steps/nginx-gate.ts';
@@ -259,6 +259,30 @@ describe('nginx site', () => {
     expect(site(e, true)).toContain('proxy_pass http://shop_server/;');
     rmSync(dir, { recursive: true });
   });
+  it("provision writes nginx.conf only over ops's own or nginx-common's as shipped, and checks that nginx reads the site before reloading", () => {
+    const s = provisionNginx(env(), true).script;
+    // The one write of nginx.conf, under the guard.
+    expect(s).toContain(putUnlessHostOwn('/etc/nginx/nginx.conf', baseConfig(), 'nginx-common', '').split('\nelse\n')[0]);
+    expect(s.split(putFile('/etc/nginx/nginx.conf', baseConfig())).length).toBe(2);
+    const check = s.indexOf("'# configuration file /etc/nginx/sites-enabled/shop:'");
+    expect(check).toBeGreaterThan(s.indexOf('if ! out=$(nginx -t 2>&1)'));
+    expect(check).toBeLessThan(s.indexOf('if ! nginx_reload'));
+  });
+
+  it("provision refuses a site under the app's name that ops did not write, before ops set the app up on the host, before anything changes", () => {
+    const s = provisionNginx(env(), true).script;
+    const guard = s.indexOf("if [ ! -e /etc/nginx/ops-upstreams/shop.conf ] && { { [ -e /etc/nginx/sites-available/shop ] && [ \"$(head -n1 /etc/nginx/sites-available/shop)\" != '# Managed by ops-pipeline: local changes are overwritten.' ]; }");
+    expect(guard).toBeGreaterThan(0);
+    expect(guard).toBeLessThan(s.indexOf('backup=$(mktemp'));
+    expect(s).toContain("that ops did not write (ops has not set shop up here: no /etc/nginx/ops-upstreams/shop.conf), and provision would replace it");
+  });
+
+  it("provision disables Debian's default site only as shipped (or a link to nothing), keeping an admin's enabled, said", () => {
+    const s = provisionNginx(env(), true).script;
+    expect(s).toContain(`[ "$(readlink -f /etc/nginx/sites-enabled/default)" = /etc/nginx/sites-available/default ] && ${asShipped('nginx-common', '/etc/nginx/sites-available/default')}`);
+    expect(s).toContain("own default site /etc/nginx/sites-enabled/default enabled: it is not Debian");
+  });
+
   it('restores the previous files and fails with nginx\'s message when nginx -t or the reload refuses', () => {
     const s = applyNginx({ item: 'x', files: [{ path: '/etc/nginx/x.conf', content: 'y' }] }).script;
     expect(s).toContain('nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');

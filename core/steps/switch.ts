@@ -893,7 +893,11 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
   const look = slotLook(env, slot, certificateReady);
   // The site rendered here logs nginx's record of the switch's requests (checkLog): the gate proves what answered.
   const siteText = writesSite ? site(env, certificateReady) : undefined;
-  const gate = nginxGate(env, slot, certificateReady, siteText?.includes(checkLog(env)) ?? false);
+  const proves = siteText?.includes(checkLog(env)) ?? false;
+  // The warning first: the gate's exit status is the verify's verdict.
+  const gate = `${
+    siteText !== undefined && !proves ? `echo "warning: the custom site template has no {{logs}} with {{upstreams_include}}: nginx's record of which upstream answered the health paths is not kept, so the switch cannot prove the new slot's answers reach visitors (an error_page or try_files of its own, another server block, would go unseen)" >&2\n` : ''
+  }${nginxGate(env, slot, certificateReady, proves)}`;
   // nginx serves release.asset_dirs' URLs from layout.assets (nginx-config.ts assetLocations): the new release's
   // files there made ready before the reload, and once it is live, those of the release live until now (after a
   // rollback: the one rolled back from) become `previous`, so a page it served, open in a browser, keeps its assets;

@@ -278,6 +278,8 @@ describe('nginx site', () => {
     expect(site(e, true)).toContain('error_log /var/log/nginx/shop.error.log;\n');
     expect(site(e, true)).not.toContain('shop.check.log');
     expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).not.toContain('grep -m 1 -F "$gate_id|"');
+    expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).toContain('warning: the custom site template has no {{logs}} with {{upstreams_include}}');
+    expect(proving).not.toContain('warning: the custom site template has no {{logs}}');
     rmSync(dir, { recursive: true });
   });
   it('restores the previous files and fails with nginx\'s message when nginx -t or the reload refuses', () => {

@@ -489,6 +489,16 @@ nginx -t && nginx -s reload`);
 // (listen <address>:80: nginx picks among the servers of the most specific address, so requests from the host itself,
 // to 127.0.0.1, still reach the app's site). The deploy must fail, the previous release serve on, `current` stay.
 describe('the response visitors get comes from the new release', () => {
+  /** What "/" answers from this machine once it is `page` (nginx -s reload returns before the new workers serve), or after 10 s. */
+  async function pageSoon(page: string): Promise<string> {
+    let got = '';
+    for (let i = 0; i < 100 && got !== page; i++) {
+      got = (await get(host)).body;
+      if (got !== page) await new Promise((ok) => setTimeout(ok, 100));
+    }
+    return got;
+  }
+
   /** A server.py answering as the others but with a 10 KB Set-Cookie: more than nginx's proxy_buffer_size (502 through nginx). */
   const BIG_HEADER = pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()').replace('        self.send_header("Content-Length"', '        self.send_header("Set-Cookie", "s=" + "a" * 10000)\n        self.send_header("Content-Length"');
 
@@ -522,13 +532,7 @@ describe('the response visitors get comes from the new release', () => {
     const before = await snapshot();
     await onHost(`printf 'server {\\n    listen ${host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t && nginx -s reload`);
     try {
-      // nginx -s reload returns before the new workers serve.
-      let page = '';
-      for (let i = 0; i < 100 && page !== 'other site'; i++) {
-        page = (await get(host)).body;
-        await new Promise((ok) => setTimeout(ok, 100));
-      }
-      expect(page).toBe('other site');
+      expect(await pageSoon('other site')).toBe('other site');
       for (const argv of [['deploy', 'e2e', '--ref', 'v3'], ['rollback', 'e2e']]) {
         const r = await ops(...argv);
         const text = readable(r);
@@ -540,6 +544,7 @@ describe('the response visitors get comes from the new release', () => {
     } finally {
       await onHost('rm -f /etc/nginx/conf.d/other.conf && nginx -s reload');
     }
+    expect(await pageSoon(before.page)).toBe(before.page);
     expect(await snapshot()).toEqual(before);
   }, 600_000);
 });

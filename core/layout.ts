@@ -111,6 +111,10 @@ export interface Layout {
   /** The site's own nginx logs (not the host-wide ones shared by every site). */
   nginxAccessLog: string;
   nginxErrorLog: string;
+  /** The site's log of the switch's own requests through nginx (those carrying X-Ops-Check): which upstream answered each (nginx-config.ts checkLog). */
+  nginxCheckLog: string;
+  /** nginx variable (no "$") and log_format naming that log's requests and lines: "ops_check_<app>". */
+  nginxCheckName: string;
   supervisorConf: (slot: Slot) => string;
   supervisorGroup: (slot: Slot) => string;
   supervisorProgram: (slot: Slot, program: string) => string;
@@ -161,6 +165,8 @@ export function layout(env: Environment): Layout {
     nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, '_')}`,
     nginxAccessLog: `/var/log/nginx/${app}.access.log`,
     nginxErrorLog: `/var/log/nginx/${app}.error.log`,
+    nginxCheckLog: `/var/log/nginx/${app}.check.log`,
+    nginxCheckName: `ops_check_${app.replace(/-/g, '_')}`,
     supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
     supervisorGroup: (slot) => `${app}-${slot}`,
     supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,

@@ -116,10 +116,10 @@ export function removeAppCommands(environment: Environment, others: Environment[
   // the log directory, which is listed once, as the logs).
   const baseWhy = appDirectoryProblem(L.base, c.app, env.appUser);
   const own = [...(baseShared || baseWhy ? [] : [L.base]), ...(reserved || appShared || ownDirectoryProblem(L.logDir) ? [] : [L.logDir])];
-  const logs = appShared ? [] : [`${quote(L.nginxAccessLog)}*`, `${quote(L.nginxErrorLog)}*`];
+  const logs = appShared ? [] : [`${quote(L.nginxAccessLog)}*`, `${quote(L.nginxErrorLog)}*`, `${quote(L.nginxCheckLog)}*`];
   if (own.length || logs.length) cmds.push(`sudo rm -rf ${[...own.map(quote), ...logs].join(' ')}`);
   if (baseShared) cmds.push(kept(`base_dir ${L.base}`, 'baseDir', `base directories ${[env.baseDir, ...others.filter((o) => parts.find((p) => p.name === o.name)?.shared.baseDir).map((o) => o.baseDir)].join(', ')} overlap`));
-  if (appShared && !reserved) cmds.push(kept(`logs ${L.logDir}, ${L.nginxAccessLog}*, ${L.nginxErrorLog}*`, 'app', sameApp));
+  if (appShared && !reserved) cmds.push(kept(`logs ${L.logDir}, ${L.nginxAccessLog}*, ${L.nginxErrorLog}*, ${L.nginxCheckLog}*`, 'app', sameApp));
   // userdel --remove deletes the user's home: only for a user ops made (home /home/<user>, as provision creates
   // it and accepts an existing one), never root, the SSH login or an account of the system or of a service (a
   // file older than the checks may name one: postgres's home holds every cluster).

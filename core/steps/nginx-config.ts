@@ -115,6 +115,32 @@ function upgradeMap(env: Target): string {
   return `map $http_upgrade $${env.layout.nginxUpgradeVariable} {\n    default upgrade;\n    '' '';\n}`;
 }
 
+/** The request header marking the switch's own requests through nginx (nginx-gate.ts): each logged by checkLog. */
+export const CHECK_HEADER = 'X-Ops-Check';
+
+/**
+ * The http-level half of checkLog (in {{upstreams_include}}: log_format and map are http-level directives): the
+ * variable that is 1 for a request carrying CHECK_HEADER, and the format of its line, fields split by "|": the
+ * header's value (the switch's nonce), $status (what the client got), then nginx's own record of the upstream that
+ * answered: $upstream_status, $upstream_addr (each "-" when nginx answered without one: a `return`, a static file, a
+ * cache hit; several, ", " or " : " apart, when it tried more than one or redirected internally),
+ * $upstream_cache_status. No program can write these: nginx does.
+ */
+function checkLogFormat(env: Target): string {
+  const name = env.layout.nginxCheckName;
+  return `map $http_${CHECK_HEADER.toLowerCase().replace(/-/g, '_')} $${name} {\n    default 1;\n    '' 0;\n}\nlog_format ${name} '$http_${CHECK_HEADER.toLowerCase().replace(/-/g, '_')}|$status|$upstream_status|$upstream_addr|$upstream_cache_status';`;
+}
+
+/**
+ * The server-level half (in {{logs}}, beside the site's access log, which it leaves as it is): the switch's requests
+ * alone (`if=`), to layout.nginxCheckLog, so the switch can read which upstream answered what visitors get (nginxGate).
+ * A location that sets its own access_log writes no such line: the switch then says it cannot see the answer's origin.
+ */
+export function checkLog(env: Target): string {
+  const L = env.layout;
+  return `access_log ${L.nginxCheckLog} ${L.nginxCheckName} if=$${L.nginxCheckName};`;
+}
+
 /** A header value the probe may write into its request: a name, an address, a scheme (nothing to break a line). */
 const PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 
@@ -198,8 +224,8 @@ export function siteVariables(env: Target): Record<string, string> {
     domain: env.config.domain ?? '',
     server_name: env.config.domain ?? '_',
     default_server: isDefaultServer(env) ? ' default_server' : '',
-    logs: `access_log ${L.nginxAccessLog};\n    error_log ${L.nginxErrorLog};`,
-    upstreams_include: `include ${L.nginxUpstreams};\n${upgradeMap(env)}`,
+    logs: `access_log ${L.nginxAccessLog};\n    error_log ${L.nginxErrorLog};\n    ${checkLog(env)}`,
+    upstreams_include: `include ${L.nginxUpstreams};\n${upgradeMap(env)}\n${checkLogFormat(env)}`,
     acme_location: `location ^~ ${ACME_CHALLENGE_PREFIX} {\n        root ${L.acmeWebroot};\n        default_type text/plain;\n    }`,
     // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
     // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
@@ -324,6 +350,9 @@ export function renderTemplate(template: string, vars: Record<string, string>, s
   return out;
 }
 
+/** {{upstreams_include}} in a template (checkLogFormat is there). */
+const UPSTREAMS_PLACEHOLDER = /\{\{\s*upstreams_include\s*\}\}/;
+
 /** {{slot_location}} in a template: what tells whether a site answers /.ops/slot. */
 const SLOT_PLACEHOLDER = /\{\{\s*slot_location\s*\}\}/;
 
@@ -387,6 +416,11 @@ export function site(env: Target, certificateReady: boolean): string {
   const tls = env.config.tls.mode !== 'off';
   if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, 'built-in site');
   const custom = env.config.nginx.site_template;
-  if (custom) return renderTemplate(readTemplate(env, custom), vars, `environments/${env.name}/${custom}`);
+  if (custom) {
+    const text = readTemplate(env, custom);
+    // checkLog names checkLogFormat's format, written by {{upstreams_include}}: nginx refuses the one without the other.
+    if (!UPSTREAMS_PLACEHOLDER.test(text)) vars.logs = vars.logs!.replace(`\n    ${checkLog(env)}`, '');
+    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
+  }
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, 'built-in site');
 }

@@ -11,7 +11,7 @@ import { isValid, onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorCommand, supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx } from './nginx.ts';
-import { certificatePaths, site, siteServesSlot, upstreams } from './nginx-config.ts';
+import { certificatePaths, checkLog, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { gateSeconds, nginxGate } from './nginx-gate.ts';
 import { b64, putFileWord } from './script.ts';
@@ -891,7 +891,13 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
   // The site rendered here answers /.ops/slot: a reload that does not route to the new slot is a failed switch.
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
   const look = slotLook(env, slot, certificateReady);
-  const gate = nginxGate(env, slot, certificateReady);
+  // The site rendered here logs nginx's record of the switch's requests (checkLog): the gate proves what answered.
+  const siteText = writesSite ? site(env, certificateReady) : undefined;
+  const proves = siteText?.includes(checkLog(env)) ?? false;
+  // The warning first: the gate's exit status is the verify's verdict.
+  const gate = `${
+    siteText !== undefined && !proves ? `echo "warning: the custom site template has no {{logs}} with {{upstreams_include}}: nginx's record of which upstream answered the health paths is not kept, so the switch cannot prove the new slot's answers reach visitors (an error_page or try_files of its own, another server block, would go unseen)" >&2\n` : ''
+  }${nginxGate(env, slot, certificateReady, proves)}`;
   // nginx serves release.asset_dirs' URLs from layout.assets (nginx-config.ts assetLocations): the new release's
   // files there made ready before the reload, and once it is live, those of the release live until now (after a
   // rollback: the one rolled back from) become `previous`, so a page it served, open in a browser, keeps its assets;
@@ -909,7 +915,7 @@ rm -rf ${quote(`${L.assets}/next`)}`;
       // provision): the site nginx has is left as it is (it may serve the previous name with its certificate);
       // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
-        ...(writesSite ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : []),
+        ...(siteText !== undefined ? [{ path: L.nginxSite, content: siteText }] : []),
         { path: L.nginxUpstreams, content: upstreams(env, slot) },
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],

@@ -75,7 +75,7 @@ describe.sequential('what nginx answers, and what a failed start leaves', () => 
     const err = await deploy(project.ctx(), project.env(), { ref: 'bigheader' }).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     const message = (err as Error).message;
-    expect(message).toMatch(/answers its health checks on its own ports, but nginx answers the site's visitors 5xx for them once it routes to slot \w+ \(http:\/\/127\.0\.0\.1\): GET \/health \(program web\): 502/);
+    expect(message).toMatch(/answers its health checks on its own ports, but nginx answers the site's visitors 5xx for them once it routes to slot \w+ \(http:\/\/[0-9.]+\): GET \/health \(program web\): 502/);
     expect(message).toContain('upstream sent too big header');
     expect(message).toContain('proxy_buffer_size');
     expect(message).toContain('nothing was switched');

@@ -482,3 +482,69 @@ nginx -t && nginx -s reload`);
     }
   }, 600_000);
 });
+
+// What a visitor gets through nginx must come from the new release: a custom site that answers its own page when the
+// release cannot be reached (error_page 502 =200: the health path through nginx answers 200 while every visitor gets
+// the maintenance page), and a server block of another file that takes the visitors' address before the app's site
+// (listen <address>:80: nginx picks among the servers of the most specific address, so requests from the host itself,
+// to 127.0.0.1, still reach the app's site). The deploy must fail, the previous release serve on, `current` stay.
+describe('the response visitors get comes from the new release', () => {
+  /** What "/" answers from this machine once it is `page` (nginx -s reload returns before the new workers serve), or after 10 s. */
+  async function pageSoon(page: string): Promise<string> {
+    let got = '';
+    for (let i = 0; i < 100 && got !== page; i++) {
+      got = (await get(host)).body;
+      if (got !== page) await new Promise((ok) => setTimeout(ok, 100));
+    }
+    return got;
+  }
+
+  /** A server.py answering as the others but with a 10 KB Set-Cookie: more than nginx's proxy_buffer_size (502 through nginx). */
+  const BIG_HEADER = pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()').replace('        self.send_header("Content-Length"', '        self.send_header("Set-Cookie", "s=" + "a" * 10000)\n        self.send_header("Content-Length"');
+
+  it('a custom site with error_page 502 =200 (a maintenance page): the deploy of a release nginx cannot pass on fails, naming what answered; the previous release serves', async () => {
+    project.write(webConfig(host, repo));
+    expect((await ops('deploy', 'e2e', '--ref', 'v2')).code).toBe(0);
+    writeFileSync(
+      join(project.root, 'environments', 'e2e', 'site.conf'),
+      `{{upstreams_include}}\nserver {\n    listen 80{{default_server}};\n    server_name {{server_name}};\n    {{logs}}\n    error_page 502 503 504 =200 /maintenance.html;\n    location = /maintenance.html {\n        internal;\n        default_type text/plain;\n        return 200 "down for maintenance";\n    }\n    {{slot_location}}\n    {{locations}}\n}\n`,
+    );
+    project.write(webConfig(host, repo, { nginx: { site_template: 'site.conf' } }));
+    expect((await ops('deploy', 'e2e', '--ref', 'v3')).code).toBe(0);
+    const before = await snapshot();
+    expect(before.page).toBe('version 3');
+    commit(repo, { 'server.py': BIG_HEADER }, 'a big cookie');
+    gitIn(repo, ['tag', 'bigcookie']);
+    gitIn(repo, ['reset', '--hard', 'HEAD~1']);
+    const d = await ops('deploy', 'e2e', '--ref', 'bigcookie');
+    const text = readable(d);
+    // Unchecked, it went live: `current` the new release, every visitor the maintenance page.
+    expect({ code: d.code, ...(await snapshot()) }, text).toEqual({ code: 1, ...before });
+    expect(text).toContain('GET /health (program web): nginx answered 200, but the release answered 502 (127.0.0.1:');
+    expect(text).toMatch(/error_page/);
+    expect(text).toMatch(/previous nginx files are back in place and serve again/);
+    project.write(webConfig(host, repo));
+  }, 600_000);
+
+  it("another server block listening on the host's address takes its visitors: deploy and rollback fail naming its file; the previous release serves", async () => {
+    project.write(webConfig(host, repo));
+    expect((await ops('deploy', 'e2e', '--ref', 'v4')).code).toBe(0);
+    const before = await snapshot();
+    await onHost(`printf 'server {\\n    listen ${host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t && nginx -s reload`);
+    try {
+      expect(await pageSoon('other site')).toBe('other site');
+      for (const argv of [['deploy', 'e2e', '--ref', 'v3'], ['rollback', 'e2e']]) {
+        const r = await ops(...argv);
+        const text = readable(r);
+        // Unchecked, both went "live": the switch's own looks, at 127.0.0.1, reach the app's site.
+        expect({ code: r.code, current: await current(), slot: await liveSlot() }, text).toEqual({ code: 1, current: before.current, slot: before.slot });
+        expect(text).toContain(`GET /health (program web): nginx answered 200, not from this site's server block: another server block answers ${host.address}:80 for the site's name`);
+        expect(text).toContain('/etc/nginx/conf.d/other.conf');
+      }
+    } finally {
+      await onHost('rm -f /etc/nginx/conf.d/other.conf && nginx -s reload');
+    }
+    expect(await pageSoon(before.page)).toBe(before.page);
+    expect(await snapshot()).toEqual(before);
+  }, 600_000);
+});

@@ -144,7 +144,7 @@ describe('ops env remove', () => {
         '  3. VM web1 (192.0.2.1) also runs keep: keep it, and take shop off it (these touch nothing of keep):',
         '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
         '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
-        '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*',
+        '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log* /var/log/nginx/shop.check.log*',
         `      if [ "$(getent passwd shop | cut -d: -f6)" = /home/shop ]; then sudo userdel --remove shop; else echo 'shop: its home is not /home/shop, so ops did not make it: kept'; fi`,
         // Deleting the GitHub secrets leaves old's key authorized on a VM that stays: its line goes, found by the key.
         '      # the SSH key old logs in with (deploy@192.0.2.1; GitHub secret SSH_PRIVATE_KEY of "old" and "old-status"): deleting the secrets leaves it authorized here. With its private key at hand (KEY=<file>), drop its line (keep also logs in as deploy: keep the line if it uses the same key):',
@@ -200,7 +200,7 @@ describe('ops env remove', () => {
       '# supervisor groups shop-blue, shop-green (/etc/supervisor/conf.d/shop-blue.conf, /etc/supervisor/conf.d/shop-green.conf): shared with keep (the same app name "shop"): kept',
       '# nginx site and upstreams /etc/nginx/sites-enabled/shop, /etc/nginx/sites-available/shop, /etc/nginx/ops-upstreams/shop.conf: shared with keep (the same app name "shop"): kept',
       '# base_dir /srv/shop: shared with keep (base directories /srv/shop, /srv/shop overlap): kept',
-      '# logs /var/log/shop, /var/log/nginx/shop.access.log*, /var/log/nginx/shop.error.log*: shared with keep (the same app name "shop"): kept',
+      '# logs /var/log/shop, /var/log/nginx/shop.access.log*, /var/log/nginx/shop.error.log*, /var/log/nginx/shop.check.log*: shared with keep (the same app name "shop"): kept',
       '# app user shop: shared with keep (the same app user): kept',
     ])
       expect(text).toContain(`      ${kept}\n`);
@@ -213,7 +213,7 @@ describe('ops env remove', () => {
     expect(cmds).toEqual([
       'sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
       'sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
-      'sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*',
+      'sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log* /var/log/nginx/shop.check.log*',
       '# base_dir /srv/shop: shared with keep (base directories /srv/shop, /srv/shop/keep overlap): kept',
       '# app user shop: shared with keep (the same app user): kept',
     ]);
@@ -284,12 +284,12 @@ describe('ops env remove', () => {
     for (const baseDir of ['/', '/srv', '/tmp', '/home/deploy', '/var/log', '/srv/x/..', '//srv', '/home/deploy/shop', '/var/log/shop', '/var/log/shop/app', '/var/run/shop', '/var/lib/postgresql']) {
       const cmds = removeAppCommands({ ...env, baseDir });
       const rm = cmds.find((c) => c.startsWith('sudo rm -rf '))!;
-      expect(rm, baseDir).toBe('sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log*');
+      expect(rm, baseDir).toBe('sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log* /var/log/nginx/shop.check.log*');
       expect(cmds.at(-1), baseDir).toMatch(new RegExp(`^# base_dir ${baseDir.replace(/[.]/g, '\\.')} is not a directory of its own \\(.*\\): remove shop's files from it by hand \\(releases, shared, current, repo\\.git, \\.ops\\), nothing else$`));
     }
     // An app named after a system directory (refused by today's checks): its logs and TLS directory are the system's.
     const nginx = removeAppCommands({ ...env, config: { ...env.config, app: 'nginx', tls: { mode: 'self-signed' } }, baseDir: '/srv/nginx' });
-    expect(nginx.filter((c) => /rm -rf/.test(c))).toEqual(['sudo rm -rf /srv/nginx /var/log/nginx/nginx.access.log* /var/log/nginx/nginx.error.log*']);
+    expect(nginx.filter((c) => /rm -rf/.test(c))).toEqual(['sudo rm -rf /srv/nginx /var/log/nginx/nginx.access.log* /var/log/nginx/nginx.error.log* /var/log/nginx/nginx.check.log*']);
     expect(nginx.at(-1)).toBe('# app "nginx" names /var/log/nginx, which belongs to the system: its files there are not removed');
   });
 

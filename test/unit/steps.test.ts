@@ -283,6 +283,29 @@ describe('nginx site', () => {
     expect(s).toContain("own default site /etc/nginx/sites-enabled/default enabled: it is not Debian");
   });
 
+  it("logs nginx's record of the switch's own requests (X-Ops-Check: which upstream answered, with what), beside the site's access log; a custom template without {{upstreams_include}} (where the format is) gets none, and its switch does not claim a proof", () => {
+    const line = 'access_log /var/log/nginx/shop.check.log ops_check_shop if=$ops_check_shop;';
+    const format = "log_format ops_check_shop '$http_x_ops_check|$status|$upstream_status|$upstream_addr|$upstream_cache_status';";
+    const builtIn = site(env({ tls: { mode: 'off' } }), true);
+    expect(builtIn).toContain(`access_log /var/log/nginx/shop.access.log;\n    error_log /var/log/nginx/shop.error.log;\n    ${line}`);
+    expect(builtIn).toContain(`map $http_x_ops_check $ops_check_shop {\n    default 1;\n    '' 0;\n}\n${format}`);
+    expect(builtIn.indexOf(format)).toBeLessThan(builtIn.indexOf('server {'));
+    const proving = switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
+    expect(proving).toContain('grep -m 1 -F "$gate_id|"');
+    const dir = mkdtempSync(join(tmpdir(), 'ops-template-'));
+    const e = { ...env({ tls: { mode: 'off' }, nginx: { site_template: 'site.conf' } }), dir };
+    writeFileSync(join(dir, 'site.conf'), '{{upstreams_include}}\nserver {\n    {{logs}}\n    {{slot_location}}\n    {{locations}}\n}\n');
+    expect(site(e, true)).toContain(line);
+    expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).toContain('grep -m 1 -F "$gate_id|"');
+    // Its own upstream blocks (another service's) and no {{upstreams_include}}: nginx would not know the format.
+    writeFileSync(join(dir, 'site.conf'), 'server {\n    {{logs}}\n    location / { proxy_pass http://127.0.0.1:9100; }\n}\n');
+    expect(site(e, true)).toContain('error_log /var/log/nginx/shop.error.log;\n');
+    expect(site(e, true)).not.toContain('shop.check.log');
+    expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).not.toContain('grep -m 1 -F "$gate_id|"');
+    expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).toContain('warning: the custom site template has no {{logs}} with {{upstreams_include}}');
+    expect(proving).not.toContain('warning: the custom site template has no {{logs}}');
+    rmSync(dir, { recursive: true });
+  });
   it('restores the previous files and fails with nginx\'s message when nginx -t or the reload refuses', () => {
     const s = applyNginx({ item: 'x', files: [{ path: '/etc/nginx/x.conf', content: 'y' }] }).script;
     expect(s).toContain('nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
@@ -351,9 +374,11 @@ describe('the switch asks nginx for the health paths as visitors do (nginxGate)'
 
   it('runs after the look at /.ops/slot, in the switch\'s verify (a 5xx puts the previous files back), over https when the site serves TLS', () => {
     const tls = switchTo(env({ tls: { mode: 'self-signed' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(tls).toContain("-k --resolve shop.example.org:443:127.0.0.1 https://shop.example.org\"$gate_path\"");
+    // At the address the deploy's SSH connection reached (where a server block of another file may listen), not 127.0.0.1.
+    expect(tls).toContain('-k --resolve shop.example.org:443:"$gate_at" -H "X-Ops-Check: $gate_id" https://shop.example.org"$gate_path"');
     const plain = switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(plain).toContain("-H 'Host: shop.example.org' http://127.0.0.1\"$gate_path\"");
+    expect(plain).toContain(`-H 'Host: shop.example.org' -H "X-Ops-Check: $gate_id" http://"$gate_at""$gate_path"`);
+    expect(plain).toContain('read -r _ _ gate_at _ <<< "$gate_conn"');
     expect(plain.indexOf('nginxGate: the health paths')).toBeGreaterThan(plain.indexOf('slot_seen=""'));
     expect(plain.indexOf('nginxGate: the health paths')).toBeLessThan(plain.indexOf('nginx_put_back\n  if nginx_reload'));
   });

@@ -25,8 +25,8 @@ export const LOGIN_SHELL_PREFIX = '@ops-login-shell ';
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
  * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe),
- * `limit` (the open files limit is under 1024, or a file size, CPU time or virtual memory limit is set: `detail` the
- * ulimit command and its value), `stderr` (fd 2 is not the channel's: `detail` where it goes) or `stdout` (fd 1 is a
+ * `limit` (the open files limit is under 1024, the stack's under 8 MB, or a file size, CPU time, virtual memory or data
+ * limit is set: `detail` the ulimit command and its value), `stderr` (fd 2 is not the channel's: `detail` where it goes) or `stdout` (fd 1 is a
  * file: `detail` which; this line then comes on stderr) or `input` (the script's standard input is not the session's,
  * STEP_BOOT: `detail` where it goes, or `closed`).
  */
@@ -179,10 +179,14 @@ export const stepGuard = [
     ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125;` +
     // A limit the login set (`ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc: bash sets the hard limit too, sudo keeps it)
     // would fail npm ci or an upload half-way (EMFILE, SIGXFSZ): refused before anything is done.
-    ` elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
-  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds) or virtual memory (-v: Node.js
-  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") limit, likewise.
-  `for ops_l in f t v; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`,
+    ` elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125;` +
+    // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
+    // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
+    ` elif [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -s %s\\n' "$(ulimit -s)"; exit 125; fi`,
+  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds), virtual memory (-v: Node.js
+  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") or data (-d: the
+  // heap and every private writable mapping, Node.js's and Python's, count against it) limit, likewise.
+  `for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`,
 ].join('\n');
 
 /** Functions every step script may use. Kept small: they are sent with every step. */

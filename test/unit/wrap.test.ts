@@ -145,12 +145,15 @@ describe('step wrapping', () => {
     const fromFile = spawnSync('bash', ['-c', `{ ${sshCommand(step, 'deploy', 'shop')}; } < ${dir}/in`], { encoding: 'utf8' });
     expect([fromFile.stdout, fromFile.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
   });
-  it("refuses before anything runs under a resource limit the login set (ulimit -n 64, ulimit -f, -t or -v in ~/.bashrc), naming it", () => {
+  it("refuses before anything runs under a resource limit the login set (ulimit -n 64, -s 256, ulimit -f, -t, -v or -d in ~/.bashrc), naming it", () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
-    for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -f 100000', 'limit ulimit -f 100000'], ['ulimit -t 600', 'limit ulimit -t 600'], ['ulimit -v 2000000', 'limit ulimit -v 2000000']]) {
+    for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -s 256', 'limit ulimit -s 256'], ['ulimit -f 100000', 'limit ulimit -f 100000'], ['ulimit -t 600', 'limit ulimit -t 600'], ['ulimit -v 2000000', 'limit ulimit -v 2000000'], ['ulimit -d 4000000', 'limit ulimit -d 4000000']]) {
       const out = spawnSync('bash', ['-c', `${limit}\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
       expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}${line}\n`, 125]);
     }
+    // Linux's own stack size, or a larger one, runs the step.
+    const ok = spawnSync('bash', ['-c', `ulimit -s 8192\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
+    expect([ok.stdout, ok.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
   });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });

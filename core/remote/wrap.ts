@@ -60,7 +60,7 @@ const STEP_ENV = 'OPS_STEP=1';
 const NOT_TOP_LEVEL = 'SHLVL=1';
 
 /**
- * The PATH every step starts with (Debian's sudo secure_path), set by commandLine for sudo and the script: a directory the
+ * The PATH every step starts with (Debian's sudo secure_path), set by commandLine for sudo and, after it, for the script: a directory the
  * login put first (`PATH=~/bin:$PATH` in ~/.bashrc, holding a `sudo`, `timeout` or `python3` of its own) runs none of
  * ops's commands. App commands put the configured runtimes and the venv ahead of it (core/steps/app.ts).
  */
@@ -227,7 +227,10 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
   // --default-signal: a signal the login shell ignored (trap '' PIPE in ~/.bashrc) would stay ignored through every
   // exec, in the script and all it starts (a `while …; do echo; done | head -1` then loops on write errors until the
   // time limit); timeout restores only the ones it handles itself (coreutils 8.31: Debian 11 has 8.32).
-  const run = ['timeout', '-k', '10', String(seconds), 'env', '--default-signal', ...unset, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, NOT_TOP_LEVEL, 'bash', '-s'];
+  // PATH again after sudo, whose secure_path replaces the one it was given: a sudoers' own (`secure_path` without
+  // /usr/sbin: nginx, runuser "not found"; or with ~deploy/bin first: the login's `git` run as root) chooses none of
+  // the script's commands.
+  const run = ['timeout', '-k', '10', String(seconds), 'env', '--default-signal', ...unset, `PATH=${STEP_PATH}`, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, NOT_TOP_LEVEL, 'bash', '-s'];
   // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
   // (sudoHint, sudoWarningFix) to give the fix.
   // env(1) by its path, with STEP_PATH, finds bash (STEP_BOOT), then sudo and timeout, where Debian puts them, not in

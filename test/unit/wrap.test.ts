@@ -24,13 +24,19 @@ describe('step wrapping', () => {
   /** stderr without the line STEP_BOOT prints first (LOGIN_SHELL_PREFIX: the login's $SHELL). */
   const afterBoot = (stderr: string) => stderr.replace(new RegExp(`^${LOGIN_SHELL_PREFIX}.*\n`), '');
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE OPS_STEP=1 SHLVL=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE OPS_STEP=1 SHLVL=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE OPS_STEP=1 SHLVL=1 bash -s`);
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+  });
+  it("gives the script STEP_PATH whatever PATH sudo hands on (a sudoers' secure_path without /usr/sbin, or with the login's ~/bin first)", () => {
+    // What runs after sudo, started with the PATH such a secure_path gives.
+    const afterSudo = commandLine({ ...step, as: 'root' }, 'deploy', 'shop').split(' sudo -n -H -- ')[1]!;
+    const out = spawnSync('bash', ['-c', `PATH=/home/deploy/bin:/usr/bin:/bin exec ${afterSudo}`], { input: 'echo "$PATH"', encoding: 'utf8' });
+    expect([out.stdout, out.status]).toEqual([`${STEP_PATH}\n`, 0]);
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE OPS_CONNECTION=0a1b2c OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_CONNECTION=0a1b2c OPS_STEP=1 SHLVL=1 bash -s`);
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);

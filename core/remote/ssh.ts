@@ -607,6 +607,14 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
         `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`,
       );
+    // sudo's NOEXEC (`Defaults noexec`, or the NOEXEC: tag on the login's sudoers line, a hardening guide's): the command
+    // sudo runs, timeout, may start no other (sudo's seccomp filter fails its execve), so env and the step's bash never
+    // run: timeout's words (in English: LC_ALL=C.UTF-8), exit 126, before the script. Not the login shell's fault.
+    if (code === 126 && /\btimeout: failed to run command ['‘]env['’]: Permission denied/.test(output))
+      return new NotStartedError(
+        `${what} on ${this.name} did not start: sudo there runs ${this.login}'s commands with NOEXEC (Defaults noexec, or the NOEXEC: tag on its sudoers line), so the command it runs (timeout, the step's time limit) may not start the step's shell${printed}`,
+        `ops's steps start programs (bash, then apt, git, nginx, npm...): on ${this.name}, as root, remove "Defaults noexec" or the NOEXEC: tag for ${this.login} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${this.login} lists both; visudo -f FILE), e.g. "${this.login} ALL=(ALL) NOPASSWD: ALL"`,
+      );
     // The guard's refusal (exit 125) with nothing at all come back: it went where stdout and stderr both go (exec >
     // >(logger) 2>&1); env and timeout say why when they exit 125 themselves.
     if (code === 125 && !output.trim())

@@ -213,6 +213,18 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toBe('ops supports Debian 11 and 12: upgrade web1 (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host');
   });
 
+  it("sudo's NOEXEC (Defaults noexec in sudoers): said so, with the sudoers fix, not the login shell's fault", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-noexec-'));
+    const shell = join(dir, 'shell');
+    // What timeout says (coreutils 9.1, C.UTF-8) and exits with when sudo's seccomp filter refuses its execve of env.
+    writeFileSync(shell, '#!/bin/sh\necho "timeout: failed to run command ‘env’: Permission denied" >&2\nexit 126\n', { mode: 0o755 });
+    const { result, ran } = await runWith('', shell);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not start: sudo there runs deploy\'s commands with NOEXEC (Defaults noexec, or the NOEXEC: tag on its sudoers line), so the command it runs (timeout, the step\'s time limit) may not start the step\'s shell, printing: "timeout: failed to run command ‘env’: Permission denied"');
+    expect((result as NotStartedError).hint).toMatch(/remove "Defaults noexec" or the NOEXEC: tag for deploy from \/etc\/sudoers or \/etc\/sudoers\.d \(sudo -l -U deploy lists both/);
+  });
+
   it('a restricted login shell (rbash, which refuses exec): said so, with chsh', async () => {
     const { result, ran } = await runWith('', 'rbash');
     expect(ran).toBe(false);

@@ -176,17 +176,35 @@ export const stepGuard = [
     // to the other: its reports lost on stderr, or errors mixed into them. Refused on that pipe (when it is logger's,
     // nowhere ops sees: exit 125 alone).
     ` elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125;` +
-    ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125;` +
-    // A limit the login set (`ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc: bash sets the hard limit too, sudo keeps it)
-    // would fail npm ci or an upload half-way (EMFILE, SIGXFSZ): refused before anything is done.
-    ` elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125;` +
-    // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
-    // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
-    ` elif [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -s %s\\n' "$(ulimit -s)"; exit 125; fi`,
+    ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
+  // A limit a deploy fails under, refused before anything is done: `ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc (bash
+  // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). The refusal says
+  // `session` after the value when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8),
+  // up the chain of parents, has that limit already: set before the login shell began (pam_limits'
+  // /etc/security/limits.conf, sshd's service), not by its start-up files. /proc/PID/limits is in bytes where ulimit
+  // counts KiB (-s, -f, -v, -d).
+  String.raw`ops_refuse_limit() {
+  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$
+  case $1 in n) ops_row='Max open files' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
+  while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
+    case $ops_c in sshd | sshd-session)
+      while read -r ops_x ops_y ops_z ops_s _; do
+        if [ "$ops_x $ops_y $ops_z" = "$ops_row" ] && [ "$ops_s" = "$((ops_v * ops_u))" ]; then ops_from=' session'; fi
+      done 2>/dev/null < "/proc/$ops_p/limits"
+      break ;;
+    esac
+    ops_p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$ops_p/status" 2>/dev/null)
+  done
+  printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
+}`,
+  'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
+  // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
+  // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
+  'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',
   // Any file size (-f), CPU time (-t: a build killed once it used that many seconds), virtual memory (-v: Node.js
   // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") or data (-d: the
   // heap and every private writable mapping, Node.js's and Python's, count against it) limit, likewise.
-  `for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`,
+  'for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then ops_refuse_limit $ops_l; fi; done',
 ].join('\n');
 
 /** Functions every step script may use. Kept small: they are sent with every step. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMAND_START, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
@@ -156,6 +156,16 @@ describe('step wrapping', () => {
     for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -s 256', 'limit ulimit -s 256'], ['ulimit -f 100000', 'limit ulimit -f 100000'], ['ulimit -t 600', 'limit ulimit -t 600'], ['ulimit -v 2000000', 'limit ulimit -v 2000000'], ['ulimit -d 4000000', 'limit ulimit -d 4000000']]) {
       const out = spawnSync('bash', ['-c', `${limit}\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
       expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}${line}\n`, 125]);
+    }
+    // Set before the login shell (pam_limits in sshd's session process, here a bash named sshd, the login shell its
+    // child, not exec'd: `exit $?` after it, or bash would exec its last command): `session` after it; set by the login
+    // shell itself: not.
+    const dir = mkdtempSync(join(tmpdir(), 'ops-sshd-'));
+    copyFileSync('/bin/bash', join(dir, 'sshd'));
+    for (const [where, sessionWord] of [['sshd', ' session'], ['login', '']] as const) {
+      const login = `${where === 'login' ? 'ulimit -n 256; ulimit -s 512\n' : ''}${sshCommand(step, 'deploy', 'shop')}`;
+      const out = spawnSync(join(dir, 'sshd'), ['-c', `${where === 'sshd' ? 'ulimit -n 256; ulimit -s 512; ' : ''}bash -c "$0"; exit $?`, login], { input: stepInput(step), encoding: 'utf8' });
+      expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -n 256${sessionWord}\n`, 125]);
     }
     // Linux's own stack size, or a larger one, runs the step.
     const ok = spawnSync('bash', ['-c', `ulimit -s 8192\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });

@@ -67,6 +67,19 @@ export const MIGRATION_CUT = 'the migration was stopped part-way: PostgreSQL rol
 /** sudo's refusal under `Defaults requiretty` (a session without a terminal). */
 export const REQUIRETTY = /sudo: sorry, you must have a tty/;
 
+/**
+ * sudo's NOEXEC (`Defaults noexec`, or the `NOEXEC:` tag on the login's sudoers line, as hardening guides write): the
+ * command sudo runs may start no other program (sudo's seccomp filter fails its execve with EACCES), so no step runs
+ * (timeout cannot start env, env cannot start bash). What is wrong and the fix, for `login` on `host` (sudoers(5)).
+ */
+export const sudoNoexec = (login: string, host: string) => ({
+  problem: `sudo on ${host} runs ${login}'s commands with NOEXEC (Defaults noexec, or the NOEXEC: tag on its sudoers line): the command it runs may not start another, and every step of ops's starts several (timeout, then the step's shell, apt, git, nginx, npm...)`,
+  fix: `on ${host}, as root: remove "Defaults noexec" or the NOEXEC: tag for ${login} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${login} lists both; visudo -f FILE), e.g. "${login} ALL=(ALL) NOPASSWD: ALL"`,
+});
+
+/** What sudo's NOEXEC leaves a command that starts another: its `Permission denied` (coreutils' words: timeout, env). */
+export const SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:env|true)['’]: Permission denied/;
+
 /** The hint for a step that failed because sudo wants a password (or a terminal), from its stderr. */
 export function sudoHint(stderr: string, login: string, host: string): string | undefined {
   // requiretty in sudoers: no password asked, sudo refuses any session without a terminal (ssh with a command has none).

@@ -7,7 +7,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { REQUIRETTY, agentFix, busFix, busProblem, xtraceFix, xtraceProblem, loginStartup, agentProblem, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, sudoWarningFix } from '../errors.ts';
+import { REQUIRETTY, SUDO_NOEXEC, sudoNoexec, agentFix, busFix, busProblem, xtraceFix, xtraceProblem, loginStartup, agentProblem, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, sudoWarningFix } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
@@ -103,6 +103,7 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
           ? `ops provision ${env.name} installs it (logged in as root, its steps need no sudo), or on ${host.name}: apt-get install -y sudo`
           : `on ${host.name}, as root: apt-get install -y sudo && echo '${login} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/${login} && chmod 0440 /etc/sudoers.d/${login}`,
     });
+  else if (!sudo && SUDO_NOEXEC.test(why.join(' '))) problems.push(sudoNoexec(login, host.name));
   else if (!sudo)
     problems.push({
       problem: `sudo does not work without a password for ${login}${why.length ? ` (${why.join(' ')})` : ''}: provision and every deploy need it`,

@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { SUDO_NOEXEC, sudoNoexec, agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -523,6 +523,13 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === 'closed' ? 'closes the standard output of non-interactive sessions (e.g. exec >&-)' : `sends the standard output of non-interactive sessions elsewhere (to ${detail || 'unknown'}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
         `move that redirection ${place}`,
       );
+    // The session's sshd process had that limit already (stepGuard): not the start-up files' doing.
+    const session = why === 'limit' ? /^(.*) session$/.exec(detail)?.[1] : undefined;
+    if (session)
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
+        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - nofile 65536" in /etc/security/limits.d/${this.login}.conf; a new session takes it`,
+      );
     if (why === 'limit')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
@@ -607,6 +614,13 @@ export class SshRemote implements Remote {
         `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
         `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`,
       );
+    // sudo's NOEXEC (`Defaults noexec`, or the NOEXEC: tag on the login's sudoers line, a hardening guide's): the command
+    // sudo runs, timeout, may start no other (sudo's seccomp filter fails its execve), so env and the step's bash never
+    // run: timeout's words (in English: LC_ALL=C.UTF-8), exit 126, before the script. Not the login shell's fault.
+    if (code === 126 && SUDO_NOEXEC.test(output)) {
+      const { problem, fix } = sudoNoexec(this.login, this.name);
+      return new NotStartedError(`${what} on ${this.name} did not start: ${problem}${printed}`, fix);
+    }
     // The guard's refusal (exit 125) with nothing at all come back: it went where stdout and stderr both go (exec >
     // >(logger) 2>&1); env and timeout say why when they exit 125 themselves.
     if (code === 125 && !output.trim())

@@ -25,8 +25,8 @@ export const LOGIN_SHELL_PREFIX = '@ops-login-shell ';
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
  * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe),
- * `limit` (the open files limit is under 1024, or a file size, CPU time or virtual memory limit is set: `detail` the
- * ulimit command and its value), `stderr` (fd 2 is not the channel's: `detail` where it goes) or `stdout` (fd 1 is a
+ * `limit` (the open files limit is under 1024, the stack's under 8 MB, or a file size, CPU time, virtual memory or data
+ * limit is set: `detail` the ulimit command and its value), `stderr` (fd 2 is not the channel's: `detail` where it goes) or `stdout` (fd 1 is a
  * file: `detail` which; this line then comes on stderr) or `input` (the script's standard input is not the session's,
  * STEP_BOOT: `detail` where it goes, or `closed`).
  */
@@ -60,7 +60,7 @@ const STEP_ENV = 'OPS_STEP=1';
 const NOT_TOP_LEVEL = 'SHLVL=1';
 
 /**
- * The PATH every step starts with (Debian's sudo secure_path), set by commandLine for sudo and the script: a directory the
+ * The PATH every step starts with (Debian's sudo secure_path), set by commandLine for sudo and, after it, for the script: a directory the
  * login put first (`PATH=~/bin:$PATH` in ~/.bashrc, holding a `sudo`, `timeout` or `python3` of its own) runs none of
  * ops's commands. App commands put the configured runtimes and the venv ahead of it (core/steps/app.ts).
  */
@@ -176,13 +176,35 @@ export const stepGuard = [
     // to the other: its reports lost on stderr, or errors mixed into them. Refused on that pipe (when it is logger's,
     // nowhere ops sees: exit 125 alone).
     ` elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125;` +
-    ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125;` +
-    // A limit the login set (`ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc: bash sets the hard limit too, sudo keeps it)
-    // would fail npm ci or an upload half-way (EMFILE, SIGXFSZ): refused before anything is done.
-    ` elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
-  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds) or virtual memory (-v: Node.js
-  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") limit, likewise.
-  `for ops_l in f t v; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`,
+    ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
+  // A limit a deploy fails under, refused before anything is done: `ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc (bash
+  // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). The refusal says
+  // `session` after the value when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8),
+  // up the chain of parents, has that limit already: set before the login shell began (pam_limits'
+  // /etc/security/limits.conf, sshd's service), not by its start-up files. /proc/PID/limits is in bytes where ulimit
+  // counts KiB (-s, -f, -v, -d).
+  String.raw`ops_refuse_limit() {
+  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$
+  case $1 in n) ops_row='Max open files' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
+  while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
+    case $ops_c in sshd | sshd-session)
+      while read -r ops_x ops_y ops_z ops_s _; do
+        if [ "$ops_x $ops_y $ops_z" = "$ops_row" ] && [ "$ops_s" = "$((ops_v * ops_u))" ]; then ops_from=' session'; fi
+      done 2>/dev/null < "/proc/$ops_p/limits"
+      break ;;
+    esac
+    ops_p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$ops_p/status" 2>/dev/null)
+  done
+  printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
+}`,
+  'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
+  // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
+  // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
+  'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',
+  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds), virtual memory (-v: Node.js
+  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") or data (-d: the
+  // heap and every private writable mapping, Node.js's and Python's, count against it) limit, likewise.
+  'for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then ops_refuse_limit $ops_l; fi; done',
 ].join('\n');
 
 /** Functions every step script may use. Kept small: they are sent with every step. */
@@ -223,7 +245,10 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
   // --default-signal: a signal the login shell ignored (trap '' PIPE in ~/.bashrc) would stay ignored through every
   // exec, in the script and all it starts (a `while …; do echo; done | head -1` then loops on write errors until the
   // time limit); timeout restores only the ones it handles itself (coreutils 8.31: Debian 11 has 8.32).
-  const run = ['timeout', '-k', '10', String(seconds), 'env', '--default-signal', ...unset, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, NOT_TOP_LEVEL, 'bash', '-s'];
+  // PATH again after sudo, whose secure_path replaces the one it was given: a sudoers' own (`secure_path` without
+  // /usr/sbin: nginx, runuser "not found"; or with ~deploy/bin first: the login's `git` run as root) chooses none of
+  // the script's commands.
+  const run = ['timeout', '-k', '10', String(seconds), 'env', '--default-signal', ...unset, `PATH=${STEP_PATH}`, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, NOT_TOP_LEVEL, 'bash', '-s'];
   // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
   // (sudoHint, sudoWarningFix) to give the fix.
   // env(1) by its path, with STEP_PATH, finds bash (STEP_BOOT), then sudo and timeout, where Debian puts them, not in

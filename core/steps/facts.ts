@@ -67,7 +67,8 @@ for rc in "$(printf '%s' "$pw" | cut -d: -f6)/.ssh/rc" /etc/ssh/sshrc; do if [ -
 if [ -n "${'$'}{SSH_ORIGINAL_COMMAND+x}" ]; then ops_report ${FACTS_KEYS.forced} yes; fi
 # Provisioned for this environment? (Every command that needs it says so first: notProvisioned.)
 ${reportProvisioned(env, 'login')}
-if sudo_err=$(sudo -n true 2>&1 </dev/null); then sudo=yes; else sudo=no; fi
+# true started by env, as a step's shell is by timeout: sudo's NOEXEC lets sudo itself run, nothing it runs start another.
+if sudo_err=$(sudo -n /usr/bin/env true 2>&1 </dev/null); then sudo=yes; else sudo=no; fi
 ops_report ${FACTS_KEYS.sudo} "$sudo $(printf '%s' "$sudo_err" | head -n 1)"
 if [ "$sudo" = yes ]; then
   # sshd's settings for this very connection (Match blocks applied): client address and port from SSH_CONNECTION.

@@ -275,7 +275,10 @@ fi`;
 /**
  * uv (release.python_installer uv) at its pinned version, from the environment's package index (the app
  * user's pip.conf, else PyPI), each wheel checked against its pinned sha256 (pip's hash-checking mode): pip in
- * a throwaway venv fetches the wheel, and its binary goes to /opt/ops-uv/v<version>/bin/uv.
+ * a throwaway venv fetches the wheel, and its binary goes to /opt/ops-uv/v<version>/bin/uv. The venv is made
+ * beside that directory (/opt/ops-uv/v<version>.venv, removed after), not in a temporary directory: its pip is a
+ * script run from where it lies, and /tmp mounted noexec (CIS benchmarks' hardening) refuses that ("Permission
+ * denied"), where uv itself must run from anyway. A venv left by a cut step is replaced by the next run.
  */
 function uvFromIndex(env: Target, python: string): string {
   const uv = env.runtime.uv;
@@ -283,7 +286,8 @@ function uvFromIndex(env: Target, python: string): string {
   const requirement = [`uv==${UV_VERSION}`, ...UV_WHEEL_SHA256.map((h) => `--hash=sha256:${h}`)].join(' ');
   return String.raw`uv_dir=${quote(dir)}
 if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSION)} ]; then
-  uv_tmp=$(mktemp -d)
+  uv_tmp="$uv_dir.venv"
+  rm -rf "$uv_tmp"; install -d -m 0700 "$uv_tmp"
   trap 'rm -rf "$uv_tmp"' EXIT
   ${quote(python)} -m venv "$uv_tmp/venv"
   printf '%s

@@ -5,7 +5,7 @@
 // The files are changed through the host's root filesystem (a broken login cannot repair itself).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downHost, paths, SERVICES_ADDRESS, sshRun, type Host } from '../hosts/index.ts';
@@ -168,10 +168,21 @@ describe.sequential('odd login shells, through the CLI', () => {
   }, 300_000);
 
   // -v: a build of the sample app otherwise fails in Node.js ("WebAssembly.instantiate(): Out of memory"), the host changed.
-  for (const limit of ['ulimit -n 64', 'ulimit -v 2000000'])
+  // -s 256: Node.js dies of SIGSEGV on a deep recursion (exit code 139), the build's failure.
+  for (const limit of ['ulimit -n 64', 'ulimit -v 2000000', 'ulimit -s 256'])
     it(`a ~/.bashrc that sets ${limit} for non-interactive sessions: nothing runs, ping and deploy name the limit and the fix`, async () => {
       await bashrc(limit, () => bothSay(new RegExp(`did not run: ~deploy/\\.bashrc \\(or ~/\\.profile, /etc/bash\\.bashrc\\) on \\S+ sets a resource limit for non-interactive sessions \\(${limit}\\)`), /remove that ulimit, or move it below the interactive guard/));
     }, 300_000);
+
+  it("a limit every session of deploy begins with (pam_limits: deploy - nofile 256 in /etc/security/limits.d/): nothing runs, ping and deploy name limits.conf, not ~/.bashrc", async () => {
+    const file = join(paths.hostsDir, host.name, 'etc/security/limits.d/zz-e2e.conf');
+    writeFileSync(file, 'deploy - nofile 256\n');
+    try {
+      await bothSay(/did not run: deploy's sessions on \S+ begin with a resource limit \(ulimit -n 256\), set before the login shell runs \(by pam_limits/, /\/etc\/security\/limits\.d\/deploy\.conf/);
+    } finally {
+      rmSync(file);
+    }
+  }, 300_000);
 
   it("a ~/.bashrc that exports functions named echo and cd (export -f): ping's facts are the host's, whole", async () => {
     await bashrc('echo() { builtin echo "[$(date +%T)]" "$@"; }; cd() { builtin cd "$@" && builtin echo "entered $PWD"; }; export -f echo cd', async () => {
@@ -239,6 +250,34 @@ describe.sequential('odd login shells, through the CLI', () => {
       rmSync(keep, { force: true });
       rmSync(join(root, 'home/deploy/bin'), { recursive: true, force: true });
       rmSync(join(root, 'home/deploy/wrapped'), { force: true });
+    }
+  }, 900_000);
+
+  it("a sudoers' own secure_path, without /usr/sbin and with ~deploy/bin first (holding a git, tar and nginx of the login's): a deploy finds nginx and runuser where Debian puts them, none of the login's commands runs", async () => {
+    const root = join(paths.hostsDir, host.name);
+    const bin = join(root, 'home/deploy/bin');
+    const marks = join(root, 'home/deploy/wrapped.d');
+    mkdirSync(bin, { recursive: true });
+    mkdirSync(marks, { mode: 0o1777 });
+    execFileSync('chmod', ['1777', marks]);
+    for (const [name, real] of [['git', '/usr/bin/git'], ['tar', '/usr/bin/tar'], ['nginx', '/usr/sbin/nginx']] as const)
+      writeFileSync(join(bin, name), `#!/bin/sh\ntouch "/home/deploy/wrapped.d/${name}.$$"\nexec ${real} "$@"\n`, { mode: 0o755 });
+    const path = join(root, 'etc/sudoers.d/secure-path');
+    writeFileSync(path, 'Defaults secure_path="/home/deploy/bin:/usr/bin:/bin"\n', { mode: 0o440 });
+    try {
+      // one of the two changes what is live, whichever was
+      for (const ref of ['v1', 'v2']) {
+        const deploy = await ops('deploy', 'e2e', '--ref', ref);
+        expect(deploy.code, text(deploy)).toBe(0);
+      }
+      expect((await get(host)).status).toBe(200);
+      const rollback = await ops('rollback', 'e2e');
+      expect(rollback.code, text(rollback)).toBe(0);
+      expect(readdirSync(marks)).toEqual([]);
+    } finally {
+      rmSync(path, { force: true });
+      rmSync(bin, { recursive: true, force: true });
+      rmSync(marks, { recursive: true, force: true });
     }
   }, 900_000);
 
@@ -407,6 +446,16 @@ describe.sequential('odd login shells, through the CLI', () => {
       rmSync(file);
     }
   }, 300_000);
+
+  it("sudo's NOEXEC (Defaults noexec, a hardening guide's): nothing runs, ping and deploy name it and the sudoers fix, not the login shell", async () => {
+    const file = join(paths.hostsDir, host.name, 'etc/sudoers.d/zz-noexec');
+    writeFileSync(file, 'Defaults noexec\n', { mode: 0o440 });
+    try {
+      await bothSay(/sudo on \S+ runs deploy's commands with NOEXEC \(Defaults noexec, or the NOEXEC: tag on its sudoers line\)/, /remove "Defaults noexec" or the NOEXEC: tag for deploy/);
+    } finally {
+      rmSync(file);
+    }
+  }, 300_000);
 });
 
 // The host's own settings of the package managers and of git, as real hosts carry them: a deploy installs and builds
@@ -506,5 +555,19 @@ describe.sequential('host settings of npm, uv and git', () => {
         }
       },
     );
+  }, 900_000);
+
+  it('/tmp mounted noexec (CIS benchmarks\' hardening), uv not yet installed: provision installs it (its pip runs from beside uv, not /tmp), then a deploy works', async () => {
+    const ops_uv = (await sshRun(host, 'ls -d /opt/ops-uv/v*/bin/uv')).stdout.trim();
+    await sshRun(host, 'sudo mount -o remount,noexec /tmp && sudo rm -rf /opt/ops-uv');
+    try {
+      const provision = await ops('provision', 'e2e');
+      expect(provision.code, text(provision)).toBe(0);
+      expect((await sshRun(host, `${ops_uv} --version && ls -A /opt/ops-uv`)).stdout).toMatch(/^uv [^\n]+\nv[^\n]*\n$/);
+      const deploy = await ops('deploy', 'e2e', '--ref', await nextRef());
+      expect(deploy.code, text(deploy)).toBe(0);
+    } finally {
+      await sshRun(host, 'sudo mount -o remount,exec /tmp');
+    }
   }, 900_000);
 });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { NodeSSH } from 'node-ssh';
-import { NotStartedError, OpsError, sudoHint } from '../../core/errors.ts';
+import { NotStartedError, OpsError, sudoHint, sudoNoexec } from '../../core/errors.ts';
 import { readFacts } from '../../core/ops/ping.ts';
 import { SshRemote } from '../../core/remote/ssh.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -211,6 +211,31 @@ describe('a step through the login shell', () => {
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toBe('step "lock" on web1 did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: web1 runs Debian 10 or older (coreutils 8.30)');
     expect((result as NotStartedError).hint).toBe('ops supports Debian 11 and 12: upgrade web1 (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host');
+  });
+
+  it("a resource limit the session began with (pam_limits' /etc/security/limits.conf in sshd's session process): said so, with where to look, not ~/.bashrc", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-pamlimits-'));
+    // sshd's session process (its name), with the limit pam_limits gave it, and the login shell its child.
+    const sshd = join(dir, 'sshd');
+    writeFileSync(sshd, '#!/bin/bash\nulimit -n 256\n/bin/bash "$@"\nexit $?\n', { mode: 0o755 });
+    const { result, ran } = await runWith('', sshd);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe("step \"lock\" on web1 did not run: deploy's sessions on web1 begin with a resource limit (ulimit -n 256), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ops stopped it before it did anything");
+    expect((result as NotStartedError).hint).toMatch(/^on web1, as root: find the line that sets it \(grep -rs .* \/etc\/security\/limits\.conf \/etc\/security\/limits\.d\/;.*"deploy - nofile 65536" in \/etc\/security\/limits\.d\/deploy\.conf/);
+  });
+
+  it("sudo's NOEXEC (Defaults noexec in sudoers): said so, with the sudoers fix, not the login shell's fault", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-noexec-'));
+    const shell = join(dir, 'shell');
+    // What timeout says (coreutils 9.1, C.UTF-8) and exits with when sudo's seccomp filter refuses its execve of env.
+    writeFileSync(shell, '#!/bin/sh\necho "timeout: failed to run command ‘env’: Permission denied" >&2\nexit 126\n', { mode: 0o755 });
+    const { result, ran } = await runWith('', shell);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(`step "lock" on web1 did not start: ${sudoNoexec('deploy', 'web1').problem}, printing: "timeout: failed to run command ‘env’: Permission denied"`);
+    expect((result as Error).message).toMatch(/did not start: sudo on web1 runs deploy's commands with NOEXEC \(Defaults noexec/);
+    expect((result as NotStartedError).hint).toMatch(/remove "Defaults noexec" or the NOEXEC: tag for deploy from \/etc\/sudoers or \/etc\/sudoers\.d \(sudo -l -U deploy lists both/);
   });
 
   it('a restricted login shell (rbash, which refuses exec): said so, with chsh', async () => {
@@ -481,6 +506,13 @@ describe('a step through the login shell', () => {
 
 describe('ops ping on a login that reaches sudo oddly', () => {
   const facts = (sudo: string) => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', sudo]], preamble: '' });
+
+  it("reports sudo's NOEXEC (Defaults noexec: sudo runs env, env may not start true) with the sudoers fix, not a password", () => {
+    const r = facts('no env: ‘true’: Permission denied');
+    expect(r.sudo).toBe(false);
+    expect(r.problems).toEqual([sudoNoexec('deploy', 'web1')]);
+    expect(r.problems[0]!.problem).toMatch(/^sudo on web1 runs deploy's commands with NOEXEC \(Defaults noexec, or the NOEXEC: tag on its sudoers line\)/);
+  });
 
   it("reports sudo's warning (its host name missing from /etc/hosts) as a problem with its fix, sudo working", () => {
     const r = facts('yes sudo: unable to resolve host brk1: Name or service not known');

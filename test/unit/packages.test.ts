@@ -53,6 +53,9 @@ describe('packages settings', () => {
     expect(runtimePaths(uv).uv).toBe(`/opt/ops-uv/v${UV_VERSION}/bin/uv`);
     // provision installs it from the package index, hash-checked; not with pip, nor without Python.
     expect(runtimes(uv).script).toContain(`uv==${UV_VERSION} --hash=sha256:`);
+    // Its pip (a script) runs from beside uv's directory, not from a temporary one: /tmp may be mounted noexec.
+    expect(runtimes(uv).script).toContain(`uv_tmp="$uv_dir.venv"`);
+    expect(runtimes(uv).script).not.toMatch(/uv_tmp=\$\(mktemp/);
     const pip = env({ release: { python_installer: 'pip' } });
     const p = pythonDependencies(pip, '/srv/shop/releases/r', 'aa').script;
     expect(p).toContain('/usr/bin/python3.11 -m venv "$set_dir"');

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMAND_START, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
@@ -24,13 +24,19 @@ describe('step wrapping', () => {
   /** stderr without the line STEP_BOOT prints first (LOGIN_SHELL_PREFIX: the login's $SHELL). */
   const afterBoot = (stderr: string) => stderr.replace(new RegExp(`^${LOGIN_SHELL_PREFIX}.*\n`), '');
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE OPS_STEP=1 SHLVL=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE OPS_STEP=1 SHLVL=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE OPS_STEP=1 SHLVL=1 bash -s`);
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+  });
+  it("gives the script STEP_PATH whatever PATH sudo hands on (a sudoers' secure_path without /usr/sbin, or with the login's ~/bin first)", () => {
+    // What runs after sudo, started with the PATH such a secure_path gives.
+    const afterSudo = commandLine({ ...step, as: 'root' }, 'deploy', 'shop').split(' sudo -n -H -- ')[1]!;
+    const out = spawnSync('bash', ['-c', `PATH=/home/deploy/bin:/usr/bin:/bin exec ${afterSudo}`], { input: 'echo "$PATH"', encoding: 'utf8' });
+    expect([out.stdout, out.status]).toEqual([`${STEP_PATH}\n`, 0]);
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE OPS_CONNECTION=0a1b2c OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_CONNECTION=0a1b2c OPS_STEP=1 SHLVL=1 bash -s`);
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
@@ -145,12 +151,25 @@ describe('step wrapping', () => {
     const fromFile = spawnSync('bash', ['-c', `{ ${sshCommand(step, 'deploy', 'shop')}; } < ${dir}/in`], { encoding: 'utf8' });
     expect([fromFile.stdout, fromFile.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
   });
-  it("refuses before anything runs under a resource limit the login set (ulimit -n 64, ulimit -f, -t or -v in ~/.bashrc), naming it", () => {
+  it("refuses before anything runs under a resource limit the login set (ulimit -n 64, -s 256, ulimit -f, -t, -v or -d in ~/.bashrc), naming it", () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
-    for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -f 100000', 'limit ulimit -f 100000'], ['ulimit -t 600', 'limit ulimit -t 600'], ['ulimit -v 2000000', 'limit ulimit -v 2000000']]) {
+    for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -s 256', 'limit ulimit -s 256'], ['ulimit -f 100000', 'limit ulimit -f 100000'], ['ulimit -t 600', 'limit ulimit -t 600'], ['ulimit -v 2000000', 'limit ulimit -v 2000000'], ['ulimit -d 4000000', 'limit ulimit -d 4000000']]) {
       const out = spawnSync('bash', ['-c', `${limit}\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
       expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}${line}\n`, 125]);
     }
+    // Set before the login shell (pam_limits in sshd's session process, here a bash named sshd, the login shell its
+    // child, not exec'd: `exit $?` after it, or bash would exec its last command): `session` after it; set by the login
+    // shell itself: not.
+    const dir = mkdtempSync(join(tmpdir(), 'ops-sshd-'));
+    copyFileSync('/bin/bash', join(dir, 'sshd'));
+    for (const [where, sessionWord] of [['sshd', ' session'], ['login', '']] as const) {
+      const login = `${where === 'login' ? 'ulimit -n 256; ulimit -s 512\n' : ''}${sshCommand(step, 'deploy', 'shop')}`;
+      const out = spawnSync(join(dir, 'sshd'), ['-c', `${where === 'sshd' ? 'ulimit -n 256; ulimit -s 512; ' : ''}bash -c "$0"; exit $?`, login], { input: stepInput(step), encoding: 'utf8' });
+      expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -n 256${sessionWord}\n`, 125]);
+    }
+    // Linux's own stack size, or a larger one, runs the step.
+    const ok = spawnSync('bash', ['-c', `ulimit -s 8192\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
+    expect([ok.stdout, ok.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
   });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {
     const text = scriptText({ ...step, as: 'login' });

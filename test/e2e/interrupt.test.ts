@@ -3,7 +3,7 @@
 // the lock is let go, and what the run says is live is what serves.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
@@ -156,12 +156,16 @@ describe.sequential('interrupting a deploy', () => {
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
   }, 300_000);
 
-  it('SIGHUP (the terminal closed) during the build: the run stops as on SIGTERM, exit 129, the lock let go, what current names serves', async () => {
+  it.each([
+    ['SIGHUP', 'the terminal closed', '2h'],
+    ['SIGQUIT', 'Ctrl-\\ pressed', '2q'],
+  ] as const)('%s (%s) during the build: the run stops as on SIGTERM, exit 128 + its number, the lock let go, what current names serves', async (signal, _why, version) => {
     const before = await liveAndServed();
     try {
-      const ops = await deployUntilBuild('sleep 60', '2h');
-      const code = await ops.stop('SIGHUP');
-      expect(code, ops.out()).toBe(129);
+      const ops = await deployUntilBuild('sleep 60', version);
+      const code = await ops.stop(signal);
+      expect(code, ops.out()).toBe(128 + constants.signals[signal]);
+      expect(ops.out()).toContain(`${signal} received during build on ${host.name}: stopping them, releasing the lock`);
       expect(ops.out()).toContain(`${host.name}: ${before.current} is live after the interruption`);
     } finally {
       project.write(config);

@@ -651,7 +651,7 @@ let neverBlocking = 0;
  * From now until the returned function is called, ops's own writes to `streams` (stdout, stderr) never stop the process:
  * what the terminal does not take yet waits in memory (the stream's queue) and is written as it takes it. Node writes to
  * a terminal synchronously on Linux, so a terminal paused with Ctrl-S (or one at the end of an SSH session to a jump box
- * whose network stalls) stopped the whole process once its few KiB of buffer were full, its SSH keepalives with it: after
+ * whose network stalls) stopped the whole process at its next write, its SSH keepalives with it: after
  * HOLDER_SILENT_SECONDS (core/steps/lock.ts) the lock of a live run read stale to every other run, which `ops lock
  * release` then broke without --force. Counted (runs at once each call it): the terminal blocks again, as Node made it,
  * once every caller has undone it. Other streams are left as they are (a pipe, a socket: Node writes to them

@@ -711,8 +711,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         try {
           ctx.interrupted?.(interruptedDoc(signal, by, during, exitCode));
         } finally {
-          // What a reader has not taken yet (outputNeverBlocks) is written first: process.exit drops it. The lock is
-          // released already; only the process waits for that reader.
+          // What the terminal has not taken yet (outputNeverBlocks) is written first: process.exit drops it. The lock
+          // is released already; only the process waits for the terminal.
           await flushOutput();
           process.exit(exitCode);
         }
@@ -793,7 +793,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   handleSignals(onSignal);
   handleFaults(onSignal);
-  // While it holds locks, ops's own output never stops the process (a paused terminal, a reader not reading): its
+  // While it holds locks, ops's own output never stops the process (a terminal paused with Ctrl-S): its
   // keepalives would stop with it, and its lock read stale to other runs (outputNeverBlocks).
   const outputBlocks = outputNeverBlocks();
   /** The lock on one host (acquire, `queue` as there): the run's from the step on, unless it said otherwise; its answer kept. */

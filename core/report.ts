@@ -637,6 +637,48 @@ export function guardOutput(streams: Record<string, NodeJS.WritableStream> = { s
   }
 }
 
+/** A terminal stream's libuv handle, which Node makes block on Linux (tty.WriteStream); undefined for another stream. */
+function blockingHandle(stream: NodeJS.WritableStream): { setBlocking(blocking: boolean): number } | undefined {
+  if (!(stream as { isTTY?: boolean }).isTTY) return undefined;
+  const handle = (stream as { _handle?: { setBlocking?: unknown } })._handle;
+  return typeof handle?.setBlocking === 'function' ? (handle as { setBlocking(blocking: boolean): number }) : undefined;
+}
+
+/** How many callers of outputNeverBlocks have not called its undo yet. */
+let neverBlocking = 0;
+
+/**
+ * From now until the returned function is called, ops's own writes to `streams` (stdout, stderr) never stop the process:
+ * what the terminal does not take yet waits in memory (the stream's queue) and is written as it takes it. Node writes to
+ * a terminal synchronously on Linux, so a terminal paused with Ctrl-S (or one at the end of an SSH session to a jump box
+ * whose network stalls) stopped the whole process at its next write, its SSH keepalives with it: after
+ * HOLDER_SILENT_SECONDS (core/steps/lock.ts) the lock of a live run read stale to every other run, which `ops lock
+ * release` then broke without --force. Counted (runs at once each call it): the terminal blocks again, as Node made it,
+ * once every caller has undone it. Other streams are left as they are (a pipe, a socket: Node writes to them
+ * asynchronously already; a file: never full for long; a test's). Wait for flushOutput before process.exit: what is
+ * still queued is lost at exit.
+ */
+export function outputNeverBlocks(streams: NodeJS.WritableStream[] = [process.stdout, process.stderr]): () => void {
+  if (neverBlocking++ === 0) for (const s of streams) blockingHandle(s)?.setBlocking(false);
+  let undone = false;
+  return () => {
+    if (undone) return;
+    undone = true;
+    if (--neverBlocking === 0) for (const s of streams) blockingHandle(s)?.setBlocking(true);
+  };
+}
+
+/**
+ * Resolves once `streams` have written what was queued on them (outputNeverBlocks: the reader may take it long after
+ * ops wrote it), or failed (guardOutput: written to no more). Never rejects; waits as long as the reader does.
+ */
+export async function flushOutput(streams: NodeJS.WritableStream[] = [process.stdout, process.stderr]): Promise<void> {
+  const queued = (s: NodeJS.WritableStream) => ((s as { writableLength?: number }).writableLength ?? 0) > 0 && !brokenOutputs.has(s);
+  // An empty write's callback runs once the writes before it are done (or the stream failed): 'drain' alone would not
+  // come for a queue under the stream's highWaterMark.
+  await Promise.all(streams.filter(queued).map((s) => new Promise<void>((resolve) => s.write('', () => resolve()))));
+}
+
 /** The file descriptor behind `out` (process.stdout: 1), or undefined for a stream of another kind (a test's). */
 function fdOf(out: NodeJS.WritableStream): number | undefined {
   const fd = (out as { fd?: unknown }).fd;

@@ -1,4 +1,4 @@
-// Who answers SIGINT/SIGTERM/SIGHUP (RUN_SIGNALS) in a command: a run under way (core/ops/locked.ts withLock, from its lock step on) stops
+// Who answers the signals that end a process (RUN_SIGNALS: SIGINT, SIGTERM, SIGHUP, SIGQUIT...) in a command: a run under way (core/ops/locked.ts withLock, from its lock step on) stops
 // itself and says what it had got to; before and outside it, the CLI's own handler (--json) does. Told apart here, not
 // by counting the process's listeners: libraries add their own (proper-lockfile's signal-exit, loaded with the secrets
 // file), and each handler then left the signal to the other (a --json deploy went on connecting after Ctrl-C).
@@ -15,11 +15,17 @@ export function signalExit(signal: string): number {
 }
 
 /**
- * The signals that stop a command cleanly (its lock released, its --json document printed): Ctrl-C, a cancelled
- * workflow's SIGTERM, and SIGHUP (the terminal closed, an SSH session to a jump box dropped), whose default action
- * would kill ops outright, as kill -9 does: its lock left stale, its build still running on the host.
+ * The signals that stop a command cleanly (its lock released, its --json document printed): every signal whose default
+ * action ends the process (signal(7)) and that a person, a runner or a limit sends from outside: Ctrl-C (SIGINT), a
+ * cancelled workflow's SIGTERM, SIGHUP (the terminal closed, an SSH session to a jump box dropped), Ctrl-\ (SIGQUIT),
+ * `ulimit -t`'s SIGXCPU, `ulimit -f`'s SIGXFSZ, and the rest (SIGUSR2, SIGALRM, SIGVTALRM, SIGPWR). Unanswered, each
+ * would kill ops outright, as kill -9 does: its lock left stale, its build still running on the host. Not: SIGKILL and
+ * SIGSTOP (no process can answer them), SIGUSR1 (Node's inspector), SIGPROF (V8's profiler), SIGPIPE (Node ignores
+ * it: guardOutput answers a reader gone), SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP and SIGSYS (a fault of the
+ * process itself: no JavaScript may run after it), SIGTSTP, SIGTTIN and SIGTTOU (a pause, not an end: the run's fence
+ * covers a paused run).
  */
-export const RUN_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+export const RUN_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGXCPU', 'SIGXFSZ', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPWR'];
 
 const runHandlers = new Set<(signal: NodeJS.Signals) => void>();
 

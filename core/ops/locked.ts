@@ -20,6 +20,7 @@ import { markRelease } from '../steps/release.ts';
 import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_OWN_EXIT, LOCK_QUEUED_EXIT, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, silentHolder, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
+import { flushOutput, outputNeverBlocks } from '../report.ts';
 import { provisionedIn } from '../steps/system.ts';
 import { diskFullError } from './host-run.ts';
 import { unprovisionedError } from './host-state.ts';
@@ -705,11 +706,14 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
         for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : 'nothing is live'} after the interruption`);
       })
       .then(() => session.close())
-      .finally(() => {
+      .finally(async () => {
         // The run's document (--json): stdout gets one even when the run is cut off, for a CI step that parses it.
         try {
           ctx.interrupted?.(interruptedDoc(signal, by, during, exitCode));
         } finally {
+          // What the terminal has not taken yet (outputNeverBlocks) is written first: process.exit drops it. The lock
+          // is released already; only the process waits for the terminal.
+          await flushOutput();
           process.exit(exitCode);
         }
       });
@@ -789,6 +793,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   handleSignals(onSignal);
   handleFaults(onSignal);
+  // While it holds locks, ops's own output never stops the process (a terminal paused with Ctrl-S): its
+  // keepalives would stop with it, and its lock read stale to other runs (outputNeverBlocks).
+  const outputBlocks = outputNeverBlocks();
   /** The lock on one host (acquire, `queue` as there): the run's from the step on, unless it said otherwise; its answer kept. */
   const takeOn = async (r: Remote, queue: boolean | Queued, wait = request.wait) => {
     // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
@@ -844,6 +851,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     const err = said.length && taken instanceof OpsError ? new OpsError(`${taken.message}\n${said.join('\n')}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
+    outputBlocks();
     throw failing(left.length ? lockLeft(env, left, err) : err);
   }
   // From here every step of the run on a host is fenced by its lock there, for as long as the run holds it.
@@ -909,6 +917,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     await releaseAll();
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
+    outputBlocks();
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();

@@ -1,10 +1,11 @@
 // Interrupting a deploy as a user or a cancelled workflow does, on a real host (sshd, supervisor, nginx), with the
 // ops binary as a process of its own: a Ctrl-C pressed twice, a SIGTERM while the switch runs. Whatever the moment,
 // the lock is let go, and what the run says is live is what serves.
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { rollback } from '../../core/ops/rollback.ts';
@@ -25,6 +26,8 @@ let project: TestProject;
 let repo = '';
 let config: Record<string, unknown>;
 const root = mkdtempSync(join(tmpdir(), 'ops-interrupt-'));
+const OPS = join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js');
+const PTY = join(import.meta.dirname, '..', 'support', 'on_terminal.py');
 const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
 /** The release `current` names and the one that answers through nginx: they must be the same. */
 const liveAndServed = async () => ({ current: (await onHost('readlink /srv/sample/current')).replace(/^.*\//, ''), served: (await get(host)).body });
@@ -156,12 +159,16 @@ describe.sequential('interrupting a deploy', () => {
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
   }, 300_000);
 
-  it('SIGHUP (the terminal closed) during the build: the run stops as on SIGTERM, exit 129, the lock let go, what current names serves', async () => {
+  it.each([
+    ['SIGHUP', 'the terminal closed', '2h'],
+    ['SIGQUIT', 'Ctrl-\\ pressed', '2q'],
+  ] as const)('%s (%s) during the build: the run stops as on SIGTERM, exit 128 + its number, the lock let go, what current names serves', async (signal, _why, version) => {
     const before = await liveAndServed();
     try {
-      const ops = await deployUntilBuild('sleep 60', '2h');
-      const code = await ops.stop('SIGHUP');
-      expect(code, ops.out()).toBe(129);
+      const ops = await deployUntilBuild('sleep 60', version);
+      const code = await ops.stop(signal);
+      expect(code, ops.out()).toBe(128 + constants.signals[signal]);
+      expect(ops.out()).toContain(`${signal} received during build on ${host.name}: stopping them, releasing the lock`);
       expect(ops.out()).toContain(`${host.name}: ${before.current} is live after the interruption`);
     } finally {
       project.write(config);
@@ -170,6 +177,40 @@ describe.sequential('interrupting a deploy', () => {
     expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
+
+  it('a terminal paused with Ctrl-S during the build (every write of ops blocked there): the run goes on, its SSH keepalives too, so its lock reads held, never stale, past HOLDER_SILENT_SECONDS; resumed (Ctrl-Q), the deploy ends, its output whole', async () => {
+    const said = join(root, 'ctrl-s');
+    writeFileSync(said, '');
+    // A build that says one line once the terminal is paused (ops blocks writing it, without outputNeverBlocks), then
+    // nothing for longer than HOLDER_SILENT_SECONDS: the host sends nothing that the runner's kernel would acknowledge.
+    project.write({ ...config, release: { ...(config.release as object), build: `touch /tmp/ctrl-s-build; sleep 4; echo "building 1"; sleep ${HOLDER_SILENT_SECONDS + 20}; echo "building 16"` } });
+    commit(repo, { VERSION: '2s\n' }, 'ctrl s');
+    try {
+      const spec = {
+        argv: ['sh', '-c', `stty ixon; ${quote(process.execPath)} ${quote(OPS)} deploy e2e --ref main; echo "exit=$?"`],
+        cwd: project.root,
+        env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
+        // Ctrl-S once the build began; the test says when to go on (each wait of the terminal is under 60 s); Ctrl-Q.
+        steps: [[{ file: said, text: 'building' }, '\x13'], [{ file: said, text: 'half' }, ''], [{ file: said, text: 'resume' }, '\x11']],
+      };
+      const terminal = promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 600_000 });
+      expect(await waitFor(async () => (await onHost('test -e /tmp/ctrl-s-build && echo yes || true')) === 'yes', 120_000, 200)).toBe(true);
+      writeFileSync(said, 'building');
+      await new Promise((r) => setTimeout(r, 40_000));
+      writeFileSync(said, 'building half');
+      await new Promise((r) => setTimeout(r, (HOLDER_SILENT_SECONDS - 40 + 10) * 1000));
+      const lock = (await getLockStatus(project.ctx(), project.env()))[0]!.lock;
+      expect(lock.state, JSON.stringify(lock)).toBe('held');
+      writeFileSync(said, 'building half resume');
+      const out = (JSON.parse((await terminal).stdout) as { out: string }).out;
+      expect(out).toMatch(/exit=0/);
+      expect(out).toMatch(/building 1\b[\s\S]*building 16\b/);
+    } finally {
+      project.write(config);
+      await onHost('rm -f /tmp/ctrl-s-build');
+    }
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+  }, 600_000);
 
   it('its own output failing (| head -2: EPIPE; > /dev/full: ENOSPC): the deploy goes on to its end, the release live, the lock let go, its audit line written; never blamed on the host', async () => {
     const bin = join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js');

@@ -19670,7 +19670,7 @@ var RUN_SIGNALS, runHandlers, faultHandlers;
 var init_signals = __esm({
   "core/signals.ts"() {
     "use strict";
-    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGXCPU", "SIGXFSZ", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPWR"];
     runHandlers = /* @__PURE__ */ new Set();
     faultHandlers = /* @__PURE__ */ new Set();
   }
@@ -19904,7 +19904,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, uncaughtHandler, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, uncaughtHandler, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19950,6 +19950,11 @@ ${indent(stderrTail.trim())}` : "";
     };
     MIGRATION_CUT = "the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again";
     REQUIRETTY = /sudo: sorry, you must have a tty/;
+    sudoNoexec = (login2, host) => ({
+      problem: `sudo on ${host} runs ${login2}'s commands with NOEXEC (Defaults noexec, or the NOEXEC: tag on its sudoers line): the command it runs may not start another, and every step of ops's starts several (timeout, then the step's shell, apt, git, nginx, npm...)`,
+      fix: `on ${host}, as root: remove "Defaults noexec" or the NOEXEC: tag for ${login2} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${login2} lists both; visudo -f FILE), e.g. "${login2} ALL=(ALL) NOPASSWD: ALL"`
+    });
+    SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:env|true)['’]: Permission denied/;
     DiskFullError = class extends StepError {
       name = "DiskFullError";
       constructor(cause, summary2, hint) {
@@ -20141,7 +20146,25 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs;
+function blockingHandle(stream2) {
+  if (!stream2.isTTY) return void 0;
+  const handle = stream2._handle;
+  return typeof handle?.setBlocking === "function" ? handle : void 0;
+}
+function outputNeverBlocks(streams = [process.stdout, process.stderr]) {
+  if (neverBlocking++ === 0) for (const s of streams) blockingHandle(s)?.setBlocking(false);
+  let undone = false;
+  return () => {
+    if (undone) return;
+    undone = true;
+    if (--neverBlocking === 0) for (const s of streams) blockingHandle(s)?.setBlocking(true);
+  };
+}
+async function flushOutput(streams = [process.stdout, process.stderr]) {
+  const queued = (s) => (s.writableLength ?? 0) > 0 && !brokenOutputs.has(s);
+  await Promise.all(streams.filter(queued).map((s) => new Promise((resolve7) => s.write("", () => resolve7()))));
+}
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs, neverBlocking;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -20399,6 +20422,7 @@ var init_report = __esm({
     markdownValues = { text: mdText, code: mdCode, link: mdLink };
     brokenOutputs = /* @__PURE__ */ new WeakSet();
     guardedOutputs = /* @__PURE__ */ new WeakSet();
+    neverBlocking = 0;
   }
 });
 
@@ -37970,7 +37994,7 @@ function bytesNode(bytes) {
 function binaryRefused(path, where, env = "<env>") {
   return new OpsError(
     `the secret "${path}" is a binary value (YAML !!binary: bytes that are not UTF-8 text); binary values are not supported ${where}`,
-    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${path} | base64 -w0 | ops secrets set ${env} ${path}`
+    `store it as base64 text and decode it where it is used: ops secrets show ${env} --key ${quote(path)} | base64 -w0 | ops secrets set ${env} ${quote(path)}`
   );
 }
 function holdsBinary(value) {
@@ -38146,7 +38170,12 @@ function keyPathParts(text, show) {
   }
 }
 function quotePart(k) {
-  return /^[^."]+$/.test(k) ? k : `"${k}"`;
+  try {
+    const parts = keyPathParts(k);
+    if (parts.length === 1 && !parts[0].quoted && parts[0].key === k) return k;
+  } catch {
+  }
+  return `"${k}"`;
 }
 function splitKeyPath(text, keysAt, options = {}) {
   const parts = keyPathParts(text, options.show);
@@ -38887,6 +38916,10 @@ function parseTree(text, format, options) {
         if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && goFloatText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
         else if (v.type === "time" && dotenvTime(v.value) !== v.value) options.retyped.push({ path, type: "time", typed: "fraction" });
       }
+      if (options.yaml11 && format === "yaml" && v.kind === "scalar" && v.type === "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
+        const text2 = String(node.value ?? "");
+        if (text2 !== "" && !/^[yYnN]$/.test(text2) && yaml11Retypes(text2)) options.yaml11.push(path);
+      }
       if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
         const text2 = typeof node.source === "string" ? node.source : String(node.value);
         if (jsonNumberText(v) !== text2 || v.type === "float" && goFloatText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
@@ -38933,6 +38966,7 @@ var init_tree_parse = __esm({
     init_tree_print();
     init_utf8();
     init_yaml_breaks();
+    init_yaml11();
     init_tree();
     MERGE_TAG = "tag:yaml.org,2002:merge";
     BINARY_TAG = "tag:yaml.org,2002:binary";
@@ -73053,17 +73087,19 @@ init_parts();
 init_tree();
 init_schema_object();
 init_dotenv_readers();
+function isMapValue(n) {
+  return n !== null && typeof n === "object" && !Array.isArray(n) && !(n instanceof Uint8Array) && !(n instanceof SopsTime);
+}
 function lookup(tree, path) {
-  const isMap5 = (n) => n !== null && typeof n === "object" && !Array.isArray(n);
-  const child = (n, k) => isMap5(n) && Object.hasOwn(n, k) ? n[k] : void 0;
+  const child = (n, k) => isMapValue(n) && Object.hasOwn(n, k) ? n[k] : void 0;
   const keysAt = (keys) => {
     const n = keys.reduce(child, tree);
-    return isMap5(n) ? Object.keys(n) : [];
+    return isMapValue(n) ? Object.keys(n) : [];
   };
   return splitKeyPath(path, keysAt).reduce(child, tree);
 }
 function secretPaths(tree, prefix = "") {
-  if (tree === null || typeof tree !== "object" || Array.isArray(tree)) return [];
+  if (!isMapValue(tree)) return [];
   return Object.entries(tree).flatMap(([k, v]) => [`${prefix}${k}`, ...secretPaths(v, `${prefix}${k}.`)]);
 }
 function asString(value) {
@@ -73253,6 +73289,28 @@ function nonFiniteRefused(env, key, secret, member) {
     `quote it as text (\`ops secrets edit ${env.name}\`: "..."), or take the member on its own in env ({ secret: ${memberKey(secret, member)} })`
   );
 }
+function mergeKeyMember(value, path = []) {
+  if (Array.isArray(value)) {
+    for (const [i, item] of value.entries()) {
+      const found = mergeKeyMember(item, [...path, i]);
+      if (found) return found;
+    }
+    return void 0;
+  }
+  if (!isMapValue(value)) return void 0;
+  if (Object.hasOwn(value, "<<")) return [...path, "<<"];
+  for (const [k, v] of Object.entries(value)) {
+    const found = mergeKeyMember(v, [...path, k]);
+    if (found) return found;
+  }
+  return void 0;
+}
+function mergeKeyRefused(env, key, secret, member) {
+  return new OpsError(
+    `${key} takes the secret "${secret}" whole, as JSON, and it holds a YAML merge key, "${showPath([secret, ...member])}": sops keeps \`<<\` as a key of its own and merges nothing, so the app would get a member "<<" holding the map it names instead of the keys it brings`,
+    `write those keys out in the map itself and drop its \`<<\` line (ops secrets edit ${env.name}), or name each key in env on its own ({ secret: ... })`
+  );
+}
 function binaryMemberRefused(env, key, secret, member) {
   return binaryRefused(memberKey(secret, member), `in the .env (${key}${member.length ? `, which takes the map "${secret}" whole` : ""})`, env.name);
 }
@@ -73285,6 +73343,8 @@ function renderDotenv(env, secrets) {
       if (binary) throw binaryMemberRefused(env, key, spec.secret, binary);
       const infinite = nonFiniteMember(found);
       if (infinite) throw nonFiniteRefused(env, key, spec.secret, infinite);
+      const merge = mergeKeyMember(found);
+      if (merge) throw mergeKeyRefused(env, key, spec.secret, merge);
       const round = memberHolding(found, holdsRoundedInteger);
       if (round) {
         rounded.push({ key, secret: spec.secret, member: round });
@@ -73319,15 +73379,14 @@ ${missing.map((m) => `  - ${m}`).join("\n")}`,
   return { dotenv: lines.join("\n") + "\n", environ: records.join(""), forms };
 }
 function memberPaths(value, path = []) {
-  const isMap5 = value !== null && typeof value === "object" && !Array.isArray(value) && !(value instanceof Uint8Array);
-  if (!isMap5 || path.length && Object.keys(value).length === 0) return [path];
+  if (!isMapValue(value) || path.length && Object.keys(value).length === 0) return [path];
   return Object.keys(value).flatMap((k) => memberPaths(value[k], [...path, k]));
 }
 function memberAt(value, path) {
-  return path.reduce((n, k) => n !== null && typeof n === "object" && !Array.isArray(n) && Object.hasOwn(n, k) ? n[k] : void 0, value);
+  return path.reduce((n, k) => isMapValue(n) && Object.hasOwn(n, k) ? n[k] : void 0, value);
 }
 function memberKey(secret, path) {
-  return [secret, ...path.map((k) => /^[^."]+$/.test(k) ? k : `"${k}"`)].join(".");
+  return [secret, ...path.map(quotePart)].join(".");
 }
 function environLoader(...files) {
   const tests = files.map((f, i) => `${i ? "elif" : "if"} [ -f ${quote(f)} ]; then
@@ -73345,6 +73404,7 @@ init_errors();
 // core/packages.ts
 init_errors();
 init_tree();
+init_shell();
 var PROVISION_MARK = "# Written by ops-pipeline provision";
 function packagesNeedSecrets(env) {
   const p = env.config.packages;
@@ -73476,6 +73536,8 @@ function layout(env) {
     nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, "_")}`,
     nginxAccessLog: `/var/log/nginx/${app}.access.log`,
     nginxErrorLog: `/var/log/nginx/${app}.error.log`,
+    nginxCheckLog: `/var/log/nginx/${app}.check.log`,
+    nginxCheckName: `ops_check_${app.replace(/-/g, "_")}`,
     supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
     supervisorGroup: (slot) => `${app}-${slot}`,
     supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
@@ -73722,6 +73784,19 @@ function upgradeMap(env) {
     '' '';
 }`;
 }
+var CHECK_HEADER = "X-Ops-Check";
+function checkLogFormat(env) {
+  const name2 = env.layout.nginxCheckName;
+  return `map $http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")} $${name2} {
+    default 1;
+    '' 0;
+}
+log_format ${name2} '$http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")}|$status|$upstream_status|$upstream_addr|$upstream_cache_status';`;
+}
+function checkLog(env) {
+  const L = env.layout;
+  return `access_log ${L.nginxCheckLog} ${L.nginxCheckName} if=$${L.nginxCheckName};`;
+}
 var PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 var PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
 function probeHeaders(env) {
@@ -73780,9 +73855,11 @@ function siteVariables(env) {
     server_name: env.config.domain ?? "_",
     default_server: isDefaultServer(env) ? " default_server" : "",
     logs: `access_log ${L.nginxAccessLog};
-    error_log ${L.nginxErrorLog};`,
+    error_log ${L.nginxErrorLog};
+    ${checkLog(env)}`,
     upstreams_include: `include ${L.nginxUpstreams};
-${upgradeMap(env)}`,
+${upgradeMap(env)}
+${checkLogFormat(env)}`,
     acme_location: `location ^~ ${ACME_CHALLENGE_PREFIX} {
         root ${L.acmeWebroot};
         default_type text/plain;
@@ -73896,6 +73973,7 @@ function renderTemplate(template, vars, source) {
     throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
   return out;
 }
+var UPSTREAMS_PLACEHOLDER = /\{\{\s*upstreams_include\s*\}\}/;
 function readTemplate(env, custom) {
   return slotPortFree(env, readEnvFile(env, "nginx.site_template", custom, "an nginx site template"), `environments/${env.name}/${custom}`);
 }
@@ -73923,7 +74001,12 @@ function site(env, certificateReady) {
   const tls = env.config.tls.mode !== "off";
   if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, "built-in site");
   const custom = env.config.nginx.site_template;
-  if (custom) return renderTemplate(readTemplate(env, custom), vars, `environments/${env.name}/${custom}`);
+  if (custom) {
+    const text = readTemplate(env, custom);
+    if (!UPSTREAMS_PLACEHOLDER.test(text)) vars.logs = vars.logs.replace(`
+    ${checkLog(env)}`, "");
+    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
+  }
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 
@@ -75758,10 +75841,35 @@ var stepGuard = [
   "# shellcheck disable=SC2046",
   UNSET_FUNCTIONS,
   // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
-  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds) or virtual memory (-v: Node.js
-  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") limit, likewise.
-  `for ops_l in f t v; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
+  // A limit a deploy fails under, refused before anything is done: `ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc (bash
+  // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). The refusal says
+  // `session` after the value when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8),
+  // up the chain of parents, has that limit already: set before the login shell began (pam_limits'
+  // /etc/security/limits.conf, sshd's service), not by its start-up files. /proc/PID/limits is in bytes where ulimit
+  // counts KiB (-s, -f, -v, -d).
+  String.raw`ops_refuse_limit() {
+  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$
+  case $1 in n) ops_row='Max open files' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
+  while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
+    case $ops_c in sshd | sshd-session)
+      while read -r ops_x ops_y ops_z ops_s _; do
+        if [ "$ops_x $ops_y $ops_z" = "$ops_row" ] && [ "$ops_s" = "$((ops_v * ops_u))" ]; then ops_from=' session'; fi
+      done 2>/dev/null < "/proc/$ops_p/limits"
+      break ;;
+    esac
+    ops_p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$ops_p/status" 2>/dev/null)
+  done
+  printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
+}`,
+  'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
+  // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
+  // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
+  'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',
+  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds), virtual memory (-v: Node.js
+  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") or data (-d: the
+  // heap and every private writable mapping, Node.js's and Python's, count against it) limit, likewise.
+  'for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then ops_refuse_limit $ops_l; fi; done'
 ].join("\n");
 var scriptPrelude = [
   // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
@@ -75785,7 +75893,7 @@ function commandLine(step, login2, appUser, connection) {
   const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ["-u", v]);
-  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
+  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
   const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
   if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
   if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
@@ -77364,6 +77472,12 @@ ${EXEC_RETURNED}
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard output of non-interactive sessions (e.g. exec >&-)" : `sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
         `move that redirection ${place}`
       );
+    const session = why === "limit" ? /^(.*) session$/.exec(detail)?.[1] : void 0;
+    if (session)
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
+        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - nofile 65536" in /etc/security/limits.d/${this.login}.conf; a new session takes it`
+      );
     if (why === "limit")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
@@ -77436,6 +77550,10 @@ ${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
         `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
         `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`
       );
+    if (code === 126 && SUDO_NOEXEC.test(output)) {
+      const { problem, fix } = sudoNoexec(this.login, this.name);
+      return new NotStartedError(`${what} on ${this.name} did not start: ${problem}${printed}`, fix);
+    }
     if (code === 125 && !output.trim())
       return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
     const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
@@ -78081,6 +78199,7 @@ function staleIn(lock2) {
 
 // core/ops/locked.ts
 init_shell();
+init_report();
 
 // core/ops/host-run.ts
 init_errors();
@@ -78503,10 +78622,11 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(by)).message));
       for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
-    }).then(() => session.close()).finally(() => {
+    }).then(() => session.close()).finally(async () => {
       try {
         ctx.interrupted?.(interruptedDoc(signal, by, during, exitCode));
       } finally {
+        await flushOutput();
         process.exit(exitCode);
       }
     });
@@ -78558,6 +78678,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
   handleFaults(onSignal);
+  const outputBlocks = outputNeverBlocks();
   const takeOn = async (r, queue, wait = request.wait) => {
     mine.add(r.name);
     const result2 = await acquire(r, env, { ...request, wait }, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
@@ -78598,6 +78719,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
 ${said.join("\n")}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
+    outputBlocks();
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
   }
   for (const host of mine) {
@@ -78655,6 +78777,7 @@ ${said.join("\n")}`, taken.hint) : taken;
     await releaseAll();
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
+    outputBlocks();
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();

@@ -19670,7 +19670,7 @@ var RUN_SIGNALS, runHandlers, faultHandlers;
 var init_signals = __esm({
   "core/signals.ts"() {
     "use strict";
-    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGXCPU", "SIGXFSZ", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPWR"];
     runHandlers = /* @__PURE__ */ new Set();
     faultHandlers = /* @__PURE__ */ new Set();
   }
@@ -19904,7 +19904,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, uncaughtHandler, failedResults;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, uncaughtHandler, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19950,6 +19950,11 @@ ${indent(stderrTail.trim())}` : "";
     };
     MIGRATION_CUT = "the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again";
     REQUIRETTY = /sudo: sorry, you must have a tty/;
+    sudoNoexec = (login2, host) => ({
+      problem: `sudo on ${host} runs ${login2}'s commands with NOEXEC (Defaults noexec, or the NOEXEC: tag on its sudoers line): the command it runs may not start another, and every step of ops's starts several (timeout, then the step's shell, apt, git, nginx, npm...)`,
+      fix: `on ${host}, as root: remove "Defaults noexec" or the NOEXEC: tag for ${login2} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${login2} lists both; visudo -f FILE), e.g. "${login2} ALL=(ALL) NOPASSWD: ALL"`
+    });
+    SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:env|true)['’]: Permission denied/;
     DiskFullError = class extends StepError {
       name = "DiskFullError";
       constructor(cause, summary2, hint) {
@@ -20134,7 +20139,25 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs;
+function blockingHandle(stream2) {
+  if (!stream2.isTTY) return void 0;
+  const handle = stream2._handle;
+  return typeof handle?.setBlocking === "function" ? handle : void 0;
+}
+function outputNeverBlocks(streams = [process.stdout, process.stderr]) {
+  if (neverBlocking++ === 0) for (const s of streams) blockingHandle(s)?.setBlocking(false);
+  let undone = false;
+  return () => {
+    if (undone) return;
+    undone = true;
+    if (--neverBlocking === 0) for (const s of streams) blockingHandle(s)?.setBlocking(true);
+  };
+}
+async function flushOutput(streams = [process.stdout, process.stderr]) {
+  const queued = (s) => (s.writableLength ?? 0) > 0 && !brokenOutputs.has(s);
+  await Promise.all(streams.filter(queued).map((s) => new Promise((resolve4) => s.write("", () => resolve4()))));
+}
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs, neverBlocking;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -20392,6 +20415,7 @@ var init_report = __esm({
     markdownValues = { text: mdText, code: mdCode, link: mdLink };
     brokenOutputs = /* @__PURE__ */ new WeakSet();
     guardedOutputs = /* @__PURE__ */ new WeakSet();
+    neverBlocking = 0;
   }
 });
 
@@ -37738,6 +37762,7 @@ var init_tree_parse = __esm({
     init_tree_print();
     init_utf8();
     init_yaml_breaks();
+    init_yaml11();
     init_tree();
   }
 });
@@ -61848,6 +61873,7 @@ init_errors();
 // core/packages.ts
 init_errors();
 init_tree();
+init_shell();
 
 // core/ops/secrets.ts
 init_parts();
@@ -61911,6 +61937,8 @@ function layout(env) {
     nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, "_")}`,
     nginxAccessLog: `/var/log/nginx/${app}.access.log`,
     nginxErrorLog: `/var/log/nginx/${app}.error.log`,
+    nginxCheckLog: `/var/log/nginx/${app}.check.log`,
+    nginxCheckName: `ops_check_${app.replace(/-/g, "_")}`,
     supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
     supervisorGroup: (slot) => `${app}-${slot}`,
     supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
@@ -63154,10 +63182,35 @@ var stepGuard = [
   "# shellcheck disable=SC2046",
   UNSET_FUNCTIONS,
   // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
-  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds) or virtual memory (-v: Node.js
-  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") limit, likewise.
-  `for ops_l in f t v; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
+  // A limit a deploy fails under, refused before anything is done: `ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc (bash
+  // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). The refusal says
+  // `session` after the value when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8),
+  // up the chain of parents, has that limit already: set before the login shell began (pam_limits'
+  // /etc/security/limits.conf, sshd's service), not by its start-up files. /proc/PID/limits is in bytes where ulimit
+  // counts KiB (-s, -f, -v, -d).
+  String.raw`ops_refuse_limit() {
+  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$
+  case $1 in n) ops_row='Max open files' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
+  while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
+    case $ops_c in sshd | sshd-session)
+      while read -r ops_x ops_y ops_z ops_s _; do
+        if [ "$ops_x $ops_y $ops_z" = "$ops_row" ] && [ "$ops_s" = "$((ops_v * ops_u))" ]; then ops_from=' session'; fi
+      done 2>/dev/null < "/proc/$ops_p/limits"
+      break ;;
+    esac
+    ops_p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$ops_p/status" 2>/dev/null)
+  done
+  printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
+}`,
+  'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
+  // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
+  // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
+  'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',
+  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds), virtual memory (-v: Node.js
+  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") or data (-d: the
+  // heap and every private writable mapping, Node.js's and Python's, count against it) limit, likewise.
+  'for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then ops_refuse_limit $ops_l; fi; done'
 ].join("\n");
 var scriptPrelude = [
   // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
@@ -63181,7 +63234,7 @@ function commandLine(step, login2, appUser, connection) {
   const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ["-u", v]);
-  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
+  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
   const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
   if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
   if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
@@ -63649,6 +63702,12 @@ ${EXEC_RETURNED}
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard output of non-interactive sessions (e.g. exec >&-)" : `sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
         `move that redirection ${place}`
       );
+    const session = why === "limit" ? /^(.*) session$/.exec(detail)?.[1] : void 0;
+    if (session)
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
+        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - nofile 65536" in /etc/security/limits.d/${this.login}.conf; a new session takes it`
+      );
     if (why === "limit")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
@@ -63721,6 +63780,10 @@ ${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
         `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
         `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`
       );
+    if (code === 126 && SUDO_NOEXEC.test(output)) {
+      const { problem, fix } = sudoNoexec(this.login, this.name);
+      return new NotStartedError(`${what} on ${this.name} did not start: ${problem}${printed}`, fix);
+    }
     if (code === 125 && !output.trim())
       return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
     const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
@@ -63913,6 +63976,19 @@ function upgradeMap(env) {
     '' '';
 }`;
 }
+var CHECK_HEADER = "X-Ops-Check";
+function checkLogFormat(env) {
+  const name2 = env.layout.nginxCheckName;
+  return `map $http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")} $${name2} {
+    default 1;
+    '' 0;
+}
+log_format ${name2} '$http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")}|$status|$upstream_status|$upstream_addr|$upstream_cache_status';`;
+}
+function checkLog(env) {
+  const L = env.layout;
+  return `access_log ${L.nginxCheckLog} ${L.nginxCheckName} if=$${L.nginxCheckName};`;
+}
 var PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 var PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
 function probeHeaders(env) {
@@ -63971,9 +64047,11 @@ function siteVariables(env) {
     server_name: env.config.domain ?? "_",
     default_server: isDefaultServer(env) ? " default_server" : "",
     logs: `access_log ${L.nginxAccessLog};
-    error_log ${L.nginxErrorLog};`,
+    error_log ${L.nginxErrorLog};
+    ${checkLog(env)}`,
     upstreams_include: `include ${L.nginxUpstreams};
-${upgradeMap(env)}`,
+${upgradeMap(env)}
+${checkLogFormat(env)}`,
     acme_location: `location ^~ ${ACME_CHALLENGE_PREFIX} {
         root ${L.acmeWebroot};
         default_type text/plain;
@@ -64087,6 +64165,7 @@ function renderTemplate(template, vars, source) {
     throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
   return out;
 }
+var UPSTREAMS_PLACEHOLDER = /\{\{\s*upstreams_include\s*\}\}/;
 var SLOT_PLACEHOLDER = /\{\{\s*slot_location\s*\}\}/;
 function siteServesSlot(env, certificateReady) {
   if (env.config.tls.mode !== "off" && !certificateReady) return true;
@@ -64120,7 +64199,12 @@ function site(env, certificateReady) {
   const tls = env.config.tls.mode !== "off";
   if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, "built-in site");
   const custom = env.config.nginx.site_template;
-  if (custom) return renderTemplate(readTemplate(env, custom), vars, `environments/${env.name}/${custom}`);
+  if (custom) {
+    const text = readTemplate(env, custom);
+    if (!UPSTREAMS_PLACEHOLDER.test(text)) vars.logs = vars.logs.replace(`
+    ${checkLog(env)}`, "");
+    return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
+  }
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 
@@ -65476,6 +65560,18 @@ function putFile(path, content, mode = "0644", owner = "root:root") {
 function putFileWord(path, b64Word, mode = "0644", owner = "root:root") {
   return `put_file ${quote(path)} ${mode} ${owner} ${b64Word}`;
 }
+function asShipped(pkg, path) {
+  const conffiles = "dpkg-query -W -f='${Conffiles}\\n' " + quote(pkg);
+  return `{ [ -f ${quote(path)} ] && [ "$(md5sum < ${quote(path)} | cut -d' ' -f1)" = "$(${conffiles} 2>/dev/null | awk -v p=${quote(path)} '$1 == p { print $2; exit }')" ]; }`;
+}
+function putUnlessHostOwn(path, content, pkg, kept) {
+  const first = content.split("\n", 1)[0];
+  return String.raw`if [ ! -e ${quote(path)} ] || [ "$(head -n1 ${quote(path)})" = ${quote(first)} ] || ${asShipped(pkg, path)}; then
+  ${putFile(path, content)}
+else
+  echo ${quote(`kept this host's own ${path} as it is: it is neither the one ops writes (its first line: ${first}) nor ${pkg}'s as shipped (its md5 differs from the one dpkg recorded: someone changed it here), and ops never overwrites it; ${kept}`)}
+fi`;
+}
 function hostGit() {
   return "env HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git -c core.hooksPath=/dev/null";
 }
@@ -65490,10 +65586,9 @@ function applyNginx(change) {
   if (section !== void 0) lines.push(`trap 'critical_end; rm -rf "$backup"' EXIT`, `critical_begin ${section}`);
   else lines.push(`trap 'rm -rf "$backup"' EXIT`);
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
-  for (const f of change.files) lines.push(putFile(f.path, f.content));
+  for (const f of change.files) lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept) : putFile(f.path, f.content));
   if (change.complete) lines.push(change.complete);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
-  for (const r of change.remove ?? []) lines.push(`if [ -e ${quote(r)} ] || [ -L ${quote(r)} ]; then rm -f ${quote(r)}; CHANGED=1; fi`);
   lines.push(String.raw`nginx_changed=$CHANGED
 if [ "$CHANGED" = 1 ]${change.ensureService ? " || true" : ""}; then
   if ! out=$(nginx -t 2>&1); then
@@ -65510,7 +65605,13 @@ if [ "$CHANGED" = 1 ]${change.ensureService ? " || true" : ""}; then
       echo "hint: more than one enabled site says default_server for ${"$"}{BASH_REMATCH[1]} (nginx allows one per address); the sites that say it: $(grep -ls 'default_server' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used (an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host), or leave default_server to the other (nginx.default_server: false here; an app without a domain needs it)" >&2
     fi
     exit 1
-  fi
+  fi${change.check ? `
+  if ! {
+${change.check}
+  }; then
+    nginx_put_back
+    exit 1
+  fi` : ""}
 fi`);
   if (change.ensureService) lines.push("svc_up nginx");
   lines.push(String.raw`if [ "$nginx_changed" = 1 ]; then
@@ -65615,6 +65716,7 @@ function siteName(env) {
 init_shell();
 var GATE_REQUEST_SECONDS = 3;
 var GATE_TRIES = 3;
+var CHECK_LINE_SECONDS = 1;
 function gatePaths(env) {
   const routes = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length);
   const out = [];
@@ -65631,30 +65733,81 @@ function gatePaths(env) {
   return out;
 }
 function gateSeconds(env) {
-  return gatePaths(env).length * GATE_TRIES * (GATE_REQUEST_SECONDS + 1);
+  return gatePaths(env).length * (GATE_TRIES * (GATE_REQUEST_SECONDS + 1) + CHECK_LINE_SECONDS);
 }
-function nginxGate(env, slot, certificateReady) {
+function nginxGate(env, slot, certificateReady, proves) {
   const paths = gatePaths(env);
   if (!paths.length) return ": no program is routed by nginx: nothing to ask it";
   const L = env.layout;
   const cert = certificatePaths(env);
   const name2 = siteName(env);
   const tls = certificateReady && cert;
-  const base = tls ? `https://${name2}` : "http://127.0.0.1";
-  const opts2 = tls ? `-k --resolve ${quote(`${name2}:443:127.0.0.1`)}` : env.config.domain ? `-H ${quote(`Host: ${env.config.domain}`)}` : "";
+  const port2 = tls ? 443 : 80;
+  const opts2 = tls ? `-k --resolve ${quote(`${name2}:443:`)}"$gate_at"` : `-H ${quote(`Host: ${env.config.domain ?? "127.0.0.1"}`)}`;
+  const base = tls ? `https://${name2}` : 'http://"$gate_at"';
   const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
   const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
   const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
+  const replaced = `nginx turns the release's error into another answer (an error_page with "=<code>", or proxy_intercept_errors with error_page, in ${template}), so visitors would get that page, not the release: keep the page but drop "=<code>" (its status stays the error) and fix the cause above; a release nginx cannot pass on never goes live`;
+  const notSite = [
+    quote(`another server block answers `),
+    `"$gate_at_shown"`,
+    quote(`:${port2} for the site's name (one listening on that address, "listen <address>:${port2}", is taken before the site's "listen ${port2}"; or a default_server, or the same server_name loaded first), in: `),
+    `"${"$"}{gate_files:-(no other file listens on port ${port2}: see nginx -T) }"`,
+    quote(`- remove it, or its listen/server_name, and reload nginx${env.config.nginx.site_template ? ` (or, when it is the site's own, ${template} sets access_log where the health path is served, which replaces the server's {{logs}} there: leave them to apply)` : ""}`)
+  ].join("");
+  const itself = `the site answers the health path without passing it to the release (a static file, "return", "try_files" before proxy_pass, or proxy_cache serving a stored copy) in ${template}: route it with proxy_pass http://${L.nginxUpstream("<program>")} (or {{locations}}), and bypass the cache for requests carrying ${CHECK_HEADER} (proxy_cache_bypass $http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")}; proxy_no_cache $http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")};)`;
+  const elsewhere = `the site passes the health path to another address than the slot's (its own upstream or proxy_pass) in ${template}: proxy_pass http://${L.nginxUpstream("<program>")} (the upstream the switch moves), or {{locations}}`;
+  const entries = paths.map((p) => quote(`${p.program} 127.0.0.1:${env.port(p.program, slot)} ${p.path}`)).join(" ");
   return String.raw`# nginxGate: the health paths through nginx, as the site's visitors ask them.
-gate_fail=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
+gate_fail=""; gate_wrong=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
 for gate_log in "${"$"}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
-for gate_p in ${paths.map((p) => quote(`${p.program} ${p.path}`)).join(" ")}; do
-  gate_path=${"$"}{gate_p#* }; gate_code=""
+# Where visitors are: the address of this host the SSH connection reached (an IPv4 or IPv6 address, else 127.0.0.1),
+# from SSH_CONNECTION: sudo's env_reset drops it, so it is read from the first process above this one that has it
+# (the login's shell; root reads every process's environment).
+gate_conn=${"$"}{SSH_CONNECTION:-}; gate_pid=$$
+while [ -z "$gate_conn" ] && [ "$gate_pid" -gt 1 ] && read -r gate_stat 2>/dev/null < "/proc/$gate_pid/stat"; do
+  gate_conn=$(grep -zm 1 '^SSH_CONNECTION=' "/proc/$gate_pid/environ" 2>/dev/null | tr -d '\0') || true; gate_conn=${"$"}{gate_conn#SSH_CONNECTION=}
+  read -r -a gate_f <<< "${"$"}{gate_stat##*) }"; gate_pid=${"$"}{gate_f[1]}
+done
+read -r _ _ gate_at _ <<< "$gate_conn" || true
+if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~ ^[0-9a-fA-F:]+$ ]]; then gate_at_shown="[$gate_at]"; gate_at="[$gate_at]"; else gate_at=127.0.0.1; gate_at_shown=$gate_at; fi
+gate_check_from=$(stat -c %s ${quote(L.nginxCheckLog)} 2>/dev/null || echo 0)
+gate_nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); gate_n=0
+for gate_p in ${entries}; do
+  read -r gate_program gate_addr gate_path <<< "$gate_p"; gate_code=""
   for gate_try in {1..${GATE_TRIES}}; do
-    gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} ${opts2} ${quote(base)}"$gate_path" 2>/dev/null) || true
+    gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
+    gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} ${opts2} -H "${CHECK_HEADER}: $gate_id" ${base}"$gate_path" 2>/dev/null) || true
     case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || sleep 0.3 ;; *) break ;; esac
   done
-  case $gate_code in 5??) gate_fail+="${"$"}{gate_fail:+, }GET $gate_path (program ${"$"}{gate_p%% *}): $gate_code" ;; esac
+  case $gate_code in
+    5??) gate_fail+="${"$"}{gate_fail:+, }GET $gate_path (program $gate_program): $gate_code" ;;
+    ""|000) ;;
+    *)${proves ? String.raw`
+      # nginx's own line for this request (checkLog): which upstream answered, with what.
+      gate_line=""
+      for _ in {1..${CHECK_LINE_SECONDS * 20}}; do
+        gate_line=$(tail -c +$(( gate_check_from + 1 )) ${quote(L.nginxCheckLog)} 2>/dev/null | grep -m 1 -F "$gate_id|") || true
+        [ -z "$gate_line" ] || break; sleep 0.05
+      done
+      IFS='|' read -r _ gate_status gate_ustatus gate_uaddr gate_cache <<< "$gate_line"
+      # The last upstream tried (after ", " retries and " : " internal redirects).
+      gate_ustatus=${"$"}{gate_ustatus// : /, }; gate_ustatus=${"$"}{gate_ustatus##*, }
+      gate_uaddr=${"$"}{gate_uaddr// : /, }; gate_uaddr=${"$"}{gate_uaddr##*, }
+      gate_what="GET $gate_path (program $gate_program): nginx answered $gate_code"
+      if [ -z "$gate_line" ]; then
+        gate_files=$(grep -lsE "^[^#]*listen[[:space:]]+([^;[:space:]]*:)?${port2}([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | grep -vxF ${quote(L.nginxSiteEnabled)} | tr '\n' ' ' || true)
+        gate_wrong+="${"$"}{gate_wrong:+; }$gate_what, not from this site's server block: "${notSite}
+      elif [ "$gate_uaddr" = - ] || [ -z "$gate_uaddr" ]; then
+        # shellcheck disable=SC2016 # nginx's variables, written as the fix says them
+        gate_wrong+="${"$"}{gate_wrong:+; }$gate_what itself, from no upstream${"$"}{gate_cache:+ (cache: $gate_cache)}: "${quote(itself)}
+      elif [ "$gate_uaddr" != "$gate_addr" ]; then
+        gate_wrong+="${"$"}{gate_wrong:+; }$gate_what from $gate_uaddr, not from the slot's port $gate_addr: "${quote(elsewhere)}
+      elif [ "$gate_ustatus" != "$gate_status" ]; then
+        gate_fail+="${"$"}{gate_fail:+, }$gate_what, but the release answered $gate_ustatus ($gate_uaddr)"; gate_replaced=1
+      fi` : " :"} ;;
+  esac
 done
 if [ -n "$gate_fail" ]; then
   # What nginx wrote about it since: the last line naming an upstream (the site's own log first).
@@ -65668,9 +65821,13 @@ if [ -n "$gate_fail" ]; then
     *"too big header"*) gate_hint=${quote(tooBig)} ;;
     *) gate_hint=${quote(other)} ;;
   esac
-  echo "release $release_id answers its health checks on its own ports, but nginx answers the site's visitors 5xx for them once it routes to slot ${slot} (${base}): $gate_fail; nginx's error log: ${"$"}{gate_line:-(nothing about an upstream)}. Not switched: $gate_hint" >&2
-  false
-fi`;
+  gate_as="5xx for them"; [ -z "${"$"}{gate_replaced:-}" ] || { gate_as="another answer than the release's"; gate_hint=${quote(replaced)}"; the cause: $gate_hint"; }
+  echo "release $release_id answers its health checks on its own ports, but nginx answers the site's visitors $gate_as once it routes to slot ${slot} (${base.replace('"$gate_at"', "$gate_at_shown")}): $gate_fail; nginx's error log: ${"$"}{gate_line:-(nothing about an upstream)}. Not switched: $gate_hint" >&2
+fi
+if [ -n "$gate_wrong" ]; then
+  echo "release $release_id is not what the site's visitors get once nginx routes to slot ${slot} (${base.replace('"$gate_at"', "$gate_at_shown")}): $gate_wrong. Not switched" >&2
+fi
+[ -z "$gate_fail" ] && [ -z "$gate_wrong" ]`;
 }
 
 // core/steps/switch.ts
@@ -66222,7 +66379,10 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
   const writesSite = certificateReady || !certificatePaths(env);
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
   const look = slotLook(env, slot, certificateReady);
-  const gate = nginxGate(env, slot, certificateReady);
+  const siteText = writesSite ? site(env, certificateReady) : void 0;
+  const proves = siteText?.includes(checkLog(env)) ?? false;
+  const gate = `${siteText !== void 0 && !proves ? `echo "warning: the custom site template has no {{logs}} with {{upstreams_include}}: nginx's record of which upstream answered the health paths is not kept, so the switch cannot prove the new slot's answers reach visitors (an error_page or try_files of its own, another server block, would go unseen)" >&2
+` : ""}${nginxGate(env, slot, certificateReady, proves)}`;
   const served = servedAssetDirs(env).length > 0;
   const assetsNew = `${L.assets}/.new`;
   const ASSETS_READY = linkAssets(env, assetsNew, `${L.assets}/next`);
@@ -66236,7 +66396,7 @@ rm -rf ${quote(`${L.assets}/next`)}`;
       // provision): the site nginx has is left as it is (it may serve the previous name with its certificate);
       // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
-        ...writesSite ? [{ path: L.nginxSite, content: site(env, certificateReady) }] : [],
+        ...siteText !== void 0 ? [{ path: L.nginxSite, content: siteText }] : [],
         { path: L.nginxUpstreams, content: upstreams(env, slot) }
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],
@@ -67335,6 +67495,7 @@ function staleIn(lock) {
 
 // core/ops/locked.ts
 init_shell();
+init_report();
 var LockError = class extends OpsError {
 };
 var LockLostError = class extends OpsError {
@@ -67738,10 +67899,11 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
       if (failures.length) ctx.reporter.error(ctx.reporter.redact(lockLeft(env, failures, new OpsError(by)).message));
       for (const [host, said] of notHeldSaid) ctx.reporter.warn(`${host}: ${said}`);
       for (const [host, id] of liveAfter) ctx.reporter.warn(`${host}: ${id ? `${id} is live` : "nothing is live"} after the interruption`);
-    }).then(() => session.close()).finally(() => {
+    }).then(() => session.close()).finally(async () => {
       try {
         ctx.interrupted?.(interruptedDoc(signal, by, during, exitCode));
       } finally {
+        await flushOutput();
         process.exit(exitCode);
       }
     });
@@ -67793,6 +67955,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
   handleFaults(onSignal);
+  const outputBlocks = outputNeverBlocks();
   const takeOn = async (r, queue, wait = request.wait) => {
     mine.add(r.name);
     const result2 = await acquire(r, env, { ...request, wait }, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
@@ -67833,6 +67996,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
 ${said.join("\n")}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
+    outputBlocks();
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
   }
   for (const host of mine) {
@@ -67890,6 +68054,7 @@ ${said.join("\n")}`, taken.hint) : taken;
     await releaseAll();
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
+    outputBlocks();
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();

@@ -19657,7 +19657,7 @@ var RUN_SIGNALS, runHandlers, faultHandlers;
 var init_signals = __esm({
   "core/signals.ts"() {
     "use strict";
-    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"];
+    RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGXCPU", "SIGXFSZ", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPWR"];
     runHandlers = /* @__PURE__ */ new Set();
     faultHandlers = /* @__PURE__ */ new Set();
   }
@@ -19870,7 +19870,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, DISK_FULL, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, uncaughtHandler;
+var OpsError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DISK_FULL, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, uncaughtHandler;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19915,6 +19915,11 @@ ${indent(stderrTail.trim())}` : "";
       name = "StepError";
     };
     REQUIRETTY = /sudo: sorry, you must have a tty/;
+    sudoNoexec = (login2, host) => ({
+      problem: `sudo on ${host} runs ${login2}'s commands with NOEXEC (Defaults noexec, or the NOEXEC: tag on its sudoers line): the command it runs may not start another, and every step of ops's starts several (timeout, then the step's shell, apt, git, nginx, npm...)`,
+      fix: `on ${host}, as root: remove "Defaults noexec" or the NOEXEC: tag for ${login2} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${login2} lists both; visudo -f FILE), e.g. "${login2} ALL=(ALL) NOPASSWD: ALL"`
+    });
+    SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:env|true)['’]: Permission denied/;
     DISK_FULL = /No space left on device|Disk quota exceeded/i;
     CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
     CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
@@ -38637,6 +38642,10 @@ function parseTree(text, format, options) {
         if (yamlScalarText(v) !== text2 && !sameExponent || v.type === "float" && goFloatText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^[-+]?0[0-9_]/.test(text2) ? "leading-zero" : /^[-+]?[0-9]+$/.test(text2) ? "digits" : "other" });
         else if (v.type === "time" && dotenvTime(v.value) !== v.value) options.retyped.push({ path, type: "time", typed: "fraction" });
       }
+      if (options.yaml11 && format === "yaml" && v.kind === "scalar" && v.type === "str" && !v.bytes && (node.type === "PLAIN" || node.type === void 0) && !node.tag) {
+        const text2 = String(node.value ?? "");
+        if (text2 !== "" && !/^[yYnN]$/.test(text2) && yaml11Retypes(text2)) options.yaml11.push(path);
+      }
       if (options.retyped && format === "json" && v.kind === "scalar" && (v.type === "int" || v.type === "float")) {
         const text2 = typeof node.source === "string" ? node.source : String(node.value);
         if (jsonNumberText(v) !== text2 || v.type === "float" && goFloatText(v.value) !== text2) options.retyped.push({ path, type: v.type, typed: /^-?[0-9]+$/.test(text2) ? "digits" : "other" });
@@ -38683,6 +38692,7 @@ var init_tree_parse = __esm({
     init_tree_print();
     init_utf8();
     init_yaml_breaks();
+    init_yaml11();
     init_tree();
     MERGE_TAG = "tag:yaml.org,2002:merge";
     BINARY_TAG = "tag:yaml.org,2002:binary";
@@ -72661,6 +72671,7 @@ init_errors();
 // core/packages.ts
 init_errors();
 init_tree();
+init_shell();
 
 // core/ops/secrets.ts
 init_parts();
@@ -72751,6 +72762,8 @@ function layout(env) {
     nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, "_")}`,
     nginxAccessLog: `/var/log/nginx/${app}.access.log`,
     nginxErrorLog: `/var/log/nginx/${app}.error.log`,
+    nginxCheckLog: `/var/log/nginx/${app}.check.log`,
+    nginxCheckName: `ops_check_${app.replace(/-/g, "_")}`,
     supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
     supervisorGroup: (slot) => `${app}-${slot}`,
     supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
@@ -75842,10 +75855,35 @@ var stepGuard = [
   "# shellcheck disable=SC2046",
   UNSET_FUNCTIONS,
   // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; elif [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -n %s\\n' "$(ulimit -n)"; exit 125; fi`,
-  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds) or virtual memory (-v: Node.js
-  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") limit, likewise.
-  `for ops_l in f t v; do if [ "$(ulimit -$ops_l)" != unlimited ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}limit ulimit -%s %s\\n' "$ops_l" "$(ulimit -$ops_l)"; exit 125; fi; done`
+  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
+  // A limit a deploy fails under, refused before anything is done: `ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc (bash
+  // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). The refusal says
+  // `session` after the value when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8),
+  // up the chain of parents, has that limit already: set before the login shell began (pam_limits'
+  // /etc/security/limits.conf, sshd's service), not by its start-up files. /proc/PID/limits is in bytes where ulimit
+  // counts KiB (-s, -f, -v, -d).
+  String.raw`ops_refuse_limit() {
+  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$
+  case $1 in n) ops_row='Max open files' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
+  while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
+    case $ops_c in sshd | sshd-session)
+      while read -r ops_x ops_y ops_z ops_s _; do
+        if [ "$ops_x $ops_y $ops_z" = "$ops_row" ] && [ "$ops_s" = "$((ops_v * ops_u))" ]; then ops_from=' session'; fi
+      done 2>/dev/null < "/proc/$ops_p/limits"
+      break ;;
+    esac
+    ops_p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$ops_p/status" 2>/dev/null)
+  done
+  printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
+}`,
+  'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
+  // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
+  // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
+  'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',
+  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds), virtual memory (-v: Node.js
+  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") or data (-d: the
+  // heap and every private writable mapping, Node.js's and Python's, count against it) limit, likewise.
+  'for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then ops_refuse_limit $ops_l; fi; done'
 ].join("\n");
 var scriptPrelude = [
   // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
@@ -75869,7 +75907,7 @@ function commandLine(step, login2, appUser, connection) {
   const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ["-u", v]);
-  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
+  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
   const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
   if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
   if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
@@ -76337,6 +76375,12 @@ ${EXEC_RETURNED}
         `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard output of non-interactive sessions (e.g. exec >&-)" : `sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
         `move that redirection ${place}`
       );
+    const session = why === "limit" ? /^(.*) session$/.exec(detail)?.[1] : void 0;
+    if (session)
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
+        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - nofile 65536" in /etc/security/limits.d/${this.login}.conf; a new session takes it`
+      );
     if (why === "limit")
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
@@ -76409,6 +76453,10 @@ ${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
         `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
         `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`
       );
+    if (code === 126 && SUDO_NOEXEC.test(output)) {
+      const { problem, fix } = sudoNoexec(this.login, this.name);
+      return new NotStartedError(`${what} on ${this.name} did not start: ${problem}${printed}`, fix);
+    }
     if (code === 125 && !output.trim())
       return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
     const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
@@ -76559,6 +76607,7 @@ init_shell();
 init_signals();
 init_errors();
 init_shell();
+init_report();
 
 // core/ops/rollback.ts
 init_report();

@@ -16,7 +16,7 @@ import type { OpenWith } from '../../core/secrets/recipients.ts';
 import type { TreeNode } from '../../core/secrets/tree.ts';
 import { discardsOutput, keyName, own, writeToKeep } from '../../core/report.ts';
 import { quote, validate } from '../../core/shell.ts';
-import { signalExit } from '../../core/signals.ts';
+import { RUN_SIGNALS, signalExit } from '../../core/signals.ts';
 import { UsageError, command, didYouMean, type Command, type CommandContext } from '../cli.ts';
 
 function show(root: string, file: string): string {
@@ -344,14 +344,15 @@ async function exitOnInterrupt(ctx: CommandContext, run: () => Promise<number>):
 }
 
 /**
- * A signal for a command that stops cleanly when interrupted: once `listen` is called, SIGINT, SIGTERM and SIGHUP abort
- * it (its reason: the signal's name) instead of ending the process, until `stop` (call it whatever happens). Only for
+ * A signal for a command that stops cleanly when interrupted: once `listen` is called, each of RUN_SIGNALS (SIGINT, SIGTERM,
+ * SIGHUP, Ctrl-\'s SIGQUIT... core/signals.ts) aborts it (its reason: the signal's name) instead of ending the process, until `stop` (call it whatever happens). Only for
  * code that heeds it (the editor stopped, a lock's wait ended: nothing half done); anything else runs on to its end.
  */
 function signalsAbort(): { signal: AbortSignal; listen: () => void; stop: () => void } {
   const abort = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => abort.abort(sig);
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  // the same list as a deploy's: one unanswered (SIGQUIT) killed `edit` outright, its decrypted copy left on disk
+  const signals = RUN_SIGNALS;
   return {
     signal: abort.signal,
     listen: () => {
@@ -363,7 +364,7 @@ function signalsAbort(): { signal: AbortSignal; listen: () => void; stop: () => 
 }
 
 /**
- * Run a command that writes several files in turn with SIGINT, SIGTERM and SIGHUP heeded (signalsAbort): `run` gets
+ * Run a command that writes several files in turn with RUN_SIGNALS heeded (signalsAbort): `run` gets
  * the signal and stops before its next write once it aborts, saying what it had written (stoppedWriting), with the
  * signal's exit code (exitOnInterrupt); a signal never ends it silently half-way.
  */

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { type Env, ageKey, cli, newEnv } from './secrets.helpers.ts';
+import { type Env, ageKey, cli, editor, newEnv } from './secrets.helpers.ts';
 
 const OPS = fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url));
 
@@ -111,3 +111,25 @@ describe('ops env new interrupted', () => {
   }, 60_000);
 });
 
+
+describe('ops secrets edit ended by a signal other than Ctrl-C, SIGTERM or SIGHUP', () => {
+  it("Ctrl-\\ (SIGQUIT) with the editor open: exit 131, nothing changed, the decrypted copy removed (killed outright, it stayed in the temporary directory)", async () => {
+    const e = await newEnv();
+    const before = readFileSync(e.secrets, 'utf8');
+    const ed = editor('echo editing >&2; sleep 30');
+    const child = spawn(process.execPath, [OPS, 'secrets', 'edit', 'qa'], { cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, ...e.env, EDITOR: ed.cmd }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c) => {
+      err += String(c);
+      if (err.includes('editing')) child.kill('SIGQUIT');
+    });
+    const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    // the editor's record: the decrypted copy it was given
+    const copy = readFileSync(ed.record, 'utf8').split(' ')[0] ?? '';
+    expect(copy).toMatch(/ops-secrets-/);
+    expect(code, err).toBe(131);
+    expect(err).toContain('nothing was changed');
+    expect(existsSync(copy)).toBe(false);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  }, 60_000);
+});

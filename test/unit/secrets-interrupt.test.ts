@@ -119,9 +119,14 @@ describe('ops secrets edit ended by a signal other than Ctrl-C, SIGTERM or SIGHU
     const ed = editor('echo editing >&2; sleep 30');
     const child = spawn(process.execPath, [OPS, 'secrets', 'edit', 'qa'], { cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, ...e.env, EDITOR: ed.cmd }, stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
+    let sent = false;
     child.stderr.on('data', (c) => {
       err += String(c);
-      if (err.includes('editing')) child.kill('SIGQUIT');
+      // once: a second Ctrl-\ as ops exits (its handlers gone) kills it outright, as it would a shell
+      if (!sent && err.includes('editing')) {
+        sent = true;
+        child.kill('SIGQUIT');
+      }
     });
     const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
     // the editor's record: the decrypted copy it was given

@@ -17,7 +17,7 @@ import { quote } from '../../core/shell.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import type { OpsError } from '../../core/errors.ts';
 import { downHost, ensurePebble, npmRegistryUrl, pypiIndexUrl, sshRun, upHost, type Host } from '../hosts/index.ts';
-import { appRepo, makeProject, readyHost, testConfig, type TestProject } from './support.ts';
+import { appRepo, get, makeProject, visit, readyHost, testConfig, type TestProject } from './support.ts';
 
 /** GET https://<domain>/ on the host's address, verifying the served certificate against `ca`. */
 function httpsGet(address: string, domain: string, ca: string, path = '/'): Promise<{ status: number; subject: string; issuer: string }> {
@@ -105,9 +105,9 @@ describe.sequential('provision a bare bookworm host', () => {
   }, 900_000);
 
   it('leaves nginx answering with a valid config, supervisor running, pinned runtimes by absolute path and the app user', async () => {
-    const res = await fetch(`http://${host.address}/`);
-    expect(res.headers.get('server')).toBe('nginx'); // server_tokens off: no version
-    expect(res.headers.get('x-frame-options')).toBe('DENY');
+    const res = await visit(host);
+    expect(res.headers.server).toBe('nginx'); // server_tokens off: no version
+    expect(res.headers['x-frame-options']).toBe('DENY');
     const check = await sshRun(
       host,
       [
@@ -139,7 +139,7 @@ describe.sequential('provision a bare bookworm host', () => {
   }, 60_000);
 
   it('refuses a broken nginx template with nginx\'s message and keeps the previous configuration serving', async () => {
-    const before = await fetch(`http://${host.address}/`).then((r) => r.status);
+    const before = (await get(host)).status;
     writeFileSync(join(project.root, 'environments', 'e2e', 'broken.conf'), 'server {\n    listen 80;\n    proxy_pass_nowhere on;\n}\n');
     const config = testConfig([host], await appRepo(), 'postgresql://unused');
     project.write({ ...config, nginx: { site_template: 'broken.conf' } });
@@ -149,7 +149,7 @@ describe.sequential('provision a bare bookworm host', () => {
       const check = await sshRun(host, 'sudo nginx -t 2>&1 | tail -n1; sudo grep -c proxy_pass_nowhere /etc/nginx/sites-available/sample || true');
       expect(check.stdout).toContain('test is successful');
       expect(check.stdout.trim().endsWith('0')).toBe(true);
-      expect(await fetch(`http://${host.address}/`).then((r) => r.status)).toBe(before);
+      expect((await get(host)).status).toBe(before);
     } finally {
       project.write(config);
     }
@@ -193,7 +193,7 @@ describe.sequential('provision a bare bookworm host', () => {
       const after = await sshRun(host, 'sudo md5sum /etc/nginx/sites-available/sample; sudo nginx -t 2>&1 | tail -n1');
       expect(after.stdout).toContain(before.stdout.trim());
       expect(after.stdout).toContain('test is successful');
-      expect((await fetch(`http://${host.address}/`)).headers.get('server')).toBe('nginx');
+      expect((await visit(host)).headers.server).toBe('nginx');
     } finally {
       await sshRun(host, `sudo kill ${pid}`);
       project.write(config);
@@ -292,7 +292,7 @@ describe.sequential('provision and deploy on bullseye (the release the old VMs r
     const check = await sshRun(host, 'dpkg -l nodejs 2>/dev/null | grep -c ^ii || true; stat -c "%U %a" /opt/ops-node/v24.22.3/bin/node');
     expect(check.stdout).toBe('0\nroot 755\n'); // no Debian nodejs; root-owned, world-executable
     await deploy(project.ctx(), project.env(), { ref: 'v1' });
-    expect(await fetch(`http://${host.address}/`).then((r) => r.text())).toContain('Version 1.0.0');
+    expect((await get(host)).body).toContain('Version 1.0.0');
   }, 1_500_000);
 
   it("the seed's pin, Node.js 16, installs the same way (with npm 9), beside the other", async () => {

@@ -1,6 +1,7 @@
 // Shared by the end-to-end tests: a scratch project with an environment pointing at lab hosts, the sample
 // app's repository, a provisioned host snapshot built once per machine, and small probes.
 import { createHash } from 'node:crypto';
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -242,10 +243,30 @@ export async function chattyLogin(host: Host, on: boolean): Promise<void> {
   );
 }
 
-/** GET through nginx on the host: status and body. */
+/**
+ * GET through nginx on the host, each on a new connection (as a new visitor): status, body, headers; rejects after 10 s.
+ * Not fetch(): its pool reuses kept-alive connections, and one that nginx's old worker closes as a reload ends it is
+ * lost as "other side closed" when a request races the close (a browser retries that; a test would fail on it).
+ */
+export function visit(host: Host, path = '/'): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: host.address, port: 80, path, agent: false, timeout: 10_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET http://${host.address}${path}: no answer in 10 s`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** GET through nginx on the host as `visit` does: status and body only (what most checks compare whole). */
 export async function get(host: Host, path = '/'): Promise<{ status: number; body: string }> {
-  const res = await fetch(`http://${host.address}${path}`, { signal: AbortSignal.timeout(10_000) });
-  return { status: res.status, body: await res.text() };
+  const { status, body } = await visit(host, path);
+  return { status, body };
 }
 
 /** SSH logins the host's sshd accepted so far (each `sshRun` adds one: its own). */

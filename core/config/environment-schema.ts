@@ -420,15 +420,11 @@ const nodeRuntime = object({
  * written (passwords.admin@example.org, as `ops env new` makes it).
  */
 const SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
-const secretRef = object(
-  {
-    secret: req(
-      string({ pattern: SECRET_KEY_PATH, form: 'a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes (\'passwords."admin@example.org"\'); no list indexes ([ and ] only in a quoted key)' }),
-      'the secret whose value is used',
-    ),
-  },
-  '{ secret: <key path> }',
+const secretField = req(
+  string({ pattern: SECRET_KEY_PATH, form: 'a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes (\'passwords."admin@example.org"\'); no list indexes ([ and ] only in a quoted key)' }),
+  'the secret whose value is used',
 );
+const secretRef = object({ secret: secretField }, '{ secret: <key path> }');
 
 const httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: 'an http(s) URL without credentials (put those in a secret)' });
 
@@ -443,7 +439,22 @@ const programSchema = object({
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), string({ form: 'a string' })), 'extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused', {}),
 });
 
-const envValue = either(string({ form: 'a string' }), secretRef, 'a string, or { secret: <key path> }');
+/**
+ * An `env` entry's secret: `{ secret: <key path> }`, and `public: true` for one meant to reach the browser (a
+ * publishable key) under a name front-end builds inline into the client bundle (envPublicProblems).
+ */
+const envSecretRef = object(
+  {
+    secret: secretField,
+    public: opt(
+      boolean(),
+      'the value may be public: required (true) for a secret whose variable name front-end builds inline into the JavaScript they serve (VITE_, NEXT_PUBLIC_, PUBLIC_, REACT_APP_... see core/config/env-names.ts), which every visitor can read; refused otherwise',
+    ),
+  },
+  '{ secret: <key path>, public?: true }',
+);
+
+const envValue = either(string({ form: 'a string' }), envSecretRef, 'a string, or { secret: <key path> }');
 
 export const environmentSchema = object(
   {

@@ -419,9 +419,9 @@ const nodeRuntime = object({
  * dots, a key in double quotes taken as written (dots included); an existing key holding dots is also found as
  * written (passwords.admin@example.org, as `ops env new` makes it).
  */
-const SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
+const SECRET_KEY_PATH = /^(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+)(?:\.(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+))*$/;
 const secretField = req(
-  string({ pattern: SECRET_KEY_PATH, form: 'a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes (\'passwords."admin@example.org"\'); no list indexes ([ and ] only in a quoted key)' }),
+  string({ pattern: SECRET_KEY_PATH, form: 'a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes (\'passwords."admin@example.org"\', a quote or backslash in it as \\" or \\\\); no list indexes ([ and ] only in a quoted key)' }),
   'the secret whose value is used',
 );
 const secretRef = object({ secret: secretField }, '{ secret: <key path> }');

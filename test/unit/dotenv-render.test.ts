@@ -83,6 +83,11 @@ describe('variable names', () => {
     expect(renderDotenv(ok, { stripe: { pk: 'pk_live_1', secret: 's' }, x: 'y' }).environ).toBe('VITE_STRIPE_PK=pk_live_1\0VITE_MODE=live\0STRIPE_SECRET=s\0MY_VITE_X=y\0');
   });
 
+  it('a secret whose key holds a quote where it needs quotes (a space too) is named with \\" in environment.yml', () => {
+    const env = environment({ ROCK: { secret: 'users."Dwayne \\"The Rock\\" Johnson"' }, DIR: { secret: '"C:\\\\dir \\"x\\""' } });
+    expect(renderDotenv(env, { users: { 'Dwayne "The Rock" Johnson': 'r1' }, 'C:\\dir "x"': 'd1' }).environ).toBe('ROCK=r1\0DIR=d1\0');
+  });
+
   it('a name the process environment already has is refused naming both and the fix: ignoring case where python-dotenv reads it, the same name where a reader letting the environment win does; a program\'s own env only where shell would assign over it', () => {
     // pydantic-settings matches names ignoring case, and the process environment wins: `path` would read PATH
     expect(() => environment({ path: '/srv/x' })).toThrow(/env\.path: differs only in case from PATH, which ops, in each program's environment \(core\/steps\/switch\.ts\) sets: pydantic-settings .* lets the process environment win, so the app would read PATH's value, not this one; rename env\.path/);

@@ -552,7 +552,7 @@ export const environmentSchema = object(
   ),
   env: opt(
     record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-    'the release\'s `.env` (mode 0600): plain values and references to secrets (a URL\'s password, or a token as its user, in a plain value, here or in a program\'s `env`, is masked in ops\'s output and warned of: it belongs in the secrets file). The pipeline\'s own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline\'s (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused',
+    'the release\'s `.env` (mode 0600): plain values and references to secrets (a URL\'s password, a token as its user, or a token of a known shape, sk_live_…, ghp_…, AKIA…, a JWT, in a plain value, here or in a program\'s `env`, is masked in ops\'s output and warned of: it belongs in the secrets file). The pipeline\'s own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline\'s (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused',
     {},
   ),
   dotenv: opt(

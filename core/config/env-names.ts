@@ -86,3 +86,33 @@ export const PRESET_VARIABLES: ReadonlyMap<string, PresetVariable> = new Map(
     ] satisfies [string[], PresetVariable][]
   ).flatMap(([names, v]) => names.map((n) => [n, v] as const)),
 );
+
+/**
+ * Variable name prefixes that front-end build tools inline into the client bundle at build time, each with the tool
+ * whose rule it is (their docs: Vite "Env Variables and Modes" (`envPrefix`); Next.js "Environment Variables";
+ * Create React App "Adding Custom Environment Variables"; SvelteKit `$env/static/public` (`kit.env.publicPrefix`) and
+ * Astro; Nuxt `runtimeConfig.public`; Expo "Environment variables"; Gatsby; Vue CLI; Storybook): a value so named is
+ * served to every visitor in the built JavaScript. A vite reader's `only` prefix (dotenv.readers) counts too
+ * (publicPrefixOf).
+ */
+export const PUBLIC_PREFIXES: readonly (readonly [prefix: string, tool: string])[] = [
+  ['VITE_', 'Vite'],
+  ['NEXT_PUBLIC_', 'Next.js'],
+  ['REACT_APP_', 'Create React App'],
+  ['PUBLIC_', 'SvelteKit, Astro'],
+  ['NUXT_PUBLIC_', 'Nuxt'],
+  ['EXPO_PUBLIC_', 'Expo'],
+  ['GATSBY_', 'Gatsby'],
+  ['VUE_APP_', 'Vue CLI'],
+  ['STORYBOOK_', 'Storybook'],
+];
+
+/**
+ * The public prefix `name` starts with and the tool that inlines it (PUBLIC_PREFIXES, then each of `vitePrefixes`,
+ * the `only` prefixes of vite readers: vite's envPrefix); undefined when none. Case-sensitive, as the tools are.
+ */
+export function publicPrefixOf(name: string, vitePrefixes: readonly string[] = []): { prefix: string; tool: string } | undefined {
+  const all = [...PUBLIC_PREFIXES, ...vitePrefixes.filter((p) => p).map((p) => [p, 'vite (its reader\'s `only` in dotenv.readers)'] as const)];
+  const found = all.find(([prefix]) => name.startsWith(prefix));
+  return found && { prefix: found[0], tool: found[1] };
+}

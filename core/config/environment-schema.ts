@@ -419,16 +419,12 @@ const nodeRuntime = object({
  * dots, a key in double quotes taken as written (dots included); an existing key holding dots is also found as
  * written (passwords.admin@example.org, as `ops env new` makes it).
  */
-const SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
-const secretRef = object(
-  {
-    secret: req(
-      string({ pattern: SECRET_KEY_PATH, form: 'a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes (\'passwords."admin@example.org"\'); no list indexes ([ and ] only in a quoted key)' }),
-      'the secret whose value is used',
-    ),
-  },
-  '{ secret: <key path> }',
+const SECRET_KEY_PATH = /^(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+)(?:\.(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+))*$/;
+const secretField = req(
+  string({ pattern: SECRET_KEY_PATH, form: 'a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes (\'passwords."admin@example.org"\', a quote or backslash in it as \\" or \\\\); no list indexes ([ and ] only in a quoted key)' }),
+  'the secret whose value is used',
 );
+const secretRef = object({ secret: secretField }, '{ secret: <key path> }');
 
 const httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: 'an http(s) URL without credentials (put those in a secret)' });
 
@@ -443,7 +439,22 @@ const programSchema = object({
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: 'a variable name' }), string({ form: 'a string' })), 'extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused', {}),
 });
 
-const envValue = either(string({ form: 'a string' }), secretRef, 'a string, or { secret: <key path> }');
+/**
+ * An `env` entry's secret: `{ secret: <key path> }`, and `public: true` for one meant to reach the browser (a
+ * publishable key) under a name front-end builds inline into the client bundle (envPublicProblems).
+ */
+const envSecretRef = object(
+  {
+    secret: secretField,
+    public: opt(
+      boolean(),
+      'the value may be public: required (true) for a secret whose variable name front-end builds inline into the JavaScript they serve (VITE_, NEXT_PUBLIC_, PUBLIC_, REACT_APP_... see core/config/env-names.ts), which every visitor can read; refused otherwise',
+    ),
+  },
+  '{ secret: <key path>, public?: true }',
+);
+
+const envValue = either(string({ form: 'a string' }), envSecretRef, 'a string, or { secret: <key path> }');
 
 export const environmentSchema = object(
   {
@@ -541,7 +552,7 @@ export const environmentSchema = object(
   ),
   env: opt(
     record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-    'the release\'s `.env` (mode 0600): plain values and references to secrets (a URL\'s password, or a token as its user, in a plain value, here or in a program\'s `env`, is masked in ops\'s output and warned of: it belongs in the secrets file). The pipeline\'s own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline\'s (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused',
+    'the release\'s `.env` (mode 0600): plain values and references to secrets (a URL\'s password, a token as its user, or a token of a known shape, sk_live_…, ghp_…, AKIA…, a JWT, in a plain value, here or in a program\'s `env`, is masked in ops\'s output and warned of: it belongs in the secrets file). The pipeline\'s own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline\'s (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused',
     {},
   ),
   dotenv: opt(

@@ -15,7 +15,7 @@ import { hideSecrets } from '../secrets/parts.ts';
 import { syntaxProblem } from '../secrets/tree-parse.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
-import { PRESET_VARIABLES, reservedEnvName } from './env-names.ts';
+import { PRESET_VARIABLES, publicPrefixOf, reservedEnvName } from './env-names.ts';
 import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDirectoryProblem } from './environment-schema.ts';
 import { parseHostKeys } from './hostkey.ts';
 import { PLACEHOLDER, placeholderProblem } from './placeholders.ts';
@@ -277,6 +277,25 @@ function envShadowProblems(config: EnvironmentConfig, problems: Problem[]): void
   }
 }
 
+/**
+ * Secrets under a name that front-end builds inline into the client bundle (publicPrefixOf: VITE_*, NEXT_PUBLIC_*,
+ * PUBLIC_*, REACT_APP_*..., and a vite reader's `only` prefix): the build gets the release's values (environ) and
+ * writes such a value into the JavaScript it serves to every visitor, so a secret there is published. Refused
+ * unless marked `public: true` (a publishable key, meant for the browser); never a value in the message.
+ */
+function envPublicProblems(config: EnvironmentConfig, problems: Problem[]): void {
+  const vite = config.dotenv.readers.flatMap((r) => (typeof r === 'object' && r.reader === 'vite' ? [r.only] : []));
+  for (const [name, spec] of Object.entries(config.env)) {
+    if (typeof spec === 'string' || spec.public) continue;
+    const found = publicPrefixOf(name, vite);
+    if (found)
+      problems.push({
+        path: `env.${name}`,
+        message: `takes the secret "${spec.secret}", but ${found.tool} inline${found.tool.includes(',') ? '' : 's'} variables named ${found.prefix}* into the JavaScript the build serves to every visitor, so its value would be public: rename the variable without that prefix (the server reads it from the .env), or, for a value meant for the browser (a publishable key), mark it { secret: ${spec.secret}, public: true }`,
+      });
+  }
+}
+
 /** Rules across keys that neither the schema language nor JSON Schema can express (so editors do not check them). */
 /** A path nginx reads as it is written (no quoting, no variable). */
 export const NGINX_PATH = /^[A-Za-z0-9._/-]+$/;
@@ -384,6 +403,7 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
     });
   envCaseProblems(config, problems);
   envShadowProblems(config, problems);
+  envPublicProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== 'npm') problems.push({ path: 'runtimes.node.npm', message: 'only with strategy npm (the other strategies bring their own npm)' });
   if (node.strategy === 'npm' && !config.packages.npm_registry)

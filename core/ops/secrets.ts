@@ -7,7 +7,7 @@ import type { OpsContext } from '../context.ts';
 import { refuseUnreadableSecrets, renderDotenv, type ChangeCheckContext, type RenderedEnv } from '../dotenv.ts';
 import { messageLine, OpsError, userFileExists } from '../errors.ts';
 import { packagesNeedSecrets, refusePackageSecrets } from '../packages.ts';
-import { urlCredentials, urlCredentialsIn } from '../secrets/parts.ts';
+import { tokensIn, urlCredentials, urlCredentialsIn } from '../secrets/parts.ts';
 import { splitKeyPath } from '../secrets/tree.ts';
 import { distance } from '../config/schema-object.ts';
 import { keyName, own } from '../report.ts';
@@ -18,7 +18,8 @@ export { EXAMPLE_RECIPIENT };
 /**
  * The credentials written in plain values of environment.yml (committed in the clear): a URL's password or a token as
  * the user of a URL or a git address (scheme://user:PASSWORD@host, scheme://TOKEN@host, TOKEN@host:path:
- * core/secrets/parts.ts urlCredentials) in `env` or a program's `env`,
+ * core/secrets/parts.ts urlCredentials), or a token of a documented shape (ghp_…, sk_live_…, AKIA…, a JWT: tokensIn), in
+ * `env` or a program's `env`,
  * each with the setting it is in. `{ secret: key }` references are not plain: their values come from the secrets file.
  */
 export function plainPasswords(env: Environment): { path: string; passwords: string[] }[] {
@@ -27,19 +28,22 @@ export function plainPasswords(env: Environment): { path: string; passwords: str
     ...Object.entries(env.config.programs).flatMap(([name, p]) => Object.entries(p.env).map(([k, v]): [string, unknown] => [`programs.${name}.env.${k}`, v])),
   ];
   return values.flatMap(([path, v]) => {
-    const passwords = typeof v === 'string' ? urlCredentials(v) : [];
+    if (typeof v !== 'string') return [];
+    const inUrls = urlCredentials(v);
+    const passwords = [...inUrls, ...tokensIn(v).filter((t) => !inUrls.includes(t))];
     return passwords.length ? [{ path, passwords }] : [];
   });
 }
 
 /**
  * Every URL password or token written anywhere in the environment's settings (any string at any depth: an env value,
- * a command line, a package index URL), as written and percent-decoded (urlCredentialsIn).
+ * a command line, a package index URL), as written and percent-decoded (urlCredentialsIn), and every token of a
+ * documented shape (tokensIn).
  */
 export function settingsPasswords(env: Pick<Environment, 'config'>): string[] {
   const out = new Set<string>();
   const walk = (node: unknown): void => {
-    if (typeof node === 'string') for (const p of urlCredentialsIn(node)) out.add(p);
+    if (typeof node === 'string') for (const p of [...urlCredentialsIn(node), ...tokensIn(node)]) out.add(p);
     else if (Array.isArray(node)) node.forEach(walk);
     else if (node && typeof node === 'object') Object.values(node).forEach(walk);
   };
@@ -70,7 +74,7 @@ export function maskPlainPasswords(ctx: OpsContext, env: Environment, warn: bool
   for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
   if (warn && found.length)
     ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a credential in plain text in ${found.map((f) => f.path).join(', ')} (a URL's password, user:PASSWORD@, or a token as the user of a URL or a git address, https://TOKEN@host, TOKEN@host:path): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`,
+      `environments/${env.name}/environment.yml holds a credential in plain text in ${found.map((f) => f.path).join(', ')} (a URL's password, user:PASSWORD@, a token as the user of a URL or a git address, https://TOKEN@host, TOKEN@host:path, or a token of a known shape, sk_live_…, ghp_…, AKIA…, a JWT): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`,
     );
 }
 

@@ -240,8 +240,8 @@ function shapeWarning(lost: ShapeLost[], file: string): string {
     const n = was.kind === 'map' ? was.entries.length : was.items.length;
     return `  ${showPath(path)}: held ${sizeOf(was)}, now one value: ${n === 1 ? 'it' : `all ${n}`} would be lost`;
   });
-  // ops secrets set reaches keys only (no list index), and no key holding a quote (a quoted part cannot hold one)
-  const settable = lost.filter(({ path }) => path.every((p) => typeof p === 'string' && !p.includes('"')));
+  // ops secrets set reaches keys only (no list index)
+  const settable = lost.filter(({ path }) => path.every((p) => typeof p === 'string'));
   const set = settable.map(({ path }) => `ops secrets set ${env} ${quote((path as string[]).map(quotePart).join('.'))} --replace`);
   return (
     `${lost.length === 1 ? 'a map or list' : `${lost.length} maps or lists`} in the edited text became one value (a line typed without ": " after its key, or not indented under it?):\n` +
@@ -295,7 +295,7 @@ function keysRenamed(before: TreeNode, after: TreeNode, path: (string | number)[
 function renameWarning(renamed: KeyRenamed[], file: string): string {
   const one = renamed.length === 1;
   const env = envOf(file);
-  const settable = renamed.filter(({ to }) => to.every((p) => typeof p === 'string' && !p.includes('"')));
+  const settable = renamed.filter(({ to }) => to.every((p) => typeof p === 'string'));
   const set = settable.map(({ to }) => `ops secrets set ${env} ${quote((to as string[]).map(quotePart).join('.'))}`);
   return (
     `${one ? 'a key' : `${renamed.length} keys`} in the edited text ${one ? 'was' : 'were'} renamed to a close name (a typo?): the old ${one ? 'key is' : 'keys are'} gone, and whatever reads ${one ? 'it' : 'them'} gets nothing:\n` +

@@ -83,15 +83,17 @@ export interface EncryptOptions {
 }
 
 /**
- * The warning for values typed plain that a YAML 1.1 reader types otherwise than sops (ParseOptions.yaml11), each
+ * The warning for values (`what`: or map keys, ParseOptions.yaml11Keys) typed plain that a YAML 1.1 reader types otherwise than sops (ParseOptions.yaml11), each
  * named by key, never by value, with what to write instead.
  */
-function yaml11Warning(paths: (string | number)[][]): string {
+function yaml11Warning(paths: (string | number)[][], what: 'value' | 'key' = 'value'): string {
   const one = paths.length === 1;
   return (
-    `${one ? 'a value' : `${paths.length} values`} typed without quotes ${one ? 'is' : 'are'} read by sops as text, but by a YAML 1.1 reader as a boolean, a number or a date (yes, no, on, off; 1:20, a number in base 60; 2001-12-14 21:59:43.10 -5), and PyYAML, which an initdata loader reads the decrypted file with, is one: it got ${one ? 'that type' : 'those types'} from the plain file, and gets the text once encrypted ("off" or "no" is true to Python):\n` +
+    `${one ? `a ${what}` : `${paths.length} ${what}s`} typed without quotes ${one ? 'is' : 'are'} read by sops as text, but by a YAML 1.1 reader as a boolean, a number or a date (yes, no, on, off; 1:20, a number in base 60; 2001-12-14 21:59:43.10 -5), and PyYAML, which an initdata loader reads the decrypted file with, is one: it got ${one ? 'that type' : 'those types'} from the plain file, and gets the text once encrypted ("off" or "no" is true to Python):\n` +
     paths.map((p) => `  ${showPath(p)}`).join('\n') +
-    `\nfor a boolean write true or false, for a number its digits (every reader reads them so); to keep the text, put it in double quotes: key: "..."`
+    (what === 'key'
+      ? `\nto keep the text (what every other reader, and sops, takes), put the key in double quotes: "on": ...`
+      : `\nfor a boolean write true or false, for a number its digits (every reader reads them so); to keep the text, put it in double quotes: key: "..."`)
   );
 }
 
@@ -120,7 +122,8 @@ export async function encryptInPlace(root: string, file: string, opts: EncryptOp
   const format = formatOf(file);
   const recipients = recipientsFor(root, file);
   const yaml11: (string | number)[][] = [];
-  const tree = parseTree(text, format, { file: shown, retyped, yaml11 });
+  const yaml11Keys: (string | number)[][] = [];
+  const tree = parseTree(text, format, { file: shown, retyped, yaml11, yaml11Keys });
   // a file encrypted to none of the user's keys is lost to them (refused before anything is written, as a recipients
   // remove taking their last key is)
   if (opts.lockout) refuseEncryptingAway(shown, recipients, opts.lockout.identities, opts.lockout.env, `ops secrets encrypt ${shown}`, opts.lockout.force);
@@ -129,5 +132,6 @@ export async function encryptInPlace(root: string, file: string, opts: EncryptOp
   // stored as sops stores them (sops encrypts them so too), but said: the plain text is gone once encrypted
   if (retyped.length && warn) warn(`${shown}: ${retypedWarning(retyped, format, 'are not')}`);
   if (yaml11.length && warn) warn(`${shown}: ${yaml11Warning(yaml11)}`);
+  if (yaml11Keys.length && warn) warn(`${shown}: ${yaml11Warning(yaml11Keys, 'key')}`);
   return secrets;
 }

@@ -73,6 +73,11 @@ const TOKEN_PREFIX = /^(?:gh[pousr]_|github_pat_|glpat-|gldt-|glptt-|npm_|xox[a-
 const TOKEN_IN_TEXT =
   /(?<![A-Za-z0-9_.-])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,}|gl(?:pat|dt|ptt)-[A-Za-z0-9_-]{20,}|npm_[A-Za-z0-9]{36,}|(?:xoxe\.)?xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{20,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9+/=]{24,}|A(?:KIA|SIA)[A-Z2-7]{16}(?![A-Za-z0-9])|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)/g;
 
+/** Each credential of a documented shape in `text` (TOKEN_IN_TEXT: ghp_…, sk_live_…, AKIA…, a JWT), in order; [] for none. */
+export function tokensIn(text: string): string[] {
+  return [...text.matchAll(TOKEN_IN_TEXT)].map((m) => m[0]);
+}
+
 /** `text` with each credential of a documented shape in it (TOKEN_IN_TEXT) written `***`. Idempotent. */
 export function hideTokens(text: string): string {
   return text.replace(TOKEN_IN_TEXT, '***');

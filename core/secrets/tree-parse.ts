@@ -53,6 +53,12 @@ export interface ParseOptions {
    * (`ops secrets encrypt` names them). Not `y` or `n` (PyYAML reads them as text, as go-yaml does).
    */
   yaml11?: (string | number)[][];
+  /**
+   * YAML: the same for map keys typed plain (`on:`, `yes:`, `1:20:`; not `<<`, a merge key to both): sops keeps the
+   * key as text and writes it back quoted, so PyYAML, which got True or a number as the key from the plain file,
+   * gets the text once encrypted (`ops secrets encrypt` names them). Each is the path of the key itself.
+   */
+  yaml11Keys?: (string | number)[][];
 }
 
 /** A YAML construct with a meaning of its own in typed text (ParseOptions.constructs). */
@@ -412,6 +418,7 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
         record(pair.key, [...path, key]);
         // not in a map typed on one line ({...}): its keys may be a value meant as text, never named (ops secrets edit)
         if (!node.flow) recordKey(pair.key, [...path, key]);
+        if (options.yaml11Keys && format === 'yaml' && isScalar(pair.key) && pair.key.type === 'PLAIN' && !pair.key.tag && key !== '<<' && key !== '' && !/^[yYnN]$/.test(key) && yaml11Retypes(key)) options.yaml11Keys.push([...path, key]);
         const a = anchor(offsetOf(pair.key), branch, i, pair.value);
         if (a && i === 0) branch.col = a.col;
         out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf(pair.key))]);

@@ -283,10 +283,11 @@ interface KeyPart {
   quoted: boolean;
 }
 
-const PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
+const PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org" (a quote inside it as \\")';
 
 /**
- * The parts of a key path: dot-separated, a part in double quotes taken verbatim (dots included). `show`: the path
+ * The parts of a key path: dot-separated, a part in double quotes taken verbatim (dots included), but for `\"` and
+ * `\\`, a quote and a backslash of the key. `show`: the path
  * is `ops secrets show <env> --key`'s (its refusals' hints say how to print, not how to set or edit).
  */
 function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
@@ -295,10 +296,16 @@ function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
   let i = 0;
   for (;;) {
     if (text[i] === '"') {
-      const close = text.indexOf('"', i + 1);
-      if (close < 0) throw bad('a quote is not closed');
-      if (close === i + 1) throw bad('an empty key ("")');
-      parts.push({ key: text.slice(i + 1, close), quoted: true });
+      // `\"` is a quote of the key and `\\` a backslash (quotePart writes them so); any other backslash is itself
+      let key = '';
+      let close = i + 1;
+      for (; close < text.length && text[close] !== '"'; close++) {
+        if (text[close] === '\\' && (text[close + 1] === '"' || text[close + 1] === '\\')) close++;
+        key += text[close];
+      }
+      if (close >= text.length) throw bad('a quote is not closed (a quote inside a quoted key is written \\")');
+      if (key === '') throw bad('an empty key ("")');
+      parts.push({ key, quoted: true });
       i = close + 1;
       if (i < text.length && text[i] !== '.') throw bad('a quoted key must be followed by a dot or the end');
     } else {
@@ -349,8 +356,8 @@ function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
 /**
  * A key path part as `ops secrets set`, `show --key` and `{ secret: ... }` read it back (splitKeyPath): as it is when
  * keyPathParts reads it so (one key, unquoted), else in double quotes: a dot, a leading quote, `=`, `:`, a space or
- * tab inside, `[` or `]` (`passwords."Jane Doe"`, `"redis:password"`). A key holding a `"` that needs quotes has no
- * spelling (a quoted part cannot hold one): callers leave such keys out of the commands they suggest. Pure.
+ * tab inside, `[` or `]` (`passwords."Jane Doe"`, `"redis:password"`), a `"` or `\` in it then written `\"`, `\\`
+ * (`users."Dwayne \"The Rock\" Johnson"`). Pure.
  */
 export function quotePart(k: string): string {
   try {
@@ -359,7 +366,7 @@ export function quotePart(k: string): string {
   } catch {
     // not readable unquoted (KEY=VALUE, KEY VALUE, brackets, an empty key): quoted below
   }
-  return `"${k}"`;
+  return `"${k.replace(/["\\]/g, '\\$&')}"`;
 }
 
 /**

@@ -456,7 +456,7 @@ describe('a secret reference to a key holding dots', () => {
     expect(rendered.environ).toContain('TOOLS_ADMIN=pw-1');
     expect(rendered.environ).toContain('TOOLS_NEW=pw-2');
     for (const bad of ['a..b', 'passwords."x', '.a']) {
-      expect(() => testEnv({ env: { X: { secret: bad } } }, undefined, 'qa'), bad).toThrow(/passwords\.admin@example\.org\) or in double quotes \('passwords\."admin@example\.org"'\)/);
+      expect(() => testEnv({ env: { X: { secret: bad } } }, undefined, 'qa'), bad).toThrow(/passwords\.admin@example\.org\) or in double quotes \('passwords\."admin@example\.org"', a quote or backslash in it as \\" or \\\\\)/);
     }
   });
 

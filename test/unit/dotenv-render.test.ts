@@ -53,6 +53,41 @@ describe('variable names', () => {
     expect(() => environment({ VITE_X: 'a', vite_x: 'b' }, [{ reader: 'python-dotenv', only: 'APP_' }, 'vite'])).not.toThrow();
   });
 
+  it('a secret under a name front-end builds inline into the client bundle (VITE_*, NEXT_PUBLIC_*, a vite reader\'s `only` prefix...) is refused, naming the fix, unless marked public: the real vite build puts it in the JavaScript it serves', async () => {
+    // the real vite 8, building as release.build does: the build gets the release's values in its environment (environ)
+    const dir = mkdtempSync(join(tmpdir(), 'ops-vite-'));
+    writeFileSync(join(dir, 'main.js'), 'document.title = import.meta.env.VITE_STRIPE_SECRET;\n');
+    writeFileSync(join(dir, 'index.html'), '<script type="module" src="./main.js"></script>\n');
+    const { build } = await import('vite');
+    const before = process.env.VITE_STRIPE_SECRET;
+    process.env.VITE_STRIPE_SECRET = 'sk-served-to-everyone';
+    try {
+      const out = await build({ root: dir, logLevel: 'silent', configFile: false, envFile: false, build: { write: false, minify: false } });
+      expect(JSON.stringify(out)).toContain('sk-served-to-everyone');
+    } finally {
+      if (before === undefined) delete process.env.VITE_STRIPE_SECRET;
+      else process.env.VITE_STRIPE_SECRET = before;
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(() => environment({ VITE_STRIPE_SECRET: { secret: 'stripe.secret' } })).toThrow(
+      /env\.VITE_STRIPE_SECRET: takes the secret "stripe\.secret", but Vite inlines variables named VITE_\* into the JavaScript the build serves to every visitor, so its value would be public: rename the variable without that prefix .*, or, for a value meant for the browser \(a publishable key\), mark it \{ secret: stripe\.secret, public: true \}/,
+    );
+    for (const name of ['NEXT_PUBLIC_TOKEN', 'PUBLIC_TOKEN', 'REACT_APP_TOKEN', 'NUXT_PUBLIC_TOKEN', 'EXPO_PUBLIC_TOKEN', 'GATSBY_TOKEN', 'VUE_APP_TOKEN', 'STORYBOOK_TOKEN'])
+      expect(() => environment({ [name]: { secret: 't' } }), name).toThrow(new RegExp(`env\\.${name}: takes the secret "t", but .* would be public`));
+    // a vite reader's own prefix (its envPrefix) counts too; every one named at once
+    expect(() => environment({ APP_PUBLIC_KEY: { secret: 'k' }, VITE_A: { secret: 'a' } }, ['python-dotenv', { reader: 'vite', only: 'APP_PUBLIC_' }])).toThrow(
+      /env\.APP_PUBLIC_KEY: takes the secret "k", but vite \(its reader's `only` in dotenv\.readers\) inlines variables named APP_PUBLIC_\*[^]*env\.VITE_A: takes the secret "a"/,
+    );
+    // marked public, a plain value, or a name no build inlines: taken as before
+    const ok = environment({ VITE_STRIPE_PK: { secret: 'stripe.pk', public: true }, VITE_MODE: 'live', STRIPE_SECRET: { secret: 'stripe.secret' }, MY_VITE_X: { secret: 'x' } });
+    expect(renderDotenv(ok, { stripe: { pk: 'pk_live_1', secret: 's' }, x: 'y' }).environ).toBe('VITE_STRIPE_PK=pk_live_1\0VITE_MODE=live\0STRIPE_SECRET=s\0MY_VITE_X=y\0');
+  });
+
+  it('a secret whose key holds a quote where it needs quotes (a space too) is named with \\" in environment.yml', () => {
+    const env = environment({ ROCK: { secret: 'users."Dwayne \\"The Rock\\" Johnson"' }, DIR: { secret: '"C:\\\\dir \\"x\\""' } });
+    expect(renderDotenv(env, { users: { 'Dwayne "The Rock" Johnson': 'r1' }, 'C:\\dir "x"': 'd1' }).environ).toBe('ROCK=r1\0DIR=d1\0');
+  });
+
   it('a name the process environment already has is refused naming both and the fix: ignoring case where python-dotenv reads it, the same name where a reader letting the environment win does; a program\'s own env only where shell would assign over it', () => {
     // pydantic-settings matches names ignoring case, and the process environment wins: `path` would read PATH
     expect(() => environment({ path: '/srv/x' })).toThrow(/env\.path: differs only in case from PATH, which ops, in each program's environment \(core\/steps\/switch\.ts\) sets: pydantic-settings .* lets the process environment win, so the app would read PATH's value, not this one; rename env\.path/);

@@ -438,6 +438,32 @@ describe('masking a secret in its URL-encodings (each character as itself or %XX
 });
 
 describe('a password written in a plain value of environment.yml', () => {
+  it('a token of a known shape written as a plain value (a Stripe key, an AWS key id) is masked and warned of too, as a URL password is', async () => {
+    const { testEnv } = await import('./status.helpers.ts');
+    const { environmentSecrets, plainPasswords, settingsPasswords } = await import('../../core/ops/secrets.ts');
+    const stripe = 'sk_live_4eC39HqLyjWDarjtT1zdp7dc';
+    const aws = 'AKIAIOSFODNN7EXAMPLE';
+    const env = testEnv({
+      env: { STRIPE_SECRET_KEY: stripe, SITE: 'https://example.org/x', MODE: 'sk_live_mode' },
+      programs: { web: { command: 'run', port: 4000, env: { AWS_ACCESS_KEY_ID: aws } } },
+      routes: { '/': 'web' },
+    });
+    expect(plainPasswords(env)).toEqual([
+      { path: 'env.STRIPE_SECRET_KEY', passwords: [stripe] },
+      { path: 'programs.web.env.AWS_ACCESS_KEY_ID', passwords: [aws] },
+    ]);
+    expect(settingsPasswords(env)).toEqual(expect.arrayContaining([stripe, aws]));
+    const reporter = new MemoryReporter();
+    await environmentSecrets({ root: env.root, reporter, processEnv: {} }, env);
+    const warning = reporter.lines.find((l) => l.includes('holds a credential in plain text'))!;
+    expect(warning).toContain('in env.STRIPE_SECRET_KEY, programs.web.env.AWS_ACCESS_KEY_ID (');
+    expect(warning).toContain('move the value to the secrets file');
+    expect(warning).not.toContain('4eC39Hq');
+    // a build printing its settings: no value shown (the reporter masks them, not a message's own rules)
+    reporter.info(`brk1 [build] stripe=${stripe} aws=${aws} mode=sk_live_mode`);
+    expect(reporter.lines.at(-1)).toBe('brk1 [build] stripe=*** aws=*** mode=sk_live_mode');
+  });
+
   it('is masked in what ops prints and warned of once, naming the settings, never the value', async () => {
     const { testEnv } = await import('./status.helpers.ts');
     const { environmentSecrets, plainPasswords } = await import('../../core/ops/secrets.ts');

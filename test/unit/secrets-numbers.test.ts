@@ -203,7 +203,7 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
 });
 
 describe('the key path a refusal gives is one ops secrets set takes', () => {
-  it('a member whose key holds a space, a colon or a bracket (a map keyed by names or host:port) is named quoted, and the command of the hint, run as given, fixes it', async () => {
+  it('a member whose key holds a space, a colon, a bracket or a quote (a map keyed by names or host:port) is named quoted, and the command of the hint, run as given, fixes it', async () => {
     const e = await newEnv();
     const recipient = (await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) })).recipients[0]!;
     const config = join(e.root, 'environments', 'qa', 'environment.yml');
@@ -213,6 +213,10 @@ describe('the key path a refusal gives is one ops secrets set takes', () => {
       ['db:5432', '\'chat."db:5432"\''],
       ['ids[0]', '\'chat."ids[0]"\''],
       ['a"b', '\'chat.a"b\''], // a quote inside: no quotes needed (a leading one would open a quoted key)
+      // a quote where the key needs quotes (a space, a leading quote): written \" inside them, a backslash \\
+      ['Dwayne "The Rock" Johnson', '\'chat."Dwayne \\"The Rock\\" Johnson"\''],
+      ['"quoted"', '\'chat."\\"quoted\\""\''],
+      ['C:\\dir "x"', '\'chat."C:\\\\dir \\"x\\""\''],
     ] as const) {
       const plain = join(tempDir('ops-numbers-'), 'secrets.sops.yaml');
       writeFileSync(plain, `chat:\n    ${JSON.stringify(key)}: 123456789012345678901234\n`);

@@ -35,6 +35,29 @@ describe('decrypted YAML as a YAML 1.1 reader (PyYAML) reads it', () => {
     expect(enc.err).not.toContain('Zq8');
   });
 
+  it('ops secrets encrypt names each map key typed plain that PyYAML reads as a boolean or a number (on:, Yes:, 1:20:), which it gets as text once encrypted; quoted ones and y: are not named', async () => {
+    const e = await newEnv('qa');
+    const dir = join(e.root, 'environments', 'qa', 'assets');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'initdata.yml');
+    // a workflow-like map and a schedule keyed by times, typed as a user would for PyYAML
+    const text = 'triggers:\n  on: Zq8-push\n  "off": Zq8-b\n  y: Zq8-c\n  name: Zq8-d\nanswers:\n  Yes: Zq8-a\nschedule:\n  1:20: Zq8-e\n';
+    writeFileSync(file, text);
+    const keysOf = 'import json, sys, yaml\nd = yaml.safe_load(sys.stdin)\nprint(json.dumps({k: [repr(x) for x in v] for k, v in d.items()}))';
+    const before = withPyyaml(keysOf, text) as Record<string, string[]>;
+    const enc = await cli(e.root, ['secrets', 'encrypt', file], e.env);
+    expect(enc.code).toBe(0);
+    const after = withPyyaml(keysOf, (await decryptFile(file, { identities: await identitiesFromText(e.key) })).plaintext) as typeof before;
+    // the real PyYAML: the keys the loader gets otherwise once encrypted
+    const changed = Object.entries(before).flatMap(([top, keys]) => keys.flatMap((k, i) => (after[top]![i] !== k ? [`${top}.${k}`] : [])));
+    expect(changed).toEqual(['triggers.True', 'answers.True', 'schedule.80']);
+    expect(enc.err).toContain(
+      'warning: environments/qa/assets/initdata.yml: 3 keys typed without quotes are read by sops as text, but by a YAML 1.1 reader as a boolean, a number or a date (yes, no, on, off; 1:20, a number in base 60; 2001-12-14 21:59:43.10 -5), and PyYAML, which an initdata loader reads the decrypted file with, is one: it got those types from the plain file, and gets the text once encrypted ("off" or "no" is true to Python):\n  triggers.on\n  answers.Yes\n  schedule.1:20\nto keep the text (what every other reader, and sops, takes), put the key in double quotes: "on": ...\n',
+    );
+    expect(enc.err).not.toContain('values typed');
+    expect(enc.err).not.toContain('Zq8');
+  });
+
   it('every tricky string, as a value, a list item and a key, comes back from the real PyYAML as the same string', async () => {
     const e = await newEnv('qa');
     const dir = join(e.root, 'environments', 'qa', 'assets');

@@ -284,7 +284,7 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, queue:
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${staleReason(lock)}`,
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${staleReason(lock) || (lock.holder.holder_pid ? ` (the SSH server process of its connection there, ${lock.holder.holder_pid}, has ended: its runner was killed outright or lost its connection)` : '')}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`,
     );
   // A holder gone silent (its runner lost with its network) frees the lock once it reads stale: when, said.

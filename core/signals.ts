@@ -22,8 +22,8 @@ export function signalExit(signal: string): number {
  * would kill ops outright, as kill -9 does: its lock left stale, its build still running on the host. Not: SIGKILL and
  * SIGSTOP (no process can answer them), SIGUSR1 (Node's inspector), SIGPROF (V8's profiler), SIGPIPE (Node ignores
  * it: guardOutput answers a reader gone), SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP and SIGSYS (a fault of the
- * process itself: no JavaScript may run after it), SIGTSTP, SIGTTIN and SIGTTOU (a pause, not an end: the run's fence
- * covers a paused run).
+ * process itself: no JavaScript may run after it), SIGTSTP, SIGTTIN and SIGTTOU (a pause, not an end: Ctrl-Z's SIGTSTP
+ * is refused while a run holds locks, refuseSuspend; the run's fence covers a run paused otherwise, kill -STOP).
  */
 export const RUN_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGXCPU', 'SIGXFSZ', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPWR'];
 
@@ -44,6 +44,41 @@ export function stopHandlingSignals(handler: (signal: NodeJS.Signals) => void): 
 /** Whether a run under way answers RUN_SIGNALS now (a handler installed by handleSignals). */
 export function runHandlesSignals(): boolean {
   return runHandlers.size > 0;
+}
+
+/**
+ * The signal a terminal's Ctrl-Z sends the foreground process group (SIGTSTP: stop, unless answered). Not SIGSTOP (no
+ * process can answer it: `kill -STOP`, which the run's fence covers), nor SIGTTIN/SIGTTOU (a background job reading
+ * or writing its terminal: ops never reads it during a run, and writes only with `stty tostop` set).
+ */
+export const SUSPEND_SIGNAL: NodeJS.Signals = 'SIGTSTP';
+
+/**
+ * From now until the returned function is called, Ctrl-Z (SUSPEND_SIGNAL) does not suspend the process: `say` is told
+ * each time (what the run holds, why it goes on, how to stop it) and the process goes on. A run holding host locks is
+ * suspended only with its SSH connections' keepalives: after HOLDER_SILENT_SECONDS (core/steps/lock.ts) its locks read
+ * stale to every other run, which `ops lock release` then removes without --force, and a second run starts beside a
+ * run that still believes it holds them (its fence refuses its steps once it is resumed: it then fails half-way). As a
+ * terminal sends Ctrl-Z to the whole foreground process group, what else it stopped there (a local git or build
+ * process the run waits for; npm, when run through `npm run ops` or npx) is continued at once (SIGCONT to the group:
+ * nothing for a process not stopped). Nested calls each say their own; the default (stop) is back once all are undone.
+ */
+export function refuseSuspend(say: () => void): () => void {
+  const answer = () => {
+    try {
+      process.kill(0, 'SIGCONT');
+    } catch {
+      // no group to signal (not allowed): only ops itself was kept running
+    }
+    say();
+  };
+  process.on(SUSPEND_SIGNAL, answer);
+  let undone = false;
+  return () => {
+    if (undone) return;
+    undone = true;
+    process.off(SUSPEND_SIGNAL, answer);
+  };
 }
 
 /** An error nobody caught or awaited (core/errors.ts onUncaught), met while a run holds locks: it stops the run. */

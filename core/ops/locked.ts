@@ -10,14 +10,14 @@
 // nothing more when it resumes.
 import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
-import { handleFaults, handleSignals, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
+import { handleFaults, handleSignals, refuseSuspend, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
 import type { Host } from '../config/environment.ts';
 import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_OWN_EXIT, LOCK_QUEUED_EXIT, LOCK_UNPROVISIONED_EXIT, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, silentHolder, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_OWN_EXIT, LOCK_QUEUED_EXIT, LOCK_UNPROVISIONED_EXIT, HOLDER_SILENT_SECONDS, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, silentHolder, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { flushOutput, outputNeverBlocks } from '../report.ts';
@@ -284,7 +284,7 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, queue:
   const lock = parseLock(result);
   if (lock.state === 'stale')
     throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${staleReason(lock)}`,
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${staleReason(lock) || (lock.holder.holder_pid ? ` (the SSH server process of its connection there, ${lock.holder.holder_pid}, has ended: its runner was killed outright or lost its connection)` : '')}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`,
     );
   // A holder gone silent (its runner lost with its network) frees the lock once it reads stale: when, said.
@@ -796,6 +796,15 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // While it holds locks, ops's own output never stops the process (a terminal paused with Ctrl-S): its
   // keepalives would stop with it, and its lock read stale to other runs (outputNeverBlocks).
   const outputBlocks = outputNeverBlocks();
+  // Nor does Ctrl-Z suspend it (refuseSuspend): its keepalives would stop too, and once it is resumed its fence would
+  // refuse its steps half-way, another run having released its lock meanwhile.
+  const suspendRefused = refuseSuspend(() => {
+    const held = [...mine];
+    const what = held.length ? `holds the lock of ${env.name} on ${held.join(', ')}` : `is taking the lock of ${env.name}`;
+    ctx.reporter.warn(
+      `Ctrl-Z ignored: this ${operation} ${what}, and a suspended run sends nothing to its hosts: after ${HOLDER_SILENT_SECONDS}s its lock would read stale to other runs, which could release it and start beside it; the run goes on (if your shell says "Stopped", it goes on in the background: fg brings it back). To stop it: Ctrl-C (its lock is released, what it did said)`,
+    );
+  });
   /** The lock on one host (acquire, `queue` as there): the run's from the step on, unless it said otherwise; its answer kept. */
   const takeOn = async (r: Remote, queue: boolean | Queued, wait = request.wait) => {
     // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
@@ -852,6 +861,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     outputBlocks();
+    suspendRefused();
     throw failing(left.length ? lockLeft(env, left, err) : err);
   }
   // From here every step of the run on a host is fenced by its lock there, for as long as the run holds it.
@@ -918,6 +928,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     outputBlocks();
+    suspendRefused();
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();

@@ -1,15 +1,15 @@
-// `ops secrets edit`: the plaintext goes to a private temporary file (0600 in a 0700 directory) for the
-// user's editor, and comes back encrypted. An unchanged file is not rewritten; text that does not parse
+// `ops secrets edit`: the plaintext goes to a private temporary file (0600 in a 0700 directory, in memory where the
+// machine has it: edit-copy.ts) for the user's editor, and comes back encrypted. An unchanged file is not rewritten; text that does not parse
 // is offered back to the editor or dropped, never half-written; the temporary directory is removed
 // whatever happens (a signal aborts the edit and still cleans up).
 import { rmSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { distance } from '../config/schema-object.ts';
 import { OpsError, formatError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { ChangedOnDiskError, InterruptedError, shownPath } from './atomic.ts';
+import { makeCopyDir, type CopyPlaces } from './edit-copy.ts';
 import { SECRETS_FILE_MODE, SecretsFile } from './sops.ts';
 import { type Retyped, type YamlConstruct, parseTree } from './tree-parse.ts';
 import { maskedText, scalarText } from './tree-scalars.ts';
@@ -38,6 +38,8 @@ export interface EditIo {
   check?(before: unknown, after: unknown): void;
   /** Called with the temporary file's path once it exists (tests check it is gone afterwards). */
   onTempFile?: (path: string) => void;
+  /** Where the decrypted copy goes (makeCopyDir): /dev/shm, else the temporary directory, unless given (tests). */
+  copyPlaces?: CopyPlaces;
 }
 
 export type EditResult =
@@ -481,7 +483,8 @@ function typedOnOneLine(changes: TreeChanges, flows: YamlConstruct[], tree: MapN
  * @returns saved, unchanged, or aborted with the reason. The temporary file is removed whatever happens.
  */
 export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<EditResult> {
-  const dir = await mkdtemp(join(tmpdir(), 'ops-secrets-'));
+  // In memory where the machine has it (/dev/shm): a kill -9 leaves no plaintext on a disk (edit-copy.ts).
+  const dir = await makeCopyDir((m) => io.warn(m), io.copyPlaces);
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   process.on('exit', cleanup); // last resort if the process dies in between
   try {

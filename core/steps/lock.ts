@@ -11,6 +11,7 @@ import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_L
 import { endTornLine } from './audit.ts';
 import { PROVISIONED_KEYS, provisionedMarker, reportProvisioned } from './system.ts';
 import { previousBackFunctions, previousBackSeconds, slotDown, STARTED_RECORD } from './switch.ts';
+import { duration } from './status.ts';
 
 export { LOCK_LOST_EXIT, STARTED_RECORD };
 
@@ -146,10 +147,12 @@ done
 # A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
 if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
 
-/** Shell (after LOCK_STATE) that reports the lock's state and its details; a lock without details: its directory's age (`since`); a lock of another boot: `rebooted=yes`; the holder connection's silence: for how long (`silent`, seconds); a holder this user cannot see: why (`unseen`). */
+/** Shell (after LOCK_STATE) that reports the lock's state and its details; how long ago it was taken (`age`, seconds by the host's clock); a lock without details: its directory's age (`since`); a lock of another boot: `rebooted=yes`; the holder connection's silence: for how long (`silent`, seconds); a holder this user cannot see: why (`unseen`). */
 const REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+# Its age by the host's clock (its details written when it was taken; else its directory's): whatever the runner's.
+if [ "$lock_state" != free ] && lock_taken=$(stat -c %Y "$lock/info" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null); then printf -v lock_now '%(%s)T' -1; ops_report ${LOCK_KEYS.holder} "age=$(( lock_now - lock_taken ))"; fi
 [ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
 [ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
 [ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
@@ -557,10 +560,14 @@ export function parseLock(result: StepResult): LockInfo {
   return { state: (reported(result, LOCK_KEYS.lock) ?? 'free') as LockInfo['state'], holder };
 }
 
-/** A lock holder in a message: "a deploy run by alice, started <time> (<run URL>)". */
+/**
+ * A lock holder in a message: "a deploy run by alice, started <time> (<run URL>)", with how long ago (", 2h 03m ago")
+ * when the host said (`age`, REPORT_HOLDER).
+ */
 export function describeHolder(h: Record<string, string>): string {
-  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}` : ''})`;
-  return `a ${h.operation} run by ${h.actor || 'unknown'}, started ${h.since || '?'}${h.run ? ` (${h.run})` : ''}`;
+  const ago = /^\d+$/.test(h.age ?? '') ? `, ${duration(Number(h.age))} ago` : '';
+  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}${ago}` : ''})`;
+  return `a ${h.operation} run by ${h.actor || 'unknown'}, started ${h.since || '?'}${ago}${h.run ? ` (${h.run})` : ''}`;
 }
 
 /**

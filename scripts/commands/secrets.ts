@@ -633,7 +633,10 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     summary: "edit an environment's secrets in $VISUAL (else $EDITOR); they are re-encrypted on save",
     args: ['<env>'],
     options: { force: { type: 'boolean', description: 'create the secrets file even when none of its .sops.yaml recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you could not decrypt it' } },
-    help: `The plaintext goes to a private temporary file (mode 0600) that is removed afterwards, whatever happens.
+    help: `The plaintext goes to a private temporary file (mode 0600, in a 0700 directory) that is removed afterwards, whatever happens:
+in memory (/dev/shm) where the machine has it, so that ops killed outright (kill -9) leaves no plaintext on a disk;
+else in the temporary directory, said so. A copy left by an edit killed outright is removed by the next edit, said
+so (only your own, and only once the edit that made it is gone: never the copy of an edit still open).
 Values you did not change keep their ciphertext; an unchanged file is not rewritten.
 Text that is not valid YAML is offered back to the editor (answer n to drop the edit), and so is a value typed
 without quotes that sops would store in another form (01234 is an octal number to sops): quote it to keep it as typed.

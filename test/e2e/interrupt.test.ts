@@ -212,6 +212,38 @@ describe.sequential('interrupting a deploy', () => {
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
   }, 600_000);
 
+  it('Ctrl-Z during the build (a shell with job control: SIGTSTP to the deploy\'s process group): the run is not suspended, saying why, so its lock reads held, never stale, past HOLDER_SILENT_SECONDS; the deploy ends, its lock let go', async () => {
+    const said = join(root, 'ctrl-z');
+    writeFileSync(said, '');
+    project.write({ ...config, release: { ...(config.release as object), build: `touch /tmp/ctrl-z-build; sleep ${HOLDER_SILENT_SECONDS + 20}; echo "built"` } });
+    commit(repo, { VERSION: '2z\n' }, 'ctrl z');
+    try {
+      const spec = {
+        // set -m: the deploy a job of its own, in the terminal's foreground, as in an interactive shell.
+        argv: ['bash', '-c', `set -m; ${quote(process.execPath)} ${quote(OPS)} deploy e2e --ref main; echo "exit=$?"`],
+        cwd: project.root,
+        env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
+        steps: [[{ file: said, text: 'building' }, '\x1a'], [{ file: said, text: 'half' }, ''], [{ file: said, text: 'resume' }, '']],
+      };
+      const terminal = promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 600_000 });
+      expect(await waitFor(async () => (await onHost('test -e /tmp/ctrl-z-build && echo yes || true')) === 'yes', 120_000, 200)).toBe(true);
+      writeFileSync(said, 'building');
+      await new Promise((r) => setTimeout(r, 40_000));
+      writeFileSync(said, 'building half');
+      await new Promise((r) => setTimeout(r, (HOLDER_SILENT_SECONDS - 40 + 10) * 1000));
+      const lock = (await getLockStatus(project.ctx(), project.env()))[0]!.lock;
+      expect(lock.state, JSON.stringify(lock)).toBe('held');
+      writeFileSync(said, 'building half resume');
+      const out = (JSON.parse((await terminal).stdout) as { out: string }).out.replace(/\r?\n/g, ' ');
+      expect(out).toContain(`Ctrl-Z ignored: this deploy holds the lock of e2e on ${host.name}`);
+      expect(out).toMatch(/exit=0/);
+    } finally {
+      project.write(config);
+      await onHost('rm -f /tmp/ctrl-z-build');
+    }
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+  }, 600_000);
+
   it('its own output failing (| head -2: EPIPE; > /dev/full: ENOSPC): the deploy goes on to its end, the release live, the lock let go, its audit line written; never blamed on the host', async () => {
     const bin = join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js');
     for (const [version, redirect] of [['2p', '| head -2 >/dev/null'], ['2d', '> /dev/full']] as const) {
@@ -265,6 +297,11 @@ describe.sequential('interrupting a deploy', () => {
     } finally {
       project.write(config);
     }
+    // The next run: refused at once, naming the dead run, how long ago it took the lock, that its connection ended
+    // there, and the command that clears it.
+    const next = await deploy(project.ctx(), project.env(), {}).then(() => undefined, (e: unknown) => e as { message: string; hint?: string });
+    expect(next?.message).toMatch(new RegExp(`^environment e2e has a stale lock on ${host.name}, left by a deploy run by .*, started \\S+, \\d+s ago, which is no longer connected \\(the SSH server process of its connection there, \\d+, has ended: its runner was killed outright or lost its connection\\)`));
+    expect(next?.hint).toMatch(/^release it: ops lock release e2e /);
     const released = await breakLock(project.ctx(), project.env());
     expect(released[0]!.lock.state).toBe('stale');
     expect(released[0]!.stopped.length, 'processes stopped').toBeGreaterThan(0);

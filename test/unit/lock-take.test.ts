@@ -11,12 +11,14 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
+import { duration } from '../../core/steps/status.ts';
 import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, LOCK_QUEUED_EXIT, lockStatus, LOCK_KEYS, parseLock, silentHolder, unlockScript } from '../../core/steps/lock.ts';
 import { formatLock, formatLockRelease } from '../../core/ops/records.ts';
 import { parseReports, type StepResult } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OpsContext } from '../../core/context.ts';
+import type { OpsError } from '../../core/errors.ts';
 import { Session } from '../../core/ops/hosts.ts';
 import { CONTENDED_WAIT_SECONDS, lockOrder, withLock } from '../../core/ops/locked.ts';
 import { MemoryReporter } from '../../core/report.ts';
@@ -92,6 +94,40 @@ describe('taking the lock', () => {
     expect(readFileSync(join(dir, 'err'), 'utf8')).toContain("this run's connection is gone");
     expect(existsSync(env.layout.lock)).toBe(false);
     expect(status(env, write).state).toBe('free');
+  }, 45_000);
+
+  it('a lock whose run was killed outright (kill -9: its connection\'s SSH server process gone with it): the next run is refused at once, naming the holder, how long ago it was taken, that its connection ended there, and the command that clears it', async () => {
+    const { env, sshd, write } = setup();
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    heldBy(env, holder);
+    const gone = new Promise((r) => holder.once('exit', r));
+    holder.kill('SIGKILL');
+    await gone;
+    // The next run's steps run by bash under its own "sshd" (conn_pid finds it), as on a host.
+    const host: Remote = {
+      name: 'web1',
+      login: 'deploy',
+      connection: 'c1',
+      run: async (step: Step) => {
+        // (a list, not one command: bash would exec it, and its "sshd" would be gone)
+        const r = spawnSync(sshd, ['-c', `bash ${write(`${step.name}.sh`, scriptText(step))}; exit $?`], { encoding: 'utf8' });
+        return { ...result(r.stdout, r.status ?? 1), stderr: r.stderr };
+      },
+      upload: async () => undefined,
+      inFlight: () => [],
+      whenIdle: async () => undefined,
+      halt: () => undefined,
+      close: async () => undefined,
+    };
+    const ctx: OpsContext = { root: '/nonexistent', reporter: new MemoryReporter(), processEnv: {}, connector: async () => host };
+    const started = Date.now();
+    const err = await withLock(ctx, await Session.open(ctx, env), 'deploy', async () => 'done').catch((e: unknown) => e as OpsError);
+    expect(Date.now() - started, 'refused at once, never waited for').toBeLessThan(10_000);
+    expect((err as OpsError).message).toMatch(
+      new RegExp(`^environment test has a stale lock on web1, left by a deploy run by other, started x, \\d+s ago, which is no longer connected \\(the SSH server process of its connection there, ${holder.pid}, has ended: its runner was killed outright or lost its connection\\)$`),
+    );
+    expect((err as OpsError).hint).toMatch(/^release it: ops lock release test \(/);
+    expect(existsSync(join(env.layout.lock, 'info')), 'left as it was').toBe(true);
   }, 45_000);
 
   it('a run whose runner went away with its network while it waits (its connection open, silent for HOLDER_SILENT_SECONDS): its wait ends, and the lock is never taken in its name when the holder lets go', async () => {
@@ -195,8 +231,9 @@ describe('taking the lock', () => {
       ss(42_000, 42_500);
       const left = spawnSync('bash', [write('force.sh', scriptText(forceReleaseLock(env)))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
       expect(left.stdout).toContain(`@ops ${LOCK_KEYS.refused} 1`);
-      expect(formatLockRelease([{ host: 'web1', lock: parseLock(result(left.stdout)), stopped: [], refused: true }], 'test')).toBe(
-        `web1: NOT released (locked: a deploy run by me, started x): its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s: run ops lock release test again then; if you are sure the run is gone or stuck, ops lock release test --force stops what it runs there and removes the lock now`,
+      // How long ago it was taken, by the host's clock (its details' mtime): a few seconds here.
+      expect(formatLockRelease([{ host: 'web1', lock: parseLock(result(left.stdout)), stopped: [], refused: true }], 'test').replace(/started x, \d+s ago/, 'started x, Ns ago')).toBe(
+        `web1: NOT released (locked: a deploy run by me, started x, Ns ago): its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s: run ops lock release test again then; if you are sure the run is gone or stuck, ops lock release test --force stops what it runs there and removes the lock now`,
       );
       // A run queued behind it (switch.lock_wait): answered at once, before the wait, with the holder and its silence
       // (the runner says when that lock reads stale), nothing taken.
@@ -241,7 +278,7 @@ describe('taking the lock', () => {
       info('holder_boot=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n');
       const lock = status(env, write);
       expect(lock).toMatchObject({ state: 'stale', holder: { rebooted: 'yes', actor: 'me' } });
-      expect(formatLock([{ host: 'web1', lock }])).toBe('web1: STALE lock (its run is gone): a deploy run by me, started x (the host has rebooted since it was taken)');
+      expect(formatLock([{ host: 'web1', lock }]).replace(/started x, \d+s ago/, 'started x, Ns ago')).toBe('web1: STALE lock (its run is gone): a deploy run by me, started x, Ns ago (the host has rebooted since it was taken)');
       const r = spawnSync('bash', [write('force.sh', scriptText(forceReleaseLock(env)))], { encoding: 'utf8' });
       expect(r.stdout).not.toContain(`@ops ${LOCK_KEYS.refused}`);
       expect(existsSync(env.layout.lock)).toBe(false);
@@ -278,8 +315,8 @@ describe('taking the lock', () => {
       };
       const unseen = look('exit 1');
       expect(unseen).toMatchObject({ state: 'unknown', holder: { actor: 'me', unseen: "/proc hides other users' processes from nobody (mounted hidepid) and sudo -n asks for a password" } });
-      expect(formatLock([{ host: 'web1', lock: unseen }])).toBe(
-        "web1: locked: a deploy run by me, started x (whether its run is still connected cannot be told: /proc hides other users' processes from nobody (mounted hidepid) and sudo -n asks for a password; with sudo for the login without a password it can be)",
+      expect(formatLock([{ host: 'web1', lock: unseen }]).replace(/started x, \d+s ago/, 'started x, Ns ago')).toBe(
+        "web1: locked: a deploy run by me, started x, Ns ago (whether its run is still connected cannot be told: /proc hides other users' processes from nobody (mounted hidepid) and sudo -n asks for a password; with sudo for the login without a password it can be)",
       );
       expect(look(`[ "$2" = cat ] && exec cat ${join(dir, 'stat')}; exit 0`).state).toBe('held');
       // Gone (sudo reads no such process): stale, as ever.
@@ -340,12 +377,16 @@ bash ${unlock}`], { encoding: 'utf8' });
     mkdirSync(env.layout.lock);
     utimesSync(env.layout.lock, new Date('2026-11-30T12:00:00Z'), new Date('2026-11-30T12:00:00Z'));
     const lock = status(env, write);
-    expect(lock).toEqual({ state: 'stale', holder: { since: '2026-11-30T12:00:00Z' } });
-    expect(describeHolder(lock.holder)).toBe('an unknown run (the lock has no details; taken 2026-11-30T12:00:00Z)');
+    // Its age by the host's clock: from the directory's time, as `since`.
+    const age = Math.floor((Date.now() - Date.parse('2026-11-30T12:00:00Z')) / 1000);
+    expect(lock).toMatchObject({ state: 'stale', holder: { since: '2026-11-30T12:00:00Z' } });
+    expect(Object.keys(lock.holder).sort()).toEqual(['age', 'since']);
+    expect(Math.abs(Number(lock.holder.age) - age)).toBeLessThanOrEqual(2);
+    expect(describeHolder(lock.holder)).toBe(`an unknown run (the lock has no details; taken 2026-11-30T12:00:00Z, ${duration(Number(lock.holder.age))} ago)`);
     // A lock with its details: each line reported once, none empty.
     writeFileSync(join(env.layout.lock, 'info'), 'operation=deploy\nactor=me\nsince=x\n');
     const r = spawnSync('bash', [write('status.sh', scriptText(lockStatus(env)))], { encoding: 'utf8' });
-    expect(parseReports(r.stdout).filter(([k]) => k === LOCK_KEYS.holder).map(([, v]) => v)).toEqual(['operation=deploy', 'actor=me', 'since=x']);
+    expect(parseReports(r.stdout).filter(([k]) => k === LOCK_KEYS.holder).map(([, v]) => v.replace(/^age=\d+$/, 'age=N'))).toEqual(['operation=deploy', 'actor=me', 'since=x', 'age=N']);
   });
 
   it('appears and goes whole: runs taking and letting go of it in turn are never seen as a lock without details (stale) by a run that waits, nor by ops lock status', async () => {

@@ -52,6 +52,18 @@ describe('lab lock', () => {
     expect(said[0]).toMatch(new RegExp(`^waiting for lock "busy", held by pid ${child.pid} \\(.*node.*\\), building something slow, since \\d{4}-`));
   }, 30_000);
 
+  it('a waiter whose holder is another task of its own process says so, not only a pid and command line that are its own', async () => {
+    const said: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const first = withLock('self', () => held, { purpose: 'adding the services address' });
+    const second = withLock('self', async () => undefined, { log: (l) => said.push(l) });
+    await new Promise((r) => setTimeout(r, 300));
+    release();
+    await Promise.all([first, second]);
+    expect(said[0]).toMatch(new RegExp(`^waiting for lock "self", held by another task of this same process \\(pid ${process.pid}, adding the services address, since \\d{4}-`));
+  });
+
   it('a holder killed with SIGKILL does not make the next one wait: its lock is taken over at once', async () => {
     const child = await holder('killed', 60_000);
     child.kill('SIGKILL');

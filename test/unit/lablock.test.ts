@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { withLock } from '../hosts/proc.ts';
+import { describeLease } from '../hosts/services.ts';
 
 const PROC = join(import.meta.dirname, '..', 'hosts', 'proc.ts');
 let run: string;
@@ -89,4 +90,15 @@ describe('lab lock', () => {
     expect(err.message).toMatch(new RegExp(`^gave up waiting 0 min for lock "stuck", held by pid ${child.pid}`));
     expect(err.hint).toBe(`if that process is stuck, stop it (kill ${child.pid}); its lock is then taken over`);
   }, 30_000);
+});
+
+describe('lab leases', () => {
+  it("are named by what holds them, so npm run sandbox -- down says what keeps the services up and how to stop it", () => {
+    expect(describeLease('cli')).toBe('npm run hosts (up, services or db: npm run hosts -- down --all stops them)');
+    expect(describeLease('vitest-21607')).toBe('a test run (pid 21607)');
+    expect(describeLease('bench-42')).toBe('a benchmark run (pid 42)');
+    expect(describeLease('sandbox')).toBe('the sandbox (npm run sandbox -- down)');
+    expect(describeLease('other')).toBe('other');
+    expect(readFileSync(join(import.meta.dirname, '..', '..', 'scripts', 'sandbox.ts'), 'utf8')).toContain('status().leases.map(describeLease)');
+  });
 });

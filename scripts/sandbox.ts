@@ -13,6 +13,7 @@ import { makeAppRepo } from '../test/fixtures/app/make-repo.ts';
 import {
   acquireLab,
   createDatabase,
+  describeLease,
   downHost,
   dropDatabase,
   ensureDatabase,
@@ -122,7 +123,7 @@ async function down(): Promise<void> {
   await downHost(HOST, { purge: true });
   const stopped = await releaseLab(LEASE, { purge: true });
   console.log(
-    `sandbox down in ${since(start)}: host removed${stopped ? ', services stopped' : ' (services kept: still used by ' + status().leases.join(', ') + ')'}; ` +
+    `sandbox down in ${since(start)}: host removed${stopped ? ', services stopped' : ' (services kept: still used by ' + status().leases.map(describeLease).join(', ') + ')'}; ` +
       `kept: caches in ${paths.cache}, the app repository ${paths.sampleAppRepo}`,
   );
 }

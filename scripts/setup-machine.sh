@@ -83,8 +83,10 @@ if [ "$(cat "$tools/verdaccio/.installed" 2>/dev/null)" != "$(stamp "$pins/verda
   stamp "$pins/verdaccio/package.json" "$pins/verdaccio/package-lock.json" > "$tools/verdaccio/.installed"
 fi
 
-# npm ci only when the lockfile changed since the last install (node_modules/.package-lock.json mirrors it).
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# npm ci only when node_modules does not hold what the lockfile pins, judged by content: npm ci empties
+# node_modules first, through a symlink too, and a checkout sharing another's (a git worktree) has a lockfile
+# newer than the install with the same content.
+if ! node scripts/node-modules-current.js .; then
   npm ci --no-audit --no-fund
 fi
 # Real Python packages the tests run (not the app's: its own come from the lab's PyPI cache), each pinned in a venv

@@ -206,7 +206,12 @@ export function decommissionChecklist(name: string, env: Environment | undefined
       `PostgreSQL database${dbVars.length ? ` (${dbVars.join(', ')})` : ''}: drop the database and its login, or the whole instance if it was this environment's own (keep a final dump if required)` +
         (db.unknown.length ? `; unless ${db.unknown.join(', ')} on the same VM use${db.unknown.length > 1 ? '' : 's'} it too (compare their database URLs: ops secrets show <env> --key <secret>): then keep it` : ''),
     );
-  if (sameUrl.length)
+  // The callback URLs are the OpenID Connect provider's to drop: only for an app that signs in through one (its env
+  // names the client, as the catalogue's APP_DATAPASS_CLIENT_ID), or whose configuration could not be read.
+  const oidcVars = Object.keys(c?.env ?? {}).filter((k) => /DATAPASS|OIDC|OPENID/i.test(k));
+  if (c && !oidcVars.length) {
+    /* nothing to ask of an identity provider */
+  } else if (sameUrl.length)
     list.push(`OpenID Connect ("Comptes DataPass"): the callback URLs of ${env!.url}: shared with ${sameUrl.join(', ')} (the same ${sameDomain.length ? 'domain' : 'URL'}): keep them, and the client id/secret if ${sameUrl.length > 1 ? 'they use' : 'it uses'} the same (compare: ops secrets show <env>)`);
   else list.push(`OpenID Connect ("Comptes DataPass"): ask the DataPass team (BetaGouv) to remove the callback URLs of ${env?.url ?? name}, and drop the client id/secret of this environment`);
   // status.yml checks each environment from the GitHub environment <name>-status (README, "Status environments").

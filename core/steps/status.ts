@@ -395,10 +395,12 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     if (current && s.slot) {
       for (const program of Object.keys(env.config.programs)) {
         const p = s.supervisor.programs.find((x) => x.live && x.program === program);
-        if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
+        // The fix the README gives ("When something is wrong"), with the words to type.
+        const restart = `why: ops logs ${env.name} ${program}; then ops deploy ${env.name} --force starts the live release again, or ops rollback ${env.name} goes back`;
+        if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor (${restart})`);
         // STARTING lasts startsecs (3 s: core/steps/switch.ts) after a start that passed the health gate, then turns
         // RUNNING or BACKOFF: a status read right after a deploy says so without calling it a problem.
-        else if (p.state !== 'RUNNING' && p.state !== 'STARTING') problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ''}`);
+        else if (p.state !== 'RUNNING' && p.state !== 'STARTING') problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ''} (${restart})`);
         else if (p.state === 'STARTING' && p.release === undefined) warn(`program ${program} (live slot ${s.slot}) is STARTING`);
         else if (p.release !== undefined && p.release !== current)
           problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || 'unknown'}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);

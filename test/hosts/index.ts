@@ -15,7 +15,7 @@ export { upHost, downHost, setFreeSpace, downHosts, getHost, listHosts, snapshot
 export { ensureDatabase, createDatabase, dropDatabase, querySql, type Database, type DatabaseServer } from './database.ts';
 export { ensurePebble, type Pebble } from './pebble.ts';
 export { ensureNpmCache, ensurePypiCache, npmRegistryUrl, pypiIndexUrl } from './caches.ts';
-export { acquireLab, releaseLab, leases, stopServices } from './services.ts';
+export { acquireLab, describeLease, releaseLab, leases, stopServices } from './services.ts';
 export { paths, SERVICES_ADDRESS, SANDBOX_OCTET, NETWORKS_DIR } from './paths.ts';
 export { withLock as withLabLock, type LabLockOptions } from './proc.ts';
 

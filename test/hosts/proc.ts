@@ -276,7 +276,10 @@ export async function withLock<T>(name: string, fn: () => Promise<T>, options: L
     }
     if (Date.now() - lastSaid >= 30_000) {
       lastSaid = Date.now();
-      log(`waiting for lock "${name}", held by ${describeOwner(owner)}`);
+      // Two tasks of one process (the sandbox starts the caches, the database and pebble at once): the holder is
+      // this process itself, which its pid and command line alone would not tell the reader.
+      const self = owner.pid === me.pid && owner.start === me.start;
+      log(`waiting for lock "${name}", held by ${self ? `another task of this same process (pid ${owner.pid}${owner.purpose ? `, ${owner.purpose}` : ''}${owner.since ? `, since ${owner.since}` : ''})` : describeOwner(owner)}`);
     }
     await sleep(200);
   }

@@ -23,6 +23,18 @@ export function acquireLab(holder: string, options: { persistent?: boolean } = {
   writeFileSync(join(leasesDir(), holder), options.persistent ? 'persistent\n' : `${me.pid} ${me.start}\n`);
 }
 
+/**
+ * What holds a lease, in words a reader of `npm run sandbox -- down` can act on (the holder names of acquireLab's
+ * callers: scripts/sandbox.ts, test/hosts/cli.ts, test/e2e/setup.ts, bench/lab.ts); an unknown name as it is.
+ */
+export function describeLease(holder: string): string {
+  if (holder === 'cli') return 'npm run hosts (up, services or db: npm run hosts -- down --all stops them)';
+  if (holder === 'sandbox') return 'the sandbox (npm run sandbox -- down)';
+  const run = /^(vitest|bench)-(\d+)$/.exec(holder);
+  if (run) return `${run[1] === 'vitest' ? 'a test run' : 'a benchmark run'} (pid ${run[2]})`;
+  return holder;
+}
+
 /** Holders of live leases (the leases of processes that died are dropped on the way). */
 export function leases(): string[] {
   if (!existsSync(leasesDir())) return [];

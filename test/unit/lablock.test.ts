@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { withLock } from '../hosts/proc.ts';
+import { describeLease } from '../hosts/services.ts';
 
 const PROC = join(import.meta.dirname, '..', 'hosts', 'proc.ts');
 let run: string;
@@ -52,6 +53,18 @@ describe('lab lock', () => {
     expect(said[0]).toMatch(new RegExp(`^waiting for lock "busy", held by pid ${child.pid} \\(.*node.*\\), building something slow, since \\d{4}-`));
   }, 30_000);
 
+  it('a waiter whose holder is another task of its own process says so, not only a pid and command line that are its own', async () => {
+    const said: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const first = withLock('self', () => held, { purpose: 'adding the services address' });
+    const second = withLock('self', async () => undefined, { log: (l) => said.push(l) });
+    await new Promise((r) => setTimeout(r, 300));
+    release();
+    await Promise.all([first, second]);
+    expect(said[0]).toMatch(new RegExp(`^waiting for lock "self", held by another task of this same process \\(pid ${process.pid}, adding the services address, since \\d{4}-`));
+  });
+
   it('a holder killed with SIGKILL does not make the next one wait: its lock is taken over at once', async () => {
     const child = await holder('killed', 60_000);
     child.kill('SIGKILL');
@@ -77,4 +90,15 @@ describe('lab lock', () => {
     expect(err.message).toMatch(new RegExp(`^gave up waiting 0 min for lock "stuck", held by pid ${child.pid}`));
     expect(err.hint).toBe(`if that process is stuck, stop it (kill ${child.pid}); its lock is then taken over`);
   }, 30_000);
+});
+
+describe('lab leases', () => {
+  it("are named by what holds them, so npm run sandbox -- down says what keeps the services up and how to stop it", () => {
+    expect(describeLease('cli')).toBe('npm run hosts (up, services or db: npm run hosts -- down --all stops them)');
+    expect(describeLease('vitest-21607')).toBe('a test run (pid 21607)');
+    expect(describeLease('bench-42')).toBe('a benchmark run (pid 42)');
+    expect(describeLease('sandbox')).toBe('the sandbox (npm run sandbox -- down)');
+    expect(describeLease('other')).toBe('other');
+    expect(readFileSync(join(import.meta.dirname, '..', '..', 'scripts', 'sandbox.ts'), 'utf8')).toContain('status().leases.map(describeLease)');
+  });
 });

@@ -26,7 +26,7 @@ const RECIPIENT = 'age1066aw35g7mgvykamlmge92f5uy6n5zhjw0mzpn0fz0t6vyrm35yqetgzk
  * old. keep runs on another VM, or (`shared`) on old's VM as another app with its own domain and ports.
  */
 async function project(shared: boolean | 'same-app' = false) {
-  const env = testEnv({ domain: 'old.example.org', url: 'https://old.example.org', env: { APP_DATABASE_URL: { secret: 'database_url' }, MODE: 'live' } }, undefined, 'old');
+  const env = testEnv({ domain: 'old.example.org', url: 'https://old.example.org', env: { APP_DATABASE_URL: { secret: 'database_url' }, APP_DATAPASS_CLIENT_ID: { secret: 'datapass_client_id' }, MODE: 'live' } }, undefined, 'old');
   const root = env.root;
   mkdirSync(join(root, 'environments', 'keep'));
   const keep = parseYaml(readFileSync(join(env.dir, 'environment.yml'), 'utf8'));
@@ -134,6 +134,15 @@ describe('ops env remove', () => {
     expect(text).not.toContain('deploy.yml:8'); // a comment is not a reference
   });
 
+  it('an app that signs in through no OpenID Connect provider (its env names none) gets no callback-URL item', async () => {
+    const { root } = await project();
+    const f = join(root, 'environments', 'old', 'environment.yml');
+    writeFileSync(f, stringify({ ...parseYaml(readFileSync(f, 'utf8')), env: { APP_DATABASE_URL: { secret: 'database_url' }, MODE: 'live' } }));
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true });
+    expect(r.checklist.join('\n')).not.toMatch(/OpenID Connect|DataPass/);
+    expect(r.checklist.find((c) => c.startsWith('PostgreSQL'))).toMatch(/APP_DATABASE_URL/);
+  });
+
   it('on a VM shared with another environment: keep the VM, and commands that take only this app off it', async () => {
     const { root } = await project(true);
     const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true });
@@ -224,11 +233,11 @@ describe('ops env remove', () => {
     const OWN = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
     await setEnvRule(root, 'old', [OWN]);
     const own = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
-    expect(own.checklist.find((c) => c.startsWith('age key'))).toBe('age key of old: delete it from the password manager and the CI secrets; its secrets (APP_DATABASE_URL ← secret database_url) are dead with it');
+    expect(own.checklist.find((c) => c.startsWith('age key'))).toBe('age key of old: delete it from the password manager and the CI secrets; its secrets (APP_DATABASE_URL ← secret database_url, APP_DATAPASS_CLIENT_ID ← secret datapass_client_id) are dead with it');
     await setEnvRule(root, 'old', [OWN, RECIPIENT]);
     const both = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
     expect(both.checklist.find((c) => c.startsWith('age key'))).toBe(
-      `age key of old (${OWN}): delete it from the password manager and the CI secrets; its secrets (APP_DATABASE_URL ← secret database_url) are dead with it; keep ${RECIPIENT}: it also opens keep (.sops.yaml)`,
+      `age key of old (${OWN}): delete it from the password manager and the CI secrets; its secrets (APP_DATABASE_URL ← secret database_url, APP_DATAPASS_CLIENT_ID ← secret datapass_client_id) are dead with it; keep ${RECIPIENT}: it also opens keep (.sops.yaml)`,
     );
     // Printed after the rule is gone: still read from it as it was.
     const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { force: true });

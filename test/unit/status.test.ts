@@ -129,13 +129,13 @@ describe('status parser', () => {
     }
   });
 
-  it('a stopped program fails, naming the program, its slot and its state', () => {
+  it('a stopped program fails, naming the program, its slot and its state, and the commands that say why and start it again', () => {
     const xml = processXml([
       { name: 'shop-blue-server', group: 'shop-blue', state: 'STOPPED', stop: 4000, description: 'Nov 25 03:08 PM' },
       { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING', pid: 216 },
     ]);
     const s = parse({ supervisor_xml: xml, health: 'no healthy answer within 3s from server:3579:/health' });
-    expect(s.problems).toEqual(['program server (live slot blue) is STOPPED', 'health check of server failed: no 2xx answer on 127.0.0.1:3579/health within 3s']);
+    expect(s.problems).toEqual(['program server (live slot blue) is STOPPED (why: ops logs demo server; then ops deploy demo --force starts the live release again, or ops rollback demo goes back)', 'health check of server failed: no 2xx answer on 127.0.0.1:3579/health within 3s']);
     expect(s.supervisor!.programs[0]).toMatchObject({ state: 'STOPPED', seconds: 600, description: '' });
   });
 
@@ -146,10 +146,10 @@ describe('status parser', () => {
       { name: 'shop-green-client', group: 'shop-green', state: 'BACKOFF', spawnerr: "can't find command 'node'" },
     ]);
     const s = parse({ supervisor_xml: xml });
-    expect(s.problems).toEqual(['program server (live slot blue) is FATAL: Exited too quickly (process log may have details)']);
+    expect(s.problems).toEqual(['program server (live slot blue) is FATAL: Exited too quickly (process log may have details) (why: ops logs demo server; then ops deploy demo --force starts the live release again, or ops rollback demo goes back)']);
     expect(s.warnings).toEqual(["program client of the previous release (slot green) is BACKOFF: a rollback would restart it"]);
     const missing = parse({ supervisor_xml: processXml([{ name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING' }]) });
-    expect(missing.problems).toEqual(['program server of the live slot (blue) is not loaded in supervisor']);
+    expect(missing.problems).toEqual(['program server of the live slot (blue) is not loaded in supervisor (why: ops logs demo server; then ops deploy demo --force starts the live release again, or ops rollback demo goes back)']);
   });
 
   it('the previous slot stopped (a rollback would start it cold) or its port taken by a foreign process: warnings, not problems', () => {

@@ -467,6 +467,16 @@ describe('deploy operation', () => {
     expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual([expect.stringMatching(/^refused, nothing changed: supervisord is not running on web1 \(systemctl start supervisor\): nothing was started/)]);
   });
 
+  it("another nginx file sending requests to a slot's port itself (the state step reports its line): refused at the lock, before any build, naming file, line, port and the upstream to name", async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, 'nginx_slot_port /etc/nginx/sites-enabled/api:5:         proxy_pass http://127.0.0.1:3579;'));
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/^nginx on web1 reads a file besides sample's site that sends requests to a slot's port itself, \/etc\/nginx\/sites-enabled\/api:5: 127\.0\.0\.1:3579 \(program server's port on slot blue\): .*; nothing was started \(no build, no migration\)$/);
+    expect(err.hint).toMatch(/^name the upstreams instead in \/etc\/nginx\/sites-enabled\/api \(proxy_pass http:\/\/sample_server, /);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.uploads).toEqual([]);
+  });
+
   it('a process that is not ours on a port of the idle slot: refused at the lock, naming host, port, pid and command, before any build or migration', async () => {
     const live = 'current 20261101T000000Z-aaaaaaaaaaaa';
     // The live slot is blue: the release would start on green (3579 + 1000, 3000 + 1000), where python3 squats.

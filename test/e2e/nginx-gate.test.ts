@@ -124,6 +124,8 @@ describe.sequential('what nginx answers, and what a failed start leaves', () => 
       expect(err.message).toContain('nothing was started (no build, no migration)');
       expect(err.hint).toContain(`name the upstreams instead in ${file} (proxy_pass http://${env.layout.nginxUpstream('web')}`);
       expect({ current: await current(), slot: await liveSlot() }).toEqual(before);
+      // ops status says it too (the hourly status workflow fails on it).
+      expect((await status(project.ctx(), env)).hosts[0]!.problems.join('\n')).toContain(`${file}:5: 127.0.0.1:${env.port('web', live)} (program web's port on slot ${live})`);
       // The hint done: the hand-made site names the upstream, and follows each switch.
       await onHost(`printf '%s' ${quote(site(`http://${env.layout.nginxUpstream('web')}`))} > ${file} && nginx -t -q && systemctl reload nginx`);
       await deploy(project.ctx(), env, { ref: 'six' });

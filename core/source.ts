@@ -198,34 +198,68 @@ function localBranchNote(name: string, remote: string | undefined, local: string
 /** How long the remote is given to say where a branch or tag is (remoteNotes): a laptop offline waits no longer. */
 const REMOTE_CHECK_MS = 10_000;
 
+/** Where origin has the branch or tag a ref matched, when not where the checkout has it (remoteMove). */
+interface RemoteMove {
+  /** "branch main", "tag v1". */
+  what: string;
+  /** The command that brings origin's into the checkout. */
+  fetch: string;
+  /** origin's commit now; undefined when origin has the ref no more (deleted since the checkout fetched it). */
+  there?: string;
+  branch: boolean;
+}
+
 /**
  * Whether the branch or tag deployed is where origin has it now: the checkout's origin/X (or tag X) is what it last
  * fetched, and a push since (or a tag moved: `git fetch` does not move a tag it has, git-fetch(1)) leaves it at an
- * older commit. Asked of origin in one `git ls-remote` (nothing fetched or changed); a note when origin answers with
- * another commit or without the ref, nothing when origin cannot be asked (none, offline, no credentials: not
- * known) or the ref was not a branch or tag (a sha, HEAD: the commit named). The deploy is of `resolved.sha` still:
- * the plan says which commit goes live, and how to deploy what origin has.
+ * older commit. Asked of origin in one `git ls-remote` (nothing fetched or changed); undefined when origin answers
+ * with the commit resolved, when origin cannot be asked (none, offline, no credentials: not known) or the ref was
+ * not a branch or tag (a sha, HEAD: the commit named).
  */
-export async function remoteNotes(repo: string, resolved: ResolvedRef): Promise<string[]> {
+async function remoteMove(repo: string, resolved: ResolvedRef): Promise<RemoteMove | undefined> {
   const branch = /^branch origin\/(.+)$/.exec(resolved.matched)?.[1];
   const tag = /^tag (.+)$/.exec(resolved.matched)?.[1];
   const name = branch ? `refs/heads/${branch}` : tag ? `refs/tags/${tag}` : undefined;
-  if (!name) return [];
+  if (!name) return undefined;
   const g = new Git(repo);
-  if ((await g.run(['config', '--get', 'remote.origin.url'])).code !== 0) return [];
+  if ((await g.run(['config', '--get', 'remote.origin.url'])).code !== 0) return undefined;
   const r = await g.run(['ls-remote', 'origin', name, `${name}^{}`], { timeoutMs: REMOTE_CHECK_MS });
-  if (r.code !== 0) return [];
+  if (r.code !== 0) return undefined;
   // "<sha>\t<ref>" lines: an annotated tag's commit is on its "^{}" line (git-ls-remote(1)).
   const at = new Map(r.stdout.split('\n').map((l) => l.split('\t')).filter((f) => f.length === 2).map(([sha, ref]) => [ref!, sha!]));
   const there = at.get(`${name}^{}`) ?? at.get(name);
-  const what = branch ? `branch ${branch}` : `tag ${tag}`;
+  if (there === resolved.sha) return undefined;
+  return { what: branch ? `branch ${branch}` : `tag ${tag}`, fetch: branch ? 'git fetch origin' : `git fetch origin --force tag ${tag}`, there, branch: !!branch };
+}
+
+/**
+ * What remoteMove found, as notes (`ops diff`; a deploy refuses a move: deployNotes): origin's branch or tag at
+ * another commit, or deleted, since the checkout fetched it. [] for none. Pure.
+ */
+function moveNotes(m: RemoteMove | undefined, resolved: ResolvedRef): string[] {
   const here = resolved.sha.slice(0, 12);
-  if (!there)
-    return [`origin has no ${what} any more (deleted since this checkout fetched it): the commit deployed is ${here}, as this checkout last fetched it`];
-  if (there === resolved.sha) return [];
-  return [
-    `origin's ${what} is at ${there.slice(0, 12)} now, not ${here} as this checkout last fetched it (${branch ? 'pushed since' : 'the tag was moved'}): the commit deployed is ${here}; to deploy origin's, ${branch ? 'git fetch origin' : `git fetch origin --force tag ${tag}`} first`,
-  ];
+  if (!m) return [];
+  if (!m.there) return [`origin has no ${m.what} any more (deleted since this checkout fetched it): the commit deployed is ${here}, as this checkout last fetched it`];
+  return [`origin's ${m.what} is at ${m.there.slice(0, 12)} now, not ${here} as this checkout last fetched it (${m.branch ? 'pushed since' : 'the tag was moved'}): the commit deployed is ${here}; to deploy origin's, ${m.fetch} first`];
+}
+
+/** remoteMove's finding as notes (moveNotes): [] when origin has the ref at the commit resolved, or cannot be asked. */
+export async function remoteNotes(repo: string, resolved: ResolvedRef): Promise<string[]> {
+  return moveNotes(await remoteMove(repo, resolved), resolved);
+}
+
+/**
+ * The refusal of a deploy of a branch or tag that origin now has at another commit than the checkout fetched
+ * (remoteMove `m`, with `there`): the ref names origin's commit to whoever asked for it (a teammate's merge, a tag
+ * moved to the fixed build), and deploying the checkout's older idea of it would report success while the site
+ * serves the code from before that push. A commit is deployed on purpose by its sha, which names it alone. Pure.
+ */
+function moveError(m: RemoteMove & { there: string }, resolved: ResolvedRef): OpsError {
+  const here = resolved.sha.slice(0, 12);
+  return new OpsError(
+    `origin's ${m.what} is at ${m.there.slice(0, 12)} now, not ${here} as this checkout last fetched it (${m.branch ? 'pushed since' : 'the tag was moved'}): deploying ${resolved.ref} would put ${here} live, not origin's ${m.what}; nothing was sent to any host`,
+    `${m.fetch}, then deploy again; or, to put ${here} live on purpose, deploy it by its sha: --ref ${resolved.sha}`,
+  );
 }
 
 /**
@@ -250,12 +284,16 @@ export async function checkoutNotes(repo: string, sha: string): Promise<string[]
 
 /**
  * Everything that makes the commit deployed not what the user may take it for, as warnings (the plan, the deploy's
- * log, `ops diff`): a local branch elsewhere (resolveRef's notes), origin's branch or tag moved since the checkout
- * fetched it (remoteNotes), uncommitted changes (checkoutNotes). [] when the commit is what the checkout and origin say.
+ * log, `ops diff`): a local branch elsewhere (resolveRef's notes), origin's branch or tag moved or deleted since the
+ * checkout fetched it (remoteMove, one `git ls-remote`; origin out of reach says nothing), uncommitted changes
+ * (checkoutNotes). [] when the commit is what the checkout and origin say. `refuseMoved` (a deploy): a branch or
+ * tag origin has at another commit is refused (moveError), not warned of.
+ * @throws OpsError with `refuseMoved`, for a ref origin has moved; nothing is changed.
  */
-export async function notDeployedNotes(repo: string, resolved: ResolvedRef): Promise<string[]> {
-  const [remote, local] = await Promise.all([remoteNotes(repo, resolved), checkoutNotes(repo, resolved.sha)]);
-  return [...(resolved.notes ?? []), ...remote, ...local];
+export async function notDeployedNotes(repo: string, resolved: ResolvedRef, { refuseMoved = false } = {}): Promise<string[]> {
+  const [moved, local] = await Promise.all([remoteMove(repo, resolved), checkoutNotes(repo, resolved.sha)]);
+  if (refuseMoved && moved?.there) throw moveError({ ...moved, there: moved.there }, resolved);
+  return [...(resolved.notes ?? []), ...moveNotes(moved, resolved), ...local];
 }
 
 /** One entry of a commit's tree, as `git ls-tree -r -t -l` lists it. */

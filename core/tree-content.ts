@@ -2,7 +2,7 @@
 // archive leaves gitlinks empty), Git LFS contents (it leaves pointer files), and the paths export-ignore
 // leaves out (for the plan). Read with the one git runner (core/git.ts); nothing is sent or changed here.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -72,20 +72,55 @@ export async function blobTexts(repo: string, names: string[]): Promise<Map<stri
   return out;
 }
 
-/** Attribute values for paths at a commit: git check-attr on a throwaway index of that commit (git < 2.40 has no --source). */
-async function attributes(repo: string, sha: string, attr: string, paths: string[]): Promise<Map<string, string>> {
+/**
+ * Attribute values for paths at a commit: git check-attr on a throwaway index of that commit (git < 2.40 has no
+ * --source). As this clone reads them: the commit's .gitattributes files, and the clone's own rules
+ * ($GIT_DIR/info/attributes, core.attributesFile, the system's) that no other clone has. `committed`: the commit's
+ * .gitattributes alone, as every clone reads them (check-attr in an empty repository borrowing this one's objects,
+ * with no global or system file), so what a release holds does not depend on the runner.
+ */
+async function attributes(repo: string, sha: string, attr: string, paths: string[], committed = false): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   if (!paths.length) return out;
   const dir = mkdtempSync(join(tmpdir(), 'ops-attr-'));
   try {
-    const env = { GIT_INDEX_FILE: join(dir, 'index') };
-    await git(repo, ['read-tree', sha], { env });
-    const f = (await git(repo, ['check-attr', '-z', '--cached', '--stdin', attr], { env, input: paths.join('\0') + '\0' })).split('\0');
+    let at = repo;
+    let env: Record<string, string> = { GIT_INDEX_FILE: join(dir, 'index') };
+    const config: string[] = [];
+    if (committed) {
+      const objects = (await git(repo, ['rev-parse', '--path-format=absolute', '--git-path', 'objects'])).trim();
+      at = join(dir, 'bare');
+      // --template= : no template directory (init.templateDir could bring an info/attributes of its own).
+      await git(dir, ['init', '-q', '--bare', '--template=', at]);
+      env = { ...env, GIT_ALTERNATE_OBJECT_DIRECTORIES: objects, GIT_ATTR_NOSYSTEM: '1' };
+      config.push('-c', 'core.attributesFile=/dev/null');
+    }
+    await git(at, [...config, 'read-tree', sha], { env });
+    const f = (await git(at, [...config, 'check-attr', '-z', '--cached', '--stdin', attr], { env, input: paths.join('\0') + '\0' })).split('\0');
     for (let i = 0; i + 2 < f.length; i += 3) out.set(f[i]!, f[i + 2]!);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   return out;
+}
+
+/**
+ * Whether this clone has attribute rules of its own that send files through the LFS filter ($GIT_DIR/info/attributes,
+ * core.attributesFile or its default $XDG_CONFIG_HOME/git/attributes, the system's /etc/gitattributes; gitattributes(5)):
+ * files they mark are LFS files here and pointer text in every other clone. Read as text, before any blob is.
+ */
+async function ownLfsRules(repo: string): Promise<boolean> {
+  const info = (await git(repo, ['rev-parse', '--path-format=absolute', '--git-path', 'info/attributes']).catch(() => '')).trim();
+  const configured = (await new Git(repo).run(['config', '--path', '--get', 'core.attributesFile'])).stdout.trim();
+  const xdg = process.env.XDG_CONFIG_HOME || (process.env.HOME ? join(process.env.HOME, '.config') : '');
+  const files = [info, configured || (xdg ? join(xdg, 'git', 'attributes') : ''), '/etc/gitattributes'].filter(Boolean);
+  return files.some((f) => {
+    try {
+      return /filter=lfs/.test(readFileSync(f, 'utf8'));
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** What `git archive <sha>` lists, by running it (export-ignore rules exactly as git applies them): git writes the archive, tar lists it. */
@@ -143,6 +178,8 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
   const skippedPaths: string[] = [];
   const staleSubmodules: string[] = [];
   const missingLfs: string[] = [];
+  // LFS files by this clone's own attribute rules only (ownLfsRules): pointer text in the commit for everyone else.
+  const ownLfs: string[] = [];
   // gitDir and worktree are asked of git only when a submodule or an LFS file needs them (most trees have neither).
   const visit = async (dir: string, gitDirOf: () => Promise<string>, commit: string, prefix: string, worktreeOf: () => Promise<string | undefined>): Promise<void> => {
     const entries = await treeEntries(dir, commit);
@@ -191,17 +228,24 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
         await visit(found, async () => found, link.object, `${path}/`, async () => sub);
       }
     }
-    // Git LFS: small blobs that are pointers, in paths the attributes send through the lfs filter.
-    if (/filter=lfs/.test(attrText)) {
+    // Git LFS: small blobs that are pointers, in paths the commit's attributes send through the lfs filter (as every
+    // clone reads them). A pointer only this clone's own rules send through it (info/attributes, a global file) is
+    // content here and pointer text in any other clone, the release included: refused, not deployed as the pointer.
+    const committedLfs = /filter=lfs/.test(attrText);
+    if (committedLfs || (await ownLfsRules(dir))) {
       const small = entries.filter((e) => e.type === 'blob' && e.size < 1024);
       const text = await blobTexts(dir, small.map((e) => e.object));
       const pointers = small.map((e) => ({ e, p: parseLfsPointer(text.get(e.object) ?? '') })).filter((x) => x.p);
-      const filters = await attributes(dir, commit, 'filter', pointers.map((x) => x.e.path));
-      const store = await lfsObjects(await gitDirOf());
+      const paths = pointers.map((x) => x.e.path);
+      const [here, everywhere] = await Promise.all([attributes(dir, commit, 'filter', paths), committedLfs ? attributes(dir, commit, 'filter', paths, true) : new Map<string, string>()]);
+      const store = pointers.some(({ e }) => everywhere.get(e.path) === 'lfs') ? await lfsObjects(await gitDirOf()) : '';
       for (const { e, p } of pointers) {
-        if (filters.get(e.path) !== 'lfs') continue;
-        const file = join(store, p!.oid.slice(0, 2), p!.oid.slice(2, 4), p!.oid);
         const path = `${prefix}${e.path}`;
+        if (everywhere.get(e.path) !== 'lfs') {
+          if (here.get(e.path) === 'lfs') ownLfs.push(path);
+          continue;
+        }
+        const file = join(store, p!.oid.slice(0, 2), p!.oid.slice(2, 4), p!.oid);
         if (existsSync(file) && statSync(file).size === p!.size) content.lfs.push({ path, oid: p!.oid, size: p!.size, file });
         else missingLfs.push(path);
       }
@@ -244,6 +288,10 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
     problems.push(
       `Git LFS file${missingLfs.length > 1 ? 's' : ''} without content on this runner (only the pointer): ${missingLfs.slice(0, 10).join(', ')}${missingLfs.length > 10 ? ` and ${missingLfs.length - 10} more` : ''}${lfsFilters.length ? ` (${lfsFilters.join(', ')} leaves ${missingLfs.length > 1 ? 'them' : 'it'} out of git lfs pull)` : ''}`,
     );
+  if (ownLfs.length)
+    problems.push(
+      `file${plural(ownLfs)} this clone sends through Git LFS by attribute rules of its own (.git/info/attributes, core.attributesFile or /etc/gitattributes), not by the commit's .gitattributes: the commit holds only ${ownLfs.length > 1 ? 'their' : 'its'} pointer, which every other clone, and the release, would get as the file: ${ownLfs.slice(0, 10).join(', ')}${ownLfs.length > 10 ? ` and ${ownLfs.length - 10} more` : ''}`,
+    );
   if (problems.length)
     throw new OpsError(
       `${sha.slice(0, 12)} cannot be deployed complete: ${problems.join('; ')}; nothing was changed`,
@@ -254,6 +302,7 @@ export async function treeContent(repo: string, sha: string): Promise<TreeConten
         staleSubmodules.length ? 'check out the commit deployed, then git submodule update --init --recursive (in a workflow: actions/checkout of that ref with `submodules: recursive`); or fetch it into the submodule: git -C <path> fetch origin' : '',
         missingLfs.length && !lfsFilters.length ? 'fetch the LFS content (actions/checkout with `lfs: true`; on a laptop: git lfs pull)' : '',
         lfsFilters.length ? `fetch ${missingLfs.length > 1 ? 'them' : 'it'} past those filters: git lfs pull --include=${quote(missingLfs.join(','))} --exclude= (in a workflow, a step after actions/checkout)` : '',
+        ownLfs.length ? 'track them in the commit: move the filter=lfs rule into .gitattributes (git lfs track <pattern> writes it there), commit it, then deploy that commit' : '',
       ]
         .filter(Boolean)
         .join('; '),

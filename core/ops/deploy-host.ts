@@ -21,7 +21,7 @@ import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run
 import { nginxMaskedError, parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
-import { certificatePaths } from '../steps/nginx-config.ts';
+import { certificatePaths, slotPortsElsewhere } from '../steps/nginx-config.ts';
 import { nginxMessages } from '../steps/status.ts';
 import { type AuditEntryFields, type LockedRun } from './locked.ts';
 
@@ -107,7 +107,8 @@ export const DEPLOY_UNTOUCHED = 'nothing was sent, built or started';
 /**
  * Refuse, before anything is built or migrated (nothing sent yet), a deploy that cannot run on a host from its
  * state read with the lock (hosts never provisioned were refused by the lock step: withLock's LockOptions.unprovisioned): no certificate for TLS,
- * supervisord not running, a file nginx -t refuses that the switch does not write (nginxBlocker). Hosts' masked
+ * supervisord not running, a file nginx -t refuses that the switch does not write (nginxBlocker), another file
+ * nginx reads that sends requests to a slot's port itself (slotPortsElsewhere: the switch would not move them). Hosts' masked
  * nginx and foreign listeners are refused by refuseMaskedNginx and refuseTakenPorts, once every host passed this.
  * @throws OpsError naming the host, what is wrong and how to fix it; nothing was changed.
  */
@@ -126,6 +127,8 @@ export function refuseUnready(env: Target, host: string, state: HostState): void
       `nginx -t fails on ${host}: ${broken}. The switch could not reload nginx, so nothing was started (no build, no migration); nginx keeps serving what it loaded`,
       `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`,
     );
+  const pinned = slotPortsElsewhere(env, host, state.nginxSlotPorts, 'nothing was started (no build, no migration)');
+  if (pinned) throw pinned;
 }
 
 /**

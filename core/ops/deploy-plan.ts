@@ -41,7 +41,8 @@ export interface Plan {
   settings: string;
   /**
    * What the runner's checkout holds that is not deployed (uncommitted changes, a local branch elsewhere), and a branch
-   * or tag origin now has at another commit than the one deployed: warnings (notDeployedNotes).
+   * or tag origin deleted since the checkout fetched it: warnings (notDeployedNotes; one origin has at another commit
+   * is refused there, before any host is touched).
    */
   checkout: string[];
   /** What the commit's check against the settings warns of (core/preflight.ts): said by the plan and the deploy's log. */
@@ -74,7 +75,8 @@ export async function resolveDeployCommit(ctx: OpsContext, env: Environment, ref
 
 /**
  * Everything the release of that commit (resolveDeployCommit) needs, on the runner: its tree content (submodules, LFS,
- * export-ignore), dependency hashes, the rendered `.env`, the release id and metadata. Configuration mistakes
+ * export-ignore), dependency hashes, the rendered `.env`, the release id and metadata. A branch or tag origin has
+ * at another commit than the checkout fetched is refused (notDeployedNotes' refuseMoved). Configuration mistakes
  * (slot config, nginx site) and a commit that does not fit the settings (core/preflight.ts: a requirements file,
  * node_dir, lockfile, makefile target or program directory it lacks) surface here, all in one error.
  * @throws OpsError (a tree missing its submodules or LFS contents, secrets, config); nothing is changed.
@@ -83,7 +85,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
   const ref = resolved.ref;
   // A release missing its submodules or LFS contents is refused here, before any host is touched. The
   // reads are independent (git processes, the secrets file): at once, their failures reported in this order.
-  const [tree, deps, secrets, size, checkout] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), notDeployedNotes(repo, resolved)] as const);
+  const [tree, deps, secrets, size, checkout] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), notDeployedNotes(repo, resolved, { refuseMoved: true })] as const);
   // The commit against the settings (a requirements file, node_dir, makefile target, program directory it lacks):
   // refused with the settings' own problems below, in one error.
   const fit = await preflight(repo, resolved.sha, env, tree);

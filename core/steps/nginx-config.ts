@@ -374,6 +374,27 @@ function readTemplate(env: Target, custom: string): string {
 /** An address of this host and a port as a site template may write it: 127.0.0.1:5100, localhost:5100, [::1]:5100, 0.0.0.0:5100. */
 const LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
 
+/** Which program and slot each port of the environment's slots is ("program server's port on slot blue"). */
+function slotPortOwners(env: Target): Map<number, string> {
+  const owners = new Map<number, string>();
+  for (const program of Object.keys(env.config.programs))
+    for (const slot of ['blue', 'green'] as const) if (!owners.has(env.port(program, slot))) owners.set(env.port(program, slot), `program ${program}'s port on slot ${slot}`);
+  return owners;
+}
+
+/** Each address of this host with a slot's port in `line` (its comment, `#` on, aside), with whose port it is. */
+function slotPortsIn(owners: Map<number, string>, line: string): string[] {
+  return [...line.replace(/#.*/, '').matchAll(LOCAL_ADDRESS)].flatMap((m) => (owners.has(Number(m[2])) ? [`${m[0]} (${owners.get(Number(m[2]))})`] : []));
+}
+
+/** Why naming a slot's port in nginx serves the previous release (slotPortFree, slotPortsElsewhere). */
+const SLOT_PORT_WHY = 'nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving';
+
+/** The upstreams' names, as the fix of a file that names a slot's port. */
+function upstreamNames(env: Target): string {
+  return Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(', ');
+}
+
 /**
  * `template` as it is, once checked that no line of it (its comments, `#` to the end of a line, aside) names a port a
  * program of the environment listens on in a slot at an address of this host (`proxy_pass http://127.0.0.1:8000;`, an
@@ -386,21 +407,55 @@ const LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::
  * `{{locations}}`).
  */
 function slotPortFree(env: Target, template: string, source: string): string {
-  const owners = new Map<number, string>();
-  for (const program of Object.keys(env.config.programs))
-    for (const slot of ['blue', 'green'] as const) if (!owners.has(env.port(program, slot))) owners.set(env.port(program, slot), `program ${program}'s port on slot ${slot}`);
-  const found: string[] = [];
-  template.split('\n').forEach((line, i) => {
-    for (const m of line.replace(/#.*/, '').matchAll(LOCAL_ADDRESS)) {
-      const owner = owners.get(Number(m[2]));
-      if (owner) found.push(`line ${i + 1}: ${m[0]} (${owner})`);
-    }
-  });
+  const owners = slotPortOwners(env);
+  const found = template.split('\n').flatMap((line, i) => slotPortsIn(owners, line).map((x) => `line ${i + 1}: ${x}`));
   if (!found.length) return template;
-  const names = Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(', ');
   throw new OpsError(
-    `${source} sends requests to a slot's port itself, ${found.join('; ')}: nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving`,
-    `name the upstreams instead (proxy_pass ${names}; with {{upstreams_include}} at the top level), or write {{locations}} for the routes`,
+    `${source} sends requests to a slot's port itself, ${found.join('; ')}: ${SLOT_PORT_WHY}`,
+    `name the upstreams instead (proxy_pass ${upstreamNames(env)}; with {{upstreams_include}} at the top level), or write {{locations}} for the routes`,
+  );
+}
+
+/**
+ * Shell (a deploy's state read, as root) reporting `key` once per line of nginx's configuration (`nginx -T`: every
+ * file it reads, each after its "# configuration file <path>:" line) outside the app's own site and upstreams files
+ * that names an address of this host with a port of the environment's slots (a `listen` aside: who listens there is
+ * the ports' check), as `<path>:<line>: <text>`: another site of the host (one made by hand for an API's own
+ * hostname, a monitoring vhost, a snippet an include brings in) reaching one slot whatever the switch does
+ * (slotPortFree's reason). Lines only: slotPortsElsewhere judges them. Silent when nginx -T fails (nginx -t's report
+ * says why).
+ */
+export function slotPortLinesShell(env: Target, key: string): string {
+  const L = env.layout;
+  const ports = [...slotPortOwners(env).keys()].join('|');
+  // ERE for awk (mawk's too): LOCAL_ADDRESS's addresses, then one of the ports not followed by a digit. Brackets, not
+  // backslashes: awk -v reads escapes in the value.
+  const re = `(^|[^0-9A-Za-z_.-])(127[.][0-9.]+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|0[.]0[.]0[.]0|[[]::1?[]]):(${ports})([^0-9]|$)`;
+  // Into a variable first (steps run with pipefail): nginx -T failing leaves it empty; awk stops printing at 20 lines.
+  return String.raw`nginx_pinned=$(nginx -T 2>/dev/null | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} -v re=${quote(re)} '
+/^# configuration file .*:$/ { f = substr($0, 22, length($0) - 22); n = 0; next }
+{ n++; t = $0; sub(/#.*/, "", t) }
+f != "" && f != own1 && f != own2 && f != own3 && t !~ /^[ 	]*listen[ 	]/ && t ~ re && shown++ < 20 { print f ":" n ": " $0 }
+') || nginx_pinned=""
+if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${key} "$line"; done <<< "$nginx_pinned"; fi`;
+}
+
+/**
+ * From slotPortLinesShell's lines (`<path>:<line>: <text>`), the error for another nginx file that names a slot's port
+ * (slotPortFree's reason), each line with the address and whose port it is; undefined when none does. `host` names
+ * the host, `untouched` what the refusal left undone.
+ */
+export function slotPortsElsewhere(env: Target, host: string, lines: string[], untouched: string): OpsError | undefined {
+  const owners = slotPortOwners(env);
+  const found = lines.flatMap((l) => {
+    const m = /^(\/[^:]*):(\d+): (.*)$/.exec(l);
+    return m ? slotPortsIn(owners, m[3]!).map((x) => `${m[1]}:${m[2]}: ${x}`) : [];
+  });
+  if (!found.length) return undefined;
+  const files = [...new Set(found.map((f) => f.replace(/:\d+: .*$/, '')))];
+  return new OpsError(
+    `nginx on ${host} reads ${files.length > 1 ? 'files' : 'a file'} besides ${env.config.app}'s site that send${files.length > 1 ? '' : 's'} requests to a slot's port itself, ${found.join('; ')}: ${SLOT_PORT_WHY}; ${untouched}`,
+    `name the upstreams instead in ${files.join(', ')} (proxy_pass ${upstreamNames(env)}: the site's upstreams file defines them for every file nginx reads), or remove what is no longer used; then deploy again`,
   );
 }
 

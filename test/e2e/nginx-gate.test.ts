@@ -105,6 +105,37 @@ describe.sequential('what nginx answers, and what a failed start leaves', () => 
     expect(await get(host)).toEqual({ status: 200, body: '4' });
   }, 900_000);
 
+  it("another site of the host, made by hand for its own hostname, sending requests to a slot's port itself: the deploy is refused before anything starts, naming the file, the line and the upstream to name instead; named so, that hostname follows the switch", async () => {
+    const env = project.env();
+    const live = (await liveSlot()) as 'blue' | 'green';
+    const before = { current: await current(), slot: live };
+    const file = '/etc/nginx/sites-enabled/api-by-hand';
+    const site = (to: string) => `server {\n    listen 80;\n    server_name api.example.test;\n    location / {\n        proxy_pass ${to};\n    }\n}\n`;
+    const viaApi = () => onHost("curl -s -H 'Host: api.example.test' http://127.0.0.1/");
+    await onHost(`printf '%s' ${quote(site(`http://127.0.0.1:${env.port('web', live)}`))} > ${file} && nginx -t -q && systemctl reload nginx`);
+    try {
+      commit(repo, { VERSION: '6\n' }, 'version 6');
+      gitIn(repo, ['tag', 'six']);
+      const err = (await deploy(project.ctx(), env, { ref: 'six' }).catch((e: unknown) => e)) as Error & { hint?: string };
+      expect(err).toBeInstanceOf(Error);
+      expect(err.message).toContain(
+        `reads a file besides ${APP}'s site that sends requests to a slot's port itself, ${file}:5: 127.0.0.1:${env.port('web', live)} (program web's port on slot ${live}): nginx would reach that slot whatever the switch does`,
+      );
+      expect(err.message).toContain('nothing was started (no build, no migration)');
+      expect(err.hint).toContain(`name the upstreams instead in ${file} (proxy_pass http://${env.layout.nginxUpstream('web')}`);
+      expect({ current: await current(), slot: await liveSlot() }).toEqual(before);
+      // ops status says it too (the hourly status workflow fails on it).
+      expect((await status(project.ctx(), env)).hosts[0]!.problems.join('\n')).toContain(`${file}:5: 127.0.0.1:${env.port('web', live)} (program web's port on slot ${live})`);
+      // The hint done: the hand-made site names the upstream, and follows each switch.
+      await onHost(`printf '%s' ${quote(site(`http://${env.layout.nginxUpstream('web')}`))} > ${file} && nginx -t -q && systemctl reload nginx`);
+      await deploy(project.ctx(), env, { ref: 'six' });
+      expect(await get(host)).toEqual({ status: 200, body: '6' });
+      expect(await viaApi()).toBe('6');
+    } finally {
+      await onHost(`rm -f ${file} && systemctl reload nginx`);
+    }
+  }, 600_000);
+
   it('a release that exits some seconds after each start (after its health check passed): ops status says its program is started again and again, not healthy', async () => {
     commit(repo, { MODE: 'crashlate\n', VERSION: '5\n' }, 'a release that crashes 8 s after each start');
     gitIn(repo, ['tag', 'crashlate']);

@@ -467,6 +467,16 @@ describe('deploy operation', () => {
     expect(auditMessages(h.remote.runs.at(-1)!.stdin)).toEqual([expect.stringMatching(/^refused, nothing changed: supervisord is not running on web1 \(systemctl start supervisor\): nothing was started/)]);
   });
 
+  it("another nginx file sending requests to a slot's port itself (the state step reports its line): refused at the lock, before any build, naming file, line, port and the upstream to name", async () => {
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`, 'nginx_slot_port /etc/nginx/sites-enabled/api:5:         proxy_pass http://127.0.0.1:3579;'));
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toMatch(/^nginx on web1 reads a file besides sample's site that sends requests to a slot's port itself, \/etc\/nginx\/sites-enabled\/api:5: 127\.0\.0\.1:3579 \(program server's port on slot blue\): .*; nothing was started \(no build, no migration\)$/);
+    expect(err.hint).toMatch(/^name the upstreams instead in \/etc\/nginx\/sites-enabled\/api \(proxy_pass http:\/\/sample_server, /);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.uploads).toEqual([]);
+  });
+
   it('a process that is not ours on a port of the idle slot: refused at the lock, naming host, port, pid and command, before any build or migration', async () => {
     const live = 'current 20261101T000000Z-aaaaaaaaaaaa';
     // The live slot is blue: the release would start on green (3579 + 1000, 3000 + 1000), where python3 squats.
@@ -729,7 +739,7 @@ describe('deploy operation', () => {
     });
   });
 
-  it("the plan says when origin has the tag deployed at another commit than the checkout (moved since it was fetched): the checkout's is what goes live", async () => {
+  it("a tag or branch origin has at another commit than the checkout fetched (moved, pushed since) is refused before any host is touched, saying how to deploy origin's or this one by its sha; ops diff warns", async () => {
     const origin = join(mkdtempSync(join(tmpdir(), 'ops-deploy-op-origin-')), 'origin');
     execFileSync('git', ['clone', '-q', join(root, 'app'), origin]);
     const checkout = join(root, 'checkout-of-origin');
@@ -739,15 +749,40 @@ describe('deploy operation', () => {
     const other = projectWithRelease('  build: ""\n');
     const yml = join(other, 'environments', 'x', 'environment.yml');
     writeFileSync(yml, readFileSync(yml, 'utf8').replace(/^repository: .*$/m, `repository: ${checkout}`));
-    const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', 'current ') } : undefined));
-    h.ctx.root = other;
-    const r = await deploy(h.ctx, loadEnvironment('x', other), { dryRun: true, ref: 'v1' });
-    expect(r.sha).toBe(v1);
+    const live = opsLines(STATE, 'provisioned yes', 'current ');
+    for (const dryRun of [true, false]) {
+      const h = harness(live, (step) => (step.name === 'state' ? { stdout: live } : undefined));
+      h.ctx.root = other;
+      const err = (await deploy(h.ctx, loadEnvironment('x', other), { dryRun, ref: 'v1' }).catch((e: unknown) => e)) as OpsError;
+      expect(err, `dryRun ${dryRun}`).toBeInstanceOf(OpsError);
+      expect(err.message).toBe(
+        `origin's tag v1 is at ${v2.slice(0, 12)} now, not ${v1.slice(0, 12)} as this checkout last fetched it (the tag was moved): deploying v1 would put ${v1.slice(0, 12)} live, not origin's tag v1; nothing was sent to any host`,
+      );
+      expect(err.hint).toBe(`git fetch origin --force tag v1, then deploy again; or, to put ${v1.slice(0, 12)} live on purpose, deploy it by its sha: --ref ${v1}`);
+      expect(h.remote.stepNames()).toEqual([]);
+    }
+    // ops diff says it, under the commit it names (it deploys nothing).
     const warning = `warning: origin's tag v1 is at ${v2.slice(0, 12)} now, not ${v1.slice(0, 12)} as this checkout last fetched it (the tag was moved): the commit deployed is ${v1.slice(0, 12)}; to deploy origin's, git fetch origin --force tag v1 first`;
-    expect(r.plan).toContain(warning);
-    // ops diff says it too, under the commit it names.
+    const h = harness('', (step) => (step.name === 'state' ? { stdout: live } : undefined));
+    h.ctx.root = other;
     const d = await diff(h.ctx, loadEnvironment('x', other), 'v1');
     expect(formatDiff(d).split('\n').slice(0, 2)).toEqual([`x: v1 (tag v1) = ${v1}`, warning]);
+    // The commit by its sha is deployed as asked; after the fetch the hint gives, v1 is origin's.
+    expect((await deploy(h.ctx, loadEnvironment('x', other), { dryRun: true, ref: v1 })).sha).toBe(v1);
+    execFileSync('git', ['-C', checkout, 'fetch', '-q', 'origin', '--force', 'tag', 'v1']);
+    const fetched = await deploy(h.ctx, loadEnvironment('x', other), { dryRun: true, ref: 'v1' });
+    expect(fetched.sha).toBe(v2);
+    expect(fetched.plan!.join('\n')).not.toContain("origin's tag v1");
+    // A branch pushed since this checkout fetched: refused the same way (a teammate's merge not yet fetched).
+    execFileSync('git', ['-C', origin, '-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '--allow-empty', '-m', 'merged since']);
+    const branch = execFileSync('git', ['-C', origin, 'rev-parse', '--abbrev-ref', 'HEAD'], { encoding: 'utf8' }).trim();
+    const pushed = execFileSync('git', ['-C', origin, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
+    const behind = execFileSync('git', ['-C', checkout, 'rev-parse', `origin/${branch}`], { encoding: 'utf8' }).trim();
+    const refused = (await deploy(h.ctx, loadEnvironment('x', other), { dryRun: true, ref: branch }).catch((e: unknown) => e)) as OpsError;
+    expect(refused.message).toBe(
+      `origin's branch ${branch} is at ${pushed.slice(0, 12)} now, not ${behind.slice(0, 12)} as this checkout last fetched it (pushed since): deploying ${branch} would put ${behind.slice(0, 12)} live, not origin's branch ${branch}; nothing was sent to any host`,
+    );
+    expect(refused.hint).toMatch(/^git fetch origin, then deploy again; /);
   });
 
   it('a dry run still prints the plan when a host cannot be read', async () => {

@@ -239,6 +239,14 @@ describe('status parser', () => {
     ]);
   });
 
+  it("another nginx file sending requests to a slot's port itself: a problem naming file, line and whose port, with the fix (a deploy refuses it)", () => {
+    const port = env.port(Object.keys(env.config.programs)[0]!, 'blue');
+    const s = parse({ nginx_slot_port: `/etc/nginx/sites-enabled/api:5:     proxy_pass http://127.0.0.1:${port};` });
+    expect(s.problems).toHaveLength(1);
+    expect(s.problems[0]).toMatch(new RegExp(`^nginx on web1 reads a file besides ${env.config.app}'s site that sends requests to a slot's port itself, /etc/nginx/sites-enabled/api:5: 127\\.0\\.0\\.1:${port} \\(program \\w+'s port on slot blue\\): .*; deploys refuse until it is fixed \\(fix: name the upstreams instead in /etc/nginx/sites-enabled/api `));
+    expect(parse({}).problems).toEqual([]);
+  });
+
   it('nginx stopped: a problem that says what a deploy does about it (starts it, saying so; refuses while the unit is masked)', () => {
     expect(parse({ nginx: 'stopped enabled' }).problems).toEqual(["nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)"]);
     expect(parse({ nginx: 'stopped disabled' }).problems).toEqual(["nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so); it is not enabled at boot either (ops provision enables it)"]);

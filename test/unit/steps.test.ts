@@ -11,7 +11,7 @@ import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
 import { applyNginx, ensureUpstreams, provisionNginx } from '../../core/steps/nginx.ts';
-import { baseConfig, renderTemplate, site, upstreams } from '../../core/steps/nginx-config.ts';
+import { baseConfig, renderTemplate, site, slotPortLinesShell, slotPortsElsewhere, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, mirrorGit, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
@@ -149,6 +149,56 @@ describe("a deploy's read of nginx -t", () => {
   it('is read only by a deploy that goes on (with the commits it sends), not on the no-op path', () => {
     expect(deployState(env(), ['a'.repeat(40)]).script).toContain('nginx_out=$(nginx -t 2>&1)');
     expect(deployState(env()).script).not.toContain('nginx -t');
+  });
+});
+
+describe("a deploy's read of other nginx files naming a slot's port", () => {
+  // nginx -T's text (nginx 1.22): each file after its "# configuration file <path>:" line.
+  const dump = (e: ReturnType<typeof env>) =>
+    [
+      '# configuration file /etc/nginx/nginx.conf:',
+      'http {',
+      '    include /etc/nginx/sites-enabled/*;',
+      '}',
+      `# configuration file ${e.layout.nginxSiteEnabled}:`,
+      `include ${e.layout.nginxUpstreams};`,
+      `# configuration file ${e.layout.nginxUpstreams}:`,
+      'upstream shop_server {',
+      '    server 127.0.0.1:3579;',
+      '}',
+      '# configuration file /etc/nginx/sites-enabled/api-by-hand:',
+      'server {',
+      '    listen 127.0.0.1:3000;',
+      '    server_name api.example.org;',
+      '    # proxy_pass http://127.0.0.1:3579; (an old one)',
+      '    location / { proxy_pass http://localhost:3580/; }',
+      '    location /x { proxy_pass http://127.0.0.1:35799; }',
+      '}',
+      '# configuration file /etc/nginx/conf.d/monitor.conf:',
+      'upstream metrics { server [::1]:3000 max_fails=0; }',
+    ].join('\n');
+  const run = (e: ReturnType<typeof env>, text: string) =>
+    execFileSync('bash', ['-c', `set -euo pipefail\nnginx() { printf '%s\\n' "$NGINX_T"; }\nops_report() { printf '%s\\n' "$*"; }\n${slotPortLinesShell(e, 'pinned')}`], { encoding: 'utf8', env: { PATH: process.env.PATH, NGINX_T: text } });
+  it("reports the lines of files other than the app's site and upstreams that name a slot's port at a local address (not a listen, not a comment, not a longer port), with mawk; the runner names each with whose port it is", () => {
+    const e = env();
+    const out = run(e, dump(e));
+    expect(out.split('\n').filter(Boolean)).toEqual([
+      'pinned /etc/nginx/sites-enabled/api-by-hand:5:     location / { proxy_pass http://localhost:3580/; }',
+      'pinned /etc/nginx/conf.d/monitor.conf:1: upstream metrics { server [::1]:3000 max_fails=0; }',
+    ]);
+    const lines = out.split('\n').filter(Boolean).map((l) => l.replace(/^pinned /, ''));
+    const err = slotPortsElsewhere(e, 'web1', lines, 'nothing was started (no build, no migration)')!;
+    expect(err.message).toBe(
+      "nginx on web1 reads files besides shop's site that send requests to a slot's port itself, /etc/nginx/sites-enabled/api-by-hand:5: localhost:3580 (program server's port on slot green); /etc/nginx/conf.d/monitor.conf:1: [::1]:3000 (program client's port on slot blue): nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving; nothing was started (no build, no migration)",
+    );
+    expect(err.hint).toBe('name the upstreams instead in /etc/nginx/sites-enabled/api-by-hand, /etc/nginx/conf.d/monitor.conf (proxy_pass http://shop_server, http://shop_client: the site\'s upstreams file defines them for every file nginx reads), or remove what is no longer used; then deploy again');
+    expect(slotPortsElsewhere(e, 'web1', [], 'x')).toBeUndefined();
+    // nginx -T failing (a configuration nginx -t refuses: reported apart) reports nothing and fails nothing.
+    expect(execFileSync('bash', ['-c', `set -euo pipefail\nnginx() { return 1; }\nops_report() { echo "$*"; }\n${slotPortLinesShell(e, 'pinned')}\necho done`], { encoding: 'utf8' })).toBe('done\n');
+  });
+  it('is read by a deploy that goes on, with nginx -t', () => {
+    expect(deployState(env(), ['a'.repeat(40)]).script).toContain('nginx_pinned=$(nginx -T 2>/dev/null');
+    expect(deployState(env()).script).not.toContain('nginx -T');
   });
 });
 

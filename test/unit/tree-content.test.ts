@@ -2,7 +2,7 @@
 // from the runner's checkout, Git LFS contents (made by the real git-lfs), export-ignore paths; and, when the
 // runner's checkout lacks submodules or LFS content, a refusal naming paths and the checkout fix.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -105,6 +105,30 @@ describe('what git archive leaves out', () => {
     // The hint's command does it.
     gitIn(clone, ['lfs', 'pull', '--include=media/big.bin', '--exclude=']);
     expect((await treeContent(clone, sha)).lfs.map((f) => f.path).sort()).toEqual(['media/big.bin', 'small.bin']);
+  });
+
+  it("files only this clone sends through LFS (.git/info/attributes, not the commit's .gitattributes): refused, not deployed as their pointer text; once the rule is committed, their content is the release's", async () => {
+    const repo = join(root, 'lfs-own-rules');
+    initRepo(repo, { 'a.txt': 'a\n' });
+    gitIn(repo, ['lfs', 'install', '--local']);
+    mkdirSync(join(repo, '.git', 'info'), { recursive: true });
+    writeFileSync(join(repo, '.git', 'info', 'attributes'), '*.bin filter=lfs diff=lfs merge=lfs -text\n');
+    const model = randomBytes(3000);
+    const sha = commit(repo, { 'model.bin': model }, 'model by a rule of this clone alone');
+    // What the commit holds, and what any other clone (a CI runner) checks out: the pointer.
+    expect(parseLfsPointer(gitIn(repo, ['cat-file', '-p', `${sha}:model.bin`]) + '\n')).toBeDefined();
+    const err = (await treeContent(repo, sha).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toBe(
+      `${sha.slice(0, 12)} cannot be deployed complete: file this clone sends through Git LFS by attribute rules of its own (.git/info/attributes, core.attributesFile or /etc/gitattributes), not by the commit's .gitattributes: the commit holds only its pointer, which every other clone, and the release, would get as the file: model.bin; nothing was changed`,
+    );
+    expect(err.hint).toMatch(/^track them in the commit: move the filter=lfs rule into \.gitattributes/);
+    // The same with a .gitattributes that sends other files through LFS (its rules were all that was read then).
+    const psd = commit(repo, { '.gitattributes': '*.psd filter=lfs diff=lfs merge=lfs -text\n' }, 'psd files by LFS');
+    expect(((await treeContent(repo, psd).catch((e: unknown) => e)) as OpsError).message).toMatch(/not by the commit's \.gitattributes: .*: model\.bin; nothing was changed$/);
+    // The hint done: the rule committed, the pointer already in the tree is the file's content in the release.
+    const tracked = commit(repo, { '.gitattributes': '*.psd filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n' }, 'bin files by LFS too');
+    expect((await treeContent(repo, tracked)).lfs).toEqual([{ path: 'model.bin', oid: createHash('sha256').update(model).digest('hex'), size: 3000, file: expect.stringMatching(/\.git\/lfs\/objects\/..\/..\/[0-9a-f]{64}$/) }]);
   });
 
   it('a plain repository costs one tree listing and finds nothing', async () => {

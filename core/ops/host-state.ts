@@ -53,6 +53,8 @@ export interface HostState {
   platform?: string;
   /** nginx -t's lines when it fails (a deploy's read, deployState with `shas`); [] when it passes or was not asked. */
   nginxInvalid: string[];
+  /** Another server block answers the site's visitors (a deploy's read, deployState with `shas`): what answered, in which files, and the fix. */
+  nginxTaken?: string;
   /** supervisord is not running (a deploy's read, deployState with `shas`; a rollback's, with `supervisor`). */
   supervisorDown: boolean;
   /** No nginx runs (a deploy's read, deployState with `shas`): what `systemctl is-enabled nginx` says (`masked`...). */
@@ -102,6 +104,7 @@ export function parseState(r: StepResult): HostState {
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
+    nginxTaken: reported(r, RELEASE_KEYS.nginx_taken),
     supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== undefined,
     nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped),
   };

@@ -72,6 +72,15 @@ if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~
 }
 
 /**
+ * Shell that sets `gate_others` to the files of nginx's usual places (conf.d/*.conf, sites-enabled/*) other than the
+ * site's that listen on `port` (a number, or a shell variable's "$name"), space-separated with a trailing space:
+ * where a server block taking the site's visitors is; '' when none.
+ */
+export function otherListenFiles(env: Target, port: string): string {
+  return `gate_others=$(grep -lsE "^[^#]*listen[[:space:]]+([^;[:space:]]*:)?${port}([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | grep -vxF ${quote(env.layout.nginxSiteEnabled)} | tr '\\n' ' ' || true)`;
+}
+
+/**
  * How nginxServed asks: `slot`, the slot whose ports must answer (a Slot, or 'live': the one the shell variable
  * `$live_slot` names, blue or green; none asked when it names neither); `tls`, whether visitors are asked over https (true, false, or
  * 'if-certificate': when the environment serves TLS and its certificate file is on the host); `proves`, whether the
@@ -178,7 +187,7 @@ for gate_p in "${'$'}{gate_entries[@]}"; do
           # shellcheck disable=SC2016 # nginx's variable, written as the fix says it
           gate_unlogged+="${'$'}{gate_unlogged:+; }$gate_what, "${quote(unlogged)}
         else
-          gate_others=$(grep -lsE "^[^#]*listen[[:space:]]+([^;[:space:]]*:)?$gate_port([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | grep -vxF ${quote(L.nginxSiteEnabled)} | tr '\n' ' ' || true)
+          ${otherListenFiles(env, '$gate_port')}
           gate_taken="$gate_what, not from this site's server block: "${notSite}
           gate_wrong+="${'$'}{gate_wrong:+; }$gate_taken"
         fi

@@ -181,8 +181,9 @@ ${supervisorReport}
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 # Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
 # server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it
-# after the build and migrations.
-if [ -n "$cur_id" ] && [ -e ${quote(L.nginxSiteEnabled)} ]; then
+# after the build and migrations. Only while the site nginx has serves the name asked for (a domain changed since is
+# the switch's to write: asked for the new name, the site's own block would not answer it yet).
+if [ -n "$cur_id" ] && grep -qsF -- ${quote(`server_name ${env.config.domain ?? '_'};`)} ${quote(L.nginxSiteEnabled)}; then
 live_slot=$slot
 ${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs' })}
 [ -z "$gate_taken" ] || ops_report ${RELEASE_KEYS.nginx_taken} "$gate_taken (asked at $gate_url)"

@@ -13,7 +13,7 @@ import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx } from './nginx.ts';
 import { certificatePaths, checkLog, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
-import { gateSeconds, nginxGate, visitorAddress } from './nginx-gate.ts';
+import { gateSeconds, nginxGate, otherListenFiles, visitorAddress } from './nginx-gate.ts';
 import { b64, putFileWord } from './script.ts';
 import { ASSETS_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { maskText } from './masks.ts';
@@ -939,6 +939,11 @@ ${
           ? String.raw`if [ -z "$slot_seen" ]; then
   echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2
 ${conflictHint(env)}
+  # Not a slot at all, at the address the visitors reach: another server block may answer there.
+  case $slot_got in blue|green) ;; *)
+    ${otherListenFiles(env, String(certificateReady && certificatePaths(env) ? 443 : 80))}
+    [ -z "$gate_others" ] || echo "hint: what answered at $gate_at_shown may be another server block than the site's (one listening on that address, \"listen <address>:<port>\", is taken before the site's \"listen <port>\"; or a default_server): files listening on the port besides the site: $gate_others- remove it, or its listen/server_name, and reload nginx" >&2 ;;
+  esac
   false
 else
 ${gate}

@@ -107,8 +107,10 @@ export const DEPLOY_UNTOUCHED = 'nothing was sent, built or started';
 /**
  * Refuse, before anything is built or migrated (nothing sent yet), a deploy that cannot run on a host from its
  * state read with the lock (hosts never provisioned were refused by the lock step: withLock's LockOptions.unprovisioned): no certificate for TLS,
- * supervisord not running, a file nginx -t refuses that the switch does not write (nginxBlocker), another file
- * nginx reads that sends requests to a slot's port itself (slotPortsElsewhere: the switch would not move them). Hosts' masked
+ * supervisord not running, another server block taking the site's visitors (HostState.nginxTaken: the switch's
+ * proof, nginxServed, asked on the live slot), a file nginx -t refuses that the switch does not write (nginxBlocker),
+ * another file nginx reads that sends requests to a slot's port itself (slotPortsElsewhere: the switch would not
+ * move them). Hosts' masked
  * nginx and foreign listeners are refused by refuseMaskedNginx and refuseTakenPorts, once every host passed this.
  * @throws OpsError naming the host, what is wrong and how to fix it; nothing was changed.
  */
@@ -121,6 +123,12 @@ export function refuseUnready(env: Target, host: string, state: HostState): void
       `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
     );
   if (state.supervisorDown) throw supervisorDownError(env, host, state, 'nothing was started (no build, no migration)', 'deploy again');
+  // Another server block takes the visitors: the switch's proof would refuse the release after its build.
+  if (state.nginxTaken)
+    throw new OpsError(
+      `the site's visitors on ${host} do not reach ${env.config.app}'s nginx site: ${state.nginxTaken}. The switch would refuse any release there, so nothing was sent, built or started: nothing changed`,
+      `remove that server block, or its listen or server_name (nginx -T shows them all), reload nginx, check ops status ${env.name}, then deploy again`,
+    );
   const broken = nginxBlocker(env, state.nginxInvalid);
   if (broken)
     throw new OpsError(

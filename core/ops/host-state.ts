@@ -55,6 +55,8 @@ export interface HostState {
   nginxInvalid: string[];
   /** Lines of nginx's other files naming a slot's port at a local address (a deploy's read: slotPortLinesShell); [] otherwise. */
   nginxSlotPorts: string[];
+  /** Another server block answers the site's visitors (a deploy's read, deployState with `shas`): what answered, in which files, and the fix. */
+  nginxTaken?: string;
   /** supervisord is not running (a deploy's read, deployState with `shas`; a rollback's, with `supervisor`). */
   supervisorDown: boolean;
   /** No nginx runs (a deploy's read, deployState with `shas`): what `systemctl is-enabled nginx` says (`masked`...). */
@@ -105,6 +107,7 @@ export function parseState(r: StepResult): HostState {
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     nginxSlotPorts: reportedAll(r, RELEASE_KEYS.nginx_slot_port),
+    nginxTaken: reported(r, RELEASE_KEYS.nginx_taken),
     supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== undefined,
     nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped),
   };

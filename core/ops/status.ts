@@ -179,6 +179,8 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
       const site = h.site ? `; ${h.site.url} → ${h.site.status || 'no answer'}` : '';
       out.push(`    nginx       ${mark(h.nginx.running)} ${h.nginx.running ? 'running' : 'NOT running'}, ${mark(h.nginx.configOk)} config ${h.nginx.configOk ? 'valid' : 'INVALID'}${site}`);
     }
+    // What the visitors get, as nginx's own log proves it (the switch's proof): never only what `current` says.
+    if (h.served && rel) out.push(`    visitors    ${h.served.ok ? `${h.served.proven ? '✓' : '?'} get release ${rel.id}${h.served.proven ? " (nginx's log names the live slot's port)" : ' (not proven: see warnings)'}` : `✗ do NOT get release ${rel.id} (see problems)`} at ${h.served.url}`);
     if (h.supervisor) {
       if (!h.supervisor.running) out.push(`    supervisor  ✗ ${h.supervisor.error}`);
       else if (!h.supervisor.programs.length) out.push('    supervisor  ✓ running, no program of this app loaded');

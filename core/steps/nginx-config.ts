@@ -229,7 +229,9 @@ export function siteVariables(env: Target): Record<string, string> {
     acme_location: `location ^~ ${ACME_CHALLENGE_PREFIX} {\n        root ${L.acmeWebroot};\n        default_type text/plain;\n    }`,
     // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
     // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
-    slot_location: `location = /.ops/slot {\n        default_type text/plain;\n        if ($remote_addr !~ "^(127\\.0\\.0\\.1|::1)$") {\n            return 403;\n        }\n        return 200 $${L.nginxSlotVariable};\n    }`,
+    // Answered to the host itself only: a request from one of its addresses to that same address (127.0.0.1, ::1, or
+    // the address its visitors reach, where the switch looks: visitorAddress).
+    slot_location: `location = /.ops/slot {\n        default_type text/plain;\n        if ($remote_addr != $server_addr) {\n            return 403;\n        }\n        return 200 $${L.nginxSlotVariable};\n    }`,
     security_headers: SECURITY_HEADERS,
     tls_settings: TLS_SETTINGS,
     ssl_certificate: certs?.cert ?? '',

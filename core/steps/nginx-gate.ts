@@ -6,7 +6,7 @@
 // answers 5xx for.
 import type { Target } from '../target.ts';
 import { quote } from '../shell.ts';
-import { CHECK_HEADER, certificatePaths } from './nginx-config.ts';
+import { CHECK_HEADER, certificatePaths, checkLog } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { LOCAL_CURL } from './libraries.ts';
 import type { Slot } from '../layout.ts';
@@ -41,55 +41,25 @@ export function gatePaths(env: Target): { program: string; path: string }[] {
   return out;
 }
 
-/** The most seconds nginxGate takes: each path's tries, each bounded by curl (and a pause between tries). */
+/**
+ * The most seconds nginxServed (nginxGate) takes: each path's tries, each bounded by curl (and a pause between tries),
+ * its wait for nginx's line, and the request that tells the site's own server block from another one when there is none.
+ */
 export function gateSeconds(env: Target): number {
-  return gatePaths(env).length * (GATE_TRIES * (GATE_REQUEST_SECONDS + 1) + CHECK_LINE_SECONDS);
+  return gatePaths(env).length * (GATE_TRIES * (GATE_REQUEST_SECONDS + 1) + 2 * CHECK_LINE_SECONDS + GATE_REQUEST_SECONDS);
 }
 
 /**
- * Shell (a condition: its exit status) that asks nginx, as the site's visitors do, for each health path (gatePaths):
- * at the address of this host the deploy's SSH connection reached (SSH_CONNECTION: an address visitors reach too, where
- * a server block of another file may listen for the port, `listen <address>:80`, which nginx then takes for every
- * request to that address before the site's `listen 80`; 127.0.0.1 without one), https with the site's name when
- * `certificateReady` and the environment serves TLS, else http with the domain (or 127.0.0.1, the probes' Host) as
- * Host. It fails when nginx answers a path with a 5xx GATE_TRIES times: printing (stderr) which paths, what nginx
- * answered, the line nginx's error log (the site's, else the main one) wrote about it, and how to fix the cause it
- * names. With `proves` (the site written holds checkLog), each request carries CHECK_HEADER with a nonce and nginx's
- * own line for it (layout.nginxCheckLog) must say the answer came from the new slot: the program's port on `slot` the
- * last upstream asked, and its status the one the client got; else it fails too, saying what answered instead (no
- * line: a server block that is not the site's; no upstream: nginx itself, a static file, `return`, `try_files` or its
- * cache; another address; a status nginx replaced, `error_page ... =200` or proxy_intercept_errors) and the fix. No
- * answer at all (a timeout) is no verdict here. Needs curl; `release_id` set (the release named in the message).
+ * Shell that sets `gate_at`, where the site's visitors reach this host: the address of it the SSH connection reached
+ * (SSH_CONNECTION's third field, an address visitors reach too; read from the first process above this one that has
+ * it, as sudo's env_reset drops it: the login's shell, root reads every process's environment), an IPv6 one in
+ * brackets, else 127.0.0.1; and `gate_at_shown`, the same as it is said. A server block of another file listening on
+ * that address (`listen <address>:80`) is taken for every request to it before the site's `listen 80`, and one
+ * listening on 127.0.0.1 alone (a status page for a monitoring agent) takes nothing from the visitors: asked there,
+ * nginx answers as it answers them (nginxServed, and the switch's look at /.ops/slot).
  */
-export function nginxGate(env: Target, slot: Slot, certificateReady: boolean, proves: boolean): string {
-  const paths = gatePaths(env);
-  if (!paths.length) return ': no program is routed by nginx: nothing to ask it';
-  const L = env.layout;
-  const cert = certificatePaths(env);
-  const name = siteName(env);
-  const tls = certificateReady && cert;
-  const port = tls ? 443 : 80;
-  const opts = tls ? `-k --resolve ${quote(`${name}:443:`)}"$gate_at"` : `-H ${quote(`Host: ${env.config.domain ?? '127.0.0.1'}`)}`;
-  const base = tls ? `https://${name}` : 'http://"$gate_at"';
-  const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
-  const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
-  const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
-  const replaced = `nginx turns the release's error into another answer (an error_page with "=<code>", or proxy_intercept_errors with error_page, in ${template}), so visitors would get that page, not the release: keep the page but drop "=<code>" (its status stays the error) and fix the cause above; a release nginx cannot pass on never goes live`;
-  // Said with the address asked and the files found on the host ($gate_at_shown, $gate_files), outside the quotes.
-  const notSite = [
-    quote(`another server block answers `),
-    `"$gate_at_shown"`,
-    quote(`:${port} for the site's name (one listening on that address, "listen <address>:${port}", is taken before the site's "listen ${port}"; or a default_server, or the same server_name loaded first), in: `),
-    `"${'$'}{gate_files:-(no other file listens on port ${port}: see nginx -T) }"`,
-    quote(`- remove it, or its listen/server_name, and reload nginx${env.config.nginx.site_template ? ` (or, when it is the site's own, ${template} sets access_log where the health path is served, which replaces the server's {{logs}} there: leave them to apply)` : ''}`),
-  ].join('');
-  const itself = `the site answers the health path without passing it to the release (a static file, "return", "try_files" before proxy_pass, or proxy_cache serving a stored copy) in ${template}: route it with proxy_pass http://${L.nginxUpstream('<program>')} (or {{locations}}), and bypass the cache for requests carrying ${CHECK_HEADER} (proxy_cache_bypass $http_${CHECK_HEADER.toLowerCase().replace(/-/g, '_')}; proxy_no_cache $http_${CHECK_HEADER.toLowerCase().replace(/-/g, '_')};)`;
-  const elsewhere = `the site passes the health path to another address than the slot's (its own upstream or proxy_pass) in ${template}: proxy_pass http://${L.nginxUpstream('<program>')} (the upstream the switch moves), or {{locations}}`;
-  const entries = paths.map((p) => quote(`${p.program} 127.0.0.1:${env.port(p.program, slot)} ${p.path}`)).join(' ');
-  return String.raw`# nginxGate: the health paths through nginx, as the site's visitors ask them.
-gate_fail=""; gate_wrong=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
-for gate_log in "${'$'}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
-# Where visitors are: the address of this host the SSH connection reached (an IPv4 or IPv6 address, else 127.0.0.1),
+export function visitorAddress(): string {
+  return String.raw`# Where visitors are: the address of this host the SSH connection reached (an IPv4 or IPv6 address, else 127.0.0.1),
 # from SSH_CONNECTION: sudo's env_reset drops it, so it is read from the first process above this one that has it
 # (the login's shell; root reads every process's environment).
 gate_conn=${'$'}{SSH_CONNECTION:-}; gate_pid=$$
@@ -98,36 +68,129 @@ while [ -z "$gate_conn" ] && [ "$gate_pid" -gt 1 ] && read -r gate_stat 2>/dev/n
   read -r -a gate_f <<< "${'$'}{gate_stat##*) }"; gate_pid=${'$'}{gate_f[1]}
 done
 read -r _ _ gate_at _ <<< "$gate_conn" || true
-if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~ ^[0-9a-fA-F:]+$ ]]; then gate_at_shown="[$gate_at]"; gate_at="[$gate_at]"; else gate_at=127.0.0.1; gate_at_shown=$gate_at; fi
+if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~ ^[0-9a-fA-F:]+$ ]]; then gate_at_shown="[$gate_at]"; gate_at="[$gate_at]"; else gate_at=127.0.0.1; gate_at_shown=$gate_at; fi`;
+}
+
+/**
+ * Shell that sets `gate_others` to the files of nginx's usual places (conf.d/*.conf, sites-enabled/*) other than the
+ * site's that listen on `port` (a number, or a shell variable's "$name"), space-separated with a trailing space:
+ * where a server block taking the site's visitors is; '' when none.
+ */
+export function otherListenFiles(env: Target, port: string): string {
+  return `gate_others=$(grep -lsE "^[^#]*listen[[:space:]]+([^;[:space:]]*:)?${port}([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | grep -vxF ${quote(env.layout.nginxSiteEnabled)} | tr '\\n' ' ' || true)`;
+}
+
+/**
+ * How nginxServed asks: `slot`, the slot whose ports must answer (a Slot, or 'live': the one the shell variable
+ * `$live_slot` names, blue or green; none asked when it names neither); `tls`, whether visitors are asked over https (true, false, or
+ * 'if-certificate': when the environment serves TLS and its certificate file is on the host); `proves`, whether the
+ * site nginx serves keeps checkLog (true, false, or 'if-site-logs': when the enabled site file holds its line).
+ */
+export interface ServedAsk {
+  slot: Slot | 'live';
+  tls: boolean | 'if-certificate';
+  proves: boolean | 'if-site-logs';
+}
+
+/**
+ * Shell that asks nginx, as the site's visitors do, for each health path (gatePaths) of the programs on a slot, and
+ * proves through nginx's own log which upstream answered: the one way the switch (nginxGate) and `ops status` (the
+ * status step) tell what serves. Asked at the address of this host the SSH connection reached (SSH_CONNECTION: an
+ * address visitors reach too, where a server block of another file may listen for the port, `listen <address>:80`,
+ * which nginx then takes for every request to that address before the site's `listen 80`; 127.0.0.1 without one),
+ * https with the site's name when TLS is asked and the environment serves it, else http with the domain (or 127.0.0.1,
+ * the probes' Host) as Host. A path nginx answers with a 5xx GATE_TRIES times is added to `$gate_fail` (with
+ * `$gate_line`, the line nginx's error log, the site's else the main one, wrote about it, and `$gate_hint`, the fix of
+ * the cause it names). When proving, each request carries CHECK_HEADER with a nonce, and nginx's own line for it
+ * (layout.nginxCheckLog) must say the answer came from the slot: the program's port on it the last upstream asked,
+ * its status the one the client got; else `$gate_wrong` says what answered instead (no upstream: nginx itself, a
+ * static file, `return`, `try_files` or its cache; another address; a status nginx replaced, `error_page ... =200` or
+ * proxy_intercept_errors, goes to `$gate_fail`) and the fix. A request with no line at all is told apart by one more
+ * to /.ops/slot, which the site's server-level logs record: with its line, the site's own server block answered but
+ * the health path's location sets its own access_log (`$gate_unlogged`: unproven, said with the fix, not a failure);
+ * without, another server block takes the visitors (`$gate_wrong`, and `$gate_taken` alone: what answered, the
+ * files listening on the port, in `$gate_others`, and the fix). No answer at all (a timeout) is no verdict here. `$gate_url` is where visitors were asked. Needs
+ * curl; sets only gate_* variables.
+ */
+export function nginxServed(env: Target, ask: ServedAsk): string {
+  const paths = gatePaths(env);
+  if (!paths.length) return 'gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_url=""; gate_proves=0; : no program is routed by nginx: nothing to ask it';
+  const L = env.layout;
+  const cert = certificatePaths(env);
+  const name = siteName(env);
+  const checkName = `$http_${CHECK_HEADER.toLowerCase().replace(/-/g, '_')}`;
+  const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
+  const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
+  const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
+  const replaced = `nginx turns the release's error into another answer (an error_page with "=<code>", or proxy_intercept_errors with error_page, in ${template}), so visitors would get that page, not the release: keep the page but drop "=<code>" (its status stays the error) and fix the cause above; a release nginx cannot pass on never goes live`;
+  // Said with the address asked and the files found on the host ($gate_at_shown, $gate_port, $gate_others), outside the quotes.
+  const notSite = [
+    quote(`another server block answers `),
+    `"$gate_at_shown:$gate_port"`,
+    quote(` for the site's name (one listening on that address, "listen <address>:<port>", is taken before the site's "listen <port>"; or a default_server, or the same server_name loaded first), in: `),
+    `"${'$'}{gate_others:-(no other file listens on port $gate_port: see nginx -T) }"`,
+    quote(`- remove it, or its listen/server_name, and reload nginx`),
+  ].join('');
+  const unlogged = `the site's own server block answered, but the location that serves it sets its own access_log (e.g. "access_log off;"), which replaces the site's logs there, so nginx keeps no record of which upstream answered: add the check log's line to that location in ${template}, "${checkLog(env)}", so that what serves it can be proven`;
+  const itself = `the site answers the health path without passing it to the release (a static file, "return", "try_files" before proxy_pass, or proxy_cache serving a stored copy) in ${template}: route it with proxy_pass http://${L.nginxUpstream('<program>')} (or {{locations}}), and bypass the cache for requests carrying ${CHECK_HEADER} (proxy_cache_bypass ${checkName}; proxy_no_cache ${checkName};)`;
+  const elsewhere = `the site passes the health path to another address than the slot's (its own upstream or proxy_pass) in ${template}: proxy_pass http://${L.nginxUpstream('<program>')} (the upstream the switch moves), or {{locations}}`;
+  const entries = (slot: Slot) => `gate_entries=(${paths.map((p) => quote(`${p.program} 127.0.0.1:${env.port(p.program, slot)} ${p.path}`)).join(' ')})`;
+  const chooseEntries = ask.slot === 'live' ? `case "$live_slot" in blue) ${entries('blue')} ;; green) ${entries('green')} ;; *) gate_entries=() ;; esac` : entries(ask.slot);
+  const https = `gate_port=443; gate_opts=(-k --resolve ${quote(`${name}:443:`)}"$gate_at"); gate_base=${quote(`https://${name}`)}; gate_url=$gate_base`;
+  const http = `gate_port=80; gate_opts=(-H ${quote(`Host: ${env.config.domain ?? '127.0.0.1'}`)}); gate_base="http://$gate_at"; gate_url="http://$gate_at_shown"`;
+  const chooseScheme = !cert || ask.tls === false ? http : ask.tls === true ? https : `if [ -f ${quote(cert.cert)} ]; then ${https}; else ${http}; fi`;
+  const chooseProof = typeof ask.proves === 'boolean' ? `gate_proves=${ask.proves ? 1 : 0}` : `gate_proves=0\n# shellcheck disable=SC2016 # nginx's variable, in the line looked for\nif grep -qsF -- ${quote(checkLog(env))} ${quote(L.nginxSiteEnabled)}; then gate_proves=1; fi`;
+  // One request through nginx, marked with the nonce $gate_id, its status in $gate_code.
+  const ask1 = (path: string) => `gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} "${'$'}{gate_opts[@]}" -H "${CHECK_HEADER}: $gate_id" "$gate_base"${path} 2>/dev/null) || true`;
+  // nginx's own line for the request $gate_id (checkLog), written as the request ends: '' when none within CHECK_LINE_SECONDS.
+  const lineOf = String.raw`gate_line=""
+      for _ in {1..${CHECK_LINE_SECONDS * 20}}; do
+        gate_line=$(tail -c +$(( gate_check_from + 1 )) ${quote(L.nginxCheckLog)} 2>/dev/null | grep -m 1 -F "$gate_id|") || true
+        [ -z "$gate_line" ] || break; sleep 0.05
+      done`;
+  return String.raw`# nginxServed: the health paths through nginx, as the site's visitors ask them, and who answered.
+gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_replaced=""; gate_line=""; gate_hint=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
+for gate_log in "${'$'}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
+${visitorAddress()}
+${chooseEntries}
+${chooseScheme}
+${chooseProof}
 gate_check_from=$(stat -c %s ${quote(L.nginxCheckLog)} 2>/dev/null || echo 0)
 gate_nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); gate_n=0
-for gate_p in ${entries}; do
+for gate_p in "${'$'}{gate_entries[@]}"; do
   read -r gate_program gate_addr gate_path <<< "$gate_p"; gate_code=""
   for gate_try in {1..${GATE_TRIES}}; do
     gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
-    gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} ${opts} -H "${CHECK_HEADER}: $gate_id" ${base}"$gate_path" 2>/dev/null) || true
+    ${ask1('"$gate_path"')}
     case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || sleep 0.3 ;; *) break ;; esac
   done
   case $gate_code in
     5??) gate_fail+="${'$'}{gate_fail:+, }GET $gate_path (program $gate_program): $gate_code" ;;
     ""|000) ;;
-    *)${
-      proves
-        ? String.raw`
+    *)
+      [ "$gate_proves" = 1 ] || continue
       # nginx's own line for this request (checkLog): which upstream answered, with what.
-      gate_line=""
-      for _ in {1..${CHECK_LINE_SECONDS * 20}}; do
-        gate_line=$(tail -c +$(( gate_check_from + 1 )) ${quote(L.nginxCheckLog)} 2>/dev/null | grep -m 1 -F "$gate_id|") || true
-        [ -z "$gate_line" ] || break; sleep 0.05
-      done
+      ${lineOf}
       IFS='|' read -r _ gate_status gate_ustatus gate_uaddr gate_cache <<< "$gate_line"
+      # nginx logs an empty variable as "-" (no cache on that location).
+      [ "$gate_cache" != - ] || gate_cache=""
       # The last upstream tried (after ", " retries and " : " internal redirects).
       gate_ustatus=${'$'}{gate_ustatus// : /, }; gate_ustatus=${'$'}{gate_ustatus##*, }
       gate_uaddr=${'$'}{gate_uaddr// : /, }; gate_uaddr=${'$'}{gate_uaddr##*, }
       gate_what="GET $gate_path (program $gate_program): nginx answered $gate_code"
       if [ -z "$gate_line" ]; then
-        gate_files=$(grep -lsE "^[^#]*listen[[:space:]]+([^;[:space:]]*:)?${port}([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | grep -vxF ${quote(L.nginxSiteEnabled)} | tr '\n' ' ' || true)
-        gate_wrong+="${'$'}{gate_wrong:+; }$gate_what, not from this site's server block: "${notSite}
+        # No line: the site's own server block (its server-level logs record /.ops/slot, whatever answers it) or another.
+        gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
+        ${ask1('/.ops/slot')}
+        ${lineOf}
+        if [ -n "$gate_line" ]; then
+          # shellcheck disable=SC2016 # nginx's variable, written as the fix says it
+          gate_unlogged+="${'$'}{gate_unlogged:+; }$gate_what, "${quote(unlogged)}
+        else
+          ${otherListenFiles(env, '$gate_port')}
+          gate_taken="$gate_what, not from this site's server block: "${notSite}
+          gate_wrong+="${'$'}{gate_wrong:+; }$gate_taken"
+        fi
       elif [ "$gate_uaddr" = - ] || [ -z "$gate_uaddr" ]; then
         # shellcheck disable=SC2016 # nginx's variables, written as the fix says them
         gate_wrong+="${'$'}{gate_wrong:+; }$gate_what itself, from no upstream${'$'}{gate_cache:+ (cache: $gate_cache)}: "${quote(itself)}
@@ -135,9 +198,7 @@ for gate_p in ${entries}; do
         gate_wrong+="${'$'}{gate_wrong:+; }$gate_what from $gate_uaddr, not from the slot's port $gate_addr: "${quote(elsewhere)}
       elif [ "$gate_ustatus" != "$gate_status" ]; then
         gate_fail+="${'$'}{gate_fail:+, }$gate_what, but the release answered $gate_ustatus ($gate_uaddr)"; gate_replaced=1
-      fi`
-        : ' :'
-    } ;;
+      fi ;;
   esac
 done
 if [ -n "$gate_fail" ]; then
@@ -152,11 +213,29 @@ if [ -n "$gate_fail" ]; then
     *"too big header"*) gate_hint=${quote(tooBig)} ;;
     *) gate_hint=${quote(other)} ;;
   esac
-  gate_as="5xx for them"; [ -z "${'$'}{gate_replaced:-}" ] || { gate_as="another answer than the release's"; gate_hint=${quote(replaced)}"; the cause: $gate_hint"; }
-  echo "release $release_id answers its health checks on its own ports, but nginx answers the site's visitors $gate_as once it routes to slot ${slot} (${base.replace('"$gate_at"', '$gate_at_shown')}): $gate_fail; nginx's error log: ${'$'}{gate_line:-(nothing about an upstream)}. Not switched: $gate_hint" >&2
+  [ -z "$gate_replaced" ] || gate_hint=${quote(replaced)}"; the cause: $gate_hint"
+fi`;
+}
+
+/**
+ * Shell (a condition: its exit status) for the switch: nginxServed on `slot` (https when `certificateReady` and the
+ * environment serves TLS; proving when `proves`, the site written holds checkLog), failing when nginx answers a
+ * health path with a 5xx (printing, stderr, which paths, what nginx answered, its error log's line and the fix) or
+ * when what answered is not the new slot (what answered instead, and the fix). A health path whose location keeps no
+ * record is a warning (unproven), not a failure. Needs `release_id` set (the release named in the message).
+ */
+export function nginxGate(env: Target, slot: Slot, certificateReady: boolean, proves: boolean): string {
+  if (!gatePaths(env).length) return ': no program is routed by nginx: nothing to ask it';
+  return String.raw`${nginxServed(env, { slot, tls: certificateReady, proves })}
+if [ -n "$gate_unlogged" ]; then
+  echo "warning: what answers the site's visitors for release $release_id cannot be proven ($gate_url): $gate_unlogged" >&2
+fi
+if [ -n "$gate_fail" ]; then
+  gate_as="5xx for them"; [ -z "$gate_replaced" ] || gate_as="another answer than the release's"
+  echo "release $release_id answers its health checks on its own ports, but nginx answers the site's visitors $gate_as once it routes to slot ${slot} ($gate_url): $gate_fail; nginx's error log: ${'$'}{gate_line:-(nothing about an upstream)}. Not switched: $gate_hint" >&2
 fi
 if [ -n "$gate_wrong" ]; then
-  echo "release $release_id is not what the site's visitors get once nginx routes to slot ${slot} (${base.replace('"$gate_at"', '$gate_at_shown')}): $gate_wrong. Not switched" >&2
+  echo "release $release_id is not what the site's visitors get once nginx routes to slot ${slot} ($gate_url): $gate_wrong. Not switched" >&2
 fi
 [ -z "$gate_fail" ] && [ -z "$gate_wrong" ]`;
 }

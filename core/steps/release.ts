@@ -7,6 +7,7 @@ import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths, slotPortLinesShell } from './nginx-config.ts';
+import { gateSeconds, nginxServed } from './nginx-gate.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
 import { b64, hostGit } from './script.ts';
@@ -20,8 +21,8 @@ export function mirrorGit(mirror: string): string {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas`: slotPortLinesShell), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
-export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'carried', 'unhashed', 'rollback_previous', 'stale');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas`: slotPortLinesShell), `nginx_taken` (another server block answers the site's visitors, what answered and the fix: nginxServed's proof on the live slot, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
+export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'carried', 'unhashed', 'rollback_previous', 'stale', 'nginx_taken');
 
 export interface ReleaseMeta {
   id: string;
@@ -70,7 +71,7 @@ export function releaseId(sha: string, now = new Date()): string {
  * sharing built releases between hosts).
  * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
  *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets; and whether
- *   `nginx -t` passes (the switch needs it).
+ *   `nginx -t` passes and no other server block takes the site's visitors (the switch needs both: nginxServed).
  * - `fingerprint` (deployFingerprint; the switch records each release's in .ops/fingerprint with the sums of the
  *   files it wrote: fingerprintRecords): `live_changed`
  *   when something is live that was not deployed with it (a secret or setting changed since, or a release with no
@@ -180,13 +181,23 @@ ${supervisorReport}
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 # Does another file nginx reads send requests to a slot's port itself? It would reach that slot whatever the switch does.
 ${slotPortLinesShell(env, RELEASE_KEYS.nginx_slot_port)}
+# Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
+# server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it
+# after the build and migrations. Only while the site nginx has serves the name asked for (a domain changed since is
+# the switch's to write: asked for the new name, the site's own block would not answer it yet).
+if [ -n "$cur_id" ] && grep -qsF -- ${quote(`server_name ${env.config.domain ?? '_'};`)} ${quote(L.nginxSiteEnabled)}; then
+live_slot=$slot
+${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs' })}
+[ -z "$gate_taken" ] || ops_report ${RELEASE_KEYS.nginx_taken} "$gate_taken (asked at $gate_url)"
+fi
 ${switchPreflight(env, !options.commit)}
 `
     : '';
   return {
     name: 'state',
     as: 'root',
-    timeout: 30,
+    // The deploy's read asks nginx as the switch does (nginxServed): its bounded tries on top.
+    timeout: 30 + (shas ? gateSeconds(env) : 0),
     quiet: true,
     script: String.raw`${historyFunctions(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)

@@ -12,15 +12,16 @@ import { parseCerts, siteName, type CertInfo } from './certs.ts';
 import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
 import { describeHolder, lockStatus, parseLock, staleReason, unseenReason, type LockInfo } from './lock.ts';
-import { certificatePaths, slotPortLinesShell, slotPortsElsewhere } from './nginx-config.ts';
+import { certificatePaths, checkLog, slotPortLinesShell, slotPortsElsewhere } from './nginx-config.ts';
 import { describeProcess, foreignListeners, leftoverListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { historyFunctions } from './history.ts';
 import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
+import { gateSeconds, nginxServed } from './nginx-gate.ts';
 import { provisionedIn, reportProvisioned, unprovisionedNote } from './system.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run', 'served_url', 'served_proof', 'served_fail', 'served_wrong', 'served_unlogged');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -67,6 +68,25 @@ export function healthShell(env: Target, slot: Slot): string {
 fi`;
 }
 
+/**
+ * Shell that reports what the site's visitors get through nginx for the live release (read: `$cur`, `$live_slot`):
+ * nginxServed on the live slot, over https when the environment serves TLS and its certificate is on the host,
+ * proven by nginx's check log when the enabled site keeps it; the switch's proof (nginxGate), word for word.
+ * `served_url` (where visitors were asked), `served_proof` (1: the site keeps the check log, 0: it does not, nothing
+ * proven), `served_fail` (health paths nginx answers 5xx or replaces, with its error log line and the fix; masked
+ * here, maskText), `served_wrong` (what answered instead of the live slot, and the fix), `served_unlogged` (a health
+ * path whose location keeps no record). Nothing when no release is live. At most gateSeconds.
+ */
+export function servedShell(env: Target): string {
+  return String.raw`if [ -n "$cur" ] && { [ "$live_slot" = blue ] || [ "$live_slot" = green ]; }; then
+${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs' })}
+if [ -n "$gate_url" ]; then ops_report ${STATUS_KEYS.served_url} "$gate_url"; ops_report ${STATUS_KEYS.served_proof} "$gate_proves"; fi
+[ -z "$gate_fail" ] || ops_report ${STATUS_KEYS.served_fail} "$(printf '%s' "$gate_fail; nginx's error log: ${'$'}{gate_line:-(nothing about an upstream)}. $gate_hint" | ${maskText(env)})"
+[ -z "$gate_wrong" ] || ops_report ${STATUS_KEYS.served_wrong} "$gate_wrong"
+[ -z "$gate_unlogged" ] || ops_report ${STATUS_KEYS.served_unlogged} "$gate_unlogged"
+fi`;
+}
+
 /** The most of the audit log's last line status reads (bytes): a line is a few hundred (its message at most AUDIT_REASON_MAX). */
 const LAST_RUN_BYTES = 4000;
 /** The most of a failed last run's reason status shows (characters); ops audit shows it whole. */
@@ -80,7 +100,7 @@ export function hostStatus(env: Target): Step {
   return {
     name: 'status',
     as: 'root',
-    timeout: 90,
+    timeout: 90 + gateSeconds(env),
     quiet: true,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${probeLibrary(env)}
@@ -152,6 +172,8 @@ case "$live_slot" in
   blue) ${health('blue')} ;;
   green) ${health('green')} ;;
 esac
+# What the site's visitors get through nginx, and which upstream answered it (the switch's proof).
+${servedShell(env)}
 ${cert ? `cert_info ${quote(cert.cert)}\nops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"` : ': no TLS'}
 { df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report ${STATUS_KEYS.disk} "$m $avail $size"; done
 ${lockStatus(env).script}`,
@@ -170,6 +192,12 @@ export interface HostStatus {
   release?: ReleaseSummary;
   slot?: Slot;
   nginx?: { running: boolean; configOk: boolean; messages: string[] };
+  /**
+   * What the site's visitors get through nginx for the live release, as the switch proves it (nginxServed): `url`
+   * where they were asked, `proven` whether nginx's own log said which upstream answered (the site keeps it), `ok`
+   * whether it is the live slot's release, without a 5xx.
+   */
+  served?: { url: string; proven: boolean; ok: boolean };
   /** `status`: what "/" answers through nginx; `enabled`: whether the app's own site is enabled (else another site answered). */
   site?: { url: string; status: number; enabled: boolean };
   supervisor?: { running: boolean; error?: string; programs: ProgramState[] };
@@ -251,6 +279,29 @@ export function healthReasons(verdict: string, probeList: string[], redact: (tex
     out.set(probe, maskSecretLike(text.replace(/\)$/, '').replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said: string, body: string, hint = '') => `${said}${excerpt(body, redact)}${hint}`)));
   });
   return out;
+}
+
+/**
+ * What the site's visitors get through nginx (servedShell's reports), into `s.served`: a problem (`problem`) when it
+ * is not release `current` of the live slot (another server block, nginx's own answer, another address: with the fix,
+ * in the switch's words) or nginx answers its health paths 5xx or replaces them (error_page =200); a warning when it
+ * cannot be proven (the site keeps no check log, or a health path's location its own access_log). Nothing when the
+ * step did not report it (an older status step, nothing live).
+ */
+function served(env: Target, current: string, s: HostStatus, r: StepResult, redact: ((text: string) => string) | undefined, problem: (p: string) => void, warn: (w: string) => void): void {
+  const url = reported(r, STATUS_KEYS.served_url);
+  if (!url) return;
+  const mask = (t: string) => maskSecretLike(redact ? redact(t) : t);
+  const proven = reported(r, STATUS_KEYS.served_proof) === '1';
+  const wrong = reported(r, STATUS_KEYS.served_wrong);
+  const fail = reported(r, STATUS_KEYS.served_fail);
+  const unlogged = reported(r, STATUS_KEYS.served_unlogged);
+  s.served = { url, proven: proven && !unlogged, ok: !wrong && !fail };
+  const who = `release ${current} (live slot ${s.slot})`;
+  if (wrong) problem(`what the site's visitors get (${url}) is not ${who}, which is current here: ${mask(wrong)}`);
+  if (fail) problem(`nginx does not give the site's visitors what ${who} answers (${url}): ${mask(fail)}`);
+  if (!proven) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ops deploy ${env.name} --force writes it again)`);
+  else if (unlogged) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: ${mask(unlogged)}`);
 }
 
 /**
@@ -377,6 +428,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   // While a run holds the lock, a switch may be between its reload and `current`'s flip (a second or so): what
   // nginx routes to is then only worth a warning.
   if (current && s.slot) nginxRoute(env, s.slot, r, parseLock(r).state === 'held' ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem);
+  if (current && s.slot) served(env, current, s, r, redact, parseLock(r).state === 'held' ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem, warn);
 
   const sup = reported(r, STATUS_KEYS.supervisor) ?? '';
   if (sup === 'running') {

@@ -13,7 +13,7 @@ import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx } from './nginx.ts';
 import { certificatePaths, checkLog, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
-import { gateSeconds, nginxGate } from './nginx-gate.ts';
+import { gateSeconds, nginxGate, otherListenFiles, visitorAddress } from './nginx-gate.ts';
 import { b64, putFileWord } from './script.ts';
 import { ASSETS_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { maskText } from './masks.ts';
@@ -763,7 +763,8 @@ const SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 
 /**
  * Shell that looks (SLOT_LOOK_SECONDS at most) for `slot` at /.ops/slot through the local nginx, where the site's
- * visitors are: over https when the site is served with its certificate (its port 80 only redirects there), else
+ * visitors are (at the host's address they reach: visitorAddress; the location answers a request from the host
+ * itself, to any of its addresses): over https when the site is served with its certificate (its port 80 only redirects there), else
  * over http. Over http alone, a server block of another site that nginx takes first for the name on 443 (a
  * hand-made or certbot-made site of the same domain: nginx warns "conflicting server name", ignored) would leave
  * every https visitor on that site while the switch saw its slot on port 80. Sets `slot_seen` (1 when nginx
@@ -772,12 +773,15 @@ const SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 function slotLook(env: Target, slot: Slot, certificateReady: boolean): string {
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
   const name = siteName(env);
+  // At the address the visitors reach (visitorAddress), as the health paths are asked (nginxServed): a server block
+  // listening on 127.0.0.1 alone (a monitoring agent's status page) would answer a look there, not the site.
   const ask =
     certificateReady && certificatePaths(env)
-      ? `${LOCAL_CURL} -sk --max-time 1 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)}`
-      : `${LOCAL_CURL} -s --max-time 1${host} http://127.0.0.1/.ops/slot`;
+      ? `${LOCAL_CURL} -sk --max-time 1 --resolve ${quote(`${name}:443:`)}"$gate_at" ${quote(`https://${name}/.ops/slot`)}`
+      : `${LOCAL_CURL} -s --max-time 1${host} http://"$gate_at"/.ops/slot`;
   // What answered is quoted masked, then cut (mask_clip): an app's page when nginx does not answer it itself.
   return String.raw`${maskLibrary(env)}
+${visitorAddress()}
 slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
 for i in {1..100}; do
   got=$(${ask} 2>/dev/null || true)
@@ -935,6 +939,11 @@ ${
           ? String.raw`if [ -z "$slot_seen" ]; then
   echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2
 ${conflictHint(env)}
+  # Not a slot at all, at the address the visitors reach: another server block may answer there.
+  case $slot_got in blue|green) ;; *)
+    ${otherListenFiles(env, String(certificateReady && certificatePaths(env) ? 443 : 80))}
+    [ -z "$gate_others" ] || echo "hint: what answered at $gate_at_shown may be another server block than the site's (one listening on that address, \"listen <address>:<port>\", is taken before the site's \"listen <port>\"; or a default_server): files listening on the port besides the site: $gate_others- remove it, or its listen/server_name, and reload nginx" >&2 ;;
+  esac
   false
 else
 ${gate}

@@ -477,6 +477,19 @@ describe('deploy operation', () => {
     expect(h.remote.uploads).toEqual([]);
   });
 
+  it("another server block taking the site's visitors (the state step's nginxServed, on the live slot, says so): refused at the lock, naming its file, before any build", async () => {
+    const taken = `GET /health (program server): nginx answered 200, not from this site's server block: another server block answers 192.0.2.1:80 for the site's name (...), in: /etc/nginx/conf.d/other.conf - remove it, or its listen/server_name, and reload nginx`;
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot green', `has ${v1}`, `nginx_taken ${taken}`));
+    const err = (await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toBe(`the site's visitors on web1 do not reach sample's nginx site: ${taken}. The switch would refuse any release there, so nothing was sent, built or started: nothing changed`);
+    expect(err.hint).toMatch(/^remove that server block, or its listen or server_name \(nginx -T shows them all\), reload nginx/);
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.uploads).toEqual([]);
+    // Asked in the lock step's state read, as the switch asks (one way to tell): no round trip of its own.
+    expect(h.remote.runs[0]!.stdin).toContain('# nginxServed: the health paths through nginx');
+  });
+
   it('a process that is not ours on a port of the idle slot: refused at the lock, naming host, port, pid and command, before any build or migration', async () => {
     const live = 'current 20261101T000000Z-aaaaaaaaaaaa';
     // The live slot is blue: the release would start on green (3579 + 1000, 3000 + 1000), where python3 squats.

@@ -253,7 +253,7 @@ describe('nginx sites of apps sharing a host', () => {
       const port80 = serverBlocks(site(demo, ready)).find((b) => b.includes('listen 80'))!;
       expect(port80).toContain('server_name demo.example.org;');
       expect(port80).toContain('location ^~ /.well-known/acme-challenge/ {\n        root /var/www/letsencrypt;');
-      expect(port80).toContain('location = /.ops/slot {\n        default_type text/plain;\n        if ($remote_addr !~ "^(127\\.0\\.0\\.1|::1)$") {\n            return 403;\n        }\n        return 200 $ops_slot_catalogage_demo;');
+      expect(port80).toContain('location = /.ops/slot {\n        default_type text/plain;\n        if ($remote_addr != $server_addr) {\n            return 403;\n        }\n        return 200 $ops_slot_catalogage_demo;');
     }
     expect(site(demo, false)).not.toContain('listen 443');
   });

@@ -23,8 +23,9 @@ import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../.
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
 import { failureDetail } from '../../core/remote/types.ts';
-import { excerpt, healthReasons, healthShell, hostStatus, nginxMessages, LAST_RUN_SHOWN, nginxRouteShell, parseHostStatus } from '../../core/steps/status.ts';
-import { upstreams } from '../../core/steps/nginx-config.ts';
+import { excerpt, healthReasons, healthShell, hostStatus, nginxMessages, LAST_RUN_SHOWN, nginxRouteShell, parseHostStatus, servedShell } from '../../core/steps/status.ts';
+import { checkLog, upstreams } from '../../core/steps/nginx-config.ts';
+import { quote } from '../../core/shell.ts';
 import { selfSignedCertificate } from '../../core/steps/tls.ts';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
@@ -1059,5 +1060,84 @@ describe('--json errors, one line each', () => {
     const r = await runOps(['audit', 'demo', '--json'], { root: env.root, processEnv, connector });
     expect(r.err).toContain('cannot read any of the 2 hosts:\n  - web1: no SSH key to log in with; hint: give one\n  - web2: cannot connect to web2: timed out\n');
     expect(JSON.parse(r.out)).toMatchObject({ error: 'cannot read any of the 2 hosts: web1: no SSH key to log in with; hint: give one; web2: cannot connect to web2: timed out' });
+  });
+});
+
+describe("what the site's visitors get, proven by nginx's check log, read by real bash (servedShell: the switch's nginxServed)", () => {
+  const env = testEnv({ programs: { server: { command: 'run', port: 3579, health: '/health' } }, routes: { '/': 'server' } });
+  const CURRENT = '20261125T140000Z-0123456789ab';
+  /**
+   * servedShell run here on the live slot blue: nginx's check log and the enabled site are files of a temporary
+   * directory (the site keeping the check log unless `unlogged`), and a `curl` first on PATH stands for nginx: it
+   * writes the check log's line for each marked request as `answer(path)` says ('' for none: a location or server
+   * block that does not keep it), and answers 200. The host is reached at 192.0.2.1 (SSH_CONNECTION).
+   */
+  function served(answer: Record<string, string>, { logs = true } = {}): string {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-served-'));
+    const log = join(dir, 'check.log');
+    writeFileSync(log, '');
+    // (The check log's own path in its line, as the script's is replaced.)
+    writeFileSync(join(dir, 'site'), logs ? `server {\n    ${checkLog(env).replace(env.layout.nginxCheckLog, log)}\n}\n` : 'server {\n}\n');
+    const cases = Object.entries(answer).map(([path, line]) => `  ${quote(path)}) ${line ? `printf '%s|%s\\n' "$id" ${quote(line)} >> ${quote(log)}` : ':'} ;;`).join('\n');
+    writeFileSync(join(dir, 'curl'), `#!/bin/bash\nid=""; url=""\nwhile [ $# -gt 0 ]; do case $1 in -H) case $2 in "X-Ops-Check: "*) id=\${2#X-Ops-Check: } ;; esac; shift 2 ;; *) url=$1; shift ;; esac; done\npath=/\${url#*://*/}\ncase $path in\n${cases}\nesac\nprintf 200\n`);
+    chmodSync(join(dir, 'curl'), 0o755);
+    const script = servedShell(env).replaceAll(env.layout.nginxCheckLog, log).replaceAll(env.layout.nginxSiteEnabled, join(dir, 'site'));
+    const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${MASK_FUNCTIONS}\ncur=${CURRENT}; live_slot=blue\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, SSH_CONNECTION: '198.51.100.7 50000 192.0.2.1 22' } });
+    // (The check log's path as the host's, in what the fixes quote.)
+    return out.slice(out.indexOf(START_MARKER) + START_MARKER.length).replaceAll(log, env.layout.nginxCheckLog);
+  }
+  const parse = (lines: string) => parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(report({ upstream: ['shop_server 127.0.0.1:3579'], supervisor: 'no answer', supervisor_xml: undefined }) + lines));
+  const port = env.port('server', 'blue');
+
+  it("the live slot's port answered, nginx's line says so: served, proven; no problem", () => {
+    const s = parse(served({ '/health': `200|200|127.0.0.1:${port}|-` }));
+    expect(s.served).toEqual({ url: 'http://192.0.2.1', proven: true, ok: true });
+    expect(s.problems.filter((p) => !p.startsWith('supervisor'))).toEqual([]);
+    expect(s.warnings).toEqual([]);
+  });
+
+  it('no line for the request, none for /.ops/slot either: another server block takes the visitors, a problem saying the release is not what serves, with the fix', () => {
+    const s = parse(served({ '/health': '', '/.ops/slot': '' }));
+    expect(s.served).toMatchObject({ ok: false });
+    expect(s.problems.filter((p) => !p.startsWith('supervisor'))).toEqual([
+      `what the site's visitors get (http://192.0.2.1) is not release ${CURRENT} (live slot blue), which is current here: GET /health (program server): nginx answered 200, not from this site's server block: another server block answers 192.0.2.1:80 for the site's name (one listening on that address, "listen <address>:<port>", is taken before the site's "listen <port>"; or a default_server, or the same server_name loaded first), in: (no other file listens on port 80: see nginx -T) - remove it, or its listen/server_name, and reload nginx`,
+    ]);
+  });
+
+  it("no line for the health path but one for /.ops/slot (the site's own server block answered; its health location sets its own access_log): unproven, a warning with the fix, not another server block", () => {
+    const s = parse(served({ '/health': '', '/.ops/slot': '403|-|-|-' }));
+    expect(s.served).toEqual({ url: 'http://192.0.2.1', proven: false, ok: true });
+    expect(s.problems.filter((p) => !p.startsWith('supervisor'))).toEqual([]);
+    expect(s.warnings).toEqual([
+      `what the site's visitors get (http://192.0.2.1) cannot be proven to be release ${CURRENT} (live slot blue): GET /health (program server): nginx answered 200, the site's own server block answered, but the location that serves it sets its own access_log (e.g. "access_log off;"), which replaces the site's logs there, so nginx keeps no record of which upstream answered: add the check log's line to that location in a site template (nginx.site_template in environments/demo/environment.yml: the built-in one with these lines added), "${checkLog(env)}", so that what serves it can be proven`,
+    ]);
+  });
+
+  it("a site sending the visitors elsewhere (edited by hand to the previous slot's port), and one answering itself: problems naming what answered", () => {
+    const other = env.port('server', 'green');
+    expect(parse(served({ '/health': `200|200|127.0.0.1:${other}|-` })).problems.filter((p) => !p.startsWith('supervisor'))).toEqual([
+      `what the site's visitors get (http://192.0.2.1) is not release ${CURRENT} (live slot blue), which is current here: GET /health (program server): nginx answered 200 from 127.0.0.1:${other}, not from the slot's port 127.0.0.1:${port}: the site passes the health path to another address than the slot's (its own upstream or proxy_pass) in a site template (nginx.site_template in environments/demo/environment.yml: the built-in one with these lines added): proxy_pass http://shop_<program> (the upstream the switch moves), or {{locations}}`,
+    ]);
+    expect(parse(served({ '/health': '200|-|-|-' })).problems.filter((p) => !p.startsWith('supervisor'))[0]).toMatch(/GET \/health \(program server\): nginx answered 200 itself, from no upstream: the site answers the health path without passing it to the release/);
+    // A maintenance page (error_page 502 =200) in front of a release nginx cannot pass on.
+    expect(parse(served({ '/health': `200|502|127.0.0.1:${port}|-` })).problems.filter((p) => !p.startsWith('supervisor'))[0]).toMatch(
+      new RegExp(`^nginx does not give the site's visitors what release ${CURRENT} \\(live slot blue\\) answers \\(http://192\\.0\\.2\\.1\\): GET /health \\(program server\\): nginx answered 200, but the release answered 502 \\(127\\.0\\.0\\.1:${port}\\); .*drop "=<code>"`),
+    );
+  });
+
+  it('a site that keeps no check log (a custom template without {{logs}}, a site edited by hand): a warning that nothing is proven; the one-screen view says so', () => {
+    const s = parse(served({ '/health': '' }, { logs: false }));
+    expect(s.served).toEqual({ url: 'http://192.0.2.1', proven: false, ok: true });
+    expect(s.warnings).toEqual([`what the site's visitors get (http://192.0.2.1) cannot be proven to be release ${CURRENT} (live slot blue): the enabled site /etc/nginx/sites-enabled/shop does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ops deploy demo --force writes it again)`]);
+    const text = formatStatus({ environment: 'demo', url: '', healthy: true, hosts: [s], problems: [], warnings: [] }, new Date('2026-11-25T15:00:00Z'));
+    expect(text).toContain(`    visitors    ? get release ${CURRENT} (not proven: see warnings) at http://192.0.2.1`);
+    const bad = parse(served({ '/health': '', '/.ops/slot': '' }));
+    expect(formatStatus({ environment: 'demo', url: '', healthy: false, hosts: [bad], problems: [], warnings: [] })).toContain(`    visitors    ✗ do NOT get release ${CURRENT} (see problems) at http://192.0.2.1`);
+  });
+
+  it("is the status step's, in the one step, after the health probes", () => {
+    const script = hostStatus(env).script;
+    expect(script).toContain(servedShell(env));
+    expect(script.indexOf(servedShell(env))).toBeGreaterThan(script.indexOf('wait_healthy'));
   });
 });

@@ -22,7 +22,7 @@ import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { asShipped, putChecked, putFile, putUnlessHostOwn } from '../../core/steps/script.ts';
 import { runInitdata } from '../../core/steps/initdata.ts';
 import { ASSETS_FUNCTIONS, SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { gatePaths } from '../../core/steps/nginx-gate.ts';
+import { gatePaths, visitorAddress } from '../../core/steps/nginx-gate.ts';
 import { nginxBlocker } from '../../core/ops/deploy-host.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -342,16 +342,17 @@ describe('nginx site', () => {
     expect(builtIn.indexOf(format)).toBeLessThan(builtIn.indexOf('server {'));
     const proving = switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
     expect(proving).toContain('grep -m 1 -F "$gate_id|"');
+    expect(proving).toContain('\ngate_proves=1\n');
     const dir = mkdtempSync(join(tmpdir(), 'ops-template-'));
     const e = { ...env({ tls: { mode: 'off' }, nginx: { site_template: 'site.conf' } }), dir };
     writeFileSync(join(dir, 'site.conf'), '{{upstreams_include}}\nserver {\n    {{logs}}\n    {{slot_location}}\n    {{locations}}\n}\n');
     expect(site(e, true)).toContain(line);
-    expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).toContain('grep -m 1 -F "$gate_id|"');
+    expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).toContain('\ngate_proves=1\n');
     // Its own upstream blocks (another service's) and no {{upstreams_include}}: nginx would not know the format.
     writeFileSync(join(dir, 'site.conf'), 'server {\n    {{logs}}\n    location / { proxy_pass http://127.0.0.1:9100; }\n}\n');
     expect(site(e, true)).toContain('error_log /var/log/nginx/shop.error.log;\n');
     expect(site(e, true)).not.toContain('shop.check.log');
-    expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).not.toContain('grep -m 1 -F "$gate_id|"');
+    expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).toContain('\ngate_proves=0\n');
     expect(switchTo(e, 'green', '20261125T120000Z-0123456789ab', true).script).toContain('warning: the custom site template has no {{logs}} with {{upstreams_include}}');
     expect(proving).not.toContain('warning: the custom site template has no {{logs}}');
     rmSync(dir, { recursive: true });
@@ -425,20 +426,23 @@ describe('the switch asks nginx for the health paths as visitors do (nginxGate)'
   it('runs after the look at /.ops/slot, in the switch\'s verify (a 5xx puts the previous files back), over https when the site serves TLS', () => {
     const tls = switchTo(env({ tls: { mode: 'self-signed' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
     // At the address the deploy's SSH connection reached (where a server block of another file may listen), not 127.0.0.1.
-    expect(tls).toContain('-k --resolve shop.example.org:443:"$gate_at" -H "X-Ops-Check: $gate_id" https://shop.example.org"$gate_path"');
+    expect(tls).toContain('gate_port=443; gate_opts=(-k --resolve shop.example.org:443:"$gate_at"); gate_base=https://shop.example.org;');
+    expect(tls).toContain('"${gate_opts[@]}" -H "X-Ops-Check: $gate_id" "$gate_base""$gate_path"');
     const plain = switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(plain).toContain(`-H 'Host: shop.example.org' -H "X-Ops-Check: $gate_id" http://"$gate_at""$gate_path"`);
+    expect(plain).toContain(`gate_port=80; gate_opts=(-H 'Host: shop.example.org'); gate_base="http://$gate_at";`);
     expect(plain).toContain('read -r _ _ gate_at _ <<< "$gate_conn"');
-    expect(plain.indexOf('nginxGate: the health paths')).toBeGreaterThan(plain.indexOf('slot_seen=""'));
-    expect(plain.indexOf('nginxGate: the health paths')).toBeLessThan(plain.indexOf('nginx_put_back\n  if nginx_reload'));
+    expect(plain.indexOf('nginxServed: the health paths')).toBeGreaterThan(plain.indexOf('slot_seen=""'));
+    expect(plain.indexOf('nginxServed: the health paths')).toBeLessThan(plain.indexOf('nginx_put_back\n  if nginx_reload'));
   });
 
   it('looks for the new slot at /.ops/slot where the visitors are: over https alone when the site serves TLS (port 80 only redirects; another site taking the name on 443 would keep them), else over http', () => {
     const tls = switchTo(env({ tls: { mode: 'self-signed' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(tls).toContain("got=$(curl --noproxy '*' -sk --max-time 1 --resolve shop.example.org:443:127.0.0.1 https://shop.example.org/.ops/slot 2>/dev/null || true)");
-    expect(tls).not.toContain('http://127.0.0.1/.ops/slot');
+    // At the address the visitors reach (visitorAddress): a server block on 127.0.0.1 alone (a status page) takes a look there.
+    expect(tls).toContain(`got=$(curl --noproxy '*' -sk --max-time 1 --resolve shop.example.org:443:"$gate_at" https://shop.example.org/.ops/slot 2>/dev/null || true)`);
+    expect(tls).not.toContain('/.ops/slot 2>/dev/null || true)'.replace('/', 'http://127.0.0.1/'));
+    expect(tls.indexOf(visitorAddress())).toBeLessThan(tls.indexOf('got=$(curl'));
     const plain = switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(plain).toContain("got=$(curl --noproxy '*' -s --max-time 1 -H 'Host: shop.example.org' http://127.0.0.1/.ops/slot 2>/dev/null || true)");
+    expect(plain).toContain(`got=$(curl --noproxy '*' -s --max-time 1 -H 'Host: shop.example.org' http://"$gate_at"/.ops/slot 2>/dev/null || true)`);
   });
 });
 

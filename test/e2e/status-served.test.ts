@@ -1,0 +1,172 @@
+// `ops status` says what the site's visitors get, proven as the switch proves it (nginx's own log of which upstream
+// answered: nginx-gate.ts nginxServed), on a real host: not "healthy" while another server block takes the visitors
+// (a deploy refuses it before building, naming the file) or a site edited by hand sends them to the previous release;
+// and what admins commonly add beside the site (a catch-all, a redirect for another name, a health location with its
+// own access_log) is not taken for another server block.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { quote } from '../../core/shell.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
+import { runOps, type CliResult } from '../support/cli.ts';
+import { APP, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+
+let host: Host;
+let project: TestProject;
+let repo = '';
+
+const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
+const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
+
+/** What a user reads: the command's output, never a stack trace. */
+function readable(r: CliResult): string {
+  const text = r.out + r.err;
+  expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+  return text;
+}
+
+/** On the host, as root. */
+async function onHost(command: string): Promise<string> {
+  return (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+}
+
+const current = () => onHost(`readlink /srv/${APP}/current | xargs basename`);
+const releases = () => onHost(`ls /srv/${APP}/releases | wc -l`);
+
+/** What "/" answers from this machine once it is `page` (a reload returns before the new workers serve), or after 10 s. */
+async function pageSoon(page: string): Promise<string> {
+  let got = '';
+  for (let i = 0; i < 100 && got !== page; i++) {
+    got = (await get(host)).body;
+    if (got !== page) await new Promise((ok) => setTimeout(ok, 100));
+  }
+  return got;
+}
+
+beforeAll(async () => {
+  host = await readyHost('ssv');
+  repo = join(mkdtempSync(join(tmpdir(), 'ops-served-')), 'app');
+  initRepo(repo, { 'server.py': pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()'), 'VERSION': '1\n' });
+  gitIn(repo, ['tag', 'v1']);
+  for (const v of ['2', '3', '4']) {
+    commit(repo, { 'VERSION': `${v}\n` }, `version ${v}`);
+    gitIn(repo, ['tag', `v${v}`]);
+  }
+  project = makeProject('e2e', webConfig(host, repo));
+  for (const ref of ['v1', 'v2']) expect((await ops('deploy', 'e2e', '--ref', ref)).code).toBe(0);
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('ops status says what the visitors get', () => {
+  it('a healthy host: the visitors get the current release, nginx\'s log naming the live slot\'s port', async () => {
+    const s = await ops('status', 'e2e');
+    const text = readable(s);
+    expect(s.code, text).toBe(0);
+    expect(text).toContain(`visitors    ✓ get release ${await current()} (nginx's log names the live slot's port) at http://${host.address}`);
+  });
+
+  it("another server block listening on the host's address: status fails naming its file; a deploy refuses before building, naming it, nothing changed", async () => {
+    const live = await current();
+    const count = await releases();
+    await onHost(`printf 'server {\\n    listen ${host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t && nginx -s reload`);
+    try {
+      expect(await pageSoon('other site')).toBe('other site');
+      const s = await ops('status', 'e2e');
+      const text = readable(s);
+      // Unproven, status said healthy: the release live, its ports healthy, /.ops/slot right at 127.0.0.1.
+      expect(s.code, text).toBe(1);
+      expect(text).toContain(`what the site's visitors get (http://${host.address}) is not release ${live} (live slot `);
+      expect(text).toContain(`another server block answers ${host.address}:80 for the site's name`);
+      expect(text).toContain('/etc/nginx/conf.d/other.conf');
+      expect(text).toContain(`✗ do NOT get release ${live}`);
+      const d = await ops('deploy', 'e2e', '--ref', 'v3');
+      const out = readable(d);
+      expect(d.code, out).toBe(1);
+      expect(out).toContain('/etc/nginx/conf.d/other.conf');
+      expect(out).toContain('nothing was sent, built or started');
+      expect({ current: await current(), releases: await releases() }).toEqual({ current: live, releases: count });
+    } finally {
+      await onHost('rm -f /etc/nginx/conf.d/other.conf && nginx -s reload');
+    }
+    expect(await pageSoon('version 2')).toBe('version 2');
+  }, 600_000);
+
+  it('a site edited by hand to send the visitors to the previous release: status fails, saying which address answered', async () => {
+    const live = await current();
+    const slot = await onHost(`cat /srv/${APP}/.ops/slot`);
+    const idle = slot === 'blue' ? 5101 : 5100;
+    const site = `/etc/nginx/sites-available/${APP}`;
+    await onHost(`cp ${site} /root/site.saved && sed -i 's#proxy_pass http://${APP}_web#proxy_pass http://127.0.0.1:${idle}#' ${site} && nginx -t && nginx -s reload`);
+    try {
+      expect(await pageSoon('version 1')).toBe('version 1');
+      const s = await ops('status', 'e2e');
+      const text = readable(s);
+      expect(s.code, text).toBe(1);
+      expect(text).toContain(`is not release ${live} (live slot ${slot})`);
+      expect(text).toContain(`from 127.0.0.1:${idle}, not from the slot's port 127.0.0.1:${idle === 5101 ? 5100 : 5101}`);
+    } finally {
+      await onHost(`cp /root/site.saved ${site} && nginx -s reload`);
+    }
+    expect(await pageSoon('version 2')).toBe('version 2');
+  }, 600_000);
+
+  it('what admins add beside the site (a catch-all server_name _, a redirect to https for another name) is not another server block: deploy and status pass', async () => {
+    await onHost(`printf 'server {\\n    listen 80;\\n    server_name _;\\n    return 444;\\n}\\n' > /etc/nginx/sites-enabled/catchall
+printf 'server {\\n    listen 80;\\n    server_name www.example.org;\\n    return 301 https://example.org$request_uri;\\n}\\n' > /etc/nginx/conf.d/redirect.conf
+nginx -t && nginx -s reload`);
+    try {
+      const d = await ops('deploy', 'e2e', '--ref', 'v3');
+      expect(d.code, readable(d)).toBe(0);
+      const s = await ops('status', 'e2e');
+      expect(s.code, readable(s)).toBe(0);
+      expect(readable(s)).toContain(`visitors    ✓ get release ${await current()}`);
+    } finally {
+      await onHost('rm -f /etc/nginx/sites-enabled/catchall /etc/nginx/conf.d/redirect.conf && nginx -s reload');
+    }
+  }, 600_000);
+
+  it("a status page only the host asks (listen 127.0.0.1:80, stub_status: a monitoring agent's) takes nothing from the visitors: deploy and status pass", async () => {
+    await onHost(`printf 'server {\\n    listen 127.0.0.1:80;\\n    server_name 127.0.0.1;\\n    location = /nginx_status {\\n        stub_status;\\n    }\\n}\\n' > /etc/nginx/conf.d/status.conf && nginx -t && nginx -s reload`);
+    try {
+      // (v3 is live: another commit, so the switch runs.)
+      const before = await current();
+      const d = await ops('deploy', 'e2e', '--ref', 'v4');
+      expect(d.code, readable(d)).toBe(0);
+      expect(await current()).not.toBe(before);
+      expect(await pageSoon('version 4')).toBe('version 4');
+      const s = await ops('status', 'e2e');
+      expect(s.code, readable(s)).toBe(0);
+    } finally {
+      await onHost('rm -f /etc/nginx/conf.d/status.conf && nginx -s reload');
+    }
+  }, 600_000);
+
+  it('a custom site whose health location sets access_log off: the deploy goes live (unproven, said), not "another server block"; status warns', async () => {
+    writeFileSync(
+      join(project.root, 'environments', 'e2e', 'site.conf'),
+      `{{upstreams_include}}\nserver {\n    listen 80{{default_server}};\n    server_name {{server_name}};\n    {{logs}}\n    {{slot_location}}\n    location = /health {\n        access_log off;\n        proxy_pass http://${APP}_web;\n    }\n    {{locations}}\n}\n`,
+    );
+    project.write(webConfig(host, repo, { nginx: { site_template: 'site.conf' } }));
+    try {
+      const d = await ops('deploy', 'e2e', '--ref', 'v1');
+      const text = readable(d);
+      // Unfixed: refused as "another server block answers", with no other file to name.
+      expect(d.code, text).toBe(0);
+      expect(text).not.toMatch(/another server block/);
+      expect(text).toMatch(/sets its own access_log/);
+      expect(await pageSoon('version 1')).toBe('version 1');
+      const s = await ops('status', 'e2e');
+      const st = readable(s);
+      expect(s.code, st).toBe(0);
+      expect(st).toMatch(/cannot be proven to be release .*sets its own access_log/);
+    } finally {
+      project.write(webConfig(host, repo));
+    }
+  }, 600_000);
+});

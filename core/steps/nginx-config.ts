@@ -419,15 +419,15 @@ function slotPortFree(env: Target, template: string, source: string): string {
 }
 
 /**
- * Shell (a deploy's state read, as root) reporting `key` once per line of nginx's configuration (`nginx -T`: every
+ * Shell (a deploy's state read, as root) setting `nginx_pinned` to the lines of nginx's configuration (`nginx -T`: every
  * file it reads, each after its "# configuration file <path>:" line) outside the app's own site and upstreams files
  * that names an address of this host with a port of the environment's slots (a `listen` aside: who listens there is
  * the ports' check), as `<path>:<line>: <text>`: another site of the host (one made by hand for an API's own
  * hostname, a monitoring vhost, a snippet an include brings in) reaching one slot whatever the switch does
  * (slotPortFree's reason). Lines only: slotPortsElsewhere judges them. Silent when nginx -T fails (nginx -t's report
- * says why).
+ * says why). The caller reports each line under its own key (report-keys.test: each key written where it is emitted).
  */
-export function slotPortLinesShell(env: Target, key: string): string {
+export function slotPortLinesShell(env: Target): string {
   const L = env.layout;
   const ports = [...slotPortOwners(env).keys()].join('|');
   // ERE for awk (mawk's too): LOCAL_ADDRESS's addresses, then one of the ports not followed by a digit. Brackets, not
@@ -438,8 +438,7 @@ export function slotPortLinesShell(env: Target, key: string): string {
 /^# configuration file .*:$/ { f = substr($0, 22, length($0) - 22); n = 0; next }
 { n++; t = $0; sub(/#.*/, "", t) }
 f != "" && f != own1 && f != own2 && f != own3 && t !~ /^[ 	]*listen[ 	]/ && t ~ re && shown++ < 20 { print f ":" n ": " $0 }
-') || nginx_pinned=""
-if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${key} "$line"; done <<< "$nginx_pinned"; fi`;
+') || nginx_pinned=""`;
 }
 
 /**

@@ -180,7 +180,8 @@ ${supervisorReport}
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 # Does another file nginx reads send requests to a slot's port itself? It would reach that slot whatever the switch does.
-${slotPortLinesShell(env, RELEASE_KEYS.nginx_slot_port)}
+${slotPortLinesShell(env)}
+if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
 # Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
 # server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it
 # after the build and migrations. Only while the site nginx has serves the name asked for (a domain changed since is

@@ -136,7 +136,8 @@ if master=$(nginx_master); then
 else ops_report ${STATUS_KEYS.nginx} "stopped $(nginx_unit)"; fi
 if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
-${slotPortLinesShell(env, STATUS_KEYS.nginx_slot_port)}
+${slotPortLinesShell(env)}
+if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${STATUS_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
 ops_report ${STATUS_KEYS.site} "$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
 # Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.

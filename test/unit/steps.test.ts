@@ -178,7 +178,7 @@ describe("a deploy's read of other nginx files naming a slot's port", () => {
       'upstream metrics { server [::1]:3000 max_fails=0; }',
     ].join('\n');
   const run = (e: ReturnType<typeof env>, text: string) =>
-    execFileSync('bash', ['-c', `set -euo pipefail\nnginx() { printf '%s\\n' "$NGINX_T"; }\nops_report() { printf '%s\\n' "$*"; }\n${slotPortLinesShell(e, 'pinned')}`], { encoding: 'utf8', env: { PATH: process.env.PATH, NGINX_T: text } });
+    execFileSync('bash', ['-c', `set -euo pipefail\nnginx() { printf '%s\\n' "$NGINX_T"; }\n${slotPortLinesShell(e)}\n[ -z "$nginx_pinned" ] || while IFS= read -r line; do echo "pinned $line"; done <<< "$nginx_pinned"`], { encoding: 'utf8', env: { PATH: process.env.PATH, NGINX_T: text } });
   it("reports the lines of files other than the app's site and upstreams that name a slot's port at a local address (not a listen, not a comment, not a longer port), with mawk; the runner names each with whose port it is", () => {
     const e = env();
     const out = run(e, dump(e));
@@ -194,7 +194,7 @@ describe("a deploy's read of other nginx files naming a slot's port", () => {
     expect(err.hint).toBe('name the upstreams instead in /etc/nginx/sites-enabled/api-by-hand, /etc/nginx/conf.d/monitor.conf (proxy_pass http://shop_server, http://shop_client: the site\'s upstreams file defines them for every file nginx reads), or remove what is no longer used; then deploy again');
     expect(slotPortsElsewhere(e, 'web1', [], 'x')).toBeUndefined();
     // nginx -T failing (a configuration nginx -t refuses: reported apart) reports nothing and fails nothing.
-    expect(execFileSync('bash', ['-c', `set -euo pipefail\nnginx() { return 1; }\nops_report() { echo "$*"; }\n${slotPortLinesShell(e, 'pinned')}\necho done`], { encoding: 'utf8' })).toBe('done\n');
+    expect(execFileSync('bash', ['-c', `set -euo pipefail\nnginx() { return 1; }\n${slotPortLinesShell(e)}\necho "done$nginx_pinned"`], { encoding: 'utf8' })).toBe('done\n');
   });
   it('is read by a deploy that goes on, with nginx -t', () => {
     expect(deployState(env(), ['a'.repeat(40)]).script).toContain('nginx_pinned=$(nginx -T 2>/dev/null');

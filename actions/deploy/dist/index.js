@@ -75841,7 +75841,7 @@ function slotPortFree(env, template, source) {
     `name the upstreams instead (proxy_pass ${upstreamNames(env)}; with {{upstreams_include}} at the top level), or write {{locations}} for the routes`
   );
 }
-function slotPortLinesShell(env, key) {
+function slotPortLinesShell(env) {
   const L = env.layout;
   const ports = [...slotPortOwners(env).keys()].join("|");
   const re = `(^|[^0-9A-Za-z_.-])(127[.][0-9.]+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|0[.]0[.]0[.]0|[[]::1?[]]):(${ports})([^0-9]|$)`;
@@ -75849,8 +75849,7 @@ function slotPortLinesShell(env, key) {
 /^# configuration file .*:$/ { f = substr($0, 22, length($0) - 22); n = 0; next }
 { n++; t = $0; sub(/#.*/, "", t) }
 f != "" && f != own1 && f != own2 && f != own3 && t !~ /^[ 	]*listen[ 	]/ && t ~ re && shown++ < 20 { print f ":" n ": " $0 }
-') || nginx_pinned=""
-if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${key} "$line"; done <<< "$nginx_pinned"; fi`;
+') || nginx_pinned=""`;
 }
 function slotPortsElsewhere(env, host, lines, untouched) {
   const owners = slotPortOwners(env);
@@ -78338,7 +78337,8 @@ ${supervisorReport}
 # Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
 if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
 # Does another file nginx reads send requests to a slot's port itself? It would reach that slot whatever the switch does.
-${slotPortLinesShell(env, RELEASE_KEYS.nginx_slot_port)}
+${slotPortLinesShell(env)}
+if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
 # Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
 # server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it
 # after the build and migrations. Only while the site nginx has serves the name asked for (a domain changed since is

@@ -73116,7 +73116,7 @@ var SLOT_PORT_WHY = "nginx would reach that slot whatever the switch does (it mo
 function upstreamNames(env) {
   return Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(", ");
 }
-function slotPortLinesShell(env, key) {
+function slotPortLinesShell(env) {
   const L = env.layout;
   const ports = [...slotPortOwners(env).keys()].join("|");
   const re = `(^|[^0-9A-Za-z_.-])(127[.][0-9.]+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|0[.]0[.]0[.]0|[[]::1?[]]):(${ports})([^0-9]|$)`;
@@ -73124,8 +73124,7 @@ function slotPortLinesShell(env, key) {
 /^# configuration file .*:$/ { f = substr($0, 22, length($0) - 22); n = 0; next }
 { n++; t = $0; sub(/#.*/, "", t) }
 f != "" && f != own1 && f != own2 && f != own3 && t !~ /^[ 	]*listen[ 	]/ && t ~ re && shown++ < 20 { print f ":" n ": " $0 }
-') || nginx_pinned=""
-if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${key} "$line"; done <<< "$nginx_pinned"; fi`;
+') || nginx_pinned=""`;
 }
 function slotPortsElsewhere(env, host, lines, untouched) {
   const owners = slotPortOwners(env);
@@ -74765,7 +74764,8 @@ if master=$(nginx_master); then
 else ops_report ${STATUS_KEYS.nginx} "stopped $(nginx_unit)"; fi
 if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
-${slotPortLinesShell(env, STATUS_KEYS.nginx_slot_port)}
+${slotPortLinesShell(env)}
+if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${STATUS_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
 ops_report ${STATUS_KEYS.site} "$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
 # Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.

@@ -18,6 +18,8 @@ import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { rootfsTarball } from '../hosts/lab.ts';
 import { createDatabase, downHost, listSnapshots, npmRegistryUrl, paths, pypiIndexUrl, snapshotHost, sshRun, upHost, withLabLock, type Host, type UpHostOptions } from '../hosts/index.ts';
 import { quote } from '../../core/shell.ts';
+import { expect } from 'vitest';
+import type { CliResult } from '../support/cli.ts';
 
 export const APP = 'sample';
 
@@ -241,6 +243,18 @@ export async function chattyLogin(host: Host, on: boolean): Promise<void> {
       ? `cp -n ~/.bashrc ~/.bashrc.orig && { printf '%s\\n' ${quote(greeting)}; cat ~/.bashrc.orig; } > ~/.bashrc.new && mv ~/.bashrc.new ~/.bashrc && echo 'Authorised use only (motd)' | sudo tee /etc/motd >/dev/null && echo 'Authorised use only (banner)' | sudo tee /etc/ssh/ops-test-banner >/dev/null`
       : 'if [ -f ~/.bashrc.orig ]; then mv ~/.bashrc.orig ~/.bashrc; fi',
   );
+}
+
+/** What a user reads of an `ops` run: its output (stdout then stderr); fails the test on a stack trace in it. */
+export function readable(r: CliResult): string {
+  const text = r.out + r.err;
+  expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+  return text;
+}
+
+/** `command` run on the host as root (sudo bash -c): its stdout, trimmed; rejects when it fails. */
+export async function asRoot(host: Host, command: string): Promise<string> {
+  return (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
 }
 
 /**

@@ -12,11 +12,10 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { quote } from '../../core/shell.ts';
-import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { downHost, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { runOps, type CliResult } from '../support/cli.ts';
-import { APP, assetApp, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { runOps } from '../support/cli.ts';
+import { APP, asRoot, readable, assetApp, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
 
 let host: Host;
 let project: TestProject;
@@ -25,17 +24,8 @@ let repo = '';
 const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
 const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
 
-/** What a user reads: the command's output, never a stack trace. */
-function readable(r: CliResult): string {
-  const text = r.out + r.err;
-  expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
-  return text;
-}
-
 /** On the host, as root. */
-async function onHost(command: string): Promise<string> {
-  return (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
-}
+const onHost = (command: string): Promise<string> => asRoot(host, command);
 
 /** The version "/" answers through nginx, from this machine. */
 async function serving(): Promise<string> {

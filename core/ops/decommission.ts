@@ -208,12 +208,13 @@ export function decommissionChecklist(name: string, env: Environment | undefined
     );
   // The callback URLs are the OpenID Connect provider's to drop: only for an app that signs in through one (its env
   // names the client, as the catalogue's APP_DATAPASS_CLIENT_ID), or whose configuration could not be read.
-  const oidcVars = Object.keys(c?.env ?? {}).filter((k) => /DATAPASS|OIDC|OPENID/i.test(k));
-  if (c && !oidcVars.length) {
-    /* nothing to ask of an identity provider */
-  } else if (sameUrl.length)
-    list.push(`OpenID Connect ("Comptes DataPass"): the callback URLs of ${env!.url}: shared with ${sameUrl.join(', ')} (the same ${sameDomain.length ? 'domain' : 'URL'}): keep them, and the client id/secret if ${sameUrl.length > 1 ? 'they use' : 'it uses'} the same (compare: ops secrets show <env>)`);
-  else list.push(`OpenID Connect ("Comptes DataPass"): ask the DataPass team (BetaGouv) to remove the callback URLs of ${env?.url ?? name}, and drop the client id/secret of this environment`);
+  const signsIn = !c || Object.keys(c.env ?? {}).some((k) => /DATAPASS|OIDC|OPENID/i.test(k));
+  if (signsIn)
+    list.push(
+      sameUrl.length
+        ? `OpenID Connect ("Comptes DataPass"): the callback URLs of ${env!.url}: shared with ${sameUrl.join(', ')} (the same ${sameDomain.length ? 'domain' : 'URL'}): keep them, and the client id/secret if ${sameUrl.length > 1 ? 'they use' : 'it uses'} the same (compare: ops secrets show <env>)`
+        : `OpenID Connect ("Comptes DataPass"): ask the DataPass team (BetaGouv) to remove the callback URLs of ${env?.url ?? name}, and drop the client id/secret of this environment`,
+    );
   // status.yml checks each environment from the GitHub environment <name>-status (README, "Status environments").
   list.push(
     `GitHub: delete the environment "${name}" (Settings → Environments) and its secrets (SSH key, SOPS_AGE_KEY), and its deployment history if wanted; and the environment "${name}-status" that status.yml uses for ${name}, with its secret SSH_PRIVATE_KEY`,

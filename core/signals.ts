@@ -3,7 +3,10 @@
 // by counting the process's listeners: libraries add their own (proper-lockfile's signal-exit, loaded with the secrets
 // file), and each handler then left the signal to the other (a --json deploy went on connecting after Ctrl-C).
 
+import { spawnSync } from 'node:child_process';
+import { fstatSync, readFileSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
+import { isatty } from 'node:tty';
 
 /**
  * The exit code of a command stopped by `signal` (a name; SIGINT when not one node knows): 128 + its number, as a
@@ -110,4 +113,51 @@ export function stopHandlingFaults(handler: (fault: RunFault) => void): void {
 export function stopRunsOnFault(error: unknown): boolean {
   for (const h of faultHandlers) h({ error });
   return faultHandlers.size > 0;
+}
+
+/**
+ * Whether a line written to `fd` now would stop this process (SIGTTOU, termios(3) TOSTOP; tty(4)): `fd` is the process's
+ * controlling terminal (proc(5) stat's tty_nr, the device fstat names), another process group than the process's own
+ * is in its foreground (tpgid: a shell job started with `&`, or one the shell took the terminal back from, after a
+ * Ctrl-Z stopped npx or npm around ops), and the terminal stops the output of background jobs (`stty tostop`, read
+ * with stty: a background job may read the settings, not change them). Node can neither ignore nor block SIGTTOU: a
+ * handler only has the write restarted, signalled again, forever. False wherever any of it cannot be read.
+ */
+export function terminalStopsWrite(fd: number): boolean {
+  if (!isatty(fd)) return false;
+  try {
+    // After the command name, which may hold spaces and parentheses: state, ppid, pgrp, session, tty_nr, tpgid.
+    const [, , pgrp, , ttyNr, tpgid = -1] = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /s, '').split(' ').map(Number);
+    if (!(tpgid > 0) || tpgid === pgrp || fstatSync(fd).rdev !== ttyNr) return false;
+    return terminalHasTostop(fd);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the terminal on `fd` has TOSTOP set (`stty tostop`), as stty -a says (`tostop`, `-tostop` when not). */
+export function terminalHasTostop(fd: number): boolean {
+  if (!isatty(fd)) return false;
+  const r = spawnSync('stty', ['-a'], { stdio: [fd, 'pipe', 'ignore'], encoding: 'utf8', timeout: 5000 });
+  return r.status === 0 && /(^|\s)tostop(\s|;|$)/m.test(r.stdout);
+}
+
+/**
+ * Before a run takes any lock: when a line it writes would stop it (terminalStopsWrite, on stderr or stdout: a
+ * background job on a terminal with `stty tostop`), `say` is called (the reporter's warning of it), and the process is
+ * stopped at that write, or at a carriage return written after it, until the shell brings it to the foreground (`fg`;
+ * `bg` has it stopped again at the same write). Stopped later, holding its locks, it would send nothing to its hosts:
+ * after HOLDER_SILENT_SECONDS (core/steps/lock.ts) they read stale to other runs. @returns whether it waited.
+ */
+export function awaitTerminal(say: () => void): boolean {
+  const fd = [2, 1].find(terminalStopsWrite);
+  if (fd === undefined) return false;
+  say();
+  try {
+    // The warning's write blocks while the terminal's output is; a reporter that queued it instead: here.
+    while (terminalStopsWrite(fd)) writeSync(fd, '\r');
+  } catch {
+    // the terminal gone (EIO): the run's own output says so
+  }
+  return true;
 }

@@ -10,7 +10,7 @@
 // nothing more when it resumes.
 import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
-import { handleFaults, handleSignals, refuseSuspend, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
+import { awaitTerminal, handleFaults, handleSignals, refuseSuspend, signalExit, terminalHasTostop, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
 import type { Host } from '../config/environment.ts';
 import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
@@ -789,6 +789,13 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const lostLive = new Map<string, string>();
   /** `message` with what is live on `host` when a lost lock step's host said so (lostLive). */
   const withLostLive = (host: string, message: string) => (lostLive.has(host) ? `${message}; ${lostLive.get(host) || 'no release'} is live on ${host} (what current names once the step ended there)` : message);
+  // A background job on a terminal that stops background output (`stty tostop`) would stop at its first line, locks
+  // held: it waits here, before any, for fg (awaitTerminal).
+  awaitTerminal(() =>
+    ctx.reporter.warn(
+      `this ${operation} of ${env.name} runs in the background of a terminal that stops background jobs when they write (stty tostop): it waits for fg before taking any lock, as a run stopped while it held them would send nothing to its hosts, and after ${HOLDER_SILENT_SECONDS}s they would read stale to other runs; bring it back with fg (or run it with its output in a file: > ${operation}.log 2>&1 &)`,
+    ),
+  );
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   // From the lock step on: it may carry an operation's whole work on a host (`finish`: a one-host rollback).
   handleSignals(onSignal);
@@ -801,8 +808,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const suspendRefused = refuseSuspend(() => {
     const held = [...mine];
     const what = held.length ? `holds the lock of ${env.name} on ${held.join(', ')}` : `is taking the lock of ${env.name}`;
+    const tostop = [2, 1].some(terminalHasTostop);
     ctx.reporter.warn(
-      `Ctrl-Z ignored: this ${operation} ${what}, and a suspended run sends nothing to its hosts: after ${HOLDER_SILENT_SECONDS}s its lock would read stale to other runs, which could release it and start beside it; the run goes on (if your shell says "Stopped", it goes on in the background: fg brings it back). To stop it: Ctrl-C (its lock is released, what it did said)`,
+      `Ctrl-Z ignored: this ${operation} ${what}, and a suspended run sends nothing to its hosts: after ${HOLDER_SILENT_SECONDS}s its lock would read stale to other runs, which could release it and start beside it; the run goes on (if your shell says "Stopped", it goes on in the background: ${tostop ? 'type fg at once: this terminal stops background jobs when they write (stty tostop), which would stop the run at its next line, its locks held' : 'fg brings it back'}). To stop it: Ctrl-C (its lock is released, what it did said)`,
     );
   });
   /** The lock on one host (acquire, `queue` as there): the run's from the step on, unless it said otherwise; its answer kept. */

@@ -1,0 +1,120 @@
+// A run started in the background of a terminal that stops background jobs when they write (`stty tostop`: a shell's
+// `ops deploy &`): a real node process running core/ops/locked.ts withLock (over the recording transport) as a job of a
+// real shell with job control, on a real terminal (test/support/on_terminal.py). The kernel stops such a job at its
+// first line (SIGTTOU), which Node can neither ignore nor block: that line came once the lock was taken, and the run,
+// stopped, sent nothing to its hosts (after HOLDER_SILENT_SECONDS its lock read stale to other runs). Now it stops
+// before any lock, saying why, and runs once the shell brings it back with fg.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { quote } from '../../core/shell.ts';
+
+const CORE = join(import.meta.dirname, '..', '..', 'core');
+const PTY = join(import.meta.dirname, '..', 'support', 'on_terminal.py');
+const imp = (file: string) => JSON.stringify(join(CORE, file));
+
+/** The state letter of process `pid` (proc(5): R, S, T stopped...), or '' once it is gone. */
+function state(pid: number): string {
+  try {
+    return /\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+const read = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8') : '');
+
+/** A node script running withLock over the recording transport, noting its pid and steps in `log`; `body`: the run's work. */
+const runScript = (log: string, body: string) => `const { appendFileSync } = await import('node:fs');
+const { parseEnvironment } = await import(${imp('config/environment.ts')});
+const { resolveTarget } = await import(${imp('target.ts')});
+const { Session } = await import(${imp('ops/hosts.ts')});
+const { withLock } = await import(${imp('ops/locked.ts')});
+const { ConsoleReporter, guardOutput } = await import(${imp('report.ts')});
+const { RecordingRemote } = await import(${imp('remote/recording.ts')});
+const { LOCK_KEYS } = await import(${imp('steps/lock.ts')});
+const note = (line) => appendFileSync(${JSON.stringify(log)}, line + '\\n');
+note('pid ' + process.pid);
+const lines = (...l) => l.map((x) => LOCK_KEYS[x.split(' ')[0]] + ' ' + x.split(' ').slice(1).join(' ')).join('\\n') + '\\n';
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+const connect = async () => new RecordingRemote('web1', 'deploy', 'shop', (step) => {
+  note('step ' + step.name);
+  return { stdout: step.name === 'lock' ? lines('lock acquired', 'holder since=2026-12-05T11:01:00Z') : lines('lock released') };
+});
+guardOutput();
+const reporter = new ConsoleReporter();
+const ctx = { root: '/nonexistent', reporter, processEnv: {}, connector: connect };
+const session = await Session.open(ctx, env);
+await withLock(ctx, session, 'deploy', async () => {
+  ${body}
+});
+reporter.info('done');`;
+
+const nodeCommand = (script: string) => [process.execPath, '--import', 'tsx', '--import', join(CORE, '..', 'scripts', 'register-text-modules.js'), '--input-type=module', '-e', script].map(quote).join(' ');
+
+async function until(what: () => boolean, ms = 30_000): Promise<void> {
+  const start = Date.now();
+  while (!what()) {
+    if (Date.now() - start > ms) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('a run in the background of a terminal set to stop background output (stty tostop)', () => {
+  it('stops before taking any lock, saying why; bg has it stop there again; after fg it runs, writes every line and releases its lock', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-background-'));
+    const log = join(dir, 'log');
+    const go = join(dir, 'go');
+    const script = runScript(log, "for (let i = 0; i < 20; i++) reporter.info('line ' + i);");
+    const node = nodeCommand(script);
+    // A shell with job control (set -m: the job in a process group of its own, the terminal's foreground the shell's),
+    // brought to the foreground once the test says so.
+    const shell = `set -m; stty tostop; ${node} & while [ ! -e ${quote(go)} ]; do sleep 0.1; done; fg >/dev/null; echo "rc=$?"`;
+    const spec = { argv: ['bash', '-c', shell], cwd: join(CORE, '..'), env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: 'dumb' }, steps: [] };
+    const terminal = promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 50_000 });
+    try {
+      await until(() => /pid \d+/.test(read(log)));
+      const pid = Number(/pid (\d+)/.exec(read(log))?.[1]);
+      await until(() => state(pid) === 'T');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(read(log)).not.toContain('step lock');
+      // bg: continued in the background, stopped again at the same write, still before the lock.
+      process.kill(pid, 'SIGCONT');
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(state(pid)).toBe('T');
+      expect(read(log)).not.toContain('step lock');
+    } finally {
+      writeFileSync(go, '');
+    }
+    const out = (JSON.parse((await terminal).stdout) as { out: string }).out.replace(/\r/g, '');
+    expect(out).toMatch(/warning: this deploy of test runs in the background of a terminal that stops background jobs when they write \(stty tostop\): it waits for fg before taking any lock/);
+    expect(out).toContain('line 19\n');
+    expect(out).toMatch(/done\nrc=0\n$/);
+    expect(read(log)).toMatch(/step lock\n(.|\n)*step unlock\n/);
+  }, 60_000);
+
+  it("Ctrl-Z during the run (npx around ops stopped, the shell taking the terminal back): the warning says to type fg at once, as the run's next line would stop it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-background-'));
+    const log = join(dir, 'log');
+    const go = join(dir, 'go');
+    const node = nodeCommand(runScript(log, `note('running'); while (!(await import('node:fs')).existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 50));`));
+    // In the terminal's foreground (no job control: the shell's own process group).
+    const spec = { argv: ['bash', '-c', `stty tostop; ${node}; echo "rc=$?"`], cwd: join(CORE, '..'), env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: 'dumb' }, steps: [] };
+    const terminal = promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 50_000 });
+    try {
+      await until(() => read(log).includes('running'));
+      process.kill(Number(/pid (\d+)/.exec(read(log))?.[1]), 'SIGTSTP');
+      await new Promise((r) => setTimeout(r, 500));
+    } finally {
+      writeFileSync(go, '');
+    }
+    const out = (JSON.parse((await terminal).stdout) as { out: string }).out.replace(/\r/g, '').replace(/\n(?!warning|rc=|done)/g, ' ');
+    expect(out).toMatch(/warning: Ctrl-Z ignored: .*if your shell says "Stopped", it goes on in the background: type fg at once: this terminal stops background jobs when they write \(stty tostop\)/);
+    expect(out).toMatch(/rc=0/);
+  }, 60_000);
+});

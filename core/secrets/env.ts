@@ -8,6 +8,7 @@ import { parseDocument } from 'yaml';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { ENVIRONMENT_YAML, SECRETS_FILE } from '../config/environment.ts';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
+import { gitEnvironment } from '../git.ts';
 import { keyName, own } from '../report.ts';
 import { validate } from '../shell.ts';
 import { type Identities, loadIdentities, parseIdentities } from './keys.ts';
@@ -49,9 +50,14 @@ export function envSopsFiles(root: string, env: string): string[] {
 /** The one environment whose private key may live in the repository: the sandbox's (README, "Environments"). */
 export const THROWAWAY_ENVIRONMENT = 'local';
 
-/** What git says of a file: tracked, ignored, or neither; undefined outside a git work tree (or without git). */
-function gitState(root: string, file: string): 'tracked' | 'ignored' | 'untracked' | undefined {
-  const git = (...args: string[]) => execFileSync('git', args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], encoding: 'utf8' });
+/**
+ * What git says of a file: tracked, ignored, or neither; undefined outside a git work tree (or without git). In ops's
+ * git environment (gitEnvironment): a GIT_DIR or GIT_INDEX_FILE the user's shell exports (a dotfiles repository's)
+ * would have git answer for another repository.
+ */
+function gitState(root: string, file: string, processEnv: NodeJS.ProcessEnv): 'tracked' | 'ignored' | 'untracked' | undefined {
+  const env = gitEnvironment(processEnv);
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: root, env, stdio: ['ignore', 'pipe', 'ignore'], encoding: 'utf8' });
   try {
     if (git('rev-parse', '--is-inside-work-tree').trim() !== 'true') return undefined;
   } catch {
@@ -73,16 +79,17 @@ function gitState(root: string, file: string): 'tracked' | 'ignored' | 'untracke
 /**
  * Why an environment's secrets.age_key_file (`path`, resolved) is a risk: a private key inside the repository
  * for an environment other than the throwaway sandbox, and one that git tracks (committed: anyone with the
- * repository decrypts the secrets) or does not ignore (the next `git add -A` commits it). One message each.
+ * repository decrypts the secrets) or does not ignore (the next `git add -A` commits it). One message each. `processEnv`:
+ * the environment git is asked in (gitState).
  */
-export function ageKeyFileProblems(root: string, env: string, path: string): string[] {
+export function ageKeyFileProblems(root: string, env: string, path: string, processEnv: NodeJS.ProcessEnv = process.env): string[] {
   const rel = relative(root, path);
   if (rel.startsWith('..') || isAbsolute(rel) || env === THROWAWAY_ENVIRONMENT) return [];
   const shown = rel.split(sep).join('/');
   const out = [
     `environments/${env}/environment.yml: secrets.age_key_file is ${shown}, a private key inside the repository: that setting is only for the throwaway sandbox (${THROWAWAY_ENVIRONMENT}); keep ${env}'s key out of the repository ($SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, or the default key file) and remove the setting`,
   ];
-  const state = gitState(root, rel);
+  const state = gitState(root, rel, processEnv);
   if (state === 'tracked')
     out.push(`${shown} (${env}'s private age key) is tracked by git: it is committed, and anyone with the repository can decrypt ${env}'s secrets; git rm --cached ${shown}, add it to .gitignore, then make ${env} a new key (ops keygen, ops secrets recipients ${env} add/remove) and change the secrets themselves`);
   else if (state === 'untracked')
@@ -125,7 +132,7 @@ export async function loadEnvIdentities(root: string, env: string, processEnv: N
     throw new OpsError(`secrets.age_key_file of environments/${env}/environment.yml: ${why.message}`, missing ? `create it (\`ops keygen --output <file>\`) or remove that setting; a relative path starts from the environment's folder, environments/${env}/` : why.hint);
   }
   const found = await parseIdentities(text, path);
-  if (warn) for (const w of ageKeyFileProblems(root, env, path)) warn(w);
+  if (warn) for (const w of ageKeyFileProblems(root, env, path, processEnv)) warn(w);
   const known = new Set(ids.identities.map((i) => i.secret));
   return {
     identities: [...ids.identities, ...found.filter((i) => !known.has(i.secret))],

@@ -413,6 +413,21 @@ describe('an age_key_file inside the repository', () => {
     expect(w[0]).toContain(inside);
     expect(JSON.stringify(w)).not.toContain('AGE-SECRET-KEY');
     expect(await warned('local')).toEqual([]);
+    // A GIT_DIR the user's shell exports (a dotfiles repository's): git is still asked of the project's own.
+    git('add', '-f', 'environments/qa/age-key.txt');
+    const dotfiles = tempDir();
+    execFileSync('git', ['init', '-q', '--bare', dotfiles]);
+    const before = process.env.GIT_DIR;
+    process.env.GIT_DIR = dotfiles;
+    try {
+      const w2: string[] = [];
+      await loadEnvIdentities(root, 'qa', { HOME: root, GIT_DIR: dotfiles }, (m) => w2.push(m));
+      expect(w2[1]).toMatch(/^environments\/qa\/age-key\.txt \(qa's private age key\) is tracked by git/);
+    } finally {
+      if (before === undefined) delete process.env.GIT_DIR;
+      else process.env.GIT_DIR = before;
+    }
+    git('rm', '-q', '--cached', 'environments/qa/age-key.txt');
     // a key outside the repository is what the setting is for (an absolute path)
     const outside = join(tempDir(), 'k.txt');
     writeFileSync(outside, key);

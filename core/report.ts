@@ -7,7 +7,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { fstatSync, statSync, writeSync } from 'node:fs';
 import { MIN_MASKED_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 import { describeLowLevel, markOwnOutput, printableLine, showControls } from './errors.ts';
-import { runHandlesSignals, signalExit } from './signals.ts';
+import { runHandlesSignals, signalExit, terminalHasTostop, terminalStopsWrite } from './signals.ts';
 
 export type Stream = 'stdout' | 'stderr';
 
@@ -666,6 +666,28 @@ export function outputNeverBlocks(streams: NodeJS.WritableStream[] = [process.st
     undone = true;
     if (--neverBlocking === 0) for (const s of streams) blockingHandle(s)?.setBlocking(true);
   };
+}
+
+/**
+ * What ops writes to `streams` on a terminal that stops background jobs when they write (`stty tostop`, read now) is
+ * held (the stream corked) from now until the process is in that terminal's foreground again (terminalStopsWrite,
+ * looked at every 200 ms), then written. For a run that holds locks when its shell may be about to take the terminal
+ * back (Ctrl-Z under npx or npm, which stop where ops does not: refuseSuspend): its next line would stop it there
+ * (SIGTTOU, which Node can neither ignore nor block), its keepalives with it. A run that ends meanwhile exits once its
+ * output is written (flushOutput), after `fg`. Nothing when no stream is such a terminal.
+ */
+export function holdOutputWhileInBackground(streams: NodeJS.WritableStream[] = [process.stdout, process.stderr]): void {
+  const held = streams.flatMap((s) => {
+    const fd = fdOf(s);
+    return fd !== undefined && terminalHasTostop(fd) ? [{ s: s as NodeJS.WritableStream & { cork(): void; uncork(): void }, fd }] : [];
+  });
+  if (!held.length) return;
+  for (const h of held) h.s.cork();
+  const poll = setInterval(() => {
+    if (held.some((h) => terminalStopsWrite(h.fd))) return;
+    clearInterval(poll);
+    for (const h of held) h.s.uncork();
+  }, 200);
 }
 
 /**

@@ -10,7 +10,7 @@
 // nothing more when it resumes.
 import { randomBytes } from 'node:crypto';
 import { runnerNow, type OpsContext } from '../context.ts';
-import { awaitTerminal, handleFaults, handleSignals, refuseSuspend, signalExit, terminalHasTostop, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
+import { awaitTerminal, handleFaults, handleSignals, refuseSuspend, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
 import type { Host } from '../config/environment.ts';
 import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
@@ -20,7 +20,7 @@ import { markRelease } from '../steps/release.ts';
 import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_OWN_EXIT, LOCK_QUEUED_EXIT, LOCK_UNPROVISIONED_EXIT, HOLDER_SILENT_SECONDS, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, silentHolder, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { flushOutput, outputNeverBlocks } from '../report.ts';
+import { flushOutput, holdOutputWhileInBackground, outputNeverBlocks } from '../report.ts';
 import { provisionedIn } from '../steps/system.ts';
 import { diskFullError } from './host-run.ts';
 import { unprovisionedError } from './host-state.ts';
@@ -808,9 +808,10 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const suspendRefused = refuseSuspend(() => {
     const held = [...mine];
     const what = held.length ? `holds the lock of ${env.name} on ${held.join(', ')}` : `is taking the lock of ${env.name}`;
-    const tostop = [2, 1].some(terminalHasTostop);
+    // Held from here, this warning too, while the shell has the terminal: its next line would stop the run there.
+    holdOutputWhileInBackground();
     ctx.reporter.warn(
-      `Ctrl-Z ignored: this ${operation} ${what}, and a suspended run sends nothing to its hosts: after ${HOLDER_SILENT_SECONDS}s its lock would read stale to other runs, which could release it and start beside it; the run goes on (if your shell says "Stopped", it goes on in the background: ${tostop ? 'type fg at once: this terminal stops background jobs when they write (stty tostop), which would stop the run at its next line, its locks held' : 'fg brings it back'}). To stop it: Ctrl-C (its lock is released, what it did said)`,
+      `Ctrl-Z ignored: this ${operation} ${what}, and a suspended run sends nothing to its hosts: after ${HOLDER_SILENT_SECONDS}s its lock would read stale to other runs, which could release it and start beside it; the run goes on (if your shell says "Stopped", it goes on in the background: fg brings it back, and its output, which a terminal set to stty tostop holds back till then). To stop it: Ctrl-C (its lock is released, what it did said)`,
     );
   });
   /** The lock on one host (acquire, `queue` as there): the run's from the step on, unless it said otherwise; its answer kept. */

@@ -8,7 +8,12 @@
 import { cmd, quote } from '../shell.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, type Step } from './types.ts';
 
-/** The line a script prints first on stdout and stderr: what comes before it is the login shell's. */
+/**
+ * The line a script prints first on stdout and stderr: what comes before it is the login shell's. In the command line
+ * sshd gets (STEP_BOOT, sshCommand) it and the refusal lines are printf's arguments, never in a format after `\n`: a
+ * start-up file that echoes that command with its escapes read (an `exec` alias or function running `echo -e`, tcsh's
+ * echo) then prints no line that reads as ops's own.
+ */
 export const START_MARKER = '@ops-start';
 
 /** The line STEP_BOOT prints on stderr, before START_MARKER, when it stopped the ssh-agent the login's start-up files started. */
@@ -141,7 +146,7 @@ const STEP_BOOT =
   ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi;` +
   // Where fd 0 goes, looked at before a command substitution's pipe could take a closed fd 0.
   ` ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi;` +
-  ` printf "\\n${START_MARKER}\\n${REFUSED_PREFIX}input %s\\n" "$ops_in"; exit 125`;
+  ` printf "\\n%s\\n%sinput %s\\n" ${START_MARKER} ${quote(REFUSED_PREFIX)} "$ops_in"; exit 125`;
 
 /**
  * Lines sent ahead of the script: they remove the functions the login's environment exported (whatever their names),
@@ -269,7 +274,7 @@ export function sshCommand(step: Pick<Step, 'as' | 'timeout'>, login: string, ap
   // calls in its place): it returned. Said as a refusal (EXEC_RETURNED), in words every login shell parses alike
   // (sh, bash, zsh, fish, csh: no $?, &&, ! or newline), with the login's $SHELL as STEP_BOOT would have said it
   // (LOGIN_SHELL_PREFIX; on stdout: csh cannot redirect stderr alone), whose start-up files are to be named.
-  return `exec ${commandLine(step, login, appUser, connection)}; printf '${LOGIN_SHELL_PREFIX}%s\\n\\n${START_MARKER}\\n${EXEC_RETURNED}\\n' "$SHELL"; exit 125`;
+  return `exec ${commandLine(step, login, appUser, connection)}; printf '%s%s\\n\\n%s\\n%s\\n' '${LOGIN_SHELL_PREFIX}' "$SHELL" '${START_MARKER}' '${EXEC_RETURNED}'; exit 125`;
 }
 
 /**

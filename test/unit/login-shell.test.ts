@@ -96,6 +96,8 @@ describe('a step through the login shell', () => {
 
   it.each([
     ['exec() { echo "exec is disabled here"; }', 'did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ops stopped it before it did anything', false],
+    // echoing ops's command with its escapes read: no line of it reads as ops's start line or refusal
+    ['exec() { echo -e "$@"; }', 'did not run: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ops stopped it before it did anything', false],
     ['exec() { echo "exec $1" >> ~/exec.log; "$@"; }', 'ran, but its exit code is lost: ~deploy/.bashrc (or ~/.profile, /etc/bash.bashrc) on web1 defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops\'s command and returned', true],
   ])("a function named exec in ~/.bashrc (%s), which bash calls in place of the builtin: said so, not the generic \"ended with exit code\"", async (rc, message, ran) => {
     const { result, ran: didRun } = await runWith(rc);
@@ -104,6 +106,13 @@ describe('a step through the login shell', () => {
     expect(result).toSatisfy((e: unknown) => (e instanceof NotStartedError) === !ran);
     expect((result as Error).message).toBe(`step "lock" on web1 ${message}`);
     expect((result as OpsError).hint).toMatch(/^remove that exec function, rename it, or define it below the interactive guard at the top of ~deploy\/\.bashrc/);
+  });
+
+  it("an alias of exec to tcsh's echo, which reads escapes (\\n) in ops's command: said as the exec alias, not as ops's own refusal of the input", async () => {
+    const { result, ran } = await runWith('', '/usr/bin/tcsh', { '.tcshrc': 'alias exec echo' });
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not run: ~deploy/.tcshrc or ~/.cshrc (or /etc/csh.cshrc) on web1 defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ops stopped it before it did anything');
   });
 
   it("an alias named exec in a csh login's ~/.cshrc (csh expands it in sshd's command too): said so, naming ~/.cshrc, not ~/.bashrc", async () => {

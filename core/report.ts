@@ -7,7 +7,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { fstatSync, statSync, writeSync } from 'node:fs';
 import { MIN_MASKED_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 import { describeLowLevel, markOwnOutput, printableLine, showControls } from './errors.ts';
-import { runHandlesSignals, signalExit, terminalHasTostop, terminalStopsWrite } from './signals.ts';
+import { inBackgroundOf, runHandlesSignals, signalExit, terminalHasTostop } from './signals.ts';
 
 export type Stream = 'stdout' | 'stderr';
 
@@ -670,8 +670,8 @@ export function outputNeverBlocks(streams: NodeJS.WritableStream[] = [process.st
 
 /**
  * What ops writes to `streams` on a terminal that stops background jobs when they write (`stty tostop`, read now) is
- * held (the stream corked) from now until the process is in that terminal's foreground again (terminalStopsWrite,
- * looked at every 200 ms), then written. For a run that holds locks when its shell may be about to take the terminal
+ * held (the stream corked) from now until the process is in that terminal's foreground again (inBackgroundOf, looked
+ * at every 200 ms), then written. For a run that holds locks when its shell may be about to take the terminal
  * back (Ctrl-Z under npx or npm, which stop where ops does not: refuseSuspend): its next line would stop it there
  * (SIGTTOU, which Node can neither ignore nor block), its keepalives with it. A run that ends meanwhile exits once its
  * output is written (flushOutput), after `fg`. Nothing when no stream is such a terminal.
@@ -684,7 +684,7 @@ export function holdOutputWhileInBackground(streams: NodeJS.WritableStream[] = [
   if (!held.length) return;
   for (const h of held) h.s.cork();
   const poll = setInterval(() => {
-    if (held.some((h) => terminalStopsWrite(h.fd))) return;
+    if (held.some((h) => inBackgroundOf(h.fd))) return;
     clearInterval(poll);
     for (const h of held) h.s.uncork();
   }, 200);

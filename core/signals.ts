@@ -116,20 +116,26 @@ export function stopRunsOnFault(error: unknown): boolean {
 }
 
 /**
- * Whether a line written to `fd` now would stop this process (SIGTTOU, termios(3) TOSTOP; tty(4)): `fd` is the process's
- * controlling terminal (proc(5) stat's tty_nr, the device fstat names), another process group than the process's own
- * is in its foreground (tpgid: a shell job started with `&`, or one the shell took the terminal back from, after a
- * Ctrl-Z stopped npx or npm around ops), and the terminal stops the output of background jobs (`stty tostop`, read
- * with stty: a background job may read the settings, not change them). Node can neither ignore nor block SIGTTOU: a
- * handler only has the write restarted, signalled again, forever. False wherever any of it cannot be read.
+ * Whether a line written to `fd` now would stop this process (SIGTTOU, termios(3) TOSTOP; tty(4)): the process is in
+ * the background of that terminal (inBackgroundOf) and the terminal stops the output of background jobs (`stty tostop`,
+ * read with stty: a background job may read the settings, not change them). Node can neither ignore nor block SIGTTOU:
+ * a handler only has the write restarted, signalled again, forever.
  */
 export function terminalStopsWrite(fd: number): boolean {
+  return inBackgroundOf(fd) && terminalHasTostop(fd);
+}
+
+/**
+ * Whether `fd` is this process's controlling terminal (proc(5) stat's tty_nr, the device fstat names) and another
+ * process group than the process's own is in its foreground (tpgid: a shell job started with `&`, or one the shell
+ * took the terminal back from, after a Ctrl-Z stopped npx or npm around ops). False wherever any of it cannot be read.
+ */
+export function inBackgroundOf(fd: number): boolean {
   if (!isatty(fd)) return false;
   try {
     // After the command name, which may hold spaces and parentheses: state, ppid, pgrp, session, tty_nr, tpgid.
     const [, , pgrp, , ttyNr, tpgid = -1] = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /s, '').split(' ').map(Number);
-    if (!(tpgid > 0) || tpgid === pgrp || fstatSync(fd).rdev !== ttyNr) return false;
-    return terminalHasTostop(fd);
+    return tpgid > 0 && tpgid !== pgrp && fstatSync(fd).rdev === ttyNr;
   } catch {
     return false;
   }

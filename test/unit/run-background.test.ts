@@ -110,7 +110,7 @@ describe('a run in the background of a terminal set to stop background output (s
       writeFileSync(go, '');
     }
     const out = (JSON.parse((await terminal).stdout) as { out: string }).out.replace(/\r/g, '');
-    expect(out).toMatch(/warning: this deploy of test runs in the background of a terminal that stops background jobs when they write \(stty tostop\): it waits for fg before taking any lock/);
+    expect(out).toMatch(/warning: this deploy of test was started in the background of a terminal that stops background jobs when they write \(stty tostop\): it waited for fg \(this line, shown now\) before taking any lock/);
     expect(out).toContain('line 19\n');
     expect(out).toMatch(/done\nrc=0\n$/);
     expect(read(log)).toMatch(/step lock\n(.|\n)*step unlock\n/);

@@ -793,7 +793,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // held: it waits here, before any, for fg (awaitTerminal).
   awaitTerminal(() =>
     ctx.reporter.warn(
-      `this ${operation} of ${env.name} was started in the background of a terminal that stops background jobs when they write (stty tostop): it waited for fg (this line, shown now) before taking any lock, as a run stopped while it held them would send nothing to its hosts, and after ${HOLDER_SILENT_SECONDS}s they would read stale to other runs; to run one in the background, give it a file for its output (> ${operation}.log 2>&1 &)`,
+      `this ${operation} of ${env.name} was started in the background of a terminal that stops background jobs when they write (stty tostop): it waited for fg (this line, shown now) before taking any lock, as a run stopped while it held them would send nothing to its hosts, and after ${HOLDER_SILENT_SECONDS}s they would read stale to other runs; to run one in the background, give it a file for its output (> ${operation.replace(/\W+/g, '-')}.log 2>&1 &)`,
     ),
   );
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));

@@ -118,6 +118,28 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect((await root(`head -n1 ${conf}`)).stdout).toBe('# Managed by ops-pipeline: local changes are overwritten.\n');
   }, 600_000);
 
+  it("ops's nginx.conf that the admin changed (client_max_body_size, a log_format) is kept as it is, said with the settings changed; removed, it is ops's again", async () => {
+    project.write(base);
+    const ops = (await root(`cat ${conf}`)).stdout;
+    expect(ops.split('\n')[0]).toBe('# Managed by ops-pipeline: local changes are overwritten.');
+    const edited = ops.replace('http {\n', "http {\n    client_max_body_size 50m;\n    log_format admin '$remote_addr $status';\n").replace('    gzip_comp_level 5;\n', '');
+    await write(conf, edited);
+    await root('nginx -t -q && nginx -s reload');
+    try {
+      const reporter = new MemoryReporter();
+      const result = await provision(project.ctx(reporter), project.env());
+      expect(reporter.text()).toContain(`kept this host's own ${conf} as it is: ops wrote it, but someone changed it here since (added or changed: client_max_body_size log_format; removed: gzip_comp_level), and ops never overwrites a change;`);
+      expect((await root(`cat ${conf}`)).stdout).toBe(edited);
+      expect(result[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+      expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    } finally {
+      await root(`rm -f ${conf}`);
+    }
+    expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
+    expect((await root(`cat ${conf}`)).stdout).toBe(ops);
+    expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
+
   it("an nginx.conf of the admin's own that does not include sites-enabled is refused, naming the file and the fix, and nothing changes", async () => {
     project.write(base);
     const own = adminConf('include /etc/nginx/vhosts/*.conf;');

@@ -2,6 +2,7 @@
 // uv.toml and .npmrc): replaced only when it is ops's own or its Debian package's as shipped (script.ts putUnlessHostOwn,
 // asShipped), run by bash against this machine's real dpkg database and files; the package index files refused otherwise.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,16 +47,29 @@ describe('asShipped: a Debian configuration file as its package shipped it (dpkg
 
 describe("putUnlessHostOwn: provision's way to write a file an admin may have made the host's own", () => {
   const content = '# Managed by ops-pipeline: local changes are overwritten.\nops 2\n';
-  const put = (path: string) => bash(`${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(path, content, 'base-files', 'what it means.')}\necho "changed=$CHANGED"`);
+  const older = '# Managed by ops-pipeline: local changes are overwritten.\nops 1\n';
+  const put = (path: string) => bash(`${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(path, content, 'base-files', 'what it means.', [createHash('md5').update(older).digest('hex')])}\necho "changed=$CHANGED"`);
 
-  it("writes it when absent, and over ops's own (its first line), whatever else ops's older version held", async () => {
+  it("writes it when absent, and over ops's own as ops wrote it (this version, or an older one of `previous`)", async () => {
     const f = join(dir, 'absent.conf');
     expect((await put(f)).stdout).toBe('changed=1\n');
     expect(readFileSync(f, 'utf8')).toBe(content);
     expect((await put(f)).stdout, 'the same again: nothing written').toBe('changed=0\n');
-    writeFileSync(f, '# Managed by ops-pipeline: local changes are overwritten.\nops 1\n');
+    writeFileSync(f, older);
     expect((await put(f)).stdout).toBe('changed=1\n');
     expect(readFileSync(f, 'utf8')).toBe(content);
+  });
+
+  it("keeps ops's own that someone changed since (its header kept), saying which directives were added or changed and removed, never their values", async () => {
+    const f = join(dir, 'changed.conf');
+    const changed = '# Managed by ops-pipeline: local changes are overwritten.\nops 2\n    client_max_body_size 50m;\n# a comment\n';
+    writeFileSync(f, changed);
+    const r = await put(f);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`kept this host's own ${f} as it is: ops wrote it, but someone changed it here since (added or changed: client_max_body_size; removed: none), and ops never overwrites a change; what it means.\nchanged=0\n`);
+    expect(readFileSync(f, 'utf8')).toBe(changed);
+    writeFileSync(f, '# Managed by ops-pipeline: local changes are overwritten.\nops 3\n');
+    expect((await put(f)).stdout).toContain('(added or changed: ops; removed: ops)');
   });
 
   it("keeps the host's own as it is, saying which file, why and what it means; the step goes on", async () => {

@@ -11,6 +11,13 @@ import type { Slot } from '../layout.ts';
 /** The first line of every nginx file ops writes (the built-in sites, the upstreams, nginx.conf): what tells them ops's. */
 export const HEADER = '# Managed by ops-pipeline: local changes are overwritten.';
 
+/**
+ * The md5 of each base config an older ops wrote (putUnlessHostOwn's `previous`: a host's nginx.conf equal to one is
+ * ops's untouched, replaced; one changed since is the admin's, kept). None yet: baseConfig is as ops first wrote it.
+ * When changing it, add the md5 of the one it replaces here.
+ */
+export const BASE_CONFIG_PREVIOUS: readonly string[] = [];
+
 /** The base /etc/nginx/nginx.conf (the same for every app on a host). */
 export function baseConfig(): string {
   return `${HEADER}

@@ -2,7 +2,7 @@
 // gracefully and wait until the new configuration serves, or put every file back as it was and fail with nginx's
 // message.
 import type { Target } from '../target.ts';
-import { baseConfig, HEADER, site, upstreamBlock, upstreams } from './nginx-config.ts';
+import { BASE_CONFIG_PREVIOUS, baseConfig, HEADER, site, upstreamBlock, upstreams } from './nginx-config.ts';
 import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
@@ -14,10 +14,11 @@ export interface NginxFile {
   content: string;
   /**
    * A file a Debian package ships as a configuration file, which an admin may have made the host's own
-   * (nginx-common's /etc/nginx/nginx.conf): written only over ops's own or the package's as shipped, any other kept
-   * and `kept` said of it (putUnlessHostOwn). `check` then says whether nginx can serve with it.
+   * (nginx-common's /etc/nginx/nginx.conf): written only over ops's own as ops wrote it (this content, or one whose md5
+   * is in `previous`: an older ops's) or the package's as shipped, any other kept and `kept` said of it
+   * (putUnlessHostOwn). `check` then says whether nginx can serve with it.
    */
-  shipped?: { package: string; kept: string };
+  shipped?: { package: string; kept: string; previous?: readonly string[] };
 }
 
 export interface NginxChange {
@@ -87,7 +88,7 @@ export function applyNginx(change: NginxChange): Step {
   if (section !== undefined) lines.push('trap \'critical_end; rm -rf "$backup"\' EXIT', `critical_begin ${section}`);
   else lines.push('trap \'rm -rf "$backup"\' EXIT');
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
-  for (const f of change.files) lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept) : putFile(f.path, f.content));
+  for (const f of change.files) lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept, f.shipped.previous) : putFile(f.path, f.content));
   if (change.complete) lines.push(change.complete);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   // Provision tests the configuration even when it wrote nothing: "ready for deploys" means nginx can reload.
@@ -178,7 +179,7 @@ const DEFAULT_SITE_ENABLED = '/etc/nginx/sites-enabled/default';
 /**
  * What provision puts in place: the base config, the site, the upstreams (blue when absent; see ensureUpstreams).
  * On a host an admin lived on, nothing of theirs is replaced or disabled without a word: nginx.conf is written only
- * over ops's own or Debian's as shipped (NginxFile.shipped); a host's own is kept, and must include the site (ops's
+ * over ops's own as ops wrote it or Debian's as shipped (NginxFile.shipped; ops's changed here since is the admin's); a host's own is kept, and must include the site (ops's
  * needs of it: its `http {}` including /etc/nginx/sites-enabled/*, where the site is linked; the rest of the base
  * config is ops's taste: server_tokens off, gzip, room for long server names). Debian's default site is disabled
  * only as shipped (its welcome page, and the default server the app's site may claim); an edited one stays enabled,
@@ -210,7 +211,7 @@ fi`;
       {
         path: conf,
         content: baseConfig(),
-        shipped: { package: 'nginx-common', kept: `ops's site is included from it, and its own base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) are not applied: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again` },
+        shipped: { package: 'nginx-common', kept: `ops's site is included from it, and ops's base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) apply only as far as it has them: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again`, previous: BASE_CONFIG_PREVIOUS },
       },
       { path: L.nginxSite, content: site(env, certificateReady) },
     ],

@@ -1,5 +1,6 @@
 // Building blocks for step scripts. Content reaches the host base64-encoded inside the script (no heredoc
 // delimiter can be forged by the content, no quoting pitfalls); values go through `quote`.
+import { createHash } from 'node:crypto';
 import { quote } from '../shell.ts';
 
 /** Base64 of `content` (how file contents travel inside a script). */
@@ -45,15 +46,28 @@ export function asShipped(pkg: string, path: string): string {
 }
 
 /**
- * Shell writing `content` to `path` (putFile) unless the host made the file its own: written when absent, when its
- * first line is `content`'s (the header ops writes first in such a file: ops wrote it) or when it is Debian package
- * `pkg`'s configuration file as shipped (asShipped); any other, an admin's, is left as it is and said on stdout,
- * naming the file and why, then `kept` (what that means for ops, and how to have ops's instead). Needs SYSTEM_FUNCTIONS.
+ * Shell writing `content` to `path` (putFile) unless the host made the file its own: written when absent, when it is
+ * ops's as ops wrote it (its first line `content`'s, the header ops writes first in such a file, and its md5 that of
+ * `content` or of one of `previous`, the md5s of every version of it an older ops wrote: keep them there when the
+ * content changes), or when it is Debian package `pkg`'s configuration file as shipped (asShipped). Any other is left
+ * as it is and said on stdout, naming the file and why, then `kept` (what that means for ops, and how to have ops's
+ * instead): an admin's own, or ops's changed here since (said with the directives, the first word of each line,
+ * the change added or changed and removed, never their values: dpkg's rule for a conffile changed locally). Needs
+ * SYSTEM_FUNCTIONS.
  */
-export function putUnlessHostOwn(path: string, content: string, pkg: string, kept: string): string {
+export function putUnlessHostOwn(path: string, content: string, pkg: string, kept: string, previous: readonly string[] = []): string {
   const first = content.split('\n', 1)[0]!;
-  return String.raw`if [ ! -e ${quote(path)} ] || [ "$(head -n1 ${quote(path)})" = ${quote(first)} ] || ${asShipped(pkg, path)}; then
+  const p = quote(path);
+  const ours = [createHash('md5').update(content).digest('hex'), ...previous].join(' ');
+  return String.raw`host_file_md5=
+[ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
+if [ ! -e ${p} ] || { [ "$(head -n1 ${p})" = ${quote(first)} ] && [[ " ${ours} " == *" $host_file_md5 "* ]]; } || ${asShipped(pkg, path)}; then
   ${putFile(path, content)}
+elif [ "$(head -n1 ${p})" = ${quote(first)} ]; then
+  # The directives each side has that the other lacks (diff's "> " and "< " lines), by name.
+  host_file_diff=$(printf %s ${b64(content)} | base64 -d | diff - ${p} || true)
+  host_file_names() { local n; n=$(sed -n "s/^$1 *\([a-z_][a-z0-9_]*\).*/\1/p" <<< "$host_file_diff" | sort -u | paste -sd' '); echo "${'$'}{n:-none}"; }
+  echo ${quote(`kept this host's own ${path} as it is: ops wrote it, but someone changed it here since (`)}"added or changed: $(host_file_names '>'); removed: $(host_file_names '<')"${quote(`), and ops never overwrites a change; ${kept}`)}
 else
   echo ${quote(`kept this host's own ${path} as it is: it is neither the one ops writes (its first line: ${first}) nor ${pkg}'s as shipped (its md5 differs from the one dpkg recorded: someone changed it here), and ops never overwrites it; ${kept}`)}
 fi`;

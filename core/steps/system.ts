@@ -182,16 +182,41 @@ if ${provisionWrote(packageIndexPaths(env).pipConf)}; then
 fi`;
 }
 
+/** Per package index file: the setting it is written from, and where what a host's own such file holds belongs instead. */
+const INDEX_FILE_SETTINGS: Record<'pipConf' | 'uvToml' | 'npmrc', { setting: string; belongs: string }> = {
+  pipConf: { setting: 'packages.pip_index_url', belongs: 'its index belongs in packages.pip_index_url (a secret when the URL holds credentials); deploys read no other pip setting' },
+  uvToml: { setting: 'packages.pip_index_url', belongs: "its index belongs in packages.pip_index_url (a secret when the URL holds credentials); other uv settings, in the commit's uv.toml" },
+  npmrc: { setting: 'packages.npm_registry', belongs: "its registry and token belong in packages.npm_registry and packages.npm_token (a secret), a scope's registry in the commit's .npmrc" },
+};
+
 /**
- * Put the uploaded pip.conf / .npmrc in place for the app user (0600: they may hold tokens), or remove ours when
- * the environment no longer sets them. `uploaded` maps each file to where provision uploaded it (on stdin, never
+ * Put the uploaded pip.conf / uv.toml / .npmrc in place for the app user (0600: they may hold tokens), or remove ours
+ * when the environment no longer sets them. `uploaded` maps each file to where provision uploaded it (on stdin, never
  * in a script) or to undefined. The uploads are deleted whatever happens.
+ * A file provision would write that is the host's own (not one provision wrote: its first line is not PROVISION_MARK's;
+ * or a symlink), one an admin wrote for the app user (a registry token of theirs), is never replaced: the step fails
+ * before writing any of them, naming each such file, the setting it would be replaced from and where its content
+ * belongs (INDEX_FILE_SETTINGS), then how to go on (move it away, provision again).
  */
 export function packageIndexes(env: Target, uploaded: { pipConf?: string; uvToml?: string; npmrc?: string }): Step {
   const paths = packageIndexPaths(env);
   const u = quote(env.appUser);
   const home = quote(`/home/${env.appUser}`);
   const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.uvToml, uploaded.npmrc].filter(Boolean).map((f) => quote(f!)).join(' ')}' EXIT`];
+  // Every file the host made its own, said before any is written (none half done).
+  const kinds = (['pipConf', 'uvToml', 'npmrc'] as const).filter((k) => uploaded[k]);
+  if (kinds.length) {
+    lines.push('host_own=0');
+    for (const kind of kinds) {
+      const path = paths[kind];
+      const { setting, belongs } = INDEX_FILE_SETTINGS[kind];
+      lines.push(String.raw`if [ -L ${quote(path)} ] || { [ -e ${quote(path)} ] && ! ${provisionWrote(path)}; }; then
+  echo ${quote(`the app user's ${path} is this host's own (its first line is not "${PROVISION_MARK} ...": someone wrote it here), and provision would replace it with the one ${setting} makes, losing what it holds (a token, a setting): ${belongs}. Put what you need there, then move the file away (mv ${path} ${path}.before-ops) and run provision again`)} >&2
+  host_own=1
+fi`);
+    }
+    lines.push(`[ "$host_own" = 0 ] || { echo "nothing of the package indexes was changed" >&2; exit 1; }`);
+  }
   for (const kind of ['pipConf', 'uvToml', 'npmrc'] as const) {
     const dest = quote(paths[kind]);
     const from = uploaded[kind];

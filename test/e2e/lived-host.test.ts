@@ -1,8 +1,9 @@
 // Provision on a host an admin has already lived on (a real provisioned host, then changed the ways real hosts are):
 // a configuration file the admin wrote before the package that ships it was installed (dpkg's conffile prompt, which
 // would read the step's script from stdin), and another package job holding apt's and dpkg's locks (unattended-upgrades
-// on a VM's first boot), an nginx.conf and a default site of the admin's own. Provision keeps the admin's files and
-// says so (refusing an nginx.conf that would not serve its site, naming what it lacks); waits for the lock, naming who
+// on a VM's first boot), an nginx.conf and a default site of the admin's own, the app user's ~/.npmrc and pip.conf of the
+// admin's. Provision keeps the admin's files and says so (refusing an nginx.conf that would not serve its site, naming
+// what it lacks; refusing package index files it would replace, naming where their settings belong); waits for the lock, naming who
 // holds it; replaces Debian's nginx.conf and disables its default site only as shipped.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provision } from '../../core/ops/provision.ts';
@@ -66,10 +67,33 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 600_000);
 
+  const write = (path: string, content: string) => root(`mkdir -p $(dirname ${path}) && echo ${Buffer.from(content).toString('base64')} | base64 -d > ${path}`);
+
+  it("the app user's ~/.npmrc and pip.conf of the admin's own (a token for another registry) are refused, named with where their settings belong, and left as they are", async () => {
+    project.write(base);
+    const npmrc = '/home/sample/.npmrc';
+    const pipConf = '/home/sample/.config/pip/pip.conf';
+    const ownNpmrc = '@acme:registry=https://npm.pkg.github.com/\n//npm.pkg.github.com/:_authToken=admin-token\n';
+    const ownPip = '[global]\nindex-url = https://pypi.example.org/simple/\ntimeout = 60\n';
+    await write(npmrc, ownNpmrc);
+    await write(pipConf, ownPip);
+    try {
+      const e = (await provision(project.ctx(), project.env()).catch((x: unknown) => x)) as Error;
+      expect(e.message).toContain(`the app user's ${npmrc} is this host's own (its first line is not "# Written by ops-pipeline provision ...": someone wrote it here), and provision would replace it with the one packages.npm_registry makes`);
+      expect(e.message).toContain(`the app user's ${pipConf} is this host's own`);
+      expect(e.message).toContain('nothing of the package indexes was changed');
+      expect((await root(`cat ${npmrc} ${pipConf}`)).stdout).toBe(ownNpmrc + ownPip);
+    } finally {
+      await root(`rm -f ${npmrc} ${pipConf}`);
+    }
+    // Moved away (the fix named), they are provision's again; then nothing to change.
+    expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'package indexes', state: 'changed' }]));
+    expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
+
   // The admin's own nginx.conf: settings of theirs at every level (events, http, an include of theirs serving another site).
   const conf = '/etc/nginx/nginx.conf';
   const adminConf = (sites: string) => `user www-data;\nworker_processes auto;\npid /run/nginx.pid;\ninclude /etc/nginx/modules-enabled/*.conf;\n\nevents {\n    worker_connections 4096;\n}\n\nhttp {\n    sendfile on;\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n    log_format admin '$remote_addr $status $request_time';\n    access_log /var/log/nginx/access.log admin;\n    error_log /var/log/nginx/error.log;\n    client_max_body_size 50m;\n    include /etc/nginx/extra/*.conf;\n    include /etc/nginx/conf.d/*.conf;\n    ${sites}\n}\n`;
-  const write = (path: string, content: string) => root(`mkdir -p $(dirname ${path}) && echo ${Buffer.from(content).toString('base64')} | base64 -d > ${path}`);
 
   it("an nginx.conf of the admin's own is kept as it is, said, and their other site goes on serving; a second provision changes nothing", async () => {
     project.write(base);
@@ -92,6 +116,28 @@ describe.sequential('provision on a host an admin has lived on', () => {
     // Removed, it is ops's again (the fix the refusal below names).
     expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
     expect((await root(`head -n1 ${conf}`)).stdout).toBe('# Managed by ops-pipeline: local changes are overwritten.\n');
+  }, 600_000);
+
+  it("ops's nginx.conf that the admin changed (client_max_body_size, a log_format) is kept as it is, said with the settings changed; removed, it is ops's again", async () => {
+    project.write(base);
+    const ops = (await root(`cat ${conf}`)).stdout;
+    expect(ops.split('\n')[0]).toBe('# Managed by ops-pipeline: local changes are overwritten.');
+    const edited = ops.replace('http {\n', "http {\n    client_max_body_size 50m;\n    log_format admin '$remote_addr $status';\n").replace('    gzip_comp_level 5;\n', '');
+    await write(conf, edited);
+    await root('nginx -t -q && nginx -s reload');
+    try {
+      const reporter = new MemoryReporter();
+      const result = await provision(project.ctx(reporter), project.env());
+      expect(reporter.text()).toContain(`kept this host's own ${conf} as it is: ops wrote it, but someone changed it here since (added or changed: client_max_body_size log_format; removed: gzip_comp_level), and ops never overwrites a change;`);
+      expect((await root(`cat ${conf}`)).stdout).toBe(edited);
+      expect(result[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+      expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    } finally {
+      await root(`rm -f ${conf}`);
+    }
+    expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
+    expect((await root(`cat ${conf}`)).stdout).toBe(ops);
+    expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 600_000);
 
   it("an nginx.conf of the admin's own that does not include sites-enabled is refused, naming the file and the fix, and nothing changes", async () => {

@@ -11,7 +11,7 @@ import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
 import { applyNginx, ensureUpstreams, provisionNginx } from '../../core/steps/nginx.ts';
-import { baseConfig, renderTemplate, site, slotPortLinesShell, slotPortsElsewhere, upstreams } from '../../core/steps/nginx-config.ts';
+import { BASE_CONFIG_PREVIOUS, baseConfig, renderTemplate, site, slotPortLinesShell, slotPortsElsewhere, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, mirrorGit, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
@@ -312,7 +312,7 @@ describe('nginx site', () => {
   it("provision writes nginx.conf only over ops's own or nginx-common's as shipped, and checks that nginx reads the site before reloading", () => {
     const s = provisionNginx(env(), true).script;
     // The one write of nginx.conf, under the guard.
-    expect(s).toContain(putUnlessHostOwn('/etc/nginx/nginx.conf', baseConfig(), 'nginx-common', '').split('\nelse\n')[0]);
+    expect(s).toContain(putUnlessHostOwn('/etc/nginx/nginx.conf', baseConfig(), 'nginx-common', '', BASE_CONFIG_PREVIOUS).split('\nelif ')[0]);
     expect(s.split(putFile('/etc/nginx/nginx.conf', baseConfig())).length).toBe(2);
     const check = s.indexOf("'# configuration file /etc/nginx/sites-enabled/shop:'");
     expect(check).toBeGreaterThan(s.indexOf('if ! out=$(nginx -t 2>&1)'));

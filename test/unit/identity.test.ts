@@ -189,6 +189,22 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     expect((await check(ok.pid!, 'r6', dir, port4)).identity).toBe('');
   });
 
+  it("a program started by npm start in a subdirectory (npm puts every parent's node_modules/.bin on PATH, <base>/releases/node_modules/.bin among them): accepted, a path naming no release", async () => {
+    const dir = release('r7');
+    const pkg = join(dir, 'frontend');
+    mkdirSync(pkg, { recursive: true });
+    // npm run-script's PATH for a package in <release>/frontend (npm 9/10, @npmcli/run-script): each ancestor's node_modules/.bin.
+    const bins = [pkg, dir, join(root, 'releases'), root, '/'].map((d) => join(d, 'node_modules/.bin'));
+    const port = await freePort();
+    const p = spawn('bash', ['-c', `/usr/bin/python3 ${root}/server.py ${port}; true`], { cwd: pkg, env: { PATH: `${bins.join(':')}:${process.env.PATH}`, OPS_RELEASE: 'r7' }, detached: true, stdio: 'ignore' });
+    children.push(p);
+    await listening(port);
+    const r = await check(p.pid!, 'r7', dir, port);
+    expect(r.identity).toBe('');
+    expect(r.ok).toBe(true);
+    expect(r.reports.filter(([k]) => k === 'listener').map(([, v]) => v.split('\t')[4])).toEqual(['r7']);
+  });
+
   it('nothing running for the program, or nothing listening: refused', async () => {
     const dir = release('r5');
     const port = await freePort();

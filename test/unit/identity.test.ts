@@ -217,6 +217,27 @@ describe('who answers on a port (check_identity, report_slot)', () => {
   });
 });
 
+describe('exposed_listeners', () => {
+  it('warns of a program listening on every address (next start\'s default), naming it and the fix; not of one on 127.0.0.1', async () => {
+    const [open, local] = [await freePort(), await freePort()];
+    const bind = (host: string, port: number) => `import socket, time\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((${JSON.stringify(host)}, ${port})); s.listen(8)\nwhile True: time.sleep(1)\n`;
+    for (const [host, port] of [['0.0.0.0', open], ['127.0.0.1', local]] as const) {
+      const c = spawn('/usr/bin/python3', ['-c', bind(host, port)], { detached: true, stdio: 'ignore' });
+      children.push(c);
+      await listening(port);
+    }
+    const script = `${scriptPrelude}
+${MASK_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+exposed_listeners web:${open}:/healthz api:${local}:/api/health/`;
+    const { stdout, stderr } = await run('bash', ['-c', script]);
+    expect(stdout).not.toContain('warning');
+    expect(stderr.split('\n').filter((l) => l.startsWith('warning'))).toEqual([
+      `warning: program web listens on 0.0.0.0:${open}, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node's listen()), or firewall the port`,
+    ]);
+  });
+});
+
 describe('sup_pids', () => {
   it("reads every program's pid from one getAllProcessInfo answer of supervisord 4.2.5, by group and name", async () => {
     const answer = join(import.meta.dirname, '..', 'fixtures', 'supervisor', 'getAllProcessInfo-4.2.5.xml');

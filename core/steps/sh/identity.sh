@@ -131,6 +131,26 @@ check_identity() {
   IDENTITY=${IDENTITY%; }
   [ -z "$IDENTITY" ]
 }
+# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound
+# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js's `next start`, Express's listen(port) and
+# webpack-style servers bind every address unless given a host). nginx is the site's door (TLS, security headers, the
+# switch's routing); such a port is a second door, on both slots (the release kept warm there too).
+exposed_listeners() {
+  local table p name port l addr seen
+  table=$(ss -Htln 2>/dev/null) || return 0
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    seen=""
+    while read -r _ _ _ l _; do
+      [ "${l##*:}" = "$port" ] || continue
+      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}
+      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac
+      seen+="${seen:+, }$l"
+    done <<< "$table"
+    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node's listen()), or firewall the port" >&2
+  done
+  return 0
+}
 # ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it
 # daemonised, and supervisor stopped its parent): a process of USER (the programs' user, its effective uid as
 # /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or

@@ -200,12 +200,6 @@ export function certificatePaths(env: Target): { cert: string; key: string } | u
 }
 
 /**
- * The variables a site template may use ({{name}}); the built-in templates use the same ones. Several apps
- * share a host's nginx: each site answers for its own `server_name` (its domain), only the default server
- * (nginx.default_server, or an app without a domain, then alone on its host) carries `default_server`, and
- * each logs to its own files.
- */
-/**
  * Whether nginx passes requests of `prefix` (a key of routes) on without it: every route but "/", unless its program
  * sets strip_prefix: false (it routes full paths). One rule for the site's locations, the assets' fallback and the
  * switch's health paths (gatePaths).
@@ -215,6 +209,12 @@ export function stripsPrefix(env: Target, prefix: string): boolean {
   return prefix !== '/' && (program === undefined || env.config.programs[program]?.strip_prefix !== false);
 }
 
+/**
+ * The variables a site template may use ({{name}}); the built-in templates use the same ones. Several apps
+ * share a host's nginx: each site answers for its own `server_name` (its domain), only the default server
+ * (nginx.default_server, or an app without a domain, then alone on its host) carries `default_server`, and
+ * each logs to its own files.
+ */
 export function siteVariables(env: Target): Record<string, string> {
   const L = env.layout;
   const app = env.config.app;

@@ -193,7 +193,11 @@ export function placeholderError(label: string, env: string, keys: string[], cha
         own`${label} would hold ${what}, which every deploy refuses (${change.untouched}): ${named}`,
         own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]!) : '<key>'}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`,
       )
-    : new OpsError(own`${label} still holds placeholder values (CHANGE-ME): ${named}`, own`set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
+    : new OpsError(
+        own`${label} still holds placeholder values (CHANGE-ME): ${named}`,
+        // `ops env new` writes the catalogue's secrets: another app may use none of them (README: "Adding an environment").
+        own`set them: printf '%s' VALUE | ops secrets set ${env} <key>; one your app does not use: drop the env line naming it, if any, and delete it (ops secrets edit ${env})`,
+      );
 }
 
 /**

@@ -207,6 +207,16 @@ export function certificatePaths(env: Target): { cert: string; key: string } | u
 }
 
 /**
+ * Whether nginx passes requests of `prefix` (a key of routes) on without it: every route but "/", unless its program
+ * sets strip_prefix: false (it routes full paths). One rule for the site's locations, the assets' fallback and the
+ * switch's health paths (gatePaths).
+ */
+export function stripsPrefix(env: Target, prefix: string): boolean {
+  const program = env.config.routes[prefix];
+  return prefix !== '/' && (program === undefined || env.config.programs[program]?.strip_prefix !== false);
+}
+
+/**
  * The variables a site template may use ({{name}}); the built-in templates use the same ones. Several apps
  * share a host's nginx: each site answers for its own `server_name` (its domain), only the default server
  * (nginx.default_server, or an app without a domain, then alone on its host) carries `default_server`, and
@@ -219,8 +229,9 @@ export function siteVariables(env: Target): Record<string, string> {
   const locations = Object.entries(env.config.routes)
     .sort(([a], [b]) => b.length - a.length)
     .map(([prefix, program]) => {
-      // A trailing "/" on proxy_pass replaces the matched prefix: "/api/x" reaches the API as "/x".
-      const target = prefix === '/' ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
+      // A trailing "/" on proxy_pass replaces the matched prefix: "/api/x" reaches the API as "/x"; without it
+      // (strip_prefix false) nginx passes the URI as the visitor sent it.
+      const target = stripsPrefix(env, prefix) ? `http://${L.nginxUpstream(program)}/` : `http://${L.nginxUpstream(program)}`;
       return `location ${prefix} {\n        proxy_pass ${target};\n        ${proxyHeaders(env)}\n    }`;
     });
   const root = env.config.routes['/'];
@@ -277,9 +288,9 @@ function assetLocations(env: Target): string[] {
     const fallback = `@${L.nginxUpstream('assets')}_${i}`;
     const prefix = prefixes.find((p) => a.url!.startsWith(p));
     const program = prefix === undefined ? undefined : env.config.routes[prefix];
-    // A route other than "/" strips its prefix (siteVariables' locations): so does the fallback, by rewrite.
+    // A route that strips its prefix (siteVariables' locations): so does the fallback, by rewrite.
     const app = program
-      ? `location ${fallback} {\n        ${prefix === '/' ? '' : `rewrite ^${escapeRegex(prefix!)}(.*)$ /$1 break;\n        `}proxy_pass http://${L.nginxUpstream(program)};\n        ${proxyHeaders(env)}\n    }`
+      ? `location ${fallback} {\n        ${!stripsPrefix(env, prefix!) ? '' : `rewrite ^${escapeRegex(prefix!)}(.*)$ /$1 break;\n        `}proxy_pass http://${L.nginxUpstream(program)};\n        ${proxyHeaders(env)}\n    }`
       : `location ${fallback} {\n        return 404;\n    }`;
     const from = (release: string) => `/${release}/${a.dir}/$1`;
     return [

@@ -6,7 +6,7 @@
 // answers 5xx for.
 import type { Target } from '../target.ts';
 import { quote } from '../shell.ts';
-import { CHECK_HEADER, certificatePaths, checkLog } from './nginx-config.ts';
+import { CHECK_HEADER, certificatePaths, checkLog, stripsPrefix } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { LOCAL_CURL } from './libraries.ts';
 import type { Slot } from '../layout.ts';
@@ -21,7 +21,7 @@ const CHECK_LINE_SECONDS = 1;
 /**
  * The paths of the health checks as a visitor asks them through nginx: for each program nginx routes to, its health
  * path under the first route (of the environment's, longest first) whose URL nginx gives that program (a longer route
- * of another program may take it), as siteVariables' locations pass it on (the prefix replaced by "/"). Programs nginx
+ * of another program may take it), as siteVariables' locations pass it on (the prefix replaced by "/", or kept: stripsPrefix). Programs nginx
  * routes nothing to are not asked (their callers are on the host). `program` and `path` (starting with "/").
  */
 export function gatePaths(env: Target): { program: string; path: string }[] {
@@ -30,7 +30,9 @@ export function gatePaths(env: Target): { program: string; path: string }[] {
   for (const [name, p] of Object.entries(env.config.programs)) {
     for (const [prefix, program] of routes) {
       if (program !== name) continue;
-      const path = prefix === '/' ? p.health : `${prefix}${p.health.replace(/^\//, '')}`;
+      const path = stripsPrefix(env, prefix) ? `${prefix}${p.health.replace(/^\//, '')}` : p.health;
+      // Passed on whole (strip_prefix false), a health path outside the route's prefix is not asked there.
+      if (!path.startsWith(prefix)) continue;
       // nginx's choice among prefix locations: the longest that matches.
       const taken = routes.find(([other]) => path.startsWith(other));
       if (taken?.[1] !== name) continue;

@@ -583,7 +583,8 @@ fi >&2
 # The slot runs this release now: ops logs shows each log from where it began (core/steps/logs.ts). Not written
 # (the file removed), ops logs shows the whole files, the older releases' lines too.
 log_record ${slot} "$log_at"
-echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for $release_id)"`,
+echo "slot ${slot} healthy: ${Object.keys(env.config.programs).join(', ')} (each answered by the process supervisor started for $release_id)"
+exposed_listeners ${programPorts(env, slot).map(quote).join(' ')}`,
   };
 }
 

@@ -189,6 +189,22 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     expect((await check(ok.pid!, 'r6', dir, port4)).identity).toBe('');
   });
 
+  it("a program started by npm start in a subdirectory (npm puts every parent's node_modules/.bin on PATH, <base>/releases/node_modules/.bin among them): accepted, a path naming no release", async () => {
+    const dir = release('r7');
+    const pkg = join(dir, 'frontend');
+    mkdirSync(pkg, { recursive: true });
+    // npm run-script's PATH for a package in <release>/frontend (npm 9/10, @npmcli/run-script): each ancestor's node_modules/.bin.
+    const bins = [pkg, dir, join(root, 'releases'), root, '/'].map((d) => join(d, 'node_modules/.bin'));
+    const port = await freePort();
+    const p = spawn('bash', ['-c', `/usr/bin/python3 ${root}/server.py ${port}; true`], { cwd: pkg, env: { PATH: `${bins.join(':')}:${process.env.PATH}`, OPS_RELEASE: 'r7' }, detached: true, stdio: 'ignore' });
+    children.push(p);
+    await listening(port);
+    const r = await check(p.pid!, 'r7', dir, port);
+    expect(r.identity).toBe('');
+    expect(r.ok).toBe(true);
+    expect(r.reports.filter(([k]) => k === 'listener').map(([, v]) => v.split('\t')[4])).toEqual(['r7']);
+  });
+
   it('nothing running for the program, or nothing listening: refused', async () => {
     const dir = release('r5');
     const port = await freePort();
@@ -198,6 +214,27 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     await listening(port);
     expect((await check(0, 'r5', dir, port)).identity).toMatch(/while supervisor runs no process for grp:grp-web$/);
     void p;
+  });
+});
+
+describe('exposed_listeners', () => {
+  it('warns of a program listening on every address (next start\'s default), naming it and the fix; not of one on 127.0.0.1', async () => {
+    const [open, local] = [await freePort(), await freePort()];
+    const bind = (host: string, port: number) => `import socket, time\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((${JSON.stringify(host)}, ${port})); s.listen(8)\nwhile True: time.sleep(1)\n`;
+    for (const [host, port] of [['0.0.0.0', open], ['127.0.0.1', local]] as const) {
+      const c = spawn('/usr/bin/python3', ['-c', bind(host, port)], { detached: true, stdio: 'ignore' });
+      children.push(c);
+      await listening(port);
+    }
+    const script = `${scriptPrelude}
+${MASK_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+exposed_listeners web:${open}:/healthz api:${local}:/api/health/`;
+    const { stdout, stderr } = await run('bash', ['-c', script]);
+    expect(stdout).not.toContain('warning');
+    expect(stderr.split('\n').filter((l) => l.startsWith('warning'))).toEqual([
+      `warning: program web listens on 0.0.0.0:${open}, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node's listen()), or firewall the port`,
+    ]);
   });
 });
 

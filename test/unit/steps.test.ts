@@ -211,6 +211,30 @@ describe('nginx site', () => {
     expect(s).toContain('ssl_certificate /etc/letsencrypt/live/shop.example.org/fullchain.pem;');
     expect(s).toContain('return 301 https://$host$request_uri;');
   });
+  it('a program with strip_prefix: false gets the URL as the visitor sent it on each of its routes (Django\'s /api/ and /admin/), its assets\' fallback too; the others still strip', () => {
+    const e = env({
+      programs: {
+        api: { command: '{release}/venv/bin/gunicorn mysite.wsgi', port: 8000, health: '/api/health/', strip_prefix: false, env: {} },
+        web: { command: '{npm} start', port: 3000, health: '/healthz', env: {} },
+        metrics: { command: 'm', port: 9100, health: '/', env: {} },
+      },
+      routes: { '/': 'web', '/api/': 'api', '/admin/': 'api', '/metrics/': 'metrics' },
+      release: { asset_dirs: [{ dir: 'backend/staticfiles', url: '/admin/static/' }] },
+    });
+    const s = site(e, true);
+    expect(s).toContain('location /api/ {\n        proxy_pass http://shop_api;');
+    expect(s).toContain('location /admin/ {\n        proxy_pass http://shop_api;');
+    expect(s).toContain('location /metrics/ {\n        proxy_pass http://shop_metrics/;');
+    expect(s).toContain('location @shop_assets_0 {\n        proxy_pass http://shop_api;');
+    // The switch asks nginx at the path the program answers on its own port.
+    expect(gatePaths(e)).toEqual([
+      { program: 'api', path: '/api/health/' },
+      { program: 'web', path: '/healthz' },
+      { program: 'metrics', path: '/metrics/' },
+    ]);
+    // A health path outside every route of its (unstripped) program: not asked through nginx.
+    expect(gatePaths(env({ programs: { api: { command: 'a', port: 8000, health: '/healthz', strip_prefix: false, env: {} }, web: { command: 'b', port: 3000, env: {} } }, routes: { '/': 'web', '/api/': 'api' } }))).toEqual([{ program: 'web', path: '/' }]);
+  });
   it('until the certificate exists, answers the ACME challenge on port 80 and keeps serving the app there (TLS just turned on, a new domain, certbot failing)', () => {
     const s = site(env({ tls: { mode: 'letsencrypt', email: 'ops@example.org' } }), false);
     expect(s).not.toContain('listen 443');

@@ -62,7 +62,8 @@ same_release() {
 }
 # other_release PID DIR: the first path PID's command line or environment names (an argument, the value of an
 # --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into
-# another release beside DIR, as "<that release's id><TAB><the path as named>"; nothing when none.
+# another release beside DIR (a directory there: a path under the releases directory naming none is no release's code),
+# as "<that release's id><TAB><the path as named>"; nothing when none.
 # `python <base>/current/app.py` started in the new release before the switch runs the previous release's code
 # (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or
 # NODE_PATH through `current`.
@@ -81,8 +82,10 @@ other_release() {
   mapfile -d '' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)
   # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.
   if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi
+  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the
+  # package on PATH (npm's run-script: <base>/releases/node_modules/.bin among them), a name no release has.
   for i in "${!resolved[@]}"; do
-    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; printf '%s\t%s' "${w%%/*}" "${named[$i]}"; return 0 ;; esac
+    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf '%s\t%s' "${w%%/*}" "${named[$i]}"; return 0 ;; esac
   done
 }
 # proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES
@@ -127,6 +130,26 @@ check_identity() {
   done
   IDENTITY=${IDENTITY%; }
   [ -z "$IDENTITY" ]
+}
+# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound
+# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js's `next start`, Express's listen(port) and
+# webpack-style servers bind every address unless given a host). nginx is the site's door (TLS, security headers, the
+# switch's routing); such a port is a second door, on both slots (the release kept warm there too).
+exposed_listeners() {
+  local table p name port l addr seen
+  table=$(ss -Htln 2>/dev/null) || return 0
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    seen=""
+    while read -r _ _ _ l _; do
+      [ "${l##*:}" = "$port" ] || continue
+      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}
+      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac
+      seen+="${seen:+, }$l"
+    done <<< "$table"
+    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node's listen()), or firewall the port" >&2
+  done
+  return 0
 }
 # ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it
 # daemonised, and supervisor stopped its parent): a process of USER (the programs' user, its effective uid as

@@ -168,6 +168,7 @@ export function ensureUpstreams(env: Target): string {
 else
   # one written by an older version has no $${L.nginxReleaseVariable}, which a site's cache key names: defined, naming
   # no release (the next switch writes the live one's)
+  # shellcheck disable=SC2016 # nginx's variable, in the file's text
   grep -q ${quote(`^map "" $${L.nginxReleaseVariable} {`)} ${file} || { printf '%s' ${quote(releaseMap(env, ''))} >> ${file}; CHANGED=1; }
   # the slot the file routes to: its $${L.nginxSlotVariable} map's default (blue for a file without it)
   if grep -q '^    default "green";$' ${file}; then

@@ -261,7 +261,8 @@ conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
  * release-id pattern first, by releaseIdVar).
  */
 function upstreamsShell(env: Target, slot: Slot): string {
-  return String.raw`ups_text=${quote(upstreams(env, slot, RELEASE_MARK))}
+  return String.raw`# shellcheck disable=SC2016 # the file's text as it is: nginx's variables, not the shell's
+ups_text=${quote(upstreams(env, slot, RELEASE_MARK))}
 ups_text=${'$'}{ups_text//"${RELEASE_MARK}"/"$release_id"}
 ups_b64=$(printf %s "$ups_text" | base64 -w0)`;
 }

@@ -173,6 +173,8 @@ describe('the state step on a host (bash)', () => {
       ['the slot file of another release', (base) => writeFileSync(env(base).layout.supervisorConf('blue'), slotConfig(env(base), 'blue', `${base}/releases/${OLD}`, OLD))],
       ['nginx\'s site changed by hand', (base) => writeFileSync(env(base).layout.nginxSite, `${site(env(base), false)}# edited\n`)],
       ['nginx\'s upstreams on the other slot', (base) => writeFileSync(env(base).layout.nginxUpstreams, upstreams(env(base), 'green', LIVE))],
+      // The release a cache key names ($ops_release_<app>): another's, or none (written before the file named it).
+      ['nginx\'s upstreams naming another release', (base) => writeFileSync(env(base).layout.nginxUpstreams, upstreams(env(base), 'blue', OLD))],
       ['the slot file missing', (base) => rmSync(env(base).layout.supervisorConf('blue'))],
     ];
     for (const [label, damage] of damages) {

@@ -106,6 +106,8 @@ export interface Layout {
   nginxUpstream: (program: string) => string;
   /** nginx variable holding the live slot, served at /.ops/slot (no "$"). */
   nginxSlotVariable: string;
+  /** nginx variable holding the live release's id, set by the switch in the upstreams file: what a cache key of the site must carry (no "$"). */
+  nginxReleaseVariable: string;
   /** nginx variable holding the Connection header passed to the programs: "upgrade" for a WebSocket, else "" (no "$"). */
   nginxUpgradeVariable: string;
   /** The site's own nginx logs (not the host-wide ones shared by every site). */
@@ -162,6 +164,7 @@ export function layout(env: Environment): Layout {
     nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
     nginxUpstream: (program) => `${app}_${program}`,
     nginxSlotVariable: `ops_slot_${app.replace(/-/g, '_')}`,
+    nginxReleaseVariable: `ops_release_${app.replace(/-/g, '_')}`,
     nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, '_')}`,
     nginxAccessLog: `/var/log/nginx/${app}.access.log`,
     nginxErrorLog: `/var/log/nginx/${app}.error.log`,

@@ -57,11 +57,21 @@ http {
 `;
 }
 
-/** Upstreams pointing at one slot's ports, plus `$ops_slot_<app>` so a deploy can see when the reload took effect. */
-export function upstreams(env: Target, slot: Slot): string {
+/**
+ * Upstreams pointing at one slot's ports, plus `$ops_slot_<app>` (so a deploy can see when the reload took effect)
+ * and `$ops_release_<app>`, the id of the release live on that slot (`release`; '' when none is yet): what a site's
+ * cache key carries (cachesKeyed), so that nginx never answers a page the previous release made once the switch's
+ * reload is taken up. The upstreams file is included at the http level by every site: one definition for them all.
+ */
+export function upstreams(env: Target, slot: Slot, release: string): string {
   const L = env.layout;
   const blocks = Object.keys(env.config.programs).map((p) => upstreamBlock(env, p, slot));
-  return `${HEADER}\n# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.\n${blocks.join('\n')}\nmap "" $${L.nginxSlotVariable} {\n    default "${slot}";\n}\n`;
+  return `${HEADER}\n# Live slot of ${env.config.app}: ${slot}. Rewritten by each deploy.\n${blocks.join('\n')}\nmap "" $${L.nginxSlotVariable} {\n    default "${slot}";\n}\n${releaseMap(env, release)}`;
+}
+
+/** The map of upstreams' `$ops_release_<app>` (a release id, or '': the pattern of release ids needs no escaping). */
+export function releaseMap(env: Target, release: string): string {
+  return `map "" $${env.layout.nginxReleaseVariable} {\n    default "${release}";\n}\n`;
 }
 
 /** One program's upstream at one slot's port: what the site's proxy_pass names (`<app>_<program>`). */
@@ -388,7 +398,48 @@ export function siteServesSlot(env: Target, certificateReady: boolean): boolean 
 }
 
 function readTemplate(env: Target, custom: string): string {
-  return slotPortFree(env, readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template'), `environments/${env.name}/${custom}`);
+  const source = `environments/${env.name}/${custom}`;
+  return cachesKeyed(env, slotPortFree(env, readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template'), source), source);
+}
+
+/** nginx's response caches in front of an upstream (their modules' `<kind>_cache` and `<kind>_cache_key`). */
+const CACHE_KINDS = ['proxy', 'fastcgi', 'uwsgi', 'scgi'] as const;
+
+/** nginx's default key of each (its module's `<kind>_cache_key` default): none names the release. */
+const DEFAULT_CACHE_KEY: Record<(typeof CACHE_KINDS)[number], string> = { proxy: '$scheme$proxy_host$request_uri', fastcgi: '$scheme$request_method$host$request_uri', uwsgi: '$scheme$request_method$host$request_uri', scgi: '$scheme$request_method$host$request_uri' };
+
+/**
+ * `template` as it is, once checked that every response cache it turns on (`proxy_cache <zone>`, and fastcgi_,
+ * uwsgi_, scgi_cache: not `off`) is keyed by the live release: each `<kind>_cache_key` of the template names
+ * `$ops_release_<app>` (the upstreams file's: upstreams), and there is one. nginx's default key
+ * ($scheme$proxy_host$request_uri for proxy_cache, ngx_http_proxy_module) names the upstream, the same for both slots
+ * (the switch moves its server), so after a switch nginx goes on answering the pages the previous release made, for
+ * the cache's lifetime, while the deploy (its check through nginx bypasses the cache), a rollback and `ops status` say
+ * the new release is live. Keyed by the release, a switch's reload makes every page a new entry: a rollback's too.
+ * Comments (`#` to the end of a line) aside; one directive per line, as nginx files are written. `source`: the
+ * template's path, for the message.
+ * @throws OpsError naming each such line and the key to write.
+ */
+function cachesKeyed(env: Target, template: string, source: string): string {
+  const variable = `$${env.layout.nginxReleaseVariable}`;
+  const lines = template.split('\n').map((line) => line.replace(/#.*/, ''));
+  const found: string[] = [];
+  const fixes: string[] = [];
+  for (const kind of CACHE_KINDS) {
+    const on = lines.flatMap((line, i) => (new RegExp(`(^|[;{\\s])${kind}_cache\\s+(?!off\\s*;)[^\\s;]`).test(line) ? [i] : []));
+    if (!on.length) continue;
+    const keys = lines.flatMap((line, i) => (new RegExp(`(^|[;{\\s])${kind}_cache_key\\s`).test(line) ? [i] : []));
+    const unkeyed = keys.filter((i) => !lines[i]!.includes(variable));
+    if (keys.length && !unkeyed.length) continue;
+    const shown = (i: number) => `line ${i + 1}: ${lines[i]!.trim()}`;
+    found.push(...(keys.length ? unkeyed.map(shown) : on.map((i) => `${shown(i)} (under nginx's default key, ${DEFAULT_CACHE_KEY[kind]})`)));
+    fixes.push(`${kind}_cache_key ${keys.length ? '<its key>' : DEFAULT_CACHE_KEY[kind]}${variable};`);
+  }
+  if (!found.length) return template;
+  throw new OpsError(
+    `${source} caches the release's answers under a key that does not name the live release, ${found.join('; ')}: the key is the same before and after a switch, so nginx would go on answering the previous release's pages for the cache's lifetime while the deploy said the new one was live`,
+    `key the cache by the live release, which the switch sets in ${variable}: ${fixes.join(' ')} (a rollback then serves its own pages too)`,
+  );
 }
 
 /** An address of this host and a port as a site template may write it: 127.0.0.1:5100, localhost:5100, [::1]:5100, 0.0.0.0:5100. */

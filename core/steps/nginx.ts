@@ -2,16 +2,17 @@
 // gracefully and wait until the new configuration serves, or put every file back as it was and fail with nginx's
 // message.
 import type { Target } from '../target.ts';
-import { BASE_CONFIG_PREVIOUS, baseConfig, HEADER, site, upstreamBlock, upstreams } from './nginx-config.ts';
+import { BASE_CONFIG_PREVIOUS, baseConfig, HEADER, releaseMap, site, upstreamBlock, upstreams } from './nginx-config.ts';
 import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { asShipped, putFile, putUnlessHostOwn } from './script.ts';
+import { asShipped, putFile, putFileWord, putUnlessHostOwn } from './script.ts';
 import { CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export interface NginxFile {
   path: string;
-  content: string;
+  /** The file's text, or the base64 of a text made on the host, as a shell word `before` sets (`"$ups_b64"`). */
+  content: string | { b64Word: string };
   /**
    * A file a Debian package ships as a configuration file, which an admin may have made the host's own
    * (nginx-common's /etc/nginx/nginx.conf): written only over ops's own as ops wrote it (this content, or one whose md5
@@ -88,7 +89,10 @@ export function applyNginx(change: NginxChange): Step {
   if (section !== undefined) lines.push('trap \'critical_end; rm -rf "$backup"\' EXIT', `critical_begin ${section}`);
   else lines.push('trap \'rm -rf "$backup"\' EXIT');
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
-  for (const f of change.files) lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept, f.shipped.previous) : putFile(f.path, f.content));
+  for (const f of change.files) {
+    if (typeof f.content !== 'string') lines.push(putFileWord(f.path, f.content.b64Word));
+    else lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept, f.shipped.previous) : putFile(f.path, f.content));
+  }
   if (change.complete) lines.push(change.complete);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   // Provision tests the configuration even when it wrote nothing: "ready for deploys" means nginx can reload.
@@ -161,8 +165,12 @@ export function ensureUpstreams(env: Target): string {
     Object.keys(env.config.programs)
       .map((p) => `grep -q ${quote(`^upstream ${L.nginxUpstream(p)} {`)} ${file} || { printf '\\n%s\\n' ${quote(upstreamBlock(env, p, slot))} >> ${file}; CHANGED=1; }`)
       .join('\n  ');
-  return String.raw`if [ ! -e ${file} ]; then ${putFile(L.nginxUpstreams, upstreams(env, 'blue'))}
+  return String.raw`if [ ! -e ${file} ]; then ${putFile(L.nginxUpstreams, upstreams(env, 'blue', ''))}
 else
+  # one written by an older version has no $${L.nginxReleaseVariable}, which a site's cache key names: defined, naming
+  # no release (the next switch writes the live one's)
+  # shellcheck disable=SC2016 # nginx's variable, in the file's text
+  grep -q ${quote(`^map "" $${L.nginxReleaseVariable} {`)} ${file} || { printf '%s' ${quote(releaseMap(env, ''))} >> ${file}; CHANGED=1; }
   # the slot the file routes to: its $${L.nginxSlotVariable} map's default (blue for a file without it)
   if grep -q '^    default "green";$' ${file}; then
   ${adds('green')}

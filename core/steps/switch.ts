@@ -256,6 +256,18 @@ conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
 }
 
 /**
+ * Shell that sets `ups_b64`: the upstreams file routing to `slot` for the release `$release_id` (its `$ops_release_<app>`:
+ * nginx-config.ts upstreams), base64, made on the host as slotConfigShell makes its file (the id checked against the
+ * release-id pattern first, by releaseIdVar).
+ */
+function upstreamsShell(env: Target, slot: Slot): string {
+  return String.raw`# shellcheck disable=SC2016 # the file's text as it is: nginx's variables, not the shell's
+ups_text=${quote(upstreams(env, slot, RELEASE_MARK))}
+ups_text=${'$'}{ups_text//"${RELEASE_MARK}"/"$release_id"}
+ups_b64=$(printf %s "$ups_text" | base64 -w0)`;
+}
+
+/**
  * Shell that sets `live_files` to `yes` when the files that shape what serves are the ones these settings render
  * for the live release `$cur_id` on the live slot `$slot` (the host's variables): the slot's supervisor file
  * (slotConfig: programs' commands and environment) and nginx's site and upstreams (site, for whether the
@@ -266,7 +278,7 @@ conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
 export function liveFilesShell(env: Target): string {
   const L = env.layout;
   const cert = certificatePaths(env);
-  const expected = (slot: Slot) => `expected_conf=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}; expected_upstreams=${quote(upstreams(env, slot))}`;
+  const expected = (slot: Slot) => `expected_conf=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}; expected_upstreams=${quote(upstreams(env, slot, RELEASE_MARK))}`;
   return String.raw`live_files=no
 # file_is PATH TEXT: the file's bytes are TEXT (read whole: -d '' stops at the end, as a text file has no NUL).
 file_is() { local got=""; [ -f "$1" ] || return 1; IFS= read -r -d '' got < "$1" || true; [ "$got" = "$2" ]; }
@@ -280,6 +292,7 @@ esac
 ${cert ? `if [ -s ${quote(cert.cert)} ]; then expected_site=${quote(site(env, true))}; else expected_site=${quote(site(env, false))}; fi` : `expected_site=${quote(site(env, false))}`}
 if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
   expected_conf=${'$'}{expected_conf//"${RELEASE_MARK}"/"$cur_id"}
+  expected_upstreams=${'$'}{expected_upstreams//"${RELEASE_MARK}"/"$cur_id"}
   conf_file=${quote(L.supervisorConf('blue'))}; [ "$slot" = blue ] || conf_file=${quote(L.supervisorConf('green'))}
   if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
 fi`;
@@ -921,12 +934,13 @@ rm -rf ${quote(`${L.assets}/next`)}`;
       // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
         ...(siteText !== undefined ? [{ path: L.nginxSite, content: siteText }] : []),
-        { path: L.nginxUpstreams, content: upstreams(env, slot) },
+        { path: L.nginxUpstreams, content: { b64Word: '"$ups_b64"' } },
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],
       // The new `current` link and slot record exist before nginx changes (they need space and inodes under
       // the app's directory, which may be full): after the reload, two renames make them live.
       before: String.raw`${releaseIdVar(releaseId)}
+${upstreamsShell(env, slot)}
 ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}${served ? `\n${ASSETS_READY}` : ''}
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fingerprintRecords(env, record)}\n${treeRecord(env)}` : ''}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).

@@ -267,8 +267,8 @@ describe('nginx sites of apps sharing a host', () => {
   });
 
   it('upstreams and the slot variable are named after the app: two apps never define the same', () => {
-    const staging = upstreams(load('staging', STAGING), 'green');
-    const demo = upstreams(load('demo', DEMO), 'blue');
+    const staging = upstreams(load('staging', STAGING), 'green', '');
+    const demo = upstreams(load('demo', DEMO), 'blue', '');
     expect(staging).toContain('upstream catalogage-staging_client {\n    server 127.0.0.1:3001;');
     expect(staging).toContain('map "" $ops_slot_catalogage_staging {\n    default "green";');
     expect(demo).toContain('upstream catalogage-demo_client {\n    server 127.0.0.1:4000;');

@@ -69,7 +69,7 @@ function liveFiles(t: Target): void {
   mkdirSync(`${t.layout.base}/etc`, { recursive: true });
   writeFileSync(t.layout.supervisorConf('blue'), slotConfig(t, 'blue', `${t.layout.releases}/${LIVE}`, LIVE));
   writeFileSync(t.layout.nginxSite, site(t, false));
-  writeFileSync(t.layout.nginxUpstreams, upstreams(t, 'blue'));
+  writeFileSync(t.layout.nginxUpstreams, upstreams(t, 'blue', LIVE));
 }
 
 /** The live release's .env and environ as its deploy wrote them (DOTENV). */
@@ -172,7 +172,9 @@ describe('the state step on a host (bash)', () => {
       ['its slot started with another program environment', (base) => writeFileSync(env(base).layout.supervisorConf('blue'), slotConfig(env(base, { GREETING: 'two' }), 'blue', `${base}/releases/${LIVE}`, LIVE))],
       ['the slot file of another release', (base) => writeFileSync(env(base).layout.supervisorConf('blue'), slotConfig(env(base), 'blue', `${base}/releases/${OLD}`, OLD))],
       ['nginx\'s site changed by hand', (base) => writeFileSync(env(base).layout.nginxSite, `${site(env(base), false)}# edited\n`)],
-      ['nginx\'s upstreams on the other slot', (base) => writeFileSync(env(base).layout.nginxUpstreams, upstreams(env(base), 'green'))],
+      ['nginx\'s upstreams on the other slot', (base) => writeFileSync(env(base).layout.nginxUpstreams, upstreams(env(base), 'green', LIVE))],
+      // The release a cache key names ($ops_release_<app>): another's, or none (written before the file named it).
+      ['nginx\'s upstreams naming another release', (base) => writeFileSync(env(base).layout.nginxUpstreams, upstreams(env(base), 'blue', OLD))],
       ['the slot file missing', (base) => rmSync(env(base).layout.supervisorConf('blue'))],
     ];
     for (const [label, damage] of damages) {

@@ -938,8 +938,8 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
   };
 
   it('green live, its upstreams file edited by hand to the blue ports and nginx reloaded: a problem per program, with the fix', () => {
-    const edited = upstreams(env, 'green').replaceAll(`127.0.0.1:${env.port('server', 'green')}`, `127.0.0.1:${env.port('server', 'blue')}`).replaceAll(`127.0.0.1:${env.port('client', 'green')}`, `127.0.0.1:${env.port('client', 'blue')}`);
-    expect(edited).not.toBe(upstreams(env, 'green'));
+    const edited = upstreams(env, 'green', '').replaceAll(`127.0.0.1:${env.port('server', 'green')}`, `127.0.0.1:${env.port('server', 'blue')}`).replaceAll(`127.0.0.1:${env.port('client', 'green')}`, `127.0.0.1:${env.port('client', 'blue')}`);
+    expect(edited).not.toBe(upstreams(env, 'green', ''));
     const { lines, curlArgs } = look(env, edited, 'green'); // the map of the slot left as it was: /.ops/slot still says green
     expect(curlArgs).toBe('--noproxy * -s --max-time 2 http://127.0.0.1/.ops/slot');
     expect(parse(lines)).toEqual([
@@ -949,23 +949,23 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
   });
 
   it("nginx still on the other slot's upstreams (not reloaded): a problem naming the reload; the file as the switch writes it and nginx on it: none", () => {
-    expect(parse(look(env, upstreams(env, 'green'), 'blue').lines)).toEqual([
+    expect(parse(look(env, upstreams(env, 'green', ''), 'blue').lines)).toEqual([
       'nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --force writes it again)',
     ]);
-    expect(parse(look(env, upstreams(env, 'green'), 'green').lines)).toEqual([]);
+    expect(parse(look(env, upstreams(env, 'green', ''), 'green').lines)).toEqual([]);
     // Mid-switch (a run holds the lock): a warning, not a problem.
     const held = report({ slot: 'green', upstream: undefined, nginx_slot: 'blue', lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] });
-    const mid = parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(held + look(env, upstreams(env, 'green'), 'blue').lines));
+    const mid = parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(held + look(env, upstreams(env, 'green', ''), 'blue').lines));
     expect(mid.problems.filter((p) => /nginx/.test(p))).toEqual([]);
     expect(mid.warnings).toContain('nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --force writes it again) (a run holds the lock: a switch may be under way)');
     // A custom site template without {{slot_location}}: whatever answers there is no slot, and says nothing.
-    expect(parse(look(env, upstreams(env, 'green'), '<html>404</html>').lines)).toEqual([]);
+    expect(parse(look(env, upstreams(env, 'green', ''), '<html>404</html>').lines)).toEqual([]);
   });
 
   it('a site served over https: another enabled site taking its name on 443 (its visitors get that one) is a problem, though http answers the slot', () => {
     const tls = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
     const dir = mkdtempSync(join(tmpdir(), 'ops-route-tls-'));
-    writeFileSync(join(dir, 'upstreams.conf'), upstreams(tls, 'green'));
+    writeFileSync(join(dir, 'upstreams.conf'), upstreams(tls, 'green', ''));
     writeFileSync(join(dir, 'cert.crt'), 'x');
     // nginx over http: the site's own server block (the slot); over https: the other site's.
     writeFileSync(join(dir, 'curl'), `#!/bin/sh\ncase "$*" in *https://*) printf 'old site' ;; *) printf green ;; esac\n`);
@@ -981,11 +981,11 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
 
   it('a missing upstreams file, a program without its upstream; the domain as Host, as the switch looks', () => {
     expect(parse(look(env, undefined, '').lines)).toEqual(["nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf is missing: nginx cannot reload or restart (ops deploy demo --force writes it again)"]);
-    const noClient = upstreams(env, 'green').replace(/upstream shop_client \{[^}]*\}/, '');
+    const noClient = upstreams(env, 'green', '').replace(/upstream shop_client \{[^}]*\}/, '');
     expect(parse(look(env, noClient, 'green').lines)).toEqual([
       `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to nowhere (no upstream for it), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
     ]);
-    expect(look(testEnv({ domain: 'shop.example.org' }), upstreams(env, 'green'), 'green').curlArgs).toBe('--noproxy * -s --max-time 2 -H Host: shop.example.org http://127.0.0.1/.ops/slot');
+    expect(look(testEnv({ domain: 'shop.example.org' }), upstreams(env, 'green', ''), 'green').curlArgs).toBe('--noproxy * -s --max-time 2 -H Host: shop.example.org http://127.0.0.1/.ops/slot');
     expect(hostStatus(env).script).toContain(nginxRouteShell(env));
   });
 });

@@ -11,7 +11,7 @@ import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
 import { applyNginx, ensureUpstreams, provisionNginx } from '../../core/steps/nginx.ts';
-import { BASE_CONFIG_PREVIOUS, baseConfig, renderTemplate, site, slotPortLinesShell, slotPortsElsewhere, upstreams } from '../../core/steps/nginx-config.ts';
+import { BASE_CONFIG_PREVIOUS, baseConfig, releaseMap, renderTemplate, site, slotPortLinesShell, slotPortsElsewhere, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, mirrorGit, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
@@ -131,8 +131,8 @@ describe('slots and programs', () => {
     expect(() => expand(e, '{port:constructor}', '/r', 'client', 'blue')).toThrow(/names no program/);
   });
   it('points the upstreams at one slot', () => {
-    expect(upstreams(e, 'green')).toContain('upstream shop_server {\n    server 127.0.0.1:3580;');
-    expect(upstreams(e, 'blue')).toContain('default "blue";');
+    expect(upstreams(e, 'green', '')).toContain('upstream shop_server {\n    server 127.0.0.1:3580;');
+    expect(upstreams(e, 'blue', '')).toContain('default "blue";');
   });
 });
 
@@ -333,6 +333,32 @@ describe('nginx site', () => {
     expect(site(e, true)).toContain('proxy_pass http://shop_server/;');
     rmSync(dir, { recursive: true });
   });
+  it('refuses a custom template whose response cache is not keyed by the live release (the same key before and after a switch), naming each line and the key to write', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-template-'));
+    const e = { ...env({ nginx: { site_template: 'site.conf' } }), dir };
+    const write = (body: string) => writeFileSync(join(dir, 'site.conf'), `proxy_cache_path /var/cache/nginx/shop keys_zone=shop:1m;\n{{upstreams_include}}\nserver {\n    listen 80;\n${body}    location / { proxy_pass http://shop_client; }\n}\n`);
+    write('    proxy_cache shop; proxy_cache_valid 200 1m;\n');
+    expect(() => site(e, true)).toThrow("environments/test/site.conf caches the release's answers under a key that does not name the live release, line 5: proxy_cache shop; proxy_cache_valid 200 1m; (under nginx's default key, $scheme$proxy_host$request_uri): ");
+    expect(() => site(e, true)).toThrow(expect.objectContaining({ hint: expect.stringContaining('proxy_cache_key $scheme$proxy_host$request_uri$ops_release_shop;') }));
+    // A key of its own without the release (the slot is not enough either: a slot serves every other release).
+    write('    proxy_cache shop;\n    proxy_cache_key "$host$request_uri$ops_slot_shop";\n');
+    expect(() => site(e, true)).toThrow(/line 6: proxy_cache_key "\$host\$request_uri\$ops_slot_shop";: the key is the same before and after a switch/);
+    // fastcgi_cache alike; a key in a comment does not count.
+    write('    fastcgi_cache shop; # fastcgi_cache_key $ops_release_shop;\n');
+    expect(() => site(e, true)).toThrow(expect.objectContaining({ hint: expect.stringContaining('fastcgi_cache_key $scheme$request_method$host$request_uri$ops_release_shop;') }));
+    // Keyed by the release, or no cache (off, the key or its zone's path alone): as before.
+    for (const body of ['    proxy_cache shop;\n    proxy_cache_key $scheme$host$request_uri$ops_release_shop;\n', '    proxy_cache off;\n', '    proxy_cache_key $host;\n'])  {
+      write(body);
+      expect(site(e, true)).toContain(body);
+    }
+    rmSync(dir, { recursive: true });
+  });
+  it('the upstreams name the live release for the cache keys; the switch writes the id chosen on the host', () => {
+    expect(upstreams(env(), 'green', '20261125T120000Z-0123456789ab')).toContain('map "" $ops_release_shop {\n    default "20261125T120000Z-0123456789ab";\n}\n');
+    const sw = switchTo(env(), 'green', { variable: 'release_id' }, true).script;
+    expect(sw).toContain('ups_text=${ups_text//"@@ops-release-id@@"/"$release_id"}');
+    expect(sw.indexOf('ups_b64=$(')).toBeLessThan(sw.indexOf("put_file /etc/nginx/ops-upstreams/shop.conf 0644 root:root \"$ups_b64\""));
+  });
   it("provision writes nginx.conf only over ops's own or nginx-common's as shipped, and checks that nginx reads the site before reloading", () => {
     const s = provisionNginx(env(), true).script;
     // The one write of nginx.conf, under the guard.
@@ -400,11 +426,16 @@ describe("provision's upstreams file (ensureUpstreams)", () => {
     const file = join(dir, 'shop.conf');
     const e = env();
     // as a deploy to green left it, before the config gained `client`
-    const live = upstreams(e, 'green').replace(/upstream shop_client \{[^}]*\}\n/, '').replace('127.0.0.1:3580;', '127.0.0.1:9999;');
+    const live = upstreams(e, 'green', '').replace(/upstream shop_client \{[^}]*\}\n/, '').replace('127.0.0.1:3580;', '127.0.0.1:9999;');
     writeFileSync(file, live);
     const run = () => execFileSync('bash', ['-c', `CHANGED=0\n${ensureUpstreams(e).replaceAll('/etc/nginx/ops-upstreams/shop.conf', file)}\necho "$CHANGED"`], { encoding: 'utf8' }).trim();
     expect(run()).toBe('1');
     expect(readFileSync(file, 'utf8')).toBe(`${live}\nupstream shop_client {\n    server 127.0.0.1:${e.port('client', 'green')};\n    keepalive 16;\n}\n`);
+    expect(run()).toBe('0');
+    // One an older version wrote, without the release's map (a cache key names it): given one naming no release.
+    writeFileSync(file, live.replace(releaseMap(e, ''), ''));
+    expect(run()).toBe('1');
+    expect(readFileSync(file, 'utf8')).toContain('}\nmap "" $ops_release_shop {\n    default "";\n}\n');
     expect(run()).toBe('0');
     rmSync(dir, { recursive: true });
   });

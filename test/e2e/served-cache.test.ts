@@ -1,0 +1,96 @@
+// What a deploy calls live is what visitors get, with nginx's own cache in front of the app (micro-caching pages in a
+// custom site template, proxy_cache): on a real host, through the CLI as a user runs it. nginx's default cache key
+// ($scheme$proxy_host$request_uri) names the upstream, which is the same for every slot (the switch moves its server),
+// so after a switch nginx goes on answering the previous release's pages for the cache's lifetime while the deploy,
+// its gate (which bypasses the cache, as its own hint says) and `ops status` say the new release is live.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { downHost, type Host } from '../hosts/index.ts';
+import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
+import { runOps } from '../support/cli.ts';
+import { APP, asRoot, get, makeProject, pythonWebApp, readable, readyHost, webConfig, type TestProject } from './support.ts';
+
+let host: Host;
+let project: TestProject;
+let repo = '';
+
+const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
+const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
+
+/** The version "/" answers through nginx, from this machine. */
+async function serving(): Promise<string> {
+  const r = await get(host);
+  expect(r.status).toBe(200);
+  return r.body;
+}
+
+/** A site caching every page for 10 minutes (a micro-cache, made long), keyed by `key`. */
+function cachingSite(key: string): string {
+  return `proxy_cache_path /var/cache/nginx-${APP}-pages levels=1:2 keys_zone=${APP}_pages:1m max_size=10m inactive=10m;
+{{upstreams_include}}
+server {
+    listen 80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    proxy_cache ${APP}_pages;
+    proxy_cache_valid 200 10m;
+    ${key}
+    # As the switch's own hint says: its requests are never answered from the cache.
+    proxy_cache_bypass $http_x_ops_check;
+    proxy_no_cache $http_x_ops_check;
+    {{slot_location}}
+    {{locations}}
+}
+`;
+}
+
+beforeAll(async () => {
+  host = await readyHost('cac');
+  repo = join(mkdtempSync(join(tmpdir(), 'ops-cache-')), 'app');
+  initRepo(repo, { 'server.py': pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()'), 'VERSION': '1\n' });
+  gitIn(repo, ['tag', 'v1']);
+  for (const v of ['2', '3', '4']) {
+    commit(repo, { 'VERSION': `${v}\n` }, `version ${v}`);
+    gitIn(repo, ['tag', `v${v}`]);
+  }
+  project = makeProject('e2e', webConfig(host, repo));
+  expect((await ops('deploy', 'e2e', '--ref', 'v1')).code).toBe(0);
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential("nginx's cache never answers the previous release's pages once a deploy says the new one is live", () => {
+  it("a site caching pages under nginx's default key (the same for every release): refused before any host, naming the line and the key to write; the live release serves on", async () => {
+    writeFileSync(join(project.root, 'environments', 'e2e', 'site.conf'), cachingSite(''));
+    project.write(webConfig(host, repo, { nginx: { site_template: 'site.conf' } }));
+    expect(await serving()).toBe('version 1');
+    const d2 = await ops('deploy', 'e2e', '--ref', 'v2');
+    // A visitor's page, now in the cache (when the site went live).
+    const page2 = await serving();
+    const d3 = await ops('deploy', 'e2e', '--ref', 'v3');
+    const text = readable(d2);
+    // Unchecked, both deploys "went live" and every visitor kept getting version 2 from the cache for 10 minutes.
+    expect({ codes: [d2.code, d3.code], pages: [page2, await serving()] }, text).toEqual({ codes: [1, 1], pages: ['version 1', 'version 1'] });
+    expect(text).toContain(`environments/e2e/site.conf caches the release's answers under a key that does not name the live release, line 7: proxy_cache ${APP}_pages; (under nginx's default key`);
+    expect(text).toContain(`proxy_cache_key $scheme$proxy_host$request_uri$ops_release_${APP};`);
+  }, 600_000);
+
+  it('keyed by the live release ($ops_release_<app>, which the switch sets): each deploy and rollback serves its own pages at once', async () => {
+    writeFileSync(join(project.root, 'environments', 'e2e', 'site.conf'), cachingSite(`proxy_cache_key $scheme$proxy_host$request_uri$ops_release_${APP};`));
+    project.write(webConfig(host, repo, { nginx: { site_template: 'site.conf' } }));
+    for (const [argv, page] of [[['deploy', 'e2e', '--ref', 'v2'], 'version 2'], [['deploy', 'e2e', '--ref', 'v3'], 'version 3'], [['rollback', 'e2e'], 'version 2'], [['deploy', 'e2e', '--ref', 'v4'], 'version 4']] as const) {
+      // The page as visitors got it just before: in the cache.
+      await serving();
+      const r = await ops(...argv);
+      expect(r.code, readable(r)).toBe(0);
+      expect(await serving(), argv.join(' ')).toBe(page);
+    }
+    // Cached indeed: nginx answered "/" from its cache at least once.
+    expect(await asRoot(host, `find /var/cache/nginx-${APP}-pages -type f | wc -l`)).not.toBe('0');
+  }, 900_000);
+});

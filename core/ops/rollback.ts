@@ -281,6 +281,11 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   }
   if (!fused) locked.closed(remote.name, r);
   reportNginxStarted(ctx, result, r);
+  const afterFailed = failedSinceNote(env, state, from, target);
+  if (afterFailed) {
+    ctx.reporter.warn(`${remote.name}: ${afterFailed}`);
+    result.notes.push(afterFailed);
+  }
   if (note) {
     ctx.reporter.warn(`${remote.name}: ${note}`);
     result.notes.push(note);
@@ -301,6 +306,20 @@ export function unhealthyHint(env: Target, state: HostState, target: string, fro
   if (!settings && !dotenv) return undefined;
   const sha = state.releases.find((x) => x.id === target)?.sha || target.split('-').pop();
   return `${target} ${[settings, dotenv].filter(Boolean).join('; and it ')}. To run its code with today's settings and .env, deploy it: ops deploy ${env.name} --ref ${sha}`;
+}
+
+/**
+ * What a rollback run right after a failed deploy (its release never went live: the failure changed nothing that
+ * serves) did, when that is not what it undid: it left `from`, which was live and served all along, not the failed
+ * release, for `target`. undefined when no deploy failed on the host since `from` went live (the history's sequence
+ * numbers: a release's failure event after the live one's going live).
+ */
+export function failedSinceNote(env: Target, state: Pick<HostState, 'releases'>, from: string, target: string): string | undefined {
+  const liveSeq = state.releases.find((x) => x.id === from)?.liveSeq;
+  if (liveSeq === undefined) return undefined;
+  const failed = state.releases.filter((x) => x.status === 'failed' && x.eventSeq !== undefined && x.eventSeq > liveSeq).map((x) => x.id);
+  if (!failed.length) return undefined;
+  return `the deploy after ${from} (${failed.join(', ')}) failed and never went live, so ${from} served until now: this rollback went back from it to ${target}, not from that deploy (ops rollback ${env.name} --to ${from} returns to it)`;
 }
 
 /** Two hints as one (either may be missing). */

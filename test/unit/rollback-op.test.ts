@@ -506,6 +506,18 @@ describe('rollback operation', () => {
     expect(h.remotes.get('web1')!.runs[0]!.stdin).toContain(`fp="\${BASH_REMATCH[1]} ${today}"`);
   });
 
+  it('one host right after a failed deploy (its release never went live): the rollback says it went back from the release that served, not from that deploy, and how to return; nothing said without one', async () => {
+    const NEW = '20261103T100000Z-cccccccccccc';
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, `release ${NEW} x failed - 3`, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') } : undefined));
+    const r = await rollback(h.ctx, loadEnvironment('one', root));
+    const line = `the deploy after ${LIVE} (${NEW}) failed and never went live, so ${LIVE} served until now: this rollback went back from it to ${OLD}, not from that deploy (ops rollback one --to ${LIVE} returns to it)`;
+    expect(r.hosts[0]!.notes).toEqual([line]);
+    expect((h.ctx.reporter as MemoryReporter).lines.join('\n')).toContain(`web1: ${line}`);
+    // a failure before the live release went live is not after it
+    const before = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, `release ${NEW} x failed - 1`, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') } : undefined));
+    expect((await rollback(before.ctx, loadEnvironment('one', root))).hosts[0]!.notes).toEqual([]);
+  });
+
   it('one host: settings as its release last ran with and the same .env say nothing; a record without settings (an older version\'s) says nothing of them', async () => {
     const today = settingsDigest(loadEnvironment('one', root));
     for (const [reports, note] of [

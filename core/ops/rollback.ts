@@ -208,7 +208,8 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     return err;
   };
   if (verdict === 'nginx_unready') throw refuse(new OpsError(`nginx on ${remote.name} would fail the switch: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} says what (nginx -t, another server block, a file naming a slot's port); fix it, then roll back again`));
-  if (verdict === 'no_live') throw refuse(new OpsError(`${remote.name} has no live release to roll back from`));
+  if (verdict === 'no_live')
+    throw refuse(new OpsError(`${remote.name} has no live release to roll back from (current names none): ${ROLLBACK_UNTOUCHED}`, `a rollback only moves traffic back between kept releases: deploy instead (ops deploy ${env.name} --ref <ref>; ops releases ${env.name} lists what is kept there)`));
   if (verdict === 'supervisor_down') throw refuse(supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, 'roll back again'));
   if (verdict === 'ports_taken') {
     const taken = portsTaken(env, remote.name, state, r, idle);

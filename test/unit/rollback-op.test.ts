@@ -506,6 +506,14 @@ describe('rollback operation', () => {
     expect(h.remotes.get('web1')!.runs[0]!.stdin).toContain(`fp="\${BASH_REMATCH[1]} ${today}"`);
   });
 
+  it('one host never deployed (nothing live): refused, saying nothing changed and the deploy to run instead', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: opsLines(KEYS, 'lock acquired', 'provisioned yes', 'current ', 'slot ', `now ${Math.floor(Date.now() / 1000)}`, 'rollback no_live', 'rollback_from ') } : undefined));
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toBe('web1 has no live release to roll back from (current names none): nothing was changed (no slot started or stopped; nginx and current as they were)');
+    expect(e.hint).toBe('a rollback only moves traffic back between kept releases: deploy instead (ops deploy one --ref <ref>; ops releases one lists what is kept there)');
+  });
+
   it('one host right after a failed deploy (its release never went live): the rollback says it went back from the release that served, not from that deploy, and how to return; nothing said without one', async () => {
     const NEW = '20261103T100000Z-cccccccccccc';
     const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, `release ${NEW} x failed - 3`, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') } : undefined));

@@ -2,7 +2,8 @@
 // meets it on a real host: another server block that takes the site's visitors, another nginx file that sends
 // requests to a slot's port itself, a second default_server loaded before the app's site (which the switch writes as
 // the default server: found by a deploy and a rollback only at their switch before). Each says what is wrong and the
-// fix; the host (slots, nginx's files, current, the history) stays as it was and the lock is let go.
+// fix; the host (slots, nginx's files, current, the history) stays as it was and the lock is let go. And a rollback
+// right after a failed deploy says which release it left: the one that served all along, not the failed one.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,5 +104,18 @@ describe.sequential('ops rollback refuses what a deploy refuses, before anything
     const back = await ops('rollback', 'e2e');
     expect(back.code, readable(back)).toBe(0);
     expect((await get(host)).body).toMatch(/ 1$/);
+  }, 300_000);
+
+  it('right after a failed deploy (its release never went live): the rollback leaves the release that served all along, and says so, with the --to that returns to it', async () => {
+    const live = await onHost(`basename "$(readlink /srv/${APP}/current)"`);
+    commit(repo, { 'server.py': 'import sys\nsys.exit(3)\n' }, 'exits at start');
+    gitIn(repo, ['tag', 'broken']);
+    const failed = await ops('deploy', 'e2e', '--ref', 'broken');
+    expect(failed.code, readable(failed)).toBe(1);
+    expect(await onHost(`basename "$(readlink /srv/${APP}/current)"`)).toBe(live);
+    const r = await ops('rollback', 'e2e');
+    const text = readable(r);
+    expect(r.code, text).toBe(0);
+    expect(text).toMatch(new RegExp(`warning: ${host.name}: the deploy after ${live} \\(\\S+\\) failed and never went live, so ${live} served until now: this rollback went back from it to \\S+, not from that deploy \\(ops rollback e2e --to ${live} returns to it\\)`));
   }, 300_000);
 });

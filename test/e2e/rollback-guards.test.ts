@@ -107,6 +107,10 @@ describe.sequential('ops rollback refuses what a deploy refuses, before anything
   }, 300_000);
 
   it('right after a failed deploy (its release never went live): the rollback leaves the release that served all along, and says so, with the --to that returns to it', async () => {
+    // A release live with one before it (whatever the cases before left), then a deploy that fails at its start.
+    commit(repo, { VERSION: '5\n' }, 'version 5');
+    gitIn(repo, ['tag', 'v5']);
+    expect((await ops('deploy', 'e2e', '--ref', 'v5')).code).toBe(0);
     const live = await onHost(`basename "$(readlink /srv/${APP}/current)"`);
     commit(repo, { 'server.py': 'import sys\nsys.exit(3)\n' }, 'exits at start');
     gitIn(repo, ['tag', 'broken']);

@@ -18,11 +18,10 @@ import { APP_KEYS, appCommand, nodeDependencies, npmrcIgnoredWarning, pythonDepe
 import { carryAssets, createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { PREVIOUS_KEYS, putPreviousBack, servedAssetDirs, stageAssets, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
-import { nginxMaskedError, parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { nginxMaskedError, nginxUnreadyError, parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
-import { certificatePaths, slotPortsElsewhere } from '../steps/nginx-config.ts';
-import { nginxMessages } from '../steps/status.ts';
+import { certificatePaths } from '../steps/nginx-config.ts';
 import { type AuditEntryFields, type LockedRun } from './locked.ts';
 
 /**
@@ -80,19 +79,6 @@ export interface HostPlan {
   reason?: string;
 }
 
-/**
- * What keeps a deploy's switch from reloading nginx, from `nginx -t`'s lines when it fails (HostState.nginxInvalid):
- * its first error, unless the file it names is one the switch rewrites (the app's site or upstreams: the switch
- * repairs it). undefined: nothing in the way.
- */
-export function nginxBlocker(env: Target, lines: string[]): string | undefined {
-  if (!lines.length) return undefined;
-  const first = nginxMessages(lines).find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? lines.find((l) => !/test failed/.test(l)) ?? 'nginx -t failed';
-  const file = / in (\/\S+?):\d+$/.exec(first)?.[1];
-  const L = env.layout;
-  return file && [L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].includes(file) ? undefined : first.replace(/^nginx: /, '');
-}
-
 /** How a deploy refused for a port of its slot held by a process not the slot's own (portsTakenError) says so. */
 const DEPLOY_PORTS: PortsRefusal = { starting: 'this release would start on', nothing: 'nothing was started (no build, no migration)', again: 'deploy again' };
 
@@ -123,20 +109,8 @@ export function refuseUnready(env: Target, host: string, state: HostState): void
       `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
     );
   if (state.supervisorDown) throw supervisorDownError(env, host, state, 'nothing was started (no build, no migration)', 'deploy again');
-  // Another server block takes the visitors: the switch's proof would refuse the release after its build.
-  if (state.nginxTaken)
-    throw new OpsError(
-      `the site's visitors on ${host} do not reach ${env.config.app}'s nginx site: ${state.nginxTaken}. The switch would refuse any release there, so nothing was sent, built or started: nothing changed`,
-      `remove that server block, or its listen or server_name (nginx -T shows them all), reload nginx, check ops status ${env.name}, then deploy again`,
-    );
-  const broken = nginxBlocker(env, state.nginxInvalid);
-  if (broken)
-    throw new OpsError(
-      `nginx -t fails on ${host}: ${broken}. The switch could not reload nginx, so nothing was started (no build, no migration); nginx keeps serving what it loaded`,
-      `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then deploy again`,
-    );
-  const pinned = slotPortsElsewhere(env, host, state.nginxSlotPorts, 'nothing was started (no build, no migration)');
-  if (pinned) throw pinned;
+  const nginx = nginxUnreadyError(env, host, state, { nothing: 'nothing was started (no build, no migration)', taken: 'nothing was sent, built or started: nothing changed', again: 'deploy again' });
+  if (nginx) throw nginx;
 }
 
 /**

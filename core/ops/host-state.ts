@@ -15,6 +15,9 @@ import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/hist
 import { deployState, PREFLIGHT_KEYS, RELEASE_KEYS } from '../steps/release.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
 import { foreignListeners, parseProcReports, type ProcReport } from '../steps/programs.ts';
+import { slotPortsElsewhere } from '../steps/nginx-config.ts';
+import { nginxMessages } from '../steps/status.ts';
+import { isDefaultServer } from '../config/siblings.ts';
 
 /** Parsed `deployState`. */
 export interface HostState {
@@ -126,6 +129,59 @@ export function unprovisionedError(env: { name: string }, hosts: { host: string;
   const { problem, fix } = notProvisioned(env);
   const which = bare.length === 1 ? `${bare[0]} is` : `${bare.length} hosts (${bare.join(', ')}) are`;
   return new OpsError(`${which} ${problem} (run: ${fix}): ${nothing}`, `run: ${fix}, then ${then}`);
+}
+
+/**
+ * What keeps a switch from reloading nginx, from `nginx -t`'s lines when it fails (HostState.nginxInvalid): its
+ * first error, unless the file it names is one the switch rewrites (the app's site or upstreams: the switch repairs
+ * it) and the error is not a second `default_server` for an address when the site is the default server
+ * (isDefaultServer: the switch writes it so again; the other site, loaded first, is the one to change). undefined:
+ * nothing in the way. The host's side of the same rule: nginxReadiness (core/steps/release.ts).
+ */
+export function nginxBlocker(env: Target, lines: string[]): string | undefined {
+  if (!lines.length) return undefined;
+  const first = nginxMessages(lines).find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? lines.find((l) => !/test failed/.test(l)) ?? 'nginx -t failed';
+  const file = / in (\/\S+?):\d+$/.exec(first)?.[1];
+  const L = env.layout;
+  const said = first.replace(/^nginx: /, '');
+  if (!file || ![L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].includes(file)) return said;
+  if (isDefaultServer(env) && DUPLICATE_DEFAULT.test(first)) return `${said}: another enabled site says default_server for that address, loaded before ${env.config.app}'s site, which the switch writes as the default server (${env.config.domain ? 'nginx.default_server' : 'it has no domain'}); nginx allows one per address`;
+  return undefined;
+}
+
+/** nginx's words for a second default_server on one address (ngx_http_core_module: "a duplicate default server for ..."). */
+const DUPLICATE_DEFAULT = /a duplicate default server/;
+
+/** The words of a refusal by nginxUnreadyError: what was not done (`nothing`), as said after "the switch would refuse any release there, so" (`taken`), and the operation to run once fixed (`again`). */
+export interface UnreadyWords {
+  nothing: string;
+  taken: string;
+  again: string;
+}
+
+/**
+ * What in nginx refuses an operation about to switch on `host`, from its state read (deployState's nginx checks,
+ * nginxReadiness), in order: another server block taking the site's visitors (HostState.nginxTaken: the switch's
+ * proof, nginxServed, asked on the live slot), a file nginx -t refuses that the switch does not write
+ * (nginxBlocker), another file nginx reads that sends requests to a slot's port itself (slotPortsElsewhere: the
+ * switch would not move them). Each names what is wrong and the fix, in `words` (a deploy's or a rollback's).
+ * undefined when none. Pure.
+ */
+export function nginxUnreadyError(env: Target, host: string, state: Pick<HostState, 'nginxTaken' | 'nginxInvalid' | 'nginxSlotPorts'>, words: UnreadyWords): OpsError | undefined {
+  if (state.nginxTaken)
+    return new OpsError(
+      `the site's visitors on ${host} do not reach ${env.config.app}'s nginx site: ${state.nginxTaken}. The switch would refuse any release there, so ${words.taken}`,
+      `remove that server block, or its listen or server_name (nginx -T shows them all), reload nginx, check ops status ${env.name}, then ${words.again}`,
+    );
+  const broken = nginxBlocker(env, state.nginxInvalid);
+  if (broken)
+    return new OpsError(
+      `nginx -t fails on ${host}: ${broken}. The switch could not reload nginx, so ${words.nothing}; nginx keeps serving what it loaded`,
+      DUPLICATE_DEFAULT.test(broken)
+        ? `remove default_server from the other site (grep -l default_server /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf names them; an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host)${env.config.domain ? `, or set nginx.default_server: false in environments/${env.name}/environment.yml` : ''}, then ${words.again}`
+        : `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then ${words.again}`,
+    );
+  return slotPortsElsewhere(env, host, state.nginxSlotPorts, words.nothing, words.again);
 }
 
 /**

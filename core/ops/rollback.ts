@@ -14,7 +14,7 @@ import { RELEASE_KEYS, deployState, markRelease, nginxMasked, nginxMaskedTest } 
 import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, putPreviousBack, rollbackStep, servedAssetDirs, unstageAssets, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
-import { nginxMaskedError, parseState, partialState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { nginxMaskedError, nginxUnreadyError, parseState, partialState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import { settingsChanged, settingsDigest } from './deploy-plan.ts';
 import { failedRun, withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
 import { markdownValues, type ValueFormat } from '../report.ts';
@@ -96,16 +96,27 @@ function rollbackSlot(state: Pick<HostState, 'slot'>): Slot {
 
 /**
  * A one-host rollback's work in its lock step (`finish`), refused on the host before it touches anything when the
- * state read just before found nginx stopped with its unit masked (deployState's `nginx`: REPORT_NGINX_STOPPED):
- * the verdict `nginx_masked`, then `refused` ('' keeps the lock: the runner says so, rollbackRefusal, and audits it).
+ * state read just before found nginx stopped with its unit masked (deployState's `nginx`: REPORT_NGINX_STOPPED),
+ * the verdict `nginx_masked`, or something in nginx the switch would fail on (nginxReadiness: REPORT_NGINX_UNREADY),
+ * the verdict `nginx_unready`; then `refused` ('' keeps the lock: the runner says so, rollbackRefusal, and audits it).
  */
-export function unlessNginxMasked(work: string, refused: string): string {
-  return `if ${nginxMaskedTest('REPORT_NGINX_STOPPED')}; then\n  ops_report ${ROLLBACK_KEYS.rollback} nginx_masked\n  ${refused || ':'}\nelse\n${work}\nfi`;
+export function unlessRefused(work: string, refused: string): string {
+  return `if ${nginxMaskedTest('REPORT_NGINX_STOPPED')}; then
+  ops_report ${ROLLBACK_KEYS.rollback} nginx_masked
+  ${refused || ':'}
+elif [ -n "\${REPORT_NGINX_UNREADY:-}" ]; then
+  ops_report ${ROLLBACK_KEYS.rollback} nginx_unready
+  ${refused || ':'}
+else
+${work}
+fi`;
 }
 
 /**
  * What refuses a rollback on every host before any host changes, from the lock step's state reads (each host's,
  * `inspected`; hosts never provisioned were refused by their lock step, withLock's LockOptions.unprovisioned), in order: nginx stopped with its unit masked (nginxMaskedError: the switch could not start it),
+ * what in nginx the switch would fail on, as a deploy's read finds it (nginxUnreadyError: another server block taking
+ * the site's visitors, a file nginx -t refuses, another file naming a slot's port; the first host's),
  * supervisord not running (no slot starts), a port of the slot a host would start on held by a process not that
  * slot's own (portsTakenError; the previous release kept warm there is the slot's own). Every host in one error,
  * the first kind found; `inspected`: each host's lock step result, in the environment's order. `done(host)`: the host's
@@ -117,6 +128,11 @@ export function rollbackRefusal(env: Target, inspected: [host: string, result: S
   const hosts = inspected.map(([host, r]) => ({ host, r, state: parseState(r) }));
   const masked = hosts.filter((h) => nginxMasked(h.state)).map((h) => h.host);
   if (masked.length) return nginxMaskedError(masked, untouched, 'roll back');
+  // What in nginx the switch would fail on (another server block, nginx -t, a file naming a slot's port), as a deploy refuses it.
+  for (const h of hosts) {
+    const unready = done(h.host) ? undefined : nginxUnreadyError(env, h.host, h.state, { nothing: untouched, taken: untouched, again: 'roll back again' });
+    if (unready) return unready;
+  }
   const down = hosts.find((h) => h.state.supervisorDown && !done(h.host));
   if (down) return supervisorDownError(env, down.host, down.state, untouched, 'roll back again');
   const taken = hosts.flatMap(({ host, r, state }) => (done(host) || reported(r, ROLLBACK_KEYS.rollback) !== undefined ? [] : (portsTaken(env, host, state, r, rollbackSlot(state)) ?? [])));
@@ -191,7 +207,9 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     if (!locked.finished(remote.name)) locked.audit(remote.name, { result: 'failed', ...(from && { previous: from }), message: auditReason(`refused, nothing changed: ${auditReason(err, redact)}`) });
     return err;
   };
-  if (verdict === 'no_live') throw refuse(new OpsError(`${remote.name} has no live release to roll back from`));
+  if (verdict === 'nginx_unready') throw refuse(new OpsError(`nginx on ${remote.name} would fail the switch: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} says what (nginx -t, another server block, a file naming a slot's port); fix it, then roll back again`));
+  if (verdict === 'no_live')
+    throw refuse(new OpsError(`${remote.name} has no live release to roll back from (current names none): ${ROLLBACK_UNTOUCHED}`, `a rollback only moves traffic back between kept releases: deploy instead (ops deploy ${env.name} --ref <ref>; ops releases ${env.name} lists what is kept there)`));
   if (verdict === 'supervisor_down') throw refuse(supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, 'roll back again'));
   if (verdict === 'ports_taken') {
     const taken = portsTaken(env, remote.name, state, r, idle);
@@ -264,6 +282,11 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   }
   if (!fused) locked.closed(remote.name, r);
   reportNginxStarted(ctx, result, r);
+  const afterFailed = failedSinceNote(env, state, from, target);
+  if (afterFailed) {
+    ctx.reporter.warn(`${remote.name}: ${afterFailed}`);
+    result.notes.push(afterFailed);
+  }
   if (note) {
     ctx.reporter.warn(`${remote.name}: ${note}`);
     result.notes.push(note);
@@ -284,6 +307,20 @@ export function unhealthyHint(env: Target, state: HostState, target: string, fro
   if (!settings && !dotenv) return undefined;
   const sha = state.releases.find((x) => x.id === target)?.sha || target.split('-').pop();
   return `${target} ${[settings, dotenv].filter(Boolean).join('; and it ')}. To run its code with today's settings and .env, deploy it: ops deploy ${env.name} --ref ${sha}`;
+}
+
+/**
+ * What a rollback run right after a failed deploy (its release never went live: the failure changed nothing that
+ * serves) did, when that is not what it undid: it left `from`, which was live and served all along, not the failed
+ * release, for `target`. undefined when no deploy failed on the host since `from` went live (the history's sequence
+ * numbers: a release's failure event after the live one's going live).
+ */
+export function failedSinceNote(env: Target, state: Pick<HostState, 'releases'>, from: string, target: string): string | undefined {
+  const liveSeq = state.releases.find((x) => x.id === from)?.liveSeq;
+  if (liveSeq === undefined) return undefined;
+  const failed = state.releases.filter((x) => x.status === 'failed' && x.eventSeq !== undefined && x.eventSeq > liveSeq).map((x) => x.id);
+  if (!failed.length) return undefined;
+  return `the deploy after ${from} (${failed.join(', ')}) failed and never went live, so ${from} served until now: this rollback went back from it to ${target}, not from that deploy (ops rollback ${env.name} --to ${from} returns to it)`;
 }
 
 /** Two hints as one (either may be missing). */
@@ -330,7 +367,7 @@ function disagreeError(env: Target, disagree: string): OpsError {
  * Refused before any host changes: a host never provisioned for the environment (by its lock step, before it makes
  * anything: said first, what it lacks is only a symptom); then (rollbackRefusal, from the lock step's state read: no
  * round trip of its own) nginx stopped with its unit
- * masked on a host, supervisord not running on a host, or a port of the slot a host would start
+ * masked on a host, what in nginx a switch would fail on (as a deploy refuses it: nginxUnreadyError), supervisord not running on a host, or a port of the slot a host would start
  * on held by a process that is not that slot's own.
  * @returns per host the release now live and the one before. @throws OpsError for an invalid id, a host with
  * nothing to go back to, or a refusal above; a failure leaves that host serving what it served. A switch that found
@@ -393,8 +430,9 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
       },
       {
         // The live release is being left: no need to probe it first; nor to know what sending code needs. Whether
-        // supervisord runs, though: without it no slot starts; who holds the idle slot's ports; and whether nginx
-        // runs, or may be started by the switch (in this same step: no round trip of its own).
+        // supervisord runs, though: without it no slot starts; who holds the idle slot's ports; whether nginx
+        // runs, or may be started by the switch; and what in it the switch would fail on, as a deploy's read asks
+        // (nginxReadiness; in this same step: no round trip of its own).
         inspect: deployState(env, undefined, { supervisor: true, ports: true, nginx: true, rollback: !alone && !to }),
         // Hosts never provisioned (a rollback's next step there is a deploy): refused by their lock step, all named.
         unprovisioned: { nothing: `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`, then: `ops deploy ${env.name}` },
@@ -408,7 +446,7 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         },
         ...(alone && {
           // A refusal (nginx masked, nothing to go back to...) keeps the lock: audited by the runner, which then lets go.
-          finish: (unlock) => unlessNginxMasked(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, ''),
+          finish: (unlock) => unlessRefused(rollbackWork(env, ctx, to, { done: unlock(...DONE), refused: refusedOrNoop(unlock) }, today).script, ''),
           finishSeconds: rollbackWork(env, ctx, to, { done: '', refused: '' }, today).timeout,
         }),
       },

@@ -494,16 +494,18 @@ function slotPortFree(env: Target, template: string, source: string): string {
  * the ports' check), as `<path>:<line>: <text>`: another site of the host (one made by hand for an API's own
  * hostname, a monitoring vhost, a snippet an include brings in) reaching one slot whatever the switch does
  * (slotPortFree's reason). Lines only: slotPortsElsewhere judges them. Silent when nginx -T fails (nginx -t's report
- * says why). The caller reports each line under its own key (report-keys.test: each key written where it is emitted).
+ * says why). `dump`: the shell command printing nginx -T's output (its own run by default; a read that already ran it
+ * passes its output on, so nginx parses its files once). The caller reports each line under its own key
+ * (report-keys.test: each key written where it is emitted).
  */
-export function slotPortLinesShell(env: Target): string {
+export function slotPortLinesShell(env: Target, dump = 'nginx -T 2>/dev/null'): string {
   const L = env.layout;
   const ports = [...slotPortOwners(env).keys()].join('|');
   // ERE for awk (mawk's too): LOCAL_ADDRESS's addresses, then one of the ports not followed by a digit. Brackets, not
   // backslashes: awk -v reads escapes in the value.
   const re = `(^|[^0-9A-Za-z_.-])(127[.][0-9.]+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|0[.]0[.]0[.]0|[[]::1?[]]):(${ports})([^0-9]|$)`;
   // Into a variable first (steps run with pipefail): nginx -T failing leaves it empty; awk stops printing at 20 lines.
-  return String.raw`nginx_pinned=$(nginx -T 2>/dev/null | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} -v re=${quote(re)} '
+  return String.raw`nginx_pinned=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} -v re=${quote(re)} '
 /^# configuration file .*:$/ { f = substr($0, 22, length($0) - 22); n = 0; next }
 { n++; t = $0; sub(/#.*/, "", t) }
 f != "" && f != own1 && f != own2 && f != own3 && t !~ /^[ 	]*listen[ 	]/ && t ~ re && shown++ < 20 { print f ":" n ": " $0 }
@@ -515,7 +517,7 @@ f != "" && f != own1 && f != own2 && f != own3 && t !~ /^[ 	]*listen[ 	]/ && t ~
  * (slotPortFree's reason), each line with the address and whose port it is; undefined when none does. `host` names
  * the host, `untouched` what the refusal left undone.
  */
-export function slotPortsElsewhere(env: Target, host: string, lines: string[], untouched: string): OpsError | undefined {
+export function slotPortsElsewhere(env: Target, host: string, lines: string[], untouched: string, again = 'deploy again'): OpsError | undefined {
   const owners = slotPortOwners(env);
   const found = lines.flatMap((l) => {
     const m = /^(\/[^:]*):(\d+): (.*)$/.exec(l);
@@ -525,7 +527,7 @@ export function slotPortsElsewhere(env: Target, host: string, lines: string[], u
   const files = [...new Set(found.map((f) => f.replace(/:\d+: .*$/, '')))];
   return new OpsError(
     `nginx on ${host} reads ${files.length > 1 ? 'files' : 'a file'} besides ${env.config.app}'s site that send${files.length > 1 ? '' : 's'} requests to a slot's port itself, ${found.join('; ')}: ${SLOT_PORT_WHY}; ${untouched}`,
-    `name the upstreams instead in ${files.join(', ')} (proxy_pass ${upstreamNames(env)}: the site's upstreams file defines them for every file nginx reads), or remove what is no longer used; then deploy again`,
+    `name the upstreams instead in ${files.join(', ')} (proxy_pass ${upstreamNames(env)}: the site's upstreams file defines them for every file nginx reads), or remove what is no longer used; then ${again}`,
   );
 }
 

@@ -7,6 +7,7 @@ import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths, slotPortLinesShell } from './nginx-config.ts';
+import { isDefaultServer } from '../config/siblings.ts';
 import { gateSeconds, nginxServed } from './nginx-gate.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
@@ -21,7 +22,7 @@ export function mirrorGit(mirror: string): string {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas`), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas`: slotPortLinesShell), `nginx_taken` (another server block answers the site's visitors, what answered and the fix: nginxServed's proof on the live slot, asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas` or `nginx`: nginxReadiness), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas` or `nginx`: slotPortLinesShell), `nginx_taken` (another server block answers the site's visitors, what answered and the fix: nginxServed's proof on the live slot, asked with `shas` or `nginx`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it: deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
 export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'carried', 'unhashed', 'rollback_previous', 'stale', 'nginx_taken');
 
 export interface ReleaseMeta {
@@ -70,8 +71,9 @@ export function releaseId(sha: string, now = new Date()): string {
  * the certificate is there, and what the host is (`platform`: OS release, architecture, runtime versions, for
  * sharing built releases between hosts).
  * - `shas` (a deploy about to send code): also what sending and building need: free space and inodes, which of
- *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets; and whether
- *   `nginx -t` passes and no other server block takes the site's visitors (the switch needs both: nginxServed).
+ *   `shas` (and `lfs` oids) the host has, its mirror's commits, its complete dependency sets; and what in nginx
+ *   the switch would fail on (nginxReadiness: nginx -t, another file naming a slot's port, another server block
+ *   taking the site's visitors).
  * - `fingerprint` (deployFingerprint; the switch records each release's in .ops/fingerprint with the sums of the
  *   files it wrote: fingerprintRecords): `live_changed`
  *   when something is live that was not deployed with it (a secret or setting changed since, or a release with no
@@ -92,7 +94,8 @@ export function releaseId(sha: string, now = new Date()): string {
  *   and REPORT_SLOT_FOREIGN set for what follows in the lock step (rollbackStep refuses on it).
  * - `nginx` (a rollback's read; a deploy's with `shas` has it too): `nginx_stopped` when no nginx runs, with what
  *   `systemctl is-enabled nginx` says (nginxStoppedReport), left in REPORT_NGINX_STOPPED for what follows in the
- *   lock step (a one-host rollback refuses a masked unit on it).
+ *   lock step (a one-host rollback refuses a masked unit on it); and what in nginx the switch would fail on, as a
+ *   deploy's read asks it (nginxReadiness: `nginx_invalid`, `nginx_slot_port`, `nginx_taken`; REPORT_NGINX_UNREADY).
  * - `commit` with `fingerprint` (a deploy that is a no-op when that commit is live, deployed with that
  *   fingerprint): when the live release is that commit with that fingerprint, the live check runs (its health checks answer, and what answers is the process supervisor started for the
  *   release `current` names: live_verdict) and the step reports `live_health` and ends there: the no-op
@@ -177,28 +180,15 @@ for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; op
 # Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
 # program of the live release runs either.
 ${supervisorReport}
-# Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the build and migrations.
-if ! nginx_out=$(nginx -t 2>&1); then while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"; fi
-# Does another file nginx reads send requests to a slot's port itself? It would reach that slot whatever the switch does.
-${slotPortLinesShell(env)}
-if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
-# Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
-# server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it
-# after the build and migrations. Only while the site nginx has serves the name asked for (a domain changed since is
-# the switch's to write: asked for the new name, the site's own block would not answer it yet).
-if [ -n "$cur_id" ] && grep -qsF -- ${quote(`server_name ${env.config.domain ?? '_'};`)} ${quote(L.nginxSiteEnabled)}; then
-live_slot=$slot
-${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs' })}
-[ -z "$gate_taken" ] || ops_report ${RELEASE_KEYS.nginx_taken} "$gate_taken (asked at $gate_url)"
-fi
+${nginxReadiness(env)}
 ${switchPreflight(env, !options.commit)}
 `
     : '';
   return {
     name: 'state',
     as: 'root',
-    // The deploy's read asks nginx as the switch does (nginxServed): its bounded tries on top.
-    timeout: 30 + (shas ? gateSeconds(env) : 0),
+    // A deploy's or rollback's read asks nginx as the switch does (nginxServed): its bounded tries on top.
+    timeout: 30 + (shas || options.nginx ? gateSeconds(env) : 0),
     quiet: true,
     script: String.raw`${historyFunctions(env)}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
@@ -221,7 +211,7 @@ ${recorded}${noop}if [ -z "$state_done" ]; then
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"\n` : ''}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
-${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.ports && !shas ? `${slotPorts(env, 'green', !options.commit)}\n` : ''}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}\n${nginxStoppedReport()}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi\n` : ''}fi`,
+${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.ports && !shas ? `${slotPorts(env, 'green', !options.commit)}\n` : ''}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}\n${nginxStoppedReport()}\n${nginxReadiness(env)}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi\n` : ''}fi`,
   };
 }
 
@@ -240,6 +230,48 @@ const NGINX_MASKED = ['masked', 'masked-runtime'] as const;
 /** Bash test, true when the shell variable `name` holds a masked unit's is-enabled state (nginxMasked's, on the host). */
 export function nginxMaskedTest(name: string): string {
   return `[[ ${NGINX_MASKED.map((m) => `\${${name}:-} == ${m}`).join(' || ')} ]]`;
+}
+
+/**
+ * Shell reporting what in nginx would fail a switch on this host, for the reads before a deploy (with `shas`) or a
+ * rollback (with `nginx`) changes anything, one `nginx -T` for the first two (it tests as `nginx -t` does, then prints
+ * every file it read):
+ * - `nginx_invalid`: its lines when the test fails (nginxBlocker judges them);
+ * - `nginx_slot_port`: lines of another file that names a slot's port (slotPortLinesShell; slotPortsElsewhere judges them);
+ * - `nginx_taken`: another server block answers the site's visitors (nginxServed's proof on the live slot,
+ *   `$cur_id` and `$slot` as deployState sets them), only while the site nginx has serves the name asked for (a
+ *   domain changed since is the switch's to write: asked for the new name, the site's own block would not answer it yet).
+ * Sets REPORT_NGINX_UNREADY, for what follows in the same step (a one-host rollback refuses on it): non-empty when
+ * one of them refuses: the test fails on a file the switch does not write, or on a second `default_server` for
+ * the site's address when the site is the default server (the switch writes it so again: nginxBlocker's rule);
+ * a file names a slot's port; another block answers.
+ */
+function nginxReadiness(env: Target): string {
+  const L = env.layout;
+  const own = [L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].map(quote).join('|');
+  return String.raw`# Can the switch reload nginx? A file it does not write that nginx refuses would fail it after the start.
+REPORT_NGINX_UNREADY=""; nginx_out=""
+if ! nginx_all=$(nginx -T 2>&1); then
+  nginx_out=$nginx_all; nginx_all=""
+  while IFS= read -r line; do [ -z "$line" ] || ops_report ${RELEASE_KEYS.nginx_invalid} "$line"; done <<< "$nginx_out"
+  nginx_file=""; if [[ $nginx_out =~ \ in\ (/[^ ]+):[0-9]+ ]]; then nginx_file=${'$'}{BASH_REMATCH[1]}; fi
+  case "$nginx_file" in
+    ${own}) ${isDefaultServer(env) ? `[[ $nginx_out != *"a duplicate default server"* ]] || REPORT_NGINX_UNREADY=invalid` : ': the switch rewrites it'} ;;
+    *) REPORT_NGINX_UNREADY=invalid ;;
+  esac
+fi
+# Does another file nginx reads send requests to a slot's port itself? It would reach that slot whatever the switch does.
+${slotPortLinesShell(env, `printf '%s\n' "$nginx_all"`)}
+if [ -n "$nginx_pinned" ]; then REPORT_NGINX_UNREADY=pinned; while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
+# Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
+# server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it.
+if [ -n "$cur_id" ] && grep -qsF -- ${quote(`server_name ${env.config.domain ?? '_'};`)} ${quote(L.nginxSiteEnabled)}; then
+live_slot=$slot
+${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs' })}
+[ -z "$gate_taken" ] || { REPORT_NGINX_UNREADY=taken; ops_report ${RELEASE_KEYS.nginx_taken} "$gate_taken (asked at $gate_url)"; }
+fi
+# shellcheck disable=SC2034 # read by what follows in the lock step (a one-host rollback's finish)
+: "$REPORT_NGINX_UNREADY"`;
 }
 
 /** What deployState reports for the start and the switch (switchPreflight): `nginx_stopped` (no nginx master runs: what `systemctl is-enabled nginx` says, `unknown` without systemd). */

@@ -1013,8 +1013,8 @@ const PART = '# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, ru
  * earlier release to go back to; not_kept: `--to` names no release kept there; never_live: `--to` names a release
  * that never went live, its deploy failed or cut short; no_live: nothing is live; supervisor_down: supervisord is not
  * running, nothing was touched; ports_taken: a port of the idle slot is held by a process that is not the slot's own,
- * as the lock step's state read found it, nothing was touched; and in a one-host rollback's lock step, nginx_masked,
- * reported around it: unlessNginxMasked in core/ops/rollback.ts),
+ * as the lock step's state read found it, nothing was touched; and in a one-host rollback's lock step, nginx_masked
+ * and nginx_unready, reported around it: unlessRefused in core/ops/rollback.ts),
  * `rollback_from` (the release live before), `rollback_to` and `rollback_slot` (the release chosen, the slot
  * started for it), `rollback_exit` (the start or the switch failed: startSlot's exit code, START_FAILED_CLEAN
  * when the slot is as it was), `rollback_stop_exit` (the old slot's stop failed after the switch),
@@ -1043,8 +1043,10 @@ export interface RollbackEnds {
  * `release_id`), stops the old slot unless switch.keep_previous, and ends with `ends.done`. Whatever the live
  * slot and the certificate on the host are, the step holds each variant (rendered for the id chosen there) and
  * runs the one that fits. Runs alone or at the end of the lock step (a one-host rollback: one round trip).
- * Before any slot is touched, nginx -t must pass (but for the files the switch rewrites): else nothing changes
- * (`rollback_exit` START_FAILED_CLEAN, with nginx's message). At the end of the lock step, after deployState's
+ * What nginx would refuse (nginx -t, another file naming a slot's port, another server block taking the visitors)
+ * and whether nginx may be started are judged on deployState's `nginx` read, before this step: the lock step's
+ * finish of a one-host rollback refuses on it (unlessRefused, core/ops/rollback.ts), the operation for several.
+ * At the end of the lock step, after deployState's
  * `ports` read of the same idle slot, a port held there by a process not the slot's own (REPORT_SLOT_FOREIGN) is
  * refused too (`ports_taken`, with `refused`); alone (several hosts), the operation has refused on that read itself.
  * Exits 0 unless the step itself breaks: the outcome is in ROLLBACK_KEYS. A failed start or switch changed
@@ -1123,19 +1125,7 @@ ${settings === undefined ? ':' : recordSettings(env, settings)}
     ${body(after) || ':'}
     fi
   }
-  # nginx must accept its files before any slot is touched (as a deploy's state step checks): a switch nginx -t
-  # refuses would fail after the start, and a warm slot reused for it would be stopped for nothing. A failure in a
-  # file the switch rewrites (the app's site or upstreams) is repaired by it.
   part_rc=0
-  if ! nginx_out=$(nginx -t 2>&1); then
-    nginx_file=""; if [[ $nginx_out =~ \ in\ (/[^ ]+):[0-9]+ ]]; then nginx_file=${'$'}{BASH_REMATCH[1]}; fi
-    case "$nginx_file" in
-      ${[L.nginxSite, L.nginxSiteEnabled, L.nginxUpstreams].map(quote).join('|')}) ;;
-      *)
-        { echo "nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed (no slot was started or stopped); nginx keeps serving what it loaded:"; echo "$nginx_out"; } >&2
-        part_rc=${START_FAILED_CLEAN} ;;
-    esac
-  fi
   if [ "$part_rc" = 0 ]; then
     ops_part rollback_start
     reused=no; if [ "$part_rc" = ${START_REUSED} ]; then reused=yes; part_rc=0; fi

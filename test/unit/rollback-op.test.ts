@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
-import { refusedOrNoop, rollback, rollbackSettings, rollbackSummary, settingsNote, unlessNginxMasked } from '../../core/ops/rollback.ts';
+import { refusedOrNoop, rollback, rollbackSettings, rollbackSummary, settingsNote, unlessRefused } from '../../core/ops/rollback.ts';
 import { auditTemplate, type AuditEntry } from '../../core/steps/audit.ts';
 import { settingsDigest } from '../../core/ops/deploy-plan.ts';
 import { ConnectionLostError, OpsError, failedResult } from '../../core/errors.ts';
@@ -414,6 +414,56 @@ describe('rollback operation', () => {
     expect((await rollback(stopped.ctx, loadEnvironment('one', root))).hosts[0]).toMatchObject({ release: OLD, previous: LIVE });
   });
 
+  it("one host, something in nginx the switch would fail on (another server block, nginx -t on a file it does not write, a file naming a slot's port): refused in the lock step before anything is touched, as a deploy refuses it; audited as failed", async () => {
+    const cases: [lines: string[], message: string, hint: string][] = [
+      [
+        ["nginx_taken GET /h (program server): nginx answered 200, not from this site's server block: another server block answers 192.0.2.1:80 for the site's name (...), in: /etc/nginx/conf.d/other.conf - remove it, or its listen/server_name, and reload nginx (asked at http://192.0.2.1)"],
+        "the site's visitors on web1 do not reach sample's nginx site: GET /h (program server): nginx answered 200, not from this site's server block",
+        'reload nginx, check ops status one, then roll back again',
+      ],
+      [
+        ['nginx_invalid nginx: [emerg] unknown directive "bogus" in /etc/nginx/sites-enabled/handmade:1', 'nginx_invalid nginx: configuration file /etc/nginx/nginx.conf test failed'],
+        'nginx -t fails on web1: [emerg] unknown directive "bogus" in /etc/nginx/sites-enabled/handmade:1. The switch could not reload nginx, so nothing was changed (no slot started or stopped; nginx and current as they were)',
+        'fix or remove that file (hand-edited? ops status one shows nginx -t), then roll back again',
+      ],
+      [
+        ['nginx_slot_port /etc/nginx/sites-enabled/api-by-hand:5:         proxy_pass http://127.0.0.1:3579;'],
+        "nginx on web1 reads a file besides sample's site that sends requests to a slot's port itself, /etc/nginx/sites-enabled/api-by-hand:5: 127.0.0.1:3579 (program server's port on slot blue)",
+        'or remove what is no longer used; then roll back again',
+      ],
+    ];
+    for (const [lines, message, hint] of cases) {
+      const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, ...(lines as [never]), 'rollback nginx_unready') } : undefined));
+      const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+      expect(e).toBeInstanceOf(OpsError);
+      expect(e.message).toContain(message);
+      expect(e.message).toContain('nothing was changed (no slot started or stopped; nginx and current as they were)');
+      expect(e.hint).toContain(hint);
+      expect(h.names()).toEqual(['lock', 'unlock']);
+      expect(h.remotes.get('web1')!.runs.at(-1)!.stdin).toMatch(/"result":"failed".*"message":"refused, nothing changed: /);
+    }
+    // The lock step asks what a deploy's read asks (one nginx -T, nginxServed on the live slot), and the rollback's part refuses on it: no round trip of its own.
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') } : undefined));
+    await rollback(h.ctx, loadEnvironment('one', root));
+    const lock = h.remotes.get('web1')!.runs[0]!.stdin;
+    expect(lock).toContain('nginx_all=$(nginx -T 2>&1)');
+    expect(lock).toContain('# nginxServed: the health paths through nginx');
+    expect(lock).toContain('elif [ -n "${REPORT_NGINX_UNREADY:-}" ]; then');
+  });
+
+  it('two hosts, another server block takes the visitors on the second: refused once every lock is taken, before any host changes; every lock let go', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, ...(host === 'web2' ? (["nginx_taken GET /h (program server): nginx answered 200, not from this site's server block (asked at http://192.0.2.2)"] as const) : ([] as const))) };
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('two', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toContain("the site's visitors on web2 do not reach sample's nginx site");
+    expect(e.message).toContain('nothing was changed (no slot started or stopped; nginx and current as they were) on any host');
+    for (const host of ['web1', 'web2']) expect(h.names(host)).toEqual(['lock', 'unlock']);
+  });
+
   it('two hosts, nginx masked on both: one refusal naming both, once every lock is taken, before any host changes; every lock let go', async () => {
     const h = harness((step, host) => {
       if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, `nginx_stopped ${host === 'web2' ? 'masked-runtime' : 'masked'}`, ...(host === 'web2' ? (['supervisor_down 1'] as const) : ([] as const))) };
@@ -454,6 +504,26 @@ describe('rollback operation', () => {
     expect(rollbackSummary(r)).toContain(`- web1: ${line}`);
     // What it runs with from now on is recorded for it (the next rollback to it compares with those).
     expect(h.remotes.get('web1')!.runs[0]!.stdin).toContain(`fp="\${BASH_REMATCH[1]} ${today}"`);
+  });
+
+  it('one host never deployed (nothing live): refused, saying nothing changed and the deploy to run instead', async () => {
+    const h = harness((step) => (step.name === 'lock' ? { stdout: opsLines(KEYS, 'lock acquired', 'provisioned yes', 'current ', 'slot ', `now ${Math.floor(Date.now() / 1000)}`, 'rollback no_live', 'rollback_from ') } : undefined));
+    const e = (await rollback(h.ctx, loadEnvironment('one', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e).toBeInstanceOf(OpsError);
+    expect(e.message).toBe('web1 has no live release to roll back from (current names none): nothing was changed (no slot started or stopped; nginx and current as they were)');
+    expect(e.hint).toBe('a rollback only moves traffic back between kept releases: deploy instead (ops deploy one --ref <ref>; ops releases one lists what is kept there)');
+  });
+
+  it('one host right after a failed deploy (its release never went live): the rollback says it went back from the release that served, not from that deploy, and how to return; nothing said without one', async () => {
+    const NEW = '20261103T100000Z-cccccccccccc';
+    const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, `release ${NEW} x failed - 3`, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') } : undefined));
+    const r = await rollback(h.ctx, loadEnvironment('one', root));
+    const line = `the deploy after ${LIVE} (${NEW}) failed and never went live, so ${LIVE} served until now: this rollback went back from it to ${OLD}, not from that deploy (ops rollback one --to ${LIVE} returns to it)`;
+    expect(r.hosts[0]!.notes).toEqual([line]);
+    expect((h.ctx.reporter as MemoryReporter).lines.join('\n')).toContain(`web1: ${line}`);
+    // a failure before the live release went live is not after it
+    const before = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, `release ${NEW} x failed - 1`, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') } : undefined));
+    expect((await rollback(before.ctx, loadEnvironment('one', root))).hosts[0]!.notes).toEqual([]);
   });
 
   it('one host: settings as its release last ran with and the same .env say nothing; a record without settings (an older version\'s) says nothing of them', async () => {
@@ -641,7 +711,7 @@ describe('the rollback step on a host (bash)', () => {
     const e = target(base);
     const step = rollbackStep(e, undefined, ':', { done: 'ops_report done', refused: 'ops_report refused' });
     const guarded = (unit: string) =>
-      parseReports(execFileSync('bash', [scriptFile(scriptText({ ...step, script: `REPORT_NGINX_STOPPED=${unit}\n${unlessNginxMasked(step.script, 'ops_report refused')}` }))], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(false)}:${process.env.PATH}` } }));
+      parseReports(execFileSync('bash', [scriptFile(scriptText({ ...step, script: `REPORT_NGINX_STOPPED=${unit}\n${unlessRefused(step.script, 'ops_report refused')}` }))], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(false)}:${process.env.PATH}` } }));
     // masked for good, or until the next boot (systemctl mask --runtime: is-enabled says masked-runtime)
     for (const unit of ['masked', 'masked-runtime']) {
       const masked = guarded(unit);
@@ -650,6 +720,20 @@ describe('the rollback step on a host (bash)', () => {
     expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
     // not masked: the rollback's own part decides (here supervisord is down: its refusal)
     for (const unit of ['disabled', "''"]) expect(at(guarded(unit), 'rollback')).toBe('supervisor_down');
+  });
+
+  it("something in nginx the switch would fail on, as the lock step's state read found it (REPORT_NGINX_UNREADY: nginxReadiness): refused (nginx_unready) before the rollback's part, with `refused`", () => {
+    const base = host();
+    const e = target(base);
+    const step = rollbackStep(e, undefined, ':', { done: 'ops_report done', refused: 'ops_report refused' });
+    const guarded = (unready: string) =>
+      parseReports(execFileSync('bash', [scriptFile(scriptText({ ...step, script: `REPORT_NGINX_UNREADY=${unready}\n${unlessRefused(step.script, 'ops_report refused')}` }))], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(false)}:${process.env.PATH}` } }));
+    for (const unready of ['taken', 'invalid', 'pinned']) {
+      const r = guarded(unready);
+      expect([at(r, 'rollback'), at(r, 'refused'), at(r, 'done'), at(r, 'rollback_from')]).toEqual(['nginx_unready', '', undefined, undefined]);
+    }
+    expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
+    expect(at(guarded("''"), 'rollback')).toBe('supervisor_down');
   });
 
   it('supervisord not running: refused (supervisor_down) before the choice, with `refused`: no slot, nginx, current or mark touched', () => {
@@ -680,32 +764,13 @@ describe('the rollback step on a host (bash)', () => {
     expect(at(none, 'rollback')).toBe('none');
   });
 
-  it('nginx -t failing on a file the switch does not write: refused before any slot is touched (rollback_exit START_FAILED_CLEAN), saying so', () => {
-    const base = host();
-    const e = target(base);
-    // An nginx whose -t fails on a hand-made site; any other use of it (a reload) would be a change.
-    const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-bin-'));
-    writeFileSync(join(bin, 'nginx'), '#!/bin/sh\n[ "$1" = -t ] || { echo "nginx $*" >> "$(dirname "$0")/used"; exit 0; }\necho \'nginx: [emerg] unknown directive "bogus_directive" in /etc/nginx/sites-enabled/handmade:1\' >&2\necho \'nginx: configuration file /etc/nginx/nginx.conf test failed\' >&2\nexit 1\n', { mode: 0o755 });
-    const step = rollbackStep(e, OLD, ':', { done: 'ops_report done', refused: 'ops_report refused' });
-    const r = spawnSync('bash', [scriptFile(scriptText(step))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } });
-    const reports = parseReports(r.stdout);
-    expect([at(reports, 'rollback'), at(reports, 'rollback_to'), at(reports, 'rollback_exit'), at(reports, 'done')]).toEqual(['ok', OLD, String(START_FAILED_CLEAN), undefined]);
-    expect(r.stderr).toContain("nginx -t fails on this host's configuration, on a file this rollback does not write (hand-edited?)");
-    expect(r.stderr).toContain('Nothing was changed (no slot was started or stopped)');
-    expect(r.stderr).toContain('bogus_directive');
-    expect(r.stdout).not.toMatch(/slot green (healthy|already runs)/);
-    expect(existsSync(join(bin, 'used'))).toBe(false);
-    expect(readlinkSync(join(base, 'current'))).toBe(join(base, 'releases', LIVE));
-  });
-
   it('what the release chosen last ran with: its record\'s settings (fifth field; none in an older record), its .env and environ against the left one\'s (same, differs; not compared when one is missing)', () => {
     const base = host();
     const e = target(base);
-    // An nginx whose -t fails on a hand-made file: the step ends before any slot is touched, its reports made.
-    const bin = mkdtempSync(join(tmpdir(), 'ops-rollback-bin-'));
-    writeFileSync(join(bin, 'nginx'), '#!/bin/sh\necho \'nginx: [emerg] unknown directive "x" in /etc/nginx/sites-enabled/handmade:1\' >&2\nexit 1\n', { mode: 0o755 });
+    // The start stands in for a clean failure: the step ends before any slot is touched, its reports made.
     const step = rollbackStep(e, OLD, ':', { done: 'ops_report done', refused: 'ops_report refused' }, 'app=01234567,programs=89abcdef');
-    const reports = () => parseReports(spawnSync('bash', [scriptFile(scriptText(step))], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${supervisord(true)}:${process.env.PATH}` } }).stdout);
+    const script = step.script.replace('ops_part rollback_start', `part_rc=${START_FAILED_CLEAN}`);
+    const reports = () => parseReports(spawnSync('bash', [scriptFile(scriptText({ ...step, script }))], { encoding: 'utf8', env: { ...process.env, PATH: `${supervisord(true)}:${process.env.PATH}` } }).stdout);
     const sums = `${'1'.repeat(64)} ${'2'.repeat(64)}`;
     const files = (id: string, dotenv: string, environ: string) => {
       writeFileSync(join(base, 'releases', id, '.env'), dotenv);

@@ -23,7 +23,7 @@ import { asShipped, putChecked, putFile, putUnlessHostOwn } from '../../core/ste
 import { runInitdata } from '../../core/steps/initdata.ts';
 import { ASSETS_FUNCTIONS, SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { gatePaths, visitorAddress } from '../../core/steps/nginx-gate.ts';
-import { nginxBlocker } from '../../core/ops/deploy-host.ts';
+import { nginxBlocker } from '../../core/ops/host-state.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -146,9 +146,19 @@ describe("a deploy's read of nginx -t", () => {
     for (const own of [e.layout.nginxSite, e.layout.nginxSiteEnabled, e.layout.nginxUpstreams]) expect(nginxBlocker(e, failing(own)), own).toBeUndefined();
     expect(nginxBlocker(e, ['nginx: [emerg] open() "/etc/nginx/nginx.conf" failed (2: No such file or directory)', 'nginx: configuration file /etc/nginx/nginx.conf test failed'])).toBe('[emerg] open() "/etc/nginx/nginx.conf" failed (2: No such file or directory)');
   });
+  it("names a second default_server loaded before the app's site when the switch writes the site as the default server (it would not repair it), not otherwise", () => {
+    const duplicate = (file: string) => [`nginx: [emerg] a duplicate default server for 0.0.0.0:80 in ${file}:2`, 'nginx: configuration file /etc/nginx/nginx.conf test failed'];
+    const alone = env({ domain: undefined });
+    expect(nginxBlocker(alone, duplicate(alone.layout.nginxSiteEnabled))).toBe(
+      `[emerg] a duplicate default server for 0.0.0.0:80 in ${alone.layout.nginxSiteEnabled}:2: another enabled site says default_server for that address, loaded before shop's site, which the switch writes as the default server (it has no domain); nginx allows one per address`,
+    );
+    expect(nginxBlocker(env({ nginx: { default_server: true } }), duplicate(alone.layout.nginxSiteEnabled))).toContain('(nginx.default_server); nginx allows one per address');
+    // Not the default server: the switch writes the site without it, which repairs it.
+    expect(nginxBlocker(env(), duplicate(env().layout.nginxSiteEnabled))).toBeUndefined();
+  });
   it('is read only by a deploy that goes on (with the commits it sends), not on the no-op path', () => {
-    expect(deployState(env(), ['a'.repeat(40)]).script).toContain('nginx_out=$(nginx -t 2>&1)');
-    expect(deployState(env()).script).not.toContain('nginx -t');
+    expect(deployState(env(), ['a'.repeat(40)]).script).toContain('nginx_all=$(nginx -T 2>&1)');
+    expect(deployState(env()).script).not.toContain('nginx -T');
   });
 });
 
@@ -197,7 +207,7 @@ describe("a deploy's read of other nginx files naming a slot's port", () => {
     expect(execFileSync('bash', ['-c', `set -euo pipefail\nnginx() { return 1; }\n${slotPortLinesShell(e)}\necho "done$nginx_pinned"`], { encoding: 'utf8' })).toBe('done\n');
   });
   it('is read by a deploy that goes on, with nginx -t', () => {
-    expect(deployState(env(), ['a'.repeat(40)]).script).toContain('nginx_pinned=$(nginx -T 2>/dev/null');
+    expect(deployState(env(), ['a'.repeat(40)]).script).toContain('"$nginx_all" | awk');
     expect(deployState(env()).script).not.toContain('nginx -T');
   });
 });

@@ -19644,7 +19644,10 @@ var init_parts = __esm({
 });
 
 // core/signals.ts
+import { spawnSync } from "node:child_process";
+import { fstatSync, readFileSync, writeSync } from "node:fs";
 import { constants as constants3 } from "node:os";
+import { isatty } from "node:tty";
 function signalExit(signal) {
   return 128 + (constants3.signals[signal] ?? constants3.signals.SIGINT);
 }
@@ -19684,6 +19687,33 @@ function stopHandlingFaults(handler) {
 function stopRunsOnFault(error2) {
   for (const h of faultHandlers) h({ error: error2 });
   return faultHandlers.size > 0;
+}
+function terminalStopsWrite(fd) {
+  return inBackgroundOf(fd) && terminalHasTostop(fd);
+}
+function inBackgroundOf(fd) {
+  if (!isatty(fd)) return false;
+  try {
+    const [, , pgrp, , ttyNr, tpgid = -1] = readFileSync("/proc/self/stat", "utf8").replace(/^.*\) /s, "").split(" ").map(Number);
+    return tpgid > 0 && tpgid !== pgrp && fstatSync(fd).rdev === ttyNr;
+  } catch {
+    return false;
+  }
+}
+function terminalHasTostop(fd) {
+  if (!isatty(fd)) return false;
+  const r = spawnSync("stty", ["-a"], { stdio: [fd, "pipe", "ignore"], encoding: "utf8", timeout: 5e3 });
+  return r.status === 0 && /(^|\s)tostop(\s|;|$)/m.test(r.stdout);
+}
+function awaitTerminal(say) {
+  const fd = [2, 1].find(terminalStopsWrite);
+  if (fd === void 0) return false;
+  say();
+  try {
+    while (terminalStopsWrite(fd)) writeSync(fd, "\r");
+  } catch {
+  }
+  return true;
 }
 var RUN_SIGNALS, runHandlers, SUSPEND_SIGNAL, faultHandlers;
 var init_signals = __esm({
@@ -20173,9 +20203,26 @@ function outputNeverBlocks(streams = [process.stdout, process.stderr]) {
     if (--neverBlocking === 0) for (const s of streams) blockingHandle(s)?.setBlocking(true);
   };
 }
+function holdOutputWhileInBackground(streams = [process.stdout, process.stderr]) {
+  const held = streams.flatMap((s) => {
+    const fd = fdOf(s);
+    return fd !== void 0 && terminalHasTostop(fd) ? [{ s, fd }] : [];
+  });
+  if (!held.length) return;
+  for (const h of held) h.s.cork();
+  const poll = setInterval(() => {
+    if (held.some((h) => inBackgroundOf(h.fd))) return;
+    clearInterval(poll);
+    for (const h of held) h.s.uncork();
+  }, 200);
+}
 async function flushOutput(streams = [process.stdout, process.stderr]) {
   const queued = (s) => (s.writableLength ?? 0) > 0 && !brokenOutputs.has(s);
   await Promise.all(streams.filter(queued).map((s) => new Promise((resolve6) => s.write("", () => resolve6()))));
+}
+function fdOf(out) {
+  const fd = out.fd;
+  return typeof fd === "number" ? fd : void 0;
 }
 var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs, neverBlocking;
 var init_report = __esm({
@@ -29834,7 +29881,7 @@ __export(keys_exports, {
   wrapDataKey: () => wrapDataKey
 });
 import { execFileSync } from "node:child_process";
-import { readFileSync as readFileSync2 } from "node:fs";
+import { readFileSync as readFileSync3 } from "node:fs";
 async function parseIdentities(text, source) {
   const out = [];
   const lines = text.split(/\r?\n/);
@@ -29905,7 +29952,7 @@ async function loadIdentities(processEnv = process.env) {
     const file2 = processEnv.SOPS_AGE_KEY_FILE;
     let text;
     try {
-      text = readFileSync2(file2, "utf8");
+      text = readFileSync3(file2, "utf8");
     } catch (e) {
       throw new OpsError(
         `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
@@ -29930,7 +29977,7 @@ async function loadIdentities(processEnv = process.env) {
   }
   const file = defaultKeyFile(processEnv);
   if (userFileExists(file, file, "an age key file")) {
-    const found = await parseIdentities(readFileSync2(file, "utf8"), file);
+    const found = await parseIdentities(readFileSync3(file, "utf8"), file);
     identities.push(...found);
     exposed(file, found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
@@ -39864,6 +39911,7 @@ var init_environment_schema = __esm({
       directory: opt(relPath, "working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)", "."),
       port: req(port, 'the port it listens on in the "blue" slot, from 1024 (the app user may not listen below); the "green" slot uses port + switch.port_offset'),
       health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
+      strip_prefix: opt(boolean(), 'a route other than "/" to it (routes) passes the request on without its prefix ("/api/x" reaches it as "/x"); false: as the visitor sent it ("/api/x" as "/api/x"), for an app that routes full paths (Django\'s urls.py, Rails, an Express app mounting its routers; nginx\'s `proxy_pass` without a URI). Its `health` is a path on its own port either way', true),
       env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused", {})
     });
     envSecretRef = object(
@@ -39953,7 +40001,7 @@ var init_environment_schema = __esm({
           {}
         ),
         programs: req(record(name, programSchema), "long-running processes of a release, kept alive by supervisor"),
-        routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
+        routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/", unless the program sets strip_prefix: false', { "/": "client", "/api/": "server" }),
         switch: opt(
           object({
             health_timeout: opt(seconds2(1, 900), "seconds the new processes get to pass their health checks", 60),
@@ -40113,7 +40161,7 @@ var init_placeholders = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync4, readdirSync, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync5, readdirSync, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { homedir as homedir3 } from "node:os";
 import { isAbsolute, join as join5, resolve as resolve3 } from "node:path";
@@ -40341,7 +40389,7 @@ function parsedEntry(text) {
 }
 function readParsed(entry) {
   try {
-    const data = readFileSync4(entry);
+    const data = readFileSync5(entry);
     const payload = data.subarray(DIGEST);
     if (data.length <= DIGEST || !createHash2("sha256").update(payload).digest().equals(data.subarray(0, DIGEST))) return void 0;
     return { value: deserialize(payload) };
@@ -40387,7 +40435,7 @@ function refuseUnresolvedAliases(doc, text, label) {
 function readYamlFile(file, label = file) {
   let bytes;
   try {
-    bytes = readFileSync4(file);
+    bytes = readFileSync5(file);
   } catch (e) {
     const why = fileError(e, label, "read", "a YAML file");
     throw new OpsError(why.message, why.hint);
@@ -40514,7 +40562,7 @@ function loadEnvironment(envName, root) {
     if (!file) return key ?? "";
     const keyFile = relativeTo(dir, file);
     try {
-      const text = readFileSync4(keyFile, "utf8").split(/\r?\n/).filter((l) => !/^\s*(#|$)/.test(l)).join("\n").trim();
+      const text = readFileSync5(keyFile, "utf8").split(/\r?\n/).filter((l) => !/^\s*(#|$)/.test(l)).join("\n").trim();
       const parsed = parseHostKeys(text);
       if (typeof parsed === "string") problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
       return text;
@@ -40552,7 +40600,7 @@ function envPath(env, p) {
 function readEnvFile(env, setting, value, expected = "a file") {
   const file = envPath(env, value);
   try {
-    return readFileSync4(file, "utf8");
+    return readFileSync5(file, "utf8");
   } catch (e) {
     const why = fileError(e, file, "read", expected);
     const missing = e.code === "ENOENT";
@@ -50024,7 +50072,7 @@ var init_sops = __esm({
 });
 
 // core/secrets/sops-config.ts
-import { readFileSync as readFileSync5 } from "node:fs";
+import { readFileSync as readFileSync6 } from "node:fs";
 import { isAbsolute as isAbsolute3, join as join7, relative as relative3, sep as sep2 } from "node:path";
 function envPathRegex(env) {
   validate("environment", env);
@@ -50059,7 +50107,7 @@ function load(root, required) {
     if (!required) return void 0;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
-  const text = readFileSync5(path, "utf8");
+  const text = readFileSync6(path, "utf8");
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
   const doc = (0, import_yaml9.parseDocument)(text, { merge: true });
   if (doc.errors.length)
@@ -50217,10 +50265,47 @@ var init_sops_config = __esm({
   }
 });
 
+// core/git.ts
+function checkIdentity(identity) {
+  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
+    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
+  }
+  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
+    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
+  }
+  return identity;
+}
+function gitEnvironment(processEnv, options = {}) {
+  const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
+  const out = {};
+  for (const [k, v] of Object.entries(processEnv)) if (v !== void 0 && (!k.startsWith("GIT_") || KEPT.test(k))) out[k] = v;
+  return {
+    ...out,
+    LC_ALL: "C",
+    LANGUAGE: "C",
+    GIT_PAGER: "cat",
+    PAGER: "cat",
+    GIT_AUTHOR_NAME: identity.name,
+    GIT_AUTHOR_EMAIL: identity.email,
+    GIT_COMMITTER_NAME: identity.name,
+    GIT_COMMITTER_EMAIL: identity.email,
+    ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
+  };
+}
+var DEFAULT_IDENTITY, KEPT;
+var init_git = __esm({
+  "core/git.ts"() {
+    "use strict";
+    init_errors();
+    DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
+    KEPT = /^GIT_(SSH|SSH_COMMAND|SSH_VARIANT|ASKPASS|PROXY_COMMAND|SSL_[A-Z_]+|HTTP_[A-Z_]+|CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|COUNT|KEY_\d+|VALUE_\d+))$/;
+  }
+});
+
 // core/secrets/env.ts
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes9 } from "node:crypto";
-import { existsSync as existsSync6, readFileSync as readFileSync6, readdirSync as readdirSync2 } from "node:fs";
+import { existsSync as existsSync6, readFileSync as readFileSync7, readdirSync as readdirSync2 } from "node:fs";
 import { isAbsolute as isAbsolute4, join as join8, relative as relative4, resolve as resolve5, sep as sep3 } from "node:path";
 function envDir(root, env) {
   return join8(root, "environments", validate("environment", env));
@@ -50239,15 +50324,16 @@ function envSopsFiles(root, env) {
       if (!/\.(ya?ml|json)$/i.test(name2)) continue;
       const file = join8(assets, name2);
       try {
-        if (isSopsText(readFileSync6(file, "utf8"), formatOf(file))) files.push(file);
+        if (isSopsText(readFileSync7(file, "utf8"), formatOf(file))) files.push(file);
       } catch {
       }
     }
   }
   return files;
 }
-function gitState(root, file) {
-  const git = (...args) => execFileSync2("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"], encoding: "utf8" });
+function gitState(root, file, processEnv) {
+  const env = gitEnvironment(processEnv);
+  const git = (...args) => execFileSync2("git", args, { cwd: root, env, stdio: ["ignore", "pipe", "ignore"], encoding: "utf8" });
   try {
     if (git("rev-parse", "--is-inside-work-tree").trim() !== "true") return void 0;
   } catch {
@@ -50265,14 +50351,14 @@ function gitState(root, file) {
     return "untracked";
   }
 }
-function ageKeyFileProblems(root, env, path) {
+function ageKeyFileProblems(root, env, path, processEnv = process.env) {
   const rel = relative4(root, path);
   if (rel.startsWith("..") || isAbsolute4(rel) || env === THROWAWAY_ENVIRONMENT) return [];
   const shown = rel.split(sep3).join("/");
   const out = [
     `environments/${env}/environment.yml: secrets.age_key_file is ${shown}, a private key inside the repository: that setting is only for the throwaway sandbox (${THROWAWAY_ENVIRONMENT}); keep ${env}'s key out of the repository ($SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, or the default key file) and remove the setting`
   ];
-  const state = gitState(root, rel);
+  const state = gitState(root, rel, processEnv);
   if (state === "tracked")
     out.push(`${shown} (${env}'s private age key) is tracked by git: it is committed, and anyone with the repository can decrypt ${env}'s secrets; git rm --cached ${shown}, add it to .gitignore, then make ${env} a new key (ops keygen, ops secrets recipients ${env} add/remove) and change the secrets themselves`);
   else if (state === "untracked")
@@ -50286,7 +50372,7 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
   let keyFile;
   try {
-    const text2 = readFileSync6(configFile, "utf8");
+    const text2 = readFileSync7(configFile, "utf8");
     refuseDeepNesting(text2, configFile);
     const doc = (0, import_yaml10.parseDocument)(text2, { ...ENVIRONMENT_YAML, logLevel: "error" });
     if (doc.errors.length) return ids;
@@ -50299,14 +50385,14 @@ async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
   const path = isAbsolute4(keyFile) ? keyFile : resolve5(envDir(root, env), keyFile);
   let text;
   try {
-    text = readFileSync6(path, "utf8");
+    text = readFileSync7(path, "utf8");
   } catch (e) {
     const why = fileError(e, path, "read", "an age key file");
     const missing = e.code === "ENOENT";
     throw new OpsError(`secrets.age_key_file of environments/${env}/environment.yml: ${why.message}`, missing ? `create it (\`ops keygen --output <file>\`) or remove that setting; a relative path starts from the environment's folder, environments/${env}/` : why.hint);
   }
   const found = await parseIdentities(text, path);
-  if (warn) for (const w of ageKeyFileProblems(root, env, path)) warn(w);
+  if (warn) for (const w of ageKeyFileProblems(root, env, path, processEnv)) warn(w);
   const known = new Set(ids.identities.map((i) => i.secret));
   return {
     identities: [...ids.identities, ...found.filter((i) => !known.has(i.secret))],
@@ -50339,7 +50425,11 @@ function placeholderError(label, env, keys, change) {
   return change ? new OpsError(
     own`${label} would hold ${what}, which every deploy refuses (${change.untouched}): ${named}`,
     own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]) : "<key>"}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`
-  ) : new OpsError(own`${label} still holds placeholder values (CHANGE-ME): ${named}`, own`set them: printf '%s' VALUE | ops secrets set ${env} <key>`);
+  ) : new OpsError(
+    own`${label} still holds placeholder values (CHANGE-ME): ${named}`,
+    // `ops env new` writes the catalogue's secrets: another app may use none of them (README: "Adding an environment").
+    own`set them: printf '%s' VALUE | ops secrets set ${env} <key>; one your app does not use: drop the env line naming it, if any, and delete it (ops secrets edit ${env})`
+  );
 }
 var import_yaml10, THROWAWAY_ENVIRONMENT, PLACEHOLDER2, APP_SECRETS;
 var init_env = __esm({
@@ -50349,6 +50439,7 @@ var init_env = __esm({
     init_yaml_depth();
     init_environment();
     init_errors();
+    init_git();
     init_report();
     init_shell();
     init_keys();
@@ -50370,7 +50461,7 @@ var init_env = __esm({
 
 // core/secrets/scaffold.ts
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync as existsSync7, readFileSync as readFileSync7, readdirSync as readdirSync3 } from "node:fs";
+import { existsSync as existsSync7, readFileSync as readFileSync8, readdirSync as readdirSync3 } from "node:fs";
 import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
 import { join as join9, relative as relative5 } from "node:path";
 function placeholderHostKey() {
@@ -50389,7 +50480,7 @@ function freePlaceholderAddress(root) {
   for (const e of existsSync7(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
     const file = join9(envs, e.name, "environment.yml");
     if (!e.isDirectory() || !existsSync7(file)) continue;
-    for (const m of readFileSync7(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
+    for (const m of readFileSync8(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
   }
   for (let n = 10; n < 255; n++) if (!used.has(`203.0.113.${n}`)) return `203.0.113.${n}`;
   return "203.0.113.10";
@@ -58660,7 +58751,7 @@ var require_keyParser = __commonJS({
     var {
       createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash4,
+      createHash: createHash5,
       createHmac,
       createSign,
       createVerify,
@@ -59348,11 +59439,11 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash4("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash5("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash4("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash5("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
@@ -59517,8 +59608,8 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash4("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash4("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash5("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash5("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
@@ -59558,7 +59649,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash4("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash5("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -61880,7 +61971,7 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash4,
+      createHash: createHash5,
       createPublicKey,
       diffieHellman,
       generateKeyPairSync: generateKeyPairSync2,
@@ -62306,7 +62397,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash4(this.hashName);
+          const hash = createHash5(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -63314,9 +63405,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret2, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash4(hashName).update(secret2).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash5(hashName).update(secret2).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash4(hashName).update(secret2).update(exchangeHash).update(digest).digest();
+          const chunk = createHash5(hashName).update(secret2).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -68751,7 +68842,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash4,
+      createHash: createHash5,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -68973,7 +69064,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash4(hashAlgo).update(key).digest("hex");
+              key = createHash5(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -72786,18 +72877,18 @@ init_project_dir();
 init_errors();
 init_parts();
 import { randomUUID as randomUUID2 } from "node:crypto";
-import { existsSync as existsSync4, readFileSync as readFileSync3, statSync as statSync4 } from "node:fs";
+import { existsSync as existsSync4, readFileSync as readFileSync4, statSync as statSync4 } from "node:fs";
 import { resolve as resolve2 } from "node:path";
 
 // core/remote/identity.ts
 init_errors();
 init_key_file();
-import { existsSync as existsSync3, readFileSync } from "node:fs";
+import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
 import { homedir as homedir2 } from "node:os";
 import { join as join4 } from "node:path";
 function readKey(file, label) {
   try {
-    return readFileSync(file, "utf8");
+    return readFileSync2(file, "utf8");
   } catch (e) {
     const why = fileError(e, file, "read", "an SSH private key file");
     const hint = label === "ssh.identity_file" && e.code === "ENOENT" ? "check ssh.identity_file in the environment.yml (a relative path starts from the environment folder, ~/ from your home directory)" : why.hint;
@@ -72964,7 +73055,7 @@ function secretlessRun(env = process.env) {
   if (env.GITHUB_ACTOR === "dependabot[bot]") return { why: "this run was started by Dependabot, and GitHub gives it only the Dependabot secrets", hint };
   if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? "") || !env.GITHUB_EVENT_PATH) return void 0;
   try {
-    const pull = JSON.parse(readFileSync3(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
+    const pull = JSON.parse(readFileSync4(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
     const repo = pull?.head?.repo;
     if (!pull || repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? "").toLowerCase()) return void 0;
     return { why: `this run is for a pull request from a fork (${repo?.full_name ?? "deleted since"}), and GitHub gives such runs no secrets`, hint };
@@ -73273,6 +73364,7 @@ function layout(env) {
     nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
     nginxUpstream: (program) => `${app}_${program}`,
     nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxReleaseVariable: `ops_release_${app.replace(/-/g, "_")}`,
     nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, "_")}`,
     nginxAccessLog: `/var/log/nginx/${app}.access.log`,
     nginxErrorLog: `/var/log/nginx/${app}.error.log`,
@@ -73500,6 +73592,7 @@ init_environment_schema();
 init_errors();
 init_shell();
 var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+var BASE_CONFIG_PREVIOUS = [];
 function baseConfig() {
   return `${HEADER}
 user www-data;
@@ -73537,7 +73630,7 @@ http {
 }
 `;
 }
-function upstreams(env, slot) {
+function upstreams(env, slot, release) {
   const L = env.layout;
   const blocks = Object.keys(env.config.programs).map((p) => upstreamBlock(env, p, slot));
   return `${HEADER}
@@ -73545,6 +73638,12 @@ function upstreams(env, slot) {
 ${blocks.join("\n")}
 map "" $${L.nginxSlotVariable} {
     default "${slot}";
+}
+${releaseMap(env, release)}`;
+}
+function releaseMap(env, release) {
+  return `map "" $${env.layout.nginxReleaseVariable} {
+    default "${release}";
 }
 `;
 }
@@ -73634,12 +73733,16 @@ function certificatePaths(env) {
   }
   return void 0;
 }
+function stripsPrefix(env, prefix) {
+  const program = env.config.routes[prefix];
+  return prefix !== "/" && (program === void 0 || env.config.programs[program]?.strip_prefix !== false);
+}
 function siteVariables(env) {
   const L = env.layout;
   const app = env.config.app;
   const certs = certificatePaths(env);
   const locations = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length).map(([prefix, program]) => {
-    const target = prefix === "/" ? `http://${L.nginxUpstream(program)}` : `http://${L.nginxUpstream(program)}/`;
+    const target = stripsPrefix(env, prefix) ? `http://${L.nginxUpstream(program)}/` : `http://${L.nginxUpstream(program)}`;
     return `location ${prefix} {
         proxy_pass ${target};
         ${proxyHeaders(env)}
@@ -73703,7 +73806,7 @@ function assetLocations(env) {
     const prefix = prefixes.find((p) => a.url.startsWith(p));
     const program = prefix === void 0 ? void 0 : env.config.routes[prefix];
     const app = program ? `location ${fallback} {
-        ${prefix === "/" ? "" : `rewrite ^${escapeRegex(prefix)}(.*)$ /$1 break;
+        ${!stripsPrefix(env, prefix) ? "" : `rewrite ^${escapeRegex(prefix)}(.*)$ /$1 break;
         `}proxy_pass http://${L.nginxUpstream(program)};
         ${proxyHeaders(env)}
     }` : `location ${fallback} {
@@ -73780,7 +73883,31 @@ function renderTemplate(template, vars, source) {
 }
 var UPSTREAMS_PLACEHOLDER = /\{\{\s*upstreams_include\s*\}\}/;
 function readTemplate(env, custom) {
-  return slotPortFree(env, readEnvFile(env, "nginx.site_template", custom, "an nginx site template"), `environments/${env.name}/${custom}`);
+  const source = `environments/${env.name}/${custom}`;
+  return cachesKeyed(env, slotPortFree(env, readEnvFile(env, "nginx.site_template", custom, "an nginx site template"), source), source);
+}
+var CACHE_KINDS = ["proxy", "fastcgi", "uwsgi", "scgi"];
+var DEFAULT_CACHE_KEY = { proxy: "$scheme$proxy_host$request_uri", fastcgi: "$scheme$request_method$host$request_uri", uwsgi: "$scheme$request_method$host$request_uri", scgi: "$scheme$request_method$host$request_uri" };
+function cachesKeyed(env, template, source) {
+  const variable = `$${env.layout.nginxReleaseVariable}`;
+  const lines = template.split("\n").map((line) => line.replace(/#.*/, ""));
+  const found = [];
+  const fixes = [];
+  for (const kind of CACHE_KINDS) {
+    const on = lines.flatMap((line, i) => new RegExp(`(^|[;{\\s])${kind}_cache\\s+(?!off\\s*;)[^\\s;]`).test(line) ? [i] : []);
+    if (!on.length) continue;
+    const keys = lines.flatMap((line, i) => new RegExp(`(^|[;{\\s])${kind}_cache_key\\s`).test(line) ? [i] : []);
+    const unkeyed = keys.filter((i) => !lines[i].includes(variable));
+    if (keys.length && !unkeyed.length) continue;
+    const shown = (i) => `line ${i + 1}: ${lines[i].trim()}`;
+    found.push(...keys.length ? unkeyed.map(shown) : on.map((i) => `${shown(i)} (under nginx's default key, ${DEFAULT_CACHE_KEY[kind]})`));
+    fixes.push(`${kind}_cache_key ${keys.length ? "<its key>" : DEFAULT_CACHE_KEY[kind]}${variable};`);
+  }
+  if (!found.length) return template;
+  throw new OpsError(
+    `${source} caches the release's answers under a key that does not name the live release, ${found.join("; ")}: the key is the same before and after a switch, so nginx would go on answering the previous release's pages for the cache's lifetime while the deploy said the new one was live`,
+    `key the cache by the live release, which the switch sets in ${variable}: ${fixes.join(" ")} (a rollback then serves its own pages too)`
+  );
 }
 var LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
 function slotPortOwners(env) {
@@ -73824,6 +73951,7 @@ init_shell();
 
 // core/steps/script.ts
 init_shell();
+import { createHash as createHash4 } from "node:crypto";
 function b642(content) {
   return Buffer.from(content).toString("base64");
 }
@@ -73843,10 +73971,19 @@ function asShipped(pkg, path) {
   const conffiles = "dpkg-query -W -f='${Conffiles}\\n' " + quote(pkg);
   return `{ [ -f ${quote(path)} ] && [ "$(md5sum < ${quote(path)} | cut -d' ' -f1)" = "$(${conffiles} 2>/dev/null | awk -v p=${quote(path)} '$1 == p { print $2; exit }')" ]; }`;
 }
-function putUnlessHostOwn(path, content, pkg, kept) {
+function putUnlessHostOwn(path, content, pkg, kept, previous = []) {
   const first = content.split("\n", 1)[0];
-  return String.raw`if [ ! -e ${quote(path)} ] || [ "$(head -n1 ${quote(path)})" = ${quote(first)} ] || ${asShipped(pkg, path)}; then
+  const p = quote(path);
+  const ours = [createHash4("md5").update(content).digest("hex"), ...previous].join(" ");
+  return String.raw`host_file_md5=
+[ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
+if [ ! -e ${p} ] || { [ "$(head -n1 ${p})" = ${quote(first)} ] && [[ " ${ours} " == *" $host_file_md5 "* ]]; } || ${asShipped(pkg, path)}; then
   ${putFile(path, content)}
+elif [ "$(head -n1 ${p})" = ${quote(first)} ]; then
+  # The directives each side has that the other lacks (diff's "> " and "< " lines), by name.
+  host_file_diff=$(printf %s ${b642(content)} | base64 -d | diff - ${p} || true)
+  host_file_names() { local n; n=$(sed -n "s/^$1 *\([a-z_][a-z0-9_]*\).*/\1/p" <<< "$host_file_diff" | sort -u | paste -sd' '); echo "${"$"}{n:-none}"; }
+  echo ${quote(`kept this host's own ${path} as it is: ops wrote it, but someone changed it here since (`)}"added or changed: $(host_file_names '>'); removed: $(host_file_names '<')"${quote(`), and ops never overwrites a change; ${kept}`)}
 else
   echo ${quote(`kept this host's own ${path} as it is: it is neither the one ops writes (its first line: ${first}) nor ${pkg}'s as shipped (its md5 differs from the one dpkg recorded: someone changed it here), and ops never overwrites it; ${kept}`)}
 fi`;
@@ -74246,7 +74383,7 @@ slot_releases() {
 var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
 
 // core/steps/sh/identity.sh
-var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR, as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,\n# IDENTITY says what answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of the slot\'s own supervisor process), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,\n# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program\n# exited. A program that answers its health check and exits a second later (a worker thread dying on its first\n# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again\n# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.\n# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one\n# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process\n# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting\n  local -A first=()\n  limit=$(( (secs + 5) * 5 ))\n  SETTLE=""\n  exec {pause}<> <(:)\n  while :; do\n    sup_pids\n    waiting=0\n    for k in "${!SUP_STATE[@]}"; do\n      [[ $k == "$group:"* ]] || continue\n      pid=${SUP_PID[$k]:-0}\n      [ -n "${first[$k]+x}" ] || first[$k]=$pid\n      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      stat=${stat##*) }\n      if [ "$pid" = 0 ] || [ "$pid" != "${first[$k]}" ] || [ -z "$stat" ] || [ "${stat%% *}" = Z ] || [[ ! ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then\n        SETTLE="program ${k#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$k]:-gone}; it ran as pid ${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"\n        exec {pause}<&-\n        return 1\n      fi\n      [ "${SUP_STATE[$k]}" = RUNNING ] || waiting=1\n    done\n    [ "$waiting" = 1 ] || break\n    rounds=$(( rounds + 1 ))\n    if [ "$rounds" -ge "$limit" ]; then\n      SETTLE="supervisor did not take the programs of $group as started (RUNNING after ${secs}s) within $(( limit / 5 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    read -r -t 0.2 -u "$pause" _ || true\n  done\n  exec {pause}<&-\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
+var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,\n# IDENTITY says what answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of the slot\'s own supervisor process), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,\n# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program\n# exited. A program that answers its health check and exits a second later (a worker thread dying on its first\n# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again\n# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.\n# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one\n# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process\n# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting\n  local -A first=()\n  limit=$(( (secs + 5) * 5 ))\n  SETTLE=""\n  exec {pause}<> <(:)\n  while :; do\n    sup_pids\n    waiting=0\n    for k in "${!SUP_STATE[@]}"; do\n      [[ $k == "$group:"* ]] || continue\n      pid=${SUP_PID[$k]:-0}\n      [ -n "${first[$k]+x}" ] || first[$k]=$pid\n      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      stat=${stat##*) }\n      if [ "$pid" = 0 ] || [ "$pid" != "${first[$k]}" ] || [ -z "$stat" ] || [ "${stat%% *}" = Z ] || [[ ! ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then\n        SETTLE="program ${k#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$k]:-gone}; it ran as pid ${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"\n        exec {pause}<&-\n        return 1\n      fi\n      [ "${SUP_STATE[$k]}" = RUNNING ] || waiting=1\n    done\n    [ "$waiting" = 1 ] || break\n    rounds=$(( rounds + 1 ))\n    if [ "$rounds" -ge "$limit" ]; then\n      SETTLE="supervisor did not take the programs of $group as started (RUNNING after ${secs}s) within $(( limit / 5 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    read -r -t 0.2 -u "$pause" _ || true\n  done\n  exec {pause}<&-\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
 
 // core/steps/sh/mask.sh
 var mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\nwhile (my $line = <STDIN>) {\n  my $end = chomp($line) ? "\\n" : "";\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
@@ -74994,7 +75131,10 @@ function applyNginx(change) {
   if (section !== void 0) lines.push(`trap 'critical_end; rm -rf "$backup"' EXIT`, `critical_begin ${section}`);
   else lines.push(`trap 'rm -rf "$backup"' EXIT`);
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
-  for (const f of change.files) lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept) : putFile(f.path, f.content));
+  for (const f of change.files) {
+    if (typeof f.content !== "string") lines.push(putFileWord(f.path, f.content.b64Word));
+    else lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept, f.shipped.previous) : putFile(f.path, f.content));
+  }
   if (change.complete) lines.push(change.complete);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
   lines.push(String.raw`nginx_changed=$CHANGED
@@ -75049,8 +75189,12 @@ function ensureUpstreams(env) {
   const L = env.layout;
   const file = quote(L.nginxUpstreams);
   const adds = (slot) => Object.keys(env.config.programs).map((p) => `grep -q ${quote(`^upstream ${L.nginxUpstream(p)} {`)} ${file} || { printf '\\n%s\\n' ${quote(upstreamBlock(env, p, slot))} >> ${file}; CHANGED=1; }`).join("\n  ");
-  return String.raw`if [ ! -e ${file} ]; then ${putFile(L.nginxUpstreams, upstreams(env, "blue"))}
+  return String.raw`if [ ! -e ${file} ]; then ${putFile(L.nginxUpstreams, upstreams(env, "blue", ""))}
 else
+  # one written by an older version has no $${L.nginxReleaseVariable}, which a site's cache key names: defined, naming
+  # no release (the next switch writes the live one's)
+  # shellcheck disable=SC2016 # nginx's variable, in the file's text
+  grep -q ${quote(`^map "" $${L.nginxReleaseVariable} {`)} ${file} || { printf '%s' ${quote(releaseMap(env, ""))} >> ${file}; CHANGED=1; }
   # the slot the file routes to: its $${L.nginxSlotVariable} map's default (blue for a file without it)
   if grep -q '^    default "green";$' ${file}; then
   ${adds("green")}
@@ -75083,7 +75227,7 @@ fi`;
       {
         path: conf,
         content: baseConfig(),
-        shipped: { package: "nginx-common", kept: `ops's site is included from it, and its own base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) are not applied: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again` }
+        shipped: { package: "nginx-common", kept: `ops's site is included from it, and ops's base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) apply only as far as it has them: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again`, previous: BASE_CONFIG_PREVIOUS }
       },
       { path: L.nginxSite, content: site(env, certificateReady) }
     ],
@@ -75231,11 +75375,29 @@ if ${provisionWrote(packageIndexPaths(env).pipConf)}; then
   export PIP_INDEX_URL; [ -z "$PIP_TRUSTED_HOST" ] || export PIP_TRUSTED_HOST
 fi`;
 }
+var INDEX_FILE_SETTINGS = {
+  pipConf: { setting: "packages.pip_index_url", belongs: "its index belongs in packages.pip_index_url (a secret when the URL holds credentials); deploys read no other pip setting" },
+  uvToml: { setting: "packages.pip_index_url", belongs: "its index belongs in packages.pip_index_url (a secret when the URL holds credentials); other uv settings, in the commit's uv.toml" },
+  npmrc: { setting: "packages.npm_registry", belongs: "its registry and token belong in packages.npm_registry and packages.npm_token (a secret), a scope's registry in the commit's .npmrc" }
+};
 function packageIndexes(env, uploaded) {
   const paths = packageIndexPaths(env);
   const u = quote(env.appUser);
   const home = quote(`/home/${env.appUser}`);
   const lines = [SYSTEM_FUNCTIONS, `trap 'rm -f ${[uploaded.pipConf, uploaded.uvToml, uploaded.npmrc].filter(Boolean).map((f) => quote(f)).join(" ")}' EXIT`];
+  const kinds = ["pipConf", "uvToml", "npmrc"].filter((k) => uploaded[k]);
+  if (kinds.length) {
+    lines.push("host_own=0");
+    for (const kind of kinds) {
+      const path = paths[kind];
+      const { setting, belongs } = INDEX_FILE_SETTINGS[kind];
+      lines.push(String.raw`if [ -L ${quote(path)} ] || { [ -e ${quote(path)} ] && ! ${provisionWrote(path)}; }; then
+  echo ${quote(`the app user's ${path} is this host's own (its first line is not "${PROVISION_MARK} ...": someone wrote it here), and provision would replace it with the one ${setting} makes, losing what it holds (a token, a setting): ${belongs}. Put what you need there, then move the file away (mv ${path} ${path}.before-ops) and run provision again`)} >&2
+  host_own=1
+fi`);
+    }
+    lines.push(`[ "$host_own" = 0 ] || { echo "nothing of the package indexes was changed" >&2; exit 1; }`);
+  }
   for (const kind of ["pipConf", "uvToml", "npmrc"]) {
     const dest = quote(paths[kind]);
     const from = uploaded[kind];
@@ -76737,7 +76899,7 @@ var UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f 
 var COMMAND_START = "/usr/bin/env -u BASH_ENV -u ENV ";
 var BUS_STOPPED = "@ops-bus-stopped";
 var SESSION_DAEMONS = ` ops_d="\${SSH_AGENT_PID-}:ssh-agent:${AGENT_STOPPED} \${DBUS_SESSION_BUS_PID-}:dbus-daemon:${BUS_STOPPED}"; case \${SSH_CONNECTION:+x}\${DBUS_SESSION_BUS_ADDRESS-} in xunix:*=/tmp/dbus-*) for ops_p in /proc/[0-9]*; do [ -O "$ops_p" ] && read -r ops_c 2>/dev/null < "$ops_p/comm" && [ "$ops_c" = dbus-daemon ] && mapfile -d "" ops_e 2>/dev/null < "$ops_p/environ" && case " \${ops_e[*]} " in *" SSH_CONNECTION=\${SSH_CONNECTION-} "*) ops_d="$ops_d \${ops_p#/proc/}:dbus-daemon:${BUS_STOPPED}" ;; *) false ;; esac; done ;; esac; read -r ops_s < "/proc/$$/stat"; ops_s=(\${ops_s##*) }); for ops_x in $ops_d; do ops_p=\${ops_x%%:*}; ops_x=\${ops_x#*:}; if [ "\${ops_p:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm" && [ "$ops_c" = "\${ops_x%%:*}" ] && read -r ops_a 2>/dev/null < "/proc/$ops_p/stat" && ops_a=(\${ops_a##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ] && kill "$ops_p" 2>/dev/null; then printf "%s\\n" "\${ops_x#*:}" >&2; fi; done;`;
-var STEP_BOOT = `${UNSET_FUNCTIONS}; printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` + SESSION_DAEMONS + ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n${START_MARKER}\\n${REFUSED_PREFIX}input %s\\n" "$ops_in"; exit 125`;
+var STEP_BOOT = `${UNSET_FUNCTIONS}; printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` + SESSION_DAEMONS + ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n%s\\n%sinput %s\\n" ${START_MARKER} ${quote(REFUSED_PREFIX)} "$ops_in"; exit 125`;
 var stepGuard = [
   "ops_line1=1",
   // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
@@ -76806,7 +76968,7 @@ function commandLine(step, login2, appUser2, connection) {
   return cmd(...english, ...run);
 }
 function sshCommand(step, login2, appUser2, connection) {
-  return `exec ${commandLine(step, login2, appUser2, connection)}; printf '${LOGIN_SHELL_PREFIX}%s\\n\\n${START_MARKER}\\n${EXEC_RETURNED}\\n' "$SHELL"; exit 125`;
+  return `exec ${commandLine(step, login2, appUser2, connection)}; printf '%s%s\\n\\n%s\\n%s\\n' '${LOGIN_SHELL_PREFIX}' "$SHELL" '${START_MARKER}' '${EXEC_RETURNED}'; exit 125`;
 }
 var EXEC_RETURNED = `${REFUSED_PREFIX}exec`;
 function scriptText(step) {
@@ -78743,6 +78905,11 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   };
   const lostLive = /* @__PURE__ */ new Map();
   const withLostLive = (host, message) => lostLive.has(host) ? `${message}; ${lostLive.get(host) || "no release"} is live on ${host} (what current names once the step ended there)` : message;
+  awaitTerminal(
+    () => ctx.reporter.warn(
+      `this ${operation} of ${env.name} was started in the background of a terminal that stops background jobs when they write (stty tostop): it waited for fg (this line, shown now) before taking any lock, as a run stopped while it held them would send nothing to its hosts, and after ${HOLDER_SILENT_SECONDS}s they would read stale to other runs; to run one in the background, give it a file for its output (> ${operation.replace(/\W+/g, "-")}.log 2>&1 &)`
+    )
+  );
   const finish = options.finish?.((entry, vars = {}) => unlockScript(env, request.runId, entry ? [auditTemplate(auditEntry(env, request, entry, runnerNow(ctx)), vars)] : []));
   handleSignals(onSignal);
   handleFaults(onSignal);
@@ -78750,8 +78917,9 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
   const suspendRefused = refuseSuspend(() => {
     const held = [...mine];
     const what = held.length ? `holds the lock of ${env.name} on ${held.join(", ")}` : `is taking the lock of ${env.name}`;
+    holdOutputWhileInBackground();
     ctx.reporter.warn(
-      `Ctrl-Z ignored: this ${operation} ${what}, and a suspended run sends nothing to its hosts: after ${HOLDER_SILENT_SECONDS}s its lock would read stale to other runs, which could release it and start beside it; the run goes on (if your shell says "Stopped", it goes on in the background: fg brings it back). To stop it: Ctrl-C (its lock is released, what it did said)`
+      `Ctrl-Z ignored: this ${operation} ${what}, and a suspended run sends nothing to its hosts: after ${HOLDER_SILENT_SECONDS}s its lock would read stale to other runs, which could release it and start beside it; the run goes on (if your shell says "Stopped", it goes on in the background: fg brings it back, and its output, which a terminal set to stty tostop holds back till then). To stop it: Ctrl-C (its lock is released, what it did said)`
     );
   });
   const takeOn = async (r, queue, wait = request.wait) => {

@@ -43827,6 +43827,7 @@ var programSchema = object({
   directory: opt(relPath, "working directory, relative to the release; a file in the commit is refused, a directory the commit lacks is warned of (the build must make it)", "."),
   port: req(port, 'the port it listens on in the "blue" slot, from 1024 (the app user may not listen below); the "green" slot uses port + switch.port_offset'),
   health: opt(healthPath, 'HTTP path that answers 2xx when the program is ready (on 127.0.0.1, asked with the Host and X-Forwarded-* headers nginx passes: see "When something is wrong"; a redirect to another path of the program is followed)', "/"),
+  strip_prefix: opt(boolean(), 'a route other than "/" to it (routes) passes the request on without its prefix ("/api/x" reaches it as "/x"); false: as the visitor sent it ("/api/x" as "/api/x"), for an app that routes full paths (Django\'s urls.py, Rails, an Express app mounting its routers; nginx\'s `proxy_pass` without a URI). Its `health` is a path on its own port either way', true),
   env: opt(record(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, form: "a variable name" }), string({ form: "a string" })), "extra environment variables (placeholders allowed, as in `command`; `{{name}}` for a literal {name}), e.g. the port it must listen on; given as written, no `$NAME` expanded: one naming a variable the program is given (PATH: bin:$PATH, $HOME) is refused", {})
 });
 var envSecretRef = object(
@@ -43916,7 +43917,7 @@ var environmentSchema = object(
       {}
     ),
     programs: req(record(name, programSchema), "long-running processes of a release, kept alive by supervisor"),
-    routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/"', { "/": "client", "/api/": "server" }),
+    routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/", unless the program sets strip_prefix: false', { "/": "client", "/api/": "server" }),
     switch: opt(
       object({
         health_timeout: opt(seconds2(1, 900), "seconds the new processes get to pass their health checks", 60),

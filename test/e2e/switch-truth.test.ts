@@ -124,7 +124,7 @@ describe.sequential('a switch reports success only when nginx serves the new slo
       expect(r.code, text).not.toBe(0);
       expect(text).toMatch(/nginx -t fails/);
       expect(text).toMatch(/bogus_directive/);
-      expect(text).toMatch(/Nothing was changed/);
+      expect(text).toMatch(/nothing was changed/i);
       expect(await snapshot()).toEqual(before);
       expect(await onHost(`test -f ${conf} && echo kept`)).toBe('kept');
       expect(await onHost(`supervisorctl status '${APP}-${idle}:*'`)).toMatch(/RUNNING/);

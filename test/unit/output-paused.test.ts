@@ -11,10 +11,10 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { lockedRunScript, nodeCommand } from '../support/locked-run.ts';
 
 const CORE = join(import.meta.dirname, '..', '..', 'core');
 const PTY = join(import.meta.dirname, '..', 'support', 'on_terminal.py');
-const imp = (file: string) => JSON.stringify(join(CORE, file));
 
 /**
  * A run writing 400 lines of 1000 characters (one every 5 ms) under withLock, a 100 ms timer counting its longest gap
@@ -23,43 +23,21 @@ const imp = (file: string) => JSON.stringify(join(CORE, file));
  */
 async function pausedRun(pauseMs: number, signal?: NodeJS.Signals): Promise<{ code: number | null; stdout: string; log: string; resumedAt: number }> {
   const log = join(mkdtempSync(join(tmpdir(), 'ops-paused-')), 'log');
-  const script = `const { appendFileSync } = await import('node:fs');
-const { parseEnvironment } = await import(${imp('config/environment.ts')});
-const { resolveTarget } = await import(${imp('target.ts')});
-const { Session } = await import(${imp('ops/hosts.ts')});
-const { withLock } = await import(${imp('ops/locked.ts')});
-const { ConsoleReporter, guardOutput } = await import(${imp('report.ts')});
-const { RecordingRemote } = await import(${imp('remote/recording.ts')});
-const { LOCK_KEYS } = await import(${imp('steps/lock.ts')});
-const note = (line) => appendFileSync(${JSON.stringify(log)}, line + '\\n');
-note('pid ' + process.pid);
-const lines = (...l) => l.map((x) => LOCK_KEYS[x.split(' ')[0]] + ' ' + x.split(' ').slice(1).join(' ')).join('\\n') + '\\n';
-const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
-const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
-const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
-// A new connection each time (the release after a signal reconnects: the old one is halted).
-const connect = async () => new RecordingRemote('web1', 'deploy', 'shop', (step) => {
-  note('step ' + step.name + ' at ' + Date.now());
-  return { stdout: step.name === 'lock' ? lines('lock acquired', 'holder since=2026-12-05T11:01:00Z') : lines('lock released') };
-});
-guardOutput();
-const reporter = new ConsoleReporter();
-const ctx = { root: '/nonexistent', reporter, processEnv: {}, connector: connect, interrupted: (doc) => process.stdout.write(JSON.stringify(doc) + '\\n') };
-const session = await Session.open(ctx, env);
-let last = Date.now(), gap = 0;
+  const script = lockedRunScript(log, {
+    stepNote: "' at ' + Date.now()",
+    ctxFields: "interrupted: (doc) => process.stdout.write(JSON.stringify(doc) + '\\n')",
+    before: `let last = Date.now(), gap = 0;
 const keepalive = setInterval(() => { gap = Math.max(gap, Date.now() - last); last = Date.now(); }, 100);
-process.on('exit', () => note('longest gap ' + gap));
-await withLock(ctx, session, 'deploy', async () => {
-  for (let i = 0; i < 400; i++) {
+process.on('exit', () => note('longest gap ' + gap));`,
+    body: `for (let i = 0; i < 400; i++) {
     reporter.info(String(i).padStart(1000, '.'));
     if (i === 200) note('half');
     await new Promise((r) => setTimeout(r, 5));
-  }
-});
-reporter.info('done');
-clearInterval(keepalive);`;
+  }`,
+    after: 'clearInterval(keepalive);',
+  });
   // A real terminal (test/support/on_terminal.py), paused with Ctrl-S once the run began, resumed with Ctrl-Q `pauseMs` later.
-  const node = [process.execPath, '--import', 'tsx', '--import', join(CORE, '..', 'scripts', 'register-text-modules.js'), '--input-type=module', '-e', script].map(quote).join(' ');
+  const node = nodeCommand(script);
   const shell = `stty ixon; (sleep ${pauseMs / 1000}; echo "resumed $(date +%s%3N)" >> ${quote(log)}) & ${node}; echo "rc=$?"`;
   const spec = { argv: ['sh', '-c', shell], cwd: join(CORE, '..'), env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: 'dumb' }, steps: [[{ file: log, text: 'pid ' }, '\x13'], [{ file: log, text: 'resumed' }, '\x11']] };
   const terminal = promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 50_000 });

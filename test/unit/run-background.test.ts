@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { quote } from '../../core/shell.ts';
+import { lockedRunScript, nodeCommand } from '../support/locked-run.ts';
 
 const CORE = join(import.meta.dirname, '..', '..', 'core');
 const PTY = join(import.meta.dirname, '..', 'support', 'on_terminal.py');
-const imp = (file: string) => JSON.stringify(join(CORE, file));
 
 /** The state letter of process `pid` (proc(5): R, S, T stopped...), or '' once it is gone. */
 function state(pid: number): string {
@@ -30,34 +30,7 @@ function state(pid: number): string {
 const read = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8') : '');
 
 /** A node script running withLock over the recording transport, noting its pid and steps in `log`; `body`: the run's work. */
-const runScript = (log: string, body: string) => `const { appendFileSync } = await import('node:fs');
-const { parseEnvironment } = await import(${imp('config/environment.ts')});
-const { resolveTarget } = await import(${imp('target.ts')});
-const { Session } = await import(${imp('ops/hosts.ts')});
-const { withLock } = await import(${imp('ops/locked.ts')});
-const { ConsoleReporter, guardOutput } = await import(${imp('report.ts')});
-const { RecordingRemote } = await import(${imp('remote/recording.ts')});
-const { LOCK_KEYS } = await import(${imp('steps/lock.ts')});
-const note = (line) => appendFileSync(${JSON.stringify(log)}, line + '\\n');
-note('pid ' + process.pid);
-const lines = (...l) => l.map((x) => LOCK_KEYS[x.split(' ')[0]] + ' ' + x.split(' ').slice(1).join(' ')).join('\\n') + '\\n';
-const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
-const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
-const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
-const connect = async () => new RecordingRemote('web1', 'deploy', 'shop', (step) => {
-  note('step ' + step.name);
-  return { stdout: step.name === 'lock' ? lines('lock acquired', 'holder since=2026-12-05T11:01:00Z') : lines('lock released') };
-});
-guardOutput();
-const reporter = new ConsoleReporter();
-const ctx = { root: '/nonexistent', reporter, processEnv: {}, connector: connect };
-const session = await Session.open(ctx, env);
-await withLock(ctx, session, 'deploy', async () => {
-  ${body}
-});
-reporter.info('done');`;
-
-const nodeCommand = (script: string) => [process.execPath, '--import', 'tsx', '--import', join(CORE, '..', 'scripts', 'register-text-modules.js'), '--input-type=module', '-e', script].map(quote).join(' ');
+const runScript = (log: string, body: string) => lockedRunScript(log, { body });
 
 /** The process group of process `pid` (proc(5) stat). */
 const groupOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[2]);

@@ -3,14 +3,12 @@
 // ($scheme$proxy_host$request_uri) names the upstream, which is the same for every slot (the switch moves its server),
 // so after a switch nginx goes on answering the previous release's pages for the cache's lifetime while the deploy,
 // its gate (which bypasses the cache, as its own hint says) and `ops status` say the new release is live.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downHost, type Host } from '../hosts/index.ts';
-import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 import { runOps } from '../support/cli.ts';
-import { APP, asRoot, get, makeProject, pythonWebApp, readable, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, asRoot, get, makeProject, readable, readyHost, versionedApp, webConfig, type TestProject } from './support.ts';
 
 let host: Host;
 let project: TestProject;
@@ -48,13 +46,7 @@ server {
 
 beforeAll(async () => {
   host = await readyHost('cac');
-  repo = join(mkdtempSync(join(tmpdir(), 'ops-cache-')), 'app');
-  initRepo(repo, { 'server.py': pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()'), 'VERSION': '1\n' });
-  gitIn(repo, ['tag', 'v1']);
-  for (const v of ['2', '3', '4']) {
-    commit(repo, { 'VERSION': `${v}\n` }, `version ${v}`);
-    gitIn(repo, ['tag', `v${v}`]);
-  }
+  repo = versionedApp('ops-cache-');
   project = makeProject('e2e', webConfig(host, repo));
   expect((await ops('deploy', 'e2e', '--ref', 'v1')).code).toBe(0);
 }, 900_000);

@@ -3,14 +3,12 @@
 // (a deploy refuses it before building, naming the file) or a site edited by hand sends them to the previous release;
 // and what admins commonly add beside the site (a catch-all, a redirect for another name, a health location with its
 // own access_log) is not taken for another server block.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downHost, type Host } from '../hosts/index.ts';
-import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 import { runOps } from '../support/cli.ts';
-import { APP, asRoot, readable, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, asRoot, readable, get, makeProject, readyHost, versionedApp, webConfig, type TestProject } from './support.ts';
 
 let host: Host;
 let project: TestProject;
@@ -37,13 +35,7 @@ async function pageSoon(page: string): Promise<string> {
 
 beforeAll(async () => {
   host = await readyHost('ssv');
-  repo = join(mkdtempSync(join(tmpdir(), 'ops-served-')), 'app');
-  initRepo(repo, { 'server.py': pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()'), 'VERSION': '1\n' });
-  gitIn(repo, ['tag', 'v1']);
-  for (const v of ['2', '3', '4']) {
-    commit(repo, { 'VERSION': `${v}\n` }, `version ${v}`);
-    gitIn(repo, ['tag', `v${v}`]);
-  }
+  repo = versionedApp('ops-served-');
   project = makeProject('e2e', webConfig(host, repo));
   for (const ref of ['v1', 'v2']) expect((await ops('deploy', 'e2e', '--ref', ref)).code).toBe(0);
 }, 900_000);

@@ -20,6 +20,7 @@ import { createDatabase, downHost, listSnapshots, npmRegistryUrl, paths, pypiInd
 import { quote } from '../../core/shell.ts';
 import { expect } from 'vitest';
 import type { CliResult } from '../support/cli.ts';
+import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 
 export const APP = 'sample';
 
@@ -83,6 +84,22 @@ ${server}(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 `;
 }
 
+
+/**
+ * A repository (under a new temporary directory, named `app`) of a pythonWebApp answering "version <n>" on every
+ * path but /health ("ok"), tagged v1 to v4 (each tag changing only its VERSION file): the release a page shows is the
+ * tag that went live. Returns the repository's path.
+ */
+export function versionedApp(prefix: string): string {
+  const repo = join(mkdtempSync(join(tmpdir(), prefix)), 'app');
+  initRepo(repo, { 'server.py': pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()'), 'VERSION': '1\n' });
+  gitIn(repo, ['tag', 'v1']);
+  for (const v of ['2', '3', '4']) {
+    commit(repo, { 'VERSION': `${v}\n` }, `version ${v}`);
+    gitIn(repo, ['tag', `v${v}`]);
+  }
+  return repo;
+}
 /**
  * An environment of one program `web` on `host`: `{python} server.py {port}` from the repository (Python's standard
  * library only: nothing to install, a build and migration that do nothing), health `/health`, ref `main`;

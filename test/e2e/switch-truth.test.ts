@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { downHost, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 import { runOps } from '../support/cli.ts';
-import { APP, asRoot, readable, assetApp, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, asRoot, readable, assetApp, get, makeProject, pythonWebApp, readyHost, versionedApp, webConfig, type TestProject } from './support.ts';
 
 let host: Host;
 let project: TestProject;
@@ -56,14 +56,7 @@ async function snapshot(): Promise<{ page: string; current: string; slot: string
 
 beforeAll(async () => {
   host = await readyHost('swt');
-  repo = join(mkdtempSync(join(tmpdir(), 'ops-switch-')), 'app');
-  const app = pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()');
-  initRepo(repo, { 'server.py': app, 'VERSION': '1\n' });
-  gitIn(repo, ['tag', 'v1']);
-  for (const v of ['2', '3', '4']) {
-    commit(repo, { 'VERSION': `${v}\n` }, `version ${v}`);
-    gitIn(repo, ['tag', `v${v}`]);
-  }
+  repo = versionedApp('ops-switch-');
   project = makeProject('e2e', webConfig(host, repo));
   for (const ref of ['v1', 'v2']) expect((await ops('deploy', 'e2e', '--ref', ref)).code).toBe(0);
   expect(await serving()).toBe('version 2');

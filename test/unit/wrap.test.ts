@@ -3,8 +3,9 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { COMMAND_START, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepInput, uploadStep } from '../../core/remote/wrap.ts';
+import { COMMAND_START, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepGuard, stepInput, uploadStep } from '../../core/remote/wrap.ts';
 import { parseReports } from '../../core/remote/types.ts';
+import type { Step } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
   // The bashes below get their stdin from spawnSync (a socket) and, under CI, no SHLVL: bash takes itself for the one
@@ -181,11 +182,28 @@ describe('step wrapping', () => {
   });
   it('sends the guard ahead of the script: run by the command line, the script runs; read by another shell, it stops at once saying so', () => {
     const text = stepInput({ ...step, as: 'login' });
-    expect(text.endsWith(scriptText({ ...step, as: 'login' }))).toBe(true);
+    expect(text.startsWith(`${stepGuard}\n`)).toBe(true);
+    expect(text).toContain(scriptText({ ...step, as: 'login' }));
     const ours = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop')], { input: text, encoding: 'utf8' });
     expect([ours.stdout, ours.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
     const other = spawnSync('sh', ['-s'], { input: text, encoding: 'utf8' });
     expect([other.stdout, other.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}shell sh\n`, 125]);
+  });
+  it('reads the script whole before it runs (not a byte a time, as bash -s reads a pipe): its commands cannot read its text, what follows it on stdin stays for them, and a script cut short runs not at all', () => {
+    const run = (input: string | Buffer, s: Step) => spawnSync('bash', ['-c', commandLine({ ...s, as: 'login' }, 'deploy', 'shop')], { input, encoding: 'utf8' });
+    // A command that reads stdin (cat) gets what follows the script, not the script's next lines.
+    const reader: Step = { name: 'read', as: 'login', script: 'echo "got: $(cat)"\necho after' };
+    expect(run(`${stepInput(reader)}tail bytes`, reader).stdout).toBe(`\n${START_MARKER}\ngot: tail bytes\nafter\n`);
+    // Multibyte text (its size is in bytes) and a script's own `exit` status.
+    const utf8: Step = { name: 'utf8', as: 'login', script: "echo 'é ✓ 🚀'\nexit 3" };
+    expect([run(stepInput(utf8), utf8).stdout, run(stepInput(utf8), utf8).status]).toEqual([`\n${START_MARKER}\né ✓ 🚀\n`, 3]);
+    // Cut anywhere before its end (the connection lost while it was sent): no line of it runs.
+    const full = stepInput(reader);
+    for (const keep of [full.length - 2, full.length - 10, full.indexOf('echo "got') + 5]) {
+      const cut = run(full.slice(0, keep), reader);
+      expect([cut.stdout, cut.status]).toEqual(['', 125]);
+      expect(cut.stderr).toContain("the step's script arrived cut short");
+    }
   });
   it('uploads: bash reads the script, then head takes exactly the bytes that follow, into a temp file renamed at the end', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-wrap-'));

@@ -114,6 +114,10 @@ describe('ambiguous refs', () => {
     await expect(resolveRef(repo, sha.two!.slice(0, 8))).rejects.toThrow(/is ambiguous: it names a branch .* and a commit/);
   });
 
+  it('a sha in capitals (typed, or copied so) is that commit, as git reads it: full or a prefix', async () => {
+    for (const ref of [sha.one!.toUpperCase(), sha.one!.slice(0, 9).toUpperCase()]) expect(await resolveRef(repo, ref), ref).toEqual({ ref, sha: sha.one, matched: 'commit' });
+  });
+
   it('the environment\'s default ref may be spelled in full', () => {
     const config = parseEnvironment({ app: 'shop', ref: 'refs/tags/release', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' } }, 'test');
     expect(config.ref).toBe('refs/tags/release');

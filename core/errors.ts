@@ -467,7 +467,7 @@ export function translateError(err: unknown, host: string, where: string): OpsEr
 /**
  * Render an error for a terminal or a job log: one message and a hint, never a stack trace. OpsErrors as
  * they are; low-level errors (sockets, SSH) in words; anything else is a bug, said so, with its stack only
- * when OPS_DEBUG is set.
+ * when OPS_DEBUG is set (in a GitHub Actions job, also RUNNER_DEBUG=1: a re-run with debug logging).
  */
 export function formatError(err: unknown, processEnv: NodeJS.ProcessEnv = process.env): string {
   const { message, hint } = errorParts(err, processEnv);
@@ -480,11 +480,15 @@ export function formatError(err: unknown, processEnv: NodeJS.ProcessEnv = proces
  */
 export function errorParts(err: unknown, processEnv: NodeJS.ProcessEnv = process.env): { message: string; hint?: string } {
   if (err instanceof OpsError) return { message: err.message, ...(err.hint && { hint: err.hint }) };
-  const debug = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `\n${err.stack}` : '';
+  // In a GitHub Actions job, "Re-run jobs → Enable debug logging" (RUNNER_DEBUG=1, GitHub docs "Enabling debug
+  // logging") is how a user asks for more: the workflow's env (OPS_DEBUG) is the default branch's, not theirs to edit.
+  const actions = processEnv.GITHUB_ACTIONS === 'true';
+  const debug = (processEnv.OPS_DEBUG || (actions && processEnv.RUNNER_DEBUG === '1')) && err instanceof Error && err.stack ? `\n${err.stack}` : '';
   const known = describeLowLevel(err);
   if (known) return { message: known.what + (known.hint ? '' : debug), ...(known.hint && { hint: known.hint + debug }) };
   const message = err instanceof Error ? err.message || err.name : String(err);
-  return { message: `internal error: ${message}`, hint: 'this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it' + debug };
+  const more = actions ? 're-run the job with debug logging (Re-run jobs, then "Enable debug logging")' : 'run again with OPS_DEBUG=1';
+  return { message: `internal error: ${message}`, hint: `this is a bug in ops-pipeline: ${more} to see where it happened, and report it` + debug };
 }
 
 /** An error as a `--json` document gives it: what went wrong, and how to fix it when there is a hint; one line each. */

@@ -125,6 +125,13 @@ describe('the CLI: one message naming the host, never a stack trace', () => {
     expect(formatError(new TypeError('boom'), { OPS_DEBUG: '1' })).toMatch(/\n {4}at /);
   });
 
+  it('in a GitHub Actions job, a bug points at a re-run with debug logging (RUNNER_DEBUG=1), which shows the stack; no stack otherwise', () => {
+    const actions = { GITHUB_ACTIONS: 'true' };
+    expect(formatError(new TypeError('boom'), actions)).toBe('internal error: boom\n  hint: this is a bug in ops-pipeline: re-run the job with debug logging (Re-run jobs, then "Enable debug logging") to see where it happened, and report it');
+    expect(formatError(new TypeError('boom'), { ...actions, RUNNER_DEBUG: '1' })).toMatch(/\n {4}at /);
+    expect(formatError(new TypeError('boom'), { RUNNER_DEBUG: '1' })).not.toMatch(/\n {4}at /); // outside Actions: OPS_DEBUG only
+  });
+
   it('a number option takes digits in its range, parsed once, and an option with choices one of them (usage error, exit 2, before any host is reached)', async () => {
     const usage = async (argv: string[]) => runOps(argv, { root, processEnv: {}, connector: failing('connect', () => new Error('never reached')) });
     for (const [argv, message] of [

@@ -447,7 +447,7 @@ export class ConnectionLostError extends TransportError {
 /** translateError for a step whose connection was lost: a ConnectionLostError (an OpsError of ours passes through). */
 export function connectionLost(err: unknown, host: string, where: string): OpsError {
   const e = translateError(err, host, where);
-  return e instanceof TransportError ? new ConnectionLostError(e.message, e.hint) : e;
+  return e instanceof TransportError ? Object.assign(new ConnectionLostError(e.message, e.hint), { cause: e.cause }) : e;
 }
 
 /**
@@ -461,13 +461,23 @@ export function translateError(err: unknown, host: string, where: string): OpsEr
   const message = err instanceof Error ? err.message : String(err);
   // A message that already names the host says what happened where.
   if (message.includes(host)) return new TransportError(message);
-  return new TransportError(`${where} failed: ${message}`, 'if this keeps happening, run with OPS_DEBUG=1 and report it');
+  // Kept as its cause: errorParts says how to see its stack (debugAdvice, for where the error is printed), and shows it.
+  return Object.assign(new TransportError(`${where} failed: ${message}`, 'if this keeps happening, report it'), { cause: err });
+}
+
+/**
+ * How to see an internal error's stack (errorParts): in a GitHub Actions job, "Re-run jobs → Enable debug logging"
+ * (RUNNER_DEBUG=1, GitHub docs "Enabling debug logging"), as the workflow's env (OPS_DEBUG) is the default branch's,
+ * not the user's to edit; elsewhere OPS_DEBUG=1.
+ */
+function debugAdvice(processEnv: NodeJS.ProcessEnv): string {
+  return processEnv.GITHUB_ACTIONS === 'true' ? 're-run the job with debug logging (Re-run jobs, then "Enable debug logging")' : 'run again with OPS_DEBUG=1';
 }
 
 /**
  * Render an error for a terminal or a job log: one message and a hint, never a stack trace. OpsErrors as
  * they are; low-level errors (sockets, SSH) in words; anything else is a bug, said so, with its stack only
- * when OPS_DEBUG is set.
+ * when OPS_DEBUG is set (in a GitHub Actions job, also RUNNER_DEBUG=1: a re-run with debug logging).
  */
 export function formatError(err: unknown, processEnv: NodeJS.ProcessEnv = process.env): string {
   const { message, hint } = errorParts(err, processEnv);
@@ -479,12 +489,19 @@ export function formatError(err: unknown, processEnv: NodeJS.ProcessEnv = proces
  * one, how to fix it. For a `--json` failure document (scripts/cli.ts).
  */
 export function errorParts(err: unknown, processEnv: NodeJS.ProcessEnv = process.env): { message: string; hint?: string } {
-  if (err instanceof OpsError) return { message: err.message, ...(err.hint && { hint: err.hint }) };
-  const debug = processEnv.OPS_DEBUG && err instanceof Error && err.stack ? `\n${err.stack}` : '';
+  // What debugAdvice tells to set: OPS_DEBUG, or in a GitHub Actions job RUNNER_DEBUG=1 (a re-run with debug logging).
+  const debugOn = Boolean(processEnv.OPS_DEBUG || (processEnv.GITHUB_ACTIONS === 'true' && processEnv.RUNNER_DEBUG === '1'));
+  if (err instanceof OpsError) {
+    // An unexpected error said in words (translateError) keeps it as its cause: how to see its stack, or the stack.
+    const unexpected = err.cause instanceof Error && !(err.cause instanceof OpsError) ? err.cause : undefined;
+    const more = !unexpected ? '' : debugOn ? (unexpected.stack ? `\n${unexpected.stack}` : '') : ` (${debugAdvice(processEnv)} to see where it happened)`;
+    return { message: err.message + (err.hint ? '' : more), ...(err.hint && { hint: err.hint + more }) };
+  }
+  const debug = debugOn && err instanceof Error && err.stack ? `\n${err.stack}` : '';
   const known = describeLowLevel(err);
   if (known) return { message: known.what + (known.hint ? '' : debug), ...(known.hint && { hint: known.hint + debug }) };
   const message = err instanceof Error ? err.message || err.name : String(err);
-  return { message: `internal error: ${message}`, hint: 'this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it' + debug };
+  return { message: `internal error: ${message}`, hint: `this is a bug in ops-pipeline: ${debugAdvice(processEnv)} to see where it happened, and report it` + debug };
 }
 
 /** An error as a `--json` document gives it: what went wrong, and how to fix it when there is a hint; one line each. */

@@ -156,10 +156,11 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   const matches: (RefMatch & { matched: string })[] = [];
   // The names at once (one git process): the tag, the remote's branch, the local branch, a remote-tracking branch
   // named with its remote (origin/main: git's refs/remotes/<name> rule, gitrevisions(7)), and for hex digits the
-  // commit they begin.
-  const hex = /^[0-9a-f]{7,40}$/.test(ref);
+  // commit they begin: in either case, as git reads a sha (a sha typed or copied in capitals, AC5FA79, is that
+  // commit), looked up in lower case (git's object names; --disambiguate takes no capitals).
+  const hex = /^[0-9a-f]{7,40}$/i.test(ref) ? ref.toLowerCase() : undefined;
   const tracking = ref.includes('/');
-  const [tag, remoteBranch, localBranch, remoteNamed, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, tracking ? `refs/remotes/${ref}` : '', ...(hex ? [ref] : [])]);
+  const [tag, remoteBranch, localBranch, remoteNamed, prefixed] = await commitsOf(repo, [`refs/tags/${ref}`, `refs/remotes/origin/${ref}`, `refs/heads/${ref}`, tracking ? `refs/remotes/${ref}` : '', ...(hex ? [hex] : [])]);
   if (tag) matches.push({ kind: 'tag', fullName: `refs/tags/${ref}`, sha: tag, matched: `tag ${ref}` });
   const branch = remoteBranch ?? localBranch;
   if (branch) matches.push({ kind: 'branch', fullName: `refs/heads/${ref}`, sha: branch, matched: remoteBranch ? `branch origin/${ref}` : `branch ${ref}` });
@@ -171,7 +172,7 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
   // git answers "<prefix>^{commit}" with the one commit it begins (preferring commits over other objects); not
   // when several commits begin with it (ambiguous), nor with a commit that does not begin with it (the name was a
   // ref, or a tag object's prefix peeled): then each commit beginning with it is looked up, to say how many.
-  const commits = !hex ? [] : prefixed?.startsWith(ref) && !tag && !branch ? [prefixed] : await commitsWithPrefix(repo, ref);
+  const commits = !hex ? [] : prefixed?.startsWith(hex) && !tag && !branch ? [prefixed] : await commitsWithPrefix(repo, hex);
   if (commits.length > 1) throw new OpsError(`sha prefix "${ref}" matches ${commits.length} commits`, 'give more digits of the sha');
   if (commits[0]) matches.push({ kind: 'commit', fullName: commits[0], sha: commits[0], matched: 'commit' });
   if (matches.length > 1) throw ambiguousRef(ref, matches);

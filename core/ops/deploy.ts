@@ -81,7 +81,9 @@ export function supersededWhy(changes: HostsChange[], target: string): string | 
 /**
  * With forwardOnly: the error for a target beside the live commit on some host (history diverged: neither contains
  * the other), or whose place against it the runner's clone cannot tell (relation `unknown`: the live commit, or the
- * history between them, not fetched: a shallow clone, a push the clone predates), else undefined. Neither skipped
+ * history between them, not fetched: a shallow clone, a push the clone predates, a commit on no branch any more), else
+ * undefined. Both name their likely causes, a manual deploy of a commit the branch lacks among them (the push deploy
+ * after one fails so, and must not send anyone looking for a force-push). Neither skipped
  * quietly (after a force-push of the deployed branch the new head would never go live while its run shows green)
  * nor deployed (an older run's commit from before the rewrite, or one a newer live commit contains, finishing late,
  * would take the live commits away): the run fails, nothing deployed, for someone to choose on purpose.
@@ -91,12 +93,12 @@ export function divergedError(changes: HostsChange[], target: string): OpsError 
   const unknown = changes.filter((g) => g.change?.relation === 'unknown');
   if (!diverged.length && !unknown.length) return undefined;
   const where = diverged.map((g) => `${g.hosts.join(', ')} (live ${g.live.sha.slice(0, 12)}: ${g.change!.removed} live commit${g.change!.removed === 1 ? '' : 's'} not in the target)`).join('; ');
-  const unread = unknown.map((g) => `${g.hosts.join(', ')} (live ${g.live.sha.slice(0, 12)}: ${g.change!.shallow ? "not in this shallow clone's history" : 'not in this repository'})`).join('; ');
   const shallow = unknown.some((g) => g.change!.shallow);
+  const unread = unknown.map((g) => `${g.hosts.join(', ')} (live ${g.live.sha.slice(0, 12)}: ${g.change!.shallow ? "not in this shallow clone's history" : 'not in this repository'})`).join('; ');
   return new OpsError(
     [
-      where && `forward-only: ${target.slice(0, 12)} does not contain the live commit on ${where}: the histories diverged (a force-push of the branch, or a run of a commit from before one), so which is newer cannot be told`,
-      unread && `forward-only: whether ${target.slice(0, 12)} is behind the live commit cannot be told on ${unread}: the runner's clone lacks it, so a newer commit may be live`,
+      where && `forward-only: ${target.slice(0, 12)} does not contain the live commit on ${where}: the histories diverged (a manual deploy of a commit this branch lacks, from another branch; a force-push of the branch; or a run of a commit from before one), so which is newer cannot be told`,
+      unread && `forward-only: whether ${target.slice(0, 12)} is behind the live commit cannot be told on ${unread}: the runner's clone lacks it${shallow ? '' : ' (a push newer than this checkout, or a commit no branch or tag holds any more: a manually deployed branch since deleted)'}, so a newer commit may be live`,
     ]
       .filter(Boolean)
       .join('; ') + '; nothing was deployed',

@@ -143,16 +143,17 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
         pullsUnavailable: listed.unavailable,
         ...(refMoved ? { moved: refMoved } : {}),
       };
-      const done = (): AddResult => {
+      const done = (pushed = false): AddResult => {
         if (!refused) return result;
         const kept = alsoAdded.length ? `\n${ctx.settings.dryRun ? 'would still be added' : 'still added'}, as labelled pull requests missing from ${staging}: ${alsoAdded.map((a) => a.source.display).join(', ')}` : '';
-        throw new StagingRefusal(refused.reason, `${refused.message}${kept}`, refused.hint ?? '', refused.files);
+        // What went in is said (outputs) and deployed by the workflow although the run fails: staging moved.
+        throw Object.assign(new StagingRefusal(refused.reason, `${refused.message}${kept}`, refused.hint ?? '', refused.files), pushed ? { pushed: result } : {});
       };
       if (tip === state.staging && !created) return done();
       if (ctx.settings.dryRun) return done();
 
       const pushed = await pushAtomic(ctx, [{ ref: `refs/heads/${staging}`, sha: tip }, ...updates]);
-      if (pushed.ok) return done();
+      if (pushed.ok) return done(true);
       const moved = await movedSince(ctx, state);
       if (!moved) throw pushed.error;
       if (attempt > retries) {

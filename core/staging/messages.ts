@@ -208,9 +208,15 @@ export function skippedComment(s: Skipped, names: { main: string; staging: strin
   return lines.join('\n');
 }
 
-/** A refusal that leaves staging untouched: conflicts, rewritten history, a missing ref. Rebuild skips these. */
+/**
+ * A refusal of the ref itself: conflicts, rewritten history, a missing ref. Rebuild skips these. It leaves staging
+ * untouched, except an add's whose other labelled pull requests still went in (`pushed`: that add's result, staging
+ * moved), which the action reports as outputs so that the workflow deploys what it pushed.
+ */
 export class StagingRefusal extends OpsError {
   override name = 'StagingRefusal';
+  /** Set by an add that pushed the other labelled pull requests before refusing its own ref (addToStaging). */
+  pushed?: AddResult;
   constructor(
     readonly reason: SkipReason,
     message: string,

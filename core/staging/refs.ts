@@ -9,7 +9,8 @@ import { ambiguousRef } from '../source.ts';
 /** Where staging remembers which head of each ref it took in: refs/staging-heads/<ref without "refs/">. */
 export const TRACKING_PREFIX = 'refs/staging-heads/';
 
-const SHA = /^[0-9a-f]{7,40}$/;
+/** A commit sha or its prefix, in either case as git reads one (resolveSource looks it up in lower case). */
+const SHA = /^[0-9a-f]{7,40}$/i;
 
 export const FULL_SHA = /^[0-9a-f]{40}$/;
 
@@ -34,7 +35,8 @@ export function parseRef(input: string): RefRequest {
   if (input.startsWith('refs/')) {
     throw new OpsError(`unsupported ref ${JSON.stringify(input)}`, 'give a branch, a tag, a pull request (pull/12) or a commit sha');
   }
-  if (FULL_SHA.test(input)) return { kind: 'sha', input };
+  // A full sha in capitals is that commit too (git's object names are lower case: fetched and recorded so).
+  if (/^[0-9a-f]{40}$/i.test(input)) return { kind: 'sha', input: input.toLowerCase() };
   return { kind: 'name', input, candidates: [`refs/heads/${input}`, `refs/tags/${input}`] };
 }
 

@@ -122,11 +122,12 @@ export async function readRemote(ctx: StagingContext, wanted: string[]): Promise
 export async function resolveSource(ctx: StagingContext, request: RefRequest, state: RemoteState, pullInfo?: PullInfo): Promise<Source> {
   const picked = pickRemoteRef(request, state.advertised, ctx.settings.remote);
   if (picked === 'sha') {
-    let sha = await ctx.git.commit(request.input);
-    if (!sha && /^[0-9a-f]{40}$/.test(request.input)) {
+    const hex = request.input.toLowerCase(); // a sha given in capitals (pickRemoteRef takes either case)
+    let sha = await ctx.git.commit(hex);
+    if (!sha && /^[0-9a-f]{40}$/.test(hex)) {
       // Not here yet: ask the remote for that commit (GitHub serves any reachable commit by sha).
-      const r = await ctx.git.run(['fetch', '--no-tags', '--no-write-fetch-head', '--quiet', ctx.settings.remote, `${request.input}:${LOCAL}sha`]);
-      if (r.code === 0) sha = await ctx.git.commit(request.input);
+      const r = await ctx.git.run(['fetch', '--no-tags', '--no-write-fetch-head', '--quiet', ctx.settings.remote, `${hex}:${LOCAL}sha`]);
+      if (r.code === 0) sha = await ctx.git.commit(hex);
     }
     if (!sha) throw new StagingRefusal('missing', `commit ${request.input} is not in this repository nor on ${ctx.settings.remote}`, 'give a branch, a tag, a pull request (pull/12) or a full commit sha');
     return { display: sha.slice(0, 12), sha, pull: pullInfo };

@@ -6,7 +6,7 @@ import type { Identity } from '../git.ts';
 import { githubAccess } from '../github.ts';
 import type { Reporter } from '../report.ts';
 import { addToStaging } from './add.ts';
-import { type AddResult, type RebuildResult, addSummary, rebuildSummary, short } from './messages.ts';
+import { type AddResult, type RebuildResult, StagingRefusal, addSummary, rebuildSummary, short } from './messages.ts';
 import { rebuildStaging } from './rebuild.ts';
 import type { PullInfo, Source } from './refs.ts';
 import { openRepository } from './remote.ts';
@@ -59,12 +59,23 @@ export async function runStaging(run: StagingRun): Promise<AddResult | RebuildRe
   if (github.warning) reporter.warn(github.warning);
   if (run.mode === 'add') {
     const what = run.pull ? `pull request #${run.pull.number}` : run.ref;
-    const result = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref!, run.pull, { labelled: { github, label }, at: run.at }));
-    reporter.output('sha', result.sha);
-    reporter.output('previous-sha', result.before ?? '');
-    reporter.output('changed', String(result.changed));
-    reporter.output('added', [...(result.outcome === 'already-contained' ? [] : [result.source]), ...result.alsoAdded.map((a) => a.source)].map(id).join(','));
-    reporter.output('skipped', result.skipped.map((s) => id(s.source)).join(','));
+    const outputs = (result: AddResult, own: boolean) => {
+      reporter.output('sha', result.sha);
+      reporter.output('previous-sha', result.before ?? '');
+      reporter.output('changed', String(result.changed));
+      reporter.output('added', [...(!own || result.outcome === 'already-contained' ? [] : [result.source]), ...result.alsoAdded.map((a) => a.source)].map(id).join(','));
+      reporter.output('skipped', result.skipped.map((s) => id(s.source)).join(','));
+    };
+    let result: AddResult;
+    try {
+      result = await reporter.group(`add ${what} to ${settings.staging}`, () => addToStaging(ctx, run.ref!, run.pull, { labelled: { github, label }, at: run.at }));
+    } catch (e) {
+      // Its own ref refused after the other labelled pull requests were pushed: staging moved, said as on success
+      // (sha, changed...; the ref itself not among `added`) for the workflow to deploy it, and the step still fails.
+      if (e instanceof StagingRefusal && e.pushed) outputs(e.pushed, false);
+      throw e;
+    }
+    outputs(result, true);
     await reporter.summary(addSummary(result, { staging: settings.staging, label }, reporter.values));
     return result;
   }

@@ -1,6 +1,8 @@
 // `ops env new` and `ops env remove`: an environment's folder made (configuration with placeholders, a new age
 // key, its .sops.yaml rule, encrypted secrets) and removed (once no host serves it). The work is in core/
 // (secrets/scaffold.ts, ops/decommission.ts); here only the arguments and what is printed.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { OpsError } from '../../core/errors.ts';
 import { discardsOutput, writeToKeep } from '../../core/report.ts';
 import { defaultKeyFile } from '../../core/secrets/key-file.ts';
@@ -64,7 +66,12 @@ refused unless a --recipient is a key of yours.`,
         ctx.reporter.info(
           `\nnext: replace the PLACEHOLDER values in environments/${name}/environment.yml, then \`ops secrets edit ${name}\` for the CHANGE-ME secrets` +
             `\nits host's address ${result.address} is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, ${name} also needs its own app name (app: catalogage now), app user, base_dir, domain and ports (README: "Several environments on one host")` +
-            (result.recipients.length > 1 ? '' : `\nadd your team's keys: ops secrets recipients ${name} add age1...`),
+            (result.recipients.length > 1 ? '' : `\nadd your team's keys: ops secrets recipients ${name} add age1...`) +
+            // The workflows list their environments (a choice input, status.yml's matrix; test/unit/workflows.test.ts
+            // checks they match environments/), and each job takes its secrets from a GitHub environment.
+            (existsSync(join(ctx.root, '.github', 'workflows'))
+              ? `\nto run it from GitHub Actions: add ${name} to the environment options of the manual workflows (deploy, rollback, provision, initdata) and to the matrix of status.yml, and create the GitHub environments ${name} (secrets SSH_PRIVATE_KEY and SOPS_AGE_KEY) and ${name}-status (SSH_PRIVATE_KEY only), each allowing master only (README: "Setting up the repository")`
+              : ''),
         );
         return 0;
       });

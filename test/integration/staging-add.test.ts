@@ -256,6 +256,14 @@ describe('staging add', () => {
     expect(s.tracking()).toEqual({ 'refs/staging-heads/tags/v1.0': sha.t });
   });
 
+  it('a sha in capitals (full, or a prefix) is that commit, as git reads it', async () => {
+    const { s, runner } = fresh(template);
+    expect((await addToStaging(context(runner.dir), sha.b!.toUpperCase())).source.sha).toBe(sha.b);
+    expect(s.isAncestor(sha.b!, s.sha('staging')!)).toBe(true);
+    // A prefix names a commit this clone has (the one just fetched): git cannot ask a remote for one.
+    expect((await addToStaging(context(runner.dir), sha.b!.slice(0, 10).toUpperCase())).source.sha).toBe(sha.b);
+  });
+
   it('never touches the working tree, the index or HEAD of the clone it runs in', async () => {
     const { runner } = fresh(template);
     runner.git('checkout', '-q', '-b', 'my-work');

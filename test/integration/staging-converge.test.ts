@@ -97,13 +97,16 @@ describe('staging converges', () => {
     api.pulls.push(pr(5, 'feature/b', sha.b!, '2026-03-01T10:00:00Z'), pr(8, 'feature/two', sha.two!, '2026-03-01T10:01:00Z'), pr(6, 'feature/c', sha.c!, '2026-03-01T10:02:00Z'));
     // staging already holds #5 (b); #6 (c) conflicts with it; #8 was labelled meanwhile, its run cancelled
     await addRun(runner.dir, undefined, 5, 'feature/b');
-    const e = await addRun(runner.dir, api, 6, 'feature/c').then(
+    const reporter = new MemoryReporter();
+    const e = await addRun(runner.dir, api, 6, 'feature/c', reporter).then(
       () => undefined,
       (err: unknown) => err,
     );
     expect(e).toBeInstanceOf(StagingRefusal);
     expect((e as Error).message).toMatch(/conflicts with staging[\s\S]*still added, as labelled pull requests missing from staging: #8 \(feature\/two\)/);
     const staging = s.sha('staging')!;
+    // Staging moved: said in the outputs (the workflow deploys it though the step fails), #6 itself not among `added`.
+    expect(reporter.outputs).toMatchObject({ sha: staging, changed: 'true', added: '#8' });
     expect(s.isAncestor(sha.two!, staging) && s.isAncestor(sha.b!, staging)).toBe(true);
     expect(s.isAncestor(sha.c!, staging)).toBe(false);
   });

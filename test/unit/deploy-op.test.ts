@@ -707,6 +707,8 @@ describe('deploy operation', () => {
       const err = await deploy(h.ctx, loadEnvironment('x', root), { ref: 'beside', forwardOnly: true }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OpsError);
       expect((err as OpsError).message).toMatch(new RegExp(`^forward-only: ${beside.slice(0, 12)} does not contain the live commit on web1 \\(live ${v2().slice(0, 12)}: 1 live commit not in the target\\): the histories diverged .*nothing was deployed$`));
+      // The push deploy after a manual deploy of another branch's commit fails so: that cause is named, not only a force-push.
+      expect((err as OpsError).message).toContain('(a manual deploy of a commit this branch lacks, from another branch; a force-push of the branch; or a run of a commit from before one)');
       expect((err as OpsError).hint).toMatch(/deploy it on purpose without forward-only/);
       expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
       expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
@@ -731,7 +733,7 @@ describe('deploy operation', () => {
       const err = await deploy(h.ctx, loadEnvironment('x', root), { ref: 'v2', forwardOnly: true }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OpsError);
       expect((err as OpsError).message).toBe(
-        `forward-only: whether ${v2().slice(0, 12)} is behind the live commit cannot be told on web1 (live ${newer.slice(0, 12)}: not in this repository): the runner's clone lacks it, so a newer commit may be live; nothing was deployed`,
+        `forward-only: whether ${v2().slice(0, 12)} is behind the live commit cannot be told on web1 (live ${newer.slice(0, 12)}: not in this repository): the runner's clone lacks it (a push newer than this checkout, or a commit no branch or tag holds any more: a manually deployed branch since deleted), so a newer commit may be live; nothing was deployed`,
       );
       expect((err as OpsError).hint).toMatch(/^fetch the live commit \(git fetch origin; in a workflow, actions\/checkout with fetch-depth: 0\), then run again; or check which commit/);
       expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);

@@ -10,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { Connector } from '../../core/context.ts';
 import { runAction } from '../../core/action.ts';
-import { describeLowLevel, formatError, messageLine, OpsError, readOnlySetHint, StepError } from '../../core/errors.ts';
+import { describeLowLevel, formatError, messageLine, OpsError, readOnlySetHint, StepError, translateError } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
@@ -120,9 +120,21 @@ describe('the CLI: one message naming the host, never a stack trace', () => {
 
   it('a bug says so and how to see more; OPS_DEBUG=1 shows the stack', async () => {
     const r = await runOps(['lock', 'status', 'x'], { root, processEnv: {}, connector: failing('step', () => new TypeError('boom')) });
-    expect(r.err).toMatch(/^error: step "lock status" on web1 failed: boom\n {2}hint: if this keeps happening, run with OPS_DEBUG=1 and report it\n$/);
+    expect(r.err).toMatch(/^error: step "lock status" on web1 failed: boom\n {2}hint: if this keeps happening, report it \(run again with OPS_DEBUG=1 to see where it happened\)\n$/);
     expect(formatError(new TypeError('boom'), {})).toBe('internal error: boom\n  hint: this is a bug in ops-pipeline: run again with OPS_DEBUG=1 to see where it happened, and report it');
     expect(formatError(new TypeError('boom'), { OPS_DEBUG: '1' })).toMatch(/\n {4}at /);
+    // What that hint promises: the unexpected error's stack, also when it was said as a step's failure.
+    const said = translateError(new TypeError('boom'), 'web1', 'step "lock status" on web1');
+    expect(formatError(said, {})).toBe('step "lock status" on web1 failed: boom\n  hint: if this keeps happening, report it (run again with OPS_DEBUG=1 to see where it happened)');
+    expect(formatError(said, { GITHUB_ACTIONS: 'true' })).toMatch(/report it \(re-run the job with debug logging \(Re-run jobs, then "Enable debug logging"\) to see where it happened\)$/);
+    expect(formatError(said, { OPS_DEBUG: '1' })).toMatch(/^step "lock status" on web1 failed: boom\n {2}hint: if this keeps happening, report it\nTypeError: boom\n {4}at /);
+  });
+
+  it('in a GitHub Actions job, a bug points at a re-run with debug logging (RUNNER_DEBUG=1), which shows the stack; no stack otherwise', () => {
+    const actions = { GITHUB_ACTIONS: 'true' };
+    expect(formatError(new TypeError('boom'), actions)).toBe('internal error: boom\n  hint: this is a bug in ops-pipeline: re-run the job with debug logging (Re-run jobs, then "Enable debug logging") to see where it happened, and report it');
+    expect(formatError(new TypeError('boom'), { ...actions, RUNNER_DEBUG: '1' })).toMatch(/\n {4}at /);
+    expect(formatError(new TypeError('boom'), { RUNNER_DEBUG: '1' })).not.toMatch(/\n {4}at /); // outside Actions: OPS_DEBUG only
   });
 
   it('a number option takes digits in its range, parsed once, and an option with choices one of them (usage error, exit 2, before any host is reached)', async () => {

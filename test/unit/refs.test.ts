@@ -114,6 +114,17 @@ describe('ambiguous refs', () => {
     await expect(resolveRef(repo, sha.two!.slice(0, 8))).rejects.toThrow(/is ambiguous: it names a branch .* and a commit/);
   });
 
+  it('a sha in capitals (typed, or copied so) is that commit, as git reads it: full or a prefix', async () => {
+    for (const ref of [sha.one!.toUpperCase(), sha.one!.slice(0, 9).toUpperCase()]) expect(await resolveRef(repo, ref), ref).toEqual({ ref, sha: sha.one, matched: 'commit' });
+  });
+
+  it('staging: a sha in capitals is a commit too (a full one read in lower case); a branch so named is still that branch', () => {
+    expect(parseRef(sha.one!.toUpperCase())).toEqual({ kind: 'sha', input: sha.one });
+    expect(pickRemoteRef(parseRef(sha.one!.slice(0, 9).toUpperCase()), new Map(), 'origin')).toBe('sha');
+    const named = sha.one!.slice(0, 9).toUpperCase();
+    expect(pickRemoteRef(parseRef(named), new Map([[`refs/heads/${named}`, sha.two!]]), 'origin')).toBe(`refs/heads/${named}`);
+  });
+
   it('the environment\'s default ref may be spelled in full', () => {
     const config = parseEnvironment({ app: 'shop', ref: 'refs/tags/release', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' } }, 'test');
     expect(config.ref).toBe('refs/tags/release');

@@ -80,6 +80,12 @@ describe('ops env new', () => {
     expect(loadEnvironment('qd', root).hosts[0]!.address).toBe('203.0.113.11');
     expect(qd.out).toContain("its host's address 203.0.113.11 is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, qd also needs its own app name");
     expect(hostSharing(loadEnvironment('qd', root)).siblings).toEqual([]);
+    // No workflows in this project: nothing said of them. With them, what GitHub Actions needs for the new one.
+    expect(qd.out).not.toContain('GitHub Actions');
+    mkdirSync(join(root, '.github', 'workflows'), { recursive: true });
+    const qe = await cli(root, ['env', 'new', 'qe']);
+    expect(qe.code).toBe(0);
+    expect(qe.out).toContain('to run it from GitHub Actions: add qe to the environment options of the manual workflows (deploy, rollback, provision, initdata) and to the matrix of status.yml, and create the GitHub environments qe (secrets SSH_PRIVATE_KEY and SOPS_AGE_KEY) and qe-status (SSH_PRIVATE_KEY only)');
     const dry = await cli(root, ['env', 'remove', 'qd', '--dry-run', '--force']);
     expect(dry.code).toBe(0);
     expect(dry.out).toContain('VM web1 (203.0.113.11): delete it at the hosting provider');

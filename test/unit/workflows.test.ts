@@ -205,7 +205,10 @@ describe('bindings', () => {
     expect(staging!.uses).toBe('./actions/staging-sync');
     expect(staging!.with!.mode).toBe("${{ (github.event_name == 'schedule' || inputs.mode == 'rebuild') && 'rebuild' || 'add' }}");
     expect(deploy!.uses).toBe('./actions/deploy');
-    expect(deploy!.if).toBe("steps.staging.outputs.changed == 'true'");
+    // Whenever the sync succeeded, not only when staging moved: a re-run after a failed deploy (the push done, the
+    // deploy not), or the next nightly rebuild, finds staging unchanged and must still put it live (a no-op when it
+    // is); and after a sync that failed once it had pushed (changed=true), never after a cancel or an earlier failure.
+    expect(deploy!.if).toBe("${{ !cancelled() && (steps.staging.outcome == 'success' || steps.staging.outputs.changed == 'true') }}");
     expect(deploy!.with).toMatchObject({ environment: 'staging', ref: '${{ steps.staging.outputs.sha }}' });
   });
 

@@ -18,9 +18,14 @@
 //   `$NAME` not preceded by a backslash are replaced, then every `\$` becomes `$`.
 // - vite 6-8 `loadEnv`: dotenv's parser (vite 6, 7) or Node's util.parseEnv (vite 8), then dotenv-expand.
 // - bash/sh `set -a; . ./.env`: POSIX quoting.
+// - django-environ 0.14, environ/environ.py: `Env.read_env` reads the file in text mode and one line at a time
+//   (str.splitlines: \n, \r, \v, \f, \x1c-\x1e, NEL, U+2028, U+2029 all end a line), takes `'...'` off, then
+//   `"..."`, decoding `\x` as x but `\n`, `\r`, `\t`, kept as written; `env(NAME)` / `env.str(NAME)` then takes a
+//   value starting with `$` for the name of another variable (its "proxy", on by default, no escape unless the app
+//   sets `escape_proxy`, which turns every `\$` into `$`).
 
 /** The parsers a .env can be declared to be read by (`dotenv.readers` in environment.yml). */
-export const READERS = ['python-dotenv', 'node-dotenv', 'node-env-file', 'dotenv-expand', 'vite', 'shell'] as const;
+export const READERS = ['python-dotenv', 'node-dotenv', 'node-env-file', 'dotenv-expand', 'vite', 'shell', 'django-environ'] as const;
 export type Reader = (typeof READERS)[number];
 
 /** The seed's app: pydantic-settings (python-dotenv) on the API, dotenv on the Node client. */
@@ -51,6 +56,10 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
   shell: {
     what: 'bash/sh `set -a; . ./.env` (Makefiles, shell scripts, Docker entrypoints)',
     cannot: 'a `\'` together with a `$`, `` ` ``, `"` or `\\`',
+  },
+  'django-environ': {
+    what: 'django-environ 0.14 `environ.Env.read_env()` then `env(\'NAME\')` / `env.str(\'NAME\')` (Django settings; a parser of its own, not python-dotenv\'s)',
+    cannot: 'a value starting with `$` (taken for another variable\'s name, its proxy); a `\\$` (read as `$` where the app sets `escape_proxy`); a line break, or a character Python ends a line at (`\\v`, `\\f`, `\\x1c`-`\\x1e`, NEL, U+2028, U+2029): it reads the `.env` one line at a time and decodes no `\\n` (only `env.str(..., multiline=True)` does)',
   },
 };
 
@@ -214,6 +223,30 @@ const shell: Decode = (text) => {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : undefined;
 };
 
+/** What Python's str.splitlines ends a line at: django-environ reads the .env one line at a time with it. */
+export const PY_LINE_END = /[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/;
+
+/**
+ * django-environ's `read_env` on one line (environ.py): `'...'` taken off, then `"..."`, its `\x` decoded as x;
+ * `\n`, `\r`, `\t` in double quotes are refused (0.14 keeps them as written, older versions decoded them as n, r, t).
+ */
+const djangoParse: Decode = (text) => {
+  if (PY_LINE_END.test(text)) return undefined;
+  let value = /^'(.*)'$/.exec(text)?.[1] ?? text;
+  const double = /^"(.*)"$/.exec(value);
+  if (double) {
+    if (/\\[rnt]/.test(double[1]!.replace(/\\\\/g, ''))) return undefined;
+    value = double[1]!.replace(/\\(.)/g, '$1');
+  }
+  return value;
+};
+
+/** django-environ's `env(NAME)`: a value starting with `$` names another variable; `\$` is `$` with escape_proxy. */
+const djangoEnviron: Decode = (text) => {
+  const value = djangoParse(text);
+  return value === undefined || value.startsWith('$') || value.includes('\\$') ? undefined : value;
+};
+
 /** Each reader as the decoders that must all give the value back (vite: both parsers it may use). */
 export const MODELS: Record<Reader, Decode[]> = {
   'python-dotenv': [pythonDotenv],
@@ -222,6 +255,7 @@ export const MODELS: Record<Reader, Decode[]> = {
   'dotenv-expand': [(t) => expand(nodeDotenv(t))],
   vite: [(t) => expand(nodeDotenv(t)), (t) => expand(nodeEnvFile(t))],
   shell: [shell],
+  'django-environ': [djangoEnviron],
 };
 
 /** True when `reader` reads `text` (what follows `KEY=`) as exactly `value`. */
@@ -243,6 +277,7 @@ export const STATEMENTS: Record<Reader, Decode[]> = {
   'dotenv-expand': [nodeStyle((c) => c, plainUnquoted)],
   vite: [nodeStyle((c) => c, plainUnquoted)],
   shell: [shell],
+  'django-environ': [djangoParse],
 };
 
 /**

@@ -12,7 +12,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Environment } from './config/environment.ts';
 import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
-import { keepsStatement, needsQuotes, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
+import { keepsStatement, needsQuotes, PY_LINE_END, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
 import { SopsTime, jsonScalarText, valueText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
@@ -81,7 +81,7 @@ function jsonText(value: unknown): string | undefined {
 
 /**
  * A JSON string as sops's JSON output writes it (Go's encoding/json: `<`, `>`, `&`, U+2028 and U+2029 as \u escapes),
- * but with `'`, a backtick, a backslash and `$` of the text written as \u escapes too (dotenvJsonEscaped):
+ * but with `'`, a backtick, a backslash, `$` and NEL of the text written as \u escapes too (dotenvJsonEscaped):
  * the same string to every JSON parser, and a text that every reader carries in single quotes as written
  * (python-dotenv decodes `\\` and `\'` there, and nothing else; no `$` is left for python-dotenv to interpolate as
  * `${...}` in any quoting, nor for dotenv-expand to expand). Raw, a map whose members held both quote kinds and a
@@ -157,7 +157,9 @@ function statementReason(reader: Reader, value: string): string {
   const why =
     reader === 'shell'
       ? 'bash runs what it expands, and the value holds a single quote together with $, `, " or \\'
-      : value.endsWith('\\')
+      : reader === 'django-environ'
+        ? djangoReason(value)
+        : value.endsWith('\\')
         ? 'it ends with a backslash and needs quotes, which it reads past the closing quote'
         : reader === 'python-dotenv'
           ? 'it holds a character python-dotenv cannot read in any quoting'
@@ -179,6 +181,17 @@ function holdsQuotesWith(reader: Reader, value: string): string {
   return `holds ', ${double} and \` together with ${list}`;
 }
 
+/**
+ * Why django-environ cannot carry `value` (core/dotenv-readers.ts: its parser reads one line at a time, and `env()`
+ * takes a leading `$` for another variable's name), in words that do not give the value away.
+ */
+function djangoReason(value: string): string {
+  if (PY_LINE_END.test(value))
+    return 'django-environ reads the .env one line at a time (Python\'s splitlines: a line break, \\v, \\f, \\x1c-\\x1e, NEL, U+2028 and U+2029 each end a line) and decodes no \\n, so the value, which holds one, would be cut there; store it on one line (base64), or in a file the app reads by its path';
+  if (value.startsWith('$')) return 'django-environ takes a value starting with $ for the name of another variable (its proxy: `env()` returns that variable\'s value, or fails when it is unset), with no escape unless the app sets escape_proxy';
+  return 'django-environ turns \\$ into $ where the app sets escape_proxy, and the value holds \\$';
+}
+
 /** Why `reader` alone cannot carry `value`, in words that do not give the value away. */
 function aloneReason(reader: Reader, value: string): string {
   switch (reader) {
@@ -197,6 +210,8 @@ function aloneReason(reader: Reader, value: string): string {
       return `${reader === 'vite' ? 'vite' : 'Node\'s parser'} decodes no escapes but \\n in double quotes, and the value ${holdsQuotesWith(reader, value)}`;
     case 'shell':
       return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
+    case 'django-environ':
+      return djangoReason(value);
   }
 }
 

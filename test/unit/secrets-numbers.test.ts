@@ -449,7 +449,7 @@ describe('values taken whole: a map or list the .env takes as JSON', () => {
     for (const [name, path] of Object.entries(vars)) {
       const theirs = sops(['decrypt', '--extract', path.map((k) => `["${k}"]`).join(''), '--output-type', 'json', file], key.file);
       expect(theirs.err).toBe('');
-      // the four characters the .env writes as \u escapes (dotenvJsonEscaped), as sops would have them
+      // the four characters the .env writes as \u escapes (dotenvJsonEscaped; NEL too, which these values do not hold), as sops would have them
       const expected = compact(theirs.out).replace(/\\[\s\S]|['`$]/g, (m) => (m === '\\\\' ? '\\u005c' : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m));
       expect(given.get(name), name).toBe(expected);
       expect(JSON.parse(given.get(name)!), name).toEqual(JSON.parse(theirs.out));

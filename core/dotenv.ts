@@ -308,22 +308,24 @@ function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouc
 }
 
 /**
- * Whether a decrypted secret holds, at any depth, a float64 that is a whole number beyond 2^53 whose shortest digits
- * number more than 15: sops stores an integer typed without quotes beyond the 64-bit range as a float64, in its YAML
- * store (go-yaml) and its JSON store alike (getsops/sops stores/json/store.go, normalizeJSONNumber: an integer
- * within int64 is an int, anything else a float64), and `sops set` every number it is given (its value is JSON,
- * decoded into a float64: 12345678901234567 is stored as 12345678901234568), so its last digits are gone, and the app would get
- * another number than the one typed. Any text of at most 15 significant digits reads back as those digits (a
- * float64 holds 15 decimal digits exactly), so such a float was typed with more: rounded. A whole float of 15 digits
- * or fewer (1e20, 100000000000000000000) is what such a text means, and reaches the .env as sops gives it (1E+20 as
- * a variable's whole value, 100000000000000000000 inside JSON), as any other float does (one typed with more digits
- * that rounds to it, 100000000000000000001, cannot be told apart: `ops secrets edit` names it as it is typed). (Integers within int64 are
- * exact: bigints here.) Pure.
+ * Whether a decrypted secret holds, at any depth, a float64 whose shortest digits number more than 15: sops stores an
+ * integer typed without quotes beyond the 64-bit range as a float64, in its YAML store (go-yaml) and its JSON store
+ * alike (getsops/sops stores/json/store.go, normalizeJSONNumber: an integer within int64 is an int, anything else a
+ * float64), any number typed with a fraction or an exponent, and `sops set` every number it is given (its value is
+ * JSON, decoded into a float64: 12345678901234567 is stored as 12345678901234568); it encrypts the float's shortest
+ * digits, not the text typed, so digits past the 17th are gone (`0.1234567890123456789` is 0.12345678901234568), and
+ * the app would get another number than the one typed. Any text of at most 15 significant digits reads back as those
+ * digits (a float64 holds 15 decimal digits exactly), so such a float was typed with more, and nothing tells whether
+ * they were kept: refused, as rounded. A float of 15 digits or fewer (1e20, 100000000000000000000, 0.1, 1.5) is what
+ * such a text means, and reaches the .env as sops gives it (1E+20 as a variable's whole value,
+ * 100000000000000000000 inside JSON) (one typed with more digits that rounds to it, 100000000000000000001, cannot be
+ * told apart: `ops secrets edit` names it as it is typed); so does a whole float within 2^53 (9007199254740991.0),
+ * exact. (Integers within int64 are exact: bigints here.) Pure.
  */
-export function holdsRoundedInteger(value: unknown): boolean {
-  if (typeof value === 'number') return Number.isInteger(value) && !Number.isSafeInteger(value) && value.toExponential().replace(/^-?(\d)\.?(\d*)e.*$/, '$1$2').length > 15;
-  if (Array.isArray(value)) return value.some(holdsRoundedInteger);
-  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
+export function holdsRoundedNumber(value: unknown): boolean {
+  if (typeof value === 'number') return Number.isFinite(value) && !Number.isSafeInteger(value) && value.toExponential().replace(/^-?(\d)\.?(\d*)e.*$/, '$1$2').length > 15;
+  if (Array.isArray(value)) return value.some(holdsRoundedNumber);
+  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedNumber);
   return false;
 }
 
@@ -374,7 +376,7 @@ function sourceOf(spec: EnvironmentConfig['env'][string]): string {
   return typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
 }
 
-/** A variable whose secret holds a rounded integer (holdsRoundedInteger): `member` its key path inside that secret ([]: the secret itself). */
+/** A variable whose secret holds a number sops may have rounded (holdsRoundedNumber): `member` its key path inside that secret ([]: the secret itself). */
 interface RoundedVariable {
   key: string;
   secret: string;
@@ -383,12 +385,12 @@ interface RoundedVariable {
   old?: boolean;
 }
 
-/** The one refusal of secrets holding an integer sops rounded (holdsRoundedInteger): a deploy's, and `ops secrets set`/`edit`'s. */
+/** The one refusal of secrets holding a number sops may have rounded (holdsRoundedNumber): a deploy's, and `ops secrets set`/`edit`'s. */
 function roundedError(env: DotenvSettings, rounded: RoundedVariable[], untouched: string): OpsError {
   const first = rounded[0]!;
   const line = (r: RoundedVariable) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ''}${r.old ? ', already in the file before this change: every deploy already refuses it' : ''})`;
   return new OpsError(
-    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer with more digits than a floating-point number holds, which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, and every number given to \`sops set\`), its last digits rounded: the app would get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} a number with more digits than a floating-point number holds exactly (over 15), which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, a number with a fraction or an exponent, and every number given to \`sops set\`), keeping not the text typed but the float's digits, the last ones rounded: the app would get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
     `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`,
   );
 }
@@ -461,8 +463,8 @@ function binaryMemberRefused(env: DotenvSettings, key: string, secret: string, m
 }
 
 /**
- * Render the .env and the environ file. Every missing secret, then every secret holding a rounded integer
- * (holdsRoundedInteger), then every value that cannot be written for the declared readers, is reported at once
+ * Render the .env and the environ file. Every missing secret, then every secret holding a number sops may have rounded
+ * (holdsRoundedNumber), then every value that cannot be written for the declared readers, is reported at once
  * (by variable and source, never by value), before anything reaches a host. Throws OpsError.
  */
 export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
@@ -499,7 +501,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       if (infinite) throw nonFiniteRefused(env, key, spec.secret, infinite);
       const merge = mergeKeyMember(found);
       if (merge) throw mergeKeyRefused(env, key, spec.secret, merge);
-      const round = memberHolding(found, holdsRoundedInteger);
+      const round = memberHolding(found, holdsRoundedNumber);
       if (round) {
         rounded.push({ key, secret: spec.secret, member: round });
         continue;
@@ -563,7 +565,7 @@ function memberKey(secret: string, path: string[]): string {
  * refused (a file is filled one key at a time), but one the change removes (or sets to null) is: the .env needs it. A secret no `env` entry names never reaches the .env and is not
  * checked; a secret some entry names as a whole (a map, written as JSON) is checked as that JSON (which every
  * reader carries whatever its members hold, jsonString: only its size, or a member holding a binary value, a
- * rounded integer or .inf, can refuse it, and those by member). `how` says which command runs it and what it left
+ * number sops may have rounded or .inf, can refuse it, and those by member). `how` says which command runs it and what it left
  * as it was. Throws OpsError.
  */
 export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, after: unknown, how: ChangeCheckContext = { command: 'set', untouched: `nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged` }): void {
@@ -596,7 +598,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
     }
     // new ones are asked about before they get here (secrets edit) and never typed by secrets set: one already
     // in a map named whole, which the change alters, is named as such
-    const round = memberHolding(found, holdsRoundedInteger);
+    const round = memberHolding(found, holdsRoundedNumber);
     if (round) {
       rounded.push({ key, secret: spec.secret, member: round, old: round.length > 0 && isDeepStrictEqual(memberAt(had, round), memberAt(found, round)) });
       continue;

@@ -15,7 +15,9 @@
 // - Node's own parser (node --env-file, process.loadEnvFile, util.parseEnv, Node 20.19+), src/node_dotenv.cc:
 //   quoted values end at the first matching quote; only \n is decoded in double quotes.
 // - dotenv-expand 12 (vite 6-8 bundle it), lib/main.js: after parsing, `${NAME}`, `${NAME:-x}`... and
-//   `$NAME` not preceded by a backslash are replaced, then every `\$` becomes `$`.
+//   `$NAME` not preceded by a backslash are replaced, then every `\$` becomes `$`. Next.js's @next/env 15
+//   (`loadEnvConfig`, dist/index.js) bundles dotenv and an older dotenv-expand whose `_interpolate` also replaces
+//   `$1`, `$_x` and a `${NAME` lacking its `}` (pattern `\${?([\w]+)(?::-([^}\\]*))?}?`).
 // - vite 6-8 `loadEnv`: dotenv's parser (vite 6, 7) or Node's util.parseEnv (vite 8), then dotenv-expand.
 // - bash/sh `set -a; . ./.env`: POSIX quoting.
 // - django-environ 0.14, environ/environ.py: `Env.read_env` reads the file in text mode and one line at a time
@@ -46,8 +48,8 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
     cannot: 'a value holding `\'`, `` ` `` and a `"` or a backslash (double quotes decode only `\\n`) together with a line break (or U+2028, U+2029, NEL), a `#`, a quote as its first character or spaces at its ends; a carriage return; a value ending in a backslash that needs quotes',
   },
   'dotenv-expand': {
-    what: 'Node\'s `dotenv` then `dotenv-expand` 12 (`expand(config())`); `$` is written `\\$`',
-    cannot: 'what node-dotenv cannot; with python-dotenv or shell also declared: a `$` before a letter, `_` or `{` (they do not read its `\\$` escape)',
+    what: 'Node\'s `dotenv` then `dotenv-expand` 12 (`expand(config())`), and Next.js 15\'s `.env` loading (`@next/env`, an older dotenv-expand); `$` is written `\\$`',
+    cannot: 'what node-dotenv cannot; with python-dotenv or shell also declared: a `$` before a letter, a digit, `_` or `{` (they do not read its `\\$` escape)',
   },
   vite: {
     what: 'vite 6-8 `loadEnv` (and so SvelteKit\'s `$env`): dotenv\'s parser (vite 6, 7) or Node\'s (vite 8), then dotenv-expand',
@@ -207,9 +209,13 @@ const nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, '\n').replace(/\\r/g, '\r'
  */
 const nodeEnvFile = nodeStyle((c) => (c.replace(/\\n/g, '').includes('\\') ? undefined : c.replace(/\\n/g, '\n')), plainUnquoted);
 
-/** dotenv-expand 12 on a parsed value: refuse anything it would expand; `\$` becomes `$`. */
+/**
+ * dotenv-expand on a parsed value: refuse anything it would expand; `\$` becomes `$`. Version 12 expands `${...}` and
+ * `$NAME` (a letter or `_` first); the older one Next.js's @next/env bundles (`_interpolate`, 15.5) also `$1...` and a
+ * `${NAME` with no `}` (its pattern `\${?([\w]+)`): both are refused.
+ */
 function expand(parsed: string | undefined): string | undefined {
-  if (parsed === undefined || /(?<!\\)\$(?:\{[^{}]+\}|[A-Za-z_])/.test(parsed)) return undefined;
+  if (parsed === undefined || /(?<!\\)\$(?:\{[^{}]+\}|\{?\w)/.test(parsed)) return undefined;
   return parsed.replace(/\\\$/g, '$');
 }
 

@@ -106,6 +106,10 @@ export const CORPUS: string[] = [
   '"\\t"',
   'a\\$b',
   'rs\x1eus\x1f',
+  // Next.js's @next/env (an older dotenv-expand) expands these too: `$` before a digit, `${NAME` with no `}`
+  'pa$1word',
+  '${abc',
+  'x${A',
 ];
 
 const READER_SETS: Reader[][] = [DEFAULT_READERS, ...READERS.map((r) => [r]), [...READERS], ['python-dotenv', 'node-dotenv', 'vite'], ['python-dotenv', 'shell'], ['node-dotenv', 'dotenv-expand'], ['node-env-file', 'vite']];
@@ -372,6 +376,20 @@ describe('readers limited to a prefix read every line: no value changes another 
     expect(renderDotenv(environment(rest, readers), {}).dotenv).toContain('NOTE="abc\'\\nVITE_API=https://evil.example"\n');
     // a value only python-dotenv cannot keep whole, for a variable it does not read
     expect(encodeValue(' ends with \\', [], ['python-dotenv'])).toEqual({ refused: { readers: ['python-dotenv'], reason: expect.stringContaining('python-dotenv parses every line of the .env') } });
+  });
+});
+
+describe("dotenv-expand as Next.js 15's @next/env bundles it", () => {
+  // @next/env 15.5 (loadEnvConfig) reads `A='pa$1word'` as "pa", `'$9'` as "", `'${abc'` as "" and `'x${A'` as "x":
+  // its older dotenv-expand (`_interpolate`, pattern `\${?([\w]+)(?::-([^}\\]*))?}?`) expands a `$` before a digit
+  // and a `${NAME` lacking its `}`, which dotenv-expand 12 leaves; so they are written with `\$`, which both read as `$`
+  // (dotenv-expand 12's reading is checked against the real one in the corpus above).
+  it('writes a $ before a digit, or a ${ before a name with no }, as \\$ for dotenv-expand and vite; refused beside python-dotenv, which has no \\$', () => {
+    for (const [value, text] of [['pa$1word', "'pa\\$1word'"], ['$9', "'\\$9'"], ['${abc', "'\\${abc'"], ['x${A', "'x\\${A'"], ['a$-b', "'a$-b'"]] as const) {
+      expect(encodeValue(value, ['dotenv-expand']), value).toEqual({ text, form: expect.stringContaining('') });
+      expect(encodeValue(value, ['vite']), value).toHaveProperty('text', text);
+    }
+    expect(encodeValue('pa$1word', ['python-dotenv', 'dotenv-expand'])).toEqual({ refused: { readers: ['python-dotenv', 'dotenv-expand'], reason: expect.stringContaining('no quoting is read the same by python-dotenv and dotenv-expand') } });
   });
 });
 

@@ -138,7 +138,7 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     })();
     expect(err).toBeInstanceOf(OpsError);
     expect(err.message).toBe(
-      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold a number with more digits than a floating-point number holds exactly (over 15), which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, a number with a fraction or an exponent, and every number given to `sops set`), keeping not the text typed but the float\'s digits, the last ones rounded: the app would get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
+      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold a number with more digits than a floating-point number holds exactly (over 15), which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, a number with a fraction or an exponent, and every number given to `sops set`), keeping not the text typed but the float\'s digits, 17 at most, any past them rounded away, and nothing tells whether the text had more: the app could get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
     );
     expect(err.hint).toBe('quote it as a string, so that it is stored and given as typed: `ops secrets edit qa` and write it in double quotes (key: "..."), or set it again: printf \'%s\' VALUE | ops secrets set qa chat.id (always text)');
     expect(`${err.message}\n${err.hint}`).not.toMatch(/1234567890123456/);

@@ -24,7 +24,8 @@
 //   (str.splitlines: \n, \r, \v, \f, \x1c-\x1e, NEL, U+2028, U+2029 all end a line), takes `'...'` off, then
 //   `"..."`, decoding `\x` as x but `\n`, `\r`, `\t`, kept as written; `env(NAME)` / `env.str(NAME)` then takes a
 //   value starting with `$` for the name of another variable (its "proxy", on by default, no escape unless the app
-//   sets `escape_proxy`, which turns every `\$` into `$`).
+//   sets `escape_proxy`, which turns every `\$` into `$`). With `read_env(parse_comments=True)` a `#` outside
+//   single quotes starts a comment.
 
 /** The parsers a .env can be declared to be read by (`dotenv.readers` in environment.yml). */
 export const READERS = ['python-dotenv', 'node-dotenv', 'node-env-file', 'dotenv-expand', 'vite', 'shell', 'django-environ'] as const;
@@ -61,7 +62,7 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
   },
   'django-environ': {
     what: 'django-environ 0.14 `environ.Env.read_env()` then `env(\'NAME\')` / `env.str(\'NAME\')` (Django settings; a parser of its own, not python-dotenv\'s)',
-    cannot: 'a value starting with `$` (taken for another variable\'s name, its proxy); a `\\$` (read as `$` where the app sets `escape_proxy`); a line break, or a character Python ends a line at (`\\v`, `\\f`, `\\x1c`-`\\x1e`, NEL, U+2028, U+2029): it reads the `.env` one line at a time and decodes no `\\n` (only `env.str(..., multiline=True)` does)',
+    cannot: 'a value starting with `$` (taken for another variable\'s name, its proxy); a `\\$` (read as `$` where the app sets `escape_proxy`); a line break, or a character Python ends a line at (`\\v`, `\\f`, `\\x1c`-`\\x1e`, NEL, U+2028, U+2029): it reads the `.env` one line at a time and decodes no `\\n` (only `env.str(..., multiline=True)` does); a `#` in a value starting and ending with `"` (its quotes are taken off even inside single quotes, and `read_env(parse_comments=True)` cuts at a `#` outside them)',
   },
 };
 
@@ -234,11 +235,15 @@ export const PY_LINE_END = /[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/;
 
 /**
  * django-environ's `read_env` on one line (environ.py): `'...'` taken off, then `"..."`, its `\x` decoded as x;
- * `\n`, `\r`, `\t` in double quotes are refused (0.14 keeps them as written, older versions decoded them as n, r, t).
+ * `\n`, `\r`, `\t` in double quotes are refused (0.14 keeps them as written, older versions decoded them as n, r, t),
+ * and so is a `#` outside single quotes (where `parse_comments=True` starts a comment).
  */
 const djangoParse: Decode = (text) => {
   if (PY_LINE_END.test(text)) return undefined;
-  let value = /^'(.*)'$/.exec(text)?.[1] ?? text;
+  const single = /^'(.*)'$/.exec(text);
+  // read_env(parse_comments=True), an option apps set, cuts a value at its first # unless single-quoted
+  if (!single && text.includes('#')) return undefined;
+  let value = single?.[1] ?? text;
   const double = /^"(.*)"$/.exec(value);
   if (double) {
     if (/\\[rnt]/.test(double[1]!.replace(/\\\\/g, ''))) return undefined;

@@ -188,6 +188,8 @@ function holdsQuotesWith(reader: Reader, value: string): string {
 function djangoReason(value: string): string {
   if (PY_LINE_END.test(value))
     return 'django-environ reads the .env one line at a time (Python\'s splitlines: a line break, \\v, \\f, \\x1c-\\x1e, NEL, U+2028 and U+2029 each end a line) and decodes no \\n, so the value, which holds one, would be cut there; store it on one line (base64), or in a file the app reads by its path';
+  if (/^".*#.*"$/s.test(value))
+    return 'django-environ takes the double quotes off a value starting and ending with one (inside single quotes too), and cuts at a # outside single quotes where the app reads with read_env(parse_comments=True), so the value, which holds one, cannot reach it whole';
   if (value.startsWith('$')) return 'django-environ takes a value starting with $ for the name of another variable (its proxy: `env()` returns that variable\'s value, or fails when it is unset), with no escape unless the app sets escape_proxy';
   return 'django-environ turns \\$ into $ where the app sets escape_proxy, and the value holds \\$';
 }

@@ -106,6 +106,7 @@ export const CORPUS: string[] = [
   '"\\t"',
   'a\\$b',
   'rs\x1eus\x1f',
+  '"a#b"', // django-environ read_env(parse_comments=True) cuts at a # outside single quotes
   // Next.js's @next/env (an older dotenv-expand) expands these too: `$` before a digit, `${NAME` with no `}`
   'pa$1word',
   '${abc',
@@ -408,6 +409,7 @@ describe('django-environ: its line-by-line parser and its proxy', () => {
     expect(reason('$PGPASSWORD-x9', ['python-dotenv', 'django-environ'])).toMatch(/^django-environ takes a value starting with \$ for the name of another variable/);
     expect(reason('$$a')).toContain('name of another variable');
     expect(reason('p\\$ss')).toContain('escape_proxy');
+    expect(reason('"a#b"')).toContain('parse_comments=True');
     for (const v of ['-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----\n', 'a\rb', 'form\ffeed', 'nel\x85x', 'ls\u2028x', 'gs\x1dx']) expect(reason(v), JSON.stringify(v)).toContain('one line at a time');
     // a `$` elsewhere, quotes, `#`, backslashes and spaces are carried
     for (const v of ['pa$$w0rd', 'a$HOME', '"x"', `'"x"'`, 'a #b', 'C:\\new\\t', ' both ']) expect(encodeValue(v, ['django-environ']), v).toHaveProperty('text');

@@ -15,12 +15,20 @@
 // - Node's own parser (node --env-file, process.loadEnvFile, util.parseEnv, Node 20.19+), src/node_dotenv.cc:
 //   quoted values end at the first matching quote; only \n is decoded in double quotes.
 // - dotenv-expand 12 (vite 6-8 bundle it), lib/main.js: after parsing, `${NAME}`, `${NAME:-x}`... and
-//   `$NAME` not preceded by a backslash are replaced, then every `\$` becomes `$`.
+//   `$NAME` not preceded by a backslash are replaced, then every `\$` becomes `$`. Next.js's @next/env 15
+//   (`loadEnvConfig`, dist/index.js) bundles dotenv and an older dotenv-expand whose `_interpolate` also replaces
+//   `$1`, `$_x` and a `${NAME` lacking its `}` (pattern `\${?([\w]+)(?::-([^}\\]*))?}?`).
 // - vite 6-8 `loadEnv`: dotenv's parser (vite 6, 7) or Node's util.parseEnv (vite 8), then dotenv-expand.
 // - bash/sh `set -a; . ./.env`: POSIX quoting.
+// - django-environ 0.14, environ/environ.py: `Env.read_env` reads the file in text mode and one line at a time
+//   (str.splitlines: \n, \r, \v, \f, \x1c-\x1e, NEL, U+2028, U+2029 all end a line), takes `'...'` off, then
+//   `"..."`, decoding `\x` as x but `\n`, `\r`, `\t`, kept as written; `env(NAME)` / `env.str(NAME)` then takes a
+//   value starting with `$` for the name of another variable (its "proxy", on by default, no escape unless the app
+//   sets `escape_proxy`, which turns every `\$` into `$`). With `read_env(parse_comments=True)` a `#` outside
+//   single quotes starts a comment.
 
 /** The parsers a .env can be declared to be read by (`dotenv.readers` in environment.yml). */
-export const READERS = ['python-dotenv', 'node-dotenv', 'node-env-file', 'dotenv-expand', 'vite', 'shell'] as const;
+export const READERS = ['python-dotenv', 'node-dotenv', 'node-env-file', 'dotenv-expand', 'vite', 'shell', 'django-environ'] as const;
 export type Reader = (typeof READERS)[number];
 
 /** The seed's app: pydantic-settings (python-dotenv) on the API, dotenv on the Node client. */
@@ -41,8 +49,8 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
     cannot: 'a value holding `\'`, `` ` `` and a `"` or a backslash (double quotes decode only `\\n`) together with a line break (or U+2028, U+2029, NEL), a `#`, a quote as its first character or spaces at its ends; a carriage return; a value ending in a backslash that needs quotes',
   },
   'dotenv-expand': {
-    what: 'Node\'s `dotenv` then `dotenv-expand` 12 (`expand(config())`); `$` is written `\\$`',
-    cannot: 'what node-dotenv cannot; with python-dotenv or shell also declared: a `$` before a letter, `_` or `{` (they do not read its `\\$` escape)',
+    what: 'Node\'s `dotenv` then `dotenv-expand` 12 (`expand(config())`), and Next.js 15\'s `.env` loading (`@next/env`, an older dotenv-expand); `$` is written `\\$`',
+    cannot: 'what node-dotenv cannot; with python-dotenv or shell also declared: a `$` before a letter, a digit, `_` or `{` (they do not read its `\\$` escape)',
   },
   vite: {
     what: 'vite 6-8 `loadEnv` (and so SvelteKit\'s `$env`): dotenv\'s parser (vite 6, 7) or Node\'s (vite 8), then dotenv-expand',
@@ -51,6 +59,10 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
   shell: {
     what: 'bash/sh `set -a; . ./.env` (Makefiles, shell scripts, Docker entrypoints)',
     cannot: 'a `\'` together with a `$`, `` ` ``, `"` or `\\`',
+  },
+  'django-environ': {
+    what: 'django-environ 0.14 `environ.Env.read_env()` then `env(\'NAME\')` / `env.str(\'NAME\')` (Django settings; a parser of its own, not python-dotenv\'s)',
+    cannot: 'a value starting with `$` (taken for another variable\'s name, its proxy); a `\\$` (read as `$` where the app sets `escape_proxy`); a line break, or a character Python ends a line at (`\\v`, `\\f`, `\\x1c`-`\\x1e`, NEL, U+2028, U+2029): it reads the `.env` one line at a time and decodes no `\\n` (only `env.str(..., multiline=True)` does); a `#` in a value starting and ending with `"` (its quotes are taken off even inside single quotes, and `read_env(parse_comments=True)` cuts at a `#` outside them)',
   },
 };
 
@@ -198,9 +210,13 @@ const nodeDotenv = nodeStyle((c) => c.replace(/\\n/g, '\n').replace(/\\r/g, '\r'
  */
 const nodeEnvFile = nodeStyle((c) => (c.replace(/\\n/g, '').includes('\\') ? undefined : c.replace(/\\n/g, '\n')), plainUnquoted);
 
-/** dotenv-expand 12 on a parsed value: refuse anything it would expand; `\$` becomes `$`. */
+/**
+ * dotenv-expand on a parsed value: refuse anything it would expand; `\$` becomes `$`. Version 12 expands `${...}` and
+ * `$NAME` (a letter or `_` first); the older one Next.js's @next/env bundles (`_interpolate`, 15.5) also `$1...` and a
+ * `${NAME` with no `}` (its pattern `\${?([\w]+)`): both are refused.
+ */
 function expand(parsed: string | undefined): string | undefined {
-  if (parsed === undefined || /(?<!\\)\$(?:\{[^{}]+\}|[A-Za-z_])/.test(parsed)) return undefined;
+  if (parsed === undefined || /(?<!\\)\$(?:\{[^{}]+\}|\{?\w)/.test(parsed)) return undefined;
   return parsed.replace(/\\\$/g, '$');
 }
 
@@ -214,6 +230,34 @@ const shell: Decode = (text) => {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : undefined;
 };
 
+/** What Python's str.splitlines ends a line at: django-environ reads the .env one line at a time with it. */
+export const PY_LINE_END = /[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/;
+
+/**
+ * django-environ's `read_env` on one line (environ.py): `'...'` taken off, then `"..."`, its `\x` decoded as x;
+ * `\n`, `\r`, `\t` in double quotes are refused (0.14 keeps them as written, older versions decoded them as n, r, t),
+ * and so is a `#` outside single quotes (where `parse_comments=True` starts a comment).
+ */
+const djangoParse: Decode = (text) => {
+  if (PY_LINE_END.test(text)) return undefined;
+  const single = /^'(.*)'$/.exec(text);
+  // read_env(parse_comments=True), an option apps set, cuts a value at its first # unless single-quoted
+  if (!single && text.includes('#')) return undefined;
+  let value = single?.[1] ?? text;
+  const double = /^"(.*)"$/.exec(value);
+  if (double) {
+    if (/\\[rnt]/.test(double[1]!.replace(/\\\\/g, ''))) return undefined;
+    value = double[1]!.replace(/\\(.)/g, '$1');
+  }
+  return value;
+};
+
+/** django-environ's `env(NAME)`: a value starting with `$` names another variable; `\$` is `$` with escape_proxy. */
+const djangoEnviron: Decode = (text) => {
+  const value = djangoParse(text);
+  return value === undefined || value.startsWith('$') || value.includes('\\$') ? undefined : value;
+};
+
 /** Each reader as the decoders that must all give the value back (vite: both parsers it may use). */
 export const MODELS: Record<Reader, Decode[]> = {
   'python-dotenv': [pythonDotenv],
@@ -222,6 +266,7 @@ export const MODELS: Record<Reader, Decode[]> = {
   'dotenv-expand': [(t) => expand(nodeDotenv(t))],
   vite: [(t) => expand(nodeDotenv(t)), (t) => expand(nodeEnvFile(t))],
   shell: [shell],
+  'django-environ': [djangoEnviron],
 };
 
 /** True when `reader` reads `text` (what follows `KEY=`) as exactly `value`. */
@@ -243,6 +288,7 @@ export const STATEMENTS: Record<Reader, Decode[]> = {
   'dotenv-expand': [nodeStyle((c) => c, plainUnquoted)],
   vite: [nodeStyle((c) => c, plainUnquoted)],
   shell: [shell],
+  'django-environ': [djangoParse],
 };
 
 /**

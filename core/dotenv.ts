@@ -12,7 +12,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Environment } from './config/environment.ts';
 import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
-import { keepsStatement, needsQuotes, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
+import { keepsStatement, needsQuotes, PY_LINE_END, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
 import { SopsTime, jsonScalarText, valueText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
@@ -81,7 +81,7 @@ function jsonText(value: unknown): string | undefined {
 
 /**
  * A JSON string as sops's JSON output writes it (Go's encoding/json: `<`, `>`, `&`, U+2028 and U+2029 as \u escapes),
- * but with `'`, a backtick, a backslash and `$` of the text written as \u escapes too (dotenvJsonEscaped):
+ * but with `'`, a backtick, a backslash, `$` and NEL of the text written as \u escapes too (dotenvJsonEscaped):
  * the same string to every JSON parser, and a text that every reader carries in single quotes as written
  * (python-dotenv decodes `\\` and `\'` there, and nothing else; no `$` is left for python-dotenv to interpolate as
  * `${...}` in any quoting, nor for dotenv-expand to expand). Raw, a map whose members held both quote kinds and a
@@ -157,7 +157,9 @@ function statementReason(reader: Reader, value: string): string {
   const why =
     reader === 'shell'
       ? 'bash runs what it expands, and the value holds a single quote together with $, `, " or \\'
-      : value.endsWith('\\')
+      : reader === 'django-environ'
+        ? djangoReason(value)
+        : value.endsWith('\\')
         ? 'it ends with a backslash and needs quotes, which it reads past the closing quote'
         : reader === 'python-dotenv'
           ? 'it holds a character python-dotenv cannot read in any quoting'
@@ -179,6 +181,19 @@ function holdsQuotesWith(reader: Reader, value: string): string {
   return `holds ', ${double} and \` together with ${list}`;
 }
 
+/**
+ * Why django-environ cannot carry `value` (core/dotenv-readers.ts: its parser reads one line at a time, and `env()`
+ * takes a leading `$` for another variable's name), in words that do not give the value away.
+ */
+function djangoReason(value: string): string {
+  if (PY_LINE_END.test(value))
+    return 'django-environ reads the .env one line at a time (Python\'s splitlines: a line break, \\v, \\f, \\x1c-\\x1e, NEL, U+2028 and U+2029 each end a line) and decodes no \\n, so the value, which holds one, would be cut there; store it on one line (base64), or in a file the app reads by its path';
+  if (/^".*#.*"$/s.test(value))
+    return 'django-environ takes the double quotes off a value starting and ending with one (inside single quotes too), and cuts at a # outside single quotes where the app reads with read_env(parse_comments=True), so the value, which holds one, cannot reach it whole';
+  if (value.startsWith('$')) return 'django-environ takes a value starting with $ for the name of another variable (its proxy: `env()` returns that variable\'s value, or fails when it is unset), with no escape unless the app sets escape_proxy';
+  return 'django-environ turns \\$ into $ where the app sets escape_proxy, and the value holds \\$';
+}
+
 /** Why `reader` alone cannot carry `value`, in words that do not give the value away. */
 function aloneReason(reader: Reader, value: string): string {
   switch (reader) {
@@ -197,6 +212,8 @@ function aloneReason(reader: Reader, value: string): string {
       return `${reader === 'vite' ? 'vite' : 'Node\'s parser'} decodes no escapes but \\n in double quotes, and the value ${holdsQuotesWith(reader, value)}`;
     case 'shell':
       return 'bash reads $, `, " and \\ specially unless in single quotes, and the value holds a single quote together with one of them';
+    case 'django-environ':
+      return djangoReason(value);
   }
 }
 
@@ -293,22 +310,24 @@ function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouc
 }
 
 /**
- * Whether a decrypted secret holds, at any depth, a float64 that is a whole number beyond 2^53 whose shortest digits
- * number more than 15: sops stores an integer typed without quotes beyond the 64-bit range as a float64, in its YAML
- * store (go-yaml) and its JSON store alike (getsops/sops stores/json/store.go, normalizeJSONNumber: an integer
- * within int64 is an int, anything else a float64), and `sops set` every number it is given (its value is JSON,
- * decoded into a float64: 12345678901234567 is stored as 12345678901234568), so its last digits are gone, and the app would get
- * another number than the one typed. Any text of at most 15 significant digits reads back as those digits (a
- * float64 holds 15 decimal digits exactly), so such a float was typed with more: rounded. A whole float of 15 digits
- * or fewer (1e20, 100000000000000000000) is what such a text means, and reaches the .env as sops gives it (1E+20 as
- * a variable's whole value, 100000000000000000000 inside JSON), as any other float does (one typed with more digits
- * that rounds to it, 100000000000000000001, cannot be told apart: `ops secrets edit` names it as it is typed). (Integers within int64 are
- * exact: bigints here.) Pure.
+ * Whether a decrypted secret holds, at any depth, a float64 whose shortest digits number more than 15: sops stores an
+ * integer typed without quotes beyond the 64-bit range as a float64, in its YAML store (go-yaml) and its JSON store
+ * alike (getsops/sops stores/json/store.go, normalizeJSONNumber: an integer within int64 is an int, anything else a
+ * float64), any number typed with a fraction or an exponent, and `sops set` every number it is given (its value is
+ * JSON, decoded into a float64: 12345678901234567 is stored as 12345678901234568); it encrypts the float's shortest
+ * digits, not the text typed, so digits past the 17th are gone (`0.1234567890123456789` is 0.12345678901234568), and
+ * the app would get another number than the one typed. Any text of at most 15 significant digits reads back as those
+ * digits (a float64 holds 15 decimal digits exactly), so such a float was typed with more, and nothing tells whether
+ * they were kept: refused, as rounded. A float of 15 digits or fewer (1e20, 100000000000000000000, 0.1, 1.5) is what
+ * such a text means, and reaches the .env as sops gives it (1E+20 as a variable's whole value,
+ * 100000000000000000000 inside JSON) (one typed with more digits that rounds to it, 100000000000000000001, cannot be
+ * told apart: `ops secrets edit` names it as it is typed); so does a whole float within 2^53 (9007199254740991.0),
+ * exact. (Integers within int64 are exact: bigints here.) Pure.
  */
-export function holdsRoundedInteger(value: unknown): boolean {
-  if (typeof value === 'number') return Number.isInteger(value) && !Number.isSafeInteger(value) && value.toExponential().replace(/^-?(\d)\.?(\d*)e.*$/, '$1$2').length > 15;
-  if (Array.isArray(value)) return value.some(holdsRoundedInteger);
-  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedInteger);
+export function holdsRoundedNumber(value: unknown): boolean {
+  if (typeof value === 'number') return Number.isFinite(value) && !Number.isSafeInteger(value) && value.toExponential().replace(/^-?(\d)\.?(\d*)e.*$/, '$1$2').length > 15;
+  if (Array.isArray(value)) return value.some(holdsRoundedNumber);
+  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) return Object.values(value).some(holdsRoundedNumber);
   return false;
 }
 
@@ -359,7 +378,7 @@ function sourceOf(spec: EnvironmentConfig['env'][string]): string {
   return typeof spec === 'string' ? 'a plain value in environment.yml' : `secret "${spec.secret}"`;
 }
 
-/** A variable whose secret holds a rounded integer (holdsRoundedInteger): `member` its key path inside that secret ([]: the secret itself). */
+/** A variable whose secret holds a number sops may have rounded (holdsRoundedNumber): `member` its key path inside that secret ([]: the secret itself). */
 interface RoundedVariable {
   key: string;
   secret: string;
@@ -368,12 +387,12 @@ interface RoundedVariable {
   old?: boolean;
 }
 
-/** The one refusal of secrets holding an integer sops rounded (holdsRoundedInteger): a deploy's, and `ops secrets set`/`edit`'s. */
+/** The one refusal of secrets holding a number sops may have rounded (holdsRoundedNumber): a deploy's, and `ops secrets set`/`edit`'s. */
 function roundedError(env: DotenvSettings, rounded: RoundedVariable[], untouched: string): OpsError {
   const first = rounded[0]!;
   const line = (r: RoundedVariable) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ''}${r.old ? ', already in the file before this change: every deploy already refuses it' : ''})`;
   return new OpsError(
-    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} an integer with more digits than a floating-point number holds, which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, and every number given to \`sops set\`), its last digits rounded: the app would get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
+    `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} a number with more digits than a floating-point number holds exactly (over 15), which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, a number with a fraction or an exponent, and every number given to \`sops set\`), keeping not the text typed but the float's digits, 17 at most, any past them rounded away, and nothing tells whether the text had more: the app could get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
     `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`,
   );
 }
@@ -446,8 +465,8 @@ function binaryMemberRefused(env: DotenvSettings, key: string, secret: string, m
 }
 
 /**
- * Render the .env and the environ file. Every missing secret, then every secret holding a rounded integer
- * (holdsRoundedInteger), then every value that cannot be written for the declared readers, is reported at once
+ * Render the .env and the environ file. Every missing secret, then every secret holding a number sops may have rounded
+ * (holdsRoundedNumber), then every value that cannot be written for the declared readers, is reported at once
  * (by variable and source, never by value), before anything reaches a host. Throws OpsError.
  */
 export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
@@ -484,7 +503,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
       if (infinite) throw nonFiniteRefused(env, key, spec.secret, infinite);
       const merge = mergeKeyMember(found);
       if (merge) throw mergeKeyRefused(env, key, spec.secret, merge);
-      const round = memberHolding(found, holdsRoundedInteger);
+      const round = memberHolding(found, holdsRoundedNumber);
       if (round) {
         rounded.push({ key, secret: spec.secret, member: round });
         continue;
@@ -548,7 +567,7 @@ function memberKey(secret: string, path: string[]): string {
  * refused (a file is filled one key at a time), but one the change removes (or sets to null) is: the .env needs it. A secret no `env` entry names never reaches the .env and is not
  * checked; a secret some entry names as a whole (a map, written as JSON) is checked as that JSON (which every
  * reader carries whatever its members hold, jsonString: only its size, or a member holding a binary value, a
- * rounded integer or .inf, can refuse it, and those by member). `how` says which command runs it and what it left
+ * number sops may have rounded or .inf, can refuse it, and those by member). `how` says which command runs it and what it left
  * as it was. Throws OpsError.
  */
 export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, after: unknown, how: ChangeCheckContext = { command: 'set', untouched: `nothing was written: environments/${env.name}/secrets.sops.yaml is unchanged` }): void {
@@ -581,7 +600,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
     }
     // new ones are asked about before they get here (secrets edit) and never typed by secrets set: one already
     // in a map named whole, which the change alters, is named as such
-    const round = memberHolding(found, holdsRoundedInteger);
+    const round = memberHolding(found, holdsRoundedNumber);
     if (round) {
       rounded.push({ key, secret: spec.secret, member: round, old: round.length > 0 && isDeepStrictEqual(memberAt(had, round), memberAt(found, round)) });
       continue;

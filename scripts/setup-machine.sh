@@ -105,8 +105,10 @@ pinned_venv() {
 }
 # python-dotenv, the real parser the .env tests read back with (test/support/python-dotenv.txt: every version listed);
 # Flask with Werkzeug, the framework the probe tests run real apps of (test/support/flask.txt); PyYAML, the YAML 1.1
-# reader the initdata loader uses, that decrypted YAML is read back with (test/support/pyyaml.txt).
+# reader the initdata loader uses, that decrypted YAML is read back with (test/support/pyyaml.txt); django-environ,
+# Django's .env reader, a parser of its own (test/support/django-environ.txt).
 for v in $(grep -v '^\s*#' test/support/python-dotenv.txt | awk 'NF {print $1}'); do pinned_venv python-dotenv "$v"; done
 pinned_venv flask "$(grep -v '^\s*#' test/support/flask.txt | awk 'NF {print $1; exit}')"
 pinned_venv pyyaml "$(grep -v '^\s*#' test/support/pyyaml.txt | awk 'NF {print $1; exit}')"
+pinned_venv django-environ "$(grep -v '^\s*#' test/support/django-environ.txt | awk 'NF {print $1; exit}')"
 echo "machine ready"

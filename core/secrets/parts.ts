@@ -347,13 +347,14 @@ export function jsonStrings(value: string): string[] {
  * A string as the release's .env writes it inside a map or list taken whole as JSON (core/dotenv.ts, asString),
  * between its quotes: as `sops decrypt --output-type json` writes it (Go's encoding/json: JSON.stringify's escapes,
  * and `<`, `>`, `&`, U+2028 and U+2029 as \u escapes, \u003c, \u003e, \u0026, \u2028, \u2029), but for `'`, a
- * backtick, a backslash and `$`, also \u escapes (\u0027, \u0060, \u005c, \u0024), which every .env reader then
- * carries single-quoted as written: the same string to every JSON parser. Pure.
+ * backtick, a backslash and `$`, also \u escapes (\u0027, \u0060, \u005c, \u0024), and NEL (\u0085, where
+ * django-environ's line-by-line reader, Python's splitlines, ends a line), which every .env reader then carries
+ * single-quoted as written: the same string to every JSON parser. Pure.
  */
 export function dotenvJsonEscaped(text: string): string {
   return JSON.stringify(text)
     .slice(1, -1)
-    .replace(/\\[\s\S]|['`$<>&\u2028\u2029]/g, (m) => (m === '\\\\' ? '\\u005c' : m.length === 1 ? `\\u${m.charCodeAt(0).toString(16).padStart(4, '0')}` : m));
+    .replace(/\\[\s\S]|['`$<>&\x85\u2028\u2029]/g, (m) => (m === '\\\\' ? '\\u005c' : m.length === 1 ? `\\u${m.charCodeAt(0).toString(16).padStart(4, '0')}` : m));
 }
 
 /**

@@ -34,6 +34,34 @@ export function readPython(file: string, version: string): Record<string, string
   return JSON.parse(execFileSync(pythonDotenv(version), ['-c', code, file], { env: CLEAN_ENV, encoding: 'utf8', maxBuffer: 1 << 28 }));
 }
 
+/** The pinned django-environ version (test/support/django-environ.txt), installed by scripts/setup-machine.sh. */
+export const DJANGO_ENVIRON_VERSION = readFileSync(join(import.meta.dirname, 'django-environ.txt'), 'utf8')
+  .split('\n')
+  .map((l) => l.trim())
+  .find((l) => l && !l.startsWith('#'))!;
+
+/**
+ * django-environ as a Django settings module uses it: `Env.read_env(file)` (with its option `parse_comments`, which
+ * cuts an unquoted value at a `#`, or not), then `env(NAME)` for every variable the file gave the process (its proxy
+ * resolved: a value starting with `$` names another variable); one `env()` refuses gives `<ImproperlyConfigured>`.
+ */
+export function readDjangoEnviron(file: string, parseComments: boolean): Record<string, string> {
+  const code = [
+    'import json, os, sys, environ',
+    'before = set(os.environ)',
+    'environ.Env.read_env(sys.argv[1], parse_comments=sys.argv[2] == "1")',
+    'env = environ.Env()',
+    'def get(k):',
+    '    try:',
+    '        return env(k)',
+    '    except environ.ImproperlyConfigured:',
+    "        return '<ImproperlyConfigured>'",
+    'sys.stdout.write(json.dumps({k: get(k) for k in os.environ if k not in before}))',
+  ].join('\n');
+  const python = `/var/cache/ops-pipeline/py/django-environ-${DJANGO_ENVIRON_VERSION}/bin/python`;
+  return JSON.parse(execFileSync(python, ['-c', code, file, parseComments ? '1' : '0'], { env: CLEAN_ENV, encoding: 'utf8', maxBuffer: 1 << 28 }));
+}
+
 /**
  * bash: `set -a; . ./.env`, then every variable it exported, as bash has it (`env -0`), but those bash and the
  * clean environment have anyway (PATH, LANG, PWD, SHLVL, _) unless `keys` names them.
@@ -85,6 +113,11 @@ export async function readReal(reader: Reader, dir: string, keys: string[]): Pro
       ];
     case 'shell':
       return [{ how: 'bash set -a; . ./.env', values: readShell(file, keys) }];
+    case 'django-environ':
+      return [
+        { how: `django-environ ${DJANGO_ENVIRON_VERSION} read_env + env()`, values: readDjangoEnviron(file, false) },
+        { how: `django-environ ${DJANGO_ENVIRON_VERSION} read_env(parse_comments=True) + env()`, values: readDjangoEnviron(file, true) },
+      ];
   }
 }
 

@@ -625,8 +625,8 @@ describe('YAML values the schema has no word for', () => {
     expect(fileProblems('tls: {mode: LetsEncrypt, email: a@b.c}\ndomain: shop.example.org\nruntimes: {python: {strategy: Debian, version: "3.11"}}\ndotenv: {readers: [python_dotenv, php]}\nrelease: {python_installer: poetry}\n')).toEqual([
       'runtimes.python.strategy: expected one of "debian", "pyenv", got "Debian" (did you mean "debian"?)',
       'release.python_installer: expected one of "uv", "pip", got "poetry"',
-      'dotenv.readers[0]: expected one of "python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell", got "python_dotenv" (did you mean "python-dotenv"?)',
-      'dotenv.readers[1]: expected one of "python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell", got "php"',
+      'dotenv.readers[0]: expected one of "python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell", "django-environ", got "python_dotenv" (did you mean "python-dotenv"?)',
+      'dotenv.readers[1]: expected one of "python-dotenv", "node-dotenv", "node-env-file", "dotenv-expand", "vite", "shell", "django-environ", got "php"',
       'tls.mode: expected one of "off", "letsencrypt", "self-signed", got "LetsEncrypt" (did you mean "letsencrypt"?)',
     ]);
     // "on" (TLS wanted) is not "off"

@@ -99,6 +99,18 @@ export const CORPUS: string[] = [
   '\u1680ogham',
   '\u180emongolian',
   'ab$'.repeat(3000) + "'\"".repeat(10),
+  // django-environ: a leading `$` is another variable's name; quotes taken off twice (`'"x"'` is x); `\$` (escape_proxy)
+  '$DATABASE_URL',
+  '$$double',
+  `'"both quotes"'`,
+  '"\\t"',
+  'a\\$b',
+  'rs\x1eus\x1f',
+  '"a#b"', // django-environ read_env(parse_comments=True) cuts at a # outside single quotes
+  // Next.js's @next/env (an older dotenv-expand) expands these too: `$` before a digit, `${NAME` with no `}`
+  'pa$1word',
+  '${abc',
+  'x${A',
 ];
 
 const READER_SETS: Reader[][] = [DEFAULT_READERS, ...READERS.map((r) => [r]), [...READERS], ['python-dotenv', 'node-dotenv', 'vite'], ['python-dotenv', 'shell'], ['node-dotenv', 'dotenv-expand'], ['node-env-file', 'vite']];
@@ -141,7 +153,7 @@ describe('.env values read back by the real parsers', () => {
 
   it('the default readers (python-dotenv + node-dotenv) carry every corpus value but those holding "${...}", or ending in a backslash and needing quotes', async () => {
     const { accepted } = await roundTrip(CORPUS, DEFAULT_READERS);
-    expect(CORPUS.filter((_, i) => !accepted[i])).toEqual(['x${HOME}y', '${HOME:-fallback}', '${}', ' needs quotes and ends with \\', "'quoted then \\"]);
+    expect(CORPUS.filter((_, i) => !accepted[i])).toEqual(['x${HOME}y', '${HOME:-fallback}', '${}', ' needs quotes and ends with \\', "'quoted then \\", `'"both quotes"'`]);
   });
 
   it("carries a value holding ', \" and ` with no line break, #, or spaces at its ends for Node's parser and vite (unquoted: only a leading quote makes a quoted value), as the real parsers read it", async () => {
@@ -288,8 +300,10 @@ describe('readers limited to a prefix read every line: no value changes another 
     [{ reader: 'node-env-file', only: 'N_' }, { reader: 'python-dotenv', only: 'P_' }, { reader: 'dotenv-expand', only: 'X_' }],
     [{ reader: 'shell', only: 'SH_' }, { reader: 'vite', only: 'VITE_' }, { reader: 'node-dotenv', only: 'APP_' }],
     [{ reader: 'python-dotenv', only: 'APP_' }, { reader: 'python-dotenv', only: 'P_' }, { reader: 'node-dotenv', only: 'VITE_' }],
+    // a Django API reading DJ_* with django-environ, which reads the file one line at a time, beside a Node client
+    [{ reader: 'django-environ', only: 'DJ_' }, { reader: 'node-dotenv', only: 'N_' }, { reader: 'python-dotenv', only: 'P_' }],
   ];
-  const PREFIXES = ['APP_', 'VITE_', 'N_', 'SH_', 'P_', 'X_', 'NOTE_'];
+  const PREFIXES = ['APP_', 'VITE_', 'N_', 'SH_', 'P_', 'X_', 'DJ_', 'NOTE_'];
 
   /**
    * Render `env` for `readers` (dropping what is refused: named, never printing any of `secret`), read the file with
@@ -363,6 +377,57 @@ describe('readers limited to a prefix read every line: no value changes another 
     expect(renderDotenv(environment(rest, readers), {}).dotenv).toContain('NOTE="abc\'\\nVITE_API=https://evil.example"\n');
     // a value only python-dotenv cannot keep whole, for a variable it does not read
     expect(encodeValue(' ends with \\', [], ['python-dotenv'])).toEqual({ refused: { readers: ['python-dotenv'], reason: expect.stringContaining('python-dotenv parses every line of the .env') } });
+  });
+});
+
+describe("dotenv-expand as Next.js 15's @next/env bundles it", () => {
+  // @next/env 15.5 (loadEnvConfig) reads `A='pa$1word'` as "pa", `'$9'` as "", `'${abc'` as "" and `'x${A'` as "x":
+  // its older dotenv-expand (`_interpolate`, pattern `\${?([\w]+)(?::-([^}\\]*))?}?`) expands a `$` before a digit
+  // and a `${NAME` lacking its `}`, which dotenv-expand 12 leaves; so they are written with `\$`, which both read as `$`
+  // (dotenv-expand 12's reading is checked against the real one in the corpus above).
+  it('writes a $ before a digit, or a ${ before a name with no }, as \\$ for dotenv-expand and vite; refused beside python-dotenv, which has no \\$', () => {
+    for (const [value, text] of [['pa$1word', "'pa\\$1word'"], ['$9', "'\\$9'"], ['${abc', "'\\${abc'"], ['x${A', "'x\\${A'"], ['a$-b', "'a$-b'"]] as const) {
+      expect(encodeValue(value, ['dotenv-expand']), value).toEqual({ text, form: expect.stringContaining('') });
+      expect(encodeValue(value, ['vite']), value).toHaveProperty('text', text);
+    }
+    expect(encodeValue('pa$1word', ['python-dotenv', 'dotenv-expand'])).toEqual({ refused: { readers: ['python-dotenv', 'dotenv-expand'], reason: expect.stringContaining('no quoting is read the same by python-dotenv and dotenv-expand') } });
+  });
+});
+
+// django-environ (a Django settings module's `environ.Env.read_env()` then `env('NAME')`) has a parser of its own, not
+// python-dotenv's: one line at a time, and a value starting with `$` is taken for another variable's name.
+describe('django-environ: its line-by-line parser and its proxy', () => {
+  const reason = (v: string, readers: Reader[] = ['django-environ']) => {
+    const e = encodeValue(v, readers);
+    if (!('refused' in e)) throw new Error('accepted');
+    expect(e.refused.reason).not.toContain(v);
+    expect(e.refused.readers).toEqual(['django-environ']);
+    return e.refused.reason;
+  };
+
+  it("refuses, saying why, a value starting with $ (its proxy), holding \\$ (escape_proxy) or a line break, as the real django-environ would give the app another value", async () => {
+    expect(reason('$PGPASSWORD-x9', ['python-dotenv', 'django-environ'])).toMatch(/^django-environ takes a value starting with \$ for the name of another variable/);
+    expect(reason('$$a')).toContain('name of another variable');
+    expect(reason('p\\$ss')).toContain('escape_proxy');
+    expect(reason('"a#b"')).toContain('parse_comments=True');
+    for (const v of ['-----BEGIN PRIVATE KEY-----\nMIIEvQ\n-----END PRIVATE KEY-----\n', 'a\rb', 'form\ffeed', 'nel\x85x', 'ls\u2028x', 'gs\x1dx']) expect(reason(v), JSON.stringify(v)).toContain('one line at a time');
+    // a `$` elsewhere, quotes, `#`, backslashes and spaces are carried
+    for (const v of ['pa$$w0rd', 'a$HOME', '"x"', `'"x"'`, 'a #b', 'C:\\new\\t', ' both ']) expect(encodeValue(v, ['django-environ']), v).toHaveProperty('text');
+    // as refused, for a reason: what the real reader gives the app for each, written as python-dotenv alone would have it
+    const lines = [`A=${(encodeValue('$PGPASSWORD-x9', ['python-dotenv']) as { text: string }).text}`, `B=${(encodeValue('x\ny', ['python-dotenv']) as { text: string }).text}`, `C=${(encodeValue('p\\$ss', ['python-dotenv']) as { text: string }).text}`];
+    const { dir, remove } = dotenvDir(lines.join('\n') + '\n');
+    try {
+      const [real] = await readReal('django-environ', dir, ['A', 'B', 'C']);
+      expect(real!.values).toEqual({ A: '<ImproperlyConfigured>', B: "'x", C: 'p\\$ss' });
+    } finally {
+      remove();
+    }
+  });
+
+  it('a Django environment (dotenv.readers: [django-environ]) refuses such a secret by name before any host is touched, never printing it', () => {
+    const env = environment({ DATABASE_PASSWORD: '$ecretStart99', SECRET_KEY: 'k$y-fine' }, ['django-environ']);
+    expect(() => renderDotenv(env, {})).toThrow(/^1 \.env value of t cannot .*\n {2}- DATABASE_PASSWORD \(a plain value in environment\.yml; read by django-environ\): django-environ takes a value starting with \$/);
+    expect(() => renderDotenv(env, {})).not.toThrow(/ecretStart99/);
   });
 });
 

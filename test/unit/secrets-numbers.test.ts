@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
-import { asString, holdsRoundedInteger, READERS, refuseUnreadableSecrets, renderDotenv } from '../../core/dotenv.ts';
+import { asString, holdsRoundedNumber, READERS, refuseUnreadableSecrets, renderDotenv } from '../../core/dotenv.ts';
 import { secretParts } from '../../core/secrets/parts.ts';
 import { dotenvDir, readReal } from '../support/real-dotenv.ts';
 import { environment } from '../support/dotenv-environment.ts';
@@ -125,8 +125,8 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     const base = loadEnvironment('qa', e.root);
     const reporter = new MemoryReporter();
     const secrets = await environmentSecrets({ root: e.root, reporter, processEnv: e.env }, base);
-    expect(holdsRoundedInteger(secrets.chat)).toBe(true);
-    expect(holdsRoundedInteger([secrets.exact, secrets.quoted, 1.5, 2 ** 53 - 1])).toBe(false);
+    expect(holdsRoundedNumber(secrets.chat)).toBe(true);
+    expect(holdsRoundedNumber([secrets.exact, secrets.quoted, 1.5, 2 ** 53 - 1])).toBe(false);
     const withEnv = (env: Record<string, unknown>) => ({ ...base, config: { ...base.config, env } }) as typeof base;
     const err = (() => {
       try {
@@ -138,7 +138,7 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     })();
     expect(err).toBeInstanceOf(OpsError);
     expect(err.message).toBe(
-      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold an integer with more digits than a floating-point number holds, which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, and every number given to `sops set`), its last digits rounded: the app would get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
+      'environments/qa/secrets.sops.yaml: 2 secrets the .env needs hold a number with more digits than a floating-point number holds exactly (over 15), which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, a number with a fraction or an exponent, and every number given to `sops set`), keeping not the text typed but the float\'s digits, 17 at most, any past them rounded away, and nothing tells whether the text had more: the app could get another number than the one typed (nothing was sent to any host):\n  - CHAT_ID (secret "chat.id")\n  - CHATS (secret "chat", its member chat.id)',
     );
     expect(err.hint).toBe('quote it as a string, so that it is stored and given as typed: `ops secrets edit qa` and write it in double quotes (key: "..."), or set it again: printf \'%s\' VALUE | ops secrets set qa chat.id (always text)');
     expect(`${err.message}\n${err.hint}`).not.toMatch(/1234567890123456/);
@@ -146,11 +146,46 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
     // any other float is: 1E+20 as a variable's whole value (sops exec-env, checked in 'YAML scalars typed without
     // quotes, in the .env'), 100000000000000000000 inside JSON (sops decrypt --output-type json: this file's
     // 'values taken whole'); a text no reader changes
-    expect(holdsRoundedInteger(secrets.limit)).toBe(false);
+    expect(holdsRoundedNumber(secrets.limit)).toBe(false);
     expect(renderDotenv(withEnv({ LIMIT: { secret: 'limit' } }), secrets).environ).toBe('LIMIT=1E+20\0');
     // integers within int64 and quoted text reach the .env as typed
     const ok = renderDotenv(withEnv({ EXACT: { secret: 'exact' }, QUOTED: { secret: 'quoted' } }), secrets);
     expect(ok.environ).toBe('EXACT=9223372036854775807\0QUOTED=123456789012345678901234\0');
+  });
+
+  it('a float typed past the 17th digit (here by the real sops, YAML and JSON stores: it encrypts the float\'s shortest digits, not the text) is refused by variable and key, never shown; a float of 15 digits or fewer reaches the .env as sops gives it', async () => {
+    const e = await newEnv();
+    const recipient = (await SecretsFile.open(e.secrets, { identities: await identitiesFromText(e.key) })).recipients[0]!;
+    const base = loadEnvironment('qa', e.root);
+    const withEnv = (env: Record<string, unknown>) => ({ ...base, config: { ...base.config, env } }) as typeof base;
+    for (const [name, text] of [
+      ['secrets.sops.yaml', 'pi: 3.14159265358979323846\nrate: {fee: 0.1234567890123456789}\nshort: 0.123456789012345\nhalf: 1.5\n'],
+      ['secrets.sops.json', '{"pi": 3.14159265358979323846, "rate": {"fee": 0.1234567890123456789}, "short": 0.123456789012345, "half": 1.5}\n'],
+    ] as const) {
+      const plain = join(tempDir('ops-numbers-'), name);
+      writeFileSync(plain, text);
+      const enc = sops(['encrypt', '--age', recipient, plain], e.keyFile);
+      expect(enc.err).toBe('');
+      const file = join(tempDir('ops-numbers-'), name);
+      writeFileSync(file, enc.out);
+      // what sops itself gives: the float's digits, the typed ones past the 17th gone
+      expect(sops(['decrypt', '--extract', '["pi"]', file], e.keyFile).out.trim()).toBe('3.141592653589793');
+      const secrets = (await SecretsFile.open(file, { identities: await identitiesFromText(e.key) })).data;
+      expect(holdsRoundedNumber(secrets.pi), name).toBe(true);
+      expect(holdsRoundedNumber(secrets.rate), name).toBe(true);
+      expect(holdsRoundedNumber([secrets.short, secrets.half, 0.1, 1e-7, 5e-324]), name).toBe(false);
+      let err: unknown;
+      try {
+        renderDotenv(withEnv({ PI: { secret: 'pi' }, RATES: { secret: 'rate' }, SHORT: { secret: 'short' } }), secrets);
+      } catch (x) {
+        err = x;
+      }
+      expect(err, name).toBeInstanceOf(OpsError);
+      expect((err as OpsError).message, name).toMatch(/^environments\/qa\/secrets\.sops\.yaml: 2 secrets the \.env needs hold a number with more digits than a floating-point number holds exactly \(over 15\).*\n {2}- PI \(secret "pi"\)\n {2}- RATES \(secret "rate", its member rate\.fee\)$/);
+      expect(`${(err as OpsError).message}\n${(err as OpsError).hint}`).not.toMatch(/314159|1234567/);
+      // (as sops exec-env gives floats: 'YAML scalars typed without quotes, in the .env')
+      expect(renderDotenv(withEnv({ SHORT: { secret: 'short' }, HALF: { secret: 'half' } }), secrets).environ, name).toBe('SHORT=0.123456789012345\0HALF=1.5\0');
+    }
   });
 
   it('an integer within 64 bits given to the real `sops set` (which stores every JSON number as a float64, rounding one of 17 digits) is refused too, the message saying so, not "typed beyond the 64-bit range"', async () => {
@@ -449,7 +484,7 @@ describe('values taken whole: a map or list the .env takes as JSON', () => {
     for (const [name, path] of Object.entries(vars)) {
       const theirs = sops(['decrypt', '--extract', path.map((k) => `["${k}"]`).join(''), '--output-type', 'json', file], key.file);
       expect(theirs.err).toBe('');
-      // the four characters the .env writes as \u escapes (dotenvJsonEscaped), as sops would have them
+      // the four characters the .env writes as \u escapes (dotenvJsonEscaped; NEL too, which these values do not hold), as sops would have them
       const expected = compact(theirs.out).replace(/\\[\s\S]|['`$]/g, (m) => (m === '\\\\' ? '\\u005c' : m.length === 1 ? `\\u00${m.charCodeAt(0).toString(16)}` : m));
       expect(given.get(name), name).toBe(expected);
       expect(JSON.parse(given.get(name)!), name).toEqual(JSON.parse(theirs.out));

@@ -61,7 +61,7 @@ export function runInitdata(env: Target, uploaded: string): Step {
   return {
     name: 'initdata',
     as: 'root',
-    timeout: 1800,
+    timeout: env.config.initdata.timeout,
     script: String.raw`tmp=$(mktemp -d /tmp/ops-initdata.XXXXXX)
 trap ${quote(`rm -rf "$tmp"; rm -f ${quote(uploaded)}`)} EXIT INT TERM HUP
 chown ${u}:${u} "$tmp"

@@ -16,7 +16,7 @@ import { runInitdata } from '../../core/steps/initdata.ts';
 import { generateIdentity, SecretsFile, fromPlain, type MapNode } from '../../core/secrets/index.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { initRepo } from '../support/gitrepo.ts';
-import { runOps } from '../support/cli.ts';
+import { runOps, spawnOps } from '../support/cli.ts';
 import { APP, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
 
 // The loader: what it was given (mode and owner of the file and its directory, size, sha256), then, for a file
@@ -113,6 +113,21 @@ describe.sequential('initdata on a real host', () => {
     );
     expect(e?.message).toMatch(/step "initdata" on .* (timed out|failed)/);
     // runuser SIGKILLed the app user's bash 2 s after the step's SIGTERM, before it stopped the loader: left running
+    expect((await sshRun(host, `pgrep -u ${APP} -f 'sleep 12' || true`)).stdout.trim()).toBe('');
+    await new Promise((r) => setTimeout(r, Math.max(0, started + 14_000 - Date.now())));
+    expect((await sshRun(host, 'ls /tmp/ops-initdata-lingered 2>/dev/null || true')).stdout.trim()).toBe('');
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('Ctrl-C while that loader runs: exit 130, the loader stopped (not left writing), the data said to be possibly half-loaded, nothing left', async () => {
+    writeFileSync(dataFile(), 'linger: true\n');
+    await sshRun(host, 'sudo rm -f /tmp/ops-initdata-lingered');
+    const started = Date.now();
+    const ops = await spawnOps(['initdata', 'e2e'], project.root, (out) => out.includes('loading'), 'the loader running', 120_000);
+    expect(await ops.stop('SIGINT')).toBe(130);
+    expect(ops.out()).toContain(`SIGINT received during initdata on ${host.name}: stopping them, releasing the lock`);
+    expect(ops.out()).toContain('the initdata loader was stopped part-way: what it had written stays in the database unless it loads in one transaction');
+    expect(ops.out()).not.toMatch(/^\s+at /m);
     expect((await sshRun(host, `pgrep -u ${APP} -f 'sleep 12' || true`)).stdout.trim()).toBe('');
     await new Promise((r) => setTimeout(r, Math.max(0, started + 14_000 - Date.now())));
     expect((await sshRun(host, 'ls /tmp/ops-initdata-lingered 2>/dev/null || true')).stdout.trim()).toBe('');

@@ -64,6 +64,12 @@ export class StepError extends OpsError {
 /** What a migration cut off part-way means (a signal, its connection lost, killed from outside), and what to check. */
 export const MIGRATION_CUT = 'the migration was stopped part-way: PostgreSQL rolls back a migration run in one transaction (alembic does); check the schema (e.g. alembic current) before deploying again';
 
+/** What an initdata loader cut off part-way means (its time limit, a signal, its connection lost, killed from outside), and what to do. */
+export const INITDATA_CUT = 'the initdata loader was stopped part-way: what it had written stays in the database unless it loads in one transaction (the sample app\'s does: PostgreSQL then rolls it back); check the data, then run initdata again (an idempotent loader adds only what is missing)';
+
+/** What each step a signal may cut off part-way leaves to check (core/ops/locked.ts says it after the interruption). */
+export const STEP_CUT: Readonly<Record<string, string>> = { migrate: MIGRATION_CUT, initdata: INITDATA_CUT };
+
 /** sudo's refusal under `Defaults requiretty` (a session without a terminal). */
 export const REQUIRETTY = /sudo: sorry, you must have a tty/;
 

@@ -583,6 +583,7 @@ export const environmentSchema = object(
     object({
       file: opt(relPath, 'initial data file, relative to the environment folder (may be sops-encrypted)', 'assets/initdata.yml'),
       command: opt(command, 'loader, run in the current release; {file} is the uploaded file', 'venv/bin/python -m tools.initdata --no-input {file}'),
+      timeout: opt(seconds(1, 86400), 'seconds the loader may run; then it is stopped and initdata fails, saying so', 1800),
     }),
     'initial data loading',
     {},

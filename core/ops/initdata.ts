@@ -8,7 +8,7 @@ import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
-import { auditReason, maskedText, OpsError, fileError, userFileExists } from '../errors.ts';
+import { auditReason, INITDATA_CUT, maskedText, OpsError, fileError, StepError, TransportError, userFileExists } from '../errors.ts';
 import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
 import { syntaxError } from '../secrets/tree-parse.ts';
 import { CURRENT_LAYOUT, printTree } from '../secrets/tree-print.ts';
@@ -195,8 +195,9 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
           locked.audit(host.name, { result: 'success', release: state.current, message: `loaded ${options.file ? 'a given file' : env.config.initdata.file}` });
           return [{ host: host.name, release: state.current, output: maskedText(r.stdout.trim(), (t) => ctx.reporter.redact(t)) }];
         } catch (e) {
-          locked.audit(host.name, { result: 'failed', release: state.current, message: auditReason(e, (t) => ctx.reporter.redact(t)) });
-          throw e;
+          const said = initdataCut(e, env.config.initdata.timeout);
+          locked.audit(host.name, { result: 'failed', release: state.current, message: auditReason(said, (t) => ctx.reporter.redact(t)) });
+          throw said;
         }
       },
       // Never provisioned: refused by the lock step, said first (no release is live there only as a symptom of it).
@@ -204,6 +205,18 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
     ),
   [env.hosts[0]!]);
   return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };
+}
+
+/**
+ * The loader's failure `e`, saying what a loader stopped part-way leaves (INITDATA_CUT) when it was: by its time limit
+ * (`limit`: initdata.timeout, s; exit 124, with how to give it longer), its connection lost (TransportError: the
+ * lock's release stops what it left running), or killed from outside (exit 143, 137). Any other error as it is. Pure.
+ */
+export function initdataCut(e: unknown, limit: number): unknown {
+  if (e instanceof TransportError) return new TransportError(`${e.message}\n${INITDATA_CUT}`, e.hint);
+  if (!(e instanceof StepError) || ![124, 137, 143].includes(e.exitCode ?? 0)) return e;
+  const hint = e.exitCode === 124 ? `a loader still running after initdata.timeout (${limit} s) is stopped: for a large file, raise initdata.timeout; ${INITDATA_CUT}` : e.hint ? `${INITDATA_CUT}; ${e.hint}` : INITDATA_CUT;
+  return new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, hint, e.limit, e.verdict);
 }
 
 /** The job summary (Markdown) of an initdata run. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */

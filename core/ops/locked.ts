@@ -13,7 +13,7 @@ import { runnerNow, type OpsContext } from '../context.ts';
 import { awaitTerminal, handleFaults, handleSignals, refuseSuspend, signalExit, stopHandlingFaults, stopHandlingSignals, type RunFault } from '../signals.ts';
 import type { Session } from './hosts.ts';
 import type { Host } from '../config/environment.ts';
-import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, MIGRATION_CUT, NotStartedError, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
+import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, NotStartedError, STEP_CUT, oneLine, OpsError, StepError, sudoHint, tail, ConnectionLostError, withResult } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
@@ -658,9 +658,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
             ? `${received}${during}: stopping them, releasing the lock`
             : `${received}${during}: letting ${letting} end (a switch cut off half-way leaves nginx and current disagreeing)${cut.length ? ', stopping the rest' : ''}, then releasing the lock`,
     );
-    if (cut.some((c) => c.startsWith('migrate on '))) {
-      ctx.reporter.error(MIGRATION_CUT);
-    }
+    for (const [step, said] of Object.entries(STEP_CUT)) if (inFlight.some((f) => f.step === step && !UNINTERRUPTIBLE.has(f.step))) ctx.reporter.error(said);
     // One line per host for the run: the interruption's, with what the run is about there (ref, sha, release); a
     // line `closing` queued in case its step never unlocks is not another (that step was cut, or wrote its own).
     // Where the releases stand on a host the interruption's line is about: what the switch put live (wentLive), or the

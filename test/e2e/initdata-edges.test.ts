@@ -1,7 +1,8 @@
 // initdata on a real host as a team meets it: before any release is live, a large data file with what YAML
 // allows (anchors used many times, multi-line strings, non-ASCII), a loader that fails half-way after printing a
-// secret of the (sops-encrypted) file, and a run while a deploy holds the lock. Whatever happens: the file
-// reaches the loader whole and private to the app user, no secret reaches the log, and no copy stays on the host.
+// secret of the (sops-encrypted) file, a loader slow to stop at the time limit, and a run while a deploy holds the
+// lock. Whatever happens: the file reaches the loader whole and private to the app user, no secret reaches the log,
+// no copy stays on the host, and no loader goes on writing once its run has ended.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,10 +12,11 @@ import { deploy } from '../../core/ops/deploy.ts';
 import { initdata } from '../../core/ops/initdata.ts';
 import { withSession } from '../../core/ops/hosts.ts';
 import { withLock } from '../../core/ops/locked.ts';
+import { runInitdata } from '../../core/steps/initdata.ts';
 import { generateIdentity, SecretsFile, fromPlain, type MapNode } from '../../core/secrets/index.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { initRepo } from '../support/gitrepo.ts';
-import { runOps } from '../support/cli.ts';
+import { runOps, spawnOps } from '../support/cli.ts';
 import { APP, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
 
 // The loader: what it was given (mode and owner of the file and its directory, size, sha256), then, for a file
@@ -23,6 +25,13 @@ const LOADER = String.raw`#!/bin/bash
 set -euo pipefail
 f=$1
 echo "file $(stat -c '%a %U' "$f") dir $(stat -c '%a %U' "$(dirname "$f")") bytes $(wc -c < "$f") sha256 $(sha256sum < "$f" | cut -c1-64)"
+if grep -q '^linger: true' "$f"; then
+  # a loader slow to stop: it ignores SIGTERM, and writes (as to the database) once its sleep is over
+  trap '' TERM
+  echo "loading"
+  sleep 12
+  touch /tmp/ops-initdata-lingered
+fi
 if grep -q '^fail: true' "$f"; then
   echo "loaded 1 of 2 users"
   echo "initdata: user bob: cannot use password $(sed -n 's/^ *password: //p' "$f")" >&2
@@ -87,6 +96,43 @@ describe.sequential('initdata on a real host', () => {
     expect(r.out + r.err).not.toContain(SECRET);
     expect(await leftovers()).toBe('');
   }, 300_000);
+
+  it('a loader slow to stop (it ignores SIGTERM) at the step\'s time limit: stopped with the step, not left writing after it', async () => {
+    const c = ctx();
+    const env = project.env();
+    await sshRun(host, 'sudo rm -f /tmp/ops-initdata-lingered');
+    const started = Date.now();
+    const e = await withSession(c, env, (session) =>
+      withLock(c, session, 'initdata', async () => {
+        const remote = session.remote(host.name);
+        const uploaded = `${env.layout.uploads}/initdata-linger.yml`;
+        await remote.upload('linger: true\n', uploaded, { mode: 0o600 });
+        // the step as initdata runs it, its 1800 s limit made 2 s
+        return remote.run({ ...runInitdata(env, uploaded), timeout: 2 }).then(() => undefined, (x: Error) => x);
+      }),
+    );
+    expect(e?.message).toMatch(/step "initdata" on .* (timed out|failed)/);
+    // runuser SIGKILLed the app user's bash 2 s after the step's SIGTERM, before it stopped the loader: left running
+    expect((await sshRun(host, `pgrep -u ${APP} -f 'sleep 12' || true`)).stdout.trim()).toBe('');
+    await new Promise((r) => setTimeout(r, Math.max(0, started + 14_000 - Date.now())));
+    expect((await sshRun(host, 'ls /tmp/ops-initdata-lingered 2>/dev/null || true')).stdout.trim()).toBe('');
+    expect(await leftovers()).toBe('');
+  }, 120_000);
+
+  it('Ctrl-C while that loader runs: exit 130, the loader stopped (not left writing), the data said to be possibly half-loaded, nothing left', async () => {
+    writeFileSync(dataFile(), 'linger: true\n');
+    await sshRun(host, 'sudo rm -f /tmp/ops-initdata-lingered');
+    const started = Date.now();
+    const ops = await spawnOps(['initdata', 'e2e'], project.root, (out) => out.includes('loading'), 'the loader running', 120_000);
+    expect(await ops.stop('SIGINT')).toBe(130);
+    expect(ops.out()).toContain(`SIGINT received during initdata on ${host.name}: stopping them, releasing the lock`);
+    expect(ops.out()).toContain('the initdata loader was stopped part-way: what it had written stays in the database unless it loads in one transaction');
+    expect(ops.out()).not.toMatch(/^\s+at /m);
+    expect((await sshRun(host, `pgrep -u ${APP} -f 'sleep 12' || true`)).stdout.trim()).toBe('');
+    await new Promise((r) => setTimeout(r, Math.max(0, started + 14_000 - Date.now())));
+    expect((await sshRun(host, 'ls /tmp/ops-initdata-lingered 2>/dev/null || true')).stdout.trim()).toBe('');
+    expect(await leftovers()).toBe('');
+  }, 120_000);
 
   it('while a deploy holds the lock: refused naming the holder, nothing sent', async () => {
     writeFileSync(dataFile(), 'users: []\n');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { LOCK_KEYS, LOCK_UNPROVISIONED_EXIT } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS } from '../../core/steps/release.ts';
@@ -35,7 +35,7 @@ beforeAll(() => {
  * uploaded. `liveDigest`: what the host reports of the live release's environ (default: the one environment x
  * renders now, which has no env: an empty environ). `provisioned: false`: the host was never provisioned (nothing is live either).
  */
-async function load(name: string, text: string | Uint8Array | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string>; current?: string; provisioned?: false } = {}) {
+async function load(name: string, text: string | Uint8Array | undefined, options: { liveDigest?: string; args?: string[]; processEnv?: Record<string, string>; current?: string; provisioned?: false; loader?: { code: number; stderr: string } } = {}) {
   const file = join(root, name);
   if (text !== undefined) writeFileSync(file, text); // else: the file is there (an encrypted one)
   let host: RecordingRemote | undefined;
@@ -50,13 +50,15 @@ async function load(name: string, text: string | Uint8Array | undefined, options
             : { stdout: opsLines({ ...PROVISIONED_KEYS, ...LOCK_KEYS, ...RELEASE_KEYS }, 'lock acquired', 'provisioned 2026-11-01T00:00:00Z', ...(options.current === '' ? [] : [`current ${options.current ?? '20261125T120000Z-0123456789ab'}`] as const)) }
           : step.name === 'initdata settings'
             ? { stdout: opsLines(INITDATA_KEYS, `environ_digest ${options.liveDigest ?? environDigest('')}`) }
-            : undefined,
+            : step.name === 'initdata'
+              ? options.loader
+              : undefined,
       )),
   });
   const unlock = host?.runs.find((x) => x.step.name === 'unlock')?.stdin ?? '';
   // The audit line as the unlock appends it: one shell word (a ' in it written '\'').
   const audit = /'(\{"time":(?:[^']|'\\'')*\})'/.exec(unlock)?.[1]?.replaceAll("'\\''", "'");
-  return { ...r, uploads: host?.uploads ?? [], steps: host?.stepNames() ?? [], audit: audit === undefined ? undefined : (JSON.parse(audit) as Record<string, string>) };
+  return { ...r, uploads: host?.uploads ?? [], steps: host?.stepNames() ?? [], runs: host?.runs ?? [], audit: audit === undefined ? undefined : (JSON.parse(audit) as Record<string, string>) };
 }
 
 /** What PyYAML (the sample app's loader: yaml.safe_load) makes of the text, as JSON; or its error. */
@@ -229,6 +231,27 @@ describe('initdata: the live release loads with the env and secrets the environm
     // Before any host (no such file): nothing known of the releases, said so.
     const missing = await runOps(['initdata', 'x', '--file', join(root, 'nope.yml'), '--json'], { root, processEnv: { PATH: process.env.PATH } });
     expect(JSON.parse(missing.out)).toMatchObject({ ok: false, environment: 'x', release: null, releaseNote: expect.stringMatching(/^no release was loaded into/), previous: null, live: null, hosts: [{ host: 'web1', release: null, previous: null, live: null }], reason: expect.stringMatching(/does not exist/) });
+  });
+
+  it('a loader stopped part-way (its time limit, killed from outside) says what it may have left in the database, and how to give it longer', async () => {
+    const env = join(root, 'environments', 'x', 'environment.yml');
+    const config = readFileSync(env, 'utf8');
+    try {
+      writeFileSync(env, stringify({ ...(parse(config) as object), initdata: { timeout: 7200 } }));
+      const timedOut = await load('users.yml', 'users: []\n', { loader: { code: 124, stderr: 'loaded 40000 of 90000 rows' } });
+      expect(timedOut.code).toBe(1);
+      expect(timedOut.runs.find((x) => x.step.name === 'initdata')?.step.timeout).toBe(7200);
+      expect(timedOut.err).toContain('step "initdata" on web1 timed out after 7200 s');
+      expect(timedOut.err).toContain('hint: a loader still running after initdata.timeout (7200 s) is stopped: for a large file, raise initdata.timeout; the initdata loader was stopped part-way: what it had written stays in the database unless it loads in one transaction');
+      expect(timedOut.audit).toMatchObject({ operation: 'initdata', result: 'failed' });
+      const killed = await load('users.yml', 'users: []\n', { loader: { code: 137, stderr: '' } });
+      expect(killed.err).toMatch(/was stopped by SIGKILL from outside this run[\s\S]*hint: the initdata loader was stopped part-way: .*check the data, then run initdata again/);
+      // a loader that failed on its own says its own words only
+      const failed = await load('users.yml', 'users: []\n', { loader: { code: 1, stderr: 'initdata: nothing was loaded: connection refused' } });
+      expect(failed.err).not.toContain('stopped part-way');
+    } finally {
+      writeFileSync(env, config);
+    }
   });
 
   it('a live release with no environ file is not the same either', async () => {

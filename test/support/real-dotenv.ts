@@ -1,6 +1,6 @@
 // The real .env parsers, run on a real file, in batches (one python or bash process per file, not per value):
 // how the tests check that what core/dotenv.ts writes is read back exactly. python-dotenv runs from the pinned
-// venvs scripts/setup-machine.sh makes; Node's dotenv (18 and 16), dotenv-expand 12, Node's util.parseEnv and
+// venvs scripts/setup-machine.sh makes; Node's dotenv (18 and 16), dotenv-expand 12, Next.js's @next/env, Node's util.parseEnv and
 // vite's loadEnv are the devDependencies, called as an app calls them.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import type { Reader } from '../../core/dotenv.ts';
 const require = createRequire(import.meta.url);
 const dotenv18 = require('dotenv') as { parse(src: string, options?: { fast?: boolean }): Record<string, string> };
 const dotenv16 = require('dotenv-16') as { parse(src: string): Record<string, string> };
+const NEXT_ENV_VERSION = (require('@next/env/package.json') as { version: string }).version;
 const { expand } = require('dotenv-expand') as { expand(o: { parsed: Record<string, string>; processEnv: Record<string, string> }): { parsed: Record<string, string> } };
 
 /** The pinned python-dotenv versions (test/support/python-dotenv.txt), first = the sample app's. */
@@ -87,6 +88,22 @@ async function readVite(dir: string, keys: string[]): Promise<Record<string, str
 }
 
 /**
+ * Next.js's own loader (@next/env's loadEnvConfig, as `next build` and `next start` call it: production, `dir/.env`,
+ * with its bundled dotenv-expand, an older one than dotenv-expand 12): every variable it read. It sets them in
+ * process.env, and takes values for `$NAME` from there: both put back as they were.
+ */
+function readNext(dir: string): Record<string, string> {
+  const { loadEnvConfig } = require('@next/env') as { loadEnvConfig(dir: string, dev: boolean, log: { info(): void; error(): void }, forceReload: boolean): { parsedEnv?: Record<string, string> } };
+  const before = { ...process.env };
+  try {
+    return loadEnvConfig(dir, false, { info() {}, error() {} }, true).parsedEnv ?? {};
+  } finally {
+    for (const k of Object.keys(process.env)) if (!(k in before)) delete process.env[k];
+    Object.assign(process.env, before);
+  }
+}
+
+/**
  * Every way a reader is run for real: a name ("python-dotenv 1.2.4", "vite 8 loadEnv"...) and every variable it
  * read from `dir/.env` (`keys`: the variables the file is meant to hold).
  */
@@ -105,7 +122,10 @@ export async function readReal(reader: Reader, dir: string, keys: string[]): Pro
     case 'node-env-file':
       return [{ how: `Node ${process.version} util.parseEnv`, values: parseEnv(text) }];
     case 'dotenv-expand':
-      return [{ how: 'dotenv 18 + dotenv-expand 12', values: expand({ parsed: dotenv18.parse(text), processEnv: {} }).parsed }];
+      return [
+        { how: 'dotenv 18 + dotenv-expand 12', values: expand({ parsed: dotenv18.parse(text), processEnv: {} }).parsed },
+        { how: `Next.js @next/env ${NEXT_ENV_VERSION} loadEnvConfig`, values: readNext(dir) },
+      ];
     case 'vite':
       return [
         { how: 'dotenv 16 + dotenv-expand 12 (vite 6, 7)', values: expand({ parsed: dotenv16.parse(text), processEnv: {} }).parsed },

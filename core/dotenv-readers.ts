@@ -49,7 +49,7 @@ export const READER_DOCS: Record<Reader, { what: string; cannot: string }> = {
     cannot: 'a value holding `\'`, `` ` `` and a `"` or a backslash (double quotes decode only `\\n`) together with a line break (or U+2028, U+2029, NEL), a `#`, a quote as its first character or spaces at its ends; a carriage return; a value ending in a backslash that needs quotes',
   },
   'dotenv-expand': {
-    what: 'Node\'s `dotenv` then `dotenv-expand` 12 (`expand(config())`), and Next.js 15\'s `.env` loading (`@next/env`, an older dotenv-expand); `$` is written `\\$`',
+    what: 'Node\'s `dotenv` then `dotenv-expand` 12 (`expand(config())`), and Next.js\'s `.env` loading (`@next/env` 15 and 16, an older dotenv-expand); `$` is written `\\$`',
     cannot: 'what node-dotenv cannot; with python-dotenv or shell also declared: a `$` before a letter, a digit, `_` or `{` (they do not read its `\\$` escape)',
   },
   vite: {

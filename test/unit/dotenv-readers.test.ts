@@ -380,7 +380,7 @@ describe('readers limited to a prefix read every line: no value changes another 
   });
 });
 
-describe("dotenv-expand as Next.js 15's @next/env bundles it", () => {
+describe("dotenv-expand as Next.js's @next/env (15, 16) bundles it", () => {
   // @next/env 15.5 (loadEnvConfig) reads `A='pa$1word'` as "pa", `'$9'` as "", `'${abc'` as "" and `'x${A'` as "x":
   // its older dotenv-expand (`_interpolate`, pattern `\${?([\w]+)(?::-([^}\\]*))?}?`) expands a `$` before a digit
   // and a `${NAME` lacking its `}`, which dotenv-expand 12 leaves; so they are written with `\$`, which both read as `$`

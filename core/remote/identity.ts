@@ -1,15 +1,27 @@
 // Which SSH key to log in with, in a fixed order that works the same on a runner and on a laptop.
 import { existsSync, readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import ssh2 from 'ssh2';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import { exposedKeyWarning } from '../secrets/key-file.ts';
 
 export interface Credentials {
+  /** The one key given (--identity, $OPS_SSH_KEY, ssh.identity_file): offered alone, as ssh's IdentitiesOnly. */
   privateKey?: string;
   passphrase?: string;
+  /** $SSH_AUTH_SOCK, when no key was given: its keys are offered first, as ssh offers them. */
   agent?: string;
+  /**
+   * When no key was given: the default key files that exist and can be used (~/.ssh/id_ed25519, id_ecdsa, id_rsa),
+   * offered after the agent's keys, as ssh offers its default identities: an agent that is empty, holds other keys
+   * only, or no longer answers does not stop a login that the key file allows.
+   */
+  defaultKeys?: { file: string; privateKey: string }[];
+  /** Default key files left out, each with why ("~/.ssh/id_rsa: encrypted, and no passphrase given"): for errors. */
+  skipped?: string[];
   /** Where the key came from, for error messages (never the key itself). */
   describe: string;
 }
@@ -86,14 +98,63 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
   if (sources.identityFile) return fromFile(sources.identityFile, '--identity');
   if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, '$OPS_SSH_KEY');
   if (sources.configFile) return fromFile(sources.configFile, 'ssh.identity_file');
-  if (processEnv.SSH_AUTH_SOCK && existsSync(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
+  // As ssh without an IdentityFile: the agent's keys, then each default key file (not just the first that exists).
+  const agent = processEnv.SSH_AUTH_SOCK && existsSync(processEnv.SSH_AUTH_SOCK) ? processEnv.SSH_AUTH_SOCK : undefined;
   const home = sources.home ?? homedir();
+  const defaultKeys: { file: string; privateKey: string }[] = [];
+  const skipped: string[] = [];
   for (const f of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
     const p = join(home, '.ssh', f);
-    if (userFileExists(p, p, 'an SSH private key')) return fromFile(p, 'default key');
+    if (!userFileExists(p, p, 'an SSH private key')) continue;
+    const { privateKey } = fromFile(p, 'default key');
+    const parsed = ssh2.utils.parseKey(privateKey!, passphrase);
+    if (!(parsed instanceof Error)) defaultKeys.push({ file: p, privateKey: privateKey! });
+    else if (/encrypted/i.test(parsed.message) && !passphrase) skipped.push(`${p}: encrypted, and no passphrase given`);
+    else skipped.push(`${p}: ${parsed.message}`);
   }
-  throw new OpsError(
-    'no SSH key to log in with',
-    'tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them',
-  );
+  if (!agent && !defaultKeys.length && skipped.length) {
+    throw new OpsError(
+      `no SSH key to log in with: ${skipped.join('; ')}`,
+      `add the key to your SSH agent (eval "$(ssh-agent)"; ssh-add ${skipped[0]!.split(':')[0]}), or give its passphrase in $OPS_SSH_KEY_PASSPHRASE; or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`,
+    );
+  }
+  if (!agent && !defaultKeys.length) {
+    throw new OpsError(
+      'no SSH key to log in with',
+      'tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them',
+    );
+  }
+  const describe = [...(agent ? [`SSH agent at ${agent}`] : []), ...defaultKeys.map((k) => `key file ${k.file}`)].join(', then ');
+  return { agent, defaultKeys, passphrase, ...(skipped.length && { skipped }), describe };
+}
+
+/** What an SSH agent answered: how many keys it holds, or why it does not answer. */
+export type AgentAnswer = { keys: number } | { error: string };
+
+/**
+ * Ask the SSH agent at `socket` how many keys it holds (SSH_AGENTC_REQUEST_IDENTITIES, draft-miller-ssh-agent §4.4),
+ * within `ms`: a socket file left by an agent that ended (a closed desktop session's, a crashed one's) refuses the
+ * connection, which ssh2 reports as an error that ends the login, where ssh says "Error connecting to agent" and goes
+ * on with the key files. Never throws; the connection is closed either way.
+ */
+export function askAgent(socket: string, ms = 5000): Promise<AgentAnswer> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    const conn = createConnection(socket);
+    const done = (a: AgentAnswer) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(a);
+    };
+    const timer = setTimeout(() => done({ error: `no answer within ${ms / 1000} s` }), ms);
+    conn.on('connect', () => conn.write(Buffer.from([0, 0, 0, 1, 11])));
+    conn.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      // uint32 length, byte SSH_AGENT_IDENTITIES_ANSWER (12), uint32 number of keys: the rest is not needed
+      if (got.length < 9) return;
+      done(got[4] === 12 ? { keys: got.readUInt32BE(5) } : { error: `it answered with message ${got[4]}, not a list of keys` });
+    });
+    conn.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code === 'ECONNREFUSED' ? 'connection refused: the agent that made it has ended' : e.code === 'EACCES' ? 'permission denied' : e.code === 'ENOTSOCK' ? 'not a socket' : (e.code ?? e.message) }));
+    conn.on('close', () => done({ error: 'it closed the connection' }));
+  });
 }

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
 import { own, type Reporter } from '../report.ts';
 import { HOST_KEY_TYPES, blobType, fingerprint, parseHostKeys, type HostKey } from '../config/hostkey.ts';
-import type { Credentials } from './identity.ts';
+import { askAgent, type Credentials } from './identity.ts';
 
 /** How to log in: with which key, how long to wait, how often to retry, and where to tell the user to pin a key. */
 export interface LoginOptions {
@@ -49,6 +49,48 @@ export interface Endpoint {
 function hostKeyAlgorithms(pinned: HostKey[]): string[] {
   const types = new Set(pinned.map((k) => k.type));
   return HOST_KEY_TYPES.filter((alg) => types.has(alg.startsWith('rsa-sha2') ? 'ssh-rsa' : alg));
+}
+
+/** Agent sockets already said not to answer (once per run, however many hosts). */
+const silentAgents = new Set<string>();
+
+/** How a login authenticates (ssh2's connect options), and what it offers, for errors. */
+interface Auth {
+  config: Record<string, unknown>;
+  /** The keys offered, in words: "the SSH agent's 3 keys (at /run/...), then key file ~/.ssh/id_ed25519". */
+  offered: string;
+  /** The agent's number of keys, when there is one and it answered. */
+  agentKeys?: number;
+}
+
+/**
+ * ssh2's authentication for `credentials`: a key given, alone (as ssh's IdentitiesOnly); else the agent's keys, then
+ * the default key files, in that order, as ssh offers them. An agent whose socket does not answer (an agent that
+ * ended, leaving its socket file) is left out with a warning, as ssh does ("Error connecting to agent"), rather than
+ * ending the login (ssh2 makes its error the connection's).
+ */
+async function authentication(user: string, credentials: Credentials, reporter: Reporter): Promise<Auth> {
+  const { privateKey, passphrase, defaultKeys } = credentials;
+  if (privateKey || !defaultKeys) return { config: { privateKey, passphrase, agent: credentials.agent }, offered: credentials.describe };
+  let agent = credentials.agent;
+  let agentKeys: number | undefined;
+  if (agent) {
+    const answer = await askAgent(agent);
+    if ('error' in answer) {
+      if (!silentAgents.has(agent)) reporter.warn(`the SSH agent at $SSH_AUTH_SOCK (${agent}) does not answer (${answer.error}): its keys are not offered${defaultKeys.length ? `; logging in with ${defaultKeys.map((k) => k.file).join(', then ')}` : ''}. Start an agent (eval "$(ssh-agent)"; ssh-add), or unset SSH_AUTH_SOCK`);
+      silentAgents.add(agent);
+      agent = undefined;
+    } else agentKeys = answer.keys;
+  }
+  if (!agent && !defaultKeys.length) {
+    throw new OpsError(
+      `no SSH key to log in with: the SSH agent at $SSH_AUTH_SOCK (${credentials.agent}) does not answer, and there is no usable ~/.ssh/id_ed25519, id_ecdsa or id_rsa${credentials.skipped ? ` (${credentials.skipped.join('; ')})` : ''}`,
+      'start an agent and add your key (eval "$(ssh-agent)"; ssh-add ~/.ssh/KEY), or give the key (--identity, $OPS_SSH_KEY, ssh.identity_file)',
+    );
+  }
+  const agentWords = agent === undefined ? [] : [agentKeys === 0 ? `the SSH agent at ${agent} (which holds no key)` : `the SSH agent's ${agentKeys} key${agentKeys === 1 ? '' : 's'} (at ${agent})`];
+  const authHandler = [...(agent === undefined ? [] : [{ type: 'agent', username: user, agent }]), ...defaultKeys.map((k) => ({ type: 'publickey', username: user, key: k.privateKey, passphrase }))];
+  return { config: { authHandler }, offered: [...agentWords, ...defaultKeys.map((k) => `key file ${k.file}`)].join(', then '), agentKeys };
 }
 
 const RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
@@ -132,6 +174,7 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, 'address')} of ${options.configFile} (and its host key, read on its console)`,
     );
   }
+  const auth = await authentication(ep.user, options.credentials, options.reporter);
   let tries = 0;
   const { signal } = options;
   const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
@@ -163,7 +206,7 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
         readyTimeout: options.connectTimeout * 1000,
         keepaliveInterval: 10_000,
         keepaliveCountMax: 3,
-        ...options.credentials,
+        ...auth.config,
         algorithms: { serverHostKey: hostKeyAlgorithms(pinned) as never },
         hostVerifier: (key: Buffer) => {
           presented = key;
@@ -198,8 +241,24 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       if (/Cannot parse privateKey|private key detected, but no passphrase|Failed to decrypt|bad decrypt|Bad passphrase/i.test(message)) {
         throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, 'an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE; otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)');
       }
+      const given = '--identity FILE, $OPS_SSH_KEY, or ssh.identity_file in ' + options.configFile;
+      const skipped = options.credentials.skipped ? `; left out: ${options.credentials.skipped.join('; ')} (ssh-add it to your agent, or give its passphrase in $OPS_SSH_KEY_PASSPHRASE)` : '';
       if (/All configured authentication methods failed/i.test(message)) {
+        if (options.credentials.defaultKeys)
+          throw new OpsError(`${where} refused every key offered: ${auth.offered}${skipped}`, `authorise one of them for ${ep.user} there (~${ep.user}/.ssh/authorized_keys), add the key it accepts to your agent (ssh-add FILE), or give that key (${given})`);
         throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
+      }
+      // sshd's MaxAuthTries (6 by default) counts every key offered: an agent holding many ends the login before the
+      // right one, for ssh too ("Too many authentication failures"); its fix there is IdentitiesOnly with the key.
+      if (/Too many authentication failures/i.test(message)) {
+        throw new OpsError(
+          `${where} ended the login after too many keys were offered, one by one (sshd's MaxAuthTries, 6 by default): ${auth.offered}`,
+          `give this host's key (${given}): ops then offers it alone, as ssh's IdentitiesOnly; or take the keys it does not need out of the agent (ssh-add -l lists them, ssh-add -d FILE removes one)`,
+        );
+      }
+      // The agent failed under the login (it ended, or refused to sign: a key added with ssh-add -c declined).
+      if ((e as { level?: string }).level === 'agent') {
+        throw new OpsError(`the SSH agent at ${options.credentials.agent} failed while logging in to ${where}: ${message}`, `check the agent (ssh-add -l), or give the key (${given})`);
       }
       // Closed before any SSH: a web server's port answers SSH's greeting 400 and closes, every time (no retry helps).
       if (!attempt.sock && /Connection lost before handshake/.test(message) && (await answersHttp(ep.address, ep.port))) {

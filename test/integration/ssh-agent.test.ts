@@ -1,0 +1,140 @@
+// Logging in from a laptop as ssh does, against a real sshd and a real ssh-agent (OpenSSH's): which keys are offered,
+// in which order, and what is said when none is let in. No key given (--identity, $OPS_SSH_KEY, ssh.identity_file):
+// the agent's keys, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa, each that exists (ssh's default identities).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '../../core/remote/ssh.ts';
+import { resolveCredentials } from '../../core/remote/identity.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { formatError } from '../../core/errors.ts';
+import { startSshd, type TestSshd } from '../support/sshd.ts';
+
+const TMP = mkdtempSync(join(tmpdir(), 'ops-ssh-agent-test-'));
+let sshd: TestSshd;
+const agents: number[] = [];
+beforeAll(async () => {
+  sshd = await startSshd();
+});
+afterAll(async () => {
+  for (const pid of agents) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+  await sshd?.stop();
+  rmSync(TMP, { recursive: true, force: true });
+});
+
+let n = 0;
+/** A fresh directory of this test's own. */
+const fresh = () => {
+  const d = join(TMP, String(n++));
+  mkdirSync(join(d, 'home', '.ssh'), { recursive: true });
+  return d;
+};
+
+/** A new ed25519 key file (no passphrase unless given) in `dir`: its path. */
+function newKey(dir: string, name: string, passphrase = ''): string {
+  const file = join(dir, name);
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-C', name, '-f', file]);
+  return file;
+}
+
+/** A real ssh-agent on its own socket, holding `keys` (in that order): its socket and pid. */
+function startAgent(dir: string, keys: string[]): { socket: string; pid: number } {
+  const socket = join(dir, 'agent.sock');
+  const out = execFileSync('ssh-agent', ['-s', '-a', socket]).toString();
+  const pid = Number(/SSH_AGENT_PID=(\d+)/.exec(out)![1]);
+  agents.push(pid);
+  for (const k of keys) execFileSync('ssh-add', ['-q', k], { env: { PATH: process.env.PATH, SSH_AUTH_SOCK: socket }, stdio: 'ignore' });
+  return { socket, pid };
+}
+
+/** The authorised key as one of `home`'s default key files (`name`: id_ed25519...). */
+function authorisedAs(home: string, name: string): void {
+  const file = join(home, '.ssh', name);
+  copyFileSync(sshd.clientKeyFile, file);
+  chmodSync(file, 0o600);
+}
+
+/** Log in as the CLI does (resolveCredentials, then connect) with this environment and home: ok, or the error's text. */
+async function login(processEnv: NodeJS.ProcessEnv, home: string, reporter = new MemoryReporter()): Promise<string> {
+  try {
+    const credentials = resolveCredentials({ processEnv, home }, reporter);
+    const remote = await connect({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: sshd.hostKey }, credentials, appUser: 'app', reporter, connectTimeout: 10, retries: 0, configFile: 'environments/test/environment.yml' });
+    const { code } = await remote.run({ name: 'probe', as: 'login', script: 'true' });
+    await remote.close();
+    return code === 0 ? 'ok' : `exit ${code}`;
+  } catch (e) {
+    return formatError(e);
+  }
+}
+
+describe('no key given: the agent, then the default key files, as ssh', () => {
+  it('an agent that holds no key, or only others (a laptop\'s GitHub key), does not stop the login ~/.ssh/id_ed25519 allows', async () => {
+    for (const held of ['none', 'other'] as const) {
+      const d = fresh();
+      const home = join(d, 'home');
+      authorisedAs(home, 'id_ed25519');
+      const { socket } = startAgent(d, held === 'other' ? [newKey(d, 'github')] : []);
+      expect(await login({ SSH_AUTH_SOCK: socket }, home), held).toBe('ok');
+    }
+  });
+
+  it('every default key file is offered, not only the first that exists (id_ed25519 not authorised, id_rsa is)', async () => {
+    const d = fresh();
+    const home = join(d, 'home');
+    copyFileSync(newKey(d, 'unrelated'), join(home, '.ssh', 'id_ed25519'));
+    authorisedAs(home, 'id_rsa');
+    expect(await login({}, home)).toBe('ok');
+  });
+
+  it('an agent that ended, leaving its socket file, is left out with one warning (as ssh\'s "Error connecting to agent"), not a network error', async () => {
+    const d = fresh();
+    const home = join(d, 'home');
+    authorisedAs(home, 'id_ed25519');
+    const { socket, pid } = startAgent(d, []);
+    process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 200));
+    const reporter = new MemoryReporter();
+    expect(await login({ SSH_AUTH_SOCK: socket }, home, reporter)).toBe('ok');
+    const said = reporter.lines.filter((l) => l.includes(socket)).join('\n');
+    expect(said).toMatch(/does not answer \(connection refused: the agent that made it has ended\): its keys are not offered; logging in with .*id_ed25519/);
+    // with no key file to fall back on: one message naming the agent, not "check the address and port"
+    const alone = join(fresh(), 'home');
+    const text = await login({ SSH_AUTH_SOCK: socket }, alone);
+    expect(text).toMatch(/^no SSH key to log in with: the SSH agent at \$SSH_AUTH_SOCK \(.*\) does not answer/);
+    expect(text).not.toMatch(/firewall|address and port/);
+  });
+
+  it('an agent holding more keys than sshd\'s MaxAuthTries: one message naming it and the fix (the key alone), not "check the address and port"', async () => {
+    const d = fresh();
+    const many = Array.from({ length: 8 }, (_, i) => newKey(d, `k${i}`));
+    const { socket } = startAgent(d, [...many, sshd.clientKeyFile]);
+    const text = await login({ SSH_AUTH_SOCK: socket }, join(d, 'home'));
+    expect(text).toMatch(/ended the login after too many keys were offered, one by one \(sshd's MaxAuthTries, 6 by default\): the SSH agent's 9 keys/);
+    expect(text).toMatch(/hint: give this host's key \(--identity FILE, \$OPS_SSH_KEY, or ssh.identity_file in environments\/test\/environment.yml\): ops then offers it alone/);
+    expect(text).not.toMatch(/firewall|address and port/);
+    // the fix said works: the key given alone, the same agent still there
+    const reporter = new MemoryReporter();
+    const credentials = resolveCredentials({ identityFile: sshd.clientKeyFile, processEnv: { SSH_AUTH_SOCK: socket } }, reporter);
+    const remote = await connect({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: sshd.hostKey }, credentials, appUser: 'app', reporter, connectTimeout: 10, retries: 0, configFile: 'environments/test/environment.yml' });
+    await remote.close();
+  });
+
+  it('every key refused: each one offered is named, and an encrypted default key left out says how to use it', async () => {
+    const d = fresh();
+    const home = join(d, 'home');
+    copyFileSync(newKey(d, 'locked', 'a passphrase'), join(home, '.ssh', 'id_ecdsa'));
+    copyFileSync(newKey(d, 'unrelated'), join(home, '.ssh', 'id_ed25519'));
+    const { socket } = startAgent(d, []);
+    const text = await login({ SSH_AUTH_SOCK: socket }, home);
+    expect(text).toMatch(/refused every key offered: the SSH agent at .* \(which holds no key\), then key file .*id_ed25519; left out: .*id_ecdsa: encrypted, and no passphrase given \(ssh-add it to your agent/);
+    // alone, the encrypted key is named with its fix before any connection
+    rmSync(join(home, '.ssh', 'id_ed25519'));
+    expect(await login({}, home)).toMatch(/^no SSH key to log in with: .*id_ecdsa: encrypted, and no passphrase given\n {2}hint: add the key to your SSH agent \(eval "\$\(ssh-agent\)"; ssh-add .*id_ecdsa\)/);
+  });
+});

@@ -20,6 +20,11 @@ export interface Credentials {
    * only, or no longer answers does not stop a login that the key file allows.
    */
   defaultKeys?: { file: string; privateKey: string }[];
+  /**
+   * With `privateKey` and `agent`: the key is encrypted, no passphrase was given, and this is its public key (SSH wire
+   * form): the agent signs with it if it holds it, as ssh uses an agent that holds its IdentityFile's key.
+   */
+  agentKey?: Buffer;
   /** Default key files left out, each with why ("~/.ssh/id_rsa: encrypted, and no passphrase given"): for errors. */
   skipped?: string[];
   /** Where the key came from, for error messages (never the key itself). */
@@ -83,14 +88,18 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
   const processEnv = sources.processEnv ?? process.env;
   const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || undefined;
   if (passphrase) reporter.mask(passphrase);
-  const fromText = (text: string, describe: string): Credentials => {
+  const sock = processEnv.SSH_AUTH_SOCK && existsSync(processEnv.SSH_AUTH_SOCK) ? processEnv.SSH_AUTH_SOCK : undefined;
+  const fromText = (text: string, describe: string, file?: string): Credentials => {
     const key = checkKeyText(text, describe);
     reporter.mask(key);
-    return { privateKey: key, passphrase, describe };
+    // Encrypted, no passphrase: the agent may hold it (ssh-add asked for the passphrase once), as ssh would use it.
+    const parsed = !passphrase && sock ? ssh2.utils.parseKey(key) : undefined;
+    const agentKey = parsed instanceof Error && /encrypted/i.test(parsed.message) ? publicBlob(key, file) : undefined;
+    return { privateKey: key, passphrase, describe, ...(agentKey && { agent: sock, agentKey }) };
   };
   /** A key file's text, with a warning when other users may read it (ssh itself refuses such a key). */
   const fromFile = (file: string, label: string): Credentials => {
-    const creds = fromText(readKey(file, label), `key file ${file}`);
+    const creds = fromText(readKey(file, label), `key file ${file}`, file);
     const w = exposedKeyWarning(file, 'an SSH private key');
     if (w) reporter.warn(w);
     return creds;
@@ -99,7 +108,7 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
   if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, '$OPS_SSH_KEY');
   if (sources.configFile) return fromFile(sources.configFile, 'ssh.identity_file');
   // As ssh without an IdentityFile: the agent's keys, then each default key file (not just the first that exists).
-  const agent = processEnv.SSH_AUTH_SOCK && existsSync(processEnv.SSH_AUTH_SOCK) ? processEnv.SSH_AUTH_SOCK : undefined;
+  const agent = sock;
   const home = sources.home ?? homedir();
   const defaultKeys: { file: string; privateKey: string }[] = [];
   const skipped: string[] = [];
@@ -107,6 +116,7 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
     const p = join(home, '.ssh', f);
     if (!userFileExists(p, p, 'an SSH private key')) continue;
     const { privateKey } = fromFile(p, 'default key');
+    // (one the agent holds is offered by it already)
     const parsed = ssh2.utils.parseKey(privateKey!, passphrase);
     if (!(parsed instanceof Error)) defaultKeys.push({ file: p, privateKey: privateKey! });
     else if (/encrypted/i.test(parsed.message) && !passphrase) skipped.push(`${p}: encrypted, and no passphrase given`);
@@ -126,6 +136,56 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
   }
   const describe = [...(agent ? [`SSH agent at ${agent}`] : []), ...defaultKeys.map((k) => `key file ${k.file}`)].join(', then ');
   return { agent, defaultKeys, passphrase, ...(skipped.length && { skipped }), describe };
+}
+
+/**
+ * The public key (SSH wire form) of an encrypted private key, by which an agent holding it is asked to sign: OpenSSH's
+ * format keeps it in clear before the encrypted part (PROTOCOL.key: "openssh-key-v1\0", cipher, KDF, KDF options,
+ * number of keys, then each public key), as ssh reads it; a PEM key, which has none in clear, from the `.pub` file
+ * beside `file` (as ssh does). Undefined when neither gives one.
+ */
+export function publicBlob(text: string, file?: string): Buffer | undefined {
+  const body = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text)?.[1];
+  if (body) {
+    const b = Buffer.from(body.replace(/\s+/g, ''), 'base64');
+    const magic = 'openssh-key-v1\0';
+    if (b.subarray(0, magic.length).toString('latin1') !== magic) return undefined;
+    let at = magic.length;
+    const string = (): Buffer | undefined => {
+      if (at + 4 > b.length) return undefined;
+      const n = b.readUInt32BE(at);
+      if (at + 4 + n > b.length) return undefined;
+      at += 4 + n;
+      return b.subarray(at - n, at);
+    };
+    // cipher, KDF, KDF options; then the number of keys (uint32) and the first public key
+    if (!string() || !string() || !string() || at + 4 > b.length) return undefined;
+    at += 4;
+    return string();
+  }
+  if (!file) return undefined;
+  try {
+    const pub = ssh2.utils.parseKey(readFileSync(`${file}.pub`, 'utf8'));
+    return pub instanceof Error ? undefined : pub.getPublicSSH();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * An agent (ssh2's, for `authHandler`) that offers only the key `blob` of the SSH agent at `socket`, or undefined when
+ * that agent does not answer or does not hold it: a key given is offered alone (IdentitiesOnly), signed by the agent.
+ */
+export async function agentFor(socket: string, blob: Buffer): Promise<ssh2.BaseAgent | undefined> {
+  if ('error' in (await askAgent(socket))) return undefined;
+  class OneKey extends ssh2.OpenSSHAgent {
+    override getIdentities(cb: Parameters<ssh2.OpenSSHAgent['getIdentities']>[0]): void {
+      super.getIdentities((err, keys) => cb(err, keys?.filter((k) => (k as ssh2.ParsedKey).getPublicSSH().equals(blob))));
+    }
+  }
+  const agent = new OneKey(socket);
+  const held = await new Promise<boolean>((resolve) => agent.getIdentities((err, keys) => resolve(!err && !!keys?.length)));
+  return held ? agent : undefined;
 }
 
 /** What an SSH agent answered: how many keys it holds, or why it does not answer. */

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
 import { own, type Reporter } from '../report.ts';
 import { HOST_KEY_TYPES, blobType, fingerprint, parseHostKeys, type HostKey } from '../config/hostkey.ts';
-import { askAgent, type Credentials } from './identity.ts';
+import { agentFor, askAgent, type Credentials } from './identity.ts';
 
 /** How to log in: with which key, how long to wait, how often to retry, and where to tell the user to pin a key. */
 export interface LoginOptions {
@@ -71,7 +71,10 @@ interface Auth {
  */
 async function authentication(user: string, credentials: Credentials, reporter: Reporter): Promise<Auth> {
   const { privateKey, passphrase, defaultKeys } = credentials;
-  if (privateKey || !defaultKeys) return { config: { privateKey, passphrase, agent: credentials.agent }, offered: credentials.describe };
+  // An encrypted key given without its passphrase, which the agent holds: the agent signs with it, and only it.
+  const signer = privateKey && credentials.agent && credentials.agentKey ? await agentFor(credentials.agent, credentials.agentKey) : undefined;
+  if (signer) return { config: { authHandler: [{ type: 'agent', username: user, agent: signer }] }, offered: `${credentials.describe} (encrypted: signed by the SSH agent at ${credentials.agent}, which holds it)` };
+  if (privateKey || !defaultKeys) return { config: { privateKey, passphrase }, offered: credentials.describe };
   let agent = credentials.agent;
   let agentKeys: number | undefined;
   if (agent) {
@@ -239,7 +242,7 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       }
       // ssh2's own words for a key it cannot use (thrown before any byte is sent): not the network's fault.
       if (/Cannot parse privateKey|private key detected, but no passphrase|Failed to decrypt|bad decrypt|Bad passphrase/i.test(message)) {
-        throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, 'an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE; otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)');
+        throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, 'an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE, or to be in your SSH agent (ssh-add FILE asks for the passphrase once; ops then has the agent sign with it, as ssh does); otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)');
       }
       const given = '--identity FILE, $OPS_SSH_KEY, or ssh.identity_file in ' + options.configFile;
       const skipped = options.credentials.skipped ? `; left out: ${options.credentials.skipped.join('; ')} (ssh-add it to your agent, or give its passphrase in $OPS_SSH_KEY_PASSPHRASE)` : '';

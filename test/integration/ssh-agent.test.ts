@@ -138,3 +138,40 @@ describe('no key given: the agent, then the default key files, as ssh', () => {
     expect(await login({}, home)).toMatch(/^no SSH key to log in with: .*id_ecdsa: encrypted, and no passphrase given\n {2}hint: add the key to your SSH agent \(eval "\$\(ssh-agent\)"; ssh-add .*id_ecdsa\)/);
   });
 });
+
+describe('a key given that is encrypted, with no passphrase: the agent signs with it, as ssh does with an IdentityFile', () => {
+  it('held by the agent (among more keys than MaxAuthTries): offered alone, signed by the agent; its OpenSSH or PEM form (the PEM one by its .pub)', async () => {
+    for (const form of ['openssh', 'pem'] as const) {
+      const d = fresh();
+      const key = join(d, 'deploy_key');
+      copyFileSync(sshd.clientKeyFile, key);
+      chmodSync(key, 0o600);
+      copyFileSync(`${sshd.clientKeyFile}.pub`, `${key}.pub`);
+      if (form === 'pem') {
+        // ed25519 has no PEM form in ssh-keygen: an RSA key, authorised for this case
+        rmSync(key);
+        rmSync(`${key}.pub`);
+        execFileSync('ssh-keygen', ['-q', '-t', 'rsa', '-b', '2048', '-m', 'PEM', '-N', '', '-f', key]);
+        execFileSync('sh', ['-c', `cat "$1" >> "$2"`, 'sh', `${key}.pub`, join(sshd.dir, 'authorized_keys')]);
+      }
+      // ssh-add reads it unencrypted; then it is encrypted on disk, as a laptop's key is
+      const { socket } = startAgent(d, [...Array.from({ length: 7 }, (_, i) => newKey(d, `k${i}`)), key]);
+      execFileSync('ssh-keygen', ['-q', '-p', '-P', '', '-N', 'a passphrase', ...(form === 'pem' ? ['-m', 'PEM'] : []), '-f', key]);
+      const reporter = new MemoryReporter();
+      const credentials = resolveCredentials({ identityFile: key, processEnv: { SSH_AUTH_SOCK: socket } }, reporter);
+      const remote = await connect({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: sshd.hostKey }, credentials, appUser: 'app', reporter, connectTimeout: 10, retries: 0, configFile: 'environments/test/environment.yml' });
+      expect((await remote.run({ name: 'probe', as: 'login', script: 'true' })).code, form).toBe(0);
+      await remote.close();
+    }
+  });
+
+  it('not held by the agent: one message about the key, with ssh-add as a fix', async () => {
+    const d = fresh();
+    const key = newKey(d, 'deploy_key', 'a passphrase');
+    const { socket } = startAgent(d, [newKey(d, 'github')]);
+    const reporter = new MemoryReporter();
+    const credentials = resolveCredentials({ identityFile: key, processEnv: { SSH_AUTH_SOCK: socket } }, reporter);
+    const err = await connect({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: sshd.hostKey }, credentials, appUser: 'app', reporter, connectTimeout: 10, retries: 0, configFile: 'environments/test/environment.yml' }).catch((e: unknown) => e);
+    expect(formatError(err)).toMatch(/^cannot use our SSH key \(key file .*deploy_key\) to log in to lo .*no passphrase given\n {2}hint: .*ssh-add FILE/);
+  });
+});

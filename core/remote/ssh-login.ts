@@ -10,6 +10,7 @@ import { OpsError, TransportError, describeLowLevel, translateError } from '../e
 import { own, type Reporter } from '../report.ts';
 import { HOST_KEY_TYPES, blobType, fingerprint, parseHostKeys, type HostKey } from '../config/hostkey.ts';
 import { agentFor, askAgent, type Credentials } from './identity.ts';
+import { sshConfigDifference } from './ssh-config.ts';
 
 /** How to log in: with which key, how long to wait, how often to retry, and where to tell the user to pin a key. */
 export interface LoginOptions {
@@ -26,6 +27,8 @@ export interface LoginOptions {
    * in progress is ended, no retry is made or announced, and the login rejects with LoginAbandoned.
    */
   signal?: AbortSignal;
+  /** The OpenSSH client configuration a failed login is compared with (sshConfigDifference); ssh's own when not given. */
+  sshConfig?: string;
 }
 
 /** A login given up on purpose (LoginOptions.signal): not a failure of the host, never shown as one. */
@@ -164,9 +167,22 @@ interface Attempt {
 
 /**
  * One SSH login with the pinned key, retried with backoff on network errors. Errors say which server (and
- * through which bastion) failed and how: refused key, different host key, unreachable.
+ * through which bastion) failed and how: refused key, different host key, unreachable; and, when the user's ssh
+ * configuration sets something else for the address (a Host alias, Port, User, IdentityFile, ProxyJump), which
+ * plain ssh would use and ops does not read, the hint names it and where it goes in the environment.
  */
 export async function login(ep: Endpoint, attempt: Attempt, options: LoginOptions): Promise<NodeSSH> {
+  try {
+    return await loginAttempts(ep, attempt, options);
+  } catch (e) {
+    if (e instanceof LoginAbandoned || !(e instanceof OpsError)) throw e;
+    const note = await sshConfigDifference(ep, Boolean(attempt.sock), options.sshConfig);
+    if (!note) throw e;
+    throw new (e.constructor as typeof OpsError)(e.message, e.hint ? `${e.hint}; ${note}` : note);
+  }
+}
+
+async function loginAttempts(ep: Endpoint, attempt: Attempt, options: LoginOptions): Promise<NodeSSH> {
   const pinned = pinnedKeys(ep, attempt.keyField.startsWith('bastion') ? 'bastion' : 'host', options.configFile);
   const { where } = attempt;
   // No machine has it: connecting would only time out or fail, with a hint about sshd and firewalls.

@@ -3,7 +3,7 @@
 // the agent's keys, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa, each that exists (ssh's default identities).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '../../core/remote/ssh.ts';
@@ -173,5 +173,30 @@ describe('a key given that is encrypted, with no passphrase: the agent signs wit
     const credentials = resolveCredentials({ identityFile: key, processEnv: { SSH_AUTH_SOCK: socket } }, reporter);
     const err = await connect({ host: { name: 'lo', address: '127.0.0.1', port: sshd.port, user: 'root', hostKey: sshd.hostKey }, credentials, appUser: 'app', reporter, connectTimeout: 10, retries: 0, configFile: 'environments/test/environment.yml' }).catch((e: unknown) => e);
     expect(formatError(err)).toMatch(/^cannot use our SSH key \(key file .*deploy_key\) to log in to lo .*no passphrase given\n {2}hint: .*ssh-add FILE/);
+  });
+});
+
+describe('a login that fails where plain ssh would use the ssh configuration: the hint says what it sets (ops reads none)', () => {
+  /** Log in to `address`:`port` as `user` with the test key, `config` as the user's ssh configuration: the error's text. */
+  async function refused(address: string, port: number, user: string, config: string): Promise<string> {
+    const file = join(fresh(), 'ssh_config');
+    writeFileSync(file, config);
+    const reporter = new MemoryReporter();
+    const err = await connect({ host: { name: 'web1', address, port, user, hostKey: sshd.hostKey }, credentials: { privateKey: sshd.clientKey, describe: 'test key' }, appUser: 'app', reporter, connectTimeout: 5, retries: 0, configFile: 'environments/test/environment.yml', sshConfig: file }).catch((e: unknown) => e);
+    return formatError(err);
+  }
+
+  it('a Host alias (its HostName, Port, User, IdentityFile) given as the address: each named with the setting it goes in', async () => {
+    const text = await refused('ops-test-alias', 22, 'deploy', `Host ops-test-alias\n  HostName 127.0.0.1\n  Port ${sshd.port}\n  User admin\n  IdentityFile /keys/web\n`);
+    expect(text).toMatch(/^cannot connect to web1 \(deploy@ops-test-alias:22\): the name does not resolve/);
+    expect(text).toContain(`; plain ssh ops-test-alias would use, from your ssh configuration: HostName 127.0.0.1 (ops: address), Port ${sshd.port} (ops: port), User admin (ops: user), IdentityFile /keys/web (ops: --identity or ssh.identity_file); ops reads no ssh configuration: set them in the environment`);
+  });
+
+  it('a ProxyJump for the address (its port closed from here): named, with bastion as its place; nothing set: the hint as before', async () => {
+    const closed = sshd.port + 1 === 65536 ? sshd.port - 1 : sshd.port + 1;
+    const jump = await refused('127.0.0.1', closed, 'root', 'Host 127.0.0.1\n  ProxyJump ops@jump.internal\n');
+    expect(jump).toMatch(/ProxyJump ops@jump\.internal:?\d* \(ops: bastion\); ops reads no ssh configuration/);
+    const none = await refused('127.0.0.1', closed, 'root', 'Host other\n  Port 2222\n');
+    expect(none).not.toContain('ssh configuration');
   });
 });

@@ -3,7 +3,9 @@
 // Running steps over a connection: ssh.ts.
 import { NodeSSH } from 'node-ssh';
 import { timingSafeEqual } from 'node:crypto';
-import { createConnection, isIPv6 } from 'node:net';
+import { execFile } from 'node:child_process';
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { createConnection, isIP, isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
@@ -52,6 +54,39 @@ export interface Endpoint {
 function hostKeyAlgorithms(pinned: HostKey[]): string[] {
   const types = new Set(pinned.map((k) => k.type));
   return HOST_KEY_TYPES.filter((alg) => types.has(alg.startsWith('rsa-sha2') ? 'ssh-rsa' : alg));
+}
+
+/** Whether this machine has getent(1) (glibc's: Linux; not macOS), found on first use. */
+let getentMissing = false;
+
+/**
+ * A lookup for net.connect (its `lookup` option) that can be given up: getent(1), glibc's own getaddrinfo as ssh uses it
+ * (/etc/hosts, DNS, nsswitch), in a child process killed after `ms` or on `signal` (the caller gives it a second more
+ * than the handshake's timeout, which then says first that the name did not resolve). Node's own lookup runs in libuv's
+ * thread pool, where nothing can cancel it: a name whose DNS server does not answer held the process, its command
+ * done and its error said, until the resolver gave up (30 s and more: libuv joins its threads at exit, process.exit
+ * included). Without getent (macOS), Node's own. Errors as Node's (code ENOTFOUND for a name that does not resolve).
+ */
+function lookupWithin(ms: number, signal?: AbortSignal) {
+  return (hostname: string, options: LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void => {
+    if (getentMissing) return void dnsLookup(hostname, options, callback as never);
+    const family = options.family === 4 || options.family === 'IPv4' ? 'ahostsv4' : options.family === 6 || options.family === 'IPv6' ? 'ahostsv6' : 'ahosts';
+    execFile('getent', [family, '--', hostname], { timeout: ms, killSignal: 'SIGKILL', signal, encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' } }, (err, stdout) => {
+      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+        getentMissing = true;
+        return void dnsLookup(hostname, options, callback as never);
+      }
+      // getent's lines: "<address> STREAM <name>", then DGRAM and RAW lines of the same addresses
+      const addresses = [...new Set(stdout.split('\n').filter((l) => /\sSTREAM\b/.test(l)).map((l) => l.split(/\s+/)[0]!))].filter((a) => isIP(a));
+      if (!addresses.length) {
+        // exit 2: not found; killed: no answer within `ms` (the handshake timer says so first)
+        const e: NodeJS.ErrnoException = Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: err?.killed || signal?.aborted ? 'EAI_AGAIN' : 'ENOTFOUND', hostname });
+        return callback(e, '');
+      }
+      if (options.all) return callback(null, addresses.map((address) => ({ address, family: isIP(address) })));
+      callback(null, addresses[0]!, isIP(addresses[0]!));
+    });
+  };
 }
 
 /** Agent sockets already said not to answer (once per run, however many hosts). */
@@ -145,14 +180,16 @@ export function answersHttp(address: string, port: number, ms = 3000): Promise<b
 }
 
 /**
- * ssh2's handshake timeout in words, by whether the TCP connection was made: none (the host is down or a firewall
- * drops the packets), or made and silent (sshd greets at once: a service waiting for its client to speak first, or an
- * sshd too busy to answer). Undefined for any other error.
+ * ssh2's handshake timeout in words, by how far the connection got: the address's name never resolved (`resolved`
+ * false: the DNS server does not answer, or too slowly; ssh2's timer counts the lookup), no TCP connection (the host is
+ * down or a firewall drops the packets), or made and silent (sshd greets at once: a service waiting for its client to
+ * speak first, or an sshd too busy to answer). Undefined for any other error.
  */
-function timedOut(e: unknown, connected: boolean, seconds: number, keyField: string): { what: string; hint: string } | undefined {
+function timedOut(e: unknown, at: { connected: boolean; resolved: boolean }, seconds: number, ep: Endpoint, keyField: string): { what: string; hint: string } | undefined {
   if (!(e instanceof Error) || !/Timed out while waiting for handshake/.test(e.message)) return undefined;
   const port = keyField.replace(/host_key$/, 'port');
-  if (!connected) return { what: `no answer to the connection within ${seconds} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
+  if (!at.resolved) return { what: `the name ${ep.address} did not resolve within ${seconds} s (this machine's DNS server does not answer, or answers too slowly)`, hint: `check this machine's DNS (getent hosts ${ep.address}; /etc/resolv.conf), or set the host's IP address in ${keyField.replace(/host_key$/, 'address')} (ssh.connect_timeout sets the wait)` };
+  if (!at.connected) return { what: `no answer to the connection within ${seconds} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
   return { what: `the port accepted the connection but sent no SSH greeting within ${seconds} s (sshd sends one at once)`, hint: `check that ${port} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
 }
 
@@ -206,15 +243,18 @@ async function loginAttempts(ep: Endpoint, attempt: Attempt, options: LoginOptio
     signal?.addEventListener('abort', abort, { once: true });
     let sock: Duplex | undefined;
     let connected = false;
+    // an IP address needs no lookup; a name's is done by net.connect, inside ssh2's handshake timer
+    let resolved = Boolean(attempt.sock) || isIP(ep.address) !== 0;
     try {
       // Directly: a TCP connection of our own, with Nagle's algorithm off (TCP_NODELAY, as OpenSSH sets it). ssh2
       // writes each packet in pieces (length, payload, MAC); with Nagle, each piece after the first waits for the
       // server's delayed ACK (40 ms on Linux), at every one of a login's eight or so exchanges and every step's.
       // ssh2 takes the socket's errors and its 'connect' (its handlers are set before this tick ends).
-      sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true, lookup: lookupWithin(options.connectTimeout * 1000 + 1000, signal) });
       // whether the TCP connection was made (a stream through a bastion is): a timeout then is a silent port's
       connected = Boolean(attempt.sock);
       sock.once('connect', () => (connected = true));
+      sock.once('lookup', () => (resolved = true));
       // Given up while a bastion opened the stream: ssh2 would wait for the handshake until its timeout.
       if (signal?.aborted) sock.destroy();
       await ssh.connect({
@@ -289,14 +329,14 @@ async function loginAttempts(ep: Endpoint, attempt: Attempt, options: LoginOptio
       }
       if (tries >= options.retries || !RETRYABLE.test(`${message} ${(e as { code?: string }).code ?? ''}`)) {
         if (e instanceof OpsError) throw e;
-        const known = timedOut(e, connected, options.connectTimeout, attempt.keyField) ?? describeLowLevel(e);
+        const known = timedOut(e, { connected, resolved }, options.connectTimeout, ep, attempt.keyField) ?? describeLowLevel(e);
         throw new TransportError(
           `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ''}`,
           known?.hint ?? 'check the address and port, that sshd runs, and that a firewall lets this machine in',
         );
       }
       tries++;
-      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : ((timedOut(e, connected, options.connectTimeout, attempt.keyField) ?? describeLowLevel(e))?.what ?? message)}; retrying (${tries}/${options.retries})`);
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : ((timedOut(e, { connected, resolved }, options.connectTimeout, ep, attempt.keyField) ?? describeLowLevel(e))?.what ?? message)}; retrying (${tries}/${options.retries})`);
       await sleep(1000 * 2 ** (tries - 1), undefined, { signal }).catch(() => undefined);
     } finally {
       signal?.removeEventListener('abort', abort);

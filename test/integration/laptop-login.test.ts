@@ -1,8 +1,10 @@
 // Logging in from a laptop as ssh does, against a real sshd and a real ssh-agent (OpenSSH's): which keys are offered,
 // in which order, and what is said when none is let in. No key given (--identity, $OPS_SSH_KEY, ssh.identity_file):
-// the agent's keys, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa, each that exists (ssh's default identities).
+// the agent's keys, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa, each that exists (ssh's default identities). And what
+// plain ssh would do differently (the ssh configuration), and a name whose DNS server does not answer.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -198,5 +200,42 @@ describe('a login that fails where plain ssh would use the ssh configuration: th
     expect(jump).toMatch(/ProxyJump ops@jump\.internal:?\d* \(ops: bastion\); ops reads no ssh configuration/);
     const none = await refused('127.0.0.1', closed, 'root', 'Host other\n  Port 2222\n');
     expect(none).not.toContain('ssh configuration');
+  });
+});
+
+describe('a host by name', () => {
+  it('a name that resolves (localhost) logs in', async () => {
+    const reporter = new MemoryReporter();
+    const remote = await connect({ host: { name: 'lo', address: 'localhost', port: sshd.port, user: 'root', hostKey: sshd.hostKey }, credentials: { privateKey: sshd.clientKey, describe: 'test key' }, appUser: 'app', reporter, connectTimeout: 10, retries: 0, configFile: 'environments/test/environment.yml' });
+    expect((await remote.run({ name: 'probe', as: 'login', script: 'true' })).code).toBe(0);
+    await remote.close();
+  });
+
+  it("a name whose DNS server does not answer: said so after ssh.connect_timeout (not \"the host is down\"), and ops exits then, not when the resolver gives up (30 s)", async () => {
+    const d = fresh();
+    // a DNS server that never answers, on an address of its own (the machine's resolv.conf left alone: a mount namespace)
+    const dns = createSocket('udp4');
+    const address = `127.53.${Math.floor(Math.random() * 250) + 1}.${Math.floor(Math.random() * 250) + 1}`;
+    await new Promise<void>((resolve) => dns.bind(53, address, resolve));
+    writeFileSync(join(d, 'resolv.conf'), `nameserver ${address}\noptions timeout:30 attempts:1\n`);
+    const root = join(d, 'project');
+    mkdirSync(join(root, 'environments', 'slow'), { recursive: true });
+    writeFileSync(join(root, 'package.json'), '{}');
+    writeFileSync(join(root, 'environments', 'slow', 'environment.yml'), ['app: sample', 'hosts:', '  - name: web1', '    address: slow-name.test', `    host_key: ${sshd.hostKey}`, 'ssh: { connect_timeout: 2, connect_retries: 0 }', 'programs: { api: { command: "true", port: 3579 } }', 'routes: { "/": api }', ''].join('\n'));
+    const bin = join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js');
+    const started = Date.now();
+    const child = spawn('unshare', ['-m', 'sh', '-c', 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"', 'sh', join(d, 'resolv.conf'), process.execPath, bin, 'ping', 'slow'], {
+      env: { ...process.env, OPS_ROOT: root, OPS_SSH_KEY: sshd.clientKey, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c));
+    child.stderr.on('data', (c: Buffer) => (out += c));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const seconds = (Date.now() - started) / 1000;
+    dns.close();
+    expect(out, out).toMatch(/cannot connect to web1 \(deploy@slow-name\.test:22\): the name slow-name\.test did not resolve within 2 s \(this machine's DNS server does not answer/);
+    expect(code).toBe(1);
+    expect(seconds).toBeLessThan(15);
   });
 });

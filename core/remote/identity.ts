@@ -112,20 +112,34 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
   const home = sources.home ?? homedir();
   const defaultKeys: { file: string; privateKey: string }[] = [];
   const skipped: string[] = [];
+  // A default key file ops cannot use is left out, said where a login fails, as ssh passes over one (a key given is
+  // refused at once instead: it was asked for).
+  let encrypted: string | undefined;
   for (const f of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
     const p = join(home, '.ssh', f);
-    if (!userFileExists(p, p, 'an SSH private key')) continue;
-    const { privateKey } = fromFile(p, 'default key');
+    let privateKey: string;
+    try {
+      if (!userFileExists(p, p, 'an SSH private key')) continue;
+      privateKey = fromFile(p, 'default key').privateKey!;
+    } catch (e) {
+      if (!(e instanceof OpsError)) throw e;
+      skipped.push(`${p}: ${e.message}`);
+      continue;
+    }
     // (one the agent holds is offered by it already)
-    const parsed = ssh2.utils.parseKey(privateKey!, passphrase);
-    if (!(parsed instanceof Error)) defaultKeys.push({ file: p, privateKey: privateKey! });
-    else if (/encrypted/i.test(parsed.message) && !passphrase) skipped.push(`${p}: encrypted, and no passphrase given`);
-    else skipped.push(`${p}: ${parsed.message}`);
+    const parsed = ssh2.utils.parseKey(privateKey, passphrase);
+    if (!(parsed instanceof Error)) defaultKeys.push({ file: p, privateKey });
+    else if (/encrypted/i.test(parsed.message) && !passphrase) {
+      skipped.push(`${p}: encrypted, and no passphrase given`);
+      encrypted ??= p;
+    } else skipped.push(`${p}: ${parsed.message}`);
   }
   if (!agent && !defaultKeys.length && skipped.length) {
     throw new OpsError(
       `no SSH key to log in with: ${skipped.join('; ')}`,
-      `add the key to your SSH agent (eval "$(ssh-agent)"; ssh-add ${skipped[0]!.split(':')[0]}), or give its passphrase in $OPS_SSH_KEY_PASSPHRASE; or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`,
+      encrypted
+        ? `add the key to your SSH agent (eval "$(ssh-agent)"; ssh-add ${encrypted}), or give its passphrase in $OPS_SSH_KEY_PASSPHRASE; or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`
+        : 'fix or replace that key file, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)',
     );
   }
   if (!agent && !defaultKeys.length) {

@@ -301,7 +301,8 @@ async function loginAttempts(ep: Endpoint, attempt: Attempt, options: LoginOptio
         throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, 'an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE, or to be in your SSH agent (ssh-add FILE asks for the passphrase once; ops then has the agent sign with it, as ssh does); otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)');
       }
       const given = '--identity FILE, $OPS_SSH_KEY, or ssh.identity_file in ' + options.configFile;
-      const skipped = options.credentials.skipped ? `; left out: ${options.credentials.skipped.join('; ')} (ssh-add it to your agent, or give its passphrase in $OPS_SSH_KEY_PASSPHRASE)` : '';
+      const left = options.credentials.skipped;
+      const skipped = left ? `; left out: ${left.join('; ')}${left.some((l) => l.endsWith(': encrypted, and no passphrase given')) ? ' (ssh-add an encrypted one to your agent, or give its passphrase in $OPS_SSH_KEY_PASSPHRASE)' : ''}` : '';
       if (/All configured authentication methods failed/i.test(message)) {
         if (options.credentials.defaultKeys)
           throw new OpsError(`${where} refused every key offered: ${auth.offered}${skipped}`, `authorise one of them for ${ep.user} there (~${ep.user}/.ssh/authorized_keys), add the key it accepts to your agent (ssh-add FILE), or give that key (${given})`);

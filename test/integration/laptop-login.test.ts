@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '../../core/remote/ssh.ts';
@@ -134,8 +134,16 @@ describe('no key given: the agent, then the default key files, as ssh', () => {
     copyFileSync(newKey(d, 'unrelated'), join(home, '.ssh', 'id_ed25519'));
     const { socket } = startAgent(d, []);
     const text = await login({ SSH_AUTH_SOCK: socket }, home);
-    expect(text).toMatch(/refused every key offered: the SSH agent at .* \(which holds no key\), then key file .*id_ed25519; left out: .*id_ecdsa: encrypted, and no passphrase given \(ssh-add it to your agent/);
+    expect(text).toMatch(/refused every key offered: the SSH agent at .* \(which holds no key\), then key file .*id_ed25519; left out: .*id_ecdsa: encrypted, and no passphrase given \(ssh-add an encrypted one to your agent/);
     // alone, the encrypted key is named with its fix before any connection
+    // a default key file ops cannot read as a private key (a public key there) is left out too, not a refusal
+    writeFileSync(join(home, '.ssh', 'id_rsa'), readFileSync(`${sshd.clientKeyFile}.pub`));
+    expect(await login({ SSH_AUTH_SOCK: socket }, home)).toMatch(/; left out: .*id_ecdsa: encrypted, and no passphrase given; .*id_rsa: key file .*id_rsa holds a public key, not the private key/);
+    rmSync(join(home, '.ssh', 'id_rsa'));
+    authorisedAs(home, 'id_rsa');
+    writeFileSync(join(home, '.ssh', 'id_ed25519'), readFileSync(`${sshd.clientKeyFile}.pub`));
+    expect(await login({ SSH_AUTH_SOCK: socket }, home)).toBe('ok');
+    rmSync(join(home, '.ssh', 'id_rsa'));
     rmSync(join(home, '.ssh', 'id_ed25519'));
     expect(await login({}, home)).toMatch(/^no SSH key to log in with: .*id_ecdsa: encrypted, and no passphrase given\n {2}hint: add the key to your SSH agent \(eval "\$\(ssh-agent\)"; ssh-add .*id_ecdsa\)/);
   });

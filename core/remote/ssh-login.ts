@@ -316,9 +316,15 @@ async function loginAttempts(ep: Endpoint, attempt: Attempt, options: LoginOptio
           `give this host's key (${given}): ops then offers it alone, as ssh's IdentitiesOnly; or take the keys it does not need out of the agent (ssh-add -l lists them, ssh-add -d FILE removes one)`,
         );
       }
-      // The agent failed under the login (it ended, or refused to sign: a key added with ssh-add -c declined).
+      // The agent failed under the login: it ended, or refused to sign with a key the server had accepted (one added
+      // with ssh-add -c, not confirmed; an agent app's prompt declined). ssh2 goes on with the next key, but reports it
+      // as the connection's error, which ends the login (node-ssh).
       if ((e as { level?: string }).level === 'agent') {
-        throw new OpsError(`the SSH agent at ${options.credentials.agent} failed while logging in to ${where}: ${message}`, `check the agent (ssh-add -l), or give the key (${given})`);
+        const refused = /responded with failure/i.test(message);
+        throw new OpsError(
+          refused ? `the SSH agent at ${options.credentials.agent} refused to sign with the key ${where} accepts` : `the SSH agent at ${options.credentials.agent} failed while logging in to ${where}: ${message}`,
+          refused ? `a key added with ssh-add -c must be confirmed (its prompt, ssh-askpass, needs a desktop session), and an agent app asks you to approve: approve it, or add the key without -c (ssh-add FILE), or give the key (${given})` : `check the agent (ssh-add -l), or give the key (${given})`,
+        );
       }
       // Closed before any SSH: a web server's port answers SSH's greeting 400 and closes, every time (no retry helps).
       if (!attempt.sock && /Connection lost before handshake/.test(message) && (await answersHttp(ep.address, ep.port))) {

@@ -86,6 +86,20 @@ describe('no key given: the agent, then the default key files, as ssh', () => {
     }
   });
 
+  it('an agent that refuses to sign with the key the host accepts (added with ssh-add -c, no prompt to confirm it): said so, with the fix', async () => {
+    const d = fresh();
+    const key = join(d, 'confirm_key');
+    copyFileSync(sshd.clientKeyFile, key);
+    chmodSync(key, 0o600);
+    const socket = join(d, 'agent.sock');
+    // no desktop session: the agent cannot ask for the confirmation, so it refuses
+    const out = execFileSync('ssh-agent', ['-s', '-a', socket], { env: { PATH: process.env.PATH, SSH_ASKPASS: '/bin/false' } }).toString();
+    agents.push(Number(/SSH_AGENT_PID=(\d+)/.exec(out)![1]));
+    execFileSync('ssh-add', ['-q', '-c', key], { env: { PATH: process.env.PATH, SSH_AUTH_SOCK: socket }, stdio: 'ignore' });
+    const text = await login({ SSH_AUTH_SOCK: socket }, join(d, 'home'));
+    expect(text).toMatch(/^the SSH agent at .* refused to sign with the key lo \(root@127\.0\.0\.1:\d+\) accepts\n {2}hint: a key added with ssh-add -c must be confirmed/);
+  });
+
   it('every default key file is offered, not only the first that exists (id_ed25519 not authorised, id_rsa is)', async () => {
     const d = fresh();
     const home = join(d, 'home');

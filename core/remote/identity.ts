@@ -81,8 +81,12 @@ export function checkKeyText(text: string, label: string): string {
 }
 
 /**
- * Order: --identity, $OPS_SSH_KEY (key text, e.g. from a GitHub secret), ssh.identity_file, the SSH agent,
- * then ~/.ssh/id_ed25519, id_ecdsa, id_rsa. Key text is masked before anything can print it.
+ * Order: --identity, $OPS_SSH_KEY (key text, e.g. from a GitHub secret), ssh.identity_file: the first given is the
+ * one key offered (with the agent, when it is encrypted and no passphrase is given: `agentKey`). None given: as ssh
+ * without an IdentityFile, the SSH agent ($SSH_AUTH_SOCK, when its socket exists) and the usable default key files
+ * (~/.ssh/id_ed25519, id_ecdsa, id_rsa: `defaultKeys`, those left out in `skipped`), offered in that order by `login`.
+ * Key text is masked before anything can print it. Throws an OpsError when a key given cannot be read or holds no
+ * private key, or when there is no agent and no usable default key file (naming each left out).
  */
 export function resolveCredentials(sources: IdentitySources, reporter: Reporter): Credentials {
   const processEnv = sources.processEnv ?? process.env;

@@ -71,7 +71,7 @@ function lookupWithin(ms: number, signal?: AbortSignal) {
   return (hostname: string, options: LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void => {
     if (getentMissing) return void dnsLookup(hostname, options, callback as never);
     const family = options.family === 4 || options.family === 'IPv4' ? 'ahostsv4' : options.family === 6 || options.family === 'IPv6' ? 'ahostsv6' : 'ahosts';
-    execFile('getent', [family, '--', hostname], { timeout: ms, killSignal: 'SIGKILL', signal, encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' } }, (err, stdout) => {
+    execFile('getent', [family, '--', hostname], { timeout: ms, killSignal: 'SIGKILL', signal, encoding: 'utf8' }, (err, stdout) => {
       if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
         getentMissing = true;
         return void dnsLookup(hostname, options, callback as never);

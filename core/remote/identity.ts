@@ -12,7 +12,7 @@ export interface Credentials {
   /** The one key given (--identity, $OPS_SSH_KEY, ssh.identity_file): offered alone, as ssh's IdentitiesOnly. */
   privateKey?: string;
   passphrase?: string;
-  /** $SSH_AUTH_SOCK, when no key was given: its keys are offered first, as ssh offers them. */
+  /** $SSH_AUTH_SOCK: when no key was given, its keys are offered first, as ssh offers them; with `agentKey`, that key alone. */
   agent?: string;
   /**
    * When no key was given: the default key files that exist and can be used (~/.ssh/id_ed25519, id_ecdsa, id_rsa),

@@ -115,10 +115,12 @@ async function authentication(user: string, credentials: Credentials, reporter: 
   if (privateKey || !defaultKeys) return { config: { privateKey, passphrase }, offered: credentials.describe };
   let agent = credentials.agent;
   let agentKeys: number | undefined;
+  // one that did not answer is not asked again in this run (a hung one would cost each host its wait)
+  if (agent && silentAgents.has(agent)) agent = undefined;
   if (agent) {
     const answer = await askAgent(agent);
     if ('error' in answer) {
-      if (!silentAgents.has(agent)) reporter.warn(`the SSH agent at $SSH_AUTH_SOCK (${agent}) does not answer (${answer.error}): its keys are not offered${defaultKeys.length ? `; logging in with ${defaultKeys.map((k) => k.file).join(', then ')}` : ''}. Start an agent (eval "$(ssh-agent)"; ssh-add), or unset SSH_AUTH_SOCK`);
+      reporter.warn(`the SSH agent at $SSH_AUTH_SOCK (${agent}) does not answer (${answer.error}): its keys are not offered${defaultKeys.length ? `; logging in with ${defaultKeys.map((k) => k.file).join(', then ')}` : ''}. Start an agent (eval "$(ssh-agent)"; ssh-add), or unset SSH_AUTH_SOCK`);
       silentAgents.add(agent);
       agent = undefined;
     } else agentKeys = answer.keys;

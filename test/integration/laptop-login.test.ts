@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -124,6 +125,25 @@ describe('no key given: the agent, then the default key files, as ssh', () => {
     const text = await login({ SSH_AUTH_SOCK: socket }, alone);
     expect(text).toMatch(/^no SSH key to log in with: the SSH agent at \$SSH_AUTH_SOCK \(.*\) does not answer/);
     expect(text).not.toMatch(/firewall|address and port/);
+  });
+
+  it('an agent that takes the connection and never answers: waited for once (5 s), not per host, then left out with one warning', async () => {
+    const d = fresh();
+    const home = join(d, 'home');
+    authorisedAs(home, 'id_ed25519');
+    const socket = join(d, 'hung.sock');
+    const hung = createServer(() => undefined);
+    await new Promise<void>((resolve) => hung.listen(socket, resolve));
+    try {
+      const reporter = new MemoryReporter();
+      const started = Date.now();
+      expect(await login({ SSH_AUTH_SOCK: socket }, home, reporter)).toBe('ok');
+      expect(await login({ SSH_AUTH_SOCK: socket }, home, reporter)).toBe('ok');
+      expect(Date.now() - started).toBeLessThan(9000);
+      expect(reporter.lines.filter((l) => l.includes(`(${socket}) does not answer (no answer within 5 s)`))).toHaveLength(1);
+    } finally {
+      hung.close();
+    }
   });
 
   it('an agent holding more keys than sshd\'s MaxAuthTries: one message naming it and the fix (the key alone), not "check the address and port"', async () => {

@@ -1,15 +1,32 @@
 // Which SSH key to log in with, in a fixed order that works the same on a runner and on a laptop.
 import { existsSync, readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import ssh2 from 'ssh2';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import { exposedKeyWarning } from '../secrets/key-file.ts';
 
 export interface Credentials {
+  /** The one key given (--identity, $OPS_SSH_KEY, ssh.identity_file): offered alone, as ssh's IdentitiesOnly. */
   privateKey?: string;
   passphrase?: string;
+  /** $SSH_AUTH_SOCK: when no key was given, its keys are offered first, as ssh offers them; with `agentKey`, that key alone. */
   agent?: string;
+  /**
+   * When no key was given: the default key files that exist and can be used (~/.ssh/id_ed25519, id_ecdsa, id_rsa),
+   * offered after the agent's keys, as ssh offers its default identities: an agent that is empty, holds other keys
+   * only, or no longer answers does not stop a login that the key file allows.
+   */
+  defaultKeys?: { file: string; privateKey: string }[];
+  /**
+   * With `privateKey` and `agent`: the key is encrypted, no passphrase was given, and this is its public key (SSH wire
+   * form): the agent signs with it if it holds it, as ssh uses an agent that holds its IdentityFile's key.
+   */
+  agentKey?: Buffer;
+  /** Default key files left out, each with why ("~/.ssh/id_rsa: encrypted, and no passphrase given"): for errors. */
+  skipped?: string[];
   /** Where the key came from, for error messages (never the key itself). */
   describe: string;
 }
@@ -64,21 +81,29 @@ export function checkKeyText(text: string, label: string): string {
 }
 
 /**
- * Order: --identity, $OPS_SSH_KEY (key text, e.g. from a GitHub secret), ssh.identity_file, the SSH agent,
- * then ~/.ssh/id_ed25519, id_ecdsa, id_rsa. Key text is masked before anything can print it.
+ * Order: --identity, $OPS_SSH_KEY (key text, e.g. from a GitHub secret), ssh.identity_file: the first given is the
+ * one key offered (with the agent, when it is encrypted and no passphrase is given: `agentKey`). None given: as ssh
+ * without an IdentityFile, the SSH agent ($SSH_AUTH_SOCK, when its socket exists) and the usable default key files
+ * (~/.ssh/id_ed25519, id_ecdsa, id_rsa: `defaultKeys`, those left out in `skipped`), offered in that order by `login`.
+ * Key text is masked before anything can print it. Throws an OpsError when a key given cannot be read or holds no
+ * private key, or when there is no agent and no usable default key file (naming each left out).
  */
 export function resolveCredentials(sources: IdentitySources, reporter: Reporter): Credentials {
   const processEnv = sources.processEnv ?? process.env;
   const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || undefined;
   if (passphrase) reporter.mask(passphrase);
-  const fromText = (text: string, describe: string): Credentials => {
+  const sock = processEnv.SSH_AUTH_SOCK && existsSync(processEnv.SSH_AUTH_SOCK) ? processEnv.SSH_AUTH_SOCK : undefined;
+  const fromText = (text: string, describe: string, file?: string): Credentials => {
     const key = checkKeyText(text, describe);
     reporter.mask(key);
-    return { privateKey: key, passphrase, describe };
+    // Encrypted, no passphrase: the agent may hold it (ssh-add asked for the passphrase once), as ssh would use it.
+    const parsed = !passphrase && sock ? ssh2.utils.parseKey(key) : undefined;
+    const agentKey = parsed instanceof Error && /encrypted/i.test(parsed.message) ? publicBlob(key, file) : undefined;
+    return { privateKey: key, passphrase, describe, ...(agentKey && { agent: sock, agentKey }) };
   };
   /** A key file's text, with a warning when other users may read it (ssh itself refuses such a key). */
   const fromFile = (file: string, label: string): Credentials => {
-    const creds = fromText(readKey(file, label), `key file ${file}`);
+    const creds = fromText(readKey(file, label), `key file ${file}`, file);
     const w = exposedKeyWarning(file, 'an SSH private key');
     if (w) reporter.warn(w);
     return creds;
@@ -86,14 +111,128 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
   if (sources.identityFile) return fromFile(sources.identityFile, '--identity');
   if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, '$OPS_SSH_KEY');
   if (sources.configFile) return fromFile(sources.configFile, 'ssh.identity_file');
-  if (processEnv.SSH_AUTH_SOCK && existsSync(processEnv.SSH_AUTH_SOCK)) return { agent: processEnv.SSH_AUTH_SOCK, describe: `SSH agent at ${processEnv.SSH_AUTH_SOCK}` };
+  // As ssh without an IdentityFile: the agent's keys, then each default key file (not just the first that exists).
+  const agent = sock;
   const home = sources.home ?? homedir();
+  const defaultKeys: { file: string; privateKey: string }[] = [];
+  const skipped: string[] = [];
+  // A default key file ops cannot use is left out, said where a login fails, as ssh passes over one (a key given is
+  // refused at once instead: it was asked for).
+  let encrypted: string | undefined;
   for (const f of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
     const p = join(home, '.ssh', f);
-    if (userFileExists(p, p, 'an SSH private key')) return fromFile(p, 'default key');
+    let privateKey: string;
+    try {
+      if (!userFileExists(p, p, 'an SSH private key')) continue;
+      privateKey = fromFile(p, 'default key').privateKey!;
+    } catch (e) {
+      if (!(e instanceof OpsError)) throw e;
+      skipped.push(`${p}: ${e.message}`);
+      continue;
+    }
+    // (one the agent holds is offered by it already)
+    const parsed = ssh2.utils.parseKey(privateKey, passphrase);
+    if (!(parsed instanceof Error)) defaultKeys.push({ file: p, privateKey });
+    else if (/encrypted/i.test(parsed.message) && !passphrase) {
+      skipped.push(`${p}: encrypted, and no passphrase given`);
+      encrypted ??= p;
+    } else skipped.push(`${p}: ${parsed.message}`);
   }
-  throw new OpsError(
-    'no SSH key to log in with',
-    'tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them',
-  );
+  if (!agent && !defaultKeys.length && skipped.length) {
+    throw new OpsError(
+      `no SSH key to log in with: ${skipped.join('; ')}`,
+      encrypted
+        ? `add the key to your SSH agent (eval "$(ssh-agent)"; ssh-add ${encrypted}), or give its passphrase in $OPS_SSH_KEY_PASSPHRASE; or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`
+        : 'fix or replace that key file, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)',
+    );
+  }
+  if (!agent && !defaultKeys.length) {
+    throw new OpsError(
+      'no SSH key to log in with',
+      'tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them',
+    );
+  }
+  const describe = [...(agent ? [`SSH agent at ${agent}`] : []), ...defaultKeys.map((k) => `key file ${k.file}`)].join(', then ');
+  return { agent, defaultKeys, passphrase, ...(skipped.length && { skipped }), describe };
+}
+
+/**
+ * The public key (SSH wire form) of an encrypted private key, by which an agent holding it is asked to sign: OpenSSH's
+ * format keeps it in clear before the encrypted part (PROTOCOL.key: "openssh-key-v1\0", cipher, KDF, KDF options,
+ * number of keys, then each public key), as ssh reads it; a PEM key, which has none in clear, from the `.pub` file
+ * beside `file` (as ssh does). Undefined when neither gives one.
+ */
+export function publicBlob(text: string, file?: string): Buffer | undefined {
+  const body = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text)?.[1];
+  if (body) {
+    const b = Buffer.from(body.replace(/\s+/g, ''), 'base64');
+    const magic = 'openssh-key-v1\0';
+    if (b.subarray(0, magic.length).toString('latin1') !== magic) return undefined;
+    let at = magic.length;
+    const string = (): Buffer | undefined => {
+      if (at + 4 > b.length) return undefined;
+      const n = b.readUInt32BE(at);
+      if (at + 4 + n > b.length) return undefined;
+      at += 4 + n;
+      return b.subarray(at - n, at);
+    };
+    // cipher, KDF, KDF options; then the number of keys (uint32) and the first public key
+    if (!string() || !string() || !string() || at + 4 > b.length) return undefined;
+    at += 4;
+    return string();
+  }
+  if (!file) return undefined;
+  try {
+    const pub = ssh2.utils.parseKey(readFileSync(`${file}.pub`, 'utf8'));
+    return pub instanceof Error ? undefined : pub.getPublicSSH();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * An agent (ssh2's, for `authHandler`) that offers only the key `blob` of the SSH agent at `socket`, or undefined when
+ * that agent does not answer or does not hold it: a key given is offered alone (IdentitiesOnly), signed by the agent.
+ */
+export async function agentFor(socket: string, blob: Buffer): Promise<ssh2.BaseAgent | undefined> {
+  if ('error' in (await askAgent(socket))) return undefined;
+  class OneKey extends ssh2.OpenSSHAgent {
+    override getIdentities(cb: Parameters<ssh2.OpenSSHAgent['getIdentities']>[0]): void {
+      super.getIdentities((err, keys) => cb(err, keys?.filter((k) => (k as ssh2.ParsedKey).getPublicSSH().equals(blob))));
+    }
+  }
+  const agent = new OneKey(socket);
+  const held = await new Promise<boolean>((resolve) => agent.getIdentities((err, keys) => resolve(!err && !!keys?.length)));
+  return held ? agent : undefined;
+}
+
+/** What an SSH agent answered: how many keys it holds, or why it does not answer. */
+export type AgentAnswer = { keys: number } | { error: string };
+
+/**
+ * Ask the SSH agent at `socket` how many keys it holds (SSH_AGENTC_REQUEST_IDENTITIES, draft-miller-ssh-agent §4.4),
+ * within `ms`: a socket file left by an agent that ended (a closed desktop session's, a crashed one's) refuses the
+ * connection, which ssh2 reports as an error that ends the login, where ssh says "Error connecting to agent" and goes
+ * on with the key files. Never throws; the connection is closed either way.
+ */
+export function askAgent(socket: string, ms = 5000): Promise<AgentAnswer> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    const conn = createConnection(socket);
+    const done = (a: AgentAnswer) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(a);
+    };
+    const timer = setTimeout(() => done({ error: `no answer within ${ms / 1000} s` }), ms);
+    conn.on('connect', () => conn.write(Buffer.from([0, 0, 0, 1, 11])));
+    conn.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      // uint32 length, byte SSH_AGENT_IDENTITIES_ANSWER (12), uint32 number of keys: the rest is not needed
+      if (got.length < 9) return;
+      done(got[4] === 12 ? { keys: got.readUInt32BE(5) } : { error: `it answered with message ${got[4]}, not a list of keys` });
+    });
+    conn.on('error', (e: NodeJS.ErrnoException) => done({ error: e.code === 'ECONNREFUSED' ? 'connection refused: the agent that made it has ended' : e.code === 'EACCES' ? 'permission denied' : e.code === 'ENOTSOCK' ? 'not a socket' : (e.code ?? e.message) }));
+    conn.on('close', () => done({ error: 'it closed the connection' }));
+  });
 }

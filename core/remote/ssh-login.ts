@@ -3,13 +3,16 @@
 // Running steps over a connection: ssh.ts.
 import { NodeSSH } from 'node-ssh';
 import { timingSafeEqual } from 'node:crypto';
-import { createConnection, isIPv6 } from 'node:net';
+import { execFile } from 'node:child_process';
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import { createConnection, isIP, isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
 import { own, type Reporter } from '../report.ts';
 import { HOST_KEY_TYPES, blobType, fingerprint, parseHostKeys, type HostKey } from '../config/hostkey.ts';
-import type { Credentials } from './identity.ts';
+import { agentFor, askAgent, type Credentials } from './identity.ts';
+import { sshConfigDifference } from './ssh-config.ts';
 
 /** How to log in: with which key, how long to wait, how often to retry, and where to tell the user to pin a key. */
 export interface LoginOptions {
@@ -26,6 +29,8 @@ export interface LoginOptions {
    * in progress is ended, no retry is made or announced, and the login rejects with LoginAbandoned.
    */
   signal?: AbortSignal;
+  /** The OpenSSH client configuration a failed login is compared with (sshConfigDifference); ssh's own when not given. */
+  sshConfig?: string;
 }
 
 /** A login given up on purpose (LoginOptions.signal): not a failure of the host, never shown as one. */
@@ -49,6 +54,86 @@ export interface Endpoint {
 function hostKeyAlgorithms(pinned: HostKey[]): string[] {
   const types = new Set(pinned.map((k) => k.type));
   return HOST_KEY_TYPES.filter((alg) => types.has(alg.startsWith('rsa-sha2') ? 'ssh-rsa' : alg));
+}
+
+/** Whether this machine has getent(1) (glibc's: Linux; not macOS), found on first use. */
+let getentMissing = false;
+
+/**
+ * A lookup for net.connect (its `lookup` option) that can be given up: getent(1), glibc's own getaddrinfo as ssh uses it
+ * (/etc/hosts, DNS, nsswitch), in a child process killed after `ms` or on `signal` (the caller gives it a second more
+ * than the handshake's timeout, which then says first that the name did not resolve). Node's own lookup runs in libuv's
+ * thread pool, where nothing can cancel it: a name whose DNS server does not answer held the process, its command
+ * done and its error said, until the resolver gave up (30 s and more: libuv joins its threads at exit, process.exit
+ * included). Without getent (macOS), Node's own. Errors as Node's (code ENOTFOUND for a name that does not resolve).
+ */
+function lookupWithin(ms: number, signal?: AbortSignal) {
+  return (hostname: string, options: LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void => {
+    if (getentMissing) return void dnsLookup(hostname, options, callback as never);
+    const family = options.family === 4 || options.family === 'IPv4' ? 'ahostsv4' : options.family === 6 || options.family === 'IPv6' ? 'ahostsv6' : 'ahosts';
+    execFile('getent', [family, '--', hostname], { timeout: ms, killSignal: 'SIGKILL', signal, encoding: 'utf8' }, (err, stdout) => {
+      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {
+        getentMissing = true;
+        return void dnsLookup(hostname, options, callback as never);
+      }
+      // getent's lines: "<address> STREAM <name>", then DGRAM and RAW lines of the same addresses
+      const addresses = [...new Set(stdout.split('\n').filter((l) => /\sSTREAM\b/.test(l)).map((l) => l.split(/\s+/)[0]!))].filter((a) => isIP(a));
+      if (!addresses.length) {
+        // exit 2: not found; killed: no answer within `ms` (the handshake timer says so first)
+        const e: NodeJS.ErrnoException = Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: err?.killed || signal?.aborted ? 'EAI_AGAIN' : 'ENOTFOUND', hostname });
+        return callback(e, '');
+      }
+      if (options.all) return callback(null, addresses.map((address) => ({ address, family: isIP(address) })));
+      callback(null, addresses[0]!, isIP(addresses[0]!));
+    });
+  };
+}
+
+/** Agent sockets already said not to answer (once per run, however many hosts). */
+const silentAgents = new Set<string>();
+
+/** How a login authenticates (ssh2's connect options), and what it offers, for errors. */
+interface Auth {
+  config: Record<string, unknown>;
+  /** The keys offered, in words: "the SSH agent's 3 keys (at /run/...), then key file ~/.ssh/id_ed25519". */
+  offered: string;
+  /** The agent's number of keys, when there is one and it answered. */
+  agentKeys?: number;
+}
+
+/**
+ * ssh2's authentication for `credentials`: a key given, alone (as ssh's IdentitiesOnly); else the agent's keys, then
+ * the default key files, in that order, as ssh offers them. An agent whose socket does not answer (an agent that
+ * ended, leaving its socket file) is left out with a warning, as ssh does ("Error connecting to agent"), rather than
+ * ending the login (ssh2 makes its error the connection's).
+ */
+async function authentication(user: string, credentials: Credentials, reporter: Reporter): Promise<Auth> {
+  const { privateKey, passphrase, defaultKeys } = credentials;
+  // An encrypted key given without its passphrase, which the agent holds: the agent signs with it, and only it.
+  const signer = privateKey && credentials.agent && credentials.agentKey ? await agentFor(credentials.agent, credentials.agentKey) : undefined;
+  if (signer) return { config: { authHandler: [{ type: 'agent', username: user, agent: signer }] }, offered: `${credentials.describe} (encrypted: signed by the SSH agent at ${credentials.agent}, which holds it)` };
+  if (privateKey || !defaultKeys) return { config: { privateKey, passphrase }, offered: credentials.describe };
+  let agent = credentials.agent;
+  let agentKeys: number | undefined;
+  // one that did not answer is not asked again in this run (a hung one would cost each host its wait)
+  if (agent && silentAgents.has(agent)) agent = undefined;
+  if (agent) {
+    const answer = await askAgent(agent);
+    if ('error' in answer) {
+      reporter.warn(`the SSH agent at $SSH_AUTH_SOCK (${agent}) does not answer (${answer.error}): its keys are not offered${defaultKeys.length ? `; logging in with ${defaultKeys.map((k) => k.file).join(', then ')}` : ''}. Start an agent (eval "$(ssh-agent)"; ssh-add), or unset SSH_AUTH_SOCK`);
+      silentAgents.add(agent);
+      agent = undefined;
+    } else agentKeys = answer.keys;
+  }
+  if (!agent && !defaultKeys.length) {
+    throw new OpsError(
+      `no SSH key to log in with: the SSH agent at $SSH_AUTH_SOCK (${credentials.agent}) does not answer, and there is no usable ~/.ssh/id_ed25519, id_ecdsa or id_rsa${credentials.skipped ? ` (${credentials.skipped.join('; ')})` : ''}`,
+      'start an agent and add your key (eval "$(ssh-agent)"; ssh-add ~/.ssh/KEY), or give the key (--identity, $OPS_SSH_KEY, ssh.identity_file)',
+    );
+  }
+  const agentWords = agent === undefined ? [] : [agentKeys === 0 ? `the SSH agent at ${agent} (which holds no key)` : `the SSH agent's ${agentKeys} key${agentKeys === 1 ? '' : 's'} (at ${agent})`];
+  const authHandler = [...(agent === undefined ? [] : [{ type: 'agent', username: user, agent }]), ...defaultKeys.map((k) => ({ type: 'publickey', username: user, key: k.privateKey, passphrase }))];
+  return { config: { authHandler }, offered: [...agentWords, ...defaultKeys.map((k) => `key file ${k.file}`)].join(', then '), agentKeys };
 }
 
 const RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
@@ -97,14 +182,16 @@ export function answersHttp(address: string, port: number, ms = 3000): Promise<b
 }
 
 /**
- * ssh2's handshake timeout in words, by whether the TCP connection was made: none (the host is down or a firewall
- * drops the packets), or made and silent (sshd greets at once: a service waiting for its client to speak first, or an
- * sshd too busy to answer). Undefined for any other error.
+ * ssh2's handshake timeout in words, by how far the connection got: the address's name never resolved (`resolved`
+ * false: the DNS server does not answer, or too slowly; ssh2's timer counts the lookup), no TCP connection (the host is
+ * down or a firewall drops the packets), or made and silent (sshd greets at once: a service waiting for its client to
+ * speak first, or an sshd too busy to answer). Undefined for any other error.
  */
-function timedOut(e: unknown, connected: boolean, seconds: number, keyField: string): { what: string; hint: string } | undefined {
+function timedOut(e: unknown, at: { connected: boolean; resolved: boolean }, seconds: number, ep: Endpoint, keyField: string): { what: string; hint: string } | undefined {
   if (!(e instanceof Error) || !/Timed out while waiting for handshake/.test(e.message)) return undefined;
   const port = keyField.replace(/host_key$/, 'port');
-  if (!connected) return { what: `no answer to the connection within ${seconds} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
+  if (!at.resolved) return { what: `the name ${ep.address} did not resolve within ${seconds} s (this machine's DNS server does not answer, or answers too slowly)`, hint: `check this machine's DNS (getent hosts ${ep.address}; /etc/resolv.conf), or set the host's IP address in ${keyField.replace(/host_key$/, 'address')} (ssh.connect_timeout sets the wait)` };
+  if (!at.connected) return { what: `no answer to the connection within ${seconds} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
   return { what: `the port accepted the connection but sent no SSH greeting within ${seconds} s (sshd sends one at once)`, hint: `check that ${port} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
 }
 
@@ -119,9 +206,22 @@ interface Attempt {
 
 /**
  * One SSH login with the pinned key, retried with backoff on network errors. Errors say which server (and
- * through which bastion) failed and how: refused key, different host key, unreachable.
+ * through which bastion) failed and how: refused key, different host key, unreachable; and, when the user's ssh
+ * configuration sets something else for the address (a Host alias, Port, User, IdentityFile, ProxyJump), which
+ * plain ssh would use and ops does not read, the hint names it and where it goes in the environment.
  */
 export async function login(ep: Endpoint, attempt: Attempt, options: LoginOptions): Promise<NodeSSH> {
+  try {
+    return await loginAttempts(ep, attempt, options);
+  } catch (e) {
+    if (e instanceof LoginAbandoned || !(e instanceof OpsError)) throw e;
+    const note = await sshConfigDifference(ep, Boolean(attempt.sock), options.sshConfig);
+    if (!note) throw e;
+    throw new (e.constructor as typeof OpsError)(e.message, e.hint ? `${e.hint}; ${note}` : note);
+  }
+}
+
+async function loginAttempts(ep: Endpoint, attempt: Attempt, options: LoginOptions): Promise<NodeSSH> {
   const pinned = pinnedKeys(ep, attempt.keyField.startsWith('bastion') ? 'bastion' : 'host', options.configFile);
   const { where } = attempt;
   // No machine has it: connecting would only time out or fail, with a hint about sshd and firewalls.
@@ -132,6 +232,7 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, 'address')} of ${options.configFile} (and its host key, read on its console)`,
     );
   }
+  const auth = await authentication(ep.user, options.credentials, options.reporter);
   let tries = 0;
   const { signal } = options;
   const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
@@ -144,15 +245,18 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
     signal?.addEventListener('abort', abort, { once: true });
     let sock: Duplex | undefined;
     let connected = false;
+    // an IP address needs no lookup; a name's is done by net.connect, inside ssh2's handshake timer
+    let resolved = Boolean(attempt.sock) || isIP(ep.address) !== 0;
     try {
       // Directly: a TCP connection of our own, with Nagle's algorithm off (TCP_NODELAY, as OpenSSH sets it). ssh2
       // writes each packet in pieces (length, payload, MAC); with Nagle, each piece after the first waits for the
       // server's delayed ACK (40 ms on Linux), at every one of a login's eight or so exchanges and every step's.
       // ssh2 takes the socket's errors and its 'connect' (its handlers are set before this tick ends).
-      sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true });
+      sock = attempt.sock ? await attempt.sock() : createConnection({ host: ep.address, port: ep.port, noDelay: true, lookup: lookupWithin(options.connectTimeout * 1000 + 1000, signal) });
       // whether the TCP connection was made (a stream through a bastion is): a timeout then is a silent port's
       connected = Boolean(attempt.sock);
       sock.once('connect', () => (connected = true));
+      sock.once('lookup', () => (resolved = true));
       // Given up while a bastion opened the stream: ssh2 would wait for the handshake until its timeout.
       if (signal?.aborted) sock.destroy();
       await ssh.connect({
@@ -163,7 +267,7 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
         readyTimeout: options.connectTimeout * 1000,
         keepaliveInterval: 10_000,
         keepaliveCountMax: 3,
-        ...options.credentials,
+        ...auth.config,
         algorithms: { serverHostKey: hostKeyAlgorithms(pinned) as never },
         hostVerifier: (key: Buffer) => {
           presented = key;
@@ -196,10 +300,33 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       }
       // ssh2's own words for a key it cannot use (thrown before any byte is sent): not the network's fault.
       if (/Cannot parse privateKey|private key detected, but no passphrase|Failed to decrypt|bad decrypt|Bad passphrase/i.test(message)) {
-        throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, 'an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE; otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)');
+        throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, 'an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE, or to be in your SSH agent (ssh-add FILE asks for the passphrase once; ops then has the agent sign with it, as ssh does); otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)');
       }
+      const given = '--identity FILE, $OPS_SSH_KEY, or ssh.identity_file in ' + options.configFile;
+      const left = options.credentials.skipped;
+      const skipped = left ? `; left out: ${left.join('; ')}${left.some((l) => l.endsWith(': encrypted, and no passphrase given')) ? ' (ssh-add an encrypted one to your agent, or give its passphrase in $OPS_SSH_KEY_PASSPHRASE)' : ''}` : '';
       if (/All configured authentication methods failed/i.test(message)) {
+        if (options.credentials.defaultKeys)
+          throw new OpsError(`${where} refused every key offered: ${auth.offered}${skipped}`, `authorise one of them for ${ep.user} there (~${ep.user}/.ssh/authorized_keys), add the key it accepts to your agent (ssh-add FILE), or give that key (${given})`);
         throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
+      }
+      // sshd's MaxAuthTries (6 by default) counts every key offered: an agent holding many ends the login before the
+      // right one, for ssh too ("Too many authentication failures"); its fix there is IdentitiesOnly with the key.
+      if (/Too many authentication failures/i.test(message)) {
+        throw new OpsError(
+          `${where} ended the login after too many keys were offered, one by one (sshd's MaxAuthTries, 6 by default): ${auth.offered}`,
+          `give this host's key (${given}): ops then offers it alone, as ssh's IdentitiesOnly; or take the keys it does not need out of the agent (ssh-add -l lists them, ssh-add -d FILE removes one)`,
+        );
+      }
+      // The agent failed under the login: it ended, or refused to sign with a key the server had accepted (one added
+      // with ssh-add -c, not confirmed; an agent app's prompt declined). ssh2 goes on with the next key, but reports it
+      // as the connection's error, which ends the login (node-ssh).
+      if ((e as { level?: string }).level === 'agent') {
+        const refused = /responded with failure/i.test(message);
+        throw new OpsError(
+          refused ? `the SSH agent at ${options.credentials.agent} refused to sign with the key ${where} accepts` : `the SSH agent at ${options.credentials.agent} failed while logging in to ${where}: ${message}`,
+          refused ? `a key added with ssh-add -c must be confirmed (its prompt, ssh-askpass, needs a desktop session), and an agent app asks you to approve: approve it, or add the key without -c (ssh-add FILE), or give the key (${given})` : `check the agent (ssh-add -l), or give the key (${given})`,
+        );
       }
       // Closed before any SSH: a web server's port answers SSH's greeting 400 and closes, every time (no retry helps).
       if (!attempt.sock && /Connection lost before handshake/.test(message) && (await answersHttp(ep.address, ep.port))) {
@@ -211,14 +338,14 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
       }
       if (tries >= options.retries || !RETRYABLE.test(`${message} ${(e as { code?: string }).code ?? ''}`)) {
         if (e instanceof OpsError) throw e;
-        const known = timedOut(e, connected, options.connectTimeout, attempt.keyField) ?? describeLowLevel(e);
+        const known = timedOut(e, { connected, resolved }, options.connectTimeout, ep, attempt.keyField) ?? describeLowLevel(e);
         throw new TransportError(
           `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ''}`,
           known?.hint ?? 'check the address and port, that sshd runs, and that a firewall lets this machine in',
         );
       }
       tries++;
-      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : ((timedOut(e, connected, options.connectTimeout, attempt.keyField) ?? describeLowLevel(e))?.what ?? message)}; retrying (${tries}/${options.retries})`);
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : ((timedOut(e, { connected, resolved }, options.connectTimeout, ep, attempt.keyField) ?? describeLowLevel(e))?.what ?? message)}; retrying (${tries}/${options.retries})`);
       await sleep(1000 * 2 ** (tries - 1), undefined, { signal }).catch(() => undefined);
     } finally {
       signal?.removeEventListener('abort', abort);

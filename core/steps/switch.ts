@@ -10,7 +10,7 @@ import { FAILURE_KEYS, reportKeys, type Step } from '../remote/types.ts';
 import { isValid, onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorCommand, supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
-import { applyNginx } from './nginx.ts';
+import { applyNginx, siteOwn } from './nginx.ts';
 import { certificatePaths, checkLog, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { gateSeconds, nginxGate, otherListenFiles, visitorAddress } from './nginx-gate.ts';
@@ -933,7 +933,7 @@ rm -rf ${quote(`${L.assets}/next`)}`;
       // provision): the site nginx has is left as it is (it may serve the previous name with its certificate);
       // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
-        ...(siteText !== undefined ? [{ path: L.nginxSite, content: siteText }] : []),
+        ...(siteText !== undefined ? [{ path: L.nginxSite, content: siteText, own: siteOwn(env) }] : []),
         { path: L.nginxUpstreams, content: { b64Word: '"$ups_b64"' } },
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],

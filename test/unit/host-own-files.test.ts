@@ -3,13 +3,13 @@
 // asShipped), run by bash against this machine's real dpkg database and files; the package index files refused otherwise.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { asShipped, putUnlessHostOwn } from '../../core/steps/script.ts';
+import { asShipped, HOST_OWN_BACKUPS, putUnlessHostOwn, writtenRecord } from '../../core/steps/script.ts';
 import { packageIndexes } from '../../core/steps/system.ts';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget } from '../../core/target.ts';
@@ -48,7 +48,7 @@ describe('asShipped: a Debian configuration file as its package shipped it (dpkg
 describe("putUnlessHostOwn: provision's way to write a file an admin may have made the host's own", () => {
   const content = '# Managed by ops-pipeline: local changes are overwritten.\nops 2\n';
   const older = '# Managed by ops-pipeline: local changes are overwritten.\nops 1\n';
-  const put = (path: string) => bash(`${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(path, content, 'base-files', 'what it means.', [createHash('md5').update(older).digest('hex')])}\necho "changed=$CHANGED"`);
+  const put = (path: string) => bash(`${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(path, content, { kind: 'kept', package: 'base-files', kept: 'what it means.', previous: [createHash('md5').update(older).digest('hex')] })}\necho "changed=$CHANGED"`);
 
   it("writes it when absent, and over ops's own as ops wrote it (this version, or an older one of `previous`)", async () => {
     const f = join(dir, 'absent.conf');
@@ -81,6 +81,70 @@ describe("putUnlessHostOwn: provision's way to write a file an admin may have ma
       `kept this host's own ${f} as it is: it is neither the one ops writes (its first line: # Managed by ops-pipeline: local changes are overwritten.) nor base-files's as shipped (its md5 differs from the one dpkg recorded: someone changed it here), and ops never overwrites it; what it means.\nchanged=0\n`,
     );
     expect(readFileSync(f, 'utf8')).toBe('user www-data;\nhttp { client_max_body_size 50m; }\n');
+  });
+});
+
+describe("putUnlessHostOwn, replaced: a file ops renders from the settings on every run (the app's nginx site), changed on the host", () => {
+  const v1 = '# Managed by ops-pipeline: local changes are overwritten.\nserver { client_max_body_size 10m; }\n';
+  const v2 = '# Managed by ops-pipeline: local changes are overwritten.\nserver { client_max_body_size 20m; }\n';
+  const backups = join(dir, 'backups');
+  const put = (path: string, content: string) =>
+    bash(`${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(path, content, { kind: 'replaced', lasts: 'how to make it last.' }).replaceAll(HOST_OWN_BACKUPS, backups)}\necho "changed=$CHANGED"`);
+  const backupsOf = (f: string) => (existsSync(join(backups, f, '..')) ? readdirSync(join(backups, f, '..')).filter((n) => n.startsWith(`${f.split('/').pop()}.`)) : []);
+
+  it("writes ops's own over ops's own as it last wrote it (a setting changed) without a word, recording what it wrote", async () => {
+    const f = join(dir, 'site-a');
+    expect((await put(f, v1)).stdout).toBe('changed=1\n');
+    expect(readFileSync(writtenRecord(f), 'utf8')).toBe(`${createHash('md5').update(v1).digest('hex')}\n`);
+    expect((await put(f, v1)).stdout).toBe('changed=0\n');
+    expect((await put(f, v2)).stdout).toBe('changed=1\n');
+    expect(readFileSync(f, 'utf8')).toBe(v2);
+    expect(backupsOf(f)).toEqual([]);
+  });
+
+  it('a file changed here (a location added) is moved to a backup and replaced, said naming the file, the backup and how to make the change last', async () => {
+    const f = join(dir, 'site-b');
+    await put(f, v1);
+    const edited = v1.replace('}\n', '  location /admin/ { deny all; }\n}\n');
+    writeFileSync(f, edited);
+    const r = await put(f, v2);
+    expect(r.code).toBe(0);
+    const [b] = backupsOf(f);
+    expect(b).toMatch(/^site-b\.\d{8}T\d{6}Z$/);
+    const backup = join(backups, f, '..', b!);
+    expect(r.stdout).toBe(`replaced ${f}: someone changed it here since ops wrote it; what it held is kept in ${backup} (diff ${backup} ${f} shows what differs). ops writes this file from the environment's settings on every provision and deploy, so a change made on the host does not last: how to make it last.\nchanged=1\n`);
+    expect(readFileSync(backup, 'utf8')).toBe(edited);
+    expect(readFileSync(f, 'utf8')).toBe(v2);
+    expect(statSync(join(backups)).mode & 0o777).toBe(0o700);
+    expect((await put(f, v2)).stdout, 'then nothing to say').toBe('changed=0\n');
+  });
+
+  it("one ops has no record of (an older ops's, or someone's) that differs is backed up too, saying ops cannot tell; one equal to ops's is only recorded", async () => {
+    const f = join(dir, 'site-c');
+    writeFileSync(f, v1);
+    const r = await put(f, v2);
+    expect(r.stdout).toContain(`replaced ${f}: it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here); what it held is kept in `);
+    const g = join(dir, 'site-d');
+    writeFileSync(g, v2);
+    expect((await put(g, v2)).stdout).toBe('changed=0\n');
+    expect(existsSync(writtenRecord(g))).toBe(true);
+  });
+
+  it("a symlink put in its place (into another directory, Debian's sites-available way) is kept as the link in the backup; a mode changed here is set back, said", async () => {
+    const f = join(dir, 'site-e');
+    await put(f, v1);
+    const target = join(dir, 'elsewhere-site');
+    writeFileSync(target, v1);
+    rmSync(f);
+    symlinkSync(target, f);
+    const r = await put(f, v1);
+    expect(r.stdout).toContain(`replaced ${f}: someone changed it here since ops wrote it; what it held is kept in `);
+    const [b] = backupsOf(f);
+    expect(readlinkSync(join(backups, f, '..', b!))).toBe(target);
+    expect(lstatSync(f).isSymbolicLink()).toBe(false);
+    expect(readFileSync(target, 'utf8'), "the link's target is left as it is").toBe(v1);
+    chmodSync(f, 0o600);
+    expect((await put(f, v1)).stdout).toBe(`set ${f} back to mode 0644, owner root:root (ops's), from 600 root:root here: a mode or owner of your own does not last on a file ops writes\nchanged=1\n`);
   });
 });
 

@@ -10,7 +10,7 @@ import { resolveTarget, type Target } from '../../core/target.ts';
 import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
-import { applyNginx, ensureUpstreams, provisionNginx } from '../../core/steps/nginx.ts';
+import { applyNginx, ensureUpstreams, provisionNginx, siteOwn } from '../../core/steps/nginx.ts';
 import { BASE_CONFIG_PREVIOUS, baseConfig, releaseMap, renderTemplate, site, slotPortLinesShell, slotPortsElsewhere, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, mirrorGit, pruneReleases, releaseId } from '../../core/steps/release.ts';
@@ -372,11 +372,20 @@ describe('nginx site', () => {
   it("provision writes nginx.conf only over ops's own or nginx-common's as shipped, and checks that nginx reads the site before reloading", () => {
     const s = provisionNginx(env(), true).script;
     // The one write of nginx.conf, under the guard.
-    expect(s).toContain(putUnlessHostOwn('/etc/nginx/nginx.conf', baseConfig(), 'nginx-common', '', BASE_CONFIG_PREVIOUS).split('\nelif ')[0]);
+    expect(s).toContain(putUnlessHostOwn('/etc/nginx/nginx.conf', baseConfig(), { kind: 'kept', package: 'nginx-common', kept: '', previous: BASE_CONFIG_PREVIOUS }).split('\nelif ')[0]);
     expect(s.split(putFile('/etc/nginx/nginx.conf', baseConfig())).length).toBe(2);
     const check = s.indexOf("'# configuration file /etc/nginx/sites-enabled/shop:'");
     expect(check).toBeGreaterThan(s.indexOf('if ! out=$(nginx -t 2>&1)'));
     expect(check).toBeLessThan(s.indexOf('if ! nginx_reload'));
+  });
+
+  it("the app's site, in provision and in the switch, is written as a file ops renders: a version changed on the host is moved to a backup and replaced, said with where such a change lasts", () => {
+    const write = (certificateReady: boolean) => putUnlessHostOwn('/etc/nginx/sites-available/shop', site(env(), certificateReady), siteOwn(env()));
+    expect(provisionNginx(env(), true).script).toContain(write(true));
+    expect(switchTo(env(), 'green', { variable: 'release_id' }, true).script).toContain(write(true));
+    expect(switchTo(env(), 'green', { variable: 'release_id' }, true).script.split('put_file /etc/nginx/sites-available/shop ').length, 'written once, under the rule').toBe(2);
+    expect(write(true)).toContain('/var/backups/ops-pipeline/etc/nginx/sites-available/shop.$(date -u');
+    expect(siteOwn(env())).toMatchObject({ kind: 'replaced', lasts: expect.stringContaining('nginx.site_template') });
   });
 
   it("provision refuses a site under the app's name that ops did not write, before ops set the app up on the host, before anything changes", () => {

@@ -2,7 +2,7 @@
 // gracefully and wait until the new configuration serves, or put every file back as it was and fail with nginx's
 // message.
 import type { Target } from '../target.ts';
-import { BASE_CONFIG_PREVIOUS, baseConfig, HEADER, releaseMap, site, upstreamBlock, upstreams } from './nginx-config.ts';
+import { BASE_CONFIG_PREVIOUS, BASE_CONFIG_PREVIOUS_HEADERS, baseConfig, HEADER, releaseMap, site, upstreamBlock, upstreams } from './nginx-config.ts';
 import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
@@ -234,7 +234,7 @@ fi`;
       {
         path: conf,
         content: baseConfig(),
-        own: { kind: 'kept', package: 'nginx-common', kept: `ops's site is included from it, and ops's base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) apply only as far as it has them: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again`, previous: BASE_CONFIG_PREVIOUS },
+        own: { kind: 'kept', package: 'nginx-common', kept: `ops's site is included from it, and ops's base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) apply only as far as it has them: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again`, previous: BASE_CONFIG_PREVIOUS, previousFirstLines: BASE_CONFIG_PREVIOUS_HEADERS },
       },
       { path: L.nginxSite, content: site(env, certificateReady), own: siteOwn(env) },
     ],

@@ -48,10 +48,11 @@ export function asShipped(pkg: string, path: string): string {
 /**
  * How putUnlessHostOwn treats a version of the file that someone made on the host, by the file's kind:
  * - `kept`: a file set up once (nginx.conf): the host's own is kept as it is, said with `kept` (what that means for
- *   ops, and how to have ops's instead). Written only when absent, ops's own as ops wrote it (its first line
- *   `content`'s, the header ops writes first in such a file, and its md5 that of `content` or of one of `previous`,
- *   the md5s of every version an older ops wrote: keep them there when the content changes), or Debian package
- *   `package`'s configuration file as shipped (asShipped).
+ *   ops, and how to have ops's instead). Written only when absent, ops's own as ops wrote it (its md5 that of
+ *   `content` or one of `previous`, the md5s of every version an older ops wrote: keep them there when the content
+ *   changes), or Debian package `package`'s configuration file as shipped (asShipped). One whose first line is
+ *   `content`'s (the header ops writes first in such a file) or one of `previousFirstLines` (the headers an older ops
+ *   wrote) is ops's changed here since; any other, the admin's own.
  * - `replaced`: a file ops renders from the environment's settings on every run (the app's nginx site): it must follow
  *   them, so a version made on the host is replaced, but never silently: moved to a backup first
  *   (HOST_OWN_BACKUPS/<path>.<UTC time>, a symlink as the link), and said naming the file, the backup and `lasts`
@@ -59,7 +60,7 @@ export function asShipped(pkg: string, path: string): string {
  *   of the bytes: dpkg's record of a conffile), so ops's own, unchanged, is replaced without a word.
  */
 export type HostOwnRule =
-  | { kind: 'kept'; package: string; kept: string; previous?: readonly string[] }
+  | { kind: 'kept'; package: string; kept: string; previous?: readonly string[]; previousFirstLines?: readonly string[] }
   | { kind: 'replaced'; lasts: string };
 
 /** Where putUnlessHostOwn keeps the host's versions of the files it replaces (root's only: a file may hold a token). Outside every directory a program reads whole (conf.d, sites-enabled, logrotate.d). */
@@ -101,13 +102,14 @@ fi
 ${putFile(path, content)}
 [ "$host_file_rec" = ${md5} ] || printf '%s\n' ${md5} > ${rec}`;
   }
-  const ours = [md5, ...(rule.previous ?? [])].join(' ');
+  const previous = (rule.previous ?? []).join(' ');
+  const firsts = [first, ...(rule.previousFirstLines ?? [])].map(quote).join(' | ');
   return String.raw`host_file_md5=
 [ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
-if [ ! -e ${p} ] || { [ "$(head -n1 ${p})" = ${quote(first)} ] && [[ " ${ours} " == *" $host_file_md5 "* ]]; } || ${asShipped(rule.package, path)}; then
+if [ ! -e ${p} ] || [ "$host_file_md5" = ${md5} ] || { [ -n "$host_file_md5" ] && [[ " ${previous} " == *" $host_file_md5 "* ]]; } || ${asShipped(rule.package, path)}; then
   ${modeBack}
   ${putFile(path, content)}
-elif [ "$(head -n1 ${p})" = ${quote(first)} ]; then
+elif case "$(head -n1 ${p})" in ${firsts}) true ;; *) false ;; esac; then
   # The directives each side has that the other lacks (diff's "> " and "< " lines), by name.
   host_file_diff=$(printf %s ${b64(content)} | base64 -d | diff - ${p} || true)
   host_file_names() { local n; n=$(sed -n "s/^$1 *\([a-z_][a-z0-9_]*\).*/\1/p" <<< "$host_file_diff" | sort -u | paste -sd' '); echo "${'$'}{n:-none}"; }

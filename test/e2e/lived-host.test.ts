@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter } from '../../core/report.ts';
+import { BASE_CONFIG_HEADER, HEADER } from '../../core/steps/nginx-config.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, makeProject, readyHost, testConfig, type TestProject } from './support.ts';
 
@@ -104,7 +105,7 @@ describe.sequential('provision on a host an admin has lived on', () => {
     try {
       const reporter = new MemoryReporter();
       const result = await provision(project.ctx(reporter), project.env());
-      expect(reporter.text()).toContain(`kept this host's own ${conf} as it is: it is neither the one ops writes (its first line: # Managed by ops-pipeline: local changes are overwritten.) nor nginx-common's as shipped`);
+      expect(reporter.text()).toContain(`kept this host's own ${conf} as it is: it is neither the one ops writes (its first line: ${BASE_CONFIG_HEADER}) nor nginx-common's as shipped`);
       expect((await root(`cat ${conf}`)).stdout).toBe(own);
       expect(result[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
       expect((await sshRun(host, 'curl -s http://127.0.0.1:8081/')).stdout).toBe("the admin's own\n");
@@ -115,13 +116,13 @@ describe.sequential('provision on a host an admin has lived on', () => {
     }
     // Removed, it is ops's again (the fix the refusal below names).
     expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
-    expect((await root(`head -n1 ${conf}`)).stdout).toBe('# Managed by ops-pipeline: local changes are overwritten.\n');
+    expect((await root(`head -n1 ${conf}`)).stdout).toBe(`${BASE_CONFIG_HEADER}\n`);
   }, 600_000);
 
   it("ops's nginx.conf that the admin changed (client_max_body_size, a log_format) is kept as it is, said with the settings changed; removed, it is ops's again", async () => {
     project.write(base);
     const ops = (await root(`cat ${conf}`)).stdout;
-    expect(ops.split('\n')[0]).toBe('# Managed by ops-pipeline: local changes are overwritten.');
+    expect(ops.split('\n')[0]).toBe(BASE_CONFIG_HEADER);
     const edited = ops.replace('http {\n', "http {\n    client_max_body_size 50m;\n    log_format admin '$remote_addr $status';\n").replace('    gzip_comp_level 5;\n', '');
     await write(conf, edited);
     await root('nginx -t -q && nginx -s reload');
@@ -138,6 +139,22 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
     expect((await root(`cat ${conf}`)).stdout).toBe(ops);
     expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
+
+  it("the nginx.conf an older ops wrote (its header said local changes are overwritten) is ops's: as written, replaced by the one whose header says a change is kept; changed by hand, kept as ops's changed", async () => {
+    project.write(base);
+    const ops = (await root(`cat ${conf}`)).stdout;
+    expect(ops.split('\n')[0]).toBe(BASE_CONFIG_HEADER);
+    const older = ops.replace(BASE_CONFIG_HEADER, HEADER);
+    await write(conf, older.replace('http {\n', 'http {\n    client_max_body_size 50m;\n'));
+    let reporter = new MemoryReporter();
+    await provision(project.ctx(reporter), project.env());
+    expect(reporter.text()).toContain(`kept this host's own ${conf} as it is: ops wrote it, but someone changed it here since (added or changed: client_max_body_size; removed: none)`);
+    await write(conf, older);
+    reporter = new MemoryReporter();
+    expect((await provision(project.ctx(reporter), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
+    expect(reporter.text()).not.toContain(`kept this host's own ${conf}`);
+    expect((await root(`cat ${conf}`)).stdout).toBe(ops);
   }, 600_000);
 
   it("an nginx.conf of the admin's own that does not include sites-enabled is refused, naming the file and the fix, and nothing changes", async () => {
@@ -162,7 +179,7 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect((await root(`head -n1 ${conf}`)).stdout).toBe('user www-data;\n');
     const result = await provision(project.ctx(), project.env());
     expect(result[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
-    expect((await root(`head -n1 ${conf}; ls /etc/nginx/sites-enabled`)).stdout).toBe('# Managed by ops-pipeline: local changes are overwritten.\nsample\n');
+    expect((await root(`head -n1 ${conf}; ls /etc/nginx/sites-enabled`)).stdout).toBe(`${BASE_CONFIG_HEADER}\nsample\n`);
 
     await root("cp -p /etc/nginx/sites-available/default /root/default.ops-test && printf 'server {\\n    listen 8082;\\n    return 200 admin;\\n}\\n' > /etc/nginx/sites-available/default && ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default && nginx -s reload && sleep 1");
     try {

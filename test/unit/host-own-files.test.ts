@@ -72,6 +72,20 @@ describe("putUnlessHostOwn: provision's way to write a file an admin may have ma
     expect((await put(f)).stdout).toContain('(added or changed: ops; removed: ops)');
   });
 
+  it("recognizes ops's own under the header an older ops wrote (previousFirstLines): as written, replaced; changed since, kept as ops's changed", async () => {
+    const oldHeader = '# Managed by ops-pipeline: local changes are overwritten.';
+    const now = '# Managed by ops-pipeline: a change made here is kept.\nops 2\n';
+    const before = `${oldHeader}\nops 1\n`;
+    const putNow = (path: string) => bash(`${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(path, now, { kind: 'kept', package: 'base-files', kept: 'what it means.', previous: [createHash('md5').update(before).digest('hex')], previousFirstLines: [oldHeader] })}\necho "changed=$CHANGED"`);
+    const f = join(dir, 'old-header.conf');
+    writeFileSync(f, before);
+    expect((await putNow(f)).stdout).toBe('changed=1\n');
+    expect(readFileSync(f, 'utf8')).toBe(now);
+    writeFileSync(f, `${before}    client_max_body_size 50m;\n`);
+    // Named against the new one: its own line changed too (ops 1 to ops 2); the header is no directive.
+    expect((await putNow(f)).stdout).toContain(`kept this host's own ${f} as it is: ops wrote it, but someone changed it here since (added or changed: client_max_body_size ops; removed: ops)`);
+  });
+
   it("keeps the host's own as it is, saying which file, why and what it means; the step goes on", async () => {
     const f = join(dir, 'own.conf');
     writeFileSync(f, 'user www-data;\nhttp { client_max_body_size 50m; }\n');

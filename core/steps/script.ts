@@ -56,12 +56,14 @@ export function asShipped(pkg: string, path: string): string {
  * - `replaced`: a file ops renders from the environment's settings on every run (the app's nginx site): it must follow
  *   them, so a version made on the host is replaced, but never silently: moved to a backup first
  *   (HOST_OWN_BACKUPS/<path>.<UTC time>, a symlink as the link), and said naming the file, the backup and `lasts`
- *   (where a change to it lasts: the setting or template). What ops wrote is recorded beside it (`.<name>.ops-md5`, the md5
- *   of the bytes: dpkg's record of a conffile), so ops's own, unchanged, is replaced without a word.
+ *   (where a change to it lasts: the setting or template; `when`: the runs that write it, "provision and deploy" unless
+ *   given). What ops wrote is recorded beside it (`.<name>.ops-md5`, the md5s of the last 10 versions, newest last:
+ *   dpkg's record of a conffile; one put back after a failure is among them), so ops's own, unchanged, is replaced
+ *   without a word. Its content may be made on the host (`{ b64Word }`: putFileWord's).
  */
 export type HostOwnRule =
   | { kind: 'kept'; package: string; kept: string; previous?: readonly string[]; previousFirstLines?: readonly string[] }
-  | { kind: 'replaced'; lasts: string };
+  | { kind: 'replaced'; lasts: string; when?: string };
 
 /** Where putUnlessHostOwn keeps the host's versions of the files it replaces (root's only: a file may hold a token). Outside every directory a program reads whole (conf.d, sites-enabled, logrotate.d). */
 export const HOST_OWN_BACKUPS = '/var/backups/ops-pipeline';
@@ -79,29 +81,32 @@ export function writtenRecord(path: string): string {
  * or changed and removed, never their values: dpkg's rule for a conffile changed locally). A mode or owner changed
  * here on a file ops writes is set back, said with what it was. Needs SYSTEM_FUNCTIONS.
  */
-export function putUnlessHostOwn(path: string, content: string, rule: HostOwnRule): string {
-  const first = content.split('\n', 1)[0]!;
+export function putUnlessHostOwn(path: string, content: string | { b64Word: string }, rule: HostOwnRule): string {
   const p = quote(path);
-  const md5 = createHash('md5').update(content).digest('hex');
   // A mode or owner someone set here: put_file sets ops's back, said.
   const modeBack = String.raw`if [ -f ${p} ] && [ ! -L ${p} ] && [ "$(stat -c '%a %U:%G' ${p})" != '644 root:root' ]; then echo ${quote(`set ${path} back to mode 0644, owner root:root (ops's), from `)}"$(stat -c '%a %U:%G' ${p})"${quote(' here: a mode or owner of your own does not last on a file ops writes')}; fi`;
   if (rule.kind === 'replaced') {
     const rec = quote(writtenRecord(path));
+    const text = typeof content === 'string';
+    // The md5s ops wrote here, newest last: a file put back after a failure (applyNginx, a failed start) is one of them.
     return String.raw`host_file_md5=
 [ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
-host_file_rec=; [ ! -f ${rec} ] || read -r host_file_rec < ${rec} || true
-if { [ -e ${p} ] || [ -L ${p} ]; } && { [ -L ${p} ] || [ ! -f ${p} ] || { [ "$host_file_md5" != ${md5} ] && [ "$host_file_md5" != "$host_file_rec" ]; }; }; then
+${text ? `host_file_new=${createHash('md5').update(content).digest('hex')}` : `host_file_new=$(printf %s ${content.b64Word} | base64 -d | md5sum | cut -d' ' -f1)`}
+if { [ -e ${p} ] || [ -L ${p} ]; } && { [ -L ${p} ] || [ ! -f ${p} ] || { [ "$host_file_md5" != "$host_file_new" ] && ! grep -qsxF "$host_file_md5" ${rec}; }; }; then
   host_file_backup=${quote(`${HOST_OWN_BACKUPS}${path}`)}.$(date -u +%Y%m%dT%H%M%SZ)
   mkdir -p "${'$'}{host_file_backup%/*}"; chmod 0700 ${quote(HOST_OWN_BACKUPS)}
   cp -a ${p} "$host_file_backup"; rm -f ${p}
-  if [ -n "$host_file_rec" ]; then host_file_why='someone changed it here since ops wrote it'; else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here)"; fi
-  echo ${quote(`replaced ${path}: `)}"$host_file_why; what it held is kept in $host_file_backup (diff $host_file_backup ${path} shows what differs). ops writes this file from the environment's settings on every provision and deploy, so a change made on the host does not last: "${quote(rule.lasts)}
+  if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'; else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here)"; fi
+  echo ${quote(`replaced ${path}: `)}"$host_file_why; what it held is kept in $host_file_backup (diff $host_file_backup ${path} shows what differs). ops writes this file from the environment's settings on every ${rule.when ?? 'provision and deploy'}, so a change made on the host does not last: "${quote(rule.lasts)}
 else
   ${modeBack}
 fi
-${putFile(path, content)}
-[ "$host_file_rec" = ${md5} ] || printf '%s\n' ${md5} > ${rec}`;
+${text ? putFile(path, content) : putFileWord(path, content.b64Word)}
+if [ "$(tail -n1 ${rec} 2>/dev/null)" != "$host_file_new" ]; then { tail -n 9 ${rec} 2>/dev/null || true; echo "$host_file_new"; } > ${rec}.new; mv -f ${rec}.new ${rec}; fi`;
   }
+  if (typeof content !== 'string') throw new Error(`putUnlessHostOwn: a kept file's content is ops's text (${path})`);
+  const first = content.split('\n', 1)[0]!;
+  const md5 = createHash('md5').update(content).digest('hex');
   const previous = (rule.previous ?? []).join(' ');
   const firsts = [first, ...(rule.previousFirstLines ?? [])].map(quote).join(' | ');
   return String.raw`host_file_md5=

@@ -144,6 +144,22 @@ describe("putUnlessHostOwn, replaced: a file ops renders from the settings on ev
     expect(existsSync(writtenRecord(g))).toBe(true);
   });
 
+  it("a content made on the host (a slot's supervisor file: { b64Word }) is treated the same; a version ops wrote before, put back after a failure, is ops's own", async () => {
+    const f = join(dir, 'slot.conf');
+    const putWord = (content: string) =>
+      bash(`${SYSTEM_FUNCTIONS}\nconf_b64=${Buffer.from(content).toString('base64')}\n${putUnlessHostOwn(f, { b64Word: '"$conf_b64"' }, { kind: 'replaced', lasts: 'how.', when: 'start' }).replaceAll(HOST_OWN_BACKUPS, backups)}\necho "changed=$CHANGED"`);
+    expect((await putWord('[program:a]\ncommand=a 1\n')).stdout).toBe('changed=1\n');
+    expect((await putWord('[program:a]\ncommand=a 2\n')).stdout).toBe('changed=1\n');
+    writeFileSync(f, '[program:a]\ncommand=a 1\n');
+    expect((await putWord('[program:a]\ncommand=a 3\n')).stdout, 'the previous one put back: no word').toBe('changed=1\n');
+    writeFileSync(f, '[program:a]\ncommand=a 3\nenvironment=DEBUG="1"\n');
+    const r = await putWord('[program:a]\ncommand=a 3\n');
+    expect(r.stdout).toContain(`replaced ${f}: someone changed it here since ops wrote it; what it held is kept in `);
+    expect(r.stdout).toContain("ops writes this file from the environment's settings on every start, so a change made on the host does not last: how.");
+    expect(readFileSync(f, 'utf8')).toBe('[program:a]\ncommand=a 3\n');
+    expect(readFileSync(writtenRecord(f), 'utf8').split('\n').filter(Boolean).length).toBe(3);
+  });
+
   it("a symlink put in its place (into another directory, Debian's sites-available way) is kept as the link in the backup; a mode changed here is set back, said", async () => {
     const f = join(dir, 'site-e');
     await put(f, v1);

@@ -14,7 +14,7 @@ import { applyNginx, ensureUpstreams, provisionNginx, siteOwn } from '../../core
 import { BASE_CONFIG_PREVIOUS, baseConfig, releaseMap, renderTemplate, site, slotPortLinesShell, slotPortsElsewhere, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, mirrorGit, pruneReleases, releaseId } from '../../core/steps/release.ts';
-import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
+import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, supervisorOwn, switchTo } from '../../core/steps/switch.ts';
 import { onHost, quote } from '../../core/shell.ts';
 import { appUser, debianRuntimeProblem, installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
@@ -525,6 +525,14 @@ describe('a start that fails after taking the slot down puts the previous releas
   const id = '20261125T120000Z-0123456789ab';
   const before = '20261120T120000Z-0123456789ab';
   const script = startSlot(e, 'green', `/srv/shop/releases/${id}`, id).script;
+
+  it("writes the slot's supervisor file as a file ops renders: one changed on the host is moved to a backup and replaced, said (putUnlessHostOwn replaced), after the copy previous_back puts back", () => {
+    const write = putUnlessHostOwn('/etc/supervisor/conf.d/shop-green.conf', { b64Word: '"$conf_b64"' }, supervisorOwn(e));
+    expect(script).toContain(write);
+    expect(script.indexOf(write)).toBeGreaterThan(script.indexOf('restore() {'));
+    expect(script.split('put_file /etc/supervisor/conf.d/shop-green.conf ').length, 'written once, under the rule').toBe(2);
+    expect(supervisorOwn(e)).toMatchObject({ kind: 'replaced', lasts: expect.stringContaining('programs.<name>.command, .env') });
+  });
 
   it('runs it on every failure after the group_down of the previous release, before the clean exit', () => {
     const after = script.slice(script.indexOf('\ngroup_down shop-green 15\n'));

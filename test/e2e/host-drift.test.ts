@@ -105,4 +105,20 @@ describe.sequential('nginx configuration someone else broke', () => {
     await root('rm -rf /root/sites');
     expect((await get(host)).status).toBe(200);
   }, 600_000);
+
+  it("a slot's supervisor file edited on the host is backed up and replaced by the next start on that slot, said with where the change lasts", async () => {
+    const live = (await root('cat /srv/sample/.ops/slot')).stdout.trim();
+    const conf = `/etc/supervisor/conf.d/sample-${live}.conf`;
+    await root(`sed -i '0,/^\\[program:/s//; the admin s tweak\\n&/' ${conf}`);
+    expect((await root(`grep -c 'the admin s tweak' ${conf}`)).stdout.trim()).toBe('1');
+    // The first deploy starts the other slot; the second, this one.
+    await deploy(project.ctx(), project.env(), { ref: 'v2', force: true });
+    const reporter = new MemoryReporter();
+    await deploy(project.ctx(reporter), project.env(), { ref: 'v1', force: true });
+    const said = reporter.text().match(new RegExp(`replaced ${conf}: someone changed it here since ops wrote it; what it held is kept in (/var/backups/ops-pipeline${conf}\\.\\d{8}T\\d{6}Z)`));
+    expect(said, reporter.text()).not.toBeNull();
+    expect(reporter.text()).toContain('on every start of a release on its slot (deploy, rollback), so a change made on the host does not last: set it in environments/e2e/environment.yml (programs.<name>.command, .env');
+    expect((await root(`grep -c 'the admin s tweak' ${said![1]}; grep -c 'the admin s tweak' ${conf} || true`)).stdout).toBe('1\n0\n');
+    expect((await get(host)).body).toContain('Version 1.0.0');
+  }, 600_000);
 });

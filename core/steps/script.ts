@@ -59,11 +59,12 @@ export function asShipped(pkg: string, path: string): string {
  *   (where a change to it lasts: the setting or template; `when`: the runs that write it, "provision and deploy" unless
  *   given). What ops wrote is recorded beside it (`.<name>.ops-md5`, the md5s of the last 10 versions, newest last:
  *   dpkg's record of a conffile; one put back after a failure is among them), so ops's own, unchanged, is replaced
- *   without a word. Its content may be made on the host (`{ b64Word }`: putFileWord's).
+ *   without a word. Its content may be made on the host (`{ b64Word }`: putFileWord's); `null`: removed (the setting
+ *   that made it is gone), backed up first the same way. `mode`, `owner`: the file's (0644 root:root unless given).
  */
 export type HostOwnRule =
   | { kind: 'kept'; package: string; kept: string; previous?: readonly string[]; previousFirstLines?: readonly string[] }
-  | { kind: 'replaced'; lasts: string; when?: string };
+  | { kind: 'replaced'; lasts: string; when?: string; mode?: string; owner?: string };
 
 /** Where putUnlessHostOwn keeps the host's versions of the files it replaces (root's only: a file may hold a token). Outside every directory a program reads whole (conf.d, sites-enabled, logrotate.d). */
 export const HOST_OWN_BACKUPS = '/var/backups/ops-pipeline';
@@ -75,33 +76,39 @@ export function writtenRecord(path: string): string {
 }
 
 /**
- * Shell writing `content` to `path` (putFile, mode 0644 root:root) unless the host made the file its own, then
+ * Shell writing `content` to `path` (putFile; 0644 root:root, or a `replaced` rule's mode and owner) unless the host made the file its own, then
  * treated as `rule` says (HostOwnRule): kept, or replaced with a backup; either said on stdout, naming the file. An
  * admin's own, or ops's changed here since (said with the directives, the first word of each line, the change added
  * or changed and removed, never their values: dpkg's rule for a conffile changed locally). A mode or owner changed
  * here on a file ops writes is set back, said with what it was. Needs SYSTEM_FUNCTIONS.
  */
-export function putUnlessHostOwn(path: string, content: string | { b64Word: string }, rule: HostOwnRule): string {
+export function putUnlessHostOwn(path: string, content: string | { b64Word: string } | null, rule: HostOwnRule): string {
   const p = quote(path);
+  const mode = rule.kind === 'replaced' ? (rule.mode ?? '0644') : '0644';
+  const owner = rule.kind === 'replaced' ? (rule.owner ?? 'root:root') : 'root:root';
   // A mode or owner someone set here: put_file sets ops's back, said.
-  const modeBack = String.raw`if [ -f ${p} ] && [ ! -L ${p} ] && [ "$(stat -c '%a %U:%G' ${p})" != '644 root:root' ]; then echo ${quote(`set ${path} back to mode 0644, owner root:root (ops's), from `)}"$(stat -c '%a %U:%G' ${p})"${quote(' here: a mode or owner of your own does not last on a file ops writes')}; fi`;
+  const modeBack = String.raw`if [ -f ${p} ] && [ ! -L ${p} ] && [ "$(stat -c '%a %U:%G' ${p})" != ${quote(`${mode.replace(/^0/, '')} ${owner}`)} ]; then echo ${quote(`set ${path} back to mode ${mode}, owner ${owner} (ops's), from `)}"$(stat -c '%a %U:%G' ${p})"${quote(' here: a mode or owner of your own does not last on a file ops writes')}; fi`;
   if (rule.kind === 'replaced') {
     const rec = quote(writtenRecord(path));
-    const text = typeof content === 'string';
     // The md5s ops wrote here, newest last: a file put back after a failure (applyNginx, a failed start) is one of them.
-    return String.raw`host_file_md5=
+    const newMd5 =
+      content === null ? 'host_file_new=' : typeof content === 'string' ? `host_file_new=${createHash('md5').update(content).digest('hex')}` : `host_file_new=$(printf %s ${content.b64Word} | base64 -d | md5sum | cut -d' ' -f1)`;
+    const done = content === null ? `removed ${path} (the environment no longer sets it): ` : `replaced ${path}: `;
+    const backup = String.raw`host_file_md5=
 [ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
-${text ? `host_file_new=${createHash('md5').update(content).digest('hex')}` : `host_file_new=$(printf %s ${content.b64Word} | base64 -d | md5sum | cut -d' ' -f1)`}
+${newMd5}
 if { [ -e ${p} ] || [ -L ${p} ]; } && { [ -L ${p} ] || [ ! -f ${p} ] || { [ "$host_file_md5" != "$host_file_new" ] && ! grep -qsxF "$host_file_md5" ${rec}; }; }; then
   host_file_backup=${quote(`${HOST_OWN_BACKUPS}${path}`)}.$(date -u +%Y%m%dT%H%M%SZ)
   mkdir -p "${'$'}{host_file_backup%/*}"; chmod 0700 ${quote(HOST_OWN_BACKUPS)}
   cp -a ${p} "$host_file_backup"; rm -f ${p}
   if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'; else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here)"; fi
-  echo ${quote(`replaced ${path}: `)}"$host_file_why; what it held is kept in $host_file_backup (diff $host_file_backup ${path} shows what differs). ops writes this file from the environment's settings on every ${rule.when ?? 'provision and deploy'}, so a change made on the host does not last: "${quote(rule.lasts)}
+  echo ${quote(done)}"$host_file_why; what it held is kept in $host_file_backup${content === null ? '' : ` (diff $host_file_backup ${path} shows what differs)`}. ops writes this file from the environment's settings on every ${rule.when ?? 'provision and deploy'}, so a change made on the host does not last: "${quote(rule.lasts)}`;
+    if (content === null) return `${backup}\nfi\nrm -f ${p} ${rec}`;
+    return String.raw`${backup}
 else
   ${modeBack}
 fi
-${text ? putFile(path, content) : putFileWord(path, content.b64Word)}
+${typeof content === 'string' ? putFile(path, content, mode, owner) : putFileWord(path, content.b64Word, mode, owner)}
 if [ "$(tail -n1 ${rec} 2>/dev/null)" != "$host_file_new" ]; then { tail -n 9 ${rec} 2>/dev/null || true; echo "$host_file_new"; } > ${rec}.new; mv -f ${rec}.new ${rec}; fi`;
   }
   if (typeof content !== 'string') throw new Error(`putUnlessHostOwn: a kept file's content is ops's text (${path})`);

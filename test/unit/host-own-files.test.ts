@@ -1,7 +1,7 @@
 // A configuration file provision writes whole on a host an admin may have lived on (nginx.conf; the app user's pip.conf,
 // uv.toml and .npmrc): replaced only when it is ops's own or its Debian package's as shipped (script.ts putUnlessHostOwn,
 // asShipped), run by bash against this machine's real dpkg database and files; the package index files refused otherwise.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -184,11 +184,15 @@ describe("packageIndexes: the app user's pip.conf, uv.toml and .npmrc, written o
   const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: '/srv/shop', url: 'http://x' });
   const home = join(dir, 'home');
   const mark = '# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.\n';
-  /** The step's script with the app user's home here; `install` says what it would write (no user shop here, nor root). */
-  const step = () => {
-    const up = (n: string) => { const f = join(dir, n); writeFileSync(f, 'new\n'); return f; };
-    const script = packageIndexes(env, { pipConf: up('up.pip'), uvToml: up('up.uv'), npmrc: up('up.npmrc') }).script.replaceAll('/home/shop', home);
-    return bash(`ops_report() { echo "report $*"; }\ninstall() { [ "$1" = -d ] || echo "writes \${*: -1}"; }\n${script}`);
+  const backups = join(dir, 'index-backups');
+  /** This machine's user and group: the files' owner here (`chown` does nothing: no user shop here). */
+  const me = execFileSync('id', ['-un']).toString().trim() + ':' + execFileSync('id', ['-gn']).toString().trim();
+  /** The step's script with the app user's home here; `install -d` makes the directory; `uploads`: which files the environment sets. */
+  const step = (uploads: ('pipConf' | 'uvToml' | 'npmrc')[] = ['pipConf', 'uvToml', 'npmrc']) => {
+    const up = (n: string) => { const f = join(dir, n); writeFileSync(f, `${mark}new\n`); return f; };
+    const files = { pipConf: up('up.pip'), uvToml: up('up.uv'), npmrc: up('up.npmrc') };
+    const script = packageIndexes(env, Object.fromEntries(uploads.map((k) => [k, files[k]]))).script.replaceAll('/home/shop', home).replaceAll(HOST_OWN_BACKUPS, backups).replaceAll('shop:shop', me);
+    return bash(`ops_report() { echo "report $*"; }\ninstall() { [ "$1" = -d ] && mkdir -p "\${*: -1}"; }\nchown() { :; }\n${script}`);
   };
 
   it("refuses a file of the host's own (a token of the admin's), naming each with its setting, before writing any", async () => {
@@ -206,14 +210,27 @@ describe("packageIndexes: the app user's pip.conf, uv.toml and .npmrc, written o
     expect(readFileSync(join(home, '.npmrc'), 'utf8')).toBe(own);
   });
 
-  it("writes over provision's own and where there is none; a symlink is the host's own", async () => {
+  it("writes where there is none and over provision's own; provision's own with a token of the admin's added is backed up and replaced, said; a symlink is the host's own", async () => {
     rmSync(home, { recursive: true, force: true });
     mkdirSync(home, { recursive: true });
-    writeFileSync(join(home, '.npmrc'), `${mark}registry=http://old/\n`);
+    expect((await step()).stdout).toBe('report item package indexes changed\n');
+    expect(readFileSync(join(home, '.npmrc'), 'utf8')).toBe(`${mark}new\n`);
+    expect((await step()).stdout).toBe('report item package indexes ok\n');
+    const added = `${mark}new\n//npm.pkg.github.com/:_authToken=admin-token\n`;
+    writeFileSync(join(home, '.npmrc'), added);
     const r = await step();
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`writes ${home}/.config/pip/pip.conf\nwrites ${home}/.config/uv/uv.toml\nwrites ${home}/.npmrc\nreport item package indexes changed\n`);
-    rmSync(join(home, '.npmrc'));
+    const said = r.stdout.match(new RegExp(`^replaced ${home}/.npmrc: someone changed it here since ops wrote it; what it held is kept in (\\S+) \\(diff `));
+    expect(said, r.stdout).not.toBeNull();
+    expect(r.stdout).toContain("ops writes this file from the environment's settings on every provision, so a change made on the host does not last: its registry and token belong in packages.npm_registry and packages.npm_token (a secret), a scope's registry in the commit's .npmrc; then provision\n");
+    expect(r.stdout).not.toContain('admin-token');
+    expect(readFileSync(said![1]!, 'utf8')).toBe(added);
+    expect(readFileSync(join(home, '.npmrc'), 'utf8')).toBe(`${mark}new\n`);
+    // The environment no longer sets it: removed; changed here, backed up first, said.
+    writeFileSync(join(home, '.npmrc'), added);
+    const gone = await step(['pipConf', 'uvToml']);
+    expect(gone.stdout).toMatch(new RegExp(`^removed ${home}/.npmrc \\(the environment no longer sets it\\): someone changed it here since ops wrote it; what it held is kept in \\S+\\. ops writes`));
+    expect(existsSync(join(home, '.npmrc'))).toBe(false);
     symlinkSync(join(dir, 'elsewhere'), join(home, '.npmrc'));
     expect((await step()).stderr).toContain(`the app user's ${home}/.npmrc is this host's own`);
   });

@@ -92,6 +92,28 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 600_000);
 
+  it("the app user's ~/.npmrc provision wrote, with a token of the admin's added by hand, is backed up and replaced, said without the token; the setting removed, it is removed the same way", async () => {
+    const npmrc = '/home/sample/.npmrc';
+    project.write({ ...base, packages: { npm_registry: 'https://registry.npmjs.org/' } });
+    await provision(project.ctx(), project.env());
+    const ops = (await root(`cat ${npmrc}`)).stdout;
+    expect(ops.split('\n')[0]).toMatch(/^# Written by ops-pipeline provision/);
+    await root(`printf '//npm.pkg.github.com/:_authToken=admin-token\\n' >> ${npmrc}`);
+    let reporter = new MemoryReporter();
+    await provision(project.ctx(reporter), project.env());
+    const said = reporter.text().match(/replaced \/home\/sample\/\.npmrc: someone changed it here since ops wrote it; what it held is kept in (\/var\/backups\/ops-pipeline\/home\/sample\/\.npmrc\.\d{8}T\d{6}Z) \(diff /);
+    expect(said, reporter.text()).not.toBeNull();
+    expect(reporter.text()).toContain('its registry and token belong in packages.npm_registry and packages.npm_token (a secret)');
+    expect(reporter.text()).not.toContain('admin-token');
+    expect((await root(`cat ${npmrc}; tail -n1 ${said![1]}; stat -c '%a %U' ${said![1]} /var/backups/ops-pipeline`)).stdout).toBe(`${ops}//npm.pkg.github.com/:_authToken=admin-token\n600 sample\n700 root\n`);
+    await root(`printf '//npm.pkg.github.com/:_authToken=admin-token\\n' >> ${npmrc}`);
+    project.write(base);
+    reporter = new MemoryReporter();
+    await provision(project.ctx(reporter), project.env());
+    expect(reporter.text()).toMatch(/removed \/home\/sample\/\.npmrc \(the environment no longer sets it\): someone changed it here since ops wrote it; what it held is kept in \/var\/backups\/ops-pipeline\/home\/sample\/\.npmrc\.\d{8}T\d{6}Z\./);
+    expect((await root(`test -e ${npmrc} || echo gone`)).stdout).toBe('gone\n');
+  }, 600_000);
+
   // The admin's own nginx.conf: settings of theirs at every level (events, http, an include of theirs serving another site).
   const conf = '/etc/nginx/nginx.conf';
   const adminConf = (sites: string) => `user www-data;\nworker_processes auto;\npid /run/nginx.pid;\ninclude /etc/nginx/modules-enabled/*.conf;\n\nevents {\n    worker_connections 4096;\n}\n\nhttp {\n    sendfile on;\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n    log_format admin '$remote_addr $status $request_time';\n    access_log /var/log/nginx/access.log admin;\n    error_log /var/log/nginx/error.log;\n    client_max_body_size 50m;\n    include /etc/nginx/extra/*.conf;\n    include /etc/nginx/conf.d/*.conf;\n    ${sites}\n}\n`;

@@ -94,7 +94,9 @@ describe.sequential('provision on a host an admin has lived on', () => {
 
   it("the app user's ~/.npmrc provision wrote, with a token of the admin's added by hand, is backed up and replaced, said without the token; the setting removed, it is removed the same way", async () => {
     const npmrc = '/home/sample/.npmrc';
-    project.write({ ...base, packages: { npm_registry: 'https://registry.npmjs.org/' } });
+    // The lab's registry (testConfig's packages.npm_registry) makes provision's ~/.npmrc.
+    project.write(base);
+    expect((base.packages as { npm_registry?: string }).npm_registry).toBeTruthy();
     await provision(project.ctx(), project.env());
     const ops = (await root(`cat ${npmrc}`)).stdout;
     expect(ops.split('\n')[0]).toMatch(/^# Written by ops-pipeline provision/);
@@ -107,9 +109,10 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect(reporter.text()).not.toContain('admin-token');
     expect((await root(`cat ${npmrc}; tail -n1 ${said![1]}; stat -c '%a %U' ${said![1]} /var/backups/ops-pipeline`)).stdout).toBe(`${ops}//npm.pkg.github.com/:_authToken=admin-token\n600 sample\n700 root\n`);
     await root(`printf '//npm.pkg.github.com/:_authToken=admin-token\\n' >> ${npmrc}`);
-    project.write(base);
+    project.write({ ...base, packages: { pip_index_url: (base.packages as { pip_index_url: string }).pip_index_url } });
     reporter = new MemoryReporter();
     await provision(project.ctx(reporter), project.env());
+    project.write(base);
     expect(reporter.text()).toMatch(/removed \/home\/sample\/\.npmrc \(the environment no longer sets it\): someone changed it here since ops wrote it; what it held is kept in \/var\/backups\/ops-pipeline\/home\/sample\/\.npmrc\.\d{8}T\d{6}Z\./);
     expect((await root(`test -e ${npmrc} || echo gone`)).stdout).toBe('gone\n');
   }, 600_000);

@@ -76,6 +76,18 @@ export function writtenRecord(path: string): string {
 }
 
 /**
+ * Shell test: whether the file at `path`, a `replaced` one (HostOwnRule), is not one of the versions ops recorded writing
+ * there (writtenRecord): a symlink, something other than a file, or a file whose md5 is not in the record. True for a
+ * file ops has no record of (`recorded`: only when the record is there: a file someone changed since ops wrote it).
+ * False for a path with nothing there.
+ */
+export function notAsWritten(path: string, recorded = false): string {
+  const p = quote(path);
+  const rec = quote(writtenRecord(path));
+  return `{ { [ -e ${p} ] || [ -L ${p} ]; }${recorded ? ` && [ -s ${rec} ]` : ''} && { [ -L ${p} ] || [ ! -f ${p} ] || ! grep -qsxF "$(md5sum < ${p} | cut -d' ' -f1)" ${rec}; }; }`;
+}
+
+/**
  * Shell writing `content` to `path` (putFile; 0644 root:root, or a `replaced` rule's mode and owner) unless the host made the file its own, then
  * treated as `rule` says (HostOwnRule): kept, or replaced with a backup; either said on stdout, naming the file. An
  * admin's own, or ops's changed here since (said with the directives, the first word of each line, the change added
@@ -97,7 +109,7 @@ export function putUnlessHostOwn(path: string, content: string | { b64Word: stri
     const backup = String.raw`host_file_md5=
 [ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
 ${newMd5}
-if { [ -e ${p} ] || [ -L ${p} ]; } && { [ -L ${p} ] || [ ! -f ${p} ] || { [ "$host_file_md5" != "$host_file_new" ] && ! grep -qsxF "$host_file_md5" ${rec}; }; }; then
+if { [ -L ${p} ] || [ "$host_file_md5" != "$host_file_new" ]; } && ${notAsWritten(path)}; then
   host_file_backup=${quote(`${HOST_OWN_BACKUPS}${path}`)}.$(date -u +%Y%m%dT%H%M%SZ)
   mkdir -p "${'$'}{host_file_backup%/*}"; chmod 0700 ${quote(HOST_OWN_BACKUPS)}
   cp -a ${p} "$host_file_backup"; rm -f ${p}

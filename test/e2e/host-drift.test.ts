@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { provision } from '../../core/ops/provision.ts';
+import { status } from '../../core/ops/status.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
@@ -82,6 +83,10 @@ describe.sequential('nginx configuration someone else broke', () => {
     const edited = ops.replace('client_max_body_size 10m;', 'client_max_body_size 200m;\n    location /admin-notes/ { return 200 "admin"; }');
     expect(edited).not.toBe(ops);
     await root(`echo ${Buffer.from(edited).toString('base64')} | base64 -d > ${siteFile} && nginx -s reload`);
+    // status says so before a run replaces it.
+    expect((await status(project.ctx(), project.env())).hosts[0]!.warnings).toContain(
+      "/etc/nginx/sites-available/sample was changed on this host since ops wrote it: it serves as changed until the next provision or deploy, which replaces it, keeping what it holds in /var/backups/ops-pipeline/etc/nginx/sites-available/sample.<time> (make the change in the environment's settings to keep it)",
+    );
     let reporter = new MemoryReporter();
     await provision(project.ctx(reporter), project.env());
     expect(reporter.text()).toMatch(/replaced \/etc\/nginx\/sites-available\/sample: someone changed it here since ops wrote it; what it held is kept in \/var\/backups\/ops-pipeline\/etc\/nginx\/sites-available\/sample\.\d{8}T\d{6}Z/);
@@ -91,6 +96,7 @@ describe.sequential('nginx configuration someone else broke', () => {
     reporter = new MemoryReporter();
     expect((await provision(project.ctx(reporter), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
     expect(reporter.text()).not.toContain('replaced /etc/nginx');
+    expect((await status(project.ctx(), project.env())).hosts[0]!.warnings.filter((w) => w.includes('changed on this host'))).toEqual([]);
 
     // Debian's way: the file elsewhere, a symlink in its place; then a mode of the admin's.
     await root(`mkdir -p /root/sites && cp ${siteFile} /root/sites/sample && ln -sfn /root/sites/sample ${siteFile}`);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { asShipped, HOST_OWN_BACKUPS, putUnlessHostOwn, writtenRecord } from '../../core/steps/script.ts';
+import { asShipped, HOST_OWN_BACKUPS, notAsWritten, putUnlessHostOwn, writtenRecord } from '../../core/steps/script.ts';
 import { packageIndexes } from '../../core/steps/system.ts';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget } from '../../core/target.ts';
@@ -158,6 +158,21 @@ describe("putUnlessHostOwn, replaced: a file ops renders from the settings on ev
     expect(r.stdout).toContain("ops writes this file from the environment's settings on every start, so a change made on the host does not last: how.");
     expect(readFileSync(f, 'utf8')).toBe('[program:a]\ncommand=a 3\n');
     expect(readFileSync(writtenRecord(f), 'utf8').split('\n').filter(Boolean).length).toBe(3);
+  });
+
+  it("notAsWritten, recorded (status's test): true only for a file changed since ops recorded writing it, a symlink in its place", async () => {
+    const f = join(dir, 'site-status');
+    const changed = async () => holds(notAsWritten(f, true));
+    expect(await changed(), 'nothing there').toBe('no');
+    writeFileSync(f, v1);
+    expect(await changed(), 'no record: cannot tell').toBe('no');
+    await put(f, v1);
+    expect(await changed()).toBe('no');
+    writeFileSync(f, v2);
+    expect(await changed()).toBe('yes');
+    rmSync(f);
+    symlinkSync(join(dir, 'elsewhere-status'), f);
+    expect(await changed()).toBe('yes');
   });
 
   it("a symlink put in its place (into another directory, Debian's sites-available way) is kept as the link in the backup; a mode changed here is set back, said", async () => {

@@ -57,7 +57,7 @@ export function asShipped(pkg: string, path: string): string {
  *   them, so a version made on the host is replaced, but never silently: moved to a backup first
  *   (HOST_OWN_BACKUPS/<path>.<UTC time>, a symlink as the link), and said naming the file, the backup and `lasts`
  *   (where a change to it lasts: the setting or template; `when`: the runs that write it, "provision and deploy" unless
- *   given). What ops wrote is recorded beside it (`.<name>.ops-md5`, the md5s of the last 10 versions, newest last:
+ *   given). What ops wrote is recorded beside it (`.<name>.ops-md5`, the md5s of the last versions it wrote (and of one it had no record of, replaced with a backup), newest last:
  *   dpkg's record of a conffile; one put back after a failure is among them), so ops's own, unchanged, is replaced
  *   without a word. Its content may be made on the host (`{ b64Word }`: putFileWord's); `null`: removed (the setting
  *   that made it is gone), backed up first the same way. `mode`, `owner`: the file's (0644 root:root unless given).
@@ -106,14 +106,14 @@ export function putUnlessHostOwn(path: string, content: string | { b64Word: stri
     const newMd5 =
       content === null ? 'host_file_new=' : typeof content === 'string' ? `host_file_new=${createHash('md5').update(content).digest('hex')}` : `host_file_new=$(printf %s ${content.b64Word} | base64 -d | md5sum | cut -d' ' -f1)`;
     const done = content === null ? `removed ${path} (the environment no longer sets it): ` : `replaced ${path}: `;
-    const backup = String.raw`host_file_md5=
+    const backup = String.raw`host_file_md5=; host_file_said=
 [ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
 ${newMd5}
 if { [ -L ${p} ] || [ "$host_file_md5" != "$host_file_new" ]; } && ${notAsWritten(path)}; then
   host_file_backup=${quote(`${HOST_OWN_BACKUPS}${path}`)}.$(date -u +%Y%m%dT%H%M%SZ)
   mkdir -p "${'$'}{host_file_backup%/*}"; chmod 0700 ${quote(HOST_OWN_BACKUPS)}
   cp -a ${p} "$host_file_backup"; rm -f ${p}
-  if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'; else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here)"; fi
+  if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'; else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here)"; host_file_said=$host_file_md5; fi
   echo ${quote(done)}"$host_file_why; what it held is kept in $host_file_backup${content === null ? '' : ` (diff $host_file_backup ${path} shows what differs)`}. ops writes this file from the environment's settings on every ${rule.when ?? 'provision and deploy'}, so a change made on the host does not last: "${quote(rule.lasts)}`;
     if (content === null) return `${backup}\nfi\nrm -f ${p} ${rec}`;
     return String.raw`${backup}
@@ -121,7 +121,9 @@ else
   ${modeBack}
 fi
 ${typeof content === 'string' ? putFile(path, content, mode, owner) : putFileWord(path, content.b64Word, mode, owner)}
-if [ "$(tail -n1 ${rec} 2>/dev/null)" != "$host_file_new" ]; then { tail -n 9 ${rec} 2>/dev/null || true; echo "$host_file_new"; } > ${rec}.new; mv -f ${rec}.new ${rec}; fi`;
+# A version ops has no record of, just backed up and said, is recorded too: put back after a failure (a failed start's
+# previous file, which an older ops wrote without a record), it is no new change.
+if [ -n "$host_file_said" ] || [ "$(tail -n1 ${rec} 2>/dev/null)" != "$host_file_new" ]; then { tail -n 8 ${rec} 2>/dev/null || true; [ -z "$host_file_said" ] || echo "$host_file_said"; echo "$host_file_new"; } > ${rec}.new; mv -f ${rec}.new ${rec}; fi`;
   }
   if (typeof content !== 'string') throw new Error(`putUnlessHostOwn: a kept file's content is ops's text (${path})`);
   const first = content.split('\n', 1)[0]!;

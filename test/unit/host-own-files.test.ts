@@ -138,6 +138,9 @@ describe("putUnlessHostOwn, replaced: a file ops renders from the settings on ev
     writeFileSync(f, v1);
     const r = await put(f, v2);
     expect(r.stdout).toContain(`replaced ${f}: it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here); what it held is kept in `);
+    // Put back after a failure (a failed start's previous file), the version said is no new change.
+    writeFileSync(f, v1);
+    expect((await put(f, v2)).stdout).toBe('changed=1\n');
     const g = join(dir, 'site-d');
     writeFileSync(g, v2);
     expect((await put(g, v2)).stdout).toBe('changed=0\n');
@@ -157,7 +160,7 @@ describe("putUnlessHostOwn, replaced: a file ops renders from the settings on ev
     expect(r.stdout).toContain(`replaced ${f}: someone changed it here since ops wrote it; what it held is kept in `);
     expect(r.stdout).toContain("ops writes this file from the environment's settings on every start, so a change made on the host does not last: how.");
     expect(readFileSync(f, 'utf8')).toBe('[program:a]\ncommand=a 3\n');
-    expect(readFileSync(writtenRecord(f), 'utf8').split('\n').filter(Boolean).length).toBe(3);
+    expect(readFileSync(writtenRecord(f), 'utf8').split('\n').filter(Boolean).length, 'the versions written').toBe(3);
   });
 
   it("notAsWritten, recorded (status's test): true only for a file changed since ops recorded writing it, a symlink in its place", async () => {

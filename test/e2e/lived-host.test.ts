@@ -115,6 +115,8 @@ describe.sequential('provision on a host an admin has lived on', () => {
     project.write(base);
     expect(reporter.text()).toMatch(/removed \/home\/sample\/\.npmrc \(the environment no longer sets it\): someone changed it here since ops wrote it; what it held is kept in \/var\/backups\/ops-pipeline\/home\/sample\/\.npmrc\.\d{8}T\d{6}Z\./);
     expect((await root(`test -e ${npmrc} || echo gone`)).stdout).toBe('gone\n');
+    // The lab's again for the cases after this one.
+    expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'package indexes', state: 'changed' }]));
   }, 600_000);
 
   // The admin's own nginx.conf: settings of theirs at every level (events, http, an include of theirs serving another site).

@@ -13,6 +13,7 @@ import { collisions, findSiblings, sharedParts, type SharedParts, type Sibling }
 import type { Host } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { acmeCaPath } from '../steps/tls.ts';
+import { writtenRecord } from '../steps/script.ts';
 import { errorFieldsLine, errorParts, messageLine, OpsError } from '../errors.ts';
 import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE, type CreationRule } from '../secrets/sops-config.ts';
 import { quote, validate } from '../shell.ts';
@@ -94,8 +95,8 @@ export function removeAppCommands(environment: Environment, others: Environment[
     cmds.push(
       // `supervisorctl update NAME` fails ("no such group") for a slot never started (an environment deployed once
       // runs blue only), which would stop a copied chain there: only the groups supervisor runs are named.
-      `sudo rm -f ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} && for g in ${quote(L.supervisorGroup('blue'))} ${quote(L.supervisorGroup('green'))}; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done`,
-      `sudo rm -f ${quote(L.nginxSiteEnabled)} ${quote(L.nginxSite)} ${quote(L.nginxUpstreams)} && sudo nginx -t && sudo nginx -s reload`,
+      `sudo rm -f ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} ${quote(writtenRecord(L.supervisorConf('blue')))} ${quote(writtenRecord(L.supervisorConf('green')))} && for g in ${quote(L.supervisorGroup('blue'))} ${quote(L.supervisorGroup('green'))}; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done`,
+      `sudo rm -f ${quote(L.nginxSiteEnabled)} ${quote(L.nginxSite)} ${quote(writtenRecord(L.nginxSite))} ${quote(L.nginxUpstreams)} && sudo nginx -t && sudo nginx -s reload`,
     );
   if (c.tls.mode === 'letsencrypt' && c.domain) {
     if (sharers('domain')) cmds.push(kept(`certificate ${c.domain}`, 'domain', `the same domain`));

@@ -8,19 +8,32 @@ import { quote } from '../shell.ts';
 import { isDefaultServer } from '../config/siblings.ts';
 import type { Slot } from '../layout.ts';
 
-/** The first line of every nginx file ops writes (the built-in sites, the upstreams, nginx.conf): what tells them ops's. */
+/**
+ * The first line of the nginx files ops writes from the settings (the built-in sites, the upstreams): what tells them
+ * ops's. A change made to one on the host is replaced (the site: with a backup, said; putUnlessHostOwn).
+ */
 export const HEADER = '# Managed by ops-pipeline: local changes are overwritten.';
 
 /**
- * The md5 of each base config an older ops wrote (putUnlessHostOwn's `previous`: a host's nginx.conf equal to one is
- * ops's untouched, replaced; one changed since is the admin's, kept). None yet: baseConfig is as ops first wrote it.
- * When changing it, add the md5 of the one it replaces here.
+ * The first line of ops's nginx.conf: what tells it ops's. ops writes it only over its own as it wrote it, so a change
+ * made to it on the host is kept (said on every provision; ops's updates to it then stop), which its older header
+ * (HEADER) denied.
  */
-export const BASE_CONFIG_PREVIOUS: readonly string[] = [];
+export const BASE_CONFIG_HEADER = "# Managed by ops-pipeline: a change made here is kept, and said on each provision (ops stops updating this file).";
+
+/**
+ * The md5 of each base config an older ops wrote (putUnlessHostOwn's `previous`: a host's nginx.conf equal to one is
+ * ops's untouched, replaced; one changed since is the admin's, kept). When changing baseConfig, add the md5 of the one
+ * it replaces here. The first: the one whose header was HEADER.
+ */
+export const BASE_CONFIG_PREVIOUS: readonly string[] = ['5955bed5f9141fdbf08a20b6b97c6fcb'];
+
+/** The first lines of ops's nginx.conf an older ops wrote (putUnlessHostOwn's `previousFirstLines`). */
+export const BASE_CONFIG_PREVIOUS_HEADERS: readonly string[] = [HEADER];
 
 /** The base /etc/nginx/nginx.conf (the same for every app on a host). */
 export function baseConfig(): string {
-  return `${HEADER}
+  return `${BASE_CONFIG_HEADER}
 user www-data;
 worker_processes auto;
 pid /run/nginx.pid;

@@ -2,11 +2,11 @@
 // gracefully and wait until the new configuration serves, or put every file back as it was and fail with nginx's
 // message.
 import type { Target } from '../target.ts';
-import { BASE_CONFIG_PREVIOUS, baseConfig, HEADER, releaseMap, site, upstreamBlock, upstreams } from './nginx-config.ts';
+import { BASE_CONFIG_PREVIOUS, BASE_CONFIG_PREVIOUS_HEADERS, baseConfig, HEADER, releaseMap, site, upstreamBlock, upstreams } from './nginx-config.ts';
 import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { asShipped, putFile, putFileWord, putUnlessHostOwn } from './script.ts';
+import { asShipped, putFile, putFileWord, putUnlessHostOwn, type HostOwnRule } from './script.ts';
 import { CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
 export interface NginxFile {
@@ -14,12 +14,12 @@ export interface NginxFile {
   /** The file's text, or the base64 of a text made on the host, as a shell word `before` sets (`"$ups_b64"`). */
   content: string | { b64Word: string };
   /**
-   * A file a Debian package ships as a configuration file, which an admin may have made the host's own
-   * (nginx-common's /etc/nginx/nginx.conf): written only over ops's own as ops wrote it (this content, or one whose md5
-   * is in `previous`: an older ops's) or the package's as shipped, any other kept and `kept` said of it
-   * (putUnlessHostOwn). `check` then says whether nginx can serve with it.
+   * What a version of the file someone made on the host gets (putUnlessHostOwn): kept (a file a Debian package ships as
+   * a configuration file, which an admin may have made the host's own: nginx-common's /etc/nginx/nginx.conf; `check`
+   * then says whether nginx can serve with it), or replaced with a backup, said (the app's site, rendered from the
+   * settings). Without it the file is written whatever is there (the upstreams: the deploys' own).
    */
-  shipped?: { package: string; kept: string; previous?: readonly string[] };
+  own?: HostOwnRule;
 }
 
 export interface NginxChange {
@@ -91,7 +91,7 @@ export function applyNginx(change: NginxChange): Step {
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) {
     if (typeof f.content !== 'string') lines.push(putFileWord(f.path, f.content.b64Word));
-    else lines.push(f.shipped ? putUnlessHostOwn(f.path, f.content, f.shipped.package, f.shipped.kept, f.shipped.previous) : putFile(f.path, f.content));
+    else lines.push(f.own ? putUnlessHostOwn(f.path, f.content, f.own) : putFile(f.path, f.content));
   }
   if (change.complete) lines.push(change.complete);
   for (const [target, link] of change.links ?? []) lines.push(`[ "$(readlink ${quote(link)} || true)" = ${quote(target)} ] || { ln -sfn ${quote(target)} ${quote(link)}; CHANGED=1; }`);
@@ -180,6 +180,21 @@ else
 fi`;
 }
 
+/**
+ * The app's site on a host where someone changed it (a location added, client_max_body_size raised, made a symlink):
+ * rendered from the settings on every provision and switch, so replaced, with a backup and where such a change lasts
+ * (putUnlessHostOwn's `replaced`).
+ */
+export function siteOwn(env: Target): HostOwnRule {
+  const where = `environments/${env.name}/environment.yml`;
+  return {
+    kind: 'replaced',
+    lasts: env.config.nginx.site_template
+      ? `make it in the site template (nginx.site_template in ${where}), or the setting that makes it (nginx.client_max_body_size, routes), then deploy`
+      : `set it in ${where} (nginx.client_max_body_size, routes, nginx.default_server), or, for a location or directive of your own, give the app a site template (nginx.site_template, with the built-in site's placeholders: README, "Placeholders"), then deploy; settings for every site belong in a file of /etc/nginx/conf.d/ (nginx.conf's http block includes it; ops never writes there)`,
+  };
+}
+
 /** Debian's default site, the one nginx-common ships and enables (`listen 80 default_server`, nginx's welcome page). */
 const DEFAULT_SITE = '/etc/nginx/sites-available/default';
 const DEFAULT_SITE_ENABLED = '/etc/nginx/sites-enabled/default';
@@ -187,7 +202,7 @@ const DEFAULT_SITE_ENABLED = '/etc/nginx/sites-enabled/default';
 /**
  * What provision puts in place: the base config, the site, the upstreams (blue when absent; see ensureUpstreams).
  * On a host an admin lived on, nothing of theirs is replaced or disabled without a word: nginx.conf is written only
- * over ops's own as ops wrote it or Debian's as shipped (NginxFile.shipped; ops's changed here since is the admin's); a host's own is kept, and must include the site (ops's
+ * over ops's own as ops wrote it or Debian's as shipped (NginxFile.own, kept; ops's changed here since is the admin's); a host's own is kept, and must include the site (ops's
  * needs of it: its `http {}` including /etc/nginx/sites-enabled/*, where the site is linked; the rest of the base
  * config is ops's taste: server_tokens off, gzip, room for long server names). Debian's default site is disabled
  * only as shipped (its welcome page, and the default server the app's site may claim); an edited one stays enabled,
@@ -219,9 +234,9 @@ fi`;
       {
         path: conf,
         content: baseConfig(),
-        shipped: { package: 'nginx-common', kept: `ops's site is included from it, and ops's base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) apply only as far as it has them: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again`, previous: BASE_CONFIG_PREVIOUS },
+        own: { kind: 'kept', package: 'nginx-common', kept: `ops's site is included from it, and ops's base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) apply only as far as it has them: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again`, previous: BASE_CONFIG_PREVIOUS, previousFirstLines: BASE_CONFIG_PREVIOUS_HEADERS },
       },
-      { path: L.nginxSite, content: site(env, certificateReady) },
+      { path: L.nginxSite, content: site(env, certificateReady), own: siteOwn(env) },
     ],
     complete: `${ensureUpstreams(env)}
 ${defaultSite}`,

@@ -46,30 +46,102 @@ export function asShipped(pkg: string, path: string): string {
 }
 
 /**
- * Shell writing `content` to `path` (putFile) unless the host made the file its own: written when absent, when it is
- * ops's as ops wrote it (its first line `content`'s, the header ops writes first in such a file, and its md5 that of
- * `content` or of one of `previous`, the md5s of every version of it an older ops wrote: keep them there when the
- * content changes), or when it is Debian package `pkg`'s configuration file as shipped (asShipped). Any other is left
- * as it is and said on stdout, naming the file and why, then `kept` (what that means for ops, and how to have ops's
- * instead): an admin's own, or ops's changed here since (said with the directives, the first word of each line,
- * the change added or changed and removed, never their values: dpkg's rule for a conffile changed locally). Needs
- * SYSTEM_FUNCTIONS.
+ * How putUnlessHostOwn treats a version of the file that someone made on the host, by the file's kind:
+ * - `kept`: a file set up once (nginx.conf): the host's own is kept as it is, said with `kept` (what that means for
+ *   ops, and how to have ops's instead). Written only when absent, ops's own as ops wrote it (its md5 that of
+ *   `content` or one of `previous`, the md5s of every version an older ops wrote: keep them there when the content
+ *   changes), or Debian package `package`'s configuration file as shipped (asShipped). One whose first line is
+ *   `content`'s (the header ops writes first in such a file) or one of `previousFirstLines` (the headers an older ops
+ *   wrote) is ops's changed here since; any other, the admin's own.
+ * - `replaced`: a file ops renders from the environment's settings on every run (the app's nginx site): it must follow
+ *   them, so a version made on the host is replaced, but never silently: moved to a backup first
+ *   (HOST_OWN_BACKUPS/<path>.<UTC time>, a symlink as the link), and said naming the file, the backup and `lasts`
+ *   (where a change to it lasts: the setting or template; `when`: the runs that write it, "provision and deploy" unless
+ *   given). What ops wrote is recorded beside it (`.<name>.ops-md5`, the md5s of the last versions it wrote (and of one it had no record of, replaced with a backup), newest last:
+ *   dpkg's record of a conffile; one put back after a failure is among them), so ops's own, unchanged, is replaced
+ *   without a word. Its content may be made on the host (`{ b64Word }`: putFileWord's); `null`: removed (the setting
+ *   that made it is gone), backed up first the same way. `mode`, `owner`: the file's (0644 root:root unless given).
  */
-export function putUnlessHostOwn(path: string, content: string, pkg: string, kept: string, previous: readonly string[] = []): string {
-  const first = content.split('\n', 1)[0]!;
+export type HostOwnRule =
+  | { kind: 'kept'; package: string; kept: string; previous?: readonly string[]; previousFirstLines?: readonly string[] }
+  | { kind: 'replaced'; lasts: string; when?: string; mode?: string; owner?: string };
+
+/** Where putUnlessHostOwn keeps the host's versions of the files it replaces (root's only: a file may hold a token). Outside every directory a program reads whole (conf.d, sites-enabled, logrotate.d). */
+export const HOST_OWN_BACKUPS = '/var/backups/ops-pipeline';
+
+/** The record of what putUnlessHostOwn last wrote at `path` (a `replaced` file): `.<name>.ops-md5` beside it, so it is snapshotted and put back with its directory (applyNginx). */
+export function writtenRecord(path: string): string {
+  const i = path.lastIndexOf('/');
+  return `${path.slice(0, i + 1)}.${path.slice(i + 1)}.ops-md5`;
+}
+
+/**
+ * Shell test: whether the file at `path`, a `replaced` one (HostOwnRule), is not one of the versions ops recorded writing
+ * there (writtenRecord): a symlink, something other than a file, or a file whose md5 is not in the record. True for a
+ * file ops has no record of (`recorded`: only when the record is there: a file someone changed since ops wrote it).
+ * False for a path with nothing there.
+ */
+export function notAsWritten(path: string, recorded = false): string {
   const p = quote(path);
-  const ours = [createHash('md5').update(content).digest('hex'), ...previous].join(' ');
+  const rec = quote(writtenRecord(path));
+  return `{ { [ -e ${p} ] || [ -L ${p} ]; }${recorded ? ` && [ -s ${rec} ]` : ''} && { [ -L ${p} ] || [ ! -f ${p} ] || ! grep -qsxF "$(md5sum < ${p} | cut -d' ' -f1)" ${rec}; }; }`;
+}
+
+/**
+ * Shell writing `content` to `path` (putFile; 0644 root:root, or a `replaced` rule's mode and owner) unless the host made the file its own, then
+ * treated as `rule` says (HostOwnRule): kept, or replaced with a backup; either said on stdout, naming the file. An
+ * admin's own, or ops's changed here since (said with the directives, the first word of each line, the change added
+ * or changed and removed, never their values: dpkg's rule for a conffile changed locally). A mode or owner changed
+ * here on a file ops writes is set back, said with what it was. Needs SYSTEM_FUNCTIONS.
+ */
+export function putUnlessHostOwn(path: string, content: string | { b64Word: string } | null, rule: HostOwnRule): string {
+  const p = quote(path);
+  const mode = rule.kind === 'replaced' ? (rule.mode ?? '0644') : '0644';
+  const owner = rule.kind === 'replaced' ? (rule.owner ?? 'root:root') : 'root:root';
+  // A mode or owner someone set here: put_file sets ops's back, said.
+  const modeBack = String.raw`if [ -f ${p} ] && [ ! -L ${p} ] && [ "$(stat -c '%a %U:%G' ${p})" != ${quote(`${mode.replace(/^0/, '')} ${owner}`)} ]; then echo ${quote(`set ${path} back to mode ${mode}, owner ${owner} (ops's), from `)}"$(stat -c '%a %U:%G' ${p})"${quote(' here: a mode or owner of your own does not last on a file ops writes')}; fi`;
+  if (rule.kind === 'replaced') {
+    const rec = quote(writtenRecord(path));
+    // The md5s ops wrote here, newest last: a file put back after a failure (applyNginx, a failed start) is one of them.
+    const newMd5 =
+      content === null ? 'host_file_new=' : typeof content === 'string' ? `host_file_new=${createHash('md5').update(content).digest('hex')}` : `host_file_new=$(printf %s ${content.b64Word} | base64 -d | md5sum | cut -d' ' -f1)`;
+    const done = content === null ? `removed ${path} (the environment no longer sets it): ` : `replaced ${path}: `;
+    const backup = String.raw`host_file_md5=; host_file_said=
+[ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
+${newMd5}
+if { [ -L ${p} ] || [ "$host_file_md5" != "$host_file_new" ]; } && ${notAsWritten(path)}; then
+  host_file_backup=${quote(`${HOST_OWN_BACKUPS}${path}`)}.$(date -u +%Y%m%dT%H%M%SZ)
+  mkdir -p "${'$'}{host_file_backup%/*}"; chmod 0700 ${quote(HOST_OWN_BACKUPS)}
+  cp -a ${p} "$host_file_backup"; rm -f ${p}
+  if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'; else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here)"; host_file_said=$host_file_md5; fi
+  echo ${quote(done)}"$host_file_why; what it held is kept in $host_file_backup${content === null ? '' : ` (diff $host_file_backup ${path} shows what differs)`}. ops writes this file from the environment's settings on every ${rule.when ?? 'provision and deploy'}, so a change made on the host does not last: "${quote(rule.lasts)}`;
+    if (content === null) return `${backup}\nfi\nrm -f ${p} ${rec}`;
+    return String.raw`${backup}
+else
+  ${modeBack}
+fi
+${typeof content === 'string' ? putFile(path, content, mode, owner) : putFileWord(path, content.b64Word, mode, owner)}
+# A version ops has no record of, just backed up and said, is recorded too: put back after a failure (a failed start's
+# previous file, which an older ops wrote without a record), it is no new change.
+if [ -n "$host_file_said" ] || [ "$(tail -n1 ${rec} 2>/dev/null)" != "$host_file_new" ]; then { tail -n 8 ${rec} 2>/dev/null || true; [ -z "$host_file_said" ] || echo "$host_file_said"; echo "$host_file_new"; } > ${rec}.new; mv -f ${rec}.new ${rec}; fi`;
+  }
+  if (typeof content !== 'string') throw new Error(`putUnlessHostOwn: a kept file's content is ops's text (${path})`);
+  const first = content.split('\n', 1)[0]!;
+  const md5 = createHash('md5').update(content).digest('hex');
+  const previous = (rule.previous ?? []).join(' ');
+  const firsts = [first, ...(rule.previousFirstLines ?? [])].map(quote).join(' | ');
   return String.raw`host_file_md5=
 [ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
-if [ ! -e ${p} ] || { [ "$(head -n1 ${p})" = ${quote(first)} ] && [[ " ${ours} " == *" $host_file_md5 "* ]]; } || ${asShipped(pkg, path)}; then
+if [ ! -e ${p} ] || [ "$host_file_md5" = ${md5} ] || { [ -n "$host_file_md5" ] && [[ " ${previous} " == *" $host_file_md5 "* ]]; } || ${asShipped(rule.package, path)}; then
+  ${modeBack}
   ${putFile(path, content)}
-elif [ "$(head -n1 ${p})" = ${quote(first)} ]; then
+elif case "$(head -n1 ${p})" in ${firsts}) true ;; *) false ;; esac; then
   # The directives each side has that the other lacks (diff's "> " and "< " lines), by name.
   host_file_diff=$(printf %s ${b64(content)} | base64 -d | diff - ${p} || true)
   host_file_names() { local n; n=$(sed -n "s/^$1 *\([a-z_][a-z0-9_]*\).*/\1/p" <<< "$host_file_diff" | sort -u | paste -sd' '); echo "${'$'}{n:-none}"; }
-  echo ${quote(`kept this host's own ${path} as it is: ops wrote it, but someone changed it here since (`)}"added or changed: $(host_file_names '>'); removed: $(host_file_names '<')"${quote(`), and ops never overwrites a change; ${kept}`)}
+  echo ${quote(`kept this host's own ${path} as it is: ops wrote it, but someone changed it here since (`)}"added or changed: $(host_file_names '>'); removed: $(host_file_names '<')"${quote(`), and ops never overwrites a change; ${rule.kept}`)}
 else
-  echo ${quote(`kept this host's own ${path} as it is: it is neither the one ops writes (its first line: ${first}) nor ${pkg}'s as shipped (its md5 differs from the one dpkg recorded: someone changed it here), and ops never overwrites it; ${kept}`)}
+  echo ${quote(`kept this host's own ${path} as it is: it is neither the one ops writes (its first line: ${first}) nor ${rule.package}'s as shipped (its md5 differs from the one dpkg recorded: someone changed it here), and ops never overwrites it; ${rule.kept}`)}
 fi`;
 }
 

@@ -18,10 +18,11 @@ import { historyFunctions } from './history.ts';
 import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 import { gateSeconds, nginxServed } from './nginx-gate.ts';
-import { provisionedIn, reportProvisioned, unprovisionedNote } from './system.ts';
+import { packageIndexPaths, provisionedIn, reportProvisioned, unprovisionedNote } from './system.ts';
+import { HOST_OWN_BACKUPS, notAsWritten } from './script.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run', 'served_url', 'served_proof', 'served_fail', 'served_wrong', 'served_unlogged');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); `host_changed` (a path per file ops writes whole from the settings, the site, a slot's supervisor file, the app user's package index files, changed on the host since ops wrote it: notAsWritten); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run', 'served_url', 'served_proof', 'served_fail', 'served_wrong', 'served_unlogged', 'host_changed');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -138,6 +139,8 @@ if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else op
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ${slotPortLinesShell(env)}
 if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${STATUS_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
+# The files ops writes whole from the settings that someone changed here since: the next provision or deploy replaces them.
+${hostChangedFiles(env).map((f) => `if ${notAsWritten(f, true)}; then ops_report ${STATUS_KEYS.host_changed} ${quote(f)}; fi`).join('\n')}
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
 ops_report ${STATUS_KEYS.site} "$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
 # Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
@@ -181,6 +184,13 @@ ${lockStatus(env).script}`,
   };
 }
 
+
+/** The files ops writes whole from the settings, replacing a version changed on the host with a backup (putUnlessHostOwn's `replaced`): status says which were changed. */
+function hostChangedFiles(env: Target): string[] {
+  const L = env.layout;
+  const idx = packageIndexPaths(env);
+  return [L.nginxSite, L.supervisorConf('blue'), L.supervisorConf('green'), idx.pipConf, idx.uvToml, idx.npmrc];
+}
 
 export interface HostStatus {
   host: string;
@@ -417,6 +427,8 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   const pinned = slotPortsElsewhere(env, host.name, reportedAll(r, STATUS_KEYS.nginx_slot_port), 'deploys refuse until it is fixed');
   if (pinned) problem(`${pinned.message} (fix: ${pinned.hint})`);
 
+  for (const f of reportedAll(r, STATUS_KEYS.host_changed))
+    warn(`${f} was changed on this host since ops wrote it: it serves as changed until the next ${f.startsWith('/etc/supervisor/') ? "start of a release on that slot (deploy, rollback)" : f.startsWith('/etc/nginx/') ? 'provision or deploy' : 'provision'}, which replaces it, keeping what it holds in ${HOST_OWN_BACKUPS}${f}.<time> (make the change in the environment's settings to keep it)`);
   const code = Number(reported(r, STATUS_KEYS.site) || '0');
   // Older status steps did not report it: their sites were enabled by provision.
   s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, STATUS_KEYS.site_enabled) !== 'no' };

@@ -10,11 +10,11 @@ import { FAILURE_KEYS, reportKeys, type Step } from '../remote/types.ts';
 import { isValid, onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorCommand, supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
-import { applyNginx } from './nginx.ts';
+import { applyNginx, siteOwn } from './nginx.ts';
 import { certificatePaths, checkLog, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { gateSeconds, nginxGate, otherListenFiles, visitorAddress } from './nginx-gate.ts';
-import { b64, putFileWord } from './script.ts';
+import { b64, putUnlessHostOwn, type HostOwnRule } from './script.ts';
 import { ASSETS_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { maskText } from './masks.ts';
 
@@ -239,6 +239,19 @@ const RELEASE_MARK = '@@ops-release-id@@';
 function releaseIdVar(releaseId: string | HostVariable): string {
   const set = typeof releaseId !== 'string' && releaseId.variable === 'release_id' ? '' : `release_id=${word(releaseId)}\n`;
   return String.raw`${set}[[ $release_id =~ ${RELEASE_DIR_PATTERN} ]] || { echo "not a release id: $release_id" >&2; exit 1; }`;
+}
+
+/**
+ * A slot's supervisor file on a host where someone changed it (an environment= added, a command edited): written from
+ * the settings whenever a release starts on the slot, so replaced, with a backup and where such a change lasts
+ * (putUnlessHostOwn's `replaced`).
+ */
+export function supervisorOwn(env: Target): HostOwnRule {
+  return {
+    kind: 'replaced',
+    when: 'start of a release on its slot (deploy, rollback)',
+    lasts: `set it in environments/${env.name}/environment.yml (programs.<name>.command, .env, .directory; a secret value in the environment's secrets file, the app's variables in its .env), then deploy`,
+  };
 }
 
 /**
@@ -513,7 +526,7 @@ fi
 ${previousBackFunctions(env)}
 # The new file goes in; the previous one comes back if supervisor refuses it.
 restore() { previous_file "$keep" || true; }
-${putFileWord(L.supervisorConf(slot), '"$conf_b64"')}
+${putUnlessHostOwn(L.supervisorConf(slot), { b64Word: '"$conf_b64"' }, supervisorOwn(env))}
 if ! msg=$(reread); then
   restore
   if reread >/dev/null; then
@@ -933,7 +946,7 @@ rm -rf ${quote(`${L.assets}/next`)}`;
       // provision): the site nginx has is left as it is (it may serve the previous name with its certificate);
       // only the traffic moves. Provision gets the certificate and writes the site.
       files: [
-        ...(siteText !== undefined ? [{ path: L.nginxSite, content: siteText }] : []),
+        ...(siteText !== undefined ? [{ path: L.nginxSite, content: siteText, own: siteOwn(env) }] : []),
         { path: L.nginxUpstreams, content: { b64Word: '"$ups_b64"' } },
       ],
       links: [[L.nginxSite, L.nginxSiteEnabled]],

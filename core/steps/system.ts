@@ -7,7 +7,7 @@ import { reported, reportKeys, type Step, type StepResult } from '../remote/type
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { SYSTEM_FUNCTIONS } from './libraries.ts';
-import { hostGit } from './script.ts';
+import { hostGit, putUnlessHostOwn, type HostOwnRule } from './script.ts';
 
 /** What the system steps report: `inspectHost`: `os_id`, `codename` (/etc/os-release), `init` (systemd|none), `app_user` (yes|no), and PROVISIONED_KEYS; `runtimes`: `runtime` (`<name> <path> <version>`); each provision part as LIBRARY_KEYS.item. */
 export const SYSTEM_KEYS = reportKeys('os_id', 'codename', 'init', 'app_user', 'runtime');
@@ -220,15 +220,16 @@ fi`);
   for (const kind of ['pipConf', 'uvToml', 'npmrc'] as const) {
     const dest = quote(paths[kind]);
     const from = uploaded[kind];
+    // Provision's own, changed here since (a token of the admin's added): backed up and replaced, said.
+    const own: HostOwnRule = { kind: 'replaced', when: 'provision', mode: '0600', owner: `${env.appUser}:${env.appUser}`, lasts: `${INDEX_FILE_SETTINGS[kind].belongs}; then provision` };
     if (from) {
-      lines.push(String.raw`install -d -m 0700 -o ${u} -g ${u} "$(dirname ${dest})"
-if ! cmp -s ${quote(from)} ${dest} || [ "$(stat -c '%a %U' ${dest})" != "600 ${env.appUser}" ]; then
-  install -m 0600 -o ${u} -g ${u} ${quote(from)} ${dest}
-  CHANGED=1
-fi`);
+      lines.push(`install -d -m 0700 -o ${u} -g ${u} "$(dirname ${dest})"`, putUnlessHostOwn(paths[kind], { b64Word: `"$(base64 -w0 < ${quote(from)})"` }, own));
     } else {
       // Only a file we wrote (its first line says so) is ours to remove.
-      lines.push(String.raw`if [ -f ${dest} ] && head -n1 ${dest} | grep -q ${quote(`^${PROVISION_MARK}`)}; then rm -f ${dest}; CHANGED=1; fi`);
+      lines.push(String.raw`if [ -f ${dest} ] && head -n1 ${dest} | grep -q ${quote(`^${PROVISION_MARK}`)}; then
+${putUnlessHostOwn(paths[kind], null, own)}
+CHANGED=1
+fi`);
     }
   }
   lines.push(`[ -d ${home} ] || { echo "the app user's home ${home} is missing" >&2; exit 1; }`, "item 'package indexes'");

@@ -5,6 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { provision } from '../../core/ops/provision.ts';
+import { status } from '../../core/ops/status.ts';
+import { MemoryReporter } from '../../core/report.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
@@ -63,10 +65,66 @@ describe.sequential('nginx configuration someone else broke', () => {
     }
   }, 600_000);
 
-  it("the app's own site edited by hand into one nginx refuses does not stop a deploy: its switch writes the site again", async () => {
+  it("the app's own site edited by hand into one nginx refuses does not stop a deploy: its switch writes the site again, keeping the edited one in a backup, said", async () => {
     await root("printf 'bogus_directive on;\\n' >> /etc/nginx/sites-available/sample");
-    await deploy(project.ctx(), project.env(), { ref: 'v1' });
+    const reporter = new MemoryReporter();
+    await deploy(project.ctx(reporter), project.env(), { ref: 'v1' });
     expect((await get(host)).body).toContain('Version 1.0.0');
     expect((await root('nginx -t 2>&1 | tail -n1')).stdout).toContain('test is successful');
+    const said = reporter.text().match(/replaced \/etc\/nginx\/sites-available\/sample: someone changed it here since ops wrote it; what it held is kept in (\/var\/backups\/ops-pipeline\/etc\/nginx\/sites-available\/sample\.\d{8}T\d{6}Z) \(diff /);
+    expect(said, reporter.text()).not.toBeNull();
+    expect(reporter.text()).toContain('so a change made on the host does not last: set it in environments/e2e/environment.yml (nginx.client_max_body_size, routes, nginx.default_server)');
+    expect((await root(`tail -n1 ${said![1]}`)).stdout).toBe('bogus_directive on;\n');
+  }, 600_000);
+
+  it("the site changed the ways an admin does (client_max_body_size raised, a location added; a symlink into another directory; its mode) is replaced by provision with a backup each, said; ops's own unchanged is written without a word", async () => {
+    const siteFile = '/etc/nginx/sites-available/sample';
+    const ops = (await root(`cat ${siteFile}`)).stdout;
+    const edited = ops.replace('client_max_body_size 10m;', 'client_max_body_size 200m;\n    location /admin-notes/ { return 200 "admin"; }');
+    expect(edited).not.toBe(ops);
+    await root(`echo ${Buffer.from(edited).toString('base64')} | base64 -d > ${siteFile} && nginx -s reload`);
+    // status says so before a run replaces it.
+    expect((await status(project.ctx(), project.env())).hosts[0]!.warnings).toContain(
+      "/etc/nginx/sites-available/sample was changed on this host since ops wrote it: it serves as changed until the next provision or deploy, which replaces it, keeping what it holds in /var/backups/ops-pipeline/etc/nginx/sites-available/sample.<time> (make the change in the environment's settings to keep it)",
+    );
+    let reporter = new MemoryReporter();
+    await provision(project.ctx(reporter), project.env());
+    expect(reporter.text()).toMatch(/replaced \/etc\/nginx\/sites-available\/sample: someone changed it here since ops wrote it; what it held is kept in \/var\/backups\/ops-pipeline\/etc\/nginx\/sites-available\/sample\.\d{8}T\d{6}Z/);
+    expect((await root(`cat ${siteFile}`)).stdout).toBe(ops);
+    expect((await root('grep -l "client_max_body_size 200m" /var/backups/ops-pipeline/etc/nginx/sites-available/sample.* | wc -l')).stdout.trim()).not.toBe('0');
+    // Nothing to say again.
+    reporter = new MemoryReporter();
+    expect((await provision(project.ctx(reporter), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    expect(reporter.text()).not.toContain('replaced /etc/nginx');
+    expect((await status(project.ctx(), project.env())).hosts[0]!.warnings.filter((w) => w.includes('changed on this host'))).toEqual([]);
+
+    // Debian's way: the file elsewhere, a symlink in its place; then a mode of the admin's.
+    await root(`mkdir -p /root/sites && cp ${siteFile} /root/sites/sample && ln -sfn /root/sites/sample ${siteFile}`);
+    reporter = new MemoryReporter();
+    await provision(project.ctx(reporter), project.env());
+    expect(reporter.text()).toContain('replaced /etc/nginx/sites-available/sample: someone changed it here since ops wrote it');
+    expect((await root(`test -L ${siteFile} || echo file; ls -l /var/backups/ops-pipeline/etc/nginx/sites-available/ | grep -c -- '-> /root/sites/sample'`)).stdout).toBe('file\n1\n');
+    await root(`chmod 600 ${siteFile}`);
+    reporter = new MemoryReporter();
+    await provision(project.ctx(reporter), project.env());
+    expect(reporter.text()).toContain("set /etc/nginx/sites-available/sample back to mode 0644, owner root:root (ops's), from 600 root:root here");
+    await root('rm -rf /root/sites');
+    expect((await get(host)).status).toBe(200);
+  }, 600_000);
+
+  it("a slot's supervisor file edited on the host is backed up and replaced by the next start on that slot, said with where the change lasts", async () => {
+    const live = (await root('cat /srv/sample/.ops/slot')).stdout.trim();
+    const conf = `/etc/supervisor/conf.d/sample-${live}.conf`;
+    await root(`sed -i '0,/^\\[program:/s//; the admin s tweak\\n&/' ${conf}`);
+    expect((await root(`grep -c 'the admin s tweak' ${conf}`)).stdout.trim()).toBe('1');
+    // The first deploy starts the other slot; the second, this one.
+    await deploy(project.ctx(), project.env(), { ref: 'v2', force: true });
+    const reporter = new MemoryReporter();
+    await deploy(project.ctx(reporter), project.env(), { ref: 'v1', force: true });
+    const said = reporter.text().match(new RegExp(`replaced ${conf}: someone changed it here since ops wrote it; what it held is kept in (/var/backups/ops-pipeline${conf}\\.\\d{8}T\\d{6}Z)`));
+    expect(said, reporter.text()).not.toBeNull();
+    expect(reporter.text()).toContain('on every start of a release on its slot (deploy, rollback), so a change made on the host does not last: set it in environments/e2e/environment.yml (programs.<name>.command, .env');
+    expect((await root(`grep -c 'the admin s tweak' ${said![1]}; grep -c 'the admin s tweak' ${conf} || true`)).stdout).toBe('1\n0\n');
+    expect((await get(host)).body).toContain('Version 1.0.0');
   }, 600_000);
 });

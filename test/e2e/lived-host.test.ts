@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter } from '../../core/report.ts';
+import { BASE_CONFIG_HEADER, HEADER } from '../../core/steps/nginx-config.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, makeProject, readyHost, testConfig, type TestProject } from './support.ts';
 
@@ -91,6 +92,33 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 600_000);
 
+  it("the app user's ~/.npmrc provision wrote, with a token of the admin's added by hand, is backed up and replaced, said without the token; the setting removed, it is removed the same way", async () => {
+    const npmrc = '/home/sample/.npmrc';
+    // The lab's registry (testConfig's packages.npm_registry) makes provision's ~/.npmrc.
+    project.write(base);
+    expect((base.packages as { npm_registry?: string }).npm_registry).toBeTruthy();
+    await provision(project.ctx(), project.env());
+    const ops = (await root(`cat ${npmrc}`)).stdout;
+    expect(ops.split('\n')[0]).toMatch(/^# Written by ops-pipeline provision/);
+    await root(`printf '//npm.pkg.github.com/:_authToken=admin-token\\n' >> ${npmrc}`);
+    let reporter = new MemoryReporter();
+    await provision(project.ctx(reporter), project.env());
+    const said = reporter.text().match(/replaced \/home\/sample\/\.npmrc: someone changed it here since ops wrote it; what it held is kept in (\/var\/backups\/ops-pipeline\/home\/sample\/\.npmrc\.\d{8}T\d{6}Z) \(diff /);
+    expect(said, reporter.text()).not.toBeNull();
+    expect(reporter.text()).toContain('its registry and token belong in packages.npm_registry and packages.npm_token (a secret)');
+    expect(reporter.text()).not.toContain('admin-token');
+    expect((await root(`cat ${npmrc}; tail -n1 ${said![1]}; stat -c '%a %U' ${said![1]} /var/backups/ops-pipeline`)).stdout).toBe(`${ops}//npm.pkg.github.com/:_authToken=admin-token\n600 sample\n700 root\n`);
+    await root(`printf '//npm.pkg.github.com/:_authToken=admin-token\\n' >> ${npmrc}`);
+    project.write({ ...base, packages: { pip_index_url: (base.packages as { pip_index_url: string }).pip_index_url } });
+    reporter = new MemoryReporter();
+    await provision(project.ctx(reporter), project.env());
+    project.write(base);
+    expect(reporter.text()).toMatch(/removed \/home\/sample\/\.npmrc \(the environment no longer sets it\): someone changed it here since ops wrote it; what it held is kept in \/var\/backups\/ops-pipeline\/home\/sample\/\.npmrc\.\d{8}T\d{6}Z\./);
+    expect((await root(`test -e ${npmrc} || echo gone`)).stdout).toBe('gone\n');
+    // The lab's again for the cases after this one.
+    expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'package indexes', state: 'changed' }]));
+  }, 600_000);
+
   // The admin's own nginx.conf: settings of theirs at every level (events, http, an include of theirs serving another site).
   const conf = '/etc/nginx/nginx.conf';
   const adminConf = (sites: string) => `user www-data;\nworker_processes auto;\npid /run/nginx.pid;\ninclude /etc/nginx/modules-enabled/*.conf;\n\nevents {\n    worker_connections 4096;\n}\n\nhttp {\n    sendfile on;\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n    log_format admin '$remote_addr $status $request_time';\n    access_log /var/log/nginx/access.log admin;\n    error_log /var/log/nginx/error.log;\n    client_max_body_size 50m;\n    include /etc/nginx/extra/*.conf;\n    include /etc/nginx/conf.d/*.conf;\n    ${sites}\n}\n`;
@@ -104,7 +132,7 @@ describe.sequential('provision on a host an admin has lived on', () => {
     try {
       const reporter = new MemoryReporter();
       const result = await provision(project.ctx(reporter), project.env());
-      expect(reporter.text()).toContain(`kept this host's own ${conf} as it is: it is neither the one ops writes (its first line: # Managed by ops-pipeline: local changes are overwritten.) nor nginx-common's as shipped`);
+      expect(reporter.text()).toContain(`kept this host's own ${conf} as it is: it is neither the one ops writes (its first line: ${BASE_CONFIG_HEADER}) nor nginx-common's as shipped`);
       expect((await root(`cat ${conf}`)).stdout).toBe(own);
       expect(result[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
       expect((await sshRun(host, 'curl -s http://127.0.0.1:8081/')).stdout).toBe("the admin's own\n");
@@ -115,13 +143,13 @@ describe.sequential('provision on a host an admin has lived on', () => {
     }
     // Removed, it is ops's again (the fix the refusal below names).
     expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
-    expect((await root(`head -n1 ${conf}`)).stdout).toBe('# Managed by ops-pipeline: local changes are overwritten.\n');
+    expect((await root(`head -n1 ${conf}`)).stdout).toBe(`${BASE_CONFIG_HEADER}\n`);
   }, 600_000);
 
   it("ops's nginx.conf that the admin changed (client_max_body_size, a log_format) is kept as it is, said with the settings changed; removed, it is ops's again", async () => {
     project.write(base);
     const ops = (await root(`cat ${conf}`)).stdout;
-    expect(ops.split('\n')[0]).toBe('# Managed by ops-pipeline: local changes are overwritten.');
+    expect(ops.split('\n')[0]).toBe(BASE_CONFIG_HEADER);
     const edited = ops.replace('http {\n', "http {\n    client_max_body_size 50m;\n    log_format admin '$remote_addr $status';\n").replace('    gzip_comp_level 5;\n', '');
     await write(conf, edited);
     await root('nginx -t -q && nginx -s reload');
@@ -138,6 +166,22 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect((await provision(project.ctx(), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
     expect((await root(`cat ${conf}`)).stdout).toBe(ops);
     expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
+
+  it("the nginx.conf an older ops wrote (its header said local changes are overwritten) is ops's: as written, replaced by the one whose header says a change is kept; changed by hand, kept as ops's changed", async () => {
+    project.write(base);
+    const ops = (await root(`cat ${conf}`)).stdout;
+    expect(ops.split('\n')[0]).toBe(BASE_CONFIG_HEADER);
+    const older = ops.replace(BASE_CONFIG_HEADER, HEADER);
+    await write(conf, older.replace('http {\n', 'http {\n    client_max_body_size 50m;\n'));
+    let reporter = new MemoryReporter();
+    await provision(project.ctx(reporter), project.env());
+    expect(reporter.text()).toContain(`kept this host's own ${conf} as it is: ops wrote it, but someone changed it here since (added or changed: client_max_body_size; removed: none)`);
+    await write(conf, older);
+    reporter = new MemoryReporter();
+    expect((await provision(project.ctx(reporter), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
+    expect(reporter.text()).not.toContain(`kept this host's own ${conf}`);
+    expect((await root(`cat ${conf}`)).stdout).toBe(ops);
   }, 600_000);
 
   it("an nginx.conf of the admin's own that does not include sites-enabled is refused, naming the file and the fix, and nothing changes", async () => {
@@ -162,7 +206,7 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect((await root(`head -n1 ${conf}`)).stdout).toBe('user www-data;\n');
     const result = await provision(project.ctx(), project.env());
     expect(result[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
-    expect((await root(`head -n1 ${conf}; ls /etc/nginx/sites-enabled`)).stdout).toBe('# Managed by ops-pipeline: local changes are overwritten.\nsample\n');
+    expect((await root(`head -n1 ${conf}; ls /etc/nginx/sites-enabled`)).stdout).toBe(`${BASE_CONFIG_HEADER}\nsample\n`);
 
     await root("cp -p /etc/nginx/sites-available/default /root/default.ops-test && printf 'server {\\n    listen 8082;\\n    return 200 admin;\\n}\\n' > /etc/nginx/sites-available/default && ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default && nginx -s reload && sleep 1");
     try {

@@ -1,15 +1,15 @@
 // A configuration file provision writes whole on a host an admin may have lived on (nginx.conf; the app user's pip.conf,
 // uv.toml and .npmrc): replaced only when it is ops's own or its Debian package's as shipped (script.ts putUnlessHostOwn,
 // asShipped), run by bash against this machine's real dpkg database and files; the package index files refused otherwise.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { asShipped, putUnlessHostOwn } from '../../core/steps/script.ts';
+import { asShipped, HOST_OWN_BACKUPS, notAsWritten, putUnlessHostOwn, writtenRecord } from '../../core/steps/script.ts';
 import { packageIndexes } from '../../core/steps/system.ts';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget } from '../../core/target.ts';
@@ -48,7 +48,7 @@ describe('asShipped: a Debian configuration file as its package shipped it (dpkg
 describe("putUnlessHostOwn: provision's way to write a file an admin may have made the host's own", () => {
   const content = '# Managed by ops-pipeline: local changes are overwritten.\nops 2\n';
   const older = '# Managed by ops-pipeline: local changes are overwritten.\nops 1\n';
-  const put = (path: string) => bash(`${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(path, content, 'base-files', 'what it means.', [createHash('md5').update(older).digest('hex')])}\necho "changed=$CHANGED"`);
+  const put = (path: string) => bash(`${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(path, content, { kind: 'kept', package: 'base-files', kept: 'what it means.', previous: [createHash('md5').update(older).digest('hex')] })}\necho "changed=$CHANGED"`);
 
   it("writes it when absent, and over ops's own as ops wrote it (this version, or an older one of `previous`)", async () => {
     const f = join(dir, 'absent.conf');
@@ -72,6 +72,20 @@ describe("putUnlessHostOwn: provision's way to write a file an admin may have ma
     expect((await put(f)).stdout).toContain('(added or changed: ops; removed: ops)');
   });
 
+  it("recognizes ops's own under the header an older ops wrote (previousFirstLines): as written, replaced; changed since, kept as ops's changed", async () => {
+    const oldHeader = '# Managed by ops-pipeline: local changes are overwritten.';
+    const now = '# Managed by ops-pipeline: a change made here is kept.\nops 2\n';
+    const before = `${oldHeader}\nops 1\n`;
+    const putNow = (path: string) => bash(`${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(path, now, { kind: 'kept', package: 'base-files', kept: 'what it means.', previous: [createHash('md5').update(before).digest('hex')], previousFirstLines: [oldHeader] })}\necho "changed=$CHANGED"`);
+    const f = join(dir, 'old-header.conf');
+    writeFileSync(f, before);
+    expect((await putNow(f)).stdout).toBe('changed=1\n');
+    expect(readFileSync(f, 'utf8')).toBe(now);
+    writeFileSync(f, `${before}    client_max_body_size 50m;\n`);
+    // Named against the new one: its own line changed too (ops 1 to ops 2); the header is no directive.
+    expect((await putNow(f)).stdout).toContain(`kept this host's own ${f} as it is: ops wrote it, but someone changed it here since (added or changed: client_max_body_size ops; removed: ops)`);
+  });
+
   it("keeps the host's own as it is, saying which file, why and what it means; the step goes on", async () => {
     const f = join(dir, 'own.conf');
     writeFileSync(f, 'user www-data;\nhttp { client_max_body_size 50m; }\n');
@@ -84,17 +98,119 @@ describe("putUnlessHostOwn: provision's way to write a file an admin may have ma
   });
 });
 
+describe("putUnlessHostOwn, replaced: a file ops renders from the settings on every run (the app's nginx site), changed on the host", () => {
+  const v1 = '# Managed by ops-pipeline: local changes are overwritten.\nserver { client_max_body_size 10m; }\n';
+  const v2 = '# Managed by ops-pipeline: local changes are overwritten.\nserver { client_max_body_size 20m; }\n';
+  const backups = join(dir, 'backups');
+  const put = (path: string, content: string) =>
+    bash(`${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(path, content, { kind: 'replaced', lasts: 'how to make it last.' }).replaceAll(HOST_OWN_BACKUPS, backups)}\necho "changed=$CHANGED"`);
+  const backupsOf = (f: string) => (existsSync(join(backups, f, '..')) ? readdirSync(join(backups, f, '..')).filter((n) => n.startsWith(`${f.split('/').pop()}.`)) : []);
+
+  it("writes ops's own over ops's own as it last wrote it (a setting changed) without a word, recording what it wrote", async () => {
+    const f = join(dir, 'site-a');
+    expect((await put(f, v1)).stdout).toBe('changed=1\n');
+    expect(readFileSync(writtenRecord(f), 'utf8')).toBe(`${createHash('md5').update(v1).digest('hex')}\n`);
+    expect((await put(f, v1)).stdout).toBe('changed=0\n');
+    expect((await put(f, v2)).stdout).toBe('changed=1\n');
+    expect(readFileSync(f, 'utf8')).toBe(v2);
+    expect(backupsOf(f)).toEqual([]);
+  });
+
+  it('a file changed here (a location added) is moved to a backup and replaced, said naming the file, the backup and how to make the change last', async () => {
+    const f = join(dir, 'site-b');
+    await put(f, v1);
+    const edited = v1.replace('}\n', '  location /admin/ { deny all; }\n}\n');
+    writeFileSync(f, edited);
+    const r = await put(f, v2);
+    expect(r.code).toBe(0);
+    const [b] = backupsOf(f);
+    expect(b).toMatch(/^site-b\.\d{8}T\d{6}Z$/);
+    const backup = join(backups, f, '..', b!);
+    expect(r.stdout).toBe(`replaced ${f}: someone changed it here since ops wrote it; what it held is kept in ${backup} (diff ${backup} ${f} shows what differs). ops writes this file from the environment's settings on every provision and deploy, so a change made on the host does not last: how to make it last.\nchanged=1\n`);
+    expect(readFileSync(backup, 'utf8')).toBe(edited);
+    expect(readFileSync(f, 'utf8')).toBe(v2);
+    expect(statSync(join(backups)).mode & 0o777).toBe(0o700);
+    expect((await put(f, v2)).stdout, 'then nothing to say').toBe('changed=0\n');
+  });
+
+  it("one ops has no record of (an older ops's, or someone's) that differs is backed up too, saying ops cannot tell; one equal to ops's is only recorded", async () => {
+    const f = join(dir, 'site-c');
+    writeFileSync(f, v1);
+    const r = await put(f, v2);
+    expect(r.stdout).toContain(`replaced ${f}: it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here); what it held is kept in `);
+    // Put back after a failure (a failed start's previous file), the version said is no new change.
+    writeFileSync(f, v1);
+    expect((await put(f, v2)).stdout).toBe('changed=1\n');
+    const g = join(dir, 'site-d');
+    writeFileSync(g, v2);
+    expect((await put(g, v2)).stdout).toBe('changed=0\n');
+    expect(existsSync(writtenRecord(g))).toBe(true);
+  });
+
+  it("a content made on the host (a slot's supervisor file: { b64Word }) is treated the same; a version ops wrote before, put back after a failure, is ops's own", async () => {
+    const f = join(dir, 'slot.conf');
+    const putWord = (content: string) =>
+      bash(`${SYSTEM_FUNCTIONS}\nconf_b64=${Buffer.from(content).toString('base64')}\n${putUnlessHostOwn(f, { b64Word: '"$conf_b64"' }, { kind: 'replaced', lasts: 'how.', when: 'start' }).replaceAll(HOST_OWN_BACKUPS, backups)}\necho "changed=$CHANGED"`);
+    expect((await putWord('[program:a]\ncommand=a 1\n')).stdout).toBe('changed=1\n');
+    expect((await putWord('[program:a]\ncommand=a 2\n')).stdout).toBe('changed=1\n');
+    writeFileSync(f, '[program:a]\ncommand=a 1\n');
+    expect((await putWord('[program:a]\ncommand=a 3\n')).stdout, 'the previous one put back: no word').toBe('changed=1\n');
+    writeFileSync(f, '[program:a]\ncommand=a 3\nenvironment=DEBUG="1"\n');
+    const r = await putWord('[program:a]\ncommand=a 3\n');
+    expect(r.stdout).toContain(`replaced ${f}: someone changed it here since ops wrote it; what it held is kept in `);
+    expect(r.stdout).toContain("ops writes this file from the environment's settings on every start, so a change made on the host does not last: how.");
+    expect(readFileSync(f, 'utf8')).toBe('[program:a]\ncommand=a 3\n');
+    expect(readFileSync(writtenRecord(f), 'utf8').split('\n').filter(Boolean).length, 'the versions written').toBe(3);
+  });
+
+  it("notAsWritten, recorded (status's test): true only for a file changed since ops recorded writing it, a symlink in its place", async () => {
+    const f = join(dir, 'site-status');
+    const changed = async () => holds(notAsWritten(f, true));
+    expect(await changed(), 'nothing there').toBe('no');
+    writeFileSync(f, v1);
+    expect(await changed(), 'no record: cannot tell').toBe('no');
+    await put(f, v1);
+    expect(await changed()).toBe('no');
+    writeFileSync(f, v2);
+    expect(await changed()).toBe('yes');
+    rmSync(f);
+    symlinkSync(join(dir, 'elsewhere-status'), f);
+    expect(await changed()).toBe('yes');
+  });
+
+  it("a symlink put in its place (into another directory, Debian's sites-available way) is kept as the link in the backup; a mode changed here is set back, said", async () => {
+    const f = join(dir, 'site-e');
+    await put(f, v1);
+    const target = join(dir, 'elsewhere-site');
+    writeFileSync(target, v1);
+    rmSync(f);
+    symlinkSync(target, f);
+    const r = await put(f, v1);
+    expect(r.stdout).toContain(`replaced ${f}: someone changed it here since ops wrote it; what it held is kept in `);
+    const [b] = backupsOf(f);
+    expect(readlinkSync(join(backups, f, '..', b!))).toBe(target);
+    expect(lstatSync(f).isSymbolicLink()).toBe(false);
+    expect(readFileSync(target, 'utf8'), "the link's target is left as it is").toBe(v1);
+    chmodSync(f, 0o600);
+    expect((await put(f, v1)).stdout).toBe(`set ${f} back to mode 0644, owner root:root (ops's), from 600 root:root here: a mode or owner of your own does not last on a file ops writes\nchanged=1\n`);
+  });
+});
+
 describe("packageIndexes: the app user's pip.conf, uv.toml and .npmrc, written only over provision's own", () => {
   const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
   const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { server: { command: 'x', port: 3579 } }, routes: { '/': 'server' } }, 'test');
   const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: '/srv/shop', url: 'http://x' });
   const home = join(dir, 'home');
   const mark = '# Written by ops-pipeline provision (packages.npm_registry): do not edit on the host.\n';
-  /** The step's script with the app user's home here; `install` says what it would write (no user shop here, nor root). */
-  const step = () => {
-    const up = (n: string) => { const f = join(dir, n); writeFileSync(f, 'new\n'); return f; };
-    const script = packageIndexes(env, { pipConf: up('up.pip'), uvToml: up('up.uv'), npmrc: up('up.npmrc') }).script.replaceAll('/home/shop', home);
-    return bash(`ops_report() { echo "report $*"; }\ninstall() { [ "$1" = -d ] || echo "writes \${*: -1}"; }\n${script}`);
+  const backups = join(dir, 'index-backups');
+  /** This machine's user and group: the files' owner here (`chown` does nothing: no user shop here). */
+  const me = execFileSync('id', ['-un']).toString().trim() + ':' + execFileSync('id', ['-gn']).toString().trim();
+  /** The step's script with the app user's home here; `install -d` makes the directory; `uploads`: which files the environment sets. */
+  const step = (uploads: ('pipConf' | 'uvToml' | 'npmrc')[] = ['pipConf', 'uvToml', 'npmrc']) => {
+    const up = (n: string) => { const f = join(dir, n); writeFileSync(f, `${mark}new\n`); return f; };
+    const files = { pipConf: up('up.pip'), uvToml: up('up.uv'), npmrc: up('up.npmrc') };
+    const script = packageIndexes(env, Object.fromEntries(uploads.map((k) => [k, files[k]]))).script.replaceAll('/home/shop', home).replaceAll(HOST_OWN_BACKUPS, backups).replaceAll('shop:shop', me);
+    return bash(`ops_report() { echo "report $*"; }\ninstall() { [ "$1" = -d ] && mkdir -p "\${*: -1}"; }\nchown() { :; }\n${script}`);
   };
 
   it("refuses a file of the host's own (a token of the admin's), naming each with its setting, before writing any", async () => {
@@ -112,14 +228,27 @@ describe("packageIndexes: the app user's pip.conf, uv.toml and .npmrc, written o
     expect(readFileSync(join(home, '.npmrc'), 'utf8')).toBe(own);
   });
 
-  it("writes over provision's own and where there is none; a symlink is the host's own", async () => {
+  it("writes where there is none and over provision's own; provision's own with a token of the admin's added is backed up and replaced, said; a symlink is the host's own", async () => {
     rmSync(home, { recursive: true, force: true });
     mkdirSync(home, { recursive: true });
-    writeFileSync(join(home, '.npmrc'), `${mark}registry=http://old/\n`);
+    expect((await step()).stdout).toBe('report item package indexes changed\n');
+    expect(readFileSync(join(home, '.npmrc'), 'utf8')).toBe(`${mark}new\n`);
+    expect((await step()).stdout).toBe('report item package indexes ok\n');
+    const added = `${mark}new\n//npm.pkg.github.com/:_authToken=admin-token\n`;
+    writeFileSync(join(home, '.npmrc'), added);
     const r = await step();
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`writes ${home}/.config/pip/pip.conf\nwrites ${home}/.config/uv/uv.toml\nwrites ${home}/.npmrc\nreport item package indexes changed\n`);
-    rmSync(join(home, '.npmrc'));
+    const said = r.stdout.match(new RegExp(`^replaced ${home}/.npmrc: someone changed it here since ops wrote it; what it held is kept in (\\S+) \\(diff `));
+    expect(said, r.stdout).not.toBeNull();
+    expect(r.stdout).toContain("ops writes this file from the environment's settings on every provision, so a change made on the host does not last: its registry and token belong in packages.npm_registry and packages.npm_token (a secret), a scope's registry in the commit's .npmrc; then provision\n");
+    expect(r.stdout).not.toContain('admin-token');
+    expect(readFileSync(said![1]!, 'utf8')).toBe(added);
+    expect(readFileSync(join(home, '.npmrc'), 'utf8')).toBe(`${mark}new\n`);
+    // The environment no longer sets it: removed; changed here, backed up first, said.
+    writeFileSync(join(home, '.npmrc'), added);
+    const gone = await step(['pipConf', 'uvToml']);
+    expect(gone.stdout).toMatch(new RegExp(`^removed ${home}/.npmrc \\(the environment no longer sets it\\): someone changed it here since ops wrote it; what it held is kept in \\S+\\. ops writes`));
+    expect(existsSync(join(home, '.npmrc'))).toBe(false);
     symlinkSync(join(dir, 'elsewhere'), join(home, '.npmrc'));
     expect((await step()).stderr).toContain(`the app user's ${home}/.npmrc is this host's own`);
   });

@@ -138,7 +138,7 @@ function render(env: Target): Record<string, Step> {
     'logsStep follow': logsStep(env, { programs: Object.keys(env.config.programs), nginx: [], slots: 'live', lines: 10, follow: {} }),
     listCertificates: listCertificates(env, ['other.example.org']),
     ...(tls && { renewCertificate: renewCertificate(env, true), prepareTls: prepareTls(env, '-----BEGIN CERTIFICATE-----\n'), issueCertificate: issueCertificate(env, true) }),
-    applyNginx: applyNginx({ item: 'nginx site', files: [{ path: '/etc/nginx/x.conf', content: 'x' }, { path: '/etc/nginx/y.conf', content: '# ours\ny', shipped: { package: 'nginx-common', kept: 'kept' } }], check: 'true', before: 'true', then: 'ops_report activated 1' }),
+    applyNginx: applyNginx({ item: 'nginx site', files: [{ path: '/etc/nginx/x.conf', content: 'x' }, { path: '/etc/nginx/y.conf', content: '# ours\ny', own: { kind: 'kept', package: 'nginx-common', kept: 'kept' } }, { path: '/etc/nginx/z.conf', content: '# ours\nz', own: { kind: 'replaced', lasts: 'lasts' } }], check: 'true', before: 'true', then: 'ops_report activated 1' }),
     provisionNginx: provisionNginx(env, tls),
     inspectHost: inspectHost(env),
     installPackages: installPackages(env),

@@ -151,8 +151,8 @@ describe('ops env remove', () => {
     expect(text).toContain(
       [
         '  3. VM web1 (192.0.2.1) also runs keep: keep it, and take shop off it (these touch nothing of keep):',
-        '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
-        '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
+        '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf /etc/supervisor/conf.d/.shop-blue.conf.ops-md5 /etc/supervisor/conf.d/.shop-green.conf.ops-md5 && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
+        '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/sites-available/.shop.ops-md5 /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
         '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log* /var/log/nginx/shop.check.log*',
         `      if [ "$(getent passwd shop | cut -d: -f6)" = /home/shop ]; then sudo userdel --remove shop; else echo 'shop: its home is not /home/shop, so ops did not make it: kept'; fi`,
         // Deleting the GitHub secrets leaves old's key authorized on a VM that stays: its line goes, found by the key.
@@ -220,8 +220,8 @@ describe('ops env remove', () => {
     writeFileSync(keepFile, stringify({ ...parseYaml(readFileSync(keepFile, 'utf8')), app: 'keep', app_user: 'shop', base_dir: '/srv/shop/keep', domain: 'keep.example.org' }));
     const cmds = removeAppCommands(loadEnvironment('old', root), [loadEnvironment('keep', root)]);
     expect(cmds).toEqual([
-      'sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
-      'sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
+      'sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf /etc/supervisor/conf.d/.shop-blue.conf.ops-md5 /etc/supervisor/conf.d/.shop-green.conf.ops-md5 && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
+      'sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/sites-available/.shop.ops-md5 /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
       'sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log* /var/log/nginx/shop.check.log*',
       '# base_dir /srv/shop: shared with keep (base directories /srv/shop, /srv/shop/keep overlap): kept',
       '# app user shop: shared with keep (the same app user): kept',

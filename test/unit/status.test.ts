@@ -265,6 +265,16 @@ describe('status parser', () => {
     expect(parse({ nginx_pidfile: 'stale 4242' }).warnings).toEqual(['nginx runs (master pid 4242), but its pid file /run/nginx.pid names another process: systemctl reload/stop nginx and nginx -s do not reach it (the next deploy writes it back)']);
   });
 
+  it("a file ops writes whole changed on the host since (host_changed): a warning naming it, what replaces it and when, and where the backup goes; not a problem", () => {
+    const s = parse({ host_changed: ['/etc/nginx/sites-available/shop', '/etc/supervisor/conf.d/shop-blue.conf'] });
+    expect(s.problems).toEqual([]);
+    expect(s.warnings).toEqual([
+      "/etc/nginx/sites-available/shop was changed on this host since ops wrote it: it serves as changed until the next provision or deploy, which replaces it, keeping what it holds in /var/backups/ops-pipeline/etc/nginx/sites-available/shop.<time> (make the change in the environment's settings to keep it)",
+      "/etc/supervisor/conf.d/shop-blue.conf was changed on this host since ops wrote it: it serves as changed until the next start of a release on that slot (deploy, rollback), which replaces it, keeping what it holds in /var/backups/ops-pipeline/etc/supervisor/conf.d/shop-blue.conf.<time> (make the change in the environment's settings to keep it)",
+    ]);
+    expect(hostStatus(env).script).toContain("ops_report host_changed /etc/nginx/sites-available/shop");
+  });
+
   it('a lock held by a live run is shown and warned about, not a problem (a deploy under way); a stale lock fails, naming the run', () => {
     const held = parse({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] });
     expect(held.problems).toEqual([]);

@@ -10,11 +10,11 @@ import { resolveTarget, type Target } from '../../core/target.ts';
 import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
-import { applyNginx, ensureUpstreams, provisionNginx } from '../../core/steps/nginx.ts';
+import { applyNginx, ensureUpstreams, provisionNginx, siteOwn } from '../../core/steps/nginx.ts';
 import { BASE_CONFIG_PREVIOUS, baseConfig, releaseMap, renderTemplate, site, slotPortLinesShell, slotPortsElsewhere, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, mirrorGit, pruneReleases, releaseId } from '../../core/steps/release.ts';
-import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, switchTo } from '../../core/steps/switch.ts';
+import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, supervisorOwn, switchTo } from '../../core/steps/switch.ts';
 import { onHost, quote } from '../../core/shell.ts';
 import { appUser, debianRuntimeProblem, installPackages, packageIndexes, packageList, runtimes } from '../../core/steps/system.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
@@ -372,11 +372,20 @@ describe('nginx site', () => {
   it("provision writes nginx.conf only over ops's own or nginx-common's as shipped, and checks that nginx reads the site before reloading", () => {
     const s = provisionNginx(env(), true).script;
     // The one write of nginx.conf, under the guard.
-    expect(s).toContain(putUnlessHostOwn('/etc/nginx/nginx.conf', baseConfig(), 'nginx-common', '', BASE_CONFIG_PREVIOUS).split('\nelif ')[0]);
+    expect(s).toContain(putUnlessHostOwn('/etc/nginx/nginx.conf', baseConfig(), { kind: 'kept', package: 'nginx-common', kept: '', previous: BASE_CONFIG_PREVIOUS }).split('\nelif ')[0]);
     expect(s.split(putFile('/etc/nginx/nginx.conf', baseConfig())).length).toBe(2);
     const check = s.indexOf("'# configuration file /etc/nginx/sites-enabled/shop:'");
     expect(check).toBeGreaterThan(s.indexOf('if ! out=$(nginx -t 2>&1)'));
     expect(check).toBeLessThan(s.indexOf('if ! nginx_reload'));
+  });
+
+  it("the app's site, in provision and in the switch, is written as a file ops renders: a version changed on the host is moved to a backup and replaced, said with where such a change lasts", () => {
+    const write = (certificateReady: boolean) => putUnlessHostOwn('/etc/nginx/sites-available/shop', site(env(), certificateReady), siteOwn(env()));
+    expect(provisionNginx(env(), true).script).toContain(write(true));
+    expect(switchTo(env(), 'green', { variable: 'release_id' }, true).script).toContain(write(true));
+    expect(switchTo(env(), 'green', { variable: 'release_id' }, true).script.split('put_file /etc/nginx/sites-available/shop ').length, 'written once, under the rule').toBe(2);
+    expect(write(true)).toContain('/var/backups/ops-pipeline/etc/nginx/sites-available/shop.$(date -u');
+    expect(siteOwn(env())).toMatchObject({ kind: 'replaced', lasts: expect.stringContaining('nginx.site_template') });
   });
 
   it("provision refuses a site under the app's name that ops did not write, before ops set the app up on the host, before anything changes", () => {
@@ -516,6 +525,14 @@ describe('a start that fails after taking the slot down puts the previous releas
   const id = '20261125T120000Z-0123456789ab';
   const before = '20261120T120000Z-0123456789ab';
   const script = startSlot(e, 'green', `/srv/shop/releases/${id}`, id).script;
+
+  it("writes the slot's supervisor file as a file ops renders: one changed on the host is moved to a backup and replaced, said (putUnlessHostOwn replaced), after the copy previous_back puts back", () => {
+    const write = putUnlessHostOwn('/etc/supervisor/conf.d/shop-green.conf', { b64Word: '"$conf_b64"' }, supervisorOwn(e));
+    expect(script).toContain(write);
+    expect(script.indexOf(write)).toBeGreaterThan(script.indexOf('restore() {'));
+    expect(script.split('put_file /etc/supervisor/conf.d/shop-green.conf ').length, 'written once, under the rule').toBe(2);
+    expect(supervisorOwn(e)).toMatchObject({ kind: 'replaced', lasts: expect.stringContaining('programs.<name>.command, .env') });
+  });
 
   it('runs it on every failure after the group_down of the previous release, before the clean exit', () => {
     const after = script.slice(script.indexOf('\ngroup_down shop-green 15\n'));

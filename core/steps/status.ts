@@ -60,11 +60,12 @@ export function siteProbe(env: Target): { url: string; args: string[] } {
  * `ok`, or wait_healthy's verdict (each failing probe with why, in curl's words; a probe answered by an error status
  * quotes its status line and the first bytes of its body, what a program says about its failure, a database down:
  * masked and shortened by the parser, healthReasons). The verdict is masked on the host first (maskText: the secret
- * values of the releases kept there), as status runs without the key that would let the runner mask them.
+ * values of the releases kept there), as status runs without the key that would let the runner mask them. Sets
+ * `health_failed` (1 or 0), which servedShell reads after it.
  */
 export function healthShell(env: Target, slot: Slot): string {
-  return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${STATUS_KEYS.health} ok; else
-  ops_report ${STATUS_KEYS.health} "$(printf '%s' "$UNHEALTHY" | ${maskText(env)})"
+  return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then health_failed=0; ops_report ${STATUS_KEYS.health} ok; else
+  health_failed=1; ops_report ${STATUS_KEYS.health} "$(printf '%s' "$UNHEALTHY" | ${maskText(env)})"
 fi`;
 }
 
@@ -75,11 +76,13 @@ fi`;
  * `served_url` (where visitors were asked), `served_proof` (1: the site keeps the check log, 0: it does not, nothing
  * proven), `served_fail` (health paths nginx answers 5xx or replaces, with its error log line and the fix; masked
  * here, maskText), `served_wrong` (what answered instead of the live slot, and the fix), `served_unlogged` (a health
- * path whose location keeps no record). Nothing when no release is live. At most gateSeconds.
+ * path whose location keeps no record). Nothing when no release is live. At most gateSeconds. A 5xx while the live
+ * slot's own probes failed (healthShell's `health_failed`, run before it) is said to be the release's failure passed
+ * on, not nginx's.
  */
 export function servedShell(env: Target): string {
   return String.raw`if [ -n "$cur" ] && { [ "$live_slot" = blue ] || [ "$live_slot" = green ]; }; then
-${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs' })}
+${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs', healthFailed: '"${health_failed:-0}"' })}
 if [ -n "$gate_url" ]; then ops_report ${STATUS_KEYS.served_url} "$gate_url"; ops_report ${STATUS_KEYS.served_proof} "$gate_proves"; fi
 [ -z "$gate_fail" ] || ops_report ${STATUS_KEYS.served_fail} "$(printf '%s' "$gate_fail; nginx's error log: ${'$'}{gate_line:-(nothing about an upstream)}. $gate_hint" | ${maskText(env)})"
 [ -z "$gate_wrong" ] || ops_report ${STATUS_KEYS.served_wrong} "$gate_wrong"

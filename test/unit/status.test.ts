@@ -1070,19 +1070,20 @@ describe("what the site's visitors get, proven by nginx's check log, read by rea
    * servedShell run here on the live slot blue: nginx's check log and the enabled site are files of a temporary
    * directory (the site keeping the check log unless `unlogged`), and a `curl` first on PATH stands for nginx: it
    * writes the check log's line for each marked request as `answer(path)` says ('' for none: a location or server
-   * block that does not keep it), and answers 200. The host is reached at 192.0.2.1 (SSH_CONNECTION).
+   * block that does not keep it), and answers `code` (200 unless said). The host is reached at 192.0.2.1
+   * (SSH_CONNECTION). `before`: shell run first (what the status step's earlier parts set).
    */
-  function served(answer: Record<string, string>, { logs = true } = {}): string {
+  function served(answer: Record<string, string>, { logs = true, code = '200', before = '' } = {}): string {
     const dir = mkdtempSync(join(tmpdir(), 'ops-served-'));
     const log = join(dir, 'check.log');
     writeFileSync(log, '');
     // (The check log's own path in its line, as the script's is replaced.)
     writeFileSync(join(dir, 'site'), logs ? `server {\n    ${checkLog(env).replace(env.layout.nginxCheckLog, log)}\n}\n` : 'server {\n}\n');
     const cases = Object.entries(answer).map(([path, line]) => `  ${quote(path)}) ${line ? `printf '%s|%s\\n' "$id" ${quote(line)} >> ${quote(log)}` : ':'} ;;`).join('\n');
-    writeFileSync(join(dir, 'curl'), `#!/bin/bash\nid=""; url=""\nwhile [ $# -gt 0 ]; do case $1 in -H) case $2 in "X-Ops-Check: "*) id=\${2#X-Ops-Check: } ;; esac; shift 2 ;; *) url=$1; shift ;; esac; done\npath=/\${url#*://*/}\ncase $path in\n${cases}\nesac\nprintf 200\n`);
+    writeFileSync(join(dir, 'curl'), `#!/bin/bash\nid=""; url=""\nwhile [ $# -gt 0 ]; do case $1 in -H) case $2 in "X-Ops-Check: "*) id=\${2#X-Ops-Check: } ;; esac; shift 2 ;; *) url=$1; shift ;; esac; done\npath=/\${url#*://*/}\ncase $path in\n${cases}\nesac\nprintf ${code}\n`);
     chmodSync(join(dir, 'curl'), 0o755);
     const script = servedShell(env).replaceAll(env.layout.nginxCheckLog, log).replaceAll(env.layout.nginxSiteEnabled, join(dir, 'site'));
-    const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${MASK_FUNCTIONS}\ncur=${CURRENT}; live_slot=blue\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, SSH_CONNECTION: '198.51.100.7 50000 192.0.2.1 22' } });
+    const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${MASK_FUNCTIONS}\ncur=${CURRENT}; live_slot=blue\n${before}\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, SSH_CONNECTION: '198.51.100.7 50000 192.0.2.1 22' } });
     // (The check log's path as the host's, in what the fixes quote.)
     return out.slice(out.indexOf(START_MARKER) + START_MARKER.length).replaceAll(log, env.layout.nginxCheckLog);
   }
@@ -1123,6 +1124,20 @@ describe("what the site's visitors get, proven by nginx's check log, read by rea
     expect(parse(served({ '/health': `200|502|127.0.0.1:${port}|-` })).problems.filter((p) => !p.startsWith('supervisor'))[0]).toMatch(
       new RegExp(`^nginx does not give the site's visitors what release ${CURRENT} \\(live slot blue\\) answers \\(http://192\\.0\\.2\\.1\\): GET /health \\(program server\\): nginx answered 200, but the release answered 502 \\(127\\.0\\.0\\.1:${port}\\); .*drop "=<code>"`),
     );
+  });
+
+  it("a 5xx through nginx while the live release fails its own health checks (a program stopped): said to be the release's failure passed on, never that the release answers its checks and nginx cannot pass them on", () => {
+    const fail = (before: string) => parse(served({ '/health': `502|502|127.0.0.1:${port}|-` }, { code: '502', before })).problems.filter((p) => p.startsWith('nginx does not give'));
+    const [own] = fail('health_failed=1');
+    expect(own).toMatch(new RegExp(`^nginx does not give the site's visitors what release ${CURRENT} \\(live slot blue\\) answers \\(http://192\\.0\\.2\\.1\\): GET /health \\(program server\\): 502; `));
+    expect(own).toContain('the release fails its health checks on its own ports too (see the health check problem): nginx passes on its failure');
+    expect(own).not.toContain('answers its health checks on its own ports');
+    // Its own probes passed: nginx is what fails it (the switch's words).
+    expect(fail('health_failed=0')[0]).toContain('the release answers its health checks on its own ports, but nginx cannot pass them on');
+    // The status step sets it in its health probes, before it asks nginx.
+    const script = hostStatus(env).script;
+    expect(script.indexOf('health_failed=1')).toBeGreaterThan(-1);
+    expect(script.indexOf('health_failed=1')).toBeLessThan(script.indexOf(servedShell(env)));
   });
 
   it('a site that keeps no check log (a custom template without {{logs}}, a site edited by hand): a warning that nothing is proven; the one-screen view says so', () => {

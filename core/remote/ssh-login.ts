@@ -205,6 +205,22 @@ interface Attempt {
 }
 
 /**
+ * Throws when `ep.address` is reserved for documentation (documentationAddress): the placeholder `ops env new`
+ * writes, which no machine has, so connecting would only time out or fail with a hint about sshd and firewalls.
+ * `attempt` names the server and the key to fix (its `address` beside it); `configFile` the file that holds it.
+ * Called before a login and before the SSH key is looked for (sshConnector): the placeholder is the first thing
+ * to fix, whatever key there is.
+ */
+export function refusePlaceholderAddress(ep: Pick<Endpoint, 'address'>, attempt: Pick<Attempt, 'where' | 'keyField'>, configFile: string): void {
+  const reserved = documentationAddress(ep.address);
+  if (!reserved) return;
+  throw new OpsError(
+    own`${attempt.where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
+    own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, 'address')} of ${configFile} (and its host key, read on its console)`,
+  );
+}
+
+/**
  * One SSH login with the pinned key, retried with backoff on network errors. Errors say which server (and
  * through which bastion) failed and how: refused key, different host key, unreachable; and, when the user's ssh
  * configuration sets something else for the address (a Host alias, Port, User, IdentityFile, ProxyJump), which
@@ -224,14 +240,7 @@ export async function login(ep: Endpoint, attempt: Attempt, options: LoginOption
 async function loginAttempts(ep: Endpoint, attempt: Attempt, options: LoginOptions): Promise<NodeSSH> {
   const pinned = pinnedKeys(ep, attempt.keyField.startsWith('bastion') ? 'bastion' : 'host', options.configFile);
   const { where } = attempt;
-  // No machine has it: connecting would only time out or fail, with a hint about sshd and firewalls.
-  const reserved = documentationAddress(ep.address);
-  if (reserved) {
-    throw new OpsError(
-      own`${where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
-      own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, 'address')} of ${options.configFile} (and its host key, read on its console)`,
-    );
-  }
+  refusePlaceholderAddress(ep, attempt, options.configFile);
   const auth = await authentication(ep.user, options.credentials, options.reporter);
   let tries = 0;
   const { signal } = options;

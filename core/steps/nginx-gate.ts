@@ -86,12 +86,16 @@ export function otherListenFiles(env: Target, port: string): string {
  * How nginxServed asks: `slot`, the slot whose ports must answer (a Slot, or 'live': the one the shell variable
  * `$live_slot` names, blue or green; none asked when it names neither); `tls`, whether visitors are asked over https (true, false, or
  * 'if-certificate': when the environment serves TLS and its certificate file is on the host); `proves`, whether the
- * site nginx serves keeps checkLog (true, false, or 'if-site-logs': when the enabled site file holds its line).
+ * site nginx serves keeps checkLog (true, false, or 'if-site-logs': when the enabled site file holds its line);
+ * `healthFailed`, a shell variable (`"$name"`) holding 1 when the slot's own health probes failed just before (`ops
+ * status` probes the live slot first: healthShell): a 5xx nginx names no cause of is then said to be the release's own
+ * failure passed on, not a release that answers while nginx cannot pass it on (the switch asks only a healthy slot).
  */
 export interface ServedAsk {
   slot: Slot | 'live';
   tls: boolean | 'if-certificate';
   proves: boolean | 'if-site-logs';
+  healthFailed?: string;
 }
 
 /**
@@ -124,6 +128,7 @@ export function nginxServed(env: Target, ask: ServedAsk): string {
   const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
   const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
   const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
+  const ownFailure = `the release fails its health checks on its own ports too (see the health check problem): nginx passes on its failure; the error log line above says what nginx got (${L.nginxErrorLog})`;
   const replaced = `nginx turns the release's error into another answer (an error_page with "=<code>", or proxy_intercept_errors with error_page, in ${template}), so visitors would get that page, not the release: keep the page but drop "=<code>" (its status stays the error) and fix the cause above; a release nginx cannot pass on never goes live`;
   // Said with the address asked and the files found on the host ($gate_at_shown, $gate_port, $gate_others), outside the quotes.
   const notSite = [
@@ -213,7 +218,7 @@ if [ -n "$gate_fail" ]; then
   gate_line=${'$'}{gate_line:0:400}; gate_line=${'$'}{gate_line//[^[:print:]]/?}
   case $gate_line in
     *"too big header"*) gate_hint=${quote(tooBig)} ;;
-    *) gate_hint=${quote(other)} ;;
+    *) gate_hint=${ask.healthFailed ? `$([ ${ask.healthFailed} = 1 ] && printf %s ${quote(ownFailure)} || printf %s ${quote(other)})` : quote(other)} ;;
   esac
   [ -z "$gate_replaced" ] || gate_hint=${quote(replaced)}"; the cause: $gate_hint"
 fi`;

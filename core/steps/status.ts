@@ -61,11 +61,12 @@ export function siteProbe(env: Target): { url: string; args: string[] } {
  * `ok`, or wait_healthy's verdict (each failing probe with why, in curl's words; a probe answered by an error status
  * quotes its status line and the first bytes of its body, what a program says about its failure, a database down:
  * masked and shortened by the parser, healthReasons). The verdict is masked on the host first (maskText: the secret
- * values of the releases kept there), as status runs without the key that would let the runner mask them.
+ * values of the releases kept there), as status runs without the key that would let the runner mask them. Sets
+ * `health_failed` (1 or 0), which servedShell reads after it.
  */
 export function healthShell(env: Target, slot: Slot): string {
-  return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then ops_report ${STATUS_KEYS.health} ok; else
-  ops_report ${STATUS_KEYS.health} "$(printf '%s' "$UNHEALTHY" | ${maskText(env)})"
+  return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(' ')}; then health_failed=0; ops_report ${STATUS_KEYS.health} ok; else
+  health_failed=1; ops_report ${STATUS_KEYS.health} "$(printf '%s' "$UNHEALTHY" | ${maskText(env)})"
 fi`;
 }
 
@@ -76,11 +77,13 @@ fi`;
  * `served_url` (where visitors were asked), `served_proof` (1: the site keeps the check log, 0: it does not, nothing
  * proven), `served_fail` (health paths nginx answers 5xx or replaces, with its error log line and the fix; masked
  * here, maskText), `served_wrong` (what answered instead of the live slot, and the fix), `served_unlogged` (a health
- * path whose location keeps no record). Nothing when no release is live. At most gateSeconds.
+ * path whose location keeps no record). Nothing when no release is live. At most gateSeconds. A 5xx while the live
+ * slot's own probes failed (healthShell's `health_failed`, run before it) is said to be the release's failure passed
+ * on, not nginx's.
  */
 export function servedShell(env: Target): string {
   return String.raw`if [ -n "$cur" ] && { [ "$live_slot" = blue ] || [ "$live_slot" = green ]; }; then
-${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs' })}
+${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs', healthFailed: '"${health_failed:-0}"' })}
 if [ -n "$gate_url" ]; then ops_report ${STATUS_KEYS.served_url} "$gate_url"; ops_report ${STATUS_KEYS.served_proof} "$gate_proves"; fi
 [ -z "$gate_fail" ] || ops_report ${STATUS_KEYS.served_fail} "$(printf '%s' "$gate_fail; nginx's error log: ${'$'}{gate_line:-(nothing about an upstream)}. $gate_hint" | ${maskText(env)})"
 [ -z "$gate_wrong" ] || ops_report ${STATUS_KEYS.served_wrong} "$gate_wrong"
@@ -293,6 +296,18 @@ export function healthReasons(verdict: string, probeList: string[], redact: (tex
 }
 
 /**
+ * The command that deploys the live release's commit again (a new release of it, started on the idle slot and
+ * switched to, its nginx and supervisor files written again): `ops deploy <env> --ref <sha> --force`. The sha is
+ * always given: without `--ref` a deploy takes the environment's default ref, which is not what is live after a
+ * rollback or a deploy of another ref. `current` is the live release's id (`<time>-<sha12>`, releaseId), whose sha
+ * stands in when its release.json gave none.
+ */
+function redeployLive(env: Target, s: HostStatus, current: string): string {
+  const sha = s.release?.sha || /-([0-9a-f]{12})$/.exec(current)?.[1] || '<live sha>';
+  return `ops deploy ${env.name} --ref ${sha} --force`;
+}
+
+/**
  * What the site's visitors get through nginx (servedShell's reports), into `s.served`: a problem (`problem`) when it
  * is not release `current` of the live slot (another server block, nginx's own answer, another address: with the fix,
  * in the switch's words) or nginx answers its health paths 5xx or replaces them (error_page =200); a warning when it
@@ -311,19 +326,19 @@ function served(env: Target, current: string, s: HostStatus, r: StepResult, reda
   const who = `release ${current} (live slot ${s.slot})`;
   if (wrong) problem(`what the site's visitors get (${url}) is not ${who}, which is current here: ${mask(wrong)}`);
   if (fail) problem(`nginx does not give the site's visitors what ${who} answers (${url}): ${mask(fail)}`);
-  if (!proven) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ops deploy ${env.name} --force writes it again)`);
+  if (!proven) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ${redeployLive(env, s, current)} writes it again)`);
   else if (unlogged) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: ${mask(unlogged)}`);
 }
 
 /**
  * Whether nginx sends the traffic to the live slot: each program's upstream in the upstreams file (a file edited by
  * hand, or left by an interrupted switch, sends it elsewhere once nginx reloads) and the slot nginx has loaded, as
- * /.ops/slot answers it (a reload that did not happen, or another slot's upstreams). A problem each, with the fix.
- * Nothing when the step did not report them.
+ * /.ops/slot answers it (a reload that did not happen, or another slot's upstreams). A problem each, with the fix
+ * (`redeploy`: the command that writes the files again, redeployLive). Nothing when the step did not report them.
  */
-function nginxRoute(env: Target, slot: Slot, r: StepResult, problem: (p: string) => void): void {
+function nginxRoute(env: Target, slot: Slot, r: StepResult, redeploy: string, problem: (p: string) => void): void {
   const L = env.layout;
-  const fix = `ops deploy ${env.name} --force writes it again`;
+  const fix = `${redeploy} writes it again`;
   const lines = reportedAll(r, STATUS_KEYS.upstream);
   if (lines.includes('missing')) problem(`nginx's upstreams file ${L.nginxUpstreams} is missing: nginx cannot reload or restart (${fix})`);
   else if (lines.length) {
@@ -440,7 +455,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
 
   // While a run holds the lock, a switch may be between its reload and `current`'s flip (a second or so): what
   // nginx routes to is then only worth a warning.
-  if (current && s.slot) nginxRoute(env, s.slot, r, parseLock(r).state === 'held' ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem);
+  if (current && s.slot) nginxRoute(env, s.slot, r, redeployLive(env, s, current), parseLock(r).state === 'held' ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem);
   if (current && s.slot) served(env, current, s, r, redact, parseLock(r).state === 'held' ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem, warn);
 
   const sup = reported(r, STATUS_KEYS.supervisor) ?? '';
@@ -465,14 +480,14 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
       for (const program of Object.keys(env.config.programs)) {
         const p = s.supervisor.programs.find((x) => x.live && x.program === program);
         // The fix the README gives ("When something is wrong"), with the words to type.
-        const restart = `why: ops logs ${env.name} ${program}; then ops deploy ${env.name} --force starts the live release again, or ops rollback ${env.name} goes back`;
+        const restart = `why: ops logs ${env.name} ${program}; then ${redeployLive(env, s, current)} starts the live commit again, or ops rollback ${env.name} goes back`;
         if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor (${restart})`);
         // STARTING lasts startsecs (3 s: core/steps/switch.ts) after a start that passed the health gate, then turns
         // RUNNING or BACKOFF: a status read right after a deploy says so without calling it a problem.
         else if (p.state !== 'RUNNING' && p.state !== 'STARTING') problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ''} (${restart})`);
         else if (p.state === 'STARTING' && p.release === undefined) warn(`program ${program} (live slot ${s.slot}) is STARTING`);
         else if (p.release !== undefined && p.release !== current)
-          problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || 'unknown'}, but current is ${current}: what serves is not what was deployed (redeploy with --force, or ops rollback)`);
+          problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || 'unknown'}, but current is ${current}: what serves is not what was deployed (${redeployLive(env, s, current)}, or ops rollback ${env.name})`);
         else restarted(env, p, reported(r, STATUS_KEYS.live_started), lastEnded(r, program), problem, warn);
         for (const l of p?.listeners ?? []) {
           if (!l.supervised) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);

@@ -227,6 +227,16 @@ describe('a file a setting of environment.yml names', () => {
   });
 });
 
+describe("a host address still the placeholder ops env new writes (a documentation address)", () => {
+  it('is said before a missing SSH key (core/context.ts sshConnector): the address is the first thing to fix, whatever key there is', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const r = await cli(root, 'ping', 'prod');
+    expect(r.code).toBe(1);
+    expect(r.out + r.err).toMatch(/is a documentation address \(RFC 5737\), which no machine has: the placeholder `ops env new` writes, still in place/);
+    expect(r.out + r.err).not.toContain('no SSH key');
+  });
+});
+
 describe('an environment name written otherwise', () => {
   it('a path to its folder (as the shell completes it), upper case, "." or "_" for "-": the name meant is said', async () => {
     const root = testEnv({}, undefined, 'prod').root;

@@ -333,6 +333,11 @@ describe('telling', () => {
   it('warns loudly when labelled pull requests were not re-applied', () => {
     const md = rebuildSummary({ ...base, pullsUnavailable: 'no GitHub token' }, names);
     expect(md).toMatch(/\*\*Warning\*\*: pull requests labelled `staging` were \*\*not re-applied\*\*: no GitHub token/);
+    expect(md).toContain('> staging is now master; add them back');
+    // a dry run pushed nothing: staging is not master yet
+    const dry = rebuildSummary({ ...base, pullsUnavailable: 'no GitHub token', dryRun: true }, names);
+    expect(dry).toContain('> staging would be master; add them back');
+    expect(dry).not.toContain('is now');
     expect(rebuildSummary(base, names)).toContain('No open pull request carries the label `staging`.');
     expect(rebuildSummary({ ...base, changed: false, dryRun: true }, names)).toMatch(/^### Dry run: [\s\S]*unchanged/);
   });

@@ -136,7 +136,7 @@ describe('status parser', () => {
       { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING', pid: 216 },
     ]);
     const s = parse({ supervisor_xml: xml, health: 'no healthy answer within 3s from server:3579:/health' });
-    expect(s.problems).toEqual(['program server (live slot blue) is STOPPED (why: ops logs demo server; then ops deploy demo --force starts the live release again, or ops rollback demo goes back)', 'health check of server failed: no 2xx answer on 127.0.0.1:3579/health within 3s']);
+    expect(s.problems).toEqual(['program server (live slot blue) is STOPPED (why: ops logs demo server; then ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force starts the live commit again, or ops rollback demo goes back)', 'health check of server failed: no 2xx answer on 127.0.0.1:3579/health within 3s']);
     expect(s.supervisor!.programs[0]).toMatchObject({ state: 'STOPPED', seconds: 600, description: '' });
   });
 
@@ -147,10 +147,20 @@ describe('status parser', () => {
       { name: 'shop-green-client', group: 'shop-green', state: 'BACKOFF', spawnerr: "can't find command 'node'" },
     ]);
     const s = parse({ supervisor_xml: xml });
-    expect(s.problems).toEqual(['program server (live slot blue) is FATAL: Exited too quickly (process log may have details) (why: ops logs demo server; then ops deploy demo --force starts the live release again, or ops rollback demo goes back)']);
+    expect(s.problems).toEqual(['program server (live slot blue) is FATAL: Exited too quickly (process log may have details) (why: ops logs demo server; then ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force starts the live commit again, or ops rollback demo goes back)']);
     expect(s.warnings).toEqual(["program client of the previous release (slot green) is BACKOFF: a rollback would restart it"]);
     const missing = parse({ supervisor_xml: processXml([{ name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING' }]) });
-    expect(missing.problems).toEqual(['program server of the live slot (blue) is not loaded in supervisor (why: ops logs demo server; then ops deploy demo --force starts the live release again, or ops rollback demo goes back)']);
+    expect(missing.problems).toEqual(['program server of the live slot (blue) is not loaded in supervisor (why: ops logs demo server; then ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force starts the live commit again, or ops rollback demo goes back)']);
+  });
+
+  it("the fix that starts the live release again deploys the live commit by its sha (without --ref a deploy takes the environment's default ref, not what a rollback left live); from the release's id when its release.json is unreadable", () => {
+    const xml = processXml([
+      { name: 'shop-blue-server', group: 'shop-blue', state: 'STOPPED', stop: 4000 },
+      { name: 'shop-blue-client', group: 'shop-blue', state: 'RUNNING', pid: 216 },
+    ]);
+    const rolledBack = parse({ supervisor_xml: xml, release_json: JSON.stringify({ sha: 'a'.repeat(40), ref: 'v1' }) });
+    expect(rolledBack.problems[0]).toContain(`then ops deploy demo --ref ${'a'.repeat(40)} --force starts the live commit again`);
+    expect(parse({ supervisor_xml: xml, release_json: '{"sha": "01' }).problems).toContainEqual(expect.stringContaining('then ops deploy demo --ref 0123456789ab --force starts the live commit again'));
   });
 
   it('the previous slot stopped (a rollback would start it cold) or its port taken by a foreign process: warnings, not problems', () => {
@@ -953,21 +963,21 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
     const { lines, curlArgs } = look(env, edited, 'green'); // the map of the slot left as it was: /.ops/slot still says green
     expect(curlArgs).toBe('--noproxy * -s --max-time 2 http://127.0.0.1/.ops/slot');
     expect(parse(lines)).toEqual([
-      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends server to 127.0.0.1:${env.port('server', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('server', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
-      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to 127.0.0.1:${env.port('client', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
+      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends server to 127.0.0.1:${env.port('server', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('server', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force writes it again)`,
+      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to 127.0.0.1:${env.port('client', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force writes it again)`,
     ]);
   });
 
   it("nginx still on the other slot's upstreams (not reloaded): a problem naming the reload; the file as the switch writes it and nginx on it: none", () => {
     expect(parse(look(env, upstreams(env, 'green', ''), 'blue').lines)).toEqual([
-      'nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --force writes it again)',
+      'nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force writes it again)',
     ]);
     expect(parse(look(env, upstreams(env, 'green', ''), 'green').lines)).toEqual([]);
     // Mid-switch (a run holds the lock): a warning, not a problem.
     const held = report({ slot: 'green', upstream: undefined, nginx_slot: 'blue', lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=x'] });
     const mid = parseHostStatus(env, { name: 'web1', address: '192.0.2.1' }, result(held + look(env, upstreams(env, 'green', ''), 'blue').lines));
     expect(mid.problems.filter((p) => /nginx/.test(p))).toEqual([]);
-    expect(mid.warnings).toContain('nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --force writes it again) (a run holds the lock: a switch may be under way)');
+    expect(mid.warnings).toContain('nginx routes to slot blue (its /.ops/slot answers blue), not to the live slot green: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force writes it again) (a run holds the lock: a switch may be under way)');
     // A custom site template without {{slot_location}}: whatever answers there is no slot, and says nothing.
     expect(parse(look(env, upstreams(env, 'green', ''), '<html>404</html>').lines)).toEqual([]);
   });
@@ -990,10 +1000,10 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
   });
 
   it('a missing upstreams file, a program without its upstream; the domain as Host, as the switch looks', () => {
-    expect(parse(look(env, undefined, '').lines)).toEqual(["nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf is missing: nginx cannot reload or restart (ops deploy demo --force writes it again)"]);
+    expect(parse(look(env, undefined, '').lines)).toEqual(["nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf is missing: nginx cannot reload or restart (ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force writes it again)"]);
     const noClient = upstreams(env, 'green', '').replace(/upstream shop_client \{[^}]*\}/, '');
     expect(parse(look(env, noClient, 'green').lines)).toEqual([
-      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to nowhere (no upstream for it), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --force writes it again)`,
+      `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to nowhere (no upstream for it), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force writes it again)`,
     ]);
     expect(look(testEnv({ domain: 'shop.example.org' }), upstreams(env, 'green', ''), 'green').curlArgs).toBe('--noproxy * -s --max-time 2 -H Host: shop.example.org http://127.0.0.1/.ops/slot');
     expect(hostStatus(env).script).toContain(nginxRouteShell(env));
@@ -1048,7 +1058,8 @@ describe('--json errors, one line each', () => {
   });
 
   it('with no SSH key at all (the real lookup): status gives each host\'s hint apart; a failure\'s document (no host read, several hosts\' errors) has a one-line error', async () => {
-    const env = testEnv({}, twoHosts);
+    // Addresses of real networks (never reached: no key): a documentation address is refused before the key is looked for.
+    const env = testEnv({}, twoHosts.map((h, i) => ({ ...h, address: `10.254.0.${i + 1}` })));
     const processEnv = { PATH: process.env.PATH, HOME: mkdtempSync(join(tmpdir(), 'ops-nokey-')) };
     const status = JSON.parse((await runOps(['status', 'demo', '--json'], { root: env.root, processEnv })).out) as { hosts: { error: string; hint?: string }[] };
     expect(status.hosts[0]).toMatchObject({ error: 'no SSH key to log in with', hint: expect.stringContaining('give one of them') });
@@ -1080,19 +1091,20 @@ describe("what the site's visitors get, proven by nginx's check log, read by rea
    * servedShell run here on the live slot blue: nginx's check log and the enabled site are files of a temporary
    * directory (the site keeping the check log unless `unlogged`), and a `curl` first on PATH stands for nginx: it
    * writes the check log's line for each marked request as `answer(path)` says ('' for none: a location or server
-   * block that does not keep it), and answers 200. The host is reached at 192.0.2.1 (SSH_CONNECTION).
+   * block that does not keep it), and answers `code` (200 unless said). The host is reached at 192.0.2.1
+   * (SSH_CONNECTION). `before`: shell run first (what the status step's earlier parts set).
    */
-  function served(answer: Record<string, string>, { logs = true } = {}): string {
+  function served(answer: Record<string, string>, { logs = true, code = '200', before = '' } = {}): string {
     const dir = mkdtempSync(join(tmpdir(), 'ops-served-'));
     const log = join(dir, 'check.log');
     writeFileSync(log, '');
     // (The check log's own path in its line, as the script's is replaced.)
     writeFileSync(join(dir, 'site'), logs ? `server {\n    ${checkLog(env).replace(env.layout.nginxCheckLog, log)}\n}\n` : 'server {\n}\n');
     const cases = Object.entries(answer).map(([path, line]) => `  ${quote(path)}) ${line ? `printf '%s|%s\\n' "$id" ${quote(line)} >> ${quote(log)}` : ':'} ;;`).join('\n');
-    writeFileSync(join(dir, 'curl'), `#!/bin/bash\nid=""; url=""\nwhile [ $# -gt 0 ]; do case $1 in -H) case $2 in "X-Ops-Check: "*) id=\${2#X-Ops-Check: } ;; esac; shift 2 ;; *) url=$1; shift ;; esac; done\npath=/\${url#*://*/}\ncase $path in\n${cases}\nesac\nprintf 200\n`);
+    writeFileSync(join(dir, 'curl'), `#!/bin/bash\nid=""; url=""\nwhile [ $# -gt 0 ]; do case $1 in -H) case $2 in "X-Ops-Check: "*) id=\${2#X-Ops-Check: } ;; esac; shift 2 ;; *) url=$1; shift ;; esac; done\npath=/\${url#*://*/}\ncase $path in\n${cases}\nesac\nprintf ${code}\n`);
     chmodSync(join(dir, 'curl'), 0o755);
     const script = servedShell(env).replaceAll(env.layout.nginxCheckLog, log).replaceAll(env.layout.nginxSiteEnabled, join(dir, 'site'));
-    const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${MASK_FUNCTIONS}\ncur=${CURRENT}; live_slot=blue\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, SSH_CONNECTION: '198.51.100.7 50000 192.0.2.1 22' } });
+    const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${MASK_FUNCTIONS}\ncur=${CURRENT}; live_slot=blue\n${before}\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, SSH_CONNECTION: '198.51.100.7 50000 192.0.2.1 22' } });
     // (The check log's path as the host's, in what the fixes quote.)
     return out.slice(out.indexOf(START_MARKER) + START_MARKER.length).replaceAll(log, env.layout.nginxCheckLog);
   }
@@ -1135,10 +1147,24 @@ describe("what the site's visitors get, proven by nginx's check log, read by rea
     );
   });
 
+  it("a 5xx through nginx while the live release fails its own health checks (a program stopped): said to be the release's failure passed on, never that the release answers its checks and nginx cannot pass them on", () => {
+    const fail = (before: string) => parse(served({ '/health': `502|502|127.0.0.1:${port}|-` }, { code: '502', before })).problems.filter((p) => p.startsWith('nginx does not give'));
+    const [own] = fail('health_failed=1');
+    expect(own).toMatch(new RegExp(`^nginx does not give the site's visitors what release ${CURRENT} \\(live slot blue\\) answers \\(http://192\\.0\\.2\\.1\\): GET /health \\(program server\\): 502; `));
+    expect(own).toContain('the release fails its health checks on its own ports too (see the health check problem): nginx passes on its failure');
+    expect(own).not.toContain('answers its health checks on its own ports');
+    // Its own probes passed: nginx is what fails it (the switch's words).
+    expect(fail('health_failed=0')[0]).toContain('the release answers its health checks on its own ports, but nginx cannot pass them on');
+    // The status step sets it in its health probes, before it asks nginx.
+    const script = hostStatus(env).script;
+    expect(script.indexOf('health_failed=1')).toBeGreaterThan(-1);
+    expect(script.indexOf('health_failed=1')).toBeLessThan(script.indexOf(servedShell(env)));
+  });
+
   it('a site that keeps no check log (a custom template without {{logs}}, a site edited by hand): a warning that nothing is proven; the one-screen view says so', () => {
     const s = parse(served({ '/health': '' }, { logs: false }));
     expect(s.served).toEqual({ url: 'http://192.0.2.1', proven: false, ok: true });
-    expect(s.warnings).toEqual([`what the site's visitors get (http://192.0.2.1) cannot be proven to be release ${CURRENT} (live slot blue): the enabled site /etc/nginx/sites-enabled/shop does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ops deploy demo --force writes it again)`]);
+    expect(s.warnings).toEqual([`what the site's visitors get (http://192.0.2.1) cannot be proven to be release ${CURRENT} (live slot blue): the enabled site /etc/nginx/sites-enabled/shop does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force writes it again)`]);
     const text = formatStatus({ environment: 'demo', url: '', healthy: true, hosts: [s], problems: [], warnings: [] }, new Date('2026-11-25T15:00:00Z'));
     expect(text).toContain(`    visitors    ? get release ${CURRENT} (not proven: see warnings) at http://192.0.2.1`);
     const bad = parse(served({ '/health': '', '/.ops/slot': '' }));

@@ -143,8 +143,19 @@ if [ ${'$'}{#missing[@]} -gt 0 ]; then
   # apt_failed WHAT: apt's last lines, then what on this host keeps it from going on, when the log shows it.
   apt_failed() {
     echo "apt could not $1; its last lines:" >&2
-    tail -n 30 "$apt_log" >&2
-    local held
+    tail -n 30 "$apt_log" | uniq >&2
+    local held p codename asked yml
+    # A name no apt source of the host has: a typo in provision.packages, a package of another release, or sources
+    # that lack it (apt's "Unable to locate package <name>" says none of that).
+    codename=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>/dev/null)
+    asked=${quote(` ${env.config.provision.packages.join(' ')} `)}
+    yml=${quote(`environments/${env.name}/environment.yml`)}
+    while read -r p; do
+      case $asked in
+        *" $p "*) echo "$p, in provision.packages, is in none of this host's apt sources (Debian $codename: https://packages.debian.org/$codename/$p): correct its name in $yml, or add the apt source that has it, then run provision again" >&2 ;;
+        *) echo "$p is in none of this host's apt sources (Debian $codename: apt-cache policy $p; /etc/apt/sources.list and /etc/apt/sources.list.d/ name them)" >&2 ;;
+      esac
+    done < <(sed -n 's/^E: Unable to locate package \([^ ]*\).*/\1/p' "$apt_log" | sort -u)
     held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')
     if [ -n "$held" ] && grep -q -i 'held' "$apt_log"; then
       echo "packages on hold on this host (apt-mark hold: kept from being installed, upgraded or removed): $held- apt cannot change them to install ${'$'}{missing[*]}; if they may change: apt-mark unhold <package>, then run provision again" >&2

@@ -263,4 +263,15 @@ describe.sequential('provision on a host an admin has lived on', () => {
     await provision(project.ctx(), project.env());
     expect(await asRoot(host, 'systemctl is-active nginx')).toBe('active');
   }, 600_000);
+  it('a package in provision.packages that no apt source has (a typo) is named with the setting to correct, nothing else changed', async () => {
+    project.write({ ...base, provision: { packages: ['nginxx'] } });
+    try {
+      const e = (await provision(project.ctx(), project.env()).catch((x: unknown) => x)) as Error;
+      expect(e.message).toContain("nginxx, in provision.packages, is in none of this host's apt sources (Debian bookworm: https://packages.debian.org/bookworm/nginxx): correct its name in environments/e2e/environment.yml, or add the apt source that has it, then run provision again");
+      expect(e.message.match(/E: Unable to locate package nginxx/g)).toHaveLength(1);
+    } finally {
+      project.write(base);
+    }
+    expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
 });

@@ -86,7 +86,13 @@ export const APT_LOCK_WAIT = 300;
  * refused naming the process. apt and dpkg read nothing from stdin (it is the step's script: dpkg's conffile prompt
  * would eat its lines) and ask nothing: a configuration file the host already has, which the package also ships (the
  * admin's own /etc/logrotate.conf, say), is kept as it is (dpkg --force-confdef --force-confold; the package's version
- * beside it as <file>.dpkg-dist), and said.
+ * beside it as <file>.dpkg-dist), and said. What the host's state would fail apt on is met before it runs, or named
+ * when it fails: dpkg interrupted (its journal in /var/lib/dpkg/updates) is finished first with dpkg --configure -a,
+ * said; a package to install that is on hold (apt-mark hold) is refused by name with the fix (one on hold and installed
+ * counts as installed); a source apt-get update cannot read is said with the file naming it, and apt goes on with the
+ * lists it has; a failed install says which packages no source has (one of provision.packages: the setting to
+ * correct), the holds it may not change, a full disk under apt's cache. apt's log is a private temporary file, removed
+ * at the end. Fails (exit 1) leaving what apt and dpkg left: a re-run takes up from there.
  */
 export function installPackages(env: Target): Step {
   return {

@@ -86,7 +86,13 @@ export const APT_LOCK_WAIT = 300;
  * refused naming the process. apt and dpkg read nothing from stdin (it is the step's script: dpkg's conffile prompt
  * would eat its lines) and ask nothing: a configuration file the host already has, which the package also ships (the
  * admin's own /etc/logrotate.conf, say), is kept as it is (dpkg --force-confdef --force-confold; the package's version
- * beside it as <file>.dpkg-dist), and said.
+ * beside it as <file>.dpkg-dist), and said. What the host's state would fail apt on is met before it runs, or named
+ * when it fails: dpkg interrupted (its journal in /var/lib/dpkg/updates) is finished first with dpkg --configure -a,
+ * said; a package to install that is on hold (apt-mark hold) is refused by name with the fix (one on hold and installed
+ * counts as installed); a source apt-get update cannot read is said with the file naming it, and apt goes on with the
+ * lists it has; a failed install says which packages no source has (one of provision.packages: the setting to
+ * correct), the holds it may not change, a full disk under apt's cache. apt's log is a private temporary file, removed
+ * at the end. Fails (exit 1) leaving what apt and dpkg left: a re-run takes up from there.
  */
 export function installPackages(env: Target): Step {
   return {
@@ -97,7 +103,8 @@ export function installPackages(env: Target): Step {
 want=(${packageList(env).map(quote).join(' ')})
 missing=()
 for p in "${'$'}{want[@]}"; do
-  dpkg-query -W -f='${'$'}{Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  # "hold ok installed": one an admin keeps at its version (apt-mark hold nginx) is installed too.
+  dpkg-query -W -f='${'$'}{Status}' "$p" 2>/dev/null | grep -qE '^(install|hold) ok installed$' || missing+=("$p")
 done
 if [ ${'$'}{#missing[@]} -gt 0 ]; then
   echo "installing: ${'$'}{missing[*]}"
@@ -130,18 +137,83 @@ if [ ${'$'}{#missing[@]} -gt 0 ]; then
       sleep 1
     done
   }
-  # apt's and dpkg's output goes to the log (its tail is the error when they fail), the wait's to the step's.
-  apt_log=/tmp/ops-apt.log; : > "$apt_log"
+  # apt's and dpkg's output goes to the log (its tail is the error when they fail), the wait's to the step's. A private
+  # file of its own (mktemp), not a fixed name in /tmp: there another user's file or symlink of that name would take
+  # root's writes (or refuse them: fs.protected_regular, protected_symlinks).
+  apt_log=$(mktemp /tmp/ops-apt.XXXXXX)
+  trap 'rm -f "$apt_log"' EXIT
   apt_get() {
     apt_locks_wait
-    timeout 900 apt-get -q -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >>"$apt_log" 2>&1
+    timeout 900 apt-get -q -o DPkg::Lock::Timeout=60 -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >>"$apt_log" 2>&1
   }
-  apt_failed() { tail -n 30 "$apt_log" >&2; exit 1; }
+  # apt_failed WHAT: apt's last lines, then what on this host keeps it from going on, when the log shows it.
+  apt_failed() {
+    echo "apt could not $1; its last lines:" >&2
+    tail -n 30 "$apt_log" | uniq >&2
+    local held p codename asked yml
+    # A name no apt source of the host has: a typo in provision.packages, a package of another release, or sources
+    # that lack it (apt's "Unable to locate package <name>" says none of that).
+    codename=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>/dev/null)
+    asked=${quote(` ${env.config.provision.packages.join(' ')} `)}
+    yml=${quote(`environments/${env.name}/environment.yml`)}
+    while read -r p; do
+      case $asked in
+        *" $p "*) echo "$p, in provision.packages, is in none of this host's apt sources (Debian $codename: https://packages.debian.org/$codename/$p): correct its name in $yml, or add the apt source that has it, then run provision again" >&2 ;;
+        *) echo "$p is in none of this host's apt sources (Debian $codename: apt-cache policy $p; /etc/apt/sources.list and /etc/apt/sources.list.d/ name them)" >&2 ;;
+      esac
+    done < <(sed -n 's/^E: Unable to locate package \([^ ]*\).*/\1/p' "$apt_log" | sort -u)
+    held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')
+    if [ -n "$held" ] && grep -q -i 'held' "$apt_log"; then
+      echo "packages on hold on this host (apt-mark hold: kept from being installed, upgraded or removed): $held- apt cannot change them to install ${'$'}{missing[*]}; if they may change: apt-mark unhold <package>, then run provision again" >&2
+    fi
+    if grep -q "enough free space" "$apt_log"; then
+      echo "the disk apt writes to is full ($(df -h --output=avail,target /var/cache/apt/archives 2>/dev/null | tail -n 1 | tr -s ' ') free): make room there (apt-get clean empties apt's cache of downloaded packages), then run provision again" >&2
+    fi
+    exit 1
+  }
+  # A package on hold (apt-mark hold) that provision would install: the admin's decision, not overridden; said before apt
+  # runs (apt's own words, "Held packages were changed and -y was used without --allow-change-held-packages", name none).
+  held=()
+  for p in "${'$'}{missing[@]}"; do
+    dpkg-query -W -f='${'$'}{Status}' "$p" 2>/dev/null | grep -q '^hold ' && held+=("$p")
+  done
+  if [ ${'$'}{#held[@]} -gt 0 ]; then
+    echo "on hold on this host: ${'$'}{held[*]} (apt-mark hold: kept from being installed or changed), and provision needs it installed: apt-mark unhold ${'$'}{held[*]}${env.config.provision.packages.length ? ' (or take it out of provision.packages)' : ''}, then run provision again" >&2
+    exit 1
+  fi
+  # dpkg cut off before it finished (the VM shut down mid-upgrade, a full disk, a killed apt): apt refuses every install
+  # until its journal is replayed ("dpkg was interrupted, you must manually run 'dpkg --configure -a'", apt's
+  # debSystem::Lock checks /var/lib/dpkg/updates for journal entries). Finished here, as apt says to, and said.
+  if compgen -G '/var/lib/dpkg/updates/[0-9]*' >/dev/null; then
+    echo "dpkg was interrupted on this host before it finished (its journal, /var/lib/dpkg/updates, is not empty): finishing it first (dpkg --configure -a)"
+    apt_locks_wait
+    if ! timeout 900 dpkg --force-confdef --force-confold --configure -a </dev/null >>"$apt_log" 2>&1; then
+      echo "dpkg --configure -a, which finishes dpkg's interrupted work, failed:" >&2
+      tail -n 30 "$apt_log" >&2
+      echo "fix what it names on this host (as root: dpkg --configure -a, then apt-get -f install), then run provision again" >&2
+      exit 1
+    fi
+  fi
+  # apt_update: the package lists. A source that cannot be read (a mirror unreachable from here, a repository gone)
+  # fails apt-get update, though the lists of the others were read: said, with the file naming it, and apt goes on
+  # with the lists it has (the install fails, saying so, only if it needs that source).
+  apt_update() {
+    local mark errors files
+    mark=$(wc -l < "$apt_log")
+    apt_get update -qq && return 0
+    [ "$?" != 124 ] || apt_failed "read the package lists within 900 s"
+    errors=$(tail -n +$(( mark + 1 )) "$apt_log" | grep -E '^(E|W|Err):' | sort -u | head -n 10)
+    # The files naming the sources apt could not read (by their scheme://host).
+    files=$(grep -oE "[a-z+]+://[^/ ']+" <<< "$errors" | sort -u | while read -r u; do grep -rlsF -- "$u" /etc/apt/sources.list /etc/apt/sources.list.d/ || true; done | sort -u | tr '\n' ' ')
+    echo "apt-get update could not read every package source of this host, so apt goes on with the lists it has:"
+    printf '%s\n' "$errors"
+    echo "fix or remove that source (in ${'$'}{files:-/etc/apt/sources.list or /etc/apt/sources.list.d/}), then apt-get update"
+  }
   fresh=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -360 2>/dev/null | head -n1)
-  [ -n "$fresh" ] || apt_get update -qq || apt_failed
+  [ -n "$fresh" ] || apt_update
   if ! apt_get install -y -qq --no-install-recommends "${'$'}{missing[@]}"; then
     # Lists that looked fresh may still lack a package's new version: update once, then try again.
-    if [ -z "$fresh" ] || ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${'$'}{missing[@]}"; }; then apt_failed; fi
+    if [ -z "$fresh" ] || ! { apt_update && apt_get install -y -qq --no-install-recommends "${'$'}{missing[@]}"; }; then apt_failed "install ${'$'}{missing[*]}"; fi
   fi
   # dpkg's words for each kept file: "Configuration file '<path>'", then " ==> Keeping old config file as default."
   awk -v q="'" '/^Configuration file / { f = $3; gsub("[^A-Za-z0-9._/+@:=-]", "", f) } /Keeping old config file as default/ && f != "" { print "kept this host" q "s own " f ", which the package also ships (its version is beside it: " f ".dpkg-dist)"; f = "" }' "$apt_log"

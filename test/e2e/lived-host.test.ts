@@ -10,7 +10,7 @@ import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { BASE_CONFIG_HEADER, HEADER } from '../../core/steps/nginx-config.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
-import { appRepo, makeProject, readyHost, testConfig, type TestProject } from './support.ts';
+import { appRepo, asRoot, makeProject, readyHost, testConfig, type TestProject } from './support.ts';
 
 let host: Host;
 let project: TestProject;
@@ -234,6 +234,87 @@ describe.sequential('provision on a host an admin has lived on', () => {
       expect((await root('cat /etc/nginx/sites-available/sample; ls /etc/nginx/ops-upstreams')).stdout).toBe(own);
     } finally {
       await root('rm -rf /etc/nginx && mv /root/nginx.ops-test /etc/nginx');
+    }
+    expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
+  it("dpkg interrupted before it finished (apt: \"dpkg was interrupted, you must manually run 'dpkg --configure -a'\") is finished first, said, and provision installs", async () => {
+    // A package unpacked but never configured, and dpkg's journal not replayed: what a VM shut down mid-upgrade leaves.
+    // (dpkg replays its journal whenever it runs: the purges first.)
+    await asRoot(host, 'dpkg --purge at bc >/dev/null 2>&1 || true; cd /root && apt-get download -q at >/dev/null 2>&1 && dpkg --unpack /root/at_*.deb >/dev/null 2>&1 && rm -f /root/at_*.deb && touch /var/lib/dpkg/updates/0001');
+    project.write({ ...base, provision: { packages: ['at', 'bc'] } });
+    const reporter = new MemoryReporter();
+    const result = await provision(project.ctx(reporter), project.env());
+    expect(reporter.text()).toContain('dpkg was interrupted on this host before it finished (its journal, /var/lib/dpkg/updates, is not empty): finishing it first (dpkg --configure -a)');
+    expect(result[0]!.items).toEqual(expect.arrayContaining([{ name: 'packages', state: 'changed' }]));
+    expect(await asRoot(host, 'ls /var/lib/dpkg/updates | wc -l; dpkg-query -W -f="\\${Status}\\n" at bc')).toBe('0\ninstall ok installed\ninstall ok installed');
+    expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+  }, 600_000);
+
+  it('a package provision needs that the admin put on hold (apt-mark hold) is refused by name with the fix, nothing installed; one on hold and installed is taken as installed', async () => {
+    await asRoot(host, 'dpkg --purge lsof >/dev/null 2>&1 || true; apt-mark hold lsof >/dev/null; apt-mark hold nginx >/dev/null');
+    project.write({ ...base, provision: { packages: ['lsof'] } });
+    try {
+      const e = (await provision(project.ctx(), project.env()).catch((x: unknown) => x)) as Error;
+      expect(e.message).toContain('on hold on this host: lsof (apt-mark hold: kept from being installed or changed), and provision needs it installed: apt-mark unhold lsof (or take it out of provision.packages), then run provision again');
+      expect(await asRoot(host, 'dpkg-query -W -f="\\${Status}" lsof')).toBe('hold ok not-installed');
+      await asRoot(host, 'apt-mark unhold lsof >/dev/null');
+      // nginx on hold (installed) is installed: nothing to do for it, every run.
+      const result = await provision(project.ctx(), project.env());
+      expect(result[0]!.items).toEqual(expect.arrayContaining([{ name: 'packages', state: 'changed' }]));
+      expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    } finally {
+      await asRoot(host, 'apt-mark unhold lsof nginx >/dev/null');
+    }
+  }, 600_000);
+
+  it('an apt source this host cannot read (a mirror gone) is said, naming its file, and apt goes on with the lists it has', async () => {
+    // Lists older than 6 h: provision refreshes them, and apt-get update fails on the source it cannot read.
+    await asRoot(host, "dpkg --purge ed >/dev/null 2>&1 || true; echo 'deb http://10.99.99.99/debian bookworm main' > /etc/apt/sources.list.d/gone.list; find /var/lib/apt/lists -name '*_Packages*' -exec touch -d '-7 hours' {} +");
+    project.write({ ...base, provision: { packages: ['ed'] } });
+    try {
+      const reporter = new MemoryReporter();
+      const result = await provision(project.ctx(reporter), project.env());
+      expect(reporter.text()).toContain('apt-get update could not read every package source of this host, so apt goes on with the lists it has:');
+      expect(reporter.text()).toContain("The repository 'http://10.99.99.99/debian bookworm Release' does not have a Release file.");
+      expect(reporter.text()).toContain('fix or remove that source (in /etc/apt/sources.list.d/gone.list ), then apt-get update');
+      expect(result[0]!.items).toEqual(expect.arrayContaining([{ name: 'packages', state: 'changed' }]));
+    } finally {
+      await asRoot(host, 'rm -f /etc/apt/sources.list.d/gone.list');
+    }
+  }, 600_000);
+
+  it("a file or symlink another user made at a name in /tmp does not take apt's log (root would write through it)", async () => {
+    await asRoot(host, 'dpkg --purge dc >/dev/null 2>&1 || true; echo precious > /root/precious; for n in ops-apt.log; do ln -sfn /root/precious /tmp/$n; chown -h nobody /tmp/$n; done');
+    project.write({ ...base, provision: { packages: ['dc'] } });
+    try {
+      await provision(project.ctx(), project.env());
+      expect(await asRoot(host, 'cat /root/precious; ls /tmp | grep "^ops-apt\\." | grep -cvx ops-apt.log || true')).toBe('precious\n0');
+    } finally {
+      await asRoot(host, 'rm -f /tmp/ops-apt.log /root/precious');
+    }
+  }, 600_000);
+
+  it('nginx stopped while another server holds port 80: provision fails saying why nginx did not start (its error log: the port in use), and completes once the port is free', async () => {
+    project.write(base);
+    const pid = await asRoot(host, 'systemctl stop nginx; nohup python3 -m http.server 80 >/dev/null 2>&1 </dev/null & echo $!');
+    try {
+      await asRoot(host, 'for i in $(seq 50); do ss -Hltn "sport = :80" | grep -q . && break; sleep 0.1; done');
+      const e = (await provision(project.ctx(), project.env()).catch((x: unknown) => x)) as Error;
+      expect(e.message).toMatch(/nginx did not start; its last lines \(journalctl -u nginx\):[\s\S]*bind\(\) to [^ ]*:80 failed \(98: Address already in use\)/);
+    } finally {
+      await asRoot(host, `kill ${pid}`);
+    }
+    await provision(project.ctx(), project.env());
+    expect(await asRoot(host, 'systemctl is-active nginx')).toBe('active');
+  }, 600_000);
+  it('a package in provision.packages that no apt source has (a typo) is named with the setting to correct, nothing else changed', async () => {
+    project.write({ ...base, provision: { packages: ['nginxx'] } });
+    try {
+      const e = (await provision(project.ctx(), project.env()).catch((x: unknown) => x)) as Error;
+      expect(e.message).toContain("nginxx, in provision.packages, is in none of this host's apt sources (Debian bookworm: https://packages.debian.org/bookworm/nginxx): correct its name in environments/e2e/environment.yml, or add the apt source that has it, then run provision again");
+      expect(e.message.match(/E: Unable to locate package nginxx/g)).toHaveLength(1);
+    } finally {
+      project.write(base);
     }
     expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 600_000);

@@ -713,6 +713,57 @@ describe('packages and runtimes', () => {
   });
 });
 
+/**
+ * The packages step run by bash here, with dpkg-query, apt-get, apt-mark and find stubbed on PATH: `status` maps a
+ * package to dpkg-query's Status ("install ok installed" when absent), `update` and `install` what `apt-get update`
+ * and `apt-get install` print, and their exit status. What it printed, its exit status and the apt-get calls it made.
+ */
+function packagesStep(e: Target, status: Record<string, string>, update: { out: string; code: number } = { out: '', code: 0 }, install: { out: string; code: number } = { out: '', code: 0 }): { status: number | null; out: string; calls: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-apt-'));
+  const stub = (name: string, body: string) => writeFileSync(join(dir, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
+  const statuses = Object.entries(status).map(([p, st]) => `${quote(p)}) echo -n ${quote(st)} ;;`).join(' ');
+  stub('dpkg-query', `p=\${@: -1}; case $p in ${statuses} *) echo -n 'install ok installed' ;; esac`);
+  stub('apt-mark', `[ "$1" = showhold ] && for p in ${Object.entries(status).filter(([, st]) => st.startsWith('hold ')).map(([p]) => quote(p)).join(' ')}; do echo "$p"; done; true`);
+  stub('find', 'true'); // the package lists: none fresh
+  stub('apt-get', `echo "$*" >> ${quote(join(dir, 'calls'))}; case " $* " in *" update "*) out=${quote(update.out)}; code=${update.code} ;; *" install "*) out=${quote(install.out)}; code=${install.code} ;; esac; [ -z "$out" ] || printf '%s\\n' "$out"; exit "\${code:-0}"`);
+  const r = spawnSync('bash', ['--norc', '--noprofile', '-s'], { input: scriptText(installPackages(e)), encoding: 'utf8', env: { PATH: `${dir}:/usr/bin:/bin` } });
+  const calls = existsSync(join(dir, 'calls')) ? readFileSync(join(dir, 'calls'), 'utf8').trim().split('\n').map((c) => c.replace(/^-q (-o \S+ )*/, '')) : [];
+  rmSync(dir, { recursive: true, force: true });
+  return { status: r.status, out: r.stdout + r.stderr, calls };
+}
+
+describe('the packages step on hosts as they are (stubbed dpkg and apt)', () => {
+  it('a package on hold that provision needs is refused by name with the fix, before apt runs; one on hold and installed is installed', () => {
+    const e = env({ provision: { packages: ['lsof'] } });
+    const held = packagesStep(e, { lsof: 'hold ok not-installed' });
+    expect(held.status).toBe(1);
+    expect(held.out).toContain('on hold on this host: lsof (apt-mark hold: kept from being installed or changed), and provision needs it installed: apt-mark unhold lsof (or take it out of provision.packages), then run provision again');
+    expect(held.calls).toEqual([]);
+    const kept = packagesStep(e, { nginx: 'hold ok installed' });
+    expect(kept.status, kept.out).toBe(0);
+    expect(kept.out).toContain('@ops item packages ok');
+    expect(kept.calls).toEqual([]);
+  });
+  it('a package source apt-get update cannot read is said, and apt goes on with the lists it has', () => {
+    const r = packagesStep(env({ provision: { packages: ['ed'] } }), { ed: 'unknown ok not-installed' }, { out: "E: The repository 'http://10.99.99.99/debian bookworm Release' does not have a Release file.", code: 100 });
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toContain("apt-get update could not read every package source of this host, so apt goes on with the lists it has:\nE: The repository 'http://10.99.99.99/debian bookworm Release' does not have a Release file.\nfix or remove that source (in ");
+    expect(r.calls).toEqual(['update -qq', 'install -y -qq --no-install-recommends ed']);
+  });
+  it('a package no apt source has (a typo in provision.packages) is named with the setting and the fix; apt\'s repeated lines once', () => {
+    const missing = { out: 'E: Unable to locate package nginxx\nE: Unable to locate package nginxx', code: 100 };
+    const r = packagesStep(env({ provision: { packages: ['nginxx'] } }), { nginxx: 'unknown ok not-installed' }, { out: '', code: 0 }, missing);
+    expect(r.status).toBe(1);
+    expect(r.out).toContain('apt could not install nginxx; its last lines:\nE: Unable to locate package nginxx\nnginxx, in provision.packages, is in none of this host\'s apt sources (Debian ');
+    expect(r.out).toContain("): correct its name in environments/test/environment.yml, or add the apt source that has it, then run provision again");
+    expect(r.calls).toEqual(['update -qq', 'install -y -qq --no-install-recommends nginxx']);
+  });
+  it("keeps apt's log in a file of its own (mktemp), never at a fixed name in /tmp another user could have made first", () => {
+    expect(installPackages(env()).script).not.toMatch(/\/tmp\/ops-apt\.log/);
+    expect(installPackages(env()).script).toContain('apt_log=$(mktemp /tmp/ops-apt.XXXXXX)');
+  });
+});
+
 describe('asset bridging (carryAssets)', () => {
   it("carries the live release's hashed files the new one lacks, never its hidden ones (Sprockets' .sprockets-manifest-<hex>.json: Rails would read the old release's; Vite's .vite/manifest.json)", () => {
     const base = mkdtempSync(join(tmpdir(), 'ops-carry-'));

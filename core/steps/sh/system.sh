@@ -7,13 +7,28 @@
 # keep the locks this script holds, host_lock's and critical_begin's, for as long as it runs).
 svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else (svc_close_fds; service "$1" "$2"); fi; }
 svc_close_fds() { local f; for f in /proc/"$BASHPID"/fd/*; do f=${f##*/}; if [ "$f" -gt 2 ]; then eval "exec $f>&-"; fi; done; }
+# svc_start NAME: start it, or fail saying why it did not start: its last journal lines (another server on nginx's
+# port: "bind() to 0.0.0.0:80 failed (98: Address already in use)"), which systemctl's own words ("Job for
+# nginx.service failed because the control process exited with error code") do not say. Without systemd, the init
+# script's own output says it.
+svc_start() {
+  if [ -d /run/systemd/system ]; then
+    local since
+    printf -v since '%(%s)T' -1
+    systemctl start "$1" 2>/dev/null && return 0
+    echo "$1 did not start; its last lines (journalctl -u $1):" >&2
+    journalctl -u "$1" --since "@$since" -n 8 -o cat --no-pager >&2 2>/dev/null || true
+    return 1
+  fi
+  svc "$1" start >/dev/null || { echo "$1 did not start (service $1 start)" >&2; return 1; }
+}
 # svc_up NAME: enabled at boot (systemd) and running now.
 svc_up() {
   if [ -d /run/systemd/system ]; then
     systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
-    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { svc_start "$1"; CHANGED=1; }
   else
-    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
+    service "$1" status >/dev/null 2>&1 || { svc_start "$1"; CHANGED=1; }
   fi
 }
 # item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
@@ -74,7 +89,7 @@ nginx_unit() {
 nginx_reload() {
   local master old p busy fresh title now deadline
   if ! master=$(nginx_master); then
-    svc nginx start || { echo "nginx reload failed: nginx was not running and did not start" >&2; return 1; }
+    svc_start nginx || { echo "nginx reload failed: nginx was not running and did not start (see above)" >&2; return 1; }
     # systemd's start returns once nginx wrote its pid file; the master titles itself "nginx: master process" just
     # after (nginx's main, then ngx_master_process_cycle): on a busy host, looked for up to 5 s, every 20 ms.
     printf -v now '%(%s)T' -1; deadline=$(( now + 5 ))

@@ -94,10 +94,13 @@ describe('packages settings', () => {
   it('the provision step installs uploaded files 0600 for the app user and never carries their content', () => {
     const step = packageIndexes(env({}), { pipConf: '/srv/shop/.ops/uploads/a.pipConf', npmrc: '/srv/shop/.ops/uploads/a.npmrc' });
     expect(step.as).toBe('root');
-    expect(step.script).toContain("install -m 0600 -o shop -g shop /srv/shop/.ops/uploads/a.npmrc /home/shop/.npmrc");
+    // Through putUnlessHostOwn (a version changed on the host is backed up first), from the uploaded file on the host.
+    expect(step.script).toContain('put_file /home/shop/.npmrc 0600 shop:shop "$(base64 -w0 < /srv/shop/.ops/uploads/a.npmrc)"');
     expect(step.script).toContain('/home/shop/.config/pip/pip.conf');
     const removing = packageIndexes(env({}), {});
-    expect(removing.script).toContain("grep -q '^# Written by ops-pipeline provision'; then rm -f /home/shop/.npmrc");
+    // Only provision's own is removed (its first line), with its record.
+    expect(removing.script).toContain("if [ -f /home/shop/.npmrc ] && head -n1 /home/shop/.npmrc | grep -q '^# Written by ops-pipeline provision'; then");
+    expect(removing.script).toContain('rm -f /home/shop/.npmrc /home/shop/..npmrc.ops-md5');
   });
 });
 

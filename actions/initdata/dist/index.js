@@ -75343,13 +75343,28 @@ var system_default = `# shellcheck shell=bash
 # keep the locks this script holds, host_lock's and critical_begin's, for as long as it runs).
 svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else (svc_close_fds; service "$1" "$2"); fi; }
 svc_close_fds() { local f; for f in /proc/"$BASHPID"/fd/*; do f=\${f##*/}; if [ "$f" -gt 2 ]; then eval "exec $f>&-"; fi; done; }
+# svc_start NAME: start it, or fail saying why it did not start: its last journal lines (another server on nginx's
+# port: "bind() to 0.0.0.0:80 failed (98: Address already in use)"), which systemctl's own words ("Job for
+# nginx.service failed because the control process exited with error code") do not say. Without systemd, the init
+# script's own output says it.
+svc_start() {
+  if [ -d /run/systemd/system ]; then
+    local since
+    printf -v since '%(%s)T' -1
+    systemctl start "$1" 2>/dev/null && return 0
+    echo "$1 did not start; its last lines (journalctl -u $1):" >&2
+    journalctl -u "$1" --since "@$since" -n 8 -o cat --no-pager >&2 2>/dev/null || true
+    return 1
+  fi
+  svc "$1" start >/dev/null || { echo "$1 did not start (service $1 start)" >&2; return 1; }
+}
 # svc_up NAME: enabled at boot (systemd) and running now.
 svc_up() {
   if [ -d /run/systemd/system ]; then
     systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
-    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { svc_start "$1"; CHANGED=1; }
   else
-    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
+    service "$1" status >/dev/null 2>&1 || { svc_start "$1"; CHANGED=1; }
   fi
 }
 # item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
@@ -75410,7 +75425,7 @@ nginx_unit() {
 nginx_reload() {
   local master old p busy fresh title now deadline
   if ! master=$(nginx_master); then
-    svc nginx start || { echo "nginx reload failed: nginx was not running and did not start" >&2; return 1; }
+    svc_start nginx || { echo "nginx reload failed: nginx was not running and did not start (see above)" >&2; return 1; }
     # systemd's start returns once nginx wrote its pid file; the master titles itself "nginx: master process" just
     # after (nginx's main, then ngx_master_process_cycle): on a busy host, looked for up to 5 s, every 20 ms.
     printf -v now '%(%s)T' -1; deadline=$(( now + 5 ))
@@ -75678,6 +75693,7 @@ function nginxServed(env, ask) {
   const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
   const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
   const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
+  const ownFailure = `the release fails its health checks on its own ports too (see the health check problem): nginx passes on its failure; the error log line above says what nginx got (${L.nginxErrorLog})`;
   const replaced = `nginx turns the release's error into another answer (an error_page with "=<code>", or proxy_intercept_errors with error_page, in ${template}), so visitors would get that page, not the release: keep the page but drop "=<code>" (its status stays the error) and fix the cause above; a release nginx cannot pass on never goes live`;
   const notSite = [
     quote(`another server block answers `),
@@ -75766,7 +75782,7 @@ if [ -n "$gate_fail" ]; then
   gate_line=${"$"}{gate_line:0:400}; gate_line=${"$"}{gate_line//[^[:print:]]/?}
   case $gate_line in
     *"too big header"*) gate_hint=${quote(tooBig)} ;;
-    *) gate_hint=${quote(other)} ;;
+    *) gate_hint=${ask.healthFailed ? `$([ ${ask.healthFailed} = 1 ] && printf %s ${quote(ownFailure)} || printf %s ${quote(other)})` : quote(other)} ;;
   esac
   [ -z "$gate_replaced" ] || gate_hint=${quote(replaced)}"; the cause: $gate_hint"
 fi`;
@@ -77502,6 +77518,14 @@ function timedOut(e, at2, seconds3, ep, keyField) {
   if (!at2.connected) return { what: `no answer to the connection within ${seconds3} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port2}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
   return { what: `the port accepted the connection but sent no SSH greeting within ${seconds3} s (sshd sends one at once)`, hint: `check that ${port2} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
 }
+function refusePlaceholderAddress(ep, attempt, configFile) {
+  const reserved = documentationAddress(ep.address);
+  if (!reserved) return;
+  throw new OpsError(
+    own`${attempt.where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
+    own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${configFile} (and its host key, read on its console)`
+  );
+}
 async function login(ep, attempt, options) {
   try {
     return await loginAttempts(ep, attempt, options);
@@ -77515,13 +77539,7 @@ async function login(ep, attempt, options) {
 async function loginAttempts(ep, attempt, options) {
   const pinned = pinnedKeys(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
   const { where } = attempt;
-  const reserved = documentationAddress(ep.address);
-  if (reserved) {
-    throw new OpsError(
-      own`${where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
-      own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${options.configFile} (and its host key, read on its console)`
-    );
-  }
+  refusePlaceholderAddress(ep, attempt, options.configFile);
   const auth = await authentication(ep.user, options.credentials, options.reporter);
   let tries = 0;
   const { signal } = options;
@@ -78233,6 +78251,7 @@ function sshConnector(ctx) {
   const bastions = /* @__PURE__ */ new Map();
   return async (env, host, signal) => {
     const ssh = env.config.ssh;
+    refusePlaceholderAddress(host, { where: describeEndpoint(host), keyField: "hosts[].host_key" }, `environments/${env.name}/environment.yml`);
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
       ctx.reporter

@@ -75143,13 +75143,28 @@ var system_default = `# shellcheck shell=bash
 # keep the locks this script holds, host_lock's and critical_begin's, for as long as it runs).
 svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else (svc_close_fds; service "$1" "$2"); fi; }
 svc_close_fds() { local f; for f in /proc/"$BASHPID"/fd/*; do f=\${f##*/}; if [ "$f" -gt 2 ]; then eval "exec $f>&-"; fi; done; }
+# svc_start NAME: start it, or fail saying why it did not start: its last journal lines (another server on nginx's
+# port: "bind() to 0.0.0.0:80 failed (98: Address already in use)"), which systemctl's own words ("Job for
+# nginx.service failed because the control process exited with error code") do not say. Without systemd, the init
+# script's own output says it.
+svc_start() {
+  if [ -d /run/systemd/system ]; then
+    local since
+    printf -v since '%(%s)T' -1
+    systemctl start "$1" 2>/dev/null && return 0
+    echo "$1 did not start; its last lines (journalctl -u $1):" >&2
+    journalctl -u "$1" --since "@$since" -n 8 -o cat --no-pager >&2 2>/dev/null || true
+    return 1
+  fi
+  svc "$1" start >/dev/null || { echo "$1 did not start (service $1 start)" >&2; return 1; }
+}
 # svc_up NAME: enabled at boot (systemd) and running now.
 svc_up() {
   if [ -d /run/systemd/system ]; then
     systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
-    systemctl is-active --quiet "$1" || { systemctl start "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { svc_start "$1"; CHANGED=1; }
   else
-    service "$1" status >/dev/null 2>&1 || { service "$1" start >/dev/null; CHANGED=1; }
+    service "$1" status >/dev/null 2>&1 || { svc_start "$1"; CHANGED=1; }
   fi
 }
 # item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
@@ -75210,7 +75225,7 @@ nginx_unit() {
 nginx_reload() {
   local master old p busy fresh title now deadline
   if ! master=$(nginx_master); then
-    svc nginx start || { echo "nginx reload failed: nginx was not running and did not start" >&2; return 1; }
+    svc_start nginx || { echo "nginx reload failed: nginx was not running and did not start (see above)" >&2; return 1; }
     # systemd's start returns once nginx wrote its pid file; the master titles itself "nginx: master process" just
     # after (nginx's main, then ngx_master_process_cycle): on a busy host, looked for up to 5 s, every 20 ms.
     printf -v now '%(%s)T' -1; deadline=$(( now + 5 ))
@@ -75470,7 +75485,8 @@ function installPackages(env) {
 want=(${packageList(env).map(quote).join(" ")})
 missing=()
 for p in "${"$"}{want[@]}"; do
-  dpkg-query -W -f='${"$"}{Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  # "hold ok installed": one an admin keeps at its version (apt-mark hold nginx) is installed too.
+  dpkg-query -W -f='${"$"}{Status}' "$p" 2>/dev/null | grep -qE '^(install|hold) ok installed$' || missing+=("$p")
 done
 if [ ${"$"}{#missing[@]} -gt 0 ]; then
   echo "installing: ${"$"}{missing[*]}"
@@ -75503,18 +75519,83 @@ if [ ${"$"}{#missing[@]} -gt 0 ]; then
       sleep 1
     done
   }
-  # apt's and dpkg's output goes to the log (its tail is the error when they fail), the wait's to the step's.
-  apt_log=/tmp/ops-apt.log; : > "$apt_log"
+  # apt's and dpkg's output goes to the log (its tail is the error when they fail), the wait's to the step's. A private
+  # file of its own (mktemp), not a fixed name in /tmp: there another user's file or symlink of that name would take
+  # root's writes (or refuse them: fs.protected_regular, protected_symlinks).
+  apt_log=$(mktemp /tmp/ops-apt.XXXXXX)
+  trap 'rm -f "$apt_log"' EXIT
   apt_get() {
     apt_locks_wait
-    timeout 900 apt-get -q -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >>"$apt_log" 2>&1
+    timeout 900 apt-get -q -o DPkg::Lock::Timeout=60 -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >>"$apt_log" 2>&1
   }
-  apt_failed() { tail -n 30 "$apt_log" >&2; exit 1; }
+  # apt_failed WHAT: apt's last lines, then what on this host keeps it from going on, when the log shows it.
+  apt_failed() {
+    echo "apt could not $1; its last lines:" >&2
+    tail -n 30 "$apt_log" | uniq >&2
+    local held p codename asked yml
+    # A name no apt source of the host has: a typo in provision.packages, a package of another release, or sources
+    # that lack it (apt's "Unable to locate package <name>" says none of that).
+    codename=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>/dev/null)
+    asked=${quote(` ${env.config.provision.packages.join(" ")} `)}
+    yml=${quote(`environments/${env.name}/environment.yml`)}
+    while read -r p; do
+      case $asked in
+        *" $p "*) echo "$p, in provision.packages, is in none of this host's apt sources (Debian $codename: https://packages.debian.org/$codename/$p): correct its name in $yml, or add the apt source that has it, then run provision again" >&2 ;;
+        *) echo "$p is in none of this host's apt sources (Debian $codename: apt-cache policy $p; /etc/apt/sources.list and /etc/apt/sources.list.d/ name them)" >&2 ;;
+      esac
+    done < <(sed -n 's/^E: Unable to locate package \([^ ]*\).*/\1/p' "$apt_log" | sort -u)
+    held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')
+    if [ -n "$held" ] && grep -q -i 'held' "$apt_log"; then
+      echo "packages on hold on this host (apt-mark hold: kept from being installed, upgraded or removed): $held- apt cannot change them to install ${"$"}{missing[*]}; if they may change: apt-mark unhold <package>, then run provision again" >&2
+    fi
+    if grep -q "enough free space" "$apt_log"; then
+      echo "the disk apt writes to is full ($(df -h --output=avail,target /var/cache/apt/archives 2>/dev/null | tail -n 1 | tr -s ' ') free): make room there (apt-get clean empties apt's cache of downloaded packages), then run provision again" >&2
+    fi
+    exit 1
+  }
+  # A package on hold (apt-mark hold) that provision would install: the admin's decision, not overridden; said before apt
+  # runs (apt's own words, "Held packages were changed and -y was used without --allow-change-held-packages", name none).
+  held=()
+  for p in "${"$"}{missing[@]}"; do
+    dpkg-query -W -f='${"$"}{Status}' "$p" 2>/dev/null | grep -q '^hold ' && held+=("$p")
+  done
+  if [ ${"$"}{#held[@]} -gt 0 ]; then
+    echo "on hold on this host: ${"$"}{held[*]} (apt-mark hold: kept from being installed or changed), and provision needs it installed: apt-mark unhold ${"$"}{held[*]}${env.config.provision.packages.length ? " (or take it out of provision.packages)" : ""}, then run provision again" >&2
+    exit 1
+  fi
+  # dpkg cut off before it finished (the VM shut down mid-upgrade, a full disk, a killed apt): apt refuses every install
+  # until its journal is replayed ("dpkg was interrupted, you must manually run 'dpkg --configure -a'", apt's
+  # debSystem::Lock checks /var/lib/dpkg/updates for journal entries). Finished here, as apt says to, and said.
+  if compgen -G '/var/lib/dpkg/updates/[0-9]*' >/dev/null; then
+    echo "dpkg was interrupted on this host before it finished (its journal, /var/lib/dpkg/updates, is not empty): finishing it first (dpkg --configure -a)"
+    apt_locks_wait
+    if ! timeout 900 dpkg --force-confdef --force-confold --configure -a </dev/null >>"$apt_log" 2>&1; then
+      echo "dpkg --configure -a, which finishes dpkg's interrupted work, failed:" >&2
+      tail -n 30 "$apt_log" >&2
+      echo "fix what it names on this host (as root: dpkg --configure -a, then apt-get -f install), then run provision again" >&2
+      exit 1
+    fi
+  fi
+  # apt_update: the package lists. A source that cannot be read (a mirror unreachable from here, a repository gone)
+  # fails apt-get update, though the lists of the others were read: said, with the file naming it, and apt goes on
+  # with the lists it has (the install fails, saying so, only if it needs that source).
+  apt_update() {
+    local mark errors files
+    mark=$(wc -l < "$apt_log")
+    apt_get update -qq && return 0
+    [ "$?" != 124 ] || apt_failed "read the package lists within 900 s"
+    errors=$(tail -n +$(( mark + 1 )) "$apt_log" | grep -E '^(E|W|Err):' | sort -u | head -n 10)
+    # The files naming the sources apt could not read (by their scheme://host).
+    files=$(grep -oE "[a-z+]+://[^/ ']+" <<< "$errors" | sort -u | while read -r u; do grep -rlsF -- "$u" /etc/apt/sources.list /etc/apt/sources.list.d/ || true; done | sort -u | tr '\n' ' ')
+    echo "apt-get update could not read every package source of this host, so apt goes on with the lists it has:"
+    printf '%s\n' "$errors"
+    echo "fix or remove that source (in ${"$"}{files:-/etc/apt/sources.list or /etc/apt/sources.list.d/}), then apt-get update"
+  }
   fresh=$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -360 2>/dev/null | head -n1)
-  [ -n "$fresh" ] || apt_get update -qq || apt_failed
+  [ -n "$fresh" ] || apt_update
   if ! apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}"; then
     # Lists that looked fresh may still lack a package's new version: update once, then try again.
-    if [ -z "$fresh" ] || ! { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}"; }; then apt_failed; fi
+    if [ -z "$fresh" ] || ! { apt_update && apt_get install -y -qq --no-install-recommends "${"$"}{missing[@]}"; }; then apt_failed "install ${"$"}{missing[*]}"; fi
   fi
   # dpkg's words for each kept file: "Configuration file '<path>'", then " ==> Keeping old config file as default."
   awk -v q="'" '/^Configuration file / { f = $3; gsub("[^A-Za-z0-9._/+@:=-]", "", f) } /Keeping old config file as default/ && f != "" { print "kept this host" q "s own " f ", which the package also ships (its version is beside it: " f ".dpkg-dist)"; f = "" }' "$apt_log"
@@ -76975,6 +77056,14 @@ function timedOut(e, at2, seconds3, ep, keyField) {
   if (!at2.connected) return { what: `no answer to the connection within ${seconds3} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port2}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
   return { what: `the port accepted the connection but sent no SSH greeting within ${seconds3} s (sshd sends one at once)`, hint: `check that ${port2} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
 }
+function refusePlaceholderAddress(ep, attempt, configFile) {
+  const reserved = documentationAddress(ep.address);
+  if (!reserved) return;
+  throw new OpsError(
+    own`${attempt.where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
+    own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${configFile} (and its host key, read on its console)`
+  );
+}
 async function login(ep, attempt, options) {
   try {
     return await loginAttempts(ep, attempt, options);
@@ -76988,13 +77077,7 @@ async function login(ep, attempt, options) {
 async function loginAttempts(ep, attempt, options) {
   const pinned = pinnedKeys(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
   const { where } = attempt;
-  const reserved = documentationAddress(ep.address);
-  if (reserved) {
-    throw new OpsError(
-      own`${where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
-      own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${options.configFile} (and its host key, read on its console)`
-    );
-  }
+  refusePlaceholderAddress(ep, attempt, options.configFile);
   const auth = await authentication(ep.user, options.credentials, options.reporter);
   let tries = 0;
   const { signal } = options;
@@ -77843,6 +77926,7 @@ function sshConnector(ctx) {
   const bastions = /* @__PURE__ */ new Map();
   return async (env, host, signal) => {
     const ssh = env.config.ssh;
+    refusePlaceholderAddress(host, { where: describeEndpoint(host), keyField: "hosts[].host_key" }, `environments/${env.name}/environment.yml`);
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
       ctx.reporter

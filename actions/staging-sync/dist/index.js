@@ -64582,7 +64582,7 @@ function rebuildSummary(r, names, f = markdownValues) {
     ""
   ];
   if (r.pullsUnavailable) {
-    lines.push(`> **Warning**: pull requests labelled ${f.code(names.label)} were **not re-applied**: ${f.text(r.pullsUnavailable)}.`, `> ${staging} is now ${main}${r.carried.length ? " plus what was carried over (below)" : ""}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, "");
+    lines.push(`> **Warning**: pull requests labelled ${f.code(names.label)} were **not re-applied**: ${f.text(r.pullsUnavailable)}.`, `> ${staging} ${r.dryRun ? "would be" : "is now"} ${main}${r.carried.length ? " plus what was carried over (below)" : ""}; add them back with \`ops staging add pull/<number>\` or re-run with API access.`, "");
   }
   if (r.added.length || r.skipped.length) {
     lines.push("| Source | Head | Result |", "| --- | --- | --- |");

@@ -97,6 +97,13 @@ describe.sequential('initdata on a real host', () => {
     expect(await leftovers()).toBe('');
   }, 300_000);
 
+  /** The slow loader (sleep 12, then it writes /tmp/ops-initdata-lingered) stopped with its run: not running, its file never made by 14 s after `started`, nothing of the run left. */
+  async function loaderGone(started: number): Promise<void> {
+    expect((await sshRun(host, `pgrep -u ${APP} -f 'sleep 12' || true`)).stdout.trim()).toBe('');
+    await new Promise((r) => setTimeout(r, Math.max(0, started + 14_000 - Date.now())));
+    expect((await sshRun(host, 'ls /tmp/ops-initdata-lingered 2>/dev/null || true')).stdout.trim()).toBe('');
+    expect(await leftovers()).toBe('');
+  }
   it('a loader slow to stop (it ignores SIGTERM) at the step\'s time limit: stopped with the step, not left writing after it', async () => {
     const c = ctx();
     const env = project.env();
@@ -113,10 +120,7 @@ describe.sequential('initdata on a real host', () => {
     );
     expect(e?.message).toMatch(/step "initdata" on .* (timed out|failed)/);
     // runuser SIGKILLed the app user's bash 2 s after the step's SIGTERM, before it stopped the loader: left running
-    expect((await sshRun(host, `pgrep -u ${APP} -f 'sleep 12' || true`)).stdout.trim()).toBe('');
-    await new Promise((r) => setTimeout(r, Math.max(0, started + 14_000 - Date.now())));
-    expect((await sshRun(host, 'ls /tmp/ops-initdata-lingered 2>/dev/null || true')).stdout.trim()).toBe('');
-    expect(await leftovers()).toBe('');
+    await loaderGone(started);
   }, 120_000);
 
   it('Ctrl-C while that loader runs: exit 130, the loader stopped (not left writing), the data said to be possibly half-loaded, nothing left', async () => {
@@ -128,10 +132,7 @@ describe.sequential('initdata on a real host', () => {
     expect(ops.out()).toContain(`SIGINT received during initdata on ${host.name}: stopping them, releasing the lock`);
     expect(ops.out()).toContain('the initdata loader was stopped part-way: what it had written stays in the database unless it loads in one transaction');
     expect(ops.out()).not.toMatch(/^\s+at /m);
-    expect((await sshRun(host, `pgrep -u ${APP} -f 'sleep 12' || true`)).stdout.trim()).toBe('');
-    await new Promise((r) => setTimeout(r, Math.max(0, started + 14_000 - Date.now())));
-    expect((await sshRun(host, 'ls /tmp/ops-initdata-lingered 2>/dev/null || true')).stdout.trim()).toBe('');
-    expect(await leftovers()).toBe('');
+    await loaderGone(started);
   }, 120_000);
 
   it('while a deploy holds the lock: refused naming the holder, nothing sent', async () => {

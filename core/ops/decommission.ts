@@ -1,5 +1,5 @@
 // ops env remove <name>: the seed's "Démanteler un environnement" checklist as a guided command. It refuses
-// while a host still serves a release, or cannot be checked (unreachable), unless forced, removes environments/<name>/ and its .sops.yaml rule,
+// while a host still serves a release, runs an operation (its lock held), or cannot be checked (unreachable), unless forced, removes environments/<name>/ and its .sops.yaml rule,
 // and lists everything else to release by hand: VMs, database, DNS, certificates, OpenID Connect (DataPass)
 // callback URLs, the GitHub environments (<name>, and <name>-status for status.yml) and their secrets, workflow
 // options, the age key. What another environment also uses (domain, database, age recipient, and on a shared VM
@@ -19,6 +19,7 @@ import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE, type 
 import { quote, validate } from '../shell.ts';
 import type { HostStatus } from '../steps/status.ts';
 import { status } from './status.ts';
+import { runUnderWay } from '../steps/lock.ts';
 import { openEnvironment } from './secrets.ts';
 
 export interface RemoveOptions {
@@ -293,10 +294,10 @@ function databaseSharing(env: Environment | undefined, dbVars: string[], others:
 }
 
 /**
- * `ops env remove`: refuse while a host still serves the environment, or cannot be checked (unreachable, or its
- * status unreadable), unless `force`; then remove
+ * `ops env remove`: refuse while a host still serves the environment, a run holds its lock on a host (runUnderWay), or
+ * a host cannot be checked (unreachable, or its status unreadable), unless `force`; then remove
  * environments/<name>/ and its .sops.yaml rule, and list what else to release. `dryRun` changes nothing.
- * @throws OpsError for an invalid or unknown name, or a host that serves or cannot be checked (naming it and why).
+ * @throws OpsError for an invalid or unknown name, or a host that serves, runs an operation or cannot be checked (naming it and why).
  */
 export async function removeEnvironment(ctx: OpsContext, name: string, options: RemoveOptions = {}): Promise<RemoveResult> {
   validate('environment', name);
@@ -324,6 +325,17 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
       throw new OpsError(
         `cannot tell whether ${name}'s hosts still serve:\n${unknown.map((h) => `  ${h.host} (${h.address}) ${describeHost(h)}`).join('\n')}`,
         `fix access to the host (ops ping ${name} and ops status ${name} show the same), or, if it is gone or out of service, remove the folder anyway with --force (no host is contacted)`,
+      );
+    // A run under way (a first deploy, not serving yet; a provision) would go on making what the checklist says to
+    // release, for an environment whose folder is gone: removed once it ended, never beside it.
+    const running = st.hosts.flatMap((h) => {
+      const under = h.lock && runUnderWay(h.lock);
+      return under ? [`  ${h.host}: ${under}`] : [];
+    });
+    if (running.length)
+      throw new OpsError(
+        `environment ${name} has a run under way: refusing to remove it\n${running.join('\n')}`,
+        `wait until it is done (ops lock status ${name} says who holds the lock), then run this again; if that run is stuck, ops lock release ${name} --force stops it`,
       );
     const serving = servingHosts(st.hosts);
     if (serving.length)

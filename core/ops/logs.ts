@@ -12,6 +12,7 @@ import { maskPlainPasswords } from './secrets.ts';
 import { messageLine, oneLine, OpsError, tail, userFileExists } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
 import { LOG_SLOTS, MAX_LOG_LINES, logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
+import { lockStatus, parseLock, runUnderWay } from '../steps/lock.ts';
 
 export interface LogsOptions {
   /** A program of the environment, or "nginx"; default: every program, and nginx's error log. */
@@ -76,6 +77,13 @@ export async function logs(ctx: OpsContext, environment: Environment, options: L
   if (!session.hosts.length) throw unreachableError(unreachable, env.hosts.length);
   for (const u of unreachable) ctx.reporter.warn(`cannot reach ${u.host.name}, its logs are not shown: ${u.message}`);
   await withOpenSession(session, async () => {
+    // A run under way (a deploy starting its release on the idle slot) said first: the live slot's logs are not yet
+    // the new release's. A host whose lock cannot be read is only not said (its logs are what was asked).
+    await session.each(async (remote) => {
+      const r = await remote.run(lockStatus(env), { allowFailure: true }).catch(() => undefined);
+      const under = r?.code === 0 ? runUnderWay(parseLock(r)) : undefined;
+      if (under) ctx.reporter.warn(`${remote.name}: ${under}: the release it starts logs to the idle slot until it goes live (ops logs ${env.name} --slot previous shows that slot)`);
+    });
     if (!options.follow) {
       // Hosts one after the other, so each host's lines stay together.
       await session.each((remote) => remote.run(logsStep(env, request)), { batch: 1 });

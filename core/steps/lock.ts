@@ -571,6 +571,18 @@ export function describeHolder(h: Record<string, string>): string {
 }
 
 /**
+ * The run a lock says is under way, in words for a command that does not take the lock (ops logs, ops env remove):
+ * "a deploy run by alice, started <time>, 2m 03s ago (<run URL>) is under way" for a lock held by a live run; "may
+ * be under way" with why it cannot be told for one whose holder this login cannot see (`unknown`, unseenReason);
+ * undefined for any other (free, or stale: its run is gone).
+ */
+export function runUnderWay(lock: LockInfo): string | undefined {
+  if (lock.state === 'held') return `${describeHolder(lock.holder)} is under way`;
+  if (lock.state === 'unknown') return `${describeHolder(lock.holder)} may be under way${unseenReason(lock)}`;
+  return undefined;
+}
+
+/**
  * Why a stale lock's run reads gone though the lock's holder pid may be a live process: the host rebooted since it was
  * taken, or the holder's SSH connection has been silent HOLDER_SILENT_SECONDS (its runner went away with its network).
  * Empty for any other stale lock (its holder process ended) and for a lock not stale.

@@ -1,0 +1,70 @@
+// Two people, one environment: operations started at the same moment from a laptop and from a workflow, on a real
+// host (sshd, supervisor, nginx), the ops binary a process of its own where it must be. Whatever the pair, one run
+// changes the host at a time, the other is refused (or queues) naming who holds the lock, a read-only command is
+// neither held up nor silent about the run under way, and no lock is left behind.
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getLockStatus } from '../../core/ops/records.ts';
+import { quote } from '../../core/shell.ts';
+import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { runOps, spawnOps } from '../support/cli.ts';
+import { initRepo } from '../support/gitrepo.ts';
+import { makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+
+const SERVER = pythonWebApp('os.environ["OPS_RELEASE"]');
+
+let host: Host;
+let project: TestProject;
+let repo = '';
+let config: Record<string, unknown>;
+const root = mkdtempSync(join(tmpdir(), 'ops-two-runs-'));
+const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+const cli = (argv: string[], at = project) => runOps(argv, { root: at.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' } });
+
+beforeAll(async () => {
+  host = await readyHost('two');
+  repo = join(root, 'app');
+  initRepo(repo, { 'server.py': SERVER, VERSION: '1\n' });
+  config = webConfig(host, repo);
+  // Provisioned (the snapshot), never deployed: the first test's deploy is the environment's first.
+  project = makeProject('e2e', config);
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+  project?.cleanup();
+});
+
+describe.sequential('two runs on one environment', () => {
+  it('during the build of an environment\'s first deploy (nothing serves yet): status and logs answer at once, saying a deploy is under way; env remove (which removes an environment that serves nothing), a second deploy and lock release (without --force) are refused naming the holder; nothing of the deploy is stopped', async () => {
+    project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' } });
+    const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
+    try {
+      const started = Date.now();
+      const status = await cli(['status', 'e2e']);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(status.out + status.err).toMatch(/deploy by \S+ since/);
+      const logs = await cli(['logs', 'e2e']);
+      expect(logs.code, logs.err).toBe(0);
+      expect(logs.err).toMatch(new RegExp(`${host.name}: a deploy run by \\S+, started .* is under way`));
+      const remove = await cli(['env', 'remove', 'e2e']);
+      expect(remove.code).not.toBe(0);
+      expect(remove.err).toMatch(new RegExp(`${host.name}: a deploy run by \\S+, started .* is under way`));
+      expect(existsSync(join(project.root, 'environments', 'e2e', 'environment.yml'))).toBe(true);
+      const second = await cli(['deploy', 'e2e', '--ref', 'main']);
+      expect(second.code).not.toBe(0);
+      expect(second.err).toContain(`environment e2e is locked on ${host.name} by a deploy run by`);
+      const release = await cli(['lock', 'release', 'e2e']);
+      expect(release.code).not.toBe(0);
+      // The deploy's build still runs: nothing of it was stopped by the refused runs.
+      expect(Number(await onHost("pgrep -fc '^sleep 60$' || true"))).toBe(1);
+    } finally {
+      project.write(config);
+      expect(await ops.stop('SIGINT')).toBe(130);
+    }
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect(await onHost('readlink /srv/sample/current || true')).toBe('');
+  }, 300_000);
+});

@@ -14,7 +14,7 @@ import { reported, reportedAll, type Remote, type StepResult } from '../remote/t
 import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { APP_KEYS, appCommand, nodeDependencies, npmrcIgnoredWarning, pythonDependencies } from '../steps/app.ts';
+import { APP_KEYS, appCommand, nodeDependencies, npmrcIgnoredWarning, pythonDependencies, sqliteWarning } from '../steps/app.ts';
 import { carryAssets, createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { PREVIOUS_KEYS, putPreviousBack, servedAssetDirs, stageAssets, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
@@ -285,7 +285,7 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, migrateBeside 
     if (ignored.length) result.notes.push(`warning: ${npmrcIgnoredWarning(env, ignored)}`);
   });
   const runBuild = part(async () => {
-    if (build) await h.run(appCommand(env, dir, 'build', build));
+    if (build) warnSqlite(env, hp, p, 'release.build', await h.run(appCommand(env, dir, 'build', build, 1800, { sqlite: true })));
   });
   const migrate = part(async () => {
     if (migrateBeside) await migrateOn(env, hp, p, true);
@@ -321,8 +321,8 @@ export async function migrateOn(env: Target, hp: HostPlan, p: Plan, beside = fal
   const { migrate, migrate_timeout: limit } = env.config.release;
   if (!migrate) return false;
   try {
-    const step = appCommand(env, `${env.layout.releases}/${p.id}`, 'migrate', migrate, limit);
-    await hp.h.run(beside ? { ...step, script: `renice -n 10 -p $$ >/dev/null 2>&1 || true\n${step.script}` } : step);
+    const step = appCommand(env, `${env.layout.releases}/${p.id}`, 'migrate', migrate, limit, { sqlite: true });
+    warnSqlite(env, hp, p, 'release.migrate', await hp.h.run(beside ? { ...step, script: `renice -n 10 -p $$ >/dev/null 2>&1 || true\n${step.script}` } : step));
     hp.migrated = true;
   } catch (e) {
     // Stopped by its time limit: most often a statement waiting for a lock a running transaction holds (PostgreSQL
@@ -336,6 +336,14 @@ export async function migrateOn(env: Target, hp: HostPlan, p: Plan, beside = fal
     throw e;
   }
   return true;
+}
+
+/** Warn (now, and in the host's notes) of the SQLite databases `what` (release.build, release.migrate) wrote in the release, if any. */
+function warnSqlite(env: Target, hp: HostPlan, p: Plan, what: string, ran: StepResult): void {
+  const warning = sqliteWarning(env, what, p.id, reportedAll(ran, APP_KEYS.sqlite_made));
+  if (!warning) return;
+  hp.h.ctx.reporter.warn(`${hp.name}: ${warning}`);
+  hp.result.notes.push(`warning: ${warning}`);
 }
 
 /** The dependency sets of the commit deployed (directory names under shared/deps). */

@@ -346,6 +346,24 @@ function warnSqlite(env: Target, hp: HostPlan, p: Plan, what: string, ran: StepR
   hp.result.notes.push(`warning: ${warning}`);
 }
 
+/**
+ * A failed start (`e`: startSlot's StepError) whose log tail names a variable of the release's `.env` that no
+ * program gets in its environment (a whole word, as Python's `KeyError: 'NAME'`, Node's `process.env.NAME`,
+ * django-environ's "Set the NAME environment variable" write it), with a hint saying why and the ways out: build,
+ * migrate and the hooks get the `.env`'s values in their environment (.ops-environ), a program only what
+ * `programs.<name>.env` gives it (README `programs.<name>.command`), so settings read from the process environment
+ * (Django's checklist's `os.environ['SECRET_KEY']`, Flask's `from_prefixed_env`) pass the migration and fail the
+ * start. Anything else is returned as it is.
+ */
+export function withDotenvOnlyHint(env: Target, e: unknown): unknown {
+  if (!(e instanceof StepError)) return e;
+  const given = new Set(Object.values(env.config.programs).flatMap((program) => Object.keys(program.env)));
+  const named = Object.keys(env.config.env).filter((name) => !given.has(name) && new RegExp(`(?<![A-Za-z0-9_])${name}(?![A-Za-z0-9_])`).test(e.stderrTail));
+  if (!named.length) return e;
+  const hint = `the programs' log names ${named.join(', ')}, of the release's .env: build, migrate and hooks get the .env's values in their environment, a program only HOME, PATH, OPS_RELEASE, OPS_SLOT and its programs.<name>.env; let the app read the file (django-environ's Env.read_env, python-dotenv's load_dotenv, Node's dotenv or node --env-file), or start the program through the shell reader: command: "sh -c 'set -a; . {release}/.env; exec <program>'" with shell in dotenv.readers`;
+  return new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, e.hint ? `${e.hint}; ${hint}` : hint, e.limit, e.verdict);
+}
+
 /** The dependency sets of the commit deployed (directory names under shared/deps). */
 export function dependencySets(env: Target, p: Plan): string[] {
   return [...(env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : []), ...(env.config.release.node_dir ? [`node-${p.hashes.node}`] : [])];
@@ -463,7 +481,9 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
       }
     }
     hp.started = true;
-    await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums));
+    await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums)).catch((e: unknown) => {
+      throw withDotenvOnlyHint(env, e);
+    });
     switching = true;
     const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
     if (switched.code !== 0) {

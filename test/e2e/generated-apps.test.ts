@@ -9,6 +9,7 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { MemoryReporter } from '../../core/report.ts';
+import type { OpsError } from '../../core/errors.ts';
 import { downHost, npmRegistryUrl, pypiIndexUrl, type Host } from '../hosts/index.ts';
 import { initRepo } from '../support/gitrepo.ts';
 import { asRoot, get, makeProject, readyHost, webConfig } from './support.ts';
@@ -45,6 +46,29 @@ function djangoSettings(original: string, address: string): string {
   return edited;
 }
 
+/**
+ * The environment of a startproject in backend/ (README "Another app's framework"): requirements, collectstatic as the
+ * build, migrate with the .env, gunicorn on 127.0.0.1, its collected files served by nginx at /static/, health
+ * `/admin` (APPEND_SLASH answers 301 to /admin/, which answers 302 to its login page).
+ */
+function djangoConfig(repo: string, readers: string[]): Record<string, unknown> {
+  return webConfig(host, repo, {
+    release: {
+      python_requirements: 'backend/requirements.txt',
+      node_dir: '',
+      build: 'cd backend && ../venv/bin/python manage.py collectstatic --noinput',
+      build_needs_python: true,
+      migrate: 'cd backend && ../venv/bin/python manage.py migrate --noinput',
+      asset_dirs: [{ dir: 'backend/staticfiles', url: '/static/' }],
+    },
+    packages: { pip_index_url: pypiIndexUrl, npm_registry: npmRegistryUrl },
+    dotenv: { readers },
+    env: { DJANGO_SECRET_KEY: 'e2e-not-secret-0123456789-abcdefghijklmnopqrstuvwxyz' },
+    programs: { web: { command: '{release}/venv/bin/gunicorn --bind 127.0.0.1:{port} mysite.wsgi', directory: 'backend', port: 5100, health: '/admin', strip_prefix: false } },
+    routes: { '/': 'web' },
+  });
+}
+
 let host: Host;
 const root = mkdtempSync(join(tmpdir(), 'ops-generated-'));
 
@@ -63,24 +87,7 @@ describe('projects made by frameworks\' own generators', () => {
     files['backend/mysite/settings.py'] = djangoSettings(files['backend/mysite/settings.py']!, host.address);
     files['backend/requirements.txt'] = 'Django==5.1.4\ngunicorn==23.0.0\ndjango-environ==0.12.0\n';
     initRepo(repo, files);
-    const project = makeProject(
-      'e2e',
-      webConfig(host, repo, {
-        release: {
-          python_requirements: 'backend/requirements.txt',
-          node_dir: '',
-          build: 'cd backend && ../venv/bin/python manage.py collectstatic --noinput',
-          build_needs_python: true,
-          migrate: 'cd backend && ../venv/bin/python manage.py migrate --noinput',
-          asset_dirs: [{ dir: 'backend/staticfiles', url: '/static/' }],
-        },
-        packages: { pip_index_url: pypiIndexUrl, npm_registry: npmRegistryUrl },
-        dotenv: { readers: ['django-environ'] },
-        env: { DJANGO_SECRET_KEY: 'e2e-not-secret-0123456789-abcdefghijklmnopqrstuvwxyz' },
-        programs: { web: { command: '{release}/venv/bin/gunicorn --bind 127.0.0.1:{port} mysite.wsgi', directory: 'backend', port: 5100, health: '/admin', strip_prefix: false } },
-        routes: { '/': 'web' },
-      }),
-    );
+    const project = makeProject('e2e', djangoConfig(repo, ['django-environ']));
     try {
       const reporter = new MemoryReporter();
       await deploy(project.ctx(reporter), project.env(), {});
@@ -91,6 +98,23 @@ describe('projects made by frameworks\' own generators', () => {
       // startproject's database is BASE_DIR / 'db.sqlite3': made in the release by migrate, so left behind by the next deploy.
       expect(await asRoot(host, 'ls /srv/sample/current/backend')).toContain('db.sqlite3');
       expect(reporter.lines.join('\n')).toMatch(/warning: .*release\.migrate wrote a SQLite database in release \S+ \(backend\/db\.sqlite3\): each deploy makes a new release directory/);
+    } finally {
+      project.cleanup();
+    }
+  }, 600_000);
+
+  it('a startproject whose settings read the secret key from the process environment (Django\'s deployment checklist): migrate passes, the start fails saying programs get no .env values', async () => {
+    const repo = join(root, 'django-os-environ');
+    const files = generated('django', 'backend');
+    files['backend/mysite/settings.py'] = djangoSettings(files['backend/mysite/settings.py']!, host.address).replace(/^env = environ\.Env\(\)\n.*\nSECRET_KEY = .*$/m, "import os\nSECRET_KEY = os.environ['DJANGO_SECRET_KEY']");
+    files['backend/requirements.txt'] = 'Django==5.1.4\ngunicorn==23.0.0\ndjango-environ==0.12.0\n';
+    initRepo(repo, files);
+    const project = makeProject('e2e', djangoConfig(repo, ['python-dotenv']));
+    try {
+      const failed = await deploy(project.ctx(), project.env(), {}).then(() => undefined, (e: unknown) => e as OpsError);
+      expect(failed?.message).toMatch(/step "start \w+" on \S+ failed[\s\S]*KeyError: 'DJANGO_SECRET_KEY'/);
+      expect(failed?.hint).toMatch(/the programs' log names DJANGO_SECRET_KEY, of the release's \.env: build, migrate and hooks get the \.env's values in their environment, a program only .*set -a; \. \{release\}\/\.env; exec/);
+      expect((await get(host, '/admin/login/')).status, 'the Django release before it still serves').toBe(200);
     } finally {
       project.cleanup();
     }

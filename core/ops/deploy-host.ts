@@ -14,7 +14,7 @@ import { reported, reportedAll, type Remote, type StepResult } from '../remote/t
 import { knownCommits, packFor } from '../source.ts';
 import { describeDisk } from '../steps/facts.ts';
 import type { AuditEntry } from '../steps/audit.ts';
-import { APP_KEYS, appCommand, nodeDependencies, npmrcIgnoredWarning, pythonDependencies } from '../steps/app.ts';
+import { APP_KEYS, appCommand, nodeDependencies, npmrcIgnoredWarning, pythonDependencies, sqliteWarning } from '../steps/app.ts';
 import { carryAssets, createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { PREVIOUS_KEYS, putPreviousBack, servedAssetDirs, stageAssets, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
@@ -285,7 +285,7 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, migrateBeside 
     if (ignored.length) result.notes.push(`warning: ${npmrcIgnoredWarning(env, ignored)}`);
   });
   const runBuild = part(async () => {
-    if (build) await h.run(appCommand(env, dir, 'build', build));
+    if (build) warnSqlite(env, hp, p, 'release.build', await h.run(appCommand(env, dir, 'build', build, 1800, { sqlite: true })));
   });
   const migrate = part(async () => {
     if (migrateBeside) await migrateOn(env, hp, p, true);
@@ -321,8 +321,8 @@ export async function migrateOn(env: Target, hp: HostPlan, p: Plan, beside = fal
   const { migrate, migrate_timeout: limit } = env.config.release;
   if (!migrate) return false;
   try {
-    const step = appCommand(env, `${env.layout.releases}/${p.id}`, 'migrate', migrate, limit);
-    await hp.h.run(beside ? { ...step, script: `renice -n 10 -p $$ >/dev/null 2>&1 || true\n${step.script}` } : step);
+    const step = appCommand(env, `${env.layout.releases}/${p.id}`, 'migrate', migrate, limit, { sqlite: true });
+    warnSqlite(env, hp, p, 'release.migrate', await hp.h.run(beside ? { ...step, script: `renice -n 10 -p $$ >/dev/null 2>&1 || true\n${step.script}` } : step));
     hp.migrated = true;
   } catch (e) {
     // Stopped by its time limit: most often a statement waiting for a lock a running transaction holds (PostgreSQL
@@ -336,6 +336,32 @@ export async function migrateOn(env: Target, hp: HostPlan, p: Plan, beside = fal
     throw e;
   }
   return true;
+}
+
+/** Warn (now, and in the host's notes) of the SQLite databases `what` (release.build, release.migrate) wrote in the release, if any. */
+function warnSqlite(env: Target, hp: HostPlan, p: Plan, what: string, ran: StepResult): void {
+  const warning = sqliteWarning(env, what, p.id, reportedAll(ran, APP_KEYS.sqlite_made));
+  if (!warning) return;
+  hp.h.ctx.reporter.warn(`${hp.name}: ${warning}`);
+  hp.result.notes.push(`warning: ${warning}`);
+}
+
+/**
+ * A failed start (`e`: startSlot's StepError) whose log tail names a variable of the release's `.env` that no
+ * program gets in its environment (a whole word, as Python's `KeyError: 'NAME'`, Node's `process.env.NAME`,
+ * django-environ's "Set the NAME environment variable" write it), with a hint saying why and the ways out: build,
+ * migrate and the hooks get the `.env`'s values in their environment (.ops-environ), a program only what
+ * `programs.<name>.env` gives it (README `programs.<name>.command`), so settings read from the process environment
+ * (Django's checklist's `os.environ['SECRET_KEY']`, Flask's `from_prefixed_env`) pass the migration and fail the
+ * start. Anything else is returned as it is.
+ */
+export function withDotenvOnlyHint(env: Target, e: unknown): unknown {
+  if (!(e instanceof StepError)) return e;
+  const given = new Set(Object.values(env.config.programs).flatMap((program) => Object.keys(program.env)));
+  const named = Object.keys(env.config.env).filter((name) => !given.has(name) && new RegExp(`(?<![A-Za-z0-9_])${name}(?![A-Za-z0-9_])`).test(e.stderrTail));
+  if (!named.length) return e;
+  const hint = `the programs' log names ${named.join(', ')}, of the release's .env: build, migrate and hooks get the .env's values in their environment, a program only HOME, PATH, OPS_RELEASE, OPS_SLOT and its programs.<name>.env; let the app read the file (django-environ's Env.read_env, python-dotenv's load_dotenv, Node's dotenv or node --env-file), or start the program through the shell reader: command: "sh -c 'set -a; . {release}/.env; exec <program>'" with shell in dotenv.readers`;
+  return new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, e.hint ? `${e.hint}; ${hint}` : hint, e.limit, e.verdict);
 }
 
 /** The dependency sets of the commit deployed (directory names under shared/deps). */
@@ -455,7 +481,9 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
       }
     }
     hp.started = true;
-    await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums));
+    await h.run(startSlot(env, newSlot, dir, p.id, p.dotenvSums)).catch((e: unknown) => {
+      throw withDotenvOnlyHint(env, e);
+    });
     switching = true;
     const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
     if (switched.code !== 0) {

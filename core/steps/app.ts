@@ -11,8 +11,11 @@ import { INDEX_READ_TIMEOUT } from '../packages.ts';
 import { packageIndexPaths, pipSettings, provisionWrote } from './system.ts';
 import { CONTAIN_FUNCTIONS } from './libraries.ts';
 
-/** What `pythonDependencies` and `nodeDependencies` report: `deps` `<python|node> <reused|installed ...>`; `npmrc_ignored` (node): each registry key (`registry`, `@scope:registry`) of the app user's ~/.npmrc npm is not given (npmrcIgnored). */
-export const APP_KEYS = reportKeys('deps', 'npmrc_ignored');
+/**
+ * What `pythonDependencies` and `nodeDependencies` report: `deps` `<python|node> <reused|installed ...>`; `npmrc_ignored` (node): each registry key (`registry`, `@scope:registry`) of the app user's ~/.npmrc npm is not given (npmrcIgnored);
+ * `sqlite_made` (appCommand with `sqlite`): each SQLite database the command wrote in the release, its path relative to the release.
+ */
+export const APP_KEYS = reportKeys('deps', 'npmrc_ignored', 'sqlite_made');
 
 /**
  * Environment for app commands and dependency installs: runtimes and the venv first on PATH, quiet package managers,
@@ -349,6 +352,34 @@ if (bad.length) { console.error(bad.slice(0, 3).join('; ')); process.exit(1); }
  * ends with the command's exit status once the command exits, after what it left running (a background process
  * holding the step's output, a build daemon) is stopped, which the step's output names.
  */
-export function appCommand(env: Target, release: string, name: string, command: string, timeout = 1800): Step {
-  return { name, as: 'app', timeout, script: `${CONTAIN_FUNCTIONS}\n${appEnvironment(env, release)}\n${environLoader(env.layout.environ(release), env.layout.legacyShared.environ)}\ncontained ${quote(command)}` };
+export function appCommand(env: Target, release: string, name: string, command: string, timeout = 1800, { sqlite = false } = {}): Step {
+  const run = `contained ${quote(command)}`;
+  return { name, as: 'app', timeout, script: `${CONTAIN_FUNCTIONS}\n${appEnvironment(env, release)}\n${environLoader(env.layout.environ(release), env.layout.legacyShared.environ)}\n${sqlite ? sqliteWritten(release, run) : run}` };
+}
+
+/**
+ * Shell: `run`, then report (APP_KEYS.sqlite_made) each SQLite database file it wrote (made or changed) in
+ * `release`, relative to it: the frameworks' default databases live in the project (Django's BASE_DIR /
+ * 'db.sqlite3', Rails 8's storage/production.sqlite3, Flask-SQLAlchemy's instance/*.db, Prisma's dev.db), so a
+ * migration makes one in the release, which the next deploy's release does not have. Found by name (.sqlite3,
+ * .sqlite, .db, .db3: one file read per candidate, not every file a build wrote), then by SQLite's header ("SQLite
+ * format 3", sqlite.org "Database File Format" 1.3); the dependency sets (venv, node_modules) and .git are not
+ * searched. A failed `run` ends the script there (set -e), as without it.
+ */
+function sqliteWritten(release: string, run: string): string {
+  return String.raw`ops_sqlite_since=$(date +%s)
+${run}
+find ${quote(release)} -xdev \( -name venv -o -name node_modules -o -name .git \) -prune -o -type f \( -name '*.sqlite3' -o -name '*.sqlite' -o -name '*.db' -o -name '*.db3' \) -newermt "@$((ops_sqlite_since - 1))" -print 2>/dev/null | while IFS= read -r f; do
+  if [ "$(head -c 15 -- "$f" 2>/dev/null)" = 'SQLite format 3' ]; then ops_report ${APP_KEYS.sqlite_made} "${'$'}{f#${quote(release)}/}"; fi
+done || true`;
+}
+
+/**
+ * The warning for the SQLite databases (APP_KEYS.sqlite_made: paths relative to the release) that `what`
+ * ("release.migrate") wrote in release `id`, or undefined when none: their data stays behind with that release.
+ */
+export function sqliteWarning(env: Target, what: string, id: string, paths: string[]): string | undefined {
+  if (!paths.length) return undefined;
+  const them = paths.length === 1 ? 'it' : 'them';
+  return `${what} wrote ${paths.length === 1 ? 'a SQLite database' : 'SQLite databases'} in release ${id} (${paths.join(', ')}): each deploy makes a new release directory, so the next release starts without ${them} (an empty database, or none), a rollback goes back to its release's old copy, the other hosts' releases have none, and pruning deletes ${them}; give the app a database outside the releases: a path made once by you (sudo install -d -o ${env.appUser} -g ${env.appUser} ${env.layout.base}/data), named in env (Django's DATABASES NAME, SQLAlchemy's URL), or a database server`;
 }

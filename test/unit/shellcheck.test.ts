@@ -107,6 +107,7 @@ function render(env: Target): Record<string, Step> {
     nodeDependencies: nodeDependencies(env, release, 'bbbb'),
     nodeDependenciesFromLive: nodeDependencies(env, release, 'bbbb', true),
     appCommand: appCommand(env, release, 'build', env.config.release.build),
+    'appCommand sqlite': appCommand(env, release, 'migrate', env.config.release.migrate, 1800, { sqlite: true }),
     markRelease: markRelease(env, RELEASE_ID, 'failed', 'the build failed'),
     pruneReleases: pruneReleases(env, ['20261120T120000Z-0123456789ab']),
     keptReleases: keptReleases(env),

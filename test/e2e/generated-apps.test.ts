@@ -1,0 +1,148 @@
+// Projects made by frameworks' own generators (test/fixtures/frameworks: `django-admin startproject`,
+// express-generator), with only the edits README.md ("Another app's framework") tells a new user to make, deployed on
+// one real host: what their defaults need (a health path Django redirects with APPEND_SLASH, ALLOWED_HOSTS, static
+// files collected by the build and served by nginx, a migration and settings reading the `.env`, a Node server on
+// every address) is the tool's to meet, never the fixture's.
+import { readdirSync, readFileSync, mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deploy } from '../../core/ops/deploy.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import type { OpsError } from '../../core/errors.ts';
+import { downHost, npmRegistryUrl, pypiIndexUrl, type Host } from '../hosts/index.ts';
+import { initRepo } from '../support/gitrepo.ts';
+import { asRoot, get, makeProject, readyHost, webConfig } from './support.ts';
+
+const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'frameworks');
+
+/** The files (path → content) of a generator's output under FIXTURES/`name`, placed under `under` in the repository. */
+function generated(name: string, under: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir)) {
+      const path = join(dir, entry);
+      if (statSync(path).isDirectory()) walk(path);
+      else files[join(under, relative(join(FIXTURES, name), path))] = readFileSync(path, 'utf8');
+    }
+  };
+  walk(join(FIXTURES, name));
+  return files;
+}
+
+/**
+ * The startproject's settings.py with a new user's edits (Django's deployment checklist, README): the secret key
+ * from the repository root's `.env` by django-environ, DEBUG off, ALLOWED_HOSTS the site's address and 127.0.0.1,
+ * STATIC_ROOT for collectstatic. Nothing else of the generator's is touched (SQLite, APPEND_SLASH, the admin).
+ */
+function djangoSettings(original: string, address: string): string {
+  const edited = original
+    .replace(/^from pathlib import Path$/m, 'from pathlib import Path\nimport environ')
+    .replace(/^SECRET_KEY = .*$/m, "env = environ.Env()\nenviron.Env.read_env(BASE_DIR.parent / '.env')\nSECRET_KEY = env('DJANGO_SECRET_KEY')")
+    .replace(/^DEBUG = True$/m, 'DEBUG = False')
+    .replace(/^ALLOWED_HOSTS = \[\]$/m, `ALLOWED_HOSTS = [${JSON.stringify(address)}, '127.0.0.1']`)
+    .replace(/^STATIC_URL = 'static\/'$/m, "STATIC_URL = 'static/'\nSTATIC_ROOT = BASE_DIR / 'staticfiles'");
+  expect(edited.match(/environ|DEBUG = False|ALLOWED_HOSTS = \[".+|STATIC_ROOT/g)?.length).toBeGreaterThanOrEqual(5);
+  return edited;
+}
+
+/**
+ * The environment of a startproject in backend/ (README "Another app's framework"): requirements, collectstatic as the
+ * build, migrate with the .env, gunicorn on 127.0.0.1, its collected files served by nginx at /static/, health
+ * `/admin` (APPEND_SLASH answers 301 to /admin/, which answers 302 to its login page).
+ */
+function djangoConfig(repo: string, readers: string[]): Record<string, unknown> {
+  return webConfig(host, repo, {
+    release: {
+      python_requirements: 'backend/requirements.txt',
+      node_dir: '',
+      build: 'cd backend && ../venv/bin/python manage.py collectstatic --noinput',
+      build_needs_python: true,
+      migrate: 'cd backend && ../venv/bin/python manage.py migrate --noinput',
+      asset_dirs: [{ dir: 'backend/staticfiles', url: '/static/' }],
+    },
+    packages: { pip_index_url: pypiIndexUrl, npm_registry: npmRegistryUrl },
+    dotenv: { readers },
+    env: { DJANGO_SECRET_KEY: 'e2e-not-secret-0123456789-abcdefghijklmnopqrstuvwxyz' },
+    programs: { web: { command: '{release}/venv/bin/gunicorn --bind 127.0.0.1:{port} mysite.wsgi', directory: 'backend', port: 5100, health: '/admin', strip_prefix: false } },
+    routes: { '/': 'web' },
+  });
+}
+
+let host: Host;
+const root = mkdtempSync(join(tmpdir(), 'ops-generated-'));
+
+beforeAll(async () => {
+  host = await readyHost('gen');
+}, 900_000);
+
+afterAll(async () => {
+  if (host) await downHost(host.name, { purge: true });
+});
+
+describe('projects made by frameworks\' own generators', () => {
+  it('a Django startproject behind gunicorn: its admin through an APPEND_SLASH health path, static files from collectstatic, migrated with the .env', async () => {
+    const repo = join(root, 'django');
+    const files = generated('django', 'backend');
+    files['backend/mysite/settings.py'] = djangoSettings(files['backend/mysite/settings.py']!, host.address);
+    files['backend/requirements.txt'] = 'Django==5.1.4\ngunicorn==23.0.0\ndjango-environ==0.12.0\n';
+    initRepo(repo, files);
+    const project = makeProject('e2e', djangoConfig(repo, ['django-environ']));
+    try {
+      const reporter = new MemoryReporter();
+      await deploy(project.ctx(reporter), project.env(), {});
+      const login = await get(host, '/admin/login/');
+      expect(login.status).toBe(200);
+      expect(login.body).toContain('Django administration');
+      expect((await get(host, '/static/admin/css/base.css')).status).toBe(200);
+      // startproject's database is BASE_DIR / 'db.sqlite3': made in the release by migrate, so left behind by the next deploy.
+      expect(await asRoot(host, 'ls /srv/sample/current/backend')).toContain('db.sqlite3');
+      expect(reporter.lines.join('\n')).toMatch(/warning: .*release\.migrate wrote a SQLite database in release \S+ \(backend\/db\.sqlite3\): each deploy makes a new release directory/);
+    } finally {
+      project.cleanup();
+    }
+  }, 600_000);
+
+  it('a startproject whose settings read the secret key from the process environment (Django\'s deployment checklist): migrate passes, the start fails saying programs get no .env values', async () => {
+    const repo = join(root, 'django-os-environ');
+    const files = generated('django', 'backend');
+    files['backend/mysite/settings.py'] = djangoSettings(files['backend/mysite/settings.py']!, host.address).replace(/^env = environ\.Env\(\)\n.*\nSECRET_KEY = .*$/m, "import os\nSECRET_KEY = os.environ['DJANGO_SECRET_KEY']");
+    files['backend/requirements.txt'] = 'Django==5.1.4\ngunicorn==23.0.0\ndjango-environ==0.12.0\n';
+    initRepo(repo, files);
+    const project = makeProject('e2e', djangoConfig(repo, ['python-dotenv']));
+    try {
+      const failed = await deploy(project.ctx(), project.env(), {}).then(() => undefined, (e: unknown) => e as OpsError);
+      expect(failed?.message).toMatch(/step "start \w+" on \S+ failed[\s\S]*KeyError: 'DJANGO_SECRET_KEY'/);
+      expect(failed?.hint).toMatch(/the programs' log names DJANGO_SECRET_KEY, of the release's \.env: build, migrate and hooks get the \.env's values in their environment, a program only .*set -a; \. \{release\}\/\.env; exec/);
+      expect((await get(host, '/admin/login/')).status, 'the Django release before it still serves').toBe(200);
+    } finally {
+      project.cleanup();
+    }
+  }, 600_000);
+
+  it('an express-generator app started by npm start: its page and public/ files, warned of for listening on every address', async () => {
+    const repo = join(root, 'express');
+    initRepo(repo, generated('express', '.'));
+    const project = makeProject(
+      'e2e',
+      webConfig(host, repo, {
+        release: { python_requirements: '', node_dir: '.', build: '', migrate: '' },
+        packages: { pip_index_url: pypiIndexUrl, npm_registry: npmRegistryUrl },
+        programs: { web: { command: '{npm} start', port: 5100, health: '/', env: { PORT: '{port}' } } },
+        routes: { '/': 'web' },
+      }),
+    );
+    try {
+      const reporter = new MemoryReporter();
+      await deploy(project.ctx(reporter), project.env(), {});
+      const page = await get(host, '/');
+      expect(page.status).toBe(200);
+      expect(page.body).toContain('Welcome to Express');
+      expect((await get(host, '/stylesheets/style.css')).status).toBe(200);
+      expect(await get(host, '/users')).toEqual({ status: 200, body: 'respond with a resource' });
+      expect(reporter.lines.join('\n')).toMatch(/warning: program web listens on \S+:5\d\d\d, not only on 127\.0\.0\.1/);
+    } finally {
+      project.cleanup();
+    }
+  }, 600_000);
+});

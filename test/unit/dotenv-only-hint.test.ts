@@ -1,0 +1,38 @@
+// A start that fails on a variable of the release's .env the program does not get in its environment (settings read
+// from the process environment: Django's checklist's os.environ['SECRET_KEY']): the error says why and the ways out.
+import { describe, expect, it } from 'vitest';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { StepError } from '../../core/errors.ts';
+import { withDotenvOnlyHint } from '../../core/ops/deploy-host.ts';
+import { resolveTarget } from '../../core/target.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+const config = parseEnvironment(
+  {
+    app: 'shop',
+    hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
+    env: { DJANGO_SECRET_KEY: 'x', APP_PORT: '1', DEBUG: 'no' },
+    programs: { web: { command: 'x', port: 3579, env: { APP_PORT: '{port}' } } },
+    routes: { '/': 'web' },
+  },
+  'test',
+);
+const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+const failedStart = (tail: string, hint?: string) => new StepError('start blue', 'web1', 3, tail, undefined, hint);
+
+describe('withDotenvOnlyHint', () => {
+  it('names a .env variable the log names and no program gets, keeping the hint there was', () => {
+    const e = withDotenvOnlyHint(env, failedStart("    SECRET_KEY = ***\nKeyError: 'DJANGO_SECRET_KEY'\nDEBUGGING", 'earlier hint')) as StepError;
+    expect(e).toBeInstanceOf(StepError);
+    expect(e.message).toContain("KeyError: 'DJANGO_SECRET_KEY'");
+    expect(e.hint).toMatch(/^earlier hint; the programs' log names DJANGO_SECRET_KEY, of the release's \.env: build, migrate and hooks get/);
+    expect(e.hint).toContain(`sh -c 'set -a; . {release}/.env; exec <program>'`);
+  });
+
+  it('leaves alone a failure naming no such variable: one the program gets (APP_PORT), a name inside a word (DEBUGGING), another error', () => {
+    const plain = failedStart('APP_PORT is taken\nDEBUGGING on');
+    expect(withDotenvOnlyHint(env, plain)).toBe(plain);
+    const other = new Error('DJANGO_SECRET_KEY');
+    expect(withDotenvOnlyHint(env, other)).toBe(other);
+  });
+});

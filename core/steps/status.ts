@@ -21,8 +21,8 @@ import { gateSeconds, nginxServed } from './nginx-gate.ts';
 import { packageIndexPaths, provisionedIn, reportProvisioned, unprovisionedNote } from './system.ts';
 import { HOST_OWN_BACKUPS, notAsWritten } from './script.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); `host_changed` (a path per file ops writes whole from the settings, the site, a slot's supervisor file, the app user's package index files, changed on the host since ops wrote it: notAsWritten); certificates as LIBRARY_KEYS.cert. */
-export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run', 'served_url', 'served_proof', 'served_fail', 'served_wrong', 'served_unlogged', 'host_changed');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); `boot_unit` (`<unit> <what systemctl is-enabled says>` for nginx and supervisor, under systemd: what starts them at the next boot); `host_changed` (a path per file ops writes whole from the settings, the site, a slot's supervisor file, the app user's package index files, changed on the host since ops wrote it: notAsWritten); certificates as LIBRARY_KEYS.cert. */
+export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run', 'served_url', 'served_proof', 'served_fail', 'served_wrong', 'served_unlogged', 'host_changed', 'boot_unit');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -138,6 +138,8 @@ if master=$(nginx_master); then
   pid=""; read -r pid 2>/dev/null < /run/nginx.pid || true
   if [ -z "$pid" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "missing $master"; elif [ "$pid" != "$master" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "stale $master"; fi
 else ops_report ${STATUS_KEYS.nginx} "stopped $(nginx_unit)"; fi
+# Whether nginx and supervisor start at the next boot (systemd; is-enabled's word, '' when it has none).
+if [ -d /run/systemd/system ]; then for unit in nginx supervisor; do ops_report ${STATUS_KEYS.boot_unit} "$unit $(systemctl is-enabled "$unit" 2>/dev/null)"; done; fi
 if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
 while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
 ${slotPortLinesShell(env)}
@@ -187,6 +189,32 @@ ${lockStatus(env).script}`,
   };
 }
 
+
+/**
+ * is-enabled's words under which systemd starts a unit at boot (systemctl(1)): `enabled-runtime` is not one, its
+ * link lives in /run, which a reboot empties.
+ */
+const STARTS_AT_BOOT = new Set(['enabled', 'alias', 'generated']);
+
+/**
+ * Warns (`warn`) of nginx or supervisor running now but not started at the next boot (`boot_unit` lines; none without
+ * systemd): the site serves until the host restarts (a kernel update, a provider's maintenance), then nginx or the
+ * programs are gone. Provision enables both (svc_up); a stopped nginx is a problem said elsewhere, with its unit.
+ */
+function bootUnits(env: Target, r: StepResult, nginxRunning: boolean, supervisorRunning: boolean, warn: (m: string) => void): void {
+  for (const unit of ['nginx', 'supervisor']) {
+    const state = bootState(r, unit);
+    if (state === undefined || STARTS_AT_BOOT.has(state) || !(unit === 'nginx' ? nginxRunning : supervisorRunning)) continue;
+    const after = unit === 'nginx' ? 'nginx is not running and the site is down' : `supervisor is not running and no program of ${env.config.app} runs (the site answers 502)`;
+    warn(`${unit} runs, but is not enabled at boot (systemctl is-enabled ${unit}: ${state || 'no answer'}): after the next reboot ${after} (sudo systemctl enable ${unit}, or run: ops provision ${env.name})`);
+  }
+}
+
+/** What `systemctl is-enabled <unit>` said in the status step ('' when it said nothing); undefined without systemd. */
+function bootState(r: StepResult, unit: string): string | undefined {
+  const line = reportedAll(r, STATUS_KEYS.boot_unit).find((l) => l.split(' ')[0] === unit);
+  return line === undefined ? undefined : line.slice(unit.length + 1);
+}
 
 /** The files ops writes whole from the settings, replacing a version changed on the host with a backup (putUnlessHostOwn's `replaced`): status says which were changed. */
 function hostChangedFiles(env: Target): string[] {
@@ -322,7 +350,10 @@ function served(env: Target, current: string, s: HostStatus, r: StepResult, reda
   const wrong = reported(r, STATUS_KEYS.served_wrong);
   const fail = reported(r, STATUS_KEYS.served_fail);
   const unlogged = reported(r, STATUS_KEYS.served_unlogged);
-  s.served = { url, proven: proven && !unlogged, ok: !wrong && !fail };
+  // No answer through nginx at all (nginx stopped, as after a reboot with it not enabled at boot): the visitors get
+  // nothing, said by the site's own problem; the gate leaves such a path out, so it must not read as theirs.
+  const answered = s.nginx?.running !== false && s.site?.status !== 0;
+  s.served = { url, proven: proven && !unlogged, ok: answered && !wrong && !fail };
   const who = `release ${current} (live slot ${s.slot})`;
   if (wrong) problem(`what the site's visitors get (${url}) is not ${who}, which is current here: ${mask(wrong)}`);
   if (fail) problem(`nginx does not give the site's visitors what ${who} answers (${url}): ${mask(fail)}`);
@@ -429,6 +460,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
         : `nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)${unit === 'disabled' ? '; it is not enabled at boot either (ops provision enables it)' : ''}`,
     );
   }
+  bootUnits(env, r, s.nginx.running, reported(r, STATUS_KEYS.supervisor) === 'running', warn);
   const pidfile = reported(r, STATUS_KEYS.nginx_pidfile);
   if (pidfile) {
     const [how, master] = pidfile.split(' ');
@@ -465,7 +497,9 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     const error = sup.trim() || 'no answer';
     s.supervisor = { running: false, error, programs: [] };
     // rpc's own words name the socket already ("supervisor does not answer on /var/run/supervisor.sock (is it running?)")
-    problem(/^supervisor does not answer/.test(error) ? error : `supervisor does not answer on its socket: ${error}`);
+    const boot = bootState(r, 'supervisor');
+    const fix = `no program of ${env.config.app} runs, and deploys and rollbacks refuse until it does (sudo systemctl start supervisor)${boot !== undefined && !STARTS_AT_BOOT.has(boot) ? `; it is not enabled at boot either (sudo systemctl enable supervisor, or run: ops provision ${env.name})` : ''}`;
+    problem(`${/^supervisor does not answer/.test(error) ? error : `supervisor does not answer on its socket: ${error}`}: ${fix}`);
   }
   if (s.supervisor.running) {
     // What actually runs, read from the processes: never trust `current` for it.

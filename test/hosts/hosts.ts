@@ -787,6 +787,36 @@ async function waitUntilReady(host: Host): Promise<void> {
   }
 }
 
+/**
+ * Reboot a running systemd host for real, as `systemctl reboot` inside does on a VM: its services stop as systemd
+ * stops them, /run (a tmpfs) and /tmp (Debian's tmpfiles.d `D /tmp`) start empty, units enabled at boot start. nspawn
+ * ends when its machine asks for a reboot (exit 133; no machined here to start it again), so the machine is booted
+ * once more on the same root filesystem, network and small filesystems. The reboot is asked for from a login of its
+ * own (an engineer's `sudo systemctl reboot`): the caller's other sessions to the host are cut as a reboot cuts them.
+ * Resolves once the new boot accepts SSH and finished booting (as upHost); rejects if the host is not a running
+ * systemd host, or did not stop within 60 s of the request (it is then left as it was) or come back.
+ */
+export async function rebootHost(name: string): Promise<Host> {
+  checkHostName(name);
+  requireRoot();
+  return withLock(`host-${name}`, async () => {
+    const meta = readMeta(name);
+    const record = readPidFile(pidFile(name));
+    if (!meta || !isAlive(record)) throw new OpsError(`test host "${name}" is not running`, `start it: npm run hosts -- up ${name}`);
+    if (meta.init !== 'systemd') throw new OpsError(`test host "${name}" runs sshd as PID 1 (init chroot): it cannot reboot`, 'use a systemd host');
+    const info = hostInfo(meta);
+    writeFileSync(hostLog(name), `--- ${name}: reboot asked\n`, { flag: 'a' });
+    // The session ends with the machine (ssh then fails: not an error here); --no-block lets it say so first.
+    await sshRun(info, 'sudo systemctl reboot --no-block', { allowFailure: true, timeoutMs: 30_000 });
+    if (!(await waitFor(() => !isAlive(record), 60_000, 100))) throw new OpsError(`test host "${name}" did not stop within 60 s of systemctl reboot`, `see its log: ${hostLog(name)}`);
+    rmSync(pidFile(name), { force: true });
+    rmSync(join(paths.hostsDir, `.#${name}.lck`), { force: true });
+    startHost(meta);
+    await waitUntilReady(info);
+    return info;
+  }, { purpose: `rebooting test host ${name}` });
+}
+
 /** Stop a host (processes by PID, its netns and veth). `purge` also deletes its root filesystem. Idempotent. */
 export async function downHost(name: string, options: { purge?: boolean } = {}): Promise<void> {
   checkHostName(name);

@@ -11,7 +11,7 @@ import { pebbleStatus } from './pebble.ts';
 import { clearLeases, leases, stopServices } from './services.ts';
 
 export { ensureLab, ensureRootfs, requireRoot, requireTools, SUITES, ROOTFS_PACKAGES, type Lab, type Suite } from './lab.ts';
-export { upHost, downHost, setFreeSpace, downHosts, getHost, listHosts, snapshotHost, listSnapshots, deleteSnapshot, sshArgs, sshRun, type Host, type HostStatus, type Init, type SmallFilesystem, type UpHostOptions } from './hosts.ts';
+export { upHost, downHost, rebootHost, setFreeSpace, downHosts, getHost, listHosts, snapshotHost, listSnapshots, deleteSnapshot, sshArgs, sshRun, type Host, type HostStatus, type Init, type SmallFilesystem, type UpHostOptions } from './hosts.ts';
 export { ensureDatabase, createDatabase, dropDatabase, querySql, type Database, type DatabaseServer } from './database.ts';
 export { ensurePebble, type Pebble } from './pebble.ts';
 export { ensureNpmCache, ensurePypiCache, npmRegistryUrl, pypiIndexUrl } from './caches.ts';

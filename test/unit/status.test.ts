@@ -296,13 +296,30 @@ describe('status parser', () => {
     expect(parse({ lock: 'stale', holder: ['operation=deploy', 'actor=bob@ci', 'since=x', 'rebooted=yes'] }).problems[0]).toBe('stale lock left by a deploy run by bob@ci, started x, which is gone (the host has rebooted since it was taken) (ops lock release demo stops what it left running and frees it)');
   });
 
+  it('nginx or supervisor running but not started at the next boot: a warning each, with the fix; stopped: said in its problem', () => {
+    const boot = (nginx: string, supervisor: string) => ({ boot_unit: [`nginx ${nginx}`, `supervisor ${supervisor}`] });
+    expect(parse(boot('enabled', 'enabled')).warnings).toEqual([]);
+    expect(parse(boot('enabled', 'alias')).warnings).toEqual([]);
+    expect(parse(boot('disabled', 'enabled-runtime')).warnings).toEqual([
+      'nginx runs, but is not enabled at boot (systemctl is-enabled nginx: disabled): after the next reboot nginx is not running and the site is down (sudo systemctl enable nginx, or run: ops provision demo)',
+      'supervisor runs, but is not enabled at boot (systemctl is-enabled supervisor: enabled-runtime): after the next reboot supervisor is not running and no program of shop runs (the site answers 502) (sudo systemctl enable supervisor, or run: ops provision demo)',
+    ]);
+    // Stopped (as after that reboot): the problems say it, once each; the visitors get nothing, not the live release.
+    const down = parse({ ...boot('disabled', 'disabled'), nginx: 'stopped disabled', site: '000', supervisor: 'supervisor does not answer on /var/run/supervisor.sock (is it running?)', supervisor_xml: undefined, served_url: 'http://192.0.2.1', served_proof: '1' });
+    expect(down.warnings).toEqual([]);
+    expect(down.problems).toContain('supervisor does not answer on /var/run/supervisor.sock (is it running?): no program of shop runs, and deploys and rollbacks refuse until it does (sudo systemctl start supervisor); it is not enabled at boot either (sudo systemctl enable supervisor, or run: ops provision demo)');
+    expect(down.problems.filter((p) => p.includes('not enabled at boot'))).toHaveLength(2);
+    expect(down.served).toMatchObject({ ok: false });
+    expect(parse({ served_url: 'http://192.0.2.1', served_proof: '1' }).served).toMatchObject({ ok: true });
+  });
+
   it('502 through nginx, supervisor down, nothing deployed, not provisioned, a full disk', () => {
     expect(parse({ site: '502' }).problems).toEqual(['the site answers 502 through nginx (http://127.0.0.1/)']);
     expect(parse({ site: '000' }).problems).toEqual(['the site does not answer through nginx (http://127.0.0.1/)']);
-    expect(parse({ supervisor: 'curl: (7) Failed to connect to localhost port 80', supervisor_xml: undefined }).problems).toEqual(['supervisor does not answer on its socket: curl: (7) Failed to connect to localhost port 80']);
+    expect(parse({ supervisor: 'curl: (7) Failed to connect to localhost port 80', supervisor_xml: undefined }).problems).toEqual(['supervisor does not answer on its socket: curl: (7) Failed to connect to localhost port 80: no program of shop runs, and deploys and rollbacks refuse until it does (sudo systemctl start supervisor)']);
     // the script reports rpc_error's words (core/steps/sh/supervisor.sh), which name the socket: said once, no markup
     expect(hostStatus(testEnv()).script).toContain('ops_report supervisor "$(rpc_error "$xml")"');
-    expect(parse({ supervisor: 'supervisor does not answer on /var/run/supervisor.sock (is it running?)', supervisor_xml: undefined }).problems).toEqual(['supervisor does not answer on /var/run/supervisor.sock (is it running?)']);
+    expect(parse({ supervisor: 'supervisor does not answer on /var/run/supervisor.sock (is it running?)', supervisor_xml: undefined }).problems).toEqual(['supervisor does not answer on /var/run/supervisor.sock (is it running?): no program of shop runs, and deploys and rollbacks refuse until it does (sudo systemctl start supervisor)']);
     expect(parse({ current: '', release_json: undefined, slot: '', health: undefined, site: '404' }).problems).toEqual(['no release is live (run: ops deploy demo)']);
     expect(parse({ provisioned: 'no', current: '', slot: '', health: undefined, site: '000' }).problems).toEqual(['not provisioned for demo (run: ops provision demo)']);
     expect(parse({ disk: '/ 100000 40000000' }).problems).toEqual(['disk / is nearly full: 98 MB free (100% used)']);

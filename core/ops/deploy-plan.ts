@@ -156,7 +156,7 @@ export function checkHostFiles(env: Target, id: string, check: (render: () => un
  * and `environ` (secrets included) and every setting that shapes what runs on a host (programs, routes, env,
  * release, runtimes, nginx, TLS...), a setting that names a file by that file's content (nginx.site_template: the
  * site is rendered from it), but not how the runner reaches hosts or how a run proceeds (hosts, bastion, ssh; the
- * switch's batch_size, lock_wait, health_timeout, health_interval and drain: the run's pace and patience, nothing
+ * switch's batch_size, lock_wait, health_timeout, health_interval, settle and drain: the run's pace and patience, nothing
  * a host keeps; keep_previous and port_offset are kept: what runs between deploys) nor where the code comes from (repository, ref: the commit is compared apart), nor the order
  * keys are written in (the `.env`'s lines follow `env`'s order, which no reader depends on: each value is written
  * to be read as it is). A deploy of the live commit is a no-op only when the live release was deployed with the
@@ -186,7 +186,7 @@ const sortedKeys = (_: string, v: unknown) => (v && typeof v === 'object' && !Ar
 /** The settings deployFingerprint counts (what shapes a host, not how a run proceeds), and the site template's text. */
 function fingerprintSettings(env: Environment): { settings: Record<string, unknown>; siteTemplate?: string } {
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
-  const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, drain: _d, ...switchSettings } = sw;
+  const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, settle: _st, drain: _d, ...switchSettings } = sw;
   const template = env.config.nginx.site_template;
   return { settings: { ...settings, switch: switchSettings }, ...(template && { siteTemplate: readEnvFile(env, 'nginx.site_template', template, 'an nginx site template') }) };
 }

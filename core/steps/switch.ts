@@ -72,7 +72,11 @@ export function programName(env: Target, slot: Slot, program: string): string {
  * core/steps/sh/supervisor.sh, kills what is left of their process groups after as long).
  */
 export const STOP_WAIT_SECONDS = 15;
-/** supervisor's startsecs for every program (seconds): how long a program must run before supervisor takes it as started; the health gate waits for that too (group_settled). Why 3: slotConfig. */
+/**
+ * supervisor's startsecs for every program (seconds): how long a program must run before supervisor takes it as started
+ * (an exit before counts toward startretries, then FATAL). Why 3: slotConfig. The health gate's own window is
+ * switch.settle (group_settled), counted by the gate, 3 s by default too.
+ */
 export const STARTSECS = 3;
 
 /**
@@ -470,6 +474,11 @@ previous_back() {
 }`;
 }
 
+/** switch.settle as group_settled reads it: a decimal number of seconds, to the millisecond (never 1e-7). */
+function settleSeconds(env: Target): string {
+  return String(Math.round(env.config.switch.settle * 1000) / 1000);
+}
+
 /** rollbackStep's start exits with this when it reused the slot (the release already ran there, warm and healthy). */
 const START_REUSED = 4;
 
@@ -486,7 +495,7 @@ function startRelease(env: Target, slot: Slot, releaseId: string | HostVariable,
   return {
     name: `start ${slot}`,
     as: 'root',
-    timeout: sw.health_timeout + sw.drain + previousBackSeconds(env) + 120,
+    timeout: sw.health_timeout + Math.ceil(sw.settle) + sw.drain + previousBackSeconds(env) + 120,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${probeLibrary(env)}
 ${SUPERVISOR_FUNCTIONS}
@@ -584,7 +593,7 @@ if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_i
   verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
-elif ! group_settled ${quote(group)} ${STARTSECS}; then
+elif ! group_settled ${quote(group)} ${settleSeconds(env)}; then
   verdict="release $release_id did not keep running on slot ${slot}: $SETTLE"
 elif ! ${identity}; then
   # Started, and still the processes that answer (one that stopped listening, or lost its port to another).

@@ -191,6 +191,7 @@ describe('deploy operation', () => {
     // How a run proceeds is not what it gives the host: the health gate's pace and patience, the lock's wait, the drain.
     expect(withConfig((c) => (c.switch.health_timeout = 300))).toBe(fp);
     expect(withConfig((c) => (c.switch.health_interval = 1))).toBe(fp);
+    expect(withConfig((c) => (c.switch.settle = 1))).toBe(fp);
     expect(withConfig((c) => (c.switch.lock_wait = 600))).toBe(fp);
     expect(withConfig((c) => (c.switch.drain = 5))).toBe(fp);
     // What runs between deploys is: the previous release kept running or not, the green slot's ports.

@@ -196,47 +196,74 @@ report_slot() {
     if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi
   done
 }
-# group_settled GROUP SECONDS: 0 once supervisor takes every program of GROUP as started (RUNNING: it ran SECONDS,
-# its startsecs, without exiting) as the same process it ran when this was called; else SETTLE says which program
-# exited. A program that answers its health check and exits a second later (a worker thread dying on its first
-# connection, a setting read late) passes a gate of one healthy answer, and supervisor restarts it again and again
-# while nginx sends it traffic: this waits out the rest of startsecs instead, and gives up as soon as one is gone.
-# supervisord moves a program to RUNNING on a turn of its main loop, which each of these calls wakes (one
-# getAllProcessInfo every 0.2 s, through one read on a pipe nobody writes to: no process per round); a process
-# gone between its turns (not yet reaped) is seen here: no /proc entry, or a zombie. For SECONDS + 5 s at most.
+# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process's
+# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).
+# shellcheck disable=SC2034 # UPTIME_MS is this function's result
+uptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }
+# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,
+# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,
+# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its
+# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes
+# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits
+# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process's start in
+# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor's
+# RUNNING: that comes only on a turn of supervisord's main loop after its startsecs, and only for a window as long as
+# startsecs (a window longer than it, or shorter, is the environment's choice). A process gone is seen at once: no
+# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the
+# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails.
+# Rounds every 0.1 s, builtins only (read's timeout on a pipe nobody writes to stands in for sleep). For SECONDS + 5 s
+# at most.
 # shellcheck disable=SC2034 # SETTLE is this function's result, read by the step that calls it
 group_settled() {
-  local group=$1 secs=$2 k pid stat pause rounds=0 limit waiting
-  local -A first=()
-  limit=$(( (secs + 5) * 5 ))
+  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left why=""
+  local -a f=()
+  local -A first=() born=()
   SETTLE=""
+  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000
+  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))
+  tck=$(getconf CLK_TCK 2>/dev/null) || true
+  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100
+  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))
+  sup_pids
+  for k in "${!SUP_STATE[@]}"; do
+    [[ $k == "$group:"* ]] || continue
+    first[$k]=${SUP_PID[$k]:-0}
+    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }
+  done
   exec {pause}<> <(:)
-  while :; do
-    sup_pids
-    waiting=0
-    for k in "${!SUP_STATE[@]}"; do
-      [[ $k == "$group:"* ]] || continue
-      pid=${SUP_PID[$k]:-0}
-      [ -n "${first[$k]+x}" ] || first[$k]=$pid
-      stat=""; [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true
-      stat=${stat##*) }
-      if [ "$pid" = 0 ] || [ "$pid" != "${first[$k]}" ] || [ -z "$stat" ] || [ "${stat%% *}" = Z ] || [[ ! ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]]; then
-        SETTLE="program ${k#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$k]:-gone}; it ran as pid ${first[$k]}): supervisor restarts such a program while it would get traffic; it must keep running"
-        exec {pause}<&-
-        return 1
-      fi
-      [ "${SUP_STATE[$k]}" = RUNNING ] || waiting=1
+  while [ -z "$why" ]; do
+    uptime_ms; left=0
+    for k in "${!first[@]}"; do
+      pid=${first[$k]}; stat=""; f=()
+      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true
+      # After the command's closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).
+      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"
+      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi
+      born[$k]=${f[19]}
+      [ $(( UPTIME_MS - f[19] * 1000 / tck )) -ge "$want_ms" ] || left=1
     done
-    [ "$waiting" = 1 ] || break
-    rounds=$(( rounds + 1 ))
-    if [ "$rounds" -ge "$limit" ]; then
-      SETTLE="supervisor did not take the programs of $group as started (RUNNING after ${secs}s) within $(( limit / 5 ))s"
+    [ -z "$why" ] || break
+    if [ "$left" = 0 ]; then
+      # supervisor's word at the end: the same processes, RUNNING or STARTING.
+      sup_pids
+      for k in "${!first[@]}"; do
+        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi
+      done
+      break
+    fi
+    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then
+      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"
       exec {pause}<&-
       return 1
     fi
-    read -r -t 0.2 -u "$pause" _ || true
+    read -r -t 0.1 -u "$pause" _ || true
   done
   exec {pause}<&-
+  [ -n "$why" ] || return 0
+  # What supervisor says of it now (it may not have reaped the exit yet).
+  sup_pids
+  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"
+  return 1
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of
 # GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not

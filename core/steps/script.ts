@@ -1,6 +1,7 @@
 // Building blocks for step scripts. Content reaches the host base64-encoded inside the script (no heredoc
 // delimiter can be forged by the content, no quoting pitfalls); values go through `quote`.
 import { createHash } from 'node:crypto';
+import { PROVISION_MARK } from '../packages.ts';
 import { quote } from '../shell.ts';
 
 /** Base64 of `content` (how file contents travel inside a script). */
@@ -67,11 +68,12 @@ export type HostOwnRule =
   | { kind: 'replaced'; lasts: string; when?: string; mode?: string; owner?: string };
 
 /**
- * The first lines of a file ops writes whole, as a shell case pattern: a comment (`#` in nginx's and pip's files, `;`
- * in supervisor's) starting "Managed by ops-pipeline:" (nginx-config.ts HEADER, switch.ts slotConfig's), as every
- * version has written them. putUnlessHostOwn: a `replaced` file with one and no record was written by an older ops.
+ * The first lines of a file ops writes whole, as a shell case pattern: a comment (`#` in nginx's files, `;` in
+ * supervisor's) starting "Managed by ops-pipeline:" (nginx-config.ts HEADER, switch.ts slotConfig's), or PROVISION_MARK
+ * (the app user's package index files), as every version has written them.
+ * putUnlessHostOwn: a `replaced` file with one and no record was written by an older ops.
  */
-const OPS_HEADERS = "'# Managed by ops-pipeline:'* | '; Managed by ops-pipeline:'*";
+const OPS_HEADERS = [...['#', ';'].map((c) => `${c} Managed by ops-pipeline:`), PROVISION_MARK].map((h) => `${quote(h)}*`).join(' | ');
 
 /** Where putUnlessHostOwn keeps the host's versions of the files it replaces (root's only: a file may hold a token). Outside every directory a program reads whole (conf.d, sites-enabled, logrotate.d). */
 export const HOST_OWN_BACKUPS = '/var/backups/ops-pipeline';

@@ -150,9 +150,9 @@ describe("putUnlessHostOwn, replaced: a file ops renders from the settings on ev
     expect(existsSync(writtenRecord(g))).toBe(true);
   });
 
-  it("a slot's supervisor file and the nginx site as ops f60824ff wrote them (no record beside them): said to be an older ops's, backed up, replaced, recorded; the next run says nothing", async () => {
+  it("a slot's supervisor file, the nginx site and the app user's .npmrc as ops f60824ff wrote them (no record beside them): said to be an older ops's, backed up, replaced, recorded; the next run says nothing", async () => {
     // Captured from a real host that ops f60824ff (2026-12-01) deployed: test/fixtures/upgrade-f60824ff/README.md.
-    for (const name of ['supervisor-sample-green.conf', 'nginx-site']) {
+    for (const name of ['supervisor-sample-green.conf', 'nginx-site', 'npmrc']) {
       const f = join(dir, `older-${name}`);
       writeFileSync(f, readFileSync(new URL(`../fixtures/upgrade-f60824ff/${name}`, import.meta.url)));
       const r = await put(f, v2);

@@ -487,7 +487,7 @@ export interface HostLive {
   platform?: string;
   /** The live release was not deployed with this deploy's .env and settings (deployFingerprint): deployed again. */
   changed?: boolean;
-  /** Of `changed`: the host has no record of what the live release was deployed with (older, or records damaged). */
+  /** Of `changed`: the host has no record of what the live release was deployed with that this ops can compare (an older ops's fingerprint alone, none at all, or records damaged). */
   unrecorded?: boolean;
   /** Of `changed`: a file of the live release's commit changed or gone on the host since it went live (the first found, relative to the release). */
   changedFile?: string;
@@ -504,7 +504,7 @@ export interface HostsChange {
  * .env or settings, or with none on record (deployed before records were kept; the records missing or damaged).
  */
 export function liveChangedWhy(live: Pick<HostLive, 'unrecorded' | 'changedFile'>): string {
-  if (live.unrecorded) return 'with no record of what it was deployed with (deployed before such records were kept or while releases shared one .env, or its record missing or damaged)';
+  if (live.unrecorded) return "with no record of what it was deployed with that this ops can compare (deployed by an older ops, whose record is the fingerprint of its own day's settings alone; before such records were kept or while releases shared one .env; or its record missing or damaged)";
   if (live.changedFile !== undefined) return `with its files changed on the host since it went live (e.g. ${live.changedFile})`;
   return "with another .env or other settings than this deploy's";
 }

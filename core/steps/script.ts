@@ -1,6 +1,7 @@
 // Building blocks for step scripts. Content reaches the host base64-encoded inside the script (no heredoc
 // delimiter can be forged by the content, no quoting pitfalls); values go through `quote`.
 import { createHash } from 'node:crypto';
+import { PROVISION_MARK } from '../packages.ts';
 import { quote } from '../shell.ts';
 
 /** Base64 of `content` (how file contents travel inside a script). */
@@ -57,7 +58,7 @@ export function asShipped(pkg: string, path: string): string {
  *   them, so a version made on the host is replaced, but never silently: moved to a backup first
  *   (HOST_OWN_BACKUPS/<path>.<UTC time>, a symlink as the link), and said naming the file, the backup and `lasts`
  *   (where a change to it lasts: the setting or template; `when`: the runs that write it, "provision and deploy" unless
- *   given). What ops wrote is recorded beside it (`.<name>.ops-md5`, the md5s of the last versions it wrote (and of one it had no record of, replaced with a backup), newest last:
+ *   given). What ops wrote is recorded beside it (`.<name>.ops-md5`, the md5s of the last versions it wrote (and of one it had no record of, replaced with a backup, said as an older ops's when its first line is ops's header: OPS_HEADERS), newest last:
  *   dpkg's record of a conffile; one put back after a failure is among them), so ops's own, unchanged, is replaced
  *   without a word. Its content may be made on the host (`{ b64Word }`: putFileWord's); `null`: removed (the setting
  *   that made it is gone), backed up first the same way. `mode`, `owner`: the file's (0644 root:root unless given).
@@ -65,6 +66,14 @@ export function asShipped(pkg: string, path: string): string {
 export type HostOwnRule =
   | { kind: 'kept'; package: string; kept: string; previous?: readonly string[]; previousFirstLines?: readonly string[] }
   | { kind: 'replaced'; lasts: string; when?: string; mode?: string; owner?: string };
+
+/**
+ * The first lines of a file ops writes whole, as a shell case pattern: a comment (`#` in nginx's files, `;` in
+ * supervisor's) starting "Managed by ops-pipeline:" (nginx-config.ts HEADER, switch.ts slotConfig's), or PROVISION_MARK
+ * (the app user's package index files), as every version has written them.
+ * putUnlessHostOwn: a `replaced` file with one and no record was written by an older ops.
+ */
+const OPS_HEADERS = [...['#', ';'].map((c) => `${c} Managed by ops-pipeline:`), PROVISION_MARK].map((h) => `${quote(h)}*`).join(' | ');
 
 /** Where putUnlessHostOwn keeps the host's versions of the files it replaces (root's only: a file may hold a token). Outside every directory a program reads whole (conf.d, sites-enabled, logrotate.d). */
 export const HOST_OWN_BACKUPS = '/var/backups/ops-pipeline';
@@ -113,7 +122,9 @@ if { [ -L ${p} ] || [ "$host_file_md5" != "$host_file_new" ]; } && ${notAsWritte
   host_file_backup=${quote(`${HOST_OWN_BACKUPS}${path}`)}.$(date -u +%Y%m%dT%H%M%SZ)
   mkdir -p "${'$'}{host_file_backup%/*}"; chmod 0700 ${quote(HOST_OWN_BACKUPS)}
   cp -a ${p} "$host_file_backup"; rm -f ${p}
-  if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'; else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here)"; host_file_said=$host_file_md5; fi
+  if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'
+  elif [ ! -L "$host_file_backup" ] && case "$(head -n1 "$host_file_backup" 2>/dev/null)" in ${OPS_HEADERS}) true ;; *) false ;; esac; then host_file_why="written by an older ops (its first line is ops's header), which kept no record of what it wrote: a change made here since cannot be told from it"; host_file_said=$host_file_md5
+  else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by someone here, or by an older ops)"; host_file_said=$host_file_md5; fi
   echo ${quote(done)}"$host_file_why; what it held is kept in $host_file_backup${content === null ? '' : ` (diff $host_file_backup ${path} shows what differs)`}. ops writes this file from the environment's settings on every ${rule.when ?? 'provision and deploy'}, so a change made on the host does not last: "${quote(rule.lasts)}`;
     if (content === null) return `${backup}\nfi\nrm -f ${p} ${rec}`;
     return String.raw`${backup}

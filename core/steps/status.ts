@@ -12,14 +12,14 @@ import { parseCerts, siteName, type CertInfo } from './certs.ts';
 import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
 import { describeHolder, lockStatus, parseLock, staleReason, unseenReason, type LockInfo } from './lock.ts';
-import { certificatePaths, checkLog, slotPortLinesShell, slotPortsElsewhere } from './nginx-config.ts';
+import { certificatePaths, checkLog, HEADER, slotPortLinesShell, slotPortsElsewhere } from './nginx-config.ts';
 import { describeProcess, foreignListeners, leftoverListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { historyFunctions } from './history.ts';
 import { nginxMasked, releaseSummary, type ReleaseSummary } from './release.ts';
 import { programPorts, probes } from './switch.ts';
 import { gateSeconds, nginxServed } from './nginx-gate.ts';
 import { packageIndexPaths, provisionedIn, reportProvisioned, unprovisionedNote } from './system.ts';
-import { HOST_OWN_BACKUPS, notAsWritten } from './script.ts';
+import { HOST_OWN_BACKUPS, notAsWritten, writtenRecord } from './script.ts';
 
 /** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); `boot_unit` (`<unit> <what systemctl is-enabled says>` for nginx and supervisor, under systemd: what starts them at the next boot); `host_changed` (a path per file ops writes whole from the settings, the site, a slot's supervisor file, the app user's package index files, changed on the host since ops wrote it: notAsWritten); certificates as LIBRARY_KEYS.cert. */
 export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run', 'served_url', 'served_proof', 'served_fail', 'served_wrong', 'served_unlogged', 'host_changed', 'boot_unit');
@@ -75,7 +75,7 @@ fi`;
  * nginxServed on the live slot, over https when the environment serves TLS and its certificate is on the host,
  * proven by nginx's check log when the enabled site keeps it; the switch's proof (nginxGate), word for word.
  * `served_url` (where visitors were asked), `served_proof` (1: the site keeps the check log, 0: it does not, nothing
- * proven), `served_fail` (health paths nginx answers 5xx or replaces, with its error log line and the fix; masked
+ * proven; `older`: nor was it written by this ops, but by an older one: ops's header, no record of its writing, writtenRecord), `served_fail` (health paths nginx answers 5xx or replaces, with its error log line and the fix; masked
  * here, maskText), `served_wrong` (what answered instead of the live slot, and the fix), `served_unlogged` (a health
  * path whose location keeps no record). Nothing when no release is live. At most gateSeconds. A 5xx while the live
  * slot's own probes failed (healthShell's `health_failed`, run before it) is said to be the release's failure passed
@@ -84,6 +84,8 @@ fi`;
 export function servedShell(env: Target): string {
   return String.raw`if [ -n "$cur" ] && { [ "$live_slot" = blue ] || [ "$live_slot" = green ]; }; then
 ${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs', healthFailed: '"${health_failed:-0}"' })}
+# A site without the check log, with ops's header and no record of ops's writing it, was written by an older ops.
+if [ "$gate_proves" = 0 ] && [ ! -s ${quote(writtenRecord(env.layout.nginxSite))} ] && [ "$(head -n1 ${quote(env.layout.nginxSite)} 2>/dev/null)" = ${quote(HEADER)} ]; then gate_proves=older; fi
 if [ -n "$gate_url" ]; then ops_report ${STATUS_KEYS.served_url} "$gate_url"; ops_report ${STATUS_KEYS.served_proof} "$gate_proves"; fi
 [ -z "$gate_fail" ] || ops_report ${STATUS_KEYS.served_fail} "$(printf '%s' "$gate_fail; nginx's error log: ${'$'}{gate_line:-(nothing about an upstream)}. $gate_hint" | ${maskText(env)})"
 [ -z "$gate_wrong" ] || ops_report ${STATUS_KEYS.served_wrong} "$gate_wrong"
@@ -357,7 +359,9 @@ function served(env: Target, current: string, s: HostStatus, r: StepResult, reda
   const who = `release ${current} (live slot ${s.slot})`;
   if (wrong) problem(`what the site's visitors get (${url}) is not ${who}, which is current here: ${mask(wrong)}`);
   if (fail) problem(`nginx does not give the site's visitors what ${who} answers (${url}): ${mask(fail)}`);
-  if (!proven) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ${redeployLive(env, s, current)} writes it again)`);
+  const older = reported(r, STATUS_KEYS.served_proof) === 'older';
+  if (older) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} was written by an older ops (its header, and no record of this one writing it), before sites kept nginx's check log ("${checkLog(env)}"); the next deploy or provision writes it with it (now: ${redeployLive(env, s, current)}, or ops provision ${env.name})`);
+  else if (!proven) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ${redeployLive(env, s, current)} writes it again)`);
   else if (unlogged) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: ${mask(unlogged)}`);
 }
 

@@ -88,7 +88,7 @@ describe('the change a deploy makes', () => {
     expect(formatChanges([{ hosts: ['web1'], live: { ...live, changed: true }, change: same }], sha('v1')).join('\n')).toMatch(/live, with another \.env or other settings than this deploy's: deployed again/);
     // No record of what it was deployed with (an older release, damaged records): said as such, not as another .env.
     expect(formatChanges([{ hosts: ['web1'], live: { ...live, changed: true, changedFile: 'server/app.py' }, change: same }], sha('v1')).join('\n')).toMatch(/live, with its files changed on the host since it went live \(e\.g\. server\/app\.py\): deployed again/);
-    expect(formatChanges([{ hosts: ['web1'], live: { ...live, changed: true, unrecorded: true }, change: same }], sha('v1')).join('\n')).toMatch(/live, with no record of what it was deployed with \(deployed before such records were kept or while releases shared one .env, or its record missing or damaged\): deployed again/);
+    expect(formatChanges([{ hosts: ['web1'], live: { ...live, changed: true, unrecorded: true }, change: same }], sha('v1')).join('\n')).toMatch(/live, with no record of what it was deployed with that this ops can compare \(deployed by an older ops, whose record is the fingerprint of its own day's settings alone; before such records were kept or while releases shared one .env; or its record missing or damaged\): deployed again/);
     const grouped = await describeChanges(app, env(), [live, { ...live, host: 'web2', changed: true }, { ...live, host: 'web3', changed: true, unrecorded: true }], sha('v1'));
     expect(grouped.map((g) => g.hosts)).toEqual([['web1'], ['web2'], ['web3']]);
     const unknown = await describeChange(app, env(), 'f'.repeat(40), sha('v1'));

@@ -158,7 +158,7 @@ describe('deploy operation', () => {
     const h = harness(opsLines(STATE, 'provisioned yes', `current 20261125T120000Z-${v1.slice(0, 12)}`, 'slot blue', `live_sha ${v1}`, 'live_changed unrecorded', `has ${v1}`));
     const r = await deploy(h.ctx, loadEnvironment('x', root), {});
     expect(r.noop).toBe(false);
-    expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with no record of what it was deployed with (deployed before such records were kept or while releases shared one .env, or its record missing or damaged): deployed again`);
+    expect(r.hosts[0]!.notes).toContain(`${v1.slice(0, 12)} is live (20261125T120000Z-${v1.slice(0, 12)}) with no record of what it was deployed with that this ops can compare (deployed by an older ops, whose record is the fingerprint of its own day's settings alone; before such records were kept or while releases shared one .env; or its record missing or damaged): deployed again`);
   });
 
   it('the same sha live, its files changed on the host since it went live (live_changed files): deployed again, naming the file; the switch records the new release\'s files and the release step records them as made', async () => {

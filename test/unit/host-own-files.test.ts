@@ -134,10 +134,13 @@ describe("putUnlessHostOwn, replaced: a file ops renders from the settings on ev
   });
 
   it("one ops has no record of (an older ops's, or someone's) that differs is backed up too, saying ops cannot tell; one equal to ops's is only recorded", async () => {
+    const own = join(dir, 'site-own');
+    writeFileSync(own, 'server { listen 8080; }\n');
+    expect((await put(own, v2)).stdout).toContain(`replaced ${own}: it is not the one ops writes, and ops has no record of writing it (written by someone here, or by an older ops); what it held is kept in `);
     const f = join(dir, 'site-c');
     writeFileSync(f, v1);
     const r = await put(f, v2);
-    expect(r.stdout).toContain(`replaced ${f}: it is not the one ops writes, and ops has no record of writing it (written by an older ops, or by someone here); what it held is kept in `);
+    expect(r.stdout).toContain(`replaced ${f}: written by an older ops (its first line is ops's header), which kept no record of what it wrote: a change made here since cannot be told from it; what it held is kept in `);
     // Put back after a failure (a failed start's previous file), the version said is no new change.
     writeFileSync(f, v1);
     expect((await put(f, v2)).stdout).toBe('changed=1\n');
@@ -145,6 +148,18 @@ describe("putUnlessHostOwn, replaced: a file ops renders from the settings on ev
     writeFileSync(g, v2);
     expect((await put(g, v2)).stdout).toBe('changed=0\n');
     expect(existsSync(writtenRecord(g))).toBe(true);
+  });
+
+  it("a slot's supervisor file, the nginx site and the app user's .npmrc as ops f60824ff wrote them (no record beside them): said to be an older ops's, backed up, replaced, recorded; the next run says nothing", async () => {
+    // Captured from a real host that ops f60824ff (2026-12-01) deployed: test/fixtures/upgrade-f60824ff/README.md.
+    for (const name of ['supervisor-sample-green.conf', 'nginx-site', 'npmrc']) {
+      const f = join(dir, `older-${name}`);
+      writeFileSync(f, readFileSync(new URL(`../fixtures/upgrade-f60824ff/${name}`, import.meta.url)));
+      const r = await put(f, v2);
+      expect(r.stdout, name).toContain(`replaced ${f}: written by an older ops (its first line is ops's header), which kept no record of what it wrote: a change made here since cannot be told from it; what it held is kept in `);
+      expect(readFileSync(f, 'utf8')).toBe(v2);
+      expect((await put(f, v2)).stdout, name).toBe('changed=0\n');
+    }
   });
 
   it("a content made on the host (a slot's supervisor file: { b64Word }) is treated the same; a version ops wrote before, put back after a failure, is ops's own", async () => {

@@ -128,7 +128,7 @@ describe('the state step on a host (bash)', () => {
   }, 30_000);
 
   it('the live commit deployed with another .env or settings (another fingerprint, or none on record: deployed before records were kept): live_changed, no live check, and the rest is read as for any deploy', async () => {
-    for (const recorded of ['fedcba9876543210fedcba9876543210', undefined]) {
+    for (const recorded of [`fedcba9876543210fedcba9876543210 ${SUMS}`, undefined]) {
       const base = host();
       if (recorded) writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${recorded}\n`);
       else rmSync(join(base, '.ops', 'fingerprint'));
@@ -163,7 +163,7 @@ describe('the state step on a host (bash)', () => {
     symlinkSync('../../shared/.env', join(base, 'releases', LIVE, '.env'));
     expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ current: LIVE, liveChanged: true, liveUnrecorded: true, liveHealth: '' });
     rmSync(join(base, 'releases', LIVE, '.env'));
-    writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${FINGERPRINT}\n${LIVE} ${'e'.repeat(32)}\n`);
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} ${FINGERPRINT}\n${LIVE} ${'e'.repeat(32)} ${SUMS}\n`);
     expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
   });
 
@@ -209,12 +209,22 @@ describe('the state step on a host (bash)', () => {
     }
   });
 
-  it('a record written before records had sums (the fingerprint alone): the files are not compared, the fingerprint decides', async () => {
+  it('a record written before records had sums (the fingerprint alone): the files are not compared, the fingerprint decides; another one is no record this ops can compare (an older ops fingerprinted the settings of its day)', async () => {
     const base = host();
     writeFileSync(join(base, '.ops', 'fingerprint'), `${LIVE} ${FINGERPRINT}\n`);
     writeFileSync(env(base).layout.dotenv(`${base}/releases/${LIVE}`), 'TOKEN=edited\n');
     expect(parseState(await runStep(deployState(env(base), [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: false, liveUnrecorded: false });
-    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: 'f'.repeat(32) })))).toMatchObject({ liveChanged: true, liveUnrecorded: false });
+    expect(parseState(await runStep(deployState(env(base), undefined, { fingerprint: 'f'.repeat(32) })))).toMatchObject({ liveChanged: true, liveUnrecorded: true });
+  });
+
+  it('the records .ops/fingerprint holds as ops f60824ff (2026-12-01) wrote them, its live release deployed again with the same environment.yml today: no record this ops can compare, never "another .env or other settings"', async () => {
+    // Captured from a host provisioned and deployed (v1, then v2) by the CLI of commit f60824ff: its fingerprint
+    // covered the settings of its day, with their defaults; today's has more of them, so it differs for the same file.
+    const base = host();
+    writeFileSync(join(base, '.ops', 'fingerprint'), `${OLD} aaef8f3b50d1330b1af4349624abd920\n${LIVE} 6cad8f9cb099a61b05c16fbbfa61d428\n`);
+    for (const shas of [[LIVE_SHA], undefined]) {
+      expect(parseState(await runStep(deployState(env(base), shas, { commit: shas?.[0], fingerprint: FINGERPRINT })))).toMatchObject({ liveChanged: true, liveUnrecorded: true, liveHealth: '' });
+    }
   });
 
   it("the live commit with this record, but a file of its commit changed, gone or rewritten on the host since it went live (tree.sh): live_changed files naming it, no live check; what the build, the migrations and the app write is never compared", async () => {

@@ -26,6 +26,8 @@ import { failureDetail } from '../../core/remote/types.ts';
 import { excerpt, healthReasons, healthShell, hostStatus, nginxMessages, LAST_RUN_SHOWN, nginxRouteShell, parseHostStatus, servedShell } from '../../core/steps/status.ts';
 import { checkLog, upstreams } from '../../core/steps/nginx-config.ts';
 import { quote } from '../../core/shell.ts';
+import { createHash } from 'node:crypto';
+import { writtenRecord } from '../../core/steps/script.ts';
 import { selfSignedCertificate } from '../../core/steps/tls.ts';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
@@ -1111,16 +1113,18 @@ describe("what the site's visitors get, proven by nginx's check log, read by rea
    * block that does not keep it), and answers `code` (200 unless said). The host is reached at 192.0.2.1
    * (SSH_CONNECTION). `before`: shell run first (what the status step's earlier parts set).
    */
-  function served(answer: Record<string, string>, { logs = true, code = '200', before = '' } = {}): string {
+  /** `site`: the site's text instead (its check log kept or not as it is); `record`: ops's record of writing it (writtenRecord) beside it. */
+  function served(answer: Record<string, string>, { logs = true, code = '200', before = '', site = undefined as string | undefined, record = false } = {}): string {
     const dir = mkdtempSync(join(tmpdir(), 'ops-served-'));
     const log = join(dir, 'check.log');
     writeFileSync(log, '');
     // (The check log's own path in its line, as the script's is replaced.)
-    writeFileSync(join(dir, 'site'), logs ? `server {\n    ${checkLog(env).replace(env.layout.nginxCheckLog, log)}\n}\n` : 'server {\n}\n');
+    writeFileSync(join(dir, 'site'), site ?? (logs ? `server {\n    ${checkLog(env).replace(env.layout.nginxCheckLog, log)}\n}\n` : 'server {\n}\n'));
+    if (record) writeFileSync(join(dir, '.site.ops-md5'), `${createHash('md5').update(site ?? '').digest('hex')}\n`);
     const cases = Object.entries(answer).map(([path, line]) => `  ${quote(path)}) ${line ? `printf '%s|%s\\n' "$id" ${quote(line)} >> ${quote(log)}` : ':'} ;;`).join('\n');
     writeFileSync(join(dir, 'curl'), `#!/bin/bash\nid=""; url=""\nwhile [ $# -gt 0 ]; do case $1 in -H) case $2 in "X-Ops-Check: "*) id=\${2#X-Ops-Check: } ;; esac; shift 2 ;; *) url=$1; shift ;; esac; done\npath=/\${url#*://*/}\ncase $path in\n${cases}\nesac\nprintf ${code}\n`);
     chmodSync(join(dir, 'curl'), 0o755);
-    const script = servedShell(env).replaceAll(env.layout.nginxCheckLog, log).replaceAll(env.layout.nginxSiteEnabled, join(dir, 'site'));
+    const script = servedShell(env).replaceAll(env.layout.nginxCheckLog, log).replaceAll(env.layout.nginxSiteEnabled, join(dir, 'site')).replaceAll(writtenRecord(env.layout.nginxSite), join(dir, '.site.ops-md5')).replaceAll(env.layout.nginxSite, join(dir, 'site'));
     const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${MASK_FUNCTIONS}\ncur=${CURRENT}; live_slot=blue\n${before}\n${script}`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, SSH_CONNECTION: '198.51.100.7 50000 192.0.2.1 22' } });
     // (The check log's path as the host's, in what the fixes quote.)
     return out.slice(out.indexOf(START_MARKER) + START_MARKER.length).replaceAll(log, env.layout.nginxCheckLog);
@@ -1186,6 +1190,15 @@ describe("what the site's visitors get, proven by nginx's check log, read by rea
     expect(text).toContain(`    visitors    ? get release ${CURRENT} (not proven: see warnings) at http://192.0.2.1`);
     const bad = parse(served({ '/health': '', '/.ops/slot': '' }));
     expect(formatStatus({ environment: 'demo', url: '', healthy: false, hosts: [bad], problems: [], warnings: [] })).toContain(`    visitors    ✗ do NOT get release ${CURRENT} (see problems) at http://192.0.2.1`);
+  });
+
+  it('a site an older ops wrote (f60824ff: before sites kept the check log; its header, no record of ops writing it): said to be that, and that the next deploy or provision writes it with the log; the same site with a record (this ops wrote it, edited since): the generic warning', () => {
+    // The site as ops f60824ff (2026-12-01) wrote it on a real host: test/fixtures/upgrade-f60824ff/README.md.
+    const older = readFileSync(new URL('../fixtures/upgrade-f60824ff/nginx-site', import.meta.url), 'utf8');
+    const s = parse(served({ '/health': '' }, { site: older }));
+    expect(s.served).toEqual({ url: 'http://192.0.2.1', proven: false, ok: true });
+    expect(s.warnings).toEqual([`what the site's visitors get (http://192.0.2.1) cannot be proven to be release ${CURRENT} (live slot blue): the enabled site /etc/nginx/sites-enabled/shop was written by an older ops (its header, and no record of this one writing it), before sites kept nginx's check log ("${checkLog(env)}"); the next deploy or provision writes it with it (now: ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force, or ops provision demo)`]);
+    expect(parse(served({ '/health': '' }, { site: older, record: true })).warnings[0]).toContain('a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand');
   });
 
   it("is the status step's, in the one step, after the health probes", () => {

@@ -32,8 +32,9 @@ renewal_account_gone() {
   local conf=/etc/letsencrypt/renewal/$1.conf id
   [ -f "$conf" ] || return 0
   id=$(sed -n 's/^account *= *//p' "$conf" | head -n1)
-  [ -n "$id" ] || return 0
-  compgen -G "/etc/letsencrypt/accounts/*/directory/$id/private_key.json" >/dev/null || echo "$id"
+  # certbot's account ids are hex; the accounts live under the server's host and directory path (accounts/<host>/<path>/<id>).
+  [[ $id =~ ^[0-9a-f]+$ ]] || return 0
+  [ -n "$(find /etc/letsencrypt/accounts -path "*/$id/private_key.json" -print -quit 2>/dev/null)" ] || echo "$id"
   return 0
 }
 # certbot_failure RC LOG DOMAIN SERVER WEBROOT SERVING: says on stderr why certbot failed (its output in LOG, classified),

@@ -270,7 +270,7 @@ describe.sequential('TLS', () => {
     await sshRun(host, 'sudo rm /etc/nginx/conf.d/zz-redirect.conf && sudo systemctl reload nginx');
     const renewed = await provision(project.ctx(), project.env());
     expect(renewed[0]!.items).toEqual(expect.arrayContaining([{ name: 'certificate', state: 'changed' }]));
-    expect((await httpsGet(host.address, domain, ca)).status).toBe(200);
+    expect((await httpsGet(host.address, domain, ca)).subject).toContain(`DNS:${domain}`);
     await nginxOk();
     // The account key lost, and the ACME server not answering: the current certificate keeps serving, said.
     const serial = (await sshRun(host, `sudo openssl x509 -in ${live}/fullchain.pem -noout -serial`)).stdout;
@@ -279,7 +279,7 @@ describe.sequential('TLS', () => {
     const down = await failure();
     expect(down).toContain(`certbot could not get a certificate for ${domain}: the ACME server https://`);
     expect(down).toContain('could not be reached from this host. nginx keeps serving the current certificate');
-    expect((await httpsGet(host.address, domain, ca)).status).toBe(200);
+    expect((await httpsGet(host.address, domain, ca)).subject).toContain(`DNS:${domain}`);
     expect((await sshRun(host, `sudo openssl x509 -in ${live}/fullchain.pem -noout -serial`)).stdout).toBe(serial);
     // The ACME server back: the lost account is replaced, the certificate renewed, nothing left for the timer to fail on.
     project.write(config);

@@ -285,7 +285,7 @@ describe.sequential('TLS', () => {
     project.write(config);
     await provision(project.ctx(), project.env());
     expect((await sshRun(host, `sudo openssl x509 -in ${live}/fullchain.pem -noout -serial`)).stdout).not.toBe(serial);
-    expect((await sshRun(host, `sudo sh -c 'ls /etc/letsencrypt/accounts/*/directory/ | wc -l'`)).stdout.trim()).toBe('1');
+    expect((await sshRun(host, `sudo find /etc/letsencrypt/accounts -name private_key.json | wc -l`)).stdout.trim()).toBe('1');
     const again = await provision(project.ctx(), project.env());
     expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
     await nginxOk();

@@ -77,10 +77,10 @@ async function provisionHost(ctx: OpsContext, env: Target, remote: Remote, facts
     certificate = reported(tls, TLS_KEYS.certificate) === 'yes';
   }
   results.push(await run(provisionNginx(env, certificate)));
-  if (env.config.tls.mode === 'letsencrypt' && !certificate) {
-    // The port-80 site now answers the ACME challenge: get the certificate, then serve https.
+  if (env.config.tls.mode === 'letsencrypt') {
+    // The port-80 site now answers the ACME challenge: get the certificate (or renew one the timer missed), then serve https.
     results.push(await run(issueCertificate(env, Boolean(acmeCa))));
-    results.push(await run(provisionNginx(env, true)));
+    if (!certificate) results.push(await run(provisionNginx(env, true)));
   }
   await remote.run(markProvisioned(env));
   const merged = new Map<string, ProvisionItem['state']>();

@@ -5,7 +5,7 @@ import { reportKeys, reportedAll, type Step, type StepResult } from '../remote/t
 import { quote } from '../shell.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, LIBRARY_KEYS } from './libraries.ts';
 import { certbotCertificate, certificatePaths } from './nginx-config.ts';
-import { acmeCaPath, selfSignedCertificate } from './tls.ts';
+import { certbotCertonly, reloadForCertificate, selfSignedCertificate } from './tls.ts';
 import { reportProvisioned } from './system.ts';
 
 /** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`); each certificate file's lines come as LIBRARY_KEYS.cert. */
@@ -92,16 +92,19 @@ else ops_report ${CERTS_KEYS.renewal} "none"; fi`;
 }
 
 /**
- * Renew the environment's certificate now: certbot renew --force-renewal (letsencrypt), or a new self-signed
- * one. nginx reloads only once `nginx -t` accepts the result; then the served certificate is checked.
+ * Renew the environment's certificate now: certbot certonly --force-renewal (letsencrypt: certbotCertonly, which
+ * registers a new ACME account when the host's is gone, as `certbot renew` cannot), or a new self-signed one. nginx
+ * reloads only once `nginx -t` accepts the result (reloadForCertificate); then the served certificate is checked.
+ * A failed renewal leaves the current certificate serving, said with why and what to fix (certbot_failure).
  */
 export function renewCertificate(env: Target, withAcmeCa: boolean): Step {
   const cert = certificatePaths(env)!;
   const name = siteName(env);
-  // certbot refuses to run beside another certbot, and nginx changes are one at a time: apps sharing the host take turns.
+  // The hook directories are left out: this step reloads nginx itself, after nginx -t.
   const renew =
     env.config.tls.mode === 'letsencrypt'
-      ? `host_lock certbot 300\n${withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : ''}timeout 240 certbot renew -n --force-renewal --cert-name ${quote(env.config.domain!)} --no-random-sleep-on-renew --no-directory-hooks\nhost_unlock certbot`
+      ? `cert_left="nginx keeps serving the current certificate"
+${certbotCertonly(env, withAcmeCa, '--force-renewal --no-directory-hooks', '$cert_left')}`
       : selfSignedCertificate(env, true);
   return {
     name: 'renew certificate',
@@ -112,19 +115,8 @@ export function renewCertificate(env: Target, withAcmeCa: boolean): Step {
 ${HOST_LOCK_FUNCTIONS}
 ${CERT_FUNCTIONS}
 ${renew}
-host_lock nginx
-if ! out=$(nginx -t 2>&1); then
-  echo "the certificate was renewed, but nginx -t fails, so nginx was NOT reloaded (it keeps serving the old certificate):" >&2
-  echo "$out" >&2
-  exit 1
-fi
-nginx_reload
-host_unlock nginx
-# A reload returns before the new workers serve: wait (5 s at most) until :443 hands out the new certificate.
-want=$(openssl x509 -in ${quote(cert.cert)} -noout -serial | sed 's/^serial=//')
-for _ in {1..50}; do [ "$(served_serial ${quote(name)})" = "$want" ] && break; sleep 0.1; done
+${reloadForCertificate(env, name)}
 cert_info ${quote(cert.cert)}
 ops_report ${CERTS_KEYS.served_serial} "$(served_serial ${quote(name)})"`,
   };
 }
-

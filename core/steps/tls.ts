@@ -6,9 +6,9 @@ import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { certificatePaths } from './nginx-config.ts';
 import { putChecked, putFile } from './script.ts';
-import { HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
-/** What `prepareTls` reports: `certificate` (yes|no: the certificate file exists and is not empty), and LIBRARY_KEYS.item. */
+/** What `prepareTls` reports: `certificate` (yes|no: the certificate and its own key are there, cert_problem), and LIBRARY_KEYS.item. */
 export const TLS_KEYS = reportKeys('certificate');
 
 const RENEW_HOOK = '/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx';
@@ -28,7 +28,7 @@ export function acmeCaPath(env: Target): string {
 export function prepareTls(env: Target, acmeCa?: string): Step {
   const L = env.layout;
   const certs = certificatePaths(env)!;
-  const lines = [SYSTEM_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
+  const lines = [SYSTEM_FUNCTIONS, CERT_FUNCTIONS, `ensure_dir ${quote(L.acmeWebroot)} 0755 root:root`];
   // RFC 7919 ffdhe2048, as Mozilla recommends: named group output by OpenSSL itself, nothing downloaded.
   // Shared by every app's site; made beside the file then renamed, so a concurrent provision never reads half
   // of it, and a file cut short (full disk) never reaches nginx.
@@ -70,20 +70,22 @@ fi`);
   } else {
     lines.push(selfSignedCertificate(env));
   }
-  lines.push(`ops_report ${TLS_KEYS.certificate} "$([ -s ${quote(certs.cert)} ] && echo yes || echo no)"`, 'item tls');
+  // Ready: a certificate nginx can serve with its key (cert_problem); one whose key was replaced by hand is not.
+  lines.push(`ops_report ${TLS_KEYS.certificate} "$([ -z "$(cert_problem ${quote(certs.cert)} ${quote(certs.key)})" ] && echo yes || echo no)"`, 'item tls');
   return { name: 'tls', as: 'root', timeout: 120, script: lines.join('\n') };
 }
 
 /**
- * The self-signed certificate (tls.mode self-signed): made when missing or expiring within 30 days, or
- * always with `force` (ops certs --renew). Sets CHANGED=1 when it made one.
+ * The self-signed certificate (tls.mode self-signed): made when missing, its key missing or not its own
+ * (cert_problem: needs CERT_FUNCTIONS), or expiring within 30 days, or always with `force` (ops certs --renew).
+ * Sets CHANGED=1 when it made one.
  */
 export function selfSignedCertificate(env: Target, force = false): string {
   const L = env.layout;
   const certs = certificatePaths(env)!;
   const domain = env.config.domain ?? env.config.app;
   // An address is named as one (IP:, what curl and browsers compare an address with); a DNS: entry holding it matches nothing
-  const when = force ? 'true' : `[ ! -s ${quote(certs.cert)} ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
+  const when = force ? 'true' : `[ -n "$(cert_problem ${quote(certs.cert)} ${quote(certs.key)})" ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
   // Key and certificate made beside the live ones (the key private from creation), then renamed over them.
   return String.raw`if ${when}; then
   install -d -m 0755 ${quote(L.selfSignedDir)}
@@ -100,8 +102,14 @@ export function selfSignedCertificate(env: Target, force = false): string {
 fi`;
 }
 
-/** certbot certonly --webroot, once per domain (a present certificate is left to the renewal timer). */
-export function issueCertificate(env: Target, withAcmeCa: boolean): Step {
+/**
+ * certbot certonly --webroot for the environment's domain (one lineage, named after it: --cert-name), under the host's
+ * certbot lock (apps sharing the host take turns). `force` adds --force-renewal (a renewal now, or a certificate whose
+ * key is not its own); `force` and `left` are shell text, expanded inside double quotes. On failure prints certbot_failure's words (why, classified from certbot's output, `left`: what
+ * keeps serving, what to fix) and exits 1; the files certbot keeps are left as they were. Needs SYSTEM_FUNCTIONS,
+ * HOST_LOCK_FUNCTIONS and CERT_FUNCTIONS. Certbot's own options: https://eff-certbot.readthedocs.io/en/stable/using.html
+ */
+export function certbotCertonly(env: Target, withAcmeCa: boolean, force: string, left: string): string {
   const tls = env.config.tls;
   const domain = env.config.domain!;
   const args = [
@@ -110,20 +118,81 @@ export function issueCertificate(env: Target, withAcmeCa: boolean): Step {
     ...(tls.acme_server ? ['--server', tls.acme_server] : []),
   ];
   const ca = withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : '';
+  // The ACME server's HTTP-01 request is tried here first: what answers it instead (a redirect, a 404 from another
+  // server block for the name) is said with the files naming the domain, not after an order spent on the ACME server.
+  return String.raw`if acme_problem=$(acme_path_problem ${quote(domain)} ${quote(env.layout.acmeWebroot)}) && [ -n "$acme_problem" ]; then
+  echo "certbot was not run for ${domain}: the ACME server's HTTP-01 request would fail: $acme_problem. ${left}. To fix: remove or change the server block for ${domain} on port 80 that answers instead (the site ops writes serves /.well-known/acme-challenge/ itself; a nginx.site_template needs {{acme_location}} in its port-80 server), then run ops provision ${env.name} again" >&2
+  exit 1
+fi
+host_lock certbot 300
+certbot_log=$(mktemp)
+certbot_rc=0
+${ca}timeout 240 ${args.map(quote).join(' ')} ${force} >"$certbot_log" 2>&1 || certbot_rc=$?
+host_unlock certbot
+if [ "$certbot_rc" != 0 ]; then
+  certbot_failure "$certbot_rc" "$certbot_log" ${quote(domain)} ${quote(tls.acme_server ?? 'https://acme-v02.api.letsencrypt.org/directory')} ${quote(env.layout.acmeWebroot)} "${left}. Run ops provision ${env.name} again once fixed"
+  rm -f "$certbot_log"
+  exit 1
+fi
+rm -f "$certbot_log"`;
+}
+
+/**
+ * Reload nginx for a certificate renewed in place, only once `nginx -t` accepts the files (else exit 1, saying nginx
+ * keeps the old certificate), then wait (5 s at most) until :443 hands out the new one for `name` (SNI): a reload
+ * returns before the new workers serve. Needs SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, CERT_FUNCTIONS.
+ */
+export function reloadForCertificate(env: Target, name: string): string {
+  const cert = certificatePaths(env)!;
+  return String.raw`host_lock nginx
+if ! out=$(nginx -t 2>&1); then
+  echo "the certificate was renewed, but nginx -t fails, so nginx was NOT reloaded (it keeps serving the old certificate):" >&2
+  echo "$out" >&2
+  exit 1
+fi
+nginx_reload
+host_unlock nginx
+want=$(openssl x509 -in ${quote(cert.cert)} -noout -serial | sed 's/^serial=//')
+for _ in {1..50}; do [ "$(served_serial ${quote(name)})" = "$want" ] && break; sleep 0.1; done`;
+}
+
+/**
+ * The environment's Let's Encrypt certificate, got or renewed as it needs: none yet (or one nginx could not serve: its
+ * key missing, or not its own) → certbot certonly (forced over a lineage it has); one due within 30 days (expired
+ * too: certbot's own renewal window, which the timer missed) → renewed, nginx reloaded after `nginx -t`; its renewal
+ * configuration naming an ACME account whose key is gone (the timer fails on it) → renewed now, registering a new
+ * account; else nothing. On failure what served keeps serving (said) and the step exits 1 with certbot_failure's words.
+ */
+export function issueCertificate(env: Target, withAcmeCa: boolean): Step {
+  const domain = env.config.domain!;
+  const cert = certificatePaths(env)!;
   return {
     name: 'certificate',
     as: 'root',
     timeout: 600,
-    // certbot refuses to run beside another certbot: apps sharing the host take turns.
-    script: `${SYSTEM_FUNCTIONS}
+    script: String.raw`${SYSTEM_FUNCTIONS}
 ${HOST_LOCK_FUNCTIONS}
-if [ ! -s ${quote(certificatePaths(env)!.cert)} ]; then
-  host_lock certbot 300
-  if ! ${ca}timeout 240 ${args.map(quote).join(' ')}; then
-    echo ${quote(`certbot could not get a certificate for ${domain}: ${domain} must resolve to this host and its port 80 be reachable from the ACME server; until then the site answers on port 80 only (http). Fix that (or the domain), then run ops provision ${env.name} again`)} >&2
-    exit 1
-  fi
+${CERT_FUNCTIONS}
+cert_bad=$(cert_problem ${quote(cert.cert)} ${quote(cert.key)})
+cert_gone=$(renewal_account_gone ${quote(domain)})
+cert_force=''
+if [ -n "$cert_bad" ]; then
+  [ ! -e /etc/letsencrypt/renewal/${quote(`${domain}.conf`)} ] || cert_force=--force-renewal
+  cert_run=1
+elif [ -n "$cert_gone" ]; then
+  echo "the renewal of ${domain} names ACME account $cert_gone, whose key is no longer in /etc/letsencrypt/accounts (the renewal timer fails on it): renewing now, with a new account"
+  cert_run=1; cert_force=--force-renewal
+elif ! openssl x509 -in ${quote(cert.cert)} -noout -checkend 2592000 >/dev/null; then
+  echo "the certificate of ${domain} expires $(openssl x509 -in ${quote(cert.cert)} -noout -enddate | sed 's/^notAfter=//') (the renewal timer did not renew it): renewing now"
+  cert_run=1
+else cert_run=0; fi
+if [ "$cert_run" = 1 ]; then
+  if [ -n "$cert_bad" ]; then cert_left='until then the site answers on port 80 only (http)'; else cert_left="nginx keeps serving the current certificate (it expires $(openssl x509 -in ${quote(cert.cert)} -noout -enddate | sed 's/^notAfter=//'))"; fi
+  ${certbotCertonly(env, withAcmeCa, '${cert_force:+"$cert_force"}', '$cert_left')}
   CHANGED=1
+  if [ -z "$cert_bad" ]; then
+    ${reloadForCertificate(env, domain)}
+  fi
 fi
 item certificate`,
   };

@@ -253,6 +253,44 @@ describe.sequential('TLS', () => {
     expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 600_000);
 
+  it("Let's Encrypt as it really behaves: a key replaced by hand, a user's redirect on port 80, the ACME server down, the account key lost; each said, nginx never left naming a key that is not its certificate's", async () => {
+    const pebble = await ensurePebble();
+    const config = project.env().config;
+    const domain = config.domain!;
+    const live = `/etc/letsencrypt/live/${domain}`;
+    const ca = readFileSync(pebble.rootCaFile, 'utf8');
+    const nginxOk = async () => expect((await sshRun(host, 'sudo nginx -t 2>&1 | tail -n1')).stdout).toContain('test is successful');
+    const failure = async () => ((await provision(project.ctx(), project.env()).catch((e: unknown) => e)) as OpsError).message;
+    // A key replaced by hand (written through certbot's link) and a server block of the user's redirecting the name on port 80.
+    await sshRun(host, `sudo sh -c ${quote(`openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 > ${live}/privkey.pem 2>/dev/null && printf '%s\n' 'server { listen 80; server_name ${domain}; return 301 https://$host$request_uri; }' > /etc/nginx/conf.d/zz-redirect.conf`)}`);
+    const redirected = await failure();
+    expect(redirected).toContain(`certbot was not run for ${domain}: the ACME server's HTTP-01 request would fail: http://${domain}/.well-known/acme-challenge/ on this host answers`);
+    expect(redirected).toContain('/etc/nginx/conf.d/zz-redirect.conf');
+    await nginxOk();
+    await sshRun(host, 'sudo rm /etc/nginx/conf.d/zz-redirect.conf && sudo systemctl reload nginx');
+    const renewed = await provision(project.ctx(), project.env());
+    expect(renewed[0]!.items).toEqual(expect.arrayContaining([{ name: 'certificate', state: 'changed' }]));
+    expect((await httpsGet(host.address, domain, ca)).subject).toContain(`DNS:${domain}`);
+    await nginxOk();
+    // The account key lost, and the ACME server not answering: the current certificate keeps serving, said.
+    const serial = (await sshRun(host, `sudo openssl x509 -in ${live}/fullchain.pem -noout -serial`)).stdout;
+    await sshRun(host, 'sudo rm -rf /etc/letsencrypt/accounts');
+    project.write({ ...config, tls: { ...config.tls, acme_server: pebble.directoryUrl.replace(/:\d+\//, ':14999/') } });
+    const down = await failure();
+    expect(down).toContain(`certbot could not get a certificate for ${domain}: the ACME server https://`);
+    expect(down).toContain('could not be reached from this host. nginx keeps serving the current certificate');
+    expect((await httpsGet(host.address, domain, ca)).subject).toContain(`DNS:${domain}`);
+    expect((await sshRun(host, `sudo openssl x509 -in ${live}/fullchain.pem -noout -serial`)).stdout).toBe(serial);
+    // The ACME server back: the lost account is replaced, the certificate renewed, nothing left for the timer to fail on.
+    project.write(config);
+    await provision(project.ctx(), project.env());
+    expect((await sshRun(host, `sudo openssl x509 -in ${live}/fullchain.pem -noout -serial`)).stdout).not.toBe(serial);
+    expect((await sshRun(host, `sudo find /etc/letsencrypt/accounts -name private_key.json | wc -l`)).stdout.trim()).toBe('1');
+    const again = await provision(project.ctx(), project.env());
+    expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    await nginxOk();
+  }, 600_000);
+
   it('self-signed mode: a certificate for the domain, made on the host', async () => {
     const domain = `self${process.pid}.test`;
     project.write(testConfig([host], await appRepo(), 'postgresql://unused', { domain, tls: { mode: 'self-signed' } }));

@@ -406,6 +406,50 @@ bash ${unlock}`], { encoding: 'utf8' });
     expect(r).toBe('');
     expect(existsSync(env.layout.lock)).toBe(false);
   }, 120_000);
+
+  it('runs queued for the lock are served first come, first served: of A (holding), B (queued first) and C (queued later, looking first once A lets go), B takes it before C; a dead waiter\'s ticket is skipped, and a run that gave up leaves none', async () => {
+    const { dir, env, sshd, write } = setup();
+    const order = join(dir, 'order');
+    const go = join(dir, 'go');
+    // Each run's step as a host runs it, under its own "sshd" (its connection): once it has the lock it says so in
+    // `order`, then lets go (A only once told to).
+    const taker = (id: string, wait: number, hold = '', detached = false) => {
+      const script = write(`take-${id}.sh`, scriptText(acquireLock(env, request(id, wait), '', `${hold}echo ${id} >> ${order}\n${unlockScript(env, id, [])}`)));
+      const conn = spawn(sshd, ['-c', `bash ${script} > ${join(dir, `out-${id}`)} 2> ${join(dir, `err-${id}`)}; true`], { stdio: 'ignore', detached });
+      return { conn, done: new Promise((r) => conn.once('exit', r)) };
+    };
+    // The `sleep 1` a waiting run's step is in now (between two looks), or ''.
+    const sleeping = (conn: ChildProcess) => spawnSync('pgrep', ['-x', 'sleep', '-P', spawnSync('pgrep', ['-P', String(conn.pid)], { encoding: 'utf8' }).stdout.trim() || '0'], { encoding: 'utf8' }).stdout.trim();
+    const tickets = () => spawnSync('bash', ['-c', `ls ${env.layout.lock}.queue 2>/dev/null`], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+    const a = taker('a', 60, `while [ ! -e ${go} ]; do sleep 0.05; done\n`);
+    expect(await waitFor(() => existsSync(join(env.layout.lock, 'info')), 15_000, 50), 'A holds the lock').toBe(true);
+    // A waiter that dies (its connection and its step killed at once, kill -9: no clean-up) before B queues: its
+    // ticket comes first, and is skipped (removed).
+    const dead = taker('dead', 60, '', true);
+    expect(await waitFor(() => sleeping(dead.conn) !== '', 15_000, 20), 'the dead-to-be waiter waits').toBe(true);
+    process.kill(-dead.conn.pid!, 'SIGKILL');
+    await dead.done;
+    // A run that gives up (its switch.lock_wait over) leaves no ticket.
+    const quitter = taker('quitter', 1);
+    await quitter.done;
+    expect(readFileSync(join(dir, 'out-quitter'), 'utf8')).toContain('lock held');
+    const b = taker('b', 60);
+    // C queued half a second after B's look: its looks fall between B's.
+    expect(await waitFor(() => sleeping(b.conn) !== '', 15_000, 20), 'B waits').toBe(true);
+    const bSleep = sleeping(b.conn);
+    await sleep(500);
+    const c = taker('c', 60);
+    expect(await waitFor(() => sleeping(c.conn) !== '', 15_000, 20), 'C waits').toBe(true);
+    // A lets go right after one of B's looks: C looks next, and without the queue would take the lock before B.
+    await waitFor(() => { const s = sleeping(b.conn); return s !== '' && s !== bSleep; }, 15_000, 10);
+    await waitFor(() => { const s = sleeping(b.conn); return s !== '' && s !== bSleep; }, 15_000, 10);
+    writeFileSync(go, '');
+    await Promise.all([a.done, b.done, c.done]);
+    expect(readFileSync(order, 'utf8')).toBe('a\nb\nc\n');
+    for (const id of ['a', 'b', 'c']) expect(readFileSync(join(dir, `err-${id}`), 'utf8')).not.toMatch(/cannot|not taken/);
+    expect(tickets()).toEqual([]);
+    expect(existsSync(env.layout.lock)).toBe(false);
+  }, 60_000);
 });
 
 /**

@@ -1,7 +1,8 @@
 // Two people, one environment: operations started at the same moment from a laptop and from a workflow, on a real
 // host (sshd, supervisor, nginx), the ops binary a process of its own where it must be. Whatever the pair, one run
-// changes the host at a time, the other is refused (or queues, runs queued served in the order they came) naming who holds the lock, a read-only command is
-// neither held up nor silent about the run under way, and no lock is left behind.
+// changes the host at a time, the other is refused (or queues: queued runs are served in the order they came) naming
+// who holds the lock, a read-only command is neither held up nor silent about the run under way, and no lock is left
+// behind.
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

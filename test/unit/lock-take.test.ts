@@ -418,8 +418,9 @@ bash ${unlock}`], { encoding: 'utf8' });
       const conn = spawn(sshd, ['-c', `bash ${script} > ${join(dir, `out-${id}`)} 2> ${join(dir, `err-${id}`)}; true`], { stdio: 'ignore', detached });
       return { conn, done: new Promise((r) => conn.once('exit', r)) };
     };
-    // The `sleep 1` a waiting run's step is in now (between two looks), or ''.
-    const sleeping = (conn: ChildProcess) => spawnSync('pgrep', ['-x', 'sleep', '-P', spawnSync('pgrep', ['-P', String(conn.pid)], { encoding: 'utf8' }).stdout.trim() || '0'], { encoding: 'utf8' }).stdout.trim();
+    // A run's step (its bash under the "sshd"), and the `sleep 1` it is in now (between two looks), or ''.
+    const step = (conn: ChildProcess) => spawnSync('pgrep', ['-P', String(conn.pid)], { encoding: 'utf8' }).stdout.trim();
+    const sleeping = (conn: ChildProcess) => spawnSync('pgrep', ['-x', 'sleep', '-P', step(conn) || '0'], { encoding: 'utf8' }).stdout.trim();
     const tickets = () => spawnSync('bash', ['-c', `ls ${env.layout.lock}.queue 2>/dev/null`], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
     const a = taker('a', 60, `while [ ! -e ${go} ]; do sleep 0.05; done\n`);
     expect(await waitFor(() => existsSync(join(env.layout.lock, 'info')), 15_000, 50), 'A holds the lock').toBe(true);
@@ -434,16 +435,14 @@ bash ${unlock}`], { encoding: 'utf8' });
     await quitter.done;
     expect(readFileSync(join(dir, 'out-quitter'), 'utf8')).toContain('lock held');
     const b = taker('b', 60);
-    // C queued half a second after B's look: its looks fall between B's.
     expect(await waitFor(() => sleeping(b.conn) !== '', 15_000, 20), 'B waits').toBe(true);
-    const bSleep = sleeping(b.conn);
+    // C queued half a second after a look of B: its looks fall between B's.
     await sleep(500);
     const c = taker('c', 60);
     expect(await waitFor(() => sleeping(c.conn) !== '', 15_000, 20), 'C waits').toBe(true);
-    // A lets go right after one of B's looks: C looks next, and without the queue would take the lock before B.
-    await waitFor(() => { const s = sleeping(b.conn); return s !== '' && s !== bSleep; }, 15_000, 10);
-    await waitFor(() => { const s = sleeping(b.conn); return s !== '' && s !== bSleep; }, 15_000, 10);
-    writeFileSync(go, '');
+    // A lets go right after a look of C then one of B: C looks next, and without the queue would take the lock
+    // before B.
+    spawnSync('bash', ['-c', `look() { local s0 s; s0=$(pgrep -x sleep -P "$1"); for _ in {1..500}; do s=$(pgrep -x sleep -P "$1"); if [ -n "$s" ] && [ "$s" != "$s0" ]; then return; fi; sleep 0.01; done; }\nlook ${step(c.conn)}; look ${step(b.conn)}; touch ${go}`]);
     await Promise.all([a.done, b.done, c.done]);
     expect(readFileSync(order, 'utf8')).toBe('a\nb\nc\n');
     for (const id of ['a', 'b', 'c']) expect(readFileSync(join(dir, `err-${id}`), 'utf8')).not.toMatch(/cannot|not taken/);

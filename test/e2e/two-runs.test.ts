@@ -93,6 +93,7 @@ describe.sequential('two runs on one environment', () => {
     await until('A holding the lock', async () => (await onHost(`[ -e ${env.layout.lock}/info ] && echo yes || true`)) === 'yes');
     const b = take('b');
     await until('B waiting', async () => (await sleeping('b')) !== '');
+    await new Promise((r) => setTimeout(r, 500)); // C's looks half a second after B's
     const c = take('c');
     await until('C waiting', async () => (await sleeping('c')) !== '');
     // A lets go (on the host, at once) right after a look of C then one of B: C looks next, and without the queue

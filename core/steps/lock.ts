@@ -15,8 +15,8 @@ import { duration } from './status.ts';
 
 export { LOCK_LOST_EXIT, STARTED_RECORD };
 
-/** What the lock steps report: `lock` (free|held|stale|unknown|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
-export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot', 'previous_back');
+/** What the lock steps report: `live_seen` (LockRequest.premise: the release `current` named at the step's first look, '' none), `premise_changed` (`<then> <now>`: the live release changed while the run waited, LOCK_PREMISE_EXIT), `lock` (free|held|stale|unknown|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
+export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot', 'previous_back', 'live_seen', 'premise_changed');
 
 /**
  * Seconds stopStartedSlot may take: the slot's programs stopped, the release it held before started again and checked
@@ -88,6 +88,15 @@ export interface LockRequest {
    * LOCK_UNPROVISIONED_EXIT, reporting PROVISIONED_KEYS `no`.
    */
   provisioned?: boolean;
+  /**
+   * The operation acts on the release live when it was asked (a rollback: it goes back from that one): a run that
+   * waited for the lock (switch.lock_wait) and finds, once it is its, another release live (a run queued ahead of it
+   * deployed or rolled back meanwhile) does nothing there and ends with LOCK_PREMISE_EXIT, the lock still its (the
+   * runner refuses the run and lets go), reporting `premise_changed`. Each lock step reports `live_seen`.
+   */
+  premise?: boolean;
+  /** With `premise`: the release the run saw live on this host at its first look ('' none), from an earlier step. */
+  live?: string;
 }
 
 /**
@@ -195,6 +204,8 @@ export const LOCK_QUEUED_EXIT = 5;
 export const LOCK_OWN_EXIT = 6;
 /** The lock step's exit on a host never provisioned for the environment, when the operation needs it (LockRequest.provisioned): nothing was created there. */
 export const LOCK_UNPROVISIONED_EXIT = 4;
+/** The lock step's exit when the release live changed while the run waited for the lock (LockRequest.premise): the lock taken, nothing else done. */
+export const LOCK_PREMISE_EXIT = 7;
 
 /** The shell that sets the run's lock for run_lock_guard (OPS_RUN_LOCK, OPS_RUN_CURRENT): needs HOST_LOCK_FUNCTIONS to run it. */
 function runLockVars(env: Target): string {
@@ -306,7 +317,10 @@ done
 # setting a skewed clock right, by hand) would end it early, or stretch it past the step's timeout, as an unclear one.
 read -r now _ < /proc/uptime; now=${'$'}{now%.*}; deadline=$(( now + ${req.wait} ))
 taking="$lock.taking.$$"; lock_waited=
-${LOCK_QUEUE}
+${req.premise ? `# What the run acts on: the release live when it was asked (LockRequest.premise).
+premise_seen=$(readlink ${quote(L.current)} || true); premise_seen=${'$'}{premise_seen##*/}; ops_report ${LOCK_KEYS.live_seen} "$premise_seen"
+${req.live !== undefined ? `premise_live=${quote(req.live)}` : 'premise_live=$premise_seen'}
+` : ''}${LOCK_QUEUE}
 while :; do
   # This run's connection gone (ops killed) while it waits: sshd does not stop this script (no terminal, nothing
   # written), and what it took when the holder ends would be held in a dead connection's name.
@@ -369,7 +383,10 @@ ${req.queued ? `  # Queued behind a live run: said by the runner before it waits
   queue_join ${[`operation=${req.operation}`, `actor=${req.actor}`, `run=${req.runUrl}`, `run_id=${req.runId}`].map(quote).join(' ')}
   sleep 1; lock_waited=1
 done
-${then}${finish ? `\n${finish}` : ''}`,
+${req.premise ? `# Another release live than when the run was asked (a run queued ahead of it went first): refused, nothing done.
+premise_now=$(readlink ${quote(L.current)} || true); premise_now=${'$'}{premise_now##*/}
+if [ "$premise_now" != "$premise_live" ]; then ops_report ${LOCK_KEYS.premise_changed} "${'$'}{premise_live:--} ${'$'}{premise_now:--}"; exit ${LOCK_PREMISE_EXIT}; fi
+` : ''}${then}${finish ? `\n${finish}` : ''}`,
   };
 }
 

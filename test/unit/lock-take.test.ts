@@ -12,9 +12,9 @@ import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { duration } from '../../core/steps/status.ts';
-import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, LOCK_QUEUED_EXIT, lockStatus, LOCK_KEYS, parseLock, silentHolder, unlockScript } from '../../core/steps/lock.ts';
+import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, LOCK_PREMISE_EXIT, LOCK_QUEUED_EXIT, lockStatus, LOCK_KEYS, parseLock, silentHolder, unlockScript } from '../../core/steps/lock.ts';
 import { formatLock, formatLockRelease } from '../../core/ops/records.ts';
-import { parseReports, type StepResult } from '../../core/remote/types.ts';
+import { parseReports, reported, type StepResult } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OpsContext } from '../../core/context.ts';
@@ -449,6 +449,40 @@ bash ${unlock}`], { encoding: 'utf8' });
     expect(tickets()).toEqual([]);
     expect(existsSync(env.layout.lock)).toBe(false);
   }, 60_000);
+
+  it('an operation that acts on the release live when it was asked (a rollback, LockRequest.premise): queued behind a run that put another live, it does nothing once it has the lock, saying which was live then and now; one whose first look was an earlier step (live) too; unchanged, it goes on', async () => {
+    const { dir, env, sshd, write } = setup();
+    const live = (id: string) => {
+      mkdirSync(join(env.layout.releases, id), { recursive: true });
+      spawnSync('ln', ['-sfn', join(env.layout.releases, id), env.layout.current]);
+    };
+    live('r-old');
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    heldBy(env, holder);
+    const script = write('rollback.sh', scriptText(acquireLock(env, { ...request('rb', 30), premise: true }, '', 'echo "the rollback ran" >&2')));
+    const conn = spawn(sshd, ['-c', `bash ${script} > ${join(dir, 'out')} 2> ${join(dir, 'err')}; echo $? > ${join(dir, 'code')}`], { stdio: 'ignore' });
+    const done = new Promise((r) => conn.once('exit', r));
+    await waitFor(() => spawnSync('pgrep', ['-x', 'sleep', '-P', spawnSync('pgrep', ['-P', String(conn.pid)], { encoding: 'utf8' }).stdout.trim() || '0']).status === 0, 15_000, 50);
+    // The run ahead deploys r-new and lets go.
+    live('r-new');
+    holder.kill('SIGKILL');
+    spawnSync('rm', ['-rf', env.layout.lock]);
+    await done;
+    const out = result(readFileSync(join(dir, 'out'), 'utf8'));
+    expect(readFileSync(join(dir, 'code'), 'utf8').trim()).toBe(String(LOCK_PREMISE_EXIT));
+    expect(reported(out, LOCK_KEYS.premise_changed)).toBe('r-old r-new');
+    expect(readFileSync(join(dir, 'err'), 'utf8')).not.toContain('the rollback ran');
+    expect(parseLock(out).state).toBe('acquired');
+    spawnSync('rm', ['-rf', env.layout.lock]);
+    // Its first look an earlier step's (the first round's answer, LockRequest.live): the same.
+    const again = spawnSync(sshd, ['-c', 'bash ' + write('again.sh', scriptText(acquireLock(env, { ...request('rb2', 30), premise: true, live: 'r-old' }))) + '; exit $?'], { encoding: 'utf8' });
+    expect(again.status).toBe(LOCK_PREMISE_EXIT);
+    spawnSync('rm', ['-rf', env.layout.lock]);
+    // Nothing changed meanwhile: taken, and on.
+    const same = spawnSync(sshd, ['-c', 'bash ' + write('same.sh', scriptText(acquireLock(env, { ...request('rb3', 30), premise: true, live: 'r-new' }))) + '; exit $?'], { encoding: 'utf8' });
+    expect(same.status).toBe(0);
+    expect(reported(result(same.stdout), LOCK_KEYS.live_seen)).toBe('r-new');
+  }, 45_000);
 });
 
 /**

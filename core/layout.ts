@@ -14,6 +14,7 @@
 //     shared/deps/<hash>/   app              installed dependencies (venv, node_modules), reused by hash
 //     current -> releases/<id>               flipped by rename(2)
 //     .ops/lock/            root             the lock (its details renamed in whole): owner, run, time, holder pid
+//     .ops/lock.queue/      root             runs waiting for the lock: a ticket each, numbered in order of arrival
 //     .ops/audit.log        root 0644        append-only record of every run
 //     .ops/history          root 0644        append-only order in which releases went live (sequence numbers)
 //     .ops/slot             root             live blue/green slot

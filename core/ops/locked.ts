@@ -17,7 +17,7 @@ import { auditReason, DISK_FULL, errorParts, failedResult, messageLine, NotStart
 import { runInfo } from '../runinfo.ts';
 import { AUDIT_KEYS, appendAudit, auditLine, auditTemplate, parseAuditLine, readAudit, type AuditEntry } from '../steps/audit.ts';
 import { markRelease } from '../steps/release.ts';
-import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_OWN_EXIT, LOCK_QUEUED_EXIT, LOCK_UNPROVISIONED_EXIT, HOLDER_SILENT_SECONDS, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, silentHolder, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
+import { LOCK_BUSY_EXIT, LOCK_KEYS, LOCK_OWN_EXIT, LOCK_PREMISE_EXIT, LOCK_QUEUED_EXIT, LOCK_UNPROVISIONED_EXIT, HOLDER_SILENT_SECONDS, acquireLock, describeHolder, fenceStep, lockGuard, lockLostLine, lockStatus, parseLock, releaseLock, settleLostRun, silentHolder, staleReason, stoppedSlotLine, unlockScript, type LockRequest } from '../steps/lock.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { flushOutput, holdOutputWhileInBackground, outputNeverBlocks } from '../report.ts';
@@ -211,6 +211,12 @@ export interface LockOptions {
    * each with a failed audit line saying why.
    */
   unprovisioned?: { nothing: string; then: string };
+  /**
+   * The operation acts on the release live when it was asked (a rollback goes back from it): a run that queued for a
+   * lock (switch.lock_wait) and finds another release live once it has it is refused there, nothing done
+   * (LockRequest.premise: LOCK_PREMISE_EXIT), the locks it took let go.
+   */
+  premise?: boolean;
 }
 
 /** A lock step that found its host never provisioned (LOCK_UNPROVISIONED_EXIT): nothing taken, nothing made there. */
@@ -258,7 +264,8 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, queue:
     // Without switch.lock_wait, only a run racing another for the hosts' locks waits (takeLocks: CONTENDED_WAIT_SECONDS).
     const why = env.config.switch.lock_wait ? 'switch.lock_wait' : "another run is taking or letting go of this environment's locks at this moment: the run queues for them in the one order of every run, though switch.lock_wait is 0";
     say(`${remote.name}: queued behind ${describeHolder(holder.holder)}, waiting up to ${wait}s (${why})${silent ? `; ${silent}, which then refuses this run at once (ops lock release ${env.name} frees it)` : ''}`);
-    result = await ask({ ...request, wait });
+    // What it saw live there when queued is what it acts on (LockRequest.premise), whatever goes live meanwhile.
+    result = await ask({ ...request, wait, ...(request.premise && request.live === undefined && { live: reported(result, LOCK_KEYS.live_seen) }) });
   }
   // Ours (taken, or taken and let go by `finish`): when, as the lock records it.
   if (['acquired', 'released'].includes(parseLock(result).state) && parseLock(result).holder.since) took(result);
@@ -270,6 +277,13 @@ async function acquire(remote: Remote, env: Target, request: LockRequest, queue:
     throw new LockError(
       `${remote.name} is the machine this run already locked through ${other ?? 'another of its hosts'}: environment ${env.name} lists one machine twice, under two addresses (${remote.name} would run the app twice on the same ports)`,
       `keep one of them in environments/${env.name}/environment.yml hosts`,
+    );
+  }
+  if (result.code === LOCK_PREMISE_EXIT) {
+    const [then, now] = (reported(result, LOCK_KEYS.premise_changed) ?? '- -').split(' ').map((id) => (id === '-' ? 'no release' : id));
+    throw new LockError(
+      `${remote.name}: ${then} was live when this ${request.operation} was asked, and ${now} is live now that it has the lock (a run queued ahead of it went first): nothing was done, as it would act on ${now}, not on what you asked about`,
+      `see what is live (ops status ${env.name}), then run it again if it is still what you want`,
     );
   }
   if (request.provisioned && result.code === LOCK_UNPROVISIONED_EXIT && provisionedIn(result) === false) throw new Unprovisioned(remote.name);
@@ -454,7 +468,7 @@ export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>,
 export async function withLock<T>(ctx: OpsContext, session: Session, operation: string, fn: (run: LockedRun) => Promise<T>, options: LockOptions = {}): Promise<T> {
   const env = session.env;
   const info = runInfo(ctx.processEnv);
-  const request: LockRequest = { operation, actor: info.actor, runUrl: info.runUrl, runId: randomBytes(8).toString('hex'), wait: env.config.switch.lock_wait, ...(options.unprovisioned && { provisioned: true }) };
+  const request: LockRequest = { operation, actor: info.actor, runUrl: info.runUrl, runId: randomBytes(8).toString('hex'), wait: env.config.switch.lock_wait, ...(options.unprovisioned && { provisioned: true }), ...(options.premise && { premise: true }) };
   // Hosts where the lock may be ours: taken, or its step did not answer. Released by run id whatever happened.
   const mine = new Set<string>();
   const pending = new Map<string, string[]>();
@@ -785,6 +799,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   // Per host, what `current` named once a lock step whose connection was lost had ended there (settleLost): that step
   // may carry the operation's work (a one-host rollback's switch), which goes on without its runner.
   const lostLive = new Map<string, string>();
+  // Per host, the release the run saw live at its first look there (LockRequest.premise).
+  const firstLive = new Map<string, string>();
   /** `message` with what is live on `host` when a lost lock step's host said so (lostLive). */
   const withLostLive = (host: string, message: string) => (lostLive.has(host) ? `${message}; ${lostLive.get(host) || 'no release'} is live on ${host} (what current names once the step ended there)` : message);
   // A background job on a terminal that stops background output (`stty tostop`) would stop at its first line, locks
@@ -816,10 +832,17 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
   const takeOn = async (r: Remote, queue: boolean | Queued, wait = request.wait) => {
     // From here the lock may be ours (a lost answer): released by run id unless the step said it is not.
     mine.add(r.name);
-    const result = await acquire(r, env, { ...request, wait }, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
+    // What the run saw live there at its first look is what it acts on (LockRequest.premise), in every later round.
+    const seen = (answer: StepResult) => {
+      const live = reported(answer, LOCK_KEYS.live_seen);
+      if (request.premise && live !== undefined && !firstLive.has(r.name)) firstLive.set(r.name, live);
+    };
+    if (queue instanceof Queued) seen(queue.result);
+    const result = await acquire(r, env, { ...request, wait, ...(firstLive.has(r.name) && { live: firstLive.get(r.name) }) }, queue, options.inspect, finish, options.finishSeconds ?? 0, () => mine.delete(r.name), (taken) => takenAt.set(r.name, parseLock(taken).holder.since!), (partial) => {
       tookThenFailed.add(r.name);
       if (options.lockRead) about.set(r.name, { ...options.lockRead(partial), ...about.get(r.name) });
     }, (t) => ctx.reporter.redact(t), (line) => ctx.reporter.warn(ctx.reporter.redact(line)), (connection) => [...session.remotes.values()].find((o) => o !== r && o.connection === connection)?.name).catch(async (e: unknown) => {
+      if (e instanceof Queued) seen(e.result);
       // The lock step never began there (the login shell ended, or ran it otherwise): nothing to release.
       if (e instanceof NotStartedError) mine.delete(r.name);
       // Its connection lost: what it did there (its `finish` may switch) is the host's word, asked once it ended.
@@ -829,6 +852,7 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       }
       throw e;
     });
+    seen(result);
     inspected.set(r.name, result);
     if (options.lockRead) read.set(r.name, options.lockRead(result));
     // The lock step ended the run there (`finish`): nothing more to release.

@@ -436,6 +436,8 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         inspect: deployState(env, undefined, { supervisor: true, ports: true, nginx: true, rollback: !alone && !to }),
         // Hosts never provisioned (a rollback's next step there is a deploy): refused by their lock step, all named.
         unprovisioned: { nothing: `${ROLLBACK_UNTOUCHED}${alone ? '' : ' on any host'}`, then: `ops deploy ${env.name}` },
+        // Queued behind a run that changed what is live, a rollback would undo that run, not what the user saw.
+        premise: true,
         ...(to && { fields: { release: to } }),
         // What the lock step read (one that failed part-way too; one host: the work ran there): the release live, the one
         // the host chose if it got to.

@@ -15,8 +15,8 @@ import { duration } from './status.ts';
 
 export { LOCK_LOST_EXIT, STARTED_RECORD };
 
-/** What the lock steps report: `lock` (free|held|stale|unknown|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
-export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot', 'previous_back');
+/** What the lock steps report: `live_seen` (LockRequest.premise: the release `current` named at the step's first look, '' none), `premise_changed` (`<then> <now>`: the live release changed while the run waited, LOCK_PREMISE_EXIT), `lock` (free|held|stale|unknown|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
+export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot', 'previous_back', 'live_seen', 'premise_changed');
 
 /**
  * Seconds stopStartedSlot may take: the slot's programs stopped, the release it held before started again and checked
@@ -88,6 +88,15 @@ export interface LockRequest {
    * LOCK_UNPROVISIONED_EXIT, reporting PROVISIONED_KEYS `no`.
    */
   provisioned?: boolean;
+  /**
+   * The operation acts on the release live when it was asked (a rollback: it goes back from that one): a run that
+   * waited for the lock (switch.lock_wait) and finds, once it is its, another release live (a run queued ahead of it
+   * deployed or rolled back meanwhile) does nothing there and ends with LOCK_PREMISE_EXIT, the lock still its (the
+   * runner refuses the run and lets go), reporting `premise_changed`. Each lock step reports `live_seen`.
+   */
+  premise?: boolean;
+  /** With `premise`: the release the run saw live on this host at its first look ('' none), from an earlier step. */
+  live?: string;
 }
 
 /**
@@ -195,6 +204,8 @@ export const LOCK_QUEUED_EXIT = 5;
 export const LOCK_OWN_EXIT = 6;
 /** The lock step's exit on a host never provisioned for the environment, when the operation needs it (LockRequest.provisioned): nothing was created there. */
 export const LOCK_UNPROVISIONED_EXIT = 4;
+/** The lock step's exit when the release live changed while the run waited for the lock (LockRequest.premise): the lock taken, nothing else done. */
+export const LOCK_PREMISE_EXIT = 7;
 
 /** The shell that sets the run's lock for run_lock_guard (OPS_RUN_LOCK, OPS_RUN_CURRENT): needs HOST_LOCK_FUNCTIONS to run it. */
 function runLockVars(env: Target): string {
@@ -231,6 +242,51 @@ export function lockLostLine(code: number | null, stderr: string): string | unde
 }
 
 /**
+ * Shell (needs $lock, $holder, $holder_start, $holder_boot, CONNECTION_FUNCTIONS) of the lock's queue: runs waiting
+ * for the lock (switch.lock_wait) take it first come, first served, never whichever looks first once it is free (a run
+ * queued later, with a newer ref, would deploy before one queued earlier, which then put its older ref live over it).
+ * Each waiting run holds a ticket in $lock.queue, named by a counter taken under flock (so the names sort in the order
+ * of arrival and are never reused), written whole (rename(2)) with the lines given to `queue_join` (the run's, as its
+ * lock would hold them) and its connection's SSH server process (pid, start time, boot: the holder details of
+ * LOCK_STATE). `queue_join` takes this step's ticket (once),
+ * `queue_leave` removes it (taken the lock, or given up: also on the step's exit), `queue_ahead` succeeds, `ahead_info`
+ * set to its details, when a live waiter's ticket comes before this step's (before any, without one). A ticket is
+ * live by the test a holder's lock is (LOCK_STATE): its process alive with its start time in this boot (not seen, a
+ * hidepid /proc: live), its connection not silent HOLDER_SILENT_SECONDS; a dead waiter's ticket is removed by whoever
+ * finds it so. Without a queue (nothing waits) it costs one glob.
+ */
+const LOCK_QUEUE = String.raw`lock_queue="$lock.queue"; lock_ticket=; ahead_info=
+queue_join() {
+  [ -z "$lock_ticket" ] || return 0
+  local qfd seq=0 err queued_at
+  TZ=UTC0 printf -v queued_at '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${'$'}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
+    rm -f "$lock_queue/.new.$$"; echo "cannot queue for the lock in $lock_queue: ${'$'}{err:-no space left?}" >&2; exit 1
+  fi
+  lock_ticket="$lock_queue/${'$'}{err##*$'\n'}"; trap queue_leave EXIT
+}
+queue_leave() { [ -z "$lock_ticket" ] || rm -f "$lock_ticket"; lock_ticket=; trap - EXIT; }
+queue_ahead() {
+  local t line pid start boot now_boot seen got silent
+  for t in "$lock_queue"/*; do
+    [ "$t" != "$lock_ticket" ] || return 1
+    [ -f "$t" ] || continue
+    pid=; start=; boot=; ahead_info=$(cat "$t" 2>/dev/null) || continue
+    while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; holder_boot=*) boot=${'$'}{line#holder_boot=} ;; esac; done <<< "$ahead_info"
+    now_boot=; boot_id now_boot; seen=0; got=
+    # Dead: of another boot, its process gone (or another with its pid), its connection silent (LOCK_STATE's test).
+    if { [ -z "$boot" ] || [ -z "$now_boot" ] || [ "$boot" = "$now_boot" ]; } && [ -n "$pid" ] && [ -n "$start" ]; then
+      got=$(proc_seen_start "$pid") || seen=$?
+      if [ "$got" = "$start" ] || [ "$seen" = 2 ]; then
+        if ! silent=$(conn_silent "$pid") || [ "$silent" -lt ${HOLDER_SILENT_SECONDS} ]; then return 0; fi
+      fi
+    fi
+    rm -f "$t"
+  done
+  return 1
+}`;
+
+/**
  * `then`: a script run as soon as the lock is ours, in the same step (saves a round trip: the host's state).
  * `finish`: a script run after it that may end the run on this host in the same round trip too (a no-op
  * deploy: `unlockScript` with its audit line, reporting `lock released`; a one-host rollback's whole work), given
@@ -261,6 +317,10 @@ done
 # setting a skewed clock right, by hand) would end it early, or stretch it past the step's timeout, as an unclear one.
 read -r now _ < /proc/uptime; now=${'$'}{now%.*}; deadline=$(( now + ${req.wait} ))
 taking="$lock.taking.$$"; lock_waited=
+${req.premise ? `# What the run acts on: the release live when it was asked (LockRequest.premise).
+premise_seen=$(readlink ${quote(L.current)} || true); premise_seen=${'$'}{premise_seen##*/}; ops_report ${LOCK_KEYS.live_seen} "$premise_seen"
+${req.live !== undefined ? `premise_live=${quote(req.live)}` : 'premise_live=$premise_seen'}
+` : ''}${LOCK_QUEUE}
 while :; do
   # This run's connection gone (ops killed) while it waits: sshd does not stop this script (no terminal, nothing
   # written), and what it took when the holder ends would be held in a dead connection's name.
@@ -270,7 +330,10 @@ while :; do
   # in this step (a one-host rollback's switch) with nobody to hear of it. Looked at once it has waited: a run nobody
   # holds up spends no ss on it.
   if [ -n "$lock_waited" ] && own_silent=$(conn_silent "$holder") && [ "$own_silent" -ge ${HOLDER_SILENT_SECONDS} ]; then echo "this run's connection has sent nothing for ${'$'}{own_silent}s (its runner gone with its network; sshd keeps such a connection open): the lock is not taken for it" >&2; exit 1; fi
-  if [ ! -e "$lock" ] && [ ! -L "$lock" ]; then
+  lock_ahead=
+  # Free, but a run that queued first (a live waiter's ticket before this run's): that run takes it first (LOCK_QUEUE).
+  if [ ! -e "$lock" ] && [ ! -L "$lock" ] && queue_ahead; then lock_ahead=1; lock_state=held; lock_info="$ahead_info"$'\n'queued=first; lock_rebooted=; lock_silent=; lock_unseen=
+  elif [ ! -e "$lock" ] && [ ! -L "$lock" ]; then
     # The lock appears whole (rename(2) of a directory holding its details): never seen without its details, which a
     # run looking meanwhile would read as a stale lock and refuse at once. The details are the lock's meaning: not
     # written (disk full), the lock is not taken.
@@ -293,6 +356,7 @@ while :; do
       for f in "${'$'}{left[@]}"; do if [ -e "$f" ]; then find ${quote(L.uploads)} -mindepth 1 -delete 2>/dev/null || true; break; fi; done
       # What follows in this step (a one-host rollback's switch) is fenced by the lock as the run's later steps are.
       ${runLockVars(env).replace(/\n/g, '\n      ')}
+      queue_leave
       break
     fi
     rm -rf "$taking"
@@ -300,6 +364,7 @@ while :; do
     # turn when let go of meanwhile; else the rename itself failed.
     case $made in *"Directory not empty"* | *"File exists"*) [ -e "$lock" ] || continue ;; *) echo "cannot take the lock: $made" >&2; exit 1 ;; esac
   fi
+  if [ -z "$lock_ahead" ]; then
   ${LOCK_STATE.replace(/\n/g, '\n  ')}
   # Let go of between the two looks: taken at the next turn.
   [ "$lock_state" != free ] || continue
@@ -308,14 +373,20 @@ while :; do
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
     exit ${LOCK_OWN_EXIT} ;;
   esac
+  fi
   read -r now _ < /proc/uptime; now=${'$'}{now%.*}
   if [ "$lock_state" = stale ] || [ "$now" -ge "$deadline" ]; then
     ${REPORT_HOLDER.replace(/\n/g, '\n    ')}
     exit ${LOCK_BUSY_EXIT}
   fi
-${req.queued ? `  # Queued behind a live run: said by the runner before it waits (LockRequest.queued).\n  ${REPORT_HOLDER.replace(/\n/g, '\n  ')}\n  exit ${LOCK_QUEUED_EXIT}\n` : ''}  sleep 1; lock_waited=1
+${req.queued ? `  # Queued behind a live run: said by the runner before it waits (LockRequest.queued).\n  ${REPORT_HOLDER.replace(/\n/g, '\n  ')}\n  exit ${LOCK_QUEUED_EXIT}\n` : ''}  # In the queue from its first wait on: served in its turn (LOCK_QUEUE).
+  queue_join ${[`operation=${req.operation}`, `actor=${req.actor}`, `run=${req.runUrl}`, `run_id=${req.runId}`].map(quote).join(' ')}
+  sleep 1; lock_waited=1
 done
-${then}${finish ? `\n${finish}` : ''}`,
+${req.premise ? `# Another release live than when the run was asked (a run queued ahead of it went first): refused, nothing done.
+premise_now=$(readlink ${quote(L.current)} || true); premise_now=${'$'}{premise_now##*/}
+if [ "$premise_now" != "$premise_live" ]; then ops_report ${LOCK_KEYS.premise_changed} "${'$'}{premise_live:--} ${'$'}{premise_now:--}"; exit ${LOCK_PREMISE_EXIT}; fi
+` : ''}${then}${finish ? `\n${finish}` : ''}`,
   };
 }
 

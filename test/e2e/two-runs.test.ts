@@ -1,12 +1,15 @@
 // Two people, one environment: operations started at the same moment from a laptop and from a workflow, on a real
 // host (sshd, supervisor, nginx), the ops binary a process of its own where it must be. Whatever the pair, one run
-// changes the host at a time, the other is refused (or queues) naming who holds the lock, a read-only command is
-// neither held up nor silent about the run under way, and no lock is left behind.
+// changes the host at a time, the other is refused (or queues: queued runs are served in the order they came) naming
+// who holds the lock, a read-only command is neither held up nor silent about the run under way, and no lock is left
+// behind.
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getLockStatus } from '../../core/ops/records.ts';
+import { scriptText } from '../../core/remote/wrap.ts';
+import { acquireLock, unlockScript } from '../../core/steps/lock.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { runOps, spawnOps } from '../support/cli.ts';
@@ -66,5 +69,40 @@ describe.sequential('two runs on one environment', () => {
     }
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
     expect(await onHost('readlink /srv/sample/current || true')).toBe('');
+  }, 300_000);
+
+  it('runs queued for the lock (switch.lock_wait) are served first come, first served: of A (holding), B (queued first) and C (queued later, looking first once A lets go), each over its own SSH connection, B takes the lock before C', async () => {
+    const env = project.env();
+    const dir = '/tmp/ops-e2e-queue';
+    const order = `${dir}/order`;
+    const go = `${dir}/go`;
+    // Each run's lock step as ops runs it (root, its own connection): once the lock is its, it says so in `order`,
+    // then lets go (A only once told to).
+    const step = (id: string, hold = '') => scriptText(acquireLock(env, { operation: 'deploy', actor: `e2e-${id}`, runUrl: '', runId: `queue-${id}`, wait: 60 }, '', `${hold}echo ${id} >> ${order}\n${unlockScript(env, `queue-${id}`, [])}`));
+    await onHost(`rm -rf ${dir} && mkdir -p ${dir}`);
+    for (const [id, hold] of [['a', `while [ ! -e ${go} ]; do sleep 0.05; done\n`], ['b', ''], ['c', '']] as const) await sshRun(host, `sudo tee ${dir}/${id}.sh > /dev/null`, { input: step(id, hold) });
+    const take = (id: string) => sshRun(host, `sudo bash ${dir}/${id}.sh`, { timeoutMs: 90_000 });
+    // The step of run `id` (its bash), and the `sleep 1` it is in now (between two looks), or ''.
+    const stepPid = (id: string) => `$(pgrep -fx ${quote(`bash ${dir}/${id}.sh`)} | head -1)`;
+    const sleeping = (id: string) => onHost(`p=${stepPid(id)}; [ -z "$p" ] || pgrep -x sleep -P "$p" || true`);
+    const until = async (what: string, ok: () => Promise<boolean>) => {
+      for (let i = 0; i < 300; i++) if (await ok()) return;
+      throw new Error(`timed out waiting for ${what}`);
+    };
+    const a = take('a');
+    await until('A holding the lock', async () => (await onHost(`[ -e ${env.layout.lock}/info ] && echo yes || true`)) === 'yes');
+    const b = take('b');
+    await until('B waiting', async () => (await sleeping('b')) !== '');
+    await new Promise((r) => setTimeout(r, 500)); // C's looks half a second after B's
+    const c = take('c');
+    await until('C waiting', async () => (await sleeping('c')) !== '');
+    // A lets go (on the host, at once) right after a look of C then one of B: C looks next, and without the queue
+    // would take the lock before B.
+    await onHost(`look() { local s0 s; s0=$(pgrep -x sleep -P "$1"); for _ in {1..500}; do s=$(pgrep -x sleep -P "$1"); if [ -n "$s" ] && [ "$s" != "$s0" ]; then return; fi; sleep 0.01; done; }
+pb=${stepPid('b')}; pc=${stepPid('c')}; look "$pc"; look "$pb"; touch ${go}`);
+    await Promise.all([a, b, c]);
+    expect(await onHost(`cat ${order}`)).toBe('a\nb\nc');
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    await onHost(`rm -rf ${dir}`);
   }, 300_000);
 });

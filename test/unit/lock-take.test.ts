@@ -12,9 +12,9 @@ import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { duration } from '../../core/steps/status.ts';
-import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, LOCK_QUEUED_EXIT, lockStatus, LOCK_KEYS, parseLock, silentHolder, unlockScript } from '../../core/steps/lock.ts';
+import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, LOCK_PREMISE_EXIT, LOCK_QUEUED_EXIT, lockStatus, LOCK_KEYS, parseLock, silentHolder, unlockScript } from '../../core/steps/lock.ts';
 import { formatLock, formatLockRelease } from '../../core/ops/records.ts';
-import { parseReports, type StepResult } from '../../core/remote/types.ts';
+import { parseReports, reported, type StepResult } from '../../core/remote/types.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { OpsContext } from '../../core/context.ts';
@@ -406,6 +406,83 @@ bash ${unlock}`], { encoding: 'utf8' });
     expect(r).toBe('');
     expect(existsSync(env.layout.lock)).toBe(false);
   }, 120_000);
+
+  it('runs queued for the lock are served first come, first served: of A (holding), B (queued first) and C (queued later, looking first once A lets go), B takes it before C; a dead waiter\'s ticket is skipped, and a run that gave up leaves none', async () => {
+    const { dir, env, sshd, write } = setup();
+    const order = join(dir, 'order');
+    const go = join(dir, 'go');
+    // Each run's step as a host runs it, under its own "sshd" (its connection): once it has the lock it says so in
+    // `order`, then lets go (A only once told to).
+    const taker = (id: string, wait: number, hold = '', detached = false) => {
+      const script = write(`take-${id}.sh`, scriptText(acquireLock(env, request(id, wait), '', `${hold}echo ${id} >> ${order}\n${unlockScript(env, id, [])}`)));
+      const conn = spawn(sshd, ['-c', `bash ${script} > ${join(dir, `out-${id}`)} 2> ${join(dir, `err-${id}`)}; true`], { stdio: 'ignore', detached });
+      return { conn, done: new Promise((r) => conn.once('exit', r)) };
+    };
+    // A run's step (its bash under the "sshd"), and the `sleep 1` it is in now (between two looks), or ''.
+    const step = (conn: ChildProcess) => spawnSync('pgrep', ['-P', String(conn.pid)], { encoding: 'utf8' }).stdout.trim();
+    const sleeping = (conn: ChildProcess) => spawnSync('pgrep', ['-x', 'sleep', '-P', step(conn) || '0'], { encoding: 'utf8' }).stdout.trim();
+    const tickets = () => spawnSync('bash', ['-c', `ls ${env.layout.lock}.queue 2>/dev/null`], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+    const a = taker('a', 60, `while [ ! -e ${go} ]; do sleep 0.05; done\n`);
+    expect(await waitFor(() => existsSync(join(env.layout.lock, 'info')), 15_000, 50), 'A holds the lock').toBe(true);
+    // A waiter that dies (its connection and its step killed at once, kill -9: no clean-up) before B queues: its
+    // ticket comes first, and is skipped (removed).
+    const dead = taker('dead', 60, '', true);
+    expect(await waitFor(() => sleeping(dead.conn) !== '', 15_000, 20), 'the dead-to-be waiter waits').toBe(true);
+    process.kill(-dead.conn.pid!, 'SIGKILL');
+    await dead.done;
+    // A run that gives up (its switch.lock_wait over) leaves no ticket.
+    const quitter = taker('quitter', 1);
+    await quitter.done;
+    expect(readFileSync(join(dir, 'out-quitter'), 'utf8')).toContain('lock held');
+    const b = taker('b', 60);
+    expect(await waitFor(() => sleeping(b.conn) !== '', 15_000, 20), 'B waits').toBe(true);
+    // C queued half a second after a look of B: its looks fall between B's.
+    await sleep(500);
+    const c = taker('c', 60);
+    expect(await waitFor(() => sleeping(c.conn) !== '', 15_000, 20), 'C waits').toBe(true);
+    // A lets go right after a look of C then one of B: C looks next, and without the queue would take the lock
+    // before B.
+    spawnSync('bash', ['-c', `look() { local s0 s; s0=$(pgrep -x sleep -P "$1"); for _ in {1..500}; do s=$(pgrep -x sleep -P "$1"); if [ -n "$s" ] && [ "$s" != "$s0" ]; then return; fi; sleep 0.01; done; }\nlook ${step(c.conn)}; look ${step(b.conn)}; touch ${go}`]);
+    await Promise.all([a.done, b.done, c.done]);
+    expect(readFileSync(order, 'utf8')).toBe('a\nb\nc\n');
+    for (const id of ['a', 'b', 'c']) expect(readFileSync(join(dir, `err-${id}`), 'utf8')).not.toMatch(/cannot|not taken/);
+    expect(tickets()).toEqual([]);
+    expect(existsSync(env.layout.lock)).toBe(false);
+  }, 60_000);
+
+  it('an operation that acts on the release live when it was asked (a rollback, LockRequest.premise): queued behind a run that put another live, it does nothing once it has the lock, saying which was live then and now; one whose first look was an earlier step (live) too; unchanged, it goes on', async () => {
+    const { dir, env, sshd, write } = setup();
+    const live = (id: string) => {
+      mkdirSync(join(env.layout.releases, id), { recursive: true });
+      spawnSync('ln', ['-sfn', join(env.layout.releases, id), env.layout.current]);
+    };
+    live('r-old');
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    heldBy(env, holder);
+    const script = write('rollback.sh', scriptText(acquireLock(env, { ...request('rb', 30), premise: true }, '', 'echo "the rollback ran" >&2')));
+    const conn = spawn(sshd, ['-c', `bash ${script} > ${join(dir, 'out')} 2> ${join(dir, 'err')}; echo $? > ${join(dir, 'code')}`], { stdio: 'ignore' });
+    const done = new Promise((r) => conn.once('exit', r));
+    await waitFor(() => spawnSync('pgrep', ['-x', 'sleep', '-P', spawnSync('pgrep', ['-P', String(conn.pid)], { encoding: 'utf8' }).stdout.trim() || '0']).status === 0, 15_000, 50);
+    // The run ahead deploys r-new and lets go.
+    live('r-new');
+    holder.kill('SIGKILL');
+    spawnSync('rm', ['-rf', env.layout.lock]);
+    await done;
+    const out = result(readFileSync(join(dir, 'out'), 'utf8'));
+    expect(readFileSync(join(dir, 'code'), 'utf8').trim()).toBe(String(LOCK_PREMISE_EXIT));
+    expect(reported(out, LOCK_KEYS.premise_changed)).toBe('r-old r-new');
+    expect(readFileSync(join(dir, 'err'), 'utf8')).not.toContain('the rollback ran');
+    expect(parseLock(out).state).toBe('acquired');
+    spawnSync('rm', ['-rf', env.layout.lock]);
+    // Its first look an earlier step's (the first round's answer, LockRequest.live): the same.
+    const again = spawnSync(sshd, ['-c', 'bash ' + write('again.sh', scriptText(acquireLock(env, { ...request('rb2', 30), premise: true, live: 'r-old' }))) + '; exit $?'], { encoding: 'utf8' });
+    expect(again.status).toBe(LOCK_PREMISE_EXIT);
+    spawnSync('rm', ['-rf', env.layout.lock]);
+    // Nothing changed meanwhile: taken, and on.
+    const same = spawnSync(sshd, ['-c', 'bash ' + write('same.sh', scriptText(acquireLock(env, { ...request('rb3', 30), premise: true, live: 'r-new' }))) + '; exit $?'], { encoding: 'utf8' });
+    expect(same.status).toBe(0);
+    expect(reported(result(same.stdout), LOCK_KEYS.live_seen)).toBe('r-new');
+  }, 45_000);
 });
 
 /**

@@ -64075,6 +64075,11 @@ var environmentSchema = object(
       object({
         health_timeout: opt(seconds2(1, 900), "seconds the new processes get to pass their health checks", 60),
         health_interval: opt(seconds2(0.1, 60, false), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
+        settle: opt(
+          seconds2(0, 600, false),
+          "seconds each new program must keep running, as the same process, from its start before traffic moves to it (what Kubernetes calls minReadySeconds): one that answers its health check and exits within them fails the deploy; 0 = its first healthy answer is enough",
+          3
+        ),
         keep_previous: opt(
           boolean(),
           "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",

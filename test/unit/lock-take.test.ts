@@ -450,6 +450,21 @@ bash ${unlock}`], { encoding: 'utf8' });
     expect(existsSync(env.layout.lock)).toBe(false);
   }, 60_000);
 
+  it('a queue ticket a run was killed while writing (.new.<pid>, never renamed into the queue): removed by a later take once 10 minutes old, a fresh one kept (it may be a run writing it now)', () => {
+    const { env, sshd, write } = setup();
+    const queue = `${env.layout.lock}.queue`;
+    mkdirSync(queue);
+    writeFileSync(join(queue, '.new.999'), 'operation=deploy\n');
+    const old = new Date(Date.now() - 20 * 60_000);
+    utimesSync(join(queue, '.new.999'), old, old);
+    writeFileSync(join(queue, '.new.998'), 'operation=deploy\n');
+    const r = spawnSync(sshd, ['-c', `bash ${write('take.sh', scriptText(acquireLock(env, request('r1', 0), '', unlockScript(env, 'r1', []))))}; true`], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(existsSync(join(queue, '.new.999'))).toBe(false);
+    expect(existsSync(join(queue, '.new.998'))).toBe(true);
+    expect(existsSync(env.layout.lock)).toBe(false);
+  });
+
   it('an operation that acts on the release live when it was asked (a rollback, LockRequest.premise): queued behind a run that put another live, it does nothing once it has the lock, saying which was live then and now; one whose first look was an earlier step (live) too; unchanged, it goes on', async () => {
     const { dir, env, sshd, write } = setup();
     const live = (id: string) => {

@@ -67791,10 +67791,14 @@ holder_start=$(proc_start "$holder" || true)
 # The boot it belongs to: after a reboot the same pid and start time may be another process's (LOCK_STATE).
 holder_boot=; boot_id holder_boot
 [ -d ${quote(L.state)} ] || install -d -m 0755 -o root -g root ${quote(L.base)} ${quote(L.state)}
-# What a run killed between the two steps of a taking or a letting go left beside the lock (see below), once old
-# (looked for by bash first: usually there is none).
-for f in "$lock".taking.* "$lock".gone.*; do
-  if [ -e "$f" ]; then find ${quote(L.state)} -maxdepth 1 \( -name ${quote(`${L.lock.split("/").pop()}.taking.*`)} -o -name ${quote(`${L.lock.split("/").pop()}.gone.*`)} \) -mmin +10 -exec rm -rf {} + 2>/dev/null || true; break; fi
+# What a run killed between the two steps of a taking or a letting go left beside the lock (see below), or while
+# it wrote its queue ticket (LOCK_QUEUE's .new.<pid>), once old (looked for by bash first: usually there is none).
+for f in "$lock".taking.* "$lock".gone.* "$lock".queue/.new.*; do
+  if [ -e "$f" ]; then
+    find ${quote(L.state)} -maxdepth 1 \( -name ${quote(`${L.lock.split("/").pop()}.taking.*`)} -o -name ${quote(`${L.lock.split("/").pop()}.gone.*`)} \) -mmin +10 -exec rm -rf {} + 2>/dev/null || true
+    find "$lock.queue" -maxdepth 1 -name '.new.*' -mmin +10 -exec rm -f {} + 2>/dev/null || true
+    break
+  fi
 done
 # The wait is counted in seconds since boot (/proc/uptime), not by the wall clock: a clock stepped meanwhile (NTP
 # setting a skewed clock right, by hand) would end it early, or stretch it past the step's timeout, as an unclear one.

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
+import { quote } from '../shell.ts';
 import { EXAMPLE_RECIPIENT, defaultKeyFile, exposedKeyWarning } from './key-file.ts';
 import { isPrivateKey } from './parts.ts';
 
@@ -34,7 +35,9 @@ const IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
 const RECIPIENT_RE = /^age1[0-9a-z]+$/;
 
 /** Parse identities from key-file text: one per line, `#` comments and blank lines ignored. Never echoes a line. */
-export async function parseIdentities(text: string, source: string): Promise<Identity[]> {
+export async function parseIdentities(text: string, source: string, encrypted?: { first: string; moveTo?: string }): Promise<Identity[]> {
+  const sealed = encryptedKeyFile(text, source, encrypted);
+  if (sealed) throw sealed;
   const out: Identity[] = [];
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
@@ -66,6 +69,23 @@ export async function parseIdentities(text: string, source: string): Promise<Ide
     out.push({ secret: line, recipient, source });
   }
   return out;
+}
+
+/**
+ * A key file encrypted with age (`age -p`: passphrase-protected; binary, or armored `-----BEGIN AGE ENCRYPTED
+ * FILE-----`), which sops and age ask the passphrase of and ops, run from scripts and CI alike, does not: the error
+ * saying so and how to have age decrypt it for ops (SOPS_AGE_KEY_CMD, which sops reads too), or undefined. Its first
+ * line would otherwise be refused as "not an age identity", which sends the operator looking for a broken key.
+ */
+function encryptedKeyFile(text: string, source: string, how: { first: string; moveTo?: string } = { first: '' }): OpsError | undefined {
+  const head = text.replace(/^\uFEFF/, '').trimStart();
+  if (!head.startsWith('age-encryption.org/') && !head.startsWith('-----BEGIN AGE ENCRYPTED FILE-----')) return undefined;
+  if (source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' || source.startsWith('input '))
+    return new OpsError(`${source} holds an age-encrypted file (passphrase-protected, as \`age -p\` writes it), not an age identity`, `give the key itself (AGE-SECRET-KEY-1…), which \`age -d FILE\` prints${source === 'SOPS_AGE_KEY_CMD' ? ': end the command with it' : ''}`);
+  return new OpsError(
+    `${source} is a passphrase-protected age key file (encrypted with \`age -p\`): ops does not ask for passphrases`,
+    `${how.first}have age decrypt it for each command: export SOPS_AGE_KEY_CMD=${quote(`age -d ${quote(how.moveTo ?? source)}`)} (age asks for the passphrase on your terminal; sops runs that command too); in CI, give the plain key in SOPS_AGE_KEY`,
+  );
 }
 
 /** A private key as written in a line of other text (any case: the shape is what is looked for, never shown). */
@@ -136,7 +156,7 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
         'point SOPS_AGE_KEY_FILE at your age key file, or unset it',
       );
     }
-    const found = await parseIdentities(text, file);
+    const found = await parseIdentities(text, file, { first: 'unset SOPS_AGE_KEY_FILE, and ' });
     identities.push(...found);
     exposed(file, found);
     tried.push(`SOPS_AGE_KEY_FILE=${file} (${found.length} key${found.length === 1 ? '' : 's'})`);
@@ -153,8 +173,10 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
     tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? '' : 's'})`);
   }
   const file = defaultKeyFile(processEnv);
+  const moved = file.replace(/\.txt$/, '') + '.age';
   if (userFileExists(file, file, 'an age key file')) {
-    const found = await parseIdentities(readFileSync(file, 'utf8'), file);
+    // ops reads this file whenever it exists: an encrypted one goes elsewhere for SOPS_AGE_KEY_CMD to decrypt
+    const found = await parseIdentities(readFileSync(file, 'utf8'), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved });
     identities.push(...found);
     exposed(file, found);
     tried.push(`${file} (${found.length} key${found.length === 1 ? '' : 's'})`);

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { OpsError, errorFields, failedResult, formatError, showControls } from '../core/errors.ts';
+import { homeDir } from '../core/home.ts';
 import { quote, validate, wholeNumber, wholeNumberRange } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter, type ValueFormat } from '../core/report.ts';
@@ -686,7 +687,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const typedPaths = new Map<string, string>();
   const absolute = (p: string): string => {
     if (isAbsolute(p) || p === '') return p;
-    const abs = userPath(cwd, p, processEnv.HOME || undefined);
+    const abs = userPath(cwd, p, homeDir(processEnv));
     if (!p.startsWith('~')) typedPaths.set(abs, p);
     return abs;
   };
@@ -712,7 +713,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     // so the shell left it: SOPS_AGE_KEY_FILE='~/keys.txt') is the home directory, as in every path typed (userPath;
     // npm runs ops from the project root: a relative one was read from there, not found).
     const keyFile = processEnv.SOPS_AGE_KEY_FILE;
-    if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: userPath(cwd, keyFile, processEnv.HOME || undefined) };
+    if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: userPath(cwd, keyFile, homeDir(processEnv)) };
     const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
     const took = npmTookOptions(specs, rest, processEnv);
     if (took.length) {
@@ -745,13 +746,13 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     }
     checkArgs(command, parsed.positionals, () => {
       try {
-        const found = io.root ?? optionalProjectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined);
+        const found = io.root ?? optionalProjectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv));
         return found === undefined ? [] : listEnvironments(found);
       } catch {
         return []; // no project to name them from: the usage alone
       }
     }, processEnv);
-    const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined) : projectRoot(processEnv.OPS_ROOT, cwd, processEnv.HOME || undefined));
+    const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv)) : projectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv)));
     const inProject = root !== undefined;
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>, command);
     json = 'json' in specs && values.json === true;

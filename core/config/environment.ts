@@ -3,13 +3,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { isIP, isIPv6 } from 'node:net';
-import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import { type Document, isAlias, isPair, isSeq, parseDocument, visit, type Node as YamlNode, type YAMLError } from 'yaml';
 import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { nodeEnvFileProblem, readersTable } from '../dotenv-readers.ts';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
+import { homeDir, noHomeReason } from '../home.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
 import { syntaxProblem } from '../secrets/tree-parse.ts';
@@ -94,12 +94,16 @@ export function listEnvironments(root: string): string[] {
 
 /**
  * A path as a user writes it in a setting or a command-line option, made absolute: `~` and `~/...` are the home
- * directory (`home`: $HOME, else the account's), as a shell or ssh_config reads them (a shell does not expand them
- * after `--identity=`, nor does YAML); an absolute path is itself; anything else is relative to `base`.
- * @throws OpsError for `~user/...` (another account's home is not looked up: write the full path).
+ * directory (`home`: core/home.ts homeDir, $HOME else the account's), as a shell or ssh_config reads them (a shell
+ * does not expand them after `--identity=`, nor does YAML); an absolute path is itself; anything else is relative to `base`.
+ * @throws OpsError for `~user/...` (another account's home is not looked up: write the full path), and for `~` when
+ * no home directory is known (HOME unset or empty under an account without one).
  */
-export function userPath(base: string, p: string, home = process.env.HOME || homedir()): string {
-  if (p === '~' || p.startsWith('~/')) return join(home, p.slice(1));
+export function userPath(base: string, p: string, home: string | undefined = homeDir()): string {
+  if (p === '~' || p.startsWith('~/')) {
+    if (!home) throw new OpsError(`${p}: ${noHomeReason()}`, `write the full path, or set HOME to your home directory`);
+    return join(home, p.slice(1));
+  }
   if (p.startsWith('~')) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split('/')[0]}${p.includes('/') ? p.slice(p.indexOf('/')) : ''})`);
   return isAbsolute(p) ? p : resolve(base, p);
 }

@@ -1,7 +1,7 @@
 // Which SSH key to log in with, in a fixed order that works the same on a runner and on a laptop.
 import { existsSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { homedir } from 'node:os';
+import { homeDir, noHomeReason } from '../home.ts';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
@@ -113,14 +113,16 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
   if (sources.configFile) return fromFile(sources.configFile, 'ssh.identity_file');
   // As ssh without an IdentityFile: the agent's keys, then each default key file (not just the first that exists).
   const agent = sock;
-  const home = sources.home ?? homedir();
+  const home = sources.home ?? homeDir(processEnv);
   const defaultKeys: { file: string; privateKey: string }[] = [];
   const skipped: string[] = [];
   // A default key file ops cannot use is left out, said where a login fails, as ssh passes over one (a key given is
   // refused at once instead: it was asked for).
   let encrypted: string | undefined;
-  for (const f of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
-    const p = join(home, '.ssh', f);
+  // no home directory known: no default key files, said (never ~/.ssh read relative to the directory ops runs in)
+  if (!home) skipped.push(`~/.ssh/id_{ed25519,ecdsa,rsa}: ${noHomeReason(processEnv)}`);
+  for (const f of home ? ['id_ed25519', 'id_ecdsa', 'id_rsa'] : []) {
+    const p = join(home!, '.ssh', f);
     let privateKey: string;
     try {
       if (!userFileExists(p, p, 'an SSH private key')) continue;
@@ -143,7 +145,9 @@ export function resolveCredentials(sources: IdentitySources, reporter: Reporter)
       `no SSH key to log in with: ${skipped.join('; ')}`,
       encrypted
         ? `add the key to your SSH agent (eval "$(ssh-agent)"; ssh-add ${encrypted}), or give its passphrase in $OPS_SSH_KEY_PASSPHRASE; or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`
-        : 'fix or replace that key file, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)',
+        : !home
+          ? 'set HOME to your home directory, or give a key (--identity FILE, $OPS_SSH_KEY, ssh.identity_file), or start your SSH agent'
+          : 'fix or replace that key file, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)',
     );
   }
   if (!agent && !defaultKeys.length) {

@@ -1,15 +1,22 @@
 // Where sops looks for age identities by default: a module of its own, without the age library, so the CLI's
 // help texts can name the file without loading it.
 import { statSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
+import { homeDir } from '../home.ts';
 
 /** Public key of environments/example-age-key.txt, committed so the shipped examples can be read. */
 export const EXAMPLE_RECIPIENT = 'age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v';
 
-/** `$XDG_CONFIG_HOME/sops/age/keys.txt`, else `~/.config/sops/age/keys.txt` (sops's default on Linux). */
+/**
+ * `$XDG_CONFIG_HOME/sops/age/keys.txt`, else `~/.config/sops/age/keys.txt` (sops's default on Linux), absolute; a
+ * relative XDG_CONFIG_HOME is ignored, as the XDG Base Directory specification says (and Go's os.UserConfigDir, so
+ * sops). With no home directory known (core/home.ts homeDir), the path as written, `~/.config/sops/age/keys.txt`:
+ * named in messages, never read (it would be relative to the directory ops runs in).
+ */
 export function defaultKeyFile(processEnv: NodeJS.ProcessEnv = process.env): string {
-  const base = processEnv.XDG_CONFIG_HOME || join(processEnv.HOME || homedir(), '.config');
+  const xdg = processEnv.XDG_CONFIG_HOME;
+  const home = homeDir(processEnv);
+  const base = xdg && isAbsolute(xdg) ? xdg : home ? join(home, '.config') : '~/.config';
   return join(base, 'sops', 'age', 'keys.txt');
 }
 

@@ -2,9 +2,10 @@
 // file's data key wrapped for each recipient as an armored age file.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
+import { noHomeReason } from '../home.ts';
 import { quote } from '../shell.ts';
 import { EXAMPLE_RECIPIENT, defaultKeyFile, exposedKeyWarning } from './key-file.ts';
 import { isPrivateKey } from './parts.ts';
@@ -174,7 +175,8 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
   }
   const file = defaultKeyFile(processEnv);
   const moved = file.replace(/\.txt$/, '') + '.age';
-  if (userFileExists(file, file, 'an age key file')) {
+  if (!isAbsolute(file)) tried.push(`${file} (${noHomeReason(processEnv)})`);
+  else if (userFileExists(file, file, 'an age key file')) {
     // ops reads this file whenever it exists: an encrypted one goes elsewhere for SOPS_AGE_KEY_CMD to decrypt
     const found = await parseIdentities(readFileSync(file, 'utf8'), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved });
     identities.push(...found);

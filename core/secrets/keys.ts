@@ -193,6 +193,9 @@ export async function identitiesFromText(text: string, source = 'given key'): Pr
   return { identities: await parseIdentities(text, source), tried: [source] };
 }
 
+/** An SSH public key as sops and age take it for a recipient (`ssh-ed25519 AAAA…`, `ssh-rsa AAAA…`, a comment after it). */
+export const SSH_RECIPIENT_RE = /^ssh-(ed25519|rsa) AAAA[0-9A-Za-z+/=]+( .*)?$/;
+
 /** Whether `s` is an age recipient (age1..., Bech32). */
 export function isRecipient(s: string): boolean {
   return RECIPIENT_RE.test(s);
@@ -206,6 +209,10 @@ export function checkRecipient(r: string, where = 'recipient'): string {
   if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-…), not a recipient; it was not shown`, 'give the public key (age1…) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)');
   }
+  // An SSH public key, which sops 3.10+ and age take as a recipient (age-ssh, getsops/sops age/keysource.go
+  // parseRecipient): public, so shown; ops wraps data keys for age keys only (sshRecipientRefusal).
+  if (SSH_RECIPIENT_RE.test(value))
+    throw new OpsError(`${where}: ${value} is an SSH public key (a recipient sops and age encrypt to), not an age recipient: ops encrypts to age keys (age1…) only`, `give an age public key instead (\`ops keygen\` makes one); to keep SSH recipients, change the files with the sops binary (sops updatekeys FILE)`);
   // Several public keys in one value, as .sops.yaml lists them (age1…,age1…): each is given on its own.
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))

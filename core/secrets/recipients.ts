@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { OpsError } from '../errors.ts';
 import { ChangedOnDiskError, InterruptedError, interruption, shownPath } from './atomic.ts';
 import { envSopsFiles, secretsPath } from './env.ts';
-import { checkRecipient, type Identities } from './keys.ts';
+import { SSH_RECIPIENT_RE, checkRecipient, type Identities } from './keys.ts';
 import { SOPS_CONFIG_FILE, recipientsFor, ruleFor, setEnvRule } from './sops-config.ts';
 import { parseSops } from './sops-metadata.ts';
 import { SecretsFile } from './sops.ts';
@@ -201,19 +201,23 @@ export async function addRecipient(root: string, env: string, recipient: string,
  * of the user's that a file or the rule has (refuseLockout); nothing written then.
  */
 export async function removeRecipient(root: string, env: string, recipient: string, open: OpenWith, force = false): Promise<{ files: FileChange[]; fromRule: boolean }> {
-  const r = checkRecipient(recipient);
+  // an SSH recipient sops wrote (age-ssh) can be removed (the files' new data key goes to their age keys), matched
+  // by its type and key, whatever comment follows
+  const ssh = SSH_RECIPIENT_RE.test(recipient.trim());
+  const r = ssh ? recipient.trim() : checkRecipient(recipient);
+  const same = (x: string) => (ssh ? SSH_RECIPIENT_RE.test(x) && x.split(' ').slice(0, 2).join(' ') === r.split(' ').slice(0, 2).join(' ') : x === r);
   const opened = await openAll(root, env, open);
   const rule = ruleFor(root, secretsPath(root, env));
   const base = rule?.pathRegex !== undefined && rule.age.length ? rule.age : (opened[0]?.recipients ?? []);
-  const inRule = base.includes(r);
-  const inFiles = opened.filter((s) => s.recipients.includes(r));
+  const inRule = base.some(same);
+  const inFiles = opened.filter((s) => s.recipients.some(same));
   if (!inRule && !inFiles.length) throw new OpsError(`${r} is not a recipient of ${env}'s secrets`, `\`ops secrets recipients ${env}\` lists them`);
-  const remaining = base.filter((x) => x !== r);
+  const remaining = base.filter((x) => !same(x));
   if (inRule && remaining.length === 0) throw new OpsError(`${r} is the only recipient of ${env}`, 'add the new recipient first, then remove this one');
   const before = [...inFiles.map((s) => [...s.recipients]), ...(inRule ? [base] : [])];
-  const after = [...inFiles.map((s) => s.recipients.filter((x) => x !== r)), ...(inRule ? [remaining] : [])];
+  const after = [...inFiles.map((s) => s.recipients.filter((x) => !same(x))), ...(inRule ? [remaining] : [])];
   refuseLockout(env, open.identities, before, after, (named) => `this would remove ${named}`, `ops secrets recipients ${env} remove ${r}`, force);
-  for (const s of inFiles) s.removeRecipient(r);
+  for (const s of inFiles) s.removeRecipient(s.recipients.find(same)!);
   const files: FileChange[] = [];
   const written = await saveEach(inFiles, open, inRule ? [SOPS_CONFIG_FILE] : []);
   inFiles.forEach((s, i) => files.push({ file: s.file, written: written[i]!, added: [], removed: [r], recipients: s.recipients }));

@@ -60,6 +60,23 @@ async function unwrapAny(stanzas: AgeStanza[], ids: Identities): Promise<{ key?:
 }
 
 /**
+ * What to say of a file encrypted to SSH public keys (`ssh-ed25519 …`, `ssh-rsa …` recipients, which sops 3.10+ and age
+ * decrypt with the SSH private key: SOPS_AGE_SSH_PRIVATE_KEY_FILE, else ~/.ssh/id_ed25519, id_rsa; getsops/sops
+ * age/keysource.go): ops opens age keys only, so an operator whose key is one of those is told so, with the two ways
+ * on, rather than only that no age key was found. Undefined when it has none.
+ */
+function sshRecipients(stanzas: AgeStanza[], file: string): { said: string; fix: string; all: boolean } | undefined {
+  const ssh = stanzas.filter((s) => /^ssh-/.test(s.recipient));
+  if (!ssh.length) return undefined;
+  const all = ssh.length === stanzas.length;
+  return {
+    said: `; ${all ? 'it is encrypted only' : `${ssh.length} of its recipients are`} to SSH public keys (${[...new Set(ssh.map((s) => s.recipient.split(' ')[0]))].join(', ')}: sops and age decrypt with your SSH private key), which ops cannot decrypt with: it reads age keys (AGE-SECRET-KEY-1…) only`,
+    fix: `have someone who can decrypt ${file} add an age public key of yours (\`ops keygen\` makes one; \`ops secrets recipients <env> add <age1...>\` with ops, \`sops updatekeys\` with sops, after adding it to .sops.yaml); until then the sops binary reads it with your SSH key (SOPS_AGE_SSH_PRIVATE_KEY_FILE, else ~/.ssh/id_ed25519)`,
+    all,
+  };
+}
+
+/**
  * The data key, from the stanzas of `sops.age`, or with key groups from `shamir_threshold` groups' shares
  * (sops.go GetDataKeyWithKeyServices). Throws OpsError saying which keys were tried and what is missing.
  */
@@ -70,10 +87,11 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
     const others = meta.foreign.length ? ` (it has ${meta.foreign.join(', ')} keys, which this tool cannot use)` : '';
     throw new OpsError(`${file} has no age recipients${others}`, 'decrypt it with the sops binary, or re-encrypt it to age recipients');
   }
+  const ssh = sshRecipients(stanzas, file);
   if (ids.identities.length === 0) {
     throw new NoAgeIdentity(
-      `no age identity to decrypt ${file}: looked in ${ids.tried.join(', ')}`,
-      `set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}${(ids.defaultFile ?? defaultKeyFile()).startsWith('~') ? ' once HOME names your home directory' : ''}: the one \`ops env new\` printed, or your own once someone who can decrypt added it (\`ops keygen\` makes it; a new key alone decrypts nothing)`,
+      `no age identity to decrypt ${file}: looked in ${ids.tried.join(', ')}${ssh?.said ?? ''}`,
+      ssh && ssh.all ? ssh.fix : `${ssh ? `${ssh.fix}; or ` : ''}set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}${(ids.defaultFile ?? defaultKeyFile()).startsWith('~') ? ' once HOME names your home directory' : ''}: the one \`ops env new\` printed, or your own once someone who can decrypt added it (\`ops keygen\` makes it; a new key alone decrypts nothing)`,
     );
   }
   if (meta.keyGroups && meta.keyGroups.length > 1) {
@@ -114,8 +132,8 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
   }
   const yours = ids.identities.map((i) => i.recipient).join(', ');
   throw new OpsError(
-    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(', ')}`,
-    `ask someone who can decrypt it to add your public key (\`ops secrets recipients <env> add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})`,
+    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(', ')}${ssh?.said ?? ''}`,
+    ssh ? `${ssh.fix}; or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})` : `ask someone who can decrypt it to add your public key (\`ops secrets recipients <env> add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})`,
   );
 }
 

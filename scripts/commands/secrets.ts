@@ -1,7 +1,7 @@
 // Commands about secrets: sops files with age recipients, handled without the sops binary.
 // `secrets decrypt` and `secrets show` are the only commands that print plaintext.
 import { spawn } from 'node:child_process';
-import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync, realpathSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
@@ -284,15 +284,48 @@ const TERMINAL_EDITORS = new Set(['vi', 'vim', 'vim.basic', 'vim.tiny', 'vim.nox
  * Pure.
  */
 function terminalEditor(command: string, processEnv: NodeJS.ProcessEnv): string | undefined {
-  const words = command.trim().split(/\s+/).map((w) => w.replace(/^(['"])(.*)\1$/, '$2'));
-  while (words.length > 1 && (/^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0]!) || words[0] === 'env')) words.shift();
-  const program = words[0]!.split('/').at(-1)!;
-  const args = words.slice(1);
+  const { program, args } = editorProgram(command);
   if (program === 'emacsclient') return args.some((a) => ['-t', '-nw', '--tty'].includes(a)) ? program : undefined;
   if (!TERMINAL_EDITORS.has(program)) return undefined;
   if (program === 'emacs' && (processEnv.DISPLAY || processEnv.WAYLAND_DISPLAY) && !args.some((a) => a === '-nw' || a === '--no-window-system')) return undefined;
   if (/^(vim?|view)$/.test(program) && args.includes('-g')) return undefined;
   return program;
+}
+
+/** An editor command's program (a path's last part; VAR=value words and `env` before it skipped) and its arguments. Pure. */
+function editorProgram(command: string): { program: string; word: string; args: string[] } {
+  const words = command.trim().split(/\s+/).map((w) => w.replace(/^(['"])(.*)\1$/, '$2'));
+  while (words.length > 1 && (/^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0]!) || words[0] === 'env')) words.shift();
+  return { program: words[0]!.split('/').at(-1)!, word: words[0]!, args: words.slice(1) };
+}
+
+/**
+ * The arguments that keep vim and neovim (vi, view, gvim... when they are vim: Debian's vi is vim.basic or vim.tiny
+ * through /etc/alternatives, followed) from writing the decrypted text anywhere else than the file ops removes: no
+ * swap file (-n; a `directory=~/.vim/swap//` keeps one, which a closed terminal leaves behind), no viminfo or shada
+ * (-i NONE: registers hold yanked values), and, after the vimrc (-c), no backup (`set backup backupdir=~/.vim/backup//`
+ * kept the whole file there) and no undo file (`set undofile undodir=...`: every change, the values typed included).
+ * None for other editors. `processEnv`'s PATH finds the program.
+ */
+export function privateEditorArgs(command: string, processEnv: NodeJS.ProcessEnv): string[] {
+  const { program, word } = editorProgram(command);
+  const vim = (name: string) => /^(g|r|rg)?(vim?|view|vimdiff)(\.[a-z]+)?$|^nvim$/.test(name);
+  if (!vim(program)) return [];
+  // vi or view may be another vi (nvi, elvis, busybox): by what the name leads to
+  let real = program;
+  // as the shell finds it: the first executable file of that name on PATH (none: the shell says so when it runs it)
+  for (const f of word.includes('/') ? [word] : (processEnv.PATH ?? '').split(':').map((d) => join(d || '.', word))) {
+    try {
+      accessSync(f, constants.X_OK);
+      if (statSync(f).isDirectory()) continue;
+      real = realpathSync(f).split('/').at(-1)!;
+      break;
+    } catch {
+      // not there, or not executable: the next
+    }
+  }
+  if (!/^(g|r|rg)?vim(\.[a-z]+)?$|^nvim$/.test(real)) return [];
+  return ['-n', '-i', 'NONE', '-c', 'set nobackup nowritebackup noundofile noswapfile'];
 }
 
 /**
@@ -308,7 +341,7 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
     const screen = editorScreen();
     let child: ReturnType<typeof spawn>;
     try {
-      child = spawn('sh', ['-c', `exec ${editor} "$@"`, 'editor', file], { stdio: ['inherit', screen.stdout, 'inherit'], env: processEnv });
+      child = spawn('sh', ['-c', `exec ${editor} "$@"`, 'editor', ...privateEditorArgs(editor, processEnv), file], { stdio: ['inherit', screen.stdout, 'inherit'], env: processEnv });
     } finally {
       screen.close(); // the child has its own copy
     }

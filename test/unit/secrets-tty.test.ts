@@ -6,28 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { type Env, cli, editor, newEnv, open, tempDir } from './secrets.helpers.ts';
-
-const PTY = fileURLToPath(new URL('../support/on_terminal.py', import.meta.url));
-const OPS = fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url));
-
-type Step = [wait: string, send: string | { signal: NodeJS.Signals }];
-
-/**
- * `script` (sh) run on a new terminal in e's project, `steps` typed as their text appears; what the terminal showed,
- * with the shell's last word: `exit=<ops's exit code>` and `stty -a` (the terminal's modes once ops has ended).
- */
-async function onTerminal(e: Env, script: string, steps: Step[]): Promise<{ out: string; exit: number; echo: boolean }> {
-  const spec = { argv: ['sh', '-c', `${script}; echo "exit=$?"; stty -a`], cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, OPS: OPS, TERM: 'xterm', ...e.env }, steps };
-  const { stdout } = await promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 150_000 });
-  const { out } = JSON.parse(stdout) as { out: string };
-  const exit = /exit=(\d+)/.exec(out);
-  expect(exit, out).not.toBeNull();
-  // stty -a lists "echo" when the terminal echoes what is typed, "-echo" when not
-  const modes = out.slice(out.indexOf('exit='));
-  expect(modes, out).toMatch(/(^|\s)-?echo(\s|$)/);
-  return { out, exit: Number(exit![1]), echo: /(^|\s)echo(\s|$)/.test(modes) };
-}
+import { type Env, OPS, PTY, type Step, cli, editor, newEnv, onTerminal, open, tempDir } from './secrets.helpers.ts';
 
 /**
  * `ops secrets set qa typed_key` on a new terminal in a new project, `steps` typed, for a run that must change nothing:

@@ -1,7 +1,8 @@
 // Shared by the secrets tests: the real-sops vectors, temporary project roots (removed after each test, or after
 // the file for those made outside a test), the CLI run in-process, the real sops and age-keygen, a secrets file
 // holding given text, and an editor open while another command saves the file.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,3 +140,26 @@ export function editor(body: string): { cmd: string; record: string } {
   return { cmd: script, record };
 }
 
+
+export const PTY = fileURLToPath(new URL('../support/on_terminal.py', import.meta.url));
+export const OPS = fileURLToPath(new URL('../../scripts/ops-bin.js', import.meta.url));
+
+/** A step on a terminal (test/support/on_terminal.py): the text to wait for, then what to type or the signal to send. */
+export type Step = [wait: string, send: string | { signal: NodeJS.Signals } | { hangup: true }];
+
+/**
+ * `script` (sh) run on a new terminal in e's project, `steps` typed as their text appears; what the terminal showed,
+ * with the shell's last word: `exit=<ops's exit code>` and `stty -a` (the terminal's modes once ops has ended).
+ * `env` adds to (or replaces) the variables it runs with (HOME is the project's otherwise).
+ */
+export async function onTerminal(e: Env, script: string, steps: Step[], env: NodeJS.ProcessEnv = {}): Promise<{ out: string; exit: number; echo: boolean }> {
+  const spec = { argv: ['sh', '-c', `${script}; echo "exit=$?"; stty -a`], cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, OPS: OPS, TERM: 'xterm', ...e.env, ...env }, steps };
+  const { stdout } = await promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 150_000 });
+  const { out } = JSON.parse(stdout) as { out: string };
+  const exit = /exit=(\d+)/.exec(out);
+  expect(exit, out).not.toBeNull();
+  // stty -a lists "echo" when the terminal echoes what is typed, "-echo" when not
+  const modes = out.slice(out.indexOf('exit='));
+  expect(modes, out).toMatch(/(^|\s)-?echo(\s|$)/);
+  return { out, exit: Number(exit![1]), echo: /(^|\s)echo(\s|$)/.test(modes) };
+}

@@ -37,7 +37,7 @@ const RECIPIENT_RE = /^age1[0-9a-z]+$/;
 
 /** Parse identities from key-file text: one per line, `#` comments and blank lines ignored. Never echoes a line. */
 export async function parseIdentities(text: string, source: string, encrypted?: { first: string; moveTo?: string }): Promise<Identity[]> {
-  const sealed = encryptedKeyFile(text, source, encrypted);
+  const sealed = encryptedKeyFile(text, source, encrypted) ?? sshKeyGiven(text, source);
   if (sealed) throw sealed;
   const out: Identity[] = [];
   const lines = text.split(/\r?\n/);
@@ -86,6 +86,22 @@ function encryptedKeyFile(text: string, source: string, how: { first: string; mo
   return new OpsError(
     `${source} is a passphrase-protected age key file (encrypted with \`age -p\`): ops does not ask for passphrases`,
     `${how.first}have age decrypt it for each command: export SOPS_AGE_KEY_CMD=${quote(`age -d ${quote(how.moveTo ?? source)}`)} (age asks for the passphrase on your terminal; sops runs that command too); in CI, give the plain key in SOPS_AGE_KEY`,
+  );
+}
+
+/**
+ * An SSH key where an age key goes (SOPS_AGE_KEY_FILE=~/.ssh/id_ed25519: sops 3.10+ decrypts files encrypted to SSH
+ * public keys with one, read from SOPS_AGE_SSH_PRIVATE_KEY_FILE), named as such instead of its first line as "not an
+ * age identity"; never shown. Undefined for other text.
+ */
+function sshKeyGiven(text: string, source: string): OpsError | undefined {
+  const head = text.replace(/^\uFEFF/, '').trimStart();
+  const kind = /^-----BEGIN (OPENSSH|RSA|EC|DSA) PRIVATE KEY-----/.test(head) ? 'an SSH private key' : SSH_RECIPIENT_RE.test(head.split(/\r?\n/)[0]!.trim()) ? 'an SSH public key' : undefined;
+  if (!kind) return undefined;
+  const variable = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' || source.startsWith('input ');
+  return new OpsError(
+    `${variable ? `${source} holds` : `${source} is`} ${kind}, not an age key${variable ? '' : ' file'}${kind === 'an SSH private key' ? ' (not shown)' : ''}`,
+    `ops decrypts with age keys (AGE-SECRET-KEY-1…, from \`ops keygen\` or age-keygen) only: ${variable ? `give yours in ${source}` : 'point SOPS_AGE_KEY_FILE at your age key file'}; files encrypted to SSH public keys are the sops binary's to open (SOPS_AGE_SSH_PRIVATE_KEY_FILE)`,
   );
 }
 

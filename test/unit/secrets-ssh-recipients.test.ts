@@ -101,3 +101,24 @@ describe('an environment whose files sops encrypted to an age key and an SSH key
     expect(r.out.length).toBeGreaterThan(40);
   });
 });
+
+describe('an SSH key given where the age key goes', () => {
+  it('is named as one (private: never shown; public), with the age key asked for, not "line 1 is not an age identity"', async () => {
+    const e = await newEnv('qa');
+    const key = sshKey();
+    const secret = readFileSync(key.file, 'utf8');
+    const cases: [NodeJS.ProcessEnv, string][] = [
+      [{ SOPS_AGE_KEY_FILE: key.file }, `error: ${key.file} is an SSH private key, not an age key file (not shown)`],
+      [{ SOPS_AGE_KEY_FILE: `${key.file}.pub` }, `error: ${key.file}.pub is an SSH public key, not an age key file`],
+      [{ SOPS_AGE_KEY: secret }, 'error: SOPS_AGE_KEY holds an SSH private key, not an age key (not shown)'],
+    ];
+    for (const [env, said] of cases) {
+      const r = await cli(e.root, ['secrets', 'show', 'qa'], env);
+      expect(r.code).toBe(1);
+      expect(r.out).toBe('');
+      expect(r.err).toContain(said);
+      expect(r.err).toContain('hint: ops decrypts with age keys (AGE-SECRET-KEY-1…, from `ops keygen` or age-keygen) only');
+      for (const line of secret.split('\n').slice(1, -2)) expect(r.err).not.toContain(line);
+    }
+  });
+});

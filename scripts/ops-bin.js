@@ -8,7 +8,7 @@
 // The same directory keeps parsed environment files (parsed/, see cacheParsedYaml in core/config/environment.ts).
 // Without esbuild (a production install without dev dependencies), it falls back to tsx.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -51,6 +51,9 @@ async function ensureBundle() {
     return false;
   }
   mkdirSync(cache, { recursive: true });
+  // A cache this user cannot write (node_modules installed by another account, a read-only install): tsx runs the
+  // sources, silently, rather than esbuild printing "✘ [ERROR] Failed to write to output file" at every command.
+  accessSync(cache, constants.W_OK);
   const { bundleOptions } = await import(pathToFileURL(join(root, 'scripts', 'bundle-options.js')).href);
   await esbuild.build({
     ...bundleOptions,

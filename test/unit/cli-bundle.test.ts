@@ -1,9 +1,9 @@
 // scripts/ops-bin.js caches the CLI's bundle under node_modules/.cache. Two checkouts sharing one node_modules (a
 // symlink, as worktrees are often set up; a workspace) must each run their own sources: the bundle's freshness is
 // judged against the checkout that runs it, so one cache for both let a clean checkout run the other's edits.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -33,4 +33,25 @@ describe('the CLI bundle cache', () => {
     expect(mine).toContain('ops: provision, deploy and operate');
     expect(mine).not.toContain(MARK);
   }, 60_000);
+});
+
+describe.runIf(process.getuid?.() === 0)('a bundle cache the user cannot write (node_modules installed by another account)', () => {
+  it('the CLI runs its sources, with no esbuild error printed', () => {
+    const mine = mkdtempSync(join(tmpdir(), 'ops-checkout-ro-'));
+    const key = createHash('sha256').update(realpathSync(mine)).digest('hex').slice(0, 12);
+    const cache = join(ROOT, 'node_modules', '.cache', 'ops-pipeline', key);
+    try {
+      for (const part of ['core', 'scripts', 'package.json', 'package-lock.json']) cpSync(join(ROOT, part), join(mine, part), { recursive: true });
+      symlinkSync(join(ROOT, 'node_modules'), join(mine, 'node_modules'));
+      chmodSync(mine, 0o755);
+      mkdirSync(cache, { recursive: true, mode: 0o755 }); // root's, as the account that installed left it
+      const r = spawnSync('setpriv', ['--reuid=48213', '--regid=48213', '--clear-groups', process.execPath, join(mine, 'scripts', 'ops-bin.js'), '--help'], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/nonexistent', NO_COLOR: '1' }, timeout: 60_000 });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain('ops: provision, deploy and operate');
+    } finally {
+      rmSync(cache, { recursive: true, force: true });
+      rmSync(mine, { recursive: true, force: true });
+    }
+  });
 });

@@ -36,7 +36,7 @@ const IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
 const RECIPIENT_RE = /^age1[0-9a-z]+$/;
 
 /** Parse identities from key-file text: one per line, `#` comments and blank lines ignored. Never echoes a line. */
-export async function parseIdentities(text: string, source: string, encrypted?: { first: string; moveTo?: string }): Promise<Identity[]> {
+export async function parseIdentities(text: string, source: string, encrypted?: { first: string; moveTo?: string }, plugins?: string[]): Promise<Identity[]> {
   const sealed = encryptedKeyFile(text, source, encrypted) ?? sshKeyGiven(text, source);
   if (sealed) throw sealed;
   const out: Identity[] = [];
@@ -51,6 +51,11 @@ export async function parseIdentities(text: string, source: string, encrypted?: 
       throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, 'give the text with real line breaks (or only the AGE-SECRET-KEY-1… line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all');
     if (line === '' || line.startsWith('#')) continue;
     if (line.startsWith('AGE-PLUGIN-')) {
+      // beside native keys in one file (a YubiKey's and a plain one), as sops and age take it: the others are used
+      if (plugins) {
+        plugins.push(where);
+        continue;
+      }
       throw new OpsError(`${where}: age plugin identities are not supported`, 'use a native age key (AGE-SECRET-KEY-1…)');
     }
     // The public key beside it (what `# public key:` and .sops.yaml show) is the usual wrong paste.
@@ -151,6 +156,9 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
   const identities: Identity[] = [];
   const tried: string[] = [];
   const warnings: string[] = [];
+  // age plugin identities (AGE-PLUGIN-…) met, by line: skipped, said once
+  const plugins: string[] = [];
+  const count = (found: Identity[], before: number) => `${found.length} key${found.length === 1 ? '' : 's'}${plugins.length > before ? `, ${plugins.length - before} plugin identit${plugins.length - before === 1 ? 'y' : 'ies'} skipped` : ''}`;
   // the published example key (public, committed with the repository's modes) is no one's secret to protect
   const exposed = (file: string, found: Identity[]) => {
     if (found.every((i) => i.recipient === EXAMPLE_RECIPIENT)) return;
@@ -158,9 +166,10 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
     if (w) warnings.push(w);
   };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
-    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, 'SOPS_AGE_KEY');
+    const before = plugins.length;
+    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, 'SOPS_AGE_KEY', undefined, plugins);
     identities.push(...found);
-    tried.push(`SOPS_AGE_KEY (${found.length} key${found.length === 1 ? '' : 's'})`);
+    tried.push(`SOPS_AGE_KEY (${count(found, before)})`);
   } else tried.push('SOPS_AGE_KEY (not set)');
   if (processEnv.SOPS_AGE_KEY_FILE) {
     const file = processEnv.SOPS_AGE_KEY_FILE;
@@ -173,10 +182,11 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
         'point SOPS_AGE_KEY_FILE at your age key file, or unset it',
       );
     }
-    const found = await parseIdentities(text, file, { first: 'unset SOPS_AGE_KEY_FILE, and ' });
+    const before = plugins.length;
+    const found = await parseIdentities(text, file, { first: 'unset SOPS_AGE_KEY_FILE, and ' }, plugins);
     identities.push(...found);
     exposed(file, found);
-    tried.push(`SOPS_AGE_KEY_FILE=${file} (${found.length} key${found.length === 1 ? '' : 's'})`);
+    tried.push(`SOPS_AGE_KEY_FILE=${file} (${count(found, before)})`);
   } else tried.push('SOPS_AGE_KEY_FILE (not set)');
   if (processEnv.SOPS_AGE_KEY_CMD) {
     let text: string;
@@ -185,20 +195,24 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
     } catch (e) {
       throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${messageLine(e)}`, 'fix the command, or unset SOPS_AGE_KEY_CMD');
     }
-    const found = await parseIdentities(text, 'SOPS_AGE_KEY_CMD');
+    const before = plugins.length;
+    const found = await parseIdentities(text, 'SOPS_AGE_KEY_CMD', undefined, plugins);
     identities.push(...found);
-    tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? '' : 's'})`);
+    tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
   }
   const file = defaultKeyFile(processEnv);
   const moved = file.replace(/\.txt$/, '') + '.age';
   if (!isAbsolute(file)) tried.push(`${file} (${noHomeReason(processEnv)})`);
   else if (userFileExists(file, file, 'an age key file')) {
     // ops reads this file whenever it exists: an encrypted one goes elsewhere for SOPS_AGE_KEY_CMD to decrypt
-    const found = await parseIdentities(readFileSync(file, 'utf8'), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved });
+    const before = plugins.length;
+    const found = await parseIdentities(readFileSync(file, 'utf8'), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
     identities.push(...found);
     exposed(file, found);
-    tried.push(`${file} (${found.length} key${found.length === 1 ? '' : 's'})`);
+    tried.push(`${file} (${count(found, before)})`);
   } else tried.push(`${file} (no such file)`);
+  if (plugins.length)
+    warnings.push(`${plugins.join(', ')}: age plugin identit${plugins.length === 1 ? 'y' : 'ies'} (AGE-PLUGIN-…, a YubiKey's, a TPM's), which ops cannot use: skipped; ${identities.length ? 'the native keys beside it are used' : 'no native key was found'} (sops and age use a plugin identity through its plugin program; for ops, a native key AGE-SECRET-KEY-1… must be a recipient)`);
   // The same key found twice (processEnv and file) is tried once
   const seen = new Set<string>();
   return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file, ...(warnings.length && { warnings }) };

@@ -2,7 +2,9 @@
 // for the passphrase): ops asks for none, and read its first line as a broken key ("not an age identity", with a
 // hint to check the key's lines). It now names the file as passphrase-protected, with the way to have age decrypt it
 // for ops (SOPS_AGE_KEY_CMD), whichever place the file was found in. The files are made by the real age.
-import { execFileSync } from 'node:child_process';
+// And a key file holding an age plugin identity (a YubiKey's) beside a native key, which sops reads with the native
+// key: ops refused the whole file; it now skips the plugin identity, saying so, and uses the others.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -67,3 +69,52 @@ function passphraseProtected(keyFile: string, armored: boolean): string {
   execFileSync('sh', ['-c', `(${typed}) | script -qec "age -p ${armored ? '-a ' : ''}-o '${out}' '${keyFile}'" /dev/null`], { stdio: 'ignore', timeout: 20_000 });
   return out;
 }
+
+/** A syntactically valid age plugin identity (AGE-PLUGIN-YUBIKEY-1…: Bech32, BIP 173), as age-plugin-yubikey writes one. */
+function pluginIdentity(): string {
+  const charset = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
+  const polymod = (values: number[]) => {
+    const gen = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+    let chk = 1;
+    for (const v of values) {
+      const b = chk >>> 25;
+      chk = (((chk & 0x1ffffff) << 5) ^ v) >>> 0;
+      for (let i = 0; i < 5; i++) if ((b >>> i) & 1) chk = (chk ^ gen[i]!) >>> 0;
+    }
+    return chk;
+  };
+  const hrp = 'age-plugin-yubikey-';
+  const data: number[] = [];
+  let acc = 0;
+  let bits = 0;
+  for (let byte = 0; byte < 32; byte++) {
+    acc = (acc << 8) | byte;
+    bits += 8;
+    while (bits >= 5) data.push((acc >>> (bits -= 5)) & 31);
+  }
+  if (bits) data.push((acc << (5 - bits)) & 31);
+  const expanded = [...[...hrp].map((c) => c.charCodeAt(0) >> 5), 0, ...[...hrp].map((c) => c.charCodeAt(0) & 31)];
+  const pm = (polymod([...expanded, ...data, 0, 0, 0, 0, 0, 0]) ^ 1) >>> 0;
+  const checksum = [0, 1, 2, 3, 4, 5].map((i) => (pm >>> (5 * (5 - i))) & 31);
+  return `${hrp}1${[...data, ...checksum].map((d) => charset[d]).join('')}`.toUpperCase();
+}
+
+describe('a key file holding an age plugin identity (a YubiKey\'s) beside a native key', () => {
+  it('is read as sops reads it: the native key opens the secrets, the plugin identity skipped with a warning', async () => {
+    const e = await newEnv('qa');
+    const mixed = join(tempDir('ops-age-plugin-'), 'keys.txt');
+    writeFileSync(mixed, `# yubikey\n${pluginIdentity()}\n# laptop\n${e.key}\n`, { mode: 0o600 });
+    // the real sops takes this file (the test of the identity's form)
+    const sops = spawnSync('sops', ['decrypt', '--extract', '["secret_key"]', e.secrets], { env: { PATH: process.env.PATH, HOME: tempDir(), SOPS_AGE_KEY_FILE: mixed }, encoding: 'utf8' });
+    expect(sops.stderr).toBe('');
+    const r = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'secret_key'], { SOPS_AGE_KEY_FILE: mixed });
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toBe(sops.stdout);
+    expect(r.err).toBe(`warning: ${mixed}:2: age plugin identity (AGE-PLUGIN-…, a YubiKey's, a TPM's), which ops cannot use: skipped; the native keys beside it are used (sops and age use a plugin identity through its plugin program; for ops, a native key AGE-SECRET-KEY-1… must be a recipient)\n`);
+    // alone: no key, said with what was skipped
+    writeFileSync(mixed, `${pluginIdentity()}\n`, { mode: 0o600 });
+    const alone = await cli(e.root, ['secrets', 'show', 'qa'], { SOPS_AGE_KEY_FILE: mixed });
+    expect(alone.code).toBe(1);
+    expect(alone.err).toContain(`SOPS_AGE_KEY_FILE=${mixed} (0 keys, 1 plugin identity skipped)`);
+  });
+});

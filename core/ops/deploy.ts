@@ -33,7 +33,9 @@ export interface DeployOptions {
   /**
    * Refuse to go back: a target strictly behind the live commit on any host (an ancestor of it: a rollback in
    * disguise) is skipped, a no-op said as a warning, not an error: a push superseded by a newer one that was
-   * deployed first (deploy-prod.yml). A diverged target (neither behind nor ahead) is deployed.
+   * deployed first (deploy-prod.yml). A diverged target (neither behind nor ahead), or one the runner's clone cannot
+   * place, fails the run, nothing deployed (divergedError). Without it, a target behind or beside the live commit is
+   * deployed, warned (olderThanLive), unless the run queued behind another that changed what is live (overtakenError).
    */
   forwardOnly?: boolean;
 }

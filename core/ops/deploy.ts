@@ -21,6 +21,8 @@ import { liveOf, parseState, partialState, readLive } from './host-state.ts';
 import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, refuseMaskedNginx, refuseTakenPorts, refuseUnready, DEPLOY_UNTOUCHED, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { deployRef, resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { failedRun, withLock, type LockedRun } from './locked.ts';
+import { LOCK_KEYS } from '../steps/lock.ts';
+import { reported } from '../remote/types.ts';
 import { buildGroups, carryBuild, describeBuilds, RECEIVE_CONCURRENCY } from './build-once.ts';
 
 export interface DeployOptions {
@@ -31,7 +33,9 @@ export interface DeployOptions {
   /**
    * Refuse to go back: a target strictly behind the live commit on any host (an ancestor of it: a rollback in
    * disguise) is skipped, a no-op said as a warning, not an error: a push superseded by a newer one that was
-   * deployed first (deploy-prod.yml). A diverged target (neither behind nor ahead) is deployed.
+   * deployed first (deploy-prod.yml). A diverged target (neither behind nor ahead), or one the runner's clone cannot
+   * place, fails the run, nothing deployed (divergedError). Without it, a target behind or beside the live commit is
+   * deployed, warned (olderThanLive), unless the run queued behind another that changed what is live (overtakenError).
    */
   forwardOnly?: boolean;
 }
@@ -110,6 +114,55 @@ export function divergedError(changes: HostsChange[], target: string): OpsError 
       .join('; '),
   );
 }
+
+/**
+ * The error for a deploy that queued for the lock (switch.lock_wait) behind a run that changed what is live, and whose
+ * target is not newer than what that run put live: behind it (an ancestor: the deploy would take that run's commits
+ * away), beside it (histories diverged: which is newer cannot be told), or not placed by the runner's clone; else
+ * undefined. `changed`: per host, the release live at the run's first look and the one live once the lock was its
+ * (LockOptions.premise 'report': `premise_changed`), only where they differ. The deploy was planned, and a person or a
+ * workflow asked for it, against what was live then (a manual deploy going back from it on purpose included): as a
+ * rollback (LockRequest.premise), it does nothing now and says which commit is live, so that a run that finished
+ * late (a click on an older run, a laptop's deploy of the master it fetched an hour ago) never puts an older commit
+ * live over a newer one as a success. A target ahead of the new live commit (queued pushes, served in order), the
+ * same commit or nothing live goes on. Pure.
+ */
+export function overtakenError(changes: HostsChange[], target: string, changed: Map<string, [string, string]>, envName: string): OpsError | undefined {
+  const over = changes
+    .map((g) => ({ g, hosts: g.hosts.filter((h) => changed.has(h)) }))
+    .filter(({ g, hosts }) => hosts.length && g.change && ['behind', 'diverged', 'unknown'].includes(g.change.relation));
+  if (!over.length) return undefined;
+  const short = target.slice(0, 12);
+  const where = over.map(({ g, hosts }) => {
+    const [then, now] = changed.get(hosts[0]!)!;
+    const n = g.change!.removed;
+    const relation =
+      g.change!.relation === 'behind'
+        ? `${short} is older: an ancestor of it, ${n} commit${n === 1 ? '' : 's'} behind`
+        : g.change!.relation === 'diverged'
+          ? `${short} does not contain it, nor it ${short} (histories diverged: another branch's commit, or a force-push), so which is newer cannot be told`
+          : `whether ${short} is older cannot be told (the runner's clone lacks that commit: fetch it)`;
+    return `${hosts.join(', ')}: ${then || 'no release'} was live when this deploy was asked, and ${now || 'no release'} (commit ${g.live.sha.slice(0, 12)}) is live now that it has the lock, put there by a run queued ahead of it; ${relation}`;
+  });
+  return new OpsError(
+    `${where.join('; ')}: nothing was deployed, as it would put an older commit live over the one that run deployed`,
+    `see what is live (ops status ${envName}); to put ${short} live over it on purpose, deploy it again (ops deploy ${envName} --ref ${short}, or the manual deploy workflow with that ref), or go back with ops rollback ${envName}`,
+  );
+}
+
+/**
+ * A manual deploy (not forward-only) of a target older than the live commit (behind it) or beside it: the warning
+ * that says so before the rollout, naming both commits, or undefined. It is how people go back; said, not refused. Pure.
+ */
+export function olderThanLive(changes: HostsChange[], target: string): string | undefined {
+  const older = changes.filter((g) => g.change?.relation === 'behind' || g.change?.relation === 'diverged');
+  if (!older.length) return undefined;
+  const where = older.map((g) => `${g.hosts.join(', ')} (live ${g.live.sha.slice(0, 12)}: ${g.change!.relation === 'behind' ? `${short(target)} is older, an ancestor of it` : `${short(target)} does not contain it, nor it ${short(target)}: histories diverged`}, ${g.change!.removed} live commit${g.change!.removed === 1 ? '' : 's'} taken away)`);
+  return `deploying ${short(target)}, which is not newer than the live commit on ${where.join('; ')}: on purpose, as asked (a deploy without forward-only goes back; ops rollback keeps the releases' own settings)`;
+}
+
+/** The first 12 characters of a sha, as commits are named in what a run says. */
+const short = (sha: string) => sha.slice(0, 12);
 
 /** Thrown instead of starting a host's next piece of work once another host failed (never reported). */
 const HALTED = new Error('the rollout stopped: another host failed');
@@ -384,11 +437,25 @@ async function deployRun(ctx: OpsContext, env: Target, options: DeployOptions, k
           if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'no-op', message: superseded });
         return lives.map((l): HostSwitch => ({ host: l.host, release: l.release, previous: '', noop: true, steps: [], notes: [] }));
       }
+      // Queued behind a run that changed what is live (LockOptions.premise 'report'): gone on only when newer than it.
+      const changed = new Map(env.hosts.flatMap((h): [string, [string, string]][] => {
+        const both = reported(locked.inspected.get(h.name)!, LOCK_KEYS.premise_changed)?.split(' ').map((id) => (id === '-' ? '' : id));
+        return both?.length === 2 ? [[h.name, [both[0]!, both[1]!]]] : [];
+      }));
+      const overtaken = overtakenError(base.changes, p.resolved.sha, changed, env.name);
+      if (overtaken) {
+        for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'failed', message: auditReason(overtaken, (t) => ctx.reporter.redact(t)) });
+        throw overtaken;
+      }
+      const older = olderThanLive(base.changes, p.resolved.sha);
+      if (older) ctx.reporter.warn(older);
       return rollout(ctx, env, session, locked, p, options, migrationsUnchanged(base.changes));
     }, {
       fields: { ref: p.resolved.ref, sha: p.resolved.sha },
       // The release live before, as the lock step read it (one that failed after reading it too): for --json.
       lockRead: partialState,
+      // What was live at its first look, compared once the lock is its: a run queued ahead may have deployed meanwhile.
+      premise: 'report',
       // Without --force, a host where the commit is live checks it and ends the state step there (a no-op).
       // Hosts never provisioned: refused by their lock step, before it makes anything there (all of them named).
       unprovisioned: { nothing: `${DEPLOY_UNTOUCHED}${env.hosts.length > 1 ? ' on any host' : ''}`, then: `ops deploy ${env.name}` },

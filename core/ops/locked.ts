@@ -214,9 +214,11 @@ export interface LockOptions {
   /**
    * The operation acts on the release live when it was asked (a rollback goes back from it): a run that queued for a
    * lock (switch.lock_wait) and finds another release live once it has it is refused there, nothing done
-   * (LockRequest.premise: LOCK_PREMISE_EXIT), the locks it took let go.
+   * (LockRequest.premise: LOCK_PREMISE_EXIT), the locks it took let go. `'report'`: not refused; the lock step's
+   * answer (LockedRun.inspected) reports `premise_changed` (`<then> <now>`) on a host where it changed, for the
+   * operation to decide (a deploy: overtakenError).
    */
-  premise?: boolean;
+  premise?: boolean | 'report';
 }
 
 /** A lock step that found its host never provisioned (LOCK_UNPROVISIONED_EXIT): nothing taken, nothing made there. */
@@ -468,7 +470,7 @@ export function failedRun<E>(e: E, env: Target, fields: Record<string, unknown>,
 export async function withLock<T>(ctx: OpsContext, session: Session, operation: string, fn: (run: LockedRun) => Promise<T>, options: LockOptions = {}): Promise<T> {
   const env = session.env;
   const info = runInfo(ctx.processEnv);
-  const request: LockRequest = { operation, actor: info.actor, runUrl: info.runUrl, runId: randomBytes(8).toString('hex'), wait: env.config.switch.lock_wait, ...(options.unprovisioned && { provisioned: true }), ...(options.premise && { premise: true }) };
+  const request: LockRequest = { operation, actor: info.actor, runUrl: info.runUrl, runId: randomBytes(8).toString('hex'), wait: env.config.switch.lock_wait, ...(options.unprovisioned && { provisioned: true }), ...(options.premise && { premise: options.premise }) };
   // Hosts where the lock may be ours: taken, or its step did not answer. Released by run id whatever happened.
   const mine = new Set<string>();
   const pending = new Map<string, string[]>();

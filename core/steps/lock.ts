@@ -93,8 +93,11 @@ export interface LockRequest {
    * waited for the lock (switch.lock_wait) and finds, once it is its, another release live (a run queued ahead of it
    * deployed or rolled back meanwhile) does nothing there and ends with LOCK_PREMISE_EXIT, the lock still its (the
    * runner refuses the run and lets go), reporting `premise_changed`. Each lock step reports `live_seen`.
+   * `'report'`: the same looks and `premise_changed`, but the step goes on (its `then` and `finish` run): the runner
+   * decides, once it holds every host's lock (a deploy: refused only when the release now live is newer than its
+   * target, overtakenError in core/ops/deploy.ts).
    */
-  premise?: boolean;
+  premise?: boolean | 'report';
   /** With `premise`: the release the run saw live on this host at its first look ('' none), from an earlier step. */
   live?: string;
 }
@@ -389,7 +392,7 @@ ${req.queued ? `  # Queued behind a live run: said by the runner before it waits
 done
 ${req.premise ? `# Another release live than when the run was asked (a run queued ahead of it went first): refused, nothing done.
 premise_now=$(readlink ${quote(L.current)} || true); premise_now=${'$'}{premise_now##*/}
-if [ "$premise_now" != "$premise_live" ]; then ops_report ${LOCK_KEYS.premise_changed} "${'$'}{premise_live:--} ${'$'}{premise_now:--}"; exit ${LOCK_PREMISE_EXIT}; fi
+if [ "$premise_now" != "$premise_live" ]; then ops_report ${LOCK_KEYS.premise_changed} "${'$'}{premise_live:--} ${'$'}{premise_now:--}";${req.premise === 'report' ? '' : ` exit ${LOCK_PREMISE_EXIT};`} fi
 ` : ''}${then}${finish ? `\n${finish}` : ''}`,
   };
 }

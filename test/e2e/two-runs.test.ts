@@ -13,7 +13,7 @@ import { acquireLock, unlockScript } from '../../core/steps/lock.ts';
 import { quote } from '../../core/shell.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { runOps, spawnOps } from '../support/cli.ts';
-import { initRepo } from '../support/gitrepo.ts';
+import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 import { makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
 
 const SERVER = pythonWebApp('os.environ["OPS_RELEASE"]');
@@ -105,4 +105,33 @@ pb=${stepPid('b')}; pc=${stepPid('c')}; look "$pc"; look "$pb"; touch ${go}`);
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
     await onHost(`rm -rf ${dir}`);
   }, 300_000);
+
+  it('a deploy queued for the lock (switch.lock_wait) behind a deploy of a newer commit is refused once the lock is its, nothing deployed, naming both commits and how to deploy it on purpose (the newer commit stays live); the same older commit deployed on purpose, nothing queued ahead, goes live, warned that it is older', async () => {
+    const older = gitIn(repo, ['rev-parse', 'HEAD']);
+    const newer = commit(repo, { VERSION: '2\n' }, 'second');
+    const slow = { ...config, switch: { ...(config.switch as object), lock_wait: 240 }, release: { ...(config.release as object), build: 'sleep 15' } };
+    project.write(slow);
+    const exit = (o: { child: { exitCode: number | null; once: (e: 'exit', f: (code: number | null) => void) => void } }) =>
+      o.child.exitCode !== null ? Promise.resolve(o.child.exitCode) : new Promise<number | null>((r) => o.child.once('exit', r));
+    try {
+      const a = await spawnOps(['deploy', 'e2e', '--ref', newer], project.root, (out) => out.includes('· build'), 'the newer deploy reaching its build', 180_000);
+      const b = await spawnOps(['deploy', 'e2e', '--ref', older], project.root, (out) => out.includes('queued behind'), 'the older deploy queued behind it', 120_000);
+      const [codeA, codeB] = await Promise.all([exit(a), exit(b)]);
+      expect(codeA, a.out()).toBe(0);
+      expect(codeB, b.out()).not.toBe(0);
+      expect(b.out()).toContain(`is live now that it has the lock, put there by a run queued ahead of it; ${older.slice(0, 12)} is older: an ancestor of it, 1 commit behind`);
+      expect(b.out()).toContain(`commit ${newer.slice(0, 12)}`);
+      expect(b.out()).toContain('nothing was deployed');
+      expect(b.out()).toContain(`ops deploy e2e --ref ${older.slice(0, 12)}`);
+      expect(await onHost('cat /srv/sample/current/VERSION')).toBe('2');
+      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    } finally {
+      project.write(config);
+    }
+    // Asked on purpose, with nothing ahead of it: it goes back, saying so.
+    const back = await cli(['deploy', 'e2e', '--ref', older]);
+    expect(back.code, back.err).toBe(0);
+    expect(back.err).toContain(`deploying ${older.slice(0, 12)}, which is not newer than the live commit on ${host.name} (live ${newer.slice(0, 12)}: ${older.slice(0, 12)} is older, an ancestor of it, 1 live commit taken away)`);
+    expect(await onHost('cat /srv/sample/current/VERSION')).toBe('1');
+  }, 600_000);
 });

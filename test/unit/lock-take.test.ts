@@ -498,6 +498,23 @@ bash ${unlock}`], { encoding: 'utf8' });
     expect(same.status).toBe(0);
     expect(reported(result(same.stdout), LOCK_KEYS.live_seen)).toBe('r-new');
   }, 45_000);
+
+  it("a deploy (LockRequest.premise 'report'): the release live changed while it waited is reported, then and now, and the step goes on (its finish runs: the runner decides whether the target is newer)", () => {
+    const { env, sshd, write } = setup();
+    const live = (id: string) => {
+      mkdirSync(join(env.layout.releases, id), { recursive: true });
+      spawnSync('ln', ['-sfn', join(env.layout.releases, id), env.layout.current]);
+    };
+    live('r-new');
+    const changed = spawnSync(sshd, ['-c', 'bash ' + write('deploy.sh', scriptText(acquireLock(env, { ...request('d1', 30), premise: 'report', live: 'r-old' }, '', 'echo "the deploy went on" >&2'))) + '; exit $?'], { encoding: 'utf8' });
+    expect(changed.status, changed.stderr).toBe(0);
+    expect(changed.stderr).toContain('the deploy went on');
+    expect(reported(result(changed.stdout), LOCK_KEYS.premise_changed)).toBe('r-old r-new');
+    spawnSync('rm', ['-rf', env.layout.lock]);
+    const same = spawnSync(sshd, ['-c', 'bash ' + write('same2.sh', scriptText(acquireLock(env, { ...request('d2', 30), premise: 'report', live: 'r-new' }))) + '; exit $?'], { encoding: 'utf8' });
+    expect(same.status).toBe(0);
+    expect(reported(result(same.stdout), LOCK_KEYS.premise_changed)).toBeUndefined();
+  }, 45_000);
 });
 
 /**

@@ -119,10 +119,16 @@ describe('workflows', () => {
         checked.push(...ours.map((s) => s.uses!));
         expect(job.environment, `${file}:${name}`).toBeTruthy();
         expect(job.concurrency?.['cancel-in-progress'], `${file}:${name}`).toBe(false);
-        // GitHub keeps one pending job per group (a newer one cancels it): deploys and rollbacks share deploy-<env>;
-        // provision and initdata have their own, never cancelling a waiting deploy (the hosts' lock serializes).
-        const op = ours[0]!.uses!.replace('./actions/', '');
-        expect(job.concurrency?.group, `${file}:${name}`).toMatch(op === 'provision' || op === 'initdata' ? new RegExp(`^${op}-\\$\\{\\{ inputs.environment \\}\\}$`) : /^deploy-/);
+        // Every job that changes an environment's hosts, whichever workflow, is in that environment's one group,
+        // deploy-<env>: what each resolves to for every environment it can be given (its `environment` input's
+        // choices, or the one it names). Two runs touching one environment's hosts then never run at once.
+        const envName = typeof job.environment === 'string' ? job.environment : job.environment!.name;
+        const choices = envName.includes('inputs.environment') ? (wf.on as { workflow_dispatch: { inputs: { environment: { options: string[] } } } }).workflow_dispatch.inputs.environment.options : [envName];
+        for (const e of choices) {
+          const resolve = (text: string) => text.replaceAll('${{ inputs.environment }}', e);
+          expect(resolve(envName), `${file}:${name}`).toBe(e);
+          expect(resolve(job.concurrency!.group), `${file}:${name} (${e})`).toBe(`deploy-${e}`);
+        }
         for (const s of ours) {
           expect(s.with?.['ssh-key']).toBe('${{ secrets.SSH_PRIVATE_KEY }}');
           expect(s.with?.['age-key']).toBe('${{ secrets.SOPS_AGE_KEY }}');

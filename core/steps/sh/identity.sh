@@ -211,11 +211,11 @@ uptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} *
 # startsecs (a window longer than it, or shorter, is the environment's choice). A process gone is seen at once: no
 # /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the
 # end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails.
-# Rounds every 0.1 s, builtins only (read's timeout on a pipe nobody writes to stands in for sleep). For SECONDS + 5 s
-# at most.
+# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read's timeout on a pipe
+# nobody writes to stands in for sleep). For SECONDS + 5 s at most.
 # shellcheck disable=SC2034 # SETTLE is this function's result, read by the step that calls it
 group_settled() {
-  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left why=""
+  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""
   local -a f=()
   local -A first=() born=()
   SETTLE=""
@@ -232,7 +232,7 @@ group_settled() {
   done
   exec {pause}<> <(:)
   while [ -z "$why" ]; do
-    uptime_ms; left=0
+    uptime_ms; left=0 ran=0
     for k in "${!first[@]}"; do
       pid=${first[$k]}; stat=""; f=()
       [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true
@@ -240,7 +240,9 @@ group_settled() {
       [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"
       if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi
       born[$k]=${f[19]}
-      [ $(( UPTIME_MS - f[19] * 1000 / tck )) -ge "$want_ms" ] || left=1
+      # left: the longest any program still has to run, in ms.
+      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))
+      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))
     done
     [ -z "$why" ] || break
     if [ "$left" = 0 ]; then
@@ -256,7 +258,9 @@ group_settled() {
       exec {pause}<&-
       return 1
     fi
-    read -r -t 0.1 -u "$pause" _ || true
+    # The last round waits only what is left (10 ms at least: the clocks' resolution), not a whole 0.1 s past the window.
+    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true
+    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi
   done
   exec {pause}<&-
   [ -n "$why" ] || return 0

@@ -163,6 +163,37 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
     expect(lines.map((l) => [...forms].sort((a, b) => b.length - a.length).reduce((out, f) => out.split(f).join('***'), l))).toEqual(masked);
   });
 
+  it("masks a secret with its quotes doubled, as the real quoters write it: SQLite's quote() (SQL literals), PyYAML's and sops's (go-yaml) single-quoted scalars, Python's csv fields; in the runner and on the hosts", () => {
+    const secrets = ["it's: Zq7Wx9-vLm3", "-Zq7'Wx9&vLm3 pR8", 'say "hi", Zq7Wx9vLm3', "back\\slash'Zq7Wx9-long", "'lead Zq7Wx9-vLm3"];
+    const python = execFileSync(
+      'python3',
+      ['-c', 'import csv, json, sqlite3, sys, yaml\nvals = json.load(sys.stdin)\ndb = sqlite3.connect(":memory:")\nfor v in vals:\n  print("STATEMENT: ALTER ROLE app PASSWORD " + db.execute("select quote(?)", (v,)).fetchone()[0])\n  print(yaml.safe_dump({"password": v}, width=1000).strip())\n  csv.writer(sys.stdout, lineterminator="\\n").writerow(["app", v])'],
+      { input: JSON.stringify(secrets), encoding: 'utf8' },
+    ).trim().split('\n');
+    // sops decrypt (go-yaml's writer) of a file holding them: what a hook running `sops decrypt` would print
+    const dir = mkdtempSync(join(tmpdir(), 'ops-doubled-'));
+    const key = join(dir, 'key.txt');
+    execFileSync('age-keygen', ['-o', key], { stdio: 'ignore' });
+    const recipient = /age1[0-9a-z]+/.exec(readFileSync(key, 'utf8'))![0];
+    writeFileSync(join(dir, 'plain.yaml'), secrets.map((v, i) => `k${i}: ${JSON.stringify(v)}\n`).join(''));
+    const env = { PATH: process.env.PATH, HOME: dir, SOPS_AGE_KEY_FILE: key };
+    const encrypted = execFileSync('sops', ['encrypt', '--age', recipient, 'plain.yaml'], { env, cwd: dir, encoding: 'utf8' });
+    writeFileSync(join(dir, 'secrets.sops.yaml'), encrypted);
+    const sops = execFileSync('sops', ['decrypt', 'secrets.sops.yaml'], { env, cwd: dir, encoding: 'utf8' }).trim().split('\n');
+    const lines = [...python, ...sops];
+    // the real printers did double a quote (else this test checks nothing new)
+    expect(lines.filter((l) => /''[^']|""/.test(l)).length).toBeGreaterThanOrEqual(8);
+    const runner = new MemoryReporter();
+    for (const v of secrets) runner.mask(v);
+    const forms = [...new Set(secrets.flatMap((v) => exactForms(maskedParts(v))))].sort((a, b) => b.length - a.length);
+    for (const line of lines) {
+      for (const masked of [runner.redact(line), forms.reduce((out, f) => out.split(f).join('***'), line)]) {
+        expect(masked, line).toContain('***');
+        expect(masked, line).not.toMatch(/Zq7|Wx9|vLm3|slash|hi/);
+      }
+    }
+  });
+
   it('masks no printed form of a value too short to mask (README "Weak values"), however long the form', () => {
     const m = new Masker();
     for (const v of ['é1', 'a\\', "'\n"]) m.add(v);

@@ -519,3 +519,41 @@ describe('a password written in a plain value of environment.yml', () => {
     expect(reporter.lines.at(-1)).toBe('brk1 [build] connecting to postgresql://app:***@db.internal/app and ***');
   });
 });
+
+describe('a secret a printer cut short, the cut marked by an ellipsis (the real printers: V8, Python reprlib)', () => {
+  const SECRETS = ['Zq7Wx9vLm3pR8sT2uV4-aB5cD6eF7gH8', 'postgresql+asyncpg://app:p%40ss%3Aw%2Frd%25-Zq7Wx9vLm3@db:5432/app', JSON.stringify({ 'admin@example.org': "Zq7'Wx9&vLm3 pR8-long-enough-2026" })];
+  const node = SECRETS.flatMap((v) =>
+    [v, `[1, 2, ${v}]`, `{"a": ${v}}`, `${'x'.repeat(40)} ${v}`].map((doc) => {
+      try {
+        JSON.parse(doc);
+        return `parsed ${doc}`;
+      } catch (e) {
+        return `error: internal error: ${(e as Error).message}`;
+      }
+    }),
+  );
+  const python = execFileSync('python3', ['-c', 'import json, reprlib, sys\nfor v in json.load(sys.stdin):\n  print(reprlib.repr(v)); print(reprlib.repr({"secret_key": v})); print(reprlib.repr(["padding to cut", v]))'], { input: JSON.stringify(SECRETS), encoding: 'utf8' })
+    .trim()
+    .split('\n');
+
+  it('hides the start or end it shows, in every reporter, whatever the secret (a token, a URL, a JSON map)', () => {
+    const lines = [...node, ...python];
+    // the printers did cut them (else this checks nothing new)
+    expect(lines.filter((l) => /\.\.\./.test(l)).length).toBeGreaterThanOrEqual(15);
+    const runner = new MemoryReporter();
+    for (const v of SECRETS) runner.mask(v);
+    for (const line of lines) {
+      const masked = runner.redact(line);
+      expect(masked, line).not.toMatch(/Zq7|Wx9|vLm|p%40|p@s|asyncpg|adm1n/);
+    }
+    expect(runner.redact(`Unexpected token 'Z', "Zq7Wx9vLm3"... is not valid JSON`)).toBe(`Unexpected token 'Z', "***"... is not valid JSON`);
+    expect(runner.redact(`'Zq7Wx9vLm3pR...cD6eF7gH8'`)).toBe(`'***...***'`);
+  });
+
+  it('leaves an ellipsis of other text as it is: a piece inside a word, or the start of a weak value', () => {
+    const runner = new MemoryReporter();
+    for (const v of [...SECRETS, 'install', 'entropy-Xk2Lm9Qw4Zp7']) runner.mask(v);
+    for (const line of ['Installing dependencies...', 'Waiting for the deployment... done', 'releases: abc…', '... 3 more lines', 'instal...', 'Zq7 is not Zq7W-it…'])
+      expect(runner.redact(line), line).toBe(line);
+  });
+});

@@ -5,7 +5,7 @@
 // sequence in text from outside (an app's log line, a commit subject) is shown, never acted on by the terminal.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fstatSync, statSync, writeSync } from 'node:fs';
-import { MIN_MASKED_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
+import { MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 import { describeLowLevel, markOwnOutput, printableLine, showControls } from './errors.ts';
 import { inBackgroundOf, runHandlesSignals, signalExit, terminalHasTostop } from './signals.ts';
 
@@ -388,13 +388,14 @@ export class Masker {
   /**
    * `text` with what a printer shows of a secret it cut short hidden: the text just before an ellipsis ("..." or "…",
    * a closing quote between them skipped) that is the start of a secret, and the text just after one (an opening quote
-   * skipped) that is the end of a secret, MIN_SECRET_LENGTH characters at least, the longest such piece not starting
- * (ending) inside a word, written ***.
+   * skipped) that is the end of a secret, the longest such piece not starting (ending) inside a word, written ***; a
+ * piece that is weak itself (parts.ts isWeakPart: shorter than SHORT_SECRET_LENGTH, or a common word: `"postgresql"...`
+ * of a database URL, `age1…` of a public key in ops's own words) shows too little to hide.
    * Printers cut a long value so: Node's JSON.parse error (`Unexpected token 'Z', "Zq7Wx9vLm3"... is not valid JSON`,
    * `..."[1, Zq7Wx9vLm3"...`), Python's reprlib (`'Zq7Wx9vLm3pR...uV4Zq7Wx9vLm3'`: asyncio, pdb, pytest), pydantic's
    * `input_value='Zq7Wx9vLm3...pR8sT2uV4'` (its own form for the shapes it cuts so, parts.ts pydanticInputValue). Only
    * secrets that are not weak (parts.ts isWeakPart): the start of a short or common one is a word ("Install..." of
-   * `install`). A piece of a URL-shaped secret's start is hidden too (`"postgresql"...`), even where it is no secret.
+   * `install`).
    */
   private hideCut(text: string): string {
     if (this.cutByStart.size === 0 || (!text.includes('...') && !text.includes('…'))) return text;
@@ -409,6 +410,10 @@ export class Masker {
         const list = this.cutByStart.get(text.slice(j, j + MIN_SECRET_LENGTH));
         if (!list || word(text[j - 1])) continue;
         const piece = text.slice(j, end);
+        if (isWeakPart(piece)) {
+          if (piece.length < SHORT_SECRET_LENGTH) break; // shorter ones only from here
+          continue;
+        }
         if (list.some((secret) => secret.startsWith(piece))) {
           spans.push([j, end]);
           break;
@@ -420,6 +425,10 @@ export class Masker {
         const list = this.cutByEnd.get(text.slice(f - MIN_SECRET_LENGTH, f));
         if (!list || word(text[f])) continue;
         const piece = text.slice(start, f);
+        if (isWeakPart(piece)) {
+          if (piece.length < SHORT_SECRET_LENGTH) break; // shorter ones only from here
+          continue;
+        }
         if (list.some((secret) => secret.endsWith(piece))) {
           spans.push([start, f]);
           break;

@@ -211,7 +211,8 @@ describe('mask_text: the secrets of the releases kept on a host, masked there', 
     for (const v of [SECRET_KEY, DATABASE_URL, PASSWORDS, PEM]) runner.mask(v);
     const host = hostMasked(t, text);
     expect(host).not.toMatch(/Pa"ss|word-long|asyncpg|s3cr|adm1n|10\.230/);
-    expect(host).toBe(text.split('\n').map((l) => runner.redact(l)).join('\n'));
+    // by length alone: the host also hides a piece that is a common word, which the runner leaves (the URL's scheme)
+    expect(host).toBe(text.split('\n').map((l) => runner.redact(l)).join('\n').replace(/postgresql"\.\.\./g, '***"...'));
     // an ellipsis of other text, and a piece from inside a word, stay
     const plain = 'Installing dependencies... done\nreleases: abc… ...more\nxPa"ss\\word...\n';
     expect(hostMasked(t, plain)).toBe(plain);

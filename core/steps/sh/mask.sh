@@ -98,8 +98,8 @@ for my $f (@forms) {
   $cut_long = length($f) if length($f) > ($cut_long // 0);
 }
 # cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece
-# just after one (an opening quote skipped) that ends one, 3 bytes at least, not from inside a word, the longest, as
-# "***" (overlapping ones as one).
+# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as
+# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).
 sub cut {
   my ($l) = @_;
   my @spans;
@@ -111,6 +111,7 @@ sub cut {
       next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;
       my $list = $cut_start{substr($l, $j, 3)} or next;
       my $p = substr($l, $j, $e - $j);
+      last if length($p) < 8;
       if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }
     }
     my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\x27`]/;
@@ -118,6 +119,7 @@ sub cut {
       next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;
       my $list = $cut_end{substr($l, $f - 3, 3)} or next;
       my $p = substr($l, $s, $f - $s);
+      last if length($p) < 8;
       if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }
     }
   }

@@ -536,10 +536,21 @@ export function unreadLine(host: string, e: Partial<ErrorFields>): string {
 }
 
 let uncaughtHandler: ((err: unknown) => void) | undefined;
+/** What onUncaught masks a message with before printing it: the run's reporter's (maskUncaught), none before there is one. */
+let uncaughtRedact: (text: string) => string = (text) => text;
+
+/**
+ * Make onUncaught's message pass through `redact` (a reporter's: the run's secret values masked) before it is printed:
+ * an error nobody caught (a library's, a bug's) may quote a decrypted value, and its printer is installed before any
+ * reporter exists (scripts/ops.ts). scripts/cli.ts sets it as soon as it has the run's reporter.
+ */
+export function maskUncaught(redact: (text: string) => string): void {
+  uncaughtRedact = redact;
+}
 
 /**
  * Last line of defence for entry points: an exception or rejection nobody caught (an ssh2 socket error
- * emitted between two steps) is printed as one message, and the process exits 1; while a run holds locks
+ * emitted between two steps) is printed as one message, masked (maskUncaught), and the process exits 1; while a run holds locks
  * (core/signals.ts handleFaults: core/ops/locked.ts withLock), the run first stops as on a signal, releasing them.
  */
 export function onUncaught(print: (message: string) => void): void {
@@ -552,7 +563,7 @@ export function onUncaught(print: (message: string) => void): void {
     // ops's own output failing never ends a run half-way (core/report.ts guardOutput decides what it does).
     if (isOwnOutputError(err)) return;
     // its message may quote a host's words: shown as the reporters show them
-    print(showControls(formatError(err)));
+    print(showControls(uncaughtRedact(formatError(err))));
     // Exiting here would leave the run's locks held and its steps running: the run stops, then exits.
     if (stopRunsOnFault(err)) return;
     process.exit(1);

@@ -5,7 +5,7 @@
 // sequence in text from outside (an app's log line, a commit subject) is shown, never acted on by the terminal.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fstatSync, statSync, writeSync } from 'node:fs';
-import { MIN_MASKED_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
+import { MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 import { describeLowLevel, markOwnOutput, printableLine, showControls } from './errors.ts';
 import { inBackgroundOf, runHandlesSignals, signalExit, terminalHasTostop } from './signals.ts';
 
@@ -164,6 +164,9 @@ export class Masker {
   private readonly starts = new Set<string>();
   /** Secrets holding "*": the "***" a replacement puts in can complete one. */
   private readonly starred: string[] = [];
+  /** The secrets a printer's cut may show the start or end of (not weak: see hideCut), by their first and last MIN_SECRET_LENGTH characters. */
+  private readonly cutByStart = new Map<string, string[]>();
+  private readonly cutByEnd = new Map<string, string[]>();
   /** The length of the longest secret. */
   private longest = 0;
   /**
@@ -189,6 +192,13 @@ export class Masker {
         same.add(t);
         this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
         if (t.includes('*')) this.starred.push(t);
+        if (!isWeakPart(t)) {
+          for (const [map, key] of [[this.cutByStart, t.slice(0, MIN_SECRET_LENGTH)], [this.cutByEnd, t.slice(-MIN_SECRET_LENGTH)]] as const) {
+            const list = map.get(key);
+            if (list) list.push(t);
+            else map.set(key, [t]);
+          }
+        }
         this.longest = Math.max(this.longest, t.length);
         this.prefixes += t.length;
         if (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) {
@@ -372,6 +382,64 @@ export class Masker {
   }
 
   private redactPlain(text: string): string {
+    return this.hideCut(this.redactWhole(text));
+  }
+
+  /**
+   * `text` with what a printer shows of a secret it cut short hidden: the text just before an ellipsis ("..." or "…",
+   * a closing quote between them skipped) that is the start of a secret, and the text just after one (an opening quote
+   * skipped) that is the end of a secret, the longest such piece not starting (ending) inside a word, written ***; a
+ * piece that is weak itself (parts.ts isWeakPart: shorter than SHORT_SECRET_LENGTH, or a common word: `"postgresql"...`
+ * of a database URL, `age1…` of a public key in ops's own words) shows too little to hide.
+   * Printers cut a long value so: Node's JSON.parse error (`Unexpected token 'Z', "Zq7Wx9vLm3"... is not valid JSON`,
+   * `..."[1, Zq7Wx9vLm3"...`), Python's reprlib (`'Zq7Wx9vLm3pR...uV4Zq7Wx9vLm3'`: asyncio, pdb, pytest), pydantic's
+   * `input_value='Zq7Wx9vLm3...pR8sT2uV4'` (its own form for the shapes it cuts so, parts.ts pydanticInputValue). Only
+   * secrets that are not weak (parts.ts isWeakPart): the start of a short or common one is a word ("Install..." of
+   * `install`).
+   */
+  private hideCut(text: string): string {
+    if (this.cutByStart.size === 0 || (!text.includes('...') && !text.includes('…'))) return text;
+    const spans: [number, number][] = [];
+    const quote = (c: string | undefined) => c === '"' || c === "'" || c === '`';
+    // a printer cuts a value, which starts and ends where a word does: a piece is never taken from inside a word
+    const word = (c: string | undefined) => c !== undefined && /[\p{L}\p{N}]/u.test(c);
+    for (const m of text.matchAll(/\.{3,}|…/g)) {
+      let end = m.index;
+      if (quote(text[end - 1])) end--;
+      for (let j = Math.max(0, end - this.longest); j + MIN_SECRET_LENGTH <= end; j++) {
+        const list = this.cutByStart.get(text.slice(j, j + MIN_SECRET_LENGTH));
+        if (!list || word(text[j - 1])) continue;
+        const piece = text.slice(j, end);
+        if (isWeakPart(piece)) {
+          if (piece.length < SHORT_SECRET_LENGTH) break; // shorter ones only from here
+          continue;
+        }
+        if (list.some((secret) => secret.startsWith(piece))) {
+          spans.push([j, end]);
+          break;
+        }
+      }
+      let start = m.index + m[0].length;
+      if (quote(text[start])) start++;
+      for (let f = Math.min(text.length, start + this.longest); f - MIN_SECRET_LENGTH >= start; f--) {
+        const list = this.cutByEnd.get(text.slice(f - MIN_SECRET_LENGTH, f));
+        if (!list || word(text[f])) continue;
+        const piece = text.slice(start, f);
+        if (isWeakPart(piece)) {
+          if (piece.length < SHORT_SECRET_LENGTH) break; // shorter ones only from here
+          continue;
+        }
+        if (list.some((secret) => secret.endsWith(piece))) {
+          spans.push([start, f]);
+          break;
+        }
+      }
+    }
+    return spans.length ? starred(text, spans.sort((x, y) => x[0] - y[0])) : text;
+  }
+
+  /** `text` with every secret it holds whole, as itself or URL-encoded, written *** (but inside a key name or path told of). */
+  private redactWhole(text: string): string {
     if (this.secrets.size === 0) return text;
     // Only a "%" or a "+" can make a URL-encoded form differ from the secret as itself.
     if (text.includes('%') || text.includes('+')) text = this.urlForms(text);

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { OpsError, errorFields, failedResult, formatError, showControls } from '../core/errors.ts';
+import { OpsError, errorFields, failedResult, formatError, maskUncaught, showControls } from '../core/errors.ts';
 import { homeDir } from '../core/home.ts';
 import { quote, validate, wholeNumber, wholeNumberRange } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
@@ -630,6 +630,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
    * in the wrong place, an option's value, a setting) with a URL's password and a private key hidden (hideSecrets).
    */
   const shown = (text: string): string => hideSecrets(reporter.redact(text));
+  // an error nobody caught is printed by scripts/ops.ts's handler: masked as every other error
+  maskUncaught(shown);
   if (!command) {
     // --json typed anywhere before `--`: no command was recognised to say whether it takes --json, and a script that
     // gave it parses stdout all the same (as for any usage error): the error as a document there too

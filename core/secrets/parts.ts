@@ -543,11 +543,28 @@ function ansiCQuotedForms(text: string): string[] {
 }
 
 /**
+ * A string as the quote-doubling quoters write it, between their quotes: SQL string literals (PostgreSQL's
+ * quote_literal and its statement logs, SQLite's quote(): each ' written ''; PostgreSQL's E'...' form, for a text
+ * holding a backslash, each \ written \\ too), YAML single-quoted scalars (PyYAML's and go-yaml's, so sops's,
+ * dumps of a text holding ": " or starting with a sign: ' written ''; YAML 1.2 section 7.3.2), and CSV fields and
+ * SQL identifiers (Python's csv module, PostgreSQL's quote_ident: each " written ""; RFC 4180). None when the text
+ * holds no quote nor backslash.
+ */
+function doubledQuoteForms(text: string): string[] {
+  const forms: string[] = [];
+  if (text.includes("'")) forms.push(text.replace(/'/g, "''"));
+  if (text.includes('\\')) forms.push(text.replace(/\\/g, '\\\\').replace(/'/g, "''"));
+  if (text.includes('"')) forms.push(text.replace(/"/g, '""'));
+  return forms;
+}
+
+/**
  * A string as programs print it quoted, between the quotes (which stay unmasked): JSON (JavaScript's
  * JSON.stringify, Python's json.dumps with and without ensure_ascii), Python's repr() and ascii() of str and repr()
  * of its bytes, Node's util.inspect, quoted for a shell (shellQuotedForms: bash's xtrace and printf %q, Python's
  * shlex.quote, declare -p); HTML-escaped (htmlEscapedForms); pydantic's cut quote of a long
- * input, quotes included (pydanticInputValue); and on one line (collapsedSpace). Each may equal the text itself
+ * input, quotes included (pydanticInputValue); a quote doubled, as SQL, YAML and CSV write it (doubledQuoteForms); and
+ * on one line (collapsedSpace). Each may equal the text itself
  * (then it adds nothing).
  */
 export function printedForms(text: string): string[] {
@@ -562,6 +579,7 @@ export function printedForms(text: string): string[] {
     collapsedSpace(text),
     nodeInspect(text),
     ...shellQuotedForms(text),
+    ...doubledQuoteForms(text),
   ];
 }
 

@@ -195,6 +195,29 @@ describe('mask_text: the secrets of the releases kept on a host, masked there', 
     expect(took).toBeLessThan(10_000);
   }, 60_000);
 
+  it("hides a secret a printer cut short at an ellipsis (node's JSON.parse error, Python's reprlib), as the runner does", () => {
+    const t = target();
+    const node = [SECRET_KEY, DATABASE_URL, `[1, ${DATABASE_URL}]`].map((doc) => {
+      try {
+        return `parsed ${JSON.parse(doc)}`;
+      } catch (e) {
+        return `SyntaxError: ${(e as Error).message}`;
+      }
+    });
+    const python = spawnSync('python3', ['-c', 'import json, reprlib, sys\nv = json.load(sys.stdin)\nfor k in ("SECRET_KEY", "DATABASE_URL", "PASSWORDS"): print(k, reprlib.repr(v[k]), reprlib.repr({k: v[k]}))'], { input: JSON.stringify(VALUES), encoding: 'utf8' }).stdout;
+    const text = `${node.join('\n')}\n${python}`;
+    expect(text.match(/\.\.\./g)!.length).toBeGreaterThanOrEqual(7);
+    const runner = new MemoryReporter();
+    for (const v of [SECRET_KEY, DATABASE_URL, PASSWORDS, PEM]) runner.mask(v);
+    const host = hostMasked(t, text);
+    expect(host).not.toMatch(/Pa"ss|word-long|asyncpg|s3cr|adm1n|10\.230/);
+    // by length alone: the host also hides a piece that is a common word, which the runner leaves (the URL's scheme)
+    expect(host).toBe(text.split('\n').map((l) => runner.redact(l)).join('\n').replace(/postgresql"\.\.\./g, '***"...'));
+    // an ellipsis of other text, and a piece from inside a word, stay
+    const plain = 'Installing dependencies... done\nreleases: abc… ...more\nxPa"ss\\word...\n';
+    expect(hostMasked(t, plain)).toBe(plain);
+  });
+
   it('passes text through unchanged on a host without releases', () => {
     const t = target();
     expect(hostMasked({ ...t, layout: { ...t.layout, releases: '/nonexistent' } }, `keep ${SECRET_KEY}\n`)).toBe(`keep ${SECRET_KEY}\n`);

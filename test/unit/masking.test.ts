@@ -163,6 +163,37 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
     expect(lines.map((l) => [...forms].sort((a, b) => b.length - a.length).reduce((out, f) => out.split(f).join('***'), l))).toEqual(masked);
   });
 
+  it("masks a secret with its quotes doubled, as the real quoters write it: SQLite's quote() (SQL literals), PyYAML's and sops's (go-yaml) single-quoted scalars, Python's csv fields; in the runner and on the hosts", () => {
+    const secrets = ["it's: Zq7Wx9-vLm3", "-Zq7'Wx9&vLm3 pR8", 'say "hi", Zq7Wx9vLm3', "back\\slash'Zq7Wx9-long", "'lead Zq7Wx9-vLm3"];
+    const python = execFileSync(
+      'python3',
+      ['-c', 'import csv, json, sqlite3, sys, yaml\nvals = json.load(sys.stdin)\ndb = sqlite3.connect(":memory:")\nfor v in vals:\n  print("STATEMENT: ALTER ROLE app PASSWORD " + db.execute("select quote(?)", (v,)).fetchone()[0])\n  print(yaml.safe_dump({"password": v}, width=1000).strip())\n  csv.writer(sys.stdout, lineterminator="\\n").writerow(["app", v])'],
+      { input: JSON.stringify(secrets), encoding: 'utf8' },
+    ).trim().split('\n');
+    // sops decrypt (go-yaml's writer) of a file holding them: what a hook running `sops decrypt` would print
+    const dir = mkdtempSync(join(tmpdir(), 'ops-doubled-'));
+    const key = join(dir, 'key.txt');
+    execFileSync('age-keygen', ['-o', key], { stdio: 'ignore' });
+    const recipient = /age1[0-9a-z]+/.exec(readFileSync(key, 'utf8'))![0];
+    writeFileSync(join(dir, 'plain.yaml'), secrets.map((v, i) => `k${i}: ${JSON.stringify(v)}\n`).join(''));
+    const env = { PATH: process.env.PATH, HOME: dir, SOPS_AGE_KEY_FILE: key };
+    const encrypted = execFileSync('sops', ['encrypt', '--age', recipient, 'plain.yaml'], { env, cwd: dir, encoding: 'utf8' });
+    writeFileSync(join(dir, 'secrets.sops.yaml'), encrypted);
+    const sops = execFileSync('sops', ['decrypt', 'secrets.sops.yaml'], { env, cwd: dir, encoding: 'utf8' }).trim().split('\n');
+    const lines = [...python, ...sops];
+    // the real printers did double a quote (else this test checks nothing new)
+    expect(lines.filter((l) => /''[^']|""/.test(l)).length).toBeGreaterThanOrEqual(8);
+    const runner = new MemoryReporter();
+    for (const v of secrets) runner.mask(v);
+    const forms = [...new Set(secrets.flatMap((v) => exactForms(maskedParts(v))))].sort((a, b) => b.length - a.length);
+    for (const line of lines) {
+      for (const masked of [runner.redact(line), forms.reduce((out, f) => out.split(f).join('***'), line)]) {
+        expect(masked, line).toContain('***');
+        expect(masked, line).not.toMatch(/Zq7|Wx9|vLm3|slash|hi/);
+      }
+    }
+  });
+
   it('masks no printed form of a value too short to mask (README "Weak values"), however long the form', () => {
     const m = new Masker();
     for (const v of ['é1', 'a\\', "'\n"]) m.add(v);
@@ -486,5 +517,43 @@ describe('a password written in a plain value of environment.yml', () => {
     expect(warning).not.toContain('S3cr3t');
     reporter.info('brk1 [build] connecting to postgresql://app:S3cr3t-Passw0rd@db.internal/app and c4che-pw!');
     expect(reporter.lines.at(-1)).toBe('brk1 [build] connecting to postgresql://app:***@db.internal/app and ***');
+  });
+});
+
+describe('a secret a printer cut short, the cut marked by an ellipsis (the real printers: V8, Python reprlib)', () => {
+  const SECRETS = ['Zq7Wx9vLm3pR8sT2uV4-aB5cD6eF7gH8', 'postgresql+asyncpg://app:p%40ss%3Aw%2Frd%25-Zq7Wx9vLm3@db:5432/app', JSON.stringify({ 'admin@example.org': "Zq7'Wx9&vLm3 pR8-long-enough-2026" })];
+  const node = SECRETS.flatMap((v) =>
+    [v, `[1, 2, ${v}]`, `{"a": ${v}}`, `${'x'.repeat(40)} ${v}`].map((doc) => {
+      try {
+        JSON.parse(doc);
+        return `parsed ${doc}`;
+      } catch (e) {
+        return `error: internal error: ${(e as Error).message}`;
+      }
+    }),
+  );
+  const python = execFileSync('python3', ['-c', 'import json, reprlib, sys\nfor v in json.load(sys.stdin):\n  print(reprlib.repr(v)); print(reprlib.repr({"secret_key": v})); print(reprlib.repr(["padding to cut", v]))'], { input: JSON.stringify(SECRETS), encoding: 'utf8' })
+    .trim()
+    .split('\n');
+
+  it('hides the start or end it shows, in every reporter, whatever the secret (a token, a URL, a JSON map)', () => {
+    const lines = [...node, ...python];
+    // the printers did cut them (else this checks nothing new)
+    expect(lines.filter((l) => /\.\.\./.test(l)).length).toBeGreaterThanOrEqual(15);
+    const runner = new MemoryReporter();
+    for (const v of SECRETS) runner.mask(v);
+    for (const line of lines) {
+      const masked = runner.redact(line);
+      expect(masked, line).not.toMatch(/Zq7|Wx9|vLm|p%40|p@s|asyncpg|adm1n/);
+    }
+    expect(runner.redact(`Unexpected token 'Z', "Zq7Wx9vLm3"... is not valid JSON`)).toBe(`Unexpected token 'Z', "***"... is not valid JSON`);
+    expect(runner.redact(`'Zq7Wx9vLm3pR...cD6eF7gH8'`)).toBe(`'***...***'`);
+  });
+
+  it('leaves an ellipsis of other text as it is: a piece inside a word, or the start of a weak value', () => {
+    const runner = new MemoryReporter();
+    for (const v of [...SECRETS, 'install', 'entropy-Xk2Lm9Qw4Zp7']) runner.mask(v);
+    for (const line of ['Installing dependencies...', 'Waiting for the deployment... done', 'releases: abc…', '... 3 more lines', 'instal...', 'Zq7 is not Zq7W-it…'])
+      expect(runner.redact(line), line).toBe(line);
   });
 });

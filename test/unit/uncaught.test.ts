@@ -45,3 +45,23 @@ describe('an error nobody caught', () => {
     expect(r.stderr).not.toContain('\x1b');
   }, 60_000);
 });
+
+describe('an error nobody caught during a CLI run', () => {
+  it("is masked as every other error: Node's JSON.parse error quoting a decrypted value prints no part of it", () => {
+    const secret = "p@ss:w/rd%'Zq7 x";
+    const script = `const { onUncaught } = await import(${JSON.stringify(join(CORE, 'errors.ts'))});
+const { runCli } = await import(${JSON.stringify(join(CORE, '..', 'scripts', 'cli.ts'))});
+onUncaught((m) => process.stderr.write('error: ' + m + '\\n')); // as scripts/ops.ts installs it, before any reporter
+const leak = { name: 'leak', summary: 'decrypts a value, then a callback parses it', project: 'optional', async run(ctx) {
+  ctx.reporter.mask(${JSON.stringify(secret)}); // as a deploy's decrypt registers every value
+  setTimeout(() => JSON.parse(${JSON.stringify(secret)}), 10);
+  await new Promise((r) => setTimeout(r, 5000));
+  return 0;
+} };
+await runCli([leak], { argv: ['leak'] });`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^error: internal error: Unexpected token 'p', "\*\*\*" is not valid JSON\n/);
+    expect(r.stderr).not.toMatch(/p@ss|w\/rd|Zq7/);
+  }, 60_000);
+});

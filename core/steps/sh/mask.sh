@@ -16,6 +16,7 @@
 # - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune
 #   (keep_masks): their programs' lines stay in the log files (rotated by size, kept whatever their age) after the
 #   release is gone, and its secret values may have been rotated since.
+# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL).
 # Each once, longest first (the releases kept share most of their values); every place a text covers in what is
 # masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as
 # the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).
@@ -88,6 +89,50 @@ for my $k (0 .. $#forms) {
   if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }
 }
 my @starred = grep { index($_, "*") >= 0 } @forms;
+# A secret a printer cut short, the cut marked by an ellipsis ("..." or U+2026): the texts of 8 bytes or more (no weak
+# value) by their first and last 3 bytes, for cut() (core/report.ts Masker.hideCut, the same rule).
+my (%cut_start, %cut_end, $cut_long);
+for my $f (@forms) {
+  next if length($f) < 8;
+  push @{$cut_start{substr($f, 0, 3)}}, $f; push @{$cut_end{substr($f, -3)}}, $f;
+  $cut_long = length($f) if length($f) > ($cut_long // 0);
+}
+# cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece
+# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as
+# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).
+sub cut {
+  my ($l) = @_;
+  my @spans;
+  my $n = length $l;
+  while ($l =~ /\.{3,}|\xe2\x80\xa6/g) {
+    my ($ms, $me) = ($-[0], $+[0]);
+    my $e = $ms; $e-- if $e > 0 && substr($l, $e - 1, 1) =~ /["\x27`]/;
+    for (my $j = $e > $cut_long ? $e - $cut_long : 0; $j + 3 <= $e; $j++) {
+      next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;
+      my $list = $cut_start{substr($l, $j, 3)} or next;
+      my $p = substr($l, $j, $e - $j);
+      last if length($p) < 8;
+      if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }
+    }
+    my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\x27`]/;
+    for (my $f = $s + $cut_long < $n ? $s + $cut_long : $n; $f - 3 >= $s; $f--) {
+      next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;
+      my $list = $cut_end{substr($l, $f - 3, 3)} or next;
+      my $p = substr($l, $s, $f - $s);
+      last if length($p) < 8;
+      if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }
+    }
+  }
+  return $l unless @spans;
+  @spans = sort { $a->[0] <=> $b->[0] } @spans;
+  my ($out, $copied, $k) = ("", 0, 0);
+  while ($k < @spans) {
+    my ($from, $to) = @{$spans[$k]};
+    for ($k++; $k < @spans && $spans[$k][0] < $to; $k++) { $to = $spans[$k][1] if $spans[$k][1] > $to }
+    $out .= substr($l, $copied, $from - $copied) . "***"; $copied = $to;
+  }
+  return $out . substr($l, $copied);
+}
 while (my $line = <STDIN>) {
   my $end = chomp($line) ? "\n" : "";
   my %ends; # by where a text starts in the line: where the longest one there ends
@@ -108,6 +153,7 @@ while (my $line = <STDIN>) {
     # only where a "***" was put in: a text found as it was is hidden already
     for my $f (@starred) { $line =~ s/\Q$f\E/***/g if index($line, $f) >= 0 }
   }
+  $line = cut($line) if %cut_start && $line =~ /\.\.\.|\xe2\x80\xa6/;
   print $line, $end;
 }
 '

@@ -180,6 +180,16 @@ export function deployFingerprint(env: Environment, dotenv: RenderedEnv): string
   return digest.digest('hex').slice(0, 32);
 }
 
+/**
+ * deployFingerprint of a deploy of `env` now, its secrets read and its `.env` rendered as planDeploy does: what a deploy
+ * compares the live release with to decide between a no-op and deploying it again (deployState's `fingerprint`), for
+ * a command that says what a deploy would do without planning one (ops diff). Errors: the secrets cannot be read, or
+ * the `.env` or the site template is refused (an OpsError, as planDeploy refuses them).
+ */
+export async function fingerprintNow(ctx: OpsContext, env: Target): Promise<string> {
+  return deployFingerprint(env, renderDotenv(env, await environmentSecrets(ctx, env)));
+}
+
 /** JSON.stringify's replacer that sorts an object's keys: the same settings written in another order are the same settings. */
 const sortedKeys = (_: string, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v);
 

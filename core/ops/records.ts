@@ -10,7 +10,7 @@ import { reported, reportedAll, type StepResult } from '../remote/types.ts';
 import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { appendAudit, parseAuditLine, readAudit, type AuditEntry, AUDIT_KEYS } from '../steps/audit.ts';
 import { keptReleases, parseReleases, type ReleaseInfo } from '../steps/release-list.ts';
-import { describeHolder, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, silentHolder, staleReason, unseenReason, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
+import { describeHolder, describeQueue, forceReleaseLock, LOCK_KEYS, lockStatus, parseLock, silentHolder, staleReason, unseenReason, stoppedSlotLine, type LockInfo } from '../steps/lock.ts';
 
 /**
  * Why a host could not be read by a read-only command (`ops releases`, `lock status`, `audit`): it cannot be reached, or
@@ -79,7 +79,7 @@ export function formatReleases(list: ({ host: string; releases: ReleaseInfo[] } 
     .join('\n');
 }
 
-/** `ops lock status`: per host, whether the environment's lock is free, held or stale, and by whom (a host not read: `error`, lock state `unknown`). Read only. */
+/** `ops lock status`: per host, whether the environment's lock is free, held or stale, by whom, and the runs queued for it in the order they take it (LockInfo.queue; a free lock a queued run takes next reads held by it, as a run taking the lock finds it); a host not read: `error`, lock state `unknown`. Read only. */
 export async function getLockStatus(ctx: OpsContext, environment: Environment): Promise<({ host: string; lock: LockInfo } & HostUnread)[]> {
   const env = resolveTarget(environment);
   return readHosts(
@@ -96,7 +96,7 @@ export async function getLockStatus(ctx: OpsContext, environment: Environment): 
 /** Lock states for a terminal, one line per host. */
 export function formatLock(list: ({ host: string; lock: LockInfo } & HostUnread)[]): string {
   return list
-    .map(({ host, lock, error, hint, unprovisioned }) => (error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}${staleReason(lock)}${unseenReason(lock)}`}`))
+    .map(({ host, lock, error, hint, unprovisioned }) => (error !== undefined ? unreadLine(host, { error, hint }) : unprovisioned && lock.state === 'free' ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === 'free' ? 'free' : `${lock.state === 'stale' ? 'STALE lock (its run is gone)' : 'locked'}: ${describeHolder(lock.holder)}${staleReason(lock)}${unseenReason(lock)}${describeQueue(lock)}`}`))
     .join('\n');
 }
 

@@ -202,7 +202,7 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
     }
     if (h.disk?.length) out.push(`    disk        ${h.disk.map((d) => `${d.mount} ${(d.freeMb / 1024).toFixed(1)} GB free (${d.usedPercent}% used)`).join(', ')}`);
     // Held by a live run: an operation under way, not a problem (no mark); stale: its run is gone, a problem.
-    if (h.lock) out.push(`    lock        ${h.lock.state === 'free' ? 'free' : `${h.lock.state === 'held' ? '' : '✗ '}${h.lock.state}${h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'} since ${h.lock.holder.since ?? '?'}` : ''}`}`);
+    if (h.lock) out.push(`    lock        ${h.lock.state === 'free' ? 'free' : `${h.lock.state === 'held' ? '' : '✗ '}${h.lock.state}${h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'} since ${h.lock.holder.since ?? '?'}` : ''}${h.lock.queue?.length ? ` (${h.lock.queue.length} queued)` : ''}`}`);
   }
   if (r.warnings.length) out.push('', 'warnings:', ...r.warnings.map((w) => `  ${w}`));
   out.push('', r.healthy ? `${r.environment}: healthy` : `${r.environment}: UNHEALTHY`, ...r.problems.map((p) => `  ${p}`));

@@ -16,7 +16,7 @@ import { duration } from './status.ts';
 export { LOCK_LOST_EXIT, STARTED_RECORD };
 
 /** What the lock steps report: `live_seen` (LockRequest.premise: the release `current` named at the step's first look, '' none), `premise_changed` (`<then> <now>`: the live release changed while the run waited, LOCK_PREMISE_EXIT), `lock` (free|held|stale|unknown|acquired|released), `holder` (one `key=value` line of the holder's info each), `holder_pid` (the process that holds it), `audit_failed` (why the audit line was not written), `stopped` (pids a forced release stopped), `unchecked` (why a forced release could not look for its run's processes), `live_after` (the release `current` names once what a gone connection ran is stopped: what serves after an interruption), `refused` (a forced release left a lock whose run is still connected), `stopped_slot` (`<slot> <release>`: the slot a start of the run had filled with a release that never went live, stopped: stopStartedSlot), `previous_back` (previous_back's line once it put back the release that slot held before the start: which, and whether it is warm). */
-export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot', 'previous_back', 'live_seen', 'premise_changed');
+export const LOCK_KEYS = reportKeys('lock', 'holder', 'holder_pid', 'audit_failed', 'stopped', 'unchecked', 'live_after', 'refused', 'stopped_slot', 'previous_back', 'live_seen', 'premise_changed', 'queued');
 
 /**
  * Seconds stopStartedSlot may take: the slot's programs stopped, the release it held before started again and checked
@@ -256,9 +256,50 @@ export function lockLostLine(code: number | null, stderr: string): string | unde
  * set to its details, when a live waiter's ticket comes before this step's (before any, without one). A ticket is
  * live by the test a holder's lock is (LOCK_STATE): its process alive with its start time in this boot (not seen, a
  * hidepid /proc: live), its connection not silent HOLDER_SILENT_SECONDS; a dead waiter's ticket is removed by whoever
- * finds it so. Without a queue (nothing waits) it costs one glob.
+ * finds it so (not by a look, queue_ahead's `look`: ops lock status changes nothing). `queue_first` is the one rule of a
+ * free lock with a live waiter ahead: held by that waiter, for a run taking the lock and for ops lock status alike.
+ * Without a queue (nothing waits) it costs one glob.
  */
-const LOCK_QUEUE = String.raw`lock_queue="$lock.queue"; lock_ticket=; ahead_info=
+const QUEUE_LOOK = String.raw`lock_queue="$lock.queue"; lock_ticket=; ahead_info=; ahead_ticket=
+# ticket_live TICKET: 0, ahead_info set to its lines, when the waiter holding it is live (LOCK_STATE's test); 1 when
+# it is dead; 2 when it cannot be read (let go of meanwhile).
+ticket_live() {
+  local line pid='' start='' boot='' now_boot='' seen=0 got silent
+  ahead_info=$(cat "$1" 2>/dev/null) || return 2
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; holder_boot=*) boot=${'$'}{line#holder_boot=} ;; esac; done <<< "$ahead_info"
+  boot_id now_boot
+  # Dead: of another boot, its process gone (or another with its pid), its connection silent (LOCK_STATE's test).
+  if { [ -z "$boot" ] || [ -z "$now_boot" ] || [ "$boot" = "$now_boot" ]; } && [ -n "$pid" ] && [ -n "$start" ]; then
+    got=$(proc_seen_start "$pid") || seen=$?
+    if [ "$got" = "$start" ] || [ "$seen" = 2 ]; then
+      if ! silent=$(conn_silent "$pid") || [ "$silent" -lt ${HOLDER_SILENT_SECONDS} ]; then return 0; fi
+    fi
+  fi
+  return 1
+}
+# queue_ahead sweep|look: the first live ticket before this step's, ahead_ticket its path; a dead one before it is
+# removed on the way (sweep: a run taking the lock; not by a look, ops lock status, which changes nothing).
+queue_ahead() {
+  local t live
+  for t in "$lock_queue"/*; do
+    [ "$t" != "$lock_ticket" ] || return 1
+    [ -f "$t" ] || continue
+    live=0; ticket_live "$t" || live=$?
+    # shellcheck disable=SC2034 # ahead_ticket: read by REPORT_QUEUE
+    if [ "$live" = 0 ]; then ahead_ticket=$t; return 0; fi
+    [ "$live" = 2 ] || [ "$1" = look ] || rm -f "$t"
+  done
+  return 1
+}
+# queue_first sweep|look: the lock free (lock_state free), a live waiter queued before this step takes it first: the lock
+# reads held by that waiter (its details, queued=first). The one rule for a run taking the lock and for a look at it.
+queue_first() {
+  queue_ahead "$1" || return 1
+  lock_state=held; lock_info="$ahead_info"$'\n'queued=first; lock_rebooted=; lock_silent=; lock_unseen=
+}`;
+
+/** QUEUE_LOOK with what a run taking the lock does to the queue (queue_join, queue_leave); a look at it (lockStatus) needs QUEUE_LOOK alone. */
+const LOCK_QUEUE = String.raw`${QUEUE_LOOK}
 queue_join() {
   [ -z "$lock_ticket" ] || return 0
   local qfd seq=0 err queued_at
@@ -268,26 +309,7 @@ queue_join() {
   fi
   lock_ticket="$lock_queue/${'$'}{err##*$'\n'}"; trap queue_leave EXIT
 }
-queue_leave() { [ -z "$lock_ticket" ] || rm -f "$lock_ticket"; lock_ticket=; trap - EXIT; }
-queue_ahead() {
-  local t line pid start boot now_boot seen got silent
-  for t in "$lock_queue"/*; do
-    [ "$t" != "$lock_ticket" ] || return 1
-    [ -f "$t" ] || continue
-    pid=; start=; boot=; ahead_info=$(cat "$t" 2>/dev/null) || continue
-    while IFS= read -r line; do case $line in holder_pid=*) pid=${'$'}{line#holder_pid=} ;; holder_start=*) start=${'$'}{line#holder_start=} ;; holder_boot=*) boot=${'$'}{line#holder_boot=} ;; esac; done <<< "$ahead_info"
-    now_boot=; boot_id now_boot; seen=0; got=
-    # Dead: of another boot, its process gone (or another with its pid), its connection silent (LOCK_STATE's test).
-    if { [ -z "$boot" ] || [ -z "$now_boot" ] || [ "$boot" = "$now_boot" ]; } && [ -n "$pid" ] && [ -n "$start" ]; then
-      got=$(proc_seen_start "$pid") || seen=$?
-      if [ "$got" = "$start" ] || [ "$seen" = 2 ]; then
-        if ! silent=$(conn_silent "$pid") || [ "$silent" -lt ${HOLDER_SILENT_SECONDS} ]; then return 0; fi
-      fi
-    fi
-    rm -f "$t"
-  done
-  return 1
-}`;
+queue_leave() { [ -z "$lock_ticket" ] || rm -f "$lock_ticket"; lock_ticket=; trap - EXIT; }`;
 
 /**
  * `then`: a script run as soon as the lock is ours, in the same step (saves a round trip: the host's state).
@@ -339,7 +361,7 @@ while :; do
   if [ -n "$lock_waited" ] && own_silent=$(conn_silent "$holder") && [ "$own_silent" -ge ${HOLDER_SILENT_SECONDS} ]; then echo "this run's connection has sent nothing for ${'$'}{own_silent}s (its runner gone with its network; sshd keeps such a connection open): the lock is not taken for it" >&2; exit 1; fi
   lock_ahead=
   # Free, but a run that queued first (a live waiter's ticket before this run's): that run takes it first (LOCK_QUEUE).
-  if [ ! -e "$lock" ] && [ ! -L "$lock" ] && queue_ahead; then lock_ahead=1; lock_state=held; lock_info="$ahead_info"$'\n'queued=first; lock_rebooted=; lock_silent=; lock_unseen=
+  if [ ! -e "$lock" ] && [ ! -L "$lock" ] && queue_first sweep; then lock_ahead=1
   elif [ ! -e "$lock" ] && [ ! -L "$lock" ]; then
     # The lock appears whole (rename(2) of a directory holding its details): never seen without its details, which a
     # run looking meanwhile would read as a stale lock and refuse at once. The details are the lock's meaning: not
@@ -523,14 +545,29 @@ ${audit}${LET_GO}
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
 
-/** Report the environment's lock (free, held or stale) and its holder's details, and PROVISIONED_KEYS (as the login: reportProvisioned), read only. */
+/**
+ * Shell (after LOCK_STATE and QUEUE_LOOK, as the login: changes nothing) that reads the lock's queue as a run taking the
+ * lock would (queue_first, ticket_live): a free lock with a live waiter reads held by that waiter (queued=first, it
+ * takes it next), and each other live waiter, in the order they take the lock, is reported as `queued` lines
+ * `<n> <key>=<value>` (n from 1, the next; its run's details and `since`, when it queued; not its connection's). A
+ * dead waiter's ticket is not listed: it loses its turn.
+ */
+const REPORT_QUEUE = String.raw`[ "$lock_state" != free ] || queue_first look || true
+queue_n=0
+for t in "$lock_queue"/*; do
+  if [ ! -f "$t" ] || [ "$t" = "$ahead_ticket" ] || [ "$lock_state" = free ] || ! ticket_live "$t"; then continue; fi
+  queue_n=$(( queue_n + 1 ))
+  while IFS= read -r line; do case $line in holder_*) ;; *) ops_report ${LOCK_KEYS.queued} "$queue_n $line" ;; esac; done <<< "$ahead_info"
+done`;
+
+/** Report the environment's lock (free, held or stale) and its holder's details, the runs queued for it (REPORT_QUEUE: `queued`), and PROVISIONED_KEYS (as the login: reportProvisioned), read only. */
 export function lockStatus(env: Target): Step {
   return {
     name: 'lock status',
     as: 'login',
     timeout: 30,
     quiet: true,
-    script: `${CONNECTION_FUNCTIONS}\n${reportProvisioned(env, 'login')}\nlock=${quote(env.layout.lock)}\n${LOCK_STATE}\n${REPORT_HOLDER}`,
+    script: `${CONNECTION_FUNCTIONS}\n${reportProvisioned(env, 'login')}\nlock=${quote(env.layout.lock)}\n${LOCK_STATE}\n${QUEUE_LOOK}\n${REPORT_QUEUE}\n${REPORT_HOLDER}`,
   };
 }
 
@@ -625,7 +662,10 @@ export interface LockInfo {
    * there whose holder process the login cannot see (hidepid, no sudo: holder `unseen` says so; unseenReason).
    */
   state: 'free' | 'held' | 'stale' | 'acquired' | 'released' | 'not_held' | 'unknown';
+  /** The holder's details (operation, actor, run, run_id, since, ...); `queued: first` when the lock is free and this queued run takes it next. */
   holder: Record<string, string>;
+  /** The other runs waiting for the lock (lockStatus), in the order they take it (the first takes it next): each its details (operation, actor, run, run_id, since: when it queued). */
+  queue?: Record<string, string>[];
 }
 
 /** The lock as lockStatus (or acquireLock) reported it. */
@@ -635,7 +675,12 @@ export function parseLock(result: StepResult): LockInfo {
     const eq = line.indexOf('=');
     if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
   }
-  return { state: (reported(result, LOCK_KEYS.lock) ?? 'free') as LockInfo['state'], holder };
+  const queue: Record<string, string>[] = [];
+  for (const line of reportedAll(result, LOCK_KEYS.queued)) {
+    const m = /^(\d+) ([^=]+)=(.*)$/.exec(line);
+    if (m) (queue[Number(m[1]) - 1] ??= {})[m[2]!] = m[3]!;
+  }
+  return { state: (reported(result, LOCK_KEYS.lock) ?? 'free') as LockInfo['state'], holder, queue: queue.filter(Boolean) };
 }
 
 /**
@@ -645,7 +690,22 @@ export function parseLock(result: StepResult): LockInfo {
 export function describeHolder(h: Record<string, string>): string {
   const ago = /^\d+$/.test(h.age ?? '') ? `, ${duration(Number(h.age))} ago` : '';
   if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}${ago}` : ''})`;
+  if (h.queued === 'first') return `${describeWaiter(h)}, first in the lock's queue (it takes the lock now)`;
   return `a ${h.operation} run by ${h.actor || 'unknown'}, started ${h.since || '?'}${ago}${h.run ? ` (${h.run})` : ''}`;
+}
+
+/** A run waiting in the lock's queue (LockInfo.queue) in a message: "a deploy run by bob, queued <time> (<run URL>)". */
+export function describeWaiter(h: Record<string, string>): string {
+  return `a ${h.operation || 'unknown'} run by ${h.actor || 'unknown'}, queued ${h.since || '?'}${h.run ? ` (${h.run})` : ''}`;
+}
+
+/**
+ * The runs queued for a lock in words, in the order they take it ('' when none): "; queued behind it: 1. <run> (next),
+ * 2. <run>".
+ */
+export function describeQueue(lock: LockInfo): string {
+  const q = lock.queue ?? [];
+  return q.length ? `; ${q.length} run${q.length > 1 ? 's' : ''} queued behind it, in the order they take the lock: ${q.map((w, i) => `${i + 1}. ${describeWaiter(w)}${i === 0 ? ' (next)' : ''}`).join(', ')}` : '';
 }
 
 /**

@@ -11,7 +11,7 @@ import { quote } from '../shell.ts';
 import { parseCerts, siteName, type CertInfo } from './certs.ts';
 import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
-import { describeHolder, lockStatus, parseLock, staleReason, unseenReason, type LockInfo } from './lock.ts';
+import { describeHolder, describeQueue, lockStatus, parseLock, staleReason, unseenReason, type LockInfo } from './lock.ts';
 import { certificatePaths, checkLog, HEADER, slotPortLinesShell, slotPortsElsewhere } from './nginx-config.ts';
 import { describeProcess, foreignListeners, leftoverListeners, parseProcReports, parseProcessInfo, programStates, type ProgramState } from './programs.ts';
 import { historyFunctions } from './history.ts';
@@ -603,9 +603,9 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   s.lock = parseLock(r);
   // A lock held by a live run is an operation under way (a deploy, a rollback): shown by formatStatus (who, since
   // when), not a problem, or the hourly status workflow would fail during every deploy. One whose run is gone is.
-  if (s.lock.state === 'held') warn(`locked by ${describeHolder(s.lock.holder)}: an operation is under way (what this status read may be mid-change)`);
+  if (s.lock.state === 'held') warn(`locked by ${describeHolder(s.lock.holder)}: an operation is under way (what this status read may be mid-change)${describeQueue(s.lock)}`);
   // A holder the login cannot see (hidepid, no sudo): neither under way nor gone for sure.
-  else if (s.lock.state === 'unknown') warn(`locked by ${describeHolder(s.lock.holder)}${unseenReason(s.lock)}`);
+  else if (s.lock.state === 'unknown') warn(`locked by ${describeHolder(s.lock.holder)}${unseenReason(s.lock)}${describeQueue(s.lock)}`);
   else if (s.lock.state === 'stale') problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone${staleReason(s.lock)} (ops lock release ${env.name} stops what it left running and frees it)`);
   // Never provisioned: that alone is the problem (the one rule, unprovisionedNote); what else is missing there (nothing
   // live, nginx, its site, supervisord) is only a symptom of it, not more problems to fix one by one.

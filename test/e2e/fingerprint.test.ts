@@ -105,13 +105,17 @@ describe.sequential('the deploy fingerprint on a real host', () => {
     }
   }, 120_000);
 
-  it('a secret changed with sops set: deployed again, saying why; the new value serves', async () => {
+  it('a secret changed with sops set: deployed again, saying why (ops diff says so first); the new value serves', async () => {
     sops('set', 'secrets.sops.yaml', '["api"]["token"]', '"second-token"');
+    // ops diff of the live commit says what the deploy then does (its fingerprint), not "already live".
+    const d = await cli(['diff', 'e2e']);
+    expect(d.out, d.err).toMatch(/live, with another \.env or other settings than this deploy's: deployed again/);
     const r = await run();
     expect(r.noop).toBe(false);
     expect(r.hosts[0]!.notes.join('\n')).toMatch(/with another \.env or other settings/);
     expect((await get(host)).body).toBe(`${r.release} ${createHash('sha256').update('second-token').digest('hex').slice(0, 12)}`);
     expect((await run()).noop).toBe(true);
+    expect((await cli(['diff', 'e2e'])).out).toMatch(/already live, nothing changes/);
   }, 180_000);
 
   it("the live release's own .env edited on the host (what its app reads after a restart is not what its deploy wrote): deployed again, saying why; the deploy's value serves", async () => {
@@ -126,7 +130,7 @@ describe.sequential('the deploy fingerprint on a real host', () => {
     expect((await run()).noop).toBe(true);
   }, 180_000);
 
-  it("a file of the live release's commit edited on the host (a hotfix), or deleted: deployed again, naming it, and the commit's code serves; what the app writes itself (a log, Python's caches, a new file) keeps the no-op", async () => {
+  it("a file of the live release's commit edited on the host (a hotfix), or deleted: deployed again, naming it (ops diff says so first), and the commit's code serves; what the app writes itself (a log, Python's caches, a new file) keeps the no-op", async () => {
     const live = (await onHost('readlink /srv/sample/current')).split('/').pop()!;
     const owner = await onHost('stat -c %U /srv/sample/current/server.py');
     await onHost(`runuser -u ${owner} -- bash -c 'cd /srv/sample/current && echo served >> app.log && mkdir -p __pycache__ && echo x > __pycache__/extra.cpython-311.pyc && echo data > uploads.json'`);
@@ -134,6 +138,7 @@ describe.sequential('the deploy fingerprint on a real host', () => {
     await onHost(`sed -i 's/hexdigest()\\[:12\\]/hexdigest()[:12] + " hotfix"/' /srv/sample/current/server.py`);
     await restartedServes(live);
     expect((await get(host)).body).toBe(`${live} ${hash('second-token')} hotfix`);
+    expect((await cli(['diff', 'e2e'])).out).toMatch(/with its files changed on the host since it went live \(e\.g\. server\.py\): deployed again/);
     const r = await run();
     expect(r.noop).toBe(false);
     expect(r.hosts[0]!.notes.join('\n')).toMatch(/with its files changed on the host since it went live \(e\.g\. server\.py\): deployed again/);

@@ -71,7 +71,7 @@ describe.sequential('two runs on one environment', () => {
     expect(await onHost('readlink /srv/sample/current || true')).toBe('');
   }, 300_000);
 
-  it('runs queued for the lock (switch.lock_wait) are served first come, first served: of A (holding), B (queued first) and C (queued later, looking first once A lets go), each over its own SSH connection, B takes the lock before C', async () => {
+  it('runs queued for the lock (switch.lock_wait) are served first come, first served: of A (holding), B (queued first) and C (queued later, looking first once A lets go), each over its own SSH connection, B takes the lock before C; ops lock status lists B then C behind A meanwhile', async () => {
     const env = project.env();
     const dir = '/tmp/ops-e2e-queue';
     const order = `${dir}/order`;
@@ -96,6 +96,10 @@ describe.sequential('two runs on one environment', () => {
     await new Promise((r) => setTimeout(r, 500)); // C's looks half a second after B's
     const c = take('c');
     await until('C waiting', async () => (await sleeping('c')) !== '');
+    // What ops lock status (the login, over its own connection) says is what the runs do next: A holds, B then C.
+    const look = await cli(['lock', 'status', 'e2e']);
+    expect(look.code, look.err).toBe(1);
+    expect(look.out).toMatch(new RegExp(`^${host.name}: locked: a deploy run by e2e-a, started .*; 2 runs queued behind it, in the order they take the lock: 1\\. a deploy run by e2e-b, queued \\S+ \\(next\\), 2\\. a deploy run by e2e-c, queued \\S+$`, 'm'));
     // A lets go (on the host, at once) right after a look of C then one of B: C looks next, and without the queue
     // would take the lock before B.
     await onHost(`look() { local s0 s; s0=$(pgrep -x sleep -P "$1"); for _ in {1..500}; do s=$(pgrep -x sleep -P "$1"); if [ -n "$s" ] && [ "$s" != "$s0" ]; then return; fi; sleep 0.01; done; }

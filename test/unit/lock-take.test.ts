@@ -450,6 +450,70 @@ bash ${unlock}`], { encoding: 'utf8' });
     expect(existsSync(env.layout.lock)).toBe(false);
   }, 60_000);
 
+  it('ops lock status shows the runs queued for the lock, in the order they take it, as the runs themselves decide it: of A (holding), B and C (queued after it), B next then C; a dead waiter not listed (nor removed: a look changes nothing); then each takes it in that order', async () => {
+    const { dir, env, sshd, write } = setup();
+    const order = join(dir, 'order');
+    const go = join(dir, 'go');
+    const taker = (id: string, hold = '', detached = false) => {
+      const script = write(`take-${id}.sh`, scriptText(acquireLock(env, { operation: 'deploy', actor: id, runUrl: `https://ci.example/${id}`, runId: id, wait: 60 }, '', `${hold}echo ${id} >> ${order}\n${unlockScript(env, id, [])}`)));
+      const conn = spawn(sshd, ['-c', `bash ${script} > /dev/null 2>&1; true`], { stdio: 'ignore', detached });
+      return { conn, done: new Promise((r) => conn.once('exit', r)) };
+    };
+    const step = (conn: ChildProcess) => spawnSync('pgrep', ['-P', String(conn.pid)], { encoding: 'utf8' }).stdout.trim();
+    const sleeping = (conn: ChildProcess) => spawnSync('pgrep', ['-x', 'sleep', '-P', step(conn) || '0'], { encoding: 'utf8' }).stdout.trim();
+    const a = taker('a', `while [ ! -e ${go} ]; do sleep 0.05; done\n`);
+    expect(await waitFor(() => existsSync(join(env.layout.lock, 'info')), 15_000, 50), 'A holds the lock').toBe(true);
+    const dead = taker('dead', '', true);
+    expect(await waitFor(() => sleeping(dead.conn) !== '', 15_000, 20), 'the dead-to-be waiter waits').toBe(true);
+    process.kill(-dead.conn.pid!, 'SIGKILL');
+    await dead.done;
+    const b = taker('b');
+    expect(await waitFor(() => sleeping(b.conn) !== '', 15_000, 20), 'B waits').toBe(true);
+    const c = taker('c');
+    expect(await waitFor(() => sleeping(c.conn) !== '', 15_000, 20), 'C waits').toBe(true);
+    const tickets = () => spawnSync('bash', ['-c', `ls ${env.layout.lock}.queue`], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+    expect(tickets()).toHaveLength(3);
+    const lock = status(env, write);
+    expect(lock.state).toBe('held');
+    expect(lock.holder.actor).toBe('a');
+    expect(lock.queue!.map((w) => w.run_id)).toEqual(['b', 'c']);
+    expect(lock.queue![0]).toMatchObject({ operation: 'deploy', actor: 'b', run: 'https://ci.example/b' });
+    expect(lock.queue![0]!.since).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(lock.queue![0]!.holder_pid).toBeUndefined();
+    // The dead waiter's ticket: not listed, and left for a run taking the lock to remove.
+    expect(tickets()).toHaveLength(3);
+    expect(formatLock([{ host: 'web1', lock }])).toMatch(/^web1: locked: a deploy run by a, started .*; 2 runs queued behind it, in the order they take the lock: 1\. a deploy run by b, queued \S+ \(https:\/\/ci\.example\/b\) \(next\), 2\. a deploy run by c, queued \S+ \(https:\/\/ci\.example\/c\)$/);
+    writeFileSync(go, '');
+    await Promise.all([a.done, b.done, c.done]);
+    expect(readFileSync(order, 'utf8')).toBe('a\nb\nc\n');
+    expect(status(env, write)).toEqual({ state: 'free', holder: {}, queue: [] });
+  }, 60_000);
+
+  it('a free lock a queued run takes next (its holder just let go) reads held by that run, for ops lock status as for a run taking it: never free', () => {
+    const { env, sshd, write } = setup();
+    const waiter = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const queue = `${env.layout.lock}.queue`;
+      mkdirSync(queue);
+      const start = readFileSync(`/proc/${waiter.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19];
+      // A dead waiter first (its process gone), then a live one.
+      writeFileSync(join(queue, '0000000000000001'), 'operation=deploy\nactor=gone\nrun_id=r0\nsince=2026-12-06T10:00:00Z\nholder_pid=999999\nholder_start=1\n');
+      writeFileSync(join(queue, '0000000000000002'), `operation=rollback\nactor=bob\nrun=\nrun_id=r1\nsince=2026-12-06T10:00:01Z\nholder_pid=${waiter.pid}\nholder_start=${start}\n`);
+      const lock = status(env, write);
+      expect(lock.state).toBe('held');
+      expect(lock.holder).toMatchObject({ operation: 'rollback', actor: 'bob', queued: 'first' });
+      expect(lock.queue).toEqual([]);
+      expect(existsSync(join(queue, '0000000000000001'))).toBe(true);
+      expect(formatLock([{ host: 'web1', lock }])).toBe("web1: locked: a rollback run by bob, queued 2026-12-06T10:00:01Z, first in the lock's queue (it takes the lock now)");
+      // A run taking the lock finds the same: held by bob's rollback (refused, its wait 0).
+      const r = spawnSync(sshd, ['-c', `bash ${write('take.sh', scriptText(acquireLock(env, request('r2', 0), '', unlockScript(env, 'r2', []))))}; exit $?`], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(LOCK_BUSY_EXIT);
+      expect(parseLock(result(r.stdout)).holder).toMatchObject({ operation: 'rollback', actor: 'bob', queued: 'first' });
+    } finally {
+      waiter.kill();
+    }
+  });
+
   it('a queue ticket a run was killed while writing (.new.<pid>, never renamed into the queue): removed by a later take once 10 minutes old, a fresh one kept (it may be a run writing it now)', () => {
     const { env, sshd, write } = setup();
     const queue = `${env.layout.lock}.queue`;

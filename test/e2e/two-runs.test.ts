@@ -6,44 +6,33 @@
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { getLockStatus } from '../../core/ops/records.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { acquireLock, unlockScript } from '../../core/steps/lock.ts';
 import { quote } from '../../core/shell.ts';
-import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { sshRun } from '../hosts/index.ts';
 import { runOps, spawnOps } from '../support/cli.ts';
 import { initRepo } from '../support/gitrepo.ts';
-import { makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { asRoot, labEnvironment, pythonWebApp, webConfig } from './support.ts';
 
 const SERVER = pythonWebApp('os.environ["OPS_RELEASE"]');
 
-let host: Host;
-let project: TestProject;
-let repo = '';
 let config: Record<string, unknown>;
 const root = mkdtempSync(join(tmpdir(), 'ops-two-runs-'));
-const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
-const cli = (argv: string[], at = project) => runOps(argv, { root: at.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' } });
-
-beforeAll(async () => {
-  host = await readyHost('two');
-  repo = join(root, 'app');
+// Provisioned (the snapshot), never deployed: the first test's deploy is the environment's first.
+const lab = labEnvironment('two', (host) => {
+  const repo = join(root, 'app');
   initRepo(repo, { 'server.py': SERVER, VERSION: '1\n' });
-  config = webConfig(host, repo);
-  // Provisioned (the snapshot), never deployed: the first test's deploy is the environment's first.
-  project = makeProject('e2e', config);
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
+  return (config = webConfig(host, repo));
 });
+const onHost = (command: string) => asRoot(lab.host, command);
+const cli = (argv: string[]) => runOps(argv, { root: lab.project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' } });
 
 describe.sequential('two runs on one environment', () => {
   it('during the build of an environment\'s first deploy (nothing serves yet): status and logs answer at once, saying a deploy is under way; env remove (which removes an environment that serves nothing), a second deploy and lock release (without --force) are refused naming the holder; nothing of the deploy is stopped', async () => {
-    project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' } });
-    const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
+    lab.project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' } });
+    const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], lab.project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
     try {
       const started = Date.now();
       const status = await cli(['status', 'e2e']);
@@ -51,28 +40,28 @@ describe.sequential('two runs on one environment', () => {
       expect(status.out + status.err).toMatch(/deploy by \S+ since/);
       const logs = await cli(['logs', 'e2e']);
       expect(logs.code, logs.err).toBe(0);
-      expect(logs.err).toMatch(new RegExp(`${host.name}: a deploy run by \\S+, started .* is under way`));
+      expect(logs.err).toMatch(new RegExp(`${lab.host.name}: a deploy run by \\S+, started .* is under way`));
       const remove = await cli(['env', 'remove', 'e2e']);
       expect(remove.code).not.toBe(0);
-      expect(remove.err).toMatch(new RegExp(`${host.name}: a deploy run by \\S+, started .* is under way`));
-      expect(existsSync(join(project.root, 'environments', 'e2e', 'environment.yml'))).toBe(true);
+      expect(remove.err).toMatch(new RegExp(`${lab.host.name}: a deploy run by \\S+, started .* is under way`));
+      expect(existsSync(join(lab.project.root, 'environments', 'e2e', 'environment.yml'))).toBe(true);
       const second = await cli(['deploy', 'e2e', '--ref', 'main']);
       expect(second.code).not.toBe(0);
-      expect(second.err).toContain(`environment e2e is locked on ${host.name} by a deploy run by`);
+      expect(second.err).toContain(`environment e2e is locked on ${lab.host.name} by a deploy run by`);
       const release = await cli(['lock', 'release', 'e2e']);
       expect(release.code).not.toBe(0);
       // The deploy's build still runs: nothing of it was stopped by the refused runs.
       expect(Number(await onHost("pgrep -fc '^sleep 60$' || true"))).toBe(1);
     } finally {
-      project.write(config);
+      lab.project.write(config);
       expect(await ops.stop('SIGINT')).toBe(130);
     }
-    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect((await getLockStatus(lab.project.ctx(), lab.project.env()))[0]!.lock.state).toBe('free');
     expect(await onHost('readlink /srv/sample/current || true')).toBe('');
   }, 300_000);
 
   it('runs queued for the lock (switch.lock_wait) are served first come, first served: of A (holding), B (queued first) and C (queued later, looking first once A lets go), each over its own SSH connection, B takes the lock before C', async () => {
-    const env = project.env();
+    const env = lab.project.env();
     const dir = '/tmp/ops-e2e-queue';
     const order = `${dir}/order`;
     const go = `${dir}/go`;
@@ -80,8 +69,8 @@ describe.sequential('two runs on one environment', () => {
     // then lets go (A only once told to).
     const step = (id: string, hold = '') => scriptText(acquireLock(env, { operation: 'deploy', actor: `e2e-${id}`, runUrl: '', runId: `queue-${id}`, wait: 60 }, '', `${hold}echo ${id} >> ${order}\n${unlockScript(env, `queue-${id}`, [])}`));
     await onHost(`rm -rf ${dir} && mkdir -p ${dir}`);
-    for (const [id, hold] of [['a', `while [ ! -e ${go} ]; do sleep 0.05; done\n`], ['b', ''], ['c', '']] as const) await sshRun(host, `sudo tee ${dir}/${id}.sh > /dev/null`, { input: step(id, hold) });
-    const take = (id: string) => sshRun(host, `sudo bash ${dir}/${id}.sh`, { timeoutMs: 90_000 });
+    for (const [id, hold] of [['a', `while [ ! -e ${go} ]; do sleep 0.05; done\n`], ['b', ''], ['c', '']] as const) await sshRun(lab.host, `sudo tee ${dir}/${id}.sh > /dev/null`, { input: step(id, hold) });
+    const take = (id: string) => sshRun(lab.host, `sudo bash ${dir}/${id}.sh`, { timeoutMs: 90_000 });
     // The step of run `id` (its bash), and the `sleep 1` it is in now (between two looks), or ''.
     const stepPid = (id: string) => `$(pgrep -fx ${quote(`bash ${dir}/${id}.sh`)} | head -1)`;
     const sleeping = (id: string) => onHost(`p=${stepPid(id)}; [ -z "$p" ] || pgrep -x sleep -P "$p" || true`);
@@ -102,7 +91,7 @@ describe.sequential('two runs on one environment', () => {
 pb=${stepPid('b')}; pc=${stepPid('c')}; look "$pc"; look "$pb"; touch ${go}`);
     await Promise.all([a, b, c]);
     expect(await onHost(`cat ${order}`)).toBe('a\nb\nc');
-    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect((await getLockStatus(lab.project.ctx(), lab.project.env()))[0]!.lock.state).toBe('free');
     await onHost(`rm -rf ${dir}`);
   }, 300_000);
 });

@@ -6,13 +6,13 @@
 import { readdirSync, readFileSync, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import type { OpsError } from '../../core/errors.ts';
-import { downHost, npmRegistryUrl, pypiIndexUrl, type Host } from '../hosts/index.ts';
+import { npmRegistryUrl, pypiIndexUrl } from '../hosts/index.ts';
 import { initRepo } from '../support/gitrepo.ts';
-import { asRoot, get, makeProject, readyHost, webConfig } from './support.ts';
+import { asRoot, get, labHost, makeProject, webConfig } from './support.ts';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'frameworks');
 
@@ -52,7 +52,7 @@ function djangoSettings(original: string, address: string): string {
  * `/admin` (APPEND_SLASH answers 301 to /admin/, which answers 302 to its login page).
  */
 function djangoConfig(repo: string, readers: string[]): Record<string, unknown> {
-  return webConfig(host, repo, {
+  return webConfig(lab.host, repo, {
     release: {
       python_requirements: 'backend/requirements.txt',
       node_dir: '',
@@ -69,34 +69,26 @@ function djangoConfig(repo: string, readers: string[]): Record<string, unknown> 
   });
 }
 
-let host: Host;
+const lab = labHost('gen');
 const root = mkdtempSync(join(tmpdir(), 'ops-generated-'));
-
-beforeAll(async () => {
-  host = await readyHost('gen');
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-});
 
 describe('projects made by frameworks\' own generators', () => {
   it('a Django startproject behind gunicorn: its admin through an APPEND_SLASH health path, static files from collectstatic, migrated with the .env', async () => {
     const repo = join(root, 'django');
     const files = generated('django', 'backend');
-    files['backend/mysite/settings.py'] = djangoSettings(files['backend/mysite/settings.py']!, host.address);
+    files['backend/mysite/settings.py'] = djangoSettings(files['backend/mysite/settings.py']!, lab.host.address);
     files['backend/requirements.txt'] = 'Django==5.1.4\ngunicorn==23.0.0\ndjango-environ==0.12.0\n';
     initRepo(repo, files);
     const project = makeProject('e2e', djangoConfig(repo, ['django-environ']));
     try {
       const reporter = new MemoryReporter();
       await deploy(project.ctx(reporter), project.env(), {});
-      const login = await get(host, '/admin/login/');
+      const login = await get(lab.host, '/admin/login/');
       expect(login.status).toBe(200);
       expect(login.body).toContain('Django administration');
-      expect((await get(host, '/static/admin/css/base.css')).status).toBe(200);
+      expect((await get(lab.host, '/static/admin/css/base.css')).status).toBe(200);
       // startproject's database is BASE_DIR / 'db.sqlite3': made in the release by migrate, so left behind by the next deploy.
-      expect(await asRoot(host, 'ls /srv/sample/current/backend')).toContain('db.sqlite3');
+      expect(await asRoot(lab.host, 'ls /srv/sample/current/backend')).toContain('db.sqlite3');
       expect(reporter.lines.join('\n')).toMatch(/warning: .*release\.migrate wrote a SQLite database in release \S+ \(backend\/db\.sqlite3\): each deploy makes a new release directory/);
     } finally {
       project.cleanup();
@@ -106,7 +98,7 @@ describe('projects made by frameworks\' own generators', () => {
   it('a startproject whose settings read the secret key from the process environment (Django\'s deployment checklist): migrate passes, the start fails saying programs get no .env values', async () => {
     const repo = join(root, 'django-os-environ');
     const files = generated('django', 'backend');
-    files['backend/mysite/settings.py'] = djangoSettings(files['backend/mysite/settings.py']!, host.address).replace(/^env = environ\.Env\(\)\n.*\nSECRET_KEY = .*$/m, "import os\nSECRET_KEY = os.environ['DJANGO_SECRET_KEY']");
+    files['backend/mysite/settings.py'] = djangoSettings(files['backend/mysite/settings.py']!, lab.host.address).replace(/^env = environ\.Env\(\)\n.*\nSECRET_KEY = .*$/m, "import os\nSECRET_KEY = os.environ['DJANGO_SECRET_KEY']");
     files['backend/requirements.txt'] = 'Django==5.1.4\ngunicorn==23.0.0\ndjango-environ==0.12.0\n';
     initRepo(repo, files);
     const project = makeProject('e2e', djangoConfig(repo, ['python-dotenv']));
@@ -114,7 +106,7 @@ describe('projects made by frameworks\' own generators', () => {
       const failed = await deploy(project.ctx(), project.env(), {}).then(() => undefined, (e: unknown) => e as OpsError);
       expect(failed?.message).toMatch(/step "start \w+" on \S+ failed[\s\S]*KeyError: 'DJANGO_SECRET_KEY'/);
       expect(failed?.hint).toMatch(/the programs' log names DJANGO_SECRET_KEY, of the release's \.env: build, migrate and hooks get the \.env's values in their environment, a program only .*set -a; \. \{release\}\/\.env; exec/);
-      expect((await get(host, '/admin/login/')).status, 'the Django release before it still serves').toBe(200);
+      expect((await get(lab.host, '/admin/login/')).status, 'the Django release before it still serves').toBe(200);
     } finally {
       project.cleanup();
     }
@@ -125,7 +117,7 @@ describe('projects made by frameworks\' own generators', () => {
     initRepo(repo, generated('express', '.'));
     const project = makeProject(
       'e2e',
-      webConfig(host, repo, {
+      webConfig(lab.host, repo, {
         release: { python_requirements: '', node_dir: '.', build: '', migrate: '' },
         packages: { pip_index_url: pypiIndexUrl, npm_registry: npmRegistryUrl },
         programs: { web: { command: '{npm} start', port: 5100, health: '/', env: { PORT: '{port}' } } },
@@ -135,11 +127,11 @@ describe('projects made by frameworks\' own generators', () => {
     try {
       const reporter = new MemoryReporter();
       await deploy(project.ctx(reporter), project.env(), {});
-      const page = await get(host, '/');
+      const page = await get(lab.host, '/');
       expect(page.status).toBe(200);
       expect(page.body).toContain('Welcome to Express');
-      expect((await get(host, '/stylesheets/style.css')).status).toBe(200);
-      expect(await get(host, '/users')).toEqual({ status: 200, body: 'respond with a resource' });
+      expect((await get(lab.host, '/stylesheets/style.css')).status).toBe(200);
+      expect(await get(lab.host, '/users')).toEqual({ status: 200, body: 'respond with a resource' });
       expect(reporter.lines.join('\n')).toMatch(/warning: program web listens on \S+:5\d\d\d, not only on 127\.0\.0\.1/);
     } finally {
       project.cleanup();

@@ -3,45 +3,35 @@
 // a reboot the visitors get the live release, `ops status` says so, and the commands work at once; nginx and
 // supervisor running but not enabled at boot are said before the reboot that would take the site down, and after it
 // status does not claim the visitors get the live release.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downHost, rebootHost, type Host } from '../hosts/index.ts';
-import { runOps } from '../support/cli.ts';
-import { APP, asRoot, get, makeProject, readable, readyHost, versionedApp, webConfig, type TestProject } from './support.ts';
+import { describe, expect, it } from 'vitest';
+import { rebootHost } from '../hosts/index.ts';
+import { APP, asRoot, get, labEnvironment, readable, versionedApp, webConfig } from './support.ts';
 
-let host: Host;
-let project: TestProject;
-
-const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
-const onHost = (command: string): Promise<string> => asRoot(host, command);
+const ops = (...argv: string[]) => lab.ops(...argv);
+const onHost = (command: string): Promise<string> => asRoot(lab.host, command);
 const current = () => onHost(`readlink /srv/${APP}/current | xargs basename`);
 
 /** What "/" answers through nginx once it is `page` (the programs start with the boot, after nginx), or after 20 s. */
 async function pageSoon(page: string): Promise<string> {
   let got = '';
   for (let i = 0; i < 100 && got !== page; i++) {
-    got = await get(host).then((r) => r.body, (e: Error) => e.message);
+    got = await get(lab.host).then((r) => r.body, (e: Error) => e.message);
     if (got !== page) await new Promise((ok) => setTimeout(ok, 200));
   }
   return got;
 }
 
-beforeAll(async () => {
-  host = await readyHost('rbt');
-  project = makeProject('e2e', webConfig(host, versionedApp('ops-reboot-')));
+const lab = labEnvironment('rbt', (host) => webConfig(host, versionedApp('ops-reboot-')), {
   // Both slots hold a release: the live one (v2) and the previous one, kept warm.
-  for (const ref of ['v1', 'v2']) expect((await ops('deploy', 'e2e', '--ref', ref)).code).toBe(0);
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
+  ready: async () => {
+    for (const ref of ['v1', 'v2']) expect((await ops('deploy', 'e2e', '--ref', ref)).code).toBe(0);
+  },
 });
 
 describe.sequential('the host restarts under us', () => {
   it('after a reboot: the live release serves, status says so (the warm one too), logs, deploy and rollback work at once', async () => {
     const live = await current();
-    host = await rebootHost(host.name);
+    lab.host = await rebootHost(lab.host.name);
     expect(await pageSoon('version 2')).toBe('version 2');
     const s = await ops('status', 'e2e');
     const text = readable(s);
@@ -54,7 +44,7 @@ describe.sequential('the host restarts under us', () => {
     const d = await ops('deploy', 'e2e', '--ref', 'v3');
     expect(d.code, readable(d)).toBe(0);
     expect(await pageSoon('version 3')).toBe('version 3');
-    host = await rebootHost(host.name);
+    lab.host = await rebootHost(lab.host.name);
     const r = await ops('rollback', 'e2e');
     expect(r.code, readable(r)).toBe(0);
     expect(await pageSoon('version 2')).toBe('version 2');
@@ -71,7 +61,7 @@ describe.sequential('the host restarts under us', () => {
       expect(text).toContain('nginx runs, but is not enabled at boot (systemctl is-enabled nginx: disabled): after the next reboot nginx is not running and the site is down (sudo systemctl enable nginx, or run: ops provision e2e)');
       expect(text).toContain(`supervisor runs, but is not enabled at boot (systemctl is-enabled supervisor: disabled): after the next reboot supervisor is not running and no program of ${APP} runs`);
 
-      host = await rebootHost(host.name);
+      lab.host = await rebootHost(lab.host.name);
       const after = await ops('status', 'e2e');
       const down = readable(after);
       expect(after.code, down).toBe(1);

@@ -5,20 +5,19 @@
 // own access_log) is not taken for another server block.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downHost, type Host } from '../hosts/index.ts';
-import { runOps } from '../support/cli.ts';
-import { APP, asRoot, readable, get, makeProject, readyHost, versionedApp, webConfig, type TestProject } from './support.ts';
+import { describe, expect, it } from 'vitest';
+import { APP, asRoot, readable, get, labEnvironment, versionedApp, webConfig } from './support.ts';
 
-let host: Host;
-let project: TestProject;
 let repo = '';
-
-const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
+const lab = labEnvironment('ssv', (host) => webConfig(host, (repo = versionedApp('ops-served-'))), {
+  ready: async () => {
+    for (const ref of ['v1', 'v2']) expect((await ops('deploy', 'e2e', '--ref', ref)).code).toBe(0);
+  },
+});
+const ops = (...argv: string[]) => lab.ops(...argv);
 
 /** On the host, as root. */
-const onHost = (command: string): Promise<string> => asRoot(host, command);
+const onHost = (command: string): Promise<string> => asRoot(lab.host, command);
 
 const current = () => onHost(`readlink /srv/${APP}/current | xargs basename`);
 const releases = () => onHost(`ls /srv/${APP}/releases | wc -l`);
@@ -27,44 +26,32 @@ const releases = () => onHost(`ls /srv/${APP}/releases | wc -l`);
 async function pageSoon(page: string): Promise<string> {
   let got = '';
   for (let i = 0; i < 100 && got !== page; i++) {
-    got = (await get(host)).body;
+    got = (await get(lab.host)).body;
     if (got !== page) await new Promise((ok) => setTimeout(ok, 100));
   }
   return got;
 }
-
-beforeAll(async () => {
-  host = await readyHost('ssv');
-  repo = versionedApp('ops-served-');
-  project = makeProject('e2e', webConfig(host, repo));
-  for (const ref of ['v1', 'v2']) expect((await ops('deploy', 'e2e', '--ref', ref)).code).toBe(0);
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
-});
 
 describe.sequential('ops status says what the visitors get', () => {
   it('a healthy host: the visitors get the current release, nginx\'s log naming the live slot\'s port', async () => {
     const s = await ops('status', 'e2e');
     const text = readable(s);
     expect(s.code, text).toBe(0);
-    expect(text).toContain(`visitors    ✓ get release ${await current()} (nginx's log names the live slot's port) at http://${host.address}`);
+    expect(text).toContain(`visitors    ✓ get release ${await current()} (nginx's log names the live slot's port) at http://${lab.host.address}`);
   });
 
   it("another server block listening on the host's address: status fails naming its file; a deploy refuses before building, naming it, nothing changed", async () => {
     const live = await current();
     const count = await releases();
-    await onHost(`printf 'server {\\n    listen ${host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t && nginx -s reload`);
+    await onHost(`printf 'server {\\n    listen ${lab.host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t && nginx -s reload`);
     try {
       expect(await pageSoon('other site')).toBe('other site');
       const s = await ops('status', 'e2e');
       const text = readable(s);
       // Unproven, status said healthy: the release live, its ports healthy, /.ops/slot right at 127.0.0.1.
       expect(s.code, text).toBe(1);
-      expect(text).toContain(`what the site's visitors get (http://${host.address}) is not release ${live} (live slot `);
-      expect(text).toContain(`another server block answers ${host.address}:80 for the site's name`);
+      expect(text).toContain(`what the site's visitors get (http://${lab.host.address}) is not release ${live} (live slot `);
+      expect(text).toContain(`another server block answers ${lab.host.address}:80 for the site's name`);
       expect(text).toContain('/etc/nginx/conf.d/other.conf');
       expect(text).toContain(`✗ do NOT get release ${live}`);
       const d = await ops('deploy', 'e2e', '--ref', 'v3');
@@ -131,10 +118,10 @@ nginx -t && nginx -s reload`);
 
   it('a custom site whose health location sets access_log off: the deploy goes live (unproven, said), not "another server block"; status warns', async () => {
     writeFileSync(
-      join(project.root, 'environments', 'e2e', 'site.conf'),
+      join(lab.project.root, 'environments', 'e2e', 'site.conf'),
       `{{upstreams_include}}\nserver {\n    listen 80{{default_server}};\n    server_name {{server_name}};\n    {{logs}}\n    {{slot_location}}\n    location = /health {\n        access_log off;\n        proxy_pass http://${APP}_web;\n    }\n    {{locations}}\n}\n`,
     );
-    project.write(webConfig(host, repo, { nginx: { site_template: 'site.conf' } }));
+    lab.project.write(webConfig(lab.host, repo, { nginx: { site_template: 'site.conf' } }));
     try {
       const d = await ops('deploy', 'e2e', '--ref', 'v1');
       const text = readable(d);
@@ -148,7 +135,7 @@ nginx -t && nginx -s reload`);
       expect(s.code, st).toBe(0);
       expect(st).toMatch(/cannot be proven to be release .*sets its own access_log/);
     } finally {
-      project.write(webConfig(host, repo));
+      lab.project.write(webConfig(lab.host, repo));
     }
   }, 600_000);
 });

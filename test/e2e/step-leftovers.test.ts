@@ -6,24 +6,34 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { getLockStatus } from '../../core/ops/records.ts';
 import { quote } from '../../core/shell.ts';
-import { downHost, sshRun, type Host } from '../hosts/index.ts';
-import { runOps, type CliResult } from '../support/cli.ts';
+import type { CliResult } from '../support/cli.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
-import { get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { asRoot, get, labEnvironment, pythonWebApp, webConfig } from './support.ts';
 
 /** Serves VERSION. */
 const SERVER = pythonWebApp('open("VERSION").read().strip()');
 
-let host: Host;
-let project: TestProject;
 let repo: string;
 let config: Record<string, unknown>;
 const root = mkdtempSync(join(tmpdir(), 'ops-step-leftovers-'));
-const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
-const cli = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+const lab = labEnvironment(
+  'slo',
+  (host) => {
+    repo = join(root, 'app');
+    initRepo(repo, { 'server.py': SERVER, VERSION: '1\n' });
+    return (config = webConfig(host, repo, { switch: { drain: 1, health_timeout: 20 } }));
+  },
+  {
+    ready: async () => {
+      expect((await cli('deploy', 'e2e', '--ref', 'main')).code).toBe(0);
+    },
+  },
+);
+const onHost = (command: string) => asRoot(lab.host, command);
+const cli = (...argv: string[]) => lab.ops(...argv);
 
 /** What a user reads: no stack trace, no internal error class. */
 function readable(r: CliResult): string {
@@ -34,7 +44,7 @@ function readable(r: CliResult): string {
 }
 
 async function lockIsFree(): Promise<void> {
-  const locks = await getLockStatus(project.ctx(), project.env());
+  const locks = await getLockStatus(lab.project.ctx(), lab.project.env());
   expect(locks.map((l) => l.lock.state)).toEqual(['free']);
 }
 
@@ -47,42 +57,28 @@ async function deployStopsLeftovers(version: string, leftover: string, what: str
   const r = await cli('deploy', 'e2e', '--ref', 'main');
   const text = readable(r);
   expect(r.code, text).toBe(0);
-  expect((await get(host)).body).toBe(version);
+  expect((await get(lab.host)).body).toBe(version);
   expect(await onHost(`pgrep -a -f ${quote(leftover)} || true`), `${what} still runs after the deploy`).toBe('');
   expect(text).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\)/);
   await lockIsFree();
 }
 
-beforeAll(async () => {
-  host = await readyHost('slo');
-  repo = join(root, 'app');
-  initRepo(repo, { 'server.py': SERVER, VERSION: '1\n' });
-  config = webConfig(host, repo, { switch: { drain: 1, health_timeout: 20 } });
-  project = makeProject('e2e', config);
-  expect((await cli('deploy', 'e2e', '--ref', 'main')).code).toBe(0);
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
-});
-
 describe.sequential('what a user command leaves running', () => {
   it('a build that leaves a background process holding its output (a watcher): the deploy ends when the build command does, and the process is stopped', async () => {
-    project.write({ ...config, release: { ...(config.release as object), build: 'sleep 45 & echo built' } });
+    lab.project.write({ ...config, release: { ...(config.release as object), build: 'sleep 45 & echo built' } });
     commit(repo, { VERSION: '2\n' }, 'version 2');
     const started = Date.now();
     const r = await cli('deploy', 'e2e', '--ref', 'main');
     const took = Date.now() - started;
     expect(r.code, readable(r)).toBe(0);
-    expect((await get(host)).body).toBe('2');
+    expect((await get(lab.host)).body).toBe('2');
     expect(took, 'the deploy waited for the background sleep 45 of the build').toBeLessThan(35_000);
     expect(await onHost('pgrep -a -f "^sleep 45$" || true'), "the build's background process still runs").toBe('');
     await lockIsFree();
   }, 300_000);
 
   it('a build and a before_switch hook that start daemons (output redirected: a build server such as the Nx or Gradle daemon): nothing they started runs once the deploy ends, and the deploy says what it stopped', async () => {
-    project.write({
+    lab.project.write({
       ...config,
       release: { ...(config.release as object), build: 'nohup sleep 1001 >/dev/null 2>&1 </dev/null & echo built', before_switch: ['setsid sleep 1002 >/dev/null 2>&1 </dev/null & echo hooked'] },
     });
@@ -101,7 +97,7 @@ describe.sequential('what a user command leaves running', () => {
     const pkg = `${JSON.stringify({ name: 'app', version: '1.0.0', private: true, dependencies: { devserver: 'file:vendor/devserver-1.0.0.tgz' } }, null, 2)}\n`;
     writeFileSync(join(pack, 'package.json'), pkg);
     execFileSync('npm', ['install', '--package-lock-only', '--offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: pack, stdio: 'ignore' });
-    project.write({ ...config, release: { ...(config.release as object), node_dir: '.' } });
+    lab.project.write({ ...config, release: { ...(config.release as object), node_dir: '.' } });
     commit(repo, { 'package.json': pkg, 'package-lock.json': readFileSync(join(pack, 'package-lock.json')), 'vendor/devserver-1.0.0.tgz': readFileSync(join(pack, 'vendor', 'devserver-1.0.0.tgz')), VERSION: '4\n' }, 'version 4, with a vendored dependency');
     await deployStopsLeftovers('4', '^sleep 1003$', "the postinstall's daemon");
   }, 300_000);

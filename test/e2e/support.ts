@@ -18,8 +18,8 @@ import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { rootfsTarball } from '../hosts/lab.ts';
 import { createDatabase, downHost, listSnapshots, npmRegistryUrl, paths, pypiIndexUrl, snapshotHost, sshRun, upHost, withLabLock, type Host, type UpHostOptions } from '../hosts/index.ts';
 import { quote } from '../../core/shell.ts';
-import { expect } from 'vitest';
-import type { CliResult } from '../support/cli.ts';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { runOps, type CliResult } from '../support/cli.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 
 export const APP = 'sample';
@@ -228,6 +228,61 @@ export async function provisionedSnapshot(): Promise<string> {
 export async function readyHost(prefix: string, options: Pick<UpHostOptions, 'filesystems' | 'lans'> = {}): Promise<Host> {
   const from = await provisionedSnapshot();
   return upHost({ name: `${prefix}${process.pid % 1000}`, from, fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER, ...options });
+}
+
+/**
+ * A host from the provisioned snapshot for all the tests of the calling file, by its hooks: started before its first
+ * test (readyHost(`prefix`, `options`)), taken down and purged after its last (or after a set-up that failed).
+ * Returns the object the hooks fill in: read `host` in tests and hooks; a test that replaces the host (a reboot) sets
+ * it there, so that one is taken down.
+ */
+export function labHost(prefix: string, options: Pick<UpHostOptions, 'filesystems' | 'lans'> = {}): { host: Host } {
+  const lab = {} as { host: Host };
+  beforeAll(async () => {
+    lab.host = await readyHost(prefix, options);
+  }, 900_000);
+  afterAll(async () => {
+    if (lab.host) await downHost(lab.host.name, { purge: true });
+  });
+  return lab;
+}
+
+/** What labEnvironment's hooks make for a test file: filled in before its first test (read it in tests and hooks). */
+export interface LabEnvironment {
+  /** The host started from the provisioned snapshot (see labHost). */
+  host: Host;
+  /** The scratch project holding environments/<name>/environment.yml (the config given, for `host`). */
+  project: TestProject;
+  /** The real `ops` CLI, in process, in the project (userEnv()): its exit code and output. */
+  ops(...argv: string[]): Promise<CliResult>;
+}
+
+/** The process environment of a user's shell the tests run `ops` in: this process's PATH and HOME, USER e2e, NO_COLOR 1. */
+export function userEnv(): Record<string, string | undefined> {
+  return { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' };
+}
+
+/**
+ * The set-up an end-to-end file on one provisioned host shares, as hooks of the calling file. Before all its tests:
+ * labHost(`prefix`, options.host), then a scratch project (makeProject) whose environment `options.name` (default
+ * `e2e`) is `config(host)`, then `options.ready` (the file's own set-up: its first deploys, secrets...) with both in
+ * place. After all its tests, and after a set-up that failed part-way: the project's folder is removed and the host
+ * taken down and purged; the app's repository and any database the config names are the file's (left as they are).
+ * Returns the object the hooks fill in.
+ */
+export function labEnvironment(
+  prefix: string,
+  config: (host: Host) => Record<string, unknown> | Promise<Record<string, unknown>>,
+  options: { name?: string; host?: Pick<UpHostOptions, 'filesystems' | 'lans'>; ready?: (lab: LabEnvironment) => Promise<void> } = {},
+): LabEnvironment {
+  const lab = labHost(prefix, options.host) as LabEnvironment;
+  lab.ops = (...argv) => runOps(argv, { root: lab.project.root, processEnv: userEnv() });
+  beforeAll(async () => {
+    lab.project = makeProject(options.name ?? 'e2e', await config(lab.host));
+    await options.ready?.(lab);
+  }, 900_000);
+  afterAll(() => lab.project?.cleanup());
+  return lab;
 }
 
 /** Replace sshd's drop-in configuration of the test (sshd_config.d/60-test.conf; none when `lines` is empty), then reload sshd. */

@@ -11,25 +11,25 @@ import { request } from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downHost, type Host } from '../hosts/index.ts';
+import { describe, expect, it } from 'vitest';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { runOps } from '../support/cli.ts';
-import { APP, asRoot, readable, assetApp, get, makeProject, pythonWebApp, readyHost, versionedApp, webConfig, type TestProject } from './support.ts';
+import { APP, asRoot, readable, assetApp, get, labEnvironment, pythonWebApp, versionedApp, webConfig } from './support.ts';
 
-let host: Host;
-let project: TestProject;
 let repo = '';
-
-const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
+const lab = labEnvironment('swt', (host) => webConfig(host, (repo = versionedApp('ops-switch-'))), {
+  ready: async () => {
+    for (const ref of ['v1', 'v2']) expect((await ops('deploy', 'e2e', '--ref', ref)).code).toBe(0);
+    expect(await serving()).toBe('version 2');
+  },
+});
+const ops = (...argv: string[]) => lab.ops(...argv);
 
 /** On the host, as root. */
-const onHost = (command: string): Promise<string> => asRoot(host, command);
+const onHost = (command: string): Promise<string> => asRoot(lab.host, command);
 
 /** The version "/" answers through nginx, from this machine. */
 async function serving(): Promise<string> {
-  const r = await get(host);
+  const r = await get(lab.host);
   expect(r.status).toBe(200);
   return r.body;
 }
@@ -54,22 +54,9 @@ async function snapshot(): Promise<{ page: string; current: string; slot: string
   return { page: await serving(), current: await current(), slot: await liveSlot() };
 }
 
-beforeAll(async () => {
-  host = await readyHost('swt');
-  repo = versionedApp('ops-switch-');
-  project = makeProject('e2e', webConfig(host, repo));
-  for (const ref of ['v1', 'v2']) expect((await ops('deploy', 'e2e', '--ref', ref)).code).toBe(0);
-  expect(await serving()).toBe('version 2');
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
-});
-
 describe.sequential('a switch reports success only when nginx serves the new slot', () => {
   it('/.ops/slot answers 403 to another machine, and the slot to the host itself', async () => {
-    const remote = await get(host, '/.ops/slot');
+    const remote = await get(lab.host, '/.ops/slot');
     expect(remote.status).toBe(403);
     expect(remote.body).not.toMatch(/^(blue|green)$/);
     expect(await onHost('curl -s http://127.0.0.1/.ops/slot')).toBe(await liveSlot());
@@ -79,15 +66,15 @@ describe.sequential('a switch reports success only when nginx serves the new slo
     // The port of the slot live now: the one the deploy would leave to the previous release, kept warm there.
     const port = (await liveSlot()) === 'blue' ? 5100 : 5101;
     const before = await snapshot();
-    writeFileSync(join(project.root, 'environments', 'e2e', 'site.conf'), `{{upstreams_include}}\nserver {\n    listen 80{{default_server}};\n    server_name {{server_name}};\n    {{slot_location}}\n    location / {\n        proxy_pass http://127.0.0.1:${port};\n    }\n}\n`);
-    project.write(webConfig(host, repo, { nginx: { site_template: 'site.conf' } }));
+    writeFileSync(join(lab.project.root, 'environments', 'e2e', 'site.conf'), `{{upstreams_include}}\nserver {\n    listen 80{{default_server}};\n    server_name {{server_name}};\n    {{slot_location}}\n    location / {\n        proxy_pass http://127.0.0.1:${port};\n    }\n}\n`);
+    lab.project.write(webConfig(lab.host, repo, { nginx: { site_template: 'site.conf' } }));
     const d = await ops('deploy', 'e2e', '--ref', 'v3');
     const text = readable(d);
     // Unrefused, it went "live" on the other slot while nginx went on asking the previous release: `current` said v3, the site v2.
     expect({ code: d.code, current: await current(), page: await serving() }, text).toEqual({ code: 1, current: before.current, page: before.page });
     expect(text).toContain(`environments/e2e/site.conf sends requests to a slot's port itself, line 7: 127.0.0.1:${port} (program web's port on slot ${before.slot})`);
     expect(text).toContain('proxy_pass http://');
-    project.write(webConfig(host, repo));
+    lab.project.write(webConfig(lab.host, repo));
   });
 
   it('nginx.pid gone: status says nginx runs and the pid file is missing; a deploy signals the master and really serves', async () => {
@@ -133,13 +120,13 @@ describe.sequential('a switch reports success only when nginx serves the new slo
       const r = await ops('deploy', 'e2e', '--ref', 'v4');
       const text = readable(r);
       expect(r.code, text).not.toBe(0);
-      expect(text).toContain(`supervisord is not running on ${host.name} (systemctl start supervisor)`);
+      expect(text).toContain(`supervisord is not running on ${lab.host.name} (systemctl start supervisor)`);
       expect(text).not.toMatch(/live release keeps serving/);
       expect(await onHost(`ls /srv/${APP}/releases | wc -l`)).toBe(releases);
     } finally {
       await onHost('systemctl start supervisor');
     }
-    for (let i = 0; i < 60 && (await get(host)).status !== 200; i++) await new Promise((ok) => setTimeout(ok, 500));
+    for (let i = 0; i < 60 && (await get(lab.host)).status !== 200; i++) await new Promise((ok) => setTimeout(ok, 500));
     expect(await serving()).toBe('version 3');
   });
 
@@ -241,33 +228,33 @@ describe('asset bridging (release.asset_dirs)', () => {
   it('serves the assets of the page live before the switch after it, one release long, never over the new ones', async () => {
     const assets = join(mkdtempSync(join(tmpdir(), 'ops-assets-')), 'app');
     initRepo(assets, { 'server.py': assetServer, 'app.js': 'console.log(1)\n' });
-    project.write(webConfig(host, assets, { release: { python_requirements: '', node_dir: '', build, migrate: 'true', asset_dirs: ['static'] } }));
+    lab.project.write(webConfig(lab.host, assets, { release: { python_requirements: '', node_dir: '', build, migrate: 'true', asset_dirs: ['static'] } }));
     const deployed = async (js: string): Promise<string> => {
       commit(assets, { 'app.js': js }, js);
       const r = await ops('deploy', 'e2e', '--ref', 'main');
       expect(r.code, readable(r)).toBe(0);
       const page = await serving();
       expect(page).toMatch(/^\/static\/app-[0-9a-f]{12}\.js$/);
-      expect(await get(host, page)).toEqual({ status: 200, body: js });
+      expect(await get(lab.host, page)).toEqual({ status: 200, body: js });
       // A file of the same name in both releases is the new release's own.
-      expect(await get(host, '/static/version.txt')).toEqual({ status: 200, body: page.slice('/static/app-'.length, -'.js'.length) });
+      expect(await get(lab.host, '/static/version.txt')).toEqual({ status: 200, body: page.slice('/static/app-'.length, -'.js'.length) });
       return page;
     };
     const first = await deployed('console.log("first")\n');
     const second = await deployed('console.log("second")\n');
     // The page of the first release, loaded before the switch, gets its script from the second.
-    expect(await get(host, first)).toEqual({ status: 200, body: 'console.log("first")\n' });
+    expect(await get(lab.host, first)).toEqual({ status: 200, body: 'console.log("first")\n' });
     const third = await deployed('console.log("third")\n');
-    expect(await get(host, second)).toEqual({ status: 200, body: 'console.log("second")\n' });
+    expect(await get(lab.host, second)).toEqual({ status: 200, body: 'console.log("second")\n' });
     // Bounded: the first release's assets were the second's by carrying, not its own: not carried on.
-    expect((await get(host, first)).status).toBe(404);
+    expect((await get(lab.host, first)).status).toBe(404);
     expect(third).not.toBe(second);
   }, 600_000);
 
   it('given a url, nginx serves them from disk: after a rollback to the warm release (which listed its files at its start), a page of the release rolled back from keeps its assets', async () => {
     const assets = join(mkdtempSync(join(tmpdir(), 'ops-assets-')), 'app');
     initRepo(assets, { 'server.py': assetServer, 'app.js': 'console.log(1)\n' });
-    project.write(webConfig(host, assets, { release: { python_requirements: '', node_dir: '', build, migrate: 'true', asset_dirs: [{ dir: 'static', url: '/static/' }] } }));
+    lab.project.write(webConfig(lab.host, assets, { release: { python_requirements: '', node_dir: '', build, migrate: 'true', asset_dirs: [{ dir: 'static', url: '/static/' }] } }));
     const pages: string[] = [];
     for (const js of ['console.log("one")\n', 'console.log("two")\n']) {
       commit(assets, { 'app.js': js }, js);
@@ -282,22 +269,22 @@ describe('asset bridging (release.asset_dirs)', () => {
     expect(rb.code, readable(rb)).toBe(0);
     expect(await serving()).toBe(one);
     // The page of release two, loaded before the rollback, asks the warm release one for its script.
-    expect(await get(host, two)).toEqual({ status: 200, body: 'console.log("two")\n' });
-    expect(await get(host, one)).toEqual({ status: 200, body: 'console.log("one")\n' });
+    expect(await get(lab.host, two)).toEqual({ status: 200, body: 'console.log("two")\n' });
+    expect(await get(lab.host, one)).toEqual({ status: 200, body: 'console.log("one")\n' });
     // The live release's own file first; cached for good (hashed names); no dotfile, nothing but the directory.
     const version = await onHost(`curl -si http://127.0.0.1${'/static/version.txt'}`);
     expect(version).toMatch(/Cache-Control: max-age=315360000/);
     expect(version.trim().endsWith(one.slice('/static/app-'.length, -'.js'.length))).toBe(true);
     await onHost(`echo secret > /srv/${APP}/current/static/.hidden`);
-    expect((await get(host, '/static/.hidden')).status).toBe(404);
-    expect((await get(host, '/static/../ASSET')).status).not.toBe(200);
+    expect((await get(lab.host, '/static/.hidden')).status).toBe(404);
+    expect((await get(lab.host, '/static/../ASSET')).status).not.toBe(200);
   }, 600_000);
 
   it("given a url, nginx serves from disk a build's files not readable by all (umask 077: a copy, the release's own untouched) and its links to files of the release", async () => {
     const assets = join(mkdtempSync(join(tmpdir(), 'ops-assets-')), 'app');
     initRepo(assets, { 'server.py': assetServer, 'app.js': 'console.log("private")\n', 'images/logo.txt': 'logo\n' });
     const linked = `${build} && ln -s ../images/logo.txt static/logo.txt`;
-    project.write(webConfig(host, assets, { release: { python_requirements: '', node_dir: '', build: `umask 077 && ${linked}`, migrate: 'true', asset_dirs: [{ dir: 'static', url: '/static/' }] } }));
+    lab.project.write(webConfig(lab.host, assets, { release: { python_requirements: '', node_dir: '', build: `umask 077 && ${linked}`, migrate: 'true', asset_dirs: [{ dir: 'static', url: '/static/' }] } }));
     const r = await ops('deploy', 'e2e', '--ref', 'main');
     expect(r.code, readable(r)).toBe(0);
     const page = await serving();
@@ -331,7 +318,7 @@ describe('requests in flight to the previous release', () => {
   it('the next deploy waits (switch.drain at most) for those of the release it replaces on the idle slot before stopping it', async () => {
     const slow = join(mkdtempSync(join(tmpdir(), 'ops-slow-')), 'app');
     initRepo(slow, { 'server.py': slowServer, 'VERSION': 'a' });
-    project.write(webConfig(host, slow, { switch: { drain: 60, health_timeout: 30 } }));
+    lab.project.write(webConfig(lab.host, slow, { switch: { drain: 60, health_timeout: 30 } }));
     await onHost(`rm -f ${go}`);
     for (const v of ['b', 'c']) {
       commit(slow, { 'VERSION': v }, v);
@@ -341,7 +328,7 @@ describe('requests in flight to the previous release', () => {
     expect(await serving()).toBe('c');
     // A request to release c, then a switch away from it: c stays warm on the idle slot, the request in flight there.
     let settled: { status: number; body: string } | Error | undefined;
-    const request = fetch(`http://${host.address}/slow`, { signal: AbortSignal.timeout(150_000) }).then(
+    const request = fetch(`http://${lab.host.address}/slow`, { signal: AbortSignal.timeout(150_000) }).then(
       async (res) => (settled = { status: res.status, body: await res.text() }),
       (e: Error) => (settled = e),
     );
@@ -392,7 +379,7 @@ describe('a WebSocket across a switch', () => {
   /** A WebSocket handshake with the site: the connection once the program switched protocols. */
   const upgrade = (): Promise<Socket> =>
     new Promise((ok, fail) => {
-      const req = request({ host: host.address, port: 80, path: '/ws', headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Key': randomBytes(16).toString('base64'), 'Sec-WebSocket-Version': '13' }, timeout: 10_000 });
+      const req = request({ host: lab.host.address, port: 80, path: '/ws', headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Key': randomBytes(16).toString('base64'), 'Sec-WebSocket-Version': '13' }, timeout: 10_000 });
       req.on('upgrade', (_res, socket: Socket) => ok(socket));
       req.on('response', (res) => fail(new Error(`the site answered the handshake with ${res.statusCode}, not 101`)));
       req.on('error', fail);
@@ -408,7 +395,7 @@ describe('a WebSocket across a switch', () => {
   it('its handshake reaches the program, and the connection stays open across a switch, to the release it began with', async () => {
     const ws = join(mkdtempSync(join(tmpdir(), 'ops-ws-')), 'app');
     initRepo(ws, { 'server.py': wsServer, 'VERSION': 'x' });
-    project.write(webConfig(host, ws));
+    lab.project.write(webConfig(lab.host, ws));
     let r = await ops('deploy', 'e2e', '--ref', 'main');
     expect(r.code, readable(r)).toBe(0);
     const socket = await upgrade();
@@ -436,7 +423,7 @@ describe('a site served over https', () => {
     const domain = 'app.swt.test'; // its certbot-made site file, named after it, sorts before the app's (sample)
     const https = () => onHost(`curl -sk --resolve ${domain}:443:127.0.0.1 https://${domain}/`);
     commit(repo, { 'VERSION': 'a\n' }, 'a');
-    project.write({ ...webConfig(host, repo), domain, tls: { mode: 'self-signed' } });
+    lab.project.write({ ...webConfig(lab.host, repo), domain, tls: { mode: 'self-signed' } });
     let r = await ops('provision', 'e2e');
     expect(r.code, readable(r)).toBe(0);
     r = await ops('deploy', 'e2e', '--ref', 'main');
@@ -454,7 +441,7 @@ nginx -t && nginx -s reload`);
       const text = readable(r);
       expect(r.code, text).not.toBe(0);
       // Found before the build (the deploy's state read asks nginx for the health path as the switch does): nothing sent.
-      expect(text).toContain(`another server block answers ${host.address}:443 for the site's name`);
+      expect(text).toContain(`another server block answers ${lab.host.address}:443 for the site's name`);
       expect(text).toContain(`/etc/nginx/sites-enabled/${domain}`);
       expect(text).toContain('nothing was sent, built or started');
       expect({ current: await current(), slot: await liveSlot() }).toEqual(before);
@@ -478,7 +465,7 @@ describe('the response visitors get comes from the new release', () => {
   async function pageSoon(page: string): Promise<string> {
     let got = '';
     for (let i = 0; i < 100 && got !== page; i++) {
-      got = (await get(host)).body;
+      got = (await get(lab.host)).body;
       if (got !== page) await new Promise((ok) => setTimeout(ok, 100));
     }
     return got;
@@ -488,13 +475,13 @@ describe('the response visitors get comes from the new release', () => {
   const BIG_HEADER = pythonWebApp('"ok" if self.path == "/health" else "version " + VERSION', 'VERSION = open("VERSION").read().strip()').replace('        self.send_header("Content-Length"', '        self.send_header("Set-Cookie", "s=" + "a" * 10000)\n        self.send_header("Content-Length"');
 
   it('a custom site with error_page 502 =200 (a maintenance page): the deploy of a release nginx cannot pass on fails, naming what answered; the previous release serves', async () => {
-    project.write(webConfig(host, repo));
+    lab.project.write(webConfig(lab.host, repo));
     expect((await ops('deploy', 'e2e', '--ref', 'v2')).code).toBe(0);
     writeFileSync(
-      join(project.root, 'environments', 'e2e', 'site.conf'),
+      join(lab.project.root, 'environments', 'e2e', 'site.conf'),
       `{{upstreams_include}}\nserver {\n    listen 80{{default_server}};\n    server_name {{server_name}};\n    {{logs}}\n    error_page 502 503 504 =200 /maintenance.html;\n    location = /maintenance.html {\n        internal;\n        default_type text/plain;\n        return 200 "down for maintenance";\n    }\n    {{slot_location}}\n    {{locations}}\n}\n`,
     );
-    project.write(webConfig(host, repo, { nginx: { site_template: 'site.conf' } }));
+    lab.project.write(webConfig(lab.host, repo, { nginx: { site_template: 'site.conf' } }));
     expect((await ops('deploy', 'e2e', '--ref', 'v3')).code).toBe(0);
     const before = await snapshot();
     expect(before.page).toBe('version 3');
@@ -508,14 +495,14 @@ describe('the response visitors get comes from the new release', () => {
     expect(text).toContain('GET /health (program web): nginx answered 200, but the release answered 502 (127.0.0.1:');
     expect(text).toMatch(/error_page/);
     expect(text).toMatch(/previous nginx files are back in place and serve again/);
-    project.write(webConfig(host, repo));
+    lab.project.write(webConfig(lab.host, repo));
   }, 600_000);
 
   it("another server block listening on the host's address takes its visitors: deploy and rollback fail naming its file; the previous release serves", async () => {
-    project.write(webConfig(host, repo));
+    lab.project.write(webConfig(lab.host, repo));
     expect((await ops('deploy', 'e2e', '--ref', 'v4')).code).toBe(0);
     const before = await snapshot();
-    await onHost(`printf 'server {\\n    listen ${host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t && nginx -s reload`);
+    await onHost(`printf 'server {\\n    listen ${lab.host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t && nginx -s reload`);
     try {
       expect(await pageSoon('other site')).toBe('other site');
       for (const argv of [['deploy', 'e2e', '--ref', 'v3'], ['rollback', 'e2e']]) {
@@ -525,7 +512,7 @@ describe('the response visitors get comes from the new release', () => {
         expect({ code: r.code, current: await current(), slot: await liveSlot() }, text).toEqual({ code: 1, current: before.current, slot: before.slot });
         // Both refuse before anything changes (their state read asks nginx as the switch does): a deploy before its
         // build, a rollback before any slot is started.
-        expect(text).toContain(`GET /health (program web): nginx answered 200, not from this site's server block: another server block answers ${host.address}:80 for the site's name`);
+        expect(text).toContain(`GET /health (program web): nginx answered 200, not from this site's server block: another server block answers ${lab.host.address}:80 for the site's name`);
         expect(text).toContain(argv[0] === 'deploy' ? 'nothing was sent, built or started' : 'nothing was changed (no slot started or stopped; nginx and current as they were)');
         expect(text).toContain('/etc/nginx/conf.d/other.conf');
       }

@@ -8,17 +8,17 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PRESET_VARIABLES } from '../../core/config/env-names.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { listReleases } from '../../core/ops/records.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { status } from '../../core/ops/status.ts';
 import { quote } from '../../core/shell.ts';
-import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { sshRun } from '../hosts/index.ts';
 import { commit, gitIn, initRepo, lfsTrack } from '../support/gitrepo.ts';
 import { runOps } from '../support/cli.ts';
-import { APP, get, makeProject, readyHost, type TestProject } from './support.ts';
+import { APP, get, labEnvironment } from './support.ts';
 
 /** The app: answers /health, and / with its release, version, argv and a library file; optional pre-forked workers. */
 const SERVER = String.raw`import json, os, socket, sys, time
@@ -56,10 +56,14 @@ for _ in range(workers):
 server.serve_forever()
 `;
 
-let host: Host;
-let project: TestProject;
 let repo: string;
 const root = mkdtempSync(join(tmpdir(), 'ops-truth-'));
+const lab = labEnvironment('tru', () => {
+  repo = join(root, 'app');
+  initRepo(repo, { 'server.py': SERVER, 'VERSION': '1\n', 'build.sh': 'true\n' });
+  gitIn(repo, ['tag', 'good1']);
+  return config();
+});
 
 /** The environment: one program `web` of our app; the build fails in commits whose build.sh says so. */
 function config(extra: { command?: string; env?: Record<string, string>; repository?: string; release?: Record<string, unknown> } = {}): Record<string, unknown> {
@@ -67,8 +71,8 @@ function config(extra: { command?: string; env?: Record<string, string>; reposit
     app: APP,
     repository: extra.repository ?? repo,
     ref: 'good1',
-    hosts: [{ name: host.name, address: host.address, user: host.user, host_key: host.hostKey }],
-    ssh: { identity_file: host.identityFile, connect_timeout: 10 },
+    hosts: [{ name: lab.host.name, address: lab.host.address, user: lab.host.user, host_key: lab.host.hostKey }],
+    ssh: { identity_file: lab.host.identityFile, connect_timeout: 10 },
     release: { python_requirements: '', node_dir: '', build: 'sh build.sh', migrate: 'true', keep: 3, keep_failed: 2, ...extra.release },
     switch: { drain: 5, health_timeout: 30 },
     programs: { web: { command: extra.command ?? '{python} server.py {port} 2', port: 5100, health: '/health', env: extra.env ?? {} } },
@@ -77,14 +81,14 @@ function config(extra: { command?: string; env?: Record<string, string>; reposit
 }
 
 async function page(): Promise<{ release: string; version: string; lib: string; argv: string[]; log_format: string | null }> {
-  const r = await get(host);
+  const r = await get(lab.host);
   expect(r.status).toBe(200);
   return JSON.parse(r.body);
 }
 
 /** On the host, as root. */
 async function onHost(command: string): Promise<string> {
-  return (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+  return (await sshRun(lab.host, `sudo bash -c ${quote(command)}`)).stdout.trim();
 }
 
 /** The pid supervisor runs for `web` on the live slot. */
@@ -93,20 +97,7 @@ async function livePid(): Promise<string> {
   return onHost(`supervisorctl pid ${APP}-${slot}:${APP}-${slot}-web`);
 }
 
-const run = (ref: string, options: { force?: boolean } = {}) => deploy(project.ctx(), project.env(), { ref, ...options });
-
-beforeAll(async () => {
-  host = await readyHost('tru');
-  repo = join(root, 'app');
-  initRepo(repo, { 'server.py': SERVER, 'VERSION': '1\n', 'build.sh': 'true\n' });
-  gitIn(repo, ['tag', 'good1']);
-  project = makeProject('e2e', config());
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
-});
+const run = (ref: string, options: { force?: boolean } = {}) => deploy(lab.project.ctx(), lab.project.env(), { ref, ...options });
 
 describe.sequential('what ops reports live is what serves', () => {
   it('a % in the command and hard environment values reach the process exactly (argv, /proc/<pid>/environ); status is healthy', async () => {
@@ -124,7 +115,7 @@ describe.sequential('what ops reports live is what serves', () => {
       DOLLAR: '$UNSET ${NOPE} `id`',
       EMPTY: '',
     };
-    project.write(config({ command: 'env LOG_FORMAT=%(h)s {python} server.py {port} 2', env: hard }));
+    lab.project.write(config({ command: 'env LOG_FORMAT=%(h)s {python} server.py {port} 2', env: hard }));
     const r = await run('good1');
     const p = await page();
     expect(p.release).toBe(r.release);
@@ -147,7 +138,7 @@ describe.sequential('what ops reports live is what serves', () => {
     const others = Object.keys(vars).filter((k) => !(k in hard) && k !== 'LOG_FORMAT');
     expect(others.filter((k) => !PRESET_VARIABLES.get(k)?.app)).toEqual([]);
     expect(others).toEqual(expect.arrayContaining(['INVOCATION_ID', 'JOURNAL_STREAM', 'SUPERVISOR_PROCESS_NAME']));
-    const s = await status(project.ctx(), project.env());
+    const s = await status(lab.project.ctx(), lab.project.env());
     expect(s.problems).toEqual([]);
     expect(s.hosts[0]!.supervisor!.programs.find((x) => x.live)).toMatchObject({ release: r.release, pid: Number(pid), deleted: false });
     expect(s.hosts[0]!.supervisor!.programs.find((x) => x.live)!.listeners).toHaveLength(3); // the master and two workers
@@ -155,11 +146,11 @@ describe.sequential('what ops reports live is what serves', () => {
 
   it('a value supervisor cannot carry is refused at plan time, by name, without the value; the host is untouched', async () => {
     const before = await page();
-    project.write(config({ env: { BOTH: `it's "x" y` } }));
+    lab.project.write(config({ env: { BOTH: `it's "x" y` } }));
     const err = (await run('good1', { force: true }).catch((e: Error) => e)) as Error;
     expect(err.message).toMatch(/^programs\.web\.env\.BOTH: supervisor cannot carry this value: it holds both kinds of quotes/);
     expect(err.message).not.toContain(`it's "x" y`);
-    project.write(config());
+    lab.project.write(config());
     expect(await page()).toEqual(before);
     // Then a normal deploy works.
     const r = await run('good1', { force: true });
@@ -184,14 +175,14 @@ describe.sequential('what ops reports live is what serves', () => {
     }
     const r = await run('good1', { force: true });
     expect((await page()).release).toBe(r.release);
-    expect((await status(project.ctx(), project.env())).problems).toEqual([]);
+    expect((await status(lab.project.ctx(), lab.project.env())).problems).toEqual([]);
   }, 300_000);
 
   it('a program that daemonizes itself answers the health check but not as supervisor\'s process: refused before the switch, naming it', async () => {
     const before = await page();
     commit(repo, { 'VERSION': 'daemon\n' }, 'a version whose program daemonizes');
     gitIn(repo, ['tag', 'daemon']);
-    project.write(config({ command: `sh -c '(setsid {python} server.py {port} > /dev/null 2>&1 &); exec sleep 3600'` }));
+    lab.project.write(config({ command: `sh -c '(setsid {python} server.py {port} > /dev/null 2>&1 &); exec sleep 3600'` }));
     try {
       const err = (await run('daemon').catch((e: Error) => e)) as Error;
       expect(err.message).toMatch(/is not what answers on slot \w+: port 510\d of program web is answered by pid \d+ \(\/usr\/bin\/python3\.11 server\.py 510\d\) running \d{8}T\d{6}Z-[0-9a-f]{12}, in \/srv\/sample\/releases\/\S+, which supervisor did not start \(its process for web is pid \d+\)/);
@@ -200,7 +191,7 @@ describe.sequential('what ops reports live is what serves', () => {
     } finally {
       // The daemon outlived its supervisor group (it left the process group): stop it by hand.
       await onHost(`for p in $(pgrep -f '^/usr/bin/python3.11 server.py'); do [ "$(awk '/^PPid:/ { print $2 }' /proc/$p/status)" = 1 ] && kill $p; done; true`);
-      project.write(config());
+      lab.project.write(config());
     }
   }, 300_000);
 
@@ -227,15 +218,15 @@ describe.sequential('what ops reports live is what serves', () => {
 
   it('status catches a live slot that runs something other than current, and a process running from a deleted directory', async () => {
     const r = await run('good1', { force: true });
-    const releases = (await listReleases(project.ctx(), project.env()))[0]!.releases;
+    const releases = (await listReleases(lab.project.ctx(), lab.project.env()))[0]!.releases;
     const other = releases.find((x) => x.status !== 'current' && x.id !== r.release)!;
     // Broken on purpose: `current` names another release than the one the live slot runs.
     await onHost(`ln -sfn /srv/${APP}/releases/${other.id} /srv/${APP}/current`);
     try {
-      const s = await status(project.ctx(), project.env());
+      const s = await status(lab.project.ctx(), lab.project.env());
       expect(s.healthy).toBe(false);
       expect(s.problems).toContainEqual(expect.stringMatching(new RegExp(`program web \\(live slot \\w+, pid \\d+\\) runs release ${r.release}, but current is ${other.id}`)));
-      const cli = await runOps(['status', 'e2e'], { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME } });
+      const cli = await runOps(['status', 'e2e'], { root: lab.project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME } });
       expect(cli.code).toBe(1);
       expect(cli.out).toMatch(new RegExp(`pid \\d+ runs ${r.release}`));
     } finally {
@@ -243,7 +234,7 @@ describe.sequential('what ops reports live is what serves', () => {
     }
     // The live release's directory removed by hand: its processes run deleted code.
     await onHost(`mv /srv/${APP}/releases/${r.release} /srv/${APP}/releases/.gone && rm -rf /srv/${APP}/releases/.gone`);
-    const s = await status(project.ctx(), project.env());
+    const s = await status(lab.project.ctx(), lab.project.env());
     expect(s.problems).toContainEqual(expect.stringMatching(/program web \(live slot \w+, pid \d+\) runs from a directory that no longer exists/));
     const again = await run('good1', { force: true });
     expect((await page()).release).toBe(again.release);
@@ -258,29 +249,29 @@ describe.sequential('what ops reports live is what serves', () => {
     gitIn(repo, ['tag', 'good2']);
     const good2 = await run('good2');
     expect((await page()).version).toBe('2');
-    const list = (await listReleases(project.ctx(), project.env()))[0]!.releases;
+    const list = (await listReleases(lab.project.ctx(), lab.project.env()))[0]!.releases;
     expect(list.find((x) => x.id === good1.release)?.kept).toMatch(/good: 2 of keep 3/);
     expect(list.filter((x) => x.status === 'failed')).toHaveLength(2);
     expect(list.filter((x) => x.status === 'failed').every((x) => /^failed: \d of keep_failed 2/.test(x.kept ?? ''))).toBe(true);
     // No process of this app runs from a deleted directory.
     expect(await onHost(`for p in /proc/[0-9]*; do readlink $p/cwd; done 2>/dev/null | grep -c '/srv/${APP}/releases/.*(deleted)' || true`)).toBe('0');
-    const back = await rollback(project.ctx(), project.env());
+    const back = await rollback(lab.project.ctx(), lab.project.env());
     expect(back.hosts[0]).toMatchObject({ previous: good2.release, release: good1.release });
     expect((await page()).release).toBe(good1.release);
-    expect((await status(project.ctx(), project.env())).problems).toEqual([]);
+    expect((await status(lab.project.ctx(), lab.project.env())).problems).toEqual([]);
   }, 600_000);
 
   it('a deploy from a runner whose clock is months behind, then ops rollback: back to the release live before it', async () => {
     const before = await run('good2', { force: true });
     commit(repo, { 'VERSION': '3\n' }, 'version 3');
     gitIn(repo, ['tag', 'good3']);
-    const skewed = await deploy({ ...project.ctx(), now: () => new Date(Date.now() - 150 * 86_400_000) }, project.env(), { ref: 'good3' });
+    const skewed = await deploy({ ...lab.project.ctx(), now: () => new Date(Date.now() - 150 * 86_400_000) }, lab.project.env(), { ref: 'good3' });
     expect(skewed.release < before.release).toBe(true); // its id sorts first...
     expect(skewed.hosts[0]!.notes.join('\n')).toMatch(/warning: this runner's clock is 150 days behind/);
     expect((await page()).version).toBe('3');
-    const list = (await listReleases(project.ctx(), project.env()))[0]!.releases;
+    const list = (await listReleases(lab.project.ctx(), lab.project.env()))[0]!.releases;
     expect(list[0]).toMatchObject({ id: skewed.release, status: 'current' }); // ...but it went live last
-    const back = await rollback(project.ctx(), project.env());
+    const back = await rollback(lab.project.ctx(), lab.project.env());
     expect(back.hosts[0]!.release).toBe(before.release);
     expect((await page()).release).toBe(before.release);
   }, 300_000);
@@ -303,14 +294,14 @@ describe.sequential('what ops reports live is what serves', () => {
     gitIn(repo, ['commit', '-q', '--allow-empty', '-m', 'version 4b']);
     gitIn(repo, ['tag', 'with-sub-2']);
     gitIn(clone, ['fetch', '-q', '--tags']);
-    project.write(config({ repository: clone }));
+    lab.project.write(config({ repository: clone }));
     try {
       const err = (await run('with-sub-2').catch((e: Error) => e)) as Error & { hint?: string };
       expect(err.message).toMatch(/cannot be deployed complete: submodule not checked out on this runner: vendor\/lib \(commit [0-9a-f]{12}\); Git LFS file without content on this runner \(only the pointer\): assets\/model\.bin; nothing was changed/);
       expect(err.hint).toMatch(/submodules: recursive/);
       expect(await onHost(`readlink /srv/${APP}/current`)).toBe(`/srv/${APP}/releases/${r.release}`);
     } finally {
-      project.write(config());
+      lab.project.write(config());
     }
   }, 300_000);
 
@@ -318,7 +309,7 @@ describe.sequential('what ops reports live is what serves', () => {
     const tagged = gitIn(repo, ['rev-parse', 'good2']);
     gitIn(repo, ['tag', 'release', tagged]);
     gitIn(repo, ['branch', 'release', 'with-sub']);
-    const cli = await runOps(['deploy', 'e2e', '--ref', 'release'], { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME } });
+    const cli = await runOps(['deploy', 'e2e', '--ref', 'release'], { root: lab.project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME } });
     expect(cli.code).toBe(1);
     expect(cli.err).toMatch(/ref "release" is ambiguous: it names a tag \([0-9a-f]{12}\) and a branch \([0-9a-f]{12}\)/);
     expect(cli.err).toMatch(/say which one: refs\/tags\/release or refs\/heads\/release/);

@@ -6,44 +6,34 @@
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { getLockStatus } from '../../core/ops/records.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { acquireLock, unlockScript } from '../../core/steps/lock.ts';
 import { quote } from '../../core/shell.ts';
-import { downHost, sshRun, type Host } from '../hosts/index.ts';
+import { sshRun } from '../hosts/index.ts';
 import { runOps, spawnOps } from '../support/cli.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { asRoot, labEnvironment, pythonWebApp, webConfig } from './support.ts';
 
 const SERVER = pythonWebApp('os.environ["OPS_RELEASE"]');
 
-let host: Host;
-let project: TestProject;
-let repo = '';
 let config: Record<string, unknown>;
+let repo = '';
 const root = mkdtempSync(join(tmpdir(), 'ops-two-runs-'));
-const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
-const cli = (argv: string[], at = project) => runOps(argv, { root: at.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' } });
-
-beforeAll(async () => {
-  host = await readyHost('two');
+// Provisioned (the snapshot), never deployed: the first test's deploy is the environment's first.
+const lab = labEnvironment('two', (host) => {
   repo = join(root, 'app');
   initRepo(repo, { 'server.py': SERVER, VERSION: '1\n' });
-  config = webConfig(host, repo);
-  // Provisioned (the snapshot), never deployed: the first test's deploy is the environment's first.
-  project = makeProject('e2e', config);
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
+  return (config = webConfig(host, repo));
 });
+const onHost = (command: string) => asRoot(lab.host, command);
+const cli = (argv: string[]) => runOps(argv, { root: lab.project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e' } });
 
 describe.sequential('two runs on one environment', () => {
   it('during the build of an environment\'s first deploy (nothing serves yet): status and logs answer at once, saying a deploy is under way; env remove (which removes an environment that serves nothing), a second deploy and lock release (without --force) are refused naming the holder; nothing of the deploy is stopped', async () => {
-    project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' } });
-    const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
+    lab.project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' } });
+    const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], lab.project.root, (out) => out.includes('· build'), 'the deploy reaching its build', 120_000);
     try {
       const started = Date.now();
       const status = await cli(['status', 'e2e']);
@@ -51,28 +41,28 @@ describe.sequential('two runs on one environment', () => {
       expect(status.out + status.err).toMatch(/deploy by \S+ since/);
       const logs = await cli(['logs', 'e2e']);
       expect(logs.code, logs.err).toBe(0);
-      expect(logs.err).toMatch(new RegExp(`${host.name}: a deploy run by \\S+, started .* is under way`));
+      expect(logs.err).toMatch(new RegExp(`${lab.host.name}: a deploy run by \\S+, started .* is under way`));
       const remove = await cli(['env', 'remove', 'e2e']);
       expect(remove.code).not.toBe(0);
-      expect(remove.err).toMatch(new RegExp(`${host.name}: a deploy run by \\S+, started .* is under way`));
-      expect(existsSync(join(project.root, 'environments', 'e2e', 'environment.yml'))).toBe(true);
+      expect(remove.err).toMatch(new RegExp(`${lab.host.name}: a deploy run by \\S+, started .* is under way`));
+      expect(existsSync(join(lab.project.root, 'environments', 'e2e', 'environment.yml'))).toBe(true);
       const second = await cli(['deploy', 'e2e', '--ref', 'main']);
       expect(second.code).not.toBe(0);
-      expect(second.err).toContain(`environment e2e is locked on ${host.name} by a deploy run by`);
+      expect(second.err).toContain(`environment e2e is locked on ${lab.host.name} by a deploy run by`);
       const release = await cli(['lock', 'release', 'e2e']);
       expect(release.code).not.toBe(0);
       // The deploy's build still runs: nothing of it was stopped by the refused runs.
       expect(Number(await onHost("pgrep -fc '^sleep 60$' || true"))).toBe(1);
     } finally {
-      project.write(config);
+      lab.project.write(config);
       expect(await ops.stop('SIGINT')).toBe(130);
     }
-    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect((await getLockStatus(lab.project.ctx(), lab.project.env()))[0]!.lock.state).toBe('free');
     expect(await onHost('readlink /srv/sample/current || true')).toBe('');
   }, 300_000);
 
   it('runs queued for the lock (switch.lock_wait) are served first come, first served: of A (holding), B (queued first) and C (queued later, looking first once A lets go), each over its own SSH connection, B takes the lock before C; ops lock status lists B then C behind A meanwhile', async () => {
-    const env = project.env();
+    const env = lab.project.env();
     const dir = '/tmp/ops-e2e-queue';
     const order = `${dir}/order`;
     const go = `${dir}/go`;
@@ -80,8 +70,8 @@ describe.sequential('two runs on one environment', () => {
     // then lets go (A only once told to).
     const step = (id: string, hold = '') => scriptText(acquireLock(env, { operation: 'deploy', actor: `e2e-${id}`, runUrl: '', runId: `queue-${id}`, wait: 60 }, '', `${hold}echo ${id} >> ${order}\n${unlockScript(env, `queue-${id}`, [])}`));
     await onHost(`rm -rf ${dir} && mkdir -p ${dir}`);
-    for (const [id, hold] of [['a', `while [ ! -e ${go} ]; do sleep 0.05; done\n`], ['b', ''], ['c', '']] as const) await sshRun(host, `sudo tee ${dir}/${id}.sh > /dev/null`, { input: step(id, hold) });
-    const take = (id: string) => sshRun(host, `sudo bash ${dir}/${id}.sh`, { timeoutMs: 90_000 });
+    for (const [id, hold] of [['a', `while [ ! -e ${go} ]; do sleep 0.05; done\n`], ['b', ''], ['c', '']] as const) await sshRun(lab.host, `sudo tee ${dir}/${id}.sh > /dev/null`, { input: step(id, hold) });
+    const take = (id: string) => sshRun(lab.host, `sudo bash ${dir}/${id}.sh`, { timeoutMs: 90_000 });
     // The step of run `id` (its bash), and the `sleep 1` it is in now (between two looks), or ''.
     const stepPid = (id: string) => `$(pgrep -fx ${quote(`bash ${dir}/${id}.sh`)} | head -1)`;
     const sleeping = (id: string) => onHost(`p=${stepPid(id)}; [ -z "$p" ] || pgrep -x sleep -P "$p" || true`);
@@ -99,14 +89,14 @@ describe.sequential('two runs on one environment', () => {
     // What ops lock status (the login, over its own connection) says is what the runs do next: A holds, B then C.
     const look = await cli(['lock', 'status', 'e2e']);
     expect(look.code, look.err).toBe(1);
-    expect(look.out).toMatch(new RegExp(`^${host.name}: locked: a deploy run by e2e-a, started .*; 2 runs queued behind it, in the order they take the lock: 1\\. a deploy run by e2e-b, queued \\S+ \\(next\\), 2\\. a deploy run by e2e-c, queued \\S+$`, 'm'));
+    expect(look.out).toMatch(new RegExp(`^${lab.host.name}: locked: a deploy run by e2e-a, started .*; 2 runs queued behind it, in the order they take the lock: 1\\. a deploy run by e2e-b, queued \\S+ \\(next\\), 2\\. a deploy run by e2e-c, queued \\S+$`, 'm'));
     // A lets go (on the host, at once) right after a look of C then one of B: C looks next, and without the queue
     // would take the lock before B.
     await onHost(`look() { local s0 s; s0=$(pgrep -x sleep -P "$1"); for _ in {1..500}; do s=$(pgrep -x sleep -P "$1"); if [ -n "$s" ] && [ "$s" != "$s0" ]; then return; fi; sleep 0.01; done; }
 pb=${stepPid('b')}; pc=${stepPid('c')}; look "$pc"; look "$pb"; touch ${go}`);
     await Promise.all([a, b, c]);
     expect(await onHost(`cat ${order}`)).toBe('a\nb\nc');
-    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect((await getLockStatus(lab.project.ctx(), lab.project.env()))[0]!.lock.state).toBe('free');
     await onHost(`rm -rf ${dir}`);
   }, 300_000);
 
@@ -114,12 +104,12 @@ pb=${stepPid('b')}; pc=${stepPid('c')}; look "$pc"; look "$pb"; touch ${go}`);
     const older = gitIn(repo, ['rev-parse', 'HEAD']);
     const newer = commit(repo, { VERSION: '2\n' }, 'second');
     const slow = { ...config, switch: { ...(config.switch as object), lock_wait: 240 }, release: { ...(config.release as object), build: 'sleep 15' } };
-    project.write(slow);
+    lab.project.write(slow);
     const exit = (o: { child: { exitCode: number | null; once: (e: 'exit', f: (code: number | null) => void) => void } }) =>
       o.child.exitCode !== null ? Promise.resolve(o.child.exitCode) : new Promise<number | null>((r) => o.child.once('exit', r));
     try {
-      const a = await spawnOps(['deploy', 'e2e', '--ref', newer], project.root, (out) => out.includes('· build'), 'the newer deploy reaching its build', 180_000);
-      const b = await spawnOps(['deploy', 'e2e', '--ref', older], project.root, (out) => out.includes('queued behind'), 'the older deploy queued behind it', 120_000);
+      const a = await spawnOps(['deploy', 'e2e', '--ref', newer], lab.project.root, (out) => out.includes('· build'), 'the newer deploy reaching its build', 180_000);
+      const b = await spawnOps(['deploy', 'e2e', '--ref', older], lab.project.root, (out) => out.includes('queued behind'), 'the older deploy queued behind it', 120_000);
       const [codeA, codeB] = await Promise.all([exit(a), exit(b)]);
       expect(codeA, a.out()).toBe(0);
       expect(codeB, b.out()).not.toBe(0);
@@ -128,14 +118,14 @@ pb=${stepPid('b')}; pc=${stepPid('c')}; look "$pc"; look "$pb"; touch ${go}`);
       expect(b.out()).toContain('nothing was deployed');
       expect(b.out()).toContain(`ops deploy e2e --ref ${older.slice(0, 12)}`);
       expect(await onHost('cat /srv/sample/current/VERSION')).toBe('2');
-      expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+      expect((await getLockStatus(lab.project.ctx(), lab.project.env()))[0]!.lock.state).toBe('free');
     } finally {
-      project.write(config);
+      lab.project.write(config);
     }
     // Asked on purpose, with nothing ahead of it: it goes back, saying so.
     const back = await cli(['deploy', 'e2e', '--ref', older]);
     expect(back.code, back.err).toBe(0);
-    expect(back.err).toContain(`deploying ${older.slice(0, 12)}, which is not newer than the live commit on ${host.name} (live ${newer.slice(0, 12)}: ${older.slice(0, 12)} is older, an ancestor of it, 1 live commit taken away)`);
+    expect(back.err).toContain(`deploying ${older.slice(0, 12)}, which is not newer than the live commit on ${lab.host.name} (live ${newer.slice(0, 12)}: ${older.slice(0, 12)} is older, an ancestor of it, 1 live commit taken away)`);
     expect(await onHost('cat /srv/sample/current/VERSION')).toBe('1');
   }, 600_000);
 });

@@ -24,6 +24,23 @@ function problems(doc: unknown): string[] {
   return [];
 }
 
+/** `text` read as environments/x/environment.yml (readYamlFile, from a new temporary directory). */
+function read(text: string): unknown {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-yaml-'));
+  writeFileSync(join(dir, 'environment.yml'), text);
+  return readYamlFile(join(dir, 'environment.yml'), 'environments/x/environment.yml');
+}
+
+/** What reading `text` (read) is refused with: [message, hint] of its OpsError; `accepted` when it is read. */
+function refusal(text: string, accepted: [] | 'accepted' = []): (string | undefined)[] | 'accepted' {
+  try {
+    read(text);
+  } catch (e) {
+    return [(e as OpsError).message, (e as OpsError).hint];
+  }
+  return accepted;
+}
+
 describe('environment schema', () => {
   it('keeps every key of a free mapping as its own, "__proto__" and "constructor" too, and none a mapping does not have', () => {
     const doc = parse(`app: shop
@@ -540,11 +557,6 @@ describe('directories, routes, ports and sizes as the host reads them', () => {
 });
 
 describe('YAML values the schema has no word for', () => {
-  const read = (text: string) => {
-    const dir = mkdtempSync(join(tmpdir(), 'ops-yaml-'));
-    writeFileSync(join(dir, 'environment.yml'), text);
-    return readYamlFile(join(dir, 'environment.yml'), 'environments/x/environment.yml');
-  };
   const base = `app: shop\nhosts: [{name: web1, address: 192.0.2.1, host_key: "${KEY}"}]\nprograms: {server: {command: run, port: 3579}, client: {command: run, port: 3000}}\n`;
   const fileProblems = (text: string) => problems(read(base + text));
 
@@ -586,20 +598,12 @@ describe('YAML values the schema has no word for', () => {
   });
 
   it('a YAML syntax error says what to do by its kind, not the library\'s advice to its caller (YAML.parseAllDocuments())', () => {
-    const refused = (text: string) => {
-      try {
-        read(text);
-      } catch (e) {
-        return [(e as OpsError).message, (e as OpsError).hint];
-      }
-      return [];
-    };
     const lines = base.split('\n').length;
-    expect(refused(`${base}---\napp: other\n`)).toEqual([`environments/x/environment.yml:${lines}:1: not valid YAML: several YAML documents`, expect.stringContaining('an environment file is one YAML document: remove the `---` line')]);
+    expect(refusal(`${base}---\napp: other\n`)).toEqual([`environments/x/environment.yml:${lines}:1: not valid YAML: several YAML documents`, expect.stringContaining('an environment file is one YAML document: remove the `---` line')]);
     // one line naming file:line:column, what is wrong and the fix: not the library's excerpt with a caret under an invisible tab
-    expect(refused(`${base}env:\n\tX: y\n`)).toEqual([`environments/x/environment.yml:${lines + 1}:1: not valid YAML: a tab used as indentation (indent with spaces)`, 'replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)']);
-    expect(refused(`${base}ref: a\nref: b\n`)[1]).toContain('keep one of the two');
-    expect(refused(`${base}ref: "a\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml:\d+:\d+: not valid YAML: a quote or bracket that is not closed$/), expect.stringContaining('fix the file at that line')]);
+    expect(refusal(`${base}env:\n\tX: y\n`)).toEqual([`environments/x/environment.yml:${lines + 1}:1: not valid YAML: a tab used as indentation (indent with spaces)`, 'replace the tab at the start of the line with spaces (set your editor to insert spaces for Tab)']);
+    expect(refusal(`${base}ref: a\nref: b\n`)[1]).toContain('keep one of the two');
+    expect(refusal(`${base}ref: "a\n`)).toEqual([expect.stringMatching(/^environments\/x\/environment\.yml:\d+:\d+: not valid YAML: a quote or bracket that is not closed$/), expect.stringContaining('fix the file at that line')]);
   });
 
   it("a boolean written as YAML 1.1's yes/no/on/off or in quotes, and seconds written with a unit or as mm:ss, are said with the value to write", () => {
@@ -634,14 +638,7 @@ describe('YAML values the schema has no word for', () => {
   });
 
   it('a number written with a leading 0 or as 0o octal (YAML 1.1 and 1.2 read it apart) is refused by key path and line, never read as a number the file does not show', () => {
-    const refused = (text: string) => {
-      try {
-        read(base + text);
-      } catch (e) {
-        return [(e as OpsError).message, (e as OpsError).hint];
-      }
-      return 'accepted';
-    };
+    const refused = (text: string) => refusal(base + text, 'accepted');
     const lines = base.split('\n').length;
     expect(refused('hosts: [{name: web1, address: 192.0.2.1, port: 022, host_key: x}]\n'.replace('hosts', 'x-h') + 'switch: {port_offset: 0800}\nenv: {ZIP: 01234, MODE: 0o17}\n')).toEqual([
       'environments/x/environment.yml is not read as written:\n' +
@@ -707,11 +704,6 @@ describe('YAML values the schema has no word for', () => {
 });
 
 describe('YAML merge keys (<<: *anchor), as hand-written configs share a block', () => {
-  const read = (text: string) => {
-    const dir = mkdtempSync(join(tmpdir(), 'ops-yaml-'));
-    writeFileSync(join(dir, 'environment.yml'), text);
-    return readYamlFile(join(dir, 'environment.yml'), 'environments/x/environment.yml');
-  };
   const base = `app: shop\nhosts: [{name: web1, address: 192.0.2.1, host_key: "${KEY}"}]\n`;
 
   it('are merged, the keys written in the mapping winning over merged ones (before or after the <<), a list\'s first source over the next', () => {
@@ -771,17 +763,9 @@ routes: { /: server }
   });
 
   it('an alias naming no anchor set before it (misspelt, or the anchor below) is said by name and line, not as "Merge sources must be maps"', () => {
-    const refused = (text: string) => {
-      try {
-        read(text);
-      } catch (e) {
-        return [(e as OpsError).message, (e as OpsError).hint];
-      }
-      return [];
-    };
-    expect(refused(`x-common: &common {TZ: UTC}\n${base}env:\n  <<: *comon\n`)).toEqual(['environments/x/environment.yml: the alias *comon (line 5) names no anchor set before it', 'anchors set before it: &common; an anchor (x-common: &common {...}) comes before the aliases that use it']);
-    expect(refused(`${base}env:\n  <<: *common\nx-common: &common {TZ: UTC}\n`)[0]).toBe('environments/x/environment.yml: the alias *common (line 4) names no anchor set before it');
-    expect(refused(`${base}ref: *nope\n`)).toEqual(['environments/x/environment.yml: the alias *nope (line 3) names no anchor set before it', 'set the anchor first, above its aliases (x-common: &common {...}, then <<: *common)']);
+    expect(refusal(`x-common: &common {TZ: UTC}\n${base}env:\n  <<: *comon\n`)).toEqual(['environments/x/environment.yml: the alias *comon (line 5) names no anchor set before it', 'anchors set before it: &common; an anchor (x-common: &common {...}) comes before the aliases that use it']);
+    expect(refusal(`${base}env:\n  <<: *common\nx-common: &common {TZ: UTC}\n`)[0]).toBe('environments/x/environment.yml: the alias *common (line 4) names no anchor set before it');
+    expect(refusal(`${base}ref: *nope\n`)).toEqual(['environments/x/environment.yml: the alias *nope (line 3) names no anchor set before it', 'set the anchor first, above its aliases (x-common: &common {...}, then <<: *common)']);
   });
 });
 

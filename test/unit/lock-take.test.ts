@@ -632,6 +632,20 @@ function lockHosts(delay: (tag: string, host: string) => number, unlockDelay = 0
   return { held, remote, steps };
 }
 
+/**
+ * Run `tag`'s deploy under the lock of `env` (web1 and web2) through `fake` (lockHosts), its output to `reporter`:
+ * while it works (`workMs`), both hosts' locks are the run's (checked). Returns `tag` once it let go.
+ */
+async function lockedWork(env: Target, fake: ReturnType<typeof lockHosts>, tag: string, workMs: number, reporter = new MemoryReporter()): Promise<string> {
+  const ctx: OpsContext = { root: '/nonexistent', reporter, processEnv: {}, connector: async (_env, host) => fake.remote(tag, host.name) };
+  const session = await Session.open(ctx, env);
+  return withLock(ctx, session, 'deploy', async () => {
+    expect([fake.held.get('web1'), fake.held.get('web2')]).toEqual([tag, tag]);
+    await sleep(workMs);
+    return tag;
+  });
+}
+
 /** An environment of `names` (web<n> at 192.0.2.<n>: lockOrder is by address), with `lock_wait`. */
 function lockEnv(names: string[], lock_wait: number): Target {
   const hosts = names.map((name) => ({ name, address: `192.0.2.${name.replace(/\D/g, '')}`, host_key: KEY }));
@@ -644,16 +658,7 @@ describe('two runs of one environment (switch.lock_wait)', () => {
     const env = lockEnv(['web2', 'web1'], 2);
     // Run a reaches web2 late, run b web1: taken at once on every host, a would hold web1 and b web2, each waiting for the other.
     const fake = lockHosts((tag, host) => ((tag === 'a' && host === 'web2') || (tag === 'b' && host === 'web1') ? 300 : 0));
-    const run = async (tag: string) => {
-      const ctx: OpsContext = { root: '/nonexistent', reporter: new MemoryReporter(), processEnv: {}, connector: async (_env, host) => fake.remote(tag, host.name) };
-      const session = await Session.open(ctx, env);
-      return withLock(ctx, session, 'deploy', async () => {
-        // Both hosts' locks are the run's while it works.
-        expect([fake.held.get('web1'), fake.held.get('web2')]).toEqual([tag, tag]);
-        await sleep(100);
-        return tag;
-      });
-    };
+    const run = (tag: string) => lockedWork(env, fake, tag, 100);
     expect(await Promise.all([run('a'), run('b')])).toEqual(['a', 'b']);
     expect(fake.held.size).toBe(0);
   }, 20_000);
@@ -663,15 +668,7 @@ describe('two runs of one environment (switch.lock_wait)', () => {
     // Letting go is a round trip too: each run's refusal would come before the other's let go.
     const fake = lockHosts((tag, host) => ((tag === 'a' && host === 'web2') || (tag === 'b' && host === 'web1') ? 300 : 0), 100);
     const reporters = { a: new MemoryReporter(), b: new MemoryReporter() };
-    const run = async (tag: 'a' | 'b') => {
-      const ctx: OpsContext = { root: '/nonexistent', reporter: reporters[tag], processEnv: {}, connector: async (_env, host) => fake.remote(tag, host.name) };
-      const session = await Session.open(ctx, env);
-      return withLock(ctx, session, 'deploy', async () => {
-        expect([fake.held.get('web1'), fake.held.get('web2')]).toEqual([tag, tag]);
-        await sleep(200);
-        return tag;
-      });
-    };
+    const run = (tag: 'a' | 'b') => lockedWork(env, fake, tag, 200, reporters[tag]);
     // Its work shorter than the wait: both run, one after the other.
     expect(await Promise.all([run('a'), run('b')])).toEqual(['a', 'b']);
     const said = `${reporters.a.lines.join('\n')}\n${reporters.b.lines.join('\n')}`;

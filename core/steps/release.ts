@@ -748,6 +748,11 @@ ${staleProcesses(env)}
 ${orphanLogs(env)}
 # The records of releases no longer here (removed by hand, or a release step cut short).
 for d in ${quote(L.records)}/*/; do d=${'$'}{d%/}; [ ! -d "$d" ] || [ -d "${'$'}{d##*/}" ] || rm -rf -- "$d"; done
+# The fingerprint lines of releases no longer here (the switch wrote them before this prune removed its releases).
+if [ -f ${quote(L.fingerprint)} ]; then
+  ( umask 077; { ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ -d "$id" ]; then printf '%s %s
+' "$id" "$fp"; fi`)}; } > ${quote(`${L.fingerprint}.new`)} ) && mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} || echo "could not drop the fingerprint lines of releases pruned (next prune will)" >&2
+fi
 # Where ops's records of each kept release are (release_record in history.sh: its record directory, or for a release
 # made by an older ops, its own): their release.json and REVISION, not the app's copies.
 recorded=(); for r in */; do r=${'$'}{r%/}; if [ -d ${quote(L.records)}/"$r" ]; then recorded+=(${quote(L.records)}/"$r"); else recorded+=("$r"); fi; done

@@ -469,6 +469,16 @@ describe('prune on a host (bash)', () => {
     expect(prune()).toEqual(['notes.txt', 'warm-blue.err.log.5', 'warm-blue.out.log', 'web-blue.out.log', 'web-blue.out.log.1', 'web-green.err.log']);
   });
 
+  it('drops the fingerprint lines of the releases it removes and of those no longer here; keeps the others as they are', () => {
+    const base = host({ [A]: '', [B]: '' }, A);
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const e = env(base);
+    const line = (id: string) => `${id} ${'f'.repeat(16)} ${'a'.repeat(64)} ${'b'.repeat(64)} programs=0123abcd`;
+    writeFileSync(e.layout.fingerprint, `${line('20200101T000000Z-000000000000')}\n${line(A)}\n${line(B)}\n`);
+    execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, [B]).script}`], { encoding: 'utf8' });
+    expect(readFileSync(e.layout.fingerprint, 'utf8')).toBe(`${line(A)}\n`);
+  });
+
   // setpriv --init-groups needs root (the prune's own user on a host).
   it.skipIf(process.getuid?.() !== 0)('empties a package cache past PACKAGE_CACHE_MB of its own (files a kept set shares with it by hard links are the set\'s), as the app user; keeps one under it', () => {
     const base = host({ [A]: '' }, A);

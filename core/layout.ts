@@ -99,6 +99,8 @@ export interface Layout {
   /** `<release id> <fingerprint> <.env sha256> <environ sha256>` lines (older ones: the fingerprint alone), one per release a deploy put live and still kept: what each was deployed with (fingerprintRecords). */
   fingerprint: string;
   uploads: string;
+  /** The app user's package caches (uv's, pip's, npm's content store), shared by every dependency set it makes: bounded by the prune (release.ts packageCaches). */
+  packageCaches: string[];
   logDir: string;
   nginxSite: string;
   nginxSiteEnabled: string;
@@ -159,6 +161,7 @@ export function layout(env: Environment): Layout {
     logStart: (slot) => `${base}/.ops/log-start-${slot}`,
     fingerprint: `${base}/.ops/fingerprint`,
     uploads: `${base}/.ops/uploads`,
+    packageCaches: ['.cache/uv', '.cache/pip', '.npm/_cacache'].map((c) => `/home/${env.appUser}/${c}`),
     logDir: `/var/log/${app}`,
     nginxSite: `/etc/nginx/sites-available/${app}`,
     nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,

@@ -528,6 +528,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
   const gone = reportedAll(pruned, RELEASE_KEYS.pruned);
   if (gone.length) result.notes.push(`pruned ${gone.length} old release(s)`);
   for (const r of reportedAll(pruned, RELEASE_KEYS.kept_running)) result.notes.push(`kept ${r}: a process still runs from it`);
+  for (const c of reportedAll(pruned, RELEASE_KEYS.pruned_cache)) result.notes.push(`emptied the package cache ${c.replace(/^\d+ /, '')} (${c.split(' ')[0]} MB, past its bound: the next new dependency set downloads what it needs)`);
   const stale = reportedAll(pruned, RELEASE_KEYS.stale).map((line) => line.split('\t'));
   if (stale.length)
     result.notes.push(

@@ -22,8 +22,8 @@ export function mirrorGit(mirror: string): string {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas` or `nginx`: nginxReadiness), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas` or `nginx`: slotPortLinesShell), `nginx_taken` (another server block answers the site's visitors, what answered and the fix: nginxServed's proof on the live slot, asked with `shas` or `nginx`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it this ops can compare: an older ops's fingerprint alone (of the settings of its day), deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
-export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'carried', 'unhashed', 'rollback_previous', 'stale', 'nginx_taken');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas` or `nginx`: nginxReadiness), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas` or `nginx`: slotPortLinesShell), `nginx_taken` (another server block answers the site's visitors, what answered and the fix: nginxServed's proof on the live slot, asked with `shas` or `nginx`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it this ops can compare: an older ops's fingerprint alone (of the settings of its day), deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `pruned_cache` (`<MB> <cache directory>`: a package cache emptied, packageCaches), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
+export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'pruned_cache', 'carried', 'unhashed', 'rollback_previous', 'stale', 'nginx_taken');
 
 export interface ReleaseMeta {
   id: string;
@@ -664,11 +664,58 @@ fi`;
 }
 
 /**
+ * How big (MB) an app user's package cache may grow, counting only what the kept dependency sets do not hold as
+ * well (uv's files are hard links of its cache's): past it, the prune empties it (packageCaches).
+ */
+export const PACKAGE_CACHE_MB = 2048;
+
+/**
+ * The prune's bound on the app user's package caches (layout.packageCaches: uv's, pip's, npm's), which keep every
+ * version ever downloaded or built and nothing ever drops: one past PACKAGE_CACHE_MB of its own (du, the kept sets
+ * counted first, so the files a set shares with it by hard links are theirs) is emptied whole, as the app user
+ * (setpriv: the app owns that directory, and what it holds is never followed by root). The sets never read a cache
+ * again (their files are copies or links), so nothing that runs changes: the next new set fetches what it lacks
+ * from the index. Reported as `pruned_cache`.
+ */
+function packageCaches(env: Target): string {
+  const u = quote(env.appUser);
+  return String.raw`for c in ${env.layout.packageCaches.map(quote).join(' ')}; do
+  [ -d "$c" ] || continue
+  mb=$({ du -smx -- ${quote(env.layout.deps)} "$c" 2>/dev/null || true; } | awk -F'	' -v c="$c" '$2 == c { print $1 }')
+  if [ "${'$'}{mb:-0}" -gt ${PACKAGE_CACHE_MB} ]; then
+    if setpriv --reuid=${u} --regid=${u} --init-groups -- rm -rf -- "$c"; then ops_report ${RELEASE_KEYS.pruned_cache} "$mb $c"; else echo "could not empty the package cache $c (next prune will)" >&2; fi
+  fi
+done`;
+}
+
+/**
+ * The prune's removal of program logs no slot runs any more: the files (and supervisor's rotated copies, `.1` to
+ * `.5`) under the app's log directory of a program neither slot's supervisor file names, nor these settings (a
+ * program renamed or removed two deploys ago: once the release kept warm that ran it is replaced). Up to 240 MB each
+ * otherwise (20 MB x 6 files x out/err, per slot), kept for ever. Those of a program a slot still runs stay whole:
+ * they are bounded by supervisor's rotation. Nothing when neither slot file can be read (nothing to judge by).
+ */
+function orphanLogs(env: Target): string {
+  const L = env.layout;
+  const app = env.config.app; // a name (environment-schema.ts): no character sed's pattern reads otherwise
+  return String.raw`programs=$({ printf '%s\n' ${Object.keys(env.config.programs).map(quote).join(' ')}
+  sed -nE 's/^\[program:${app}-(blue|green)-([a-z0-9_-]+)\]$/\2/p' ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} 2>/dev/null || true; } | sort -u)
+if [ -f ${quote(L.supervisorConf('blue'))} ] || [ -f ${quote(L.supervisorConf('green'))} ]; then
+  for f in ${quote(L.logDir)}/*-blue.*.log ${quote(L.logDir)}/*-green.*.log ${quote(L.logDir)}/*-blue.*.log.[0-9]* ${quote(L.logDir)}/*-green.*.log.[0-9]*; do
+    [ -f "$f" ] || continue
+    n=${'$'}{f##*/}; n=${'$'}{n%-blue.*}; n=${'$'}{n%-green.*}
+    grep -qxF -- "$n" <<< "$programs" || rm -f -- "$f"
+  done
+fi`;
+}
+
+/**
  * Remove the releases `remove` (chosen by `retention`, core/steps/history.ts), except — whatever the list says —
  * the live one and any release a supervisor file of this app names or a process runs from (reported as
  * `kept_running`; the masks of each removed are kept first, keep_masks: its programs' lines stay in the logs); then the dependency sets no kept release uses (by its links, wherever node_dir put them, or
  * by its release.json), the shared .env and environ of older versions
- * once no kept release links to them, the Git LFS contents and the mirror refs of commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json: its record's, layout.record), and the record of each release removed.
+ * once no kept release links to them, the Git LFS contents and the mirror refs of commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json: its record's, layout.record), and the record of each release removed;
+ * the logs of programs no slot runs any more (orphanLogs) and a package cache grown past its bound (packageCaches).
  */
 export function pruneReleases(env: Target, remove: string[]): Step {
   const L = env.layout;
@@ -698,8 +745,14 @@ for r in "${'$'}{remove[@]}"; do
 done
 rm -rf .new-* 2>/dev/null || true
 ${staleProcesses(env)}
+${orphanLogs(env)}
 # The records of releases no longer here (removed by hand, or a release step cut short).
 for d in ${quote(L.records)}/*/; do d=${'$'}{d%/}; [ ! -d "$d" ] || [ -d "${'$'}{d##*/}" ] || rm -rf -- "$d"; done
+# The fingerprint lines of releases no longer here (the switch wrote them before this prune removed its releases).
+if [ -f ${quote(L.fingerprint)} ]; then
+  ( umask 077; { ${forEachFingerprintRecord(env, String.raw`if [ -n "$id" ] && [ -d "$id" ]; then printf '%s %s
+' "$id" "$fp"; fi`)}; } > ${quote(`${L.fingerprint}.new`)} ) && mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)} || echo "could not drop the fingerprint lines of releases pruned (next prune will)" >&2
+fi
 # Where ops's records of each kept release are (release_record in history.sh: its record directory, or for a release
 # made by an older ops, its own): their release.json and REVISION, not the app's copies.
 recorded=(); for r in */; do r=${'$'}{r%/}; if [ -d ${quote(L.records)}/"$r" ]; then recorded+=(${quote(L.records)}/"$r"); else recorded+=("$r"); fi; done
@@ -714,6 +767,7 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${'$'}{d##*/}"; }
 done
+${packageCaches(env)}
 # The shared .env and environ of releases made before each had its own: gone with the last one linked to them.
 legacy=no; for r in */; do if [ -L "${L.dotenv('$r')}" ]; then legacy=yes; fi; done
 [ "$legacy" = yes ] || rm -f ${quote(L.legacyShared.dotenv)} ${quote(L.legacyShared.environ)}

@@ -3,8 +3,8 @@
 // built on them (the previous release, what pruning keeps and why), including release ids made by a runner
 // whose clock was months behind.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
@@ -15,7 +15,7 @@ import { environmentRollback, type HostPrevious } from '../../core/ops/rollback.
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { historyFunctions, parseReleaseRecord, retention, type ReleaseRecord } from '../../core/steps/history.ts';
-import { markRelease, pruneReleases, RELEASE_KEYS } from '../../core/steps/release.ts';
+import { markRelease, PACKAGE_CACHE_MB, pruneReleases, RELEASE_KEYS } from '../../core/steps/release.ts';
 import { keptReleases, parseReleases } from '../../core/steps/release-list.ts';
 import { formatReleases, RELEASE_REASON_SHOWN } from '../../core/ops/records.ts';
 import { slotConfig } from '../../core/steps/switch.ts';
@@ -444,6 +444,67 @@ describe('prune on a host (bash)', () => {
     execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, [A]).script}`], { encoding: 'utf8' });
     expect(Object.fromEntries(Object.entries(files).map(([k, f]) => [k, existsSync(f)]))).toEqual({ b: true, c: true, e: false });
     expect([A, B, 'gone'].map((id) => existsSync(e.layout.record(id)))).toEqual([false, true, false]);
+  });
+
+  it("removes the logs of programs no slot runs any more (renamed or removed), rotated copies too; keeps those a slot's supervisor file or the settings name, and everything when no slot file is there", () => {
+    const base = host({ [A]: '' }, A);
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const logs = join(base, 'log');
+    const etc = join(base, 'etc');
+    mkdirSync(logs);
+    mkdirSync(etc);
+    const e0 = env(base);
+    const e: Target = { ...e0, layout: { ...e0.layout, logDir: logs, supervisorConf: (slot) => join(etc, `shop-${slot}.conf`) } };
+    const files = ['web-blue.out.log', 'web-blue.out.log.1', 'web-green.err.log', 'warm-blue.out.log', 'warm-blue.err.log.5', 'old-blue.out.log', 'old-blue.out.log.3', 'old-green.err.log', 'x-blue-green.out.log', 'notes.txt'];
+    const prune = () => {
+      for (const f of files) writeFileSync(join(logs, f), 'line\n');
+      execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, []).script}`], { encoding: 'utf8' });
+      return files.filter((f) => existsSync(join(logs, f))).sort();
+    };
+    // No slot file: nothing to judge by, nothing removed.
+    expect(prune()).toEqual([...files].sort());
+    // The warm slot (blue) still runs `warm`, renamed since to `web` (the settings; the new slot, green, runs it).
+    writeFileSync(join(etc, 'shop-blue.conf'), '[group:shop-blue]\nprograms=shop-blue-warm\n\n[program:shop-blue-warm]\ncommand=x\n');
+    writeFileSync(join(etc, 'shop-green.conf'), '[group:shop-green]\nprograms=shop-green-web\n\n[program:shop-green-web]\ncommand=x\n');
+    expect(prune()).toEqual(['notes.txt', 'warm-blue.err.log.5', 'warm-blue.out.log', 'web-blue.out.log', 'web-blue.out.log.1', 'web-green.err.log']);
+  });
+
+  it('drops the fingerprint lines of the releases it removes and of those no longer here; keeps the others as they are', () => {
+    const base = host({ [A]: '', [B]: '' }, A);
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const e = env(base);
+    const line = (id: string) => `${id} ${'f'.repeat(16)} ${'a'.repeat(64)} ${'b'.repeat(64)} programs=0123abcd`;
+    writeFileSync(e.layout.fingerprint, `${line('20200101T000000Z-000000000000')}\n${line(A)}\n${line(B)}\n`);
+    execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, [B]).script}`], { encoding: 'utf8' });
+    expect(readFileSync(e.layout.fingerprint, 'utf8')).toBe(`${line(A)}\n`);
+  });
+
+  // setpriv --init-groups needs root (the prune's own user on a host).
+  it.skipIf(process.getuid?.() !== 0)('empties a package cache past PACKAGE_CACHE_MB of its own (files a kept set shares with it by hard links are the set\'s), as the app user; keeps one under it', () => {
+    const base = host({ [A]: '' }, A);
+    execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
+    const e0 = env(base);
+    const caches = ['uv', 'pip', 'npm'].map((c) => join(base, 'home', c));
+    const e: Target = { ...e0, appUser: userInfo().username, layout: { ...e0.layout, packageCaches: caches } };
+    const [uv, pip, npm] = caches as [string, string, string];
+    const set = join(base, 'shared', 'deps', 'venv-0000000000000000');
+    mkdirSync(set, { recursive: true });
+    symlinkSync(set, join(base, 'releases', A, 'venv')); // the live release's: kept
+    for (const c of caches) mkdirSync(c, { recursive: true });
+    const big = (path: string, mb: number) => execFileSync('fallocate', ['-l', `${mb}M`, path]);
+    big(join(uv, 'wheel'), PACKAGE_CACHE_MB + 10); // the cache's own: past the bound
+    big(join(pip, 'linked'), PACKAGE_CACHE_MB + 10); // a kept set's file too: the set's
+    linkSync(join(pip, 'linked'), join(set, 'linked'));
+    big(join(npm, 'small'), 5);
+    try {
+      const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, []).script}`], { encoding: 'utf8' });
+      const emptied = parseReports(out).filter(([k]) => k === 'pruned_cache').map(([, v]) => v.split(' '));
+      expect(emptied.map(([, c]) => c)).toEqual([uv]);
+      expect(Number(emptied[0]![0])).toBeGreaterThan(PACKAGE_CACHE_MB);
+      expect([existsSync(uv), existsSync(join(pip, 'linked')), existsSync(join(npm, 'small')), existsSync(join(set, 'linked'))]).toEqual([false, true, true, true]);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 
   it('removes the releases it is given, except the live one and any a process runs from; keeps what kept releases use', () => {

@@ -174,9 +174,20 @@ ours() {
   for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done
   return 0
 }
+# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program's name
+# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still
+# the slot's own, which the start replaces with the group whole.
+in_group() {
+  local k sp
+  for k in "${!SUP_PID[@]}"; do
+    [[ $k == "$2:"* ]] || continue
+    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi
+  done
+  return 1
+}
 # report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and
 # the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the
-# tree of the slot's own supervisor process), "own" (a program of this environment left it running outside
+# tree of one of the slot's own supervisor processes: that program's, or another's of its group, in_group), "own" (a program of this environment left it running outside
 # supervisor: ours, with USER the programs' user and RELEASES the releases' directory; the start stops it first), or
 # "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.
 report_slot() {
@@ -189,7 +200,7 @@ report_slot() {
     ls=$(listeners "$port")
     for l in $ls; do
       tree=other
-      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi
+      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi
       ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"
       [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))
     done

@@ -20238,6 +20238,13 @@ function ansiCQuotedForms(text) {
   const quoted = (asciiOnly) => [...text].map((ch) => ANSI_C_LETTER[ch] !== void 0 ? `\\${ANSI_C_LETTER[ch]}` : ch < "\x7F" && ch >= " " ? ch : asciiOnly || C_UNPRINTABLE.test(ch) ? octal(ch) : ch).join("");
   return [.../* @__PURE__ */ new Set([quoted(false), quoted(true)])];
 }
+function doubledQuoteForms(text) {
+  const forms = [];
+  if (text.includes("'")) forms.push(text.replace(/'/g, "''"));
+  if (text.includes("\\")) forms.push(text.replace(/\\/g, "\\\\").replace(/'/g, "''"));
+  if (text.includes('"')) forms.push(text.replace(/"/g, '""'));
+  return forms;
+}
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
   return [
@@ -20249,7 +20256,8 @@ function printedForms(text) {
     ...htmlEscapedForms(text),
     collapsedSpace(text),
     nodeInspect(text),
-    ...shellQuotedForms(text)
+    ...shellQuotedForms(text),
+    ...doubledQuoteForms(text)
   ];
 }
 function secretParts(value, options = {}) {
@@ -20526,14 +20534,14 @@ function onUncaught(print) {
   }
   const handle = uncaughtHandler = (err) => {
     if (isOwnOutputError(err)) return;
-    print(showControls(formatError(err)));
+    print(showControls(uncaughtRedact(formatError(err))));
     if (stopRunsOnFault(err)) return;
     process.exit(1);
   };
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput, uncaughtHandler;
+var OpsError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput, uncaughtHandler, uncaughtRedact;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -20553,6 +20561,32 @@ var init_errors = __esm({
     CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
     CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
     ownOutput = /* @__PURE__ */ new WeakMap();
+    uncaughtRedact = (text) => text;
+  }
+});
+
+// core/home.ts
+import { userInfo } from "node:os";
+import { isAbsolute } from "node:path";
+function homeDir(processEnv = process.env) {
+  const home = processEnv.HOME;
+  if (home && isAbsolute(home)) return home;
+  try {
+    const own = userInfo().homedir;
+    return own && isAbsolute(own) ? own : void 0;
+  } catch {
+    return void 0;
+  }
+}
+function noHomeReason(processEnv = process.env) {
+  const home = processEnv.HOME;
+  const uid = typeof process.getuid === "function" ? process.getuid() : void 0;
+  const env = home === void 0 ? "HOME is not set" : home === "" ? "HOME is empty" : `HOME is a relative path (${home})`;
+  return `no home directory: ${env}, and ${uid === void 0 ? "this account has" : `uid ${uid} has`} none in the password database`;
+}
+var init_home = __esm({
+  "core/home.ts"() {
+    "use strict";
   }
 });
 
@@ -40687,10 +40721,11 @@ var require_lib4 = __commonJS({
 
 // core/secrets/key-file.ts
 import { statSync as statSync3 } from "node:fs";
-import { homedir } from "node:os";
-import { join as join3 } from "node:path";
+import { isAbsolute as isAbsolute2, join as join3 } from "node:path";
 function defaultKeyFile(processEnv = process.env) {
-  const base = processEnv.XDG_CONFIG_HOME || join3(processEnv.HOME || homedir(), ".config");
+  const xdg = processEnv.XDG_CONFIG_HOME;
+  const home = homeDir(processEnv);
+  const base = xdg && isAbsolute2(xdg) ? xdg : home ? join3(home, ".config") : "~/.config";
   return join3(base, "sops", "age", "keys.txt");
 }
 function exposedKeyWarning(file, what) {
@@ -40707,6 +40742,7 @@ var EXAMPLE_RECIPIENT;
 var init_key_file = __esm({
   "core/secrets/key-file.ts"() {
     "use strict";
+    init_home();
     EXAMPLE_RECIPIENT = "age1f9x385mzgqsghjdrlet2vxtx88vnhpxareft4gqkddfsw5fp4gmscx330v";
   }
 });
@@ -50095,6 +50131,7 @@ var init_dist = __esm({
 // core/secrets/keys.ts
 var keys_exports = {};
 __export(keys_exports, {
+  SSH_RECIPIENT_RE: () => SSH_RECIPIENT_RE,
   checkRecipient: () => checkRecipient,
   defaultKeyFile: () => defaultKeyFile,
   generateIdentity: () => generateIdentity2,
@@ -50107,7 +50144,10 @@ __export(keys_exports, {
 });
 import { execFileSync } from "node:child_process";
 import { readFileSync as readFileSync2 } from "node:fs";
-async function parseIdentities(text, source) {
+import { isAbsolute as isAbsolute3 } from "node:path";
+async function parseIdentities(text, source, encrypted, plugins) {
+  const sealed = encryptedKeyFile(text, source, encrypted) ?? sshKeyGiven(text, source);
+  if (sealed) throw sealed;
   const out = [];
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
@@ -50117,6 +50157,10 @@ async function parseIdentities(text, source) {
       throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, "give the text with real line breaks (or only the AGE-SECRET-KEY-1\u2026 line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all");
     if (line === "" || line.startsWith("#")) continue;
     if (line.startsWith("AGE-PLUGIN-")) {
+      if (plugins) {
+        plugins.push(where);
+        continue;
+      }
       throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
     }
     if (RECIPIENT_RE.test(line)) {
@@ -50135,6 +50179,26 @@ async function parseIdentities(text, source) {
     out.push({ secret: line, recipient, source });
   }
   return out;
+}
+function encryptedKeyFile(text, source, how = { first: "" }) {
+  const head = text.replace(/^\uFEFF/, "").trimStart();
+  if (!head.startsWith("age-encryption.org/") && !head.startsWith("-----BEGIN AGE ENCRYPTED FILE-----")) return void 0;
+  if (source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input "))
+    return new OpsError(`${source} holds an age-encrypted file (passphrase-protected, as \`age -p\` writes it), not an age identity`, `give the key itself (AGE-SECRET-KEY-1\u2026), which \`age -d FILE\` prints${source === "SOPS_AGE_KEY_CMD" ? ": end the command with it" : ""}`);
+  return new OpsError(
+    `${source} is a passphrase-protected age key file (encrypted with \`age -p\`): ops does not ask for passphrases`,
+    `${how.first}have age decrypt it for each command: export SOPS_AGE_KEY_CMD=${quote(`age -d ${quote(how.moveTo ?? source)}`)} (age asks for the passphrase on your terminal; sops runs that command too); in CI, give the plain key in SOPS_AGE_KEY`
+  );
+}
+function sshKeyGiven(text, source) {
+  const head = text.replace(/^\uFEFF/, "").trimStart();
+  const kind = /^-----BEGIN (OPENSSH|RSA|EC|DSA) PRIVATE KEY-----/.test(head) ? "an SSH private key" : SSH_RECIPIENT_RE.test(head.split(/\r?\n/)[0].trim()) ? "an SSH public key" : void 0;
+  if (!kind) return void 0;
+  const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ");
+  return new OpsError(
+    `${variable ? `${source} holds` : `${source} is`} ${kind}, not an age key${variable ? "" : " file"}${kind === "an SSH private key" ? " (not shown)" : ""}`,
+    `ops decrypts with age keys (AGE-SECRET-KEY-1\u2026, from \`ops keygen\` or age-keygen) only: ${variable ? `give yours in ${source}` : "point SOPS_AGE_KEY_FILE at your age key file"}; files encrypted to SSH public keys are the sops binary's to open (SOPS_AGE_SSH_PRIVATE_KEY_FILE)`
+  );
 }
 function notAnIdentity(line, where, source) {
   const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD";
@@ -50163,15 +50227,18 @@ async function loadIdentities(processEnv = process.env) {
   const identities = [];
   const tried = [];
   const warnings = [];
+  const plugins = [];
+  const count = (found, before) => `${found.length} key${found.length === 1 ? "" : "s"}${plugins.length > before ? `, ${plugins.length - before} plugin identit${plugins.length - before === 1 ? "y" : "ies"} skipped` : ""}`;
   const exposed = (file2, found) => {
     if (found.every((i) => i.recipient === EXAMPLE_RECIPIENT)) return;
     const w = exposedKeyWarning(file2, "your age private key");
     if (w) warnings.push(w);
   };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
-    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY");
+    const before = plugins.length;
+    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY", void 0, plugins);
     identities.push(...found);
-    tried.push(`SOPS_AGE_KEY (${found.length} key${found.length === 1 ? "" : "s"})`);
+    tried.push(`SOPS_AGE_KEY (${count(found, before)})`);
   } else tried.push("SOPS_AGE_KEY (not set)");
   if (processEnv.SOPS_AGE_KEY_FILE) {
     const file2 = processEnv.SOPS_AGE_KEY_FILE;
@@ -50184,10 +50251,11 @@ async function loadIdentities(processEnv = process.env) {
         "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
       );
     }
-    const found = await parseIdentities(text, file2);
+    const before = plugins.length;
+    const found = await parseIdentities(text, file2, { first: "unset SOPS_AGE_KEY_FILE, and " }, plugins);
     identities.push(...found);
     exposed(file2, found);
-    tried.push(`SOPS_AGE_KEY_FILE=${file2} (${found.length} key${found.length === 1 ? "" : "s"})`);
+    tried.push(`SOPS_AGE_KEY_FILE=${file2} (${count(found, before)})`);
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
   if (processEnv.SOPS_AGE_KEY_CMD) {
     let text;
@@ -50196,17 +50264,23 @@ async function loadIdentities(processEnv = process.env) {
     } catch (e) {
       throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${messageLine(e)}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
     }
-    const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD");
+    const before = plugins.length;
+    const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD", void 0, plugins);
     identities.push(...found);
-    tried.push(`SOPS_AGE_KEY_CMD (${found.length} key${found.length === 1 ? "" : "s"})`);
+    tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
   }
   const file = defaultKeyFile(processEnv);
-  if (userFileExists(file, file, "an age key file")) {
-    const found = await parseIdentities(readFileSync2(file, "utf8"), file);
+  const moved = file.replace(/\.txt$/, "") + ".age";
+  if (!isAbsolute3(file)) tried.push(`${file} (${noHomeReason(processEnv)})`);
+  else if (userFileExists(file, file, "an age key file")) {
+    const before = plugins.length;
+    const found = await parseIdentities(readFileSync2(file, "utf8"), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
     identities.push(...found);
     exposed(file, found);
-    tried.push(`${file} (${found.length} key${found.length === 1 ? "" : "s"})`);
+    tried.push(`${file} (${count(found, before)})`);
   } else tried.push(`${file} (no such file)`);
+  if (plugins.length)
+    warnings.push(`${plugins.join(", ")}: age plugin identit${plugins.length === 1 ? "y" : "ies"} (AGE-PLUGIN-\u2026, a YubiKey's, a TPM's), which ops cannot use: skipped; ${identities.length ? "the native keys beside it are used" : "no native key was found"} (sops and age use a plugin identity through its plugin program; for ops, a native key AGE-SECRET-KEY-1\u2026 must be a recipient)`);
   const seen = /* @__PURE__ */ new Set();
   return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file, ...warnings.length && { warnings } };
 }
@@ -50221,6 +50295,8 @@ function checkRecipient(r, where = "recipient") {
   if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
+  if (SSH_RECIPIENT_RE.test(value))
+    throw new OpsError(`${where}: ${value} is an SSH public key (a recipient sops and age encrypt to), not an age recipient: ops encrypts to age keys (age1\u2026) only`, `give an age public key instead (\`ops keygen\` makes one); to keep SSH recipients, change the files with the sops binary (sops updatekeys FILE)`);
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
     throw new OpsError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
@@ -50262,17 +50338,20 @@ async function generateIdentity2(now = /* @__PURE__ */ new Date()) {
 ${secret}
 ` };
 }
-var IDENTITY_RE, RECIPIENT_RE, IDENTITY_IN_LINE;
+var IDENTITY_RE, RECIPIENT_RE, IDENTITY_IN_LINE, SSH_RECIPIENT_RE;
 var init_keys = __esm({
   "core/secrets/keys.ts"() {
     "use strict";
     init_dist();
     init_errors();
+    init_home();
+    init_shell();
     init_key_file();
     init_parts();
     IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
     RECIPIENT_RE = /^age1[0-9a-z]+$/;
     IDENTITY_IN_LINE = /AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+/gi;
+    SSH_RECIPIENT_RE = /^ssh-(ed25519|rsa) AAAA[0-9A-Za-z+/=]+( .*)?$/;
   }
 });
 
@@ -62301,6 +62380,7 @@ init_errors();
 init_parts();
 
 // core/remote/identity.ts
+init_home();
 var import_ssh2 = __toESM(require_lib4(), 1);
 init_errors();
 init_key_file();
@@ -62368,6 +62448,9 @@ var Masker = class {
   starts = /* @__PURE__ */ new Set();
   /** Secrets holding "*": the "***" a replacement puts in can complete one. */
   starred = [];
+  /** The secrets a printer's cut may show the start or end of (not weak: see hideCut), by their first and last MIN_SECRET_LENGTH characters. */
+  cutByStart = /* @__PURE__ */ new Map();
+  cutByEnd = /* @__PURE__ */ new Map();
   /** The length of the longest secret. */
   longest = 0;
   /**
@@ -62393,6 +62476,13 @@ var Masker = class {
         same.add(t);
         this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
         if (t.includes("*")) this.starred.push(t);
+        if (!isWeakPart(t)) {
+          for (const [map, key] of [[this.cutByStart, t.slice(0, MIN_SECRET_LENGTH)], [this.cutByEnd, t.slice(-MIN_SECRET_LENGTH)]]) {
+            const list2 = map.get(key);
+            if (list2) list2.push(t);
+            else map.set(key, [t]);
+          }
+        }
         this.longest = Math.max(this.longest, t.length);
         this.prefixes += t.length;
         if (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) {
@@ -62565,6 +62655,61 @@ var Masker = class {
     return false;
   }
   redactPlain(text) {
+    return this.hideCut(this.redactWhole(text));
+  }
+  /**
+    * `text` with what a printer shows of a secret it cut short hidden: the text just before an ellipsis ("..." or "…",
+    * a closing quote between them skipped) that is the start of a secret, and the text just after one (an opening quote
+    * skipped) that is the end of a secret, the longest such piece not starting (ending) inside a word, written ***; a
+  * piece that is weak itself (parts.ts isWeakPart: shorter than SHORT_SECRET_LENGTH, or a common word: `"postgresql"...`
+  * of a database URL, `age1…` of a public key in ops's own words) shows too little to hide.
+    * Printers cut a long value so: Node's JSON.parse error (`Unexpected token 'Z', "Zq7Wx9vLm3"... is not valid JSON`,
+    * `..."[1, Zq7Wx9vLm3"...`), Python's reprlib (`'Zq7Wx9vLm3pR...uV4Zq7Wx9vLm3'`: asyncio, pdb, pytest), pydantic's
+    * `input_value='Zq7Wx9vLm3...pR8sT2uV4'` (its own form for the shapes it cuts so, parts.ts pydanticInputValue). Only
+    * secrets that are not weak (parts.ts isWeakPart): the start of a short or common one is a word ("Install..." of
+    * `install`).
+    */
+  hideCut(text) {
+    if (this.cutByStart.size === 0 || !text.includes("...") && !text.includes("\u2026")) return text;
+    const spans = [];
+    const quote2 = (c) => c === '"' || c === "'" || c === "`";
+    const word = (c) => c !== void 0 && /[\p{L}\p{N}]/u.test(c);
+    for (const m of text.matchAll(/\.{3,}|…/g)) {
+      let end = m.index;
+      if (quote2(text[end - 1])) end--;
+      for (let j = Math.max(0, end - this.longest); j + MIN_SECRET_LENGTH <= end; j++) {
+        const list2 = this.cutByStart.get(text.slice(j, j + MIN_SECRET_LENGTH));
+        if (!list2 || word(text[j - 1])) continue;
+        const piece = text.slice(j, end);
+        if (isWeakPart(piece)) {
+          if (piece.length < SHORT_SECRET_LENGTH) break;
+          continue;
+        }
+        if (list2.some((secret) => secret.startsWith(piece))) {
+          spans.push([j, end]);
+          break;
+        }
+      }
+      let start = m.index + m[0].length;
+      if (quote2(text[start])) start++;
+      for (let f = Math.min(text.length, start + this.longest); f - MIN_SECRET_LENGTH >= start; f--) {
+        const list2 = this.cutByEnd.get(text.slice(f - MIN_SECRET_LENGTH, f));
+        if (!list2 || word(text[f])) continue;
+        const piece = text.slice(start, f);
+        if (isWeakPart(piece)) {
+          if (piece.length < SHORT_SECRET_LENGTH) break;
+          continue;
+        }
+        if (list2.some((secret) => secret.endsWith(piece))) {
+          spans.push([start, f]);
+          break;
+        }
+      }
+    }
+    return spans.length ? starred(text, spans.sort((x, y) => x[0] - y[0])) : text;
+  }
+  /** `text` with every secret it holds whole, as itself or URL-encoded, written *** (but inside a key name or path told of). */
+  redactWhole(text) {
     if (this.secrets.size === 0) return text;
     if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
     const found = new Set(this.starred);
@@ -63122,6 +63267,7 @@ var STATEMENTS = {
 
 // core/config/environment.ts
 init_errors();
+init_home();
 init_shell();
 init_parts();
 
@@ -63632,7 +63778,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join4 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join5 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -63642,10 +63788,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join4(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join5(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join4(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join5(r.path), message: r.message(v) });
     }
   }
 }

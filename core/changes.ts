@@ -76,6 +76,8 @@ export interface Change {
    * clone that cannot reach its remote). The relation and commits still are: they need no file.
    */
   unread?: string;
+  /** release.migrate is "" (the app has no migration command): no deploy runs the migrations listed (migrationsLine says so). */
+  migrateUnset?: true;
 }
 
 async function commitsBetween(repo: string, from: string, to: string): Promise<{ commits: Commit[]; count: number }> {
@@ -435,6 +437,7 @@ async function withIncludes(repo: string, shas: string[], files: string[]): Prom
 /** Migrations added or live only, and dependency sets made again, between two commits' files (describeChange). */
 async function filesCompared(repo: string, env: Environment, live: string, target: string, change: Change): Promise<void> {
   const [ofTarget, ofLive] = [await migrationPaths(repo, target, env), await migrationPaths(repo, live, env)];
+  if (!env.config.release.migrate) change.migrateUnset = true;
   const paths = [...new Set([...ofTarget.paths, ...ofLive.paths])];
   change.migrations = await addedMigrations(repo, live, target, paths);
   change.migrationsLiveOnly = await addedMigrations(repo, target, live, paths);
@@ -530,6 +533,15 @@ function commitLines(commits: Commit[], count: number, indent: string): string[]
   return lines;
 }
 
+/**
+ * The migrations a change adds, in words, as `ops diff` and the deploy's plan both print them: with release.migrate
+ * "", said to be run by no deploy (ops runs no migration of its own).
+ */
+export function migrationsLine(change: Pick<Change, 'migrations' | 'migrateUnset'>): string {
+  if (!change.migrations.length) return 'migrations added: none';
+  return `migrations added: ${change.migrations.join(', ')}${change.migrateUnset ? ' (release.migrate is "": a deploy runs none)' : ''}`;
+}
+
 /** The change as plain text lines, per group of hosts (for the terminal, the dry-run plan and `ops diff`). */
 export function formatChanges(groups: HostsChange[], target: string): string[] {
   const out: string[] = [];
@@ -578,7 +590,7 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
       out.push(`  migrations and dependency sets not compared: ${change.unread}`);
       continue;
     }
-    out.push(change.migrations.length ? `  migrations added: ${change.migrations.join(', ')}` : '  migrations added: none');
+    out.push(`  ${migrationsLine(change)}`);
     if (change.migrationsLiveOnly.length) {
       out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(', ')}`);
     }

@@ -49,6 +49,8 @@ export async function parseIdentities(text: string, source: string, encrypted?: 
     // in its first line's comment, skipped, as sops and age skip it
     if (/\\n/.test(line) && new RegExp(IDENTITY_IN_LINE.source, 'i').test(line))
       throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, 'give the text with real line breaks (or only the AGE-SECRET-KEY-1… line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all');
+    const bom = byteOrderMark(lines[i]!, line, where, source);
+    if (bom) throw bom;
     if (line === '' || line.startsWith('#')) continue;
     if (line.startsWith('AGE-PLUGIN-')) {
       // beside native keys in one file (a YubiKey's and a plain one), as sops and age take it: the others are used
@@ -75,6 +77,25 @@ export async function parseIdentities(text: string, source: string, encrypted?: 
     out.push({ secret: line, recipient, source });
   }
   return out;
+}
+
+/**
+ * A byte order mark (U+FEFF, which Windows Notepad and PowerShell write at the start of UTF-8 text) that trimming
+ * took off a key line (`raw`; `line`, trimmed): JavaScript's trim drops it, but sops and age do not skip it (Go's
+ * strings.TrimSpace keeps it; sops 3.13: "unknown identity type", "malformed secret key"), before a key or a comment
+ * line (then not a comment to them) or after a key. The error saying so and how to take it out, or undefined.
+ */
+function byteOrderMark(raw: string, line: string, where: string, source: string): OpsError | undefined {
+  const before = raw.slice(0, raw.length - raw.trimStart().length);
+  const after = raw.slice(raw.trimEnd().length);
+  if (!before.includes('\uFEFF') && !(after.includes('\uFEFF') && !line.startsWith('#'))) return undefined;
+  const variable = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' || source.startsWith('input ');
+  return new OpsError(
+    `${where} ${before.includes('\uFEFF') ? 'starts' : 'ends'} with a byte order mark (BOM, U+FEFF: an editor saved it as "UTF-8 with BOM"), which sops and age do not skip: they cannot read ${variable ? 'that value' : 'the file'} (the key was not shown)`,
+    variable
+      ? `give ${source} without it: copy the key (AGE-SECRET-KEY-1…) from a file saved as plain UTF-8, or with GNU sed: sed 's/\\xEF\\xBB\\xBF//g' FILE`
+      : `take it out (GNU sed): sed -i 's/\\xEF\\xBB\\xBF//g' ${quote(source)}; or save the file as UTF-8 without BOM`,
+  );
 }
 
 /**

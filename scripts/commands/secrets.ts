@@ -300,18 +300,28 @@ function editorProgram(command: string): { program: string; word: string; args: 
 }
 
 /**
- * The arguments that keep vim and neovim (vi, view, gvim... when they are vim: Debian's vi is vim.basic or vim.tiny
- * through /etc/alternatives, followed) from writing the decrypted text anywhere else than the file ops removes: no
- * swap file (-n; a `directory=~/.vim/swap//` keeps one, which a closed terminal leaves behind), no viminfo or shada
- * (-i NONE: registers hold yanked values), and, after the vimrc (-c), no backup (`set backup backupdir=~/.vim/backup//`
- * kept the whole file there) and no undo file (`set undofile undodir=...`: every change, the values typed included).
+ * The arguments that keep an editor from writing the decrypted text anywhere else than the file ops removes, by the
+ * program the command runs (a name that is a link, Debian's vi or editor through /etc/alternatives, followed):
+ * - vim and neovim (vi, view, gvim... when they are vim): no swap file (-n; a `directory=~/.vim/swap//` keeps one,
+ *   which a closed terminal leaves behind), no viminfo or shada (-i NONE: registers hold yanked values), and, after
+ *   the vimrc (-c), no backup (`set backup backupdir=~/.vim/backup//` kept the whole file there) and no undo file
+ *   (`set undofile undodir=...`: every change, the values typed included).
+ * - GNU nano (rnano, and pico when it is nano): -I, no nanorc read (nano(1)): its options on the command line can
+ *   only turn settings on, so a nanorc's `set backup` / `set backupdir` (the decrypted file kept whole) and
+ *   `set historylog` (the strings searched for) are undone only by not reading it; key bindings and colours of the
+ *   nanorc are left out for this edit.
+ * - GNU Emacs (emacs, emacs-nox, emacs-gtk...): before the file is visited (--eval), no backup files
+ *   (make-backup-files nil) and no auto-save (auto-save-default nil: #file# beside it, or under
+ *   auto-save-file-name-transforms elsewhere). emacsclient edits in a running Emacs, whose settings ops cannot set.
  * None for other editors. `processEnv`'s PATH finds the program.
  */
 export function privateEditorArgs(command: string, processEnv: NodeJS.ProcessEnv): string[] {
   const { program, word } = editorProgram(command);
-  const vim = (name: string) => /^(g|r|rg)?(vim?|view|vimdiff)(\.[a-z]+)?$|^nvim$/.test(name);
-  if (!vim(program)) return [];
-  // vi or view may be another vi (nvi, elvis, busybox): by what the name leads to
+  const vim = /^(g|r|rg)?vim(\.[a-z]+)?$|^nvim$/;
+  const nano = /^r?nano$/;
+  const emacs = /^emacs(-[a-z]+)?(-?[0-9][0-9.]*)?$/;
+  if (!/^(g|r|rg)?(vim?|view|vimdiff)(\.[a-z]+)?$|^nvim$/.test(program) && !/^(r?nano|pico|editor)$/.test(program) && !emacs.test(program)) return [];
+  // vi, view, pico or editor may be another program (nvi, elvis, busybox, alpine's pico): by what the name leads to
   let real = program;
   // as the shell finds it: the first executable file of that name on PATH (none: the shell says so when it runs it)
   for (const f of word.includes('/') ? [word] : (processEnv.PATH ?? '').split(':').map((d) => join(d || '.', word))) {
@@ -324,8 +334,10 @@ export function privateEditorArgs(command: string, processEnv: NodeJS.ProcessEnv
       // not there, or not executable: the next
     }
   }
-  if (!/^(g|r|rg)?vim(\.[a-z]+)?$|^nvim$/.test(real)) return [];
-  return ['-n', '-i', 'NONE', '-c', 'set nobackup nowritebackup noundofile noswapfile'];
+  if (vim.test(real)) return ['-n', '-i', 'NONE', '-c', 'set nobackup nowritebackup noundofile noswapfile'];
+  if (nano.test(real)) return ['-I'];
+  if (emacs.test(real)) return ['--eval', '(setq make-backup-files nil auto-save-default nil)'];
+  return [];
 }
 
 /**

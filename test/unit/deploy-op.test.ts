@@ -661,6 +661,20 @@ describe('deploy operation', () => {
     expect(r.changes[0]!.change!.relation).toBe('ahead');
   });
 
+  it('migrations added with release.migrate "": the dry-run plan and ops diff both say a deploy runs none, in the same words', async () => {
+    const live = `20240101T000000Z-${v1.slice(0, 12)}`;
+    const other = projectWithRelease('  migrate: ""\n');
+    const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', `current ${live}`, `live_sha ${v1}`, `release ${live} ${v1} ok`) } : undefined));
+    const line = 'migrations added: migrations/versions/0003_datasets.py (release.migrate is "": a deploy runs none)';
+    const plan = (await deploy(h.ctx, loadEnvironment('x', other), { dryRun: true, ref: 'v2' })).plan!.join('\n');
+    expect(plan).toContain(line);
+    expect(plan).not.toMatch(/migrate \(first host\)/);
+    expect(formatDiff(await diff(h.ctx, loadEnvironment('x', other), 'v2'))).toContain(line);
+    // release.migrate set (the default, make migrate): the line as before.
+    expect(formatDiff(await diff(h.ctx, loadEnvironment('x', root), 'v2'))).toMatch(/migrations added: migrations\/versions\/0003_datasets\.py$/m);
+    rmSync(other, { recursive: true, force: true });
+  });
+
   it('a dry run gives dry-run=true and no release, url or noop (it deployed nothing), and prints its plan to the log too', async () => {
     const live = `20240101T000000Z-${v1.slice(0, 12)}`;
     const h = harness('', (step) => (step.name === 'state' ? { stdout: opsLines(STATE, 'provisioned yes', `current ${live}`, `live_sha ${v1}`, `release ${live} ${v1} ok`) } : undefined));

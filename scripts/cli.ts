@@ -395,25 +395,13 @@ function relativeNote(e: unknown, typed: Map<string, string>, cwd: string): unkn
  * How npm ran ops when it read the options before a `--` as its own, for messages: what was typed (`npm run ops`,
  * `npm exec ops`) and how it is written with the `--` (`npm run ops --`, `npm exec -- ops`); undefined otherwise. npx
  * is `npm exec` too (npm_command=exec), but it hands every word after the command's name to it: known by the shell's
- * $_ (bash and zsh set it to the program run); without $_ naming npx, taken as `npm exec` (its traces, npm_config_X,
- * still show what npm took; what leaves none is refused only when $_ shows npm itself ran: npmTyped).
+ * $_ (bash and zsh set it to the program run); without $_, taken as `npm exec`.
  */
 function npmReading(processEnv: NodeJS.ProcessEnv): { typed: string; fixed: string } | undefined {
   if (!processEnv.npm_lifecycle_event) return undefined;
   if (['run', 'run-script'].includes(processEnv.npm_command ?? '')) return { typed: 'npm run ops', fixed: 'npm run ops --' };
   if (processEnv.npm_command === 'exec' && !/(^|\/)npx$/.test(processEnv._ ?? '')) return { typed: 'npm exec ops', fixed: 'npm exec -- ops' };
   return undefined;
-}
-
-/**
- * Whether npm itself read the command line (so it could have taken an option that leaves no trace, NPM_UNTRACED):
- * `npm run` (npm_command tells), or `npm exec` as the shell recorded it, $_ naming npm. The environment of `npm exec`
- * and of npx is the same but for $_ (npm 11), and $_ names the program the shell started: `env -u HOME npx ops ...`
- * leaves /usr/bin/env, `sudo npx` sudo, a shell that keeps none (sh, fish) none or a stale one: then nothing shows
- * npm read the options, and ops does not refuse on a guess.
- */
-function npmTyped(processEnv: NodeJS.ProcessEnv): boolean {
-  return ['run', 'run-script'].includes(processEnv.npm_command ?? '') || (processEnv.npm_command === 'exec' && /(^|\/)npm$/.test(processEnv._ ?? ''));
 }
 
 /** An ops option npm took as its own (npmTookOptions). */
@@ -535,12 +523,12 @@ const NPM_NAMES: Record<string, string> = { to: 'token_description', replace: 'r
 const NPM_UNTRACED = ['key'];
 
 /**
- * A command run by `npm run` or `npm exec` (npmReading, npmTyped) that takes an option npm would swallow without trace (NPM_UNTRACED), not given to it:
+ * A command run by `npm run` or `npm exec` (npmReading) that takes an option npm would swallow without trace (NPM_UNTRACED), not given to it:
  * refused, naming the option, since it may have been typed before a `--` (the command would do more than asked).
  */
 function npmMayHaveTaken(command: Command, args: string[], processEnv: NodeJS.ProcessEnv): UsageError | undefined {
   const npm = npmReading(processEnv);
-  if (!npm || !npmTyped(processEnv)) return undefined;
+  if (!npm) return undefined;
   const flags = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
   const missing = NPM_UNTRACED.filter((k) => command.options?.[k] && !flags.some((a) => a === `--${k}` || a.startsWith(`--${k}=`)));
   if (!missing.length) return undefined;

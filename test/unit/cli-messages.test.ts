@@ -105,12 +105,8 @@ describe('npm run ops without `--`', () => {
     // `npm exec ops secrets show qa --key api_token` reads its options as npm run does; npx (known by the shell's $_) does not
     const exec = { ...e.env, npm_command: 'exec', npm_lifecycle_event: 'npx' };
     expect(await secretsCli(e.root, ['secrets', 'show', 'qa'], { ...exec, _: '/usr/bin/npm' })).toMatchObject({ code: 2, out: '', err: expect.stringMatching(/^error: ops cannot tell whether npm took --key of `npm exec ops secrets show \.\.\.`[^\n]*\n  hint: [^\n]*; or give --key after the --: npm exec -- ops secrets show \.\.\. --key PATH\n$/) });
+    expect(await secretsCli(e.root, ['secrets', 'show', 'qa'], exec)).toMatchObject({ code: 2, out: '' });
     expect((await secretsCli(e.root, ['secrets', 'show', 'qa'], { ...exec, _: '/usr/local/bin/npx' })).out).toContain('Zq8-not-to-be-printed');
-    // npx run through another program (`env -u HOME npx ops ...`: $_ names env; sudo alike) or from a shell that sets no
-    // $_: nothing shows npm read the options, so no refusal on a guess (the environment is npx's as much as npm exec's)
-    for (const under of [{ _: '/usr/bin/env' }, { _: '/usr/bin/sudo' }, {}]) expect((await secretsCli(e.root, ['secrets', 'show', 'qa'], { ...exec, ...under })).out).toContain('Zq8-not-to-be-printed');
-    // a trace npm leaves (npm_config_dry_run) is refused whatever ran it
-    expect((await runOps(['deploy', 'qa'], { root: e.root, processEnv: { ...exec, _: '/usr/bin/env', npm_config_dry_run: 'true' } })).err).toMatch(/^error: npm took --dry-run as its own option/);
     expect((await runOps(['deploy', 'qa'], { root: e.root, processEnv: { ...exec, _: '/usr/bin/npm', npm_config_dry_run: 'true' } })).err).toMatch(/^error: npm took --dry-run as its own option: ops did not get it \(npm reads the options of `npm exec ops deploy \.\.\.` before a `--` as its own\); nothing was done\n  hint: put -- between npm's words and ops's: npm exec -- ops deploy \.\.\. \(or npx ops deploy \.\.\.\)\n$/);
     // given to ops after `--`: the one value; outside npm run: all of them, as asked
     expect(await secretsCli(e.root, ['secrets', 'show', 'qa', '--key', 'api_token'], underNpm)).toMatchObject({ code: 0, out: 'Zq8-not-to-be-printed' });
@@ -138,11 +134,6 @@ describe('npm run ops without `--`', () => {
     expect(x.status).toBe(2);
     const npx = spawnSync('npx', ['ops', 'secrets', 'show', 'qa', '--key', 'api_token'], { cwd: e.root, env: { ...clean, ...e.env, NO_COLOR: '1', npm_config_update_notifier: 'false', _: '/usr/bin/npx' }, encoding: 'utf8', timeout: 120_000 });
     expect(npx).toMatchObject({ status: 0, stdout: 'Zq8-not-to-be-printed' });
-    // npx through env with HOME unset (the shell's $_ is env's path): every secret, as asked, not a refusal
-    const { HOME: _home, ...noHome } = { ...clean, ...e.env };
-    const viaEnv = spawnSync('bash', ['-c', 'env -u HOME npx ops secrets show qa'], { cwd: e.root, env: { ...noHome, NO_COLOR: '1', npm_config_update_notifier: 'false', npm_config_cache: join(e.root, '.npm-cache') }, encoding: 'utf8', timeout: 120_000 });
-    expect(viaEnv).toMatchObject({ status: 0, stderr: '' });
-    expect(viaEnv.stdout).toContain('Zq8-not-to-be-printed');
   }, 120_000);
 
   it('the real npm: what it takes before `--` (deploy --dry-run and --dryrun, logs -n 5, ops -V) is refused, nothing done; a setting of ~/.npmrc is named as one', async () => {

@@ -56,7 +56,7 @@ export function asShipped(pkg: string, path: string): string {
  *   wrote) is ops's changed here since; any other, the admin's own.
  * - `replaced`: a file ops renders from the environment's settings on every run (the app's nginx site): it must follow
  *   them, so a version made on the host is replaced, but never silently: moved to a backup first
- *   (HOST_OWN_BACKUPS/<path>.<UTC time>, a symlink as the link), and said naming the file, the backup and `lasts`
+ *   (HOST_OWN_BACKUPS/<path>.<UTC time>, a symlink as the link; the newest HOST_OWN_BACKUPS_KEPT per file kept), and said naming the file, the backup and `lasts`
  *   (where a change to it lasts: the setting or template; `when`: the runs that write it, "provision and deploy" unless
  *   given). What ops wrote is recorded beside it (`.<name>.ops-md5`, the md5s of the last versions it wrote (and of one it had no record of, replaced with a backup, said as an older ops's when its first line is ops's header: OPS_HEADERS), newest last:
  *   dpkg's record of a conffile; one put back after a failure is among them), so ops's own, unchanged, is replaced
@@ -77,6 +77,12 @@ const OPS_HEADERS = [...['#', ';'].map((c) => `${c} Managed by ops-pipeline:`), 
 
 /** Where putUnlessHostOwn keeps the host's versions of the files it replaces (root's only: a file may hold a token). Outside every directory a program reads whole (conf.d, sites-enabled, logrotate.d). */
 export const HOST_OWN_BACKUPS = '/var/backups/ops-pipeline';
+/**
+ * How many backups putUnlessHostOwn keeps per file: the newest ones (their names' UTC times), older ones removed as a
+ * new one is made, so a file changed on the host again and again (a config tool rewriting the site each hour) does
+ * not fill /var over the runs.
+ */
+export const HOST_OWN_BACKUPS_KEPT = 10;
 
 /** The record of what putUnlessHostOwn last wrote at `path` (a `replaced` file): `.<name>.ops-md5` beside it, so it is snapshotted and put back with its directory (applyNginx). */
 export function writtenRecord(path: string): string {
@@ -122,6 +128,9 @@ if { [ -L ${p} ] || [ "$host_file_md5" != "$host_file_new" ]; } && ${notAsWritte
   host_file_backup=${quote(`${HOST_OWN_BACKUPS}${path}`)}.$(date -u +%Y%m%dT%H%M%SZ)
   mkdir -p "${'$'}{host_file_backup%/*}"; chmod 0700 ${quote(HOST_OWN_BACKUPS)}
   cp -a ${p} "$host_file_backup"; rm -f ${p}
+  # The newest HOST_OWN_BACKUPS_KEPT of this file's backups stay (their UTC times sort as the glob lists them).
+  host_file_backups=(${quote(`${HOST_OWN_BACKUPS}${path}`)}.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z)
+  [ "${'$'}{#host_file_backups[@]}" -le ${HOST_OWN_BACKUPS_KEPT} ] || rm -f -- "${'$'}{host_file_backups[@]:0:${'$'}{#host_file_backups[@]}-${HOST_OWN_BACKUPS_KEPT}}"
   if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'
   elif [ ! -L "$host_file_backup" ] && case "$(head -n1 "$host_file_backup" 2>/dev/null)" in ${OPS_HEADERS}) true ;; *) false ;; esac; then host_file_why="written by an older ops (its first line is ops's header), which kept no record of what it wrote: a change made here since cannot be told from it"; host_file_said=$host_file_md5
   else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by someone here, or by an older ops)"; host_file_said=$host_file_md5; fi

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { asShipped, HOST_OWN_BACKUPS, notAsWritten, putUnlessHostOwn, writtenRecord } from '../../core/steps/script.ts';
+import { asShipped, HOST_OWN_BACKUPS, HOST_OWN_BACKUPS_KEPT, notAsWritten, putUnlessHostOwn, writtenRecord } from '../../core/steps/script.ts';
 import { packageIndexes } from '../../core/steps/system.ts';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget } from '../../core/target.ts';
@@ -131,6 +131,24 @@ describe("putUnlessHostOwn, replaced: a file ops renders from the settings on ev
     expect(readFileSync(f, 'utf8')).toBe(v2);
     expect(statSync(join(backups)).mode & 0o777).toBe(0o700);
     expect((await put(f, v2)).stdout, 'then nothing to say').toBe('changed=0\n');
+  });
+
+  it(`keeps the newest ${HOST_OWN_BACKUPS_KEPT} backups of a file changed here run after run, removing older ones; another file's backups are not touched`, async () => {
+    const f = join(dir, 'site-many');
+    await put(f, v1);
+    const folder = join(backups, dir);
+    mkdirSync(folder, { recursive: true });
+    // Backups of earlier runs (2020, one a day), and of another file whose name starts with this one's.
+    const old = Array.from({ length: HOST_OWN_BACKUPS_KEPT + 2 }, (_, i) => `site-many.202001${String(i + 10).padStart(2, '0')}T000000Z`);
+    for (const b of old) writeFileSync(join(folder, b), 'an older change\n');
+    writeFileSync(join(folder, 'site-many.conf.20200101T000000Z'), 'another file\n');
+    writeFileSync(f, v1.replace('}\n', '  location /x/ {}\n}\n'));
+    expect((await put(f, v2)).stdout).toContain(`replaced ${f}: someone changed it here since ops wrote it`);
+    const now = backupsOf(f).filter((n) => !n.startsWith('site-many.conf.')).sort();
+    expect(now).toHaveLength(HOST_OWN_BACKUPS_KEPT);
+    expect(now.slice(0, -1), 'the oldest three gone').toEqual(old.slice(3));
+    expect(now.at(-1)).not.toMatch(/^site-many\.2020/);
+    expect(existsSync(join(folder, 'site-many.conf.20200101T000000Z'))).toBe(true);
   });
 
   it("one ops has no record of (an older ops's, or someone's) that differs is backed up too, saying ops cannot tell; one equal to ops's is only recorded", async () => {

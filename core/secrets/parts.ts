@@ -558,13 +558,46 @@ function doubledQuoteForms(text: string): string[] {
   return forms;
 }
 
+/** The one-letter escapes of YAML's double-quoted style (YAML 1.2 section 5.7) the YAML writers use: PyYAML's ESCAPE_REPLACEMENTS, libyaml's and go-yaml's emitter. */
+const YAML_ESCAPE: Record<string, string> = {
+  '\0': '0', '\x07': 'a', '\b': 'b', '\t': 't', '\n': 'n', '\v': 'v', '\f': 'f', '\r': 'r', '\x1b': 'e', '"': '"', '\\': '\\',
+  '\x85': 'N', '\xa0': '_', '\u2028': 'L', '\u2029': 'P',
+};
+
+/**
+ * A string holding a control or non-ASCII character as YAML writers print it double-quoted, between the quotes
+ * (YAML 1.2 section 7.3.1; what they choose for such a text): each of `"`, `\`, NEL, LS, PS, BOM and every character
+ * the writer takes as unprintable written as its one-letter escape (\0 \a \b \t \n \v \f \r \e \" \\ \N \_ \L
+ * \P: YAML_ESCAPE), else as \xXX, \uXXXX or \UXXXXXXXX (uppercase hex). Three writers, three ideas of printable:
+ * PyYAML's yaml.dump by default (printable ASCII only: "p\xE9ss", NBSP as \_), with allow_unicode (also U+00A0 to
+ * U+FFFD but for surrogates: an emoji still \U0001F511), and go-yaml (gopkg.in/yaml.v3: `sops decrypt`; any printable
+ * character as itself, libyaml's rule). Checked against PyYAML 6 and sops 3. None for printable ASCII (the JSON form then).
+ */
+export function yamlDoubleQuotedForms(text: string): string[] {
+  if (!/[^\x20-\x7e]/.test(text)) return [];
+  const bmp = (cp: number) => (cp >= 0xa0 && cp <= 0xd7ff) || (cp >= 0xe000 && cp <= 0xfffd);
+  const writers: ((cp: number) => boolean)[] = [() => false, bmp, (cp) => bmp(cp) || cp >= 0x10000];
+  const escaped = (printable: (cp: number) => boolean) =>
+    [...text]
+      .map((ch) => {
+        const cp = ch.codePointAt(0)!;
+        const always = '"\\\x85\u2028\u2029\ufeff'.includes(ch);
+        if (!always && ((cp >= 0x20 && cp <= 0x7e) || printable(cp))) return ch;
+        if (YAML_ESCAPE[ch] !== undefined) return `\\${YAML_ESCAPE[ch]}`;
+        const h = cp.toString(16).toUpperCase();
+        return cp <= 0xff ? `\\x${h.padStart(2, '0')}` : cp <= 0xffff ? `\\u${h.padStart(4, '0')}` : `\\U${h.padStart(8, '0')}`;
+      })
+      .join('');
+  return [...new Set(writers.map(escaped))];
+}
+
 /**
  * A string as programs print it quoted, between the quotes (which stay unmasked): JSON (JavaScript's
  * JSON.stringify, Python's json.dumps with and without ensure_ascii), Python's repr() and ascii() of str and repr()
  * of its bytes, Node's util.inspect, quoted for a shell (shellQuotedForms: bash's xtrace and printf %q, Python's
  * shlex.quote, declare -p); HTML-escaped (htmlEscapedForms); pydantic's cut quote of a long
- * input, quotes included (pydanticInputValue); a quote doubled, as SQL, YAML and CSV write it (doubledQuoteForms); and
- * on one line (collapsedSpace). Each may equal the text itself
+ * input, quotes included (pydanticInputValue); a quote doubled, as SQL, YAML and CSV write it (doubledQuoteForms);
+ * YAML's double-quoted escapes (yamlDoubleQuotedForms); and on one line (collapsedSpace). Each may equal the text itself
  * (then it adds nothing).
  */
 export function printedForms(text: string): string[] {
@@ -580,14 +613,16 @@ export function printedForms(text: string): string[] {
     nodeInspect(text),
     ...shellQuotedForms(text),
     ...doubledQuoteForms(text),
+    ...yamlDoubleQuotedForms(text),
   ];
 }
 
 /**
  * Everything to mask for one secret value: the value, the credentials of a URL (urlCredentials), the
  * strings of a JSON document (recursively: a URL inside JSON gives its password too), and each of them as
- * programs print it quoted (printedForms: JSON, Python's repr, Node's util.inspect, shell quoting; not with
- * `escapes: false`). Duplicates and the value itself may be returned; callers drop short ones.
+ * programs print it quoted (printedForms: JSON, Python's repr, Node's util.inspect, shell quoting, YAML; not with
+ * `escapes: false`); for a part that is not weak (isWeakPart), also its base64 (base64Forms) and hex (hexForms) and
+ * its lower- and upper-case copies (caseFolded). Duplicates and the value itself may be returned; callers drop short ones.
  */
 export function secretParts(value: string, options: { escapes?: boolean } = {}): string[] {
   const parts = new Set<string>([value]);
@@ -604,7 +639,7 @@ export function secretParts(value: string, options: { escapes?: boolean } = {}):
   if (options.escapes !== false)
     for (const p of [...parts]) {
       if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-      if (p.trim().length >= SHORT_SECRET_LENGTH) for (const e of base64Forms(p)) parts.add(e);
+      if (!isWeakPart(p.trim())) for (const e of [...base64Forms(p), ...hexForms(p), ...caseFolded(p)]) parts.add(e);
     }
   return [...parts];
 }
@@ -627,6 +662,27 @@ export function base64Forms(text: string): string[] {
     if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, '-').replace(/\//g, '_'));
   }
   return [...forms];
+}
+
+/**
+ * The text's UTF-8 bytes as continuous hex, lowercase and uppercase: Python's bytes.hex() and binascii.hexlify,
+ * `xxd -p` (a line of 30 bytes: a secret of 30 bytes or fewer printed from its start), `od`/`hexdump` formats without
+ * separators, Node's Buffer.toString('hex'), Go's %x and %X. A hex dump starting anywhere is cut at whole bytes, so
+ * a secret inside it shows as this very text. Pure.
+ */
+export function hexForms(text: string): string[] {
+  const hexed = Buffer.from(text, 'utf8').toString('hex');
+  return [hexed, hexed.toUpperCase()];
+}
+
+/**
+ * The text folded to lower and to upper case, when that changes it: PostgreSQL folds an unquoted identifier to lower
+ * case (a secret used as a role or database name, echoed in its errors), HTTP tooling and loggers upper-case header
+ * values and environment dumps, and case-insensitive tokens (hex keys, bech32) are printed in either case. Only for
+ * parts that are not weak (secretParts): a common word's case forms are everywhere.
+ */
+export function caseFolded(text: string): string[] {
+  return [text.toLowerCase(), text.toUpperCase()].filter((f) => f !== text);
 }
 
 /** The value of a hex digit of either case (RFC 3986 2.1: "%c3" and "%C3" are the same octet), or -1. */

@@ -218,6 +218,25 @@ describe('mask_text: the secrets of the releases kept on a host, masked there', 
     expect(hostMasked(t, plain)).toBe(plain);
   });
 
+  it("mask_string (a health answer's excerpt, a process's arguments) hides a secret cut short at an ellipsis by mask_text's own rule", () => {
+    const t = target();
+    const python = spawnSync('python3', ['-c', 'import json, reprlib, sys\nv = json.load(sys.stdin)\nfor k in ("SECRET_KEY", "DATABASE_URL", "PASSWORDS"): print(k, reprlib.repr(v[k]), reprlib.repr({k: v[k]}))'], { input: JSON.stringify(VALUES), encoding: 'utf8' }).stdout;
+    let node = '';
+    try {
+      JSON.parse(SECRET_KEY);
+    } catch (e) {
+      node = `SyntaxError: ${(e as Error).message}`;
+    }
+    const texts = [...python.trim().split('\n'), node, `body: ${python}`, 'Installing dependencies... done\n', 'releases: abc… ...more'];
+    const script = `set -euo pipefail\n${MASK_FUNCTIONS}\nmask_load ${maskArgs(t).map((a) => `'${a}'`).join(' ')}\nfor a; do mask_string "$a"; printf '%s\\0' "$MASK_TEXT"; done`;
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', script, 'mask', ...texts], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const got = r.stdout.split('\0').slice(0, -1);
+    expect(got).toHaveLength(texts.length);
+    texts.forEach((text, i) => expect(got[i], text.replace(/[A-Za-z0-9]/g, 'x')).toBe(hostMasked(t, text)));
+    expect(got.join('\n')).not.toMatch(/Pa"ss|word-long|asyncpg|s3cr|adm1n|10\.230/);
+  });
+
   it('passes text through unchanged on a host without releases', () => {
     const t = target();
     expect(hostMasked({ ...t, layout: { ...t.layout, releases: '/nonexistent' } }, `keep ${SECRET_KEY}\n`)).toBe(`keep ${SECRET_KEY}\n`);

@@ -219,6 +219,67 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
     const masks = written.join('').split('\n').filter((l) => l.startsWith('::add-mask::')).map((l) => l.slice('::add-mask::'.length).replace(/%25/g, '%'));
     expect(masks).toContain('Pa"ss\\\\word-long-secret-2026');
   });
+
+  it('masks a secret printed as hex (bytes.hex(), binascii.hexlify().upper(), xxd -p, hexdump, Buffer hex) and case-folded (SQL identifiers, upper-cased dumps); in the runner and on the hosts', () => {
+    const secrets = ['Zq7Wx9-vLm3pR8', 'pässwört-Zq7Wx9', "it's Zq7 'Wx9'"];
+    const python = execFileSync(
+      'python3',
+      ['-c', 'import binascii, json, sys\nfor v in json.load(sys.stdin):\n  b = v.encode()\n  print("hex", b.hex()); print("HEX", binascii.hexlify(b).upper().decode()); print("dump 00ff" + b.hex() + "0a"); print("role", v.lower(), "HEADER:", v.upper())'],
+      { input: JSON.stringify(secrets), encoding: 'utf8' },
+    ).trim().split('\n');
+    const tools = secrets.flatMap((v) => [
+      execFileSync('xxd', ['-p'], { input: v, encoding: 'utf8' }).trim(),
+      execFileSync('hexdump', ['-v', '-e', '/1 "%02X"'], { input: `\x01${v}\x02`, encoding: 'utf8' }),
+      `node ${Buffer.from(v).toString('hex')}`,
+    ]);
+    const lines = [...python, ...tools];
+    const runner = new MemoryReporter();
+    for (const v of secrets) runner.mask(v);
+    const forms = [...new Set(secrets.flatMap((v) => exactForms(maskedParts(v))))].sort((a, b) => b.length - a.length);
+    const tells = new RegExp(secrets.flatMap((v) => [Buffer.from(v).toString('hex').slice(4, 16), 'zq7wx9', 'ZQ7WX9', 'zq7 \'wx9', 'ZQ7 \'WX9']).join('|'), 'i');
+    for (const line of lines) {
+      expect(line, line).toMatch(tells);
+      for (const masked of [runner.redact(line), forms.reduce((out, f) => out.split(f).join('***'), line)]) {
+        expect(masked, line).toContain('***');
+        expect(masked, line).not.toMatch(tells);
+      }
+    }
+    // a weak value has no hex or case forms: common text stays
+    const weak = new Masker();
+    for (const v of ['Password', 'abc12']) weak.add(v);
+    const plain = `role password PASSWORD ${Buffer.from('Password').toString('hex')} ${Buffer.from('abc12').toString('hex')}`;
+    expect(weak.redact(plain)).toBe(plain);
+  });
+
+  it('masks a value with control or non-ASCII characters in YAML double quotes (\\e \\N \\_ \\L \\P \\x.. \\u....): PyYAML with and without allow_unicode, sops decrypt (go-yaml); in the runner and on the hosts', () => {
+    const secrets = ['esc\x1b[0m-Zq7Wx9\x00nul', 'pässwörd\u00a0Zq7Wx9\u0085nel-🔑\x1b', 'ls\u2028Zq7Wx9\u2029ps\x07bell', 'tab\tZq7Wx9\x7fdel-vLm3'];
+    const python = execFileSync(
+      'python3',
+      ['-c', 'import json, sys, yaml\nfor v in json.load(sys.stdin):\n  print(yaml.dump({"password": v}, width=1000).strip()); print(yaml.dump({"password": v}, width=1000, allow_unicode=True).strip())'],
+      { input: JSON.stringify(secrets), encoding: 'utf8' },
+    ).trim().split('\n');
+    const dir = mkdtempSync(join(tmpdir(), 'ops-yaml-dq-'));
+    const key = join(dir, 'key.txt');
+    execFileSync('age-keygen', ['-o', key], { stdio: 'ignore' });
+    const recipient = /age1[0-9a-z]+/.exec(readFileSync(key, 'utf8'))![0];
+    // the plain file as PyYAML writes it (JSON's text would leave DEL, NEL and LS raw, which go-yaml refuses)
+    execFileSync('python3', ['-c', 'import json, sys, yaml\nyaml.safe_dump({f"k{i}": v for i, v in enumerate(json.load(sys.stdin))}, open(sys.argv[1], "w"))', join(dir, 'plain.yaml')], { input: JSON.stringify(secrets) });
+    const env = { PATH: process.env.PATH, HOME: dir, SOPS_AGE_KEY_FILE: key };
+    writeFileSync(join(dir, 'secrets.sops.yaml'), execFileSync('sops', ['encrypt', '--age', recipient, 'plain.yaml'], { env, cwd: dir, encoding: 'utf8' }));
+    const sops = execFileSync('sops', ['decrypt', 'secrets.sops.yaml'], { env, cwd: dir, encoding: 'utf8' }).trim().split('\n');
+    const lines = [...python, ...sops];
+    // the real printers did write YAML escapes (else this test checks nothing new)
+    expect(lines.filter((l) => /\\[eN_LPxu0a]/.test(l)).length).toBeGreaterThanOrEqual(10);
+    const runner = new MemoryReporter();
+    for (const v of secrets) runner.mask(v);
+    const forms = [...new Set(secrets.flatMap((v) => exactForms(maskedParts(v))))].sort((a, b) => b.length - a.length);
+    for (const line of lines) {
+      for (const masked of [runner.redact(line), forms.reduce((out, f) => out.split(f).join('***'), line)]) {
+        expect(masked, line).toContain('***');
+        expect(masked, line).not.toMatch(/Zq7|nul|nel|bell|vLm3/);
+      }
+    }
+  });
 });
 
 const DB = 'postgresql+asyncpg://app_local:s3cr%40t-Pw@10.230.0.1:5432/app_local';

@@ -193,10 +193,16 @@ mask_clip() {
 # mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it
 # (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in
 # MASK_TEXT. No process: bash's own matching, as bytes (what a step quotes is short: a body's first bytes, a
-# process's arguments).
+# process's arguments); but a TEXT holding an ellipsis ("..." or U+2026) goes through mask_text's own program
+# (MASK_PERL), so a secret a printer cut short there is hidden by the one rule (its cut).
 mask_string() {
   local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=''
   local -a ends=() # by where a text starts in TEXT: where the longest one there ends
+  if [[ -n ${MASK_FORMS[0]+x} && ( $t == *...* || $t == *$'\xe2\x80\xa6'* ) ]]; then
+    MASK_TEXT=$(printf '%s' "$t" | perl -C0 -e "$MASK_PERL" 3< <(printf '%s\n' "${MASK_FORMS[@]}"); printf x)
+    MASK_TEXT=${MASK_TEXT%x}
+    return 0
+  fi
   for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do
     [[ $t == *"$f"* ]] || continue
     # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.

@@ -19394,6 +19394,20 @@ function doubledQuoteForms(text) {
   if (text.includes('"')) forms.push(text.replace(/"/g, '""'));
   return forms;
 }
+function yamlDoubleQuotedForms(text) {
+  if (!/[^\x20-\x7e]/.test(text)) return [];
+  const bmp = (cp) => cp >= 160 && cp <= 55295 || cp >= 57344 && cp <= 65533;
+  const writers = [() => false, bmp, (cp) => bmp(cp) || cp >= 65536];
+  const escaped = (printable) => [...text].map((ch) => {
+    const cp = ch.codePointAt(0);
+    const always = '"\\\x85\u2028\u2029\uFEFF'.includes(ch);
+    if (!always && (cp >= 32 && cp <= 126 || printable(cp))) return ch;
+    if (YAML_ESCAPE[ch] !== void 0) return `\\${YAML_ESCAPE[ch]}`;
+    const h = cp.toString(16).toUpperCase();
+    return cp <= 255 ? `\\x${h.padStart(2, "0")}` : cp <= 65535 ? `\\u${h.padStart(4, "0")}` : `\\U${h.padStart(8, "0")}`;
+  }).join("");
+  return [...new Set(writers.map(escaped))];
+}
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
   return [
@@ -19406,7 +19420,8 @@ function printedForms(text) {
     collapsedSpace(text),
     nodeInspect(text),
     ...shellQuotedForms(text),
-    ...doubledQuoteForms(text)
+    ...doubledQuoteForms(text),
+    ...yamlDoubleQuotedForms(text)
   ];
 }
 function secretParts(value, options = {}) {
@@ -19422,7 +19437,7 @@ function secretParts(value, options = {}) {
   if (options.escapes !== false)
     for (const p of [...parts]) {
       if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-      if (p.trim().length >= SHORT_SECRET_LENGTH) for (const e of base64Forms(p)) parts.add(e);
+      if (!isWeakPart(p.trim())) for (const e of [...base64Forms(p), ...hexForms(p), ...caseFolded(p)]) parts.add(e);
     }
   return [...parts];
 }
@@ -19437,6 +19452,13 @@ function base64Forms(text) {
     if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, "-").replace(/\//g, "_"));
   }
   return [...forms];
+}
+function hexForms(text) {
+  const hexed = Buffer.from(text, "utf8").toString("hex");
+  return [hexed, hexed.toUpperCase()];
+}
+function caseFolded(text) {
+  return [text.toLowerCase(), text.toUpperCase()].filter((f) => f !== text);
 }
 function hexDigit(code) {
   if (code >= 48 && code <= 57) return code - 48;
@@ -19468,7 +19490,7 @@ function percentEscapedChar(text, at) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19545,6 +19567,23 @@ var init_parts = __esm({
     hex = (n, width) => n.toString(16).padStart(width, "0");
     ANSI_C_LETTER = { "\x07": "a", "\b": "b", "	": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r", "\x1B": "E", "'": "'", "\\": "\\" };
     C_UNPRINTABLE = /^[\p{Cc}\p{Zl}\p{Zp}\p{Cn}]$/u;
+    YAML_ESCAPE = {
+      "\0": "0",
+      "\x07": "a",
+      "\b": "b",
+      "	": "t",
+      "\n": "n",
+      "\v": "v",
+      "\f": "f",
+      "\r": "r",
+      "\x1B": "e",
+      '"': '"',
+      "\\": "\\",
+      "\x85": "N",
+      "\xA0": "_",
+      "\u2028": "L",
+      "\u2029": "P"
+    };
   }
 });
 
@@ -49296,6 +49335,8 @@ async function parseIdentities(text, source, encrypted, plugins) {
     const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ") ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
     if (/\\n/.test(line) && new RegExp(IDENTITY_IN_LINE.source, "i").test(line))
       throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, "give the text with real line breaks (or only the AGE-SECRET-KEY-1\u2026 line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all");
+    const bom = byteOrderMark(lines[i], line, where, source);
+    if (bom) throw bom;
     if (line === "" || line.startsWith("#")) continue;
     if (line.startsWith("AGE-PLUGIN-")) {
       if (plugins) {
@@ -49320,6 +49361,16 @@ async function parseIdentities(text, source, encrypted, plugins) {
     out.push({ secret: line, recipient, source });
   }
   return out;
+}
+function byteOrderMark(raw, line, where, source) {
+  const before = raw.slice(0, raw.length - raw.trimStart().length);
+  const after = raw.slice(raw.trimEnd().length);
+  if (!before.includes("\uFEFF") && !(after.includes("\uFEFF") && !line.startsWith("#"))) return void 0;
+  const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ");
+  return new OpsError(
+    `${where} ${before.includes("\uFEFF") ? "starts" : "ends"} with a byte order mark (BOM, U+FEFF: an editor saved it as "UTF-8 with BOM"), which sops and age do not skip: they cannot read ${variable ? "that value" : "the file"} (the key was not shown)`,
+    variable ? `give ${source} without it: copy the key (AGE-SECRET-KEY-1\u2026) from a file saved as plain UTF-8, or with GNU sed: sed 's/\\xEF\\xBB\\xBF//g' FILE` : `take it out (GNU sed): sed -i 's/\\xEF\\xBB\\xBF//g' ${quote(source)}; or save the file as UTF-8 without BOM`
+  );
 }
 function encryptedKeyFile(text, source, how = { first: "" }) {
   const head = text.replace(/^\uFEFF/, "").trimStart();

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
+import { getLockStatus } from '../../core/ops/records.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { sshConnector, type Connector, type OpsContext } from '../../core/context.ts';
 import { provision } from '../../core/ops/provision.ts';
@@ -283,6 +284,11 @@ export function labEnvironment(
   }, 900_000);
   afterAll(() => lab.project?.cleanup());
   return lab;
+}
+
+/** Asserts that the deploy lock of `project`'s environment, on its one host, is free (as getLockStatus reads it). */
+export async function lockIsFree(project: TestProject): Promise<void> {
+  expect((await getLockStatus(project.ctx(), project.env())).map((l) => l.lock.state)).toEqual(['free']);
 }
 
 /** Replace sshd's drop-in configuration of the test (sshd_config.d/60-test.conf; none when `lines` is empty), then reload sshd. */

@@ -361,6 +361,19 @@ export async function get(host: Host, path = '/'): Promise<{ status: number; bod
   return { status, body };
 }
 
+/**
+ * What "/" answers through nginx on the host once its body starts with `release` (a restart or a switch takes a
+ * moment): asked every 200 ms, up to 100 times (20 s and more); then the last 200 answer's body ('' when none was).
+ */
+export async function servesSoon(host: Host, release: string): Promise<string> {
+  let body = '';
+  for (let i = 0; i < 100 && !body.startsWith(release); i++) {
+    body = await get(host).then((x) => (x.status === 200 ? x.body : ''), () => '');
+    if (!body.startsWith(release)) await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return body;
+}
+
 /** SSH logins the host's sshd accepted so far (each `sshRun` adds one: its own). */
 export async function sshLogins(host: Host): Promise<number> {
   const r = await sshRun(host, "sudo journalctl _COMM=sshd --no-pager -o cat | grep -c 'Accepted publickey' || true");

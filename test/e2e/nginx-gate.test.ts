@@ -103,7 +103,7 @@ describe.sequential('what nginx answers, and what a failed start leaves', () => 
     expect(await get(lab.host)).toEqual({ status: 200, body: '4' });
   }, 900_000);
 
-  it("another site of the lab.host, made by hand for its own hostname, sending requests to a slot's port itself: the deploy is refused before anything starts, naming the file, the line and the upstream to name instead; named so, that hostname follows the switch", async () => {
+  it("another site of the host, made by hand for its own hostname, sending requests to a slot's port itself: the deploy is refused before anything starts, naming the file, the line and the upstream to name instead; named so, that hostname follows the switch", async () => {
     const env = lab.project.env();
     const live = (await liveSlot()) as 'blue' | 'green';
     const before = { current: await current(), slot: live };

@@ -3,22 +3,18 @@
 // cause (out of space, or of inodes; before anything is written when the code alone does not fit), `current`
 // and the live .env stay byte for byte, the lock is free, v1 keeps serving; a no-op still works; and once space
 // is freed, the next deploy succeeds.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getLockStatus } from '../../core/ops/records.ts';
-import { downHost, setFreeSpace, sshRun, type Host } from '../hosts/index.ts';
-import { runOps, type CliResult } from '../support/cli.ts';
-import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
+import { describe, expect, it } from 'vitest';
+import { setFreeSpace, sshRun } from '../hosts/index.ts';
+import type { CliResult } from '../support/cli.ts';
+import { appRepo, get, labEnvironment, lockIsFree, testConfig, testDatabase } from './support.ts';
 
-let host: Host;
-let project: TestProject;
-
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
+const ops = (...argv: string[]) => lab.ops(...argv);
 
 /** What the live site stands on: `current`, its .env (hashed, never printed), and the page. */
 async function liveState(): Promise<{ current: string; env: string; page: string }> {
-  const r = await sshRun(host, 'sudo readlink /srv/sample/current; sudo sha256sum /srv/sample/current/.env');
+  const r = await sshRun(lab.host, 'sudo readlink /srv/sample/current; sudo sha256sum /srv/sample/current/.env');
   const [current = '', env = ''] = r.stdout.trim().split('\n').slice(-2);
-  return { current, env, page: (await get(host)).body };
+  return { current, env, page: (await get(lab.host)).body };
 }
 
 function failedClearly(r: CliResult, cause: RegExp): string {
@@ -29,88 +25,80 @@ function failedClearly(r: CliResult, cause: RegExp): string {
   return text;
 }
 
-async function lockIsFree(): Promise<void> {
-  expect((await getLockStatus(project.ctx(), project.env())).map((l) => l.lock.state)).toEqual(['free']);
-}
-
-beforeAll(async () => {
-  host = await readyHost('dsk', { filesystems: [{ path: '/srv', sizeMb: 1024, inodes: 100_000 }] });
-  project = makeProject('e2e', testConfig([host], await appRepo(), await testDatabase(`disk_${process.pid}`)));
-  const first = await ops('deploy', 'e2e', '--ref', 'v1');
-  expect(first.code, first.out + first.err).toBe(0);
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
+const lab = labEnvironment('dsk', async (host) => testConfig([host], await appRepo(), await testDatabase(`disk_${process.pid}`)), {
+  host: { filesystems: [{ path: '/srv', sizeMb: 1024, inodes: 100_000 }] },
+  ready: async () => {
+    const first = await ops('deploy', 'e2e', '--ref', 'v1');
+    expect(first.code, first.out + first.err).toBe(0);
+  },
 });
 
 describe.sequential('a full disk under the app', () => {
   it('a release whose code does not fit is refused before anything is written; a no-op still works; ping says why', async () => {
     const before = await liveState();
     expect(before.page).toContain('Version 1.0.0');
-    await setFreeSpace(host.name, '/srv', { mb: 1 });
+    await setFreeSpace(lab.host.name, '/srv', { mb: 1 });
     try {
-      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'v2'), new RegExp(`error: not enough space on ${host.name} for release \\S+: [01] MB and \\d+ inodes free under /srv(/sample)?, and its code alone needs about \\d+ MB`));
+      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'v2'), new RegExp(`error: not enough space on ${lab.host.name} for release \\S+: [01] MB and \\d+ inodes free under /srv(/sample)?, and its code alone needs about \\d+ MB`));
       expect(text).toMatch(/still serves \S+; nothing was changed\n {2}hint: free space on .* under \/srv(\/sample)? /);
       expect(await liveState()).toEqual(before);
-      await lockIsFree();
+      await lockIsFree(lab.project);
       const noop = await ops('deploy', 'e2e', '--ref', 'v1');
       expect(noop.code, noop.out + noop.err).toBe(0);
-      await lockIsFree();
+      await lockIsFree(lab.project);
       const ping = await ops('ping', 'e2e');
       expect(ping.code).toBe(1);
-      expect(ping.out).toMatch(new RegExp(`✗ ${host.name}: only [01] MB free under /srv(/sample)?; a deploy may need \\d+ MB`));
+      expect(ping.out).toMatch(new RegExp(`✗ ${lab.host.name}: only [01] MB free under /srv(/sample)?; a deploy may need \\d+ MB`));
     } finally {
-      await setFreeSpace(host.name, '/srv');
+      await setFreeSpace(lab.host.name, '/srv');
     }
   }, 300_000);
 
   it('not one inode left: the lock cannot be taken; the run says the disk is full and how to free it, changes nothing and leaves no lock', async () => {
     const before = await liveState();
-    await setFreeSpace(host.name, '/srv', { inodes: 0 });
+    await setFreeSpace(lab.host.name, '/srv', { inodes: 0 });
     try {
-      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'v2'), new RegExp(`${host.name} ran out of free inodes: \\d+ MB and 0 inodes free under /srv`));
+      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'v2'), new RegExp(`${lab.host.name} ran out of free inodes: \\d+ MB and 0 inodes free under /srv`));
       expect(text).toMatch(/\n {2}hint: free space on .* under \/srv(\/sample)? /);
       expect(await liveState()).toEqual(before);
     } finally {
-      await setFreeSpace(host.name, '/srv');
+      await setFreeSpace(lab.host.name, '/srv');
     }
-    await lockIsFree();
+    await lockIsFree(lab.project);
   }, 300_000);
 
   it('out of inodes while installing dependencies: fails before the switch, saying so; nothing live changed', async () => {
     const before = await liveState();
     // Enough inodes for the code (the preflight passes), far too few for a new virtualenv (deps-changed).
-    await setFreeSpace(host.name, '/srv', { inodes: 400 });
+    await setFreeSpace(lab.host.name, '/srv', { inodes: 400 });
     try {
-      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'deps-changed'), new RegExp(`${host.name} ran out of free inodes: \\d+ MB and \\d+ inodes free under /srv`));
+      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'deps-changed'), new RegExp(`${lab.host.name} ran out of free inodes: \\d+ MB and \\d+ inodes free under /srv`));
             expect(text).toMatch(/still serves \S+; nothing was switched/);
       expect(await liveState()).toEqual(before);
-      await lockIsFree();
+      await lockIsFree(lab.project);
     } finally {
-      await setFreeSpace(host.name, '/srv');
+      await setFreeSpace(lab.host.name, '/srv');
     }
   }, 300_000);
 
   // The failed set is removed before the disk is looked at: a few MB may be free again by then.
   it('out of space while installing dependencies: fails before the switch, saying so; nothing live changed', async () => {
     const before = await liveState();
-    await setFreeSpace(host.name, '/srv', { mb: 4 });
+    await setFreeSpace(lab.host.name, '/srv', { mb: 4 });
     try {
-      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'deps-changed'), new RegExp(`(${host.name} ran out of disk space: \\d+ MB and \\d+ inodes free under /srv|not enough space on ${host.name})`));
+      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'deps-changed'), new RegExp(`(${lab.host.name} ran out of disk space: \\d+ MB and \\d+ inodes free under /srv|not enough space on ${lab.host.name})`));
       expect(text).toMatch(/still serves \S+; nothing (was switched|was changed)/);
       expect(await liveState()).toEqual(before);
-      await lockIsFree();
+      await lockIsFree(lab.project);
     } finally {
-      await setFreeSpace(host.name, '/srv');
+      await setFreeSpace(lab.host.name, '/srv');
     }
   }, 300_000);
 
   it('once space is back, the next deploy succeeds', async () => {
     const r = await ops('deploy', 'e2e', '--ref', 'deps-changed');
     expect(r.code, r.out + r.err).toBe(0);
-    expect((await get(host)).body).toContain('client 2.0.1');
-    await lockIsFree();
+    expect((await get(lab.host)).body).toContain('client 2.0.1');
+    await lockIsFree(lab.project);
   }, 300_000);
 });

@@ -6,12 +6,11 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { downHost, type Host } from '../hosts/index.ts';
 import { initRepo } from '../support/gitrepo.ts';
-import { get, makeProject, readyHost, webConfig, type TestProject } from './support.ts';
+import { get, labEnvironment, webConfig } from './support.ts';
 
 /** Answers every GET with its path (as it reached the program); health: /api/health/ only, as a Django urls.py would. */
 const SERVER = String.raw`import os
@@ -29,41 +28,30 @@ class Handler(BaseHTTPRequestHandler):
 HTTPServer((os.environ.get("BIND", "127.0.0.1"), int(os.environ["PORT"])), Handler).serve_forever()
 `;
 
-let host: Host;
-let project: TestProject;
 const root = mkdtempSync(join(tmpdir(), 'ops-frameworks-'));
 
-beforeAll(async () => {
-  host = await readyHost('fwk');
+const lab = labEnvironment('fwk', (host) => {
   const repo = join(root, 'app');
   initRepo(repo, {
     'frontend/package.json': JSON.stringify({ name: 'frontend', private: true, scripts: { start: 'exec python3 server.py' } }, null, 2),
     'frontend/server.py': SERVER,
     'backend/server.py': SERVER,
   });
-  project = makeProject(
-    'e2e',
-    webConfig(host, repo, {
-      programs: {
-        web: { command: '{npm} start', directory: 'frontend', port: 5100, health: '/healthz', env: { PORT: '{port}', BIND: '0.0.0.0' } },
-        api: { command: '{python} server.py', directory: 'backend', port: 5200, health: '/api/health/', strip_prefix: false, env: { PORT: '{port}' } },
-      },
-      routes: { '/': 'web', '/api/': 'api' },
-    }),
-  );
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
+  return webConfig(host, repo, {
+    programs: {
+      web: { command: '{npm} start', directory: 'frontend', port: 5100, health: '/healthz', env: { PORT: '{port}', BIND: '0.0.0.0' } },
+      api: { command: '{python} server.py', directory: 'backend', port: 5200, health: '/api/health/', strip_prefix: false, env: { PORT: '{port}' } },
+    },
+    routes: { '/': 'web', '/api/': 'api' },
+  });
 });
 
 describe('other frameworks\' defaults', () => {
   it('an npm start program in a subdirectory goes live (warned of for listening on every address); a strip_prefix: false API gets /api/... whole', async () => {
     const reporter = new MemoryReporter();
-    await deploy(project.ctx(reporter), project.env(), {});
-    expect(await get(host, '/api/books/?page=2')).toEqual({ status: 200, body: '/api/books/?page=2' });
-    expect(await get(host, '/healthz')).toEqual({ status: 200, body: '/healthz' });
+    await deploy(lab.project.ctx(reporter), lab.project.env(), {});
+    expect(await get(lab.host, '/api/books/?page=2')).toEqual({ status: 200, body: '/api/books/?page=2' });
+    expect(await get(lab.host, '/healthz')).toEqual({ status: 200, body: '/healthz' });
     expect(reporter.lines.join('\n')).toMatch(/warning: program web listens on 0\.0\.0\.0:5100, not only on 127\.0\.0\.1: it is reachable around nginx/);
     expect(reporter.lines.join('\n')).not.toMatch(/warning: program api listens/);
   }, 600_000);

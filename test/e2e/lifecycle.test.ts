@@ -6,24 +6,21 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { listReleases } from '../../core/ops/records.ts';
 import { rollback } from '../../core/ops/rollback.ts';
-import { quote } from '../../core/shell.ts';
-import { downHost, npmRegistryUrl, pypiIndexUrl, sshRun, type Host } from '../hosts/index.ts';
+import { npmRegistryUrl, pypiIndexUrl } from '../hosts/index.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
-import { APP, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, asRoot, labEnvironment, pythonWebApp, webConfig } from './support.ts';
 
-let host: Host;
-let project: TestProject;
 let repo: string;
 const root = mkdtempSync(join(tmpdir(), 'ops-lifecycle-'));
 const base = `/srv/${APP}`;
 const KEEP = 2;
 const KEEP_FAILED = 1;
 /** On the host, as root. */
-const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+const onHost = (command: string) => asRoot(lab.host, command);
 
 const server = pythonWebApp('os.environ["OPS_RELEASE"] + " " + mylib.WORD', 'import mylib');
 /** A commit whose local package (a dependency: its own Python set) says `word`; `note` changes the app's code alone. */
@@ -36,7 +33,7 @@ const files = (word: string, note = '') => ({
 
 /** The environment with program `program` and `build` as the release's build command. */
 function webConfigFor(program: string, build: string): Record<string, unknown> {
-  return webConfig(host, repo, {
+  return webConfig(lab.host, repo, {
     release: { python_requirements: 'requirements.txt', node_dir: '', build, migrate: 'true', keep: KEEP, keep_failed: KEEP_FAILED },
     programs: { [program]: { command: '{release}/venv/bin/python server.py {port}', port: 5100, health: '/health', env: {} } },
     routes: { '/': program },
@@ -82,51 +79,45 @@ async function check(step: string, programs: string[]): Promise<void> {
   expect(m.leftovers, `${step}: no leftovers`).toBe('0');
   const logPrograms = new Set((m.logs ?? '').split(' ').filter(Boolean).map((f) => f.replace(/-(blue|green)\..*$/, '')));
   expect([...logPrograms].sort(), `${step}: program logs only of programs a slot runs`).toEqual([...programs].sort());
-  const [listed] = await listReleases(project.ctx(), project.env());
+  const [listed] = await listReleases(lab.project.ctx(), lab.project.env());
   expect(listed!.releases.length, `${step}: ops releases lists what is on the host`).toBe(releases);
 }
 
-beforeAll(async () => {
-  host = await readyHost('lcy');
+const lab = labEnvironment('lcy', () => {
   repo = join(root, 'app');
   initRepo(repo, files('zero'));
-  project = makeProject('e2e', webConfigFor('web', 'true'));
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
+  return webConfigFor('web', 'true');
 });
 
 describe.sequential('a host after many deploys', () => {
   it('stays bounded by what is kept: releases, records, sets, fingerprints, refs, logs of renamed programs; every kept release whole', async () => {
     const run = async (word: string, note: string) => {
       commit(repo, files(word, note), `${word} ${note}`);
-      return deploy(project.ctx(), project.env(), { ref: 'main' });
+      return deploy(lab.project.ctx(), lab.project.env(), { ref: 'main' });
     };
     await run('one', 'a');
     await check('1', ['web']);
     await run('two', 'a');
     await check('2', ['web']);
     // The program renamed: the release kept warm still runs `web`, so its logs stay until it is replaced.
-    project.write(webConfigFor('www', 'true'));
+    lab.project.write(webConfigFor('www', 'true'));
     await run('two', 'b');
     await check('3 (renamed)', ['web', 'www']);
     await run('three', 'b');
     await check('4', ['www']);
-    await rollback(project.ctx(), project.env());
+    await rollback(lab.project.ctx(), lab.project.env());
     await check('rollback', ['www']);
     // A failed deploy: kept for inspection, keep_failed of them.
-    project.write(webConfigFor('www', 'false'));
+    lab.project.write(webConfigFor('www', 'false'));
     await expect(run('four', 'c')).rejects.toThrow();
     await check('5 (failed)', ['www']);
-    project.write(webConfigFor('www', 'true'));
+    lab.project.write(webConfigFor('www', 'true'));
     for (const [i, word] of ['four', 'four', 'five', 'five', 'six'].entries()) {
       await run(word, `d${i}`);
       await check(`${6 + i}`, ['www']);
     }
     // Back one: the release it goes to is whole (its set kept) and serves.
-    await rollback(project.ctx(), project.env());
+    await rollback(lab.project.ctx(), lab.project.env());
     await check('rollback 2', ['www']);
   }, 900_000);
 });

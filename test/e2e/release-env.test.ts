@@ -9,15 +9,13 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { initdata } from '../../core/ops/initdata.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { OpsError } from '../../core/errors.ts';
-import { quote } from '../../core/shell.ts';
-import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { APP, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, asRoot, labEnvironment, pythonWebApp, servesSoon, webConfig } from './support.ts';
 
 /** The app: answers with its release, the MARK its .env gave it when it started, and its program's GREETING. */
 const SERVER = pythonWebApp(
@@ -28,17 +26,15 @@ for line in open(".env"):
         MARK = line.split("=", 1)[1].strip().strip("'").strip('"')`,
 );
 
-let host: Host;
-let project: TestProject;
 let repo: string;
 let config: Record<string, unknown>;
 const root = mkdtempSync(join(tmpdir(), 'ops-release-env-'));
 const base = `/srv/${APP}`;
 /** On the host, as root. */
-const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
-const run = (options: { ref?: string; force?: boolean } = {}) => deploy(project.ctx(), project.env(), options);
+const onHost = (command: string) => asRoot(lab.host, command);
+const run = (options: { ref?: string; force?: boolean } = {}) => deploy(lab.project.ctx(), lab.project.env(), options);
 /** The environment with `changes` over the base configuration (top-level keys). */
-const withConfig = (changes: Record<string, unknown>) => project.write({ ...config, ...changes });
+const withConfig = (changes: Record<string, unknown>) => lab.project.write({ ...config, ...changes });
 /** A new commit with VERSION `version`, tagged v<version>. */
 function version(v: string): string {
   commit(repo, { VERSION: `${v}\n` }, `version ${v}`);
@@ -47,32 +43,26 @@ function version(v: string): string {
 }
 
 /** What answers through nginx, once `release` does (a restart or a switch takes a moment). */
-async function serves(release: string): Promise<string> {
-  let body = '';
-  for (let i = 0; i < 100 && !body.startsWith(release); i++) {
-    body = await get(host).then((x) => (x.status === 200 ? x.body : ''), () => '');
-    if (!body.startsWith(release)) await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return body;
-}
+const serves = (release: string) => servesSoon(lab.host, release);
 
-beforeAll(async () => {
-  host = await readyHost('k7a');
-  repo = join(root, 'app');
-  initRepo(repo, { 'server.py': SERVER, VERSION: '0\n' });
-  config = webConfig(host, repo, {
-    release: { python_requirements: '', node_dir: '', build: 'true', migrate: 'true', keep: 2 },
-    env: { MARK: 'legacy-mark' },
-    initdata: { file: 'initdata.yml', command: 'printf "mark:%s\\n" "$MARK"' },
-  });
-  project = makeProject('e2e', config);
-  writeFileSync(join(project.root, 'environments', 'e2e', 'initdata.yml'), 'users: []\n');
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
-});
+const lab = labEnvironment(
+  'k7a',
+  (host) => {
+    repo = join(root, 'app');
+    initRepo(repo, { 'server.py': SERVER, VERSION: '0\n' });
+    config = webConfig(host, repo, {
+      release: { python_requirements: '', node_dir: '', build: 'true', migrate: 'true', keep: 2 },
+      env: { MARK: 'legacy-mark' },
+      initdata: { file: 'initdata.yml', command: 'printf "mark:%s\\n" "$MARK"' },
+    });
+    return config;
+  },
+  {
+    ready: async ({ project }) => {
+      writeFileSync(join(project.root, 'environments', 'e2e', 'initdata.yml'), 'users: []\n');
+    },
+  },
+);
 
 describe.sequential("a release's own .env on a real host", () => {
   it('a host upgraded from releases that share one .env: deploy, rollback to an old release and restart, initdata there, its commit deployed again; pruning removes the shared files with the last release linked to them', async () => {
@@ -95,14 +85,14 @@ supervisorctl restart all >/dev/null`);
     expect(await onHost(`readlink ${base}/releases/${old}/.env`)).toBe('../../shared/.env');
 
     // Back to the old release: it reads the shared .env, also once its processes start again; initdata there too.
-    await rollback(project.ctx(), project.env());
+    await rollback(lab.project.ctx(), lab.project.env());
     expect(await serves(old)).toBe(`${old} legacy-mark -`);
     await onHost('supervisorctl restart all >/dev/null');
     expect(await serves(old)).toBe(`${old} legacy-mark -`);
     // The environment now says new-mark: initdata refuses to load with the rolled-back release's other values,
     // unless asked to (--live-settings).
-    await expect(initdata(project.ctx(), project.env())).rejects.toThrow(/runs with other settings or secrets/);
-    const loaded = await initdata(project.ctx(), project.env(), { liveSettings: true });
+    await expect(initdata(lab.project.ctx(), lab.project.env())).rejects.toThrow(/runs with other settings or secrets/);
+    const loaded = await initdata(lab.project.ctx(), lab.project.env(), { liveSettings: true });
     expect(loaded.hosts[0]!.output).toMatch(/^mark:legacy-mark$/m);
 
     // Its commit deployed again with the settings it had: no record of what it was deployed with, so a new release.
@@ -120,7 +110,7 @@ supervisorctl restart all >/dev/null`);
     expect(await onHost(`ls ${base}/releases`)).not.toContain(old);
     expect(await onHost(`ls -A ${base}/shared`)).not.toMatch(/^(\.env|environ)$/m);
     expect(await serves(last.release)).toBe(`${last.release} new-mark -`);
-    expect((await initdata(project.ctx(), project.env())).hosts[0]!.output).toMatch(/^mark:new-mark$/m);
+    expect((await initdata(lab.project.ctx(), lab.project.env())).hosts[0]!.output).toMatch(/^mark:new-mark$/m);
   }, 900_000);
 
   it('rolled back with other program settings than its release was deployed with, then its commit deployed with those: deployed again, and they serve', async () => {
@@ -134,12 +124,12 @@ supervisorctl restart all >/dev/null`);
     expect(await serves(b.release)).toBe(`${b.release} new-mark two`);
     // The rollback starts the release with today's programs (its slot's file rewritten): it runs with GREETING=two,
     // and says so (the settings' keys, no value); its .env is b's (the same MARK): nothing said of it.
-    const back = await rollback(project.ctx(), project.env());
+    const back = await rollback(lab.project.ctx(), lab.project.env());
     expect(back.hosts[0]!.notes).toEqual([`settings: today's, not those ${a.release} last ran with (they differ: programs)`]);
     expect(await serves(a.release)).toBe(`${a.release} new-mark two`);
     // Forward to b and back to a again with the same settings: a last ran with them, nothing to say.
-    expect((await rollback(project.ctx(), project.env(), b.release)).hosts[0]!.notes).toEqual([]);
-    expect((await rollback(project.ctx(), project.env(), a.release)).hosts[0]!.notes).toEqual([]);
+    expect((await rollback(lab.project.ctx(), lab.project.env(), b.release)).hosts[0]!.notes).toEqual([]);
+    expect((await rollback(lab.project.ctx(), lab.project.env(), a.release)).hosts[0]!.notes).toEqual([]);
     expect(await serves(a.release)).toBe(`${a.release} new-mark two`);
     // Its commit with the settings it was deployed with: not what runs, so not "already live".
     withConfig({ ...env, ...programs('one') });
@@ -155,14 +145,14 @@ supervisorctl restart all >/dev/null`);
     commit(repo, { 'server.py': SERVER.replace('\nclass Handler', '\nif MARK != open("/etc/ops-e2e-dbpass").read().strip():\n    sys.exit("database: password authentication failed")\nclass Handler') }, 'checks its database password at start');
     // Not kept warm: the release rolled back to starts again, as after a reboot.
     const settings = { ...config, switch: { drain: 1, health_timeout: 30, keep_previous: false } };
-    project.write({ ...settings, env: { MARK: 'pw1' } });
+    lab.project.write({ ...settings, env: { MARK: 'pw1' } });
     const c = await run({ ref: version('6') });
     expect(await serves(c.release)).toBe(`${c.release} pw1 -`);
     await onHost('printf pw2 > /etc/ops-e2e-dbpass');
-    project.write({ ...settings, env: { MARK: 'pw2' } });
+    lab.project.write({ ...settings, env: { MARK: 'pw2' } });
     const d = await run({ ref: version('7') });
     expect(await serves(d.release)).toBe(`${d.release} pw2 -`);
-    const e = (await rollback(project.ctx(), project.env()).catch((x: unknown) => x)) as OpsError;
+    const e = (await rollback(lab.project.ctx(), lab.project.env()).catch((x: unknown) => x)) as OpsError;
     expect(e).toBeInstanceOf(OpsError);
     expect(e.message).toContain(`release ${c.release} did not become healthy`);
     expect(e.message).toMatch(new RegExp(`still serves ${d.release}$`));
@@ -173,17 +163,17 @@ supervisorctl restart all >/dev/null`);
   }, 900_000);
   it('a build that rewrites the release\'s .env (appends to it, copies .env.example over it): refused before the start, naming the file; the live release serves on', async () => {
     commit(repo, { 'server.py': SERVER }, 'no database check at start');
-    project.write(config);
+    lab.project.write(config);
     const live = await run({ ref: version('8') });
     expect(await serves(live.release)).toBe(`${live.release} legacy-mark -`);
     for (const [i, build] of ['printf "MARK=from-the-build\\n" >> .env', 'cp -f VERSION .env', 'rm -f .ops-environ'].entries()) {
-      project.write({ ...config, release: { ...(config.release as object), build } });
+      lab.project.write({ ...config, release: { ...(config.release as object), build } });
       const e = (await run({ ref: version(`9${i}`) }).catch((x: unknown) => x)) as OpsError;
       expect(e, build).toBeInstanceOf(OpsError);
       expect(e.message).toMatch(new RegExp(`: its (\\.env|\\.ops-environ) no longer hold what this deploy wrote there: something run in the release since \\(release.build, release.migrate or a before_switch hook\\) rewrote or removed it`));
       expect(e.message).toContain(`still serves ${live.release}`);
       expect(await serves(live.release)).toBe(`${live.release} legacy-mark -`);
     }
-    project.write(config);
+    lab.project.write(config);
   }, 900_000);
 });

@@ -5,12 +5,10 @@
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { quote } from '../../core/shell.ts';
-import { downHost, sshRun, type Host } from '../hosts/index.ts';
-import { runOps, type CliResult } from '../support/cli.ts';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { CliResult } from '../support/cli.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { APP, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, asRoot, get, labEnvironment, pythonWebApp, webConfig } from './support.ts';
 
 /** Serves VERSION. */
 const SERVER = pythonWebApp('open("VERSION").read().strip()');
@@ -18,15 +16,13 @@ const SERVER = pythonWebApp('open("VERSION").read().strip()');
 const FAIL_FLAG = '/tmp/ops-records-fail-build';
 const BUILD = `if [ -e ${FAIL_FLAG} ]; then echo "build failed: ${FAIL_FLAG} exists" >&2; exit 1; fi`;
 
-let host: Host;
-let project: TestProject;
 let repo: string;
 let config: Record<string, unknown>;
 const root = mkdtempSync(join(tmpdir(), 'ops-records-'));
 /** On the host, as root. */
-const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
-const cli = (...argv: string[]): Promise<CliResult> => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' } });
-const version = async () => (await get(host)).body;
+const onHost = (command: string) => asRoot(lab.host, command);
+const cli = (...argv: string[]): Promise<CliResult> => lab.ops(...argv);
+const version = async () => (await get(lab.host)).body;
 /** The project's settings with this build command. */
 const withBuild = (build: string) => ({ ...config, release: { ...(config.release as object), build } });
 
@@ -47,22 +43,24 @@ async function dropLinks(links: Record<string, string>, v: string): Promise<void
   expect((await cli('deploy', 'e2e', '--ref', 'main')).code).toBe(0);
 }
 
-beforeAll(async () => {
-  host = await readyHost('rrec');
-  repo = join(root, 'app');
-  initRepo(repo, { 'server.py': SERVER, VERSION: '1\n' });
-  config = webConfig(host, repo, { switch: { drain: 1, health_timeout: 20 } });
-  config.release = { ...(config.release as object), build: BUILD };
-  project = makeProject('e2e', config);
-  const r = await cli('deploy', 'e2e', '--ref', 'main');
-  expect(r.code, r.out + r.err).toBe(0);
-}, 900_000);
+const lab = labEnvironment(
+  'rrec',
+  (host) => {
+    repo = join(root, 'app');
+    initRepo(repo, { 'server.py': SERVER, VERSION: '1\n' });
+    config = webConfig(host, repo, { switch: { drain: 1, health_timeout: 20 } });
+    config.release = { ...(config.release as object), build: BUILD };
+    return config;
+  },
+  {
+    ready: async () => {
+      const r = await cli('deploy', 'e2e', '--ref', 'main');
+      expect(r.code, r.out + r.err).toBe(0);
+    },
+  },
+);
 
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
-  rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe.sequential("a release's records (root's) and the app's files named like them", () => {
   it('a commit holding REVISION, release.json and .ops-files as symbolic links out of the release: the release step (root) writes through none of them, nothing appears in /etc', async () => {
@@ -78,7 +76,7 @@ describe.sequential("a release's records (root's) and the app's files named like
   }, 300_000);
 
   it("a build (as the app user) that leaves .ops-failed as a symbolic link into /etc and fails: marking the release failed (root) does not write the failure's text into /etc", async () => {
-    project.write(withBuild('ln -s /etc/ops-rrec-b-failed .ops-failed; echo "planted"; exit 1'));
+    lab.project.write(withBuild('ln -s /etc/ops-rrec-b-failed .ops-failed; echo "planted"; exit 1'));
     commit(repo, { VERSION: '4\n' }, 'a build that fails');
     try {
       const r = await cli('deploy', 'e2e', '--ref', 'main');
@@ -88,7 +86,7 @@ describe.sequential("a release's records (root's) and the app's files named like
       // It is marked failed all the same (in its record).
       expect((await cli('releases', 'e2e')).out.split('\n').filter((l) => l.includes('[failed'))).toHaveLength(1);
     } finally {
-      project.write(config);
+      lab.project.write(config);
     }
   }, 300_000);
 
@@ -143,7 +141,7 @@ describe.sequential("a release's records (root's) and the app's files named like
   }, 300_000);
 
   it('a build that writes REVISION itself (as Capistrano-era build scripts do): ops diff and the deploy plan still name the live commit, not the text the build wrote', async () => {
-    project.write(withBuild('echo "built $(date +%s)" > REVISION'));
+    lab.project.write(withBuild('echo "built $(date +%s)" > REVISION'));
     const sha = commit(repo, { VERSION: '20\n' }, 'version 20');
     try {
       expect((await cli('deploy', 'e2e', '--ref', 'main')).code).toBe(0);
@@ -152,19 +150,19 @@ describe.sequential("a release's records (root's) and the app's files named like
       expect(d.out).not.toContain('not in this repository');
       expect(d.out).toMatch(new RegExp(`live ${sha.slice(0, 12)}`));
     } finally {
-      project.write(config);
+      lab.project.write(config);
     }
   }, 300_000);
 
   it('a build (as the app user) that leaves .ops-tree.new as a symbolic link to a root file: the switch (root) neither writes that file nor changes its mode', async () => {
     await onHost('printf "keep\\n" > /etc/ops-rrec-h-tree && chmod 0644 /etc/ops-rrec-h-tree');
-    project.write(withBuild('ln -s /etc/ops-rrec-h-tree .ops-tree.new'));
+    lab.project.write(withBuild('ln -s /etc/ops-rrec-h-tree .ops-tree.new'));
     commit(repo, { VERSION: '21\n' }, 'version 21');
     try {
       await cli('deploy', 'e2e', '--ref', 'main');
       expect(await onHost('stat -c "%a %s" /etc/ops-rrec-h-tree; cat /etc/ops-rrec-h-tree')).toBe('644 5\nkeep');
     } finally {
-      project.write(config);
+      lab.project.write(config);
     }
   }, 300_000);
 });

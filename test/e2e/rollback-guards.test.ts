@@ -7,21 +7,17 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downHost, type Host } from '../hosts/index.ts';
-import { runOps } from '../support/cli.ts';
+import { describe, expect, it } from 'vitest';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { APP, asRoot, get, makeProject, pythonWebApp, readable, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, asRoot, get, labEnvironment, pythonWebApp, readable, webConfig } from './support.ts';
 
 /** The app: answers every path with its release and version. */
 const SERVER = pythonWebApp('os.environ["OPS_RELEASE"] + " " + open("VERSION").read().strip()');
 
-let host: Host;
-let project: TestProject;
 let repo: string;
 const root = mkdtempSync(join(tmpdir(), 'ops-rollback-guards-'));
-const onHost = (command: string) => asRoot(host, command);
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1' } });
+const onHost = (command: string) => asRoot(lab.host, command);
+const ops = (...argv: string[]) => lab.ops(...argv);
 /** What a rollback or deploy would change: the history, the slot, nginx's files, what supervisor runs, the releases, current, the lock. */
 const look = () =>
   onHost(
@@ -29,30 +25,31 @@ const look = () =>
   );
 const UNTOUCHED = 'nothing was changed (no slot started or stopped; nginx and current as they were)';
 
-beforeAll(async () => {
-  host = await readyHost('rbg');
-  repo = join(root, 'app');
-  initRepo(repo, { 'server.py': SERVER, VERSION: '0\n' });
-  project = makeProject('e2e', webConfig(host, repo));
-  for (const v of ['1', '2']) {
-    commit(repo, { VERSION: `${v}\n` }, `version ${v}`);
-    gitIn(repo, ['tag', `v${v}`]);
-    expect((await ops('deploy', 'e2e', '--ref', `v${v}`)).code).toBe(0);
-  }
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
-});
+const lab = labEnvironment(
+  'rbg',
+  (host) => {
+    repo = join(root, 'app');
+    initRepo(repo, { 'server.py': SERVER, VERSION: '0\n' });
+    return webConfig(host, repo);
+  },
+  {
+    ready: async () => {
+      for (const v of ['1', '2']) {
+        commit(repo, { VERSION: `${v}\n` }, `version ${v}`);
+        gitIn(repo, ['tag', `v${v}`]);
+        expect((await ops('deploy', 'e2e', '--ref', `v${v}`)).code).toBe(0);
+      }
+    },
+  },
+);
 
 describe.sequential('ops rollback refuses what a deploy refuses, before anything changes', () => {
   it("another server block listening on the host's address takes the visitors: refused naming its file and the fix; removed, the rollback goes", async () => {
-    await onHost(`printf 'server {\\n    listen ${host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t -q && nginx -s reload`);
+    await onHost(`printf 'server {\\n    listen ${lab.host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t -q && nginx -s reload`);
     try {
       const before = await look();
       const text = readable(await ops('rollback', 'e2e'));
-      expect(text).toContain(`error: the site's visitors on ${host.name} do not reach ${APP}'s nginx site: GET /health (program web): nginx answered 200, not from this site's server block: another server block answers ${host.address}:80`);
+      expect(text).toContain(`error: the site's visitors on ${lab.host.name} do not reach ${APP}'s nginx site: GET /health (program web): nginx answered 200, not from this site's server block: another server block answers ${lab.host.address}:80`);
       expect(text).toContain('/etc/nginx/conf.d/other.conf');
       expect(text).toContain(`The switch would refuse any release there, so ${UNTOUCHED}`);
       expect(text).toContain('then roll back again');
@@ -63,14 +60,14 @@ describe.sequential('ops rollback refuses what a deploy refuses, before anything
   }, 300_000);
 
   it("another site of the host sending requests to a slot's port itself: refused naming the file, the line and the upstream to name instead", async () => {
-    const env = project.env();
+    const env = lab.project.env();
     const live = (await onHost(`cat /srv/${APP}/.ops/slot`)) as 'blue' | 'green';
     const file = '/etc/nginx/sites-enabled/api-by-hand';
     await onHost(`printf 'server {\\n    listen 80;\\n    server_name api.example.test;\\n    location / {\\n        proxy_pass http://127.0.0.1:${env.port('web', live)};\\n    }\\n}\\n' > ${file} && nginx -t -q && nginx -s reload`);
     try {
       const before = await look();
       const text = readable(await ops('rollback', 'e2e'));
-      expect(text).toContain(`error: nginx on ${host.name} reads a file besides ${APP}'s site that sends requests to a slot's port itself, ${file}:5: 127.0.0.1:${env.port('web', live)} (program web's port on slot ${live})`);
+      expect(text).toContain(`error: nginx on ${lab.host.name} reads a file besides ${APP}'s site that sends requests to a slot's port itself, ${file}:5: 127.0.0.1:${env.port('web', live)} (program web's port on slot ${live})`);
       expect(text).toContain(UNTOUCHED);
       expect(text).toContain(`name the upstreams instead in ${file} (proxy_pass http://${env.layout.nginxUpstream('web')}`);
       expect(text).toContain('then roll back again');
@@ -90,7 +87,7 @@ describe.sequential('ops rollback refuses what a deploy refuses, before anything
         const r = await ops(...argv);
         const text = readable(r);
         expect(r.code, text).toBe(1);
-        expect(text).toContain(`error: nginx -t fails on ${host.name}: [emerg] a duplicate default server for 0.0.0.0:80 in /etc/nginx/sites-enabled/${APP}:`);
+        expect(text).toContain(`error: nginx -t fails on ${lab.host.name}: [emerg] a duplicate default server for 0.0.0.0:80 in /etc/nginx/sites-enabled/${APP}:`);
         expect(text).toContain(`another enabled site says default_server for that address, loaded before ${APP}'s site, which the switch writes as the default server (it has no domain)`);
         expect(text).toContain(argv[0] === 'deploy' ? 'nothing was started (no build, no migration)' : UNTOUCHED);
         expect(text).toContain('remove default_server from the other site (grep -l default_server /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf names them');
@@ -103,7 +100,7 @@ describe.sequential('ops rollback refuses what a deploy refuses, before anything
     // All fixed: the rollback goes, and says so.
     const back = await ops('rollback', 'e2e');
     expect(back.code, readable(back)).toBe(0);
-    expect((await get(host)).body).toMatch(/ 1$/);
+    expect((await get(lab.host)).body).toMatch(/ 1$/);
   }, 300_000);
 
   it('right after a failed deploy (its release never went live): the rollback leaves the release that served all along, and says so, with the --to that returns to it', async () => {
@@ -120,6 +117,6 @@ describe.sequential('ops rollback refuses what a deploy refuses, before anything
     const r = await ops('rollback', 'e2e');
     const text = readable(r);
     expect(r.code, text).toBe(0);
-    expect(text).toMatch(new RegExp(`warning: ${host.name}: the deploy after ${live} \\(\\S+\\) failed and never went live, so ${live} served until now: this rollback went back from it to \\S+, not from that deploy \\(ops rollback e2e --to ${live} returns to it\\)`));
+    expect(text).toMatch(new RegExp(`warning: ${lab.host.name}: the deploy after ${live} \\(\\S+\\) failed and never went live, so ${live} served until now: this rollback went back from it to \\S+, not from that deploy \\(ops rollback e2e --to ${live} returns to it\\)`));
   }, 300_000);
 });

@@ -5,45 +5,33 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { OpsError } from '../../core/errors.ts';
-import { quote } from '../../core/shell.ts';
-import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { APP, get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { APP, asRoot, labEnvironment, pythonWebApp, servesSoon, webConfig } from './support.ts';
 
 /** The app: answers with its release and the VERSION file of its commit. */
 const SERVER = pythonWebApp('os.environ["OPS_RELEASE"] + " " + open("VERSION").read().strip()');
 
-let host: Host;
-let project: TestProject;
 const root = mkdtempSync(join(tmpdir(), 'ops-runner-repo-'));
 /** The team's repository (what GitHub holds): clones are made from it as CI and laptops make them. */
 const upstream = join(root, 'upstream');
 const base = `/srv/${APP}`;
-const onHost = async (command: string) => (await sshRun(host, `sudo bash -c ${quote(command)}`)).stdout.trim();
+const onHost = (command: string) => asRoot(lab.host, command);
 /** A deploy of `ref` from the checkout `repo` (the environment's `repository`). */
 const run = (repo: string, ref: string, options: { dryRun?: boolean } = {}) => {
-  project.write(webConfig(host, repo));
-  return deploy(project.ctx(), project.env(), { ref, ...options });
+  lab.project.write(webConfig(lab.host, repo));
+  return deploy(lab.project.ctx(), lab.project.env(), { ref, ...options });
 };
 
 /** What answers through nginx, once `release` does. */
-async function serves(release: string): Promise<string> {
-  let body = '';
-  for (let i = 0; i < 100 && !body.startsWith(release); i++) {
-    body = await get(host).then((x) => (x.status === 200 ? x.body : ''), () => '');
-    if (!body.startsWith(release)) await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return body;
-}
+const serves = (release: string) => servesSoon(lab.host, release);
 
 // Big enough a file that git stores the versions as deltas of each other (a thin pack leans on the base).
 const big = (n: number) => Array.from({ length: 3000 }, (_, i) => `line ${i} ${i === n ? 'changed' : ''}`).join('\n') + '\n';
 
-beforeAll(async () => {
-  host = await readyHost('rrp');
+const lab = labEnvironment('rrp', (host) => {
   // v1 (annotated) ← v2 (lightweight) ← main; the branch `side` starts from v1.
   initRepo(upstream, { 'server.py': SERVER, VERSION: '1\n', 'data.txt': big(1) });
   gitIn(upstream, ['tag', '-a', '-m', 'version 1', 'v1']);
@@ -53,12 +41,7 @@ beforeAll(async () => {
   gitIn(upstream, ['checkout', '-q', '-b', 'side', 'v1']);
   commit(upstream, { VERSION: 'side\n', 'data.txt': big(4) }, 'side');
   gitIn(upstream, ['checkout', '-q', 'main']);
-  project = makeProject('e2e', webConfig(host, upstream));
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
+  return webConfig(host, upstream);
 });
 
 describe.sequential("the runner's repository as CI and laptops give it", () => {

@@ -5,21 +5,15 @@
 // its gate (which bypasses the cache, as its own hint says) and `ops status` say the new release is live.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { downHost, type Host } from '../hosts/index.ts';
-import { runOps } from '../support/cli.ts';
-import { APP, asRoot, get, makeProject, readable, readyHost, versionedApp, webConfig, type TestProject } from './support.ts';
+import { describe, expect, it } from 'vitest';
+import { APP, asRoot, get, labEnvironment, readable, versionedApp, webConfig } from './support.ts';
 
-let host: Host;
-let project: TestProject;
 let repo = '';
-
-const env = () => ({ PATH: process.env.PATH, HOME: process.env.HOME, USER: 'e2e', NO_COLOR: '1' });
-const ops = (...argv: string[]) => runOps(argv, { root: project.root, processEnv: env() });
+const ops = (...argv: string[]) => lab.ops(...argv);
 
 /** The version "/" answers through nginx, from this machine. */
 async function serving(): Promise<string> {
-  const r = await get(host);
+  const r = await get(lab.host);
   expect(r.status).toBe(200);
   return r.body;
 }
@@ -44,22 +38,16 @@ server {
 `;
 }
 
-beforeAll(async () => {
-  host = await readyHost('cac');
-  repo = versionedApp('ops-cache-');
-  project = makeProject('e2e', webConfig(host, repo));
-  expect((await ops('deploy', 'e2e', '--ref', 'v1')).code).toBe(0);
-}, 900_000);
-
-afterAll(async () => {
-  if (host) await downHost(host.name, { purge: true });
-  project?.cleanup();
+const lab = labEnvironment('cac', (host) => webConfig(host, (repo = versionedApp('ops-cache-'))), {
+  ready: async () => {
+    expect((await ops('deploy', 'e2e', '--ref', 'v1')).code).toBe(0);
+  },
 });
 
 describe.sequential("nginx's cache never answers the previous release's pages once a deploy says the new one is live", () => {
   it("a site caching pages under nginx's default key (the same for every release): refused before any host, naming the line and the key to write; the live release serves on", async () => {
-    writeFileSync(join(project.root, 'environments', 'e2e', 'site.conf'), cachingSite(''));
-    project.write(webConfig(host, repo, { nginx: { site_template: 'site.conf' } }));
+    writeFileSync(join(lab.project.root, 'environments', 'e2e', 'site.conf'), cachingSite(''));
+    lab.project.write(webConfig(lab.host, repo, { nginx: { site_template: 'site.conf' } }));
     expect(await serving()).toBe('version 1');
     const d2 = await ops('deploy', 'e2e', '--ref', 'v2');
     // A visitor's page, now in the cache (when the site went live).
@@ -73,8 +61,8 @@ describe.sequential("nginx's cache never answers the previous release's pages on
   }, 600_000);
 
   it('keyed by the live release ($ops_release_<app>, which the switch sets): each deploy and rollback serves its own pages at once', async () => {
-    writeFileSync(join(project.root, 'environments', 'e2e', 'site.conf'), cachingSite(`proxy_cache_key $scheme$proxy_host$request_uri$ops_release_${APP};`));
-    project.write(webConfig(host, repo, { nginx: { site_template: 'site.conf' } }));
+    writeFileSync(join(lab.project.root, 'environments', 'e2e', 'site.conf'), cachingSite(`proxy_cache_key $scheme$proxy_host$request_uri$ops_release_${APP};`));
+    lab.project.write(webConfig(lab.host, repo, { nginx: { site_template: 'site.conf' } }));
     for (const [argv, page] of [[['deploy', 'e2e', '--ref', 'v2'], 'version 2'], [['deploy', 'e2e', '--ref', 'v3'], 'version 3'], [['rollback', 'e2e'], 'version 2'], [['deploy', 'e2e', '--ref', 'v4'], 'version 4']] as const) {
       // The page as visitors got it just before: in the cache.
       await serving();
@@ -83,6 +71,6 @@ describe.sequential("nginx's cache never answers the previous release's pages on
       expect(await serving(), argv.join(' ')).toBe(page);
     }
     // Cached indeed: nginx answered "/" from its cache at least once.
-    expect(await asRoot(host, `find /var/cache/nginx-${APP}-pages -type f | wc -l`)).not.toBe('0');
+    expect(await asRoot(lab.host, `find /var/cache/nginx-${APP}-pages -type f | wc -l`)).not.toBe('0');
   }, 900_000);
 });

@@ -7,11 +7,10 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { getLockStatus } from '../../core/ops/records.ts';
 import { quote } from '../../core/shell.ts';
 import type { CliResult } from '../support/cli.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
-import { asRoot, get, labEnvironment, pythonWebApp, webConfig } from './support.ts';
+import { asRoot, get, labEnvironment, lockIsFree, pythonWebApp, webConfig } from './support.ts';
 
 /** Serves VERSION. */
 const SERVER = pythonWebApp('open("VERSION").read().strip()');
@@ -43,11 +42,6 @@ function readable(r: CliResult): string {
   return text;
 }
 
-async function lockIsFree(): Promise<void> {
-  const locks = await getLockStatus(lab.project.ctx(), lab.project.env());
-  expect(locks.map((l) => l.lock.state)).toEqual(['free']);
-}
-
 /**
  * Deploys main and checks that it serves `version`, that no process matching `leftover` (pgrep -f) runs on the host
  * once the deploy ended (`what`: whose it would be, for the failure message), that the deploy said what it stopped,
@@ -60,7 +54,7 @@ async function deployStopsLeftovers(version: string, leftover: string, what: str
   expect((await get(lab.host)).body).toBe(version);
   expect(await onHost(`pgrep -a -f ${quote(leftover)} || true`), `${what} still runs after the deploy`).toBe('');
   expect(text).toMatch(/stopped what the command left running after it exited: pid \d+ \(sleep\)/);
-  await lockIsFree();
+  await lockIsFree(lab.project);
 }
 
 describe.sequential('what a user command leaves running', () => {
@@ -74,7 +68,7 @@ describe.sequential('what a user command leaves running', () => {
     expect((await get(lab.host)).body).toBe('2');
     expect(took, 'the deploy waited for the background sleep 45 of the build').toBeLessThan(35_000);
     expect(await onHost('pgrep -a -f "^sleep 45$" || true'), "the build's background process still runs").toBe('');
-    await lockIsFree();
+    await lockIsFree(lab.project);
   }, 300_000);
 
   it('a build and a before_switch hook that start daemons (output redirected: a build server such as the Nx or Gradle daemon): nothing they started runs once the deploy ends, and the deploy says what it stopped', async () => {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
+import { getLockStatus } from '../../core/ops/records.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { sshConnector, type Connector, type OpsContext } from '../../core/context.ts';
 import { provision } from '../../core/ops/provision.ts';
@@ -285,6 +286,11 @@ export function labEnvironment(
   return lab;
 }
 
+/** Asserts that the deploy lock of `project`'s environment, on its one host, is free (as getLockStatus reads it). */
+export async function lockIsFree(project: TestProject): Promise<void> {
+  expect((await getLockStatus(project.ctx(), project.env())).map((l) => l.lock.state)).toEqual(['free']);
+}
+
 /** Replace sshd's drop-in configuration of the test (sshd_config.d/60-test.conf; none when `lines` is empty), then reload sshd. */
 export async function configureSshd(host: Host, lines: string[]): Promise<void> {
   // A reload re-executes sshd: wait until it listens again, so the next login is not refused.
@@ -353,6 +359,19 @@ export function visit(host: Host, path = '/'): Promise<{ status: number; body: s
 export async function get(host: Host, path = '/'): Promise<{ status: number; body: string }> {
   const { status, body } = await visit(host, path);
   return { status, body };
+}
+
+/**
+ * What "/" answers through nginx on the host once its body starts with `release` (a restart or a switch takes a
+ * moment): asked every 200 ms, up to 100 times (20 s and more); then the last 200 answer's body ('' when none was).
+ */
+export async function servesSoon(host: Host, release: string): Promise<string> {
+  let body = '';
+  for (let i = 0; i < 100 && !body.startsWith(release); i++) {
+    body = await get(host).then((x) => (x.status === 200 ? x.body : ''), () => '');
+    if (!body.startsWith(release)) await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return body;
 }
 
 /** SSH logins the host's sshd accepted so far (each `sshRun` adds one: its own). */

@@ -171,27 +171,11 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
       { input: JSON.stringify(secrets), encoding: 'utf8' },
     ).trim().split('\n');
     // sops decrypt (go-yaml's writer) of a file holding them: what a hook running `sops decrypt` would print
-    const dir = mkdtempSync(join(tmpdir(), 'ops-doubled-'));
-    const key = join(dir, 'key.txt');
-    execFileSync('age-keygen', ['-o', key], { stdio: 'ignore' });
-    const recipient = /age1[0-9a-z]+/.exec(readFileSync(key, 'utf8'))![0];
-    writeFileSync(join(dir, 'plain.yaml'), secrets.map((v, i) => `k${i}: ${JSON.stringify(v)}\n`).join(''));
-    const env = { PATH: process.env.PATH, HOME: dir, SOPS_AGE_KEY_FILE: key };
-    const encrypted = execFileSync('sops', ['encrypt', '--age', recipient, 'plain.yaml'], { env, cwd: dir, encoding: 'utf8' });
-    writeFileSync(join(dir, 'secrets.sops.yaml'), encrypted);
-    const sops = execFileSync('sops', ['decrypt', 'secrets.sops.yaml'], { env, cwd: dir, encoding: 'utf8' }).trim().split('\n');
+    const sops = sopsDecrypted('ops-doubled-', (plain) => writeFileSync(plain, secrets.map((v, i) => `k${i}: ${JSON.stringify(v)}\n`).join('')));
     const lines = [...python, ...sops];
     // the real printers did double a quote (else this test checks nothing new)
     expect(lines.filter((l) => /''[^']|""/.test(l)).length).toBeGreaterThanOrEqual(8);
-    const runner = new MemoryReporter();
-    for (const v of secrets) runner.mask(v);
-    const forms = [...new Set(secrets.flatMap((v) => exactForms(maskedParts(v))))].sort((a, b) => b.length - a.length);
-    for (const line of lines) {
-      for (const masked of [runner.redact(line), forms.reduce((out, f) => out.split(f).join('***'), line)]) {
-        expect(masked, line).toContain('***');
-        expect(masked, line).not.toMatch(/Zq7|Wx9|vLm3|slash|hi/);
-      }
-    }
+    expectMaskedBoth(secrets, lines, /Zq7|Wx9|vLm3|slash|hi/);
   });
 
   it('masks no printed form of a value too short to mask (README "Weak values"), however long the form', () => {
@@ -258,29 +242,43 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
       ['-c', 'import json, sys, yaml\nfor v in json.load(sys.stdin):\n  print(yaml.dump({"password": v}, width=1000).strip()); print(yaml.dump({"password": v}, width=1000, allow_unicode=True).strip())'],
       { input: JSON.stringify(secrets), encoding: 'utf8' },
     ).trim().split('\n');
-    const dir = mkdtempSync(join(tmpdir(), 'ops-yaml-dq-'));
-    const key = join(dir, 'key.txt');
-    execFileSync('age-keygen', ['-o', key], { stdio: 'ignore' });
-    const recipient = /age1[0-9a-z]+/.exec(readFileSync(key, 'utf8'))![0];
     // the plain file as PyYAML writes it (JSON's text would leave DEL, NEL and LS raw, which go-yaml refuses)
-    execFileSync('python3', ['-c', 'import json, sys, yaml\nyaml.safe_dump({f"k{i}": v for i, v in enumerate(json.load(sys.stdin))}, open(sys.argv[1], "w"))', join(dir, 'plain.yaml')], { input: JSON.stringify(secrets) });
-    const env = { PATH: process.env.PATH, HOME: dir, SOPS_AGE_KEY_FILE: key };
-    writeFileSync(join(dir, 'secrets.sops.yaml'), execFileSync('sops', ['encrypt', '--age', recipient, 'plain.yaml'], { env, cwd: dir, encoding: 'utf8' }));
-    const sops = execFileSync('sops', ['decrypt', 'secrets.sops.yaml'], { env, cwd: dir, encoding: 'utf8' }).trim().split('\n');
+    const sops = sopsDecrypted('ops-yaml-dq-', (plain) =>
+      execFileSync('python3', ['-c', 'import json, sys, yaml\nyaml.safe_dump({f"k{i}": v for i, v in enumerate(json.load(sys.stdin))}, open(sys.argv[1], "w"))', plain], { input: JSON.stringify(secrets) }));
     const lines = [...python, ...sops];
     // the real printers did write YAML escapes (else this test checks nothing new)
     expect(lines.filter((l) => /\\[eN_LPxu0a]/.test(l)).length).toBeGreaterThanOrEqual(10);
-    const runner = new MemoryReporter();
-    for (const v of secrets) runner.mask(v);
-    const forms = [...new Set(secrets.flatMap((v) => exactForms(maskedParts(v))))].sort((a, b) => b.length - a.length);
-    for (const line of lines) {
-      for (const masked of [runner.redact(line), forms.reduce((out, f) => out.split(f).join('***'), line)]) {
-        expect(masked, line).toContain('***');
-        expect(masked, line).not.toMatch(/Zq7|nul|nel|bell|vLm3/);
-      }
-    }
+    expectMaskedBoth(secrets, lines, /Zq7|nul|nel|bell|vLm3/);
   });
 });
+
+/**
+ * What the real `sops decrypt` (go-yaml's writer) prints of a file encrypted by the real sops to a fresh age key:
+ * its lines. `writePlain(path)` writes the plain YAML there first.
+ */
+function sopsDecrypted(prefix: string, writePlain: (path: string) => void): string[] {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const key = join(dir, 'key.txt');
+  execFileSync('age-keygen', ['-o', key], { stdio: 'ignore' });
+  const recipient = /age1[0-9a-z]+/.exec(readFileSync(key, 'utf8'))![0];
+  writePlain(join(dir, 'plain.yaml'));
+  const env = { PATH: process.env.PATH, HOME: dir, SOPS_AGE_KEY_FILE: key };
+  writeFileSync(join(dir, 'secrets.sops.yaml'), execFileSync('sops', ['encrypt', '--age', recipient, 'plain.yaml'], { env, cwd: dir, encoding: 'utf8' }));
+  return execFileSync('sops', ['decrypt', 'secrets.sops.yaml'], { env, cwd: dir, encoding: 'utf8' }).trim().split('\n');
+}
+
+/** Each line, masked by the runner (Masker) and by the hosts' exact forms alike, shows *** and nothing `forbidden` matches. */
+function expectMaskedBoth(secrets: string[], lines: string[], forbidden: RegExp): void {
+  const runner = new MemoryReporter();
+  for (const v of secrets) runner.mask(v);
+  const forms = [...new Set(secrets.flatMap((v) => exactForms(maskedParts(v))))].sort((a, b) => b.length - a.length);
+  for (const line of lines) {
+    for (const masked of [runner.redact(line), forms.reduce((out, f) => out.split(f).join('***'), line)]) {
+      expect(masked, line).toContain('***');
+      expect(masked, line).not.toMatch(forbidden);
+    }
+  }
+}
 
 const DB = 'postgresql+asyncpg://app_local:s3cr%40t-Pw@10.230.0.1:5432/app_local';
 const PASSWORDS = JSON.stringify({ 'admin@example.org': 'adm1n "pass"', 'ops@example.org': 'ops-pässword' });

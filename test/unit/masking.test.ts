@@ -217,17 +217,9 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
       `node ${Buffer.from(v).toString('hex')}`,
     ]);
     const lines = [...python, ...tools];
-    const runner = new MemoryReporter();
-    for (const v of secrets) runner.mask(v);
-    const forms = [...new Set(secrets.flatMap((v) => exactForms(maskedParts(v))))].sort((a, b) => b.length - a.length);
     const tells = new RegExp(secrets.flatMap((v) => [Buffer.from(v).toString('hex').slice(4, 16), 'zq7wx9', 'ZQ7WX9', 'zq7 \'wx9', 'ZQ7 \'WX9']).join('|'), 'i');
-    for (const line of lines) {
-      expect(line, line).toMatch(tells);
-      for (const masked of [runner.redact(line), forms.reduce((out, f) => out.split(f).join('***'), line)]) {
-        expect(masked, line).toContain('***');
-        expect(masked, line).not.toMatch(tells);
-      }
-    }
+    for (const line of lines) expect(line, line).toMatch(tells);
+    expectMaskedBoth(secrets, lines, tells);
     // a weak value has no hex or case forms: common text stays
     const weak = new Masker();
     for (const v of ['Password', 'abc12']) weak.add(v);

@@ -517,7 +517,8 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
     // The previous release stays up on the idle slot (instant rollback), unless configured otherwise.
     if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? 'blue', env.config.switch.drain));
     // Pruning is the last step: it writes the audit line and lets go of the lock in the same round trip.
-    const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
+    // The package caches grow only when this host made (or received) a dependency set in this run: weighed then only.
+    const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot), dependencySets(env, p).some((set) => !hp.state.depsHas.includes(set)));
     pruned = await h.run({ ...prune, script: `${prune.script}\n${locked.closing(hp.name, hp.fields({ result: 'success' }))}` });
   } catch (e) {
     // The switch is done: the new release serves. Say so, whatever failed in the clean-up after it.

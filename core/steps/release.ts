@@ -715,9 +715,11 @@ fi`;
  * `kept_running`; the masks of each removed are kept first, keep_masks: its programs' lines stay in the logs); then the dependency sets no kept release uses (by its links, wherever node_dir put them, or
  * by its release.json), the shared .env and environ of older versions
  * once no kept release links to them, the Git LFS contents and the mirror refs of commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json: its record's, layout.record), and the record of each release removed;
- * the logs of programs no slot runs any more (orphanLogs) and a package cache grown past its bound (packageCaches).
+ * the logs of programs no slot runs any more (orphanLogs) and, with `caches` (a run that made a dependency set here:
+ * the only time the caches grow; else the du that weighs them would walk every set on each deploy), a package cache
+ * grown past its bound (packageCaches).
  */
-export function pruneReleases(env: Target, remove: string[]): Step {
+export function pruneReleases(env: Target, remove: string[], caches = true): Step {
   const L = env.layout;
   return {
     name: 'prune',
@@ -767,7 +769,7 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${'$'}{d##*/}"; }
 done
-${packageCaches(env)}
+${caches ? packageCaches(env) : ''}
 # The shared .env and environ of releases made before each had its own: gone with the last one linked to them.
 legacy=no; for r in */; do if [ -L "${L.dotenv('$r')}" ]; then legacy=yes; fi; done
 [ "$legacy" = yes ] || rm -f ${quote(L.legacyShared.dotenv)} ${quote(L.legacyShared.environ)}

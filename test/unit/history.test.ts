@@ -480,7 +480,7 @@ describe('prune on a host (bash)', () => {
   });
 
   // setpriv --init-groups needs root (the prune's own user on a host).
-  it.skipIf(process.getuid?.() !== 0)('empties a package cache past PACKAGE_CACHE_MB of its own (files a kept set shares with it by hard links are the set\'s), as the app user; keeps one under it', () => {
+  it.skipIf(process.getuid?.() !== 0)('empties a package cache past PACKAGE_CACHE_MB of its own (files a kept set shares with it by hard links are the set\'s), as the app user; keeps one under it; a run that made no set does not weigh them', () => {
     const base = host({ [A]: '' }, A);
     execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
     const e0 = env(base);
@@ -497,6 +497,10 @@ describe('prune on a host (bash)', () => {
     linkSync(join(pip, 'linked'), join(set, 'linked'));
     big(join(npm, 'small'), 5);
     try {
+      // A run that made no dependency set here (caches false) does not weigh the caches: nothing emptied.
+      const quiet = execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, [], false).script}`], { encoding: 'utf8' });
+      expect(parseReports(quiet).filter(([k]) => k === 'pruned_cache')).toEqual([]);
+      expect(existsSync(join(uv, 'wheel'))).toBe(true);
       const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, []).script}`], { encoding: 'utf8' });
       const emptied = parseReports(out).filter(([k]) => k === 'pruned_cache').map(([, v]) => v.split(' '));
       expect(emptied.map(([, c]) => c)).toEqual([uv]);

@@ -79492,7 +79492,7 @@ if [ -f ${quote(L.supervisorConf("blue"))} ] || [ -f ${quote(L.supervisorConf("g
   done
 fi`;
 }
-function pruneReleases(env, remove) {
+function pruneReleases(env, remove, caches = true) {
   const L = env.layout;
   return {
     name: "prune",
@@ -79542,7 +79542,7 @@ for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
   grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${"$"}{d##*/}"; }
 done
-${packageCaches(env)}
+${caches ? packageCaches(env) : ""}
 # The shared .env and environ of releases made before each had its own: gone with the last one linked to them.
 legacy=no; for r in */; do if [ -L "${L.dotenv("$r")}" ]; then legacy=yes; fi; done
 [ "$legacy" = yes ] || rm -f ${quote(L.legacyShared.dotenv)} ${quote(L.legacyShared.environ)}
@@ -83315,7 +83315,7 @@ ${p.id} is live on ${hp.name}; an after_switch hook failed`, `fix the hook, or r
   let pruned;
   try {
     if ((state.slot || state.current) && !env.config.switch.keep_previous) await h.run(stopSlot(env, state.slot ?? "blue", env.config.switch.drain));
-    const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot));
+    const prune = pruneReleases(env, pruneAfterSwitch(env, state, p.id, newSlot), dependencySets(env, p).some((set) => !hp.state.depsHas.includes(set)));
     pruned = await h.run({ ...prune, script: `${prune.script}
 ${locked.closing(hp.name, hp.fields({ result: "success" }))}` });
   } catch (e) {

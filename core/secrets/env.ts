@@ -138,6 +138,7 @@ export async function loadEnvIdentities(root: string, env: string, processEnv: N
     identities: [...ids.identities, ...found.filter((i) => !known.has(i.secret))],
     tried: [...ids.tried, `${path} (secrets.age_key_file, ${found.length} key${found.length === 1 ? '' : 's'})`],
     defaultFile: ids.defaultFile,
+    ...(ids.problems && { problems: ids.problems }),
   };
 }
 

@@ -3,20 +3,25 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { Decrypter, Encrypter, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { Decrypter, Encrypter, type Identity as AgeIdentity, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
 import { noHomeReason } from '../home.ts';
 import { quote } from '../shell.ts';
 import { EXAMPLE_RECIPIENT, defaultKeyFile, exposedKeyWarning } from './key-file.ts';
 import { isPrivateKey } from './parts.ts';
+import { SSH_RECIPIENT_RE, loadSshIdentities, sshRecipient } from './ssh-keys.ts';
 
 export { defaultKeyFile };
 
 export interface Identity {
-  /** `AGE-SECRET-KEY-1…` */
-  secret: string;
-  /** Its public recipient, `age1…`. */
+  /** `AGE-SECRET-KEY-1…`; absent for an SSH key (`ssh`). */
+  secret?: string;
+  /** Its public recipient, `age1…`, or an SSH key's `ssh-ed25519 AAAA…` (no comment). */
   recipient: string;
+  /** An SSH private key as an age identity (ssh-keys.ts), used in place of `secret`. */
+  ssh?: AgeIdentity;
+  /** A passphrase-protected SSH key: the refusal it gives when a file needs it. */
+  locked?: OpsError;
   /** Where it came from: `SOPS_AGE_KEY`, a file path. */
   source: string;
 }
@@ -29,6 +34,8 @@ export interface Identities {
   defaultFile?: string;
   /** Key files read that other users may read (exposedKeyWarning), for a caller with a reporter to say. */
   warnings?: string[];
+  /** SSH keys that could not be used (ssh-keys.ts), said when no key opens a file, as sops says them. */
+  problems?: string[];
 }
 
 
@@ -127,7 +134,7 @@ function sshKeyGiven(text: string, source: string): OpsError | undefined {
   const variable = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' || source.startsWith('input ');
   return new OpsError(
     `${variable ? `${source} holds` : `${source} is`} ${kind}, not an age key${variable ? '' : ' file'}${kind === 'an SSH private key' ? ' (not shown)' : ''}`,
-    `ops decrypts with age keys (AGE-SECRET-KEY-1…, from \`ops keygen\` or age-keygen) only: ${variable ? `give yours in ${source}` : 'point SOPS_AGE_KEY_FILE at your age key file'}; files encrypted to SSH public keys are the sops binary's to open (SOPS_AGE_SSH_PRIVATE_KEY_FILE)`,
+    `${source} takes age keys (AGE-SECRET-KEY-1…, from \`ops keygen\` or age-keygen) only: ${variable ? `give yours in ${source}` : 'point SOPS_AGE_KEY_FILE at your age key file, or unset it'}; an SSH private key goes in SOPS_AGE_SSH_PRIVATE_KEY_FILE (its path), as sops reads it, to open files encrypted to its public key`,
   );
 }
 
@@ -234,9 +241,22 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
   } else tried.push(`${file} (no such file)`);
   if (plugins.length)
     warnings.push(`${plugins.join(', ')}: age plugin identit${plugins.length === 1 ? 'y' : 'ies'} (AGE-PLUGIN-…, a YubiKey's, a TPM's), which ops cannot use: skipped; ${identities.length ? 'the native keys beside it are used' : 'no native key was found'} (sops and age use a plugin identity through its plugin program; for ops, a native key AGE-SECRET-KEY-1… must be a recipient)`);
+  // SSH keys, as sops 3.10+ reads them (ssh-keys.ts): after the age keys, so that a file open to both needs no SSH key
+  const ssh = loadSshIdentities(processEnv, (cmd) => execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'], env: processEnv }));
+  identities.push(...ssh.identities.map((i) => ({ recipient: i.recipient, source: i.source, ssh: i.identity, ...(i.locked && { locked: i.locked }) })));
+  tried.push(...ssh.tried);
+  for (const i of ssh.identities) {
+    const w = i.source === 'SOPS_AGE_SSH_PRIVATE_KEY_CMD' ? undefined : exposedKeyWarning(i.source, 'your SSH private key');
+    if (w) warnings.push(w);
+  }
   // The same key found twice (processEnv and file) is tried once
   const seen = new Set<string>();
-  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file, ...(warnings.length && { warnings }) };
+  return { identities: identities.filter((i) => !seen.has(identityKey(i)) && seen.add(identityKey(i))), tried, defaultFile: file, ...(warnings.length && { warnings }), ...(ssh.problems.length && { problems: ssh.problems }) };
+}
+
+/** What an identity is known by when the same key is found twice: an age key's secret, an SSH key's public key. */
+function identityKey(i: Identity): string {
+  return i.secret ?? `ssh:${i.recipient}`;
 }
 
 /** Identities given as text (tests, `--key`), in the same form as a key file. */
@@ -244,8 +264,7 @@ export async function identitiesFromText(text: string, source = 'given key'): Pr
   return { identities: await parseIdentities(text, source), tried: [source] };
 }
 
-/** An SSH public key as sops and age take it for a recipient (`ssh-ed25519 AAAA…`, `ssh-rsa AAAA…`, a comment after it). */
-export const SSH_RECIPIENT_RE = /^ssh-(ed25519|rsa) AAAA[0-9A-Za-z+/=]+( .*)?$/;
+export { SSH_RECIPIENT_RE, recipientKey } from './ssh-keys.ts';
 
 /** Whether `s` is an age recipient (age1..., Bech32). */
 export function isRecipient(s: string): boolean {
@@ -260,10 +279,16 @@ export function checkRecipient(r: string, where = 'recipient'): string {
   if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-…), not a recipient; it was not shown`, 'give the public key (age1…) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)');
   }
-  // An SSH public key, which sops 3.10+ and age take as a recipient (age-ssh, getsops/sops age/keysource.go
-  // parseRecipient): public, so shown; ops wraps data keys for age keys only (sshRecipientRefusal).
-  if (SSH_RECIPIENT_RE.test(value))
-    throw new OpsError(`${where}: ${value} is an SSH public key (a recipient sops and age encrypt to), not an age recipient: ops encrypts to age keys (age1…) only`, `give an age public key instead (\`ops keygen\` makes one); to keep SSH recipients, change the files with the sops binary (sops updatekeys FILE)`);
+  // An SSH public key, which sops 3.10+ and age take as a recipient (agessh, getsops/sops age/keysource.go
+  // parseRecipient): public, so shown with what is wrong with it
+  if (SSH_RECIPIENT_RE.test(value)) {
+    try {
+      sshRecipient(value);
+    } catch (e) {
+      throw new OpsError(`${where}: ${value} is not a valid SSH recipient: ${(e as Error).message}`, 'copy the public key line again, whole (the content of its .pub file), or give an age public key (age1…)');
+    }
+    return value;
+  }
   // Several public keys in one value, as .sops.yaml lists them (age1…,age1…): each is given on its own.
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
@@ -282,14 +307,18 @@ export function checkRecipient(r: string, where = 'recipient'): string {
 /** Wrap the data key for one recipient: an armored age file, as sops stores it in `sops.age[].enc`. */
 export async function wrapDataKey(dataKey: Uint8Array, recipient: string): Promise<string> {
   const e = new Encrypter();
-  e.addRecipient(recipient);
+  e.addRecipient(SSH_RECIPIENT_RE.test(recipient) ? sshRecipient(recipient) : recipient);
   return armor.encode(await e.encrypt(dataKey));
 }
 
-/** Unwrap an armored age file with the given identities; null when none of them matches. Throws on a broken file. */
+/**
+ * Unwrap an armored age file with the given identities; null when none of them matches. Throws on a broken file,
+ * and the OpsError of a passphrase-protected SSH key (Identity.locked) when only that key matches.
+ */
 export async function unwrapDataKey(enc: string, identities: Identity[]): Promise<Uint8Array | null> {
   const d = new Decrypter();
-  for (const id of identities) d.addIdentity(id.secret);
+  // a locked SSH key last: it refuses only when no other key opens the file
+  for (const id of [...identities.filter((i) => !i.locked), ...identities.filter((i) => i.locked)]) d.addIdentity(id.secret ?? id.ssh!);
   let raw: Uint8Array;
   try {
     raw = armor.decode(enc);
@@ -300,6 +329,7 @@ export async function unwrapDataKey(enc: string, identities: Identity[]): Promis
     return await d.decrypt(raw);
   } catch (e) {
     if (/no identity matched/.test((e as Error).message)) return null;
+    if (e instanceof OpsError) throw e;
     throw new Error(`age could not decrypt it (${(e as Error).message})`);
   }
 }

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { OpsError } from '../errors.ts';
 import { ChangedOnDiskError, InterruptedError, interruption, shownPath } from './atomic.ts';
 import { envSopsFiles, secretsPath } from './env.ts';
-import { SSH_RECIPIENT_RE, checkRecipient, type Identities } from './keys.ts';
+import { SSH_RECIPIENT_RE, checkRecipient, type Identities, recipientKey } from './keys.ts';
 import { SOPS_CONFIG_FILE, recipientsFor, ruleFor, setEnvRule } from './sops-config.ts';
 import { parseSops } from './sops-metadata.ts';
 import { SecretsFile } from './sops.ts';
@@ -122,9 +122,11 @@ async function writeRule(open: OpenWith, written: FileChange[], write: (signal?:
 function refuseLockout(env: string, ids: Identities, before: string[][], after: string[][], head: (named: string) => string, redo: string, force: boolean): void {
   if (force) return;
   const mine = new Set(ids.identities.map((i) => i.recipient));
-  const lost = after.some((list, i) => before[i]!.some((r) => mine.has(r)) && !list.some((r) => mine.has(r)));
+  // an SSH recipient is compared without its comment (the identity's has none)
+  const own = (r: string) => mine.has(recipientKey(r));
+  const lost = after.some((list, i) => before[i]!.some(own) && !list.some(own));
   if (!lost) return;
-  const going = [...new Set(before.flat())].filter((r) => mine.has(r) && !after.flat().includes(r));
+  const going = [...new Set(before.flat())].filter((r) => own(r) && !after.flat().includes(r)).map(recipientKey);
   throw lockedOut(`${head(yourKeys(ids, going))}, the only age key of yours that ${env}'s secrets are encrypted to`, 'them (ops secrets show, edit, set; deploys run from here)', `add another key of yours first (\`ops keygen\`, then \`ops secrets recipients ${env} add <age1...>\`)`, redo);
 }
 
@@ -135,7 +137,7 @@ function refuseLockout(env: string, ids: Identities, before: string[][], after: 
  * @throws OpsError (lockedOut) naming the user's keys and where each was read (or where none was found).
  */
 export function refuseEncryptingAway(shown: string, recipients: string[], ids: Identities, env: string | undefined, redo: string, force: boolean): void {
-  if (force || recipients.some((r) => ids.identities.some((i) => i.recipient === r))) return;
+  if (force || recipients.some((r) => ids.identities.some((i) => i.recipient === recipientKey(r)))) return;
   const add = env ? `\`ops secrets recipients ${env} add <age1...>\`` : `add its recipient to the .sops.yaml rule for ${shown}`;
   const yours = ids.identities.length ? `none of them a key of yours (${yourKeys(ids)})` : `and you hold no age key (looked at: ${ids.tried.join('; ') || 'nothing'})`;
   throw lockedOut(`${shown} would be encrypted to ${recipients.join(', ')} (the .sops.yaml rule for it), ${yours}`, 'it (ops secrets decrypt, edit; deploys run from here)', `add a key of yours to the rule first (\`ops keygen\` if you have none, then ${add})`, redo);
@@ -203,8 +205,8 @@ export async function addRecipient(root: string, env: string, recipient: string,
 export async function removeRecipient(root: string, env: string, recipient: string, open: OpenWith, force = false): Promise<{ files: FileChange[]; fromRule: boolean }> {
   // an SSH recipient sops wrote (age-ssh) can be removed (the files' new data key goes to their age keys), matched
   // by its type and key, whatever comment follows
-  const ssh = SSH_RECIPIENT_RE.test(recipient.trim());
-  const r = ssh ? recipient.trim() : checkRecipient(recipient);
+  const r = checkRecipient(recipient);
+  const ssh = SSH_RECIPIENT_RE.test(r);
   const same = (x: string) => (ssh ? SSH_RECIPIENT_RE.test(x) && x.split(' ').slice(0, 2).join(' ') === r.split(' ').slice(0, 2).join(' ') : x === r);
   const opened = await openAll(root, env, open);
   const rule = ruleFor(root, secretsPath(root, env));

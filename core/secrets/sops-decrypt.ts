@@ -3,7 +3,7 @@
 // compare it with the stored one. Anything wrong is an OpsError and nothing is returned.
 import { NoAgeIdentity, OpsError } from '../errors.ts';
 import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, openText, parseEnc } from './cipher.ts';
-import { type Identities, type Identity, defaultKeyFile, loadIdentities, unwrapDataKey } from './keys.ts';
+import { type Identities, type Identity, defaultKeyFile, loadIdentities, recipientKey, unwrapDataKey } from './keys.ts';
 import { combineShares } from './shamir.ts';
 import { type AgeStanza, type EncryptedDocument, canonicalLastModified, encryptionRule } from './sops-metadata.ts';
 import { maskedTexts, scalarText } from './tree-scalars.ts';
@@ -44,34 +44,37 @@ export class IvStash {
 }
 
 /** The first of these stanzas that one of the identities opens (the user's own first), and what went wrong with the others. */
-async function unwrapAny(stanzas: AgeStanza[], ids: Identities): Promise<{ key?: Buffer; problems: string[] }> {
+async function unwrapAny(stanzas: AgeStanza[], ids: Identities): Promise<{ key?: Buffer; problems: string[]; locked?: OpsError }> {
   const mine = new Set(ids.identities.map((i) => i.recipient));
-  const ordered = [...stanzas.filter((s) => mine.has(s.recipient)), ...stanzas.filter((s) => !mine.has(s.recipient))];
+  const ordered = [...stanzas.filter((s) => mine.has(recipientKey(s.recipient))), ...stanzas.filter((s) => !mine.has(recipientKey(s.recipient)))];
   const problems: string[] = [];
+  let locked: OpsError | undefined;
   for (const stanza of ordered) {
     try {
       const key = await unwrapDataKey(stanza.enc, ids.identities);
       if (key) return { key: Buffer.from(key), problems };
     } catch (e) {
-      problems.push(`the data key for ${stanza.recipient}: ${(e as Error).message}`);
+      // a passphrase-protected SSH key: said only when no other stanza opens
+      if (e instanceof OpsError) locked ??= e;
+      else problems.push(`the data key for ${stanza.recipient}: ${(e as Error).message}`);
     }
   }
-  return { problems };
+  return { problems, ...(locked && { locked }) };
 }
 
 /**
- * What to say of a file encrypted to SSH public keys (`ssh-ed25519 …`, `ssh-rsa …` recipients, which sops 3.10+ and age
- * decrypt with the SSH private key: SOPS_AGE_SSH_PRIVATE_KEY_FILE, else ~/.ssh/id_ed25519, id_rsa; getsops/sops
- * age/keysource.go): ops opens age keys only, so an operator whose key is one of those is told so, with the two ways
- * on, rather than only that no age key was found. Undefined when it has none.
+ * What to say of a file encrypted to SSH public keys (`ssh-ed25519 …`, `ssh-rsa …` recipients, which sops 3.10+ and
+ * ops decrypt with the SSH private key: ssh-keys.ts loadSshIdentities) that no key of the user's opened: where the
+ * SSH key is looked for, and what was wrong with the keys found there (`problems`). Undefined when it has none.
  */
-function sshRecipients(stanzas: AgeStanza[], file: string): { said: string; fix: string; all: boolean } | undefined {
+function sshRecipients(stanzas: AgeStanza[], file: string, ids: Identities): { said: string; fix: string; all: boolean } | undefined {
   const ssh = stanzas.filter((s) => /^ssh-/.test(s.recipient));
   if (!ssh.length) return undefined;
   const all = ssh.length === stanzas.length;
+  const problems = ids.problems?.length ? `; SSH keys that could not be used: ${ids.problems.join('; ')}` : '';
   return {
-    said: `; ${all ? 'it is encrypted only' : `${ssh.length} of its recipients are`} to SSH public keys (${[...new Set(ssh.map((s) => s.recipient.split(' ')[0]))].join(', ')}: sops and age decrypt with your SSH private key), which ops cannot decrypt with: it reads age keys (AGE-SECRET-KEY-1…) only`,
-    fix: `have someone who can decrypt ${file} add an age public key of yours (\`ops keygen\` makes one; \`ops secrets recipients <env> add <age1...>\` with ops, \`sops updatekeys\` with sops, after adding it to .sops.yaml); until then the sops binary reads it with your SSH key (SOPS_AGE_SSH_PRIVATE_KEY_FILE, else ~/.ssh/id_ed25519)`,
+    said: `; ${all ? 'it is encrypted only' : `${ssh.length} of its recipients are`} to SSH public keys (${[...new Set(ssh.map((s) => s.recipient.split(' ')[0]))].join(', ')}), which ops, as sops, decrypts with your SSH private key, looked for in SOPS_AGE_SSH_PRIVATE_KEY_FILE, SOPS_AGE_SSH_PRIVATE_KEY_CMD, ~/.ssh/id_ed25519 and ~/.ssh/id_rsa${problems}`,
+    fix: `point SOPS_AGE_SSH_PRIVATE_KEY_FILE at the SSH private key whose public key is a recipient of ${file} (an ssh-ed25519 or ssh-rsa key, without a passphrase), or have someone who can decrypt it add a key of yours (\`ops keygen\` makes an age one; \`ops secrets recipients <env> add <age1...>\`)`,
     all,
   };
 }
@@ -87,7 +90,7 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
     const others = meta.foreign.length ? ` (it has ${meta.foreign.join(', ')} keys, which this tool cannot use)` : '';
     throw new OpsError(`${file} has no age recipients${others}`, 'decrypt it with the sops binary, or re-encrypt it to age recipients');
   }
-  const ssh = sshRecipients(stanzas, file);
+  const ssh = sshRecipients(stanzas, file, ids);
   if (ids.identities.length === 0) {
     throw new NoAgeIdentity(
       `no age identity to decrypt ${file}: looked in ${ids.tried.join(', ')}${ssh?.said ?? ''}`,
@@ -98,14 +101,17 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
     const threshold = meta.shamirThreshold || meta.keyGroups.length;
     const shares: Buffer[] = [];
     const opened: number[] = [];
+    let locked: OpsError | undefined;
     for (const [i, group] of meta.keyGroups.entries()) {
-      const { key } = await unwrapAny(group, ids);
+      const { key, locked: l } = await unwrapAny(group, ids);
+      locked ??= l;
       if (key) {
         shares.push(key);
         opened.push(i + 1);
       }
     }
     if (shares.length < threshold) {
+      if (locked) throw locked;
       throw new OpsError(
         `${file} is split into ${meta.keyGroups.length} key groups (Shamir), ${threshold} of which are needed; your age identities open ${shares.length}${opened.length ? ` (group ${opened.join(', ')})` : ''}`,
         'give SOPS_AGE_KEY (one key per line) or SOPS_AGE_KEY_FILE the keys of enough groups',
@@ -120,10 +126,11 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
     if (key.length !== DATA_KEY_BYTES) throw new OpsError(`${file}: the data key from the key groups is ${key.length} bytes, not ${DATA_KEY_BYTES}`, 'restore the file from git history');
     return key;
   }
-  const { key, problems } = await unwrapAny(stanzas, ids);
+  const { key, problems, locked } = await unwrapAny(stanzas, ids);
   if (key?.length === DATA_KEY_BYTES) return key;
   if (key) problems.push(`the data key is ${key.length} bytes, not ${DATA_KEY_BYTES}`);
-  const listed = ids.identities.find((i) => stanzas.some((s) => s.recipient === i.recipient));
+  else if (locked) throw locked;
+  const listed = ids.identities.find((i) => stanzas.some((s) => recipientKey(s.recipient) === i.recipient));
   if (listed) {
     throw new OpsError(
       `${file}: the data key stored for ${listed.recipient} (your key from ${listed.source}) does not decrypt with that key${problems.length ? ` (${problems.join('; ')})` : ''}`,
@@ -132,7 +139,7 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
   }
   const yours = ids.identities.map((i) => i.recipient).join(', ');
   throw new OpsError(
-    `none of your age identities (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(', ')}${ssh?.said ?? ''}`,
+    `none of your ${ids.identities.some((i) => i.ssh) ? 'keys' : 'age identities'} (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(', ')}${ssh?.said ?? ''}`,
     ssh ? `${ssh.fix}; or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})` : `ask someone who can decrypt it to add your public key (\`ops secrets recipients <env> add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})`,
   );
 }

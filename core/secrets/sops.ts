@@ -10,7 +10,7 @@ import { OpsError, fileError } from '../errors.ts';
 import { writeIfUnchanged } from './atomic.ts';
 import { DATA_KEY_BYTES, MacBuilder, aadOf, encryptScalar, sealText } from './cipher.ts';
 import { goRegexp } from './goregex.ts';
-import { SSH_RECIPIENT_RE, checkRecipient, wrapDataKey } from './keys.ts';
+import { checkRecipient, wrapDataKey } from './keys.ts';
 import { type DecryptOptions, IvStash, allowKeys, allowPath, commentPath, stashText, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
 import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, notSops, parseSops, surelyNotSops } from './sops-metadata.ts';
 import { CURRENT_LAYOUT, printTree } from './tree-print.ts';
@@ -336,13 +336,6 @@ export class SecretsFile {
     const old = this.original;
     const sameKey = old !== undefined && !this.rotated;
     const age: AgeStanza[] = [];
-    // An SSH recipient sops wrote (age-ssh) keeps its copy of an unchanged data key; a new one cannot be made for it.
-    const ssh = this.recipientList.filter((r) => SSH_RECIPIENT_RE.test(r) && !(sameKey && old.meta.age.some((s) => s.recipient === r)));
-    if (ssh.length)
-      throw new OpsError(
-        `${this.file}: a new data key cannot be encrypted to its SSH recipient${ssh.length === 1 ? '' : 's'} (${ssh.join(', ')}: sops encrypts to SSH public keys, ops to age keys only); nothing was written`,
-        `do this with the sops binary (sops rotate -i FILE, sops updatekeys FILE), or replace the SSH recipients with age keys (\`ops keygen\`), in .sops.yaml and with sops updatekeys`,
-      );
     for (const recipient of this.recipientList) {
       const kept = sameKey ? old.meta.age.find((s) => s.recipient === recipient) : undefined;
       age.push(kept ?? { recipient, enc: await wrapDataKey(key, recipient) });

@@ -108,12 +108,10 @@ function stanzaFor(stanzas: Stanza[], type: string, fp: string): Stanza | undefi
   return stanzas.find((s) => s.args[0] === type && s.args[1] === fp);
 }
 
-/** An SSH private key opened (ssh2's parser, which reads OpenSSH and PEM keys) as an age identity. */
-function identityOf(key: ssh2.ParsedKey): AgeIdentity {
-  const blob = key.getPublicSSH();
+/** An SSH private key (`priv`, its public key in SSH wire form `blob`) as an age identity (agessh Ed25519Identity, RSAIdentity). */
+function identityOf(type: 'ssh-ed25519' | 'ssh-rsa', priv: KeyObject, blob: Buffer): AgeIdentity {
   const fp = fingerprint(blob);
-  const priv: KeyObject = createPrivateKey(key.getPrivatePEM());
-  if (key.type === 'ssh-ed25519') {
+  if (type === 'ssh-ed25519') {
     // agessh ed25519PrivateKeyToCurve25519: the first half of SHA-512 of the seed
     const secret = createHash('sha512').update(Buffer.from(priv.export({ format: 'jwk' }).d!, 'base64url')).digest().subarray(0, 32);
     const ours = x25519.getPublicKey(secret);
@@ -220,6 +218,12 @@ function readSshKey(text: Buffer, source: string, pubFile: string | undefined, o
       out.tried.push(`${source} (an SSH key protected by a passphrase)`);
       return;
     }
+    const p8 = pkcs8Key(text);
+    if (p8) {
+      out.identities.push({ recipient: `${p8.type} ${p8.blob.toString('base64')}`, source, identity: identityOf(p8.type, p8.priv, p8.blob) });
+      out.tried.push(`${source} (an ${p8.type} key)`);
+      return;
+    }
     out.problems.push(`${source}: not an SSH private key ops and sops can read (${key ? key.message : 'no key found'})`);
     out.tried.push(`${source} (unreadable SSH key)`);
     return;
@@ -229,8 +233,35 @@ function readSshKey(text: Buffer, source: string, pubFile: string | undefined, o
     out.tried.push(`${source} (${key.type}: unsupported)`);
     return;
   }
-  out.identities.push({ recipient: `${key.type} ${key.getPublicSSH().toString('base64')}`, source, identity: identityOf(key) });
+  out.identities.push({ recipient: `${key.type} ${key.getPublicSSH().toString('base64')}`, source, identity: identityOf(key.type, createPrivateKey(key.getPrivatePEM()), key.getPublicSSH()) });
   out.tried.push(`${source} (an ${key.type} key)`);
+}
+
+/** SSH wire form: a uint32-length-prefixed string; an mpint (unsigned, minimal, a 0 before a high bit). */
+const wireString = (b: Buffer) => Buffer.concat([Buffer.from([b.length >>> 24, (b.length >>> 16) & 255, (b.length >>> 8) & 255, b.length & 255]), b]);
+const mpint = (b: Buffer) => {
+  const bare = b.subarray(Math.max(0, b.findIndex((x) => x !== 0)));
+  return wireString(bare[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), bare]) : bare);
+};
+
+/**
+ * A PKCS#8 key (`-----BEGIN PRIVATE KEY-----`, as `ssh-keygen -m PKCS8` writes RSA keys), which sops reads
+ * (x/crypto/ssh ParseRawPrivateKey) and ssh2 does not: read with node's crypto, its public key put in SSH wire form.
+ * Undefined for other text or another key type.
+ */
+function pkcs8Key(text: Buffer): { type: 'ssh-ed25519' | 'ssh-rsa'; priv: KeyObject; blob: Buffer } | undefined {
+  if (!/-----BEGIN PRIVATE KEY-----/.test(text.toString('latin1'))) return undefined;
+  let priv: KeyObject;
+  try {
+    priv = createPrivateKey(text);
+  } catch {
+    return undefined;
+  }
+  const jwk = priv.export({ format: 'jwk' });
+  const b = (s?: string) => Buffer.from(s ?? '', 'base64url');
+  if (priv.asymmetricKeyType === 'ed25519') return { type: 'ssh-ed25519', priv, blob: Buffer.concat([wireString(Buffer.from('ssh-ed25519')), wireString(b(jwk.x))]) };
+  if (priv.asymmetricKeyType === 'rsa') return { type: 'ssh-rsa', priv, blob: Buffer.concat([wireString(Buffer.from('ssh-rsa')), mpint(b(jwk.e)), mpint(b(jwk.n))]) };
+  return undefined;
 }
 
 /**

@@ -245,10 +245,6 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
   const ssh = loadSshIdentities(processEnv, (cmd) => execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'], env: processEnv }));
   identities.push(...ssh.identities.map((i) => ({ recipient: i.recipient, source: i.source, ssh: i.identity, ...(i.locked && { locked: i.locked }) })));
   tried.push(...ssh.tried);
-  for (const i of ssh.identities) {
-    const w = i.source === 'SOPS_AGE_SSH_PRIVATE_KEY_CMD' ? undefined : exposedKeyWarning(i.source, 'your SSH private key');
-    if (w) warnings.push(w);
-  }
   // The same key found twice (processEnv and file) is tried once
   const seen = new Set<string>();
   return { identities: identities.filter((i) => !seen.has(identityKey(i)) && seen.add(identityKey(i))), tried, defaultFile: file, ...(warnings.length && { warnings }), ...(ssh.problems.length && { problems: ssh.problems }) };

@@ -38,9 +38,10 @@ refused unless a --recipient is a key of yours.`,
       // request itself: a name already taken is the problem to say first)
       const checkOutput = async (recipients: string[]) => {
         if (!discardsOutput(ctx.stdout)) return;
-        const { loadIdentities } = await import('../../core/secrets/keys.ts');
+        const { loadIdentities, recipientKey } = await import('../../core/secrets/keys.ts');
         const mine = (await loadIdentities(ctx.processEnv)).identities.map((i) => i.recipient);
-        if (!recipients.some((r) => mine.includes(r)))
+        // an SSH key of the user's counts (compared without its comment)
+        if (!recipients.some((r) => mine.includes(recipientKey(r))))
           throw new OpsError(
             `stdout is /dev/null: the new environment's private key, printed once, would be lost, and with it its secrets; nothing was changed`,
             `run it with stdout to a terminal or a file you keep (ops env new ${name} > FILE), or give --recipient with a public key of yours`,

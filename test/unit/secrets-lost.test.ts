@@ -2,7 +2,7 @@
 // terminal that are not UTF-8), a new file encrypted to nobody the user is refused, and a new private key that
 // cannot be printed undoes what it would have opened.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -155,6 +155,14 @@ describe('a new private key that cannot be printed: nothing is left encrypted to
     const ok = await opsTo(e, ['env', 'new', 'staging2', '--recipient', mine], '/dev/null', e.env);
     expect(ok.code, ok.err).toBe(0);
     expect(existsSync(join(e.root, 'environments', 'staging2', 'secrets.sops.yaml'))).toBe(true);
+    // an SSH key of the user's (~/.ssh/id_ed25519, which sops and ops decrypt with), its .pub line given whole
+    const home = tempDir('ops-ssh-home-');
+    mkdirSync(join(home, '.ssh'));
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'ana@laptop', '-f', join(home, '.ssh', 'id_ed25519')]);
+    const pub = readFileSync(join(home, '.ssh', 'id_ed25519.pub'), 'utf8').trim();
+    const ssh = await opsTo(e, ['env', 'new', 'staging3', '--recipient', pub], '/dev/null', { HOME: home });
+    expect(ssh.code, ssh.err).toBe(0);
+    expect(existsSync(join(e.root, 'environments', 'staging3', 'secrets.sops.yaml'))).toBe(true);
     const k = await opsTo(e, ['keygen'], '/dev/null');
     expect(k.err).toContain('error: stdout is /dev/null: the new private key, printed once, would be lost');
     expect(k.code).toBe(1);

@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadEnvIdentities } from '../../core/secrets/env.ts';
-import { SecretsFile } from '../../core/secrets/sops.ts';
+import { decryptFile } from '../../core/secrets/sops.ts';
 import { cli, editor, newEnv, tempDir } from './secrets.helpers.ts';
 
 interface SshKey {
@@ -181,10 +181,9 @@ describe('an environment encrypted to SSH keys, worked on by someone holding onl
     noBug(sync);
     expect(sync.code, sync.err).toBe(0);
 
-    // a deploy reads the secrets through the environment's identities: the SSH key opens them
+    // a deploy (core/ops/secrets.ts, also status, logs, initdata) reads them so: the SSH key opens them
     const ids = await loadEnvIdentities(e.root, 'qa', { PATH: process.env.PATH, ...mine });
-    const opened = await SecretsFile.open(e.secrets, { identities: ids });
-    expect(opened.data.token).toBe('Zq8-edited-with-ssh');
+    expect((await decryptFile(e.secrets, { identities: ids })).data.token).toBe('Zq8-edited-with-ssh');
 
     // a file ops encrypts new to the rule (SSH recipients and all): sops reads it with the SSH key
     const plain = join(e.root, 'environments', 'qa', 'extra.sops.yaml');

@@ -93,7 +93,7 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
   const ssh = sshRecipients(stanzas, file, ids);
   if (ids.identities.length === 0) {
     throw new NoAgeIdentity(
-      `no age identity to decrypt ${file}: looked in ${ids.tried.join(', ')}${ssh?.said ?? ''}`,
+      `no ${ssh ? 'age identity or SSH key' : 'age identity'} to decrypt ${file}: looked in ${ids.tried.join(', ')}${ssh?.said ?? ''}`,
       ssh && ssh.all ? ssh.fix : `${ssh ? `${ssh.fix}; or ` : ''}set SOPS_AGE_KEY_FILE to your age key file (or SOPS_AGE_KEY to the key itself), or put the key in ${ids.defaultFile ?? defaultKeyFile()}${(ids.defaultFile ?? defaultKeyFile()).startsWith('~') ? ' once HOME names your home directory' : ''}: the one \`ops env new\` printed, or your own once someone who can decrypt added it (\`ops keygen\` makes it; a new key alone decrypts nothing)`,
     );
   }

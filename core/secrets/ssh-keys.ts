@@ -201,13 +201,19 @@ function readSshKey(text: Buffer, source: string, pubFile: string | undefined, o
           /* not there: said below */
         }
       }
+      // no .pub to look at: the key came from SOPS_AGE_SSH_PRIVATE_KEY_CMD
       const locked = lockedKey(source, !pubFile);
       if (!blob || !blob.length) {
         out.problems.push(`${source}: protected by a passphrase, and its public key is unknown${pubFile ? ` (no ${pubFile})` : ''}: ops does not ask for passphrases`);
         out.tried.push(`${source} (an SSH key protected by a passphrase)`);
         return;
       }
-      const type = wireFields(blob)[0]?.toString() ?? '';
+      let type = '';
+      try {
+        type = wireFields(blob)[0]?.toString() ?? '';
+      } catch {
+        /* a broken .pub: no type, no stanza matches it */
+      }
       const fp = fingerprint(blob);
       out.identities.push({
         recipient: `${type} ${blob.toString('base64')}`,
@@ -226,6 +232,11 @@ function readSshKey(text: Buffer, source: string, pubFile: string | undefined, o
     }
     out.problems.push(`${source}: not an SSH private key ops and sops can read (${key ? key.message : 'no key found'})`);
     out.tried.push(`${source} (unreadable SSH key)`);
+    return;
+  }
+  if (!key.isPrivateKey()) {
+    out.problems.push(`${source}: an SSH public key (what its .pub holds), not the private key`);
+    out.tried.push(`${source} (a public key)`);
     return;
   }
   if (key.type !== 'ssh-ed25519' && key.type !== 'ssh-rsa') {
@@ -291,7 +302,11 @@ export function loadSshIdentities(processEnv: NodeJS.ProcessEnv, run: (cmd: stri
       out.problems.push(`SOPS_AGE_SSH_PRIVATE_KEY_CMD failed: ${messageLine(e)}`);
       out.tried.push('SOPS_AGE_SSH_PRIVATE_KEY_CMD (failed)');
     }
-    if (text) readSshKey(text, 'SOPS_AGE_SSH_PRIVATE_KEY_CMD', undefined, out);
+    try {
+      if (text) readSshKey(text, 'SOPS_AGE_SSH_PRIVATE_KEY_CMD', undefined, out);
+    } catch (e) {
+      out.problems.push(`SOPS_AGE_SSH_PRIVATE_KEY_CMD printed no SSH private key ops and sops can read (${messageLine(e)}; not shown)`);
+    }
   }
   const home = homeDir(processEnv);
   if (home) {

@@ -130,6 +130,36 @@ describe('a file sops encrypted to SSH keys, opened with only an SSH key, where 
   });
 });
 
+describe('an SSH key ops cannot use, where sops looks', () => {
+  it('is named by path and what is wrong, only when no key opens the file, never shown and never a stack trace', async () => {
+    const e = await newEnv('qa');
+    const { dir, file } = sopsFile(sshKey('ed25519').pub);
+    const ec = homeWith();
+    const ecdsa = join(ec.home, '.ssh', 'id_ed25519');
+    mkdirSync(join(ec.home, '.ssh'));
+    execFileSync('ssh-keygen', ['-q', '-t', 'ecdsa', '-N', '', '-f', ecdsa]);
+    const pub = sshKey('ed25519');
+    const cases: [NodeJS.ProcessEnv, string][] = [
+      [{ HOME: ec.home }, `${ecdsa}: an ecdsa-sha2-nistp256 SSH key, which age cannot decrypt with (ssh-ed25519 and ssh-rsa only)`],
+      [{ SOPS_AGE_SSH_PRIVATE_KEY_FILE: `${pub.file}.pub` }, `${pub.file}.pub: an SSH public key (what its .pub holds), not the private key`],
+      [{ SOPS_AGE_SSH_PRIVATE_KEY_CMD: 'echo not-a-key' }, 'SOPS_AGE_SSH_PRIVATE_KEY_CMD: not an SSH private key ops and sops can read'],
+      [{ SOPS_AGE_SSH_PRIVATE_KEY_CMD: 'false' }, 'SOPS_AGE_SSH_PRIVATE_KEY_CMD failed'],
+    ];
+    for (const [env, said] of cases) {
+      expect(sops(['decrypt', file], dir, env).code).not.toBe(0);
+      const r = await cli(e.root, ['secrets', 'decrypt', file], env);
+      noBug(r);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`error: no age identity or SSH key to decrypt ${file}`);
+      expect(r.err).toContain(said);
+    }
+    // beside the age key that opens the file, the unusable key is not said at all
+    const ok = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'secret_key'], { ...e.env, HOME: ec.home });
+    expect(ok.err).toBe('');
+    expect(ok.code).toBe(0);
+  });
+});
+
 describe('an environment encrypted to SSH keys, worked on by someone holding only an SSH key', () => {
   it('show, set, edit, rotate, recipients add/sync, deploy reading: all with the SSH key; sops reads every file ops wrote with each SSH key', async () => {
     const e = await newEnv('qa');

@@ -168,6 +168,10 @@ function checkArgs(c: Command, args: string[], environments: () => string[], pro
     throw new UsageError(`missing argument ${spec[args.length]} for "ops ${c.name}"`, `usage: ${usageLine(c)}${known.length ? `; the environments: ${known.join(', ')}` : ''}`);
   }
   if (!variadic && args.length > spec.length) {
+    // An SSH public key typed unquoted (`add ssh-ed25519 AAAA… ana@laptop`): its words are public; one argument
+    const sshAt = args.findIndex((a) => /^ssh-(ed25519|rsa)$/.test(a));
+    if (c.name === 'secrets recipients' && sshAt >= 0 && /^AAAA[0-9A-Za-z+/=]+$/.test(args[sshAt + 1] ?? ''))
+      throw new UsageError(`"ops ${c.name}": the SSH public key was given as ${args.length - sshAt} arguments (${args[sshAt]} ${args[sshAt + 1]!.slice(0, 16)}…)`, `put it in quotes, as one argument: ops ${c.name} ${args.slice(0, sshAt).join(' ')} '${args[sshAt]} AAAA…'; usage: ${usageLine(c)}`);
     // A secrets command's extra argument is most often the value typed on the command line: never shown.
     if (c.name.startsWith('secrets '))
       throw new UsageError(`unexpected argument (argument ${spec.length + 1}) for "ops ${c.name}": not shown, as it may be a secret value`, `values are read from stdin, never from arguments (which shell history and ps keep): printf '%s' 'the value' | ops ${c.name} ...; usage: ${usageLine(c)}`);

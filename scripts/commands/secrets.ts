@@ -571,7 +571,7 @@ async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<num
     throw new UsageError(`unknown action "${action}"${near ? ` (did you mean "${near}"?)` : ''}`, 'use add, remove or sync');
   }
   const recipient = ctx.args[2];
-  if (action !== 'sync' && !recipient) throw new OpsError(`"secrets recipients ${env} ${action}" needs an age recipient (age1...)`);
+  if (action !== 'sync' && !recipient) throw new OpsError(`"secrets recipients ${env} ${action}" needs a recipient: an age public key (age1...) or an SSH public key in quotes ('ssh-ed25519 AAAA...')`);
   if (action === 'sync' && recipient) throw new OpsError('"sync" takes no recipient: it uses .sops.yaml');
   const force = ctx.values.force === true;
   const open = { ...(await openWith(ctx, env)), signal };
@@ -963,6 +963,8 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
                                                  may have kept the old one)
   ops secrets recipients prod sync               make the files' recipients those of .sops.yaml
                                                  (like sops updatekeys; rotates if one is removed)
+A recipient is an age public key (age1...) or an SSH public key line in quotes ('ssh-ed25519 AAAA...',
+'ssh-rsa AAAA...'), which sops and ops decrypt with that SSH private key.
 Files: environments/<env>/secrets.sops.yaml and sops-encrypted files in environments/<env>/assets/.
 A remove or sync that would take away the last of your own keys a file is encrypted to (you could no longer
 decrypt it) is refused, nothing changed, unless --force: add another key of yours first.

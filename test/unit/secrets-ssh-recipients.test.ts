@@ -203,6 +203,11 @@ describe('an environment encrypted to SSH keys, worked on by someone holding onl
 
     // a new colleague's SSH key, added by ops: sops opens the file with it
     const theirs = homeWith('rsa');
+    // typed unquoted, its words are three arguments: said so, with the quotes to add
+    const split = await cli(e.root, ['secrets', 'recipients', 'qa', 'add', ...theirs.keys[0]!.pub.split(' ')], mine);
+    expect(split.code).toBe(2);
+    expect(split.err).toContain('the SSH public key was given as 3 arguments (ssh-rsa AAAAB3NzaC1yc2EA…)');
+    expect(split.err).toContain("put it in quotes, as one argument: ops secrets recipients qa add 'ssh-rsa AAAA…'");
     const add = await cli(e.root, ['secrets', 'recipients', 'qa', 'add', theirs.keys[0]!.pub], mine);
     noBug(add);
     expect(add.code, add.err).toBe(0);

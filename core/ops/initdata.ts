@@ -1,9 +1,9 @@
 // ops initdata <env> [--file F]: load an environment's initial data with the app's own loader. The file is
 // checked (exists, decrypts, valid YAML) before any host is touched; its values are masked in every log.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
@@ -23,6 +23,7 @@ import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
 import { failedRun, withLock } from './locked.ts';
 import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
+import { directoryKind, fileKind, looksLikeSql, type FileKind } from '../data-file.ts';
 
 export interface InitdataResult {
   environment: string;
@@ -65,6 +66,14 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   const option = given ?? { name: '--file', dir: ctx.cwd ?? process.cwd(), dirName: 'the directory the command was run from', pass: (p: string) => `pass --file ${p}`, omit: 'leave --file out' };
   const cwd = option.dir;
   const path = file ? resolve(cwd, file) : envPath(env, env.config.initdata.file);
+  // what the user meant to load is said before a symptom of it (a database dump is no data file)
+  const notData = (kind: FileKind): OpsError =>
+    new OpsError(
+      `${path} is ${kind.what}, not a data file: initdata runs the app's loader (initdata.command) on a YAML or JSON file of data${kind.dump ? '; it does not restore a database' : ''}`,
+      `${kind.how}; or give initdata the loader's data file (environments/${env.name}/${env.config.initdata.file}); nothing was sent`,
+    );
+  const dir = statSync(path, { throwIfNoEntry: false })?.isDirectory() ? directoryKind(readdirSync(path), path) : undefined;
+  if (dir) throw notData(dir);
   if (!userFileExists(path, path, 'an initdata file')) {
     if (!file)
       throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or ${option.pass('FILE')}`);
@@ -86,6 +95,8 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   } catch (e) {
     throw fileError(e, path, 'read', 'an initdata file (YAML)');
   }
+  const kind = fileKind(bytes, path);
+  if (kind) throw notData(kind);
   // decoded strictly: a lenient read made each byte that is not UTF-8 (a Latin-1 é) a U+FFFD, and loaded that
   const raw = decodeUtf8(bytes, path, 'convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`); nothing was sent');
   const format = /\.json$/i.test(path) ? 'json' : 'yaml';
@@ -116,7 +127,16 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
       break;
     }
   }
+  // SQL is said as SQL, not as a YAML slip (its first line "a line with no ': '")
+  if ((why || !(isMap(doc.contents) || isSeq(doc.contents))) && looksLikeSql(text))
+    throw notData({ what: 'SQL statements', dump: true, how: 'run them with the database\'s client (psql --single-transaction -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f FILE), or write the data as YAML' });
   if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, `fix the file (an encrypted one: \`sops edit ${path}\`, or decrypted, fixed and encrypted again); nothing was sent`);
+  // Data is a mapping or a list: an empty file (a copy cut short, `sops -d f > f`), one of only comments, or one
+  // line of text would load nothing, and a loader reading "no data" as nothing to do (the sample app's) succeeds.
+  if (!isMap(doc.contents) && !isSeq(doc.contents)) {
+    const what = bytes.length === 0 ? 'is empty' : doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null) ? 'holds no data (only blank lines or comments)' : 'holds one text value, not data';
+    throw new OpsError(`${path} ${what}: initial data is a YAML mapping or list (as environments/${env.name}/${env.config.initdata.file})`, `check the file (a copy cut short? \`sops -d F > F\` empties F); nothing was sent`);
+  }
   // a file the loader would expand past the limit every YAML read of ops has (an alias bomb): counted, not expanded
   refuseAliasBomb(doc, path);
   return { path, text, encrypted };

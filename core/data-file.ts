@@ -95,6 +95,8 @@ function kindOf(bytes: Uint8Array, src: Source): FileKind | undefined {
   }
   for (const [sig, name, tool] of COMPRESSED) if (startsWith(bytes, sig)) return { what: `a ${name}-compressed file`, how: `decompress it (${tool} ${file}) and give the data file it holds` };
   if (ascii(bytes, 0, 16) === 'SQLite format 3\0') return { what: 'an SQLite database', dump: true, how: 'export its data as the YAML or JSON the loader reads' };
+  // UTF-16 text (its byte order mark: Windows PowerShell 5's `>`) has NULs but is text: the UTF-8 check says how to convert it
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) return undefined;
   const head = bytes.subarray(0, 8192);
   // text holds no NUL and few C0 controls but tab, newlines and form feed (Latin-1 text is judged by the UTF-8 check)
   const controls = head.filter((b) => b === 0 || (b < 0x20 && ![0x09, 0x0a, 0x0c, 0x0d, 0x1b].includes(b))).length;

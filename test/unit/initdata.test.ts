@@ -246,6 +246,10 @@ describe('initdata: a database dump or another file that is not data for the loa
       expect(r.err, name).not.toMatch(/iconv|KEY: VALUE|not valid YAML|not UTF-8/);
       expect(r.steps, name).toEqual([]);
     }
+    // UTF-16 text holds NULs but is text: still said as UTF-16, with how to convert it
+    const utf16 = await load('initdata-utf16.yml', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('users:\r\n  - email: a@example.org\r\n', 'utf16le')]));
+    expect(utf16.code).toBe(1);
+    expect(utf16.err).toMatch(/is UTF-16 text .* not UTF-8.*\n.*iconv -f utf-16 -t utf-8/);
   });
 
   it('an empty file, one of only comments, one line of text: refused, nothing sent (the loader read them as no data and succeeded)', async () => {

@@ -1,6 +1,6 @@
 // ops initdata <env> [--file F]: load an environment's initial data with the app's own loader. The file is
 // checked (exists, decrypts, valid YAML) before any host is touched; its values are masked in every log.
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
@@ -31,6 +31,9 @@ export interface InitdataResult {
   encrypted: boolean;
   hosts: { host: string; release: string; output: string }[];
 }
+
+/** The largest initdata file sent (bytes): what Node.js reads whole (fs kIoMaxLength, 2 GiB). */
+const MAX_INITDATA_BYTES = 2 ** 31 - 1;
 
 /** Whether `text` is one JSON value (JSON.parse, RFC 8259). */
 function isJson(text: string): boolean {
@@ -91,12 +94,25 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   }
   let bytes: Buffer;
   try {
+    // what the file is, from its first MiB: a dump of many GB is said as one without being read whole
+    const fd = openSync(path, 'r');
+    let size: number;
+    try {
+      size = fstatSync(fd).size;
+      const head = Buffer.alloc(Math.min(size, 1024 * 1024));
+      const kind = fileKind(head.subarray(0, readSync(fd, head, 0, head.length, 0)), path);
+      if (kind) throw notData(kind);
+    } finally {
+      closeSync(fd);
+    }
+    // Node reads no file over 2 GiB whole (ERR_FS_FILE_TOO_LARGE, said as such); a loader would not read it either
+    if (size > MAX_INITDATA_BYTES)
+      throw new OpsError(`${path} is ${(size / 2 ** 30).toFixed(1)} GiB: initdata sends a data file of at most 2 GiB`, 'split the data into smaller files and load each (an idempotent loader adds only what is missing); nothing was sent');
     bytes = readFileSync(path);
   } catch (e) {
+    if (e instanceof OpsError) throw e;
     throw fileError(e, path, 'read', 'an initdata file (YAML)');
   }
-  const kind = fileKind(bytes, path);
-  if (kind) throw notData(kind);
   // decoded strictly: a lenient read made each byte that is not UTF-8 (a Latin-1 é) a U+FFFD, and loaded that
   const raw = decodeUtf8(bytes, path, 'convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`); nothing was sent');
   const format = /\.json$/i.test(path) ? 'json' : 'yaml';

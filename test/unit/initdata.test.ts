@@ -1,7 +1,7 @@
 // ops initdata before any host: the data file is checked the way the app's loader will read it (a YAML
 // document), then sent whole. A file the loader reads must not be refused, and a broken one never leaves the runner.
 import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -221,6 +221,23 @@ describe('initdata: a database dump or another file that is not data for the loa
       expect(r.err, name).toMatch(/nothing was sent/);
       expect(r.steps, name).toEqual([]);
     }
+  });
+
+  it('a dump or a data file over 2 GiB: said as what it is, or as too large, from its first MiB (it said ERR_FS_FILE_TOO_LARGE)', async () => {
+    // sparse files: their size without the disk
+    const dump = join(root, 'huge.dump');
+    writeFileSync(dump, readFileSync(join(DUMPS, 'custom.dump')));
+    truncateSync(dump, 3 * 2 ** 30);
+    const r = await load('huge.dump', undefined);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/huge\.dump is a PostgreSQL custom-format dump \(pg_dump -Fc\), not a data file/);
+    const text = join(root, 'huge.yml');
+    writeFileSync(text, 'users:\n' + '  - email: a@example.org\n'.repeat(1000));
+    truncateSync(text, 3 * 2 ** 30);
+    const big = await load('huge.yml', undefined);
+    expect(big.code).toBe(1);
+    expect(big.err).toMatch(/huge\.yml is 3\.0 GiB: initdata sends a data file of at most 2 GiB\n.*split the data/);
+    expect(big.steps).toEqual([]);
   });
 
   it('a path with spaces and quotes is shell-quoted in the command it gives', async () => {

@@ -82,10 +82,9 @@ function kindOf(bytes: Uint8Array, src: Source): FileKind | undefined {
   }
   if (startsWith(bytes, GZIP)) {
     let inner: FileKind | undefined;
-    let text: Uint8Array | undefined;
     try {
       // the first part is enough to know what it holds: a cut stream is read as far as it goes
-      text = gunzipSync(bytes.subarray(0, 1024 * 1024), { finishFlush: zlib.Z_SYNC_FLUSH }).subarray(0, 64 * 1024);
+      const text = gunzipSync(bytes.subarray(0, 1024 * 1024), { finishFlush: zlib.Z_SYNC_FLUSH }).subarray(0, 64 * 1024);
       inner = kindOf(text, { pipe: `gunzip -c ${file}`, file: src.file });
     } catch {
       // not a gzip stream after all, or a damaged one: said as compressed data
@@ -93,7 +92,7 @@ function kindOf(bytes: Uint8Array, src: Source): FileKind | undefined {
     if (inner?.dump) return { ...inner, what: `a gzip-compressed ${inner.what.replace(/^an? /, '')}` };
     return { what: 'a gzip-compressed file', how: `decompress it (gunzip -k ${file}) and give the data file it holds` };
   }
-  for (const [sig, name, tool] of COMPRESSED) if (startsWith(bytes, sig)) return { what: `a ${name}-compressed file`, how: `decompress it (${tool} ${file}) and give the data file it holds` };
+  for (const [sig, name, tool] of COMPRESSED) if (startsWith(bytes, sig)) return { what: `${name === 'xz' ? 'an' : 'a'} ${name}-compressed file`, how: `decompress it (${tool} ${file}) and give the data file it holds` };
   if (ascii(bytes, 0, 16) === 'SQLite format 3\0') return { what: 'an SQLite database', dump: true, how: 'export its data as the YAML or JSON the loader reads' };
   // UTF-16 text (its byte order mark: Windows PowerShell 5's `>`) has NULs but is text: the UTF-8 check says how to convert it
   if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) return undefined;

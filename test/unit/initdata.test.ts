@@ -253,7 +253,7 @@ describe('initdata: a database dump or another file that is not data for the loa
       ['seed.sql', 'BEGIN;\nINSERT INTO users (email) VALUES (\'a@example.org\');\nCOMMIT;\n', /seed\.sql is SQL statements, not a data file: .*hint: run them with the database's client/s],
       ['seed-comment.sql', '-- users: the admins\nINSERT INTO users (email) VALUES (\'a@example.org\');\n', /is SQL statements, not a data file/],
       ['initdata.yml.gz', execFileSync('gzip', ['-c'], { input: yaml }), /initdata\.yml\.gz is a gzip-compressed file, not a data file: .*decompress it \(gunzip -k \S+\)/s],
-      ['initdata.yml.xz', execFileSync('xz', ['-c'], { input: yaml }), /is a xz-compressed file, not a data file: .*unxz -k/s],
+      ['initdata.yml.xz', execFileSync('xz', ['-c'], { input: yaml }), /is an xz-compressed file, not a data file: .*unxz -k/s],
       ['initdata.yml.zst', execFileSync('zstd', ['-c', '-q'], { input: yaml }), /is a zstd-compressed file, not a data file/],
       ['program', readFileSync(process.execPath).subarray(0, 16384), /program is binary data, not text, not a data file: initdata runs the app's loader \(initdata\.command\) on a YAML or JSON file of data\n/],
     ] as const) {

@@ -1,9 +1,9 @@
 // ops initdata <env> [--file F]: load an environment's initial data with the app's own loader. The file is
 // checked (exists, decrypts, valid YAML) before any host is touched; its values are masked in every log.
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
@@ -23,6 +23,7 @@ import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
 import { failedRun, withLock } from './locked.ts';
 import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
+import { directoryKind, fileKind, looksLikeSql, type FileKind } from '../data-file.ts';
 
 export interface InitdataResult {
   environment: string;
@@ -30,6 +31,9 @@ export interface InitdataResult {
   encrypted: boolean;
   hosts: { host: string; release: string; output: string }[];
 }
+
+/** The largest initdata file sent (bytes): what Node.js reads whole (fs kIoMaxLength, 2 GiB). */
+const MAX_INITDATA_BYTES = 2 ** 31 - 1;
 
 /** Whether `text` is one JSON value (JSON.parse, RFC 8259). */
 function isJson(text: string): boolean {
@@ -65,6 +69,14 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   const option = given ?? { name: '--file', dir: ctx.cwd ?? process.cwd(), dirName: 'the directory the command was run from', pass: (p: string) => `pass --file ${p}`, omit: 'leave --file out' };
   const cwd = option.dir;
   const path = file ? resolve(cwd, file) : envPath(env, env.config.initdata.file);
+  // what the user meant to load is said before a symptom of it (a database dump is no data file)
+  const notData = (kind: FileKind): OpsError =>
+    new OpsError(
+      `${path} is ${kind.what}, not a data file: initdata runs the app's loader (initdata.command) on a YAML or JSON file of data${kind.dump ? '; it does not restore a database' : ''}`,
+      `${kind.how}; or give initdata the loader's data file (environments/${env.name}/${env.config.initdata.file}); nothing was sent`,
+    );
+  const dir = statSync(path, { throwIfNoEntry: false })?.isDirectory() ? directoryKind(readdirSync(path), path) : undefined;
+  if (dir) throw notData(dir);
   if (!userFileExists(path, path, 'an initdata file')) {
     if (!file)
       throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or ${option.pass('FILE')}`);
@@ -82,8 +94,23 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   }
   let bytes: Buffer;
   try {
+    // what the file is, from its first MiB: a dump of many GB is said as one without being read whole
+    const fd = openSync(path, 'r');
+    let size: number;
+    try {
+      size = fstatSync(fd).size;
+      const head = Buffer.alloc(Math.min(size, 1024 * 1024));
+      const kind = fileKind(head.subarray(0, readSync(fd, head, 0, head.length, 0)), path);
+      if (kind) throw notData(kind);
+    } finally {
+      closeSync(fd);
+    }
+    // Node reads no file over 2 GiB whole (ERR_FS_FILE_TOO_LARGE, said as such); a loader would not read it either
+    if (size > MAX_INITDATA_BYTES)
+      throw new OpsError(`${path} is ${(size / 2 ** 30).toFixed(1)} GiB: initdata sends a data file of at most 2 GiB`, 'split the data into smaller files and load each (an idempotent loader adds only what is missing); nothing was sent');
     bytes = readFileSync(path);
   } catch (e) {
+    if (e instanceof OpsError) throw e;
     throw fileError(e, path, 'read', 'an initdata file (YAML)');
   }
   // decoded strictly: a lenient read made each byte that is not UTF-8 (a Latin-1 é) a U+FFFD, and loaded that
@@ -116,7 +143,16 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
       break;
     }
   }
+  // SQL is said as SQL, not as a YAML slip (its first line "a line with no ': '")
+  if ((why || !(isMap(doc.contents) || isSeq(doc.contents))) && looksLikeSql(text))
+    throw notData({ what: 'SQL statements', dump: true, how: 'run them with the database\'s client (psql --single-transaction -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f FILE), or write the data as YAML' });
   if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, `fix the file (an encrypted one: \`sops edit ${path}\`, or decrypted, fixed and encrypted again); nothing was sent`);
+  // Data is a mapping or a list: an empty file (a copy cut short, `sops -d f > f`), one of only comments, or one
+  // line of text would load nothing, and a loader reading "no data" as nothing to do (the sample app's) succeeds.
+  if (!isMap(doc.contents) && !isSeq(doc.contents)) {
+    const what = bytes.length === 0 ? 'is empty' : doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null) ? 'holds no data (only blank lines or comments)' : 'holds one text value, not data';
+    throw new OpsError(`${path} ${what}: initial data is a YAML mapping or list (as environments/${env.name}/${env.config.initdata.file})`, `check the file (a copy cut short? \`sops -d F > F\` empties F); nothing was sent`);
+  }
   // a file the loader would expand past the limit every YAML read of ops has (an alias bomb): counted, not expanded
   refuseAliasBomb(doc, path);
   return { path, text, encrypted };

@@ -225,8 +225,13 @@ export function parseSops(text: string, file: string, format: Format = formatOf(
   return { file, format, data: listCommentsAsComments(data), meta, text };
 }
 
-/** True when the text is a sops-encrypted document (a top-level `sops` map with `mac` and `lastmodified`). */
+/**
+ * True when the text is a sops-encrypted document (a top-level `sops` map with `mac` and `lastmodified`). A text
+ * without those three words is not one and is not parsed: a 30 MB plain initdata file took minutes to be told
+ * apart (a key spelled with escapes, "\x73ops", is not what sops or a person writes).
+ */
 export function isSopsText(text: string, format: Format): boolean {
+  if (!text.includes('sops') || !text.includes('lastmodified') || !text.includes('mac')) return false;
   try {
     const tree = parseTree(text, format, { file: '-', keys: 'lenient' });
     const sops = getEntry(tree, 'sops');

@@ -1,21 +1,23 @@
 // ops initdata before any host: the data file is checked the way the app's loader will read it (a YAML
 // document), then sent whole. A file the loader reads must not be refused, and a broken one never leaves the runner.
 import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
+import { parse, parseDocument, stringify } from 'yaml';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { LOCK_KEYS, LOCK_UNPROVISIONED_EXIT } from '../../core/steps/lock.ts';
 import { RELEASE_KEYS } from '../../core/steps/release.ts';
 import { environDigest, INITDATA_KEYS } from '../../core/steps/initdata.ts';
 import { initdataSummary } from '../../core/ops/initdata.ts';
 import { opsLines } from './reports.helpers.ts';
+import { quote } from '../../core/shell.ts';
 import { runOps } from '../support/cli.ts';
 import { SAFE_LOAD_REPR, TRICKY, withPyyaml } from '../support/pyyaml.ts';
-import { fromPlain, generateIdentity, SecretsFile, type MapNode } from '../../core/secrets/index.ts';
+import { fromPlain, generateIdentity, isSopsText, SecretsFile, type MapNode } from '../../core/secrets/index.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 let root: string;
@@ -88,6 +90,21 @@ describe('initdata: the file is checked as the loader will read it', () => {
     const r = await load('large.yml', text);
     expect(r.code, r.err).toBe(0);
     expect(Date.now() - started).toBeLessThan(30_000); // seconds when idle, more beside the suite; resolving each alias by a search of the whole document: hours
+  });
+
+  it('tells a large plain file from a sops one without parsing it (a 34 MB file: 170 s of 250 before anything was sent)', () => {
+    let text = 'users:\n';
+    for (let i = 0; i < 20_000; i++) text += `  - email: user${i}@example.org\n    name: "Utilisateur n°${i}"\n    roles: [user, reader]\n`;
+    // timed against the parse the check needs anyway, on the same machine at the same time (load cancels out)
+    let started = performance.now();
+    parseDocument(text);
+    const parse = performance.now() - started;
+    started = performance.now();
+    expect(isSopsText(text, 'yaml')).toBe(false);
+    expect(performance.now() - started).toBeLessThan(parse / 10); // it parsed the whole file: about 2.5 times the parse
+    // a sops file is still one, and a plain file naming sops, mac and lastmodified is still parsed and is not
+    for (const f of ['secret.enc.yaml', 'secret.enc.json']) expect(isSopsText(readFileSync(join(DUMPS, '..', 'sops', f), 'utf8'), f.endsWith('json') ? 'json' : 'yaml'), f).toBe(true); // written by the real sops
+    expect(isSopsText('notes: sops keeps a mac and lastmodified\n', 'yaml')).toBe(false);
   });
 
   it('refuses an alias bomb (nested aliases the loader would expand until the host runs out of memory) in one line, nothing sent', async () => {
@@ -176,6 +193,101 @@ describe('initdata: a plain JSON file with a byte order mark (Notepad, PowerShel
     const sent = r.uploads[0]!.content.toString('utf8');
     expect(sent).not.toContain('\t');
     expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, JSON.stringify(data)));
+  });
+});
+
+// Dumps made by the real pg_dump, pg_dumpall and gzip (test/fixtures/dumps/make.sh): owned by a role the
+// environments lack, a GRANT to another, CREATE EXTENSION, \connect (--create, pg_dumpall).
+const DUMPS = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'dumps');
+
+describe('initdata: a database dump or another file that is not data for the loader', () => {
+  it('a dump in each format pg_dump writes (plain, --create, -Fc, -Ft, -Fd, pg_dumpall, gzip\'d) is said as one, with the restore that loads it whole or not at all; nothing sent', async () => {
+    for (const [name, what, restore] of [
+      ['plain.sql', /a PostgreSQL plain SQL dump \(pg_dump\)/, /psql --single-transaction -v ON_ERROR_STOP=1 -d "\$DATABASE_URL" -f \S+plain\.sql/],
+      ['create.sql', /a PostgreSQL plain SQL dump \(pg_dump --create\)/, /without --create .*psql --single-transaction -v ON_ERROR_STOP=1/],
+      ['custom.dump', /a PostgreSQL custom-format dump \(pg_dump -Fc\)/, /pg_restore --single-transaction --exit-on-error --no-owner --no-privileges -d "\$DATABASE_URL" \S+custom\.dump/],
+      ['tar.dump', /a PostgreSQL tar-format dump \(pg_dump -Ft\)/, /pg_restore --single-transaction --exit-on-error --no-owner --no-privileges/],
+      ['directory.dump', /a PostgreSQL directory-format dump \(pg_dump -Fd\)/, /pg_restore --single-transaction --exit-on-error --no-owner --no-privileges -d "\$DATABASE_URL" \S+directory\.dump/],
+      ['cluster.sql', /a PostgreSQL cluster dump \(pg_dumpall\)/, /as a superuser .*psql -v ON_ERROR_STOP=1 -f \S+cluster\.sql\), not into this environment's database/],
+      ['plain.sql.gz', /a gzip-compressed PostgreSQL plain SQL dump \(pg_dump\)/, /gunzip -c \S+plain\.sql\.gz \| psql --single-transaction -v ON_ERROR_STOP=1 -d "\$DATABASE_URL" -f -/],
+    ] as const) {
+      cpSync(join(DUMPS, name), join(root, name), { recursive: true });
+      const r = await load(name, undefined);
+      expect(r.code, name).toBe(1);
+      expect(r.err, name).toMatch(new RegExp(`${name} is ${what.source}, not a data file: initdata runs the app's loader \\(initdata.command\\) on a YAML or JSON file of data; it does not restore a database`));
+      expect(r.err, name).toMatch(restore);
+      // not the symptom a YAML, UTF-8 or file check meets in it
+      expect(r.err, name).not.toMatch(/iconv|KEY: VALUE|sops edit|rmdir|not valid YAML|not UTF-8/);
+      expect(r.err, name).toMatch(/nothing was sent/);
+      expect(r.steps, name).toEqual([]);
+    }
+  });
+
+  it('a dump or a data file over 2 GiB: said as what it is, or as too large, from its first MiB (it said ERR_FS_FILE_TOO_LARGE)', async () => {
+    // sparse files: their size without the disk
+    const dump = join(root, 'huge.dump');
+    writeFileSync(dump, readFileSync(join(DUMPS, 'custom.dump')));
+    truncateSync(dump, 3 * 2 ** 30);
+    const r = await load('huge.dump', undefined);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/huge\.dump is a PostgreSQL custom-format dump \(pg_dump -Fc\), not a data file/);
+    const text = join(root, 'huge.yml');
+    writeFileSync(text, 'users:\n' + '  - email: a@example.org\n'.repeat(1000));
+    truncateSync(text, 3 * 2 ** 30);
+    const big = await load('huge.yml', undefined);
+    expect(big.code).toBe(1);
+    expect(big.err).toMatch(/huge\.yml is 3\.0 GiB: initdata sends a data file of at most 2 GiB\n.*split the data/);
+    expect(big.steps).toEqual([]);
+  });
+
+  it('a path with spaces and quotes is shell-quoted in the command it gives', async () => {
+    const name = "prod dump's copy.sql";
+    const r = await load(name, readFileSync(join(DUMPS, 'plain.sql')));
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`-f ${quote(join(root, name))} `);
+  });
+
+  it('SQL written by hand, a compressed data file, binary data: said as what they are, nothing sent', async () => {
+    const yaml = 'users:\n  - email: admin@example.org\n';
+    for (const [name, content, why] of [
+      ['seed.sql', 'BEGIN;\nINSERT INTO users (email) VALUES (\'a@example.org\');\nCOMMIT;\n', /seed\.sql is SQL statements, not a data file: .*hint: run them with the database's client/s],
+      ['seed-comment.sql', '-- users: the admins\nINSERT INTO users (email) VALUES (\'a@example.org\');\n', /is SQL statements, not a data file/],
+      ['initdata.yml.gz', execFileSync('gzip', ['-c'], { input: yaml }), /initdata\.yml\.gz is a gzip-compressed file, not a data file: .*decompress it \(gunzip -k \S+\)/s],
+      ['initdata.yml.xz', execFileSync('xz', ['-c'], { input: yaml }), /is an xz-compressed file, not a data file: .*unxz -k/s],
+      ['initdata.yml.zst', execFileSync('zstd', ['-c', '-q'], { input: yaml }), /is a zstd-compressed file, not a data file/],
+      ['program', readFileSync(process.execPath).subarray(0, 16384), /program is binary data, not text, not a data file: initdata runs the app's loader \(initdata\.command\) on a YAML or JSON file of data\n/],
+    ] as const) {
+      const r = await load(name, content);
+      expect(r.code, name).toBe(1);
+      expect(r.err, name).toMatch(why);
+      expect(r.err, name).not.toMatch(/iconv|KEY: VALUE|not valid YAML|not UTF-8/);
+      expect(r.steps, name).toEqual([]);
+    }
+    // UTF-16 text holds NULs but is text: still said as UTF-16, with how to convert it
+    const utf16 = await load('initdata-utf16.yml', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('users:\r\n  - email: a@example.org\r\n', 'utf16le')]));
+    expect(utf16.code).toBe(1);
+    expect(utf16.err).toMatch(/is UTF-16 text .* not UTF-8.*\n.*iconv -f utf-16 -t utf-8/);
+  });
+
+  it('an empty file, one of only comments, one line of text: refused, nothing sent (the loader read them as no data and succeeded)', async () => {
+    for (const [name, text, why] of [
+      ['empty.yml', '', /empty\.yml is empty: initial data is a YAML mapping or list/],
+      ['comments.yml', '# users: to do\n\n', /comments\.yml holds no data \(only blank lines or comments\)/],
+      ['null.yml', '~\n', /null\.yml holds no data/],
+      ['word.yml', 'users\n', /word\.yml holds one text value, not data/],
+    ] as const) {
+      // the sample app's loader (yaml.safe_load(f) or {}) reads each as nothing to load, and exits 0
+      expect(pyyaml(text).ok, name).toBe(true);
+      const r = await load(name, text);
+      expect(r.code, name).toBe(1);
+      expect(r.err, name).toMatch(why);
+      expect(r.err, name).toMatch(/nothing was sent/);
+      expect(r.steps, name).toEqual([]);
+    }
+    // a list is data (a Django fixture is one)
+    const list = await load('list.yml', '- email: a@example.org\n');
+    expect(list.code).toBe(0);
+    expect(list.uploads).toHaveLength(1);
   });
 });
 

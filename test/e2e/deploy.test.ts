@@ -12,7 +12,7 @@ import { MemoryReporter } from '../../core/report.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { runOps, spawnOps } from '../support/cli.ts';
 import { startLoad } from '../support/load.ts';
-import { appRepo, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, type TestProject } from './support.ts';
+import { appRepo, asRoot, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, untilHolderGone, type TestProject } from './support.ts';
 
 
 let host: Host;
@@ -241,7 +241,7 @@ describe.sequential('deploy on a provisioned host', () => {
     await ops.stop('SIGKILL');
     try {
       expect((await get(host)).body).toBe(v1Page);
-      await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
+      await asRoot(host, untilHolderGone()); // sshd ended the dead run's session
       const err = await run('v2').catch((e: Error) => e);
       expect((err as Error).message).toMatch(/stale lock on .*, left by a deploy run by .*, which is no longer connected/);
       expect((err as { hint?: string }).hint).toMatch(/ops lock release e2e/);
@@ -282,7 +282,8 @@ describe.sequential('deploy on a provisioned host', () => {
     project.write({ ...good, release: { migrate: `sleep 77${process.pid % 10} && make migrate` } });
     try {
       const ops = await spawnOps(['deploy', 'e2e', '--ref', 'v2', '--force'], project.root, (out) => out.includes('· migrate'), 'the deploy reaching its migration', 240_000);
-      await new Promise((r) => setTimeout(r, 1000)); // the migration's command under way
+      // The migration's command under way on the host (its step began a moment before).
+      await sshRun(host, `for i in $(seq 300); do pgrep -f '[s]leep 77${process.pid % 10}' >/dev/null && exit 0; sleep 0.1; done; echo 'the migration never started' >&2; exit 1`);
       expect(await ops.stop('SIGTERM')).toBe(143);
       const out = ops.out();
       expect(out).toContain(`SIGTERM received during migrate on ${host.name}: stopping them, releasing the lock`);

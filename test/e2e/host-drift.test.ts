@@ -2,15 +2,16 @@
 // file in nginx's sites-enabled that nginx refuses. Provision must not call the host ready, and a deploy must not
 // build and migrate for a switch that cannot reload nginx; both say which file and what to do, and the site keeps
 // serving.
+import { quote } from '../../core/shell.ts';
 import { describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
 import { provision } from '../../core/ops/provision.ts';
 import { status } from '../../core/ops/status.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { sshRun } from '../hosts/index.ts';
-import { appRepo, get, labEnvironment, testConfig, testDatabase } from './support.ts';
+import { appRepo, get, labEnvironment, testConfig, RELOAD_NGINX, testDatabase } from './support.ts';
 
-const root = (command: string) => sshRun(lab.host, `sudo sh -c ${JSON.stringify(command)}`);
+const root = (command: string) => sshRun(lab.host, `sudo sh -c ${quote(command)}`);
 const failure = <T>(p: Promise<T>) => p.then(() => undefined, (e: Error & { hint?: string }) => `${e.message}\n${e.hint ?? ''}`);
 
 const lab = labEnvironment('k9b', async (host) => testConfig([host], await appRepo(), await testDatabase(`k9b_${process.pid}`)), {
@@ -74,7 +75,7 @@ describe.sequential('nginx configuration someone else broke', () => {
     const ops = (await root(`cat ${siteFile}`)).stdout;
     const edited = ops.replace('client_max_body_size 10m;', 'client_max_body_size 200m;\n    location /admin-notes/ { return 200 "admin"; }');
     expect(edited).not.toBe(ops);
-    await root(`echo ${Buffer.from(edited).toString('base64')} | base64 -d > ${siteFile} && nginx -s reload`);
+    await root(`echo ${Buffer.from(edited).toString('base64')} | base64 -d > ${siteFile} && ${RELOAD_NGINX}`);
     // status says so before a run replaces it.
     expect((await status(lab.project.ctx(), lab.project.env())).hosts[0]!.warnings).toContain(
       "/etc/nginx/sites-available/sample was changed on this host since ops wrote it: it serves as changed until the next provision or deploy, which replaces it, keeping what it holds in /var/backups/ops-pipeline/etc/nginx/sites-available/sample.<time> (make the change in the environment's settings to keep it)",

@@ -16,7 +16,7 @@ import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { waitFor } from '../hosts/proc.ts';
 import { spawnOps, type SpawnedOps } from '../support/cli.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
-import { get, makeProject, pythonWebApp, readyHost, webConfig, type TestProject } from './support.ts';
+import { get, makeProject, pythonWebApp, readyHost, untilHolderGone, webConfig, type TestProject } from './support.ts';
 
 /** The app: answers every path with the release it runs. */
 const SERVER = pythonWebApp('os.environ["OPS_RELEASE"]');
@@ -117,8 +117,8 @@ describe.sequential('interrupting a deploy', () => {
     try {
       holder = await deployUntilBuild('sleep 60', '2q');
       project.write({ ...config, release: { ...(config.release as object), build: 'sleep 60' }, switch: { ...(config.switch as object), lock_wait: 120 } });
-      const queued = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, () => true, 'the queued deploy', 10_000);
-      await new Promise((r) => setTimeout(r, 4000)); // connected, its lock step waiting
+      // Once it said whom it queues behind, its lock step waits on the host.
+      const queued = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('queued behind'), 'the deploy queueing behind the holder', 60_000);
       expect(await queued.stop('SIGINT')).toBe(130);
       const out = queued.out();
       // Said before it waited: whom it queued behind (and, its silence read, when that lock would read stale).
@@ -149,7 +149,9 @@ describe.sequential('interrupting a deploy', () => {
       for (let i = 0; i < 60 && Number(await onHost(connections)) < 2; i++) await new Promise((r) => setTimeout(r, 500));
       expect(Number(await onHost(connections)), 'the queued run waiting on the host').toBeGreaterThanOrEqual(2);
       await queued.stop('SIGKILL');
-      await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
+      // sshd ends the dead run's session a moment later: until its lock step is gone, only the holder's connection left.
+      for (let i = 0; i < 100 && Number(await onHost(connections)) > 1; i++) await new Promise((r) => setTimeout(r, 200));
+      expect(Number(await onHost(connections)), "the queued run's lock step gone with its connection").toBe(1);
     } finally {
       project.write(config);
       if (holder) expect(await holder.stop('SIGINT')).toBe(130);
@@ -292,7 +294,7 @@ describe.sequential('interrupting a deploy', () => {
     const before = await liveAndServed();
     try {
       await (await deployUntilBuild('sleep 60', '2b')).stop('SIGKILL');
-      await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
+      await onHost(untilHolderGone()); // sshd ended the dead run's session: the build's fate is decided
       expect(await onHost("pgrep -fc '^sleep 60$' || true"), 'the dead run\'s build').toBe('1');
     } finally {
       project.write(config);
@@ -561,8 +563,7 @@ server {
     neverListens('6');
     try {
       const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
-      await new Promise((r) => setTimeout(r, 2500));
-      expect(await supervised(), 'the start filled the idle slot').not.toBe(running);
+      expect(await waitFor(async () => (await supervised()) !== running, 60_000, 250), 'the start filled the idle slot').toBe(true);
       const code = await ops.stop('SIGINT');
       const out = ops.out();
       expect(code, out).toBe(130);
@@ -580,12 +581,13 @@ server {
 
   it('the runner killed outright during a start: ops lock release stops the slot its run had filled and puts back the release it held, warm', async () => {
     const before = await liveAndServed();
+    const running = await supervised();
     neverListens('7');
     try {
       const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
-      await new Promise((r) => setTimeout(r, 2500));
+      expect(await waitFor(async () => (await supervised()) !== running, 60_000, 250), 'the start filled the idle slot').toBe(true);
       await ops.stop('SIGKILL');
-      await new Promise((r) => setTimeout(r, 1000)); // sshd notices the dropped connection
+      await onHost(untilHolderGone()); // sshd ended the dead run's session
     } finally {
       project.write(config);
     }
@@ -611,11 +613,10 @@ server {
     }
     return '';
   };
-  /** The release a slot's supervisor file names ('' when none), and the pid it runs as (runningPid). */
-  const slotHolds = async (slot: string) => ({
-    release: await onHost(`sed -n 's/^; Managed by ops-pipeline: slot .* release \\(.*\\)\\. Rewritten by deploys\\.$/\\1/p' /etc/supervisor/conf.d/sample-${slot}.conf 2>/dev/null || true`),
-    pid: await runningPid(slot),
-  });
+  /** The release a slot's supervisor file names ('' when none). */
+  const slotRelease = (slot: string) => onHost(`sed -n 's/^; Managed by ops-pipeline: slot .* release \\(.*\\)\\. Rewritten by deploys\\.$/\\1/p' /etc/supervisor/conf.d/sample-${slot}.conf 2>/dev/null || true`);
+  /** slotRelease, and the pid it runs as (runningPid). */
+  const slotHolds = async (slot: string) => ({ release: await slotRelease(slot), pid: await runningPid(slot) });
   /** What the tests of a forced release start from: what serves, the idle slot and what it holds. */
   const standing = async () => {
     const before = await liveAndServed();
@@ -653,8 +654,7 @@ server {
     let back = { release: '', pid: '' };
     try {
       const ops = await spawnOps(['deploy', 'e2e', '--ref', 'main'], project.root, (out) => out.includes('· start'), 'the deploy reaching its start', 180_000);
-      await new Promise((r) => setTimeout(r, 2500));
-      expect((await slotHolds(idle)).release, 'the start replaced the previous release on the idle slot').not.toBe(warm.release);
+      expect(await waitFor(async () => (await slotRelease(idle)) !== warm.release, 60_000, 250), 'the start replaced the previous release on the idle slot').toBe(true);
       const code = await ops.stop('SIGINT');
       const out = ops.out();
       expect(code, out).toBe(130);

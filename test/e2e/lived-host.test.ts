@@ -5,17 +5,18 @@
 // admin's. Provision keeps the admin's files and says so (refusing an nginx.conf that would not serve its site, naming
 // what it lacks; refusing package index files it would replace, naming where their settings belong); waits for the lock, naming who
 // holds it; replaces Debian's nginx.conf and disables its default site only as shipped.
+import { quote } from '../../core/shell.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { BASE_CONFIG_HEADER, HEADER } from '../../core/steps/nginx-config.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
-import { appRepo, asRoot, makeProject, readyHost, testConfig, type TestProject } from './support.ts';
+import { appRepo, asRoot, makeProject, readyHost, testConfig, RELOAD_NGINX, untilFree, untilListening, type TestProject } from './support.ts';
 
 let host: Host;
 let project: TestProject;
 let base: Record<string, unknown>;
-const root = (command: string) => sshRun(host, `sudo sh -c ${JSON.stringify(command)}`);
+const root = (command: string) => sshRun(host, `sudo sh -c ${quote(command)}`);
 
 beforeAll(async () => {
   host = await readyHost('lvd');
@@ -128,7 +129,7 @@ describe.sequential('provision on a host an admin has lived on', () => {
     const own = adminConf('include /etc/nginx/sites-enabled/*;');
     await write('/etc/nginx/extra/admin.conf', 'server {\n    listen 8081;\n    return 200 "the admin\'s own\\n";\n}\n');
     await write(conf, own);
-    await root('nginx -t -q && nginx -s reload && sleep 1');
+    await root(`nginx -t -q && ${RELOAD_NGINX}`);
     try {
       const reporter = new MemoryReporter();
       const result = await provision(project.ctx(reporter), project.env());
@@ -152,7 +153,7 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect(ops.split('\n')[0]).toBe(BASE_CONFIG_HEADER);
     const edited = ops.replace('http {\n', "http {\n    client_max_body_size 50m;\n    log_format admin '$remote_addr $status';\n").replace('    gzip_comp_level 5;\n', '');
     await write(conf, edited);
-    await root('nginx -t -q && nginx -s reload');
+    await root(`nginx -t -q && ${RELOAD_NGINX}`);
     try {
       const reporter = new MemoryReporter();
       const result = await provision(project.ctx(reporter), project.env());
@@ -208,7 +209,7 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect(result[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
     expect((await root(`head -n1 ${conf}; ls /etc/nginx/sites-enabled`)).stdout).toBe(`${BASE_CONFIG_HEADER}\nsample\n`);
 
-    await root("cp -p /etc/nginx/sites-available/default /root/default.ops-test && printf 'server {\\n    listen 8082;\\n    return 200 admin;\\n}\\n' > /etc/nginx/sites-available/default && ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default && nginx -s reload && sleep 1");
+    await root(`cp -p /etc/nginx/sites-available/default /root/default.ops-test && printf 'server {\\n    listen 8082;\\n    return 200 admin;\\n}\\n' > /etc/nginx/sites-available/default && ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default && ${RELOAD_NGINX}`);
     try {
       const reporter = new MemoryReporter();
       await provision(project.ctx(reporter), project.env());
@@ -298,11 +299,11 @@ describe.sequential('provision on a host an admin has lived on', () => {
     project.write(base);
     const pid = await asRoot(host, 'systemctl stop nginx; nohup python3 -m http.server 80 >/dev/null 2>&1 </dev/null & echo $!');
     try {
-      await asRoot(host, 'for i in $(seq 50); do ss -Hltn "sport = :80" | grep -q . && break; sleep 0.1; done');
+      await asRoot(host, untilListening(80));
       const e = (await provision(project.ctx(), project.env()).catch((x: unknown) => x)) as Error;
       expect(e.message).toMatch(/nginx did not start; its last lines \(journalctl -u nginx\):[\s\S]*bind\(\) to [^ ]*:80 failed \(98: Address already in use\)/);
     } finally {
-      await asRoot(host, `kill ${pid}`);
+      await asRoot(host, `kill ${pid}; ${untilFree(80)}`); // (nginx's start would find the port still taken)
     }
     await provision(project.ctx(), project.env());
     expect(await asRoot(host, 'systemctl is-active nginx')).toBe('active');

@@ -12,7 +12,7 @@ import { downHost, paths, SERVICES_ADDRESS, sshRun, type Host } from '../hosts/i
 import { APT_PROXY_PORT } from '../hosts/paths.ts';
 import { quote } from '../../core/shell.ts';
 import { runOps, type CliResult } from '../support/cli.ts';
-import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
+import { appRepo, get, makeProject, readyHost, testConfig, testDatabase, RELOAD_SSHD, type TestProject } from './support.ts';
 
 let host: Host;
 let project: TestProject;
@@ -131,7 +131,7 @@ describe.sequential('odd login shells, through the CLI', () => {
     const conf = join(root, 'etc/ssh/sshd_config.d/70-sftp-only.conf');
     writeFileSync(rootKeys, readFileSync(join(root, 'home/deploy/.ssh/authorized_keys')), { mode: 0o600 });
     // Host's user is deploy by type: root is this test's only.
-    const reload = () => sshRun({ ...host, user: 'root' } as unknown as Host, 'sshd -t && systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
+    const reload = () => sshRun({ ...host, user: 'root' } as unknown as Host, `sshd -t && ${RELOAD_SSHD}`);
     writeFileSync(conf, 'Match User deploy\n    ForceCommand internal-sftp\n');
     try {
       await reload();
@@ -321,7 +321,7 @@ describe.sequential('odd login shells, through the CLI', () => {
     const root = join(paths.hostsDir, host.name);
     const conf = join(root, 'etc/ssh/sshd_config.d/05-keys.conf');
     const keys = join(root, 'etc/ssh/keys');
-    const reload = () => sshRun(host, 'sudo sshd -t && sudo systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
+    const reload = () => sshRun(host, `sudo sshd -t && sudo ${RELOAD_SSHD}`);
     mkdirSync(keys, { recursive: true });
     writeFileSync(join(keys, 'deploy'), readFileSync(join(root, 'home/deploy/.ssh/authorized_keys')), { mode: 0o644 });
     writeFileSync(conf, 'AuthorizedKeysFile /etc/ssh/keys/%u .ssh/authorized_keys\n');
@@ -350,7 +350,7 @@ describe.sequential('odd login shells, through the CLI', () => {
     const rootKeys = join(root, 'root/.ssh/authorized_keys');
     const conf = join(root, 'etc/ssh/sshd_config.d/70-record.conf');
     writeFileSync(rootKeys, readFileSync(join(root, 'home/deploy/.ssh/authorized_keys')), { mode: 0o600 });
-    const reload = () => sshRun({ ...host, user: 'root' } as unknown as Host, 'sshd -t && systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn "sport = :22" | grep -q . && break; sleep 0.1; done');
+    const reload = () => sshRun({ ...host, user: 'root' } as unknown as Host, `sshd -t && ${RELOAD_SSHD}`);
     writeFileSync(conf, 'Match User deploy\n    ForceCommand /usr/bin/script -qfec "$SSH_ORIGINAL_COMMAND" /dev/null\n');
     try {
       await reload();

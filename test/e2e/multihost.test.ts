@@ -11,7 +11,7 @@ import { withLock } from '../../core/ops/locked.ts';
 import { getLockStatus } from '../../core/ops/records.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { commit, initRepo } from '../support/gitrepo.ts';
-import { appRepo, ASSET_HOLD, assetApp, assetPage, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, webConfig, type TestProject } from './support.ts';
+import { appRepo, ASSET_HOLD, assetApp, assetPage, get, makeProject, readyHost, sshLogins, testConfig, testDatabase, untilFree, untilListening, webConfig, type TestProject } from './support.ts';
 
 let hosts: Host[] = [];
 let project: TestProject;
@@ -67,7 +67,7 @@ describe.sequential('two hosts', () => {
     const squat = (h: Host) => sshRun(h, 'setsid python3 -m http.server 3580 --bind 127.0.0.1 >/dev/null 2>&1 < /dev/null & echo $!').then((r) => r.stdout.trim());
     const pids = [await squat(hosts[0]!), await squat(hosts[1]!)];
     try {
-      await new Promise((r) => setTimeout(r, 1000));
+      for (const h of hosts) await sshRun(h, untilListening(3580));
       const both = await deploy(project.ctx(), project.env(), { ref: 'v2' }).catch((e: Error) => e);
       const held = (i: number) => `  - ${hosts[i]!.name} \\(slot green\\): port 3580 \\(program server\\) is held by pid ${pids[i]} \\((/usr/bin/)?python3 -m http\\.server 3580 --bind 127\\.0\\.0\\.1\\); ${hosts[i]!.name} still serves ${v1[i]}`;
       expect((both as Error).message).toMatch(
@@ -76,13 +76,12 @@ describe.sequential('two hosts', () => {
       expect((both as { hint?: string }).hint).toContain(`on ${hosts[0]!.name}: sudo kill ${pids[0]}`);
       expect((both as { hint?: string }).hint).toContain(`on ${hosts[1]!.name}: sudo kill ${pids[1]}`);
       // The first host freed: the second alone is named, as ever.
-      await sshRun(hosts[0]!, `kill ${pids[0]} || true`);
-      await new Promise((r) => setTimeout(r, 500));
+      await sshRun(hosts[0]!, `kill ${pids[0]} || true; ${untilFree(3580)}`);
       const err = await deploy(project.ctx(), project.env(), { ref: 'v2' }).catch((e: Error) => e);
       expect((err as Error).message).toMatch(new RegExp(`^the ports this release would start on \\(slot green\\) are taken on ${hosts[1]!.name}: port 3580 \\(program server\\) is held by pid ${pids[1]} \\((/usr/bin/)?python3 -m http\\.server 3580`));
       for (const h of hosts) expect((await get(h)).body).toContain('Version 1.0.0');
     } finally {
-      for (const [i, h] of hosts.entries()) await sshRun(h, `kill ${pids[i]} 2>/dev/null || true`);
+      for (const [i, h] of hosts.entries()) await sshRun(h, `kill ${pids[i]} 2>/dev/null || true; ${untilFree(3580)}`);
     }
   }, 300_000);
 
@@ -111,7 +110,7 @@ describe.sequential('two hosts', () => {
     const squat = (h: Host) => sshRun(h, 'setsid python3 -m http.server 3579 --bind 127.0.0.1 >/dev/null 2>&1 < /dev/null & echo $!').then((r) => r.stdout.trim());
     const pids = [await squat(hosts[0]!), await squat(hosts[1]!)];
     try {
-      await new Promise((r) => setTimeout(r, 1000));
+      for (const h of hosts) await sshRun(h, untilListening(3579));
       const look = 'cat /srv/sample/.ops/history /srv/sample/.ops/slot; ls /etc/supervisor/conf.d; readlink /srv/sample/current';
       const before = await Promise.all(hosts.map((h) => sshRun(h, `sudo bash -c '${look}'`).then((r) => r.stdout)));
       const err = await rollback(project.ctx(), project.env()).catch((e: Error) => e);
@@ -122,9 +121,8 @@ describe.sequential('two hosts', () => {
       expect(await Promise.all(hosts.map((h) => sshRun(h, `sudo bash -c '${look}'`).then((r) => r.stdout)))).toEqual(before);
       for (const h of hosts) expect((await get(h)).body).toContain('Version 2.0.0');
     } finally {
-      for (const [i, h] of hosts.entries()) await sshRun(h, `kill ${pids[i]} 2>/dev/null || true`);
+      for (const [i, h] of hosts.entries()) await sshRun(h, `kill ${pids[i]} 2>/dev/null || true; ${untilFree(3579)}`);
     }
-    await new Promise((r) => setTimeout(r, 500));
   }, 300_000);
 
   it('rolls every host back: all locks first, then each host its own step, to the one release they served before (one target for the environment)', async () => {

@@ -12,7 +12,7 @@ import { deploy } from '../../core/ops/deploy.ts';
 import { status } from '../../core/ops/status.ts';
 import { quote } from '../../core/shell.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { APP, asRoot, get, labEnvironment, webConfig } from './support.ts';
+import { APP, asRoot, get, labEnvironment, RELOAD_NGINX, webConfig } from './support.ts';
 
 /**
  * The app: Node's http server answering every GET with its VERSION. MODE=bigheader adds a session cookie of 10 KB
@@ -110,7 +110,7 @@ describe.sequential('what nginx answers, and what a failed start leaves', () => 
     const file = '/etc/nginx/sites-enabled/api-by-hand';
     const site = (to: string) => `server {\n    listen 80;\n    server_name api.example.test;\n    location / {\n        proxy_pass ${to};\n    }\n}\n`;
     const viaApi = () => onHost("curl -s -H 'Host: api.example.test' http://127.0.0.1/");
-    await onHost(`printf '%s' ${quote(site(`http://127.0.0.1:${env.port('web', live)}`))} > ${file} && nginx -t -q && systemctl reload nginx`);
+    await onHost(`printf '%s' ${quote(site(`http://127.0.0.1:${env.port('web', live)}`))} > ${file} && nginx -t -q && ${RELOAD_NGINX}`);
     try {
       commit(repo, { VERSION: '6\n' }, 'version 6');
       gitIn(repo, ['tag', 'six']);
@@ -125,12 +125,12 @@ describe.sequential('what nginx answers, and what a failed start leaves', () => 
       // ops status says it too (the hourly status workflow fails on it).
       expect((await status(lab.project.ctx(), env)).hosts[0]!.problems.join('\n')).toContain(`${file}:5: 127.0.0.1:${env.port('web', live)} (program web's port on slot ${live})`);
       // The hint done: the hand-made site names the upstream, and follows each switch.
-      await onHost(`printf '%s' ${quote(site(`http://${env.layout.nginxUpstream('web')}`))} > ${file} && nginx -t -q && systemctl reload nginx`);
+      await onHost(`printf '%s' ${quote(site(`http://${env.layout.nginxUpstream('web')}`))} > ${file} && nginx -t -q && ${RELOAD_NGINX}`);
       await deploy(lab.project.ctx(), env, { ref: 'six' });
       expect(await get(lab.host)).toEqual({ status: 200, body: '6' });
       expect(await viaApi()).toBe('6');
     } finally {
-      await onHost(`rm -f ${file} && systemctl reload nginx`);
+      await onHost(`rm -f ${file} && ${RELOAD_NGINX}`);
     }
   }, 600_000);
 

@@ -17,7 +17,7 @@ import { quote } from '../../core/shell.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import type { OpsError } from '../../core/errors.ts';
 import { downHost, ensurePebble, npmRegistryUrl, pypiIndexUrl, sshRun, upHost, type Host } from '../hosts/index.ts';
-import { appRepo, get, makeProject, visit, readyHost, testConfig, type TestProject } from './support.ts';
+import { appRepo, get, makeProject, visit, readyHost, testConfig, RELOAD_NGINX, untilFree, untilListening, type TestProject } from './support.ts';
 
 /** GET https://<domain>/ on the host's address, verifying the served certificate against `ca`. */
 function httpsGet(address: string, domain: string, ca: string, path = '/'): Promise<{ status: number; subject: string; issuer: string }> {
@@ -185,6 +185,7 @@ describe.sequential('provision a bare bookworm host', () => {
     const holder = await sshRun(host, 'sudo sh -c "python3 -m http.server 443 >/dev/null 2>&1 </dev/null & echo \\$!"');
     const pid = holder.stdout.trim();
     expect(pid).toMatch(/^\d+$/);
+    await sshRun(host, untilListening(443)); // (else nginx may take the port first)
     project.write({ ...config, domain: 'busy.test', tls: { mode: 'self-signed' } });
     try {
       const before = await sshRun(host, 'sudo md5sum /etc/nginx/sites-available/sample');
@@ -195,7 +196,7 @@ describe.sequential('provision a bare bookworm host', () => {
       expect(after.stdout).toContain('test is successful');
       expect((await visit(host)).headers.server).toBe('nginx');
     } finally {
-      await sshRun(host, `sudo kill ${pid}`);
+      await sshRun(host, `sudo kill ${pid}; ${untilFree(443)}`);
       project.write(config);
     }
     // With the port free, the same configuration applies.
@@ -267,7 +268,7 @@ describe.sequential('TLS', () => {
     expect(redirected).toContain(`certbot was not run for ${domain}: the ACME server's HTTP-01 request would fail: http://${domain}/.well-known/acme-challenge/ on this host answers`);
     expect(redirected).toContain('/etc/nginx/conf.d/zz-redirect.conf');
     await nginxOk();
-    await sshRun(host, 'sudo rm /etc/nginx/conf.d/zz-redirect.conf && sudo systemctl reload nginx');
+    await sshRun(host, `sudo rm /etc/nginx/conf.d/zz-redirect.conf && sudo ${RELOAD_NGINX}`);
     const renewed = await provision(project.ctx(), project.env());
     expect(renewed[0]!.items).toEqual(expect.arrayContaining([{ name: 'certificate', state: 'changed' }]));
     expect((await httpsGet(host.address, domain, ca)).subject).toContain(`DNS:${domain}`);

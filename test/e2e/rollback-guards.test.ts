@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
-import { APP, asRoot, get, labEnvironment, pythonWebApp, readable, webConfig } from './support.ts';
+import { APP, asRoot, get, labEnvironment, pythonWebApp, readable, RELOAD_NGINX, webConfig } from './support.ts';
 
 /** The app: answers every path with its release and version. */
 const SERVER = pythonWebApp('os.environ["OPS_RELEASE"] + " " + open("VERSION").read().strip()');
@@ -45,7 +45,7 @@ const lab = labEnvironment(
 
 describe.sequential('ops rollback refuses what a deploy refuses, before anything changes', () => {
   it("another server block listening on the host's address takes the visitors: refused naming its file and the fix; removed, the rollback goes", async () => {
-    await onHost(`printf 'server {\\n    listen ${lab.host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t -q && nginx -s reload`);
+    await onHost(`printf 'server {\\n    listen ${lab.host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t -q && ${RELOAD_NGINX}`);
     try {
       const before = await look();
       const text = readable(await ops('rollback', 'e2e'));
@@ -55,7 +55,7 @@ describe.sequential('ops rollback refuses what a deploy refuses, before anything
       expect(text).toContain('then roll back again');
       expect(await look()).toBe(before);
     } finally {
-      await onHost('rm -f /etc/nginx/conf.d/other.conf && nginx -s reload');
+      await onHost(`rm -f /etc/nginx/conf.d/other.conf && ${RELOAD_NGINX}`);
     }
   }, 300_000);
 
@@ -63,7 +63,7 @@ describe.sequential('ops rollback refuses what a deploy refuses, before anything
     const env = lab.project.env();
     const live = (await onHost(`cat /srv/${APP}/.ops/slot`)) as 'blue' | 'green';
     const file = '/etc/nginx/sites-enabled/api-by-hand';
-    await onHost(`printf 'server {\\n    listen 80;\\n    server_name api.example.test;\\n    location / {\\n        proxy_pass http://127.0.0.1:${env.port('web', live)};\\n    }\\n}\\n' > ${file} && nginx -t -q && nginx -s reload`);
+    await onHost(`printf 'server {\\n    listen 80;\\n    server_name api.example.test;\\n    location / {\\n        proxy_pass http://127.0.0.1:${env.port('web', live)};\\n    }\\n}\\n' > ${file} && nginx -t -q && ${RELOAD_NGINX}`);
     try {
       const before = await look();
       const text = readable(await ops('rollback', 'e2e'));
@@ -73,7 +73,7 @@ describe.sequential('ops rollback refuses what a deploy refuses, before anything
       expect(text).toContain('then roll back again');
       expect(await look()).toBe(before);
     } finally {
-      await onHost(`rm -f ${file} && nginx -s reload`);
+      await onHost(`rm -f ${file} && ${RELOAD_NGINX}`);
     }
   }, 300_000);
 
@@ -95,7 +95,7 @@ describe.sequential('ops rollback refuses what a deploy refuses, before anything
         expect(await look()).toBe(before);
       }
     } finally {
-      await onHost('rm -f /etc/nginx/sites-enabled/000-catchall && nginx -t -q && nginx -s reload');
+      await onHost(`rm -f /etc/nginx/sites-enabled/000-catchall && nginx -t -q && ${RELOAD_NGINX}`);
     }
     // All fixed: the rollback goes, and says so.
     const back = await ops('rollback', 'e2e');

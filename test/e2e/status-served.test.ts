@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { APP, asRoot, readable, get, labEnvironment, versionedApp, webConfig } from './support.ts';
+import { APP, asRoot, readable, get, labEnvironment, versionedApp, RELOAD_NGINX, webConfig } from './support.ts';
 
 let repo = '';
 const lab = labEnvironment('ssv', (host) => webConfig(host, (repo = versionedApp('ops-served-'))), {
@@ -22,15 +22,8 @@ const onHost = (command: string): Promise<string> => asRoot(lab.host, command);
 const current = () => onHost(`readlink /srv/${APP}/current | xargs basename`);
 const releases = () => onHost(`ls /srv/${APP}/releases | wc -l`);
 
-/** What "/" answers from this machine once it is `page` (a reload returns before the new workers serve), or after 10 s. */
-async function pageSoon(page: string): Promise<string> {
-  let got = '';
-  for (let i = 0; i < 100 && got !== page; i++) {
-    got = (await get(lab.host)).body;
-    if (got !== page) await new Promise((ok) => setTimeout(ok, 100));
-  }
-  return got;
-}
+/** What "/" answers from this machine, looked at once: RELOAD_NGINX and a deploy's switch return once the new files serve alone. */
+const page = async (): Promise<string> => (await get(lab.host)).body;
 
 describe.sequential('ops status says what the visitors get', () => {
   it('a healthy host: the visitors get the current release, nginx\'s log naming the live slot\'s port', async () => {
@@ -43,9 +36,9 @@ describe.sequential('ops status says what the visitors get', () => {
   it("another server block listening on the host's address: status fails naming its file; a deploy refuses before building, naming it, nothing changed", async () => {
     const live = await current();
     const count = await releases();
-    await onHost(`printf 'server {\\n    listen ${lab.host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t && nginx -s reload`);
+    await onHost(`printf 'server {\\n    listen ${lab.host.address}:80;\\n    location / { return 200 "other site"; }\\n}\\n' > /etc/nginx/conf.d/other.conf && nginx -t && ${RELOAD_NGINX}`);
     try {
-      expect(await pageSoon('other site')).toBe('other site');
+      expect(await page()).toBe('other site');
       const s = await ops('status', 'e2e');
       const text = readable(s);
       // Unproven, status said healthy: the release live, its ports healthy, /.ops/slot right at 127.0.0.1.
@@ -61,9 +54,9 @@ describe.sequential('ops status says what the visitors get', () => {
       expect(out).toContain('nothing was sent, built or started');
       expect({ current: await current(), releases: await releases() }).toEqual({ current: live, releases: count });
     } finally {
-      await onHost('rm -f /etc/nginx/conf.d/other.conf && nginx -s reload');
+      await onHost(`rm -f /etc/nginx/conf.d/other.conf && ${RELOAD_NGINX}`);
     }
-    expect(await pageSoon('version 2')).toBe('version 2');
+    expect(await page()).toBe('version 2');
   }, 600_000);
 
   it('a site edited by hand to send the visitors to the previous release: status fails, saying which address answered', async () => {
@@ -71,24 +64,24 @@ describe.sequential('ops status says what the visitors get', () => {
     const slot = await onHost(`cat /srv/${APP}/.ops/slot`);
     const idle = slot === 'blue' ? 5101 : 5100;
     const site = `/etc/nginx/sites-available/${APP}`;
-    await onHost(`cp ${site} /root/site.saved && sed -i 's#proxy_pass http://${APP}_web#proxy_pass http://127.0.0.1:${idle}#' ${site} && nginx -t && nginx -s reload`);
+    await onHost(`cp ${site} /root/site.saved && sed -i 's#proxy_pass http://${APP}_web#proxy_pass http://127.0.0.1:${idle}#' ${site} && nginx -t && ${RELOAD_NGINX}`);
     try {
-      expect(await pageSoon('version 1')).toBe('version 1');
+      expect(await page()).toBe('version 1');
       const s = await ops('status', 'e2e');
       const text = readable(s);
       expect(s.code, text).toBe(1);
       expect(text).toContain(`is not release ${live} (live slot ${slot})`);
       expect(text).toContain(`from 127.0.0.1:${idle}, not from the slot's port 127.0.0.1:${idle === 5101 ? 5100 : 5101}`);
     } finally {
-      await onHost(`cp /root/site.saved ${site} && nginx -s reload`);
+      await onHost(`cp /root/site.saved ${site} && ${RELOAD_NGINX}`);
     }
-    expect(await pageSoon('version 2')).toBe('version 2');
+    expect(await page()).toBe('version 2');
   }, 600_000);
 
   it('what admins add beside the site (a catch-all server_name _, a redirect to https for another name) is not another server block: deploy and status pass', async () => {
     await onHost(`printf 'server {\\n    listen 80;\\n    server_name _;\\n    return 444;\\n}\\n' > /etc/nginx/sites-enabled/catchall
 printf 'server {\\n    listen 80;\\n    server_name www.example.org;\\n    return 301 https://example.org$request_uri;\\n}\\n' > /etc/nginx/conf.d/redirect.conf
-nginx -t && nginx -s reload`);
+nginx -t && ${RELOAD_NGINX}`);
     try {
       const d = await ops('deploy', 'e2e', '--ref', 'v3');
       expect(d.code, readable(d)).toBe(0);
@@ -96,23 +89,23 @@ nginx -t && nginx -s reload`);
       expect(s.code, readable(s)).toBe(0);
       expect(readable(s)).toContain(`visitors    ✓ get release ${await current()}`);
     } finally {
-      await onHost('rm -f /etc/nginx/sites-enabled/catchall /etc/nginx/conf.d/redirect.conf && nginx -s reload');
+      await onHost(`rm -f /etc/nginx/sites-enabled/catchall /etc/nginx/conf.d/redirect.conf && ${RELOAD_NGINX}`);
     }
   }, 600_000);
 
   it("a status page only the host asks (listen 127.0.0.1:80, stub_status: a monitoring agent's) takes nothing from the visitors: deploy and status pass", async () => {
-    await onHost(`printf 'server {\\n    listen 127.0.0.1:80;\\n    server_name 127.0.0.1;\\n    location = /nginx_status {\\n        stub_status;\\n    }\\n}\\n' > /etc/nginx/conf.d/status.conf && nginx -t && nginx -s reload`);
+    await onHost(`printf 'server {\\n    listen 127.0.0.1:80;\\n    server_name 127.0.0.1;\\n    location = /nginx_status {\\n        stub_status;\\n    }\\n}\\n' > /etc/nginx/conf.d/status.conf && nginx -t && ${RELOAD_NGINX}`);
     try {
       // (v3 is live: another commit, so the switch runs.)
       const before = await current();
       const d = await ops('deploy', 'e2e', '--ref', 'v4');
       expect(d.code, readable(d)).toBe(0);
       expect(await current()).not.toBe(before);
-      expect(await pageSoon('version 4')).toBe('version 4');
+      expect(await page()).toBe('version 4');
       const s = await ops('status', 'e2e');
       expect(s.code, readable(s)).toBe(0);
     } finally {
-      await onHost('rm -f /etc/nginx/conf.d/status.conf && nginx -s reload');
+      await onHost(`rm -f /etc/nginx/conf.d/status.conf && ${RELOAD_NGINX}`);
     }
   }, 600_000);
 
@@ -129,7 +122,7 @@ nginx -t && nginx -s reload`);
       expect(d.code, text).toBe(0);
       expect(text).not.toMatch(/another server block/);
       expect(text).toMatch(/sets its own access_log/);
-      expect(await pageSoon('version 1')).toBe('version 1');
+      expect(await page()).toBe('version 1');
       const s = await ops('status', 'e2e');
       const st = readable(s);
       expect(s.code, st).toBe(0);

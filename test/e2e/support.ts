@@ -14,6 +14,7 @@ import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter, type Reporter } from '../../core/report.ts';
 import { provisionNginx } from '../../core/steps/nginx.ts';
 import { packageIndexFiles } from '../../core/packages.ts';
+import { SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { appUser, installPackages, packageIndexes, runtimes, supervisorService } from '../../core/steps/system.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { rootfsTarball } from '../hosts/lab.ts';
@@ -291,13 +292,26 @@ export async function lockIsFree(project: TestProject): Promise<void> {
   expect((await getLockStatus(project.ctx(), project.env())).map((l) => l.lock.state)).toEqual(['free']);
 }
 
-/** Replace sshd's drop-in configuration of the test (sshd_config.d/60-test.conf; none when `lines` is empty), then reload sshd. */
+/**
+ * Shell, for a command run on a test host as root (any shell: it runs bash itself), that reloads sshd (after
+ * `sshd -t`) and returns once it listens again: a reload (SIGHUP) makes sshd close its listening sockets and
+ * re-execute itself, after systemctl has returned, so "something listens on port 22" right after it may still be
+ * the old sockets, and the next login is refused. Waits (20 s at most) until port 22's listening sockets are not
+ * the ones from before the reload (their inodes, ss -e) and the same on two looks 100 ms apart (all of them bound);
+ * fails saying so when sshd does not listen again.
+ */
+export const RELOAD_SSHD = `bash -c ${quote(`listeners() { ss -Hltne 'sport = :22' | grep -o 'ino:[0-9]*' | sort | tr '\\n' ' '; }
+old=$(listeners)
+systemctl reload ssh || exit
+last=
+for i in $(seq 200); do now=$(listeners); [ -n "$now" ] && [ "$now" != "$old" ] && [ "$now" = "$last" ] && exit 0; last=$now; sleep 0.1; done
+echo "sshd did not listen again on port 22 within 20 s of its reload (listening sockets before: \${old:-none}, now: \${now:-none}); journalctl -u ssh says:" >&2
+journalctl -u ssh -n 5 -o cat --no-pager >&2
+exit 1`)}`;
+
+/** Replace sshd's drop-in configuration of the test (sshd_config.d/60-test.conf; none when `lines` is empty), then reload sshd (RELOAD_SSHD). */
 export async function configureSshd(host: Host, lines: string[]): Promise<void> {
-  // A reload re-executes sshd: wait until it listens again, so the next login is not refused.
-  await sshRun(
-    host,
-    `printf '%s\\n' ${lines.map(quote).join(' ') || "''"} | sudo tee /etc/ssh/sshd_config.d/60-test.conf >/dev/null && sudo sshd -t && sudo systemctl reload ssh && sleep 0.5 && for i in $(seq 200); do ss -Hltn 'sport = :22' | grep -q . && break; sleep 0.1; done`,
-  );
+  await sshRun(host, `printf '%s\\n' ${lines.map(quote).join(' ') || "''"} | sudo tee /etc/ssh/sshd_config.d/60-test.conf >/dev/null && sudo sshd -t && sudo ${RELOAD_SSHD}`);
 }
 
 /**
@@ -307,6 +321,23 @@ export async function configureSshd(host: Host, lines: string[]): Promise<void> 
 export function untilListening(port: number, seconds = 20): string {
   const listens = `ss -Hltn 'sport = :${port}' | grep -q .`;
   return `for i in $(seq ${seconds * 10}); do ${listens} && break; sleep 0.1; done; ${listens}`;
+}
+
+/**
+ * Shell (as root) that waits until the SSH server process a lock names as its holder (holder_pid in `lockDir`/info:
+ * its run's connection, conn_pid in core/steps/sh/connection.sh) is gone, as the next run's look at the lock requires
+ * to call it stale: a runner killed outright drops its TCP connection, and sshd ends that session a moment later, on
+ * a busy host later still. Up to `seconds`, then fails saying the holder still runs.
+ */
+export function untilHolderGone(lockDir = `/srv/${APP}/.ops/lock`, seconds = 20): string {
+  const holder = `sed -n 's/^holder_pid=//p' ${quote(`${lockDir}/info`)}`;
+  return `(p=$(${holder}); [ -n "$p" ] || { echo "no holder_pid in ${lockDir}/info" >&2; exit 1; }; for i in $(seq ${seconds * 10}); do kill -0 "$p" 2>/dev/null || exit 0; sleep 0.1; done; echo "the lock's holder (pid $p, $(ps -o args= -p "$p")) still runs ${seconds} s on" >&2; exit 1)`;
+}
+
+/** Shell that waits until nothing listens on TCP `port` of the host (a process the test started there stopped): up to `seconds`, then fails if something still does. */
+export function untilFree(port: number, seconds = 20): string {
+  const free = `! ss -Hltn 'sport = :${port}' | grep -q .`;
+  return `for i in $(seq ${seconds * 10}); do ${free} && break; sleep 0.1; done; ${free} || { echo 'port ${port} still taken ${seconds} s on' >&2; false; }`;
 }
 
 /**
@@ -329,6 +360,18 @@ export function readable(r: CliResult): string {
   expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
   return text;
 }
+
+/**
+ * Shell, for a command run on a test host as root (any shell: it runs bash itself), that reloads nginx and returns
+ * only once the new configuration serves alone; append it where a test changes nginx's files (after `nginx -t`).
+ * A bare `nginx -s reload` returns as soon as the master has the signal: for a moment the old workers (the old
+ * configuration) and the new ones both accept on the shared listening sockets, so one look that sees the new page
+ * proves nothing and the next may get the old one. This is the product's own reload (nginx_reload in
+ * core/steps/sh/system.sh: waits, 10 s at most, until a new worker runs and every old one is gone or titled
+ * "shutting down", which it takes on before it stops accepting); it fails, saying "nginx reload failed: ..." and
+ * nginx's last error lines, when nginx does not take the reload up. nginx not running is started (said on stderr).
+ */
+export const RELOAD_NGINX = `bash -c ${quote(`ops_report() { echo "nginx was not running: started it" >&2; }\n${SYSTEM_FUNCTIONS}\nnginx_reload`)}`;
 
 /** `command` run on the host as root (sudo bash -c): its stdout, trimmed; rejects when it fails. */
 export async function asRoot(host: Host, command: string): Promise<string> {

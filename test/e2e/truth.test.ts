@@ -190,7 +190,8 @@ describe.sequential('what ops reports live is what serves', () => {
       expect(await page()).toEqual(before);
     } finally {
       // The daemon outlived its supervisor group (it left the process group): stop it by hand.
-      await onHost(`for p in $(pgrep -f '^/usr/bin/python3.11 server.py'); do [ "$(awk '/^PPid:/ { print $2 }' /proc/$p/status)" = 1 ] && kill $p; done; true`);
+      // Gone before the next test's start needs its port (tail --pid: until it exits, 10 s at most).
+      await onHost(`for p in $(pgrep -f '^/usr/bin/python3.11 server.py'); do [ "$(awk '/^PPid:/ { print $2 }' /proc/$p/status)" = 1 ] && kill $p && timeout 10 tail --pid=$p -f /dev/null; done; true`);
       lab.project.write(config());
     }
   }, 300_000);

@@ -10,7 +10,7 @@ import { ambiguousRef } from '../source.ts';
 export const TRACKING_PREFIX = 'refs/staging-heads/';
 
 /** A commit sha or its prefix, in either case as git reads one (resolveSource looks it up in lower case). */
-const SHA = /^[0-9a-f]{7,40}$/i;
+export const SHA = /^[0-9a-f]{7,40}$/i;
 
 export const FULL_SHA = /^[0-9a-f]{40}$/;
 

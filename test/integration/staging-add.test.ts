@@ -322,6 +322,27 @@ describe('staging add', () => {
     await expect(runStaging({ ...base, ref: '', repo: runner.dir, settings: stagingSettings({}) })).rejects.toThrow(/nothing to add/);
     expect(s.refs()).toEqual(before);
   });
+
+  it('refuses a branch or tag named in hex that also begins a commit, as a deploy does, saying how to name each; takes it spelled in full', async () => {
+    const { s, runner, dev } = fresh(template);
+    runner.git('fetch', '-q', 'origin'); // every branch, as a checkout with fetch-depth: 0 has them
+    // A branch named as master's short sha (a copied sha pushed as a branch name), a tag named in capitals as
+    // feature/b's prefix, and a hex-named branch that begins no commit.
+    const masterPrefix = sha.master.slice(0, 8);
+    const bPrefix = sha.b.slice(0, 10).toUpperCase();
+    dev.git('push', '-q', 'origin', `${sha.a}:refs/heads/${masterPrefix}`, `${sha.t}:refs/tags/${bPrefix}`, `${sha.t}:refs/heads/0000000fab`);
+    const before = s.refs();
+    const ctx = context(runner.dir);
+    const branch = await failure(addToStaging(ctx, masterPrefix));
+    expect(branch.message).toBe(`ref "${masterPrefix}" is ambiguous: it names a branch (${sha.a.slice(0, 12)}) and a commit (${sha.master.slice(0, 12)})`);
+    expect(branch.hint).toBe(`say which one: refs/heads/${masterPrefix} or ${sha.master}`);
+    const tag = await failure(addToStaging(ctx, bPrefix));
+    expect(tag.message).toBe(`ref "${bPrefix}" is ambiguous: it names a tag (${sha.t.slice(0, 12)}) and a commit (${sha.b.slice(0, 12)})`);
+    expect(s.refs()).toEqual(before);
+    expect(await addToStaging(context(runner.dir), '0000000fab')).toMatchObject({ outcome: 'fast-forward', sha: sha.t });
+    expect(await addToStaging(context(runner.dir), `refs/heads/${masterPrefix}`)).toMatchObject({ outcome: 'merge' });
+    expect(s.tracking()).toMatchObject({ [`refs/staging-heads/heads/${masterPrefix}`]: sha.a, 'refs/staging-heads/heads/0000000fab': sha.t });
+  });
 });
 
 

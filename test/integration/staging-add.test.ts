@@ -328,20 +328,21 @@ describe('staging add', () => {
     runner.git('fetch', '-q', 'origin'); // every branch, as a checkout with fetch-depth: 0 has them
     // A branch named as master's short sha (a copied sha pushed as a branch name), a tag named in capitals as
     // feature/b's prefix, and a hex-named branch that begins no commit.
-    const masterPrefix = sha.master.slice(0, 8);
-    const bPrefix = sha.b.slice(0, 10).toUpperCase();
-    dev.git('push', '-q', 'origin', `${sha.a}:refs/heads/${masterPrefix}`, `${sha.t}:refs/tags/${bPrefix}`, `${sha.t}:refs/heads/0000000fab`);
+    const { a, b, t, master } = sha as Record<'a' | 'b' | 't' | 'master', string>;
+    const masterPrefix = master.slice(0, 8);
+    const bPrefix = b.slice(0, 10).toUpperCase();
+    dev.git('push', '-q', 'origin', `${a}:refs/heads/${masterPrefix}`, `${t}:refs/tags/${bPrefix}`, `${t}:refs/heads/0000000fab`);
     const before = s.refs();
     const ctx = context(runner.dir);
     const branch = await failure(addToStaging(ctx, masterPrefix));
-    expect(branch.message).toBe(`ref "${masterPrefix}" is ambiguous: it names a branch (${sha.a.slice(0, 12)}) and a commit (${sha.master.slice(0, 12)})`);
-    expect(branch.hint).toBe(`say which one: refs/heads/${masterPrefix} or ${sha.master}`);
+    expect(branch.message).toBe(`ref "${masterPrefix}" is ambiguous: it names a branch (${a.slice(0, 12)}) and a commit (${master.slice(0, 12)})`);
+    expect(branch.hint).toBe(`say which one: refs/heads/${masterPrefix} or ${master}`);
     const tag = await failure(addToStaging(ctx, bPrefix));
-    expect(tag.message).toBe(`ref "${bPrefix}" is ambiguous: it names a tag (${sha.t.slice(0, 12)}) and a commit (${sha.b.slice(0, 12)})`);
+    expect(tag.message).toBe(`ref "${bPrefix}" is ambiguous: it names a tag (${t.slice(0, 12)}) and a commit (${b.slice(0, 12)})`);
     expect(s.refs()).toEqual(before);
-    expect(await addToStaging(context(runner.dir), '0000000fab')).toMatchObject({ outcome: 'fast-forward', sha: sha.t });
+    expect(await addToStaging(context(runner.dir), '0000000fab')).toMatchObject({ outcome: 'fast-forward', sha: t });
     expect(await addToStaging(context(runner.dir), `refs/heads/${masterPrefix}`)).toMatchObject({ outcome: 'merge' });
-    expect(s.tracking()).toMatchObject({ [`refs/staging-heads/heads/${masterPrefix}`]: sha.a, 'refs/staging-heads/heads/0000000fab': sha.t });
+    expect(s.tracking()).toMatchObject({ [`refs/staging-heads/heads/${masterPrefix}`]: a, 'refs/staging-heads/heads/0000000fab': t });
   });
 });
 

@@ -257,6 +257,35 @@ describe('staging rebuild', () => {
     expect(again.reporter.text()).not.toMatch(/only staging had/);
   });
 
+  // GitHub's refusals of a force push to a protected staging, as its git server words them (a branch protection
+  // rule: GH006; a ruleset: GH013), from a pre-receive hook on the remote that refuses what they refuse: an update of
+  // staging that is not a fast-forward. Adds (fast-forward or merge) still go through.
+  const refusals = {
+    'branch protection': 'echo "error: GH006: Protected branch update failed for $ref." >&2; echo "error: Cannot force-push to this branch" >&2',
+    ruleset: 'echo "error: GH013: Repository rule violations found for $ref." >&2; echo "- Cannot force-push to this branch" >&2',
+  };
+  for (const [kind, say] of Object.entries(refusals)) {
+    it(`a staging protected against force pushes (${kind}): the rebuild is refused, staging as it was, saying to allow the pipeline's force pushes; adds go through`, async () => {
+      const { s, runner } = fresh(template);
+      const gh = await github();
+      s.hook(
+        'pre-receive',
+        `while read -r old new ref; do
+  if [ "$ref" = refs/heads/staging ] && [ "$old" != 0000000000000000000000000000000000000000 ] && [ "$new" != 0000000000000000000000000000000000000000 ] && ! git merge-base --is-ancestor "$old" "$new"; then ${say}; exit 1; fi
+done`,
+      );
+      const added = await addToStaging(context(runner.dir), 'feature/e');
+      expect(added).toMatchObject({ outcome: 'merge', changed: true });
+      const before = s.refs();
+      const ctx = context(runner.dir);
+      const e = await failure(rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false }));
+      expect(e.message).toMatch(/Cannot force-push to this branch/);
+      expect(e.hint).toMatch(new RegExp(`^staging refuses force pushes \\(${kind === 'ruleset' ? 'a ruleset' : 'branch protection'}: .*a rebuild replaces staging .*Allow force pushes to staging for the token the pipeline pushes with`));
+      expect(ctx.reporter.text()).not.toMatch(/retrying/);
+      expect(s.refs()).toEqual(before);
+    });
+  }
+
   it("lets a later add see the rebuild's records: a pull request rewritten since is refused", async () => {
     const { runner, dev } = fresh(template);
     const gh = await github();

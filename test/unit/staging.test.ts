@@ -419,4 +419,17 @@ describe('telling', () => {
     expect(pushHint('fatal: could not read Username for https://github.com', 'staging')).toMatch(/contents: write/);
     expect(pushHint('something else', 'staging')).toBeUndefined();
   });
+  it("says what to allow for each of GitHub's refusals of a protected staging: force pushes (a rebuild), other rules", () => {
+    // As GitHub's git server prints them (branch protection GH006, rulesets GH013), after git's "remote: ".
+    const forced = [
+      'remote: error: GH006: Protected branch update failed for refs/heads/staging.\nremote: error: Cannot force-push to this branch',
+      'remote: error: GH013: Repository rule violations found for refs/heads/staging.\nremote: Review all repository rules at https://github.com/acme/webapp/rules?ref=refs%2Fheads%2Fstaging\nremote: \nremote: - Cannot force-push to this branch',
+    ];
+    expect(pushHint(forced[0]!, 'staging')).toMatch(/^staging refuses force pushes \(branch protection: Settings → Branches\): a rebuild replaces staging .*Allow force pushes/);
+    expect(pushHint(forced[1]!, 'staging')).toMatch(/^staging refuses force pushes \(a ruleset: Settings → Rules\): .*bypass list/);
+    for (const rule of ['- Changes must be made through a pull request.', '- Cannot update this protected ref.', '- Required status check "ci" is expected.']) {
+      const stderr = `remote: error: GH013: Repository rule violations found for refs/heads/staging.\nremote: \nremote: ${rule}\n ! [remote rejected] staging -> staging (push declined due to repository rule violations)`;
+      expect(pushHint(stderr, 'staging'), rule).toBe("staging is protected against this push (a ruleset: Settings → Rules; the rule is named above): allow the pipeline's token to push to staging");
+    }
+  });
 });

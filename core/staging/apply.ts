@@ -4,7 +4,7 @@
 import { Git, GitError } from '../git.ts';
 import { OpsError } from '../errors.ts';
 import { type AddOutcome, type Moved, StagingRefusal, short } from './messages.ts';
-import { type AddedRecord, decideAdd, mergeMessage } from './plan.ts';
+import { type AddedRecord, HEAD_TRAILER, decideAdd, mergeMessage } from './plan.ts';
 import { FULL_SHA, type Source } from './refs.ts';
 import type { StagingContext } from './settings.ts';
 
@@ -12,6 +12,25 @@ import type { StagingContext } from './settings.ts';
 export async function oneline(git: Git, revs: string[], paths: string[] = [], max = 20): Promise<string[]> {
   const out = await git.out(['--literal-pathspecs', 'log', '--no-merges', `--max-count=${max}`, '--format=%h %s', ...revs, '--', ...paths]);
   return out.split('\n').filter(Boolean);
+}
+
+/**
+ * `git log --oneline` of `revs` as oneline gives it, merges included but the ones staging made (a Staging-Head
+ * trailer naming one of their parents: a rebuild makes them again, or names their ref as dropped): a merge pushed to
+ * staging by hand holds work of its own (a conflict resolution). At most `max` lines, newest first.
+ */
+export async function unmadeCommits(git: Git, revs: string[], max = 20): Promise<string[]> {
+  const out = await git.out(['log', `--format=%h %s%x1f%P%x1f%(trailers:key=${HEAD_TRAILER},valueonly,separator=%x1d)%x1e`, ...revs, '--']);
+  const lines: string[] = [];
+  for (const entry of out.split('\x1e')) {
+    const [line = '', parents = '', heads = ''] = entry.replace(/^\n+/, '').split('\x1f');
+    if (!line.trim()) continue;
+    const merged = parents.trim().split(/\s+/).slice(1);
+    if (merged.length && heads.split('\x1d').some((h) => merged.includes(h.trim()))) continue;
+    lines.push(line);
+    if (lines.length >= max) break;
+  }
+  return lines;
 }
 
 /**

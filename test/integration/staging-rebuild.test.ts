@@ -286,6 +286,22 @@ done`,
     });
   }
 
+  it('names a conflict resolution merged into staging by hand among what it drops, not only the branch commits it brought', async () => {
+    const { s, runner, other } = fresh(template);
+    const gh = await github();
+    await rebuildStaging(context(runner.dir), { github: access(gh), label: 'staging', comment: false }); // #5 in, #3 conflicts
+    // Someone merges #3 (feature/c) into staging by hand, resolving the conflict with #5, and pushes.
+    other.branch('staging', 'staging');
+    expect(() => other.git('merge', '-q', '--no-edit', 'origin/feature/c')).toThrow();
+    const resolution = other.commit({ 'app.txt': line2('b and c') }, 'Merge feature/c into staging, conflict resolved by hand');
+    other.push('staging');
+    const ctx = context(runner.dir, { dryRun: true });
+    const r = await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false });
+    expect(r.skipped.map((k) => k.source.pull?.number)).toEqual([3]);
+    expect(r.lost).toEqual([`${resolution.slice(0, 7)} Merge feature/c into staging, conflict resolved by hand`, `${sha.c!.slice(0, 7)} c edits line two`]);
+    expect(ctx.reporter.text()).toContain(`warning: 2 commits only staging had would be dropped (pushed to staging by hand, or from master before it was rewritten):\n  ${resolution.slice(0, 7)} Merge feature/c`);
+  });
+
   it("lets a later add see the rebuild's records: a pull request rewritten since is refused", async () => {
     const { runner, dev } = fresh(template);
     const gh = await github();

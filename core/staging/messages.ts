@@ -64,7 +64,7 @@ export interface RebuildResult {
   changed: boolean;
   added: Applied[];
   skipped: Skipped[];
-  /** Refs that were in staging before the rebuild and are not in it now. */
+  /** Refs that were in staging before the rebuild and are not in it now (not re-applied, and their head not in main). */
   dropped: string[];
   /**
    * Commits only staging had ("<short sha> <subject>", at most 20), which the rebuild drops: none came from
@@ -168,7 +168,13 @@ export function rebuildSummary(r: RebuildResult, names: { main: string; staging:
     lines.push(`No open pull request carries the label ${f.code(names.label)}.`, '');
   }
   if (r.carried.length) lines.push(`Pushed to ${staging} while the rebuild ran, and carried over: ${r.carried.map((c) => f.code(c)).join(', ')}.`, '');
-  if (r.dropped.length) lines.push(`No longer in ${staging}: ${r.dropped.map((d) => f.code(d)).join(', ')}.`, '');
+  if (r.dropped.length) {
+    lines.push(
+      `No longer in ${staging}: ${r.dropped.map((d) => f.code(d)).join(', ')}. A rebuild re-applies only the open pull requests labelled ${f.code(names.label)} ` +
+        `(these were added by hand, or their pull request was closed or unlabelled since): to have one back, label its pull request or add it again (\`ops staging add <ref>\`).`,
+      '',
+    );
+  }
   if (r.lost.length) {
     lines.push(
       `> **Warning**: ${lostCount(r.lost)} only ${staging} had ${r.dryRun ? 'would be' : r.lost.length === 1 ? 'is' : 'are'} dropped (pushed to ${staging} by hand, or from ${main} before it was rewritten); no branch this run knows holds them:`,

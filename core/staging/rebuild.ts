@@ -154,12 +154,20 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
             `to keep one, put it on a branch and add it (ops staging add <branch>)`,
         );
       }
+      // Refs staging held that the result lacks: not re-applied (added by hand, or their pull request closed or
+      // unlabelled), and not in the result another way (a pull request merged into main with a merge commit is).
       const keptKeys = new Set([...added, ...skipped].map((a) => a.source.key));
-      const dropped = uniqueRecords([...(firstRecords ?? []), ...[...carried.values()].map((c) => ({ key: c.key!, head: c.sha, via: 'tracking-ref' as const }))])
-        .map((r) => r.key)
-        .filter((k, i, all) => all.indexOf(k) === i && !keptKeys.has(k))
-        .map(displayName)
-        .sort();
+      const droppedKeys = new Set<string>();
+      for (const r of uniqueRecords([...(firstRecords ?? []), ...[...carried.values()].map((c) => ({ key: c.key!, head: c.sha, via: 'tracking-ref' as const }))])) {
+        if (!keptKeys.has(r.key) && !droppedKeys.has(r.key) && !(await ctx.git.isAncestor(r.head, tip))) droppedKeys.add(r.key);
+      }
+      const dropped = [...droppedKeys].map(displayName).sort();
+      if (dropped.length) {
+        reporter.warn(
+          `${dropped.join(', ')} ${ctx.settings.dryRun ? 'would no longer be' : dropped.length === 1 ? 'is no longer' : 'are no longer'} in ${staging}: a rebuild re-applies only the open pull requests labelled "${options.label}" (added by hand, or a pull request closed or unlabelled since); ` +
+            `to have one back, label its pull request or add it again (ops staging add <ref>)`,
+        );
+      }
       const result: RebuildResult = {
         before: firstBefore,
         after: tip,

@@ -302,6 +302,22 @@ done`,
     expect(ctx.reporter.text()).toContain(`warning: 2 commits only staging had would be dropped (pushed to staging by hand, or from master before it was rewritten):\n  ${resolution.slice(0, 7)} Merge feature/c`);
   });
 
+  it('says which added branches it drops, why and how to have one back; not one merged into master since (its commits are in staging)', async () => {
+    const { runner, dev } = fresh(template);
+    const gh = await github();
+    await addToStaging(context(runner.dir), 'feature/e'); // staging: feature/old and feature/e, both added by hand
+    dev.branch('master');
+    dev.git('merge', '-q', '--no-ff', '-m', 'Merge pull request #9 from acme/feature/old', 'origin/feature/old');
+    dev.push('master');
+    const ctx = context(runner.dir, { dryRun: true });
+    const r = await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false });
+    expect(r.dropped).toEqual(['feature/e']);
+    expect(ctx.reporter.text()).toContain(
+      'warning: feature/e would no longer be in staging: a rebuild re-applies only the open pull requests labelled "staging" (added by hand, or a pull request closed or unlabelled since); to have one back, label its pull request or add it again (ops staging add <ref>)',
+    );
+    expect(rebuildSummary(r, { main: 'master', staging: 'staging', label: 'staging' })).toContain('No longer in staging: `feature/e`. A rebuild re-applies only the open pull requests labelled `staging`');
+  });
+
   it("lets a later add see the rebuild's records: a pull request rewritten since is refused", async () => {
     const { runner, dev } = fresh(template);
     const gh = await github();

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Git } from '../../core/git.ts';
 import { addToStaging } from '../../core/staging/add.ts';
 import { rebuildStaging } from '../../core/staging/rebuild.ts';
+import { addSummary } from '../../core/staging/messages.ts';
 import { runStaging } from '../../core/staging/run.ts';
 import { stagingSettings } from '../../core/staging/settings.ts';
 import { ConsoleReporter, MemoryReporter } from '../../core/report.ts';
@@ -321,6 +322,30 @@ describe('staging add', () => {
     await expect(runStaging({ ...base, repo: runner.dir, settings: stagingSettings({}), identity: { name: 'x', email: 'not an email' } })).rejects.toThrow(/invalid committer email/);
     await expect(runStaging({ ...base, ref: '', repo: runner.dir, settings: stagingSettings({}) })).rejects.toThrow(/nothing to add/);
     expect(s.refs()).toEqual(before);
+  });
+
+  it("says, on every add, the commits staging keeps that no add brought: master's before a force push, a hand push", async () => {
+    const { s, runner, dev, other } = fresh(template);
+    dev.branch('master');
+    const oops = dev.commit({ 'secret.txt': 'hunter2\n' }, 'oops: a secret');
+    dev.push('master');
+    dev.git('push', '-q', 'origin', 'master:staging'); // staging took master's head (as a rebuild does)
+    const clean = await addToStaging(context(runner.dir), 'feature/a');
+    expect(clean.unadded).toBeUndefined();
+    dev.git('reset', '-q', '--hard', 'HEAD~1');
+    dev.push('master', { force: true }); // master rewritten: the secret taken out
+    other.branch('staging', 'staging');
+    const hotfix = other.commit({ 'hotfix.txt': 'hot\n' }, 'hotfix pushed by hand');
+    other.push('staging');
+    const ctx = context(runner.dir);
+    const r = await addToStaging(ctx, 'feature/b');
+    expect(r).toMatchObject({ outcome: 'merge', changed: true });
+    expect(r.unadded).toEqual([`${hotfix.slice(0, 7)} hotfix pushed by hand`, `${oops.slice(0, 7)} oops: a secret`]);
+    expect(ctx.reporter.text()).toContain(
+      `warning: staging holds 2 commits that no staging add brought (pushed to it by hand, or master's before it was rewritten): they stay in staging, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):\n  ${hotfix.slice(0, 7)} hotfix pushed by hand\n  ${oops.slice(0, 7)} oops: a secret`,
+    );
+    expect(addSummary(r, { staging: 'staging', label: 'staging' })).toContain(`> **Warning**: staging holds 2 commits that no staging add brought`);
+    expect(s.isAncestor(oops, s.sha('staging')!)).toBe(true); // kept, as said, until a rebuild
   });
 
   it('refuses a branch or tag named in hex that also begins a commit, as a deploy does, saying how to name each; takes it spelled in full', async () => {

@@ -342,9 +342,9 @@ describe('staging add', () => {
     expect(r).toMatchObject({ outcome: 'merge', changed: true });
     expect(r.unadded).toEqual([`${hotfix.slice(0, 7)} hotfix pushed by hand`, `${oops.slice(0, 7)} oops: a secret`]);
     expect(ctx.reporter.text()).toContain(
-      `warning: staging holds 2 commits that no staging add brought (pushed to it by hand, or master's before it was rewritten): they stay in staging, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):\n  ${hotfix.slice(0, 7)} hotfix pushed by hand\n  ${oops.slice(0, 7)} oops: a secret`,
+      `warning: staging holds 2 commits that no add of a branch, tag or pull request brought (pushed to it by hand, added by a bare sha, or master's before it was rewritten): they stay in staging, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):\n  ${hotfix.slice(0, 7)} hotfix pushed by hand\n  ${oops.slice(0, 7)} oops: a secret`,
     );
-    expect(addSummary(r, { staging: 'staging', label: 'staging' })).toContain(`> **Warning**: staging holds 2 commits that no staging add brought`);
+    expect(addSummary(r, { staging: 'staging', label: 'staging' })).toContain(`> **Warning**: staging holds 2 commits that no add of a branch, tag or pull request brought`);
     expect(s.isAncestor(oops, s.sha('staging')!)).toBe(true); // kept, as said, until a rebuild
   });
 

@@ -167,8 +167,8 @@ describe('staging add', () => {
     expect(e.reason).toBe('conflict');
     expect(e.files).toEqual(['app.txt']);
     expect(e.message).toMatch(/^feature\/c \([0-9a-f]{7}\) conflicts with staging \([0-9a-f]{7}\) in 1 file; staging was not changed:\n {2}app\.txt\n/);
-    expect(e.message).toMatch(/that change it:\n {2}[0-9a-f]{7} b2 edits line two$/);
-    expect(e.hint).toMatch(/the conflict is with work already in staging, not with master/);
+    expect(e.message).toMatch(/that change it:\n {2}[0-9a-f]{7} b2 edits line two\nThey came with feature\/b2, added to staging before\.$/);
+    expect(e.hint).toBe('the conflict is with work already in staging, not with master (feature/b2): coordinate with that branch, or rebuild staging once it is gone');
     expect(s.refs()).toEqual(before);
   });
 

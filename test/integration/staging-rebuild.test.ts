@@ -84,6 +84,7 @@ describe('staging rebuild', () => {
     expect(comment).toContain(COMMENT_MARKER);
     expect(comment).toMatch(/\*\*Not in `staging`\*\*: \[the rebuild of `staging`\]\(https:\/\/github\.example\/acme\/webapp\/actions\/runs\/1\)/);
     expect(comment).toMatch(/conflicts with staging[\s\S]*app\.txt/);
+    expect(comment).toContain('They came with feature/b, added to staging before.'); // the pull request it conflicts with, named
     expect(r.comments).toEqual([{ number: 3, result: 'created' }]);
     // The real Octokit client paged through the label-filtered list (page size 2) with the token, then read each.
     expect(gh.requests.filter((q) => q.path.startsWith('/repos/acme/webapp/issues?')).length).toBe(2); // 3 of the 4 open labelled, 2 a page

@@ -63,6 +63,15 @@ export interface TypedAt {
 /** A kind of value: its pattern, the form said when it fails, an extra rule, and the hint of a refusal (what to give instead). */
 type Check = { what: string; pattern: RegExp; form: string; extra?: (v: string) => string | undefined; hint?: (v: string, where?: TypedAt) => string };
 
+/**
+ * Whether git allows `v` as a ref name (git-check-ref-format(1): no control characters, space, ~ ^ : ? * [ \\; no
+ * "..", "@{" or "//"; no part starting with "."; not starting with "/", not ending with "/", "." or ".lock"), as a branch's or tag's name after refs/heads/ or refs/tags/.
+ * The gitRef check is stricter: a name git allows may still be refused by it (é, #, a leading "-", over 200 characters).
+ */
+export function gitAllowsRef(v: string): boolean {
+  return v !== '' && !/[\s\\:?*[~^\u0000-\u001f\u007f]|\.\.|@\{|\/\/|(^|\/)\.|^\/|\/$|\.$|\.lock$/.test(v);
+}
+
 const CHECKS = {
   // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
   gitRef: {
@@ -77,7 +86,7 @@ const CHECKS = {
         : /[~^]|@\{|^:\//.test(v)
           ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})`
           : // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
-            /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v)
+            /[^A-Za-z0-9._/+-]/.test(v) && gitAllowsRef(v)
             ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})`
             : 'give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)',
   },

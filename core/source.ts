@@ -78,8 +78,8 @@ export function ambiguousRef(ref: string, matches: RefMatch[]): OpsError {
   );
 }
 
-/** Commits whose sha starts with `prefix` (4-40 hex digits), by git's own disambiguation. */
-async function commitsWithPrefix(repo: string, prefix: string): Promise<string[]> {
+/** Commits whose sha starts with `prefix` (4-40 lower-case hex digits), by git's own disambiguation; [] for anything else. */
+export async function commitsWithPrefix(repo: string, prefix: string): Promise<string[]> {
   if (!/^[0-9a-f]{4,40}$/.test(prefix)) return [];
   const objects = (await git(repo, ['rev-parse', `--disambiguate=${prefix}`]).catch(() => '')).split('\n').filter(Boolean);
   const out: string[] = [];

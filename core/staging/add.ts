@@ -12,8 +12,8 @@
 // counts while its head is still in staging, so records left over from a hand-made reset are ignored.
 import { formatError, messageLine, OpsError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
-import { type LocalResult, applyLocally, approvedCommit, pinSource } from './apply.ts';
-import { type AddOutcome, type AddResult, type Applied, type Skipped, StagingRefusal, describeMoved, short } from './messages.ts';
+import { type LocalResult, applyLocally, approvedCommit, bullet, pinSource, unmadeCommits } from './apply.ts';
+import { type AddOutcome, type AddResult, type Applied, type Skipped, StagingRefusal, describeMoved, lostCount, short } from './messages.ts';
 import { approvedHeads } from './plan.ts';
 import { type PullInfo, type Source, type Wanted, parseRef, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
 import { type RefUpdate, backoff, clearLocal, movedSince, pushAtomic, readRemote, recordsAt, resolveSource } from './remote.ts';
@@ -75,6 +75,14 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
       // What staging already took of each ref (its approved head): a labelled pull request staging holds is not
       // brought up to a head pushed since (nobody approved it; the unlabel job may not have run yet).
       const held = approvedHeads(records);
+      // What staging holds that no add brought (a hand push; the main branch's commits before a force push, maybe
+      // one rewritten away on purpose): an add keeps it and the deploy puts it live again, so it is said each time.
+      const unadded = state.staging ? await unmadeCommits(ctx.git, [state.staging, `^${state.main}`, ...records.map((r) => `^${r.head}`)]) : [];
+      if (unadded.length) {
+        reporter.warn(
+          `${staging} holds ${lostCount(unadded)} that no add of a branch, tag or pull request brought (pushed to it by hand, added by a bare sha, or ${main}'s before it was rewritten): they stay in ${staging}, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):\n${bullet(unadded)}`,
+        );
+      }
       reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${resolved.display} at ${short(resolved.sha)}`);
       const { source, moved: refMoved } = options.at ? await pinSource(ctx, resolved, options.at) : { source: resolved };
       const movedNote = describeMoved({ source, moved: refMoved }, staging);
@@ -141,6 +149,7 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
         alsoAdded,
         skipped,
         pullsUnavailable: listed.unavailable,
+        ...(unadded.length ? { unadded } : {}),
         ...(refMoved ? { moved: refMoved } : {}),
       };
       const done = (pushed = false): AddResult => {

@@ -4,14 +4,33 @@
 import { Git, GitError } from '../git.ts';
 import { OpsError } from '../errors.ts';
 import { type AddOutcome, type Moved, StagingRefusal, short } from './messages.ts';
-import { type AddedRecord, decideAdd, mergeMessage } from './plan.ts';
-import { FULL_SHA, type Source } from './refs.ts';
+import { type AddedRecord, HEAD_TRAILER, decideAdd, mergeMessage } from './plan.ts';
+import { FULL_SHA, type Source, displayName } from './refs.ts';
 import type { StagingContext } from './settings.ts';
 
 /** `git log --oneline` of `revs` (limited to `paths`), at most `max` lines, merges left out. */
 export async function oneline(git: Git, revs: string[], paths: string[] = [], max = 20): Promise<string[]> {
   const out = await git.out(['--literal-pathspecs', 'log', '--no-merges', `--max-count=${max}`, '--format=%h %s', ...revs, '--', ...paths]);
   return out.split('\n').filter(Boolean);
+}
+
+/**
+ * `git log --oneline` of `revs` as oneline gives it, merges included but the ones staging made (a Staging-Head
+ * trailer naming one of their parents: a rebuild makes them again, or names their ref as dropped): a merge pushed to
+ * staging by hand holds work of its own (a conflict resolution). At most `max` lines, newest first.
+ */
+export async function unmadeCommits(git: Git, revs: string[], max = 20): Promise<string[]> {
+  const out = await git.out(['log', `--format=%h %s%x1f%P%x1f%(trailers:key=${HEAD_TRAILER},valueonly,separator=%x1d)%x1e`, ...revs, '--']);
+  const lines: string[] = [];
+  for (const entry of out.split('\x1e')) {
+    const [line = '', parents = '', heads = ''] = entry.replace(/^\n+/, '').split('\x1f');
+    if (!line.trim()) continue;
+    const merged = parents.trim().split(/\s+/).slice(1);
+    if (merged.length && heads.split('\x1d').some((h) => merged.includes(h.trim()))) continue;
+    lines.push(line);
+    if (lines.length >= max) break;
+  }
+  return lines;
 }
 
 /**
@@ -72,17 +91,27 @@ async function conflictRefusal(ctx: StagingContext, source: Source, base: string
   const touching = await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`], files, 10);
   // Of those, the ones no add brought (an add's commits are reachable from the head it recorded).
   const unadded = touching.length ? await oneline(ctx.git, [base, `^${main}`, `^${source.sha}`, ...records.map((r) => `^${r.head}`)], files, 10) : [];
+  // Which refs staging holds brought those commits: the ones whose recorded head changes the files since main.
+  const by: string[] = [];
+  if (touching.length && !unadded.length && withMain.code !== 1) {
+    for (const r of records) {
+      const name = displayName(r.key);
+      if (r.key !== source.key && !by.includes(name) && (await oneline(ctx.git, [r.head, `^${main}`, `^${source.sha}`], files, 1)).length) by.push(name);
+    }
+  }
   const message = [
     `${source.display} (${short(source.sha)}) conflicts with ${staging} (${short(base)}) in ${files.length} file${files.length === 1 ? '' : 's'}; ${staging} was not changed:`,
     bullet(files),
     ...(touching.length ? [`Commits in ${staging} (not in ${ctx.settings.main}) that change ${files.length === 1 ? 'it' : 'them'}:`, bullet(touching)] : []),
+    ...(by.length ? [`They came with ${by.join(', ')}, added to ${staging} before.`] : []),
   ].join('\n');
   const hint =
     withMain.code === 1
       ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again`
       : unadded.length
         ? `the conflict is with commits in ${staging} that no staging add brought (${unadded.map((l) => l.split(' ')[0]).join(', ')}: pushed to ${staging} by hand, or ${ctx.settings.main}'s before it was rewritten): rebuild ${staging} (\`ops staging rebuild\`) to start again from ${ctx.settings.main}, after putting on a branch any of them worth keeping`
-        : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}: coordinate with the branch that made the commits above, or rebuild ${staging} once it is gone`;
+        : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}${by.length ? ` (${by.join(', ')})` : ''}: ` +
+          `coordinate with ${by.length === 1 ? 'that branch' : by.length ? 'those branches' : 'the branch that made the commits above'}, or rebuild ${staging} once ${by.length > 1 ? 'they are' : 'it is'} gone`;
   return new StagingRefusal('conflict', message, hint, files);
 }
 

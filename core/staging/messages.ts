@@ -55,6 +55,12 @@ export interface AddResult extends Applied {
   skipped: Skipped[];
   /** Why the labelled pull requests were not checked (no token, API down); undefined when they were. */
   pullsUnavailable?: string;
+  /**
+   * Commits staging held that no add of a branch, tag or pull request brought ("<short sha> <subject>", at most 20:
+   * pushed to it by hand, added by a bare sha, or the main branch's before it was rewritten), kept by the add and
+   * deployed with staging until a rebuild drops them.
+   */
+  unadded?: string[];
 }
 
 export interface RebuildResult {
@@ -64,7 +70,7 @@ export interface RebuildResult {
   changed: boolean;
   added: Applied[];
   skipped: Skipped[];
-  /** Refs that were in staging before the rebuild and are not in it now. */
+  /** Refs that were in staging before the rebuild and are not in it now (not re-applied, and their head not in main). */
   dropped: string[];
   /**
    * Commits only staging had ("<short sha> <subject>", at most 20), which the rebuild drops: none came from
@@ -132,6 +138,14 @@ export function addSummary(r: AddResult, names: { staging: string; label: string
     lines.push('');
   }
   if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled ${f.code(names.label)} were **not checked**: ${f.text(r.pullsUnavailable)}.`, '');
+  if (r.unadded?.length) {
+    lines.push(
+      `> **Warning**: ${f.text(names.staging)} holds ${lostCount(r.unadded)} that no add of a branch, tag or pull request brought (pushed to it by hand, added by a bare sha, or from the main branch before it was rewritten); they stay in it and are deployed with it until a rebuild drops them (\`ops staging rebuild\`):`,
+      '',
+      ...r.unadded.map((l) => `- ${f.code(l.slice(0, l.indexOf(' ')))} ${f.text(l.slice(l.indexOf(' ') + 1))}`),
+      '',
+    );
+  }
   return lines.join('\n');
 }
 
@@ -168,7 +182,13 @@ export function rebuildSummary(r: RebuildResult, names: { main: string; staging:
     lines.push(`No open pull request carries the label ${f.code(names.label)}.`, '');
   }
   if (r.carried.length) lines.push(`Pushed to ${staging} while the rebuild ran, and carried over: ${r.carried.map((c) => f.code(c)).join(', ')}.`, '');
-  if (r.dropped.length) lines.push(`No longer in ${staging}: ${r.dropped.map((d) => f.code(d)).join(', ')}.`, '');
+  if (r.dropped.length) {
+    lines.push(
+      `No longer in ${staging}: ${r.dropped.map((d) => f.code(d)).join(', ')}. A rebuild re-applies only the open pull requests labelled ${f.code(names.label)} ` +
+        `(these were added by hand, or their pull request was closed or unlabelled since): to have one back, label its pull request or add it again (\`ops staging add <ref>\`).`,
+      '',
+    );
+  }
   if (r.lost.length) {
     lines.push(
       `> **Warning**: ${lostCount(r.lost)} only ${staging} had ${r.dryRun ? 'would be' : r.lost.length === 1 ? 'is' : 'are'} dropped (pushed to ${staging} by hand, or from ${main} before it was rewritten); no branch this run knows holds them:`,

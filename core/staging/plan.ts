@@ -133,13 +133,26 @@ export function uncoveredCommits(arrived: LoggedCommit[], carriedHeads: Set<stri
   return arrived.filter((c) => !(c.parents.length > 1 && c.heads.some((h) => carriedHeads.has(h))));
 }
 
-/** A hint for a refused push, from git's stderr. */
+/**
+ * A hint for a refused push, from git's stderr. GitHub's refusals, as its git server words them: GH006 for a branch
+ * protection rule, GH013 for a repository ruleset (each followed by the rule broken, e.g. "Cannot force-push to this
+ * branch"; GitHub docs "About protected branches", "Available rules for rulesets").
+ */
 export function pushHint(stderr: string, branch: string): string | undefined {
   if (/without `?workflows`? permission/i.test(stderr)) {
     return 'the change touches .github/workflows, which the workflow GITHUB_TOKEN may not push: use a GitHub App or fine-grained token with the "workflows" permission as github-token (and in actions/checkout)';
   }
-  if (/protected branch|GH006|pre-receive hook declined/i.test(stderr)) {
-    return `${branch} is protected against this push: allow the pipeline's token to push to ${branch} (branch protection or rulesets)`;
+  const rules = /GH013|rule violations/i.test(stderr) ? 'a ruleset: Settings → Rules' : 'branch protection: Settings → Branches';
+  if (/cannot force.push|force.push(es)? (is |are )?not allowed/i.test(stderr)) {
+    // Adds never force (fast-forward or merge); a rebuild replaces staging, with a lease: it needs force pushes.
+    return (
+      `${branch} refuses force pushes (${rules}): a rebuild replaces ${branch} (a push with a lease, which protection counts as a force push; ` +
+      `adds need none: they fast-forward or merge). Allow force pushes to ${branch} for the token the pipeline pushes with ` +
+      `(branch protection: Allow force pushes, Specify who can force push; a ruleset: its bypass list, or drop Block force pushes from the rules on ${branch})`
+    );
+  }
+  if (/protected branch|GH006|GH013|rule violations|pre-receive hook declined/i.test(stderr)) {
+    return `${branch} is protected against this push (${rules}; the rule is named above): allow the pipeline's token to push to ${branch}`;
   }
   if (/authentication|permission denied|403|could not read username/i.test(stderr)) {
     return 'the push was not authorised: on a runner, give the job `permissions: contents: write` and keep actions/checkout\'s persisted credentials; on a laptop, check your git credentials for the remote';

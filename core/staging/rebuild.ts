@@ -9,7 +9,7 @@
 import { formatError, messageLine, OpsError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
 import { markdownMasks, maskedMarkdown } from '../report.ts';
-import { applyLocally, approvedCommit, bullet, oneline, pinSource } from './apply.ts';
+import { applyLocally, approvedCommit, bullet, oneline, pinSource, unmadeCommits } from './apply.ts';
 import { APPROVED, type Applied, COMMENT_MARKER, type Moved, type RebuildResult, type Skipped, StagingRefusal, describeMoved, lostCount, short, skippedComment } from './messages.ts';
 import { type AddedRecord, LOG_FORMAT, approvedHeads, parseLog, uncoveredCommits, uniqueRecords } from './plan.ts';
 import { type Source, type Wanted, displayName, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
@@ -143,9 +143,10 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
       for (const [key, head] of state.tracking) if (!desired.has(key)) updates.push({ ref: trackingRef(key), sha: null, lease: head });
 
       // Commits only staging had, which this push drops: not in the result, not in main, not from any add
-      // (an add's commits are on the branch it came from). Said, never silent: a hand push or a main since rewritten.
+      // (an add's commits are on the branch it came from). Said, never silent: a hand push or a main since rewritten,
+      // and a merge made by hand (a conflict resolution), not only the commits it brought.
       const fromAdds = uniqueRecords([...(firstRecords ?? []), ...previous]).map((r) => `^${r.head}`);
-      const onlyStaging = state.staging ? await oneline(ctx.git, [state.staging, `^${tip}`, `^${state.main}`, ...fromAdds]) : [];
+      const onlyStaging = state.staging ? await unmadeCommits(ctx.git, [state.staging, `^${tip}`, `^${state.main}`, ...fromAdds]) : [];
       if (onlyStaging.length) {
         const verb = ctx.settings.dryRun ? 'would be' : onlyStaging.length === 1 ? 'is' : 'are';
         reporter.warn(
@@ -153,12 +154,20 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
             `to keep one, put it on a branch and add it (ops staging add <branch>)`,
         );
       }
+      // Refs staging held that the result lacks: not re-applied (added by hand, or their pull request closed or
+      // unlabelled), and not in the result another way (a pull request merged into main with a merge commit is).
       const keptKeys = new Set([...added, ...skipped].map((a) => a.source.key));
-      const dropped = uniqueRecords([...(firstRecords ?? []), ...[...carried.values()].map((c) => ({ key: c.key!, head: c.sha, via: 'tracking-ref' as const }))])
-        .map((r) => r.key)
-        .filter((k, i, all) => all.indexOf(k) === i && !keptKeys.has(k))
-        .map(displayName)
-        .sort();
+      const droppedKeys = new Set<string>();
+      for (const r of uniqueRecords([...(firstRecords ?? []), ...[...carried.values()].map((c) => ({ key: c.key!, head: c.sha, via: 'tracking-ref' as const }))])) {
+        if (!keptKeys.has(r.key) && !droppedKeys.has(r.key) && !(await ctx.git.isAncestor(r.head, tip))) droppedKeys.add(r.key);
+      }
+      const dropped = [...droppedKeys].map(displayName).sort();
+      if (dropped.length) {
+        reporter.warn(
+          `${dropped.join(', ')} ${ctx.settings.dryRun ? 'would no longer be' : dropped.length === 1 ? 'is no longer' : 'are no longer'} in ${staging}: a rebuild re-applies only the open pull requests labelled "${options.label}" (added by hand, or a pull request closed or unlabelled since); ` +
+            `to have one back, label its pull request or add it again (ops staging add <ref>)`,
+        );
+      }
       const result: RebuildResult = {
         before: firstBefore,
         after: tip,

@@ -2,7 +2,7 @@
 // the remote advertises, and how staging remembers what it added (refs/staging-heads/<ref>). Pure: no git,
 // no network; unit-tested on plain values.
 import { OpsError } from '../errors.ts';
-import { isValid, validate } from '../shell.ts';
+import { gitAllowsRef, isValid, validate } from '../shell.ts';
 import type { PullRequest } from '../github.ts';
 import { ambiguousRef } from '../source.ts';
 
@@ -10,7 +10,7 @@ import { ambiguousRef } from '../source.ts';
 export const TRACKING_PREFIX = 'refs/staging-heads/';
 
 /** A commit sha or its prefix, in either case as git reads one (resolveSource looks it up in lower case). */
-const SHA = /^[0-9a-f]{7,40}$/i;
+export const SHA = /^[0-9a-f]{7,40}$/i;
 
 export const FULL_SHA = /^[0-9a-f]{40}$/;
 
@@ -28,8 +28,16 @@ export function parseRef(input: string): RefRequest {
   try {
     validate('gitRef', input, 'ref');
   } catch (e) {
-    // git allows more in a branch name (é, #, @...) than we pass on: its pull request or its commit still works.
-    throw new OpsError((e as Error).message, 'a branch named with other characters can be added by its pull request (pull/12) or its commit sha');
+    // git allows more in a branch name (é, #, @, a leading "-", over 200 characters) than we pass on: its pull
+    // request or its commit still works. Anything else keeps validate's hint (white space around it, git's
+    // revision syntax such as feature/a~1: give the commit it names).
+    const { message, hint } = e as OpsError;
+    throw new OpsError(
+      message,
+      gitAllowsRef(input)
+        ? 'git allows this name, ops takes refs of ASCII letters, digits and . _ / + - (no leading "-", at most 200 characters): add it by its pull request (pull/12), remembered as a branch is, or by its commit sha'
+        : hint,
+    );
   }
   if (/^refs\/(heads|tags)\/./.test(input)) return { kind: 'ref', input, remoteRef: input };
   if (input.startsWith('refs/')) {

@@ -3,9 +3,10 @@
 // and push atomically (a refused push tells whether staging moved meanwhile).
 import { OpsError } from '../errors.ts';
 import { DEFAULT_IDENTITY, Git, GitError, type Identity } from '../git.ts';
+import { ambiguousRef, commitsWithPrefix } from '../source.ts';
 import { StagingRefusal, short } from './messages.ts';
 import { type AddedRecord, LOG_FORMAT, parseLog, pushHint, trailerRecords, uniqueRecords } from './plan.ts';
-import { type PullInfo, type RefRequest, type Source, TRACKING_PREFIX, displayName, keyOfTrackingRef, pickRemoteRef } from './refs.ts';
+import { type PullInfo, type RefRequest, SHA, type Source, TRACKING_PREFIX, displayName, keyOfTrackingRef, pickRemoteRef } from './refs.ts';
 import type { StagingContext } from './settings.ts';
 
 // Our scratch refs in the local repository (fetched copies of the remote's refs), removed when done.
@@ -118,7 +119,12 @@ export async function readRemote(ctx: StagingContext, wanted: string[]): Promise
   return { main: fetched.get(local(mainRef))!, staging: advertised.has(stagingRef) ? fetched.get(local(stagingRef)) : undefined, tracking, advertised, sources };
 }
 
-/** Resolve a parsed ref against what the remote has: the commit to bring in and the key to remember it by. */
+/**
+ * Resolve a parsed ref against what the remote has: the commit to bring in and the key to remember it by.
+ * @throws OpsError for a name that means two things (a branch and a tag; a branch or tag named in hex, 7 to 40
+ * digits, that also begins a commit here), saying how to name each; StagingRefusal ('missing') for a commit found
+ * nowhere or a ref gone while fetched.
+ */
 export async function resolveSource(ctx: StagingContext, request: RefRequest, state: RemoteState, pullInfo?: PullInfo): Promise<Source> {
   const picked = pickRemoteRef(request, state.advertised, ctx.settings.remote);
   if (picked === 'sha') {
@@ -134,6 +140,15 @@ export async function resolveSource(ctx: StagingContext, request: RefRequest, st
   }
   const sha = state.sources.get(picked);
   if (!sha) throw new StagingRefusal('missing', `${picked} disappeared from ${ctx.settings.remote} while it was being fetched`, 'try again');
+  if (request.kind === 'name' && SHA.test(request.input)) {
+    // A branch or tag named in hex (deadbeef, a copied short sha) that also begins a commit here: refused as a deploy
+    // refuses it (resolveSource in core/source.ts), not taken as the branch while the user meant the commit.
+    const commits = await commitsWithPrefix(ctx.git.dir, request.input.toLowerCase());
+    if (commits.length) {
+      const kind = picked.startsWith('refs/tags/') ? 'tag' : 'branch';
+      throw ambiguousRef(request.input, [{ kind, fullName: picked, sha }, ...commits.map((c) => ({ kind: 'commit' as const, fullName: c, sha: c }))]);
+    }
+  }
   return { display: pullInfo ? `#${pullInfo.number} (${pullInfo.branch})` : displayName(picked), key: picked, sha, pull: pullInfo };
 }
 

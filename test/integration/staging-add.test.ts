@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Git } from '../../core/git.ts';
 import { addToStaging } from '../../core/staging/add.ts';
 import { rebuildStaging } from '../../core/staging/rebuild.ts';
+import { addSummary } from '../../core/staging/messages.ts';
 import { runStaging } from '../../core/staging/run.ts';
 import { stagingSettings } from '../../core/staging/settings.ts';
 import { ConsoleReporter, MemoryReporter } from '../../core/report.ts';
@@ -166,8 +167,8 @@ describe('staging add', () => {
     expect(e.reason).toBe('conflict');
     expect(e.files).toEqual(['app.txt']);
     expect(e.message).toMatch(/^feature\/c \([0-9a-f]{7}\) conflicts with staging \([0-9a-f]{7}\) in 1 file; staging was not changed:\n {2}app\.txt\n/);
-    expect(e.message).toMatch(/that change it:\n {2}[0-9a-f]{7} b2 edits line two$/);
-    expect(e.hint).toMatch(/the conflict is with work already in staging, not with master/);
+    expect(e.message).toMatch(/that change it:\n {2}[0-9a-f]{7} b2 edits line two\nThey came with feature\/b2, added to staging before\.$/);
+    expect(e.hint).toBe('the conflict is with work already in staging, not with master (feature/b2): coordinate with that branch, or rebuild staging once it is gone');
     expect(s.refs()).toEqual(before);
   });
 
@@ -321,6 +322,52 @@ describe('staging add', () => {
     await expect(runStaging({ ...base, repo: runner.dir, settings: stagingSettings({}), identity: { name: 'x', email: 'not an email' } })).rejects.toThrow(/invalid committer email/);
     await expect(runStaging({ ...base, ref: '', repo: runner.dir, settings: stagingSettings({}) })).rejects.toThrow(/nothing to add/);
     expect(s.refs()).toEqual(before);
+  });
+
+  it("says, on every add, the commits staging keeps that no add brought: master's before a force push, a hand push", async () => {
+    const { s, runner, dev, other } = fresh(template);
+    dev.branch('master');
+    const oops = dev.commit({ 'secret.txt': 'hunter2\n' }, 'oops: a secret');
+    dev.push('master');
+    dev.git('push', '-q', 'origin', 'master:staging'); // staging took master's head (as a rebuild does)
+    const clean = await addToStaging(context(runner.dir), 'feature/a');
+    expect(clean.unadded).toBeUndefined();
+    dev.git('reset', '-q', '--hard', 'HEAD~1');
+    dev.push('master', { force: true }); // master rewritten: the secret taken out
+    other.branch('staging', 'staging');
+    const hotfix = other.commit({ 'hotfix.txt': 'hot\n' }, 'hotfix pushed by hand');
+    other.push('staging');
+    const ctx = context(runner.dir);
+    const r = await addToStaging(ctx, 'feature/b');
+    expect(r).toMatchObject({ outcome: 'merge', changed: true });
+    expect(r.unadded).toEqual([`${hotfix.slice(0, 7)} hotfix pushed by hand`, `${oops.slice(0, 7)} oops: a secret`]);
+    expect(ctx.reporter.text()).toContain(
+      `warning: staging holds 2 commits that no add of a branch, tag or pull request brought (pushed to it by hand, added by a bare sha, or master's before it was rewritten): they stay in staging, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):\n  ${hotfix.slice(0, 7)} hotfix pushed by hand\n  ${oops.slice(0, 7)} oops: a secret`,
+    );
+    expect(addSummary(r, { staging: 'staging', label: 'staging' })).toContain(`> **Warning**: staging holds 2 commits that no add of a branch, tag or pull request brought`);
+    expect(s.isAncestor(oops, s.sha('staging')!)).toBe(true); // kept, as said, until a rebuild
+  });
+
+  it('refuses a branch or tag named in hex that also begins a commit, as a deploy does, saying how to name each; takes it spelled in full', async () => {
+    const { s, runner, dev } = fresh(template);
+    runner.git('fetch', '-q', 'origin'); // every branch, as a checkout with fetch-depth: 0 has them
+    // A branch named as master's short sha (a copied sha pushed as a branch name), a tag named in capitals as
+    // feature/b's prefix, and a hex-named branch that begins no commit.
+    const { a, b, t, master } = sha as Record<'a' | 'b' | 't' | 'master', string>;
+    const masterPrefix = master.slice(0, 8);
+    const bPrefix = b.slice(0, 10).toUpperCase();
+    dev.git('push', '-q', 'origin', `${a}:refs/heads/${masterPrefix}`, `${t}:refs/tags/${bPrefix}`, `${t}:refs/heads/0000000fab`);
+    const before = s.refs();
+    const ctx = context(runner.dir);
+    const branch = await failure(addToStaging(ctx, masterPrefix));
+    expect(branch.message).toBe(`ref "${masterPrefix}" is ambiguous: it names a branch (${a.slice(0, 12)}) and a commit (${master.slice(0, 12)})`);
+    expect(branch.hint).toBe(`say which one: refs/heads/${masterPrefix} or ${master}`);
+    const tag = await failure(addToStaging(ctx, bPrefix));
+    expect(tag.message).toBe(`ref "${bPrefix}" is ambiguous: it names a tag (${t.slice(0, 12)}) and a commit (${b.slice(0, 12)})`);
+    expect(s.refs()).toEqual(before);
+    expect(await addToStaging(context(runner.dir), '0000000fab')).toMatchObject({ outcome: 'fast-forward', sha: t });
+    expect(await addToStaging(context(runner.dir), `refs/heads/${masterPrefix}`)).toMatchObject({ outcome: 'merge' });
+    expect(s.tracking()).toMatchObject({ [`refs/staging-heads/heads/${masterPrefix}`]: a, 'refs/staging-heads/heads/0000000fab': t });
   });
 });
 

@@ -84,6 +84,7 @@ describe('staging rebuild', () => {
     expect(comment).toContain(COMMENT_MARKER);
     expect(comment).toMatch(/\*\*Not in `staging`\*\*: \[the rebuild of `staging`\]\(https:\/\/github\.example\/acme\/webapp\/actions\/runs\/1\)/);
     expect(comment).toMatch(/conflicts with staging[\s\S]*app\.txt/);
+    expect(comment).toContain('They came with feature/b, added to staging before.'); // the pull request it conflicts with, named
     expect(r.comments).toEqual([{ number: 3, result: 'created' }]);
     // The real Octokit client paged through the label-filtered list (page size 2) with the token, then read each.
     expect(gh.requests.filter((q) => q.path.startsWith('/repos/acme/webapp/issues?')).length).toBe(2); // 3 of the 4 open labelled, 2 a page
@@ -255,6 +256,67 @@ describe('staging rebuild', () => {
     const again = context(runner.dir);
     expect((await rebuildStaging(again, { github: access(gh), label: 'staging', comment: false })).lost).toEqual([]);
     expect(again.reporter.text()).not.toMatch(/only staging had/);
+  });
+
+  // GitHub's refusals of a force push to a protected staging, as its git server words them (a branch protection
+  // rule: GH006; a ruleset: GH013), from a pre-receive hook on the remote that refuses what they refuse: an update of
+  // staging that is not a fast-forward. Adds (fast-forward or merge) still go through.
+  const refusals = {
+    'branch protection': 'echo "error: GH006: Protected branch update failed for $ref." >&2; echo "error: Cannot force-push to this branch" >&2',
+    ruleset: 'echo "error: GH013: Repository rule violations found for $ref." >&2; echo "- Cannot force-push to this branch" >&2',
+  };
+  for (const [kind, say] of Object.entries(refusals)) {
+    it(`a staging protected against force pushes (${kind}): the rebuild is refused, staging as it was, saying to allow the pipeline's force pushes; adds go through`, async () => {
+      const { s, runner } = fresh(template);
+      const gh = await github();
+      s.hook(
+        'pre-receive',
+        `while read -r old new ref; do
+  if [ "$ref" = refs/heads/staging ] && [ "$old" != 0000000000000000000000000000000000000000 ] && [ "$new" != 0000000000000000000000000000000000000000 ] && ! git merge-base --is-ancestor "$old" "$new"; then ${say}; exit 1; fi
+done`,
+      );
+      const added = await addToStaging(context(runner.dir), 'feature/e');
+      expect(added).toMatchObject({ outcome: 'merge', changed: true });
+      const before = s.refs();
+      const ctx = context(runner.dir);
+      const e = await failure(rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false }));
+      expect(e.message).toMatch(/Cannot force-push to this branch/);
+      expect(e.hint).toMatch(new RegExp(`^staging refuses force pushes \\(${kind === 'ruleset' ? 'a ruleset' : 'branch protection'}: .*a rebuild replaces staging .*Allow force pushes to staging for the token the pipeline pushes with`));
+      expect(ctx.reporter.text()).not.toMatch(/retrying/);
+      expect(s.refs()).toEqual(before);
+    });
+  }
+
+  it('names a conflict resolution merged into staging by hand among what it drops, not only the branch commits it brought', async () => {
+    const { s, runner, other } = fresh(template);
+    const gh = await github();
+    await rebuildStaging(context(runner.dir), { github: access(gh), label: 'staging', comment: false }); // #5 in, #3 conflicts
+    // Someone merges #3 (feature/c) into staging by hand, resolving the conflict with #5, and pushes.
+    other.branch('staging', 'staging');
+    expect(() => other.git('merge', '-q', '--no-edit', 'origin/feature/c')).toThrow();
+    const resolution = other.commit({ 'app.txt': line2('b and c') }, 'Merge feature/c into staging, conflict resolved by hand');
+    other.push('staging');
+    const ctx = context(runner.dir, { dryRun: true });
+    const r = await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false });
+    expect(r.skipped.map((k) => k.source.pull?.number)).toEqual([3]);
+    expect(r.lost).toEqual([`${resolution.slice(0, 7)} Merge feature/c into staging, conflict resolved by hand`, `${sha.c!.slice(0, 7)} c edits line two`]);
+    expect(ctx.reporter.text()).toContain(`warning: 2 commits only staging had would be dropped (pushed to staging by hand, or from master before it was rewritten):\n  ${resolution.slice(0, 7)} Merge feature/c`);
+  });
+
+  it('says which added branches it drops, why and how to have one back; not one merged into master since (its commits are in staging)', async () => {
+    const { runner, dev } = fresh(template);
+    const gh = await github();
+    await addToStaging(context(runner.dir), 'feature/e'); // staging: feature/old and feature/e, both added by hand
+    dev.branch('master');
+    dev.git('merge', '-q', '--no-ff', '-m', 'Merge pull request #9 from acme/feature/old', 'origin/feature/old');
+    dev.push('master');
+    const ctx = context(runner.dir, { dryRun: true });
+    const r = await rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false });
+    expect(r.dropped).toEqual(['feature/e']);
+    expect(ctx.reporter.text()).toContain(
+      'warning: feature/e would no longer be in staging: a rebuild re-applies only the open pull requests labelled "staging" (added by hand, or a pull request closed or unlabelled since); to have one back, label its pull request or add it again (ops staging add <ref>)',
+    );
+    expect(rebuildSummary(r, { main: 'master', staging: 'staging', label: 'staging' })).toContain('No longer in staging: `feature/e`. A rebuild re-applies only the open pull requests labelled `staging`');
   });
 
   it("lets a later add see the rebuild's records: a pull request rewritten since is refused", async () => {

@@ -11,6 +11,8 @@ import { ConsoleReporter, MemoryReporter } from '../../core/report.ts';
 import { rebuildStaging } from '../../core/staging/rebuild.ts';
 import type { StagingContext } from '../../core/staging/settings.ts';
 import { checkIdentity } from '../../core/git.ts';
+import type { OpsError } from '../../core/errors.ts';
+import { gitAllowsRef } from '../../core/shell.ts';
 import { runUrl } from '../../core/runinfo.ts';
 import { runStaging } from '../../core/staging/run.ts';
 import { checkLabel, stagingSettings } from '../../core/staging/settings.ts';
@@ -38,6 +40,37 @@ describe('parseRef', () => {
   });
   it.each(['--upload-pack=x', 'a..b', 'a b', '$(id)', 'x;y', '', 'refs/notes/commits', 'refs/remotes/origin/x'])('refuses %j', (input) => {
     expect(() => parseRef(input)).toThrow(/invalid ref|unsupported ref/);
+  });
+  it('refuses with the hint that fits: a name git allows by its pull request or sha; a revision or white space as validate says', () => {
+    const hint = (input: string) => {
+      try {
+        parseRef(input);
+      } catch (e) {
+        return (e as OpsError).hint;
+      }
+    };
+    // Branch names git allows (git check-ref-format refs/heads/<name> says so, checked below) that ops does not pass on.
+    const allowed = ['ünï', "a'b", '-x', 'fix#12', `feat/${'x'.repeat(200)}`];
+    for (const name of allowed) {
+      expect(execFileSync('git', ['check-ref-format', `refs/heads/${name}`]).toString(), name).toBe('');
+      expect(hint(name), name).toMatch(/^git allows this name, .*add it by its pull request \(pull\/12\), remembered as a branch is, or by its commit sha$/);
+    }
+    expect(hint('feature/a~1')).toBe("a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse 'feature/a~1')");
+    expect(hint('main@{1}')).toMatch(/^a revision expression/);
+    expect(hint(' feature/a')).toBe('remove the white space around the name (copied with it?)');
+    expect(hint('a..b')).toMatch(/git branch -a, git tag/);
+  });
+  it('gitAllowsRef agrees with git check-ref-format on branch names', () => {
+    const names = ['ünï', "a'b", '-x', 'fix#12', 'a,b', 'x'.repeat(300), 'a..b', 'a b', 'a~1', 'a^', 'a:b', 'a?', 'a*', 'a[', 'a\\b', 'a@{1}', 'a//b', '/a', 'a/', 'a.', 'a.lock', '.a', 'a/.b', '@', 'a@b', 'a\tb'];
+    for (const name of names) {
+      let git = true;
+      try {
+        execFileSync('git', ['check-ref-format', `refs/heads/${name}`], { stdio: 'ignore' });
+      } catch {
+        git = false;
+      }
+      expect(gitAllowsRef(name), name).toBe(git);
+    }
   });
 });
 
@@ -122,7 +155,7 @@ describe('refFromEvent', () => {
     try {
       parseRef('feat/été');
     } catch (e) {
-      expect((e as { hint: string }).hint).toMatch(/by its pull request \(pull\/12\) or its commit sha/);
+      expect((e as { hint: string }).hint).toMatch(/by its pull request \(pull\/12\), remembered as a branch is, or by its commit sha/);
     }
     expect.assertions(2);
   });
@@ -418,5 +451,18 @@ describe('telling', () => {
     expect(pushHint('remote: error: GH006: Protected branch update failed', 'staging')).toMatch(/staging is protected/);
     expect(pushHint('fatal: could not read Username for https://github.com', 'staging')).toMatch(/contents: write/);
     expect(pushHint('something else', 'staging')).toBeUndefined();
+  });
+  it("says what to allow for each of GitHub's refusals of a protected staging: force pushes (a rebuild), other rules", () => {
+    // As GitHub's git server prints them (branch protection GH006, rulesets GH013), after git's "remote: ".
+    const forced = [
+      'remote: error: GH006: Protected branch update failed for refs/heads/staging.\nremote: error: Cannot force-push to this branch',
+      'remote: error: GH013: Repository rule violations found for refs/heads/staging.\nremote: Review all repository rules at https://github.com/acme/webapp/rules?ref=refs%2Fheads%2Fstaging\nremote: \nremote: - Cannot force-push to this branch',
+    ];
+    expect(pushHint(forced[0]!, 'staging')).toMatch(/^staging refuses force pushes \(branch protection: Settings → Branches\): a rebuild replaces staging .*Allow force pushes/);
+    expect(pushHint(forced[1]!, 'staging')).toMatch(/^staging refuses force pushes \(a ruleset: Settings → Rules\): .*bypass list/);
+    for (const rule of ['- Changes must be made through a pull request.', '- Cannot update this protected ref.', '- Required status check "ci" is expected.']) {
+      const stderr = `remote: error: GH013: Repository rule violations found for refs/heads/staging.\nremote: \nremote: ${rule}\n ! [remote rejected] staging -> staging (push declined due to repository rule violations)`;
+      expect(pushHint(stderr, 'staging'), rule).toBe("staging is protected against this push (a ruleset: Settings → Rules; the rule is named above): allow the pipeline's token to push to staging");
+    }
   });
 });

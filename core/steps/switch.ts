@@ -287,13 +287,14 @@ export function releaseRuntimes(env: Target, id: HostVariable, missing: string):
     `rt_missing="release $${id.variable} was built with ${what} ${version} (${path}), which is not on this host any more: started on another, what it was built for would not fit. Nothing was changed. Install it again (pin runtimes.${pin} to it in environments/${env.name}/environment.yml and run ops provision), or deploy that commit anew, built on today's runtimes (ops deploy ${env.name} --ref <its commit: ops releases ${env.name}>)"`;
   return String.raw`rt_python=${quote(env.runtime.python)}; rt_node=${quote(env.runtime.node)}; rt_python_v=""; rt_node_v=""; rt_missing=""
 if [ -f ${rec} ]; then
+  # shellcheck disable=SC2034 # a version is read only for the runtimes the programs need
   while read -r rt_name rt_version rt_path; do
     # Only an absolute path of plain characters: it goes into a supervisor file.
     [[ $rt_path =~ ^/[A-Za-z0-9._+/-]+$ ]] || continue
     case $rt_name in python) rt_python=$rt_path; rt_python_v=$rt_version ;; node) rt_node=$rt_path; rt_node_v=$rt_version ;; esac
   done < ${rec}
   ${usesNode ? `if [ -n "$rt_node_v" ] && [ ! -x "$rt_node" ]; then ${gone('Node.js', '$rt_node_v', '$rt_node', 'node')}; fi` : ': its programs need no Node.js'}
-  ${usesPython ? `if [ -n "$rt_python_v" ] && [ ! -x "$rt_python" ]; then ${gone('Python', '$rt_python_v', '$rt_python', 'python')}; fi` : ': no program names {python}'}
+  ${usesPython ? `if [ -n "$rt_python_v" ] && [ ! -x "$rt_python" ]; then ${gone('Python', '$rt_python_v', '$rt_python', 'python')}; fi` : ': no program names the python placeholder'}
 fi
 ${release.python_requirements ? `if [ -z "$rt_missing" ] && [ -L ${dir}/venv/bin/python ] && [ ! -x ${dir}/venv/bin/python ]; then rt_venv_python=$(readlink -m ${dir}/venv/bin/python 2>/dev/null || true); ${gone('a venv on a Python', '', '$rt_venv_python', 'python').replace('venv on a Python  (', 'venv on a Python (')}; fi` : ': no venv'}
 rt_node_bin=${'$'}{rt_node%/node}

@@ -31,6 +31,8 @@
 //       .ops-files          root 0644        its commit's files as made (size, mtime, path), before its build
 //       .ops-tree           root 0600        those still as made when its deploy switched to it: what a no-op
 //                                            compares (core/steps/sh/tree.sh)
+//       .ops-runtimes       root 0644        the runtimes it was built with (version, absolute path): what its
+//                                            programs start on, whatever runtimes pins today (switch.ts releaseRuntimes)
 //       .ops-masks          root 0600        every form the runner masks of its secret values, one a line: what
 //                                            the hosts mask themselves (ops status and logs run without the key;
 //                                            core/steps/sh/mask.sh); never packed for other hosts (each has its own)
@@ -75,6 +77,12 @@ export interface Layout {
   treeMade: (record: string) => string;
   /** In a release's record directory `record`: those files still as made when a deploy switched to it (tree_record): what a no-op compares. */
   treeLive: (record: string) => string;
+  /**
+   * In a release's record directory `record`: the runtimes it was built with (`python <version> <path>`, `node <version>
+   * <path>` lines, core/steps/release.ts releaseRecord): what its programs start on (rollback, a warm slot started again),
+   * whatever `runtimes` pins today. A release made by an older ops has none: today's runtimes start it.
+   */
+  runtimes: (record: string) => string;
   /** The shared .env and environ versions before releases had their own wrote (their releases' .env links to it): read as a fallback, removed by pruning with the last such release. */
   legacyShared: { dotenv: string; environ: string };
   /** The texts to mask of every release pruned (core/steps/sh/mask.sh keep_masks): root 0600, never sent back. */
@@ -148,6 +156,7 @@ export function layout(env: Environment): Layout {
     record: (id) => `${base}/.ops/releases/${id}`,
     treeMade: (record) => `${record}/.ops-files`,
     treeLive: (record) => `${record}/.ops-tree`,
+    runtimes: (record) => `${record}/.ops-runtimes`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,

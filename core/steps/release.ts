@@ -453,7 +453,8 @@ export function releaseDotenv(env: Target, dir: string, record: string, uploaded
 
 /**
  * Shell recording the release of `meta` being made in directory `dir` (still root's: before its chown and rename):
- * its record directory (layout.record, root's: REVISION and release.json, what ops reads of it; its masks file and
+ * its record directory (layout.record, root's: REVISION and release.json, what ops reads of it; the runtimes it is
+ * built with, layout.runtimes; its masks file and
  * the records of its files go there too), and copies of both in `dir` for the app to read, written after removing
  * whatever the commit put at those names (a link into /etc is removed, never written through). Shell for createRelease and unpackArtifacts, whose traps remove the record when
  * the release is not made.
@@ -461,9 +462,12 @@ export function releaseDotenv(env: Target, dir: string, record: string, uploaded
 export function releaseRecord(env: Target, dir: string, meta: ReleaseMeta): string {
   const L = env.layout;
   const rec = L.record(meta.id);
+  const { python, node } = env.config.runtimes;
   return String.raw`install -d -m 0755 ${quote(L.records)}
 rm -rf ${quote(rec)}; mkdir -m 0755 ${quote(rec)}
 printf '%s\n' ${quote(meta.sha)} > ${quote(`${rec}/REVISION`)}
+# The runtimes it is built with: what its programs start on from now on, whatever runtimes pins later (releaseRuntimes).
+printf '%s\n' ${quote(`python ${python.version} ${env.runtime.python}`)} ${quote(`node ${node.version} ${env.runtime.node}`)} > ${quote(L.runtimes(rec))}
 printf %s ${b64(JSON.stringify(meta, null, 2) + '\n')} | base64 -d > ${quote(`${rec}/release.json`)}
 rm -rf ${quote(`${dir}/REVISION`)} ${quote(`${dir}/release.json`)}
 cp ${quote(`${rec}/REVISION`)} ${quote(`${rec}/release.json`)} ${quote(dir)}/`;

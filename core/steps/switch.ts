@@ -17,6 +17,10 @@ import { gateSeconds, nginxGate, otherListenFiles, visitorAddress } from './ngin
 import { b64, putUnlessHostOwn, type HostOwnRule } from './script.ts';
 import { ASSETS_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { maskText } from './masks.ts';
+import type { RuntimePaths } from '../runtimes.ts';
+
+/** The runtimes a slot's programs are rendered with (placeholders {python} {node} {npm}, and PATH's Node.js directory). */
+export type ProgramRuntimes = Pick<RuntimePaths, 'python' | 'node' | 'npm'>;
 
 /**
  * Expand {release} {python} {node} {npm} {port} {port:<program>} in a program's command or environment (`key`: the
@@ -26,8 +30,7 @@ import { maskText } from './masks.ts';
  * read (core/config/placeholders.ts placeholderProblem).
  * @throws OpsError naming `key` for an unknown placeholder or a {port:<program>} of no program.
  */
-export function expand(env: Target, text: string, release: string, program: string, slot: Slot, key = `programs.${program}`): string {
-  const paths = env.runtime;
+export function expand(env: Target, text: string, release: string, program: string, slot: Slot, key = `programs.${program}`, paths: ProgramRuntimes = env.runtime): string {
   return text.replace(PLACEHOLDER, (whole, literal?: string, name?: string, arg?: string) => {
     if (literal !== undefined) return `{${literal}}`;
     if (name === 'release' && !arg) return release;
@@ -50,8 +53,8 @@ export function expand(env: Target, text: string, release: string, program: stri
  * values, and for build, migrate and the hooks, which bash runs quoted, such a base_dir works.)
  * @throws OpsError naming `key`, the placeholder and base_dir.
  */
-function splitFreePaths(env: Target, command: string, release: string, key: string): string {
-  const paths: Record<string, string> = { release, python: env.runtime.python, node: env.runtime.node, npm: env.runtime.npm };
+function splitFreePaths(env: Target, command: string, release: string, key: string, runtime: ProgramRuntimes = env.runtime): string {
+  const paths: Record<string, string> = { release, python: runtime.python, node: runtime.node, npm: runtime.npm };
   for (const m of command.matchAll(/(?<!\{)\{(release|python|node|npm)\}(?!\})/g)) {
     if (!/[\s'"\\]/.test(paths[m[1]!]!)) continue;
     throw new OpsError(
@@ -85,7 +88,7 @@ export const STARTSECS = 3;
  * @throws OpsError naming the program and key of each value supervisor cannot carry (and of each unknown
  * placeholder), all of them in one error (at plan time), never the values.
  */
-export function slotConfig(env: Target, slot: Slot, release: string, releaseId: string): string {
+export function slotConfig(env: Target, slot: Slot, release: string, releaseId: string, runtime: ProgramRuntimes = env.runtime): string {
   // Every refusal is collected (a user fixes them all at once, not one per run), then thrown together.
   const problems = new Map<string, OpsError>();
   const note = (e: unknown) => {
@@ -100,7 +103,7 @@ export function slotConfig(env: Target, slot: Slot, release: string, releaseId: 
       return '';
     }
   };
-  const text = slotConfigText(env, slot, release, releaseId, carry, note);
+  const text = slotConfigText(env, slot, release, releaseId, runtime, carry, note);
   if (problems.size === 1) throw [...problems.values()][0]!;
   if (problems.size > 1)
     throw new OpsError(
@@ -111,9 +114,8 @@ export function slotConfig(env: Target, slot: Slot, release: string, releaseId: 
 }
 
 /** slotConfig's text, each value through `carry` (a value refused reads as ''), each refused variable given to `refused`. */
-function slotConfigText(env: Target, slot: Slot, release: string, releaseId: string, carry: (value: () => string) => string, refused: (e: unknown) => void): string {
+function slotConfigText(env: Target, slot: Slot, release: string, releaseId: string, paths: ProgramRuntimes, carry: (value: () => string) => string, refused: (e: unknown) => void): string {
   const L = env.layout;
-  const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, '');
   const names = Object.keys(env.config.programs);
   const blocks = names.map((name) => {
@@ -127,11 +129,11 @@ function slotConfigText(env: Target, slot: Slot, release: string, releaseId: str
       OPS_SLOT: slot,
     });
     const key = (k: string) => `programs.${name}.${k}`;
-    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand(env, v, release, name, slot, key(`env.${k}`)));
+    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand(env, v, release, name, slot, key(`env.${k}`), paths));
     const log = programLog(env, slot, name);
     return [
       `[program:${programName(env, slot, name)}]`,
-      `command=${carry(() => supervisorCommand(key('command'), expand(env, splitFreePaths(env, p.command, release, key('command')), release, name, slot, key('command')), dir))}`,
+      `command=${carry(() => supervisorCommand(key('command'), expand(env, splitFreePaths(env, p.command, release, key('command'), paths), release, name, slot, key('command'), paths), dir))}`,
       `directory=${carry(() => supervisorValue(key('directory'), dir))}`,
       `user=${carry(() => supervisorValue('app_user', env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => (k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`), refused))}`,
@@ -258,18 +260,65 @@ export function supervisorOwn(env: Target): HostOwnRule {
   };
 }
 
+/** Where slotConfig is rendered for a release chosen on the host: its recorded runtimes' places (releaseRuntimes), absolute paths as supervisorCommand reads them. */
+const PYTHON_MARK = '/@@ops-python@@';
+const NODE_BIN_MARK = '/@@ops-node-bin@@';
+const MARKED_RUNTIMES: ProgramRuntimes = { python: PYTHON_MARK, node: `${NODE_BIN_MARK}/node`, npm: `${NODE_BIN_MARK}/npm` };
+
+/**
+ * Shell run on the host for the release whose id is `id` (checked against the release-id pattern first): sets
+ * `rt_python` and `rt_node` to the runtimes its record says it was built with (layout.runtimes; a release made by an
+ * older ops, without one: today's, env.runtime), `rt_node_bin` to that Node.js's directory; then runs `missing` (with
+ * `rt_missing` saying why, for stderr) when one its programs need is not on the host any more (removed, or another
+ * pin's provision never made it here): the Node.js of node_dir's node_modules or of a {node}/{npm} placeholder, the
+ * Python of a {python} placeholder, or the interpreter of its venv (a venv links to the Python it was made with).
+ * Its programs started on today's runtime instead would run native addons built for another Node.js ABI, or not at
+ * all. Read by bash builtins only (the no-op's path holds no process).
+ */
+export function releaseRuntimes(env: Target, id: HostVariable, missing: string): string {
+  const L = env.layout;
+  const { release, programs } = env.config;
+  const placeholders = Object.values(programs).flatMap((p) => [p.command, ...Object.values(p.env)]).join('\n');
+  const usesNode = !!release.node_dir || /(?<!\{)\{(node|npm)\}/.test(placeholders);
+  const usesPython = /(?<!\{)\{python\}/.test(placeholders);
+  const rec = word(`${L.records}/`, id, `/${L.runtimes('').replace(/^\//, '')}`);
+  const dir = word(`${L.releases}/`, id);
+  const gone = (what: string, version: string, path: string, pin: string) =>
+    `rt_missing="release $${id.variable} was built with ${what} ${version} (${path}), which is not on this host any more: started on another, what it was built for would not fit. Nothing was changed. Install it again (pin runtimes.${pin} to it in environments/${env.name}/environment.yml and run ops provision), or deploy that commit anew, built on today's runtimes (ops deploy ${env.name} --ref <its commit: ops releases ${env.name}>)"`;
+  return String.raw`rt_python=${quote(env.runtime.python)}; rt_node=${quote(env.runtime.node)}; rt_python_v=""; rt_node_v=""; rt_missing=""
+if [ -f ${rec} ]; then
+  # shellcheck disable=SC2034 # a version is read only for the runtimes the programs need
+  while read -r rt_name rt_version rt_path; do
+    # Only an absolute path of plain characters: it goes into a supervisor file.
+    [[ $rt_path =~ ^/[A-Za-z0-9._+/-]+$ ]] || continue
+    case $rt_name in python) rt_python=$rt_path; rt_python_v=$rt_version ;; node) rt_node=$rt_path; rt_node_v=$rt_version ;; esac
+  done < ${rec}
+  ${usesNode ? `if [ -n "$rt_node_v" ] && [ ! -x "$rt_node" ]; then ${gone('Node.js', '$rt_node_v', '$rt_node', 'node')}; fi` : ': its programs need no Node.js'}
+  ${usesPython ? `if [ -n "$rt_python_v" ] && [ ! -x "$rt_python" ]; then ${gone('Python', '$rt_python_v', '$rt_python', 'python')}; fi` : ': no program names the python placeholder'}
+fi
+${release.python_requirements ? `if [ -z "$rt_missing" ] && [ -L ${dir}/venv/bin/python ] && [ ! -x ${dir}/venv/bin/python ]; then rt_venv_python=$(readlink -m ${dir}/venv/bin/python 2>/dev/null || true); ${gone('a venv on a Python', '', '$rt_venv_python', 'python').replace('venv on a Python  (', 'venv on a Python (')}; fi` : ': no venv'}
+rt_node_bin=${'$'}{rt_node%/node}
+if [ -n "$rt_missing" ]; then ${missing}; fi`;
+}
+
 /**
  * Shell that sets `conf_b64`: slotConfig for the release, base64 (the way put_file compares and writes it).
- * Rendered here for a runner's id; for one chosen on the host, rendered with RELEASE_MARK in the id's place and
- * the id (the host's variable, checked against the release-id pattern first, by releaseIdVar or the caller: it then
- * needs no escaping for supervisor) put there by bash.
+ * Rendered here for a runner's id (a deploy's new release: built on today's runtimes); for one chosen on the host (a
+ * rollback, a slot's previous release started again), rendered with RELEASE_MARK in the id's place and the id (the
+ * host's variable, checked against the release-id pattern first, by releaseIdVar or the caller: it then needs no
+ * escaping for supervisor) put there by bash, and with the runtimes that release was built with (releaseRuntimes:
+ * `missing` runs when one is gone).
  */
-export function slotConfigShell(env: Target, slot: Slot, releaseId: string | HostVariable): string {
+export function slotConfigShell(env: Target, slot: Slot, releaseId: string | HostVariable, missing = 'conf_b64=""'): string {
   const L = env.layout;
   if (typeof releaseId === 'string') return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId}`, releaseId))}`;
-  return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
+  return String.raw`conf_b64=""
+${releaseRuntimes(env, releaseId, missing)}
+conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK, MARKED_RUNTIMES))}
 conf_text=${'$'}{conf_text//"${RELEASE_MARK}"/${word(releaseId)}}
-conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
+conf_text=${'$'}{conf_text//"${PYTHON_MARK}"/"$rt_python"}
+conf_text=${'$'}{conf_text//"${NODE_BIN_MARK}"/"$rt_node_bin"}
+[ -n "$rt_missing" ] || conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
 }
 
 /**
@@ -503,7 +552,7 @@ ${IDENTITY_FUNCTIONS}
 ${releaseIdVar(releaseId)}
 release=${quote(L.releases)}/$release_id
 ${dotenvSums ? `${dotenvUnchanged(env, dotenvSums)}
-` : ''}${slotConfigShell(env, slot, releaseId)}
+` : ''}${slotConfigShell(env, slot, releaseId, `echo "$rt_missing" >&2; exit ${START_FAILED_CLEAN}`)}
 conf=${quote(L.supervisorConf(slot))}
 # The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
 # travels): then health and identity are enough, checked at once (live_verdict).

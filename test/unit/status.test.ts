@@ -382,12 +382,33 @@ describe('status parser', () => {
       parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, `${path}\tDNS:shop.example.org`], served_serial: served })));
     expect(cert('Dec 30 12:00:00 2026 GMT').problems).toEqual([]);
     expect(cert('Dec 30 12:00:00 2026 GMT').certificate).toMatchObject({ daysLeft: 34, names: ['shop.example.org'], serial: 'AB12', servedSerial: 'AB12' });
-    expect(cert('Dec 10 12:00:00 2026 GMT').warnings).toEqual(['TLS certificate expires in 14 days (2026-12-10): it should have been renewed by now']);
+    expect(cert('Dec 10 12:00:00 2026 GMT').warnings).toEqual(['TLS certificate expires in 14 days (2026-12-10): it should have been renewed by now (ops certs demo --renew)']);
     expect(cert('Nov 28 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expires in 2 days (2026-11-28): renewal is failing (ops certs demo --renew)']);
-    expect(cert('Nov 20 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expired on 2026-11-20']);
+    expect(cert('Nov 20 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expired on 2026-11-20: browsers refuse the site; renewal is failing: ops certs demo --renew']);
     expect(cert('Dec 30 12:00:00 2026 GMT', 'FF00').warnings).toEqual([`nginx serves another certificate (serial FF00) than ${path} (serial AB12): reload nginx`]);
     const missing = parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ cert: `${path}\tmissing` })));
-    expect(missing.problems).toEqual([`TLS certificate ${path} is missing`]);
+    expect(missing.problems).toEqual([`TLS certificate ${path} is missing: nginx cannot serve the site over https with it (ops provision demo gets one)`]);
+  });
+
+  it("certificates: certbot's renewal timer stopped or not coming back after a reboot says the certificate will not renew, with the fix; a certificate not naming the domain (the domain changed, a lineage reused) is a problem", () => {
+    const leEnv = testEnv({ domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org' } });
+    const path = '/etc/letsencrypt/live/shop.example.org/fullchain.pem';
+    const judged = (notAfter: string, renewal: string | undefined, names = ['shop.example.org']) =>
+      parseHostStatus(leEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, ...names.map((n) => `${path}\tDNS:${n}`)], served_serial: 'AB12' }) + (renewal === undefined ? '' : `\n${opsLines(CERTS_KEYS, `renewal ${renewal}`)}`)));
+    expect(hostStatus(leEnv).script).toContain('systemctl is-enabled certbot.timer');
+    // the timer running and enabled: nothing said
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'certbot.timer active enabled')).toMatchObject({ problems: [], warnings: [] });
+    const fix = 'sudo systemctl enable --now certbot.timer; ops provision does it too';
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'certbot.timer inactive disabled').warnings).toEqual([`certbot's renewal timer is not running (certbot.timer inactive): the certificate (86 days left, 2027-02-20) will not be renewed; ${fix}`]);
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'certbot.timer active disabled').warnings).toEqual([`certbot's renewal timer stops at the next reboot (certbot.timer disabled): the certificate (86 days left, 2027-02-20) will not be renewed; ${fix}`]);
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'none').warnings).toEqual([`certbot's renewal is not scheduled (no certbot.timer, no /etc/cron.d/certbot): the certificate (86 days left, 2027-02-20) will not be renewed; ops provision sets it up`]);
+    // five days left with the timer off: the cause named, not "renewal is failing"
+    expect(judged('Nov 30 16:00:00 2026 GMT', 'certbot.timer inactive disabled').problems).toEqual([`TLS certificate expires in 5 days (2026-11-30): certbot's renewal timer is not running (certbot.timer inactive) (${fix}), so nothing renews it (ops certs demo --renew)`]);
+    expect(judged('Nov 20 12:00:00 2026 GMT', 'certbot.timer inactive masked').problems).toEqual([`TLS certificate expired on 2026-11-20: browsers refuse the site; certbot's renewal timer is not running (certbot.timer inactive) (${fix}), so nothing renews it: ops certs demo --renew`]);
+    // names: the domain, a wildcard over it, or another name
+    expect(judged('Feb 20 12:00:00 2027 GMT', undefined, ['*.example.org']).problems).toEqual([]);
+    expect(judged('Feb 20 12:00:00 2027 GMT', undefined, ['*.shop.example.org', 'www.shop.example.org']).problems).toEqual([`TLS certificate ${path} names *.shop.example.org, www.shop.example.org, not shop.example.org: browsers refuse the site as another's; ops certs demo --renew gets one for shop.example.org`]);
+    expect(judged('Feb 20 12:00:00 2027 GMT', undefined, ['old.example.org']).problems).toHaveLength(1);
   });
 
   it('parses XML-RPC entities and self-closing values', () => {
@@ -646,7 +667,7 @@ describe('status over recording remotes', () => {
     ]);
     const run = async (hosts: Record<string, [current: string, previous: string]>) => {
       const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ supervisor_xml: live, current: hosts[host.name]![0], rollback_to: hosts[host.name]![1] }) }));
-      return status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
+      return status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector, now: () => new Date('2026-11-25T15:00:00Z') }, env);
     };
     const cold = (host: string, to: string) => `${host}: no release is kept warm on the previous slot (green: no program of it is loaded in supervisor): a rollback to ${to} would start it cold (a failed start that could not start it again, or a run interrupted during its start, leaves the slot so; the next good deploy keeps the release it replaces warm again)`;
     // web1 on NEW, web2 left behind on LIVE: the rollback takes both to LIVE, not web2 to OLD.
@@ -743,6 +764,21 @@ describe('status over recording remotes', () => {
     ]);
   });
 
+  it("a host's clock far from the runner's: a warning saying what goes by it and how to put it right; the certificate's days left counted by the runner's clock (a host 10 days behind does not hide an expired certificate)", async () => {
+    const tlsEnv = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
+    const path = '/etc/ssl/shop/shop.example.org.crt';
+    const run = async (runner: string) => {
+      const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ now: '2026-11-15T15:00:00Z', site: '200', cert: [`${path}\tnotAfter=Nov 20 12:00:00 2026 GMT`, `${path}\tDNS:shop.example.org`] }) }));
+      return status({ root: tlsEnv.root, reporter: new MemoryReporter(), processEnv: {}, connector, now: () => new Date(runner) }, tlsEnv);
+    };
+    const skewed = await run('2026-11-25T15:00:00Z');
+    expect(skewed.warnings).toContainEqual(expect.stringMatching(/^web1: its clock is 10 days behind this runner's: certbot renews by it, .* put the wrong clock right \(on the host: sudo timedatectl set-ntp true, then timedatectl status\)$/));
+    expect(skewed.problems).toContain('web1: TLS certificate expired on 2026-11-20: browsers refuse the site; renewal is failing: ops certs demo --renew');
+    const agreed = await run('2026-11-15T15:00:30Z');
+    expect(agreed.warnings.filter((w) => w.includes('clock'))).toEqual([]);
+    expect(agreed.problems.filter((p) => p.includes('TLS'))).toEqual(['web1: TLS certificate expires in 4 days (2026-11-20): renewal is failing (ops certs demo --renew)']);
+  });
+
   it('a deploy under way (the lock held by a live run) leaves the environment healthy, the lock shown with who and since when', async () => {
     const env = testEnv();
     const lines = report({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] });
@@ -817,6 +853,22 @@ describe('certificates over recording remotes', () => {
     expect(text).toContain('✓ shop.example.org (used by nginx)');
     expect(text).toContain('serial   0A  (served on :443)');
     expect(text).toContain('renewal: certbot.timer active');
+  });
+
+  it('says what is wrong as status does: a renewal timer stopped (a warning), a certificate naming another domain (exit 1); days counted by the runner\'s clock', async () => {
+    const listed = async (text: string, now: string) => {
+      const remote = new RecordingRemote('web1', 'deploy', 'shop', () => ({ stdout: text }));
+      return certificates({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async () => remote, now: () => new Date(now) }, env);
+    };
+    const stopped = await listed(listing.replace('certbot.timer active', 'certbot.timer inactive disabled'), '2027-01-01T00:00:00Z');
+    expect(stopped.ok).toBe(true);
+    expect(formatCerts(stopped)).toContain("  ! certbot's renewal timer is not running (certbot.timer inactive): the certificate (50 days left, 2027-02-20) will not be renewed; sudo systemctl enable --now certbot.timer; ops provision does it too");
+    const other = await listed(listing.replace(`DNS:shop.example.org`, 'DNS:old.example.org'), '2027-01-01T00:00:00Z');
+    expect(other.ok).toBe(false);
+    expect(formatCerts(other)).toContain(`  ✗ TLS certificate ${live} names old.example.org, not shop.example.org: browsers refuse the site as another's; ops certs demo --renew gets one for shop.example.org`);
+    const late = await listed(listing, '2027-02-18T00:00:00Z');
+    expect(late.ok).toBe(false);
+    expect(late.hosts[0]!.problems).toEqual(['TLS certificate expires in 2 days (2027-02-20): renewal is failing (ops certs demo --renew)']);
   });
 
   it('renews under the lock, trusting the test ACME CA, and records it in the audit log', async () => {

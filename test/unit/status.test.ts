@@ -3,7 +3,7 @@
 // problem. Operations run over recording remotes: one round trip per host, unreachable hosts reported.
 import { certificatePaths } from '../../core/steps/nginx-config.ts';
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -492,8 +492,32 @@ describe('logs step, run here on a copy of the layout', () => {
     expect(r.stderr).toContain(`not provisioned for demo (run: ops provision demo): no logs of shop on ${execFileSync('hostname', { encoding: 'utf8' }).trim()}`);
   });
 
+  it("each slot's programs are those its supervisor file names (the release there runs them), not the settings': a program renamed or removed since shows in the release that still runs it", () => {
+    const conf = join(dir, 'conf.d');
+    mkdirSync(conf, { recursive: true });
+    // the previous release (blue) ran server and worker; worker is gone from the settings since
+    writeFileSync(join(conf, 'shop-blue.conf'), '[group:shop-blue]\nprograms=shop-blue-server,shop-blue-worker\n\n[program:shop-blue-server]\ncommand=run\n\n[program:shop-blue-worker]\ncommand=run\n');
+    writeFileSync(join(dir, 'app', 'worker-blue.out.log'), 'worker blue line\n');
+    // the live release (green) runs api, the settings' server renamed on a branch not deployed yet
+    writeFileSync(join(conf, 'shop-green.conf'), '[program:shop-green-api]\ncommand=run\n');
+    writeFileSync(join(dir, 'app', 'api-green.err.log'), 'api green error\n');
+    const withConf = (req: Parameters<typeof logsRequest>[1]) =>
+      execFileSync('bash', ['-s'], { input: local(scriptText(logsStep(env, logsRequest(env, req)))).replaceAll('/etc/supervisor/conf.d', conf), encoding: 'utf8' }).replace(`\n${START_MARKER}\n`, '').trim().split('\n');
+    try {
+      expect(withConf({ slots: 'previous', lines: 1 })).toEqual(['server-blue.out | server blue line 2', 'server-blue.err | server blue error', 'worker-blue.out | worker blue line', 'nginx.error | nginx error 2']);
+      expect(withConf({ lines: 1 })).toEqual(['api-green.err | api green error', 'nginx.error | nginx error 2']);
+      // one program asked for: that program's logs, whatever the slot's file names
+      expect(withConf({ program: 'server', lines: 1 })).toEqual(['server-green.out | server green line 2', 'server-green.err | server green error']);
+    } finally {
+      rmSync(conf, { recursive: true });
+      rmSync(join(dir, 'app', 'worker-blue.out.log'));
+      rmSync(join(dir, 'app', 'api-green.err.log'));
+    }
+  });
+
   it('refuses unknown programs and bad line counts, naming the choices', () => {
     expect(() => logsRequest(env, { program: 'worker' })).toThrow(/"worker" is not a program of demo/);
+    expect(() => logsRequest(env, { program: 'worker' })).toThrow(expect.objectContaining({ hint: expect.stringContaining('ops logs demo --slot previous shows every program it runs') }));
     expect(() => logsRequest(env, { lines: -1 })).toThrow(/--lines must be a whole number from 0 to 10000/);
     expect(() => logsRequest(env, { lines: 1.5 })).toThrow(/--lines/);
     expect(() => logsRequest(env, { slots: 'all' as never })).toThrow(/--slot must be one of live, previous, both, got "all"/);
@@ -519,6 +543,46 @@ describe('logs step, run here on a copy of the layout', () => {
     holder.kill();
     await exited; // within a second of the holder's end
   }, 15_000);
+
+  it("--follow across a switch (a deploy puts the other slot live): says so and follows the new live release's program logs, from its last lines; --slot previous moves to the other slot alike", async () => {
+    const follow = (slots: 'live' | 'previous') => {
+      const holder = spawn('sleep', ['60']);
+      const script = local(scriptText(logsStep(env, { ...logsRequest(env, { program: 'server', lines: 1, slots }), follow: { holderPid: holder.pid! } })));
+      const child = spawn('setsid', ['bash', '-s'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      child.stdin.end(script);
+      const seen = { out: '' };
+      child.stdout.on('data', (d: Buffer) => (seen.out += d));
+      const shown = async (text: string) => {
+        await waitFor(() => seen.out.includes(text), 20_000, 50);
+        expect(seen.out).toContain(text);
+      };
+      const stop = async () => {
+        const exited = new Promise((r) => child.once('exit', r));
+        holder.kill();
+        await exited;
+      };
+      return { seen, shown, stop };
+    };
+    const live = follow('live');
+    try {
+      await live.shown('server-green.out | server green line 2');
+      writeFileSync(join(dir, 'slot'), 'blue\n');
+      await live.shown('--- the blue slot went live (a deploy or rollback switched');
+      await live.shown('server-blue.out | server blue line 2');
+      appendFileSync(join(dir, 'app', 'server-blue.err.log'), 'blue after the switch\n');
+      await live.shown('server-blue.err | blue after the switch');
+      await live.stop();
+      // the slot now live is blue: --slot previous follows green, then blue once green is live again
+      const previous = follow('previous');
+      await previous.shown('server-green.out | server green line 2');
+      writeFileSync(join(dir, 'slot'), 'green\n');
+      await previous.shown("following the previous release's logs on the blue slot now");
+      await previous.shown('server-blue.err | blue after the switch');
+      await previous.stop();
+    } finally {
+      writeFileSync(join(dir, 'slot'), 'green\n');
+    }
+  }, 60_000);
 });
 
 describe("logs step: the live release's lines, not those of a release before it on the same slot", () => {
@@ -903,8 +967,10 @@ describe('logs step text', () => {
     const env = testEnv();
     const follow = logsStep(env, { ...logsRequest(env, {}), follow: { holderPid: 4242 } });
     expect(bashSyntax(scriptText(follow))).toBe('ok');
-    expect(follow.script).toContain('release_tail "$f" 50 -F | sed -u');
-    expect(follow.script).toContain('holder=4242\nwhile kill -0 "$holder" 2>/dev/null; do sleep 0.2; done\nkill 0');
+    expect(follow.script).toContain('release_tail "$f" 50 "$@" | sed -u');
+    expect(follow.script).toContain('show_files -F --pid="$round"');
+    expect(follow.script).toContain('holder=4242\nwhile kill -0 "$holder" 2>/dev/null; do\n  sleep 0.2\n');
+    expect(follow.script).toMatch(/\n  program_round\ndone\nkill 0$/);
     // By default, the SSH server process of the step's own connection.
     expect(logsStep(env, { ...logsRequest(env, {}), follow: {} }).script).toContain('holder=$(conn_pid)\nwhile kill -0');
     expect(follow.timeout).toBe(7 * 86400);

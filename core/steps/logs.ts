@@ -159,7 +159,7 @@ while kill -0 "$holder" 2>/dev/null; do
   program_round
 done
 kill 0`
-    : 'show_files'
+    : "show_files -q # tail's -q (no file name headers): what it prints of one file anyway"
 }`,
   };
 }

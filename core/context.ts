@@ -47,12 +47,22 @@ export const CLOCK_SKEW_WARN_SECONDS = 120;
  * history), but release ids and audit times carry the runner's time.
  */
 export function clockSkewWarning(ctx: Pick<OpsContext, 'now'>, host: string, hostEpoch: string | undefined): string | undefined {
+  const skew = clockSkew(ctx, hostEpoch);
+  if (!skew) return undefined;
+  return `this runner's clock is ${skew.amount} ${skew.seconds < 0 ? 'behind' : 'ahead of'} ${host}'s: release ids and audit times carry the runner's time (release order does not depend on it: it comes from the host's history); fix the clock (NTP)`;
+}
+
+/**
+ * How far the runner's clock is from a host's (`hostEpoch`: the host's time in seconds since 1970; `seconds` > 0: the
+ * runner's is ahead), with that amount in words, when beyond CLOCK_SKEW_WARN_SECONDS; else undefined.
+ */
+export function clockSkew(ctx: Pick<OpsContext, 'now'>, hostEpoch: string | number | undefined): { seconds: number; amount: string } | undefined {
   const hostSeconds = Number(hostEpoch);
-  if (!hostEpoch || !Number.isFinite(hostSeconds)) return undefined;
+  if (hostEpoch === undefined || hostEpoch === '' || !Number.isFinite(hostSeconds)) return undefined;
   const skew = Math.round(runnerNow(ctx).getTime() / 1000 - hostSeconds);
   if (Math.abs(skew) <= CLOCK_SKEW_WARN_SECONDS) return undefined;
   const amount = Math.abs(skew) >= 172800 ? `${Math.round(Math.abs(skew) / 86400)} days` : Math.abs(skew) >= 7200 ? `${Math.round(Math.abs(skew) / 3600)} hours` : `${Math.abs(skew)} s`;
-  return `this runner's clock is ${amount} ${skew < 0 ? 'behind' : 'ahead of'} ${host}'s: release ids and audit times carry the runner's time (release order does not depend on it: it comes from the host's history); fix the clock (NTP)`;
+  return { seconds: skew, amount };
 }
 
 /**

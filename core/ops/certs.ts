@@ -6,10 +6,10 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { readEnvFile } from '../config/environment.ts';
 import { findSiblings } from '../config/siblings.ts';
-import type { OpsContext } from '../context.ts';
+import { runnerNow, type OpsContext } from '../context.ts';
 import { auditReason, OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
-import { listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
+import { judgeCertificate, listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
 import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { withLock } from './locked.ts';
@@ -25,8 +25,11 @@ export interface HostCertificates {
   certificates: CertInfo[];
   /** Serial of the certificate nginx hands out on :443 ('' when it does not answer). */
   servedSerial?: string;
-  /** letsencrypt: "certbot.timer active", "cron /etc/cron.d/certbot" or "none". */
+  /** letsencrypt: "certbot.timer <active> <enabled>", "cron /etc/cron.d/certbot" or "none". */
   renewal?: string;
+  /** What is wrong with the environment's certificate (judgeCertificate, as ops status says it), each with its fix. */
+  problems: string[];
+  warnings: string[];
   renewed?: boolean;
   /** Never provisioned for the environment (listCertificates read provision's marker): said instead of its missing certificate (unprovisionedNote's words). */
   unprovisioned?: string;
@@ -43,16 +46,22 @@ function noTls(env: Target): OpsError {
   return new OpsError(`environment ${env.name} serves plain http (tls.mode is off): it has no certificates`, `set tls.mode (letsencrypt or self-signed) in environments/${env.name}/environment.yml, then: ops provision ${env.name}`);
 }
 
-function hostResult(env: Target, host: string, r: Parameters<typeof parseCerts>[0], renewed?: boolean): HostCertificates {
+function hostResult(ctx: OpsContext, env: Target, host: string, r: Parameters<typeof parseCerts>[0], renewed?: boolean): HostCertificates {
   const served = reported(r, CERTS_KEYS.served_serial);
+  const configured = reported(r, CERTS_KEYS.configured);
+  const certificates = parseCerts(r, runnerNow(ctx));
+  const renewal = reported(r, CERTS_KEYS.renewal);
+  const unprovisioned = provisionedIn(r) === false;
+  const judged = unprovisioned ? { problems: [], warnings: [] } : judgeCertificate(env, certificates.find((c) => c.path === configured), renewal);
   return {
     host,
-    configured: reported(r, CERTS_KEYS.configured),
-    certificates: parseCerts(r, new Date()),
+    configured,
+    certificates,
     servedSerial: served ? served.toUpperCase() : '',
-    renewal: reported(r, CERTS_KEYS.renewal),
+    renewal,
+    ...judged,
     ...(renewed === undefined ? {} : { renewed }),
-    ...(provisionedIn(r) === false && { unprovisioned: unprovisionedNote(undefined, env) }),
+    ...(unprovisioned && { unprovisioned: unprovisionedNote(undefined, env) }),
   };
 }
 
@@ -68,10 +77,10 @@ export async function certificates(ctx: OpsContext, environment: Environment): P
   const hosts = await eachHost(
     ctx,
     env,
-    async (remote, host) => hostResult(env, host.name, await remote.run(listCertificates(env, siblingDomains))),
-    (host, fields): HostCertificates => ({ host: host.name, ...fields, certificates: [] }),
+    async (remote, host) => hostResult(ctx, env, host.name, await remote.run(listCertificates(env, siblingDomains))),
+    (host, fields): HostCertificates => ({ host: host.name, ...fields, certificates: [], problems: [], warnings: [] }),
   );
-  return { environment: env.name, mode: env.config.tls.mode, hosts, ok: hosts.every((h) => !h.error && !h.unprovisioned && h.certificates.every((c) => c.state === 'ok' && (c.daysLeft ?? -1) >= 0)) };
+  return { environment: env.name, mode: env.config.tls.mode, hosts, ok: hosts.every((h) => !h.error && !h.unprovisioned && !h.problems.length && h.certificates.every((c) => c.state === 'ok' && (c.daysLeft ?? -1) >= 0)) };
 }
 
 /** Force a renewal on every host, one host at a time, under the environment's lock (a deploy reloads nginx too). */
@@ -87,7 +96,7 @@ export async function renewCertificates(ctx: OpsContext, environment: Environmen
       return session.each(
         async (remote, h) => {
           try {
-            const result = hostResult(env, h.name, await new HostRun(ctx, remote, env, 'renew the certificate').run(renewCertificate(env, withCa)), true);
+            const result = hostResult(ctx, env, h.name, await new HostRun(ctx, remote, env, 'renew the certificate').run(renewCertificate(env, withCa)), true);
             locked.audit(h.name, { result: 'success', message: `certificate renewed, expires ${result.certificates[0]?.notAfter ?? '?'}` });
             return result;
           } catch (e) {
@@ -130,6 +139,8 @@ export function formatCerts(r: CertsResult): string {
       out.push(`      file     ${c.path}`);
     }
     if (h.renewal) out.push(`  renewal: ${h.renewal}`);
+    for (const p of h.problems) out.push(`  ✗ ${p}`);
+    for (const w of h.warnings) out.push(`  ! ${w}`);
   }
   return out.join('\n');
 }

@@ -33,12 +33,13 @@ export function logsRequest(env: Environment, options: LogsOptions): Omit<LogsRe
   const slots = options.slots ?? 'live';
   if (!LOG_SLOTS.includes(slots)) throw new OpsError(`--slot must be one of ${LOG_SLOTS.join(', ')}, got ${JSON.stringify(slots)}`);
   const p = options.program;
-  if (p === undefined) return { programs, nginx: ['error'], slots, lines };
+  if (p === undefined) return { programs, allPrograms: true, nginx: ['error'], slots, lines };
   // one access and one error log per site, whichever slot serves: a slot asked of nginx is refused, not ignored
   if (p === 'nginx' && options.slots !== undefined)
     throw new OpsError(`--slot does not apply to nginx: its access and error logs are the site's, one pair for every release and slot`, `leave --slot out for nginx's logs; --slot ${options.slots} is for a program's: ops logs ${env.name} <program> --slot ${options.slots} (programs: ${programs.join(', ')})`);
   if (p === 'nginx') return { programs: [], nginx: ['error', 'access'], slots, lines };
-  if (!env.config.programs[p]) throw new OpsError(`${JSON.stringify(p)} is not a program of ${env.name}`, `programs: ${[...programs, 'nginx'].join(', ')}`);
+  if (!env.config.programs[p])
+    throw new OpsError(`${JSON.stringify(p)} is not a program of ${env.name}`, `programs: ${[...programs, 'nginx'].join(', ')}; a program renamed or removed since still runs in the release kept warm: ops logs ${env.name} --slot previous shows every program it runs`);
   return { programs: [p], nginx: [], slots, lines };
 }
 

@@ -7,7 +7,7 @@ import { SECRETS_FILE, type Environment } from '../config/environment.ts';
 import { errorFieldsLine } from '../errors.ts';
 import { resolveTarget } from '../target.ts';
 import { hostSharing } from '../config/siblings.ts';
-import type { OpsContext } from '../context.ts';
+import { clockSkew, runnerNow, type OpsContext } from '../context.ts';
 import { CERT_FAIL_DAYS, STATUS_KEYS, duration, hostStatus, parseHostStatus, type HostStatus } from '../steps/status.ts';
 import { eachHost } from './hosts.ts';
 import { environmentRollback } from './rollback.ts';
@@ -61,7 +61,7 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
         read.set(host.name, r);
         // The values known first: what a host quotes of an answer is masked before status cuts it (excerpt).
         await masking;
-        const s = parseHostStatus(env, host, r, (text) => ctx.reporter.redact(text));
+        const s = parseHostStatus(env, host, r, (text) => ctx.reporter.redact(text), undefined, runnerNow(ctx));
         answered.set(host.name, s);
         return s;
       },
@@ -82,8 +82,12 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
   } finally {
     stopHandlingSignals(onSignal);
   }
-  const across = rollbackAcross(env, hosts, read, (text) => ctx.reporter.redact(text));
-  hosts = across.hosts;
+  const across = rollbackAcross(env, hosts, read, (text) => ctx.reporter.redact(text), runnerNow(ctx));
+  hosts = across.hosts.map((h) => {
+    const r = read.get(h.host);
+    const skewed = r && hostClockWarning(ctx, env, r);
+    return skewed ? { ...h, warnings: [...h.warnings, skewed] } : h;
+  });
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
   // The configuration of apps sharing a host: what the next provision or deploy would refuse.
   const sharing = hostSharing(env);
@@ -92,12 +96,24 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
 }
 
 /**
+ * A warning when the host's clock (the status step's `now`) is far from the runner's (clockSkew): TLS, certbot's
+ * renewals and the times the host writes (logs, audit, the lock's age) go by it; undefined when they agree.
+ */
+function hostClockWarning(ctx: OpsContext, env: Target, r: StepResult): string | undefined {
+  const t = Date.parse(reported(r, STATUS_KEYS.now) ?? '');
+  const skew = Number.isNaN(t) ? undefined : clockSkew(ctx, t / 1000);
+  if (!skew) return undefined;
+  const tls = env.config.tls.mode !== 'off';
+  return `its clock is ${skew.amount} ${skew.seconds > 0 ? 'behind' : 'ahead of'} this runner's: ${tls ? `certbot renews by it, ` : ''}TLS connections it makes (the database${tls ? ', the ACME server' : ''}) are checked by it, and its logs, audit lines and lock ages are off by as much${tls ? " (the certificate's days left are counted here by this runner's clock)" : ''}; put the wrong clock right (on the host: sudo timedatectl set-ntp true, then timedatectl status)`;
+}
+
+/**
  * What `ops rollback` (no --to) would do across several hosts, as it decides (environmentRollback: one release for the
  * environment, from each host's own previous one): each host read again with that target where it differs from its own
  * (the previous slot's warmth is then judged for it; a host already on it has none to keep warm), or, when the hosts do
  * not agree on one, a warning saying so (the rollback refuses without --to). Hosts not read take no part.
  */
-function rollbackAcross(env: Target, hosts: HostStatus[], read: ReadonlyMap<string, StepResult>, redact: (text: string) => string): { hosts: HostStatus[]; warnings: string[] } {
+function rollbackAcross(env: Target, hosts: HostStatus[], read: ReadonlyMap<string, StepResult>, redact: (text: string) => string, runnerTime: Date): { hosts: HostStatus[]; warnings: string[] } {
   const answered = env.hosts.filter((h) => read.has(h.name));
   if (answered.length < 2) return { hosts, warnings: [] };
   const parts = answered.map((h) => ({ host: h.name, current: reported(read.get(h.name)!, STATUS_KEYS.current) ?? '', previous: reported(read.get(h.name)!, STATUS_KEYS.rollback_to) ?? '' }));
@@ -107,7 +123,7 @@ function rollbackAcross(env: Target, hosts: HostStatus[], read: ReadonlyMap<stri
     hosts: hosts.map((s) => {
       const part = parts.find((p) => p.host === s.host);
       const host = answered.find((h) => h.name === s.host);
-      return part && host && choice.target && part.previous !== choice.target ? parseHostStatus(env, host, read.get(s.host)!, redact, choice.target) : s;
+      return part && host && choice.target && part.previous !== choice.target ? parseHostStatus(env, host, read.get(s.host)!, redact, choice.target, runnerTime) : s;
     }),
     warnings: [],
   };

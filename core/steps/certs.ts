@@ -50,6 +50,61 @@ export function parseCerts(result: StepResult, now: Date): CertInfo[] {
   return [...byPath.values()];
 }
 
+/** Days left under which a certificate is a problem (status fails, ops certs exits 1), and a warning. Certbot renews at 30 days left. */
+export const CERT_FAIL_DAYS = 7;
+export const CERT_WARN_DAYS = 21;
+
+/** Whether a certificate name (`*.example.org` covers one label, as RFC 6125 6.4.3 and browsers read it) covers `name`. */
+export function certNameCovers(pattern: string, name: string): boolean {
+  const p = pattern.toLowerCase();
+  const n = name.toLowerCase();
+  if (p === n) return true;
+  if (!p.startsWith('*.')) return false;
+  const dot = n.indexOf('.');
+  return dot > 0 && n.slice(dot + 1) === p.slice(2);
+}
+
+/**
+ * What is wrong with the environment's certificate, as status and ops certs both say it: `problems` (expired, within
+ * CERT_FAIL_DAYS, not naming the domain, missing or unreadable) and `warnings` (within CERT_WARN_DAYS; letsencrypt: no
+ * renewal that runs, from `renewal`, CERTS_KEYS.renewal's value), each with its fix. `cert` undefined: nothing to say.
+ */
+export function judgeCertificate(env: Target, cert: CertInfo | undefined, renewal: string | undefined): { problems: string[]; warnings: string[] } {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  if (!cert) return { problems, warnings };
+  const renew = `ops certs ${env.name} --renew`;
+  if (cert.state !== 'ok') {
+    problems.push(`TLS certificate ${cert.path} is ${cert.state}: nginx cannot serve the site over https with it (${cert.state === 'missing' ? `ops provision ${env.name} gets one` : `${renew} makes a new one`})`);
+    return { problems, warnings };
+  }
+  const stopped = env.config.tls.mode === 'letsencrypt' ? renewalStopped(renewal) : undefined;
+  const why = stopped ? `${stopped.what} (${stopped.fix}), so nothing renews it` : 'renewal is failing';
+  const day = cert.notAfter?.slice(0, 10);
+  if (cert.daysLeft !== undefined) {
+    if (cert.daysLeft < 0) problems.push(`TLS certificate expired on ${day}: browsers refuse the site; ${why}: ${renew}`);
+    else if (cert.daysLeft < CERT_FAIL_DAYS) problems.push(`TLS certificate expires in ${cert.daysLeft} days (${day}): ${why} (${renew})`);
+    else if (cert.daysLeft < CERT_WARN_DAYS) warnings.push(`TLS certificate expires in ${cert.daysLeft} days (${day}): it should have been renewed by now${stopped ? `; ${why}` : ''} (${renew})`);
+    else if (stopped) warnings.push(`${stopped.what}: the certificate (${cert.daysLeft} days left, ${day}) will not be renewed; ${stopped.fix}`);
+  }
+  const domain = env.config.domain;
+  if (domain && cert.names.length && !cert.names.some((n) => certNameCovers(n, domain)))
+    problems.push(`TLS certificate ${cert.path} names ${cert.names.join(', ')}, not ${domain}: browsers refuse the site as another's; ${renew} gets one for ${domain}`);
+  return { problems, warnings };
+}
+
+/** certbot's renewal not set to run (CERTS_KEYS.renewal's value: `certbot.timer <active> <enabled>`), with its fix; undefined when it runs or is not known. */
+function renewalStopped(renewal: string | undefined): { what: string; fix: string } | undefined {
+  if (!renewal) return undefined;
+  const fix = 'sudo systemctl enable --now certbot.timer; ops provision does it too';
+  if (renewal === 'none') return { what: "certbot's renewal is not scheduled (no certbot.timer, no /etc/cron.d/certbot)", fix: 'ops provision sets it up' };
+  const [unit, active, enabled] = renewal.split(' ');
+  if (unit !== 'certbot.timer') return undefined;
+  if (active !== 'active') return { what: `certbot's renewal timer is not running (certbot.timer ${active || 'unknown'})`, fix };
+  if (enabled && enabled !== 'enabled' && enabled !== 'static') return { what: `certbot's renewal timer stops at the next reboot (certbot.timer ${enabled})`, fix };
+  return undefined;
+}
+
 /** The name nginx is asked for on :443 (SNI) and the site is fetched as: the domain, else "localhost". */
 export function siteName(env: Target): string {
   return env.config.domain ?? 'localhost';
@@ -83,10 +138,13 @@ function otherLiveCertificates(skip: string[]): string {
 done; true`;
 }
 
-/** How renewals are scheduled: certbot's systemd timer, or its cron file where there is no systemd. */
-function renewalCheck(): string {
+/**
+ * How renewals are scheduled (CERTS_KEYS.renewal): `certbot.timer <is-active> <is-enabled>` under systemd (is-enabled:
+ * whether the timer comes back after a reboot), certbot's cron file where there is no systemd, or `none`.
+ */
+export function renewalCheck(): string {
   return String.raw`if [ -d /run/systemd/system ]; then
-  ops_report ${CERTS_KEYS.renewal} "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true)"
+  ops_report ${CERTS_KEYS.renewal} "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true) $(systemctl is-enabled certbot.timer 2>/dev/null || true)"
 elif [ -f /etc/cron.d/certbot ]; then ops_report ${CERTS_KEYS.renewal} "cron /etc/cron.d/certbot"
 else ops_report ${CERTS_KEYS.renewal} "none"; fi`;
 }

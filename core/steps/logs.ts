@@ -17,6 +17,11 @@ export type LogSlots = (typeof LOG_SLOTS)[number];
 export interface LogsRequest {
   /** Programs whose supervisor logs (stdout and stderr) to show. */
   programs: string[];
+  /**
+   * Every program of each slot shown: those its supervisor file names (what the release there runs: a program renamed
+   * or removed since in the settings is still the previous release's), `programs` only for a slot without that file.
+   */
+  allPrograms?: boolean;
   /** The site's nginx logs to show (/var/log/nginx/<app>.<name>.log; the host-wide <name>.log if the site has none). */
   nginx: ('error' | 'access')[];
   /** Which slot's programs: the live one (default), the previous release's (idle slot), or both. */
@@ -43,7 +48,7 @@ export function logsStep(env: Target, req: LogsRequest): Step {
   // (mawk) would hold lines back until its buffer fills. Files are shown one after the other, or followed together.
   // Masked here (mask_text: the secret values of every release kept on the host, whose programs wrote these logs), as
   // ops logs may run without the key that lets the runner mask them.
-  const show = `release_tail "$f" ${lines}${req.follow ? ' -F' : ''} | sed -u "/^$/d; s/^/$label | /" | ${maskText(env)}`;
+  const show = `release_tail "$f" ${lines} "$@" | sed -u "/^$/d; s/^/$label | /" | ${maskText(env)}`;
   return {
     name: 'logs',
     as: 'root',
@@ -67,9 +72,20 @@ case "$want" in
   *) slots=("$live" "$idle") ;;
 esac
 programs=(${req.programs.map(quote).join(' ')})
+# A slot's programs: ${req.allPrograms ? "those its supervisor file names (the release it runs may predate a program renamed or removed in the settings), else the settings'" : 'the one asked for'}.
+slot_programs() {
+${
+  req.allPrograms
+    ? `  local conf
+  case "$1" in blue) conf=${quote(L.supervisorConf('blue'))} ;; *) conf=${quote(L.supervisorConf('green'))} ;; esac
+  if [ -f "$conf" ]; then sed -nE "s/^\\[program:${env.config.app}-$1-([a-z0-9_-]+)\\]$/\\1/p" "$conf"; return; fi
+`
+    : ''
+}  printf '%s\n' "${'$'}{programs[@]}"
+}
 files=()
 for s in "${'$'}{slots[@]}"; do
-  for p in "${'$'}{programs[@]}"; do
+  for p in $(slot_programs "$s"); do
     for k in out err; do f=${quote(L.logDir)}/$p-$s.$k.log; if [ -f "$f" ]; then files+=("$f"); fi; done
   done
 done
@@ -98,19 +114,52 @@ release_tail() { # file lines [-F]
   done <<< "$marks"
   tail -n "$n" "${'$'}{@:3}" -- "$f"
 }
-for f in "${'$'}{files[@]}"; do
-  label=${'$'}{f##*/}; label=${'$'}{label%.log}
-  case "$f" in /var/log/nginx/*) label=nginx.${'$'}{label##*.} ;; esac
-  ${req.follow ? `${show} &` : show}
-done
+show_files() { # [tail options...]: each of files, labelled
+  for f in "${'$'}{files[@]}"; do
+    label=${'$'}{f##*/}; label=${'$'}{label%.log}
+    case "$f" in /var/log/nginx/*) label=nginx.${'$'}{label##*.} ;; esac
+    ${req.follow ? `${show} &` : show}
+  done
+}
 ${
   req.follow
-    ? String.raw`# The SSH channel closing does not stop tail -F; the holder process ending with our connection does (checked five
+    ? String.raw`# A switch while following (a deploy or rollback puts the other slot live): the slot asked for is then the other one,
+# so its programs' tails end (tail --pid: with the sentinel process of their round) and the new slot's start, from
+# where its release began writing (its record, read again: written as it started), saying so. nginx's go on.
+program_round() { # the slots' program logs, followed until the sentinel $round ends
+  files=()
+  for s in "${'$'}{slots[@]}"; do
+    for p in $(slot_programs "$s"); do
+      for k in out err; do f=${quote(L.logDir)}/$p-$s.$k.log; if [ -f "$f" ]; then files+=("$f"); fi; done
+    done
+  done
+  marks=$(cat ${quote(L.logStart('blue'))} ${quote(L.logStart('green'))} 2>/dev/null || true)
+  sleep 2147483647 & round=$!
+  show_files -F --pid="$round"
+}
+nginx_files=()
+for f in "${'$'}{files[@]}"; do case "$f" in /var/log/nginx/*) nginx_files+=("$f") ;; esac; done
+files=("${'$'}{nginx_files[@]}")
+show_files -F
+program_round
+# The SSH channel closing does not stop tail -F; the holder process ending with our connection does (checked five
 # times a second: a stopped ops, Ctrl-C or a cancelled workflow, leaves nothing running a moment later).
 ${req.follow.holderPid === undefined ? `${CONNECTION_FUNCTIONS}\nholder=$(conn_pid)` : `holder=${req.follow.holderPid}`}
-while kill -0 "$holder" 2>/dev/null; do sleep 0.2; done
+while kill -0 "$holder" 2>/dev/null; do
+  sleep 0.2
+  [ "$want" != both ] || continue
+  now_live=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+  case "$now_live" in blue | green) ;; *) continue ;; esac
+  [ "$now_live" != "$live" ] || continue
+  live=$now_live
+  if [ "$live" = blue ]; then idle=green; else idle=blue; fi
+  if [ "$want" = live ]; then slots=("$live"); else slots=("$idle"); fi
+  echo "--- the $live slot went live (a deploy or rollback switched $(hostname)): following the $([ "$want" = live ] && echo live || echo previous) release's logs on the ${'$'}{slots[0]} slot now"
+  kill "$round" 2>/dev/null || true
+  program_round
+done
 kill 0`
-    : ''
+    : "show_files -q # tail's -q (no file name headers): what it prints of one file anyway"
 }`,
   };
 }

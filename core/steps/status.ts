@@ -8,7 +8,7 @@ import { parseAuditLine, type AuditEntry } from './audit.ts';
 import { collapsedSpace } from '../secrets/parts.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { parseCerts, siteName, type CertInfo } from './certs.ts';
+import { CERTS_KEYS, judgeCertificate, parseCerts, renewalCheck, siteName, type CertInfo } from './certs.ts';
 import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
 import { describeHolder, describeQueue, lockStatus, parseLock, staleReason, unseenReason, type LockInfo } from './lock.ts';
@@ -21,7 +21,7 @@ import { gateSeconds, nginxServed } from './nginx-gate.ts';
 import { packageIndexPaths, provisionedIn, reportProvisioned, unprovisionedNote } from './system.ts';
 import { HOST_OWN_BACKUPS, notAsWritten, writtenRecord } from './script.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); `boot_unit` (`<unit> <what systemctl is-enabled says>` for nginx and supervisor, under systemd: what starts them at the next boot); `host_changed` (a path per file ops writes whole from the settings, the site, a slot's supervisor file, the app user's package index files, changed on the host since ops wrote it: notAsWritten); certificates as LIBRARY_KEYS.cert. */
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); `boot_unit` (`<unit> <what systemctl is-enabled says>` for nginx and supervisor, under systemd: what starts them at the next boot); `host_changed` (a path per file ops writes whole from the settings, the site, a slot's supervisor file, the app user's package index files, changed on the host since ops wrote it: notAsWritten); certificates as LIBRARY_KEYS.cert, and (letsencrypt) how they renew as CERTS_KEYS.renewal. */
 export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run', 'served_url', 'served_proof', 'served_fail', 'served_wrong', 'served_unlogged', 'host_changed', 'boot_unit');
 
 /**
@@ -185,7 +185,7 @@ case "$live_slot" in
 esac
 # What the site's visitors get through nginx, and which upstream answered it (the switch's proof).
 ${servedShell(env)}
-${cert ? `cert_info ${quote(cert.cert)}\nops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"` : ': no TLS'}
+${cert ? `cert_info ${quote(cert.cert)}\nops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"${env.config.tls.mode === 'letsencrypt' ? `\n${renewalCheck()}` : ''}` : ': no TLS'}
 { df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report ${STATUS_KEYS.disk} "$m $avail $size"; done
 ${lockStatus(env).script}`,
   };
@@ -257,9 +257,7 @@ export interface HostStatus {
   warnings: string[];
 }
 
-/** Days left under which a certificate fails status, and warns. Certbot renews at 30 days left. */
-export const CERT_FAIL_DAYS = 7;
-export const CERT_WARN_DAYS = 21;
+export { CERT_FAIL_DAYS, CERT_WARN_DAYS } from './certs.ts';
 /** Free space under which a filesystem fails status (either), and warns. */
 export const DISK_FAIL_PERCENT = 5;
 export const DISK_FAIL_MB = 512;
@@ -433,9 +431,10 @@ function strayFix(env: Target, lock: LockInfo['state']): string {
 /**
  * Turn the status step's reports into a HostStatus, with its problems and warnings. `rollbackTo`: the release a
  * rollback without --to takes this host to, the environment's one choice (environmentRollback, core/ops/rollback.ts;
- * its live release: none, a no-op); by default the host's own previous one (rollback_choice).
+ * its live release: none, a no-op); by default the host's own previous one (rollback_choice). `runnerTime`: the clock
+ * the certificate's days left are counted by (default: the host's, as it reported it).
  */
-export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult, redact?: (text: string) => string, rollbackTo?: string): HostStatus {
+export function parseHostStatus(env: Target, host: { name: string; address: string }, r: StepResult, redact?: (text: string) => string, rollbackTo?: string, runnerTime?: Date): HostStatus {
   const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
   const s: HostStatus = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
   const problem = (p: string) => s.problems.push(p);
@@ -563,15 +562,15 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     if (health !== 'ok' && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);
   }
 
-  const cert = parseCerts(r, now)[0];
+  // Expiry as the visitors' browsers judge it: by the runner's clock when given (a host's clock may be off: clockSkew).
+  const cert = parseCerts(r, runnerTime ?? now)[0];
   if (cert) {
     const served = reported(r, STATUS_KEYS.served_serial);
     s.certificate = { ...cert, servedSerial: served ? served.toUpperCase() : undefined };
-    if (cert.state !== 'ok') problem(`TLS certificate ${cert.path} is ${cert.state}`);
-    else if (cert.daysLeft !== undefined) {
-      if (cert.daysLeft < 0) problem(`TLS certificate expired on ${cert.notAfter!.slice(0, 10)}`);
-      else if (cert.daysLeft < CERT_FAIL_DAYS) problem(`TLS certificate expires in ${cert.daysLeft} days (${cert.notAfter!.slice(0, 10)}): renewal is failing (ops certs ${env.name} --renew)`);
-      else if (cert.daysLeft < CERT_WARN_DAYS) warn(`TLS certificate expires in ${cert.daysLeft} days (${cert.notAfter!.slice(0, 10)}): it should have been renewed by now`);
+    const judged = judgeCertificate(env, cert, reported(r, CERTS_KEYS.renewal));
+    judged.problems.forEach(problem);
+    judged.warnings.forEach(warn);
+    if (cert.state === 'ok' && cert.daysLeft !== undefined) {
       if (served && cert.serial && served.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served}) than ${cert.path} (serial ${cert.serial}): reload nginx`);
     }
   }

@@ -221,6 +221,26 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     expect(await tailsLeft()).toBe('');
   }, 60_000);
 
+  it('logs --follow while a deploy switches slots: the switch is said, then the new live release followed (masked); nothing left running on the host', async () => {
+    const before = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    const other = before === 'blue' ? 'green' : 'blue';
+    const reporter = new MemoryReporter();
+    const controller = new AbortController();
+    const done = logs(project.ctx(reporter), project.env(), { program: 'server', lines: 1, follow: true, signal: controller.signal });
+    const shown = async (pred: () => boolean, what: string) => expect(await waitFor(pred, 30_000, 50), what).toBe(true);
+    await shown(() => reporter.lines.some((l) => l.startsWith(`${host.name} server-${before}.`)), 'the live slot followed');
+    await deploy(project.ctx(), project.env(), { ref: 'v1', force: true });
+    await shown(() => reporter.lines.some((l) => l.includes(`--- the ${other} slot went live`)), 'the switch said');
+    await root(`echo 'after the switch ${SECRET}' >> /var/log/sample/server-${other}.err.log`);
+    await shown(() => reporter.lines.includes(`${host.name} server-${other}.err | after the switch ***`), "the new live release's new line, masked");
+    const stopped = Date.now();
+    controller.abort();
+    await done;
+    expect(Date.now() - stopped).toBeLessThan(5000);
+    expect(await tailsLeft()).toBe('');
+    expect((await sshRun(host, 'pgrep -f "slee[p] 2147483647" || true')).stdout.trim()).toBe('');
+  }, 240_000);
+
   it('ops logs and ops logs -f: a line holding a terminal escape sequence (a crafted request the app logged) is shown as visible text, not sent raw to the terminal', async () => {
     const slot = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
     await root(`printf 'GET /\\033]0;pwned\\007\\033[2J HTTP/1.1\\n' >> /var/log/sample/server-${slot}.out.log`);

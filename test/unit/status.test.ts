@@ -3,7 +3,7 @@
 // problem. Operations run over recording remotes: one round trip per host, unreachable hosts reported.
 import { certificatePaths } from '../../core/steps/nginx-config.ts';
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -382,12 +382,33 @@ describe('status parser', () => {
       parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, `${path}\tDNS:shop.example.org`], served_serial: served })));
     expect(cert('Dec 30 12:00:00 2026 GMT').problems).toEqual([]);
     expect(cert('Dec 30 12:00:00 2026 GMT').certificate).toMatchObject({ daysLeft: 34, names: ['shop.example.org'], serial: 'AB12', servedSerial: 'AB12' });
-    expect(cert('Dec 10 12:00:00 2026 GMT').warnings).toEqual(['TLS certificate expires in 14 days (2026-12-10): it should have been renewed by now']);
+    expect(cert('Dec 10 12:00:00 2026 GMT').warnings).toEqual(['TLS certificate expires in 14 days (2026-12-10): it should have been renewed by now (ops certs demo --renew)']);
     expect(cert('Nov 28 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expires in 2 days (2026-11-28): renewal is failing (ops certs demo --renew)']);
-    expect(cert('Nov 20 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expired on 2026-11-20']);
+    expect(cert('Nov 20 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expired on 2026-11-20: browsers refuse the site; renewal is failing: ops certs demo --renew']);
     expect(cert('Dec 30 12:00:00 2026 GMT', 'FF00').warnings).toEqual([`nginx serves another certificate (serial FF00) than ${path} (serial AB12): reload nginx`]);
     const missing = parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ cert: `${path}\tmissing` })));
-    expect(missing.problems).toEqual([`TLS certificate ${path} is missing`]);
+    expect(missing.problems).toEqual([`TLS certificate ${path} is missing: nginx cannot serve the site over https with it (ops provision demo gets one)`]);
+  });
+
+  it("certificates: certbot's renewal timer stopped or not coming back after a reboot says the certificate will not renew, with the fix; a certificate not naming the domain (the domain changed, a lineage reused) is a problem", () => {
+    const leEnv = testEnv({ domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org' } });
+    const path = '/etc/letsencrypt/live/shop.example.org/fullchain.pem';
+    const judged = (notAfter: string, renewal: string | undefined, names = ['shop.example.org']) =>
+      parseHostStatus(leEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, ...names.map((n) => `${path}\tDNS:${n}`)], served_serial: 'AB12' }) + (renewal === undefined ? '' : `\n${opsLines(CERTS_KEYS, `renewal ${renewal}`)}`)));
+    expect(hostStatus(leEnv).script).toContain('systemctl is-enabled certbot.timer');
+    // the timer running and enabled: nothing said
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'certbot.timer active enabled')).toMatchObject({ problems: [], warnings: [] });
+    const fix = 'sudo systemctl enable --now certbot.timer; ops provision does it too';
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'certbot.timer inactive disabled').warnings).toEqual([`certbot's renewal timer is not running (certbot.timer inactive): the certificate (86 days left, 2027-02-20) will not be renewed; ${fix}`]);
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'certbot.timer active disabled').warnings).toEqual([`certbot's renewal timer stops at the next reboot (certbot.timer disabled): the certificate (86 days left, 2027-02-20) will not be renewed; ${fix}`]);
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'none').warnings).toEqual([`certbot's renewal is not scheduled (no certbot.timer, no /etc/cron.d/certbot): the certificate (86 days left, 2027-02-20) will not be renewed; ops provision sets it up`]);
+    // five days left with the timer off: the cause named, not "renewal is failing"
+    expect(judged('Nov 30 16:00:00 2026 GMT', 'certbot.timer inactive disabled').problems).toEqual([`TLS certificate expires in 5 days (2026-11-30): certbot's renewal timer is not running (certbot.timer inactive) (${fix}), so nothing renews it (ops certs demo --renew)`]);
+    expect(judged('Nov 20 12:00:00 2026 GMT', 'certbot.timer inactive masked').problems).toEqual([`TLS certificate expired on 2026-11-20: browsers refuse the site; certbot's renewal timer is not running (certbot.timer inactive) (${fix}), so nothing renews it: ops certs demo --renew`]);
+    // names: the domain, a wildcard over it, or another name
+    expect(judged('Feb 20 12:00:00 2027 GMT', undefined, ['*.example.org']).problems).toEqual([]);
+    expect(judged('Feb 20 12:00:00 2027 GMT', undefined, ['*.shop.example.org', 'www.shop.example.org']).problems).toEqual([`TLS certificate ${path} names *.shop.example.org, www.shop.example.org, not shop.example.org: browsers refuse the site as another's; ops certs demo --renew gets one for shop.example.org`]);
+    expect(judged('Feb 20 12:00:00 2027 GMT', undefined, ['old.example.org']).problems).toHaveLength(1);
   });
 
   it('parses XML-RPC entities and self-closing values', () => {
@@ -471,8 +492,32 @@ describe('logs step, run here on a copy of the layout', () => {
     expect(r.stderr).toContain(`not provisioned for demo (run: ops provision demo): no logs of shop on ${execFileSync('hostname', { encoding: 'utf8' }).trim()}`);
   });
 
+  it("each slot's programs are those its supervisor file names (the release there runs them), not the settings': a program renamed or removed since shows in the release that still runs it", () => {
+    const conf = join(dir, 'conf.d');
+    mkdirSync(conf, { recursive: true });
+    // the previous release (blue) ran server and worker; worker is gone from the settings since
+    writeFileSync(join(conf, 'shop-blue.conf'), '[group:shop-blue]\nprograms=shop-blue-server,shop-blue-worker\n\n[program:shop-blue-server]\ncommand=run\n\n[program:shop-blue-worker]\ncommand=run\n');
+    writeFileSync(join(dir, 'app', 'worker-blue.out.log'), 'worker blue line\n');
+    // the live release (green) runs api, the settings' server renamed on a branch not deployed yet
+    writeFileSync(join(conf, 'shop-green.conf'), '[program:shop-green-api]\ncommand=run\n');
+    writeFileSync(join(dir, 'app', 'api-green.err.log'), 'api green error\n');
+    const withConf = (req: Parameters<typeof logsRequest>[1]) =>
+      execFileSync('bash', ['-s'], { input: local(scriptText(logsStep(env, logsRequest(env, req)))).replaceAll('/etc/supervisor/conf.d', conf), encoding: 'utf8' }).replace(`\n${START_MARKER}\n`, '').trim().split('\n');
+    try {
+      expect(withConf({ slots: 'previous', lines: 1 })).toEqual(['server-blue.out | server blue line 2', 'server-blue.err | server blue error', 'worker-blue.out | worker blue line', 'nginx.error | nginx error 2']);
+      expect(withConf({ lines: 1 })).toEqual(['api-green.err | api green error', 'nginx.error | nginx error 2']);
+      // one program asked for: that program's logs, whatever the slot's file names
+      expect(withConf({ program: 'server', lines: 1 })).toEqual(['server-green.out | server green line 2', 'server-green.err | server green error']);
+    } finally {
+      rmSync(conf, { recursive: true });
+      rmSync(join(dir, 'app', 'worker-blue.out.log'));
+      rmSync(join(dir, 'app', 'api-green.err.log'));
+    }
+  });
+
   it('refuses unknown programs and bad line counts, naming the choices', () => {
     expect(() => logsRequest(env, { program: 'worker' })).toThrow(/"worker" is not a program of demo/);
+    expect(() => logsRequest(env, { program: 'worker' })).toThrow(expect.objectContaining({ hint: expect.stringContaining('ops logs demo --slot previous shows every program it runs') }));
     expect(() => logsRequest(env, { lines: -1 })).toThrow(/--lines must be a whole number from 0 to 10000/);
     expect(() => logsRequest(env, { lines: 1.5 })).toThrow(/--lines/);
     expect(() => logsRequest(env, { slots: 'all' as never })).toThrow(/--slot must be one of live, previous, both, got "all"/);
@@ -498,6 +543,46 @@ describe('logs step, run here on a copy of the layout', () => {
     holder.kill();
     await exited; // within a second of the holder's end
   }, 15_000);
+
+  it("--follow across a switch (a deploy puts the other slot live): says so and follows the new live release's program logs, from its last lines; --slot previous moves to the other slot alike", async () => {
+    const follow = (slots: 'live' | 'previous') => {
+      const holder = spawn('sleep', ['60']);
+      const script = local(scriptText(logsStep(env, { ...logsRequest(env, { program: 'server', lines: 1, slots }), follow: { holderPid: holder.pid! } })));
+      const child = spawn('setsid', ['bash', '-s'], { stdio: ['pipe', 'pipe', 'inherit'] });
+      child.stdin.end(script);
+      const seen = { out: '' };
+      child.stdout.on('data', (d: Buffer) => (seen.out += d));
+      const shown = async (text: string) => {
+        await waitFor(() => seen.out.includes(text), 20_000, 50);
+        expect(seen.out).toContain(text);
+      };
+      const stop = async () => {
+        const exited = new Promise((r) => child.once('exit', r));
+        holder.kill();
+        await exited;
+      };
+      return { seen, shown, stop };
+    };
+    const live = follow('live');
+    try {
+      await live.shown('server-green.out | server green line 2');
+      writeFileSync(join(dir, 'slot'), 'blue\n');
+      await live.shown('--- the blue slot went live (a deploy or rollback switched');
+      await live.shown('server-blue.out | server blue line 2');
+      appendFileSync(join(dir, 'app', 'server-blue.err.log'), 'blue after the switch\n');
+      await live.shown('server-blue.err | blue after the switch');
+      await live.stop();
+      // the slot now live is blue: --slot previous follows green, then blue once green is live again
+      const previous = follow('previous');
+      await previous.shown('server-green.out | server green line 2');
+      writeFileSync(join(dir, 'slot'), 'green\n');
+      await previous.shown("following the previous release's logs on the blue slot now");
+      await previous.shown('server-blue.err | blue after the switch');
+      await previous.stop();
+    } finally {
+      writeFileSync(join(dir, 'slot'), 'green\n');
+    }
+  }, 60_000);
 });
 
 describe("logs step: the live release's lines, not those of a release before it on the same slot", () => {
@@ -646,7 +731,7 @@ describe('status over recording remotes', () => {
     ]);
     const run = async (hosts: Record<string, [current: string, previous: string]>) => {
       const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ supervisor_xml: live, current: hosts[host.name]![0], rollback_to: hosts[host.name]![1] }) }));
-      return status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector }, env);
+      return status({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector, now: () => new Date('2026-11-25T15:00:00Z') }, env);
     };
     const cold = (host: string, to: string) => `${host}: no release is kept warm on the previous slot (green: no program of it is loaded in supervisor): a rollback to ${to} would start it cold (a failed start that could not start it again, or a run interrupted during its start, leaves the slot so; the next good deploy keeps the release it replaces warm again)`;
     // web1 on NEW, web2 left behind on LIVE: the rollback takes both to LIVE, not web2 to OLD.
@@ -743,6 +828,21 @@ describe('status over recording remotes', () => {
     ]);
   });
 
+  it("a host's clock far from the runner's: a warning saying what goes by it and how to put it right; the certificate's days left counted by the runner's clock (a host 10 days behind does not hide an expired certificate)", async () => {
+    const tlsEnv = testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } });
+    const path = '/etc/ssl/shop/shop.example.org.crt';
+    const run = async (runner: string) => {
+      const connector: Connector = async (_e, host) => new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: report({ now: '2026-11-15T15:00:00Z', site: '200', cert: [`${path}\tnotAfter=Nov 20 12:00:00 2026 GMT`, `${path}\tDNS:shop.example.org`] }) }));
+      return status({ root: tlsEnv.root, reporter: new MemoryReporter(), processEnv: {}, connector, now: () => new Date(runner) }, tlsEnv);
+    };
+    const skewed = await run('2026-11-25T15:00:00Z');
+    expect(skewed.warnings).toContainEqual(expect.stringMatching(/^web1: its clock is 10 days behind this runner's: certbot renews by it, .* put the wrong clock right \(on the host: sudo timedatectl set-ntp true, then timedatectl status\)$/));
+    expect(skewed.problems).toContain('web1: TLS certificate expired on 2026-11-20: browsers refuse the site; renewal is failing: ops certs demo --renew');
+    const agreed = await run('2026-11-15T15:00:30Z');
+    expect(agreed.warnings.filter((w) => w.includes('clock'))).toEqual([]);
+    expect(agreed.problems.filter((p) => p.includes('TLS'))).toEqual(['web1: TLS certificate expires in 4 days (2026-11-20): renewal is failing (ops certs demo --renew)']);
+  });
+
   it('a deploy under way (the lock held by a live run) leaves the environment healthy, the lock shown with who and since when', async () => {
     const env = testEnv();
     const lines = report({ lock: 'held', holder: ['operation=deploy', 'actor=bob@ci', 'since=2026-11-25T14:59:00Z', 'holder_pid=12'] });
@@ -819,6 +919,22 @@ describe('certificates over recording remotes', () => {
     expect(text).toContain('renewal: certbot.timer active');
   });
 
+  it('says what is wrong as status does: a renewal timer stopped (a warning), a certificate naming another domain (exit 1); days counted by the runner\'s clock', async () => {
+    const listed = async (text: string, now: string) => {
+      const remote = new RecordingRemote('web1', 'deploy', 'shop', () => ({ stdout: text }));
+      return certificates({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async () => remote, now: () => new Date(now) }, env);
+    };
+    const stopped = await listed(listing.replace('certbot.timer active', 'certbot.timer inactive disabled'), '2027-01-01T00:00:00Z');
+    expect(stopped.ok).toBe(true);
+    expect(formatCerts(stopped)).toContain("  ! certbot's renewal timer is not running (certbot.timer inactive): the certificate (50 days left, 2027-02-20) will not be renewed; sudo systemctl enable --now certbot.timer; ops provision does it too");
+    const other = await listed(listing.replace(`DNS:shop.example.org`, 'DNS:old.example.org'), '2027-01-01T00:00:00Z');
+    expect(other.ok).toBe(false);
+    expect(formatCerts(other)).toContain(`  ✗ TLS certificate ${live} names old.example.org, not shop.example.org: browsers refuse the site as another's; ops certs demo --renew gets one for shop.example.org`);
+    const late = await listed(listing, '2027-02-18T00:00:00Z');
+    expect(late.ok).toBe(false);
+    expect(late.hosts[0]!.problems).toEqual(['TLS certificate expires in 2 days (2027-02-20): renewal is failing (ops certs demo --renew)']);
+  });
+
   it('renews under the lock, trusting the test ACME CA, and records it in the audit log', async () => {
     const remote = new RecordingRemote('web1', 'deploy', 'shop', (step) => (step.name === 'lock' ? { stdout: opsLines(LOCK_KEYS, 'lock acquired') } : step.name === 'renew certificate' ? { stdout: listing } : undefined));
     const r = await renewCertificates({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async () => remote }, env);
@@ -851,8 +967,10 @@ describe('logs step text', () => {
     const env = testEnv();
     const follow = logsStep(env, { ...logsRequest(env, {}), follow: { holderPid: 4242 } });
     expect(bashSyntax(scriptText(follow))).toBe('ok');
-    expect(follow.script).toContain('release_tail "$f" 50 -F | sed -u');
-    expect(follow.script).toContain('holder=4242\nwhile kill -0 "$holder" 2>/dev/null; do sleep 0.2; done\nkill 0');
+    expect(follow.script).toContain('release_tail "$f" 50 "$@" | sed -u');
+    expect(follow.script).toContain('show_files -F --pid="$round"');
+    expect(follow.script).toContain('holder=4242\nwhile kill -0 "$holder" 2>/dev/null; do\n  sleep 0.2\n');
+    expect(follow.script).toMatch(/\n  program_round\ndone\nkill 0$/);
     // By default, the SSH server process of the step's own connection.
     expect(logsStep(env, { ...logsRequest(env, {}), follow: {} }).script).toContain('holder=$(conn_pid)\nwhile kill -0');
     expect(follow.timeout).toBe(7 * 86400);

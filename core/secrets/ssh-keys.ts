@@ -11,6 +11,7 @@ import ssh2 from 'ssh2';
 import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
 import { homeDir, noHomeReason } from '../home.ts';
 import { quote } from '../shell.ts';
+import { NoKeyCommand } from './key-cmd.ts';
 
 /** An SSH public key as sops and age take it for a recipient (`ssh-ed25519 AAAA…`, `ssh-rsa AAAA…`, a comment after it). */
 export const SSH_RECIPIENT_RE = /^ssh-(ed25519|rsa) AAAA[0-9A-Za-z+/=]+( .*)?$/;
@@ -299,7 +300,8 @@ export function loadSshIdentities(processEnv: NodeJS.ProcessEnv, run: (cmd: stri
     try {
       text = run(cmd);
     } catch (e) {
-      out.problems.push(`SOPS_AGE_SSH_PRIVATE_KEY_CMD failed: ${messageLine(e)}`);
+      if (e instanceof NoKeyCommand) throw e;
+      out.problems.push(`${messageLine(e)}${e instanceof OpsError && e.hint ? ` (to fix: ${e.hint})` : ''}`);
       out.tried.push('SOPS_AGE_SSH_PRIVATE_KEY_CMD (failed)');
     }
     try {

@@ -177,8 +177,10 @@ function notAnIdentity(line: string, where: string, source: string): OpsError {
 
 /**
  * The user's age identities, from every place sops reads: `SOPS_AGE_KEY` (one or more keys, one a line),
- * `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD` (its output), and the default key file. An empty result is not
- * an error here: the caller says which file needed a key (`tried` lists where we looked).
+ * `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD` (its output; run as sops runs it, key-cmd.ts), the default key file, then
+ * the SSH keys (ssh-keys.ts). An empty result is not an error here: the caller says which file needed a key (`tried`
+ * lists where we looked, with how a failing key command failed). @throws OpsError for a key file that cannot be read
+ * or holds something else, and NoKeyCommand for a key command variable set to nothing (sops crashes on it).
  */
 export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env): Promise<Identities> {
   const identities: Identity[] = [];

@@ -278,7 +278,8 @@ function pkcs8Key(text: Buffer): { type: 'ssh-ed25519' | 'ssh-rsa'; priv: KeyObj
 
 /**
  * The user's SSH identities, from where sops 3.13.3 reads them, all of them, in its order:
- * `$SOPS_AGE_SSH_PRIVATE_KEY_FILE`, the output of `$SOPS_AGE_SSH_PRIVATE_KEY_CMD`, then `~/.ssh/id_ed25519` and
+ * `$SOPS_AGE_SSH_PRIVATE_KEY_FILE`, the output of `$SOPS_AGE_SSH_PRIVATE_KEY_CMD` (`run`: key-cmd.ts runKeyCommand, as
+ * sops runs it; its NoKeyCommand is thrown, its other errors are problems), then `~/.ssh/id_ed25519` and
  * `~/.ssh/id_rsa` (each when it exists). A key that cannot be used is not an error here (as in sops): it is in
  * `problems`, said when no key opens a file; a passphrase-protected one refuses (SshIdentity.locked) only when a file
  * is encrypted to it. Key material is never put in a message.

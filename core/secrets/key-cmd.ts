@@ -105,7 +105,7 @@ export function runKeyCommand(variable: KeyCommandVariable, cmd: string, env: No
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { status?: number | null; signal?: string | null };
     const shell = shellWords(words);
-    const hint = shell.length ? `; ${shell.join(' ')} ${shell.length === 1 ? 'is' : 'are'} passed to ${program} as ${shell.length === 1 ? 'it is' : 'they are'}, not read by a shell` : '';
+    const hint = shell.length ? `; ${shell.join(', ')} ${shell.length === 1 ? 'is' : 'are'} passed to ${program} as ${shell.length === 1 ? 'it is' : 'they are'}, not read by a shell` : '';
     const why =
       err.code === 'ENOENT' ? `no program ${program} (looked in PATH${program.includes('/') ? ': it is a path' : ''})`
       : err.code === 'EACCES' ? `${program} cannot be run (permission denied)`

@@ -1,12 +1,12 @@
 // age identities (private keys) and recipients (public keys), found the way sops finds them, and the
 // file's data key wrapped for each recipient as an armored age file.
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { Decrypter, Encrypter, type Identity as AgeIdentity, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
 import { noHomeReason } from '../home.ts';
 import { quote } from '../shell.ts';
+import { NoKeyCommand, runKeyCommand } from './key-cmd.ts';
 import { EXAMPLE_RECIPIENT, defaultKeyFile, exposedKeyWarning } from './key-file.ts';
 import { isPrivateKey } from './parts.ts';
 import { SSH_RECIPIENT_RE, loadSshIdentities, sshRecipient } from './ssh-keys.ts';
@@ -177,8 +177,10 @@ function notAnIdentity(line: string, where: string, source: string): OpsError {
 
 /**
  * The user's age identities, from every place sops reads: `SOPS_AGE_KEY` (one or more keys, one a line),
- * `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD` (its output), and the default key file. An empty result is not
- * an error here: the caller says which file needed a key (`tried` lists where we looked).
+ * `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD` (its output; run as sops runs it, key-cmd.ts), the default key file, then
+ * the SSH keys (ssh-keys.ts). An empty result is not an error here: the caller says which file needed a key (`tried`
+ * lists where we looked, with how a failing key command failed). @throws OpsError for a key file that cannot be read
+ * or holds something else, and NoKeyCommand for a key command variable set to nothing (sops crashes on it).
  */
 export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env): Promise<Identities> {
   const identities: Identity[] = [];
@@ -216,17 +218,22 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
     exposed(file, found);
     tried.push(`SOPS_AGE_KEY_FILE=${file} (${count(found, before)})`);
   } else tried.push('SOPS_AGE_KEY_FILE (not set)');
-  if (processEnv.SOPS_AGE_KEY_CMD) {
-    let text: string;
+  // set, even empty, as sops looks it up (os.LookupEnv); a failing command is no error as long as another key opens
+  // the file (sops goes on to its other places): it is said where the places looked at are
+  if (processEnv.SOPS_AGE_KEY_CMD !== undefined) {
+    let text: string | undefined;
     try {
-      text = execFileSync('sh', ['-c', processEnv.SOPS_AGE_KEY_CMD], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: processEnv });
+      text = runKeyCommand('SOPS_AGE_KEY_CMD', processEnv.SOPS_AGE_KEY_CMD, processEnv).toString('utf8');
     } catch (e) {
-      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${messageLine(e)}`, 'fix the command, or unset SOPS_AGE_KEY_CMD');
+      if (!(e instanceof OpsError) || e instanceof NoKeyCommand) throw e;
+      tried.push(`SOPS_AGE_KEY_CMD (${messageLine(e).replace(/^SOPS_AGE_KEY_CMD /, '')}; to fix: ${e.hint})`);
     }
-    const before = plugins.length;
-    const found = await parseIdentities(text, 'SOPS_AGE_KEY_CMD', undefined, plugins);
-    identities.push(...found);
-    tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+    if (text !== undefined) {
+      const before = plugins.length;
+      const found = await parseIdentities(text, 'SOPS_AGE_KEY_CMD', undefined, plugins);
+      identities.push(...found);
+      tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+    }
   }
   const file = defaultKeyFile(processEnv);
   const moved = file.replace(/\.txt$/, '') + '.age';
@@ -242,7 +249,7 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
   if (plugins.length)
     warnings.push(`${plugins.join(', ')}: age plugin identit${plugins.length === 1 ? 'y' : 'ies'} (AGE-PLUGIN-…, a YubiKey's, a TPM's), which ops cannot use: skipped; ${identities.length ? 'the native keys beside it are used' : 'no native key was found'} (sops and age use a plugin identity through its plugin program; for ops, a native key AGE-SECRET-KEY-1… must be a recipient)`);
   // SSH keys, as sops 3.10+ reads them (ssh-keys.ts): after the age keys, so that a file open to both needs no SSH key
-  const ssh = loadSshIdentities(processEnv, (cmd) => execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'], env: processEnv }));
+  const ssh = loadSshIdentities(processEnv, (cmd) => runKeyCommand('SOPS_AGE_SSH_PRIVATE_KEY_CMD', cmd, processEnv));
   identities.push(...ssh.identities.map((i) => ({ recipient: i.recipient, source: i.source, ssh: i.identity, ...(i.locked && { locked: i.locked }) })));
   tried.push(...ssh.tried);
   // The same key found twice (processEnv and file) is tried once

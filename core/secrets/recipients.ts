@@ -115,7 +115,7 @@ async function writeRule(open: OpenWith, written: FileChange[], write: (signal?:
 /**
  * Refuse, unless `force`, a change of recipients after which the user could no longer decrypt: a file (`after`: each
  * file's recipients once changed), or the rule new files are encrypted to (`ruleAfter`, when the change touches it),
- * left without any age key the user holds (`ids`: $SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, the default key file...), where
+ * left without any key the user holds (`ids`: age keys from $SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE..., SSH keys where sops looks), where
  * it had one before (`before`). `head` starts the message with the keys going, `redo` is the command to give --force.
  * Nothing is written by the caller before. @throws OpsError (lockedOut) saying which key of theirs goes and how to keep access.
  */
@@ -127,7 +127,7 @@ function refuseLockout(env: string, ids: Identities, before: string[][], after: 
   const lost = after.some((list, i) => before[i]!.some(own) && !list.some(own));
   if (!lost) return;
   const going = [...new Set(before.flat())].filter((r) => own(r) && !after.flat().includes(r)).map(recipientKey);
-  throw lockedOut(`${head(yourKeys(ids, going))}, the only age key of yours that ${env}'s secrets are encrypted to`, 'them (ops secrets show, edit, set; deploys run from here)', `add another key of yours first (\`ops keygen\`, then \`ops secrets recipients ${env} add <age1...>\`)`, redo);
+  throw lockedOut(`${head(yourKeys(ids, going))}, the only ${keyKind(going)} of yours that ${env}'s secrets are encrypted to`, 'them (ops secrets show, edit, set; deploys run from here)', `add another key of yours first (\`ops keygen\`, then \`ops secrets recipients ${env} add <age1...>\`)`, redo);
 }
 
 /**
@@ -139,8 +139,14 @@ function refuseLockout(env: string, ids: Identities, before: string[][], after: 
 export function refuseEncryptingAway(shown: string, recipients: string[], ids: Identities, env: string | undefined, redo: string, force: boolean): void {
   if (force || recipients.some((r) => ids.identities.some((i) => i.recipient === recipientKey(r)))) return;
   const add = env ? `\`ops secrets recipients ${env} add <age1...>\`` : `add its recipient to the .sops.yaml rule for ${shown}`;
-  const yours = ids.identities.length ? `none of them a key of yours (${yourKeys(ids)})` : `and you hold no age key (looked at: ${ids.tried.join('; ') || 'nothing'})`;
+  const yours = ids.identities.length ? `none of them a key of yours (${yourKeys(ids)})` : `and you hold no age or SSH key (looked at: ${ids.tried.join('; ') || 'nothing'})`;
   throw lockedOut(`${shown} would be encrypted to ${recipients.join(', ')} (the .sops.yaml rule for it), ${yours}`, 'it (ops secrets decrypt, edit; deploys run from here)', `add a key of yours to the rule first (\`ops keygen\` if you have none, then ${add})`, redo);
+}
+
+/** What `recipients` are, said as "age key", "SSH key", "keys (age and SSH)"... for a message about the user's keys. */
+function keyKind(recipients: string[]): string {
+  const kinds = [...new Set(recipients.map((r) => (SSH_RECIPIENT_RE.test(r) ? 'SSH' : 'age')))];
+  return recipients.length === 1 ? `${kinds[0]} key` : `keys (${kinds.join(' and ')})`;
 }
 
 /** The user's age keys (`ids`; only those in `among` when given), each named with where it was read. */

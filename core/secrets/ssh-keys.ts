@@ -11,6 +11,7 @@ import ssh2 from 'ssh2';
 import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
 import { homeDir, noHomeReason } from '../home.ts';
 import { quote } from '../shell.ts';
+import { NoKeyCommand } from './key-cmd.ts';
 
 /** An SSH public key as sops and age take it for a recipient (`ssh-ed25519 AAAA…`, `ssh-rsa AAAA…`, a comment after it). */
 export const SSH_RECIPIENT_RE = /^ssh-(ed25519|rsa) AAAA[0-9A-Za-z+/=]+( .*)?$/;
@@ -277,7 +278,8 @@ function pkcs8Key(text: Buffer): { type: 'ssh-ed25519' | 'ssh-rsa'; priv: KeyObj
 
 /**
  * The user's SSH identities, from where sops 3.13.3 reads them, all of them, in its order:
- * `$SOPS_AGE_SSH_PRIVATE_KEY_FILE`, the output of `$SOPS_AGE_SSH_PRIVATE_KEY_CMD`, then `~/.ssh/id_ed25519` and
+ * `$SOPS_AGE_SSH_PRIVATE_KEY_FILE`, the output of `$SOPS_AGE_SSH_PRIVATE_KEY_CMD` (`run`: key-cmd.ts runKeyCommand, as
+ * sops runs it; its NoKeyCommand is thrown, its other errors are problems), then `~/.ssh/id_ed25519` and
  * `~/.ssh/id_rsa` (each when it exists). A key that cannot be used is not an error here (as in sops): it is in
  * `problems`, said when no key opens a file; a passphrase-protected one refuses (SshIdentity.locked) only when a file
  * is encrypted to it. Key material is never put in a message.
@@ -299,7 +301,8 @@ export function loadSshIdentities(processEnv: NodeJS.ProcessEnv, run: (cmd: stri
     try {
       text = run(cmd);
     } catch (e) {
-      out.problems.push(`SOPS_AGE_SSH_PRIVATE_KEY_CMD failed: ${messageLine(e)}`);
+      if (e instanceof NoKeyCommand) throw e;
+      out.problems.push(`${messageLine(e)}${e instanceof OpsError && e.hint ? ` (to fix: ${e.hint})` : ''}`);
       out.tried.push('SOPS_AGE_SSH_PRIVATE_KEY_CMD (failed)');
     }
     try {

@@ -677,7 +677,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
     name: 'secrets edit',
     summary: "edit an environment's secrets in $VISUAL (else $EDITOR); they are re-encrypted on save",
     args: ['<env>'],
-    options: { force: { type: 'boolean', description: 'create the secrets file even when none of its .sops.yaml recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you could not decrypt it' } },
+    options: { force: { type: 'boolean', description: 'create the secrets file even when none of its .sops.yaml recipients is a key of yours (an age key from $SOPS_AGE_KEY, its file, the default key file, or an SSH key where sops looks): you could not decrypt it' } },
     help: `The plaintext goes to a private temporary file (mode 0600, in a 0700 directory) that is removed afterwards, whatever happens:
 in memory (/dev/shm) where the machine has it, so that ops killed outright (kill -9) leaves no plaintext on a disk;
 else in the temporary directory, said so. A copy left by an edit killed outright is removed by the next edit, said
@@ -779,7 +779,7 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
     summary: 'encrypt a plain YAML/JSON file in place (e.g. environments/<env>/assets/initdata.yml) to its .sops.yaml recipients',
     args: ['<file>'],
     pathArgs: [0],
-    options: { force: { type: 'boolean', description: 'encrypt even when none of the recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you can no longer decrypt the file' } },
+    options: { force: { type: 'boolean', description: 'encrypt even when none of the recipients is a key of yours (an age key from $SOPS_AGE_KEY, its file, the default key file, or an SSH key where sops looks): you can no longer decrypt the file' } },
     help: `The recipients are those of the .sops.yaml rule for the file's path. When none of them is one of your own age keys
 (you could no longer decrypt the file), it is refused, nothing changed, unless --force: add a key of yours to the rule first.`,
     run: (ctx) =>
@@ -803,7 +803,7 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
       replace: { type: 'boolean', description: 'replace a map (all the secrets nested under the key) with this one value' },
       empty: { type: 'boolean', description: 'set the empty value (stdin is not read; a value piped in is refused, not dropped): an empty stdin is refused, as a value lost on the way' },
       exact: { type: 'boolean', description: 'take stdin byte for byte: no final newline dropped (a one-line value that ends in a newline)' },
-      force: { type: 'boolean', description: 'create the secrets file even when none of its .sops.yaml recipients is an age key of yours (from $SOPS_AGE_KEY, its file, the default key file): you could not decrypt it' },
+      force: { type: 'boolean', description: 'create the secrets file even when none of its .sops.yaml recipients is a key of yours (an age key from $SOPS_AGE_KEY, its file, the default key file, or an SSH key where sops looks): you could not decrypt it' },
     },
     help: `The value is read from stdin, exactly as given, except that a one-line value loses the one newline
 ending it (what echo and a one-line file add); a value of several lines is kept as it is, its final newline
@@ -956,7 +956,7 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
     name: 'secrets recipients',
     summary: "list, add or remove who can decrypt an environment's secrets, or sync them from .sops.yaml",
     args: ['<env>', '[add|remove|sync]', '[recipient]'],
-    options: { force: { type: 'boolean', description: 'remove or sync away even the last of your own age keys (from $SOPS_AGE_KEY, its file, the default key file) that a file is encrypted to: you can no longer decrypt it' } },
+    options: { force: { type: 'boolean', description: 'remove or sync away even the last of your own keys (age keys from $SOPS_AGE_KEY, its file, the default key file; SSH keys where sops looks) that a file is encrypted to: you can no longer decrypt it' } },
     help: `  ops secrets recipients prod                    list the recipients (file and .sops.yaml)
   ops secrets recipients prod add age1...        add one to .sops.yaml and to every sops file of prod
   ops secrets recipients prod remove age1...     remove one, and rotate the data key (the removed key

@@ -980,7 +980,7 @@ describe('ops secrets rotate / recipients', () => {
     // no key of yours at all: said where ops looked
     const none = await cli(e.root, ['secrets', 'encrypt', plain], { HOME: tempDir() });
     expect(none.code, none.err).toBe(1);
-    expect(none.err).toMatch(/and you hold no age key \(looked at: .*\): you could no longer decrypt it/);
+    expect(none.err).toMatch(/and you hold no age or SSH key \(looked at: .*\): you could no longer decrypt it/);
     // holding that key: encrypted; --force without it: encrypted, as asked
     expect((await cli(e.root, ['secrets', 'encrypt', plain], { SOPS_AGE_KEY_FILE: k2File })).code).toBe(0);
     writeFileSync(plain, 'a: Zq8-plain-value\n');

@@ -248,6 +248,23 @@ describe('an environment encrypted to SSH keys, worked on by someone holding onl
   });
 });
 
+describe('removing the only SSH key of yours that an environment is encrypted to', () => {
+  it('is refused naming it as an SSH key, not "the only age key of yours"', async () => {
+    const e = await newEnv('qa');
+    const key = sshKey('ed25519');
+    const conf = join(e.root, '.sops.yaml');
+    writeFileSync(conf, readFileSync(conf, 'utf8').replace(/(age: age1[0-9a-z]+)/, `$1,${key.pub}`));
+    expect(sops(['updatekeys', '-y', e.secrets], e.root, { SOPS_AGE_KEY_FILE: e.keyFile }).code).toBe(0);
+    const before = readFileSync(e.secrets, 'utf8');
+    const bare = key.pub.split(' ').slice(0, 2).join(' ');
+    const rm = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', bare], { SOPS_AGE_SSH_PRIVATE_KEY_FILE: key.file });
+    noBug(rm);
+    expect(rm.code, rm.err).toBe(1);
+    expect(rm.err).toContain(`(your key from ${key.file}), the only SSH key of yours that qa's secrets are encrypted to: you could no longer decrypt them`);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+});
+
 describe('an SSH key given where the age key goes', () => {
   it('is named as one (private: never shown; public), with where an SSH key goes, not "line 1 is not an age identity"', async () => {
     const e = await newEnv('qa');

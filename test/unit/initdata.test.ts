@@ -169,6 +169,8 @@ describe('initdata: an encrypted JSON file reaches the loader as JSON PyYAML rea
     expect(r.code, r.err).toBe(0);
     const sent = r.uploads[0]!.content.toString('utf8');
     expect(JSON.parse(sent)).toEqual(data);
+    // its plaintext is JSON, not sops: the loader gets initdata.json (Django's loaddata knows no "sops" format, and the name would say encrypted)
+    expect(r.runs.find((x) => x.step.name === 'initdata')?.step.script).toContain('OPS_INITDATA_FILE="$tmp"/initdata.json ');
     expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, '{"users": [{"email": "bob@example.org", "password": "12:30", "admin": "yes"}], "big": 1.0e+21, "tiny": 1.0e-7, "half": 0.5, "n": 3}'));
   });
 });

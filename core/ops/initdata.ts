@@ -150,7 +150,10 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
     text = raw.replace(/\t/g, '  ');
   }
   const suffix = encrypted ? (dataName(path, true) as DataName).suffix : named.suffix;
-  if (format === 'json') return { path, text, encrypted, suffix, ...checkJson(path, text, bytes.length, env, notData) };
+  if (format === 'json') {
+    checkJson(path, text, bytes.length, env, notData);
+    return { path, text, encrypted, suffix };
+  }
   // Checked as one YAML document, without building its values: the loader reads the text, not our copy, and
   // expanding aliases here would refuse a file that shares defaults through an anchor used many times (the
   // yaml library's guard against alias bombs), which the app's loader (PyYAML) reads.
@@ -191,7 +194,7 @@ const noData = (path: string, what: string, env: Target): OpsError =>
  * takes no YAML), an object or array. The place of an error from the `yaml` library's JSON reading (syntaxError: by
  * place, never the text). @throws OpsError when it is not.
  */
-function checkJson(path: string, text: string, size: number, env: Target, notData: (k: FileKind) => OpsError): Record<string, never> {
+function checkJson(path: string, text: string, size: number, env: Target, notData: (k: FileKind) => OpsError): void {
   const body = text.replace(/^\uFEFF/, '');
   let value: unknown;
   try {
@@ -203,7 +206,6 @@ function checkJson(path: string, text: string, size: number, env: Target, notDat
     throw new OpsError(`${path} is not valid JSON${err ? syntaxError(body, err) : ''}`, `fix the file (its name says JSON, and the loader reads it as JSON; YAML goes in a .yaml file); nothing was sent`);
   }
   if (value === null || typeof value !== 'object') throw noData(path, 'holds one value, not data', env);
-  return {};
 }
 
 /**

@@ -116,3 +116,41 @@ export function looksLikeSql(text: string): boolean {
   const first = text.replace(/^\uFEFF/, '').split('\n').find((l) => l.trim() !== '' && !l.trimStart().startsWith('--'));
   return first !== undefined && /^\s*(?:SET|CREATE|INSERT|COPY|ALTER|DROP|BEGIN|START TRANSACTION|SELECT|UPDATE|DELETE|GRANT|COMMENT ON|\\connect|\\c)\b/i.test(first);
 }
+
+/** How initdata reads a data file, by its name: the format it checks it as (`yaml`, `json`; `xml` and `other`: text it cannot read), and the name's suffix it keeps on the host (`suffix`: '' or `.json`, `.v2.yaml`...). */
+export interface DataName {
+  format: 'yaml' | 'json' | 'xml' | 'other';
+  suffix: string;
+}
+
+// Extensions of compressed files: those Django's loaddata reads (gz, zip, bz2, lzma, xz: its compression_formats) and others.
+const COMPRESSED_EXT = new Set(['gz', 'tgz', 'zip', 'bz2', 'tbz2', 'lzma', 'xz', 'txz', 'zst', 'z', '7z']);
+// What sops adds to an encrypted file's name (secret.enc.yaml, *.sops.json): not said of the decrypted text sent.
+const SOPS_EXT = new Set(['sops', 'enc']);
+
+/**
+ * The format of the data file `name` (a path: its base name counts) by its extensions, and the suffix (from the
+ * base name's first dot) it keeps on the host, where loaders choosing a reader by the file's name (Django's
+ * loaddata, by its last two: `.json`, `.xml`, `.yaml`, `.json.gz`) read it. `decrypted`: the text sent is a sops
+ * file's plaintext, so `.sops`/`.enc` is left out. A name without extension is YAML (checked as such), sent
+ * without one. Pure.
+ * @returns a DataName, or `{ refused }` (why, in words): an extension with characters other than ASCII letters,
+ * digits, `-` and `_` (the name reaches a shell and the loader's command line), a suffix over 64 characters, or a
+ * compressed file's extension (`compressed`: initdata checks data before sending it and cannot read inside one).
+ */
+export function dataName(name: string, decrypted = false): DataName | { refused: string; compressed?: true } {
+  const base = name.slice(name.lastIndexOf('/') + 1);
+  const dot = base.indexOf('.', base.startsWith('.') ? 1 : 0);
+  if (dot < 0) return { format: 'yaml', suffix: '' };
+  const parts = base.slice(dot + 1).split('.');
+  const bad = parts.find((p) => !/^[A-Za-z0-9_-]+$/.test(p));
+  if (bad !== undefined) return { refused: `its extension ${JSON.stringify(`.${bad}`)} holds characters other than letters, digits, - and _ (it names the file on the host, in the loader's command)` };
+  const last = parts.at(-1)!.toLowerCase();
+  if (COMPRESSED_EXT.has(last)) return { refused: `its name says a compressed file (.${parts.at(-1)})`, compressed: true };
+  const kept = decrypted ? parts.filter((p) => !SOPS_EXT.has(p.toLowerCase())) : parts;
+  const suffix = kept.map((p) => `.${p}`).join('');
+  if (suffix.length > 64) return { refused: `its extensions are ${suffix.length} characters long (at most 64)` };
+  const format = last === 'json' ? 'json' : last === 'yaml' || last === 'yml' ? 'yaml' : last === 'xml' ? 'xml' : SOPS_EXT.has(last) ? 'yaml' : 'other';
+  return { format, suffix };
+}
+

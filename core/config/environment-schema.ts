@@ -587,7 +587,7 @@ export const environmentSchema = object(
   initdata: opt(
     object({
       file: opt(relPath, 'initial data file, relative to the environment folder (may be sops-encrypted)', 'assets/initdata.yml'),
-      command: opt(command, 'loader, run in the current release; {file} is the uploaded file', 'venv/bin/python -m tools.initdata --no-input {file}'),
+      command: opt(command, 'loader, run in the current release; {file} is the uploaded file, named initdata with the data file\'s own extensions (initdata.json, initdata.xml: loaders such as Django\'s loaddata choose their reader by them)', 'venv/bin/python -m tools.initdata --no-input {file}'),
       timeout: opt(seconds(1, 86400), 'seconds the loader may run; then it is stopped and initdata fails, saying so', 1800),
     }),
     'initial data loading',

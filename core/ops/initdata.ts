@@ -23,12 +23,14 @@ import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
 import { failedRun, withLock } from './locked.ts';
 import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
-import { directoryKind, fileKind, looksLikeSql, type FileKind } from '../data-file.ts';
+import { dataName, directoryKind, fileKind, looksLikeSql, type DataName, type FileKind } from '../data-file.ts';
 
 export interface InitdataResult {
   environment: string;
   file: string;
   encrypted: boolean;
+  /** What ops checked of a file in a format it does not read (XML, another text format), or undefined when it checked it as YAML or JSON. */
+  checked?: string;
   hosts: { host: string; release: string; output: string }[];
 }
 
@@ -64,8 +66,14 @@ export function initdataFileInput(root: string): InitdataFileOption {
   return { name: 'the file input', dir: root, dirName: 'the repository root', pass: (p) => `set the file input to ${p}`, omit: 'leave the file input empty' };
 }
 
-/** The plaintext of the initdata file, decrypted if it is a sops file (then every decrypted value is masked; JSON re-indented with spaces), a plain JSON file's tabs made spaces, checked as one YAML document. @throws OpsError when missing or not YAML. */
-async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?: InitdataFileOption): Promise<{ path: string; text: string; encrypted: boolean }> {
+/**
+ * The plaintext of the initdata file, decrypted if it is a sops file (then every decrypted value is masked; JSON
+ * re-indented with spaces), a plain JSON file's tabs made spaces, checked by the format its name says (dataName):
+ * `.json` as one JSON value, `.yaml`, `.yml` or none as one YAML document, each an object/mapping or array/list;
+ * another text format (`.xml`...) as text only (`checked` says what). `suffix`: the name's extensions, which it keeps
+ * on the host. @throws OpsError when missing, named as compressed or with unsafe extensions, or not its format.
+ */
+async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?: InitdataFileOption): Promise<{ path: string; text: string; encrypted: boolean; suffix: string; checked?: string }> {
   const option = given ?? { name: '--file', dir: ctx.cwd ?? process.cwd(), dirName: 'the directory the command was run from', pass: (p: string) => `pass --file ${p}`, omit: 'leave --file out' };
   const cwd = option.dir;
   const path = file ? resolve(cwd, file) : envPath(env, env.config.initdata.file);
@@ -113,9 +121,20 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
     if (e instanceof OpsError) throw e;
     throw fileError(e, path, 'read', 'an initdata file (YAML)');
   }
+  // by its name, as loaders choosing a reader by the file's name (Django's loaddata) will read it on the host
+  const named = dataName(path);
+  if ('refused' in named) {
+    if (named.compressed)
+      throw notData({
+        what: `a compressed file by its name`,
+        how: `initdata checks the data before anything is sent and reads no compressed file: decompress it (the loader reads the plain file as it does the compressed one: Django's loaddata reads x.json as x.json.gz) and give that`,
+      });
+    throw new OpsError(`${path}: ${named.refused}`, 'rename it (e.g. data.yaml, data.json, data.xml); nothing was sent');
+  }
   // decoded strictly: a lenient read made each byte that is not UTF-8 (a Latin-1 é) a U+FFFD, and loaded that
   const raw = decodeUtf8(bytes, path, 'convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`); nothing was sent');
-  const format = /\.json$/i.test(path) ? 'json' : 'yaml';
+  if (named.format === 'xml' || named.format === 'other') return textOnly(path, raw, named, notData);
+  const format = named.format;
   let text = raw;
   let encrypted = false;
   refuseDeepNesting(raw, path);
@@ -129,6 +148,11 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
     // A plain JSON file indented with tabs (an editor's, jq --tab's): valid JSON has tabs only between tokens (a
     // string holds one as \t), so spaces instead read the same to a JSON reader, and PyYAML no longer refuses it.
     text = raw.replace(/\t/g, '  ');
+  }
+  const suffix = encrypted ? (dataName(path, true) as DataName).suffix : named.suffix;
+  if (format === 'json') {
+    checkJson(path, text, bytes.length, env, notData);
+    return { path, text, encrypted, suffix };
   }
   // Checked as one YAML document, without building its values: the loader reads the text, not our copy, and
   // expanding aliases here would refuse a file that shares defaults through an anchor used many times (the
@@ -145,7 +169,7 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   }
   // SQL is said as SQL, not as a YAML slip (its first line "a line with no ': '")
   if ((why || !(isMap(doc.contents) || isSeq(doc.contents))) && looksLikeSql(text))
-    throw notData({ what: 'SQL statements', dump: true, how: 'run them with the database\'s client (psql --single-transaction -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f FILE), or write the data as YAML' });
+    throw notData(SQL_KIND);
   if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, `fix the file (an encrypted one: \`sops edit ${path}\`, or decrypted, fixed and encrypted again); nothing was sent`);
   // Data is a mapping or a list: an empty file (a copy cut short, `sops -d f > f`), one of only comments, or one
   // line of text would load nothing, and a loader reading "no data" as nothing to do (the sample app's) succeeds.
@@ -155,7 +179,48 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   }
   // a file the loader would expand past the limit every YAML read of ops has (an alias bomb): counted, not expanded
   refuseAliasBomb(doc, path);
-  return { path, text, encrypted };
+  return { path, text, encrypted, suffix };
+}
+
+/** SQL statements given as data: said as SQL, with how SQL is run. */
+const SQL_KIND: FileKind = { what: 'SQL statements', dump: true, how: 'run them with the database\'s client (psql --single-transaction -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f FILE), or write the data as YAML' };
+
+/** What a data file holding `what` is told: initial data is a mapping or list (an object or array). */
+const noData = (path: string, what: string, env: Target): OpsError =>
+  new OpsError(`${path} ${what}: initial data is a YAML mapping or list (a JSON object or array; as environments/${env.name}/${env.config.initdata.file})`, `check the file (a copy cut short? \`sops -d F > F\` empties F); nothing was sent`);
+
+/**
+ * A `.json` file checked as the JSON it is (JSON.parse, RFC 8259: the loader may read it with a JSON reader, which
+ * takes no YAML), an object or array. The place of an error from the `yaml` library's JSON reading (syntaxError: by
+ * place, never the text). @throws OpsError when it is not.
+ */
+function checkJson(path: string, text: string, size: number, env: Target, notData: (k: FileKind) => OpsError): void {
+  const body = text.replace(/^\uFEFF/, '');
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    if (size === 0 || body.trim() === '') throw noData(path, 'is empty', env);
+    if (looksLikeSql(body)) throw notData(SQL_KIND);
+    const err = parseDocument(body, { schema: 'json' }).errors[0];
+    throw new OpsError(`${path} is not valid JSON${err ? syntaxError(body, err) : ''}`, `fix the file (its name says JSON, and the loader reads it as JSON; YAML goes in a .yaml file); nothing was sent`);
+  }
+  if (value === null || typeof value !== 'object') throw noData(path, 'holds one value, not data', env);
+}
+
+/**
+ * A file in a text format ops does not read (`.xml`, another extension), sent as written for the loader to read:
+ * what ops checked of it is said (`checked`), the rest is the loader's. An XML file must begin as XML does (`<`).
+ * @throws OpsError when empty, SQL, or named .xml without being XML.
+ */
+function textOnly(path: string, raw: string, named: DataName, notData: (k: FileKind) => OpsError): { path: string; text: string; encrypted: false; suffix: string; checked: string } {
+  const body = raw.replace(/^\uFEFF/, '');
+  const ext = named.suffix.slice(named.suffix.lastIndexOf('.'));
+  if (body.trim() === '') throw new OpsError(`${path} ${raw.length === 0 ? 'is empty' : 'holds only blank lines'}: it holds no data`, 'check the file (a copy cut short?); nothing was sent');
+  if (ext.toLowerCase() === '.sql' || looksLikeSql(body)) throw notData(SQL_KIND);
+  if (named.format === 'xml' && !body.trimStart().startsWith('<')) throw new OpsError(`${path} is named ${ext} but is not XML (it does not begin with <)`, 'give it the extension of its format (.yaml, .json), which the loader reads it by; nothing was sent');
+  const checked = `${path} is sent as written, for the loader to read: ops reads YAML and JSON, not ${named.format === 'xml' ? 'XML' : `${ext} files`}; it checked only that it is UTF-8 text, not a database dump, SQL, compressed or binary, not empty${named.format === 'xml' ? ', and begins as XML' : ''}`;
+  return { path, text: raw, encrypted: false, suffix: named.suffix, checked };
 }
 
 /**
@@ -198,6 +263,7 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
   // Apps sharing a host: refused before anything runs when they collide (the loader runs as this app's user).
   refuseCollisions(env, ctx.reporter);
   const data = await readInitdata(ctx, env, options.file, options.fileOption);
+  if (data.checked) ctx.reporter.warn(data.checked);
   Object.assign(known, { file: data.path, encrypted: data.encrypted });
   // What a deploy would give the release now (its secrets decrypted, refused as a deploy refuses them), as a digest.
   const expected = options.liveSettings ? undefined : environDigest(renderDotenv(env, await environmentSecrets(ctx, env)).environ);
@@ -224,10 +290,10 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
           const refusal = initdataSettingsRefusal(env, host.name, state.current, expected, live);
           if (refusal) throw refuse(refusal);
         }
-        const uploaded = `${L.uploads}/initdata-${randomBytes(6).toString('hex')}.yml`;
+        const uploaded = `${L.uploads}/initdata-${randomBytes(6).toString('hex')}${data.suffix}`;
         await remote.upload(data.text, uploaded, { mode: 0o600 });
         try {
-          const r = await ctx.reporter.group(`${host.name} · initdata (release ${state.current})`, () => remote.run(runInitdata(env, uploaded)));
+          const r = await ctx.reporter.group(`${host.name} · initdata (release ${state.current})`, () => remote.run(runInitdata(env, uploaded, `initdata${data.suffix}`)));
           locked.audit(host.name, { result: 'success', release: state.current, message: `loaded ${options.file ? 'a given file' : env.config.initdata.file}` });
           return [{ host: host.name, release: state.current, output: maskedText(r.stdout.trim(), (t) => ctx.reporter.redact(t)) }];
         } catch (e) {
@@ -240,7 +306,7 @@ async function initdataRun(ctx: OpsContext, env: Target, options: { file?: strin
       { inspect: deployState(env), lockRead: partialState, unprovisioned: { nothing: 'nothing was loaded', then: `deploy first: ops deploy ${env.name}` } },
     ),
   [env.hosts[0]!]);
-  return { environment: env.name, file: data.path, encrypted: data.encrypted, hosts };
+  return { environment: env.name, file: data.path, encrypted: data.encrypted, ...(data.checked && { checked: data.checked }), hosts };
 }
 
 /**

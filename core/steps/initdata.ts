@@ -44,14 +44,18 @@ ops_report ${INITDATA_KEYS.environ_digest} "$digest"`,
 }
 
 /**
- * Run the app's initdata command on an uploaded file, in the live release, as the app user (the file moves
+ * Run the app's initdata command on an uploaded file (named `name` for the loader: `initdata` and the data file's
+ * extensions, `initdata.json`), in the live release, as the app user (the file moves
  * to a private directory first; both are removed whatever happens). The app user's bash is exec'd by setpriv(1)
  * (util-linux, Essential on Debian), not started under runuser: runuser answers the step's SIGTERM (its time limit)
  * by SIGKILLing its child 2 s later (util-linux su-common.c, supervise_child), which cut `contained` short (its
  * SIGTERM, then SIGKILL after 5 s): a loader slow to stop, in its own session, went on writing to the database after
  * the run had failed and let go of the lock. Exec'd, that bash stops the loader before the step ends (exit 143).
  */
-export function runInitdata(env: Target, uploaded: string): Step {
+export function runInitdata(env: Target, uploaded: string, name: string): Step {
+  // the name the loader gets, with the data file's own extensions (loaders choose their reader by it): checked
+  // here too, as it reaches the shell (quoted) and the loader's command line
+  if (!/^initdata(?:\.[A-Za-z0-9_-]+)*$/.test(name)) throw new Error(`runInitdata: unsafe file name ${JSON.stringify(name)}`);
   const L = env.layout;
   const u = quote(env.appUser);
   const file = '"$OPS_INITDATA_FILE"';
@@ -66,11 +70,11 @@ export function runInitdata(env: Target, uploaded: string): Step {
 trap ${quote(`rm -rf "$tmp"; rm -f ${quote(uploaded)}`)} EXIT INT TERM HUP
 chown ${u}:${u} "$tmp"
 chmod 0700 "$tmp"
-install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} "$tmp/initdata.yml"
+install -m 0600 -o ${u} -g ${u} ${quote(uploaded)} "$tmp"/${quote(name)}
 rm -f ${quote(uploaded)}
 # The app user's login shell and groups, as runuser(1) gave them (SHELL, initgroups).
 app_shell=$(getent passwd ${u} | cut -d: -f7)
 # shellcheck disable=SC2016 # the quoted text is the app user's script, expanded by its own bash
-setpriv --reuid=${u} --regid=${u} --init-groups -- env HOME=${quote(`/home/${env.appUser}`)} USER=${u} LOGNAME=${u} SHELL="${'$'}{app_shell:-/bin/sh}" OPS_INITDATA_FILE="$tmp/initdata.yml" bash -c ${quote(`set -euo pipefail\n${inner}`)}`,
+setpriv --reuid=${u} --regid=${u} --init-groups -- env HOME=${quote(`/home/${env.appUser}`)} USER=${u} LOGNAME=${u} SHELL="${'$'}{app_shell:-/bin/sh}" OPS_INITDATA_FILE="$tmp"/${quote(name)} bash -c ${quote(`set -euo pipefail\n${inner}`)}`,
   };
 }

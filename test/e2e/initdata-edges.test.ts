@@ -114,7 +114,7 @@ describe.sequential('initdata on a real host', () => {
         const uploaded = `${env.layout.uploads}/initdata-linger.yml`;
         await remote.upload('linger: true\n', uploaded, { mode: 0o600 });
         // the step as initdata runs it, its 1800 s limit made 2 s
-        return remote.run({ ...runInitdata(env, uploaded), timeout: 2 }).then(() => undefined, (x: Error) => x);
+        return remote.run({ ...runInitdata(env, uploaded, 'initdata.yml'), timeout: 2 }).then(() => undefined, (x: Error) => x);
       }),
     );
     expect(e?.message).toMatch(/step "initdata" on .* (timed out|failed)/);

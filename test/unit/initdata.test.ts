@@ -169,6 +169,8 @@ describe('initdata: an encrypted JSON file reaches the loader as JSON PyYAML rea
     expect(r.code, r.err).toBe(0);
     const sent = r.uploads[0]!.content.toString('utf8');
     expect(JSON.parse(sent)).toEqual(data);
+    // its plaintext is JSON, not sops: the loader gets initdata.json (Django's loaddata knows no "sops" format, and the name would say encrypted)
+    expect(r.runs.find((x) => x.step.name === 'initdata')?.step.script).toContain('OPS_INITDATA_FILE="$tmp"/initdata.json ');
     expect(withPyyaml(SAFE_LOAD_REPR, sent)).toEqual(withPyyaml(SAFE_LOAD_REPR, '{"users": [{"email": "bob@example.org", "password": "12:30", "admin": "yes"}], "big": 1.0e+21, "tiny": 1.0e-7, "half": 0.5, "n": 3}'));
   });
 });
@@ -402,5 +404,72 @@ describe('initdata: the live release loads with the env and secrets the environm
     const fence = lines[open]!;
     const close = lines.findIndex((l, i) => i > open && new RegExp(`^ {0,3}\`{${fence.length},}\\s*$`).test(l));
     expect(lines.slice(open + 1, close).join('\n')).toBe(output);
+  });
+});
+
+// Loaders choose their reader by the file's name: Django's loaddata by its last two extensions (json, xml, yaml;
+// gz, zip, bz2, xz, lzma), and it refuses `.yml` ("yml is not a known serialization format"). The file was sent
+// as initdata.yml whatever it was: every Django fixture failed, and a JSON or XML file reached a loader as YAML.
+const DJANGO = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'django');
+
+describe('initdata: the file reaches the loader under its own extensions, checked as the format they say', () => {
+  /** The name the loader gets ($OPS_INITDATA_FILE's last part) and the uploaded file's, from the initdata step. */
+  const sentAs = (r: Awaited<ReturnType<typeof load>>) => ({
+    loader: /OPS_INITDATA_FILE="\$tmp"\/(\S+)/.exec(r.runs.find((x) => x.step.name === 'initdata')?.step.script ?? '')?.[1]?.replace(/^'(.*)'$/, '$1'),
+    upload: r.uploads[0]?.path.replace(/^.*\/initdata-[0-9a-f]{12}/, ''),
+  });
+
+  it('a Django fixture (JSON, XML, as dumpdata writes them), a YAML file, one with several extensions or none', async () => {
+    for (const [name, content, loader, upload] of [
+      ['items.json', readFileSync(join(DJANGO, 'items.json')), 'initdata.json', '.json'],
+      ['items.xml', readFileSync(join(DJANGO, 'items.xml')), 'initdata.xml', '.xml'],
+      ['users.yaml', 'users: []\n', 'initdata.yaml', '.yaml'],
+      ['users.yml', 'users: []\n', 'initdata.yml', '.yml'],
+      ['seed.v2.YAML', 'users: []\n', 'initdata.v2.YAML', '.v2.YAML'],
+      ['seed', 'users: []\n', 'initdata', ''],
+    ] as const) {
+      const r = await load(name, content);
+      expect(r.code, `${name}: ${r.err}`).toBe(0);
+      expect(sentAs(r), name).toEqual({ loader, upload });
+      expect(r.uploads[0]!.content.toString('utf8'), name).toBe(content.toString());
+    }
+  });
+
+  it('XML (or another format ops does not read) is sent as written, saying what was checked; named .xml but not XML, refused', async () => {
+    const xml = await load('fixture.xml', readFileSync(join(DJANGO, 'items.xml')));
+    expect(xml.code).toBe(0);
+    expect(xml.err).toMatch(/fixture\.xml is sent as written, for the loader to read: ops reads YAML and JSON, not XML; it checked only that it is UTF-8 text, not a database dump, SQL, compressed or binary, not empty, and begins as XML/);
+    const notXml = await load('fake.xml', readFileSync(join(DJANGO, 'items.json')));
+    expect(notXml.code).toBe(1);
+    expect(notXml.err).toMatch(/fake\.xml is named \.xml but is not XML/);
+    expect(notXml.uploads).toHaveLength(0);
+  });
+
+  it('a .json file is checked as JSON: YAML in it is refused by place; valid JSON that is not YAML (a key given twice) is sent', async () => {
+    const yaml = await load('users.json', 'users:\n  - email: a@example.org\n');
+    expect(yaml.code).toBe(1);
+    expect(yaml.err).toMatch(/users\.json is not valid JSON/);
+    expect(yaml.uploads).toHaveLength(0);
+    const scalar = await load('one.json', '"users"');
+    expect(scalar.code).toBe(1);
+    expect(scalar.err).toMatch(/one\.json holds one value, not data/);
+    // JSON.parse (and Python's json, Django's reader) take the last; the YAML check refused it as a duplicate key
+    const twice = await load('twice.json', '[{"model": "shop.item", "pk": 1, "pk": 2, "fields": {"name": "c"}}]');
+    expect(twice.code, twice.err).toBe(0);
+    expect(sentAs(twice).loader).toBe('initdata.json');
+  });
+
+  it('a name saying a compressed file, or with extensions unsafe on a command line: refused, nothing sent', async () => {
+    for (const [name, why] of [
+      ['items.json.gz', /items\.json\.gz is a compressed file by its name, not a data file: .*decompress it/s],
+      ['items.yaml.bz2', /is a compressed file by its name/],
+      ['items.json;rm -rf ~', /its extension ".json;rm -rf ~" holds characters other than letters, digits, - and _/],
+      ["items.$(id).json", /holds characters other than letters/],
+    ] as const) {
+      const r = await load(name, readFileSync(join(DJANGO, 'items.json')));
+      expect(r.code, name).toBe(1);
+      expect(r.err, name).toMatch(why);
+      expect(r.uploads, name).toHaveLength(0);
+    }
   });
 });

@@ -150,7 +150,7 @@ function render(env: Target): Record<string, Step> {
     markProvisioned: markProvisioned(env),
     diskSpace: diskSpace(env),
     hostFacts: hostFacts(env),
-    runInitdata: runInitdata(env, up('initdata-0123.yml')),
+    runInitdata: runInitdata(env, up('initdata-0123.json'), 'initdata.json'),
     initdataSettings: initdataSettings(env),
     uploadStep: uploadStep(`${env.baseDir}/shared/.env`, 1234, 0o600),
     'uploadStep (fenced)': uploadStep(`${env.baseDir}/.ops/uploads/x.env`, 1234, 0o600, lockGuard(env)),

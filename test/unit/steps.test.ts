@@ -1047,7 +1047,7 @@ describe('initdata', () => {
     try {
       const uploaded = join(dir, 'initdata-0123.yml');
       writeFileSync(uploaded, 'users: []\n');
-      const script = runInitdata(env({ base_dir: dir }), uploaded).script;
+      const script = runInitdata(env({ base_dir: dir }), uploaded, 'initdata.yml').script;
       // The step's first two lines (private directory, cleanup trap), then a failure: the trap must still run.
       const head = script.split('\n').slice(0, 2).join('\n');
       const r = spawnSync('bash', ['-c', `set -e\n${head}\nexit 3`], { encoding: 'utf8' });

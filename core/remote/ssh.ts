@@ -336,8 +336,28 @@ export class SshRemote implements Remote {
       stderr += t;
       errLines.push(t);
     });
-    const { channel, ended, output } = await this.channel(command, what);
+    // In flight from the moment it is asked for (opening a channel is a round trip): a signal in that moment is about
+    // this step, and a run halted meanwhile does not start it once the channel opens.
     this.running.push(step.name);
+    const done = () => {
+      this.running.splice(this.running.indexOf(step.name), 1);
+      if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
+    };
+    let opened: OpenChannel;
+    try {
+      opened = await this.channel(command, what);
+    } catch (e) {
+      done();
+      throw e;
+    }
+    const { channel, ended, output } = opened;
+    if (this.haltedBy) {
+      channel.close();
+      this.open--;
+      done();
+      this.freed();
+      throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
+    }
     // Guard against a channel that never closes (the remote `timeout` should always end it first).
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
     let guard: NodeJS.Timeout | undefined;
@@ -374,8 +394,7 @@ export class SshRemote implements Remote {
       clearTimeout(waiting);
       this.aborts.delete(abort);
       this.open--;
-      this.running.splice(this.running.indexOf(step.name), 1);
-      if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
+      done();
       this.freed();
     });
     out.end();

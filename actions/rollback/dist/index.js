@@ -5797,7 +5797,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants4 = require_constants2();
+    var constants5 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -5872,7 +5872,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants5.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5967,11 +5967,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants4.ERROR.OK) {
+          if (ret !== constants5.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants5.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants4.ERROR.PAUSED) {
+            } else if (ret === constants5.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -5994,10 +5994,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants4.ERROR.OK) {
+        if (ret === constants5.ERROR.OK) {
           return null;
         }
-        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants5.ERROR.PAUSED || ret === constants5.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6014,7 +6014,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants4.ERROR[ret], data);
+        return new HTTPParserError(message, constants5.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -6194,7 +6194,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants4.ERROR.PAUSED : 0;
+        return pause ? constants5.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6216,7 +6216,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request.onData(buf) === false) {
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6252,13 +6252,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants5.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -19205,6 +19205,9 @@ function environmentMeant(typed, where) {
   const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
   return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
 }
+function gitAllowsRef(v) {
+  return v !== "" && !/[\s\\:?*[~^\u0000-\u001f\u007f]|\.\.|@\{|\/\/|(^|\/)\.|^\/|\/$|\.$|\.lock$/.test(v);
+}
 function validate(kind, value, label, where) {
   const check = CHECKS[kind];
   if (typeof value !== "string" || !check.pattern.test(value)) {
@@ -19237,7 +19240,7 @@ var init_shell = __esm({
         // :/message: the newest commit whose message matches, gitrevisions(7)).
         hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{|^:\//.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
           // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
-          /[^A-Za-z0-9._/+-]/.test(v) && !/[\s\\:?*[\u0000-\u001f\u007f]/.test(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+          /[^A-Za-z0-9._/+-]/.test(v) && gitAllowsRef(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
         )
       },
       environment: {
@@ -19547,10 +19550,10 @@ function base64Forms(text) {
   const bytes = Buffer.from(text, "utf8");
   const forms = /* @__PURE__ */ new Set();
   for (const shift of [0, 1, 2]) {
-    const b642 = Buffer.concat([Buffer.alloc(shift), bytes]).toString("base64");
+    const b643 = Buffer.concat([Buffer.alloc(shift), bytes]).toString("base64");
     const first = Math.ceil(8 * shift / 6);
     const end = Math.floor(8 * (shift + bytes.length) / 6);
-    const form = b642.slice(first, end);
+    const form = b643.slice(first, end);
     if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, "-").replace(/\//g, "_"));
   }
   return [...forms];
@@ -22461,7 +22464,7 @@ var require_nacl_fast = __commonJS({
         for (i = 0; i < 8; i++) ts64(out, 8 * i, hh[i], hl[i]);
         return 0;
       }
-      function add2(p, q) {
+      function add3(p, q) {
         var a = gf(), b = gf(), c = gf(), d = gf(), e = gf(), f = gf(), g = gf(), h = gf(), t = gf();
         Z(a, p[1], p[0]);
         Z(t, q[1], q[0]);
@@ -22505,8 +22508,8 @@ var require_nacl_fast = __commonJS({
         for (i = 255; i >= 0; --i) {
           b = s[i / 8 | 0] >> (i & 7) & 1;
           cswap2(p, q, b);
-          add2(q, p);
-          add2(p, p);
+          add3(q, p);
+          add3(p, p);
           cswap2(p, q, b);
         }
       }
@@ -22632,7 +22635,7 @@ var require_nacl_fast = __commonJS({
         reduce(h);
         scalarmult(p, q, h);
         scalarbase(q, sm.subarray(32));
-        add2(p, q);
+        add3(p, q);
         pack(t, p);
         n -= 64;
         if (crypto_verify_32(sm, 0, t, 0)) {
@@ -25304,8 +25307,8 @@ var require_crypto = __commonJS({
   "node_modules/ssh2/lib/protocol/crypto.js"(exports, module) {
     "use strict";
     var {
-      createCipheriv,
-      createDecipheriv,
+      createCipheriv: createCipheriv2,
+      createDecipheriv: createDecipheriv2,
       createHmac,
       randomFillSync,
       timingSafeEqual: timingSafeEqual2
@@ -25468,11 +25471,11 @@ var require_crypto = __commonJS({
           return;
         POLY1305_OUT_COMPUTE[0] = 0;
         writeUInt32BE(POLY1305_OUT_COMPUTE, this.outSeqno, 12);
-        const polyKey = createCipheriv("chacha20", this._encKeyMain, POLY1305_OUT_COMPUTE).update(POLY1305_ZEROS);
-        const pktLenEnc = createCipheriv("chacha20", this._encKeyPktLen, POLY1305_OUT_COMPUTE).update(packet.slice(0, 4));
+        const polyKey = createCipheriv2("chacha20", this._encKeyMain, POLY1305_OUT_COMPUTE).update(POLY1305_ZEROS);
+        const pktLenEnc = createCipheriv2("chacha20", this._encKeyPktLen, POLY1305_OUT_COMPUTE).update(packet.slice(0, 4));
         this._onWrite(pktLenEnc);
         POLY1305_OUT_COMPUTE[0] = 1;
-        const payloadEnc = createCipheriv("chacha20", this._encKeyMain, POLY1305_OUT_COMPUTE).update(packet.slice(4));
+        const payloadEnc = createCipheriv2("chacha20", this._encKeyMain, POLY1305_OUT_COMPUTE).update(packet.slice(4));
         this._onWrite(payloadEnc);
         poly1305_auth(
           POLY1305_RESULT_MALLOC,
@@ -25558,7 +25561,7 @@ var require_crypto = __commonJS({
       encrypt(packet) {
         if (this._dead)
           return;
-        const cipher = createCipheriv(this._encSSLName, this._encKey, this._encIV);
+        const cipher = createCipheriv2(this._encSSLName, this._encKey, this._encIV);
         cipher.setAutoPadding(false);
         const lenData = packet.slice(0, 4);
         cipher.setAAD(lenData);
@@ -25619,7 +25622,7 @@ var require_crypto = __commonJS({
         this.outSeqno = enc.seqno;
         this._onWrite = enc.onWrite;
         this._encBlockLen = enc.cipherInfo.blockLen;
-        this._cipherInstance = createCipheriv(
+        this._cipherInstance = createCipheriv2(
           enc.cipherInfo.sslName,
           enc.cipherKey,
           enc.cipherIV
@@ -25833,7 +25836,7 @@ var require_crypto = __commonJS({
               return;
             POLY1305_OUT_COMPUTE[0] = 0;
             writeUInt32BE(POLY1305_OUT_COMPUTE, this.inSeqno, 12);
-            const decLenBytes = createDecipheriv("chacha20", this._decKeyPktLen, POLY1305_OUT_COMPUTE).update(this._lenBuf);
+            const decLenBytes = createDecipheriv2("chacha20", this._decKeyPktLen, POLY1305_OUT_COMPUTE).update(this._lenBuf);
             this._len = readUInt32BE(decLenBytes, 0);
             if (this._len > MAX_PACKET_SIZE || this._len < 8 || (this._len & 7) !== 0) {
               throw new Error("Bad packet length");
@@ -25877,7 +25880,7 @@ var require_crypto = __commonJS({
           }
           POLY1305_OUT_COMPUTE[0] = 0;
           writeUInt32BE(POLY1305_OUT_COMPUTE, this.inSeqno, 12);
-          const polyKey = createCipheriv("chacha20", this._decKeyMain, POLY1305_OUT_COMPUTE).update(POLY1305_ZEROS);
+          const polyKey = createCipheriv2("chacha20", this._decKeyMain, POLY1305_OUT_COMPUTE).update(POLY1305_ZEROS);
           poly1305_auth(
             POLY1305_RESULT_MALLOC,
             this._lenBuf,
@@ -25897,7 +25900,7 @@ var require_crypto = __commonJS({
           if (!timingSafeEqual2(this._calcMac, this._mac))
             throw new Error("Invalid MAC");
           POLY1305_OUT_COMPUTE[0] = 1;
-          const packet = createDecipheriv("chacha20", this._decKeyMain, POLY1305_OUT_COMPUTE).update(this._packet);
+          const packet = createDecipheriv2("chacha20", this._decKeyMain, POLY1305_OUT_COMPUTE).update(this._packet);
           const payload = new FastBuffer(
             packet.buffer,
             packet.byteOffset + 1,
@@ -26034,7 +26037,7 @@ var require_crypto = __commonJS({
             if (this._len + 20 > MAX_PACKET_SIZE || this._len < 16 || (this._len & 15) !== 0) {
               throw new Error("Bad packet length");
             }
-            this._decipherInstance = createDecipheriv(
+            this._decipherInstance = createDecipheriv2(
               this._decipherSSLName,
               this._decipherKey,
               this._decipherIV
@@ -26208,7 +26211,7 @@ var require_crypto = __commonJS({
         const dec = config.inbound;
         this.inSeqno = dec.seqno;
         this._onPayload = dec.onPayload;
-        this._decipherInstance = createDecipheriv(
+        this._decipherInstance = createDecipheriv2(
           dec.decipherInfo.sslName,
           dec.decipherKey,
           dec.decipherIV
@@ -26628,9 +26631,9 @@ var require_keyParser = __commonJS({
   "node_modules/ssh2/lib/protocol/keyParser.js"(exports, module) {
     "use strict";
     var {
-      createDecipheriv,
+      createDecipheriv: createDecipheriv2,
       createECDH,
-      createHash: createHash5,
+      createHash: createHash6,
       createHmac,
       createSign,
       createVerify,
@@ -27235,7 +27238,7 @@ ${formatted}-----END ${type} KEY-----`;
             }
             try {
               const options = { authTagLength: encInfo.authLen };
-              const decipher = createDecipheriv(
+              const decipher = createDecipheriv2(
                 encInfo.sslName,
                 cipherKey,
                 cipherIV,
@@ -27318,17 +27321,17 @@ ${formatted}-----END ${type} KEY-----`;
                 );
               }
               const ivSlice = bufferSlice(cipherIV, 0, 8);
-              let cipherKey = createHash5("md5").update(passphrase).update(ivSlice).digest();
+              let cipherKey = createHash6("md5").update(passphrase).update(ivSlice).digest();
               while (cipherKey.length < encInfo.keyLen) {
                 cipherKey = combineBuffers(
                   cipherKey,
-                  createHash5("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
+                  createHash6("md5").update(cipherKey).update(passphrase).update(ivSlice).digest()
                 );
               }
               if (cipherKey.length > encInfo.keyLen)
                 cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
               try {
-                const decipher = createDecipheriv(cipherName, cipherKey, cipherIV);
+                const decipher = createDecipheriv2(cipherName, cipherKey, cipherIV);
                 decipher.setAutoPadding(false);
                 privBlob = combineBuffers(
                   decipher.update(privBlob),
@@ -27487,13 +27490,13 @@ ${formatted}-----END ${type} KEY-----`;
         if (encrypted) {
           const encInfo = CIPHER_INFO[cipherName];
           let cipherKey = combineBuffers(
-            createHash5("sha1").update(PPK_PP1).update(passphrase).digest(),
-            createHash5("sha1").update(PPK_PP2).update(passphrase).digest()
+            createHash6("sha1").update(PPK_PP1).update(passphrase).digest(),
+            createHash6("sha1").update(PPK_PP2).update(passphrase).digest()
           );
           if (cipherKey.length > encInfo.keyLen)
             cipherKey = bufferSlice(cipherKey, 0, encInfo.keyLen);
           try {
-            const decipher = createDecipheriv(encInfo.sslName, cipherKey, PPK_IV);
+            const decipher = createDecipheriv2(encInfo.sslName, cipherKey, PPK_IV);
             decipher.setAutoPadding(false);
             privBlob = combineBuffers(
               decipher.update(privBlob),
@@ -27528,7 +27531,7 @@ ${formatted}-----END ${type} KEY-----`;
           passphrase = EMPTY_PASSPHRASE;
         const calcMAC = createHmac(
           "sha1",
-          createHash5("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
+          createHash6("sha1").update("putty-private-key-file-mac-key").update(passphrase).digest()
         ).update(macData).digest("hex");
         if (calcMAC !== mac) {
           if (encrypted) {
@@ -29850,8 +29853,8 @@ var require_kex = __commonJS({
       createDiffieHellman,
       createDiffieHellmanGroup,
       createECDH,
-      createHash: createHash5,
-      createPublicKey,
+      createHash: createHash6,
+      createPublicKey: createPublicKey2,
       diffieHellman,
       generateKeyPairSync,
       randomFillSync
@@ -30276,7 +30279,7 @@ var require_kex = __commonJS({
               DISCONNECT_REASON.KEY_EXCHANGE_FAILED
             );
           }
-          const hash = createHash5(this.hashName);
+          const hash = createHash6(this.hashName);
           hashString(hash, isServer ? this._remoteIdentRaw : this._identRaw);
           hashString(hash, isServer ? this._identRaw : this._remoteIdentRaw);
           hashString(hash, isServer ? this._remoteKexinit : this._kexinit);
@@ -30920,7 +30923,7 @@ var require_kex = __commonJS({
             asnWriter.endSequence();
             return convertToMpint(diffieHellman({
               privateKey: this._keys.privateKey,
-              publicKey: createPublicKey({
+              publicKey: createPublicKey2({
                 key: asnWriter.buffer,
                 type: "spki",
                 format: "der"
@@ -31284,9 +31287,9 @@ var require_kex = __commonJS({
     function generateKEXVal(len, hashName, secret, exchangeHash, sessionID, char) {
       let ret;
       if (len) {
-        let digest = createHash5(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
+        let digest = createHash6(hashName).update(secret).update(exchangeHash).update(char).update(sessionID).digest();
         while (digest.length < len) {
-          const chunk = createHash5(hashName).update(secret).update(exchangeHash).update(digest).digest();
+          const chunk = createHash6(hashName).update(secret).update(exchangeHash).update(digest).digest();
           const extended = Buffer.allocUnsafe(digest.length + chunk.length);
           extended.set(digest, 0);
           extended.set(chunk, digest.length);
@@ -33152,7 +33155,7 @@ var require_SFTP = __commonJS({
     "use strict";
     var EventEmitter = __require("events");
     var fs5 = __require("fs");
-    var { constants: constants4 } = fs5;
+    var { constants: constants5 } = fs5;
     var {
       Readable: ReadableStream2,
       Writable: WritableStream
@@ -35007,25 +35010,25 @@ var require_SFTP = __commonJS({
         this.extended = initial && initial.extended;
       }
       isDirectory() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFDIR;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFDIR;
       }
       isFile() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFREG;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFREG;
       }
       isBlockDevice() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFBLK;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFBLK;
       }
       isCharacterDevice() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFCHR;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFCHR;
       }
       isSymbolicLink() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFLNK;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFLNK;
       }
       isFIFO() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFIFO;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFIFO;
       }
       isSocket() {
-        return (this.mode & constants4.S_IFMT) === constants4.S_IFSOCK;
+        return (this.mode & constants5.S_IFMT) === constants5.S_IFSOCK;
       }
     };
     function attrsToBytes(attrs) {
@@ -36721,7 +36724,7 @@ var require_client2 = __commonJS({
   "node_modules/ssh2/lib/client.js"(exports, module) {
     "use strict";
     var {
-      createHash: createHash5,
+      createHash: createHash6,
       getHashes,
       randomFillSync
     } = __require("crypto");
@@ -36943,7 +36946,7 @@ var require_client2 = __commonJS({
           }
           hostVerifier = (key, verify) => {
             if (hashAlgo)
-              key = createHash5(hashAlgo).update(key).digest("hex");
+              key = createHash6(hashAlgo).update(key).digest("hex");
             const ret = hashCb(key, verify);
             if (ret !== void 0)
               verify(ret);
@@ -39778,11 +39781,11 @@ var require_keygen = __commonJS({
   "node_modules/ssh2/lib/keygen.js"(exports, module) {
     "use strict";
     var {
-      createCipheriv,
+      createCipheriv: createCipheriv2,
       generateKeyPair: generateKeyPair_,
       generateKeyPairSync: generateKeyPairSync_,
       getCurves,
-      randomBytes: randomBytes8
+      randomBytes: randomBytes9
     } = __require("crypto");
     var { Ber } = require_lib();
     var bcrypt_pbkdf = require_bcrypt_pbkdf().pbkdf;
@@ -40046,7 +40049,7 @@ var require_keygen = __commonJS({
                 rounds = opts2.rounds;
             }
             const gen = Buffer.allocUnsafe(cipher.keyLen + cipher.ivLen);
-            const salt = randomBytes8(SALT_LEN);
+            const salt = randomBytes9(SALT_LEN);
             const r = bcrypt_pbkdf(
               passphrase,
               passphrase.length,
@@ -40085,7 +40088,7 @@ var require_keygen = __commonJS({
           const kdfOptions = encrypted ? encrypted.kdfOptions : Buffer.alloc(0);
           const blockLen = encrypted ? encrypted.cipher.blockLen : 8;
           const parsed = parseDERs(keyType, pub, priv);
-          const checkInt = randomBytes8(4);
+          const checkInt = randomBytes9(4);
           const commentBin = Buffer.from(comment);
           const privBlobLen = 4 + 4 + parsed.priv.length + 4 + commentBin.length;
           let padding2 = [];
@@ -40105,7 +40108,7 @@ var require_keygen = __commonJS({
           }
           if (encrypted) {
             const options = { authTagLength: encrypted.cipher.authLen };
-            const cipher = createCipheriv(
+            const cipher = createCipheriv2(
               encrypted.cipher.sslName,
               encrypted.key,
               encrypted.iv,
@@ -40143,15 +40146,15 @@ var require_keygen = __commonJS({
             privBin.set(extra, pos += privBlob.length);
           }
           {
-            const b642 = privBin.base64Slice(0, privBin.length);
-            let formatted = b642.replace(/.{64}/g, "$&\n");
-            if (b642.length & 63)
+            const b643 = privBin.base64Slice(0, privBin.length);
+            let formatted = b643.replace(/.{64}/g, "$&\n");
+            if (b643.length & 63)
               formatted += "\n";
             privateB64 += formatted;
           }
           {
-            const b642 = parsed.pub.base64Slice(0, parsed.pub.length);
-            publicB64 = `${parsed.sshName} ${b642}${comment ? ` ${comment}` : ""}`;
+            const b643 = parsed.pub.base64Slice(0, parsed.pub.length);
+            publicB64 = `${parsed.sshName} ${b643}${comment ? ` ${comment}` : ""}`;
           }
           privateB64 += "-----END OPENSSH PRIVATE KEY-----\n";
           return {
@@ -41126,17 +41129,50 @@ var init_hkdf = __esm({
 });
 
 // node_modules/@noble/hashes/_u64.js
+function fromBig(n, le = false) {
+  if (le)
+    return { h: Number(n & U32_MASK64), l: Number(n >> _32n & U32_MASK64) };
+  return { h: Number(n >> _32n & U32_MASK64) | 0, l: Number(n & U32_MASK64) | 0 };
+}
+function split(lst, le = false) {
+  const len = lst.length;
+  let Ah = new Uint32Array(len);
+  let Al = new Uint32Array(len);
+  for (let i = 0; i < len; i++) {
+    const { h, l } = fromBig(lst[i], le);
+    [Ah[i], Al[i]] = [h, l];
+  }
+  return [Ah, Al];
+}
 function setU64FromNum(view, byteOffset, n, isLE4) {
   const h = fromNumH(n);
   const l = fromNumL(n);
   view.setUint32(byteOffset, isLE4 ? l : h, isLE4);
   view.setUint32(byteOffset + 4, isLE4 ? h : l, isLE4);
 }
-var fromNumH, fromNumL;
+function add(Ah, Al, Bh, Bl) {
+  const l = (Al >>> 0) + (Bl >>> 0);
+  return { h: Ah + Bh + (l / 2 ** 32 | 0) | 0, l: l | 0 };
+}
+var U32_MASK64, _32n, fromNumH, fromNumL, shrSH, shrSL, rotrSH, rotrSL, rotrBH, rotrBL, add3L, add3H, add4L, add4H, add5L, add5H;
 var init_u64 = __esm({
   "node_modules/@noble/hashes/_u64.js"() {
+    U32_MASK64 = /* @__PURE__ */ (() => BigInt(2 ** 32 - 1))();
+    _32n = /* @__PURE__ */ BigInt(32);
     fromNumH = (n) => n / 2 ** 32 | 0;
     fromNumL = (n) => n >>> 0;
+    shrSH = (h, _l, s) => h >>> s;
+    shrSL = (h, l, s) => h << 32 - s | l >>> s;
+    rotrSH = (h, l, s) => h >>> s | l << 32 - s;
+    rotrSL = (h, l, s) => h << 32 - s | l >>> s;
+    rotrBH = (h, l, s) => h << 64 - s | l >>> s - 32;
+    rotrBL = (h, l, s) => h >>> s - 32 | l << 64 - s;
+    add3L = (Al, Bl, Cl) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0);
+    add3H = (low, Ah, Bh, Ch) => Ah + Bh + Ch + (low / 2 ** 32 | 0) | 0;
+    add4L = (Al, Bl, Cl, Dl) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0) + (Dl >>> 0);
+    add4H = (low, Ah, Bh, Ch, Dh) => Ah + Bh + Ch + Dh + (low / 2 ** 32 | 0) | 0;
+    add5L = (Al, Bl, Cl, Dl, El) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0) + (Dl >>> 0) + (El >>> 0);
+    add5H = (low, Ah, Bh, Ch, Dh, Eh) => Ah + Bh + Ch + Dh + Eh + (low / 2 ** 32 | 0) | 0;
   }
 });
 
@@ -41147,7 +41183,7 @@ function Chi(a, b, c) {
 function Maj(a, b, c) {
   return a & b ^ a & c ^ b & c;
 }
-var HashMD, SHA256_IV;
+var HashMD, SHA256_IV, SHA512_IV;
 var init_md = __esm({
   "node_modules/@noble/hashes/_md.js"() {
     init_u64();
@@ -41257,14 +41293,33 @@ var init_md = __esm({
       528734635,
       1541459225
     ]);
+    SHA512_IV = /* @__PURE__ */ Uint32Array.from([
+      1779033703,
+      4089235720,
+      3144134277,
+      2227873595,
+      1013904242,
+      4271175723,
+      2773480762,
+      1595750129,
+      1359893119,
+      2917565137,
+      2600822924,
+      725511199,
+      528734635,
+      4215389547,
+      1541459225,
+      327033209
+    ]);
   }
 });
 
 // node_modules/@noble/hashes/sha2.js
-var SHA256_K, SHA256_W, SHA2_32B, _SHA256, sha256;
+var SHA256_K, SHA256_W, SHA2_32B, _SHA256, K512, SHA512_Kh, SHA512_Kl, SHA512_W_H, SHA512_W_L, SHA2_64B, _SHA512, sha256, sha512;
 var init_sha2 = __esm({
   "node_modules/@noble/hashes/sha2.js"() {
     init_md();
+    init_u64();
     init_utils();
     SHA256_K = /* @__PURE__ */ Uint32Array.from([
       1116352408,
@@ -41425,9 +41480,241 @@ var init_sha2 = __esm({
         super(32, SHA256_IV);
       }
     };
+    K512 = /* @__PURE__ */ (() => split([
+      "0x428a2f98d728ae22",
+      "0x7137449123ef65cd",
+      "0xb5c0fbcfec4d3b2f",
+      "0xe9b5dba58189dbbc",
+      "0x3956c25bf348b538",
+      "0x59f111f1b605d019",
+      "0x923f82a4af194f9b",
+      "0xab1c5ed5da6d8118",
+      "0xd807aa98a3030242",
+      "0x12835b0145706fbe",
+      "0x243185be4ee4b28c",
+      "0x550c7dc3d5ffb4e2",
+      "0x72be5d74f27b896f",
+      "0x80deb1fe3b1696b1",
+      "0x9bdc06a725c71235",
+      "0xc19bf174cf692694",
+      "0xe49b69c19ef14ad2",
+      "0xefbe4786384f25e3",
+      "0x0fc19dc68b8cd5b5",
+      "0x240ca1cc77ac9c65",
+      "0x2de92c6f592b0275",
+      "0x4a7484aa6ea6e483",
+      "0x5cb0a9dcbd41fbd4",
+      "0x76f988da831153b5",
+      "0x983e5152ee66dfab",
+      "0xa831c66d2db43210",
+      "0xb00327c898fb213f",
+      "0xbf597fc7beef0ee4",
+      "0xc6e00bf33da88fc2",
+      "0xd5a79147930aa725",
+      "0x06ca6351e003826f",
+      "0x142929670a0e6e70",
+      "0x27b70a8546d22ffc",
+      "0x2e1b21385c26c926",
+      "0x4d2c6dfc5ac42aed",
+      "0x53380d139d95b3df",
+      "0x650a73548baf63de",
+      "0x766a0abb3c77b2a8",
+      "0x81c2c92e47edaee6",
+      "0x92722c851482353b",
+      "0xa2bfe8a14cf10364",
+      "0xa81a664bbc423001",
+      "0xc24b8b70d0f89791",
+      "0xc76c51a30654be30",
+      "0xd192e819d6ef5218",
+      "0xd69906245565a910",
+      "0xf40e35855771202a",
+      "0x106aa07032bbd1b8",
+      "0x19a4c116b8d2d0c8",
+      "0x1e376c085141ab53",
+      "0x2748774cdf8eeb99",
+      "0x34b0bcb5e19b48a8",
+      "0x391c0cb3c5c95a63",
+      "0x4ed8aa4ae3418acb",
+      "0x5b9cca4f7763e373",
+      "0x682e6ff3d6b2b8a3",
+      "0x748f82ee5defb2fc",
+      "0x78a5636f43172f60",
+      "0x84c87814a1f0ab72",
+      "0x8cc702081a6439ec",
+      "0x90befffa23631e28",
+      "0xa4506cebde82bde9",
+      "0xbef9a3f7b2c67915",
+      "0xc67178f2e372532b",
+      "0xca273eceea26619c",
+      "0xd186b8c721c0c207",
+      "0xeada7dd6cde0eb1e",
+      "0xf57d4f7fee6ed178",
+      "0x06f067aa72176fba",
+      "0x0a637dc5a2c898a6",
+      "0x113f9804bef90dae",
+      "0x1b710b35131c471b",
+      "0x28db77f523047d84",
+      "0x32caab7b40c72493",
+      "0x3c9ebe0a15c9bebc",
+      "0x431d67c49c100d4c",
+      "0x4cc5d4becb3e42b6",
+      "0x597f299cfc657e2a",
+      "0x5fcb6fab3ad6faec",
+      "0x6c44198c4a475817"
+    ].map((n) => BigInt(n))))();
+    SHA512_Kh = /* @__PURE__ */ (() => K512[0])();
+    SHA512_Kl = /* @__PURE__ */ (() => K512[1])();
+    SHA512_W_H = /* @__PURE__ */ new Uint32Array(80);
+    SHA512_W_L = /* @__PURE__ */ new Uint32Array(80);
+    SHA2_64B = class extends HashMD {
+      // We cannot use array here since array allows indexing by variable
+      // which means optimizer/compiler cannot use registers.
+      // h -- high 32 bits, l -- low 32 bits
+      // Numeric initializers matter: starting the fields as `undefined` changes
+      // V8's field representation and slows hashing down (measured on sha256).
+      Ah = 0;
+      Al = 0;
+      Bh = 0;
+      Bl = 0;
+      Ch = 0;
+      Cl = 0;
+      Dh = 0;
+      Dl = 0;
+      Eh = 0;
+      El = 0;
+      Fh = 0;
+      Fl = 0;
+      Gh = 0;
+      Gl = 0;
+      Hh = 0;
+      Hl = 0;
+      constructor(outputLen, IV) {
+        super(128, outputLen, 16, false);
+        this.Ah = IV[0] | 0;
+        this.Al = IV[1] | 0;
+        this.Bh = IV[2] | 0;
+        this.Bl = IV[3] | 0;
+        this.Ch = IV[4] | 0;
+        this.Cl = IV[5] | 0;
+        this.Dh = IV[6] | 0;
+        this.Dl = IV[7] | 0;
+        this.Eh = IV[8] | 0;
+        this.El = IV[9] | 0;
+        this.Fh = IV[10] | 0;
+        this.Fl = IV[11] | 0;
+        this.Gh = IV[12] | 0;
+        this.Gl = IV[13] | 0;
+        this.Hh = IV[14] | 0;
+        this.Hl = IV[15] | 0;
+      }
+      // prettier-ignore
+      get() {
+        const { Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl } = this;
+        return [Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl];
+      }
+      // prettier-ignore
+      set(Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl) {
+        this.Ah = Ah | 0;
+        this.Al = Al | 0;
+        this.Bh = Bh | 0;
+        this.Bl = Bl | 0;
+        this.Ch = Ch | 0;
+        this.Cl = Cl | 0;
+        this.Dh = Dh | 0;
+        this.Dl = Dl | 0;
+        this.Eh = Eh | 0;
+        this.El = El | 0;
+        this.Fh = Fh | 0;
+        this.Fl = Fl | 0;
+        this.Gh = Gh | 0;
+        this.Gl = Gl | 0;
+        this.Hh = Hh | 0;
+        this.Hl = Hl | 0;
+      }
+      _cloneInto(to) {
+        (to ||= new this.constructor()).set(...this.get());
+        return this._cloneIntoMeta(to);
+      }
+      process(view, offset) {
+        for (let i = 0; i < 16; i++, offset += 4) {
+          SHA512_W_H[i] = view.getUint32(offset);
+          SHA512_W_L[i] = view.getUint32(offset += 4);
+        }
+        for (let i = 16; i < 80; i++) {
+          const W15h = SHA512_W_H[i - 15] | 0;
+          const W15l = SHA512_W_L[i - 15] | 0;
+          const s0h = rotrSH(W15h, W15l, 1) ^ rotrSH(W15h, W15l, 8) ^ shrSH(W15h, W15l, 7);
+          const s0l = rotrSL(W15h, W15l, 1) ^ rotrSL(W15h, W15l, 8) ^ shrSL(W15h, W15l, 7);
+          const W2h = SHA512_W_H[i - 2] | 0;
+          const W2l = SHA512_W_L[i - 2] | 0;
+          const s1h = rotrSH(W2h, W2l, 19) ^ rotrBH(W2h, W2l, 61) ^ shrSH(W2h, W2l, 6);
+          const s1l = rotrSL(W2h, W2l, 19) ^ rotrBL(W2h, W2l, 61) ^ shrSL(W2h, W2l, 6);
+          const SUMl = add4L(s0l, s1l, SHA512_W_L[i - 7], SHA512_W_L[i - 16]);
+          const SUMh = add4H(SUMl, s0h, s1h, SHA512_W_H[i - 7], SHA512_W_H[i - 16]);
+          SHA512_W_H[i] = SUMh | 0;
+          SHA512_W_L[i] = SUMl | 0;
+        }
+        let { Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl } = this;
+        for (let i = 0; i < 80; i++) {
+          const sigma1h = rotrSH(Eh, El, 14) ^ rotrSH(Eh, El, 18) ^ rotrBH(Eh, El, 41);
+          const sigma1l = rotrSL(Eh, El, 14) ^ rotrSL(Eh, El, 18) ^ rotrBL(Eh, El, 41);
+          const CHIh = Eh & Fh ^ ~Eh & Gh;
+          const CHIl = El & Fl ^ ~El & Gl;
+          const T1ll = add5L(Hl, sigma1l, CHIl, SHA512_Kl[i], SHA512_W_L[i]);
+          const T1h = add5H(T1ll, Hh, sigma1h, CHIh, SHA512_Kh[i], SHA512_W_H[i]);
+          const T1l = T1ll | 0;
+          const sigma0h = rotrSH(Ah, Al, 28) ^ rotrBH(Ah, Al, 34) ^ rotrBH(Ah, Al, 39);
+          const sigma0l = rotrSL(Ah, Al, 28) ^ rotrBL(Ah, Al, 34) ^ rotrBL(Ah, Al, 39);
+          const MAJh = Ah & Bh ^ Ah & Ch ^ Bh & Ch;
+          const MAJl = Al & Bl ^ Al & Cl ^ Bl & Cl;
+          Hh = Gh | 0;
+          Hl = Gl | 0;
+          Gh = Fh | 0;
+          Gl = Fl | 0;
+          Fh = Eh | 0;
+          Fl = El | 0;
+          ({ h: Eh, l: El } = add(Dh | 0, Dl | 0, T1h | 0, T1l | 0));
+          Dh = Ch | 0;
+          Dl = Cl | 0;
+          Ch = Bh | 0;
+          Cl = Bl | 0;
+          Bh = Ah | 0;
+          Bl = Al | 0;
+          const All = add3L(T1l, sigma0l, MAJl);
+          Ah = add3H(All, T1h, sigma0h, MAJh);
+          Al = All | 0;
+        }
+        ({ h: Ah, l: Al } = add(this.Ah | 0, this.Al | 0, Ah | 0, Al | 0));
+        ({ h: Bh, l: Bl } = add(this.Bh | 0, this.Bl | 0, Bh | 0, Bl | 0));
+        ({ h: Ch, l: Cl } = add(this.Ch | 0, this.Cl | 0, Ch | 0, Cl | 0));
+        ({ h: Dh, l: Dl } = add(this.Dh | 0, this.Dl | 0, Dh | 0, Dl | 0));
+        ({ h: Eh, l: El } = add(this.Eh | 0, this.El | 0, Eh | 0, El | 0));
+        ({ h: Fh, l: Fl } = add(this.Fh | 0, this.Fl | 0, Fh | 0, Fl | 0));
+        ({ h: Gh, l: Gl } = add(this.Gh | 0, this.Gl | 0, Gh | 0, Gl | 0));
+        ({ h: Hh, l: Hl } = add(this.Hh | 0, this.Hl | 0, Hh | 0, Hl | 0));
+        this.set(Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl);
+      }
+      roundClean() {
+        clean(SHA512_W_H, SHA512_W_L);
+      }
+      destroy() {
+        this.destroyed = true;
+        clean(this.buffer);
+        this.set(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+      }
+    };
+    _SHA512 = class extends SHA2_64B {
+      constructor() {
+        super(64, SHA512_IV);
+      }
+    };
     sha256 = /* @__PURE__ */ createHasher(
       () => new _SHA256(),
       /* @__PURE__ */ oidNist(1)
+    );
+    sha512 = /* @__PURE__ */ createHasher(
+      () => new _SHA512(),
+      /* @__PURE__ */ oidNist(3)
     );
   }
 });
@@ -43149,24 +43436,24 @@ function invert(number, modulo) {
     throw new Error("invert: does not exist");
   return mod(x, modulo);
 }
-function assertIsSquare(Fp, root, n) {
-  if (!Fp.eql(Fp.sqr(root), n))
+function assertIsSquare(Fp2, root, n) {
+  if (!Fp2.eql(Fp2.sqr(root), n))
     throw new Error("Cannot find square root");
 }
-function sqrt3mod4(Fp, n) {
-  const p1div4 = (Fp.ORDER + _1n2) / _4n;
-  const root = Fp.pow(n, p1div4);
-  assertIsSquare(Fp, root, n);
+function sqrt3mod4(Fp2, n) {
+  const p1div4 = (Fp2.ORDER + _1n2) / _4n;
+  const root = Fp2.pow(n, p1div4);
+  assertIsSquare(Fp2, root, n);
   return root;
 }
-function sqrt5mod8(Fp, n) {
-  const p5div8 = (Fp.ORDER - _5n) / _8n;
-  const n2 = Fp.mul(n, _2n);
-  const v = Fp.pow(n2, p5div8);
-  const nv = Fp.mul(n, v);
-  const i = Fp.mul(Fp.mul(nv, _2n), v);
-  const root = Fp.mul(nv, Fp.sub(i, Fp.ONE));
-  assertIsSquare(Fp, root, n);
+function sqrt5mod8(Fp2, n) {
+  const p5div8 = (Fp2.ORDER - _5n) / _8n;
+  const n2 = Fp2.mul(n, _2n);
+  const v = Fp2.pow(n2, p5div8);
+  const nv = Fp2.mul(n, v);
+  const i = Fp2.mul(Fp2.mul(nv, _2n), v);
+  const root = Fp2.mul(nv, Fp2.sub(i, Fp2.ONE));
+  assertIsSquare(Fp2, root, n);
   return root;
 }
 function sqrt9mod16(P) {
@@ -43176,18 +43463,18 @@ function sqrt9mod16(P) {
   const c2 = tn(Fp_, c1);
   const c3 = tn(Fp_, Fp_.neg(c1));
   const c4 = (P + _7n) / _16n;
-  return (Fp, n) => {
-    let tv1 = Fp.pow(n, c4);
-    let tv2 = Fp.mul(tv1, c1);
-    const tv3 = Fp.mul(tv1, c2);
-    const tv4 = Fp.mul(tv1, c3);
-    const e1 = Fp.eql(Fp.sqr(tv2), n);
-    const e2 = Fp.eql(Fp.sqr(tv3), n);
-    tv1 = Fp.cmov(tv1, tv2, e1);
-    tv2 = Fp.cmov(tv4, tv3, e2);
-    const e3 = Fp.eql(Fp.sqr(tv2), n);
-    const root = Fp.cmov(tv1, tv2, e3);
-    assertIsSquare(Fp, root, n);
+  return (Fp2, n) => {
+    let tv1 = Fp2.pow(n, c4);
+    let tv2 = Fp2.mul(tv1, c1);
+    const tv3 = Fp2.mul(tv1, c2);
+    const tv4 = Fp2.mul(tv1, c3);
+    const e1 = Fp2.eql(Fp2.sqr(tv2), n);
+    const e2 = Fp2.eql(Fp2.sqr(tv3), n);
+    tv1 = Fp2.cmov(tv1, tv2, e1);
+    tv2 = Fp2.cmov(tv4, tv3, e2);
+    const e3 = Fp2.eql(Fp2.sqr(tv2), n);
+    const root = Fp2.cmov(tv1, tv2, e3);
+    assertIsSquare(Fp2, root, n);
     return root;
   };
 }
@@ -43210,32 +43497,32 @@ function tonelliShanks(P) {
     return sqrt3mod4;
   let cc = _Fp.pow(Z, Q2);
   const Q1div2 = (Q2 + _1n2) / _2n;
-  return function tonelliSlow(Fp, n) {
-    if (Fp.is0(n))
+  return function tonelliSlow(Fp2, n) {
+    if (Fp2.is0(n))
       return n;
-    if (FpLegendre(Fp, n) !== 1)
+    if (FpLegendre(Fp2, n) !== 1)
       throw new Error("Cannot find square root");
     let M = S;
-    let c = Fp.mul(Fp.ONE, cc);
-    let t = Fp.pow(n, Q2);
-    let R = Fp.pow(n, Q1div2);
-    while (!Fp.eql(t, Fp.ONE)) {
-      if (Fp.is0(t))
-        return Fp.ZERO;
+    let c = Fp2.mul(Fp2.ONE, cc);
+    let t = Fp2.pow(n, Q2);
+    let R = Fp2.pow(n, Q1div2);
+    while (!Fp2.eql(t, Fp2.ONE)) {
+      if (Fp2.is0(t))
+        return Fp2.ZERO;
       let i = 1;
-      let t_tmp = Fp.sqr(t);
-      while (!Fp.eql(t_tmp, Fp.ONE)) {
+      let t_tmp = Fp2.sqr(t);
+      while (!Fp2.eql(t_tmp, Fp2.ONE)) {
         i++;
-        t_tmp = Fp.sqr(t_tmp);
+        t_tmp = Fp2.sqr(t_tmp);
         if (i === M)
           throw new Error("Cannot find square root");
       }
       const exponent = _1n2 << BigInt(M - i - 1);
-      const b = Fp.pow(c, exponent);
+      const b = Fp2.pow(c, exponent);
       M = i;
-      c = Fp.sqr(b);
-      t = Fp.mul(t, c);
-      R = Fp.mul(R, b);
+      c = Fp2.sqr(b);
+      t = Fp2.mul(t, c);
+      R = Fp2.mul(R, b);
     }
     return R;
   };
@@ -43262,46 +43549,46 @@ function validateField(field) {
   validateObject(field, opts2);
   return field;
 }
-function FpPow(Fp, num, power) {
+function FpPow(Fp2, num, power) {
   if (power < _0n2)
     throw new Error("invalid exponent, negatives unsupported");
   if (power === _0n2)
-    return Fp.ONE;
+    return Fp2.ONE;
   if (power === _1n2)
     return num;
-  let p = Fp.ONE;
+  let p = Fp2.ONE;
   let d = num;
   while (power > _0n2) {
     if (power & _1n2)
-      p = Fp.mul(p, d);
-    d = Fp.sqr(d);
+      p = Fp2.mul(p, d);
+    d = Fp2.sqr(d);
     power >>= _1n2;
   }
   return p;
 }
-function FpInvertBatch(Fp, nums, passZero = false) {
-  const inverted = new Array(nums.length).fill(passZero ? Fp.ZERO : void 0);
+function FpInvertBatch(Fp2, nums, passZero = false) {
+  const inverted = new Array(nums.length).fill(passZero ? Fp2.ZERO : void 0);
   const multipliedAcc = nums.reduce((acc, num, i) => {
-    if (Fp.is0(num))
+    if (Fp2.is0(num))
       return acc;
     inverted[i] = acc;
-    return Fp.mul(acc, num);
-  }, Fp.ONE);
-  const invertedAcc = Fp.inv(multipliedAcc);
+    return Fp2.mul(acc, num);
+  }, Fp2.ONE);
+  const invertedAcc = Fp2.inv(multipliedAcc);
   nums.reduceRight((acc, num, i) => {
-    if (Fp.is0(num))
+    if (Fp2.is0(num))
       return acc;
-    inverted[i] = Fp.mul(acc, inverted[i]);
-    return Fp.mul(acc, num);
+    inverted[i] = Fp2.mul(acc, inverted[i]);
+    return Fp2.mul(acc, num);
   }, invertedAcc);
   return inverted;
 }
-function FpLegendre(Fp, n) {
-  const p1mod2 = (Fp.ORDER - _1n2) / _2n;
-  const powered = Fp.pow(n, p1mod2);
-  const yes = Fp.eql(powered, Fp.ONE);
-  const zero = Fp.eql(powered, Fp.ZERO);
-  const no = Fp.eql(powered, Fp.neg(Fp.ONE));
+function FpLegendre(Fp2, n) {
+  const p1mod2 = (Fp2.ORDER - _1n2) / _2n;
+  const powered = Fp2.pow(n, p1mod2);
+  const yes = Fp2.eql(powered, Fp2.ONE);
+  const zero = Fp2.eql(powered, Fp2.ZERO);
+  const no = Fp2.eql(powered, Fp2.neg(Fp2.ONE));
   if (!yes && !zero && !no)
     throw new Error("invalid Legendre symbol result");
   return yes ? 1 : zero ? 0 : -1;
@@ -43588,16 +43875,16 @@ function createCurveFields(type, CURVE, curveOpts = {}, FpFnLE) {
     if (!(typeof val === "bigint" && val > _0n3))
       throw new Error(`CURVE.${p} must be positive bigint`);
   }
-  const Fp = createField(CURVE.p, curveOpts.Fp, FpFnLE);
+  const Fp2 = createField(CURVE.p, curveOpts.Fp, FpFnLE);
   const Fn = createField(CURVE.n, curveOpts.Fn, FpFnLE);
   const _b = type === "weierstrass" ? "b" : "d";
   const params = ["Gx", "Gy", "a", _b];
   for (const p of params) {
-    if (!Fp.isValid(CURVE[p]))
+    if (!Fp2.isValid(CURVE[p]))
       throw new Error(`CURVE.${p} must be valid field element of CURVE.Fp`);
   }
   CURVE = Object.freeze(Object.assign({}, CURVE));
-  return { CURVE, Fp, Fn };
+  return { CURVE, Fp: Fp2, Fn };
 }
 function createKeygen(randomSecretKey, getPublicKey) {
   return function keygen(seed) {
@@ -43985,7 +44272,7 @@ function validateSigOpts(opts2, def) {
 }
 function weierstrass(params, extraOpts = {}) {
   const validated = createCurveFields("weierstrass", params, extraOpts);
-  const { Fp, Fn } = validated;
+  const { Fp: Fp2, Fn } = validated;
   let CURVE = validated.CURVE;
   const { h: cofactor, n: CURVE_ORDER } = CURVE;
   validateObject(extraOpts, {}, {
@@ -43998,25 +44285,25 @@ function weierstrass(params, extraOpts = {}) {
   });
   const { endo } = extraOpts;
   if (endo) {
-    if (!Fp.is0(CURVE.a) || typeof endo.beta !== "bigint" || !Array.isArray(endo.basises)) {
+    if (!Fp2.is0(CURVE.a) || typeof endo.beta !== "bigint" || !Array.isArray(endo.basises)) {
       throw new Error('invalid endo: expected "beta": bigint and "basises": array');
     }
   }
-  const lengths = getWLengths(Fp, Fn);
+  const lengths = getWLengths(Fp2, Fn);
   function assertCompressionIsSupported() {
-    if (!Fp.isOdd)
+    if (!Fp2.isOdd)
       throw new Error("compression is not supported: Field does not have .isOdd()");
   }
   function pointToBytes(_c, point, isCompressed) {
     const { x, y } = point.toAffine();
-    const bx = Fp.toBytes(x);
+    const bx = Fp2.toBytes(x);
     abool2(isCompressed, "isCompressed");
     if (isCompressed) {
       assertCompressionIsSupported();
-      const hasEvenY = !Fp.isOdd(y);
+      const hasEvenY = !Fp2.isOdd(y);
       return concatBytes2(pprefix(hasEvenY), bx);
     } else {
-      return concatBytes2(Uint8Array.of(4), bx, Fp.toBytes(y));
+      return concatBytes2(Uint8Array.of(4), bx, Fp2.toBytes(y));
     }
   }
   function pointFromBytes(bytes) {
@@ -44026,27 +44313,27 @@ function weierstrass(params, extraOpts = {}) {
     const head = bytes[0];
     const tail2 = bytes.subarray(1);
     if (length === comp && (head === 2 || head === 3)) {
-      const x = Fp.fromBytes(tail2);
-      if (!Fp.isValid(x))
+      const x = Fp2.fromBytes(tail2);
+      if (!Fp2.isValid(x))
         throw new Error("bad point: is not on curve, wrong x");
       const y2 = weierstrassEquation(x);
       let y;
       try {
-        y = Fp.sqrt(y2);
+        y = Fp2.sqrt(y2);
       } catch (sqrtError) {
         const err = sqrtError instanceof Error ? ": " + sqrtError.message : "";
         throw new Error("bad point: is not on curve, sqrt error" + err);
       }
       assertCompressionIsSupported();
-      const evenY = Fp.isOdd(y);
+      const evenY = Fp2.isOdd(y);
       const evenH = (head & 1) === 1;
       if (evenH !== evenY)
-        y = Fp.neg(y);
+        y = Fp2.neg(y);
       return { x, y };
     } else if (length === uncomp && head === 4) {
-      const L = Fp.BYTES;
-      const x = Fp.fromBytes(tail2.subarray(0, L));
-      const y = Fp.fromBytes(tail2.subarray(L, L * 2));
+      const L = Fp2.BYTES;
+      const x = Fp2.fromBytes(tail2.subarray(0, L));
+      const y = Fp2.fromBytes(tail2.subarray(L, L * 2));
       if (!isValidXY(x, y))
         throw new Error("bad point: is not on curve");
       return { x, y };
@@ -44057,23 +44344,23 @@ function weierstrass(params, extraOpts = {}) {
   const encodePoint = extraOpts.toBytes || pointToBytes;
   const decodePoint = extraOpts.fromBytes || pointFromBytes;
   function weierstrassEquation(x) {
-    const x2 = Fp.sqr(x);
-    const x3 = Fp.mul(x2, x);
-    return Fp.add(Fp.add(x3, Fp.mul(x, CURVE.a)), CURVE.b);
+    const x2 = Fp2.sqr(x);
+    const x3 = Fp2.mul(x2, x);
+    return Fp2.add(Fp2.add(x3, Fp2.mul(x, CURVE.a)), CURVE.b);
   }
   function isValidXY(x, y) {
-    const left = Fp.sqr(y);
+    const left = Fp2.sqr(y);
     const right = weierstrassEquation(x);
-    return Fp.eql(left, right);
+    return Fp2.eql(left, right);
   }
   if (!isValidXY(CURVE.Gx, CURVE.Gy))
     throw new Error("bad curve params: generator point");
-  const _4a3 = Fp.mul(Fp.pow(CURVE.a, _3n2), _4n2);
-  const _27b2 = Fp.mul(Fp.sqr(CURVE.b), BigInt(27));
-  if (Fp.is0(Fp.add(_4a3, _27b2)))
+  const _4a3 = Fp2.mul(Fp2.pow(CURVE.a, _3n2), _4n2);
+  const _27b2 = Fp2.mul(Fp2.sqr(CURVE.b), BigInt(27));
+  if (Fp2.is0(Fp2.add(_4a3, _27b2)))
     throw new Error("bad curve params: a or b");
   function acoord(title, n, banZero = false) {
-    if (!Fp.isValid(n) || banZero && Fp.is0(n))
+    if (!Fp2.isValid(n) || banZero && Fp2.is0(n))
       throw new Error(`bad point coordinate ${title}`);
     return n;
   }
@@ -44088,28 +44375,28 @@ function weierstrass(params, extraOpts = {}) {
   }
   const toAffineMemo = memoized((p, iz) => {
     const { X, Y, Z } = p;
-    if (Fp.eql(Z, Fp.ONE))
+    if (Fp2.eql(Z, Fp2.ONE))
       return { x: X, y: Y };
     const is0 = p.is0();
     if (iz == null)
-      iz = is0 ? Fp.ONE : Fp.inv(Z);
-    const x = Fp.mul(X, iz);
-    const y = Fp.mul(Y, iz);
-    const zz = Fp.mul(Z, iz);
+      iz = is0 ? Fp2.ONE : Fp2.inv(Z);
+    const x = Fp2.mul(X, iz);
+    const y = Fp2.mul(Y, iz);
+    const zz = Fp2.mul(Z, iz);
     if (is0)
-      return { x: Fp.ZERO, y: Fp.ZERO };
-    if (!Fp.eql(zz, Fp.ONE))
+      return { x: Fp2.ZERO, y: Fp2.ZERO };
+    if (!Fp2.eql(zz, Fp2.ONE))
       throw new Error("invZ was invalid");
     return { x, y };
   });
   const assertValidMemo = memoized((p) => {
     if (p.is0()) {
-      if (extraOpts.allowInfinityPoint && !Fp.is0(p.Y))
+      if (extraOpts.allowInfinityPoint && !Fp2.is0(p.Y))
         return;
       throw new Error("bad point: ZERO");
     }
     const { x, y } = p.toAffine();
-    if (!Fp.isValid(x) || !Fp.isValid(y))
+    if (!Fp2.isValid(x) || !Fp2.isValid(y))
       throw new Error("bad point: x or y not field elements");
     if (!isValidXY(x, y))
       throw new Error("bad point: equation left != right");
@@ -44118,19 +44405,19 @@ function weierstrass(params, extraOpts = {}) {
     return true;
   });
   function finishEndo(endoBeta, k1p, k2p, k1neg, k2neg) {
-    k2p = new Point(Fp.mul(k2p.X, endoBeta), k2p.Y, k2p.Z);
+    k2p = new Point(Fp2.mul(k2p.X, endoBeta), k2p.Y, k2p.Z);
     k1p = negateCt(k1neg, k1p);
     k2p = negateCt(k2neg, k2p);
     return k1p.add(k2p);
   }
   class Point {
     // base / generator point
-    static BASE = new Point(CURVE.Gx, CURVE.Gy, Fp.ONE);
+    static BASE = new Point(CURVE.Gx, CURVE.Gy, Fp2.ONE);
     // zero / infinity / identity point
-    static ZERO = new Point(Fp.ZERO, Fp.ONE, Fp.ZERO);
+    static ZERO = new Point(Fp2.ZERO, Fp2.ONE, Fp2.ZERO);
     // 0, 1, 0
     // math field
-    static Fp = Fp;
+    static Fp = Fp2;
     // scalar field
     static Fn = Fn;
     X;
@@ -44149,13 +44436,13 @@ function weierstrass(params, extraOpts = {}) {
     /** Does NOT validate if the point is valid. Use `.assertValidity()`. */
     static fromAffine(p) {
       const { x, y } = p || {};
-      if (!p || !Fp.isValid(x) || !Fp.isValid(y))
+      if (!p || !Fp2.isValid(x) || !Fp2.isValid(y))
         throw new Error("invalid affine point");
       if (p instanceof Point)
         throw new Error("projective point not allowed");
-      if (Fp.is0(x) && Fp.is0(y))
+      if (Fp2.is0(x) && Fp2.is0(y))
         return Point.ZERO;
-      return new Point(x, y, Fp.ONE);
+      return new Point(x, y, Fp2.ONE);
     }
     static fromBytes(bytes) {
       const P = Point.fromAffine(decodePoint(abytes4(bytes, void 0, "point")));
@@ -44190,22 +44477,22 @@ function weierstrass(params, extraOpts = {}) {
     }
     hasEvenY() {
       const { y } = this.toAffine();
-      if (!Fp.isOdd)
+      if (!Fp2.isOdd)
         throw new Error("Field doesn't support isOdd");
-      return !Fp.isOdd(y);
+      return !Fp2.isOdd(y);
     }
     /** Compare one point to another. */
     equals(other) {
       aprjpoint(other);
       const { X: X1, Y: Y1, Z: Z1 } = this;
       const { X: X2, Y: Y2, Z: Z2 } = other;
-      const U1 = Fp.eql(Fp.mul(X1, Z2), Fp.mul(X2, Z1));
-      const U2 = Fp.eql(Fp.mul(Y1, Z2), Fp.mul(Y2, Z1));
+      const U1 = Fp2.eql(Fp2.mul(X1, Z2), Fp2.mul(X2, Z1));
+      const U2 = Fp2.eql(Fp2.mul(Y1, Z2), Fp2.mul(Y2, Z1));
       return U1 && U2;
     }
     /** Flips point to one corresponding to (x, -y) in Affine coordinates. */
     negate() {
-      return new Point(this.X, Fp.neg(this.Y), this.Z);
+      return new Point(this.X, Fp2.neg(this.Y), this.Z);
     }
     // Renes-Costello-Batina exception-free doubling formula.
     // There is 30% faster Jacobian formula, but it is not complete.
@@ -44213,40 +44500,40 @@ function weierstrass(params, extraOpts = {}) {
     // Cost: 8M + 3S + 3*a + 2*b3 + 15add.
     double() {
       const { a, b } = CURVE;
-      const b3 = Fp.mul(b, _3n2);
+      const b3 = Fp2.mul(b, _3n2);
       const { X: X1, Y: Y1, Z: Z1 } = this;
-      let X3 = Fp.ZERO, Y3 = Fp.ZERO, Z3 = Fp.ZERO;
-      let t0 = Fp.mul(X1, X1);
-      let t1 = Fp.mul(Y1, Y1);
-      let t2 = Fp.mul(Z1, Z1);
-      let t3 = Fp.mul(X1, Y1);
-      t3 = Fp.add(t3, t3);
-      Z3 = Fp.mul(X1, Z1);
-      Z3 = Fp.add(Z3, Z3);
-      X3 = Fp.mul(a, Z3);
-      Y3 = Fp.mul(b3, t2);
-      Y3 = Fp.add(X3, Y3);
-      X3 = Fp.sub(t1, Y3);
-      Y3 = Fp.add(t1, Y3);
-      Y3 = Fp.mul(X3, Y3);
-      X3 = Fp.mul(t3, X3);
-      Z3 = Fp.mul(b3, Z3);
-      t2 = Fp.mul(a, t2);
-      t3 = Fp.sub(t0, t2);
-      t3 = Fp.mul(a, t3);
-      t3 = Fp.add(t3, Z3);
-      Z3 = Fp.add(t0, t0);
-      t0 = Fp.add(Z3, t0);
-      t0 = Fp.add(t0, t2);
-      t0 = Fp.mul(t0, t3);
-      Y3 = Fp.add(Y3, t0);
-      t2 = Fp.mul(Y1, Z1);
-      t2 = Fp.add(t2, t2);
-      t0 = Fp.mul(t2, t3);
-      X3 = Fp.sub(X3, t0);
-      Z3 = Fp.mul(t2, t1);
-      Z3 = Fp.add(Z3, Z3);
-      Z3 = Fp.add(Z3, Z3);
+      let X3 = Fp2.ZERO, Y3 = Fp2.ZERO, Z3 = Fp2.ZERO;
+      let t0 = Fp2.mul(X1, X1);
+      let t1 = Fp2.mul(Y1, Y1);
+      let t2 = Fp2.mul(Z1, Z1);
+      let t3 = Fp2.mul(X1, Y1);
+      t3 = Fp2.add(t3, t3);
+      Z3 = Fp2.mul(X1, Z1);
+      Z3 = Fp2.add(Z3, Z3);
+      X3 = Fp2.mul(a, Z3);
+      Y3 = Fp2.mul(b3, t2);
+      Y3 = Fp2.add(X3, Y3);
+      X3 = Fp2.sub(t1, Y3);
+      Y3 = Fp2.add(t1, Y3);
+      Y3 = Fp2.mul(X3, Y3);
+      X3 = Fp2.mul(t3, X3);
+      Z3 = Fp2.mul(b3, Z3);
+      t2 = Fp2.mul(a, t2);
+      t3 = Fp2.sub(t0, t2);
+      t3 = Fp2.mul(a, t3);
+      t3 = Fp2.add(t3, Z3);
+      Z3 = Fp2.add(t0, t0);
+      t0 = Fp2.add(Z3, t0);
+      t0 = Fp2.add(t0, t2);
+      t0 = Fp2.mul(t0, t3);
+      Y3 = Fp2.add(Y3, t0);
+      t2 = Fp2.mul(Y1, Z1);
+      t2 = Fp2.add(t2, t2);
+      t0 = Fp2.mul(t2, t3);
+      X3 = Fp2.sub(X3, t0);
+      Z3 = Fp2.mul(t2, t1);
+      Z3 = Fp2.add(Z3, Z3);
+      Z3 = Fp2.add(Z3, Z3);
       return new Point(X3, Y3, Z3);
     }
     // Renes-Costello-Batina exception-free addition formula.
@@ -44257,49 +44544,49 @@ function weierstrass(params, extraOpts = {}) {
       aprjpoint(other);
       const { X: X1, Y: Y1, Z: Z1 } = this;
       const { X: X2, Y: Y2, Z: Z2 } = other;
-      let X3 = Fp.ZERO, Y3 = Fp.ZERO, Z3 = Fp.ZERO;
+      let X3 = Fp2.ZERO, Y3 = Fp2.ZERO, Z3 = Fp2.ZERO;
       const a = CURVE.a;
-      const b3 = Fp.mul(CURVE.b, _3n2);
-      let t0 = Fp.mul(X1, X2);
-      let t1 = Fp.mul(Y1, Y2);
-      let t2 = Fp.mul(Z1, Z2);
-      let t3 = Fp.add(X1, Y1);
-      let t4 = Fp.add(X2, Y2);
-      t3 = Fp.mul(t3, t4);
-      t4 = Fp.add(t0, t1);
-      t3 = Fp.sub(t3, t4);
-      t4 = Fp.add(X1, Z1);
-      let t5 = Fp.add(X2, Z2);
-      t4 = Fp.mul(t4, t5);
-      t5 = Fp.add(t0, t2);
-      t4 = Fp.sub(t4, t5);
-      t5 = Fp.add(Y1, Z1);
-      X3 = Fp.add(Y2, Z2);
-      t5 = Fp.mul(t5, X3);
-      X3 = Fp.add(t1, t2);
-      t5 = Fp.sub(t5, X3);
-      Z3 = Fp.mul(a, t4);
-      X3 = Fp.mul(b3, t2);
-      Z3 = Fp.add(X3, Z3);
-      X3 = Fp.sub(t1, Z3);
-      Z3 = Fp.add(t1, Z3);
-      Y3 = Fp.mul(X3, Z3);
-      t1 = Fp.add(t0, t0);
-      t1 = Fp.add(t1, t0);
-      t2 = Fp.mul(a, t2);
-      t4 = Fp.mul(b3, t4);
-      t1 = Fp.add(t1, t2);
-      t2 = Fp.sub(t0, t2);
-      t2 = Fp.mul(a, t2);
-      t4 = Fp.add(t4, t2);
-      t0 = Fp.mul(t1, t4);
-      Y3 = Fp.add(Y3, t0);
-      t0 = Fp.mul(t5, t4);
-      X3 = Fp.mul(t3, X3);
-      X3 = Fp.sub(X3, t0);
-      t0 = Fp.mul(t3, t1);
-      Z3 = Fp.mul(t5, Z3);
-      Z3 = Fp.add(Z3, t0);
+      const b3 = Fp2.mul(CURVE.b, _3n2);
+      let t0 = Fp2.mul(X1, X2);
+      let t1 = Fp2.mul(Y1, Y2);
+      let t2 = Fp2.mul(Z1, Z2);
+      let t3 = Fp2.add(X1, Y1);
+      let t4 = Fp2.add(X2, Y2);
+      t3 = Fp2.mul(t3, t4);
+      t4 = Fp2.add(t0, t1);
+      t3 = Fp2.sub(t3, t4);
+      t4 = Fp2.add(X1, Z1);
+      let t5 = Fp2.add(X2, Z2);
+      t4 = Fp2.mul(t4, t5);
+      t5 = Fp2.add(t0, t2);
+      t4 = Fp2.sub(t4, t5);
+      t5 = Fp2.add(Y1, Z1);
+      X3 = Fp2.add(Y2, Z2);
+      t5 = Fp2.mul(t5, X3);
+      X3 = Fp2.add(t1, t2);
+      t5 = Fp2.sub(t5, X3);
+      Z3 = Fp2.mul(a, t4);
+      X3 = Fp2.mul(b3, t2);
+      Z3 = Fp2.add(X3, Z3);
+      X3 = Fp2.sub(t1, Z3);
+      Z3 = Fp2.add(t1, Z3);
+      Y3 = Fp2.mul(X3, Z3);
+      t1 = Fp2.add(t0, t0);
+      t1 = Fp2.add(t1, t0);
+      t2 = Fp2.mul(a, t2);
+      t4 = Fp2.mul(b3, t4);
+      t1 = Fp2.add(t1, t2);
+      t2 = Fp2.sub(t0, t2);
+      t2 = Fp2.mul(a, t2);
+      t4 = Fp2.add(t4, t2);
+      t0 = Fp2.mul(t1, t4);
+      Y3 = Fp2.add(Y3, t0);
+      t0 = Fp2.mul(t5, t4);
+      X3 = Fp2.mul(t3, X3);
+      X3 = Fp2.sub(X3, t0);
+      t0 = Fp2.mul(t3, t1);
+      Z3 = Fp2.mul(t5, Z3);
+      Z3 = Fp2.add(Z3, t0);
       return new Point(X3, Y3, Z3);
     }
     subtract(other) {
@@ -44410,11 +44697,11 @@ function weierstrass(params, extraOpts = {}) {
 function pprefix(hasEvenY) {
   return Uint8Array.of(hasEvenY ? 2 : 3);
 }
-function getWLengths(Fp, Fn) {
+function getWLengths(Fp2, Fn) {
   return {
     secretKey: Fn.BYTES,
-    publicKey: 1 + Fp.BYTES,
-    publicKeyUncompressed: 1 + 2 * Fp.BYTES,
+    publicKey: 1 + Fp2.BYTES,
+    publicKeyUncompressed: 1 + 2 * Fp2.BYTES,
     publicKeyHasPrefix: true,
     signature: 2 * Fn.BYTES
   };
@@ -44486,9 +44773,9 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   ecdsaOpts = Object.assign({}, ecdsaOpts);
-  const randomBytes8 = ecdsaOpts.randomBytes || randomBytes3;
+  const randomBytes9 = ecdsaOpts.randomBytes || randomBytes3;
   const hmac3 = ecdsaOpts.hmac || ((key, msg) => hmac2(hash, key, msg));
-  const { Fp, Fn } = Point;
+  const { Fp: Fp2, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
   const { keygen, getPublicKey, getSharedSecret, utils, lengths } = ecdh(Point, ecdsaOpts);
   const defaultSigOpts = {
@@ -44497,7 +44784,7 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
     format: "compact",
     extraEntropy: false
   };
-  const hasLargeCofactor = CURVE_ORDER * _2n3 < Fp.ORDER;
+  const hasLargeCofactor = CURVE_ORDER * _2n3 < Fp2.ORDER;
   function isBiggerThanHalfOrder(number) {
     const HALF = CURVE_ORDER >> _1n5;
     return number > HALF;
@@ -44565,9 +44852,9 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
       const { r, s } = this;
       const recovery = this.assertRecovery();
       const radj = recovery === 2 || recovery === 3 ? r + CURVE_ORDER : r;
-      if (!Fp.isValid(radj))
+      if (!Fp2.isValid(radj))
         throw new Error("invalid recovery id: sig.r+curve.n != R.x");
-      const x = Fp.toBytes(radj);
+      const x = Fp2.toBytes(radj);
       const R = Point.fromBytes(concatBytes2(pprefix((recovery & 1) === 0), x));
       const ir = Fn.inv(radj);
       const h = bits2int_modN(abytes4(messageHash, void 0, "msgHash"));
@@ -44628,7 +44915,7 @@ function ecdsa(Point, hash, ecdsaOpts = {}) {
       throw new Error("invalid private key");
     const seedArgs = [int2octets(d), int2octets(h1int)];
     if (extraEntropy != null && extraEntropy !== false) {
-      const e = extraEntropy === true ? randomBytes8(lengths.secretKey) : extraEntropy;
+      const e = extraEntropy === true ? randomBytes9(lengths.secretKey) : extraEntropy;
       seedArgs.push(abytes4(e, void 0, "extraEntropy"));
     }
     const seed = concatBytes2(...seedArgs);
@@ -44968,51 +45255,51 @@ var init_md2 = __esm({
 });
 
 // node_modules/@noble/post-quantum/node_modules/@noble/hashes/_u64.js
-function fromBig(n, le = false) {
+function fromBig2(n, le = false) {
   if (le)
-    return { h: Number(n & U32_MASK64), l: Number(n >> _32n & U32_MASK64) };
-  return { h: Number(n >> _32n & U32_MASK64) | 0, l: Number(n & U32_MASK64) | 0 };
+    return { h: Number(n & U32_MASK642), l: Number(n >> _32n2 & U32_MASK642) };
+  return { h: Number(n >> _32n2 & U32_MASK642) | 0, l: Number(n & U32_MASK642) | 0 };
 }
-function split(lst, le = false) {
+function split2(lst, le = false) {
   const len = lst.length;
   let Ah = new Uint32Array(len);
   let Al = new Uint32Array(len);
   for (let i = 0; i < len; i++) {
-    const { h, l } = fromBig(lst[i], le);
+    const { h, l } = fromBig2(lst[i], le);
     [Ah[i], Al[i]] = [h, l];
   }
   return [Ah, Al];
 }
-function add(Ah, Al, Bh, Bl) {
+function add2(Ah, Al, Bh, Bl) {
   const l = (Al >>> 0) + (Bl >>> 0);
   return { h: Ah + Bh + (l / 2 ** 32 | 0) | 0, l: l | 0 };
 }
-var U32_MASK64, _32n, shrSH, shrSL, rotrSH, rotrSL, rotrBH, rotrBL, rotlSH, rotlSL, rotlBH, rotlBL, add3L, add3H, add4L, add4H, add5L, add5H;
+var U32_MASK642, _32n2, shrSH2, shrSL2, rotrSH2, rotrSL2, rotrBH2, rotrBL2, rotlSH, rotlSL, rotlBH, rotlBL, add3L2, add3H2, add4L2, add4H2, add5L2, add5H2;
 var init_u642 = __esm({
   "node_modules/@noble/post-quantum/node_modules/@noble/hashes/_u64.js"() {
-    U32_MASK64 = /* @__PURE__ */ BigInt(2 ** 32 - 1);
-    _32n = /* @__PURE__ */ BigInt(32);
-    shrSH = (h, _l, s) => h >>> s;
-    shrSL = (h, l, s) => h << 32 - s | l >>> s;
-    rotrSH = (h, l, s) => h >>> s | l << 32 - s;
-    rotrSL = (h, l, s) => h << 32 - s | l >>> s;
-    rotrBH = (h, l, s) => h << 64 - s | l >>> s - 32;
-    rotrBL = (h, l, s) => h >>> s - 32 | l << 64 - s;
+    U32_MASK642 = /* @__PURE__ */ BigInt(2 ** 32 - 1);
+    _32n2 = /* @__PURE__ */ BigInt(32);
+    shrSH2 = (h, _l, s) => h >>> s;
+    shrSL2 = (h, l, s) => h << 32 - s | l >>> s;
+    rotrSH2 = (h, l, s) => h >>> s | l << 32 - s;
+    rotrSL2 = (h, l, s) => h << 32 - s | l >>> s;
+    rotrBH2 = (h, l, s) => h << 64 - s | l >>> s - 32;
+    rotrBL2 = (h, l, s) => h >>> s - 32 | l << 64 - s;
     rotlSH = (h, l, s) => h << s | l >>> 32 - s;
     rotlSL = (h, l, s) => l << s | h >>> 32 - s;
     rotlBH = (h, l, s) => l << s - 32 | h >>> 64 - s;
     rotlBL = (h, l, s) => h << s - 32 | l >>> 64 - s;
-    add3L = (Al, Bl, Cl) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0);
-    add3H = (low, Ah, Bh, Ch) => Ah + Bh + Ch + (low / 2 ** 32 | 0) | 0;
-    add4L = (Al, Bl, Cl, Dl) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0) + (Dl >>> 0);
-    add4H = (low, Ah, Bh, Ch, Dh) => Ah + Bh + Ch + Dh + (low / 2 ** 32 | 0) | 0;
-    add5L = (Al, Bl, Cl, Dl, El) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0) + (Dl >>> 0) + (El >>> 0);
-    add5H = (low, Ah, Bh, Ch, Dh, Eh) => Ah + Bh + Ch + Dh + Eh + (low / 2 ** 32 | 0) | 0;
+    add3L2 = (Al, Bl, Cl) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0);
+    add3H2 = (low, Ah, Bh, Ch) => Ah + Bh + Ch + (low / 2 ** 32 | 0) | 0;
+    add4L2 = (Al, Bl, Cl, Dl) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0) + (Dl >>> 0);
+    add4H2 = (low, Ah, Bh, Ch, Dh) => Ah + Bh + Ch + Dh + (low / 2 ** 32 | 0) | 0;
+    add5L2 = (Al, Bl, Cl, Dl, El) => (Al >>> 0) + (Bl >>> 0) + (Cl >>> 0) + (Dl >>> 0) + (El >>> 0);
+    add5H2 = (low, Ah, Bh, Ch, Dh, Eh) => Ah + Bh + Ch + Dh + Eh + (low / 2 ** 32 | 0) | 0;
   }
 });
 
 // node_modules/@noble/post-quantum/node_modules/@noble/hashes/sha2.js
-var SHA256_K2, SHA256_W2, SHA2_32B2, _SHA2562, K512, SHA512_Kh, SHA512_Kl, SHA512_W_H, SHA512_W_L, SHA2_64B, _SHA384, sha2562, sha384;
+var SHA256_K2, SHA256_W2, SHA2_32B2, _SHA2562, K5122, SHA512_Kh2, SHA512_Kl2, SHA512_W_H2, SHA512_W_L2, SHA2_64B2, _SHA384, sha2562, sha384;
 var init_sha22 = __esm({
   "node_modules/@noble/post-quantum/node_modules/@noble/hashes/sha2.js"() {
     init_md2();
@@ -45162,7 +45449,7 @@ var init_sha22 = __esm({
         super(32);
       }
     };
-    K512 = /* @__PURE__ */ (() => split([
+    K5122 = /* @__PURE__ */ (() => split2([
       "0x428a2f98d728ae22",
       "0x7137449123ef65cd",
       "0xb5c0fbcfec4d3b2f",
@@ -45244,11 +45531,11 @@ var init_sha22 = __esm({
       "0x5fcb6fab3ad6faec",
       "0x6c44198c4a475817"
     ].map((n) => BigInt(n))))();
-    SHA512_Kh = /* @__PURE__ */ (() => K512[0])();
-    SHA512_Kl = /* @__PURE__ */ (() => K512[1])();
-    SHA512_W_H = /* @__PURE__ */ new Uint32Array(80);
-    SHA512_W_L = /* @__PURE__ */ new Uint32Array(80);
-    SHA2_64B = class extends HashMD2 {
+    SHA512_Kh2 = /* @__PURE__ */ (() => K5122[0])();
+    SHA512_Kl2 = /* @__PURE__ */ (() => K5122[1])();
+    SHA512_W_H2 = /* @__PURE__ */ new Uint32Array(80);
+    SHA512_W_L2 = /* @__PURE__ */ new Uint32Array(80);
+    SHA2_64B2 = class extends HashMD2 {
       constructor(outputLen) {
         super(128, outputLen, 16, false);
       }
@@ -45278,34 +45565,34 @@ var init_sha22 = __esm({
       }
       process(view, offset) {
         for (let i = 0; i < 16; i++, offset += 4) {
-          SHA512_W_H[i] = view.getUint32(offset);
-          SHA512_W_L[i] = view.getUint32(offset += 4);
+          SHA512_W_H2[i] = view.getUint32(offset);
+          SHA512_W_L2[i] = view.getUint32(offset += 4);
         }
         for (let i = 16; i < 80; i++) {
-          const W15h = SHA512_W_H[i - 15] | 0;
-          const W15l = SHA512_W_L[i - 15] | 0;
-          const s0h = rotrSH(W15h, W15l, 1) ^ rotrSH(W15h, W15l, 8) ^ shrSH(W15h, W15l, 7);
-          const s0l = rotrSL(W15h, W15l, 1) ^ rotrSL(W15h, W15l, 8) ^ shrSL(W15h, W15l, 7);
-          const W2h = SHA512_W_H[i - 2] | 0;
-          const W2l = SHA512_W_L[i - 2] | 0;
-          const s1h = rotrSH(W2h, W2l, 19) ^ rotrBH(W2h, W2l, 61) ^ shrSH(W2h, W2l, 6);
-          const s1l = rotrSL(W2h, W2l, 19) ^ rotrBL(W2h, W2l, 61) ^ shrSL(W2h, W2l, 6);
-          const SUMl = add4L(s0l, s1l, SHA512_W_L[i - 7], SHA512_W_L[i - 16]);
-          const SUMh = add4H(SUMl, s0h, s1h, SHA512_W_H[i - 7], SHA512_W_H[i - 16]);
-          SHA512_W_H[i] = SUMh | 0;
-          SHA512_W_L[i] = SUMl | 0;
+          const W15h = SHA512_W_H2[i - 15] | 0;
+          const W15l = SHA512_W_L2[i - 15] | 0;
+          const s0h = rotrSH2(W15h, W15l, 1) ^ rotrSH2(W15h, W15l, 8) ^ shrSH2(W15h, W15l, 7);
+          const s0l = rotrSL2(W15h, W15l, 1) ^ rotrSL2(W15h, W15l, 8) ^ shrSL2(W15h, W15l, 7);
+          const W2h = SHA512_W_H2[i - 2] | 0;
+          const W2l = SHA512_W_L2[i - 2] | 0;
+          const s1h = rotrSH2(W2h, W2l, 19) ^ rotrBH2(W2h, W2l, 61) ^ shrSH2(W2h, W2l, 6);
+          const s1l = rotrSL2(W2h, W2l, 19) ^ rotrBL2(W2h, W2l, 61) ^ shrSL2(W2h, W2l, 6);
+          const SUMl = add4L2(s0l, s1l, SHA512_W_L2[i - 7], SHA512_W_L2[i - 16]);
+          const SUMh = add4H2(SUMl, s0h, s1h, SHA512_W_H2[i - 7], SHA512_W_H2[i - 16]);
+          SHA512_W_H2[i] = SUMh | 0;
+          SHA512_W_L2[i] = SUMl | 0;
         }
         let { Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl } = this;
         for (let i = 0; i < 80; i++) {
-          const sigma1h = rotrSH(Eh, El, 14) ^ rotrSH(Eh, El, 18) ^ rotrBH(Eh, El, 41);
-          const sigma1l = rotrSL(Eh, El, 14) ^ rotrSL(Eh, El, 18) ^ rotrBL(Eh, El, 41);
+          const sigma1h = rotrSH2(Eh, El, 14) ^ rotrSH2(Eh, El, 18) ^ rotrBH2(Eh, El, 41);
+          const sigma1l = rotrSL2(Eh, El, 14) ^ rotrSL2(Eh, El, 18) ^ rotrBL2(Eh, El, 41);
           const CHIh = Eh & Fh ^ ~Eh & Gh;
           const CHIl = El & Fl ^ ~El & Gl;
-          const T1ll = add5L(Hl, sigma1l, CHIl, SHA512_Kl[i], SHA512_W_L[i]);
-          const T1h = add5H(T1ll, Hh, sigma1h, CHIh, SHA512_Kh[i], SHA512_W_H[i]);
+          const T1ll = add5L2(Hl, sigma1l, CHIl, SHA512_Kl2[i], SHA512_W_L2[i]);
+          const T1h = add5H2(T1ll, Hh, sigma1h, CHIh, SHA512_Kh2[i], SHA512_W_H2[i]);
           const T1l = T1ll | 0;
-          const sigma0h = rotrSH(Ah, Al, 28) ^ rotrBH(Ah, Al, 34) ^ rotrBH(Ah, Al, 39);
-          const sigma0l = rotrSL(Ah, Al, 28) ^ rotrBL(Ah, Al, 34) ^ rotrBL(Ah, Al, 39);
+          const sigma0h = rotrSH2(Ah, Al, 28) ^ rotrBH2(Ah, Al, 34) ^ rotrBH2(Ah, Al, 39);
+          const sigma0l = rotrSL2(Ah, Al, 28) ^ rotrBL2(Ah, Al, 34) ^ rotrBL2(Ah, Al, 39);
           const MAJh = Ah & Bh ^ Ah & Ch ^ Bh & Ch;
           const MAJl = Al & Bl ^ Al & Cl ^ Bl & Cl;
           Hh = Gh | 0;
@@ -45314,36 +45601,36 @@ var init_sha22 = __esm({
           Gl = Fl | 0;
           Fh = Eh | 0;
           Fl = El | 0;
-          ({ h: Eh, l: El } = add(Dh | 0, Dl | 0, T1h | 0, T1l | 0));
+          ({ h: Eh, l: El } = add2(Dh | 0, Dl | 0, T1h | 0, T1l | 0));
           Dh = Ch | 0;
           Dl = Cl | 0;
           Ch = Bh | 0;
           Cl = Bl | 0;
           Bh = Ah | 0;
           Bl = Al | 0;
-          const All = add3L(T1l, sigma0l, MAJl);
-          Ah = add3H(All, T1h, sigma0h, MAJh);
+          const All = add3L2(T1l, sigma0l, MAJl);
+          Ah = add3H2(All, T1h, sigma0h, MAJh);
           Al = All | 0;
         }
-        ({ h: Ah, l: Al } = add(this.Ah | 0, this.Al | 0, Ah | 0, Al | 0));
-        ({ h: Bh, l: Bl } = add(this.Bh | 0, this.Bl | 0, Bh | 0, Bl | 0));
-        ({ h: Ch, l: Cl } = add(this.Ch | 0, this.Cl | 0, Ch | 0, Cl | 0));
-        ({ h: Dh, l: Dl } = add(this.Dh | 0, this.Dl | 0, Dh | 0, Dl | 0));
-        ({ h: Eh, l: El } = add(this.Eh | 0, this.El | 0, Eh | 0, El | 0));
-        ({ h: Fh, l: Fl } = add(this.Fh | 0, this.Fl | 0, Fh | 0, Fl | 0));
-        ({ h: Gh, l: Gl } = add(this.Gh | 0, this.Gl | 0, Gh | 0, Gl | 0));
-        ({ h: Hh, l: Hl } = add(this.Hh | 0, this.Hl | 0, Hh | 0, Hl | 0));
+        ({ h: Ah, l: Al } = add2(this.Ah | 0, this.Al | 0, Ah | 0, Al | 0));
+        ({ h: Bh, l: Bl } = add2(this.Bh | 0, this.Bl | 0, Bh | 0, Bl | 0));
+        ({ h: Ch, l: Cl } = add2(this.Ch | 0, this.Cl | 0, Ch | 0, Cl | 0));
+        ({ h: Dh, l: Dl } = add2(this.Dh | 0, this.Dl | 0, Dh | 0, Dl | 0));
+        ({ h: Eh, l: El } = add2(this.Eh | 0, this.El | 0, Eh | 0, El | 0));
+        ({ h: Fh, l: Fl } = add2(this.Fh | 0, this.Fl | 0, Fh | 0, Fl | 0));
+        ({ h: Gh, l: Gl } = add2(this.Gh | 0, this.Gl | 0, Gh | 0, Gl | 0));
+        ({ h: Hh, l: Hl } = add2(this.Hh | 0, this.Hl | 0, Hh | 0, Hl | 0));
         this.set(Ah, Al, Bh, Bl, Ch, Cl, Dh, Dl, Eh, El, Fh, Fl, Gh, Gl, Hh, Hl);
       }
       roundClean() {
-        clean3(SHA512_W_H, SHA512_W_L);
+        clean3(SHA512_W_H2, SHA512_W_L2);
       }
       destroy() {
         clean3(this.buffer);
         this.set(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
       }
     };
-    _SHA384 = class extends SHA2_64B {
+    _SHA384 = class extends SHA2_64B2 {
       Ah = SHA384_IV2[0] | 0;
       Al = SHA384_IV2[1] | 0;
       Bh = SHA384_IV2[2] | 0;
@@ -45566,7 +45853,7 @@ var init_sha3 = __esm({
       }
       _SHA3_IOTA.push(t);
     }
-    IOTAS = split(_SHA3_IOTA, true);
+    IOTAS = split2(_SHA3_IOTA, true);
     SHA3_IOTA_H = IOTAS[0];
     SHA3_IOTA_L = IOTAS[1];
     rotlH = (h, l, s) => s > 32 ? rotlBH(h, l, s) : rotlSH(h, l, s);
@@ -46790,8 +47077,8 @@ function invertCt(a, prime) {
     throw new Error("invertCt: does not exist");
   return inverse;
 }
-function assertIsSquare2(Fp, root, n) {
-  const F2 = Fp;
+function assertIsSquare2(Fp2, root, n) {
+  const F2 = Fp2;
   if (!F2.eql(F2.sqr(root), n))
     throw new Error("Cannot find square root");
 }
@@ -46799,15 +47086,15 @@ function aoddModulus(order, fnName) {
   if ((order & _1n9) === _0n8)
     throw new Error(fnName + ": expected odd modulus, got " + order);
 }
-function sqrt3mod42(Fp, n) {
-  const F2 = Fp;
+function sqrt3mod42(Fp2, n) {
+  const F2 = Fp2;
   const p1div4 = (F2.ORDER + _1n9) / _4n3;
   const root = F2.pow(n, p1div4);
   assertIsSquare2(F2, root, n);
   return root;
 }
-function sqrt5mod82(Fp, n) {
-  const F2 = Fp;
+function sqrt5mod82(Fp2, n) {
+  const F2 = Fp2;
   const p5div8 = (F2.ORDER - _5n3) / _8n3;
   const n2 = F2.mul(n, _2n6);
   const v = F2.pow(n2, p5div8);
@@ -46824,8 +47111,8 @@ function sqrt9mod162(P) {
   const c2 = tn(Fp_, c1);
   const c3 = tn(Fp_, Fp_.neg(c1));
   const c4 = (P + _7n3) / _16n2;
-  return ((Fp, n) => {
-    const F2 = Fp;
+  return ((Fp2, n) => {
+    const F2 = Fp2;
     let tv1 = F2.pow(n, c4);
     let tv2 = F2.mul(tv1, c1);
     const tv3 = F2.mul(tv1, c2);
@@ -46860,8 +47147,8 @@ function tonelliShanks2(P) {
     return sqrt3mod42;
   let cc = _Fp.pow(Z, Q2);
   const Q1div2 = (Q2 + _1n9) / _2n6;
-  return function tonelliSlow(Fp, n) {
-    const F2 = Fp;
+  return function tonelliSlow(Fp2, n) {
+    const F2 = Fp2;
     if (F2.is0(n))
       return n;
     if (FpLegendre2(F2, n) !== 1)
@@ -46915,11 +47202,11 @@ function validateField2(field) {
     throw new Error("invalid field: expected ORDER > 1, got " + field.ORDER);
   return field;
 }
-function FpInvertBatch2(Fp, nums, passZero = false) {
-  validateField2(Fp);
+function FpInvertBatch2(Fp2, nums, passZero = false) {
+  validateField2(Fp2);
   aarray(nums, "nums");
   abool3(passZero, "passZero");
-  const F2 = Fp;
+  const F2 = Fp2;
   const inverted = new Array(nums.length).fill(passZero ? F2.ZERO : void 0);
   const multipliedAcc = nums.reduce((acc, num, i) => {
     if (F2.is0(num))
@@ -46936,9 +47223,9 @@ function FpInvertBatch2(Fp, nums, passZero = false) {
   }, invertedAcc);
   return inverted;
 }
-function FpLegendre2(Fp, n) {
-  validateField2(Fp);
-  const F2 = Fp;
+function FpLegendre2(Fp2, n) {
+  validateField2(Fp2);
+  const F2 = Fp2;
   aoddModulus(F2.ORDER, "FpLegendre");
   const p1mod2 = (F2.ORDER - _1n9) / _2n6;
   const powered = F2.pow(n, p1mod2);
@@ -47192,18 +47479,18 @@ function validateTableBytes(numPoints, fpBytes) {
   if (bytes > TABLE_BYTES_MAX)
     throw new Error("invalid window size: table would need ~" + Math.ceil(bytes / 2 ** 20) + " MiB, max " + TABLE_BYTES_MAX / 2 ** 20 + " MiB");
 }
-function probeRandomBytes(randomBytes8, length) {
-  if (randomBytes8 === void 0)
+function probeRandomBytes(randomBytes9, length) {
+  if (randomBytes9 === void 0)
     return void 0;
-  afunction(randomBytes8, "randomBytes");
+  afunction(randomBytes9, "randomBytes");
   try {
-    const probe = randomBytes8(length);
+    const probe = randomBytes9(length);
     if (!isBytes5(probe) || probe.length !== length)
       return void 0;
   } catch {
     return void 0;
   }
-  return randomBytes8;
+  return randomBytes9;
 }
 function validateMSMPoints(points, c) {
   aarray(points, "points");
@@ -47320,16 +47607,16 @@ function createCurveFields2(type, CURVE, curveOpts = {}, FpFnLE) {
     if (!(isPosBig2(val) && val !== _0n9))
       throw new Error(`CURVE.${p} must be positive bigint`);
   }
-  const Fp = createField2(CURVE.p, curveOpts.Fp, FpFnLE);
+  const Fp2 = createField2(CURVE.p, curveOpts.Fp, FpFnLE);
   const Fn = createField2(CURVE.n, curveOpts.Fn, FpFnLE);
   const _b = type === "weierstrass" ? "b" : "d";
   const params = ["Gx", "Gy", "a", _b];
   for (const p of params) {
-    if (!Fp.isValid(CURVE[p]))
+    if (!Fp2.isValid(CURVE[p]))
       throw new Error(`CURVE.${p} must be valid field element of CURVE.Fp`);
   }
   CURVE = Object.freeze(Object.assign({}, CURVE));
-  return { CURVE, Fp, Fn };
+  return { CURVE, Fp: Fp2, Fn };
 }
 function createKeygen2(randomSecretKey, getPublicKey) {
   return function keygen(seed) {
@@ -47359,9 +47646,9 @@ var init_curve2 = __esm({
       baseCanBeBlinded;
       bits;
       // Parametrized with a given Point class (not individual point)
-      constructor(Point, randomBytes8) {
+      constructor(Point, randomBytes9) {
         validatePointCons(Point);
-        this.randomBytes = probeRandomBytes(randomBytes8, BLIND_BYTES);
+        this.randomBytes = probeRandomBytes(randomBytes9, BLIND_BYTES);
         this.Point = Point;
         this.BASE = Point.BASE;
         this.ZERO = Point.ZERO;
@@ -47730,7 +48017,7 @@ function validateSigOpts2(opts2, def) {
 }
 function weierstrass2(params, extraOpts = {}) {
   const validated = createCurveFields2("weierstrass", params, extraOpts);
-  const Fp = validated.Fp;
+  const Fp2 = validated.Fp;
   const Fn = validated.Fn;
   let CURVE = validated.CURVE;
   const { h: cofactor, n: CURVE_ORDER } = CURVE;
@@ -47744,9 +48031,9 @@ function weierstrass2(params, extraOpts = {}) {
     randomBytes: "function"
   });
   const { endo: endoOpts, allowInfinityPoint, clearCofactor, isTorsionFree, fromBytes, toBytes } = extraOpts;
-  const randomBytes8 = extraOpts.randomBytes === void 0 ? randomBytes5 : extraOpts.randomBytes;
+  const randomBytes9 = extraOpts.randomBytes === void 0 ? randomBytes5 : extraOpts.randomBytes;
   if (endoOpts) {
-    if (!Fp.is0(CURVE.a) || typeof endoOpts.beta !== "bigint" || !Array.isArray(endoOpts.basises)) {
+    if (!Fp2.is0(CURVE.a) || typeof endoOpts.beta !== "bigint" || !Array.isArray(endoOpts.basises)) {
       throw new Error('invalid endo: expected "beta": bigint and "basises": array');
     }
   }
@@ -47754,9 +48041,9 @@ function weierstrass2(params, extraOpts = {}) {
     beta: endoOpts.beta,
     basises: endoOpts.basises.map((basis) => [...basis])
   } : void 0;
-  const lengths = getWLengths2(Fp, Fn);
+  const lengths = getWLengths2(Fp2, Fn);
   function assertCompressionIsSupported() {
-    if (!Fp.isOdd)
+    if (!Fp2.isOdd)
       throw new Error("compression is not supported: Field does not have .isOdd()");
   }
   function pointToBytes(_c, point, isCompressed) {
@@ -47766,14 +48053,14 @@ function weierstrass2(params, extraOpts = {}) {
       return Uint8Array.of(0);
     }
     const { x, y } = point.toAffine();
-    const bx = Fp.toBytes(x);
+    const bx = Fp2.toBytes(x);
     abool3(isCompressed, "isCompressed");
     if (isCompressed) {
       assertCompressionIsSupported();
-      const hasEvenY = !Fp.isOdd(y);
+      const hasEvenY = !Fp2.isOdd(y);
       return concatBytes3(pprefix2(hasEvenY), bx);
     } else {
-      return concatBytes3(Uint8Array.of(4), bx, Fp.toBytes(y));
+      return concatBytes3(Uint8Array.of(4), bx, Fp2.toBytes(y));
     }
   }
   function pointFromBytes(bytes) {
@@ -47783,29 +48070,29 @@ function weierstrass2(params, extraOpts = {}) {
     const head = bytes[0];
     const tail2 = bytes.subarray(1);
     if (allowInfinityPoint && length === 1 && head === 0)
-      return { x: Fp.ZERO, y: Fp.ZERO };
+      return { x: Fp2.ZERO, y: Fp2.ZERO };
     if (length === comp && (head === 2 || head === 3)) {
-      const x = Fp.fromBytes(tail2);
-      if (!Fp.isValid(x))
+      const x = Fp2.fromBytes(tail2);
+      if (!Fp2.isValid(x))
         throw new Error("bad point: is not on curve, wrong x");
       const y2 = weierstrassEquation(x);
       let y;
       try {
-        y = Fp.sqrt(y2);
+        y = Fp2.sqrt(y2);
       } catch (sqrtError) {
         const err = sqrtError instanceof Error ? ": " + sqrtError.message : "";
         throw new Error("bad point: is not on curve, sqrt error" + err);
       }
       assertCompressionIsSupported();
-      const evenY = Fp.isOdd(y);
+      const evenY = Fp2.isOdd(y);
       const evenH = (head & 1) === 1;
       if (evenH !== evenY)
-        y = Fp.neg(y);
+        y = Fp2.neg(y);
       return { x, y };
     } else if (length === uncomp && head === 4) {
-      const L = Fp.BYTES;
-      const x = Fp.fromBytes(tail2.subarray(0, L));
-      const y = Fp.fromBytes(tail2.subarray(L, L * 2));
+      const L = Fp2.BYTES;
+      const x = Fp2.fromBytes(tail2.subarray(0, L));
+      const y = Fp2.fromBytes(tail2.subarray(L, L * 2));
       if (!isValidXY(x, y))
         throw new Error("bad point: is not on curve");
       return { x, y };
@@ -47815,28 +48102,28 @@ function weierstrass2(params, extraOpts = {}) {
   }
   const encodePoint = toBytes === void 0 ? pointToBytes : toBytes;
   const decodePoint = fromBytes === void 0 ? pointFromBytes : fromBytes;
-  const b3 = Fp.mul(CURVE.b, _3n5);
-  const mulA = Fp.is0(CURVE.a) ? (_) => Fp.ZERO : (x) => Fp.mul(CURVE.a, x);
+  const b3 = Fp2.mul(CURVE.b, _3n5);
+  const mulA = Fp2.is0(CURVE.a) ? (_) => Fp2.ZERO : (x) => Fp2.mul(CURVE.a, x);
   function weierstrassEquation(x) {
-    const x2 = Fp.sqr(x);
-    const x3 = Fp.mul(x2, x);
-    return Fp.add(Fp.add(x3, Fp.mul(x, CURVE.a)), CURVE.b);
+    const x2 = Fp2.sqr(x);
+    const x3 = Fp2.mul(x2, x);
+    return Fp2.add(Fp2.add(x3, Fp2.mul(x, CURVE.a)), CURVE.b);
   }
   function isValidXY(x, y) {
-    const left = Fp.sqr(y);
+    const left = Fp2.sqr(y);
     const right = weierstrassEquation(x);
-    return Fp.eql(left, right);
+    return Fp2.eql(left, right);
   }
   if (!isValidXY(CURVE.Gx, CURVE.Gy))
     throw new Error("bad curve params: generator point");
-  const _4a3 = Fp.mul(Fp.pow(CURVE.a, _3n5), _4n5);
-  const _27b2 = Fp.mul(Fp.sqr(CURVE.b), BigInt(27));
-  if (Fp.is0(Fp.add(_4a3, _27b2)))
+  const _4a3 = Fp2.mul(Fp2.pow(CURVE.a, _3n5), _4n5);
+  const _27b2 = Fp2.mul(Fp2.sqr(CURVE.b), BigInt(27));
+  if (Fp2.is0(Fp2.add(_4a3, _27b2)))
     throw new Error("bad curve params: a or b");
   function acoord(title, n, banZero = false) {
-    if (!Fp.isValid(n) || banZero && Fp.is0(n))
+    if (!Fp2.isValid(n) || banZero && Fp2.is0(n))
       throw new Error(`bad point coordinate ${title}`);
-    return typeof n === "object" && n !== null ? Fp.create(n) : n;
+    return typeof n === "object" && n !== null ? Fp2.create(n) : n;
   }
   function aprjpoint(other) {
     if (!(other instanceof Point))
@@ -47852,7 +48139,7 @@ function weierstrass2(params, extraOpts = {}) {
       throw new RangeError("invalid scalar: out of range");
     if (endo) {
       const { k1neg, k1, k2neg, k2 } = splitEndoScalarN(k);
-      const psi = new Point(Fp.mul(p.X, endo.beta), p.Y, p.Z);
+      const psi = new Point(Fp2.mul(p.X, endo.beta), p.Y, p.Z);
       points.push(k1neg ? p.negate() : p, k2neg ? psi.negate() : psi);
       scalars.push(k1, k2);
     } else {
@@ -47862,9 +48149,9 @@ function weierstrass2(params, extraOpts = {}) {
   }
   const validityCache = /* @__PURE__ */ new WeakSet();
   class Point {
-    static BASE = new Point(CURVE.Gx, CURVE.Gy, Fp.ONE);
-    static ZERO = new Point(Fp.ZERO, Fp.ONE, Fp.ZERO);
-    static Fp = Fp;
+    static BASE = new Point(CURVE.Gx, CURVE.Gy, Fp2.ONE);
+    static ZERO = new Point(Fp2.ZERO, Fp2.ONE, Fp2.ZERO);
+    static Fp = Fp2;
     static Fn = Fn;
     X;
     Y;
@@ -47882,13 +48169,13 @@ function weierstrass2(params, extraOpts = {}) {
     /** Does NOT validate if the point is valid. Use `.assertValidity()`. */
     static fromAffine(p) {
       const { x, y } = p || {};
-      if (!p || !Fp.isValid(x) || !Fp.isValid(y))
+      if (!p || !Fp2.isValid(x) || !Fp2.isValid(y))
         throw new Error("invalid affine point");
       if (p instanceof Point)
         throw new Error("projective point not allowed");
-      if (Fp.is0(x) && Fp.is0(y))
+      if (Fp2.is0(x) && Fp2.is0(y))
         return Point.ZERO;
-      return new Point(x, y, Fp.ONE);
+      return new Point(x, y, Fp2.ONE);
     }
     static fromBytes(bytes) {
       const P = Point.fromAffine(decodePoint(abytes5(bytes, void 0, "point")));
@@ -47918,14 +48205,14 @@ function weierstrass2(params, extraOpts = {}) {
     assertValidity() {
       const p = this;
       if (p.is0()) {
-        if (allowInfinityPoint && Fp.is0(p.X) && Fp.eql(p.Y, Fp.ONE) && Fp.is0(p.Z))
+        if (allowInfinityPoint && Fp2.is0(p.X) && Fp2.eql(p.Y, Fp2.ONE) && Fp2.is0(p.Z))
           return;
         throw new Error("bad point: ZERO");
       }
       if (validityCache.has(p))
         return;
       const { x, y } = p.toAffine();
-      if (!Fp.isValid(x) || !Fp.isValid(y))
+      if (!Fp2.isValid(x) || !Fp2.isValid(y))
         throw new Error("bad point: x or y not field elements");
       if (!isValidXY(x, y))
         throw new Error("bad point: equation left != right");
@@ -47935,22 +48222,22 @@ function weierstrass2(params, extraOpts = {}) {
     }
     hasEvenY() {
       const { y } = this.toAffine();
-      if (!Fp.isOdd)
+      if (!Fp2.isOdd)
         throw new Error("Field doesn't support isOdd");
-      return !Fp.isOdd(y);
+      return !Fp2.isOdd(y);
     }
     /** Compare one point to another. */
     equals(other) {
       aprjpoint(other);
       const { X: X1, Y: Y1, Z: Z1 } = this;
       const { X: X2, Y: Y2, Z: Z2 } = other;
-      const U1 = Fp.eql(Fp.mul(X1, Z2), Fp.mul(X2, Z1));
-      const U2 = Fp.eql(Fp.mul(Y1, Z2), Fp.mul(Y2, Z1));
+      const U1 = Fp2.eql(Fp2.mul(X1, Z2), Fp2.mul(X2, Z1));
+      const U2 = Fp2.eql(Fp2.mul(Y1, Z2), Fp2.mul(Y2, Z1));
       return U1 && U2;
     }
     /** Flips point to one corresponding to (x, -y) in Affine coordinates. */
     negate() {
-      return new Point(this.X, Fp.neg(this.Y), this.Z);
+      return new Point(this.X, Fp2.neg(this.Y), this.Z);
     }
     // Renes-Costello-Batina exception-free doubling formula.
     // There is 30% faster Jacobian formula, but it is not complete.
@@ -47958,38 +48245,38 @@ function weierstrass2(params, extraOpts = {}) {
     // Cost: 8M + 3S + 3*a + 2*b3 + 15add.
     double() {
       const { X: X1, Y: Y1, Z: Z1 } = this;
-      let X3 = Fp.ZERO, Y3 = Fp.ZERO, Z3 = Fp.ZERO;
-      let t0 = Fp.mul(X1, X1);
-      let t1 = Fp.mul(Y1, Y1);
-      let t2 = Fp.mul(Z1, Z1);
-      let t3 = Fp.mul(X1, Y1);
-      t3 = Fp.add(t3, t3);
-      Z3 = Fp.mul(X1, Z1);
-      Z3 = Fp.add(Z3, Z3);
+      let X3 = Fp2.ZERO, Y3 = Fp2.ZERO, Z3 = Fp2.ZERO;
+      let t0 = Fp2.mul(X1, X1);
+      let t1 = Fp2.mul(Y1, Y1);
+      let t2 = Fp2.mul(Z1, Z1);
+      let t3 = Fp2.mul(X1, Y1);
+      t3 = Fp2.add(t3, t3);
+      Z3 = Fp2.mul(X1, Z1);
+      Z3 = Fp2.add(Z3, Z3);
       X3 = mulA(Z3);
-      Y3 = Fp.mul(b3, t2);
-      Y3 = Fp.add(X3, Y3);
-      X3 = Fp.sub(t1, Y3);
-      Y3 = Fp.add(t1, Y3);
-      Y3 = Fp.mul(X3, Y3);
-      X3 = Fp.mul(t3, X3);
-      Z3 = Fp.mul(b3, Z3);
+      Y3 = Fp2.mul(b3, t2);
+      Y3 = Fp2.add(X3, Y3);
+      X3 = Fp2.sub(t1, Y3);
+      Y3 = Fp2.add(t1, Y3);
+      Y3 = Fp2.mul(X3, Y3);
+      X3 = Fp2.mul(t3, X3);
+      Z3 = Fp2.mul(b3, Z3);
       t2 = mulA(t2);
-      t3 = Fp.sub(t0, t2);
+      t3 = Fp2.sub(t0, t2);
       t3 = mulA(t3);
-      t3 = Fp.add(t3, Z3);
-      Z3 = Fp.add(t0, t0);
-      t0 = Fp.add(Z3, t0);
-      t0 = Fp.add(t0, t2);
-      t0 = Fp.mul(t0, t3);
-      Y3 = Fp.add(Y3, t0);
-      t2 = Fp.mul(Y1, Z1);
-      t2 = Fp.add(t2, t2);
-      t0 = Fp.mul(t2, t3);
-      X3 = Fp.sub(X3, t0);
-      Z3 = Fp.mul(t2, t1);
-      Z3 = Fp.add(Z3, Z3);
-      Z3 = Fp.add(Z3, Z3);
+      t3 = Fp2.add(t3, Z3);
+      Z3 = Fp2.add(t0, t0);
+      t0 = Fp2.add(Z3, t0);
+      t0 = Fp2.add(t0, t2);
+      t0 = Fp2.mul(t0, t3);
+      Y3 = Fp2.add(Y3, t0);
+      t2 = Fp2.mul(Y1, Z1);
+      t2 = Fp2.add(t2, t2);
+      t0 = Fp2.mul(t2, t3);
+      X3 = Fp2.sub(X3, t0);
+      Z3 = Fp2.mul(t2, t1);
+      Z3 = Fp2.add(Z3, Z3);
+      Z3 = Fp2.add(Z3, Z3);
       return new Point(X3, Y3, Z3);
     }
     // Renes-Costello-Batina exception-free addition formula.
@@ -48000,47 +48287,47 @@ function weierstrass2(params, extraOpts = {}) {
       aprjpoint(other);
       const { X: X1, Y: Y1, Z: Z1 } = this;
       const { X: X2, Y: Y2, Z: Z2 } = other;
-      let X3 = Fp.ZERO, Y3 = Fp.ZERO, Z3 = Fp.ZERO;
-      let t0 = Fp.mul(X1, X2);
-      let t1 = Fp.mul(Y1, Y2);
-      let t2 = Fp.mul(Z1, Z2);
-      let t3 = Fp.add(X1, Y1);
-      let t4 = Fp.add(X2, Y2);
-      t3 = Fp.mul(t3, t4);
-      t4 = Fp.add(t0, t1);
-      t3 = Fp.sub(t3, t4);
-      t4 = Fp.add(X1, Z1);
-      let t5 = Fp.add(X2, Z2);
-      t4 = Fp.mul(t4, t5);
-      t5 = Fp.add(t0, t2);
-      t4 = Fp.sub(t4, t5);
-      t5 = Fp.add(Y1, Z1);
-      X3 = Fp.add(Y2, Z2);
-      t5 = Fp.mul(t5, X3);
-      X3 = Fp.add(t1, t2);
-      t5 = Fp.sub(t5, X3);
+      let X3 = Fp2.ZERO, Y3 = Fp2.ZERO, Z3 = Fp2.ZERO;
+      let t0 = Fp2.mul(X1, X2);
+      let t1 = Fp2.mul(Y1, Y2);
+      let t2 = Fp2.mul(Z1, Z2);
+      let t3 = Fp2.add(X1, Y1);
+      let t4 = Fp2.add(X2, Y2);
+      t3 = Fp2.mul(t3, t4);
+      t4 = Fp2.add(t0, t1);
+      t3 = Fp2.sub(t3, t4);
+      t4 = Fp2.add(X1, Z1);
+      let t5 = Fp2.add(X2, Z2);
+      t4 = Fp2.mul(t4, t5);
+      t5 = Fp2.add(t0, t2);
+      t4 = Fp2.sub(t4, t5);
+      t5 = Fp2.add(Y1, Z1);
+      X3 = Fp2.add(Y2, Z2);
+      t5 = Fp2.mul(t5, X3);
+      X3 = Fp2.add(t1, t2);
+      t5 = Fp2.sub(t5, X3);
       Z3 = mulA(t4);
-      X3 = Fp.mul(b3, t2);
-      Z3 = Fp.add(X3, Z3);
-      X3 = Fp.sub(t1, Z3);
-      Z3 = Fp.add(t1, Z3);
-      Y3 = Fp.mul(X3, Z3);
-      t1 = Fp.add(t0, t0);
-      t1 = Fp.add(t1, t0);
+      X3 = Fp2.mul(b3, t2);
+      Z3 = Fp2.add(X3, Z3);
+      X3 = Fp2.sub(t1, Z3);
+      Z3 = Fp2.add(t1, Z3);
+      Y3 = Fp2.mul(X3, Z3);
+      t1 = Fp2.add(t0, t0);
+      t1 = Fp2.add(t1, t0);
       t2 = mulA(t2);
-      t4 = Fp.mul(b3, t4);
-      t1 = Fp.add(t1, t2);
-      t2 = Fp.sub(t0, t2);
+      t4 = Fp2.mul(b3, t4);
+      t1 = Fp2.add(t1, t2);
+      t2 = Fp2.sub(t0, t2);
       t2 = mulA(t2);
-      t4 = Fp.add(t4, t2);
-      t0 = Fp.mul(t1, t4);
-      Y3 = Fp.add(Y3, t0);
-      t0 = Fp.mul(t5, t4);
-      X3 = Fp.mul(t3, X3);
-      X3 = Fp.sub(X3, t0);
-      t0 = Fp.mul(t3, t1);
-      Z3 = Fp.mul(t5, Z3);
-      Z3 = Fp.add(Z3, t0);
+      t4 = Fp2.add(t4, t2);
+      t0 = Fp2.mul(t1, t4);
+      Y3 = Fp2.add(Y3, t0);
+      t0 = Fp2.mul(t5, t4);
+      X3 = Fp2.mul(t3, X3);
+      X3 = Fp2.sub(X3, t0);
+      t0 = Fp2.mul(t3, t1);
+      Z3 = Fp2.mul(t5, Z3);
+      Z3 = Fp2.add(Z3, t0);
       return new Point(X3, Y3, Z3);
     }
     subtract(other) {
@@ -48108,20 +48395,20 @@ function weierstrass2(params, extraOpts = {}) {
     toAffine(invertedZ) {
       const p = this;
       let iz = invertedZ;
-      if (iz != null && !Fp.isValid(iz))
+      if (iz != null && !Fp2.isValid(iz))
         throw new RangeError('"invertedZ" expected valid field element');
       const { X, Y, Z } = p;
-      if (Fp.eql(Z, Fp.ONE))
+      if (Fp2.eql(Z, Fp2.ONE))
         return { x: X, y: Y };
       const is0 = p.is0();
       if (iz == null)
-        iz = is0 ? Fp.ONE : Fp.inv(Z);
-      const x = Fp.mul(X, iz);
-      const y = Fp.mul(Y, iz);
-      const zz = Fp.mul(Z, iz);
+        iz = is0 ? Fp2.ONE : Fp2.inv(Z);
+      const x = Fp2.mul(X, iz);
+      const y = Fp2.mul(Y, iz);
+      const zz = Fp2.mul(Z, iz);
       if (is0)
-        return { x: Fp.ZERO, y: Fp.ZERO };
-      if (!Fp.eql(zz, Fp.ONE))
+        return { x: Fp2.ZERO, y: Fp2.ZERO };
+      if (!Fp2.eql(zz, Fp2.ONE))
         throw new Error("invZ was invalid");
       return { x, y };
     }
@@ -48161,7 +48448,7 @@ function weierstrass2(params, extraOpts = {}) {
     }
   }
   const normalize = (points) => normalizeZ2(Point, points);
-  const wnaf = new ScalarMultiplier(Point, randomBytes8);
+  const wnaf = new ScalarMultiplier(Point, randomBytes9);
   if (wnaf.bits >= 6)
     Point.BASE.precompute(6);
   Object.freeze(Point.prototype);
@@ -48171,11 +48458,11 @@ function weierstrass2(params, extraOpts = {}) {
 function pprefix2(hasEvenY) {
   return Uint8Array.of(hasEvenY ? 2 : 3);
 }
-function getWLengths2(Fp, Fn) {
+function getWLengths2(Fp2, Fn) {
   return {
     secretKey: Fn.BYTES,
-    publicKey: 1 + Fp.BYTES,
-    publicKeyUncompressed: 1 + 2 * Fp.BYTES,
+    publicKey: 1 + Fp2.BYTES,
+    publicKeyUncompressed: 1 + 2 * Fp2.BYTES,
     publicKeyHasPrefix: true,
     // Raw compact `(r || s)` signature width; DER and recovered signatures use
     // different lengths outside this helper.
@@ -48262,12 +48549,12 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
     bits2int_modN: "function"
   });
   const opts2 = Object.assign({}, ecdsaOpts);
-  const randomBytes8 = opts2.randomBytes === void 0 ? randomBytes5 : opts2.randomBytes;
+  const randomBytes9 = opts2.randomBytes === void 0 ? randomBytes5 : opts2.randomBytes;
   const hmac3 = opts2.hmac === void 0 ? (key, msg) => hmac(hash_, key, msg) : opts2.hmac;
-  const { Fp, Fn } = Point;
+  const { Fp: Fp2, Fn } = Point;
   const { ORDER: CURVE_ORDER, BITS: fnBits } = Fn;
   const blindLength = getMinHashLength2(CURVE_ORDER);
-  const csprng = probeRandomBytes(randomBytes8, blindLength);
+  const csprng = probeRandomBytes(randomBytes9, blindLength);
   const { keygen, getPublicKey, getSharedSecret, utils, lengths } = ecdh2(Point, opts2);
   const defaultSigOpts = {
     prehash: true,
@@ -48275,7 +48562,7 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
     format: "compact",
     extraEntropy: false
   };
-  const hasLargeRecoveryLifts = CURVE_ORDER * _2n7 + _1n11 < Fp.ORDER;
+  const hasLargeRecoveryLifts = CURVE_ORDER * _2n7 + _1n11 < Fp2.ORDER;
   function isBiggerThanHalfOrder(number) {
     const HALF = CURVE_ORDER >> _1n11;
     return number > HALF;
@@ -48286,12 +48573,12 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
     return num;
   }
   function assertFieldSignIsSupported() {
-    if (!Fp.isOdd)
+    if (!Fp2.isOdd)
       throw new Error("Field doesn't support isOdd");
   }
   function getRecoveryBit(x, y, r) {
     assertFieldSignIsSupported();
-    return (x === r ? 0 : 2) | Number(Fp.isOdd(y));
+    return (x === r ? 0 : 2) | Number(Fp2.isOdd(y));
   }
   function assertRecoverableCurve() {
     if (hasLargeRecoveryLifts)
@@ -48355,9 +48642,9 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
       const { r, s } = this;
       const recovery = this.assertRecovery();
       const radj = recovery === 2 || recovery === 3 ? r + CURVE_ORDER : r;
-      if (!Fp.isValid(radj))
+      if (!Fp2.isValid(radj))
         throw new Error("invalid recovery id: sig.r+curve.n != R.x");
-      const x = Fp.toBytes(radj);
+      const x = Fp2.toBytes(radj);
       const R = Point.fromBytes(concatBytes3(pprefix2((recovery & 1) === 0), x));
       const ir = Fn.inv(radj);
       const h = bits2int_modN(abytes5(messageHash, void 0, "msgHash"));
@@ -48420,7 +48707,7 @@ function ecdsa2(Point, hash, ecdsaOpts = {}) {
       throw new Error("invalid private key");
     const seedArgs = [int2octets(d), int2octets(h1int)];
     if (extraEntropy != null && extraEntropy !== false) {
-      const e = extraEntropy === true ? randomBytes8(lengths.secretKey) : extraEntropy;
+      const e = extraEntropy === true ? randomBytes9(lengths.secretKey) : extraEntropy;
       seedArgs.push(abytes5(e, void 0, "extraEntropy"));
     }
     const seed = concatBytes3(...seedArgs);
@@ -48555,42 +48842,42 @@ var init_nist2 = __esm({
 });
 
 // node_modules/@noble/curves/abstract/edwards.js
-function isEdValidXY(Fp, CURVE, x, y) {
-  const x2 = Fp.sqr(x);
-  const y2 = Fp.sqr(y);
-  const left = Fp.add(Fp.mul(CURVE.a, x2), y2);
-  const right = Fp.add(Fp.ONE, Fp.mul(CURVE.d, Fp.mul(x2, y2)));
-  return Fp.eql(left, right);
+function isEdValidXY(Fp2, CURVE, x, y) {
+  const x2 = Fp2.sqr(x);
+  const y2 = Fp2.sqr(y);
+  const left = Fp2.add(Fp2.mul(CURVE.a, x2), y2);
+  const right = Fp2.add(Fp2.ONE, Fp2.mul(CURVE.d, Fp2.mul(x2, y2)));
+  return Fp2.eql(left, right);
 }
 function edwards(params, extraOpts = {}) {
   validateObject2(extraOpts, {}, {}, "extraOpts");
   const opts2 = extraOpts;
   const validated = createCurveFields2("edwards", params, opts2, opts2.FpFnLE);
-  const { Fp, Fn } = validated;
+  const { Fp: Fp2, Fn } = validated;
   let CURVE = validated.CURVE;
   const { h: cofactor } = CURVE;
-  if (FpLegendre2(Fp, CURVE.a) !== 1)
+  if (FpLegendre2(Fp2, CURVE.a) !== 1)
     throw new Error("edwards: CURVE.a must be a square in Fp for complete addition formulas");
-  if (FpLegendre2(Fp, CURVE.d) !== -1)
+  if (FpLegendre2(Fp2, CURVE.d) !== -1)
     throw new Error("edwards: CURVE.d must be a non-square in Fp for complete addition formulas");
   validateObject2(opts2, {}, { uvRatio: "function", randomBytes: "function" });
-  const randomBytes8 = opts2.randomBytes === void 0 ? randomBytes5 : opts2.randomBytes;
-  const MASK = _2n8 << BigInt(Fp.BYTES * 8) - _1n12;
+  const randomBytes9 = opts2.randomBytes === void 0 ? randomBytes5 : opts2.randomBytes;
+  const MASK = _2n8 << BigInt(Fp2.BYTES * 8) - _1n12;
   function isOdd(n) {
-    if (!Fp.isOdd)
+    if (!Fp2.isOdd)
       throw new Error("Field does not have .isOdd()");
-    return Fp.isOdd(n);
+    return Fp2.isOdd(n);
   }
   const uvRatio2 = opts2.uvRatio === void 0 ? (u, v) => {
     try {
-      return { isValid: true, value: Fp.sqrt(Fp.div(u, v)) };
+      return { isValid: true, value: Fp2.sqrt(Fp2.div(u, v)) };
     } catch (e) {
       return { isValid: false, value: _0n12 };
     }
   } : opts2.uvRatio;
-  if (!isEdValidXY(Fp, CURVE, CURVE.Gx, CURVE.Gy))
+  if (!isEdValidXY(Fp2, CURVE, CURVE.Gx, CURVE.Gy))
     throw new Error("bad curve params: generator point");
-  const mulA = Fp.eql(CURVE.a, Fp.neg(Fp.ONE)) ? (x) => Fp.neg(x) : Fp.eql(CURVE.a, Fp.ONE) ? (x) => x : (x) => Fp.mul(CURVE.a, x);
+  const mulA = Fp2.eql(CURVE.a, Fp2.neg(Fp2.ONE)) ? (x) => Fp2.neg(x) : Fp2.eql(CURVE.a, Fp2.ONE) ? (x) => x : (x) => Fp2.mul(CURVE.a, x);
   function acoord(title, n, banZero = false) {
     const min = banZero ? _1n12 : _0n12;
     aInRange2("coordinate " + title, n, min, MASK);
@@ -48601,9 +48888,9 @@ function edwards(params, extraOpts = {}) {
       throw new Error("EdwardsPoint expected");
   }
   class Point {
-    static BASE = new Point(CURVE.Gx, CURVE.Gy, Fp.ONE, Fp.mul(CURVE.Gx, CURVE.Gy));
-    static ZERO = new Point(Fp.ZERO, Fp.ONE, Fp.ONE, Fp.ZERO);
-    static Fp = Fp;
+    static BASE = new Point(CURVE.Gx, CURVE.Gy, Fp2.ONE, Fp2.mul(CURVE.Gx, CURVE.Gy));
+    static ZERO = new Point(Fp2.ZERO, Fp2.ONE, Fp2.ONE, Fp2.ZERO);
+    static Fp = Fp2;
     static Fn = Fn;
     X;
     Y;
@@ -48630,11 +48917,11 @@ function edwards(params, extraOpts = {}) {
       const { x, y } = p || {};
       acoord("x", x);
       acoord("y", y);
-      return new Point(x, y, Fp.ONE, Fp.mul(x, y));
+      return new Point(x, y, Fp2.ONE, Fp2.mul(x, y));
     }
     // Uses algo from RFC8032 5.1.3.
     static fromBytes(bytes, zip215 = false) {
-      const len = Fp.BYTES;
+      const len = Fp2.BYTES;
       const { a, d } = CURVE;
       bytes = copyBytes4(abytes5(bytes, len, "point"));
       abool3(zip215, "zip215");
@@ -48642,20 +48929,20 @@ function edwards(params, extraOpts = {}) {
       const lastByte = bytes[len - 1];
       normed[len - 1] = lastByte & ~128;
       const y = bytesToNumberLE2(normed);
-      const max = zip215 ? MASK : Fp.ORDER;
+      const max = zip215 ? MASK : Fp2.ORDER;
       aInRange2("point.y", y, _0n12, max);
-      const y2 = Fp.sqr(y);
-      const u = Fp.sub(y2, Fp.ONE);
-      const v = Fp.sub(Fp.mulN(d, y2), a);
+      const y2 = Fp2.sqr(y);
+      const u = Fp2.sub(y2, Fp2.ONE);
+      const v = Fp2.sub(Fp2.mulN(d, y2), a);
       let { isValid: isValid2, value: x } = uvRatio2(u, v);
       if (!isValid2)
         throw new Error("bad point: invalid y coordinate");
       const isXOdd = isOdd(x);
       const isLastByteOdd = (lastByte & 128) !== 0;
-      if (!zip215 && Fp.is0(x) && isLastByteOdd)
+      if (!zip215 && Fp2.is0(x) && isLastByteOdd)
         throw new Error("bad point: x=0 and x_0=1");
       if (isLastByteOdd !== isXOdd)
-        x = Fp.neg(x);
+        x = Fp2.neg(x);
       return Point.fromAffine({ x, y });
     }
     static fromHex(hex2, zip215 = false) {
@@ -48680,18 +48967,18 @@ function edwards(params, extraOpts = {}) {
       if (p.is0())
         throw new Error("bad point: ZERO");
       const { X, Y, Z, T } = p;
-      const X2 = Fp.sqr(X);
-      const Y2 = Fp.sqr(Y);
-      const Z2 = Fp.sqr(Z);
-      const Z4 = Fp.sqr(Z2);
-      const aX2 = Fp.mul(X2, a);
-      const left = Fp.mul(Fp.add(aX2, Y2), Z2);
-      const right = Fp.add(Z4, Fp.mul(d, Fp.mul(X2, Y2)));
-      if (!Fp.eql(left, right))
+      const X2 = Fp2.sqr(X);
+      const Y2 = Fp2.sqr(Y);
+      const Z2 = Fp2.sqr(Z);
+      const Z4 = Fp2.sqr(Z2);
+      const aX2 = Fp2.mul(X2, a);
+      const left = Fp2.mul(Fp2.add(aX2, Y2), Z2);
+      const right = Fp2.add(Z4, Fp2.mul(d, Fp2.mul(X2, Y2)));
+      if (!Fp2.eql(left, right))
         throw new Error("bad point: equation left != right (1)");
-      const XY = Fp.mul(X, Y);
-      const ZT = Fp.mul(Z, T);
-      if (!Fp.eql(XY, ZT))
+      const XY = Fp2.mul(X, Y);
+      const ZT = Fp2.mul(Z, T);
+      if (!Fp2.eql(XY, ZT))
         throw new Error("bad point: equation left != right (2)");
     }
     // Compare one point to another.
@@ -48699,36 +48986,36 @@ function edwards(params, extraOpts = {}) {
       aedpoint(other);
       const { X: X1, Y: Y1, Z: Z1 } = this;
       const { X: X2, Y: Y2, Z: Z2 } = other;
-      const X1Z2 = Fp.mul(X1, Z2);
-      const X2Z1 = Fp.mul(X2, Z1);
-      const Y1Z2 = Fp.mul(Y1, Z2);
-      const Y2Z1 = Fp.mul(Y2, Z1);
-      return Fp.eql(X1Z2, X2Z1) && Fp.eql(Y1Z2, Y2Z1);
+      const X1Z2 = Fp2.mul(X1, Z2);
+      const X2Z1 = Fp2.mul(X2, Z1);
+      const Y1Z2 = Fp2.mul(Y1, Z2);
+      const Y2Z1 = Fp2.mul(Y2, Z1);
+      return Fp2.eql(X1Z2, X2Z1) && Fp2.eql(Y1Z2, Y2Z1);
     }
     is0() {
       return this.equals(Point.ZERO);
     }
     negate() {
-      return new Point(Fp.neg(this.X), this.Y, this.Z, Fp.neg(this.T));
+      return new Point(Fp2.neg(this.X), this.Y, this.Z, Fp2.neg(this.T));
     }
     // Fast algo for doubling Extended Point.
     // https://hyperelliptic.org/EFD/g1p/auto-twisted-extended.html#doubling-dbl-2008-hwcd
     // Cost: 4M + 4S + 1*a + 6add + 1*2.
     double() {
       const { X: X1, Y: Y1, Z: Z1 } = this;
-      const A = Fp.sqr(X1);
-      const B = Fp.sqr(Y1);
-      const C = Fp.mul(Fp.sqr(Z1), _2n8);
+      const A = Fp2.sqr(X1);
+      const B = Fp2.sqr(Y1);
+      const C = Fp2.mul(Fp2.sqr(Z1), _2n8);
       const D = mulA(A);
-      const x1y1 = Fp.addN(X1, Y1);
-      const E = Fp.sub(Fp.subN(Fp.sqr(x1y1), A), B);
-      const G = Fp.addN(D, B);
-      const F2 = Fp.subN(G, C);
-      const H = Fp.subN(D, B);
-      const X3 = Fp.mul(E, F2);
-      const Y3 = Fp.mul(G, H);
-      const T3 = Fp.mul(E, H);
-      const Z3 = Fp.mul(F2, G);
+      const x1y1 = Fp2.addN(X1, Y1);
+      const E = Fp2.sub(Fp2.subN(Fp2.sqr(x1y1), A), B);
+      const G = Fp2.addN(D, B);
+      const F2 = Fp2.subN(G, C);
+      const H = Fp2.subN(D, B);
+      const X3 = Fp2.mul(E, F2);
+      const Y3 = Fp2.mul(G, H);
+      const T3 = Fp2.mul(E, H);
+      const Z3 = Fp2.mul(F2, G);
       return new Point(X3, Y3, Z3, T3);
     }
     // Fast algo for adding 2 Extended Points.
@@ -48739,18 +49026,18 @@ function edwards(params, extraOpts = {}) {
       const { d } = CURVE;
       const { X: X1, Y: Y1, Z: Z1, T: T1 } = this;
       const { X: X2, Y: Y2, Z: Z2, T: T2 } = other;
-      const A = Fp.mul(X1, X2);
-      const B = Fp.mul(Y1, Y2);
-      const C = Fp.mul(Fp.mulN(T1, d), T2);
-      const D = Fp.mul(Z1, Z2);
-      const E = Fp.sub(Fp.subN(Fp.mulN(Fp.addN(X1, Y1), Fp.addN(X2, Y2)), A), B);
-      const F2 = Fp.subN(D, C);
-      const G = Fp.addN(D, C);
-      const H = Fp.sub(B, mulA(A));
-      const X3 = Fp.mul(E, F2);
-      const Y3 = Fp.mul(G, H);
-      const T3 = Fp.mul(E, H);
-      const Z3 = Fp.mul(F2, G);
+      const A = Fp2.mul(X1, X2);
+      const B = Fp2.mul(Y1, Y2);
+      const C = Fp2.mul(Fp2.mulN(T1, d), T2);
+      const D = Fp2.mul(Z1, Z2);
+      const E = Fp2.sub(Fp2.subN(Fp2.mulN(Fp2.addN(X1, Y1), Fp2.addN(X2, Y2)), A), B);
+      const F2 = Fp2.subN(D, C);
+      const G = Fp2.addN(D, C);
+      const H = Fp2.sub(B, mulA(A));
+      const X3 = Fp2.mul(E, F2);
+      const Y3 = Fp2.mul(G, H);
+      const T3 = Fp2.mul(E, H);
+      const Z3 = Fp2.mul(F2, G);
       return new Point(X3, Y3, Z3, T3);
     }
     subtract(other) {
@@ -48800,13 +49087,13 @@ function edwards(params, extraOpts = {}) {
       const { X, Y, Z } = p;
       const is0 = p.is0();
       if (iz == null)
-        iz = is0 ? Fp.create(_8n4) : Fp.inv(Z);
-      const x = Fp.mul(X, iz);
-      const y = Fp.mul(Y, iz);
-      const zz = Fp.mul(Z, iz);
+        iz = is0 ? Fp2.create(_8n4) : Fp2.inv(Z);
+      const x = Fp2.mul(X, iz);
+      const y = Fp2.mul(Y, iz);
+      const zz = Fp2.mul(Z, iz);
       if (is0)
-        return { x: Fp.ZERO, y: Fp.ONE };
-      if (!Fp.eql(zz, Fp.ONE))
+        return { x: Fp2.ZERO, y: Fp2.ONE };
+      if (!Fp2.eql(zz, Fp2.ONE))
         throw new Error("invZ was invalid");
       return { x, y };
     }
@@ -48823,7 +49110,7 @@ function edwards(params, extraOpts = {}) {
     }
     toBytes() {
       const { x, y } = this.toAffine();
-      const bytes = Fp.toBytes(y);
+      const bytes = Fp2.toBytes(y);
       bytes[bytes.length - 1] |= isOdd(x) ? 128 : 0;
       return bytes;
     }
@@ -48835,12 +49122,169 @@ function edwards(params, extraOpts = {}) {
     }
   }
   const normalize = (points) => normalizeZ2(Point, points);
-  const wnaf = new ScalarMultiplier(Point, randomBytes8);
+  const wnaf = new ScalarMultiplier(Point, randomBytes9);
   if (wnaf.bits >= 6)
     Point.BASE.precompute(6);
   Object.freeze(Point.prototype);
   Object.freeze(Point);
   return Point;
+}
+function eddsa(Point, cHash, eddsaOpts = {}) {
+  validatePointCons(Point);
+  if (typeof cHash !== "function")
+    throw new Error('"hash" function param is required');
+  const hash = cHash;
+  const opts2 = eddsaOpts;
+  validateObject2(opts2, {}, {
+    adjustScalarBytes: "function",
+    randomBytes: "function",
+    domain: "function",
+    prehash: "function",
+    zip215: "boolean",
+    mapToCurve: "function",
+    toMontgomery: "function",
+    toMontgomerySecret: "function"
+  });
+  const { prehash } = opts2;
+  const { BASE, Fp: Fp2, Fn } = Point;
+  const outputLen = hash.outputLen;
+  const expectedLen = 2 * Fp2.BYTES;
+  if (outputLen !== void 0) {
+    asafenumber(outputLen, "hash.outputLen");
+    if (outputLen !== expectedLen)
+      throw new Error(`hash.outputLen must be ${expectedLen}, got ${outputLen}`);
+  }
+  const randomBytes9 = opts2.randomBytes === void 0 ? randomBytes5 : opts2.randomBytes;
+  const toMontgomery2 = opts2.toMontgomery;
+  const toMontgomerySecret2 = opts2.toMontgomerySecret;
+  const adjustScalarBytes3 = opts2.adjustScalarBytes === void 0 ? (bytes) => bytes : opts2.adjustScalarBytes;
+  const domain = opts2.domain === void 0 ? (data, ctx, phflag) => {
+    abool3(phflag, "phflag");
+    if (ctx.length || phflag)
+      throw new Error("Contexts/pre-hash are not supported");
+    return data;
+  } : opts2.domain;
+  function modN_LE(hash2) {
+    return Fn.create(bytesToNumberLE2(hash2));
+  }
+  function getPrivateScalar(key) {
+    const len = lengths.secretKey;
+    abytes5(key, lengths.secretKey, "secretKey");
+    const hashed = abytes5(hash(key), 2 * len, "hashedSecretKey");
+    const head = adjustScalarBytes3(hashed.slice(0, len));
+    const prefix = hashed.slice(len, 2 * len);
+    const scalar = modN_LE(head);
+    return { head, prefix, scalar };
+  }
+  function getExtendedPublicKey(secretKey) {
+    const { head, prefix, scalar } = getPrivateScalar(secretKey);
+    const point = BASE.multiply(scalar);
+    const pointBytes = point.toBytes();
+    return { head, prefix, scalar, point, pointBytes };
+  }
+  function getPublicKey(secretKey) {
+    return getExtendedPublicKey(secretKey).pointBytes;
+  }
+  function hashDomainToScalar(context = Uint8Array.of(), ...msgs) {
+    const msg = concatBytes3(...msgs);
+    return modN_LE(hash(domain(msg, abytes5(context, void 0, "context"), !!prehash)));
+  }
+  function sign(msg, secretKey, options = {}) {
+    validateObject2(options, {}, {}, "options");
+    msg = copyBytes4(abytes5(msg, void 0, "message"));
+    if (prehash)
+      msg = prehash(msg);
+    const { prefix, scalar, pointBytes } = getExtendedPublicKey(secretKey);
+    const r = hashDomainToScalar(options.context, prefix, msg);
+    const R = BASE.multiply(r).toBytes();
+    const k = hashDomainToScalar(options.context, R, pointBytes, msg);
+    const s = Fn.create(r + k * scalar);
+    if (!Fn.isValid(s))
+      throw new Error("sign failed: invalid s");
+    const rs = concatBytes3(R, Fn.toBytes(s));
+    return abytes5(rs, lengths.signature, "result");
+  }
+  const verifyOpts = {
+    zip215: opts2.zip215
+  };
+  function verify(sig, msg, publicKey, options = verifyOpts) {
+    validateObject2(options);
+    const { context } = options;
+    const zip215 = options.zip215 === void 0 ? !!verifyOpts.zip215 : options.zip215;
+    const len = lengths.signature;
+    sig = abytes5(sig, len, "signature");
+    msg = abytes5(msg, void 0, "message");
+    publicKey = abytes5(publicKey, lengths.publicKey, "publicKey");
+    if (zip215 !== void 0)
+      abool3(zip215, "zip215");
+    if (prehash)
+      msg = prehash(msg);
+    const mid = len / 2;
+    const r = sig.subarray(0, mid);
+    const s = bytesToNumberLE2(sig.subarray(mid, len));
+    let A, R, SB;
+    try {
+      A = Point.fromBytes(publicKey, zip215);
+      R = Point.fromBytes(r, zip215);
+      SB = BASE.multiplyUnsafe(s);
+    } catch (error2) {
+      return false;
+    }
+    if (!zip215 && A.isSmallOrder())
+      return false;
+    const k = hashDomainToScalar(context, r, publicKey, msg);
+    const RkA = R.add(A.multiplyUnsafe(k));
+    return RkA.subtract(SB).clearCofactor().is0();
+  }
+  const _size = Fp2.BYTES;
+  const lengths = {
+    secretKey: _size,
+    publicKey: _size,
+    signature: 2 * _size,
+    seed: _size
+  };
+  function randomSecretKey(seed) {
+    seed = seed === void 0 ? randomBytes9(lengths.seed) : seed;
+    return abytes5(seed, lengths.seed, "seed");
+  }
+  function isValidSecretKey(key) {
+    return isBytes5(key) && key.length === lengths.secretKey;
+  }
+  function isValidPublicKey(key, zip215) {
+    try {
+      return !!Point.fromBytes(key, zip215 === void 0 ? verifyOpts.zip215 : zip215);
+    } catch (error2) {
+      return false;
+    }
+  }
+  const utils = {
+    getExtendedPublicKey,
+    randomSecretKey,
+    isValidSecretKey,
+    isValidPublicKey,
+    /** Converts an Edwards public key to a companion Montgomery public key. */
+    toMontgomery(publicKey) {
+      if (toMontgomery2 === void 0)
+        throw new Error("Montgomery conversion is not supported for this curve");
+      return toMontgomery2(Point.fromBytes(publicKey));
+    },
+    toMontgomerySecret(secretKey) {
+      if (toMontgomerySecret2 === void 0)
+        throw new Error("Montgomery conversion is not supported for this curve");
+      return toMontgomerySecret2(secretKey);
+    }
+  };
+  Object.freeze(lengths);
+  Object.freeze(utils);
+  return Object.freeze({
+    keygen: createKeygen2(randomSecretKey, getPublicKey),
+    getPublicKey,
+    sign,
+    verify,
+    utils,
+    Point,
+    lengths
+  });
 }
 var _0n12, _1n12, _2n8, _4n6, _8n4;
 var init_edwards = __esm({
@@ -49055,9 +49499,23 @@ function uvRatio(u, v) {
     x = mod3(-x, P);
   return { isValid: useRoot1 || useRoot2, value: x };
 }
-var _0n14, _1n14, _2n10, _3n6, _5n4, _8n5, ed25519_CURVE_p2, ed25519_CURVE, ED25519_SQRT_M1, ed25519_Point, x255192;
+function toMontgomery(point) {
+  const { y } = point;
+  return Fp.toBytes(Fp.div(_1n14 + y, _1n14 - y));
+}
+function toMontgomerySecret(secretKey) {
+  const size = ed25519_Point.Fp.BYTES;
+  abytes(secretKey, size);
+  return adjustScalarBytes2(sha512(secretKey.subarray(0, size))).subarray(0, size);
+}
+function ed(opts2) {
+  return eddsa(ed25519_Point, sha512, Object.assign({ adjustScalarBytes: adjustScalarBytes2, toMontgomery, toMontgomerySecret, zip215: true }, opts2));
+}
+var _0n14, _1n14, _2n10, _3n6, _5n4, _8n5, ed25519_CURVE_p2, ed25519_CURVE, ED25519_SQRT_M1, ed25519_Point, Fp, ed25519, x255192;
 var init_ed255192 = __esm({
   "node_modules/@noble/curves/ed25519.js"() {
+    init_sha2();
+    init_utils();
     init_edwards();
     init_modular2();
     init_montgomery2();
@@ -49079,6 +49537,8 @@ var init_ed255192 = __esm({
     }))();
     ED25519_SQRT_M1 = /* @__PURE__ */ BigInt("19681161376707505956807079304988542015446066515923890162744021073123829784752");
     ed25519_Point = /* @__PURE__ */ edwards(ed25519_CURVE, { uvRatio });
+    Fp = /* @__PURE__ */ (() => ed25519_Point.Fp)();
+    ed25519 = /* @__PURE__ */ ed({});
     x255192 = /* @__PURE__ */ (() => {
       const P = ed25519_CURVE_p2;
       const powPminus2 = (x) => {
@@ -50147,6 +50607,341 @@ var init_dist = __esm({
   }
 });
 
+// core/secrets/key-cmd.ts
+import { execFileSync } from "node:child_process";
+function splitCommand(cmd2) {
+  const words = [];
+  let word2;
+  let i = 0;
+  const space = (c) => c === " " || c === "	" || c === "\r" || c === "\n";
+  while (i < cmd2.length) {
+    const c = cmd2[i++];
+    if (word2 === void 0) {
+      if (space(c)) continue;
+      if (c === "#") {
+        while (i < cmd2.length && cmd2[i] !== "\n") i++;
+        continue;
+      }
+      word2 = "";
+    } else if (space(c)) {
+      words.push(word2);
+      word2 = void 0;
+      continue;
+    }
+    if (c === "\\") {
+      if (i >= cmd2.length) throw new Error("EOF found after escape character");
+      word2 += cmd2[i++];
+    } else if (c === "'") {
+      const end = cmd2.indexOf("'", i);
+      if (end < 0) throw new Error("EOF found when expecting closing quote");
+      word2 += cmd2.slice(i, end);
+      i = end + 1;
+    } else if (c === '"') {
+      for (; ; ) {
+        if (i >= cmd2.length) throw new Error("EOF found when expecting closing quote");
+        const d = cmd2[i++];
+        if (d === '"') break;
+        if (d === "\\") {
+          if (i >= cmd2.length) throw new Error("EOF found after escape character");
+          word2 += cmd2[i++];
+        } else word2 += d;
+      }
+    } else word2 += c;
+  }
+  if (word2 !== void 0) words.push(word2);
+  return words;
+}
+function shellWords(words) {
+  if (/^(.*\/)?(sh|bash|dash|zsh|ksh|ash|busybox)$/.test(words[0]) && words.includes("-c")) return [];
+  return words.filter((w) => /^~|[$`|&;<>*?]|^\(|\)$/.test(w)).map((w) => w.length > 30 ? `${w.slice(0, 27)}...` : w);
+}
+function shellFix(variable) {
+  return `sops runs ${variable} without a shell (one program and its arguments, quoted with '\u2026' or "\u2026"); for ~, $VARIABLES, pipes or redirections, write the shell yourself: ${variable}="sh -c '<your command>'" (sops and ops run that alike)`;
+}
+function runKeyCommand(variable, cmd2, env) {
+  if (/AGE-SECRET-KEY-|PRIVATE KEY-----/i.test(cmd2))
+    throw new OpsError(`${variable} holds a private key, not a command that prints one (not shown)`, `give the key in ${variable === "SOPS_AGE_KEY_CMD" ? "SOPS_AGE_KEY" : "a file named by SOPS_AGE_SSH_PRIVATE_KEY_FILE"}, or set ${variable} to a command that prints it`);
+  let words;
+  try {
+    words = splitCommand(cmd2);
+  } catch (e) {
+    const what = /quote/.test(e.message) ? `has a quote (' or ") with no closing one` : "ends with a backslash";
+    throw new OpsError(`${variable} ${what}: sops cannot split it into a command and its arguments (google/shlex: ${e.message})`, shellFix(variable));
+  }
+  if (words.length === 0) throw new NoKeyCommand(`${variable} is set but names no command${cmd2.trim() ? " (only a comment)" : ""}: sops 3.13.3 crashes on it`, `unset ${variable}, or set it to the command that prints your key`);
+  const [program, ...args] = words;
+  try {
+    return execFileSync(program, args, { stdio: ["ignore", "pipe", "pipe"], env, maxBuffer: 1024 * 1024 });
+  } catch (e) {
+    const err = e;
+    const shell2 = shellWords(words);
+    const hint = shell2.length ? `; ${shell2.join(", ")} ${shell2.length === 1 ? "is" : "are"} passed to ${program} as ${shell2.length === 1 ? "it is" : "they are"}, not read by a shell` : "";
+    const why = err.code === "ENOENT" ? `no program ${program} (looked in PATH${program.includes("/") ? ": it is a path" : ""})` : err.code === "EACCES" ? `${program} cannot be run (permission denied)` : err.code === "ENOBUFS" ? "it printed more than 1 MiB (not a key)" : err.signal ? `${program} was killed by ${err.signal}` : typeof err.status === "number" ? `${program} exited with status ${err.status}` : `${program} could not be run (${err.code ?? err.message.split("\n")[0]})`;
+    throw new OpsError(`${variable} failed: ${why} (what it printed is not shown)${hint}`, shell2.length ? shellFix(variable) : `run the command yourself to see what it says, fix it, or unset ${variable}`);
+  }
+}
+var NoKeyCommand;
+var init_key_cmd = __esm({
+  "core/secrets/key-cmd.ts"() {
+    "use strict";
+    init_errors();
+    NoKeyCommand = class extends OpsError {
+    };
+  }
+});
+
+// core/secrets/ssh-keys.ts
+import { createHash, createPrivateKey, createPublicKey, hkdfSync, privateDecrypt, publicEncrypt, randomBytes as randomBytes6, createCipheriv, createDecipheriv, constants as constants4 } from "node:crypto";
+import { readFileSync as readFileSync3 } from "node:fs";
+import { join as join5 } from "node:path";
+function recipientKey(r) {
+  return SSH_RECIPIENT_RE.test(r) ? r.split(" ").slice(0, 2).join(" ") : r;
+}
+function wireFields(blob) {
+  const out = [];
+  for (let at2 = 0; at2 < blob.length; ) {
+    if (at2 + 4 > blob.length) throw new Error("truncated key");
+    const n = blob.readUInt32BE(at2);
+    if (at2 + 4 + n > blob.length) throw new Error("truncated key");
+    out.push(blob.subarray(at2 + 4, at2 + 4 + n));
+    at2 += 4 + n;
+  }
+  return out;
+}
+function seal(key, plain) {
+  const c = createCipheriv("chacha20-poly1305", key, Buffer.alloc(12), { authTagLength: 16 });
+  return Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
+}
+function open2(key, body) {
+  if (body.length !== FILE_KEY_BYTES + 16) throw new Error("invalid ssh-ed25519 stanza body length");
+  const d = createDecipheriv("chacha20-poly1305", key, Buffer.alloc(12), { authTagLength: 16 });
+  d.setAuthTag(body.subarray(FILE_KEY_BYTES));
+  return Buffer.concat([d.update(body.subarray(0, FILE_KEY_BYTES)), d.final()]);
+}
+function wrappingKey(shared, blob, share, theirs) {
+  const tweaked = x255192.scalarMult(tweakOf(blob), shared);
+  return new Uint8Array(hkdfSync("sha256", tweaked, Buffer.concat([share, theirs]), ED25519_LABEL, 32));
+}
+function sshRecipient(line) {
+  const [type, body] = line.trim().split(/\s+/);
+  const blob = Buffer.from(body ?? "", "base64");
+  const fields = wireFields(blob);
+  if (fields[0]?.toString() !== type) throw new Error(`its key is not of the type it names (${type})`);
+  const fp = fingerprint(blob);
+  if (type === "ssh-ed25519") {
+    if (fields.length !== 2 || fields[1].length !== 32) throw new Error("an ssh-ed25519 key is 32 bytes");
+    let theirs;
+    try {
+      theirs = ed25519.utils.toMontgomery(fields[1]);
+    } catch {
+      throw new Error("it is not a valid Ed25519 public key");
+    }
+    return {
+      wrapFileKey(fileKey) {
+        const ephemeral = randomBytes6(32);
+        const share = x255192.getPublicKey(ephemeral);
+        const key = wrappingKey(x255192.scalarMult(ephemeral, theirs), blob, share, theirs);
+        return [new Stanza(["ssh-ed25519", fp, b64(share)], seal(key, fileKey))];
+      }
+    };
+  }
+  if (type === "ssh-rsa") {
+    if (fields.length !== 3) throw new Error("malformed ssh-rsa key");
+    const unsigned = (b) => b.subarray(b.findIndex((x) => x !== 0));
+    const pub = createPublicKey({ key: { kty: "RSA", e: unsigned(fields[1]).toString("base64url"), n: unsigned(fields[2]).toString("base64url") }, format: "jwk" });
+    if ((pub.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw new Error("its RSA key is shorter than 2048 bits (age refuses it)");
+    return { wrapFileKey: (fileKey) => [new Stanza(["ssh-rsa", fp], publicEncrypt({ key: pub, padding: constants4.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256", oaepLabel: OAEP_LABEL }, fileKey))] };
+  }
+  throw new Error(`unknown SSH recipient type ${type}`);
+}
+function stanzaFor(stanzas, type, fp) {
+  return stanzas.find((s) => s.args[0] === type && s.args[1] === fp);
+}
+function identityOf(type, priv, blob) {
+  const fp = fingerprint(blob);
+  if (type === "ssh-ed25519") {
+    const secret = createHash("sha512").update(Buffer.from(priv.export({ format: "jwk" }).d, "base64url")).digest().subarray(0, 32);
+    const ours = x255192.getPublicKey(secret);
+    return {
+      unwrapFileKey(stanzas) {
+        const s = stanzaFor(stanzas, "ssh-ed25519", fp);
+        if (!s) return null;
+        const share = Buffer.from(s.args[2] ?? "", "base64");
+        if (s.args.length !== 3 || share.length !== 32) throw new Error("invalid ssh-ed25519 recipient block");
+        return open2(wrappingKey(x255192.scalarMult(secret, share), blob, share, ours), s.body);
+      }
+    };
+  }
+  return {
+    unwrapFileKey(stanzas) {
+      const s = stanzaFor(stanzas, "ssh-rsa", fp);
+      if (!s) return null;
+      if (s.args.length !== 2) throw new Error("invalid ssh-rsa recipient block");
+      return privateDecrypt({ key: priv, padding: constants4.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256", oaepLabel: OAEP_LABEL }, s.body);
+    }
+  };
+}
+function openSshPublicBlob(text) {
+  const m = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text);
+  if (!m) return void 0;
+  const raw = Buffer.from(m[1].replace(/\s+/g, ""), "base64");
+  const magic = "openssh-key-v1\0";
+  if (raw.subarray(0, magic.length).toString("latin1") !== magic) return void 0;
+  try {
+    const rest = raw.subarray(magic.length);
+    let at2 = 0;
+    for (let i = 0; i < 3; i++) at2 += 4 + rest.readUInt32BE(at2);
+    at2 += 4;
+    const n = rest.readUInt32BE(at2);
+    return rest.subarray(at2 + 4, at2 + 4 + n);
+  } catch {
+    return void 0;
+  }
+}
+function lockedKey(source, fromCmd) {
+  if (fromCmd) return new OpsError(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
+  const copy = `${source}.sops`;
+  return new OpsError(
+    `${source}, the SSH key this file is encrypted to, is protected by a passphrase: ops does not ask for passphrases (sops asks at a terminal)`,
+    `give ops a copy without one, kept private: cp ${quote(source)} ${quote(copy)} && ssh-keygen -p -N '' -f ${quote(copy)} && export SOPS_AGE_SSH_PRIVATE_KEY_FILE=${quote(copy)} (ssh-keygen asks the old passphrase; sops reads that variable too); or use an age key: \`ops keygen\`, added as a recipient by someone who can decrypt, in SOPS_AGE_KEY_FILE`
+  );
+}
+function readSshKey(text, source, pubFile, out) {
+  const parsed = import_ssh22.default.utils.parseKey(text);
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (key instanceof Error || !key) {
+    if (key && /passphrase/i.test(key.message)) {
+      let blob = openSshPublicBlob(text.toString("latin1"));
+      if (!blob && pubFile) {
+        try {
+          blob = Buffer.from(readFileSync3(pubFile, "utf8").trim().split(/\s+/)[1] ?? "", "base64");
+        } catch {
+        }
+      }
+      const locked = lockedKey(source, !pubFile);
+      if (!blob || !blob.length) {
+        out.problems.push(`${source}: protected by a passphrase, and its public key is unknown${pubFile ? ` (no ${pubFile})` : ""}: ops does not ask for passphrases`);
+        out.tried.push(`${source} (an SSH key protected by a passphrase)`);
+        return;
+      }
+      let type = "";
+      try {
+        type = wireFields(blob)[0]?.toString() ?? "";
+      } catch {
+      }
+      const fp = fingerprint(blob);
+      out.identities.push({
+        recipient: `${type} ${blob.toString("base64")}`,
+        source,
+        locked,
+        identity: { unwrapFileKey: (stanzas) => stanzaFor(stanzas, type, fp) ? Promise.reject(locked) : null }
+      });
+      out.tried.push(`${source} (an SSH key protected by a passphrase)`);
+      return;
+    }
+    const p8 = pkcs8Key(text);
+    if (p8) {
+      out.identities.push({ recipient: `${p8.type} ${p8.blob.toString("base64")}`, source, identity: identityOf(p8.type, p8.priv, p8.blob) });
+      out.tried.push(`${source} (an ${p8.type} key)`);
+      return;
+    }
+    out.problems.push(`${source}: not an SSH private key ops and sops can read (${key ? key.message : "no key found"})`);
+    out.tried.push(`${source} (unreadable SSH key)`);
+    return;
+  }
+  if (!key.isPrivateKey()) {
+    out.problems.push(`${source}: an SSH public key (what its .pub holds), not the private key`);
+    out.tried.push(`${source} (a public key)`);
+    return;
+  }
+  if (key.type !== "ssh-ed25519" && key.type !== "ssh-rsa") {
+    out.problems.push(`${source}: an ${key.type} SSH key, which age cannot decrypt with (ssh-ed25519 and ssh-rsa only)`);
+    out.tried.push(`${source} (${key.type}: unsupported)`);
+    return;
+  }
+  out.identities.push({ recipient: `${key.type} ${key.getPublicSSH().toString("base64")}`, source, identity: identityOf(key.type, createPrivateKey(key.getPrivatePEM()), key.getPublicSSH()) });
+  out.tried.push(`${source} (an ${key.type} key)`);
+}
+function pkcs8Key(text) {
+  if (!/-----BEGIN PRIVATE KEY-----/.test(text.toString("latin1"))) return void 0;
+  let priv;
+  try {
+    priv = createPrivateKey(text);
+  } catch {
+    return void 0;
+  }
+  const jwk = priv.export({ format: "jwk" });
+  const b = (s) => Buffer.from(s ?? "", "base64url");
+  if (priv.asymmetricKeyType === "ed25519") return { type: "ssh-ed25519", priv, blob: Buffer.concat([wireString(Buffer.from("ssh-ed25519")), wireString(b(jwk.x))]) };
+  if (priv.asymmetricKeyType === "rsa") return { type: "ssh-rsa", priv, blob: Buffer.concat([wireString(Buffer.from("ssh-rsa")), mpint(b(jwk.e)), mpint(b(jwk.n))]) };
+  return void 0;
+}
+function loadSshIdentities(processEnv, run) {
+  const out = { identities: [], tried: [], problems: [] };
+  const file = processEnv.SOPS_AGE_SSH_PRIVATE_KEY_FILE;
+  if (file !== void 0) {
+    try {
+      readSshKey(readFileSync3(file), file, `${file}.pub`, out);
+    } catch (e) {
+      out.problems.push(`SOPS_AGE_SSH_PRIVATE_KEY_FILE: ${fileError(e, file, "read", "an SSH private key").message}`);
+      out.tried.push(`SOPS_AGE_SSH_PRIVATE_KEY_FILE=${file} (unreadable)`);
+    }
+  }
+  const cmd2 = processEnv.SOPS_AGE_SSH_PRIVATE_KEY_CMD;
+  if (cmd2 !== void 0) {
+    let text;
+    try {
+      text = run(cmd2);
+    } catch (e) {
+      if (e instanceof NoKeyCommand) throw e;
+      out.problems.push(`${messageLine(e)}${e instanceof OpsError && e.hint ? ` (to fix: ${e.hint})` : ""}`);
+      out.tried.push("SOPS_AGE_SSH_PRIVATE_KEY_CMD (failed)");
+    }
+    try {
+      if (text) readSshKey(text, "SOPS_AGE_SSH_PRIVATE_KEY_CMD", void 0, out);
+    } catch (e) {
+      out.problems.push(`SOPS_AGE_SSH_PRIVATE_KEY_CMD printed no SSH private key ops and sops can read (${messageLine(e)}; not shown)`);
+    }
+  }
+  const home = homeDir(processEnv);
+  if (home) {
+    for (const name2 of ["id_ed25519", "id_rsa"]) {
+      const path = join5(home, ".ssh", name2);
+      try {
+        if (userFileExists(path, path, "an SSH private key")) readSshKey(readFileSync3(path), path, `${path}.pub`, out);
+      } catch (e) {
+        out.problems.push(e instanceof OpsError ? e.message : fileError(e, path, "read", "an SSH private key").message);
+      }
+    }
+  } else out.tried.push(`~/.ssh/id_ed25519, ~/.ssh/id_rsa (${noHomeReason(processEnv)})`);
+  return out;
+}
+var import_ssh22, SSH_RECIPIENT_RE, ED25519_LABEL, OAEP_LABEL, FILE_KEY_BYTES, b64, fingerprint, tweakOf, wireString, mpint;
+var init_ssh_keys = __esm({
+  "core/secrets/ssh-keys.ts"() {
+    "use strict";
+    init_ed255192();
+    init_dist();
+    import_ssh22 = __toESM(require_lib3(), 1);
+    init_errors();
+    init_home();
+    init_shell();
+    init_key_cmd();
+    SSH_RECIPIENT_RE = /^ssh-(ed25519|rsa) AAAA[0-9A-Za-z+/=]+( .*)?$/;
+    ED25519_LABEL = "age-encryption.org/v1/ssh-ed25519";
+    OAEP_LABEL = Buffer.from("age-encryption.org/v1/ssh-rsa");
+    FILE_KEY_BYTES = 16;
+    b64 = (b) => Buffer.from(b).toString("base64").replace(/=+$/, "");
+    fingerprint = (blob) => b64(createHash("sha256").update(blob).digest().subarray(0, 4));
+    tweakOf = (blob) => new Uint8Array(hkdfSync("sha256", Buffer.alloc(0), blob, ED25519_LABEL, 32));
+    wireString = (b) => Buffer.concat([Buffer.from([b.length >>> 24, b.length >>> 16 & 255, b.length >>> 8 & 255, b.length & 255]), b]);
+    mpint = (b) => {
+      const bare = b.subarray(Math.max(0, b.findIndex((x) => x !== 0)));
+      return wireString(bare[0] & 128 ? Buffer.concat([Buffer.from([0]), bare]) : bare);
+    };
+  }
+});
+
 // core/secrets/keys.ts
 var keys_exports = {};
 __export(keys_exports, {
@@ -50158,11 +50953,11 @@ __export(keys_exports, {
   isRecipient: () => isRecipient,
   loadIdentities: () => loadIdentities,
   parseIdentities: () => parseIdentities,
+  recipientKey: () => recipientKey,
   unwrapDataKey: () => unwrapDataKey,
   wrapDataKey: () => wrapDataKey
 });
-import { execFileSync } from "node:child_process";
-import { readFileSync as readFileSync3 } from "node:fs";
+import { readFileSync as readFileSync4 } from "node:fs";
 import { isAbsolute as isAbsolute3 } from "node:path";
 async function parseIdentities(text, source, encrypted, plugins) {
   const sealed = encryptedKeyFile(text, source, encrypted) ?? sshKeyGiven(text, source);
@@ -50228,7 +51023,7 @@ function sshKeyGiven(text, source) {
   const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ");
   return new OpsError(
     `${variable ? `${source} holds` : `${source} is`} ${kind}, not an age key${variable ? "" : " file"}${kind === "an SSH private key" ? " (not shown)" : ""}`,
-    `ops decrypts with age keys (AGE-SECRET-KEY-1\u2026, from \`ops keygen\` or age-keygen) only: ${variable ? `give yours in ${source}` : "point SOPS_AGE_KEY_FILE at your age key file"}; files encrypted to SSH public keys are the sops binary's to open (SOPS_AGE_SSH_PRIVATE_KEY_FILE)`
+    `${source} takes age keys (AGE-SECRET-KEY-1\u2026, from \`ops keygen\` or age-keygen) only: ${variable ? `give yours in ${source}` : "point SOPS_AGE_KEY_FILE at your age key file, or unset it"}; an SSH private key goes in SOPS_AGE_SSH_PRIVATE_KEY_FILE (its path), as sops reads it, to open files encrypted to its public key`
   );
 }
 function notAnIdentity(line, where, source) {
@@ -50275,7 +51070,7 @@ async function loadIdentities(processEnv = process.env) {
     const file2 = processEnv.SOPS_AGE_KEY_FILE;
     let text;
     try {
-      text = readFileSync3(file2, "utf8");
+      text = readFileSync4(file2, "utf8");
     } catch (e) {
       throw new OpsError(
         `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
@@ -50288,32 +51083,41 @@ async function loadIdentities(processEnv = process.env) {
     exposed(file2, found);
     tried.push(`SOPS_AGE_KEY_FILE=${file2} (${count(found, before)})`);
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
-  if (processEnv.SOPS_AGE_KEY_CMD) {
+  if (processEnv.SOPS_AGE_KEY_CMD !== void 0) {
     let text;
     try {
-      text = execFileSync("sh", ["-c", processEnv.SOPS_AGE_KEY_CMD], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: processEnv });
+      text = runKeyCommand("SOPS_AGE_KEY_CMD", processEnv.SOPS_AGE_KEY_CMD, processEnv).toString("utf8");
     } catch (e) {
-      throw new OpsError(`SOPS_AGE_KEY_CMD failed: ${messageLine(e)}`, "fix the command, or unset SOPS_AGE_KEY_CMD");
+      if (!(e instanceof OpsError) || e instanceof NoKeyCommand) throw e;
+      tried.push(`SOPS_AGE_KEY_CMD (${messageLine(e).replace(/^SOPS_AGE_KEY_CMD /, "")}; to fix: ${e.hint})`);
     }
-    const before = plugins.length;
-    const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD", void 0, plugins);
-    identities.push(...found);
-    tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+    if (text !== void 0) {
+      const before = plugins.length;
+      const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD", void 0, plugins);
+      identities.push(...found);
+      tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+    }
   }
   const file = defaultKeyFile(processEnv);
   const moved = file.replace(/\.txt$/, "") + ".age";
   if (!isAbsolute3(file)) tried.push(`${file} (${noHomeReason(processEnv)})`);
   else if (userFileExists(file, file, "an age key file")) {
     const before = plugins.length;
-    const found = await parseIdentities(readFileSync3(file, "utf8"), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
+    const found = await parseIdentities(readFileSync4(file, "utf8"), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
     identities.push(...found);
     exposed(file, found);
     tried.push(`${file} (${count(found, before)})`);
   } else tried.push(`${file} (no such file)`);
   if (plugins.length)
     warnings.push(`${plugins.join(", ")}: age plugin identit${plugins.length === 1 ? "y" : "ies"} (AGE-PLUGIN-\u2026, a YubiKey's, a TPM's), which ops cannot use: skipped; ${identities.length ? "the native keys beside it are used" : "no native key was found"} (sops and age use a plugin identity through its plugin program; for ops, a native key AGE-SECRET-KEY-1\u2026 must be a recipient)`);
+  const ssh = loadSshIdentities(processEnv, (cmd2) => runKeyCommand("SOPS_AGE_SSH_PRIVATE_KEY_CMD", cmd2, processEnv));
+  identities.push(...ssh.identities.map((i) => ({ recipient: i.recipient, source: i.source, ssh: i.identity, ...i.locked && { locked: i.locked } })));
+  tried.push(...ssh.tried);
   const seen = /* @__PURE__ */ new Set();
-  return { identities: identities.filter((i) => !seen.has(i.secret) && seen.add(i.secret)), tried, defaultFile: file, ...warnings.length && { warnings } };
+  return { identities: identities.filter((i) => !seen.has(identityKey(i)) && seen.add(identityKey(i))), tried, defaultFile: file, ...warnings.length && { warnings }, ...ssh.problems.length && { problems: ssh.problems } };
+}
+function identityKey(i) {
+  return i.secret ?? `ssh:${i.recipient}`;
 }
 async function identitiesFromText(text, source = "given key") {
   return { identities: await parseIdentities(text, source), tried: [source] };
@@ -50326,8 +51130,14 @@ function checkRecipient(r, where = "recipient") {
   if (isPrivateKey(value)) {
     throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
-  if (SSH_RECIPIENT_RE.test(value))
-    throw new OpsError(`${where}: ${value} is an SSH public key (a recipient sops and age encrypt to), not an age recipient: ops encrypts to age keys (age1\u2026) only`, `give an age public key instead (\`ops keygen\` makes one); to keep SSH recipients, change the files with the sops binary (sops updatekeys FILE)`);
+  if (SSH_RECIPIENT_RE.test(value)) {
+    try {
+      sshRecipient(value);
+    } catch (e) {
+      throw new OpsError(`${where}: ${value} is not a valid SSH recipient: ${e.message}`, "copy the public key line again, whole (the content of its .pub file), or give an age public key (age1\u2026)");
+    }
+    return value;
+  }
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
     throw new OpsError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
@@ -50341,12 +51151,12 @@ function checkRecipient(r, where = "recipient") {
 }
 async function wrapDataKey(dataKey, recipient) {
   const e = new Encrypter();
-  e.addRecipient(recipient);
+  e.addRecipient(SSH_RECIPIENT_RE.test(recipient) ? sshRecipient(recipient) : recipient);
   return armor_exports.encode(await e.encrypt(dataKey));
 }
 async function unwrapDataKey(enc, identities) {
   const d = new Decrypter();
-  for (const id of identities) d.addIdentity(id.secret);
+  for (const id of [...identities.filter((i) => !i.locked), ...identities.filter((i) => i.locked)]) d.addIdentity(id.secret ?? id.ssh);
   let raw;
   try {
     raw = armor_exports.decode(enc);
@@ -50357,6 +51167,7 @@ async function unwrapDataKey(enc, identities) {
     return await d.decrypt(raw);
   } catch (e) {
     if (/no identity matched/.test(e.message)) return null;
+    if (e instanceof OpsError) throw e;
     throw new Error(`age could not decrypt it (${e.message})`);
   }
 }
@@ -50369,7 +51180,7 @@ async function generateIdentity2(now = /* @__PURE__ */ new Date()) {
 ${secret}
 ` };
 }
-var IDENTITY_RE, RECIPIENT_RE, IDENTITY_IN_LINE, SSH_RECIPIENT_RE;
+var IDENTITY_RE, RECIPIENT_RE, IDENTITY_IN_LINE;
 var init_keys = __esm({
   "core/secrets/keys.ts"() {
     "use strict";
@@ -50377,12 +51188,14 @@ var init_keys = __esm({
     init_errors();
     init_home();
     init_shell();
+    init_key_cmd();
     init_key_file();
     init_parts();
+    init_ssh_keys();
+    init_ssh_keys();
     IDENTITY_RE = /^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/;
     RECIPIENT_RE = /^age1[0-9a-z]+$/;
     IDENTITY_IN_LINE = /AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+/gi;
-    SSH_RECIPIENT_RE = /^ssh-(ed25519|rsa) AAAA[0-9A-Za-z+/=]+( .*)?$/;
   }
 });
 
@@ -51370,7 +52183,7 @@ var require_foldFlowLines = __commonJS({
         else
           end = lineWidth - indentAtStart;
       }
-      let split2 = void 0;
+      let split3 = void 0;
       let prev = void 0;
       let overflow = false;
       let i = -1;
@@ -51403,18 +52216,18 @@ var require_foldFlowLines = __commonJS({
           if (mode === FOLD_BLOCK)
             i = consumeMoreIndentedLines(text, i, indent2.length);
           end = i + indent2.length + endStep;
-          split2 = void 0;
+          split3 = void 0;
         } else {
           if (ch === " " && prev && prev !== " " && prev !== "\n" && prev !== "	") {
             const next = text[i + 1];
             if (next && next !== " " && next !== "\n" && next !== "	")
-              split2 = i;
+              split3 = i;
           }
           if (i >= end) {
-            if (split2) {
-              folds.push(split2);
-              end = split2 + endStep;
-              split2 = void 0;
+            if (split3) {
+              folds.push(split3);
+              end = split3 + endStep;
+              split3 = void 0;
             } else if (mode === FOLD_QUOTED) {
               while (prev === " " || prev === "	") {
                 prev = ch;
@@ -51427,7 +52240,7 @@ var require_foldFlowLines = __commonJS({
               folds.push(j);
               escapedFolds[j] = true;
               end = j + endStep;
-              split2 = void 0;
+              split3 = void 0;
             } else {
               overflow = true;
             }
@@ -52396,7 +53209,7 @@ var require_YAMLMap = __commonJS({
       static from(schema, obj, ctx) {
         const { keepUndefined, replacer } = ctx;
         const map = new this(schema);
-        const add2 = (key, value) => {
+        const add3 = (key, value) => {
           if (typeof replacer === "function")
             value = replacer.call(obj, key, value);
           else if (Array.isArray(replacer) && !replacer.includes(key))
@@ -52406,10 +53219,10 @@ var require_YAMLMap = __commonJS({
         };
         if (obj instanceof Map) {
           for (const [key, value] of obj)
-            add2(key, value);
+            add3(key, value);
         } else if (obj && typeof obj === "object") {
           for (const key of Object.keys(obj))
-            add2(key, obj[key]);
+            add3(key, obj[key]);
         }
         if (typeof schema.sortMapEntries === "function") {
           map.items.sort(schema.sortMapEntries);
@@ -54961,13 +55774,13 @@ var require_resolve_block_scalar = __commonJS({
       return { mode, indent: indent2, chomp, comment, length };
     }
     function splitLines(source) {
-      const split2 = source.split(/\n( *)/);
-      const first = split2[0];
+      const split3 = source.split(/\n( *)/);
+      const first = split3[0];
       const m = first.match(/^( *)/);
       const line0 = m?.[1] ? [m[1], first.slice(m[1].length)] : ["", first];
       const lines = [line0];
-      for (let i = 1; i < split2.length; i += 2)
-        lines.push([split2[i], split2[i + 1]]);
+      for (let i = 1; i < split3.length; i += 2)
+        lines.push([split3[i], split3[i + 1]]);
       return lines;
     }
     exports.resolveBlockScalar = resolveBlockScalar;
@@ -58289,7 +59102,7 @@ var init_env_names = __esm({
 });
 
 // core/config/hostkey.ts
-import { createHash } from "node:crypto";
+import { createHash as createHash2 } from "node:crypto";
 function printable(text, max = 40) {
   const cut = text.slice(0, max);
   const escaped = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
@@ -58302,12 +59115,12 @@ function parseHostKey(line) {
   if (parts[0] === "@cert-authority") return "a known_hosts @cert-authority line: that key is a CA's, which signs host certificates, not the host's own key; pin the host's key (its /etc/ssh/ssh_host_ed25519_key.pub, or `ssh-keyscan -t ed25519 <host>`)";
   if (parts[0] === "@revoked") return "a known_hosts @revoked line: that key is one the host must NOT have; pin the host's current key";
   if (parts.length >= 3 && !HOST_KEY_TYPES.includes(parts[0])) parts.shift();
-  const [type, b642] = parts;
-  if (!type || !b642) return 'expected "<type> <base64>"';
+  const [type, b643] = parts;
+  if (!type || !b643) return 'expected "<type> <base64>"';
   if (/-cert-v0\d@openssh\.com$/.test(type)) return `a host certificate (${type}), not the host's key: pin its plain key (ssh_host_*_key.pub beside ssh_host_*_key-cert.pub)`;
   if (!HOST_KEY_TYPES.includes(type)) return `unknown key type ${printable(type)}${type === "ssh-dss" ? " (DSA, which OpenSSH no longer offers)" : ""}: a host key is one of ${HOST_KEY_TYPES.join(", ")}`;
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b642)) return "the key is not base64";
-  const blob = Buffer.from(b642, "base64");
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b643)) return "the key is not base64";
+  const blob = Buffer.from(b643, "base64");
   if (blob.length < 4) return "the key is truncated";
   const len = blob.readUInt32BE(0);
   const inner = blob.subarray(4, 4 + len).toString("latin1");
@@ -58328,8 +59141,8 @@ function parseHostKeys(text) {
   }
   return keys;
 }
-function fingerprint(blob) {
-  return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
+function fingerprint2(blob) {
+  return `SHA256:${createHash2("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
 }
 function blobType(blob) {
   if (blob.length < 4) return "unknown";
@@ -58743,7 +59556,7 @@ function ruleJson(rule) {
   return { if: nested(rule.when.path, { const: rule.when.equals }, true), then: then.length === 1 ? then[0] : { allOf: then } };
 }
 function checkRule(rule, value, path, problems) {
-  const join8 = (keys) => [path, ...keys].filter(Boolean).join(".");
+  const join9 = (keys) => [path, ...keys].filter(Boolean).join(".");
   if ("exactlyOne" in rule) {
     const given = rule.exactlyOne.filter((k) => value[k] !== void 0 && value[k] !== null);
     if (given.length !== 1) problems.push({ path, message: rule.message });
@@ -58753,10 +59566,10 @@ function checkRule(rule, value, path, problems) {
   for (const r of rule.then) {
     if ("require" in r) {
       const v = at(value, r.require);
-      if (v === void 0 || v === null) problems.push({ path: join8(r.require), message: r.message });
+      if (v === void 0 || v === null) problems.push({ path: join9(r.require), message: r.message });
     } else {
       const v = at(value, r.path);
-      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join8(r.path), message: r.message(v) });
+      if (typeof v === "string" && !r.pattern.test(v)) problems.push({ path: join9(r.path), message: r.message(v) });
     }
   }
 }
@@ -59270,7 +60083,7 @@ var init_environment_schema = __esm({
         initdata: opt(
           object({
             file: opt(relPath, "initial data file, relative to the environment folder (may be sops-encrypted)", "assets/initdata.yml"),
-            command: opt(command, "loader, run in the current release; {file} is the uploaded file", "venv/bin/python -m tools.initdata --no-input {file}"),
+            command: opt(command, "loader, run in the current release; {file} is the uploaded file, named initdata with the data file's own extensions (initdata.json, initdata.xml: loaders such as Django's loaddata choose their reader by them)", "venv/bin/python -m tools.initdata --no-input {file}"),
             timeout: opt(seconds2(1, 86400), "seconds the loader may run; then it is stopped and initdata fails, saying so", 1800)
           }),
           "initial data loading",
@@ -59381,23 +60194,23 @@ var init_placeholders = __esm({
 });
 
 // core/config/environment.ts
-import { createHash as createHash2 } from "node:crypto";
-import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync5, readdirSync, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
+import { createHash as createHash3 } from "node:crypto";
+import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync6, readdirSync, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
-import { isAbsolute as isAbsolute4, join as join6, resolve as resolve3 } from "node:path";
+import { isAbsolute as isAbsolute4, join as join7, resolve as resolve3 } from "node:path";
 import { deserialize, serialize } from "node:v8";
 function environmentsDir(root) {
-  return join6(root, "environments");
+  return join7(root, "environments");
 }
 function listEnvironments(root) {
   const dir = environmentsDir(root);
   if (!existsSync5(dir)) return [];
-  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync5(join6(dir, d, ENVIRONMENT_FILE))).sort();
+  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync5(join7(dir, d, ENVIRONMENT_FILE))).sort();
 }
 function userPath(base, p, home = homeDir()) {
   if (p === "~" || p.startsWith("~/")) {
     if (!home) throw new OpsError(`${p}: ${noHomeReason()}`, `write the full path, or set HOME to your home directory`);
-    return join6(home, p.slice(1));
+    return join7(home, p.slice(1));
   }
   if (p.startsWith("~")) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split("/")[0]}${p.includes("/") ? p.slice(p.indexOf("/")) : ""})`);
   return isAbsolute4(p) ? p : resolve3(base, p);
@@ -59451,9 +60264,9 @@ function envShadowProblems(config, problems) {
   const readers = config.dotenv.readers.map((r) => typeof r === "string" ? { reader: r, only: "" } : r);
   const readBy = (name2, which2) => readers.some((r) => which2(r.reader) && name2.startsWith(r.only));
   const preset = /* @__PURE__ */ new Map();
-  const add2 = (name2, v) => preset.set(name2.toLowerCase(), [...preset.get(name2.toLowerCase()) ?? [], { name: name2, ...v }]);
-  for (const [name2, v] of PRESET_VARIABLES) add2(name2, v);
-  for (const [p, prog] of Object.entries(config.programs)) for (const [k, v] of Object.entries(prog.env)) add2(k, { by: `programs.${p}.env`, app: true, value: v });
+  const add3 = (name2, v) => preset.set(name2.toLowerCase(), [...preset.get(name2.toLowerCase()) ?? [], { name: name2, ...v }]);
+  for (const [name2, v] of PRESET_VARIABLES) add3(name2, v);
+  for (const [p, prog] of Object.entries(config.programs)) for (const [k, v] of Object.entries(prog.env)) add3(k, { by: `programs.${p}.env`, app: true, value: v });
   for (const [name2, spec] of Object.entries(config.env)) {
     if (reservedEnvName(name2)) continue;
     for (const other of preset.get(name2.toLowerCase()) ?? []) {
@@ -59608,13 +60421,13 @@ function parseEnvironment(doc, file) {
   return config;
 }
 function parsedEntry(text) {
-  return parsedDir && join6(parsedDir, createHash2("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)} checks ${READ_CHECKS}\0${text}`).digest("hex"));
+  return parsedDir && join7(parsedDir, createHash3("sha256").update(`${process.version}\0yaml ${package_default.version} ${JSON.stringify(ENVIRONMENT_YAML)} checks ${READ_CHECKS}\0${text}`).digest("hex"));
 }
 function readParsed(entry) {
   try {
-    const data = readFileSync5(entry);
+    const data = readFileSync6(entry);
     const payload = data.subarray(DIGEST);
-    if (data.length <= DIGEST || !createHash2("sha256").update(payload).digest().equals(data.subarray(0, DIGEST))) return void 0;
+    if (data.length <= DIGEST || !createHash3("sha256").update(payload).digest().equals(data.subarray(0, DIGEST))) return void 0;
     return { value: deserialize(payload) };
   } catch {
     return void 0;
@@ -59625,12 +60438,12 @@ function keepParsed(entry, value) {
   try {
     mkdirSync(parsedDir, { recursive: true });
     const payload = serialize(value);
-    writeFileSync(tmp, Buffer.concat([createHash2("sha256").update(payload).digest(), payload]));
+    writeFileSync(tmp, Buffer.concat([createHash3("sha256").update(payload).digest(), payload]));
     renameSync(tmp, entry);
     const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
-    const byAge = names.map((n) => ({ n, t: statSync5(join6(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
-    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join6(parsedDir, n));
+    const byAge = names.map((n) => ({ n, t: statSync5(join7(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
+    for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join7(parsedDir, n));
   } catch {
     try {
       rmSync(tmp, { force: true });
@@ -59658,7 +60471,7 @@ function refuseUnresolvedAliases(doc, text, label) {
 function readYamlFile(file, label = file) {
   let bytes;
   try {
-    bytes = readFileSync5(file);
+    bytes = readFileSync6(file);
   } catch (e) {
     const why = fileError(e, label, "read", "a YAML file");
     throw new OpsError(why.message, why.hint);
@@ -59756,8 +60569,8 @@ function yamlWarnings(doc, text) {
 }
 function readEnvironmentConfig(envName, root) {
   validate("environment", envName);
-  const dir = join6(environmentsDir(root), envName);
-  const file = join6(dir, ENVIRONMENT_FILE);
+  const dir = join7(environmentsDir(root), envName);
+  const file = join7(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
     const other = existsSync5(dir) && statSync5(dir).isDirectory() ? readdirSync(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes(".sops.")) : void 0;
     if (other)
@@ -59785,7 +60598,7 @@ function loadEnvironment(envName, root) {
     if (!file) return key ?? "";
     const keyFile = relativeTo(dir, file);
     try {
-      const text = readFileSync5(keyFile, "utf8").split(/\r?\n/).filter((l) => !/^\s*(#|$)/.test(l)).join("\n").trim();
+      const text = readFileSync6(keyFile, "utf8").split(/\r?\n/).filter((l) => !/^\s*(#|$)/.test(l)).join("\n").trim();
       const parsed = parseHostKeys(text);
       if (typeof parsed === "string") problems.push({ path: `${path}.host_key_file`, message: `${keyFile}: ${parsed}` });
       return text;
@@ -59812,7 +60625,7 @@ function resolveEnvironment(envName, root, config, hosts) {
   const scheme = config.tls.mode === "off" ? "http" : "https";
   const site2 = config.domain ?? (isIP2(hosts[0].address) === 6 ? `[${hosts[0].address}]` : hosts[0].address);
   const url = config.url ?? `${scheme}://${site2}`;
-  return { name: envName, dir: join6(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
+  return { name: envName, dir: join7(environmentsDir(root), envName), root, config, hosts, appUser, baseDir: config.base_dir ?? `/srv/${config.app}`, url };
 }
 function assetDirs(config) {
   return config.release.asset_dirs.map((a) => typeof a === "string" ? { dir: a } : a);
@@ -59823,7 +60636,7 @@ function envPath(env, p) {
 function readEnvFile(env, setting, value, expected = "a file") {
   const file = envPath(env, value);
   try {
-    return readFileSync5(file, "utf8");
+    return readFileSync6(file, "utf8");
   } catch (e) {
     const why = fileError(e, file, "read", expected);
     const missing = e.code === "ENOENT";
@@ -61924,7 +62737,7 @@ init_project_dir();
 init_errors();
 init_parts();
 import { randomUUID as randomUUID2 } from "node:crypto";
-import { existsSync as existsSync4, readFileSync as readFileSync4, statSync as statSync4 } from "node:fs";
+import { existsSync as existsSync4, readFileSync as readFileSync5, statSync as statSync4 } from "node:fs";
 import { resolve as resolve2 } from "node:path";
 
 // core/remote/identity.ts
@@ -62192,7 +63005,7 @@ function secretlessRun(env = process.env) {
   if (env.GITHUB_ACTOR === "dependabot[bot]") return { why: "this run was started by Dependabot, and GitHub gives it only the Dependabot secrets", hint };
   if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? "") || !env.GITHUB_EVENT_PATH) return void 0;
   try {
-    const pull = JSON.parse(readFileSync4(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
+    const pull = JSON.parse(readFileSync5(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
     const repo = pull?.head?.repo;
     if (!pull || repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? "").toLowerCase()) return void 0;
     return { why: `this run is for a pull request from a fork (${repo?.full_name ?? "deleted since"}), and GitHub gives such runs no secrets`, hint };
@@ -62346,6 +63159,7 @@ function layout(env) {
     record: (id) => `${base}/.ops/releases/${id}`,
     treeMade: (record2) => `${record2}/.ops-files`,
     treeLive: (record2) => `${record2}/.ops-tree`,
+    runtimes: (record2) => `${record2}/.ops-runtimes`,
     legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
     keptMasks: `${base}/.ops/kept-masks`,
     deps: `${base}/shared/deps`,
@@ -62412,7 +63226,7 @@ function resolveTarget(env) {
 
 // core/config/siblings.ts
 init_errors();
-import { join as join7, posix as posix2 } from "node:path";
+import { join as join8, posix as posix2 } from "node:path";
 init_environment();
 function isDefaultServer(env) {
   return !env.config.domain || env.config.nginx.default_server;
@@ -62434,7 +63248,7 @@ function findSiblings(env) {
     const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
     let doc;
     try {
-      doc = readYamlFile(join7(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      doc = readYamlFile(join8(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
       const config = parseEnvironment(doc, label);
       const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
       const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
@@ -62517,7 +63331,7 @@ init_errors();
 
 // core/remote/ssh.ts
 init_errors();
-import { randomBytes as randomBytes6 } from "node:crypto";
+import { randomBytes as randomBytes7 } from "node:crypto";
 import { StringDecoder } from "node:string_decoder";
 import { setTimeout as sleep2 } from "node:timers/promises";
 
@@ -62685,7 +63499,7 @@ var esm_default = scanDirectory;
 
 // node_modules/node-ssh/lib/esm/index.mjs
 var import_shell_escape = __toESM(require_shell_escape(), 1);
-var import_ssh22 = __toESM(require_lib3(), 1);
+var import_ssh23 = __toESM(require_lib3(), 1);
 var DEFAULT_CONCURRENCY = 1;
 var DEFAULT_VALIDATE = (path) => !fsPath2.basename(path).startsWith(".");
 var DEFAULT_TICK = () => {
@@ -62813,7 +63627,7 @@ var NodeSSH = class {
         };
       }
     }
-    const connection = new import_ssh22.default.Client();
+    const connection = new import_ssh23.default.Client();
     this.connection = connection;
     await new Promise((resolve4, reject) => {
       connection.on("error", reject);
@@ -63536,8 +64350,8 @@ async function loginAttempts(ep, attempt, options) {
       if (presented && !isPinned(presented, pinned)) {
         throw new OpsError(
           `host key of ${where} does not match the pinned key${pinned.length > 1 ? "s" : ""}: refusing to connect
-  presented: ${blobType(presented)} ${fingerprint(presented)}
-` + pinned.map((k) => `  pinned:    ${k.type} ${fingerprint(k.blob)}`).join("\n"),
+  presented: ${blobType(presented)} ${fingerprint2(presented)}
+` + pinned.map((k) => `  pinned:    ${k.type} ${fingerprint2(k.blob)}`).join("\n"),
           `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${pinPlace(ep, attempt, options.configFile)}`
         );
       }
@@ -63940,7 +64754,7 @@ var SshRemote = class {
   onClose;
   name;
   login;
-  connection = randomBytes6(6).toString("hex");
+  connection = randomBytes7(6).toString("hex");
   lost;
   closed = false;
   warnedPreamble = false;
@@ -64093,8 +64907,26 @@ var SshRemote = class {
       stderr += t;
       errLines.push(t);
     });
-    const { channel, ended, output } = await this.channel(command2, what);
     this.running.push(step.name);
+    const done = () => {
+      this.running.splice(this.running.indexOf(step.name), 1);
+      if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
+    };
+    let opened;
+    try {
+      opened = await this.channel(command2, what);
+    } catch (e) {
+      done();
+      throw e;
+    }
+    const { channel, ended, output } = opened;
+    if (this.haltedBy) {
+      channel.close();
+      this.open--;
+      done();
+      this.freed();
+      throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
+    }
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
     let guard;
     let waiting;
@@ -64129,8 +64961,7 @@ var SshRemote = class {
       clearTimeout(waiting);
       this.aborts.delete(abort);
       this.open--;
-      this.running.splice(this.running.indexOf(step.name), 1);
-      if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
+      done();
       this.freed();
     });
     out.end();
@@ -64383,12 +65214,17 @@ function runnerNow(ctx) {
 }
 var CLOCK_SKEW_WARN_SECONDS = 120;
 function clockSkewWarning(ctx, host, hostEpoch) {
+  const skew = clockSkew(ctx, hostEpoch);
+  if (!skew) return void 0;
+  return `this runner's clock is ${skew.amount} ${skew.seconds < 0 ? "behind" : "ahead of"} ${host}'s: release ids and audit times carry the runner's time (release order does not depend on it: it comes from the host's history); fix the clock (NTP)`;
+}
+function clockSkew(ctx, hostEpoch) {
   const hostSeconds = Number(hostEpoch);
-  if (!hostEpoch || !Number.isFinite(hostSeconds)) return void 0;
+  if (hostEpoch === void 0 || hostEpoch === "" || !Number.isFinite(hostSeconds)) return void 0;
   const skew = Math.round(runnerNow(ctx).getTime() / 1e3 - hostSeconds);
   if (Math.abs(skew) <= CLOCK_SKEW_WARN_SECONDS) return void 0;
   const amount = Math.abs(skew) >= 172800 ? `${Math.round(Math.abs(skew) / 86400)} days` : Math.abs(skew) >= 7200 ? `${Math.round(Math.abs(skew) / 3600)} hours` : `${Math.abs(skew)} s`;
-  return `this runner's clock is ${amount} ${skew < 0 ? "behind" : "ahead of"} ${host}'s: release ids and audit times carry the runner's time (release order does not depend on it: it comes from the host's history); fix the clock (NTP)`;
+  return { seconds: skew, amount };
 }
 function sshConnector(ctx) {
   const bastions = /* @__PURE__ */ new Map();
@@ -64404,14 +65240,14 @@ function sshConnector(ctx) {
     if (host.bastion) {
       const b = host.bastion;
       const key = `${b.user}@${b.address}:${b.port}`;
-      let open2 = bastions.get(key);
-      if (open2 && !(await open2.catch(() => void 0))?.alive) open2 = void 0;
-      if (!open2) {
+      let open3 = bastions.get(key);
+      if (open3 && !(await open3.catch(() => void 0))?.alive) open3 = void 0;
+      if (!open3) {
         const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, processEnv: {} }, ctx.reporter) : credentials;
-        open2 = Bastion.open(b, { ...common, credentials: bastionCredentials });
-        bastions.set(key, open2);
+        open3 = Bastion.open(b, { ...common, credentials: bastionCredentials });
+        bastions.set(key, open3);
       }
-      via = await open2;
+      via = await open3;
       via.use();
     }
     try {
@@ -66165,13 +67001,13 @@ var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "re
 init_shell();
 
 // core/steps/script.ts
-import { createHash as createHash3 } from "node:crypto";
+import { createHash as createHash4 } from "node:crypto";
 init_shell();
-function b64(content) {
+function b642(content) {
   return Buffer.from(content).toString("base64");
 }
 function putFile(path, content, mode = "0644", owner = "root:root") {
-  return putFileWord(path, b64(content), mode, owner);
+  return putFileWord(path, b642(content), mode, owner);
 }
 function putFileWord(path, b64Word, mode = "0644", owner = "root:root") {
   return `put_file ${quote(path)} ${mode} ${owner} ${b64Word}`;
@@ -66199,7 +67035,7 @@ function putUnlessHostOwn(path, content, rule) {
   const modeBack = String.raw`if [ -f ${p} ] && [ ! -L ${p} ] && [ "$(stat -c '%a %U:%G' ${p})" != ${quote(`${mode.replace(/^0/, "")} ${owner}`)} ]; then echo ${quote(`set ${path} back to mode ${mode}, owner ${owner} (ops's), from `)}"$(stat -c '%a %U:%G' ${p})"${quote(" here: a mode or owner of your own does not last on a file ops writes")}; fi`;
   if (rule.kind === "replaced") {
     const rec = quote(writtenRecord(path));
-    const newMd5 = content === null ? "host_file_new=" : typeof content === "string" ? `host_file_new=${createHash3("md5").update(content).digest("hex")}` : `host_file_new=$(printf %s ${content.b64Word} | base64 -d | md5sum | cut -d' ' -f1)`;
+    const newMd5 = content === null ? "host_file_new=" : typeof content === "string" ? `host_file_new=${createHash4("md5").update(content).digest("hex")}` : `host_file_new=$(printf %s ${content.b64Word} | base64 -d | md5sum | cut -d' ' -f1)`;
     const done = content === null ? `removed ${path} (the environment no longer sets it): ` : `replaced ${path}: `;
     const backup = String.raw`host_file_md5=; host_file_said=
 [ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
@@ -66229,7 +67065,7 @@ if [ -n "$host_file_said" ] || [ "$(tail -n1 ${rec} 2>/dev/null)" != "$host_file
   }
   if (typeof content !== "string") throw new Error(`putUnlessHostOwn: a kept file's content is ops's text (${path})`);
   const first = content.split("\n", 1)[0];
-  const md5 = createHash3("md5").update(content).digest("hex");
+  const md5 = createHash4("md5").update(content).digest("hex");
   const previous = (rule.previous ?? []).join(" ");
   const firsts = [first, ...rule.previousFirstLines ?? []].map(quote).join(" | ");
   return String.raw`host_file_md5=
@@ -66239,7 +67075,7 @@ if [ ! -e ${p} ] || [ "$host_file_md5" = ${md5} ] || { [ -n "$host_file_md5" ] &
   ${putFile(path, content)}
 elif case "$(head -n1 ${p})" in ${firsts}) true ;; *) false ;; esac; then
   # The directives each side has that the other lacks (diff's "> " and "< " lines), by name.
-  host_file_diff=$(printf %s ${b64(content)} | base64 -d | diff - ${p} || true)
+  host_file_diff=$(printf %s ${b642(content)} | base64 -d | diff - ${p} || true)
   host_file_names() { local n; n=$(sed -n "s/^$1 *\([a-z_][a-z0-9_]*\).*/\1/p" <<< "$host_file_diff" | sort -u | paste -sd' '); echo "${"$"}{n:-none}"; }
   echo ${quote(`kept this host's own ${path} as it is: ops wrote it, but someone changed it here since (`)}"added or changed: $(host_file_names '>'); removed: $(host_file_names '<')"${quote(`), and ops never overwrites a change; ${rule.kept}`)}
 else
@@ -66582,8 +67418,7 @@ function siteOwn(env) {
 }
 
 // core/steps/switch.ts
-function expand3(env, text, release, program, slot, key = `programs.${program}`) {
-  const paths = env.runtime;
+function expand3(env, text, release, program, slot, key = `programs.${program}`, paths = env.runtime) {
   return text.replace(PLACEHOLDER, (whole, literal, name2, arg) => {
     if (literal !== void 0) return `{${literal}}`;
     if (name2 === "release" && !arg) return release;
@@ -66598,8 +67433,8 @@ function expand3(env, text, release, program, slot, key = `programs.${program}`)
     throw new OpsError(`${key}: unknown placeholder ${whole}`, `placeholders: ${PLACEHOLDERS}; for a literal ${whole} (e.g. a log format's fields) write {${whole}}`);
   });
 }
-function splitFreePaths(env, command2, release, key) {
-  const paths = { release, python: env.runtime.python, node: env.runtime.node, npm: env.runtime.npm };
+function splitFreePaths(env, command2, release, key, runtime = env.runtime) {
+  const paths = { release, python: runtime.python, node: runtime.node, npm: runtime.npm };
   for (const m of command2.matchAll(/(?<!\{)\{(release|python|node|npm)\}(?!\})/g)) {
     if (!/[\s'"\\]/.test(paths[m[1]])) continue;
     throw new OpsError(
@@ -66614,7 +67449,7 @@ function programName(env, slot, program) {
 }
 var STOP_WAIT_SECONDS = 15;
 var STARTSECS = 3;
-function slotConfig(env, slot, release, releaseId2) {
+function slotConfig(env, slot, release, releaseId2, runtime = env.runtime) {
   const problems = /* @__PURE__ */ new Map();
   const note = (e) => {
     if (!(e instanceof OpsError)) throw e;
@@ -66628,7 +67463,7 @@ function slotConfig(env, slot, release, releaseId2) {
       return "";
     }
   };
-  const text = slotConfigText(env, slot, release, releaseId2, carry, note);
+  const text = slotConfigText(env, slot, release, releaseId2, runtime, carry, note);
   if (problems.size === 1) throw [...problems.values()][0];
   if (problems.size > 1)
     throw new OpsError(
@@ -66638,9 +67473,8 @@ ${[...problems.values()].map((e) => `  - ${e.message}${e.hint ? ` (${e.hint})` :
     );
   return text;
 }
-function slotConfigText(env, slot, release, releaseId2, carry, refused) {
+function slotConfigText(env, slot, release, releaseId2, paths, carry, refused) {
   const L = env.layout;
-  const paths = env.runtime;
   const nodeBin = paths.node.replace(/\/node$/, "");
   const names = Object.keys(env.config.programs);
   const blocks = names.map((name2) => {
@@ -66653,11 +67487,11 @@ function slotConfigText(env, slot, release, releaseId2, carry, refused) {
       OPS_SLOT: slot
     });
     const key = (k) => `programs.${name2}.${k}`;
-    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand3(env, v, release, name2, slot, key(`env.${k}`)));
+    for (const [k, v] of Object.entries(p.env)) vars[k] = carry(() => expand3(env, v, release, name2, slot, key(`env.${k}`), paths));
     const log = programLog(env, slot, name2);
     return [
       `[program:${programName(env, slot, name2)}]`,
-      `command=${carry(() => supervisorCommand(key("command"), expand3(env, splitFreePaths(env, p.command, release, key("command")), release, name2, slot, key("command")), dir))}`,
+      `command=${carry(() => supervisorCommand(key("command"), expand3(env, splitFreePaths(env, p.command, release, key("command"), paths), release, name2, slot, key("command"), paths), dir))}`,
       `directory=${carry(() => supervisorValue(key("directory"), dir))}`,
       `user=${carry(() => supervisorValue("app_user", env.appUser))}`,
       `environment=${carry(() => supervisorEnvironment(vars, (k) => k in p.env ? key(`env.${k}`) : `the ${k} given to programs (from base_dir or the runtimes)`, refused))}`,
@@ -66731,12 +67565,43 @@ function supervisorOwn(env) {
     lasts: `set it in environments/${env.name}/environment.yml (programs.<name>.command, .env, .directory; a secret value in the environment's secrets file, the app's variables in its .env), then deploy`
   };
 }
-function slotConfigShell(env, slot, releaseId2) {
+var PYTHON_MARK = "/@@ops-python@@";
+var NODE_BIN_MARK = "/@@ops-node-bin@@";
+var MARKED_RUNTIMES = { python: PYTHON_MARK, node: `${NODE_BIN_MARK}/node`, npm: `${NODE_BIN_MARK}/npm` };
+function releaseRuntimes(env, id, missing) {
   const L = env.layout;
-  if (typeof releaseId2 === "string") return `conf_b64=${b64(slotConfig(env, slot, `${L.releases}/${releaseId2}`, releaseId2))}`;
-  return String.raw`conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK))}
+  const { release, programs } = env.config;
+  const placeholders = Object.values(programs).flatMap((p) => [p.command, ...Object.values(p.env)]).join("\n");
+  const usesNode = !!release.node_dir || /(?<!\{)\{(node|npm)\}/.test(placeholders);
+  const usesPython = /(?<!\{)\{python\}/.test(placeholders);
+  const rec = word(`${L.records}/`, id, `/${L.runtimes("").replace(/^\//, "")}`);
+  const dir = word(`${L.releases}/`, id);
+  const gone = (what, version2, path, pin) => `rt_missing="release $${id.variable} was built with ${what} ${version2} (${path}), which is not on this host any more: started on another, what it was built for would not fit. Nothing was changed. Install it again (pin runtimes.${pin} to it in environments/${env.name}/environment.yml and run ops provision), or deploy that commit anew, built on today's runtimes (ops deploy ${env.name} --ref <its commit: ops releases ${env.name}>)"`;
+  return String.raw`rt_python=${quote(env.runtime.python)}; rt_node=${quote(env.runtime.node)}; rt_python_v=""; rt_node_v=""; rt_missing=""
+if [ -f ${rec} ]; then
+  # shellcheck disable=SC2034 # a version is read only for the runtimes the programs need
+  while read -r rt_name rt_version rt_path; do
+    # Only an absolute path of plain characters: it goes into a supervisor file.
+    [[ $rt_path =~ ^/[A-Za-z0-9._+/-]+$ ]] || continue
+    case $rt_name in python) rt_python=$rt_path; rt_python_v=$rt_version ;; node) rt_node=$rt_path; rt_node_v=$rt_version ;; esac
+  done < ${rec}
+  ${usesNode ? `if [ -n "$rt_node_v" ] && [ ! -x "$rt_node" ]; then ${gone("Node.js", "$rt_node_v", "$rt_node", "node")}; fi` : ": its programs need no Node.js"}
+  ${usesPython ? `if [ -n "$rt_python_v" ] && [ ! -x "$rt_python" ]; then ${gone("Python", "$rt_python_v", "$rt_python", "python")}; fi` : ": no program names the python placeholder"}
+fi
+${release.python_requirements ? `if [ -z "$rt_missing" ] && [ -L ${dir}/venv/bin/python ] && [ ! -x ${dir}/venv/bin/python ]; then rt_venv_python=$(readlink -m ${dir}/venv/bin/python 2>/dev/null || true); ${gone("a venv on a Python", "", "$rt_venv_python", "python").replace("venv on a Python  (", "venv on a Python (")}; fi` : ": no venv"}
+rt_node_bin=${"$"}{rt_node%/node}
+if [ -n "$rt_missing" ]; then ${missing}; fi`;
+}
+function slotConfigShell(env, slot, releaseId2, missing = 'conf_b64=""') {
+  const L = env.layout;
+  if (typeof releaseId2 === "string") return `conf_b64=${b642(slotConfig(env, slot, `${L.releases}/${releaseId2}`, releaseId2))}`;
+  return String.raw`conf_b64=""
+${releaseRuntimes(env, releaseId2, missing)}
+conf_text=${quote(slotConfig(env, slot, `${L.releases}/${RELEASE_MARK}`, RELEASE_MARK, MARKED_RUNTIMES))}
 conf_text=${"$"}{conf_text//"${RELEASE_MARK}"/${word(releaseId2)}}
-conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
+conf_text=${"$"}{conf_text//"${PYTHON_MARK}"/"$rt_python"}
+conf_text=${"$"}{conf_text//"${NODE_BIN_MARK}"/"$rt_node_bin"}
+[ -n "$rt_missing" ] || conf_b64=$(printf %s "$conf_text" | base64 -w0)`;
 }
 function upstreamsShell(env, slot) {
   return String.raw`# shellcheck disable=SC2016 # the file's text as it is: nginx's variables, not the shell's
@@ -66888,7 +67753,7 @@ ${IDENTITY_FUNCTIONS}
 ${releaseIdVar(releaseId2)}
 release=${quote(L.releases)}/$release_id
 ${dotenvSums ? `${dotenvUnchanged(env, dotenvSums)}
-` : ""}${slotConfigShell(env, slot, releaseId2)}
+` : ""}${slotConfigShell(env, slot, releaseId2, `echo "$rt_missing" >&2; exit ${START_FAILED_CLEAN}`)}
 conf=${quote(L.supervisorConf(slot))}
 # The slot may still run exactly this (the previous release, kept warm: its file compared as base64, the way it
 # travels): then health and identity are enough, checked at once (live_verdict).
@@ -67363,8 +68228,8 @@ function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(" ")}`;
-  const { fingerprint: fingerprint2 } = options;
-  const recorded = fingerprint2 !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
+  const { fingerprint: fingerprint3 } = options;
+  const recorded = fingerprint3 !== void 0 ? String.raw`live_same=no; live_fingerprint=""; live_recorded=no
 ${treeLibrary(env)}
 # A release whose .env is a link reads the shared one an older version of ops wrote: not its record's.
 if [ -n "$cur_id" ] && [ ! -L "${L.dotenv("$cur")}" ]; then
@@ -67374,7 +68239,7 @@ fi
 live_sums=""; if [[ $live_fingerprint == *" "* ]]; then live_sums=${"$"}{live_fingerprint#* }; live_fingerprint=${"$"}{live_fingerprint%% *}; fi
 # (Then, since records have it, the settings alone: not compared here, the fingerprint holds them.)
 sums_only='^([^ ]+ [^ ]+) '; if [[ $live_sums =~ $sums_only ]]; then live_sums=${"$"}{BASH_REMATCH[1]}; fi
-if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint2)} ]; then
+if [ "$live_recorded" = yes ] && [ "$live_fingerprint" = ${quote(fingerprint3)} ]; then
 # Its record says what its deploy gave it; what runs is also the slot's and nginx's files (a rollback renders its
 # own). Not indented: the files' text is quoted in it.
 ${liveFilesShell(env)}
@@ -68374,7 +69239,7 @@ ${taken.map((t) => `  - ${t.host} (slot ${t.slot}): ${ports(t)}; ${serves(t)}`).
 
 // core/ops/deploy-plan.ts
 init_environment();
-import { createHash as createHash4 } from "node:crypto";
+import { createHash as createHash5 } from "node:crypto";
 init_errors();
 init_shell();
 
@@ -68409,7 +69274,7 @@ function fingerprintSettings(env) {
 }
 function settingsDigest(env) {
   const { settings, siteTemplate } = fingerprintSettings(env);
-  const parts = Object.entries({ ...settings, nginx: { settings: settings.nginx, ...siteTemplate !== void 0 && { siteTemplate } } }).filter(([key]) => /^[a-z][a-z0-9_]*$/.test(key)).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([key, value]) => `${key}=${createHash4("sha256").update(JSON.stringify(value ?? null, sortedKeys)).digest("hex").slice(0, 8)}`);
+  const parts = Object.entries({ ...settings, nginx: { settings: settings.nginx, ...siteTemplate !== void 0 && { siteTemplate } } }).filter(([key]) => /^[a-z][a-z0-9_]*$/.test(key)).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([key, value]) => `${key}=${createHash5("sha256").update(JSON.stringify(value ?? null, sortedKeys)).digest("hex").slice(0, 8)}`);
   return parts.join(",");
 }
 function settingsChanged(recorded, today) {
@@ -68421,7 +69286,7 @@ function settingsChanged(recorded, today) {
 var SETTINGS_DIGEST = /^[a-z][a-z0-9_]*=[0-9a-f]{8}(,[a-z][a-z0-9_]*=[0-9a-f]{8})*$/;
 
 // core/ops/locked.ts
-import { randomBytes as randomBytes7 } from "node:crypto";
+import { randomBytes as randomBytes8 } from "node:crypto";
 init_signals();
 init_errors();
 init_shell();
@@ -68674,7 +69539,7 @@ function failedRun(e, env, fields, defaults, redact) {
 async function withLock(ctx, session, operation, fn, options = {}) {
   const env = session.env;
   const info2 = runInfo(ctx.processEnv);
-  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes7(8).toString("hex"), wait: env.config.switch.lock_wait, ...options.unprovisioned && { provisioned: true }, ...options.premise && { premise: options.premise } };
+  const request = { operation, actor: info2.actor, runUrl: info2.runUrl, runId: randomBytes8(8).toString("hex"), wait: env.config.switch.lock_wait, ...options.unprovisioned && { provisioned: true }, ...options.premise && { premise: options.premise } };
   const mine = /* @__PURE__ */ new Set();
   const pending = /* @__PURE__ */ new Map();
   const inspected = /* @__PURE__ */ new Map();

@@ -35,6 +35,12 @@ export const UV_DIR = '/opt/ops-uv';
 
 export const PYENV_ROOT = '/opt/pyenv';
 export const NVM_DIR = '/opt/nvm';
+/**
+ * The host's record of every app ops provisioned there (one file per app name, root 0644, written by provision's
+ * runtimes step): `base <base_dir>` and `uses <path>` (its pinned runtimes), what another app's provision reads
+ * before removing a runtime version no app uses (core/steps/system.ts pruneRuntimes). Its lock serializes runtimes steps.
+ */
+export const HOST_APPS_DIR = '/etc/ops-pipeline/apps';
 /** Node.js installed from the npm registry (strategy npm): /opt/ops-node/v<version>/{bin,lib}. */
 export const NODE_FROM_NPM_DIR = '/opt/ops-node';
 /**

@@ -30,6 +30,10 @@ export interface ProvisionHostResult {
   os: string;
   items: ProvisionItem[];
   runtimes: string[];
+  /** Runtime versions no app on the host used any more, removed by the runtimes step: `<MB> <dir>` each. */
+  runtimesRemoved: string[];
+  /** Why old runtime versions were all kept (in doubt), when one would otherwise have been removed. */
+  runtimesKept: string[];
   durationMs: number;
 }
 
@@ -90,6 +94,8 @@ async function provisionHost(ctx: OpsContext, env: Target, remote: Remote, facts
     os: `Debian ${codename}`,
     items: [...merged].map(([name, state]) => ({ name, state })),
     runtimes: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime)),
+    runtimesRemoved: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime_removed)),
+    runtimesKept: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime_kept)),
     durationMs: Date.now() - started,
   };
 }
@@ -145,6 +151,8 @@ export function provisionSummary(env: Environment, results: ProvisionHostResult[
   for (const r of results) {
     const changed = r.items.filter((i) => i.state === 'changed').length;
     lines.push(`- **${v.text(r.host)}** (${v.text(r.os)}): ${changed ? `${changed} item(s) changed` : 'nothing to change'} in ${(r.durationMs / 1000).toFixed(1)}s; ${v.text(r.runtimes.join('; '))}`);
+    for (const x of r.runtimesRemoved) lines.push(`  - removed the runtime ${v.text(x.replace(/^\d+ /, ''))} (${v.text(x.split(' ')[0]!)} MB): no app on the host uses it any more`);
+    for (const x of r.runtimesKept) lines.push(`  - ${v.text(x)}`);
   }
   return lines.join('\n');
 }

@@ -2,15 +2,15 @@
 // directories, supervisor. Each is idempotent and reports `ok` or `changed` per item.
 import type { Target } from '../target.ts';
 import { INDEX_READ_TIMEOUT, PROVISION_MARK, type PackageIndexFiles } from '../packages.ts';
-import { minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, UV_VERSION, UV_WHEEL_SHA256 } from '../runtimes.ts';
+import { HOST_APPS_DIR, minor, NODE_BINARY_PACKAGE, NODE_FROM_NPM_DIR, npmVersionFor, NVM_DIR, PYENV_ROOT, UV_DIR, UV_VERSION, UV_WHEEL_SHA256 } from '../runtimes.ts';
 import { reported, reportKeys, type Step, type StepResult } from '../remote/types.ts';
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { SYSTEM_FUNCTIONS } from './libraries.ts';
 import { hostGit, putUnlessHostOwn, type HostOwnRule } from './script.ts';
 
-/** What the system steps report: `inspectHost`: `os_id`, `codename` (/etc/os-release), `init` (systemd|none), `app_user` (yes|no), and PROVISIONED_KEYS; `runtimes`: `runtime` (`<name> <path> <version>`); each provision part as LIBRARY_KEYS.item. */
-export const SYSTEM_KEYS = reportKeys('os_id', 'codename', 'init', 'app_user', 'runtime');
+/** What the system steps report: `inspectHost`: `os_id`, `codename` (/etc/os-release), `init` (systemd|none), `app_user` (yes|no), and PROVISIONED_KEYS; `runtimes`: `runtime` (`<name> <path> <version>`), `runtime_removed` (`<MB> <dir>`: a runtime version no app on the host uses, removed), `runtime_kept` (why old runtime versions were all kept: in doubt); each provision part as LIBRARY_KEYS.item. */
+export const SYSTEM_KEYS = reportKeys('os_id', 'codename', 'init', 'app_user', 'runtime', 'runtime_removed', 'runtime_kept');
 
 export const SUPPORTED_RELEASES = ['bullseye', 'bookworm', 'trixie'];
 
@@ -405,11 +405,81 @@ fi
 ops_report ${SYSTEM_KEYS.runtime} "uv ${quote(uv)} $(${quote(uv)} --version | cut -d' ' -f2)"`;
 }
 
-/** Install (version managers, the npm registry) and verify the pinned runtimes at their absolute paths. */
+/**
+ * Shell recording this app on the host (HOST_APPS_DIR/<app>: its base_dir and the runtimes it pins, what
+ * pruneRuntimes of every app reads), under the host's runtimes lock (held to the step's end: two apps' provisions
+ * never install and remove at once). Written before anything is installed. `root` prefixes every host path (tests).
+ */
+export function registerRuntimes(env: Target, root = ''): string {
+  const dir = `${root}${HOST_APPS_DIR}`;
+  const file = `${dir}/${env.config.app}`;
+  const p = env.runtime;
+  const uses = [p.python, p.node, p.npm, ...(env.config.release.python_requirements && env.config.release.python_installer === 'uv' ? [p.uv] : [])];
+  return String.raw`install -d -m 0755 ${quote(dir)}
+exec 9> ${quote(`${dir}/../runtimes.lock`)}
+flock -w 3000 9 || { echo "another provision holds the host's runtimes lock (${dir}/../runtimes.lock) for 50 minutes: try again later" >&2; exit 1; }
+printf '%s\n' ${quote(`base ${env.layout.base}`)} ${uses.map((u) => quote(`uses ${u}`)).join(' ')} > ${quote(`${file}.new`)} && mv -f ${quote(`${file}.new`)} ${quote(file)}`;
+}
+
+/**
+ * Shell removing the runtime versions (/opt/ops-node/v*, nvm's and pyenv's versions, /opt/ops-uv/v*) nothing on the
+ * host can use, reported as `runtime_removed` (`<MB> <dir>`). A version is kept when it is: pinned by any app ops set
+ * up here (HOST_APPS_DIR, registerRuntimes), named by the .ops-runtimes record of any release kept by any of them
+ * (a rollback runs on it), the interpreter of a venv under their shared/deps, named in a file under /etc/supervisor
+ * (ours or a hand-written program), or the executable of a running process. In doubt, everything is kept and said
+ * once (`runtime_kept`): an app ops set up here (its nginx upstreams or supervisor file) that has no record of its
+ * runtimes (provisioned by an older ops), or a kept release without its .ops-runtimes (made by an older ops: what it
+ * runs on cannot be read, its node_modules' native addons were built for some Node.js). Debian's packages are apt's.
+ * Runs under registerRuntimes's lock. `root` prefixes every host path (tests).
+ */
+export function pruneRuntimes(root = ''): string {
+  const apps = quote(`${root}${HOST_APPS_DIR}`);
+  const r = quote(root);
+  return String.raw`rt_root=${r}; rt_apps=${apps}; rt_doubt=""
+for f in "$rt_root"/etc/nginx/ops-upstreams/*.conf "$rt_root"/etc/supervisor/conf.d/*-blue.conf "$rt_root"/etc/supervisor/conf.d/*-green.conf; do
+  [ -f "$f" ] || continue
+  a=${'$'}{f##*/}; a=${'$'}{a%.conf}; case $f in */supervisor/*) a=${'$'}{a%-blue}; a=${'$'}{a%-green} ;; esac
+  [ -f "$rt_apps/$a" ] || { rt_doubt="the app $a on this host has no record of its runtimes (set up by an older ops: run its provision once with this one)"; break; }
+done
+rt_used=$({
+  # (No errexit in here: a read that fails says so as a doubt, never drops what it would have named.)
+  sed -n 's/^uses //p' "$rt_apps"/* || echo "@doubt the host's record of its apps ($rt_apps) could not be read"
+  find "$rt_root"/proc/[0-9]*/exe -maxdepth 0 -printf '%l\n' || true # processes that ended meanwhile, kernel threads
+  sed -n 's/^base //p' "$rt_apps"/* | while IFS= read -r b; do
+    [ -n "$b" ] || continue; b=$rt_root$b
+    for d in "$b"/shared/deps/*/bin/python "$b"/shared/deps/*/*/bin/python; do if [ -L "$d" ]; then v=$(readlink -m "$d"); printf '%s\n' "${'$'}{v#"$rt_root"}"; fi; done
+    for d in "$b"/releases/*/; do
+      d=${'$'}{d%/}; id=${'$'}{d##*/}; [ -d "$d" ] || continue
+      case $id in .new-*) continue ;; esac
+      if [ -f "$b/.ops/releases/$id/.ops-runtimes" ]; then awk '{ print $3 }' "$b/.ops/releases/$id/.ops-runtimes" || echo "@doubt the runtimes record of release $id of $b could not be read"
+      else echo "@doubt release $id of $b has no record of the runtimes it was built with (made by an older ops; pruned after release.keep deploys)"; fi
+    done
+  done
+} 2>/dev/null | sort -u) || rt_doubt="what uses them could not be read"
+[ -n "$rt_doubt" ] || rt_doubt=$(sed -n 's/^@doubt //p' <<< "$rt_used" | sed -n 1p)
+for d in "$rt_root"${NODE_FROM_NPM_DIR}/v* "$rt_root"${NVM_DIR}/versions/node/v* "$rt_root"${PYENV_ROOT}/versions/* "$rt_root"${UV_DIR}/v*; do
+  if [ ! -d "$d" ] || [ -L "$d" ]; then continue; fi
+  case $d in *.partial|*.venv) continue ;; esac
+  p=${'$'}{d#"$rt_root"}; rt_in_use=no
+  while IFS= read -r u; do case $u in "$p"|"$p"/*) rt_in_use=yes; break ;; esac; done <<< "$rt_used"
+  [ "$rt_in_use" = no ] || continue
+  # Named by a supervisor program (a hand-written one too); an unreadable file (grep's 2) keeps it as well.
+  rc=0; grep -rqsF -- "$p/" "$rt_root"/etc/supervisor || rc=$?
+  [ "$rc" = 1 ] || continue
+  if [ -n "$rt_doubt" ]; then ops_report ${SYSTEM_KEYS.runtime_kept} "old runtime versions (such as $p) kept: $rt_doubt"; break; fi
+  mb=$(du -smx -- "$d" 2>/dev/null | cut -f1)
+  if rm -rf -- "$d"; then ops_report ${SYSTEM_KEYS.runtime_removed} "${'$'}{mb:-0} $p"; CHANGED=1; else echo "could not remove the unused runtime $p (next provision will)" >&2; fi
+done`;
+}
+
+/**
+ * Install (version managers, the npm registry) and verify the pinned runtimes at their absolute paths; then remove
+ * the versions no app on the host uses any more (pruneRuntimes: the lifetime of what this step installs).
+ */
 export function runtimes(env: Target, files: PackageIndexFiles = {}): Step {
   const { python, node } = env.config.runtimes;
   const paths = env.runtime;
-  const lines = [SYSTEM_FUNCTIONS];
+  const lines = [SYSTEM_FUNCTIONS, registerRuntimes(env)];
   if (python.strategy === 'pyenv') {
     lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
   timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
@@ -443,6 +513,7 @@ ${quote(paths.python)} -c 'import venv, ensurepip' 2>/dev/null || { echo "${quot
 check node ${quote(paths.node)} ${quote(versionPattern(node.version))} "$(${quote(paths.node)} --version | sed 's/^v//')" ${quote(node.version)}
 ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"`);
   if (env.config.release.python_requirements && env.config.release.python_installer === 'uv') lines.push(uvFromIndex(env, paths.python));
+  lines.push(pruneRuntimes());
   lines.push('item runtimes');
   return { name: 'runtimes', as: 'root', timeout: 3600, script: lines.join('\n') };
 }

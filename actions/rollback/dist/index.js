@@ -67094,7 +67094,7 @@ var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
 // core/steps/system.ts
 init_errors();
 init_shell();
-var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime");
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime", "runtime_removed", "runtime_kept");
 var NPMRC_TOKEN_PY = String.raw`import json, re, sys
 key = sys.argv[1]
 for line in open(sys.argv[2], encoding="utf-8"):

@@ -77422,7 +77422,7 @@ function notAsWritten(path, recorded = false) {
 }
 
 // core/steps/system.ts
-var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime");
+var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime", "runtime_removed", "runtime_kept");
 function packageIndexPaths(env) {
   const home = `/home/${env.appUser}`;
   return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };

@@ -83,12 +83,16 @@ ${
     : ''
 }  printf '%s\n' "${'$'}{programs[@]}"
 }
-files=()
-for s in "${'$'}{slots[@]}"; do
-  for p in $(slot_programs "$s"); do
-    for k in out err; do f=${quote(L.logDir)}/$p-$s.$k.log; if [ -f "$f" ]; then files+=("$f"); fi; done
+# files: the program logs of the slots asked for, those that exist.
+slot_files() {
+  files=()
+  for s in "${'$'}{slots[@]}"; do
+    for p in $(slot_programs "$s"); do
+      for k in out err; do f=${quote(L.logDir)}/$p-$s.$k.log; if [ -f "$f" ]; then files+=("$f"); fi; done
+    done
   done
-done
+}
+slot_files
 # The site's own nginx logs; a site written before it had them (or a custom template without {{logs}}) logs
 # to the host-wide files, shared with the other apps on the host.
 ${req.nginx.map((n) => `f=${quote(n === 'error' ? L.nginxErrorLog : L.nginxAccessLog)}; [ -f "$f" ] || f=/var/log/nginx/${n}.log; if [ -f "$f" ]; then files+=("$f"); fi`).join('\n')}
@@ -127,12 +131,7 @@ ${
 # so its programs' tails end (tail --pid: with the sentinel process of their round) and the new slot's start, from
 # where its release began writing (its record, read again: written as it started), saying so. nginx's go on.
 program_round() { # the slots' program logs, followed until the sentinel $round ends
-  files=()
-  for s in "${'$'}{slots[@]}"; do
-    for p in $(slot_programs "$s"); do
-      for k in out err; do f=${quote(L.logDir)}/$p-$s.$k.log; if [ -f "$f" ]; then files+=("$f"); fi; done
-    done
-  done
+  slot_files
   marks=$(cat ${quote(L.logStart('blue'))} ${quote(L.logStart('green'))} 2>/dev/null || true)
   sleep 2147483647 & round=$!
   show_files -F --pid="$round"

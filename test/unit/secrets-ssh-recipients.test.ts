@@ -231,11 +231,7 @@ describe('an environment encrypted to SSH keys, worked on by someone holding onl
   });
 
   it('remove takes an SSH recipient away (a new data key for the others), which sops then reads as ops wrote it', async () => {
-    const e = await newEnv('qa');
-    const key = sshKey('ed25519');
-    const conf = join(e.root, '.sops.yaml');
-    writeFileSync(conf, readFileSync(conf, 'utf8').replace(/(age: age1[0-9a-z]+)/, `$1,${key.pub}`));
-    expect(sops(['updatekeys', '-y', e.secrets], e.root, { SOPS_AGE_KEY_FILE: e.keyFile }).code).toBe(0);
+    const { e, key, conf } = await withSshRecipient();
     const rm = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', key.pub.split(' ').slice(0, 2).join(' ')], e.env);
     noBug(rm);
     expect(rm.code, rm.err).toBe(0);
@@ -248,13 +244,19 @@ describe('an environment encrypted to SSH keys, worked on by someone holding onl
   });
 });
 
+/** Environment qa, whose secrets the real sops re-encrypted (updatekeys) to its age key and a new ed25519 SSH key too. */
+async function withSshRecipient() {
+  const e = await newEnv('qa');
+  const key = sshKey('ed25519');
+  const conf = join(e.root, '.sops.yaml');
+  writeFileSync(conf, readFileSync(conf, 'utf8').replace(/(age: age1[0-9a-z]+)/, `$1,${key.pub}`));
+  expect(sops(['updatekeys', '-y', e.secrets], e.root, { SOPS_AGE_KEY_FILE: e.keyFile }).code).toBe(0);
+  return { e, key, conf };
+}
+
 describe('removing the only SSH key of yours that an environment is encrypted to', () => {
   it('is refused naming it as an SSH key, not "the only age key of yours"', async () => {
-    const e = await newEnv('qa');
-    const key = sshKey('ed25519');
-    const conf = join(e.root, '.sops.yaml');
-    writeFileSync(conf, readFileSync(conf, 'utf8').replace(/(age: age1[0-9a-z]+)/, `$1,${key.pub}`));
-    expect(sops(['updatekeys', '-y', e.secrets], e.root, { SOPS_AGE_KEY_FILE: e.keyFile }).code).toBe(0);
+    const { e, key, conf } = await withSshRecipient();
     const before = readFileSync(e.secrets, 'utf8');
     const bare = key.pub.split(' ').slice(0, 2).join(' ');
     const rm = await cli(e.root, ['secrets', 'recipients', 'qa', 'remove', bare], { SOPS_AGE_SSH_PRIVATE_KEY_FILE: key.file });

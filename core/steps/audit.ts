@@ -81,6 +81,53 @@ export function appendAudit(env: Target, entry: AuditEntry): Step {
   };
 }
 
+/** The size (bytes) past which the prune after a switch rotates the audit log (rotateAudit). */
+export const AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
+/** The audit lines a rotation leaves in the log, the newest, besides those naming a release still kept (rotateAudit). */
+export const AUDIT_KEPT_LINES = 1000;
+/** How many compressed archives of the audit log are kept (rotateAudit): the newest; about 10,000 entries each. */
+export const AUDIT_ARCHIVES_KEPT = 20;
+
+/**
+ * Shell bounding the environment's audit log on the host (root, under the lock: the prune after a switch). Past
+ * AUDIT_ROTATE_BYTES, the log keeps its newest AUDIT_KEPT_LINES lines and every line naming a release still here (what
+ * explains what is live and what `ops releases` quotes), in their order; the others go, in theirs, to
+ * `audit.log.<UTC time>.gz` beside it (a second rotation in the same second: `.2`, `.3`..., never over one), of which
+ * the newest AUDIT_ARCHIVES_KEPT stay. Nothing is lost on the way: the log is renamed aside first (so an append
+ * meanwhile starts a new one, merged back after), the archive is whole before the log is rewritten, and a rotation
+ * that fails or was cut short is merged back into the log as it was (the next prune tries again). Needs to run in the
+ * releases directory (its subdirectories are the releases kept). Prints what failed on stderr; never fails the step.
+ */
+export function rotateAudit(env: Target): string {
+  const L = env.layout;
+  const f = quote(L.audit);
+  const aside = quote(`${L.audit}.rotating`);
+  const merge = `{ { cat ${aside} && if [ -f ${f} ]; then cat ${f}; fi; } > ${quote(`${L.audit}.new`)} && chmod 0644 ${quote(`${L.audit}.new`)} && mv -fT ${quote(`${L.audit}.new`)} ${f} && rm -f ${aside}; }`;
+  return String.raw`# A rotation cut short before (its log still aside): merged back first.
+if [ -f ${aside} ]; then ${merge} || echo "could not merge ${L.audit}.rotating back into the audit log" >&2; fi
+if [ ! -f ${aside} ] && [ "$(stat -c %s ${f} 2>/dev/null || echo 0)" -gt ${AUDIT_ROTATE_BYTES} ]; then
+  audit_at=${quote(L.audit)}.$(date -u +%Y%m%dT%H%M%SZ); audit_archive=$audit_at.gz; n=1
+  while [ -e "$audit_archive" ]; do n=$(( n + 1 )); audit_archive=$audit_at.$n.gz; done
+  if mv -fT ${f} ${aside} &&
+    awk -v keep=${AUDIT_KEPT_LINES} -v total="$(wc -l < ${aside})" -v ids="$(for r in */; do printf '%s\n' "${'$'}{r%/}"; done)" -v kept=${quote(`${L.audit}.kept`)} -v old=${quote(`${L.audit}.old`)} '
+      BEGIN { k = split(ids, l, "\n"); for (i = 1; i <= k; i++) if (l[i] != "") named["\"release\":\"" l[i] "\""] = 1; printf "" > kept; printf "" > old }
+      { keepit = FNR > total - keep; if (!keepit) for (w in named) if (index($0, w)) { keepit = 1; break }
+        print > (keepit ? kept : old) }' ${aside} &&
+    gzip -n < ${quote(`${L.audit}.old`)} > "$audit_archive.new" && chmod 0644 "$audit_archive.new" && mv -fT "$audit_archive.new" "$audit_archive" &&
+    { cat ${quote(`${L.audit}.kept`)} && if [ -f ${f} ]; then cat ${f}; fi; } > ${quote(`${L.audit}.new`)} && chmod 0644 ${quote(`${L.audit}.new`)} && mv -fT ${quote(`${L.audit}.new`)} ${f}; then
+    rm -f ${aside}
+    # The newest AUDIT_ARCHIVES_KEPT archives stay (their UTC times sort as the glob lists them).
+    audit_archives=(${quote(L.audit)}.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*.gz)
+    [ "${'$'}{#audit_archives[@]}" -le ${AUDIT_ARCHIVES_KEPT} ] || rm -f -- "${'$'}{audit_archives[@]:0:${'$'}{#audit_archives[@]}-${AUDIT_ARCHIVES_KEPT}}"
+  else
+    rm -f "$audit_archive.new"
+    [ ! -f ${aside} ] || ${merge} || echo "could not merge ${L.audit}.rotating back into the audit log" >&2
+    echo "could not rotate the audit log (the next prune will try again)" >&2
+  fi
+  rm -f ${quote(`${L.audit}.kept`)} ${quote(`${L.audit}.old`)}
+fi`;
+}
+
 /** The last `lines` lines of the audit log, as `audit` reports (read only): AUDIT_KEYS.entry lines, written by sed rather than ops_report (one process for any number of lines). */
 export function readAudit(env: Target, lines: number): Step {
   return {

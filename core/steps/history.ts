@@ -14,6 +14,9 @@ import { HISTORY_FUNCTIONS } from './libraries.ts';
 
 export type HistoryEvent = 'live' | 'failed' | 'abandoned';
 
+/** The history lines a prune keeps (history_compact), the newest, besides every line naming a release still kept; it shortens the history past twice as many. */
+export const HISTORY_KEPT_LINES = 1000;
+
 /** The release-directory pattern (ids as made by releaseId). */
 export const RELEASE_DIR_PATTERN = '^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$';
 

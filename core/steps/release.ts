@@ -9,7 +9,8 @@ import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths, slotPortLinesShell } from './nginx-config.ts';
 import { isDefaultServer } from '../config/siblings.ts';
 import { gateSeconds, nginxServed } from './nginx-gate.ts';
-import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
+import { HISTORY_KEPT_LINES, RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
+import { rotateAudit } from './audit.ts';
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
 import { b64, hostGit } from './script.ts';
 import { diskReport } from './facts.ts';
@@ -787,6 +788,10 @@ done
 keep_shas=$({ cat "${'$'}{recorded[@]/%//REVISION}" /dev/null; cat "${'$'}{recorded[@]/%//release.json}" /dev/null | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
 ${mirrorGit(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || ${mirrorGit(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
-done`,
+done
+# The records every run adds to, bounded: the history and the audit log (what names a release kept stays in each).
+${historyFunctions(env)}
+history_compact ${HISTORY_KEPT_LINES}
+${rotateAudit(env)}`,
   };
 }

@@ -42,22 +42,41 @@ history_derive() {
 }
 history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
-# history_read: one pass over the history, by bash: each release's last going live (history_live_seq[ID]) and
-# last event (history_last_seq[ID]), and the last sequence number (history_seq).
+# history_read: one pass over the history, by awk (bash's own read loop took 5 s over 100k lines): the last going
+# live (history_live_seq[ID]) and last event (history_last_seq[ID]) of each release here (release_ids: no other is
+# ever looked up), and the last sequence number (history_seq); bash then reads one line per release. A line cut
+# short by a crash mid-append names no event unless its event and whole id are there (written by the switch: it was).
 declare -gA history_live_seq history_last_seq
 history_seq=0
 history_read() {
-  local n _t event id _rest
+  local id live last
   history_live_seq=(); history_last_seq=(); history_seq=0
-  while IFS=$'\t' read -r n _t event id _rest; do
-    [[ $n =~ ^[0-9]+$ ]] || continue
-    n=$(( 10#$n )); history_seq=$n
-    # A torn line (cut short by a crash mid-append; the last one, unended, is not read at all) names no event of a release.
+  while read -r id live last; do
+    if [ "$id" = - ]; then history_seq=$last; continue; fi
     [[ $id =~ $release_dir_pattern ]] || continue
-    case $event in live | failed | abandoned) ;; *) continue ;; esac
-    history_last_seq[$id]=$n
-    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
-  done < <(history_lines)
+    history_last_seq[$id]=$last
+    if [ "$live" != - ]; then history_live_seq[$id]=$live; fi
+  done < <(history_lines | awk -F'\t' -v ids="$(release_ids)" '
+    BEGIN { k = split(ids, l, "\n"); for (i = 1; i <= k; i++) here[l[i]] = 1 }
+    $1 ~ /^[0-9]+$/ { n = $1 + 0; seq = n
+      if (NF >= 4 && ($4 in here) && ($3 == "live" || $3 == "failed" || $3 == "abandoned")) { last[$4] = n; if ($3 == "live") live[$4] = n } }
+    END { for (id in last) print id, (id in live ? live[id] : "-"), last[id]; print "-", "-", seq + 0 }')
+}
+# history_compact KEEP: bound the history (under the lock, after pruning): past 2 x KEEP lines, only the last KEEP
+# lines and every line naming a release still here are kept (in their order; the last sequence number with them, so
+# numbering goes on), written whole beside it and renamed over it: a crash leaves the old history or the new one.
+# What is dropped names only releases pruned, which nothing reads any more.
+history_compact() {
+  local keep=$1 total
+  [ -f "$history_file" ] || return 0
+  total=$(wc -l < "$history_file")
+  [ "$total" -gt $(( 2 * keep )) ] || return 0
+  if ! { awk -F'\t' -v keep="$keep" -v total="$total" -v ids="$(release_ids)" '
+    BEGIN { n = split(ids, l, "\n"); for (i = 1; i <= n; i++) here[l[i]] = 1 }
+    FNR > total - keep || (NF >= 4 && ($4 in here))' "$history_file" > "$history_file.new" &&
+    chmod 0644 "$history_file.new" && mv -fT "$history_file.new" "$history_file"; }; then
+    rm -f "$history_file.new"; echo "could not shorten the history (the next prune will try again)" >&2
+  fi
 }
 # release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)
 # records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose

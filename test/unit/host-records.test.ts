@@ -1,0 +1,170 @@
+// The records every run adds to on a host (.ops/history, .ops/audit.log) over a long life: a host deployed 20 times a
+// day for years. Readers stay fast on a long history, the prune after a switch bounds both files keeping what names a
+// release still kept, and nothing is lost on the way (an append during a rotation, a rotation cut short, a torn line).
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { parseEnvironment } from '../../core/config/environment.ts';
+import { resolveTarget, type Target } from '../../core/target.ts';
+import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
+import { scriptPrelude } from '../../core/remote/wrap.ts';
+import { HISTORY_KEPT_LINES, historyFunctions, parseReleaseRecord } from '../../core/steps/history.ts';
+import { AUDIT_ARCHIVES_KEPT, AUDIT_KEPT_LINES, AUDIT_ROTATE_BYTES, auditLine, parseAuditLine, rotateAudit, type AuditEntry } from '../../core/steps/audit.ts';
+import { pruneReleases } from '../../core/steps/release.ts';
+import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
+
+const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
+
+/** Release id number i (as releaseId makes them: ids sort by time). */
+const id = (i: number) => `${String(i).padStart(8, "0")}T100000Z-${i.toString(16).padStart(12, "0")}`;
+
+/** A scratch /srv/<app> whose history has `events` releases going live in turn, the last `kept` of them still here (the last one current). */
+function host(events: number, kept: number[]): Target {
+  const base = mkdtempSync(join(tmpdir(), 'ops-records-'));
+  mkdirSync(join(base, '.ops'));
+  for (const i of kept) mkdirSync(join(base, 'releases', id(i)), { recursive: true });
+  symlinkSync(join(base, 'releases', id(kept.at(-1)!)), join(base, 'current'));
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' } }, 'test');
+  const e = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+  const lines: string[] = [];
+  for (let i = 1; i <= events; i++) lines.push(`${i}\t2026-11-01T10:00:00Z\tlive\t${id(i)}\tdeploy\n`);
+  writeFileSync(e.layout.history, lines.join(''));
+  return e;
+}
+
+function bash(e: Target, body: string): StepResult {
+  const stdout = execFileSync('bash', ['-c', `${scriptPrelude}\n${historyFunctions(e)}\n${body}`], { encoding: 'utf8', cwd: e.layout.releases });
+  return { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };
+}
+
+const releases = (r: StepResult) => reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord).map((x) => [x.id, x.liveSeq]);
+
+describe('the history over a long life', () => {
+  it('100k events (years of deploys): the releases, the rollback target and the next sequence number read in well under a second each, not 5 to 10 s', () => {
+    const e = host(100_000, [99_998, 99_999, 100_000]);
+    const started = Date.now();
+    const r = bash(e, `release_reports; rollback_previous ${id(100_000)}`);
+    expect(Date.now() - started).toBeLessThan(2500);
+    expect(releases(r)).toEqual([[id(99_998), 99_998], [id(99_999), 99_999], [id(100_000), 100_000]]);
+    expect(r.stdout).toContain(`ok ${id(99_999)}`);
+  });
+
+  it('history_compact: past twice HISTORY_KEPT_LINES, the newest lines and every line naming a kept release stay, in order; the same answers after; numbering goes on', () => {
+    const total = 3 * HISTORY_KEPT_LINES;
+    // Release 5 went live long ago and is still kept (rolled back to later would find it); 6 was pruned.
+    const e = host(total, [5, total - 1, total]);
+    const before = bash(e, `release_reports; rollback_previous ${id(total)}`);
+    bash(e, `history_compact ${HISTORY_KEPT_LINES}`);
+    const lines = readFileSync(e.layout.history, 'utf8').split('\n').filter(Boolean);
+    expect(lines.length).toBe(HISTORY_KEPT_LINES + 1);
+    expect(lines[0]).toBe(`5\t2026-11-01T10:00:00Z\tlive\t${id(5)}\tdeploy`);
+    expect(lines.some((l) => l.includes(id(6)))).toBe(false);
+    const after = bash(e, `release_reports; rollback_previous ${id(total)}`);
+    expect(after.stdout).toBe(before.stdout);
+    bash(e, `history_add live ${id(5)} rollback`);
+    expect(readFileSync(e.layout.history, 'utf8').split('\n').at(-2)).toMatch(new RegExp(`^${total + 1}\\t`));
+    // Under twice the bound: left as it is (not rewritten on every prune).
+    const size = statSync(e.layout.history).mtimeMs;
+    bash(e, `history_compact ${HISTORY_KEPT_LINES}`);
+    expect(statSync(e.layout.history).mtimeMs).toBe(size);
+  });
+
+  it('a torn last line (a crash mid-append) survives a compaction as a line of its own; the next event still counts', () => {
+    const total = 3 * HISTORY_KEPT_LINES;
+    const e = host(total, [total - 1, total]);
+    writeFileSync(e.layout.history, `${readFileSync(e.layout.history, 'utf8')}${total + 1}\t2026-11-02T00:00:00Z\tli`);
+    bash(e, `history_compact ${HISTORY_KEPT_LINES}`);
+    const text = readFileSync(e.layout.history, 'utf8');
+    expect(text.endsWith(`${total + 1}\t2026-11-02T00:00:00Z\tli\n`)).toBe(true);
+    const r = bash(e, `history_add live ${id(total - 1)} rollback; release_reports`);
+    expect(releases(r)).toEqual([[id(total - 1), total + 2], [id(total), total]]);
+  });
+});
+
+const entry = (i: number, extra: Partial<AuditEntry> = {}): string =>
+  auditLine({ time: `2026-11-01T10:00:00.${String(i % 1000).padStart(3, '0')}Z`, environment: 'test', operation: 'deploy', result: 'success', actor: 'alice', run: 'https://github.com/o/r/actions/runs/123456789', ref: 'main', sha: 'a'.repeat(40), release: id(i), previous: id(i - 1), message: `entry ${i} ${'x'.repeat(200)}`, ...extra });
+
+/** An audit log of `n` deploys (each line ~400 bytes: n = 12,000 is past AUDIT_ROTATE_BYTES). */
+function auditLog(e: Target, n: number): string[] {
+  const lines = Array.from({ length: n }, (_, k) => entry(k + 1));
+  writeFileSync(e.layout.audit, `${lines.join('\n')}\n`);
+  return lines;
+}
+
+/** A `date` that always says the same second: rotations in one second, whatever the machine's speed. */
+const sameSecond = (() => {
+  const dir = mkdtempSync(join(tmpdir(), 'ops-records-date-'));
+  writeFileSync(join(dir, 'date'), '#!/bin/sh\necho 20261206T215000Z\n', { mode: 0o755 });
+  return dir;
+})();
+const rotate = (e: Target) => execFileSync('bash', ['-c', `${scriptPrelude}\n${rotateAudit(e)}`], { encoding: 'utf8', cwd: e.layout.releases, env: { ...process.env, PATH: `${sameSecond}:${process.env.PATH}` } });
+const archives = (e: Target) => readdirSync(e.layout.state).filter((f) => /^audit\.log\..*\.gz$/.test(f)).sort();
+const archived = (e: Target) => archives(e).flatMap((f) => gunzipSync(readFileSync(join(e.layout.state, f))).toString('utf8').split('\n').filter(Boolean));
+const logLines = (e: Target) => readFileSync(e.layout.audit, 'utf8').split('\n').filter(Boolean);
+
+describe('the audit log over a long life', () => {
+  it('past AUDIT_ROTATE_BYTES, the prune after a switch keeps the newest lines and those naming a kept release; the rest goes whole to a compressed archive; nothing lost', () => {
+    const e = host(10, [3, 12_000]);
+    const lines = auditLog(e, 12_000);
+    expect(statSync(e.layout.audit).size).toBeGreaterThan(AUDIT_ROTATE_BYTES);
+    // The whole prune step runs it (under the deploy's lock), in the releases directory.
+    execFileSync('git', ['init', '-q', '--bare', e.layout.mirror]);
+    mkdirSync(e.layout.deps, { recursive: true });
+    execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, [], false).script}`], { encoding: 'utf8' });
+    const kept = logLines(e);
+    expect(kept.length).toBe(AUDIT_KEPT_LINES + 1);
+    // Release 3's deploy (what explains a kept release) stays, in order, before the newest lines.
+    expect(parseAuditLine(kept[0]!).release).toBe(id(3));
+    expect(kept.slice(1)).toEqual(lines.slice(-AUDIT_KEPT_LINES));
+    expect(archives(e)).toHaveLength(1);
+    expect([...archived(e), ...kept].sort()).toEqual([...lines].sort());
+    expect(statSync(e.layout.audit).mode & 0o777).toBe(0o644);
+    expect(existsSync(`${e.layout.audit}.rotating`)).toBe(false);
+  });
+
+  it('under the bound: left alone; a torn last line stays a line of its own (its next append still readable)', () => {
+    const e = host(10, [12_000]);
+    auditLog(e, 100);
+    writeFileSync(e.layout.audit, `${readFileSync(e.layout.audit, 'utf8')}{"time":"2026-`);
+    const before = readFileSync(e.layout.audit, 'utf8');
+    rotate(e);
+    expect(readFileSync(e.layout.audit, 'utf8')).toBe(before);
+    auditLog(e, 12_000);
+    writeFileSync(e.layout.audit, `${readFileSync(e.layout.audit, 'utf8')}{"time":"2026-`);
+    rotate(e);
+    expect(logLines(e).at(-1)).toBe('{"time":"2026-');
+    expect(readFileSync(e.layout.audit, 'utf8').endsWith('\n')).toBe(true);
+  });
+
+  it('two rotations in the same second: two archives, never one over the other; past AUDIT_ARCHIVES_KEPT the oldest go', () => {
+    const e = host(10, [12_000]);
+    const first = auditLog(e, 12_000);
+    rotate(e);
+    const second = auditLog(e, 12_000).map((l) => l.replace('"actor":"alice"', '"actor":"bob"'));
+    writeFileSync(e.layout.audit, `${second.join('\n')}\n`);
+    rotate(e);
+    expect(archives(e)).toHaveLength(2);
+    const all = archived(e);
+    expect(all.filter((l) => l.includes('"alice"')).length).toBe(first.length - AUDIT_KEPT_LINES);
+    expect(all.filter((l) => l.includes('"bob"')).length).toBe(second.length - AUDIT_KEPT_LINES);
+    for (let n = 0; n < AUDIT_ARCHIVES_KEPT + 3; n++) writeFileSync(join(e.layout.state, `audit.log.20200101T0000${String(n).padStart(2, '0')}Z.gz`), '');
+    auditLog(e, 12_000);
+    rotate(e);
+    const left = archives(e);
+    expect(left).toHaveLength(AUDIT_ARCHIVES_KEPT);
+    expect(left.filter((f) => f.startsWith('audit.log.2020'))).toHaveLength(AUDIT_ARCHIVES_KEPT - 3);
+  });
+
+  it('a rotation cut short (the log left aside) is merged back first, with what was appended since: nothing lost', () => {
+    const e = host(10, [12_000]);
+    const old = auditLog(e, 50);
+    writeFileSync(`${e.layout.audit}.rotating`, `${old.join('\n')}\n`);
+    writeFileSync(e.layout.audit, `${entry(99_999)}\n`);
+    rotate(e);
+    expect(logLines(e)).toEqual([...old, entry(99_999)]);
+    expect(existsSync(`${e.layout.audit}.rotating`)).toBe(false);
+  });
+});

@@ -151,6 +151,21 @@ describe("putUnlessHostOwn, replaced: a file ops renders from the settings on ev
     expect(existsSync(join(folder, 'site-many.conf.20200101T000000Z'))).toBe(true);
   });
 
+  it('two changes backed up in the same second (provision, then a deploy at once): two backups, the second never over the first; both count among the newest kept', async () => {
+    const f = join(dir, 'site-same-second');
+    // A clock that says the same second to every call: the runs as fast as they can be.
+    const sameSecond = (content: string) =>
+      bash(`date() { echo 20261206T215000Z; }\n${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(f, content, { kind: 'replaced', lasts: 'how.' }).replaceAll(HOST_OWN_BACKUPS, backups)}`);
+    await put(f, v1);
+    writeFileSync(f, 'first change\n');
+    await sameSecond(v2);
+    writeFileSync(f, 'second change\n');
+    const r = await sameSecond(v2);
+    expect(r.stdout).toContain(`kept in ${join(backups, f)}.20261206T215000Z.2 `);
+    expect(backupsOf(f).sort()).toEqual(['site-same-second.20261206T215000Z', 'site-same-second.20261206T215000Z.2']);
+    expect(backupsOf(f).sort().map((b) => readFileSync(join(backups, f, '..', b), 'utf8'))).toEqual(['first change\n', 'second change\n']);
+  });
+
   it("one ops has no record of (an older ops's, or someone's) that differs is backed up too, saying ops cannot tell; one equal to ops's is only recorded", async () => {
     const own = join(dir, 'site-own');
     writeFileSync(own, 'server { listen 8080; }\n');

@@ -21,9 +21,13 @@ export interface AuditEntry {
   message?: string;
 }
 
-/** One audit log line. */
+/**
+ * One audit log line: the entry as JSON, with the characters some readers end a line at escaped (`\u0085` NEL,
+ * `\u2028`, `\u2029`; Python's str.splitlines, for one, splits there, JSON.stringify leaves them raw), so that every
+ * line-by-line reader finds one whole entry per line. JSON.parse gives the same entry back.
+ */
 export function auditLine(entry: AuditEntry): string {
-  return JSON.stringify(entry).replace(/\n/g, ' ');
+  return JSON.stringify(entry).replace(/[\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /**

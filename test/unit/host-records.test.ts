@@ -168,3 +168,13 @@ describe('the audit log over a long life', () => {
     expect(existsSync(`${e.layout.audit}.rotating`)).toBe(false);
   });
 });
+
+describe('an audit line is one line to every reader', () => {
+  it('a message holding NEL, U+2028 or U+2029 (an app\'s output quoted by a failure): one entry per line to Python\'s splitlines and to JSON.parse, the same entry back', () => {
+    const messages = ['start failed: Traceback\u0085  File "app.py"', 'a\u2028b', 'c\u2029d', 'plain \\u0085 as text'];
+    const text = messages.map((message) => `${entry(1, { message })}\n`).join('');
+    const read = execFileSync('python3', ['-c', 'import json,sys; print(json.dumps([json.loads(l)["message"] for l in sys.stdin.buffer.read().decode("utf-8").splitlines()]))'], { input: text, encoding: 'utf8' });
+    expect(JSON.parse(read)).toEqual(messages);
+    expect(text.split('\n').filter(Boolean).map((l) => parseAuditLine(l).message)).toEqual(messages);
+  });
+});

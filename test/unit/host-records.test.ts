@@ -2,11 +2,11 @@
 // day for years. Readers stay fast on a long history, the prune after a switch bounds both files keeping what names a
 // release still kept, and nothing is lost on the way (an append during a rotation, a rotation cut short, a torn line).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
@@ -21,9 +21,14 @@ const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5Mou
 /** Release id number i (as releaseId makes them: ids sort by time). */
 const id = (i: number) => `${String(i).padStart(8, "0")}T100000Z-${i.toString(16).padStart(12, "0")}`;
 
+/** Scratch directories made here (tens of MB of generated records), removed at the end. */
+const made: string[] = [];
+afterAll(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
 /** A scratch /srv/<app> whose history has `events` releases going live in turn, the last `kept` of them still here (the last one current). */
 function host(events: number, kept: number[]): Target {
   const base = mkdtempSync(join(tmpdir(), 'ops-records-'));
+  made.push(base);
   mkdirSync(join(base, '.ops'));
   for (const i of kept) mkdirSync(join(base, 'releases', id(i)), { recursive: true });
   symlinkSync(join(base, 'releases', id(kept.at(-1)!)), join(base, 'current'));
@@ -97,6 +102,7 @@ function auditLog(e: Target, n: number): string[] {
 /** A `date` that always says the same second: rotations in one second, whatever the machine's speed. */
 const sameSecond = (() => {
   const dir = mkdtempSync(join(tmpdir(), 'ops-records-date-'));
+  made.push(dir);
   writeFileSync(join(dir, 'date'), '#!/bin/sh\necho 20261206T215000Z\n', { mode: 0o755 });
   return dir;
 })();

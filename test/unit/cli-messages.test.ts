@@ -296,6 +296,24 @@ describe("a mistyped command of the lab's scripts (npm run sandbox, npm run host
   });
 });
 
+describe('a positional argument starting with "-"', () => {
+  it('read as an unknown option says to give it after -- where one is still to come (a branch named -x), with the command to type', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    for (const [argv, fixed] of [
+      [['staging', 'add', '-x'], 'ops staging add -- -x'],
+      [['staging', 'add', '--dry-run', '-x'], 'ops staging add --dry-run -- -x'],
+      [['staging', 'add', '--remote', 'up', '-x'], 'ops staging add --remote up -- -x'],
+    ] as const) {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).toMatch(new RegExp(`^error: unknown option -x for "ops staging add"\n  hint: a <ref> starting with "-" goes after --: ${fixed.replace(/[-]/g, '\\-')}; usage: ops staging add <ref>`));
+    }
+    // no argument left to give: the usage alone
+    expect((await cli(root, 'staging', 'add', 'main', '-x')).err).toMatch(/^error: unknown option -x for "ops staging add"\n  hint: usage: /);
+    expect((await cli(root, 'env', 'remove', 'prod', '--bogus')).err).not.toMatch(/goes after --/);
+  });
+});
+
 describe('a mistyped option', () => {
   it('is named with the closest option of the command (--dryrun: --dry-run), never its value; none when nothing is close', async () => {
     const root = testEnv({}, undefined, 'prod').root;

@@ -176,16 +176,20 @@ export interface RefUpdate {
 }
 
 /**
- * Push all updates at once (`git push --atomic`; leases where given). @returns ok, or the push's error with a
- * hint (protected branch, workflow permission, credentials). Never throws for a refused push.
+ * Push all updates at once (`git push --atomic`; leases where given). @returns ok, or the push's error (saying
+ * staging was not changed, then git's words) with a hint (protected branch, workflow permission, credentials).
+ * Never throws for a refused push.
  */
-export async function pushAtomic(ctx: StagingContext, updates: RefUpdate[]): Promise<{ ok: true } | { ok: false; error: GitError }> {
-  const args = ['push', '--atomic', '--porcelain', ctx.settings.remote];
+export async function pushAtomic(ctx: StagingContext, updates: RefUpdate[]): Promise<{ ok: true } | { ok: false; error: OpsError }> {
+  const { remote, staging } = ctx.settings;
+  const args = ['push', '--atomic', '--porcelain', remote];
   for (const u of updates) if (u.lease !== undefined) args.push(`--force-with-lease=${u.ref}:${u.lease}`);
   for (const u of updates) args.push(`${u.sha ?? ''}:${u.ref}`);
   const r = await ctx.git.run(args);
   if (r.code === 0) return { ok: true };
-  return { ok: false, error: new GitError(args, r, pushHint(r.stderr + r.stdout, ctx.settings.staging)) };
+  // git's words say what refused it, not what it left: one atomic push, so nothing of it landed
+  const git = new GitError(args, r, pushHint(r.stderr + r.stdout, staging));
+  return { ok: false, error: new OpsError(`${remote} refused the push, so ${staging} was not changed by this run (one atomic push: none of its refs moved): ${git.message}`, git.hint) };
 }
 
 /** After a refused push: did staging or our tracking refs move on the remote since `state` was read? */

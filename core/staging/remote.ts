@@ -6,7 +6,7 @@ import { DEFAULT_IDENTITY, Git, GitError, type Identity } from '../git.ts';
 import { ambiguousRef, commitsWithPrefix } from '../source.ts';
 import { StagingRefusal, short } from './messages.ts';
 import { type AddedRecord, LOG_FORMAT, parseLog, pushHint, trailerRecords, uniqueRecords } from './plan.ts';
-import { type PullInfo, type RefRequest, SHA, type Source, TRACKING_PREFIX, displayName, keyOfTrackingRef, pickRemoteRef } from './refs.ts';
+import { type PullInfo, type RefRequest, SHA, type Source, TRACKING_PREFIX, commitKey, displayName, keyOfTrackingRef, pickRemoteRef } from './refs.ts';
 import type { StagingContext } from './settings.ts';
 
 // Our scratch refs in the local repository (fetched copies of the remote's refs), removed when done.
@@ -136,7 +136,7 @@ export async function resolveSource(ctx: StagingContext, request: RefRequest, st
       if (r.code === 0) sha = await ctx.git.commit(hex);
     }
     if (!sha) throw new StagingRefusal('missing', `commit ${request.input} is not in this repository nor on ${ctx.settings.remote}`, 'give a branch, a tag, a pull request (pull/12) or a full commit sha');
-    return { display: sha.slice(0, 12), sha, pull: pullInfo };
+    return { display: sha.slice(0, 12), key: commitKey(sha), sha, pull: pullInfo };
   }
   const sha = state.sources.get(picked);
   if (!sha) throw new StagingRefusal('missing', `${picked} disappeared from ${ctx.settings.remote} while it was being fetched`, 'try again');

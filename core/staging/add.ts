@@ -88,9 +88,10 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
       const movedNote = describeMoved({ source, moved: refMoved }, staging);
       if (movedNote) reporter.warn(movedNote);
       let refused: StagingRefusal | undefined;
+      const times = new Map<string, number>(); // committer times read for merges' dates (commitTimes)
       let local: LocalResult = { outcome: 'already-contained', sha: base };
       try {
-        local = await applyLocally(ctx, base, state.main, source, records);
+        local = await applyLocally(ctx, base, state.main, source, records, times);
       } catch (e) {
         if (!(e instanceof StagingRefusal) || !others.length) throw e;
         refused = e;
@@ -123,7 +124,7 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
           continue;
         }
         try {
-          const r = await applyLocally(ctx, tip, state.main, s, records);
+          const r = await applyLocally(ctx, tip, state.main, s, records, times);
           if (r.outcome === 'already-contained') continue;
           tip = r.sha;
           alsoAdded.push({ source: s, outcome: r.outcome, sha: r.sha });

@@ -384,6 +384,9 @@ describe('a path that is not the file expected', () => {
     expect(decrypt.err).toContain(`hint: give the path of a sops-encrypted file (e.g. ${dir}/<name>)`);
     const encrypt = await cli(root, 'secrets', 'encrypt', dir);
     expect(encrypt).toMatchObject({ code: 1, err: expect.stringContaining("error: cannot read environments/qb: it is a directory, not a plain YAML or JSON file") });
+    // a directory the user named: a file in it to give, not one to move aside (rmdir)
+    expect(encrypt.err).toMatch(/hint: give one file in it: \S*environments\/qb\/environment\.yml/);
+    expect(encrypt.err).not.toMatch(/rmdir|move it aside/);
     const nodir = join(tempDir(), 'nodir');
     const keygen = await cli(root, 'keygen', '-o', join(nodir, 'x.key'));
     expect(keygen.code).toBe(1);

@@ -85,7 +85,7 @@ function kindOf(bytes: Uint8Array, src: Source): FileKind | undefined {
     try {
       // the first part is enough to know what it holds: a cut stream is read as far as it goes
       const text = gunzipSync(bytes.subarray(0, 1024 * 1024), { finishFlush: zlib.Z_SYNC_FLUSH }).subarray(0, 64 * 1024);
-      inner = kindOf(text, { pipe: `gunzip -c ${file}`, file: src.file });
+      inner = kindOf(text, { pipe: src.pipe ? `${src.pipe} | gunzip -c` : `gunzip -c ${file}`, file: src.file });
     } catch {
       // not a gzip stream after all, or a damaged one: said as compressed data
     }
@@ -101,6 +101,25 @@ function kindOf(bytes: Uint8Array, src: Source): FileKind | undefined {
   const controls = head.filter((b) => b === 0 || (b < 0x20 && ![0x09, 0x0a, 0x0c, 0x0d, 0x1b].includes(b))).length;
   if (head.includes(0) || controls > head.length / 100) return { what: 'binary data, not text', how: 'check the path' };
   return sqlDumpKind(Buffer.from(head).toString('utf8'), src);
+}
+
+/**
+ * The kind of a sops file's plaintext when it is not data for the loader: `bytes` is the one value `data` of a file
+ * sops encrypted with its binary store (`sops encrypt dump.sql`: a name it reads neither as YAML nor as JSON), which
+ * decrypts to `{data: <the file's bytes>}`, a mapping that would pass as data. Said as fileKind says the plain file,
+ * `sops-encrypted` added, the restore reading `sops decrypt --output-type binary FILE` through a pipe; other kinds
+ * (a tar archive, compressed or binary data) told to decrypt it first. Undefined for text that may be data. Pure.
+ */
+export function sopsBinaryKind(bytes: Uint8Array, file: string): FileKind | undefined {
+  const decrypt = `sops decrypt --output-type binary ${quote(file)}`;
+  const sql = (): FileKind | undefined => (looksLikeSql(Buffer.from(bytes.subarray(0, 64 * 1024)).toString('utf8')) ? { what: 'SQL statements', dump: true, how: `run them with the database's client: ${decrypt} | psql --single-transaction -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f -` } : undefined);
+  const kind = kindOf(bytes, { file, pipe: decrypt }) ?? sql();
+  if (!kind) return undefined;
+  return {
+    ...kind,
+    what: `a sops-encrypted ${kind.what.replace(/^an? /, '')} (sops's binary store: it decrypts to one value, data, holding the file)`,
+    how: kind.dump ? kind.how : `decrypt it first (${decrypt} > FILE), then ${kind.how.split(quote(file)).join('FILE')}`,
+  };
 }
 
 /** A directory given as the data file: a pg_dump directory-format dump (it holds toc.dat) said as one, or undefined. Pure. */

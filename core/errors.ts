@@ -1,7 +1,7 @@
 // Errors meant for people: a message that says what is wrong, and a hint that says how to fix it.
 // Entry points print `message` (and `hint`) without a stack trace; anything else is a bug and keeps its stack.
 
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { quote } from './shell.ts';
 import { hideTokens, hideUrlCredentials, isTokenUser } from './secrets/parts.ts';
@@ -425,14 +425,31 @@ export function fileError(err: unknown, path: string, action: 'read' | 'write', 
  * at nothing, so it is nothing there too). Anything that is there but cannot be read is never taken as absent (which
  * would say "no secrets file" of a broken one): it throws an OpsError naming `shown` (the path as the user knows it)
  * and what to fix: a symlink loop, a directory where `expected` ("a file", "an age key file") should be, a part of
- * the path that is a file, a directory that may not be searched. Reads nothing and changes nothing.
+ * the path that is a file, a directory that may not be searched. `given`: the user named this path (a command's
+ * argument or option), so a directory there is one they meant to pass, not one standing where a project's file goes:
+ * told to give a file, the first files in it named, not to move or remove it. Reads only that directory's names on
+ * that error, and changes nothing.
  */
-export function userFileExists(path: string, shown: string = path, expected = 'a file'): boolean {
+export function userFileExists(path: string, shown: string = path, expected = 'a file', given = false): boolean {
   try {
     if (!statSync(path).isDirectory()) return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw fileError(e, shown, 'read', expected);
+  }
+  if (given) {
+    let files: string[] = [];
+    try {
+      files = readdirSync(path, { withFileTypes: true }).filter((d) => d.isFile() && !d.name.startsWith('.')).map((d) => d.name).sort();
+    } catch {
+      // unreadable: the hint names none
+    }
+    const dir = shown.replace(/\/+$/, '');
+    const some = files.slice(0, 5).map((f) => quote(`${dir}/${f}`)).join(', ');
+    throw new OpsError(
+      `cannot read ${shown}: it is a directory, not ${expected}`,
+      files.length ? `give one file in it: ${some}${files.length > 5 ? `, ... (${files.length} files)` : ''}` : `give the path of ${expected}; this directory holds no file`,
+    );
   }
   throw fileError(Object.assign(new Error('EISDIR'), { code: 'EISDIR' }), shown, 'read', expected);
 }

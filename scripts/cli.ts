@@ -248,9 +248,34 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
     const near = nearOption(typed, specs);
     // a word typed after one dash shown whole only when it is a long option's name (never a value glued to a letter)
     const shown = near?.startsWith('--') && typed !== given ? typed : given;
-    return new UsageError(`unknown option ${shown} for "ops ${c.name}"${near ? ` (did you mean ${near}?)` : ''}`, usage);
+    // where a positional argument is still to come (a branch named -x), how to give one starting with "-": after --
+    const at = args.findIndex((a) => a === typed || a.startsWith(`${typed}=`));
+    const slot = at < 0 ? undefined : openArgument(c, specs, args.slice(0, at));
+    const dashed = slot ? `a ${slot} starting with "-" goes after --: ops ${c.name} ${[...args.slice(0, at), '--', ...args.slice(at)].map(quote).join(' ')}; ` : '';
+    return new UsageError(`unknown option ${shown} for "ops ${c.name}"${near ? ` (did you mean ${near}?)` : ''}`, `${dashed}${usage}`);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
+}
+
+/**
+ * The positional argument (as the usage names it: `<ref>`) the next word of a command line would be, after `before`
+ * (its words so far: options, their values, positional arguments), or undefined when none is left to give.
+ */
+function openArgument(c: Command, specs: Options, before: string[]): string | undefined {
+  let given = 0;
+  for (let i = 0; i < before.length; i++) {
+    const w = before[i]!;
+    if (w === '--') return undefined; // every word after it is positional already
+    if (!w.startsWith('-') || w === '-') given++;
+    else if (!w.includes('=')) {
+      // an option taking a value takes the next word
+      const spec = w.startsWith('--') ? specs[w.slice(2)] : Object.values(specs).find((o) => w === `-${o.short}`);
+      if (spec && spec.type !== 'boolean') i++;
+    }
+  }
+  const args = c.args ?? [];
+  const last = args.at(-1);
+  return args[given] ?? (last?.endsWith('...>') || last?.endsWith('...]') ? last : undefined);
 }
 
 /** Whether no value of the option starts with "-": a number, one with choices none of which does, or one marked `dashes: false`. */

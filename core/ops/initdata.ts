@@ -9,7 +9,7 @@ import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { auditReason, INITDATA_CUT, maskedText, OpsError, fileError, StepError, TransportError, userFileExists } from '../errors.ts';
-import { decryptFile, isSopsText, loadEnvIdentities } from '../secrets/index.ts';
+import { isSopsText, loadEnvIdentities, SecretsFile } from '../secrets/index.ts';
 import { syntaxError } from '../secrets/tree-parse.ts';
 import { CURRENT_LAYOUT, printTree } from '../secrets/tree-print.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
@@ -23,7 +23,8 @@ import { parseState, partialState } from './host-state.ts';
 import { withSession } from './hosts.ts';
 import { failedRun, withLock } from './locked.ts';
 import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
-import { dataName, directoryKind, fileKind, looksLikeSql, type DataName, type FileKind } from '../data-file.ts';
+import { jsonFaultPlace } from '../json-error.ts';
+import { dataName, directoryKind, fileKind, looksLikeSql, sopsBinaryKind, type DataName, type FileKind } from '../data-file.ts';
 
 export interface InitdataResult {
   environment: string;
@@ -85,7 +86,7 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
     );
   const dir = statSync(path, { throwIfNoEntry: false })?.isDirectory() ? directoryKind(readdirSync(path), path) : undefined;
   if (dir) throw notData(dir);
-  if (!userFileExists(path, path, 'an initdata file')) {
+  if (!userFileExists(path, path, 'an initdata file', file !== undefined)) {
     if (!file)
       throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or ${option.pass('FILE')}`);
     // one written from the environment's folder (as initdata.file is) is a common slip
@@ -138,11 +139,22 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   let text = raw;
   let encrypted = false;
   refuseDeepNesting(raw, path);
-  if (isSopsText(raw, format)) {
+  // a name ending in .sops or .enc says no format: sops writes the one it read (JSON for a file it encrypted whole,
+  // its binary store), which the text tells
+  const stored = /\.(?:sops|enc)$/i.test(path) && raw.replace(/^\uFEFF/, '').trimStart().startsWith('{') ? 'json' : format;
+  if (isSopsText(raw, stored)) {
     encrypted = true;
-    const decrypted = await decryptFile(path, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
+    const opened = await SecretsFile.fromText(raw, path, { format: stored, identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v) });
+    const decrypted = { tree: opened.tree, plaintext: () => opened.plaintext() };
+    // a file sops encrypted whole (its binary store: a dump, SQL) decrypts to {data: <the file>}, which passes as data
+    const [only] = decrypted.tree.entries;
+    if (decrypted.tree.entries.length === 1 && only![0] === 'data' && only![1].kind === 'scalar' && only![1].type === 'str') {
+      const held = only![1].bytes ?? Buffer.from(String(only![1].value), 'utf8');
+      const kind = sopsBinaryKind(held, path);
+      if (kind) throw notData(kind);
+    }
     // JSON as sops 3.13 writes it is indented with tabs, which PyYAML (the sample app's loader) refuses: spaces
-    text = format === 'json' ? printTree(decrypted.tree, 'json', { ...CURRENT_LAYOUT, jsonIndent: '  ' }) : decrypted.plaintext;
+    text = stored === 'json' ? printTree(decrypted.tree, 'json', { ...CURRENT_LAYOUT, jsonIndent: '  ' }) : decrypted.plaintext();
   } else if (format === 'json' && raw.includes('\t') && isJson(raw.replace(/^\uFEFF/, ''))) {
     // (a byte order mark, as Windows editors write, is not JSON to JSON.parse, but it is to the loader: PyYAML)
     // A plain JSON file indented with tabs (an editor's, jq --tab's): valid JSON has tabs only between tokens (a
@@ -191,8 +203,8 @@ const noData = (path: string, what: string, env: Target): OpsError =>
 
 /**
  * A `.json` file checked as the JSON it is (JSON.parse, RFC 8259: the loader may read it with a JSON reader, which
- * takes no YAML), an object or array. The place of an error from the `yaml` library's JSON reading (syntaxError: by
- * place, never the text). @throws OpsError when it is not.
+ * takes no YAML), an object or array. The place of an error by line and column (jsonFaultPlace: never the text,
+ * which JSON.parse's message may quote). @throws OpsError when it is not.
  */
 function checkJson(path: string, text: string, size: number, env: Target, notData: (k: FileKind) => OpsError): void {
   const body = text.replace(/^\uFEFF/, '');
@@ -202,8 +214,7 @@ function checkJson(path: string, text: string, size: number, env: Target, notDat
   } catch {
     if (size === 0 || body.trim() === '') throw noData(path, 'is empty', env);
     if (looksLikeSql(body)) throw notData(SQL_KIND);
-    const err = parseDocument(body, { schema: 'json' }).errors[0];
-    throw new OpsError(`${path} is not valid JSON${err ? syntaxError(body, err) : ''}`, `fix the file (its name says JSON, and the loader reads it as JSON; YAML goes in a .yaml file); nothing was sent`);
+    throw new OpsError(`${path} is not valid JSON${jsonFaultPlace(body)}`, `fix the file (its name says JSON, and the loader reads it as JSON; YAML goes in a .yaml file); nothing was sent`);
   }
   if (value === null || typeof value !== 'object') throw noData(path, 'holds one value, not data', env);
 }

@@ -108,7 +108,7 @@ function yaml11Warning(paths: (string | number)[][], what: 'value' | 'key' = 'va
  */
 export async function encryptInPlace(root: string, file: string, opts: EncryptOptions = {}): Promise<SecretsFile> {
   const { shown = file, typed = shown, warn, signal } = opts;
-  if (!userFileExists(file, shown, 'a plain YAML or JSON file')) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
+  if (!userFileExists(file, shown, 'a plain YAML or JSON file', true)) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
   // strictly: encrypting works in place, so text decoded with U+FFFD for bad bytes would lose them for good
   let bytes: Buffer;
   try {

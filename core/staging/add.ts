@@ -80,7 +80,7 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
       const unadded = state.staging ? await unmadeCommits(ctx.git, [state.staging, `^${state.main}`, ...records.map((r) => `^${r.head}`)]) : [];
       if (unadded.length) {
         reporter.warn(
-          `${staging} holds ${lostCount(unadded)} that no add of a branch, tag or pull request brought (pushed to it by hand, added by a bare sha, or ${main}'s before it was rewritten): they stay in ${staging}, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):\n${bullet(unadded)}`,
+          `${staging} holds ${lostCount(unadded)} that no add of a branch, tag or pull request brought (pushed to it by hand, or ${main}'s before it was rewritten): they stay in ${staging}, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):\n${bullet(unadded)}`,
         );
       }
       reporter.info(`${remote}: ${staging} at ${short(state.staging)}, ${main} at ${short(state.main)}, ${resolved.display} at ${short(resolved.sha)}`);
@@ -88,9 +88,10 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
       const movedNote = describeMoved({ source, moved: refMoved }, staging);
       if (movedNote) reporter.warn(movedNote);
       let refused: StagingRefusal | undefined;
+      const times = new Map<string, number>(); // committer times read for merges' dates (commitTimes)
       let local: LocalResult = { outcome: 'already-contained', sha: base };
       try {
-        local = await applyLocally(ctx, base, state.main, source, records);
+        local = await applyLocally(ctx, base, state.main, source, records, times);
       } catch (e) {
         if (!(e instanceof StagingRefusal) || !others.length) throw e;
         refused = e;
@@ -123,7 +124,7 @@ export async function addToStaging(ctx: StagingContext, ref: string, pull?: Pull
           continue;
         }
         try {
-          const r = await applyLocally(ctx, tip, state.main, s, records);
+          const r = await applyLocally(ctx, tip, state.main, s, records, times);
           if (r.outcome === 'already-contained') continue;
           tip = r.sha;
           alsoAdded.push({ source: s, outcome: r.outcome, sha: r.sha });

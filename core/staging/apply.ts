@@ -120,14 +120,38 @@ export interface LocalResult {
   sha: string;
 }
 
-/** Bring `source` into `base` without touching any ref or working tree; throw StagingRefusal when it must not. */
-export async function applyLocally(ctx: StagingContext, base: string, main: string, source: Source, records: AddedRecord[]): Promise<LocalResult> {
+/**
+ * Committer times (seconds since the epoch) of commits, for the dates of merges: read for all of them in one git
+ * process (`times` is filled: those known are not asked again), so a rebuild of many pull requests asks once,
+ * not once per merge. @returns `times`.
+ */
+export async function commitTimes(git: Git, shas: string[], times: Map<string, number> = new Map()): Promise<Map<string, number>> {
+  const missing = [...new Set(shas)].filter((s) => !times.has(s));
+  if (!missing.length) return times;
+  const out = await git.out(['log', '--no-walk=unsorted', '--format=%H %ct', ...missing, '--']);
+  for (const line of out.split('\n')) {
+    const [sha, ct] = line.split(' ');
+    if (sha && ct) times.set(sha, Number(ct));
+  }
+  return times;
+}
+
+/**
+ * Bring `source` into `base` without touching any ref or working tree; throw StagingRefusal when it must not.
+ * `times`: committer times known already (commitTimes), the merge made here added to them.
+ */
+export async function applyLocally(ctx: StagingContext, base: string, main: string, source: Source, records: AddedRecord[], times: Map<string, number> = new Map()): Promise<LocalResult> {
   const { git } = ctx;
   const mine = source.key ? records.filter((r) => r.key === source.key) : [];
   const rewritten: AddedRecord[] = [];
   for (const r of mine) if (!(await git.isAncestor(r.head, source.sha))) rewritten.push(r);
-  const contained = await git.isAncestor(source.sha, base);
-  const stagingIsAncestor = !contained && (await git.isAncestor(base, source.sha));
+  // Both questions in one git process: the merge base is the source itself when base holds it, base when the source
+  // holds base (one merge base then: the other's ancestor), something else (or none: unrelated) otherwise.
+  const mb = await git.run(['merge-base', '--all', base, source.sha]);
+  if (mb.code !== 0 && mb.code !== 1) throw new GitError(['merge-base', '--all', base, source.sha], mb);
+  const bases = mb.stdout.split('\n').filter(Boolean);
+  const contained = bases.length === 1 && bases[0] === source.sha;
+  const stagingIsAncestor = !contained && bases.length === 1 && bases[0] === base;
   switch (decideAdd({ rewritten, contained, stagingIsAncestor })) {
     case 'refuse-rewritten':
       throw await rewrittenRefusal(ctx, source, rewritten[0]!, main);
@@ -144,10 +168,15 @@ export async function applyLocally(ctx: StagingContext, base: string, main: stri
       const message = mergeMessage(source, ctx.settings.staging);
       // Dated like the later of its parents: the same merge made again (a rebuild with nothing new) is the
       // same commit, so staging does not move and nothing is redeployed. The push records when it happened.
-      const date = `${await git.out(['log', '--no-walk=sorted', '-1', '--format=%ct', base, source.sha])} +0000`;
+      await commitTimes(git, [base, source.sha], times);
+      const known = [times.get(base), times.get(source.sha)];
+      // (a name git printed otherwise, such as a tag's: asked as before, the later of the two)
+      const epoch = known.every((t) => t !== undefined && Number.isFinite(t)) ? Math.max(...(known as number[])) : Number(await git.out(['log', '--no-walk=sorted', '-1', '--format=%ct', base, source.sha]));
+      const date = `${epoch} +0000`;
       const sha = await git.out(['commit-tree', '--no-gpg-sign', tree.trim(), '-p', base, '-p', source.sha, ...message.flatMap((m) => ['-m', m])], {
         env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date },
       });
+      times.set(sha, epoch);
       return { outcome: 'merge', sha };
     }
   }

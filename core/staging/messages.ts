@@ -57,7 +57,7 @@ export interface AddResult extends Applied {
   pullsUnavailable?: string;
   /**
    * Commits staging held that no add of a branch, tag or pull request brought ("<short sha> <subject>", at most 20:
-   * pushed to it by hand, added by a bare sha, or the main branch's before it was rewritten), kept by the add and
+   * pushed to it by hand, or the main branch's before it was rewritten), kept by the add and
    * deployed with staging until a rebuild drops them.
    */
   unadded?: string[];
@@ -140,7 +140,7 @@ export function addSummary(r: AddResult, names: { staging: string; label: string
   if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled ${f.code(names.label)} were **not checked**: ${f.text(r.pullsUnavailable)}.`, '');
   if (r.unadded?.length) {
     lines.push(
-      `> **Warning**: ${f.text(names.staging)} holds ${lostCount(r.unadded)} that no add of a branch, tag or pull request brought (pushed to it by hand, added by a bare sha, or from the main branch before it was rewritten); they stay in it and are deployed with it until a rebuild drops them (\`ops staging rebuild\`):`,
+      `> **Warning**: ${f.text(names.staging)} holds ${lostCount(r.unadded)} that no add of a branch, tag or pull request brought (pushed to it by hand, or from the main branch before it was rewritten); they stay in it and are deployed with it until a rebuild drops them (\`ops staging rebuild\`):`,
       '',
       ...r.unadded.map((l) => `- ${f.code(l.slice(0, l.indexOf(' ')))} ${f.text(l.slice(l.indexOf(' ') + 1))}`),
       '',

@@ -9,7 +9,7 @@
 import { formatError, messageLine, OpsError } from '../errors.ts';
 import type { GitHubAccess, PullRequest } from '../github.ts';
 import { markdownMasks, maskedMarkdown } from '../report.ts';
-import { applyLocally, approvedCommit, bullet, oneline, pinSource, unmadeCommits } from './apply.ts';
+import { applyLocally, approvedCommit, bullet, commitTimes, oneline, pinSource, unmadeCommits } from './apply.ts';
 import { APPROVED, type Applied, COMMENT_MARKER, type Moved, type RebuildResult, type Skipped, StagingRefusal, describeMoved, lostCount, short, skippedComment } from './messages.ts';
 import { type AddedRecord, LOG_FORMAT, approvedHeads, parseLog, uncoveredCommits, uniqueRecords } from './plan.ts';
 import { type Source, type Wanted, displayName, pullInfo, pullRequestRef, requestedRefs, trackingRef } from './refs.ts';
@@ -120,9 +120,11 @@ export async function rebuildStaging(ctx: StagingContext, options: RebuildOption
       let tip = state.main;
       const added: Applied[] = [];
       const records: AddedRecord[] = [];
+      // the dates of the merges to make, from their parents' (master's, each source's): asked in one git process
+      const times = await commitTimes(ctx.git, [state.main, ...sources.map((x) => x.sha)]);
       for (const source of sources) {
         try {
-          const r = await applyLocally(ctx, tip, state.main, source, records);
+          const r = await applyLocally(ctx, tip, state.main, source, records, times);
           tip = r.sha;
           const moved = movedOn.get(source);
           added.push({ source, outcome: r.outcome, sha: r.sha, ...(moved && { moved }) });

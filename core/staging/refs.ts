@@ -52,7 +52,7 @@ export function parseRef(input: string): RefRequest {
 export interface Source {
   /** How people call it: "feature/x", "#12 (feature/x)", "v1.2", "1a2b3c4". */
   display: string;
-  /** The remote ref it was read from (refs/heads/x, refs/pull/12/head, refs/tags/v1); absent for a bare sha. */
+  /** The remote ref it was read from (refs/heads/x, refs/pull/12/head, refs/tags/v1); for a bare sha, commitKey (no ref of the remote). */
   key?: string;
   sha: string;
   pull?: PullInfo;
@@ -100,16 +100,25 @@ export function pickRemoteRef(request: RefRequest, remoteRefs: Map<string, strin
   }
 }
 
-/** How a ref is named for people, from its remote ref: refs/heads/x → x, refs/pull/12/head → #12. */
+/**
+ * The key an add by bare sha is remembered under (refs/commits/<sha>: no ref of the remote, a name for the record
+ * alone): so a rebuild names it among what it drops, as it names a branch added by hand, instead of taking its
+ * commits for ones pushed to staging by hand, and an add no longer warns of them as brought by no add.
+ */
+export const commitKey = (sha: string): string => `refs/commits/${sha}`;
+
+/** How a ref is named for people, from its remote ref: refs/heads/x → x, refs/pull/12/head → #12, refs/commits/<sha> → its first 12 digits. */
 export function displayName(key: string): string {
   const pr = /^refs\/pull\/(\d+)\/head$/.exec(key);
   if (pr) return `#${pr[1]}`;
+  const commit = /^refs\/commits\/([0-9a-f]{40})$/.exec(key);
+  if (commit) return commit[1]!.slice(0, 12);
   return key.replace(/^refs\/(heads|tags)\//, '');
 }
 
-/** A remote ref staging remembers: refs/heads/<valid name>, refs/tags/<valid name> or refs/pull/<n>/head. */
+/** A remote ref staging remembers: refs/heads/<valid name>, refs/tags/<valid name> or refs/pull/<n>/head; or a commit added by its sha (commitKey). */
 export function isTrackable(key: string): boolean {
-  if (/^refs\/pull\/\d{1,9}\/head$/.test(key)) return true;
+  if (/^refs\/pull\/\d{1,9}\/head$/.test(key) || /^refs\/commits\/[0-9a-f]{40}$/.test(key)) return true;
   const m = /^refs\/(?:heads|tags)\/(.+)$/.exec(key);
   return Boolean(m && isValid('gitRef', m[1]!));
 }

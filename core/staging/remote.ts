@@ -6,7 +6,7 @@ import { DEFAULT_IDENTITY, Git, GitError, type Identity } from '../git.ts';
 import { ambiguousRef, commitsWithPrefix } from '../source.ts';
 import { StagingRefusal, short } from './messages.ts';
 import { type AddedRecord, LOG_FORMAT, parseLog, pushHint, trailerRecords, uniqueRecords } from './plan.ts';
-import { type PullInfo, type RefRequest, SHA, type Source, TRACKING_PREFIX, displayName, keyOfTrackingRef, pickRemoteRef } from './refs.ts';
+import { type PullInfo, type RefRequest, SHA, type Source, TRACKING_PREFIX, commitKey, displayName, keyOfTrackingRef, pickRemoteRef } from './refs.ts';
 import type { StagingContext } from './settings.ts';
 
 // Our scratch refs in the local repository (fetched copies of the remote's refs), removed when done.
@@ -136,7 +136,7 @@ export async function resolveSource(ctx: StagingContext, request: RefRequest, st
       if (r.code === 0) sha = await ctx.git.commit(hex);
     }
     if (!sha) throw new StagingRefusal('missing', `commit ${request.input} is not in this repository nor on ${ctx.settings.remote}`, 'give a branch, a tag, a pull request (pull/12) or a full commit sha');
-    return { display: sha.slice(0, 12), sha, pull: pullInfo };
+    return { display: sha.slice(0, 12), key: commitKey(sha), sha, pull: pullInfo };
   }
   const sha = state.sources.get(picked);
   if (!sha) throw new StagingRefusal('missing', `${picked} disappeared from ${ctx.settings.remote} while it was being fetched`, 'try again');
@@ -176,16 +176,20 @@ export interface RefUpdate {
 }
 
 /**
- * Push all updates at once (`git push --atomic`; leases where given). @returns ok, or the push's error with a
- * hint (protected branch, workflow permission, credentials). Never throws for a refused push.
+ * Push all updates at once (`git push --atomic`; leases where given). @returns ok, or the push's error (saying
+ * staging was not changed, then git's words) with a hint (protected branch, workflow permission, credentials).
+ * Never throws for a refused push.
  */
-export async function pushAtomic(ctx: StagingContext, updates: RefUpdate[]): Promise<{ ok: true } | { ok: false; error: GitError }> {
-  const args = ['push', '--atomic', '--porcelain', ctx.settings.remote];
+export async function pushAtomic(ctx: StagingContext, updates: RefUpdate[]): Promise<{ ok: true } | { ok: false; error: OpsError }> {
+  const { remote, staging } = ctx.settings;
+  const args = ['push', '--atomic', '--porcelain', remote];
   for (const u of updates) if (u.lease !== undefined) args.push(`--force-with-lease=${u.ref}:${u.lease}`);
   for (const u of updates) args.push(`${u.sha ?? ''}:${u.ref}`);
   const r = await ctx.git.run(args);
   if (r.code === 0) return { ok: true };
-  return { ok: false, error: new GitError(args, r, pushHint(r.stderr + r.stdout, ctx.settings.staging)) };
+  // git's words say what refused it, not what it left: one atomic push, so nothing of it landed
+  const git = new GitError(args, r, pushHint(r.stderr + r.stdout, staging));
+  return { ok: false, error: new OpsError(`${remote} refused the push, so ${staging} was not changed by this run (one atomic push: none of its refs moved): ${git.message}`, git.hint) };
 }
 
 /** After a refused push: did staging or our tracking refs move on the remote since `state` was read? */

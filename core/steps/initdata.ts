@@ -46,7 +46,8 @@ ops_report ${INITDATA_KEYS.environ_digest} "$digest"`,
 /**
  * Run the app's initdata command on an uploaded file (named `name` for the loader: `initdata` and the data file's
  * extensions, `initdata.json`), in the live release, as the app user (the file moves
- * to a private directory first; both are removed whatever happens). The app user's bash is exec'd by setpriv(1)
+ * to a private directory first, /tmp/ops-initdata-XXXXXX: no dot in its name, which a loader reading the extensions
+ * off the whole path would take for one, as a file with none has; both are removed whatever happens). The app user's bash is exec'd by setpriv(1)
  * (util-linux, Essential on Debian), not started under runuser: runuser answers the step's SIGTERM (its time limit)
  * by SIGKILLing its child 2 s later (util-linux su-common.c, supervise_child), which cut `contained` short (its
  * SIGTERM, then SIGKILL after 5 s): a loader slow to stop, in its own session, went on writing to the database after
@@ -66,7 +67,7 @@ export function runInitdata(env: Target, uploaded: string, name: string): Step {
     name: 'initdata',
     as: 'root',
     timeout: env.config.initdata.timeout,
-    script: String.raw`tmp=$(mktemp -d /tmp/ops-initdata.XXXXXX)
+    script: String.raw`tmp=$(mktemp -d /tmp/ops-initdata-XXXXXX)
 trap ${quote(`rm -rf "$tmp"; rm -f ${quote(uploaded)}`)} EXIT INT TERM HUP
 chown ${u}:${u} "$tmp"
 chmod 0700 "$tmp"

@@ -30,7 +30,7 @@ if grep -q '^linger: true' "$f"; then
   trap '' TERM
   echo "loading"
   sleep 12
-  touch /tmp/ops-initdata-lingered
+  touch /tmp/lingered-ops-initdata
 fi
 if grep -q '^fail: true' "$f"; then
   echo "loaded 1 of 2 users"
@@ -46,7 +46,7 @@ const SECRET = 'bob-pw-été-4471-very-secret';
 const dataFile = () => join(lab.project.root, 'environments', 'e2e', 'assets', 'initdata.yml');
 const ctx = () => ({ ...lab.project.ctx(), processEnv: { ...lab.project.ctx().processEnv, SOPS_AGE_KEY: ageKey } });
 /** What initdata may leave on the host: its private directories under /tmp, files under the uploads directory. */
-const leftovers = async () => (await sshRun(lab.host, `sudo bash -c 'ls -d /tmp/ops-initdata.* 2>/dev/null; find /srv/${APP}/.ops/uploads -type f 2>/dev/null; true'`)).stdout.trim();
+const leftovers = async () => (await sshRun(lab.host, `sudo bash -c 'ls -d /tmp/ops-initdata-* 2>/dev/null; find /srv/${APP}/.ops/uploads -type f 2>/dev/null; true'`)).stdout.trim();
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 const lab = labEnvironment(
@@ -96,17 +96,17 @@ describe.sequential('initdata on a real host', () => {
     expect(await leftovers()).toBe('');
   }, 300_000);
 
-  /** The slow loader (sleep 12, then it writes /tmp/ops-initdata-lingered) stopped with its run: not running, its file never made by 14 s after `started`, nothing of the run left. */
+  /** The slow loader (sleep 12, then it writes /tmp/lingered-ops-initdata) stopped with its run: not running, its file never made by 14 s after `started`, nothing of the run left. */
   async function loaderGone(started: number): Promise<void> {
     expect((await sshRun(lab.host, `pgrep -u ${APP} -f 'sleep 12' || true`)).stdout.trim()).toBe('');
     await new Promise((r) => setTimeout(r, Math.max(0, started + 14_000 - Date.now())));
-    expect((await sshRun(lab.host, 'ls /tmp/ops-initdata-lingered 2>/dev/null || true')).stdout.trim()).toBe('');
+    expect((await sshRun(lab.host, 'ls /tmp/lingered-ops-initdata 2>/dev/null || true')).stdout.trim()).toBe('');
     expect(await leftovers()).toBe('');
   }
   it('a loader slow to stop (it ignores SIGTERM) at the step\'s time limit: stopped with the step, not left writing after it', async () => {
     const c = ctx();
     const env = lab.project.env();
-    await sshRun(lab.host, 'sudo rm -f /tmp/ops-initdata-lingered');
+    await sshRun(lab.host, 'sudo rm -f /tmp/lingered-ops-initdata');
     const started = Date.now();
     const e = await withSession(c, env, (session) =>
       withLock(c, session, 'initdata', async () => {
@@ -124,7 +124,7 @@ describe.sequential('initdata on a real host', () => {
 
   it('Ctrl-C while that loader runs: exit 130, the loader stopped (not left writing), the data said to be possibly half-loaded, nothing left', async () => {
     writeFileSync(dataFile(), 'linger: true\n');
-    await sshRun(lab.host, 'sudo rm -f /tmp/ops-initdata-lingered');
+    await sshRun(lab.host, 'sudo rm -f /tmp/lingered-ops-initdata');
     const started = Date.now();
     const ops = await spawnOps(['initdata', 'e2e'], lab.project.root, (out) => out.includes('loading'), 'the loader running', 120_000);
     expect(await ops.stop('SIGINT')).toBe(130);

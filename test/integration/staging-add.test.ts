@@ -235,7 +235,7 @@ describe('staging add', () => {
     s.hook('pre-receive', 'echo "GH006: Protected branch update failed for refs/heads/staging." >&2; exit 1');
     const ctx = context(runner.dir);
     const e = await failure(addToStaging(ctx, 'feature/a'));
-    expect(e.message).toMatch(/^git push --atomic .* failed \(exit code 1\)[\s\S]*GH006: Protected branch update failed/);
+    expect(e.message).toMatch(/^origin refused the push, so staging was not changed by this run \(one atomic push: none of its refs moved\): git push --atomic .* failed \(exit code 1\)[\s\S]*GH006: Protected branch update failed/);
     expect(e.hint).toMatch(/staging is protected/);
     expect(ctx.reporter.text()).not.toMatch(/retrying/);
     expect(s.sha('staging')).toBe(sha.master);
@@ -254,7 +254,23 @@ describe('staging add', () => {
     const r = await addToStaging(context(runner.dir), sha.b!);
     expect(r.outcome).toBe('merge');
     expect(s.isAncestor(sha.b!, s.sha('staging')!)).toBe(true);
-    expect(s.tracking()).toEqual({ 'refs/staging-heads/tags/v1.0': sha.t });
+    expect(s.tracking()).toEqual({ 'refs/staging-heads/tags/v1.0': sha.t, [`refs/staging-heads/commits/${sha.b}`]: sha.b });
+  });
+
+  it('remembers a commit added by its sha (a fast-forward has no merge to carry a trailer): no later add warns of it as brought by no add, and a rebuild names it among what it drops, not as pushed by hand', async () => {
+    const { s, runner } = fresh(template);
+    const r = await addToStaging(context(runner.dir), sha.a1!);
+    expect(r).toMatchObject({ outcome: 'fast-forward', sha: sha.a1, source: { display: sha.a1!.slice(0, 12), key: `refs/commits/${sha.a1}` } });
+    expect(s.tracking()).toEqual({ [`refs/staging-heads/commits/${sha.a1}`]: sha.a1 });
+    const next = context(runner.dir);
+    await addToStaging(next, 'feature/b');
+    expect(next.reporter.text()).not.toMatch(/no add of a branch, tag or pull request brought/);
+    const rebuild = context(runner.dir);
+    const rebuilt = await rebuildStaging(rebuild, { github: { unavailable: 'test' }, label: 'staging', comment: false });
+    expect([...rebuilt.dropped].sort()).toEqual([sha.a1!.slice(0, 12), 'feature/b'].sort());
+    expect(rebuilt.lost ?? []).toEqual([]);
+    expect(rebuild.reporter.text()).not.toMatch(/pushed to staging by hand/);
+    expect(s.tracking()).toEqual({});
   });
 
   it('a sha in capitals (full, or a prefix) is that commit, as git reads it', async () => {
@@ -342,7 +358,7 @@ describe('staging add', () => {
     expect(r).toMatchObject({ outcome: 'merge', changed: true });
     expect(r.unadded).toEqual([`${hotfix.slice(0, 7)} hotfix pushed by hand`, `${oops.slice(0, 7)} oops: a secret`]);
     expect(ctx.reporter.text()).toContain(
-      `warning: staging holds 2 commits that no add of a branch, tag or pull request brought (pushed to it by hand, added by a bare sha, or master's before it was rewritten): they stay in staging, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):\n  ${hotfix.slice(0, 7)} hotfix pushed by hand\n  ${oops.slice(0, 7)} oops: a secret`,
+      `warning: staging holds 2 commits that no add of a branch, tag or pull request brought (pushed to it by hand, or master's before it was rewritten): they stay in staging, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):\n  ${hotfix.slice(0, 7)} hotfix pushed by hand\n  ${oops.slice(0, 7)} oops: a secret`,
     );
     expect(addSummary(r, { staging: 'staging', label: 'staging' })).toContain(`> **Warning**: staging holds 2 commits that no add of a branch, tag or pull request brought`);
     expect(s.isAncestor(oops, s.sha('staging')!)).toBe(true); // kept, as said, until a rebuild

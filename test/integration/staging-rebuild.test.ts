@@ -280,12 +280,24 @@ done`,
       const before = s.refs();
       const ctx = context(runner.dir);
       const e = await failure(rebuildStaging(ctx, { github: access(gh), label: 'staging', comment: false }));
+      expect(e.message).toMatch(/^origin refused the push, so staging was not changed by this run \(one atomic push: none of its refs moved\): git push/);
       expect(e.message).toMatch(/Cannot force-push to this branch/);
       expect(e.hint).toMatch(new RegExp(`^staging refuses force pushes \\(${kind === 'ruleset' ? 'a ruleset' : 'branch protection'}: .*a rebuild replaces staging .*Allow force pushes to staging for the token the pipeline pushes with`));
       expect(ctx.reporter.text()).not.toMatch(/retrying/);
       expect(s.refs()).toEqual(before);
     });
   }
+
+  it('an add refused by the remote (a required status check) says staging was not changed, then git\'s words', async () => {
+    const { s, runner } = fresh(template);
+    s.hook('pre-receive', 'echo "error: GH006: Protected branch update failed for refs/heads/staging." >&2; echo "error: Required status check \\"ci\\" is expected." >&2; exit 1');
+    const before = s.refs();
+    const e = await failure(addToStaging(context(runner.dir), 'feature/e'));
+    expect(e.message).toMatch(/^origin refused the push, so staging was not changed by this run \(one atomic push: none of its refs moved\): git push/);
+    expect(e.message).toMatch(/Required status check "ci" is expected/);
+    expect(e.hint).toMatch(/^staging is protected against this push/);
+    expect(s.refs()).toEqual(before);
+  });
 
   it('names a conflict resolution merged into staging by hand among what it drops, not only the branch commits it brought', async () => {
     const { s, runner, other } = fresh(template);

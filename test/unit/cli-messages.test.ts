@@ -296,6 +296,24 @@ describe("a mistyped command of the lab's scripts (npm run sandbox, npm run host
   });
 });
 
+describe('a positional argument starting with "-"', () => {
+  it('read as an unknown option says to give it after -- where one is still to come (a branch named -x), with the command to type', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    for (const [argv, fixed] of [
+      [['staging', 'add', '-x'], 'ops staging add -- -x'],
+      [['staging', 'add', '--dry-run', '-x'], 'ops staging add --dry-run -- -x'],
+      [['staging', 'add', '--remote', 'up', '-x'], 'ops staging add --remote up -- -x'],
+    ] as const) {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).toMatch(new RegExp(`^error: unknown option -x for "ops staging add"\n  hint: a <ref> starting with "-" goes after --: ${fixed.replace(/[-]/g, '\\-')}; usage: ops staging add <ref>`));
+    }
+    // no argument left to give: the usage alone
+    expect((await cli(root, 'staging', 'add', 'main', '-x')).err).toMatch(/^error: unknown option -x for "ops staging add"\n  hint: usage: /);
+    expect((await cli(root, 'env', 'remove', 'prod', '--bogus')).err).not.toMatch(/goes after --/);
+  });
+});
+
 describe('a mistyped option', () => {
   it('is named with the closest option of the command (--dryrun: --dry-run), never its value; none when nothing is close', async () => {
     const root = testEnv({}, undefined, 'prod').root;
@@ -366,6 +384,9 @@ describe('a path that is not the file expected', () => {
     expect(decrypt.err).toContain(`hint: give the path of a sops-encrypted file (e.g. ${dir}/<name>)`);
     const encrypt = await cli(root, 'secrets', 'encrypt', dir);
     expect(encrypt).toMatchObject({ code: 1, err: expect.stringContaining("error: cannot read environments/qb: it is a directory, not a plain YAML or JSON file") });
+    // a directory the user named: a file in it to give, not one to move aside (rmdir)
+    expect(encrypt.err).toMatch(/hint: give one file in it: \S*environments\/qb\/environment\.yml/);
+    expect(encrypt.err).not.toMatch(/rmdir|move it aside/);
     const nodir = join(tempDir(), 'nodir');
     const keygen = await cli(root, 'keygen', '-o', join(nodir, 'x.key'));
     expect(keygen.code).toBe(1);

@@ -473,3 +473,74 @@ describe('initdata: the file reaches the loader under its own extensions, checke
     }
   });
 });
+
+describe('initdata: faults a new user meets, each said as what it is', () => {
+  it('a dump or SQL that sops encrypted whole (its binary store: {data: <the file>} once decrypted) is said as a sops-encrypted dump, with a restore reading sops decrypt; nothing sent', async () => {
+    const id = await generateIdentity();
+    const sops = (args: string[], input: string) => execFileSync('sops', ['encrypt', '--age', id.recipient, ...args, input], { cwd: root });
+    cpSync(join(DUMPS, 'plain.sql'), join(root, 'whole.sql'));
+    cpSync(join(DUMPS, 'custom.dump'), join(root, 'whole.dump'));
+    writeFileSync(join(root, 'hand.sql'), 'INSERT INTO users (email) VALUES (\'a@example.org\');\n');
+    for (const [name, made, what, restore] of [
+      ['plain.sql.enc', sops([], 'whole.sql'), /a sops-encrypted PostgreSQL plain SQL dump \(pg_dump\)/, /sops decrypt --output-type binary \S+plain\.sql\.enc \| psql --single-transaction -v ON_ERROR_STOP=1 -d "\$DATABASE_URL" -f -/],
+      ['plain.sops.yaml', sops(['--input-type', 'binary', '--output-type', 'yaml'], 'whole.sql'), /a sops-encrypted PostgreSQL plain SQL dump/, /sops decrypt --output-type binary \S+plain\.sops\.yaml \| psql/],
+      ['custom.dump.enc', sops(['--input-type', 'binary'], 'whole.dump'), /a sops-encrypted PostgreSQL custom-format dump \(pg_dump -Fc\)/, /sops decrypt --output-type binary \S+custom\.dump\.enc \| pg_restore --single-transaction/],
+      ['hand.sops.json', sops(['--input-type', 'binary', '--output-type', 'json'], 'hand.sql'), /a sops-encrypted SQL statements/, /sops decrypt --output-type binary \S+hand\.sops\.json \| psql/],
+    ] as const) {
+      const r = await load(name, made, { processEnv: { SOPS_AGE_KEY: id.secret } });
+      expect(r.code, `${name}: ${r.err}`).toBe(1);
+      expect(r.err, name).toMatch(what);
+      expect(r.err, name).toMatch(/it does not restore a database/);
+      expect(r.err, name).toMatch(restore);
+      expect(r.uploads, name).toHaveLength(0);
+    }
+  });
+
+  it('a .json file that is not JSON is refused by line and column, whatever JSON.parse says (it quotes the text and gives no place for a bare word, NaN, a comment)', async () => {
+    for (const [text, place] of [
+      ['{"users": [\n  {"email": bob}\n]}', /at line 2, column 13: a word not in double quotes/],
+      ['{"users": [\n  {"email": "a@example.org"},\n]}', /at line 3, column 1: a comma before \], which JSON does not allow \(a trailing comma\)/],
+      ["{'users': []}", /at line 1, column 2: a single quote/],
+      ['// users\n{"users": []}', /at line 1, column 1: a comment, which JSON does not have/],
+      ['{"n": NaN}', /at line 1, column 7: a word not in double quotes/],
+      ['{"users": [\n', /at line 2, column 1: the text ends where a value was expected/],
+      ['[{"a": 1}\n {"b": 2}]', /at line 2, column 2: a comma missing between two values/],
+      ['{"p": "s3cr\tt"}', /at line 1, column 12: a control character inside a string \(a tab is written \\t\)/],
+    ] as const) {
+      const r = await load('bad.json', text);
+      expect(r.code, text).toBe(1);
+      expect(r.err, text).toMatch(new RegExp(`bad\\.json is not valid JSON ${place.source}`));
+      // never the text itself (it may be a decrypted secret)
+      expect(r.err, text).not.toMatch(/bob|NaN|s3cr/);
+      expect(r.uploads, text).toHaveLength(0);
+    }
+  });
+
+  it('--file naming a directory: told to give a file in it (its files named), not to remove it', async () => {
+    const dir = join(root, 'fixtures.d');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'users.yaml'), 'users: []\n');
+    writeFileSync(join(dir, 'tags.json'), '[]\n');
+    const r = await load('fixtures.d', undefined);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/fixtures\.d: it is a directory, not an initdata file/);
+    expect(r.err).toMatch(/give one file in it: \S+fixtures\.d\/tags\.json, \S+fixtures\.d\/users\.yaml/);
+    expect(r.err).not.toMatch(/rmdir|move it aside/);
+    const empty = join(root, 'empty.v2');
+    mkdirSync(empty, { recursive: true });
+    const e = await load('empty.v2', undefined);
+    expect(e.err).toMatch(/empty\.v2: it is a directory, not an initdata file/);
+    expect(e.err).not.toMatch(/rmdir|move it aside/);
+  });
+
+  it('the loader\'s path has dots only in the file\'s own name: its private directory has none (Django\'s loaddata read "/tmp/ops-initdata.AbC123/initdata" as the extension ".AbC123/initdata")', async () => {
+    const r = await load('seed', 'users: []\n');
+    expect(r.code, r.err).toBe(0);
+    const script = r.runs.find((x) => x.step.name === 'initdata')!.step.script;
+    const template = /mktemp -d (\S+)\)/.exec(script)![1]!;
+    // the directory mktemp makes from the step's own template, and the file in it the loader gets
+    const made = execFileSync('mktemp', ['-d', template.replace(/^\/tmp\//, `${root}/`)], { encoding: 'utf8' }).trim();
+    const loaderPath = `${made}/${/OPS_INITDATA_FILE="\$tmp"\/(\S+)/.exec(script)![1]!.replace(/^'(.*)'$/, '$1')}`;
+    expect(loaderPath.slice(root.length + 1)).not.toContain('.');
+  });
+});

@@ -1,9 +1,9 @@
 // Where a text stops being JSON, and what was met there, in words that quote none of it (the text may be a
 // decrypted secret). Node 20's JSON.parse says "at position N" for some faults and, for others, quotes the text
-// instead ("Unexpected token 'x', "..." is not valid JSON"; "Unexpected end of JSON input"): no place. No library
-// the project has reads JSON strictly and tells the place (the `yaml` library's JSON schema reads YAML flow syntax:
-// a trailing comma or single quotes pass), so this follows RFC 8259's grammar, only to find the place of a fault
-// JSON.parse found. It builds no value.
+// instead ("Unexpected token 'x', "..." is not valid JSON"; "Unexpected end of JSON input"): no place. Microsoft's
+// jsonc-parser (VS Code's JSON reader) scans strictly when told to (no comments, no trailing commas, no empty text)
+// and gives each fault as a code and an offset: this only turns its first fault into words.
+import { ParseErrorCode, parse, type ParseError } from 'jsonc-parser';
 import { positions } from './secrets/comments.ts';
 
 /** The first fault of `text` as JSON (RFC 8259; no byte order mark): its offset (UTF-16 units) and what it is. */
@@ -12,109 +12,61 @@ export interface JsonFault {
   what: string;
 }
 
+/** What jsonc-parser's fault `e` is, in words that never quote `text` (the character there only picks the words). */
+function faultWords(text: string, e: ParseError): string {
+  const at = text[e.offset];
+  const value = (expected: string): string => {
+    if (e.offset >= text.length) return `the text ends where ${expected} was expected (a bracket or quote not closed?)`;
+    if (at === ']' || at === '}') return `a comma before ${at}, which JSON does not allow (a trailing comma)`;
+    return `an unexpected character where ${expected} was expected`;
+  };
+  switch (e.error) {
+    case ParseErrorCode.InvalidSymbol:
+      if (at === "'") return 'a single quote: JSON quotes strings with "';
+      if (at !== undefined && /[A-Za-z_$]/.test(at)) return "a word not in double quotes (JSON's only bare words are true, false and null)";
+      if (at !== undefined && /[-+.\d]/.test(at)) return 'a number JSON does not allow (a leading 0, a leading + or ., a trailing ., hex, NaN or Infinity)';
+      return 'a character JSON does not allow here';
+    case ParseErrorCode.InvalidNumberFormat:
+    case ParseErrorCode.UnexpectedEndOfNumber:
+      return 'a number JSON does not allow (a leading 0, a leading + or ., a trailing ., hex, NaN or Infinity)';
+    case ParseErrorCode.InvalidCommentToken:
+    case ParseErrorCode.UnexpectedEndOfComment:
+      return 'a comment, which JSON does not have';
+    case ParseErrorCode.UnexpectedEndOfString:
+      return 'a string whose closing " is missing (or a line break inside it: write it \\n)';
+    case ParseErrorCode.InvalidCharacter:
+      return 'a string holding a control character (a tab is written \\t, a line break \\n)';
+    case ParseErrorCode.InvalidEscapeCharacter:
+    case ParseErrorCode.InvalidUnicode:
+      return 'a string with an escape JSON does not have (only \\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)';
+    case ParseErrorCode.CommaExpected:
+      if (/\d/.test(text[e.offset - 1] ?? '') && /\d/.test(at ?? '')) return 'a number JSON does not allow (a leading 0)';
+      return 'a comma missing between two values (those of an object or array are separated by commas)';
+    case ParseErrorCode.ColonExpected:
+      return 'a colon missing after a key';
+    case ParseErrorCode.PropertyNameExpected:
+      return value('a key in double quotes');
+    case ParseErrorCode.ValueExpected:
+      return value('a value');
+    case ParseErrorCode.CloseBraceExpected:
+    case ParseErrorCode.CloseBracketExpected:
+      return e.offset >= text.length ? value('a value') : `a comma or ${e.error === ParseErrorCode.CloseBraceExpected ? '}' : ']'} missing`;
+    case ParseErrorCode.EndOfFileExpected:
+      return 'more text after the JSON value (one file holds one value: wrap several in [ ], separated by commas)';
+    default:
+      return 'text JSON does not allow';
+  }
+}
+
 /**
- * The first place `text` breaks RFC 8259's grammar, or undefined when it is one JSON value (as JSON.parse reads
- * it). `what` names the fault without quoting the text (a trailing comma, single quotes, a comment, a missing
- * comma, an unquoted key or word, a raw control character in a string, a bad escape or number, the end reached
- * inside a value, text after the value). Recursion is bounded by refuseDeepNesting's check before. Pure.
+ * The first place `text` breaks RFC 8259's grammar as jsonc-parser reads it strictly (no comments, no trailing
+ * commas, no empty text), or undefined when it finds none. `what` names the fault without quoting the text. Pure.
  */
 export function jsonFault(text: string): JsonFault | undefined {
-  let i = 0;
-  const fail = (what: string, at = i): never => {
-    throw Object.assign(new Error(what), { jsonFault: { offset: at, what } });
-  };
-  const ws = () => {
-    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
-  };
-  const unexpected = (expected: string): never => {
-    if (i >= text.length) return fail(`the text ends where ${expected} was expected (a bracket or quote not closed?)`);
-    const c = text[i]!;
-    if (expected.startsWith('a comma') && /["{[\d-]/.test(c)) return fail('a comma missing between two values (those of an object or array are separated by commas)');
-    if (c === "'") return fail(`a single quote where ${expected} was expected: JSON quotes strings with "`);
-    if (c === '/' || c === '#') return fail(`a comment, which JSON does not have`);
-    if (/[A-Za-z_$]/.test(c)) return fail(`a word not in double quotes where ${expected} was expected (JSON's only bare words are true, false and null)`);
-    return fail(`an unexpected character where ${expected} was expected`);
-  };
-  const string = () => {
-    i++;
-    for (;;) {
-      if (i >= text.length) fail('a string whose closing " is missing');
-      const c = text.charCodeAt(i);
-      if (c === 0x22) return void i++;
-      if (c < 0x20) fail(c === 0x0a ? 'a line break inside a string (its closing " is missing, or write it \\n)' : 'a control character inside a string (a tab is written \\t)');
-      if (c === 0x5c) {
-        const e = text[i + 1];
-        if (e === 'u' && /^[0-9A-Fa-f]{4}$/.test(text.slice(i + 2, i + 6))) i += 6;
-        else if (e !== undefined && '"\\/bfnrt'.includes(e)) i += 2;
-        else fail('an escape JSON does not have (only \\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)');
-      } else i++;
-    }
-  };
-  const number = () => {
-    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(i, i + 400));
-    if (!m) fail('a number JSON does not allow');
-    i += m![0].length;
-    if (/^[0-9A-Za-z.+-]/.test(text[i] ?? '')) fail('a number JSON does not allow (a leading 0, a leading + or ., a trailing ., hex, NaN or Infinity)', i - m![0].length);
-  };
-  const value = (): void => {
-    ws();
-    const c = text[i];
-    if (c === '{') {
-      i++;
-      ws();
-      if (text[i] === '}') return void i++;
-      for (;;) {
-        ws();
-        if (text[i] !== '"') {
-          if (text[i] === '}') fail('a comma before }, which JSON does not allow (a trailing comma)');
-          unexpected('a key in double quotes');
-        }
-        string();
-        ws();
-        if (text[i] !== ':') unexpected('a colon after the key');
-        i++;
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === '}') return void i++;
-        unexpected('a comma or }');
-      }
-    }
-    if (c === '[') {
-      i++;
-      ws();
-      if (text[i] === ']') return void i++;
-      for (;;) {
-        ws();
-        if (text[i] === ']') fail('a comma before ], which JSON does not allow (a trailing comma)');
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === ']') return void i++;
-        unexpected('a comma or ]');
-      }
-    }
-    if (c === '"') return string();
-    if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return number();
-    for (const word of ['true', 'false', 'null']) if (text.startsWith(word, i) && !/[A-Za-z0-9_]/.test(text[i + word.length] ?? '')) return void (i += word.length);
-    unexpected('a value');
-  };
-  try {
-    value();
-    ws();
-    if (i < text.length) fail('more text after the JSON value (one file holds one value: wrap several in [ ], separated by commas)');
-    return undefined;
-  } catch (e) {
-    const fault = (e as { jsonFault?: JsonFault }).jsonFault;
-    if (fault) return fault;
-    throw e;
-  }
+  const errors: ParseError[] = [];
+  parse(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  const first = errors[0];
+  return first && { offset: first.offset, what: faultWords(text, first) };
 }
 
 /** `text`'s first JSON fault said as ` at line L, column C: what` (both 1-based; column in characters), or ''. Pure. */

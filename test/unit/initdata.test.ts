@@ -505,7 +505,9 @@ describe('initdata: faults a new user meets, each said as what it is', () => {
       ['{"n": NaN}', /at line 1, column 7: a word not in double quotes/],
       ['{"users": [\n', /at line 2, column 1: the text ends where a value was expected/],
       ['[{"a": 1}\n {"b": 2}]', /at line 2, column 2: a comma missing between two values/],
-      ['{"p": "s3cr\tt"}', /at line 1, column 12: a control character inside a string \(a tab is written \\t\)/],
+      ['{"p": "s3cr\tt"}', /at line 1, column 7: a string holding a control character \(a tab is written \\t/],
+      ['{"p": 01}', /at line 1, column 8: a number JSON does not allow/],
+      ['{"a": 1}}', /at line 1, column 9: more text after the JSON value/],
     ] as const) {
       const r = await load('bad.json', text);
       expect(r.code, text).toBe(1);

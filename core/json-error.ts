@@ -3,7 +3,7 @@
 // instead ("Unexpected token 'x', "..." is not valid JSON"; "Unexpected end of JSON input"): no place. Microsoft's
 // jsonc-parser (VS Code's JSON reader) scans strictly when told to (no comments, no trailing commas, no empty text)
 // and gives each fault as a code and an offset: this only turns its first fault into words.
-import { ParseErrorCode, parse, type ParseError } from 'jsonc-parser';
+import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { positions } from './secrets/comments.ts';
 
 /** The first fault of `text` as JSON (RFC 8259; no byte order mark): its offset (UTF-16 units) and what it is. */
@@ -20,38 +20,40 @@ function faultWords(text: string, e: ParseError): string {
     if (at === ']' || at === '}') return `a comma before ${at}, which JSON does not allow (a trailing comma)`;
     return `an unexpected character where ${expected} was expected`;
   };
-  switch (e.error) {
-    case ParseErrorCode.InvalidSymbol:
+  // Switched on by name: jsonc-parser's ParseErrorCode is a const enum, which this project's TypeScript settings cannot read.
+  const code = printParseErrorCode(e.error);
+  switch (code) {
+    case 'InvalidSymbol':
       if (at === "'") return 'a single quote: JSON quotes strings with "';
       if (at !== undefined && /[A-Za-z_$]/.test(at)) return "a word not in double quotes (JSON's only bare words are true, false and null)";
       if (at !== undefined && /[-+.\d]/.test(at)) return 'a number JSON does not allow (a leading 0, a leading + or ., a trailing ., hex, NaN or Infinity)';
       return 'a character JSON does not allow here';
-    case ParseErrorCode.InvalidNumberFormat:
-    case ParseErrorCode.UnexpectedEndOfNumber:
+    case 'InvalidNumberFormat':
+    case 'UnexpectedEndOfNumber':
       return 'a number JSON does not allow (a leading 0, a leading + or ., a trailing ., hex, NaN or Infinity)';
-    case ParseErrorCode.InvalidCommentToken:
-    case ParseErrorCode.UnexpectedEndOfComment:
+    case 'InvalidCommentToken':
+    case 'UnexpectedEndOfComment':
       return 'a comment, which JSON does not have';
-    case ParseErrorCode.UnexpectedEndOfString:
+    case 'UnexpectedEndOfString':
       return 'a string whose closing " is missing (or a line break inside it: write it \\n)';
-    case ParseErrorCode.InvalidCharacter:
+    case 'InvalidCharacter':
       return 'a string holding a control character (a tab is written \\t, a line break \\n)';
-    case ParseErrorCode.InvalidEscapeCharacter:
-    case ParseErrorCode.InvalidUnicode:
+    case 'InvalidEscapeCharacter':
+    case 'InvalidUnicode':
       return 'a string with an escape JSON does not have (only \\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)';
-    case ParseErrorCode.CommaExpected:
+    case 'CommaExpected':
       if (/\d/.test(text[e.offset - 1] ?? '') && /\d/.test(at ?? '')) return 'a number JSON does not allow (a leading 0)';
       return 'a comma missing between two values (those of an object or array are separated by commas)';
-    case ParseErrorCode.ColonExpected:
+    case 'ColonExpected':
       return 'a colon missing after a key';
-    case ParseErrorCode.PropertyNameExpected:
+    case 'PropertyNameExpected':
       return value('a key in double quotes');
-    case ParseErrorCode.ValueExpected:
+    case 'ValueExpected':
       return value('a value');
-    case ParseErrorCode.CloseBraceExpected:
-    case ParseErrorCode.CloseBracketExpected:
-      return e.offset >= text.length ? value('a value') : `a comma or ${e.error === ParseErrorCode.CloseBraceExpected ? '}' : ']'} missing`;
-    case ParseErrorCode.EndOfFileExpected:
+    case 'CloseBraceExpected':
+    case 'CloseBracketExpected':
+      return e.offset >= text.length ? value('a value') : `a comma or ${code === 'CloseBraceExpected' ? '}' : ']'} missing`;
+    case 'EndOfFileExpected':
       return 'more text after the JSON value (one file holds one value: wrap several in [ ], separated by commas)';
     default:
       return 'text JSON does not allow';

@@ -367,7 +367,8 @@ export function withDotenvOnlyHint(env: Target, e: unknown): unknown {
 
 /**
  * For withDotenvOnlyHint: the programs whose own log section of a failed start's tail (`--- <logDir>/<program>-<slot>.<out|err>.log`,
- * startSlot) names one of `named` and that run in a `directory` other than the release's root, where the `.env` is:
+ * startSlot; lines above the first header, cut off by the error's tail, are any program's) names one of `named` and that run
+ * in a `directory` other than the release's root, where the `.env` is:
  * a reader that looks in the working directory (Node's dotenv `config()`, `node --env-file=.env`, pydantic-settings'
  * `env_file=".env"`) finds no file there, so "read the file" is not the way out without its path. '' when none.
  */
@@ -378,7 +379,10 @@ function elsewhereNote(env: Target, tail: string, named: string[]): string {
   for (const line of tail.split('\n')) {
     const m = header.exec(line);
     if (m) program = m[1];
-    else if (program && named.some((name) => new RegExp(`(?<![A-Za-z0-9_])${name}(?![A-Za-z0-9_])`).test(line))) found.add(program);
+    else if (named.some((name) => new RegExp(`(?<![A-Za-z0-9_])${name}(?![A-Za-z0-9_])`).test(line))) {
+      // Above the first header (the tail cut it off): any program's, so each with a directory of its own.
+      for (const p of program ? [program] : Object.keys(env.config.programs)) found.add(p);
+    }
   }
   const notes = [...found].flatMap((name) => {
     const dir = posix.normalize(env.config.programs[name]?.directory ?? '.').replace(/\/+$/, '');

@@ -66,6 +66,13 @@ describe('withDotenvOnlyHint, a program in a directory of its own', () => {
     expect(e.hint).toContain(`admin runs in apps/admin/ and the .env is at the release's root, ../../.env from there`);
   });
 
+  it("lines above the first log header (the error's tail cut it off): each program with a directory of its own", () => {
+    const e = withDotenvOnlyHint(twoDirs, failedStart('SECRET_KEY is not set\n' + log('api', 'Listening'))) as StepError;
+    expect(e.hint).toContain(`web runs in web/ and the .env is at the release's root, ../.env from there`);
+    expect(e.hint).toContain(`admin runs in apps/admin/`);
+    expect(e.hint).not.toContain('api runs in');
+  });
+
   it('says nothing of directories for a program at the release root, or one whose log does not name it', () => {
     const e = withDotenvOnlyHint(twoDirs, failedStart(log('api', 'KeyError: SECRET_KEY') + log('web', 'listening on 8081'))) as StepError;
     expect(e.hint).toMatch(/with shell in dotenv\.readers$/);

@@ -2,6 +2,7 @@
 // .env, the build (or a build received from another host, hash-checked), the start on the idle slot with the
 // health gate, the switch, and the clean-up after it. core/ops/deploy.ts holds the order across hosts.
 import { readFileSync } from 'node:fs';
+import { posix } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { type Target } from '../target.ts';
 import { liveChangedWhy } from '../changes.ts';
@@ -360,8 +361,36 @@ export function withDotenvOnlyHint(env: Target, e: unknown): unknown {
   const given = new Set(Object.values(env.config.programs).flatMap((program) => Object.keys(program.env)));
   const named = Object.keys(env.config.env).filter((name) => !given.has(name) && new RegExp(`(?<![A-Za-z0-9_])${name}(?![A-Za-z0-9_])`).test(e.stderrTail));
   if (!named.length) return e;
-  const hint = `the programs' log names ${named.join(', ')}, of the release's .env: build, migrate and hooks get the .env's values in their environment, a program only HOME, PATH, OPS_RELEASE, OPS_SLOT and its programs.<name>.env; let the app read the file (django-environ's Env.read_env, python-dotenv's load_dotenv, Node's dotenv or node --env-file), or start the program through the shell reader: command: "sh -c 'set -a; . {release}/.env; exec <program>'" with shell in dotenv.readers`;
+  const hint = `the programs' log names ${named.join(', ')}, of the release's .env: build, migrate and hooks get the .env's values in their environment, a program only HOME, PATH, OPS_RELEASE, OPS_SLOT and its programs.<name>.env; let the app read the file (django-environ's Env.read_env, python-dotenv's load_dotenv, Node's dotenv or node --env-file), or start the program through the shell reader: command: "sh -c 'set -a; . {release}/.env; exec <program>'" with shell in dotenv.readers${elsewhereNote(env, e.stderrTail, named)}`;
   return new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, e.hint ? `${e.hint}; ${hint}` : hint, e.limit, e.verdict);
+}
+
+/**
+ * For withDotenvOnlyHint: the programs whose own log section of a failed start's tail (`--- <logDir>/<program>-<slot>.<out|err>.log`,
+ * startSlot; lines above the first header, cut off by the error's tail, are any program's) names one of `named` and that run
+ * in a `directory` other than the release's root, where the `.env` is:
+ * a reader that looks in the working directory (Node's dotenv `config()`, `node --env-file=.env`, pydantic-settings'
+ * `env_file=".env"`) finds no file there, so "read the file" is not the way out without its path. '' when none.
+ */
+function elsewhereNote(env: Target, tail: string, named: string[]): string {
+  const header = new RegExp(`^--- ${env.layout.logDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(.+)-(?:blue|green)\\.(?:out|err)\\.log$`);
+  const found = new Set<string>();
+  let program: string | undefined;
+  for (const line of tail.split('\n')) {
+    const m = header.exec(line);
+    if (m) program = m[1];
+    else if (named.some((name) => new RegExp(`(?<![A-Za-z0-9_])${name}(?![A-Za-z0-9_])`).test(line))) {
+      // Above the first header (the tail cut it off): any program's, so each with a directory of its own.
+      for (const p of program ? [program] : Object.keys(env.config.programs)) found.add(p);
+    }
+  }
+  const notes = [...found].flatMap((name) => {
+    const dir = posix.normalize(env.config.programs[name]?.directory ?? '.').replace(/\/+$/, '');
+    if (dir === '.' || !env.config.programs[name]) return [];
+    const up = `${posix.relative(dir, '.')}/.env`;
+    return [`${name} runs in ${dir}/ and the .env is at the release's root, ${up} from there: a reader looking in the working directory (Node's dotenv config(), node --env-file=.env, pydantic-settings' env_file=".env") finds none, so give it that path (dotenv.config({ path: '${up}' }), node --env-file=${up}, env_file="${up}")`];
+  });
+  return notes.length ? `; ${notes.join('; ')}` : '';
 }
 
 /** The dependency sets of the commit deployed (directory names under shared/deps). */

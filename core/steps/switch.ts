@@ -654,7 +654,7 @@ if [ -n "$verdict" ]; then
   # without the key that lets the runner mask them (mask_text).
   {
   for f in "${'$'}{!log_start[@]}"; do
-    new=$(tail -c +$(( ${'$'}{log_start[$f]} + 1 )) "$f" 2>/dev/null | tail -n 8)
+    new=$(tail -c +$(( ${'$'}{log_start[$f]} + 1 )) "$f" 2>/dev/null | log_tail 8)
     [ -z "$new" ] || printf -- '--- %s\n%s\n' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true

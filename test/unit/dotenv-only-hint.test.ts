@@ -36,3 +36,45 @@ describe('withDotenvOnlyHint', () => {
     expect(withDotenvOnlyHint(env, other)).toBe(other);
   });
 });
+
+// A program run in a directory of its own (`directory: web`, an Express app calling require('dotenv').config()):
+// its reader looks for .env in the working directory, and the release's .env is at the root.
+describe('withDotenvOnlyHint, a program in a directory of its own', () => {
+  const twoDirs = resolveTarget({
+    ...env,
+    config: parseEnvironment(
+      {
+        app: 'shop',
+        hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
+        env: { SECRET_KEY: 'x', DATABASE_URL: 'y' },
+        programs: {
+          api: { command: 'x', port: 5000 },
+          web: { command: 'x', port: 8080, directory: 'web' },
+          admin: { command: 'x', port: 8090, directory: 'apps/admin/' },
+        },
+        routes: { '/': 'web' },
+      },
+      'test',
+    ),
+  });
+  const log = (program: string, line: string) => `--- /var/log/shop/${program}-green.err.log\n${line}\n`;
+
+  it('names each such program whose own log names the variable, with the path of the .env from its directory', () => {
+    const e = withDotenvOnlyHint(twoDirs, failedStart(log('api', 'Listening') + log('web', '◇ injected env (0) from .env\nSECRET_KEY is not set') + log('admin', 'KeyError: DATABASE_URL'))) as StepError;
+    expect(e.hint).toContain(`web runs in web/ and the .env is at the release's root, ../.env from there`);
+    expect(e.hint).toContain(`dotenv.config({ path: '../.env' })`);
+    expect(e.hint).toContain(`admin runs in apps/admin/ and the .env is at the release's root, ../../.env from there`);
+  });
+
+  it("lines above the first log header (the error's tail cut it off): each program with a directory of its own", () => {
+    const e = withDotenvOnlyHint(twoDirs, failedStart('SECRET_KEY is not set\n' + log('api', 'Listening'))) as StepError;
+    expect(e.hint).toContain(`web runs in web/ and the .env is at the release's root, ../.env from there`);
+    expect(e.hint).toContain(`admin runs in apps/admin/`);
+    expect(e.hint).not.toContain('api runs in');
+  });
+
+  it('says nothing of directories for a program at the release root, or one whose log does not name it', () => {
+    const e = withDotenvOnlyHint(twoDirs, failedStart(log('api', 'KeyError: SECRET_KEY') + log('web', 'listening on 8081'))) as StepError;
+    expect(e.hint).toMatch(/with shell in dotenv\.readers$/);
+  });
+});

@@ -98,3 +98,21 @@ group_fatal() {
   for k in "${!SUP_STATE[@]}"; do [[ $k == "$1:"* && ${SUP_STATE[$k]} == FATAL ]] && return 0; done
   return 1
 }
+# log_tail N: the last N lines of stdin (a program's log), or, when they are the end of a stack trace whose message
+# comes before its frames (Node's `Error: Cannot find module ...` then `    at ...` lines, `{ code: ... }` and
+# `Node.js v18...`), from that message on, at most 30 lines back: the frames alone do not say what failed. A Python
+# traceback ends with its message, so its last N lines do.
+log_tail() {
+  awk -v n="$1" -v max=30 '{ l[NR] = $0 }
+    END {
+      s = NR - n + 1; if (s < 1) s = 1
+      h = 0; frames = 0
+      for (i = NR; i >= 1 && i > NR - max; i--) {
+        if (l[i] ~ /^[ \t]+at /) frames = 1
+        if (l[i] == "" || l[i] ~ /^[ \t{}^]/ || l[i] ~ /^Node\.js v[0-9]/) continue
+        h = i; break
+      }
+      if (h && h < s && frames) s = h
+      for (i = s; i <= NR; i++) print l[i]
+    }'
+}

@@ -104,7 +104,7 @@ export function removeAppCommands(environment: Environment, others: Environment[
   // said so, never an error that would stop a pasted chain or read as "not ours".
   if (c.tls.mode === 'letsencrypt' && c.domain) {
     if (sharers('domain')) cmds.push(kept(`certificate ${c.domain}`, 'domain', `the same domain`));
-    // -n: certbot delete asks "Are you sure" and, with no terminal (ssh host 'cmd'), fails on the question.
+    // -n: certbot delete asks "Are you sure" (with no terminal it takes the default, with a warning saying to pass -n).
     else cmds.push(`if sudo test -e ${quote(`/etc/letsencrypt/renewal/${c.domain}.conf`)}; then sudo certbot delete -n --cert-name ${quote(c.domain)}; else echo ${quote(`certificate ${c.domain}: already deleted`)}; fi`);
   }
   if (c.tls.mode === 'letsencrypt' && c.tls.acme_ca_file) {

@@ -216,7 +216,7 @@ server {
     writeFileSync(file, `${yml}nginx:\n  site_template: site.conf\n`);
     await deploy(project.ctx(), beta(), { ref: 'v2' });
     expect((await page(BETA, { tls: true })).status).toBe(200);
-    const said = new RegExp(`certbot's renewal would fail: http://${BETA.replace(/\./g, '\\.')}/\\.well-known/acme-challenge/ on this host answers HTTP 301 \\(redirected to https://.*\\), not the ACME webroot /var/www/letsencrypt; the nginx files naming ${BETA.replace(/\./g, '\\.')}: /etc/nginx/sites-enabled/beta: the certificate \\(\\d+ days left, .*\\) will not be renewed; put \\{\\{acme_location\\}\\} in the port-80 server of the site template`);
+    const said = new RegExp(`certbot's renewal would fail: http://${BETA.replace(/\./g, '\\.')}/\\.well-known/acme-challenge/ on this host answers HTTP \\d+ \\(redirected to https://.*\\), not the ACME webroot /var/www/letsencrypt; the nginx files naming ${BETA.replace(/\./g, '\\.')}: /etc/nginx/sites-enabled/beta: the certificate \\(\\d+ days left, .*\\) will not be renewed; put \\{\\{acme_location\\}\\} in the port-80 server of the site template`);
     const st = await status(project.ctx(), beta());
     expect(st.warnings.join('\n')).toMatch(said);
     expect(st.problems).toEqual([]);

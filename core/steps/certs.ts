@@ -187,7 +187,8 @@ export function renewalCheck(env: Target): string {
   return String.raw`if [ -d /run/systemd/system ]; then
   ops_report ${CERTS_KEYS.renewal} "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true) $(systemctl is-enabled certbot.timer 2>/dev/null || true)"
   rn_at=$(systemctl show certbot.service -p ExecMainExitTimestamp --value 2>/dev/null || true)
-  ops_report ${CERTS_KEYS.renewal_last} "$(systemctl show certbot.service -p Result --value 2>/dev/null || true) $([ -n "$rn_at" ] && [ "$rn_at" != n/a ] && date -u -d "$rn_at" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || true)"
+  if [ -n "$rn_at" ] && [ "$rn_at" != n/a ]; then rn_at=$(date -u -d "$rn_at" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || true); else rn_at=''; fi
+  ops_report ${CERTS_KEYS.renewal_last} "$(systemctl show certbot.service -p Result --value 2>/dev/null || true) $rn_at"
 elif [ -f /etc/cron.d/certbot ]; then ops_report ${CERTS_KEYS.renewal} "cron /etc/cron.d/certbot"
 else ops_report ${CERTS_KEYS.renewal} "none"; fi
 ops_report ${CERTS_KEYS.renewal_path} "$(acme_path_problem ${quote(env.config.domain!)} ${quote(env.layout.acmeWebroot)})"`;

@@ -9,7 +9,7 @@ import { findSiblings } from '../config/siblings.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { auditReason, OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
-import { judgeCertificate, listCertificates, parseCerts, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
+import { judgeCertificate, listCertificates, parseCerts, parseRenewal, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
 import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { withLock } from './locked.ts';
@@ -52,7 +52,7 @@ function hostResult(ctx: OpsContext, env: Target, host: string, r: Parameters<ty
   const certificates = parseCerts(r, runnerNow(ctx));
   const renewal = reported(r, CERTS_KEYS.renewal);
   const unprovisioned = provisionedIn(r) === false;
-  const judged = unprovisioned ? { problems: [], warnings: [] } : judgeCertificate(env, certificates.find((c) => c.path === configured), renewal);
+  const judged = unprovisioned ? { problems: [], warnings: [] } : judgeCertificate(env, certificates.find((c) => c.path === configured), parseRenewal(r));
   return {
     host,
     configured,

@@ -13,6 +13,7 @@ import { collisions, findSiblings, sharedParts, type SharedParts, type Sibling }
 import type { Host } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { acmeCaPath } from '../steps/tls.ts';
+import { HOST_APPS_DIR } from '../runtimes.ts';
 import { writtenRecord } from '../steps/script.ts';
 import { errorFieldsLine, errorParts, messageLine, OpsError } from '../errors.ts';
 import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE, type CreationRule } from '../secrets/sops-config.ts';
@@ -99,9 +100,12 @@ export function removeAppCommands(environment: Environment, others: Environment[
       `sudo rm -f ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} ${quote(writtenRecord(L.supervisorConf('blue')))} ${quote(writtenRecord(L.supervisorConf('green')))} && for g in ${quote(L.supervisorGroup('blue'))} ${quote(L.supervisorGroup('green'))}; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done`,
       `sudo rm -f ${quote(L.nginxSiteEnabled)} ${quote(L.nginxSite)} ${quote(writtenRecord(L.nginxSite))} ${quote(L.nginxUpstreams)} && sudo nginx -t && sudo nginx -s reload`,
     );
+  // Each command can be run again after an interruption (a dropped connection, Ctrl-C): what is already gone is
+  // said so, never an error that would stop a pasted chain or read as "not ours".
   if (c.tls.mode === 'letsencrypt' && c.domain) {
     if (sharers('domain')) cmds.push(kept(`certificate ${c.domain}`, 'domain', `the same domain`));
-    else cmds.push(`sudo certbot delete --cert-name ${quote(c.domain)}`);
+    // -n: certbot delete asks "Are you sure" (with no terminal it takes the default, with a warning saying to pass -n).
+    else cmds.push(`if sudo test -e ${quote(`/etc/letsencrypt/renewal/${c.domain}.conf`)}; then sudo certbot delete -n --cert-name ${quote(c.domain)}; else echo ${quote(`certificate ${c.domain}: already deleted`)}; fi`);
   }
   if (c.tls.mode === 'letsencrypt' && c.tls.acme_ca_file) {
     if (appShared) cmds.push(kept(`test ACME CA ${acmeCaPath(env)}`, 'app', sameApp));
@@ -122,6 +126,9 @@ export function removeAppCommands(environment: Environment, others: Environment[
   if (own.length || logs.length) cmds.push(`sudo rm -rf ${[...own.map(quote), ...logs].join(' ')}`);
   if (baseShared) cmds.push(kept(`base_dir ${L.base}`, 'baseDir', `base directories ${[env.baseDir, ...others.filter((o) => parts.find((p) => p.name === o.name)?.shared.baseDir).map((o) => o.baseDir)].join(', ')} overlap`));
   if (appShared && !reserved) cmds.push(kept(`logs ${L.logDir}, ${L.nginxAccessLog}*, ${L.nginxErrorLog}*, ${L.nginxCheckLog}*`, 'app', sameApp));
+  // The host's record of the app's runtimes (provision writes it): left, it pins them for every other app's provision.
+  if (appShared) cmds.push(kept(`record of its runtimes ${HOST_APPS_DIR}/${c.app}`, 'app', sameApp));
+  else cmds.push(`sudo rm -f ${quote(`${HOST_APPS_DIR}/${c.app}`)}`);
   // userdel --remove deletes the user's home: only for a user ops made (home /home/<user>, as provision creates
   // it and accepts an existing one), never root, the SSH login or an account of the system or of a service (a
   // file older than the checks may name one: postgres's home holds every cluster).
@@ -129,7 +136,10 @@ export function removeAppCommands(environment: Environment, others: Environment[
   const notOurs = u === 'root' ? 'root' : environment.hosts.some((h) => h.user === u) ? 'the SSH login' : systemAccount(u);
   if (notOurs) cmds.push(`# app user ${u} is ${notOurs}, not a user ops made: not removed`);
   else if (sharers('user')) cmds.push(kept(`app user ${u}`, 'user', `the same app user`));
-  else cmds.push(`if [ "$(getent passwd ${quote(u)} | cut -d: -f6)" = ${quote(`/home/${u}`)} ]; then sudo userdel --remove ${quote(u)}; else echo ${quote(`${u}: its home is not /home/${u}, so ops did not make it: kept`)}; fi`);
+  else
+    cmds.push(
+      `if ! getent passwd ${quote(u)} >/dev/null; then echo ${quote(`app user ${u}: already removed`)}; elif [ "$(getent passwd ${quote(u)} | cut -d: -f6)" = ${quote(`/home/${u}`)} ]; then sudo userdel --remove ${quote(u)}; else echo ${quote(`${u}: its home is not /home/${u}, so ops did not make it: kept`)}; fi`,
+    );
   const why = baseWhy;
   if (why && !baseShared) cmds.push(`# base_dir ${L.base} is not a directory of its own (${why}): remove ${c.app}'s files from it by hand (releases, shared, current, repo.git, .ops), nothing else`);
   if (reserved) cmds.push(`# app "${c.app}" names ${reserved}, which belongs to the system: its files there are not removed`);

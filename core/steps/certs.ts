@@ -1,15 +1,33 @@
 // Certificates: what `ops certs` lists and renews on a host, and the parser of `cert_info`'s reports (status
 // reads the environment's own certificate with the same shell function and parser).
 import type { Target } from '../target.ts';
-import { reportKeys, reportedAll, type Step, type StepResult } from '../remote/types.ts';
+import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, LIBRARY_KEYS } from './libraries.ts';
 import { certbotCertificate, certificatePaths } from './nginx-config.ts';
 import { certbotCertonly, reloadForCertificate, selfSignedCertificate } from './tls.ts';
 import { reportProvisioned } from './system.ts';
 
-/** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`); each certificate file's lines come as LIBRARY_KEYS.cert. */
-export const CERTS_KEYS = reportKeys('configured', 'served_serial', 'renewal');
+/** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`), `renewal_path` (what the ACME server's HTTP-01 request for the domain would get instead of the webroot, '' when it gets there: acme_path_problem), `renewal_last` (`<Result> <exit time, ISO 8601 UTC, or ''>` of certbot.service's last run, under systemd); each certificate file's lines come as LIBRARY_KEYS.cert. */
+export const CERTS_KEYS = reportKeys('configured', 'served_serial', 'renewal', 'renewal_path', 'renewal_last');
+
+/** How certbot renews on a host (renewalCheck's reports): `schedule` (CERTS_KEYS.renewal), `path` (CERTS_KEYS.renewal_path, '' when the challenge reaches the webroot), `last` (certbot.service's last run: systemd's Result, `success` when it ended well, and when). */
+export interface Renewal {
+  schedule?: string;
+  path?: string;
+  last?: { result: string; at?: string };
+}
+
+/** renewalCheck's reports of one host; fields it did not report stay undefined (an older step, no systemd). */
+export function parseRenewal(result: StepResult): Renewal {
+  const last = reported(result, CERTS_KEYS.renewal_last);
+  const [res, at] = (last ?? '').split(' ');
+  return {
+    schedule: reported(result, CERTS_KEYS.renewal),
+    path: reported(result, CERTS_KEYS.renewal_path)?.trim(),
+    ...(res ? { last: { result: res, ...(at ? { at } : {}) } } : {}),
+  };
+}
 
 export interface CertInfo {
   path: string;
@@ -69,7 +87,7 @@ export function certNameCovers(pattern: string, name: string): boolean {
  * CERT_FAIL_DAYS, not naming the domain, missing or unreadable) and `warnings` (within CERT_WARN_DAYS; letsencrypt: no
  * renewal that runs, from `renewal`, CERTS_KEYS.renewal's value), each with its fix. `cert` undefined: nothing to say.
  */
-export function judgeCertificate(env: Target, cert: CertInfo | undefined, renewal: string | undefined): { problems: string[]; warnings: string[] } {
+export function judgeCertificate(env: Target, cert: CertInfo | undefined, renewal: Renewal = {}): { problems: string[]; warnings: string[] } {
   const problems: string[] = [];
   const warnings: string[] = [];
   if (!cert) return { problems, warnings };
@@ -78,7 +96,7 @@ export function judgeCertificate(env: Target, cert: CertInfo | undefined, renewa
     problems.push(`TLS certificate ${cert.path} is ${cert.state}: nginx cannot serve the site over https with it (${cert.state === 'missing' ? `ops provision ${env.name} gets one` : `${renew} makes a new one`})`);
     return { problems, warnings };
   }
-  const stopped = env.config.tls.mode === 'letsencrypt' ? renewalStopped(renewal) : undefined;
+  const stopped = env.config.tls.mode === 'letsencrypt' ? renewalStopped(renewal.schedule) ?? renewalBroken(env, renewal) : undefined;
   const why = stopped ? `${stopped.what} (${stopped.fix}), so nothing renews it` : 'renewal is failing';
   const day = cert.notAfter?.slice(0, 10);
   if (cert.daysLeft !== undefined) {
@@ -91,6 +109,26 @@ export function judgeCertificate(env: Target, cert: CertInfo | undefined, renewa
   if (domain && cert.names.length && !cert.names.some((n) => certNameCovers(n, domain)))
     problems.push(`TLS certificate ${cert.path} names ${cert.names.join(', ')}, not ${domain}: browsers refuse the site as another's; ${renew} gets one for ${domain}`);
   return { problems, warnings };
+}
+
+/**
+ * certbot's renewal set to run but bound to fail, with its fix; undefined when nothing says so. The ACME server's
+ * HTTP-01 request not reaching the webroot (a site template without {{acme_location}}, a redirect, another server
+ * block for the domain: `renewal.path`), or certbot.service's last run failing (an ACME error, a hook of
+ * /etc/letsencrypt/renewal-hooks failing: it renews every certificate on the host, another app's failure shows too).
+ */
+function renewalBroken(env: Target, renewal: Renewal): { what: string; fix: string } | undefined {
+  if (renewal.path)
+    return {
+      what: `certbot's renewal would fail: ${renewal.path}`,
+      fix: `${env.config.nginx.site_template ? `put {{acme_location}} in the port-80 server of the site template (nginx.site_template), or ` : ''}remove the server block that answers instead, then ops provision ${env.name}`,
+    };
+  if (renewal.last && renewal.last.result !== 'success')
+    return {
+      what: `certbot's last renewal run${renewal.last.at ? ` (${renewal.last.at})` : ''} failed (certbot.service: ${renewal.last.result})`,
+      fix: 'why, on the host: sudo journalctl -u certbot.service -n 50; then sudo systemctl start certbot.service to try again',
+    };
+  return undefined;
 }
 
 /** certbot's renewal not set to run (CERTS_KEYS.renewal's value: `certbot.timer <active> <enabled>`), with its fix; undefined when it runs or is not known. */
@@ -126,7 +164,7 @@ ops_report ${CERTS_KEYS.configured} ${quote(cert.cert)}
 cert_info ${quote(cert.cert)}
 ${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates([cert.cert, ...siblingDomains.map((d) => certbotCertificate(d).cert)]) : ''}
 ops_report ${CERTS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"
-${env.config.tls.mode === 'letsencrypt' ? renewalCheck() : ''}`;
+${env.config.tls.mode === 'letsencrypt' ? renewalCheck(env) : ''}`;
   return { name: 'certificates', as: 'root', timeout: 60, quiet: true, script };
 }
 
@@ -140,13 +178,20 @@ done; true`;
 
 /**
  * How renewals are scheduled (CERTS_KEYS.renewal): `certbot.timer <is-active> <is-enabled>` under systemd (is-enabled:
- * whether the timer comes back after a reboot), certbot's cron file where there is no systemd, or `none`.
+ * whether the timer comes back after a reboot), certbot's cron file where there is no systemd, or `none`; whether the
+ * ACME server's HTTP-01 request for the domain reaches the webroot now (CERTS_KEYS.renewal_path: the check provision
+ * makes before certbot, a file written in the webroot and removed), and how certbot.service's last run ended
+ * (CERTS_KEYS.renewal_last). Needs CERT_FUNCTIONS; letsencrypt only. Read by parseRenewal.
  */
-export function renewalCheck(): string {
+export function renewalCheck(env: Target): string {
   return String.raw`if [ -d /run/systemd/system ]; then
   ops_report ${CERTS_KEYS.renewal} "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true) $(systemctl is-enabled certbot.timer 2>/dev/null || true)"
+  rn_at=$(systemctl show certbot.service -p ExecMainExitTimestamp --value 2>/dev/null || true)
+  if [ -n "$rn_at" ] && [ "$rn_at" != n/a ]; then rn_at=$(date -u -d "$rn_at" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || true); else rn_at=''; fi
+  ops_report ${CERTS_KEYS.renewal_last} "$(systemctl show certbot.service -p Result --value 2>/dev/null || true) $rn_at"
 elif [ -f /etc/cron.d/certbot ]; then ops_report ${CERTS_KEYS.renewal} "cron /etc/cron.d/certbot"
-else ops_report ${CERTS_KEYS.renewal} "none"; fi`;
+else ops_report ${CERTS_KEYS.renewal} "none"; fi
+ops_report ${CERTS_KEYS.renewal_path} "$(acme_path_problem ${quote(env.config.domain!)} ${quote(env.layout.acmeWebroot)})"`;
 }
 
 /**

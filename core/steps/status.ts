@@ -8,7 +8,7 @@ import { parseAuditLine, type AuditEntry } from './audit.ts';
 import { collapsedSpace } from '../secrets/parts.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CERTS_KEYS, judgeCertificate, parseCerts, renewalCheck, siteName, type CertInfo } from './certs.ts';
+import { CERTS_KEYS, judgeCertificate, parseCerts, parseRenewal, renewalCheck, siteName, type CertInfo } from './certs.ts';
 import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 import { maskText } from './masks.ts';
 import { describeHolder, describeQueue, lockStatus, parseLock, staleReason, unseenReason, type LockInfo } from './lock.ts';
@@ -185,7 +185,7 @@ case "$live_slot" in
 esac
 # What the site's visitors get through nginx, and which upstream answered it (the switch's proof).
 ${servedShell(env)}
-${cert ? `cert_info ${quote(cert.cert)}\nops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"${env.config.tls.mode === 'letsencrypt' ? `\n${renewalCheck()}` : ''}` : ': no TLS'}
+${cert ? `cert_info ${quote(cert.cert)}\nops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"${env.config.tls.mode === 'letsencrypt' ? `\n${renewalCheck(env)}` : ''}` : ': no TLS'}
 { df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report ${STATUS_KEYS.disk} "$m $avail $size"; done
 ${lockStatus(env).script}`,
   };
@@ -567,7 +567,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
   if (cert) {
     const served = reported(r, STATUS_KEYS.served_serial);
     s.certificate = { ...cert, servedSerial: served ? served.toUpperCase() : undefined };
-    const judged = judgeCertificate(env, cert, reported(r, CERTS_KEYS.renewal));
+    const judged = judgeCertificate(env, cert, parseRenewal(r));
     judged.problems.forEach(problem);
     judged.warnings.forEach(warn);
     if (cert.state === 'ok' && cert.daysLeft !== undefined) {

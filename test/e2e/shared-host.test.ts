@@ -4,7 +4,7 @@
 // under its own Host header; deploying and rolling back beta leaves alpha's processes, files and page as they
 // were; status, logs and certificates of one app are its own; a third environment colliding with beta's
 // green slot is refused before anything runs, naming both.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { certificates } from '../../core/ops/certs.ts';
+import { removeAppCommands } from '../../core/ops/decommission.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { logs } from '../../core/ops/logs.ts';
 import { provision } from '../../core/ops/provision.ts';
@@ -181,4 +182,68 @@ describe.sequential('two environments on one host', () => {
     // Nothing connected: the only new login is this check's own.
     expect(await sshLogins(host)).toBe(logins + 1);
   }, 120_000);
+
+  it("beta's own site template without {{acme_location}} (its port-80 server redirects everything): status and certs say certbot's renewal would fail, and why", async () => {
+    // The built-in TLS site as a user would copy it, the ACME location left out.
+    const template = `{{upstreams_include}}
+
+server {
+    listen 80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    {{slot_location}}
+    location / {
+        return 301 https://$host$request_uri;
+    }
+}
+server {
+    listen 443 ssl http2{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    ssl_certificate {{ssl_certificate}};
+    ssl_certificate_key {{ssl_certificate_key}};
+    {{tls_settings}}
+    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+    {{slot_location}}
+    {{locations}}{{unrouted_location}}
+}
+`;
+    rmSync(join(project.root, 'environments', 'gamma'), { recursive: true }); // the colliding one above
+    const file = join(project.root, 'environments', 'beta', 'environment.yml');
+    const yml = readFileSync(file, 'utf8');
+    writeFileSync(join(project.root, 'environments', 'beta', 'site.conf'), template);
+    writeFileSync(file, `${yml}nginx:\n  site_template: site.conf\n`);
+    await deploy(project.ctx(), beta(), { ref: 'v2' });
+    expect((await page(BETA, { tls: true })).status).toBe(200);
+    const said = new RegExp(`certbot's renewal would fail: http://${BETA.replace(/\./g, '\\.')}/\\.well-known/acme-challenge/ on this host answers HTTP \\d+ \\(redirected to https://.*\\), not the ACME webroot /var/www/letsencrypt; the nginx files naming ${BETA.replace(/\./g, '\\.')}: /etc/nginx/sites-enabled/beta: the certificate \\(\\d+ days left, .*\\) will not be renewed; put \\{\\{acme_location\\}\\} in the port-80 server of the site template`);
+    const st = await status(project.ctx(), beta());
+    expect(st.warnings.join('\n')).toMatch(said);
+    expect(st.problems).toEqual([]);
+    const certs = await certificates(project.ctx(), beta());
+    expect(certs.hosts[0]!.warnings.join('\n')).toMatch(said);
+    // alpha (no TLS) is not concerned.
+    expect((await status(project.ctx(), alpha())).warnings.join('\n')).not.toContain('renewal');
+  }, 600_000);
+
+  it("decommissioning beta: its commands, interrupted after the first two and run again, then once more, take only beta off (site, processes, certificate, files, user, runtimes record); alpha serves on", async () => {
+    const before = { processes: await processes('sample'), page: (await page(ALPHA)).body };
+    const cmds = removeAppCommands(beta(), [alpha()]).filter((c) => !c.startsWith('#'));
+    const run = async (list: string[]) => {
+      for (const c of list) {
+        const r = await sshRun(host, c, { allowFailure: true });
+        expect(r.code, `${c}\n${r.stdout}${r.stderr}`).toBe(0);
+        expect(r.stdout + r.stderr, c).not.toContain('ops did not make it');
+      }
+    };
+    // A connection dropped after the first two commands, then the whole list again (and once more: all done).
+    await run(cmds.slice(0, 2));
+    await run(cmds);
+    await run(cmds);
+    const left = await sshRun(host, `for f in /etc/nginx/sites-enabled/beta /etc/nginx/sites-available/beta /etc/nginx/ops-upstreams/beta.conf /etc/supervisor/conf.d/beta-blue.conf /etc/letsencrypt/renewal/${BETA}.conf /etc/letsencrypt/live/${BETA} /srv/beta /var/log/beta /etc/ops-pipeline/apps/beta /etc/ops-pipeline/apps/sample; do sudo test -e "$f" && echo "$f"; done; id beta 2>/dev/null; sudo supervisorctl status | grep '^beta' || true`);
+    expect(left.stdout.trim()).toBe('/etc/ops-pipeline/apps/sample');
+    expect(await processes('sample')).toEqual(before.processes);
+    expect((await page(ALPHA)).body).toBe(before.page);
+    expect((await status(project.ctx(), alpha())).problems).toEqual([]);
+  }, 300_000);
 });

@@ -154,7 +154,8 @@ describe('ops env remove', () => {
         '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf /etc/supervisor/conf.d/.shop-blue.conf.ops-md5 /etc/supervisor/conf.d/.shop-green.conf.ops-md5 && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
         '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/sites-available/.shop.ops-md5 /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
         '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log* /var/log/nginx/shop.check.log*',
-        `      if [ "$(getent passwd shop | cut -d: -f6)" = /home/shop ]; then sudo userdel --remove shop; else echo 'shop: its home is not /home/shop, so ops did not make it: kept'; fi`,
+        '      sudo rm -f /etc/ops-pipeline/apps/shop',
+        `      if ! getent passwd shop >/dev/null; then echo 'app user shop: already removed'; elif [ "$(getent passwd shop | cut -d: -f6)" = /home/shop ]; then sudo userdel --remove shop; else echo 'shop: its home is not /home/shop, so ops did not make it: kept'; fi`,
         // Deleting the GitHub secrets leaves old's key authorized on a VM that stays: its line goes, found by the key.
         '      # the SSH key old logs in with (deploy@192.0.2.1; GitHub secret SSH_PRIVATE_KEY of "old" and "old-status"): deleting the secrets leaves it authorized here. With its private key at hand (KEY=<file>), drop its line (keep also logs in as deploy: keep the line if it uses the same key):',
         `      body=$(ssh-keygen -y -f "$KEY" | cut -d' ' -f2) && ssh -p 22 deploy@192.0.2.1 "sudo sed -i.ops-bak '\\|$body|d' ~deploy/.ssh/authorized_keys"`,
@@ -211,6 +212,7 @@ describe('ops env remove', () => {
       '# base_dir /srv/shop: shared with keep (base directories /srv/shop, /srv/shop overlap): kept',
       '# logs /var/log/shop, /var/log/nginx/shop.access.log*, /var/log/nginx/shop.error.log*, /var/log/nginx/shop.check.log*: shared with keep (the same app name "shop"): kept',
       '# app user shop: shared with keep (the same app user): kept',
+      '# record of its runtimes /etc/ops-pipeline/apps/shop: shared with keep (the same app name "shop"): kept',
     ])
       expect(text).toContain(`      ${kept}\n`);
     expect(text).not.toMatch(/sudo (rm|userdel|supervisorctl|certbot)/);
@@ -224,6 +226,7 @@ describe('ops env remove', () => {
       'sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/sites-available/.shop.ops-md5 /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
       'sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log* /var/log/nginx/shop.check.log*',
       '# base_dir /srv/shop: shared with keep (base directories /srv/shop, /srv/shop/keep overlap): kept',
+      'sudo rm -f /etc/ops-pipeline/apps/shop',
       '# app user shop: shared with keep (the same app user): kept',
     ]);
   });

@@ -38,7 +38,7 @@ import { runOps } from '../support/cli.ts';
 import { OpsError } from '../../core/errors.ts';
 import { CERT_FUNCTIONS, LIBRARY_KEYS, MASK_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { RELEASES_KEYS } from '../../core/steps/release-list.ts';
-import { opsLines } from './reports.helpers.ts';
+import { opsLines, type ReportText } from './reports.helpers.ts';
 import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 
 function bashSyntax(script: string): string {
@@ -409,6 +409,25 @@ describe('status parser', () => {
     expect(judged('Feb 20 12:00:00 2027 GMT', undefined, ['*.example.org']).problems).toEqual([]);
     expect(judged('Feb 20 12:00:00 2027 GMT', undefined, ['*.shop.example.org', 'www.shop.example.org']).problems).toEqual([`TLS certificate ${path} names *.shop.example.org, www.shop.example.org, not shop.example.org: browsers refuse the site as another's; ops certs demo --renew gets one for shop.example.org`]);
     expect(judged('Feb 20 12:00:00 2027 GMT', undefined, ['old.example.org']).problems).toHaveLength(1);
+  });
+
+  it("certificates: a renewal scheduled but bound to fail (the HTTP-01 path answered by a site template or a redirect, certbot.service's last run failed) is said with its cause and fix, a problem once the certificate is due", () => {
+    const leEnv = testEnv({ domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org' }, nginx: { site_template: 'site.conf' } });
+    const path = '/etc/letsencrypt/live/shop.example.org/fullchain.pem';
+    const judged = (notAfter: string, ...renewal: ReportText<typeof CERTS_KEYS>[]) =>
+      parseHostStatus(leEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, `${path}\tDNS:shop.example.org`], served_serial: 'AB12' }) + `\n${opsLines(CERTS_KEYS, 'renewal certbot.timer active enabled', ...renewal)}`));
+    expect(hostStatus(leEnv).script).toContain("acme_path_problem shop.example.org /var/www/letsencrypt");
+    expect(hostStatus(leEnv).script).toContain('systemctl show certbot.service -p Result --value');
+    // all well: nothing said (a timer that never ran yet reports success and no time)
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'renewal_path ', 'renewal_last success ')).toMatchObject({ problems: [], warnings: [] });
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'renewal_last success 2026-12-01T06:00:00Z')).toMatchObject({ problems: [], warnings: [] });
+    const answered = 'http://shop.example.org/.well-known/acme-challenge/ on this host answers HTTP 301 (redirected to https://shop.example.org/.well-known/acme-challenge/...), not the ACME webroot /var/www/letsencrypt; the nginx files naming shop.example.org: /etc/nginx/sites-enabled/shop ';
+    const fixPath = 'put {{acme_location}} in the port-80 server of the site template (nginx.site_template), or remove the server block that answers instead, then ops provision demo';
+    expect(judged('Feb 20 12:00:00 2027 GMT', `renewal_path ${answered}`, 'renewal_last success ').warnings).toEqual([`certbot's renewal would fail: ${answered.trim()}: the certificate (86 days left, 2027-02-20) will not be renewed; ${fixPath}`]);
+    expect(judged('Nov 30 16:00:00 2026 GMT', `renewal_path ${answered}`).problems).toEqual([`TLS certificate expires in 5 days (2026-11-30): certbot's renewal would fail: ${answered.trim()} (${fixPath}), so nothing renews it (ops certs demo --renew)`]);
+    const fixRun = 'why, on the host: sudo journalctl -u certbot.service -n 50; then sudo systemctl start certbot.service to try again';
+    expect(judged('Feb 20 12:00:00 2027 GMT', 'renewal_path ', 'renewal_last exit-code 2026-12-01T06:00:00Z').warnings).toEqual([`certbot's last renewal run (2026-12-01T06:00:00Z) failed (certbot.service: exit-code): the certificate (86 days left, 2027-02-20) will not be renewed; ${fixRun}`]);
+    expect(judged('Nov 30 16:00:00 2026 GMT', 'renewal_last exit-code 2026-12-01T06:00:00Z').problems).toEqual([`TLS certificate expires in 5 days (2026-11-30): certbot's last renewal run (2026-12-01T06:00:00Z) failed (certbot.service: exit-code) (${fixRun}), so nothing renews it (ops certs demo --renew)`]);
   });
 
   it('parses XML-RPC entities and self-closing values', () => {

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { projectDirProblem } from './config/project-dir.ts';
 import { NoAgeIdentity, OpsError, formatError, onUncaught, showControls } from './errors.ts';
-import { hideSecrets } from './secrets/parts.ts';
+import { byteDumps, hideSecrets } from './secrets/parts.ts';
 import { checkKeyText } from './remote/identity.ts';
 import { exactForms, guardOutput, Masker, markdownMasks, maskedMarkdown, seconds, type Reporter } from './report.ts';
 import type { OpsContext } from './context.ts';
@@ -34,7 +34,9 @@ export class ActionsReporter implements Reporter {
   private groupOpen = false;
   mask(value: string): void {
     // GitHub masks exact strings only: the encoded forms of each part too (a password in a database URL).
-    for (const form of exactForms(this.masker.add(value))) core.setSecret(form);
+    const added = this.masker.add(value);
+    for (const form of exactForms(added)) core.setSecret(form);
+    if (added.length) for (const dump of byteDumps(value)) core.setSecret(dump); // the Masker reads dumps back to hex; GitHub cannot
   }
   allow(text: string): void {
     this.masker.allow(text); // in ops's own redaction only: the runner masks every registered value wherever it stands

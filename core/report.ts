@@ -5,7 +5,7 @@
 // sequence in text from outside (an app's log line, a commit subject) is shown, never acted on by the terminal.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fstatSync, statSync, writeSync } from 'node:fs';
-import { MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
+import { DUMP_RUN, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, byteDumps, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 import { describeLowLevel, markOwnOutput, printableLine, showControls } from './errors.ts';
 import { inBackgroundOf, runHandlesSignals, signalExit, terminalHasTostop } from './signals.ts';
 
@@ -142,6 +142,15 @@ export function urlEncodedForms(secret: string): string[] {
  */
 export function exactForms(parts: string[]): string[] {
   return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
+}
+
+/**
+ * Every exact string masking `value` means (exactForms of its maskedParts) and its byte dumps (parts.ts byteDumps:
+ * `<Buffer 5a 71 …>`, `5a:71:…`, `[90, 113, …]`, which the Masker reads back to hex instead): what the hosts mask
+ * (core/steps/masks.ts releaseMasks) and GitHub's add-mask is given.
+ */
+export function exactFormsOf(value: string): string[] {
+  return [...new Set([...exactForms(maskedParts(value)), ...byteDumps(value)])];
 }
 
 /** The parts of `value` Masker.add registers (each trimmed, MIN_MASKED_LENGTH characters at least): see there. */
@@ -438,9 +447,47 @@ export class Masker {
     return spans.length ? starred(text, spans.sort((x, y) => x[0] - y[0])) : text;
   }
 
+  /**
+   * `text` with each secret that a run of bytes printed a byte at a time holds (parts.ts DUMP_RUN: Node's
+   * `<Buffer 5a 71 …>`, `5a:71:…`, `[90, 113, …]`) written ***: each run read back to continuous hex (the numbers'
+   * too), where the secrets' hex forms are looked up as in any text (parts.ts hexForms; a hex key is its own hex),
+   * and what they cover hidden in the run. One pass over the text; nothing registered per secret.
+   */
+  private dumpsRead(text: string): string {
+    const spans: [number, number][] = [];
+    for (const m of text.matchAll(DUMP_RUN)) {
+      // where each byte of the run stands in the text, and the run as hex
+      const at: [number, number][] = [];
+      let hexed = '';
+      const bytes = [...m[0].matchAll(m[1] !== undefined ? /[0-9A-Fa-f]{2}/g : /[0-9]+/g)];
+      if (m[1] === undefined && bytes.some((b) => Number(b[0]) > 255)) continue;
+      for (const b of bytes) {
+        at.push([m.index + b.index, m.index + b.index + b[0].length]);
+        hexed += m[1] !== undefined ? b[0] : Number(b[0]).toString(16).padStart(2, '0');
+      }
+      // the hex of a part that is not weak (8 characters at least): a weak value ("2024") is no byte dump of itself
+      for (const [a, b] of this.spansIn(hexed)) if (b - a >= 2 * SHORT_SECRET_LENGTH) spans.push([at[a >> 1]![0], at[(b - 1) >> 1]![1]]);
+    }
+    return spans.length ? starred(text, spans.sort((x, y) => x[0] - y[0])) : text;
+  }
+
+  /** Where the secrets `text` holds as it is stand in it: [start, end) spans, by start. */
+  private spansIn(text: string): [number, number][] {
+    const spans: [number, number][] = [];
+    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+      for (const n of this.lengths) {
+        if (i + n > text.length) break;
+        if (this.byLength.get(n)!.has(text.slice(i, i + n))) spans.push([i, i + n]);
+      }
+    }
+    return spans;
+  }
+
   /** `text` with every secret it holds whole, as itself or URL-encoded, written *** (but inside a key name or path told of). */
   private redactWhole(text: string): string {
     if (this.secrets.size === 0) return text;
+    text = this.dumpsRead(text);
     // Only a "%" or a "+" can make a URL-encoded form differ from the secret as itself.
     if (text.includes('%') || text.includes('+')) text = this.urlForms(text);
     // The secrets the text holds (and those a replacement could complete).
@@ -539,6 +586,7 @@ function escapeInline(text: string): string {
  * is written (the reporters' summary), where `pa$$|word` stands as `pa\$\$\|word` (Masker.add masks these too).
  */
 function markdownForms(secret: string): string[] {
+  if (!/[\\`*_[\]<>|~&$@#]|gh/i.test(secret)) return []; // nothing escapeInline changes (most forms: a cheap test first)
   return [...new Set([escapeInline(secret), secret.replace(/\|/g, '\\|')])].filter((f) => f !== secret);
 }
 

@@ -406,9 +406,13 @@ export function pythonRepr(text: string): string {
  * `value.encode()` or a bytes setting shows.
  */
 export function pythonBytesRepr(text: string): string {
-  const quote = pyQuote(text);
+  return bytesRepr(Buffer.from(text, 'utf8'), pyQuote(text));
+}
+
+/** Bytes as Python's repr() of bytes writes them between its quotes (`quote`, ' by default: pythonBytesRepr). */
+function bytesRepr(bytes: Buffer, quote = bytes.includes(0x27) && !bytes.includes(0x22) ? '"' : "'"): string {
   let out = '';
-  for (const b of Buffer.from(text, 'utf8')) {
+  for (const b of bytes) {
     const ch = String.fromCharCode(b);
     if (ch === quote || ch === '\\') out += `\\${ch}`;
     else if (ch === '\t') out += '\\t';
@@ -621,10 +625,24 @@ export function printedForms(text: string): string[] {
  * Everything to mask for one secret value: the value, the credentials of a URL (urlCredentials), the
  * strings of a JSON document (recursively: a URL inside JSON gives its password too), and each of them as
  * programs print it quoted (printedForms: JSON, Python's repr, Node's util.inspect, shell quoting, YAML; not with
- * `escapes: false`); for a part that is not weak (isWeakPart), also its base64 (base64Forms) and hex (hexForms) and
- * its lower- and upper-case copies (caseFolded). Duplicates and the value itself may be returned; callers drop short ones.
+ * `escapes: false`); for a part that is not weak (isWeakPart), also its base64 (base64Forms, wrapped too), hex
+ * (hexForms), its lower- and upper-case copies (caseFolded), and for a hex key the bytes it stands for (hexKeyForms);
+ * not its byte dumps (byteDumps). Duplicates and the value itself may be returned; callers drop short ones.
  */
 export function secretParts(value: string, options: { escapes?: boolean } = {}): string[] {
+  const parts = structuralParts(value);
+  // A part too short to mask is masked in no form either (README "Weak values"): its printed forms may be longer
+  // (a 2-character value's repr() of bytes, \xc3\xa91), yet they show it all the same.
+  if (options.escapes !== false)
+    for (const p of [...parts]) {
+      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+      if (!isWeakPart(p.trim())) for (const e of [...base64Forms(p), ...hexForms(p), ...caseFolded(p), ...hexKeyForms(p.trim())]) parts.add(e);
+    }
+  return [...parts];
+}
+
+/** The value, the credentials of its URLs and the strings of its JSON, recursively (secretParts before their forms). */
+function structuralParts(value: string): Set<string> {
   const parts = new Set<string>([value]);
   const visit = (v: string, depth: number): void => {
     for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
@@ -634,24 +652,39 @@ export function secretParts(value: string, options: { escapes?: boolean } = {}):
     }
   };
   visit(value, 0);
-  // A part too short to mask is masked in no form either (README "Weak values"): its printed forms may be longer
-  // (a 2-character value's repr() of bytes, \xc3\xa91), yet they show it all the same.
-  if (options.escapes !== false)
-    for (const p of [...parts]) {
-      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-      if (!isWeakPart(p.trim())) for (const e of [...base64Forms(p), ...hexForms(p), ...caseFolded(p)]) parts.add(e);
-    }
-  return [...parts];
+  return parts;
+}
+
+/**
+ * The byte dumps of a secret value, for masks that see exact strings only (GitHub's add-mask, the hosts' mask_text:
+ * core/report.ts exactFormsOf): for each part secretParts takes whole (the value, a URL's credentials, the strings of
+ * a JSON value) that is not weak, its UTF-8 bytes, and for a hex key the bytes it stands for, as bytesDumps writes
+ * them. The runner's Masker registers none of them: it reads each dump in a text back to hex (Masker.dumpsRead).
+ */
+export function byteDumps(value: string): string[] {
+  const out = new Set<string>();
+  for (const p of structuralParts(value)) {
+    const t = p.trim();
+    if (isWeakPart(t)) continue;
+    for (const d of bytesDumps(Buffer.from(p, 'utf8'))) out.add(d);
+    if (isHexKey(t)) for (const d of bytesDumps(Buffer.from(t, 'hex'))) out.add(d);
+  }
+  return [...out];
 }
 
 /**
  * The base64 text (standard and URL-safe alphabets) of the text's UTF-8 bytes wherever it stands in what is encoded,
  * at each of the three alignments to base64's 3-byte groups, only the characters its bytes alone decide: what a log
  * shows of a password inside `Authorization: Basic base64(user:password)` (curl -v, an HTTP client's debug log),
- * a docker or npm `auth` field, or a JWT's payload (as GitHub's runner masks base64 of a secret). Pure.
+ * a docker or npm `auth` field, or a JWT's payload (as GitHub's runner masks base64 of a secret); and the lines of
+ * the text encoded from its start and wrapped (wrappedBase64Lines). Pure.
  */
 export function base64Forms(text: string): string[] {
-  const bytes = Buffer.from(text, 'utf8');
+  return bytesBase64Forms(Buffer.from(text, 'utf8'));
+}
+
+/** base64Forms of bytes. */
+function bytesBase64Forms(bytes: Buffer): string[] {
   const forms = new Set<string>();
   for (const shift of [0, 1, 2]) {
     const b64 = Buffer.concat([Buffer.alloc(shift), bytes]).toString('base64');
@@ -660,19 +693,83 @@ export function base64Forms(text: string): string[] {
     const end = Math.floor((8 * (shift + bytes.length)) / 6);
     const form = b64.slice(first, end);
     if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, '-').replace(/\//g, '_'));
+    if (shift === 0) for (const line of wrappedBase64Lines(form)) forms.add(line);
   }
   return [...forms];
+}
+
+/**
+ * The lines of `b64` (a text's base64 from its start, the characters its bytes alone decide) as encoders that wrap
+ * write it: 76 characters a line (GNU `base64`, Python's base64.encodebytes, MIME) and 64 (`openssl base64`, PEM);
+ * each line a log shows of a long secret piped to one, none shorter than SHORT_SECRET_LENGTH (the last line's
+ * rest). The secret encoded from elsewhere than its start is not covered: its lines' edges fall anywhere.
+ */
+function wrappedBase64Lines(b64: string): string[] {
+  const lines: string[] = [];
+  for (const width of [76, 64]) {
+    if (b64.length <= width) continue;
+    for (let i = 0; i < b64.length; i += width) {
+      const line = b64.slice(i, i + width);
+      if (line.length >= SHORT_SECRET_LENGTH) lines.push(line);
+    }
+  }
+  return lines;
 }
 
 /**
  * The text's UTF-8 bytes as continuous hex, lowercase and uppercase: Python's bytes.hex() and binascii.hexlify,
  * `xxd -p` (a line of 30 bytes: a secret of 30 bytes or fewer printed from its start), `od`/`hexdump` formats without
  * separators, Node's Buffer.toString('hex'), Go's %x and %X. A hex dump starting anywhere is cut at whole bytes, so
- * a secret inside it shows as this very text. Pure.
+ * a secret inside it shows as this very text; a dump with separators is read back to this text (bytesDumps). Past
+ * 50 bytes, also the hex of the first 50 alone (what Node shows of a Buffer: bytesDumps). Pure.
  */
 export function hexForms(text: string): string[] {
   const hexed = Buffer.from(text, 'utf8').toString('hex');
-  return [hexed, hexed.toUpperCase()];
+  const forms = [hexed, hexed.toUpperCase()];
+  if (hexed.length > 2 * NODE_INSPECT_MAX_BYTES) forms.push(hexed.slice(0, 2 * NODE_INSPECT_MAX_BYTES));
+  return forms;
+}
+
+/** Node's util.inspect shows this many bytes of a Buffer, then `... N more bytes` (buffer.INSPECT_MAX_BYTES). */
+const NODE_INSPECT_MAX_BYTES = 50;
+
+/**
+ * Bytes as programs print them a byte at a time: a hex pair a byte, separated by a space, ":" or "-", lowercase as
+ * Node, Python and Go write them (Node's `<Buffer 5a 71 …>`, of the first 50 bytes alone past that; Go's `% x`;
+ * Python's bytes.hex(":"), bytes.hex("-")), and `5A:71:…` (openssl's and fingerprints' style); and in decimal
+ * between commas (Node's JSON.stringify of a Buffer, `{"type":"Buffer","data":[90,113,…]}`, as JSON loggers write
+ * one; Python's list(b), `[90, 113, …]`). What the runner's Masker reads back to hex in any text (DUMP_RUN); listed
+ * for the masks that see exact strings only (byteDumps). Pure.
+ */
+function bytesDumps(bytes: Buffer): string[] {
+  const pairs = bytes.toString('hex').match(/../g) ?? [];
+  const numbers = [...bytes].map(String);
+  const forms = [pairs.join(' '), pairs.join(':'), pairs.join('-'), pairs.join(':').toUpperCase(), numbers.join(','), numbers.join(', ')];
+  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(' '));
+  return forms;
+}
+
+/**
+ * A run of four or more bytes printed a byte at a time in `text` (bytesDumps's shapes, either hex case, one separator
+ * throughout): hex pairs (group 2 the separator) or decimal numbers between commas (group 3 the separator). Tried
+ * where a hex digit or number starts, each run once: linear.
+ */
+export const DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){2,}|[0-9]{1,3}(, ?)[0-9]{1,3}(?:\2[0-9]{1,3}){2,})(?![0-9A-Za-z])/g;
+
+/** Whether `text` is a hex key: an even number of hex digits, 16 at least (`openssl rand -hex 32`, secrets.token_hex). */
+function isHexKey(text: string): boolean {
+  return text.length >= 16 && text.length % 2 === 0 && /^[0-9A-Fa-f]+$/.test(text);
+}
+
+/**
+ * A hex key (isHexKey) as an app shows the bytes it decodes it to: Python's repr() of `bytes.fromhex(key)`
+ * (`b'\x9a~\x99*…'`) and their base64 (a key converted for another tool); their hex is the key itself, a byte at a
+ * time in bytesDumps (Node's `<Buffer 9a 7e …>` of `Buffer.from(key, 'hex')`). [] for any other text. Pure.
+ */
+export function hexKeyForms(text: string): string[] {
+  if (!isHexKey(text)) return [];
+  const bytes = Buffer.from(text, 'hex');
+  return [bytesRepr(bytes), ...bytesBase64Forms(bytes)];
 }
 
 /**

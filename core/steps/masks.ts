@@ -2,7 +2,7 @@
 // logs, a failed start's log lines) passes through mask_text (sh/mask.sh) with the forms of every secret the kept
 // releases were given, so that it is masked even where the runner knows no value (ops status and ops logs run
 // without the age key: README "Status environments"). The runner masks what reaches it again when it has the key.
-import { exactForms, maskedParts } from '../report.ts';
+import { exactFormsOf } from '../report.ts';
 import { quote } from '../shell.ts';
 import type { Target } from '../target.ts';
 
@@ -15,9 +15,9 @@ export function secretEnvNames(env: Target): string[] {
 }
 
 /**
- * The masks file of a release (layout.masks, in its record): every exact form the runner masks (core/report.ts exactForms of
- * maskedParts: the value, each line, a URL's password, the strings of a JSON value, each as programs print it
- * quoted, quoted for a shell and URL-encoded) for the value of each variable of `environ` (the release's NUL-separated NAME=VALUE
+ * The masks file of a release (layout.masks, in its record): every exact form the runner masks (core/report.ts
+ * exactFormsOf: the value, each line, a URL's password, the strings of a JSON value, each as programs print it
+ * quoted, quoted for a shell and URL-encoded, in base64 and hex, and its bytes a byte at a time) for the value of each variable of `environ` (the release's NUL-separated NAME=VALUE
  * records, as the deploy renders them) that comes from a secret; booleans (rendered "true", "false") are not
  * masked, as the runner masks none. One a line (a form holding a line break is left out: the host masks line by
  * line), longest first; empty when the .env takes nothing from secrets.
@@ -30,7 +30,7 @@ export function releaseMasks(env: Target, environ: string): string {
     if (at < 0 || !names.has(record.slice(0, at))) continue;
     const value = record.slice(at + 1);
     if (value === 'true' || value === 'false') continue;
-    for (const form of exactForms(maskedParts(value))) if (!/[\r\n]/.test(form)) forms.add(form);
+    for (const form of exactFormsOf(value)) if (!/[\r\n]/.test(form)) forms.add(form);
   }
   const sorted = [...forms].sort((a, b) => b.length - a.length);
   return sorted.length ? `${sorted.join('\n')}\n` : '';

@@ -5,6 +5,7 @@
 import { existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withSession } from '../../core/ops/hosts.ts';
 import { certificates, renewCertificates } from '../../core/ops/certs.ts';
@@ -190,7 +191,10 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     for (const l of logsSeen) expect([`server-${slot}.out`, `server-${slot}.err`, `client-${slot}.out`, `client-${slot}.err`, 'nginx.error']).toContain(l);
   }, 60_000);
 
-  it("logs without a key: still shown, with a warning that masking is limited; the .env's secret masked by the host", async () => {
+  it("logs without a key: still shown, with a warning that masking is limited; the .env's secret masked by the host, its bytes too (Node's <Buffer …>, Python's bytes.hex(':'))", async () => {
+    const slot = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    const bytes = Buffer.from(SECRET).toString('hex').match(/../g)!;
+    await root(`printf '%s\\n' 'connecting with key ${SECRET} to the catalogue' 'key bytes ${inspect(Buffer.from(SECRET))} hex ${bytes.join(':')}' >> /var/log/sample/server-${slot}.out.log`);
     const key = KEY;
     renameSync(key, `${key}.away`);
     try {
@@ -198,7 +202,9 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
       await logs(project.ctx(reporter), project.env(), { program: 'server', lines: 5 });
       expect(reporter.lines[0]).toMatch(/^warning: cannot decrypt environments\/e2e\/secrets\.sops\.yaml \(.*\): masking is limited: the hosts mask the values the releases' \.env takes from secrets/);
       expect(reporter.text()).toContain('connecting with key *** to the catalogue');
+      expect(reporter.text()).toContain('key bytes <Buffer ***> hex ***');
       expect(reporter.text()).not.toContain(SECRET);
+      expect(reporter.text()).not.toContain(bytes.slice(0, 6).join(' '));
     } finally {
       renameSync(`${key}.away`, key);
     }

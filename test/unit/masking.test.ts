@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ActionsReporter } from '../../core/action.ts';
-import { ConsoleReporter, exactForms, Masker, maskedParts, MemoryReporter } from '../../core/report.ts';
+import { ConsoleReporter, exactForms, exactFormsOf, Masker, maskedParts, MemoryReporter } from '../../core/report.ts';
 import { asString } from '../../core/dotenv.ts';
 import { jsonStrings, nodeInspect, percentDecode, percentEscapedChar, printedForms, pythonBytesRepr, pythonRepr, secretParts, urlCredentials } from '../../core/secrets/parts.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -224,6 +224,41 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
     const weak = new Masker();
     for (const v of ['Password', 'abc12']) weak.add(v);
     const plain = `role password PASSWORD ${Buffer.from('Password').toString('hex')} ${Buffer.from('abc12').toString('hex')}`;
+    expect(weak.redact(plain)).toBe(plain);
+  });
+
+  it("masks a secret's bytes as programs show them (Node's <Buffer 5a 71 …> and JSON of a Buffer, Python's bytes.hex(':'), list(b)), a hex key's decoded bytes, and a long secret piped to a wrapping base64 (GNU base64, openssl base64, base64.encodebytes); in the runner and on the hosts", () => {
+    const hexKey = '9a7e992a8e71089408b8c86bf87fc5dd2c8b57b5b94a61d1a2158ab3e48d1744'; // secrets.token_hex(32)
+    const pem = ['-----BEGIN OPENSSH PRIVATE KEY-----', 'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW', 'QyNTUxOQAAACBvZW1hc2tpbmctdGVzdC1rZXktbm90LWEtcmVhbC1vbmUAAAAAAAAAAA==', '-----END OPENSSH PRIVATE KEY-----', ''].join('\n');
+    const secrets = ['Zq7Wx9-vLm3pR8tY2-uV4', 'pässwört-Zq7Wx9', 'postgresql://app:Zq7Wx9$vLm3"pR8@db.internal:5432/app?sslmode=require&application_name=web', hexKey, pem];
+    const node = execFileSync(
+      'node',
+      ['-e', 'const vs = JSON.parse(require("fs").readFileSync(0, "utf8")); for (const v of vs) { console.log(Buffer.from(v)); console.log(JSON.stringify({ key: Buffer.from(v) })); if (/^[0-9a-f]+$/.test(v)) { console.log(Buffer.from(v, "hex")); console.log(Buffer.from(v, "hex").toString("base64")); } }'],
+      { input: JSON.stringify(secrets), encoding: 'utf8' },
+    ).trim().split('\n');
+    const python = execFileSync(
+      'python3',
+      ['-c', 'import base64, json, sys\nfor v in json.load(sys.stdin):\n  b = v.encode(); print(b.hex(":")); print(b.hex("-")); print(b.hex(":").upper()); print(list(b))\n  if all(c in "0123456789abcdef" for c in v): print(bytes.fromhex(v)); print(bytes.fromhex(v).hex(" "))\n  print(base64.encodebytes(b).decode())'],
+      { input: JSON.stringify(secrets), encoding: 'utf8' },
+    ).trim().split('\n');
+    const tools = secrets.flatMap((v) => [...execFileSync('base64', { input: v, encoding: 'utf8' }).split('\n'), ...execFileSync('openssl', ['base64'], { input: v, encoding: 'utf8' }).split('\n')]);
+    const lines = [...node, ...python, ...tools].filter((l) => l.trim());
+    const runner = new MemoryReporter();
+    for (const v of secrets) runner.mask(v);
+    const forms = [...new Set(secrets.flatMap((v) => exactFormsOf(v)))].sort((a, b) => b.length - a.length);
+    const shown = (s: string) => s.replace(/\*\*\*/g, '').replace(/^<Buffer|\.\.\. \d+ more bytes>$|^\{"key":\{"type":"Buffer","data":\[|\]\}\}$|^b'|'$|[[\]>]/g, '').trim();
+    for (const line of lines.filter((l) => shown(l).length >= 8)) {
+      for (const masked of [runner.redact(line), forms.reduce((out, f) => out.split(f).join('***'), line)]) {
+        expect(masked, line).toContain('***');
+        expect(shown(masked).length, `${line}\n${masked}`).toBeLessThan(8);
+      }
+    }
+    expect(lines.filter((l) => l.startsWith('<Buffer')).length).toBe(secrets.length + 1);
+    expect(lines.filter((l) => /^[A-Za-z0-9+/=]{64}$/.test(l)).length).toBeGreaterThanOrEqual(4); // openssl's wrapped lines
+    // a weak value has none of these forms: its bytes stay shown, and a dump holding it is no dump of it
+    const weak = new Masker();
+    for (const v of ['abc12', '2024', 'beef12']) weak.add(v);
+    const plain = `${inspect(Buffer.from('abc12'))} ${Buffer.from('abc12').toString('hex').match(/../g)!.join(':')} 20:24:be:ef:12:00 [32, 36, 190, 239]`;
     expect(weak.redact(plain)).toBe(plain);
   });
 

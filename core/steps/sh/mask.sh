@@ -8,7 +8,7 @@
 #     releaseMasks): every form the runner masks for each secret the release's .env holds (core/report.ts
 #     exactForms: its lines, a URL's password, the strings of a JSON value, as programs print them quoted, quoted
 #     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr'd, HTML-escaped, cut short by pydantic, with
-#     their white space collapsed), one a line;
+#     their white space collapsed, in base64 and hex, a byte at a time: `<Buffer 5a 71 …>`), one a line;
 #   - each line of the value its environ holds for each variable the environment takes from a secret (a release
 #     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the
 #     runner's rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with

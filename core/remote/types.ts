@@ -98,7 +98,15 @@ export const REPORT_PREFIX = '@ops ';
 export const FAILURE_KEYS = reportKeys('failure');
 
 /**
- * What a failed step's error quotes: the end of its stderr, or of its stdout (report lines left out) when stderr is
+ * Lines of a failed step's output its error quotes (failureDetail). 60, not 20: a failed start's verdict gives each
+ * program's last lines under a `--- <log file>` header (8, or from a Node error's message on, 30 at most: log_tail in
+ * core/steps/sh/supervisor.sh), then supervisor's status of each and the verdict; two programs took 21 lines and more,
+ * and the cut hid the first program's header and message, the line that names what failed.
+ */
+const FAILURE_DETAIL_LINES = 60;
+
+/**
+ * What a failed step's error quotes: the end of its stderr (FAILURE_DETAIL_LINES), or of its stdout (report lines left out) when stderr is
  * empty, then each `failure` it reported (FAILURE_KEYS) that this end does not hold already, then the first line of
  * either stream that says a disk was full (DISK_FULL) when this end does not: a tool can print ENOSPC early and die of
  * its consequence later (npm unpacks a truncated esbuild, whose install script then crashes with SIGSEGV), and the
@@ -108,7 +116,7 @@ export const FAILURE_KEYS = reportKeys('failure');
  * core/steps/sh/probe.sh probe_body), on whole lines: a line's end is never cut off before it is masked.
  */
 export function failureDetail(stdout: string, stderr: string, redact: (text: string) => string): string {
-  const end = tail(stderr.trim() ? stderr : stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n'));
+  const end = tail(stderr.trim() ? stderr : stdout.split('\n').filter((l) => !l.startsWith(REPORT_PREFIX)).join('\n'), FAILURE_DETAIL_LINES);
   const why = parseReports(stdout).flatMap(([k, v]) => (k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []));
   const full = DISK_FULL.test(end) ? undefined : `${stderr}\n${stdout}`.split('\n').find((l) => DISK_FULL.test(l))?.trim();
   return maskedText([end, ...why, ...(full ? [full] : [])].filter((t) => t.trim()).join('\n'), redact);

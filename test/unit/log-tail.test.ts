@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { failureDetail } from '../../core/remote/types.ts';
 
 const logTail = (log: string, n = 8): string => execFileSync('bash', ['-c', `${SUPERVISOR_FUNCTIONS}\nlog_tail ${n}`], { input: log, encoding: 'utf8' });
 /** What a program printed on its way out (stdout and stderr, as supervisor's redirect_stderr or the .err log has it). */
@@ -47,5 +48,17 @@ describe('log_tail', () => {
   it('an indented block with no stack frame (a pretty-printed object logged last): the last 8 lines', () => {
     const obj = `config loaded:\n${Array.from({ length: 15 }, (_, i) => `  key${i}: ${i}`).join('\n')}\n}\n`;
     expect(logTail(obj)).toBe(`${obj.trimEnd().split('\n').slice(-8).join('\n')}\n`);
+  });
+});
+
+describe("a failed start's error quotes every program's section (failureDetail)", () => {
+  it("two Node programs crashing (command in the wrong directory): both headers and both messages, as the start step's verdict prints them", () => {
+    const out = crash(process.execPath, ['server.js']);
+    const section = (name: string) => `--- /srv/shop/logs/green/${name}.log\n${logTail(retried(out))}`;
+    // The start step's stderr on a failed start (core/steps/switch.ts): each program's section, supervisor's status, the verdict.
+    const stderr = `${section('client')}${section('admin')}shop-green:client FATAL Exited too quickly\nshop-green:admin FATAL Exited too quickly\nrelease r1 did not become healthy on slot green: client, admin; the live release keeps serving\n`;
+    const detail = failureDetail('', stderr, (t) => t);
+    for (const name of ['client', 'admin']) expect(detail).toContain(`--- /srv/shop/logs/green/${name}.log\nError: Cannot find module`);
+    expect(detail).toMatch(/the live release keeps serving$/);
   });
 });

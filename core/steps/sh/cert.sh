@@ -20,7 +20,7 @@ cert_lacks() {
   local f=$1 sans n out=''
   shift
   [ -s "$f" ] || return 0
-  sans=$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' | sed 's/^[^:]*://' | tr 'A-Z' 'a-z') || true
+  sans=$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' | sed 's/^[^:]*://' | tr '[:upper:]' '[:lower:]') || true
   for n in "$@"; do grep -qxF -- "$n" <<< "$sans" || out+="${out:+ }$n"; done
   printf '%s' "$out"
 }

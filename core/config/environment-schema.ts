@@ -355,6 +355,14 @@ function domainProblem(v: string): string | undefined {
   return dnsNameProblem(v);
 }
 
+/** Why `v` is not an alias of the site: a site's domain (domainProblem), and not an IP address (a request by address goes to the default server, and no ACME server certifies one by HTTP-01 on a name). */
+function aliasProblem(v: string): string | undefined {
+  const problem = domainProblem(v);
+  if (problem) return problem;
+  if (isIP(v.replace(/\.$/, ''))) return 'an IP address: an alias is a DNS name (a request by address goes to the default server: nginx.default_server)';
+  return undefined;
+}
+
 /**
  * A DNS name in its one form: lower case, without the final dot. DNS ignores both (Shop.Example.org. is
  * shop.example.org), but certbot's --cert-name, its live/ directory, nginx's server_name list and the certificate
@@ -463,6 +471,11 @@ export const environmentSchema = object(
   repository: opt(string({ pattern: /^[^\n]+$/, form: 'a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)', check: clonePathProblem }), 'git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow\'s checkout)'),
   ref: opt(gitRef, 'git ref deployed when none is given', 'master'),
   domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name', check: domainProblem, normalize: dnsName }), 'public name of the site (nginx server_name, TLS certificate)'),
+  aliases: opt(
+    list(string({ pattern: /^[A-Za-z0-9.-]+$/, form: 'a DNS name', check: aliasProblem, normalize: dnsName })),
+    'other names of the site (www.example.org beside example.org, an old domain being moved away from), each a DNS name resolving to the hosts like domain; needs domain. Each redirects permanently (301) to the domain, path and query kept (https://<domain> with TLS, http:// without); the TLS certificate names them too (certbot -d each; a certificate missing one is expanded by the next provision). Not the domain itself, not twice, not a name another environment on the same hosts serves',
+    [],
+  ),
   url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: 'an http(s) URL', check: noCredentials('the public URL shown in reports needs none') }), 'public URL shown in reports; default: from domain and TLS mode, else the first host\'s address'),
   hosts: req(list(hostSchema, { min: 1 }), 'the machines of this environment'),
   bastion: opt(bastionSchema, 'a jump host every host is reached through (one SSH connection to it per run, each host\'s connection tunnelled inside it)'),

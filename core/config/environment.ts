@@ -308,6 +308,13 @@ export const NGINX_PATH = /^[A-Za-z0-9._/-]+$/;
 const UNPRIVILEGED_PORT = 1024;
 
 function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven: boolean): void {
+  const names = new Map<string, string>(config.domain ? [[config.domain, 'domain']] : []);
+  config.aliases.forEach((a, i) => {
+    if (!config.domain) problems.push({ path: `aliases[${i}]`, message: `${a}: an alias redirects to the site's domain, and there is none: set domain (the site's one name) first` });
+    const before = names.get(a);
+    if (before) problems.push({ path: `aliases[${i}]`, message: `${a} is already ${before}: each name once (the domain is the site's own name, not an alias)` });
+    names.set(a, `aliases[${i}]`);
+  });
   const seen = new Set<string>();
   const machines = new Map<string, string>();
   config.hosts.forEach((h, i) => {

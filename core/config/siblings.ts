@@ -1,7 +1,7 @@
 // Several environments (apps) on one host. The project's other environments whose hosts are the same
 // machines (address and SSH port) as this one's are its siblings; they can share those machines only when
 // nothing an app takes on a host collides: ports (both slots), app name (nginx site, supervisor groups,
-// /var/log/<app>), app user, base directory (releases, lock, audit log), domain, the default server, and the
+// /var/log/<app>), app user, base directory (releases, lock, audit log), domain and aliases, the default server, and the
 // names derived from them. Checked before anything runs, from the environment files alone: cheap (a few
 // small YAML files) and independent of the hosts' state.
 import { join, posix } from 'node:path';
@@ -100,6 +100,8 @@ export function hostClaims(env: Environment): Claim[] {
   claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: 'app', derived: true });
   claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? 'app_user' : 'app_user, default: the app name' });
   if (c.domain) claims.push({ key: `domain ${c.domain}`, source: 'domain' });
+  // An alias is a name the site answers (its redirect, its certificate): nginx serves it for one site only.
+  c.aliases.forEach((a, i) => claims.push({ key: `domain ${a}`, source: `aliases[${i}]` }));
   if (c.domain && c.nginx.default_server) claims.push({ key: 'the default server', source: 'nginx.default_server' });
   return claims;
 }
@@ -181,7 +183,8 @@ export function refuseCollisions(env: Environment, reporter: Reporter): HostShar
 
 /** What a plan says about each host: the other environments on it, and which names this app's site answers. */
 export function sharingPlan(env: Environment, sharing: HostSharing): string[] {
-  const answers = env.config.domain ? `answers ${env.config.domain}${env.config.nginx.default_server ? ' and, as the default server, any other name' : ''}` : 'answers every name (no domain: it must be the only app on the host)';
+  const aliases = env.config.aliases.length ? ` (redirecting ${env.config.aliases.join(', ')} to it)` : '';
+  const answers = env.config.domain ? `answers ${env.config.domain}${aliases}${env.config.nginx.default_server ? ' and, as the default server, any other name' : ''}` : 'answers every name (no domain: it must be the only app on the host)';
   return env.hosts.map((h) => {
     const others = sharing.siblings.filter((s) => s.hosts.some((x) => x.mine.name === h.name)).map((s) => `${s.env.name}${s.env.config.domain ? ` (${s.env.config.domain})` : ''}`);
     return `${h.name} (${h.address}): ${others.length ? `shared with ${others.join(', ')}` : 'no other environment of this project'}; ${env.config.app} ${answers}`;

@@ -84,7 +84,7 @@ export function certNameCovers(pattern: string, name: string): boolean {
 
 /**
  * What is wrong with the environment's certificate, as status and ops certs both say it: `problems` (expired, within
- * CERT_FAIL_DAYS, not naming the domain, missing or unreadable) and `warnings` (within CERT_WARN_DAYS; letsencrypt: no
+ * CERT_FAIL_DAYS, not naming the domain or an alias, missing or unreadable) and `warnings` (within CERT_WARN_DAYS; letsencrypt: no
  * renewal that runs, from `renewal`, CERTS_KEYS.renewal's value), each with its fix. `cert` undefined: nothing to say.
  */
 export function judgeCertificate(env: Target, cert: CertInfo | undefined, renewal: Renewal = {}): { problems: string[]; warnings: string[] } {
@@ -106,8 +106,14 @@ export function judgeCertificate(env: Target, cert: CertInfo | undefined, renewa
     else if (stopped) warnings.push(`${stopped.what}: the certificate (${cert.daysLeft} days left, ${day}) will not be renewed; ${stopped.fix}`);
   }
   const domain = env.config.domain;
-  if (domain && cert.names.length && !cert.names.some((n) => certNameCovers(n, domain)))
+  const covered = (name: string) => cert.names.some((n) => certNameCovers(n, name));
+  if (domain && cert.names.length && !covered(domain))
     problems.push(`TLS certificate ${cert.path} names ${cert.names.join(', ')}, not ${domain}: browsers refuse the site as another's; ${renew} gets one for ${domain}`);
+  const lacking = cert.names.length ? env.config.aliases.filter((a) => !covered(a)) : [];
+  if (lacking.length)
+    problems.push(
+      `TLS certificate ${cert.path} does not name the alias${lacking.length > 1 ? 'es' : ''} ${lacking.join(', ')} (it names ${cert.names.join(', ')}): browsers refuse https://${lacking[0]} instead of following its redirect to ${domain}; ops provision ${env.name} gets one that names ${lacking.length > 1 ? 'them' : 'it'} (certbot --expand)`,
+    );
   return { problems, warnings };
 }
 

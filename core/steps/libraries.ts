@@ -89,7 +89,7 @@ export function maskLibrary(env: Target): string {
 }
 /** mask_forms, mask_text: the secret values releases were given, masked on the host (core/steps/masks.ts maskText). */
 export const MASK_FUNCTIONS: string = maskFunctions;
-/** cert_info PATH, served_serial NAME: certificates on disk and the one nginx serves. */
+/** cert_info PATH, served_serial NAME, cert_lacks CERT NAME...: certificates on disk and the one nginx serves. */
 export const CERT_FUNCTIONS: string = certFunctions;
 /** proc_start, conn_pid, connection_pids: processes and the SSH connection they belong to. */
 export const CONNECTION_FUNCTIONS: string = connectionFunctions;

@@ -230,6 +230,14 @@ export function certificatePaths(env: Target): { cert: string; key: string } | u
 }
 
 /**
+ * The names the site's certificate must name, the one its lineage and files are named after first: the domain (for a
+ * self-signed certificate without one, the app name), then the aliases (served by the same certificate: aliasServers).
+ */
+export function certificateNames(env: Target): string[] {
+  return [env.config.domain ?? env.config.app, ...env.config.aliases];
+}
+
+/**
  * Whether nginx passes requests of `prefix` (a key of routes) on without it: every route but "/", unless its program
  * sets strip_prefix: false (it routes full paths). One rule for the site's locations, the assets' fallback and the
  * switch's health paths (gatePaths).
@@ -245,7 +253,7 @@ export function stripsPrefix(env: Target, prefix: string): boolean {
  * (nginx.default_server, or an app without a domain, then alone on its host) carries `default_server`, and
  * each logs to its own files.
  */
-export function siteVariables(env: Target): Record<string, string> {
+export function siteVariables(env: Target, tlsReady = env.config.tls.mode !== 'off'): Record<string, string> {
   const L = env.layout;
   const app = env.config.app;
   const certs = certificatePaths(env);
@@ -267,7 +275,7 @@ export function siteVariables(env: Target): Record<string, string> {
     default_server: isDefaultServer(env) ? ' default_server' : '',
     logs: `access_log ${L.nginxAccessLog};\n    error_log ${L.nginxErrorLog};\n    ${checkLog(env)}`,
     upstreams_include: `include ${L.nginxUpstreams};\n${upgradeMap(env)}\n${checkLogFormat(env)}`,
-    acme_location: `location ^~ ${ACME_CHALLENGE_PREFIX} {\n        root ${L.acmeWebroot};\n        default_type text/plain;\n    }`,
+    acme_location: acmeLocation(env),
     // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
     // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
     // Answered to the host itself only: a request from one of its addresses to that same address (127.0.0.1, ::1, or
@@ -283,7 +291,33 @@ export function siteVariables(env: Target): Record<string, string> {
     // "Welcome to nginx!" page under the app's name). Apart from {{locations}}: a custom template may serve "/" itself.
     // On its own line when there is one; nothing at all otherwise (the site's text as it was: no rewrite, no reload).
     unrouted_location: root ? '' : '\n    location / {\n        return 404;\n    }',
+    alias_servers: aliasServers(env, tlsReady, certs),
   };
+}
+
+/** certbot's HTTP-01 challenge files, served from the ACME webroot (the site's port-80 server, and its aliases'). */
+function acmeLocation(env: Target): string {
+  return `location ^~ ${ACME_CHALLENGE_PREFIX} {\n        root ${env.layout.acmeWebroot};\n        default_type text/plain;\n    }`;
+}
+
+/**
+ * The server blocks of the site's aliases (`aliases`): each name redirected permanently (301) to the domain, the
+ * path and query kept ($request_uri), to https://<domain> when `tlsReady` (the certificate is there: port 80 and 443
+ * both answer the aliases, with the site's certificate, which names them: certbot -d each), else to http://<domain>.
+ * Port 80 keeps the ACME challenge path (the HTTP-01 validation of each alias). No default_server: the aliases are
+ * names of their own. '' without aliases (the site's text as it was).
+ */
+function aliasServers(env: Target, tlsReady: boolean, certs: { cert: string; key: string } | undefined): string {
+  const { aliases, domain } = env.config;
+  if (!aliases.length || !domain) return '';
+  const names = aliases.join(' ');
+  const https = tlsReady && certs !== undefined;
+  const redirect = `location / {\n        return 301 ${https ? 'https' : 'http'}://${domain}$request_uri;\n    }`;
+  const L = env.layout;
+  const logs = `access_log ${L.nginxAccessLog};\n    error_log ${L.nginxErrorLog};`;
+  const plain = `\n# The site's aliases, redirected to ${domain}.\nserver {\n    listen 80;\n    listen [::]:80;\n    server_name ${names};\n    ${logs}\n\n    ${acmeLocation(env)}\n    ${redirect}\n}\n`;
+  if (!https) return plain;
+  return `${plain}server {\n    listen 443 ssl http2;\n    listen [::]:443 ssl http2;\n    server_name ${names};\n    ${logs}\n    ssl_certificate ${certs.cert};\n    ssl_certificate_key ${certs.key};\n    ${TLS_SETTINGS}\n\n    ${redirect}\n}\n`;
 }
 
 /**
@@ -350,7 +384,7 @@ ${port80(`    client_max_body_size {{client_max_body_size}};
     {{acme_location}}
     {{slot_location}}
     {{locations}}{{unrouted_location}}
-`)}`;
+`)}{{alias_servers}}`;
 
 const TLS_SITE = `${HEADER}
 {{upstreams_include}}
@@ -376,7 +410,7 @@ server {
     {{slot_location}}
     {{locations}}{{unrouted_location}}
 }
-`;
+{{alias_servers}}`;
 
 /**
  * Fill `{{name}}` placeholders of an nginx template from `vars`.
@@ -552,12 +586,18 @@ export function slotPortsElsewhere(env: Target, host: string, lines: string[], u
  * template (nginx.site_template) replaces the built-in one once TLS is ready.
  */
 export function site(env: Target, certificateReady: boolean): string {
-  const vars = siteVariables(env);
   const tls = env.config.tls.mode !== 'off';
+  const vars = siteVariables(env, tls && certificateReady);
   if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, 'built-in site');
   const custom = env.config.nginx.site_template;
   if (custom) {
     const text = readTemplate(env, custom);
+    // The aliases would not be answered (another site's, or the default server's, names), yet be certified.
+    if (env.config.aliases.length && !/\{\{\s*alias_servers\s*\}\}/.test(text))
+      throw new OpsError(
+        `environments/${env.name}/${custom} has no {{alias_servers}}, so nginx would not answer the aliases (${env.config.aliases.join(', ')})`,
+        `add {{alias_servers}} at the top level of ${custom} (their server blocks, redirecting to ${env.config.domain}), or remove aliases from environments/${env.name}/environment.yml`,
+      );
     // checkLog names checkLogFormat's format, written by {{upstreams_include}}: nginx refuses the one without the other.
     if (!UPSTREAMS_PLACEHOLDER.test(text)) vars.logs = vars.logs!.replace(`\n    ${checkLog(env)}`, '');
     return renderTemplate(text, vars, `environments/${env.name}/${custom}`);

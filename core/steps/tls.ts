@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import type { Target } from '../target.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { certificatePaths } from './nginx-config.ts';
+import { certificateNames, certificatePaths } from './nginx-config.ts';
 import { putChecked, putFile } from './script.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
@@ -76,20 +76,25 @@ fi`);
 }
 
 /**
- * The self-signed certificate (tls.mode self-signed): made when missing, its key missing or not its own
- * (cert_problem: needs CERT_FUNCTIONS), or expiring within 30 days, or always with `force` (ops certs --renew).
+ * The self-signed certificate (tls.mode self-signed), naming the domain (else the app name) and the aliases: made when
+ * missing, its key missing or not its own (cert_problem: needs CERT_FUNCTIONS), not naming one of them (cert_lacks: an
+ * alias added), or expiring within 30 days, or always with `force` (ops certs --renew).
  * Sets CHANGED=1 when it made one.
  */
 export function selfSignedCertificate(env: Target, force = false): string {
   const L = env.layout;
   const certs = certificatePaths(env)!;
-  const domain = env.config.domain ?? env.config.app;
+  const names = certificateNames(env);
+  const domain = names[0]!;
   // An address is named as one (IP:, what curl and browsers compare an address with); a DNS: entry holding it matches nothing
-  const when = force ? 'true' : `[ -n "$(cert_problem ${quote(certs.cert)} ${quote(certs.key)})" ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
+  const san = names.map((n) => `${isIP(n) ? 'IP' : 'DNS'}:${n}`).join(',');
+  const when = force
+    ? 'true'
+    : `[ -n "$(cert_problem ${quote(certs.cert)} ${quote(certs.key)})" ] || [ -n "$(cert_lacks ${quote(certs.cert)} ${names.map(quote).join(' ')})" ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
   // Key and certificate made beside the live ones (the key private from creation), then renamed over them.
   return String.raw`if ${when}; then
   install -d -m 0755 ${quote(L.selfSignedDir)}
-  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=${isIP(domain) ? 'IP' : 'DNS'}:${domain}`)} \
+  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=${san}`)} \
     -keyout ${quote(`${certs.key}.new`)} -out ${quote(`${certs.cert}.new`)} 2>/dev/null); then
     rm -f ${quote(`${certs.key}.new`)} ${quote(`${certs.cert}.new`)}
     echo "could not make a self-signed certificate (full disk?)" >&2
@@ -103,7 +108,8 @@ fi`;
 }
 
 /**
- * certbot certonly --webroot for the environment's domain (one lineage, named after it: --cert-name), under the host's
+ * certbot certonly --webroot for the environment's domain and aliases (one lineage, named after the domain: --cert-name;
+ * --expand: one lacking an alias gets a certificate naming it, in place), under the host's
  * certbot lock (apps sharing the host take turns). `force` adds --force-renewal (a renewal now, or a certificate whose
  * key is not its own); `force` and `left` are shell text, expanded inside double quotes. On failure prints certbot_failure's words (why, classified from certbot's output, `left`: what
  * keeps serving, what to fix) and exits 1; the files certbot keeps are left as they were. Needs SYSTEM_FUNCTIONS,
@@ -111,19 +117,25 @@ fi`;
  */
 export function certbotCertonly(env: Target, withAcmeCa: boolean, force: string, left: string): string {
   const tls = env.config.tls;
-  const domain = env.config.domain!;
+  const names = certificateNames(env);
+  const domain = names[0]!;
+  // --expand: a lineage lacking a name gets a certificate naming them all under the same name, the files nginx reads
+  // replaced in place (the current one serves until the reload).
   const args = [
     'certbot', 'certonly', '-n', '--agree-tos', '--no-eff-email', '-m', tls.email!, '--webroot', '-w', env.layout.acmeWebroot,
-    '-d', domain, '--cert-name', domain, '--no-random-sleep-on-renew',
+    ...names.flatMap((n) => ['-d', n]), '--cert-name', domain, '--expand', '--no-random-sleep-on-renew',
     ...(tls.acme_server ? ['--server', tls.acme_server] : []),
   ];
   const ca = withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : '';
   // The ACME server's HTTP-01 request is tried here first: what answers it instead (a redirect, a 404 from another
   // server block for the name) is said with the files naming the domain, not after an order spent on the ACME server.
-  return String.raw`if acme_problem=$(acme_path_problem ${quote(domain)} ${quote(env.layout.acmeWebroot)}) && [ -n "$acme_problem" ]; then
-  echo "certbot was not run for ${domain}: the ACME server's HTTP-01 request would fail: $acme_problem. ${left}. To fix: remove or change the server block for ${domain} on port 80 that answers instead (the site ops writes serves /.well-known/acme-challenge/ itself; a nginx.site_template needs {{acme_location}} in its port-80 server), then run ops provision ${env.name} again" >&2
-  exit 1
-fi
+  // Each name is validated by the ACME server on its own (one HTTP-01 challenge per name).
+  return String.raw`for acme_name in ${names.map(quote).join(' ')}; do
+  if acme_problem=$(acme_path_problem "$acme_name" ${quote(env.layout.acmeWebroot)}) && [ -n "$acme_problem" ]; then
+    echo "certbot was not run for ${names.join(', ')}: the ACME server's HTTP-01 request would fail: $acme_problem. ${left}. To fix: remove or change the server block for $acme_name on port 80 that answers instead (the site ops writes serves /.well-known/acme-challenge/ itself, for the domain and each alias; a nginx.site_template needs {{acme_location}} in its port-80 server, and {{alias_servers}}), then run ops provision ${env.name} again" >&2
+    exit 1
+  fi
+done
 host_lock certbot 300
 certbot_log=$(mktemp)
 certbot_rc=0
@@ -158,7 +170,8 @@ for _ in {1..50}; do [ "$(served_serial ${quote(name)})" = "$want" ] && break; s
 
 /**
  * The environment's Let's Encrypt certificate, got or renewed as it needs: none yet (or one nginx could not serve: its
- * key missing, or not its own) → certbot certonly (forced over a lineage it has); one due within 30 days (expired
+ * key missing, or not its own) → certbot certonly (forced over a lineage it has); one not naming a name of the site
+ * (an alias added: cert_lacks) → certbot certonly --expand, nginx reloaded after `nginx -t`; one due within 30 days (expired
  * too: certbot's own renewal window, which the timer missed) → renewed, nginx reloaded after `nginx -t`; its renewal
  * configuration naming an ACME account whose key is gone (the timer fails on it) → renewed now, registering a new
  * account; else nothing. On failure what served keeps serving (said) and the step exits 1 with certbot_failure's words.
@@ -182,6 +195,9 @@ if [ -n "$cert_bad" ]; then
 elif [ -n "$cert_gone" ]; then
   echo "the renewal of ${domain} names ACME account $cert_gone, whose key is no longer in /etc/letsencrypt/accounts (the renewal timer fails on it): renewing now, with a new account"
   cert_run=1; cert_force=--force-renewal
+elif cert_missing=$(cert_lacks ${quote(cert.cert)} ${certificateNames(env).map(quote).join(' ')}) && [ -n "$cert_missing" ]; then
+  echo "the certificate of ${domain} does not name $cert_missing: getting one that names ${certificateNames(env).join(', ')} (certbot --expand; the current one serves until then)"
+  cert_run=1
 elif ! openssl x509 -in ${quote(cert.cert)} -noout -checkend 2592000 >/dev/null; then
   echo "the certificate of ${domain} expires $(openssl x509 -in ${quote(cert.cert)} -noout -enddate | sed 's/^notAfter=//') (the renewal timer did not renew it): renewing now"
   cert_run=1

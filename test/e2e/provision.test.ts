@@ -20,12 +20,12 @@ import { downHost, ensurePebble, npmRegistryUrl, pypiIndexUrl, sshRun, upHost, t
 import { appRepo, get, makeProject, visit, readyHost, testConfig, RELOAD_NGINX, untilFree, untilListening, type TestProject } from './support.ts';
 
 /** GET https://<domain>/ on the host's address, verifying the served certificate against `ca`. */
-function httpsGet(address: string, domain: string, ca: string, path = '/'): Promise<{ status: number; subject: string; issuer: string }> {
+function httpsGet(address: string, domain: string, ca: string, path = '/'): Promise<{ status: number; subject: string; issuer: string; location?: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: address, port: 443, path, servername: domain, headers: { Host: domain }, ca, timeout: 10_000 }, (res) => {
       const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
       res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, subject: String(cert.subjectaltname ?? ''), issuer: String(cert.issuer?.CN ?? '') }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, subject: String(cert.subjectaltname ?? ''), issuer: String(cert.issuer?.CN ?? ''), location: res.headers.location }));
     });
     req.on('error', reject);
     req.end();
@@ -290,6 +290,47 @@ describe.sequential('TLS', () => {
     const again = await provision(project.ctx(), project.env());
     expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
     await nginxOk();
+  }, 600_000);
+
+  it('an alias added (www.<domain>): the next provision expands the certificate to name it (certbot --expand, HTTP-01 for the alias); the alias redirects permanently to https://<domain>, path and query kept', async () => {
+    const pebble = await ensurePebble();
+    // The settings of the first test (what the one before restores), written again: this one needs only its certificate.
+    const domain = `app${process.pid}.test`;
+    const config = testConfig([host], await appRepo(), 'postgresql://unused', {
+      domain,
+      tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: pebble.directoryUrl, acme_ca_file: pebble.apiCaFile },
+    });
+    const alias = `www.${domain}`;
+    await pebble.addHostName(alias, host.address);
+    try {
+      const ca = readFileSync(pebble.rootCaFile, 'utf8');
+      const serial = (await sshRun(host, `sudo openssl x509 -in /etc/letsencrypt/live/${domain}/fullchain.pem -noout -serial`)).stdout;
+      project.write({ ...config, aliases: [alias] });
+      const expanded = await provision(project.ctx(), project.env());
+      expect(expanded[0]!.items).toEqual(expect.arrayContaining([{ name: 'certificate', state: 'changed' }]));
+      // The same lineage (the files nginx names), a new certificate naming both.
+      expect((await sshRun(host, `sudo openssl x509 -in /etc/letsencrypt/live/${domain}/fullchain.pem -noout -serial`)).stdout).not.toBe(serial);
+      const site = await httpsGet(host.address, domain, ca, '/x?y=1');
+      expect(site.subject).toContain(`DNS:${domain}`);
+      expect(site.subject).toContain(`DNS:${alias}`);
+      // https://<alias>: the certificate verifies for the alias's name (SNI), and the answer is the redirect.
+      const secure = await httpsGet(host.address, alias, ca, '/x?y=1');
+      expect(secure).toMatchObject({ status: 301, location: `https://${domain}/x?y=1` });
+      const plain = await new Promise<{ status: number; location?: string }>((resolve, reject) =>
+        httpRequest({ host: host.address, path: '/x?y=1', headers: { Host: alias } }, (res) => {
+          res.resume();
+          resolve({ status: res.statusCode ?? 0, location: res.headers.location });
+        })
+          .on('error', reject)
+          .end(),
+      );
+      expect(plain).toEqual({ status: 301, location: `https://${domain}/x?y=1` });
+      const again = await provision(project.ctx(), project.env());
+      expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    } finally {
+      project.write(config);
+      await pebble.removeHostName(alias).catch(() => undefined);
+    }
   }, 600_000);
 
   it('self-signed mode: a certificate for the domain, made on the host', async () => {

@@ -14,6 +14,16 @@ served_serial() {
   s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
   printf '%s' "${s#serial=}"
 }
+# cert_lacks CERT NAME...: prints the NAMEs (space-separated) the certificate's subjectAltName does not list (DNS names
+# and IP addresses, compared in lower case), nothing when it lists them all or is missing (cert_problem says that).
+cert_lacks() {
+  local f=$1 sans n out=''
+  shift
+  [ -s "$f" ] || return 0
+  sans=$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' | sed 's/^[^:]*://' | tr '[:upper:]' '[:lower:]') || true
+  for n in "$@"; do grep -qxF -- "$n" <<< "$sans" || out+="${out:+ }$n"; done
+  printf '%s' "$out"
+}
 # cert_problem CERT KEY: prints why nginx could not serve this certificate with this key (missing, unreadable, the key
 # not the certificate's: replaced by hand), nothing when it can. Public keys compared, as nginx -t does ("key values mismatch").
 cert_problem() {

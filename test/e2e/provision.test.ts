@@ -19,10 +19,14 @@ import type { OpsError } from '../../core/errors.ts';
 import { downHost, ensurePebble, npmRegistryUrl, pypiIndexUrl, sshRun, upHost, type Host } from '../hosts/index.ts';
 import { appRepo, get, makeProject, visit, readyHost, testConfig, RELOAD_NGINX, untilFree, untilListening, type TestProject } from './support.ts';
 
-/** GET https://<domain>/ on the host's address, verifying the served certificate against `ca`. */
+/**
+ * GET https://<domain>/ on the host's address, verifying the served certificate against `ca`. A connection of its own
+ * (agent: false): the global agent keeps sockets alive and caches TLS sessions, and a resumed session has no peer
+ * certificate to read (getPeerCertificate gives {}), nor does a reused socket show the certificate served now.
+ */
 function httpsGet(address: string, domain: string, ca: string, path = '/'): Promise<{ status: number; subject: string; issuer: string; location?: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: address, port: 443, path, servername: domain, headers: { Host: domain }, ca, timeout: 10_000 }, (res) => {
+    const req = request({ host: address, port: 443, path, servername: domain, headers: { Host: domain }, ca, timeout: 10_000, agent: false }, (res) => {
       const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode ?? 0, subject: String(cert.subjectaltname ?? ''), issuer: String(cert.issuer?.CN ?? ''), location: res.headers.location }));

@@ -142,13 +142,15 @@ describe('SSH transport on a real sshd', () => {
     const remote = await connect(options());
     try {
       const err = await remote
-        .run({ name: 'migrate', as: 'login', script: 'for i in $(seq 1 40); do echo "line $i" >&2; done\nexit 3' })
+        .run({ name: 'migrate', as: 'login', script: 'for i in $(seq 1 100); do echo "line $i" >&2; done\nexit 3' })
         .catch((e) => e);
       expect(err).toBeInstanceOf(StepError);
       expect(err.exitCode).toBe(3);
       expect(err.message).toContain('step "migrate" on lo failed with exit code 3');
-      expect(err.message).toContain('line 40');
-      expect(err.message).not.toContain('line 5\n');
+      // its last 60 lines (failureDetail)
+      expect(err.message).toContain('line 100');
+      expect(err.message).toContain('line 41\n');
+      expect(err.message).not.toContain('line 40\n');
     } finally {
       await remote.close();
     }

@@ -14,7 +14,7 @@ import { parseEnvironment } from '../../core/config/environment.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { parseReports, reported, type Step } from '../../core/remote/types.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { MASK_FUNCTIONS, probeLibrary } from '../../core/steps/libraries.ts';
+import { MASK_FUNCTIONS, probeLibrary, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { maskArgs, maskText, releaseMasks } from '../../core/steps/masks.ts';
 import { healthShell, STATUS_KEYS } from '../../core/steps/status.ts';
@@ -271,7 +271,8 @@ describe('what status, logs and a failed start quote of the app is masked on the
     const log = join(t.layout.base, 'server-green.err.log');
     writeFileSync(log, `old line\nTraceback: settings {'SECRET_KEY': ${JSON.stringify(SECRET_KEY)}}\nValueError: ${inspect(PEM)}\n`);
     const stubs = `supervisorctl() { echo "shop-green:server FATAL"; }\nprevious_back() { echo "the previous release was started again but did not pass its checks (answering: ${SECRET_KEY.replace(/["\\$`]/g, '\\$&')})"; }\ndeclare -A log_start=([${log}]=9)\nkeep=/nonexistent\nverdict="release r1 did not become healthy on slot green: server:1:/health (answering: {\\"error\\": \\"${SECRET_KEY.replace(/["\\$`]/g, '\\$&')}\\"})"`;
-    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\n${stubs}\n${branch}`], { encoding: 'utf8' });
+    // log_tail (the end of each program's log) is a supervisor function: the stubs after it replace the rest.
+    const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\n${SUPERVISOR_FUNCTIONS}\n${stubs}\n${branch}`], { encoding: 'utf8' });
     expect(r.status).toBe(3);
     expect(r.stderr).toContain('Traceback: settings');
     expect(r.stderr).toContain('did not become healthy');

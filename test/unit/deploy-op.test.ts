@@ -417,7 +417,7 @@ describe('deploy operation', () => {
   });
 
   it('a dependency install that met a full disk early and died of it later (npm: ENOSPC while unpacking, then a truncated binary crashing): said as a full disk, the cause line quoted', async () => {
-    const trace = ['npm ERR! code 1', 'npm ERR! command sh -c node install.js', ...Array.from({ length: 25 }, (_, i) => `npm ERR!     at frame${i} (/srv/sample/releases/r/client/node_modules/esbuild/install.js:${i}:5)`), "npm ERR!   signal: 'SIGSEGV',"];
+    const trace = ['npm ERR! code 1', 'npm ERR! command sh -c node install.js', ...Array.from({ length: 75 }, (_, i) => `npm ERR!     at frame${i} (/srv/sample/releases/r/client/node_modules/esbuild/install.js:${i}:5)`), "npm ERR!   signal: 'SIGSEGV',"];
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) =>
       step.name === 'node dependencies' ? { code: 1, stderr: ["cp: error copying 'a/esbuild/bin/esbuild' to 'client/node_modules/esbuild/bin/esbuild': No space left on device", 'npm WARN tar TAR_ENTRY_ERROR ENOSPC: no space left on device, write', ...trace].join('\n') } : undefined,
     );

@@ -98,8 +98,11 @@ function host(): string {
   return base;
 }
 
+/** `step` run by bash from a file (a TLS site's state script is past the 128 KiB a single argument may hold: E2BIG). */
 async function runStep(step: Step): Promise<StepResult> {
-  const { stdout, stderr } = await run('bash', ['-c', scriptText(step)], { encoding: 'utf8' });
+  const file = join(mkdtempSync(join(tmpdir(), 'ops-state-step-')), 'step.sh');
+  writeFileSync(file, scriptText(step));
+  const { stdout, stderr } = await run('bash', [file], { encoding: 'utf8' });
   return { stdout, stderr, code: 0, durationMs: 0, reports: parseReports(stdout) };
 }
 

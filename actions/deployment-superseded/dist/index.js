@@ -19318,9 +19318,11 @@ function pythonRepr(text) {
   return out;
 }
 function pythonBytesRepr(text) {
-  const quote2 = pyQuote(text);
+  return bytesRepr(Buffer.from(text, "utf8"), pyQuote(text));
+}
+function bytesRepr(bytes, quote2 = bytes.includes(39) && !bytes.includes(34) ? '"' : "'") {
   let out = "";
-  for (const b of Buffer.from(text, "utf8")) {
+  for (const b of bytes) {
     const ch = String.fromCharCode(b);
     if (ch === quote2 || ch === "\\") out += `\\${ch}`;
     else if (ch === "	") out += "\\t";
@@ -19425,6 +19427,15 @@ function printedForms(text) {
   ];
 }
 function secretParts(value, options = {}) {
+  const parts = structuralParts(value);
+  if (options.escapes !== false)
+    for (const p of [...parts]) {
+      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+      if (!isWeakPart(p.trim())) for (const e of [...base64Forms(p), ...hexForms(p), ...caseFolded(p), ...hexKeyForms(p.trim())]) parts.add(e);
+    }
+  return [...parts];
+}
+function structuralParts(value) {
   const parts = /* @__PURE__ */ new Set([value]);
   const visit = (v, depth) => {
     for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
@@ -19434,15 +19445,22 @@ function secretParts(value, options = {}) {
     }
   };
   visit(value, 0);
-  if (options.escapes !== false)
-    for (const p of [...parts]) {
-      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-      if (!isWeakPart(p.trim())) for (const e of [...base64Forms(p), ...hexForms(p), ...caseFolded(p)]) parts.add(e);
-    }
-  return [...parts];
+  return parts;
+}
+function byteDumps(value) {
+  const out = /* @__PURE__ */ new Set();
+  for (const p of structuralParts(value)) {
+    const t = p.trim();
+    if (isWeakPart(t)) continue;
+    for (const d of bytesDumps(Buffer.from(p, "utf8"))) out.add(d);
+    if (isHexKey(t)) for (const d of bytesDumps(Buffer.from(t, "hex"))) out.add(d);
+  }
+  return [...out];
 }
 function base64Forms(text) {
-  const bytes = Buffer.from(text, "utf8");
+  return bytesBase64Forms(Buffer.from(text, "utf8"));
+}
+function bytesBase64Forms(bytes) {
   const forms = /* @__PURE__ */ new Set();
   for (const shift of [0, 1, 2]) {
     const b642 = Buffer.concat([Buffer.alloc(shift), bytes]).toString("base64");
@@ -19450,12 +19468,41 @@ function base64Forms(text) {
     const end = Math.floor(8 * (shift + bytes.length) / 6);
     const form = b642.slice(first, end);
     if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, "-").replace(/\//g, "_"));
+    if (shift === 0) for (const line of wrappedBase64Lines(form)) forms.add(line);
   }
   return [...forms];
 }
+function wrappedBase64Lines(b642) {
+  const lines = [];
+  for (const width of [76, 64]) {
+    if (b642.length <= width) continue;
+    for (let i = 0; i < b642.length; i += width) {
+      const line = b642.slice(i, i + width);
+      if (line.length >= SHORT_SECRET_LENGTH) lines.push(line);
+    }
+  }
+  return lines;
+}
 function hexForms(text) {
   const hexed = Buffer.from(text, "utf8").toString("hex");
-  return [hexed, hexed.toUpperCase()];
+  const forms = [hexed, hexed.toUpperCase()];
+  if (hexed.length > 2 * NODE_INSPECT_MAX_BYTES) forms.push(hexed.slice(0, 2 * NODE_INSPECT_MAX_BYTES));
+  return forms;
+}
+function bytesDumps(bytes) {
+  const pairs = bytes.toString("hex").match(/../g) ?? [];
+  const numbers = [...bytes].map(String);
+  const forms = [pairs.join(" "), pairs.join(":"), pairs.join("-"), pairs.join(":").toUpperCase(), numbers.join(","), numbers.join(", ")];
+  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(" "));
+  return forms;
+}
+function isHexKey(text) {
+  return text.length >= 16 && text.length % 2 === 0 && /^[0-9A-Fa-f]+$/.test(text);
+}
+function hexKeyForms(text) {
+  if (!isHexKey(text)) return [];
+  const bytes = Buffer.from(text, "hex");
+  return [bytesRepr(bytes), ...bytesBase64Forms(bytes)];
 }
 function caseFolded(text) {
   return [text.toLowerCase(), text.toUpperCase()].filter((f) => f !== text);
@@ -19490,7 +19537,7 @@ function percentEscapedChar(text, at) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE, NODE_INSPECT_MAX_BYTES, DUMP_RUN;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19584,6 +19631,8 @@ var init_parts = __esm({
       "\u2028": "L",
       "\u2029": "P"
     };
+    NODE_INSPECT_MAX_BYTES = 50;
+    DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){2,}|[0-9]{1,3}(, ?)[0-9]{1,3}(?:\2[0-9]{1,3}){2,})(?![0-9A-Za-z])/g;
   }
 });
 
@@ -19609,7 +19658,7 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
-import { statSync as statSync2 } from "node:fs";
+import { readdirSync, statSync as statSync2 } from "node:fs";
 import { dirname } from "node:path";
 function messageLine(err) {
   const message = err instanceof Error ? err.message || err.name : String(err);
@@ -19675,12 +19724,25 @@ function fileError(err, path, action, expected = "a file") {
   if (code === "ENAMETOOLONG") return new OpsError(`${fail}: the path is too long`, "check the path");
   return new OpsError(`${fail}: ${code || (err instanceof Error ? err.message : String(err))}`);
 }
-function userFileExists(path, shown = path, expected = "a file") {
+function userFileExists(path, shown = path, expected = "a file", given = false) {
   try {
     if (!statSync2(path).isDirectory()) return true;
   } catch (e) {
     if (e.code === "ENOENT") return false;
     throw fileError(e, shown, "read", expected);
+  }
+  if (given) {
+    let files = [];
+    try {
+      files = readdirSync(path, { withFileTypes: true }).filter((d) => d.isFile() && !d.name.startsWith(".")).map((d) => d.name).sort();
+    } catch {
+    }
+    const dir = shown.replace(/\/+$/, "");
+    const some = files.slice(0, 5).map((f) => quote(`${dir}/${f}`)).join(", ");
+    throw new OpsError(
+      `cannot read ${shown}: it is a directory, not ${expected}`,
+      files.length ? `give one file in it: ${some}${files.length > 5 ? `, ... (${files.length} files)` : ""}` : `give the path of ${expected}; this directory holds no file`
+    );
   }
   throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
 }
@@ -51987,9 +52049,43 @@ var Masker = class {
     }
     return spans.length ? starred(text, spans.sort((x, y) => x[0] - y[0])) : text;
   }
+  /**
+   * `text` with each secret that a run of bytes printed a byte at a time holds (parts.ts DUMP_RUN: Node's
+   * `<Buffer 5a 71 …>`, `5a:71:…`, `[90, 113, …]`) written ***: each run read back to continuous hex (the numbers'
+   * too), where the secrets' hex forms are looked up as in any text (parts.ts hexForms; a hex key is its own hex),
+   * and what they cover hidden in the run. One pass over the text; nothing registered per secret.
+   */
+  dumpsRead(text) {
+    const spans = [];
+    for (const m of text.matchAll(DUMP_RUN)) {
+      const at = [];
+      let hexed = "";
+      const bytes = [...m[0].matchAll(m[1] !== void 0 ? /[0-9A-Fa-f]{2}/g : /[0-9]+/g)];
+      if (m[1] === void 0 && bytes.some((b) => Number(b[0]) > 255)) continue;
+      for (const b of bytes) {
+        at.push([m.index + b.index, m.index + b.index + b[0].length]);
+        hexed += m[1] !== void 0 ? b[0] : Number(b[0]).toString(16).padStart(2, "0");
+      }
+      for (const [a, b] of this.spansIn(hexed)) if (b - a >= 2 * SHORT_SECRET_LENGTH) spans.push([at[a >> 1][0], at[b - 1 >> 1][1]]);
+    }
+    return spans.length ? starred(text, spans.sort((x, y) => x[0] - y[0])) : text;
+  }
+  /** Where the secrets `text` holds as it is stand in it: [start, end) spans, by start. */
+  spansIn(text) {
+    const spans = [];
+    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+      for (const n of this.lengths) {
+        if (i + n > text.length) break;
+        if (this.byLength.get(n).has(text.slice(i, i + n))) spans.push([i, i + n]);
+      }
+    }
+    return spans;
+  }
   /** `text` with every secret it holds whole, as itself or URL-encoded, written *** (but inside a key name or path told of). */
   redactWhole(text) {
     if (this.secrets.size === 0) return text;
+    text = this.dumpsRead(text);
     if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
     const found = new Set(this.starred);
     for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
@@ -52040,6 +52136,7 @@ function escapeInline(text) {
   return text.replace(MD_INLINE, "\\$&").replace(/([@#])(?=[\uE000\uE001]*[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`).replace(/\b(GH)(?=[\uE000\uE001]*-[\uE000\uE001]*\d)/gi, `$1${WORD_JOINER}`);
 }
 function markdownForms(secret) {
+  if (!/[\\`*_[\]<>|~&$@#]|gh/i.test(secret)) return [];
   return [.../* @__PURE__ */ new Set([escapeInline(secret), secret.replace(/\|/g, "\\|")])].filter((f) => f !== secret);
 }
 function mdCode(text, where = "text") {
@@ -52134,7 +52231,9 @@ var ActionsReporter = class {
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
-    for (const form of exactForms(this.masker.add(value))) setSecret(form);
+    const added = this.masker.add(value);
+    for (const form of exactForms(added)) setSecret(form);
+    if (added.length) for (const dump of byteDumps(value)) setSecret(dump);
   }
   allow(text) {
     this.masker.allow(text);

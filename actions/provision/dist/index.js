@@ -19423,9 +19423,11 @@ function pythonRepr(text) {
   return out;
 }
 function pythonBytesRepr(text) {
-  const quote2 = pyQuote(text);
+  return bytesRepr(Buffer.from(text, "utf8"), pyQuote(text));
+}
+function bytesRepr(bytes, quote2 = bytes.includes(39) && !bytes.includes(34) ? '"' : "'") {
   let out = "";
-  for (const b of Buffer.from(text, "utf8")) {
+  for (const b of bytes) {
     const ch = String.fromCharCode(b);
     if (ch === quote2 || ch === "\\") out += `\\${ch}`;
     else if (ch === "	") out += "\\t";
@@ -19530,6 +19532,15 @@ function printedForms(text) {
   ];
 }
 function secretParts(value, options = {}) {
+  const parts = structuralParts(value);
+  if (options.escapes !== false)
+    for (const p of [...parts]) {
+      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+      if (!isWeakPart(p.trim())) for (const e of [...base64Forms(p), ...hexForms(p), ...caseFolded(p), ...hexKeyForms(p.trim())]) parts.add(e);
+    }
+  return [...parts];
+}
+function structuralParts(value) {
   const parts = /* @__PURE__ */ new Set([value]);
   const visit4 = (v, depth) => {
     for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
@@ -19539,15 +19550,22 @@ function secretParts(value, options = {}) {
     }
   };
   visit4(value, 0);
-  if (options.escapes !== false)
-    for (const p of [...parts]) {
-      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-      if (!isWeakPart(p.trim())) for (const e of [...base64Forms(p), ...hexForms(p), ...caseFolded(p)]) parts.add(e);
-    }
-  return [...parts];
+  return parts;
+}
+function byteDumps(value) {
+  const out = /* @__PURE__ */ new Set();
+  for (const p of structuralParts(value)) {
+    const t = p.trim();
+    if (isWeakPart(t)) continue;
+    for (const d of bytesDumps(Buffer.from(p, "utf8"))) out.add(d);
+    if (isHexKey(t)) for (const d of bytesDumps(Buffer.from(t, "hex"))) out.add(d);
+  }
+  return [...out];
 }
 function base64Forms(text) {
-  const bytes = Buffer.from(text, "utf8");
+  return bytesBase64Forms(Buffer.from(text, "utf8"));
+}
+function bytesBase64Forms(bytes) {
   const forms = /* @__PURE__ */ new Set();
   for (const shift of [0, 1, 2]) {
     const b644 = Buffer.concat([Buffer.alloc(shift), bytes]).toString("base64");
@@ -19555,12 +19573,41 @@ function base64Forms(text) {
     const end = Math.floor(8 * (shift + bytes.length) / 6);
     const form = b644.slice(first, end);
     if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, "-").replace(/\//g, "_"));
+    if (shift === 0) for (const line of wrappedBase64Lines(form)) forms.add(line);
   }
   return [...forms];
 }
+function wrappedBase64Lines(b644) {
+  const lines = [];
+  for (const width of [76, 64]) {
+    if (b644.length <= width) continue;
+    for (let i = 0; i < b644.length; i += width) {
+      const line = b644.slice(i, i + width);
+      if (line.length >= SHORT_SECRET_LENGTH) lines.push(line);
+    }
+  }
+  return lines;
+}
 function hexForms(text) {
   const hexed = Buffer.from(text, "utf8").toString("hex");
-  return [hexed, hexed.toUpperCase()];
+  const forms = [hexed, hexed.toUpperCase()];
+  if (hexed.length > 2 * NODE_INSPECT_MAX_BYTES) forms.push(hexed.slice(0, 2 * NODE_INSPECT_MAX_BYTES));
+  return forms;
+}
+function bytesDumps(bytes) {
+  const pairs = bytes.toString("hex").match(/../g) ?? [];
+  const numbers = [...bytes].map(String);
+  const forms = [pairs.join(" "), pairs.join(":"), pairs.join("-"), pairs.join(":").toUpperCase(), numbers.join(","), numbers.join(", ")];
+  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(" "));
+  return forms;
+}
+function isHexKey(text) {
+  return text.length >= 16 && text.length % 2 === 0 && /^[0-9A-Fa-f]+$/.test(text);
+}
+function hexKeyForms(text) {
+  if (!isHexKey(text)) return [];
+  const bytes = Buffer.from(text, "hex");
+  return [bytesRepr(bytes), ...bytesBase64Forms(bytes)];
 }
 function caseFolded(text) {
   return [text.toLowerCase(), text.toUpperCase()].filter((f) => f !== text);
@@ -19595,7 +19642,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, TOKEN_IN_TEXT, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, TOKEN_IN_TEXT, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE, NODE_INSPECT_MAX_BYTES, DUMP_RUN;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19690,6 +19737,8 @@ var init_parts = __esm({
       "\u2028": "L",
       "\u2029": "P"
     };
+    NODE_INSPECT_MAX_BYTES = 50;
+    DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){2,}|[0-9]{1,3}(, ?)[0-9]{1,3}(?:\2[0-9]{1,3}){2,})(?![0-9A-Za-z])/g;
   }
 });
 
@@ -19777,7 +19826,7 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
-import { statSync as statSync2 } from "node:fs";
+import { readdirSync, statSync as statSync2 } from "node:fs";
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
   if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
@@ -19941,12 +19990,25 @@ function fileError(err, path, action, expected = "a file") {
   if (code === "ENAMETOOLONG") return new OpsError(`${fail2}: the path is too long`, "check the path");
   return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
 }
-function userFileExists(path, shown = path, expected = "a file") {
+function userFileExists(path, shown = path, expected = "a file", given = false) {
   try {
     if (!statSync2(path).isDirectory()) return true;
   } catch (e) {
     if (e.code === "ENOENT") return false;
     throw fileError(e, shown, "read", expected);
+  }
+  if (given) {
+    let files = [];
+    try {
+      files = readdirSync(path, { withFileTypes: true }).filter((d) => d.isFile() && !d.name.startsWith(".")).map((d) => d.name).sort();
+    } catch {
+    }
+    const dir = shown.replace(/\/+$/, "");
+    const some = files.slice(0, 5).map((f) => quote(`${dir}/${f}`)).join(", ");
+    throw new OpsError(
+      `cannot read ${shown}: it is a directory, not ${expected}`,
+      files.length ? `give one file in it: ${some}${files.length > 5 ? `, ... (${files.length} files)` : ""}` : `give the path of ${expected}; this directory holds no file`
+    );
   }
   throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
 }
@@ -40326,6 +40388,7 @@ function escapeInline(text) {
   return text.replace(MD_INLINE, "\\$&").replace(/([@#])(?=[\uE000\uE001]*[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`).replace(/\b(GH)(?=[\uE000\uE001]*-[\uE000\uE001]*\d)/gi, `$1${WORD_JOINER}`);
 }
 function markdownForms(secret2) {
+  if (!/[\\`*_[\]<>|~&$@#]|gh/i.test(secret2)) return [];
   return [.../* @__PURE__ */ new Set([escapeInline(secret2), secret2.replace(/\|/g, "\\|")])].filter((f) => f !== secret2);
 }
 function mdCode(text, where = "text") {
@@ -40728,9 +40791,43 @@ var init_report = __esm({
         }
         return spans.length ? starred(text, spans.sort((x, y) => x[0] - y[0])) : text;
       }
+      /**
+       * `text` with each secret that a run of bytes printed a byte at a time holds (parts.ts DUMP_RUN: Node's
+       * `<Buffer 5a 71 …>`, `5a:71:…`, `[90, 113, …]`) written ***: each run read back to continuous hex (the numbers'
+       * too), where the secrets' hex forms are looked up as in any text (parts.ts hexForms; a hex key is its own hex),
+       * and what they cover hidden in the run. One pass over the text; nothing registered per secret.
+       */
+      dumpsRead(text) {
+        const spans = [];
+        for (const m of text.matchAll(DUMP_RUN)) {
+          const at2 = [];
+          let hexed = "";
+          const bytes = [...m[0].matchAll(m[1] !== void 0 ? /[0-9A-Fa-f]{2}/g : /[0-9]+/g)];
+          if (m[1] === void 0 && bytes.some((b) => Number(b[0]) > 255)) continue;
+          for (const b of bytes) {
+            at2.push([m.index + b.index, m.index + b.index + b[0].length]);
+            hexed += m[1] !== void 0 ? b[0] : Number(b[0]).toString(16).padStart(2, "0");
+          }
+          for (const [a, b] of this.spansIn(hexed)) if (b - a >= 2 * SHORT_SECRET_LENGTH) spans.push([at2[a >> 1][0], at2[b - 1 >> 1][1]]);
+        }
+        return spans.length ? starred(text, spans.sort((x, y) => x[0] - y[0])) : text;
+      }
+      /** Where the secrets `text` holds as it is stand in it: [start, end) spans, by start. */
+      spansIn(text) {
+        const spans = [];
+        for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+          if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+          for (const n of this.lengths) {
+            if (i + n > text.length) break;
+            if (this.byLength.get(n).has(text.slice(i, i + n))) spans.push([i, i + n]);
+          }
+        }
+        return spans;
+      }
       /** `text` with every secret it holds whole, as itself or URL-encoded, written *** (but inside a key name or path told of). */
       redactWhole(text) {
         if (this.secrets.size === 0) return text;
+        text = this.dumpsRead(text);
         if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
         const found = new Set(this.starred);
         for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
@@ -60944,6 +61041,12 @@ function domainProblem(v) {
     return `${rest[2] ? "a port" : "a path"} after the name: give the host name alone (${rest[1]}): the site is served at its root, on port 80 (443 with TLS)`;
   return dnsNameProblem(v);
 }
+function aliasProblem(v) {
+  const problem = domainProblem(v);
+  if (problem) return problem;
+  if (isIP(v.replace(/\.$/, ""))) return "an IP address: an alias is a DNS name (a request by address goes to the default server: nginx.default_server)";
+  return void 0;
+}
 function dnsName(v) {
   return v.toLowerCase().replace(/\.$/, "");
 }
@@ -61093,6 +61196,11 @@ var init_environment_schema = __esm({
         repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
         ref: opt(gitRef, "git ref deployed when none is given", "master"),
         domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: domainProblem, normalize: dnsName }), "public name of the site (nginx server_name, TLS certificate)"),
+        aliases: opt(
+          list(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: aliasProblem, normalize: dnsName })),
+          "other names of the site (www.example.org beside example.org, an old domain being moved away from), each a DNS name resolving to the hosts like domain; needs domain. Each redirects permanently (301) to the domain, path and query kept (https://<domain> with TLS, http:// without); the TLS certificate names them too (certbot -d each; a certificate missing one is expanded by the next provision). Not the domain itself, not twice, not a name another environment on the same hosts serves",
+          []
+        ),
         url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
         hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
         bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
@@ -61329,7 +61437,7 @@ var init_placeholders = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash3 } from "node:crypto";
-import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync6, readdirSync, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync6, readdirSync as readdirSync2, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { isAbsolute as isAbsolute4, join as join7, resolve as resolve3 } from "node:path";
 import { deserialize, serialize } from "node:v8";
@@ -61339,7 +61447,7 @@ function environmentsDir(root) {
 function listEnvironments(root) {
   const dir = environmentsDir(root);
   if (!existsSync5(dir)) return [];
-  return readdirSync(dir).filter((d) => isValid("environment", d) && existsSync5(join7(dir, d, ENVIRONMENT_FILE))).sort();
+  return readdirSync2(dir).filter((d) => isValid("environment", d) && existsSync5(join7(dir, d, ENVIRONMENT_FILE))).sort();
 }
 function userPath(base, p, home = homeDir()) {
   if (p === "~" || p.startsWith("~/")) {
@@ -61433,6 +61541,13 @@ function envPublicProblems(config, problems) {
   }
 }
 function crossCheck(config, problems, routesGiven) {
+  const names = new Map(config.domain ? [[config.domain, "domain"]] : []);
+  config.aliases.forEach((a, i) => {
+    if (!config.domain) problems.push({ path: `aliases[${i}]`, message: `${a}: an alias redirects to the site's domain, and there is none: set domain (the site's one name) first` });
+    const before = names.get(a);
+    if (before) problems.push({ path: `aliases[${i}]`, message: `${a} is already ${before}: each name once (the domain is the site's own name, not an alias)` });
+    names.set(a, `aliases[${i}]`);
+  });
   const seen = /* @__PURE__ */ new Set();
   const machines = /* @__PURE__ */ new Map();
   config.hosts.forEach((h, i) => {
@@ -61574,7 +61689,7 @@ function keepParsed(entry, value) {
     const payload = serialize(value);
     writeFileSync(tmp, Buffer.concat([createHash3("sha256").update(payload).digest(), payload]));
     renameSync(tmp, entry);
-    const names = readdirSync(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    const names = readdirSync2(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
     const byAge = names.map((n) => ({ n, t: statSync5(join7(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
     for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join7(parsedDir, n));
@@ -61706,7 +61821,7 @@ function readEnvironmentConfig(envName, root) {
   const dir = join7(environmentsDir(root), envName);
   const file = join7(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
-    const other = existsSync5(dir) && statSync5(dir).isDirectory() ? readdirSync(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes(".sops.")) : void 0;
+    const other = existsSync5(dir) && statSync5(dir).isDirectory() ? readdirSync2(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes(".sops.")) : void 0;
     if (other)
       throw new OpsError(
         `environments/${envName}/ has no ${ENVIRONMENT_FILE}: the settings are read from that name only, and it holds ${other}`,
@@ -71495,7 +71610,7 @@ var init_git = __esm({
 // core/secrets/env.ts
 import { execFileSync as execFileSync2 } from "node:child_process";
 import { randomBytes as randomBytes10 } from "node:crypto";
-import { existsSync as existsSync6, readFileSync as readFileSync8, readdirSync as readdirSync2 } from "node:fs";
+import { existsSync as existsSync6, readFileSync as readFileSync8, readdirSync as readdirSync3 } from "node:fs";
 import { isAbsolute as isAbsolute7, join as join10, relative as relative4, resolve as resolve5, sep as sep3 } from "node:path";
 function envDir(root, env) {
   return join10(root, "environments", validate("environment", env));
@@ -71510,7 +71625,7 @@ function envSopsFiles(root, env) {
   if (userFileExists(secrets, `environments/${env}/${SECRETS_FILE}`)) files.push(secrets);
   const assets = join10(dir, "assets");
   if (existsSync6(assets)) {
-    for (const name2 of readdirSync2(assets).sort()) {
+    for (const name2 of readdirSync3(assets).sort()) {
       if (!/\.(ya?ml|json)$/i.test(name2)) continue;
       const file = join10(assets, name2);
       try {
@@ -71652,7 +71767,7 @@ var init_env = __esm({
 
 // core/secrets/scaffold.ts
 import { generateKeyPairSync } from "node:crypto";
-import { existsSync as existsSync7, readFileSync as readFileSync9, readdirSync as readdirSync3 } from "node:fs";
+import { existsSync as existsSync7, readFileSync as readFileSync9, readdirSync as readdirSync4 } from "node:fs";
 import { mkdir as mkdir3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
 import { join as join11, relative as relative5 } from "node:path";
 function placeholderHostKey() {
@@ -71668,7 +71783,7 @@ function placeholderHostKey() {
 function freePlaceholderAddress(root) {
   const used = /* @__PURE__ */ new Set();
   const envs = join11(root, "environments");
-  for (const e of existsSync7(envs) ? readdirSync3(envs, { withFileTypes: true }) : []) {
+  for (const e of existsSync7(envs) ? readdirSync4(envs, { withFileTypes: true }) : []) {
     const file = join11(envs, e.name, "environment.yml");
     if (!e.isDirectory() || !existsSync7(file)) continue;
     for (const m of readFileSync9(file, "utf8").matchAll(/address:\s*["']?([0-9a-fA-F.:]+)/g)) used.add(m[1]);
@@ -74109,7 +74224,9 @@ var ActionsReporter = class {
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
-    for (const form of exactForms(this.masker.add(value))) setSecret(form);
+    const added = this.masker.add(value);
+    for (const form of exactForms(added)) setSecret(form);
+    if (added.length) for (const dump of byteDumps(value)) setSecret(dump);
   }
   allow(text) {
     this.masker.allow(text);
@@ -74646,6 +74763,7 @@ function hostClaims(env) {
   claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
   claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
   if (c.domain) claims.push({ key: `domain ${c.domain}`, source: "domain" });
+  c.aliases.forEach((a, i) => claims.push({ key: `domain ${a}`, source: `aliases[${i}]` }));
   if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
   return claims;
 }
@@ -74702,8 +74820,9 @@ init_errors();
 init_errors();
 var REPORT_PREFIX = "@ops ";
 var FAILURE_KEYS = reportKeys("failure");
+var FAILURE_DETAIL_LINES = 60;
 function failureDetail(stdout, stderr, redact) {
-  const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"));
+  const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"), FAILURE_DETAIL_LINES);
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
   const full = DISK_FULL.test(end) ? void 0 : `${stderr}
 ${stdout}`.split("\n").find((l) => DISK_FULL.test(l))?.trim();
@@ -74890,11 +75009,14 @@ function certificatePaths(env) {
   }
   return void 0;
 }
+function certificateNames(env) {
+  return [env.config.domain ?? env.config.app, ...env.config.aliases];
+}
 function stripsPrefix(env, prefix) {
   const program = env.config.routes[prefix];
   return prefix !== "/" && (program === void 0 || env.config.programs[program]?.strip_prefix !== false);
 }
-function siteVariables(env) {
+function siteVariables(env, tlsReady = env.config.tls.mode !== "off") {
   const L = env.layout;
   const app = env.config.app;
   const certs = certificatePaths(env);
@@ -74923,10 +75045,7 @@ function siteVariables(env) {
     upstreams_include: `include ${L.nginxUpstreams};
 ${upgradeMap(env)}
 ${checkLogFormat(env)}`,
-    acme_location: `location ^~ ${ACME_CHALLENGE_PREFIX} {
-        root ${L.acmeWebroot};
-        default_type text/plain;
-    }`,
+    acme_location: acmeLocation(env),
     // Local clients only: `return` runs in the rewrite phase, before allow/deny (the access phase) would, so the
     // refusal is a rewrite-phase `if` before it (ngx_http_rewrite_module: its directives run in their order).
     // Answered to the host itself only: a request from one of its addresses to that same address (127.0.0.1, ::1, or
@@ -74947,8 +75066,52 @@ ${checkLogFormat(env)}`,
     // No route for "/": the paths no route takes answer 404, not nginx's own root (/usr/share/nginx/html: Debian's
     // "Welcome to nginx!" page under the app's name). Apart from {{locations}}: a custom template may serve "/" itself.
     // On its own line when there is one; nothing at all otherwise (the site's text as it was: no rewrite, no reload).
-    unrouted_location: root ? "" : "\n    location / {\n        return 404;\n    }"
+    unrouted_location: root ? "" : "\n    location / {\n        return 404;\n    }",
+    alias_servers: aliasServers(env, tlsReady, certs)
   };
+}
+function acmeLocation(env) {
+  return `location ^~ ${ACME_CHALLENGE_PREFIX} {
+        root ${env.layout.acmeWebroot};
+        default_type text/plain;
+    }`;
+}
+function aliasServers(env, tlsReady, certs) {
+  const { aliases, domain } = env.config;
+  if (!aliases.length || !domain) return "";
+  const names = aliases.join(" ");
+  const https = tlsReady && certs !== void 0;
+  const redirect = `location / {
+        return 301 ${https ? "https" : "http"}://${domain}$request_uri;
+    }`;
+  const L = env.layout;
+  const logs = `access_log ${L.nginxAccessLog};
+    error_log ${L.nginxErrorLog};`;
+  const plain = `
+# The site's aliases, redirected to ${domain}.
+server {
+    listen 80;
+    listen [::]:80;
+    server_name ${names};
+    ${logs}
+
+    ${acmeLocation(env)}
+    ${redirect}
+}
+`;
+  if (!https) return plain;
+  return `${plain}server {
+    listen 443 ssl http2;
+    listen [::]:443 ssl http2;
+    server_name ${names};
+    ${logs}
+    ssl_certificate ${certs.cert};
+    ssl_certificate_key ${certs.key};
+    ${TLS_SETTINGS}
+
+    ${redirect}
+}
+`;
 }
 function assetLocations(env) {
   const L = env.layout;
@@ -75002,7 +75165,7 @@ ${port80(`    client_max_body_size {{client_max_body_size}};
     {{acme_location}}
     {{slot_location}}
     {{locations}}{{unrouted_location}}
-`)}`;
+`)}{{alias_servers}}`;
 var TLS_SITE = `${HEADER}
 {{upstreams_include}}
 
@@ -75027,7 +75190,7 @@ server {
     {{slot_location}}
     {{locations}}{{unrouted_location}}
 }
-`;
+{{alias_servers}}`;
 function renderTemplate(template, vars, source) {
   const unknown = /* @__PURE__ */ new Set();
   const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
@@ -75090,12 +75253,17 @@ function slotPortFree(env, template, source) {
   );
 }
 function site(env, certificateReady) {
-  const vars = siteVariables(env);
   const tls = env.config.tls.mode !== "off";
+  const vars = siteVariables(env, tls && certificateReady);
   if (tls && !certificateReady) return renderTemplate(PLAIN_SITE, vars, "built-in site");
   const custom = env.config.nginx.site_template;
   if (custom) {
     const text = readTemplate(env, custom);
+    if (env.config.aliases.length && !/\{\{\s*alias_servers\s*\}\}/.test(text))
+      throw new OpsError(
+        `environments/${env.name}/${custom} has no {{alias_servers}}, so nginx would not answer the aliases (${env.config.aliases.join(", ")})`,
+        `add {{alias_servers}} at the top level of ${custom} (their server blocks, redirecting to ${env.config.domain}), or remove aliases from environments/${env.name}/environment.yml`
+      );
     if (!UPSTREAMS_PLACEHOLDER.test(text)) vars.logs = vars.logs.replace(`
     ${checkLog(env)}`, "");
     return renderTemplate(text, vars, `environments/${env.name}/${custom}`);
@@ -75154,10 +75322,13 @@ function putUnlessHostOwn(path, content, rule) {
 ${newMd5}
 if { [ -L ${p} ] || [ "$host_file_md5" != "$host_file_new" ]; } && ${notAsWritten(path)}; then
   host_file_backup=${quote(`${HOST_OWN_BACKUPS}${path}`)}.$(date -u +%Y%m%dT%H%M%SZ)
+  # A second change in the same second (provision then deploy, two runs back to back) gets .2, .3...: never over the first.
+  host_file_at=$host_file_backup; host_file_n=1
+  while [ -e "$host_file_backup" ] || [ -L "$host_file_backup" ]; do host_file_n=$(( host_file_n + 1 )); host_file_backup=$host_file_at.$host_file_n; done
   mkdir -p "${"$"}{host_file_backup%/*}"; chmod 0700 ${quote(HOST_OWN_BACKUPS)}
   cp -a ${p} "$host_file_backup"; rm -f ${p}
-  # The newest HOST_OWN_BACKUPS_KEPT of this file's backups stay (their UTC times sort as the glob lists them).
-  host_file_backups=(${quote(`${HOST_OWN_BACKUPS}${path}`)}.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z)
+  # The newest HOST_OWN_BACKUPS_KEPT of this file's backups stay (their UTC times, then .2, .3..., sort as the glob lists them).
+  host_file_backups=(${quote(`${HOST_OWN_BACKUPS}${path}`)}.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*)
   [ "${"$"}{#host_file_backups[@]}" -le ${HOST_OWN_BACKUPS_KEPT} ] || rm -f -- "${"$"}{host_file_backups[@]:0:${"$"}{#host_file_backups[@]}-${HOST_OWN_BACKUPS_KEPT}}"
   if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'
   elif [ ! -L "$host_file_backup" ] && case "$(head -n1 "$host_file_backup" 2>/dev/null)" in ${OPS_HEADERS}) true ;; *) false ;; esac; then host_file_why="written by an older ops (its first line is ops's header), which kept no record of what it wrote: a change made here since cannot be told from it"; host_file_said=$host_file_md5
@@ -75229,6 +75400,16 @@ served_serial() {
   local s
   s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
   printf '%s' "\${s#serial=}"
+}
+# cert_lacks CERT NAME...: prints the NAMEs (space-separated) the certificate's subjectAltName does not list (DNS names
+# and IP addresses, compared in lower case), nothing when it lists them all or is missing (cert_problem says that).
+cert_lacks() {
+  local f=$1 sans n out=''
+  shift
+  [ -s "$f" ] || return 0
+  sans=$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' | sed 's/^[^:]*://' | tr '[:upper:]' '[:lower:]') || true
+  for n in "$@"; do grep -qxF -- "$n" <<< "$sans" || out+="\${out:+ }$n"; done
+  printf '%s' "$out"
 }
 # cert_problem CERT KEY: prints why nginx could not serve this certificate with this key (missing, unreadable, the key
 # not the certificate's: replaced by hand), nothing when it can. Public keys compared, as nginx -t does ("key values mismatch").
@@ -75590,22 +75771,41 @@ history_derive() {
 }
 history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
-# history_read: one pass over the history, by bash: each release's last going live (history_live_seq[ID]) and
-# last event (history_last_seq[ID]), and the last sequence number (history_seq).
+# history_read: one pass over the history, by awk (bash's own read loop took 5 s over 100k lines): the last going
+# live (history_live_seq[ID]) and last event (history_last_seq[ID]) of each release here (release_ids: no other is
+# ever looked up), and the last sequence number (history_seq); bash then reads one line per release. A line cut
+# short by a crash mid-append names no event unless its event and whole id are there (written by the switch: it was).
 declare -gA history_live_seq history_last_seq
 history_seq=0
 history_read() {
-  local n _t event id _rest
+  local id live last
   history_live_seq=(); history_last_seq=(); history_seq=0
-  while IFS=$'\\t' read -r n _t event id _rest; do
-    [[ $n =~ ^[0-9]+$ ]] || continue
-    n=$(( 10#$n )); history_seq=$n
-    # A torn line (cut short by a crash mid-append; the last one, unended, is not read at all) names no event of a release.
+  while read -r id live last; do
+    if [ "$id" = - ]; then history_seq=$last; continue; fi
     [[ $id =~ $release_dir_pattern ]] || continue
-    case $event in live | failed | abandoned) ;; *) continue ;; esac
-    history_last_seq[$id]=$n
-    if [ "$event" = live ]; then history_live_seq[$id]=$n; fi
-  done < <(history_lines)
+    history_last_seq[$id]=$last
+    if [ "$live" != - ]; then history_live_seq[$id]=$live; fi
+  done < <(history_lines | awk -F'\\t' -v ids="$(release_ids)" '
+    BEGIN { k = split(ids, l, "\\n"); for (i = 1; i <= k; i++) here[l[i]] = 1 }
+    $1 ~ /^[0-9]+$/ { n = $1 + 0; seq = n
+      if (NF >= 4 && ($4 in here) && ($3 == "live" || $3 == "failed" || $3 == "abandoned")) { last[$4] = n; if ($3 == "live") live[$4] = n } }
+    END { for (id in last) print id, (id in live ? live[id] : "-"), last[id]; print "-", "-", seq + 0 }')
+}
+# history_compact KEEP: bound the history (under the lock, after pruning): past 2 x KEEP lines, only the last KEEP
+# lines and every line naming a release still here are kept (in their order; the last sequence number with them, so
+# numbering goes on), written whole beside it and renamed over it: a crash leaves the old history or the new one.
+# What is dropped names only releases pruned, which nothing reads any more.
+history_compact() {
+  local keep=$1 total
+  [ -f "$history_file" ] || return 0
+  total=$(wc -l < "$history_file")
+  [ "$total" -gt $(( 2 * keep )) ] || return 0
+  if ! { awk -F'\\t' -v keep="$keep" -v total="$total" -v ids="$(release_ids)" '
+    BEGIN { n = split(ids, l, "\\n"); for (i = 1; i <= n; i++) here[l[i]] = 1 }
+    FNR > total - keep || (NF >= 4 && ($4 in here))' "$history_file" > "$history_file.new" &&
+    chmod 0644 "$history_file.new" && mv -fT "$history_file.new" "$history_file"; }; then
+    rm -f "$history_file.new"; echo "could not shorten the history (the next prune will try again)" >&2
+  fi
 }
 # release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)
 # records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose
@@ -75694,7 +75894,7 @@ var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share it
 var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,\n# IDENTITY says what answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails.\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
 
 // core/steps/sh/mask.sh
-var mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL).\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\n# A secret a printer cut short, the cut marked by an ellipsis ("..." or U+2026): the texts of 8 bytes or more (no weak\n# value) by their first and last 3 bytes, for cut() (core/report.ts Masker.hideCut, the same rule).\nmy (%cut_start, %cut_end, $cut_long);\nfor my $f (@forms) {\n  next if length($f) < 8;\n  push @{$cut_start{substr($f, 0, 3)}}, $f; push @{$cut_end{substr($f, -3)}}, $f;\n  $cut_long = length($f) if length($f) > ($cut_long // 0);\n}\n# cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece\n# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as\n# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).\nsub cut {\n  my ($l) = @_;\n  my @spans;\n  my $n = length $l;\n  while ($l =~ /\\.{3,}|\\xe2\\x80\\xa6/g) {\n    my ($ms, $me) = ($-[0], $+[0]);\n    my $e = $ms; $e-- if $e > 0 && substr($l, $e - 1, 1) =~ /["\\x27`]/;\n    for (my $j = $e > $cut_long ? $e - $cut_long : 0; $j + 3 <= $e; $j++) {\n      next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_start{substr($l, $j, 3)} or next;\n      my $p = substr($l, $j, $e - $j);\n      last if length($p) < 8;\n      if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }\n    }\n    my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\\x27`]/;\n    for (my $f = $s + $cut_long < $n ? $s + $cut_long : $n; $f - 3 >= $s; $f--) {\n      next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_end{substr($l, $f - 3, 3)} or next;\n      my $p = substr($l, $s, $f - $s);\n      last if length($p) < 8;\n      if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }\n    }\n  }\n  return $l unless @spans;\n  @spans = sort { $a->[0] <=> $b->[0] } @spans;\n  my ($out, $copied, $k) = ("", 0, 0);\n  while ($k < @spans) {\n    my ($from, $to) = @{$spans[$k]};\n    for ($k++; $k < @spans && $spans[$k][0] < $to; $k++) { $to = $spans[$k][1] if $spans[$k][1] > $to }\n    $out .= substr($l, $copied, $from - $copied) . "***"; $copied = $to;\n  }\n  return $out . substr($l, $copied);\n}\nwhile (my $line = <STDIN>) {\n  my $end = chomp($line) ? "\\n" : "";\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  $line = cut($line) if %cut_start && $line =~ /\\.\\.\\.|\\xe2\\x80\\xa6/;\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments); but a TEXT holding an ellipsis ("..." or U+2026) goes through mask_text\'s own program\n# (MASK_PERL), so a secret a printer cut short there is hidden by the one rule (its cut).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  if [[ -n ${MASK_FORMS[0]+x} && ( $t == *...* || $t == *$\'\\xe2\\x80\\xa6\'* ) ]]; then\n    MASK_TEXT=$(printf \'%s\' "$t" | perl -C0 -e "$MASK_PERL" 3< <(printf \'%s\\n\' "${MASK_FORMS[@]}"); printf x)\n    MASK_TEXT=${MASK_TEXT%x}\n    return 0\n  fi\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
+var mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed, in base64 and hex, a byte at a time: `<Buffer 5a 71 \u2026>`), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL).\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\n# A secret a printer cut short, the cut marked by an ellipsis ("..." or U+2026): the texts of 8 bytes or more (no weak\n# value) by their first and last 3 bytes, for cut() (core/report.ts Masker.hideCut, the same rule).\nmy (%cut_start, %cut_end, $cut_long);\nfor my $f (@forms) {\n  next if length($f) < 8;\n  push @{$cut_start{substr($f, 0, 3)}}, $f; push @{$cut_end{substr($f, -3)}}, $f;\n  $cut_long = length($f) if length($f) > ($cut_long // 0);\n}\n# cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece\n# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as\n# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).\nsub cut {\n  my ($l) = @_;\n  my @spans;\n  my $n = length $l;\n  while ($l =~ /\\.{3,}|\\xe2\\x80\\xa6/g) {\n    my ($ms, $me) = ($-[0], $+[0]);\n    my $e = $ms; $e-- if $e > 0 && substr($l, $e - 1, 1) =~ /["\\x27`]/;\n    for (my $j = $e > $cut_long ? $e - $cut_long : 0; $j + 3 <= $e; $j++) {\n      next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_start{substr($l, $j, 3)} or next;\n      my $p = substr($l, $j, $e - $j);\n      last if length($p) < 8;\n      if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }\n    }\n    my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\\x27`]/;\n    for (my $f = $s + $cut_long < $n ? $s + $cut_long : $n; $f - 3 >= $s; $f--) {\n      next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_end{substr($l, $f - 3, 3)} or next;\n      my $p = substr($l, $s, $f - $s);\n      last if length($p) < 8;\n      if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }\n    }\n  }\n  return $l unless @spans;\n  @spans = sort { $a->[0] <=> $b->[0] } @spans;\n  my ($out, $copied, $k) = ("", 0, 0);\n  while ($k < @spans) {\n    my ($from, $to) = @{$spans[$k]};\n    for ($k++; $k < @spans && $spans[$k][0] < $to; $k++) { $to = $spans[$k][1] if $spans[$k][1] > $to }\n    $out .= substr($l, $copied, $from - $copied) . "***"; $copied = $to;\n  }\n  return $out . substr($l, $copied);\n}\nwhile (my $line = <STDIN>) {\n  my $end = chomp($line) ? "\\n" : "";\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  $line = cut($line) if %cut_start && $line =~ /\\.\\.\\.|\\xe2\\x80\\xa6/;\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments); but a TEXT holding an ellipsis ("..." or U+2026) goes through mask_text\'s own program\n# (MASK_PERL), so a secret a printer cut short there is hidden by the one rule (its cut).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  if [[ -n ${MASK_FORMS[0]+x} && ( $t == *...* || $t == *$\'\\xe2\\x80\\xa6\'* ) ]]; then\n    MASK_TEXT=$(printf \'%s\' "$t" | perl -C0 -e "$MASK_PERL" 3< <(printf \'%s\\n\' "${MASK_FORMS[@]}"); printf x)\n    MASK_TEXT=${MASK_TEXT%x}\n    return 0\n  fi\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
 
 // core/steps/sh/probe.sh
 var probe_default = `# shellcheck shell=bash
@@ -76279,6 +76479,24 @@ group_fatal() {
   sup_pids
   for k in "\${!SUP_STATE[@]}"; do [[ $k == "$1:"* && \${SUP_STATE[$k]} == FATAL ]] && return 0; done
   return 1
+}
+# log_tail N: the last N lines of stdin (a program's log), or, when they are the end of a stack trace whose message
+# comes before its frames (Node's \`Error: Cannot find module ...\` then \`    at ...\` lines, \`{ code: ... }\` and
+# \`Node.js v18...\`), from that message on, at most 30 lines back: the frames alone do not say what failed. A Python
+# traceback ends with its message, so its last N lines do.
+log_tail() {
+  awk -v n="$1" -v max=30 '{ l[NR] = $0 }
+    END {
+      s = NR - n + 1; if (s < 1) s = 1
+      h = 0; frames = 0
+      for (i = NR; i >= 1 && i > NR - max; i--) {
+        if (l[i] ~ /^[ \\t]+at /) frames = 1
+        if (l[i] == "" || l[i] ~ /^[ \\t{}^]/ || l[i] ~ /^Node\\.js v[0-9]/) continue
+        h = i; break
+      }
+      if (h && h < s && frames) s = h
+      for (i = s; i <= NR; i++) print l[i]
+    }'
 }
 `;
 
@@ -77136,11 +77354,13 @@ fi`);
 function selfSignedCertificate(env, force = false) {
   const L = env.layout;
   const certs = certificatePaths(env);
-  const domain = env.config.domain ?? env.config.app;
-  const when = force ? "true" : `[ -n "$(cert_problem ${quote(certs.cert)} ${quote(certs.key)})" ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
+  const names = certificateNames(env);
+  const domain = names[0];
+  const san = names.map((n) => `${isIP3(n) ? "IP" : "DNS"}:${n}`).join(",");
+  const when = force ? "true" : `[ -n "$(cert_problem ${quote(certs.cert)} ${quote(certs.key)})" ] || [ -n "$(cert_lacks ${quote(certs.cert)} ${names.map(quote).join(" ")})" ] || ! openssl x509 -in ${quote(certs.cert)} -noout -checkend 2592000 >/dev/null`;
   return String.raw`if ${when}; then
   install -d -m 0755 ${quote(L.selfSignedDir)}
-  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=${isIP3(domain) ? "IP" : "DNS"}:${domain}`)} \
+  if ! (umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj ${quote(`/CN=${domain}`)} -addext ${quote(`subjectAltName=${san}`)} \
     -keyout ${quote(`${certs.key}.new`)} -out ${quote(`${certs.cert}.new`)} 2>/dev/null); then
     rm -f ${quote(`${certs.key}.new`)} ${quote(`${certs.cert}.new`)}
     echo "could not make a self-signed certificate (full disk?)" >&2
@@ -77154,7 +77374,8 @@ fi`;
 }
 function certbotCertonly(env, withAcmeCa, force, left) {
   const tls = env.config.tls;
-  const domain = env.config.domain;
+  const names = certificateNames(env);
+  const domain = names[0];
   const args = [
     "certbot",
     "certonly",
@@ -77166,18 +77387,20 @@ function certbotCertonly(env, withAcmeCa, force, left) {
     "--webroot",
     "-w",
     env.layout.acmeWebroot,
-    "-d",
-    domain,
+    ...names.flatMap((n) => ["-d", n]),
     "--cert-name",
     domain,
+    "--expand",
     "--no-random-sleep-on-renew",
     ...tls.acme_server ? ["--server", tls.acme_server] : []
   ];
   const ca = withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : "";
-  return String.raw`if acme_problem=$(acme_path_problem ${quote(domain)} ${quote(env.layout.acmeWebroot)}) && [ -n "$acme_problem" ]; then
-  echo "certbot was not run for ${domain}: the ACME server's HTTP-01 request would fail: $acme_problem. ${left}. To fix: remove or change the server block for ${domain} on port 80 that answers instead (the site ops writes serves /.well-known/acme-challenge/ itself; a nginx.site_template needs {{acme_location}} in its port-80 server), then run ops provision ${env.name} again" >&2
-  exit 1
-fi
+  return String.raw`for acme_name in ${names.map(quote).join(" ")}; do
+  if acme_problem=$(acme_path_problem "$acme_name" ${quote(env.layout.acmeWebroot)}) && [ -n "$acme_problem" ]; then
+    echo "certbot was not run for ${names.join(", ")}: the ACME server's HTTP-01 request would fail: $acme_problem. ${left}. To fix: remove or change the server block for $acme_name on port 80 that answers instead (the site ops writes serves /.well-known/acme-challenge/ itself, for the domain and each alias; a nginx.site_template needs {{acme_location}} in its port-80 server, and {{alias_servers}}), then run ops provision ${env.name} again" >&2
+    exit 1
+  fi
+done
 host_lock certbot 300
 certbot_log=$(mktemp)
 certbot_rc=0
@@ -77222,6 +77445,9 @@ if [ -n "$cert_bad" ]; then
 elif [ -n "$cert_gone" ]; then
   echo "the renewal of ${domain} names ACME account $cert_gone, whose key is no longer in /etc/letsencrypt/accounts (the renewal timer fails on it): renewing now, with a new account"
   cert_run=1; cert_force=--force-renewal
+elif cert_missing=$(cert_lacks ${quote(cert.cert)} ${certificateNames(env).map(quote).join(" ")}) && [ -n "$cert_missing" ]; then
+  echo "the certificate of ${domain} does not name $cert_missing: getting one that names ${certificateNames(env).join(", ")} (certbot --expand; the current one serves until then)"
+  cert_run=1
 elif ! openssl x509 -in ${quote(cert.cert)} -noout -checkend 2592000 >/dev/null; then
   echo "the certificate of ${domain} expires $(openssl x509 -in ${quote(cert.cert)} -noout -enddate | sed 's/^notAfter=//') (the renewal timer did not renew it): renewing now"
   cert_run=1
@@ -79378,7 +79604,7 @@ function runInfo(processEnv = process.env) {
 init_shell();
 var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
-  return JSON.stringify(entry).replace(/\n/g, " ");
+  return JSON.stringify(entry).replace(/[\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 function auditTemplate(entry, vars) {
   const marks = /* @__PURE__ */ new Map();
@@ -79418,6 +79644,7 @@ printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
 chmod 0644 ${quote(L.audit)}`
   };
 }
+var AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
 function readAudit(env, lines) {
   return {
     name: "read audit log",
@@ -79441,7 +79668,7 @@ init_shell();
 
 // core/steps/certs.ts
 init_shell();
-var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal");
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last");
 
 // core/steps/history.ts
 init_shell();
@@ -80860,7 +81087,7 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
 async function provision(ctx, environment) {
   const env = resolveTarget(environment);
   refuseCollisions(env, ctx.reporter);
-  const refusal = letsEncryptRefusal(env.config.tls, env.config.domain);
+  const refusal = [env.config.domain, ...env.config.aliases].map((name2) => letsEncryptRefusal(env.config.tls, name2)).find(Boolean);
   if (refusal) throw new OpsError(`${refusal}; nothing was done`, `set the site's public DNS name (domain) and a real contact (tls.email) in environments/${env.name}/environment.yml, or tls.mode self-signed for a name without public DNS`);
   const caFile = env.config.tls.acme_ca_file;
   let acmeCa;

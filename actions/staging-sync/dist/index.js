@@ -20172,9 +20172,11 @@ function pythonRepr(text) {
   return out;
 }
 function pythonBytesRepr(text) {
-  const quote2 = pyQuote(text);
+  return bytesRepr(Buffer.from(text, "utf8"), pyQuote(text));
+}
+function bytesRepr(bytes, quote2 = bytes.includes(39) && !bytes.includes(34) ? '"' : "'") {
   let out = "";
-  for (const b of Buffer.from(text, "utf8")) {
+  for (const b of bytes) {
     const ch = String.fromCharCode(b);
     if (ch === quote2 || ch === "\\") out += `\\${ch}`;
     else if (ch === "	") out += "\\t";
@@ -20279,6 +20281,15 @@ function printedForms(text) {
   ];
 }
 function secretParts(value, options = {}) {
+  const parts = structuralParts(value);
+  if (options.escapes !== false)
+    for (const p of [...parts]) {
+      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
+      if (!isWeakPart(p.trim())) for (const e of [...base64Forms(p), ...hexForms(p), ...caseFolded(p), ...hexKeyForms(p.trim())]) parts.add(e);
+    }
+  return [...parts];
+}
+function structuralParts(value) {
   const parts = /* @__PURE__ */ new Set([value]);
   const visit3 = (v, depth) => {
     for (const p of [...urlCredentials(v), ...jsonStrings(v)]) {
@@ -20288,15 +20299,22 @@ function secretParts(value, options = {}) {
     }
   };
   visit3(value, 0);
-  if (options.escapes !== false)
-    for (const p of [...parts]) {
-      if (p.trim().length >= MIN_MASKED_LENGTH) for (const e of printedForms(p)) parts.add(e);
-      if (!isWeakPart(p.trim())) for (const e of [...base64Forms(p), ...hexForms(p), ...caseFolded(p)]) parts.add(e);
-    }
-  return [...parts];
+  return parts;
+}
+function byteDumps(value) {
+  const out = /* @__PURE__ */ new Set();
+  for (const p of structuralParts(value)) {
+    const t = p.trim();
+    if (isWeakPart(t)) continue;
+    for (const d of bytesDumps(Buffer.from(p, "utf8"))) out.add(d);
+    if (isHexKey(t)) for (const d of bytesDumps(Buffer.from(t, "hex"))) out.add(d);
+  }
+  return [...out];
 }
 function base64Forms(text) {
-  const bytes = Buffer.from(text, "utf8");
+  return bytesBase64Forms(Buffer.from(text, "utf8"));
+}
+function bytesBase64Forms(bytes) {
   const forms = /* @__PURE__ */ new Set();
   for (const shift of [0, 1, 2]) {
     const b642 = Buffer.concat([Buffer.alloc(shift), bytes]).toString("base64");
@@ -20304,12 +20322,41 @@ function base64Forms(text) {
     const end = Math.floor(8 * (shift + bytes.length) / 6);
     const form = b642.slice(first, end);
     if (form.length >= SHORT_SECRET_LENGTH) forms.add(form).add(form.replace(/\+/g, "-").replace(/\//g, "_"));
+    if (shift === 0) for (const line of wrappedBase64Lines(form)) forms.add(line);
   }
   return [...forms];
 }
+function wrappedBase64Lines(b642) {
+  const lines = [];
+  for (const width of [76, 64]) {
+    if (b642.length <= width) continue;
+    for (let i = 0; i < b642.length; i += width) {
+      const line = b642.slice(i, i + width);
+      if (line.length >= SHORT_SECRET_LENGTH) lines.push(line);
+    }
+  }
+  return lines;
+}
 function hexForms(text) {
   const hexed = Buffer.from(text, "utf8").toString("hex");
-  return [hexed, hexed.toUpperCase()];
+  const forms = [hexed, hexed.toUpperCase()];
+  if (hexed.length > 2 * NODE_INSPECT_MAX_BYTES) forms.push(hexed.slice(0, 2 * NODE_INSPECT_MAX_BYTES));
+  return forms;
+}
+function bytesDumps(bytes) {
+  const pairs = bytes.toString("hex").match(/../g) ?? [];
+  const numbers = [...bytes].map(String);
+  const forms = [pairs.join(" "), pairs.join(":"), pairs.join("-"), pairs.join(":").toUpperCase(), numbers.join(","), numbers.join(", ")];
+  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(" "));
+  return forms;
+}
+function isHexKey(text) {
+  return text.length >= 16 && text.length % 2 === 0 && /^[0-9A-Fa-f]+$/.test(text);
+}
+function hexKeyForms(text) {
+  if (!isHexKey(text)) return [];
+  const bytes = Buffer.from(text, "hex");
+  return [bytesRepr(bytes), ...bytesBase64Forms(bytes)];
 }
 function caseFolded(text) {
   return [text.toLowerCase(), text.toUpperCase()].filter((f) => f !== text);
@@ -20344,7 +20391,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE, NODE_INSPECT_MAX_BYTES, DUMP_RUN;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -20438,6 +20485,8 @@ var init_parts = __esm({
       "\u2028": "L",
       "\u2029": "P"
     };
+    NODE_INSPECT_MAX_BYTES = 50;
+    DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){2,}|[0-9]{1,3}(, ?)[0-9]{1,3}(?:\2[0-9]{1,3}){2,})(?![0-9A-Za-z])/g;
   }
 });
 
@@ -20463,7 +20512,7 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
-import { statSync as statSync2 } from "node:fs";
+import { readdirSync, statSync as statSync2 } from "node:fs";
 import { dirname } from "node:path";
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
@@ -20537,12 +20586,25 @@ function fileError(err, path, action, expected = "a file") {
   if (code === "ENAMETOOLONG") return new OpsError(`${fail2}: the path is too long`, "check the path");
   return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
 }
-function userFileExists(path, shown = path, expected = "a file") {
+function userFileExists(path, shown = path, expected = "a file", given = false) {
   try {
     if (!statSync2(path).isDirectory()) return true;
   } catch (e) {
     if (e.code === "ENOENT") return false;
     throw fileError(e, shown, "read", expected);
+  }
+  if (given) {
+    let files = [];
+    try {
+      files = readdirSync(path, { withFileTypes: true }).filter((d) => d.isFile() && !d.name.startsWith(".")).map((d) => d.name).sort();
+    } catch {
+    }
+    const dir = shown.replace(/\/+$/, "");
+    const some = files.slice(0, 5).map((f) => quote(`${dir}/${f}`)).join(", ");
+    throw new OpsError(
+      `cannot read ${shown}: it is a directory, not ${expected}`,
+      files.length ? `give one file in it: ${some}${files.length > 5 ? `, ... (${files.length} files)` : ""}` : `give the path of ${expected}; this directory holds no file`
+    );
   }
   throw fileError(Object.assign(new Error("EISDIR"), { code: "EISDIR" }), shown, "read", expected);
 }
@@ -63572,9 +63634,43 @@ var Masker = class {
     }
     return spans.length ? starred(text, spans.sort((x, y) => x[0] - y[0])) : text;
   }
+  /**
+   * `text` with each secret that a run of bytes printed a byte at a time holds (parts.ts DUMP_RUN: Node's
+   * `<Buffer 5a 71 …>`, `5a:71:…`, `[90, 113, …]`) written ***: each run read back to continuous hex (the numbers'
+   * too), where the secrets' hex forms are looked up as in any text (parts.ts hexForms; a hex key is its own hex),
+   * and what they cover hidden in the run. One pass over the text; nothing registered per secret.
+   */
+  dumpsRead(text) {
+    const spans = [];
+    for (const m of text.matchAll(DUMP_RUN)) {
+      const at2 = [];
+      let hexed = "";
+      const bytes = [...m[0].matchAll(m[1] !== void 0 ? /[0-9A-Fa-f]{2}/g : /[0-9]+/g)];
+      if (m[1] === void 0 && bytes.some((b) => Number(b[0]) > 255)) continue;
+      for (const b of bytes) {
+        at2.push([m.index + b.index, m.index + b.index + b[0].length]);
+        hexed += m[1] !== void 0 ? b[0] : Number(b[0]).toString(16).padStart(2, "0");
+      }
+      for (const [a, b] of this.spansIn(hexed)) if (b - a >= 2 * SHORT_SECRET_LENGTH) spans.push([at2[a >> 1][0], at2[b - 1 >> 1][1]]);
+    }
+    return spans.length ? starred(text, spans.sort((x, y) => x[0] - y[0])) : text;
+  }
+  /** Where the secrets `text` holds as it is stand in it: [start, end) spans, by start. */
+  spansIn(text) {
+    const spans = [];
+    for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
+      if (!this.starts.has(text.slice(i, i + MIN_SECRET_LENGTH))) continue;
+      for (const n of this.lengths) {
+        if (i + n > text.length) break;
+        if (this.byLength.get(n).has(text.slice(i, i + n))) spans.push([i, i + n]);
+      }
+    }
+    return spans;
+  }
   /** `text` with every secret it holds whole, as itself or URL-encoded, written *** (but inside a key name or path told of). */
   redactWhole(text) {
     if (this.secrets.size === 0) return text;
+    text = this.dumpsRead(text);
     if (text.includes("%") || text.includes("+")) text = this.urlForms(text);
     const found = new Set(this.starred);
     for (let i = 0; i + MIN_SECRET_LENGTH <= text.length; i++) {
@@ -63629,6 +63725,7 @@ function escapeInline(text) {
   return text.replace(MD_INLINE, "\\$&").replace(/([@#])(?=[\uE000\uE001]*[\p{L}\p{N}_])/gu, `$1${WORD_JOINER}`).replace(/\b(GH)(?=[\uE000\uE001]*-[\uE000\uE001]*\d)/gi, `$1${WORD_JOINER}`);
 }
 function markdownForms(secret) {
+  if (!/[\\`*_[\]<>|~&$@#]|gh/i.test(secret)) return [];
   return [.../* @__PURE__ */ new Set([escapeInline(secret), secret.replace(/\|/g, "\\|")])].filter((f) => f !== secret);
 }
 function mdCode(text, where = "text") {
@@ -63724,7 +63821,9 @@ var ActionsReporter = class {
   /** Whether an Actions log group is open now (they cannot nest). */
   groupOpen = false;
   mask(value) {
-    for (const form of exactForms(this.masker.add(value))) setSecret(form);
+    const added = this.masker.add(value);
+    for (const form of exactForms(added)) setSecret(form);
+    if (added.length) for (const dump of byteDumps(value)) setSecret(dump);
   }
   allow(text) {
     this.masker.allow(text);
@@ -64939,6 +65038,12 @@ function domainProblem(v) {
     return `${rest[2] ? "a port" : "a path"} after the name: give the host name alone (${rest[1]}): the site is served at its root, on port 80 (443 with TLS)`;
   return dnsNameProblem(v);
 }
+function aliasProblem(v) {
+  const problem = domainProblem(v);
+  if (problem) return problem;
+  if (isIP(v.replace(/\.$/, ""))) return "an IP address: an alias is a DNS name (a request by address goes to the default server: nginx.default_server)";
+  return void 0;
+}
 function dnsName(v) {
   return v.toLowerCase().replace(/\.$/, "");
 }
@@ -65015,6 +65120,11 @@ var environmentSchema = object(
     repository: opt(string({ pattern: /^[^\n]+$/, form: "a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine)", check: clonePathProblem }), "git repository to deploy from (relative to the project root or absolute); default: the repository the command runs in (the workflow's checkout)"),
     ref: opt(gitRef, "git ref deployed when none is given", "master"),
     domain: opt(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: domainProblem, normalize: dnsName }), "public name of the site (nginx server_name, TLS certificate)"),
+    aliases: opt(
+      list(string({ pattern: /^[A-Za-z0-9.-]+$/, form: "a DNS name", check: aliasProblem, normalize: dnsName })),
+      "other names of the site (www.example.org beside example.org, an old domain being moved away from), each a DNS name resolving to the hosts like domain; needs domain. Each redirects permanently (301) to the domain, path and query kept (https://<domain> with TLS, http:// without); the TLS certificate names them too (certbot -d each; a certificate missing one is expanded by the next provision). Not the domain itself, not twice, not a name another environment on the same hosts serves",
+      []
+    ),
     url: opt(string({ pattern: /^https?:\/\/[^\s]+$/, form: "an http(s) URL", check: noCredentials("the public URL shown in reports needs none") }), "public URL shown in reports; default: from domain and TLS mode, else the first host's address"),
     hosts: req(list(hostSchema, { min: 1 }), "the machines of this environment"),
     bastion: opt(bastionSchema, "a jump host every host is reached through (one SSH connection to it per run, each host's connection tunnelled inside it)"),
@@ -65302,13 +65412,16 @@ function pickRemoteRef(request2, remoteRefs, remote) {
     }
   }
 }
+var commitKey = (sha) => `refs/commits/${sha}`;
 function displayName(key) {
   const pr = /^refs\/pull\/(\d+)\/head$/.exec(key);
   if (pr) return `#${pr[1]}`;
+  const commit = /^refs\/commits\/([0-9a-f]{40})$/.exec(key);
+  if (commit) return commit[1].slice(0, 12);
   return key.replace(/^refs\/(heads|tags)\//, "");
 }
 function isTrackable(key) {
-  if (/^refs\/pull\/\d{1,9}\/head$/.test(key)) return true;
+  if (/^refs\/pull\/\d{1,9}\/head$/.test(key) || /^refs\/commits\/[0-9a-f]{40}$/.test(key)) return true;
   const m = /^refs\/(?:heads|tags)\/(.+)$/.exec(key);
   return Boolean(m && isValid("gitRef", m[1]));
 }
@@ -65600,7 +65713,7 @@ function addSummary(r, names, f = markdownValues) {
   if (r.pullsUnavailable) lines.push(`> **Warning**: other pull requests labelled ${f.code(names.label)} were **not checked**: ${f.text(r.pullsUnavailable)}.`, "");
   if (r.unadded?.length) {
     lines.push(
-      `> **Warning**: ${f.text(names.staging)} holds ${lostCount(r.unadded)} that no add of a branch, tag or pull request brought (pushed to it by hand, added by a bare sha, or from the main branch before it was rewritten); they stay in it and are deployed with it until a rebuild drops them (\`ops staging rebuild\`):`,
+      `> **Warning**: ${f.text(names.staging)} holds ${lostCount(r.unadded)} that no add of a branch, tag or pull request brought (pushed to it by hand, or from the main branch before it was rewritten); they stay in it and are deployed with it until a rebuild drops them (\`ops staging rebuild\`):`,
       "",
       ...r.unadded.map((l) => `- ${f.code(l.slice(0, l.indexOf(" ")))} ${f.text(l.slice(l.indexOf(" ") + 1))}`),
       ""
@@ -65836,13 +65949,26 @@ async function conflictRefusal(ctx, source, base, main, files, records) {
   const hint = withMain.code === 1 ? `it conflicts with ${ctx.settings.main} itself: merge or rebase ${ctx.settings.main} into ${source.display} and resolve, then add it again` : unadded.length ? `the conflict is with commits in ${staging} that no staging add brought (${unadded.map((l) => l.split(" ")[0]).join(", ")}: pushed to ${staging} by hand, or ${ctx.settings.main}'s before it was rewritten): rebuild ${staging} (\`ops staging rebuild\`) to start again from ${ctx.settings.main}, after putting on a branch any of them worth keeping` : `the conflict is with work already in ${staging}, not with ${ctx.settings.main}${by.length ? ` (${by.join(", ")})` : ""}: coordinate with ${by.length === 1 ? "that branch" : by.length ? "those branches" : "the branch that made the commits above"}, or rebuild ${staging} once ${by.length > 1 ? "they are" : "it is"} gone`;
   return new StagingRefusal("conflict", message, hint, files);
 }
-async function applyLocally(ctx, base, main, source, records) {
+async function commitTimes(git2, shas, times = /* @__PURE__ */ new Map()) {
+  const missing = [...new Set(shas)].filter((s) => !times.has(s));
+  if (!missing.length) return times;
+  const out = await git2.out(["log", "--no-walk=unsorted", "--format=%H %ct", ...missing, "--"]);
+  for (const line of out.split("\n")) {
+    const [sha, ct] = line.split(" ");
+    if (sha && ct) times.set(sha, Number(ct));
+  }
+  return times;
+}
+async function applyLocally(ctx, base, main, source, records, times = /* @__PURE__ */ new Map()) {
   const { git: git2 } = ctx;
   const mine = source.key ? records.filter((r) => r.key === source.key) : [];
   const rewritten = [];
   for (const r of mine) if (!await git2.isAncestor(r.head, source.sha)) rewritten.push(r);
-  const contained = await git2.isAncestor(source.sha, base);
-  const stagingIsAncestor = !contained && await git2.isAncestor(base, source.sha);
+  const mb = await git2.run(["merge-base", "--all", base, source.sha]);
+  if (mb.code !== 0 && mb.code !== 1) throw new GitError(["merge-base", "--all", base, source.sha], mb);
+  const bases = mb.stdout.split("\n").filter(Boolean);
+  const contained = bases.length === 1 && bases[0] === source.sha;
+  const stagingIsAncestor = !contained && bases.length === 1 && bases[0] === base;
   switch (decideAdd({ rewritten, contained, stagingIsAncestor })) {
     case "refuse-rewritten":
       throw await rewrittenRefusal(ctx, source, rewritten[0], main);
@@ -65857,10 +65983,14 @@ async function applyLocally(ctx, base, main, source, records) {
       if (r.code === 1) throw await conflictRefusal(ctx, source, base, main, [...new Set(rest.filter(Boolean))], records);
       if (r.code !== 0) throw new GitError(args, r, /unrelated/.test(r.stderr) ? `${source.display} shares no history with ${ctx.settings.staging}` : void 0);
       const message = mergeMessage(source, ctx.settings.staging);
-      const date = `${await git2.out(["log", "--no-walk=sorted", "-1", "--format=%ct", base, source.sha])} +0000`;
+      await commitTimes(git2, [base, source.sha], times);
+      const known = [times.get(base), times.get(source.sha)];
+      const epoch = known.every((t) => t !== void 0 && Number.isFinite(t)) ? Math.max(...known) : Number(await git2.out(["log", "--no-walk=sorted", "-1", "--format=%ct", base, source.sha]));
+      const date = `${epoch} +0000`;
       const sha = await git2.out(["commit-tree", "--no-gpg-sign", tree.trim(), "-p", base, "-p", source.sha, ...message.flatMap((m) => ["-m", m])], {
         env: { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date }
       });
+      times.set(sha, epoch);
       return { outcome: "merge", sha };
     }
   }
@@ -65959,7 +66089,7 @@ async function resolveSource(ctx, request2, state, pullInfo2) {
       if (r.code === 0) sha2 = await ctx.git.commit(hex2);
     }
     if (!sha2) throw new StagingRefusal("missing", `commit ${request2.input} is not in this repository nor on ${ctx.settings.remote}`, "give a branch, a tag, a pull request (pull/12) or a full commit sha");
-    return { display: sha2.slice(0, 12), sha: sha2, pull: pullInfo2 };
+    return { display: sha2.slice(0, 12), key: commitKey(sha2), sha: sha2, pull: pullInfo2 };
   }
   const sha = state.sources.get(picked);
   if (!sha) throw new StagingRefusal("missing", `${picked} disappeared from ${ctx.settings.remote} while it was being fetched`, "try again");
@@ -65983,12 +66113,14 @@ async function recordsAt(ctx, tip, main, tracking) {
   return uniqueRecords(records);
 }
 async function pushAtomic(ctx, updates) {
-  const args = ["push", "--atomic", "--porcelain", ctx.settings.remote];
+  const { remote, staging } = ctx.settings;
+  const args = ["push", "--atomic", "--porcelain", remote];
   for (const u of updates) if (u.lease !== void 0) args.push(`--force-with-lease=${u.ref}:${u.lease}`);
   for (const u of updates) args.push(`${u.sha ?? ""}:${u.ref}`);
   const r = await ctx.git.run(args);
   if (r.code === 0) return { ok: true };
-  return { ok: false, error: new GitError(args, r, pushHint(r.stderr + r.stdout, ctx.settings.staging)) };
+  const git2 = new GitError(args, r, pushHint(r.stderr + r.stdout, staging));
+  return { ok: false, error: new OpsError(`${remote} refused the push, so ${staging} was not changed by this run (one atomic push: none of its refs moved): ${git2.message}`, git2.hint) };
 }
 async function movedSince(ctx, state) {
   const now = await lsRemote(ctx, [`refs/heads/${ctx.settings.staging}`]);
@@ -66035,7 +66167,7 @@ async function addToStaging(ctx, ref, pull, options = {}) {
       const unadded = state.staging ? await unmadeCommits(ctx.git, [state.staging, `^${state.main}`, ...records.map((r) => `^${r.head}`)]) : [];
       if (unadded.length) {
         reporter.warn(
-          `${staging} holds ${lostCount(unadded)} that no add of a branch, tag or pull request brought (pushed to it by hand, added by a bare sha, or ${main}'s before it was rewritten): they stay in ${staging}, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):
+          `${staging} holds ${lostCount(unadded)} that no add of a branch, tag or pull request brought (pushed to it by hand, or ${main}'s before it was rewritten): they stay in ${staging}, deployed with it, until a rebuild drops them (ops staging rebuild; to keep one, put it on a branch and add it):
 ${bullet(unadded)}`
         );
       }
@@ -66044,9 +66176,10 @@ ${bullet(unadded)}`
       const movedNote = describeMoved({ source, moved: refMoved }, staging);
       if (movedNote) reporter.warn(movedNote);
       let refused;
+      const times = /* @__PURE__ */ new Map();
       let local = { outcome: "already-contained", sha: base };
       try {
-        local = await applyLocally(ctx, base, state.main, source, records);
+        local = await applyLocally(ctx, base, state.main, source, records, times);
       } catch (e) {
         if (!(e instanceof StagingRefusal) || !others.length) throw e;
         refused = e;
@@ -66077,7 +66210,7 @@ ${bullet(unadded)}`
           continue;
         }
         try {
-          const r = await applyLocally(ctx, tip, state.main, s, records);
+          const r = await applyLocally(ctx, tip, state.main, s, records, times);
           if (r.outcome === "already-contained") continue;
           tip = r.sha;
           alsoAdded.push({ source: s, outcome: r.outcome, sha: r.sha });
@@ -66206,9 +66339,10 @@ async function rebuildStaging(ctx, options) {
       let tip = state.main;
       const added = [];
       const records = [];
+      const times = await commitTimes(ctx.git, [state.main, ...sources.map((x) => x.sha)]);
       for (const source of sources) {
         try {
-          const r = await applyLocally(ctx, tip, state.main, source, records);
+          const r = await applyLocally(ctx, tip, state.main, source, records, times);
           tip = r.sha;
           const moved2 = movedOn.get(source);
           added.push({ source, outcome: r.outcome, sha: r.sha, ...moved2 && { moved: moved2 } });

@@ -199,8 +199,8 @@ export function renewalCheck(env: Target): string {
 elif [ -f /etc/cron.d/certbot ]; then ops_report ${CERTS_KEYS.renewal} "cron /etc/cron.d/certbot"
 else ops_report ${CERTS_KEYS.renewal} "none"; fi
 # certbot validates every name of the certificate at each renewal (one HTTP-01 challenge per name): each is asked.
-rn_path=""
-for rn_name in ${certificateNames(env).map(quote).join(' ')}; do
+rn_path=""; rn_names=(${certificateNames(env).map(quote).join(' ')})
+for rn_name in "${'$'}{rn_names[@]}"; do
   rn_one=$(acme_path_problem "$rn_name" ${quote(env.layout.acmeWebroot)}); [ -z "$rn_one" ] || rn_path+="${'$'}{rn_path:+; }$rn_one"
 done
 ops_report ${CERTS_KEYS.renewal_path} "$rn_path"`;

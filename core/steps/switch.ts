@@ -887,8 +887,8 @@ done`;
 function conflictHint(env: Target): string {
   const names = siteNames(env);
   if (!names.length) return '';
-  return String.raw`  slot_conflicts=$(nginx -t 2>&1 || true)
-  for slot_name in ${names.map(quote).join(' ')}; do
+  return String.raw`  slot_conflicts=$(nginx -t 2>&1 || true); slot_names=(${names.map(quote).join(' ')})
+  for slot_name in "${'$'}{slot_names[@]}"; do
     slot_conflict=$(grep -F "conflicting server name \"$slot_name\"" <<< "$slot_conflicts" | head -n 1 || true)
     [ -z "$slot_conflict" ] || echo "hint: nginx -t says: ${'$'}{slot_conflict#*\]*: }: another enabled site has server_name $slot_name, loaded before this one, and nginx gives it the visitors; the files naming it: $(grep -lsw -- "$slot_name" /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used, or its server_name" >&2
   done`;

@@ -416,7 +416,7 @@ describe('status parser', () => {
     const path = '/etc/letsencrypt/live/shop.example.org/fullchain.pem';
     const judged = (notAfter: string, ...renewal: ReportText<typeof CERTS_KEYS>[]) =>
       parseHostStatus(leEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, `${path}\tDNS:shop.example.org`], served_serial: 'AB12' }) + `\n${opsLines(CERTS_KEYS, 'renewal certbot.timer active enabled', ...renewal)}`));
-    expect(hostStatus(leEnv).script).toContain('for rn_name in shop.example.org; do\n  rn_one=$(acme_path_problem "$rn_name" /var/www/letsencrypt)');
+    expect(hostStatus(leEnv).script).toContain('rn_names=(shop.example.org)\nfor rn_name in "${rn_names[@]}"; do\n  rn_one=$(acme_path_problem "$rn_name" /var/www/letsencrypt)');
     expect(hostStatus(leEnv).script).toContain('systemctl show certbot.service -p Result --value');
     // all well: nothing said (a timer that never ran yet reports success and no time)
     expect(judged('Feb 20 12:00:00 2027 GMT', 'renewal_path ', 'renewal_last success ')).toMatchObject({ problems: [], warnings: [] });

@@ -130,7 +130,8 @@ export function certbotCertonly(env: Target, withAcmeCa: boolean, force: string,
   // The ACME server's HTTP-01 request is tried here first: what answers it instead (a redirect, a 404 from another
   // server block for the name) is said with the files naming the domain, not after an order spent on the ACME server.
   // Each name is validated by the ACME server on its own (one HTTP-01 challenge per name).
-  return String.raw`for acme_name in ${names.map(quote).join(' ')}; do
+  return String.raw`acme_names=(${names.map(quote).join(' ')})
+for acme_name in "${'$'}{acme_names[@]}"; do
   if acme_problem=$(acme_path_problem "$acme_name" ${quote(env.layout.acmeWebroot)}) && [ -n "$acme_problem" ]; then
     echo "certbot was not run for ${names.join(', ')}: the ACME server's HTTP-01 request would fail: $acme_problem. ${left}. To fix: remove or change the server block for $acme_name on port 80 that answers instead (the site ops writes serves /.well-known/acme-challenge/ itself, for the domain and each alias; a nginx.site_template needs {{acme_location}} in its port-80 server, and {{alias_servers}}), then run ops provision ${env.name} again" >&2
     exit 1

@@ -150,7 +150,7 @@ describe('aliases', () => {
     const env = load(base('shop', [3579, 3000], { domain: 'example.org', aliases: ['www.example.org', 'old.example.net'], tls: LE }));
     const script = certbotCertonly(env, false, '', 'left');
     expect(script).toContain('-d example.org -d www.example.org -d old.example.net --cert-name example.org --expand');
-    expect(script).toContain('for acme_name in example.org www.example.org old.example.net; do');
+    expect(script).toContain('acme_names=(example.org www.example.org old.example.net)\nfor acme_name in "${acme_names[@]}"; do');
     // A certificate lacking an alias is got again (expanded) on the next provision.
     expect(issueCertificate(env, false).script).toContain('elif cert_missing=$(cert_lacks /etc/letsencrypt/live/example.org/fullchain.pem example.org www.example.org old.example.net) && [ -n "$cert_missing" ]; then');
   });

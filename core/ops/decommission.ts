@@ -13,6 +13,7 @@ import { collisions, findSiblings, sharedParts, type SharedParts, type Sibling }
 import type { Host } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { acmeCaPath } from '../steps/tls.ts';
+import { siteNames } from '../steps/nginx-config.ts';
 import { HOST_APPS_DIR } from '../runtimes.ts';
 import { writtenRecord } from '../steps/script.ts';
 import { errorFieldsLine, errorParts, messageLine, OpsError } from '../errors.ts';
@@ -204,11 +205,21 @@ export function decommissionChecklist(name: string, env: Environment | undefined
   const secretRefs = Object.entries(c?.env ?? {}).filter(([, v]) => typeof v !== 'string').map(([k, v]) => `${k} ← secret ${(v as { secret: string }).secret}`);
   const dbVars = Object.keys(c?.env ?? {}).filter((k) => /DATABASE/i.test(k));
   // Out of service in this order: no new visitors (DNS), the certificate revoked while its key is still there, then the VMs.
-  if (c?.domain && sameDomain.length) list.push(`DNS: the record of ${c.domain}: shared with ${sameDomain.join(', ')} (the same domain): keep it`);
-  else if (c?.domain) list.push(`DNS: remove the record of ${c.domain}`);
-  else list.push('DNS: remove any record pointing at the VMs');
+  // Every name the site serves has its record (the domain and each alias: siteNames), each kept while another
+  // environment serves it too.
+  const names = c ? siteNames({ config: c }) : [];
+  const own: string[] = [];
+  for (const n of names) {
+    const sharing = others.filter((o) => siteNames(o).includes(n)).map((o) => o.name);
+    if (sharing.length) list.push(`DNS: the record of ${n}: shared with ${sharing.join(', ')} (${n === c!.domain ? 'the same domain' : 'the same name'}): keep it`);
+    else own.push(n);
+  }
+  if (own.length) list.push(`DNS: remove the record${own.length > 1 ? 's' : ''} of ${own.join(', ')}`);
+  else if (!names.length) list.push('DNS: remove any record pointing at the VMs');
+  // One certificate (its lineage named after the domain) names the aliases too.
+  const certNames = names.length > 1 ? ` (it names ${names.join(', ')})` : '';
   if (c?.tls.mode === 'letsencrypt' && sameDomain.length) list.push(`TLS: the certificate of ${c.domain}: shared with ${sameDomain.join(', ')} (the same domain): keep it, do not revoke it`);
-  else if (c?.tls.mode === 'letsencrypt') list.push(`TLS: revoke the certificate before deleting the VM if its key may leak (on the host: certbot revoke --cert-name ${c.domain}); it expires by itself otherwise`);
+  else if (c?.tls.mode === 'letsencrypt') list.push(`TLS: revoke the certificate${certNames} before deleting the VM if its key may leak (on the host: certbot revoke --cert-name ${c.domain}); it expires by itself otherwise`);
   list.push(...vms);
   const db = databaseSharing(env, dbVars, others);
   if (db.sharedWith.length)

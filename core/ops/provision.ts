@@ -111,7 +111,7 @@ export async function provision(ctx: OpsContext, environment: Environment): Prom
   // Apps sharing a host: nothing of theirs may collide with what this one sets up.
   refuseCollisions(env, ctx.reporter);
   // What certbot would fail on at the host (with a hint about DNS that does not apply), refused before connecting.
-  const refusal = [env.config.domain, ...env.config.aliases].map((name) => letsEncryptRefusal(env.config.tls, name)).find(Boolean);
+  const refusal = letsEncryptRefusal(env.config);
   if (refusal) throw new OpsError(`${refusal}; nothing was done`, `set the site's public DNS name (domain) and a real contact (tls.email) in environments/${env.name}/environment.yml, or tls.mode self-signed for a name without public DNS`);
   const caFile = env.config.tls.acme_ca_file;
   let acmeCa: string | undefined;

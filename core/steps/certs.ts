@@ -4,11 +4,11 @@ import type { Target } from '../target.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, LIBRARY_KEYS } from './libraries.ts';
-import { certbotCertificate, certificatePaths } from './nginx-config.ts';
+import { certbotCertificate, certificateNames, certificatePaths } from './nginx-config.ts';
 import { certbotCertonly, reloadForCertificate, selfSignedCertificate } from './tls.ts';
 import { reportProvisioned } from './system.ts';
 
-/** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`), `renewal_path` (what the ACME server's HTTP-01 request for the domain would get instead of the webroot, '' when it gets there: acme_path_problem), `renewal_last` (`<Result> <exit time, ISO 8601 UTC, or ''>` of certbot.service's last run, under systemd); each certificate file's lines come as LIBRARY_KEYS.cert. */
+/** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`), `renewal_path` (what the ACME server's HTTP-01 requests for the certificate's names, the domain and each alias, would get instead of the webroot, those that do not get there, "; "-separated; '' when all get there: acme_path_problem), `renewal_last` (`<Result> <exit time, ISO 8601 UTC, or ''>` of certbot.service's last run, under systemd); each certificate file's lines come as LIBRARY_KEYS.cert. */
 export const CERTS_KEYS = reportKeys('configured', 'served_serial', 'renewal', 'renewal_path', 'renewal_last');
 
 /** How certbot renews on a host (renewalCheck's reports): `schedule` (CERTS_KEYS.renewal), `path` (CERTS_KEYS.renewal_path, '' when the challenge reaches the webroot), `last` (certbot.service's last run: systemd's Result, `success` when it ended well, and when). */
@@ -185,8 +185,9 @@ done; true`;
 /**
  * How renewals are scheduled (CERTS_KEYS.renewal): `certbot.timer <is-active> <is-enabled>` under systemd (is-enabled:
  * whether the timer comes back after a reboot), certbot's cron file where there is no systemd, or `none`; whether the
- * ACME server's HTTP-01 request for the domain reaches the webroot now (CERTS_KEYS.renewal_path: the check provision
- * makes before certbot, a file written in the webroot and removed), and how certbot.service's last run ended
+ * ACME server's HTTP-01 request for each name of the certificate (certificateNames: the domain and each alias, all
+ * validated at each renewal) reaches the webroot now (CERTS_KEYS.renewal_path: the check provision makes before
+ * certbot, a file written in the webroot and removed), and how certbot.service's last run ended
  * (CERTS_KEYS.renewal_last). Needs CERT_FUNCTIONS; letsencrypt only. Read by parseRenewal.
  */
 export function renewalCheck(env: Target): string {
@@ -197,7 +198,12 @@ export function renewalCheck(env: Target): string {
   ops_report ${CERTS_KEYS.renewal_last} "$(systemctl show certbot.service -p Result --value 2>/dev/null || true) $rn_at"
 elif [ -f /etc/cron.d/certbot ]; then ops_report ${CERTS_KEYS.renewal} "cron /etc/cron.d/certbot"
 else ops_report ${CERTS_KEYS.renewal} "none"; fi
-ops_report ${CERTS_KEYS.renewal_path} "$(acme_path_problem ${quote(env.config.domain!)} ${quote(env.layout.acmeWebroot)})"`;
+# certbot validates every name of the certificate at each renewal (one HTTP-01 challenge per name): each is asked.
+rn_path=""; rn_names=(${certificateNames(env).map(quote).join(' ')})
+for rn_name in "${'$'}{rn_names[@]}"; do
+  rn_one=$(acme_path_problem "$rn_name" ${quote(env.layout.acmeWebroot)}); [ -z "$rn_one" ] || rn_path+="${'$'}{rn_path:+; }$rn_one"
+done
+ops_report ${CERTS_KEYS.renewal_path} "$rn_path"`;
 }
 
 /**

@@ -230,11 +230,22 @@ export function certificatePaths(env: Target): { cert: string; key: string } | u
 }
 
 /**
- * The names the site's certificate must name, the one its lineage and files are named after first: the domain (for a
- * self-signed certificate without one, the app name), then the aliases (served by the same certificate: aliasServers).
+ * The names the site serves (its server_name and its aliases' server blocks): the domain, then the aliases; [] without
+ * a domain (the site answers any name then; aliases need a domain). The one list of "the site's names": what another
+ * server block must not claim, what certbot validates at each renewal, what the site's DNS records and certificate name.
+ */
+export function siteNames(env: { config: { domain?: string | undefined; aliases: readonly string[] } }): string[] {
+  return env.config.domain ? [env.config.domain, ...env.config.aliases] : [];
+}
+
+/**
+ * The names the site's certificate must name, the one its lineage and files are named after first: the site's names
+ * (siteNames: the domain, then the aliases, served by the same certificate: aliasServers), or, for a self-signed
+ * certificate without a domain, the app name.
  */
 export function certificateNames(env: Target): string[] {
-  return [env.config.domain ?? env.config.app, ...env.config.aliases];
+  const names = siteNames(env);
+  return names.length ? names : [env.config.app];
 }
 
 /**

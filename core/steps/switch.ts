@@ -11,7 +11,7 @@ import { isValid, onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorCommand, supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx, siteOwn } from './nginx.ts';
-import { certificatePaths, checkLog, site, siteServesSlot, upstreams } from './nginx-config.ts';
+import { certificatePaths, checkLog, site, siteNames, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { gateSeconds, nginxGate, otherListenFiles, visitorAddress } from './nginx-gate.ts';
 import { b64, putUnlessHostOwn, type HostOwnRule } from './script.ts';
@@ -878,16 +878,54 @@ done`;
 }
 
 /**
- * Shell (stderr) naming what takes the site's name from it when nginx says so: another enabled site with the same
- * server_name on a port of the site, loaded first (a certbot-made site of the same domain, left behind), which nginx
- * keeps while it ignores the site's own block there ("conflicting server name ... ignored"): its visitors get that
- * site. Nothing without a domain (the site is then the default server) or without such a warning.
+ * Shell (stderr) naming what takes one of the site's names (siteNames: the domain, each alias) from it when nginx says
+ * so: another enabled site with the same server_name on a port of the site, loaded first (a certbot-made site of the
+ * same domain, a hand-made www site, left behind), which nginx keeps while it ignores the site's own block there
+ * ("conflicting server name ... ignored"): its visitors get that site. Nothing without a domain (the site is then the
+ * default server) or without such a warning.
  */
 function conflictHint(env: Target): string {
-  const name = env.config.domain;
-  if (!name) return '';
-  return String.raw`  slot_conflict=$(nginx -t 2>&1 | grep -F ${quote(`conflicting server name "${name}"`)} | head -n 1 || true)
-  [ -z "$slot_conflict" ] || echo "hint: nginx -t says: ${'$'}{slot_conflict#*\]*: }: another enabled site has server_name ${name}, loaded before this one, and nginx gives it the visitors; the files naming it: $(grep -lsw -- ${quote(name)} /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used, or its server_name" >&2`;
+  const names = siteNames(env);
+  if (!names.length) return '';
+  return String.raw`  slot_conflicts=$(nginx -t 2>&1 || true); slot_names=(${names.map(quote).join(' ')})
+  for slot_name in "${'$'}{slot_names[@]}"; do
+    slot_conflict=$(grep -F "conflicting server name \"$slot_name\"" <<< "$slot_conflicts" | head -n 1 || true)
+    [ -z "$slot_conflict" ] || echo "hint: nginx -t says: ${'$'}{slot_conflict#*\]*: }: another enabled site has server_name $slot_name, loaded before this one, and nginx gives it the visitors; the files naming it: $(grep -lsw -- "$slot_name" /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used, or its server_name" >&2
+  done`;
+}
+
+/** The most the switch's look at the aliases' redirects takes, in seconds (aliasLook: all of them, each try bounded by curl). */
+const ALIAS_LOOK_SECONDS = 4;
+
+/**
+ * Shell that asks nginx, at the address visitors reach (`$gate_at`, set by slotLook), for each alias of the site
+ * (aliases) on each port it serves them (80, and 443 with its certificate when `tls`), whether the site's own alias
+ * server block answers: a 301 to the domain (aliasServers: https://<domain> with TLS, else http://). Another enabled
+ * site claiming an alias (an old hand-made www site, loaded first: nginx only warns "conflicting server name") would
+ * quietly take that alias's visitors while the domain served the release. Sets `alias_taken` ('' when each alias
+ * answers so; else each one that does not, with what answered, masked and cut). Old workers may answer for a
+ * moment after the reload: tried again until ALIAS_LOOK_SECONDS. '' without aliases.
+ */
+function aliasLook(env: Target, tls: boolean): string {
+  const domain = env.config.domain;
+  if (!domain || !env.config.aliases.length) return 'alias_taken=""';
+  const scheme = tls ? 'https' : 'http';
+  const asks = env.config.aliases.flatMap((a) => [
+    { url: `http://${a}/.ops/slot`, args: `-H ${quote(`Host: ${a}`)} http://"$gate_at"/.ops/slot` },
+    ...(tls ? [{ url: `https://${a}/.ops/slot`, args: `-k --resolve ${quote(`${a}:443:`)}"$gate_at" ${quote(`https://${a}/.ops/slot`)}` }] : []),
+  ]);
+  const want = `301 ${scheme}://${domain}/.ops/slot`;
+  return String.raw`alias_until=$(( SECONDS + ${ALIAS_LOOK_SECONDS} )); alias_taken=""
+${asks
+  .map(
+    (x) => String.raw`while :; do
+  alias_got=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 1 ${x.args} 2>/dev/null || true)
+  if [ "$alias_got" = ${quote(want)} ] || [ "$SECONDS" -ge "$alias_until" ]; then break; fi
+  sleep 0.1
+done
+if [ "$alias_got" != ${quote(want)} ]; then mask_clip "$alias_got" 120; alias_taken+="${'$'}{alias_taken:+; }"${quote(`${x.url} answers `)}"'${'$'}{MASK_TEXT:-nothing}'"; fi`,
+  )
+  .join('\n')}`;
 }
 
 /** release.asset_dirs' directories given a url: those nginx serves from layout.assets. */
@@ -980,6 +1018,15 @@ export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariab
   // The site rendered here answers /.ops/slot: a reload that does not route to the new slot is a failed switch.
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
   const look = slotLook(env, slot, certificateReady);
+  // The aliases of the site rendered here must reach its redirects, not another site claiming them.
+  const looksAliases = writesSite && env.config.domain !== undefined && env.config.aliases.length > 0;
+  const aliases = looksAliases ? `\n${aliasLook(env, certificateReady && certificatePaths(env) !== undefined)}` : '';
+  const aliasRefusal = !looksAliases ? '' : String.raw`elif [ -n "$alias_taken" ]; then
+  echo "the switch to slot ${slot} did not take: nginx was reloaded, but not every alias of the site reaches its redirect to ${env.config.domain ?? ''} (another enabled site claims it, and would take its visitors): $alias_taken" >&2
+${conflictHint(env)}
+  echo "hint: the files naming an alias besides the site: $(grep -lsw${env.config.aliases.map((a) => ` -e ${quote(a)}`).join('')} /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | grep -vxF ${quote(L.nginxSiteEnabled)} | tr '\n' ' ')- remove the one no longer used, or the alias from its server_name, and reload nginx" >&2
+  false
+`;
   // The site rendered here logs nginx's record of the switch's requests (checkLog): the gate proves what answered.
   const siteText = writesSite ? site(env, certificateReady) : undefined;
   const proves = siteText?.includes(checkLog(env)) ?? false;
@@ -1016,10 +1063,10 @@ ln -sfn ${quote(L.releases)}/"$release_id" ${quote(`${L.base}/.current.new`)}${s
 printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fingerprintRecords(env, record)}\n${treeRecord(env)}` : ''}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       // And the health paths through nginx (nginxGate): each waits at most its bounded tries.
-      critical: SWITCH_THEN_SECONDS + gateSeconds(env),
+      critical: SWITCH_THEN_SECONDS + (looksAliases ? ALIAS_LOOK_SECONDS + 1 : 0) + gateSeconds(env),
       // nginx must route to the new slot (when the site says which) and pass the health paths on to it as visitors
       // ask them (nginxGate: a release nginx answers 502 for never goes live), or the previous files come back.
-      verify: String.raw`${look}
+      verify: String.raw`${look}${aliases}
 ${
         mustSee
           ? String.raw`if [ -z "$slot_seen" ]; then
@@ -1031,10 +1078,15 @@ ${conflictHint(env)}
     [ -z "$gate_others" ] || echo "hint: what answered at $gate_at_shown may be another server block than the site's (one listening on that address, \"listen <address>:<port>\", is taken before the site's \"listen <port>\"; or a default_server): files listening on the port besides the site: $gate_others- remove it, or its listen/server_name, and reload nginx" >&2 ;;
   esac
   false
-else
+${aliasRefusal}else
 ${gate}
 fi`
-          : gate
+          : looksAliases
+            ? String.raw`if false; then :
+${aliasRefusal}else
+${gate}
+fi`
+            : gate
       }`,
       then: String.raw`${
         mustSee

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import type { Target } from '../target.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { certificateNames, certificatePaths } from './nginx-config.ts';
+import { certificateNames, certificatePaths, siteNames } from './nginx-config.ts';
 import { putChecked, putFile } from './script.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 
@@ -130,7 +130,8 @@ export function certbotCertonly(env: Target, withAcmeCa: boolean, force: string,
   // The ACME server's HTTP-01 request is tried here first: what answers it instead (a redirect, a 404 from another
   // server block for the name) is said with the files naming the domain, not after an order spent on the ACME server.
   // Each name is validated by the ACME server on its own (one HTTP-01 challenge per name).
-  return String.raw`for acme_name in ${names.map(quote).join(' ')}; do
+  return String.raw`acme_names=(${names.map(quote).join(' ')})
+for acme_name in "${'$'}{acme_names[@]}"; do
   if acme_problem=$(acme_path_problem "$acme_name" ${quote(env.layout.acmeWebroot)}) && [ -n "$acme_problem" ]; then
     echo "certbot was not run for ${names.join(', ')}: the ACME server's HTTP-01 request would fail: $acme_problem. ${left}. To fix: remove or change the server block for $acme_name on port 80 that answers instead (the site ops writes serves /.well-known/acme-challenge/ itself, for the domain and each alias; a nginx.site_template needs {{acme_location}} in its port-80 server, and {{alias_servers}}), then run ops provision ${env.name} again" >&2
     exit 1
@@ -215,19 +216,24 @@ item certificate`,
 }
 
 /**
- * Why Let's Encrypt (the default ACME server: no tls.acme_server) would refuse `tls` of an environment, or undefined:
- * a domain it never issues for (an IP address, a name reserved for examples, example.org and its like, the placeholder
- * `ops env new` writes, or one of a TLD that is never public: .test, .localhost, .local, .internal, .invalid,
- * .example, home.arpa), or a contact e-mail at a domain reserved for examples (its account is refused). certbot fails
- * on the host then, with a hint about DNS that does not apply.
+ * Why Let's Encrypt (the default ACME server: no tls.acme_server) would refuse an environment's `config`, or undefined:
+ * a name of the site (siteNames: the domain, then each alias, said as the field it is) it never issues for (an IP
+ * address, a name reserved for examples, example.org and its like, the placeholder `ops env new` writes, or one of a
+ * TLD that is never public: .test, .localhost, .local, .internal, .invalid, .example, home.arpa), or a contact e-mail
+ * at a domain reserved for examples (its account is refused). certbot fails on the host then, with a hint about DNS
+ * that does not apply.
  */
-export function letsEncryptRefusal(tls: { mode: string; email?: string; acme_server?: string }, domain: string | undefined): string | undefined {
-  if (tls.mode !== 'letsencrypt' || tls.acme_server || !domain) return undefined;
-  const d = domain.toLowerCase().replace(/\.$/, '');
+export function letsEncryptRefusal(config: Pick<Target['config'], 'tls' | 'domain' | 'aliases'>): string | undefined {
+  const tls = config.tls;
+  if (tls.mode !== 'letsencrypt' || tls.acme_server || !config.domain) return undefined;
   const reserved = (name: string) => /(^|\.)example\.(com|net|org)$/.test(name);
-  if (isIP(d)) return `domain ${domain} is an IP address: Let's Encrypt issues certificates for DNS names`;
-  if (reserved(d) || /\.(test|localhost|local|internal|invalid|example|home\.arpa)$/.test(d) || /^(localhost|test|local|internal|invalid|example)$/.test(d))
-    return `domain ${domain} is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it`;
+  for (const [i, name] of siteNames({ config }).entries()) {
+    const field = i === 0 ? `domain ${name}` : `alias ${name} (aliases[${i - 1}])`;
+    const d = name.toLowerCase().replace(/\.$/, '');
+    if (isIP(d)) return `${field} is an IP address: Let's Encrypt issues certificates for DNS names`;
+    if (reserved(d) || /\.(test|localhost|local|internal|invalid|example|home\.arpa)$/.test(d) || /^(localhost|test|local|internal|invalid|example)$/.test(d))
+      return `${field} is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it`;
+  }
   const mailDomain = tls.email?.split('@')[1]?.toLowerCase();
   if (mailDomain && reserved(mailDomain)) return `tls.email ${tls.email} is at a domain reserved for examples: Let's Encrypt refuses such an account contact`;
   return undefined;

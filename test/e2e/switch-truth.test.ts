@@ -457,6 +457,39 @@ nginx -t && ${RELOAD_NGINX}`);
   }, 600_000);
 });
 
+// An alias is a name of the site as the domain is: an old hand-made www site left enabled, loaded before the app's
+// (nginx only warns "conflicting server name"), would quietly take the alias's visitors while the domain served.
+describe('an alias another enabled site claims', () => {
+  it('the switch fails naming the alias, what answered it and the file; the previous release serves on', async () => {
+    const domain = 'app.swt.test';
+    const alias = 'www.app.swt.test';
+    const aliasGets = () => onHost(`curl -s -o /dev/null -w '%{http_code} %{redirect_url}' -H 'Host: ${alias}' http://127.0.0.1/x`);
+    commit(repo, { 'VERSION': 'a\n' }, 'a');
+    lab.project.write({ ...webConfig(lab.host, repo), domain, aliases: [alias] });
+    let r = await ops('deploy', 'e2e', '--ref', 'main');
+    expect(r.code, readable(r)).toBe(0);
+    expect(await aliasGets()).toBe(`301 http://${domain}/x`);
+    // Sorted before the app's own site: nginx keeps this server block for the alias and ignores the app's.
+    await onHost(`printf 'server {\\n    listen 80;\\n    listen [::]:80;\\n    server_name ${alias};\\n    location / { return 200 "old www site"; }\\n}\\n' > /etc/nginx/sites-enabled/00-www
+nginx -t && ${RELOAD_NGINX}`);
+    try {
+      expect(await aliasGets()).toBe('200');
+      const before = { current: await current(), slot: await liveSlot() };
+      commit(repo, { 'VERSION': 'b\n' }, 'b');
+      r = await ops('deploy', 'e2e', '--ref', 'main');
+      const text = readable(r);
+      expect(r.code, text).not.toBe(0);
+      expect(text).toContain(`not every alias of the site reaches its redirect to ${domain}`);
+      expect(text).toContain(`http://${alias}/.ops/slot answers '200 '`);
+      expect(text).toContain(`conflicting server name "${alias}"`);
+      expect(text).toContain('/etc/nginx/sites-enabled/00-www');
+      expect({ current: await current(), slot: await liveSlot() }).toEqual(before);
+    } finally {
+      await onHost(`rm -f /etc/nginx/sites-enabled/00-www && ${RELOAD_NGINX}`);
+    }
+  }, 600_000);
+});
+
 // What a visitor gets through nginx must come from the new release: a custom site that answers its own page when the
 // release cannot be reached (error_page 502 =200: the health path through nginx answers 200 while every visitor gets
 // the maintenance page), and a server block of another file that takes the visitors' address before the app's site

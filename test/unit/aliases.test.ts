@@ -13,6 +13,7 @@ import { judgeCertificate, type CertInfo } from '../../core/steps/certs.ts';
 import { CERT_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { site } from '../../core/steps/nginx-config.ts';
 import { certbotCertonly, issueCertificate, selfSignedCertificate } from '../../core/steps/tls.ts';
+import { switchTo } from '../../core/steps/switch.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const VM = { name: 'web1', address: '203.0.113.20', host_key: KEY };
@@ -113,6 +114,22 @@ describe('aliases', () => {
     }
   });
 
+  it("the switch asks each alias, on each port the site serves it, for the site's own redirect (another enabled site claiming it fails the switch: e2e switch-truth); none asked without aliases", () => {
+    const tlsEnv = load(base('shop', [3579, 3000], { domain: 'example.org', aliases: ['www.example.org', 'old.example.net'], tls: LE }));
+    const script = switchTo(tlsEnv, 'green', 'r1', true).script;
+    for (const a of ['www.example.org', 'old.example.net']) {
+      expect(script).toContain(`-H 'Host: ${a}' http://"$gate_at"/.ops/slot`);
+      expect(script).toContain(`--resolve ${a}:443:"$gate_at" https://${a}/.ops/slot`);
+    }
+    expect(script.match(/\[ "\$alias_got" = '301 https:\/\/example\.org\/\.ops\/slot' \]/g)).toHaveLength(4);
+    // before the certificate (its site is kept) no alias is asked; without TLS, port 80 only, to http://
+    expect(switchTo(tlsEnv, 'green', 'r1', false).script).not.toContain('alias_got');
+    const plain = switchTo(load(base('shop', [3579, 3000], { domain: 'example.org', aliases: ['www.example.org'] })), 'green', 'r1', true).script;
+    expect(plain.match(/\[ "\$alias_got" = '301 http:\/\/example\.org\/\.ops\/slot' \]/g)).toHaveLength(1);
+    expect(plain).not.toContain('https://www.example.org');
+    expect(switchTo(load(base('shop', [3579, 3000], { domain: 'example.org' })), 'green', 'r1', true).script).not.toContain('alias_');
+  });
+
   it('a site template: {{alias_servers}} writes them; a template without it is refused while aliases are set (they would be certified, not answered)', () => {
     const tpl = '{{upstreams_include}}\nserver {\n    listen 80;\n    server_name {{server_name}};\n    {{acme_location}}\n    {{slot_location}}\n    {{locations}}\n}\n';
     const c = base('shop', [3579, 3000], { domain: 'example.org', aliases: ['www.example.org'], nginx: { site_template: 'site.conf' } });
@@ -133,7 +150,7 @@ describe('aliases', () => {
     const env = load(base('shop', [3579, 3000], { domain: 'example.org', aliases: ['www.example.org', 'old.example.net'], tls: LE }));
     const script = certbotCertonly(env, false, '', 'left');
     expect(script).toContain('-d example.org -d www.example.org -d old.example.net --cert-name example.org --expand');
-    expect(script).toContain('for acme_name in example.org www.example.org old.example.net; do');
+    expect(script).toContain('acme_names=(example.org www.example.org old.example.net)\nfor acme_name in "${acme_names[@]}"; do');
     // A certificate lacking an alias is got again (expanded) on the next provision.
     expect(issueCertificate(env, false).script).toContain('elif cert_missing=$(cert_lacks /etc/letsencrypt/live/example.org/fullchain.pem example.org www.example.org old.example.net) && [ -n "$cert_missing" ]; then');
   });

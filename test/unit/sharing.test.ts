@@ -196,6 +196,10 @@ describe('refused before anything runs', () => {
     expect(await refused(tls('shop.internal'))).toContain('domain shop.internal is reserved');
     expect(await refused(tls('shop.catalogue.fr', 'ops@example.com'))).toBe("tls.email ops@example.com is at a domain reserved for examples: Let's Encrypt refuses such an account contact; nothing was done");
     expect(await refused(tls('192.0.2.10'))).toContain("domain 192.0.2.10 is an IP address: Let's Encrypt issues certificates for DNS names");
+    // an alias is named as the alias it is (certbot validates it as it does the domain), not as "domain"
+    const aliased = (aliases: string[]) => ({ ...tls('shop.catalogue.fr'), aliases });
+    expect(await refused(aliased(['www.catalogue.fr', 'shop.test']))).toBe("alias shop.test (aliases[1]) is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it; nothing was done");
+    expect(await refused(aliased(['www.example.com']))).toContain('alias www.example.com (aliases[0]) is reserved');
     // another ACME server (a test one, pebble) is its own judge: provision goes on, to the hosts
     expect(await refused(tls('shop.example.org', 'ops@example.org', { acme_server: 'https://acme.test/dir' }))).toContain('must not connect');
   });

@@ -263,6 +263,21 @@ describe('ops env remove', () => {
     expect(text).not.toMatch(/remove the record of|certbot (revoke|delete)|remove the callback URLs/);
   });
 
+  it('the aliases are names of the site too: their DNS records are listed to remove (or kept, shared, each on its own), the certificate said to name them', async () => {
+    const { root } = await project();
+    const oldFile = join(root, 'environments', 'old', 'environment.yml');
+    writeFileSync(oldFile, stringify({ ...parseYaml(readFileSync(oldFile, 'utf8')), aliases: ['www.old.example.org', 'old.example.net'], tls: { mode: 'letsencrypt', email: 'ops@catalogue.fr' } }));
+    const list = async () => (await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true })).checklist;
+    let items = await list();
+    expect(items.filter((i) => i.startsWith('DNS: '))).toEqual(['DNS: remove the records of old.example.org, www.old.example.org, old.example.net']);
+    expect(items.find((i) => i.startsWith('TLS: '))).toBe('TLS: revoke the certificate (it names old.example.org, www.old.example.org, old.example.net) before deleting the VM if its key may leak (on the host: certbot revoke --cert-name old.example.org); it expires by itself otherwise');
+    // keep (on another VM) serves one of old's aliases as its domain: that record is kept, the others go.
+    const keepFile = join(root, 'environments', 'keep', 'environment.yml');
+    writeFileSync(keepFile, stringify({ ...parseYaml(readFileSync(keepFile, 'utf8')), domain: 'old.example.net', url: 'https://old.example.net' }));
+    items = await list();
+    expect(items.filter((i) => i.startsWith('DNS: '))).toEqual(['DNS: the record of old.example.net: shared with keep (the same name): keep it', 'DNS: remove the records of old.example.org, www.old.example.org']);
+  });
+
   it('a database with the same plain URL as another environment on the VM is kept; a secret one may be shared: said so', async () => {
     const { root } = await project('same-app');
     const dry = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });

@@ -19,7 +19,7 @@ import { MemoryReporter, plainValues } from '../../core/report.ts';
 import { KEY, processXml, report, result, RUNNING, testEnv } from './status.helpers.ts';
 import { LOCK_KEYS, lockStatus } from '../../core/steps/lock.ts';
 import { PREVIOUS_RECORD, previousBackFunctions, probes, startSlot } from '../../core/steps/switch.ts';
-import { CERTS_KEYS, listCertificates, parseCerts, renewCertificate } from '../../core/steps/certs.ts';
+import { CERTS_KEYS, listCertificates, parseCerts, renewalCheck, renewCertificate } from '../../core/steps/certs.ts';
 import { logsStep } from '../../core/steps/logs.ts';
 import { parseProcessInfo, programStates } from '../../core/steps/programs.ts';
 import { failureDetail } from '../../core/remote/types.ts';
@@ -416,7 +416,7 @@ describe('status parser', () => {
     const path = '/etc/letsencrypt/live/shop.example.org/fullchain.pem';
     const judged = (notAfter: string, ...renewal: ReportText<typeof CERTS_KEYS>[]) =>
       parseHostStatus(leEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, `${path}\tDNS:shop.example.org`], served_serial: 'AB12' }) + `\n${opsLines(CERTS_KEYS, 'renewal certbot.timer active enabled', ...renewal)}`));
-    expect(hostStatus(leEnv).script).toContain("acme_path_problem shop.example.org /var/www/letsencrypt");
+    expect(hostStatus(leEnv).script).toContain('rn_names=(shop.example.org)\nfor rn_name in "${rn_names[@]}"; do\n  rn_one=$(acme_path_problem "$rn_name" /var/www/letsencrypt)');
     expect(hostStatus(leEnv).script).toContain('systemctl show certbot.service -p Result --value');
     // all well: nothing said (a timer that never ran yet reports success and no time)
     expect(judged('Feb 20 12:00:00 2027 GMT', 'renewal_path ', 'renewal_last success ')).toMatchObject({ problems: [], warnings: [] });
@@ -428,6 +428,25 @@ describe('status parser', () => {
     const fixRun = 'why, on the host: sudo journalctl -u certbot.service -n 50; then sudo systemctl start certbot.service to try again';
     expect(judged('Feb 20 12:00:00 2027 GMT', 'renewal_path ', 'renewal_last exit-code 2026-12-01T06:00:00Z').warnings).toEqual([`certbot's last renewal run (2026-12-01T06:00:00Z) failed (certbot.service: exit-code): the certificate (86 days left, 2027-02-20) will not be renewed; ${fixRun}`]);
     expect(judged('Nov 30 16:00:00 2026 GMT', 'renewal_last exit-code 2026-12-01T06:00:00Z').problems).toEqual([`TLS certificate expires in 5 days (2026-11-30): certbot's last renewal run (2026-12-01T06:00:00Z) failed (certbot.service: exit-code) (${fixRun}), so nothing renews it (ops certs demo --renew)`]);
+  });
+
+  it("certificates: the renewal check asks the HTTP-01 path of every name certbot validates at renewal, the aliases too, and says each that fails", () => {
+    const leEnv = testEnv({ domain: 'shop.example.org', aliases: ['www.shop.example.org', 'shop.example.net'], tls: { mode: 'letsencrypt', email: 'ops@example.org' } });
+    // acme_path_problem (cert.sh) stood in for: the alias www.* is answered by another server block.
+    const run = (reaching: string) =>
+      execFileSync('bash', ['-c', `set -euo pipefail
+ops_report() { printf '%s=%s\\n' "$1" "$2"; }
+systemctl() { :; }
+acme_path_problem() { echo "$1 $2" >> "$ASKED"; case $1 in ${reaching}) ;; *) printf 'http://%s/.well-known/acme-challenge/ on this host answers HTTP 404' "$1" ;; esac; }
+${renewalCheck(leEnv)}`], { encoding: 'utf8', env: { ...process.env, ASKED: asked } });
+    const dir = mkdtempSync(join(tmpdir(), 'ops-renewal-'));
+    const asked = join(dir, 'asked');
+    const out = run('shop.example.org|shop.example.net');
+    expect(readFileSync(asked, 'utf8')).toBe('shop.example.org /var/www/letsencrypt\nwww.shop.example.org /var/www/letsencrypt\nshop.example.net /var/www/letsencrypt\n');
+    expect(out).toContain('renewal_path=http://www.shop.example.org/.well-known/acme-challenge/ on this host answers HTTP 404\n');
+    expect(run('shop.example.org')).toContain('renewal_path=http://www.shop.example.org/.well-known/acme-challenge/ on this host answers HTTP 404; http://shop.example.net/.well-known/acme-challenge/ on this host answers HTTP 404\n');
+    expect(run('*')).toContain('renewal_path=\n');
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('parses XML-RPC entities and self-closing values', () => {

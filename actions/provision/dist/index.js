@@ -75009,8 +75009,12 @@ function certificatePaths(env) {
   }
   return void 0;
 }
+function siteNames(env) {
+  return env.config.domain ? [env.config.domain, ...env.config.aliases] : [];
+}
 function certificateNames(env) {
-  return [env.config.domain ?? env.config.app, ...env.config.aliases];
+  const names = siteNames(env);
+  return names.length ? names : [env.config.app];
 }
 function stripsPrefix(env, prefix) {
   const program = env.config.routes[prefix];
@@ -77395,7 +77399,8 @@ function certbotCertonly(env, withAcmeCa, force, left) {
     ...tls.acme_server ? ["--server", tls.acme_server] : []
   ];
   const ca = withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : "";
-  return String.raw`for acme_name in ${names.map(quote).join(" ")}; do
+  return String.raw`acme_names=(${names.map(quote).join(" ")})
+for acme_name in "${"$"}{acme_names[@]}"; do
   if acme_problem=$(acme_path_problem "$acme_name" ${quote(env.layout.acmeWebroot)}) && [ -n "$acme_problem" ]; then
     echo "certbot was not run for ${names.join(", ")}: the ACME server's HTTP-01 request would fail: $acme_problem. ${left}. To fix: remove or change the server block for $acme_name on port 80 that answers instead (the site ops writes serves /.well-known/acme-challenge/ itself, for the domain and each alias; a nginx.site_template needs {{acme_location}} in its port-80 server, and {{alias_servers}}), then run ops provision ${env.name} again" >&2
     exit 1
@@ -77463,13 +77468,17 @@ fi
 item certificate`
   };
 }
-function letsEncryptRefusal(tls, domain) {
-  if (tls.mode !== "letsencrypt" || tls.acme_server || !domain) return void 0;
-  const d = domain.toLowerCase().replace(/\.$/, "");
+function letsEncryptRefusal(config) {
+  const tls = config.tls;
+  if (tls.mode !== "letsencrypt" || tls.acme_server || !config.domain) return void 0;
   const reserved = (name2) => /(^|\.)example\.(com|net|org)$/.test(name2);
-  if (isIP3(d)) return `domain ${domain} is an IP address: Let's Encrypt issues certificates for DNS names`;
-  if (reserved(d) || /\.(test|localhost|local|internal|invalid|example|home\.arpa)$/.test(d) || /^(localhost|test|local|internal|invalid|example)$/.test(d))
-    return `domain ${domain} is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it`;
+  for (const [i, name2] of siteNames({ config }).entries()) {
+    const field = i === 0 ? `domain ${name2}` : `alias ${name2} (aliases[${i - 1}])`;
+    const d = name2.toLowerCase().replace(/\.$/, "");
+    if (isIP3(d)) return `${field} is an IP address: Let's Encrypt issues certificates for DNS names`;
+    if (reserved(d) || /\.(test|localhost|local|internal|invalid|example|home\.arpa)$/.test(d) || /^(localhost|test|local|internal|invalid|example)$/.test(d))
+      return `${field} is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it`;
+  }
   const mailDomain = tls.email?.split("@")[1]?.toLowerCase();
   if (mailDomain && reserved(mailDomain)) return `tls.email ${tls.email} is at a domain reserved for examples: Let's Encrypt refuses such an account contact`;
   return void 0;
@@ -81087,7 +81096,7 @@ async function provisionHost(ctx, env, remote, facts, acmeCa, files) {
 async function provision(ctx, environment) {
   const env = resolveTarget(environment);
   refuseCollisions(env, ctx.reporter);
-  const refusal = [env.config.domain, ...env.config.aliases].map((name2) => letsEncryptRefusal(env.config.tls, name2)).find(Boolean);
+  const refusal = letsEncryptRefusal(env.config);
   if (refusal) throw new OpsError(`${refusal}; nothing was done`, `set the site's public DNS name (domain) and a real contact (tls.email) in environments/${env.name}/environment.yml, or tls.mode self-signed for a name without public DNS`);
   const caFile = env.config.tls.acme_ca_file;
   let acmeCa;

@@ -65547,6 +65547,9 @@ function certificatePaths(env) {
   }
   return void 0;
 }
+function siteNames(env) {
+  return env.config.domain ? [env.config.domain, ...env.config.aliases] : [];
+}
 function stripsPrefix(env, prefix) {
   const program = env.config.routes[prefix];
   return prefix !== "/" && (program === void 0 || env.config.programs[program]?.strip_prefix !== false);
@@ -68246,10 +68249,33 @@ for i in {1..100}; do
 done`;
 }
 function conflictHint(env) {
-  const name2 = env.config.domain;
-  if (!name2) return "";
-  return String.raw`  slot_conflict=$(nginx -t 2>&1 | grep -F ${quote(`conflicting server name "${name2}"`)} | head -n 1 || true)
-  [ -z "$slot_conflict" ] || echo "hint: nginx -t says: ${"$"}{slot_conflict#*\]*: }: another enabled site has server_name ${name2}, loaded before this one, and nginx gives it the visitors; the files naming it: $(grep -lsw -- ${quote(name2)} /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used, or its server_name" >&2`;
+  const names = siteNames(env);
+  if (!names.length) return "";
+  return String.raw`  slot_conflicts=$(nginx -t 2>&1 || true); slot_names=(${names.map(quote).join(" ")})
+  for slot_name in "${"$"}{slot_names[@]}"; do
+    slot_conflict=$(grep -F "conflicting server name \"$slot_name\"" <<< "$slot_conflicts" | head -n 1 || true)
+    [ -z "$slot_conflict" ] || echo "hint: nginx -t says: ${"$"}{slot_conflict#*\]*: }: another enabled site has server_name $slot_name, loaded before this one, and nginx gives it the visitors; the files naming it: $(grep -lsw -- "$slot_name" /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used, or its server_name" >&2
+  done`;
+}
+var ALIAS_LOOK_SECONDS = 4;
+function aliasLook(env, tls) {
+  const domain = env.config.domain;
+  if (!domain || !env.config.aliases.length) return 'alias_taken=""';
+  const scheme = tls ? "https" : "http";
+  const asks = env.config.aliases.flatMap((a) => [
+    { url: `http://${a}/.ops/slot`, args: `-H ${quote(`Host: ${a}`)} http://"$gate_at"/.ops/slot` },
+    ...tls ? [{ url: `https://${a}/.ops/slot`, args: `-k --resolve ${quote(`${a}:443:`)}"$gate_at" ${quote(`https://${a}/.ops/slot`)}` }] : []
+  ]);
+  const want = `301 ${scheme}://${domain}/.ops/slot`;
+  return String.raw`alias_until=$(( SECONDS + ${ALIAS_LOOK_SECONDS} )); alias_taken=""
+${asks.map(
+    (x) => String.raw`while :; do
+  alias_got=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code} %{redirect_url}' --max-time 1 ${x.args} 2>/dev/null || true)
+  if [ "$alias_got" = ${quote(want)} ] || [ "$SECONDS" -ge "$alias_until" ]; then break; fi
+  sleep 0.1
+done
+if [ "$alias_got" != ${quote(want)} ]; then mask_clip "$alias_got" 120; alias_taken+="${"$"}{alias_taken:+; }"${quote(`${x.url} answers `)}"'${"$"}{MASK_TEXT:-nothing}'"; fi`
+  ).join("\n")}`;
 }
 function servedAssetDirs(env) {
   return assetDirs(env.config).flatMap((a) => a.url ? [a.dir] : []);
@@ -68278,6 +68304,15 @@ function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy",
   const writesSite = certificateReady || !certificatePaths(env);
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
   const look = slotLook(env, slot, certificateReady);
+  const looksAliases = writesSite && env.config.domain !== void 0 && env.config.aliases.length > 0;
+  const aliases = looksAliases ? `
+${aliasLook(env, certificateReady && certificatePaths(env) !== void 0)}` : "";
+  const aliasRefusal = !looksAliases ? "" : String.raw`elif [ -n "$alias_taken" ]; then
+  echo "the switch to slot ${slot} did not take: nginx was reloaded, but not every alias of the site reaches its redirect to ${env.config.domain ?? ""} (another enabled site claims it, and would take its visitors): $alias_taken" >&2
+${conflictHint(env)}
+  echo "hint: the files naming an alias besides the site: $(grep -lsw${env.config.aliases.map((a) => ` -e ${quote(a)}`).join("")} /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | grep -vxF ${quote(L.nginxSiteEnabled)} | tr '\n' ' ')- remove the one no longer used, or the alias from its server_name, and reload nginx" >&2
+  false
+`;
   const siteText = writesSite ? site(env, certificateReady) : void 0;
   const proves = siteText?.includes(checkLog(env)) ?? false;
   const gate = `${siteText !== void 0 && !proves ? `echo "warning: the custom site template has no {{logs}} with {{upstreams_include}}: nginx's record of which upstream answered the health paths is not kept, so the switch cannot prove the new slot's answers reach visitors (an error_page or try_files of its own, another server block, would go unseen)" >&2
@@ -68310,10 +68345,10 @@ ${fingerprintRecords(env, record2)}
 ${treeRecord(env)}` : ""}`,
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       // And the health paths through nginx (nginxGate): each waits at most its bounded tries.
-      critical: SWITCH_THEN_SECONDS + gateSeconds(env),
+      critical: SWITCH_THEN_SECONDS + (looksAliases ? ALIAS_LOOK_SECONDS + 1 : 0) + gateSeconds(env),
       // nginx must route to the new slot (when the site says which) and pass the health paths on to it as visitors
       // ask them (nginxGate: a release nginx answers 502 for never goes live), or the previous files come back.
-      verify: String.raw`${look}
+      verify: String.raw`${look}${aliases}
 ${mustSee ? String.raw`if [ -z "$slot_seen" ]; then
   echo "the switch to slot ${slot} did not take: nginx was reloaded, but its /.ops/slot answers '$slot_got' rather than '${slot}' (nginx still routes to the previous slot)" >&2
 ${conflictHint(env)}
@@ -68323,7 +68358,10 @@ ${conflictHint(env)}
     [ -z "$gate_others" ] || echo "hint: what answered at $gate_at_shown may be another server block than the site's (one listening on that address, \"listen <address>:<port>\", is taken before the site's \"listen <port>\"; or a default_server): files listening on the port besides the site: $gate_others- remove it, or its listen/server_name, and reload nginx" >&2 ;;
   esac
   false
-else
+${aliasRefusal}else
+${gate}
+fi` : looksAliases ? String.raw`if false; then :
+${aliasRefusal}else
 ${gate}
 fi` : gate}`,
       then: String.raw`${mustSee ? "# nginx answered with the new slot (verify, above)" : `[ -n "$slot_seen" ] || echo "nginx does not report slot ${slot} at /.ops/slot (${writesSite ? "the custom site template has no {{slot_location}}" : "the site on the host is kept until provision writes it"}); continuing" >&2`}

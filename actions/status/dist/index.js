@@ -76289,6 +76289,13 @@ function certificatePaths(env) {
   }
   return void 0;
 }
+function siteNames(env) {
+  return env.config.domain ? [env.config.domain, ...env.config.aliases] : [];
+}
+function certificateNames(env) {
+  const names = siteNames(env);
+  return names.length ? names : [env.config.app];
+}
 function stripsPrefix(env, prefix) {
   const program = env.config.routes[prefix];
   return prefix !== "/" && (program === void 0 || env.config.programs[program]?.strip_prefix !== false);
@@ -77785,7 +77792,12 @@ function renewalCheck(env) {
   ops_report ${CERTS_KEYS.renewal_last} "$(systemctl show certbot.service -p Result --value 2>/dev/null || true) $rn_at"
 elif [ -f /etc/cron.d/certbot ]; then ops_report ${CERTS_KEYS.renewal} "cron /etc/cron.d/certbot"
 else ops_report ${CERTS_KEYS.renewal} "none"; fi
-ops_report ${CERTS_KEYS.renewal_path} "$(acme_path_problem ${quote(env.config.domain)} ${quote(env.layout.acmeWebroot)})"`;
+# certbot validates every name of the certificate at each renewal (one HTTP-01 challenge per name): each is asked.
+rn_path=""; rn_names=(${certificateNames(env).map(quote).join(" ")})
+for rn_name in "${"$"}{rn_names[@]}"; do
+  rn_one=$(acme_path_problem "$rn_name" ${quote(env.layout.acmeWebroot)}); [ -z "$rn_one" ] || rn_path+="${"$"}{rn_path:+; }$rn_one"
+done
+ops_report ${CERTS_KEYS.renewal_path} "$rn_path"`;
 }
 
 // core/steps/lock.ts

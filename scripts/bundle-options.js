@@ -1,6 +1,8 @@
 // esbuild settings shared by every bundle (the actions' dist/index.js and the CLI's cached bundle).
 // Plain JS so the CLI launcher can use it without a TypeScript loader.
 
+import { fileURLToPath } from 'node:url';
+
 // ESM bundles of CommonJS dependencies still call require() and read __dirname (ssh2 does).
 const banner = [
   "import { createRequire as __opsRequire } from 'node:module';",
@@ -12,6 +14,9 @@ const banner = [
 ].join(' ');
 
 export const bundleOptions = {
+  // Paths (the alias below, the file names in the bundle's comments) from the project's root, whatever the caller's
+  // working directory: the ops CLI builds its bundle from wherever it is run.
+  absWorkingDir: fileURLToPath(new URL('..', import.meta.url)),
   bundle: true,
   platform: 'node',
   target: 'node20',
@@ -21,5 +26,8 @@ export const bundleOptions = {
   banner: { js: banner },
   // The shell libraries (core/steps/sh/*.sh) are imported as their text (scripts/text-modules.js).
   loader: { '.sh': 'text' },
+  // jsonc-parser's "main" is a UMD build whose require() calls sit in a factory esbuild cannot follow (the bundle
+  // failed at load: "Cannot find module './impl/format'"); its ES module build bundles whole.
+  alias: { 'jsonc-parser': 'jsonc-parser/lib/esm/main.js' },
   logLevel: 'warning',
 };

@@ -30,7 +30,8 @@ function newest(dir) {
     if (e.name === 'node_modules' || e.name === 'dist') continue;
     const p = join(dir, e.name);
     if (e.isDirectory()) t = Math.max(t, newest(p));
-    else if (e.name.endsWith('.ts') || e.name.endsWith('.sh')) t = Math.max(t, statSync(p).mtimeMs);
+    // .js too: bundle-options.js and the text-module rules shape the bundle as much as the sources do.
+    else if (/\.(ts|sh|js)$/.test(e.name)) t = Math.max(t, statSync(p).mtimeMs);
   }
   return t;
 }

@@ -2,6 +2,7 @@
 // its entry point reads (and the runtime GitHub runs), and each entry point stays thin.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -28,6 +29,15 @@ describe('action bundles', () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/.bin/tsx'), join(ROOT, 'scripts/build.ts'), '--check'], { encoding: 'utf8' });
     expect(r.stderr + r.stdout).toMatch(/checked \d+ action bundles/);
     expect(r.status).toBe(0);
+  }, 120_000);
+
+  it('each loads as the runner starts it (node dist/index.js, another working directory, no inputs): the missing input said, no module missing', () => {
+    for (const a of actions) {
+      const r = spawnSync(process.execPath, [join(ROOT, 'actions', a, 'dist', 'index.js')], { encoding: 'utf8', cwd: tmpdir(), env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 });
+      // A dependency the bundler could not follow (a UMD build's require) fails here with "Cannot find module".
+      expect(r.stderr + r.stdout, a).not.toMatch(/Cannot find module|ERR_MODULE_NOT_FOUND|^\s+at /m);
+      expect(r.stdout, a).toMatch(/^::error::/m);
+    }
   }, 120_000);
 
   it('are tracked by git', () => {

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ConfigError, loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
+import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
+import { problems } from './config.helpers.ts';
 import { hostSharing } from '../../core/config/siblings.ts';
 import { OpsError } from '../../core/errors.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
@@ -25,15 +26,6 @@ const base = (app: string, ports: [number, number], extra: Record<string, unknow
 });
 const LE = { mode: 'letsencrypt', email: 'ops@shop.fr' };
 
-function problems(doc: unknown): string[] {
-  try {
-    parseEnvironment(doc, 'environments/x/environment.yml');
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems.map((p) => `${p.path}: ${p.message}`);
-    throw e;
-  }
-  return [];
-}
 
 /** A project holding these environments (file contents), and the files it wrote beside them. */
 function project(envs: Record<string, Record<string, unknown>>, files: Record<string, string> = {}): string {

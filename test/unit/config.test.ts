@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { ConfigError, environmentReference, listEnvironments, loadEnvironment, parseEnvironment, readYamlFile, userPath } from '../../core/config/environment.ts';
+import { environmentReference, listEnvironments, loadEnvironment, parseEnvironment, readYamlFile, userPath } from '../../core/config/environment.ts';
+import { problems } from './config.helpers.ts';
 import { OpsError } from '../../core/errors.ts';
 import { blobType, fingerprint, parseHostKey, parseHostKeys } from '../../core/config/hostkey.ts';
 
@@ -13,16 +14,6 @@ const minimal = () => ({
   hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }],
   programs: { server: { command: 'run', port: 3579 }, client: { command: 'run', port: 3000 } },
 });
-
-function problems(doc: unknown): string[] {
-  try {
-    parseEnvironment(doc, 'environments/x/environment.yml');
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems.map((p) => `${p.path}: ${p.message}`);
-    throw e;
-  }
-  return [];
-}
 
 /** `text` read as environments/x/environment.yml (readYamlFile, from a new temporary directory). */
 function read(text: string): unknown {

@@ -36,6 +36,18 @@ function httpsGet(address: string, domain: string, ca: string, path = '/'): Prom
   });
 }
 
+/** GET http://<name><path> on the host's address: its status and Location (a redirect is not followed). */
+function httpGet(address: string, name: string, path: string): Promise<{ status: number; location?: string }> {
+  return new Promise((resolve, reject) =>
+    httpRequest({ host: address, path, headers: { Host: name }, agent: false }, (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, location: res.headers.location });
+    })
+      .on('error', reject)
+      .end(),
+  );
+}
+
 describe.sequential('provision a bare bookworm host', () => {
   let host: Host;
   let project: TestProject;
@@ -243,14 +255,7 @@ describe.sequential('TLS', () => {
     expect(res.subject).toContain(`DNS:${domain}`);
     expect(res.issuer).toMatch(/Pebble/i);
     // Plain http redirects to https, except the ACME challenge path.
-    const plain = await new Promise<{ status: number; location?: string }>((resolve, reject) =>
-      httpRequest({ host: host.address, path: '/x', headers: { Host: domain } }, (res) => {
-        res.resume();
-        resolve({ status: res.statusCode ?? 0, location: res.headers.location });
-      })
-        .on('error', reject)
-        .end(),
-    );
+    const plain = await httpGet(host.address, domain, '/x');
     expect(plain).toEqual({ status: 301, location: `https://${domain}/x` });
     const hooks = await sshRun(host, 'ls /etc/letsencrypt/renewal-hooks/deploy/; stat -c %a /etc/nginx/dhparams.pem');
     expect(hooks.stdout).toContain('ops-pipeline-reload-nginx');
@@ -320,14 +325,7 @@ describe.sequential('TLS', () => {
       // https://<alias>: the certificate verifies for the alias's name (SNI), and the answer is the redirect.
       const secure = await httpsGet(host.address, alias, ca, '/x?y=1');
       expect(secure).toMatchObject({ status: 301, location: `https://${domain}/x?y=1` });
-      const plain = await new Promise<{ status: number; location?: string }>((resolve, reject) =>
-        httpRequest({ host: host.address, path: '/x?y=1', headers: { Host: alias } }, (res) => {
-          res.resume();
-          resolve({ status: res.statusCode ?? 0, location: res.headers.location });
-        })
-          .on('error', reject)
-          .end(),
-      );
+      const plain = await httpGet(host.address, alias, '/x?y=1');
       expect(plain).toEqual({ status: 301, location: `https://${domain}/x?y=1` });
       const again = await provision(project.ctx(), project.env());
       expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);

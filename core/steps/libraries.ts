@@ -18,6 +18,7 @@ import hostLockFunctions from './sh/host-lock.sh';
 import identityFunctions from './sh/identity.sh';
 import maskFunctions from './sh/mask.sh';
 import probeFunctions from './sh/probe.sh';
+import stampedFunctions from './sh/stamped.sh';
 import supervisorFunctions from './sh/supervisor.sh';
 import systemFunctions from './sh/system.sh';
 import treeFunctions from './sh/tree.sh';
@@ -30,8 +31,14 @@ import treeFunctions from './sh/tree.sh';
  * answers in nginx's place (its own 403 or 503, or nothing), and the switch never sees its slot. sh/probe.sh's curl too.
  */
 export const LOCAL_CURL = "curl --noproxy '*'";
-/** svc, svc_up, item (CHANGED), put_file, ensure_dir: provision and the system parts of deploys. */
-export const SYSTEM_FUNCTIONS: string = systemFunctions;
+/**
+ * stamped_list, stamped_next, stamped_keep: files named after the UTC time they were made (`<base>.<time>[.N]<suffix>`:
+ * backups, the audit log's archives), ordered by that time and N as a number, a clock set back never naming a new one
+ * older than the newest (sh/stamped.sh).
+ */
+export const STAMPED_FUNCTIONS: string = stampedFunctions;
+/** svc, svc_up, item (CHANGED), put_file, ensure_dir: provision and the system parts of deploys; and STAMPED_FUNCTIONS (putUnlessHostOwn's backups). */
+export const SYSTEM_FUNCTIONS: string = `${systemFunctions}\n${stampedFunctions}`;
 /** host_lock NAME [WAIT], host_unlock NAME: changes shared by the apps of a host, one at a time (flock). */
 export const HOST_LOCK_FUNCTIONS: string = hostLockFunctions;
 /** assets_link RELEASE TREE OWNER DIR...: what nginx serves of release.asset_dirs' { dir, url } of a release (sh/assets.sh). */

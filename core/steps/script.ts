@@ -78,8 +78,9 @@ const OPS_HEADERS = [...['#', ';'].map((c) => `${c} Managed by ops-pipeline:`), 
 /** Where putUnlessHostOwn keeps the host's versions of the files it replaces (root's only: a file may hold a token). Outside every directory a program reads whole (conf.d, sites-enabled, logrotate.d). */
 export const HOST_OWN_BACKUPS = '/var/backups/ops-pipeline';
 /**
- * How many backups putUnlessHostOwn keeps per file: the newest ones (their names' UTC times; a second one in the same second
- * gets `.2`, `.3`..., never over the first), older ones removed as a
+ * How many backups putUnlessHostOwn keeps per file: the newest ones (by their names' UTC times, then `.2`, `.3`... `.10` as
+ * numbers: a second one in the same second never over the first; a clock set back names a new one after the newest:
+ * sh/stamped.sh), older ones removed as a
  * new one is made, so a file changed on the host again and again (a config tool rewriting the site each hour) does
  * not fill /var over the runs.
  */
@@ -126,15 +127,12 @@ export function putUnlessHostOwn(path: string, content: string | { b64Word: stri
 [ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
 ${newMd5}
 if { [ -L ${p} ] || [ "$host_file_md5" != "$host_file_new" ]; } && ${notAsWritten(path)}; then
-  host_file_backup=${quote(`${HOST_OWN_BACKUPS}${path}`)}.$(date -u +%Y%m%dT%H%M%SZ)
-  # A second change in the same second (provision then deploy, two runs back to back) gets .2, .3...: never over the first.
-  host_file_at=$host_file_backup; host_file_n=1
-  while [ -e "$host_file_backup" ] || [ -L "$host_file_backup" ]; do host_file_n=$(( host_file_n + 1 )); host_file_backup=$host_file_at.$host_file_n; done
+  # Named after the time (a second change in the same second, provision then deploy: .2, .3..., never over the first;
+  # a clock set back: after the newest still), and the newest HOST_OWN_BACKUPS_KEPT kept by that order (stamped.sh).
+  stamped_next ${quote(`${HOST_OWN_BACKUPS}${path}`)} ''; host_file_backup=$stamped_name
   mkdir -p "${'$'}{host_file_backup%/*}"; chmod 0700 ${quote(HOST_OWN_BACKUPS)}
   cp -a ${p} "$host_file_backup"; rm -f ${p}
-  # The newest HOST_OWN_BACKUPS_KEPT of this file's backups stay (their UTC times, then .2, .3..., sort as the glob lists them).
-  host_file_backups=(${quote(`${HOST_OWN_BACKUPS}${path}`)}.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*)
-  [ "${'$'}{#host_file_backups[@]}" -le ${HOST_OWN_BACKUPS_KEPT} ] || rm -f -- "${'$'}{host_file_backups[@]:0:${'$'}{#host_file_backups[@]}-${HOST_OWN_BACKUPS_KEPT}}"
+  stamped_keep ${quote(`${HOST_OWN_BACKUPS}${path}`)} '' ${HOST_OWN_BACKUPS_KEPT}
   if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'
   elif [ ! -L "$host_file_backup" ] && case "$(head -n1 "$host_file_backup" 2>/dev/null)" in ${OPS_HEADERS}) true ;; *) false ;; esac; then host_file_why="written by an older ops (its first line is ops's header), which kept no record of what it wrote: a change made here since cannot be told from it"; host_file_said=$host_file_md5
   else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by someone here, or by an older ops)"; host_file_said=$host_file_md5; fi

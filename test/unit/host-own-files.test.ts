@@ -166,6 +166,32 @@ describe("putUnlessHostOwn, replaced: a file ops renders from the settings on ev
     expect(backupsOf(f).sort().map((b) => readFileSync(join(backups, f, '..', b), 'utf8'))).toEqual(['first change\n', 'second change\n']);
   });
 
+  it(`past .9 in one second (.10, .11...) the newest ${HOST_OWN_BACKUPS_KEPT} are kept by number, not by the names' text (where .10 sorts before .2)`, async () => {
+    const f = join(dir, 'site-many-same-second');
+    await put(f, v1);
+    const changes = HOST_OWN_BACKUPS_KEPT + 3;
+    for (let i = 1; i <= changes; i++) {
+      writeFileSync(f, `change ${i}\n`);
+      await bash(`date() { echo 20261206T215000Z; }\n${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(f, v2, { kind: 'replaced', lasts: 'how.' }).replaceAll(HOST_OWN_BACKUPS, backups)}`);
+    }
+    const held = backupsOf(f).map((b) => readFileSync(join(backups, f, '..', b), 'utf8').trim());
+    expect(held.sort((a, b) => Number(a.split(' ')[1]) - Number(b.split(' ')[1]))).toEqual(Array.from({ length: HOST_OWN_BACKUPS_KEPT }, (_, i) => `change ${changes - HOST_OWN_BACKUPS_KEPT + 1 + i}`));
+  });
+
+  it('a clock set back (an NTP step, a VM restored from a snapshot): the new backup still counts as the newest, named after the newest one there with the next number, never removed at once', async () => {
+    const f = join(dir, 'site-clock-back');
+    await put(f, v1);
+    const folder = join(backups, dir);
+    mkdirSync(folder, { recursive: true });
+    const later = Array.from({ length: HOST_OWN_BACKUPS_KEPT }, (_, i) => `site-clock-back.203001${String(i + 10).padStart(2, '0')}T000000Z`);
+    for (const b of later) writeFileSync(join(folder, b), 'made while the clock was ahead\n');
+    writeFileSync(f, 'changed after the clock went back\n');
+    const r = await bash(`date() { echo 20261206T215000Z; }\n${SYSTEM_FUNCTIONS}\n${putUnlessHostOwn(f, v2, { kind: 'replaced', lasts: 'how.' }).replaceAll(HOST_OWN_BACKUPS, backups)}`);
+    expect(r.stdout).toContain(`kept in ${join(folder, later.at(-1)!)}.2 `);
+    expect(readFileSync(join(folder, `${later.at(-1)!}.2`), 'utf8')).toBe('changed after the clock went back\n');
+    expect(backupsOf(f).sort()).toEqual([...later.slice(1), `${later.at(-1)!}.2`].sort());
+  });
+
   it("one ops has no record of (an older ops's, or someone's) that differs is backed up too, saying ops cannot tell; one equal to ops's is only recorded", async () => {
     const own = join(dir, 'site-own');
     writeFileSync(own, 'server { listen 8080; }\n');

@@ -7,8 +7,8 @@
 import type { Target } from '../target.ts';
 import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, LOCK_LOST_MARK, probeLibrary, SUPERVISOR_FUNCTIONS } from './libraries.ts';
-import { endTornLine } from './audit.ts';
+import { CONNECTION_FUNCTIONS, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCK_LOST_EXIT, LOCK_LOST_MARK, probeLibrary, STAMPED_FUNCTIONS, SUPERVISOR_FUNCTIONS } from './libraries.ts';
+import { endTornLine, rotateAudit, withAuditLock } from './audit.ts';
 import { PROVISIONED_KEYS, provisionedMarker, reportProvisioned } from './system.ts';
 import { previousBackFunctions, previousBackSeconds, slotDown, STARTED_RECORD } from './switch.ts';
 import { duration } from './status.ts';
@@ -519,7 +519,7 @@ export function releaseLock(env: Target, runId: string, auditLines: string[] = [
 }
 
 /**
- * Shell that, when the lock is ours (the run id matches), appends audit lines and releases it, reporting `lock released` (else `lock not_held`):
+ * Shell that, when the lock is ours (the run id matches), appends audit lines, bounds the audit log (rotateAudit) and releases it, reporting `lock released` (else `lock not_held`):
  * the end of `releaseLock`, and what a run's last step on a host appends to end the run there in the same
  * round trip. `auditWords` are shell words, each expanding to one line (`quote(line)`, or a quoted template
  * with a variable spliced in: `auditTemplate`). A failed append (a full disk) is reported (`audit_failed`)
@@ -537,10 +537,14 @@ fi
     : '';
   // The lines only with the lock: a run that never held it (stopped while queued) or lost it (released by force;
   // the run then says so itself, core/ops/locked.ts) writes none here, nor twice after its last step let go.
+  // Then the log bounded (rotateAudit), here where every run ends, a no-op or a failure too, in the same round trip;
+  // both holding the log's own lock (withAuditLock), which `ops lock release`'s append takes too.
   return String.raw`lock=${quote(L.lock)}
 ${HOLDER_RUN}
 if [ "$holder_run" = ${quote(runId)} ]; then
-${audit}${LET_GO}
+${STAMPED_FUNCTIONS}
+${withAuditLock(env, `${audit}${rotateAudit(env)}`)}
+${LET_GO}
 [ -n "$lock_kept" ] || ops_report ${LOCK_KEYS.lock} released
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }

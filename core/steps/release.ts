@@ -10,7 +10,6 @@ import { certificatePaths, slotPortLinesShell } from './nginx-config.ts';
 import { isDefaultServer } from '../config/siblings.ts';
 import { gateSeconds, nginxServed } from './nginx-gate.ts';
 import { HISTORY_KEPT_LINES, RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
-import { rotateAudit } from './audit.ts';
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
 import { b64, hostGit } from './script.ts';
 import { diskReport } from './facts.ts';
@@ -789,9 +788,8 @@ keep_shas=$({ cat "${'$'}{recorded[@]/%//REVISION}" /dev/null; cat "${'$'}{recor
 ${mirrorGit(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || ${mirrorGit(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done
-# The records every run adds to, bounded: the history and the audit log (what names a release kept stays in each).
+# The history, bounded (what names a release kept stays; the audit log is bounded by every run's unlock: rotateAudit).
 ${historyFunctions(env)}
-history_compact ${HISTORY_KEPT_LINES}
-${rotateAudit(env)}`,
+history_compact ${HISTORY_KEPT_LINES}`,
   };
 }

@@ -1,7 +1,7 @@
 // The records every run adds to on a host (.ops/history, .ops/audit.log) over a long life: a host deployed 20 times a
 // day for years. Readers stay fast on a long history, the prune after a switch bounds both files keeping what names a
 // release still kept, and nothing is lost on the way (an append during a rotation, a rotation cut short, a torn line).
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,9 +12,10 @@ import { resolveTarget, type Target } from '../../core/target.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { HISTORY_KEPT_LINES, historyFunctions, parseReleaseRecord } from '../../core/steps/history.ts';
-import { AUDIT_ARCHIVES_KEPT, AUDIT_KEPT_LINES, AUDIT_ROTATE_BYTES, auditLine, parseAuditLine, rotateAudit, type AuditEntry } from '../../core/steps/audit.ts';
-import { pruneReleases } from '../../core/steps/release.ts';
-import { LIBRARY_KEYS } from '../../core/steps/libraries.ts';
+import { AUDIT_ARCHIVES_KEPT, AUDIT_KEPT_LINES, AUDIT_KEYS, AUDIT_LINE_BYTES, AUDIT_ROTATE_BYTES, appendAudit, auditLine, parseAuditLine, readAudit, rotateAudit, type AuditEntry } from '../../core/steps/audit.ts';
+import { unlockScript } from '../../core/steps/lock.ts';
+import { quote } from '../../core/shell.ts';
+import { LIBRARY_KEYS, STAMPED_FUNCTIONS } from '../../core/steps/libraries.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 
@@ -106,27 +107,40 @@ const sameSecond = (() => {
   writeFileSync(join(dir, 'date'), '#!/bin/sh\necho 20261206T215000Z\n', { mode: 0o755 });
   return dir;
 })();
-const rotate = (e: Target) => execFileSync('bash', ['-c', `${scriptPrelude}\n${rotateAudit(e)}`], { encoding: 'utf8', cwd: e.layout.releases, env: { ...process.env, PATH: `${sameSecond}:${process.env.PATH}` } });
+const rotate = (e: Target) => execFileSync('bash', ['-c', `${scriptPrelude}\n${STAMPED_FUNCTIONS}\n${rotateAudit(e)}`], { encoding: 'utf8', env: { ...process.env, PATH: `${sameSecond}:${process.env.PATH}` } });
+const RUN = '0123456789abcdef';
+/** The lock of run RUN taken on the scratch host (its lock directory and details, as the lock step writes them). */
+function locked(e: Target): void {
+  mkdirSync(e.layout.lock, { recursive: true });
+  writeFileSync(join(e.layout.lock, 'info'), `operation=deploy\nactor=me\nrun=\nrun_id=${RUN}\nsince=2026-11-30T12:00:00Z\n`);
+}
+/** The end of run RUN on the scratch host (unlockScript: its audit lines, then the lock let go), `path` first in PATH (a stand-in for a command). */
+const unlock = (e: Target, lines: string[], path = sameSecond) =>
+  execFileSync('bash', ['-c', `${scriptPrelude}\n${unlockScript(e, RUN, lines.map(quote))}`], { encoding: 'utf8', env: { ...process.env, PATH: `${path}:${process.env.PATH}` } });
+/** What `ops audit --lines n` reads on the scratch host (readAudit's script run by bash here): the lines, oldest first. */
+const readBack = (e: Target, n: number) => {
+  const stdout = execFileSync('bash', ['-c', `${scriptPrelude}\n${readAudit(e, n).script}`], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  return reportedAll({ stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) }, AUDIT_KEYS.entry);
+};
 const archives = (e: Target) => readdirSync(e.layout.state).filter((f) => /^audit\.log\..*\.gz$/.test(f)).sort();
 const archived = (e: Target) => archives(e).flatMap((f) => gunzipSync(readFileSync(join(e.layout.state, f))).toString('utf8').split('\n').filter(Boolean));
 const logLines = (e: Target) => readFileSync(e.layout.audit, 'utf8').split('\n').filter(Boolean);
 
 describe('the audit log over a long life', () => {
-  it('past AUDIT_ROTATE_BYTES, the prune after a switch keeps the newest lines and those naming a kept release; the rest goes whole to a compressed archive; nothing lost', () => {
+  it('past AUDIT_ROTATE_BYTES, the end of every run (its unlock: a no-op deploy, a failure, with no switch nor prune) keeps the newest lines and those naming a kept release; the rest goes whole to a compressed archive; nothing lost', () => {
     const e = host(10, [3, 12_000]);
-    const lines = auditLog(e, 12_000);
+    const lines = [...auditLog(e, 12_000), entry(12_001, { result: 'no-op' })];
     expect(statSync(e.layout.audit).size).toBeGreaterThan(AUDIT_ROTATE_BYTES);
-    // The whole prune step runs it (under the deploy's lock), in the releases directory.
-    execFileSync('git', ['init', '-q', '--bare', e.layout.mirror]);
-    mkdirSync(e.layout.deps, { recursive: true });
-    execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, [], false).script}`], { encoding: 'utf8' });
+    locked(e);
+    expect(unlock(e, [lines.at(-1)!])).toContain('@ops lock released');
     const kept = logLines(e);
     expect(kept.length).toBe(AUDIT_KEPT_LINES + 1);
-    // Release 3's deploy (what explains a kept release) stays, in order, before the newest lines.
+    // Release 3's deploy (what explains a kept release) stays, in order, before the newest lines (the no-op's last).
     expect(parseAuditLine(kept[0]!).release).toBe(id(3));
     expect(kept.slice(1)).toEqual(lines.slice(-AUDIT_KEPT_LINES));
     expect(archives(e)).toHaveLength(1);
     expect([...archived(e), ...kept].sort()).toEqual([...lines].sort());
+    expect(existsSync(e.layout.lock)).toBe(false);
     expect(statSync(e.layout.audit).mode & 0o777).toBe(0o644);
     expect(existsSync(`${e.layout.audit}.rotating`)).toBe(false);
   });
@@ -172,6 +186,118 @@ describe('the audit log over a long life', () => {
     rotate(e);
     expect(logLines(e)).toEqual([...old, entry(99_999)]);
     expect(existsSync(`${e.layout.audit}.rotating`)).toBe(false);
+  });
+});
+
+describe('the audit log read back and written to around its rotations', () => {
+  it('ops audit --lines N past the live log reads the archives too, oldest first and newest last, whatever their names\' text says (.10 in one second after .9, a clock set back after the newest)', () => {
+    const e = host(10, [99_999]);
+    const all: string[] = [];
+    // 11 rotations in one second (.2 ... .11), each archiving 500 lines; then one with the clock set back a year.
+    for (let r = 0; r < 12; r++) {
+      const lines = Array.from({ length: AUDIT_KEPT_LINES + 500 }, (_, k) => entry(r * 10_000 + k + 1, { message: `rotation ${r} line ${k} ${'x'.repeat(3000)}` }));
+      writeFileSync(e.layout.audit, `${lines.join('\n')}\n`);
+      if (r === 11) {
+        const back = mkdtempSync(join(tmpdir(), 'ops-records-date-'));
+        made.push(back);
+        writeFileSync(join(back, 'date'), '#!/bin/sh\necho 20251206T215000Z\n', { mode: 0o755 });
+        execFileSync('bash', ['-c', `${scriptPrelude}\n${STAMPED_FUNCTIONS}\n${rotateAudit(e)}`], { env: { ...process.env, PATH: `${back}:${process.env.PATH}` } });
+      } else rotate(e);
+      all.push(...lines.slice(0, 500));
+      // What the rotation kept goes on in the next log (rewritten whole here: only the archives are looked at).
+    }
+    expect(archives(e)).toContain('audit.log.20261206T215000Z.12.gz');
+    const live = logLines(e);
+    const got = readBack(e, 1200 + live.length);
+    expect(got).toEqual([...all.slice(-1200), ...live]);
+    // Fewer than the live log holds: from the log alone.
+    expect(readBack(e, 3)).toEqual(live.slice(-3));
+  });
+
+  it('a rotation cut short (its log still aside) is read back too, before the log begun since', () => {
+    const e = host(10, [12_000]);
+    const old = auditLog(e, 50);
+    writeFileSync(`${e.layout.audit}.rotating`, `${old.join('\n')}\n`);
+    writeFileSync(e.layout.audit, `${entry(99_999)}\n`);
+    expect(readBack(e, 3)).toEqual([...old.slice(-2), entry(99_999)]);
+  });
+
+  it(`a torn last line (a writer killed mid-append) and a huge line (written by hand, a bug): every other line read whole, the huge one cut at AUDIT_LINE_BYTES`, () => {
+    const e = host(10, [12_000]);
+    const lines = auditLog(e, 5);
+    writeFileSync(e.layout.audit, `${lines.slice(0, 2).join('\n')}\n${'y'.repeat(8 << 20)}\n${lines.slice(2).join('\n')}\n{"time":"2026-`);
+    const got = readBack(e, 10);
+    expect(got).toHaveLength(7);
+    expect(got[2]!.length).toBe(AUDIT_LINE_BYTES);
+    expect([...got.slice(0, 2), ...got.slice(3, 6)]).toEqual(lines);
+    expect(got[6]).toBe('{"time":"2026-');
+  });
+
+  it("ops lock release's append (no run lock held) during a rotation waits for it: its line is never lost to the log the rotation writes over", async () => {
+    const e = host(10, [12_000]);
+    const lines = auditLog(e, 12_000);
+    locked(e);
+    // A rotation that pauses where it has read the log and not yet put the new one in place (a slow disk).
+    const slow = mkdtempSync(join(tmpdir(), 'ops-records-slow-'));
+    made.push(slow);
+    const mark = join(slow, 'paused');
+    writeFileSync(join(slow, 'chmod'), `#!/bin/sh\ncase "$*" in *audit.log.new*) : > ${quote(mark)}; sleep 2 ;; esac\nexec /bin/chmod "$@"\n`, { mode: 0o755 });
+    writeFileSync(join(slow, 'date'), '#!/bin/sh\necho 20261206T215000Z\n', { mode: 0o755 });
+    const ending = new Promise<string>((resolve, reject) => {
+      const child = execFile('bash', ['-c', `${scriptPrelude}\n${unlockScript(e, RUN, [quote(entry(12_001))])}`], { encoding: 'utf8', env: { ...process.env, PATH: `${slow}:${process.env.PATH}` } }, (err, out) => (err ? reject(err) : resolve(out)));
+      void child;
+    });
+    for (let i = 0; i < 200 && !existsSync(mark); i++) await new Promise((r) => setTimeout(r, 25));
+    expect(existsSync(mark), 'the rotation reached its pause').toBe(true);
+    const forced = auditLine({ time: 't', environment: 'test', operation: 'lock release', result: 'success', actor: 'me' });
+    execFileSync('bash', ['-c', appendAudit(e, JSON.parse(forced) as AuditEntry).script]);
+    expect(await ending).toContain('@ops lock released');
+    const after = [...archived(e), ...logLines(e)];
+    expect(after).toContain(forced);
+    expect(after.sort()).toEqual([...lines, entry(12_001), forced].sort());
+    expect(logLines(e).at(-1)).toBe(forced);
+  });
+});
+
+/** Whether this machine lets the tests mount a small tmpfs (root, and allowed to mount): a real full disk. */
+const canMount = (() => {
+  try {
+    const d = mkdtempSync(join(tmpdir(), 'ops-records-mnt-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', d], { stdio: 'ignore' });
+    execFileSync('umount', [d]);
+    rmSync(d, { recursive: true });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!canMount)('the audit log on a full or read-only disk (a small tmpfs)', () => {
+  it('a rotation that runs out of space puts the log back whole (renamed: no space needed), nothing aside, no partial archive; the next run with space rotates', () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-records-full-'));
+    made.push(base);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', base]);
+    try {
+      const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' } }, 'test');
+      const e = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+      mkdirSync(join(e.layout.releases, id(12_000)), { recursive: true });
+      mkdirSync(e.layout.state, { recursive: true });
+      const lines = auditLog(e, 11_000);
+      expect(statSync(e.layout.audit).size).toBeGreaterThan(AUDIT_ROTATE_BYTES);
+      locked(e);
+      const out = unlock(e, [entry(11_001)]);
+      expect(out).toContain('@ops lock released');
+      expect(logLines(e)).toEqual([...lines, entry(11_001)]);
+      expect(readdirSync(e.layout.state).sort()).toEqual(['audit.log']);
+      // Space again (the disk grown): the next run rotates.
+      execFileSync('mount', ['-o', 'remount,size=16m', base]);
+      locked(e);
+      unlock(e, [entry(11_002)]);
+      expect(archives(e)).toHaveLength(1);
+      expect([...archived(e), ...logLines(e)]).toEqual([...lines, entry(11_001), entry(11_002)]);
+    } finally {
+      execFileSync('umount', ['-l', base]);
+    }
   });
 });
 

@@ -384,7 +384,7 @@ describe('nginx site', () => {
     expect(provisionNginx(env(), true).script).toContain(write(true));
     expect(switchTo(env(), 'green', { variable: 'release_id' }, true).script).toContain(write(true));
     expect(switchTo(env(), 'green', { variable: 'release_id' }, true).script.split('put_file /etc/nginx/sites-available/shop ').length, 'written once, under the rule').toBe(2);
-    expect(write(true)).toContain('/var/backups/ops-pipeline/etc/nginx/sites-available/shop.$(date -u');
+    expect(write(true)).toContain("stamped_next /var/backups/ops-pipeline/etc/nginx/sites-available/shop ''");
     expect(siteOwn(env())).toMatchObject({ kind: 'replaced', lasts: expect.stringContaining('nginx.site_template') });
   });
 

@@ -8,15 +8,15 @@
 # stamped_keep BASE SUFFIX COUNT: removes all but the newest COUNT.
 stamped_re='^([0-9]{8}T[0-9]{6}Z)(\.([1-9][0-9]{0,8}))?$'
 stamped_list() {
-  local base=$1 suffix=$2 f rest
+  local base=$1 suffix=$2 f rest line keyed=''
+  for f in "$base".[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*"$suffix"; do
+    { [ -e "$f" ] || [ -L "$f" ]; } || continue
+    rest=${f#"$base".}; rest=${rest%"$suffix"}
+    [[ $rest =~ $stamped_re ]] || continue
+    printf -v line '%s.%09d\t%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$f"; keyed+=$line
+  done
   stamped_files=()
-  mapfile -t stamped_files < <(
-    for f in "$base".[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*"$suffix"; do
-      { [ -e "$f" ] || [ -L "$f" ]; } || continue
-      rest=${f#"$base".}; rest=${rest%"$suffix"}
-      [[ $rest =~ $stamped_re ]] || continue
-      printf '%s.%09d\t%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$f"
-    done | LC_ALL=C sort | cut -f2-)
+  [ -z "$keyed" ] || mapfile -t stamped_files < <(printf '%s' "$keyed" | LC_ALL=C sort | cut -f2-)
 }
 stamped_next() {
   local base=$1 suffix=$2 now stamp n=1 rest

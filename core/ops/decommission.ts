@@ -6,14 +6,13 @@
 // app name, user, base_dir) is named as shared with it and kept.
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { environmentsDir, listEnvironments, reservedApp, systemAccount, type Environment } from '../config/environment.ts';
+import { environmentsDir, listEnvironments, reservedApp, siteNames, systemAccount, type Environment } from '../config/environment.ts';
 import { appDirectoryProblem, ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
 import { collisions, findSiblings, sharedParts, type SharedParts, type Sibling } from '../config/siblings.ts';
 import type { Host } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { acmeCaPath } from '../steps/tls.ts';
-import { siteNames } from '../steps/nginx-config.ts';
 import { HOST_APPS_DIR } from '../runtimes.ts';
 import { writtenRecord } from '../steps/script.ts';
 import { errorFieldsLine, errorParts, messageLine, OpsError } from '../errors.ts';

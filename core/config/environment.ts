@@ -449,6 +449,15 @@ function misplacedKeys(problems: Problem[]): void {
   }
 }
 
+/**
+ * The names the site serves (its server_name and its aliases' server blocks): the domain, then the aliases; [] without
+ * a domain (the site answers any name then; aliases need a domain). The one list of "the site's names": what another
+ * environment on the host or another nginx server block must not claim, what certbot validates at each renewal, what the site's DNS records and certificate name.
+ */
+export function siteNames(env: { config: { domain?: string | undefined; aliases: readonly string[] } }): string[] {
+  return env.config.domain ? [env.config.domain, ...env.config.aliases] : [];
+}
+
 /** Validate a parsed environment document; throws ConfigError listing every problem. */
 export function parseEnvironment(doc: unknown, file: string): EnvironmentConfig {
   const problems: Problem[] = [];

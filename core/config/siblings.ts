@@ -16,6 +16,7 @@ import {
   parseEnvironment,
   readYamlFile,
   resolveEnvironment,
+  siteNames,
   type Environment,
   type Host,
 } from './environment.ts';
@@ -99,9 +100,9 @@ export function hostClaims(env: Environment): Claim[] {
   claims.push({ key: `app name "${c.app}"`, source: 'app: nginx site, supervisor groups, /var/log/<app>' });
   claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: 'app', derived: true });
   claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? 'app_user' : 'app_user, default: the app name' });
-  if (c.domain) claims.push({ key: `domain ${c.domain}`, source: 'domain' });
-  // An alias is a name the site answers (its redirect, its certificate): nginx serves it for one site only.
-  c.aliases.forEach((a, i) => claims.push({ key: `domain ${a}`, source: `aliases[${i}]` }));
+  // Each name the site answers (siteNames: the domain, its aliases' redirects; its certificate names them all): nginx
+  // serves a name for one site only.
+  siteNames(env).forEach((n, i) => claims.push({ key: `domain ${n}`, source: i === 0 ? 'domain' : `aliases[${i - 1}]` }));
   if (c.domain && c.nginx.default_server) claims.push({ key: 'the default server', source: 'nginx.default_server' });
   return claims;
 }
@@ -183,10 +184,11 @@ export function refuseCollisions(env: Environment, reporter: Reporter): HostShar
 
 /** What a plan says about each host: the other environments on it, and which names this app's site answers. */
 export function sharingPlan(env: Environment, sharing: HostSharing): string[] {
-  const aliases = env.config.aliases.length ? ` (redirecting ${env.config.aliases.join(', ')} to it)` : '';
-  const answers = env.config.domain ? `answers ${env.config.domain}${aliases}${env.config.nginx.default_server ? ' and, as the default server, any other name' : ''}` : 'answers every name (no domain: it must be the only app on the host)';
+  const [domain, ...aliases] = siteNames(env);
+  const redirects = aliases.length ? ` (redirecting ${aliases.join(', ')} to it)` : '';
+  const answers = domain ? `answers ${domain}${redirects}${env.config.nginx.default_server ? ' and, as the default server, any other name' : ''}` : 'answers every name (no domain: it must be the only app on the host)';
   return env.hosts.map((h) => {
-    const others = sharing.siblings.filter((s) => s.hosts.some((x) => x.mine.name === h.name)).map((s) => `${s.env.name}${s.env.config.domain ? ` (${s.env.config.domain})` : ''}`);
+    const others = sharing.siblings.filter((s) => s.hosts.some((x) => x.mine.name === h.name)).map((s) => `${s.env.name}${siteNames(s.env).length ? ` (${siteNames(s.env).join(', ')})` : ''}`);
     return `${h.name} (${h.address}): ${others.length ? `shared with ${others.join(', ')}` : 'no other environment of this project'}; ${env.config.app} ${answers}`;
   });
 }

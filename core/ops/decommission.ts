@@ -6,14 +6,14 @@
 // app name, user, base_dir) is named as shared with it and kept.
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { environmentsDir, listEnvironments, reservedApp, systemAccount, type Environment } from '../config/environment.ts';
+import { isPair, isScalar, LineCounter, parseDocument, visit } from 'yaml';
+import { environmentsDir, listEnvironments, reservedApp, siteNames, systemAccount, type Environment } from '../config/environment.ts';
 import { appDirectoryProblem, ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
 import { collisions, findSiblings, sharedParts, type SharedParts, type Sibling } from '../config/siblings.ts';
 import type { Host } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { acmeCaPath } from '../steps/tls.ts';
-import { siteNames } from '../steps/nginx-config.ts';
 import { HOST_APPS_DIR } from '../runtimes.ts';
 import { writtenRecord } from '../steps/script.ts';
 import { errorFieldsLine, errorParts, messageLine, OpsError } from '../errors.ts';
@@ -57,18 +57,42 @@ function describeHost(h: HostStatus): string {
   return `serves ${h.release.id}${h.release.ref ? ` (${h.release.ref})` : ''}${h.site?.status ? `, ${h.site.url} answers ${h.site.status}` : ''}`;
 }
 
-/** Lines of the workflows that name the environment (as a whole word): its options, environment: keys. */
+/** The keys under which a workflow lists an environment: a job's `environment:` (or its `name:`), an action's `with: environment:`, a `matrix: environment:` list, a choice input's `options:`. */
+const LISTING_KEYS = new Set(['environment', 'options']);
+
+/**
+ * Lines of the workflows that list the environment `name`: a value that is the name whole, under a key of
+ * LISTING_KEYS (or `name:` under `environment:`), read with the YAML parser, each as `.github/workflows/<file>:<line>:
+ * <line's text>`. A workflow's title, a branch or a concurrency group spelled like the environment is not one of
+ * them, nor a comment. A file that does not parse is named as such, to be checked by hand.
+ */
 function workflowMentions(root: string, name: string): string[] {
   const dir = join(root, '.github', 'workflows');
   if (!existsSync(dir)) return [];
-  const word = new RegExp(`(^|[^A-Za-z0-9_-])${name}($|[^A-Za-z0-9_-])`);
   const out: string[] = [];
   for (const f of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
-    readFileSync(join(dir, f), 'utf8')
-      .split('\n')
-      .forEach((line, i) => {
-        if (word.test(line) && !/^\s*#/.test(line)) out.push(`.github/workflows/${f}:${i + 1}: ${line.trim()}`);
-      });
+    const text = readFileSync(join(dir, f), 'utf8');
+    const lines = new LineCounter();
+    const doc = parseDocument(text, { lineCounter: lines });
+    if (doc.errors.length) {
+      out.push(`.github/workflows/${f}: not valid YAML (${messageLine(doc.errors[0]!.message)}): look for ${name} by hand`);
+      continue;
+    }
+    const textLines = text.split('\n');
+    const found = new Set<number>();
+    // The nearest key above each value: the map key it is the value of, or its list's key.
+    visit(doc, {
+      Scalar(_key, node, path) {
+        if (String(node.value) !== name || !node.range) return;
+        const parent = path[path.length - 1];
+        if (isPair(parent) && parent.key === node) return; // a key, not a value
+        const pairs = path.filter(isPair);
+        const key = pairs.length ? String(isScalar(pairs[pairs.length - 1]!.key) ? (pairs[pairs.length - 1]!.key as { value: unknown }).value : '') : '';
+        const above = pairs.length > 1 ? String(isScalar(pairs[pairs.length - 2]!.key) ? (pairs[pairs.length - 2]!.key as { value: unknown }).value : '') : '';
+        if (LISTING_KEYS.has(key) || (key === 'name' && above === 'environment')) found.add(lines.linePos(node.range[0]).line);
+      },
+    });
+    for (const n of [...found].sort((a, b) => a - b)) out.push(`.github/workflows/${f}:${n}: ${textLines[n - 1]!.trim()}`);
   }
   return out;
 }

@@ -334,9 +334,28 @@ export async function migrateOn(env: Target, hp: HostPlan, p: Plan, beside = fal
     // (SIGTERM, SIGKILL: a forced lock release, the OOM killer): cut off part-way, as by a signal to ops.
     if (e instanceof TransportError) throw new TransportError(`${e.message}\n${MIGRATION_CUT}`, e.hint);
     if (e instanceof StepError && (e.exitCode === 143 || e.exitCode === 137)) throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, e.hint ? `${MIGRATION_CUT}; ${e.hint}` : MIGRATION_CUT, e.limit, e.verdict);
-    throw e;
+    throw withPercentHint(e);
   }
   return true;
+}
+
+/**
+ * Python's configparser's words for a "%" it reads as the start of an interpolation (BasicInterpolation): "invalid
+ * interpolation syntax in ..." when a value is set (ValueError, from alembic's Config.set_main_option), and
+ * InterpolationSyntaxError ("'%' must be followed by '%' or '('") when one written in the ini file is read.
+ */
+const PERCENT_INTERPOLATION = /invalid interpolation syntax in |configparser\.InterpolationSyntaxError|'%' must be followed by '%' or '\('/;
+
+/**
+ * A failed migration (`e`) whose tail is configparser's refusal of a "%" (PERCENT_INTERPOLATION): alembic's Config
+ * is a configparser, so a database URL with a URL-encoded password (%40 for @, as a generated password gets) set
+ * with `config.set_main_option('sqlalchemy.url', os.environ[...])` in env.py, or written in alembic.ini, fails
+ * before any migration runs. The hint says so and how to escape it. Anything else is returned as it is.
+ */
+export function withPercentHint(e: unknown): unknown {
+  if (!(e instanceof StepError) || !PERCENT_INTERPOLATION.test(e.stderrTail)) return e;
+  const hint = `alembic's Config is a Python configparser, which reads "%" as the start of an interpolation: a value with a "%" in it, most often the database URL of a URL-encoded password (%40 for @), is refused before any migration runs (the database was not touched). Escape each "%" where the URL is given to alembic: in env.py, config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"].replace("%", "%%")) (your variable's name); in alembic.ini, write each % of the URL as %%; then deploy again`;
+  return new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, e.hint ? `${e.hint}; ${hint}` : hint, e.limit, e.verdict);
 }
 
 /** Warn (now, and in the host's notes) of the SQLite databases `what` (release.build, release.migrate) wrote in the release, if any. */

@@ -1,7 +1,7 @@
 // nginx's files as text: the base configuration, the app's site (built-in or the environment's template) and
 // the live-slot upstreams, with the certificate paths they name. Putting them in place is nginx.ts.
 import type { Target } from '../target.ts';
-import { NGINX_PATH, assetDirs, readEnvFile } from '../config/environment.ts';
+import { NGINX_PATH, assetDirs, readEnvFile, siteNames } from '../config/environment.ts';
 import { ACME_CHALLENGE_PREFIX } from '../config/environment-schema.ts';
 import { OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
@@ -229,14 +229,6 @@ export function certificatePaths(env: Target): { cert: string; key: string } | u
   return undefined;
 }
 
-/**
- * The names the site serves (its server_name and its aliases' server blocks): the domain, then the aliases; [] without
- * a domain (the site answers any name then; aliases need a domain). The one list of "the site's names": what another
- * server block must not claim, what certbot validates at each renewal, what the site's DNS records and certificate name.
- */
-export function siteNames(env: { config: { domain?: string | undefined; aliases: readonly string[] } }): string[] {
-  return env.config.domain ? [env.config.domain, ...env.config.aliases] : [];
-}
 
 /**
  * The names the site's certificate must name, the one its lineage and files are named after first: the site's names

@@ -7,6 +7,7 @@
 import type { Target } from '../target.ts';
 import { quote } from '../shell.ts';
 import { CHECK_HEADER, certificatePaths, checkLog, stripsPrefix } from './nginx-config.ts';
+import { siteNames } from '../config/environment.ts';
 import { siteName } from './certs.ts';
 import { LOCAL_CURL } from './libraries.ts';
 import type { Slot } from '../layout.ts';
@@ -245,4 +246,38 @@ if [ -n "$gate_wrong" ]; then
   echo "release $release_id is not what the site's visitors get once nginx routes to slot ${slot} ($gate_url): $gate_wrong. Not switched" >&2
 fi
 [ -z "$gate_fail" ] && [ -z "$gate_wrong" ]`;
+}
+
+/**
+ * Shell setting `$<out>` to the site's names (siteNames: the domain, then each alias) that another file nginx loads
+ * before the site's own (or while the site does not list the name yet) gives to a server block of its own, "; "-joined,
+ * each said with its field and the file: nginx gives a name to the first server block that lists it for an address
+ * (it warns "conflicting server name ..., ignored" of the later ones), so that file would take the name's visitors.
+ * Read from `nginx -T`'s text in `$<dump>` (its "# configuration file <path>:" lines, in the order nginx loads them);
+ * names compared as nginx does (case-insensitive, a final dot ignored); the listen ports are not compared. '' when
+ * the dump is empty (nginx -T failed: nginx -t's own refusal says why) or nothing else claims a name.
+ */
+export function nameClaims(env: Target, dump: string, out: string): string {
+  const names = siteNames(env);
+  if (!names.length) return `${out}=""`;
+  const field = (i: number) => (i === 0 ? 'domain' : `aliases[${i - 1}]`);
+  const awk = String.raw`BEGIN { n = split(names, w, " "); for (i = 1; i <= n; i++) want[w[i]] = i }
+/^# configuration file / { file = substr($0, 22); sub(/:$/, "", file); next }
+{
+  line = $0; sub(/#.*/, "", line); gsub(/[;{}]/, " ; ", line)
+  k = split(line, t, /[ \t]+/)
+  for (j = 1; j <= k; j++) {
+    x = t[j]; if (x == "") continue
+    if (in_names) { if (x == ";") { in_names = 0; continue }; x = tolower(x); sub(/\.$/, "", x); if ((x in want) && !(x in first)) first[x] = file }
+    else if (x == "server_name") in_names = 1
+  }
+}
+END { for (i = 1; i <= n; i++) if ((w[i] in first) && first[w[i]] != own) print i "\t" w[i] "\t" first[w[i]] }`;
+  const fields = `claim_fields=(${names.map((_, i) => quote(field(i))).join(' ')})`;
+  return String.raw`# Does another file give one of the site's names a server block, loaded before the site's own? nginx gives the name to it.
+${out}=""; ${fields}
+while IFS=$'\t' read -r claim_i claim_name claim_file; do
+  [ -n "$claim_name" ] || continue
+  ${out}+="${'$'}{${out}:+; }$claim_name (${'$'}{claim_fields[claim_i-1]}) is a server_name of $claim_file, which nginx loads before ${env.config.app}'s site: nginx gives each name to the first server block that lists it (\"conflicting server name\"), so that file takes its visitors"
+done < <(printf '%s\n' "$${dump}" | awk -v names=${quote(names.join(' '))} -v own=${quote(env.layout.nginxSiteEnabled)} ${quote(awk)})`;
 }

@@ -8,7 +8,7 @@ import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
 import { certificatePaths, slotPortLinesShell } from './nginx-config.ts';
 import { isDefaultServer } from '../config/siblings.ts';
-import { gateSeconds, nginxServed } from './nginx-gate.ts';
+import { gateSeconds, nameClaims, nginxServed } from './nginx-gate.ts';
 import { HISTORY_KEPT_LINES, RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
 import { b64, hostGit } from './script.ts';
@@ -243,7 +243,8 @@ export function nginxMaskedTest(name: string): string {
  * - `nginx_slot_port`: lines of another file that names a slot's port (slotPortLinesShell; slotPortsElsewhere judges them);
  * - `nginx_taken`: another server block answers the site's visitors (nginxServed's proof on the live slot,
  *   `$cur_id` and `$slot` as deployState sets them), only while the site nginx has serves the name asked for (a
- *   domain changed since is the switch's to write: asked for the new name, the site's own block would not answer it yet).
+ *   domain changed since is the switch's to write: asked for the new name, the site's own block would not answer it yet);
+ *   or a file loaded before the site gives one of its names (the domain, an alias) a server block (nameClaims).
  * Sets REPORT_NGINX_UNREADY, for what follows in the same step (a one-host rollback refuses on it): non-empty when
  * one of them refuses: the test fails on a file the switch does not write, or on a second `default_server` for
  * the site's address when the site is the default server (the switch writes it so again: nginxBlocker's rule);
@@ -273,6 +274,9 @@ live_slot=$slot
 ${nginxServed(env, { slot: 'live', tls: 'if-certificate', proves: 'if-site-logs' })}
 [ -z "$gate_taken" ] || { REPORT_NGINX_UNREADY=taken; ops_report ${RELEASE_KEYS.nginx_taken} "$gate_taken (asked at $gate_url)"; }
 fi
+# A name the site is about to answer too (an alias added, the first deploy): the switch would find it taken, after the build.
+${nameClaims(env, 'nginx_all', 'nginx_claimed')}
+if [ -n "$nginx_claimed" ] && [ "$REPORT_NGINX_UNREADY" != taken ]; then REPORT_NGINX_UNREADY=taken; ops_report ${RELEASE_KEYS.nginx_taken} "$nginx_claimed"; fi
 # shellcheck disable=SC2034 # read by what follows in the lock step (a one-host rollback's finish)
 : "$REPORT_NGINX_UNREADY"`;
 }

@@ -1,7 +1,7 @@
 // The gapless switch (blue/green): the new release's programs start beside the live ones on the other
 // slot's ports, must pass their health checks, then nginx moves to them with a validated graceful reload,
 // `current` flips by rename(2), and the old slot stops after a drain period.
-import { assetDirs } from '../config/environment.ts';
+import { assetDirs, siteNames } from '../config/environment.ts';
 import { PLACEHOLDER, PLACEHOLDERS } from '../config/placeholders.ts';
 import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
@@ -11,7 +11,7 @@ import { isValid, onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorCommand, supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx, siteOwn } from './nginx.ts';
-import { certificatePaths, checkLog, site, siteNames, siteServesSlot, upstreams } from './nginx-config.ts';
+import { certificatePaths, checkLog, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { gateSeconds, nginxGate, otherListenFiles, visitorAddress } from './nginx-gate.ts';
 import { b64, putUnlessHostOwn, type HostOwnRule } from './script.ts';

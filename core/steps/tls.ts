@@ -4,7 +4,8 @@ import { isIP } from 'node:net';
 import type { Target } from '../target.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { certificateNames, certificatePaths, siteNames } from './nginx-config.ts';
+import { certificateNames, certificatePaths } from './nginx-config.ts';
+import { siteNames } from '../config/environment.ts';
 import { putChecked, putFile } from './script.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { loadEnvironment, parseEnvironment } from '../../core/config/environment.ts';
 import { problems } from './config.helpers.ts';
-import { hostSharing } from '../../core/config/siblings.ts';
+import { hostSharing, sharingPlan } from '../../core/config/siblings.ts';
 import { OpsError } from '../../core/errors.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { judgeCertificate, type CertInfo } from '../../core/steps/certs.ts';
@@ -15,6 +15,8 @@ import { CERT_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { site } from '../../core/steps/nginx-config.ts';
 import { certbotCertonly, issueCertificate, selfSignedCertificate } from '../../core/steps/tls.ts';
 import { switchTo } from '../../core/steps/switch.ts';
+import { nameClaims } from '../../core/steps/nginx-gate.ts';
+import { deployState } from '../../core/steps/release.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const VM = { name: 'web1', address: '203.0.113.20', host_key: KEY };
@@ -71,6 +73,9 @@ describe('aliases', () => {
     expect(sharing(base('shop', [4579, 4000], { domain: 'example.org', aliases: ['www.example.org', 'www.staging.example.org'] }))).toEqual([
       expect.stringContaining('but both take domain www.staging.example.org (prod: aliases[1] — staging: aliases[0])'),
     ]);
+    // A plan lists every name of each: the other environment's aliases are names it takes on the host too.
+    const prod = loadEnvironment('prod', project({ prod: base('shop', [4579, 4000], { domain: 'example.org', aliases: ['www.example.org'] }), staging }));
+    expect(sharingPlan(prod, hostSharing(prod))).toEqual(['web1 (203.0.113.20): shared with staging (staging.example.org, www.staging.example.org); shop answers example.org (redirecting www.example.org to it)']);
     // On another machine the same name is no collision of the host (DNS says which one serves it).
     expect(hostSharing(loadEnvironment('prod', project({ prod: { ...base('shop', [4579, 4000], { domain: 'example.org', aliases: ['www.staging.example.org'] }), hosts: [{ ...VM, address: '203.0.113.21' }] }, staging }))).collisions).toEqual([]);
   });
@@ -169,4 +174,26 @@ describe('aliases', () => {
     ]);
     expect(judgeCertificate(env, cert(['example.org', 'www.example.org']), undefined).problems).toEqual([expect.stringContaining('does not name the alias old.example.net (it names example.org, www.example.org)')]);
   });
+
+  it("before the build: a name of the site (domain or alias) another file nginx loads first gives a server block is found, naming the field and the file", () => {
+    const env = load(base('shop', [3579, 3000], { domain: 'example.org', aliases: ['www.example.org', 'old.example.net'] }));
+    const claims = (dump: string) => execFileSync('bash', ['-c', `${nameClaims(env, 'dump', 'out')}\nprintf %s "$out"`], { encoding: 'utf8', env: { ...process.env, dump } });
+    const file = (path: string, text: string) => `# configuration file ${path}:\n${text}\n`;
+    const own = file('/etc/nginx/sites-enabled/shop', 'server {\n    listen 80;\n    server_name example.org;\n}\nserver {\n    server_name www.example.org old.example.net;\n}');
+    const www = file('/etc/nginx/sites-enabled/00-www', 'server {\n    listen 80;\n    server_name\n        blog.example.org WWW.Example.org. ; # the old site\n    location / { return 200; }\n}');
+    expect(claims(own)).toBe('');
+    // loaded after the site's own: nginx ignores it for that name ("conflicting server name ..., ignored")
+    expect(claims(own + www)).toBe('');
+    expect(claims(www + own)).toBe(
+      `www.example.org (aliases[0]) is a server_name of /etc/nginx/sites-enabled/00-www, which nginx loads before shop's site: nginx gives each name to the first server block that lists it ("conflicting server name"), so that file takes its visitors`,
+    );
+    // the site not enabled yet, or not naming the alias yet (an alias just added): the other file takes it
+    const other = file('/etc/nginx/conf.d/legacy.conf', 'server { server_name example.org; }\nserver { server_name old.example.net.; }\n# server_name www.example.org;');
+    expect(claims(other).split('; ').map((c) => c.split(' is ')[0])).toEqual(['example.org (domain)', 'old.example.net (aliases[1])']);
+    expect(claims(file('/etc/nginx/conf.d/a.conf', 'server { server_name *.example.org ~^www\\. notexample.org; }'))).toBe('');
+    expect(claims('')).toBe('');
+    // the deploy's read asks it, from nginx -T's text
+    expect(deployState(env, ['a'.repeat(40)]).script).toContain("nginx_claimed=\"\"; claim_fields=(domain 'aliases[0]' 'aliases[1]')");
+  });
+
 });

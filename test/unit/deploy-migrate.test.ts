@@ -5,6 +5,8 @@
 import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import type { OpsContext } from '../../core/context.ts';
@@ -98,6 +100,20 @@ describe('migrations beside the transfer of a build (three hosts, batch_size 1)'
     expect(err.message).toContain(`rollout stopped; hosts now run:\n  web1: unchanged (failed; ${LIVE} still live)\n  web2: unchanged (${LIVE} still live)\n  web3: unchanged (${LIVE} still live)`);
     expect(err.message).not.toMatch(/migrations? (of \S+ )?ran/);
     for (const host of HOSTS) expect(h.remotes.get(host)!.runs.at(-1)!.stdin).toContain('"result":"failed"');
+  });
+
+  it("alembic refusing a '%' of the database URL (a URL-encoded password: configparser's interpolation), set from env.py or written in alembic.ini: the error says why and how to escape it", async () => {
+    for (const file of ['set-main-option.stderr', 'alembic-ini.stderr']) {
+      const stderr = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'alembic-percent', file), 'utf8');
+      const h = harness((host, step) => (host === 'web1' && step.name === 'migrate' ? { code: 1, stderr } : undefined));
+      const err = (await deploy(h.ctx, loadEnvironment('three', root), {}).catch((e: unknown) => e)) as OpsError;
+      expect(err.message, file).toMatch(/^step "migrate" on web1 failed with exit code 1\n[\s\S]*(interpolation syntax|InterpolationSyntaxError)/);
+      expect(err.hint, file).toContain(`alembic's Config is a Python configparser, which reads "%" as the start of an interpolation`);
+      expect(err.hint, file).toContain('config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"].replace("%", "%%"))');
+    }
+    // Another failure keeps its own words.
+    const h = harness((host, step) => (host === 'web1' && step.name === 'migrate' ? { code: 1, stderr: 'sqlalchemy.exc.ProgrammingError: column "x" does not exist' } : undefined));
+    expect(((await deploy(h.ctx, loadEnvironment('three', root), {}).catch((e: unknown) => e)) as OpsError).hint ?? '').not.toContain('configparser');
   });
 
   it('a receiver that fails while the migration succeeds: nothing switched, and the error says the database was migrated all the same', async () => {

@@ -39,6 +39,10 @@ async function project(shared: boolean | 'same-app' = false) {
   await setEnvRule(root, 'keep', [RECIPIENT]);
   mkdirSync(join(root, '.github', 'workflows'), { recursive: true });
   writeFileSync(join(root, '.github', 'workflows', 'deploy.yml'), 'on:\n  workflow_dispatch:\n    inputs:\n      environment:\n        options:\n          - keep\n          - old\n# old comment\n');
+  // Named by its title, a branch, a concurrency group and a command, but listing only keep: not a workflow to change.
+  writeFileSync(join(root, '.github', 'workflows', 'keep.yml'), 'name: deploy old\non:\n  push:\n    branches: [old]\nconcurrency:\n  group: deploy-old\njobs:\n  deploy:\n    runs-on: ubuntu-latest\n    environment:\n      name: keep\n    steps:\n      - run: echo old\n      - uses: ./actions/deploy\n        with:\n          environment: keep\n');
+  // A job's environment and an action's input.
+  writeFileSync(join(root, '.github', 'workflows', 'old.yml'), 'on: push\njobs:\n  deploy:\n    runs-on: ubuntu-latest\n    environment:\n      name: old\n    strategy:\n      matrix:\n        environment: [keep, old]\n    steps:\n      - uses: ./actions/deploy\n        with:\n          environment: old\n');
   return { env, root };
 }
 
@@ -132,6 +136,8 @@ describe('ops env remove', () => {
     ])
       expect(text).toMatch(item);
     expect(text).not.toContain('deploy.yml:8'); // a comment is not a reference
+    expect(text).toMatch(/\.github\/workflows\/old\.yml:6: name: old\n\s+\.github\/workflows\/old\.yml:9: environment: \[keep, old\]\n\s+\.github\/workflows\/old\.yml:13: environment: old\n/);
+    expect(text).not.toContain('keep.yml'); // a title, a branch, a group, a command spelled like it list no environment
   });
 
   it('an app that signs in through no OpenID Connect provider (its env names none) gets no callback-URL item', async () => {

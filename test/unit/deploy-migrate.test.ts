@@ -183,3 +183,13 @@ describe('a build received by nine hosts (ten hosts, all at once)', () => {
     for (const host of receivers) expect(h.order.indexOf(`${host} upload env`), host).toBeLessThan(h.order.indexOf('web1 read release'));
   });
 });
+
+describe('a receiver without the space for the build (ten hosts)', () => {
+  it('is refused before anything is sent to any receiver: no .env, no chunk', async () => {
+    const lock = `${opsLines(STATE, 'lock acquired')}${opsLines(STATE, 'provisioned yes', `current ${LIVE}`, 'slot blue', `has ${v1}`, 'platform debian 12 x86_64 python none node none', 'disk 0 50000 40000 /srv')}`;
+    const h = harness((host, step) => (host === 'web5' && step.name === 'lock' ? { stdout: lock } : undefined), TEN);
+    const err = (await deploy(h.ctx, loadEnvironment('ten', root10), {}).catch((e: unknown) => e)) as Error;
+    expect(err.message).toMatch(/not enough space on web5/);
+    expect(h.order.filter((s) => / upload /.test(s) && !s.startsWith('web1 '))).toEqual([]);
+  });
+});

@@ -21,6 +21,13 @@ import { ansible, children, ops, ROOT, setLogFile, sshLogins, timed, warmCli, ty
 
 /** Ansible's scenarios, in the order they run. */
 const ANSIBLE_SCENARIOS: Scenario[] = ['first', 'provision', 'noop', 'code', 'full', 'rollback', 'code3'];
+/**
+ * ops-pipeline's groups of scenarios (--ours-scenarios), in the order they run; each group leaves its hosts as it found
+ * them: full (then rollback and full_pip, which start from it), code3 (then code3rolling, back), code10 (then
+ * code10rolling). The first deploy always runs (it is the setup of the others).
+ */
+const OURS_SCENARIOS = ['provision', 'noop', 'code', 'full', 'code3', 'code10'] as const;
+type OursGroup = (typeof OURS_SCENARIOS)[number];
 
 const HELP = `usage: npm run bench [-- options]
 
@@ -41,6 +48,10 @@ options:
                     comma-separated: which of Ansible's scenarios to run (${ANSIBLE_SCENARIOS.join(', ')};
                     default all); the others are left out of the table (a busy machine: e.g. full, for issue
                     19's check against Ansible with pipelining, in a quarter of Ansible's time)
+  --ours-scenarios LIST
+                    comma-separated: which of ops-pipeline's scenarios to run (${OURS_SCENARIOS.join(', ')}; default
+                    all; full brings rollback and full_pip, code3 and code10 their one-at-a-time runs): quicker
+                    when working on some figures (e.g. code,code10 for the 10-host ratio)
   -h, --help        this text`;
 
 interface Options {
@@ -53,6 +64,8 @@ interface Options {
   ansible: boolean;
   /** Ansible's scenarios to run (all unless --ansible-scenarios). */
   ansibleScenarios: Set<Scenario>;
+  /** ops-pipeline's groups of scenarios to run (all unless --ours-scenarios). */
+  oursScenarios: Set<OursGroup>;
 }
 
 
@@ -212,7 +225,7 @@ function parseJson(out: Timed): unknown {
 function parseOptions(argv: string[]): Options | undefined {
   const { values } = parseArgs({
     args: argv,
-    options: { runs: { type: 'string' }, 'ansible-runs': { type: 'string' }, rate: { type: 'string' }, tail: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' }, 'ansible-scenarios': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { runs: { type: 'string' }, 'ansible-runs': { type: 'string' }, rate: { type: 'string' }, tail: { type: 'string' }, out: { type: 'string' }, only: { type: 'string' }, 'ansible-scenarios': { type: 'string' }, 'ours-scenarios': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     strict: true,
   });
   if (values.help) return undefined;
@@ -227,8 +240,11 @@ function parseOptions(argv: string[]): Options | undefined {
   const ansibleScenarios = new Set((values['ansible-scenarios'] ?? ANSIBLE_SCENARIOS.join(',')).split(',').map((x) => x.trim()) as Scenario[]);
   const unknown = [...ansibleScenarios].filter((x) => !ANSIBLE_SCENARIOS.includes(x));
   if (unknown.length || !ansibleScenarios.size) throw new OpsError(`--ansible-scenarios takes a comma-separated list of ${ANSIBLE_SCENARIOS.join(', ')}, got "${values['ansible-scenarios']}"`);
+  const oursScenarios = new Set((values['ours-scenarios'] ?? OURS_SCENARIOS.join(',')).split(',').map((x) => x.trim()) as OursGroup[]);
+  if (!oursScenarios.size || [...oursScenarios].some((x) => !OURS_SCENARIOS.includes(x))) throw new OpsError(`--ours-scenarios takes a comma-separated list of ${OURS_SCENARIOS.join(', ')}, got "${values['ours-scenarios']}"`);
   return {
     ansibleScenarios,
+    oursScenarios,
     ours: values.only !== 'ansible',
     ansible: values.only !== 'ours',
     runs,
@@ -284,6 +300,8 @@ async function main(): Promise<number> {
     }
     /** Whether Ansible runs this scenario (--only, --ansible-scenarios). */
     const an = (s: Scenario) => o.ansible && o.ansibleScenarios.has(s);
+    /** Whether ops-pipeline runs this group of scenarios (--only, --ours-scenarios). */
+    const our = (s: OursGroup) => o.ours && o.oursScenarios.has(s);
     const lab: Lab = await setUpLab({ work, repo: repo.dir, cleanup, log, ours: o.ours, ansible: o.ansible, ansibleThree: an('code3') });
     const b = new Bench(o, repo);
     bench = b;
@@ -336,29 +354,31 @@ async function main(): Promise<number> {
       const seedFull = await repo.full('v1', round);
       const pipeFull = await repo.full('v1', PIPELINING_FULL + round);
 
-      if (o.ours) await b.provisionOurs(round, ours.one);
+      if (our('provision')) await b.provisionOurs(round, ours.one);
       if (an('provision') && extra) await b.provisionAnsible(round, 'seed', a1, seedVars);
       if (an('provision') && extra) await b.provisionAnsible(round, 'pipelining', a1, seedVars);
 
-      if (o.ours) await b.deployOurs('noop', round, ours.one, L, L, undefined, false);
-      if (o.ours) await b.noopInProcess(round, ours.one, L);
+      if (our('noop')) await b.deployOurs('noop', round, ours.one, L, L, undefined, false);
+      if (our('noop')) await b.noopInProcess(round, ours.one, L);
       if (an('noop')) await b.deployAnsible('noop', 'seed', round, a1, seedVars, 'v1', 'v1', false);
       if (an('noop')) await b.deployAnsible('noop', 'pipelining', round, a1, seedVars, 'v1', 'v1', false);
 
-      if (o.ours) await b.deployOurs('code', round, ours.one, L, M, 'reused');
+      if (our('code')) await b.deployOurs('code', round, ours.one, L, M, 'reused');
+      // Without the code-only deploy, the full deploy goes from the live release (L).
+      else if (our('full')) await ops(ours.one, ['deploy', ours.one.name, '--ref', M], `r${round} setup: ops deploy ${M}`);
       if (an('code')) await b.deployAnsible('code', 'seed', round, a1, seedVars, 'v1', 'v2');
       if (an('code')) await b.deployAnsible('code', 'pipelining', round, a1, seedVars, 'v2', 'v1');
 
-      if (o.ours) await b.deployOurs('full', round, ours.one, M, oursFull, 'installed');
+      if (our('full')) await b.deployOurs('full', round, ours.one, M, oursFull, 'installed');
       // Every round, as ours: issue 19's check is the ratio of the two full-deploy medians (one playbook run
       // varied 25.6-43.7 s between runs on this machine).
       if (an('full')) await b.deployAnsible('full', 'seed', round, a1, seedVars, 'v1', seedFull);
       if (an('full')) await b.deployAnsible('full', 'pipelining', round, a1, seedVars, seedFull, pipeFull);
 
       // Ansible's rollback is the playbook run with an earlier ref (the seed has nothing else).
-      if (o.ours) await b.rollbackOurs(round, ours.one, oursFull, M);
+      if (our('full')) await b.rollbackOurs(round, ours.one, oursFull, M);
       // The same full deploy with pip making the Python set (a set of its own, never installed), then back.
-      if (o.ours) {
+      if (our('full')) {
         await b.deployOurs('full_pip', round, ours.onePip, M, await repo.full(M, PIP_FULL + round), 'installed');
         await ops(ours.one, ['rollback', ours.one.name], `r${round} setup: back to ${M}`);
       }
@@ -366,15 +386,15 @@ async function main(): Promise<number> {
       if (an('rollback') && extra) await b.deployAnsible('rollback', 'pipelining', round, a1, seedVars, seedFull, 'v1');
       // Without its rollback, the seed host goes back to v1 for the next run's no-op, code-only and full deploys.
       else if (an('full') && round < o.runs) await ansible('pipelining', a1.inventory, seedVars, 'deploy', 'v1', `r${round} setup: ansible back to v1`);
-      oursLive = M;
+      if (our('code') || our('full')) oursLive = M;
 
-      if (o.ours) await b.deployOurs('code3', round, ours.three, 'v1', 'v2', 'reused');
+      if (our('code3')) await b.deployOurs('code3', round, ours.three, 'v1', 'v2', 'reused');
       if (an('code3') && extra) await b.deployAnsible('code3', 'seed', round, ans.three!, seedVars, 'v1', 'v2');
-      if (o.ours) await b.deployOurs('code3rolling', round, ours.threeRolling, 'v2', 'v1', 'reused');
+      if (our('code3')) await b.deployOurs('code3rolling', round, ours.threeRolling, 'v2', 'v1', 'reused');
       if (an('code3') && extra) await b.deployAnsible('code3', 'pipelining', round, ans.three!, seedVars, 'v2', 'v1');
       // Ten hosts (the three among them): built once, received by nine.
-      if (o.ours) await b.deployOurs('code10', round, ours.ten, 'v1', 'v2', 'reused');
-      if (o.ours) await b.deployOurs('code10rolling', round, ours.tenRolling, 'v2', 'v1', 'reused');
+      if (our('code10')) await b.deployOurs('code10', round, ours.ten, 'v1', 'v2', 'reused');
+      if (our('code10')) await b.deployOurs('code10rolling', round, ours.tenRolling, 'v2', 'v1', 'reused');
       for (const side of o.ansible ? (['seed', 'pipelining'] as const) : []) {
         b.records.push({ scenario: 'startup', side, round, ms: (await timed('ansible-playbook', ['--version'], { label: 'ansible-playbook --version' })).ms });
       }
@@ -383,7 +403,7 @@ async function main(): Promise<number> {
     }
 
     const { rows, list, meta, files } = finish(o.runs);
-    if (o.ours && o.ansible && o.out === DEFAULT_OUT) {
+    if (o.ours && o.ansible && o.oursScenarios.size === OURS_SCENARIOS.length && o.out === DEFAULT_OUT) {
       // A complete run to the committed results: the README's Performance table follows it.
       const readme = join(ROOT, 'README.md');
       writeFileSync(readme, readmeWithFigures(readFileSync(readme, 'utf8'), JSON.parse(readFileSync(files[1]!, 'utf8'))));
@@ -416,6 +436,7 @@ const NOTES = (o: Options) => [
   'The no-op deploy and the rollback are each preceded by one bare OpenSSH session to the same host (`ssh host true`, the test hosts\' options), timed: their ratio to it, per run, is reported beside the seconds.',
   `Under load: ${o.rate} GET / per second through nginx (3 hosts take turns, as behind a load balancer), a new connection each, during every deploy that changes something, from 0.5 s before the command until ${o.tailMs / 1000} s after it exits (longer if the new version is not served yet). "Served" = the first 200 answer whose page footer shows the new client version. Any non-200 answer or network error is a failed request.`,
   'SSH connections are counted on each host: "Accepted publickey" lines of sshd in the host\'s journal before and after the run (the counting logins are taken off).',
+  ...(o.ours && o.oursScenarios.size < OURS_SCENARIOS.length ? [`ops-pipeline ran only these scenarios (--ours-scenarios): ${[...o.oursScenarios].join(', ')}; its other figures are not measured in this run.`] : []),
   ...(o.ansible && o.ansibleScenarios.size < ANSIBLE_SCENARIOS.length ? [`Ansible ran only these scenarios (--ansible-scenarios): ${[...o.ansibleScenarios].join(', ')}; its other figures are not measured in this run.`] : []),
   `Medians over ${o.runs} run(s) (ranges in brackets), Ansible's full deploy included (the ratio issue 19 checks); Ansible's provision, rollback and 3-host figures come from ${o.ansibleRuns} run(s) (--ansible-runs: at about a minute per playbook run with the seed's settings, they would triple the benchmark's time, and the playbook does the same work in all of them). Failed requests are totals over all runs; worst latency and longest outage are maxima.`,
 ];

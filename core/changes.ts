@@ -381,21 +381,25 @@ export async function describeChange(repo: string, env: Environment, live: strin
     const shallow = (await g.run(['rev-parse', '--is-shallow-repository'])).stdout.trim() === 'true';
     return { ...change, relation: 'unknown', ...(shallow && { shallow }) };
   }
-  const [ahead, behind] = [await g.isAncestor(live, target), await g.isAncestor(target, live)];
+  // Independent reads, each a git process of its own: at once (this is on every deploy's path, before any build).
+  const [ahead, behind] = await Promise.all([g.isAncestor(live, target), g.isAncestor(target, live)]);
   // Neither reaches the other in this clone: diverged, unless a walk stopped at the clone's depth (both commits
   // fetched without the history between them): then which contains which is not known here.
   if (!ahead && !behind && (await historyCut(repo, [live, target]))) return { ...change, relation: 'unknown', shallow: true };
   change.relation = ahead ? 'ahead' : behind ? 'behind' : 'diverged';
-  const add = await commitsBetween(repo, live, target);
-  const rm = await commitsBetween(repo, target, live);
-  Object.assign(change, { commits: add.commits, added: add.count, removedCommits: rm.commits, removed: rm.count });
   // The files of the live commit: a partial clone offline may lack them (source.ts fetchMissing). What a deploy
-  // changes is told as far as it can be; the deploy itself needs only the target's.
-  try {
-    await filesCompared(repo, env, live, target, change);
-  } catch (e) {
-    if (!(e instanceof OpsError)) throw e;
-    return { ...change, migrations: [], migrationsLiveOnly: [], dependencies: [], unread: messageLine(e) };
+  // changes is told as far as it can be; the deploy itself needs only the target's. Read beside the commits (it fills
+  // other fields of `change`); its failure is looked at once both ended.
+  const files = filesCompared(repo, env, live, target, change).then(
+    () => undefined,
+    (e: unknown) => ({ e }),
+  );
+  const [add, rm] = await Promise.all([commitsBetween(repo, live, target), commitsBetween(repo, target, live)]).finally(() => files);
+  Object.assign(change, { commits: add.commits, added: add.count, removedCommits: rm.commits, removed: rm.count });
+  const failed = await files;
+  if (failed) {
+    if (!(failed.e instanceof OpsError)) throw failed.e;
+    return { ...change, migrations: [], migrationsLiveOnly: [], dependencies: [], unread: messageLine(failed.e) };
   }
   return change;
 }

@@ -178,16 +178,26 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
   return { name: remote.name, h, state, result, newSlot: deploySlot(state), audit, fields, created: false, making: () => locked.made(remote.name, p.id), started: false, failed: false, switched: false, migrated: false };
 }
 
-/** The release's .env, environ and masks file, uploaded on stdin (private files; the step that makes the release puts them in it). */
-async function uploadDotenv(env: Target, hp: HostPlan, p: Plan, tag: string): Promise<DotenvUploads> {
+/**
+ * The release's .env, environ and masks file, uploaded on stdin (private files under the uploads directory; the step
+ * that makes the release puts them in it), the three at once (each on its own channel: one round trip, not three).
+ * Throws the first failure once all three ended; what did arrive stays in the uploads directory, which the next run's
+ * lock empties (core/steps/lock.ts), as after any upload of a run that stopped.
+ */
+export async function uploadDotenv(env: Target, hp: HostPlan, p: Plan, tag = `${p.id}-${randomBytes(4).toString('hex')}`): Promise<DotenvUploads> {
   const L = env.layout;
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ`, masks: `${L.uploads}/${tag}.masks` };
-  await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 0o600);
-  await hp.h.upload(p.dotenv.environ, uploads.environ, 0o600);
-  // What the host masks itself in what it quotes of the app's output (ops status and logs run without the key).
-  await hp.h.upload(releaseMasks(env, p.dotenv.environ), uploads.masks, 0o600);
+  const sent = await Promise.allSettled([
+    hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 0o600),
+    hp.h.upload(p.dotenv.environ, uploads.environ, 0o600),
+    // What the host masks itself in what it quotes of the app's output (ops status and logs run without the key).
+    hp.h.upload(releaseMasks(env, p.dotenv.environ), uploads.masks, 0o600),
+  ]);
+  const failed = sent.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (failed) throw failed.reason;
   return uploads;
 }
+
 
 /**
  * Build the release on a host: code (a pack of the git objects it lacks, submodules, Git LFS contents), .env,
@@ -202,6 +212,33 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, migrateBeside 
   const L = env.layout;
   const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes(4).toString('hex')}`;
+  // The .env files travel beside the code, which they do not need, once the code is known to fit (nothing is sent to
+  // a host refused for space); a failure of the code's is thrown once they ended too.
+  let dotenvSent: Promise<DotenvUploads> | undefined;
+  try {
+    await sendCode(env, hp, p, tag, () => {
+      dotenvSent = uploadDotenv(env, hp, p, tag);
+      dotenvSent.catch(() => undefined); // awaited on every path
+    });
+  } catch (e) {
+    await dotenvSent?.catch(() => undefined);
+    throw e;
+  }
+  const dotenv = await dotenvSent!;
+  hp.making();
+  await h.run(createRelease(env, p.meta, dotenv));
+  hp.created = true;
+  await prepareRelease(env, hp, p, migrateBeside);
+}
+
+/**
+ * buildOn's code: a pack of what the host lacks, for the commit and for each submodule commit, and Git LFS contents,
+ * received into the host's mirror; `fits` is called once the host is known to have the space (checkSpace), before
+ * anything is sent. @throws OpsError when the host lacks the space (nothing sent) or its mirror cannot take them.
+ */
+async function sendCode(env: Target, hp: HostPlan, p: Plan, tag: string, fits: () => void): Promise<void> {
+  const L = env.layout;
+  const { h, state, result } = hp;
   // Code: a pack of what the host lacks, for the commit and for each submodule commit (one object store);
   // Git LFS contents the host has not stored yet. All over this connection, once the space is known to suffice.
   // A commit the mirror holds without its history (sent from a shallow clone) is no base for what it lacks.
@@ -219,6 +256,7 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, migrateBeside 
   };
   let packs = await packsFor(true);
   checkSpace(env, hp.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
+  fits();
   for (const x of packs) {
     await h.upload(x.bytes, x.path, 0o600);
     result.notes.push(x.note);
@@ -252,10 +290,12 @@ export async function buildOn(env: Target, hp: HostPlan, p: Plan, migrateBeside 
       );
   }
   result.notes.push(...treeNotes(p.tree));
-  const dotenv = await uploadDotenv(env, hp, p, tag);
-  hp.making();
-  await h.run(createRelease(env, p.meta, dotenv));
-  hp.created = true;
+}
+
+/** buildOn's work once the release is made: dependency sets, the build, and the migrations when `migrateBeside`. */
+async function prepareRelease(env: Target, hp: HostPlan, p: Plan, migrateBeside: boolean): Promise<void> {
+  const L = env.layout;
+  const { h, result } = hp;
   const dir = `${L.releases}/${p.id}`;
   const { python_requirements: req, node_dir: nodeDir, build, build_needs_python: buildNeedsPython } = env.config.release;
   // The two dependency sets are independent: the Python set is made beside the build (whose input is
@@ -424,12 +464,11 @@ export interface Received {
 }
 
 /**
- * Give a host the release built on `builder`, once its parts are uploaded (the rollout carries them in
- * chunks: `received`): the .env, then the parts checked by sha256 and unpacked (the release directory always;
- * a dependency set only if the host has no complete one).
+ * Give a host the release built on `builder`, once its parts and its .env files are uploaded (the rollout carries the
+ * parts in chunks: `received`; `dotenv`: uploadDotenv's): the parts checked by sha256 and unpacked (the release
+ * directory always; a dependency set only if the host has no complete one).
  */
-export async function receiveBuild(env: Target, hp: HostPlan, p: Plan, builder: string, received: Received[]): Promise<void> {
-  const dotenv = await uploadDotenv(env, hp, p, `${p.id}-${randomBytes(4).toString('hex')}`);
+export async function receiveBuild(env: Target, hp: HostPlan, p: Plan, builder: string, received: Received[], dotenv: DotenvUploads): Promise<void> {
   hp.created = true;
   hp.making();
   await hp.h.run(unpackArtifacts(env, p.meta, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder, dotenv));

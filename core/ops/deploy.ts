@@ -13,17 +13,17 @@ import { codeBlock, type Reporter, markdownValues, type ValueFormat } from '../r
 import { auditReason, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
-import { deployState, markRelease, noopFinish } from '../steps/release.ts';
+import { deployState, type DotenvUploads, markRelease, noopFinish } from '../steps/release.ts';
 import { unstageAssets } from '../steps/switch.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, partialState, readLive } from './host-state.ts';
-import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, refuseMaskedNginx, refuseTakenPorts, refuseUnready, DEPLOY_UNTOUCHED, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
+import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, uploadDotenv, refuseMaskedNginx, refuseTakenPorts, refuseUnready, DEPLOY_UNTOUCHED, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { deployRef, resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { failedRun, withLock, type LockedRun } from './locked.ts';
 import { LOCK_KEYS } from '../steps/lock.ts';
 import { reported } from '../remote/types.ts';
-import { buildGroups, carryBuild, describeBuilds, RECEIVE_CONCURRENCY } from './build-once.ts';
+import { buildGroups, carryBuild, describeBuilds } from './build-once.ts';
 
 export interface DeployOptions {
   ref?: string;
@@ -292,29 +292,48 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
         : migrations;
       if (primary) migration.then(migrated.resolve, migrated.reject);
       const received = new Map<HostPlan, Received[]>();
-      if (receivers.length) {
-        let parts: PackedPart[] = [];
-        const sets = dependencySets(env, p).filter((set) => receivers.some((r) => wants(r, set)));
-        try {
-          await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
-          for (const [r, x] of await carryBuild(env, b, receivers, p, parts, attempt)) received.set(r, x);
-        } catch (e) {
-          if (primary) await migration.catch(() => undefined); // not left running on the host when the rollout stops
-          throw e;
-        } finally {
-          await b.h.tryRun(dropPacked(env, p.id));
+      // Each receiver's .env files travel beside the carry (they need nothing of it), on the receiver's own connection,
+      // once every receiver is known to have the space (nothing is sent to a host refused): its unpack then waits for
+      // nothing more.
+      const dotenvs = new Map<HostPlan, Promise<DotenvUploads>>();
+      const sendDotenvs = () => {
+        for (const r of receivers) {
+          const sent = uploadDotenv(env, r, p);
+          sent.catch(() => undefined); // awaited by its receiver's unpack, and below
+          dotenvs.set(r, sent);
         }
+      };
+      try {
+        if (receivers.length) {
+          let parts: PackedPart[] = [];
+          const sets = dependencySets(env, p).filter((set) => receivers.some((r) => wants(r, set)));
+          try {
+            await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
+            for (const [r, x] of await carryBuild(env, b, receivers, p, parts, attempt, sendDotenvs)) received.set(r, x);
+          } catch (e) {
+            if (primary) await migration.catch(() => undefined); // not left running on the host when the rollout stops
+            throw e;
+          } finally {
+            await b.h.tryRun(dropPacked(env, p.id));
+          }
+        }
+        await settled([
+          migrations.then(() => attempt(b, () => beforeSwitch(env, b, p))),
+          // A failed migration is the first host's failure, not the receiver's (it stays "previous release"); a
+          // receiver's hooks are work of its own, not started once any host failed. Every receiver at once: its unpack
+          // and hooks are its own host's work, a step on its own connection (RECEIVE_CONCURRENCY bounds what the
+          // runner carries, not this: under it, a tenth host unpacked only once one of the first eight had).
+          pooled(receivers, receivers.length, async (r) => {
+            await attempt(r, async () => receiveBuild(env, r, p, b.name, received.get(r)!, await dotenvs.get(r)!));
+            await migrations;
+            await attempt(r, () => beforeSwitch(env, r, p));
+          }),
+        ]);
+      } finally {
+        // Nothing of a receiver's left in flight when the rollout goes on or stops (a receiver that never got to its
+        // unpack: another host failed first).
+        await Promise.allSettled(dotenvs.values());
       }
-      await settled([
-        migrations.then(() => attempt(b, () => beforeSwitch(env, b, p))),
-        // A failed migration is the first host's failure, not the receiver's (it stays "previous release"); a
-        // receiver's hooks are work of its own, not started once any host failed.
-        pooled(receivers, RECEIVE_CONCURRENCY, async (r) => {
-          await attempt(r, () => receiveBuild(env, r, p, b.name, received.get(r)!));
-          await migrations;
-          await attempt(r, () => beforeSwitch(env, r, p));
-        }),
-      ]);
     }),
   );
   failure ??= all.find((s): s is PromiseRejectedResult => s.status === 'rejected')?.reason;

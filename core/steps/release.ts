@@ -376,8 +376,10 @@ export function mirrorShallow(mirror: string): string {
   return String.raw`if [ -f ${quote(`${mirror}/shallow`)} ]; then while read -r s; do ops_report ${RELEASE_KEYS.shallow} "$s"; done < ${quote(`${mirror}/shallow`)}; fi
 mapfile -t parent_of < <(${g} log --no-walk=unsorted --format='%H %P' --glob='refs/ops/*' 2>/dev/null | while read -r c ps; do for p in $ps; do printf '%s %s\n' "$p" "$c"; done; done)
 if [ "${'$'}{#parent_of[@]}" -gt 0 ]; then
-  missing=$(printf '%s\n' "${'$'}{parent_of[@]%% *}" | ${g} cat-file --batch-check 2>/dev/null | sed -n 's/ missing$//p')
-  for pc in "${'$'}{parent_of[@]}"; do if grep -qxF -- "${'$'}{pc%% *}" <<< "$missing"; then ops_report ${RELEASE_KEYS.shallow} "${'$'}{pc#* }"; fi; done
+  # The parents missing, looked up by bash (no process per pinned commit: a mirror pins every release's commit).
+  declare -A mirror_missing=()
+  while read -r mirror_m _; do mirror_missing[$mirror_m]=1; done < <(printf '%s\n' "${'$'}{parent_of[@]%% *}" | ${g} cat-file --batch-check 2>/dev/null | sed -n 's/ missing$//p')
+  for pc in "${'$'}{parent_of[@]}"; do if [ -n "${'$'}{mirror_missing[${'$'}{pc%% *}]+x}" ]; then ops_report ${RELEASE_KEYS.shallow} "${'$'}{pc#* }"; fi; done
 fi`;
 }
 

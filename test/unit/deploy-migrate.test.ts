@@ -1,7 +1,8 @@
 // The migrations beside a build's transfer (core/ops/deploy.ts, rollout), against the recording transport with
 // three hosts of one platform: web1 builds and migrates while its build is carried to web2 and web3. What a stopped
 // rollout says when the migrations already ran (the database has the new schema, no host switched), and that a
-// failed migration stops it before any hook, whenever it fails (before or after the transfer).
+// failed migration stops it before any hook, whenever it fails (before or after the transfer). With ten hosts: what
+// the nine receivers do beside the carry, and that none waits for another's unpack.
 import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,8 +28,11 @@ const STATE = { ...PROVISIONED_KEYS, ...LOCK_KEYS, ...RELEASE_KEYS, ...LIBRARY_K
 const KEY = TEST_HOST_KEY;
 const LIVE = '20261101T000000Z-aaaaaaaaaaaa';
 const HOSTS = ['web1', 'web2', 'web3'];
+/** Ten hosts of one platform, all at once (batch_size 10): web1 builds, nine receive (more than RECEIVE_CONCURRENCY). */
+const TEN = Array.from({ length: 10 }, (_, i) => `web${i + 1}`);
 const PACKED = Buffer.from('a packed release');
 let root: string;
+let root10: string;
 let v1: string;
 
 beforeAll(async () => {
@@ -41,19 +45,29 @@ beforeAll(async () => {
     release: { python_requirements: '', node_dir: '', migrate: 'alembic upgrade head', migrate_timeout: 120, before_switch: ['./warm-caches'] },
     switch: { batch_size: 1 },
   }));
+  ({ root: root10 } = await scratchProject('ops-deploy-ten-', 'ten', {
+    app: 'sample',
+    ref: 'v1',
+    hosts: TEN.map((name, i) => ({ name, address: `192.0.2.${i + 1}`, host_key: KEY })),
+    programs: { server: { command: 'run', port: 3579, health: '/health' } },
+    routes: { '/': 'server' },
+    release: { python_requirements: '', node_dir: '', migrate: 'alembic upgrade head', migrate_timeout: 120 },
+    switch: { batch_size: 10 },
+  }));
 }, 60_000);
 
 type Answer = Partial<Pick<StepResult, 'stdout' | 'stderr' | 'code'>> | undefined;
 
 /**
- * Three hosts of one platform, each answering its steps (`respond`: host and step, may wait); the packed build
- * and its chunk answered as a builder would. Records the order steps ran in across hosts.
+ * Hosts of one platform (HOSTS unless `hosts`), each answering its steps (`respond`: host and step, may wait); the
+ * packed build and its chunk answered as a builder would. Records the order steps ran in across hosts, and when each
+ * upload began (`<host> upload <the name's last extension>`: env, environ, masks, a chunk's number).
  */
-function harness(respond: (host: string, step: Step) => Promise<Answer> | Answer = () => undefined) {
+function harness(respond: (host: string, step: Step) => Promise<Answer> | Answer = () => undefined, hosts = HOSTS) {
   const order: string[] = [];
   const sha = createHash('sha256').update(PACKED).digest('hex');
   const remotes = new Map<string, RecordingRemote>();
-  for (const host of HOSTS) {
+  for (const host of hosts) {
     const remote = new RecordingRemote(host, 'deploy', 'sample', (step) => {
       if (step.name === 'lock') return { stdout: `${opsLines(STATE, 'lock acquired')}${opsLines(STATE, 'provisioned yes', `current ${LIVE}`, 'slot blue', `has ${v1}`, 'platform debian 12 x86_64 python none node none')}` };
       if (step.name === 'pack build') return { stdout: opsLines(ARTIFACT_KEYS, `part release ${sha} ${PACKED.length}`) };
@@ -71,6 +85,11 @@ function harness(respond: (host: string, step: Step) => Promise<Answer> | Answer
         return result;
       }
       return recorded(step, options);
+    };
+    const upload = remote.upload.bind(remote);
+    remote.upload = (content, path, options) => {
+      order.push(`${host} upload ${path.split('.').pop()}`);
+      return upload(content, path, options);
     };
     remotes.set(host, remote);
   }
@@ -158,5 +177,35 @@ describe('migrations beside the transfer of a build (three hosts, batch_size 1)'
     const single = { ...env, hosts: env.hosts.slice(0, 1) } as typeof env;
     const err = (await deploy(h.ctx, single, {}).catch((e: unknown) => e)) as Error;
     expect(err.message).toMatch(/did not become healthy[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched\nthe migrations of \S+ ran on web1 \(alembic upgrade head\)/);
+  });
+});
+
+describe('a build received by nine hosts (ten hosts, all at once)', () => {
+  it("each receiver's .env files travel beside the carry, before the build is read; every receiver unpacks at once", async () => {
+    const receivers = TEN.slice(1);
+    let arrived = 0;
+    let allIn!: () => void;
+    const together = new Promise<void>((resolve) => (allIn = resolve));
+    const h = harness(async (host, step) => {
+      if (step.name !== 'receive build') return undefined;
+      if (++arrived === receivers.length) allIn();
+      // Each unpack waits for every other receiver's to be in flight too (one left to wait for the first eight: failed).
+      const met = await Promise.race([together.then(() => true), sleep(3000).then(() => false)]);
+      return met ? undefined : { code: 1, stderr: `${host}'s unpack waited for the others': ${arrived} of ${receivers.length} in flight` };
+    }, TEN);
+    const r = await deploy(h.ctx, loadEnvironment('ten', root10), {});
+    expect(r.hosts.map((x) => x.host)).toEqual(TEN);
+    expect(h.order.filter((s) => s.endsWith(' receive build'))).toHaveLength(receivers.length);
+    for (const host of receivers) expect(h.order.indexOf(`${host} upload env`), host).toBeLessThan(h.order.indexOf('web1 read release'));
+  });
+});
+
+describe('a receiver without the space for the build (ten hosts)', () => {
+  it('is refused before anything is sent to any receiver: no .env, no chunk', async () => {
+    const lock = `${opsLines(STATE, 'lock acquired')}${opsLines(STATE, 'provisioned yes', `current ${LIVE}`, 'slot blue', `has ${v1}`, 'platform debian 12 x86_64 python none node none', 'disk 0 50000 40000 /srv')}`;
+    const h = harness((host, step) => (host === 'web5' && step.name === 'lock' ? { stdout: lock } : undefined), TEN);
+    const err = (await deploy(h.ctx, loadEnvironment('ten', root10), {}).catch((e: unknown) => e)) as Error;
+    expect(err.message).toMatch(/not enough space on web5/);
+    expect(h.order.filter((s) => / upload /.test(s) && !s.startsWith('web1 '))).toEqual([]);
   });
 });

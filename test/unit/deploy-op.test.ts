@@ -106,12 +106,14 @@ describe('deploy operation', () => {
     ]);
     // Each fenced by the run's lock as its steps are (run_lock_guard first in the upload's own script).
     for (const u of h.remote.uploads) expect(u.guard, u.path).toMatch(/\nrun_lock_guard$/);
-    expect(h.remote.uploads[0]!.content.subarray(0, 4).toString()).toBe('PACK');
-    expect(h.remote.uploads[1]!.content.toString()).toContain("DB='postgresql://u:s3cret-db-pass@db/x'");
-    expect(h.remote.uploads[2]!.content.toString()).toContain('DB=postgresql://u:s3cret-db-pass@db/x\0');
+    // The .env files go beside the code (at once): told apart by name, not by order.
+    const upload = (suffix: string) => h.remote.uploads.find((u) => u.path.endsWith(suffix))!.content;
+    expect(upload('.pack').subarray(0, 4).toString()).toBe('PACK');
+    expect(upload('.env').toString()).toContain("DB='postgresql://u:s3cret-db-pass@db/x'");
+    expect(upload('.environ').toString()).toContain('DB=postgresql://u:s3cret-db-pass@db/x\0');
     // The masks file (what the host masks itself: ops status and logs run without the key): empty, no value comes
     // from a secret here (core/steps/masks.ts releaseMasks; test/unit/host-masks.test.ts).
-    expect(h.remote.uploads[3]!.content.toString()).toBe('');
+    expect(upload('.masks').toString()).toBe('');
     expect(h.remote.runs.length).toBeGreaterThan(5);
     for (const run of h.remote.runs) expect(run.stdin + run.commandLine).not.toContain('s3cret-db-pass');
     // The previous release is kept warm: no stop step. The audit line is written with the unlock.

@@ -117,14 +117,14 @@ for name in names:
 `;
 
 /**
- * Shell reporting `key` once per address of the app's PostgreSQL (DB_PROBE_PY's lines) as the live release's environ
- * `environ` (a shell word: a quoted path or "$var") names it; nothing when the environment names no database
- * variable, or python3 is missing. At most DB_PROBE_MAX × DB_PROBE_SECONDS × 2 seconds (then cut by timeout).
+ * A shell command printing one line per address of the app's PostgreSQL (DB_PROBE_PY's lines) as the live release's
+ * environ `environ` (a shell word: a quoted path or "$var") names it; nothing when python3 is missing; undefined when
+ * the environment names no database variable. At most DB_PROBE_MAX × DB_PROBE_SECONDS × 2 seconds (then cut by timeout).
  */
-export function databaseProbeShell(env: Target, key: string, environ: string): string {
+export function databaseProbeShell(env: Target, environ: string): string | undefined {
   const vars = databaseVariables(env);
-  if (!vars.length) return ':';
-  return `if command -v python3 >/dev/null 2>&1; then while IFS= read -r line; do ops_report ${key} "$line"; done < <(timeout ${DB_PROBE_MAX * DB_PROBE_SECONDS * 2 + 2} python3 -c ${quote(DB_PROBE_PY)} ${environ} ${vars.map(quote).join(' ')} 2>/dev/null || true); fi`;
+  if (!vars.length) return undefined;
+  return `{ ! command -v python3 >/dev/null 2>&1 || timeout ${DB_PROBE_MAX * DB_PROBE_SECONDS * 2 + 2} python3 -c ${quote(DB_PROBE_PY)} ${environ} ${vars.map(quote).join(' ')} 2>/dev/null || true; }`;
 }
 
 export interface DatabaseProbe {

@@ -187,7 +187,7 @@ esac
 # A failed health check: whether the app's PostgreSQL answers from here (never its password: host and port only).
 if [ "${'$'}{health_failed:-0}" = 1 ] && [ -n "$cur" ]; then
   db_release=${quote(L.releases)}/"${'$'}{cur##*/}"; db_environ=${L.environ('"$db_release"')}; [ -f "$db_environ" ] || db_environ=${quote(L.legacyShared.environ)}
-  ${databaseProbeShell(env, STATUS_KEYS.db_probe, '"$db_environ"')}
+  while IFS= read -r line; do ops_report ${STATUS_KEYS.db_probe} "$line"; done < <(${databaseProbeShell(env, '"$db_environ"') ?? ':'})
 fi
 # What the site's visitors get through nginx, and which upstream answered it (the switch's proof).
 ${servedShell(env)}

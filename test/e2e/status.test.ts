@@ -158,18 +158,22 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
       for (let i = 0; i < 50 && !(await status(project.ctx(), project.env())).healthy; i++) await new Promise((r) => setTimeout(r, 300));
       expect((await status(project.ctx(), project.env())).problems).toEqual([]);
     };
-    // Unreachable: PostgreSQL's port only (the host's other traffic to the lab, SSH's answers included, goes on).
-    const rule = `to ${SERVICES_ADDRESS} ipproto tcp dport 5432 unreachable`;
-    await root(`ip rule add ${rule}`);
+    // The database's address changed under the live release (moved, or the port closed): its .env and environ
+    // (what its programs and the probe read) edited in place by hand, owner and mode kept, the program restarted.
+    const current = resolveTarget(project.env()).layout.current;
+    const files = [`${current}/.env`, `${current}/.ops-environ`];
+    await root(files.map((f) => `cp -p ${f} ${f}.bak && sed 's|@${SERVICES_ADDRESS}:5432/|@${SERVICES_ADDRESS}:1/|' ${f}.bak > ${f}`).join(' && '));
+    await root(`supervisorctl restart sample-${slot}:sample-${slot}-server`);
     try {
       let r = await cli('status', 'e2e');
       for (let i = 0; i < 10 && !r.out.includes('PostgreSQL at'); i++) r = await cli('status', 'e2e');
       expect(r.code).toBe(1);
-      expect(r.out).toContain(`${host.name}: PostgreSQL at ${SERVICES_ADDRESS}:5432 (APP_DATABASE_URL of the live release's .env) cannot be reached: No route to host; check the database server`);
-      expect(r.out).toContain(`    database    ✗ ${SERVICES_ADDRESS}:5432 error`);
+      expect(r.out).toContain(`${host.name}: PostgreSQL at ${SERVICES_ADDRESS}:1 (APP_DATABASE_URL of the live release's .env) refused the connection: nothing listens there`);
+      expect(r.out).toContain(`    database    ✗ ${SERVICES_ADDRESS}:1 refused`);
       expect(r.out).not.toContain(DB_PASSWORD);
     } finally {
-      await root(`ip rule del ${rule}`);
+      await root(files.map((f) => `cat ${f}.bak > ${f} && rm -f ${f}.bak`).join(' && '));
+      await root(`supervisorctl restart sample-${slot}:sample-${slot}-server`);
     }
     await healthy();
     // The password rotated on the server, the release's .env still has the old one: PostgreSQL answers, so the

@@ -22,7 +22,7 @@ async function probe(records: string[], e = env): Promise<string[]> {
   const environ = join(dir, 'environ');
   writeFileSync(environ, records.map((r) => `${r}\0`).join(''));
   // Not execFileSync: the servers below answer from this process's event loop.
-  const { stdout: out } = await promisify(execFile)('bash', ['-c', `ops_report() { printf '%s\\n' "$2"; }\n${databaseProbeShell(e, 'db_probe', JSON.stringify(environ))}`], { encoding: 'utf8' });
+  const { stdout: out } = await promisify(execFile)('bash', ['-c', `ops_report() { printf '%s\\n' "$2"; }\nwhile IFS= read -r line; do ops_report db_probe "$line"; done < <(${databaseProbeShell(e, JSON.stringify(environ))})`], { encoding: 'utf8' });
   return out.split('\n').filter(Boolean);
 }
 
@@ -51,7 +51,7 @@ describe('the database probe on the host', () => {
     expect(databaseVariables(env)).toEqual(['APP_DATABASE_URL']);
     expect(databaseVariables(testEnv({ env: { DATABASE_URL: 'x', PGHOST: 'db', PGPORT: '5433', APP_DB_URI: 'y', DB_NAME: 'z' } }))).toEqual(['DATABASE_URL', 'PGHOST', 'PGPORT', 'APP_DB_URI']);
     // none: nothing probed, nothing run
-    expect(databaseProbeShell(testEnv({ env: { APP_MODE: 'x' } }), 'db_probe', '"$x"')).toBe(':');
+    expect(databaseProbeShell(testEnv({ env: { APP_MODE: 'x' } }), '"$x"')).toBeUndefined();
   });
 
   it('says whether PostgreSQL answers at each address, never printing the password, user or database', async () => {

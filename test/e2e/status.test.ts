@@ -185,7 +185,6 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
       for (let i = 0; i < 10 && !r.out.includes('PostgreSQL at'); i++) r = await cli('status', 'e2e');
       expect(r.code).toBe(1);
       expect(r.out).toContain(`${host.name}: PostgreSQL at ${SERVICES_ADDRESS}:5432 answers from this host: if the health check's failure is the database's, it is past the connection (a wrong password after a rotation`);
-      expect(r.out).toMatch(/health check of server failed: .*password authentication failed/);
       expect(r.out).not.toContain(DB_PASSWORD);
     } finally {
       await testDatabase(DB_NAME);

@@ -7,7 +7,8 @@
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isPair, isScalar, LineCounter, parseDocument, visit } from 'yaml';
-import { environmentsDir, listEnvironments, reservedApp, siteNames, systemAccount, type Environment } from '../config/environment.ts';
+import { environmentsDir, listEnvironments, reservedApp, SECRETS_FILE, siteNames, systemAccount, type Environment } from '../config/environment.ts';
+import { lookup } from '../dotenv.ts';
 import { appDirectoryProblem, ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
 import { collisions, findSiblings, sharedParts, type SharedParts, type Sibling } from '../config/siblings.ts';
@@ -195,7 +196,7 @@ function loginKeyCommands(name: string, host: Host, on: Sibling[]): string[] {
  * its audit log), then out of service (DNS, the certificate, the VMs), then the rest. `removed`: the folder is
  * gone (the checklist printed after `ops env remove`): what is left of the audit log and logs is on the hosts.
  */
-export function decommissionChecklist(name: string, env: Environment | undefined, ctx: Pick<OpsContext, 'root' | 'reporter'>, options: { removed?: boolean; rules?: CreationRule[] } = {}): string[] {
+export function decommissionChecklist(name: string, env: Environment | undefined, ctx: Pick<OpsContext, 'root' | 'reporter'>, options: { removed?: boolean; rules?: CreationRule[]; databases?: ReadonlyMap<string, string> } = {}): string[] {
   const list: string[] = [];
   const c = env?.config;
   const root = ctx.root;
@@ -251,7 +252,8 @@ export function decommissionChecklist(name: string, env: Environment | undefined
   else
     list.push(
       `PostgreSQL database${dbVars.length ? ` (${dbVars.join(', ')})` : ''}: drop the database and its login, or the whole instance if it was this environment's own (keep a final dump if required)` +
-        (db.unknown.length ? `; unless ${db.unknown.join(', ')} on the same VM use${db.unknown.length > 1 ? '' : 's'} it too (compare their database URLs: ops secrets show <env> --key <secret>): then keep it` : ''),
+        (db.unknown.length ? `; unless ${db.unknown.join(', ')} on the same VM use${db.unknown.length > 1 ? '' : 's'} it too (compare their database URLs: ops secrets show <env> --key <secret>): then keep it` : '') +
+        dropDatabaseText(name, env, dbVars, options.databases, Boolean(options.removed)),
     );
   // The callback URLs are the OpenID Connect provider's to drop: only for an app that signs in through one (its env
   // names the client, as the catalogue's APP_DATAPASS_CLIENT_ID), or whose configuration could not be read.
@@ -306,6 +308,104 @@ function ageKeyItem(name: string, root: string, rules: CreationRule[], secretRef
   return `age key of ${name}${mine.age.length > 1 ? ` (${own.join(', ')})` : ''}: delete it from the password manager and the CI secrets${dead}${keep.length ? `; keep ${keep.join('; ')}` : ''}`;
 }
 
+/**
+ * The value of each DATABASE variable of the environment's `env` (`vars`) that can be read here: a plain value as
+ * written, a secret's when a key at hand opens the secrets file (decrypted values masked, as every command masks
+ * them); a variable that cannot be read is absent (no key: status.yml's runner, a CI without SOPS_AGE_KEY).
+ */
+async function databaseUrls(ctx: OpsContext, env: Environment, vars: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const secrets = vars.filter((k) => typeof env.config.env[k] !== 'string');
+  for (const k of vars) if (typeof env.config.env[k] === 'string') out.set(k, env.config.env[k] as string);
+  const file = join(env.dir, SECRETS_FILE);
+  if (!secrets.length || !existsSync(file)) return out;
+  try {
+    const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
+    const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv, () => {});
+    if (!identities.identities.length) return out;
+    const { data } = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
+    for (const k of secrets) {
+      const v = lookup(data, (env.config.env[k] as { secret: string }).secret);
+      if (typeof v === 'string' && v) out.set(k, v);
+    }
+  } catch {
+    // No key that opens it, or a file that cannot be read: the checklist says how to get the commands.
+  }
+  return out;
+}
+
+/** An SQL identifier in double quotes (PostgreSQL's "Identifiers and Key Words": a quote inside doubled). */
+const sqlIdentifier = (s: string) => `"${s.replace(/"/g, '""')}"`;
+
+/**
+ * The commands that keep a final dump of the database a PostgreSQL URL names, then drop it and its login (role), for
+ * the user to review and run (ops runs none of them): pg_dump as the app's login (it asks for its password: never
+ * printed), then psql as a superuser, `IF EXISTS` so that a chain run again after an interruption goes on. Names are
+ * read with the WHATWG URL parser and decoded; every value is SQL-quoted, then shell-quoted. undefined for a URL that
+ * parser cannot read (several hosts, no host but a socket parameter) or that names no database or login.
+ */
+export function dropDatabaseCommands(url: string): { dump: string; drop: string; where: string; onHost: boolean } | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (!/^postgres(ql)?(\+|:)/.test(u.protocol)) return undefined;
+  const dbName = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  const user = decodeURIComponent(u.username);
+  if (!dbName || !user || dbName.includes('/')) return undefined;
+  const local = onTheHost(url);
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  const port = u.port || '5432';
+  // On the VM itself: as its postgres user (peer authentication), no address; elsewhere: its host and port.
+  const at = local ? [] : [`--host=${quote(host)}`, `--port=${quote(port)}`];
+  const file = quote(`${dbName}-final.dump`);
+  const dump = local
+    ? `sudo -u postgres pg_dump --format=custom ${quote(`--dbname=${dbName}`)} > ${file}`
+    : `pg_dump --format=custom ${at.join(' ')} ${quote(`--username=${user}`)} ${quote(`--dbname=${dbName}`)} --file=${file}`;
+  const sql = [`DROP DATABASE IF EXISTS ${sqlIdentifier(dbName)};`, `DROP ROLE IF EXISTS ${sqlIdentifier(user)};`].map((x) => `-c ${quote(x)}`).join(' ');
+  const drop = local ? `sudo -u postgres psql -v ON_ERROR_STOP=1 ${sql}` : `psql ${at.join(' ')} --username=postgres --dbname=postgres -v ON_ERROR_STOP=1 ${sql}`;
+  return { dump, drop, where: local ? 'on the VM itself' : `${host.includes(':') ? `[${host}]` : host}:${port}`, onHost: local };
+}
+
+/**
+ * The database item's commands (dropDatabaseCommands), one block per database variable whose URL is known
+ * (`urls`: databaseUrls), each after its backup; for one not known, how to get them. '' without DATABASE variables.
+ */
+function dropDatabaseText(name: string, env: Environment | undefined, vars: string[], urls: ReadonlyMap<string, string> | undefined, removed: boolean): string {
+  if (!env || !vars.length) return '';
+  const blocks: string[] = [];
+  const seen = new Set<string>();
+  for (const k of vars) {
+    const url = urls?.get(k);
+    const spec = env.config.env[k];
+    const source = typeof spec === 'string' ? 'its plain value' : `secret ${(spec as { secret: string }).secret}`;
+    if (url === undefined) {
+      blocks.push(
+        removed
+          ? `      # ${k} (${source}) could not be read here (no key that opens the secrets): drop its database and login by hand, after a final dump`
+          : `      # ${k} (${source}) could not be read here (no key that opens the secrets): with the environment's age key, ops env remove ${name} --dry-run prints the commands (ops secrets show ${name} --key <secret> shows the URL)`,
+      );
+      continue;
+    }
+    const c = dropDatabaseCommands(url);
+    if (!c) {
+      blocks.push(`      # ${k} (${source}) is not a PostgreSQL URL with one host, a login and a database that can be read here: drop them by hand, after a final dump`);
+      continue;
+    }
+    if (seen.has(c.drop)) continue;
+    seen.add(c.drop);
+    blocks.push(
+      `      # ${k}: PostgreSQL ${c.where}${c.onHost ? ' (deleting the VM deletes it: dump it before)' : ''}. Review, then run them yourself (nothing here runs them): first a final dump (pg_dump asks for the login's password),`,
+      `      ${c.dump}`,
+      `      # then drop the database and its login, as a superuser of that server:`,
+      `      ${c.drop}`,
+    );
+  }
+  return blocks.length ? `:\n${blocks.join('\n')}` : '';
+}
+
 /** Whether a database URL names a server on the host itself (localhost, 127.x, ::1, a Unix socket), or cannot be read. */
 function onTheHost(url: string): boolean {
   try {
@@ -358,7 +458,9 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
   } catch (e) {
     loadError = e;
   }
-  const result: RemoveResult = { environment: name, removed: false, changes: [], hosts: [], checklist: decommissionChecklist(name, env, ctx) };
+  // The database URLs as they can be read now: the folder (and its secrets) is gone once it is removed.
+  const databases = env ? await databaseUrls(ctx, env, Object.keys(env.config.env ?? {}).filter((k) => /DATABASE/i.test(k))) : undefined;
+  const result: RemoveResult = { environment: name, removed: false, changes: [], hosts: [], checklist: decommissionChecklist(name, env, ctx, { databases }) };
   if (!options.force) {
     if (!env)
       throw new OpsError(`cannot tell whether ${name}'s hosts still serve: ${messageLine(errorParts(loadError).message)}`, `fix environments/${name}/environment.yml, or remove it anyway with --force`);
@@ -397,7 +499,7 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
   await removeEnvRule(ctx.root, name);
   rmSync(dir, { recursive: true, force: true });
   result.removed = true;
-  result.checklist = decommissionChecklist(name, env, ctx, { removed: true, rules });
+  result.checklist = decommissionChecklist(name, env, ctx, { removed: true, rules, databases });
   return result;
 }
 

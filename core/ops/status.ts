@@ -211,6 +211,7 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
           out.push(`    ${i === 0 ? 'supervisor ' : '           '} ${p.live ? mark(ok) : ' '} ${p.program.padEnd(10)} ${p.state.padEnd(8)} ${when.padEnd(12)} ${(p.slot + (p.live ? ' (live)' : ' (previous)')).padEnd(16)}${runs}${starting ? '  starting (health check passed)' : ''}${!ok && p.description ? `  ${p.description}` : ''}`);
         });
     }
+    if (h.database?.length) out.push(`    database    ${h.database.map((d) => `${mark(d.verdict === 'answers')} ${d.address || d.variable} ${d.verdict === 'answers' ? 'answers' : d.verdict}`).join(', ')}`);
     if (h.health?.length) out.push(`    health      ${h.health.map((x) => `${mark(x.ok)} ${x.program}${x.ok ? '' : ` (${x.detail})`}`).join(', ')}`);
     if (h.certificate) {
       const c = h.certificate;

@@ -20,9 +20,10 @@ import { programPorts, probes } from './switch.ts';
 import { gateSeconds, nameClaims, nginxServed } from './nginx-gate.ts';
 import { packageIndexPaths, provisionedIn, reportProvisioned, unprovisionedNote } from './system.ts';
 import { HOST_OWN_BACKUPS, notAsWritten, writtenRecord } from './script.ts';
+import { databaseAnswers, databaseProbeShell, databaseProblem, parseDatabaseProbes, type DatabaseProbe } from './database.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); `boot_unit` (`<unit> <what systemctl is-enabled says>` for nginx and supervisor, under systemd: what starts them at the next boot); `name_taken` (the site's names another file nginx loads first gives a server block: nameClaims); `host_changed` (a path per file ops writes whole from the settings, the site, a slot's supervisor file, the app user's package index files, changed on the host since ops wrote it: notAsWritten); certificates as LIBRARY_KEYS.cert, and (letsencrypt) how they renew as CERTS_KEYS.renewal. */
-export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run', 'served_url', 'served_proof', 'served_fail', 'served_wrong', 'served_unlogged', 'host_changed', 'boot_unit', 'name_taken');
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); `boot_unit` (`<unit> <what systemctl is-enabled says>` for nginx and supervisor, under systemd: what starts them at the next boot); `name_taken` (the site's names another file nginx loads first gives a server block: nameClaims); `db_probe` (when a health check failed: per address of the app's PostgreSQL named by the live release's .env, whether it answers: databaseProbeShell); `host_changed` (a path per file ops writes whole from the settings, the site, a slot's supervisor file, the app user's package index files, changed on the host since ops wrote it: notAsWritten); certificates as LIBRARY_KEYS.cert, and (letsencrypt) how they renew as CERTS_KEYS.renewal. */
+export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run', 'served_url', 'served_proof', 'served_fail', 'served_wrong', 'served_unlogged', 'host_changed', 'boot_unit', 'name_taken', 'db_probe');
 
 /**
  * Shell that reports where nginx sends the app's traffic (nginxRoute reads it): each `upstream <name> <address>` of
@@ -186,6 +187,11 @@ case "$live_slot" in
   blue) ${health('blue')} ;;
   green) ${health('green')} ;;
 esac
+# A failed health check: whether the app's PostgreSQL answers from here (never its password: host and port only).
+if [ "${'$'}{health_failed:-0}" = 1 ] && [ -n "$cur" ]; then
+  db_release=${quote(L.releases)}/"${'$'}{cur##*/}"; db_environ=${L.environ('"$db_release"')}; [ -f "$db_environ" ] || db_environ=${quote(L.legacyShared.environ)}
+  while IFS= read -r line; do ops_report ${STATUS_KEYS.db_probe} "$line"; done < <(${databaseProbeShell(env, '"$db_environ"') ?? ':'})
+fi
 # What the site's visitors get through nginx, and which upstream answered it (the switch's proof).
 ${servedShell(env)}
 ${cert ? `cert_info ${quote(cert.cert)}\nops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"${env.config.tls.mode === 'letsencrypt' ? `\n${renewalCheck(env)}` : ''}` : ': no TLS'}
@@ -249,6 +255,8 @@ export interface HostStatus {
   site?: { url: string; status: number; enabled: boolean };
   supervisor?: { running: boolean; error?: string; programs: ProgramState[] };
   health?: { program: string; ok: boolean; detail: string }[];
+  /** When a health check failed: each address of the app's PostgreSQL (the live release's .env) and whether it answers from the host. */
+  database?: DatabaseProbe[];
   certificate?: CertInfo & { servedSerial?: string };
   disk?: { mount: string; freeMb: number; sizeMb: number; usedPercent: number }[];
   lock?: LockInfo;
@@ -566,6 +574,14 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     });
     for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);
     if (health !== 'ok' && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);
+    // Its likely cause, when the app's database does not answer from the host (or does: then past the connection).
+    const db = parseDatabaseProbes(reportedAll(r, STATUS_KEYS.db_probe));
+    if (db.length) {
+      s.database = db;
+      const down = db.map(databaseProblem).filter((x): x is string => Boolean(x));
+      down.forEach(problem);
+      if (!down.length) warn(databaseAnswers(db));
+    }
   }
 
   // Expiry as the visitors' browsers judge it: by the runner's clock when given (a host's clock may be off: clockSkew).

@@ -20,11 +20,14 @@ import { generateIdentity, readCreationRules, SecretsFile, setEnvRule } from '..
 import type { MapNode } from '../../core/secrets/tree.ts';
 import { fromPlain } from '../../core/secrets/tree.ts';
 import { runOps, spawnOps } from '../support/cli.ts';
-import { downHost, ensurePebble, sshRun, type Host } from '../hosts/index.ts';
+import { createDatabase, downHost, ensurePebble, SERVICES_ADDRESS, sshRun, type Host } from '../hosts/index.ts';
 import { waitFor } from '../hosts/proc.ts';
 import { appRepo, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
 const SECRET = `s3cret-${process.pid}-never-printed`;
+const DB_NAME = `status_${process.pid}`;
+/** The database's password, as testDatabase sets it (never printed). */
+let DB_PASSWORD = '';
 
 let host: Host;
 let project: TestProject;
@@ -34,7 +37,8 @@ const KEY = join(mkdtempSync(join(tmpdir(), 'ops-status-key-')), 'age-key.txt');
 
 beforeAll(async () => {
   host = await readyHost('sta');
-  const db = await testDatabase(`status_${process.pid}`);
+  const db = await testDatabase(DB_NAME);
+  DB_PASSWORD = decodeURIComponent(new URL(db).password);
   const base = testConfig([host], await appRepo(), db);
   config = { ...base, secrets: { age_key_file: KEY }, env: { ...(base.env as object), APP_SECRET_KEY: { secret: 'secret_key' } } };
   project = makeProject('e2e', config);
@@ -147,6 +151,47 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     for (let i = 0; i < 50 && !(await status(project.ctx(), project.env())).healthy; i++) await new Promise((r) => setTimeout(r, 200));
     expect((await status(project.ctx(), project.env())).problems).toEqual([]);
   }, 120_000);
+
+  it("status with the app's PostgreSQL unreachable from the host, or its password rotated: the failed health check comes with its cause, never the password", async () => {
+    const slot = (await status(project.ctx(), project.env())).hosts[0]!.slot!;
+    const healthy = async () => {
+      for (let i = 0; i < 50 && !(await status(project.ctx(), project.env())).healthy; i++) await new Promise((r) => setTimeout(r, 300));
+      expect((await status(project.ctx(), project.env())).problems).toEqual([]);
+    };
+    // The database's address changed under the live release (moved, or the port closed): its .env and environ
+    // (what its programs and the probe read) edited in place by hand, owner and mode kept, the program restarted.
+    const current = resolveTarget(project.env()).layout.current;
+    const files = [`${current}/.env`, `${current}/.ops-environ`];
+    await root(files.map((f) => `cp -p ${f} ${f}.bak && sed 's|@${SERVICES_ADDRESS}:5432/|@${SERVICES_ADDRESS}:1/|' ${f}.bak > ${f}`).join(' && '));
+    await root(`supervisorctl restart sample-${slot}:sample-${slot}-server`);
+    try {
+      let r = await cli('status', 'e2e');
+      for (let i = 0; i < 10 && !r.out.includes('PostgreSQL at'); i++) r = await cli('status', 'e2e');
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(`${host.name}: PostgreSQL at ${SERVICES_ADDRESS}:1 (APP_DATABASE_URL of the live release's .env) refused the connection: nothing listens there`);
+      expect(r.out).toContain(`    database    ✗ ${SERVICES_ADDRESS}:1 refused`);
+      expect(r.out).not.toContain(DB_PASSWORD);
+    } finally {
+      await root(files.map((f) => `cat ${f}.bak > ${f} && rm -f ${f}.bak`).join(' && '));
+      await root(`supervisorctl restart sample-${slot}:sample-${slot}-server`);
+    }
+    await healthy();
+    // The password rotated on the server, the release's .env still has the old one: PostgreSQL answers, so the
+    // cause is past the connection (the health check's own words say which).
+    await createDatabase(DB_NAME, 'rotated-Pw-0123456789');
+    await root(`supervisorctl restart sample-${slot}:sample-${slot}-server`);
+    try {
+      let r = await cli('status', 'e2e');
+      for (let i = 0; i < 10 && !r.out.includes('PostgreSQL at'); i++) r = await cli('status', 'e2e');
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(`${host.name}: PostgreSQL at ${SERVICES_ADDRESS}:5432 answers from this host: if the health check's failure is the database's, it is past the connection (a wrong password after a rotation`);
+      expect(r.out).not.toContain(DB_PASSWORD);
+    } finally {
+      await testDatabase(DB_NAME);
+      await root(`supervisorctl restart sample-${slot}:sample-${slot}-server`);
+    }
+    await healthy();
+  }, 180_000);
 
   it("status fails when nginx's configuration is broken, with nginx -t's own message", async () => {
     await root("printf 'no_such_directive on;\\n' > /etc/nginx/sites-enabled/zz-broken");

@@ -1,7 +1,7 @@
 // ops env remove without a host (recording remotes answer as a serving or a gone host), and the day-2
 // commands' argument errors through the real CLI.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
@@ -287,7 +287,7 @@ describe('ops env remove', () => {
   it('a database with the same plain URL as another environment on the VM is kept; a secret one may be shared: said so', async () => {
     const { root } = await project('same-app');
     const dry = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true, force: true });
-    expect(dry.checklist.find((c) => c.startsWith('PostgreSQL'))).toMatch(/; unless keep on the same VM uses it too \(compare their database URLs.*\): then keep it$/);
+    expect(dry.checklist.find((c) => c.startsWith('PostgreSQL'))).toMatch(/; unless keep on the same VM uses it too \(compare their database URLs.*\): then keep it:\n {6}# APP_DATABASE_URL \(secret database_url\) could not be read here/);
     for (const n of ['old', 'keep']) {
       const f = join(root, 'environments', n, 'environment.yml');
       writeFileSync(f, stringify({ ...parseYaml(readFileSync(f, 'utf8')), env: { APP_DATABASE_URL: 'postgresql://app@db/app' } }));
@@ -389,5 +389,64 @@ describe('day-2 commands, argument errors', () => {
     expect(await cli(root, 'status', 'Nope')).toMatchObject({ code: 1, err: expect.stringContaining('invalid environment name "Nope"') });
     expect(await cli(root, 'certs', 'keep')).toMatchObject({ code: 1, err: expect.stringContaining('tls.mode is off') });
     expect((await cli(root, '--help')).out).toMatch(/status <env> +per host: release, nginx/);
+  });
+});
+
+describe('ops env remove: the database and its login', () => {
+  /** old's DATABASE variable set to `spec` (a plain value or a secret reference). */
+  async function withDatabase(spec: unknown, shared = false) {
+    const p = await project(shared);
+    const f = join(p.root, 'environments', 'old', 'environment.yml');
+    writeFileSync(f, stringify({ ...parseYaml(readFileSync(f, 'utf8')), env: { APP_DATABASE_URL: spec, MODE: 'live' } }));
+    return p;
+  }
+  const item = (r: { checklist: string[] }) => r.checklist.find((c) => c.startsWith('PostgreSQL'))!;
+
+  it('prints the exact commands, after a final dump: names decoded, SQL- and shell-quoted, never the password', async () => {
+    const { root } = await withDatabase("postgresql+asyncpg://shop%27s:pa%40ss-S3cret@db.internal:5433/shop%22db?ssl=require");
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true });
+    const text = item(r);
+    expect(text).toContain(`# APP_DATABASE_URL: PostgreSQL db.internal:5433. Review, then run them yourself (nothing here runs them): first a final dump (pg_dump asks for the login's password),\n      pg_dump --format=custom --host=db.internal --port=5433 '--username=shop'\\''s' '--dbname=shop"db' --file='shop"db-final.dump'`);
+    expect(text).toContain(`# then drop the database and its login, as a superuser of that server:\n      psql --host=db.internal --port=5433 --username=postgres --dbname=postgres -v ON_ERROR_STOP=1 -c 'DROP DATABASE IF EXISTS "shop""db";' -c 'DROP ROLE IF EXISTS "shop'\\''s";'`);
+    expect(text.indexOf('pg_dump')).toBeLessThan(text.indexOf('DROP DATABASE'));
+    expect(formatRemove(r, true)).not.toContain('S3cret');
+    // The commands, as a shell reads them: the SQL psql gets is the names quoted as identifiers.
+    const psql = text.split('\n').find((l) => l.trim().startsWith('psql'))!;
+    const argv = execFileSync('bash', ['-c', `printf '%s\\n' ${psql.trim().replace(/^psql /, '')}`], { encoding: 'utf8' }).trim().split('\n');
+    expect(argv.slice(-4)).toEqual(['-c', 'DROP DATABASE IF EXISTS "shop""db";', '-c', `DROP ROLE IF EXISTS "shop's";`]);
+  });
+
+  it('a database on the VM itself: as its postgres user, dumped before the VM is deleted', async () => {
+    const { root } = await withDatabase('postgresql://shop:pw@localhost/shop');
+    const text = item(await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true }));
+    expect(text).toContain('PostgreSQL on the VM itself (deleting the VM deletes it: dump it before)');
+    expect(text).toContain("sudo -u postgres pg_dump --format=custom --dbname=shop > shop-final.dump");
+    expect(text).toContain(`sudo -u postgres psql -v ON_ERROR_STOP=1 -c 'DROP DATABASE IF EXISTS "shop";' -c 'DROP ROLE IF EXISTS "shop";'`);
+  });
+
+  it('a secret URL: read with the key at hand (the commands, before and after the folder is removed); without it, how to get them', async () => {
+    const { root, env } = await withDatabase({ secret: 'database_url' });
+    const { generateIdentity, SecretsFile } = await import('../../core/secrets/index.ts');
+    const { fromPlain } = await import('../../core/secrets/tree.ts');
+    const id = await generateIdentity();
+    await setEnvRule(root, 'old', [id.recipient]);
+    rmSync(join(env.dir, 'secrets.sops.yaml'));
+    await SecretsFile.create(join(env.dir, 'secrets.sops.yaml'), fromPlain({ database_url: 'postgresql://app_old:Zq-9secret-pw@10.0.0.9:5432/app_old' }) as never, { recipients: [id.recipient] }).save();
+    const noKey = item(await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true }));
+    expect(noKey).toContain('# APP_DATABASE_URL (secret database_url) could not be read here (no key that opens the secrets): with the environment\'s age key, ops env remove old --dry-run prints the commands');
+    const reporter = new MemoryReporter();
+    const r = await removeEnvironment({ root, reporter, processEnv: { SOPS_AGE_KEY: id.secret }, connector: notLive }, 'old');
+    expect(r.removed).toBe(true);
+    expect(item(r)).toContain(`psql --host=10.0.0.9 --port=5432 --username=postgres --dbname=postgres -v ON_ERROR_STOP=1 -c 'DROP DATABASE IF EXISTS "app_old";' -c 'DROP ROLE IF EXISTS "app_old";'`);
+    expect(reporter.redact(formatRemove(r))).not.toContain('Zq-9secret-pw');
+  });
+
+  it('a database another environment uses too: kept, no command to drop it', async () => {
+    const { root } = await withDatabase('postgresql://shop:pw@db.internal/shop');
+    const f = join(root, 'environments', 'keep', 'environment.yml');
+    writeFileSync(f, stringify({ ...parseYaml(readFileSync(f, 'utf8')), env: { APP_DATABASE_URL: 'postgresql://shop:pw@db.internal/shop', MODE: 'live' } }));
+    const text = item(await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: notLive }, 'old', { dryRun: true }));
+    expect(text).toMatch(/shared with keep .*: keep it, and its login$/);
+    expect(text).not.toContain('DROP');
   });
 });

@@ -5,7 +5,7 @@ import { assetDirs, siteNames } from '../config/environment.ts';
 import { PLACEHOLDER, PLACEHOLDERS } from '../config/placeholders.ts';
 import type { Target } from '../target.ts';
 import { OpsError } from '../errors.ts';
-import type { Slot } from '../layout.ts';
+import { otherSlot, type Slot } from '../layout.ts';
 import { FAILURE_KEYS, reportKeys, type Step } from '../remote/types.ts';
 import { isValid, onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorCommand, supervisorEnvironment, supervisorValue } from '../supervisor.ts';
@@ -551,6 +551,8 @@ ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${releaseIdVar(releaseId)}
 release=${quote(L.releases)}/$release_id
+# The other slot's ports: none of this slot's programs may listen there (the health gate and check_identity).
+OTHER_SLOT=${otherSlot(slot)} OTHER_PORTS=${quote(Object.keys(env.config.programs).map((n) => env.port(n, otherSlot(slot))).join(' '))}
 ${dotenvSums ? `${dotenvUnchanged(env, dotenvSums)}
 ` : ''}${slotConfigShell(env, slot, releaseId, `echo "$rt_missing" >&2; exit ${START_FAILED_CLEAN}`)}
 conf=${quote(L.supervisorConf(slot))}
@@ -649,6 +651,11 @@ elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
 [ -z "$verdict" ] || ops_report ${FAILURE_KEYS.failure} "$(printf '%s' "$verdict" | ${maskText(env)})"
+if [ -n "$verdict" ] && [ -n "${'$'}{OTHER_SLOT_LISTENERS:-}" ]; then
+  # It answers visitors of the other slot (a port it shares with the live release): stopped at once, before its logs
+  # are read (supervisor signals it now; previous_back's group_down below waits for it and removes the group).
+  rpc supervisor.stopProcessGroup ${quote(group)} bool:0 >/dev/null
+fi
 if [ -n "$verdict" ]; then
   # What the programs wrote, and the health verdict (an error page's first bytes), masked here: a rollback runs
   # without the key that lets the runner mask them (mask_text).

@@ -238,6 +238,63 @@ exposed_listeners web:${open}:/healthz api:${local}:/api/health/`;
   });
 });
 
+describe('where a program listens besides its port (group_listens, and check_identity with OTHER_PORTS)', () => {
+  /** A server binding each TCP port with SO_REUSEPORT (gunicorn's reuse_port) and each unix socket path, in that order. */
+  const binder = (ports: number[], sockets: string[] = []) => `import socket, time
+held = []
+for p in ${JSON.stringify(ports)}:
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1); s.bind(('127.0.0.1', p)); s.listen(8); held.append(s)
+for path in ${JSON.stringify(sockets)}:
+    u = socket.socket(socket.AF_UNIX); u.bind(path); u.listen(8); held.append(u)
+while True: time.sleep(1)
+`;
+  const serve = (dir: string, id: string, ports: number[], sockets: string[] = []) => {
+    const c = spawn('/usr/bin/python3', ['-c', binder(ports, sockets)], { cwd: dir, env: { PATH: process.env.PATH, OPS_RELEASE: id }, detached: true, stdio: 'ignore' });
+    children.push(c);
+    return c;
+  };
+
+  it("a new release's program sharing the other slot's port (SO_REUSEPORT) beside its own: check_identity fails naming it and the fix, only where OTHER_PORTS names that port", async () => {
+    const [live, own] = [await freePort(), await freePort()];
+    serve(release('l1'), 'l1', [live]); // the live release on the other slot
+    await listening(live);
+    const dir = release('n1');
+    const p = serve(dir, 'n1', [own, live]);
+    await listening(live, 2);
+    const script = (other: string) => `${scriptPrelude}
+${MASK_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+sup_pids() { declare -gA SUP_PID=([grp:grp-web]=${p.pid}); }
+${other}
+if check_identity n1 ${dir} grp web:${own}; then echo OK; else echo "FAIL $IDENTITY"; fi`;
+    expect((await run('bash', ['-c', script(`OTHER_SLOT=blue OTHER_PORTS="${live}"`)])).stdout.trim().split('\n').pop()).toBe(
+      `FAIL program web listens on 127.0.0.1:${live}, slot blue's port (the live release's, or the one kept warm there): a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py's bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn's reuse_port) it answers visitors of that slot. Give each program its slot's port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: "{port}"), which the app must use`,
+    );
+    // Another port than the other slot's is the program's own business (a metrics port): accepted.
+    expect((await run('bash', ['-c', script(`OTHER_SLOT=blue OTHER_PORTS="${await freePort()}"`)])).stdout.trim().split('\n').pop()).toBe('OK');
+  });
+
+  it('names every unix socket and TCP port (in ss\'s order) of the tree of the program but its own port; nothing of another process, nothing for a program supervisor runs no process for', async () => {
+    const [own, other, stranger] = [await freePort(), await freePort(), await freePort()];
+    const sock = join(root, `api-${own}.sock`);
+    const dir = release('n2');
+    writeFileSync(join(dir, 'bind.py'), binder([own, other], [sock]));
+    const p = start(`/usr/bin/python3 bind.py; true`, dir, 'n2'); // a child of the wrapper
+    serve(dir, 'n2', [stranger]);
+    await listening(other);
+    await listening(stranger);
+    const script = `${scriptPrelude}
+${MASK_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+sup_pids() { declare -gA SUP_PID=([grp:grp-web]=${p.pid} [grp:grp-api]=0); }
+sup_pids
+until [ -S ${sock} ]; do sleep 0.05; done
+group_listens grp web:${own}:/health api:${own + 1}:/health
+echo "web=\${LISTENS_ELSEWHERE[web]:-} api=\${LISTENS_ELSEWHERE[api]:-} other=\${#LISTENS_OTHER_SLOT[@]}"`;
+    expect((await run('bash', ['-c', script])).stdout.trim().split('\n').pop()).toBe(`web=unix socket ${sock}, 127.0.0.1:${other} api= other=0`);
+  });
+});
+
 describe('sup_pids', () => {
   it("reads every program's pid from one getAllProcessInfo answer of supervisord 4.2.5, by group and name", async () => {
     const answer = join(import.meta.dirname, '..', 'fixtures', 'supervisor', 'getAllProcessInfo-4.2.5.xml');

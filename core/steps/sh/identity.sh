@@ -105,8 +105,9 @@ describe_proc() {
   printf 'pid %s (%s) running %s' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"
 }
 # check_identity ID DIR GROUP name:port[:path]...: every process listening on each program's port is in the tree of
-# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,
-# IDENTITY says what answers instead.
+# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set
+# (the other slot's ports), none of GROUP's listens on one of those (group_listens). On failure, IDENTITY says what
+# answers instead.
 # shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
 check_identity() {
   local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
@@ -128,8 +129,58 @@ check_identity() {
       else IDENTITY+="not release $id; "; fi
     done
   done
+  if [ -n "${OTHER_PORTS:-}" ]; then
+    group_listens "$group" "$@"
+    if other_slot_listeners; then IDENTITY+="$OTHER_SLOT_LISTENERS; "; fi
+  fi
   IDENTITY=${IDENTITY%; }
   [ -z "$IDENTITY" ]
+}
+# group_listens GROUP name:port[:path]...: where each program of GROUP listens other than on its own port, by every
+# process of the tree of the pid supervisor runs for it (SUP_PID: call sup_pids first): TCP ports and unix sockets,
+# from one `ss -Hlnp -t -x`. Sets LISTENS_ELSEWHERE[name] (", " separated addresses; a unix socket as its path) and
+# LISTENS_OTHER_SLOT[name] (those on a port of OTHER_PORTS, the other slot's ports, when set). A program told a port
+# other than its slot's (a port in gunicorn.conf.py, `PORT || 3000`, a framework's default) listens there, not on
+# its port; on the other slot's port (SO_REUSEPORT lets a second server share it: gunicorn's reuse_port) it takes
+# part of the live release's visitors.
+group_listens() {
+  local group=$1 p name port pid netid l rest addr sp
+  local -A port_of=() root_of=()
+  declare -gA LISTENS_ELSEWHERE=() LISTENS_OTHER_SLOT=()
+  shift
+  for p in "$@"; do
+    IFS=: read -r name port _ <<< "$p"
+    sp=${SUP_PID[$group:$group-$name]:-0}
+    [ "$sp" = 0 ] || { port_of[$name]=$port; root_of[$name]=$sp; }
+  done
+  [ ${#root_of[@]} -gt 0 ] || return 0
+  while read -r netid _ _ _ l rest; do
+    while [[ $rest =~ pid=([0-9]+) ]]; do
+      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}
+      for name in "${!root_of[@]}"; do
+        in_tree "$pid" "${root_of[$name]}" || continue
+        if [ "$netid" = tcp ]; then
+          [ "${l##*:}" != "${port_of[$name]}" ] || continue
+          addr=$l
+          case " ${OTHER_PORTS:-} " in *" ${l##*:} "*) [[ ", ${LISTENS_OTHER_SLOT[$name]:-}, " == *", $addr, "* ]] || LISTENS_OTHER_SLOT[$name]+="${LISTENS_OTHER_SLOT[$name]:+, }$addr" ;; esac
+        else
+          addr="unix socket $l"
+        fi
+        [[ ", ${LISTENS_ELSEWHERE[$name]:-}, " == *", $addr, "* ]] || LISTENS_ELSEWHERE[$name]+="${LISTENS_ELSEWHERE[$name]:+, }$addr"
+      done
+    done
+  done < <(ss -Hlnp -t -x 2>/dev/null)
+}
+# other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot
+# (LISTENS_OTHER_SLOT, group_listens's; OTHER_SLOT names that slot), and the fix; status 1 when none does.
+other_slot_listeners() {
+  local name
+  OTHER_SLOT_LISTENERS=""
+  for name in "${!LISTENS_OTHER_SLOT[@]}"; do
+    OTHER_SLOT_LISTENERS+="${OTHER_SLOT_LISTENERS:+; }program $name listens on ${LISTENS_OTHER_SLOT[$name]}, slot ${OTHER_SLOT:-the other slot}'s port (the live release's, or the one kept warm there)"
+  done
+  [ -n "$OTHER_SLOT_LISTENERS" ] || return 1
+  OTHER_SLOT_LISTENERS+=": a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py's bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn's reuse_port) it answers visitors of that slot. Give each program its slot's port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \"{port}\"), which the app must use"
 }
 # exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound
 # beyond loopback (0.0.0.0, ::, an address of an interface: Next.js's `next start`, Express's listen(port) and

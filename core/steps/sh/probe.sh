@@ -367,7 +367,8 @@ elsewhere() {
 # received": a program that accepts connections but never answers; a refused port also says where else it listens).
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs; and on a probe
 # answered by the same client error for a quarter of TIMEOUT, 3 s at least (probe_rounds: a running app's verdict
-# on the request), naming every other probe still pending too.
+# on the request), naming every other probe still pending too; with OTHER_PORTS set too, at once when a program of the
+# group listens on a port of the other slot (group_listens, identity.sh: it shares the live release's port).
 # Each round sends every pending probe's request first, then reads the answers: a slow page delays no other verdict.
 # Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
@@ -391,7 +392,7 @@ wait_healthy() {
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls wait_healthy
 probe_rounds() {
   local limit=$1 interval=$2 now deadline next_check window; shift 2
-  local pending=("$@") left p name port path fd i now_us early="" early_p="" PROBE_VIA=""
+  local pending=("$@") left p name port path fd i now_us early="" early_p="" PROBE_VIA="" next_listen=0
   local PROBE_HOST PROBE_PROTO PROBE_HEADERS PROBE_ROUTED
   local -a fds=() sent_at=() sent_why=()
   local -A why=() refused=() refused_since=() refused_rounds=()
@@ -455,25 +456,37 @@ probe_rounds() {
     done
     [ ${#left[@]} -gt 0 ] || return 0
     pending=("${left[@]}")
+    # A program of the group listening on a port of the other slot (OTHER_PORTS) shares the live release's port
+    # (SO_REUSEPORT) and answers its visitors: said at once (twice a second at most), never waited out.
+    if [ -n "${FATAL_GROUP:-}" ] && [ -n "${OTHER_PORTS:-}" ] && [ "${EPOCHREALTIME/./}" -ge "$next_listen" ]; then
+      next_listen=$(( ${EPOCHREALTIME/./} + 500000 ))
+      sup_pids; group_listens "$FATAL_GROUP" "${pending[@]}"
+      if other_slot_listeners; then UNHEALTHY=$OTHER_SLOT_LISTENERS; return 1; fi
+    fi
     if [ -n "$early" ]; then
       UNHEALTHY=$early; probe_pending "; still waiting for" "$early_p"; return 1
     fi
     printf -v now '%(%s)T' -1
     if [ "$now" -ge "$deadline" ]; then
+      # Where each program listens instead (a port of its own choosing, a unix socket), for the verdict.
+      if [ -n "${FATAL_GROUP:-}" ] && declare -F group_listens >/dev/null; then sup_pids; group_listens "$FATAL_GROUP" "${pending[@]}"; fi
       UNHEALTHY="no healthy answer within ${limit}s from"; probe_pending "" ""; return 1
     fi
     read -r -t "$interval" -u "$pause" _ || true
   done
 }
 # probe_pending LEAD SKIP: appends to UNHEALTHY (after LEAD) each probe still pending but SKIP, with why its last try
-# failed (probe_rounds's locals pending and why); a refused port also says where else it listens (elsewhere).
+# failed (probe_rounds's locals pending and why); a refused port also says where else it listens (elsewhere), or,
+# from LISTENS_ELSEWHERE (group_listens), where the program listens instead (another port, a unix socket).
 probe_pending() {
-  local p port addrs sep=$1
+  local p name port addrs sep=$1
   for p in "${pending[@]}"; do
     [ "$p" != "$2" ] || continue
-    IFS=: read -r _ port _ <<< "$p"
+    IFS=: read -r name port _ <<< "$p"
     if [[ ${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && addrs=$(elsewhere "$port") && [ -n "$addrs" ]; then
       why[$p]+="; it listens on $addrs only: nginx and the health check connect to 127.0.0.1, so bind 127.0.0.1 or 0.0.0.0"
+    elif [[ ${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && [ -n "${LISTENS_ELSEWHERE[$name]:-}" ]; then
+      why[$p]+="; program $name listens on ${LISTENS_ELSEWHERE[$name]}, not on its port $port: the app takes its port from elsewhere (a config file such as gunicorn.conf.py's bind, a default, a .env value); give it {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \"{port}\"), which the app must use"
     fi
     UNHEALTHY+="$sep $p (${why[$p]})"; sep=","
   done

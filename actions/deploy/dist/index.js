@@ -61342,7 +61342,7 @@ var init_environment_schema = __esm({
               "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the build (they are independent; with uv once the node set is made, with pip beside it too). Without node_dir the build always waits for it",
               false
             ),
-            migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is)', "make migrate"),
+            migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is). alembic refusing a `%` of the database URL (a URL-encoded password, `%40` for `@`: its Config is a configparser) is said with the fix: `config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"].replace("%", "%%"))` in env.py, `%%` in alembic.ini', "make migrate"),
             migrate_timeout: opt(seconds2(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
             keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),
@@ -61752,6 +61752,9 @@ function misplacedKeys(problems) {
     const list3 = elsewhere.length > 1 ? `${elsewhere.slice(0, -1).join(", ")} or ${elsewhere.at(-1)}` : elsewhere[0];
     if (list3) p.message = `unknown key here: the setting is ${list3}; move it there (indented under ${elsewhere.length > 1 ? "its parent" : elsewhere[0].slice(0, -key.length - 1)})`;
   }
+}
+function siteNames(env) {
+  return env.config.domain ? [env.config.domain, ...env.config.aliases] : [];
 }
 function parseEnvironment(doc, file) {
   const problems = [];
@@ -75166,8 +75169,7 @@ function hostClaims(env) {
   claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
   claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
   claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
-  if (c.domain) claims.push({ key: `domain ${c.domain}`, source: "domain" });
-  c.aliases.forEach((a, i) => claims.push({ key: `domain ${a}`, source: `aliases[${i}]` }));
+  siteNames(env).forEach((n, i) => claims.push({ key: `domain ${n}`, source: i === 0 ? "domain" : `aliases[${i - 1}]` }));
   if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
   return claims;
 }
@@ -75217,10 +75219,11 @@ ${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
   return sharing;
 }
 function sharingPlan(env, sharing) {
-  const aliases = env.config.aliases.length ? ` (redirecting ${env.config.aliases.join(", ")} to it)` : "";
-  const answers = env.config.domain ? `answers ${env.config.domain}${aliases}${env.config.nginx.default_server ? " and, as the default server, any other name" : ""}` : "answers every name (no domain: it must be the only app on the host)";
+  const [domain, ...aliases] = siteNames(env);
+  const redirects = aliases.length ? ` (redirecting ${aliases.join(", ")} to it)` : "";
+  const answers = domain ? `answers ${domain}${redirects}${env.config.nginx.default_server ? " and, as the default server, any other name" : ""}` : "answers every name (no domain: it must be the only app on the host)";
   return env.hosts.map((h) => {
-    const others = sharing.siblings.filter((s) => s.hosts.some((x) => x.mine.name === h.name)).map((s) => `${s.env.name}${s.env.config.domain ? ` (${s.env.config.domain})` : ""}`);
+    const others = sharing.siblings.filter((s) => s.hosts.some((x) => x.mine.name === h.name)).map((s) => `${s.env.name}${siteNames(s.env).length ? ` (${siteNames(s.env).join(", ")})` : ""}`);
     return `${h.name} (${h.address}): ${others.length ? `shared with ${others.join(", ")}` : "no other environment of this project"}; ${env.config.app} ${answers}`;
   });
 }
@@ -77307,9 +77310,6 @@ function certificatePaths(env) {
   }
   return void 0;
 }
-function siteNames(env) {
-  return env.config.domain ? [env.config.domain, ...env.config.aliases] : [];
-}
 function stripsPrefix(env, prefix) {
   const program = env.config.routes[prefix];
   return prefix !== "/" && (program === void 0 || env.config.programs[program]?.strip_prefix !== false);
@@ -77600,6 +77600,7 @@ function site(env, certificateReady) {
 
 // core/steps/nginx-gate.ts
 init_shell();
+init_environment();
 
 // core/steps/certs.ts
 init_shell();
@@ -78155,7 +78156,7 @@ slot_releases() {
 var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
 
 // core/steps/sh/identity.sh
-var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR). On failure,\n# IDENTITY says what answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails.\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
+var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set\n# (the other slot\'s ports), none of GROUP\'s listens on one of those (group_listens). On failure, IDENTITY says what\n# answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  if [ -n "${OTHER_PORTS:-}" ]; then\n    group_listens "$group" "$@"\n    if other_slot_listeners; then IDENTITY+="$OTHER_SLOT_LISTENERS; "; fi\n  fi\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# group_listens GROUP name:port[:path]...: where each program of GROUP listens other than on its own port, by every\n# process of the tree of the pid supervisor runs for it (SUP_PID: call sup_pids first): TCP ports and unix sockets,\n# from one `ss -Hlnp -t -x`. Sets LISTENS_ELSEWHERE[name] (", " separated addresses; a unix socket as its path) and\n# LISTENS_OTHER_SLOT[name] (those on a port of OTHER_PORTS, the other slot\'s ports, when set). A program told a port\n# other than its slot\'s (a port in gunicorn.conf.py, `PORT || 3000`, a framework\'s default) listens there, not on\n# its port; on the other slot\'s port (SO_REUSEPORT lets a second server share it: gunicorn\'s reuse_port) it takes\n# part of the live release\'s visitors.\ngroup_listens() {\n  local group=$1 p name port pid netid l rest addr sp\n  local -A port_of=() root_of=()\n  declare -gA LISTENS_ELSEWHERE=() LISTENS_OTHER_SLOT=()\n  shift\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    [ "$sp" = 0 ] || { port_of[$name]=$port; root_of[$name]=$sp; }\n  done\n  [ ${#root_of[@]} -gt 0 ] || return 0\n  while read -r netid _ _ _ l rest; do\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      for name in "${!root_of[@]}"; do\n        in_tree "$pid" "${root_of[$name]}" || continue\n        if [ "$netid" = tcp ]; then\n          [ "${l##*:}" != "${port_of[$name]}" ] || continue\n          addr=$l\n          case " ${OTHER_PORTS:-} " in *" ${l##*:} "*) [[ ", ${LISTENS_OTHER_SLOT[$name]:-}, " == *", $addr, "* ]] || LISTENS_OTHER_SLOT[$name]+="${LISTENS_OTHER_SLOT[$name]:+, }$addr" ;; esac\n        else\n          addr="unix socket $l"\n        fi\n        [[ ", ${LISTENS_ELSEWHERE[$name]:-}, " == *", $addr, "* ]] || LISTENS_ELSEWHERE[$name]+="${LISTENS_ELSEWHERE[$name]:+, }$addr"\n      done\n    done\n  done < <(ss -Hlnp -t -x 2>/dev/null)\n}\n# other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot\n# (LISTENS_OTHER_SLOT, group_listens\'s; OTHER_SLOT names that slot), and the fix; status 1 when none does.\nother_slot_listeners() {\n  local name\n  OTHER_SLOT_LISTENERS=""\n  for name in "${!LISTENS_OTHER_SLOT[@]}"; do\n    OTHER_SLOT_LISTENERS+="${OTHER_SLOT_LISTENERS:+; }program $name listens on ${LISTENS_OTHER_SLOT[$name]}, slot ${OTHER_SLOT:-the other slot}\'s port (the live release\'s, or the one kept warm there)"\n  done\n  [ -n "$OTHER_SLOT_LISTENERS" ] || return 1\n  OTHER_SLOT_LISTENERS+=": a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py\'s bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn\'s reuse_port) it answers visitors of that slot. Give each program its slot\'s port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails.\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
 
 // core/steps/sh/mask.sh
 var mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed, in base64 and hex, a byte at a time: `<Buffer 5a 71 \u2026>`), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL).\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\n# A secret a printer cut short, the cut marked by an ellipsis ("..." or U+2026): the texts of 8 bytes or more (no weak\n# value) by their first and last 3 bytes, for cut() (core/report.ts Masker.hideCut, the same rule).\nmy (%cut_start, %cut_end, $cut_long);\nfor my $f (@forms) {\n  next if length($f) < 8;\n  push @{$cut_start{substr($f, 0, 3)}}, $f; push @{$cut_end{substr($f, -3)}}, $f;\n  $cut_long = length($f) if length($f) > ($cut_long // 0);\n}\n# cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece\n# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as\n# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).\nsub cut {\n  my ($l) = @_;\n  my @spans;\n  my $n = length $l;\n  while ($l =~ /\\.{3,}|\\xe2\\x80\\xa6/g) {\n    my ($ms, $me) = ($-[0], $+[0]);\n    my $e = $ms; $e-- if $e > 0 && substr($l, $e - 1, 1) =~ /["\\x27`]/;\n    for (my $j = $e > $cut_long ? $e - $cut_long : 0; $j + 3 <= $e; $j++) {\n      next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_start{substr($l, $j, 3)} or next;\n      my $p = substr($l, $j, $e - $j);\n      last if length($p) < 8;\n      if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }\n    }\n    my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\\x27`]/;\n    for (my $f = $s + $cut_long < $n ? $s + $cut_long : $n; $f - 3 >= $s; $f--) {\n      next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_end{substr($l, $f - 3, 3)} or next;\n      my $p = substr($l, $s, $f - $s);\n      last if length($p) < 8;\n      if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }\n    }\n  }\n  return $l unless @spans;\n  @spans = sort { $a->[0] <=> $b->[0] } @spans;\n  my ($out, $copied, $k) = ("", 0, 0);\n  while ($k < @spans) {\n    my ($from, $to) = @{$spans[$k]};\n    for ($k++; $k < @spans && $spans[$k][0] < $to; $k++) { $to = $spans[$k][1] if $spans[$k][1] > $to }\n    $out .= substr($l, $copied, $from - $copied) . "***"; $copied = $to;\n  }\n  return $out . substr($l, $copied);\n}\nwhile (my $line = <STDIN>) {\n  my $end = chomp($line) ? "\\n" : "";\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  $line = cut($line) if %cut_start && $line =~ /\\.\\.\\.|\\xe2\\x80\\xa6/;\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments); but a TEXT holding an ellipsis ("..." or U+2026) goes through mask_text\'s own program\n# (MASK_PERL), so a secret a printer cut short there is hidden by the one rule (its cut).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  if [[ -n ${MASK_FORMS[0]+x} && ( $t == *...* || $t == *$\'\\xe2\\x80\\xa6\'* ) ]]; then\n    MASK_TEXT=$(printf \'%s\' "$t" | perl -C0 -e "$MASK_PERL" 3< <(printf \'%s\\n\' "${MASK_FORMS[@]}"); printf x)\n    MASK_TEXT=${MASK_TEXT%x}\n    return 0\n  fi\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
@@ -78530,7 +78531,8 @@ elsewhere() {
 # received": a program that accepts connections but never answers; a refused port also says where else it listens).
 # With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs; and on a probe
 # answered by the same client error for a quarter of TIMEOUT, 3 s at least (probe_rounds: a running app's verdict
-# on the request), naming every other probe still pending too.
+# on the request), naming every other probe still pending too; with OTHER_PORTS set too, at once when a program of the
+# group listens on a port of the other slot (group_listens, identity.sh: it shares the live release's port).
 # Each round sends every pending probe's request first, then reads the answers: a slow page delays no other verdict.
 # Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
@@ -78554,7 +78556,7 @@ wait_healthy() {
 # shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls wait_healthy
 probe_rounds() {
   local limit=$1 interval=$2 now deadline next_check window; shift 2
-  local pending=("$@") left p name port path fd i now_us early="" early_p="" PROBE_VIA=""
+  local pending=("$@") left p name port path fd i now_us early="" early_p="" PROBE_VIA="" next_listen=0
   local PROBE_HOST PROBE_PROTO PROBE_HEADERS PROBE_ROUTED
   local -a fds=() sent_at=() sent_why=()
   local -A why=() refused=() refused_since=() refused_rounds=()
@@ -78618,30 +78620,45 @@ probe_rounds() {
     done
     [ \${#left[@]} -gt 0 ] || return 0
     pending=("\${left[@]}")
+    # A program of the group listening on a port of the other slot (OTHER_PORTS) shares the live release's port
+    # (SO_REUSEPORT) and answers its visitors: said at once (twice a second at most), never waited out.
+    if [ -n "\${FATAL_GROUP:-}" ] && [ -n "\${OTHER_PORTS:-}" ] && [ "\${EPOCHREALTIME/./}" -ge "$next_listen" ]; then
+      next_listen=$(( \${EPOCHREALTIME/./} + 500000 ))
+      sup_pids; group_listens "$FATAL_GROUP" "\${pending[@]}"
+      if other_slot_listeners; then UNHEALTHY=$OTHER_SLOT_LISTENERS; return 1; fi
+    fi
     if [ -n "$early" ]; then
       UNHEALTHY=$early; probe_pending "; still waiting for" "$early_p"; return 1
     fi
     printf -v now '%(%s)T' -1
     if [ "$now" -ge "$deadline" ]; then
+      # Where each program listens instead (a port of its own choosing, a unix socket), for the verdict.
+      if [ -n "\${FATAL_GROUP:-}" ] && declare -F group_listens >/dev/null; then sup_pids; group_listens "$FATAL_GROUP" "\${pending[@]}"; fi
       UNHEALTHY="no healthy answer within \${limit}s from"; probe_pending "" ""; return 1
     fi
     read -r -t "$interval" -u "$pause" _ || true
   done
 }
 # probe_pending LEAD SKIP: appends to UNHEALTHY (after LEAD) each probe still pending but SKIP, with why its last try
-# failed (probe_rounds's locals pending and why); a refused port also says where else it listens (elsewhere).
+# failed (probe_rounds's locals pending and why); a refused port also says where else it listens (elsewhere), or,
+# from LISTENS_ELSEWHERE (group_listens), where the program listens instead (another port, a unix socket).
 probe_pending() {
-  local p port addrs sep=$1
+  local p name port addrs sep=$1
   for p in "\${pending[@]}"; do
     [ "$p" != "$2" ] || continue
-    IFS=: read -r _ port _ <<< "$p"
+    IFS=: read -r name port _ <<< "$p"
     if [[ \${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && addrs=$(elsewhere "$port") && [ -n "$addrs" ]; then
       why[$p]+="; it listens on $addrs only: nginx and the health check connect to 127.0.0.1, so bind 127.0.0.1 or 0.0.0.0"
+    elif [[ \${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && [ -n "\${LISTENS_ELSEWHERE[$name]:-}" ]; then
+      why[$p]+="; program $name listens on \${LISTENS_ELSEWHERE[$name]}, not on its port $port: the app takes its port from elsewhere (a config file such as gunicorn.conf.py's bind, a default, a .env value); give it {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"
     fi
     UNHEALTHY+="$sep $p (\${why[$p]})"; sep=","
   done
 }
 `;
+
+// core/steps/sh/stamped.sh
+var stamped_default = '# shellcheck shell=bash\n# Files named after the UTC time they were made, BASE.<YYYYmmddTHHMMSSZ>[.N]SUFFIX (N from 2: another made in the same\n# second), ordered by that time and then N as a number (.10 after .9, where the names\' text puts it before .2, and\n# BASE.<time>SUFFIX before BASE.<time>.2SUFFIX), never by the text of the names. A clock set back never names a new one\n# older than one there: it takes the newest one\'s time with the next N, so it still counts as the newest.\n# stamped_list BASE SUFFIX: those there, oldest first, in the array stamped_files (other names beside them ignored).\n# stamped_next BASE SUFFIX: a free name that comes after all of them, in stamped_name.\n# stamped_keep BASE SUFFIX COUNT: removes all but the newest COUNT.\nstamped_re=\'^([0-9]{8}T[0-9]{6}Z)(\\.([1-9][0-9]{0,8}))?$\'\nstamped_list() {\n  local base=$1 suffix=$2 f rest line keyed=\'\'\n  for f in "$base".[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*"$suffix"; do\n    { [ -e "$f" ] || [ -L "$f" ]; } || continue\n    rest=${f#"$base".}; rest=${rest%"$suffix"}\n    [[ $rest =~ $stamped_re ]] || continue\n    printf -v line \'%s.%09d\\t%s\\n\' "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$f"; keyed+=$line\n  done\n  stamped_files=()\n  [ -z "$keyed" ] || mapfile -t stamped_files < <(printf \'%s\' "$keyed" | LC_ALL=C sort | cut -f2-)\n}\nstamped_next() {\n  local base=$1 suffix=$2 now stamp n=1 rest\n  now=$(date -u +%Y%m%dT%H%M%SZ); stamp=$now\n  stamped_list "$base" "$suffix"\n  if [ "${#stamped_files[@]}" -gt 0 ]; then\n    rest=${stamped_files[-1]#"$base".}; rest=${rest%"$suffix"}\n    if [[ $rest =~ $stamped_re ]] && [[ ! $now > ${BASH_REMATCH[1]} ]]; then stamp=${BASH_REMATCH[1]}; n=$(( ${BASH_REMATCH[3]:-1} + 1 )); fi\n  fi\n  stamped_name=$base.$stamp$suffix\n  [ "$n" -eq 1 ] || stamped_name=$base.$stamp.$n$suffix\n  while [ -e "$stamped_name" ] || [ -L "$stamped_name" ]; do n=$(( n + 1 )); stamped_name=$base.$stamp.$n$suffix; done\n}\nstamped_keep() {\n  stamped_list "$1" "$2"\n  [ "${#stamped_files[@]}" -le "$3" ] || rm -f -- "${stamped_files[@]:0:${#stamped_files[@]}-$3}"\n}\n';
 
 // core/steps/sh/supervisor.sh
 var supervisor_default = `# shellcheck shell=bash
@@ -78944,7 +78961,9 @@ tree_changed() {
 
 // core/steps/libraries.ts
 var LOCAL_CURL = "curl --noproxy '*'";
-var SYSTEM_FUNCTIONS = system_default;
+var STAMPED_FUNCTIONS = stamped_default;
+var SYSTEM_FUNCTIONS = `${system_default}
+${stamped_default}`;
 var HOST_LOCK_FUNCTIONS = host_lock_default;
 var ASSETS_FUNCTIONS = assets_default;
 var LOCK_LOST_EXIT = 75;
@@ -78982,6 +79001,7 @@ var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "re
 
 // core/steps/tls.ts
 init_shell();
+init_environment();
 
 // core/steps/script.ts
 import { createHash as createHash5 } from "node:crypto";
@@ -79024,15 +79044,12 @@ function putUnlessHostOwn(path, content, rule) {
 [ ! -f ${p} ] || host_file_md5=$(md5sum < ${p} | cut -d' ' -f1)
 ${newMd5}
 if { [ -L ${p} ] || [ "$host_file_md5" != "$host_file_new" ]; } && ${notAsWritten(path)}; then
-  host_file_backup=${quote(`${HOST_OWN_BACKUPS}${path}`)}.$(date -u +%Y%m%dT%H%M%SZ)
-  # A second change in the same second (provision then deploy, two runs back to back) gets .2, .3...: never over the first.
-  host_file_at=$host_file_backup; host_file_n=1
-  while [ -e "$host_file_backup" ] || [ -L "$host_file_backup" ]; do host_file_n=$(( host_file_n + 1 )); host_file_backup=$host_file_at.$host_file_n; done
+  # Named after the time (a second change in the same second, provision then deploy: .2, .3..., never over the first;
+  # a clock set back: after the newest still), and the newest HOST_OWN_BACKUPS_KEPT kept by that order (stamped.sh).
+  stamped_next ${quote(`${HOST_OWN_BACKUPS}${path}`)} ''; host_file_backup=$stamped_name
   mkdir -p "${"$"}{host_file_backup%/*}"; chmod 0700 ${quote(HOST_OWN_BACKUPS)}
   cp -a ${p} "$host_file_backup"; rm -f ${p}
-  # The newest HOST_OWN_BACKUPS_KEPT of this file's backups stay (their UTC times, then .2, .3..., sort as the glob lists them).
-  host_file_backups=(${quote(`${HOST_OWN_BACKUPS}${path}`)}.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*)
-  [ "${"$"}{#host_file_backups[@]}" -le ${HOST_OWN_BACKUPS_KEPT} ] || rm -f -- "${"$"}{host_file_backups[@]:0:${"$"}{#host_file_backups[@]}-${HOST_OWN_BACKUPS_KEPT}}"
+  stamped_keep ${quote(`${HOST_OWN_BACKUPS}${path}`)} '' ${HOST_OWN_BACKUPS_KEPT}
   if [ -s ${rec} ]; then host_file_why='someone changed it here since ops wrote it'
   elif [ ! -L "$host_file_backup" ] && case "$(head -n1 "$host_file_backup" 2>/dev/null)" in ${OPS_HEADERS}) true ;; *) false ;; esac; then host_file_why="written by an older ops (its first line is ops's header), which kept no record of what it wrote: a change made here since cannot be told from it"; host_file_said=$host_file_md5
   else host_file_why="it is not the one ops writes, and ops has no record of writing it (written by someone here, or by an older ops)"; host_file_said=$host_file_md5; fi
@@ -79318,6 +79335,30 @@ if [ -n "$gate_wrong" ]; then
 fi
 [ -z "$gate_fail" ] && [ -z "$gate_wrong" ]`;
 }
+function nameClaims(env, dump, out) {
+  const names = siteNames(env);
+  if (!names.length) return `${out}=""`;
+  const field = (i) => i === 0 ? "domain" : `aliases[${i - 1}]`;
+  const awk = String.raw`BEGIN { n = split(names, w, " "); for (i = 1; i <= n; i++) want[w[i]] = i }
+/^# configuration file / { file = substr($0, 22); sub(/:$/, "", file); next }
+{
+  line = $0; sub(/#.*/, "", line); gsub(/[;{}]/, " ; ", line)
+  k = split(line, t, /[ \t]+/)
+  for (j = 1; j <= k; j++) {
+    x = t[j]; if (x == "") continue
+    if (in_names) { if (x == ";") { in_names = 0; continue }; x = tolower(x); sub(/\.$/, "", x); if ((x in want) && !(x in first)) first[x] = file }
+    else if (x == "server_name") in_names = 1
+  }
+}
+END { for (i = 1; i <= n; i++) if ((w[i] in first) && first[w[i]] != own) print i "\t" w[i] "\t" first[w[i]] }`;
+  const fields = `claim_fields=(${names.map((_, i) => quote(field(i))).join(" ")})`;
+  return String.raw`# Does another file give one of the site's names a server block, loaded before the site's own? nginx gives the name to it.
+${out}=""; ${fields}
+while IFS=$'\t' read -r claim_i claim_name claim_file; do
+  [ -n "$claim_name" ] || continue
+  ${out}+="${"$"}{${out}:+; }$claim_name (${"$"}{claim_fields[claim_i-1]}) is a server_name of $claim_file, which nginx loads before ${env.config.app}'s site: nginx gives each name to the first server block that lists it (\"conflicting server name\"), so that file takes its visitors"
+done < <(printf '%s\n' "$${dump}" | awk -v names=${quote(names.join(" "))} -v own=${quote(env.layout.nginxSiteEnabled)} ${quote(awk)})`;
+}
 
 // core/steps/history.ts
 init_shell();
@@ -79368,96 +79409,6 @@ function retention(releases, r) {
     out.set(rel.id, reason);
   }
   return out;
-}
-
-// core/steps/audit.ts
-init_shell();
-var AUDIT_KEYS = reportKeys("entry");
-function auditLine(entry) {
-  return JSON.stringify(entry).replace(/[\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-function auditTemplate(entry, vars) {
-  const marks = /* @__PURE__ */ new Map();
-  const withMarks = { ...entry };
-  for (const [field, variable] of Object.entries(vars)) {
-    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
-    const mark = `@@ops-${field}@@`;
-    marks.set(mark, variable);
-    withMarks[field] = mark;
-  }
-  let word2 = quote(auditLine(withMarks));
-  for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
-  return word2;
-}
-function parseAuditLine(line) {
-  try {
-    const entry = JSON.parse(line);
-    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
-  } catch {
-  }
-  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
-}
-function endTornLine(path) {
-  return `if [ -s ${quote(path)} ] && [ -n "$(tail -c 1 ${quote(path)})" ]; then printf '\\n' >> ${quote(path)}; fi`;
-}
-function appendAudit(env, entry) {
-  const L = env.layout;
-  const line = auditLine(entry);
-  return {
-    name: "audit",
-    as: "root",
-    timeout: 30,
-    quiet: true,
-    script: `install -d -m 0755 ${quote(L.state)}
-${endTornLine(L.audit)}
-printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
-chmod 0644 ${quote(L.audit)}`
-  };
-}
-var AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
-var AUDIT_KEPT_LINES = 1e3;
-var AUDIT_ARCHIVES_KEPT = 20;
-function rotateAudit(env) {
-  const L = env.layout;
-  const f = quote(L.audit);
-  const aside = quote(`${L.audit}.rotating`);
-  const merge = `{ { cat ${aside} && if [ -f ${f} ]; then cat ${f}; fi; } > ${quote(`${L.audit}.new`)} && chmod 0644 ${quote(`${L.audit}.new`)} && mv -fT ${quote(`${L.audit}.new`)} ${f} && rm -f ${aside}; }`;
-  return String.raw`# A rotation cut short before (its log still aside): merged back first.
-if [ -f ${aside} ]; then ${merge} || echo "could not merge ${L.audit}.rotating back into the audit log" >&2; fi
-if [ ! -f ${aside} ] && [ "$(stat -c %s ${f} 2>/dev/null || echo 0)" -gt ${AUDIT_ROTATE_BYTES} ]; then
-  audit_at=${quote(L.audit)}.$(date -u +%Y%m%dT%H%M%SZ); audit_archive=$audit_at.gz; n=1
-  while [ -e "$audit_archive" ]; do n=$(( n + 1 )); audit_archive=$audit_at.$n.gz; done
-  if mv -fT ${f} ${aside} &&
-    awk -v keep=${AUDIT_KEPT_LINES} -v total="$(wc -l < ${aside})" -v ids="$(for r in */; do printf '%s\n' "${"$"}{r%/}"; done)" -v kept=${quote(`${L.audit}.kept`)} -v old=${quote(`${L.audit}.old`)} '
-      BEGIN { k = split(ids, l, "\n"); for (i = 1; i <= k; i++) if (l[i] != "") named["\"release\":\"" l[i] "\""] = 1; printf "" > kept; printf "" > old }
-      { keepit = FNR > total - keep; if (!keepit) for (w in named) if (index($0, w)) { keepit = 1; break }
-        print > (keepit ? kept : old) }' ${aside} &&
-    gzip -n < ${quote(`${L.audit}.old`)} > "$audit_archive.new" && chmod 0644 "$audit_archive.new" && mv -fT "$audit_archive.new" "$audit_archive" &&
-    { cat ${quote(`${L.audit}.kept`)} && if [ -f ${f} ]; then cat ${f}; fi; } > ${quote(`${L.audit}.new`)} && chmod 0644 ${quote(`${L.audit}.new`)} && mv -fT ${quote(`${L.audit}.new`)} ${f}; then
-    rm -f ${aside}
-    # The newest AUDIT_ARCHIVES_KEPT archives stay (their UTC times sort as the glob lists them).
-    audit_archives=(${quote(L.audit)}.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*.gz)
-    [ "${"$"}{#audit_archives[@]}" -le ${AUDIT_ARCHIVES_KEPT} ] || rm -f -- "${"$"}{audit_archives[@]:0:${"$"}{#audit_archives[@]}-${AUDIT_ARCHIVES_KEPT}}"
-  else
-    rm -f "$audit_archive.new"
-    [ ! -f ${aside} ] || ${merge} || echo "could not merge ${L.audit}.rotating back into the audit log" >&2
-    echo "could not rotate the audit log (the next prune will try again)" >&2
-  fi
-  rm -f ${quote(`${L.audit}.kept`)} ${quote(`${L.audit}.old`)}
-fi`;
-}
-function readAudit(env, lines) {
-  return {
-    name: "read audit log",
-    as: "login",
-    timeout: 30,
-    quiet: true,
-    // Provision's marker too (sudo -n, as the login: unknown when it may not look): a host never provisioned has no log.
-    script: `${reportProvisioned(env, "login")}
-f=${quote(env.layout.audit)}
-[ -f "$f" ] || exit 0
-tail -n ${Math.max(1, Math.floor(lines))} "$f" | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`
-  };
 }
 
 // core/steps/switch.ts
@@ -79879,6 +79830,8 @@ ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${releaseIdVar(releaseId2)}
 release=${quote(L.releases)}/$release_id
+# The other slot's ports: none of this slot's programs may listen there (the health gate and check_identity).
+OTHER_SLOT=${otherSlot(slot)} OTHER_PORTS=${quote(Object.keys(env.config.programs).map((n) => env.port(n, otherSlot(slot))).join(" "))}
 ${dotenvSums2 ? `${dotenvUnchanged(env, dotenvSums2)}
 ` : ""}${slotConfigShell(env, slot, releaseId2, `echo "$rt_missing" >&2; exit ${START_FAILED_CLEAN}`)}
 conf=${quote(L.supervisorConf(slot))}
@@ -79977,6 +79930,11 @@ elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
 [ -z "$verdict" ] || ops_report ${FAILURE_KEYS.failure} "$(printf '%s' "$verdict" | ${maskText(env)})"
+if [ -n "$verdict" ] && [ -n "${"$"}{OTHER_SLOT_LISTENERS:-}" ]; then
+  # It answers visitors of the other slot (a port it shares with the live release): stopped at once, before its logs
+  # are read (supervisor signals it now; previous_back's group_down below waits for it and removes the group).
+  rpc supervisor.stopProcessGroup ${quote(group)} bool:0 >/dev/null
+fi
 if [ -n "$verdict" ]; then
   # What the programs wrote, and the health verdict (an error page's first bytes), masked here: a rollback runs
   # without the key that lets the runner mask them (mask_text).
@@ -80427,6 +80385,9 @@ live_slot=$slot
 ${nginxServed(env, { slot: "live", tls: "if-certificate", proves: "if-site-logs" })}
 [ -z "$gate_taken" ] || { REPORT_NGINX_UNREADY=taken; ops_report ${RELEASE_KEYS.nginx_taken} "$gate_taken (asked at $gate_url)"; }
 fi
+# A name the site is about to answer too (an alias added, the first deploy): the switch would find it taken, after the build.
+${nameClaims(env, "nginx_all", "nginx_claimed")}
+if [ -n "$nginx_claimed" ] && [ "$REPORT_NGINX_UNREADY" != taken ]; then REPORT_NGINX_UNREADY=taken; ops_report ${RELEASE_KEYS.nginx_taken} "$nginx_claimed"; fi
 # shellcheck disable=SC2034 # read by what follows in the lock step (a one-host rollback's finish)
 : "$REPORT_NGINX_UNREADY"`;
 }
@@ -80478,8 +80439,10 @@ function mirrorShallow(mirror) {
   return String.raw`if [ -f ${quote(`${mirror}/shallow`)} ]; then while read -r s; do ops_report ${RELEASE_KEYS.shallow} "$s"; done < ${quote(`${mirror}/shallow`)}; fi
 mapfile -t parent_of < <(${g} log --no-walk=unsorted --format='%H %P' --glob='refs/ops/*' 2>/dev/null | while read -r c ps; do for p in $ps; do printf '%s %s\n' "$p" "$c"; done; done)
 if [ "${"$"}{#parent_of[@]}" -gt 0 ]; then
-  missing=$(printf '%s\n' "${"$"}{parent_of[@]%% *}" | ${g} cat-file --batch-check 2>/dev/null | sed -n 's/ missing$//p')
-  for pc in "${"$"}{parent_of[@]}"; do if grep -qxF -- "${"$"}{pc%% *}" <<< "$missing"; then ops_report ${RELEASE_KEYS.shallow} "${"$"}{pc#* }"; fi; done
+  # The parents missing, looked up by bash (no process per pinned commit: a mirror pins every release's commit).
+  declare -A mirror_missing=()
+  while read -r mirror_m _; do mirror_missing[$mirror_m]=1; done < <(printf '%s\n' "${"$"}{parent_of[@]%% *}" | ${g} cat-file --batch-check 2>/dev/null | sed -n 's/ missing$//p')
+  for pc in "${"$"}{parent_of[@]}"; do if [ -n "${"$"}{mirror_missing[${"$"}{pc%% *}]+x}" ]; then ops_report ${RELEASE_KEYS.shallow} "${"$"}{pc#* }"; fi; done
 fi`;
 }
 function receivePack(env, packs, commits, lfs = [], shallow = []) {
@@ -80766,10 +80729,9 @@ keep_shas=$({ cat "${"$"}{recorded[@]/%//REVISION}" /dev/null; cat "${"$"}{recor
 ${mirrorGit(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   grep -qxF "${"$"}{ref##*/}" <<< "$keep_shas" || ${mirrorGit(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done
-# The records every run adds to, bounded: the history and the audit log (what names a release kept stays in each).
+# The history, bounded (what names a release kept stays; the audit log is bounded by every run's unlock: rotateAudit).
 ${historyFunctions(env)}
-history_compact ${HISTORY_KEPT_LINES}
-${rotateAudit(env)}`
+history_compact ${HISTORY_KEPT_LINES}`
   };
 }
 
@@ -81993,17 +81955,19 @@ async function describeChange(repo, env, live, target) {
     const shallow = (await g.run(["rev-parse", "--is-shallow-repository"])).stdout.trim() === "true";
     return { ...change, relation: "unknown", ...shallow && { shallow } };
   }
-  const [ahead, behind] = [await g.isAncestor(live, target), await g.isAncestor(target, live)];
+  const [ahead, behind] = await Promise.all([g.isAncestor(live, target), g.isAncestor(target, live)]);
   if (!ahead && !behind && await historyCut(repo, [live, target])) return { ...change, relation: "unknown", shallow: true };
   change.relation = ahead ? "ahead" : behind ? "behind" : "diverged";
-  const add3 = await commitsBetween(repo, live, target);
-  const rm4 = await commitsBetween(repo, target, live);
+  const files = filesCompared(repo, env, live, target, change).then(
+    () => void 0,
+    (e) => ({ e })
+  );
+  const [add3, rm4] = await Promise.all([commitsBetween(repo, live, target), commitsBetween(repo, target, live)]).finally(() => files);
   Object.assign(change, { commits: add3.commits, added: add3.count, removedCommits: rm4.commits, removed: rm4.count });
-  try {
-    await filesCompared(repo, env, live, target, change);
-  } catch (e) {
-    if (!(e instanceof OpsError)) throw e;
-    return { ...change, migrations: [], migrationsLiveOnly: [], dependencies: [], unread: messageLine(e) };
+  const failed = await files;
+  if (failed) {
+    if (!(failed.e instanceof OpsError)) throw failed.e;
+    return { ...change, migrations: [], migrationsLiveOnly: [], dependencies: [], unread: messageLine(failed.e) };
   }
   return change;
 }
@@ -82369,6 +82333,117 @@ function foreignListeners(listeners, slot) {
 
 // core/steps/status.ts
 init_errors();
+
+// core/steps/audit.ts
+init_shell();
+var AUDIT_KEYS = reportKeys("entry");
+function auditLine(entry) {
+  return JSON.stringify(entry).replace(/[\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+function auditTemplate(entry, vars) {
+  const marks = /* @__PURE__ */ new Map();
+  const withMarks = { ...entry };
+  for (const [field, variable] of Object.entries(vars)) {
+    if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+    const mark = `@@ops-${field}@@`;
+    marks.set(mark, variable);
+    withMarks[field] = mark;
+  }
+  let word2 = quote(auditLine(withMarks));
+  for (const [mark, variable] of marks) word2 = word2.split(mark).join(`'"\${${variable}}"'`);
+  return word2;
+}
+function parseAuditLine(line) {
+  try {
+    const entry = JSON.parse(line);
+    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
+  } catch {
+  }
+  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
+}
+function endTornLine(path) {
+  return `if [ -s ${quote(path)} ] && [ -n "$(tail -c 1 ${quote(path)})" ]; then printf '\\n' >> ${quote(path)}; fi`;
+}
+var AUDIT_LOCK_WAIT = 10;
+function withAuditLock(env, body, shared = false) {
+  return `audit_fd=; { exec {audit_fd}<${quote(env.layout.state)}; } 2>/dev/null || audit_fd=
+[ -z "$audit_fd" ] || flock ${shared ? "-s " : ""}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
+${body}
+[ -z "$audit_fd" ] || exec {audit_fd}<&-`;
+}
+function appendAudit(env, entry) {
+  const L = env.layout;
+  const line = auditLine(entry);
+  return {
+    name: "audit",
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: `install -d -m 0755 ${quote(L.state)}
+${withAuditLock(env, `${endTornLine(L.audit)}
+printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
+chmod 0644 ${quote(L.audit)}`)}`
+  };
+}
+var AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
+var AUDIT_KEPT_LINES = 1e3;
+var AUDIT_ARCHIVES_KEPT = 20;
+var AUDIT_LINE_BYTES = 16 * 1024;
+function rotateAudit(env) {
+  const L = env.layout;
+  const f = quote(L.audit);
+  const aside = quote(`${L.audit}.rotating`);
+  const fresh = quote(`${L.audit}.new`);
+  const back = `{ if [ ! -e ${f} ]; then mv -fT ${aside} ${f}; else { cat ${aside} ${f} > ${fresh} && chmod 0644 ${fresh} && mv -fT ${fresh} ${f} && rm -f ${aside}; } || { rm -f ${fresh}; false; }; fi; }`;
+  return String.raw`# A rotation cut short before (its log still aside): put back first.
+if [ -f ${aside} ]; then ${back} || echo "could not merge ${L.audit}.rotating back into the audit log (the next run will try again)" >&2; fi
+if [ ! -f ${aside} ] && [ "$(stat -c %s ${f} 2>/dev/null || echo 0)" -gt ${AUDIT_ROTATE_BYTES} ]; then
+  stamped_next ${f} .gz; audit_archive=$stamped_name
+  if mv -fT ${f} ${aside} &&
+    awk -v keep=${AUDIT_KEPT_LINES} -v total="$(wc -l < ${aside})" -v ids="$(printf '%s\n' ${quote(L.releases)}/*/)" -v kept=${quote(`${L.audit}.kept`)} -v old=${quote(`${L.audit}.old`)} '
+      BEGIN { k = split(ids, l, "\n"); for (i = 1; i <= k; i++) { sub(/\/$/, "", l[i]); sub(/.*\//, "", l[i]); if (l[i] != "") named["\"release\":\"" l[i] "\""] = 1 }; printf "" > kept; printf "" > old }
+      { keepit = FNR > total - keep; if (!keepit) for (w in named) if (index($0, w)) { keepit = 1; break }
+        print > (keepit ? kept : old) }' ${aside} &&
+    gzip -n < ${quote(`${L.audit}.old`)} > "$audit_archive.new" && chmod 0644 "$audit_archive.new" && mv -fT "$audit_archive.new" "$audit_archive" &&
+    { cat ${quote(`${L.audit}.kept`)} && if [ -f ${f} ]; then cat ${f}; fi; } > ${fresh} && chmod 0644 ${fresh} && mv -fT ${fresh} ${f}; then
+    rm -f ${aside}
+    stamped_keep ${f} .gz ${AUDIT_ARCHIVES_KEPT}
+  else
+    rm -f "$audit_archive.new" ${fresh}
+    [ ! -f ${aside} ] || ${back} || echo "could not merge ${L.audit}.rotating back into the audit log" >&2
+    echo "could not rotate the audit log (the next run will try again)" >&2
+  fi
+  rm -f ${quote(`${L.audit}.kept`)} ${quote(`${L.audit}.old`)}
+fi`;
+}
+function readAudit(env, lines) {
+  const L = env.layout;
+  const n = Math.max(1, Math.floor(lines));
+  const read2 = String.raw`stamped_list "$f" .gz
+audit_have=0; [ ! -f "$f" ] || audit_have=$(wc -l < "$f")
+[ ! -f "$f.rotating" ] || audit_have=$(( audit_have + $(wc -l < "$f.rotating") ))
+audit_from=${"$"}{#stamped_files[@]}
+while [ "$audit_have" -lt ${n} ] && [ "$audit_from" -gt 0 ]; do
+  audit_from=$(( audit_from - 1 )); audit_have=$(( audit_have + $(zcat -- "${"$"}{stamped_files[audit_from]}" 2>/dev/null | wc -l || true) ))
+done
+{ for a in "${"$"}{stamped_files[@]:audit_from}"; do zcat -- "$a" 2>/dev/null || true; done
+  for a in "$f.rotating" "$f"; do [ ! -f "$a" ] || { cat -- "$a"; [ -z "$(tail -c 1 -- "$a")" ] || echo; }; done
+} | tail -n ${n} | cut -b 1-${AUDIT_LINE_BYTES} | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`;
+  return {
+    name: "read audit log",
+    as: "login",
+    timeout: 30,
+    quiet: true,
+    // Provision's marker too (sudo -n, as the login: unknown when it may not look): a host never provisioned has no log.
+    script: `${reportProvisioned(env, "login")}
+${STAMPED_FUNCTIONS}
+f=${quote(L.audit)}
+[ -f "$f" ] || [ -f "$f.rotating" ] || [ -n "$(compgen -G "$f.*.gz")" ] || exit 0
+${withAuditLock(env, read2, true)}`
+  };
+}
+
+// core/steps/status.ts
 init_parts();
 init_shell();
 
@@ -82696,7 +82771,9 @@ fi
   return String.raw`lock=${quote(L.lock)}
 ${HOLDER_RUN}
 if [ "$holder_run" = ${quote(runId)} ]; then
-${audit}${LET_GO}
+${STAMPED_FUNCTIONS}
+${withAuditLock(env, `${audit}${rotateAudit(env)}`)}
+${LET_GO}
 [ -n "$lock_kept" ] || ops_report ${LOCK_KEYS.lock} released
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
@@ -82775,8 +82852,99 @@ function staleIn(lock2) {
   return { silent, seconds: Math.max(1, HOLDER_SILENT_SECONDS - silent) };
 }
 
+// core/steps/database.ts
+init_shell();
+var DB_PROBE_SECONDS = 3;
+var DB_PROBE_MAX = 3;
+var DB_PROBE_PY = String.raw`import os, socket, sys
+from urllib.parse import urlsplit, parse_qs, unquote
+T = ${DB_PROBE_SECONDS}
+try:
+    data = open(sys.argv[1], "rb").read()
+except OSError as e:
+    sys.exit(0)
+env = {}
+for rec in data.split(b"\0"):
+    k, sep, v = rec.partition(b"=")
+    if sep:
+        env[k.decode("utf-8", "replace")] = v.decode("utf-8", "replace")
+def clean(s):
+    return "".join(c if c.isprintable() and c not in "\t" else "?" for c in s)[:200]
+def addresses(name, value):
+    if name == "PGHOST" or name == "PGPORT":
+        hosts = (env.get("PGHOST") or "").split(",")
+        ports = (env.get("PGPORT") or "").split(",")
+    else:
+        u = urlsplit(value)
+        if not u.scheme.startswith("postgres"):
+            return None
+        q = parse_qs(u.query)
+        netloc = u.netloc.rpartition("@")[2]
+        hosts, ports = [], []
+        for part in netloc.split(","):
+            p = urlsplit("//" + part)
+            hosts.append(unquote(p.hostname or ""))
+            ports.append(str(p.port or ""))
+        if q.get("host"):
+            hosts = q["host"][-1].split(",")
+        if q.get("port"):
+            ports = q["port"][-1].split(",")
+    out = []
+    for i, h in enumerate(hosts):
+        port = ports[i] if i < len(ports) else (ports[-1] if len(ports) == 1 else "")
+        port = int(port or 5432)
+        out.append((h or "/var/run/postgresql", port))
+    return out
+def probe(h, port):
+    try:
+        if h.startswith("/"):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(T)
+            s.connect("%s/.s.PGSQL.%d" % (h, port))
+        else:
+            s = socket.create_connection((h, port), timeout=T)
+        with s:
+            s.settimeout(T)
+            s.sendall(b"\0\0\0\x08\x04\xd2\x16\x2f")
+            b = s.recv(1)
+        if b in (b"S", b"N"):
+            return ("answers", "")
+        return ("other", "it closed the connection without a word" if not b else "")
+    except ConnectionRefusedError:
+        return ("refused", "")
+    except FileNotFoundError:
+        return ("refused", "no socket")
+    except socket.timeout:
+        return ("timeout", "")
+    except socket.gaierror as e:
+        return ("unresolved", clean(str(e.strerror or e)))
+    except OSError as e:
+        return ("error", clean(str(e.strerror or e)))
+seen, n = set(), 0
+names = sys.argv[2:]
+if "PGHOST" in names and "PGPORT" in names:
+    names.remove("PGPORT")
+for name in names:
+    value = env.get(name)
+    if not value:
+        continue
+    try:
+        addrs = addresses(name, value)
+    except ValueError:
+        print("%s\t\tunreadable\tnot a URL with a valid host and port" % name)
+        continue
+    for h, port in addrs or []:
+        where = ("%s/.s.PGSQL.%d" % (h, port)) if h.startswith("/") else ("[%s]:%d" % (h, port) if ":" in h else "%s:%d" % (h, port))
+        if where in seen or n >= ${DB_PROBE_MAX}:
+            continue
+        seen.add(where)
+        n += 1
+        verdict, detail = probe(h, port)
+        print("%s\t%s\t%s\t%s" % (name, clean(where), verdict, detail))
+`;
+
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged", "host_changed", "boot_unit");
+var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged", "host_changed", "boot_unit", "name_taken", "db_probe");
 function duration(seconds3) {
   const s = Math.max(0, Math.floor(seconds3));
   if (s >= 86400) return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`;
@@ -84222,18 +84390,42 @@ function beginHost(ctx, env, remote, locked, p, options) {
   }
   return { name: remote.name, h, state, result, newSlot: deploySlot(state), audit, fields, created: false, making: () => locked.made(remote.name, p.id), started: false, failed: false, switched: false, migrated: false };
 }
-async function uploadDotenv(env, hp, p, tag) {
+async function uploadDotenv(env, hp, p, tag = `${p.id}-${randomBytes13(4).toString("hex")}`) {
   const L = env.layout;
   const uploads = { dotenv: `${L.uploads}/${tag}.env`, environ: `${L.uploads}/${tag}.environ`, masks: `${L.uploads}/${tag}.masks` };
-  await hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 384);
-  await hp.h.upload(p.dotenv.environ, uploads.environ, 384);
-  await hp.h.upload(releaseMasks(env, p.dotenv.environ), uploads.masks, 384);
+  const sent = await Promise.allSettled([
+    hp.h.upload(p.dotenv.dotenv, uploads.dotenv, 384),
+    hp.h.upload(p.dotenv.environ, uploads.environ, 384),
+    // What the host masks itself in what it quotes of the app's output (ops status and logs run without the key).
+    hp.h.upload(releaseMasks(env, p.dotenv.environ), uploads.masks, 384)
+  ]);
+  const failed = sent.find((x) => x.status === "rejected");
+  if (failed) throw failed.reason;
   return uploads;
 }
 async function buildOn(env, hp, p, migrateBeside = false) {
   const L = env.layout;
   const { h, state, result } = hp;
   const tag = `${p.id}-${randomBytes13(4).toString("hex")}`;
+  let dotenvSent;
+  try {
+    await sendCode(env, hp, p, tag, () => {
+      dotenvSent = uploadDotenv(env, hp, p, tag);
+      dotenvSent.catch(() => void 0);
+    });
+  } catch (e) {
+    await dotenvSent?.catch(() => void 0);
+    throw e;
+  }
+  const dotenv = await dotenvSent;
+  hp.making();
+  await h.run(createRelease(env, p.meta, dotenv));
+  hp.created = true;
+  await prepareRelease(env, hp, p, migrateBeside);
+}
+async function sendCode(env, hp, p, tag, fits) {
+  const L = env.layout;
+  const { h, state, result } = hp;
   const sources = [{ gitDir: p.repo, sha: p.resolved.sha, path: "" }, ...p.tree.submodules];
   const packsFor = async (thin) => {
     const packs2 = [];
@@ -84248,6 +84440,7 @@ async function buildOn(env, hp, p, migrateBeside = false) {
   };
   let packs = await packsFor(true);
   checkSpace(env, hp.name, state, p, packs.reduce((sum, x) => sum + x.bytes.length, 0));
+  fits();
   for (const x of packs) {
     await h.upload(x.bytes, x.path, 384);
     result.notes.push(x.note);
@@ -84279,10 +84472,10 @@ async function buildOn(env, hp, p, migrateBeside = false) {
       );
   }
   result.notes.push(...treeNotes(p.tree));
-  const dotenv = await uploadDotenv(env, hp, p, tag);
-  hp.making();
-  await h.run(createRelease(env, p.meta, dotenv));
-  hp.created = true;
+}
+async function prepareRelease(env, hp, p, migrateBeside) {
+  const L = env.layout;
+  const { h, result } = hp;
   const dir = `${L.releases}/${p.id}`;
   const { python_requirements: req2, node_dir: nodeDir, build, build_needs_python: buildNeedsPython } = env.config.release;
   const deps = [[], []];
@@ -84341,9 +84534,15 @@ ${step.script}` } : step));
     if (e instanceof TransportError) throw new TransportError(`${e.message}
 ${MIGRATION_CUT}`, e.hint);
     if (e instanceof StepError && (e.exitCode === 143 || e.exitCode === 137)) throw new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, e.hint ? `${MIGRATION_CUT}; ${e.hint}` : MIGRATION_CUT, e.limit, e.verdict);
-    throw e;
+    throw withPercentHint(e);
   }
   return true;
+}
+var PERCENT_INTERPOLATION = /invalid interpolation syntax in |configparser\.InterpolationSyntaxError|'%' must be followed by '%' or '\('/;
+function withPercentHint(e) {
+  if (!(e instanceof StepError) || !PERCENT_INTERPOLATION.test(e.stderrTail)) return e;
+  const hint = `alembic's Config is a Python configparser, which reads "%" as the start of an interpolation: a value with a "%" in it, most often the database URL of a URL-encoded password (%40 for @), is refused before any migration runs (the database was not touched). Escape each "%" where the URL is given to alembic: in env.py, config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"].replace("%", "%%")) (your variable's name); in alembic.ini, write each % of the URL as %%; then deploy again`;
+  return new StepError(e.step, e.host, e.exitCode, e.stderrTail, e.signal, e.hint ? `${e.hint}; ${hint}` : hint, e.limit, e.verdict);
 }
 function warnSqlite(env, hp, p, what, ran) {
   const warning2 = sqliteWarning(env, what, p.id, reportedAll(ran, APP_KEYS.sqlite_made));
@@ -84381,8 +84580,7 @@ function elsewhereNote(env, tail2, named) {
 function dependencySets(env, p) {
   return [...env.config.release.python_requirements ? [`venv-${p.hashes.python}`] : [], ...env.config.release.node_dir ? [`node-${p.hashes.node}`] : []];
 }
-async function receiveBuild(env, hp, p, builder, received) {
-  const dotenv = await uploadDotenv(env, hp, p, `${p.id}-${randomBytes13(4).toString("hex")}`);
+async function receiveBuild(env, hp, p, builder, received, dotenv) {
   hp.created = true;
   hp.making();
   await hp.h.run(unpackArtifacts(env, p.meta, received.map(({ part, uploads }) => ({ name: part.name, uploads, sha256: part.sha256 })), builder, dotenv));
@@ -84520,8 +84718,9 @@ function buildGroups(hosts) {
   return [...groups.values()].map(([builder, ...receivers]) => ({ builder, receivers, platform: builder.platform }));
 }
 var RECEIVE_CONCURRENCY = 8;
-async function carryBuild(env, b, receivers, p, parts, attempt) {
+async function carryBuild(env, b, receivers, p, parts, attempt, fits = () => void 0) {
   await pooled(receivers, RECEIVE_CONCURRENCY, (r) => attempt(r, async () => checkSpace(env, r.name, r.state, p, parts.filter((x) => wants(r, x.name)).reduce((n, x) => n + x.size, 0), true)));
+  fits();
   const out = new Map(receivers.map((r) => [r, []]));
   const tags = new Map(receivers.map((r) => [r, `${p.id}-${randomBytes14(4).toString("hex")}`]));
   for (const part of parts) {
@@ -84703,29 +84902,43 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
       }) : migrations;
       if (primary) migration.then(migrated.resolve, migrated.reject);
       const received = /* @__PURE__ */ new Map();
-      if (receivers.length) {
-        let parts = [];
-        const sets = dependencySets(env, p).filter((set) => receivers.some((r) => wants(r, set)));
-        try {
-          await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
-          for (const [r, x] of await carryBuild(env, b, receivers, p, parts, attempt)) received.set(r, x);
-        } catch (e) {
-          if (primary) await migration.catch(() => void 0);
-          throw e;
-        } finally {
-          await b.h.tryRun(dropPacked(env, p.id));
+      const dotenvs = /* @__PURE__ */ new Map();
+      const sendDotenvs = () => {
+        for (const r of receivers) {
+          const sent = uploadDotenv(env, r, p);
+          sent.catch(() => void 0);
+          dotenvs.set(r, sent);
         }
+      };
+      try {
+        if (receivers.length) {
+          let parts = [];
+          const sets = dependencySets(env, p).filter((set) => receivers.some((r) => wants(r, set)));
+          try {
+            await attempt(b, async () => void (parts = parsePacked(await b.h.run(packArtifacts(env, p.id, sets)), b.name)));
+            for (const [r, x] of await carryBuild(env, b, receivers, p, parts, attempt, sendDotenvs)) received.set(r, x);
+          } catch (e) {
+            if (primary) await migration.catch(() => void 0);
+            throw e;
+          } finally {
+            await b.h.tryRun(dropPacked(env, p.id));
+          }
+        }
+        await settled([
+          migrations.then(() => attempt(b, () => beforeSwitch(env, b, p))),
+          // A failed migration is the first host's failure, not the receiver's (it stays "previous release"); a
+          // receiver's hooks are work of its own, not started once any host failed. Every receiver at once: its unpack
+          // and hooks are its own host's work, a step on its own connection (RECEIVE_CONCURRENCY bounds what the
+          // runner carries, not this: under it, a tenth host unpacked only once one of the first eight had).
+          pooled(receivers, receivers.length, async (r) => {
+            await attempt(r, async () => receiveBuild(env, r, p, b.name, received.get(r), await dotenvs.get(r)));
+            await migrations;
+            await attempt(r, () => beforeSwitch(env, r, p));
+          })
+        ]);
+      } finally {
+        await Promise.allSettled(dotenvs.values());
       }
-      await settled([
-        migrations.then(() => attempt(b, () => beforeSwitch(env, b, p))),
-        // A failed migration is the first host's failure, not the receiver's (it stays "previous release"); a
-        // receiver's hooks are work of its own, not started once any host failed.
-        pooled(receivers, RECEIVE_CONCURRENCY, async (r) => {
-          await attempt(r, () => receiveBuild(env, r, p, b.name, received.get(r)));
-          await migrations;
-          await attempt(r, () => beforeSwitch(env, r, p));
-        })
-      ]);
     })
   );
   failure ??= all.find((s) => s.status === "rejected")?.reason;

@@ -65174,7 +65174,7 @@ var environmentSchema = object(
           "the build runs Python from the venv (e.g. Django's collectstatic): it then waits for the Python set. Otherwise a new Python set is made beside the build (they are independent; with uv once the node set is made, with pip beside it too). Without node_dir the build always waits for it",
           false
         ),
-        migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is)', "make migrate"),
+        migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is). alembic refusing a `%` of the database URL (a URL-encoded password, `%40` for `@`: its Config is a configparser) is said with the fix: `config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"].replace("%", "%%"))` in env.py, `%%` in alembic.ini', "make migrate"),
         migrate_timeout: opt(seconds2(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
         keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),

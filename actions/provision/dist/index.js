@@ -76376,7 +76376,8 @@ probe_rounds() {
 }
 # probe_pending LEAD SKIP: appends to UNHEALTHY (after LEAD) each probe still pending but SKIP, with why its last try
 # failed (probe_rounds's locals pending and why); a refused port also says where else it listens (elsewhere), or,
-# from LISTENS_ELSEWHERE (group_listens), where the program listens instead (another port, a unix socket).
+# from LISTENS_ELSEWHERE (group_listens, when it ran: undeclared, set -u reads its key as an unbound variable), where
+# the program listens instead (another port, a unix socket).
 probe_pending() {
   local p name port addrs sep=$1
   for p in "\${pending[@]}"; do
@@ -76384,7 +76385,7 @@ probe_pending() {
     IFS=: read -r name port _ <<< "$p"
     if [[ \${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && addrs=$(elsewhere "$port") && [ -n "$addrs" ]; then
       why[$p]+="; it listens on $addrs only: nginx and the health check connect to 127.0.0.1, so bind 127.0.0.1 or 0.0.0.0"
-    elif [[ \${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && [ -n "\${LISTENS_ELSEWHERE[$name]:-}" ]; then
+    elif [[ \${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && declare -p LISTENS_ELSEWHERE >/dev/null 2>&1 && [ -n "\${LISTENS_ELSEWHERE[$name]:-}" ]; then
       why[$p]+="; program $name listens on \${LISTENS_ELSEWHERE[$name]}, not on its port $port: the app takes its port from elsewhere (a config file such as gunicorn.conf.py's bind, a default, a .env value); give it {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"
     fi
     UNHEALTHY+="$sep $p (\${why[$p]})"; sep=","

@@ -6,7 +6,9 @@
 // runner dies meanwhile (its output pipe closed) still ends.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { dirname } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { commandLine, scriptText } from '../../core/remote/wrap.ts';
 import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
@@ -82,7 +84,13 @@ echo "audit=$(cat ${quote(env.layout.audit)} 2>/dev/null)"
 kill -KILL $stubborn $plain $other $step \${holder#999999999} 2>/dev/null || true
 chattr -i ${quote(env.layout.state)} 2>/dev/null || true`;
   const state = `proc_state() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 0; read -r -a f <<< "\${s##*) }"; [ "\${f[0]}" = Z ] || echo alive; }\n`;
-  const r = spawnSync('unshare', ['-m', 'bash', '-c', state + setup], { input: scriptText(step), encoding: 'utf8', timeout: 60_000 });
+  // From a file, not one `bash -c` argument: with a forced release beside it the script passes 128 KiB, Linux's limit
+  // for one argument (MAX_ARG_STRLEN: spawn fails with E2BIG).
+  const dir = mkdtempSync(join(tmpdir(), 'ops-lock-release-'));
+  writeFileSync(join(dir, 'setup.sh'), state + setup);
+  const r = spawnSync('unshare', ['-m', 'bash', join(dir, 'setup.sh')], { input: scriptText(step), encoding: 'utf8', timeout: 60_000 });
+  rmSync(dir, { recursive: true, force: true });
+  if (r.error) throw r.error;
   const processes: Record<string, string> = {};
   for (const m of r.stdout.matchAll(/^process (\w+)=(\w+)$/gm)) processes[m[1]!] = m[2]!;
   return { out: r.stdout, stderr: r.stderr, processes, lock: /^lock=(\w+)$/m.exec(r.stdout)?.[1] ?? '', audit: /^audit=(.*)$/m.exec(r.stdout)?.[1] ?? '' };

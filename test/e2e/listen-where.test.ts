@@ -80,7 +80,17 @@ describe.sequential('where a new release listens', () => {
     // (about a second), not for the health timeout's 30 s.
     const v2 = seen['200 v2'];
     if (v2) expect(v2.last - v2.first).toBeLessThan(2500);
-    expect(Object.keys(seen).filter((k) => k !== '200 v1' && k !== '200 v2')).toEqual([]);
+    // Stopping it drops what the kernel had queued on its listening socket (Linux resets connections a closed
+    // SO_REUSEPORT listener had not accepted, unless net.ipv4.tcp_migrate_req): a few 502s from nginx right after its
+    // last answer, nothing else and never later.
+    const others = Object.entries(seen).filter(([k]) => k !== '200 v1' && k !== '200 v2');
+    for (const [k, x] of others) {
+      expect(k, 'only nginx 502s, as the failed release stops').toMatch(/^502 /);
+      expect(v2, 'a 502 only after the failed release answered').toBeDefined();
+      expect(x.n).toBeLessThanOrEqual(5);
+      expect(x.first).toBeGreaterThanOrEqual(v2!.first);
+      expect(x.last - v2!.last).toBeLessThan(1500);
+    }
     expect((await get(lab.host)).body).toBe('v1\n');
     expect(await asRoot(lab.host, 'ss -Htlnp sport = :5100')).not.toMatch(/,pid=\d+.*\n.*pid=/);
   }, 600_000);

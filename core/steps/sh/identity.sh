@@ -171,6 +171,20 @@ group_listens() {
     done
   done < <(ss -Hlnp -t -x 2>/dev/null)
 }
+# other_port_shared: status 0 when a port of OTHER_PORTS has more than one TCP listening socket (a second server
+# sharing it through SO_REUSEPORT, or one app bound to two addresses there), read from one `ss -Hltn` (sockets by
+# netlink, no walk of /proc: cheap enough to ask twice a second while a start waits); 1 otherwise.
+other_port_shared() {
+  local l port
+  local -A seen=()
+  while read -r _ _ _ l _; do
+    port=${l##*:}
+    case " ${OTHER_PORTS:-} " in *" $port "*) ;; *) continue ;; esac
+    [ -z "${seen[$port]:-}" ] || return 0
+    seen[$port]=1
+  done < <(ss -Hltn 2>/dev/null)
+  return 1
+}
 # other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot
 # (LISTENS_OTHER_SLOT, group_listens's; OTHER_SLOT names that slot), and the fix; status 1 when none does.
 other_slot_listeners() {

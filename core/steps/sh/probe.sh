@@ -460,8 +460,12 @@ probe_rounds() {
     # (SO_REUSEPORT) and answers its visitors: said at once (twice a second at most), never waited out.
     if [ -n "${FATAL_GROUP:-}" ] && [ -n "${OTHER_PORTS:-}" ] && [ "${EPOCHREALTIME/./}" -ge "$next_listen" ]; then
       next_listen=$(( ${EPOCHREALTIME/./} + 500000 ))
-      sup_pids; group_listens "$FATAL_GROUP" "${pending[@]}"
-      if other_slot_listeners; then UNHEALTHY=$OTHER_SLOT_LISTENERS; return 1; fi
+      # Who listens (ss -p walks every process's descriptors, and a supervisor call) only once a port of the other
+      # slot has a second listening socket: ten hosts starting at once on shared cores spent their CPU on it.
+      if other_port_shared; then
+        sup_pids; group_listens "$FATAL_GROUP" "${pending[@]}"
+        if other_slot_listeners; then UNHEALTHY=$OTHER_SLOT_LISTENERS; return 1; fi
+      fi
     fi
     if [ -n "$early" ]; then
       UNHEALTHY=$early; probe_pending "; still waiting for" "$early_p"; return 1

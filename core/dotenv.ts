@@ -12,6 +12,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Environment } from './config/environment.ts';
 import type { EnvironmentConfig } from './config/environment-schema.ts';
 import { OpsError } from './errors.ts';
+import { FORMS, type Form, writeForm } from './dotenv-forms.ts';
 import { keepsStatement, needsQuotes, PY_LINE_END, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
 import { SopsTime, jsonScalarText, valueText } from './secrets/goyaml.ts';
@@ -92,45 +93,6 @@ function jsonString(text: string): string {
   return `"${dotenvJsonEscaped(text)}"`;
 }
 
-/** One way of writing a value after `KEY=`. */
-interface Form {
-  name: string;
-  quote: '' | "'" | '"' | '`';
-  /** `\` → `\\` and the quote → `\` + quote (python-dotenv's escapes). */
-  backslashes?: boolean;
-  /** `$` → `\$` (dotenv-expand's escape). */
-  dollars?: boolean;
-  /** line feed → `\n`, carriage return → `\r` (double quotes). */
-  newlines?: boolean;
-}
-
-/** Tried in this order: the first that every declared reader reads back exactly is written. */
-const FORMS: Form[] = [
-  { name: 'single-quoted', quote: "'" },
-  { name: 'double-quoted with \\n for line breaks', quote: '"', newlines: true },
-  { name: 'double-quoted', quote: '"' },
-  { name: 'double-quoted with backslash escapes', quote: '"', backslashes: true, newlines: true },
-  { name: 'single-quoted with backslash escapes', quote: "'", backslashes: true },
-  { name: 'backtick-quoted', quote: '`' },
-  { name: 'unquoted', quote: '' },
-  { name: 'single-quoted with \\$', quote: "'", dollars: true },
-  { name: 'double-quoted with \\n and \\$', quote: '"', newlines: true, dollars: true },
-  { name: 'double-quoted with \\$', quote: '"', dollars: true },
-  { name: 'backtick-quoted with \\$', quote: '`', dollars: true },
-  { name: 'unquoted with \\$', quote: '', dollars: true },
-];
-
-function write(value: string, form: Form): string {
-  let s = value;
-  if (form.backslashes) {
-    s = s.replace(/\\/g, '\\\\');
-    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
-  }
-  if (form.dollars) s = s.replace(/\$/g, '\\$');
-  if (form.newlines) s = s.replace(/\n/g, '\\n').replace(/\r/g, '\\r');
-  return `${form.quote}${s}${form.quote}`;
-}
-
 /** Why a value cannot be written for the declared readers (never the value itself). */
 export interface Refusal {
   /**
@@ -147,7 +109,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 /** The forms every reader of `readers` reads back exactly and every reader of `others` reads as one whole statement. */
 function formsFor(value: string, readers: readonly Reader[], others: readonly Reader[] = []): Form[] {
   return FORMS.filter((f) => {
-    const text = write(value, f);
+    const text = writeForm(value, f);
     return readers.every((r) => readsAs(r, text, value)) && others.every((r) => keepsStatement(r, text));
   });
 }
@@ -228,7 +190,7 @@ export function encodeValue(value: string, readers: readonly Reader[], others: r
   if (value.includes('\0')) return { refused: { readers: [], reason: 'it holds a NUL character, which no process environment can carry (nor any .env reader)' } };
   if (LONE_SURROGATE.test(value)) return { refused: { readers: [], reason: 'it is not valid Unicode (a lone surrogate), so it cannot be written as UTF-8' } };
   const [form] = formsFor(value, readers, others);
-  if (form) return { text: write(value, form), form: form.name };
+  if (form) return { text: writeForm(value, form), form: form.name };
   /** The forms that suit reader `r` alone (exactly, or as a statement when it is one of `others`). */
   const suits = (rs: Reader[]) => formsFor(value, rs.filter((r) => readers.includes(r)), rs.filter((r) => !readers.includes(r)));
   const alone = all.filter((r) => suits([r]).length === 0);

@@ -2,6 +2,7 @@
 // `urlparse(DATABASE_URL).password`), the strings inside a JSON document (`json.loads(TOOLS_PASSWORDS)[email]`),
 // and the forms those take once printed again as JSON. Masking registers all of them (core/report.ts), and finds
 // each in any URL-encoding too (Masker, through percentEscapedChar below).
+import { dotenvWrittenForms } from '../dotenv-forms.ts';
 
 /**
  * The shortest text masking registers (core/report.ts, Masker): a part of a secret shorter than this (a one- or
@@ -601,8 +602,9 @@ export function yamlDoubleQuotedForms(text: string): string[] {
  * of its bytes, Node's util.inspect, quoted for a shell (shellQuotedForms: bash's xtrace and printf %q, Python's
  * shlex.quote, declare -p); HTML-escaped (htmlEscapedForms); pydantic's cut quote of a long
  * input, quotes included (pydanticInputValue); a quote doubled, as SQL, YAML and CSV write it (doubledQuoteForms);
- * YAML's double-quoted escapes (yamlDoubleQuotedForms); and on one line (collapsedSpace). Each may equal the text itself
- * (then it adds nothing).
+ * YAML's double-quoted escapes (yamlDoubleQuotedForms); on one line (collapsedSpace); and as the release's .env writes
+ * it (core/dotenv-forms.ts, dotenvWrittenForms: its `\"`, `\\`, `\'`, `\n`, `\r`, `\$` escapes, a tab or other control
+ * character left raw beside them). Each may equal the text itself (then it adds nothing).
  */
 export function printedForms(text: string): string[] {
   const pydantic = pydanticInputValue(text);
@@ -618,6 +620,7 @@ export function printedForms(text: string): string[] {
     ...shellQuotedForms(text),
     ...doubledQuoteForms(text),
     ...yamlDoubleQuotedForms(text),
+    ...dotenvWrittenForms(text),
   ];
 }
 

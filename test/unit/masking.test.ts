@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ActionsReporter } from '../../core/action.ts';
 import { ConsoleReporter, exactForms, exactFormsOf, Masker, maskedParts, MemoryReporter } from '../../core/report.ts';
-import { asString } from '../../core/dotenv.ts';
+import fc from 'fast-check';
+import { asString, DEFAULT_READERS, encodeValue, READERS, type Reader, renderDotenv } from '../../core/dotenv.ts';
+import { environment } from '../support/dotenv-environment.ts';
 import { jsonStrings, nodeInspect, percentDecode, percentEscapedChar, printedForms, pythonBytesRepr, pythonRepr, secretParts, urlCredentials } from '../../core/secrets/parts.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { inspect } from 'node:util';
@@ -277,6 +279,47 @@ describe('secrets as programs print them quoted (the real printers: python3, nod
     expect(lines.filter((l) => /\\[eN_LPxu0a]/.test(l)).length).toBeGreaterThanOrEqual(10);
     expectMaskedBoth(secrets, lines, /Zq7|nul|nel|bell|vLm3/);
   });
+
+  it("masks a secret as the release's .env writes it (its escapes: \\\" \\\\ \\' \\n \\r \\$, a tab or control character left raw beside them, which no other printer writes so): a build or hook that prints the .env; in the runner and on the hosts", () => {
+    // each read by the reader that makes the writer escape it; a tab or lone carriage return beside the escapes
+    const cases: [string, Reader[]][] = [
+      ['Zq7\tWx9vLm3pR"\'', ['python-dotenv']],
+      ['Zq7Wx9\rvLm3pR\tEf6Gh5', DEFAULT_READERS],
+      ['Zq7Wx9\t$vLm3pR\rEf6Gh5', ['dotenv-expand']],
+      ['Zq7Wx9\t`$vLm3pR\'" Ef6Gh5', ['dotenv-expand']],
+    ];
+    const written = cases.map(([v, readers], i) => renderDotenv(environment({ [`K${i}`]: { secret: `s${i}` } }, readers), { [`s${i}`]: v }));
+    // the writer did escape them (else this test checks nothing new)
+    expect(written.map((w) => Object.values(w.forms)[0])).toEqual(['double-quoted with backslash escapes', 'double-quoted with \\n for line breaks', 'double-quoted with \\n and \\$', 'unquoted with \\$']);
+    expectMaskedBoth(cases.map(([v]) => v), written.flatMap((w) => w.dotenv.split('\n').slice(1, -1)), /Zq7|vLm3|Ef6G/);
+  });
+
+  it("masks every value the .env carries as the .env writes it, for every reader set (generated values of quotes, backslashes, $, line breaks, tabs, control and non-ASCII characters)", () => {
+    const pieces = ['Zq7Wx9', 'vLm3pR', "'", '"', '`', '\\', '$', '\t', '\n', '\r', '\x1b', '\x7f', 'é', '😀', '#', ' ', '{', '}', 'n', '\u2028', '\x85', '\x0b'];
+    const sets: Reader[][] = [DEFAULT_READERS, ...READERS.map((r) => [r]), ['python-dotenv', 'node-dotenv', 'vite'], ['python-dotenv', 'shell']];
+    const leaks: string[] = [];
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...pieces), { minLength: 3, maxLength: 10 }), (parts) => {
+        const v = `Ab8Cd7${parts.join('')}Ef6Gh5`;
+        const masker = new Masker();
+        masker.add(v);
+        // the hosts' masks: exact forms, one line at a time
+        // (core/steps/masks.ts; and the value's own lines, which sh/mask.sh release_forms reads from its environ)
+        const lines = v.split('\n').map((l) => l.trim()).filter((l) => l.length >= 3);
+        const forms = [...exactFormsOf(v).filter((f) => !/[\r\n]/.test(f)), ...lines].sort((a, b) => b.length - a.length);
+        const hosts = (text: string) => text.split('\n').map((line) => forms.reduce((out, f) => out.split(f).join('***'), line)).join('\n');
+        for (const readers of sets) {
+          const e = encodeValue(v, readers);
+          if ('refused' in e) continue;
+          // what is left between the *** of the masked text: none of the value's letters and digits in a run
+          for (const [who, masked] of [['runner', masker.redact(e.text)], ['hosts', hosts(e.text)]])
+            if (/[A-Za-z0-9]{6}/.test(masked!.split('***').join(' '))) leaks.push(`${who}, ${readers.join('+')}: ${JSON.stringify(e.text)}`);
+        }
+      }),
+      { numRuns: 1500, seed: 75 },
+    );
+    expect(leaks.slice(0, 5)).toEqual([]);
+  });
 });
 
 /**
@@ -526,6 +569,23 @@ describe('masking a secret in its URL-encodings (each character as itself or %XX
         else expect(oracle.test(out), JSON.stringify({ secrets, text, out })).toBe(false);
       }
     }
+  });
+
+  it("keeps the exact forms of a long value (100 KB, as the .env carries up to 128 KiB) a small multiple of its size: the hosts' masks file and GitHub's add-mask (was: every printed form URL-encoded twelve ways, about 460 times its size, 46 MB, and seconds to compute); a short one's URL-encodings all kept", () => {
+    let seed = 75;
+    const printable = (n: number) => Array.from({ length: n }, () => String.fromCharCode(32 + ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 95))).join('');
+    const long = printable(100_000);
+    const size = (forms: string[]) => forms.reduce((n, f) => n + f.length, 0);
+    expect(size(exactFormsOf(long))).toBeLessThan(64 * long.length);
+    // the value itself, its lines and its printed forms are still there; a URL-encoding of it is left to the runner
+    const forms = new Set(exactFormsOf(long));
+    expect(forms.has(long)).toBe(true);
+    expect(forms.has(JSON.stringify(long).slice(1, -1))).toBe(true);
+    const m = new Masker();
+    m.add(long);
+    expect(m.redact(`body=${encodeURIComponent(long)}`)).toBe('body=***');
+    const short = `${printable(40)} é/`;
+    expect(exactFormsOf(short)).toEqual(expect.arrayContaining([encodeURIComponent(short), encodeURIComponent(short).replace(/%20/g, '+')]));
   });
 
   it('keeps the minimum length: a secret too short to mask is not masked encoded either', () => {

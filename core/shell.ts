@@ -1,6 +1,8 @@
 // Every external value that reaches a remote shell goes through here: validated against a strict
 // pattern first (so a hostile value is refused before any connection), then single-quoted.
+import { existsSync, readdirSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
+import { didYouMean } from './config/schema.ts';
 import { OpsError } from './errors.ts';
 
 /** POSIX single-quoting: the result is one shell word whatever the input holds. */
@@ -51,7 +53,20 @@ function environmentMeant(typed: string, where?: TypedAt): string | undefined {
   const path = typed.trim().replace(/^(\.\/)+/, '');
   const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, '');
   const name = folder.toLowerCase().replace(/[._\s]+/g, '-');
+  // among the project's environments when it is known: `qa_` is qa, not a "qa-" that does not exist
+  const known = where ? environmentFolders(where.root) : [];
+  const near = known.includes(name) ? name : (didYouMean(name, known) ?? didYouMean(folder.toLowerCase().replace(/[._\s]+$/, ''), known));
+  if (near !== undefined && near !== typed) return near;
   return name !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name) && !name.endsWith('-status') ? name : undefined;
+}
+
+/** The folders under <root>/environments that could be environments (a valid name), for a hint; [] when unreadable. */
+function environmentFolders(root: string): string[] {
+  try {
+    return readdirSync(join(root, 'environments')).filter((d) => /^[a-z][a-z0-9-]{0,39}$/.test(d) && existsSync(join(root, 'environments', d, 'environment.yml')));
+  } catch {
+    return [];
+  }
 }
 
 /** Where a value was typed: the directory the command ran in and the project root (a path typed for a name is read from there). */

@@ -4,7 +4,7 @@
 import { type DocRow, type Field, type JsonSchema, type Presence, type Problem, type Schema, closest, fail, isMapping } from './schema.ts';
 
 // where they were first defined, and imported from by the CLI and the secrets commands
-export { closest, distance } from './schema.ts';
+export { closest, didYouMean, distance } from './schema.ts';
 
 type Fields = Record<string, Field<any, Presence>>;
 

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isPair, isScalar, LineCounter, parseDocument, visit } from 'yaml';
-import { environmentsDir, listEnvironments, reservedApp, SECRETS_FILE, siteNames, systemAccount, type Environment } from '../config/environment.ts';
+import { environmentsDir, listEnvironments, noEnvironment, reservedApp, SECRETS_FILE, siteNames, systemAccount, type Environment } from '../config/environment.ts';
 import { lookup } from '../dotenv.ts';
 import { appDirectoryProblem, ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
@@ -448,8 +448,7 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
   validate('environment', name);
   const dir = join(environmentsDir(ctx.root), name);
   if (!existsSync(dir)) {
-    const known = listEnvironments(ctx.root);
-    throw new OpsError(`no environment "${name}": environments/${name}/ does not exist`, known.length ? `known environments: ${known.join(', ')}` : undefined);
+    throw noEnvironment(ctx.root, name, `environments/${name}/ does not exist`);
   }
   let env: Environment | undefined;
   let loadError: unknown;

@@ -83,6 +83,17 @@ describe('ambiguous refs', () => {
       await expect(resolveRef(empty, ref), ref).rejects.toMatchObject({ message: expect.stringMatching(/: it has no commits yet$/), hint: 'commit the app first (git add, git commit), then deploy' });
   });
 
+  it('a ref a slip or two from a branch or tag (mian, relaese, refs/heads/mian, a branch only on origin): named as the one meant', async () => {
+    git('update-ref', 'refs/remotes/origin/feature-login', sha.two!);
+    for (const [typed, meant] of [['mian', 'main'], ['relaese', 'release'], ['refs/heads/mian', 'main'], ['feature-logni', 'feature-login'], ['V1', 'v1']] as const) {
+      const e = (await resolveRef(repo, typed).catch((x: unknown) => x)) as OpsError;
+      expect(e, typed).toBeInstanceOf(OpsError);
+      expect(e.message, typed).toMatch(new RegExp(` \\(did you mean ${meant}\\?\\)$`));
+    }
+    // nothing near: no guess
+    expect(((await resolveRef(repo, 'zzzzzz').catch((x: unknown) => x)) as OpsError).message).not.toContain('did you mean');
+  });
+
   it("a tag of a tree or a blob (git tag x HEAD^{tree}, lightweight or annotated): said to name no commit, not 'does not exist' with a hint to fetch", async () => {
     git('tag', 'tree-tag', `${sha.two}^{tree}`);
     git('tag', '-a', '-m', 'a blob', 'blob-tag', `${sha.one}:f`);

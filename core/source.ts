@@ -119,9 +119,13 @@ async function refNotFound(repo: string, message: string, typed?: string): Promi
   // origin's branches as they are deployed: by their own name (origin/main is `--ref main`)
   const shortNames = [...new Set(names.map((n) => n.replace(/^origin\//, '')))];
   const near = typed === undefined ? undefined : didYouMean(typed.replace(/^refs\/(heads|tags)\//, ''), shortNames);
+  // a sha this clone lacks: a commit made in another clone and not pushed (or not fetched here yet), not a typo to list names for
+  const sha = typed !== undefined && /^[0-9a-f]{7,40}$/i.test(typed);
   return new OpsError(
     `${message}${near ? ` (did you mean ${near}?)` : ''}`,
-    `${names.length ? `its branches and tags include ${names.slice(0, 5).join(', ')}; ` : ''}${REF_NOT_FOUND_HINT}`,
+    sha
+      ? `no commit of this clone starts with ${typed}: a commit made in another clone reaches it once pushed (git push, then git fetch here; in a workflow, push before dispatching it), else check the sha (git log --oneline)`
+      : `${names.length ? `its branches and tags include ${names.slice(0, 5).join(', ')}; ` : ''}${REF_NOT_FOUND_HINT}`,
   );
 }
 

@@ -90,6 +90,9 @@ describe('ambiguous refs', () => {
       expect(e, typed).toBeInstanceOf(OpsError);
       expect(e.message, typed).toMatch(new RegExp(` \\(did you mean ${meant}\\?\\)$`));
     }
+    // a sha this clone lacks (made elsewhere, not pushed): said as such, not a list of branch names
+    const unpushed = (await resolveRef(repo, 'deadbeefdeadbeef').catch((x: unknown) => x)) as OpsError;
+    expect(unpushed.hint).toMatch(/^no commit of this clone starts with deadbeefdeadbeef: a commit made in another clone reaches it once pushed/);
     // nothing near: no guess
     expect(((await resolveRef(repo, 'zzzzzz').catch((x: unknown) => x)) as OpsError).message).not.toContain('did you mean');
   });

@@ -351,7 +351,7 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
     problems.push({ path: 'routes', message: `missing, and the default (${shown}) names programs this file does not have (programs: ${programs.join(', ')}): give the URL prefixes nginx sends to yours, e.g. routes: { "/": ${programs[0]} }` });
   } else
     for (const [prefix, program] of Object.entries(config.routes)) {
-      if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${programs.join(', ')})` });
+      if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}"${didYouMean(program, programs) ? ` (did you mean ${didYouMean(program, programs)}?)` : ''} (programs: ${programs.join(', ')})` });
     }
   // Ports the host's own services listen on, then each program's two slots.
   const ports = new Map<number, string>([

@@ -51,6 +51,8 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     }
     // a route to a program named like a property every object inherits is a route to no program
     expect(problems({ ...minimal(), routes: { '/': 'constructor' } })).toEqual(['routes./: no program named "constructor" (programs: server, client)']);
+    // a slip of a program's name: the one meant
+    expect(problems({ ...minimal(), routes: { '/': 'client', '/api/': 'sever' } })).toEqual(['routes./api/: no program named "sever" (did you mean server?) (programs: server, client)']);
   });
 
   it('routes left out, where the default names programs the file lacks: one problem saying so (not routes./ and routes./api/, keys never written); no program at all: said', () => {

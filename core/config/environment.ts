@@ -12,7 +12,7 @@ import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { homeDir, noHomeReason } from '../home.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
-import { syntaxProblem } from '../secrets/tree-parse.ts';
+import { syntaxProblem, syntaxWhat } from '../secrets/tree-parse.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { PRESET_VARIABLES, publicPrefixOf, reservedEnvName } from './env-names.ts';
@@ -643,7 +643,7 @@ export function yamlErrorMessage(label: string, text: string, error: YAMLError):
     ? `the value of ${start.key} starts with ${start.char}, which YAML reads as ${INDICATORS[start.char]}, not as the start of a text${start.key === 'host_key' ? ' (as a known_hosts line is: ssh-keyscan -p\'s "[host]:2222 ssh-ed25519 ...", a hashed "|1|...")' : ''}`
     : error.code === 'DUPLICATE_KEY' && duplicateKey(text, error)
       ? `${syntaxProblem(error.code)}: ${duplicateKey(text, error)}`
-      : syntaxProblem(error.code);
+      : syntaxWhat(text, error);
   const at = error.linePos?.[0];
   return at ? `${label}:${at.line}:${at.col}: not valid YAML: ${what}` : `${label}: not valid YAML: ${what}`;
 }

@@ -81,6 +81,21 @@ describe('environment.yml edited by hand', () => {
     expect(ok.code, ok.err).toBe(0);
   });
 
+  it('syntax slips said as what they are, as for a secrets file: a key one space too far in, no space after its colon, a { not closed', async () => {
+    for (const [from, to, what] of [
+      [/^    port: 3000$/m, '     port: 3000', /:\d+:\d+: not valid YAML: line (\d+) is indented further than the key on line \d+, so YAML reads it as going on with that key's value: indent it as the keys beside it/],
+      [/^    port: 3000$/m, '    port:3000', /: not valid YAML: a line with no ": " after its key .*: write it KEY: VALUE/],
+      [/^    port: 3000$/m, '    port 3000', /: not valid YAML: a line with no ": " after its key/],
+      [/^app: shop$/m, 'app: shop\nssh: { connect_timeout: 5', /: not valid YAML: a \[\.\.\.\] or \{\.\.\.\} not closed before this line/],
+    ] as const) {
+      const root = testEnv({}, undefined, 'prod').root;
+      withLine(root, from, to);
+      const r = await cli(root, 'config', 'prod');
+      expect(r.code, to).toBe(1);
+      expect(r.err, to).toMatch(what);
+    }
+  });
+
   it('a key given twice: named, with the line it was first given on', async () => {
     const root = testEnv({}, undefined, 'prod').root;
     withLine(root, /^app: shop$/m, 'app: shop\nref: main\nref: v1');

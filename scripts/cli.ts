@@ -379,9 +379,6 @@ export function nearOption(typed: string, specs: Options): string | undefined {
   return top && `"ops --${top.key}"`;
 }
 
-// the known word closest to a mistyped one: one rule for every "did you mean", in core
-export { didYouMean };
-
 /**
  * The refusal of an unknown subcommand of one of the project's other scripts (`npm run sandbox -- stauts`): named, with
  * the one meant when one is close (didYouMean), as ops names its own; `usage` is the hint.

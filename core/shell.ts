@@ -143,7 +143,10 @@ export function validate(kind: ValueKind, value: string, label?: string, where?:
   const check: Check = CHECKS[kind];
   if (typeof value !== 'string' || !check.pattern.test(value)) {
     const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === 'string' ? check.hint?.(value, where) : undefined);
+    // white space at its ends around a valid value (pasted from a listing, a chat, a form field): said as that, whatever the kind
+    const padded = typeof value === 'string' && value.trim() !== value && check.pattern.test(value.trim()) && !check.extra?.(value.trim());
+    const hint = padded ? `remove the white space around ${JSON.stringify(value.trim())} (copied with it?)` : typeof value === 'string' ? check.hint?.(value, where) : undefined;
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, hint);
   }
   const why = check.extra?.(value);
   if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));

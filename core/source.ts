@@ -118,7 +118,10 @@ async function refNotFound(repo: string, message: string, typed?: string): Promi
   if (listed.code === 0 && !names.length) return new OpsError(`${message}: it has no commits yet`, 'commit the app first (git add, git commit), then deploy');
   // origin's branches as they are deployed: by their own name (origin/main is `--ref main`)
   const shortNames = [...new Set(names.map((n) => n.replace(/^origin\//, '')))];
-  const near = typed === undefined ? undefined : didYouMean(typed.replace(/^refs\/(heads|tags)\//, ''), shortNames);
+  const name = typed?.replace(/^refs\/(heads|tags)\//, '');
+  // git's two default branch names, master and main: the one of them this repository has is the one meant
+  const other = name === 'master' ? 'main' : name === 'main' ? 'master' : undefined;
+  const near = name === undefined ? undefined : (didYouMean(name, shortNames) ?? (other && shortNames.includes(other) ? other : undefined));
   // a sha this clone lacks: a commit made in another clone and not pushed (or not fetched here yet), not a typo to list names for
   const sha = typed !== undefined && /^[0-9a-f]{7,40}$/i.test(typed);
   return new OpsError(

@@ -75,7 +75,8 @@ describe('ambiguous refs', () => {
 
   it("a ref that names nothing: the hint names some of the branches there (ref: master where the branch is main); a repository with no commit yet says so, not to fetch", async () => {
     const e = await resolveRef(repo, 'master').catch((x: OpsError) => x);
-    expect(e).toMatchObject({ message: `ref "master" is not a tag, branch or commit of ${repo}` });
+    // git's other default branch name, when the repository has it
+    expect(e).toMatchObject({ message: `ref "master" is not a tag, branch or commit of ${repo} (did you mean main?)` });
     expect((e as OpsError).hint).toMatch(/^its branches and tags include (\S+, )*main(, |;)/);
     const empty = mkdtempSync(join(tmpdir(), 'ops-refs-empty-'));
     execFileSync('git', ['init', '-q', empty]);

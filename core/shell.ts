@@ -1,6 +1,8 @@
 // Every external value that reaches a remote shell goes through here: validated against a strict
 // pattern first (so a hostile value is refused before any connection), then single-quoted.
+import { existsSync, readdirSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
+import { didYouMean } from './config/schema.ts';
 import { OpsError } from './errors.ts';
 
 /** POSIX single-quoting: the result is one shell word whatever the input holds. */
@@ -51,7 +53,20 @@ function environmentMeant(typed: string, where?: TypedAt): string | undefined {
   const path = typed.trim().replace(/^(\.\/)+/, '');
   const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, '');
   const name = folder.toLowerCase().replace(/[._\s]+/g, '-');
+  // among the project's environments when it is known: `qa_` is qa, not a "qa-" that does not exist
+  const known = where ? environmentFolders(where.root) : [];
+  const near = known.includes(name) ? name : (didYouMean(name, known) ?? didYouMean(folder.toLowerCase().replace(/[._\s]+$/, ''), known));
+  if (near !== undefined && near !== typed) return near;
   return name !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name) && !name.endsWith('-status') ? name : undefined;
+}
+
+/** The folders under <root>/environments that could be environments (a valid name), for a hint; [] when unreadable. */
+function environmentFolders(root: string): string[] {
+  try {
+    return readdirSync(join(root, 'environments')).filter((d) => /^[a-z][a-z0-9-]{0,39}$/.test(d) && existsSync(join(root, 'environments', d, 'environment.yml')));
+  } catch {
+    return [];
+  }
 }
 
 /** Where a value was typed: the directory the command ran in and the project root (a path typed for a name is read from there). */
@@ -128,7 +143,10 @@ export function validate(kind: ValueKind, value: string, label?: string, where?:
   const check: Check = CHECKS[kind];
   if (typeof value !== 'string' || !check.pattern.test(value)) {
     const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === 'string' ? check.hint?.(value, where) : undefined);
+    // white space at its ends around a valid value (pasted from a listing, a chat, a form field): said as that, whatever the kind
+    const padded = typeof value === 'string' && value.trim() !== value && check.pattern.test(value.trim()) && !check.extra?.(value.trim());
+    const hint = padded ? `remove the white space around ${JSON.stringify(value.trim())} (copied with it?)` : typeof value === 'string' ? check.hint?.(value, where) : undefined;
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, hint);
   }
   const why = check.extra?.(value);
   if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));

@@ -9,6 +9,7 @@ import { OpsError, indent, tail } from './errors.ts';
 import { Git, git } from './git.ts';
 import { validate } from './shell.ts';
 import { userPath } from './config/environment.ts';
+import { didYouMean } from './config/schema.ts';
 
 export interface ResolvedRef {
   ref: string;
@@ -107,14 +108,28 @@ const REF_NOT_FOUND_HINT =
   "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first; the repository deployed is the environment's `repository`, else the git checkout that holds environments/";
 
 /**
- * The error for a ref that names nothing: a repository with no commit yet says so (fetching would not help), and
- * one with branches names a few of them (an environment's `ref: master` where the team's branch is `main`).
+ * The error for a ref that names nothing: a repository with no commit yet says so (fetching would not help), one with
+ * a branch or tag a slip or two from `typed` names it (`mian`: main, `v1.2.O`: v1.2.0; didYouMean), and one with
+ * branches names a few of them (an environment's `ref: master` where the team's branch is `main`).
  */
-async function refNotFound(repo: string, message: string): Promise<OpsError> {
-  const listed = await new Git(repo).run(['for-each-ref', '--count=6', '--format=%(refname:short)', 'refs/heads', 'refs/remotes', 'refs/tags']);
+async function refNotFound(repo: string, message: string, typed?: string): Promise<OpsError> {
+  const listed = await new Git(repo).run(['for-each-ref', '--format=%(refname:short)', 'refs/heads', 'refs/remotes', 'refs/tags']);
   const names = listed.stdout.split('\n').filter((n) => n && !n.endsWith('/HEAD'));
   if (listed.code === 0 && !names.length) return new OpsError(`${message}: it has no commits yet`, 'commit the app first (git add, git commit), then deploy');
-  return new OpsError(message, `${names.length ? `its branches and tags include ${names.slice(0, 5).join(', ')}; ` : ''}${REF_NOT_FOUND_HINT}`);
+  // origin's branches as they are deployed: by their own name (origin/main is `--ref main`)
+  const shortNames = [...new Set(names.map((n) => n.replace(/^origin\//, '')))];
+  const name = typed?.replace(/^refs\/(heads|tags)\//, '');
+  // git's two default branch names, master and main: the one of them this repository has is the one meant
+  const other = name === 'master' ? 'main' : name === 'main' ? 'master' : undefined;
+  const near = name === undefined ? undefined : (didYouMean(name, shortNames) ?? (other && shortNames.includes(other) ? other : undefined));
+  // a sha this clone lacks: a commit made in another clone and not pushed (or not fetched here yet), not a typo to list names for
+  const sha = typed !== undefined && /^[0-9a-f]{7,40}$/i.test(typed);
+  return new OpsError(
+    `${message}${near ? ` (did you mean ${near}?)` : ''}`,
+    sha
+      ? `no commit of this clone starts with ${typed}: a commit made in another clone reaches it once pushed (git push, then git fetch here; in a workflow, push before dispatching it), else check the sha (git log --oneline)`
+      : `${names.length ? `its branches and tags include ${names.slice(0, 5).join(', ')}; ` : ''}${REF_NOT_FOUND_HINT}`,
+  );
 }
 
 /**
@@ -143,7 +158,7 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
     const shas = await commitsOf(repo, candidates.map(([rev]) => rev));
     const found = candidates.findIndex((_, i) => shas[i]);
     if (found >= 0) return { ref, sha: shas[found]!, matched: candidates[found]![1], ...(full?.[1] === 'heads' && localBranchNote(full[2]!, shas[0], shas[1])) };
-    throw (await notACommit(repo, candidates)) ?? await refNotFound(repo, `${ref} does not exist in ${repo}`);
+    throw (await notACommit(repo, candidates)) ?? await refNotFound(repo, `${ref} does not exist in ${repo}`, ref);
   }
   // HEAD is the commit the checkout is at (gitrevisions(7)), detached or on a branch: never origin/HEAD (the
   // remote's default branch), which the branch lookup below would find.
@@ -183,7 +198,7 @@ export async function resolveRef(repo: string, ref: string): Promise<ResolvedRef
       [`refs/remotes/origin/${ref}`, `branch origin/${ref}`],
       [`refs/heads/${ref}`, `branch ${ref}`],
       ...(tracking ? [[`refs/remotes/${ref}`, `branch ${ref}`] as [string, string]] : []),
-    ])) ?? (await refNotFound(repo, `ref "${ref}" is not a tag, branch or commit of ${repo}`))
+    ])) ?? (await refNotFound(repo, `ref "${ref}" is not a tag, branch or commit of ${repo}`, ref))
   );
 }
 

@@ -10,7 +10,7 @@ import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
 import { ConsoleReporter, type Reporter, type ValueFormat } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
 import { findRoot, listEnvironments, projectRoot, userPath } from '../core/config/environment.ts';
-import { distance } from '../core/config/schema-object.ts';
+import { didYouMean } from '../core/config/schema-object.ts';
 import type { Connector, OpsContext } from '../core/context.ts';
 import opsPackage from '../package.json' with { type: 'json' };
 
@@ -377,15 +377,6 @@ export function nearOption(typed: string, specs: Options): string | undefined {
   // taken for the version
   const top = pick(Object.fromEntries(Object.entries(TOP_OPTIONS).filter(([k]) => !(k in specs))), Object.keys(specs).length === 0);
   return top && `"ops --${top.key}"`;
-}
-
-/** The known word closest to a mistyped one (a typo or two, or its start), if any is close enough. */
-export function didYouMean(word: string, known: string[]): string | undefined {
-  const w = word.toLowerCase();
-  const best = known.map((k) => [k, distance(w, k)] as const).sort((x, y) => x[1] - y[1])[0];
-  if (best && best[1] <= Math.max(1, Math.floor(w.length / 3))) return best[0];
-  const starts = known.filter((k) => w.length >= 2 && k.startsWith(w));
-  return starts.length === 1 ? starts[0] : undefined;
 }
 
 /**

@@ -12,7 +12,7 @@ import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { homeDir, noHomeReason } from '../home.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
-import { syntaxProblem } from '../secrets/tree-parse.ts';
+import { syntaxProblem, syntaxWhat } from '../secrets/tree-parse.ts';
 import { decodeUtf8 } from '../secrets/utf8.ts';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { PRESET_VARIABLES, publicPrefixOf, reservedEnvName } from './env-names.ts';
@@ -20,7 +20,7 @@ import { type EnvironmentConfig, appDirectoryProblem, environmentSchema, ownDire
 import { parseHostKeys } from './hostkey.ts';
 import { PLACEHOLDER, placeholderProblem } from './placeholders.ts';
 import { renderDocs, renderJsonSchema } from './schema-object.ts';
-import { type JsonSchema, type Problem } from './schema.ts';
+import { type JsonSchema, type Problem, didYouMean } from './schema.ts';
 import { projectDirProblem } from './project-dir.ts';
 
 export interface Host {
@@ -90,6 +90,22 @@ export function listEnvironments(root: string): string[] {
   return readdirSync(dir)
     .filter((d) => isValid('environment', d) && existsSync(join(dir, d, ENVIRONMENT_FILE)))
     .sort();
+}
+
+/**
+ * The refusal of environment `name`, which `root` does not have (`missing`: what of it is not there, e.g.
+ * "environments/qa/ does not exist"): with the one meant when a known name is a slip or two away (`stagin`: staging),
+ * the known ones, and how a new one is made. One message for every command that takes an environment.
+ */
+export function noEnvironment(root: string, name: string, missing: string): OpsError {
+  const known = listEnvironments(root);
+  const near = didYouMean(name, known);
+  return new OpsError(
+    `no environment "${name}": ${missing}${near ? ` (did you mean ${near}?)` : ''}`,
+    known.length
+      ? `the environments are ${known.join(', ')}; a new one is made with \`ops env new <name>\` (its folder, key, .sops.yaml rule and secrets)`
+      : `the project (${root}) has no environments yet: \`ops env new <name>\` makes one (its folder, key, .sops.yaml rule and secrets)`,
+  );
 }
 
 /**
@@ -335,7 +351,7 @@ function crossCheck(config: EnvironmentConfig, problems: Problem[], routesGiven:
     problems.push({ path: 'routes', message: `missing, and the default (${shown}) names programs this file does not have (programs: ${programs.join(', ')}): give the URL prefixes nginx sends to yours, e.g. routes: { "/": ${programs[0]} }` });
   } else
     for (const [prefix, program] of Object.entries(config.routes)) {
-      if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${programs.join(', ')})` });
+      if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}"${didYouMean(program, programs) ? ` (did you mean ${didYouMean(program, programs)}?)` : ''} (programs: ${programs.join(', ')})` });
     }
   // Ports the host's own services listen on, then each program's two slots.
   const ports = new Map<number, string>([
@@ -587,7 +603,7 @@ export function readYamlFile(file: string, label = file): unknown {
   let value: unknown;
   try {
     const doc = parseDocument(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!));
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!, undefined, text));
     const warnings = yamlWarnings(doc, text);
     const numbers = numberFormProblems(doc, text);
     if (warnings.length || numbers.length)
@@ -620,18 +636,69 @@ export function readYamlFile(file: string, label = file): unknown {
  * library adds (a caret under a tab points at nothing visible, and the line quoted may hold a secret). The hint
  * (yamlErrorHint) says the fix.
  */
-export function yamlErrorMessage(label: string, _text: string, error: YAMLError): string {
+export function yamlErrorMessage(label: string, text: string, error: YAMLError): string {
   // in words that quote nothing of the file (the library's quote what they met: part of a secret, maybe)
-  const what = syntaxProblem(error.code);
+  const start = indicatorStart(text, error);
+  const what = start
+    ? `the value of ${start.key} starts with ${start.char}, which YAML reads as ${INDICATORS[start.char]}, not as the start of a text${start.key === 'host_key' ? ' (as a known_hosts line is: ssh-keyscan -p\'s "[host]:2222 ssh-ed25519 ...", a hashed "|1|...")' : ''}`
+    : error.code === 'DUPLICATE_KEY' && duplicateKey(text, error)
+      ? `${syntaxProblem(error.code)}: ${duplicateKey(text, error)}`
+      : syntaxWhat(text, error);
   const at = error.linePos?.[0];
   return at ? `${label}:${at.line}:${at.col}: not valid YAML: ${what}` : `${label}: not valid YAML: ${what}`;
+}
+
+/** The key a DUPLICATE_KEY error is at (`ref` of `ref: v1`), with the line it was first given on when found; undefined when the line is not `key: ...`. */
+function duplicateKey(text: string, error: YAMLError): string | undefined {
+  const at = error.linePos?.[0];
+  const lines = text.split(/\r?\n/);
+  const m = at && /^(\s*(?:-\s+)?)([A-Za-z0-9_.\/-]+):(\s|$)/.exec(lines[at.line - 1] ?? '');
+  if (!at || !m) return undefined;
+  // the first one: the nearest line above at the same indentation with that key (a list item's dash as indentation)
+  const indent = m[1]!.length;
+  for (let i = at.line - 2; i >= 0; i--) {
+    const o = /^(\s*(?:-\s+)?)([A-Za-z0-9_.\/-]+):(\s|$)/.exec(lines[i]!);
+    if (o && o[1]!.length === indent && o[2] === m[2]) return `${m[2]} (first given at line ${i + 1})`;
+  }
+  return m[2];
+}
+
+/** What YAML reads a plain value starting with each of these as (YAML 1.2, 5.3 "Indicator Characters"). */
+const INDICATORS: Record<string, string> = {
+  '[': 'a list ([...])',
+  '{': 'a mapping ({...})',
+  '|': 'a block of text on the lines below (|)',
+  '>': 'a block of text on the lines below (>)',
+  '@': 'a character it reserves',
+  '`': 'a character it reserves',
+};
+
+/**
+ * A syntax error caused by a value pasted without quotes that starts with a character YAML reads as syntax (`host_key:
+ * [10.0.0.5]:2222 ssh-ed25519 AAAA...`, `|1|salt|hash ...`, `@...`): the key and that character, when the error is on
+ * the line of `key: <value>` at or after where the value starts; undefined otherwise.
+ */
+function indicatorStart(text: string, error: YAMLError): { key: string; char: string } | undefined {
+  const at = error.linePos?.[0];
+  if (!at) return undefined;
+  const line = text.split(/\r?\n/)[at.line - 1] ?? '';
+  const m = /^(\s*(?:-\s+)?)([A-Za-z0-9_.\/-]+):[ \t]+(\S)/.exec(line);
+  if (!m || !(m[3]! in INDICATORS)) return undefined;
+  const valueColumn = m[0].length; // 1-based column of the value's first character
+  return at.col >= valueColumn ? { key: m[2]!, char: m[3]! } : undefined;
 }
 
 /**
  * What to do about a YAML syntax error, by its kind (the yaml library's code); the message says where. One for every
  * YAML file a person writes (environment.yml, .sops.yaml); `oneDocument`: the hint for a second document in it.
  */
-export function yamlErrorHint(error: YAMLError, oneDocument = 'an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)'): string {
+export function yamlErrorHint(
+  error: YAMLError,
+  oneDocument = 'an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)',
+  text?: string,
+): string {
+  const start = text === undefined ? undefined : indicatorStart(text, error);
+  if (start) return `put the whole value in single quotes: ${start.key}: '...' (a ' inside it written twice, '')`;
   switch (error.code) {
     case 'MULTIPLE_DOCS':
       return oneDocument;
@@ -718,11 +785,7 @@ export function readEnvironmentConfig(envName: string, root: string): { dir: str
         `environments/${envName}/ has no ${ENVIRONMENT_FILE}: the settings are read from that name only, and it holds ${other}`,
         `if ${other} holds the settings, rename it: git mv environments/${envName}/${other} environments/${envName}/${ENVIRONMENT_FILE} (or mv)`,
       );
-    const known = listEnvironments(root);
-    throw new OpsError(
-      `no environment "${envName}": ${file} does not exist`,
-      known.length ? `known environments: ${known.join(', ')}` : 'create one with `ops env new <name>`',
-    );
+    throw noEnvironment(root, envName, `environments/${envName}/${ENVIRONMENT_FILE} does not exist`);
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
   const doc = readYamlFile(file, label);

@@ -4,7 +4,7 @@
 import { type DocRow, type Field, type JsonSchema, type Presence, type Problem, type Schema, closest, fail, isMapping } from './schema.ts';
 
 // where they were first defined, and imported from by the CLI and the secrets commands
-export { closest, distance } from './schema.ts';
+export { closest, didYouMean, distance } from './schema.ts';
 
 type Fields = Record<string, Field<any, Presence>>;
 
@@ -92,6 +92,21 @@ function nullable(schema: JsonSchema): JsonSchema {
 }
 
 /**
+ * What to say of a plain value given where a mapping is expected, when it is the value of the mapping's one required
+ * key (`tls: letsencrypt` for `tls: { mode: letsencrypt }`, `bastion: jump.example.org` for its address): the mapping to
+ * write; '' otherwise.
+ */
+function scalarForMapping(fields: Fields, path: string, value: unknown): string {
+  if (!['string', 'number', 'boolean'].includes(typeof value)) return '';
+  const required = Object.entries(fields).filter(([, f]) => f.presence === 'required');
+  if (required.length !== 1) return '';
+  const [key, field] = required[0]!;
+  if (field.schema.check(value, key, []) === undefined) return '';
+  const own = path.replace(/^.*\./, '') || path;
+  return ` (its ${key}? write ${own}: { ${key}: ${typeof value === 'string' ? JSON.stringify(value) : String(value)} })`;
+}
+
+/**
  * A mapping with known keys: unknown keys, missing required keys and wrong types are all reported.
  * `rules` are checked on the mapping as written (their problems are reported; the value is still
  * returned, so that checks across the whole document still run).
@@ -102,7 +117,7 @@ export function object<F extends Fields>(fields: F, options: string | { form?: s
   return {
     form,
     check(value, path, problems) {
-      if (!isMapping(value)) return fail(problems, path, form, value);
+      if (!isMapping(value)) return fail(problems, path, form, value, scalarForMapping(fields, path, value));
       const out: Record<string, unknown> = {};
       let ok = true;
       for (const k of Object.keys(value)) {

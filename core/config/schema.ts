@@ -198,6 +198,18 @@ export function distance(a: string, b: string): number {
   return d[a.length]![b.length]!;
 }
 
+/**
+ * The known word closest to a mistyped one (a slip or two, any case, or its start when one alone starts so), if any is
+ * close enough: for "did you mean" on a command, an option, an environment's name or a git ref.
+ */
+export function didYouMean(word: string, known: string[]): string | undefined {
+  const w = word.toLowerCase();
+  const best = known.map((k) => [k, distance(w, k.toLowerCase())] as const).sort((x, y) => x[1] - y[1])[0];
+  if (best && best[1] <= Math.max(1, Math.floor(w.length / 3))) return best[0];
+  const starts = known.filter((k) => w.length >= 2 && k.toLowerCase().startsWith(w));
+  return starts.length === 1 ? starts[0] : undefined;
+}
+
 /** The known key a misspelt one was meant as (a slip or two, any case, "-" for "_"), if one is that close. */
 export function closest(key: string, known: string[]): string | undefined {
   const norm = key.toLowerCase().replace(/-/g, '_');

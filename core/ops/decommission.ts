@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isPair, isScalar, LineCounter, parseDocument, visit } from 'yaml';
-import { environmentsDir, listEnvironments, reservedApp, SECRETS_FILE, siteNames, systemAccount, type Environment } from '../config/environment.ts';
+import { environmentsDir, listEnvironments, noEnvironment, reservedApp, SECRETS_FILE, siteNames, systemAccount, type Environment } from '../config/environment.ts';
 import { lookup } from '../dotenv.ts';
 import { appDirectoryProblem, ownDirectoryProblem } from '../config/environment-schema.ts';
 import { resolveTarget } from '../target.ts';
@@ -21,6 +21,7 @@ import { errorFieldsLine, errorParts, messageLine, OpsError } from '../errors.ts
 import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE, type CreationRule } from '../secrets/sops-config.ts';
 import { quote, validate } from '../shell.ts';
 import type { HostStatus } from '../steps/status.ts';
+import { documentationAddress, PLACEHOLDER_ADDRESS_SAID } from '../remote/ssh-login.ts';
 import { status } from './status.ts';
 import { runUnderWay } from '../steps/lock.ts';
 import { openEnvironment } from './secrets.ts';
@@ -448,8 +449,7 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
   validate('environment', name);
   const dir = join(environmentsDir(ctx.root), name);
   if (!existsSync(dir)) {
-    const known = listEnvironments(ctx.root);
-    throw new OpsError(`no environment "${name}": environments/${name}/ does not exist`, known.length ? `known environments: ${known.join(', ')}` : undefined);
+    throw noEnvironment(ctx.root, name, `environments/${name}/ does not exist`);
   }
   let env: Environment | undefined;
   let loadError: unknown;
@@ -465,9 +465,12 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
     if (!env)
       throw new OpsError(`cannot tell whether ${name}'s hosts still serve: ${messageLine(errorParts(loadError).message)}`, `fix environments/${name}/environment.yml, or remove it anyway with --force`);
     const st = await status(ctx, env);
-    result.hosts = st.hosts.map((h) => ({ host: h.host, address: h.address, state: describeHost(h) }));
+    // A host refused as still at a documentation address (the placeholder `ops env new` writes, RFC 5737/3849/2606)
+    // is no machine: nothing serves there, so an environment made by mistake (a typo of `ops env new`) goes without --force.
+    const placeholder = (h: (typeof st.hosts)[number]) => !h.reachable && h.error?.includes(PLACEHOLDER_ADDRESS_SAID) && documentationAddress(h.address);
+    result.hosts = st.hosts.map((h) => ({ host: h.host, address: h.address, state: placeholder(h) ? `never set up: ${placeholder(h)}, the placeholder ops env new writes` : describeHost(h) }));
     // An unreachable host may well still serve (to others than us: a missing key, a firewall, a VPN down).
-    const unknown = st.hosts.filter((h) => !h.reachable || h.error);
+    const unknown = st.hosts.filter((h) => (!h.reachable || h.error) && !placeholder(h));
     if (unknown.length)
       throw new OpsError(
         `cannot tell whether ${name}'s hosts still serve:\n${unknown.map((h) => `  ${h.host} (${h.address}) ${describeHost(h)}`).join('\n')}`,

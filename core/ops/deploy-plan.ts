@@ -68,9 +68,27 @@ export function deployRef(env: Environment, refOption: string | undefined): stri
  * connections meanwhile (they need only the hosts) and closes them when this or `planDeploy` fails.
  * @throws OpsError for an unknown ref or an unreachable repository; nothing is changed.
  */
-export async function resolveDeployCommit(ctx: OpsContext, env: Environment, ref: string): Promise<DeployCommit> {
+export async function resolveDeployCommit(ctx: OpsContext, env: Environment, refOption: string | undefined): Promise<DeployCommit> {
   const repo = await sourceRepository(ctx.root, env.config.repository, env);
-  return { repo, resolved: await resolveRef(repo, deployRef(env, ref)) };
+  return { repo, resolved: await resolveEnvironmentRef(repo, env, refOption) };
+}
+
+/**
+ * resolveRef of `refOption`, else of the environment's `ref` (deployRef), in `repo`. A ref not given is the
+ * environment's default, `ref: master` unless its file says otherwise, so a refusal of it says where it came from and
+ * how to change it (a repository whose branch is `main`). @throws OpsError as resolveRef does; nothing is changed.
+ */
+export async function resolveEnvironmentRef(repo: string, env: Environment, refOption: string | undefined): Promise<ResolvedRef> {
+  const ref = deployRef(env, refOption);
+  try {
+    return await resolveRef(repo, ref);
+  } catch (e) {
+    if (refOption || !(e instanceof OpsError) || e.constructor !== OpsError) throw e;
+    throw new OpsError(
+      `${e.message} (no ref given: ${ref} is the environment's default ref, \`ref\` in environments/${env.name}/environment.yml, master when it sets none)`,
+      `set ref: in environments/${env.name}/environment.yml to the branch deployed by default, or give one (--ref; a workflow's ref input)${e.hint ? `; ${e.hint}` : ''}`,
+    );
+  }
 }
 
 /**

@@ -387,7 +387,7 @@ async function deployRun(ctx: OpsContext, env: Target, options: DeployOptions, k
   opening?.catch(() => undefined);
   let p: Plan;
   try {
-    p = await planDeploy(ctx, env, await resolveDeployCommit(ctx, env, ref));
+    p = await planDeploy(ctx, env, await resolveDeployCommit(ctx, env, options.ref));
   } catch (e) {
     abandon.abort();
     await opening?.then((s) => s.close(), () => undefined);

@@ -6,10 +6,9 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { type HostsChange, describeChanges, formatChanges } from '../changes.ts';
-import { validate } from '../shell.ts';
-import { notDeployedNotes, resolveRef, type ResolvedRef } from '../source.ts';
+import { notDeployedNotes, type ResolvedRef } from '../source.ts';
 import { readLive } from './host-state.ts';
-import { fingerprintNow } from './deploy-plan.ts';
+import { fingerprintNow, resolveEnvironmentRef } from './deploy-plan.ts';
 import { OpsError } from '../errors.ts';
 import { sourceRepository } from '../source.ts';
 
@@ -24,7 +23,7 @@ export interface DiffResult {
 /** The change per group of hosts serving the same commit. Errors: a bad ref (before any connection). */
 export async function diff(ctx: OpsContext, env: Environment, ref?: string): Promise<DiffResult> {
   const repo = await sourceRepository(ctx.root, env.config.repository, env);
-  const commit = await resolveRef(repo, validate('gitRef', ref || env.config.ref));
+  const commit = await resolveEnvironmentRef(repo, env, ref);
   const target = resolveTarget(env);
   // What the deploy compares the live release with (its fingerprint); not told when the secrets cannot be read here.
   let unjudged: string | undefined;

@@ -5,6 +5,7 @@
 // kept warm on the other slot (e.g. after a rollback), --slot both shows both.
 import { join } from 'node:path';
 import { SECRETS_FILE, type Environment } from '../config/environment.ts';
+import { didYouMean } from '../config/schema.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { Session, unreachableError, withOpenSession } from './hosts.ts';
@@ -39,7 +40,7 @@ export function logsRequest(env: Environment, options: LogsOptions): Omit<LogsRe
     throw new OpsError(`--slot does not apply to nginx: its access and error logs are the site's, one pair for every release and slot`, `leave --slot out for nginx's logs; --slot ${options.slots} is for a program's: ops logs ${env.name} <program> --slot ${options.slots} (programs: ${programs.join(', ')})`);
   if (p === 'nginx') return { programs: [], nginx: ['error', 'access'], slots, lines };
   if (!env.config.programs[p])
-    throw new OpsError(`${JSON.stringify(p)} is not a program of ${env.name}`, `programs: ${[...programs, 'nginx'].join(', ')}; a program renamed or removed since still runs in the release kept warm: ops logs ${env.name} --slot previous shows every program it runs`);
+    throw new OpsError(`${JSON.stringify(p)} is not a program of ${env.name}${didYouMean(p, [...programs, 'nginx']) ? ` (did you mean ${didYouMean(p, [...programs, 'nginx'])}?)` : ''}`, `programs: ${[...programs, 'nginx'].join(', ')}; a program renamed or removed since still runs in the release kept warm: ops logs ${env.name} --slot previous shows every program it runs`);
   return { programs: [p], nginx: [], slots, lines };
 }
 

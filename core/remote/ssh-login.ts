@@ -204,6 +204,9 @@ interface Attempt {
   keyField: string;
 }
 
+/** How refusePlaceholderAddress's message says the address is a placeholder: what `ops env remove` knows serves nothing. */
+export const PLACEHOLDER_ADDRESS_SAID = "which no machine has: the placeholder `ops env new` writes, still in place";
+
 /**
  * Throws when `ep.address` is reserved for documentation (documentationAddress): the placeholder `ops env new`
  * writes, which no machine has, so connecting would only time out or fail with a hint about sshd and firewalls.
@@ -215,7 +218,7 @@ export function refusePlaceholderAddress(ep: Pick<Endpoint, 'address'>, attempt:
   const reserved = documentationAddress(ep.address);
   if (!reserved) return;
   throw new OpsError(
-    own`${attempt.where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
+    own`${attempt.where}: ${ep.address} is ${reserved}, ${PLACEHOLDER_ADDRESS_SAID}`,
     own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, 'address')} of ${configFile} (and its host key, read on its console)`,
   );
 }

@@ -2,7 +2,7 @@
 // it does not exist yet), and a plain YAML/JSON file encrypted in place to its .sops.yaml recipients.
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
-import { listEnvironments } from '../config/environment.ts';
+import { noEnvironment } from '../config/environment.ts';
 import { OpsError, fileError, userFileExists } from '../errors.ts';
 import { quote, validate } from '../shell.ts';
 import { secretsPath } from './env.ts';
@@ -24,11 +24,7 @@ import { decodeUtf8 } from './utf8.ts';
 export function requireEnvironment(root: string, env: string): void {
   validate('environment', env);
   if (existsSync(join(root, 'environments', env))) return;
-  const known = listEnvironments(root);
-  throw new OpsError(
-    `no environment "${env}": environments/${env}/ does not exist; ${known.length ? `the environments are ${known.join(', ')}` : `the project (${root}) has no environments yet`}`,
-    `${known.length ? 'check the name; ' : ''}a new environment is made with \`ops env new <name>\` (its folder, key, .sops.yaml rule and secrets)`,
-  );
+  throw noEnvironment(root, env, `environments/${env}/ does not exist`);
 }
 
 /** How openEnvSecrets creates a file that does not exist yet. */

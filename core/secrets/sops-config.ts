@@ -98,7 +98,7 @@ function load(root: string, required: boolean): Loaded | undefined {
   const doc = parseDocument(text, { merge: true });
   // said as every YAML file a person writes is: where, the line, and the fix for its kind (a tab: indent with spaces)
   if (doc.errors.length)
-    throw new OpsError(yamlErrorMessage(SOPS_CONFIG_FILE, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!, `${SOPS_CONFIG_FILE} is one YAML document: remove the \`---\` line and what is another document after it (sops reads one)`));
+    throw new OpsError(yamlErrorMessage(SOPS_CONFIG_FILE, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!, `${SOPS_CONFIG_FILE} is one YAML document: remove the \`---\` line and what is another document after it (sops reads one)`, text));
   // as every user YAML file: ops reads the rules without building the aliases' copies, sops (go-yaml) builds them
   refuseAliasBomb(doc, SOPS_CONFIG_FILE);
   const rules: CreationRule[] = [];

@@ -139,6 +139,15 @@ function errorPath(path: (string | number)[]): string {
  * text may be a secret. Pure.
  */
 export function syntaxError(text: string, err: { code: string; pos?: [number, number]; message?: string }): string {
+  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${syntaxWhat(text, err)}`;
+}
+
+/**
+ * What a parse error of `text` is, in words that quote nothing of the text (syntaxError's part after the place): by the
+ * error's code, the library's message (never shown) and the lines around it. One reading for every YAML file a person
+ * writes (a secrets file, environment.yml, .sops.yaml, initdata). Pure.
+ */
+export function syntaxWhat(text: string, err: { code: string; pos?: [number, number]; message?: string }): string {
   // an unclosed [ or { is a BAD_INDENT at the next line to the library: said as what it most likely is (the
   // library's own words, not the text, tell it apart; they are never shown)
   const message = err.message ?? '';
@@ -157,7 +166,12 @@ export function syntaxError(text: string, err: { code: string; pos?: [number, nu
   const quoteEscaped = err.code === 'BAD_DQ_ESCAPE' && message === "Invalid escape sequence \\'";
   // `"value"# note`: go-yaml (so sops) takes the # for a comment, YAML 1.2 and the library want white space before it
   const tightComment = err.code === 'MISSING_CHAR' && /^Comments must be separated from other tokens by white space/.test(message);
-  const what = tightComment
+  // a key indented further than the key above it (`    directory: client` then `     port: 3000`): YAML reads its line
+  // as going on with that key's plain value, then refuses the `: ` in it, at the line above
+  const deeper = (err.code === 'BLOCK_AS_IMPLICIT_KEY' || err.code === 'MULTILINE_IMPLICIT_KEY') && err.pos !== undefined ? overIndented(text, err.pos[0]) : undefined;
+  const what = deeper
+    ? `line ${deeper.line} is indented further than the key on line ${deeper.above}, so YAML reads it as going on with that key's value: indent it as the keys beside it (the same number of spaces)`
+    : tightComment
     ? 'a # right after a closing quote or bracket: a comment needs a space before its # (`"value" # note`); a # meant as part of the value goes inside the quotes'
     : quoteEscaped
       ? "the escape \\' in a double-quoted string, which YAML 1.2 and JSON do not have: inside double quotes write ' on its own (only \\\" and \\\\ need a backslash)"
@@ -168,7 +182,26 @@ export function syntaxError(text: string, err: { code: string; pos?: [number, nu
           : noColon
             ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE'
             : syntaxProblem(err.code);
-  return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ''}: ${what}`;
+  return what;
+}
+
+/**
+ * The line (1-based) after the one holding `offset`, when it is a `key: ...` line (or a `- ` item) indented further than
+ * the key starting that line, with a plain value there: what a key typed one space too far in looks like. Comments and
+ * blank lines between are skipped. Undefined otherwise.
+ */
+function overIndented(text: string, offset: number): { line: number; above: number } | undefined {
+  const lines = text.split('\n');
+  const at = text.slice(0, offset).split('\n').length - 1;
+  const key = /^(\s*)(?:-\s+)?[^\s#:][^:#]*:[ \t]+[^\s#|>&*!'"[{]/.exec(lines[at] ?? '');
+  if (!key) return undefined;
+  for (let i = at + 1; i < lines.length; i++) {
+    const l = lines[i]!.replace(/\r$/, '');
+    if (/^\s*(#|$)/.test(l)) continue;
+    const next = /^(\s*)(?:-\s|[^\s#:][^:#]*:(\s|$))/.exec(l);
+    return next && next[1]!.length > key[1]!.length ? { line: i + 1, above: at + 1 } : undefined;
+  }
+  return undefined;
 }
 
 /**

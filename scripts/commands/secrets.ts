@@ -17,7 +17,8 @@ import type { TreeNode } from '../../core/secrets/tree.ts';
 import { discardsOutput, keyName, own, writeToKeep } from '../../core/report.ts';
 import { quote, validate } from '../../core/shell.ts';
 import { RUN_SIGNALS, signalExit } from '../../core/signals.ts';
-import { UsageError, command, didYouMean, type Command, type CommandContext } from '../cli.ts';
+import { UsageError, command, type Command, type CommandContext } from '../cli.ts';
+import { didYouMean } from '../../core/config/schema-object.ts';
 
 function show(root: string, file: string): string {
   const rel = relative(root, file);

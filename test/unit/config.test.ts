@@ -51,6 +51,12 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
     }
     // a route to a program named like a property every object inherits is a route to no program
     expect(problems({ ...minimal(), routes: { '/': 'constructor' } })).toEqual(['routes./: no program named "constructor" (programs: server, client)']);
+    // a plain value where a mapping goes, that is the value of its one required key: the mapping to write
+    expect(problems({ ...minimal(), tls: 'self-signed' })).toEqual(['tls: expected a mapping, got "self-signed" (its mode? write tls: { mode: "self-signed" })']);
+    expect(problems({ ...minimal(), bastion: 'jump.example.org' })).toEqual(['bastion: expected a mapping, got "jump.example.org" (its address? write bastion: { address: "jump.example.org" })']);
+    expect(problems({ ...minimal(), tls: 'on' })).toEqual(['tls: expected a mapping, got "on"']);
+    // a slip of a program's name: the one meant
+    expect(problems({ ...minimal(), routes: { '/': 'client', '/api/': 'sever' } })).toEqual(['routes./api/: no program named "sever" (did you mean server?) (programs: server, client)']);
   });
 
   it('routes left out, where the default names programs the file lacks: one problem saying so (not routes./ and routes./api/, keys never written); no program at all: said', () => {

@@ -877,6 +877,26 @@ describe('deploy operation', () => {
     expect(h.remote.closed).toBe(true);
   });
 
+  it("no --ref and the environment's default ref names nothing (ref: master where the branch is main): said as its default, with where to set it; deploy and diff alike", async () => {
+    const file = join(root, 'environments', 'x', 'environment.yml');
+    const original = readFileSync(file, 'utf8');
+    try {
+      writeFileSync(file, stringify({ ...parse(original), ref: 'no-such-default' }));
+      const h = harness('');
+      for (const run of [() => deploy(h.ctx, loadEnvironment('x', root), {}), () => diff(h.ctx, loadEnvironment('x', root))]) {
+        const e = (await run().catch((x: unknown) => x)) as OpsError;
+        expect(e.message).toMatch(/^ref "no-such-default" is not a tag, branch or commit of .* \(no ref given: no-such-default is the environment's default ref, `ref` in environments\/x\/environment.yml, master when it sets none\)$/);
+        expect(e.hint).toMatch(/^set ref: in environments\/x\/environment.yml to the branch deployed by default, or give one \(--ref; a workflow's ref input\); /);
+      }
+      // given with --ref: about that ref alone
+      const given = (await deploy(h.ctx, loadEnvironment('x', root), { ref: 'no-such-branch' }).catch((x: unknown) => x)) as OpsError;
+      expect(given.message).not.toContain('no ref given');
+      expect(h.remote.stepNames()).toEqual([]);
+    } finally {
+      writeFileSync(file, original);
+    }
+  });
+
   it('an unknown ref with a host that does not answer (an sshd that never speaks): the ref is said at once, the connection under way given up, no retry announced', async () => {
     // A real SSH login (node-ssh) against a listener that accepts and never answers: without giving up, the ref's
     // error would wait for 3 attempts of 30 s, each announced as a retry about the host.

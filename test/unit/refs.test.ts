@@ -75,12 +75,27 @@ describe('ambiguous refs', () => {
 
   it("a ref that names nothing: the hint names some of the branches there (ref: master where the branch is main); a repository with no commit yet says so, not to fetch", async () => {
     const e = await resolveRef(repo, 'master').catch((x: OpsError) => x);
-    expect(e).toMatchObject({ message: `ref "master" is not a tag, branch or commit of ${repo}` });
+    // git's other default branch name, when the repository has it
+    expect(e).toMatchObject({ message: `ref "master" is not a tag, branch or commit of ${repo} (did you mean main?)` });
     expect((e as OpsError).hint).toMatch(/^its branches and tags include (\S+, )*main(, |;)/);
     const empty = mkdtempSync(join(tmpdir(), 'ops-refs-empty-'));
     execFileSync('git', ['init', '-q', empty]);
     for (const ref of ['master', 'HEAD', 'refs/heads/main'])
       await expect(resolveRef(empty, ref), ref).rejects.toMatchObject({ message: expect.stringMatching(/: it has no commits yet$/), hint: 'commit the app first (git add, git commit), then deploy' });
+  });
+
+  it('a ref a slip or two from a branch or tag (mian, relaese, refs/heads/mian, a branch only on origin): named as the one meant', async () => {
+    git('update-ref', 'refs/remotes/origin/feature-login', sha.two!);
+    for (const [typed, meant] of [['mian', 'main'], ['relaese', 'release'], ['refs/heads/mian', 'main'], ['feature-logni', 'feature-login'], ['V1', 'v1']] as const) {
+      const e = (await resolveRef(repo, typed).catch((x: unknown) => x)) as OpsError;
+      expect(e, typed).toBeInstanceOf(OpsError);
+      expect(e.message, typed).toMatch(new RegExp(` \\(did you mean ${meant}\\?\\)$`));
+    }
+    // a sha this clone lacks (made elsewhere, not pushed): said as such, not a list of branch names
+    const unpushed = (await resolveRef(repo, 'deadbeefdeadbeef').catch((x: unknown) => x)) as OpsError;
+    expect(unpushed.hint).toMatch(/^no commit of this clone starts with deadbeefdeadbeef: a commit made in another clone reaches it once pushed/);
+    // nothing near: no guess
+    expect(((await resolveRef(repo, 'zzzzzz').catch((x: unknown) => x)) as OpsError).message).not.toContain('did you mean');
   });
 
   it("a tag of a tree or a blob (git tag x HEAD^{tree}, lightweight or annotated): said to name no commit, not 'does not exist' with a hint to fetch", async () => {

@@ -853,7 +853,7 @@ describe('ops secrets edit with a terminal editor set and stdin not a terminal (
       );
     }
     // a mistyped environment is said first, not the editor (set, it would only lead there)
-    expect((await cli(e.root, ['secrets', 'edit', 'qa2'], { PATH, EDITOR: 'vim' }, '')).err).toMatch(/^error: no environment "qa2": environments\/qa2\/ does not exist; the environments are qa\n/);
+    expect((await cli(e.root, ['secrets', 'edit', 'qa2'], { PATH, EDITOR: 'vim' }, '')).err).toMatch(/^error: no environment "qa2": environments\/qa2\/ does not exist \(did you mean qa\?\)\n  hint: the environments are qa;/);
     const visual = await cli(e.root, ['secrets', 'edit', 'qa'], { PATH, VISUAL: 'nano' }, '');
     expect(visual.err).toContain('error: $VISUAL is nano, an editor that needs a terminal');
     // under npm (npm run ops, npx), EDITOR=vi is what npm 11 sets when the user set none: not called the user's choice
@@ -1083,8 +1083,8 @@ describe('an environment name that does not exist', () => {
     for (const argv of [['show', 'qz'], ['show', 'qz', '--key', 'a'], ['set', 'qz', 'a'], ['edit', 'qz'], ['rotate', 'qz'], ['recipients', 'qz'], ['recipients', 'qz', 'add', recipient], ['recipients', 'qz', 'sync']]) {
       const r = await cli(e.root, ['secrets', ...argv], { ...e.env, EDITOR: 'false' }, 'value-Zq7w');
       expect(r.code, argv.join(' ')).toBe(1);
-      expect(r.err, argv.join(' ')).toContain('no environment "qz": environments/qz/ does not exist; the environments are qa');
-      expect(r.err, argv.join(' ')).toContain('a new environment is made with `ops env new <name>`');
+      expect(r.err, argv.join(' ')).toContain('no environment "qz": environments/qz/ does not exist (did you mean qa?)');
+      expect(r.err, argv.join(' ')).toContain('hint: the environments are qa; a new one is made with `ops env new <name>`');
       expect(r.err, argv.join(' ')).not.toMatch(/(edit|set|add|new) qz/);
     }
     expect(readFileSync(join(e.root, '.sops.yaml'), 'utf8')).toBe(rules);

@@ -47,7 +47,11 @@ describe('validate', () => {
     expect(hint('gitRef', 'v2^{}')).toContain("git rev-parse 'v2^{}'");
     expect(hint('gitRef', 'main@{1}')).toContain('a revision expression');
     expect(hint('gitRef', ':/fix login')).toBe("a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ':/fix login')");
-    expect(hint('gitRef', ' v1')).toBe('remove the white space around the name (copied with it?)');
+    expect(hint('gitRef', ' v1')).toBe('remove the white space around "v1" (copied with it?)');
+    // any kind: white space around a valid value is said as that (a release id, an environment pasted with a space)
+    expect(hint('release', '20260101T000000Z-0123456 ')).toBe('remove the white space around "20260101T000000Z-0123456" (copied with it?)');
+    expect(hint('environment', ' qa')).toBe('remove the white space around "qa" (copied with it?)');
+    expect(hint('environment', 'x-status ')).not.toContain('white space');
     expect(hint('gitRef', 'a..b')).toContain('git branch -a, git tag');
     // a branch name git allows with other characters (a workflow_dispatch ref input): deployed by its sha
     expect(hint('gitRef', 'feat/été')).toBe("git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse 'feat/été')");

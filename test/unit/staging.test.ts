@@ -57,7 +57,7 @@ describe('parseRef', () => {
     }
     expect(hint('feature/a~1')).toBe("a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse 'feature/a~1')");
     expect(hint('main@{1}')).toMatch(/^a revision expression/);
-    expect(hint(' feature/a')).toBe('remove the white space around the name (copied with it?)');
+    expect(hint(' feature/a')).toBe('remove the white space around "feature/a" (copied with it?)');
     expect(hint('a..b')).toMatch(/git branch -a, git tag/);
   });
   it('gitAllowsRef agrees with git check-ref-format on branch names', () => {

@@ -91,7 +91,11 @@ describe('ops env remove', () => {
     }
     expect(existsSync(env.dir)).toBe(true);
     expect(readCreationRules(root).map((r) => r.pathRegex)).toEqual(['(^|/)environments/old/', '(^|/)environments/keep/']);
-    expect(await cli(root, 'env', 'remove', 'old', '--identity', '/nonexistent/key')).toMatchObject({ code: 1, err: expect.stringMatching(/cannot tell whether old's hosts still serve:\n  web1 \(192\.0\.2\.1\) unreachable \([^\n]*\)\n\s*hint: [^\n]*--force/) });
+    // through the CLI, at an address a machine may have (192.0.2.1, a documentation address, is the placeholder
+    // `ops env new` writes: no machine, nothing serving, see below)
+    const file = join(env.dir, 'environment.yml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('address: 192.0.2.1', 'address: 127.0.0.1'));
+    expect(await cli(root, 'env', 'remove', 'old', '--identity', '/nonexistent/key')).toMatchObject({ code: 1, err: expect.stringMatching(/cannot tell whether old's hosts still serve:\n  web1 \(127\.0\.0\.1\) unreachable \([^\n]*\)\n\s*hint: [^\n]*--force/) });
     expect(existsSync(env.dir)).toBe(true);
     expect((await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: {}, connector: gone }, 'old', { force: true })).removed).toBe(true);
   });
@@ -350,6 +354,17 @@ describe('ops env remove', () => {
     await expect(removeEnvironment(ctx, 'nope')).rejects.toThrow('no environment "nope": environments/nope/ does not exist');
     await expect(removeEnvironment(ctx, '../etc')).rejects.toThrow(/invalid environment name "..\/etc"/);
     await expect(removeEnvironment(ctx, 'Old')).rejects.toThrow(/invalid environment name/);
+  });
+
+  it('a host still at the placeholder address `ops env new` writes (an environment made by a typo): nothing serves there, removed without --force', async () => {
+    const { root, env } = await project();
+    const file = join(env.dir, 'environment.yml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('address: 192.0.2.1', 'address: 203.0.113.11'));
+    // the real connector, which refuses the placeholder before any connection
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' } }, 'old');
+    expect(r.removed).toBe(true);
+    expect(r.hosts).toEqual([{ host: 'web1', address: '203.0.113.11', state: 'never set up: a documentation address (RFC 5737), the placeholder ops env new writes' }]);
+    expect(existsSync(env.dir)).toBe(false);
   });
 
   it('an unreadable environment.yml blocks the check unless forced', async () => {

@@ -563,6 +563,9 @@ describe('logs step, run here on a copy of the layout', () => {
 
   it('refuses unknown programs and bad line counts, naming the choices', () => {
     expect(() => logsRequest(env, { program: 'worker' })).toThrow(/"worker" is not a program of demo/);
+    // a slip of a program's name (or nginx's): the one meant named
+    expect(() => logsRequest(env, { program: 'servr' })).toThrow('"servr" is not a program of demo (did you mean server?)');
+    expect(() => logsRequest(env, { program: 'ngnix' })).toThrow('"ngnix" is not a program of demo (did you mean nginx?)');
     expect(() => logsRequest(env, { program: 'worker' })).toThrow(expect.objectContaining({ hint: expect.stringContaining('ops logs demo --slot previous shows every program it runs') }));
     expect(() => logsRequest(env, { lines: -1 })).toThrow(/--lines must be a whole number from 0 to 10000/);
     expect(() => logsRequest(env, { lines: 1.5 })).toThrow(/--lines/);

@@ -5,7 +5,7 @@
 // sequence in text from outside (an app's log line, a commit subject) is shown, never acted on by the terminal.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fstatSync, statSync, writeSync } from 'node:fs';
-import { DUMP_RUN, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, byteDumps, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
+import { DUMP_RUN, dumpLine, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, byteDumps, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 import { describeLowLevel, markOwnOutput, printableLine, showControls } from './errors.ts';
 import { inBackgroundOf, runHandlesSignals, signalExit, terminalHasTostop } from './signals.ts';
 
@@ -163,6 +163,16 @@ export function maskedParts(value: string): string[] {
   return [...out];
 }
 
+/** The shortest piece of a secret a fold shows that is hidden (Masker.hidePieces): a weak value's length (parts.ts SHORT_SECRET_LENGTH). */
+const PIECE = SHORT_SECRET_LENGTH;
+/** The base of the runs' rolling hash (Masker.grams), and its power PIECE, what a character leaving the run takes out. */
+const GRAM_BASE = 0x01000193;
+const GRAM_OUT = Array.from({ length: PIECE }).reduce<number>((p) => Math.imul(p, GRAM_BASE), 1);
+/** A piece this long is hidden wherever it starts or ends, inside a word too (a base64 or hex run has no words). */
+const PIECE_ANYWHERE = 16;
+/** What a fold puts around a piece of a line (Masker.hidePieces): white space, quotes, brackets, "|", ",", "\\". */
+const FOLD_FRAME = /[\s'"`()[\]{}<>|,\\]/;
+
 export class Masker {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   private readonly secrets = new Map<string, number>();
@@ -184,6 +194,12 @@ export class Masker {
    */
   private filter = new Int32Array(1 << 11);
   private filterLog2 = 16;
+  /** The same for the suffixes of the secrets that are not weak, hashed from their end back (hidePieces). */
+  private endFilter = new Int32Array(1 << 11);
+  /** The same for every run of PIECE characters in the secrets that are not weak (hidePieces). */
+  private gramFilter = new Int32Array(1 << 11);
+  /** How many secrets that are not weak are held: none, no piece is looked for. */
+  private pieces = 0;
   private prefixes = 0;
   /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
   private readonly wholes = new Set<number>();
@@ -213,6 +229,8 @@ export class Masker {
         if (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) {
           while (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) this.filterLog2++;
           this.filter = new Int32Array(2 ** (this.filterLog2 - 5));
+          this.endFilter = new Int32Array(2 ** (this.filterLog2 - 5));
+          this.gramFilter = new Int32Array(2 ** (this.filterLog2 - 5));
           for (const s of this.secrets.keys()) this.remember(s);
         } else this.remember(t);
         added.push(t);
@@ -220,26 +238,51 @@ export class Masker {
     }
     return added;
   }
-  /** Record a secret's prefixes in the filter, and its hash. */
+  /**
+   * Record a secret's prefixes in the filter, and its hash; for one that is not weak (a fold may show a piece of it:
+   * hidePieces), also its suffixes (hashed from its end back) and its runs of PIECE characters in their own filters.
+   */
   private remember(secret: string): void {
     let hash = FNV_OFFSET;
-    for (let k = 0; k < secret.length; k++) {
-      hash = fnvStep(hash, secret.charCodeAt(k));
-      const shift = 32 - this.filterLog2;
-      const a = Math.imul(hash, 0x9e3779b1) >>> shift;
-      const b = Math.imul(hash, 0x2c1b3c6d) >>> shift;
-      this.filter[a >>> 5]! |= 1 << (a & 31);
-      this.filter[b >>> 5]! |= 1 << (b & 31);
-    }
+    for (let k = 0; k < secret.length; k++) this.setBit(this.filter, (hash = fnvStep(hash, secret.charCodeAt(k))));
     this.wholes.add(hash);
+    if (isWeakPart(secret)) return;
+    this.pieces++;
+    hash = FNV_OFFSET;
+    for (let k = secret.length - 1; k >= 0; k--) this.setBit(this.endFilter, (hash = fnvStep(hash, secret.charCodeAt(k))));
+    this.grams(secret, 0, secret.length, (h) => (this.setBit(this.gramFilter, h), true));
+  }
+  /**
+   * The hashes of each run of PIECE characters of `text` from `a` to `b`, in order, each to `each` until it returns
+   * false: a polynomial hash rolled one character on (base GRAM_BASE, modulo 2^32), so each costs one step.
+   */
+  private grams(text: string, a: number, b: number, each: (hash: number) => boolean): void {
+    let hash = 0;
+    for (let k = a; k < b; k++) {
+      hash = (Math.imul(hash, GRAM_BASE) + text.charCodeAt(k)) | 0;
+      if (k - PIECE >= a) hash = (hash - Math.imul(text.charCodeAt(k - PIECE), GRAM_OUT)) | 0;
+      if (k - a + 1 >= PIECE && !each(hash)) return;
+    }
+  }
+  /** Set `hash`'s two bits in `filter`. */
+  private setBit(filter: Int32Array, hash: number): void {
+    const shift = 32 - this.filterLog2;
+    const a = Math.imul(hash, 0x9e3779b1) >>> shift;
+    const b = Math.imul(hash, 0x2c1b3c6d) >>> shift;
+    filter[a >>> 5]! |= 1 << (a & 31);
+    filter[b >>> 5]! |= 1 << (b & 31);
+  }
+  /** Whether `hash`'s two bits are set in `filter` (false: surely not recorded). */
+  private hasBit(filter: Int32Array, hash: number): boolean {
+    const shift = 32 - this.filterLog2;
+    const a = Math.imul(hash, 0x9e3779b1) >>> shift;
+    if ((filter[a >>> 5]! & (1 << (a & 31))) === 0) return false;
+    const b = Math.imul(hash, 0x2c1b3c6d) >>> shift;
+    return (filter[b >>> 5]! & (1 << (b & 31))) !== 0;
   }
   /** Whether `hash` may be the hash of a secret's prefix (false: surely not). */
   private mayStart(hash: number): boolean {
-    const shift = 32 - this.filterLog2;
-    const a = Math.imul(hash, 0x9e3779b1) >>> shift;
-    if ((this.filter[a >>> 5]! & (1 << (a & 31))) === 0) return false;
-    const b = Math.imul(hash, 0x2c1b3c6d) >>> shift;
-    return (this.filter[b >>> 5]! & (1 << (b & 31))) !== 0;
+    return this.hasBit(this.filter, hash);
   }
 
   /**
@@ -391,7 +434,86 @@ export class Masker {
   }
 
   private redactPlain(text: string): string {
-    return this.hideCut(this.redactWhole(text));
+    return this.hideCut(this.redactWhole(this.hidePieces(text)));
+  }
+
+  /**
+   * `text` with what a fold shows of a secret on each line written ***: a printer that folds a long value over lines
+   * (PyYAML's yaml.dump at 80 columns, Python's pprint splitting a string into adjacent pieces, a wrapping base64 of a
+   * text holding the secret, a hex dump's 16 bytes a line) shows it in pieces, none of which is the secret whole. On
+   * each line, its ends' white space, quotes, brackets, "|", "," and "\\" left out (FOLD_FRAME): the line whole when it
+   * lies inside a secret (a middle piece), else its longest end that starts a secret (the first piece) and its longest
+   * start that ends one (the last piece). A piece is PIECE characters at least and not weak (parts.ts isWeakPart), and
+   * starts (ends) where a word does unless it is PIECE_ANYWHERE long: a word's end that happens to start a secret stays.
+   * A hex dump's line (parts.ts dumpLine) is read as the hex of its bytes too, each piece of a secret's hex found there
+   * (PIECE_ANYWHERE digits at least, at whole bytes) hidden in its pairs and in its column. Secrets that are not weak
+   * only. The hosts' mask_text applies the same rule (core/steps/sh/mask.sh, pieces).
+   */
+  private hidePieces(text: string): string {
+    if (this.pieces === 0) return text;
+    return text
+      .split('\n')
+      .map((line) => {
+        if (line.length < PIECE) return line;
+        const spans: [number, number][] = [];
+        let a = 0;
+        let b = line.length;
+        while (a < b && FOLD_FRAME.test(line[a]!)) a++;
+        while (b > a && FOLD_FRAME.test(line[b - 1]!)) b--;
+        spans.push(...this.piecesIn(line, a, b, 1));
+        const dump = dumpLine(line);
+        if (dump)
+          for (const [x, y] of this.piecesIn(dump.hex, 0, dump.hex.length, 2)) {
+            spans.push([dump.at[x / 2]!, dump.at[y / 2 - 1]! + 2]);
+            if (dump.column !== undefined) spans.push([dump.column + x / 2, dump.column + y / 2]);
+          }
+        if (!spans.length) return line;
+        // with every secret the line holds whole: a piece hidden first must not cut one that overlaps it
+        spans.push(...this.spansIn(line));
+        return starred(line, spans.sort((x, y) => x[0] - y[0]));
+      })
+      .join('\n');
+  }
+
+  /**
+   * The pieces of secrets in `text` from `a` to `b` (see hidePieces): [a, b) when it lies inside a secret, else the
+   * longest [j, b) that starts one and the longest [a, f) that ends one. `step`: pieces start and end at multiples of it
+   * from `a` (2: whole bytes of hex, where PIECE_ANYWHERE digits at least count). Told by the filters of hashes
+   * (remember), read from each place only as long as they may still hold what was read: about one step a place on
+   * real text, whatever the number of secrets. A filter may pass what no secret holds, so rarely over PIECE
+   * characters (about 1.4% a step) that only text very like a secret could be hidden; a line made of runs of PIECE
+   * characters of several secrets counts as inside one.
+   */
+  private piecesIn(text: string, a: number, b: number, step: number): [number, number][] {
+    if (b - a < PIECE) return [];
+    const min = step > 1 ? PIECE_ANYWHERE : PIECE;
+    const shown = (from: number, to: number) => to - from >= min && !isWeakPart(text.slice(from, to));
+    let inside = true;
+    this.grams(text, a, b, (h) => (inside = this.hasBit(this.gramFilter, h)));
+    if (inside && shown(a, b)) return [[a, b]];
+    const word = (c: string | undefined) => c !== undefined && /[\p{L}\p{N}]/u.test(c);
+    const spans: [number, number][] = [];
+    for (let j = Math.max(a, b - this.longest + 1); j + min <= b; j += 1) {
+      if ((j - a) % step || (b - j < PIECE_ANYWHERE && j > a && word(text[j - 1]))) continue;
+      let hash = FNV_OFFSET;
+      let k = j;
+      while (k < b && this.mayStart((hash = fnvStep(hash, text.charCodeAt(k))))) k++;
+      if (k === b && shown(j, b)) {
+        spans.push([j, b]);
+        break;
+      }
+    }
+    for (let f = Math.min(b, a + this.longest - 1); f - min >= a; f -= 1) {
+      if ((f - a) % step || (f - a < PIECE_ANYWHERE && f < b && word(text[f]))) continue;
+      let hash = FNV_OFFSET;
+      let k = f;
+      while (k > a && this.hasBit(this.endFilter, (hash = fnvStep(hash, text.charCodeAt(k - 1))))) k--;
+      if (k === a && shown(a, f)) {
+        spans.push([a, f]);
+        break;
+      }
+    }
+    return spans;
   }
 
   /**

@@ -133,9 +133,89 @@ sub cut {
   }
   return $out . substr($l, $copied);
 }
+# A piece of a text that a fold shows on a line (core/report.ts Masker.hidePieces, the same rule): the texts of 8
+# bytes or more by their first and last 8 bytes and by every run of 8 bytes in them.
+my (%piece_start, %piece_end, %piece_gram);
+for my $f (@forms) {
+  next if length($f) < 8;
+  push @{$piece_start{substr($f, 0, 8)}}, $f; push @{$piece_end{substr($f, -8)}}, $f;
+  my %g; $g{substr($f, $_, 8)} = 1 for 0 .. length($f) - 8;
+  push @{$piece_gram{$_}}, $f for keys %g;
+}
+# pieces_in(TEXT, A, B, STEP): [A, B) when it lies inside a text, else the longest [J, B) that starts one and the
+# longest [A, F) that ends one; 8 bytes at least (16 for STEP 2: hex, at whole bytes), starting (ending) where a word
+# does unless 16 long. The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).
+sub pieces_in {
+  my ($t, $a, $b, $step) = @_;
+  my $n = $b - $a;
+  return () if $n < 8;
+  my $min = $step > 1 ? 16 : 8;
+  my $whole = substr($t, $a, $n);
+  if ($n >= $min && (my $l = $piece_gram{substr($whole, 0, 8)})) {
+    return [$a, $b] if grep { length($_) > $n && index($_, $whole) >= 0 } @$l;
+  }
+  my @spans;
+  for (my $j = $b - $cut_long + 1 > $a ? $b - $cut_long + 1 : $a; $j + $min <= $b; $j++) {
+    next if ($j - $a) % $step;
+    next if $b - $j < 16 && $j > $a && substr($t, $j - 1, 1) =~ /[A-Za-z0-9\x80-\xff]/;
+    my $l = $piece_start{substr($t, $j, 8)} or next;
+    my $p = substr($t, $j, $b - $j);
+    if (grep { length($_) > length($p) && index($_, $p) == 0 } @$l) { push @spans, [$j, $b]; last }
+  }
+  for (my $f = $a + $cut_long - 1 < $b ? $a + $cut_long - 1 : $b; $f - $min >= $a; $f--) {
+    next if ($f - $a) % $step;
+    next if $f - $a < 16 && $f < $b && substr($t, $f, 1) =~ /[A-Za-z0-9\x80-\xff]/;
+    my $l = $piece_end{substr($t, $f - 8, 8)} or next;
+    my $p = substr($t, $a, $f - $a);
+    if (grep { length($_) > length($p) && substr($_, -length($p)) eq $p } @$l) { push @spans, [$a, $f]; last }
+  }
+  return @spans;
+}
+# dump_line(LINE): a line of a hex dump (core/secrets/parts.ts dumpLine, the same reading): its bytes as hex, where each
+# pair of each byte stands, and where its column starts (undef without one); () for any other line.
+sub dump_line {
+  my ($l) = @_;
+  my $p = $l =~ /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/ ? $+[0] : 0;
+  my ($width, $hex, @at) = (0, "");
+  pos($l) = $p;
+  while ($l =~ /\G {1,2}([0-9A-Fa-f]{2,8})(?= |$)/gc) {
+    my $g = $1;
+    last if length($g) % 2 || ($width && length($g) > $width) || ($width && @at && length($hex) % $width);
+    $width ||= length $g;
+    my $start = $+[0] - length $g;
+    push @at, map { $start + 2 * $_ } 0 .. length($g) / 2 - 1;
+    $hex .= $g; $p = $+[0];
+  }
+  return () if @at < 2;
+  my $rest = substr($l, $p);
+  return ($hex, \@at, undef) if $rest !~ /\S/;
+  return ($hex, \@at, $p + length $1) if $rest =~ /^( {2,}[|>])(.*)[|<]$/s && length($2) == @at;
+  return ($hex, \@at, $p + length $1) if $rest =~ /^( {2,})/ && length($rest) - length($1) == @at;
+  return ();
+}
+# pieces(LINE): the spans of LINE a fold shows pieces of texts in (the frame at its ends left out; the hex and column of a dump).
+sub pieces {
+  my ($l) = @_;
+  my ($a, $b) = (0, length $l);
+  $a++ while $a < $b && substr($l, $a, 1) =~ /[\s\x27"`()\[\]{}<>|,\\]/;
+  $b-- while $b > $a && substr($l, $b - 1, 1) =~ /[\s\x27"`()\[\]{}<>|,\\]/;
+  my @spans = pieces_in($l, $a, $b, 1);
+  my ($hex, $at, $column) = dump_line($l);
+  if (defined $hex) {
+    for my $s (pieces_in($hex, 0, length $hex, 2)) {
+      my ($x, $y) = ($s->[0] / 2, $s->[1] / 2);
+      push @spans, [$at->[$x], $at->[$y - 1] + 2];
+      push @spans, [$column + $x, $column + $y] if defined $column;
+    }
+  }
+  return @spans;
+}
 while (my $line = <STDIN>) {
   my $end = chomp($line) ? "\n" : "";
   my %ends; # by where a text starts in the line: where the longest one there ends
+  if (%piece_start && length($line) >= 8) {
+    for my $s (pieces($line)) { $ends{$s->[0]} = $s->[1] if ($ends{$s->[0]} // -1) < $s->[1] }
+  }
   for my $part (@parts) {
     while ($line =~ /$part/g) {
       $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];

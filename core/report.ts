@@ -163,15 +163,12 @@ export function maskedParts(value: string): string[] {
   return [...out];
 }
 
-/** The shortest piece of a secret a fold shows that is hidden (Masker.hidePieces): a weak value's length (parts.ts SHORT_SECRET_LENGTH). */
-const PIECE = SHORT_SECRET_LENGTH;
-/** The base of the runs' rolling hash (Masker.grams), and its power PIECE, what a character leaving the run takes out. */
-const GRAM_BASE = 0x01000193;
-const GRAM_OUT = Array.from({ length: PIECE }).reduce<number>((p) => Math.imul(p, GRAM_BASE), 1);
-/** A piece this long is hidden wherever it starts or ends, inside a word too (a base64 or hex run has no words). */
-const PIECE_ANYWHERE = 16;
-/** What a fold puts around a piece of a line (Masker.hidePieces): white space, quotes, brackets, "|", ",", "\\". */
+/** The shortest fold form (Masker.hideFolds): a weak value's length (parts.ts SHORT_SECRET_LENGTH). */
+const FOLD_MIN = SHORT_SECRET_LENGTH;
+/** What a fold puts around a piece of a line (Masker.hideFolds): white space, quotes, brackets, "|", ",", "\\". */
 const FOLD_FRAME = /[\s'"`()[\]{}<>|,\\]/;
+/** A line of `od -c` (its offset, octal, decimal or hex, then a byte in each 4 columns): its offset is frame too (hideFolds). */
+const OD_CHARS = /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\[0-9a-z]| [0-7]{3}| {4})+$/;
 
 export class Masker {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
@@ -194,15 +191,13 @@ export class Masker {
    */
   private filter = new Int32Array(1 << 11);
   private filterLog2 = 16;
-  /** The same for the suffixes of the secrets that are not weak, hashed from their end back (hidePieces). */
-  private endFilter = new Int32Array(1 << 11);
-  /** The same for every run of PIECE characters in the secrets that are not weak (hidePieces). */
-  private gramFilter = new Int32Array(1 << 11);
-  /** How many secrets that are not weak are held: none, no piece is looked for. */
-  private pieces = 0;
   private prefixes = 0;
   /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
   private readonly wholes = new Set<number>();
+  /** The fold forms (hideFolds): each secret that is not weak with its white space taken out, FOLD_MIN long at least, by length; their first FOLD_MIN characters. */
+  private readonly folds = new Map<number, Set<string>>();
+  private foldLengths: number[] = [];
+  private readonly foldStarts = new Set<string>();
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value: string): string[] {
     const added: string[] = [];
@@ -217,6 +212,16 @@ export class Masker {
         same.add(t);
         this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
         if (t.includes('*')) this.starred.push(t);
+        const fold = t.replace(/\s+/g, '');
+        if (!isWeakPart(t) && fold.length >= FOLD_MIN) {
+          let list = this.folds.get(fold.length);
+          if (!list) {
+            this.folds.set(fold.length, (list = new Set()));
+            this.foldLengths = [...this.folds.keys()].sort((a, b) => a - b);
+          }
+          list.add(fold);
+          this.foldStarts.add(fold.slice(0, FOLD_MIN));
+        }
         if (!isWeakPart(t)) {
           for (const [map, key] of [[this.cutByStart, t.slice(0, MIN_SECRET_LENGTH)], [this.cutByEnd, t.slice(-MIN_SECRET_LENGTH)]] as const) {
             const list = map.get(key);
@@ -229,8 +234,6 @@ export class Masker {
         if (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) {
           while (this.prefixes * FILTER_BITS_PER_PREFIX > 2 ** this.filterLog2 && this.filterLog2 < FILTER_MAX_LOG2) this.filterLog2++;
           this.filter = new Int32Array(2 ** (this.filterLog2 - 5));
-          this.endFilter = new Int32Array(2 ** (this.filterLog2 - 5));
-          this.gramFilter = new Int32Array(2 ** (this.filterLog2 - 5));
           for (const s of this.secrets.keys()) this.remember(s);
         } else this.remember(t);
         added.push(t);
@@ -238,51 +241,26 @@ export class Masker {
     }
     return added;
   }
-  /**
-   * Record a secret's prefixes in the filter, and its hash; for one that is not weak (a fold may show a piece of it:
-   * hidePieces), also its suffixes (hashed from its end back) and its runs of PIECE characters in their own filters.
-   */
+  /** Record a secret's prefixes in the filter, and its hash. */
   private remember(secret: string): void {
     let hash = FNV_OFFSET;
-    for (let k = 0; k < secret.length; k++) this.setBit(this.filter, (hash = fnvStep(hash, secret.charCodeAt(k))));
-    this.wholes.add(hash);
-    if (isWeakPart(secret)) return;
-    this.pieces++;
-    hash = FNV_OFFSET;
-    for (let k = secret.length - 1; k >= 0; k--) this.setBit(this.endFilter, (hash = fnvStep(hash, secret.charCodeAt(k))));
-    this.grams(secret, 0, secret.length, (h) => (this.setBit(this.gramFilter, h), true));
-  }
-  /**
-   * The hashes of each run of PIECE characters of `text` from `a` to `b`, in order, each to `each` until it returns
-   * false: a polynomial hash rolled one character on (base GRAM_BASE, modulo 2^32), so each costs one step.
-   */
-  private grams(text: string, a: number, b: number, each: (hash: number) => boolean): void {
-    let hash = 0;
-    for (let k = a; k < b; k++) {
-      hash = (Math.imul(hash, GRAM_BASE) + text.charCodeAt(k)) | 0;
-      if (k - PIECE >= a) hash = (hash - Math.imul(text.charCodeAt(k - PIECE), GRAM_OUT)) | 0;
-      if (k - a + 1 >= PIECE && !each(hash)) return;
+    for (let k = 0; k < secret.length; k++) {
+      hash = fnvStep(hash, secret.charCodeAt(k));
+      const shift = 32 - this.filterLog2;
+      const a = Math.imul(hash, 0x9e3779b1) >>> shift;
+      const b = Math.imul(hash, 0x2c1b3c6d) >>> shift;
+      this.filter[a >>> 5]! |= 1 << (a & 31);
+      this.filter[b >>> 5]! |= 1 << (b & 31);
     }
-  }
-  /** Set `hash`'s two bits in `filter`. */
-  private setBit(filter: Int32Array, hash: number): void {
-    const shift = 32 - this.filterLog2;
-    const a = Math.imul(hash, 0x9e3779b1) >>> shift;
-    const b = Math.imul(hash, 0x2c1b3c6d) >>> shift;
-    filter[a >>> 5]! |= 1 << (a & 31);
-    filter[b >>> 5]! |= 1 << (b & 31);
-  }
-  /** Whether `hash`'s two bits are set in `filter` (false: surely not recorded). */
-  private hasBit(filter: Int32Array, hash: number): boolean {
-    const shift = 32 - this.filterLog2;
-    const a = Math.imul(hash, 0x9e3779b1) >>> shift;
-    if ((filter[a >>> 5]! & (1 << (a & 31))) === 0) return false;
-    const b = Math.imul(hash, 0x2c1b3c6d) >>> shift;
-    return (filter[b >>> 5]! & (1 << (b & 31))) !== 0;
+    this.wholes.add(hash);
   }
   /** Whether `hash` may be the hash of a secret's prefix (false: surely not). */
   private mayStart(hash: number): boolean {
-    return this.hasBit(this.filter, hash);
+    const shift = 32 - this.filterLog2;
+    const a = Math.imul(hash, 0x9e3779b1) >>> shift;
+    if ((this.filter[a >>> 5]! & (1 << (a & 31))) === 0) return false;
+    const b = Math.imul(hash, 0x2c1b3c6d) >>> shift;
+    return (this.filter[b >>> 5]! & (1 << (b & 31))) !== 0;
   }
 
   /**
@@ -434,86 +412,88 @@ export class Masker {
   }
 
   private redactPlain(text: string): string {
-    return this.hideCut(this.redactWhole(this.hidePieces(text)));
+    return this.hideCut(this.redactWhole(this.hideFolds(text)));
   }
 
   /**
-   * `text` with what a fold shows of a secret on each line written ***: a printer that folds a long value over lines
-   * (PyYAML's yaml.dump at 80 columns, Python's pprint splitting a string into adjacent pieces, a wrapping base64 of a
-   * text holding the secret, a hex dump's 16 bytes a line) shows it in pieces, none of which is the secret whole. On
-   * each line, its ends' white space, quotes, brackets, "|", "," and "\\" left out (FOLD_FRAME): the line whole when it
-   * lies inside a secret (a middle piece), else its longest end that starts a secret (the first piece) and its longest
-   * start that ends one (the last piece). A piece is PIECE characters at least and not weak (parts.ts isWeakPart), and
-   * starts (ends) where a word does unless it is PIECE_ANYWHERE long: a word's end that happens to start a secret stays.
-   * A hex dump's line (parts.ts dumpLine) is read as the hex of its bytes too, each piece of a secret's hex found there
-   * (PIECE_ANYWHERE digits at least, at whole bytes) hidden in its pairs and in its column. Secrets that are not weak
-   * only. The hosts' mask_text applies the same rule (core/steps/sh/mask.sh, pieces).
+   * `text` with each secret a printer folded over lines written *** piece by piece: PyYAML's yaml.dump at 80 columns,
+   * Python's pprint splitting a string into adjacent pieces, a wrapping base64 of a text holding the secret (any
+   * width), a hex dump (parts.ts dumpLine: any number of bytes a line) show it in pieces, none the secret whole. The
+   * lines are read as one text (a channel): each line's body (its ends' white space, quotes, brackets, "|", "," and
+   * "\\" left out: FOLD_FRAME) with its white space taken out, one after another (a line without a body ends the
+   * channel; `od -c`'s offset is frame too: OD_CHARS); and a second channel of the bytes of consecutive hex dump lines, as lower-case hex. A secret (a form
+   * parts.ts secretParts lists: its base64 at each alignment, its hex; not weak, its white space out, FOLD_MIN
+   * characters at least) found whole in a channel AND running over a line's end is a fold: what it covers on each
+   * line is hidden (in a dump: the bytes' pairs and their column). A piece alone (a line ending with a secret's start,
+   * a URL's scheme and host, the next line not going on with it) is ordinary text and stays. The hosts' mask_text
+   * applies the same rule (core/steps/sh/mask.sh, hold), holding a line while the next may go on with its end. A
+   * fold cut by the text's start or end shows its pieces. The work: the text's length times the lengths secrets have
+   * where one may start (FOLD_MIN characters looked up), as redactWhole.
    */
-  private hidePieces(text: string): string {
-    if (this.pieces === 0) return text;
-    return text
-      .split('\n')
-      .map((line) => {
-        if (line.length < PIECE) return line;
-        const spans: [number, number][] = [];
-        let a = 0;
-        let b = line.length;
-        while (a < b && FOLD_FRAME.test(line[a]!)) a++;
-        while (b > a && FOLD_FRAME.test(line[b - 1]!)) b--;
-        spans.push(...this.piecesIn(line, a, b, 1));
-        const dump = dumpLine(line);
-        if (dump)
-          for (const [x, y] of this.piecesIn(dump.hex, 0, dump.hex.length, 2)) {
-            spans.push([dump.at[x / 2]!, dump.at[y / 2 - 1]! + 2]);
-            if (dump.column !== undefined) spans.push([dump.column + x / 2, dump.column + y / 2]);
-          }
-        if (!spans.length) return line;
-        // with every secret the line holds whole: a piece hidden first must not cut one that overlaps it
-        spans.push(...this.spansIn(line));
-        return starred(line, spans.sort((x, y) => x[0] - y[0]));
-      })
-      .join('\n');
-  }
-
-  /**
-   * The pieces of secrets in `text` from `a` to `b` (see hidePieces): [a, b) when it lies inside a secret, else the
-   * longest [j, b) that starts one and the longest [a, f) that ends one. `step`: pieces start and end at multiples of it
-   * from `a` (2: whole bytes of hex, where PIECE_ANYWHERE digits at least count). Told by the filters of hashes
-   * (remember), read from each place only as long as they may still hold what was read: about one step a place on
-   * real text, whatever the number of secrets. A filter may pass what no secret holds, so rarely over PIECE
-   * characters (about 1.4% a step) that only text very like a secret could be hidden; a line made of runs of PIECE
-   * characters of several secrets counts as inside one.
-   */
-  private piecesIn(text: string, a: number, b: number, step: number): [number, number][] {
-    if (b - a < PIECE) return [];
-    const min = step > 1 ? PIECE_ANYWHERE : PIECE;
-    const shown = (from: number, to: number) => to - from >= min && !isWeakPart(text.slice(from, to));
-    let inside = true;
-    this.grams(text, a, b, (h) => (inside = this.hasBit(this.gramFilter, h)));
-    if (inside && shown(a, b)) return [[a, b]];
-    const word = (c: string | undefined) => c !== undefined && /[\p{L}\p{N}]/u.test(c);
+  private hideFolds(text: string): string {
+    if (!this.folds.size || !text.includes('\n')) return text;
+    const lines: { at: number; line: string }[] = [];
+    for (let at = 0; at <= text.length; ) {
+      const nl = text.indexOf('\n', at);
+      const end = nl === -1 ? text.length : nl;
+      lines.push({ at, line: text.slice(at, end) });
+      at = end + 1;
+    }
     const spans: [number, number][] = [];
-    for (let j = Math.max(a, b - this.longest + 1); j + min <= b; j += 1) {
-      if ((j - a) % step || (b - j < PIECE_ANYWHERE && j > a && word(text[j - 1]))) continue;
-      let hash = FNV_OFFSET;
-      let k = j;
-      while (k < b && this.mayStart((hash = fnvStep(hash, text.charCodeAt(k))))) k++;
-      if (k === b && shown(j, b)) {
-        spans.push([j, b]);
-        break;
+    // a channel: its text, each character's place in `text` ([from, to) of what it stands for: a pair hides its
+    // column too) and its line; a separator "\n" where it ends
+    const body = { chars: '', from: [] as number[], to: [] as number[], extra: [] as number[], line: [] as number[] };
+    const hex = { chars: '', from: [] as number[], to: [] as number[], extra: [] as number[], line: [] as number[] };
+    const push = (c: typeof body, ch: string, from: number, to: number, extra: number, line: number) => {
+      for (const one of ch) {
+        c.chars += one;
+        c.from.push(from);
+        c.to.push(to);
+        c.extra.push(extra);
+        c.line.push(line);
+      }
+    };
+    lines.forEach(({ at, line }, n) => {
+      let a = 0;
+      let b = line.length;
+      while (a < b && FOLD_FRAME.test(line[a]!)) a++;
+      while (b > a && FOLD_FRAME.test(line[b - 1]!)) b--;
+      if (a < b && OD_CHARS.test(line)) a = OD_CHARS.exec(line)![1]!.length;
+      if (a === b) push(body, '\n', 0, 0, -1, n);
+      for (let k = a; k < b; k++) if (!/\s/.test(line[k]!)) push(body, line[k]!, at + k, at + k + 1, -1, n);
+      const dump = dumpLine(line);
+      if (!dump) return push(hex, '\n\n', 0, 0, -1, n); // two characters: the hex stays at whole bytes
+      dump.at.forEach((p, k) => {
+        const col = dump.column === undefined ? -1 : at + dump.column + k;
+        push(hex, dump.hex[2 * k]!.toLowerCase(), at + p, at + p + 2, col, n);
+        push(hex, dump.hex[2 * k + 1]!.toLowerCase(), at + p, at + p + 2, col, n);
+      });
+    });
+    for (const [c, step] of [[body, 1], [hex, 2]] as const) {
+      for (let i = 0; i + FOLD_MIN <= c.chars.length; i += 1) {
+        if ((step === 2 && i % 2) || !this.foldStarts.has(c.chars.slice(i, i + FOLD_MIN))) continue;
+        for (const n of this.foldLengths) {
+          const e = i + n;
+          if (e > c.chars.length) break;
+          // a fold runs over a line's end; on one line it is the secret as it is (redactWhole)
+          if (c.line[i] === c.line[e - 1] || !this.folds.get(n)!.has(c.chars.slice(i, e))) continue;
+          for (let k = i; k < e; k++) {
+            spans.push([c.from[k]!, c.to[k]!]);
+            if (c.extra[k]! >= 0) spans.push([c.extra[k]!, c.extra[k]! + 1]);
+          }
+        }
       }
     }
-    for (let f = Math.min(b, a + this.longest - 1); f - min >= a; f -= 1) {
-      if ((f - a) % step || (f - a < PIECE_ANYWHERE && f < b && word(text[f]))) continue;
-      let hash = FNV_OFFSET;
-      let k = f;
-      while (k > a && this.hasBit(this.endFilter, (hash = fnvStep(hash, text.charCodeAt(k - 1))))) k--;
-      if (k === a && shown(a, f)) {
-        spans.push([a, f]);
-        break;
-      }
+    if (!spans.length) return text;
+    // the pieces a line shows, as one span each (what lies between two characters of a piece on a line is its white space)
+    spans.sort((x, y) => x[0] - y[0]);
+    const merged: [number, number][] = [];
+    for (const [f, t] of spans) {
+      const last = merged[merged.length - 1];
+      if (last && /^[^\S\n]*$/.test(text.slice(last[1], f))) last[1] = Math.max(last[1], t);
+      else merged.push([f, t]);
     }
-    return spans;
+    return starred(text, merged);
   }
 
   /**

@@ -763,7 +763,7 @@ export const DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(
  * (`.` for one not printable), after two spaces or more, between `|` or `>` and `<` or not. Returns the line's bytes as
  * continuous hex (`hex`), where each byte's two digits stand in the line (`at`: [start, end) of each byte's pair), and
  * where the column starts (`column`: its character i shows byte i; undefined without one), or undefined for any
- * other line. Two bytes at least. Not `hexdump`'s default nor `od -x` (2-byte words, their bytes swapped). Linear.
+ * other line. One byte at least (`od -w1`). Not `hexdump`'s default nor `od -x` (2-byte words, their bytes swapped). Linear.
  */
 export function dumpLine(line: string): { hex: string; at: number[]; column: number | undefined } | undefined {
   const offset = /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/.exec(line)!;
@@ -772,6 +772,7 @@ export function dumpLine(line: string): { hex: string; at: number[]; column: num
   let width = 0;
   let hex = '';
   const at: number[] = [];
+  let before = p; // where the last group's spaces start
   for (let m: RegExpExecArray | null; (group.lastIndex = p), (m = group.exec(line)); p = group.lastIndex) {
     const g = m[1]!;
     // one width throughout (the first group's), a shorter last group only; an odd count is no bytes
@@ -780,8 +781,16 @@ export function dumpLine(line: string): { hex: string; at: number[]; column: num
     const start = group.lastIndex - g.length;
     for (let k = 0; k < g.length; k += 2) at.push(start + k);
     hex += g;
+    before = p;
   }
-  if (at.length < 2) return undefined;
+  // a last group after two spaces as long as the bytes before it is their column (`xxd -c 2`'s "f3")
+  const last = line.slice(before, p);
+  if (p === line.length && /^ {2}/.test(last) && last.length - 2 === at.length - (last.length - 2) / 2) {
+    at.length -= (last.length - 2) / 2;
+    hex = hex.slice(0, 2 * at.length);
+    p = before;
+  }
+  if (at.length < 1) return undefined;
   const rest = line.slice(p);
   if (!rest.trim()) return { hex, at, column: undefined };
   const framed = /^ {2,}([|>])([^]*)([|<])$/.exec(rest);

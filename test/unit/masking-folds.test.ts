@@ -113,3 +113,55 @@ describe('a secret folded over lines: each piece hidden, by the runner and on th
     expect(weak.redact('user\nPasswo')).toBe('user\nPasswo');
   });
 });
+
+describe('a fold is hidden only where the next lines go on with the secret', () => {
+  const URL = 'postgresql://catalogage:Zq7Wx9vLm3pR8sT2@db-main.internal:5432/catalogage';
+  const WORDY = 'Whistleblower-Kestrel-9f3Q7zLm2xR';
+
+  it('leaves ordinary lines holding a piece of a secret readable: its start, its end, a word of it, a line alone inside it', () => {
+    const log = [
+      'Connecting to postgresql://catalogage', // the URL's scheme and user end the line
+      'connection refused, retrying in 5s',
+      'db-main.internal:5432/catalogage is down', // the URL's host and database start the line
+      'catalogage', // a line lying inside the URL
+      'reported by the Whistleblower-Kestrel', // a common word prefix of a secret ends the line
+      'Kestrel-9f3Q7 is the next build', // and its next piece starts the next line, the secret never whole
+      '  [postgresql://catalogage@db-main',
+      '  replica]', // the fold breaks off: not the secret
+    ].join('\n');
+    for (const masked of [runnerMasked([URL, WORDY], log), hostMasked([URL, WORDY], log)]) expect(masked).toBe(log);
+  });
+
+  it('hides the pieces of real folds at any width: base64 -w N, xxd -c N, od -t x1 -w N, od -c, PyYAML and pprint at narrow widths', () => {
+    const doc = `{"database_url":"${URL}","token":"${WORDY}","n":1}\n`;
+    const outs: string[] = [];
+    for (const w of [1, 3, 4, 7, 24, 60]) outs.push(run('base64', ['-w', String(w)], doc));
+    for (const c of [1, 2, 4, 7]) outs.push(run('xxd', ['-c', String(c)], doc), run('od', ['-v', '-A', 'x', '-t', 'x1z', `-w${c}`], doc));
+    outs.push(run('od', ['-v', '-c'], doc), run('od', ['-v', '-An', '-c'], doc));
+    outs.push(run('python3', ['-c', 'import sys, yaml, pprint\nv = sys.argv[1]\nprint(yaml.dump({"url": v + " " + v}, width=20))\npprint.pprint({"url": v.replace("@", " @ ") + " tail"}, width=20)', URL], ''));
+    const b64 = (s: string) => [0, 1, 2].map((shift) => Buffer.concat([Buffer.alloc(shift), Buffer.from(s)]).toString('base64').slice(Math.ceil((8 * shift) / 6), Math.floor((8 * (shift + s.length)) / 6)));
+    // what a reader could put back together of the secrets: each line's text (without white space, quotes and od -c's
+    // offset), hex pairs or base64 characters, joined
+    const joined = (text: string) =>
+      text
+        .split('\n')
+        .map((l) => l.replace(/^[0-9a-f]{6,7}(?= )|^[0-9a-f]{6,8}:? /, '').replace(/[\s'"[\]{}]/g, ''))
+        .join('');
+    // a dump line's hex: after its offset, up to two spaces (its column)
+    const hexOf = (text: string) =>
+      text
+        .split('\n')
+        .map((l) => l.replace(/^[0-9a-f]+:? /, '').split(/ {2,}/)[0]!.replace(/ /g, ''))
+        .filter((h) => /^[0-9a-f]+$/.test(h))
+        .join('');
+    const leaks = (text: string) => {
+      const flat = joined(text);
+      const hex = hexOf(text);
+      return [URL, WORDY].filter((s) => flat.includes(s.replace(/\s/g, '')) || hex.includes(Buffer.from(s).toString('hex')) || b64(s).some((b) => flat.includes(b.slice(2, -2))));
+    };
+    for (const out of outs) {
+      expect(leaks(out), out).not.toEqual([]); // the tool's output holds a secret, folded
+      for (const masked of [runnerMasked([URL, WORDY], out), hostMasked([URL, WORDY], out)]) expect(leaks(masked), `${out}\n${masked}`).toEqual([]);
+    }
+  });
+});

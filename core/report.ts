@@ -440,46 +440,69 @@ export class Masker {
       at = end + 1;
     }
     const spans: [number, number][] = [];
-    // a channel: its text, each character's place in `text` ([from, to) of what it stands for: a pair hides its
-    // column too) and its line; a separator "\n" where it ends
-    const body = { chars: '', from: [] as number[], to: [] as number[], extra: [] as number[], line: [] as number[] };
-    const hex = { chars: '', from: [] as number[], to: [] as number[], extra: [] as number[], line: [] as number[] };
-    const push = (c: typeof body, ch: string, from: number, to: number, extra: number, line: number) => {
-      for (const one of ch) {
-        c.chars += one;
-        c.from.push(from);
-        c.to.push(to);
-        c.extra.push(extra);
-        c.line.push(line);
-      }
-    };
-    lines.forEach(({ at, line }, n) => {
-      let a = 0;
+    // the two channels, as pieces (one a line) and where each line's piece starts; "\n" (two in hex: whole bytes) where one ends
+    const body: string[] = [];
+    const hex: string[] = [];
+    const bodyAt: number[] = [];
+    const hexAt: number[] = [];
+    const frames: [number, number][] = [];
+    const dumps: ReturnType<typeof dumpLine>[] = [];
+    let bodyLength = 0;
+    let hexLength = 0;
+    for (const { line } of lines) {
+      let a = /^[\s'"`()[\]{}<>|,\\]*/.exec(line)![0].length;
       let b = line.length;
-      while (a < b && FOLD_FRAME.test(line[a]!)) a++;
       while (b > a && FOLD_FRAME.test(line[b - 1]!)) b--;
       if (a < b && OD_CHARS.test(line)) a = OD_CHARS.exec(line)![1]!.length;
-      if (a === b) push(body, '\n', 0, 0, -1, n);
-      for (let k = a; k < b; k++) if (!/\s/.test(line[k]!)) push(body, line[k]!, at + k, at + k + 1, -1, n);
-      const dump = dumpLine(line);
-      if (!dump) return push(hex, '\n\n', 0, 0, -1, n); // two characters: the hex stays at whole bytes
-      dump.at.forEach((p, k) => {
-        const col = dump.column === undefined ? -1 : at + dump.column + k;
-        push(hex, dump.hex[2 * k]!.toLowerCase(), at + p, at + p + 2, col, n);
-        push(hex, dump.hex[2 * k + 1]!.toLowerCase(), at + p, at + p + 2, col, n);
-      });
-    });
-    for (const [c, step] of [[body, 1], [hex, 2]] as const) {
-      for (let i = 0; i + FOLD_MIN <= c.chars.length; i += 1) {
-        if ((step === 2 && i % 2) || !this.foldStarts.has(c.chars.slice(i, i + FOLD_MIN))) continue;
+      frames.push([a, b]);
+      const t = a === b ? '\n' : line.slice(a, b).replace(/\s+/g, '');
+      bodyAt.push(bodyLength);
+      body.push(t);
+      bodyLength += t.length;
+      const dump = /^ *[0-9A-Fa-f]{2}/.test(line) ? dumpLine(line) : undefined;
+      dumps.push(dump);
+      const h = dump ? dump.hex.toLowerCase() : '\n\n';
+      hexAt.push(hexLength);
+      hex.push(h);
+      hexLength += h.length;
+    }
+    /** The line a channel offset lies in (starts: where each line's piece starts). */
+    const lineOf = (starts: number[], o: number) => {
+      let lo = 0;
+      let hi = starts.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (starts[mid]! <= o) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    };
+    for (const [chars, starts, step] of [[body.join(''), bodyAt, 1], [hex.join(''), hexAt, 2]] as const) {
+      for (let i = 0; i + FOLD_MIN <= chars.length; i += 1) {
+        if ((step === 2 && i % 2) || !this.foldStarts.has(chars.slice(i, i + FOLD_MIN))) continue;
         for (const n of this.foldLengths) {
           const e = i + n;
-          if (e > c.chars.length) break;
+          if (e > chars.length) break;
+          const first = lineOf(starts, i);
+          const last = lineOf(starts, e - 1);
           // a fold runs over a line's end; on one line it is the secret as it is (redactWhole)
-          if (c.line[i] === c.line[e - 1] || !this.folds.get(n)!.has(c.chars.slice(i, e))) continue;
-          for (let k = i; k < e; k++) {
-            spans.push([c.from[k]!, c.to[k]!]);
-            if (c.extra[k]! >= 0) spans.push([c.extra[k]!, c.extra[k]! + 1]);
+          if (first === last || !this.folds.get(n)!.has(chars.slice(i, e))) continue;
+          for (let k = first; k <= last; k++) {
+            const from = Math.max(i, starts[k]!) - starts[k]!;
+            const to = Math.min(e, k + 1 < starts.length ? starts[k + 1]! : chars.length) - starts[k]!;
+            const at = lines[k]!.at;
+            if (step === 1) {
+              // the characters of the line's body that are not white space: the from-th to the (to-1)-th
+              const [a, b] = frames[k]!;
+              const kept: number[] = [];
+              for (let c = a; c < b && kept.length < to; c++) if (!/\s/.test(lines[k]!.line[c]!)) kept.push(c);
+              spans.push([at + kept[from]!, at + kept[to - 1]! + 1]);
+            } else {
+              const dump = dumps[k]!;
+              const [fb, tb] = [from >> 1, (to - 1) >> 1];
+              spans.push([at + dump.at[fb]!, at + dump.at[tb]! + 2]);
+              if (dump.column !== undefined) spans.push([at + dump.column + fb, at + dump.column + tb + 1]);
+            }
           }
         }
       }

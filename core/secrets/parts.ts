@@ -763,7 +763,8 @@ export const DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(
  * (`.` for one not printable), after two spaces or more, between `|` or `>` and `<` or not. Returns the line's bytes as
  * continuous hex (`hex`), where each byte's two digits stand in the line (`at`: [start, end) of each byte's pair), and
  * where the column starts (`column`: its character i shows byte i; undefined without one), or undefined for any
- * other line. One byte at least (`od -w1`). Not `hexdump`'s default nor `od -x` (2-byte words, their bytes swapped). Linear.
+ * other line. One byte at least (`od -w1`); a last group after two spaces, as long as the bytes before it, is their
+ * column (`xxd -c 2`'s "f3"). Not `hexdump`'s default nor `od -x` (2-byte words, their bytes swapped). Linear.
  */
 export function dumpLine(line: string): { hex: string; at: number[]; column: number | undefined } | undefined {
   const offset = /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/.exec(line)!;

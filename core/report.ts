@@ -5,7 +5,7 @@
 // sequence in text from outside (an app's log line, a commit subject) is shown, never acted on by the terminal.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fstatSync, statSync, writeSync } from 'node:fs';
-import { DUMP_RUN, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, byteDumps, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
+import { DUMP_RUN, dumpLine, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, byteDumps, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 import { describeLowLevel, markOwnOutput, printableLine, showControls } from './errors.ts';
 import { inBackgroundOf, runHandlesSignals, signalExit, terminalHasTostop } from './signals.ts';
 
@@ -172,6 +172,13 @@ export function maskedParts(value: string): string[] {
   return [...out];
 }
 
+/** The shortest fold form (Masker.hideFolds): a weak value's length (parts.ts SHORT_SECRET_LENGTH). */
+const FOLD_MIN = SHORT_SECRET_LENGTH;
+/** What a fold puts around a piece of a line (Masker.hideFolds): white space, quotes, brackets, "|", ",", "\\". */
+const FOLD_FRAME = /[\s'"`()[\]{}<>|,\\]/;
+/** A line of `od -c` (its offset, octal, decimal or hex, then a byte in each 4 columns): its offset is frame too (hideFolds). */
+const OD_CHARS = /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\[0-9a-z]| [0-7]{3}| {4})+$/;
+
 export class Masker {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   private readonly secrets = new Map<string, number>();
@@ -196,6 +203,10 @@ export class Masker {
   private prefixes = 0;
   /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
   private readonly wholes = new Set<number>();
+  /** The fold forms (hideFolds): each secret that is not weak with its white space taken out, FOLD_MIN long at least, by length; their first FOLD_MIN characters. */
+  private readonly folds = new Map<number, Set<string>>();
+  private foldLengths: number[] = [];
+  private readonly foldStarts = new Set<string>();
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value: string): string[] {
     const added: string[] = [];
@@ -210,6 +221,16 @@ export class Masker {
         same.add(t);
         this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
         if (t.includes('*')) this.starred.push(t);
+        const fold = t.replace(/\s+/g, '');
+        if (!isWeakPart(t) && fold.length >= FOLD_MIN) {
+          let list = this.folds.get(fold.length);
+          if (!list) {
+            this.folds.set(fold.length, (list = new Set()));
+            this.foldLengths = [...this.folds.keys()].sort((a, b) => a - b);
+          }
+          list.add(fold);
+          this.foldStarts.add(fold.slice(0, FOLD_MIN));
+        }
         if (!isWeakPart(t)) {
           for (const [map, key] of [[this.cutByStart, t.slice(0, MIN_SECRET_LENGTH)], [this.cutByEnd, t.slice(-MIN_SECRET_LENGTH)]] as const) {
             const list = map.get(key);
@@ -400,7 +421,111 @@ export class Masker {
   }
 
   private redactPlain(text: string): string {
-    return this.hideCut(this.redactWhole(text));
+    return this.hideCut(this.redactWhole(this.hideFolds(text)));
+  }
+
+  /**
+   * `text` with each secret a printer folded over lines written *** piece by piece: PyYAML's yaml.dump at 80 columns,
+   * Python's pprint splitting a string into adjacent pieces, a wrapping base64 of a text holding the secret (any
+   * width), a hex dump (parts.ts dumpLine: any number of bytes a line) show it in pieces, none the secret whole. The
+   * lines are read as one text (a channel): each line's body (its ends' white space, quotes, brackets, "|", "," and
+   * "\\" left out: FOLD_FRAME) with its white space taken out, one after another (a line without a body ends the
+   * channel; `od -c`'s offset is frame too: OD_CHARS); and a second channel of the bytes of consecutive hex dump lines, as lower-case hex. A secret (a form
+   * parts.ts secretParts lists: its base64 at each alignment, its hex; not weak, its white space out, FOLD_MIN
+   * characters at least) found whole in a channel AND running over a line's end is a fold: what it covers on each
+   * line is hidden (in a dump: the bytes' pairs and their column). A piece alone (a line ending with a secret's start,
+   * a URL's scheme and host, the next line not going on with it) is ordinary text and stays. The hosts' mask_text
+   * applies the same rule (core/steps/sh/mask.sh, hold), holding a line while the next may go on with its end. A
+   * fold cut by the text's start or end shows its pieces. The work: the text's length times the lengths secrets have
+   * where one may start (FOLD_MIN characters looked up), as redactWhole.
+   */
+  private hideFolds(text: string): string {
+    if (!this.folds.size || !text.includes('\n')) return text;
+    const lines: { at: number; line: string }[] = [];
+    for (let at = 0; at <= text.length; ) {
+      const nl = text.indexOf('\n', at);
+      const end = nl === -1 ? text.length : nl;
+      lines.push({ at, line: text.slice(at, end) });
+      at = end + 1;
+    }
+    const spans: [number, number][] = [];
+    // the two channels, as pieces (one a line) and where each line's piece starts; "\n" (two in hex: whole bytes) where one ends
+    const body: string[] = [];
+    const hex: string[] = [];
+    const bodyAt: number[] = [];
+    const hexAt: number[] = [];
+    const frames: [number, number][] = [];
+    const dumps: ReturnType<typeof dumpLine>[] = [];
+    let bodyLength = 0;
+    let hexLength = 0;
+    for (const { line } of lines) {
+      let a = /^[\s'"`()[\]{}<>|,\\]*/.exec(line)![0].length;
+      let b = line.length;
+      while (b > a && FOLD_FRAME.test(line[b - 1]!)) b--;
+      if (a < b && OD_CHARS.test(line)) a = OD_CHARS.exec(line)![1]!.length;
+      frames.push([a, b]);
+      const t = a === b ? '\n' : line.slice(a, b).replace(/\s+/g, '');
+      bodyAt.push(bodyLength);
+      body.push(t);
+      bodyLength += t.length;
+      const dump = /^ *[0-9A-Fa-f]{2}/.test(line) ? dumpLine(line) : undefined;
+      dumps.push(dump);
+      const h = dump ? dump.hex.toLowerCase() : '\n\n';
+      hexAt.push(hexLength);
+      hex.push(h);
+      hexLength += h.length;
+    }
+    /** The line a channel offset lies in (starts: where each line's piece starts). */
+    const lineOf = (starts: number[], o: number) => {
+      let lo = 0;
+      let hi = starts.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (starts[mid]! <= o) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    };
+    for (const [chars, starts, step] of [[body.join(''), bodyAt, 1], [hex.join(''), hexAt, 2]] as const) {
+      for (let i = 0; i + FOLD_MIN <= chars.length; i += 1) {
+        if ((step === 2 && i % 2) || !this.foldStarts.has(chars.slice(i, i + FOLD_MIN))) continue;
+        for (const n of this.foldLengths) {
+          const e = i + n;
+          if (e > chars.length) break;
+          const first = lineOf(starts, i);
+          const last = lineOf(starts, e - 1);
+          // a fold runs over a line's end; on one line it is the secret as it is (redactWhole)
+          if (first === last || !this.folds.get(n)!.has(chars.slice(i, e))) continue;
+          for (let k = first; k <= last; k++) {
+            const from = Math.max(i, starts[k]!) - starts[k]!;
+            const to = Math.min(e, k + 1 < starts.length ? starts[k + 1]! : chars.length) - starts[k]!;
+            const at = lines[k]!.at;
+            if (step === 1) {
+              // the characters of the line's body that are not white space: the from-th to the (to-1)-th
+              const [a, b] = frames[k]!;
+              const kept: number[] = [];
+              for (let c = a; c < b && kept.length < to; c++) if (!/\s/.test(lines[k]!.line[c]!)) kept.push(c);
+              spans.push([at + kept[from]!, at + kept[to - 1]! + 1]);
+            } else {
+              const dump = dumps[k]!;
+              const [fb, tb] = [from >> 1, (to - 1) >> 1];
+              spans.push([at + dump.at[fb]!, at + dump.at[tb]! + 2]);
+              if (dump.column !== undefined) spans.push([at + dump.column + fb, at + dump.column + tb + 1]);
+            }
+          }
+        }
+      }
+    }
+    if (!spans.length) return text;
+    // the pieces a line shows, as one span each (what lies between two characters of a piece on a line is its white space)
+    spans.sort((x, y) => x[0] - y[0]);
+    const merged: [number, number][] = [];
+    for (const [f, t] of spans) {
+      const last = merged[merged.length - 1];
+      if (last && /^[^\S\n]*$/.test(text.slice(last[1], f))) last[1] = Math.max(last[1], t);
+      else merged.push([f, t]);
+    }
+    return starred(text, merged);
   }
 
   /**

@@ -759,6 +759,51 @@ function bytesDumps(bytes: Buffer): string[] {
  */
 export const DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){2,}|[0-9]{1,3}(, ?)[0-9]{1,3}(?:\2[0-9]{1,3}){2,})(?![0-9A-Za-z])/g;
 
+/**
+ * A line of a hex dump as `xxd` (its default 2-byte groups, -g1, -u, -c), `hexdump -C` and `od -t x1` (with -A or
+ * -An, with z's column) write it: an optional offset (hex, ":" after it or not), groups of hex digits of one even
+ * width (the last one shorter) apart by one or two spaces, and an optional column showing each byte as one character
+ * (`.` for one not printable), after two spaces or more, between `|` or `>` and `<` or not. Returns the line's bytes as
+ * continuous hex (`hex`), where each byte's two digits stand in the line (`at`: [start, end) of each byte's pair), and
+ * where the column starts (`column`: its character i shows byte i; undefined without one), or undefined for any
+ * other line. One byte at least (`od -w1`); a last group after two spaces, as long as the bytes before it, is their
+ * column (`xxd -c 2`'s "f3"). Not `hexdump`'s default nor `od -x` (2-byte words, their bytes swapped). Linear.
+ */
+export function dumpLine(line: string): { hex: string; at: number[]; column: number | undefined } | undefined {
+  const offset = /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/.exec(line)!;
+  const group = / {1,2}([0-9A-Fa-f]{2,8})(?= |$)/y;
+  let p = offset[0].length;
+  let width = 0;
+  let hex = '';
+  const at: number[] = [];
+  let before = p; // where the last group's spaces start
+  for (let m: RegExpExecArray | null; (group.lastIndex = p), (m = group.exec(line)); p = group.lastIndex) {
+    const g = m[1]!;
+    // one width throughout (the first group's), a shorter last group only; an odd count is no bytes
+    if (g.length % 2 || (width && g.length > width) || (width && at.length && hex.length % width)) break;
+    width ||= g.length;
+    const start = group.lastIndex - g.length;
+    for (let k = 0; k < g.length; k += 2) at.push(start + k);
+    hex += g;
+    before = p;
+  }
+  // a last group after two spaces as long as the bytes before it is their column (`xxd -c 2`'s "f3")
+  const last = line.slice(before, p);
+  if (p === line.length && /^ {2}/.test(last) && last.length - 2 === at.length - (last.length - 2) / 2) {
+    at.length -= (last.length - 2) / 2;
+    hex = hex.slice(0, 2 * at.length);
+    p = before;
+  }
+  if (at.length < 1) return undefined;
+  const rest = line.slice(p);
+  if (!rest.trim()) return { hex, at, column: undefined };
+  const framed = /^ {2,}([|>])([^]*)([|<])$/.exec(rest);
+  if (framed && framed[2]!.length === at.length) return { hex, at, column: p + rest.indexOf(framed[1]!) + 1 };
+  const plain = /^ {2,}/.exec(rest);
+  if (plain && rest.length - plain[0].length === at.length) return { hex, at, column: p + plain[0].length };
+  return undefined;
+}
+
 /** Whether `text` is a hex key: an even number of hex digits, 16 at least (`openssl rand -hex 32`, secrets.token_hex). */
 function isHexKey(text: string): boolean {
   return text.length >= 16 && text.length % 2 === 0 && /^[0-9A-Fa-f]+$/.test(text);

@@ -16,7 +16,8 @@
 # - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune
 #   (keep_masks): their programs' lines stay in the log files (rotated by size, kept whatever their age) after the
 #   release is gone, and its secret values may have been rotated since.
-# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL).
+# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL), and the pieces
+# of a text it folded over lines (hold, in MASK_PERL).
 # Each once, longest first (the releases kept share most of their values); every place a text covers in what is
 # masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as
 # the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).
@@ -133,9 +134,164 @@ sub cut {
   }
   return $out . substr($l, $copied);
 }
-while (my $line = <STDIN>) {
-  my $end = chomp($line) ? "\n" : "";
+# A secret a printer folded over lines (core/report.ts Masker.hideFolds, the same rule): the lines read as two
+# channels, the body of each line (the frame at its ends and the offset of an od -c line left out, its white space
+# out) one after another, and the bytes of consecutive hex dump lines as lower-case hex; a text (its white space out,
+# 8 bytes at least) found whole in a channel and running over the end of a line is hidden on each line it covers. A
+# line is held while a fold may run on from it (the end of the channel, at most the longest text back, starts a text:
+# hold), until the next line says (or no line comes for half a second: ops logs -f). The work a line: its bytes and
+# the length of the longest text, whatever the number of texts (their starts hashed, the texts as alternations).
+# %fold: the texts, white space out; %fold_pre: their proper starts; $fold3: their first 3 bytes, one alternation.
+my (%fold, %fold_pre, %fold3, $fold_long, @fparts, $fold3);
+for my $f (@forms) {
+  (my $d = $f) =~ s/\s+//g;
+  next if length($d) < 8 || $fold{$d}++;
+  $fold_pre{substr($d, 0, $_)} = 1 for 1 .. length($d) - 1;
+  $fold3{quotemeta substr($d, 0, 3)} = 1;
+  $fold_long = length($d) if length($d) > ($fold_long // 0);
+}
+if (%fold) {
+  my (@p, $size);
+  for my $d (sort { length($b) <=> length($a) } keys %fold) {
+    push @p, quotemeta $d; $size += length $d;
+    if ($size >= 32768) { my $alt = join "|", @p; push @fparts, qr/\G(?:$alt)/; @p = (); $size = 0 }
+  }
+  if (@p) { my $alt = join "|", @p; push @fparts, qr/\G(?:$alt)/ }
+  my $alt = join "|", keys %fold3; $fold3 = qr/$alt/;
+}
+# dump_line(LINE): a line of a hex dump (core/secrets/parts.ts dumpLine, the same reading): its bytes as hex, where each
+# pair of each byte stands, and where its column starts (undef without one); () for any other line.
+sub dump_line {
+  my ($l) = @_;
+  my $p = $l =~ /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/ ? $+[0] : 0;
+  my ($width, $hex, $before, @at) = (0, "", $p);
+  pos($l) = $p;
+  while ($l =~ /\G {1,2}([0-9A-Fa-f]{2,8})(?= |$)/gc) {
+    my $g = $1;
+    last if length($g) % 2 || ($width && length($g) > $width) || ($width && @at && length($hex) % $width);
+    $width ||= length $g;
+    my $start = $+[0] - length $g;
+    push @at, map { $start + 2 * $_ } 0 .. length($g) / 2 - 1;
+    $hex .= $g; $before = $p; $p = $+[0];
+  }
+  # a last group after two spaces as long as the bytes before it is their column (xxd -c 2)
+  my $last = substr($l, $before, $p - $before);
+  if ($p == length($l) && $last =~ /^ {2}/ && length($last) - 2 == @at - (length($last) - 2) / 2) {
+    splice @at, @at - (length($last) - 2) / 2;
+    $hex = substr($hex, 0, 2 * @at); $p = $before;
+  }
+  return () if @at < 1;
+  my $rest = substr($l, $p);
+  return (lc $hex, \@at, undef) if $rest !~ /\S/;
+  return (lc $hex, \@at, $p + length $1) if $rest =~ /^( {2,}[|>])(.*)[|<]$/s && length($2) == @at;
+  return (lc $hex, \@at, $p + length $1) if $rest =~ /^( {2,})/ && length($rest) - length($1) == @at;
+  return ();
+}
+# The lines held (each [line, its end, its spans, its dump]), the channels over them (body and hex: "\n" where one
+# ends), where each held line starts in each, and where a fold may start in each (its end so far a proper start of a
+# text): a fold found runs on from there; the lines before the first such place are printed (release).
+my ($tch, $hch, @held, @tat, @hat, @topen, @hopen) = ("", "");
+# fold_at(CHANNEL, STARTS, J): where the longest text starting at J in the channel ends, if it runs over the end of
+# the held line J lies in, hidden there (the spans of each line it covers); nothing else.
+sub fold_at {
+  my ($c, $s, $j, $hex) = @_;
+  my $y = -1;
+  for my $part (@fparts) { pos($c) = $j; $y = $+[0] if $c =~ /$part/g && $+[0] > $y }
+  return if $y < 0;
+  my ($i, $k) = (line_at($s, $j), line_at($s, $y - 1));
+  return if $i == $k;
+  for my $n ($i .. $k) {
+    my $h = $held[$n];
+    my $f = ($j > $s->[$n] ? $j : $s->[$n]) - $s->[$n];
+    my $t = ($n < $k ? $s->[$n + 1] : $y) - $s->[$n];
+    if ($hex) {
+      my ($at, $col) = @{$h->[3]}[1, 2];
+      my ($fb, $tb) = (int($f / 2), int(($t - 1) / 2));
+      push @{$h->[2]}, [$at->[$fb], $at->[$tb] + 2];
+      push @{$h->[2]}, [$col + $fb, $col + $tb + 1] if defined $col;
+    } else {
+      my ($l, $a, $b) = @{$h->[4]};
+      my @p = grep { substr($l, $_, 1) !~ /\s/ } $a .. $b - 1;
+      push @{$h->[2]}, [$p[$f], $p[$t - 1] + 1];
+    }
+  }
+}
+# hold(LINE, END): adds a line to the held ones; the places a fold may start followed on (each one its end no longer
+# starts a text tried for a fold); the lines before the first one left printed.
+sub hold {
+  my ($l, $e) = @_;
+  my ($a, $b) = ($l =~ /^[\s\x27"`()\[\]{}<>|,\\]*/ ? $+[0] : 0, length $l);
+  $b-- while $b > $a && substr($l, $b - 1, 1) =~ /[\s\x27"`()\[\]{}<>|,\\]/;
+  $a = length $1 if $a < $b && $l =~ /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\[0-9a-z]| [0-7]{3}| {4})+$/;
+  my @dump = $l =~ /^ *[0-9A-Fa-f]{2}/ ? dump_line($l) : ();
+  push @tat, length $tch; push @hat, length $hch;
+  if ($a == $b) { $tch .= "\n" } else { (my $t = substr($l, $a, $b - $a)) =~ s/\s+//g; $tch .= $t }
+  $hch .= @dump ? $dump[0] : "\n\n"; # two bytes: the hex stays at whole bytes
+  push @held, [$l, $e, [], \@dump, [$l, $a, $b]];
+  my $keep = @held;
+  for my $ch ([$tch, \@tat, \@topen, 0], [$hch, \@hat, \@hopen, 1]) {
+    my ($c, $s, $open, $hex) = @$ch;
+    my $n = length $c;
+    my @alive;
+    for my $j (@$open) { if ($fold_pre{substr($c, $j)}) { push @alive, $j } else { fold_at($c, $s, $j, $hex) } }
+    # the places in this line its end may be a fold starting at
+    my $j0 = $n - $fold_long + 1;
+    $j0 = $s->[-1] if $j0 < $s->[-1];
+    my $tail = substr($c, $j0);
+    while ($tail =~ /$fold3/g) { push @alive, $j0 + $-[0] if $fold_pre{substr($tail, $-[0])}; pos($tail) = $-[0] + 1 }
+    push @alive, $n - 2 if $n - 2 >= $j0 && $fold_pre{substr($c, -2)};
+    push @alive, $n - 1 if $n - 1 >= $j0 && $fold_pre{substr($c, -1)};
+    @alive = grep { !($hex && $_ % 2) } @alive;
+    @$open = @alive;
+    my $i = @alive ? line_at($s, $alive[0]) : @held;
+    $keep = $i if $i < $keep;
+  }
+  release($keep) if $keep > 0;
+}
+# line_at(STARTS, OFFSET): the held line a channel offset lies in.
+sub line_at {
+  my ($s, $o) = @_;
+  my $i = $#$s;
+  $i-- while $i > 0 && $s->[$i] > $o;
+  return $i;
+}
+# release(N): the first N held lines printed (all: each place a fold may start at tried as it is: no next line).
+sub release {
+  my ($upto) = @_;
+  if ($upto == @held) {
+    fold_at($tch, \@tat, $_, 0) for @topen;
+    fold_at($hch, \@hat, $_, 1) for @hopen;
+  }
+  emit(@$_[0 .. 2]) for splice @held, 0, $upto;
+  if (@held) {
+    my ($bt, $bh) = ($tat[$upto], $hat[$upto]);
+    $tch = substr($tch, $bt); $hch = substr($hch, $bh);
+    @tat = map { $_ - $bt } @tat[$upto .. $#tat]; @hat = map { $_ - $bh } @hat[$upto .. $#hat];
+    @topen = map { $_ - $bt } @topen; @hopen = map { $_ - $bh } @hopen;
+  } else { @tat = (); @hat = (); @topen = (); @hopen = (); $tch = ""; $hch = "" }
+}
+# Lines read with sysread: a held line is released when no line comes for half a second.
+my ($in, $eof) = ("", 0);
+while (1) {
+  my $i = index($in, "\n");
+  if ($i >= 0 || ($eof && length $in)) {
+    my $line = substr($in, 0, $i >= 0 ? $i + 1 : length $in, "");
+    my $end = chomp($line) ? "\n" : "";
+    if ($fold_long) { hold($line, $end) } else { emit($line, $end, []) }
+    next;
+  }
+  last if $eof;
+  if (@held) { my $r = ""; vec($r, fileno(STDIN), 1) = 1; release(0 + @held) unless select($r, undef, undef, 0.5) }
+  my $n = sysread(STDIN, $in, 65536, length $in);
+  die "ops: cannot read: $!\n" unless defined $n;
+  $eof = 1 unless $n;
+}
+release(0 + @held) if @held;
+# emit(LINE, END, SPANS): LINE printed with every text and each of SPANS ([start, end) of a fold) hidden.
+sub emit {
+  my ($line, $end, $spans) = @_;
   my %ends; # by where a text starts in the line: where the longest one there ends
+  for my $s (@$spans) { $ends{$s->[0]} = $s->[1] if ($ends{$s->[0]} // -1) < $s->[1] }
   for my $part (@parts) {
     while ($line =~ /$part/g) {
       $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];

@@ -547,7 +547,7 @@ export class SshRemote implements Remote {
     if (session)
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - nofile 65536" in /etc/security/limits.d/${this.login}.conf; a new session takes it`,
+        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitNPROC,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - ${/^ulimit -u /.test(session) ? 'nproc 4096' : 'nofile 65536'}" in /etc/security/limits.d/${this.login}.conf; a new session takes it`,
       );
     if (why === 'limit')
       return new NotStartedError(

@@ -169,7 +169,8 @@ describe.sequential('odd login shells, through the CLI', () => {
 
   // -v: a build of the sample app otherwise fails in Node.js ("WebAssembly.instantiate(): Out of memory"), the host changed.
   // -s 256: Node.js dies of SIGSEGV on a deep recursion (exit code 139), the build's failure.
-  for (const limit of ['ulimit -n 64', 'ulimit -v 2000000', 'ulimit -s 256'])
+  // -u 200: processes and threads of the user, the running slots' included (Node.js starts about ten per process).
+  for (const limit of ['ulimit -n 64', 'ulimit -v 2000000', 'ulimit -s 256', 'ulimit -u 200'])
     it(`a ~/.bashrc that sets ${limit} for non-interactive sessions: nothing runs, ping and deploy name the limit and the fix`, async () => {
       await bashrc(limit, () => bothSay(new RegExp(`did not run: ~deploy/\\.bashrc \\(or ~/\\.profile, /etc/bash\\.bashrc\\) on \\S+ sets a resource limit for non-interactive sessions \\(${limit}\\)`), /remove that ulimit, or move it below the interactive guard/));
     }, 300_000);

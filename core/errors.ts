@@ -163,6 +163,28 @@ export function sudoWarningFix(line: string, host: string): string | undefined {
 }
 
 /**
+ * The dynamic loader's line (glibc's rtld: "ERROR: ld.so: object 'LIB' from LD_PRELOAD cannot be preloaded (REASON):
+ * ignored."), printed by every program it starts while LD_PRELOAD, or /etc/ld.so.preload, names a library it cannot
+ * load: a login's environment from pam_env (/etc/environment, ~/.pam_environment), sshd's SetEnv or a start-up file's
+ * export, or a library uninstalled since. Before a step's script (the login shell, env, sudo, timeout: the step unsets
+ * LD_PRELOAD, sudo drops it), so not the login shell's text: its own problem and fix. Undefined for any other line.
+ */
+export function preloadProblem(line: string, login: string, host: string): { problem: string; fix: string } | undefined {
+  const m = /^ERROR: ld\.so: object '([^']*)' from (\S+) cannot be preloaded \((.*)\): ignored\.$/.exec(line);
+  if (!m) return undefined;
+  const [, lib, from, reason] = m as unknown as [string, string, string, string];
+  if (from === 'LD_PRELOAD')
+    return {
+      problem: `the dynamic loader warns before every command of ${login}: LD_PRELOAD in its environment names ${lib}, which it cannot load (${reason}) (ops copes)`,
+      fix: `on ${host}, as root: remove LD_PRELOAD from where ${login}'s sessions get it (grep -rs LD_PRELOAD /etc/environment /etc/security/pam_env.conf /etc/ssh/sshd_config /etc/ssh/sshd_config.d/ /etc/bash.bashrc ~${login}/.pam_environment ~${login}/.bashrc ~${login}/.profile ~${login}/.ssh/environment), or install ${lib}`,
+    };
+  return {
+    problem: `the dynamic loader warns before every program on ${host}: ${from} names ${lib}, which it cannot load (${reason}) (ops copes)`,
+    fix: `on ${host}, as root: remove the line ${lib} from ${from}, or install it`,
+  };
+}
+
+/**
  * sshd's line, before every command, when it cannot enter the login's home directory (OpenSSH session.c, do_child:
  * "Could not chdir to home directory DIR: REASON"; the command then runs in /): a login made by `useradd` without -m,
  * or a directory's user (LDAP, SSSD) whose home pam_mkhomedir never made, its keys read from elsewhere

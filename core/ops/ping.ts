@@ -7,7 +7,7 @@
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
-import { REQUIRETTY, SUDO_NOEXEC, sudoNoexec, agentFix, busFix, busProblem, xtraceFix, xtraceProblem, loginStartup, agentProblem, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, sudoWarningFix } from '../errors.ts';
+import { REQUIRETTY, SUDO_NOEXEC, sudoNoexec, agentFix, busFix, busProblem, xtraceFix, xtraceProblem, loginStartup, agentProblem, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, preloadProblem, sudoWarningFix } from '../errors.ts';
 import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
@@ -121,6 +121,8 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
     });
   const home = r.homeDir && homeDirProblem(r.homeDir, login, host.name);
   if (home) problems.push(home);
+  const preload = r.preload && preloadProblem(r.preload, login, host.name);
+  if (preload) problems.push(preload);
   if (r.lingered) problems.push({ problem: lingerProblem(login), fix: lingerFix(login, reported(r, FACTS_KEYS.shell)) });
   if (r.agentStopped) problems.push({ problem: agentProblem(login), fix: agentFix(login, reported(r, FACTS_KEYS.shell)) });
   if (r.xtrace) problems.push({ problem: xtraceProblem(login), fix: xtraceFix(login, reported(r, FACTS_KEYS.shell)) });

@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SUDO_NOEXEC, sudoNoexec, agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { SUDO_NOEXEC, sudoNoexec, agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, preloadProblem, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -158,6 +158,7 @@ export class SshRemote implements Remote {
   private warnedPreamble = false;
   private warnedSudo = false;
   private warnedHome = false;
+  private warnedPreload = false;
   private warnedStderr = false;
   private warnedLinger = false;
   private warnedAgent = false;
@@ -419,7 +420,9 @@ export class SshRemote implements Remote {
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
     // sshd's own line (it cannot enter the login's home): its own problem, not the start-up files'.
     const homeLine = lines.find((l) => homeDirProblem(l, this.login, this.name));
-    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine));
+    // The dynamic loader's (LD_PRELOAD naming a library it cannot load): printed by each program before the script.
+    const preloadLines = lines.filter((l) => preloadProblem(l, this.login, this.name));
+    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine && !preloadLines.includes(l)));
     const shellText = text.join('\n');
     const quoted = (text: string) => oneLine(text, 80, (t) => this.reporter.redact(t));
     const { files, place } = this.startupFiles();
@@ -431,6 +434,11 @@ export class SshRemote implements Remote {
     if (home && !this.warnedHome) {
       this.warnedHome = true;
       this.reporter.warn(`${this.name}: ${home.problem}; fix: ${home.fix}`);
+    }
+    const preload = preloadLines[0] && preloadProblem(preloadLines[0], this.login, this.name);
+    if (preload && !this.warnedPreload) {
+      this.warnedPreload = true;
+      this.reporter.warn(`${this.name}: ${preload.problem}; fix: ${preload.fix}`);
     }
     if (traced && !this.warnedXtrace) {
       this.warnedXtrace = true;
@@ -487,7 +495,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }), ...(homeLine && { homeDir: homeLine }) };
+    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }), ...(homeLine && { homeDir: homeLine }), ...(preloadLines[0] && { preload: preloadLines[0] }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -547,7 +555,7 @@ export class SshRemote implements Remote {
     if (session)
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - nofile 65536" in /etc/security/limits.d/${this.login}.conf; a new session takes it`,
+        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitNPROC,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - ${/^ulimit -u /.test(session) ? 'nproc 4096' : 'nofile 65536'}" in /etc/security/limits.d/${this.login}.conf; a new session takes it`,
       );
     if (why === 'limit')
       return new NotStartedError(

@@ -43,6 +43,8 @@ export interface StepResult {
   busStopped?: boolean;
   /** sshd's line saying it cannot enter the login's home directory (errors.ts homeDirProblem), before the script: not in `preamble`. */
   homeDir?: string;
+  /** The dynamic loader's line saying it cannot load a library LD_PRELOAD or /etc/ld.so.preload names (errors.ts preloadProblem), before the script: not in `preamble`. */
+  preload?: string;
 }
 
 export interface RunOptions {

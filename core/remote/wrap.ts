@@ -30,7 +30,7 @@ export const LOGIN_SHELL_PREFIX = '@ops-login-shell ';
  * The line that follows START_MARKER on stdout when the guard (stepInput) refused to run the step: `@ops-refused
  * <why> <detail>`, `why` one of `shell` (the script is read by a shell other than the one ops's command line started:
  * `detail` its $0), `stdin` (a start-up file read the script's first line), `merged` (fd 1 and fd 2 are one pipe),
- * `limit` (the open files limit is under 1024, the stack's under 8 MB, or a file size, CPU time, virtual memory or data
+ * `limit` (the open files or processes limit is under 1024, the stack's under 8 MB, or a file size, CPU time, virtual memory or data
  * limit is set: `detail` the ulimit command and its value), `stderr` (fd 2 is not the channel's: `detail` where it goes) or `stdout` (fd 1 is a
  * file: `detail` which; this line then comes on stderr) or `input` (the script's standard input is not the session's,
  * STEP_BOOT: `detail` where it goes, or `closed`).
@@ -190,11 +190,12 @@ export const stepGuard = [
   // counts KiB (-s, -f, -v, -d).
   String.raw`ops_refuse_limit() {
   ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$
-  case $1 in n) ops_row='Max open files' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
+  case $1 in n) ops_row='Max open files' ops_u=1 ;; u) ops_row='Max processes' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
   while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
     case $ops_c in sshd | sshd-session)
       while read -r ops_x ops_y ops_z ops_s _; do
-        if [ "$ops_x $ops_y $ops_z" = "$ops_row" ] && [ "$ops_s" = "$((ops_v * ops_u))" ]; then ops_from=' session'; fi
+        # A row's name is three words but for "Max processes": its soft limit then in the third field.
+        case "$ops_x $ops_y $ops_z $ops_s" in "$ops_row $((ops_v * ops_u))" | "$ops_row $((ops_v * ops_u)) "*) ops_from=' session' ;; esac
       done 2>/dev/null < "/proc/$ops_p/limits"
       break ;;
     esac
@@ -203,6 +204,12 @@ export const stepGuard = [
   printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
 }`,
   'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
+  // Processes under 1024 (`ulimit -u 100` in ~/.bashrc, `* hard nproc 200` in limits.conf, a hardening guide's): it
+  // counts every process and thread of the user on the host, the live and the previous slot's programs included, and
+  // sudo keeps it for the app user (pam_limits sets only the items limits.conf names), so a build's threads (Node.js
+  // starts about ten, esbuild and uv one or more per core) fail to start half-way ("fork: Resource temporarily
+  // unavailable", "pthread_create"), or a new slot's programs cannot start.
+  'if [ "$(ulimit -u)" != unlimited ] && [ "$(ulimit -u)" -lt 1024 ]; then ops_refuse_limit u; fi',
   // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
   // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
   'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',

@@ -169,7 +169,8 @@ describe.sequential('odd login shells, through the CLI', () => {
 
   // -v: a build of the sample app otherwise fails in Node.js ("WebAssembly.instantiate(): Out of memory"), the host changed.
   // -s 256: Node.js dies of SIGSEGV on a deep recursion (exit code 139), the build's failure.
-  for (const limit of ['ulimit -n 64', 'ulimit -v 2000000', 'ulimit -s 256'])
+  // -u 200: processes and threads of the user, the running slots' included (Node.js starts about ten per process).
+  for (const limit of ['ulimit -n 64', 'ulimit -v 2000000', 'ulimit -s 256', 'ulimit -u 200'])
     it(`a ~/.bashrc that sets ${limit} for non-interactive sessions: nothing runs, ping and deploy name the limit and the fix`, async () => {
       await bashrc(limit, () => bothSay(new RegExp(`did not run: ~deploy/\\.bashrc \\(or ~/\\.profile, /etc/bash\\.bashrc\\) on \\S+ sets a resource limit for non-interactive sessions \\(${limit}\\)`), /remove that ulimit, or move it below the interactive guard/));
     }, 300_000);
@@ -375,6 +376,19 @@ describe.sequential('odd login shells, through the CLI', () => {
       rmSync(rc);
     }
   }, 300_000);
+
+  it("LD_PRELOAD in /etc/environment naming a library that is not there (pam_env exports it to every session): ping names the loader and where LD_PRELOAD comes from, not ~/.bashrc; a deploy works, saying so once", async () => {
+    await withFile('etc/environment', (t) => `${t}LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2\n`, async () => {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, text(ping)).toBe(1);
+      expect(ping.out).toMatch(/✗ \S+: the dynamic loader warns before every command of deploy: LD_PRELOAD in its environment names \/usr\/lib\/x86_64-linux-gnu\/libjemalloc\.so\.2, which it cannot load \(cannot open shared object file\) \(ops copes\); fix: on \S+, as root: remove LD_PRELOAD from where deploy's sessions get it \(grep -rs LD_PRELOAD \/etc\/environment /);
+      expect(text(ping)).not.toMatch(/prints text|interactive guard/);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'v2');
+      expect(deploy.code, text(deploy)).toBe(0);
+      expect(text(deploy).match(/the dynamic loader warns/g)).toHaveLength(1);
+      expect(text(deploy)).not.toMatch(/prints text/);
+    });
+  }, 900_000);
 
   it("sudo's warning (the host name missing from /etc/hosts): its own fix, not the login shell's", async () => {
     await withFile('etc/hosts', (t) => t.split('\n').filter((l) => !l.includes(host.name)).join('\n'), async () => {

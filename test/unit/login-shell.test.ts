@@ -513,6 +513,23 @@ describe('a step through the login shell', () => {
   });
 });
 
+describe("the dynamic loader's warning before every command (LD_PRELOAD naming a library that is not there)", () => {
+  it('a step runs; said once as the loader\'s, with where LD_PRELOAD comes from, never as text the login shell prints', async () => {
+    const { result, ran, warnings } = await runWith('export LD_PRELOAD=/nonexistent/libops-test.so');
+    expect(result).toMatchObject({ code: 0, stdout: 'done\n', preamble: '', preload: expect.stringMatching(/^ERROR: ld\.so: object '\/nonexistent\/libops-test\.so' from LD_PRELOAD cannot be preloaded/) });
+    expect(ran).toBe(true);
+    expect(warnings).toEqual([
+      expect.stringMatching(/^warning: web1: the dynamic loader warns before every command of deploy: LD_PRELOAD in its environment names \/nonexistent\/libops-test\.so, which it cannot load \(cannot open shared object file\) \(ops copes\); fix: on web1, as root: remove LD_PRELOAD from where deploy's sessions get it \(grep -rs LD_PRELOAD \/etc\/environment .*\), or install \/nonexistent\/libops-test\.so$/),
+    ]);
+  });
+
+  it('ops ping: its own problem and fix, not the login shell\'s; /etc/ld.so.preload named as such', () => {
+    const facts = (line: string) => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes ']], preamble: '', preload: line }).problems;
+    expect(facts("ERROR: ld.so: object '/usr/lib/libjemalloc.so.2' from LD_PRELOAD cannot be preloaded (cannot open shared object file): ignored.")).toEqual([{ problem: expect.stringMatching(/^the dynamic loader warns before every command of deploy: LD_PRELOAD/), fix: expect.stringMatching(/grep -rs LD_PRELOAD \/etc\/environment/) }]);
+    expect(facts("ERROR: ld.so: object '/lib/libgone.so' from /etc/ld.so.preload cannot be preloaded (cannot open shared object file): ignored.")).toEqual([{ problem: expect.stringMatching(/^the dynamic loader warns before every program on web1: \/etc\/ld\.so\.preload names \/lib\/libgone\.so/), fix: 'on web1, as root: remove the line /lib/libgone.so from /etc/ld.so.preload, or install it' }]);
+  });
+});
+
 describe('ops ping on a login that reaches sudo oddly', () => {
   const facts = (sudo: string) => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', sudo]], preamble: '' });
 

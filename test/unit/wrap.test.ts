@@ -152,9 +152,9 @@ describe('step wrapping', () => {
     const fromFile = spawnSync('bash', ['-c', `{ ${sshCommand(step, 'deploy', 'shop')}; } < ${dir}/in`], { encoding: 'utf8' });
     expect([fromFile.stdout, fromFile.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
   });
-  it("refuses before anything runs under a resource limit the login set (ulimit -n 64, -s 256, ulimit -f, -t, -v or -d in ~/.bashrc), naming it", () => {
+  it("refuses before anything runs under a resource limit the login set (ulimit -n 64, -u 200, -s 256, ulimit -f, -t, -v or -d in ~/.bashrc), naming it", () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
-    for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -s 256', 'limit ulimit -s 256'], ['ulimit -f 100000', 'limit ulimit -f 100000'], ['ulimit -t 600', 'limit ulimit -t 600'], ['ulimit -v 2000000', 'limit ulimit -v 2000000'], ['ulimit -d 4000000', 'limit ulimit -d 4000000']]) {
+    for (const [limit, line] of [['ulimit -n 64', 'limit ulimit -n 64'], ['ulimit -u 200', 'limit ulimit -u 200'], ['ulimit -s 256', 'limit ulimit -s 256'], ['ulimit -f 100000', 'limit ulimit -f 100000'], ['ulimit -t 600', 'limit ulimit -t 600'], ['ulimit -v 2000000', 'limit ulimit -v 2000000'], ['ulimit -d 4000000', 'limit ulimit -d 4000000']]) {
       const out = spawnSync('bash', ['-c', `${limit}\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
       expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}${line}\n`, 125]);
     }
@@ -168,8 +168,11 @@ describe('step wrapping', () => {
       const out = spawnSync(join(dir, 'sshd'), ['-c', `${where === 'sshd' ? 'ulimit -n 256; ulimit -s 512; ' : ''}bash -c "$0"; exit $?`, login], { input: stepInput(step), encoding: 'utf8' });
       expect([out.stdout, out.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -n 256${sessionWord}\n`, 125]);
     }
-    // Linux's own stack size, or a larger one, runs the step.
-    const ok = spawnSync('bash', ['-c', `ulimit -s 8192\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
+    // pam_limits' nproc (/proc/PID/limits names that row in two words, "Max processes"): said as the session's too.
+    const nproc = spawnSync(join(dir, 'sshd'), ['-c', 'ulimit -u 300; bash -c "$0"; exit $?', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8' });
+    expect([nproc.stdout, nproc.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -u 300 session\n`, 125]);
+    // Linux's own stack size, or a larger one, and a processes limit of 1024 or more, run the step.
+    const ok = spawnSync('bash', ['-c', `ulimit -s 8192; ulimit -u 4096\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
     expect([ok.stdout, ok.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);
   });
   it('sends the script on stdin after the start marker (on both streams) and the strict prelude', () => {

@@ -82,7 +82,7 @@ describe.sequential('the health gate', () => {
     for (let i = 0; i < 2; i++) {
       const err = await deploy(project.ctx(), project.env(), { ref: 'exits', force: true }).catch((e: Error) => e);
       expect(err).toBeInstanceOf(Error);
-      expect((err as Error).message).toMatch(/did not become healthy on slot \w+: supervisor gave up on a program that keeps exiting/);
+      expect((err as Error).message).toMatch(/did not become healthy on slot \w+: supervisor gave up on program web, which keeps exiting/);
       expect((await get(host)).body).toBe('1');
     }
     // supervisor's own log: the failing release's starts were exits "too quickly", not taken as started, so that

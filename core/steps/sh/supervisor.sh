@@ -98,6 +98,7 @@ sup_pids() {
 # FATAL_WHY then says which program and why, with the fix when supervisor could not start it at all (spawnerr: its
 # command's first word not found, not executable: a typo, a venv's program the requirements do not install), not
 # "keeps exiting": builtins over the same call's answer.
+# shellcheck disable=SC2034 # FATAL_WHY is this function's result, read by the health gate (probe.sh) that calls it
 group_fatal() {
   local k e prog
   sup_pids

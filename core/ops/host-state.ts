@@ -15,7 +15,7 @@ import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/hist
 import { deployState, PREFLIGHT_KEYS, RELEASE_KEYS } from '../steps/release.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
 import { foreignListeners, parseProcReports, type ProcReport } from '../steps/programs.ts';
-import { slotPortsElsewhere } from '../steps/nginx-config.ts';
+import { cachesInherited, slotPortsElsewhere } from '../steps/nginx-config.ts';
 import { nginxMessages } from '../steps/status.ts';
 import { isDefaultServer } from '../config/siblings.ts';
 
@@ -58,6 +58,8 @@ export interface HostState {
   nginxInvalid: string[];
   /** Lines of nginx's other files naming a slot's port at a local address (a deploy's read: slotPortLinesShell); [] otherwise. */
   nginxSlotPorts: string[];
+  /** http-level proxy_cache lines of nginx's other files, which the site inherits (a deploy's read: inheritedCacheLinesShell); [] otherwise. */
+  nginxCached: string[];
   /** Another server block answers the site's visitors (a deploy's read, deployState with `shas`): what answered, in which files, and the fix. */
   nginxTaken?: string;
   /** supervisord is not running (a deploy's read, deployState with `shas`; a rollback's, with `supervisor`). */
@@ -110,6 +112,7 @@ export function parseState(r: StepResult): HostState {
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     nginxSlotPorts: reportedAll(r, RELEASE_KEYS.nginx_slot_port),
+    nginxCached: reportedAll(r, RELEASE_KEYS.nginx_cache),
     nginxTaken: reported(r, RELEASE_KEYS.nginx_taken),
     supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== undefined,
     nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped),
@@ -164,10 +167,11 @@ export interface UnreadyWords {
  * nginxReadiness), in order: another server block taking the site's visitors (HostState.nginxTaken: the switch's
  * proof, nginxServed, asked on the live slot), a file nginx -t refuses that the switch does not write
  * (nginxBlocker), another file nginx reads that sends requests to a slot's port itself (slotPortsElsewhere: the
- * switch would not move them). Each names what is wrong and the fix, in `words` (a deploy's or a rollback's).
- * undefined when none. Pure.
+ * switch would not move them), a response cache every site inherits from another file (cachesInherited: the site
+ * would answer the previous release's pages; it reads the site template, which may turn the cache off). Each names
+ * what is wrong and the fix, in `words` (a deploy's or a rollback's). undefined when none.
  */
-export function nginxUnreadyError(env: Target, host: string, state: Pick<HostState, 'nginxTaken' | 'nginxInvalid' | 'nginxSlotPorts'>, words: UnreadyWords): OpsError | undefined {
+export function nginxUnreadyError(env: Target, host: string, state: Pick<HostState, 'nginxTaken' | 'nginxInvalid' | 'nginxSlotPorts'> & Partial<Pick<HostState, 'nginxCached'>>, words: UnreadyWords): OpsError | undefined {
   if (state.nginxTaken)
     return new OpsError(
       `the site's visitors on ${host} do not reach ${env.config.app}'s nginx site: ${state.nginxTaken}. The switch would refuse any release there, so ${words.taken}`,
@@ -181,7 +185,7 @@ export function nginxUnreadyError(env: Target, host: string, state: Pick<HostSta
         ? `remove default_server from the other site (grep -l default_server /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf names them; an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host)${env.config.domain ? `, or set nginx.default_server: false in environments/${env.name}/environment.yml` : ''}, then ${words.again}`
         : `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then ${words.again}`,
     );
-  return slotPortsElsewhere(env, host, state.nginxSlotPorts, words.nothing, words.again);
+  return slotPortsElsewhere(env, host, state.nginxSlotPorts, words.nothing, words.again) ?? cachesInherited(env, host, state.nginxCached ?? [], words.nothing, words.again);
 }
 
 /**

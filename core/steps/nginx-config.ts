@@ -582,6 +582,66 @@ export function slotPortsElsewhere(env: Target, host: string, lines: string[], u
 }
 
 /**
+ * Shell (a deploy's state read, as root) setting `nginx_cached` to the lines of nginx's configuration (`nginx -T`)
+ * outside the app's own site and upstreams files that turn on `proxy_cache` (or set `proxy_cache_key`) at the http
+ * level: in the main file's `http { }` block, or at the top of a file it includes there (conf.d/*.conf, as an admin
+ * adds a micro-cache for every site), which every server block inherits (ngx_http_proxy_module: proxy_cache's context
+ * is http, server, location). The app's site passes its requests with proxy_pass under that cache, keyed by nginx's
+ * default ($scheme$proxy_host$request_uri: the same for both slots), so after a switch nginx answers the previous
+ * release's pages for the cache's lifetime (cachesKeyed's reason, for a cache the site itself does not write).
+ * Which files are included at the http level is read from the include lines there (globs, relative to the main
+ * file's directory), in the order nginx -T prints the files (an include's files right after it is read); brace depth
+ * is counted per file; one directive per line, as nginx files are written. As `<path>:<line>: <text>`, 20 at most; silent when nginx -T fails. `dump` as
+ * slotPortLinesShell's.
+ */
+export function inheritedCacheLinesShell(env: Target, dump = 'nginx -T 2>/dev/null'): string {
+  const L = env.layout;
+  return String.raw`nginx_cached=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} '
+function at_http(p,  i) { for (i = 1; i <= np; i++) if (p ~ pats[i]) return 1; return 0 }
+/^# configuration file .*:$/ {
+  f = substr($0, 22, length($0) - 22); n = 0; d = 0; inhttp = 0
+  if (main == "") { main = f; dir = f; sub(/[^\/]*$/, "", dir) }
+  top = f != main && at_http(f); next
+}
+{
+  n++; t = $0; sub(/#.*/, "", t)
+  if (f == main && d == 0 && t ~ /^[ \t]*http[ \t]*[{]/) inhttp = 1
+  lvl = (f == main) ? (inhttp && d == 1) : (top && d == 0)
+  if (lvl && t ~ /^[ \t]*include[ \t]/) {
+    g = t; sub(/^[ \t]*include[ \t]+/, "", g); sub(/[ \t]*;.*$/, "", g)
+    if (g !~ /^\//) g = dir g
+    gsub(/[.]/, "[.]", g); gsub(/[*]/, "[^/]*", g); gsub(/[?]/, "[^/]", g); pats[++np] = "^" g "$"
+  }
+  if (lvl && f != own1 && f != own2 && f != own3 && t ~ /^[ \t]*proxy_cache(_key)?[ \t]/ && t !~ /proxy_cache[ \t]+off[ \t]*;/ && shown++ < 20) print f ":" n ": " $0
+  o = t; c = gsub(/[{]/, "", o); o = t; c -= gsub(/[}]/, "", o); d += c
+  if (f == main && d <= 0) inhttp = 0
+}
+') || nginx_cached=""`;
+}
+
+/**
+ * From inheritedCacheLinesShell's lines, the error for a response cache every site inherits from another file, under
+ * a key that does not name the live release (cachesKeyed's reason); undefined when there is none, when an http-level
+ * proxy_cache_key names `$ops_release_<app>`, or when the site template sets proxy_cache itself (its own, which
+ * cachesKeyed judges, replaces the inherited one). `host` names the host, `untouched` what the refusal left undone.
+ */
+export function cachesInherited(env: Target, host: string, lines: string[], untouched: string, again = 'deploy again'): OpsError | undefined {
+  const variable = `$${env.layout.nginxReleaseVariable}`;
+  const text = (l: string) => l.replace(/^\/[^:]*:\d+: /, '').replace(/#.*/, '');
+  const on = lines.filter((l) => /(^|[;{\s])proxy_cache\s/.test(text(l)));
+  if (!on.length) return undefined;
+  const keys = lines.filter((l) => /(^|[;{\s])proxy_cache_key\s/.test(text(l)));
+  if (keys.length && keys.every((l) => text(l).includes(variable))) return undefined;
+  const custom = env.config.nginx.site_template;
+  if (custom && /(^|[;{\s])proxy_cache\s/m.test(readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template').replace(/#.*/g, ''))) return undefined;
+  const files = [...new Set(on.map((l) => l.replace(/:\d+: .*$/, '')))];
+  return new OpsError(
+    `nginx on ${host} caches every site's answers, ${env.config.app}'s too, from ${files.join(', ')} (${[...on, ...keys].map((l) => l.replace(/\s+/g, ' ').trim()).join('; ')}), under a key that does not name the live release: the key is the same before and after a switch, so nginx would go on answering the previous release's pages for the cache's lifetime while the deploy said the new one was live; ${untouched}`,
+    `move proxy_cache into the server blocks that want it (or write proxy_cache off; in ${env.config.app}'s site template), or key it by the live release, which the switch sets: proxy_cache_key $scheme$proxy_host$request_uri${variable}; with proxy_cache_bypass $http_x_ops_check; proxy_no_cache $http_x_ops_check; then ${again}`,
+  );
+}
+
+/**
  * The site for the environment. `certificateReady` says whether the TLS certificate exists on the host
  * (letsencrypt: issued yet?). Until it does (a first provision, TLS just turned on, a new domain), the site is
  * the plain port-80 one, which answers the ACME challenge and keeps serving the app: a site that served goes on

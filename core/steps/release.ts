@@ -6,7 +6,7 @@ import { assetDirs } from '../config/environment.ts';
 import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
-import { certificatePaths, slotPortLinesShell } from './nginx-config.ts';
+import { certificatePaths, inheritedCacheLinesShell, slotPortLinesShell } from './nginx-config.ts';
 import { isDefaultServer } from '../config/siblings.ts';
 import { gateSeconds, nameClaims, nginxServed } from './nginx-gate.ts';
 import { HISTORY_KEPT_LINES, RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
@@ -23,7 +23,7 @@ export function mirrorGit(mirror: string): string {
 }
 
 /** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas` or `nginx`: nginxReadiness), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas` or `nginx`: slotPortLinesShell), `nginx_taken` (another server block answers the site's visitors, what answered and the fix: nginxServed's proof on the live slot, asked with `shas` or `nginx`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it this ops can compare: an older ops's fingerprint alone (of the settings of its day), deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `pruned_cache` (`<MB> <cache directory>`: a package cache emptied, packageCaches), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
-export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'pruned_cache', 'carried', 'unhashed', 'rollback_previous', 'stale', 'nginx_taken');
+export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'nginx_cache', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'pruned_cache', 'carried', 'unhashed', 'rollback_previous', 'stale', 'nginx_taken');
 
 export interface ReleaseMeta {
   id: string;
@@ -241,6 +241,8 @@ export function nginxMaskedTest(name: string): string {
  * every file it read):
  * - `nginx_invalid`: its lines when the test fails (nginxBlocker judges them);
  * - `nginx_slot_port`: lines of another file that names a slot's port (slotPortLinesShell; slotPortsElsewhere judges them);
+ * - `nginx_cache`: http-level proxy_cache lines of another file, which the site inherits (inheritedCacheLinesShell;
+ *   cachesInherited judges them: REPORT_NGINX_UNREADY is not set for them, a site template may turn the cache off);
  * - `nginx_taken`: another server block answers the site's visitors (nginxServed's proof on the live slot,
  *   `$cur_id` and `$slot` as deployState sets them), only while the site nginx has serves the name asked for (a
  *   domain changed since is the switch's to write: asked for the new name, the site's own block would not answer it yet);
@@ -267,6 +269,9 @@ fi
 # Does another file nginx reads send requests to a slot's port itself? It would reach that slot whatever the switch does.
 ${slotPortLinesShell(env, `printf '%s\n' "$nginx_all"`)}
 if [ -n "$nginx_pinned" ]; then REPORT_NGINX_UNREADY=pinned; while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
+# Does another file turn on a response cache for every site? The site would answer the previous release's pages.
+${inheritedCacheLinesShell(env, `printf '%s\n' "$nginx_all"`)}
+if [ -n "$nginx_cached" ]; then while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_cache} "$line"; done <<< "$nginx_cached"; fi
 # Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
 # server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it.
 if [ -n "$cur_id" ] && grep -qsF -- ${quote(`server_name ${env.config.domain ?? '_'};`)} ${quote(L.nginxSiteEnabled)}; then

@@ -82,7 +82,7 @@ describe.sequential('the health gate', () => {
     for (let i = 0; i < 2; i++) {
       const err = await deploy(project.ctx(), project.env(), { ref: 'exits', force: true }).catch((e: Error) => e);
       expect(err).toBeInstanceOf(Error);
-      expect((err as Error).message).toMatch(/did not become healthy on slot \w+: supervisor gave up on a program that keeps exiting/);
+      expect((err as Error).message).toMatch(/did not become healthy on slot \w+: supervisor gave up on program web, which keeps exiting/);
       expect((await get(host)).body).toBe('1');
     }
     // supervisor's own log: the failing release's starts were exits "too quickly", not taken as started, so that
@@ -95,6 +95,20 @@ describe.sequential('the health gate', () => {
     const spawned = failing.filter((l) => l.includes('spawned:')).length;
     expect(spawned).toBeGreaterThanOrEqual(4);
     expect(failing.filter((l) => l.includes('entered RUNNING state')).length).toBeLessThan(spawned / 2);
+  }, 600_000);
+
+  it("a typo in a program's command (its executable not found): the deploy fails at once naming the program, supervisor's words and the fix; the live release serves on", async () => {
+    project.write({ ...config, programs: { web: { command: 'pyhton3 server.py {port}', port: 5100, health: '/health', env: {} } } });
+    try {
+      const started = Date.now();
+      const err = await deploy(project.ctx(), project.env(), { ref: 'good', force: true }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/did not become healthy on slot \w+: supervisor could not start program web: can't find command 'pyhton3' \(no such file, or no such name on its PATH\); fix programs\.web\.command: /);
+      expect(Date.now() - started).toBeLessThan(40_000);
+      expect((await get(host)).body).toBe('1');
+    } finally {
+      project.write(config);
+    }
   }, 600_000);
 
   it('a program that listens but never answers HTTP: the deploy fails naming the probe and why (no answer in time, not "nothing listens"); the audit line and ops releases say why too', async () => {

@@ -73,4 +73,31 @@ describe.sequential("nginx's cache never answers the previous release's pages on
     // Cached indeed: nginx answered "/" from its cache at least once.
     expect(await asRoot(lab.host, `find /var/cache/nginx-${APP}-pages -type f | wc -l`)).not.toBe('0');
   }, 900_000);
+
+  it("a micro-cache an admin turns on for every site (conf.d, http level): deploy refused before building, naming the file and the fix; status says so; the live release serves on; keyed by the release, it deploys", async () => {
+    // The built-in site: the cache comes from a file ops does not write, which every server block inherits.
+    lab.project.write(webConfig(lab.host, repo));
+    expect((await ops('deploy', 'e2e', '--ref', 'v2')).code).toBe(0);
+    const micro = (key: string) => asRoot(lab.host, `printf '%s\\n' 'proxy_cache_path /var/cache/nginx-micro levels=1:2 keys_zone=micro:1m max_size=10m inactive=10m;' 'proxy_cache micro;  # every site' 'proxy_cache_valid 200 10m;' ${key ? `'${key}' 'proxy_cache_bypass $http_x_ops_check;' 'proxy_no_cache $http_x_ops_check;'` : ''} > /etc/nginx/conf.d/micro.conf && nginx -t 2>/dev/null && systemctl reload nginx`);
+    await micro('');
+    try {
+      const releases = await asRoot(lab.host, `ls /srv/${APP}/releases`);
+      const d = await ops('deploy', 'e2e', '--ref', 'v3');
+      const text = readable(d);
+      expect(d.code, text).toBe(1);
+      expect(text).toMatch(new RegExp(`nginx on ${lab.host.name} caches every site's answers, ${APP}'s too, from /etc/nginx/conf\\.d/micro\\.conf \\(/etc/nginx/conf\\.d/micro\\.conf:2: proxy_cache micro; # every site\\), under a key that does not name the live release: .*nothing was started \\(no build, no migration\\)`));
+      expect(text).toContain(`proxy_cache_key $scheme$proxy_host$request_uri$ops_release_${APP};`);
+      expect(await asRoot(lab.host, `ls /srv/${APP}/releases`)).toBe(releases);
+      expect(await serving()).toBe('version 2');
+      const st = await ops('status', 'e2e');
+      expect(readable(st)).toContain(`caches every site's answers, ${APP}'s too, from /etc/nginx/conf.d/micro.conf`);
+      // Keyed by the live release (the switch's variable) and bypassed by the gate: each release's own pages.
+      await micro(`proxy_cache_key $scheme$proxy_host$request_uri$ops_release_${APP};`);
+      const k = await ops('deploy', 'e2e', '--ref', 'v3');
+      expect(k.code, readable(k)).toBe(0);
+      expect(await serving()).toBe('version 3');
+    } finally {
+      await asRoot(lab.host, 'rm -f /etc/nginx/conf.d/micro.conf; systemctl reload nginx');
+    }
+  }, 900_000);
 });

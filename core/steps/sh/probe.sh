@@ -409,7 +409,7 @@ probe_rounds() {
     if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
       next_check=$(( now + 2 ))
       # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
-      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for ${pending[*]})"; return 1; fi
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="$FATAL_WHY (waiting for ${pending[*]})"; return 1; fi
     fi
     # Each probe has 5 s from its own request (a connect that waited delays no other probe's verdict).
     fds=(); sent_at=(); sent_why=()

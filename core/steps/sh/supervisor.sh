@@ -74,10 +74,12 @@ group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault
 # SUP_STATE[GROUP:PROGRAM] its state name (RUNNING, STARTING, BACKOFF, FATAL...: supervisor/states.py), from ONE
 # getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
 # Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
-# shellcheck disable=SC2034 # SUP_PID and SUP_STATE are this function's result, read by the step that calls it
+# SUP_SPAWNERR[GROUP:PROGRAM]: supervisor's spawnerr, why its last start failed (supervisor/process.py: "can't find
+# command '...'" and the other refusals of options.check_execv_args, or "Exited too quickly ..."), unescaped.
+# shellcheck disable=SC2034 # SUP_PID, SUP_STATE and SUP_SPAWNERR are this function's result, read by the step that calls it
 sup_pids() {
-  local xml s n g p st re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>'
-  declare -gA SUP_PID=() SUP_STATE=()
+  local xml s n g p st e re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>' re_err='<name>spawnerr</name><value><string>([^<]*)</string>'
+  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=()
   xml=$(rpc supervisor.getAllProcessInfo); xml=${xml//$'\n'/}
   while [[ $xml == *'</struct>'* ]]; do
     s=${xml%%'</struct>'*}; xml=${xml#*'</struct>'}
@@ -86,16 +88,35 @@ sup_pids() {
     if [[ $s =~ $re_group ]]; then g=${BASH_REMATCH[1]}; fi
     if [[ $s =~ $re_pid ]]; then p=${BASH_REMATCH[1]}; fi
     if [[ $s =~ $re_state ]]; then st=${BASH_REMATCH[1]}; fi
-    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; fi
+    e=; if [[ $s =~ $re_err ]]; then e=${BASH_REMATCH[1]}; e=${e//&lt;/<}; e=${e//&gt;/>}; e=${e//&amp;/&}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; fi
   done
 }
 # group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
 # startsecs, startretries times), through the same one call (a supervisorctl run would cost a Python start-up
 # every time the health gate asks, ten at once when ten hosts start together).
+# FATAL_WHY then says which program and why, with the fix when supervisor could not start it at all (spawnerr: its
+# command's first word not found, not executable: a typo, a venv's program the requirements do not install), not
+# "keeps exiting": builtins over the same call's answer.
+# shellcheck disable=SC2034 # FATAL_WHY is this function's result, read by the health gate (probe.sh) that calls it
 group_fatal() {
-  local k
+  local k e prog
   sup_pids
-  for k in "${!SUP_STATE[@]}"; do [[ $k == "$1:"* && ${SUP_STATE[$k]} == FATAL ]] && return 0; done
+  for k in "${!SUP_STATE[@]}"; do
+    [[ $k == "$1:"* && ${SUP_STATE[$k]} == FATAL ]] || continue
+    # Programs are named <group>-<program> (core/steps/switch.ts programName).
+    prog=${k#"$1:"}; prog=${prog#"$1-"}; e=${SUP_SPAWNERR[$k]}
+    case "$e" in
+      "can't find command "*)
+        FATAL_WHY="supervisor could not start program $prog: $e (no such file, or no such name on its PATH); fix programs.$prog.command: its first word must be a program the release or the host has: {release}/venv/bin/<name> for a package release.python_requirements installs, {node} or {npm} for Node.js, {python}, or an absolute path" ;;
+      "command at "*" is not executable"|"command at "*" is a directory"|"no permission to run command "*)
+        FATAL_WHY="supervisor could not start program $prog: $e; fix programs.$prog.command: start a script with its interpreter ({python} FILE, {node} FILE, sh FILE), or commit it executable (git update-index --chmod=+x FILE)" ;;
+      ""|"Exited too quickly"*|"Bad exit code"*)
+        FATAL_WHY="supervisor gave up on program $prog, which keeps exiting (its log says why)" ;;
+      *) FATAL_WHY="supervisor could not start program $prog: $e" ;;
+    esac
+    return 0
+  done
   return 1
 }
 # log_tail N: the last N lines of stdin (a program's log), or, when they are the end of a stack trace whose message

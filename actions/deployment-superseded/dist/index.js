@@ -19161,16 +19161,43 @@ var require_undici = __commonJS({
   }
 });
 
-// core/shell.ts
-function quote(value) {
-  const s = String(value);
-  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
-  return `'${s.replace(/'/g, `'\\''`)}'`;
+// core/dotenv-forms.ts
+function escaped(value, form) {
+  let s = value;
+  if (form.backslashes) {
+    s = s.replace(/\\/g, "\\\\");
+    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
+  }
+  if (form.dollars) s = s.replace(/\$/g, "\\$");
+  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+  return s;
 }
-var init_shell = __esm({
-  "core/shell.ts"() {
+function dotenvWrittenForms(value) {
+  const out = /* @__PURE__ */ new Set();
+  for (const form of FORMS) {
+    const text = escaped(value, form);
+    if (text !== value) out.add(text);
+  }
+  return [...out];
+}
+var FORMS;
+var init_dotenv_forms = __esm({
+  "core/dotenv-forms.ts"() {
     "use strict";
-    init_errors();
+    FORMS = [
+      { name: "single-quoted", quote: "'" },
+      { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
+      { name: "double-quoted", quote: '"' },
+      { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
+      { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
+      { name: "backtick-quoted", quote: "`" },
+      { name: "unquoted", quote: "" },
+      { name: "single-quoted with \\$", quote: "'", dollars: true },
+      { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
+      { name: "double-quoted with \\$", quote: '"', dollars: true },
+      { name: "backtick-quoted with \\$", quote: "`", dollars: true },
+      { name: "unquoted with \\$", quote: "", dollars: true }
+    ];
   }
 });
 
@@ -19400,7 +19427,7 @@ function yamlDoubleQuotedForms(text) {
   if (!/[^\x20-\x7e]/.test(text)) return [];
   const bmp = (cp) => cp >= 160 && cp <= 55295 || cp >= 57344 && cp <= 65533;
   const writers = [() => false, bmp, (cp) => bmp(cp) || cp >= 65536];
-  const escaped = (printable) => [...text].map((ch) => {
+  const escaped2 = (printable) => [...text].map((ch) => {
     const cp = ch.codePointAt(0);
     const always = '"\\\x85\u2028\u2029\uFEFF'.includes(ch);
     if (!always && (cp >= 32 && cp <= 126 || printable(cp))) return ch;
@@ -19408,7 +19435,7 @@ function yamlDoubleQuotedForms(text) {
     const h = cp.toString(16).toUpperCase();
     return cp <= 255 ? `\\x${h.padStart(2, "0")}` : cp <= 65535 ? `\\u${h.padStart(4, "0")}` : `\\U${h.padStart(8, "0")}`;
   }).join("");
-  return [...new Set(writers.map(escaped))];
+  return [...new Set(writers.map(escaped2))];
 }
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
@@ -19423,7 +19450,8 @@ function printedForms(text) {
     nodeInspect(text),
     ...shellQuotedForms(text),
     ...doubledQuoteForms(text),
-    ...yamlDoubleQuotedForms(text)
+    ...yamlDoubleQuotedForms(text),
+    ...dotenvWrittenForms(text)
   ];
 }
 function secretParts(value, options = {}) {
@@ -19496,6 +19524,38 @@ function bytesDumps(bytes) {
   if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(" "));
   return forms;
 }
+function dumpLine(line) {
+  const offset = /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/.exec(line);
+  const group = / {1,2}([0-9A-Fa-f]{2,8})(?= |$)/y;
+  let p = offset[0].length;
+  let width = 0;
+  let hex2 = "";
+  const at = [];
+  let before = p;
+  for (let m; group.lastIndex = p, m = group.exec(line); p = group.lastIndex) {
+    const g = m[1];
+    if (g.length % 2 || width && g.length > width || width && at.length && hex2.length % width) break;
+    width ||= g.length;
+    const start = group.lastIndex - g.length;
+    for (let k = 0; k < g.length; k += 2) at.push(start + k);
+    hex2 += g;
+    before = p;
+  }
+  const last = line.slice(before, p);
+  if (p === line.length && /^ {2}/.test(last) && last.length - 2 === at.length - (last.length - 2) / 2) {
+    at.length -= (last.length - 2) / 2;
+    hex2 = hex2.slice(0, 2 * at.length);
+    p = before;
+  }
+  if (at.length < 1) return void 0;
+  const rest = line.slice(p);
+  if (!rest.trim()) return { hex: hex2, at, column: void 0 };
+  const framed = /^ {2,}([|>])([^]*)([|<])$/.exec(rest);
+  if (framed && framed[2].length === at.length) return { hex: hex2, at, column: p + rest.indexOf(framed[1]) + 1 };
+  const plain = /^ {2,}/.exec(rest);
+  if (plain && rest.length - plain[0].length === at.length) return { hex: hex2, at, column: p + plain[0].length };
+  return void 0;
+}
 function isHexKey(text) {
   return text.length >= 16 && text.length % 2 === 0 && /^[0-9A-Fa-f]+$/.test(text);
 }
@@ -19541,6 +19601,7 @@ var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GE
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
+    init_dotenv_forms();
     MIN_MASKED_LENGTH = 3;
     SHORT_SECRET_LENGTH = 8;
     COMMON = /* @__PURE__ */ new Set([
@@ -19633,6 +19694,28 @@ var init_parts = __esm({
     };
     NODE_INSPECT_MAX_BYTES = 50;
     DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){2,}|[0-9]{1,3}(, ?)[0-9]{1,3}(?:\2[0-9]{1,3}){2,})(?![0-9A-Za-z])/g;
+  }
+});
+
+// core/config/schema.ts
+var init_schema = __esm({
+  "core/config/schema.ts"() {
+    "use strict";
+    init_parts();
+  }
+});
+
+// core/shell.ts
+function quote(value) {
+  const s = String(value);
+  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+var init_shell = __esm({
+  "core/shell.ts"() {
+    "use strict";
+    init_schema();
+    init_errors();
   }
 });
 
@@ -51769,8 +51852,9 @@ function urlEncodedForms(secret) {
   return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 function exactForms(parts) {
-  return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
+  return [...new Set(parts.flatMap((v) => [v, ...v.length <= MAX_URL_ENCODED_PART ? urlEncodedForms(v) : []]))];
 }
+var MAX_URL_ENCODED_PART = 16 * 1024;
 function maskedParts(value) {
   const out = /* @__PURE__ */ new Set();
   for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
@@ -51779,6 +51863,9 @@ function maskedParts(value) {
   }
   return [...out];
 }
+var FOLD_MIN = SHORT_SECRET_LENGTH;
+var FOLD_FRAME = /[\s'"`()[\]{}<>|,\\]/;
+var OD_CHARS = /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\[0-9a-z]| [0-7]{3}| {4})+$/;
 var Masker = class {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   secrets = /* @__PURE__ */ new Map();
@@ -51803,6 +51890,10 @@ var Masker = class {
   prefixes = 0;
   /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
   wholes = /* @__PURE__ */ new Set();
+  /** The fold forms (hideFolds): each secret that is not weak with its white space taken out, FOLD_MIN long at least, by length; their first FOLD_MIN characters. */
+  folds = /* @__PURE__ */ new Map();
+  foldLengths = [];
+  foldStarts = /* @__PURE__ */ new Set();
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
@@ -51817,6 +51908,16 @@ var Masker = class {
         same.add(t);
         this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
         if (t.includes("*")) this.starred.push(t);
+        const fold = t.replace(/\s+/g, "");
+        if (!isWeakPart(t) && fold.length >= FOLD_MIN) {
+          let list = this.folds.get(fold.length);
+          if (!list) {
+            this.folds.set(fold.length, list = /* @__PURE__ */ new Set());
+            this.foldLengths = [...this.folds.keys()].sort((a, b) => a - b);
+          }
+          list.add(fold);
+          this.foldStarts.add(fold.slice(0, FOLD_MIN));
+        }
         if (!isWeakPart(t)) {
           for (const [map, key] of [[this.cutByStart, t.slice(0, MIN_SECRET_LENGTH)], [this.cutByEnd, t.slice(-MIN_SECRET_LENGTH)]]) {
             const list = map.get(key);
@@ -51996,7 +52097,105 @@ var Masker = class {
     return false;
   }
   redactPlain(text) {
-    return this.hideCut(this.redactWhole(text));
+    return this.hideCut(this.redactWhole(this.hideFolds(text)));
+  }
+  /**
+   * `text` with each secret a printer folded over lines written *** piece by piece: PyYAML's yaml.dump at 80 columns,
+   * Python's pprint splitting a string into adjacent pieces, a wrapping base64 of a text holding the secret (any
+   * width), a hex dump (parts.ts dumpLine: any number of bytes a line) show it in pieces, none the secret whole. The
+   * lines are read as one text (a channel): each line's body (its ends' white space, quotes, brackets, "|", "," and
+   * "\\" left out: FOLD_FRAME) with its white space taken out, one after another (a line without a body ends the
+   * channel; `od -c`'s offset is frame too: OD_CHARS); and a second channel of the bytes of consecutive hex dump lines, as lower-case hex. A secret (a form
+   * parts.ts secretParts lists: its base64 at each alignment, its hex; not weak, its white space out, FOLD_MIN
+   * characters at least) found whole in a channel AND running over a line's end is a fold: what it covers on each
+   * line is hidden (in a dump: the bytes' pairs and their column). A piece alone (a line ending with a secret's start,
+   * a URL's scheme and host, the next line not going on with it) is ordinary text and stays. The hosts' mask_text
+   * applies the same rule (core/steps/sh/mask.sh, hold), holding a line while the next may go on with its end. A
+   * fold cut by the text's start or end shows its pieces. The work: the text's length times the lengths secrets have
+   * where one may start (FOLD_MIN characters looked up), as redactWhole.
+   */
+  hideFolds(text) {
+    if (!this.folds.size || !text.includes("\n")) return text;
+    const lines = [];
+    for (let at = 0; at <= text.length; ) {
+      const nl = text.indexOf("\n", at);
+      const end = nl === -1 ? text.length : nl;
+      lines.push({ at, line: text.slice(at, end) });
+      at = end + 1;
+    }
+    const spans = [];
+    const body = [];
+    const hex2 = [];
+    const bodyAt = [];
+    const hexAt = [];
+    const frames = [];
+    const dumps = [];
+    let bodyLength = 0;
+    let hexLength = 0;
+    for (const { line } of lines) {
+      let a = /^[\s'"`()[\]{}<>|,\\]*/.exec(line)[0].length;
+      let b = line.length;
+      while (b > a && FOLD_FRAME.test(line[b - 1])) b--;
+      if (a < b && OD_CHARS.test(line)) a = OD_CHARS.exec(line)[1].length;
+      frames.push([a, b]);
+      const t = a === b ? "\n" : line.slice(a, b).replace(/\s+/g, "");
+      bodyAt.push(bodyLength);
+      body.push(t);
+      bodyLength += t.length;
+      const dump = /^ *[0-9A-Fa-f]{2}/.test(line) ? dumpLine(line) : void 0;
+      dumps.push(dump);
+      const h = dump ? dump.hex.toLowerCase() : "\n\n";
+      hexAt.push(hexLength);
+      hex2.push(h);
+      hexLength += h.length;
+    }
+    const lineOf = (starts, o) => {
+      let lo = 0;
+      let hi = starts.length - 1;
+      while (lo < hi) {
+        const mid = lo + hi + 1 >> 1;
+        if (starts[mid] <= o) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    };
+    for (const [chars, starts, step] of [[body.join(""), bodyAt, 1], [hex2.join(""), hexAt, 2]]) {
+      for (let i = 0; i + FOLD_MIN <= chars.length; i += 1) {
+        if (step === 2 && i % 2 || !this.foldStarts.has(chars.slice(i, i + FOLD_MIN))) continue;
+        for (const n of this.foldLengths) {
+          const e = i + n;
+          if (e > chars.length) break;
+          const first = lineOf(starts, i);
+          const last = lineOf(starts, e - 1);
+          if (first === last || !this.folds.get(n).has(chars.slice(i, e))) continue;
+          for (let k = first; k <= last; k++) {
+            const from = Math.max(i, starts[k]) - starts[k];
+            const to = Math.min(e, k + 1 < starts.length ? starts[k + 1] : chars.length) - starts[k];
+            const at = lines[k].at;
+            if (step === 1) {
+              const [a, b] = frames[k];
+              const kept = [];
+              for (let c = a; c < b && kept.length < to; c++) if (!/\s/.test(lines[k].line[c])) kept.push(c);
+              spans.push([at + kept[from], at + kept[to - 1] + 1]);
+            } else {
+              const dump = dumps[k];
+              const [fb, tb] = [from >> 1, to - 1 >> 1];
+              spans.push([at + dump.at[fb], at + dump.at[tb] + 2]);
+              if (dump.column !== void 0) spans.push([at + dump.column + fb, at + dump.column + tb + 1]);
+            }
+          }
+        }
+      }
+    }
+    if (!spans.length) return text;
+    spans.sort((x, y) => x[0] - y[0]);
+    const merged = [];
+    for (const [f, t] of spans) {
+      const last = merged[merged.length - 1];
+      if (last && /^[^\S\n]*$/.test(text.slice(last[1], f))) last[1] = Math.max(last[1], t);
+      else merged.push([f, t]);
+    }
+    return starred(text, merged);
   }
   /**
     * `text` with what a printer shows of a secret it cut short hidden: the text just before an ellipsis ("..." or "…",
@@ -53077,12 +53276,12 @@ function parseParameters(header, type, index, len, stopFlags) {
         }
         if (index < len && header.charCodeAt(index) === DQUOTE) {
           const quotedStart = ++index;
-          let escaped = false;
+          let escaped2 = false;
           while (index < len) {
             const code2 = header.charCodeAt(index);
             if (code2 === DQUOTE) {
               if (parameters[key] === void 0) {
-                parameters[key] = escaped ? unescapeQuotedPairs(header, quotedStart, index) : header.slice(quotedStart, index);
+                parameters[key] = escaped2 ? unescapeQuotedPairs(header, quotedStart, index) : header.slice(quotedStart, index);
               }
               index++;
               let stop2 = 0;
@@ -53100,7 +53299,7 @@ function parseParameters(header, type, index, len, stopFlags) {
               continue parameter;
             }
             if (code2 === BSLASH && index + 1 < len) {
-              escaped = true;
+              escaped2 = true;
               index += 2;
               continue;
             }

@@ -19178,95 +19178,43 @@ var init_project_dir = __esm({
   }
 });
 
-// core/shell.ts
-import { join as join2, relative, resolve, sep } from "node:path";
-function quote(value) {
-  const s = String(value);
-  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-function onHost(variable) {
-  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
-  return { variable };
-}
-function word(...parts) {
-  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
-}
-function cmd(...words) {
-  return words.map(quote).join(" ");
-}
-function environmentMeant(typed, where) {
-  if (where) {
-    const inside = relative(join2(where.root, "environments"), resolve(where.cwd, typed)).split(sep);
-    if (inside[0] && inside[0] !== ".." && inside[0] !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(inside[0]) && !inside[0].endsWith("-status")) return inside[0];
+// core/dotenv-forms.ts
+function escaped(value, form) {
+  let s = value;
+  if (form.backslashes) {
+    s = s.replace(/\\/g, "\\\\");
+    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
   }
-  const path = typed.trim().replace(/^(\.\/)+/, "");
-  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
-  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
-  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
+  if (form.dollars) s = s.replace(/\$/g, "\\$");
+  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+  return s;
 }
-function gitAllowsRef(v) {
-  return v !== "" && !/[\s\\:?*[~^\u0000-\u001f\u007f]|\.\.|@\{|\/\/|(^|\/)\.|^\/|\/$|\.$|\.lock$/.test(v);
-}
-function validate(kind, value, label, where) {
-  const check = CHECKS[kind];
-  if (typeof value !== "string" || !check.pattern.test(value)) {
-    const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === "string" ? check.hint?.(value, where) : void 0);
+function dotenvWrittenForms(value) {
+  const out = /* @__PURE__ */ new Set();
+  for (const form of FORMS) {
+    const text = escaped(value, form);
+    if (text !== value) out.add(text);
   }
-  const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));
-  return value;
+  return [...out];
 }
-function patternOf(kind) {
-  return CHECKS[kind].pattern;
-}
-function isValid(kind, value) {
-  const check = CHECKS[kind];
-  return check.pattern.test(value) && !check.extra?.(value);
-}
-var CHECKS;
-var init_shell = __esm({
-  "core/shell.ts"() {
+var FORMS;
+var init_dotenv_forms = __esm({
+  "core/dotenv-forms.ts"() {
     "use strict";
-    init_errors();
-    CHECKS = {
-      // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
-      gitRef: {
-        what: "git ref",
-        pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
-        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1},
-        // :/message: the newest commit whose message matches, gitrevisions(7)).
-        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{|^:\//.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
-          // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
-          /[^A-Za-z0-9._/+-]/.test(v) && gitAllowsRef(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
-        )
-      },
-      environment: {
-        what: "environment name",
-        pattern: /^[a-z][a-z0-9-]{0,39}$/,
-        form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
-        // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
-        // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
-        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
-        hint: (v, where) => {
-          const meant = environmentMeant(v, where);
-          return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
-        }
-      },
-      release: {
-        what: "release id",
-        pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
-        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
-        hint: () => "copy the id from `ops releases <env>`"
-      },
-      name: {
-        what: "name",
-        pattern: /^[a-z][a-z0-9_-]{0,39}$/,
-        form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters'
-      }
-    };
+    FORMS = [
+      { name: "single-quoted", quote: "'" },
+      { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
+      { name: "double-quoted", quote: '"' },
+      { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
+      { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
+      { name: "backtick-quoted", quote: "`" },
+      { name: "unquoted", quote: "" },
+      { name: "single-quoted with \\$", quote: "'", dollars: true },
+      { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
+      { name: "double-quoted with \\$", quote: '"', dollars: true },
+      { name: "backtick-quoted with \\$", quote: "`", dollars: true },
+      { name: "unquoted with \\$", quote: "", dollars: true }
+    ];
   }
 });
 
@@ -19505,7 +19453,7 @@ function yamlDoubleQuotedForms(text) {
   if (!/[^\x20-\x7e]/.test(text)) return [];
   const bmp = (cp) => cp >= 160 && cp <= 55295 || cp >= 57344 && cp <= 65533;
   const writers = [() => false, bmp, (cp) => bmp(cp) || cp >= 65536];
-  const escaped = (printable2) => [...text].map((ch) => {
+  const escaped2 = (printable2) => [...text].map((ch) => {
     const cp = ch.codePointAt(0);
     const always = '"\\\x85\u2028\u2029\uFEFF'.includes(ch);
     if (!always && (cp >= 32 && cp <= 126 || printable2(cp))) return ch;
@@ -19513,7 +19461,7 @@ function yamlDoubleQuotedForms(text) {
     const h = cp.toString(16).toUpperCase();
     return cp <= 255 ? `\\x${h.padStart(2, "0")}` : cp <= 65535 ? `\\u${h.padStart(4, "0")}` : `\\U${h.padStart(8, "0")}`;
   }).join("");
-  return [...new Set(writers.map(escaped))];
+  return [...new Set(writers.map(escaped2))];
 }
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
@@ -19528,7 +19476,8 @@ function printedForms(text) {
     nodeInspect(text),
     ...shellQuotedForms(text),
     ...doubledQuoteForms(text),
-    ...yamlDoubleQuotedForms(text)
+    ...yamlDoubleQuotedForms(text),
+    ...dotenvWrittenForms(text)
   ];
 }
 function secretParts(value, options = {}) {
@@ -19601,6 +19550,38 @@ function bytesDumps(bytes) {
   if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(" "));
   return forms;
 }
+function dumpLine(line) {
+  const offset = /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/.exec(line);
+  const group = / {1,2}([0-9A-Fa-f]{2,8})(?= |$)/y;
+  let p = offset[0].length;
+  let width = 0;
+  let hex2 = "";
+  const at2 = [];
+  let before = p;
+  for (let m; group.lastIndex = p, m = group.exec(line); p = group.lastIndex) {
+    const g = m[1];
+    if (g.length % 2 || width && g.length > width || width && at2.length && hex2.length % width) break;
+    width ||= g.length;
+    const start = group.lastIndex - g.length;
+    for (let k = 0; k < g.length; k += 2) at2.push(start + k);
+    hex2 += g;
+    before = p;
+  }
+  const last = line.slice(before, p);
+  if (p === line.length && /^ {2}/.test(last) && last.length - 2 === at2.length - (last.length - 2) / 2) {
+    at2.length -= (last.length - 2) / 2;
+    hex2 = hex2.slice(0, 2 * at2.length);
+    p = before;
+  }
+  if (at2.length < 1) return void 0;
+  const rest = line.slice(p);
+  if (!rest.trim()) return { hex: hex2, at: at2, column: void 0 };
+  const framed = /^ {2,}([|>])([^]*)([|<])$/.exec(rest);
+  if (framed && framed[2].length === at2.length) return { hex: hex2, at: at2, column: p + rest.indexOf(framed[1]) + 1 };
+  const plain = /^ {2,}/.exec(rest);
+  if (plain && rest.length - plain[0].length === at2.length) return { hex: hex2, at: at2, column: p + plain[0].length };
+  return void 0;
+}
 function isHexKey(text) {
   return text.length >= 16 && text.length % 2 === 0 && /^[0-9A-Fa-f]+$/.test(text);
 }
@@ -19646,6 +19627,7 @@ var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, TO
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
+    init_dotenv_forms();
     MIN_MASKED_LENGTH = 3;
     SHORT_SECRET_LENGTH = 8;
     COMMON = /* @__PURE__ */ new Set([
@@ -19742,6 +19724,333 @@ var init_parts = __esm({
   }
 });
 
+// core/config/schema.ts
+function describe(value) {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "number" && !Number.isFinite(value)) return `number ${Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf"}`;
+  if (value instanceof Date) return "a date (a !!timestamp value; quote it to make it a string)";
+  if (value instanceof Uint8Array) return "a !!binary value";
+  if (value instanceof Set) return "a !!set value";
+  if (value instanceof Map) return "a !!omap or !!pairs value";
+  if (isMapping(value)) return "a mapping";
+  if (typeof value === "object") return "a tagged YAML value";
+  if (typeof value === "string") {
+    const shown = hideSecrets(value);
+    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
+  }
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+function fail(problems, path, form, value, extra = "") {
+  problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
+  return void 0;
+}
+function isMapping(value) {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+function string(opts2 = {}) {
+  const form = opts2.form ?? "a string";
+  if (opts2.pattern?.flags) throw new Error(`schema pattern /${opts2.pattern.source}/${opts2.pattern.flags}: flags have no JSON Schema equivalent`);
+  return {
+    form,
+    json: () => opts2.pattern ? { type: "string", pattern: opts2.pattern.source } : { type: "string" },
+    check(value, path, problems) {
+      if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
+        return fail(problems, path, form, value, typeof value === "boolean" ? ` (unquoted, so YAML read a boolean: write the value in quotes, "${value}")` : ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)');
+      if (typeof value !== "string") return fail(problems, path, form, value);
+      const why = opts2.check?.(value);
+      if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
+      return opts2.normalize ? opts2.normalize(value) : value;
+    }
+  };
+}
+function durationSeconds(text) {
+  const t = text.trim().toLowerCase();
+  const clock = /^(\d+):([0-5]\d)$/.exec(t);
+  if (clock) return Number(clock[1]) * 60 + Number(clock[2]);
+  const parts = [...t.matchAll(/(\d+(?:\.\d+)?)\s*([a-z]+)\s*/g)];
+  if (!parts.length || parts.map((p) => p[0]).join("") !== t) return void 0;
+  let total = 0;
+  for (const [, n, unit] of parts) {
+    const seconds3 = DURATION_UNITS.find(([re]) => re.test(unit))?.[1];
+    if (seconds3 === void 0) return void 0;
+    total += Number(n) * seconds3;
+  }
+  return Math.round(total * 1e3) / 1e3;
+}
+function bounded(kind, min, max, form, unit) {
+  const whole = kind === "integer";
+  return {
+    form,
+    json: () => ({ type: kind, minimum: min, maximum: max }),
+    check(value, path, problems) {
+      let extra = typeof value === "string" && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? " (a string, in quotes: write the number without them)" : "";
+      const seconds3 = unit && typeof value === "string" && !extra ? durationSeconds(value) : void 0;
+      if (seconds3 !== void 0) extra = ` (a number of seconds, without a unit: ${seconds3}${seconds3 < min || seconds3 > max || whole && !Number.isInteger(seconds3) ? `, which is not ${form}` : ""})`;
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, extra);
+      return value;
+    }
+  };
+}
+function integer(min, max, form) {
+  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
+}
+function seconds(min, max, whole = true) {
+  return bounded(whole ? "integer" : "number", min, max, `${whole ? "an integer" : "a number"} ${min}-${max}`, "seconds");
+}
+function boolean() {
+  return {
+    form: "true or false",
+    json: () => ({ type: "boolean" }),
+    check(value, path, problems) {
+      if (typeof value === "boolean") return value;
+      const word2 = typeof value === "string" ? value.trim().toLowerCase() : "";
+      const extra = word2 === "true" || word2 === "false" ? ` (a string, in quotes: write ${word2} without them)` : Object.hasOwn(YAML11_BOOLEANS, word2) ? ` (YAML 1.1's word for ${YAML11_BOOLEANS[word2]}; ops reads YAML 1.2, where it is text: write ${YAML11_BOOLEANS[word2]})` : "";
+      return fail(problems, path, "true or false", value, extra);
+    }
+  };
+}
+function distance(a, b) {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+function didYouMean(word2, known) {
+  const w = word2.toLowerCase();
+  const best = known.map((k) => [k, distance(w, k.toLowerCase())]).sort((x, y) => x[1] - y[1])[0];
+  if (best && best[1] <= Math.max(1, Math.floor(w.length / 3))) return best[0];
+  const starts = known.filter((k) => w.length >= 2 && k.toLowerCase().startsWith(w));
+  return starts.length === 1 ? starts[0] : void 0;
+}
+function closest(key, known) {
+  const norm = key.toLowerCase().replace(/-/g, "_");
+  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
+}
+function oneOf(values) {
+  const form = `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
+  return {
+    form,
+    json: () => ({ type: "string", enum: [...values] }),
+    check(value, path, problems) {
+      if (typeof value === "string" && values.includes(value)) return value;
+      const near = typeof value === "string" ? closest(value, [...values]) : void 0;
+      return fail(problems, path, form, value, near ? ` (did you mean "${near}"?)` : "");
+    }
+  };
+}
+function list(item, opts2 = {}) {
+  const form = opts2.form ?? `a list of ${item.form}`;
+  return {
+    form,
+    json: () => ({ type: "array", items: item.json(), ...opts2.min ? { minItems: opts2.min } : {} }),
+    check(value, path, problems) {
+      const named = () => item.json().properties?.name !== void 0;
+      if (isMapping(value) && Object.values(value).every(isMapping) && named()) {
+        const first = Object.keys(value)[0] ?? "web1";
+        return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
+      }
+      const keys = item.json().properties;
+      if (keys && isMapping(value) && Object.keys(value).length && Object.keys(value).every((k) => k in keys)) {
+        const first = Object.keys(value)[0];
+        return fail(problems, path, form, value, ` (one item without its "- ": write "- ${first}: ..." and indent its other keys under it)`);
+      }
+      if (keys && (typeof value === "string" || typeof value === "number") && "name" in keys)
+        return fail(problems, path, form, value, ` (each item is a list item holding its keys: "- name: ...", then its other keys indented under it)`);
+      if (!Array.isArray(value)) return fail(problems, path, form, value);
+      if (opts2.min && value.length < opts2.min) {
+        problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
+        return void 0;
+      }
+      const out = [];
+      let ok = true;
+      value.forEach((v, i) => {
+        const r = item.check(v, `${path}[${i}]`, problems);
+        if (r === void 0) ok = false;
+        else out.push(r);
+      });
+      return ok ? out : void 0;
+    },
+    rows: item.rows ? (p) => item.rows(`${p}[]`) : void 0
+  };
+}
+function record(key, item, form) {
+  const f = form ?? `a mapping of ${key.form} to ${item.form}`;
+  return {
+    form: f,
+    json: () => ({ type: "object", propertyNames: key.json(), additionalProperties: item.json() }),
+    check(value, path, problems) {
+      if (!isMapping(value)) return fail(problems, path, f, value);
+      const out = /* @__PURE__ */ Object.create(null);
+      let ok = true;
+      for (const [k, v] of Object.entries(value)) {
+        const p = path ? `${path}.${k}` : k;
+        if (key.check(k, p, problems) === void 0) {
+          ok = false;
+          continue;
+        }
+        const r = item.check(v, p, problems);
+        if (r === void 0) ok = false;
+        else out[k] = r;
+      }
+      return ok ? out : void 0;
+    },
+    rows: item.rows ? (p) => item.rows(`${p}.<name>`) : void 0
+  };
+}
+function either(a, b, form) {
+  const f = form ?? `${a.form}, or ${b.form}`;
+  return {
+    form: f,
+    json: () => ({ anyOf: [a.json(), b.json()] }),
+    check(value, path, problems) {
+      const pa = [];
+      const ra = a.check(value, path, pa);
+      if (ra !== void 0) return ra;
+      const pb = [];
+      const rb = b.check(value, path, pb);
+      if (rb !== void 0) return rb;
+      problems.push(...isMapping(value) === Boolean(b.rows) ? pb : pa);
+      return void 0;
+    },
+    rows: a.rows ?? b.rows
+  };
+}
+function req(schema, doc) {
+  return { schema, doc, presence: "required" };
+}
+function opt(schema, doc, defaultValue) {
+  return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
+}
+var DURATION_UNITS, YAML11_BOOLEANS;
+var init_schema = __esm({
+  "core/config/schema.ts"() {
+    "use strict";
+    init_parts();
+    DURATION_UNITS = [
+      [/^(ms|msec|milliseconds?)$/, 1e-3],
+      [/^(s|sec|secs|seconds?)$/, 1],
+      [/^(m|min|mins|minutes?)$/, 60],
+      [/^(h|hr|hours?)$/, 3600]
+    ];
+    YAML11_BOOLEANS = { y: true, yes: true, on: true, n: false, no: false, off: false };
+  }
+});
+
+// core/shell.ts
+import { existsSync as existsSync3, readdirSync } from "node:fs";
+import { join as join2, relative, resolve, sep } from "node:path";
+function quote(value) {
+  const s = String(value);
+  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+function onHost(variable) {
+  if (!/^[a-z_][a-z0-9_]*$/.test(variable)) throw new Error(`not a shell variable name: ${variable}`);
+  return { variable };
+}
+function word(...parts) {
+  return parts.map((p) => typeof p === "string" ? quote(p) : `"\${${p.variable}}"`).join("") || "''";
+}
+function cmd(...words) {
+  return words.map(quote).join(" ");
+}
+function environmentMeant(typed, where) {
+  if (where) {
+    const inside = relative(join2(where.root, "environments"), resolve(where.cwd, typed)).split(sep);
+    if (inside[0] && inside[0] !== ".." && inside[0] !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(inside[0]) && !inside[0].endsWith("-status")) return inside[0];
+  }
+  const path = typed.trim().replace(/^(\.\/)+/, "");
+  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
+  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
+  const known = where ? environmentFolders(where.root) : [];
+  const near = known.includes(name2) ? name2 : didYouMean(name2, known) ?? didYouMean(folder.toLowerCase().replace(/[._\s]+$/, ""), known);
+  if (near !== void 0 && near !== typed) return near;
+  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
+}
+function environmentFolders(root) {
+  try {
+    return readdirSync(join2(root, "environments")).filter((d) => /^[a-z][a-z0-9-]{0,39}$/.test(d) && existsSync3(join2(root, "environments", d, "environment.yml")));
+  } catch {
+    return [];
+  }
+}
+function gitAllowsRef(v) {
+  return v !== "" && !/[\s\\:?*[~^\u0000-\u001f\u007f]|\.\.|@\{|\/\/|(^|\/)\.|^\/|\/$|\.$|\.lock$/.test(v);
+}
+function validate(kind, value, label, where) {
+  const check = CHECKS[kind];
+  if (typeof value !== "string" || !check.pattern.test(value)) {
+    const shown = JSON.stringify(value);
+    const padded = typeof value === "string" && value.trim() !== value && check.pattern.test(value.trim()) && !check.extra?.(value.trim());
+    const hint = padded ? `remove the white space around ${JSON.stringify(value.trim())} (copied with it?)` : typeof value === "string" ? check.hint?.(value, where) : void 0;
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, hint);
+  }
+  const why = check.extra?.(value);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));
+  return value;
+}
+function patternOf(kind) {
+  return CHECKS[kind].pattern;
+}
+function isValid(kind, value) {
+  const check = CHECKS[kind];
+  return check.pattern.test(value) && !check.extra?.(value);
+}
+var CHECKS;
+var init_shell = __esm({
+  "core/shell.ts"() {
+    "use strict";
+    init_schema();
+    init_errors();
+    CHECKS = {
+      // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
+      gitRef: {
+        what: "git ref",
+        pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
+        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
+        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1},
+        // :/message: the newest commit whose message matches, gitrevisions(7)).
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{|^:\//.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
+          // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
+          /[^A-Za-z0-9._/+-]/.test(v) && gitAllowsRef(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+        )
+      },
+      environment: {
+        what: "environment name",
+        pattern: /^[a-z][a-z0-9-]{0,39}$/,
+        form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
+        // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
+        // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
+        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
+        hint: (v, where) => {
+          const meant = environmentMeant(v, where);
+          return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
+        }
+      },
+      release: {
+        what: "release id",
+        pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
+        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
+        hint: () => "copy the id from `ops releases <env>`"
+      },
+      name: {
+        what: "name",
+        pattern: /^[a-z][a-z0-9_-]{0,39}$/,
+        form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters'
+      }
+    };
+  }
+});
+
 // core/signals.ts
 import { spawnSync } from "node:child_process";
 import { fstatSync, readFileSync, writeSync } from "node:fs";
@@ -19826,7 +20135,7 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
-import { readdirSync, statSync as statSync2 } from "node:fs";
+import { readdirSync as readdirSync2, statSync as statSync2 } from "node:fs";
 import { dirname } from "node:path";
 function sudoHint(stderr, login2, host) {
   if (REQUIRETTY.test(stderr)) return `sudoers on ${host} requires a terminal (Defaults requiretty), which ops's sessions have not: add the line "Defaults:${login2} !requiretty" to /etc/sudoers.d/${login2} (visudo -f /etc/sudoers.d/${login2})`;
@@ -19871,6 +20180,20 @@ function sudoWarningFix(line, host) {
   if (name2) return `add the host's name to /etc/hosts on ${host} (as root: echo '127.0.1.1 ${name2}' >> /etc/hosts): sudo looks it up on every command`;
   if (/^sudo: setrlimit\(RLIMIT_CORE\): Operation not permitted/.test(line)) return `on ${host}, as root: echo 'Set disable_coredump false' >> /etc/sudo.conf (sudo lowers its core dump limit on every command, which this container forbids)`;
   return `see sudo's configuration on ${host} (/etc/sudoers, /etc/sudoers.d/) for what it warns about`;
+}
+function preloadProblem(line, login2, host) {
+  const m = /^ERROR: ld\.so: object '([^']*)' from (\S+) cannot be preloaded \((.*)\): ignored\.$/.exec(line);
+  if (!m) return void 0;
+  const [, lib, from, reason] = m;
+  if (from === "LD_PRELOAD")
+    return {
+      problem: `the dynamic loader warns before every command of ${login2}: LD_PRELOAD in its environment names ${lib}, which it cannot load (${reason}) (ops copes)`,
+      fix: `on ${host}, as root: remove LD_PRELOAD from where ${login2}'s sessions get it (grep -rs LD_PRELOAD /etc/environment /etc/security/pam_env.conf /etc/ssh/sshd_config /etc/ssh/sshd_config.d/ /etc/bash.bashrc ~${login2}/.pam_environment ~${login2}/.bashrc ~${login2}/.profile ~${login2}/.ssh/environment), or install ${lib}`
+    };
+  return {
+    problem: `the dynamic loader warns before every program on ${host}: ${from} names ${lib}, which it cannot load (${reason}) (ops copes)`,
+    fix: `on ${host}, as root: remove the line ${lib} from ${from}, or install it`
+  };
 }
 function homeDirProblem(line, login2, host) {
   const m = /^Could not chdir to home directory (\S+): (.+)$/.exec(line);
@@ -20000,7 +20323,7 @@ function userFileExists(path, shown = path, expected = "a file", given = false) 
   if (given) {
     let files = [];
     try {
-      files = readdirSync(path, { withFileTypes: true }).filter((d) => d.isFile() && !d.name.startsWith(".")).map((d) => d.name).sort();
+      files = readdirSync2(path, { withFileTypes: true }).filter((d) => d.isFile() && !d.name.startsWith(".")).map((d) => d.name).sort();
     } catch {
     }
     const dir = shown.replace(/\/+$/, "");
@@ -40359,7 +40682,7 @@ function urlEncodedForms(secret) {
   return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 function exactForms(parts) {
-  return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
+  return [...new Set(parts.flatMap((v) => [v, ...v.length <= MAX_URL_ENCODED_PART ? urlEncodedForms(v) : []]))];
 }
 function maskedParts(value) {
   const out = /* @__PURE__ */ new Set();
@@ -40441,7 +40764,7 @@ function markdownMasks(markdown) {
 function maskedMarkdown(redact) {
   return { text: (t) => mdText(redact(t)), code: (t, where) => mdCode(redact(t), where), link: (label, url) => mdLink(label, redact(url)) };
 }
-function seconds(ms) {
+function seconds2(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
 function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr }, exit = (code) => process.exit(code)) {
@@ -40505,7 +40828,7 @@ function fdOf(out) {
   const fd = out.fd;
   return typeof fd === "number" ? fd : void 0;
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs, neverBlocking;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, MAX_URL_ENCODED_PART, FOLD_MIN, FOLD_FRAME, OD_CHARS, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs, neverBlocking;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -40521,6 +40844,10 @@ var init_report = __esm({
     fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
     FILTER_BITS_PER_PREFIX = 16;
     FILTER_MAX_LOG2 = 27;
+    MAX_URL_ENCODED_PART = 16 * 1024;
+    FOLD_MIN = SHORT_SECRET_LENGTH;
+    FOLD_FRAME = /[\s'"`()[\]{}<>|,\\]/;
+    OD_CHARS = /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\[0-9a-z]| [0-7]{3}| {4})+$/;
     Masker = class {
       /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
       secrets = /* @__PURE__ */ new Map();
@@ -40545,6 +40872,10 @@ var init_report = __esm({
       prefixes = 0;
       /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
       wholes = /* @__PURE__ */ new Set();
+      /** The fold forms (hideFolds): each secret that is not weak with its white space taken out, FOLD_MIN long at least, by length; their first FOLD_MIN characters. */
+      folds = /* @__PURE__ */ new Map();
+      foldLengths = [];
+      foldStarts = /* @__PURE__ */ new Set();
       /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
       add(value) {
         const added = [];
@@ -40559,6 +40890,16 @@ var init_report = __esm({
             same.add(t);
             this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
             if (t.includes("*")) this.starred.push(t);
+            const fold = t.replace(/\s+/g, "");
+            if (!isWeakPart(t) && fold.length >= FOLD_MIN) {
+              let list2 = this.folds.get(fold.length);
+              if (!list2) {
+                this.folds.set(fold.length, list2 = /* @__PURE__ */ new Set());
+                this.foldLengths = [...this.folds.keys()].sort((a, b) => a - b);
+              }
+              list2.add(fold);
+              this.foldStarts.add(fold.slice(0, FOLD_MIN));
+            }
             if (!isWeakPart(t)) {
               for (const [map, key] of [[this.cutByStart, t.slice(0, MIN_SECRET_LENGTH)], [this.cutByEnd, t.slice(-MIN_SECRET_LENGTH)]]) {
                 const list2 = map.get(key);
@@ -40738,7 +41079,105 @@ var init_report = __esm({
         return false;
       }
       redactPlain(text) {
-        return this.hideCut(this.redactWhole(text));
+        return this.hideCut(this.redactWhole(this.hideFolds(text)));
+      }
+      /**
+       * `text` with each secret a printer folded over lines written *** piece by piece: PyYAML's yaml.dump at 80 columns,
+       * Python's pprint splitting a string into adjacent pieces, a wrapping base64 of a text holding the secret (any
+       * width), a hex dump (parts.ts dumpLine: any number of bytes a line) show it in pieces, none the secret whole. The
+       * lines are read as one text (a channel): each line's body (its ends' white space, quotes, brackets, "|", "," and
+       * "\\" left out: FOLD_FRAME) with its white space taken out, one after another (a line without a body ends the
+       * channel; `od -c`'s offset is frame too: OD_CHARS); and a second channel of the bytes of consecutive hex dump lines, as lower-case hex. A secret (a form
+       * parts.ts secretParts lists: its base64 at each alignment, its hex; not weak, its white space out, FOLD_MIN
+       * characters at least) found whole in a channel AND running over a line's end is a fold: what it covers on each
+       * line is hidden (in a dump: the bytes' pairs and their column). A piece alone (a line ending with a secret's start,
+       * a URL's scheme and host, the next line not going on with it) is ordinary text and stays. The hosts' mask_text
+       * applies the same rule (core/steps/sh/mask.sh, hold), holding a line while the next may go on with its end. A
+       * fold cut by the text's start or end shows its pieces. The work: the text's length times the lengths secrets have
+       * where one may start (FOLD_MIN characters looked up), as redactWhole.
+       */
+      hideFolds(text) {
+        if (!this.folds.size || !text.includes("\n")) return text;
+        const lines = [];
+        for (let at2 = 0; at2 <= text.length; ) {
+          const nl = text.indexOf("\n", at2);
+          const end = nl === -1 ? text.length : nl;
+          lines.push({ at: at2, line: text.slice(at2, end) });
+          at2 = end + 1;
+        }
+        const spans = [];
+        const body = [];
+        const hex2 = [];
+        const bodyAt = [];
+        const hexAt = [];
+        const frames = [];
+        const dumps = [];
+        let bodyLength = 0;
+        let hexLength = 0;
+        for (const { line } of lines) {
+          let a = /^[\s'"`()[\]{}<>|,\\]*/.exec(line)[0].length;
+          let b = line.length;
+          while (b > a && FOLD_FRAME.test(line[b - 1])) b--;
+          if (a < b && OD_CHARS.test(line)) a = OD_CHARS.exec(line)[1].length;
+          frames.push([a, b]);
+          const t = a === b ? "\n" : line.slice(a, b).replace(/\s+/g, "");
+          bodyAt.push(bodyLength);
+          body.push(t);
+          bodyLength += t.length;
+          const dump = /^ *[0-9A-Fa-f]{2}/.test(line) ? dumpLine(line) : void 0;
+          dumps.push(dump);
+          const h = dump ? dump.hex.toLowerCase() : "\n\n";
+          hexAt.push(hexLength);
+          hex2.push(h);
+          hexLength += h.length;
+        }
+        const lineOf = (starts, o) => {
+          let lo = 0;
+          let hi = starts.length - 1;
+          while (lo < hi) {
+            const mid = lo + hi + 1 >> 1;
+            if (starts[mid] <= o) lo = mid;
+            else hi = mid - 1;
+          }
+          return lo;
+        };
+        for (const [chars, starts, step] of [[body.join(""), bodyAt, 1], [hex2.join(""), hexAt, 2]]) {
+          for (let i = 0; i + FOLD_MIN <= chars.length; i += 1) {
+            if (step === 2 && i % 2 || !this.foldStarts.has(chars.slice(i, i + FOLD_MIN))) continue;
+            for (const n of this.foldLengths) {
+              const e = i + n;
+              if (e > chars.length) break;
+              const first = lineOf(starts, i);
+              const last = lineOf(starts, e - 1);
+              if (first === last || !this.folds.get(n).has(chars.slice(i, e))) continue;
+              for (let k = first; k <= last; k++) {
+                const from = Math.max(i, starts[k]) - starts[k];
+                const to = Math.min(e, k + 1 < starts.length ? starts[k + 1] : chars.length) - starts[k];
+                const at2 = lines[k].at;
+                if (step === 1) {
+                  const [a, b] = frames[k];
+                  const kept = [];
+                  for (let c = a; c < b && kept.length < to; c++) if (!/\s/.test(lines[k].line[c])) kept.push(c);
+                  spans.push([at2 + kept[from], at2 + kept[to - 1] + 1]);
+                } else {
+                  const dump = dumps[k];
+                  const [fb, tb] = [from >> 1, to - 1 >> 1];
+                  spans.push([at2 + dump.at[fb], at2 + dump.at[tb] + 2]);
+                  if (dump.column !== void 0) spans.push([at2 + dump.column + fb, at2 + dump.column + tb + 1]);
+                }
+              }
+            }
+          }
+        }
+        if (!spans.length) return text;
+        spans.sort((x, y) => x[0] - y[0]);
+        const merged = [];
+        for (const [f, t] of spans) {
+          const last = merged[merged.length - 1];
+          if (last && /^[^\S\n]*$/.test(text.slice(last[1], f))) last[1] = Math.max(last[1], t);
+          else merged.push([f, t]);
+        }
+        return starred(text, merged);
       }
       /**
         * `text` with what a printer shows of a secret it cut short hidden: the text just before an ellipsis ("..." or "…",
@@ -59076,6 +59515,29 @@ function syntaxProblem(code) {
   };
   return words[code] ?? `a syntax error (${code})`;
 }
+function syntaxWhat(text, err) {
+  const message = err.message ?? "";
+  const noColon = err.code === "MISSING_CHAR" && /^Implicit map keys need to be followed by map values/.test(message) || err.code === "MULTILINE_IMPLICIT_KEY" && err.pos !== void 0 && !/["']/.test(text[err.pos[0]] ?? "");
+  const quoteEndsAtLine = err.code === "MISSING_CHAR" && /^Missing closing ["']quote/.test(message) && err.pos !== void 0 && /^[\r\n]/.test(text.slice(err.pos[0])) && text.slice(err.pos[0]).trim() !== "";
+  const quoteEscaped = err.code === "BAD_DQ_ESCAPE" && message === "Invalid escape sequence \\'";
+  const tightComment = err.code === "MISSING_CHAR" && /^Comments must be separated from other tokens by white space/.test(message);
+  const deeper = (err.code === "BLOCK_AS_IMPLICIT_KEY" || err.code === "MULTILINE_IMPLICIT_KEY") && err.pos !== void 0 ? overIndented(text, err.pos[0]) : void 0;
+  const what = deeper ? `line ${deeper.line} is indented further than the key on line ${deeper.above}, so YAML reads it as going on with that key's value: indent it as the keys beside it (the same number of spaces)` : tightComment ? 'a # right after a closing quote or bracket: a comment needs a space before its # (`"value" # note`); a # meant as part of the value goes inside the quotes' : quoteEscaped ? `the escape \\' in a double-quoted string, which YAML 1.2 and JSON do not have: inside double quotes write ' on its own (only \\" and \\\\ need a backslash)` : quoteEndsAtLine ? "a quoted value whose next line is not indented past its key, so YAML ends it at this line: its closing quote is missing, or it goes on at the start of a line (a quoted value goes on only on lines indented past its key, and those are joined with spaces; for a value of several lines, such as a PEM key, write `key: |` with its lines indented below)" : err.code === "BAD_INDENT" && /^Flow (sequence|map) in block collection/.test(message) ? "a [...] or {...} not closed before this line (its ] or } missing?), or its next lines not indented under its key" : noColon ? 'a line with no ": " after its key (a space, = or : alone between the key and its value?): write it KEY: VALUE' : syntaxProblem(err.code);
+  return what;
+}
+function overIndented(text, offset) {
+  const lines = text.split("\n");
+  const at2 = text.slice(0, offset).split("\n").length - 1;
+  const key = /^(\s*)(?:-\s+)?[^\s#:][^:#]*:[ \t]+[^\s#|>&*!'"[{]/.exec(lines[at2] ?? "");
+  if (!key) return void 0;
+  for (let i = at2 + 1; i < lines.length; i++) {
+    const l = lines[i].replace(/\r$/, "");
+    if (/^\s*(#|$)/.test(l)) continue;
+    const next = /^(\s*)(?:-\s|[^\s#:][^:#]*:(\s|$))/.exec(l);
+    return next && next[1].length > key[1].length ? { line: i + 1, above: at2 + 1 } : void 0;
+  }
+  return void 0;
+}
 var import_yaml6;
 var init_tree_parse = __esm({
   "core/secrets/tree-parse.ts"() {
@@ -59202,8 +59664,8 @@ var init_env_names = __esm({
 import { createHash as createHash2 } from "node:crypto";
 function printable(text, max = 40) {
   const cut = text.slice(0, max);
-  const escaped = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-  return `"${escaped}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
+  const escaped2 = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return `"${escaped2}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
 }
 function parseHostKey(line) {
   if (PRIVATE_KEY.test(line)) return PRIVATE_KEY_REASON;
@@ -59416,220 +59878,6 @@ var init_program_command = __esm({
   }
 });
 
-// core/config/schema.ts
-function describe(value) {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "number" && !Number.isFinite(value)) return `number ${Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf"}`;
-  if (value instanceof Date) return "a date (a !!timestamp value; quote it to make it a string)";
-  if (value instanceof Uint8Array) return "a !!binary value";
-  if (value instanceof Set) return "a !!set value";
-  if (value instanceof Map) return "a !!omap or !!pairs value";
-  if (isMapping(value)) return "a mapping";
-  if (typeof value === "object") return "a tagged YAML value";
-  if (typeof value === "string") {
-    const shown = hideSecrets(value);
-    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
-  }
-  return `${typeof value} ${JSON.stringify(value)}`;
-}
-function fail(problems, path, form, value, extra = "") {
-  problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
-  return void 0;
-}
-function isMapping(value) {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-function string(opts2 = {}) {
-  const form = opts2.form ?? "a string";
-  if (opts2.pattern?.flags) throw new Error(`schema pattern /${opts2.pattern.source}/${opts2.pattern.flags}: flags have no JSON Schema equivalent`);
-  return {
-    form,
-    json: () => opts2.pattern ? { type: "string", pattern: opts2.pattern.source } : { type: "string" },
-    check(value, path, problems) {
-      if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
-        return fail(problems, path, form, value, typeof value === "boolean" ? ` (unquoted, so YAML read a boolean: write the value in quotes, "${value}")` : ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)');
-      if (typeof value !== "string") return fail(problems, path, form, value);
-      const why = opts2.check?.(value);
-      if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
-      return opts2.normalize ? opts2.normalize(value) : value;
-    }
-  };
-}
-function durationSeconds(text) {
-  const t = text.trim().toLowerCase();
-  const clock = /^(\d+):([0-5]\d)$/.exec(t);
-  if (clock) return Number(clock[1]) * 60 + Number(clock[2]);
-  const parts = [...t.matchAll(/(\d+(?:\.\d+)?)\s*([a-z]+)\s*/g)];
-  if (!parts.length || parts.map((p) => p[0]).join("") !== t) return void 0;
-  let total = 0;
-  for (const [, n, unit] of parts) {
-    const seconds3 = DURATION_UNITS.find(([re]) => re.test(unit))?.[1];
-    if (seconds3 === void 0) return void 0;
-    total += Number(n) * seconds3;
-  }
-  return Math.round(total * 1e3) / 1e3;
-}
-function bounded(kind, min, max, form, unit) {
-  const whole = kind === "integer";
-  return {
-    form,
-    json: () => ({ type: kind, minimum: min, maximum: max }),
-    check(value, path, problems) {
-      let extra = typeof value === "string" && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? " (a string, in quotes: write the number without them)" : "";
-      const seconds3 = unit && typeof value === "string" && !extra ? durationSeconds(value) : void 0;
-      if (seconds3 !== void 0) extra = ` (a number of seconds, without a unit: ${seconds3}${seconds3 < min || seconds3 > max || whole && !Number.isInteger(seconds3) ? `, which is not ${form}` : ""})`;
-      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, extra);
-      return value;
-    }
-  };
-}
-function integer(min, max, form) {
-  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
-}
-function seconds2(min, max, whole = true) {
-  return bounded(whole ? "integer" : "number", min, max, `${whole ? "an integer" : "a number"} ${min}-${max}`, "seconds");
-}
-function boolean() {
-  return {
-    form: "true or false",
-    json: () => ({ type: "boolean" }),
-    check(value, path, problems) {
-      if (typeof value === "boolean") return value;
-      const word2 = typeof value === "string" ? value.trim().toLowerCase() : "";
-      const extra = word2 === "true" || word2 === "false" ? ` (a string, in quotes: write ${word2} without them)` : Object.hasOwn(YAML11_BOOLEANS, word2) ? ` (YAML 1.1's word for ${YAML11_BOOLEANS[word2]}; ops reads YAML 1.2, where it is text: write ${YAML11_BOOLEANS[word2]})` : "";
-      return fail(problems, path, "true or false", value, extra);
-    }
-  };
-}
-function distance(a, b) {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  }
-  return d[a.length][b.length];
-}
-function closest(key, known) {
-  const norm = key.toLowerCase().replace(/-/g, "_");
-  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
-  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
-}
-function oneOf(values) {
-  const form = `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
-  return {
-    form,
-    json: () => ({ type: "string", enum: [...values] }),
-    check(value, path, problems) {
-      if (typeof value === "string" && values.includes(value)) return value;
-      const near = typeof value === "string" ? closest(value, [...values]) : void 0;
-      return fail(problems, path, form, value, near ? ` (did you mean "${near}"?)` : "");
-    }
-  };
-}
-function list(item, opts2 = {}) {
-  const form = opts2.form ?? `a list of ${item.form}`;
-  return {
-    form,
-    json: () => ({ type: "array", items: item.json(), ...opts2.min ? { minItems: opts2.min } : {} }),
-    check(value, path, problems) {
-      const named = () => item.json().properties?.name !== void 0;
-      if (isMapping(value) && Object.values(value).every(isMapping) && named()) {
-        const first = Object.keys(value)[0] ?? "web1";
-        return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
-      }
-      const keys = item.json().properties;
-      if (keys && isMapping(value) && Object.keys(value).length && Object.keys(value).every((k) => k in keys)) {
-        const first = Object.keys(value)[0];
-        return fail(problems, path, form, value, ` (one item without its "- ": write "- ${first}: ..." and indent its other keys under it)`);
-      }
-      if (keys && (typeof value === "string" || typeof value === "number") && "name" in keys)
-        return fail(problems, path, form, value, ` (each item is a list item holding its keys: "- name: ...", then its other keys indented under it)`);
-      if (!Array.isArray(value)) return fail(problems, path, form, value);
-      if (opts2.min && value.length < opts2.min) {
-        problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
-        return void 0;
-      }
-      const out = [];
-      let ok = true;
-      value.forEach((v, i) => {
-        const r = item.check(v, `${path}[${i}]`, problems);
-        if (r === void 0) ok = false;
-        else out.push(r);
-      });
-      return ok ? out : void 0;
-    },
-    rows: item.rows ? (p) => item.rows(`${p}[]`) : void 0
-  };
-}
-function record(key, item, form) {
-  const f = form ?? `a mapping of ${key.form} to ${item.form}`;
-  return {
-    form: f,
-    json: () => ({ type: "object", propertyNames: key.json(), additionalProperties: item.json() }),
-    check(value, path, problems) {
-      if (!isMapping(value)) return fail(problems, path, f, value);
-      const out = /* @__PURE__ */ Object.create(null);
-      let ok = true;
-      for (const [k, v] of Object.entries(value)) {
-        const p = path ? `${path}.${k}` : k;
-        if (key.check(k, p, problems) === void 0) {
-          ok = false;
-          continue;
-        }
-        const r = item.check(v, p, problems);
-        if (r === void 0) ok = false;
-        else out[k] = r;
-      }
-      return ok ? out : void 0;
-    },
-    rows: item.rows ? (p) => item.rows(`${p}.<name>`) : void 0
-  };
-}
-function either(a, b, form) {
-  const f = form ?? `${a.form}, or ${b.form}`;
-  return {
-    form: f,
-    json: () => ({ anyOf: [a.json(), b.json()] }),
-    check(value, path, problems) {
-      const pa = [];
-      const ra = a.check(value, path, pa);
-      if (ra !== void 0) return ra;
-      const pb = [];
-      const rb = b.check(value, path, pb);
-      if (rb !== void 0) return rb;
-      problems.push(...isMapping(value) === Boolean(b.rows) ? pb : pa);
-      return void 0;
-    },
-    rows: a.rows ?? b.rows
-  };
-}
-function req(schema, doc) {
-  return { schema, doc, presence: "required" };
-}
-function opt(schema, doc, defaultValue) {
-  return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
-}
-var DURATION_UNITS, YAML11_BOOLEANS;
-var init_schema = __esm({
-  "core/config/schema.ts"() {
-    "use strict";
-    init_parts();
-    DURATION_UNITS = [
-      [/^(ms|msec|milliseconds?)$/, 1e-3],
-      [/^(s|sec|secs|seconds?)$/, 1],
-      [/^(m|min|mins|minutes?)$/, 60],
-      [/^(h|hr|hours?)$/, 3600]
-    ];
-    YAML11_BOOLEANS = { y: true, yes: true, on: true, n: false, no: false, off: false };
-  }
-});
-
 // core/config/schema-object.ts
 function showDefault(value) {
   if (value === void 0) return void 0;
@@ -59678,13 +59926,22 @@ function nullable(schema) {
   else if (out.type === void 0) return { anyOf: [schema, { type: "null" }] };
   return out;
 }
+function scalarForMapping(fields, path, value) {
+  if (!["string", "number", "boolean"].includes(typeof value)) return "";
+  const required = Object.entries(fields).filter(([, f]) => f.presence === "required");
+  if (required.length !== 1) return "";
+  const [key, field] = required[0];
+  if (field.schema.check(value, key, []) === void 0) return "";
+  const own2 = path.replace(/^.*\./, "") || path;
+  return ` (its ${key}? write ${own2}: { ${key}: ${typeof value === "string" ? JSON.stringify(value) : String(value)} })`;
+}
 function object(fields, options = {}) {
   const { form = "a mapping", rules = [], extensions } = typeof options === "string" ? { form: options } : options;
   const known = Object.keys(fields);
   return {
     form,
     check(value, path, problems) {
-      if (!isMapping(value)) return fail(problems, path, form, value);
+      if (!isMapping(value)) return fail(problems, path, form, value, scalarForMapping(fields, path, value));
       const out = {};
       let ok = true;
       for (const k of Object.keys(value)) {
@@ -60073,7 +60330,7 @@ var init_environment_schema = __esm({
         ssh: opt(
           object({
             identity_file: opt(anyPath, "private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"),
-            connect_timeout: opt(seconds2(1, 300), "seconds to wait for a connection", 20),
+            connect_timeout: opt(seconds(1, 300), "seconds to wait for a connection", 20),
             connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
           }),
           "SSH settings",
@@ -60117,7 +60374,7 @@ var init_environment_schema = __esm({
               false
             ),
             migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is). alembic refusing a `%` of the database URL (a URL-encoded password, `%40` for `@`: its Config is a configparser) is said with the fix: `config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"].replace("%", "%%"))` in env.py, `%%` in alembic.ini', "make migrate"),
-            migrate_timeout: opt(seconds2(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
+            migrate_timeout: opt(seconds(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
             keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
             keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),
             migration_paths: opt(
@@ -60140,10 +60397,10 @@ var init_environment_schema = __esm({
         routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/", unless the program sets strip_prefix: false', { "/": "client", "/api/": "server" }),
         switch: opt(
           object({
-            health_timeout: opt(seconds2(1, 900), "seconds the new processes get to pass their health checks", 60),
-            health_interval: opt(seconds2(0.1, 60, false), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
+            health_timeout: opt(seconds(1, 900), "seconds the new processes get to pass their health checks", 60),
+            health_interval: opt(seconds(0.1, 60, false), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
             settle: opt(
-              seconds2(0, 600, false),
+              seconds(0, 600, false),
               "seconds each new program must keep running, as the same process, from its start before traffic moves to it (what Kubernetes calls minReadySeconds): one that answers its health check and exits within them fails the deploy; 0 = its first healthy answer is enough",
               3
             ),
@@ -60152,10 +60409,10 @@ var init_environment_schema = __esm({
               "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
               true
             ),
-            drain: opt(seconds2(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
+            drain: opt(seconds(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
             port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
             batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
-            lock_wait: opt(seconds2(0, 3600), "seconds to wait for another run's lock before failing", 0)
+            lock_wait: opt(seconds(0, 3600), "seconds to wait for another run's lock before failing", 0)
           }),
           "the gapless switch",
           {}
@@ -60192,7 +60449,7 @@ var init_environment_schema = __esm({
           object({
             file: opt(relPath, "initial data file, relative to the environment folder (may be sops-encrypted)", "assets/initdata.yml"),
             command: opt(command, "loader, run in the current release; {file} is the uploaded file, named initdata with the data file's own extensions (initdata.json, initdata.xml: loaders such as Django's loaddata choose their reader by them)", "venv/bin/python -m tools.initdata --no-input {file}"),
-            timeout: opt(seconds2(1, 86400), "seconds the loader may run; then it is stopped and initdata fails, saying so", 1800)
+            timeout: opt(seconds(1, 86400), "seconds the loader may run; then it is stopped and initdata fails, saying so", 1800)
           }),
           "initial data loading",
           {}
@@ -60303,7 +60560,7 @@ var init_placeholders = __esm({
 
 // core/config/environment.ts
 import { createHash as createHash3 } from "node:crypto";
-import { existsSync as existsSync5, mkdirSync, readFileSync as readFileSync6, readdirSync as readdirSync2, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync as existsSync6, mkdirSync, readFileSync as readFileSync6, readdirSync as readdirSync3, renameSync, rmSync, statSync as statSync5, unlinkSync, writeFileSync } from "node:fs";
 import { isIP as isIP2, isIPv6 } from "node:net";
 import { isAbsolute as isAbsolute4, join as join7, resolve as resolve3 } from "node:path";
 import { deserialize, serialize } from "node:v8";
@@ -60312,8 +60569,16 @@ function environmentsDir(root) {
 }
 function listEnvironments(root) {
   const dir = environmentsDir(root);
-  if (!existsSync5(dir)) return [];
-  return readdirSync2(dir).filter((d) => isValid("environment", d) && existsSync5(join7(dir, d, ENVIRONMENT_FILE))).sort();
+  if (!existsSync6(dir)) return [];
+  return readdirSync3(dir).filter((d) => isValid("environment", d) && existsSync6(join7(dir, d, ENVIRONMENT_FILE))).sort();
+}
+function noEnvironment(root, name2, missing) {
+  const known = listEnvironments(root);
+  const near = didYouMean(name2, known);
+  return new OpsError(
+    `no environment "${name2}": ${missing}${near ? ` (did you mean ${near}?)` : ""}`,
+    known.length ? `the environments are ${known.join(", ")}; a new one is made with \`ops env new <name>\` (its folder, key, .sops.yaml rule and secrets)` : `the project (${root}) has no environments yet: \`ops env new <name>\` makes one (its folder, key, .sops.yaml rule and secrets)`
+  );
 }
 function userPath(base, p, home = homeDir()) {
   if (p === "~" || p.startsWith("~/")) {
@@ -60432,7 +60697,7 @@ function crossCheck(config, problems, routesGiven) {
     problems.push({ path: "routes", message: `missing, and the default (${shown}) names programs this file does not have (programs: ${programs.join(", ")}): give the URL prefixes nginx sends to yours, e.g. routes: { "/": ${programs[0]} }` });
   } else
     for (const [prefix, program] of Object.entries(config.routes)) {
-      if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}" (programs: ${programs.join(", ")})` });
+      if (!config.programs[program]) problems.push({ path: `routes.${prefix}`, message: `no program named "${program}"${didYouMean(program, programs) ? ` (did you mean ${didYouMean(program, programs)}?)` : ""} (programs: ${programs.join(", ")})` });
     }
   const ports = /* @__PURE__ */ new Map([
     [80, "nginx (http)"],
@@ -60558,7 +60823,7 @@ function keepParsed(entry, value) {
     const payload = serialize(value);
     writeFileSync(tmp, Buffer.concat([createHash3("sha256").update(payload).digest(), payload]));
     renameSync(tmp, entry);
-    const names = readdirSync2(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    const names = readdirSync3(parsedDir).filter((n) => /^[0-9a-f]{64}$/.test(n));
     if (names.length <= PARSED_KEPT) return;
     const byAge = names.map((n) => ({ n, t: statSync5(join7(parsedDir, n)).mtimeMs })).sort((a, b) => a.t - b.t);
     for (const { n } of byAge.slice(0, names.length - PARSED_KEPT)) unlinkSync(join7(parsedDir, n));
@@ -60602,7 +60867,7 @@ function readYamlFile(file, label = file) {
   let value;
   try {
     const doc = (0, import_yaml7.parseDocument)(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]), yamlErrorHint(doc.errors[0]));
+    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]), yamlErrorHint(doc.errors[0], void 0, text));
     const warnings = yamlWarnings(doc, text);
     const numbers = numberFormProblems(doc, text);
     if (warnings.length || numbers.length)
@@ -60628,12 +60893,36 @@ ${[...warnings, ...numbers].map((w) => `  - ${w}`).join("\n")}`),
   if (entry) keepParsed(entry, value);
   return value;
 }
-function yamlErrorMessage(label, _text, error2) {
-  const what = syntaxProblem(error2.code);
+function yamlErrorMessage(label, text, error2) {
+  const start = indicatorStart(text, error2);
+  const what = start ? `the value of ${start.key} starts with ${start.char}, which YAML reads as ${INDICATORS[start.char]}, not as the start of a text${start.key === "host_key" ? ` (as a known_hosts line is: ssh-keyscan -p's "[host]:2222 ssh-ed25519 ...", a hashed "|1|...")` : ""}` : error2.code === "DUPLICATE_KEY" && duplicateKey(text, error2) ? `${syntaxProblem(error2.code)}: ${duplicateKey(text, error2)}` : syntaxWhat(text, error2);
   const at2 = error2.linePos?.[0];
   return at2 ? `${label}:${at2.line}:${at2.col}: not valid YAML: ${what}` : `${label}: not valid YAML: ${what}`;
 }
-function yamlErrorHint(error2, oneDocument = "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)") {
+function duplicateKey(text, error2) {
+  const at2 = error2.linePos?.[0];
+  const lines = text.split(/\r?\n/);
+  const m = at2 && /^(\s*(?:-\s+)?)([A-Za-z0-9_.\/-]+):(\s|$)/.exec(lines[at2.line - 1] ?? "");
+  if (!at2 || !m) return void 0;
+  const indent2 = m[1].length;
+  for (let i = at2.line - 2; i >= 0; i--) {
+    const o = /^(\s*(?:-\s+)?)([A-Za-z0-9_.\/-]+):(\s|$)/.exec(lines[i]);
+    if (o && o[1].length === indent2 && o[2] === m[2]) return `${m[2]} (first given at line ${i + 1})`;
+  }
+  return m[2];
+}
+function indicatorStart(text, error2) {
+  const at2 = error2.linePos?.[0];
+  if (!at2) return void 0;
+  const line = text.split(/\r?\n/)[at2.line - 1] ?? "";
+  const m = /^(\s*(?:-\s+)?)([A-Za-z0-9_.\/-]+):[ \t]+(\S)/.exec(line);
+  if (!m || !(m[3] in INDICATORS)) return void 0;
+  const valueColumn = m[0].length;
+  return at2.col >= valueColumn ? { key: m[2], char: m[3] } : void 0;
+}
+function yamlErrorHint(error2, oneDocument = "an environment file is one YAML document: remove the `---` line and what is another document after it (each environment has its own folder)", text) {
+  const start = text === void 0 ? void 0 : indicatorStart(text, error2);
+  if (start) return `put the whole value in single quotes: ${start.key}: '...' (a ' inside it written twice, '')`;
   switch (error2.code) {
     case "MULTIPLE_DOCS":
       return oneDocument;
@@ -60690,17 +60979,13 @@ function readEnvironmentConfig(envName, root) {
   const dir = join7(environmentsDir(root), envName);
   const file = join7(dir, ENVIRONMENT_FILE);
   if (!userFileExists(file, `environments/${envName}/${ENVIRONMENT_FILE}`)) {
-    const other = existsSync5(dir) && statSync5(dir).isDirectory() ? readdirSync2(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes(".sops.")) : void 0;
+    const other = existsSync6(dir) && statSync5(dir).isDirectory() ? readdirSync3(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes(".sops.")) : void 0;
     if (other)
       throw new OpsError(
         `environments/${envName}/ has no ${ENVIRONMENT_FILE}: the settings are read from that name only, and it holds ${other}`,
         `if ${other} holds the settings, rename it: git mv environments/${envName}/${other} environments/${envName}/${ENVIRONMENT_FILE} (or mv)`
       );
-    const known = listEnvironments(root);
-    throw new OpsError(
-      `no environment "${envName}": ${file} does not exist`,
-      known.length ? `known environments: ${known.join(", ")}` : "create one with `ops env new <name>`"
-    );
+    throw noEnvironment(root, envName, `environments/${envName}/${ENVIRONMENT_FILE} does not exist`);
   }
   const label = `environments/${envName}/${ENVIRONMENT_FILE}`;
   const doc = readYamlFile(file, label);
@@ -60764,7 +61049,7 @@ function readEnvFile(env, setting, value, expected = "a file") {
     );
   }
 }
-var import_yaml7, ENVIRONMENT_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, NGINX_PATH, UNPRIVILEGED_PORT, keyPaths, parsedDir, PARSED_KEPT, READ_CHECKS, DIGEST, ENVIRONMENT_YAML, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
+var import_yaml7, ENVIRONMENT_FILE, ConfigError, relativeTo, RESERVED_APPS, SYSTEM_ACCOUNTS, NGINX_PATH, UNPRIVILEGED_PORT, keyPaths, parsedDir, PARSED_KEPT, READ_CHECKS, DIGEST, ENVIRONMENT_YAML, INDICATORS, JSON_SCHEMA_FILE, SCHEMA_COMMENT;
 var init_environment = __esm({
   "core/config/environment.ts"() {
     "use strict";
@@ -60837,6 +61122,14 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
     READ_CHECKS = 2;
     DIGEST = 32;
     ENVIRONMENT_YAML = { merge: true };
+    INDICATORS = {
+      "[": "a list ([...])",
+      "{": "a mapping ({...})",
+      "|": "a block of text on the lines below (|)",
+      ">": "a block of text on the lines below (>)",
+      "@": "a character it reserves",
+      "`": "a character it reserves"
+    };
     JSON_SCHEMA_FILE = "schema/environment.schema.json";
     SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
   }
@@ -62855,7 +63148,7 @@ init_project_dir();
 init_errors();
 init_parts();
 import { randomUUID as randomUUID2 } from "node:crypto";
-import { existsSync as existsSync4, readFileSync as readFileSync5, statSync as statSync4 } from "node:fs";
+import { existsSync as existsSync5, readFileSync as readFileSync5, statSync as statSync4 } from "node:fs";
 import { resolve as resolve2 } from "node:path";
 
 // core/remote/identity.ts
@@ -62863,7 +63156,7 @@ init_home();
 var import_ssh2 = __toESM(require_lib3(), 1);
 init_errors();
 init_key_file();
-import { existsSync as existsSync3, readFileSync as readFileSync2 } from "node:fs";
+import { existsSync as existsSync4, readFileSync as readFileSync2 } from "node:fs";
 import { createConnection } from "node:net";
 import { join as join4 } from "node:path";
 function readKey(file, label) {
@@ -62900,7 +63193,7 @@ function resolveCredentials(sources, reporter) {
   const processEnv = sources.processEnv ?? process.env;
   const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
   if (passphrase) reporter.mask(passphrase);
-  const sock = processEnv.SSH_AUTH_SOCK && existsSync3(processEnv.SSH_AUTH_SOCK) ? processEnv.SSH_AUTH_SOCK : void 0;
+  const sock = processEnv.SSH_AUTH_SOCK && existsSync4(processEnv.SSH_AUTH_SOCK) ? processEnv.SSH_AUTH_SOCK : void 0;
   const fromText = (text, describe3, file) => {
     const key = checkKeyText(text, describe3);
     reporter.mask(key);
@@ -63072,10 +63365,10 @@ var ActionsReporter = class {
     } else this.log(`\u25B8 ${title}`);
     try {
       const result = await fn();
-      this.log(`\u2713 ${title} (${seconds(Date.now() - start)})`);
+      this.log(`\u2713 ${title} (${seconds2(Date.now() - start)})`);
       return result;
     } catch (e) {
-      this.log(`\u2717 ${title} (${seconds(Date.now() - start)})`);
+      this.log(`\u2717 ${title} (${seconds2(Date.now() - start)})`);
       throw e;
     } finally {
       if (own2) {
@@ -63145,7 +63438,7 @@ function emptyKeyInput(name2, githubEnvironment) {
 }
 function actionRoot(workingDirectory, spec) {
   const dir = resolve2(workingDirectory);
-  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync5(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
   if (!problem) return dir;
   throw new OpsError(
     `invalid input working-directory: ${dir} ${problem}`,
@@ -63221,6 +63514,7 @@ init_environment();
 
 // core/dotenv.ts
 init_errors();
+init_dotenv_forms();
 init_dotenv_readers();
 init_shell();
 init_goyaml();
@@ -64404,11 +64698,12 @@ function timedOut(e, at2, seconds3, ep, keyField) {
   if (!at2.connected) return { what: `no answer to the connection within ${seconds3} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port2}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
   return { what: `the port accepted the connection but sent no SSH greeting within ${seconds3} s (sshd sends one at once)`, hint: `check that ${port2} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
 }
+var PLACEHOLDER_ADDRESS_SAID = "which no machine has: the placeholder `ops env new` writes, still in place";
 function refusePlaceholderAddress(ep, attempt, configFile) {
   const reserved = documentationAddress(ep.address);
   if (!reserved) return;
   throw new OpsError(
-    own`${attempt.where}: ${ep.address} is ${reserved}, which no machine has: the placeholder \`ops env new\` writes, still in place`,
+    own`${attempt.where}: ${ep.address} is ${reserved}, ${PLACEHOLDER_ADDRESS_SAID}`,
     own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${configFile} (and its host key, read on its console)`
   );
 }
@@ -64682,11 +64977,12 @@ var stepGuard = [
   // counts KiB (-s, -f, -v, -d).
   String.raw`ops_refuse_limit() {
   ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$
-  case $1 in n) ops_row='Max open files' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
+  case $1 in n) ops_row='Max open files' ops_u=1 ;; u) ops_row='Max processes' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
   while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
     case $ops_c in sshd | sshd-session)
       while read -r ops_x ops_y ops_z ops_s _; do
-        if [ "$ops_x $ops_y $ops_z" = "$ops_row" ] && [ "$ops_s" = "$((ops_v * ops_u))" ]; then ops_from=' session'; fi
+        # A row's name is three words but for "Max processes": its soft limit then in the third field.
+        case "$ops_x $ops_y $ops_z $ops_s" in "$ops_row $((ops_v * ops_u))" | "$ops_row $((ops_v * ops_u)) "*) ops_from=' session' ;; esac
       done 2>/dev/null < "/proc/$ops_p/limits"
       break ;;
     esac
@@ -64695,6 +64991,12 @@ var stepGuard = [
   printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
 }`,
   'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
+  // Processes under 1024 (`ulimit -u 100` in ~/.bashrc, `* hard nproc 200` in limits.conf, a hardening guide's): it
+  // counts every process and thread of the user on the host, the live and the previous slot's programs included, and
+  // sudo keeps it for the app user (pam_limits sets only the items limits.conf names), so a build's threads (Node.js
+  // starts about ten, esbuild and uv one or more per core) fail to start half-way ("fork: Resource temporarily
+  // unavailable", "pthread_create"), or a new slot's programs cannot start.
+  'if [ "$(ulimit -u)" != unlimited ] && [ "$(ulimit -u)" -lt 1024 ]; then ops_refuse_limit u; fi',
   // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
   // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
   'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',
@@ -64881,6 +65183,7 @@ var SshRemote = class {
   warnedPreamble = false;
   warnedSudo = false;
   warnedHome = false;
+  warnedPreload = false;
   warnedStderr = false;
   warnedLinger = false;
   warnedAgent = false;
@@ -65103,7 +65406,8 @@ ${stderr}`.trim());
     const lines = preamble.split("\n").filter((l) => l && !ours(l));
     const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
     const homeLine = lines.find((l) => homeDirProblem(l, this.login, this.name));
-    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine));
+    const preloadLines = lines.filter((l) => preloadProblem(l, this.login, this.name));
+    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine && !preloadLines.includes(l)));
     const shellText = text.join("\n");
     const quoted = (text2) => oneLine(text2, 80, (t) => this.reporter.redact(t));
     const { files, place } = this.startupFiles();
@@ -65115,6 +65419,11 @@ ${stderr}`.trim());
     if (home && !this.warnedHome) {
       this.warnedHome = true;
       this.reporter.warn(`${this.name}: ${home.problem}; fix: ${home.fix}`);
+    }
+    const preload = preloadLines[0] && preloadProblem(preloadLines[0], this.login, this.name);
+    if (preload && !this.warnedPreload) {
+      this.warnedPreload = true;
+      this.reporter.warn(`${this.name}: ${preload.problem}; fix: ${preload.fix}`);
     }
     if (traced && !this.warnedXtrace) {
       this.warnedXtrace = true;
@@ -65165,7 +65474,7 @@ ${EXEC_RETURNED}
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine } };
+    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine }, ...preloadLines[0] && { preload: preloadLines[0] } };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
@@ -65220,7 +65529,7 @@ ${EXEC_RETURNED}
     if (session)
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - nofile 65536" in /etc/security/limits.d/${this.login}.conf; a new session takes it`
+        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitNPROC,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - ${/^ulimit -u /.test(session) ? "nproc 4096" : "nofile 65536"}" in /etc/security/limits.d/${this.login}.conf; a new session takes it`
       );
     if (why === "limit")
       return new NotStartedError(
@@ -65818,6 +66127,45 @@ function slotPortsElsewhere(env, host, lines, untouched, again = "deploy again")
     `name the upstreams instead in ${files.join(", ")} (proxy_pass ${upstreamNames(env)}: the site's upstreams file defines them for every file nginx reads), or remove what is no longer used; then ${again}`
   );
 }
+function inheritedCacheLinesShell(env, dump = "nginx -T 2>/dev/null") {
+  const L = env.layout;
+  return String.raw`nginx_cached=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} '
+function at_http(p,  i) { for (i = 1; i <= np; i++) if (p ~ pats[i]) return 1; return 0 }
+/^# configuration file .*:$/ {
+  f = substr($0, 22, length($0) - 22); n = 0; d = 0; inhttp = 0
+  if (main == "") { main = f; dir = f; sub(/[^\/]*$/, "", dir) }
+  top = f != main && at_http(f); next
+}
+{
+  n++; t = $0; sub(/#.*/, "", t)
+  if (f == main && d == 0 && t ~ /^[ \t]*http[ \t]*[{]/) inhttp = 1
+  lvl = (f == main) ? (inhttp && d == 1) : (top && d == 0)
+  if (lvl && t ~ /^[ \t]*include[ \t]/) {
+    g = t; sub(/^[ \t]*include[ \t]+/, "", g); sub(/[ \t]*;.*$/, "", g)
+    if (g !~ /^\//) g = dir g
+    gsub(/[.]/, "[.]", g); gsub(/[*]/, "[^/]*", g); gsub(/[?]/, "[^/]", g); pats[++np] = "^" g "$"
+  }
+  if (lvl && f != own1 && f != own2 && f != own3 && t ~ /^[ \t]*proxy_cache(_key)?[ \t]/ && t !~ /proxy_cache[ \t]+off[ \t]*;/ && shown++ < 20) print f ":" n ": " $0
+  o = t; c = gsub(/[{]/, "", o); o = t; c -= gsub(/[}]/, "", o); d += c
+  if (f == main && d <= 0) inhttp = 0
+}
+') || nginx_cached=""`;
+}
+function cachesInherited(env, host, lines, untouched, again = "deploy again") {
+  const variable = `$${env.layout.nginxReleaseVariable}`;
+  const text = (l) => l.replace(/^\/[^:]*:\d+: /, "").replace(/#.*/, "");
+  const on = lines.filter((l) => /(^|[;{\s])proxy_cache\s/.test(text(l)));
+  if (!on.length) return void 0;
+  const keys = lines.filter((l) => /(^|[;{\s])proxy_cache_key\s/.test(text(l)));
+  if (keys.length && keys.every((l) => text(l).includes(variable))) return void 0;
+  const custom = env.config.nginx.site_template;
+  if (custom && /(^|[;{\s])proxy_cache\s/m.test(readEnvFile(env, "nginx.site_template", custom, "an nginx site template").replace(/#.*/g, ""))) return void 0;
+  const files = [...new Set(on.map((l) => l.replace(/:\d+: .*$/, "")))];
+  return new OpsError(
+    `nginx on ${host} caches every site's answers, ${env.config.app}'s too, from ${files.join(", ")} (${[...on, ...keys].map((l) => l.replace(/\s+/g, " ").trim()).join("; ")}), under a key that does not name the live release: the key is the same before and after a switch, so nginx would go on answering the previous release's pages for the cache's lifetime while the deploy said the new one was live; ${untouched}`,
+    `move proxy_cache into the server blocks that want it (or write proxy_cache off; in ${env.config.app}'s site template), or key it by the live release, which the switch sets: proxy_cache_key $scheme$proxy_host$request_uri${variable}; with proxy_cache_bypass $http_x_ops_check; proxy_no_cache $http_x_ops_check; then ${again}`
+  );
+}
 function site(env, certificateReady) {
   const tls = env.config.tls.mode !== "off";
   const vars = siteVariables(env, tls && certificateReady);
@@ -66381,7 +66729,7 @@ var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share it
 var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set\n# (the other slot\'s ports), none of GROUP\'s listens on one of those (group_listens). On failure, IDENTITY says what\n# answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  if [ -n "${OTHER_PORTS:-}" ]; then\n    group_listens "$group" "$@"\n    if other_slot_listeners; then IDENTITY+="$OTHER_SLOT_LISTENERS; "; fi\n  fi\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# group_listens GROUP name:port[:path]...: where each program of GROUP listens other than on its own port, by every\n# process of the tree of the pid supervisor runs for it (SUP_PID: call sup_pids first): TCP ports and unix sockets,\n# from one `ss -Hlnp -t -x`. Sets LISTENS_ELSEWHERE[name] (", " separated addresses; a unix socket as its path) and\n# LISTENS_OTHER_SLOT[name] (those on a port of OTHER_PORTS, the other slot\'s ports, when set). A program told a port\n# other than its slot\'s (a port in gunicorn.conf.py, `PORT || 3000`, a framework\'s default) listens there, not on\n# its port; on the other slot\'s port (SO_REUSEPORT lets a second server share it: gunicorn\'s reuse_port) it takes\n# part of the live release\'s visitors.\ngroup_listens() {\n  local group=$1 p name port pid netid l rest addr sp\n  local -A port_of=() root_of=()\n  declare -gA LISTENS_ELSEWHERE=() LISTENS_OTHER_SLOT=()\n  shift\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    [ "$sp" = 0 ] || { port_of[$name]=$port; root_of[$name]=$sp; }\n  done\n  [ ${#root_of[@]} -gt 0 ] || return 0\n  while read -r netid _ _ _ l rest; do\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      for name in "${!root_of[@]}"; do\n        in_tree "$pid" "${root_of[$name]}" || continue\n        if [ "$netid" = tcp ]; then\n          [ "${l##*:}" != "${port_of[$name]}" ] || continue\n          addr=$l\n          case " ${OTHER_PORTS:-} " in *" ${l##*:} "*) [[ ", ${LISTENS_OTHER_SLOT[$name]:-}, " == *", $addr, "* ]] || LISTENS_OTHER_SLOT[$name]+="${LISTENS_OTHER_SLOT[$name]:+, }$addr" ;; esac\n        else\n          addr="unix socket $l"\n        fi\n        [[ ", ${LISTENS_ELSEWHERE[$name]:-}, " == *", $addr, "* ]] || LISTENS_ELSEWHERE[$name]+="${LISTENS_ELSEWHERE[$name]:+, }$addr"\n      done\n    done\n  done < <(ss -Hlnp -t -x 2>/dev/null)\n}\n# other_port_shared: status 0 when a port of OTHER_PORTS has more than one TCP listening socket (a second server\n# sharing it through SO_REUSEPORT, or one app bound to two addresses there), read from one `ss -Hltn` (sockets by\n# netlink, no walk of /proc: cheap enough to ask twice a second while a start waits); 1 otherwise.\nother_port_shared() {\n  local l port\n  local -A seen=()\n  while read -r _ _ _ l _; do\n    port=${l##*:}\n    case " ${OTHER_PORTS:-} " in *" $port "*) ;; *) continue ;; esac\n    [ -z "${seen[$port]:-}" ] || return 0\n    seen[$port]=1\n  done < <(ss -Hltn 2>/dev/null)\n  return 1\n}\n# other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot\n# (LISTENS_OTHER_SLOT, group_listens\'s; OTHER_SLOT names that slot), and the fix; status 1 when none does.\nother_slot_listeners() {\n  local name\n  OTHER_SLOT_LISTENERS=""\n  for name in "${!LISTENS_OTHER_SLOT[@]}"; do\n    OTHER_SLOT_LISTENERS+="${OTHER_SLOT_LISTENERS:+; }program $name listens on ${LISTENS_OTHER_SLOT[$name]}, slot ${OTHER_SLOT:-the other slot}\'s port (the live release\'s, or the one kept warm there)"\n  done\n  [ -n "$OTHER_SLOT_LISTENERS" ] || return 1\n  OTHER_SLOT_LISTENERS+=": a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py\'s bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn\'s reuse_port) it answers visitors of that slot. Give each program its slot\'s port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails.\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
 
 // core/steps/sh/mask.sh
-var mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed, in base64 and hex, a byte at a time: `<Buffer 5a 71 \u2026>`), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL).\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\n# A secret a printer cut short, the cut marked by an ellipsis ("..." or U+2026): the texts of 8 bytes or more (no weak\n# value) by their first and last 3 bytes, for cut() (core/report.ts Masker.hideCut, the same rule).\nmy (%cut_start, %cut_end, $cut_long);\nfor my $f (@forms) {\n  next if length($f) < 8;\n  push @{$cut_start{substr($f, 0, 3)}}, $f; push @{$cut_end{substr($f, -3)}}, $f;\n  $cut_long = length($f) if length($f) > ($cut_long // 0);\n}\n# cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece\n# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as\n# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).\nsub cut {\n  my ($l) = @_;\n  my @spans;\n  my $n = length $l;\n  while ($l =~ /\\.{3,}|\\xe2\\x80\\xa6/g) {\n    my ($ms, $me) = ($-[0], $+[0]);\n    my $e = $ms; $e-- if $e > 0 && substr($l, $e - 1, 1) =~ /["\\x27`]/;\n    for (my $j = $e > $cut_long ? $e - $cut_long : 0; $j + 3 <= $e; $j++) {\n      next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_start{substr($l, $j, 3)} or next;\n      my $p = substr($l, $j, $e - $j);\n      last if length($p) < 8;\n      if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }\n    }\n    my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\\x27`]/;\n    for (my $f = $s + $cut_long < $n ? $s + $cut_long : $n; $f - 3 >= $s; $f--) {\n      next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_end{substr($l, $f - 3, 3)} or next;\n      my $p = substr($l, $s, $f - $s);\n      last if length($p) < 8;\n      if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }\n    }\n  }\n  return $l unless @spans;\n  @spans = sort { $a->[0] <=> $b->[0] } @spans;\n  my ($out, $copied, $k) = ("", 0, 0);\n  while ($k < @spans) {\n    my ($from, $to) = @{$spans[$k]};\n    for ($k++; $k < @spans && $spans[$k][0] < $to; $k++) { $to = $spans[$k][1] if $spans[$k][1] > $to }\n    $out .= substr($l, $copied, $from - $copied) . "***"; $copied = $to;\n  }\n  return $out . substr($l, $copied);\n}\nwhile (my $line = <STDIN>) {\n  my $end = chomp($line) ? "\\n" : "";\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  $line = cut($line) if %cut_start && $line =~ /\\.\\.\\.|\\xe2\\x80\\xa6/;\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments); but a TEXT holding an ellipsis ("..." or U+2026) goes through mask_text\'s own program\n# (MASK_PERL), so a secret a printer cut short there is hidden by the one rule (its cut).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  if [[ -n ${MASK_FORMS[0]+x} && ( $t == *...* || $t == *$\'\\xe2\\x80\\xa6\'* ) ]]; then\n    MASK_TEXT=$(printf \'%s\' "$t" | perl -C0 -e "$MASK_PERL" 3< <(printf \'%s\\n\' "${MASK_FORMS[@]}"); printf x)\n    MASK_TEXT=${MASK_TEXT%x}\n    return 0\n  fi\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
+var mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed, in base64 and hex, a byte at a time: `<Buffer 5a 71 \u2026>`), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL), and the pieces\n# of a text it folded over lines (hold, in MASK_PERL).\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\n# A secret a printer cut short, the cut marked by an ellipsis ("..." or U+2026): the texts of 8 bytes or more (no weak\n# value) by their first and last 3 bytes, for cut() (core/report.ts Masker.hideCut, the same rule).\nmy (%cut_start, %cut_end, $cut_long);\nfor my $f (@forms) {\n  next if length($f) < 8;\n  push @{$cut_start{substr($f, 0, 3)}}, $f; push @{$cut_end{substr($f, -3)}}, $f;\n  $cut_long = length($f) if length($f) > ($cut_long // 0);\n}\n# cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece\n# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as\n# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).\nsub cut {\n  my ($l) = @_;\n  my @spans;\n  my $n = length $l;\n  while ($l =~ /\\.{3,}|\\xe2\\x80\\xa6/g) {\n    my ($ms, $me) = ($-[0], $+[0]);\n    my $e = $ms; $e-- if $e > 0 && substr($l, $e - 1, 1) =~ /["\\x27`]/;\n    for (my $j = $e > $cut_long ? $e - $cut_long : 0; $j + 3 <= $e; $j++) {\n      next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_start{substr($l, $j, 3)} or next;\n      my $p = substr($l, $j, $e - $j);\n      last if length($p) < 8;\n      if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }\n    }\n    my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\\x27`]/;\n    for (my $f = $s + $cut_long < $n ? $s + $cut_long : $n; $f - 3 >= $s; $f--) {\n      next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_end{substr($l, $f - 3, 3)} or next;\n      my $p = substr($l, $s, $f - $s);\n      last if length($p) < 8;\n      if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }\n    }\n  }\n  return $l unless @spans;\n  @spans = sort { $a->[0] <=> $b->[0] } @spans;\n  my ($out, $copied, $k) = ("", 0, 0);\n  while ($k < @spans) {\n    my ($from, $to) = @{$spans[$k]};\n    for ($k++; $k < @spans && $spans[$k][0] < $to; $k++) { $to = $spans[$k][1] if $spans[$k][1] > $to }\n    $out .= substr($l, $copied, $from - $copied) . "***"; $copied = $to;\n  }\n  return $out . substr($l, $copied);\n}\n# A secret a printer folded over lines (core/report.ts Masker.hideFolds, the same rule): the lines read as two\n# channels, the body of each line (the frame at its ends and the offset of an od -c line left out, its white space\n# out) one after another, and the bytes of consecutive hex dump lines as lower-case hex; a text (its white space out,\n# 8 bytes at least) found whole in a channel and running over the end of a line is hidden on each line it covers. A\n# line is held while a fold may run on from it (the end of the channel, at most the longest text back, starts a text:\n# hold), until the next line says (or no line comes for half a second: ops logs -f). The work a line: its bytes and\n# the length of the longest text, whatever the number of texts (their starts hashed, the texts as alternations).\n# %fold: the texts, white space out; %fold_pre: their proper starts; $fold3: their first 3 bytes, one alternation.\nmy (%fold, %fold_pre, %fold3, $fold_long, @fparts, $fold3);\nfor my $f (@forms) {\n  (my $d = $f) =~ s/\\s+//g;\n  next if length($d) < 8 || $fold{$d}++;\n  $fold_pre{substr($d, 0, $_)} = 1 for 1 .. length($d) - 1;\n  $fold3{quotemeta substr($d, 0, 3)} = 1;\n  $fold_long = length($d) if length($d) > ($fold_long // 0);\n}\nif (%fold) {\n  my (@p, $size);\n  for my $d (sort { length($b) <=> length($a) } keys %fold) {\n    push @p, quotemeta $d; $size += length $d;\n    if ($size >= 32768) { my $alt = join "|", @p; push @fparts, qr/\\G(?:$alt)/; @p = (); $size = 0 }\n  }\n  if (@p) { my $alt = join "|", @p; push @fparts, qr/\\G(?:$alt)/ }\n  my $alt = join "|", keys %fold3; $fold3 = qr/$alt/;\n}\n# dump_line(LINE): a line of a hex dump (core/secrets/parts.ts dumpLine, the same reading): its bytes as hex, where each\n# pair of each byte stands, and where its column starts (undef without one); () for any other line.\nsub dump_line {\n  my ($l) = @_;\n  my $p = $l =~ /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/ ? $+[0] : 0;\n  my ($width, $hex, $before, @at) = (0, "", $p);\n  pos($l) = $p;\n  while ($l =~ /\\G {1,2}([0-9A-Fa-f]{2,8})(?= |$)/gc) {\n    my $g = $1;\n    last if length($g) % 2 || ($width && length($g) > $width) || ($width && @at && length($hex) % $width);\n    $width ||= length $g;\n    my $start = $+[0] - length $g;\n    push @at, map { $start + 2 * $_ } 0 .. length($g) / 2 - 1;\n    $hex .= $g; $before = $p; $p = $+[0];\n  }\n  # a last group after two spaces as long as the bytes before it is their column (xxd -c 2)\n  my $last = substr($l, $before, $p - $before);\n  if ($p == length($l) && $last =~ /^ {2}/ && length($last) - 2 == @at - (length($last) - 2) / 2) {\n    splice @at, @at - (length($last) - 2) / 2;\n    $hex = substr($hex, 0, 2 * @at); $p = $before;\n  }\n  return () if @at < 1;\n  my $rest = substr($l, $p);\n  return (lc $hex, \\@at, undef) if $rest !~ /\\S/;\n  return (lc $hex, \\@at, $p + length $1) if $rest =~ /^( {2,}[|>])(.*)[|<]$/s && length($2) == @at;\n  return (lc $hex, \\@at, $p + length $1) if $rest =~ /^( {2,})/ && length($rest) - length($1) == @at;\n  return ();\n}\n# The lines held (each [line, its end, its spans, its dump]), the channels over them (body and hex: "\\n" where one\n# ends), where each held line starts in each, and where a fold may start in each (its end so far a proper start of a\n# text): a fold found runs on from there; the lines before the first such place are printed (release).\nmy ($tch, $hch, @held, @tat, @hat, @topen, @hopen) = ("", "");\n# fold_at(CHANNEL, STARTS, J): where the longest text starting at J in the channel ends, if it runs over the end of\n# the held line J lies in, hidden there (the spans of each line it covers); nothing else.\nsub fold_at {\n  my ($c, $s, $j, $hex) = @_;\n  my $y = -1;\n  for my $part (@fparts) { pos($c) = $j; $y = $+[0] if $c =~ /$part/g && $+[0] > $y }\n  return if $y < 0;\n  my ($i, $k) = (line_at($s, $j), line_at($s, $y - 1));\n  return if $i == $k;\n  for my $n ($i .. $k) {\n    my $h = $held[$n];\n    my $f = ($j > $s->[$n] ? $j : $s->[$n]) - $s->[$n];\n    my $t = ($n < $k ? $s->[$n + 1] : $y) - $s->[$n];\n    if ($hex) {\n      my ($at, $col) = @{$h->[3]}[1, 2];\n      my ($fb, $tb) = (int($f / 2), int(($t - 1) / 2));\n      push @{$h->[2]}, [$at->[$fb], $at->[$tb] + 2];\n      push @{$h->[2]}, [$col + $fb, $col + $tb + 1] if defined $col;\n    } else {\n      my ($l, $a, $b) = @{$h->[4]};\n      my @p = grep { substr($l, $_, 1) !~ /\\s/ } $a .. $b - 1;\n      push @{$h->[2]}, [$p[$f], $p[$t - 1] + 1];\n    }\n  }\n}\n# hold(LINE, END): adds a line to the held ones; the places a fold may start followed on (each one its end no longer\n# starts a text tried for a fold); the lines before the first one left printed.\nsub hold {\n  my ($l, $e) = @_;\n  my ($a, $b) = ($l =~ /^[\\s\\x27"`()\\[\\]{}<>|,\\\\]*/ ? $+[0] : 0, length $l);\n  $b-- while $b > $a && substr($l, $b - 1, 1) =~ /[\\s\\x27"`()\\[\\]{}<>|,\\\\]/;\n  $a = length $1 if $a < $b && $l =~ /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\\\[0-9a-z]| [0-7]{3}| {4})+$/;\n  my @dump = $l =~ /^ *[0-9A-Fa-f]{2}/ ? dump_line($l) : ();\n  push @tat, length $tch; push @hat, length $hch;\n  if ($a == $b) { $tch .= "\\n" } else { (my $t = substr($l, $a, $b - $a)) =~ s/\\s+//g; $tch .= $t }\n  $hch .= @dump ? $dump[0] : "\\n\\n"; # two bytes: the hex stays at whole bytes\n  push @held, [$l, $e, [], \\@dump, [$l, $a, $b]];\n  my $keep = @held;\n  for my $ch ([$tch, \\@tat, \\@topen, 0], [$hch, \\@hat, \\@hopen, 1]) {\n    my ($c, $s, $open, $hex) = @$ch;\n    my $n = length $c;\n    my @alive;\n    for my $j (@$open) { if ($fold_pre{substr($c, $j)}) { push @alive, $j } else { fold_at($c, $s, $j, $hex) } }\n    # the places in this line its end may be a fold starting at\n    my $j0 = $n - $fold_long + 1;\n    $j0 = $s->[-1] if $j0 < $s->[-1];\n    my $tail = substr($c, $j0);\n    while ($tail =~ /$fold3/g) { push @alive, $j0 + $-[0] if $fold_pre{substr($tail, $-[0])}; pos($tail) = $-[0] + 1 }\n    push @alive, $n - 2 if $n - 2 >= $j0 && $fold_pre{substr($c, -2)};\n    push @alive, $n - 1 if $n - 1 >= $j0 && $fold_pre{substr($c, -1)};\n    @alive = grep { !($hex && $_ % 2) } @alive;\n    @$open = @alive;\n    my $i = @alive ? line_at($s, $alive[0]) : @held;\n    $keep = $i if $i < $keep;\n  }\n  release($keep) if $keep > 0;\n}\n# line_at(STARTS, OFFSET): the held line a channel offset lies in.\nsub line_at {\n  my ($s, $o) = @_;\n  my $i = $#$s;\n  $i-- while $i > 0 && $s->[$i] > $o;\n  return $i;\n}\n# release(N): the first N held lines printed (all: each place a fold may start at tried as it is: no next line).\nsub release {\n  my ($upto) = @_;\n  if ($upto == @held) {\n    fold_at($tch, \\@tat, $_, 0) for @topen;\n    fold_at($hch, \\@hat, $_, 1) for @hopen;\n  }\n  emit(@$_[0 .. 2]) for splice @held, 0, $upto;\n  if (@held) {\n    my ($bt, $bh) = ($tat[$upto], $hat[$upto]);\n    $tch = substr($tch, $bt); $hch = substr($hch, $bh);\n    @tat = map { $_ - $bt } @tat[$upto .. $#tat]; @hat = map { $_ - $bh } @hat[$upto .. $#hat];\n    @topen = map { $_ - $bt } @topen; @hopen = map { $_ - $bh } @hopen;\n  } else { @tat = (); @hat = (); @topen = (); @hopen = (); $tch = ""; $hch = "" }\n}\n# Lines read with sysread: a held line is released when no line comes for half a second.\nmy ($in, $eof) = ("", 0);\nwhile (1) {\n  my $i = index($in, "\\n");\n  if ($i >= 0 || ($eof && length $in)) {\n    my $line = substr($in, 0, $i >= 0 ? $i + 1 : length $in, "");\n    my $end = chomp($line) ? "\\n" : "";\n    if ($fold_long) { hold($line, $end) } else { emit($line, $end, []) }\n    next;\n  }\n  last if $eof;\n  if (@held) { my $r = ""; vec($r, fileno(STDIN), 1) = 1; release(0 + @held) unless select($r, undef, undef, 0.5) }\n  my $n = sysread(STDIN, $in, 65536, length $in);\n  die "ops: cannot read: $!\\n" unless defined $n;\n  $eof = 1 unless $n;\n}\nrelease(0 + @held) if @held;\n# emit(LINE, END, SPANS): LINE printed with every text and each of SPANS ([start, end) of a fold) hidden.\nsub emit {\n  my ($line, $end, $spans) = @_;\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $s (@$spans) { $ends{$s->[0]} = $s->[1] if ($ends{$s->[0]} // -1) < $s->[1] }\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  $line = cut($line) if %cut_start && $line =~ /\\.\\.\\.|\\xe2\\x80\\xa6/;\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments); but a TEXT holding an ellipsis ("..." or U+2026) goes through mask_text\'s own program\n# (MASK_PERL), so a secret a printer cut short there is hidden by the one rule (its cut).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  if [[ -n ${MASK_FORMS[0]+x} && ( $t == *...* || $t == *$\'\\xe2\\x80\\xa6\'* ) ]]; then\n    MASK_TEXT=$(printf \'%s\' "$t" | perl -C0 -e "$MASK_PERL" 3< <(printf \'%s\\n\' "${MASK_FORMS[@]}"); printf x)\n    MASK_TEXT=${MASK_TEXT%x}\n    return 0\n  fi\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
 
 // core/steps/sh/probe.sh
 var probe_default = `# shellcheck shell=bash
@@ -66795,7 +67143,7 @@ probe_rounds() {
     if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
       next_check=$(( now + 2 ))
       # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
-      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="supervisor gave up on a program that keeps exiting (waiting for \${pending[*]})"; return 1; fi
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="$FATAL_WHY (waiting for \${pending[*]})"; return 1; fi
     fi
     # Each probe has 5 s from its own request (a connect that waited delays no other probe's verdict).
     fds=(); sent_at=(); sent_why=()
@@ -66964,10 +67312,12 @@ group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault
 # SUP_STATE[GROUP:PROGRAM] its state name (RUNNING, STARTING, BACKOFF, FATAL...: supervisor/states.py), from ONE
 # getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
 # Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
-# shellcheck disable=SC2034 # SUP_PID and SUP_STATE are this function's result, read by the step that calls it
+# SUP_SPAWNERR[GROUP:PROGRAM]: supervisor's spawnerr, why its last start failed (supervisor/process.py: "can't find
+# command '...'" and the other refusals of options.check_execv_args, or "Exited too quickly ..."), unescaped.
+# shellcheck disable=SC2034 # SUP_PID, SUP_STATE and SUP_SPAWNERR are this function's result, read by the step that calls it
 sup_pids() {
-  local xml s n g p st re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>'
-  declare -gA SUP_PID=() SUP_STATE=()
+  local xml s n g p st e re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>' re_err='<name>spawnerr</name><value><string>([^<]*)</string>'
+  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=()
   xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
   while [[ $xml == *'</struct>'* ]]; do
     s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
@@ -66976,16 +67326,35 @@ sup_pids() {
     if [[ $s =~ $re_group ]]; then g=\${BASH_REMATCH[1]}; fi
     if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
     if [[ $s =~ $re_state ]]; then st=\${BASH_REMATCH[1]}; fi
-    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; fi
+    e=; if [[ $s =~ $re_err ]]; then e=\${BASH_REMATCH[1]}; e=\${e//&lt;/<}; e=\${e//&gt;/>}; e=\${e//&amp;/&}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; fi
   done
 }
 # group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
 # startsecs, startretries times), through the same one call (a supervisorctl run would cost a Python start-up
 # every time the health gate asks, ten at once when ten hosts start together).
+# FATAL_WHY then says which program and why, with the fix when supervisor could not start it at all (spawnerr: its
+# command's first word not found, not executable: a typo, a venv's program the requirements do not install), not
+# "keeps exiting": builtins over the same call's answer.
+# shellcheck disable=SC2034 # FATAL_WHY is this function's result, read by the health gate (probe.sh) that calls it
 group_fatal() {
-  local k
+  local k e prog
   sup_pids
-  for k in "\${!SUP_STATE[@]}"; do [[ $k == "$1:"* && \${SUP_STATE[$k]} == FATAL ]] && return 0; done
+  for k in "\${!SUP_STATE[@]}"; do
+    [[ $k == "$1:"* && \${SUP_STATE[$k]} == FATAL ]] || continue
+    # Programs are named <group>-<program> (core/steps/switch.ts programName).
+    prog=\${k#"$1:"}; prog=\${prog#"$1-"}; e=\${SUP_SPAWNERR[$k]}
+    case "$e" in
+      "can't find command "*)
+        FATAL_WHY="supervisor could not start program $prog: $e (no such file, or no such name on its PATH); fix programs.$prog.command: its first word must be a program the release or the host has: {release}/venv/bin/<name> for a package release.python_requirements installs, {node} or {npm} for Node.js, {python}, or an absolute path" ;;
+      "command at "*" is not executable"|"command at "*" is a directory"|"no permission to run command "*)
+        FATAL_WHY="supervisor could not start program $prog: $e; fix programs.$prog.command: start a script with its interpreter ({python} FILE, {node} FILE, sh FILE), or commit it executable (git update-index --chmod=+x FILE)" ;;
+      ""|"Exited too quickly"*|"Bad exit code"*)
+        FATAL_WHY="supervisor gave up on program $prog, which keeps exiting (its log says why)" ;;
+      *) FATAL_WHY="supervisor could not start program $prog: $e" ;;
+    esac
+    return 0
+  done
   return 1
 }
 # log_tail N: the last N lines of stdin (a program's log), or, when they are the end of a stack trace whose message
@@ -68518,7 +68887,7 @@ function diskSpace(env) {
 function mirrorGit(mirror) {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -68656,6 +69025,10 @@ fi
 ${slotPortLinesShell(env, `printf '%s
 ' "$nginx_all"`)}
 if [ -n "$nginx_pinned" ]; then REPORT_NGINX_UNREADY=pinned; while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
+# Does another file turn on a response cache for every site? The site would answer the previous release's pages.
+${inheritedCacheLinesShell(env, `printf '%s
+' "$nginx_all"`)}
+if [ -n "$nginx_cached" ]; then while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_cache} "$line"; done <<< "$nginx_cached"; fi
 # Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
 # server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it.
 if [ -n "$cur_id" ] && grep -qsF -- ${quote(`server_name ${env.config.domain ?? "_"};`)} ${quote(L.nginxSiteEnabled)}; then
@@ -69558,7 +69931,7 @@ for name in names:
 `;
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged", "host_changed", "boot_unit", "name_taken", "db_probe");
+var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "nginx_cache", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged", "host_changed", "boot_unit", "name_taken", "db_probe");
 function duration(seconds3) {
   const s = Math.max(0, Math.floor(seconds3));
   if (s >= 86400) return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`;
@@ -69606,6 +69979,7 @@ function parseState(r) {
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     nginxSlotPorts: reportedAll(r, RELEASE_KEYS.nginx_slot_port),
+    nginxCached: reportedAll(r, RELEASE_KEYS.nginx_cache),
     nginxTaken: reported(r, RELEASE_KEYS.nginx_taken),
     supervisorDown: reported(r, RELEASE_KEYS.supervisor_down) !== void 0,
     nginxStopped: reported(r, PREFLIGHT_KEYS.nginx_stopped)
@@ -69641,7 +70015,7 @@ function nginxUnreadyError(env, host, state, words) {
       `nginx -t fails on ${host}: ${broken}. The switch could not reload nginx, so ${words.nothing}; nginx keeps serving what it loaded`,
       DUPLICATE_DEFAULT.test(broken) ? `remove default_server from the other site (grep -l default_server /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf names them; an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host)${env.config.domain ? `, or set nginx.default_server: false in environments/${env.name}/environment.yml` : ""}, then ${words.again}` : `fix or remove that file (hand-edited? ops status ${env.name} shows nginx -t), then ${words.again}`
     );
-  return slotPortsElsewhere(env, host, state.nginxSlotPorts, words.nothing, words.again);
+  return slotPortsElsewhere(env, host, state.nginxSlotPorts, words.nothing, words.again) ?? cachesInherited(env, host, state.nginxCached ?? [], words.nothing, words.again);
 }
 function supervisorDownError(env, host, state, nothing, again) {
   return new OpsError(
@@ -69696,6 +70070,7 @@ init_errors();
 init_git();
 init_shell();
 init_environment();
+init_schema();
 
 // core/dependency-inputs.ts
 init_supervisor();

@@ -19933,95 +19933,43 @@ var require_lib = __commonJS({
   }
 });
 
-// core/shell.ts
-import { join as join2, relative, resolve, sep as sep2 } from "node:path";
-function quote(value) {
-  const s = String(value);
-  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-function environmentMeant(typed, where) {
-  if (where) {
-    const inside = relative(join2(where.root, "environments"), resolve(where.cwd, typed)).split(sep2);
-    if (inside[0] && inside[0] !== ".." && inside[0] !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(inside[0]) && !inside[0].endsWith("-status")) return inside[0];
+// core/dotenv-forms.ts
+function escaped(value, form) {
+  let s = value;
+  if (form.backslashes) {
+    s = s.replace(/\\/g, "\\\\");
+    if (form.quote) s = s.split(form.quote).join(`\\${form.quote}`);
   }
-  const path = typed.trim().replace(/^(\.\/)+/, "");
-  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
-  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
-  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
+  if (form.dollars) s = s.replace(/\$/g, "\\$");
+  if (form.newlines) s = s.replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+  return s;
 }
-function gitAllowsRef(v) {
-  return v !== "" && !/[\s\\:?*[~^\u0000-\u001f\u007f]|\.\.|@\{|\/\/|(^|\/)\.|^\/|\/$|\.$|\.lock$/.test(v);
-}
-function validate(kind, value, label, where) {
-  const check = CHECKS[kind];
-  if (typeof value !== "string" || !check.pattern.test(value)) {
-    const shown = JSON.stringify(value);
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, typeof value === "string" ? check.hint?.(value, where) : void 0);
+function dotenvWrittenForms(value) {
+  const out = /* @__PURE__ */ new Set();
+  for (const form of FORMS) {
+    const text = escaped(value, form);
+    if (text !== value) out.add(text);
   }
-  const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));
-  return value;
+  return [...out];
 }
-function patternOf(kind) {
-  return CHECKS[kind].pattern;
-}
-function isValid(kind, value) {
-  const check = CHECKS[kind];
-  return check.pattern.test(value) && !check.extra?.(value);
-}
-function wholeNumberRange(range) {
-  return { min: range.min ?? 0, max: range.max ?? 2 ** 31 - 1 };
-}
-function wholeNumber(text, what, range = {}) {
-  const { min, max } = wholeNumberRange(range);
-  const t = text.trim();
-  const n = /^\d{1,10}$/.test(t) ? Number(t) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new OpsError(`${what} needs a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
-  return n;
-}
-var CHECKS;
-var init_shell = __esm({
-  "core/shell.ts"() {
+var FORMS;
+var init_dotenv_forms = __esm({
+  "core/dotenv-forms.ts"() {
     "use strict";
-    init_errors();
-    CHECKS = {
-      // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
-      gitRef: {
-        what: "git ref",
-        pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
-        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
-        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1},
-        // :/message: the newest commit whose message matches, gitrevisions(7)).
-        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{|^:\//.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
-          // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
-          /[^A-Za-z0-9._/+-]/.test(v) && gitAllowsRef(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
-        )
-      },
-      environment: {
-        what: "environment name",
-        pattern: /^[a-z][a-z0-9-]{0,39}$/,
-        form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
-        // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
-        // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
-        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
-        hint: (v, where) => {
-          const meant = environmentMeant(v, where);
-          return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
-        }
-      },
-      release: {
-        what: "release id",
-        pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
-        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
-        hint: () => "copy the id from `ops releases <env>`"
-      },
-      name: {
-        what: "name",
-        pattern: /^[a-z][a-z0-9_-]{0,39}$/,
-        form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters'
-      }
-    };
+    FORMS = [
+      { name: "single-quoted", quote: "'" },
+      { name: "double-quoted with \\n for line breaks", quote: '"', newlines: true },
+      { name: "double-quoted", quote: '"' },
+      { name: "double-quoted with backslash escapes", quote: '"', backslashes: true, newlines: true },
+      { name: "single-quoted with backslash escapes", quote: "'", backslashes: true },
+      { name: "backtick-quoted", quote: "`" },
+      { name: "unquoted", quote: "" },
+      { name: "single-quoted with \\$", quote: "'", dollars: true },
+      { name: "double-quoted with \\n and \\$", quote: '"', newlines: true, dollars: true },
+      { name: "double-quoted with \\$", quote: '"', dollars: true },
+      { name: "backtick-quoted with \\$", quote: "`", dollars: true },
+      { name: "unquoted with \\$", quote: "", dollars: true }
+    ];
   }
 });
 
@@ -20254,7 +20202,7 @@ function yamlDoubleQuotedForms(text) {
   if (!/[^\x20-\x7e]/.test(text)) return [];
   const bmp = (cp) => cp >= 160 && cp <= 55295 || cp >= 57344 && cp <= 65533;
   const writers = [() => false, bmp, (cp) => bmp(cp) || cp >= 65536];
-  const escaped = (printable2) => [...text].map((ch) => {
+  const escaped2 = (printable2) => [...text].map((ch) => {
     const cp = ch.codePointAt(0);
     const always = '"\\\x85\u2028\u2029\uFEFF'.includes(ch);
     if (!always && (cp >= 32 && cp <= 126 || printable2(cp))) return ch;
@@ -20262,7 +20210,7 @@ function yamlDoubleQuotedForms(text) {
     const h = cp.toString(16).toUpperCase();
     return cp <= 255 ? `\\x${h.padStart(2, "0")}` : cp <= 65535 ? `\\u${h.padStart(4, "0")}` : `\\U${h.padStart(8, "0")}`;
   }).join("");
-  return [...new Set(writers.map(escaped))];
+  return [...new Set(writers.map(escaped2))];
 }
 function printedForms(text) {
   const pydantic = pydanticInputValue(text);
@@ -20277,7 +20225,8 @@ function printedForms(text) {
     nodeInspect(text),
     ...shellQuotedForms(text),
     ...doubledQuoteForms(text),
-    ...yamlDoubleQuotedForms(text)
+    ...yamlDoubleQuotedForms(text),
+    ...dotenvWrittenForms(text)
   ];
 }
 function secretParts(value, options = {}) {
@@ -20350,6 +20299,38 @@ function bytesDumps(bytes) {
   if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(" "));
   return forms;
 }
+function dumpLine(line) {
+  const offset = /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/.exec(line);
+  const group = / {1,2}([0-9A-Fa-f]{2,8})(?= |$)/y;
+  let p = offset[0].length;
+  let width = 0;
+  let hex2 = "";
+  const at2 = [];
+  let before = p;
+  for (let m; group.lastIndex = p, m = group.exec(line); p = group.lastIndex) {
+    const g = m[1];
+    if (g.length % 2 || width && g.length > width || width && at2.length && hex2.length % width) break;
+    width ||= g.length;
+    const start = group.lastIndex - g.length;
+    for (let k = 0; k < g.length; k += 2) at2.push(start + k);
+    hex2 += g;
+    before = p;
+  }
+  const last = line.slice(before, p);
+  if (p === line.length && /^ {2}/.test(last) && last.length - 2 === at2.length - (last.length - 2) / 2) {
+    at2.length -= (last.length - 2) / 2;
+    hex2 = hex2.slice(0, 2 * at2.length);
+    p = before;
+  }
+  if (at2.length < 1) return void 0;
+  const rest = line.slice(p);
+  if (!rest.trim()) return { hex: hex2, at: at2, column: void 0 };
+  const framed = /^ {2,}([|>])([^]*)([|<])$/.exec(rest);
+  if (framed && framed[2].length === at2.length) return { hex: hex2, at: at2, column: p + rest.indexOf(framed[1]) + 1 };
+  const plain = /^ {2,}/.exec(rest);
+  if (plain && rest.length - plain[0].length === at2.length) return { hex: hex2, at: at2, column: p + plain[0].length };
+  return void 0;
+}
 function isHexKey(text) {
   return text.length >= 16 && text.length % 2 === 0 && /^[0-9A-Fa-f]+$/.test(text);
 }
@@ -20395,6 +20376,7 @@ var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GE
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
+    init_dotenv_forms();
     MIN_MASKED_LENGTH = 3;
     SHORT_SECRET_LENGTH = 8;
     COMMON = /* @__PURE__ */ new Set([
@@ -20490,6 +20472,333 @@ var init_parts = __esm({
   }
 });
 
+// core/config/schema.ts
+function describe(value) {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "number" && !Number.isFinite(value)) return `number ${Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf"}`;
+  if (value instanceof Date) return "a date (a !!timestamp value; quote it to make it a string)";
+  if (value instanceof Uint8Array) return "a !!binary value";
+  if (value instanceof Set) return "a !!set value";
+  if (value instanceof Map) return "a !!omap or !!pairs value";
+  if (isMapping(value)) return "a mapping";
+  if (typeof value === "object") return "a tagged YAML value";
+  if (typeof value === "string") {
+    const shown = hideSecrets(value);
+    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
+  }
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+function fail(problems, path, form, value, extra = "") {
+  problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
+  return void 0;
+}
+function isMapping(value) {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+function string(opts2 = {}) {
+  const form = opts2.form ?? "a string";
+  if (opts2.pattern?.flags) throw new Error(`schema pattern /${opts2.pattern.source}/${opts2.pattern.flags}: flags have no JSON Schema equivalent`);
+  return {
+    form,
+    json: () => opts2.pattern ? { type: "string", pattern: opts2.pattern.source } : { type: "string" },
+    check(value, path, problems) {
+      if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
+        return fail(problems, path, form, value, typeof value === "boolean" ? ` (unquoted, so YAML read a boolean: write the value in quotes, "${value}")` : ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)');
+      if (typeof value !== "string") return fail(problems, path, form, value);
+      const why = opts2.check?.(value);
+      if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
+      return opts2.normalize ? opts2.normalize(value) : value;
+    }
+  };
+}
+function durationSeconds(text) {
+  const t = text.trim().toLowerCase();
+  const clock = /^(\d+):([0-5]\d)$/.exec(t);
+  if (clock) return Number(clock[1]) * 60 + Number(clock[2]);
+  const parts = [...t.matchAll(/(\d+(?:\.\d+)?)\s*([a-z]+)\s*/g)];
+  if (!parts.length || parts.map((p) => p[0]).join("") !== t) return void 0;
+  let total = 0;
+  for (const [, n, unit] of parts) {
+    const seconds3 = DURATION_UNITS.find(([re]) => re.test(unit))?.[1];
+    if (seconds3 === void 0) return void 0;
+    total += Number(n) * seconds3;
+  }
+  return Math.round(total * 1e3) / 1e3;
+}
+function bounded(kind, min, max, form, unit) {
+  const whole = kind === "integer";
+  return {
+    form,
+    json: () => ({ type: kind, minimum: min, maximum: max }),
+    check(value, path, problems) {
+      let extra = typeof value === "string" && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? " (a string, in quotes: write the number without them)" : "";
+      const seconds3 = unit && typeof value === "string" && !extra ? durationSeconds(value) : void 0;
+      if (seconds3 !== void 0) extra = ` (a number of seconds, without a unit: ${seconds3}${seconds3 < min || seconds3 > max || whole && !Number.isInteger(seconds3) ? `, which is not ${form}` : ""})`;
+      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, extra);
+      return value;
+    }
+  };
+}
+function integer(min, max, form) {
+  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
+}
+function seconds(min, max, whole = true) {
+  return bounded(whole ? "integer" : "number", min, max, `${whole ? "an integer" : "a number"} ${min}-${max}`, "seconds");
+}
+function boolean() {
+  return {
+    form: "true or false",
+    json: () => ({ type: "boolean" }),
+    check(value, path, problems) {
+      if (typeof value === "boolean") return value;
+      const word = typeof value === "string" ? value.trim().toLowerCase() : "";
+      const extra = word === "true" || word === "false" ? ` (a string, in quotes: write ${word} without them)` : Object.hasOwn(YAML11_BOOLEANS, word) ? ` (YAML 1.1's word for ${YAML11_BOOLEANS[word]}; ops reads YAML 1.2, where it is text: write ${YAML11_BOOLEANS[word]})` : "";
+      return fail(problems, path, "true or false", value, extra);
+    }
+  };
+}
+function distance(a, b) {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+function didYouMean(word, known) {
+  const w = word.toLowerCase();
+  const best = known.map((k) => [k, distance(w, k.toLowerCase())]).sort((x, y) => x[1] - y[1])[0];
+  if (best && best[1] <= Math.max(1, Math.floor(w.length / 3))) return best[0];
+  const starts = known.filter((k) => w.length >= 2 && k.toLowerCase().startsWith(w));
+  return starts.length === 1 ? starts[0] : void 0;
+}
+function closest(key, known) {
+  const norm = key.toLowerCase().replace(/-/g, "_");
+  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
+}
+function oneOf(values) {
+  const form = `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
+  return {
+    form,
+    json: () => ({ type: "string", enum: [...values] }),
+    check(value, path, problems) {
+      if (typeof value === "string" && values.includes(value)) return value;
+      const near = typeof value === "string" ? closest(value, [...values]) : void 0;
+      return fail(problems, path, form, value, near ? ` (did you mean "${near}"?)` : "");
+    }
+  };
+}
+function list(item, opts2 = {}) {
+  const form = opts2.form ?? `a list of ${item.form}`;
+  return {
+    form,
+    json: () => ({ type: "array", items: item.json(), ...opts2.min ? { minItems: opts2.min } : {} }),
+    check(value, path, problems) {
+      const named = () => item.json().properties?.name !== void 0;
+      if (isMapping(value) && Object.values(value).every(isMapping) && named()) {
+        const first = Object.keys(value)[0] ?? "web1";
+        return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
+      }
+      const keys = item.json().properties;
+      if (keys && isMapping(value) && Object.keys(value).length && Object.keys(value).every((k) => k in keys)) {
+        const first = Object.keys(value)[0];
+        return fail(problems, path, form, value, ` (one item without its "- ": write "- ${first}: ..." and indent its other keys under it)`);
+      }
+      if (keys && (typeof value === "string" || typeof value === "number") && "name" in keys)
+        return fail(problems, path, form, value, ` (each item is a list item holding its keys: "- name: ...", then its other keys indented under it)`);
+      if (!Array.isArray(value)) return fail(problems, path, form, value);
+      if (opts2.min && value.length < opts2.min) {
+        problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
+        return void 0;
+      }
+      const out = [];
+      let ok = true;
+      value.forEach((v, i) => {
+        const r = item.check(v, `${path}[${i}]`, problems);
+        if (r === void 0) ok = false;
+        else out.push(r);
+      });
+      return ok ? out : void 0;
+    },
+    rows: item.rows ? (p) => item.rows(`${p}[]`) : void 0
+  };
+}
+function record(key, item, form) {
+  const f = form ?? `a mapping of ${key.form} to ${item.form}`;
+  return {
+    form: f,
+    json: () => ({ type: "object", propertyNames: key.json(), additionalProperties: item.json() }),
+    check(value, path, problems) {
+      if (!isMapping(value)) return fail(problems, path, f, value);
+      const out = /* @__PURE__ */ Object.create(null);
+      let ok = true;
+      for (const [k, v] of Object.entries(value)) {
+        const p = path ? `${path}.${k}` : k;
+        if (key.check(k, p, problems) === void 0) {
+          ok = false;
+          continue;
+        }
+        const r = item.check(v, p, problems);
+        if (r === void 0) ok = false;
+        else out[k] = r;
+      }
+      return ok ? out : void 0;
+    },
+    rows: item.rows ? (p) => item.rows(`${p}.<name>`) : void 0
+  };
+}
+function either(a, b, form) {
+  const f = form ?? `${a.form}, or ${b.form}`;
+  return {
+    form: f,
+    json: () => ({ anyOf: [a.json(), b.json()] }),
+    check(value, path, problems) {
+      const pa = [];
+      const ra = a.check(value, path, pa);
+      if (ra !== void 0) return ra;
+      const pb = [];
+      const rb = b.check(value, path, pb);
+      if (rb !== void 0) return rb;
+      problems.push(...isMapping(value) === Boolean(b.rows) ? pb : pa);
+      return void 0;
+    },
+    rows: a.rows ?? b.rows
+  };
+}
+function req(schema, doc) {
+  return { schema, doc, presence: "required" };
+}
+function opt(schema, doc, defaultValue) {
+  return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
+}
+var DURATION_UNITS, YAML11_BOOLEANS;
+var init_schema = __esm({
+  "core/config/schema.ts"() {
+    "use strict";
+    init_parts();
+    DURATION_UNITS = [
+      [/^(ms|msec|milliseconds?)$/, 1e-3],
+      [/^(s|sec|secs|seconds?)$/, 1],
+      [/^(m|min|mins|minutes?)$/, 60],
+      [/^(h|hr|hours?)$/, 3600]
+    ];
+    YAML11_BOOLEANS = { y: true, yes: true, on: true, n: false, no: false, off: false };
+  }
+});
+
+// core/shell.ts
+import { existsSync as existsSync4, readdirSync } from "node:fs";
+import { join as join2, relative, resolve, sep as sep2 } from "node:path";
+function quote(value) {
+  const s = String(value);
+  if (s !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+function environmentMeant(typed, where) {
+  if (where) {
+    const inside = relative(join2(where.root, "environments"), resolve(where.cwd, typed)).split(sep2);
+    if (inside[0] && inside[0] !== ".." && inside[0] !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(inside[0]) && !inside[0].endsWith("-status")) return inside[0];
+  }
+  const path = typed.trim().replace(/^(\.\/)+/, "");
+  const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, "");
+  const name2 = folder.toLowerCase().replace(/[._\s]+/g, "-");
+  const known = where ? environmentFolders(where.root) : [];
+  const near = known.includes(name2) ? name2 : didYouMean(name2, known) ?? didYouMean(folder.toLowerCase().replace(/[._\s]+$/, ""), known);
+  if (near !== void 0 && near !== typed) return near;
+  return name2 !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name2) && !name2.endsWith("-status") ? name2 : void 0;
+}
+function environmentFolders(root) {
+  try {
+    return readdirSync(join2(root, "environments")).filter((d) => /^[a-z][a-z0-9-]{0,39}$/.test(d) && existsSync4(join2(root, "environments", d, "environment.yml")));
+  } catch {
+    return [];
+  }
+}
+function gitAllowsRef(v) {
+  return v !== "" && !/[\s\\:?*[~^\u0000-\u001f\u007f]|\.\.|@\{|\/\/|(^|\/)\.|^\/|\/$|\.$|\.lock$/.test(v);
+}
+function validate(kind, value, label, where) {
+  const check = CHECKS[kind];
+  if (typeof value !== "string" || !check.pattern.test(value)) {
+    const shown = JSON.stringify(value);
+    const padded = typeof value === "string" && value.trim() !== value && check.pattern.test(value.trim()) && !check.extra?.(value.trim());
+    const hint = padded ? `remove the white space around ${JSON.stringify(value.trim())} (copied with it?)` : typeof value === "string" ? check.hint?.(value, where) : void 0;
+    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, hint);
+  }
+  const why = check.extra?.(value);
+  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));
+  return value;
+}
+function patternOf(kind) {
+  return CHECKS[kind].pattern;
+}
+function isValid(kind, value) {
+  const check = CHECKS[kind];
+  return check.pattern.test(value) && !check.extra?.(value);
+}
+function wholeNumberRange(range) {
+  return { min: range.min ?? 0, max: range.max ?? 2 ** 31 - 1 };
+}
+function wholeNumber(text, what, range = {}) {
+  const { min, max } = wholeNumberRange(range);
+  const t = text.trim();
+  const n = /^\d{1,10}$/.test(t) ? Number(t) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new OpsError(`${what} needs a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  return n;
+}
+var CHECKS;
+var init_shell = __esm({
+  "core/shell.ts"() {
+    "use strict";
+    init_schema();
+    init_errors();
+    CHECKS = {
+      // git check-ref-format rules, tightened: no leading '-', no '..', no spaces or shell metacharacters.
+      gitRef: {
+        what: "git ref",
+        pattern: /^(?!-)(?!.*\.\.)(?!.*\/\/)(?!.*@\{)(?!.*\.lock$)(?!.*\/$)(?!.*\.$)[A-Za-z0-9._\/+-]{1,200}$/,
+        form: 'a branch, tag or commit sha made of letters, digits and . _ / + - (no leading "-"; no "..", "//" or "@{"; not ending in "/", "." or ".lock"), at most 200 characters',
+        // What people type where a ref goes: a pasted name with a space, git's revision syntax (HEAD~1, v2^{}, main@{1},
+        // :/message: the newest commit whose message matches, gitrevisions(7)).
+        hint: (v) => /^\s|\s$/.test(v) ? "remove the white space around the name (copied with it?)" : /[~^]|@\{|^:\//.test(v) ? `a revision expression is not deployed as such: give the commit it names (its sha: git rev-parse ${quote(v)})` : (
+          // A name git allows (feat/été, fix#12, a,b) but not made of the characters ops passes on: its sha is.
+          /[^A-Za-z0-9._/+-]/.test(v) && gitAllowsRef(v) ? `git allows this name, ops takes refs of ASCII letters, digits and . _ / + - only: give its commit instead (its sha: git rev-parse ${quote(v)})` : "give a branch, tag or sha as git lists them (git branch -a, git tag, git log --oneline)"
+        )
+      },
+      environment: {
+        what: "environment name",
+        pattern: /^[a-z][a-z0-9-]{0,39}$/,
+        form: 'lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)',
+        // status.yml runs each environment's checks in the GitHub environment `<env>-status` (its SSH key, no
+        // reviewers): an environment named x-status would be, or take, that GitHub environment of environment x.
+        extra: (v) => v.endsWith("-status") ? `a name ending in "-status" is refused: ${v} is the GitHub environment status.yml uses for environment ${v.slice(0, -"-status".length)} (its deploy key without reviewers); pick another name` : void 0,
+        hint: (v, where) => {
+          const meant = environmentMeant(v, where);
+          return `${meant ? `did you mean ${meant}? ` : ""}the name of its folder under environments/ (\`ops env new <name>\` makes one)`;
+        }
+      },
+      release: {
+        what: "release id",
+        pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
+        form: "YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`",
+        hint: () => "copy the id from `ops releases <env>`"
+      },
+      name: {
+        what: "name",
+        pattern: /^[a-z][a-z0-9_-]{0,39}$/,
+        form: 'lower-case letters, digits, "_" and "-", starting with a letter, at most 40 characters'
+      }
+    };
+  }
+});
+
 // core/signals.ts
 import { constants as constants3 } from "node:os";
 function signalExit(signal) {
@@ -20512,7 +20821,7 @@ var init_signals = __esm({
 });
 
 // core/errors.ts
-import { readdirSync, statSync as statSync2 } from "node:fs";
+import { readdirSync as readdirSync2, statSync as statSync2 } from "node:fs";
 import { dirname } from "node:path";
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
@@ -20596,7 +20905,7 @@ function userFileExists(path, shown = path, expected = "a file", given = false) 
   if (given) {
     let files = [];
     try {
-      files = readdirSync(path, { withFileTypes: true }).filter((d) => d.isFile() && !d.name.startsWith(".")).map((d) => d.name).sort();
+      files = readdirSync2(path, { withFileTypes: true }).filter((d) => d.isFile() && !d.name.startsWith(".")).map((d) => d.name).sort();
     } catch {
     }
     const dir = shown.replace(/\/+$/, "");
@@ -59266,12 +59575,12 @@ function parseParameters(header, type, index, len, stopFlags) {
         }
         if (index < len && header.charCodeAt(index) === DQUOTE) {
           const quotedStart = ++index;
-          let escaped = false;
+          let escaped2 = false;
           while (index < len) {
             const code2 = header.charCodeAt(index);
             if (code2 === DQUOTE) {
               if (parameters[key] === void 0) {
-                parameters[key] = escaped ? unescapeQuotedPairs(header, quotedStart, index) : header.slice(quotedStart, index);
+                parameters[key] = escaped2 ? unescapeQuotedPairs(header, quotedStart, index) : header.slice(quotedStart, index);
               }
               index++;
               let stop2 = 0;
@@ -59289,7 +59598,7 @@ function parseParameters(header, type, index, len, stopFlags) {
               continue parameter;
             }
             if (code2 === BSLASH && index + 1 < len) {
-              escaped = true;
+              escaped2 = true;
               index += 2;
               continue;
             }
@@ -63286,7 +63595,7 @@ function endGroup() {
 
 // core/action.ts
 import { randomUUID as randomUUID2 } from "node:crypto";
-import { existsSync as existsSync4, readFileSync as readFileSync4, statSync as statSync4 } from "node:fs";
+import { existsSync as existsSync5, readFileSync as readFileSync4, statSync as statSync4 } from "node:fs";
 import { resolve as resolve2 } from "node:path";
 
 // core/config/project-dir.ts
@@ -63354,8 +63663,9 @@ function urlEncodedForms(secret) {
   return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 function exactForms(parts) {
-  return [...new Set(parts.flatMap((v) => [v, ...urlEncodedForms(v)]))];
+  return [...new Set(parts.flatMap((v) => [v, ...v.length <= MAX_URL_ENCODED_PART ? urlEncodedForms(v) : []]))];
 }
+var MAX_URL_ENCODED_PART = 16 * 1024;
 function maskedParts(value) {
   const out = /* @__PURE__ */ new Set();
   for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {
@@ -63364,6 +63674,9 @@ function maskedParts(value) {
   }
   return [...out];
 }
+var FOLD_MIN = SHORT_SECRET_LENGTH;
+var FOLD_FRAME = /[\s'"`()[\]{}<>|,\\]/;
+var OD_CHARS = /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\[0-9a-z]| [0-7]{3}| {4})+$/;
 var Masker = class {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   secrets = /* @__PURE__ */ new Map();
@@ -63388,6 +63701,10 @@ var Masker = class {
   prefixes = 0;
   /** The hashes of the secrets themselves: a decoded reading is looked up only when its hash is one of them. */
   wholes = /* @__PURE__ */ new Set();
+  /** The fold forms (hideFolds): each secret that is not weak with its white space taken out, FOLD_MIN long at least, by length; their first FOLD_MIN characters. */
+  folds = /* @__PURE__ */ new Map();
+  foldLengths = [];
+  foldStarts = /* @__PURE__ */ new Set();
   /** Register a value and its parts; returns what was new (each part and each of its lines, trimmed). */
   add(value) {
     const added = [];
@@ -63402,6 +63719,16 @@ var Masker = class {
         same.add(t);
         this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
         if (t.includes("*")) this.starred.push(t);
+        const fold = t.replace(/\s+/g, "");
+        if (!isWeakPart(t) && fold.length >= FOLD_MIN) {
+          let list2 = this.folds.get(fold.length);
+          if (!list2) {
+            this.folds.set(fold.length, list2 = /* @__PURE__ */ new Set());
+            this.foldLengths = [...this.folds.keys()].sort((a, b) => a - b);
+          }
+          list2.add(fold);
+          this.foldStarts.add(fold.slice(0, FOLD_MIN));
+        }
         if (!isWeakPart(t)) {
           for (const [map, key] of [[this.cutByStart, t.slice(0, MIN_SECRET_LENGTH)], [this.cutByEnd, t.slice(-MIN_SECRET_LENGTH)]]) {
             const list2 = map.get(key);
@@ -63581,7 +63908,105 @@ var Masker = class {
     return false;
   }
   redactPlain(text) {
-    return this.hideCut(this.redactWhole(text));
+    return this.hideCut(this.redactWhole(this.hideFolds(text)));
+  }
+  /**
+   * `text` with each secret a printer folded over lines written *** piece by piece: PyYAML's yaml.dump at 80 columns,
+   * Python's pprint splitting a string into adjacent pieces, a wrapping base64 of a text holding the secret (any
+   * width), a hex dump (parts.ts dumpLine: any number of bytes a line) show it in pieces, none the secret whole. The
+   * lines are read as one text (a channel): each line's body (its ends' white space, quotes, brackets, "|", "," and
+   * "\\" left out: FOLD_FRAME) with its white space taken out, one after another (a line without a body ends the
+   * channel; `od -c`'s offset is frame too: OD_CHARS); and a second channel of the bytes of consecutive hex dump lines, as lower-case hex. A secret (a form
+   * parts.ts secretParts lists: its base64 at each alignment, its hex; not weak, its white space out, FOLD_MIN
+   * characters at least) found whole in a channel AND running over a line's end is a fold: what it covers on each
+   * line is hidden (in a dump: the bytes' pairs and their column). A piece alone (a line ending with a secret's start,
+   * a URL's scheme and host, the next line not going on with it) is ordinary text and stays. The hosts' mask_text
+   * applies the same rule (core/steps/sh/mask.sh, hold), holding a line while the next may go on with its end. A
+   * fold cut by the text's start or end shows its pieces. The work: the text's length times the lengths secrets have
+   * where one may start (FOLD_MIN characters looked up), as redactWhole.
+   */
+  hideFolds(text) {
+    if (!this.folds.size || !text.includes("\n")) return text;
+    const lines = [];
+    for (let at2 = 0; at2 <= text.length; ) {
+      const nl = text.indexOf("\n", at2);
+      const end = nl === -1 ? text.length : nl;
+      lines.push({ at: at2, line: text.slice(at2, end) });
+      at2 = end + 1;
+    }
+    const spans = [];
+    const body = [];
+    const hex2 = [];
+    const bodyAt = [];
+    const hexAt = [];
+    const frames = [];
+    const dumps = [];
+    let bodyLength = 0;
+    let hexLength = 0;
+    for (const { line } of lines) {
+      let a = /^[\s'"`()[\]{}<>|,\\]*/.exec(line)[0].length;
+      let b = line.length;
+      while (b > a && FOLD_FRAME.test(line[b - 1])) b--;
+      if (a < b && OD_CHARS.test(line)) a = OD_CHARS.exec(line)[1].length;
+      frames.push([a, b]);
+      const t = a === b ? "\n" : line.slice(a, b).replace(/\s+/g, "");
+      bodyAt.push(bodyLength);
+      body.push(t);
+      bodyLength += t.length;
+      const dump = /^ *[0-9A-Fa-f]{2}/.test(line) ? dumpLine(line) : void 0;
+      dumps.push(dump);
+      const h = dump ? dump.hex.toLowerCase() : "\n\n";
+      hexAt.push(hexLength);
+      hex2.push(h);
+      hexLength += h.length;
+    }
+    const lineOf = (starts, o) => {
+      let lo = 0;
+      let hi = starts.length - 1;
+      while (lo < hi) {
+        const mid = lo + hi + 1 >> 1;
+        if (starts[mid] <= o) lo = mid;
+        else hi = mid - 1;
+      }
+      return lo;
+    };
+    for (const [chars, starts, step] of [[body.join(""), bodyAt, 1], [hex2.join(""), hexAt, 2]]) {
+      for (let i = 0; i + FOLD_MIN <= chars.length; i += 1) {
+        if (step === 2 && i % 2 || !this.foldStarts.has(chars.slice(i, i + FOLD_MIN))) continue;
+        for (const n of this.foldLengths) {
+          const e = i + n;
+          if (e > chars.length) break;
+          const first = lineOf(starts, i);
+          const last = lineOf(starts, e - 1);
+          if (first === last || !this.folds.get(n).has(chars.slice(i, e))) continue;
+          for (let k = first; k <= last; k++) {
+            const from = Math.max(i, starts[k]) - starts[k];
+            const to = Math.min(e, k + 1 < starts.length ? starts[k + 1] : chars.length) - starts[k];
+            const at2 = lines[k].at;
+            if (step === 1) {
+              const [a, b] = frames[k];
+              const kept = [];
+              for (let c = a; c < b && kept.length < to; c++) if (!/\s/.test(lines[k].line[c])) kept.push(c);
+              spans.push([at2 + kept[from], at2 + kept[to - 1] + 1]);
+            } else {
+              const dump = dumps[k];
+              const [fb, tb] = [from >> 1, to - 1 >> 1];
+              spans.push([at2 + dump.at[fb], at2 + dump.at[tb] + 2]);
+              if (dump.column !== void 0) spans.push([at2 + dump.column + fb, at2 + dump.column + tb + 1]);
+            }
+          }
+        }
+      }
+    }
+    if (!spans.length) return text;
+    spans.sort((x, y) => x[0] - y[0]);
+    const merged = [];
+    for (const [f, t] of spans) {
+      const last = merged[merged.length - 1];
+      if (last && /^[^\S\n]*$/.test(text.slice(last[1], f))) last[1] = Math.max(last[1], t);
+      else merged.push([f, t]);
+    }
+    return starred(text, merged);
   }
   /**
     * `text` with what a printer shows of a secret it cut short hidden: the text just before an ellipsis ("..." or "…",
@@ -63779,7 +64204,7 @@ var markdownValues = { text: mdText, code: mdCode, link: mdLink };
 function maskedMarkdown(redact) {
   return { text: (t) => mdText(redact(t)), code: (t, where) => mdCode(redact(t), where), link: (label, url) => mdLink(label, redact(url)) };
 }
-function seconds(ms) {
+function seconds2(ms) {
   return `${(ms / 1e3).toFixed(1)}s`;
 }
 var brokenOutputs = /* @__PURE__ */ new WeakSet();
@@ -63868,10 +64293,10 @@ var ActionsReporter = class {
     } else this.log(`\u25B8 ${title}`);
     try {
       const result = await fn();
-      this.log(`\u2713 ${title} (${seconds(Date.now() - start)})`);
+      this.log(`\u2713 ${title} (${seconds2(Date.now() - start)})`);
       return result;
     } catch (e) {
-      this.log(`\u2717 ${title} (${seconds(Date.now() - start)})`);
+      this.log(`\u2717 ${title} (${seconds2(Date.now() - start)})`);
       throw e;
     } finally {
       if (own) {
@@ -63941,7 +64366,7 @@ function emptyKeyInput(name2, githubEnvironment) {
 }
 function actionRoot(workingDirectory, spec) {
   const dir = resolve2(workingDirectory);
-  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync4(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync5(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
   if (!problem) return dir;
   throw new OpsError(
     `invalid input working-directory: ${dir} ${problem}`,
@@ -64397,8 +64822,8 @@ var HOST_KEY_TYPES = [
 ];
 function printable(text, max = 40) {
   const cut = text.slice(0, max);
-  const escaped = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-  return `"${escaped}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
+  const escaped2 = cut.replace(/["\\]|[^\x20-\x7e]/g, (c) => c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return `"${escaped2}"${text.length > max ? `... (${text.length} bytes)` : ""}`;
 }
 var PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
 var PRIVATE_KEY_REASON = "a private key, not a public one: pin the public key (the .pub file beside it), and keep the private key out of the repository";
@@ -64514,215 +64939,9 @@ function programCommandProblem(command2) {
   return void 0;
 }
 
-// core/config/schema.ts
-init_parts();
-function describe(value) {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "number" && !Number.isFinite(value)) return `number ${Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf"}`;
-  if (value instanceof Date) return "a date (a !!timestamp value; quote it to make it a string)";
-  if (value instanceof Uint8Array) return "a !!binary value";
-  if (value instanceof Set) return "a !!set value";
-  if (value instanceof Map) return "a !!omap or !!pairs value";
-  if (isMapping(value)) return "a mapping";
-  if (typeof value === "object") return "a tagged YAML value";
-  if (typeof value === "string") {
-    const shown = hideSecrets(value);
-    return JSON.stringify(shown.length > 60 ? `${shown.slice(0, 57)}...` : shown);
-  }
-  return `${typeof value} ${JSON.stringify(value)}`;
-}
-function fail(problems, path, form, value, extra = "") {
-  problems.push({ path, message: `expected ${form}, got ${describe(value)}${extra}` });
-  return void 0;
-}
-function isMapping(value) {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-function string(opts2 = {}) {
-  const form = opts2.form ?? "a string";
-  if (opts2.pattern?.flags) throw new Error(`schema pattern /${opts2.pattern.source}/${opts2.pattern.flags}: flags have no JSON Schema equivalent`);
-  return {
-    form,
-    json: () => opts2.pattern ? { type: "string", pattern: opts2.pattern.source } : { type: "string" },
-    check(value, path, problems) {
-      if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint")
-        return fail(problems, path, form, value, typeof value === "boolean" ? ` (unquoted, so YAML read a boolean: write the value in quotes, "${value}")` : ' (unquoted, so YAML read a number: write the value in quotes as you mean it, e.g. "3.10", which unquoted is the number 3.1)');
-      if (typeof value !== "string") return fail(problems, path, form, value);
-      const why = opts2.check?.(value);
-      if (why || opts2.pattern && !opts2.pattern.test(value)) return fail(problems, path, form, value, why ? ` (${why})` : "");
-      return opts2.normalize ? opts2.normalize(value) : value;
-    }
-  };
-}
-var DURATION_UNITS = [
-  [/^(ms|msec|milliseconds?)$/, 1e-3],
-  [/^(s|sec|secs|seconds?)$/, 1],
-  [/^(m|min|mins|minutes?)$/, 60],
-  [/^(h|hr|hours?)$/, 3600]
-];
-function durationSeconds(text) {
-  const t = text.trim().toLowerCase();
-  const clock = /^(\d+):([0-5]\d)$/.exec(t);
-  if (clock) return Number(clock[1]) * 60 + Number(clock[2]);
-  const parts = [...t.matchAll(/(\d+(?:\.\d+)?)\s*([a-z]+)\s*/g)];
-  if (!parts.length || parts.map((p) => p[0]).join("") !== t) return void 0;
-  let total = 0;
-  for (const [, n, unit] of parts) {
-    const seconds3 = DURATION_UNITS.find(([re]) => re.test(unit))?.[1];
-    if (seconds3 === void 0) return void 0;
-    total += Number(n) * seconds3;
-  }
-  return Math.round(total * 1e3) / 1e3;
-}
-function bounded(kind, min, max, form, unit) {
-  const whole = kind === "integer";
-  return {
-    form,
-    json: () => ({ type: kind, minimum: min, maximum: max }),
-    check(value, path, problems) {
-      let extra = typeof value === "string" && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(value) ? " (a string, in quotes: write the number without them)" : "";
-      const seconds3 = unit && typeof value === "string" && !extra ? durationSeconds(value) : void 0;
-      if (seconds3 !== void 0) extra = ` (a number of seconds, without a unit: ${seconds3}${seconds3 < min || seconds3 > max || whole && !Number.isInteger(seconds3) ? `, which is not ${form}` : ""})`;
-      if (typeof value !== "number" || !(whole ? Number.isInteger(value) : Number.isFinite(value)) || value < min || value > max) return fail(problems, path, form, value, extra);
-      return value;
-    }
-  };
-}
-function integer(min, max, form) {
-  return bounded("integer", min, max, form ?? `an integer ${min}-${max}`);
-}
-function seconds2(min, max, whole = true) {
-  return bounded(whole ? "integer" : "number", min, max, `${whole ? "an integer" : "a number"} ${min}-${max}`, "seconds");
-}
-var YAML11_BOOLEANS = { y: true, yes: true, on: true, n: false, no: false, off: false };
-function boolean() {
-  return {
-    form: "true or false",
-    json: () => ({ type: "boolean" }),
-    check(value, path, problems) {
-      if (typeof value === "boolean") return value;
-      const word = typeof value === "string" ? value.trim().toLowerCase() : "";
-      const extra = word === "true" || word === "false" ? ` (a string, in quotes: write ${word} without them)` : Object.hasOwn(YAML11_BOOLEANS, word) ? ` (YAML 1.1's word for ${YAML11_BOOLEANS[word]}; ops reads YAML 1.2, where it is text: write ${YAML11_BOOLEANS[word]})` : "";
-      return fail(problems, path, "true or false", value, extra);
-    }
-  };
-}
-function distance(a, b) {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_2, j) => i === 0 ? j : j === 0 ? i : 0));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  }
-  return d[a.length][b.length];
-}
-function closest(key, known) {
-  const norm = key.toLowerCase().replace(/-/g, "_");
-  const best = known.map((k) => [k, distance(norm, k)]).sort((x, y) => x[1] - y[1])[0];
-  return best && best[1] <= Math.max(1, Math.floor(key.length / 4)) ? best[0] : void 0;
-}
-function oneOf(values) {
-  const form = `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`;
-  return {
-    form,
-    json: () => ({ type: "string", enum: [...values] }),
-    check(value, path, problems) {
-      if (typeof value === "string" && values.includes(value)) return value;
-      const near = typeof value === "string" ? closest(value, [...values]) : void 0;
-      return fail(problems, path, form, value, near ? ` (did you mean "${near}"?)` : "");
-    }
-  };
-}
-function list(item, opts2 = {}) {
-  const form = opts2.form ?? `a list of ${item.form}`;
-  return {
-    form,
-    json: () => ({ type: "array", items: item.json(), ...opts2.min ? { minItems: opts2.min } : {} }),
-    check(value, path, problems) {
-      const named = () => item.json().properties?.name !== void 0;
-      if (isMapping(value) && Object.values(value).every(isMapping) && named()) {
-        const first = Object.keys(value)[0] ?? "web1";
-        return fail(problems, path, form, value, ` (each entry is a list item with its name inside: "- name: ${first}", then its keys indented under it, not "${first}:")`);
-      }
-      const keys = item.json().properties;
-      if (keys && isMapping(value) && Object.keys(value).length && Object.keys(value).every((k) => k in keys)) {
-        const first = Object.keys(value)[0];
-        return fail(problems, path, form, value, ` (one item without its "- ": write "- ${first}: ..." and indent its other keys under it)`);
-      }
-      if (keys && (typeof value === "string" || typeof value === "number") && "name" in keys)
-        return fail(problems, path, form, value, ` (each item is a list item holding its keys: "- name: ...", then its other keys indented under it)`);
-      if (!Array.isArray(value)) return fail(problems, path, form, value);
-      if (opts2.min && value.length < opts2.min) {
-        problems.push({ path, message: `expected at least ${opts2.min} item${opts2.min > 1 ? "s" : ""}, got ${value.length}` });
-        return void 0;
-      }
-      const out = [];
-      let ok = true;
-      value.forEach((v, i) => {
-        const r = item.check(v, `${path}[${i}]`, problems);
-        if (r === void 0) ok = false;
-        else out.push(r);
-      });
-      return ok ? out : void 0;
-    },
-    rows: item.rows ? (p) => item.rows(`${p}[]`) : void 0
-  };
-}
-function record(key, item, form) {
-  const f = form ?? `a mapping of ${key.form} to ${item.form}`;
-  return {
-    form: f,
-    json: () => ({ type: "object", propertyNames: key.json(), additionalProperties: item.json() }),
-    check(value, path, problems) {
-      if (!isMapping(value)) return fail(problems, path, f, value);
-      const out = /* @__PURE__ */ Object.create(null);
-      let ok = true;
-      for (const [k, v] of Object.entries(value)) {
-        const p = path ? `${path}.${k}` : k;
-        if (key.check(k, p, problems) === void 0) {
-          ok = false;
-          continue;
-        }
-        const r = item.check(v, p, problems);
-        if (r === void 0) ok = false;
-        else out[k] = r;
-      }
-      return ok ? out : void 0;
-    },
-    rows: item.rows ? (p) => item.rows(`${p}.<name>`) : void 0
-  };
-}
-function either(a, b, form) {
-  const f = form ?? `${a.form}, or ${b.form}`;
-  return {
-    form: f,
-    json: () => ({ anyOf: [a.json(), b.json()] }),
-    check(value, path, problems) {
-      const pa = [];
-      const ra = a.check(value, path, pa);
-      if (ra !== void 0) return ra;
-      const pb = [];
-      const rb = b.check(value, path, pb);
-      if (rb !== void 0) return rb;
-      problems.push(...isMapping(value) === Boolean(b.rows) ? pb : pa);
-      return void 0;
-    },
-    rows: a.rows ?? b.rows
-  };
-}
-function req(schema, doc) {
-  return { schema, doc, presence: "required" };
-}
-function opt(schema, doc, defaultValue) {
-  return defaultValue === void 0 ? { schema, doc, presence: "optional" } : { schema, doc, presence: "defaulted", default: defaultValue };
-}
-
 // core/config/schema-object.ts
+init_schema();
+init_schema();
 function showDefault(value) {
   if (value === void 0) return void 0;
   if (typeof value === "string") return value === "" ? '""' : value;
@@ -64771,13 +64990,22 @@ function nullable(schema) {
   else if (out.type === void 0) return { anyOf: [schema, { type: "null" }] };
   return out;
 }
+function scalarForMapping(fields, path, value) {
+  if (!["string", "number", "boolean"].includes(typeof value)) return "";
+  const required = Object.entries(fields).filter(([, f]) => f.presence === "required");
+  if (required.length !== 1) return "";
+  const [key, field] = required[0];
+  if (field.schema.check(value, key, []) === void 0) return "";
+  const own = path.replace(/^.*\./, "") || path;
+  return ` (its ${key}? write ${own}: { ${key}: ${typeof value === "string" ? JSON.stringify(value) : String(value)} })`;
+}
 function object(fields, options = {}) {
   const { form = "a mapping", rules = [], extensions } = typeof options === "string" ? { form: options } : options;
   const known = Object.keys(fields);
   return {
     form,
     check(value, path, problems) {
-      if (!isMapping(value)) return fail(problems, path, form, value);
+      if (!isMapping(value)) return fail(problems, path, form, value, scalarForMapping(fields, path, value));
       const out = {};
       let ok = true;
       for (const k of Object.keys(value)) {
@@ -64850,6 +65078,7 @@ function object(fields, options = {}) {
 }
 
 // core/config/environment-schema.ts
+init_schema();
 var name = string({ pattern: /^[a-z][a-z0-9_-]{0,39}$/, form: 'a name (lower-case letters, digits, "_", "-")' });
 var port = integer(1, 65535);
 var command = string({ pattern: /^[^\n]+$/, form: "a shell command on one line" });
@@ -65131,7 +65360,7 @@ var environmentSchema = object(
     ssh: opt(
       object({
         identity_file: opt(anyPath, "private key to log in with when neither --identity nor $OPS_SSH_KEY gives one (after it: the SSH agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"),
-        connect_timeout: opt(seconds2(1, 300), "seconds to wait for a connection", 20),
+        connect_timeout: opt(seconds(1, 300), "seconds to wait for a connection", 20),
         connect_retries: opt(integer(0, 10), "extra connection attempts (with backoff) before giving up", 2)
       }),
       "SSH settings",
@@ -65175,7 +65404,7 @@ var environmentSchema = object(
           false
         ),
         migrate: opt(stepCommand, 'migration command, run before the switch while the old release still serves ("": the app has no migrations; `make <target>`: checked as `release.build` is). alembic refusing a `%` of the database URL (a URL-encoded password, `%40` for `@`: its Config is a configparser) is said with the fix: `config.set_main_option("sqlalchemy.url", os.environ["DATABASE_URL"].replace("%", "%%"))` in env.py, `%%` in alembic.ini', "make migrate"),
-        migrate_timeout: opt(seconds2(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
+        migrate_timeout: opt(seconds(1, 86400), "seconds the migration command may run; then it is stopped and the deploy fails before any switch", 1800),
         keep: opt(integer(1, 100), "good releases kept on each host: the latest ones that went live, in the order they went live on that host (the live one among them); the live release and the one kept warm on the idle slot are never removed", 5),
         keep_failed: opt(integer(0, 100), "failed and rolled-back (abandoned) releases kept on each host for inspection, the latest ones (by when they failed or were rolled back from); counted apart from `keep`", 2),
         migration_paths: opt(
@@ -65198,10 +65427,10 @@ var environmentSchema = object(
     routes: opt(record(routePrefix, name), 'nginx locations: URL prefix -> program; the prefix is stripped for everything but "/", unless the program sets strip_prefix: false', { "/": "client", "/api/": "server" }),
     switch: opt(
       object({
-        health_timeout: opt(seconds2(1, 900), "seconds the new processes get to pass their health checks", 60),
-        health_interval: opt(seconds2(0.1, 60, false), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
+        health_timeout: opt(seconds(1, 900), "seconds the new processes get to pass their health checks", 60),
+        health_interval: opt(seconds(0.1, 60, false), "seconds between rounds of health probes (each an HTTP GET made by bash itself: no process per probe)", 0.2),
         settle: opt(
-          seconds2(0, 600, false),
+          seconds(0, 600, false),
           "seconds each new program must keep running, as the same process, from its start before traffic moves to it (what Kubernetes calls minReadySeconds): one that answers its health check and exits within them fails the deploy; 0 = its first healthy answer is enough",
           3
         ),
@@ -65210,10 +65439,10 @@ var environmentSchema = object(
           "keep the previous release running on the idle slot after a switch, so a rollback only moves traffic (instant); set false if your processes run background jobs that must not run twice",
           true
         ),
-        drain: opt(seconds2(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
+        drain: opt(seconds(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
         port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
         batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
-        lock_wait: opt(seconds2(0, 3600), "seconds to wait for another run's lock before failing", 0)
+        lock_wait: opt(seconds(0, 3600), "seconds to wait for another run's lock before failing", 0)
       }),
       "the gapless switch",
       {}
@@ -65250,7 +65479,7 @@ var environmentSchema = object(
       object({
         file: opt(relPath, "initial data file, relative to the environment folder (may be sops-encrypted)", "assets/initdata.yml"),
         command: opt(command, "loader, run in the current release; {file} is the uploaded file, named initdata with the data file's own extensions (initdata.json, initdata.xml: loaders such as Django's loaddata choose their reader by them)", "venv/bin/python -m tools.initdata --no-input {file}"),
-        timeout: opt(seconds2(1, 86400), "seconds the loader may run; then it is stopped and initdata fails, saying so", 1800)
+        timeout: opt(seconds(1, 86400), "seconds the loader may run; then it is stopped and initdata fails, saying so", 1800)
       }),
       "initial data loading",
       {}
@@ -65322,6 +65551,7 @@ var environmentSchema = object(
 );
 
 // core/config/environment.ts
+init_schema();
 var SYSTEM_ACCOUNTS = {
   ...Object.fromEntries(
     ["root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "backup", "list", "irc", "gnats", "nobody"].map((u) => [u, "one of Debian's base accounts (base-passwd)"])
@@ -65349,6 +65579,7 @@ var JSON_SCHEMA_FILE = "schema/environment.schema.json";
 var SCHEMA_COMMENT = `# yaml-language-server: $schema=../../${JSON_SCHEMA_FILE}`;
 
 // core/source.ts
+init_schema();
 function ambiguousRef(ref, matches) {
   return new OpsError(
     `ref "${ref}" is ambiguous: it names ${matches.map((m) => `${m.label ?? (m.kind === "commit" ? "a commit" : `a ${m.kind}`)} (${m.sha.slice(0, 12)})`).join(" and ")}`,

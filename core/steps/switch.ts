@@ -640,7 +640,7 @@ if ! msg=$(group_add ${quote(group)}); then
   exit ${START_FAILED_CLEAN}
 fi
 verdict=""
-if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
+if ! SLOW_START_HINT=switch.health_timeout FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
   verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"

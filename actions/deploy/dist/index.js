@@ -78959,10 +78959,29 @@ probe_rounds() {
     if [ "$now" -ge "$deadline" ]; then
       # Where each program listens instead (a port of its own choosing, a unix socket), for the verdict.
       if [ -n "\${FATAL_GROUP:-}" ] && declare -F group_listens >/dev/null; then sup_pids; group_listens "$FATAL_GROUP" "\${pending[@]}"; fi
-      UNHEALTHY="no healthy answer within \${limit}s from"; probe_pending "" ""; return 1
+      UNHEALTHY="no healthy answer within \${limit}s from"; probe_pending "" ""
+      [ -z "\${FATAL_GROUP:-}" ] || [ -z "\${SLOW_START_HINT:-}" ] || probe_slow_start "$FATAL_GROUP" "$limit"
+      return 1
     fi
     read -r -t "$interval" -u "$pause" _ || true
   done
+}
+# probe_slow_start GROUP LIMIT: appends to UNHEALTHY, for the programs still pending whose port refused to the end
+# while their process runs (supervisor's RUNNING or STARTING: SUP_STATE, read by the deadline's sup_pids) and listens
+# nowhere else (probe_pending's "listens on" not added), that the start may just be slower than LIMIT (imports, a cache
+# warmed or a database awaited before listening), with the setting that gives it longer (SLOW_START_HINT: the step's
+# name for it, switch.health_timeout). Declared arrays only (set -u reads an undeclared one's key as arithmetic).
+probe_slow_start() {
+  local p name port st slow=""
+  declare -p SUP_STATE >/dev/null 2>&1 || return 0
+  for p in "\${pending[@]}"; do
+    IFS=: read -r name port _ <<< "$p"
+    [[ \${why[$p]:-} == "Failed to connect to 127.0.0.1 port $port"* && \${why[$p]} != *"listens on"* ]] || continue
+    st=\${SUP_STATE[$1:$1-$name]:-}
+    [[ $st == RUNNING || $st == STARTING ]] || continue
+    slow+="\${slow:+, }$name"
+  done
+  [ -z "$slow" ] || UNHEALTHY+="; $slow still running but listening on no port after \${2}s: a start slower than that (imports, a cache warmed or a database awaited before it listens) needs a longer \${SLOW_START_HINT} (\${2}s now, in the environment's environment.yml); its log above says how far it got"
 }
 # probe_pending LEAD SKIP: appends to UNHEALTHY (after LEAD) each probe still pending but SKIP, with why its last try
 # failed (probe_rounds's locals pending and why); a refused port also says where else it listens (elsewhere), or,
@@ -79583,7 +79602,7 @@ function nginxServed(env, ask) {
     quote(`- remove it, or its listen/server_name, and reload nginx`)
   ].join("");
   const unlogged = `the site's own server block answered, but the location that serves it sets its own access_log (e.g. "access_log off;"), which replaces the site's logs there, so nginx keeps no record of which upstream answered: add the check log's line to that location in ${template}, "${checkLog(env)}", so that what serves it can be proven`;
-  const itself = `the site answers the health path without passing it to the release (a static file, "return", "try_files" before proxy_pass, or proxy_cache serving a stored copy) in ${template}: route it with proxy_pass http://${L.nginxUpstream("<program>")} (or {{locations}}), and bypass the cache for requests carrying ${CHECK_HEADER} (proxy_cache_bypass ${checkName2}; proxy_no_cache ${checkName2};), its key naming the live release ($${L.nginxReleaseVariable}) so that no page of the previous one is answered`;
+  const itself = `the site answers the health path without passing it to the release (a static file, "return", "try_files" before proxy_pass, or proxy_cache serving a stored copy) in ${template}, or in a file nginx loads for every site (a proxy_cache at the http level: nginx.conf, conf.d; nginx -T shows which): route it with proxy_pass http://${L.nginxUpstream("<program>")} (or {{locations}}), and bypass the cache for requests carrying ${CHECK_HEADER} (proxy_cache_bypass ${checkName2}; proxy_no_cache ${checkName2};), its key naming the live release ($${L.nginxReleaseVariable}) so that no page of the previous one is answered`;
   const elsewhere = `the site passes the health path to another address than the slot's (its own upstream or proxy_pass) in ${template}: proxy_pass http://${L.nginxUpstream("<program>")} (the upstream the switch moves), or {{locations}}`;
   const entries = (slot) => `gate_entries=(${paths.map((p) => quote(`${p.program} 127.0.0.1:${env.port(p.program, slot)} ${p.path}`)).join(" ")})`;
   const chooseEntries = ask.slot === "live" ? `case "$live_slot" in blue) ${entries("blue")} ;; green) ${entries("green")} ;; *) gate_entries=() ;; esac` : entries(ask.slot);
@@ -80266,7 +80285,7 @@ if ! msg=$(group_add ${quote(group)}); then
   exit ${START_FAILED_CLEAN}
 fi
 verdict=""
-if ! FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
+if ! SLOW_START_HINT=switch.health_timeout FATAL_GROUP=${quote(group)} wait_healthy ${sw.health_timeout} ${sw.health_interval} ${probeList}; then
   verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"

@@ -76661,10 +76661,29 @@ probe_rounds() {
     if [ "$now" -ge "$deadline" ]; then
       # Where each program listens instead (a port of its own choosing, a unix socket), for the verdict.
       if [ -n "\${FATAL_GROUP:-}" ] && declare -F group_listens >/dev/null; then sup_pids; group_listens "$FATAL_GROUP" "\${pending[@]}"; fi
-      UNHEALTHY="no healthy answer within \${limit}s from"; probe_pending "" ""; return 1
+      UNHEALTHY="no healthy answer within \${limit}s from"; probe_pending "" ""
+      [ -z "\${FATAL_GROUP:-}" ] || [ -z "\${SLOW_START_HINT:-}" ] || probe_slow_start "$FATAL_GROUP" "$limit"
+      return 1
     fi
     read -r -t "$interval" -u "$pause" _ || true
   done
+}
+# probe_slow_start GROUP LIMIT: appends to UNHEALTHY, for the programs still pending whose port refused to the end
+# while their process runs (supervisor's RUNNING or STARTING: SUP_STATE, read by the deadline's sup_pids) and listens
+# nowhere else (probe_pending's "listens on" not added), that the start may just be slower than LIMIT (imports, a cache
+# warmed or a database awaited before listening), with the setting that gives it longer (SLOW_START_HINT: the step's
+# name for it, switch.health_timeout). Declared arrays only (set -u reads an undeclared one's key as arithmetic).
+probe_slow_start() {
+  local p name port st slow=""
+  declare -p SUP_STATE >/dev/null 2>&1 || return 0
+  for p in "\${pending[@]}"; do
+    IFS=: read -r name port _ <<< "$p"
+    [[ \${why[$p]:-} == "Failed to connect to 127.0.0.1 port $port"* && \${why[$p]} != *"listens on"* ]] || continue
+    st=\${SUP_STATE[$1:$1-$name]:-}
+    [[ $st == RUNNING || $st == STARTING ]] || continue
+    slow+="\${slow:+, }$name"
+  done
+  [ -z "$slow" ] || UNHEALTHY+="; $slow still running but listening on no port after \${2}s: a start slower than that (imports, a cache warmed or a database awaited before it listens) needs a longer \${SLOW_START_HINT} (\${2}s now, in the environment's environment.yml); its log above says how far it got"
 }
 # probe_pending LEAD SKIP: appends to UNHEALTHY (after LEAD) each probe still pending but SKIP, with why its last try
 # failed (probe_rounds's locals pending and why); a refused port also says where else it listens (elsewhere), or,

@@ -1,5 +1,6 @@
 // ops rollback <env> [--to <release>]: back to a kept release in seconds — no build, no migration — through
 // the same gapless switch as a deploy. The abandoned release is marked so it is not picked again.
+import { distance } from '../config/schema.ts';
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
@@ -78,6 +79,16 @@ export function settingsNote(target: string, from: string, s: RollbackSettings):
   const dotenv = s.dotenv === 'differs' ? `its .env is its own, from its deploy, and differs from the one ${from} ran with` : undefined;
   if (!settings && !dotenv) return undefined;
   return `settings: ${settings ?? (s.changed ? `those ${target} last ran with` : "today's (whether they differ from those it last ran with is not recorded)")}${dotenv ? `; ${dotenv}` : ''}`;
+}
+
+/**
+ * The kept release a `--to` id not kept was meant as: the only one a slip or two away (a digit mistyped; ids of one day
+ * differ in a few digits, so no further). undefined when none, or several, fit. (An id of another form is refused
+ * before: the release kind of core/shell.ts.)
+ */
+function keptMeant(to: string, kept: string[]): string | undefined {
+  const close = kept.filter((k) => distance(to, k) <= 2);
+  return close.length === 1 ? close[0] : undefined;
 }
 
 /** Why a failed rollback's --json names no release (`release` null): it ended before one was chosen. */
@@ -228,7 +239,10 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
         : `no other release that served is kept on ${remote.name}: deploy the commit you want instead (ops deploy ${env.name} --ref <ref>)`;
     throw refuse(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(', ') || 'none'})`, hint));
   }
-  if (verdict === 'not_kept') throw refuse(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})`, `see ops releases ${env.name}`));
+  if (verdict === 'not_kept') {
+    const meant = to ? keptMeant(to, kept) : undefined;
+    throw refuse(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(', ')})${meant ? ` (did you mean ${meant}?)` : ''}`, `see ops releases ${env.name}`));
+  }
   if (verdict === 'never_live') {
     const record = state.releases.find((x) => x.id === to);
     const why = record?.status === 'failed' ? 'its deploy failed' : 'its deploy did not finish';

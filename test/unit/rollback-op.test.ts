@@ -137,6 +137,18 @@ describe('rollback operation', () => {
     expect(h.names('web2')).toEqual(['settle', 'unlock']);
   });
 
+  it('--to with an id not kept, a slip away from one that is: the kept one named; far from any: none', async () => {
+    const refused = async (to: string) => {
+      const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback not_kept', `rollback_from ${LIVE}`) } : undefined));
+      return ((await rollback(h.ctx, loadEnvironment('one', root), to).catch((e: unknown) => e)) as Error).message;
+    };
+    // A digit mistyped (ids of one day differ in a few digits).
+    expect(await refused('20261101T100001Z-aaaaaaaaaaaa')).toContain(`(kept: ${OLD}, ${LIVE}) (did you mean ${OLD}?)`);
+    expect(await refused('20261102T100000Z-bbbbbbbbbbbc')).toContain(`(did you mean ${LIVE}?)`);
+    // Another day's id: no guess.
+    expect(await refused('20261001T100000Z-cccccccccccc')).not.toContain('did you mean');
+  });
+
   it('one host, --to: the id travels quoted, checked on the host; a release not kept there is refused, audited as failed saying why when the lock is let go', async () => {
     const to = '20261001T100000Z-cccccccccccc';
     const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback not_kept', `rollback_from ${LIVE}`) } : undefined));

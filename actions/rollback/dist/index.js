@@ -63555,6 +63555,9 @@ function openEnvironment(ctx, name2) {
   return env;
 }
 
+// core/ops/rollback.ts
+init_schema();
+
 // core/layout.ts
 function layout(env) {
   const base = env.baseDir;
@@ -70748,6 +70751,10 @@ function settingsNote(target, from, s) {
   if (!settings && !dotenv) return void 0;
   return `settings: ${settings ?? (s.changed ? `those ${target} last ran with` : "today's (whether they differ from those it last ran with is not recorded)")}${dotenv ? `; ${dotenv}` : ""}`;
 }
+function keptMeant(to, kept) {
+  const close = kept.filter((k) => distance(to, k) <= 2);
+  return close.length === 1 ? close[0] : void 0;
+}
 var ROLLBACK_NONE = "none was chosen: the rollback ended before it chose the release to go back to (see reason)";
 var ROLLBACK_UNTOUCHED = "nothing was changed (no slot started or stopped; nginx and current as they were)";
 var ROLLBACK_PORTS = { starting: "this rollback would start its release on", nothing: ROLLBACK_UNTOUCHED, again: "roll back again" };
@@ -70847,7 +70854,10 @@ ${remote.name} still serves ${state.current}`, e.hint);
     const hint = healthy || abandoned ? `pick one with --to (see ops releases ${env.name})${healthy ? "" : ": a release rolled back from is never the default, but it served, and --to takes it"}` : `no other release that served is kept on ${remote.name}: deploy the commit you want instead (ops deploy ${env.name} --ref <ref>)`;
     throw refuse2(new OpsError(`${remote.name} has no earlier healthy release to roll back to (kept: ${kept.join(", ") || "none"})`, hint));
   }
-  if (verdict === "not_kept") throw refuse2(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})`, `see ops releases ${env.name}`));
+  if (verdict === "not_kept") {
+    const meant = to ? keptMeant(to, kept) : void 0;
+    throw refuse2(new OpsError(`release ${to} is not on ${remote.name} (kept: ${kept.join(", ")})${meant ? ` (did you mean ${meant}?)` : ""}`, `see ops releases ${env.name}`));
+  }
   if (verdict === "never_live") {
     const record2 = state.releases.find((x) => x.id === to);
     const why = record2?.status === "failed" ? "its deploy failed" : "its deploy did not finish";

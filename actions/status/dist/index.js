@@ -79273,6 +79273,7 @@ async function eachHost(ctx, env, fn, onError) {
 }
 
 // core/ops/rollback.ts
+init_schema();
 init_errors();
 init_shell();
 

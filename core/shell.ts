@@ -61,7 +61,7 @@ function environmentMeant(typed: string, where?: TypedAt): string | undefined {
 }
 
 /** The folders under <root>/environments that could be environments (a valid name), for a hint; [] when unreadable. */
-function environmentFolders(root: string): string[] {
+export function environmentFolders(root: string): string[] {
   try {
     return readdirSync(join(root, 'environments')).filter((d) => /^[a-z][a-z0-9-]{0,39}$/.test(d) && existsSync(join(root, 'environments', d, 'environment.yml')));
   } catch {

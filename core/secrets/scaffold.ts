@@ -7,7 +7,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { SCHEMA_COMMENT } from '../config/environment.ts';
 import { OpsError } from '../errors.ts';
-import { validate } from '../shell.ts';
+import { didYouMean } from '../config/schema.ts';
+import { environmentFolders, validate } from '../shell.ts';
 import { APP_SECRETS, PLACEHOLDER, envDir, generateApiKey, generateSecretKey, secretsPath } from './env.ts';
 import { type NewIdentity, checkRecipient, generateIdentity } from './keys.ts';
 import { envPathRegex, readCreationRules, removeEnvRule, setEnvRule } from './sops-config.ts';
@@ -149,6 +150,8 @@ export interface NewEnvironment {
   files: string[];
   /** The placeholder address of its host: one no other environment names. */
   address: string;
+  /** An existing environment its name is a slip or two from (`stagin` beside `staging`): perhaps the one meant. */
+  near?: string;
 }
 
 /**
@@ -183,6 +186,8 @@ export async function newEnvironment(
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name}/`, 'remove it first, or choose another name');
   const configBefore = existsSync(join(root, '.sops.yaml'));
   const address = freePlaceholderAddress(root);
+  // Names of 4 characters and more: between short ones (qa, qb) a letter apart is a naming, not a slip.
+  const near = name.length >= 4 ? didYouMean(name, environmentFolders(root)) : undefined;
   // what is wrong with the request itself (a name taken, a bad recipient) is said first: a check of the output
   // comes after it, so fixing the one it names is not followed by another the person could have been told of
   await opts.beforeWrite?.(extra);
@@ -204,5 +209,5 @@ export async function newEnvironment(
     throw e;
   }
   const files = [join(dir, 'environment.yml'), join(root, '.sops.yaml'), secretsPath(root, name)].map((f) => relative(root, f));
-  return { dir, identity, recipients, files, address };
+  return { dir, identity, recipients, files, address, ...(near && { near }) };
 }

@@ -64,6 +64,8 @@ refused unless a --recipient is a key of yours.`,
       return interruptible(ctx, async (signal) => {
         const result = await newEnvironment(ctx.root, name, { recipients, signal, deliver, beforeWrite: checkOutput });
         for (const f of result.files) ctx.reporter.info(`wrote ${f}`);
+        if (result.near)
+          ctx.reporter.warn(`${name} is a slip away from the existing environment ${result.near}: if you meant to work on ${result.near}, take this one back (ops env remove ${name}) and use ${result.near}`);
         ctx.reporter.info(
           `\nnext: replace the PLACEHOLDER values in environments/${name}/environment.yml, then \`ops secrets edit ${name}\` for the CHANGE-ME secrets` +
             `\nits host's address ${result.address} is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, ${name} also needs its own app name (app: catalogage now), app user, base_dir, domain and ports (README: "Several environments on one host")` +

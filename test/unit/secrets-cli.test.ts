@@ -82,9 +82,14 @@ describe('ops env new', () => {
     expect(hostSharing(loadEnvironment('qd', root)).siblings).toEqual([]);
     // No workflows in this project: nothing said of them. With them, what GitHub Actions needs for the new one.
     expect(qd.out).not.toContain('GitHub Actions');
+    // A name a letter from an existing one: made, and the one perhaps meant named (not between short names: qd, qe).
+    const slip = await cli(root, ['env', 'new', 'prdo']);
+    expect(slip.code).toBe(0);
+    expect(slip.out + slip.err).toContain('prdo is a slip away from the existing environment prod: if you meant to work on prod, take this one back (ops env remove prdo) and use prod');
     mkdirSync(join(root, '.github', 'workflows'), { recursive: true });
     const qe = await cli(root, ['env', 'new', 'qe']);
     expect(qe.code).toBe(0);
+    expect(qe.out + qe.err).not.toContain('slip away');
     expect(qe.out).toContain('to run it from GitHub Actions: add qe to the environment options of the manual workflows (deploy, rollback, provision, initdata) and to the matrix of status.yml, and create the GitHub environments qe (secrets SSH_PRIVATE_KEY and SOPS_AGE_KEY) and qe-status (SSH_PRIVATE_KEY only)');
     const dry = await cli(root, ['env', 'remove', 'qd', '--dry-run', '--force']);
     expect(dry.code).toBe(0);

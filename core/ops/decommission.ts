@@ -38,8 +38,8 @@ export interface RemoveResult {
   removed: boolean;
   /** Files and rules removed (or that would be, with dryRun). */
   changes: string[];
-  /** What each host was found doing ('' when not checked). */
-  hosts: { host: string; address: string; state: string }[];
+  /** What each host was found doing ('' when not checked); `placeholder`: still at the documentation address `ops env new` writes (never set up). */
+  hosts: { host: string; address: string; state: string; placeholder?: boolean }[];
   /** What else to release by hand, one item a line. */
   checklist: string[];
 }
@@ -468,7 +468,7 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
     // A host refused as still at a documentation address (the placeholder `ops env new` writes, RFC 5737/3849/2606)
     // is no machine: nothing serves there, so an environment made by mistake (a typo of `ops env new`) goes without --force.
     const placeholder = (h: (typeof st.hosts)[number]) => !h.reachable && h.error?.includes(PLACEHOLDER_ADDRESS_SAID) && documentationAddress(h.address);
-    result.hosts = st.hosts.map((h) => ({ host: h.host, address: h.address, state: placeholder(h) ? `never set up: ${placeholder(h)}, the placeholder ops env new writes` : describeHost(h) }));
+    result.hosts = st.hosts.map((h) => (placeholder(h) ? { host: h.host, address: h.address, state: `never set up: ${placeholder(h)}, the placeholder ops env new writes`, placeholder: true } : { host: h.host, address: h.address, state: describeHost(h) }));
     // An unreachable host may well still serve (to others than us: a missing key, a firewall, a VPN down).
     const unknown = st.hosts.filter((h) => (!h.reachable || h.error) && !placeholder(h));
     if (unknown.length)
@@ -517,6 +517,10 @@ export function formatRemove(r: RemoveResult, dryRun = false): string {
   const out: string[] = [];
   if (r.hosts.length) out.push(`hosts of ${r.environment}:`, ...r.hosts.map((h) => `  ${h.host} (${h.address}): ${h.state}`), '');
   out.push(`${dryRun ? 'would remove' : r.removed ? 'removed' : 'not removed'}:`, ...r.changes.map((c) => `  - ${c}`), '');
+  // Made by `ops env new` and never given a machine: most of the list may never have existed; said, not cut (a DNS
+  // record, a database or the GitHub environments may have been made by hand before the hosts were set).
+  if (r.hosts.length && r.hosts.every((h) => h.placeholder))
+    out.push(`none of ${r.environment}'s hosts was ever set up (each still at the placeholder address ops env new writes): of what follows, only what was made by hand for it exists (a DNS record, a database, the GitHub environments, its age key in a password manager or CI); the rest never did`, '');
   out.push(`still to release by hand (the repository cannot):`, ...r.checklist.map((c, i) => `  ${i + 1}. ${c}`));
   return out.join('\n');
 }

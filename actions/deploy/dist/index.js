@@ -72377,6 +72377,7 @@ async function newEnvironment(root, name3, opts2 = {}) {
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name3}/`, "remove it first, or choose another name");
   const configBefore = existsSync8(join11(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
+  const near = name3.length >= 4 ? didYouMean(name3, environmentFolders(root)) : void 0;
   await opts2.beforeWrite?.(extra);
   heed();
   await mkdir3(join11(dir, "assets"), { recursive: true });
@@ -72396,13 +72397,14 @@ async function newEnvironment(root, name3, opts2 = {}) {
     throw e;
   }
   const files = [join11(dir, "environment.yml"), join11(root, ".sops.yaml"), secretsPath(root, name3)].map((f) => relative5(root, f));
-  return { dir, identity, recipients, files, address: address2 };
+  return { dir, identity, recipients, files, address: address2, ...near && { near } };
 }
 var init_scaffold = __esm({
   "core/secrets/scaffold.ts"() {
     "use strict";
     init_environment();
     init_errors();
+    init_schema();
     init_shell();
     init_env();
     init_keys();

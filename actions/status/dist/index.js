@@ -73347,6 +73347,7 @@ async function newEnvironment(root, name2, opts2 = {}) {
   if (hadRule) throw new OpsError(`.sops.yaml already has a rule for environments/${name2}/`, "remove it first, or choose another name");
   const configBefore = existsSync8(join12(root, ".sops.yaml"));
   const address2 = freePlaceholderAddress(root);
+  const near = name2.length >= 4 ? didYouMean(name2, environmentFolders(root)) : void 0;
   await opts2.beforeWrite?.(extra);
   heed();
   await mkdir3(join12(dir, "assets"), { recursive: true });
@@ -73366,13 +73367,14 @@ async function newEnvironment(root, name2, opts2 = {}) {
     throw e;
   }
   const files = [join12(dir, "environment.yml"), join12(root, ".sops.yaml"), secretsPath(root, name2)].map((f) => relative5(root, f));
-  return { dir, identity, recipients, files, address: address2 };
+  return { dir, identity, recipients, files, address: address2, ...near && { near } };
 }
 var init_scaffold = __esm({
   "core/secrets/scaffold.ts"() {
     "use strict";
     init_environment();
     init_errors();
+    init_schema();
     init_shell();
     init_env();
     init_keys();

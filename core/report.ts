@@ -179,6 +179,23 @@ const FOLD_FRAME = /[\s'"`()[\]{}<>|,\\]/;
 /** A line of `od -c` (its offset, octal, decimal or hex, then a byte in each 4 columns): its offset is frame too (hideFolds). */
 const OD_CHARS = /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\[0-9a-z]| [0-7]{3}| {4})+$/;
 
+
+/** Add `t` to the set of strings of its length in `map`; true when that length was not there yet. */
+function addByLength(map: Map<number, Set<string>>, t: string): boolean {
+  const same = map.get(t.length);
+  if (same) {
+    same.add(t);
+    return false;
+  }
+  map.set(t.length, new Set([t]));
+  return true;
+}
+
+/** The keys of `map`, ascending. */
+function sortedKeys(map: Map<number, unknown>): number[] {
+  return [...map.keys()].sort((a, b) => a - b);
+}
+
 export class Masker {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   private readonly secrets = new Map<string, number>();
@@ -213,22 +230,12 @@ export class Masker {
     for (const t of maskedParts(value).flatMap((p) => [p, ...markdownForms(p)])) {
       if (!this.secrets.has(t)) {
         this.secrets.set(t, this.secrets.size);
-        let same = this.byLength.get(t.length);
-        if (!same) {
-          this.byLength.set(t.length, (same = new Set()));
-          this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
-        }
-        same.add(t);
+        if (addByLength(this.byLength, t)) this.lengths = sortedKeys(this.byLength);
         this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
         if (t.includes('*')) this.starred.push(t);
         const fold = t.replace(/\s+/g, '');
         if (!isWeakPart(t) && fold.length >= FOLD_MIN) {
-          let list = this.folds.get(fold.length);
-          if (!list) {
-            this.folds.set(fold.length, (list = new Set()));
-            this.foldLengths = [...this.folds.keys()].sort((a, b) => a - b);
-          }
-          list.add(fold);
+          if (addByLength(this.folds, fold)) this.foldLengths = sortedKeys(this.folds);
           this.foldStarts.add(fold.slice(0, FOLD_MIN));
         }
         if (!isWeakPart(t)) {

@@ -40705,6 +40705,18 @@ function maskedParts(value) {
   }
   return [...out];
 }
+function addByLength(map, t) {
+  const same = map.get(t.length);
+  if (same) {
+    same.add(t);
+    return false;
+  }
+  map.set(t.length, /* @__PURE__ */ new Set([t]));
+  return true;
+}
+function sortedKeys(map) {
+  return [...map.keys()].sort((a, b) => a - b);
+}
 function starred(text, spans) {
   let out = "";
   let copied = 0;
@@ -40899,22 +40911,12 @@ var init_report = __esm({
         for (const t of maskedParts(value).flatMap((p) => [p, ...markdownForms(p)])) {
           if (!this.secrets.has(t)) {
             this.secrets.set(t, this.secrets.size);
-            let same = this.byLength.get(t.length);
-            if (!same) {
-              this.byLength.set(t.length, same = /* @__PURE__ */ new Set());
-              this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
-            }
-            same.add(t);
+            if (addByLength(this.byLength, t)) this.lengths = sortedKeys(this.byLength);
             this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
             if (t.includes("*")) this.starred.push(t);
             const fold = t.replace(/\s+/g, "");
             if (!isWeakPart(t) && fold.length >= FOLD_MIN) {
-              let list3 = this.folds.get(fold.length);
-              if (!list3) {
-                this.folds.set(fold.length, list3 = /* @__PURE__ */ new Set());
-                this.foldLengths = [...this.folds.keys()].sort((a, b) => a - b);
-              }
-              list3.add(fold);
+              if (addByLength(this.folds, fold)) this.foldLengths = sortedKeys(this.folds);
               this.foldStarts.add(fold.slice(0, FOLD_MIN));
             }
             if (!isWeakPart(t)) {
@@ -84034,12 +84036,12 @@ function deployFingerprint(env, dotenv) {
         settings,
         ...siteTemplate !== void 0 && { siteTemplate }
       },
-      sortedKeys
+      sortedKeys2
     )
   );
   return digest.digest("hex").slice(0, 32);
 }
-var sortedKeys = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
+var sortedKeys2 = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
 function fingerprintSettings(env) {
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
   const { batch_size: _bs, lock_wait: _lw, health_timeout: _ht, health_interval: _hi, settle: _st, drain: _d, ...switchSettings } = sw;
@@ -84048,7 +84050,7 @@ function fingerprintSettings(env) {
 }
 function settingsDigest(env) {
   const { settings, siteTemplate } = fingerprintSettings(env);
-  const parts = Object.entries({ ...settings, nginx: { settings: settings.nginx, ...siteTemplate !== void 0 && { siteTemplate } } }).filter(([key]) => /^[a-z][a-z0-9_]*$/.test(key)).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([key, value]) => `${key}=${createHash7("sha256").update(JSON.stringify(value ?? null, sortedKeys)).digest("hex").slice(0, 8)}`);
+  const parts = Object.entries({ ...settings, nginx: { settings: settings.nginx, ...siteTemplate !== void 0 && { siteTemplate } } }).filter(([key]) => /^[a-z][a-z0-9_]*$/.test(key)).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([key, value]) => `${key}=${createHash7("sha256").update(JSON.stringify(value ?? null, sortedKeys2)).digest("hex").slice(0, 8)}`);
   return parts.join(",");
 }
 function dotenvSums(dotenv) {

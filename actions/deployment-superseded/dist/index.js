@@ -51866,6 +51866,18 @@ function maskedParts(value) {
 var FOLD_MIN = SHORT_SECRET_LENGTH;
 var FOLD_FRAME = /[\s'"`()[\]{}<>|,\\]/;
 var OD_CHARS = /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\[0-9a-z]| [0-7]{3}| {4})+$/;
+function addByLength(map, t) {
+  const same = map.get(t.length);
+  if (same) {
+    same.add(t);
+    return false;
+  }
+  map.set(t.length, /* @__PURE__ */ new Set([t]));
+  return true;
+}
+function sortedKeys(map) {
+  return [...map.keys()].sort((a, b) => a - b);
+}
 var Masker = class {
   /** Every secret, with the order it was registered in (ties between equal lengths go by it). */
   secrets = /* @__PURE__ */ new Map();
@@ -51900,22 +51912,12 @@ var Masker = class {
     for (const t of maskedParts(value).flatMap((p) => [p, ...markdownForms(p)])) {
       if (!this.secrets.has(t)) {
         this.secrets.set(t, this.secrets.size);
-        let same = this.byLength.get(t.length);
-        if (!same) {
-          this.byLength.set(t.length, same = /* @__PURE__ */ new Set());
-          this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
-        }
-        same.add(t);
+        if (addByLength(this.byLength, t)) this.lengths = sortedKeys(this.byLength);
         this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
         if (t.includes("*")) this.starred.push(t);
         const fold = t.replace(/\s+/g, "");
         if (!isWeakPart(t) && fold.length >= FOLD_MIN) {
-          let list = this.folds.get(fold.length);
-          if (!list) {
-            this.folds.set(fold.length, list = /* @__PURE__ */ new Set());
-            this.foldLengths = [...this.folds.keys()].sort((a, b) => a - b);
-          }
-          list.add(fold);
+          if (addByLength(this.folds, fold)) this.foldLengths = sortedKeys(this.folds);
           this.foldStarts.add(fold.slice(0, FOLD_MIN));
         }
         if (!isWeakPart(t)) {

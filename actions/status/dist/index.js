@@ -40599,6 +40599,18 @@ function maskedParts(value) {
   }
   return [...out];
 }
+function addByLength(map, t) {
+  const same = map.get(t.length);
+  if (same) {
+    same.add(t);
+    return false;
+  }
+  map.set(t.length, /* @__PURE__ */ new Set([t]));
+  return true;
+}
+function sortedKeys(map) {
+  return [...map.keys()].sort((a, b) => a - b);
+}
 function starred(text, spans) {
   let out = "";
   let copied = 0;
@@ -40754,22 +40766,12 @@ var init_report = __esm({
         for (const t of maskedParts(value).flatMap((p) => [p, ...markdownForms(p)])) {
           if (!this.secrets.has(t)) {
             this.secrets.set(t, this.secrets.size);
-            let same = this.byLength.get(t.length);
-            if (!same) {
-              this.byLength.set(t.length, same = /* @__PURE__ */ new Set());
-              this.lengths = [...this.byLength.keys()].sort((a, b) => a - b);
-            }
-            same.add(t);
+            if (addByLength(this.byLength, t)) this.lengths = sortedKeys(this.byLength);
             this.starts.add(t.slice(0, MIN_SECRET_LENGTH));
             if (t.includes("*")) this.starred.push(t);
             const fold = t.replace(/\s+/g, "");
             if (!isWeakPart(t) && fold.length >= FOLD_MIN) {
-              let list2 = this.folds.get(fold.length);
-              if (!list2) {
-                this.folds.set(fold.length, list2 = /* @__PURE__ */ new Set());
-                this.foldLengths = [...this.folds.keys()].sort((a, b) => a - b);
-              }
-              list2.add(fold);
+              if (addByLength(this.folds, fold)) this.foldLengths = sortedKeys(this.folds);
               this.foldStarts.add(fold.slice(0, FOLD_MIN));
             }
             if (!isWeakPart(t)) {

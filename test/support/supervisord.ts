@@ -17,6 +17,15 @@ export interface Supervisord {
 }
 
 /**
+ * A `[program:NAME]` section running `command`, with supervisor's `settings` (autostart, startsecs, startretries...:
+ * supervisor's own keys, written in their order), stopwaitsecs=2 and its output (stderr too) in DIR/NAME.log.
+ */
+export function programSection(dir: string, name: string, command: string, settings: Record<string, string | number | boolean>): string {
+  const lines = Object.entries(settings).map(([k, v]) => `${k}=${v}\n`).join('');
+  return `[program:${name}]\ncommand=${command}\n${lines}stopwaitsecs=2\nstdout_logfile=${dir}/${name}.log\nredirect_stderr=true\n`;
+}
+
+/**
  * supervisord running `sections` (INI text: `[group:...]`, `[program:...]`, made by a function of the test's
  * directory) beside its own unix_http_server, rpcinterface and supervisord sections, in the foreground; returned
  * once its socket exists (at most 10 s). Kill `daemon` when done.

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { startSupervisord, type Supervisord } from '../support/supervisord.ts';
+import { programSection, startSupervisord, type Supervisord } from '../support/supervisord.ts';
 
 const run = promisify(execFile);
 let sup: Supervisord;
@@ -25,8 +25,7 @@ echo "never FATAL"`;
 }
 
 beforeAll(async () => {
-  const program = (d: string, name: string, command: string) =>
-    `[program:${name}]\ncommand=${command}\nautostart=true\nautorestart=true\nstartsecs=1\nstartretries=1\nstopwaitsecs=2\nstdout_logfile=${d}/${name}.log\nredirect_stderr=true\n`;
+  const program = (d: string, name: string, command: string) => programSection(d, name, command, { autostart: true, autorestart: true, startsecs: 1, startretries: 1 });
   sup = await startSupervisord('ops-group-fatal-', (d) => {
     dir = d;
     // A script committed without its executable bit (git keeps 644).

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { IDENTITY_FUNCTIONS, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
 import { STARTSECS } from '../../core/steps/switch.ts';
-import { startSupervisord, type Supervisord } from '../support/supervisord.ts';
+import { programSection, startSupervisord, type Supervisord } from '../support/supervisord.ts';
 
 const run = promisify(execFile);
 let sup: Supervisord;
@@ -26,8 +26,7 @@ printf '%s\\t%s\\t%s\\n' "$rc" $(( (\${EPOCHREALTIME/./} - t0) / 1000 )) "$SETTL
 }
 
 beforeAll(async () => {
-  const program = (dir: string, name: string, command: string) =>
-    `[program:${name}]\ncommand=${command}\nautostart=false\nautorestart=true\nstartsecs=${STARTSECS}\nstartretries=3\nstopwaitsecs=2\nstdout_logfile=${dir}/${name}.log\nredirect_stderr=true\n`;
+  const program = (dir: string, name: string, command: string) => programSection(dir, name, command, { autostart: false, autorestart: true, startsecs: STARTSECS, startretries: 3 });
   sup = await startSupervisord('ops-group-settled-', (dir) => [
     '[group:app-blue]\nprograms=app-blue-web,app-blue-api\n',
     '[group:app-green]\nprograms=app-green-web,app-green-api\n',

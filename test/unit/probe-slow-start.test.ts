@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, SUPERVISOR_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { startSupervisord, type Supervisord } from '../support/supervisord.ts';
+import { programSection, startSupervisord, type Supervisord } from '../support/supervisord.ts';
 import { freePort } from '../support/ports.ts';
 
 const run = promisify(execFile);
@@ -28,8 +28,7 @@ if ${hint ? 'SLOW_START_HINT=switch.health_timeout ' : ''}FATAL_GROUP=${group} w
 
 beforeAll(async () => {
   [slowPort, elsewherePort, otherPort] = [await freePort(), await freePort(), await freePort()];
-  const program = (d: string, name: string, command: string) =>
-    `[program:${name}]\ncommand=${command}\nautostart=true\nautorestart=true\nstartsecs=1\nstartretries=1\nstopwaitsecs=2\nstdout_logfile=${d}/${name}.log\nredirect_stderr=true\n`;
+  const program = (d: string, name: string, command: string) => programSection(d, name, command, { autostart: true, autorestart: true, startsecs: 1, startretries: 1 });
   sup = await startSupervisord('ops-slow-start-', (d) => [
     '[group:app-slow]\nprograms=app-slow-web\n',
     '[group:app-elsewhere]\nprograms=app-elsewhere-web\n',

@@ -301,8 +301,8 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     expect(r.out).toContain(`${host.name} server-${slot}.out | ${shown}`);
     expect(r.out + r.err).not.toContain('\x1b');
     // streamed as the lines come, by the installed binary
-    const following = await spawnOps(['logs', 'e2e', 'server', '-f', '-n', '5'], project.root, (out) => out.includes('HTTP/1.1'), 'the logged request', 60_000);
-    await new Promise((res) => setTimeout(res, 500));
+    const following = await spawnOps(['logs', 'e2e', 'server', '-f', '-n', '5'], project.root, (out) => out.includes('pwned'), 'the logged request', 60_000);
+    // wait for the crafted line itself: a line may be held up to 0.5 s while its end could start a folded secret
     const out = following.out();
     expect(await following.stop('SIGTERM')).toBe(143);
     expect(out).toContain(shown);

@@ -259,9 +259,35 @@ function fromHere(cwd: string, file: string): string {
  * (non-empty).
  */
 function chosenEditor(processEnv: NodeJS.ProcessEnv): { variable: 'VISUAL' | 'EDITOR'; command: string } | undefined {
-  if (processEnv.VISUAL) return { variable: 'VISUAL', command: processEnv.VISUAL };
-  if (processEnv.EDITOR) return { variable: 'EDITOR', command: processEnv.EDITOR };
+  // one holding only white space names no command: run, `exec  "$@"` would run the decrypted file itself
+  if (processEnv.VISUAL?.trim()) return { variable: 'VISUAL', command: processEnv.VISUAL };
+  if (processEnv.EDITOR?.trim()) return { variable: 'EDITOR', command: processEnv.EDITOR };
   return undefined;
+}
+
+/**
+ * GUI editors whose command hands the file to a window and returns at once unless given a flag to wait (their own
+ * docs: `code --help` "-w, --wait Wait for the files to be closed before returning", subl, atom, mate, zed alike;
+ * gvim's -f/--nofork; kate's -b/--block; gedit's -w): by program name, the flags that make each wait.
+ */
+const FORKING_EDITORS: [RegExp, string[]][] = [
+  [/^(code|code-insiders|code-oss|codium|vscodium|cursor|windsurf|subl|sublime_text|atom|mate|zed|zeditor|bbedit|gedit)$/, ['--wait', '-w']],
+  [/^(gvim|mvim|gview|vimx)$/, ['-f', '--nofork']],
+  [/^kate$/, ['-b', '--block']],
+];
+
+/**
+ * The editor command's program and the flag it lacks when it would return before the file is closed (FORKING_EDITORS;
+ * `emacsclient -n`, which never waits; `vim -g` without -f): ops would then find the file unchanged, remove it and
+ * drop what is typed in the window after. Undefined for any other command. Pure.
+ */
+export function returnsAtOnce(command: string): { program: string; fix: string } | undefined {
+  const { program, args } = editorProgram(command);
+  if (program === 'emacsclient') return args.some((a) => a === '-n' || a === '--no-wait') ? { program, fix: `${command.replace(/\s(-n|--no-wait)(?=\s|$)/, '')}` } : undefined;
+  if (/^(vim?|nvim)$/.test(program) && args.includes('-g') && !args.some((a) => a === '-f' || a === '--nofork')) return { program: `${program} -g`, fix: `${command.trim()} -f` };
+  const known = FORKING_EDITORS.find(([name]) => name.test(program));
+  if (!known || args.some((a) => known[1].includes(a) || (known[1].includes('-w') && /^-[a-zA-Z]*w[a-zA-Z]*$/.test(a)))) return undefined;
+  return { program, fix: `${command.trim()} ${known[1][0]}` };
 }
 
 /**
@@ -711,7 +737,9 @@ A secrets file created by edit (the environment had none) encrypted to none of y
 editor opens, unless --force, as ops secrets encrypt refuses it.
 With stdin not a terminal (CI, a pipe), an editor that needs a terminal (vi, the default with no $EDITOR or
 $VISUAL set; vim, nvim, nano, emacs without a display or with -nw, micro, hx...: it would wait forever for keys) is
-refused before anything is decrypted; any other editor is run whatever stdin is (code --wait, subl -w, a script).`,
+refused before anything is decrypted; any other editor is run whatever stdin is (code --wait, subl -w, a script).
+A GUI editor that returns before its window is closed (code, subl, gvim without --wait, -w or -f; emacsclient -n)
+is refused before anything is decrypted, naming the flag that makes it wait.`,
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { editSecrets } = await import('../../core/secrets/edit.ts');
@@ -746,6 +774,14 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
             `run it in a terminal, or use a GUI editor that waits for its window to close (${chosen.variable}='code --wait', 'subl -w'), or ${set}`,
           );
         }
+        // An editor that hands the file to a window and returns (code without --wait): ops would find no change and
+        // remove the file while it is being typed into. Refused before anything is decrypted.
+        const forking = returnsAtOnce(chosen?.command ?? 'vi');
+        if (chosen && forking)
+          throw new OpsError(
+            `$${chosen.variable} is ${forking.program}, which returns at once without waiting for the file to be closed: ops would find nothing changed and remove the decrypted file while you edit it, your changes lost; nothing was changed`,
+            `make it wait: ${chosen.variable}='${forking.fix}'`,
+          );
         const abort = signalsAbort();
         // the signal reaches the file's save too: a Ctrl-C while it waits for the lock ends the wait, nothing written
         const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal }, { redo: `ops secrets edit ${env}`, force: ctx.values.force === true });

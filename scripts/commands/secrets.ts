@@ -576,9 +576,23 @@ function leafPaths(node: TreeNode, prefix: string[]): string[] {
   return [node.kind === 'list' ? `${path} (a list of ${node.items.length})` : path];
 }
 
+/**
+ * After a value was written: a warning when the environment's files are encrypted to other keys than .sops.yaml lists
+ * (recipientsDrift: a key taken out of it still decrypts what was just written). Never fails the command.
+ */
+async function warnRecipientsDrift(ctx: CommandContext, env: string): Promise<void> {
+  const { recipientsDrift } = await import('../../core/secrets/recipients.ts');
+  try {
+    const drift = recipientsDrift(ctx.root, env);
+    if (drift) ctx.reporter.warn(`${drift}; the value written is encrypted to the file's own recipients`);
+  } catch (e) {
+    if (!(e instanceof OpsError)) throw e; // another file of the environment that is not sops: its own commands say so
+  }
+}
+
 /** `ops secrets recipients`: list, add, remove or sync; `signal` heeded between the files written (interruptible). */
 async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<number> {
-  const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
+  const { addRecipient, listRecipients, recipientsDrift, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
   const { requireEnvironment } = await import('../../core/secrets/files.ts');
   const env = validate('environment', ctx.args[0]!);
   requireEnvironment(ctx.root, env); // `add` to an unknown name would write a .sops.yaml rule for the typo
@@ -590,7 +604,8 @@ async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<num
     const lines = (list: string[]) => list.map((r) => `  ${r}`).join('\n') || '  (none)';
     ctx.stdout.write(`.sops.yaml (${view.rule ? `creation_rules[${view.rule.index}]` : 'no matching rule'}):\n${lines(view.rule?.age ?? [])}\n`);
     for (const f of view.files) ctx.stdout.write(`${show(ctx.root, f.file)}:\n${lines(f.recipients)}\n`);
-    if (!view.inSync) ctx.reporter.warn(`the files' recipients differ from .sops.yaml: run \`ops secrets recipients ${env} sync\``);
+    const drift = recipientsDrift(ctx.root, env);
+    if (drift) ctx.reporter.warn(drift);
     return 0;
   }
   if (!['add', 'remove', 'sync'].includes(action)) {
@@ -801,6 +816,7 @@ is refused before anything is decrypted, naming the flag that makes it wait.`,
             // the keys named are no secrets (a value typed may occur in a new key's name)
             for (const k of [...result.changes.added, ...result.changes.changed, ...result.changes.removed]) ctx.reporter.allow?.(k);
             ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
+            await warnRecipientsDrift(ctx, env);
           } else {
             ctx.reporter.error(`${file}: ${result.reason}`);
             return abort.signal.aborted ? signalExit(String(abort.signal.reason)) : 1;
@@ -950,6 +966,7 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
             (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
             const written = await secrets.save();
             ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? own`created with` : own`set`) : own`unchanged,`} ${keyName(path.join('.'))}`);
+            if (written) await warnRecipientsDrift(ctx, env);
             // A new key nothing reads (DATABASE_URL for database_url): stored, but said, as no deploy would send it.
             if (!existing) {
               const { unreadSecretWarning } = await import('../../core/ops/secrets.ts');
@@ -979,13 +996,16 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
     args: ['<env>'],
     run: (ctx) =>
       interruptible(ctx, async (signal) => {
-        const { rotateDataKeys } = await import('../../core/secrets/recipients.ts');
+        const { recipientsDrift, rotateDataKeys } = await import('../../core/secrets/recipients.ts');
         const { requireEnvironment } = await import('../../core/secrets/files.ts');
         const env = validate('environment', ctx.args[0]!);
         requireEnvironment(ctx.root, env);
         for (const f of await rotateDataKeys(ctx.root, env, { ...(await openWith(ctx, env)), signal })) {
           ctx.reporter.info(`${show(ctx.root, f.file)}: new data key, for ${f.recipients.length} recipient${f.recipients.length > 1 ? 's' : ''}`);
         }
+        // a key taken out of .sops.yaml is not revoked by a rotate (each file keeps its recipients, as in sops): said
+        const drift = recipientsDrift(ctx.root, env);
+        if (drift) ctx.reporter.warn(`${drift}; a rotate keeps each file's recipients`);
         return 0;
       }),
   }),

@@ -1,7 +1,7 @@
 // Commands about secrets: sops files with age recipients, handled without the sops binary.
 // `secrets decrypt` and `secrets show` are the only commands that print plaintext.
 import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, fstatSync, openSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fstatSync, openSync, realpathSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
@@ -368,6 +368,21 @@ export function privateEditorArgs(command: string, processEnv: NodeJS.ProcessEnv
 }
 
 /**
+ * An editor command written with a path holding a space, unquoted (`/opt/My Editor/ed --wait`): the longest run of its
+ * first words, joined by single spaces, that is an existing file (an absolute or ./ path only), and the words after
+ * it; undefined for any other command. What the shell, splitting it, could not find.
+ */
+function spacedPath(command: string): { path: string; rest: string } | undefined {
+  const words = command.trim().split(/ +/);
+  if (!/^(\/|\.{1,2}\/)/.test(words[0] ?? '')) return undefined;
+  for (let n = words.length; n > 1; n--) {
+    const path = words.slice(0, n).join(' ');
+    if (existsSync(path)) return { path, rest: words.slice(n).map((w) => ` ${w}`).join('') };
+  }
+  return undefined;
+}
+
+/**
  * Run $VISUAL (else $EDITOR, else vi) through the shell, as git does, so "code --wait" works; its stdout is the
  * person's terminal, never a pipe or a log (editorScreen).
  */
@@ -393,7 +408,10 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
     child.on('exit', (code, sig) => {
       signal.removeEventListener('abort', stop);
       // 127 and 126 are the shell's own (POSIX): no such command, or one it cannot run. The editor never ran.
-      if (code === 127 || code === 126)
+      const spaced = code === 127 ? spacedPath(editor) : undefined;
+      if (spaced)
+        rej(new OpsError(`cannot start the editor "${editor}": its path holds a space, and the shell (which runs it, as git does) took the path's first word as the command (exit 127); nothing was changed`, `quote the path inside the variable: ${variable}='"${spaced.path}"${spaced.rest}'`));
+      else if (code === 127 || code === 126)
         rej(new OpsError(`cannot start the editor "${editor}": the shell ${code === 127 ? 'found no such command' : 'could not run it (not an executable file)'} (exit ${code}); nothing was changed`, `set ${variable} to an installed editor, e.g. ${variable}=nano, or ${variable}="code --wait" for one that needs arguments${chosen ? ` ($${chosen.variable} is used before ${chosen.variable === 'VISUAL' ? '$EDITOR' : 'the default, vi'})` : ''}`));
       else res({ code, signal: sig });
     });

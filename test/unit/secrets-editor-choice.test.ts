@@ -1,6 +1,6 @@
 // The editor `ops secrets edit` runs, as a new user sets it: a variable holding only white space, and GUI editors
 // that hand the file to a window and return at once (code without --wait), which would lose the edit.
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { returnsAtOnce } from '../../scripts/commands/secrets.ts';
@@ -48,5 +48,24 @@ describe('the editor ops secrets edit runs', () => {
     const blank = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ' \t' });
     expect(blank.code).toBe(1);
     expect(blank.err).toContain('no $EDITOR or $VISUAL is set and stdin is not a terminal');
+  });
+
+  it('a path holding a space, unquoted, is named so, with the quoting that works (was: "no such command", set EDITOR to an installed editor)', async () => {
+    const e = await newEnv();
+    const ed = editor("printf 'added_key: Zq7-added-by-editor\\n' >> \"$1\"");
+    const dir = join(tempDir(), 'My Editor');
+    mkdirSync(dir);
+    const spaced = join(dir, 'ed.sh');
+    writeFileSync(spaced, readFileSync(ed.cmd));
+    chmodSync(spaced, 0o755);
+    const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: spaced });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('its path holds a space');
+    const fix = /hint: quote the path inside the variable: EDITOR='(.*)'/.exec(r.err)![1]!;
+    expect(fix).toBe(`"${spaced}"`);
+    const again = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: fix });
+    expect(again.err).toBe('');
+    expect(again.code).toBe(0);
+    expect(readFileSync(ed.record, 'utf8')).toMatch(/secrets/);
   });
 });

@@ -5,7 +5,7 @@
 // sequence in text from outside (an app's log line, a commit subject) is shown, never acted on by the terminal.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { fstatSync, statSync, writeSync } from 'node:fs';
-import { DUMP_RUN, dumpLine, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, byteDumps, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
+import { DUMP_RUN, dumpLine, MAX_ENCODED_PART, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, byteDumps, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 import { describeLowLevel, markOwnOutput, printableLine, showControls } from './errors.ts';
 import { inBackgroundOf, runHandlesSignals, signalExit, terminalHasTostop } from './signals.ts';
 
@@ -138,24 +138,17 @@ export function urlEncodedForms(secret: string): string[] {
  * the hosts' mask_text: core/steps/masks.ts): each part Masker.add keeps (the value, each of its lines, a URL's
  * password, the strings of a JSON document, as programs print them quoted, quoted for a shell, HTML-escaped, cut by
  * pydantic or on one line: core/secrets/parts.ts printedForms; trimmed, MIN_MASKED_LENGTH characters at least) and the URL-encodings
- * of each most encoders write (urlEncodedForms), for parts of at most MAX_URL_ENCODED_PART characters.
+ * of each most encoders write (urlEncodedForms), for parts of at most MAX_ENCODED_PART characters.
  */
 export function exactForms(parts: string[]): string[] {
-  return [...new Set(parts.flatMap((v) => [v, ...(v.length <= MAX_URL_ENCODED_PART ? urlEncodedForms(v) : [])]))];
+  return [...new Set(parts.flatMap((v) => [v, ...(v.length <= MAX_ENCODED_PART ? urlEncodedForms(v) : [])]))];
 }
 
-/**
- * The longest part whose URL-encodings exactForms lists (characters): no URL holding a longer one is served or sent
- * (Node's HTTP parser refuses a header section over 16 KiB, its --max-http-header-size; nginx a request line over
- * 8 KiB, large_client_header_buffers; Apache one over 8190 bytes, LimitRequestLine). Past it, twelve encodings of
- * every printed form of a long value (100 KB of printable text: 46 MB, 460 times its size) would fill the hosts' masks file and
- * GitHub's add-mask; the runner's Masker still reads any URL-encoding of any length (Masker.redact).
- */
-export const MAX_URL_ENCODED_PART = 16 * 1024;
 
 /**
  * Every exact string masking `value` means (exactForms of its maskedParts) and its byte dumps (parts.ts byteDumps:
- * `<Buffer 5a 71 …>`, `5a:71:…`, `[90, 113, …]`, which the Masker reads back to hex instead): what the hosts mask
+ * `<Buffer 5a 71 …>`, `5a:71:…`, `[90, 113, …]`, which the Masker reads back to hex instead; both for parts of at most
+ * MAX_ENCODED_PART): what the hosts mask
  * (core/steps/masks.ts releaseMasks) and GitHub's add-mask is given.
  */
 export function exactFormsOf(value: string): string[] {

@@ -601,7 +601,7 @@ export async function editSecrets(secrets: SecretsFile, io: EditIo): Promise<Edi
           base.setTree(tree);
         } catch (e) {
           if (!(e instanceof OpsError)) throw e;
-          const stop = await offerBack(e.message, 'the edited text was not valid; nothing was changed');
+          const stop = await offerBack(formatError(e), 'the edited text was not valid; nothing was changed');
           if (stop) return stop;
           continue;
         }

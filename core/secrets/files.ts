@@ -55,13 +55,13 @@ export async function openEnvSecrets(root: string, env: string, open: OpenWith, 
 /**
  * How to change sops file `file` (shown as `shown`), said when it is given to encrypt again: an environment's
  * secrets file is edited by `ops secrets edit <env>`, which takes an environment, not a file; any other file
- * (an asset) has no ops command that edits it, so sops's own, or its plaintext written back and encrypted again.
+ * (an asset) has no ops command that edits it, so sops's own (never a plaintext copy in the working tree).
  */
 function changeEncryptedHint(root: string, file: string, typed: string): string {
   const env = /^environments\/([^/]+)\/secrets\.sops\.yaml$/.exec(relative(root, file).split(sep).join('/'))?.[1];
   if (env) return `change it with \`ops secrets edit ${env}\` (or one value: ops secrets set ${env} <key>)`;
   const p = quote(typed); // commands to copy: the path from where they are run, one shell word
-  return `see it with \`ops secrets decrypt ${p}\`; to change it, \`sops edit ${p}\`, or write the plaintext back (\`ops secrets decrypt ${p} > plain && mv plain ${p}\`), edit it and run \`ops secrets encrypt ${p}\` again`;
+  return `see it with \`ops secrets decrypt ${p}\`; to change it, \`sops edit ${p}\` (its plaintext only in a temporary file sops removes; a plaintext copy in the working tree, to edit and encrypt again, could be committed by mistake)`;
 }
 
 /** How encryptInPlace is run. */

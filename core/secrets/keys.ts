@@ -195,28 +195,46 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
     const w = exposedKeyWarning(file, 'your age private key');
     if (w) warnings.push(w);
   };
+  // A source that fails (a SOPS_AGE_KEY that is no key, a SOPS_AGE_KEY_FILE gone or holding a BOM) stops nothing when
+  // another one gives keys, as in sops 3.13.3 (age keysource: it collects each source's error and says them only when
+  // no identity opens the file): said where the places looked at are, and warned of; with no key from anywhere, the
+  // first failure is the error (its own fix).
+  const failed: OpsError[] = [];
+  const attempt = async (place: string, read: () => Promise<void>): Promise<void> => {
+    try {
+      await read();
+    } catch (e) {
+      if (!(e instanceof OpsError) || e instanceof NoKeyCommand) throw e;
+      failed.push(e);
+      tried.push(`${place} (${messageLine(e)}; to fix: ${e.hint ?? 'see above'})`);
+    }
+  };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
-    const before = plugins.length;
-    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, 'SOPS_AGE_KEY', undefined, plugins);
-    identities.push(...found);
-    tried.push(`SOPS_AGE_KEY (${count(found, before)})`);
+    await attempt('SOPS_AGE_KEY', async () => {
+      const before = plugins.length;
+      const found = await parseIdentities(processEnv.SOPS_AGE_KEY!, 'SOPS_AGE_KEY', undefined, plugins);
+      identities.push(...found);
+      tried.push(`SOPS_AGE_KEY (${count(found, before)})`);
+    });
   } else tried.push('SOPS_AGE_KEY (not set)');
   if (processEnv.SOPS_AGE_KEY_FILE) {
     const file = processEnv.SOPS_AGE_KEY_FILE;
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      throw new OpsError(
-        `SOPS_AGE_KEY_FILE: ${fileError(e, file, 'read', 'an age key file').message}`,
-        'point SOPS_AGE_KEY_FILE at your age key file, or unset it',
-      );
-    }
-    const before = plugins.length;
-    const found = await parseIdentities(text, file, { first: 'unset SOPS_AGE_KEY_FILE, and ' }, plugins);
-    identities.push(...found);
-    exposed(file, found);
-    tried.push(`SOPS_AGE_KEY_FILE=${file} (${count(found, before)})`);
+    await attempt(`SOPS_AGE_KEY_FILE=${file}`, async () => {
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (e) {
+        throw new OpsError(
+          `SOPS_AGE_KEY_FILE: ${fileError(e, file, 'read', 'an age key file').message}`,
+          'point SOPS_AGE_KEY_FILE at your age key file, or unset it',
+        );
+      }
+      const before = plugins.length;
+      const found = await parseIdentities(text, file, { first: 'unset SOPS_AGE_KEY_FILE, and ' }, plugins);
+      identities.push(...found);
+      exposed(file, found);
+      tried.push(`SOPS_AGE_KEY_FILE=${file} (${count(found, before)})`);
+    });
   } else tried.push('SOPS_AGE_KEY_FILE (not set)');
   // set, even empty, as sops looks it up (os.LookupEnv); a failing command is no error as long as another key opens
   // the file (sops goes on to its other places): it is said where the places looked at are
@@ -229,10 +247,13 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
       tried.push(`SOPS_AGE_KEY_CMD (${messageLine(e).replace(/^SOPS_AGE_KEY_CMD /, '')}; to fix: ${e.hint})`);
     }
     if (text !== undefined) {
-      const before = plugins.length;
-      const found = await parseIdentities(text, 'SOPS_AGE_KEY_CMD', undefined, plugins);
-      identities.push(...found);
-      tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+      const output = text;
+      await attempt('SOPS_AGE_KEY_CMD', async () => {
+        const before = plugins.length;
+        const found = await parseIdentities(output, 'SOPS_AGE_KEY_CMD', undefined, plugins);
+        identities.push(...found);
+        tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+      });
     }
   }
   const file = defaultKeyFile(processEnv);
@@ -240,11 +261,13 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
   if (!isAbsolute(file)) tried.push(`${file} (${noHomeReason(processEnv)})`);
   else if (userFileExists(file, file, 'an age key file')) {
     // ops reads this file whenever it exists: an encrypted one goes elsewhere for SOPS_AGE_KEY_CMD to decrypt
-    const before = plugins.length;
-    const found = await parseIdentities(readFileSync(file, 'utf8'), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
-    identities.push(...found);
-    exposed(file, found);
-    tried.push(`${file} (${count(found, before)})`);
+    await attempt(file, async () => {
+      const before = plugins.length;
+      const found = await parseIdentities(readFileSync(file, 'utf8'), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
+      identities.push(...found);
+      exposed(file, found);
+      tried.push(`${file} (${count(found, before)})`);
+    });
   } else tried.push(`${file} (no such file)`);
   if (plugins.length)
     warnings.push(`${plugins.join(', ')}: age plugin identit${plugins.length === 1 ? 'y' : 'ies'} (AGE-PLUGIN-…, a YubiKey's, a TPM's), which ops cannot use: skipped; ${identities.length ? 'the native keys beside it are used' : 'no native key was found'} (sops and age use a plugin identity through its plugin program; for ops, a native key AGE-SECRET-KEY-1… must be a recipient)`);
@@ -252,6 +275,8 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
   const ssh = loadSshIdentities(processEnv, (cmd) => runKeyCommand('SOPS_AGE_SSH_PRIVATE_KEY_CMD', cmd, processEnv));
   identities.push(...ssh.identities.map((i) => ({ recipient: i.recipient, source: i.source, ssh: i.identity, ...(i.locked && { locked: i.locked }) })));
   tried.push(...ssh.tried);
+  if (failed.length && !identities.length) throw failed[0]!;
+  for (const e of failed) warnings.push(`${messageLine(e)}: skipped, as sops skips it, the keys found elsewhere used (to fix: ${e.hint ?? 'see above'})`);
   // The same key found twice (processEnv and file) is tried once
   const seen = new Set<string>();
   return { identities: identities.filter((i) => !seen.has(identityKey(i)) && seen.add(identityKey(i))), tried, defaultFile: file, ...(warnings.length && { warnings }), ...(ssh.problems.length && { problems: ssh.problems }) };

@@ -659,18 +659,35 @@ function structuralParts(value: string): Set<string> {
 }
 
 /**
+ * The longest part (characters; bytes for a dump) whose URL-encodings (core/report.ts exactForms) and byte dumps
+ * (byteDumps) the masks that see exact strings only are given (GitHub's add-mask, the hosts' masks file). No URL
+ * holding a longer one is served or sent (Node's HTTP parser refuses a header section over 16 KiB, its
+ * --max-http-header-size; nginx a request line over 8 KiB, large_client_header_buffers; Apache one over 8190 bytes,
+ * LimitRequestLine), and a dump of a longer one is a line of 48 KiB or more (journald splits lines at 48 KiB, its
+ * LineMax; Docker's json-file logs at 16 KiB). Past it, twelve URL-encodings of every printed form of a long value
+ * (100 KB of printable text: 46 MB, 460 times its size) and seven dumps of it (20 times its size) would fill the
+ * hosts' masks file and GitHub's add-mask; the runner's Masker still reads any URL-encoding and any dump of any length
+ * (Masker.redact, Masker.dumpsRead).
+ */
+export const MAX_ENCODED_PART = 16 * 1024;
+
+/**
  * The byte dumps of a secret value, for masks that see exact strings only (GitHub's add-mask, the hosts' mask_text:
  * core/report.ts exactFormsOf): for each part secretParts takes whole (the value, a URL's credentials, the strings of
  * a JSON value) that is not weak, its UTF-8 bytes, and for a hex key the bytes it stands for, as bytesDumps writes
- * them. The runner's Masker registers none of them: it reads each dump in a text back to hex (Masker.dumpsRead).
+ * them; of bytes longer than MAX_ENCODED_PART, only what Node shows of them (its first 50 bytes: bytesDumps). The
+ * runner's Masker registers none of them: it reads each dump in a text back to hex (Masker.dumpsRead).
  */
 export function byteDumps(value: string): string[] {
   const out = new Set<string>();
+  const add = (bytes: Buffer) => {
+    for (const d of bytes.length <= MAX_ENCODED_PART ? bytesDumps(bytes) : [nodeBufferDump(bytes)]) out.add(d);
+  };
   for (const p of structuralParts(value)) {
     const t = p.trim();
     if (isWeakPart(t)) continue;
-    for (const d of bytesDumps(Buffer.from(p, 'utf8'))) out.add(d);
-    if (isHexKey(t)) for (const d of bytesDumps(Buffer.from(t, 'hex'))) out.add(d);
+    add(Buffer.from(p, 'utf8'));
+    if (isHexKey(t)) add(Buffer.from(t, 'hex'));
   }
   return [...out];
 }
@@ -748,8 +765,13 @@ function bytesDumps(bytes: Buffer): string[] {
   const pairs = bytes.toString('hex').match(/../g) ?? [];
   const numbers = [...bytes].map(String);
   const forms = [pairs.join(' '), pairs.join(':'), pairs.join('-'), pairs.join(':').toUpperCase(), numbers.join(','), numbers.join(', ')];
-  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(' '));
+  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(nodeBufferDump(bytes));
   return forms;
+}
+
+/** What Node's util.inspect shows of a Buffer's bytes: the hex pairs of its first 50 (NODE_INSPECT_MAX_BYTES), spaced. Pure. */
+function nodeBufferDump(bytes: Buffer): string {
+  return (bytes.subarray(0, NODE_INSPECT_MAX_BYTES).toString('hex').match(/../g) ?? []).join(' ');
 }
 
 /**

@@ -53,6 +53,26 @@ export function listRecipients(root: string, env: string): RecipientsView {
   return { ...(rule && { rule: { index: rule.index, age: rule.age } }), files, inSync };
 }
 
+/**
+ * How the environment's files' recipients differ from its .sops.yaml rule, in words for a warning, or undefined when
+ * they agree (or no rule matches): the recipients the files are still encrypted to that the rule no longer lists (they
+ * can decrypt them, a new data key included: a rotate keeps each file's recipients, as `sops rotate` does), and those
+ * it lists that the files lack; with the command that applies the rule (sync, which also rotates the data key when it
+ * removes one). Public keys only. @throws OpsError as listRecipients.
+ */
+export function recipientsDrift(root: string, env: string): string | undefined {
+  const view = listRecipients(root, env);
+  if (view.inSync || !view.rule) return undefined;
+  const wanted = view.rule.age;
+  const extra = [...new Set(view.files.flatMap((f) => f.recipients.filter((r) => !wanted.includes(r))))];
+  const missing = wanted.filter((r) => view.files.some((f) => !f.recipients.includes(r)));
+  const parts = [
+    extra.length && `still encrypted to ${extra.join(', ')}, which .sops.yaml no longer lists (${extra.length === 1 ? 'that key' : 'those keys'} can still decrypt them)`,
+    missing.length && `not yet encrypted to ${missing.join(', ')}, which .sops.yaml lists`,
+  ].filter(Boolean);
+  return `environment ${env}'s secrets are ${parts.join(', and ')}: run \`ops secrets recipients ${env} sync\`${extra.length ? ' (it also gives the files a new data key)' : ''}`;
+}
+
 /** Every sops file of the environment, opened (all decrypted before the caller changes any). */
 async function openAll(root: string, env: string, open: OpenWith): Promise<SecretsFile[]> {
   const opened: SecretsFile[] = [];

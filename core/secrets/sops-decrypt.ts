@@ -6,6 +6,7 @@ import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, openT
 import { type Identities, type Identity, defaultKeyFile, loadIdentities, recipientKey, unwrapDataKey } from './keys.ts';
 import { combineShares } from './shamir.ts';
 import { type AgeStanza, type EncryptedDocument, canonicalLastModified, encryptionRule } from './sops-metadata.ts';
+import { NEGATIVE_ZERO_FIX, NEGATIVE_ZERO_WHY, isPlainZero } from './plain-zero.ts';
 import { maskedTexts, scalarText } from './tree-scalars.ts';
 import { type CommentNode, type ListNode, type MapNode, type ScalarNode, type TreeNode, showPath, walkTree } from './tree.ts';
 
@@ -188,6 +189,9 @@ export function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
   const { file, meta } = doc;
   const shouldEncrypt = encryptionRule(file, meta);
   const mac = new MacBuilder(meta.macOnlyEncrypted);
+  // what the MAC covers, in order, and where a plain zero stands in it (it may be a -0.0 sops wrote as `-0`: plain-zero.ts)
+  const hashed: ScalarNode[] = [];
+  const plainZeros: { at: number; path: string }[] = [];
   const stash = new IvStash();
   const secrets: ScalarNode[] = [];
   const restore = `restore ${file} from git history (\`git checkout -- ${file}\`), or set the value again with \`ops secrets set\``;
@@ -220,7 +224,11 @@ export function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
           secrets.push(value);
         }
       }
-      if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
+      if (!meta.macOnlyEncrypted || encrypted) {
+        mac.add(value);
+        if (!encrypted && isPlainZero(value)) plainZeros.push({ at: hashed.length, path: showPath(path) });
+        hashed.push(value);
+      }
       return value;
     },
     // Comments: encrypted with the path of the map sops placed them in, not in the MAC. One that does not decrypt
@@ -257,12 +265,37 @@ export function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
   }
   const computed = mac.hex();
   if (stored !== computed) {
+    const zeros = negativeZerosSealed(hashed, plainZeros, meta.macOnlyEncrypted, stored);
+    if (zeros) {
+      const one = zeros.length === 1;
+      throw new OpsError(
+        `${file}: MAC mismatch, from a sops bug, not a change: ${zeros.join(', ')} ${one ? 'is' : 'are'} stored in plain text (not encrypted) as a zero, sealed as the float -0.0: ${NEGATIVE_ZERO_WHY}`,
+        `in ${file}, write ${one ? 'that value' : 'those values'} back as \`-0.0\` (what sops sealed: sops and ops then read the file), then, with \`ops secrets edit <env>\` (an asset: \`sops edit ${file}\`), ${NEGATIVE_ZERO_FIX}, so that no later rewrite by sops breaks it again`,
+      );
+    }
     throw new OpsError(
       `${file}: MAC mismatch: its values are not the ones sops sealed (a value was deleted, added, replaced or reordered)`,
       `the file was changed without sops or ops: restore it from git history (\`git checkout -- ${file}\`, or \`git log -p ${file}\` to find the change)`,
     );
   }
   return { plain, stash, secrets };
+}
+
+/**
+ * The plain zeros (`zeros`, indexes into `hashed`, the MAC's values in order) that, taken as the float -0.0, make
+ * the MAC `stored`: the ones sops wrote as `-0` (plain-zero.ts). Tries every subset of up to 10 of them (1,023
+ * hashes at most); undefined when none does, or with more. @returns their key paths.
+ */
+function negativeZerosSealed(hashed: ScalarNode[], zeros: { at: number; path: string }[], macOnlyEncrypted: boolean, stored: string): string[] | undefined {
+  if (zeros.length === 0 || zeros.length > 10) return undefined;
+  for (let subset = 1; subset < 1 << zeros.length; subset++) {
+    const picked = zeros.filter((_, i) => subset & (1 << i));
+    const swapped = new Set(picked.map((z) => z.at));
+    const mac = new MacBuilder(macOnlyEncrypted);
+    hashed.forEach((leaf, i) => mac.add(swapped.has(i) ? { kind: 'scalar', type: 'float', value: -0 } : leaf));
+    if (mac.hex() === stored) return picked.map((z) => z.path);
+  }
+  return undefined;
 }
 
 /** The key paths of the last item of a map or list, of that item's last item, and so on (maps and lists only). */

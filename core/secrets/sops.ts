@@ -13,6 +13,7 @@ import { goRegexp } from './goregex.ts';
 import { checkRecipient, wrapDataKey } from './keys.ts';
 import { type DecryptOptions, IvStash, allowKeys, allowPath, commentPath, stashText, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
 import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, notSops, parseSops, surelyNotSops } from './sops-metadata.ts';
+import { NEGATIVE_ZERO_FIX, NEGATIVE_ZERO_WHY, isNegativeZero } from './plain-zero.ts';
 import { CURRENT_LAYOUT, printTree } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
 import { type Format, type MapNode, type PlainValue, type TreeNode, formatOf, getEntry, showPath, str, toPlain, treeEquals, walkTree } from './tree.ts';
@@ -204,6 +205,7 @@ export class SecretsFile {
     if (tree.kind !== 'map') throw new OpsError(`${this.file}: the top level must be a map`);
     if (getEntry(tree, 'sops')) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, 'rename that top-level key');
     this.refuseMergeKeys(tree);
+    this.refuseNegativeZeros(tree);
     this.plain = tree;
     allowKeys(tree, this.openedWith?.allow); // its keys (an edit's new ones too) are no secrets, named whole in messages
   }
@@ -233,6 +235,35 @@ export class SecretsFile {
       );
   }
 
+  /** Paths (showPath) of the values of `tree` this file's sops rules leave unencrypted that are the float -0.0. Pure. */
+  private plainNegativeZeros(tree: MapNode): string[] {
+    const shouldEncrypt = encryptionRule(this.file, this.meta);
+    const out: string[] = [];
+    walkTree(tree, {
+      leaf: (leaf, keys, path, stack) => {
+        if (!shouldEncrypt(keys, stack) && isNegativeZero(leaf)) out.push(showPath(path));
+        return leaf;
+      },
+      comment: (c) => c,
+    });
+    return out;
+  }
+
+  /**
+   * A new or changed value left unencrypted that is the float -0.0 (plain-zero.ts: sops would write it as `-0` and
+   * then fail its own MAC check on the file, and ops's JSON writer as well) is refused before anything is written,
+   * naming its key; one the file already held is kept (a YAML file ops wrote, `-0.0`, reads back).
+   */
+  private refuseNegativeZeros(tree: MapNode): void {
+    const had = new Set(this.plainNegativeZeros(this.plain));
+    const bad = this.plainNegativeZeros(tree).filter((p) => !had.has(p));
+    if (bad.length)
+      throw new OpsError(
+        `${this.file}: ${bad.join(', ')}: a value the file's sops rules leave unencrypted is the float -0.0: ${NEGATIVE_ZERO_WHY}; nothing was written`,
+        `${NEGATIVE_ZERO_FIX}, or give ${bad.length === 1 ? 'it' : 'them'} a key those rules encrypt (e.g. not ending in "_unencrypted")`,
+      );
+  }
+
   /** Set the value at a key path, creating the maps on the way. */
   set(path: string[], value: TreeNode): void {
     if (path.length === 0 || path.some((k) => k === '')) throw new OpsError(`invalid key path "${path.join('.')}"`, 'give keys separated by dots, e.g. database_url or datapass.client_id');
@@ -259,6 +290,7 @@ export class SecretsFile {
     };
     const plain = setIn(this.plain, 0);
     this.refuseMergeKeys(plain);
+    this.refuseNegativeZeros(plain);
     this.plain = plain;
   }
 

@@ -94,7 +94,9 @@ export function holdsBinary(value: unknown): boolean {
 /**
  * The refusal of a sops file of the formats sops has besides YAML and JSON (its dotenv and INI stores): `written`
  * says how it was found to be one, when its name does not say so (its text: sopsStoreOf), and the hint then how
- * sops itself turns it into YAML under the same name (its creation rule chosen by that name).
+ * sops itself turns it into YAML under the same name (its creation rule chosen by that name), decrypting into a pipe
+ * that sops encrypts from (stdin; an empty one it refuses, so a failed decrypt replaces nothing): no plaintext
+ * file is left in the working tree, where it could be committed.
  */
 export function unsupportedStore(file: string, store: 'dotenv' | 'INI', written?: 'text'): OpsError {
   if (!written) return new OpsError(`${file}: dotenv and INI sops files are not supported`, 'keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON');
@@ -102,7 +104,7 @@ export function unsupportedStore(file: string, store: 'dotenv' | 'INI', written?
   const [f, next] = [quote(file), quote(`${file}.new`)];
   return new OpsError(
     `${file} is a sops file in ${store} format (\`sops encrypt\` keeps the format of the file it encrypts, whatever the name its output is saved under): dotenv and INI sops files are not supported`,
-    `make it YAML with sops: sops decrypt --input-type ${type} --output-type yaml ${f} > plain.yaml && sops encrypt --filename-override ${f} plain.yaml > ${next} && mv ${next} ${f}; then delete plain.yaml`,
+    `make it YAML with sops, the plaintext only in the pipe (never on disk): sops decrypt --input-type ${type} --output-type yaml ${f} | sops encrypt --filename-override ${f} --input-type yaml --output-type yaml > ${next} && mv ${next} ${f}`,
   );
 }
 

@@ -17,7 +17,7 @@ export function secretEnvNames(env: Target): string[] {
 /**
  * The masks file of a release (layout.masks, in its record): every exact form the runner masks (core/report.ts
  * exactFormsOf: the value, each line, a URL's password, the strings of a JSON value, each as programs print it
- * quoted, quoted for a shell and URL-encoded (parts up to MAX_URL_ENCODED_PART), in base64 and hex, and its bytes a byte at a time) for the value of each variable of `environ` (the release's NUL-separated NAME=VALUE
+ * quoted, quoted for a shell and URL-encoded, in base64 and hex, and its bytes a byte at a time (these two for parts up to MAX_ENCODED_PART)) for the value of each variable of `environ` (the release's NUL-separated NAME=VALUE
  * records, as the deploy renders them) that comes from a secret; booleans (rendered "true", "false") are not
  * masked, as the runner masks none. One a line (a form holding a line break is left out: the host masks line by
  * line), longest first; empty when the .env takes nothing from secrets.

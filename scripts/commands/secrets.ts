@@ -1,7 +1,7 @@
 // Commands about secrets: sops files with age recipients, handled without the sops binary.
 // `secrets decrypt` and `secrets show` are the only commands that print plaintext.
 import { spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, fstatSync, openSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fstatSync, openSync, realpathSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
@@ -259,9 +259,35 @@ function fromHere(cwd: string, file: string): string {
  * (non-empty).
  */
 function chosenEditor(processEnv: NodeJS.ProcessEnv): { variable: 'VISUAL' | 'EDITOR'; command: string } | undefined {
-  if (processEnv.VISUAL) return { variable: 'VISUAL', command: processEnv.VISUAL };
-  if (processEnv.EDITOR) return { variable: 'EDITOR', command: processEnv.EDITOR };
+  // one holding only white space names no command: run, `exec  "$@"` would run the decrypted file itself
+  if (processEnv.VISUAL?.trim()) return { variable: 'VISUAL', command: processEnv.VISUAL };
+  if (processEnv.EDITOR?.trim()) return { variable: 'EDITOR', command: processEnv.EDITOR };
   return undefined;
+}
+
+/**
+ * GUI editors whose command hands the file to a window and returns at once unless given a flag to wait (their own
+ * docs: `code --help` "-w, --wait Wait for the files to be closed before returning", subl, atom, mate, zed alike;
+ * gvim's -f/--nofork; kate's -b/--block; gedit's -w): by program name, the flags that make each wait.
+ */
+const FORKING_EDITORS: [RegExp, string[]][] = [
+  [/^(code|code-insiders|code-oss|codium|vscodium|cursor|windsurf|subl|sublime_text|atom|mate|zed|zeditor|bbedit|gedit)$/, ['--wait', '-w']],
+  [/^(gvim|mvim|gview|vimx)$/, ['-f', '--nofork']],
+  [/^kate$/, ['-b', '--block']],
+];
+
+/**
+ * The editor command's program and the flag it lacks when it would return before the file is closed (FORKING_EDITORS;
+ * `emacsclient -n`, which never waits; `vim -g` without -f): ops would then find the file unchanged, remove it and
+ * drop what is typed in the window after. Undefined for any other command. Pure.
+ */
+export function returnsAtOnce(command: string): { program: string; fix: string } | undefined {
+  const { program, args } = editorProgram(command);
+  if (program === 'emacsclient') return args.some((a) => a === '-n' || a === '--no-wait') ? { program, fix: `${command.replace(/\s(-n|--no-wait)(?=\s|$)/, '')}` } : undefined;
+  if (/^(vim?|nvim)$/.test(program) && args.includes('-g') && !args.some((a) => a === '-f' || a === '--nofork')) return { program: `${program} -g`, fix: `${command.trim()} -f` };
+  const known = FORKING_EDITORS.find(([name]) => name.test(program));
+  if (!known || args.some((a) => known[1].includes(a) || (known[1].includes('-w') && /^-[a-zA-Z]*w[a-zA-Z]*$/.test(a)))) return undefined;
+  return { program, fix: `${command.trim()} ${known[1][0]}` };
 }
 
 /**
@@ -342,6 +368,21 @@ export function privateEditorArgs(command: string, processEnv: NodeJS.ProcessEnv
 }
 
 /**
+ * An editor command written with a path holding a space, unquoted (`/opt/My Editor/ed --wait`): the longest run of its
+ * first words, joined by single spaces, that is an existing file (an absolute or ./ path only), and the words after
+ * it; undefined for any other command. What the shell, splitting it, could not find.
+ */
+function spacedPath(command: string): { path: string; rest: string } | undefined {
+  const words = command.trim().split(/ +/);
+  if (!/^(\/|\.{1,2}\/)/.test(words[0] ?? '')) return undefined;
+  for (let n = words.length; n > 1; n--) {
+    const path = words.slice(0, n).join(' ');
+    if (existsSync(path)) return { path, rest: words.slice(n).map((w) => ` ${w}`).join('') };
+  }
+  return undefined;
+}
+
+/**
  * Run $VISUAL (else $EDITOR, else vi) through the shell, as git does, so "code --wait" works; its stdout is the
  * person's terminal, never a pipe or a log (editorScreen).
  */
@@ -367,7 +408,10 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
     child.on('exit', (code, sig) => {
       signal.removeEventListener('abort', stop);
       // 127 and 126 are the shell's own (POSIX): no such command, or one it cannot run. The editor never ran.
-      if (code === 127 || code === 126)
+      const spaced = code === 127 ? spacedPath(editor) : undefined;
+      if (spaced)
+        rej(new OpsError(`cannot start the editor "${editor}": its path holds a space, and the shell (which runs it, as git does) took the path's first word as the command (exit 127); nothing was changed`, `quote the path inside the variable: ${variable}='"${spaced.path}"${spaced.rest}'`));
+      else if (code === 127 || code === 126)
         rej(new OpsError(`cannot start the editor "${editor}": the shell ${code === 127 ? 'found no such command' : 'could not run it (not an executable file)'} (exit ${code}); nothing was changed`, `set ${variable} to an installed editor, e.g. ${variable}=nano, or ${variable}="code --wait" for one that needs arguments${chosen ? ` ($${chosen.variable} is used before ${chosen.variable === 'VISUAL' ? '$EDITOR' : 'the default, vi'})` : ''}`));
       else res({ code, signal: sig });
     });
@@ -550,9 +594,23 @@ function leafPaths(node: TreeNode, prefix: string[]): string[] {
   return [node.kind === 'list' ? `${path} (a list of ${node.items.length})` : path];
 }
 
+/**
+ * After a value was written: a warning when the environment's files are encrypted to other keys than .sops.yaml lists
+ * (recipientsDrift: a key taken out of it still decrypts what was just written). Never fails the command.
+ */
+async function warnRecipientsDrift(ctx: CommandContext, env: string): Promise<void> {
+  const { recipientsDrift } = await import('../../core/secrets/recipients.ts');
+  try {
+    const drift = recipientsDrift(ctx.root, env);
+    if (drift) ctx.reporter.warn(`${drift}; the value written is encrypted to the file's own recipients`);
+  } catch (e) {
+    if (!(e instanceof OpsError)) throw e; // another file of the environment that is not sops: its own commands say so
+  }
+}
+
 /** `ops secrets recipients`: list, add, remove or sync; `signal` heeded between the files written (interruptible). */
 async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<number> {
-  const { addRecipient, listRecipients, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
+  const { addRecipient, listRecipients, recipientsDrift, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
   const { requireEnvironment } = await import('../../core/secrets/files.ts');
   const env = validate('environment', ctx.args[0]!);
   requireEnvironment(ctx.root, env); // `add` to an unknown name would write a .sops.yaml rule for the typo
@@ -564,7 +622,8 @@ async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<num
     const lines = (list: string[]) => list.map((r) => `  ${r}`).join('\n') || '  (none)';
     ctx.stdout.write(`.sops.yaml (${view.rule ? `creation_rules[${view.rule.index}]` : 'no matching rule'}):\n${lines(view.rule?.age ?? [])}\n`);
     for (const f of view.files) ctx.stdout.write(`${show(ctx.root, f.file)}:\n${lines(f.recipients)}\n`);
-    if (!view.inSync) ctx.reporter.warn(`the files' recipients differ from .sops.yaml: run \`ops secrets recipients ${env} sync\``);
+    const drift = recipientsDrift(ctx.root, env);
+    if (drift) ctx.reporter.warn(drift);
     return 0;
   }
   if (!['add', 'remove', 'sync'].includes(action)) {
@@ -711,7 +770,9 @@ A secrets file created by edit (the environment had none) encrypted to none of y
 editor opens, unless --force, as ops secrets encrypt refuses it.
 With stdin not a terminal (CI, a pipe), an editor that needs a terminal (vi, the default with no $EDITOR or
 $VISUAL set; vim, nvim, nano, emacs without a display or with -nw, micro, hx...: it would wait forever for keys) is
-refused before anything is decrypted; any other editor is run whatever stdin is (code --wait, subl -w, a script).`,
+refused before anything is decrypted; any other editor is run whatever stdin is (code --wait, subl -w, a script).
+A GUI editor that returns before its window is closed (code, subl, gvim without --wait, -w or -f; emacsclient -n)
+is refused before anything is decrypted, naming the flag that makes it wait.`,
     run: (ctx) =>
       exitOnInterrupt(ctx, async () => {
         const { editSecrets } = await import('../../core/secrets/edit.ts');
@@ -746,6 +807,14 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
             `run it in a terminal, or use a GUI editor that waits for its window to close (${chosen.variable}='code --wait', 'subl -w'), or ${set}`,
           );
         }
+        // An editor that hands the file to a window and returns (code without --wait): ops would find no change and
+        // remove the file while it is being typed into. Refused before anything is decrypted.
+        const forking = returnsAtOnce(chosen?.command ?? 'vi');
+        if (chosen && forking)
+          throw new OpsError(
+            `$${chosen.variable} is ${forking.program}, which returns at once without waiting for the file to be closed: ops would find nothing changed and remove the decrypted file while you edit it, your changes lost; nothing was changed`,
+            `make it wait: ${chosen.variable}='${forking.fix}'`,
+          );
         const abort = signalsAbort();
         // the signal reaches the file's save too: a Ctrl-C while it waits for the lock ends the wait, nothing written
         const { secrets, created } = await openEnvSecrets(ctx.root, env, { ...(await openWith(ctx, env)), signal: abort.signal }, { redo: `ops secrets edit ${env}`, force: ctx.values.force === true });
@@ -765,6 +834,7 @@ refused before anything is decrypted; any other editor is run whatever stdin is 
             // the keys named are no secrets (a value typed may occur in a new key's name)
             for (const k of [...result.changes.added, ...result.changes.changed, ...result.changes.removed]) ctx.reporter.allow?.(k);
             ctx.reporter.info(`${file}: ${created ? 'created' : 'updated'} (${changeSummary(result.changes)})`);
+            await warnRecipientsDrift(ctx, env);
           } else {
             ctx.reporter.error(`${file}: ${result.reason}`);
             return abort.signal.aborted ? signalExit(String(abort.signal.reason)) : 1;
@@ -914,6 +984,7 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
             (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
             const written = await secrets.save();
             ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${written ? (created ? own`created with` : own`set`) : own`unchanged,`} ${keyName(path.join('.'))}`);
+            if (written) await warnRecipientsDrift(ctx, env);
             // A new key nothing reads (DATABASE_URL for database_url): stored, but said, as no deploy would send it.
             if (!existing) {
               const { unreadSecretWarning } = await import('../../core/ops/secrets.ts');
@@ -943,13 +1014,16 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
     args: ['<env>'],
     run: (ctx) =>
       interruptible(ctx, async (signal) => {
-        const { rotateDataKeys } = await import('../../core/secrets/recipients.ts');
+        const { recipientsDrift, rotateDataKeys } = await import('../../core/secrets/recipients.ts');
         const { requireEnvironment } = await import('../../core/secrets/files.ts');
         const env = validate('environment', ctx.args[0]!);
         requireEnvironment(ctx.root, env);
         for (const f of await rotateDataKeys(ctx.root, env, { ...(await openWith(ctx, env)), signal })) {
           ctx.reporter.info(`${show(ctx.root, f.file)}: new data key, for ${f.recipients.length} recipient${f.recipients.length > 1 ? 's' : ''}`);
         }
+        // a key taken out of .sops.yaml is not revoked by a rotate (each file keeps its recipients, as in sops): said
+        const drift = recipientsDrift(ctx.root, env);
+        if (drift) ctx.reporter.warn(`${drift}; a rotate keeps each file's recipients`);
         return 0;
       }),
   }),

@@ -10,7 +10,7 @@ import { ConsoleReporter, exactForms, exactFormsOf, Masker, maskedParts, MemoryR
 import fc from 'fast-check';
 import { asString, DEFAULT_READERS, encodeValue, READERS, type Reader, renderDotenv } from '../../core/dotenv.ts';
 import { environment } from '../support/dotenv-environment.ts';
-import { jsonStrings, nodeInspect, percentDecode, percentEscapedChar, printedForms, pythonBytesRepr, pythonRepr, secretParts, urlCredentials } from '../../core/secrets/parts.ts';
+import { byteDumps, jsonStrings, nodeInspect, percentDecode, percentEscapedChar, printedForms, pythonBytesRepr, pythonRepr, secretParts, urlCredentials } from '../../core/secrets/parts.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { inspect } from 'node:util';
 import { PassThrough } from 'node:stream';
@@ -587,6 +587,30 @@ describe('masking a secret in its URL-encodings (each character as itself or %XX
     expect(m.redact(`body=${encodeURIComponent(long)}`)).toBe('body=***');
     const short = `${printable(40)} é/`;
     expect(exactFormsOf(short)).toEqual(expect.arrayContaining([encodeURIComponent(short), encodeURIComponent(short).replace(/%20/g, '+')]));
+  });
+
+  it("keeps the byte dumps of a long value out of the exact forms, as its URL-encodings (was: seven dumps of it, 20 times its size: the masks file of 100 KB of printable text 55 times it, now 35); the runner still hides every dump of it, and a part up to 16 KiB keeps them all", () => {
+    let seed = 76;
+    const printable = (n: number) => Array.from({ length: n }, () => String.fromCharCode(33 + ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % 94))).join('');
+    const size = (forms: string[]) => forms.reduce((n, f) => n + f.length, 0);
+    const pairs = (s: string) => Buffer.from(s).toString('hex').match(/../g)!;
+    const dumps = (s: string) => [pairs(s).join(':'), pairs(s).join(' '), [...Buffer.from(s)].join(','), [...Buffer.from(s)].join(', ')];
+    for (const n of [16 * 1024 + 1, 100_000]) {
+      const long = printable(n);
+      expect(size(byteDumps(long))).toBeLessThan(200);
+      expect(size(exactFormsOf(long))).toBeLessThan(40 * long.length);
+      const forms = new Set(exactFormsOf(long));
+      for (const d of dumps(long)) expect(forms.has(d)).toBe(false);
+      // what Node shows of it (its first 50 bytes) is short, and kept
+      expect(forms.has(pairs(long).slice(0, 50).join(' '))).toBe(true);
+      const m = new Masker();
+      m.add(long);
+      for (const d of dumps(long)) expect(m.redact(`dump=${d}`)).toBe('dump=***');
+      expect(m.redact(JSON.stringify({ key: Buffer.from(long) }))).not.toMatch(/\d{2,3},\d{2,3},\d{2,3},\d{2,3}/);
+    }
+    const bound = printable(16 * 1024);
+    const kept = new Set(exactFormsOf(bound));
+    for (const d of dumps(bound)) expect(kept.has(d)).toBe(true);
   });
 
   it('keeps the minimum length: a secret too short to mask is not masked encoded either', () => {

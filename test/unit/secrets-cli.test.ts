@@ -1483,7 +1483,7 @@ describe('ops secrets encrypt of a file already encrypted', () => {
     expect(again.code).toBe(1);
     expect(again.err).toBe(
       'error: environments/qa/assets/initdata.yml is already a sops file; it was left as it was\n' +
-        '  hint: see it with `ops secrets decrypt environments/qa/assets/initdata.yml`; to change it, `sops edit environments/qa/assets/initdata.yml`, or write the plaintext back (`ops secrets decrypt environments/qa/assets/initdata.yml > plain && mv plain environments/qa/assets/initdata.yml`), edit it and run `ops secrets encrypt environments/qa/assets/initdata.yml` again\n',
+        '  hint: see it with `ops secrets decrypt environments/qa/assets/initdata.yml`; to change it, `sops edit environments/qa/assets/initdata.yml` (its plaintext only in a temporary file sops removes; a plaintext copy in the working tree, to edit and encrypt again, could be committed by mistake)\n',
     );
     expect(readFileSync(file, 'utf8')).toBe(encrypted);
     const secrets = await cli(e.root, ['secrets', 'encrypt', e.secrets], e.env);
@@ -1503,7 +1503,7 @@ describe('ops secrets encrypt of a file already encrypted', () => {
     expect(again.code).toBe(1);
     expect(again.err).toContain('error: environments/qa/assets/init data.yml is already a sops file; it was left as it was\n');
     expect(again.err).toContain(
-      "hint: see it with `ops secrets decrypt 'init data.yml'`; to change it, `sops edit 'init data.yml'`, or write the plaintext back (`ops secrets decrypt 'init data.yml' > plain && mv plain 'init data.yml'`), edit it and run `ops secrets encrypt 'init data.yml'` again",
+      "hint: see it with `ops secrets decrypt 'init data.yml'`; to change it, `sops edit 'init data.yml'` (its plaintext only in a temporary file sops removes; a plaintext copy in the working tree, to edit and encrypt again, could be committed by mistake)",
     );
     // the hint's first command, as copied, from that folder
     expect((await cli(e.root, ['secrets', 'decrypt', 'init data.yml'], here)).out).toContain('Zq8-long-enough-password');

@@ -467,8 +467,13 @@ describe('ops secrets commands on sops-written files', () => {
         expect(readFileSync(e.secrets, 'utf8')).toBe(encrypted);
       }
       // the hint, run as given (from the project root, where sops finds .sops.yaml)
-      const hint = (await cli(e.root, ['secrets', 'show', 'qa'], e.env)).err.match(/hint: make it YAML with sops: (.*); then delete plain\.yaml/)![1]!;
+      const hint = (await cli(e.root, ['secrets', 'show', 'qa'], e.env)).err.match(/hint: make it YAML with sops, the plaintext only in the pipe \(never on disk\): (.*)/)![1]!;
+      const files = () => execFileSync('find', ['.', '-path', './.git', '-prune', '-o', '-type', 'f', '-print'], { cwd: e.root, encoding: 'utf8' }).split('\n').sort();
+      const before = files();
       execFileSync('bash', ['-c', hint], { cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, SOPS_AGE_KEY_FILE: e.keyFile }, stdio: 'ignore' });
+      // no plaintext left in the working tree (was: plain.yaml, to delete by hand, or to commit by mistake)
+      expect(files()).toEqual(before);
+      expect(spawnSync('grep', ['-rl', `Zq8-${store === 'INI' ? 'ini' : 'dotenv'}-value`, '.'], { cwd: e.root, encoding: 'utf8' }).stdout).toBe('');
       const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', store === 'INI' ? 'app.API_TOKEN' : 'API_TOKEN'], e.env);
       expect([shown.code, shown.out]).toEqual([0, `Zq8-${store === 'INI' ? 'ini' : 'dotenv'}-value`]);
     });

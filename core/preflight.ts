@@ -3,10 +3,12 @@
 // error (an empty venv stored as a shared set, `cd: web: No such file or directory`, npm ci's usage text, make's
 // "No rule to make target", supervisor's "couldn't chdir"). Only what the tree listing (git ls-tree, read once:
 // core/source.ts treeEntries) says for sure is refused; what a command could make or a tool could find otherwise
-// is at most a warning. No parser of make, TOML or package.json: names and a few plain lines.
+// is at most a warning. No parser of make, TOML or package.json: names and a few plain lines; npm's lockfile (JSON)
+// for the Node.js its packages say they need (core/node-engines.ts).
 import { posix } from 'node:path';
 import type { Environment } from './config/environment.ts';
 import { OpsError } from './errors.ts';
+import { nodeEngineMisfits } from './node-engines.ts';
 import { fileAt, treeEntries, type TreeEntry } from './source.ts';
 import type { TreeContent } from './tree-content.ts';
 
@@ -97,7 +99,7 @@ const list = (items: string[], max = 5) => `${items.slice(0, max).join(', ')}${i
 /**
  * The commit `sha` of `repo` against `env`'s release settings and programs, from its tree listing and a few files
  * (the requirements file's first lines, the root makefile): release.python_requirements, release.node_dir (its
- * package.json and npm's lockfile), release.build and release.migrate when they are `make [target]` (the defaults
+ * package.json and npm's lockfile, whose packages must run on the pinned Node.js: core/node-engines.ts), release.build and release.migrate when they are `make [target]` (the defaults
  * `make build`, `make migrate`), programs.<name>.directory. Paths are relative to the repository root, which is the
  * release directory (build, migrate and programs run there). `tree`: the plan's tree content (submodules,
  * export-ignored paths). Never throws for what it finds: problems and warnings are returned (preflightError).
@@ -156,6 +158,11 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
         problems.push(
           `release.node_dir ${shown} has no package-lock.json (nor npm-shrinkwrap.json) in commit ${at}: npm ci installs only from npm's lockfile${others.length ? `; found ${others.map((l) => `${inDir(l)} (${OTHER_NODE_LOCKS[l]}'s)`).join(', ')}, which npm ci does not read` : ''}\n  fix: generate it (cd ${shown} && npm install --package-lock-only${others.includes('yarn.lock') ? ': npm takes the versions yarn.lock pins' : ''}) and commit it; or install with ${others.length ? OTHER_NODE_LOCKS[others[0]!] : 'your package manager'} in release.build and set release.node_dir to ""`,
         );
+      else {
+        const lockName = listing.has(inDir('npm-shrinkwrap.json')) ? 'npm-shrinkwrap.json' : 'package-lock.json';
+        const problem = engineProblem(await fileAt(repo, sha, inDir(lockName)), inDir(lockName), shown, env.config.runtimes.node.version);
+        if (problem) problems.push(problem);
+      }
     }
   }
 
@@ -185,6 +192,23 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
       );
   }
   return { problems, warnings };
+}
+
+/**
+ * The refusal of a lockfile (`text` of `path`, npm's) whose packages need a Node.js other than `pinned`
+ * (runtimes.node.version): what nodeEngineMisfits finds, the packages named with their ranges, and the fix (the
+ * lowest major every range takes). undefined when all fit, or the lockfile cannot be read.
+ */
+function engineProblem(text: string | undefined, path: string, shown: string, pinned: string): string | undefined {
+  if (text === undefined) return undefined;
+  const { misfits, fits } = nodeEngineMisfits(text, pinned);
+  if (!misfits.length) return undefined;
+  const named = misfits.map((m) => `${m.name}${m.version ? ` ${m.version}` : ''} (engines.node "${m.range}")`);
+  const they = misfits.length > 1 ? 'they' : 'it';
+  return (
+    `release.node_dir ${shown}: runtimes.node pins Node.js ${pinned}, and ${path} holds ${misfits.length > 1 ? `${misfits.length} packages` : 'a package'} that ${misfits.length > 1 ? 'say they need' : 'says it needs'} another: ${list(named, 4)}; npm ci installs ${they === 'they' ? 'them' : 'it'} with a warning only (EBADENGINE), and the build or the app then fails on the host in ${they === 'they' ? 'their' : 'its'} own words (vite 8 on Node.js 18: "does not provide an export named 'styleText'")` +
+    `\n  fix: pin a Node.js ${they} run${they === 'they' ? '' : 's'} on in runtimes.node.version${fits !== undefined ? ` (${fits}: a version of it satisfies every package's range)` : ''}, then run ops provision; or lock versions that run on Node.js ${pinned} (npm install <package>@<version> in ${shown})`
+  );
 }
 
 /** The longest file name Linux filesystems take, in bytes (NAME_MAX, limits.h; ext4, xfs, btrfs alike). */

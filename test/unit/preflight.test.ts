@@ -116,6 +116,43 @@ describe('preflight of a commit against the release settings', () => {
     expect((await check({ ...GOOD, 'client/package-lock.json': undefined, 'client/npm-shrinkwrap.json': '{}' })).problems).toEqual([]);
   });
 
+  it('refuses a lockfile whose packages say they need another Node.js than runtimes.node pins (create-vite\'s React template on the default 18), naming them and a major that fits', async () => {
+    // The lockfile create-vite 9.3 wrote for its React template (test/fixtures/frameworks/vite-react): vite 8 and
+    // rolldown need ^20.19.0 || >=22.12.0; its platform binaries are optional (skipped), as npm skips them.
+    const vite = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'frameworks', 'vite-react', 'package-lock.json'), 'utf8');
+    const files = { ...GOOD, 'client/package.json': '{"name": "vite-react"}\n', 'client/package-lock.json': vite };
+    const r = await check(files);
+    expect(r.problems).toEqual([
+      'release.node_dir client: runtimes.node pins Node.js 18, and client/package-lock.json holds 4 packages that say they need another: @vitejs/plugin-react 6.3.1 (engines.node "^20.19.0 || >=22.12.0"), oxlint 1.96.0 (engines.node "^20.19.0 || >=22.12.0"), rolldown 1.3.4 (engines.node "^20.19.0 || >=22.12.0"), vite 8.4.1 (engines.node "^20.19.0 || >=22.12.0"); npm ci installs them with a warning only (EBADENGINE), and the build or the app then fails on the host in their own words (vite 8 on Node.js 18: "does not provide an export named \'styleText\'")\n  fix: pin a Node.js they run on in runtimes.node.version (20: a version of it satisfies every package\'s range), then run ops provision; or lock versions that run on Node.js 18 (npm install <package>@<version> in client)',
+    ]);
+    // An exact pin is taken as it is; a major, as any version of it (Debian's package).
+    expect((await check(files, { runtimes: { node: { strategy: 'nvm', version: '22.11.0' } } })).problems).toEqual([expect.stringContaining('runtimes.node pins Node.js 22.11.0, and client/package-lock.json holds 4 packages')]);
+    expect((await check(files, { runtimes: { node: { strategy: 'nvm', version: '22.12.0' } } })).problems).toEqual([]);
+    expect((await check(files, { runtimes: { node: { strategy: 'debian', version: '20' } } })).problems).toEqual([]);
+    // express-generator's lockfile runs on 18.
+    const express = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'frameworks', 'express', 'package-lock.json'), 'utf8');
+    expect((await check({ ...GOOD, 'client/package-lock.json': express })).problems).toEqual([]);
+  });
+
+  it('the project\'s own engines.node counts (its root entry), npm-shrinkwrap.json first; optional packages, links and ranges semver cannot read do not', async () => {
+    const lock = (root: Record<string, unknown>, more: Record<string, unknown> = {}) => JSON.stringify({ name: 'web', lockfileVersion: 3, packages: { '': { name: 'web', ...root }, ...more } });
+    const own = await check({ ...GOOD, 'client/package-lock.json': lock({ engines: { node: '>=20' } }) });
+    expect(own.problems).toEqual([expect.stringMatching(/^release\.node_dir client: runtimes\.node pins Node\.js 18, and client\/package-lock\.json holds a package that says it needs another: web \(engines\.node ">=20"\); npm ci installs it with a warning only .*\n {2}fix: pin a Node\.js it runs on in runtimes\.node\.version \(20: /)]);
+    const ignored = lock({}, {
+      'node_modules/fsevents': { version: '2.3.3', optional: true, os: ['darwin'], engines: { node: '^8.16.0 || ^10.6.0 || >=11.0.0 <99' } },
+      'node_modules/bin-a': { version: '1.0.0', optional: true, engines: { node: '>=99' } },
+      'node_modules/odd': { version: '1.0.0', engines: { node: 'node >= 4' } },
+      'node_modules/old': { version: '1.0.0', engines: ['node >= 0.4'] },
+      'packages/lib': { version: '1.0.0', engines: { node: '>=99' } },
+      'node_modules/lib': { resolved: 'packages/lib', link: true, engines: { node: '>=99' } },
+    });
+    expect(JSON.parse(ignored).packages['packages/lib']).toBeDefined();
+    const r = await check({ ...GOOD, 'client/package-lock.json': ignored });
+    // The workspace's own entry (packages/lib) is a package npm installs (linked): it counts; its link does not.
+    expect(r.problems).toEqual([expect.stringContaining('holds a package that says it needs another: packages/lib 1.0.0 (engines.node ">=99")')]);
+    expect((await check({ ...GOOD, 'client/package-lock.json': lock({ engines: { node: '>=20' } }), 'client/npm-shrinkwrap.json': lock({}) })).problems).toEqual([]);
+  });
+
   it('refuses `make build` and `make migrate` (the defaults) when the commit has no makefile, and only then', async () => {
     const r = await check({ ...GOOD, Makefile: undefined });
     expect(r.problems).toEqual([

@@ -8,6 +8,7 @@
 import { posix } from 'node:path';
 import type { Environment } from './config/environment.ts';
 import { OpsError } from './errors.ts';
+import { Git } from './git.ts';
 import { nodeEngineMisfits } from './node-engines.ts';
 import { fileAt, treeEntries, type TreeEntry } from './source.ts';
 import type { TreeContent } from './tree-content.ts';
@@ -100,7 +101,8 @@ const list = (items: string[], max = 5) => `${items.slice(0, max).join(', ')}${i
  * The commit `sha` of `repo` against `env`'s release settings and programs, from its tree listing and a few files
  * (the requirements file's first lines, the root makefile): release.python_requirements, release.node_dir (its
  * package.json and npm's lockfile, whose packages must run on the pinned Node.js: core/node-engines.ts), release.build and release.migrate when they are `make [target]` (the defaults
- * `make build`, `make migrate`), programs.<name>.directory. Paths are relative to the repository root, which is the
+ * `make build`, `make migrate`), programs.<name>.directory; and warns of settings a framework reads from its process
+ * environment only that no program gets (processOnlySettings). Paths are relative to the repository root, which is the
  * release directory (build, migrate and programs run there). `tree`: the plan's tree content (submodules,
  * export-ignored paths). Never throws for what it finds: problems and warnings are returned (preflightError).
  * @throws GitError when the commit cannot be read.
@@ -191,7 +193,52 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
         `programs.${name}.directory ${missing(kind, program.directory, at)}: release.build (${build})${beforeSwitch.length ? ' or a before_switch hook' : ''} must make it, else supervisor cannot start ${name} ("couldn't chdir") after the build`,
       );
   }
+  warnings.push(...(await processOnlySettings(repo, sha, env)));
   return { problems, warnings };
+}
+
+/**
+ * Variable prefixes frameworks read settings from in their own process environment only, never from a `.env` file
+ * while they serve: Flask's `app.config.from_prefixed_env()` (FLASK_*; the `flask` command loads a .env, gunicorn and
+ * uWSGI do not: Flask docs, "Configuration Handling"), Nuxt's runtimeConfig (NUXT_*) and Nitro's (NITRO_*), which read
+ * no .env in production (Nuxt docs, "Runtime Config").
+ */
+const PROCESS_ONLY_PREFIXES: [prefix: string, reader: string][] = [
+  ['FLASK_', "Flask's from_prefixed_env (the flask command loads a .env; gunicorn does not)"],
+  ['NUXT_', "Nuxt's runtimeConfig (no .env is read in production)"],
+  ['NITRO_', "Nitro's runtimeConfig (no .env is read in production)"],
+];
+
+/**
+ * What in an app's code or a program's command loads a `.env` file into the process itself: python-dotenv,
+ * django-environ, pydantic-settings' env_file, Node's dotenv, dotenv-cli, node --env-file, process.loadEnvFile, a
+ * shell sourcing it. An extended regular expression (git grep -E reads it too).
+ */
+const LOADS_DOTENV = String.raw`load_dotenv|dotenv_values|read_env|env_file|dotenv/config|require\(['"]dotenv['"]\)|from ['"]dotenv['"]|loadEnvFile|env-file|dotenv -e|/\.env([^A-Za-z0-9_]|$)`;
+
+/**
+ * Warnings for the `.env` values (env) a framework reads from its process environment only (PROCESS_ONLY_PREFIXES)
+ * that no program gets: not in any programs.<name>.env, no program's command loading the .env (`set -a; .
+ * {release}/.env`, `--env-file`), and nothing in commit `sha`'s code that loads one (LOADS_DOTENV, `git grep` of its
+ * Python and JavaScript files). The build and migration get them (they pass), the app then serves without them,
+ * silently (Flask without its FLASK_SECRET_KEY answers 500 to a request using the session), while the deploy says it
+ * is live. A warning: an app may load the file in a way not seen here.
+ */
+async function processOnlySettings(repo: string, sha: string, env: Environment): Promise<string[]> {
+  const programs = Object.values(env.config.programs);
+  const given = new Set(programs.flatMap((p) => Object.keys(p.env)));
+  const lost = Object.keys(env.config.env).filter((name) => !given.has(name) && PROCESS_ONLY_PREFIXES.some(([prefix]) => name.startsWith(prefix)));
+  if (!lost.length || programs.some((p) => new RegExp(LOADS_DOTENV).test(p.command))) return [];
+  const code = ['*.py', '*.js', '*.mjs', '*.cjs', '*.ts', '*.mts', ':!:**/node_modules/**'];
+  const grep = await new Git(repo).run(['grep', '-l', '-I', '-E', '-e', LOADS_DOTENV, sha, '--', ...code]);
+  if (grep.code === 0 && grep.stdout.trim()) return [];
+  return PROCESS_ONLY_PREFIXES.flatMap(([prefix, reader]) => {
+    const names = lost.filter((n) => n.startsWith(prefix));
+    if (!names.length) return [];
+    return [
+      `env ${list(names, 4)} ${names.length > 1 ? 'are' : 'is'} written to the release's .env only, and ${reader} reads ${prefix}* from the process environment: a program gets only HOME, PATH, OPS_RELEASE, OPS_SLOT and its programs.<name>.env, and nothing in commit ${sha.slice(0, 12)} loads the .env (no load_dotenv, read_env, dotenv...), so the app would serve without ${names.length > 1 ? 'them' : 'it'} (its default, or none) while the deploy says it is live; let the app read the file (python-dotenv's load_dotenv() in the app factory, Node's dotenv), or start the program through the shell reader: command: "sh -c 'set -a; . {release}/.env; exec <program>'" with shell in dotenv.readers`,
+    ];
+  });
 }
 
 /**

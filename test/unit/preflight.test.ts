@@ -153,6 +153,29 @@ describe('preflight of a commit against the release settings', () => {
     expect((await check({ ...GOOD, 'client/package-lock.json': lock({ engines: { node: '>=20' } }), 'client/npm-shrinkwrap.json': lock({}) })).problems).toEqual([]);
   });
 
+  it('warns of FLASK_*, NUXT_*, NITRO_* values only the .env holds when neither a program\'s env, its command nor the app\'s code loads the file (Flask\'s from_prefixed_env under gunicorn)', async () => {
+    const factory = 'from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n    app.config.from_prefixed_env()\n    return app\n';
+    const settings = (env: Record<string, unknown>, command = "venv/bin/gunicorn 'hello:create_app()'", programEnv: Record<string, string> = {}) => ({
+      env,
+      programs: { server: { command, port: 3579, health: '/health', env: programEnv }, client: { command: 'run', port: 3000 } },
+    });
+    const files = { ...GOOD, 'server/hello.py': factory };
+    const r = await check(files, settings({ FLASK_SECRET_KEY: { secret: 'secret_key' }, FLASK_DEBUG: 'false', APP_MODE: 'live', NUXT_API_TOKEN: 'x' }));
+    expect(r.problems).toEqual([]);
+    expect(r.warnings).toEqual([
+      expect.stringMatching(/^env FLASK_SECRET_KEY, FLASK_DEBUG are written to the release's \.env only, and Flask's from_prefixed_env \(the flask command loads a \.env; gunicorn does not\) reads FLASK_\* from the process environment: .*nothing in commit [0-9a-f]{12} loads the \.env .*so the app would serve without them \(its default, or none\) while the deploy says it is live; let the app read the file .*command: "sh -c 'set -a; \. \{release\}\/\.env; exec <program>'" with shell in dotenv\.readers$/),
+      expect.stringMatching(/^env NUXT_API_TOKEN is written to the release's \.env only, and Nuxt's runtimeConfig \(no \.env is read in production\) reads NUXT_\* from the process environment: .* without it /),
+    ]);
+    const quiet = async (f: Record<string, string | undefined>, s: Record<string, unknown>) => expect((await check(f, s)).warnings).toEqual([]);
+    // Given to the program, loaded by its command, or by the app's code (python-dotenv, Node's dotenv): nothing to say.
+    await quiet(files, settings({ FLASK_DEBUG: 'false' }, undefined, { FLASK_DEBUG: 'false' }));
+    await quiet(files, settings({ FLASK_SECRET_KEY: 'x' }, "sh -c 'set -a; . {release}/.env; exec venv/bin/gunicorn hello:create_app()'"));
+    await quiet({ ...files, 'server/hello.py': `from dotenv import load_dotenv\nload_dotenv()\n${factory}` }, settings({ FLASK_SECRET_KEY: 'x' }));
+    await quiet({ ...files, 'web/server.mjs': "import 'dotenv/config';\n" }, settings({ NUXT_API_TOKEN: 'x' }));
+    // No such prefix: nothing read here.
+    await quiet(files, settings({ APP_SECRET: 'x' }));
+  });
+
   it('refuses `make build` and `make migrate` (the defaults) when the commit has no makefile, and only then', async () => {
     const r = await check({ ...GOOD, Makefile: undefined });
     expect(r.problems).toEqual([

@@ -185,7 +185,11 @@ describe('projects made by frameworks\' own generators', () => {
       // the session fails while the deploy says the release is live. Warned of before any host, with the ways out.
       expect((await get(lab.host, '/api/visits')).status).toBe(500);
       expect(reporter.lines.join('\n')).toMatch(/warning: env FLASK_SECRET_KEY is written to the release's \.env only, and Flask's from_prefixed_env .* reads FLASK_\* from the process environment/);
-      // The shell reader's way out: the .env exported into gunicorn's environment.
+      // The shell reader's way out: the .env exported into gunicorn's environment. Flask's docs' quotes nested in
+      // sh -c's are refused before any host, saying how to quote; double quotes inside then start it.
+      project.write(config({ strategy: 'npm', version: '22.12.0' }, `sh -c 'set -a; . {release}/.env; exec ${gunicorn("'")}'`, ['python-dotenv', 'node-dotenv', 'shell']));
+      const nested = await deploy(project.ctx(), project.env(), {}).then(() => undefined, (e: unknown) => e as OpsError);
+      expect(nested?.message).toMatch(/refused before any host was touched:\n- programs\.api\.command runs sh -c on a script sh cannot parse \(.*Syntax error.*\).*\n {2}fix: a ' inside the script's single quotes ends them/);
       project.write(config({ strategy: 'npm', version: '22.12.0' }, `sh -c 'set -a; . {release}/.env; exec ${gunicorn('"')}'`, ['python-dotenv', 'node-dotenv', 'shell']));
       const again = new MemoryReporter();
       await deploy(project.ctx(again), project.env(), {});

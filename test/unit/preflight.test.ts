@@ -176,6 +176,33 @@ describe('preflight of a commit against the release settings', () => {
     await quiet(files, settings({ APP_SECRET: 'x' }));
   });
 
+  it('refuses a program started through sh -c whose script the shell cannot parse (gunicorn\'s \'hello:create_app()\' nested in the single quotes), saying how to quote it', async () => {
+    const program = (command: string) => ({ programs: { server: { command, port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } } });
+    const nested = await check(GOOD, program("sh -c 'set -a; . {release}/.env; exec venv/bin/gunicorn 'hello:create_app()''"));
+    expect(nested.problems).toEqual([
+      expect.stringMatching(/^programs\.server\.command runs sh -c on a script sh cannot parse \(.*Syntax error.*\(.*\): supervisor would start it after the build and it would fail on every start\n {2}fix: a ' inside the script's single quotes ends them, and what follows is outside: quote inside with double quotes \("hello:create_app\(\)"\); correct the script \(check it with sh -n -c '<script>'\)$/),
+    ]);
+    expect((await check(GOOD, program('sh -c \'set -a; . {release}/.env; exec venv/bin/gunicorn "hello:create_app()"\''))).problems).toEqual([]);
+    expect((await check(GOOD, program("bash -lc 'exec venv/bin/app; fi'"))).problems).toEqual([expect.stringMatching(/^programs\.server\.command runs bash -c on a script bash cannot parse \(.*fi.*\): .*\n {2}fix: correct the script/)]);
+    // Not a shell's script: a program's own -c (python -c), or sh running a file.
+    expect((await check(GOOD, program("python3 -c 'print(('"))).problems).toEqual([]);
+    expect((await check(GOOD, program('sh run.sh -c'))).problems).toEqual([]);
+  });
+
+  it('warns of a program\'s --env-file that, read from its directory, names no file (uvicorn --env-file .env in api/: its start fails after the build); the release\'s .env, a committed file or a host path pass', async () => {
+    const api = (command: string, directory = 'server') => ({ programs: { server: { command, directory, port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } } });
+    const uvicorn = 'venv/bin/uvicorn --factory main:create_app --host 127.0.0.1 --port {port}';
+    const r = await check(GOOD, api(`${uvicorn} --env-file .env`));
+    expect(r.problems).toEqual([]);
+    expect(r.warnings).toEqual([
+      expect.stringMatching(/^programs\.server\.command passes --env-file \.env, read from its directory server: server\/\.env, which is not in commit [0-9a-f]{12} and which the deploy does not write \(the release's \.env is at its root\): unless release\.build makes it, the program fails its start after the build \(uvicorn: "Path '\.env' does not exist"; node: not found\); to read the release's \.env, write --env-file \{release\}\/\.env$/),
+    ]);
+    expect((await check(GOOD, api('{node} --env-file-if-exists=.env server.js'))).warnings).toEqual([expect.stringMatching(/passes --env-file-if-exists \.env, read from its directory server: server\/\.env, .*: unless release\.build makes it, the program reads no file and serves without the values; /)]);
+    for (const fine of [`${uvicorn} --env-file {release}/.env`, `${uvicorn} --env-file ../.env`, `${uvicorn} --env-file=/etc/sample.env`, '{node} --env-file=app.py x.js'])
+      expect((await check(GOOD, api(fine))).warnings, fine).toEqual([]);
+    expect((await check(GOOD, api(`${uvicorn} --env-file .env`, '.'))).warnings).toEqual([]);
+  });
+
   it('refuses `make build` and `make migrate` (the defaults) when the commit has no makefile, and only then', async () => {
     const r = await check({ ...GOOD, Makefile: undefined });
     expect(r.problems).toEqual([

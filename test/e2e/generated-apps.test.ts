@@ -94,6 +94,26 @@ def create_app():
     return app
 `;
 
+/** FastAPI's app built by a factory, as uvicorn's `--factory` starts it; its greeting from the process environment. */
+const FASTAPI_FACTORY = `import os
+
+from fastapi import FastAPI
+
+
+def create_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/health")
+    def health():
+        return {"ok": True}
+
+    @app.get("/greeting")
+    def greeting():
+        return {"greeting": os.environ.get("GREETING", "unset")}
+
+    return app
+`;
+
 const lab = labHost('gen');
 const root = mkdtempSync(join(tmpdir(), 'ops-generated-'));
 
@@ -195,6 +215,35 @@ describe('projects made by frameworks\' own generators', () => {
       await deploy(project.ctx(again), project.env(), {});
       expect(await get(lab.host, '/api/visits')).toEqual({ status: 200, body: '{"visits":1}\n' });
       expect(again.lines.join('\n')).not.toMatch(/warning: env FLASK_/);
+    } finally {
+      project.cleanup();
+    }
+  }, 600_000);
+
+  it('a FastAPI app factory under uvicorn --factory in api/: its --env-file .env (api/.env, no file) warned of and failing the start, the live release kept; --env-file {release}/.env gives it the .env', async () => {
+    const repo = join(root, 'fastapi');
+    initRepo(repo, { 'api/main.py': FASTAPI_FACTORY, 'api/requirements.txt': 'fastapi==0.115.6\nuvicorn==0.32.1\npython-dotenv==1.0.1\n' });
+    const config = (envFile: string) =>
+      webConfig(lab.host, repo, {
+        release: { python_requirements: 'api/requirements.txt', node_dir: '', build: '', migrate: '' },
+        packages: { pip_index_url: pypiIndexUrl, npm_registry: npmRegistryUrl },
+        env: { GREETING: 'from the .env' },
+        programs: { web: { command: `{release}/venv/bin/uvicorn --factory main:create_app --host 127.0.0.1 --port {port} --env-file ${envFile}`, directory: 'api', port: 5100, health: '/health' } },
+        routes: { '/': 'web' },
+      });
+    const project = makeProject('e2e', config('.env'));
+    try {
+      const before = await get(lab.host, '/');
+      const reporter = new MemoryReporter();
+      const failed = await deploy(project.ctx(reporter), project.env(), {}).then(() => undefined, (e: unknown) => e as OpsError);
+      expect(reporter.lines.join('\n')).toMatch(/warning: programs\.web\.command passes --env-file \.env, read from its directory api: api\/\.env, which is not in commit [0-9a-f]{12} .*write --env-file \{release\}\/\.env/);
+      expect(failed?.message).toMatch(/Path '\.env' does not exist/);
+      expect(await get(lab.host, '/'), 'the release before it still serves').toEqual(before);
+      project.write(config('{release}/.env'));
+      const again = new MemoryReporter();
+      await deploy(project.ctx(again), project.env(), {});
+      expect(await get(lab.host, '/greeting')).toEqual({ status: 200, body: '{"greeting":"from the .env"}' });
+      expect(again.lines.join('\n')).not.toMatch(/warning: programs\.web\.command passes --env-file/);
     } finally {
       project.cleanup();
     }

@@ -3,11 +3,16 @@
 // error (an empty venv stored as a shared set, `cd: web: No such file or directory`, npm ci's usage text, make's
 // "No rule to make target", supervisor's "couldn't chdir"). Only what the tree listing (git ls-tree, read once:
 // core/source.ts treeEntries) says for sure is refused; what a command could make or a tool could find otherwise
-// is at most a warning. No parser of make, TOML or package.json: names and a few plain lines.
+// is at most a warning. No parser of make, TOML or package.json: names and a few plain lines; npm's lockfile (JSON)
+// for the Node.js its packages say they need (core/node-engines.ts).
+import { spawnSync } from 'node:child_process';
 import { posix } from 'node:path';
 import type { Environment } from './config/environment.ts';
 import { OpsError } from './errors.ts';
+import { Git } from './git.ts';
+import { nodeEngineMisfits } from './node-engines.ts';
 import { fileAt, treeEntries, type TreeEntry } from './source.ts';
+import { commandWords } from './supervisor.ts';
 import type { TreeContent } from './tree-content.ts';
 
 /** What preflight found: problems refuse the deploy (each says setting, path, what was found, how to fix), warnings are said. */
@@ -96,9 +101,12 @@ const list = (items: string[], max = 5) => `${items.slice(0, max).join(', ')}${i
 
 /**
  * The commit `sha` of `repo` against `env`'s release settings and programs, from its tree listing and a few files
- * (the requirements file's first lines, the root makefile): release.python_requirements, release.node_dir (its
- * package.json and npm's lockfile), release.build and release.migrate when they are `make [target]` (the defaults
- * `make build`, `make migrate`), programs.<name>.directory. Paths are relative to the repository root, which is the
+ * (the requirements file's first lines, the root makefile, npm's lockfile): release.python_requirements,
+ * release.node_dir (its package.json and npm's lockfile, whose packages must run on the pinned Node.js:
+ * core/node-engines.ts), release.build and release.migrate when they are `make [target]` (the defaults `make build`,
+ * `make migrate`), programs.<name>.directory, a program's `sh -c` script (shellScriptProblems); warned of: a
+ * program's `--env-file` naming no file (envFileWarnings), settings a framework reads from its process environment
+ * only that no program gets (processOnlySettings). Paths are relative to the repository root, which is the
  * release directory (build, migrate and programs run there). `tree`: the plan's tree content (submodules,
  * export-ignored paths). Never throws for what it finds: problems and warnings are returned (preflightError).
  * @throws GitError when the commit cannot be read.
@@ -156,6 +164,11 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
         problems.push(
           `release.node_dir ${shown} has no package-lock.json (nor npm-shrinkwrap.json) in commit ${at}: npm ci installs only from npm's lockfile${others.length ? `; found ${others.map((l) => `${inDir(l)} (${OTHER_NODE_LOCKS[l]}'s)`).join(', ')}, which npm ci does not read` : ''}\n  fix: generate it (cd ${shown} && npm install --package-lock-only${others.includes('yarn.lock') ? ': npm takes the versions yarn.lock pins' : ''}) and commit it; or install with ${others.length ? OTHER_NODE_LOCKS[others[0]!] : 'your package manager'} in release.build and set release.node_dir to ""`,
         );
+      else {
+        const lockName = listing.has(inDir('npm-shrinkwrap.json')) ? 'npm-shrinkwrap.json' : 'package-lock.json';
+        const problem = engineProblem(await fileAt(repo, sha, inDir(lockName)), inDir(lockName), shown, env.config.runtimes.node.version);
+        if (problem) problems.push(problem);
+      }
     }
   }
 
@@ -184,7 +197,136 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
         `programs.${name}.directory ${missing(kind, program.directory, at)}: release.build (${build})${beforeSwitch.length ? ' or a before_switch hook' : ''} must make it, else supervisor cannot start ${name} ("couldn't chdir") after the build`,
       );
   }
+  problems.push(...shellScriptProblems(env));
+  warnings.push(...envFileWarnings(env, listing, at), ...(await processOnlySettings(repo, sha, env)));
   return { problems, warnings };
+}
+
+/** Options that name a dotenv file a program loads itself: uvicorn's `--env-file` (a missing file fails its start: click's "Path '.env' does not exist"), Node's `--env-file` (fails too) and `--env-file-if-exists` (reads nothing, silently: Node.js docs, "Command-line API"). */
+const ENV_FILE_OPTIONS = ['--env-file', '--env-file-if-exists'];
+
+/**
+ * Warnings for programs whose command names, with ENV_FILE_OPTIONS, a relative dotenv file that is neither the
+ * release's `.env` (at the release's root: `{release}/.env`, or `.env` from a program there) nor a file of the commit
+ * (`listing`): read from the program's `directory`, `--env-file .env` there finds no file unless the build makes one,
+ * and the start fails after the build on each host (uvicorn, node), or the app serves without the values
+ * (`--env-file-if-exists`). A warning, as a program directory the commit lacks is: the build may write that file. An
+ * absolute path (a host's own file) or one out of the release is not judged.
+ */
+function envFileWarnings(env: Environment, listing: Listing, at: string): string[] {
+  const warnings: string[] = [];
+  for (const [name, program] of Object.entries(env.config.programs)) {
+    const words = commandWords(program.command);
+    if (!Array.isArray(words)) continue;
+    for (const [i, w] of words.entries()) {
+      const option = ENV_FILE_OPTIONS.find((o) => w.text === o || w.text.startsWith(`${o}=`));
+      const value = option && (w.text === option ? words[i + 1]?.text : w.text.slice(option.length + 1));
+      if (!option || !value || value.startsWith('/')) continue;
+      const dir = norm(program.directory ?? '.');
+      const path = value.startsWith('{release}/') ? norm(value.slice('{release}/'.length)) : norm(posix.join(dir || '.', value));
+      if (path === '.env' || listing.has(path) || path.startsWith('../') || path === '..') continue;
+      warnings.push(
+        `programs.${name}.command passes ${option} ${value}, read from its directory ${dir || '.'}: ${path}, which is not in commit ${at} and which the deploy does not write (the release's .env is at its root): unless release.build makes it, ${option === '--env-file' ? 'the program fails its start after the build (uvicorn: "Path \'.env\' does not exist"; node: not found)' : 'the program reads no file and serves without the values'}; to read the release's .env, write ${option} {release}/.env`,
+      );
+    }
+  }
+  return warnings;
+}
+
+/** Shells a program's command may run its line through (`sh -c '...'`, README programs.<name>.command), by the first word's name. */
+const SHELLS = new Set(['sh', 'dash', 'bash']);
+
+/**
+ * The refusals of programs whose command runs a shell on a script (`sh -c '<script>'`, `bash -lc ...`) that this
+ * machine's same shell cannot parse (`sh -n`: read, not run): supervisor starts the shell, which fails on every start
+ * with its own "Syntax error", after the build, on each host. The likely cause is said when the script's word is
+ * made of several quoted parts: a quote of the same kind inside the script's quotes ends them (Flask's docs'
+ * `gunicorn 'hello:create_app()'` inside `sh -c '...'`). A shell this machine lacks is not judged.
+ */
+function shellScriptProblems(env: Environment): string[] {
+  const problems: string[] = [];
+  for (const [name, program] of Object.entries(env.config.programs)) {
+    const words = commandWords(program.command);
+    if (!Array.isArray(words) || !words[0]) continue;
+    const shell = posix.basename(words[0].text);
+    if (!SHELLS.has(shell)) continue;
+    // Its options up to the one holding c (-c, -ec, -lc); the script is the next word.
+    const c = words.findIndex((w, i) => i > 0 && /^-[a-z]*c[a-z]*$/.test(w.text));
+    const script = c > 0 ? words[c + 1] : undefined;
+    if (!script || words.slice(1, c).some((w) => !w.text.startsWith('-'))) continue;
+    const checked = spawnSync(shell, ['-n', '-c', script.text], { encoding: 'utf8', timeout: 5000 });
+    if (checked.error || checked.status === 0) continue;
+    const said = checked.stderr.trim().split('\n')[0] ?? '';
+    const raw = program.command.slice(script.start, script.end);
+    const outer = raw[0] === "'" || raw[0] === '"' ? raw[0] : undefined;
+    const nested = outer !== undefined && raw.split(outer).length > 3;
+    problems.push(
+      `programs.${name}.command runs ${shell} -c on a script ${shell} cannot parse (${said || `exit code ${checked.status}`}): supervisor would start it after the build and it would fail on every start` +
+        `\n  fix: ${nested ? `a ${outer} inside the script's ${outer === "'" ? 'single' : 'double'} quotes ends them, and what follows is outside: quote inside with ${outer === "'" ? 'double quotes ("hello:create_app()")' : "single quotes ('hello:create_app()')"}; ` : ''}correct the script (check it with ${shell} -n -c '<script>')`,
+    );
+  }
+  return problems;
+}
+
+/**
+ * Variable prefixes frameworks read settings from in their own process environment only, never from a `.env` file
+ * while they serve: Flask's `app.config.from_prefixed_env()` (FLASK_*; the `flask` command loads a .env, gunicorn and
+ * uWSGI do not: Flask docs, "Configuration Handling"), Nuxt's runtimeConfig (NUXT_*) and Nitro's (NITRO_*), which read
+ * no .env in production (Nuxt docs, "Runtime Config").
+ */
+const PROCESS_ONLY_PREFIXES: [prefix: string, reader: string][] = [
+  ['FLASK_', "Flask's from_prefixed_env (the flask command loads a .env; gunicorn does not)"],
+  ['NUXT_', "Nuxt's runtimeConfig (no .env is read in production)"],
+  ['NITRO_', "Nitro's runtimeConfig (no .env is read in production)"],
+];
+
+/**
+ * What in an app's code or a program's command loads a `.env` file into the process itself: python-dotenv,
+ * django-environ, pydantic-settings' env_file, Node's dotenv, dotenv-cli, node --env-file, process.loadEnvFile, a
+ * shell sourcing it. An extended regular expression (git grep -E reads it too).
+ */
+const LOADS_DOTENV = String.raw`load_dotenv|dotenv_values|read_env|env_file|dotenv/config|require\(['"]dotenv['"]\)|from ['"]dotenv['"]|loadEnvFile|env-file|dotenv -e|/\.env([^A-Za-z0-9_]|$)`;
+
+/**
+ * Warnings for the `.env` values (env) a framework reads from its process environment only (PROCESS_ONLY_PREFIXES)
+ * that no program gets: not in any programs.<name>.env, no program's command loading the .env (`set -a; .
+ * {release}/.env`, `--env-file`), and nothing in commit `sha`'s code that loads one (LOADS_DOTENV, `git grep` of its
+ * Python and JavaScript files). The build and migration get them (they pass), the app then serves without them,
+ * silently (Flask without its FLASK_SECRET_KEY answers 500 to a request using the session), while the deploy says it
+ * is live. A warning: an app may load the file in a way not seen here.
+ */
+async function processOnlySettings(repo: string, sha: string, env: Environment): Promise<string[]> {
+  const programs = Object.values(env.config.programs);
+  const given = new Set(programs.flatMap((p) => Object.keys(p.env)));
+  const lost = Object.keys(env.config.env).filter((name) => !given.has(name) && PROCESS_ONLY_PREFIXES.some(([prefix]) => name.startsWith(prefix)));
+  if (!lost.length || programs.some((p) => new RegExp(LOADS_DOTENV).test(p.command))) return [];
+  const code = ['*.py', '*.js', '*.mjs', '*.cjs', '*.ts', '*.mts', ':!:**/node_modules/**'];
+  const grep = await new Git(repo).run(['grep', '-l', '-I', '-E', '-e', LOADS_DOTENV, sha, '--', ...code]);
+  if (grep.code === 0 && grep.stdout.trim()) return [];
+  return PROCESS_ONLY_PREFIXES.flatMap(([prefix, reader]) => {
+    const names = lost.filter((n) => n.startsWith(prefix));
+    if (!names.length) return [];
+    return [
+      `env ${list(names, 4)} ${names.length > 1 ? 'are' : 'is'} written to the release's .env only, and ${reader} reads ${prefix}* from the process environment: a program gets only HOME, PATH, OPS_RELEASE, OPS_SLOT and its programs.<name>.env, and nothing in commit ${sha.slice(0, 12)} loads the .env (no load_dotenv, read_env, dotenv...), so the app would serve without ${names.length > 1 ? 'them' : 'it'} (its default, or none) while the deploy says it is live; let the app read the file (python-dotenv's load_dotenv() in the app factory, Node's dotenv), or start the program through the shell reader: command: "sh -c 'set -a; . {release}/.env; exec <program>'" with shell in dotenv.readers`,
+    ];
+  });
+}
+
+/**
+ * The refusal of a lockfile (`text` of `path`, npm's) whose packages need a Node.js other than `pinned`
+ * (runtimes.node.version): what nodeEngineMisfits finds, the packages named with their ranges, and the fix (the
+ * lowest major every range takes). undefined when all fit, or the lockfile cannot be read.
+ */
+function engineProblem(text: string | undefined, path: string, shown: string, pinned: string): string | undefined {
+  if (text === undefined) return undefined;
+  const { misfits, fits } = nodeEngineMisfits(text, pinned);
+  if (!misfits.length) return undefined;
+  const named = misfits.map((m) => `${m.name}${m.version ? ` ${m.version}` : ''} (engines.node "${m.range}")`);
+  const they = misfits.length > 1 ? 'they' : 'it';
+  return (
+    `release.node_dir ${shown}: runtimes.node pins Node.js ${pinned}, and ${path} holds ${misfits.length > 1 ? `${misfits.length} packages` : 'a package'} that ${misfits.length > 1 ? 'say they need' : 'says it needs'} another: ${list(named, 4)}; npm ci installs ${they === 'they' ? 'them' : 'it'} with a warning only (EBADENGINE), and the build or the app then fails on the host in ${they === 'they' ? 'their' : 'its'} own words (vite 8 on Node.js 18: "does not provide an export named 'styleText'")` +
+    `\n  fix: pin a Node.js ${they} run${they === 'they' ? '' : 's'} on in runtimes.node.version${fits !== undefined ? ` (${fits}: a version of it satisfies every package's range)` : ''}, then run ops provision; or lock versions that run on Node.js ${pinned} (npm install <package>@<version> in ${shown})`
+  );
 }
 
 /** The longest file name Linux filesystems take, in bytes (NAME_MAX, limits.h; ext4, xfs, btrfs alike). */

@@ -116,6 +116,93 @@ describe('preflight of a commit against the release settings', () => {
     expect((await check({ ...GOOD, 'client/package-lock.json': undefined, 'client/npm-shrinkwrap.json': '{}' })).problems).toEqual([]);
   });
 
+  it('refuses a lockfile whose packages say they need another Node.js than runtimes.node pins (create-vite\'s React template on the default 18), naming them and a major that fits', async () => {
+    // The lockfile create-vite 9.3 wrote for its React template (test/fixtures/frameworks/vite-react): vite 8 and
+    // rolldown need ^20.19.0 || >=22.12.0; its platform binaries are optional (skipped), as npm skips them.
+    const vite = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'frameworks', 'vite-react', 'package-lock.json'), 'utf8');
+    const files = { ...GOOD, 'client/package.json': '{"name": "vite-react"}\n', 'client/package-lock.json': vite };
+    const r = await check(files);
+    expect(r.problems).toEqual([
+      'release.node_dir client: runtimes.node pins Node.js 18, and client/package-lock.json holds 4 packages that say they need another: @vitejs/plugin-react 6.3.1 (engines.node "^20.19.0 || >=22.12.0"), oxlint 1.96.0 (engines.node "^20.19.0 || >=22.12.0"), rolldown 1.3.4 (engines.node "^20.19.0 || >=22.12.0"), vite 8.4.1 (engines.node "^20.19.0 || >=22.12.0"); npm ci installs them with a warning only (EBADENGINE), and the build or the app then fails on the host in their own words (vite 8 on Node.js 18: "does not provide an export named \'styleText\'")\n  fix: pin a Node.js they run on in runtimes.node.version (20: a version of it satisfies every package\'s range), then run ops provision; or lock versions that run on Node.js 18 (npm install <package>@<version> in client)',
+    ]);
+    // An exact pin is taken as it is; a major, as any version of it (Debian's package).
+    expect((await check(files, { runtimes: { node: { strategy: 'nvm', version: '22.11.0' } } })).problems).toEqual([expect.stringContaining('runtimes.node pins Node.js 22.11.0, and client/package-lock.json holds 4 packages')]);
+    expect((await check(files, { runtimes: { node: { strategy: 'nvm', version: '22.12.0' } } })).problems).toEqual([]);
+    expect((await check(files, { runtimes: { node: { strategy: 'debian', version: '20' } } })).problems).toEqual([]);
+    // express-generator's lockfile runs on 18.
+    const express = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'frameworks', 'express', 'package-lock.json'), 'utf8');
+    expect((await check({ ...GOOD, 'client/package-lock.json': express })).problems).toEqual([]);
+  });
+
+  it('the project\'s own engines.node counts (its root entry), npm-shrinkwrap.json first; optional packages, links and ranges semver cannot read do not', async () => {
+    const lock = (root: Record<string, unknown>, more: Record<string, unknown> = {}) => JSON.stringify({ name: 'web', lockfileVersion: 3, packages: { '': { name: 'web', ...root }, ...more } });
+    const own = await check({ ...GOOD, 'client/package-lock.json': lock({ engines: { node: '>=20' } }) });
+    expect(own.problems).toEqual([expect.stringMatching(/^release\.node_dir client: runtimes\.node pins Node\.js 18, and client\/package-lock\.json holds a package that says it needs another: web \(engines\.node ">=20"\); npm ci installs it with a warning only .*\n {2}fix: pin a Node\.js it runs on in runtimes\.node\.version \(20: /)]);
+    const ignored = lock({}, {
+      'node_modules/fsevents': { version: '2.3.3', optional: true, os: ['darwin'], engines: { node: '^8.16.0 || ^10.6.0 || >=11.0.0 <99' } },
+      'node_modules/bin-a': { version: '1.0.0', optional: true, engines: { node: '>=99' } },
+      'node_modules/odd': { version: '1.0.0', engines: { node: 'node >= 4' } },
+      'node_modules/old': { version: '1.0.0', engines: ['node >= 0.4'] },
+      'packages/lib': { version: '1.0.0', engines: { node: '>=99' } },
+      'node_modules/lib': { resolved: 'packages/lib', link: true, engines: { node: '>=99' } },
+    });
+    expect(JSON.parse(ignored).packages['packages/lib']).toBeDefined();
+    const r = await check({ ...GOOD, 'client/package-lock.json': ignored });
+    // The workspace's own entry (packages/lib) is a package npm installs (linked): it counts; its link does not.
+    expect(r.problems).toEqual([expect.stringContaining('holds a package that says it needs another: packages/lib 1.0.0 (engines.node ">=99")')]);
+    expect((await check({ ...GOOD, 'client/package-lock.json': lock({ engines: { node: '>=20' } }), 'client/npm-shrinkwrap.json': lock({}) })).problems).toEqual([]);
+  });
+
+  it('warns of FLASK_*, NUXT_*, NITRO_* values only the .env holds when neither a program\'s env, its command nor the app\'s code loads the file (Flask\'s from_prefixed_env under gunicorn)', async () => {
+    const factory = 'from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n    app.config.from_prefixed_env()\n    return app\n';
+    const settings = (env: Record<string, unknown>, command = "venv/bin/gunicorn 'hello:create_app()'", programEnv: Record<string, string> = {}) => ({
+      env,
+      programs: { server: { command, port: 3579, health: '/health', env: programEnv }, client: { command: 'run', port: 3000 } },
+    });
+    const files = { ...GOOD, 'server/hello.py': factory };
+    const r = await check(files, settings({ FLASK_SECRET_KEY: { secret: 'secret_key' }, FLASK_DEBUG: 'false', APP_MODE: 'live', NUXT_API_TOKEN: 'x' }));
+    expect(r.problems).toEqual([]);
+    expect(r.warnings).toEqual([
+      expect.stringMatching(/^env FLASK_SECRET_KEY, FLASK_DEBUG are written to the release's \.env only, and Flask's from_prefixed_env \(the flask command loads a \.env; gunicorn does not\) reads FLASK_\* from the process environment: .*nothing in commit [0-9a-f]{12} loads the \.env .*so the app would serve without them \(its default, or none\) while the deploy says it is live; let the app read the file .*command: "sh -c 'set -a; \. \{release\}\/\.env; exec <program>'" with shell in dotenv\.readers$/),
+      expect.stringMatching(/^env NUXT_API_TOKEN is written to the release's \.env only, and Nuxt's runtimeConfig \(no \.env is read in production\) reads NUXT_\* from the process environment: .* without it /),
+    ]);
+    const quiet = async (f: Record<string, string | undefined>, s: Record<string, unknown>) => expect((await check(f, s)).warnings).toEqual([]);
+    // Given to the program, loaded by its command, or by the app's code (python-dotenv, Node's dotenv): nothing to say.
+    await quiet(files, settings({ FLASK_DEBUG: 'false' }, undefined, { FLASK_DEBUG: 'false' }));
+    await quiet(files, settings({ FLASK_SECRET_KEY: 'x' }, "sh -c 'set -a; . {release}/.env; exec venv/bin/gunicorn hello:create_app()'"));
+    await quiet({ ...files, 'server/hello.py': `from dotenv import load_dotenv\nload_dotenv()\n${factory}` }, settings({ FLASK_SECRET_KEY: 'x' }));
+    await quiet({ ...files, 'web/server.mjs': "import 'dotenv/config';\n" }, settings({ NUXT_API_TOKEN: 'x' }));
+    // No such prefix: nothing read here.
+    await quiet(files, settings({ APP_SECRET: 'x' }));
+  });
+
+  it('refuses a program started through sh -c whose script the shell cannot parse (gunicorn\'s \'hello:create_app()\' nested in the single quotes), saying how to quote it', async () => {
+    const program = (command: string) => ({ programs: { server: { command, port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } } });
+    const nested = await check(GOOD, program("sh -c 'set -a; . {release}/.env; exec venv/bin/gunicorn 'hello:create_app()''"));
+    expect(nested.problems).toEqual([
+      expect.stringMatching(/^programs\.server\.command runs sh -c on a script sh cannot parse \(.*Syntax error.*\(.*\): supervisor would start it after the build and it would fail on every start\n {2}fix: a ' inside the script's single quotes ends them, and what follows is outside: quote inside with double quotes \("hello:create_app\(\)"\); correct the script \(check it with sh -n -c '<script>'\)$/),
+    ]);
+    expect((await check(GOOD, program('sh -c \'set -a; . {release}/.env; exec venv/bin/gunicorn "hello:create_app()"\''))).problems).toEqual([]);
+    expect((await check(GOOD, program("bash -lc 'exec venv/bin/app; fi'"))).problems).toEqual([expect.stringMatching(/^programs\.server\.command runs bash -c on a script bash cannot parse \(.*fi.*\): .*\n {2}fix: correct the script/)]);
+    // Not a shell's script: a program's own -c (python -c), or sh running a file.
+    expect((await check(GOOD, program("python3 -c 'print(('"))).problems).toEqual([]);
+    expect((await check(GOOD, program('sh run.sh -c'))).problems).toEqual([]);
+  });
+
+  it('warns of a program\'s --env-file that, read from its directory, names no file (uvicorn --env-file .env in api/: its start fails after the build); the release\'s .env, a committed file or a host path pass', async () => {
+    const api = (command: string, directory = 'server') => ({ programs: { server: { command, directory, port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } } });
+    const uvicorn = 'venv/bin/uvicorn --factory main:create_app --host 127.0.0.1 --port {port}';
+    const r = await check(GOOD, api(`${uvicorn} --env-file .env`));
+    expect(r.problems).toEqual([]);
+    expect(r.warnings).toEqual([
+      expect.stringMatching(/^programs\.server\.command passes --env-file \.env, read from its directory server: server\/\.env, which is not in commit [0-9a-f]{12} and which the deploy does not write \(the release's \.env is at its root\): unless release\.build makes it, the program fails its start after the build \(uvicorn: "Path '\.env' does not exist"; node: not found\); to read the release's \.env, write --env-file \{release\}\/\.env$/),
+    ]);
+    expect((await check(GOOD, api('{node} --env-file-if-exists=.env server.js'))).warnings).toEqual([expect.stringMatching(/passes --env-file-if-exists \.env, read from its directory server: server\/\.env, .*: unless release\.build makes it, the program reads no file and serves without the values; /)]);
+    for (const fine of [`${uvicorn} --env-file {release}/.env`, `${uvicorn} --env-file ../.env`, `${uvicorn} --env-file=/etc/sample.env`, '{node} --env-file=app.py x.js'])
+      expect((await check(GOOD, api(fine))).warnings, fine).toEqual([]);
+    expect((await check(GOOD, api(`${uvicorn} --env-file .env`, '.'))).warnings).toEqual([]);
+  });
+
   it('refuses `make build` and `make migrate` (the defaults) when the commit has no makefile, and only then', async () => {
     const r = await check({ ...GOOD, Makefile: undefined });
     expect(r.problems).toEqual([

@@ -157,6 +157,22 @@ if [ ! -f ${aside} ] && [ "$(stat -c %s ${f} 2>/dev/null || echo 0)" -gt ${AUDIT
 fi`;
 }
 
+/** Shell printing the audit log's own lines (`$f`, the log), whole: a rotation cut short's log aside first (rotateAudit), then the log, each ended by a newline (a torn last line too). */
+const AUDIT_LIVE_LINES = String.raw`for a in "$f.rotating" "$f"; do [ ! -f "$a" ] || { cat -- "$a"; [ -z "$(tail -c 1 -- "$a")" ] || echo; }; done`;
+
+/**
+ * Shell (one command, a subshell: pipe it, or `$(...)` it) printing the last `lines` lines of the environment's audit
+ * log, oldest first, as one consistent read: holding the log's lock shared (withAuditLock), so a rotation or an append
+ * under way is waited for, never read half done (a log renamed aside read as missing, a line read torn), and with a
+ * rotation cut short's log aside read before the log begun since, as readAudit does. The one way every reader other than
+ * `ops audit` reads it (`ops status`'s last run, `ops releases`' reasons for an interrupted deploy). Prints nothing when
+ * there is no log.
+ */
+export function auditTail(env: Target, lines: number): string {
+  return `(f=${quote(env.layout.audit)}
+${withAuditLock(env, `{ ${AUDIT_LIVE_LINES}; } | tail -n ${Math.max(1, Math.floor(lines))}`, true)})`;
+}
+
 /**
  * The last `lines` lines of the audit log, as `audit` reports (read only, holding the log's lock shared: withAuditLock):
  * AUDIT_KEYS.entry lines, oldest first, each cut at AUDIT_LINE_BYTES; written by sed rather than ops_report (one
@@ -175,7 +191,7 @@ while [ "$audit_have" -lt ${n} ] && [ "$audit_from" -gt 0 ]; do
   audit_from=$(( audit_from - 1 )); audit_have=$(( audit_have + $(zcat -- "${'$'}{stamped_files[audit_from]}" 2>/dev/null | wc -l || true) ))
 done
 { for a in "${'$'}{stamped_files[@]:audit_from}"; do zcat -- "$a" 2>/dev/null || true; done
-  for a in "$f.rotating" "$f"; do [ ! -f "$a" ] || { cat -- "$a"; [ -z "$(tail -c 1 -- "$a")" ] || echo; }; done
+  ${AUDIT_LIVE_LINES}
 } | tail -n ${n} | cut -b 1-${AUDIT_LINE_BYTES} | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`;
   return {
     name: 'read audit log',

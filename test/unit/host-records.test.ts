@@ -14,6 +14,8 @@ import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { HISTORY_KEPT_LINES, historyFunctions, parseReleaseRecord } from '../../core/steps/history.ts';
 import { AUDIT_ARCHIVES_KEPT, AUDIT_KEPT_LINES, AUDIT_KEYS, AUDIT_LINE_BYTES, AUDIT_ROTATE_BYTES, appendAudit, auditLine, parseAuditLine, readAudit, rotateAudit, type AuditEntry } from '../../core/steps/audit.ts';
 import { unlockScript } from '../../core/steps/lock.ts';
+import { lastRunShell, STATUS_KEYS } from '../../core/steps/status.ts';
+import { keptReleases, RELEASES_KEYS } from '../../core/steps/release-list.ts';
 import { quote } from '../../core/shell.ts';
 import { LIBRARY_KEYS, STAMPED_FUNCTIONS } from '../../core/steps/libraries.ts';
 
@@ -256,6 +258,58 @@ describe('the audit log read back and written to around its rotations', () => {
     expect(after).toContain(forced);
     expect(after.sort()).toEqual([...lines, entry(12_001), forced].sort());
     expect(logLines(e).at(-1)).toBe(forced);
+  });
+});
+
+/**
+ * A run's unlock rotating the audit log of scratch host `e` (its lock taken, `line` its audit line), paused where the
+ * log is renamed aside and the new one not yet in place (a slow disk), in the background: resolves once paused, with
+ * the run's end to await.
+ */
+async function pausedRotation(e: Target, line: string): Promise<{ ending: Promise<string> }> {
+  locked(e);
+  const slow = mkdtempSync(join(tmpdir(), 'ops-records-slow-'));
+  made.push(slow);
+  const mark = join(slow, 'paused');
+  writeFileSync(join(slow, 'chmod'), `#!/bin/sh\ncase "$*" in *audit.log.new*) : > ${quote(mark)}; sleep 2 ;; esac\nexec /bin/chmod "$@"\n`, { mode: 0o755 });
+  writeFileSync(join(slow, 'date'), '#!/bin/sh\necho 20261206T215000Z\n', { mode: 0o755 });
+  const ending = new Promise<string>((resolve, reject) => {
+    execFile('bash', ['-c', `${scriptPrelude}\n${unlockScript(e, RUN, [quote(line)])}`], { encoding: 'utf8', env: { ...process.env, PATH: `${slow}:${process.env.PATH}` } }, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+  for (let i = 0; i < 200 && !existsSync(mark); i++) await new Promise((r) => setTimeout(r, 25));
+  expect(existsSync(mark), 'the rotation reached its pause').toBe(true);
+  return { ending };
+}
+
+/** Run a step's script (or shell) on the scratch host by bash, in the background (a reader beside a writer), its reports parsed. */
+const readerRun = (script: string) =>
+  new Promise<StepResult>((resolve, reject) => {
+    execFile('bash', ['-c', `${scriptPrelude}\n${script}`], { encoding: 'utf8', maxBuffer: 1 << 30 }, (err, stdout) => (err ? reject(err) : resolve({ stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) })));
+  });
+
+describe('the readers of the audit log during a rotation (a real rotation of a real file, paused half done)', () => {
+  it("ops status's last run: read once the rotation is done (before, the log renamed aside read as no log: no last run, a failure not warned of)", async () => {
+    const e = host(10, [12_000]);
+    auditLog(e, 12_000);
+    const failed = entry(12_001, { result: 'failed', message: 'migration failed' });
+    const { ending } = await pausedRotation(e, failed);
+    const r = await readerRun(lastRunShell(e));
+    await ending;
+    expect(reportedAll(r, STATUS_KEYS.last_run).at(-1)).toBe(failed);
+  });
+
+  it("ops releases: an interrupted deploy's failed audit line is found once the rotation is done (before: read as missing, the reason lost)", async () => {
+    const e = host(10, [12_000, 12_002]);
+    // 12,002: an unmarked release that never went live (its deploy interrupted), its failed deploy line in the log.
+    rmSync(e.layout.current);
+    symlinkSync(join(e.layout.releases, id(12_000)), e.layout.current);
+    auditLog(e, 12_000);
+    const why = entry(12_002, { result: 'failed', message: 'interrupted: connection lost' });
+    writeFileSync(e.layout.audit, `${readFileSync(e.layout.audit, 'utf8')}${why}\n`);
+    const { ending } = await pausedRotation(e, entry(12_003));
+    const r = await readerRun(keptReleases(e).script);
+    await ending;
+    expect(reportedAll(r, RELEASES_KEYS.release_audit)).toEqual([why]);
   });
 });
 

@@ -237,6 +237,14 @@ describe('status parser', () => {
     expect(parse({ last_run: line({ result: 'success' }) }).warnings).toEqual([]);
     expect(parse({ last_run: line({ result: 'no-op', message: 'already live' }) }).warnings).toEqual([]);
     expect(parse({ last_run: 'cut short by a full disk {"time' }).warnings).toEqual([]);
+    // The last lines read (oldest first): a last one torn by a full disk, or a line edited by hand, hides no run.
+    const failed = line({ result: 'failed', message: 'migration failed' });
+    for (const after of ['{"time":"2026-11-25T14:31', '# checked by hand, all fine', '']) {
+      const t = parse({ last_run: [line({ result: 'success' }), failed, after] });
+      expect(t.lastRun).toMatchObject({ result: 'failed', message: 'migration failed' });
+      expect(t.warnings).toEqual([expect.stringMatching(/^the last run here failed: deploy by bob at .*: migration failed /)]);
+    }
+    expect(parse({ last_run: [failed, line({ result: 'success' }), 'torn {"ti'] }).warnings).toEqual([]);
   });
 
   it("a broken nginx configuration fails with nginx's own message", () => {

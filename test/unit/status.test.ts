@@ -813,9 +813,9 @@ describe('status over recording remotes', () => {
     const r = { environment: 'demo', url: '', healthy: false, hosts: [host], problems: ['web1: nginx says: <details><summary>x</summary>'], warnings: ['web1: see #123'] } as unknown as Parameters<typeof statusSummary>[0];
     const md = statusSummary(r);
     const row = md.split('\n').find((l) => l.startsWith('| web1'))!;
-    expect(row.split(/(?<!\\)\|/).length - 2).toBe(7);
+    expect(row.split(/(?<!\\)\|/).length - 2).toBe(10);
     expect(row).toBe(
-      '| web1 | `20261125T140000Z-0123456789ab` feat/a\\|b \\<b\\> | running, valid | server RUNNING\\|x \\<img src=x\\> @\u2060octocat pid 211 runs `r\\|1` | server ok |  | held: deploy by @\u2060alice \\| \\*\\*x\\*\\* |',
+      '| web1 | `20261125T140000Z-0123456789ab` feat/a\\|b \\<b\\> | running, valid |  | server RUNNING\\|x \\<img src=x\\> @\u2060octocat pid 211 runs `r\\|1` |  | server ok |  |  | held: deploy by @\u2060alice \\| \\*\\*x\\*\\* |',
     );
     expect(md).toContain('- web1: nginx says: \\<details\\>\\<summary\\>x\\</summary\\>');
     expect(md).toContain('- web1: see #\u2060123');

@@ -5,8 +5,8 @@ import { quote } from '../shell.ts';
 import { reportProvisioned } from './system.ts';
 import { STAMPED_FUNCTIONS } from './libraries.ts';
 
-/** What `readAudit` reports: `entry`, one audit line (JSON, `parseAuditLine`) each, oldest first; and PROVISIONED_KEYS. */
-export const AUDIT_KEYS = reportKeys('entry');
+/** What `readAudit` reports: `entry`, one audit line (JSON, `parseAuditLine`) each, oldest first; and PROVISIONED_KEYS. What `appendAudit` reports: `append_failed` (why its lines were not written: a full disk). */
+export const AUDIT_KEYS = reportKeys('entry', 'append_failed');
 
 export interface AuditEntry {
   time: string;
@@ -91,19 +91,25 @@ ${body}
 [ -z "$audit_fd" ] || exec {audit_fd}<&-`;
 }
 
-/** Append one entry to the environment's audit log on the host (root; the log stays 0644), on a line of its own (endTornLine), holding the log's lock (withAuditLock): the one writer that runs without the run's lock (`ops lock release`, a run whose lock was taken from it). */
-export function appendAudit(env: Target, entry: AuditEntry): Step {
+/**
+ * Append entries (one, or several in order) to the environment's audit log on the host (root; the log stays 0644), on
+ * lines of their own (endTornLine), holding the log's lock (withAuditLock): the one writer that runs without the run's
+ * lock (`ops lock release`, a run whose lock was taken from it). An append that fails (a full disk: what it wrote of a
+ * line is ended by the next append) is reported as AUDIT_KEYS.append_failed, with why, and does not fail the step, as
+ * a run's unlock reports its own (the caller warns: what it did is done whether or not its line is written).
+ */
+export function appendAudit(env: Target, entry: AuditEntry | AuditEntry[]): Step {
   const L = env.layout;
-  const line = auditLine(entry);
+  const line = (Array.isArray(entry) ? entry : [entry]).map((e) => quote(auditLine(e))).join(' ');
   return {
     name: 'audit',
     as: 'root',
     timeout: 30,
     quiet: true,
     script: `install -d -m 0755 ${quote(L.state)}
-${withAuditLock(env, `${endTornLine(L.audit)}
-printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
-chmod 0644 ${quote(L.audit)}`)}`,
+${withAuditLock(env, `if ! audit_err=$({ ${endTornLine(L.audit)}; printf '%s\\n' ${line} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report ${AUDIT_KEYS.append_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi`)}`,
   };
 }
 

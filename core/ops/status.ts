@@ -169,9 +169,12 @@ async function maskWithKey(ctx: OpsContext, env: Environment): Promise<void> {
   }
 }
 
+/** How long ago `iso` was by `now`; a time ahead of it by over a minute (the clock of the runner that wrote it, or this one, stepped) said so, never "0s ago". */
 function ago(iso: string, now: Date): string {
   const t = Date.parse(iso);
-  return Number.isNaN(t) ? '' : ` (${duration((now.getTime() - t) / 1000)} ago)`;
+  if (Number.isNaN(t)) return '';
+  const s = (now.getTime() - t) / 1000;
+  return s < -60 ? ` (${duration(-s)} after this machine's time: a clock is off)` : ` (${duration(s)} ago)`;
 }
 
 const mark = (ok: boolean) => (ok ? '✓' : '✗');

@@ -770,6 +770,8 @@ describe('status over recording remotes', () => {
     const text = formatStatus(r, new Date('2026-11-25T15:00:00Z'));
     expect(text).toContain('✓ web1 (192.0.2.1)');
     expect(text).toContain('release     20261125T140000Z-0123456789ab  0123456789ab  v2  2026-11-25 14:00 (1h 00m ago) by alice@laptop  [slot blue]');
+    // Read by a machine whose clock is behind the one that deployed (a clock stepped): said so, not "0s ago".
+    expect(formatStatus(r, new Date('2026-11-25T12:00:00Z'))).toContain('2026-11-25 14:00 (2h 00m after this machine\'s time: a clock is off) by alice@laptop');
     expect(text).toContain('✗ web2 (192.0.2.2) — 1 problem');
     expect(text.trim().split('\n').slice(-2)).toEqual(['demo: UNHEALTHY', '  web2: cannot reach it: cannot connect to web2 (deploy@192.0.2.2:22): connect ECONNREFUSED']);
     expect(statusSummary(r)).toContain('| web2 | unreachable |');

@@ -597,7 +597,9 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
       const entries = lines.length ? lines.map(parseAuditLine) : [auditEntry(env, request, { ...options.fields, ...about.get(host), result: 'failed', message: refused ? refused.message : 'stopped' }, runnerNow(ctx))];
       for (const entry of entries) {
         const failed = refused && entry.result === 'success' ? { result: 'failed' as const } : {};
-        await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed, message: `${entry.message ? `${entry.message}: ` : ''}its lock ${by}` })).catch(() => undefined);
+        const appended = await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed, message: `${entry.message ? `${entry.message}: ` : ''}its lock ${by}` })).catch(() => undefined);
+        const unwritten = appended && reported(appended, AUDIT_KEYS.append_failed);
+        if (unwritten !== undefined) ctx.reporter.warn(`${host}: the audit log could not be written (${unwritten.trim() || 'no reason given'})`);
       }
       // Its release, made and not live: marked failed as a failed run's is (the marker alone, while not live: another
       // run may hold the lock now). Not one its switch put live.

@@ -169,12 +169,22 @@ async function maskWithKey(ctx: OpsContext, env: Environment): Promise<void> {
   }
 }
 
+/** How long ago `iso` was by `now`; a time ahead of it by over a minute (the clock of the runner that wrote it, or this one, stepped) said so, never "0s ago". */
 function ago(iso: string, now: Date): string {
   const t = Date.parse(iso);
-  return Number.isNaN(t) ? '' : ` (${duration((now.getTime() - t) / 1000)} ago)`;
+  if (Number.isNaN(t)) return '';
+  const s = (now.getTime() - t) / 1000;
+  return s < -60 ? ` (${duration(-s)} after this machine's time: a clock is off)` : ` (${duration(s)} ago)`;
 }
 
 const mark = (ok: boolean) => (ok ? '✓' : '✗');
+
+// What a host's database and disk lines say, and what its visitors get: the same words on a terminal (formatStatus)
+// and in the job summary's table (statusSummary), so neither shows a fact the other leaves out.
+const databaseText = (h: HostStatus) => (h.database ?? []).map((d) => `${mark(d.verdict === 'answers')} ${d.address || d.variable} ${d.verdict === 'answers' ? 'answers' : d.verdict}`).join(', ');
+const diskText = (h: HostStatus) => (h.disk ?? []).map((d) => `${d.mount} ${(d.freeMb / 1024).toFixed(1)} GB free (${d.usedPercent}% used)`).join(', ');
+const visitorsText = (h: HostStatus) =>
+  !h.served || !h.release ? '' : h.served.ok ? `${h.served.proven ? '✓' : '?'} get release ${h.release.id}${h.served.proven ? '' : ' (not proven: see warnings)'}` : `✗ do NOT get release ${h.release.id} (see problems)`;
 
 /** The one-screen view: a block per host, then the problems, one line each. */
 export function formatStatus(r: StatusResult, now = new Date()): string {
@@ -196,7 +206,7 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
       out.push(`    nginx       ${mark(h.nginx.running)} ${h.nginx.running ? 'running' : 'NOT running'}, ${mark(h.nginx.configOk)} config ${h.nginx.configOk ? 'valid' : 'INVALID'}${site}`);
     }
     // What the visitors get, as nginx's own log proves it (the switch's proof): never only what `current` says.
-    if (h.served && rel) out.push(`    visitors    ${h.served.ok ? `${h.served.proven ? '✓' : '?'} get release ${rel.id}${h.served.proven ? " (nginx's log names the live slot's port)" : ' (not proven: see warnings)'}` : `✗ do NOT get release ${rel.id} (see problems)`} at ${h.served.url}`);
+    if (h.served && rel) out.push(`    visitors    ${visitorsText(h)}${h.served.ok && h.served.proven ? " (nginx's log names the live slot's port)" : ''} at ${h.served.url}`);
     if (h.supervisor) {
       if (!h.supervisor.running) out.push(`    supervisor  ✗ ${h.supervisor.error}`);
       else if (!h.supervisor.programs.length) out.push('    supervisor  ✓ running, no program of this app loaded');
@@ -211,13 +221,13 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
           out.push(`    ${i === 0 ? 'supervisor ' : '           '} ${p.live ? mark(ok) : ' '} ${p.program.padEnd(10)} ${p.state.padEnd(8)} ${when.padEnd(12)} ${(p.slot + (p.live ? ' (live)' : ' (previous)')).padEnd(16)}${runs}${starting ? '  starting (health check passed)' : ''}${!ok && p.description ? `  ${p.description}` : ''}`);
         });
     }
-    if (h.database?.length) out.push(`    database    ${h.database.map((d) => `${mark(d.verdict === 'answers')} ${d.address || d.variable} ${d.verdict === 'answers' ? 'answers' : d.verdict}`).join(', ')}`);
+    if (h.database?.length) out.push(`    database    ${databaseText(h)}`);
     if (h.health?.length) out.push(`    health      ${h.health.map((x) => `${mark(x.ok)} ${x.program}${x.ok ? '' : ` (${x.detail})`}`).join(', ')}`);
     if (h.certificate) {
       const c = h.certificate;
       out.push(`    certificate ${c.state === 'ok' ? `${mark((c.daysLeft ?? 0) >= CERT_FAIL_DAYS)} expires ${c.notAfter?.slice(0, 10)} (${c.daysLeft} days)${c.names.length ? `  ${c.names.join(', ')}` : ''}` : `✗ ${c.state} (${c.path})`}`);
     }
-    if (h.disk?.length) out.push(`    disk        ${h.disk.map((d) => `${d.mount} ${(d.freeMb / 1024).toFixed(1)} GB free (${d.usedPercent}% used)`).join(', ')}`);
+    if (h.disk?.length) out.push(`    disk        ${diskText(h)}`);
     // Held by a live run: an operation under way, not a problem (no mark); stale: its run is gone, a problem.
     if (h.lock) out.push(`    lock        ${h.lock.state === 'free' ? 'free' : `${h.lock.state === 'held' ? '' : '✗ '}${h.lock.state}${h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'} since ${h.lock.holder.since ?? '?'}` : ''}${h.lock.queue?.length ? ` (${h.lock.queue.length} queued)` : ''}`}`);
   }
@@ -226,19 +236,25 @@ export function formatStatus(r: StatusResult, now = new Date()): string {
   return out.join('\n');
 }
 
-/** Markdown for a job summary. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */
+/**
+ * Markdown for a job summary: a table row per host with a column for each line formatStatus shows of it (release,
+ * nginx, visitors, live programs, database, health, certificate, disk, lock: what a problem or warning below names is
+ * in the table too), then the problems and warnings. Values from outside are written with `v` (the reporter's:
+ * Markdown-escaped for a job summary, as they are on a terminal).
+ */
 export function statusSummary(r: StatusResult, v: ValueFormat = markdownValues): string {
   // Every value here comes from a host (states, refs, a lock's holder, error text): v.text/v.code, never as it is.
-  const lines = [`### Status of ${v.text(r.environment)}: ${r.healthy ? 'healthy' : 'UNHEALTHY'}`, '', '| host | release | nginx | programs (live) | health | certificate | lock |', '|---|---|---|---|---|---|---|'];
+  const head = ['host', 'release', 'nginx', 'visitors', 'programs (live)', 'database', 'health', 'certificate', 'disk', 'lock'];
+  const lines = [`### Status of ${v.text(r.environment)}: ${r.healthy ? 'healthy' : 'UNHEALTHY'}`, '', `| ${head.join(' | ')} |`, `|${head.map(() => '---|').join('')}`];
   for (const h of r.hosts) {
     if (h.error) {
-      lines.push(`| ${v.text(h.host)} | ${h.reachable ? 'status check failed' : 'unreachable'} | | | | | |`);
+      lines.push(`| ${v.text(h.host)} | ${h.reachable ? 'status check failed' : 'unreachable'} |${' |'.repeat(head.length - 2)}`);
       continue;
     }
     const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${v.text(`${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ''}`)}${p.release ? ` runs ${v.code(p.release, 'cell')}` : ''}`).join(', ') ?? '';
     const lock = h.lock ? v.text(`${h.lock.state}${h.lock.state !== 'free' && h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? '?'}` : ''}`) : '';
     lines.push(
-      `| ${v.text(h.host)} | ${h.release ? `${v.code(h.release.id, 'cell')} ${v.text(h.release.ref)}` : 'none'} | ${h.nginx?.running ? 'running' : 'stopped'}, ${h.nginx?.configOk ? 'valid' : 'invalid'} | ${programs} | ${v.text(h.health?.map((x) => `${x.program} ${x.ok ? 'ok' : 'failing'}`).join(', ') ?? '')} | ${h.certificate?.notAfter ? v.text(`${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)`) : ''} | ${lock} |`,
+      `| ${v.text(h.host)} | ${h.release ? `${v.code(h.release.id, 'cell')} ${v.text(h.release.ref)}` : 'none'} | ${h.nginx?.running ? 'running' : 'stopped'}, ${h.nginx?.configOk ? 'valid' : 'invalid'} | ${v.text(visitorsText(h))} | ${programs} | ${v.text(databaseText(h))} | ${v.text(h.health?.map((x) => `${x.program} ${x.ok ? 'ok' : 'failing'}`).join(', ') ?? '')} | ${h.certificate?.notAfter ? v.text(`${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)`) : ''} | ${v.text(diskText(h))} | ${lock} |`,
     );
   }
   if (r.problems.length) lines.push('', '**Problems**', '', ...r.problems.map((p) => `- ${v.text(p)}`));

@@ -555,8 +555,17 @@ export class SshRemote implements Remote {
     if (session)
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitNPROC,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - ${/^ulimit -u /.test(session) ? 'nproc 4096' : 'nofile 65536'}" in /etc/security/limits.d/${this.login}.conf; a new session takes it`,
+        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitNPROC,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - ${/^ulimit -u /.test(session) ? 'nproc 4096' : 'nofile 65536'}" in /etc/security/limits.d/${this.login}.conf (a \`*\` line limits ${this.appUser} too, through sudo's session: raise it for both); a new session takes it`,
       );
+    // Set by sudo's own session for the user the step runs as (stepGuard): the login has no such limit.
+    const bySudo = why === 'limit' ? /^(.*) sudo (\S+)$/.exec(detail) : null;
+    if (bySudo) {
+      const [, limit, user] = bySudo as unknown as [string, string, string];
+      return new NotStartedError(
+        `${what} on ${this.name} did not run: ${user}'s processes on ${this.name} get a resource limit (${limit}) that ${this.login}'s session does not have, set when ops switches to ${user} with sudo (pam_limits in sudo's session, from a line of /etc/security/limits.conf or /etc/security/limits.d/ for ${user}, its group, or \`*\`), not by a start-up file, under which an install, a build or an upload fails half-way; ${stopped}`,
+        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/) and remove it or raise it for ${user}, e.g. "${user} - ${/^ulimit -u /.test(limit) ? 'nproc 4096' : 'nofile 65536'}" in /etc/security/limits.d/${user}.conf (a line naming the user outranks a \`*\` one); the next step takes it`,
+      );
+    }
     if (why === 'limit')
       return new NotStartedError(
         `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,

@@ -183,21 +183,30 @@ export const stepGuard = [
     ` elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125;` +
     ` elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
   // A limit a deploy fails under, refused before anything is done: `ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc (bash
-  // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). The refusal says
-  // `session` after the value when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8),
-  // up the chain of parents, has that limit already: set before the login shell began (pam_limits'
-  // /etc/security/limits.conf, sshd's service), not by its start-up files. /proc/PID/limits is in bytes where ulimit
-  // counts KiB (-s, -f, -v, -d).
+  // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). Where it was
+  // set, up the chain of parents: `sudo <user>` after the value when the process that ran sudo (the login's side) does
+  // not have it: sudo's own PAM session set it for the user the step runs as (Debian's /etc/pam.d/sudo runs
+  // pam_limits, reading limits.conf for that user: a line naming it, its group, or `*` with none for the login);
+  // `session` when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8) has it already:
+  // set before the login shell began (pam_limits' /etc/security/limits.conf, sshd's service); else the login shell's
+  // start-up files. /proc/PID/limits is in bytes where ulimit counts KiB (-s, -f, -v, -d).
   String.raw`ops_refuse_limit() {
-  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$
+  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$; ops_sudo=''
   case $1 in n) ops_row='Max open files' ops_u=1 ;; u) ops_row='Max processes' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
+  # ops_has PID: whether that process has the limit (its soft one). A row's name is three words but for "Max
+  # processes": its soft limit then in the third field.
+  ops_has() {
+    while read -r ops_x ops_y ops_z ops_s _; do
+      case "$ops_x $ops_y $ops_z $ops_s" in "$ops_row $((ops_v * ops_u))" | "$ops_row $((ops_v * ops_u)) "*) return 0 ;; esac
+    done 2>/dev/null < "/proc/$1/limits"
+    return 1
+  }
   while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
-    case $ops_c in sshd | sshd-session)
-      while read -r ops_x ops_y ops_z ops_s _; do
-        # A row's name is three words but for "Max processes": its soft limit then in the third field.
-        case "$ops_x $ops_y $ops_z $ops_s" in "$ops_row $((ops_v * ops_u))" | "$ops_row $((ops_v * ops_u)) "*) ops_from=' session' ;; esac
-      done 2>/dev/null < "/proc/$ops_p/limits"
-      break ;;
+    case $ops_c in
+      sshd | sshd-session) ! ops_has "$ops_p" || ops_from=' session'; break ;;
+      # sudo itself (and its monitor, with use_pty) runs with limits of its own making: the one that ran it is asked.
+      sudo) ops_sudo=1 ;;
+      *) if [ "$ops_sudo" = 1 ]; then ops_sudo=2; if [ -r "/proc/$ops_p/limits" ] && ! ops_has "$ops_p"; then ops_from=" sudo $(id -un 2>/dev/null || echo '?')"; break; fi; fi ;;
     esac
     ops_p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$ops_p/status" 2>/dev/null)
   done

@@ -5,8 +5,8 @@ import { quote } from '../shell.ts';
 import { reportProvisioned } from './system.ts';
 import { STAMPED_FUNCTIONS } from './libraries.ts';
 
-/** What `readAudit` reports: `entry`, one audit line (JSON, `parseAuditLine`) each, oldest first; and PROVISIONED_KEYS. */
-export const AUDIT_KEYS = reportKeys('entry');
+/** What `readAudit` reports: `entry`, one audit line (JSON, `parseAuditLine`) each, oldest first; and PROVISIONED_KEYS. What `appendAudit` reports: `append_failed` (why its lines were not written: a full disk). */
+export const AUDIT_KEYS = reportKeys('entry', 'append_failed');
 
 export interface AuditEntry {
   time: string;
@@ -91,19 +91,25 @@ ${body}
 [ -z "$audit_fd" ] || exec {audit_fd}<&-`;
 }
 
-/** Append one entry to the environment's audit log on the host (root; the log stays 0644), on a line of its own (endTornLine), holding the log's lock (withAuditLock): the one writer that runs without the run's lock (`ops lock release`, a run whose lock was taken from it). */
-export function appendAudit(env: Target, entry: AuditEntry): Step {
+/**
+ * Append entries (one, or several in order) to the environment's audit log on the host (root; the log stays 0644), on
+ * lines of their own (endTornLine), holding the log's lock (withAuditLock): the one writer that runs without the run's
+ * lock (`ops lock release`, a run whose lock was taken from it). An append that fails (a full disk: what it wrote of a
+ * line is ended by the next append) is reported as AUDIT_KEYS.append_failed, with why, and does not fail the step, as
+ * a run's unlock reports its own (the caller warns: what it did is done whether or not its line is written).
+ */
+export function appendAudit(env: Target, entry: AuditEntry | AuditEntry[]): Step {
   const L = env.layout;
-  const line = auditLine(entry);
+  const line = (Array.isArray(entry) ? entry : [entry]).map((e) => quote(auditLine(e))).join(' ');
   return {
     name: 'audit',
     as: 'root',
     timeout: 30,
     quiet: true,
     script: `install -d -m 0755 ${quote(L.state)}
-${withAuditLock(env, `${endTornLine(L.audit)}
-printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
-chmod 0644 ${quote(L.audit)}`)}`,
+${withAuditLock(env, `if ! audit_err=$({ ${endTornLine(L.audit)}; printf '%s\\n' ${line} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report ${AUDIT_KEYS.append_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi`)}`,
   };
 }
 
@@ -157,6 +163,22 @@ if [ ! -f ${aside} ] && [ "$(stat -c %s ${f} 2>/dev/null || echo 0)" -gt ${AUDIT
 fi`;
 }
 
+/** Shell printing the audit log's own lines (`$f`, the log), whole: a rotation cut short's log aside first (rotateAudit), then the log, each ended by a newline (a torn last line too). */
+const AUDIT_LIVE_LINES = String.raw`for a in "$f.rotating" "$f"; do [ ! -f "$a" ] || { cat -- "$a"; [ -z "$(tail -c 1 -- "$a")" ] || echo; }; done`;
+
+/**
+ * Shell (one command, a subshell: pipe it, or `$(...)` it) printing the last `lines` lines of the environment's audit
+ * log, oldest first, as one consistent read: holding the log's lock shared (withAuditLock), so a rotation or an append
+ * under way is waited for, never read half done (a log renamed aside read as missing, a line read torn), and with a
+ * rotation cut short's log aside read before the log begun since, as readAudit does. The one way every reader other than
+ * `ops audit` reads it (`ops status`'s last run, `ops releases`' reasons for an interrupted deploy). Prints nothing when
+ * there is no log.
+ */
+export function auditTail(env: Target, lines: number): string {
+  return `(f=${quote(env.layout.audit)}
+${withAuditLock(env, `{ ${AUDIT_LIVE_LINES}; } | tail -n ${Math.max(1, Math.floor(lines))}`, true)})`;
+}
+
 /**
  * The last `lines` lines of the audit log, as `audit` reports (read only, holding the log's lock shared: withAuditLock):
  * AUDIT_KEYS.entry lines, oldest first, each cut at AUDIT_LINE_BYTES; written by sed rather than ops_report (one
@@ -175,7 +197,7 @@ while [ "$audit_have" -lt ${n} ] && [ "$audit_from" -gt 0 ]; do
   audit_from=$(( audit_from - 1 )); audit_have=$(( audit_have + $(zcat -- "${'$'}{stamped_files[audit_from]}" 2>/dev/null | wc -l || true) ))
 done
 { for a in "${'$'}{stamped_files[@]:audit_from}"; do zcat -- "$a" 2>/dev/null || true; done
-  for a in "$f.rotating" "$f"; do [ ! -f "$a" ] || { cat -- "$a"; [ -z "$(tail -c 1 -- "$a")" ] || echo; }; done
+  ${AUDIT_LIVE_LINES}
 } | tail -n ${n} | cut -b 1-${AUDIT_LINE_BYTES} | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`;
   return {
     name: 'read audit log',

@@ -8,7 +8,7 @@ import { printableLine } from '../errors.ts';
 import { historyFunctions, historyOrder, parseReleaseRecord, retention } from './history.ts';
 import { releaseSummary, type ReleaseSummary } from './release.ts';
 import { LIBRARY_KEYS } from './libraries.ts';
-import { parseAuditLine } from './audit.ts';
+import { auditTail, parseAuditLine } from './audit.ts';
 import { reportProvisioned } from './system.ts';
 
 /**
@@ -66,8 +66,9 @@ for r in $(release_ids); do
   elif ! release_went_live "$r" "$cur"; then never+=(-e "\"release\":\"$r\""); fi
 done
 # Unmarked releases that never went live (an interrupted deploy's): the failed deploy lines naming them, in one pass.
-if [ ${'$'}{#never[@]} -gt 0 ] && [ -f ${quote(L.audit)} ]; then
-  tail -n ${AUDIT_LOOKBACK} ${quote(L.audit)} | grep -F '"operation":"deploy"' | grep -F '"result":"failed"' | grep -F "${'$'}{never[@]}" | while IFS= read -r line; do ops_report ${RELEASES_KEYS.release_audit} "$line"; done || true
+# Read under the log's lock (auditTail): a rotation under way is waited for, not read as a log with no such line.
+if [ ${'$'}{#never[@]} -gt 0 ]; then
+  ${auditTail(env, AUDIT_LOOKBACK)} | grep -F '"operation":"deploy"' | grep -F '"result":"failed"' | grep -F "${'$'}{never[@]}" | while IFS= read -r line; do ops_report ${RELEASES_KEYS.release_audit} "$line"; done || true
 fi`,
   };
 }

@@ -4,7 +4,7 @@
 import type { Target } from '../target.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { maskedText, maskSecretLike, oneLine } from '../errors.ts';
-import { parseAuditLine, type AuditEntry } from './audit.ts';
+import { auditTail, parseAuditLine, type AuditEntry } from './audit.ts';
 import { collapsedSpace } from '../secrets/parts.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
@@ -22,7 +22,7 @@ import { packageIndexPaths, provisionedIn, reportProvisioned, unprovisionedNote 
 import { HOST_OWN_BACKUPS, notAsWritten, writtenRecord } from './script.ts';
 import { databaseAnswers, databaseProbeShell, databaseProblem, parseDatabaseProbes, type DatabaseProbe } from './database.ts';
 
-/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `nginx_cache` (http-level proxy_cache lines of nginx's other files: inheritedCacheLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last line: the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); `boot_unit` (`<unit> <what systemctl is-enabled says>` for nginx and supervisor, under systemd: what starts them at the next boot); `name_taken` (the site's names another file nginx loads first gives a server block: nameClaims); `db_probe` (when a health check failed: per address of the app's PostgreSQL named by the live release's .env, whether it answers: databaseProbeShell); `host_changed` (a path per file ops writes whole from the settings, the site, a slot's supervisor file, the app user's package index files, changed on the host since ops wrote it: notAsWritten); certificates as LIBRARY_KEYS.cert, and (letsencrypt) how they renew as CERTS_KEYS.renewal. */
+/** What `hostStatus` reports, parsed by `parseStatus`: `now` (host clock, ISO 8601 UTC), PROVISIONED_KEYS, `current`, `release_json`, `slot`, `nginx` (running, or `stopped <what systemctl is-enabled nginx says, or unknown>`: its master process, nginx_master), `nginx_pidfile` (`missing <master pid>` or `stale <master pid>`: /run/nginx.pid does not name the running master), `nginx_config` (ok|invalid), `nginx_test` (nginx -t lines), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address: slotPortLinesShell), `nginx_cache` (http-level proxy_cache lines of nginx's other files: inheritedCacheLinesShell), `site_enabled` (yes|no), `site` (HTTP status), `supervisor` (`running` or why not), `supervisor_xml` (getAllProcessInfo's answer), `health` (`ok` or why not), `served_serial`, `disk` (`<mount> <free KiB> <size KiB>`), `upstream` (`<name> <address>` per server of the upstreams file, or `missing`), `nginx_slot` (what /.ops/slot answers through nginx), `nginx_slot_https` (the same over https, when the site serves TLS with its certificate), `live_started` (`<epoch> <epoch>`: the live slot's supervisor file's time, when its programs started for their release, and when supervisord started), `live_ended` (`<program>\t<line>` per live program: the last line of supervisord's log saying how its process last ended, `exited:` on its own or `stopped:` when asked to), `last_run` (the audit log's last lines, oldest first, the last readable one the last run here, AuditEntry JSON), what the site's visitors get through nginx on the live slot (servedShell: `served_url`, `served_proof`, `served_fail`, `served_wrong`, `served_unlogged`); `boot_unit` (`<unit> <what systemctl is-enabled says>` for nginx and supervisor, under systemd: what starts them at the next boot); `name_taken` (the site's names another file nginx loads first gives a server block: nameClaims); `db_probe` (when a health check failed: per address of the app's PostgreSQL named by the live release's .env, whether it answers: databaseProbeShell); `host_changed` (a path per file ops writes whole from the settings, the site, a slot's supervisor file, the app user's package index files, changed on the host since ops wrote it: notAsWritten); certificates as LIBRARY_KEYS.cert, and (letsencrypt) how they renew as CERTS_KEYS.renewal. */
 export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 'nginx', 'nginx_pidfile', 'nginx_config', 'nginx_test', 'nginx_slot_port', 'nginx_cache', 'site_enabled', 'site', 'supervisor', 'supervisor_xml', 'health', 'served_serial', 'disk', 'upstream', 'nginx_slot', 'nginx_slot_https', 'rollback_to', 'never_live', 'live_started', 'live_ended', 'last_run', 'served_url', 'served_proof', 'served_fail', 'served_wrong', 'served_unlogged', 'host_changed', 'boot_unit', 'name_taken', 'db_probe');
 
 /**
@@ -96,8 +96,20 @@ fi`;
 
 /** The most of the audit log's last line status reads (bytes): a line is a few hundred (its message at most AUDIT_REASON_MAX). */
 const LAST_RUN_BYTES = 4000;
+/** The audit log's last lines status reads, of which it takes the last readable one (the last run here). */
+const LAST_RUN_LINES = 5;
 /** The most of a failed last run's reason status shows (characters); ops audit shows it whole. */
 export const LAST_RUN_SHOWN = 200;
+
+/**
+ * Shell reporting the last run on the host (STATUS_KEYS.last_run): the audit log's last LAST_RUN_LINES lines, oldest
+ * first, each cut at LAST_RUN_BYTES, read under the log's lock (auditTail: a rotation or an append under way is waited
+ * for, never read as no log or a torn line); parseStatus takes the last readable one, so a line torn by a full disk or
+ * edited by hand hides no run.
+ */
+export function lastRunShell(env: Target): string {
+  return `while IFS= read -r line; do ops_report ${STATUS_KEYS.last_run} "$line"; done < <(${auditTail(env, LAST_RUN_LINES)} | cut -b 1-${LAST_RUN_BYTES})`;
+}
 
 /** Everything `ops status` shows about one host, in one read-only step (as root: supervisor's socket, certificates). */
 export function hostStatus(env: Target): Step {
@@ -123,8 +135,7 @@ ops_report ${STATUS_KEYS.current} "${'$'}{cur##*/}"
 if [ -n "$cur" ]; then release_record "${'$'}{cur##*/}"; if [ -f "$release_record/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$release_record/release.json")"; fi; fi
 live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
 ops_report ${STATUS_KEYS.slot} "$live_slot"
-# The last run here (the audit log's last line): a failure says why.
-if [ -s ${quote(L.audit)} ]; then ops_report ${STATUS_KEYS.last_run} "$(tail -n 1 ${quote(L.audit)} | head -c ${LAST_RUN_BYTES} | tr -d '\n')"; fi
+${lastRunShell(env)}
 # The release a rollback would go to from here (rollback_previous, as the rollback's state read; read-only; with
 # several hosts the runner makes it the environment's one choice, as the rollback does: environmentRollback): what the
 # previous slot should keep warm.
@@ -618,9 +629,10 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
   }
 
-  const last = reported(r, STATUS_KEYS.last_run);
+  // The last readable line: one torn by a full disk or a crash, or edited by hand, hides no run.
+  const last = reportedAll(r, STATUS_KEYS.last_run).map(parseAuditLine).filter((e) => e.time).at(-1);
   if (last) {
-    s.lastRun = parseAuditLine(last);
+    s.lastRun = last;
     // Worth knowing, not a problem: what serves is checked above. Masked again: a line written before reasons were masked.
     const { operation, actor, time, result, message } = s.lastRun;
     if (result === 'failed' && time)

@@ -308,7 +308,10 @@ describe.sequential('interrupting a deploy', () => {
     expect(released[0]!.lock.state).toBe('stale');
     expect(released[0]!.stopped.length, 'processes stopped').toBeGreaterThan(0);
     expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
-    expect((await auditLog(project.ctx(), project.env(), 1))[0]!.entries[0]!.message).toMatch(new RegExp(`^removed stale lock of a deploy run by .*; stopped what its run left running \\(processes [\\d ]+\\); ${before.current} is live$`));
+    // The dead run's own line first (it could write none), then the release's. Before: the release's alone.
+    const [lost, release] = (await auditLog(project.ctx(), project.env(), 2))[0]!.entries;
+    expect(lost).toMatchObject({ operation: 'deploy', result: 'failed', message: expect.stringMatching(new RegExp(`^interrupted: connection lost \\(its connection ended: its runner killed outright or cut off; its lock, taken \\S+, found stale by ops lock release\\); stopped what its run left running \\(processes [\\d ]+\\); ${before.current} is live$`)) });
+    expect(release!.message).toMatch(new RegExp(`^removed stale lock of a deploy run by .*; stopped what its run left running \\(processes [\\d ]+\\); ${before.current} is live$`));
     expect(await liveAndServed()).toEqual(before);
   }, 300_000);
 
@@ -600,6 +603,9 @@ server {
     expect(released[0]!.previousBack).toMatch(new RegExp(`^the previous release \\d{8}T\\d{6}Z-[0-9a-f]+ is back on slot ${slot}, healthy: kept warm, a rollback to it only moves traffic$`));
     expect(await supervised()).toContain(/release (\S+) is back/.exec(released[0]!.previousBack!)![1]!);
     expect((await auditLog(project.ctx(), project.env(), 1))[0]!.entries[0]!.message).toContain('where the interrupted run had started');
+    // The dead run's own line names the release its start had made, which ops releases then says why is unfinished.
+    const lost = (await auditLog(project.ctx(), project.env(), 2))[0]!.entries[0]!;
+    expect(lost).toMatchObject({ operation: 'deploy', result: 'failed', release: released[0]!.stoppedSlot!.split(' ')[1], message: expect.stringMatching(/^interrupted: connection lost /) });
     expect(await liveAndServed()).toEqual(before);
     commit(repo, { 'server.py': SERVER, VERSION: '8\n' }, 'eight: listens again');
   }, 300_000);

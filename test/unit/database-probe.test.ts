@@ -8,7 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatStatus } from '../../core/ops/status.ts';
+import { formatStatus, statusSummary } from '../../core/ops/status.ts';
 import { databaseProbeShell, databaseVariables } from '../../core/steps/database.ts';
 import { hostStatus, parseHostStatus } from '../../core/steps/status.ts';
 import { report, result, testEnv } from './status.helpers.ts';
@@ -92,6 +92,15 @@ describe('ops status with the database down', () => {
     expect(parse(['APP_DATABASE_URL\tdb.internal:5432\tunresolved\tName or service not known']).problems).toContainEqual(expect.stringMatching(/the host name does not resolve on this host \(Name or service not known\)/));
     const screen = formatStatus({ environment: 'demo', url: '', healthy: false, hosts: [refused], problems: [], warnings: [] });
     expect(screen).toContain('    database    ✗ 10.0.0.5:5432 refused');
+    // The job summary (status.yml's): the database in the host's row, not only among the problems below the table.
+    const md = statusSummary({ environment: 'demo', url: '', healthy: false, hosts: [refused], problems: refused.problems, warnings: [] });
+    const [head, , row] = md.split('\n').filter((l) => l.startsWith('|'));
+    const cells = (l: string) => l.split(/(?<!\\)\|/).slice(1, -1).map((c) => c.trim());
+    expect(cells(row!)[cells(head!).indexOf('database')]).toBe('✗ 10.0.0.5:5432 refused');
+    // Every line the terminal shows of a host has its column (supervisor's: its live programs).
+    const labels = screen.split('\n').flatMap((l) => /^ {4}([a-z]+) +\S/.exec(l)?.[1] ?? []);
+    expect(labels).toEqual(expect.arrayContaining(['release', 'nginx', 'database', 'health', 'disk', 'lock']));
+    expect(cells(head!)).toEqual(expect.arrayContaining(labels.map((l) => (l === 'supervisor' ? 'programs (live)' : l))));
   });
 
   it('when it answers: a warning that the cause is past the connection (a password rotated, a role dropped)', () => {

@@ -14,6 +14,9 @@ import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { HISTORY_KEPT_LINES, historyFunctions, parseReleaseRecord } from '../../core/steps/history.ts';
 import { AUDIT_ARCHIVES_KEPT, AUDIT_KEPT_LINES, AUDIT_KEYS, AUDIT_LINE_BYTES, AUDIT_ROTATE_BYTES, appendAudit, auditLine, parseAuditLine, readAudit, rotateAudit, type AuditEntry } from '../../core/steps/audit.ts';
 import { unlockScript } from '../../core/steps/lock.ts';
+import { lostRunEntry } from '../../core/ops/records.ts';
+import { lastRunShell, STATUS_KEYS } from '../../core/steps/status.ts';
+import { keptReleases, RELEASES_KEYS } from '../../core/steps/release-list.ts';
 import { quote } from '../../core/shell.ts';
 import { LIBRARY_KEYS, STAMPED_FUNCTIONS } from '../../core/steps/libraries.ts';
 
@@ -87,6 +90,20 @@ describe('the history over a long life', () => {
     expect(text.endsWith(`${total + 1}\t2026-11-02T00:00:00Z\tli\n`)).toBe(true);
     const r = bash(e, `history_add live ${id(total - 1)} rollback; release_reports`);
     expect(releases(r)).toEqual([[id(total - 1), total + 2], [id(total), total]]);
+  });
+});
+
+describe('a history edited by hand', () => {
+  it('a comment, a blank line, a line ended by \\r (edited on Windows), an old line pasted at the end: every event still counts; the next is numbered after the highest, never among them', () => {
+    const e = host(0, [1, 2, 3]);
+    // Release 3 went live last (seq 3), its line saved with \r\n; then a comment, a blank, and release 1's first line pasted again at the end.
+    writeFileSync(e.layout.history, `1\t2026-11-01T10:00:00Z\tlive\t${id(1)}\tdeploy\n2\t2026-11-01T11:00:00Z\tlive\t${id(2)}\tdeploy\n3\t2026-11-01T12:00:00Z\tlive\t${id(3)}\r\n# rolled back by hand on the 2nd, see ticket 12\n\n1\t2026-11-01T10:00:00Z\tlive\t${id(1)}\tdeploy\n`);
+    expect(releases(bash(e, 'release_reports'))).toEqual([[id(1), 1], [id(2), 2], [id(3), 3]]);
+    // The rollback from 3 goes to 2 (the one live before it), and the switch's event is numbered 4, after it.
+    expect(bash(e, `rollback_previous ${id(3)}`).stdout.trim().split('\n').at(-1)).toBe(`ok ${id(2)}`);
+    const r = bash(e, `history_add live ${id(2)} rollback; release_reports`);
+    expect(releases(r)).toEqual([[id(1), 1], [id(2), 4], [id(3), 3]]);
+    expect(readFileSync(e.layout.history, 'utf8').split('\n').at(-2)).toMatch(new RegExp(`^4\\t\\S+\\tlive\\t${id(2)}\\trollback$`));
   });
 });
 
@@ -259,6 +276,58 @@ describe('the audit log read back and written to around its rotations', () => {
   });
 });
 
+/**
+ * A run's unlock rotating the audit log of scratch host `e` (its lock taken, `line` its audit line), paused where the
+ * log is renamed aside and the new one not yet in place (a slow disk), in the background: resolves once paused, with
+ * the run's end to await.
+ */
+async function pausedRotation(e: Target, line: string): Promise<{ ending: Promise<string> }> {
+  locked(e);
+  const slow = mkdtempSync(join(tmpdir(), 'ops-records-slow-'));
+  made.push(slow);
+  const mark = join(slow, 'paused');
+  writeFileSync(join(slow, 'chmod'), `#!/bin/sh\ncase "$*" in *audit.log.new*) : > ${quote(mark)}; sleep 2 ;; esac\nexec /bin/chmod "$@"\n`, { mode: 0o755 });
+  writeFileSync(join(slow, 'date'), '#!/bin/sh\necho 20261206T215000Z\n', { mode: 0o755 });
+  const ending = new Promise<string>((resolve, reject) => {
+    execFile('bash', ['-c', `${scriptPrelude}\n${unlockScript(e, RUN, [quote(line)])}`], { encoding: 'utf8', env: { ...process.env, PATH: `${slow}:${process.env.PATH}` } }, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+  for (let i = 0; i < 200 && !existsSync(mark); i++) await new Promise((r) => setTimeout(r, 25));
+  expect(existsSync(mark), 'the rotation reached its pause').toBe(true);
+  return { ending };
+}
+
+/** Run a step's script (or shell) on the scratch host by bash, in the background (a reader beside a writer), its reports parsed. */
+const readerRun = (script: string) =>
+  new Promise<StepResult>((resolve, reject) => {
+    execFile('bash', ['-c', `${scriptPrelude}\n${script}`], { encoding: 'utf8', maxBuffer: 1 << 30 }, (err, stdout) => (err ? reject(err) : resolve({ stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) })));
+  });
+
+describe('the readers of the audit log during a rotation (a real rotation of a real file, paused half done)', () => {
+  it("ops status's last run: read once the rotation is done (before, the log renamed aside read as no log: no last run, a failure not warned of)", async () => {
+    const e = host(10, [12_000]);
+    auditLog(e, 12_000);
+    const failed = entry(12_001, { result: 'failed', message: 'migration failed' });
+    const { ending } = await pausedRotation(e, failed);
+    const r = await readerRun(lastRunShell(e));
+    await ending;
+    expect(reportedAll(r, STATUS_KEYS.last_run).at(-1)).toBe(failed);
+  });
+
+  it("ops releases: an interrupted deploy's failed audit line is found once the rotation is done (before: read as missing, the reason lost)", async () => {
+    const e = host(10, [12_000, 12_002]);
+    // 12,002: an unmarked release that never went live (its deploy interrupted), its failed deploy line in the log.
+    rmSync(e.layout.current);
+    symlinkSync(join(e.layout.releases, id(12_000)), e.layout.current);
+    auditLog(e, 12_000);
+    const why = entry(12_002, { result: 'failed', message: 'interrupted: connection lost' });
+    writeFileSync(e.layout.audit, `${readFileSync(e.layout.audit, 'utf8')}${why}\n`);
+    const { ending } = await pausedRotation(e, entry(12_003));
+    const r = await readerRun(keptReleases(e).script);
+    await ending;
+    expect(reportedAll(r, RELEASES_KEYS.release_audit)).toEqual([why]);
+  });
+});
+
 /** Whether this machine lets the tests mount a small tmpfs (root, and allowed to mount): a real full disk. */
 const canMount = (() => {
   try {
@@ -298,6 +367,50 @@ describe.skipIf(!canMount)('the audit log on a full or read-only disk (a small t
     } finally {
       execFileSync('umount', ['-l', base]);
     }
+  });
+});
+
+describe.skipIf(!canMount)('an append to the audit log on a full disk (a small tmpfs)', () => {
+  it("ops lock release's append (appendAudit): reported as not written, with why, the step not failed (the lock is released all the same); with space again, the next append's lines are whole, the torn one a line of its own", () => {
+    const base = mkdtempSync(join(tmpdir(), 'ops-records-fullappend-'));
+    made.push(base);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', base]);
+    try {
+      const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' } }, 'test');
+      const e = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+      mkdirSync(e.layout.state, { recursive: true });
+      writeFileSync(e.layout.audit, `${entry(1)}\n`);
+      // The disk filled to its last bytes (a log, a core dump...), less than a line left.
+      execFileSync('bash', ['-c', `head -c 10000000 /dev/zero > ${quote(join(base, 'filler'))} 2>/dev/null || true`]);
+      const line: AuditEntry = { time: 't', environment: 'test', operation: 'lock release', result: 'success', actor: 'me', message: 'x'.repeat(5000) };
+      const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${appendAudit(e, line).script}`], { encoding: 'utf8' });
+      const r = { stdout: out, stderr: '', code: 0, durationMs: 0, reports: parseReports(out) };
+      expect(reportedAll(r, AUDIT_KEYS.append_failed)[0]).toMatch(/No space left on device/);
+      rmSync(join(base, 'filler'));
+      execFileSync('bash', ['-c', `${scriptPrelude}\n${appendAudit(e, [line, line]).script}`], { encoding: 'utf8' });
+      const lines = readFileSync(e.layout.audit, 'utf8').split('\n').filter(Boolean).map(parseAuditLine);
+      expect(lines[0]).toEqual(JSON.parse(entry(1)));
+      expect(lines.slice(-2)).toEqual([line, line]);
+    } finally {
+      execFileSync('umount', ['-l', base]);
+    }
+  });
+});
+
+describe('a run lost with its connection (its runner killed outright, its network gone): ops lock release writes the line it could not', () => {
+  it("the run's own line (its operation, actor, run URL, failed: interrupted, connection lost; the release its start had filled), then the release's, in one append on lines of their own", () => {
+    const e = host(3, [3]);
+    // A torn last line (a full disk mid-append before): the lines after it stay whole.
+    writeFileSync(e.layout.audit, `${entry(1)}\n{"time":"2026-11-01T1`);
+    const lock = { state: 'stale' as const, holder: { operation: 'deploy', actor: 'alice@ci', run: 'https://github.com/o/r/actions/runs/42', since: '2026-11-30T12:00:00Z' } };
+    const done = ['stopped what its run left running (processes 123 456)', '', `${id(3)} is live`];
+    const lost = lostRunEntry('test', lock, '2026-11-30T12:10:00Z', done, `green ${id(4)}`);
+    expect(lost).toEqual({ time: '2026-11-30T12:10:00Z', environment: 'test', operation: 'deploy', result: 'failed', actor: 'alice@ci', run: 'https://github.com/o/r/actions/runs/42', release: id(4), message: `interrupted: connection lost (its connection ended: its runner killed outright or cut off; its lock, taken 2026-11-30T12:00:00Z, found stale by ops lock release); stopped what its run left running (processes 123 456); ${id(3)} is live` });
+    expect(lostRunEntry('test', { ...lock, holder: { ...lock.holder, silent: '75' } }, 't', []).message).toMatch(/^interrupted: connection lost \(its connection silent for 75s: its runner gone with its network;/);
+    const release: AuditEntry = { time: '2026-11-30T12:10:00Z', environment: 'test', operation: 'lock release', result: 'success', actor: 'bob', message: 'removed stale lock' };
+    execFileSync('bash', ['-c', appendAudit(e, [lost, release]).script]);
+    expect(logLines(e).slice(-2).map(parseAuditLine)).toEqual([lost, release]);
+    expect(readBack(e, 3).map(parseAuditLine).map((x) => x.operation)).toEqual(['?', 'deploy', 'lock release']);
   });
 });
 

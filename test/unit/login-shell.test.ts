@@ -2,7 +2,7 @@
 // it, interactive or not): start-up files that exec another shell, exit, read stdin or redirect stderr, and login
 // shells that run nothing (nologin, false). SshRemote over a connection whose exec runs the command locally the way
 // sshd does: the "login shell" with -c, after sourcing the test's ~/.bashrc.
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -232,6 +232,20 @@ describe('a step through the login shell', () => {
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toBe("step \"lock\" on web1 did not run: deploy's sessions on web1 begin with a resource limit (ulimit -n 256), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ops stopped it before it did anything");
     expect((result as NotStartedError).hint).toMatch(/^on web1, as root: find the line that sets it \(grep -rs .* \/etc\/security\/limits\.conf \/etc\/security\/limits\.d\/;.*"deploy - nofile 65536" in \/etc\/security\/limits\.d\/deploy\.conf/);
+  });
+
+  it("a resource limit sudo's session gives the user the step runs as (pam_limits: `shop hard nproc 200`, or `*` with the login's own line), which the login has not: said so, naming that user and limits.conf, not ~/.bashrc", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-sudolimits-'));
+    // sudo (its name) with the limit its PAM session set, under the login's side, which has none.
+    writeFileSync(join(dir, 'sudo'), '#!/bin/bash\nulimit -u 200\nbash -c "$1"\nexit $?\n', { mode: 0o755 });
+    const shell = join(dir, 'shell');
+    writeFileSync(shell, `#!/bin/bash\nexec ${join(dir, 'sudo')} "$2"\n`, { mode: 0o755 });
+    const { result, ran } = await runWith('', shell);
+    const me = execFileSync('id', ['-un'], { encoding: 'utf8' }).trim();
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe(`step "lock" on web1 did not run: ${me}'s processes on web1 get a resource limit (ulimit -u 200) that deploy's session does not have, set when ops switches to ${me} with sudo (pam_limits in sudo's session, from a line of /etc/security/limits.conf or /etc/security/limits.d/ for ${me}, its group, or \`*\`), not by a start-up file, under which an install, a build or an upload fails half-way; ops stopped it before it did anything`);
+    expect((result as NotStartedError).hint).toMatch(new RegExp(`^on web1, as root: find the line that sets it \\(grep -rs .* /etc/security/limits\\.conf /etc/security/limits\\.d/\\) and remove it or raise it for ${me}, e\\.g\\. "${me} - nproc 4096" in /etc/security/limits\\.d/${me}\\.conf`));
   });
 
   it("sudo's NOEXEC (Defaults noexec in sudoers): said so, with the sudoers fix, not the login shell's fault", async () => {

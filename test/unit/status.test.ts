@@ -237,6 +237,14 @@ describe('status parser', () => {
     expect(parse({ last_run: line({ result: 'success' }) }).warnings).toEqual([]);
     expect(parse({ last_run: line({ result: 'no-op', message: 'already live' }) }).warnings).toEqual([]);
     expect(parse({ last_run: 'cut short by a full disk {"time' }).warnings).toEqual([]);
+    // The last lines read (oldest first): a last one torn by a full disk, or a line edited by hand, hides no run.
+    const failed = line({ result: 'failed', message: 'migration failed' });
+    for (const after of ['{"time":"2026-11-25T14:31', '# checked by hand, all fine', '']) {
+      const t = parse({ last_run: [line({ result: 'success' }), failed, after] });
+      expect(t.lastRun).toMatchObject({ result: 'failed', message: 'migration failed' });
+      expect(t.warnings).toEqual([expect.stringMatching(/^the last run here failed: deploy by bob at .*: migration failed /)]);
+    }
+    expect(parse({ last_run: [failed, line({ result: 'success' }), 'torn {"ti'] }).warnings).toEqual([]);
   });
 
   it("a broken nginx configuration fails with nginx's own message", () => {
@@ -762,6 +770,8 @@ describe('status over recording remotes', () => {
     const text = formatStatus(r, new Date('2026-11-25T15:00:00Z'));
     expect(text).toContain('✓ web1 (192.0.2.1)');
     expect(text).toContain('release     20261125T140000Z-0123456789ab  0123456789ab  v2  2026-11-25 14:00 (1h 00m ago) by alice@laptop  [slot blue]');
+    // Read by a machine whose clock is behind the one that deployed (a clock stepped): said so, not "0s ago".
+    expect(formatStatus(r, new Date('2026-11-25T12:00:00Z'))).toContain('2026-11-25 14:00 (2h 00m after this machine\'s time: a clock is off) by alice@laptop');
     expect(text).toContain('✗ web2 (192.0.2.2) — 1 problem');
     expect(text.trim().split('\n').slice(-2)).toEqual(['demo: UNHEALTHY', '  web2: cannot reach it: cannot connect to web2 (deploy@192.0.2.2:22): connect ECONNREFUSED']);
     expect(statusSummary(r)).toContain('| web2 | unreachable |');
@@ -805,9 +815,9 @@ describe('status over recording remotes', () => {
     const r = { environment: 'demo', url: '', healthy: false, hosts: [host], problems: ['web1: nginx says: <details><summary>x</summary>'], warnings: ['web1: see #123'] } as unknown as Parameters<typeof statusSummary>[0];
     const md = statusSummary(r);
     const row = md.split('\n').find((l) => l.startsWith('| web1'))!;
-    expect(row.split(/(?<!\\)\|/).length - 2).toBe(7);
+    expect(row.split(/(?<!\\)\|/).length - 2).toBe(10);
     expect(row).toBe(
-      '| web1 | `20261125T140000Z-0123456789ab` feat/a\\|b \\<b\\> | running, valid | server RUNNING\\|x \\<img src=x\\> @\u2060octocat pid 211 runs `r\\|1` | server ok |  | held: deploy by @\u2060alice \\| \\*\\*x\\*\\* |',
+      '| web1 | `20261125T140000Z-0123456789ab` feat/a\\|b \\<b\\> | running, valid |  | server RUNNING\\|x \\<img src=x\\> @\u2060octocat pid 211 runs `r\\|1` |  | server ok |  |  | held: deploy by @\u2060alice \\| \\*\\*x\\*\\* |',
     );
     expect(md).toContain('- web1: nginx says: \\<details\\>\\<summary\\>x\\</summary\\>');
     expect(md).toContain('- web1: see #\u2060123');

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMAND_START, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepGuard, stepInput, uploadStep } from '../../core/remote/wrap.ts';
 import { parseReports } from '../../core/remote/types.ts';
+import { quote as quoteWord } from '../../core/shell.ts';
 import type { Step } from '../../core/remote/types.ts';
 
 describe('step wrapping', () => {
@@ -171,6 +172,15 @@ describe('step wrapping', () => {
     // pam_limits' nproc (/proc/PID/limits names that row in two words, "Max processes"): said as the session's too.
     const nproc = spawnSync(join(dir, 'sshd'), ['-c', 'ulimit -u 300; bash -c "$0"; exit $?', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8' });
     expect([nproc.stdout, nproc.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -u 300 session\n`, 125]);
+    // Set by sudo's session (pam_limits for the user the step runs as, here a bash named sudo under the login's shell):
+    // `sudo <user>` after it, whether or not the session began with a limit of its own (vice versa: the login's alone
+    // is the session's, above). Before, no word: blamed on the login's ~/.bashrc, which sets none.
+    writeFileSync(join(dir, 'sudo'), '#!/bin/bash\nulimit -u 300\nbash -c "$1"\nexit $?\n', { mode: 0o755 });
+    const me = spawnSync('id', ['-un'], { encoding: 'utf8' }).stdout.trim();
+    for (const sshdLimit of ['', 'ulimit -u 2000; ']) {
+      const bySudo = spawnSync(join(dir, 'sshd'), ['-c', `${sshdLimit}bash -c "$0"; exit $?`, `${join(dir, 'sudo')} ${quoteWord(sshCommand(step, 'deploy', 'shop'))}; exit $?`], { input: stepInput(step), encoding: 'utf8' });
+      expect([bySudo.stdout, bySudo.status]).toEqual([`\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -u 300 sudo ${me}\n`, 125]);
+    }
     // Linux's own stack size, or a larger one, and a processes limit of 1024 or more, run the step.
     const ok = spawnSync('bash', ['-c', `ulimit -s 8192; ulimit -u 4096\n${sshCommand(step, 'deploy', 'shop')}`], { input: stepInput(step), encoding: 'utf8' });
     expect([ok.stdout, ok.status]).toEqual([`\n${START_MARKER}\nhi\n`, 0]);

@@ -7,7 +7,10 @@
 # `release <id> <sha> <status> <live seq|-> <last event seq|->`; rollback_choice picks a rollback's release.
 # Needs ops_report.
 history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\n' -1; }
-history_last() { if [ -f "$history_file" ]; then awk -F'\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+# history_last: the highest sequence number so far (not the last line's: a line pasted or edited by hand below newer
+# ones would have the next event numbered among them, going live "before" releases that went live earlier); a line
+# ended by \r (edited on Windows) read as the line it is.
+history_last() { if [ -f "$history_file" ]; then awk -F'\t' '{ sub(/\r$/, "") } $1 ~ /^[0-9]+$/ && $1 + 0 > n { n = $1 + 0 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
 history_add() {
   [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
   # On a line of its own: a torn last line (a crash mid-append left it without its newline) is ended first; glued
@@ -44,8 +47,9 @@ history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_fi
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
 # history_read: one pass over the history, by awk (bash's own read loop took 5 s over 100k lines): the last going
 # live (history_live_seq[ID]) and last event (history_last_seq[ID]) of each release here (release_ids: no other is
-# ever looked up), and the last sequence number (history_seq); bash then reads one line per release. A line cut
-# short by a crash mid-append names no event unless its event and whole id are there (written by the switch: it was).
+# ever looked up), and the highest sequence number (history_seq); bash then reads one line per release. A line cut
+# short by a crash mid-append names no event unless its event and whole id are there (written by the switch: it was);
+# one that is not an event (edited by hand: a comment, a blank) is skipped; a \r at a line's end (edited on Windows) is not read.
 declare -gA history_live_seq history_last_seq
 history_seq=0
 history_read() {
@@ -58,8 +62,9 @@ history_read() {
     if [ "$live" != - ]; then history_live_seq[$id]=$live; fi
   done < <(history_lines | awk -F'\t' -v ids="$(release_ids)" '
     BEGIN { k = split(ids, l, "\n"); for (i = 1; i <= k; i++) here[l[i]] = 1 }
-    $1 ~ /^[0-9]+$/ { n = $1 + 0; seq = n
-      if (NF >= 4 && ($4 in here) && ($3 == "live" || $3 == "failed" || $3 == "abandoned")) { last[$4] = n; if ($3 == "live") live[$4] = n } }
+    { sub(/\r$/, "") }
+    $1 ~ /^[0-9]+$/ { n = $1 + 0; if (n > seq) seq = n
+      if (NF >= 4 && ($4 in here) && ($3 == "live" || $3 == "failed" || $3 == "abandoned")) { if (n > last[$4]) last[$4] = n; if ($3 == "live" && n > live[$4]) live[$4] = n } }
     END { for (id in last) print id, (id in live ? live[id] : "-"), last[id]; print "-", "-", seq + 0 }')
 }
 # history_compact KEEP: bound the history (under the lock, after pruning): past 2 x KEEP lines, only the last KEEP

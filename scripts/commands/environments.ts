@@ -82,6 +82,7 @@ refused unless a --recipient is a key of yours.`,
   }),
   command({
     name: 'env remove',
+    hosts: true,
     summary: "decommission an environment: refuses while its hosts serve; removes its folder and .sops.yaml rule; lists what else to release",
     args: ['<name>'],
     options: {

@@ -1,7 +1,7 @@
 // What a new user types on the first day that ops read wrongly: age's and ssh's `-i KEY` given to a command that logs
 // in to no host (taken as ops's SSH key, then ignored: the secrets still "no age identity"), and a group's subcommand
 // typed after the environment (`ops secrets qa show`, `ops lock qa`), as `ops qa deploy` is already said.
-import { cpSync } from 'node:fs';
+import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { allCommands } from '../../scripts/commands/index.ts';
@@ -74,5 +74,22 @@ describe("a group's subcommand typed after the environment", () => {
     expect(JSON.parse(json.out)).toMatchObject({ ok: false, error: expect.stringContaining('(did you mean "ops lock status qa --json"?)'), exitCode: 2 });
     // a word that is neither an environment nor before a subcommand: as before
     expect((await cli(root, 'lock', 'qq')).err).toMatch(/^error: unknown subcommand "qq" for "ops lock"; its subcommands:\n/);
+  });
+});
+
+describe('ops env new > FILE', () => {
+  it('writes a key file: stdout holds the key alone (with its comments), what was written and what next go to stderr', async () => {
+    const root = project();
+    const made = await cli(root, 'env', 'new', 'dev');
+    expect(made.code).toBe(0);
+    expect(made.out.split('\n').filter((l) => l.trim() && !l.startsWith('#'))).toEqual([expect.stringMatching(/^AGE-SECRET-KEY-1[0-9A-Z]+$/)]);
+    expect(made.err).toContain('wrote environments/dev/secrets.sops.yaml\n');
+    expect(made.err).toContain('next: replace the PLACEHOLDER values in environments/dev/environment.yml');
+    // that file decrypts the new environment's secrets
+    const keyFile = join(root, '..', `dev-key-${process.pid}.txt`);
+    writeFileSync(keyFile, made.out, { mode: 0o600 });
+    const shown = await runOps(['secrets', 'show', 'dev', '--key', 'secret_key'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', SOPS_AGE_KEY_FILE: keyFile } });
+    expect(shown.err).toBe('');
+    expect(shown).toMatchObject({ code: 0, out: expect.stringMatching(/^[\w-]{40,}$/) });
   });
 });

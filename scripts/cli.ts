@@ -64,6 +64,11 @@ export interface Command<O extends Options = Options> {
    * still knows it. Default: it needs a project, found from the current directory or $OPS_ROOT.
    */
   project?: 'optional';
+  /**
+   * The option one word more than the arguments most often meant (`ops deploy qa v1`: --ref v1, as `git checkout v1`
+   * or `cap deploy` take it): named in the usage error, with the command line meant.
+   */
+  extraArg?: string;
   /** true: the command logs in to the environment's hosts, so it takes --identity (the SSH key); the others refuse it (globalOptions). */
   hosts?: true;
   run(ctx: CommandContext<O>): Promise<number>;
@@ -183,8 +188,12 @@ export function mainHelp(commands: Command[]): string {
   ].join('\n');
 }
 
-/** `environments`: the project's environments, if one is found (named when `<env>` is missing). */
-function checkArgs(c: Command, args: string[], environments: () => string[], processEnv: NodeJS.ProcessEnv): void {
+/**
+ * `environments`: the project's environments, if one is found (named when `<env>` is missing). `typed`: the words after
+ * the command as given and `given` the options parsed from them (a word more than the arguments is said as the
+ * command's extraArg when that option was not given).
+ */
+function checkArgs(c: Command, args: string[], environments: () => string[], processEnv: NodeJS.ProcessEnv, typed: string[] = [], given: Record<string, unknown> = {}): void {
   const spec = c.args ?? [];
   const required = spec.filter((a) => a.startsWith('<')).length;
   const variadic = spec.some((a) => a.endsWith('...>') || a.endsWith('...]'));
@@ -209,7 +218,18 @@ function checkArgs(c: Command, args: string[], environments: () => string[], pro
     // under npm run, a value most often stays behind when npm takes the option before it (`--host x`, `-n 5`)
     const npm = npmReading(processEnv);
     const npmNote = npm ? `; under ${npm.typed.replace(/ ops$/, '')}, an option before \`--\` is npm's and its value is left as an argument: ${npm.fixed} ${c.name} ...` : '';
-    throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}${npmNote}`);
+    const extra = args[spec.length]!;
+    // one word more, where the command has an option for it not given (`ops deploy qa v1`): that option, in the line meant
+    if (c.extraArg && args.length === spec.length + 1 && given[c.extraArg] === undefined && !extra.startsWith('-') && typed.includes(extra)) {
+      // the environment typed last (`ops deploy v1 qa`): it goes first, the other word is the option's
+      const known = spec[0] === '<env>' ? environments() : [];
+      const swapped = known.includes(extra) && !known.includes(args[0]!);
+      const [value, env] = swapped ? [args[0]!, extra] : [extra, args[0]!];
+      const words = typed.filter((w, i) => i !== typed.lastIndexOf(extra) && !(swapped && i === typed.indexOf(value)));
+      const line = ['ops', c.name, ...[env, ...words.filter((w, i) => !(i === words.indexOf(env))), `--${c.extraArg}`, value].map(quote)].join(' ');
+      throw new UsageError(`unexpected argument "${extra}" for "ops ${c.name}" (did you mean ${swapped ? `ops ${c.name} ${quote(env)} ` : ''}--${c.extraArg} ${quote(value)}?)`, `${line}${npmNote}`);
+    }
+    throw new UsageError(`unexpected argument "${extra}" for "ops ${c.name}"`, `usage: ${usageLine(c)}${npmNote}`);
   }
 }
 
@@ -845,7 +865,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       } catch {
         return []; // no project to name them from: the usage alone
       }
-    }, processEnv);
+    }, processEnv, rest, parsed.values);
     const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv)) : projectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv)));
     const inProject = root !== undefined;
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>, command);

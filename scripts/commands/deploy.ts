@@ -8,6 +8,7 @@ export const commands: Command[] = [
   command({
     name: 'deploy',
     hosts: true,
+    extraArg: 'ref',
     summary: 'put a git ref live on every host: new release, health-gated gapless switch, old one kept for rollback',
     args: ['<env>'],
     options: {
@@ -30,6 +31,7 @@ export const commands: Command[] = [
   command({
     name: 'diff',
     hosts: true,
+    extraArg: 'ref',
     summary: 'what deploying a ref would change on each host: commits (or a rollback in disguise), new migrations, dependency sets; changes nothing',
     args: ['<env>'],
     options: { ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', dashes: false, description: "branch, tag or sha (default: the environment's ref)" }, json },
@@ -44,6 +46,7 @@ export const commands: Command[] = [
   command({
     name: 'rollback',
     hosts: true,
+    extraArg: 'to',
     summary: 'switch back to a kept release in seconds (default: the one before the live one)',
     args: ['<env>'],
     // An empty --to (a variable that was not set: --to "$RELEASE") is a mistake, not "the release before" (scripts/cli.ts refuses it).
@@ -60,6 +63,7 @@ export const commands: Command[] = [
   command({
     name: 'initdata',
     hosts: true,
+    extraArg: 'file',
     summary: "load the environment's initial data (assets/initdata.yml, may be sops-encrypted) with the app's loader",
     args: ['<env>'],
     options: {

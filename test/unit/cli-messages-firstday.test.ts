@@ -93,3 +93,25 @@ describe('ops env new > FILE', () => {
     expect(shown).toMatchObject({ code: 0, out: expect.stringMatching(/^[\w-]{40,}$/) });
   });
 });
+
+describe('one word more than a command takes, where an option of it is meant', () => {
+  it('(`ops deploy qa v1`, as git checkout takes a ref) is named as that option, with the command line meant', async () => {
+    const root = project();
+    for (const [argv, meant, line] of [
+      [['deploy', 'qa', 'v1'], '--ref v1', 'ops deploy qa --ref v1'],
+      [['deploy', 'qa', 'v1', '--dry-run'], '--ref v1', 'ops deploy qa --dry-run --ref v1'],
+      [['diff', 'qa', 'my branch'], "--ref 'my branch'", "ops diff qa --ref 'my branch'"],
+      [['rollback', 'qa', '20261207T075711Z-934cf6375ff2'], '--to 20261207T075711Z-934cf6375ff2', 'ops rollback qa --to 20261207T075711Z-934cf6375ff2'],
+      [['initdata', 'qa', 'users.yml'], '--file users.yml', 'ops initdata qa --file users.yml'],
+      // the environment typed last
+      [['deploy', 'v1', '--dry-run', 'qa'], 'ops deploy qa --ref v1', 'ops deploy qa --dry-run --ref v1'],
+    ] as const) {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).toBe(`error: unexpected argument "${argv.at(-1) === '--dry-run' ? argv[2] : argv.at(-1)}" for "ops ${argv[0]}" (did you mean ${meant}?)\n  hint: ${line}\n`);
+    }
+    // the option given already, or two words more: the usage
+    expect((await cli(root, 'deploy', 'qa', '--ref', 'v1', 'v2')).err).toBe('error: unexpected argument "v2" for "ops deploy"\n  hint: usage: ops deploy <env> [--ref REF] [--force] [--dry-run] [--forward-only] [--json]\n');
+    expect((await cli(root, 'deploy', 'qa', 'v1', 'v2')).err).toMatch(/^error: unexpected argument "v1" for "ops deploy"\n  hint: usage:/);
+  });
+});

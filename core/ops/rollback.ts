@@ -433,7 +433,7 @@ async function refuseOtherForms(ctx: OpsContext, env: Target, to: string): Promi
   const ids = [...new Set(meant.map((r) => r.id))].sort().reverse();
   if (ids.length === 1) throw new OpsError(`--to takes a release id: ${to} is release ${ids[0]}`, `ops rollback ${env.name} --to ${ids[0]}`);
   if (ids.length > 1) throw new OpsError(`--to takes a release id: ${to} names ${ids.length} kept releases, ${ids.join(', ')}`, `pick one (ops releases ${env.name} says which went live when): ops rollback ${env.name} --to ${ids[0]}`);
-  throw new OpsError(`--to takes a release id, and no release kept is ${to} (kept: ${kept.map((r) => `${r.id}${r.ref ? ` (${r.ref})` : ''}`).join(', ') || 'none'})`, /^\d{8}(T\d{0,6}Z?)?$/.test(to) ? `see ops releases ${env.name}` : `a release no longer kept comes back by a deploy: ops deploy ${env.name} --ref ${to}`);
+  throw new OpsError(`--to takes a release id, and no release kept is ${to} (kept: ${kept.map((r) => `${r.id}${r.ref ? ` (${r.ref})` : ''}`).join(', ') || 'none'})`, `ops releases ${env.name} lists them with their ids; a release no longer kept comes back by a deploy of its commit (ops deploy ${env.name} --ref <ref>)`);
 }
 
 /** rollback's run. */

@@ -166,7 +166,7 @@ describe('rollback operation', () => {
     }
     // main deployed twice
     expect(await refused('main', 'main')).toEqual([`--to takes a release id: main names 2 kept releases, ${LIVE}, ${OLD}`, `pick one (ops releases one says which went live when): ops rollback one --to ${LIVE}`]);
-    expect(await refused('v0')).toEqual([`--to takes a release id, and no release kept is v0 (kept: ${LIVE} (main), ${OLD} (v1))`, 'a release no longer kept comes back by a deploy: ops deploy one --ref v0']);
+    expect(await refused('v0')).toEqual([`--to takes a release id, and no release kept is v0 (kept: ${LIVE} (main), ${OLD} (v1))`, 'ops releases one lists them with their ids; a release no longer kept comes back by a deploy of its commit (ops deploy one --ref <ref>)']);
     expect(await refused(`* ${OLD}`)).toEqual([`--to "* ${OLD}" holds the live marker of ops releases ("*"): the release id is ${OLD}`, `ops rollback one --to ${OLD}`]);
   });
 

@@ -2,7 +2,7 @@
 // and pack exactly the objects a host lacks. The hosts never talk to GitHub: code reaches them as a pack
 // over the SSH connection. (What a commit needs beyond `git archive`: tree-content.ts.)
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { OpsError, indent, tail } from './errors.ts';
@@ -282,12 +282,18 @@ function moveError(m: RemoteMove & { there: string }, resolved: ResolvedRef): Op
  * What the runner's checkout holds that a deploy of a commit does not: uncommitted changes (tracked files changed,
  * untracked files; `git status --porcelain -z`, git-status(1)). The release is the commit as committed; a laptop's
  * edits never reach a host, and the plan says so rather than let them look deployed. [] for a clean checkout or
- * a repository without a work tree.
+ * a repository without a work tree. `project`: the ops project's folder; when it is in this checkout, its
+ * `environments/` and `.sops.yaml` are left out: ops reads them from the working tree, so their edits do take
+ * effect (a new environment not committed yet is not "not deployed").
  */
-export async function checkoutNotes(repo: string, sha: string): Promise<string[]> {
+export async function checkoutNotes(repo: string, sha: string, project?: string): Promise<string[]> {
   const r = await new Git(repo).run(['status', '--porcelain=v1', '-z', '--no-renames']);
   if (r.code !== 0) return [];
-  const entries = r.stdout.split('\0').filter(Boolean);
+  const own = project === undefined ? undefined : projectIn(repo, project);
+  const entries = r.stdout
+    .split('\0')
+    .filter(Boolean)
+    .filter((e) => own === undefined || !(e.slice(3) === `${own}.sops.yaml` || e.slice(3).startsWith(`${own}environments/`)));
   if (!entries.length) return [];
   const untracked = entries.filter((e) => e.startsWith('?? ')).length;
   const changed = entries.length - untracked;
@@ -298,16 +304,31 @@ export async function checkoutNotes(repo: string, sha: string): Promise<string[]
   ];
 }
 
+/** The path of `project` inside the checkout `repo` as git status names paths ("" at its root, else "dir/"), or undefined when it is not inside. */
+function projectIn(repo: string, project: string): string | undefined {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  const rel = relative(real(repo), real(project));
+  if (rel.startsWith('..') || isAbsolute(rel)) return undefined;
+  return rel ? `${rel.split('\\').join('/')}/` : '';
+}
+
 /**
  * Everything that makes the commit deployed not what the user may take it for, as warnings (the plan, the deploy's
  * log, `ops diff`): a local branch elsewhere (resolveRef's notes), origin's branch or tag moved or deleted since the
  * checkout fetched it (remoteMove, one `git ls-remote`; origin out of reach says nothing), uncommitted changes
- * (checkoutNotes). [] when the commit is what the checkout and origin say. `refuseMoved` (a deploy): a branch or
- * tag origin has at another commit is refused (moveError), not warned of.
+ * (checkoutNotes; `project`: the ops project's folder, whose environments/ and .sops.yaml are read from the work
+ * tree). [] when the commit is what the checkout and origin say. `refuseMoved` (a deploy): a branch or tag origin has
+ * at another commit is refused (moveError), not warned of.
  * @throws OpsError with `refuseMoved`, for a ref origin has moved; nothing is changed.
  */
-export async function notDeployedNotes(repo: string, resolved: ResolvedRef, { refuseMoved = false } = {}): Promise<string[]> {
-  const [moved, local] = await Promise.all([remoteMove(repo, resolved), checkoutNotes(repo, resolved.sha)]);
+export async function notDeployedNotes(repo: string, resolved: ResolvedRef, { refuseMoved = false, project }: { refuseMoved?: boolean; project?: string } = {}): Promise<string[]> {
+  const [moved, local] = await Promise.all([remoteMove(repo, resolved), checkoutNotes(repo, resolved.sha, project)]);
   if (refuseMoved && moved?.there) throw moveError({ ...moved, there: moved.there }, resolved);
   return [...(resolved.notes ?? []), ...moveNotes(moved, resolved), ...local];
 }

@@ -64,6 +64,13 @@ export interface Command<O extends Options = Options> {
    * still knows it. Default: it needs a project, found from the current directory or $OPS_ROOT.
    */
   project?: 'optional';
+  /**
+   * The option one word more than the arguments most often meant (`ops deploy qa v1`: --ref v1, as `git checkout v1`
+   * or `cap deploy` take it): named in the usage error, with the command line meant.
+   */
+  extraArg?: string;
+  /** true: the command logs in to the environment's hosts, so it takes --identity (the SSH key); the others refuse it (globalOptions). */
+  hosts?: true;
   run(ctx: CommandContext<O>): Promise<number>;
 }
 
@@ -96,6 +103,35 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', description: 'show help' },
   identity: { type: 'string', short: 'i', value: 'FILE', path: true, description: 'SSH private key to log in with' },
 };
+
+/** The options every command takes besides its own: --help, and --identity for a command that logs in to hosts. */
+function globalOptions(c: Command | undefined): Record<string, OptionSpec> {
+  return c && !c.hosts ? { help: GLOBAL_OPTIONS.help! } : GLOBAL_OPTIONS;
+}
+
+/**
+ * `--identity`/`-i` given to a command that logs in to no host (`ops secrets show qa -i key.txt`, as age's and ssh's
+ * `-i` read): refused, not ignored, saying what it is; a command that decrypts an environment's secrets names how the
+ * age key is given instead, with the file typed (`SOPS_AGE_KEY_FILE=key.txt ops secrets show qa`). Undefined when
+ * the command takes it or it was not given (only words before `--` are options).
+ */
+export function identityRefused(c: Command, args: string[]): UsageError | undefined {
+  if (c.hosts) return undefined;
+  const words = args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  const at = words.findIndex((w) => w === '--identity' || w.startsWith('--identity=') || w.startsWith('-i'));
+  if (at < 0) return undefined;
+  const w = words[at]!;
+  // its value: glued on (`-ikey`, `--identity=key`), or the next word
+  const glued = w.startsWith('--') ? (w.includes('=') ? w.slice(w.indexOf('=') + 1) : undefined) : w.slice(2).replace(/^=/, '') || undefined;
+  const value = glued ?? words[at + 1];
+  const rest = [...words.slice(0, at), ...words.slice(at + (glued !== undefined || value === undefined ? 1 : 2)), ...args.slice(words.length)];
+  const line = `ops ${[...c.name.split(' '), ...rest].map(quote).join(' ')}`;
+  const secrets = c.name.startsWith('secrets ') || c.name === 'config';
+  return new UsageError(
+    `--identity (-i) is the SSH key ops logs in to hosts with; "ops ${c.name}" logs in to none`,
+    secrets ? `the age key that decrypts the secrets goes in $SOPS_AGE_KEY_FILE (or the key itself in $SOPS_AGE_KEY): SOPS_AGE_KEY_FILE=${quote(value ?? 'FILE')} ${line}` : `leave it out: ${line}`,
+  );
+}
 
 /**
  * The project root for a command that does not need one: projectRoot's, or undefined where no project is found from
@@ -131,7 +167,7 @@ export function commandHelp(c: Command): string {
     ...(c.help ? ['', c.help.trim()] : []),
     '',
     'options:',
-    ...optionLines({ ...(c.options ?? {}), ...GLOBAL_OPTIONS }),
+    ...optionLines({ ...(c.options ?? {}), ...globalOptions(c) }),
   ].join('\n');
 }
 
@@ -152,8 +188,12 @@ export function mainHelp(commands: Command[]): string {
   ].join('\n');
 }
 
-/** `environments`: the project's environments, if one is found (named when `<env>` is missing). */
-function checkArgs(c: Command, args: string[], environments: () => string[], processEnv: NodeJS.ProcessEnv): void {
+/**
+ * `environments`: the project's environments, if one is found (named when `<env>` is missing). `typed`: the words after
+ * the command as given and `given` the options parsed from them (a word more than the arguments is said as the
+ * command's extraArg when that option was not given).
+ */
+function checkArgs(c: Command, args: string[], environments: () => string[], processEnv: NodeJS.ProcessEnv, typed: string[] = [], given: Record<string, unknown> = {}): void {
   const spec = c.args ?? [];
   const required = spec.filter((a) => a.startsWith('<')).length;
   const variadic = spec.some((a) => a.endsWith('...>') || a.endsWith('...]'));
@@ -178,7 +218,18 @@ function checkArgs(c: Command, args: string[], environments: () => string[], pro
     // under npm run, a value most often stays behind when npm takes the option before it (`--host x`, `-n 5`)
     const npm = npmReading(processEnv);
     const npmNote = npm ? `; under ${npm.typed.replace(/ ops$/, '')}, an option before \`--\` is npm's and its value is left as an argument: ${npm.fixed} ${c.name} ...` : '';
-    throw new UsageError(`unexpected argument "${args[spec.length]}" for "ops ${c.name}"`, `usage: ${usageLine(c)}${npmNote}`);
+    const extra = args[spec.length]!;
+    // one word more, where the command has an option for it not given (`ops deploy qa v1`): that option, in the line meant
+    if (c.extraArg && args.length === spec.length + 1 && given[c.extraArg] === undefined && !extra.startsWith('-') && typed.includes(extra)) {
+      // the environment typed last (`ops deploy v1 qa`): it goes first, the other word is the option's
+      const known = spec[0] === '<env>' ? environments() : [];
+      const swapped = known.includes(extra) && !known.includes(args[0]!);
+      const [value, env] = swapped ? [args[0]!, extra] : [extra, args[0]!];
+      const words = typed.filter((w, i) => i !== typed.lastIndexOf(extra) && !(swapped && i === typed.indexOf(value)));
+      const line = ['ops', c.name, ...[env, ...words.filter((w, i) => !(i === words.indexOf(env))), `--${c.extraArg}`, value].map(quote)].join(' ');
+      throw new UsageError(`unexpected argument "${extra}" for "ops ${c.name}" (did you mean ${swapped ? `ops ${c.name} ${quote(env)} ` : ''}--${c.extraArg} ${quote(value)}?)`, `${line}${npmNote}`);
+    }
+    throw new UsageError(`unexpected argument "${extra}" for "ops ${c.name}"`, `usage: ${usageLine(c)}${npmNote}`);
   }
 }
 
@@ -340,6 +391,32 @@ function refuseTypographicDashes(specs: Options, tokens: ReturnType<typeof parse
 /** The command taking an environment that `argv` names after its first word (`ops qa status`: status), if any. */
 function envCommandAfter(commands: Command[], argv: string[]): Command | undefined {
   return commands.find((c) => c.args?.[0] === '<env>' && c.name === argv.slice(1, 1 + c.name.split(' ').length).join(' '));
+}
+
+/**
+ * A group's subcommand typed after its argument (`ops secrets qa show`, `ops env qa remove`), or left out after an
+ * argument that is one of the project's environments (`ops lock qa`): the command lines meant (every subcommand of
+ * the group taking an environment, when none was typed) and what the word is. Undefined when the word is neither.
+ */
+function subcommandAfter(group: Command[], argv: string[], root: string | undefined, processEnv: NodeJS.ProcessEnv): { lines: string[]; what: string } | undefined {
+  const [first, word, next, ...after] = argv as [string, string, string | undefined, ...string[]];
+  const line = (c: Command, rest: string[]) => ['ops', c.name, word, ...rest].map((w, i) => (i < 2 ? w : quote(w))).join(' ');
+  const swapped = group.find((c) => c.name === `${first} ${next}`);
+  if (swapped) return { lines: [line(swapped, after)], what: swapped.args?.[0] === '<env>' ? 'environment' : (swapped.args?.[0]?.replace(/^[<[]|[>\]]$/g, '') ?? 'argument') };
+  let environments: string[] = [];
+  try {
+    const found = root ?? optionalProjectRoot(processEnv.OPS_ROOT, invocationDir(processEnv), homeDir(processEnv));
+    environments = found === undefined ? [] : listEnvironments(found);
+  } catch {
+    return undefined; // no project: no environment to recognise
+  }
+  if (!environments.includes(word)) return undefined;
+  // an environment that exists is not made again (`env new`)
+  const takers = group.filter((c) => (c.args?.[0] === '<env>' || c.args?.[0] === '<name>') && !c.name.endsWith(' new'));
+  if (!takers.length) return undefined;
+  // more than two: the line with its place, the hint lists them
+  const lines = takers.length > 2 ? [['ops', first, '<subcommand>', ...argv.slice(1).map(quote)].join(' ')] : takers.map((c) => line(c, argv.slice(2)));
+  return { lines, what: 'environment' };
 }
 
 /** What `ops` itself takes before any command (`ops --version`, `ops --help`): named by nearOption as `ops --version`. */
@@ -587,11 +664,18 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   let error = meant ? `unknown option ${first} (did you mean ${meant}?)` : `unknown command "${first}"${separator ?? ': options go after the command, not before it'}`;
   let hint = 'usage: ops <command> [arguments] [options] (`ops --help` lists the commands)';
   const command = at < 0 ? undefined : commands.find((c) => c.name.split(' ').every((w, i) => argv[at + i] === w));
-  if (at >= 0) {
+  // --identity before a command that logs in to no host: said as it is after one (identityRefused)
+  const words = command ? argv.slice(at + command.name.split(' ').length) : [];
+  const cut = words.includes('--') ? words.indexOf('--') : words.length;
+  const identity = command && identityRefused(command, [...words.slice(0, cut), ...leading.filter((a) => a !== '--'), ...words.slice(cut)]);
+  if (identity) {
+    error = identity.message;
+    hint = identity.hint!;
+  } else if (at >= 0) {
     const after = argv.slice(at);
     const end = after.includes('--') ? after.indexOf('--') : after.length;
     // an option the command does not take, moved as its closest one (`ops --dryrun deploy`: --dry-run), or said
-    const specs = { ...(command?.options ?? {}), ...GLOBAL_OPTIONS };
+    const specs = { ...(command?.options ?? {}), ...globalOptions(command) };
     const said: string[] = [];
     const moved = leading.map((a) => {
       if (!command || !a.startsWith('-') || a === '--') return a;
@@ -663,7 +747,13 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const word = argv[1];
     const subcommands = group.map((c) => `  ${usageLine(c)}`).join('\n');
     const listHint = `its subcommands: ${group.map((c) => usageLine(c)).join('; ')}`;
-    if (group.length && word !== undefined && !word.startsWith('-')) {
+    if (group.length && word !== undefined && !word.startsWith('-') && subcommandAfter(group, argv, io.root, processEnv)) {
+      // the environment typed before the subcommand (`ops secrets qa show`, `ops lock qa`): the order said, with the line meant
+      const meant = subcommandAfter(group, argv, io.root, processEnv)!;
+      const error = `unknown subcommand "${word}" for "ops ${argv[0]}": the subcommand comes first, then the ${meant.what} (did you mean ${meant.lines.map((l) => `"${l}"`).join(' or ')}?)`;
+      stderr.write(showControls(shown(`error: ${error}\n  hint: ${listHint}\n`)));
+      document(error, listHint);
+    } else if (group.length && word !== undefined && !word.startsWith('-')) {
       const near = didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
       const error = `unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}`;
       stderr.write(showControls(shown(`error: ${error}; its subcommands:\n${subcommands}\n`)));
@@ -736,7 +826,9 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     // npm runs ops from the project root: a relative one was read from there, not found).
     const keyFile = processEnv.SOPS_AGE_KEY_FILE;
     if (keyFile && !isAbsolute(keyFile)) processEnv = { ...processEnv, SOPS_AGE_KEY_FILE: userPath(cwd, keyFile, homeDir(processEnv)) };
-    const specs = { ...(command.options ?? {}), ...GLOBAL_OPTIONS };
+    const specs = { ...(command.options ?? {}), ...globalOptions(command) };
+    const refused = identityRefused(command, rest);
+    if (refused) throw refused;
     const took = npmTookOptions(specs, rest, processEnv);
     if (took.length) {
       // --json among them: the document a script expects, as for any usage error
@@ -773,7 +865,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       } catch {
         return []; // no project to name them from: the usage alone
       }
-    }, processEnv);
+    }, processEnv, rest, parsed.values);
     const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv)) : projectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv)));
     const inProject = root !== undefined;
     const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>, command);

@@ -103,7 +103,7 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
   const ref = resolved.ref;
   // A release missing its submodules or LFS contents is refused here, before any host is touched. The
   // reads are independent (git processes, the secrets file): at once, their failures reported in this order.
-  const [tree, deps, secrets, size, checkout] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), notDeployedNotes(repo, resolved, { refuseMoved: true })] as const);
+  const [tree, deps, secrets, size, checkout] = await inOrder([treeContent(repo, resolved.sha), dependencyInputs(repo, resolved.sha, env), environmentSecrets(ctx, env), treeSize(repo, resolved.sha), notDeployedNotes(repo, resolved, { refuseMoved: true, project: ctx.root })] as const);
   // The commit against the settings (a requirements file, node_dir, makefile target, program directory it lacks):
   // refused with the settings' own problems below, in one error.
   const fit = await preflight(repo, resolved.sha, env, tree);

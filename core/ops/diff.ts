@@ -35,7 +35,7 @@ export async function diff(ctx: OpsContext, env: Environment, ref?: string): Pro
       return undefined;
     },
   );
-  const [notes, changes] = await Promise.all([notDeployedNotes(repo, commit), describeChanges(repo, env, await readLive(ctx, target, expected), commit.sha)]);
+  const [notes, changes] = await Promise.all([notDeployedNotes(repo, commit, { project: ctx.root }), describeChanges(repo, env, await readLive(ctx, target, expected), commit.sha)]);
   const warnings = [...notes, ...(unjudged && changes.some((c) => c.live.sha === commit.sha) ? [unjudged] : [])];
   return { environment: env.name, commit, warnings, changes };
 }

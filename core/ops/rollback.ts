@@ -405,8 +405,40 @@ function hostPrevious(host: string, r: StepResult): HostPrevious {
   return { host, current: parseState(r).current ?? '', previous: verdict === 'ok' ? (id ?? '') : '' };
 }
 
+/**
+ * A `--to` that is no release id but names kept releases another way, as people name a release: the ref it was deployed
+ * from (`v1`, `main`, as `ops releases` lists it), its commit (a sha or its prefix), the id's time part, or the id
+ * pasted with `ops releases`' live marker (`* <id>`). Refused naming the id(s) meant: the marker at once; the others
+ * after one read of the releases kept on each host (ops releases' step: one connection, nothing changed). Returns
+ * when `to` is an id, or a text no release could be named by (the id's own error follows).
+ * @throws OpsError naming the release id(s) meant, or that no kept release is `to`.
+ */
+async function refuseOtherForms(ctx: OpsContext, env: Target, to: string): Promise<void> {
+  const id = patternOf('release');
+  if (id.test(to)) return;
+  const unmarked = to.replace(/^\*\s*/, '');
+  if (unmarked !== to && id.test(unmarked)) throw new OpsError(`--to "${to}" holds the live marker of ops releases ("*"): the release id is ${unmarked}`, `ops rollback ${env.name} --to ${unmarked}`);
+  // a ref, a sha, a time: the words a release is listed with (never white space or a shell's characters)
+  if (!/^[A-Za-z0-9][\w./+-]{0,199}$/.test(to)) return;
+  const { listReleases } = await import('./records.ts');
+  const hosts = await listReleases(ctx, env).catch((e: unknown) => {
+    if (e instanceof OpsError) return [];
+    throw e;
+  });
+  const kept = [...new Map(hosts.flatMap((h) => h.releases).map((r) => [r.id, r])).values()];
+  if (!hosts.some((h) => h.error === undefined)) return; // nothing read: the id's own error
+  const lower = to.toLowerCase();
+  const hex = /^[0-9a-f]{4,40}$/.test(lower);
+  const meant = kept.filter((r) => r.ref === to || (hex && r.sha.startsWith(lower)) || (/^\d{8}(T\d{0,6}Z?)?$/.test(to) && r.id.startsWith(to)));
+  const ids = [...new Set(meant.map((r) => r.id))].sort().reverse();
+  if (ids.length === 1) throw new OpsError(`--to takes a release id: ${to} is release ${ids[0]}`, `ops rollback ${env.name} --to ${ids[0]}`);
+  if (ids.length > 1) throw new OpsError(`--to takes a release id: ${to} names ${ids.length} kept releases, ${ids.join(', ')}`, `pick one (ops releases ${env.name} says which went live when): ops rollback ${env.name} --to ${ids[0]}`);
+  throw new OpsError(`--to takes a release id, and no release kept is ${to} (kept: ${kept.map((r) => `${r.id}${r.ref ? ` (${r.ref})` : ''}`).join(', ') || 'none'})`, `ops releases ${env.name} lists them with their ids; a release no longer kept comes back by a deploy of its commit (ops deploy ${env.name} --ref <ref>)`);
+}
+
 /** rollback's run. */
 async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined): Promise<RollbackResult> {
+  if (to) await refuseOtherForms(ctx, env, to);
   if (to) validate('release', to);
   // Apps sharing a host: a rollback writes this app's site and starts its programs, so a collision is refused first.
   refuseCollisions(env, ctx.reporter);

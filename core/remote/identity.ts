@@ -55,7 +55,7 @@ function readKey(file: string, label: string): string {
  * Key text checked to hold a private key (`label` names where it came from in the error: `key file <path>` for a
  * file), with its final newline. What is there instead is said by its shape, never quoted: the usual mistakes are the
  * public key (the .pub file, the line of authorized_keys), a path where the key's content goes ($OPS_SSH_KEY, the
- * ssh-key input), and a PuTTY key.
+ * ssh-key input), a PuTTY key, and an age key (the secrets' key, given where the SSH key goes).
  */
 export function checkKeyText(text: string, label: string): string {
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
@@ -67,6 +67,14 @@ export function checkKeyText(text: string, label: string): string {
         file ? 'give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)' : 'give the private key file\'s content (the file without .pub), with its BEGIN/END lines',
       );
     }
+    // the other key ops reads: an age key (age's and sops' `-i`, a key file from `ops env new`), never shown
+    if (/AGE-SECRET-KEY-1[0-9A-Z]+/.test(t))
+      throw new OpsError(
+        `${label} holds an age key (not shown: the key that decrypts the secrets), not an SSH private key`,
+        label.startsWith('input ')
+          ? 'the age key goes in input `age-key` (the SOPS_AGE_KEY secret); this one takes the SSH private key hosts are logged in with (the SSH_PRIVATE_KEY secret)'
+          : `an age key decrypts the secrets, from $SOPS_AGE_KEY_FILE (its path) or $SOPS_AGE_KEY; hosts are logged in to with your SSH key: ${file ? '--identity ~/.ssh/id_ed25519, or ssh.identity_file' : 'its file\'s content, OPS_SSH_KEY="$(cat ~/.ssh/id_ed25519)"'}`,
+      );
     if (t.startsWith('PuTTY-User-Key-File-')) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, 'convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that');
     if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
       throw new OpsError(`${label} holds a path, not the key's content`, 'give the key file\'s content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file');

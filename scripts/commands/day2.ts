@@ -12,6 +12,7 @@ const json = JSON_OPTION;
 export const commands: Command[] = [
   command({
     name: 'status',
+    hosts: true,
     summary: 'per host: release, nginx (+ nginx -t), supervisor programs, health, certificate, disk, lock; exit 1 if anything is unhealthy',
     args: ['<env>'],
     options: { json },
@@ -28,6 +29,7 @@ renewal running late, a disk filling up, the previous release's programs down) d
   }),
   command({
     name: 'logs',
+    hosts: true,
     summary: "the programs' and nginx's logs from every host, each line prefixed with its host and log; secrets masked",
     args: ['<env>', '[program]'],
     options: {
@@ -69,6 +71,7 @@ warning that masking is limited to those.`,
   }),
   command({
     name: 'certs',
+    hosts: true,
     summary: 'TLS certificates per host: names, expiry, the one nginx serves, renewal schedule; --renew forces a renewal',
     args: ['<env>'],
     options: { renew: { type: 'boolean', description: 'renew now (certbot renew --force-renewal, or a new self-signed one), then reload nginx if nginx -t accepts it' }, json },

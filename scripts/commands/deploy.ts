@@ -7,6 +7,8 @@ const json = JSON_OPTION;
 export const commands: Command[] = [
   command({
     name: 'deploy',
+    hosts: true,
+    extraArg: 'ref',
     summary: 'put a git ref live on every host: new release, health-gated gapless switch, old one kept for rollback',
     args: ['<env>'],
     options: {
@@ -28,6 +30,8 @@ export const commands: Command[] = [
   }),
   command({
     name: 'diff',
+    hosts: true,
+    extraArg: 'ref',
     summary: 'what deploying a ref would change on each host: commits (or a rollback in disguise), new migrations, dependency sets; changes nothing',
     args: ['<env>'],
     options: { ref: { type: 'string', value: 'REF', what: 'a branch, tag or sha', dashes: false, description: "branch, tag or sha (default: the environment's ref)" }, json },
@@ -41,6 +45,8 @@ export const commands: Command[] = [
   }),
   command({
     name: 'rollback',
+    hosts: true,
+    extraArg: 'to',
     summary: 'switch back to a kept release in seconds (default: the one before the live one)',
     args: ['<env>'],
     // An empty --to (a variable that was not set: --to "$RELEASE") is a mistake, not "the release before" (scripts/cli.ts refuses it).
@@ -56,6 +62,8 @@ export const commands: Command[] = [
   }),
   command({
     name: 'initdata',
+    hosts: true,
+    extraArg: 'file',
     summary: "load the environment's initial data (assets/initdata.yml, may be sops-encrypted) with the app's loader",
     args: ['<env>'],
     options: {
@@ -74,6 +82,7 @@ export const commands: Command[] = [
   }),
   command({
     name: 'releases',
+    hosts: true,
     summary: 'list the releases kept on each host (id, sha, ref, when, who; * = live)',
     args: ['<env>'],
     options: { json },
@@ -87,6 +96,7 @@ export const commands: Command[] = [
   }),
   command({
     name: 'lock status',
+    hosts: true,
     summary: "show who holds the environment's lock on each host (stale = its run died)",
     args: ['<env>'],
     options: { json },
@@ -100,6 +110,7 @@ export const commands: Command[] = [
   }),
   command({
     name: 'lock release',
+    hosts: true,
     summary: 'break the lock on purpose: stops what its run left running on each host first; recorded in the audit log',
     args: ['<env>'],
     options: { force: { type: 'boolean', description: 'also a lock whose run is still connected (a stuck run): its processes there are stopped' } },
@@ -114,6 +125,7 @@ export const commands: Command[] = [
   }),
   command({
     name: 'audit',
+    hosts: true,
     summary: 'the append-only log of runs on each host (who, what, sha, result)',
     args: ['<env>'],
     options: { lines: { type: 'number', value: 'N', min: 1, description: 'entries per host (default 20)' }, json },

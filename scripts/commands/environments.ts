@@ -24,7 +24,8 @@ export const commands: Command[] = [
     help: `Writes environments/<name>/environment.yml (every value to replace is marked PLACEHOLDER), a rule
 for environments/<name>/ in .sops.yaml, and environments/<name>/secrets.sops.yaml with a generated
 secret_key and config_repo_api_key, and CHANGE-ME placeholders for the other secrets.
-The new environment's age private key is printed once: store it, it is not written anywhere. When it cannot be
+The new environment's age private key is printed once, alone on stdout (the rest goes to stderr, so
+\`ops env new <name> > FILE\` writes a key file): store it, it is not written anywhere else. When it cannot be
 printed (stdout full, its reader gone), everything written is undone (exit 1, nothing changed); stdout /dev/null is
 refused unless a --recipient is a key of yours.`,
     async run(ctx) {
@@ -63,10 +64,12 @@ refused unless a --recipient is a key of yours.`,
       };
       return interruptible(ctx, async (signal) => {
         const result = await newEnvironment(ctx.root, name, { recipients, signal, deliver, beforeWrite: checkOutput });
-        for (const f of result.files) ctx.reporter.info(`wrote ${f}`);
+        // stdout holds the key file alone (`ops env new qa > FILE` is one $SOPS_AGE_KEY_FILE reads), as keygen's does
+        const note = (message: string) => ctx.stderr.write(`${message}\n`);
+        for (const f of result.files) note(`wrote ${f}`);
         if (result.near)
           ctx.reporter.warn(`${name} is a slip away from the existing environment ${result.near}: if you meant to work on ${result.near}, take this one back (ops env remove ${name}) and use ${result.near}`);
-        ctx.reporter.info(
+        note(
           `\nnext: replace the PLACEHOLDER values in environments/${name}/environment.yml, then \`ops secrets edit ${name}\` for the CHANGE-ME secrets` +
             `\nits host's address ${result.address} is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, ${name} also needs its own app name (app: catalogage now), app user, base_dir, domain and ports (README: "Several environments on one host")` +
             (result.recipients.length > 1 ? '' : `\nadd your team's keys: ops secrets recipients ${name} add age1...`) +
@@ -82,6 +85,7 @@ refused unless a --recipient is a key of yours.`,
   }),
   command({
     name: 'env remove',
+    hosts: true,
     summary: "decommission an environment: refuses while its hosts serve; removes its folder and .sops.yaml rule; lists what else to release",
     args: ['<name>'],
     options: {

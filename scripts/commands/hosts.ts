@@ -10,6 +10,7 @@ const json = JSON_OPTION;
 export const commands: Command[] = [
   command({
     name: 'ping',
+    hosts: true,
     summary: 'check every host: reachable, host key verified, hostname, OS, uptime, free disk, sudo; says when it is not provisioned yet (next: ops provision)',
     args: ['<env>'],
     options: { json },
@@ -70,6 +71,7 @@ export const commands: Command[] = [
 
   command({
     name: 'provision',
+    hosts: true,
     summary: 'prepare the hosts for deploys: packages, pinned runtimes, app user, nginx, supervisor, TLS (idempotent)',
     args: ['<env>'],
     async run({ args, ops }) {

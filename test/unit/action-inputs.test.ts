@@ -125,6 +125,13 @@ describe('key inputs', () => {
     await runAction({ required: ['environment', 'ssh-key'] }, async () => undefined);
     expect(failure()).toMatch(/^input `ssh-key` holds a public key, not the private key/);
     expect(failure()).not.toContain('OPS_SSH_KEY');
+    // the secrets' age key there (the two secrets swapped): said as one, the input it goes in named
+    writes.length = 0;
+    inputs({ environment: 'prod', 'ssh-key': 'AGE-SECRET-KEY-1N6YDDKPQUDM2QCPC3AAR8KAH8C0AS26WQ9Z2Z9F30CZE0DAW0RQQ2K4RLG' });
+    await runAction({ required: ['environment', 'ssh-key'] }, async () => undefined);
+    expect(failure()).toMatch(/^input `ssh-key` holds an age key \(not shown: the key that decrypts the secrets\), not an SSH private key/);
+    expect(failure()).toContain('the age key goes in input `age-key` (the SOPS_AGE_KEY secret)');
+    expect(failure()).not.toMatch(/OPS_SSH_KEY|AGE-SECRET-KEY-1N6/);
   });
 
   it('an age-key that is no age identity: the input is named, not SOPS_AGE_KEY', async () => {

@@ -271,9 +271,9 @@ describe('an option before the command', () => {
     expect(json.code).toBe(2);
     expect(json.err).toBe('error: unknown command "--json": options go after the command, not before it\n  hint: ops deploy prod --dry-run --json\n');
     expect(JSON.parse(json.out)).toEqual({ ok: false, error: 'unknown command "--json": options go after the command, not before it', hint: 'ops deploy prod --dry-run --json', exitCode: 2 });
-    const identity = await cli(root, '-i', 'my key', 'secrets', 'show', 'prod', '--', '-x');
+    const identity = await cli(root, '-i', 'my key', 'logs', 'prod', '--', '-x');
     expect(identity).toMatchObject({ code: 2, out: '' });
-    expect(identity.err).toContain("hint: ops secrets show prod -i 'my key' -- -x\n");
+    expect(identity.err).toContain("hint: ops logs prod -i 'my key' -- -x\n");
     expect((await cli(root, '-v')).err).toContain('hint: usage: ops <command> [arguments] [options]');
     // npm's separator carried over (`npx ops -- deploy prod`): said as such
     expect((await cli(root, '--', 'deploy', 'prod')).err).toBe('error: unknown command "--": "--" separates npm\'s words from ops\'s in `npm run ops -- ...`; ops itself takes the command first\n  hint: ops deploy prod\n');

@@ -376,6 +376,13 @@ describe('an SSH key that is something else is said by its shape, never quoted (
     expect(refused({ processEnv: { OPS_SSH_KEY: '~/.ssh/id_ed25519' } })).toEqual(['$OPS_SSH_KEY holds a path, not the key\'s content', expect.stringContaining('OPS_SSH_KEY="$(cat FILE)"')]);
     expect(refused({ identityFile: join(dir, 'key.ppk') })[0]).toBe(`key file ${dir}/key.ppk holds a PuTTY key (.ppk), not an OpenSSH or PEM one`);
     expect(refused({ processEnv: { OPS_SSH_KEY: 'hunter2 not a key' } })).toEqual(['$OPS_SSH_KEY does not hold a private key in PEM/OpenSSH format', 'give the whole key file content, including the BEGIN/END lines']);
+    // an age key (age's `-i`; the key file `ops env new` printed), where the SSH key goes: said as one, never shown
+    const age = 'AGE-SECRET-KEY-1N6YDDKPQUDM2QCPC3AAR8KAH8C0AS26WQ9Z2Z9F30CZE0DAW0RQQ2K4RLG';
+    writeFileSync(join(dir, 'qa-key.txt'), `# created: 2026-12-07T07:56:55Z\n# public key: age1gw8fklxs7l23y3sv8w75xe8mu50n72pzfxxjxhksm6l2pcxyvq0qce4cy0\n${age}\n`);
+    expect(refused({ identityFile: join(dir, 'qa-key.txt') })).toEqual([`key file ${dir}/qa-key.txt holds an age key (not shown: the key that decrypts the secrets), not an SSH private key`, 'an age key decrypts the secrets, from $SOPS_AGE_KEY_FILE (its path) or $SOPS_AGE_KEY; hosts are logged in to with your SSH key: --identity ~/.ssh/id_ed25519, or ssh.identity_file']);
+    const inEnv = refused({ processEnv: { OPS_SSH_KEY: age } });
+    expect(inEnv).toEqual(['$OPS_SSH_KEY holds an age key (not shown: the key that decrypts the secrets), not an SSH private key', expect.stringContaining('OPS_SSH_KEY="$(cat ~/.ssh/id_ed25519)"')]);
+    expect(inEnv.join(' ')).not.toContain(age);
     // its line breaks lost (`echo $KEY` unquoted, a one-line field): said so, not ssh2's "Unsupported key format"
     const oneLine = '-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW QyNTUxOQAAACBjJcJ3aR33CUL+l7pW1iMy4UOBOTKLjhkDpEldgzA/TwAAAJg= -----END OPENSSH PRIVATE KEY-----';
     expect(refused({ processEnv: { OPS_SSH_KEY: oneLine } })).toEqual(['$OPS_SSH_KEY holds a private key on one line: its line breaks were lost (turned into spaces)', expect.stringContaining('OPS_SSH_KEY="$(cat FILE)"')]);

@@ -24,6 +24,7 @@ import { LIBRARY_KEYS, LOCK_LOST_EXIT, LOCK_LOST_MARK } from '../../core/steps/l
 import { describeHolder, LOCK_KEYS, LOCK_UNPROVISIONED_EXIT } from '../../core/steps/lock.ts';
 import { runInfo } from '../../core/runinfo.ts';
 import { PREFLIGHT_KEYS, RELEASE_KEYS, markRelease } from '../../core/steps/release.ts';
+import { RELEASES_KEYS } from '../../core/steps/release-list.ts';
 import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, recordSettings, rollbackStep, slotConfig, slotConfigShell, unstageAssets } from '../../core/steps/switch.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { opsLines } from './reports.helpers.ts';
@@ -149,6 +150,26 @@ describe('rollback operation', () => {
     expect(await refused('20261001T100000Z-cccccccccccc')).not.toContain('did you mean');
   });
 
+  it('--to given as people name a release (its ref, its commit, the id\'s time, the id with `ops releases`\' marker): the id meant named, after one read of what is kept; nothing rolled back', async () => {
+    const A = 'a'.repeat(40);
+    const B = 'b'.repeat(40);
+    const listing = (ref = 'v1') => opsLines({ ...KEYS, ...RELEASES_KEYS }, 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${OLD} ${A} ok 1 1`, `release ${LIVE} ${B} ok 2 2`, `release_json ${OLD} {"sha":"${A}","ref":"${ref}"}`, `release_json ${LIVE} {"sha":"${B}","ref":"main"}`);
+    const refused = async (to: string, ref?: string) => {
+      const h = harness((step) => (step.name === 'releases' ? { stdout: listing(ref) } : undefined));
+      const e = (await rollback(h.ctx, loadEnvironment('one', root), to).catch((x: unknown) => x)) as OpsError;
+      // one read, no lock taken: nothing changed
+      expect(h.remotes.size ? h.names() : [], to).toEqual(to.startsWith('*') ? [] : ['releases']);
+      return [e.message, e.hint];
+    };
+    for (const to of ['v1', 'aaaaaaa', 'AAAAAAAAAAAA', '20261101T100000Z', '20261101']) {
+      expect(await refused(to), to).toEqual([`--to takes a release id: ${to} is release ${OLD}`, `ops rollback one --to ${OLD}`]);
+    }
+    // main deployed twice
+    expect(await refused('main', 'main')).toEqual([`--to takes a release id: main names 2 kept releases, ${LIVE}, ${OLD}`, `pick one (ops releases one says which went live when): ops rollback one --to ${LIVE}`]);
+    expect(await refused('v0')).toEqual([`--to takes a release id, and no release kept is v0 (kept: ${LIVE} (main), ${OLD} (v1))`, 'ops releases one lists them with their ids; a release no longer kept comes back by a deploy of its commit (ops deploy one --ref <ref>)']);
+    expect(await refused(`* ${OLD}`)).toEqual([`--to "* ${OLD}" holds the live marker of ops releases ("*"): the release id is ${OLD}`, `ops rollback one --to ${OLD}`]);
+  });
+
   it('one host, --to: the id travels quoted, checked on the host; a release not kept there is refused, audited as failed saying why when the lock is let go', async () => {
     const to = '20261001T100000Z-cccccccccccc';
     const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback not_kept', `rollback_from ${LIVE}`) } : undefined));
@@ -265,8 +286,11 @@ describe('rollback operation', () => {
     const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback none', `rollback_from ${LIVE}`) } : undefined));
     const none = await runOps(['rollback', 'one', '--json'], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
     expect(JSON.parse(none.out)).toMatchObject({ ok: false, environment: 'one', release: null, releaseNote: expect.any(String), previous: LIVE, live: LIVE, hosts: [{ host: 'web1', release: null, previous: LIVE, live: LIVE }] });
-    const bad = await runOps(['rollback', 'one', '--json', '--to', 'not-a-release'], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
+    const bad = await runOps(['rollback', 'one', '--json', '--to', 'not a release'], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
     expect(JSON.parse(bad.out)).toMatchObject({ ok: false, environment: 'one', release: null, previous: null, live: null, reason: expect.stringMatching(/^invalid release/), hosts: [{ host: 'web1', release: null, previous: null, live: null }] });
+    // a word a release is named by otherwise (a ref): refused after reading what is kept, with the same fields
+    const named = await runOps(['rollback', 'one', '--json', '--to', 'not-a-release'], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
+    expect(JSON.parse(named.out)).toMatchObject({ ok: false, environment: 'one', release: null, previous: null, live: null, reason: expect.stringMatching(/^--to takes a release id, and no release kept is not-a-release/), hosts: [{ host: 'web1', release: null, previous: null, live: null }] });
   });
 
   it('one host, a switch that failed without the step putting the slot back (the new slot may run): the slot\'s previous release is put back, said in the error', async () => {

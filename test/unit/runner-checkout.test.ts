@@ -2,7 +2,7 @@
 // (`git clone --filter=blob:none`, blobs fetched as needed) deploying a commit whose files it lacks, online (one
 // fetch, not one per file) and offline (refused, naming the clone and the fix); uncommitted changes and a local
 // branch that is not what the remote has, said in the plan as not deployed.
-import { chmodSync, cpSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,6 +82,25 @@ describe('what the checkout holds that is not deployed', () => {
     expect(await checkoutNotes(dir, old)).toEqual([
       `not deployed: the uncommitted changes in ${dir} (1 changed, 1 untracked files: src/f1.txt, scratch.txt); the release is commit ${old.slice(0, 12)} as committed (the checkout is at ${head.slice(0, 12)})`,
     ]);
+  });
+
+  it("the ops project's own environments/ and .sops.yaml, read from the work tree, are not said as not deployed; the rest is", async () => {
+    for (const sub of ['', 'deploy/']) {
+      const dir = join(root, `own-${sub ? 'sub' : 'top'}`);
+      gitIn(root, ['clone', '-q', upstream, dir]);
+      const head = gitIn(dir, ['rev-parse', 'HEAD']);
+      const project = join(dir, sub);
+      mkdirSync(join(project, 'environments', 'qa'), { recursive: true });
+      writeFileSync(join(project, 'environments', 'qa', 'environment.yml'), 'app: x\n');
+      writeFileSync(join(project, '.sops.yaml'), 'creation_rules: []\n');
+      // the project's own files only: nothing to say (a project in a subfolder untracked whole is that folder)
+      expect(await checkoutNotes(dir, head, project), sub).toEqual(sub ? [`not deployed: the uncommitted changes in ${dir} (1 untracked file: deploy/); the release is commit ${head.slice(0, 12)} as committed`] : []);
+      if (sub) continue;
+      writeFileSync(join(dir, 'scratch.txt'), 'mine\n');
+      expect(await checkoutNotes(dir, head, project)).toEqual([`not deployed: the uncommitted changes in ${dir} (1 untracked file: scratch.txt); the release is commit ${head.slice(0, 12)} as committed`]);
+      // without the project named: every file, as before
+      expect((await checkoutNotes(dir, head))[0]).toContain('3 untracked files: .sops.yaml, environments/, scratch.txt');
+    }
   });
 
   it("a local branch ahead of the remote's: the remote's is deployed, and the local one is said not to be", async () => {

@@ -78,10 +78,10 @@ describe('ops env new', () => {
     const qd = await cli(root, ['env', 'new', 'qd']);
     expect(qd.code).toBe(0);
     expect(loadEnvironment('qd', root).hosts[0]!.address).toBe('203.0.113.11');
-    expect(qd.out).toContain("its host's address 203.0.113.11 is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, qd also needs its own app name");
+    expect(qd.err).toContain("its host's address 203.0.113.11 is a placeholder no other environment uses: set the VM's own; on a VM that already runs another environment, qd also needs its own app name");
     expect(hostSharing(loadEnvironment('qd', root)).siblings).toEqual([]);
     // No workflows in this project: nothing said of them. With them, what GitHub Actions needs for the new one.
-    expect(qd.out).not.toContain('GitHub Actions');
+    expect(qd.err).not.toContain('GitHub Actions');
     // A name a letter from an existing one: made, and the one perhaps meant named (not between short names: qd, qe).
     const slip = await cli(root, ['env', 'new', 'prdo']);
     expect(slip.code).toBe(0);
@@ -90,7 +90,7 @@ describe('ops env new', () => {
     const qe = await cli(root, ['env', 'new', 'qe']);
     expect(qe.code).toBe(0);
     expect(qe.out + qe.err).not.toContain('slip away');
-    expect(qe.out).toContain('to run it from GitHub Actions: add qe to the environment options of the manual workflows (deploy, rollback, provision, initdata) and to the matrix of status.yml, and create the GitHub environments qe (secrets SSH_PRIVATE_KEY and SOPS_AGE_KEY) and qe-status (SSH_PRIVATE_KEY only)');
+    expect(qe.err).toContain('to run it from GitHub Actions: add qe to the environment options of the manual workflows (deploy, rollback, provision, initdata) and to the matrix of status.yml, and create the GitHub environments qe (secrets SSH_PRIVATE_KEY and SOPS_AGE_KEY) and qe-status (SSH_PRIVATE_KEY only)');
     const dry = await cli(root, ['env', 'remove', 'qd', '--dry-run', '--force']);
     expect(dry.code).toBe(0);
     expect(dry.out).toContain('VM web1 (203.0.113.11): delete it at the hosting provider');

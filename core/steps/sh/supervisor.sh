@@ -160,7 +160,8 @@ log_tail() {
 log_reason() {
   local f at l out lines=()
   LOG_REASON=""; LOG_REASON_FILE=""
-  [[ $(declare -p LOG_START 2>/dev/null) == "declare -A"* ]] || return 1
+  # Nothing quoted unmasked: without mask.sh (or LOG_START), nothing is quoted.
+  [[ $(declare -p LOG_START 2>/dev/null) == "declare -A"* ]] && declare -F mask_clip >/dev/null || return 1
   for f in "${SUP_ERRLOG[$1]:-}" "${SUP_OUTLOG[$1]:-}"; do
     [ -n "$f" ] && [ -n "${LOG_START[$f]+x}" ] || continue
     at=${LOG_START[$f]}; out=""

@@ -663,10 +663,20 @@ END {
 ') || nginx_cached=""`;
 }
 
-/** Whether the environment's custom site template turns on proxy_cache itself (outside comments). */
+/**
+ * Whether the environment's custom site template turns on proxy_cache itself (outside comments). A template that
+ * cannot be read counts as none: status still reads the host, and a deploy refuses it when it renders the site.
+ */
 function siteTemplateCaches(env: Target): boolean {
   const custom = env.config.nginx.site_template;
-  return Boolean(custom && /(^|[;{\s])proxy_cache\s/m.test(readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template').replace(/#.*/g, '')));
+  if (!custom) return false;
+  let text: string;
+  try {
+    text = readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template');
+  } catch {
+    return false;
+  }
+  return /(^|[;{\s])proxy_cache\s/m.test(text.replace(/#.*/g, ''));
 }
 
 /**

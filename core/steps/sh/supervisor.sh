@@ -161,9 +161,9 @@ log_reason() {
   local f at l out lines=()
   LOG_REASON=""; LOG_REASON_FILE=""
   # Nothing quoted unmasked: without mask.sh (or LOG_START), nothing is quoted.
-  [[ $(declare -p LOG_START 2>/dev/null) == "declare -A"* ]] && declare -F mask_clip >/dev/null || return 1
+  if [[ $(declare -p LOG_START 2>/dev/null) != "declare -A"* ]] || ! declare -F mask_clip >/dev/null; then return 1; fi
   for f in "${SUP_ERRLOG[$1]:-}" "${SUP_OUTLOG[$1]:-}"; do
-    [ -n "$f" ] && [ -n "${LOG_START[$f]+x}" ] || continue
+    if [ -z "$f" ] || [ -z "${LOG_START[$f]+x}" ]; then continue; fi
     at=${LOG_START[$f]}; out=""
     mapfile -t lines < <(tail -c +$(( at + 1 )) -- "$f" 2>/dev/null | tail -c 65536 | log_words 4)
     [ ${#lines[@]} -gt 0 ] || continue

@@ -582,58 +582,114 @@ export function slotPortsElsewhere(env: Target, host: string, lines: string[], u
 }
 
 /**
- * Shell (a deploy's state read, as root) setting `nginx_cached` to the lines of nginx's configuration (`nginx -T`)
- * outside the app's own site and upstreams files that turn on `proxy_cache` (or set `proxy_cache_key`) at the http
- * level: in the main file's `http { }` block, or at the top of a file it includes there (conf.d/*.conf, as an admin
- * adds a micro-cache for every site), which every server block inherits (ngx_http_proxy_module: proxy_cache's context
- * is http, server, location). The app's site passes its requests with proxy_pass under that cache, keyed by nginx's
- * default ($scheme$proxy_host$request_uri: the same for both slots), so after a switch nginx answers the previous
- * release's pages for the cache's lifetime (cachesKeyed's reason, for a cache the site itself does not write).
- * Which files are included at the http level is read from the include lines there (globs, relative to the main
- * file's directory), in the order nginx -T prints the files (an include's files right after it is read); brace depth
- * is counted per file; one directive per line, as nginx files are written. As `<path>:<line>: <text>`, 20 at most; silent when nginx -T fails. `dump` as
- * slotPortLinesShell's.
+ * Shell (a state read, as root: a deploy's, a rollback's, status's) setting `nginx_cached` to the response caches of
+ * nginx's configuration (`nginx -T`) that the app's site answers through and its own files do not turn on: a
+ * `proxy_cache` at the http level (in the main file's `http { }` block, or at the top of a file included there:
+ * conf.d/*.conf, as an admin adds a micro-cache for every site), which every server block inherits
+ * (ngx_http_proxy_module: proxy_cache's context is http, server, location), or one in a file included from within
+ * the site's own server blocks (a snippet), with the `proxy_cache_key` lines of those files. The app's site passes its
+ * requests with proxy_pass under that cache, keyed by nginx's default ($scheme$proxy_host$request_uri: the same for
+ * both slots), so after a switch nginx answers the previous release's pages for the cache's lifetime. Empty when none
+ * refuses (cachesInherited's rule, judged here from the one read so that a one-host rollback's lock step refuses on it
+ * too): every key for the site names the live release ($ops_release_<app>, at the http level or in the site's server
+ * blocks), or the site template sets proxy_cache itself (siteTemplateCaches: its own, which cachesKeyed judges,
+ * replaces an inherited one).
+ * Read as nginx parses (ngx_conf_file.c, ngx_conf_read_token): a directive ends at `;`, a block opens at `{` (not
+ * `${`) and closes at `}`, on any line; `#` starts a comment where a word would start; quoted words ("..." and '...',
+ * with backslash escapes) hold any of these. Which files are included where is read from the include directives
+ * (globs, relative to the main file's directory), in the order nginx -T prints the files (an include's files after
+ * the file including them). As `<path>:<line>: <directive>;` (the line it starts on), 20 at most; silent when nginx
+ * -T fails. `dump` as slotPortLinesShell's.
  */
 export function inheritedCacheLinesShell(env: Target, dump = 'nginx -T 2>/dev/null'): string {
   const L = env.layout;
-  return String.raw`nginx_cached=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} '
-function at_http(p,  i) { for (i = 1; i <= np; i++) if (p ~ pats[i]) return 1; return 0 }
+  return String.raw`nginx_cached=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} -v var=${quote(L.nginxReleaseVariable)} -v site_cache=${siteTemplateCaches(env) ? 1 : 0} '
+function at_include(p,  i) { for (i = 1; i <= np; i++) if (p ~ pats[i]) return i; return 0 }
+function word_end() { if (tok != "" || quoted) { w[++nw] = tok; if (nw == 1) sl = n } tok = ""; quoted = 0 }
+function directive(  name, i, txt, ctx, mine) {
+  if (!nw) return
+  name = w[1]; ctx = stack[d]; mine = ours[d]
+  if (name == "include" && nw == 2) {
+    g = w[2]; if (substr(g, 1, 1) == "\"" || substr(g, 1, 1) == "\047") g = substr(g, 2, length(g) - 2)
+    if (g !~ /^\//) g = dir g
+    gsub(/[.]/, "[.]", g); gsub(/[*]/, "[^/]*", g); gsub(/[?]/, "[^/]", g)
+    pats[++np] = "^" g "$"; pctx[np] = ctx; pours[np] = mine
+  }
+  if (name == "proxy_cache" || name == "proxy_cache_key") {
+    txt = w[1]; for (i = 2; i <= nw; i++) txt = txt " " w[i]; txt = txt ";"
+    own = (f == own1 || f == own2 || f == own3)
+    if ((ctx == "http" && !own) || (mine && !own && ctx != "http")) {
+      if (name == "proxy_cache" && w[2] != "off") { on[++non] = f ":" sl ": " txt; if (ctx == "http") inherited++ }
+      if (name == "proxy_cache_key") { keys[++nk] = f ":" sl ": " txt; if (index(txt, "$" var) == 0 && index(txt, "${" var "}") == 0) unkeyed++ }
+    } else if (name == "proxy_cache_key" && (ctx == "http" || mine)) {
+      nk_own++; if (index(txt, "$" var) == 0 && index(txt, "${" var "}") == 0) unkeyed++
+    }
+  }
+  nw = 0
+}
 /^# configuration file .*:$/ {
-  f = substr($0, 22, length($0) - 22); n = 0; d = 0; inhttp = 0
-  if (main == "") { main = f; dir = f; sub(/[^\/]*$/, "", dir) }
-  top = f != main && at_http(f); next
+  f = substr($0, 22, length($0) - 22); n = 0; tok = ""; quoted = 0; nw = 0
+  if (main == "") { main = f; dir = f; sub(/[^\/]*$/, "", dir); d = 0; stack[0] = ""; ours[0] = 0 }
+  else { i = at_include(f); d = 0; stack[0] = i ? pctx[i] : "?"; ours[0] = i ? pours[i] : 0 }
+  next
 }
 {
-  n++; t = $0; sub(/#.*/, "", t)
-  if (f == main && d == 0 && t ~ /^[ \t]*http[ \t]*[{]/) inhttp = 1
-  lvl = (f == main) ? (inhttp && d == 1) : (top && d == 0)
-  if (lvl && t ~ /^[ \t]*include[ \t]/) {
-    g = t; sub(/^[ \t]*include[ \t]+/, "", g); sub(/[ \t]*;.*$/, "", g)
-    if (g !~ /^\//) g = dir g
-    gsub(/[.]/, "[.]", g); gsub(/[*]/, "[^/]*", g); gsub(/[?]/, "[^/]", g); pats[++np] = "^" g "$"
+  n++; line = $0; len = length(line)
+  for (c = 1; c <= len; c++) {
+    ch = substr(line, c, 1)
+    if (q != "") { tok = tok ch; if (ch == "\\") { c++; tok = tok substr(line, c, 1) } else if (ch == q) q = ""; continue }
+    if (ch == " " || ch == "\t" || ch == "\r") { word_end(); continue }
+    if (ch == "#" && tok == "" && !quoted) break
+    if (ch == ";") { word_end(); directive(); continue }
+    if (ch == "{" && substr(tok, length(tok)) != "$") {
+      word_end(); b = (nw ? w[1] : "?"); d++
+      stack[d] = stack[d - 1] == "" ? b : stack[d - 1] " " b
+      ours[d] = ours[d - 1] || (b == "server" && (f == own1 || f == own2))
+      nw = 0; continue
+    }
+    if (ch == "}") { word_end(); nw = 0; if (d > 0) d--; continue }
+    if ((ch == "\"" || ch == "\047") && tok == "") { q = ch; tok = ch; quoted = 1; continue }
+    tok = tok ch
   }
-  if (lvl && f != own1 && f != own2 && f != own3 && t ~ /^[ \t]*proxy_cache(_key)?[ \t]/ && t !~ /proxy_cache[ \t]+off[ \t]*;/ && shown++ < 20) print f ":" n ": " $0
-  o = t; c = gsub(/[{]/, "", o); o = t; c -= gsub(/[}]/, "", o); d += c
-  if (f == main && d <= 0) inhttp = 0
+  if (q != "") tok = tok "\n"; else word_end()
+}
+END {
+  if (!non) exit
+  if (inherited == non && site_cache) exit
+  if ((nk + nk_own) && !unkeyed) exit
+  for (i = 1; i <= non && shown < 20; i++) { print on[i]; shown++ }
+  for (i = 1; i <= nk && shown < 20; i++) { print keys[i]; shown++ }
 }
 ') || nginx_cached=""`;
 }
 
 /**
- * From inheritedCacheLinesShell's lines, the error for a response cache every site inherits from another file, under
- * a key that does not name the live release (cachesKeyed's reason); undefined when there is none, when an http-level
- * proxy_cache_key names `$ops_release_<app>`, or when the site template sets proxy_cache itself (its own, which
- * cachesKeyed judges, replaces the inherited one). `host` names the host, `untouched` what the refusal left undone.
+ * Whether the environment's custom site template turns on proxy_cache itself (outside comments). A template that
+ * cannot be read counts as none: status still reads the host, and a deploy refuses it when it renders the site.
+ */
+function siteTemplateCaches(env: Target): boolean {
+  const custom = env.config.nginx.site_template;
+  if (!custom) return false;
+  let text: string;
+  try {
+    text = readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template');
+  } catch {
+    return false;
+  }
+  return /(^|[;{\s])proxy_cache\s/m.test(text.replace(/#.*/g, ''));
+}
+
+/**
+ * From inheritedCacheLinesShell's lines (the read's verdict: a cache the site answers through from a file it does not
+ * write, under a key that does not name the live release), the error saying so (cachesKeyed's reason); undefined when
+ * they turn on no cache. `host` names the host, `untouched` what the refusal left undone.
  */
 export function cachesInherited(env: Target, host: string, lines: string[], untouched: string, again = 'deploy again'): OpsError | undefined {
   const variable = `$${env.layout.nginxReleaseVariable}`;
-  const text = (l: string) => l.replace(/^\/[^:]*:\d+: /, '').replace(/#.*/, '');
-  const on = lines.filter((l) => /(^|[;{\s])proxy_cache\s/.test(text(l)));
+  const text = (l: string) => l.replace(/^\/[^:]*:\d+: /, '');
+  const on = lines.filter((l) => /^proxy_cache\s/.test(text(l)));
   if (!on.length) return undefined;
-  const keys = lines.filter((l) => /(^|[;{\s])proxy_cache_key\s/.test(text(l)));
-  if (keys.length && keys.every((l) => text(l).includes(variable))) return undefined;
-  const custom = env.config.nginx.site_template;
-  if (custom && /(^|[;{\s])proxy_cache\s/m.test(readEnvFile(env, 'nginx.site_template', custom, 'an nginx site template').replace(/#.*/g, ''))) return undefined;
+  const keys = lines.filter((l) => /^proxy_cache_key\s/.test(text(l)));
   const files = [...new Set(on.map((l) => l.replace(/:\d+: .*$/, '')))];
   return new OpsError(
     `nginx on ${host} caches every site's answers, ${env.config.app}'s too, from ${files.join(', ')} (${[...on, ...keys].map((l) => l.replace(/\s+/g, ' ').trim()).join('; ')}), under a key that does not name the live release: the key is the same before and after a switch, so nginx would go on answering the previous release's pages for the cache's lifetime while the deploy said the new one was live; ${untouched}`,

@@ -241,8 +241,8 @@ export function nginxMaskedTest(name: string): string {
  * every file it read):
  * - `nginx_invalid`: its lines when the test fails (nginxBlocker judges them);
  * - `nginx_slot_port`: lines of another file that names a slot's port (slotPortLinesShell; slotPortsElsewhere judges them);
- * - `nginx_cache`: http-level proxy_cache lines of another file, which the site inherits (inheritedCacheLinesShell;
- *   cachesInherited judges them: REPORT_NGINX_UNREADY is not set for them, a site template may turn the cache off);
+ * - `nginx_cache`: the lines of a response cache the site answers through from another file, under a key that does
+ *   not name the live release (inheritedCacheLinesShell, which judges them: cachesInherited says so);
  * - `nginx_taken`: another server block answers the site's visitors (nginxServed's proof on the live slot,
  *   `$cur_id` and `$slot` as deployState sets them), only while the site nginx has serves the name asked for (a
  *   domain changed since is the switch's to write: asked for the new name, the site's own block would not answer it yet);
@@ -250,7 +250,7 @@ export function nginxMaskedTest(name: string): string {
  * Sets REPORT_NGINX_UNREADY, for what follows in the same step (a one-host rollback refuses on it): non-empty when
  * one of them refuses: the test fails on a file the switch does not write, or on a second `default_server` for
  * the site's address when the site is the default server (the switch writes it so again: nginxBlocker's rule);
- * a file names a slot's port; another block answers.
+ * a file names a slot's port; a cache from another file would answer the previous release's pages; another block answers.
  */
 function nginxReadiness(env: Target): string {
   const L = env.layout;
@@ -271,7 +271,7 @@ ${slotPortLinesShell(env, `printf '%s\n' "$nginx_all"`)}
 if [ -n "$nginx_pinned" ]; then REPORT_NGINX_UNREADY=pinned; while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
 # Does another file turn on a response cache for every site? The site would answer the previous release's pages.
 ${inheritedCacheLinesShell(env, `printf '%s\n' "$nginx_all"`)}
-if [ -n "$nginx_cached" ]; then while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_cache} "$line"; done <<< "$nginx_cached"; fi
+if [ -n "$nginx_cached" ]; then REPORT_NGINX_UNREADY=cached; while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_cache} "$line"; done <<< "$nginx_cached"; fi
 # Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
 # server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it.
 if [ -n "$cur_id" ] && grep -qsF -- ${quote(`server_name ${env.config.domain ?? '_'};`)} ${quote(L.nginxSiteEnabled)}; then

@@ -486,7 +486,7 @@ log_record() {
 # back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
 back_say() { printf '%s\n' "${'$'}{back_left:+$back_left; }$1"; }
 previous_back() {
-  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  local ends size f slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
   read -r rec_slot had ran _ 2>/dev/null < "$dir/${PREVIOUS_RECORD}" || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
@@ -499,8 +499,10 @@ previous_back() {
   group_down "$group" ${STOP_WAIT_SECONDS}
   left_dir=""; [ -z "$started" ] || left_dir=${quote(L.releases)}/$started
   back_left=$(leftovers_down "$slot" "$started" "$left_dir" ${quote(env.appUser)} "${'$'}{checks[@]}") || true
-  # What the release this run started wrote stays in the slot's logs: ops logs shows them from here on.
-  log_record "$slot" "$(log_ends "$slot")"
+  # What the release this run started wrote stays in the slot's logs: ops logs shows them from here on, and the
+  # health gate's verdict on the previous release started again quotes what it writes from here (group_fatal).
+  ends=$(log_ends "$slot"); log_record "$slot" "$ends"
+  local -A LOG_START=(); while read -r _ size f; do [ -z "$f" ] || LOG_START[$f]=$size; done <<< "$ends"
   if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${'$'}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
@@ -627,10 +629,11 @@ for p in ${probeList}; do
 done
 unset LISTEN_TABLE
 # Remember where each log ends (and which file it is: supervisor rotates by renaming), to show only what the new
-# processes write: in a failure's verdict below, and in ops logs once the release runs here (${L.logStart(slot)}).
+# processes write: in the health gate's verdict on a program that keeps exiting (group_fatal's log_reason), in a
+# failure's output below, and in ops logs once the release runs here (${L.logStart(slot)}).
 log_at=$(log_ends ${slot})
-declare -A log_start
-while read -r _ size f; do log_start[$f]=$size; done <<< "$log_at"
+declare -A LOG_START
+while read -r _ size f; do LOG_START[$f]=$size; done <<< "$log_at"
 # The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
 # the health check passed: core/steps/status.ts).
 touch -c "$conf" 2>/dev/null || true
@@ -660,8 +663,8 @@ if [ -n "$verdict" ]; then
   # What the programs wrote, and the health verdict (an error page's first bytes), masked here: a rollback runs
   # without the key that lets the runner mask them (mask_text).
   {
-  for f in "${'$'}{!log_start[@]}"; do
-    new=$(tail -c +$(( ${'$'}{log_start[$f]} + 1 )) "$f" 2>/dev/null | log_tail 8)
+  for f in "${'$'}{!LOG_START[@]}"; do
+    new=$(tail -c +$(( ${'$'}{LOG_START[$f]} + 1 )) "$f" 2>/dev/null | log_tail 8)
     [ -z "$new" ] || printf -- '--- %s\n%s\n' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true

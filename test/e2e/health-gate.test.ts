@@ -111,6 +111,18 @@ describe.sequential('the health gate', () => {
     }
   }, 600_000);
 
+  it("a program whose server is not installed (python -m gunicorn without gunicorn): the verdict quotes what it wrote on stderr since this start, not \"its log says why\"", async () => {
+    project.write({ ...config, programs: { web: { command: '{python} -m gunicorn --bind 127.0.0.1:{port} server:app', port: 5100, health: '/health', env: {} } } });
+    try {
+      const err = await deploy(project.ctx(), project.env(), { ref: 'good', force: true }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/did not become healthy on slot \w+: supervisor gave up on program web, which keeps exiting; \/\S+\.err\.log ends: \S*python[\d.]*: No module named gunicorn \(waiting for web:\d+:\/health\); the live release keeps serving/);
+      expect((await get(host)).body).toBe('1');
+    } finally {
+      project.write(config);
+    }
+  }, 600_000);
+
   it('a program that listens but never answers HTTP: the deploy fails naming the probe and why (no answer in time, not "nothing listens"); the audit line and ops releases say why too', async () => {
     commit(repo, { MODE: 'silent\n', VERSION: '3\n' }, 'a release whose program listens but never answers');
     gitIn(repo, ['tag', 'silent']);

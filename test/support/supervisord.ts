@@ -18,11 +18,12 @@ export interface Supervisord {
 
 /**
  * A `[program:NAME]` section running `command`, with supervisor's `settings` (autostart, startsecs, startretries...:
- * supervisor's own keys, written in their order), stopwaitsecs=2 and its output (stderr too) in DIR/NAME.log.
+ * supervisor's own keys, written in their order), stopwaitsecs=2 and its output (stderr too) in DIR/NAME.log; with
+ * `stderr`, its stderr in DIR/NAME.err.log instead, as a slot's programs have it (core/steps/switch.ts slotConfig).
  */
-export function programSection(dir: string, name: string, command: string, settings: Record<string, string | number | boolean>): string {
+export function programSection(dir: string, name: string, command: string, settings: Record<string, string | number | boolean>, stderr = false): string {
   const lines = Object.entries(settings).map(([k, v]) => `${k}=${v}\n`).join('');
-  return `[program:${name}]\ncommand=${command}\n${lines}stopwaitsecs=2\nstdout_logfile=${dir}/${name}.log\nredirect_stderr=true\n`;
+  return `[program:${name}]\ncommand=${command}\n${lines}stopwaitsecs=2\nstdout_logfile=${dir}/${name}.log\n${stderr ? `stderr_logfile=${dir}/${name}.err.log` : 'redirect_stderr=true'}\n`;
 }
 
 /**

@@ -467,6 +467,11 @@ describe('rollback operation', () => {
         "nginx on web1 reads a file besides sample's site that sends requests to a slot's port itself, /etc/nginx/sites-enabled/api-by-hand:5: 127.0.0.1:3579 (program server's port on slot blue)",
         'or remove what is no longer used; then roll back again',
       ],
+      [
+        ['nginx_cache /etc/nginx/conf.d/micro.conf:1: proxy_cache micro;'],
+        "nginx on web1 caches every site's answers, sample's too, from /etc/nginx/conf.d/micro.conf (/etc/nginx/conf.d/micro.conf:1: proxy_cache micro;), under a key that does not name the live release",
+        'proxy_cache_key $scheme$proxy_host$request_uri$ops_release_sample; with proxy_cache_bypass $http_x_ops_check; proxy_no_cache $http_x_ops_check; then roll back again',
+      ],
     ];
     for (const [lines, message, hint] of cases) {
       const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, ...(lines as [never]), 'rollback nginx_unready') } : undefined));
@@ -485,6 +490,8 @@ describe('rollback operation', () => {
     expect(lock).toContain('nginx_all=$(nginx -T 2>&1)');
     expect(lock).toContain('# nginxServed: the health paths through nginx');
     expect(lock).toContain('elif [ -n "${REPORT_NGINX_UNREADY:-}" ]; then');
+    // A cache from another file refuses there too (inheritedCacheLinesShell judges it in the same read).
+    expect(lock).toContain('if [ -n "$nginx_cached" ]; then REPORT_NGINX_UNREADY=cached;');
   });
 
   it('two hosts, another server block takes the visitors on the second: refused once every lock is taken, before any host changes; every lock let go', async () => {

@@ -11,7 +11,7 @@ import { asString, environLoader, renderDotenv } from '../../core/dotenv.ts';
 import { OpsError } from '../../core/errors.ts';
 import { acquireLock, releaseLock, settleLostRun } from '../../core/steps/lock.ts';
 import { applyNginx, ensureUpstreams, provisionNginx, siteOwn } from '../../core/steps/nginx.ts';
-import { BASE_CONFIG_PREVIOUS, baseConfig, releaseMap, renderTemplate, site, slotPortLinesShell, slotPortsElsewhere, upstreams } from '../../core/steps/nginx-config.ts';
+import { BASE_CONFIG_PREVIOUS, baseConfig, cachesInherited, inheritedCacheLinesShell, releaseMap, renderTemplate, site, slotPortLinesShell, slotPortsElsewhere, upstreams } from '../../core/steps/nginx-config.ts';
 import { appCommand, nodeDependencies, pythonDependencies } from '../../core/steps/app.ts';
 import { carryAssets, createRelease, deployState, markRelease, mirrorGit, pruneReleases, releaseId } from '../../core/steps/release.ts';
 import { expand, putPreviousBack, rollbackStep, slotConfig, stageAssets, startSlot, stopSlot, supervisorOwn, switchTo } from '../../core/steps/switch.ts';
@@ -209,6 +209,72 @@ describe("a deploy's read of other nginx files naming a slot's port", () => {
   it('is read by a deploy that goes on, with nginx -t', () => {
     expect(deployState(env(), ['a'.repeat(40)]).script).toContain('"$nginx_all" | awk');
     expect(deployState(env()).script).not.toContain('nginx -T');
+  });
+});
+
+describe("a state read of a response cache the site answers through from a file it does not write", () => {
+  // nginx -T's text: each file after its "# configuration file <path>:" line, written as admins write them (nginx -t
+  // accepts each: directives ending at ";" wherever the line ends, comments, quoted words).
+  const conf = (e: ReturnType<typeof env>, files: Record<string, string[]>) =>
+    [
+      '# configuration file /etc/nginx/nginx.conf:',
+      'user www-data;',
+      'events { worker_connections 768; }',
+      'http {',
+      '    include /etc/nginx/mime.types; default_type application/octet-stream;',
+      '    include /etc/nginx/conf.d/*.conf;',
+      '    include /etc/nginx/sites-enabled/*;',
+      '}',
+      '# configuration file /etc/nginx/mime.types:',
+      'types { text/html html; }',
+      ...Object.entries(files).filter(([f]) => f !== '/etc/nginx/snippets/pages.conf').flatMap(([f, lines]) => [`# configuration file ${f}:`, ...lines]),
+      `# configuration file ${e.layout.nginxSiteEnabled}:`,
+      `include ${e.layout.nginxUpstreams};`,
+      'server {',
+      '    listen 80;',
+      '    # the site includes a snippet of its own',
+      ...(files['/etc/nginx/snippets/pages.conf'] ? ['    include snippets/pages.conf;'] : []),
+      '    location / { proxy_pass http://shop_client; }',
+      '}',
+      `# configuration file ${e.layout.nginxUpstreams}:`,
+      'upstream shop_client { server 127.0.0.1:3000; }',
+      // A file included from the site's block: printed after it (nginx -T prints files in the order it reads them).
+      ...(files['/etc/nginx/snippets/pages.conf'] ? ['# configuration file /etc/nginx/snippets/pages.conf:', ...files['/etc/nginx/snippets/pages.conf']] : []),
+    ].join('\n');
+  const run = (e: ReturnType<typeof env>, text: string) =>
+    execFileSync('bash', ['-c', `set -euo pipefail\nnginx() { printf '%s\\n' "$NGINX_T"; }\n${inheritedCacheLinesShell(e)}\nprintf '%s' "$nginx_cached"`], { encoding: 'utf8', env: { PATH: process.env.PATH, NGINX_T: text } })
+      .split('\n')
+      .filter(Boolean);
+  const PATH = 'proxy_cache_path /var/cache/nginx-micro levels=1:2 keys_zone=micro:1m;';
+  it('finds proxy_cache at the http level however it is written: two directives on a line, one split over lines, a comment after it, a site file at its top', () => {
+    const e = env();
+    expect(run(e, conf(e, { '/etc/nginx/conf.d/micro.conf': [`${PATH} proxy_cache micro; proxy_cache_valid 200 1s;`] }))).toEqual(['/etc/nginx/conf.d/micro.conf:1: proxy_cache micro;']);
+    expect(run(e, conf(e, { '/etc/nginx/conf.d/micro.conf': [PATH, 'proxy_cache', '    micro  # every site', '  ;'] }))).toEqual(['/etc/nginx/conf.d/micro.conf:2: proxy_cache micro;']);
+    expect(run(e, conf(e, { '/etc/nginx/sites-enabled/other': ['proxy_cache micro;', 'server { listen 8080; }'] }))).toEqual(['/etc/nginx/sites-enabled/other:1: proxy_cache micro;']);
+    // In nginx.conf's own http block, after a block closed on the same line.
+    const main = conf(e, {}).replace('    include /etc/nginx/conf.d/*.conf;', `    ${PATH} map $uri $x { default "{"; } proxy_cache micro;`);
+    expect(run(e, main)).toEqual(['/etc/nginx/nginx.conf:5: proxy_cache micro;']);
+  });
+  it('finds it in a file included from within the site\'s own server block; not in another site\'s server, a comment, a quoted word, nor proxy_cache off', () => {
+    const e = env();
+    expect(run(e, conf(e, { '/etc/nginx/conf.d/zone.conf': [PATH], '/etc/nginx/snippets/pages.conf': ['proxy_cache micro;', 'proxy_cache_valid 200 10m;'] }))).toEqual(['/etc/nginx/snippets/pages.conf:1: proxy_cache micro;']);
+    const quiet = {
+      '/etc/nginx/conf.d/zone.conf': [PATH, '# proxy_cache micro;', 'add_header X-Note "no; proxy_cache micro; here";', "map $uri $y { default '}'; }", 'proxy_cache off;'],
+      '/etc/nginx/sites-enabled/blog': ['server {', '    listen 8081;', '    include /etc/nginx/snippets/blog-cache.conf;', '}'],
+      '/etc/nginx/snippets/blog-cache.conf': ['proxy_cache micro;'],
+    };
+    expect(run(e, conf(e, quiet))).toEqual([]);
+  });
+  it('says nothing when every key for the site names the live release; names the keys that do not', () => {
+    const e = env();
+    const keyed = `proxy_cache_key $scheme$proxy_host$request_uri$${e.layout.nginxReleaseVariable};`;
+    expect(run(e, conf(e, { '/etc/nginx/conf.d/micro.conf': [PATH, 'proxy_cache micro;', keyed] }))).toEqual([]);
+    expect(run(e, conf(e, { '/etc/nginx/conf.d/micro.conf': [PATH, 'proxy_cache micro; proxy_cache_key', '  $scheme$request_uri;'] }))).toEqual([
+      '/etc/nginx/conf.d/micro.conf:2: proxy_cache micro;',
+      '/etc/nginx/conf.d/micro.conf:2: proxy_cache_key $scheme$request_uri;',
+    ]);
+    const err = cachesInherited(e, 'web1', run(e, conf(e, { '/etc/nginx/conf.d/micro.conf': [`${PATH} proxy_cache micro;`] })), 'nothing was started');
+    expect(err?.message).toContain("nginx on web1 caches every site's answers, shop's too, from /etc/nginx/conf.d/micro.conf (/etc/nginx/conf.d/micro.conf:1: proxy_cache micro;)");
   });
 });
 

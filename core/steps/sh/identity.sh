@@ -286,7 +286,8 @@ uptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} *
 # RUNNING: that comes only on a turn of supervisord's main loop after its startsecs, and only for a window as long as
 # startsecs (a window longer than it, or shorter, is the environment's choice). A process gone is seen at once: no
 # /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the
-# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails.
+# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails, SETTLE
+# then quoting the last lines it wrote since this start (log_reason, as group_fatal does).
 # Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read's timeout on a pipe
 # nobody writes to stands in for sleep). For SECONDS + 5 s at most.
 # shellcheck disable=SC2034 # SETTLE is this function's result, read by the step that calls it
@@ -343,6 +344,8 @@ group_settled() {
   # What supervisor says of it now (it may not have reaped the exit yet).
   sup_pids
   SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"
+  # Why, in its own words (supervisor.sh log_reason: what it wrote since this start, masked).
+  if log_reason "$why"; then SETTLE+="; $LOG_REASON_FILE ends: $LOG_REASON"; fi
   return 1
 }
 # live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of

@@ -76,10 +76,12 @@ group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault
 # Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
 # SUP_SPAWNERR[GROUP:PROGRAM]: supervisor's spawnerr, why its last start failed (supervisor/process.py: "can't find
 # command '...'" and the other refusals of options.check_execv_args, or "Exited too quickly ..."), unescaped.
-# shellcheck disable=SC2034 # SUP_PID, SUP_STATE and SUP_SPAWNERR are this function's result, read by the step that calls it
+# SUP_ERRLOG and SUP_OUTLOG[GROUP:PROGRAM]: its stderr_logfile and stdout_logfile (getProcessInfo; empty when none).
+# shellcheck disable=SC2034 # SUP_PID, SUP_STATE, SUP_SPAWNERR, SUP_ERRLOG and SUP_OUTLOG are this function's result, read by the step that calls it
 sup_pids() {
   local xml s n g p st e re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>' re_err='<name>spawnerr</name><value><string>([^<]*)</string>'
-  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=()
+  local re_errlog='<name>stderr_logfile</name><value><string>([^<]*)</string>' re_outlog='<name>stdout_logfile</name><value><string>([^<]*)</string>' el ol
+  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=() SUP_ERRLOG=() SUP_OUTLOG=()
   xml=$(rpc supervisor.getAllProcessInfo); xml=${xml//$'\n'/}
   while [[ $xml == *'</struct>'* ]]; do
     s=${xml%%'</struct>'*}; xml=${xml#*'</struct>'}
@@ -89,7 +91,9 @@ sup_pids() {
     if [[ $s =~ $re_pid ]]; then p=${BASH_REMATCH[1]}; fi
     if [[ $s =~ $re_state ]]; then st=${BASH_REMATCH[1]}; fi
     e=; if [[ $s =~ $re_err ]]; then e=${BASH_REMATCH[1]}; e=${e//&lt;/<}; e=${e//&gt;/>}; e=${e//&amp;/&}; fi
-    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; fi
+    el=; if [[ $s =~ $re_errlog ]]; then el=${BASH_REMATCH[1]}; el=${el//&lt;/<}; el=${el//&gt;/>}; el=${el//&amp;/&}; fi
+    ol=; if [[ $s =~ $re_outlog ]]; then ol=${BASH_REMATCH[1]}; ol=${ol//&lt;/<}; ol=${ol//&gt;/>}; ol=${ol//&amp;/&}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; SUP_ERRLOG[$g:$n]=$el; SUP_OUTLOG[$g:$n]=$ol; fi
   done
 }
 # group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
@@ -97,7 +101,11 @@ sup_pids() {
 # every time the health gate asks, ten at once when ten hosts start together).
 # FATAL_WHY then says which program and why, with the fix when supervisor could not start it at all (spawnerr: its
 # command's first word not found, not executable: a typo, a venv's program the requirements do not install), not
-# "keeps exiting": builtins over the same call's answer.
+# "keeps exiting": builtins over the same call's answer. One that started and kept exiting says why in its own log
+# alone (a traceback, "Cannot find module", EADDRINUSE, a bad shebang's "env: 'pyhton3': No such file", supervisor's
+# "couldn't chdir"): FATAL_WHY quotes the last lines it wrote there since this start (log_reason), so that the
+# verdict carries the reason, not a pointer to ops logs.
+# Needs mask.sh (mask_clip) and, for the quote, LOG_START (log_reason).
 # shellcheck disable=SC2034 # FATAL_WHY is this function's result, read by the health gate (probe.sh) that calls it
 group_fatal() {
   local k e prog
@@ -112,7 +120,11 @@ group_fatal() {
       "command at "*" is not executable"|"command at "*" is a directory"|"no permission to run command "*)
         FATAL_WHY="supervisor could not start program $prog: $e; fix programs.$prog.command: start a script with its interpreter ({python} FILE, {node} FILE, sh FILE), or commit it executable (git update-index --chmod=+x FILE)" ;;
       ""|"Exited too quickly"*|"Bad exit code"*)
-        FATAL_WHY="supervisor gave up on program $prog, which keeps exiting (its log says why)" ;;
+        if log_reason "$k"; then
+          FATAL_WHY="supervisor gave up on program $prog, which keeps exiting; $LOG_REASON_FILE ends: $LOG_REASON"
+        else
+          FATAL_WHY="supervisor gave up on program $prog, which keeps exiting, writing nothing to its stdout or stderr since this start (an app that writes a log file of its own says why there)"
+        fi ;;
       *) FATAL_WHY="supervisor could not start program $prog: $e" ;;
     esac
     return 0
@@ -136,4 +148,64 @@ log_tail() {
       if (h && h < s && frames) s = h
       for (i = s; i <= NR; i++) print l[i]
     }'
+}
+# log_reason GROUP:PROGRAM: the last lines the program wrote since this start (LOG_START: an associative array, a log
+# file's path -> its size in bytes when this start began, which the caller fills before starting the group: a file not
+# in it is not read, as its lines may be an older release's), from its stderr log (SUP_ERRLOG: call sup_pids first),
+# else its stdout log when stderr holds nothing new: in LOG_REASON, joined by " | ", and the file in LOG_REASON_FILE;
+# 1 when neither says anything. Lines as log_words picks them, each masked then cut to 200 characters (mask_clip: a
+# secret an app printed, a database URL in a traceback, never leaves the host whole), its control characters (a
+# terminal escape) then shown as \xHH, as ops shows an app's text (core/errors.ts showControls). Read once, when the
+# gate has its verdict (two processes): never per round. At most the last 64 KiB of what the start wrote.
+log_reason() {
+  local f at l out lines=()
+  LOG_REASON=""; LOG_REASON_FILE=""
+  # Nothing quoted unmasked: without mask.sh (or LOG_START), nothing is quoted.
+  if [[ $(declare -p LOG_START 2>/dev/null) != "declare -A"* ]] || ! declare -F mask_clip >/dev/null; then return 1; fi
+  for f in "${SUP_ERRLOG[$1]:-}" "${SUP_OUTLOG[$1]:-}"; do
+    if [ -z "$f" ] || [ -z "${LOG_START[$f]+x}" ]; then continue; fi
+    at=${LOG_START[$f]}; out=""
+    mapfile -t lines < <(tail -c +$(( at + 1 )) -- "$f" 2>/dev/null | tail -c 65536 | log_words 4)
+    [ ${#lines[@]} -gt 0 ] || continue
+    for l in "${lines[@]}"; do
+      mask_clip "$l" 200; controls_shown "$MASK_TEXT"
+      out+="${out:+ | }$CONTROLS_TEXT"
+    done
+    LOG_REASON=$out; LOG_REASON_FILE=$f
+    return 0
+  done
+  return 1
+}
+# log_words N: of stdin (what a program wrote since its start, over its restarts), the N last lines that say
+# something, without their indentation, in order: blank lines are skipped, and what frames an error's message
+# (Node's `    at ...` frames, the `{ code: ... }` object it prints after them, `Node.js v18...`; the `^^^`/`~~~`
+# markers under a Python 3.11 line); a line met again is not repeated, and the last line met again ends the search
+# (the previous restart's end: a program that keeps exiting writes the same words each time).
+log_words() {
+  LC_ALL=C awk -v n="$1" '
+    { sub(/\r$/, ""); gsub(/\t/, " "); l[NR] = $0
+      if (obj) { skip[NR] = 1; if ($0 ~ /^}/) obj = 0 }
+      else if ($0 ~ / [{]$/ && $0 ~ /^([ ]+at |[A-Za-z]*(Error|Exception))/) { obj = 1; sub(/ [{]$/, "", l[NR]) } }
+    END {
+      k = 0
+      for (i = NR; i >= 1 && k < n; i--) {
+        t = l[i]
+        if (skip[i] || t ~ /^[ ]*$/ || t ~ /^[ ]+at / || t ~ /^Node\.js v[0-9]/ || t ~ /^[ ]*[~^]+[ ]*$/) continue
+        sub(/^[ ]+/, "", t); sub(/[ ]+$/, "", t)
+        if (k && t == got[1]) break
+        for (j = 1; j <= k && got[j] != t; j++) ;
+        if (j <= k) continue
+        got[++k] = t
+      }
+      for (j = k; j >= 1; j--) print got[j]
+    }'
+}
+# controls_shown TEXT: TEXT with each control character (a byte 0-31 or 127: a terminal escape, a bell) written as
+# \xHH, in CONTROLS_TEXT (core/errors.ts showControls, as ops shows any app's text): never sent raw to a terminal.
+controls_shown() {
+  local LC_ALL=C c h t=$1
+  while [[ $t =~ [[:cntrl:]] ]]; do
+    c=${BASH_REMATCH[0]}; printf -v h '\\x%02x' "'$c"; t=${t//"$c"/$h}
+  done
+  CONTROLS_TEXT=$t
 }

@@ -19503,11 +19503,14 @@ function structuralParts(value) {
 }
 function byteDumps(value) {
   const out = /* @__PURE__ */ new Set();
+  const add3 = (bytes) => {
+    for (const d of bytes.length <= MAX_ENCODED_PART ? bytesDumps(bytes) : [nodeBufferDump(bytes)]) out.add(d);
+  };
   for (const p of structuralParts(value)) {
     const t = p.trim();
     if (isWeakPart(t)) continue;
-    for (const d of bytesDumps(Buffer.from(p, "utf8"))) out.add(d);
-    if (isHexKey(t)) for (const d of bytesDumps(Buffer.from(t, "hex"))) out.add(d);
+    add3(Buffer.from(p, "utf8"));
+    if (isHexKey(t)) add3(Buffer.from(t, "hex"));
   }
   return [...out];
 }
@@ -19547,8 +19550,11 @@ function bytesDumps(bytes) {
   const pairs = bytes.toString("hex").match(/../g) ?? [];
   const numbers = [...bytes].map(String);
   const forms = [pairs.join(" "), pairs.join(":"), pairs.join("-"), pairs.join(":").toUpperCase(), numbers.join(","), numbers.join(", ")];
-  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(" "));
+  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(nodeBufferDump(bytes));
   return forms;
+}
+function nodeBufferDump(bytes) {
+  return (bytes.subarray(0, NODE_INSPECT_MAX_BYTES).toString("hex").match(/../g) ?? []).join(" ");
 }
 function dumpLine(line) {
   const offset = /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/.exec(line);
@@ -19623,7 +19629,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, TOKEN_IN_TEXT, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE, NODE_INSPECT_MAX_BYTES, DUMP_RUN;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, TOKEN_IN_TEXT, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE, MAX_ENCODED_PART, NODE_INSPECT_MAX_BYTES, DUMP_RUN;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19719,6 +19725,7 @@ var init_parts = __esm({
       "\u2028": "L",
       "\u2029": "P"
     };
+    MAX_ENCODED_PART = 16 * 1024;
     NODE_INSPECT_MAX_BYTES = 50;
     DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){2,}|[0-9]{1,3}(, ?)[0-9]{1,3}(?:\2[0-9]{1,3}){2,})(?![0-9A-Za-z])/g;
   }
@@ -20376,6 +20383,10 @@ function errorFields(err, processEnv = {}) {
 }
 function errorFieldsLine(e) {
   return e.hint ? `${e.error}; hint: ${e.hint}` : e.error;
+}
+function unreadLine(host, e) {
+  return `${host}: cannot be read: ${e.error}${e.hint ? `
+  hint: ${e.hint}` : ""}`;
 }
 function onUncaught(print) {
   if (uncaughtHandler) {
@@ -40659,6 +40670,173 @@ var init_key_file = __esm({
   }
 });
 
+// core/remote/identity.ts
+import { existsSync as existsSync4, readFileSync as readFileSync2 } from "node:fs";
+import { createConnection } from "node:net";
+import { join as join4 } from "node:path";
+function readKey(file, label) {
+  try {
+    return readFileSync2(file, "utf8");
+  } catch (e) {
+    const why = fileError(e, file, "read", "an SSH private key file");
+    const hint = label === "ssh.identity_file" && e.code === "ENOENT" ? "check ssh.identity_file in the environment.yml (a relative path starts from the environment folder, ~/ from your home directory)" : why.hint;
+    throw new OpsError(`${why.message} (the SSH key of ${label})`, hint);
+  }
+}
+function checkKeyText(text, label) {
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    const file = label.startsWith("key file ");
+    const t = text.trim();
+    if (/(^|\s)(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA/.test(t) || t.startsWith("---- BEGIN SSH2 PUBLIC KEY ----")) {
+      throw new OpsError(
+        `${label} holds a public key, not the private key`,
+        file ? "give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)" : "give the private key file's content (the file without .pub), with its BEGIN/END lines"
+      );
+    }
+    if (/AGE-SECRET-KEY-1[0-9A-Z]+/.test(t))
+      throw new OpsError(
+        `${label} holds an age key (not shown: the key that decrypts the secrets), not an SSH private key`,
+        label.startsWith("input ") ? "the age key goes in input `age-key` (the SOPS_AGE_KEY secret); this one takes the SSH private key hosts are logged in with (the SSH_PRIVATE_KEY secret)" : `an age key decrypts the secrets, from $SOPS_AGE_KEY_FILE (its path) or $SOPS_AGE_KEY; hosts are logged in to with your SSH key: ${file ? "--identity ~/.ssh/id_ed25519, or ssh.identity_file" : `its file's content, OPS_SSH_KEY="$(cat ~/.ssh/id_ed25519)"`}`
+      );
+    if (t.startsWith("PuTTY-User-Key-File-")) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, "convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that");
+    if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
+      throw new OpsError(`${label} holds a path, not the key's content`, `give the key file's content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file`);
+    }
+    throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
+  }
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text))
+    throw new OpsError(`${label} holds a private key on one line: its line breaks were lost (turned into spaces)`, `give the key file's content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks`);
+  return text.endsWith("\n") ? text : `${text}
+`;
+}
+function resolveCredentials(sources, reporter) {
+  const processEnv = sources.processEnv ?? process.env;
+  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
+  if (passphrase) reporter.mask(passphrase);
+  const sock = processEnv.SSH_AUTH_SOCK && existsSync4(processEnv.SSH_AUTH_SOCK) ? processEnv.SSH_AUTH_SOCK : void 0;
+  const fromText = (text, describe3, file) => {
+    const key = checkKeyText(text, describe3);
+    reporter.mask(key);
+    const parsed = !passphrase && sock ? import_ssh2.default.utils.parseKey(key) : void 0;
+    const agentKey = parsed instanceof Error && /encrypted/i.test(parsed.message) ? publicBlob(key, file) : void 0;
+    return { privateKey: key, passphrase, describe: describe3, ...agentKey && { agent: sock, agentKey } };
+  };
+  const fromFile = (file, label) => {
+    const creds = fromText(readKey(file, label), `key file ${file}`, file);
+    const w = exposedKeyWarning(file, "an SSH private key");
+    if (w) reporter.warn(w);
+    return creds;
+  };
+  if (sources.identityFile) return fromFile(sources.identityFile, "--identity");
+  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
+  if (sources.configFile) return fromFile(sources.configFile, "ssh.identity_file");
+  const agent = sock;
+  const home = sources.home ?? homeDir(processEnv);
+  const defaultKeys = [];
+  const skipped = [];
+  let encrypted;
+  if (!home) skipped.push(`~/.ssh/id_{ed25519,ecdsa,rsa}: ${noHomeReason(processEnv)}`);
+  for (const f of home ? ["id_ed25519", "id_ecdsa", "id_rsa"] : []) {
+    const p = join4(home, ".ssh", f);
+    let privateKey;
+    try {
+      if (!userFileExists(p, p, "an SSH private key")) continue;
+      privateKey = fromFile(p, "default key").privateKey;
+    } catch (e) {
+      if (!(e instanceof OpsError)) throw e;
+      skipped.push(`${p}: ${e.message}`);
+      continue;
+    }
+    const parsed = import_ssh2.default.utils.parseKey(privateKey, passphrase);
+    if (!(parsed instanceof Error)) defaultKeys.push({ file: p, privateKey });
+    else if (/encrypted/i.test(parsed.message) && !passphrase) {
+      skipped.push(`${p}: encrypted, and no passphrase given`);
+      encrypted ??= p;
+    } else skipped.push(`${p}: ${parsed.message}`);
+  }
+  if (!agent && !defaultKeys.length && skipped.length) {
+    throw new OpsError(
+      `no SSH key to log in with: ${skipped.join("; ")}`,
+      encrypted ? `add the key to your SSH agent (eval "$(ssh-agent)"; ssh-add ${encrypted}), or give its passphrase in $OPS_SSH_KEY_PASSPHRASE; or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)` : !home ? "set HOME to your home directory, or give a key (--identity FILE, $OPS_SSH_KEY, ssh.identity_file), or start your SSH agent" : "fix or replace that key file, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)"
+    );
+  }
+  if (!agent && !defaultKeys.length) {
+    throw new OpsError(
+      "no SSH key to log in with",
+      "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
+    );
+  }
+  const describe2 = [...agent ? [`SSH agent at ${agent}`] : [], ...defaultKeys.map((k) => `key file ${k.file}`)].join(", then ");
+  return { agent, defaultKeys, passphrase, ...skipped.length && { skipped }, describe: describe2 };
+}
+function publicBlob(text, file) {
+  const body = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text)?.[1];
+  if (body) {
+    const b = Buffer.from(body.replace(/\s+/g, ""), "base64");
+    const magic = "openssh-key-v1\0";
+    if (b.subarray(0, magic.length).toString("latin1") !== magic) return void 0;
+    let at2 = magic.length;
+    const string2 = () => {
+      if (at2 + 4 > b.length) return void 0;
+      const n = b.readUInt32BE(at2);
+      if (at2 + 4 + n > b.length) return void 0;
+      at2 += 4 + n;
+      return b.subarray(at2 - n, at2);
+    };
+    if (!string2() || !string2() || !string2() || at2 + 4 > b.length) return void 0;
+    at2 += 4;
+    return string2();
+  }
+  if (!file) return void 0;
+  try {
+    const pub = import_ssh2.default.utils.parseKey(readFileSync2(`${file}.pub`, "utf8"));
+    return pub instanceof Error ? void 0 : pub.getPublicSSH();
+  } catch {
+    return void 0;
+  }
+}
+async function agentFor(socket, blob) {
+  if ("error" in await askAgent(socket)) return void 0;
+  class OneKey extends import_ssh2.default.OpenSSHAgent {
+    getIdentities(cb) {
+      super.getIdentities((err, keys) => cb(err, keys?.filter((k) => k.getPublicSSH().equals(blob))));
+    }
+  }
+  const agent = new OneKey(socket);
+  const held = await new Promise((resolve4) => agent.getIdentities((err, keys) => resolve4(!err && !!keys?.length)));
+  return held ? agent : void 0;
+}
+function askAgent(socket, ms = 5e3) {
+  return new Promise((resolve4) => {
+    let got = Buffer.alloc(0);
+    const conn = createConnection(socket);
+    const done = (a) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve4(a);
+    };
+    const timer = setTimeout(() => done({ error: `no answer within ${ms / 1e3} s` }), ms);
+    conn.on("connect", () => conn.write(Buffer.from([0, 0, 0, 1, 11])));
+    conn.on("data", (d) => {
+      got = Buffer.concat([got, d]);
+      if (got.length < 9) return;
+      done(got[4] === 12 ? { keys: got.readUInt32BE(5) } : { error: `it answered with message ${got[4]}, not a list of keys` });
+    });
+    conn.on("error", (e) => done({ error: e.code === "ECONNREFUSED" ? "connection refused: the agent that made it has ended" : e.code === "EACCES" ? "permission denied" : e.code === "ENOTSOCK" ? "not a socket" : e.code ?? e.message }));
+    conn.on("close", () => done({ error: "it closed the connection" }));
+  });
+}
+var import_ssh2;
+var init_identity = __esm({
+  "core/remote/identity.ts"() {
+    "use strict";
+    init_home();
+    import_ssh2 = __toESM(require_lib3(), 1);
+    init_errors();
+    init_key_file();
+  }
+});
+
 // core/report.ts
 function own(strings, ...values) {
   let out = "";
@@ -40682,7 +40860,7 @@ function urlEncodedForms(secret) {
   return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 function exactForms(parts) {
-  return [...new Set(parts.flatMap((v) => [v, ...v.length <= MAX_URL_ENCODED_PART ? urlEncodedForms(v) : []]))];
+  return [...new Set(parts.flatMap((v) => [v, ...v.length <= MAX_ENCODED_PART ? urlEncodedForms(v) : []]))];
 }
 function maskedParts(value) {
   const out = /* @__PURE__ */ new Set();
@@ -40840,7 +41018,7 @@ function fdOf(out) {
   const fd = out.fd;
   return typeof fd === "number" ? fd : void 0;
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, MAX_URL_ENCODED_PART, FOLD_MIN, FOLD_FRAME, OD_CHARS, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs, neverBlocking;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, FOLD_MIN, FOLD_FRAME, OD_CHARS, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs, neverBlocking;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -40856,7 +41034,6 @@ var init_report = __esm({
     fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
     FILTER_BITS_PER_PREFIX = 16;
     FILTER_MAX_LOG2 = 27;
-    MAX_URL_ENCODED_PART = 16 * 1024;
     FOLD_MIN = SHORT_SECRET_LENGTH;
     FOLD_FRAME = /[\s'"`()[\]{}<>|,\\]/;
     OD_CHARS = /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\[0-9a-z]| [0-7]{3}| {4})+$/;
@@ -51598,28 +51775,42 @@ async function loadIdentities(processEnv = process.env) {
     const w = exposedKeyWarning(file2, "your age private key");
     if (w) warnings.push(w);
   };
+  const failed = [];
+  const attempt = async (place, read2) => {
+    try {
+      await read2();
+    } catch (e) {
+      if (!(e instanceof OpsError) || e instanceof NoKeyCommand) throw e;
+      failed.push(e);
+      tried.push(`${place} (${messageLine(e)}; to fix: ${e.hint ?? "see above"})`);
+    }
+  };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
-    const before = plugins.length;
-    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY", void 0, plugins);
-    identities.push(...found);
-    tried.push(`SOPS_AGE_KEY (${count(found, before)})`);
+    await attempt("SOPS_AGE_KEY", async () => {
+      const before = plugins.length;
+      const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY", void 0, plugins);
+      identities.push(...found);
+      tried.push(`SOPS_AGE_KEY (${count(found, before)})`);
+    });
   } else tried.push("SOPS_AGE_KEY (not set)");
   if (processEnv.SOPS_AGE_KEY_FILE) {
     const file2 = processEnv.SOPS_AGE_KEY_FILE;
-    let text;
-    try {
-      text = readFileSync4(file2, "utf8");
-    } catch (e) {
-      throw new OpsError(
-        `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
-        "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
-      );
-    }
-    const before = plugins.length;
-    const found = await parseIdentities(text, file2, { first: "unset SOPS_AGE_KEY_FILE, and " }, plugins);
-    identities.push(...found);
-    exposed(file2, found);
-    tried.push(`SOPS_AGE_KEY_FILE=${file2} (${count(found, before)})`);
+    await attempt(`SOPS_AGE_KEY_FILE=${file2}`, async () => {
+      let text;
+      try {
+        text = readFileSync4(file2, "utf8");
+      } catch (e) {
+        throw new OpsError(
+          `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
+          "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
+        );
+      }
+      const before = plugins.length;
+      const found = await parseIdentities(text, file2, { first: "unset SOPS_AGE_KEY_FILE, and " }, plugins);
+      identities.push(...found);
+      exposed(file2, found);
+      tried.push(`SOPS_AGE_KEY_FILE=${file2} (${count(found, before)})`);
+    });
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
   if (processEnv.SOPS_AGE_KEY_CMD !== void 0) {
     let text;
@@ -51630,27 +51821,34 @@ async function loadIdentities(processEnv = process.env) {
       tried.push(`SOPS_AGE_KEY_CMD (${messageLine(e).replace(/^SOPS_AGE_KEY_CMD /, "")}; to fix: ${e.hint})`);
     }
     if (text !== void 0) {
-      const before = plugins.length;
-      const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD", void 0, plugins);
-      identities.push(...found);
-      tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+      const output = text;
+      await attempt("SOPS_AGE_KEY_CMD", async () => {
+        const before = plugins.length;
+        const found = await parseIdentities(output, "SOPS_AGE_KEY_CMD", void 0, plugins);
+        identities.push(...found);
+        tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+      });
     }
   }
   const file = defaultKeyFile(processEnv);
   const moved = file.replace(/\.txt$/, "") + ".age";
   if (!isAbsolute3(file)) tried.push(`${file} (${noHomeReason(processEnv)})`);
   else if (userFileExists(file, file, "an age key file")) {
-    const before = plugins.length;
-    const found = await parseIdentities(readFileSync4(file, "utf8"), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
-    identities.push(...found);
-    exposed(file, found);
-    tried.push(`${file} (${count(found, before)})`);
+    await attempt(file, async () => {
+      const before = plugins.length;
+      const found = await parseIdentities(readFileSync4(file, "utf8"), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
+      identities.push(...found);
+      exposed(file, found);
+      tried.push(`${file} (${count(found, before)})`);
+    });
   } else tried.push(`${file} (no such file)`);
   if (plugins.length)
     warnings.push(`${plugins.join(", ")}: age plugin identit${plugins.length === 1 ? "y" : "ies"} (AGE-PLUGIN-\u2026, a YubiKey's, a TPM's), which ops cannot use: skipped; ${identities.length ? "the native keys beside it are used" : "no native key was found"} (sops and age use a plugin identity through its plugin program; for ops, a native key AGE-SECRET-KEY-1\u2026 must be a recipient)`);
   const ssh = loadSshIdentities(processEnv, (cmd2) => runKeyCommand("SOPS_AGE_SSH_PRIVATE_KEY_CMD", cmd2, processEnv));
   identities.push(...ssh.identities.map((i) => ({ recipient: i.recipient, source: i.source, ssh: i.identity, ...i.locked && { locked: i.locked } })));
   tried.push(...ssh.tried);
+  if (failed.length && !identities.length) throw failed[0];
+  for (const e of failed) warnings.push(`${messageLine(e)}: skipped, as sops skips it, the keys found elsewhere used (to fix: ${e.hint ?? "see above"})`);
   const seen = /* @__PURE__ */ new Set();
   return { identities: identities.filter((i) => !seen.has(identityKey(i)) && seen.add(identityKey(i))), tried, defaultFile: file, ...warnings.length && { warnings }, ...ssh.problems.length && { problems: ssh.problems } };
 }
@@ -61137,6 +61335,246 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
   }
 });
 
+// core/dotenv.ts
+var MAX_ENVIRONMENT_TOTAL;
+var init_dotenv = __esm({
+  "core/dotenv.ts"() {
+    "use strict";
+    init_errors();
+    init_dotenv_forms();
+    init_dotenv_readers();
+    init_shell();
+    init_goyaml();
+    init_parts();
+    init_tree();
+    init_schema_object();
+    init_dotenv_readers();
+    MAX_ENVIRONMENT_TOTAL = 1024 * 1024;
+  }
+});
+
+// core/packages.ts
+var PROVISION_MARK;
+var init_packages = __esm({
+  "core/packages.ts"() {
+    "use strict";
+    init_dotenv();
+    init_errors();
+    init_tree();
+    init_shell();
+    PROVISION_MARK = "# Written by ops-pipeline provision";
+  }
+});
+
+// core/layout.ts
+function layout(env) {
+  const base = env.baseDir;
+  const app = env.config.app;
+  return {
+    base,
+    mirror: `${base}/repo.git`,
+    lfsStore: `${base}/repo.git/lfs/objects`,
+    releases: `${base}/releases`,
+    shared: `${base}/shared`,
+    dotenv: (release) => `${release}/.env`,
+    environ: (release) => `${release}/.ops-environ`,
+    carriedAssets: (release) => `${release}/.ops-assets-carried`,
+    masks: (record2) => `${record2}/.ops-masks`,
+    records: `${base}/.ops/releases`,
+    record: (id) => `${base}/.ops/releases/${id}`,
+    treeMade: (record2) => `${record2}/.ops-files`,
+    treeLive: (record2) => `${record2}/.ops-tree`,
+    runtimes: (record2) => `${record2}/.ops-runtimes`,
+    legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
+    keptMasks: `${base}/.ops/kept-masks`,
+    deps: `${base}/shared/deps`,
+    current: `${base}/current`,
+    assets: `${base}/.ops/assets`,
+    state: `${base}/.ops`,
+    lock: `${base}/.ops/lock`,
+    audit: `${base}/.ops/audit.log`,
+    history: `${base}/.ops/history`,
+    slotFile: `${base}/.ops/slot`,
+    logStart: (slot) => `${base}/.ops/log-start-${slot}`,
+    fingerprint: `${base}/.ops/fingerprint`,
+    uploads: `${base}/.ops/uploads`,
+    packageCaches: [".cache/uv", ".cache/pip", ".npm/_cacache"].map((c) => `/home/${env.appUser}/${c}`),
+    logDir: `/var/log/${app}`,
+    nginxSite: `/etc/nginx/sites-available/${app}`,
+    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
+    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
+    nginxUpstream: (program) => `${app}_${program}`,
+    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxReleaseVariable: `ops_release_${app.replace(/-/g, "_")}`,
+    nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, "_")}`,
+    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
+    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
+    nginxCheckLog: `/var/log/nginx/${app}.check.log`,
+    nginxCheckName: `ops_check_${app.replace(/-/g, "_")}`,
+    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
+    supervisorGroup: (slot) => `${app}-${slot}`,
+    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
+    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
+    acmeWebroot: "/var/www/letsencrypt",
+    selfSignedDir: `/etc/ssl/${app}`
+  };
+}
+function slotPort(env, program, slot) {
+  const p = env.config.programs[program];
+  if (!p) throw new Error(`no program ${program}`);
+  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
+}
+function otherSlot(slot) {
+  return slot === "blue" ? "green" : "blue";
+}
+var init_layout = __esm({
+  "core/layout.ts"() {
+    "use strict";
+  }
+});
+
+// core/runtimes.ts
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
+}
+var UV_VERSION, UV_DIR, PYENV_ROOT, NVM_DIR, NODE_FROM_NPM_DIR;
+var init_runtimes = __esm({
+  "core/runtimes.ts"() {
+    "use strict";
+    UV_VERSION = "0.13.9";
+    UV_DIR = "/opt/ops-uv";
+    PYENV_ROOT = "/opt/pyenv";
+    NVM_DIR = "/opt/nvm";
+    NODE_FROM_NPM_DIR = "/opt/ops-node";
+  }
+});
+
+// core/target.ts
+function resolveTarget(env) {
+  return { ...env, layout: layout(env), runtime: runtimePaths(env), port: (program, slot) => slotPort(env, program, slot) };
+}
+var init_target = __esm({
+  "core/target.ts"() {
+    "use strict";
+    init_layout();
+    init_runtimes();
+  }
+});
+
+// core/config/siblings.ts
+import { join as join8, posix as posix2 } from "node:path";
+function isDefaultServer(env) {
+  return !env.config.domain || env.config.nginx.default_server;
+}
+function rawMachines(doc) {
+  const hosts = doc?.hosts;
+  if (!Array.isArray(hosts)) return void 0;
+  return hosts.flatMap((h) => {
+    const { address: address2, port: port2 } = h ?? {};
+    return typeof address2 === "string" ? [machineId({ address: address2, port: typeof port2 === "number" ? port2 : 22 })] : [];
+  });
+}
+function findSiblings(env) {
+  const mine = new Map(env.hosts.map((h) => [machineId(h), h]));
+  const siblings = [];
+  const unreadable = [];
+  for (const name2 of listEnvironments(env.root)) {
+    if (name2 === env.name) continue;
+    const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
+    let doc;
+    try {
+      doc = readYamlFile(join8(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      const config = parseEnvironment(doc, label);
+      const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
+      const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
+      if (shared.length) siblings.push({ env: resolveEnvironment(name2, env.root, config, theirs), hosts: shared });
+    } catch (e) {
+      const machines = rawMachines(doc);
+      if (!machines || machines.some((m) => mine.has(m)))
+        unreadable.push(`${label} cannot be read (${messageLine(errorParts(e).message)}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
+    }
+  }
+  return { siblings, unreadable };
+}
+function hostClaims(env) {
+  const c = env.config;
+  const L = layout(env);
+  const claims = [];
+  for (const program of Object.keys(c.programs)) {
+    for (const slot of ["blue", "green"]) {
+      claims.push({ key: `port ${slotPort(env, program, slot)}`, source: `programs.${program}.port${slot === "green" ? " + switch.port_offset" : ""}, ${slot} slot` });
+      claims.push({ key: `supervisor program ${L.supervisorProgram(slot, program)}`, source: `app + programs.${program}`, derived: true });
+    }
+    claims.push({ key: `nginx upstream ${L.nginxUpstream(program)}`, source: `app + programs.${program}`, derived: true });
+  }
+  claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
+  claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
+  claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
+  siteNames(env).forEach((n, i) => claims.push({ key: `domain ${n}`, source: i === 0 ? "domain" : `aliases[${i - 1}]` }));
+  if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
+  return claims;
+}
+function overlaps(a, b) {
+  const [x, y] = [posix2.normalize(a).replace(/\/+$/, ""), posix2.normalize(b).replace(/\/+$/, "")];
+  return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
+}
+function collisions(env, sibling) {
+  const other = sibling.env;
+  const where = sibling.hosts.map(({ mine, theirs: theirs2 }) => `${mine.address}${mine.port !== 22 ? ` port ${mine.port}` : ""} (${env.name}: ${mine.name}, ${other.name}: ${theirs2.name})`).join(", ");
+  const both = `environments ${env.name} and ${other.name} share ${where}`;
+  const out = [];
+  for (const e of [env, other].filter((x) => !x.config.domain)) {
+    const o = e === env ? other : env;
+    out.push(`${both}, but ${e.name} has no domain: its site answers every name on the host, ${o.name}'s too; on a shared host each app needs its own domain (set domain in environments/${e.name}/${ENVIRONMENT_FILE}; nginx.default_server: true keeps it answering by address)`);
+  }
+  const byKey = (claims) => {
+    const m = /* @__PURE__ */ new Map();
+    for (const c of claims) m.set(c.key, [...m.get(c.key) ?? [], c]);
+    return m;
+  };
+  const theirs = byKey(hostClaims(other));
+  const sameApp = env.config.app === other.config.app;
+  for (const [key, mine] of byKey(hostClaims(env))) {
+    const clash = theirs.get(key);
+    if (!clash || mine[0].derived && sameApp) continue;
+    out.push(`${both}, but both take ${key} (${env.name}: ${mine.map((x) => x.source).join("; ")} \u2014 ${other.name}: ${clash.map((x) => x.source).join("; ")})`);
+  }
+  if (overlaps(env.baseDir, other.baseDir))
+    out.push(`${both}, but their base directories overlap: ${env.name} ${env.baseDir}, ${other.name} ${other.baseDir} (releases, shared files, the lock and the audit log live there; set base_dir, default /srv/<app>)`);
+  const [n1, n2] = [env.config.runtimes.node, other.config.runtimes.node];
+  if (n1.strategy === "debian" && n2.strategy === "debian" && n1.version.split(".")[0] !== n2.version.split(".")[0])
+    out.push(`${both}, but ${env.name} pins Debian's Node.js ${n1.version} and ${other.name} ${n2.version}: a host has one Debian nodejs package (pin the same version, or use strategy nvm)`);
+  return out;
+}
+function hostSharing(env) {
+  const { siblings, unreadable } = findSiblings(env);
+  return { siblings, unreadable, collisions: siblings.flatMap((s) => collisions(env, s)) };
+}
+function refuseCollisions(env, reporter) {
+  const sharing = hostSharing(env);
+  for (const u of sharing.unreadable) reporter.warn(u);
+  if (sharing.collisions.length)
+    throw new OpsError(`${env.name} cannot share its hosts as configured; nothing was changed:
+${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
+  return sharing;
+}
+var SHARING_HINT;
+var init_siblings = __esm({
+  "core/config/siblings.ts"() {
+    "use strict";
+    init_errors();
+    init_layout();
+    init_environment();
+    SHARING_HINT = 'each environment on a host needs its own app name, app user, base_dir, domain and ports (port and port + switch.port_offset); see the README, "Several environments on one host"';
+  }
+});
+
 // node_modules/is-stream/index.js
 var require_is_stream = __commonJS({
   "node_modules/is-stream/index.js"(exports, module) {
@@ -62493,8 +62931,8 @@ var require_make_dir = __commonJS({
     var fs5 = __require("fs");
     var path = __require("path");
     var { promisify } = __require("util");
-    var semver = require_semver();
-    var useNativeRecursiveOption = semver.satisfies(process.version, ">=10.12.0");
+    var semver2 = require_semver();
+    var useNativeRecursiveOption = semver2.satisfies(process.version, ">=10.12.0");
     var checkPath = (pth) => {
       if (process.platform === "win32") {
         const pathHasInvalidWinCharacters = /[<>:"|?*]/.test(pth.replace(path.parse(pth).root, ""));
@@ -62611,1258 +63049,83 @@ var require_make_dir = __commonJS({
   }
 });
 
-// node_modules/shell-escape/shell-escape.js
-var require_shell_escape = __commonJS({
-  "node_modules/shell-escape/shell-escape.js"(exports, module) {
-    module.exports = shellescape;
-    function shellescape(a) {
-      var ret = [];
-      a.forEach(function(s) {
-        if (!/^[A-Za-z0-9_\/-]+$/.test(s)) {
-          s = "'" + s.replace(/'/g, "'\\''") + "'";
-          s = s.replace(/^(?:'')+/g, "").replace(/\\'''/g, "\\'");
-        }
-        ret.push(s);
-      });
-      return ret.join(" ");
-    }
-  }
-});
-
-// core/git.ts
-var init_git = __esm({
-  "core/git.ts"() {
-    "use strict";
-    init_errors();
-  }
-});
-
-// node_modules/@actions/core/lib/command.js
-import * as os from "os";
-
-// node_modules/@actions/core/lib/utils.js
-function toCommandValue(input) {
-  if (input === null || input === void 0) {
-    return "";
-  } else if (typeof input === "string" || input instanceof String) {
-    return input;
-  }
-  return JSON.stringify(input);
-}
-function toCommandProperties(annotationProperties) {
-  if (!Object.keys(annotationProperties).length) {
-    return {};
-  }
-  return {
-    title: annotationProperties.title,
-    file: annotationProperties.file,
-    line: annotationProperties.startLine,
-    endLine: annotationProperties.endLine,
-    col: annotationProperties.startColumn,
-    endColumn: annotationProperties.endColumn
-  };
-}
-
-// node_modules/@actions/core/lib/command.js
-function issueCommand(command2, properties, message) {
-  const cmd2 = new Command(command2, properties, message);
-  process.stdout.write(cmd2.toString() + os.EOL);
-}
-function issue(name2, message = "") {
-  issueCommand(name2, {}, message);
-}
-var CMD_STRING = "::";
-var Command = class {
-  constructor(command2, properties, message) {
-    if (!command2) {
-      command2 = "missing.command";
-    }
-    this.command = command2;
-    this.properties = properties;
-    this.message = message;
-  }
-  toString() {
-    let cmdStr = CMD_STRING + this.command;
-    if (this.properties && Object.keys(this.properties).length > 0) {
-      cmdStr += " ";
-      let first = true;
-      for (const key in this.properties) {
-        if (this.properties.hasOwnProperty(key)) {
-          const val = this.properties[key];
-          if (val) {
-            if (first) {
-              first = false;
-            } else {
-              cmdStr += ",";
-            }
-            cmdStr += `${key}=${escapeProperty(val)}`;
-          }
-        }
-      }
-    }
-    cmdStr += `${CMD_STRING}${escapeData(this.message)}`;
-    return cmdStr;
-  }
-};
-function escapeData(s) {
-  return toCommandValue(s).replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
-}
-function escapeProperty(s) {
-  return toCommandValue(s).replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A").replace(/:/g, "%3A").replace(/,/g, "%2C");
-}
-
-// node_modules/@actions/core/lib/file-command.js
-import * as crypto2 from "crypto";
-import * as fs from "fs";
-import * as os2 from "os";
-function issueFileCommand(command2, message) {
-  const filePath = process.env[`GITHUB_${command2}`];
-  if (!filePath) {
-    throw new Error(`Unable to find environment variable for file command ${command2}`);
-  }
-  if (!fs.existsSync(filePath)) {
-    throw new Error(`Missing file at path: ${filePath}`);
-  }
-  fs.appendFileSync(filePath, `${toCommandValue(message)}${os2.EOL}`, {
-    encoding: "utf8"
-  });
-}
-function prepareKeyValueMessage(key, value) {
-  const delimiter = `ghadelimiter_${crypto2.randomUUID()}`;
-  const convertedValue = toCommandValue(value);
-  if (key.includes(delimiter)) {
-    throw new Error(`Unexpected input: name should not contain the delimiter "${delimiter}"`);
-  }
-  if (convertedValue.includes(delimiter)) {
-    throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
-  }
-  return `${key}<<${delimiter}${os2.EOL}${convertedValue}${os2.EOL}${delimiter}`;
-}
-
-// node_modules/@actions/core/lib/core.js
-import * as os4 from "os";
-
-// node_modules/@actions/http-client/lib/index.js
-var tunnel = __toESM(require_tunnel2(), 1);
-var import_undici = __toESM(require_undici(), 1);
-var HttpCodes;
-(function(HttpCodes2) {
-  HttpCodes2[HttpCodes2["OK"] = 200] = "OK";
-  HttpCodes2[HttpCodes2["MultipleChoices"] = 300] = "MultipleChoices";
-  HttpCodes2[HttpCodes2["MovedPermanently"] = 301] = "MovedPermanently";
-  HttpCodes2[HttpCodes2["ResourceMoved"] = 302] = "ResourceMoved";
-  HttpCodes2[HttpCodes2["SeeOther"] = 303] = "SeeOther";
-  HttpCodes2[HttpCodes2["NotModified"] = 304] = "NotModified";
-  HttpCodes2[HttpCodes2["UseProxy"] = 305] = "UseProxy";
-  HttpCodes2[HttpCodes2["SwitchProxy"] = 306] = "SwitchProxy";
-  HttpCodes2[HttpCodes2["TemporaryRedirect"] = 307] = "TemporaryRedirect";
-  HttpCodes2[HttpCodes2["PermanentRedirect"] = 308] = "PermanentRedirect";
-  HttpCodes2[HttpCodes2["BadRequest"] = 400] = "BadRequest";
-  HttpCodes2[HttpCodes2["Unauthorized"] = 401] = "Unauthorized";
-  HttpCodes2[HttpCodes2["PaymentRequired"] = 402] = "PaymentRequired";
-  HttpCodes2[HttpCodes2["Forbidden"] = 403] = "Forbidden";
-  HttpCodes2[HttpCodes2["NotFound"] = 404] = "NotFound";
-  HttpCodes2[HttpCodes2["MethodNotAllowed"] = 405] = "MethodNotAllowed";
-  HttpCodes2[HttpCodes2["NotAcceptable"] = 406] = "NotAcceptable";
-  HttpCodes2[HttpCodes2["ProxyAuthenticationRequired"] = 407] = "ProxyAuthenticationRequired";
-  HttpCodes2[HttpCodes2["RequestTimeout"] = 408] = "RequestTimeout";
-  HttpCodes2[HttpCodes2["Conflict"] = 409] = "Conflict";
-  HttpCodes2[HttpCodes2["Gone"] = 410] = "Gone";
-  HttpCodes2[HttpCodes2["TooManyRequests"] = 429] = "TooManyRequests";
-  HttpCodes2[HttpCodes2["InternalServerError"] = 500] = "InternalServerError";
-  HttpCodes2[HttpCodes2["NotImplemented"] = 501] = "NotImplemented";
-  HttpCodes2[HttpCodes2["BadGateway"] = 502] = "BadGateway";
-  HttpCodes2[HttpCodes2["ServiceUnavailable"] = 503] = "ServiceUnavailable";
-  HttpCodes2[HttpCodes2["GatewayTimeout"] = 504] = "GatewayTimeout";
-})(HttpCodes || (HttpCodes = {}));
-var Headers;
-(function(Headers2) {
-  Headers2["Accept"] = "accept";
-  Headers2["ContentType"] = "content-type";
-})(Headers || (Headers = {}));
-var MediaTypes;
-(function(MediaTypes2) {
-  MediaTypes2["ApplicationJson"] = "application/json";
-})(MediaTypes || (MediaTypes = {}));
-var HttpRedirectCodes = [
-  HttpCodes.MovedPermanently,
-  HttpCodes.ResourceMoved,
-  HttpCodes.SeeOther,
-  HttpCodes.TemporaryRedirect,
-  HttpCodes.PermanentRedirect
-];
-var HttpResponseRetryCodes = [
-  HttpCodes.BadGateway,
-  HttpCodes.ServiceUnavailable,
-  HttpCodes.GatewayTimeout
-];
-
-// node_modules/@actions/core/lib/summary.js
-import { EOL as EOL3 } from "os";
-import { constants, promises } from "fs";
-var __awaiter = function(thisArg, _arguments, P, generator) {
-  function adopt(value) {
-    return value instanceof P ? value : new P(function(resolve4) {
-      resolve4(value);
-    });
-  }
-  return new (P || (P = Promise))(function(resolve4, reject) {
-    function fulfilled(value) {
-      try {
-        step(generator.next(value));
-      } catch (e) {
-        reject(e);
-      }
-    }
-    function rejected(value) {
-      try {
-        step(generator["throw"](value));
-      } catch (e) {
-        reject(e);
-      }
-    }
-    function step(result) {
-      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
-    }
-    step((generator = generator.apply(thisArg, _arguments || [])).next());
-  });
-};
-var { access, appendFile, writeFile } = promises;
-var SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
-var Summary = class {
-  constructor() {
-    this._buffer = "";
-  }
-  /**
-   * Finds the summary file path from the environment, rejects if env var is not found or file does not exist
-   * Also checks r/w permissions.
-   *
-   * @returns step summary file path
-   */
-  filePath() {
-    return __awaiter(this, void 0, void 0, function* () {
-      if (this._filePath) {
-        return this._filePath;
-      }
-      const pathFromEnv = process.env[SUMMARY_ENV_VAR];
-      if (!pathFromEnv) {
-        throw new Error(`Unable to find environment variable for $${SUMMARY_ENV_VAR}. Check if your runtime environment supports job summaries.`);
-      }
-      try {
-        yield access(pathFromEnv, constants.R_OK | constants.W_OK);
-      } catch (_a) {
-        throw new Error(`Unable to access summary file: '${pathFromEnv}'. Check if the file has correct read/write permissions.`);
-      }
-      this._filePath = pathFromEnv;
-      return this._filePath;
-    });
-  }
-  /**
-   * Wraps content in an HTML tag, adding any HTML attributes
-   *
-   * @param {string} tag HTML tag to wrap
-   * @param {string | null} content content within the tag
-   * @param {[attribute: string]: string} attrs key-value list of HTML attributes to add
-   *
-   * @returns {string} content wrapped in HTML element
-   */
-  wrap(tag, content, attrs = {}) {
-    const htmlAttrs = Object.entries(attrs).map(([key, value]) => ` ${key}="${value}"`).join("");
-    if (!content) {
-      return `<${tag}${htmlAttrs}>`;
-    }
-    return `<${tag}${htmlAttrs}>${content}</${tag}>`;
-  }
-  /**
-   * Writes text in the buffer to the summary buffer file and empties buffer. Will append by default.
-   *
-   * @param {SummaryWriteOptions} [options] (optional) options for write operation
-   *
-   * @returns {Promise<Summary>} summary instance
-   */
-  write(options) {
-    return __awaiter(this, void 0, void 0, function* () {
-      const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
-      const filePath = yield this.filePath();
-      const writeFunc = overwrite ? writeFile : appendFile;
-      yield writeFunc(filePath, this._buffer, { encoding: "utf8" });
-      return this.emptyBuffer();
-    });
-  }
-  /**
-   * Clears the summary buffer and wipes the summary file
-   *
-   * @returns {Summary} summary instance
-   */
-  clear() {
-    return __awaiter(this, void 0, void 0, function* () {
-      return this.emptyBuffer().write({ overwrite: true });
-    });
-  }
-  /**
-   * Returns the current summary buffer as a string
-   *
-   * @returns {string} string of summary buffer
-   */
-  stringify() {
-    return this._buffer;
-  }
-  /**
-   * If the summary buffer is empty
-   *
-   * @returns {boolen} true if the buffer is empty
-   */
-  isEmptyBuffer() {
-    return this._buffer.length === 0;
-  }
-  /**
-   * Resets the summary buffer without writing to summary file
-   *
-   * @returns {Summary} summary instance
-   */
-  emptyBuffer() {
-    this._buffer = "";
-    return this;
-  }
-  /**
-   * Adds raw text to the summary buffer
-   *
-   * @param {string} text content to add
-   * @param {boolean} [addEOL=false] (optional) append an EOL to the raw text (default: false)
-   *
-   * @returns {Summary} summary instance
-   */
-  addRaw(text, addEOL = false) {
-    this._buffer += text;
-    return addEOL ? this.addEOL() : this;
-  }
-  /**
-   * Adds the operating system-specific end-of-line marker to the buffer
-   *
-   * @returns {Summary} summary instance
-   */
-  addEOL() {
-    return this.addRaw(EOL3);
-  }
-  /**
-   * Adds an HTML codeblock to the summary buffer
-   *
-   * @param {string} code content to render within fenced code block
-   * @param {string} lang (optional) language to syntax highlight code
-   *
-   * @returns {Summary} summary instance
-   */
-  addCodeBlock(code, lang) {
-    const attrs = Object.assign({}, lang && { lang });
-    const element = this.wrap("pre", this.wrap("code", code), attrs);
-    return this.addRaw(element).addEOL();
-  }
-  /**
-   * Adds an HTML list to the summary buffer
-   *
-   * @param {string[]} items list of items to render
-   * @param {boolean} [ordered=false] (optional) if the rendered list should be ordered or not (default: false)
-   *
-   * @returns {Summary} summary instance
-   */
-  addList(items, ordered = false) {
-    const tag = ordered ? "ol" : "ul";
-    const listItems = items.map((item) => this.wrap("li", item)).join("");
-    const element = this.wrap(tag, listItems);
-    return this.addRaw(element).addEOL();
-  }
-  /**
-   * Adds an HTML table to the summary buffer
-   *
-   * @param {SummaryTableCell[]} rows table rows
-   *
-   * @returns {Summary} summary instance
-   */
-  addTable(rows) {
-    const tableBody = rows.map((row) => {
-      const cells = row.map((cell) => {
-        if (typeof cell === "string") {
-          return this.wrap("td", cell);
-        }
-        const { header, data, colspan, rowspan } = cell;
-        const tag = header ? "th" : "td";
-        const attrs = Object.assign(Object.assign({}, colspan && { colspan }), rowspan && { rowspan });
-        return this.wrap(tag, data, attrs);
-      }).join("");
-      return this.wrap("tr", cells);
-    }).join("");
-    const element = this.wrap("table", tableBody);
-    return this.addRaw(element).addEOL();
-  }
-  /**
-   * Adds a collapsable HTML details element to the summary buffer
-   *
-   * @param {string} label text for the closed state
-   * @param {string} content collapsable content
-   *
-   * @returns {Summary} summary instance
-   */
-  addDetails(label, content) {
-    const element = this.wrap("details", this.wrap("summary", label) + content);
-    return this.addRaw(element).addEOL();
-  }
-  /**
-   * Adds an HTML image tag to the summary buffer
-   *
-   * @param {string} src path to the image you to embed
-   * @param {string} alt text description of the image
-   * @param {SummaryImageOptions} options (optional) addition image attributes
-   *
-   * @returns {Summary} summary instance
-   */
-  addImage(src, alt, options) {
-    const { width, height } = options || {};
-    const attrs = Object.assign(Object.assign({}, width && { width }), height && { height });
-    const element = this.wrap("img", null, Object.assign({ src, alt }, attrs));
-    return this.addRaw(element).addEOL();
-  }
-  /**
-   * Adds an HTML section heading element
-   *
-   * @param {string} text heading text
-   * @param {number | string} [level=1] (optional) the heading level, default: 1
-   *
-   * @returns {Summary} summary instance
-   */
-  addHeading(text, level) {
-    const tag = `h${level}`;
-    const allowedTag = ["h1", "h2", "h3", "h4", "h5", "h6"].includes(tag) ? tag : "h1";
-    const element = this.wrap(allowedTag, text);
-    return this.addRaw(element).addEOL();
-  }
-  /**
-   * Adds an HTML thematic break (<hr>) to the summary buffer
-   *
-   * @returns {Summary} summary instance
-   */
-  addSeparator() {
-    const element = this.wrap("hr", null);
-    return this.addRaw(element).addEOL();
-  }
-  /**
-   * Adds an HTML line break (<br>) to the summary buffer
-   *
-   * @returns {Summary} summary instance
-   */
-  addBreak() {
-    const element = this.wrap("br", null);
-    return this.addRaw(element).addEOL();
-  }
-  /**
-   * Adds an HTML blockquote to the summary buffer
-   *
-   * @param {string} text quote text
-   * @param {string} cite (optional) citation url
-   *
-   * @returns {Summary} summary instance
-   */
-  addQuote(text, cite) {
-    const attrs = Object.assign({}, cite && { cite });
-    const element = this.wrap("blockquote", text, attrs);
-    return this.addRaw(element).addEOL();
-  }
-  /**
-   * Adds an HTML anchor tag to the summary buffer
-   *
-   * @param {string} text link text/content
-   * @param {string} href hyperlink
-   *
-   * @returns {Summary} summary instance
-   */
-  addLink(text, href) {
-    const element = this.wrap("a", text, { href });
-    return this.addRaw(element).addEOL();
-  }
-};
-var _summary = new Summary();
-var summary = _summary;
-
-// node_modules/@actions/core/lib/platform.js
-import os3 from "os";
-
-// node_modules/@actions/io/lib/io-util.js
-import * as fs2 from "fs";
-var { chmod, copyFile, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, symlink, unlink } = fs2.promises;
-var IS_WINDOWS = process.platform === "win32";
-var READONLY = fs2.constants.O_RDONLY;
-
-// node_modules/@actions/exec/lib/toolrunner.js
-var IS_WINDOWS2 = process.platform === "win32";
-
-// node_modules/@actions/core/lib/platform.js
-var platform = os3.platform();
-var arch = os3.arch();
-
-// node_modules/@actions/core/lib/core.js
-var ExitCode;
-(function(ExitCode2) {
-  ExitCode2[ExitCode2["Success"] = 0] = "Success";
-  ExitCode2[ExitCode2["Failure"] = 1] = "Failure";
-})(ExitCode || (ExitCode = {}));
-function setSecret(secret) {
-  issueCommand("add-mask", {}, secret);
-}
-function getInput(name2, options) {
-  const val = process.env[`INPUT_${name2.replace(/ /g, "_").toUpperCase()}`] || "";
-  if (options && options.required && !val) {
-    throw new Error(`Input required and not supplied: ${name2}`);
-  }
-  if (options && options.trimWhitespace === false) {
-    return val;
-  }
-  return val.trim();
-}
-function setOutput(name2, value) {
-  const filePath = process.env["GITHUB_OUTPUT"] || "";
-  if (filePath) {
-    return issueFileCommand("OUTPUT", prepareKeyValueMessage(name2, value));
-  }
-  process.stdout.write(os4.EOL);
-  issueCommand("set-output", { name: name2 }, toCommandValue(value));
-}
-function setFailed(message) {
-  process.exitCode = ExitCode.Failure;
-  error(message);
-}
-function error(message, properties = {}) {
-  issueCommand("error", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-function warning(message, properties = {}) {
-  issueCommand("warning", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
-}
-function info(message) {
-  process.stdout.write(message + os4.EOL);
-}
-function startGroup(name2) {
-  issue("group", name2);
-}
-function endGroup() {
-  issue("endgroup");
-}
-
-// core/action.ts
-init_project_dir();
-init_errors();
-init_parts();
-import { randomUUID as randomUUID2 } from "node:crypto";
-import { existsSync as existsSync5, readFileSync as readFileSync5, statSync as statSync4 } from "node:fs";
-import { resolve as resolve2 } from "node:path";
-
-// core/remote/identity.ts
-init_home();
-var import_ssh2 = __toESM(require_lib3(), 1);
-init_errors();
-init_key_file();
-import { existsSync as existsSync4, readFileSync as readFileSync2 } from "node:fs";
-import { createConnection } from "node:net";
-import { join as join4 } from "node:path";
-function readKey(file, label) {
-  try {
-    return readFileSync2(file, "utf8");
-  } catch (e) {
-    const why = fileError(e, file, "read", "an SSH private key file");
-    const hint = label === "ssh.identity_file" && e.code === "ENOENT" ? "check ssh.identity_file in the environment.yml (a relative path starts from the environment folder, ~/ from your home directory)" : why.hint;
-    throw new OpsError(`${why.message} (the SSH key of ${label})`, hint);
-  }
-}
-function checkKeyText(text, label) {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
-    const file = label.startsWith("key file ");
-    const t = text.trim();
-    if (/(^|\s)(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA/.test(t) || t.startsWith("---- BEGIN SSH2 PUBLIC KEY ----")) {
-      throw new OpsError(
-        `${label} holds a public key, not the private key`,
-        file ? "give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)" : "give the private key file's content (the file without .pub), with its BEGIN/END lines"
-      );
-    }
-    if (t.startsWith("PuTTY-User-Key-File-")) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, "convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that");
-    if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
-      throw new OpsError(`${label} holds a path, not the key's content`, `give the key file's content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file`);
-    }
-    throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
-  }
-  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text))
-    throw new OpsError(`${label} holds a private key on one line: its line breaks were lost (turned into spaces)`, `give the key file's content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks`);
-  return text.endsWith("\n") ? text : `${text}
-`;
-}
-function resolveCredentials(sources, reporter) {
-  const processEnv = sources.processEnv ?? process.env;
-  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
-  if (passphrase) reporter.mask(passphrase);
-  const sock = processEnv.SSH_AUTH_SOCK && existsSync4(processEnv.SSH_AUTH_SOCK) ? processEnv.SSH_AUTH_SOCK : void 0;
-  const fromText = (text, describe3, file) => {
-    const key = checkKeyText(text, describe3);
-    reporter.mask(key);
-    const parsed = !passphrase && sock ? import_ssh2.default.utils.parseKey(key) : void 0;
-    const agentKey = parsed instanceof Error && /encrypted/i.test(parsed.message) ? publicBlob(key, file) : void 0;
-    return { privateKey: key, passphrase, describe: describe3, ...agentKey && { agent: sock, agentKey } };
-  };
-  const fromFile = (file, label) => {
-    const creds = fromText(readKey(file, label), `key file ${file}`, file);
-    const w = exposedKeyWarning(file, "an SSH private key");
-    if (w) reporter.warn(w);
-    return creds;
-  };
-  if (sources.identityFile) return fromFile(sources.identityFile, "--identity");
-  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
-  if (sources.configFile) return fromFile(sources.configFile, "ssh.identity_file");
-  const agent = sock;
-  const home = sources.home ?? homeDir(processEnv);
-  const defaultKeys = [];
-  const skipped = [];
-  let encrypted;
-  if (!home) skipped.push(`~/.ssh/id_{ed25519,ecdsa,rsa}: ${noHomeReason(processEnv)}`);
-  for (const f of home ? ["id_ed25519", "id_ecdsa", "id_rsa"] : []) {
-    const p = join4(home, ".ssh", f);
-    let privateKey;
-    try {
-      if (!userFileExists(p, p, "an SSH private key")) continue;
-      privateKey = fromFile(p, "default key").privateKey;
-    } catch (e) {
-      if (!(e instanceof OpsError)) throw e;
-      skipped.push(`${p}: ${e.message}`);
-      continue;
-    }
-    const parsed = import_ssh2.default.utils.parseKey(privateKey, passphrase);
-    if (!(parsed instanceof Error)) defaultKeys.push({ file: p, privateKey });
-    else if (/encrypted/i.test(parsed.message) && !passphrase) {
-      skipped.push(`${p}: encrypted, and no passphrase given`);
-      encrypted ??= p;
-    } else skipped.push(`${p}: ${parsed.message}`);
-  }
-  if (!agent && !defaultKeys.length && skipped.length) {
-    throw new OpsError(
-      `no SSH key to log in with: ${skipped.join("; ")}`,
-      encrypted ? `add the key to your SSH agent (eval "$(ssh-agent)"; ssh-add ${encrypted}), or give its passphrase in $OPS_SSH_KEY_PASSPHRASE; or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)` : !home ? "set HOME to your home directory, or give a key (--identity FILE, $OPS_SSH_KEY, ssh.identity_file), or start your SSH agent" : "fix or replace that key file, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)"
-    );
-  }
-  if (!agent && !defaultKeys.length) {
-    throw new OpsError(
-      "no SSH key to log in with",
-      "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
-    );
-  }
-  const describe2 = [...agent ? [`SSH agent at ${agent}`] : [], ...defaultKeys.map((k) => `key file ${k.file}`)].join(", then ");
-  return { agent, defaultKeys, passphrase, ...skipped.length && { skipped }, describe: describe2 };
-}
-function publicBlob(text, file) {
-  const body = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text)?.[1];
-  if (body) {
-    const b = Buffer.from(body.replace(/\s+/g, ""), "base64");
-    const magic = "openssh-key-v1\0";
-    if (b.subarray(0, magic.length).toString("latin1") !== magic) return void 0;
-    let at2 = magic.length;
-    const string2 = () => {
-      if (at2 + 4 > b.length) return void 0;
-      const n = b.readUInt32BE(at2);
-      if (at2 + 4 + n > b.length) return void 0;
-      at2 += 4 + n;
-      return b.subarray(at2 - n, at2);
-    };
-    if (!string2() || !string2() || !string2() || at2 + 4 > b.length) return void 0;
-    at2 += 4;
-    return string2();
-  }
-  if (!file) return void 0;
-  try {
-    const pub = import_ssh2.default.utils.parseKey(readFileSync2(`${file}.pub`, "utf8"));
-    return pub instanceof Error ? void 0 : pub.getPublicSSH();
-  } catch {
-    return void 0;
-  }
-}
-async function agentFor(socket, blob) {
-  if ("error" in await askAgent(socket)) return void 0;
-  class OneKey extends import_ssh2.default.OpenSSHAgent {
-    getIdentities(cb) {
-      super.getIdentities((err, keys) => cb(err, keys?.filter((k) => k.getPublicSSH().equals(blob))));
-    }
-  }
-  const agent = new OneKey(socket);
-  const held = await new Promise((resolve4) => agent.getIdentities((err, keys) => resolve4(!err && !!keys?.length)));
-  return held ? agent : void 0;
-}
-function askAgent(socket, ms = 5e3) {
-  return new Promise((resolve4) => {
-    let got = Buffer.alloc(0);
-    const conn = createConnection(socket);
-    const done = (a) => {
-      clearTimeout(timer);
-      conn.destroy();
-      resolve4(a);
-    };
-    const timer = setTimeout(() => done({ error: `no answer within ${ms / 1e3} s` }), ms);
-    conn.on("connect", () => conn.write(Buffer.from([0, 0, 0, 1, 11])));
-    conn.on("data", (d) => {
-      got = Buffer.concat([got, d]);
-      if (got.length < 9) return;
-      done(got[4] === 12 ? { keys: got.readUInt32BE(5) } : { error: `it answered with message ${got[4]}, not a list of keys` });
-    });
-    conn.on("error", (e) => done({ error: e.code === "ECONNREFUSED" ? "connection refused: the agent that made it has ended" : e.code === "EACCES" ? "permission denied" : e.code === "ENOTSOCK" ? "not a socket" : e.code ?? e.message }));
-    conn.on("close", () => done({ error: "it closed the connection" }));
-  });
-}
-
-// core/action.ts
-init_report();
-var SUMMARY_MAX_BYTES = 1024 * 1024;
-var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
-var ActionsReporter = class {
-  masker = new Masker();
-  /** The job summary is Markdown: values from outside masked, then escaped. */
-  values = maskedMarkdown((text) => this.redact(text));
-  /** Whether an Actions log group is open now (they cannot nest). */
-  groupOpen = false;
-  mask(value) {
-    const added = this.masker.add(value);
-    for (const form of exactForms(added)) setSecret(form);
-    if (added.length) for (const dump of byteDumps(value)) setSecret(dump);
-  }
-  allow(text) {
-    this.masker.allow(text);
-  }
-  redact(text) {
-    return this.masker.redact(text);
-  }
-  /** `text` as printed: masked (redact), its control characters shown as text (showControls). */
-  shown(text) {
-    return showControls(this.redact(text));
-  }
-  /**
-   * Print `text` (shown) to the job log. The runner reads a line starting with "::" (spaces before it too) as a
-   * workflow command (`::add-mask::`, `::set-output`, `::stop-commands::`), and "##[" anywhere in one as its older
-   * form: text that may hold either (an app's log line, a commit subject, a host's output) is printed between
-   * `::stop-commands::<token>` and `::<token>::`, the runner's own way to print text it must not act on; the token is
-   * random, so no text can end the pause. Text without them is printed as it is (nothing in between in the log).
-   */
-  log(text) {
-    const shown = this.shown(text);
-    if (!/^\s*::|##\[/m.test(shown)) return info(shown);
-    const token = randomUUID2();
-    info(`::stop-commands::${token}`);
-    info(shown);
-    info(`::${token}::`);
-  }
-  info(message) {
-    this.log(message);
-  }
-  warn(message) {
-    warning(this.shown(message));
-  }
-  error(message) {
-    error(this.shown(message));
-  }
-  async group(title, fn) {
-    const own2 = !this.groupOpen;
-    const start = Date.now();
-    if (own2) {
-      startGroup(this.shown(title));
-      this.groupOpen = true;
-    } else this.log(`\u25B8 ${title}`);
-    try {
-      const result = await fn();
-      this.log(`\u2713 ${title} (${seconds2(Date.now() - start)})`);
-      return result;
-    } catch (e) {
-      this.log(`\u2717 ${title} (${seconds2(Date.now() - start)})`);
-      throw e;
-    } finally {
-      if (own2) {
-        endGroup();
-        this.groupOpen = false;
-      }
-    }
-  }
-  line(host, text) {
-    this.log(`${host} ${text}`);
-  }
-  /** Bytes this step's job summary holds so far (summary). */
-  summaryBytes = 0;
-  /**
-   * Append `markdown` (shown) to the step's job summary, cut at a line with a note when the summary would pass
-   * SUMMARY_MAX_BYTES: GitHub shows none of a longer one (a loader's or a host's long output), and later calls
-   * add nothing once it is cut.
-   */
-  async summary(markdown) {
-    const text = Buffer.from(`${markdownMasks(this.shown(markdown))}
-`);
-    const room = SUMMARY_MAX_BYTES - this.summaryBytes;
-    if (room <= 0) return;
-    let out = text;
-    if (text.length > room) {
-      const note = Buffer.from(SUMMARY_CUT);
-      const cut = text.lastIndexOf(10, Math.max(0, room - note.length - 1));
-      out = Buffer.concat([text.subarray(0, cut + 1), note]);
-      this.summaryBytes = SUMMARY_MAX_BYTES;
-    } else this.summaryBytes += text.length;
-    await summary.addRaw(out.toString("utf8")).write();
-  }
-  output(name2, value) {
-    setOutput(name2, this.redact(value));
-  }
-};
-function booleanInput(name2, value, fallback) {
-  const v = value.trim().toLowerCase();
-  if (v === "") return fallback;
-  if (["true", "yes", "1"].includes(v)) return true;
-  if (["false", "no", "0"].includes(v)) return false;
-  throw new OpsError(`invalid input ${name2}: ${JSON.stringify(value)}`, `${name2} is true or false`);
-}
-var KEY_SECRETS = { "ssh-key": "SSH_PRIVATE_KEY", "age-key": "SOPS_AGE_KEY" };
-function secretlessRun(env = process.env) {
-  const hint = "deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged";
-  if (env.GITHUB_ACTOR === "dependabot[bot]") return { why: "this run was started by Dependabot, and GitHub gives it only the Dependabot secrets", hint };
-  if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? "") || !env.GITHUB_EVENT_PATH) return void 0;
-  try {
-    const pull = JSON.parse(readFileSync5(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
-    const repo = pull?.head?.repo;
-    if (!pull || repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? "").toLowerCase()) return void 0;
-    return { why: `this run is for a pull request from a fork (${repo?.full_name ?? "deleted since"}), and GitHub gives such runs no secrets`, hint };
-  } catch {
-    return void 0;
-  }
-}
-function emptyKeyInput(name2, githubEnvironment) {
-  const secretless = secretlessRun();
-  if (secretless) return new OpsError(`input \`${name2}\` is empty: ${secretless.why}`, secretless.hint);
-  const secret = KEY_SECRETS[name2];
-  const env = githubEnvironment ? `\`${githubEnvironment}\`` : "of this job (its environment: key)";
-  return new OpsError(
-    `input \`${name2}\` is empty: is the secret ${secret} set for the GitHub environment ${env}?`,
-    `add it under Settings \u2192 Environments \u2192 ${githubEnvironment || "<environment>"} \u2192 Environment secrets; the workflow passes it as ${name2}: \${{ secrets.${secret} }} (README: "Repository checklist")`
-  );
-}
-function actionRoot(workingDirectory, spec) {
-  const dir = resolve2(workingDirectory);
-  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync5(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
-  if (!problem) return dir;
-  throw new OpsError(
-    `invalid input working-directory: ${dir} ${problem}`,
-    "give the checkout that holds environments/ (actions/checkout's `path:`, relative to the workspace), or leave working-directory out for the workspace"
-  );
-}
-async function checkInputs(spec, get = (n) => getInput(n)) {
-  const environment = get("environment").trim();
-  for (const name2 of spec.required ?? []) {
-    if (get(name2).trim()) continue;
-    if (name2 in KEY_SECRETS) throw emptyKeyInput(name2, environment && (spec.secretsFrom ?? ((e) => e))(environment));
-    throw new OpsError(`input ${name2} is required`, `give it in the step's with: block`);
-  }
-  const flags = Object.fromEntries(Object.entries(spec.flags ?? {}).map(([name2, fallback]) => [name2, booleanInput(name2, get(name2), fallback)]));
-  for (const [name2, values] of Object.entries(spec.choices ?? {})) {
-    const v = get(name2).trim();
-    if (v && !values.includes(v)) throw new OpsError(`invalid input ${name2}: ${JSON.stringify(v)}`, `${name2} is ${values.map((x) => `"${x}"`).join(" or ")}`);
-  }
-  const workingDirectory = get("working-directory").trim();
-  if (workingDirectory) actionRoot(workingDirectory, spec);
-  const sshKey = get("ssh-key");
-  if (sshKey) checkKeyText(sshKey, "input `ssh-key`");
-  const ageKey = get("age-key");
-  if (ageKey.trim()) {
-    const { parseIdentities: parseIdentities2 } = await Promise.resolve().then(() => (init_keys(), keys_exports));
-    const found = await parseIdentities2(ageKey, "input `age-key`");
-    if (!found.length) throw new OpsError("input `age-key` holds no age identity (only comments or blank lines)", "pass the whole key file: AGE-SECRET-KEY-1\u2026");
-  }
-  return flags;
-}
-async function runAction(spec, body) {
-  const reporter = new ActionsReporter();
-  const processEnv = { ...process.env };
-  onUncaught((message) => setFailed(reporter.redact(message)));
-  guardOutput();
-  let ageKey = "";
-  try {
-    const sshKey = getInput("ssh-key");
-    if (sshKey) {
-      reporter.mask(sshKey);
-      processEnv.OPS_SSH_KEY = sshKey;
-    }
-    ageKey = getInput("age-key");
-    if (ageKey) {
-      reporter.mask(ageKey);
-      processEnv.SOPS_AGE_KEY = ageKey;
-    }
-    const flags = await checkInputs(spec);
-    const workingDirectory = getInput("working-directory").trim();
-    const root = workingDirectory ? actionRoot(workingDirectory, spec) : process.env.GITHUB_WORKSPACE || process.cwd();
-    await body({
-      ops: { root, reporter, processEnv },
-      reporter,
-      input: (name2, options) => {
-        const value = getInput(name2).trim();
-        if (options?.required && !value) throw new OpsError(`input ${name2} is required`, `give it in the step's with: block`);
-        return value;
-      },
-      flag: (name2) => {
-        if (!(name2 in flags)) throw new Error(`flag ${name2} is not among the flags runAction checks first (its spec.flags)`);
-        return flags[name2];
-      }
-    });
-  } catch (e) {
-    const environment = getInput("environment").trim();
-    const error2 = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput("age-key", environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    setFailed(showControls(hideSecrets(reporter.redact(formatError(error2)))));
-  }
-}
-
-// core/ops/secrets.ts
-init_environment();
-
-// core/dotenv.ts
-init_errors();
-init_dotenv_forms();
-init_dotenv_readers();
-init_shell();
-init_goyaml();
-init_parts();
-init_tree();
-init_schema_object();
-init_dotenv_readers();
-var MAX_ENVIRONMENT_TOTAL = 1024 * 1024;
-
-// core/ops/secrets.ts
-init_errors();
-
-// core/packages.ts
-init_errors();
-init_tree();
-init_shell();
-var PROVISION_MARK = "# Written by ops-pipeline provision";
-
-// core/ops/secrets.ts
-init_parts();
-init_tree();
-init_schema_object();
-init_report();
-init_key_file();
-function settingsPasswords(env) {
-  const out = /* @__PURE__ */ new Set();
-  const walk = (node) => {
-    if (typeof node === "string") for (const p of [...urlCredentialsIn(node), ...tokensIn(node)]) out.add(p);
-    else if (Array.isArray(node)) node.forEach(walk);
-    else if (node && typeof node === "object") Object.values(node).forEach(walk);
-  };
-  walk(env.config);
-  return [...out];
-}
-function openEnvironment(ctx, name2) {
-  const env = loadEnvironment(name2, ctx.root);
-  for (const p of settingsPasswords(env)) ctx.reporter.mask(p);
-  return env;
-}
-
-// core/ops/rollback.ts
-init_schema();
-
-// core/layout.ts
-function layout(env) {
-  const base = env.baseDir;
-  const app = env.config.app;
-  return {
-    base,
-    mirror: `${base}/repo.git`,
-    lfsStore: `${base}/repo.git/lfs/objects`,
-    releases: `${base}/releases`,
-    shared: `${base}/shared`,
-    dotenv: (release) => `${release}/.env`,
-    environ: (release) => `${release}/.ops-environ`,
-    carriedAssets: (release) => `${release}/.ops-assets-carried`,
-    masks: (record2) => `${record2}/.ops-masks`,
-    records: `${base}/.ops/releases`,
-    record: (id) => `${base}/.ops/releases/${id}`,
-    treeMade: (record2) => `${record2}/.ops-files`,
-    treeLive: (record2) => `${record2}/.ops-tree`,
-    runtimes: (record2) => `${record2}/.ops-runtimes`,
-    legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
-    keptMasks: `${base}/.ops/kept-masks`,
-    deps: `${base}/shared/deps`,
-    current: `${base}/current`,
-    assets: `${base}/.ops/assets`,
-    state: `${base}/.ops`,
-    lock: `${base}/.ops/lock`,
-    audit: `${base}/.ops/audit.log`,
-    history: `${base}/.ops/history`,
-    slotFile: `${base}/.ops/slot`,
-    logStart: (slot) => `${base}/.ops/log-start-${slot}`,
-    fingerprint: `${base}/.ops/fingerprint`,
-    uploads: `${base}/.ops/uploads`,
-    packageCaches: [".cache/uv", ".cache/pip", ".npm/_cacache"].map((c) => `/home/${env.appUser}/${c}`),
-    logDir: `/var/log/${app}`,
-    nginxSite: `/etc/nginx/sites-available/${app}`,
-    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
-    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
-    nginxUpstream: (program) => `${app}_${program}`,
-    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
-    nginxReleaseVariable: `ops_release_${app.replace(/-/g, "_")}`,
-    nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, "_")}`,
-    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
-    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
-    nginxCheckLog: `/var/log/nginx/${app}.check.log`,
-    nginxCheckName: `ops_check_${app.replace(/-/g, "_")}`,
-    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
-    supervisorGroup: (slot) => `${app}-${slot}`,
-    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
-    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
-    acmeWebroot: "/var/www/letsencrypt",
-    selfSignedDir: `/etc/ssl/${app}`
-  };
-}
-function slotPort(env, program, slot) {
-  const p = env.config.programs[program];
-  if (!p) throw new Error(`no program ${program}`);
-  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
-}
-function otherSlot(slot) {
-  return slot === "blue" ? "green" : "blue";
-}
-
-// core/runtimes.ts
-var UV_VERSION = "0.13.9";
-var UV_DIR = "/opt/ops-uv";
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
-}
-
-// core/target.ts
-function resolveTarget(env) {
-  return { ...env, layout: layout(env), runtime: runtimePaths(env), port: (program, slot) => slotPort(env, program, slot) };
-}
-
-// core/config/siblings.ts
-init_errors();
-import { join as join8, posix as posix2 } from "node:path";
-init_environment();
-function isDefaultServer(env) {
-  return !env.config.domain || env.config.nginx.default_server;
-}
-function rawMachines(doc) {
-  const hosts = doc?.hosts;
-  if (!Array.isArray(hosts)) return void 0;
-  return hosts.flatMap((h) => {
-    const { address: address2, port: port2 } = h ?? {};
-    return typeof address2 === "string" ? [machineId({ address: address2, port: typeof port2 === "number" ? port2 : 22 })] : [];
-  });
-}
-function findSiblings(env) {
-  const mine = new Map(env.hosts.map((h) => [machineId(h), h]));
-  const siblings = [];
-  const unreadable = [];
-  for (const name2 of listEnvironments(env.root)) {
-    if (name2 === env.name) continue;
-    const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
-    let doc;
-    try {
-      doc = readYamlFile(join8(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
-      const config = parseEnvironment(doc, label);
-      const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
-      const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
-      if (shared.length) siblings.push({ env: resolveEnvironment(name2, env.root, config, theirs), hosts: shared });
-    } catch (e) {
-      const machines = rawMachines(doc);
-      if (!machines || machines.some((m) => mine.has(m)))
-        unreadable.push(`${label} cannot be read (${messageLine(errorParts(e).message)}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
-    }
-  }
-  return { siblings, unreadable };
-}
-function hostClaims(env) {
-  const c = env.config;
-  const L = layout(env);
-  const claims = [];
-  for (const program of Object.keys(c.programs)) {
-    for (const slot of ["blue", "green"]) {
-      claims.push({ key: `port ${slotPort(env, program, slot)}`, source: `programs.${program}.port${slot === "green" ? " + switch.port_offset" : ""}, ${slot} slot` });
-      claims.push({ key: `supervisor program ${L.supervisorProgram(slot, program)}`, source: `app + programs.${program}`, derived: true });
-    }
-    claims.push({ key: `nginx upstream ${L.nginxUpstream(program)}`, source: `app + programs.${program}`, derived: true });
-  }
-  claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
-  claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
-  claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
-  siteNames(env).forEach((n, i) => claims.push({ key: `domain ${n}`, source: i === 0 ? "domain" : `aliases[${i - 1}]` }));
-  if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
-  return claims;
-}
-function overlaps(a, b) {
-  const [x, y] = [posix2.normalize(a).replace(/\/+$/, ""), posix2.normalize(b).replace(/\/+$/, "")];
-  return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
-}
-function collisions(env, sibling) {
-  const other = sibling.env;
-  const where = sibling.hosts.map(({ mine, theirs: theirs2 }) => `${mine.address}${mine.port !== 22 ? ` port ${mine.port}` : ""} (${env.name}: ${mine.name}, ${other.name}: ${theirs2.name})`).join(", ");
-  const both = `environments ${env.name} and ${other.name} share ${where}`;
-  const out = [];
-  for (const e of [env, other].filter((x) => !x.config.domain)) {
-    const o = e === env ? other : env;
-    out.push(`${both}, but ${e.name} has no domain: its site answers every name on the host, ${o.name}'s too; on a shared host each app needs its own domain (set domain in environments/${e.name}/${ENVIRONMENT_FILE}; nginx.default_server: true keeps it answering by address)`);
-  }
-  const byKey = (claims) => {
-    const m = /* @__PURE__ */ new Map();
-    for (const c of claims) m.set(c.key, [...m.get(c.key) ?? [], c]);
-    return m;
-  };
-  const theirs = byKey(hostClaims(other));
-  const sameApp = env.config.app === other.config.app;
-  for (const [key, mine] of byKey(hostClaims(env))) {
-    const clash = theirs.get(key);
-    if (!clash || mine[0].derived && sameApp) continue;
-    out.push(`${both}, but both take ${key} (${env.name}: ${mine.map((x) => x.source).join("; ")} \u2014 ${other.name}: ${clash.map((x) => x.source).join("; ")})`);
-  }
-  if (overlaps(env.baseDir, other.baseDir))
-    out.push(`${both}, but their base directories overlap: ${env.name} ${env.baseDir}, ${other.name} ${other.baseDir} (releases, shared files, the lock and the audit log live there; set base_dir, default /srv/<app>)`);
-  const [n1, n2] = [env.config.runtimes.node, other.config.runtimes.node];
-  if (n1.strategy === "debian" && n2.strategy === "debian" && n1.version.split(".")[0] !== n2.version.split(".")[0])
-    out.push(`${both}, but ${env.name} pins Debian's Node.js ${n1.version} and ${other.name} ${n2.version}: a host has one Debian nodejs package (pin the same version, or use strategy nvm)`);
-  return out;
-}
-function hostSharing(env) {
-  const { siblings, unreadable } = findSiblings(env);
-  return { siblings, unreadable, collisions: siblings.flatMap((s) => collisions(env, s)) };
-}
-var SHARING_HINT = 'each environment on a host needs its own app name, app user, base_dir, domain and ports (port and port + switch.port_offset); see the README, "Several environments on one host"';
-function refuseCollisions(env, reporter) {
-  const sharing = hostSharing(env);
-  for (const u of sharing.unreadable) reporter.warn(u);
-  if (sharing.collisions.length)
-    throw new OpsError(`${env.name} cannot share its hosts as configured; nothing was changed:
-${sharing.collisions.map((c) => `  - ${c}`).join("\n")}`, SHARING_HINT);
-  return sharing;
-}
-
-// core/context.ts
-init_environment();
-init_errors();
-
-// core/remote/ssh.ts
-init_errors();
-import { randomBytes as randomBytes7 } from "node:crypto";
-import { StringDecoder } from "node:string_decoder";
-import { setTimeout as sleep2 } from "node:timers/promises";
-
-// node_modules/node-ssh/lib/esm/index.mjs
-var import_is_stream = __toESM(require_is_stream(), 1);
-var import_make_dir = __toESM(require_make_dir(), 1);
-import invariant2, { AssertionError } from "assert";
-import fs4 from "fs";
-import fsPath2 from "path";
-
 // node_modules/sb-promise-queue/lib/esm/index.mjs
-var PromiseQueue = class {
-  constructor({ concurrency = 1 } = {}) {
-    this.options = { concurrency };
-    this.running = 0;
-    this.queue = [];
-    this.idleCallbacks = [];
-  }
-  clear() {
-    this.queue = [];
-  }
-  onIdle(callback) {
-    this.idleCallbacks.push(callback);
-    return () => {
-      const index = this.idleCallbacks.indexOf(callback);
-      if (index !== -1) {
-        this.idleCallbacks.splice(index, 1);
+var PromiseQueue;
+var init_esm = __esm({
+  "node_modules/sb-promise-queue/lib/esm/index.mjs"() {
+    PromiseQueue = class {
+      constructor({ concurrency = 1 } = {}) {
+        this.options = { concurrency };
+        this.running = 0;
+        this.queue = [];
+        this.idleCallbacks = [];
+      }
+      clear() {
+        this.queue = [];
+      }
+      onIdle(callback) {
+        this.idleCallbacks.push(callback);
+        return () => {
+          const index = this.idleCallbacks.indexOf(callback);
+          if (index !== -1) {
+            this.idleCallbacks.splice(index, 1);
+          }
+        };
+      }
+      waitTillIdle() {
+        return new Promise((resolve4) => {
+          if (this.running === 0) {
+            resolve4();
+            return;
+          }
+          const dispose = this.onIdle(() => {
+            dispose();
+            resolve4();
+          });
+        });
+      }
+      add(callback) {
+        return new Promise((resolve4, reject) => {
+          const runCallback = () => {
+            this.running += 1;
+            try {
+              Promise.resolve(callback()).then((val) => {
+                resolve4(val);
+                this.processNext();
+              }, (err) => {
+                reject(err);
+                this.processNext();
+              });
+            } catch (err) {
+              reject(err);
+              this.processNext();
+            }
+          };
+          if (this.running >= this.options.concurrency) {
+            this.queue.push(runCallback);
+          } else {
+            runCallback();
+          }
+        });
+      }
+      // Internal function, don't use
+      processNext() {
+        this.running -= 1;
+        const callback = this.queue.shift();
+        if (callback) {
+          callback();
+        } else if (this.running === 0) {
+          this.idleCallbacks.forEach((item) => item());
+        }
       }
     };
   }
-  waitTillIdle() {
-    return new Promise((resolve4) => {
-      if (this.running === 0) {
-        resolve4();
-        return;
-      }
-      const dispose = this.onIdle(() => {
-        dispose();
-        resolve4();
-      });
-    });
-  }
-  add(callback) {
-    return new Promise((resolve4, reject) => {
-      const runCallback = () => {
-        this.running += 1;
-        try {
-          Promise.resolve(callback()).then((val) => {
-            resolve4(val);
-            this.processNext();
-          }, (err) => {
-            reject(err);
-            this.processNext();
-          });
-        } catch (err) {
-          reject(err);
-          this.processNext();
-        }
-      };
-      if (this.running >= this.options.concurrency) {
-        this.queue.push(runCallback);
-      } else {
-        runCallback();
-      }
-    });
-  }
-  // Internal function, don't use
-  processNext() {
-    this.running -= 1;
-    const callback = this.queue.shift();
-    if (callback) {
-      callback();
-    } else if (this.running === 0) {
-      this.idleCallbacks.forEach((item) => item());
-    }
-  }
-};
+});
 
 // node_modules/sb-scandir/lib/esm/index.mjs
 import fs3 from "fs";
 import fsPath from "path";
 import invariant from "assert";
-var defaultFilesystem = {
-  join(pathA, pathB) {
-    return fsPath.join(pathA, pathB);
-  },
-  basename(path) {
-    return fsPath.basename(path);
-  },
-  stat(path) {
-    return new Promise((resolve4, reject) => {
-      fs3.stat(path, (err, res) => {
-        if (err) {
-          reject(err);
-        } else {
-          resolve4(res);
-        }
-      });
-    });
-  },
-  readdir(path) {
-    return new Promise((resolve4, reject) => {
-      fs3.readdir(path, (err, res) => {
-        if (err) {
-          reject(err);
-        } else {
-          resolve4(res);
-        }
-      });
-    });
-  }
-};
 async function scanDirectoryInternal({ path, recursive, validate: validate2, result, fileSystem, queue, reject }) {
   const itemStat = await fileSystem.stat(path);
   if (itemStat.isFile()) {
@@ -63914,21 +63177,66 @@ async function scanDirectory(path, { recursive = true, validate: validate2 = nul
   });
   return result;
 }
-var esm_default = scanDirectory;
+var defaultFilesystem, esm_default;
+var init_esm2 = __esm({
+  "node_modules/sb-scandir/lib/esm/index.mjs"() {
+    init_esm();
+    defaultFilesystem = {
+      join(pathA, pathB) {
+        return fsPath.join(pathA, pathB);
+      },
+      basename(path) {
+        return fsPath.basename(path);
+      },
+      stat(path) {
+        return new Promise((resolve4, reject) => {
+          fs3.stat(path, (err, res) => {
+            if (err) {
+              reject(err);
+            } else {
+              resolve4(res);
+            }
+          });
+        });
+      },
+      readdir(path) {
+        return new Promise((resolve4, reject) => {
+          fs3.readdir(path, (err, res) => {
+            if (err) {
+              reject(err);
+            } else {
+              resolve4(res);
+            }
+          });
+        });
+      }
+    };
+    esm_default = scanDirectory;
+  }
+});
+
+// node_modules/shell-escape/shell-escape.js
+var require_shell_escape = __commonJS({
+  "node_modules/shell-escape/shell-escape.js"(exports, module) {
+    module.exports = shellescape;
+    function shellescape(a) {
+      var ret = [];
+      a.forEach(function(s) {
+        if (!/^[A-Za-z0-9_\/-]+$/.test(s)) {
+          s = "'" + s.replace(/'/g, "'\\''") + "'";
+          s = s.replace(/^(?:'')+/g, "").replace(/\\'''/g, "\\'");
+        }
+        ret.push(s);
+      });
+      return ret.join(" ");
+    }
+  }
+});
 
 // node_modules/node-ssh/lib/esm/index.mjs
-var import_shell_escape = __toESM(require_shell_escape(), 1);
-var import_ssh23 = __toESM(require_lib3(), 1);
-var DEFAULT_CONCURRENCY = 1;
-var DEFAULT_VALIDATE = (path) => !fsPath2.basename(path).startsWith(".");
-var DEFAULT_TICK = () => {
-};
-var SSHError = class extends Error {
-  constructor(message, code = null) {
-    super(message);
-    this.code = code;
-  }
-};
+import invariant2, { AssertionError } from "assert";
+import fs4 from "fs";
+import fsPath2 from "path";
 function unixifyPath(path) {
   if (path.includes("\\")) {
     return path.split("\\").join("/");
@@ -63946,7 +63254,6 @@ async function readFile(filePath) {
     });
   });
 }
-var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
 async function makeDirectoryWithSftp(path, sftp) {
   let stats = null;
   try {
@@ -63987,591 +63294,603 @@ async function makeDirectoryWithSftp(path, sftp) {
     }
   }
 }
-var NodeSSH = class {
-  constructor() {
-    this.connection = null;
-  }
-  getConnection() {
-    const { connection } = this;
-    if (connection == null) {
-      throw new Error("Not connected to server");
-    }
-    return connection;
-  }
-  async connect(givenConfig) {
-    invariant2(givenConfig != null && typeof givenConfig === "object", "config must be a valid object");
-    const config = { ...givenConfig };
-    invariant2(config.username != null && typeof config.username === "string", "config.username must be a valid string");
-    if (config.host != null) {
-      invariant2(typeof config.host === "string", "config.host must be a valid string");
-    } else if (config.sock != null) {
-      invariant2(typeof config.sock === "object", "config.sock must be a valid object");
-    } else {
-      throw new AssertionError({ message: "Either config.host or config.sock must be provided" });
-    }
-    if (config.privateKey != null || config.privateKeyPath != null) {
-      if (config.privateKey != null) {
-        invariant2(typeof config.privateKey === "string", "config.privateKey must be a valid string");
-        invariant2(config.privateKeyPath == null, "config.privateKeyPath must not be specified when config.privateKey is specified");
-      } else if (config.privateKeyPath != null) {
-        invariant2(typeof config.privateKeyPath === "string", "config.privateKeyPath must be a valid string");
-        invariant2(config.privateKey == null, "config.privateKey must not be specified when config.privateKeyPath is specified");
-      }
-      invariant2(config.passphrase == null || typeof config.passphrase === "string", "config.passphrase must be null or a valid string");
-      if (config.privateKeyPath != null) {
-        try {
-          config.privateKey = await readFile(config.privateKeyPath);
-        } catch (err) {
-          if (err != null && err.code === "ENOENT") {
-            throw new AssertionError({ message: "config.privateKeyPath does not exist at given fs path" });
-          }
-          throw err;
-        }
-      }
-    } else if (config.password != null) {
-      invariant2(typeof config.password === "string", "config.password must be a valid string");
-    }
-    if (config.tryKeyboard != null) {
-      invariant2(typeof config.tryKeyboard === "boolean", "config.tryKeyboard must be a valid boolean");
-    }
-    if (config.tryKeyboard) {
-      const { password } = config;
-      if (config.onKeyboardInteractive != null) {
-        invariant2(typeof config.onKeyboardInteractive === "function", "config.onKeyboardInteractive must be a valid function");
-      } else if (password != null) {
-        config.onKeyboardInteractive = (name2, instructions, instructionsLang, prompts, finish) => {
-          if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes("password")) {
-            finish([password]);
-          }
-        };
-      }
-    }
-    const connection = new import_ssh23.default.Client();
-    this.connection = connection;
-    await new Promise((resolve4, reject) => {
-      connection.on("error", reject);
-      if (config.onKeyboardInteractive) {
-        connection.on("keyboard-interactive", config.onKeyboardInteractive);
-      }
-      connection.on("ready", () => {
-        connection.removeListener("error", reject);
-        resolve4();
-      });
-      connection.on("end", () => {
-        if (this.connection === connection) {
-          this.connection = null;
-        }
-      });
-      connection.on("close", () => {
-        if (this.connection === connection) {
-          this.connection = null;
-        }
-        reject(new SSHError("No response from server", "ETIMEDOUT"));
-      });
-      connection.connect(config);
-    });
-    return this;
-  }
-  isConnected() {
-    return this.connection != null;
-  }
-  async requestShell(options) {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.on("error", reject);
-      const callback = (err, res) => {
-        connection.removeListener("error", reject);
-        if (err) {
-          reject(err);
-        } else {
-          resolve4(res);
-        }
-      };
-      if (options == null) {
-        connection.shell(callback);
-      } else {
-        connection.shell(options, callback);
-      }
-    });
-  }
-  async withShell(callback, options) {
-    invariant2(typeof callback === "function", "callback must be a valid function");
-    const shell2 = await this.requestShell(options);
-    try {
-      await callback(shell2);
-    } finally {
-      shell2.destroy();
-    }
-  }
-  async requestSFTP() {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.on("error", reject);
-      connection.sftp((err, res) => {
-        connection.removeListener("error", reject);
-        if (err) {
-          reject(err);
-        } else {
-          resolve4(res);
-        }
-      });
-    });
-  }
-  async withSFTP(callback) {
-    invariant2(typeof callback === "function", "callback must be a valid function");
-    const sftp = await this.requestSFTP();
-    try {
-      await callback(sftp);
-    } finally {
-      sftp.end();
-    }
-  }
-  async execCommand(givenCommand, options = {}) {
-    invariant2(typeof givenCommand === "string", "command must be a valid string");
-    invariant2(options != null && typeof options === "object", "options must be a valid object");
-    invariant2(options.cwd == null || typeof options.cwd === "string", "options.cwd must be a valid string");
-    invariant2(options.stdin == null || typeof options.stdin === "string" || import_is_stream.default.readable(options.stdin), "options.stdin must be a valid string or readable stream");
-    invariant2(options.execOptions == null || typeof options.execOptions === "object", "options.execOptions must be a valid object");
-    invariant2(options.encoding == null || typeof options.encoding === "string", "options.encoding must be a valid string");
-    invariant2(options.onChannel == null || typeof options.onChannel === "function", "options.onChannel must be a valid function");
-    invariant2(options.onStdout == null || typeof options.onStdout === "function", "options.onStdout must be a valid function");
-    invariant2(options.onStderr == null || typeof options.onStderr === "function", "options.onStderr must be a valid function");
-    invariant2(options.noTrim == null || typeof options.noTrim === "boolean", "options.noTrim must be a boolean");
-    let command2 = givenCommand;
-    if (options.cwd) {
-      command2 = `cd ${(0, import_shell_escape.default)([options.cwd])} ; ${command2}`;
-    }
-    const connection = this.getConnection();
-    const output = { stdout: [], stderr: [] };
-    return new Promise((resolve4, reject) => {
-      connection.on("error", reject);
-      connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
-        connection.removeListener("error", reject);
-        if (err) {
-          reject(err);
-          return;
-        }
-        if (options.onChannel) {
-          options.onChannel(channel);
-        }
-        channel.on("data", (chunk) => {
-          if (options.onStdout)
-            options.onStdout(chunk);
-          output.stdout.push(chunk.toString(options.encoding));
-        });
-        channel.stderr.on("data", (chunk) => {
-          if (options.onStderr)
-            options.onStderr(chunk);
-          output.stderr.push(chunk.toString(options.encoding));
-        });
-        if (options.stdin != null) {
-          if (import_is_stream.default.readable(options.stdin)) {
-            options.stdin.pipe(channel, {
-              end: true
-            });
-          } else {
-            channel.write(options.stdin);
-            channel.end();
-          }
-        } else {
-          channel.end();
-        }
-        let code = null;
-        let signal = null;
-        channel.on("exit", (code_, signal_) => {
-          code = code_ !== null && code_ !== void 0 ? code_ : null;
-          signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
-        });
-        channel.on("close", () => {
-          let stdout = output.stdout.join("");
-          let stderr = output.stderr.join("");
-          if (options.noTrim !== true) {
-            stdout = stdout.trim();
-            stderr = stderr.trim();
-          }
-          resolve4({
-            code: code != null ? code : null,
-            signal: signal != null ? signal : null,
-            stdout,
-            stderr
-          });
-        });
-      });
-    });
-  }
-  async exec(command2, parameters, options = {}) {
-    invariant2(typeof command2 === "string", "command must be a valid string");
-    invariant2(Array.isArray(parameters), "parameters must be a valid array");
-    invariant2(options != null && typeof options === "object", "options must be a valid object");
-    invariant2(options.stream == null || ["both", "stdout", "stderr"].includes(options.stream), "options.stream must be one of both, stdout, stderr");
-    for (let i = 0, { length } = parameters; i < length; i += 1) {
-      invariant2(typeof parameters[i] === "string", `parameters[${i}] must be a valid string`);
-    }
-    const completeCommand = `${command2}${parameters.length > 0 ? ` ${(0, import_shell_escape.default)(parameters)}` : ""}`;
-    const response = await this.execCommand(completeCommand, options);
-    if (options.stream == null || options.stream === "stdout") {
-      if (response.stderr) {
-        throw new Error(response.stderr);
-      }
-      return response.stdout;
-    }
-    if (options.stream === "stderr") {
-      return response.stderr;
-    }
-    return response;
-  }
-  async mkdir(path, method = "sftp", givenSftp = null) {
-    invariant2(typeof path === "string", "path must be a valid string");
-    invariant2(typeof method === "string" && (method === "sftp" || method === "exec"), "method must be either sftp or exec");
-    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
-    if (method === "exec") {
-      await this.exec("mkdir", ["-p", unixifyPath(path)]);
-      return;
-    }
-    const sftp = givenSftp || await this.requestSFTP();
-    const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error2) => {
-      if (!retry || error2 == null || error2.message !== "No such file" && error2.code !== "ENOENT") {
-        throw error2;
-      }
-      await this.mkdir(fsPath2.dirname(path), "sftp", sftp);
-      await makeSftpDirectory(false);
-    });
-    try {
-      await makeSftpDirectory(true);
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-  }
-  async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-    invariant2(typeof localFile === "string", "localFile must be a valid string");
-    invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
-    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
-    invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    const sftp = givenSftp || await this.requestSFTP();
-    try {
-      await new Promise((resolve4, reject) => {
-        sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
-          if (err) {
-            reject(err);
-          } else {
-            resolve4();
-          }
-        });
-      });
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-  }
-  async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-    invariant2(typeof localFile === "string", "localFile must be a valid string");
-    invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
-    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
-    invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve4) => {
-      fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve4(err === null);
-      });
-    }), `localFile does not exist at ${localFile}`);
-    const sftp = givenSftp || await this.requestSFTP();
-    const putFile2 = (retry) => {
-      return new Promise((resolve4, reject) => {
-        sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
-          if (err == null) {
-            resolve4();
-            return;
-          }
-          if (err.message === "No such file" && retry) {
-            resolve4(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
-          } else {
-            reject(err);
-          }
-        });
-      });
+var import_is_stream, import_make_dir, import_shell_escape, import_ssh23, DEFAULT_CONCURRENCY, DEFAULT_VALIDATE, DEFAULT_TICK, SSHError, SFTP_MKDIR_ERR_CODE_REGEXP, NodeSSH;
+var init_esm3 = __esm({
+  "node_modules/node-ssh/lib/esm/index.mjs"() {
+    import_is_stream = __toESM(require_is_stream(), 1);
+    import_make_dir = __toESM(require_make_dir(), 1);
+    init_esm();
+    init_esm2();
+    import_shell_escape = __toESM(require_shell_escape(), 1);
+    import_ssh23 = __toESM(require_lib3(), 1);
+    DEFAULT_CONCURRENCY = 1;
+    DEFAULT_VALIDATE = (path) => !fsPath2.basename(path).startsWith(".");
+    DEFAULT_TICK = () => {
     };
-    try {
-      await putFile2(true);
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
+    SSHError = class extends Error {
+      constructor(message, code = null) {
+        super(message);
+        this.code = code;
       }
-    }
-  }
-  async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
-    invariant2(Array.isArray(files), "files must be an array");
-    for (let i = 0, { length } = files; i < length; i += 1) {
-      const file = files[i];
-      invariant2(file, "files items must be valid objects");
-      invariant2(file.local && typeof file.local === "string", `files[${i}].local must be a string`);
-      invariant2(file.remote && typeof file.remote === "string", `files[${i}].remote must be a string`);
-    }
-    const transferred = [];
-    const sftp = givenSftp || await this.requestSFTP();
-    const queue = new PromiseQueue({ concurrency });
-    try {
-      await new Promise((resolve4, reject) => {
-        files.forEach((file) => {
-          queue.add(async () => {
-            await this.putFile(file.local, file.remote, sftp, transferOptions);
-            transferred.push(file);
-          }).catch(reject);
-        });
-        queue.waitTillIdle().then(resolve4);
-      });
-    } catch (error2) {
-      if (error2 != null) {
-        error2.transferred = transferred;
+    };
+    SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
+    NodeSSH = class {
+      constructor() {
+        this.connection = null;
       }
-      throw error2;
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
+      getConnection() {
+        const { connection } = this;
+        if (connection == null) {
+          throw new Error("Not connected to server");
+        }
+        return connection;
       }
-    }
-  }
-  async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
-    invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
-    invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve4) => {
-      fs4.stat(localDirectory, (err, stat2) => {
-        resolve4(stat2 || null);
-      });
-    });
-    invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-    invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-    const sftp = givenSftp || await this.requestSFTP();
-    const scanned = await esm_default(localDirectory, {
-      recursive,
-      validate: validate2
-    });
-    const files = scanned.files.map((item) => fsPath2.relative(localDirectory, item));
-    const directories = scanned.directories.map((item) => fsPath2.relative(localDirectory, item));
-    directories.sort((a, b) => a.length - b.length);
-    let failed = false;
-    try {
-      await new Promise((resolve4, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        directories.forEach((directory) => {
-          queue.add(async () => {
-            await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
-          }).catch(reject);
-        });
-        resolve4(queue.waitTillIdle());
-      });
-      await new Promise((resolve4, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        files.forEach((file) => {
-          queue.add(async () => {
-            const localFile = fsPath2.join(localDirectory, file);
-            const remoteFile = fsPath2.join(remoteDirectory, file);
+      async connect(givenConfig) {
+        invariant2(givenConfig != null && typeof givenConfig === "object", "config must be a valid object");
+        const config = { ...givenConfig };
+        invariant2(config.username != null && typeof config.username === "string", "config.username must be a valid string");
+        if (config.host != null) {
+          invariant2(typeof config.host === "string", "config.host must be a valid string");
+        } else if (config.sock != null) {
+          invariant2(typeof config.sock === "object", "config.sock must be a valid object");
+        } else {
+          throw new AssertionError({ message: "Either config.host or config.sock must be provided" });
+        }
+        if (config.privateKey != null || config.privateKeyPath != null) {
+          if (config.privateKey != null) {
+            invariant2(typeof config.privateKey === "string", "config.privateKey must be a valid string");
+            invariant2(config.privateKeyPath == null, "config.privateKeyPath must not be specified when config.privateKey is specified");
+          } else if (config.privateKeyPath != null) {
+            invariant2(typeof config.privateKeyPath === "string", "config.privateKeyPath must be a valid string");
+            invariant2(config.privateKey == null, "config.privateKey must not be specified when config.privateKeyPath is specified");
+          }
+          invariant2(config.passphrase == null || typeof config.passphrase === "string", "config.passphrase must be null or a valid string");
+          if (config.privateKeyPath != null) {
             try {
-              await this.putFile(localFile, remoteFile, sftp, transferOptions);
-              tick(localFile, remoteFile, null);
-            } catch (_) {
-              failed = true;
-              tick(localFile, remoteFile, _);
+              config.privateKey = await readFile(config.privateKeyPath);
+            } catch (err) {
+              if (err != null && err.code === "ENOENT") {
+                throw new AssertionError({ message: "config.privateKeyPath does not exist at given fs path" });
+              }
+              throw err;
             }
-          }).catch(reject);
+          }
+        } else if (config.password != null) {
+          invariant2(typeof config.password === "string", "config.password must be a valid string");
+        }
+        if (config.tryKeyboard != null) {
+          invariant2(typeof config.tryKeyboard === "boolean", "config.tryKeyboard must be a valid boolean");
+        }
+        if (config.tryKeyboard) {
+          const { password } = config;
+          if (config.onKeyboardInteractive != null) {
+            invariant2(typeof config.onKeyboardInteractive === "function", "config.onKeyboardInteractive must be a valid function");
+          } else if (password != null) {
+            config.onKeyboardInteractive = (name2, instructions, instructionsLang, prompts, finish) => {
+              if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes("password")) {
+                finish([password]);
+              }
+            };
+          }
+        }
+        const connection = new import_ssh23.default.Client();
+        this.connection = connection;
+        await new Promise((resolve4, reject) => {
+          connection.on("error", reject);
+          if (config.onKeyboardInteractive) {
+            connection.on("keyboard-interactive", config.onKeyboardInteractive);
+          }
+          connection.on("ready", () => {
+            connection.removeListener("error", reject);
+            resolve4();
+          });
+          connection.on("end", () => {
+            if (this.connection === connection) {
+              this.connection = null;
+            }
+          });
+          connection.on("close", () => {
+            if (this.connection === connection) {
+              this.connection = null;
+            }
+            reject(new SSHError("No response from server", "ETIMEDOUT"));
+          });
+          connection.connect(config);
         });
-        resolve4(queue.waitTillIdle());
-      });
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
+        return this;
       }
-    }
-    return !failed;
-  }
-  async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
-    invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
-    invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve4) => {
-      fs4.stat(localDirectory, (err, stat2) => {
-        resolve4(stat2 || null);
-      });
-    });
-    invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-    invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-    const sftp = givenSftp || await this.requestSFTP();
-    const scanned = await esm_default(remoteDirectory, {
-      recursive,
-      validate: validate2,
-      concurrency,
-      fileSystem: {
-        basename(path) {
-          return fsPath2.posix.basename(path);
-        },
-        join(pathA, pathB) {
-          return fsPath2.posix.join(pathA, pathB);
-        },
-        readdir(path) {
-          return new Promise((resolve4, reject) => {
-            sftp.readdir(path, (err, res) => {
+      isConnected() {
+        return this.connection != null;
+      }
+      async requestShell(options) {
+        const connection = this.getConnection();
+        return new Promise((resolve4, reject) => {
+          connection.on("error", reject);
+          const callback = (err, res) => {
+            connection.removeListener("error", reject);
+            if (err) {
+              reject(err);
+            } else {
+              resolve4(res);
+            }
+          };
+          if (options == null) {
+            connection.shell(callback);
+          } else {
+            connection.shell(options, callback);
+          }
+        });
+      }
+      async withShell(callback, options) {
+        invariant2(typeof callback === "function", "callback must be a valid function");
+        const shell2 = await this.requestShell(options);
+        try {
+          await callback(shell2);
+        } finally {
+          shell2.destroy();
+        }
+      }
+      async requestSFTP() {
+        const connection = this.getConnection();
+        return new Promise((resolve4, reject) => {
+          connection.on("error", reject);
+          connection.sftp((err, res) => {
+            connection.removeListener("error", reject);
+            if (err) {
+              reject(err);
+            } else {
+              resolve4(res);
+            }
+          });
+        });
+      }
+      async withSFTP(callback) {
+        invariant2(typeof callback === "function", "callback must be a valid function");
+        const sftp = await this.requestSFTP();
+        try {
+          await callback(sftp);
+        } finally {
+          sftp.end();
+        }
+      }
+      async execCommand(givenCommand, options = {}) {
+        invariant2(typeof givenCommand === "string", "command must be a valid string");
+        invariant2(options != null && typeof options === "object", "options must be a valid object");
+        invariant2(options.cwd == null || typeof options.cwd === "string", "options.cwd must be a valid string");
+        invariant2(options.stdin == null || typeof options.stdin === "string" || import_is_stream.default.readable(options.stdin), "options.stdin must be a valid string or readable stream");
+        invariant2(options.execOptions == null || typeof options.execOptions === "object", "options.execOptions must be a valid object");
+        invariant2(options.encoding == null || typeof options.encoding === "string", "options.encoding must be a valid string");
+        invariant2(options.onChannel == null || typeof options.onChannel === "function", "options.onChannel must be a valid function");
+        invariant2(options.onStdout == null || typeof options.onStdout === "function", "options.onStdout must be a valid function");
+        invariant2(options.onStderr == null || typeof options.onStderr === "function", "options.onStderr must be a valid function");
+        invariant2(options.noTrim == null || typeof options.noTrim === "boolean", "options.noTrim must be a boolean");
+        let command2 = givenCommand;
+        if (options.cwd) {
+          command2 = `cd ${(0, import_shell_escape.default)([options.cwd])} ; ${command2}`;
+        }
+        const connection = this.getConnection();
+        const output = { stdout: [], stderr: [] };
+        return new Promise((resolve4, reject) => {
+          connection.on("error", reject);
+          connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
+            connection.removeListener("error", reject);
+            if (err) {
+              reject(err);
+              return;
+            }
+            if (options.onChannel) {
+              options.onChannel(channel);
+            }
+            channel.on("data", (chunk) => {
+              if (options.onStdout)
+                options.onStdout(chunk);
+              output.stdout.push(chunk.toString(options.encoding));
+            });
+            channel.stderr.on("data", (chunk) => {
+              if (options.onStderr)
+                options.onStderr(chunk);
+              output.stderr.push(chunk.toString(options.encoding));
+            });
+            if (options.stdin != null) {
+              if (import_is_stream.default.readable(options.stdin)) {
+                options.stdin.pipe(channel, {
+                  end: true
+                });
+              } else {
+                channel.write(options.stdin);
+                channel.end();
+              }
+            } else {
+              channel.end();
+            }
+            let code = null;
+            let signal = null;
+            channel.on("exit", (code_, signal_) => {
+              code = code_ !== null && code_ !== void 0 ? code_ : null;
+              signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
+            });
+            channel.on("close", () => {
+              let stdout = output.stdout.join("");
+              let stderr = output.stderr.join("");
+              if (options.noTrim !== true) {
+                stdout = stdout.trim();
+                stderr = stderr.trim();
+              }
+              resolve4({
+                code: code != null ? code : null,
+                signal: signal != null ? signal : null,
+                stdout,
+                stderr
+              });
+            });
+          });
+        });
+      }
+      async exec(command2, parameters, options = {}) {
+        invariant2(typeof command2 === "string", "command must be a valid string");
+        invariant2(Array.isArray(parameters), "parameters must be a valid array");
+        invariant2(options != null && typeof options === "object", "options must be a valid object");
+        invariant2(options.stream == null || ["both", "stdout", "stderr"].includes(options.stream), "options.stream must be one of both, stdout, stderr");
+        for (let i = 0, { length } = parameters; i < length; i += 1) {
+          invariant2(typeof parameters[i] === "string", `parameters[${i}] must be a valid string`);
+        }
+        const completeCommand = `${command2}${parameters.length > 0 ? ` ${(0, import_shell_escape.default)(parameters)}` : ""}`;
+        const response = await this.execCommand(completeCommand, options);
+        if (options.stream == null || options.stream === "stdout") {
+          if (response.stderr) {
+            throw new Error(response.stderr);
+          }
+          return response.stdout;
+        }
+        if (options.stream === "stderr") {
+          return response.stderr;
+        }
+        return response;
+      }
+      async mkdir(path, method = "sftp", givenSftp = null) {
+        invariant2(typeof path === "string", "path must be a valid string");
+        invariant2(typeof method === "string" && (method === "sftp" || method === "exec"), "method must be either sftp or exec");
+        invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
+        if (method === "exec") {
+          await this.exec("mkdir", ["-p", unixifyPath(path)]);
+          return;
+        }
+        const sftp = givenSftp || await this.requestSFTP();
+        const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error2) => {
+          if (!retry || error2 == null || error2.message !== "No such file" && error2.code !== "ENOENT") {
+            throw error2;
+          }
+          await this.mkdir(fsPath2.dirname(path), "sftp", sftp);
+          await makeSftpDirectory(false);
+        });
+        try {
+          await makeSftpDirectory(true);
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+      }
+      async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
+        invariant2(typeof localFile === "string", "localFile must be a valid string");
+        invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
+        invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
+        invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
+        const sftp = givenSftp || await this.requestSFTP();
+        try {
+          await new Promise((resolve4, reject) => {
+            sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
               if (err) {
                 reject(err);
               } else {
-                resolve4(res.map((item) => item.filename));
+                resolve4();
               }
             });
           });
-        },
-        stat(path) {
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+      }
+      async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
+        invariant2(typeof localFile === "string", "localFile must be a valid string");
+        invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
+        invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
+        invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
+        invariant2(await new Promise((resolve4) => {
+          fs4.access(localFile, fs4.constants.R_OK, (err) => {
+            resolve4(err === null);
+          });
+        }), `localFile does not exist at ${localFile}`);
+        const sftp = givenSftp || await this.requestSFTP();
+        const putFile2 = (retry) => {
           return new Promise((resolve4, reject) => {
-            sftp.stat(path, (err, res) => {
-              if (err) {
-                reject(err);
+            sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
+              if (err == null) {
+                resolve4();
+                return;
+              }
+              if (err.message === "No such file" && retry) {
+                resolve4(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
               } else {
-                resolve4(res);
+                reject(err);
               }
             });
           });
+        };
+        try {
+          await putFile2(true);
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
         }
       }
-    });
-    const files = scanned.files.map((item) => fsPath2.relative(remoteDirectory, item));
-    const directories = scanned.directories.map((item) => fsPath2.relative(remoteDirectory, item));
-    directories.sort((a, b) => a.length - b.length);
-    let failed = false;
-    try {
-      await new Promise((resolve4, reject) => {
+      async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
+        invariant2(Array.isArray(files), "files must be an array");
+        for (let i = 0, { length } = files; i < length; i += 1) {
+          const file = files[i];
+          invariant2(file, "files items must be valid objects");
+          invariant2(file.local && typeof file.local === "string", `files[${i}].local must be a string`);
+          invariant2(file.remote && typeof file.remote === "string", `files[${i}].remote must be a string`);
+        }
+        const transferred = [];
+        const sftp = givenSftp || await this.requestSFTP();
         const queue = new PromiseQueue({ concurrency });
-        directories.forEach((directory) => {
-          queue.add(async () => {
-            await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
-          }).catch(reject);
+        try {
+          await new Promise((resolve4, reject) => {
+            files.forEach((file) => {
+              queue.add(async () => {
+                await this.putFile(file.local, file.remote, sftp, transferOptions);
+                transferred.push(file);
+              }).catch(reject);
+            });
+            queue.waitTillIdle().then(resolve4);
+          });
+        } catch (error2) {
+          if (error2 != null) {
+            error2.transferred = transferred;
+          }
+          throw error2;
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+      }
+      async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
+        invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
+        invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
+        const localDirectoryStat = await new Promise((resolve4) => {
+          fs4.stat(localDirectory, (err, stat2) => {
+            resolve4(stat2 || null);
+          });
         });
-        resolve4(queue.waitTillIdle());
-      });
-      await new Promise((resolve4, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        files.forEach((file) => {
-          queue.add(async () => {
-            const localFile = fsPath2.join(localDirectory, file);
-            const remoteFile = fsPath2.join(remoteDirectory, file);
-            try {
-              await this.getFile(localFile, remoteFile, sftp, transferOptions);
-              tick(localFile, remoteFile, null);
-            } catch (_) {
-              failed = true;
-              tick(localFile, remoteFile, _);
+        invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
+        invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
+        const sftp = givenSftp || await this.requestSFTP();
+        const scanned = await esm_default(localDirectory, {
+          recursive,
+          validate: validate2
+        });
+        const files = scanned.files.map((item) => fsPath2.relative(localDirectory, item));
+        const directories = scanned.directories.map((item) => fsPath2.relative(localDirectory, item));
+        directories.sort((a, b) => a.length - b.length);
+        let failed = false;
+        try {
+          await new Promise((resolve4, reject) => {
+            const queue = new PromiseQueue({ concurrency });
+            directories.forEach((directory) => {
+              queue.add(async () => {
+                await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
+              }).catch(reject);
+            });
+            resolve4(queue.waitTillIdle());
+          });
+          await new Promise((resolve4, reject) => {
+            const queue = new PromiseQueue({ concurrency });
+            files.forEach((file) => {
+              queue.add(async () => {
+                const localFile = fsPath2.join(localDirectory, file);
+                const remoteFile = fsPath2.join(remoteDirectory, file);
+                try {
+                  await this.putFile(localFile, remoteFile, sftp, transferOptions);
+                  tick(localFile, remoteFile, null);
+                } catch (_) {
+                  failed = true;
+                  tick(localFile, remoteFile, _);
+                }
+              }).catch(reject);
+            });
+            resolve4(queue.waitTillIdle());
+          });
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+        return !failed;
+      }
+      async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
+        invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
+        invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
+        const localDirectoryStat = await new Promise((resolve4) => {
+          fs4.stat(localDirectory, (err, stat2) => {
+            resolve4(stat2 || null);
+          });
+        });
+        invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
+        invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
+        const sftp = givenSftp || await this.requestSFTP();
+        const scanned = await esm_default(remoteDirectory, {
+          recursive,
+          validate: validate2,
+          concurrency,
+          fileSystem: {
+            basename(path) {
+              return fsPath2.posix.basename(path);
+            },
+            join(pathA, pathB) {
+              return fsPath2.posix.join(pathA, pathB);
+            },
+            readdir(path) {
+              return new Promise((resolve4, reject) => {
+                sftp.readdir(path, (err, res) => {
+                  if (err) {
+                    reject(err);
+                  } else {
+                    resolve4(res.map((item) => item.filename));
+                  }
+                });
+              });
+            },
+            stat(path) {
+              return new Promise((resolve4, reject) => {
+                sftp.stat(path, (err, res) => {
+                  if (err) {
+                    reject(err);
+                  } else {
+                    resolve4(res);
+                  }
+                });
+              });
             }
-          }).catch(reject);
+          }
         });
-        resolve4(queue.waitTillIdle());
-      });
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
+        const files = scanned.files.map((item) => fsPath2.relative(remoteDirectory, item));
+        const directories = scanned.directories.map((item) => fsPath2.relative(remoteDirectory, item));
+        directories.sort((a, b) => a.length - b.length);
+        let failed = false;
+        try {
+          await new Promise((resolve4, reject) => {
+            const queue = new PromiseQueue({ concurrency });
+            directories.forEach((directory) => {
+              queue.add(async () => {
+                await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
+              }).catch(reject);
+            });
+            resolve4(queue.waitTillIdle());
+          });
+          await new Promise((resolve4, reject) => {
+            const queue = new PromiseQueue({ concurrency });
+            files.forEach((file) => {
+              queue.add(async () => {
+                const localFile = fsPath2.join(localDirectory, file);
+                const remoteFile = fsPath2.join(remoteDirectory, file);
+                try {
+                  await this.getFile(localFile, remoteFile, sftp, transferOptions);
+                  tick(localFile, remoteFile, null);
+                } catch (_) {
+                  failed = true;
+                  tick(localFile, remoteFile, _);
+                }
+              }).catch(reject);
+            });
+            resolve4(queue.waitTillIdle());
+          });
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+        return !failed;
       }
-    }
-    return !failed;
-  }
-  forwardIn(remoteAddr, remotePort, onConnection) {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        const handler = (details, acceptConnection, rejectConnection) => {
-          if (details.destIP === remoteAddr && details.destPort === port2) {
-            onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-          }
-        };
-        if (onConnection) {
-          connection.on("tcp connection", handler);
-        }
-        const dispose = () => {
-          return new Promise((_resolve, _reject) => {
-            connection.off("tcp connection", handler);
-            connection.unforwardIn(remoteAddr, port2, (_error) => {
-              if (_error) {
-                _reject(error2);
+      forwardIn(remoteAddr, remotePort, onConnection) {
+        const connection = this.getConnection();
+        return new Promise((resolve4, reject) => {
+          connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
+            if (error2) {
+              reject(error2);
+              return;
+            }
+            const handler = (details, acceptConnection, rejectConnection) => {
+              if (details.destIP === remoteAddr && details.destPort === port2) {
+                onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
               }
-              _resolve();
-            });
+            };
+            if (onConnection) {
+              connection.on("tcp connection", handler);
+            }
+            const dispose = () => {
+              return new Promise((_resolve, _reject) => {
+                connection.off("tcp connection", handler);
+                connection.unforwardIn(remoteAddr, port2, (_error) => {
+                  if (_error) {
+                    _reject(error2);
+                  }
+                  _resolve();
+                });
+              });
+            };
+            resolve4({ port: port2, dispose });
           });
-        };
-        resolve4({ port: port2, dispose });
-      });
-    });
-  }
-  forwardOut(srcIP, srcPort, dstIP, dstPort) {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        resolve4(channel);
-      });
-    });
-  }
-  forwardInStreamLocal(socketPath, onConnection) {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        const handler = (details, acceptConnection, rejectConnection) => {
-          if (details.socketPath === socketPath) {
-            onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-          }
-        };
-        if (onConnection) {
-          connection.on("unix connection", handler);
-        }
-        const dispose = () => {
-          return new Promise((_resolve, _reject) => {
-            connection.off("unix connection", handler);
-            connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
-              if (_error) {
-                _reject(_error);
+        });
+      }
+      forwardOut(srcIP, srcPort, dstIP, dstPort) {
+        const connection = this.getConnection();
+        return new Promise((resolve4, reject) => {
+          connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
+            if (error2) {
+              reject(error2);
+              return;
+            }
+            resolve4(channel);
+          });
+        });
+      }
+      forwardInStreamLocal(socketPath, onConnection) {
+        const connection = this.getConnection();
+        return new Promise((resolve4, reject) => {
+          connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
+            if (error2) {
+              reject(error2);
+              return;
+            }
+            const handler = (details, acceptConnection, rejectConnection) => {
+              if (details.socketPath === socketPath) {
+                onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
               }
-              _resolve();
-            });
+            };
+            if (onConnection) {
+              connection.on("unix connection", handler);
+            }
+            const dispose = () => {
+              return new Promise((_resolve, _reject) => {
+                connection.off("unix connection", handler);
+                connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
+                  if (_error) {
+                    _reject(_error);
+                  }
+                  _resolve();
+                });
+              });
+            };
+            resolve4({ dispose });
           });
-        };
-        resolve4({ dispose });
-      });
-    });
-  }
-  forwardOutStreamLocal(socketPath) {
-    const connection = this.getConnection();
-    return new Promise((resolve4, reject) => {
-      connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
-        if (error2) {
-          reject(error2);
-          return;
+        });
+      }
+      forwardOutStreamLocal(socketPath) {
+        const connection = this.getConnection();
+        return new Promise((resolve4, reject) => {
+          connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
+            if (error2) {
+              reject(error2);
+              return;
+            }
+            resolve4(channel);
+          });
+        });
+      }
+      dispose() {
+        if (this.connection) {
+          this.connection.end();
+          this.connection = null;
         }
-        resolve4(channel);
-      });
-    });
+      }
+    };
   }
-  dispose() {
-    if (this.connection) {
-      this.connection.end();
-      this.connection = null;
-    }
-  }
-};
-
-// core/remote/ssh-login.ts
-init_errors();
-init_report();
-init_hostkey();
-import { timingSafeEqual } from "node:crypto";
-import { execFile as execFile2 } from "node:child_process";
-import { lookup as dnsLookup } from "node:dns";
-import { createConnection as createConnection2, isIP as isIP3, isIPv6 as isIPv62 } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
+});
 
 // core/remote/ssh-config.ts
 import { execFile } from "node:child_process";
@@ -64610,15 +63929,22 @@ async function sshConfigDifference(ep, hasBastion, configFile, timeoutMs = 3e3) 
   if (!differs.length) return void 0;
   return `plain ssh ${ep.address} would use, from your ssh configuration: ${differs.join(", ")}; ops reads no ssh configuration: set them in the environment`;
 }
+var init_ssh_config = __esm({
+  "core/remote/ssh-config.ts"() {
+    "use strict";
+  }
+});
 
 // core/remote/ssh-login.ts
-var LoginAbandoned = class extends OpsError {
-};
+import { timingSafeEqual } from "node:crypto";
+import { execFile as execFile2 } from "node:child_process";
+import { lookup as dnsLookup } from "node:dns";
+import { createConnection as createConnection2, isIP as isIP3, isIPv6 as isIPv62 } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 function hostKeyAlgorithms(pinned) {
   const types = new Set(pinned.map((k) => k.type));
   return HOST_KEY_TYPES.filter((alg) => types.has(alg.startsWith("rsa-sha2") ? "ssh-rsa" : alg));
 }
-var getentMissing = false;
 function lookupWithin(ms, signal) {
   return (hostname2, options, callback) => {
     if (getentMissing) return void dnsLookup(hostname2, options, callback);
@@ -64638,7 +63964,6 @@ function lookupWithin(ms, signal) {
     });
   };
 }
-var silentAgents = /* @__PURE__ */ new Set();
 async function authentication(user, credentials, reporter) {
   const { privateKey, passphrase, defaultKeys } = credentials;
   const signer = privateKey && credentials.agent && credentials.agentKey ? await agentFor(credentials.agent, credentials.agentKey) : void 0;
@@ -64665,7 +63990,6 @@ async function authentication(user, credentials, reporter) {
   const authHandler = [...agent === void 0 ? [] : [{ type: "agent", username: user, agent }], ...defaultKeys.map((k) => ({ type: "publickey", username: user, key: k.privateKey, passphrase }))];
   return { config: { authHandler }, offered: [...agentWords, ...defaultKeys.map((k) => `key file ${k.file}`)].join(", then "), agentKeys };
 }
-var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
 function pinnedKeys(ep, role, configFile) {
   const pinned = parseHostKeys(ep.hostKey);
   if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
@@ -64703,7 +64027,6 @@ function timedOut(e, at2, seconds3, ep, keyField) {
   if (!at2.connected) return { what: `no answer to the connection within ${seconds3} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port2}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
   return { what: `the port accepted the connection but sent no SSH greeting within ${seconds3} s (sshd sends one at once)`, hint: `check that ${port2} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
 }
-var PLACEHOLDER_ADDRESS_SAID = "which no machine has: the placeholder `ops env new` writes, still in place";
 function refusePlaceholderAddress(ep, attempt, configFile) {
   const reserved = documentationAddress(ep.address);
   if (!reserved) return;
@@ -64842,72 +64165,83 @@ function addressPort(address2, port2) {
 function describeEndpoint(ep) {
   return `${ep.name} (${ep.user}@${addressPort(ep.address, ep.port)})`;
 }
-var Bastion = class _Bastion {
-  constructor(ssh, endpoint) {
-    this.ssh = ssh;
-    this.endpoint = endpoint;
-    const conn = ssh.connection;
-    conn.on("error", (e) => this.lost ??= e);
-    conn.on("close", () => this.lost ??= new Error("Not connected"));
-  }
-  ssh;
-  endpoint;
-  users = 0;
-  lost;
-  /** Log in to the bastion (retries like a host). */
-  static async open(endpoint, options) {
-    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${addressPort(endpoint.address, endpoint.port)}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
-    return new _Bastion(ssh, endpoint);
-  }
-  get alive() {
-    return !this.lost && !!this.ssh.connection;
-  }
-  /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
-  forward(target) {
-    const conn = this.ssh.connection;
-    const label = `${target.name} (${addressPort(target.address, target.port)})`;
-    const via = `bastion ${this.endpoint.address}`;
-    if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve4, reject) => {
-      try {
-        conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve4(stream2);
-          const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
-          const denied = /prohibited/i.test(why);
-          const err = new TransportError(
-            `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
-            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${addressPort(target.address, target.port)} answers (e.g. ssh -J ${this.endpoint.user}@${addressPort(this.endpoint.address, this.endpoint.port)} -p ${target.port} ${target.address})`
-          );
-          if (!denied) err.code = "ECONNREFUSED";
-          reject(err);
-        });
-      } catch (e) {
-        reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
+var LoginAbandoned, getentMissing, silentAgents, RETRYABLE, PLACEHOLDER_ADDRESS_SAID, Bastion;
+var init_ssh_login = __esm({
+  "core/remote/ssh-login.ts"() {
+    "use strict";
+    init_esm3();
+    init_errors();
+    init_report();
+    init_hostkey();
+    init_identity();
+    init_ssh_config();
+    LoginAbandoned = class extends OpsError {
+    };
+    getentMissing = false;
+    silentAgents = /* @__PURE__ */ new Set();
+    RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
+    PLACEHOLDER_ADDRESS_SAID = "which no machine has: the placeholder `ops env new` writes, still in place";
+    Bastion = class _Bastion {
+      constructor(ssh, endpoint) {
+        this.ssh = ssh;
+        this.endpoint = endpoint;
+        const conn = ssh.connection;
+        conn.on("error", (e) => this.lost ??= e);
+        conn.on("close", () => this.lost ??= new Error("Not connected"));
       }
-    });
+      ssh;
+      endpoint;
+      users = 0;
+      lost;
+      /** Log in to the bastion (retries like a host). */
+      static async open(endpoint, options) {
+        const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${addressPort(endpoint.address, endpoint.port)}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
+        return new _Bastion(ssh, endpoint);
+      }
+      get alive() {
+        return !this.lost && !!this.ssh.connection;
+      }
+      /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
+      forward(target) {
+        const conn = this.ssh.connection;
+        const label = `${target.name} (${addressPort(target.address, target.port)})`;
+        const via = `bastion ${this.endpoint.address}`;
+        if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
+        return new Promise((resolve4, reject) => {
+          try {
+            conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
+              if (!e) return resolve4(stream2);
+              const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
+              const denied = /prohibited/i.test(why);
+              const err = new TransportError(
+                `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
+                denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${addressPort(target.address, target.port)} answers (e.g. ssh -J ${this.endpoint.user}@${addressPort(this.endpoint.address, this.endpoint.port)} -p ${target.port} ${target.address})`
+              );
+              if (!denied) err.code = "ECONNREFUSED";
+              reject(err);
+            });
+          } catch (e) {
+            reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
+          }
+        });
+      }
+      /** Count a connection through it. */
+      use() {
+        this.users++;
+      }
+      /** A connection through it ended: the last one closes the bastion's. */
+      release() {
+        if (--this.users <= 0) this.close();
+      }
+      close() {
+        this.lost ??= new Error("Not connected");
+        this.ssh.dispose();
+      }
+    };
   }
-  /** Count a connection through it. */
-  use() {
-    this.users++;
-  }
-  /** A connection through it ended: the last one closes the bastion's. */
-  release() {
-    if (--this.users <= 0) this.close();
-  }
-  close() {
-    this.lost ??= new Error("Not connected");
-    this.ssh.dispose();
-  }
-};
-
-// core/remote/wrap.ts
-init_shell();
+});
 
 // core/remote/types.ts
-init_errors();
-var REPORT_PREFIX = "@ops ";
-var FAILURE_KEYS = reportKeys("failure");
-var FAILURE_DETAIL_LINES = 60;
 function failureDetail(stdout, stderr, redact) {
   const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"), FAILURE_DETAIL_LINES);
   const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
@@ -64945,89 +64279,19 @@ function reported(result, key) {
 function reportedAll(result, key) {
   return result.reports.filter(([k]) => k === key).map(([, v]) => v);
 }
-var DEFAULT_STEP_TIMEOUT = 600;
+var REPORT_PREFIX, FAILURE_KEYS, FAILURE_DETAIL_LINES, DEFAULT_STEP_TIMEOUT;
+var init_types = __esm({
+  "core/remote/types.ts"() {
+    "use strict";
+    init_errors();
+    REPORT_PREFIX = "@ops ";
+    FAILURE_KEYS = reportKeys("failure");
+    FAILURE_DETAIL_LINES = 60;
+    DEFAULT_STEP_TIMEOUT = 600;
+  }
+});
 
 // core/remote/wrap.ts
-var START_MARKER = "@ops-start";
-var AGENT_STOPPED = "@ops-agent-stopped";
-var LOGIN_SHELL_PREFIX = "@ops-login-shell ";
-var REFUSED_PREFIX = "@ops-refused ";
-var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_XTRACEFD"];
-var MESSAGES_ENV = ["LANGUAGE"];
-var STEP_ENV = "OPS_STEP=1";
-var NOT_TOP_LEVEL = "SHLVL=1";
-var STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-var PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
-var KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
-var UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac";
-var COMMAND_START = "/usr/bin/env -u BASH_ENV -u ENV ";
-var BUS_STOPPED = "@ops-bus-stopped";
-var SESSION_DAEMONS = ` ops_d="\${SSH_AGENT_PID-}:ssh-agent:${AGENT_STOPPED} \${DBUS_SESSION_BUS_PID-}:dbus-daemon:${BUS_STOPPED}"; case \${SSH_CONNECTION:+x}\${DBUS_SESSION_BUS_ADDRESS-} in xunix:*=/tmp/dbus-*) for ops_p in /proc/[0-9]*; do [ -O "$ops_p" ] && read -r ops_c 2>/dev/null < "$ops_p/comm" && [ "$ops_c" = dbus-daemon ] && mapfile -d "" ops_e 2>/dev/null < "$ops_p/environ" && case " \${ops_e[*]} " in *" SSH_CONNECTION=\${SSH_CONNECTION-} "*) ops_d="$ops_d \${ops_p#/proc/}:dbus-daemon:${BUS_STOPPED}" ;; *) false ;; esac; done ;; esac; read -r ops_s < "/proc/$$/stat"; ops_s=(\${ops_s##*) }); for ops_x in $ops_d; do ops_p=\${ops_x%%:*}; ops_x=\${ops_x#*:}; if [ "\${ops_p:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm" && [ "$ops_c" = "\${ops_x%%:*}" ] && read -r ops_a 2>/dev/null < "/proc/$ops_p/stat" && ops_a=(\${ops_a##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ] && kill "$ops_p" 2>/dev/null; then printf "%s\\n" "\${ops_x#*:}" >&2; fi; done;`;
-var STEP_BOOT = `${UNSET_FUNCTIONS}; printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` + SESSION_DAEMONS + ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n%s\\n%sinput %s\\n" ${START_MARKER} ${quote(REFUSED_PREFIX)} "$ops_in"; exit 125`;
-var stepGuard = [
-  "ops_line1=1",
-  // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
-  ":",
-  ":",
-  // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
-  "# shellcheck disable=SC2046",
-  UNSET_FUNCTIONS,
-  // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
-  // A limit a deploy fails under, refused before anything is done: `ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc (bash
-  // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). The refusal says
-  // `session` after the value when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8),
-  // up the chain of parents, has that limit already: set before the login shell began (pam_limits'
-  // /etc/security/limits.conf, sshd's service), not by its start-up files. /proc/PID/limits is in bytes where ulimit
-  // counts KiB (-s, -f, -v, -d).
-  String.raw`ops_refuse_limit() {
-  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$
-  case $1 in n) ops_row='Max open files' ops_u=1 ;; u) ops_row='Max processes' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
-  while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
-    case $ops_c in sshd | sshd-session)
-      while read -r ops_x ops_y ops_z ops_s _; do
-        # A row's name is three words but for "Max processes": its soft limit then in the third field.
-        case "$ops_x $ops_y $ops_z $ops_s" in "$ops_row $((ops_v * ops_u))" | "$ops_row $((ops_v * ops_u)) "*) ops_from=' session' ;; esac
-      done 2>/dev/null < "/proc/$ops_p/limits"
-      break ;;
-    esac
-    ops_p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$ops_p/status" 2>/dev/null)
-  done
-  printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
-}`,
-  'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
-  // Processes under 1024 (`ulimit -u 100` in ~/.bashrc, `* hard nproc 200` in limits.conf, a hardening guide's): it
-  // counts every process and thread of the user on the host, the live and the previous slot's programs included, and
-  // sudo keeps it for the app user (pam_limits sets only the items limits.conf names), so a build's threads (Node.js
-  // starts about ten, esbuild and uv one or more per core) fail to start half-way ("fork: Resource temporarily
-  // unavailable", "pthread_create"), or a new slot's programs cannot start.
-  'if [ "$(ulimit -u)" != unlimited ] && [ "$(ulimit -u)" -lt 1024 ]; then ops_refuse_limit u; fi',
-  // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
-  // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
-  'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',
-  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds), virtual memory (-v: Node.js
-  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") or data (-d: the
-  // heap and every private writable mapping, Node.js's and Python's, count against it) limit, likewise.
-  'for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then ops_refuse_limit $ops_l; fi; done'
-].join("\n");
-var scriptPrelude = [
-  // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
-  // left, and warns on stderr for a locale the host lacks (fish exports LC_CTYPE=en_US.UTF-8 itself; a ~/.bashrc's
-  // export LC_MESSAGES=...), text ops would blame on the login shell.
-  "export LC_ALL=C.UTF-8",
-  // The step's environment: KEPT_ENV of the one it was started in (a readonly variable stays: unset says so before
-  // the start marker, where the transport ignores it).
-  `for ops_v in $(builtin compgen -e); do case $ops_v in ${[...KEPT_ENV, "LC_ALL"].join("|")}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
-  // The leading newline ends whatever line the login shell left unfinished.
-  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
-  "set -euo pipefail",
-  "umask 022",
-  // files that must stay private (.env, keys) are created with explicit modes
-  "export DEBIAN_FRONTEND=noninteractive",
-  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
-  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
-  "cd /"
-].join("\n");
 function commandLine(step, login2, appUser, connection) {
   const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
@@ -65041,7 +64305,6 @@ function commandLine(step, login2, appUser, connection) {
 function sshCommand(step, login2, appUser, connection) {
   return `exec ${commandLine(step, login2, appUser, connection)}; printf '%s%s\\n\\n%s\\n%s\\n' '${LOGIN_SHELL_PREFIX}' "$SHELL" '${START_MARKER}' '${EXEC_RETURNED}'; exit 125`;
 }
-var EXEC_RETURNED = `${REFUSED_PREFIX}exec`;
 function scriptText(step) {
   return `${scriptPrelude}
 # shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)
@@ -65049,7 +64312,6 @@ OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
 ${step.script.trimEnd()}
 `;
 }
-var SCRIPT_END = "# ops: end of the step";
 function stepInput(step) {
   const text = `${scriptText(step)}${SCRIPT_END}
 `;
@@ -65089,70 +64351,116 @@ ${guard}
 ops_upload; exit $?`
   };
 }
+var START_MARKER, AGENT_STOPPED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, LOGIN_SHELL_ENV, MESSAGES_ENV, STEP_ENV, NOT_TOP_LEVEL, STEP_PATH, PROXY_ENV, KEPT_ENV, UNSET_FUNCTIONS, COMMAND_START, BUS_STOPPED, SESSION_DAEMONS, STEP_BOOT, stepGuard, scriptPrelude, EXEC_RETURNED, SCRIPT_END;
+var init_wrap = __esm({
+  "core/remote/wrap.ts"() {
+    "use strict";
+    init_shell();
+    init_types();
+    START_MARKER = "@ops-start";
+    AGENT_STOPPED = "@ops-agent-stopped";
+    LOGIN_SHELL_PREFIX = "@ops-login-shell ";
+    REFUSED_PREFIX = "@ops-refused ";
+    LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_XTRACEFD"];
+    MESSAGES_ENV = ["LANGUAGE"];
+    STEP_ENV = "OPS_STEP=1";
+    NOT_TOP_LEVEL = "SHLVL=1";
+    STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
+    KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
+    UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac";
+    COMMAND_START = "/usr/bin/env -u BASH_ENV -u ENV ";
+    BUS_STOPPED = "@ops-bus-stopped";
+    SESSION_DAEMONS = ` ops_d="\${SSH_AGENT_PID-}:ssh-agent:${AGENT_STOPPED} \${DBUS_SESSION_BUS_PID-}:dbus-daemon:${BUS_STOPPED}"; case \${SSH_CONNECTION:+x}\${DBUS_SESSION_BUS_ADDRESS-} in xunix:*=/tmp/dbus-*) for ops_p in /proc/[0-9]*; do [ -O "$ops_p" ] && read -r ops_c 2>/dev/null < "$ops_p/comm" && [ "$ops_c" = dbus-daemon ] && mapfile -d "" ops_e 2>/dev/null < "$ops_p/environ" && case " \${ops_e[*]} " in *" SSH_CONNECTION=\${SSH_CONNECTION-} "*) ops_d="$ops_d \${ops_p#/proc/}:dbus-daemon:${BUS_STOPPED}" ;; *) false ;; esac; done ;; esac; read -r ops_s < "/proc/$$/stat"; ops_s=(\${ops_s##*) }); for ops_x in $ops_d; do ops_p=\${ops_x%%:*}; ops_x=\${ops_x#*:}; if [ "\${ops_p:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm" && [ "$ops_c" = "\${ops_x%%:*}" ] && read -r ops_a 2>/dev/null < "/proc/$ops_p/stat" && ops_a=(\${ops_a##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ] && kill "$ops_p" 2>/dev/null; then printf "%s\\n" "\${ops_x#*:}" >&2; fi; done;`;
+    STEP_BOOT = `${UNSET_FUNCTIONS}; printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` + SESSION_DAEMONS + ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n%s\\n%sinput %s\\n" ${START_MARKER} ${quote(REFUSED_PREFIX)} "$ops_in"; exit 125`;
+    stepGuard = [
+      "ops_line1=1",
+      // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
+      ":",
+      ":",
+      // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
+      "# shellcheck disable=SC2046",
+      UNSET_FUNCTIONS,
+      // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
+      `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
+      // A limit a deploy fails under, refused before anything is done: `ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc (bash
+      // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). Where it was
+      // set, up the chain of parents: `sudo <user>` after the value when the process that ran sudo (the login's side) does
+      // not have it: sudo's own PAM session set it for the user the step runs as (Debian's /etc/pam.d/sudo runs
+      // pam_limits, reading limits.conf for that user: a line naming it, its group, or `*` with none for the login);
+      // `session` when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8) has it already:
+      // set before the login shell began (pam_limits' /etc/security/limits.conf, sshd's service); else the login shell's
+      // start-up files. /proc/PID/limits is in bytes where ulimit counts KiB (-s, -f, -v, -d).
+      String.raw`ops_refuse_limit() {
+  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$; ops_sudo=''
+  case $1 in n) ops_row='Max open files' ops_u=1 ;; u) ops_row='Max processes' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
+  # ops_has PID: whether that process has the limit (its soft one). A row's name is three words but for "Max
+  # processes": its soft limit then in the third field.
+  ops_has() {
+    while read -r ops_x ops_y ops_z ops_s _; do
+      case "$ops_x $ops_y $ops_z $ops_s" in "$ops_row $((ops_v * ops_u))" | "$ops_row $((ops_v * ops_u)) "*) return 0 ;; esac
+    done 2>/dev/null < "/proc/$1/limits"
+    return 1
+  }
+  while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
+    case $ops_c in
+      sshd | sshd-session) ! ops_has "$ops_p" || ops_from=' session'; break ;;
+      # sudo itself (and its monitor, with use_pty) runs with limits of its own making: the one that ran it is asked.
+      sudo) ops_sudo=1 ;;
+      *) if [ "$ops_sudo" = 1 ]; then ops_sudo=2; if [ -r "/proc/$ops_p/limits" ] && ! ops_has "$ops_p"; then ops_from=" sudo $(id -un 2>/dev/null || echo '?')"; break; fi; fi ;;
+    esac
+    ops_p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$ops_p/status" 2>/dev/null)
+  done
+  printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
+}`,
+      'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
+      // Processes under 1024 (`ulimit -u 100` in ~/.bashrc, `* hard nproc 200` in limits.conf, a hardening guide's): it
+      // counts every process and thread of the user on the host, the live and the previous slot's programs included, and
+      // sudo keeps it for the app user (pam_limits sets only the items limits.conf names), so a build's threads (Node.js
+      // starts about ten, esbuild and uv one or more per core) fail to start half-way ("fork: Resource temporarily
+      // unavailable", "pthread_create"), or a new slot's programs cannot start.
+      'if [ "$(ulimit -u)" != unlimited ] && [ "$(ulimit -u)" -lt 1024 ]; then ops_refuse_limit u; fi',
+      // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
+      // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
+      'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',
+      // Any file size (-f), CPU time (-t: a build killed once it used that many seconds), virtual memory (-v: Node.js
+      // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") or data (-d: the
+      // heap and every private writable mapping, Node.js's and Python's, count against it) limit, likewise.
+      'for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then ops_refuse_limit $ops_l; fi; done'
+    ].join("\n");
+    scriptPrelude = [
+      // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
+      // left, and warns on stderr for a locale the host lacks (fish exports LC_CTYPE=en_US.UTF-8 itself; a ~/.bashrc's
+      // export LC_MESSAGES=...), text ops would blame on the login shell.
+      "export LC_ALL=C.UTF-8",
+      // The step's environment: KEPT_ENV of the one it was started in (a readonly variable stays: unset says so before
+      // the start marker, where the transport ignores it).
+      `for ops_v in $(builtin compgen -e); do case $ops_v in ${[...KEPT_ENV, "LC_ALL"].join("|")}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
+      // The leading newline ends whatever line the login shell left unfinished.
+      `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
+      "set -euo pipefail",
+      "umask 022",
+      // files that must stay private (.env, keys) are created with explicit modes
+      "export DEBIAN_FRONTEND=noninteractive",
+      "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
+      `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
+      "cd /"
+    ].join("\n");
+    EXEC_RETURNED = `${REFUSED_PREFIX}exec`;
+    SCRIPT_END = "# ops: end of the step";
+  }
+});
 
 // core/remote/ssh.ts
-var LINGER_MS = 2e3;
-var LINGER_MAX_MS = 5e3;
-var SLOW_START_MS = 1500;
-var WAITING_START_MS = 1e4;
+import { randomBytes as randomBytes7 } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
+import { setTimeout as sleep2 } from "node:timers/promises";
 async function connect(options) {
   const { host, via } = options;
   const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
   const ssh = await login(host, { where, keyField: "hosts[].host_key", sock: via ? () => via.forward(host) : void 0 }, options);
   return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
 }
-var AfterMarker = class _AfterMarker {
-  constructor(emit) {
-    this.emit = emit;
-  }
-  emit;
-  static MARK = `
-${START_MARKER}
-`;
-  head = "";
-  decoder = new StringDecoder("utf8");
-  started = false;
-  /** When the marker came (Date.now()): how long the login took to begin the script. */
-  startedAt;
-  preamble = "";
-  push(chunk) {
-    this.feed(this.decoder.write(chunk));
-  }
-  end() {
-    this.feed(this.decoder.end());
-    if (!this.started && this.head) this.emit(this.head);
-    this.head = "";
-  }
-  feed(text) {
-    if (!text) return;
-    if (this.started) return this.emit(text);
-    this.head += text;
-    const i = this.head.indexOf(_AfterMarker.MARK);
-    if (i < 0) return;
-    this.started = true;
-    this.startedAt = Date.now();
-    this.preamble = this.head.slice(0, i);
-    const rest = this.head.slice(i + _AfterMarker.MARK.length);
-    this.head = "";
-    if (rest) this.emit(rest);
-  }
-};
-var LineSplitter = class {
-  constructor(emit) {
-    this.emit = emit;
-  }
-  emit;
-  rest = "";
-  push(text) {
-    const lines = (this.rest + text).split("\n");
-    this.rest = lines.pop() ?? "";
-    for (const l of lines) this.emit(l);
-  }
-  flush() {
-    if (this.rest) this.emit(this.rest);
-    this.rest = "";
-  }
-};
 function xtraceOf(lines) {
   const own2 = lines.find((l) => l.includes(COMMAND_START));
   if (own2 === void 0) return { traced: false, text: lines };
@@ -65164,490 +64472,563 @@ function sessionRefused(e) {
   const err = e;
   return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
 }
-var SshRemote = class {
-  constructor(ssh, host, appUser, reporter, onClose) {
-    this.ssh = ssh;
-    this.appUser = appUser;
-    this.reporter = reporter;
-    this.onClose = onClose;
-    this.name = host.name;
-    this.login = host.user;
-    const conn = ssh.connection;
-    conn.on("error", (e) => this.gone(e));
-    conn.on("close", () => this.gone(new Error("Not connected")));
-  }
-  ssh;
-  appUser;
-  reporter;
-  onClose;
-  name;
-  login;
-  connection = randomBytes7(6).toString("hex");
-  lost;
-  closed = false;
-  warnedPreamble = false;
-  warnedSudo = false;
-  warnedHome = false;
-  warnedPreload = false;
-  warnedStderr = false;
-  warnedLinger = false;
-  warnedAgent = false;
-  warnedBus = false;
-  warnedXtrace = false;
-  warnedSlow = false;
-  warnedWaiting = false;
-  /** The login's shell, as STEP_BOOT last said it ($SHELL): what the start-up files are named by. Bash until known. */
-  loginShell;
-  /** Reject the steps in flight when the connection goes away under them. */
-  aborts = /* @__PURE__ */ new Set();
-  /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
-  open = 0;
-  waiting = [];
-  /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
-  running = [];
-  /** Who waits for no step to run (whenIdle). */
-  idleWaiters = [];
-  /** Why no new step may start (halt). */
-  haltedBy;
-  inFlight() {
-    return [...this.running];
-  }
-  whenIdle() {
-    return this.running.length ? new Promise((r) => this.idleWaiters.push(r)) : Promise.resolve();
-  }
-  halt(reason) {
-    this.haltedBy ??= reason;
-  }
-  gone(e) {
-    this.lost ??= e;
-    for (const abort of this.aborts) abort(e);
-    this.freed();
-    const done = this.onClose;
-    this.onClose = void 0;
-    done?.();
-  }
-  /** A channel of ours closed (or the connection ended): whoever waits for a session tries again. */
-  freed() {
-    for (const wake of this.waiting.splice(0)) wake();
-  }
-  /**
-   * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
-   * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
-   * session asynchronously. The caller must call `freed` once the channel closes.
-   * `ended` resolves on the channel's close with the exit status: its listeners are attached in ssh2's callback
-   * itself, because ssh2 handles every packet of one read at once: a command that fails at once (sudo asking for a
-   * password) can have its exit-status and close handled before an `await` returns the channel, and ssh2 emits
-   * `exit` once, to whoever listens then (output is kept: the channel is a paused stream until read).
-   */
-  async channel(command2, what) {
-    for (let attempt = 0; ; attempt++) {
-      const conn = this.ssh.connection;
-      if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
-      if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
-      try {
-        const channel = await new Promise(
-          (resolve4, reject) => conn.exec(command2, (e, c) => {
-            if (e) return reject(e);
-            const status = { code: null };
-            let exited = () => void 0;
-            const ended = new Promise((closed) => {
-              let linger;
-              let exitedAt;
-              const wait = () => {
-                if (exitedAt === void 0) return;
-                clearTimeout(linger);
-                linger = setTimeout(
-                  () => {
-                    status.lingered = true;
-                    closed(status);
-                    c.close();
-                  },
-                  Math.max(0, Math.min(LINGER_MS, exitedAt + LINGER_MAX_MS - Date.now()))
-                );
-              };
-              exited = wait;
-              c.on("close", () => {
-                clearTimeout(linger);
-                closed(status);
-              });
-              c.on("exit", (code, sig) => {
-                if (typeof code === "number") status.code = code;
-                else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
-                exitedAt = Date.now();
-                wait();
-              });
-            });
-            c.on("error", () => void 0);
-            resolve4({ channel: c, ended, output: () => exited() });
-          })
-        );
-        this.open++;
-        return channel;
-      } catch (e) {
-        if (sessionRefused(e) && this.open > 0) {
-          await new Promise((wake) => this.waiting.push(wake));
-          attempt = -1;
-          continue;
-        }
-        if (sessionRefused(e) && attempt < 8) {
-          await sleep2(25 * 2 ** attempt);
-          continue;
-        }
-        if (sessionRefused(e))
-          throw new TransportError(
-            `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
-            `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
-          );
-        const lost = this.lost ?? await this.lostWithin(1e3);
-        if (lost) throw connectionLost(lost, this.name, `${what} on ${this.name} (connection lost)`);
-        throw translateError(e, this.name, `${what} on ${this.name}`);
+var LINGER_MS, LINGER_MAX_MS, SLOW_START_MS, WAITING_START_MS, AfterMarker, LineSplitter, SshRemote;
+var init_ssh = __esm({
+  "core/remote/ssh.ts"() {
+    "use strict";
+    init_errors();
+    init_ssh_login();
+    init_wrap();
+    init_types();
+    LINGER_MS = 2e3;
+    LINGER_MAX_MS = 5e3;
+    SLOW_START_MS = 1500;
+    WAITING_START_MS = 1e4;
+    AfterMarker = class _AfterMarker {
+      constructor(emit) {
+        this.emit = emit;
       }
-    }
-  }
-  /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
-  lostWithin(ms) {
-    return new Promise((resolve4) => {
-      const done = (e) => {
-        clearTimeout(timer);
-        this.aborts.delete(done);
-        resolve4(e);
-      };
-      const timer = setTimeout(() => done(), ms);
-      this.aborts.add(done);
-    });
-  }
-  /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
-  async exec(step, command2, input, options) {
-    const started = Date.now();
-    const what = `step "${step.name}"`;
-    if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
-    const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
-      if (!line.startsWith(REPORT_PREFIX) && !line.startsWith(REFUSED_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
-    });
-    const outLines = show("stdout");
-    const errLines = show("stderr");
-    let stdout = "";
-    let stderr = "";
-    const out = new AfterMarker((t) => {
-      stdout += t;
-      outLines.push(t);
-    });
-    const err = new AfterMarker((t) => {
-      stderr += t;
-      errLines.push(t);
-    });
-    this.running.push(step.name);
-    const done = () => {
-      this.running.splice(this.running.indexOf(step.name), 1);
-      if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
+      emit;
+      static MARK = `
+${START_MARKER}
+`;
+      head = "";
+      decoder = new StringDecoder("utf8");
+      started = false;
+      /** When the marker came (Date.now()): how long the login took to begin the script. */
+      startedAt;
+      preamble = "";
+      push(chunk) {
+        this.feed(this.decoder.write(chunk));
+      }
+      end() {
+        this.feed(this.decoder.end());
+        if (!this.started && this.head) this.emit(this.head);
+        this.head = "";
+      }
+      feed(text) {
+        if (!text) return;
+        if (this.started) return this.emit(text);
+        this.head += text;
+        const i = this.head.indexOf(_AfterMarker.MARK);
+        if (i < 0) return;
+        this.started = true;
+        this.startedAt = Date.now();
+        this.preamble = this.head.slice(0, i);
+        const rest = this.head.slice(i + _AfterMarker.MARK.length);
+        this.head = "";
+        if (rest) this.emit(rest);
+      }
     };
-    let opened;
-    try {
-      opened = await this.channel(command2, what);
-    } catch (e) {
-      done();
-      throw e;
-    }
-    const { channel, ended, output } = opened;
-    if (this.haltedBy) {
-      channel.close();
-      this.open--;
-      done();
-      this.freed();
-      throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
-    }
-    const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
-    let guard;
-    let waiting;
-    let sent = Date.now();
-    let abort = (_) => void 0;
-    const status = await new Promise((resolve4, reject) => {
-      abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
-      this.aborts.add(abort);
-      waiting = setTimeout(() => {
-        if (out.started || err.started || this.warnedWaiting) return;
-        this.warnedWaiting = true;
-        const { files: files2, place: place2 } = this.startupFiles();
-        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1e3} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files2}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1e3} s): move what waits ${place2}`);
-      }, WAITING_START_MS);
-      guard = setTimeout(() => {
-        channel.close();
-        reject(out.started || err.started ? new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout") : this.neverBegan(what, limit / 1e3));
-      }, limit);
-      channel.on("data", (d) => {
-        output();
-        out.push(d);
-      });
-      channel.stderr.on("data", (d) => {
-        output();
-        err.push(d);
-      });
-      void ended.then(resolve4);
-      sent = Date.now();
-      channel.end(input);
-    }).finally(() => {
-      clearTimeout(guard);
-      clearTimeout(waiting);
-      this.aborts.delete(abort);
-      this.open--;
-      done();
-      this.freed();
-    });
-    out.end();
-    err.end();
-    outLines.flush();
-    errLines.flush();
-    const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
-    if (out.started && stdout.startsWith(EXEC_RETURNED) && /\bexec: restricted\b/.test(`${preamble}
+    LineSplitter = class {
+      constructor(emit) {
+        this.emit = emit;
+      }
+      emit;
+      rest = "";
+      push(text) {
+        const lines = (this.rest + text).split("\n");
+        this.rest = lines.pop() ?? "";
+        for (const l of lines) this.emit(l);
+      }
+      flush() {
+        if (this.rest) this.emit(this.rest);
+        this.rest = "";
+      }
+    };
+    SshRemote = class {
+      constructor(ssh, host, appUser, reporter, onClose) {
+        this.ssh = ssh;
+        this.appUser = appUser;
+        this.reporter = reporter;
+        this.onClose = onClose;
+        this.name = host.name;
+        this.login = host.user;
+        const conn = ssh.connection;
+        conn.on("error", (e) => this.gone(e));
+        conn.on("close", () => this.gone(new Error("Not connected")));
+      }
+      ssh;
+      appUser;
+      reporter;
+      onClose;
+      name;
+      login;
+      connection = randomBytes7(6).toString("hex");
+      lost;
+      closed = false;
+      warnedPreamble = false;
+      warnedSudo = false;
+      warnedHome = false;
+      warnedPreload = false;
+      warnedStderr = false;
+      warnedLinger = false;
+      warnedAgent = false;
+      warnedBus = false;
+      warnedXtrace = false;
+      warnedSlow = false;
+      warnedWaiting = false;
+      /** The login's shell, as STEP_BOOT last said it ($SHELL): what the start-up files are named by. Bash until known. */
+      loginShell;
+      /** Reject the steps in flight when the connection goes away under them. */
+      aborts = /* @__PURE__ */ new Set();
+      /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
+      open = 0;
+      waiting = [];
+      /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
+      running = [];
+      /** Who waits for no step to run (whenIdle). */
+      idleWaiters = [];
+      /** Why no new step may start (halt). */
+      haltedBy;
+      inFlight() {
+        return [...this.running];
+      }
+      whenIdle() {
+        return this.running.length ? new Promise((r) => this.idleWaiters.push(r)) : Promise.resolve();
+      }
+      halt(reason) {
+        this.haltedBy ??= reason;
+      }
+      gone(e) {
+        this.lost ??= e;
+        for (const abort of this.aborts) abort(e);
+        this.freed();
+        const done = this.onClose;
+        this.onClose = void 0;
+        done?.();
+      }
+      /** A channel of ours closed (or the connection ended): whoever waits for a session tries again. */
+      freed() {
+        for (const wake of this.waiting.splice(0)) wake();
+      }
+      /**
+       * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
+       * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
+       * session asynchronously. The caller must call `freed` once the channel closes.
+       * `ended` resolves on the channel's close with the exit status: its listeners are attached in ssh2's callback
+       * itself, because ssh2 handles every packet of one read at once: a command that fails at once (sudo asking for a
+       * password) can have its exit-status and close handled before an `await` returns the channel, and ssh2 emits
+       * `exit` once, to whoever listens then (output is kept: the channel is a paused stream until read).
+       */
+      async channel(command2, what) {
+        for (let attempt = 0; ; attempt++) {
+          const conn = this.ssh.connection;
+          if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
+          if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
+          try {
+            const channel = await new Promise(
+              (resolve4, reject) => conn.exec(command2, (e, c) => {
+                if (e) return reject(e);
+                const status = { code: null };
+                let exited = () => void 0;
+                const ended = new Promise((closed) => {
+                  let linger;
+                  let exitedAt;
+                  const wait = () => {
+                    if (exitedAt === void 0) return;
+                    clearTimeout(linger);
+                    linger = setTimeout(
+                      () => {
+                        status.lingered = true;
+                        closed(status);
+                        c.close();
+                      },
+                      Math.max(0, Math.min(LINGER_MS, exitedAt + LINGER_MAX_MS - Date.now()))
+                    );
+                  };
+                  exited = wait;
+                  c.on("close", () => {
+                    clearTimeout(linger);
+                    closed(status);
+                  });
+                  c.on("exit", (code, sig) => {
+                    if (typeof code === "number") status.code = code;
+                    else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+                    exitedAt = Date.now();
+                    wait();
+                  });
+                });
+                c.on("error", () => void 0);
+                resolve4({ channel: c, ended, output: () => exited() });
+              })
+            );
+            this.open++;
+            return channel;
+          } catch (e) {
+            if (sessionRefused(e) && this.open > 0) {
+              await new Promise((wake) => this.waiting.push(wake));
+              attempt = -1;
+              continue;
+            }
+            if (sessionRefused(e) && attempt < 8) {
+              await sleep2(25 * 2 ** attempt);
+              continue;
+            }
+            if (sessionRefused(e))
+              throw new TransportError(
+                `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
+                `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
+              );
+            const lost = this.lost ?? await this.lostWithin(1e3);
+            if (lost) throw connectionLost(lost, this.name, `${what} on ${this.name} (connection lost)`);
+            throw translateError(e, this.name, `${what} on ${this.name}`);
+          }
+        }
+      }
+      /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
+      lostWithin(ms) {
+        return new Promise((resolve4) => {
+          const done = (e) => {
+            clearTimeout(timer);
+            this.aborts.delete(done);
+            resolve4(e);
+          };
+          const timer = setTimeout(() => done(), ms);
+          this.aborts.add(done);
+        });
+      }
+      /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
+      async exec(step, command2, input, options) {
+        const started = Date.now();
+        const what = `step "${step.name}"`;
+        if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
+        const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
+          if (!line.startsWith(REPORT_PREFIX) && !line.startsWith(REFUSED_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
+        });
+        const outLines = show("stdout");
+        const errLines = show("stderr");
+        let stdout = "";
+        let stderr = "";
+        const out = new AfterMarker((t) => {
+          stdout += t;
+          outLines.push(t);
+        });
+        const err = new AfterMarker((t) => {
+          stderr += t;
+          errLines.push(t);
+        });
+        this.running.push(step.name);
+        const done = () => {
+          this.running.splice(this.running.indexOf(step.name), 1);
+          if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
+        };
+        let opened;
+        try {
+          opened = await this.channel(command2, what);
+        } catch (e) {
+          done();
+          throw e;
+        }
+        const { channel, ended, output } = opened;
+        if (this.haltedBy) {
+          channel.close();
+          this.open--;
+          done();
+          this.freed();
+          throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
+        }
+        const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
+        let guard;
+        let waiting;
+        let sent = Date.now();
+        let abort = (_) => void 0;
+        const status = await new Promise((resolve4, reject) => {
+          abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
+          this.aborts.add(abort);
+          waiting = setTimeout(() => {
+            if (out.started || err.started || this.warnedWaiting) return;
+            this.warnedWaiting = true;
+            const { files: files2, place: place2 } = this.startupFiles();
+            this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1e3} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files2}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1e3} s): move what waits ${place2}`);
+          }, WAITING_START_MS);
+          guard = setTimeout(() => {
+            channel.close();
+            reject(out.started || err.started ? new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout") : this.neverBegan(what, limit / 1e3));
+          }, limit);
+          channel.on("data", (d) => {
+            output();
+            out.push(d);
+          });
+          channel.stderr.on("data", (d) => {
+            output();
+            err.push(d);
+          });
+          void ended.then(resolve4);
+          sent = Date.now();
+          channel.end(input);
+        }).finally(() => {
+          clearTimeout(guard);
+          clearTimeout(waiting);
+          this.aborts.delete(abort);
+          this.open--;
+          done();
+          this.freed();
+        });
+        out.end();
+        err.end();
+        outLines.flush();
+        errLines.flush();
+        const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
+        if (out.started && stdout.startsWith(EXEC_RETURNED) && /\bexec: restricted\b/.test(`${preamble}
 ${stderr}`)) throw this.notStarted(what, status.code ?? 255, `${preamble}
 ${stderr}`.trim());
-    const ours = (l) => l === AGENT_STOPPED || l === BUS_STOPPED || l.startsWith(LOGIN_SHELL_PREFIX);
-    const bootLines = [...preamble.split("\n"), ...err.started ? [] : stderr.split("\n")];
-    const agentStopped = bootLines.includes(AGENT_STOPPED);
-    const busStopped = bootLines.includes(BUS_STOPPED);
-    const shellLine = bootLines.find((l) => l.startsWith(LOGIN_SHELL_PREFIX));
-    if (shellLine) this.loginShell = shellLine.slice(LOGIN_SHELL_PREFIX.length).trim() || void 0;
-    if (!err.started) stderr = stderr.split("\n").filter((l) => !ours(l)).join("\n");
-    const lines = preamble.split("\n").filter((l) => l && !ours(l));
-    const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
-    const homeLine = lines.find((l) => homeDirProblem(l, this.login, this.name));
-    const preloadLines = lines.filter((l) => preloadProblem(l, this.login, this.name));
-    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine && !preloadLines.includes(l)));
-    const shellText = text.join("\n");
-    const quoted = (text2) => oneLine(text2, 80, (t) => this.reporter.redact(t));
-    const { files, place } = this.startupFiles();
-    if (sudoLines.length && !this.warnedSudo) {
-      this.warnedSudo = true;
-      this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join("\n"))}"; fix: ${sudoWarningFix(sudoLines[0], this.name)}`);
-    }
-    const home = homeLine && homeDirProblem(homeLine, this.login, this.name);
-    if (home && !this.warnedHome) {
-      this.warnedHome = true;
-      this.reporter.warn(`${this.name}: ${home.problem}; fix: ${home.fix}`);
-    }
-    const preload = preloadLines[0] && preloadProblem(preloadLines[0], this.login, this.name);
-    if (preload && !this.warnedPreload) {
-      this.warnedPreload = true;
-      this.reporter.warn(`${this.name}: ${preload.problem}; fix: ${preload.fix}`);
-    }
-    if (traced && !this.warnedXtrace) {
-      this.warnedXtrace = true;
-      this.reporter.warn(`${this.name}: ${xtraceProblem(this.login)}; fix: ${xtraceFix(this.login, this.loginShell)}`);
-    }
-    if (shellText && !this.warnedPreamble) {
-      this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`);
-    }
-    const began = Math.min(out.startedAt ?? Infinity, err.startedAt ?? Infinity) - sent;
-    if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
-      this.warnedSlow = true;
-      this.reporter.warn(`${this.name}: ${what} began ${(began / 1e3).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files}, or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it ${place}`);
-    }
-    if (agentStopped && !this.warnedAgent) {
-      this.warnedAgent = true;
-      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login, this.loginShell)}`);
-    }
-    if (busStopped && !this.warnedBus) {
-      this.warnedBus = true;
-      this.reporter.warn(`${this.name}: ${busProblem(this.login)}; fix: ${busFix(this.login, this.loginShell)}`);
-    }
-    if (status.lingered && !this.warnedLinger) {
-      this.warnedLinger = true;
-      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login, this.loginShell)}`);
-    }
-    if (out.started && !stdout.startsWith(REFUSED_PREFIX) && stdout.endsWith(`
+        const ours = (l) => l === AGENT_STOPPED || l === BUS_STOPPED || l.startsWith(LOGIN_SHELL_PREFIX);
+        const bootLines = [...preamble.split("\n"), ...err.started ? [] : stderr.split("\n")];
+        const agentStopped = bootLines.includes(AGENT_STOPPED);
+        const busStopped = bootLines.includes(BUS_STOPPED);
+        const shellLine = bootLines.find((l) => l.startsWith(LOGIN_SHELL_PREFIX));
+        if (shellLine) this.loginShell = shellLine.slice(LOGIN_SHELL_PREFIX.length).trim() || void 0;
+        if (!err.started) stderr = stderr.split("\n").filter((l) => !ours(l)).join("\n");
+        const lines = preamble.split("\n").filter((l) => l && !ours(l));
+        const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
+        const homeLine = lines.find((l) => homeDirProblem(l, this.login, this.name));
+        const preloadLines = lines.filter((l) => preloadProblem(l, this.login, this.name));
+        const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine && !preloadLines.includes(l)));
+        const shellText = text.join("\n");
+        const quoted = (text2) => oneLine(text2, 80, (t) => this.reporter.redact(t));
+        const { files, place } = this.startupFiles();
+        if (sudoLines.length && !this.warnedSudo) {
+          this.warnedSudo = true;
+          this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join("\n"))}"; fix: ${sudoWarningFix(sudoLines[0], this.name)}`);
+        }
+        const home = homeLine && homeDirProblem(homeLine, this.login, this.name);
+        if (home && !this.warnedHome) {
+          this.warnedHome = true;
+          this.reporter.warn(`${this.name}: ${home.problem}; fix: ${home.fix}`);
+        }
+        const preload = preloadLines[0] && preloadProblem(preloadLines[0], this.login, this.name);
+        if (preload && !this.warnedPreload) {
+          this.warnedPreload = true;
+          this.reporter.warn(`${this.name}: ${preload.problem}; fix: ${preload.fix}`);
+        }
+        if (traced && !this.warnedXtrace) {
+          this.warnedXtrace = true;
+          this.reporter.warn(`${this.name}: ${xtraceProblem(this.login)}; fix: ${xtraceFix(this.login, this.loginShell)}`);
+        }
+        if (shellText && !this.warnedPreamble) {
+          this.warnedPreamble = true;
+          this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`);
+        }
+        const began = Math.min(out.startedAt ?? Infinity, err.startedAt ?? Infinity) - sent;
+        if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
+          this.warnedSlow = true;
+          this.reporter.warn(`${this.name}: ${what} began ${(began / 1e3).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files}, or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it ${place}`);
+        }
+        if (agentStopped && !this.warnedAgent) {
+          this.warnedAgent = true;
+          this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login, this.loginShell)}`);
+        }
+        if (busStopped && !this.warnedBus) {
+          this.warnedBus = true;
+          this.reporter.warn(`${this.name}: ${busProblem(this.login)}; fix: ${busFix(this.login, this.loginShell)}`);
+        }
+        if (status.lingered && !this.warnedLinger) {
+          this.warnedLinger = true;
+          this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login, this.loginShell)}`);
+        }
+        if (out.started && !stdout.startsWith(REFUSED_PREFIX) && stdout.endsWith(`
 ${START_MARKER}
 ${EXEC_RETURNED}
 `)) {
-      const { files: files2, place: place2 } = this.startupFiles();
-      throw new OpsError(
-        `${what} on ${this.name} ran, but its exit code is lost: ${files2} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops's command and returned`,
-        `remove that exec function, rename it, or define it ${place2}; then check what the step did and run it again`
-      );
-    }
-    if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
-    if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split("\n")[0]);
-    if (!out.started && err.started && status.code !== null)
-      throw new OpsError(
-        `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login}, ${files}, sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
-        `move any redirection of the standard output (exec >\u2026) ${place}, then run it again`
-      );
-    if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
-      this.warnedStderr = true;
-      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login}, ${files}, or sudo sends it elsewhere, so a failing step's errors are not seen; move any redirection of the standard error (exec 2>\u2026) ${place}`);
-    }
-    const code = status.code ?? (status.signal ? 128 : 255);
-    const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
-    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine }, ...preloadLines[0] && { preload: preloadLines[0] } };
-    if (code !== 0 && !options.allowFailure) {
-      const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
-    }
-    return result;
-  }
-  /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
-  neverBegan(what, seconds3) {
-    const { files, place } = this.startupFiles();
-    return new NotStartedError(
-      `${what} on ${this.name} did not start: in ${seconds3} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file, ${files}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
-      `move what waits ${place}`
-    );
-  }
-  /**
-   * The start-up files the login's shell reads for sshd's command, and where lines for interactive shells only go
-   * (loginStartup): by the shell STEP_BOOT said on this connection; bash's before any did, or for a shell that reads none.
-   */
-  startupFiles() {
-    return loginStartup(this.login, this.loginShell) ?? loginStartup(this.login, "bash");
-  }
-  /** The error for a step the guard refused because its stdout and stderr are one pipe (`merged`): it did nothing. */
-  mergedOutput(what, stopped) {
-    const { files, place } = this.startupFiles();
-    return new NotStartedError(
-      `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ${stopped}`,
-      `move that redirection ${place}`
-    );
-  }
-  /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
-  refused(what, line) {
-    const [why, ...rest] = line.split(" ");
-    const detail = rest.join(" ");
-    const { files, place } = this.startupFiles();
-    const stopped = "ops stopped it before it did anything";
-    if (why === "stdin")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
-        `move that read ${place}, or make it read from /dev/tty`
-      );
-    if (why === "input")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} takes standard input away from non-interactive sessions (${detail === "closed" ? "closes it, e.g. exec <&-" : `to ${detail || "unknown"}, e.g. exec </dev/null`}), and ops sends each step's script on it: the script would be read as empty; ${stopped}`,
-        `move that redirection ${place}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`
-      );
-    if (why === "stdout")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard output of non-interactive sessions (e.g. exec >&-)" : `sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
-        `move that redirection ${place}`
-      );
-    const session = why === "limit" ? /^(.*) session$/.exec(detail)?.[1] : void 0;
-    if (session)
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitNPROC,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - ${/^ulimit -u /.test(session) ? "nproc 4096" : "nofile 65536"}" in /etc/security/limits.d/${this.login}.conf; a new session takes it`
-      );
-    if (why === "limit")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `remove that ulimit, or move it ${place}; a limit for every login is a line in /etc/security/limits.conf`
-      );
-    if (why === "merged") return this.mergedOutput(what, stopped);
-    if (why === "exec")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ${stopped}`,
-        `remove that exec function, rename it, or define it ${place}`
-      );
-    if (why === "stderr")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard error of non-interactive sessions (e.g. exec 2>&-)" : `sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,
-        `move that redirection ${place}`
-      );
-    return new NotStartedError(
-      `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || "unknown"}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
-      `move the exec ${place}; to use another login shell, set it with chsh -s`
-    );
-  }
-  /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
-  notStarted(what, code, output) {
-    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : "";
-    const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
-    if (/\bexec: restricted\b/.test(output))
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
-        `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`
-      );
-    const tty = new RegExp(`\r
+          const { files: files2, place: place2 } = this.startupFiles();
+          throw new OpsError(
+            `${what} on ${this.name} ran, but its exit code is lost: ${files2} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops's command and returned`,
+            `remove that exec function, rename it, or define it ${place2}; then check what the step did and run it again`
+          );
+        }
+        if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
+        if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split("\n")[0]);
+        if (!out.started && err.started && status.code !== null)
+          throw new OpsError(
+            `${what} on ${this.name} ran (exit code ${status.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login}, ${files}, sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
+            `move any redirection of the standard output (exec >\u2026) ${place}, then run it again`
+          );
+        if (out.started && !err.started && status.code !== null && !this.warnedStderr) {
+          this.warnedStderr = true;
+          this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login}, ${files}, or sudo sends it elsewhere, so a failing step's errors are not seen; move any redirection of the standard error (exec 2>\u2026) ${place}`);
+        }
+        const code = status.code ?? (status.signal ? 128 : 255);
+        const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
+        if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
+        const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine }, ...preloadLines[0] && { preload: preloadLines[0] } };
+        if (code !== 0 && !options.allowFailure) {
+          const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
+          throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
+        }
+        return result;
+      }
+      /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
+      neverBegan(what, seconds3) {
+        const { files, place } = this.startupFiles();
+        return new NotStartedError(
+          `${what} on ${this.name} did not start: in ${seconds3} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file, ${files}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
+          `move what waits ${place}`
+        );
+      }
+      /**
+       * The start-up files the login's shell reads for sshd's command, and where lines for interactive shells only go
+       * (loginStartup): by the shell STEP_BOOT said on this connection; bash's before any did, or for a shell that reads none.
+       */
+      startupFiles() {
+        return loginStartup(this.login, this.loginShell) ?? loginStartup(this.login, "bash");
+      }
+      /** The error for a step the guard refused because its stdout and stderr are one pipe (`merged`): it did nothing. */
+      mergedOutput(what, stopped) {
+        const { files, place } = this.startupFiles();
+        return new NotStartedError(
+          `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ${stopped}`,
+          `move that redirection ${place}`
+        );
+      }
+      /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
+      refused(what, line) {
+        const [why, ...rest] = line.split(" ");
+        const detail = rest.join(" ");
+        const { files, place } = this.startupFiles();
+        const stopped = "ops stopped it before it did anything";
+        if (why === "stdin")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
+            `move that read ${place}, or make it read from /dev/tty`
+          );
+        if (why === "input")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} takes standard input away from non-interactive sessions (${detail === "closed" ? "closes it, e.g. exec <&-" : `to ${detail || "unknown"}, e.g. exec </dev/null`}), and ops sends each step's script on it: the script would be read as empty; ${stopped}`,
+            `move that redirection ${place}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`
+          );
+        if (why === "stdout")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard output of non-interactive sessions (e.g. exec >&-)" : `sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
+            `move that redirection ${place}`
+          );
+        const session = why === "limit" ? /^(.*) session$/.exec(detail)?.[1] : void 0;
+        if (session)
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
+            `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitNPROC,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - ${/^ulimit -u /.test(session) ? "nproc 4096" : "nofile 65536"}" in /etc/security/limits.d/${this.login}.conf (a \`*\` line limits ${this.appUser} too, through sudo's session: raise it for both); a new session takes it`
+          );
+        const bySudo = why === "limit" ? /^(.*) sudo (\S+)$/.exec(detail) : null;
+        if (bySudo) {
+          const [, limit, user] = bySudo;
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${user}'s processes on ${this.name} get a resource limit (${limit}) that ${this.login}'s session does not have, set when ops switches to ${user} with sudo (pam_limits in sudo's session, from a line of /etc/security/limits.conf or /etc/security/limits.d/ for ${user}, its group, or \`*\`), not by a start-up file, under which an install, a build or an upload fails half-way; ${stopped}`,
+            `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/) and remove it or raise it for ${user}, e.g. "${user} - ${/^ulimit -u /.test(limit) ? "nproc 4096" : "nofile 65536"}" in /etc/security/limits.d/${user}.conf (a line naming the user outranks a \`*\` one); the next step takes it`
+          );
+        }
+        if (why === "limit")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
+            `remove that ulimit, or move it ${place}; a limit for every login is a line in /etc/security/limits.conf`
+          );
+        if (why === "merged") return this.mergedOutput(what, stopped);
+        if (why === "exec")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ${stopped}`,
+            `remove that exec function, rename it, or define it ${place}`
+          );
+        if (why === "stderr")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard error of non-interactive sessions (e.g. exec 2>&-)" : `sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,
+            `move that redirection ${place}`
+          );
+        return new NotStartedError(
+          `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || "unknown"}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
+          `move the exec ${place}; to use another login shell, set it with chsh -s`
+        );
+      }
+      /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
+      notStarted(what, code, output) {
+        const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : "";
+        const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
+        if (/\bexec: restricted\b/.test(output))
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
+            `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`
+          );
+        const tty = new RegExp(`\r
 ${START_MARKER}\r
 ${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
-    if (tty) {
-      const { place: place2 } = this.startupFiles();
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${this.login}'s commands run under a terminal there (${tty}: script(1) or a session recorder in sshd's ForceCommand or a start-up file), which would echo each step's script back and mix its errors into its output; ops stopped it before it did anything`,
-        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows the ForceCommand: have it run "$SSH_ORIGINAL_COMMAND" without a terminal when that is set (ops sends one per step), or take ${this.login} out of its Match block; a start-up file that records sessions: move it ${place2}`
-      );
-    }
-    const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);
-    if (loginAs)
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: ${this.name} lets ops's key in as ${this.login} only to say to log in as ${loginAs[1]}, then exit ${code} (a command="\u2026" before the key in ~${this.login}/.ssh/authorized_keys, as cloud images have for root)`,
-        `log in as ${loginAs[1]}: set user: ${loginAs[1]} for ${this.name} in hosts[] of the environment (ops runs root's steps through its passwordless sudo)`
-      );
-    if (/This service allows sftp connections only/.test(output))
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: sshd there lets ${this.login} use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command`,
-        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows it; take ${this.login} out of that Match block (or its group), then systemctl reload ssh`
-      );
-    const unbound = /:\s*([A-Za-z_][A-Za-z0-9_]*): (?:unbound variable|parameter not set)/.exec(output)?.[1];
-    if (unbound) {
-      const { files: files2, place: place2 } = this.startupFiles();
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: ${files2} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
-        `write \${${unbound}-} there (empty when unset), or move set -u ${place2}`
-      );
-    }
-    const multiplexer = /open terminal failed: not a terminal/.test(output) ? "tmux" : /Must be connected to a terminal/.test(output) ? "screen" : void 0;
-    if (multiplexer) {
-      const { files: files2, place: place2 } = this.startupFiles();
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: ${files2} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
-        `start ${multiplexer} only ${place2}${multiplexer === "tmux" ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ""}`
-      );
-    }
-    if (code === 125 && /\benv: unrecognized option '--default-signal'/.test(output))
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
-        `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`
-      );
-    if (code === 126 && SUDO_NOEXEC.test(output)) {
-      const { problem, fix } = sudoNoexec(this.login, this.name);
-      return new NotStartedError(`${what} on ${this.name} did not start: ${problem}${printed}`, fix);
-    }
-    if (code === 125 && !output.trim())
-      return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
-    const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
-    if (missing)
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
-        `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"} on ${this.name} (apt-get install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"}), as root`
-      );
-    const { files, place } = this.startupFiles();
-    const others = this.loginShell ? "" : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
-    return new NotStartedError(
-      `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and its start-up files, ${files}${others}, must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines ${place}; or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
-    );
+        if (tty) {
+          const { place: place2 } = this.startupFiles();
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${this.login}'s commands run under a terminal there (${tty}: script(1) or a session recorder in sshd's ForceCommand or a start-up file), which would echo each step's script back and mix its errors into its output; ops stopped it before it did anything`,
+            `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows the ForceCommand: have it run "$SSH_ORIGINAL_COMMAND" without a terminal when that is set (ops sends one per step), or take ${this.login} out of its Match block; a start-up file that records sessions: move it ${place2}`
+          );
+        }
+        const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);
+        if (loginAs)
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: ${this.name} lets ops's key in as ${this.login} only to say to log in as ${loginAs[1]}, then exit ${code} (a command="\u2026" before the key in ~${this.login}/.ssh/authorized_keys, as cloud images have for root)`,
+            `log in as ${loginAs[1]}: set user: ${loginAs[1]} for ${this.name} in hosts[] of the environment (ops runs root's steps through its passwordless sudo)`
+          );
+        if (/This service allows sftp connections only/.test(output))
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: sshd there lets ${this.login} use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command`,
+            `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows it; take ${this.login} out of that Match block (or its group), then systemctl reload ssh`
+          );
+        const unbound = /:\s*([A-Za-z_][A-Za-z0-9_]*): (?:unbound variable|parameter not set)/.exec(output)?.[1];
+        if (unbound) {
+          const { files: files2, place: place2 } = this.startupFiles();
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: ${files2} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
+            `write \${${unbound}-} there (empty when unset), or move set -u ${place2}`
+          );
+        }
+        const multiplexer = /open terminal failed: not a terminal/.test(output) ? "tmux" : /Must be connected to a terminal/.test(output) ? "screen" : void 0;
+        if (multiplexer) {
+          const { files: files2, place: place2 } = this.startupFiles();
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: ${files2} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
+            `start ${multiplexer} only ${place2}${multiplexer === "tmux" ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ""}`
+          );
+        }
+        if (code === 125 && /\benv: unrecognized option '--default-signal'/.test(output))
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
+            `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`
+          );
+        if (code === 126 && SUDO_NOEXEC.test(output)) {
+          const { problem, fix } = sudoNoexec(this.login, this.name);
+          return new NotStartedError(`${what} on ${this.name} did not start: ${problem}${printed}`, fix);
+        }
+        if (code === 125 && !output.trim())
+          return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
+        const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
+        if (missing)
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
+            `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"} on ${this.name} (apt-get install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"}), as root`
+          );
+        const { files, place } = this.startupFiles();
+        const others = this.loginShell ? "" : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
+        return new NotStartedError(
+          `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
+          `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and its start-up files, ${files}${others}, must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines ${place}; or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
+        );
+      }
+      run(step, options = {}) {
+        return this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
+      }
+      async upload(content, remotePath, options = {}) {
+        const data = typeof content === "string" ? Buffer.from(content) : content;
+        const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
+        await this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
+      }
+      async close() {
+        if (this.closed) return;
+        this.closed = true;
+        this.ssh.dispose();
+        this.gone(new Error("Not connected"));
+      }
+    };
   }
-  run(step, options = {}) {
-    return this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
-  }
-  async upload(content, remotePath, options = {}) {
-    const data = typeof content === "string" ? Buffer.from(content) : content;
-    const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
-    await this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
-  }
-  async close() {
-    if (this.closed) return;
-    this.closed = true;
-    this.ssh.dispose();
-    this.gone(new Error("Not connected"));
-  }
-};
+});
 
 // core/context.ts
 function runnerNow(ctx) {
   return ctx.now ? ctx.now() : /* @__PURE__ */ new Date();
 }
-var CLOCK_SKEW_WARN_SECONDS = 120;
 function clockSkewWarning(ctx, host, hostEpoch) {
   const skew = clockSkew(ctx, hostEpoch);
   if (!skew) return void 0;
@@ -65719,16 +65100,24 @@ function hostConnector(ctx) {
     }
   };
 }
-
-// core/ops/rollback.ts
-init_errors();
+var CLOCK_SKEW_WARN_SECONDS;
+var init_context = __esm({
+  "core/context.ts"() {
+    "use strict";
+    init_environment();
+    init_errors();
+    init_identity();
+    init_ssh();
+    init_ssh_login();
+    CLOCK_SKEW_WARN_SECONDS = 120;
+  }
+});
 
 // core/runinfo.ts
 import { hostname, userInfo as userInfo2 } from "node:os";
 function clean4(s) {
   return s.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
 }
-var REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
 function runUrl(processEnv = process.env) {
   const { GITHUB_SERVER_URL: server = "", GITHUB_REPOSITORY: repo = "", GITHUB_RUN_ID: id = "", GITHUB_RUN_ATTEMPT: attempt = "" } = processEnv;
   if (!/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?\/?$/.test(server) || !REPOSITORY.test(repo) || !/^[1-9][0-9]{0,19}$/.test(id)) return "";
@@ -65746,20 +65135,15 @@ function runInfo(processEnv = process.env) {
   }
   return { actor: clean4(`${user || "unknown"}@${hostname()}`), runUrl: "", via: "cli" };
 }
-
-// core/ops/rollback.ts
-init_shell();
-
-// core/steps/release.ts
-init_environment();
-init_shell();
+var REPOSITORY;
+var init_runinfo = __esm({
+  "core/runinfo.ts"() {
+    "use strict";
+    REPOSITORY = /^[A-Za-z0-9_.-]{1,100}\/[A-Za-z0-9_.-]{1,100}$/;
+  }
+});
 
 // core/steps/nginx-config.ts
-init_environment();
-init_environment_schema();
-init_errors();
-init_shell();
-var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
 function upstreams(env, slot, release) {
   const L = env.layout;
   const blocks = Object.keys(env.config.programs).map((p) => upstreamBlock(env, p, slot));
@@ -65783,30 +65167,6 @@ function upstreamBlock(env, program, slot) {
     keepalive 16;
 }`;
 }
-var TLS_SETTINGS = `ssl_session_timeout 1d;
-    ssl_session_cache shared:MozSSL:10m;
-    ssl_session_tickets off;
-    ssl_dhparam /etc/nginx/dhparams.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
-    ssl_prefer_server_ciphers off;
-    add_header Strict-Transport-Security "max-age=63072000" always;`;
-var SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
-    add_header X-Content-Type-Options nosniff always;
-    add_header X-XSS-Protection "1; mode=block" always;
-    add_header Referrer-Policy strict-origin-when-cross-origin always;`;
-var FORWARDED = [
-  // No domain: the site answers any name (server_name _), and $host is the name or address a visitor asked for,
-  // without its port (nginx's ngx_http_core_module, "Embedded Variables": $host is "in this order of precedence:
-  // host name from the request line, or host name from the "Host" request header field, or the server name
-  // matching a request", lowercased, no port): the probe sends 127.0.0.1, what nginx passes for a request to
-  // http://127.0.0.1/ (a visitor on the host itself, the switch's own look at /.ops/slot), never a program's port,
-  // which no visitor's request through nginx carries.
-  { name: "Host", nginx: "$host", probe: (s) => s.host },
-  { name: "X-Real-IP", nginx: "$remote_addr", probe: () => "127.0.0.1" },
-  { name: "X-Forwarded-For", nginx: "$proxy_add_x_forwarded_for", probe: () => "127.0.0.1" },
-  { name: "X-Forwarded-Proto", nginx: "$scheme", probe: (s) => s.proto }
-];
 function proxyHeaders(env) {
   return ["proxy_http_version 1.1;", "proxy_set_header Upgrade $http_upgrade;", `proxy_set_header Connection $${env.layout.nginxUpgradeVariable};`, ...FORWARDED.map((h) => `proxy_set_header ${h.name} ${h.nginx};`)].join("\n        ");
 }
@@ -65816,7 +65176,6 @@ function upgradeMap(env) {
     '' '';
 }`;
 }
-var CHECK_HEADER = "X-Ops-Check";
 function checkLogFormat(env) {
   const name2 = env.layout.nginxCheckName;
   return `map $http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")} $${name2} {
@@ -65829,8 +65188,6 @@ function checkLog(env) {
   const L = env.layout;
   return `access_log ${L.nginxCheckLog} ${L.nginxCheckName} if=$${L.nginxCheckName};`;
 }
-var PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
-var PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
 function probeHeaders(env) {
   const cert = certificatePaths(env);
   const host = env.config.domain ?? PROBE_HOST_WITHOUT_DOMAIN;
@@ -65995,53 +65352,9 @@ function assetLocations(env) {
     ];
   });
 }
-var SERVED_ASSET = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
-var SERVED_URL = /^\/([A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/;
 function escapeRegex(path) {
   return path.replace(/[.]/g, "\\.");
 }
-var port80 = (body) => `server {
-    listen 80{{default_server}};
-    listen [::]:80{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-${body}}
-`;
-var PLAIN_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{acme_location}}
-    {{slot_location}}
-    {{locations}}{{unrouted_location}}
-`)}{{alias_servers}}`;
-var TLS_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 301 https://$host$request_uri;
-    }
-`)}
-server {
-    listen 443 ssl http2{{default_server}};
-    listen [::]:443 ssl http2{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-    ssl_certificate {{ssl_certificate}};
-    ssl_certificate_key {{ssl_certificate_key}};
-    {{tls_settings}}
-    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{slot_location}}
-    {{locations}}{{unrouted_location}}
-}
-{{alias_servers}}`;
 function renderTemplate(template, vars, source) {
   const unknown = /* @__PURE__ */ new Set();
   const out = template.replace(/\{\{\s*([a-z_]+)\s*\}\}/g, (_, name2) => {
@@ -66052,8 +65365,6 @@ function renderTemplate(template, vars, source) {
     throw new OpsError(`${source} uses unknown placeholder${unknown.size > 1 ? "s" : ""} ${[...unknown].map((u) => `{{${u}}}`).join(", ")}`, `known placeholders: ${Object.keys(vars).map((v) => `{{${v}}}`).join(" ")}`);
   return out;
 }
-var UPSTREAMS_PLACEHOLDER = /\{\{\s*upstreams_include\s*\}\}/;
-var SLOT_PLACEHOLDER = /\{\{\s*slot_location\s*\}\}/;
 function siteServesSlot(env, certificateReady) {
   if (env.config.tls.mode !== "off" && !certificateReady) return true;
   const custom = env.config.nginx.site_template;
@@ -66063,8 +65374,6 @@ function readTemplate(env, custom) {
   const source = `environments/${env.name}/${custom}`;
   return cachesKeyed(env, slotPortFree(env, readEnvFile(env, "nginx.site_template", custom, "an nginx site template"), source), source);
 }
-var CACHE_KINDS = ["proxy", "fastcgi", "uwsgi", "scgi"];
-var DEFAULT_CACHE_KEY = { proxy: "$scheme$proxy_host$request_uri", fastcgi: "$scheme$request_method$host$request_uri", uwsgi: "$scheme$request_method$host$request_uri", scgi: "$scheme$request_method$host$request_uri" };
 function cachesKeyed(env, template, source) {
   const variable = `$${env.layout.nginxReleaseVariable}`;
   const lines = template.split("\n").map((line) => line.replace(/#.*/, ""));
@@ -66086,7 +65395,6 @@ function cachesKeyed(env, template, source) {
     `key the cache by the live release, which the switch sets in ${variable}: ${fixes.join(" ")} (a rollback then serves its own pages too)`
   );
 }
-var LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
 function slotPortOwners(env) {
   const owners = /* @__PURE__ */ new Map();
   for (const program of Object.keys(env.config.programs))
@@ -66096,7 +65404,6 @@ function slotPortOwners(env) {
 function slotPortsIn(owners, line) {
   return [...line.replace(/#.*/, "").matchAll(LOCAL_ADDRESS)].flatMap((m) => owners.has(Number(m[2])) ? [`${m[0]} (${owners.get(Number(m[2]))})`] : []);
 }
-var SLOT_PORT_WHY = "nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving";
 function upstreamNames(env) {
   return Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(", ");
 }
@@ -66134,37 +65441,82 @@ function slotPortsElsewhere(env, host, lines, untouched, again = "deploy again")
 }
 function inheritedCacheLinesShell(env, dump = "nginx -T 2>/dev/null") {
   const L = env.layout;
-  return String.raw`nginx_cached=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} '
-function at_http(p,  i) { for (i = 1; i <= np; i++) if (p ~ pats[i]) return 1; return 0 }
+  return String.raw`nginx_cached=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} -v var=${quote(L.nginxReleaseVariable)} -v site_cache=${siteTemplateCaches(env) ? 1 : 0} '
+function at_include(p,  i) { for (i = 1; i <= np; i++) if (p ~ pats[i]) return i; return 0 }
+function word_end() { if (tok != "" || quoted) { w[++nw] = tok; if (nw == 1) sl = n } tok = ""; quoted = 0 }
+function directive(  name, i, txt, ctx, mine) {
+  if (!nw) return
+  name = w[1]; ctx = stack[d]; mine = ours[d]
+  if (name == "include" && nw == 2) {
+    g = w[2]; if (substr(g, 1, 1) == "\"" || substr(g, 1, 1) == "\047") g = substr(g, 2, length(g) - 2)
+    if (g !~ /^\//) g = dir g
+    gsub(/[.]/, "[.]", g); gsub(/[*]/, "[^/]*", g); gsub(/[?]/, "[^/]", g)
+    pats[++np] = "^" g "$"; pctx[np] = ctx; pours[np] = mine
+  }
+  if (name == "proxy_cache" || name == "proxy_cache_key") {
+    txt = w[1]; for (i = 2; i <= nw; i++) txt = txt " " w[i]; txt = txt ";"
+    own = (f == own1 || f == own2 || f == own3)
+    if ((ctx == "http" && !own) || (mine && !own && ctx != "http")) {
+      if (name == "proxy_cache" && w[2] != "off") { on[++non] = f ":" sl ": " txt; if (ctx == "http") inherited++ }
+      if (name == "proxy_cache_key") { keys[++nk] = f ":" sl ": " txt; if (index(txt, "$" var) == 0 && index(txt, "${" var "}") == 0) unkeyed++ }
+    } else if (name == "proxy_cache_key" && (ctx == "http" || mine)) {
+      nk_own++; if (index(txt, "$" var) == 0 && index(txt, "${" var "}") == 0) unkeyed++
+    }
+  }
+  nw = 0
+}
 /^# configuration file .*:$/ {
-  f = substr($0, 22, length($0) - 22); n = 0; d = 0; inhttp = 0
-  if (main == "") { main = f; dir = f; sub(/[^\/]*$/, "", dir) }
-  top = f != main && at_http(f); next
+  f = substr($0, 22, length($0) - 22); n = 0; tok = ""; quoted = 0; nw = 0
+  if (main == "") { main = f; dir = f; sub(/[^\/]*$/, "", dir); d = 0; stack[0] = ""; ours[0] = 0 }
+  else { i = at_include(f); d = 0; stack[0] = i ? pctx[i] : "?"; ours[0] = i ? pours[i] : 0 }
+  next
 }
 {
-  n++; t = $0; sub(/#.*/, "", t)
-  if (f == main && d == 0 && t ~ /^[ \t]*http[ \t]*[{]/) inhttp = 1
-  lvl = (f == main) ? (inhttp && d == 1) : (top && d == 0)
-  if (lvl && t ~ /^[ \t]*include[ \t]/) {
-    g = t; sub(/^[ \t]*include[ \t]+/, "", g); sub(/[ \t]*;.*$/, "", g)
-    if (g !~ /^\//) g = dir g
-    gsub(/[.]/, "[.]", g); gsub(/[*]/, "[^/]*", g); gsub(/[?]/, "[^/]", g); pats[++np] = "^" g "$"
+  n++; line = $0; len = length(line)
+  for (c = 1; c <= len; c++) {
+    ch = substr(line, c, 1)
+    if (q != "") { tok = tok ch; if (ch == "\\") { c++; tok = tok substr(line, c, 1) } else if (ch == q) q = ""; continue }
+    if (ch == " " || ch == "\t" || ch == "\r") { word_end(); continue }
+    if (ch == "#" && tok == "" && !quoted) break
+    if (ch == ";") { word_end(); directive(); continue }
+    if (ch == "{" && substr(tok, length(tok)) != "$") {
+      word_end(); b = (nw ? w[1] : "?"); d++
+      stack[d] = stack[d - 1] == "" ? b : stack[d - 1] " " b
+      ours[d] = ours[d - 1] || (b == "server" && (f == own1 || f == own2))
+      nw = 0; continue
+    }
+    if (ch == "}") { word_end(); nw = 0; if (d > 0) d--; continue }
+    if ((ch == "\"" || ch == "\047") && tok == "") { q = ch; tok = ch; quoted = 1; continue }
+    tok = tok ch
   }
-  if (lvl && f != own1 && f != own2 && f != own3 && t ~ /^[ \t]*proxy_cache(_key)?[ \t]/ && t !~ /proxy_cache[ \t]+off[ \t]*;/ && shown++ < 20) print f ":" n ": " $0
-  o = t; c = gsub(/[{]/, "", o); o = t; c -= gsub(/[}]/, "", o); d += c
-  if (f == main && d <= 0) inhttp = 0
+  if (q != "") tok = tok "\n"; else word_end()
+}
+END {
+  if (!non) exit
+  if (inherited == non && site_cache) exit
+  if ((nk + nk_own) && !unkeyed) exit
+  for (i = 1; i <= non && shown < 20; i++) { print on[i]; shown++ }
+  for (i = 1; i <= nk && shown < 20; i++) { print keys[i]; shown++ }
 }
 ') || nginx_cached=""`;
 }
+function siteTemplateCaches(env) {
+  const custom = env.config.nginx.site_template;
+  if (!custom) return false;
+  let text;
+  try {
+    text = readEnvFile(env, "nginx.site_template", custom, "an nginx site template");
+  } catch {
+    return false;
+  }
+  return /(^|[;{\s])proxy_cache\s/m.test(text.replace(/#.*/g, ""));
+}
 function cachesInherited(env, host, lines, untouched, again = "deploy again") {
   const variable = `$${env.layout.nginxReleaseVariable}`;
-  const text = (l) => l.replace(/^\/[^:]*:\d+: /, "").replace(/#.*/, "");
-  const on = lines.filter((l) => /(^|[;{\s])proxy_cache\s/.test(text(l)));
+  const text = (l) => l.replace(/^\/[^:]*:\d+: /, "");
+  const on = lines.filter((l) => /^proxy_cache\s/.test(text(l)));
   if (!on.length) return void 0;
-  const keys = lines.filter((l) => /(^|[;{\s])proxy_cache_key\s/.test(text(l)));
-  if (keys.length && keys.every((l) => text(l).includes(variable))) return void 0;
-  const custom = env.config.nginx.site_template;
-  if (custom && /(^|[;{\s])proxy_cache\s/m.test(readEnvFile(env, "nginx.site_template", custom, "an nginx site template").replace(/#.*/g, ""))) return void 0;
+  const keys = lines.filter((l) => /^proxy_cache_key\s/.test(text(l)));
   const files = [...new Set(on.map((l) => l.replace(/:\d+: .*$/, "")))];
   return new OpsError(
     `nginx on ${host} caches every site's answers, ${env.config.app}'s too, from ${files.join(", ")} (${[...on, ...keys].map((l) => l.replace(/\s+/g, " ").trim()).join("; ")}), under a key that does not name the live release: the key is the same before and after a switch, so nginx would go on answering the previous release's pages for the cache's lifetime while the deploy said the new one was live; ${untouched}`,
@@ -66189,20 +65541,97 @@ function site(env, certificateReady) {
   }
   return renderTemplate(tls ? TLS_SITE : PLAIN_SITE, vars, "built-in site");
 }
+var HEADER, TLS_SETTINGS, SECURITY_HEADERS, FORWARDED, CHECK_HEADER, PROBE_VALUE, PROBE_HOST_WITHOUT_DOMAIN, SERVED_ASSET, SERVED_URL, port80, PLAIN_SITE, TLS_SITE, UPSTREAMS_PLACEHOLDER, SLOT_PLACEHOLDER, CACHE_KINDS, DEFAULT_CACHE_KEY, LOCAL_ADDRESS, SLOT_PORT_WHY;
+var init_nginx_config = __esm({
+  "core/steps/nginx-config.ts"() {
+    "use strict";
+    init_environment();
+    init_environment_schema();
+    init_errors();
+    init_shell();
+    init_siblings();
+    HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+    TLS_SETTINGS = `ssl_session_timeout 1d;
+    ssl_session_cache shared:MozSSL:10m;
+    ssl_session_tickets off;
+    ssl_dhparam /etc/nginx/dhparams.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    add_header Strict-Transport-Security "max-age=63072000" always;`;
+    SECURITY_HEADERS = `add_header X-Frame-Options DENY always;
+    add_header X-Content-Type-Options nosniff always;
+    add_header X-XSS-Protection "1; mode=block" always;
+    add_header Referrer-Policy strict-origin-when-cross-origin always;`;
+    FORWARDED = [
+      // No domain: the site answers any name (server_name _), and $host is the name or address a visitor asked for,
+      // without its port (nginx's ngx_http_core_module, "Embedded Variables": $host is "in this order of precedence:
+      // host name from the request line, or host name from the "Host" request header field, or the server name
+      // matching a request", lowercased, no port): the probe sends 127.0.0.1, what nginx passes for a request to
+      // http://127.0.0.1/ (a visitor on the host itself, the switch's own look at /.ops/slot), never a program's port,
+      // which no visitor's request through nginx carries.
+      { name: "Host", nginx: "$host", probe: (s) => s.host },
+      { name: "X-Real-IP", nginx: "$remote_addr", probe: () => "127.0.0.1" },
+      { name: "X-Forwarded-For", nginx: "$proxy_add_x_forwarded_for", probe: () => "127.0.0.1" },
+      { name: "X-Forwarded-Proto", nginx: "$scheme", probe: (s) => s.proto }
+    ];
+    CHECK_HEADER = "X-Ops-Check";
+    PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
+    PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
+    SERVED_ASSET = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+    SERVED_URL = /^\/([A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/;
+    port80 = (body) => `server {
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+${body}}
+`;
+    PLAIN_SITE = `${HEADER}
+{{upstreams_include}}
 
-// core/steps/nginx-gate.ts
-init_shell();
-init_environment();
+${port80(`    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
 
-// core/steps/certs.ts
-init_shell();
+    {{acme_location}}
+    {{slot_location}}
+    {{locations}}{{unrouted_location}}
+`)}{{alias_servers}}`;
+    TLS_SITE = `${HEADER}
+{{upstreams_include}}
 
-// core/steps/libraries.ts
-init_shell();
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 301 https://$host$request_uri;
+    }
+`)}
+server {
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    ssl_certificate {{ssl_certificate}};
+    ssl_certificate_key {{ssl_certificate_key}};
+    {{tls_settings}}
+    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{slot_location}}
+    {{locations}}{{unrouted_location}}
+}
+{{alias_servers}}`;
+    UPSTREAMS_PLACEHOLDER = /\{\{\s*upstreams_include\s*\}\}/;
+    SLOT_PLACEHOLDER = /\{\{\s*slot_location\s*\}\}/;
+    CACHE_KINDS = ["proxy", "fastcgi", "uwsgi", "scgi"];
+    DEFAULT_CACHE_KEY = { proxy: "$scheme$proxy_host$request_uri", fastcgi: "$scheme$request_method$host$request_uri", uwsgi: "$scheme$request_method$host$request_uri", scgi: "$scheme$request_method$host$request_uri" };
+    LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
+    SLOT_PORT_WHY = "nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving";
+  }
+});
 
 // core/steps/masks.ts
-init_report();
-init_shell();
 function secretEnvNames(env) {
   return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
 }
@@ -66214,9 +65643,19 @@ function maskArgs(env) {
 function maskText(env) {
   return ["mask_text", ...maskArgs(env)].map(quote).join(" ");
 }
+var init_masks = __esm({
+  "core/steps/masks.ts"() {
+    "use strict";
+    init_report();
+    init_shell();
+  }
+});
 
 // core/steps/sh/assets.sh
-var assets_default = `# shellcheck shell=bash
+var assets_default;
+var init_assets = __esm({
+  "core/steps/sh/assets.sh"() {
+    assets_default = `# shellcheck shell=bash
 # What nginx serves of release.asset_dirs' { dir, url } (nginx-config.ts assetLocations): trees under layout.assets
 # (current, next, previous) of a release's files, root's, its directories 0755 (nginx's workers go through them; the
 # release itself is 0750).
@@ -66335,9 +65774,14 @@ assets_reuse() {
   cp -al -- "$from" "$tree"
 }
 `;
+  }
+});
 
 // core/steps/sh/connection.sh
-var connection_default = `# shellcheck shell=bash
+var connection_default;
+var init_connection = __esm({
+  "core/steps/sh/connection.sh"() {
+    connection_default = `# shellcheck shell=bash
 # A process's start time, and the SSH server process of the connection a script runs on.
 # OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
 # per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
@@ -66408,9 +65852,14 @@ conn_silent() {
   printf '%s\\n' $(( least / 1000 ))
 }
 `;
+  }
+});
 
 // core/steps/sh/contain.sh
-var contain_default = `# shellcheck shell=bash
+var contain_default;
+var init_contain = __esm({
+  "core/steps/sh/contain.sh"() {
+    contain_default = `# shellcheck shell=bash
 # What a user's command (build, migrate, hooks, initdata) or a dependency install (npm ci and npm rebuild running the
 # packages' install scripts, pip and uv building an sdist: setup.py) leaves running when it exits: a background process
 # that keeps the step's output open (\`watcher &\`) holds the step until it exits, and a daemon it started (a build
@@ -66493,9 +65942,14 @@ contained() {
   return "$status"
 }
 `;
+  }
+});
 
 // core/steps/sh/critical.sh
-var critical_default = `# shellcheck shell=bash
+var critical_default;
+var init_critical = __esm({
+  "core/steps/sh/critical.sh"() {
+    critical_default = `# shellcheck shell=bash
 # A switch cut off half-way leaves nginx routing to the new release while \`current\` (what status, rollback and
 # the next deploy read) still names the old one. Whatever happens to the runner meanwhile, the part of a script
 # between critical_begin and critical_end runs to its end:
@@ -66565,9 +66019,14 @@ critical_wait() {
 }
 critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 `;
+  }
+});
 
 // core/steps/sh/history.sh
-var history_default = `# shellcheck shell=bash
+var history_default;
+var init_history = __esm({
+  "core/steps/sh/history.sh"() {
+    history_default = `# shellcheck shell=bash
 # The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
 # history_file, releases_dir, records_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
 # history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
@@ -66576,7 +66035,10 @@ var history_default = `# shellcheck shell=bash
 # \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
 # Needs ops_report.
 history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\\n' -1; }
-history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+# history_last: the highest sequence number so far (not the last line's: a line pasted or edited by hand below newer
+# ones would have the next event numbered among them, going live "before" releases that went live earlier); a line
+# ended by \\r (edited on Windows) read as the line it is.
+history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '{ sub(/\\r$/, "") } $1 ~ /^[0-9]+$/ && $1 + 0 > n { n = $1 + 0 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
 history_add() {
   [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
   # On a line of its own: a torn last line (a crash mid-append left it without its newline) is ended first; glued
@@ -66613,8 +66075,9 @@ history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_fi
 history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
 # history_read: one pass over the history, by awk (bash's own read loop took 5 s over 100k lines): the last going
 # live (history_live_seq[ID]) and last event (history_last_seq[ID]) of each release here (release_ids: no other is
-# ever looked up), and the last sequence number (history_seq); bash then reads one line per release. A line cut
-# short by a crash mid-append names no event unless its event and whole id are there (written by the switch: it was).
+# ever looked up), and the highest sequence number (history_seq); bash then reads one line per release. A line cut
+# short by a crash mid-append names no event unless its event and whole id are there (written by the switch: it was);
+# one that is not an event (edited by hand: a comment, a blank) is skipped; a \\r at a line's end (edited on Windows) is not read.
 declare -gA history_live_seq history_last_seq
 history_seq=0
 history_read() {
@@ -66627,8 +66090,9 @@ history_read() {
     if [ "$live" != - ]; then history_live_seq[$id]=$live; fi
   done < <(history_lines | awk -F'\\t' -v ids="$(release_ids)" '
     BEGIN { k = split(ids, l, "\\n"); for (i = 1; i <= k; i++) here[l[i]] = 1 }
-    $1 ~ /^[0-9]+$/ { n = $1 + 0; seq = n
-      if (NF >= 4 && ($4 in here) && ($3 == "live" || $3 == "failed" || $3 == "abandoned")) { last[$4] = n; if ($3 == "live") live[$4] = n } }
+    { sub(/\\r$/, "") }
+    $1 ~ /^[0-9]+$/ { n = $1 + 0; if (n > seq) seq = n
+      if (NF >= 4 && ($4 in here) && ($3 == "live" || $3 == "failed" || $3 == "abandoned")) { if (n > last[$4]) last[$4] = n; if ($3 == "live" && n > live[$4]) live[$4] = n } }
     END { for (id in last) print id, (id in live ? live[id] : "-"), last[id]; print "-", "-", seq + 0 }')
 }
 # history_compact KEEP: bound the history (under the lock, after pruning): past 2 x KEEP lines, only the last KEEP
@@ -66726,18 +66190,38 @@ slot_releases() {
   true
 }
 `;
+  }
+});
 
 // core/steps/sh/host-lock.sh
-var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
+var host_lock_default;
+var init_host_lock = __esm({
+  "core/steps/sh/host-lock.sh"() {
+    host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
+  }
+});
 
 // core/steps/sh/identity.sh
-var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set\n# (the other slot\'s ports), none of GROUP\'s listens on one of those (group_listens). On failure, IDENTITY says what\n# answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  if [ -n "${OTHER_PORTS:-}" ]; then\n    group_listens "$group" "$@"\n    if other_slot_listeners; then IDENTITY+="$OTHER_SLOT_LISTENERS; "; fi\n  fi\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# group_listens GROUP name:port[:path]...: where each program of GROUP listens other than on its own port, by every\n# process of the tree of the pid supervisor runs for it (SUP_PID: call sup_pids first): TCP ports and unix sockets,\n# from one `ss -Hlnp -t -x`. Sets LISTENS_ELSEWHERE[name] (", " separated addresses; a unix socket as its path) and\n# LISTENS_OTHER_SLOT[name] (those on a port of OTHER_PORTS, the other slot\'s ports, when set). A program told a port\n# other than its slot\'s (a port in gunicorn.conf.py, `PORT || 3000`, a framework\'s default) listens there, not on\n# its port; on the other slot\'s port (SO_REUSEPORT lets a second server share it: gunicorn\'s reuse_port) it takes\n# part of the live release\'s visitors.\ngroup_listens() {\n  local group=$1 p name port pid netid l rest addr sp\n  local -A port_of=() root_of=()\n  declare -gA LISTENS_ELSEWHERE=() LISTENS_OTHER_SLOT=()\n  shift\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    [ "$sp" = 0 ] || { port_of[$name]=$port; root_of[$name]=$sp; }\n  done\n  [ ${#root_of[@]} -gt 0 ] || return 0\n  while read -r netid _ _ _ l rest; do\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      for name in "${!root_of[@]}"; do\n        in_tree "$pid" "${root_of[$name]}" || continue\n        if [ "$netid" = tcp ]; then\n          [ "${l##*:}" != "${port_of[$name]}" ] || continue\n          addr=$l\n          case " ${OTHER_PORTS:-} " in *" ${l##*:} "*) [[ ", ${LISTENS_OTHER_SLOT[$name]:-}, " == *", $addr, "* ]] || LISTENS_OTHER_SLOT[$name]+="${LISTENS_OTHER_SLOT[$name]:+, }$addr" ;; esac\n        else\n          addr="unix socket $l"\n        fi\n        [[ ", ${LISTENS_ELSEWHERE[$name]:-}, " == *", $addr, "* ]] || LISTENS_ELSEWHERE[$name]+="${LISTENS_ELSEWHERE[$name]:+, }$addr"\n      done\n    done\n  done < <(ss -Hlnp -t -x 2>/dev/null)\n}\n# other_port_shared: status 0 when a port of OTHER_PORTS has more than one TCP listening socket (a second server\n# sharing it through SO_REUSEPORT, or one app bound to two addresses there), read from one `ss -Hltn` (sockets by\n# netlink, no walk of /proc: cheap enough to ask twice a second while a start waits); 1 otherwise.\nother_port_shared() {\n  local l port\n  local -A seen=()\n  while read -r _ _ _ l _; do\n    port=${l##*:}\n    case " ${OTHER_PORTS:-} " in *" $port "*) ;; *) continue ;; esac\n    [ -z "${seen[$port]:-}" ] || return 0\n    seen[$port]=1\n  done < <(ss -Hltn 2>/dev/null)\n  return 1\n}\n# other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot\n# (LISTENS_OTHER_SLOT, group_listens\'s; OTHER_SLOT names that slot), and the fix; status 1 when none does.\nother_slot_listeners() {\n  local name\n  OTHER_SLOT_LISTENERS=""\n  for name in "${!LISTENS_OTHER_SLOT[@]}"; do\n    OTHER_SLOT_LISTENERS+="${OTHER_SLOT_LISTENERS:+; }program $name listens on ${LISTENS_OTHER_SLOT[$name]}, slot ${OTHER_SLOT:-the other slot}\'s port (the live release\'s, or the one kept warm there)"\n  done\n  [ -n "$OTHER_SLOT_LISTENERS" ] || return 1\n  OTHER_SLOT_LISTENERS+=": a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py\'s bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn\'s reuse_port) it answers visitors of that slot. Give each program its slot\'s port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails.\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
+var identity_default;
+var init_identity2 = __esm({
+  "core/steps/sh/identity.sh"() {
+    identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set\n# (the other slot\'s ports), none of GROUP\'s listens on one of those (group_listens). On failure, IDENTITY says what\n# answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  if [ -n "${OTHER_PORTS:-}" ]; then\n    group_listens "$group" "$@"\n    if other_slot_listeners; then IDENTITY+="$OTHER_SLOT_LISTENERS; "; fi\n  fi\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# group_listens GROUP name:port[:path]...: where each program of GROUP listens other than on its own port, by every\n# process of the tree of the pid supervisor runs for it (SUP_PID: call sup_pids first): TCP ports and unix sockets,\n# from one `ss -Hlnp -t -x`. Sets LISTENS_ELSEWHERE[name] (", " separated addresses; a unix socket as its path) and\n# LISTENS_OTHER_SLOT[name] (those on a port of OTHER_PORTS, the other slot\'s ports, when set). A program told a port\n# other than its slot\'s (a port in gunicorn.conf.py, `PORT || 3000`, a framework\'s default) listens there, not on\n# its port; on the other slot\'s port (SO_REUSEPORT lets a second server share it: gunicorn\'s reuse_port) it takes\n# part of the live release\'s visitors.\ngroup_listens() {\n  local group=$1 p name port pid netid l rest addr sp\n  local -A port_of=() root_of=()\n  declare -gA LISTENS_ELSEWHERE=() LISTENS_OTHER_SLOT=()\n  shift\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    [ "$sp" = 0 ] || { port_of[$name]=$port; root_of[$name]=$sp; }\n  done\n  [ ${#root_of[@]} -gt 0 ] || return 0\n  while read -r netid _ _ _ l rest; do\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      for name in "${!root_of[@]}"; do\n        in_tree "$pid" "${root_of[$name]}" || continue\n        if [ "$netid" = tcp ]; then\n          [ "${l##*:}" != "${port_of[$name]}" ] || continue\n          addr=$l\n          case " ${OTHER_PORTS:-} " in *" ${l##*:} "*) [[ ", ${LISTENS_OTHER_SLOT[$name]:-}, " == *", $addr, "* ]] || LISTENS_OTHER_SLOT[$name]+="${LISTENS_OTHER_SLOT[$name]:+, }$addr" ;; esac\n        else\n          addr="unix socket $l"\n        fi\n        [[ ", ${LISTENS_ELSEWHERE[$name]:-}, " == *", $addr, "* ]] || LISTENS_ELSEWHERE[$name]+="${LISTENS_ELSEWHERE[$name]:+, }$addr"\n      done\n    done\n  done < <(ss -Hlnp -t -x 2>/dev/null)\n}\n# other_port_shared: status 0 when a port of OTHER_PORTS has more than one TCP listening socket (a second server\n# sharing it through SO_REUSEPORT, or one app bound to two addresses there), read from one `ss -Hltn` (sockets by\n# netlink, no walk of /proc: cheap enough to ask twice a second while a start waits); 1 otherwise.\nother_port_shared() {\n  local l port\n  local -A seen=()\n  while read -r _ _ _ l _; do\n    port=${l##*:}\n    case " ${OTHER_PORTS:-} " in *" $port "*) ;; *) continue ;; esac\n    [ -z "${seen[$port]:-}" ] || return 0\n    seen[$port]=1\n  done < <(ss -Hltn 2>/dev/null)\n  return 1\n}\n# other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot\n# (LISTENS_OTHER_SLOT, group_listens\'s; OTHER_SLOT names that slot), and the fix; status 1 when none does.\nother_slot_listeners() {\n  local name\n  OTHER_SLOT_LISTENERS=""\n  for name in "${!LISTENS_OTHER_SLOT[@]}"; do\n    OTHER_SLOT_LISTENERS+="${OTHER_SLOT_LISTENERS:+; }program $name listens on ${LISTENS_OTHER_SLOT[$name]}, slot ${OTHER_SLOT:-the other slot}\'s port (the live release\'s, or the one kept warm there)"\n  done\n  [ -n "$OTHER_SLOT_LISTENERS" ] || return 1\n  OTHER_SLOT_LISTENERS+=": a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py\'s bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn\'s reuse_port) it answers visitors of that slot. Give each program its slot\'s port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails, SETTLE\n# then quoting the last lines it wrote since this start (log_reason, as group_fatal does).\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  # Why, in its own words (supervisor.sh log_reason: what it wrote since this start, masked).\n  if log_reason "$why"; then SETTLE+="; $LOG_REASON_FILE ends: $LOG_REASON"; fi\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
+  }
+});
 
 // core/steps/sh/mask.sh
-var mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed, in base64 and hex, a byte at a time: `<Buffer 5a 71 \u2026>`), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL), and the pieces\n# of a text it folded over lines (hold, in MASK_PERL).\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\n# A secret a printer cut short, the cut marked by an ellipsis ("..." or U+2026): the texts of 8 bytes or more (no weak\n# value) by their first and last 3 bytes, for cut() (core/report.ts Masker.hideCut, the same rule).\nmy (%cut_start, %cut_end, $cut_long);\nfor my $f (@forms) {\n  next if length($f) < 8;\n  push @{$cut_start{substr($f, 0, 3)}}, $f; push @{$cut_end{substr($f, -3)}}, $f;\n  $cut_long = length($f) if length($f) > ($cut_long // 0);\n}\n# cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece\n# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as\n# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).\nsub cut {\n  my ($l) = @_;\n  my @spans;\n  my $n = length $l;\n  while ($l =~ /\\.{3,}|\\xe2\\x80\\xa6/g) {\n    my ($ms, $me) = ($-[0], $+[0]);\n    my $e = $ms; $e-- if $e > 0 && substr($l, $e - 1, 1) =~ /["\\x27`]/;\n    for (my $j = $e > $cut_long ? $e - $cut_long : 0; $j + 3 <= $e; $j++) {\n      next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_start{substr($l, $j, 3)} or next;\n      my $p = substr($l, $j, $e - $j);\n      last if length($p) < 8;\n      if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }\n    }\n    my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\\x27`]/;\n    for (my $f = $s + $cut_long < $n ? $s + $cut_long : $n; $f - 3 >= $s; $f--) {\n      next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_end{substr($l, $f - 3, 3)} or next;\n      my $p = substr($l, $s, $f - $s);\n      last if length($p) < 8;\n      if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }\n    }\n  }\n  return $l unless @spans;\n  @spans = sort { $a->[0] <=> $b->[0] } @spans;\n  my ($out, $copied, $k) = ("", 0, 0);\n  while ($k < @spans) {\n    my ($from, $to) = @{$spans[$k]};\n    for ($k++; $k < @spans && $spans[$k][0] < $to; $k++) { $to = $spans[$k][1] if $spans[$k][1] > $to }\n    $out .= substr($l, $copied, $from - $copied) . "***"; $copied = $to;\n  }\n  return $out . substr($l, $copied);\n}\n# A secret a printer folded over lines (core/report.ts Masker.hideFolds, the same rule): the lines read as two\n# channels, the body of each line (the frame at its ends and the offset of an od -c line left out, its white space\n# out) one after another, and the bytes of consecutive hex dump lines as lower-case hex; a text (its white space out,\n# 8 bytes at least) found whole in a channel and running over the end of a line is hidden on each line it covers. A\n# line is held while a fold may run on from it (the end of the channel, at most the longest text back, starts a text:\n# hold), until the next line says (or no line comes for half a second: ops logs -f). The work a line: its bytes and\n# the length of the longest text, whatever the number of texts (their starts hashed, the texts as alternations).\n# %fold: the texts, white space out; %fold_pre: their proper starts; $fold3: their first 3 bytes, one alternation.\nmy (%fold, %fold_pre, %fold3, $fold_long, @fparts, $fold3);\nfor my $f (@forms) {\n  (my $d = $f) =~ s/\\s+//g;\n  next if length($d) < 8 || $fold{$d}++;\n  $fold_pre{substr($d, 0, $_)} = 1 for 1 .. length($d) - 1;\n  $fold3{quotemeta substr($d, 0, 3)} = 1;\n  $fold_long = length($d) if length($d) > ($fold_long // 0);\n}\nif (%fold) {\n  my (@p, $size);\n  for my $d (sort { length($b) <=> length($a) } keys %fold) {\n    push @p, quotemeta $d; $size += length $d;\n    if ($size >= 32768) { my $alt = join "|", @p; push @fparts, qr/\\G(?:$alt)/; @p = (); $size = 0 }\n  }\n  if (@p) { my $alt = join "|", @p; push @fparts, qr/\\G(?:$alt)/ }\n  my $alt = join "|", keys %fold3; $fold3 = qr/$alt/;\n}\n# dump_line(LINE): a line of a hex dump (core/secrets/parts.ts dumpLine, the same reading): its bytes as hex, where each\n# pair of each byte stands, and where its column starts (undef without one); () for any other line.\nsub dump_line {\n  my ($l) = @_;\n  my $p = $l =~ /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/ ? $+[0] : 0;\n  my ($width, $hex, $before, @at) = (0, "", $p);\n  pos($l) = $p;\n  while ($l =~ /\\G {1,2}([0-9A-Fa-f]{2,8})(?= |$)/gc) {\n    my $g = $1;\n    last if length($g) % 2 || ($width && length($g) > $width) || ($width && @at && length($hex) % $width);\n    $width ||= length $g;\n    my $start = $+[0] - length $g;\n    push @at, map { $start + 2 * $_ } 0 .. length($g) / 2 - 1;\n    $hex .= $g; $before = $p; $p = $+[0];\n  }\n  # a last group after two spaces as long as the bytes before it is their column (xxd -c 2)\n  my $last = substr($l, $before, $p - $before);\n  if ($p == length($l) && $last =~ /^ {2}/ && length($last) - 2 == @at - (length($last) - 2) / 2) {\n    splice @at, @at - (length($last) - 2) / 2;\n    $hex = substr($hex, 0, 2 * @at); $p = $before;\n  }\n  return () if @at < 1;\n  my $rest = substr($l, $p);\n  return (lc $hex, \\@at, undef) if $rest !~ /\\S/;\n  return (lc $hex, \\@at, $p + length $1) if $rest =~ /^( {2,}[|>])(.*)[|<]$/s && length($2) == @at;\n  return (lc $hex, \\@at, $p + length $1) if $rest =~ /^( {2,})/ && length($rest) - length($1) == @at;\n  return ();\n}\n# The lines held (each [line, its end, its spans, its dump]), the channels over them (body and hex: "\\n" where one\n# ends), where each held line starts in each, and where a fold may start in each (its end so far a proper start of a\n# text): a fold found runs on from there; the lines before the first such place are printed (release).\nmy ($tch, $hch, @held, @tat, @hat, @topen, @hopen) = ("", "");\n# fold_at(CHANNEL, STARTS, J): where the longest text starting at J in the channel ends, if it runs over the end of\n# the held line J lies in, hidden there (the spans of each line it covers); nothing else.\nsub fold_at {\n  my ($c, $s, $j, $hex) = @_;\n  my $y = -1;\n  for my $part (@fparts) { pos($c) = $j; $y = $+[0] if $c =~ /$part/g && $+[0] > $y }\n  return if $y < 0;\n  my ($i, $k) = (line_at($s, $j), line_at($s, $y - 1));\n  return if $i == $k;\n  for my $n ($i .. $k) {\n    my $h = $held[$n];\n    my $f = ($j > $s->[$n] ? $j : $s->[$n]) - $s->[$n];\n    my $t = ($n < $k ? $s->[$n + 1] : $y) - $s->[$n];\n    if ($hex) {\n      my ($at, $col) = @{$h->[3]}[1, 2];\n      my ($fb, $tb) = (int($f / 2), int(($t - 1) / 2));\n      push @{$h->[2]}, [$at->[$fb], $at->[$tb] + 2];\n      push @{$h->[2]}, [$col + $fb, $col + $tb + 1] if defined $col;\n    } else {\n      my ($l, $a, $b) = @{$h->[4]};\n      my @p = grep { substr($l, $_, 1) !~ /\\s/ } $a .. $b - 1;\n      push @{$h->[2]}, [$p[$f], $p[$t - 1] + 1];\n    }\n  }\n}\n# hold(LINE, END): adds a line to the held ones; the places a fold may start followed on (each one its end no longer\n# starts a text tried for a fold); the lines before the first one left printed.\nsub hold {\n  my ($l, $e) = @_;\n  my ($a, $b) = ($l =~ /^[\\s\\x27"`()\\[\\]{}<>|,\\\\]*/ ? $+[0] : 0, length $l);\n  $b-- while $b > $a && substr($l, $b - 1, 1) =~ /[\\s\\x27"`()\\[\\]{}<>|,\\\\]/;\n  $a = length $1 if $a < $b && $l =~ /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\\\[0-9a-z]| [0-7]{3}| {4})+$/;\n  my @dump = $l =~ /^ *[0-9A-Fa-f]{2}/ ? dump_line($l) : ();\n  push @tat, length $tch; push @hat, length $hch;\n  if ($a == $b) { $tch .= "\\n" } else { (my $t = substr($l, $a, $b - $a)) =~ s/\\s+//g; $tch .= $t }\n  $hch .= @dump ? $dump[0] : "\\n\\n"; # two bytes: the hex stays at whole bytes\n  push @held, [$l, $e, [], \\@dump, [$l, $a, $b]];\n  my $keep = @held;\n  for my $ch ([$tch, \\@tat, \\@topen, 0], [$hch, \\@hat, \\@hopen, 1]) {\n    my ($c, $s, $open, $hex) = @$ch;\n    my $n = length $c;\n    my @alive;\n    for my $j (@$open) { if ($fold_pre{substr($c, $j)}) { push @alive, $j } else { fold_at($c, $s, $j, $hex) } }\n    # the places in this line its end may be a fold starting at\n    my $j0 = $n - $fold_long + 1;\n    $j0 = $s->[-1] if $j0 < $s->[-1];\n    my $tail = substr($c, $j0);\n    while ($tail =~ /$fold3/g) { push @alive, $j0 + $-[0] if $fold_pre{substr($tail, $-[0])}; pos($tail) = $-[0] + 1 }\n    push @alive, $n - 2 if $n - 2 >= $j0 && $fold_pre{substr($c, -2)};\n    push @alive, $n - 1 if $n - 1 >= $j0 && $fold_pre{substr($c, -1)};\n    @alive = grep { !($hex && $_ % 2) } @alive;\n    @$open = @alive;\n    my $i = @alive ? line_at($s, $alive[0]) : @held;\n    $keep = $i if $i < $keep;\n  }\n  release($keep) if $keep > 0;\n}\n# line_at(STARTS, OFFSET): the held line a channel offset lies in.\nsub line_at {\n  my ($s, $o) = @_;\n  my $i = $#$s;\n  $i-- while $i > 0 && $s->[$i] > $o;\n  return $i;\n}\n# release(N): the first N held lines printed (all: each place a fold may start at tried as it is: no next line).\nsub release {\n  my ($upto) = @_;\n  if ($upto == @held) {\n    fold_at($tch, \\@tat, $_, 0) for @topen;\n    fold_at($hch, \\@hat, $_, 1) for @hopen;\n  }\n  emit(@$_[0 .. 2]) for splice @held, 0, $upto;\n  if (@held) {\n    my ($bt, $bh) = ($tat[$upto], $hat[$upto]);\n    $tch = substr($tch, $bt); $hch = substr($hch, $bh);\n    @tat = map { $_ - $bt } @tat[$upto .. $#tat]; @hat = map { $_ - $bh } @hat[$upto .. $#hat];\n    @topen = map { $_ - $bt } @topen; @hopen = map { $_ - $bh } @hopen;\n  } else { @tat = (); @hat = (); @topen = (); @hopen = (); $tch = ""; $hch = "" }\n}\n# Lines read with sysread: a held line is released when no line comes for half a second.\nmy ($in, $eof) = ("", 0);\nwhile (1) {\n  my $i = index($in, "\\n");\n  if ($i >= 0 || ($eof && length $in)) {\n    my $line = substr($in, 0, $i >= 0 ? $i + 1 : length $in, "");\n    my $end = chomp($line) ? "\\n" : "";\n    if ($fold_long) { hold($line, $end) } else { emit($line, $end, []) }\n    next;\n  }\n  last if $eof;\n  if (@held) { my $r = ""; vec($r, fileno(STDIN), 1) = 1; release(0 + @held) unless select($r, undef, undef, 0.5) }\n  my $n = sysread(STDIN, $in, 65536, length $in);\n  die "ops: cannot read: $!\\n" unless defined $n;\n  $eof = 1 unless $n;\n}\nrelease(0 + @held) if @held;\n# emit(LINE, END, SPANS): LINE printed with every text and each of SPANS ([start, end) of a fold) hidden.\nsub emit {\n  my ($line, $end, $spans) = @_;\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $s (@$spans) { $ends{$s->[0]} = $s->[1] if ($ends{$s->[0]} // -1) < $s->[1] }\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  $line = cut($line) if %cut_start && $line =~ /\\.\\.\\.|\\xe2\\x80\\xa6/;\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments); but a TEXT holding an ellipsis ("..." or U+2026) goes through mask_text\'s own program\n# (MASK_PERL), so a secret a printer cut short there is hidden by the one rule (its cut).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  if [[ -n ${MASK_FORMS[0]+x} && ( $t == *...* || $t == *$\'\\xe2\\x80\\xa6\'* ) ]]; then\n    MASK_TEXT=$(printf \'%s\' "$t" | perl -C0 -e "$MASK_PERL" 3< <(printf \'%s\\n\' "${MASK_FORMS[@]}"); printf x)\n    MASK_TEXT=${MASK_TEXT%x}\n    return 0\n  fi\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
+var mask_default;
+var init_mask = __esm({
+  "core/steps/sh/mask.sh"() {
+    mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed, in base64 and hex, a byte at a time: `<Buffer 5a 71 \u2026>`), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL), and the pieces\n# of a text it folded over lines (hold, in MASK_PERL).\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\n# A secret a printer cut short, the cut marked by an ellipsis ("..." or U+2026): the texts of 8 bytes or more (no weak\n# value) by their first and last 3 bytes, for cut() (core/report.ts Masker.hideCut, the same rule).\nmy (%cut_start, %cut_end, $cut_long);\nfor my $f (@forms) {\n  next if length($f) < 8;\n  push @{$cut_start{substr($f, 0, 3)}}, $f; push @{$cut_end{substr($f, -3)}}, $f;\n  $cut_long = length($f) if length($f) > ($cut_long // 0);\n}\n# cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece\n# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as\n# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).\nsub cut {\n  my ($l) = @_;\n  my @spans;\n  my $n = length $l;\n  while ($l =~ /\\.{3,}|\\xe2\\x80\\xa6/g) {\n    my ($ms, $me) = ($-[0], $+[0]);\n    my $e = $ms; $e-- if $e > 0 && substr($l, $e - 1, 1) =~ /["\\x27`]/;\n    for (my $j = $e > $cut_long ? $e - $cut_long : 0; $j + 3 <= $e; $j++) {\n      next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_start{substr($l, $j, 3)} or next;\n      my $p = substr($l, $j, $e - $j);\n      last if length($p) < 8;\n      if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }\n    }\n    my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\\x27`]/;\n    for (my $f = $s + $cut_long < $n ? $s + $cut_long : $n; $f - 3 >= $s; $f--) {\n      next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_end{substr($l, $f - 3, 3)} or next;\n      my $p = substr($l, $s, $f - $s);\n      last if length($p) < 8;\n      if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }\n    }\n  }\n  return $l unless @spans;\n  @spans = sort { $a->[0] <=> $b->[0] } @spans;\n  my ($out, $copied, $k) = ("", 0, 0);\n  while ($k < @spans) {\n    my ($from, $to) = @{$spans[$k]};\n    for ($k++; $k < @spans && $spans[$k][0] < $to; $k++) { $to = $spans[$k][1] if $spans[$k][1] > $to }\n    $out .= substr($l, $copied, $from - $copied) . "***"; $copied = $to;\n  }\n  return $out . substr($l, $copied);\n}\n# A secret a printer folded over lines (core/report.ts Masker.hideFolds, the same rule): the lines read as two\n# channels, the body of each line (the frame at its ends and the offset of an od -c line left out, its white space\n# out) one after another, and the bytes of consecutive hex dump lines as lower-case hex; a text (its white space out,\n# 8 bytes at least) found whole in a channel and running over the end of a line is hidden on each line it covers. A\n# line is held while a fold may run on from it (the end of the channel, at most the longest text back, starts a text:\n# hold), until the next line says (or no line comes for half a second: ops logs -f). The work a line: its bytes and\n# the length of the longest text, whatever the number of texts (their starts hashed, the texts as alternations).\n# %fold: the texts, white space out; %fold_pre: their proper starts; $fold3: their first 3 bytes, one alternation.\nmy (%fold, %fold_pre, %fold3, $fold_long, @fparts, $fold3);\nfor my $f (@forms) {\n  (my $d = $f) =~ s/\\s+//g;\n  next if length($d) < 8 || $fold{$d}++;\n  $fold_pre{substr($d, 0, $_)} = 1 for 1 .. length($d) - 1;\n  $fold3{quotemeta substr($d, 0, 3)} = 1;\n  $fold_long = length($d) if length($d) > ($fold_long // 0);\n}\nif (%fold) {\n  my (@p, $size);\n  for my $d (sort { length($b) <=> length($a) } keys %fold) {\n    push @p, quotemeta $d; $size += length $d;\n    if ($size >= 32768) { my $alt = join "|", @p; push @fparts, qr/\\G(?:$alt)/; @p = (); $size = 0 }\n  }\n  if (@p) { my $alt = join "|", @p; push @fparts, qr/\\G(?:$alt)/ }\n  my $alt = join "|", keys %fold3; $fold3 = qr/$alt/;\n}\n# dump_line(LINE): a line of a hex dump (core/secrets/parts.ts dumpLine, the same reading): its bytes as hex, where each\n# pair of each byte stands, and where its column starts (undef without one); () for any other line.\nsub dump_line {\n  my ($l) = @_;\n  my $p = $l =~ /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/ ? $+[0] : 0;\n  my ($width, $hex, $before, @at) = (0, "", $p);\n  pos($l) = $p;\n  while ($l =~ /\\G {1,2}([0-9A-Fa-f]{2,8})(?= |$)/gc) {\n    my $g = $1;\n    last if length($g) % 2 || ($width && length($g) > $width) || ($width && @at && length($hex) % $width);\n    $width ||= length $g;\n    my $start = $+[0] - length $g;\n    push @at, map { $start + 2 * $_ } 0 .. length($g) / 2 - 1;\n    $hex .= $g; $before = $p; $p = $+[0];\n  }\n  # a last group after two spaces as long as the bytes before it is their column (xxd -c 2)\n  my $last = substr($l, $before, $p - $before);\n  if ($p == length($l) && $last =~ /^ {2}/ && length($last) - 2 == @at - (length($last) - 2) / 2) {\n    splice @at, @at - (length($last) - 2) / 2;\n    $hex = substr($hex, 0, 2 * @at); $p = $before;\n  }\n  return () if @at < 1;\n  my $rest = substr($l, $p);\n  return (lc $hex, \\@at, undef) if $rest !~ /\\S/;\n  return (lc $hex, \\@at, $p + length $1) if $rest =~ /^( {2,}[|>])(.*)[|<]$/s && length($2) == @at;\n  return (lc $hex, \\@at, $p + length $1) if $rest =~ /^( {2,})/ && length($rest) - length($1) == @at;\n  return ();\n}\n# The lines held (each [line, its end, its spans, its dump]), the channels over them (body and hex: "\\n" where one\n# ends), where each held line starts in each, and where a fold may start in each (its end so far a proper start of a\n# text): a fold found runs on from there; the lines before the first such place are printed (release).\nmy ($tch, $hch, @held, @tat, @hat, @topen, @hopen) = ("", "");\n# fold_at(CHANNEL, STARTS, J): where the longest text starting at J in the channel ends, if it runs over the end of\n# the held line J lies in, hidden there (the spans of each line it covers); nothing else.\nsub fold_at {\n  my ($c, $s, $j, $hex) = @_;\n  my $y = -1;\n  for my $part (@fparts) { pos($c) = $j; $y = $+[0] if $c =~ /$part/g && $+[0] > $y }\n  return if $y < 0;\n  my ($i, $k) = (line_at($s, $j), line_at($s, $y - 1));\n  return if $i == $k;\n  for my $n ($i .. $k) {\n    my $h = $held[$n];\n    my $f = ($j > $s->[$n] ? $j : $s->[$n]) - $s->[$n];\n    my $t = ($n < $k ? $s->[$n + 1] : $y) - $s->[$n];\n    if ($hex) {\n      my ($at, $col) = @{$h->[3]}[1, 2];\n      my ($fb, $tb) = (int($f / 2), int(($t - 1) / 2));\n      push @{$h->[2]}, [$at->[$fb], $at->[$tb] + 2];\n      push @{$h->[2]}, [$col + $fb, $col + $tb + 1] if defined $col;\n    } else {\n      my ($l, $a, $b) = @{$h->[4]};\n      my @p = grep { substr($l, $_, 1) !~ /\\s/ } $a .. $b - 1;\n      push @{$h->[2]}, [$p[$f], $p[$t - 1] + 1];\n    }\n  }\n}\n# hold(LINE, END): adds a line to the held ones; the places a fold may start followed on (each one its end no longer\n# starts a text tried for a fold); the lines before the first one left printed.\nsub hold {\n  my ($l, $e) = @_;\n  my ($a, $b) = ($l =~ /^[\\s\\x27"`()\\[\\]{}<>|,\\\\]*/ ? $+[0] : 0, length $l);\n  $b-- while $b > $a && substr($l, $b - 1, 1) =~ /[\\s\\x27"`()\\[\\]{}<>|,\\\\]/;\n  $a = length $1 if $a < $b && $l =~ /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\\\[0-9a-z]| [0-7]{3}| {4})+$/;\n  my @dump = $l =~ /^ *[0-9A-Fa-f]{2}/ ? dump_line($l) : ();\n  push @tat, length $tch; push @hat, length $hch;\n  if ($a == $b) { $tch .= "\\n" } else { (my $t = substr($l, $a, $b - $a)) =~ s/\\s+//g; $tch .= $t }\n  $hch .= @dump ? $dump[0] : "\\n\\n"; # two bytes: the hex stays at whole bytes\n  push @held, [$l, $e, [], \\@dump, [$l, $a, $b]];\n  my $keep = @held;\n  for my $ch ([$tch, \\@tat, \\@topen, 0], [$hch, \\@hat, \\@hopen, 1]) {\n    my ($c, $s, $open, $hex) = @$ch;\n    my $n = length $c;\n    my @alive;\n    for my $j (@$open) { if ($fold_pre{substr($c, $j)}) { push @alive, $j } else { fold_at($c, $s, $j, $hex) } }\n    # the places in this line its end may be a fold starting at\n    my $j0 = $n - $fold_long + 1;\n    $j0 = $s->[-1] if $j0 < $s->[-1];\n    my $tail = substr($c, $j0);\n    while ($tail =~ /$fold3/g) { push @alive, $j0 + $-[0] if $fold_pre{substr($tail, $-[0])}; pos($tail) = $-[0] + 1 }\n    push @alive, $n - 2 if $n - 2 >= $j0 && $fold_pre{substr($c, -2)};\n    push @alive, $n - 1 if $n - 1 >= $j0 && $fold_pre{substr($c, -1)};\n    @alive = grep { !($hex && $_ % 2) } @alive;\n    @$open = @alive;\n    my $i = @alive ? line_at($s, $alive[0]) : @held;\n    $keep = $i if $i < $keep;\n  }\n  release($keep) if $keep > 0;\n}\n# line_at(STARTS, OFFSET): the held line a channel offset lies in.\nsub line_at {\n  my ($s, $o) = @_;\n  my $i = $#$s;\n  $i-- while $i > 0 && $s->[$i] > $o;\n  return $i;\n}\n# release(N): the first N held lines printed (all: each place a fold may start at tried as it is: no next line).\nsub release {\n  my ($upto) = @_;\n  if ($upto == @held) {\n    fold_at($tch, \\@tat, $_, 0) for @topen;\n    fold_at($hch, \\@hat, $_, 1) for @hopen;\n  }\n  emit(@$_[0 .. 2]) for splice @held, 0, $upto;\n  if (@held) {\n    my ($bt, $bh) = ($tat[$upto], $hat[$upto]);\n    $tch = substr($tch, $bt); $hch = substr($hch, $bh);\n    @tat = map { $_ - $bt } @tat[$upto .. $#tat]; @hat = map { $_ - $bh } @hat[$upto .. $#hat];\n    @topen = map { $_ - $bt } @topen; @hopen = map { $_ - $bh } @hopen;\n  } else { @tat = (); @hat = (); @topen = (); @hopen = (); $tch = ""; $hch = "" }\n}\n# Lines read with sysread: a held line is released when no line comes for half a second.\nmy ($in, $eof) = ("", 0);\nwhile (1) {\n  my $i = index($in, "\\n");\n  if ($i >= 0 || ($eof && length $in)) {\n    my $line = substr($in, 0, $i >= 0 ? $i + 1 : length $in, "");\n    my $end = chomp($line) ? "\\n" : "";\n    if ($fold_long) { hold($line, $end) } else { emit($line, $end, []) }\n    next;\n  }\n  last if $eof;\n  if (@held) { my $r = ""; vec($r, fileno(STDIN), 1) = 1; release(0 + @held) unless select($r, undef, undef, 0.5) }\n  my $n = sysread(STDIN, $in, 65536, length $in);\n  die "ops: cannot read: $!\\n" unless defined $n;\n  $eof = 1 unless $n;\n}\nrelease(0 + @held) if @held;\n# emit(LINE, END, SPANS): LINE printed with every text and each of SPANS ([start, end) of a fold) hidden.\nsub emit {\n  my ($line, $end, $spans) = @_;\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $s (@$spans) { $ends{$s->[0]} = $s->[1] if ($ends{$s->[0]} // -1) < $s->[1] }\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  $line = cut($line) if %cut_start && $line =~ /\\.\\.\\.|\\xe2\\x80\\xa6/;\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments); but a TEXT holding an ellipsis ("..." or U+2026) goes through mask_text\'s own program\n# (MASK_PERL), so a secret a printer cut short there is hidden by the one rule (its cut).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  if [[ -n ${MASK_FORMS[0]+x} && ( $t == *...* || $t == *$\'\\xe2\\x80\\xa6\'* ) ]]; then\n    MASK_TEXT=$(printf \'%s\' "$t" | perl -C0 -e "$MASK_PERL" 3< <(printf \'%s\\n\' "${MASK_FORMS[@]}"); printf x)\n    MASK_TEXT=${MASK_TEXT%x}\n    return 0\n  fi\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
+  }
+});
 
 // core/steps/sh/probe.sh
-var probe_default = `# shellcheck shell=bash
+var probe_default;
+var init_probe = __esm({
+  "core/steps/sh/probe.sh"() {
+    probe_default = `# shellcheck shell=bash
 # Health probes: an HTTP GET on 127.0.0.1, every pending program at once, until a deadline; a 2xx answer passes.
 # Made by this shell itself: bash's /dev/tcp opens the connection (a connect(2) here, no process; Bash manual,
 # "Redirections"), printf writes the request, read takes the answer's head (RFC 9112: the status line, "HTTP/1.1 200
@@ -67255,12 +66739,22 @@ probe_pending() {
   done
 }
 `;
+  }
+});
 
 // core/steps/sh/stamped.sh
-var stamped_default = '# shellcheck shell=bash\n# Files named after the UTC time they were made, BASE.<YYYYmmddTHHMMSSZ>[.N]SUFFIX (N from 2: another made in the same\n# second), ordered by that time and then N as a number (.10 after .9, where the names\' text puts it before .2, and\n# BASE.<time>SUFFIX before BASE.<time>.2SUFFIX), never by the text of the names. A clock set back never names a new one\n# older than one there: it takes the newest one\'s time with the next N, so it still counts as the newest.\n# stamped_list BASE SUFFIX: those there, oldest first, in the array stamped_files (other names beside them ignored).\n# stamped_next BASE SUFFIX: a free name that comes after all of them, in stamped_name.\n# stamped_keep BASE SUFFIX COUNT: removes all but the newest COUNT.\nstamped_re=\'^([0-9]{8}T[0-9]{6}Z)(\\.([1-9][0-9]{0,8}))?$\'\nstamped_list() {\n  local base=$1 suffix=$2 f rest line keyed=\'\'\n  for f in "$base".[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*"$suffix"; do\n    { [ -e "$f" ] || [ -L "$f" ]; } || continue\n    rest=${f#"$base".}; rest=${rest%"$suffix"}\n    [[ $rest =~ $stamped_re ]] || continue\n    printf -v line \'%s.%09d\\t%s\\n\' "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$f"; keyed+=$line\n  done\n  stamped_files=()\n  [ -z "$keyed" ] || mapfile -t stamped_files < <(printf \'%s\' "$keyed" | LC_ALL=C sort | cut -f2-)\n}\nstamped_next() {\n  local base=$1 suffix=$2 now stamp n=1 rest\n  now=$(date -u +%Y%m%dT%H%M%SZ); stamp=$now\n  stamped_list "$base" "$suffix"\n  if [ "${#stamped_files[@]}" -gt 0 ]; then\n    rest=${stamped_files[-1]#"$base".}; rest=${rest%"$suffix"}\n    if [[ $rest =~ $stamped_re ]] && [[ ! $now > ${BASH_REMATCH[1]} ]]; then stamp=${BASH_REMATCH[1]}; n=$(( ${BASH_REMATCH[3]:-1} + 1 )); fi\n  fi\n  stamped_name=$base.$stamp$suffix\n  [ "$n" -eq 1 ] || stamped_name=$base.$stamp.$n$suffix\n  while [ -e "$stamped_name" ] || [ -L "$stamped_name" ]; do n=$(( n + 1 )); stamped_name=$base.$stamp.$n$suffix; done\n}\nstamped_keep() {\n  stamped_list "$1" "$2"\n  [ "${#stamped_files[@]}" -le "$3" ] || rm -f -- "${stamped_files[@]:0:${#stamped_files[@]}-$3}"\n}\n';
+var stamped_default;
+var init_stamped = __esm({
+  "core/steps/sh/stamped.sh"() {
+    stamped_default = '# shellcheck shell=bash\n# Files named after the UTC time they were made, BASE.<YYYYmmddTHHMMSSZ>[.N]SUFFIX (N from 2: another made in the same\n# second), ordered by that time and then N as a number (.10 after .9, where the names\' text puts it before .2, and\n# BASE.<time>SUFFIX before BASE.<time>.2SUFFIX), never by the text of the names. A clock set back never names a new one\n# older than one there: it takes the newest one\'s time with the next N, so it still counts as the newest.\n# stamped_list BASE SUFFIX: those there, oldest first, in the array stamped_files (other names beside them ignored).\n# stamped_next BASE SUFFIX: a free name that comes after all of them, in stamped_name.\n# stamped_keep BASE SUFFIX COUNT: removes all but the newest COUNT.\nstamped_re=\'^([0-9]{8}T[0-9]{6}Z)(\\.([1-9][0-9]{0,8}))?$\'\nstamped_list() {\n  local base=$1 suffix=$2 f rest line keyed=\'\'\n  for f in "$base".[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*"$suffix"; do\n    { [ -e "$f" ] || [ -L "$f" ]; } || continue\n    rest=${f#"$base".}; rest=${rest%"$suffix"}\n    [[ $rest =~ $stamped_re ]] || continue\n    printf -v line \'%s.%09d\\t%s\\n\' "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$f"; keyed+=$line\n  done\n  stamped_files=()\n  [ -z "$keyed" ] || mapfile -t stamped_files < <(printf \'%s\' "$keyed" | LC_ALL=C sort | cut -f2-)\n}\nstamped_next() {\n  local base=$1 suffix=$2 now stamp n=1 rest\n  now=$(date -u +%Y%m%dT%H%M%SZ); stamp=$now\n  stamped_list "$base" "$suffix"\n  if [ "${#stamped_files[@]}" -gt 0 ]; then\n    rest=${stamped_files[-1]#"$base".}; rest=${rest%"$suffix"}\n    if [[ $rest =~ $stamped_re ]] && [[ ! $now > ${BASH_REMATCH[1]} ]]; then stamp=${BASH_REMATCH[1]}; n=$(( ${BASH_REMATCH[3]:-1} + 1 )); fi\n  fi\n  stamped_name=$base.$stamp$suffix\n  [ "$n" -eq 1 ] || stamped_name=$base.$stamp.$n$suffix\n  while [ -e "$stamped_name" ] || [ -L "$stamped_name" ]; do n=$(( n + 1 )); stamped_name=$base.$stamp.$n$suffix; done\n}\nstamped_keep() {\n  stamped_list "$1" "$2"\n  [ "${#stamped_files[@]}" -le "$3" ] || rm -f -- "${stamped_files[@]:0:${#stamped_files[@]}-$3}"\n}\n';
+  }
+});
 
 // core/steps/sh/supervisor.sh
-var supervisor_default = `# shellcheck shell=bash
+var supervisor_default;
+var init_supervisor2 = __esm({
+  "core/steps/sh/supervisor.sh"() {
+    supervisor_default = `# shellcheck shell=bash
 # supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
 # supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
 # <fault> with faultCode/faultString) are turned into supervisor's own message.
@@ -67338,10 +66832,12 @@ group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault
 # Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
 # SUP_SPAWNERR[GROUP:PROGRAM]: supervisor's spawnerr, why its last start failed (supervisor/process.py: "can't find
 # command '...'" and the other refusals of options.check_execv_args, or "Exited too quickly ..."), unescaped.
-# shellcheck disable=SC2034 # SUP_PID, SUP_STATE and SUP_SPAWNERR are this function's result, read by the step that calls it
+# SUP_ERRLOG and SUP_OUTLOG[GROUP:PROGRAM]: its stderr_logfile and stdout_logfile (getProcessInfo; empty when none).
+# shellcheck disable=SC2034 # SUP_PID, SUP_STATE, SUP_SPAWNERR, SUP_ERRLOG and SUP_OUTLOG are this function's result, read by the step that calls it
 sup_pids() {
   local xml s n g p st e re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>' re_err='<name>spawnerr</name><value><string>([^<]*)</string>'
-  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=()
+  local re_errlog='<name>stderr_logfile</name><value><string>([^<]*)</string>' re_outlog='<name>stdout_logfile</name><value><string>([^<]*)</string>' el ol
+  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=() SUP_ERRLOG=() SUP_OUTLOG=()
   xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
   while [[ $xml == *'</struct>'* ]]; do
     s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
@@ -67351,7 +66847,9 @@ sup_pids() {
     if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
     if [[ $s =~ $re_state ]]; then st=\${BASH_REMATCH[1]}; fi
     e=; if [[ $s =~ $re_err ]]; then e=\${BASH_REMATCH[1]}; e=\${e//&lt;/<}; e=\${e//&gt;/>}; e=\${e//&amp;/&}; fi
-    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; fi
+    el=; if [[ $s =~ $re_errlog ]]; then el=\${BASH_REMATCH[1]}; el=\${el//&lt;/<}; el=\${el//&gt;/>}; el=\${el//&amp;/&}; fi
+    ol=; if [[ $s =~ $re_outlog ]]; then ol=\${BASH_REMATCH[1]}; ol=\${ol//&lt;/<}; ol=\${ol//&gt;/>}; ol=\${ol//&amp;/&}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; SUP_ERRLOG[$g:$n]=$el; SUP_OUTLOG[$g:$n]=$ol; fi
   done
 }
 # group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
@@ -67359,7 +66857,11 @@ sup_pids() {
 # every time the health gate asks, ten at once when ten hosts start together).
 # FATAL_WHY then says which program and why, with the fix when supervisor could not start it at all (spawnerr: its
 # command's first word not found, not executable: a typo, a venv's program the requirements do not install), not
-# "keeps exiting": builtins over the same call's answer.
+# "keeps exiting": builtins over the same call's answer. One that started and kept exiting says why in its own log
+# alone (a traceback, "Cannot find module", EADDRINUSE, a bad shebang's "env: 'pyhton3': No such file", supervisor's
+# "couldn't chdir"): FATAL_WHY quotes the last lines it wrote there since this start (log_reason), so that the
+# verdict carries the reason, not a pointer to ops logs.
+# Needs mask.sh (mask_clip) and, for the quote, LOG_START (log_reason).
 # shellcheck disable=SC2034 # FATAL_WHY is this function's result, read by the health gate (probe.sh) that calls it
 group_fatal() {
   local k e prog
@@ -67374,7 +66876,11 @@ group_fatal() {
       "command at "*" is not executable"|"command at "*" is a directory"|"no permission to run command "*)
         FATAL_WHY="supervisor could not start program $prog: $e; fix programs.$prog.command: start a script with its interpreter ({python} FILE, {node} FILE, sh FILE), or commit it executable (git update-index --chmod=+x FILE)" ;;
       ""|"Exited too quickly"*|"Bad exit code"*)
-        FATAL_WHY="supervisor gave up on program $prog, which keeps exiting (its log says why)" ;;
+        if log_reason "$k"; then
+          FATAL_WHY="supervisor gave up on program $prog, which keeps exiting; $LOG_REASON_FILE ends: $LOG_REASON"
+        else
+          FATAL_WHY="supervisor gave up on program $prog, which keeps exiting, writing nothing to its stdout or stderr since this start (an app that writes a log file of its own says why there)"
+        fi ;;
       *) FATAL_WHY="supervisor could not start program $prog: $e" ;;
     esac
     return 0
@@ -67399,10 +66905,75 @@ log_tail() {
       for (i = s; i <= NR; i++) print l[i]
     }'
 }
+# log_reason GROUP:PROGRAM: the last lines the program wrote since this start (LOG_START: an associative array, a log
+# file's path -> its size in bytes when this start began, which the caller fills before starting the group: a file not
+# in it is not read, as its lines may be an older release's), from its stderr log (SUP_ERRLOG: call sup_pids first),
+# else its stdout log when stderr holds nothing new: in LOG_REASON, joined by " | ", and the file in LOG_REASON_FILE;
+# 1 when neither says anything. Lines as log_words picks them, each masked then cut to 200 characters (mask_clip: a
+# secret an app printed, a database URL in a traceback, never leaves the host whole), its control characters (a
+# terminal escape) then shown as \\xHH, as ops shows an app's text (core/errors.ts showControls). Read once, when the
+# gate has its verdict (two processes): never per round. At most the last 64 KiB of what the start wrote.
+log_reason() {
+  local f at l out lines=()
+  LOG_REASON=""; LOG_REASON_FILE=""
+  # Nothing quoted unmasked: without mask.sh (or LOG_START), nothing is quoted.
+  if [[ $(declare -p LOG_START 2>/dev/null) != "declare -A"* ]] || ! declare -F mask_clip >/dev/null; then return 1; fi
+  for f in "\${SUP_ERRLOG[$1]:-}" "\${SUP_OUTLOG[$1]:-}"; do
+    if [ -z "$f" ] || [ -z "\${LOG_START[$f]+x}" ]; then continue; fi
+    at=\${LOG_START[$f]}; out=""
+    mapfile -t lines < <(tail -c +$(( at + 1 )) -- "$f" 2>/dev/null | tail -c 65536 | log_words 4)
+    [ \${#lines[@]} -gt 0 ] || continue
+    for l in "\${lines[@]}"; do
+      mask_clip "$l" 200; controls_shown "$MASK_TEXT"
+      out+="\${out:+ | }$CONTROLS_TEXT"
+    done
+    LOG_REASON=$out; LOG_REASON_FILE=$f
+    return 0
+  done
+  return 1
+}
+# log_words N: of stdin (what a program wrote since its start, over its restarts), the N last lines that say
+# something, without their indentation, in order: blank lines are skipped, and what frames an error's message
+# (Node's \`    at ...\` frames, the \`{ code: ... }\` object it prints after them, \`Node.js v18...\`; the \`^^^\`/\`~~~\`
+# markers under a Python 3.11 line); a line met again is not repeated, and the last line met again ends the search
+# (the previous restart's end: a program that keeps exiting writes the same words each time).
+log_words() {
+  LC_ALL=C awk -v n="$1" '
+    { sub(/\\r$/, ""); gsub(/\\t/, " "); l[NR] = $0
+      if (obj) { skip[NR] = 1; if ($0 ~ /^}/) obj = 0 }
+      else if ($0 ~ / [{]$/ && $0 ~ /^([ ]+at |[A-Za-z]*(Error|Exception))/) { obj = 1; sub(/ [{]$/, "", l[NR]) } }
+    END {
+      k = 0
+      for (i = NR; i >= 1 && k < n; i--) {
+        t = l[i]
+        if (skip[i] || t ~ /^[ ]*$/ || t ~ /^[ ]+at / || t ~ /^Node\\.js v[0-9]/ || t ~ /^[ ]*[~^]+[ ]*$/) continue
+        sub(/^[ ]+/, "", t); sub(/[ ]+$/, "", t)
+        if (k && t == got[1]) break
+        for (j = 1; j <= k && got[j] != t; j++) ;
+        if (j <= k) continue
+        got[++k] = t
+      }
+      for (j = k; j >= 1; j--) print got[j]
+    }'
+}
+# controls_shown TEXT: TEXT with each control character (a byte 0-31 or 127: a terminal escape, a bell) written as
+# \\xHH, in CONTROLS_TEXT (core/errors.ts showControls, as ops shows any app's text): never sent raw to a terminal.
+controls_shown() {
+  local LC_ALL=C c h t=$1
+  while [[ $t =~ [[:cntrl:]] ]]; do
+    c=\${BASH_REMATCH[0]}; printf -v h '\\\\x%02x' "'$c"; t=\${t//"$c"/$h}
+  done
+  CONTROLS_TEXT=$t
+}
 `;
+  }
+});
 
 // core/steps/sh/system.sh
-var system_default = `# shellcheck shell=bash
+var system_default;
+var init_system = __esm({
+  "core/steps/sh/system.sh"() {
+    system_default = `# shellcheck shell=bash
 # System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
 # is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
 # Needs ops_report (the script prelude, core/remote/wrap.ts).
@@ -67538,9 +67109,14 @@ nginx_reload() {
   return 1
 }
 `;
+  }
+});
 
 // core/steps/sh/tree.sh
-var tree_default = `# shellcheck shell=bash
+var tree_default;
+var init_tree2 = __esm({
+  "core/steps/sh/tree.sh"() {
+    tree_default = `# shellcheck shell=bash
 # The files of a release's commit, for a deploy's no-op: did anyone change them on the host since it went live?
 # Provides tree_made DIR REC (at the release's making, before its build: the record of its files, TREE_MADE),
 # tree_record DIR REC (at its switch: those still as made, TREE_LIVE) and tree_changed DIR REC (at a no-op: the first
@@ -67578,23 +67154,10 @@ tree_changed() {
   LC_ALL=C comm -z -23 "$2/$TREE_LIVE" <(tree_paths < "$2/$TREE_LIVE" | tree_stats "$1") | head -z -n 1 | tree_paths | tr -d '\\0'
 }
 `;
+  }
+});
 
 // core/steps/libraries.ts
-var LOCAL_CURL = "curl --noproxy '*'";
-var STAMPED_FUNCTIONS = stamped_default;
-var SYSTEM_FUNCTIONS = `${system_default}
-${stamped_default}`;
-var HOST_LOCK_FUNCTIONS = host_lock_default;
-var ASSETS_FUNCTIONS = assets_default;
-var LOCK_LOST_EXIT = 75;
-var LOCK_LOST_MARK = "the run's lock on this host is no longer its own: ";
-var CRITICAL_FUNCTIONS = critical_default;
-var CRITICAL_WAIT_SECONDS = 60;
-var SUPERVISOR_FUNCTIONS = supervisor_default;
-var IDENTITY_FUNCTIONS = `${contain_default}
-${identity_default}`;
-var PROBE_FUNCTIONS = `${probe_default}
-${mask_default}`;
 function probeLibrary(env) {
   return `${PROBE_FUNCTIONS}
 ${probeHeaders(env)}
@@ -67613,18 +67176,51 @@ function maskLibrary(env) {
   return `${MASK_FUNCTIONS}
 ${maskSettings(env)}`;
 }
-var MASK_FUNCTIONS = mask_default;
-var CONNECTION_FUNCTIONS = connection_default;
-var HISTORY_FUNCTIONS = history_default;
-var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
-
-// core/steps/tls.ts
-init_shell();
-init_environment();
+var LOCAL_CURL, STAMPED_FUNCTIONS, SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ASSETS_FUNCTIONS, LOCK_LOST_EXIT, LOCK_LOST_MARK, CRITICAL_FUNCTIONS, CRITICAL_WAIT_SECONDS, SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, MASK_FUNCTIONS, CONNECTION_FUNCTIONS, HISTORY_FUNCTIONS, LIBRARY_KEYS;
+var init_libraries = __esm({
+  "core/steps/libraries.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_masks();
+    init_nginx_config();
+    init_assets();
+    init_connection();
+    init_contain();
+    init_critical();
+    init_history();
+    init_host_lock();
+    init_identity2();
+    init_mask();
+    init_probe();
+    init_stamped();
+    init_supervisor2();
+    init_system();
+    init_tree2();
+    LOCAL_CURL = "curl --noproxy '*'";
+    STAMPED_FUNCTIONS = stamped_default;
+    SYSTEM_FUNCTIONS = `${system_default}
+${stamped_default}`;
+    HOST_LOCK_FUNCTIONS = host_lock_default;
+    ASSETS_FUNCTIONS = assets_default;
+    LOCK_LOST_EXIT = 75;
+    LOCK_LOST_MARK = "the run's lock on this host is no longer its own: ";
+    CRITICAL_FUNCTIONS = critical_default;
+    CRITICAL_WAIT_SECONDS = 60;
+    SUPERVISOR_FUNCTIONS = supervisor_default;
+    IDENTITY_FUNCTIONS = `${contain_default}
+${identity_default}`;
+    PROBE_FUNCTIONS = `${probe_default}
+${mask_default}`;
+    MASK_FUNCTIONS = mask_default;
+    CONNECTION_FUNCTIONS = connection_default;
+    HISTORY_FUNCTIONS = history_default;
+    LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
+  }
+});
 
 // core/steps/script.ts
 import { createHash as createHash4 } from "node:crypto";
-init_shell();
 function b642(content) {
   return Buffer.from(content).toString("base64");
 }
@@ -67638,9 +67234,6 @@ function asShipped(pkg, path) {
   const conffiles = "dpkg-query -W -f='${Conffiles}\\n' " + quote(pkg);
   return `{ [ -f ${quote(path)} ] && [ "$(md5sum < ${quote(path)} | cut -d' ' -f1)" = "$(${conffiles} 2>/dev/null | awk -v p=${quote(path)} '$1 == p { print $2; exit }')" ]; }`;
 }
-var OPS_HEADERS = [...["#", ";"].map((c) => `${c} Managed by ops-pipeline:`), PROVISION_MARK].map((h) => `${quote(h)}*`).join(" | ");
-var HOST_OWN_BACKUPS = "/var/backups/ops-pipeline";
-var HOST_OWN_BACKUPS_KEPT = 10;
 function writtenRecord(path) {
   const i = path.lastIndexOf("/");
   return `${path.slice(0, i + 1)}.${path.slice(i + 1)}.ops-md5`;
@@ -67707,44 +67300,39 @@ fi`;
 function hostGit() {
   return "env HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1 GIT_ATTR_NOSYSTEM=1 git -c core.hooksPath=/dev/null";
 }
+var OPS_HEADERS, HOST_OWN_BACKUPS, HOST_OWN_BACKUPS_KEPT;
+var init_script = __esm({
+  "core/steps/script.ts"() {
+    "use strict";
+    init_packages();
+    init_shell();
+    OPS_HEADERS = [...["#", ";"].map((c) => `${c} Managed by ops-pipeline:`), PROVISION_MARK].map((h) => `${quote(h)}*`).join(" | ");
+    HOST_OWN_BACKUPS = "/var/backups/ops-pipeline";
+    HOST_OWN_BACKUPS_KEPT = 10;
+  }
+});
 
 // core/steps/tls.ts
-var TLS_KEYS = reportKeys("certificate");
-var CA_DIR = "/usr/local/share/ops-pipeline";
-var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
+var TLS_KEYS, CA_DIR, CA_BUNDLE;
+var init_tls = __esm({
+  "core/steps/tls.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_nginx_config();
+    init_environment();
+    init_script();
+    init_libraries();
+    TLS_KEYS = reportKeys("certificate");
+    CA_DIR = "/usr/local/share/ops-pipeline";
+    CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
+  }
+});
 
 // core/steps/system.ts
-init_errors();
-init_shell();
-var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime", "runtime_removed", "runtime_kept");
-var NPMRC_TOKEN_PY = String.raw`import json, re, sys
-key = sys.argv[1]
-for line in open(sys.argv[2], encoding="utf-8"):
-    if line.startswith(key):
-        v = line[len(key):].rstrip("\n")
-        if v.startswith('"'):
-            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
-        sys.stdout.write(v)
-        break`;
-var SUPERVISOR_CONF_PY = String.raw`import configparser, fnmatch, os, sys
-conf = sys.argv[1]
-here = os.path.dirname(os.path.abspath(conf))
-p = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
-p.read(conf)
-problems = []
-sock = p.get("unix_http_server", "file", fallback=None)
-if sock is None:
-    problems.append("has no [unix_http_server] section (file = /var/run/supervisor.sock)")
-elif os.path.realpath(sock.replace("%(here)s", here)) != os.path.realpath("/var/run/supervisor.sock"):
-    problems.append("puts its socket at %s ([unix_http_server] file), not /var/run/supervisor.sock" % sock)
-globs = [os.path.normpath(os.path.join(here, g.replace("%(here)s", here))) for g in p.get("include", "files", fallback="").split()]
-if not any(fnmatch.fnmatch("/etc/supervisor/conf.d/app-blue.conf", g) for g in globs):
-    problems.append("does not include /etc/supervisor/conf.d/*.conf ([include] files)")
-print("; ".join(problems))`;
 function provisionedMarker(env) {
   return `${env.layout.state}/provisioned`;
 }
-var PROVISIONED_KEYS = reportKeys("provisioned");
 function readProvisioned(env, as = "root") {
   const f = quote(provisionedMarker(env));
   const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
@@ -67771,17 +67359,69 @@ function provisionedIn(r) {
 function notProvisioned(env) {
   return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
 }
+function unprovisionedNote(host, env) {
+  const { problem, fix } = notProvisioned(env);
+  return `${host ? `${host}: ` : ""}${problem} (run: ${fix})`;
+}
+var SYSTEM_KEYS, NPMRC_TOKEN_PY, SUPERVISOR_CONF_PY, PROVISIONED_KEYS;
+var init_system2 = __esm({
+  "core/steps/system.ts"() {
+    "use strict";
+    init_packages();
+    init_runtimes();
+    init_types();
+    init_errors();
+    init_shell();
+    init_libraries();
+    init_script();
+    SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime", "runtime_removed", "runtime_kept");
+    NPMRC_TOKEN_PY = String.raw`import json, re, sys
+key = sys.argv[1]
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith(key):
+        v = line[len(key):].rstrip("\n")
+        if v.startswith('"'):
+            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
+        sys.stdout.write(v)
+        break`;
+    SUPERVISOR_CONF_PY = String.raw`import configparser, fnmatch, os, sys
+conf = sys.argv[1]
+here = os.path.dirname(os.path.abspath(conf))
+p = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
+p.read(conf)
+problems = []
+sock = p.get("unix_http_server", "file", fallback=None)
+if sock is None:
+    problems.append("has no [unix_http_server] section (file = /var/run/supervisor.sock)")
+elif os.path.realpath(sock.replace("%(here)s", here)) != os.path.realpath("/var/run/supervisor.sock"):
+    problems.append("puts its socket at %s ([unix_http_server] file), not /var/run/supervisor.sock" % sock)
+globs = [os.path.normpath(os.path.join(here, g.replace("%(here)s", here))) for g in p.get("include", "files", fallback="").split()]
+if not any(fnmatch.fnmatch("/etc/supervisor/conf.d/app-blue.conf", g) for g in globs):
+    problems.append("does not include /etc/supervisor/conf.d/*.conf ([include] files)")
+print("; ".join(problems))`;
+    PROVISIONED_KEYS = reportKeys("provisioned");
+  }
+});
 
 // core/steps/certs.ts
-var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last");
 function siteName(env) {
   return env.config.domain ?? "localhost";
 }
+var CERTS_KEYS;
+var init_certs = __esm({
+  "core/steps/certs.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_libraries();
+    init_nginx_config();
+    init_tls();
+    init_system2();
+    CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last");
+  }
+});
 
 // core/steps/nginx-gate.ts
-var GATE_REQUEST_SECONDS = 3;
-var GATE_TRIES = 3;
-var CHECK_LINE_SECONDS = 1;
 function gatePaths(env) {
   const routes = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length);
   const out = [];
@@ -67959,10 +67599,22 @@ while IFS=$'\t' read -r claim_i claim_name claim_file; do
   ${out}+="${"$"}{${out}:+; }$claim_name (${"$"}{claim_fields[claim_i-1]}) is a server_name of $claim_file, which nginx loads before ${env.config.app}'s site: nginx gives each name to the first server block that lists it (\"conflicting server name\"), so that file takes its visitors"
 done < <(printf '%s\n' "$${dump}" | awk -v names=${quote(names.join(" "))} -v own=${quote(env.layout.nginxSiteEnabled)} ${quote(awk)})`;
 }
+var GATE_REQUEST_SECONDS, GATE_TRIES, CHECK_LINE_SECONDS;
+var init_nginx_gate = __esm({
+  "core/steps/nginx-gate.ts"() {
+    "use strict";
+    init_shell();
+    init_nginx_config();
+    init_environment();
+    init_certs();
+    init_libraries();
+    GATE_REQUEST_SECONDS = 3;
+    GATE_TRIES = 3;
+    CHECK_LINE_SECONDS = 1;
+  }
+});
 
 // core/steps/history.ts
-init_shell();
-var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
 function historyFunctions(env) {
   const L = env.layout;
   const settings = {
@@ -67982,19 +67634,44 @@ function parseReleaseRecord(line) {
   const num = (v) => /^\d+$/.test(v) ? Number(v) : void 0;
   return { id, sha, status: status === "failed" || status === "abandoned" || status === "unfinished" ? status : "ok", liveSeq: num(live), eventSeq: num(last) };
 }
-
-// core/steps/switch.ts
-init_environment();
-init_placeholders();
-init_errors();
-init_shell();
-init_supervisor();
+function historyOrder(releases) {
+  const key = (r) => [r.liveSeq ?? -1, r.eventSeq ?? -1];
+  return [...releases].sort((a, b) => key(b)[0] - key(a)[0] || key(b)[1] - key(a)[1] || b.id.localeCompare(a.id));
+}
+function isGood(r) {
+  return r.status === "ok" && r.liveSeq !== void 0;
+}
+function inspectionOrder(releases) {
+  return releases.filter((r) => !isGood(r)).sort((a, b) => (b.eventSeq ?? -1) - (a.eventSeq ?? -1) || b.id.localeCompare(a.id));
+}
+function retention(releases, r) {
+  const out = /* @__PURE__ */ new Map();
+  const badPlace = new Map(inspectionOrder(releases).map((rel, i) => [rel.id, i]));
+  let good = 0;
+  for (const rel of historyOrder(releases)) {
+    const warm = r.warm.find((w) => w.id === rel.id);
+    const bad = badPlace.get(rel.id);
+    let reason;
+    if (bad === void 0 && good < r.keep) reason = rel.id === r.current ? `live (1 of keep ${r.keep})` : `good: ${good + 1} of keep ${r.keep}`;
+    else if (bad !== void 0 && bad < r.keepFailed) reason = `${rel.status === "ok" || rel.status === "unfinished" ? "never went live" : rel.status}: ${bad + 1} of keep_failed ${r.keepFailed}, for inspection`;
+    if (bad === void 0) good++;
+    if (rel.id === r.current) reason ??= "live";
+    else if (warm) reason = `${reason ? `${reason}; ` : ""}warm on slot ${warm.slot}`;
+    out.set(rel.id, reason);
+  }
+  return out;
+}
+var RELEASE_DIR_PATTERN;
+var init_history2 = __esm({
+  "core/steps/history.ts"() {
+    "use strict";
+    init_shell();
+    init_libraries();
+    RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+  }
+});
 
 // core/steps/nginx.ts
-init_shell();
-var HOST_LOCK_WAIT = 45;
-var NGINX_APPLY_SECONDS = 15;
-var NGINX_TIMEOUT = 60;
 function applyNginx(change) {
   const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...change.critical !== void 0 ? [CRITICAL_FUNCTIONS] : [], "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)"];
   const section = change.critical === void 0 ? void 0 : NGINX_APPLY_SECONDS + change.critical;
@@ -68062,6 +67739,19 @@ function siteOwn(env) {
     lasts: env.config.nginx.site_template ? `make it in the site template (nginx.site_template in ${where}), or the setting that makes it (nginx.client_max_body_size, routes), then deploy` : `set it in ${where} (nginx.client_max_body_size, routes, nginx.default_server), or, for a location or directive of your own, give the app a site template (nginx.site_template, with the built-in site's placeholders: README, "Placeholders"), then deploy; settings for every site belong in a file of /etc/nginx/conf.d/ (nginx.conf's http block includes it; ops never writes there)`
   };
 }
+var HOST_LOCK_WAIT, NGINX_APPLY_SECONDS, NGINX_TIMEOUT;
+var init_nginx = __esm({
+  "core/steps/nginx.ts"() {
+    "use strict";
+    init_nginx_config();
+    init_shell();
+    init_script();
+    init_libraries();
+    HOST_LOCK_WAIT = 45;
+    NGINX_APPLY_SECONDS = 15;
+    NGINX_TIMEOUT = 60;
+  }
+});
 
 // core/steps/switch.ts
 function expand3(env, text, release, program, slot, key = `programs.${program}`, paths = env.runtime) {
@@ -68093,8 +67783,6 @@ function splitFreePaths(env, command2, release, key, runtime = env.runtime) {
 function programName(env, slot, program) {
   return env.layout.supervisorProgram(slot, program);
 }
-var STOP_WAIT_SECONDS = 15;
-var STARTSECS = 3;
 function slotConfig(env, slot, release, releaseId2, runtime = env.runtime) {
   const problems = /* @__PURE__ */ new Map();
   const note = (e) => {
@@ -68174,7 +67862,6 @@ function slotConfigText(env, slot, release, releaseId2, paths, carry, refused) {
 function probes(env, slot) {
   return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
 }
-var START_FAILED_CLEAN = 3;
 function programLog(env, slot, program) {
   return `${env.layout.logDir}/${program}-${slot}`;
 }
@@ -68198,7 +67885,6 @@ if [ ${"$"}{#changed[@]} -gt 0 ]; then
   exit ${START_FAILED_CLEAN}
 fi`;
 }
-var RELEASE_MARK = "@@ops-release-id@@";
 function releaseIdVar(releaseId2) {
   const set = typeof releaseId2 !== "string" && releaseId2.variable === "release_id" ? "" : `release_id=${word(releaseId2)}
 `;
@@ -68211,9 +67897,6 @@ function supervisorOwn(env) {
     lasts: `set it in environments/${env.name}/environment.yml (programs.<name>.command, .env, .directory; a secret value in the environment's secrets file, the app's variables in its .env), then deploy`
   };
 }
-var PYTHON_MARK = "/@@ops-python@@";
-var NODE_BIN_MARK = "/@@ops-node-bin@@";
-var MARKED_RUNTIMES = { python: PYTHON_MARK, node: `${NODE_BIN_MARK}/node`, npm: `${NODE_BIN_MARK}/npm` };
 function releaseRuntimes(env, id, missing) {
   const L = env.layout;
   const { release, programs } = env.config;
@@ -68280,16 +67963,12 @@ fi`;
 function supervisordDown() {
   return "{ if [ -d /run/systemd/system ]; then ! systemctl is-active --quiet supervisor; else ! service supervisor status >/dev/null 2>&1; fi; }";
 }
-var PREVIOUS_WAIT_SECONDS = 30;
 function previousWait(env) {
   return Math.min(env.config.switch.health_timeout, PREVIOUS_WAIT_SECONDS);
 }
 function previousBackSeconds(env) {
   return STOP_WAIT_SECONDS + 5 + previousWait(env) + 15;
 }
-var STARTED_RECORD = "started";
-var PREVIOUS_RECORD = "previous";
-var PREVIOUS_FILE = "previous.conf";
 function previousBackFunctions(env) {
   const L = env.layout;
   const wait = previousWait(env);
@@ -68342,7 +68021,7 @@ log_record() {
 # back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
 back_say() { printf '%s\n' "${"$"}{back_left:+$back_left; }$1"; }
 previous_back() {
-  local slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  local ends size f slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
   read -r rec_slot had ran _ 2>/dev/null < "$dir/${PREVIOUS_RECORD}" || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
@@ -68355,8 +68034,10 @@ previous_back() {
   group_down "$group" ${STOP_WAIT_SECONDS}
   left_dir=""; [ -z "$started" ] || left_dir=${quote(L.releases)}/$started
   back_left=$(leftovers_down "$slot" "$started" "$left_dir" ${quote(env.appUser)} "${"$"}{checks[@]}") || true
-  # What the release this run started wrote stays in the slot's logs: ops logs shows them from here on.
-  log_record "$slot" "$(log_ends "$slot")"
+  # What the release this run started wrote stays in the slot's logs: ops logs shows them from here on, and the
+  # health gate's verdict on the previous release started again quotes what it writes from here (group_fatal).
+  ends=$(log_ends "$slot"); log_record "$slot" "$ends"
+  local -A LOG_START=(); while read -r _ size f; do [ -z "$f" ] || LOG_START[$f]=$size; done <<< "$ends"
   if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
@@ -68381,7 +68062,6 @@ previous_back() {
 function settleSeconds(env) {
   return String(Math.round(env.config.switch.settle * 1e3) / 1e3);
 }
-var START_REUSED = 4;
 function startRelease(env, slot, releaseId2, reusedExit = 0, dotenvSums) {
   const L = env.layout;
   const sw = env.config.switch;
@@ -68474,10 +68154,11 @@ for p in ${probeList}; do
 done
 unset LISTEN_TABLE
 # Remember where each log ends (and which file it is: supervisor rotates by renaming), to show only what the new
-# processes write: in a failure's verdict below, and in ops logs once the release runs here (${L.logStart(slot)}).
+# processes write: in the health gate's verdict on a program that keeps exiting (group_fatal's log_reason), in a
+# failure's output below, and in ops logs once the release runs here (${L.logStart(slot)}).
 log_at=$(log_ends ${slot})
-declare -A log_start
-while read -r _ size f; do log_start[$f]=$size; done <<< "$log_at"
+declare -A LOG_START
+while read -r _ size f; do LOG_START[$f]=$size; done <<< "$log_at"
 # The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
 # the health check passed: core/steps/status.ts).
 touch -c "$conf" 2>/dev/null || true
@@ -68507,8 +68188,8 @@ if [ -n "$verdict" ]; then
   # What the programs wrote, and the health verdict (an error page's first bytes), masked here: a rollback runs
   # without the key that lets the runner mask them (mask_text).
   {
-  for f in "${"$"}{!log_start[@]}"; do
-    new=$(tail -c +$(( ${"$"}{log_start[$f]} + 1 )) "$f" 2>/dev/null | log_tail 8)
+  for f in "${"$"}{!LOG_START[@]}"; do
+    new=$(tail -c +$(( ${"$"}{LOG_START[$f]} + 1 )) "$f" 2>/dev/null | log_tail 8)
     [ -z "$new" ] || printf -- '--- %s\n%s\n' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true
@@ -68567,7 +68248,6 @@ if [ -f "$conf" ]; then
   echo "slot ${slot} stopped${"$"}{stop_gone:+; $stop_gone}"
 fi`;
 }
-var PREVIOUS_KEYS = reportKeys("previous_back");
 function putPreviousBack(env, slot) {
   const L = env.layout;
   const lock = quote(L.lock);
@@ -68598,7 +68278,6 @@ function forEachFingerprintRecord(env, body) {
   while read -r id fp || [ -n "$id" ]; do fp=${"$"}{fp%$'\r'}; ${body}; done < ${file}
 fi`;
 }
-var SETTINGS_FIELD = /^[a-z][a-z0-9_]*=[0-9a-f]{8}(,[a-z][a-z0-9_]*=[0-9a-f]{8})*$/;
 function fingerprintRecords(env, record2) {
   const L = env.layout;
   if (!/^[0-9a-f]+$/.test(record2.fingerprint) || !/^[0-9a-f]{64} [0-9a-f]{64}$/.test(record2.dotenvSums) || !SETTINGS_FIELD.test(record2.settings)) throw new Error(`fingerprintRecords: not a record: ${JSON.stringify(record2)}`);
@@ -68616,9 +68295,6 @@ record_keep='^([^ ]+ [^ ]+ [^ ]+)( [^ ]+)?$'
 { ${forEachFingerprintRecord(env, String.raw`if [ "$id" = "$release_id" ] && [[ $fp =~ $record_keep ]]; then fp="${"$"}{BASH_REMATCH[1]} ${settings}"; fi; if [ -n "$id" ]; then printf '%s %s\n' "$id" "$fp"; fi`)}; } > ${quote(`${L.fingerprint}.new`)}
 mv -fT ${quote(`${L.fingerprint}.new`)} ${quote(L.fingerprint)}`;
 }
-var SLOT_LOOK_SECONDS = 6;
-var RELOAD_BACK_SECONDS = 11;
-var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
 function slotLook(env, slot, certificateReady) {
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
   const name2 = siteName(env);
@@ -68643,7 +68319,6 @@ function conflictHint(env) {
     [ -z "$slot_conflict" ] || echo "hint: nginx -t says: ${"$"}{slot_conflict#*\]*: }: another enabled site has server_name $slot_name, loaded before this one, and nginx gives it the visitors; the files naming it: $(grep -lsw -- "$slot_name" /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used, or its server_name" >&2
   done`;
 }
-var ALIAS_LOOK_SECONDS = 4;
 function aliasLook(env, tls) {
   const domain = env.config.domain;
   if (!domain || !env.config.aliases.length) return 'alias_taken=""';
@@ -68684,7 +68359,6 @@ function unstageAssets(env, unless = []) {
 case "${"$"}{next_source##*/}" in ${ids.map(quote).join("|")}) ;; *) ${drop} ;; esac` : drop;
   return { name: "unstage assets", as: "root", timeout: 60, quiet: true, script };
 }
-var SWITCH_KEYS = reportKeys("switched");
 function switchTo(env, slot, releaseId2, certificateReady, operation = "deploy", record2) {
   const L = env.layout;
   const writesSite = certificateReady || !certificatePaths(env);
@@ -68776,8 +68450,6 @@ function treeRecord(env) {
 tree_record ${word(`${env.layout.releases}/`, onHost("release_id"))} ${word(`${env.layout.records}/`, onHost("release_id"))} 2>/dev/null || { printf 'warning: could not record the files %s went live with: a later deploy of its commit does not see them changed
 ' "$release_id" >&2; }`;
 }
-var PART = "# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, run by ops_part in a subshell";
-var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
 function rollbackStep(env, to, after, ends, settings) {
   const L = env.layout;
   const from = onHost("rollback_from");
@@ -68886,10 +68558,50 @@ ${settings === void 0 ? ":" : recordSettings(env, settings)}
 fi`
   };
 }
+var STOP_WAIT_SECONDS, STARTSECS, START_FAILED_CLEAN, RELEASE_MARK, PYTHON_MARK, NODE_BIN_MARK, MARKED_RUNTIMES, PREVIOUS_WAIT_SECONDS, STARTED_RECORD, PREVIOUS_RECORD, PREVIOUS_FILE, START_REUSED, PREVIOUS_KEYS, SETTINGS_FIELD, SLOT_LOOK_SECONDS, RELOAD_BACK_SECONDS, SWITCH_THEN_SECONDS, ALIAS_LOOK_SECONDS, SWITCH_KEYS, PART, ROLLBACK_KEYS;
+var init_switch = __esm({
+  "core/steps/switch.ts"() {
+    "use strict";
+    init_environment();
+    init_placeholders();
+    init_errors();
+    init_layout();
+    init_types();
+    init_shell();
+    init_supervisor();
+    init_history2();
+    init_nginx();
+    init_nginx_config();
+    init_certs();
+    init_nginx_gate();
+    init_script();
+    init_libraries();
+    init_masks();
+    STOP_WAIT_SECONDS = 15;
+    STARTSECS = 3;
+    START_FAILED_CLEAN = 3;
+    RELEASE_MARK = "@@ops-release-id@@";
+    PYTHON_MARK = "/@@ops-python@@";
+    NODE_BIN_MARK = "/@@ops-node-bin@@";
+    MARKED_RUNTIMES = { python: PYTHON_MARK, node: `${NODE_BIN_MARK}/node`, npm: `${NODE_BIN_MARK}/npm` };
+    PREVIOUS_WAIT_SECONDS = 30;
+    STARTED_RECORD = "started";
+    PREVIOUS_RECORD = "previous";
+    PREVIOUS_FILE = "previous.conf";
+    START_REUSED = 4;
+    PREVIOUS_KEYS = reportKeys("previous_back");
+    SETTINGS_FIELD = /^[a-z][a-z0-9_]*=[0-9a-f]{8}(,[a-z][a-z0-9_]*=[0-9a-f]{8})*$/;
+    SLOT_LOOK_SECONDS = 6;
+    RELOAD_BACK_SECONDS = 11;
+    SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
+    ALIAS_LOOK_SECONDS = 4;
+    SWITCH_KEYS = reportKeys("switched");
+    PART = "# shellcheck disable=SC2030,SC2031,SC2317 # parts of their own, run by ops_part in a subshell";
+    ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
+  }
+});
 
 // core/steps/facts.ts
-init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "shell", "ssh_rc", "forced", "sudo", "max_sessions", "footprint");
 function diskReport(dir) {
   return String.raw`d=${quote(dir)}
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -68906,12 +68618,31 @@ function describeDisk(d) {
 function diskSpace(env) {
   return { name: "disk space", as: "login", timeout: 30, quiet: true, script: diskReport(env.baseDir) };
 }
+var FACTS_KEYS;
+var init_facts = __esm({
+  "core/steps/facts.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_system2();
+    FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "shell", "ssh_rc", "forced", "sudo", "max_sessions", "footprint");
+  }
+});
 
 // core/steps/release.ts
 function mirrorGit(mirror) {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
+function releaseSummary(id, json) {
+  let meta = {};
+  let unreadable;
+  try {
+    meta = JSON.parse(json || "{}");
+  } catch {
+    unreadable = true;
+  }
+  return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
+}
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -69027,7 +68758,6 @@ ${nginxReadiness(env)}
 function nginxMasked(state) {
   return NGINX_MASKED.includes(state.nginxStopped);
 }
-var NGINX_MASKED = ["masked", "masked-runtime"];
 function nginxMaskedTest(name2) {
   return `[[ ${NGINX_MASKED.map((m) => `\${${name2}:-} == ${m}`).join(" || ")} ]]`;
 }
@@ -69052,7 +68782,7 @@ if [ -n "$nginx_pinned" ]; then REPORT_NGINX_UNREADY=pinned; while IFS= read -r 
 # Does another file turn on a response cache for every site? The site would answer the previous release's pages.
 ${inheritedCacheLinesShell(env, `printf '%s
 ' "$nginx_all"`)}
-if [ -n "$nginx_cached" ]; then while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_cache} "$line"; done <<< "$nginx_cached"; fi
+if [ -n "$nginx_cached" ]; then REPORT_NGINX_UNREADY=cached; while IFS= read -r line; do ops_report ${RELEASE_KEYS.nginx_cache} "$line"; done <<< "$nginx_cached"; fi
 # Does another server block take the site's visitors (listen <address>:80 in another file, a default_server, the same
 # server_name loaded first)? Asked as the switch asks (nginxServed, on the live slot): the switch would fail on it.
 if [ -n "$cur_id" ] && grep -qsF -- ${quote(`server_name ${env.config.domain ?? "_"};`)} ${quote(L.nginxSiteEnabled)}; then
@@ -69066,7 +68796,6 @@ if [ -n "$nginx_claimed" ] && [ "$REPORT_NGINX_UNREADY" != taken ]; then REPORT_
 # shellcheck disable=SC2034 # read by what follows in the lock step (a one-host rollback's finish)
 : "$REPORT_NGINX_UNREADY"`;
 }
-var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function switchPreflight(env, libraries) {
   return String.raw`${SYSTEM_FUNCTIONS}
 ${slotPorts(env, "blue", libraries)}
@@ -69139,86 +68868,30 @@ if [ -d ${dir} ]; then
 fi`
   };
 }
-
-// core/ops/host-run.ts
-init_errors();
-function reportNginxStarted(ctx, result, r) {
-  if (reported(r, LIBRARY_KEYS.nginx_started) === void 0) return;
-  const started = `nginx was not running on ${result.host}: the switch started it (the site was down until then)`;
-  ctx.reporter.warn(started);
-  result.notes.push(`warning: ${started}`);
-}
-var HostRun = class {
-  constructor(ctx, remote, env, operation = "deploy") {
-    this.ctx = ctx;
-    this.remote = remote;
-    this.env = env;
-    this.operation = operation;
+var RELEASE_KEYS, NGINX_MASKED, PREFLIGHT_KEYS;
+var init_release = __esm({
+  "core/steps/release.ts"() {
+    "use strict";
+    init_environment();
+    init_types();
+    init_shell();
+    init_nginx_config();
+    init_siblings();
+    init_nginx_gate();
+    init_history2();
+    init_switch();
+    init_script();
+    init_facts();
+    init_system2();
+    init_libraries();
+    init_masks();
+    RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
+    NGINX_MASKED = ["masked", "masked-runtime"];
+    PREFLIGHT_KEYS = reportKeys("nginx_stopped");
   }
-  ctx;
-  remote;
-  env;
-  operation;
-  steps = [];
-  /** Run `step`; `options.allowFailure`: a failed step's result is returned (see `failure`), not thrown. */
-  async run(step, options = {}) {
-    const started = Date.now();
-    try {
-      return await (step.quiet ? this.remote.run(step, options) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step, options)));
-    } catch (e) {
-      throw await this.diskFull(e);
-    } finally {
-      this.steps.push({ name: step.name, ms: Date.now() - started });
-    }
-  }
-  async upload(content, path, mode) {
-    await this.remote.upload(content, path, { mode }).catch(async (e) => {
-      throw await this.diskFull(e);
-    });
-  }
-  /**
-   * A step's outcome that another step carried (a rollback's, at the end of the lock step) or that the script
-   * reported rather than exited with: recorded under `name` (with `result`'s duration), and a `code` other than
-   * 0 thrown as the StepError `run` would throw (a full disk said as such).
-   */
-  async record(name2, result, code = 0) {
-    this.steps.push({ name: name2, ms: result.durationMs });
-    if (code !== 0) throw await this.failure(name2, result, code);
-  }
-  /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
-  async failure(name2, result, code = result.code) {
-    const redact = (t) => this.ctx.reporter.redact(t);
-    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr, redact), void 0, void 0, void 0, failureVerdict(result.stdout, redact)));
-  }
-  /**
-   * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or
-   * undefined when it could not run (a lost connection, a timeout).
-   */
-  async tryRun(step) {
-    return this.remote.run(step, { allowFailure: true }).catch(() => void 0);
-  }
-  /** A failed step: was the disk full? (diskFullError) */
-  diskFull(e) {
-    return diskFullError(this.remote, this.env, e, this.operation);
-  }
-};
-async function diskFullError(remote, env, e, operation) {
-  if (!(e instanceof StepError) || e.exitCode === null) return e;
-  const r = await remote.run(diskSpace(env), { allowFailure: true }).catch(() => void 0);
-  const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
-  const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
-  if (!DISK_FULL.test(e.message) && !exhausted) return e;
-  const inodes = disk?.freeInodes !== void 0 && (disk.freeInodes === 0 || disk.freeInodes < 1e3 && disk.freeMb >= 64);
-  const what = inodes ? "free inodes" : "disk space";
-  return new DiskFullError(
-    e,
-    `${remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${env.baseDir}`}`,
-    `free space on ${remote.name} under ${disk?.path ?? env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then ${operation} again`
-  );
-}
+});
 
 // core/ops/hosts.ts
-init_errors();
 async function inBatches(items, size, fn) {
   const results = [];
   const step = Math.max(1, Math.floor(size));
@@ -69235,78 +68908,6 @@ function unreachableError(unreachable, total) {
   return new OpsError(`cannot reach ${unreachable.length} of ${total} hosts; nothing was changed:
 ${unreachable.map((u) => `  - ${u.message}`).join("\n")}`);
 }
-var Session = class _Session {
-  constructor(env, hosts, remotes, connector) {
-    this.env = env;
-    this.hosts = hosts;
-    this.remotes = remotes;
-    this.connector = connector;
-  }
-  env;
-  hosts;
-  remotes;
-  connector;
-  /**
-   * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
-   * error when there is one host) after closing the connections that did open: nothing has run yet. `signal`:
-   * the session is no longer wanted (a deploy whose plan failed while it opened): the attempts still under way end
-   * at once, without retries, and it rejects.
-   */
-  static async open(ctx, env, hosts = env.hosts, signal) {
-    const { session, unreachable } = await _Session.openReachable(ctx, env, hosts, signal);
-    if (unreachable.length) {
-      await session.close();
-      throw unreachableError(unreachable, hosts.length);
-    }
-    return session;
-  }
-  /**
-   * Connect to every host in parallel, keeping the ones that answer: for a read-only command that shows what it can
-   * (`ops logs` during an outage). `unreachable`: the others, each with its error (`message`: its error and hint, on one line), in the
-   * environment's order; the session holds the reachable hosts only (none: an empty session, to close all the same).
-   */
-  static async openReachable(ctx, env, hosts = env.hosts, signal) {
-    const connector = hostConnector(ctx);
-    const settled = await Promise.allSettled(hosts.map((h) => connector(env, h, signal)));
-    const remotes = /* @__PURE__ */ new Map();
-    const unreachable = [];
-    settled.forEach((s, i) => {
-      if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
-      else unreachable.push({ host: hosts[i], error: s.reason, message: errorFieldsLine(errorFields(s.reason)) });
-    });
-    return { session: new _Session(env, hosts.filter((h) => remotes.has(h.name)), remotes, connector), unreachable };
-  }
-  /**
-   * `fn` on every host of the session over its connection: all at once, or `options.batch` at a time.
-   * @returns `fn`'s values in host order. @throws the first failure of the first batch that had one, once that
-   * batch has settled; later batches do not start (what they would change stays as it was).
-   */
-  each(fn, options = {}) {
-    return inBatches(this.hosts, options.batch ?? this.hosts.length, (host) => fn(this.remote(host.name), host));
-  }
-  /**
-   * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
-   * releasing a lock when the first connection broke. Never on a path that succeeds.
-   */
-  async reconnect(name2) {
-    const host = this.env.hosts.find((h) => h.name === name2);
-    if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
-    await this.remotes.get(name2)?.close();
-    const remote = await this.connector(this.env, host);
-    this.remotes.set(name2, remote);
-    return remote;
-  }
-  /** The open connection to `host`. @throws OpsError when the session has none. */
-  remote(host) {
-    const r = this.remotes.get(host);
-    if (!r) throw new OpsError(`no connection to host ${host}`);
-    return r;
-  }
-  /** Close every connection (idempotent; what runs on a host for it ends with it). */
-  async close() {
-    await Promise.all([...this.remotes.values()].map((r) => r.close()));
-  }
-};
 async function withSession(ctx, env, fn, hosts) {
   const session = await Session.open(ctx, env, hosts);
   return withOpenSession(session, () => fn(session));
@@ -69318,9 +68919,118 @@ async function withOpenSession(session, fn) {
     await session.close();
   }
 }
-
-// core/ops/host-state.ts
-init_errors();
+async function eachHost(ctx, env, fn, onError) {
+  const connector = hostConnector(ctx);
+  return Promise.all(
+    env.hosts.map(async (host) => {
+      const started = Date.now();
+      let remote;
+      try {
+        remote = await connector(env, host);
+        return await fn(remote, host, started);
+      } catch (e) {
+        return onError(host, errorFields(e), remote !== void 0, e);
+      } finally {
+        await remote?.close();
+      }
+    })
+  );
+}
+async function readHosts(ctx, env, fn, unread) {
+  const errors = [];
+  const list2 = await eachHost(ctx, env, fn, (host, fields, _connected, error2) => {
+    errors.push({ host: host.name, error: error2, fields });
+    return unread(host, fields);
+  });
+  if (errors.length && errors.length === env.hosts.length) {
+    if (errors.length === 1) throw errors[0].error;
+    const first = errors[0].fields;
+    if (errors.every((e) => e.fields.error === first.error && e.fields.hint === first.hint)) throw new OpsError(`cannot read any of the ${errors.length} hosts (${errors.map((e) => e.host).join(", ")}): ${first.error}`, first.hint);
+    throw new OpsError(`cannot read any of the ${errors.length} hosts:
+${errors.map((e) => `  - ${e.host}: ${errorFieldsLine(e.fields)}`).join("\n")}`);
+  }
+  return list2;
+}
+var Session;
+var init_hosts = __esm({
+  "core/ops/hosts.ts"() {
+    "use strict";
+    init_context();
+    init_errors();
+    Session = class _Session {
+      constructor(env, hosts, remotes, connector) {
+        this.env = env;
+        this.hosts = hosts;
+        this.remotes = remotes;
+        this.connector = connector;
+      }
+      env;
+      hosts;
+      remotes;
+      connector;
+      /**
+       * Connect to every host in parallel. @throws OpsError (one line per unreachable host, or that host's own
+       * error when there is one host) after closing the connections that did open: nothing has run yet. `signal`:
+       * the session is no longer wanted (a deploy whose plan failed while it opened): the attempts still under way end
+       * at once, without retries, and it rejects.
+       */
+      static async open(ctx, env, hosts = env.hosts, signal) {
+        const { session, unreachable } = await _Session.openReachable(ctx, env, hosts, signal);
+        if (unreachable.length) {
+          await session.close();
+          throw unreachableError(unreachable, hosts.length);
+        }
+        return session;
+      }
+      /**
+       * Connect to every host in parallel, keeping the ones that answer: for a read-only command that shows what it can
+       * (`ops logs` during an outage). `unreachable`: the others, each with its error (`message`: its error and hint, on one line), in the
+       * environment's order; the session holds the reachable hosts only (none: an empty session, to close all the same).
+       */
+      static async openReachable(ctx, env, hosts = env.hosts, signal) {
+        const connector = hostConnector(ctx);
+        const settled = await Promise.allSettled(hosts.map((h) => connector(env, h, signal)));
+        const remotes = /* @__PURE__ */ new Map();
+        const unreachable = [];
+        settled.forEach((s, i) => {
+          if (s.status === "fulfilled") remotes.set(hosts[i].name, s.value);
+          else unreachable.push({ host: hosts[i], error: s.reason, message: errorFieldsLine(errorFields(s.reason)) });
+        });
+        return { session: new _Session(env, hosts.filter((h) => remotes.has(h.name)), remotes, connector), unreachable };
+      }
+      /**
+       * `fn` on every host of the session over its connection: all at once, or `options.batch` at a time.
+       * @returns `fn`'s values in host order. @throws the first failure of the first batch that had one, once that
+       * batch has settled; later batches do not start (what they would change stays as it was).
+       */
+      each(fn, options = {}) {
+        return inBatches(this.hosts, options.batch ?? this.hosts.length, (host) => fn(this.remote(host.name), host));
+      }
+      /**
+       * Replace a host's connection by a new one (the old one is closed): for cleanup after a failure, e.g.
+       * releasing a lock when the first connection broke. Never on a path that succeeds.
+       */
+      async reconnect(name2) {
+        const host = this.env.hosts.find((h) => h.name === name2);
+        if (!host) throw new OpsError(`no host ${name2} in ${this.env.name}`);
+        await this.remotes.get(name2)?.close();
+        const remote = await this.connector(this.env, host);
+        this.remotes.set(name2, remote);
+        return remote;
+      }
+      /** The open connection to `host`. @throws OpsError when the session has none. */
+      remote(host) {
+        const r = this.remotes.get(host);
+        if (!r) throw new OpsError(`no connection to host ${host}`);
+        return r;
+      }
+      /** Close every connection (idempotent; what runs on a host for it ends with it). */
+      async close() {
+        await Promise.all([...this.remotes.values()].map((r) => r.close()));
+      }
+    };
+  }
+});
 
 // core/steps/programs.ts
 function processRelease(env, envRelease, cwd) {
@@ -69341,13 +69051,15 @@ function parseProcReports(env, r) {
 function foreignListeners(listeners, slot) {
   return listeners.filter((x) => x.slot === slot && !x.supervised && !x.leftover);
 }
-
-// core/steps/status.ts
-init_errors();
+var init_programs = __esm({
+  "core/steps/programs.ts"() {
+    "use strict";
+    init_types();
+    init_libraries();
+  }
+});
 
 // core/steps/audit.ts
-init_shell();
-var AUDIT_KEYS = reportKeys("entry");
 function auditLine(entry) {
   return JSON.stringify(entry).replace(/[\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
@@ -69375,7 +69087,6 @@ function parseAuditLine(line) {
 function endTornLine(path) {
   return `if [ -s ${quote(path)} ] && [ -n "$(tail -c 1 ${quote(path)})" ]; then printf '\\n' >> ${quote(path)}; fi`;
 }
-var AUDIT_LOCK_WAIT = 10;
 function withAuditLock(env, body, shared = false) {
   return `audit_fd=; { exec {audit_fd}<${quote(env.layout.state)}; } 2>/dev/null || audit_fd=
 [ -z "$audit_fd" ] || flock ${shared ? "-s " : ""}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
@@ -69384,22 +69095,18 @@ ${body}
 }
 function appendAudit(env, entry) {
   const L = env.layout;
-  const line = auditLine(entry);
+  const line = (Array.isArray(entry) ? entry : [entry]).map((e) => quote(auditLine(e))).join(" ");
   return {
     name: "audit",
     as: "root",
     timeout: 30,
     quiet: true,
     script: `install -d -m 0755 ${quote(L.state)}
-${withAuditLock(env, `${endTornLine(L.audit)}
-printf '%s\\n' ${quote(line)} >> ${quote(L.audit)}
-chmod 0644 ${quote(L.audit)}`)}`
+${withAuditLock(env, `if ! audit_err=$({ ${endTornLine(L.audit)}; printf '%s\\n' ${line} >> ${quote(L.audit)} && chmod 0644 ${quote(L.audit)}; } 2>&1); then
+  ops_report ${AUDIT_KEYS.append_failed} "$(printf '%s' "$audit_err" | tr '\\n' ' ')"
+fi`)}`
   };
 }
-var AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
-var AUDIT_KEPT_LINES = 1e3;
-var AUDIT_ARCHIVES_KEPT = 20;
-var AUDIT_LINE_BYTES = 16 * 1024;
 function rotateAudit(env) {
   const L = env.layout;
   const f = quote(L.audit);
@@ -69427,6 +69134,10 @@ if [ ! -f ${aside} ] && [ "$(stat -c %s ${f} 2>/dev/null || echo 0)" -gt ${AUDIT
   rm -f ${quote(`${L.audit}.kept`)} ${quote(`${L.audit}.old`)}
 fi`;
 }
+function auditTail(env, lines) {
+  return `(f=${quote(env.layout.audit)}
+${withAuditLock(env, `{ ${AUDIT_LIVE_LINES}; } | tail -n ${Math.max(1, Math.floor(lines))}`, true)})`;
+}
 function readAudit(env, lines) {
   const L = env.layout;
   const n = Math.max(1, Math.floor(lines));
@@ -69438,7 +69149,7 @@ while [ "$audit_have" -lt ${n} ] && [ "$audit_from" -gt 0 ]; do
   audit_from=$(( audit_from - 1 )); audit_have=$(( audit_have + $(zcat -- "${"$"}{stamped_files[audit_from]}" 2>/dev/null | wc -l || true) ))
 done
 { for a in "${"$"}{stamped_files[@]:audit_from}"; do zcat -- "$a" 2>/dev/null || true; done
-  for a in "$f.rotating" "$f"; do [ ! -f "$a" ] || { cat -- "$a"; [ -z "$(tail -c 1 -- "$a")" ] || echo; }; done
+  ${AUDIT_LIVE_LINES}
 } | tail -n ${n} | cut -b 1-${AUDIT_LINE_BYTES} | sed 's/^/${REPORT_PREFIX}${AUDIT_KEYS.entry} /'`;
   return {
     name: "read audit log",
@@ -69453,14 +69164,25 @@ f=${quote(L.audit)}
 ${withAuditLock(env, read2, true)}`
   };
 }
-
-// core/steps/status.ts
-init_parts();
-init_shell();
+var AUDIT_KEYS, AUDIT_LOCK_WAIT, AUDIT_ROTATE_BYTES, AUDIT_KEPT_LINES, AUDIT_ARCHIVES_KEPT, AUDIT_LINE_BYTES, AUDIT_LIVE_LINES;
+var init_audit = __esm({
+  "core/steps/audit.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_system2();
+    init_libraries();
+    AUDIT_KEYS = reportKeys("entry", "append_failed");
+    AUDIT_LOCK_WAIT = 10;
+    AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
+    AUDIT_KEPT_LINES = 1e3;
+    AUDIT_ARCHIVES_KEPT = 20;
+    AUDIT_LINE_BYTES = 16 * 1024;
+    AUDIT_LIVE_LINES = String.raw`for a in "$f.rotating" "$f"; do [ ! -f "$a" ] || { cat -- "$a"; [ -z "$(tail -c 1 -- "$a")" ] || echo; }; done`;
+  }
+});
 
 // core/steps/lock.ts
-init_shell();
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back", "live_seen", "premise_changed", "queued");
 function startedStopSeconds(env) {
   return previousBackSeconds(env) + 10;
 }
@@ -69491,57 +69213,6 @@ if [ "$started_slot" = blue ] || [ "$started_slot" = green ]; then
   fi
 fi`;
 }
-var HOLDER_SILENT_SECONDS = 60;
-var LOCK_STATE = String.raw`for _ in 1 2 3; do
-lock_state=free; lock_info=
-for lock_try in 1 2 3; do
-  if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
-  # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
-  # it cannot be taken (the rename onto it fails), so it reads stale, for ops lock release to remove.
-  [ -e "$lock" ] || [ -L "$lock" ] || break
-  if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
-done
-lock_rebooted=; lock_silent=; lock_unseen=
-if [ "$lock_state" = stale ]; then
-  pid=; start=; boot=
-  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$lock_info"
-  lock_boot=; boot_id lock_boot
-  if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
-  elif [ -n "$pid" ] && [ -n "$start" ]; then
-    lock_seen=0; lock_start=$(proc_seen_start "$pid") || lock_seen=$?
-    if [ "$lock_start" = "$start" ]; then lock_state=held
-    # Hidden from this login (hidepid), sudo -n refused: never called stale on what it cannot see.
-    elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
-  fi
-fi
-# A holder gone between reading the details and looking at its process may have let go of the lock meanwhile (a run
-# releases, then its connection ends): stale only if the same details are still there, else looked at afresh.
-if [ "$lock_state" != stale ] || [ -z "$lock_info" ]; then break; fi
-lock_again=; if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_again <&"$lock_fd" || true; exec {lock_fd}<&-; lock_again=${"$"}{lock_again%$'\n'}; fi
-if [ "$lock_again" = "$lock_info" ]; then break; fi
-done
-# A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
-if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
-var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
-if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
-elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
-# Its age by the host's clock (its details written when it was taken; else its directory's): whatever the runner's.
-if [ "$lock_state" != free ] && lock_taken=$(stat -c %Y "$lock/info" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null); then printf -v lock_now '%(%s)T' -1; ops_report ${LOCK_KEYS.holder} "age=$(( lock_now - lock_taken ))"; fi
-[ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
-[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
-[ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
-var LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/null; lock_kept=
-if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
-elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${"$"}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
-var HOLDER_RUN = String.raw`holder_run=; while IFS= read -r l; do case $l in run_id=*) holder_run=${"$"}{l#run_id=} ;; broken_run_id=*) holder_run=; break ;; esac; done 2>/dev/null < "$lock/info" || true`;
-var MARK_BROKEN = String.raw`if [ -f "$lock/info" ] && ! sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null; then
-  mark_err=$({ printf 'broken_run_id=\n' >> "$lock/info"; } 2>&1) || { echo "cannot mark the lock in $lock/info as released by force: ${"$"}{mark_err##*: } (a full disk? free some space there); nothing was stopped or removed" >&2; exit 1; }
-fi`;
-var LOCK_BUSY_EXIT = 3;
-var LOCK_QUEUED_EXIT = 5;
-var LOCK_OWN_EXIT = 6;
-var LOCK_UNPROVISIONED_EXIT = 4;
-var LOCK_PREMISE_EXIT = 7;
 function runLockVars(env) {
   return `# shellcheck disable=SC2034 # read by run_lock_guard (host-lock.sh)
 OPS_RUN_LOCK=${quote(env.layout.lock)} OPS_RUN_CURRENT=${quote(env.layout.current)}`;
@@ -69560,54 +69231,6 @@ function lockLostLine(code, stderr) {
   const line = stderr.split("\n").map((l) => l.trim()).find((l) => l.startsWith(LOCK_LOST_MARK));
   return line?.slice(LOCK_LOST_MARK.length);
 }
-var QUEUE_LOOK = String.raw`lock_queue="$lock.queue"; lock_ticket=; ahead_info=; ahead_ticket=
-# ticket_live TICKET: 0, ahead_info set to its lines, when the waiter holding it is live (LOCK_STATE's test); 1 when
-# it is dead; 2 when it cannot be read (let go of meanwhile).
-ticket_live() {
-  local line pid='' start='' boot='' now_boot='' seen=0 got silent
-  ahead_info=$(cat "$1" 2>/dev/null) || return 2
-  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$ahead_info"
-  boot_id now_boot
-  # Dead: of another boot, its process gone (or another with its pid), its connection silent (LOCK_STATE's test).
-  if { [ -z "$boot" ] || [ -z "$now_boot" ] || [ "$boot" = "$now_boot" ]; } && [ -n "$pid" ] && [ -n "$start" ]; then
-    got=$(proc_seen_start "$pid") || seen=$?
-    if [ "$got" = "$start" ] || [ "$seen" = 2 ]; then
-      if ! silent=$(conn_silent "$pid") || [ "$silent" -lt ${HOLDER_SILENT_SECONDS} ]; then return 0; fi
-    fi
-  fi
-  return 1
-}
-# queue_ahead sweep|look: the first live ticket before this step's, ahead_ticket its path; a dead one before it is
-# removed on the way (sweep: a run taking the lock; not by a look, ops lock status, which changes nothing).
-queue_ahead() {
-  local t live
-  for t in "$lock_queue"/*; do
-    [ "$t" != "$lock_ticket" ] || return 1
-    [ -f "$t" ] || continue
-    live=0; ticket_live "$t" || live=$?
-    # shellcheck disable=SC2034 # ahead_ticket: read by REPORT_QUEUE
-    if [ "$live" = 0 ]; then ahead_ticket=$t; return 0; fi
-    [ "$live" = 2 ] || [ "$1" = look ] || rm -f "$t"
-  done
-  return 1
-}
-# queue_first sweep|look: the lock free (lock_state free), a live waiter queued before this step takes it first: the lock
-# reads held by that waiter (its details, queued=first). The one rule for a run taking the lock and for a look at it.
-queue_first() {
-  queue_ahead "$1" || return 1
-  lock_state=held; lock_info="$ahead_info"$'\n'queued=first; lock_rebooted=; lock_silent=; lock_unseen=
-}`;
-var LOCK_QUEUE = String.raw`${QUEUE_LOOK}
-queue_join() {
-  [ -z "$lock_ticket" ] || return 0
-  local qfd seq=0 err queued_at
-  TZ=UTC0 printf -v queued_at '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${"$"}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
-    rm -f "$lock_queue/.new.$$"; echo "cannot queue for the lock in $lock_queue: ${"$"}{err:-no space left?}" >&2; exit 1
-  fi
-  lock_ticket="$lock_queue/${"$"}{err##*$'\n'}"; trap queue_leave EXIT
-}
-queue_leave() { [ -z "$lock_ticket" ] || rm -f "$lock_ticket"; lock_ticket=; trap - EXIT; }`;
 function acquireLock(env, req2, then = "", finish = "", finishSeconds = 0) {
   const L = env.layout;
   return {
@@ -69715,9 +69338,6 @@ if [ "$premise_now" != "$premise_live" ]; then ops_report ${LOCK_KEYS.premise_ch
 ${finish}` : ""}`
   };
 }
-var FORCED_STOP_SECONDS = 10;
-var OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
-ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
 function stopConnections(ids) {
   return String.raw`ended=(${ids})
 critical_wait
@@ -69788,13 +69408,6 @@ ${LET_GO}
 [ -n "$lock_kept" ] || ops_report ${LOCK_KEYS.lock} released
 else ops_report ${LOCK_KEYS.lock} not_held; fi`;
 }
-var REPORT_QUEUE = String.raw`[ "$lock_state" != free ] || queue_first look || true
-queue_n=0
-for t in "$lock_queue"/*; do
-  if [ ! -f "$t" ] || [ "$t" = "$ahead_ticket" ] || [ "$lock_state" = free ] || ! ticket_live "$t"; then continue; fi
-  queue_n=$(( queue_n + 1 ))
-  while IFS= read -r line; do case $line in holder_*) ;; *) ops_report ${LOCK_KEYS.queued} "$queue_n $line" ;; esac; done <<< "$ahead_info"
-done`;
 function lockStatus(env) {
   return {
     name: "lock status",
@@ -69819,6 +69432,47 @@ fi`;
 }
 function stopGoneRunSeconds(env) {
   return CRITICAL_WAIT_SECONDS + FORCED_STOP_SECONDS + startedStopSeconds(env);
+}
+function forceReleaseLock(env, force = false) {
+  const L = env.layout;
+  return {
+    name: "release lock",
+    as: "root",
+    timeout: 30 + 2 * stopGoneRunSeconds(env),
+    quiet: true,
+    script: String.raw`${OUTLIVE_RUNNER}
+${CONNECTION_FUNCTIONS}
+${CRITICAL_FUNCTIONS}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${probeLibrary(env)}
+lock=${quote(L.lock)}
+${oneRelease(env)}
+${LOCK_STATE}
+${REPORT_HOLDER}
+[ "$lock_state" != free ] || exit 0
+${force ? "" : `if [ "$lock_state" = held ]; then ops_report ${LOCK_KEYS.refused} 1; exit 0; fi
+`}# From here the lock is no longer its run's: that run, its step stopped below, must not take it for its own in its
+# unlock (or put its slot back: putPreviousBack) before this removes it, nor remove it unnoticed (core/ops/locked.ts
+# says the lock was released by force only when its unlock finds it not its own).
+${MARK_BROKEN}
+gone=()
+while IFS= read -r id; do
+  id=${"$"}{id#connection=}; id=${"$"}{id//[[:space:]]/}
+  # An id is one word of ours (core/remote/ssh.ts: hex); anything else in the file is not looked for.
+  if [[ $id =~ ^[A-Za-z0-9_-]+$ ]]; then gone+=("$id"); fi
+done < <(grep '^connection=' "$lock/info" 2>/dev/null || true)
+if [ ${"$"}{#gone[@]} -gt 0 ]; then
+  ${stopConnections('"${gone[@]}"').replace(/\n/g, "\n  ")}
+else
+  ops_report ${LOCK_KEYS.unchecked} "the lock records no connection id of its run (taken by an older ops, or edited): its processes were not looked for"
+fi
+${stopStartedSlot(env)}
+live_after=$(readlink ${quote(env.layout.current)} 2>/dev/null || true)
+ops_report ${LOCK_KEYS.live_after} "${"$"}{live_after##*/}"
+${LET_GO}
+[ -z "$lock_kept" ] || exit 1`
+  };
 }
 function stoppedSlotLine(report, previous, operation) {
   const [slot = "", release = ""] = report.trim().split(" ");
@@ -69847,6 +69501,10 @@ function describeHolder(h) {
 function describeWaiter(h) {
   return `a ${h.operation || "unknown"} run by ${h.actor || "unknown"}, queued ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
 }
+function describeQueue(lock) {
+  const q = lock.queue ?? [];
+  return q.length ? `; ${q.length} run${q.length > 1 ? "s" : ""} queued behind it, in the order they take the lock: ${q.map((w, i) => `${i + 1}. ${describeWaiter(w)}${i === 0 ? " (next)" : ""}`).join(", ")}` : "";
+}
 function staleReason(lock) {
   if (lock.state !== "stale") return "";
   if (lock.holder.rebooted) return " (the host has rebooted since it was taken)";
@@ -69857,17 +69515,147 @@ function silentHolder(lock) {
   const s = staleIn(lock);
   return s ? `its run's SSH connection is still open (it last sent something ${s.silent}s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${s.seconds}s` : "";
 }
+function unseenReason(lock) {
+  return lock.holder.unseen ? ` (whether its run is still connected cannot be told: ${lock.holder.unseen}; with sudo for the login without a password it can be)` : "";
+}
 function staleIn(lock) {
   const silent = Number(lock.holder.silent);
   if (lock.state !== "held" || !/^\d+$/.test(lock.holder.silent ?? "")) return void 0;
   return { silent, seconds: Math.max(1, HOLDER_SILENT_SECONDS - silent) };
 }
+var LOCK_KEYS, HOLDER_SILENT_SECONDS, LOCK_STATE, REPORT_HOLDER, LET_GO, HOLDER_RUN, MARK_BROKEN, LOCK_BUSY_EXIT, LOCK_QUEUED_EXIT, LOCK_OWN_EXIT, LOCK_UNPROVISIONED_EXIT, LOCK_PREMISE_EXIT, QUEUE_LOOK, LOCK_QUEUE, FORCED_STOP_SECONDS, OUTLIVE_RUNNER, REPORT_QUEUE;
+var init_lock = __esm({
+  "core/steps/lock.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_libraries();
+    init_audit();
+    init_system2();
+    init_switch();
+    init_status();
+    LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back", "live_seen", "premise_changed", "queued");
+    HOLDER_SILENT_SECONDS = 60;
+    LOCK_STATE = String.raw`for _ in 1 2 3; do
+lock_state=free; lock_info=
+for lock_try in 1 2 3; do
+  if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
+  # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
+  # it cannot be taken (the rename onto it fails), so it reads stale, for ops lock release to remove.
+  [ -e "$lock" ] || [ -L "$lock" ] || break
+  if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
+done
+lock_rebooted=; lock_silent=; lock_unseen=
+if [ "$lock_state" = stale ]; then
+  pid=; start=; boot=
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$lock_info"
+  lock_boot=; boot_id lock_boot
+  if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
+  elif [ -n "$pid" ] && [ -n "$start" ]; then
+    lock_seen=0; lock_start=$(proc_seen_start "$pid") || lock_seen=$?
+    if [ "$lock_start" = "$start" ]; then lock_state=held
+    # Hidden from this login (hidepid), sudo -n refused: never called stale on what it cannot see.
+    elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
+  fi
+fi
+# A holder gone between reading the details and looking at its process may have let go of the lock meanwhile (a run
+# releases, then its connection ends): stale only if the same details are still there, else looked at afresh.
+if [ "$lock_state" != stale ] || [ -z "$lock_info" ]; then break; fi
+lock_again=; if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_again <&"$lock_fd" || true; exec {lock_fd}<&-; lock_again=${"$"}{lock_again%$'\n'}; fi
+if [ "$lock_again" = "$lock_info" ]; then break; fi
+done
+# A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
+if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
+    REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
+elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+# Its age by the host's clock (its details written when it was taken; else its directory's): whatever the runner's.
+if [ "$lock_state" != free ] && lock_taken=$(stat -c %Y "$lock/info" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null); then printf -v lock_now '%(%s)T' -1; ops_report ${LOCK_KEYS.holder} "age=$(( lock_now - lock_taken ))"; fi
+[ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
+[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
+[ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
+    LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/null; lock_kept=
+if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
+elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${"$"}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
+    HOLDER_RUN = String.raw`holder_run=; while IFS= read -r l; do case $l in run_id=*) holder_run=${"$"}{l#run_id=} ;; broken_run_id=*) holder_run=; break ;; esac; done 2>/dev/null < "$lock/info" || true`;
+    MARK_BROKEN = String.raw`if [ -f "$lock/info" ] && ! sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null; then
+  mark_err=$({ printf 'broken_run_id=\n' >> "$lock/info"; } 2>&1) || { echo "cannot mark the lock in $lock/info as released by force: ${"$"}{mark_err##*: } (a full disk? free some space there); nothing was stopped or removed" >&2; exit 1; }
+fi`;
+    LOCK_BUSY_EXIT = 3;
+    LOCK_QUEUED_EXIT = 5;
+    LOCK_OWN_EXIT = 6;
+    LOCK_UNPROVISIONED_EXIT = 4;
+    LOCK_PREMISE_EXIT = 7;
+    QUEUE_LOOK = String.raw`lock_queue="$lock.queue"; lock_ticket=; ahead_info=; ahead_ticket=
+# ticket_live TICKET: 0, ahead_info set to its lines, when the waiter holding it is live (LOCK_STATE's test); 1 when
+# it is dead; 2 when it cannot be read (let go of meanwhile).
+ticket_live() {
+  local line pid='' start='' boot='' now_boot='' seen=0 got silent
+  ahead_info=$(cat "$1" 2>/dev/null) || return 2
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$ahead_info"
+  boot_id now_boot
+  # Dead: of another boot, its process gone (or another with its pid), its connection silent (LOCK_STATE's test).
+  if { [ -z "$boot" ] || [ -z "$now_boot" ] || [ "$boot" = "$now_boot" ]; } && [ -n "$pid" ] && [ -n "$start" ]; then
+    got=$(proc_seen_start "$pid") || seen=$?
+    if [ "$got" = "$start" ] || [ "$seen" = 2 ]; then
+      if ! silent=$(conn_silent "$pid") || [ "$silent" -lt ${HOLDER_SILENT_SECONDS} ]; then return 0; fi
+    fi
+  fi
+  return 1
+}
+# queue_ahead sweep|look: the first live ticket before this step's, ahead_ticket its path; a dead one before it is
+# removed on the way (sweep: a run taking the lock; not by a look, ops lock status, which changes nothing).
+queue_ahead() {
+  local t live
+  for t in "$lock_queue"/*; do
+    [ "$t" != "$lock_ticket" ] || return 1
+    [ -f "$t" ] || continue
+    live=0; ticket_live "$t" || live=$?
+    # shellcheck disable=SC2034 # ahead_ticket: read by REPORT_QUEUE
+    if [ "$live" = 0 ]; then ahead_ticket=$t; return 0; fi
+    [ "$live" = 2 ] || [ "$1" = look ] || rm -f "$t"
+  done
+  return 1
+}
+# queue_first sweep|look: the lock free (lock_state free), a live waiter queued before this step takes it first: the lock
+# reads held by that waiter (its details, queued=first). The one rule for a run taking the lock and for a look at it.
+queue_first() {
+  queue_ahead "$1" || return 1
+  lock_state=held; lock_info="$ahead_info"$'\n'queued=first; lock_rebooted=; lock_silent=; lock_unseen=
+}`;
+    LOCK_QUEUE = String.raw`${QUEUE_LOOK}
+queue_join() {
+  [ -z "$lock_ticket" ] || return 0
+  local qfd seq=0 err queued_at
+  TZ=UTC0 printf -v queued_at '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${"$"}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
+    rm -f "$lock_queue/.new.$$"; echo "cannot queue for the lock in $lock_queue: ${"$"}{err:-no space left?}" >&2; exit 1
+  fi
+  lock_ticket="$lock_queue/${"$"}{err##*$'\n'}"; trap queue_leave EXIT
+}
+queue_leave() { [ -z "$lock_ticket" ] || rm -f "$lock_ticket"; lock_ticket=; trap - EXIT; }`;
+    FORCED_STOP_SECONDS = 10;
+    OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
+ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
+    REPORT_QUEUE = String.raw`[ "$lock_state" != free ] || queue_first look || true
+queue_n=0
+for t in "$lock_queue"/*; do
+  if [ ! -f "$t" ] || [ "$t" = "$ahead_ticket" ] || [ "$lock_state" = free ] || ! ticket_live "$t"; then continue; fi
+  queue_n=$(( queue_n + 1 ))
+  while IFS= read -r line; do case $line in holder_*) ;; *) ops_report ${LOCK_KEYS.queued} "$queue_n $line" ;; esac; done <<< "$ahead_info"
+done`;
+  }
+});
 
 // core/steps/database.ts
-init_shell();
-var DB_PROBE_SECONDS = 3;
-var DB_PROBE_MAX = 3;
-var DB_PROBE_PY = String.raw`import os, socket, sys
+var DB_PROBE_SECONDS, DB_PROBE_MAX, DB_PROBE_PY;
+var init_database = __esm({
+  "core/steps/database.ts"() {
+    "use strict";
+    init_shell();
+    DB_PROBE_SECONDS = 3;
+    DB_PROBE_MAX = 3;
+    DB_PROBE_PY = String.raw`import os, socket, sys
 from urllib.parse import urlsplit, parse_qs, unquote
 T = ${DB_PROBE_SECONDS}
 try:
@@ -69953,9 +69741,10 @@ for name in names:
         verdict, detail = probe(h, port)
         print("%s\t%s\t%s\t%s" % (name, clean(where), verdict, detail))
 `;
+  }
+});
 
 // core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "nginx_cache", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged", "host_changed", "boot_unit", "name_taken", "db_probe");
 function duration(seconds3) {
   const s = Math.max(0, Math.floor(seconds3));
   if (s >= 86400) return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`;
@@ -69966,8 +69755,1138 @@ function duration(seconds3) {
 function nginxMessages(lines) {
   return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
 }
+var STATUS_KEYS;
+var init_status = __esm({
+  "core/steps/status.ts"() {
+    "use strict";
+    init_layout();
+    init_errors();
+    init_audit();
+    init_parts();
+    init_types();
+    init_shell();
+    init_certs();
+    init_libraries();
+    init_masks();
+    init_lock();
+    init_nginx_config();
+    init_programs();
+    init_history2();
+    init_release();
+    init_switch();
+    init_nginx_gate();
+    init_system2();
+    init_script();
+    init_database();
+    init_certs();
+    STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "nginx_cache", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged", "host_changed", "boot_unit", "name_taken", "db_probe");
+  }
+});
+
+// core/git.ts
+var init_git = __esm({
+  "core/git.ts"() {
+    "use strict";
+    init_errors();
+  }
+});
+
+// core/steps/release-list.ts
+function keptReleases(env) {
+  const L = env.layout;
+  return {
+    name: "releases",
+    as: "root",
+    timeout: 30,
+    quiet: true,
+    script: String.raw`${historyFunctions(env)}
+${reportProvisioned(env)}
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+ops_report ${RELEASES_KEYS.current} "${"$"}{cur##*/}"
+ops_report ${RELEASES_KEYS.slot} "$(cat ${quote(L.slotFile)} 2>/dev/null || true)"
+[ -d ${quote(L.releases)} ] || exit 0
+release_reports
+slot_releases
+cur=${"$"}{cur##*/}
+never=()
+for r in $(release_ids); do
+  release_status "$r" # and release_record: its release.json and mark as ops wrote them
+  ops_report ${RELEASES_KEYS.release_json} "$r $(tr -d '\n' 2>/dev/null < "$release_record/release.json" || echo '{}')"
+  if [ "$release_state" != ok ]; then
+    # The mark's text, as one line of printable characters (a mark written by hand may hold anything).
+    why=$(head -c ${MARK_BYTES} "$release_record/.ops-$release_state" 2>/dev/null | tr '\000-\037\177' ' ') || true
+    [ -z "${"$"}{why// /}" ] || ops_report ${RELEASES_KEYS.release_mark} "$r $why"
+  elif ! release_went_live "$r" "$cur"; then never+=(-e "\"release\":\"$r\""); fi
+done
+# Unmarked releases that never went live (an interrupted deploy's): the failed deploy lines naming them, in one pass.
+# Read under the log's lock (auditTail): a rotation under way is waited for, not read as a log with no such line.
+if [ ${"$"}{#never[@]} -gt 0 ]; then
+  ${auditTail(env, AUDIT_LOOKBACK)} | grep -F '"operation":"deploy"' | grep -F '"result":"failed"' | grep -F "${"$"}{never[@]}" | while IFS= read -r line; do ops_report ${RELEASES_KEYS.release_audit} "$line"; done || true
+fi`
+  };
+}
+function parseReleases(env, r) {
+  const current = reported(r, RELEASES_KEYS.current) ?? "";
+  const slot = reported(r, RELEASES_KEYS.slot);
+  const records = reportedAll(r, LIBRARY_KEYS.release).map(parseReleaseRecord);
+  const json = new Map(
+    reportedAll(r, RELEASES_KEYS.release_json).map((line) => {
+      const sp = line.indexOf(" ");
+      return [line.slice(0, sp < 0 ? line.length : sp), sp < 0 ? "" : line.slice(sp + 1)];
+    })
+  );
+  const warm = reportedAll(r, LIBRARY_KEYS.slot_release).map((l) => l.split(" ")).filter(([s, id]) => id && s !== slot).map(([s, id]) => ({ id, slot: s }));
+  const kept = retention(records, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current, warm });
+  const reasons = releaseReasons(r);
+  return historyOrder(records).map((rec) => {
+    const { unreadable, ...summary2 } = releaseSummary(rec.id, json.get(rec.id) ?? "");
+    const status = rec.id === current ? "current" : rec.status;
+    const reason = status === "current" || status === "ok" ? void 0 : reasons.get(rec.id);
+    return { ...summary2, ...unreadable && { unreadable }, status, kept: kept.get(rec.id), ...rec.liveSeq !== void 0 && { liveSeq: rec.liveSeq }, ...reason && { reason } };
+  });
+}
+function releaseReasons(r) {
+  const out = /* @__PURE__ */ new Map();
+  for (const line of reportedAll(r, RELEASES_KEYS.release_audit)) {
+    const entry = parseAuditLine(line);
+    const why = printableLine(entry.message ?? "");
+    if (entry.time && entry.release && why) out.set(entry.release, why);
+  }
+  for (const line of reportedAll(r, RELEASES_KEYS.release_mark)) {
+    const sp = line.indexOf(" ");
+    const why = sp < 0 ? "" : printableLine(line.slice(sp + 1));
+    if (why) out.set(line.slice(0, sp), why);
+  }
+  return out;
+}
+var RELEASES_KEYS, MARK_BYTES, AUDIT_LOOKBACK;
+var init_release_list = __esm({
+  "core/steps/release-list.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_errors();
+    init_history2();
+    init_release();
+    init_libraries();
+    init_audit();
+    init_system2();
+    RELEASES_KEYS = reportKeys("current", "slot", "release_json", "release_mark", "release_audit");
+    MARK_BYTES = 2e3;
+    AUDIT_LOOKBACK = 5e3;
+  }
+});
+
+// core/ops/records.ts
+var records_exports = {};
+__export(records_exports, {
+  RELEASE_REASON_SHOWN: () => RELEASE_REASON_SHOWN,
+  auditLog: () => auditLog,
+  breakLock: () => breakLock,
+  formatAudit: () => formatAudit,
+  formatLock: () => formatLock,
+  formatLockRelease: () => formatLockRelease,
+  formatReleases: () => formatReleases,
+  getLockStatus: () => getLockStatus,
+  listReleases: () => listReleases,
+  lostRunEntry: () => lostRunEntry,
+  someUnread: () => someUnread
+});
+function unprovisionedOf(env, host, r) {
+  return provisionedIn(r) === false ? { unprovisioned: unprovisionedNote(host, env) } : {};
+}
+function someUnread(list2) {
+  return list2.some((h) => h.error !== void 0);
+}
+async function listReleases(ctx, environment) {
+  const env = resolveTarget(environment);
+  return readHosts(
+    ctx,
+    env,
+    async (remote, host) => {
+      const r = await remote.run(keptReleases(env));
+      return { host: host.name, releases: parseReleases(env, r), ...unprovisionedOf(env, host.name, r) };
+    },
+    (host, fields) => ({ host: host.name, releases: [], ...fields })
+  );
+}
+function releaseMark(r) {
+  if (r.status === "current" || r.status === "ok") return "";
+  const status = r.status === "unfinished" ? "unfinished: never went live" : r.status;
+  return `  [${status}${r.reason ? `: ${oneLine(r.reason, RELEASE_REASON_SHOWN)}` : ""}]`;
+}
+function formatReleases(list2) {
+  return list2.map(
+    ({ host, releases, error: error2, hint, unprovisioned }) => error2 !== void 0 ? unreadLine(host, { error: error2, hint }) : unprovisioned && !releases.length ? unprovisioned : [
+      `${host}:`,
+      ...releases.length ? releases.map(
+        (r) => `  ${r.status === "current" ? "*" : " "} ${r.id}  ${r.sha.slice(0, 12).padEnd(12)}  ${r.ref.padEnd(16)} ${r.time.slice(0, 19).padEnd(19)}  ${r.actor}${releaseMark(r)}  \u2014 ${r.kept ? `kept: ${r.kept}` : "pruned by the next deploy"}`
+      ) : ["  (no releases)"]
+    ].join("\n")
+  ).join("\n");
+}
+async function getLockStatus(ctx, environment) {
+  const env = resolveTarget(environment);
+  return readHosts(
+    ctx,
+    env,
+    async (remote, h) => {
+      const r = await remote.run(lockStatus(env));
+      return { host: h.name, lock: parseLock(r), ...unprovisionedOf(env, h.name, r) };
+    },
+    (h, fields) => ({ host: h.name, lock: { state: "unknown", holder: {} }, ...fields })
+  );
+}
+function formatLock(list2) {
+  return list2.map(({ host, lock, error: error2, hint, unprovisioned }) => error2 !== void 0 ? unreadLine(host, { error: error2, hint }) : unprovisioned && lock.state === "free" ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === "free" ? "free" : `${lock.state === "stale" ? "STALE lock (its run is gone)" : "locked"}: ${describeHolder(lock.holder)}${staleReason(lock)}${unseenReason(lock)}${describeQueue(lock)}`}`).join("\n");
+}
+function lostRunEntry(envName, lock, time, done, stoppedSlot) {
+  const h = lock.holder;
+  const made = stoppedSlot?.split(" ")[1];
+  const gone = lock.holder.rebooted ? "the host rebooted under it" : lock.holder.silent ? `its connection silent for ${lock.holder.silent}s: its runner gone with its network` : "its connection ended: its runner killed outright or cut off";
+  return {
+    time,
+    environment: envName,
+    operation: h.operation || "?",
+    result: "failed",
+    actor: h.actor || "?",
+    ...h.run && { run: h.run },
+    ...made && { release: made },
+    message: `interrupted: connection lost (${gone}; its lock, taken ${h.since || "at an unknown time"}, found stale by ops lock release); ${done.filter(Boolean).join("; ")}`
+  };
+}
+async function breakLock(ctx, environment, force = false) {
+  const env = resolveTarget(environment);
+  const info2 = runInfo(ctx.processEnv);
+  return withSession(
+    ctx,
+    env,
+    (session) => session.each(async (remote, h) => {
+      const result = await remote.run(forceReleaseLock(env, force));
+      const lock = parseLock(result);
+      const refused = reported(result, LOCK_KEYS.refused) !== void 0;
+      const stopped = (reported(result, LOCK_KEYS.stopped) ?? "").split(/\s+/).filter(Boolean);
+      const unchecked = reported(result, LOCK_KEYS.unchecked)?.trim();
+      const live = reported(result, LOCK_KEYS.live_after)?.trim();
+      const stoppedSlot = reported(result, LOCK_KEYS.stopped_slot)?.trim();
+      const previousBack = reported(result, LOCK_KEYS.previous_back)?.trim();
+      if (lock.state !== "free" && !refused) {
+        const done = [stopped.length ? `stopped what its run left running (processes ${stopped.join(" ")})` : unchecked ? "its processes not looked for (no connection id in the lock)" : "", stoppedSlot ? stoppedSlotLine(stoppedSlot, previousBack, lock.holder.operation) : "", `${live || "nothing"} is live`];
+        const time = runnerNow(ctx).toISOString();
+        const release = { time, environment: env.name, operation: "lock release", result: "success", actor: info2.actor, run: info2.runUrl || void 0, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}; ${done.filter(Boolean).join("; ")}` };
+        const appended = await remote.run(appendAudit(env, lock.state === "stale" ? [lostRunEntry(env.name, lock, time, done, stoppedSlot), release] : release));
+        const failed = reported(appended, AUDIT_KEYS.append_failed);
+        if (failed !== void 0) ctx.reporter.warn(`${h.name}: the lock was released, but the audit log could not be written (${failed.trim() || "no reason given"})`);
+      }
+      return { host: h.name, lock, stopped, refused, ...unchecked && { unchecked }, ...live !== void 0 && { live }, ...stoppedSlot && { stoppedSlot }, ...previousBack && { previousBack } };
+    })
+  );
+}
+function stillConnected(lock, envName) {
+  const force = `ops lock release ${envName} --force stops what it runs there and removes the lock`;
+  const silent = silentHolder(lock);
+  if (!silent) return `its run is still connected and ends on its own; if it is stuck, ${force}`;
+  return `${silent}: run ops lock release ${envName} again then; if you are sure the run is gone or stuck, ${force} now`;
+}
+function formatLockRelease(list2, envName) {
+  return list2.map((r) => {
+    if (r.lock.state === "free") return `${r.host}: was not locked`;
+    const held = formatLock([{ host: r.host, lock: r.lock }]).split(": ").slice(1).join(": ");
+    if (r.refused) return `${r.host}: NOT released (${held}): ${stillConnected(r.lock, envName)}`;
+    const stopped = r.stopped.length ? `; stopped what its run had left running there (processes ${r.stopped.join(" ")})` : r.unchecked ? `; ${r.unchecked}: check with ps` : "";
+    return `${r.host}: released (${held})${stopped}${r.stoppedSlot ? `; ${stoppedSlotLine(r.stoppedSlot, r.previousBack, r.lock.holder.operation)}` : ""}; ${r.live || "nothing"} is live`;
+  }).join("\n");
+}
+async function auditLog(ctx, environment, lines) {
+  const env = resolveTarget(environment);
+  return readHosts(
+    ctx,
+    env,
+    async (remote, h) => {
+      const r = await remote.run(readAudit(env, lines));
+      return { host: h.name, entries: reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine), ...unprovisionedOf(env, h.name, r) };
+    },
+    (h, fields) => ({ host: h.name, entries: [], ...fields })
+  );
+}
+function formatAudit(list2) {
+  return list2.map(
+    ({ host, entries, error: error2, hint, unprovisioned }) => error2 !== void 0 ? unreadLine(host, { error: error2, hint }) : unprovisioned && !entries.length ? `${unprovisioned}: no audit log (nothing ran there)` : [
+      `${host}:`,
+      ...entries.length ? entries.map((e) => `  ${e.time.slice(0, 19)}  ${e.operation.padEnd(12)} ${e.result.padEnd(7)} ${e.actor}${e.sha ? `  ${e.ref} ${e.sha.slice(0, 12)}` : ""}${e.release ? `  ${e.release}` : ""}${e.message ? `  \u2014 ${e.message}` : ""}${e.run ? `  ${e.run}` : ""}`) : ["  (empty)"]
+    ].join("\n")
+  ).join("\n");
+}
+var RELEASE_REASON_SHOWN;
+var init_records = __esm({
+  "core/ops/records.ts"() {
+    "use strict";
+    init_target();
+    init_context();
+    init_hosts();
+    init_runinfo();
+    init_errors();
+    init_types();
+    init_system2();
+    init_audit();
+    init_release_list();
+    init_lock();
+    RELEASE_REASON_SHOWN = 120;
+  }
+});
+
+// node_modules/@actions/core/lib/command.js
+import * as os from "os";
+
+// node_modules/@actions/core/lib/utils.js
+function toCommandValue(input) {
+  if (input === null || input === void 0) {
+    return "";
+  } else if (typeof input === "string" || input instanceof String) {
+    return input;
+  }
+  return JSON.stringify(input);
+}
+function toCommandProperties(annotationProperties) {
+  if (!Object.keys(annotationProperties).length) {
+    return {};
+  }
+  return {
+    title: annotationProperties.title,
+    file: annotationProperties.file,
+    line: annotationProperties.startLine,
+    endLine: annotationProperties.endLine,
+    col: annotationProperties.startColumn,
+    endColumn: annotationProperties.endColumn
+  };
+}
+
+// node_modules/@actions/core/lib/command.js
+function issueCommand(command2, properties, message) {
+  const cmd2 = new Command(command2, properties, message);
+  process.stdout.write(cmd2.toString() + os.EOL);
+}
+function issue(name2, message = "") {
+  issueCommand(name2, {}, message);
+}
+var CMD_STRING = "::";
+var Command = class {
+  constructor(command2, properties, message) {
+    if (!command2) {
+      command2 = "missing.command";
+    }
+    this.command = command2;
+    this.properties = properties;
+    this.message = message;
+  }
+  toString() {
+    let cmdStr = CMD_STRING + this.command;
+    if (this.properties && Object.keys(this.properties).length > 0) {
+      cmdStr += " ";
+      let first = true;
+      for (const key in this.properties) {
+        if (this.properties.hasOwnProperty(key)) {
+          const val = this.properties[key];
+          if (val) {
+            if (first) {
+              first = false;
+            } else {
+              cmdStr += ",";
+            }
+            cmdStr += `${key}=${escapeProperty(val)}`;
+          }
+        }
+      }
+    }
+    cmdStr += `${CMD_STRING}${escapeData(this.message)}`;
+    return cmdStr;
+  }
+};
+function escapeData(s) {
+  return toCommandValue(s).replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+}
+function escapeProperty(s) {
+  return toCommandValue(s).replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A").replace(/:/g, "%3A").replace(/,/g, "%2C");
+}
+
+// node_modules/@actions/core/lib/file-command.js
+import * as crypto2 from "crypto";
+import * as fs from "fs";
+import * as os2 from "os";
+function issueFileCommand(command2, message) {
+  const filePath = process.env[`GITHUB_${command2}`];
+  if (!filePath) {
+    throw new Error(`Unable to find environment variable for file command ${command2}`);
+  }
+  if (!fs.existsSync(filePath)) {
+    throw new Error(`Missing file at path: ${filePath}`);
+  }
+  fs.appendFileSync(filePath, `${toCommandValue(message)}${os2.EOL}`, {
+    encoding: "utf8"
+  });
+}
+function prepareKeyValueMessage(key, value) {
+  const delimiter = `ghadelimiter_${crypto2.randomUUID()}`;
+  const convertedValue = toCommandValue(value);
+  if (key.includes(delimiter)) {
+    throw new Error(`Unexpected input: name should not contain the delimiter "${delimiter}"`);
+  }
+  if (convertedValue.includes(delimiter)) {
+    throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
+  }
+  return `${key}<<${delimiter}${os2.EOL}${convertedValue}${os2.EOL}${delimiter}`;
+}
+
+// node_modules/@actions/core/lib/core.js
+import * as os4 from "os";
+
+// node_modules/@actions/http-client/lib/index.js
+var tunnel = __toESM(require_tunnel2(), 1);
+var import_undici = __toESM(require_undici(), 1);
+var HttpCodes;
+(function(HttpCodes2) {
+  HttpCodes2[HttpCodes2["OK"] = 200] = "OK";
+  HttpCodes2[HttpCodes2["MultipleChoices"] = 300] = "MultipleChoices";
+  HttpCodes2[HttpCodes2["MovedPermanently"] = 301] = "MovedPermanently";
+  HttpCodes2[HttpCodes2["ResourceMoved"] = 302] = "ResourceMoved";
+  HttpCodes2[HttpCodes2["SeeOther"] = 303] = "SeeOther";
+  HttpCodes2[HttpCodes2["NotModified"] = 304] = "NotModified";
+  HttpCodes2[HttpCodes2["UseProxy"] = 305] = "UseProxy";
+  HttpCodes2[HttpCodes2["SwitchProxy"] = 306] = "SwitchProxy";
+  HttpCodes2[HttpCodes2["TemporaryRedirect"] = 307] = "TemporaryRedirect";
+  HttpCodes2[HttpCodes2["PermanentRedirect"] = 308] = "PermanentRedirect";
+  HttpCodes2[HttpCodes2["BadRequest"] = 400] = "BadRequest";
+  HttpCodes2[HttpCodes2["Unauthorized"] = 401] = "Unauthorized";
+  HttpCodes2[HttpCodes2["PaymentRequired"] = 402] = "PaymentRequired";
+  HttpCodes2[HttpCodes2["Forbidden"] = 403] = "Forbidden";
+  HttpCodes2[HttpCodes2["NotFound"] = 404] = "NotFound";
+  HttpCodes2[HttpCodes2["MethodNotAllowed"] = 405] = "MethodNotAllowed";
+  HttpCodes2[HttpCodes2["NotAcceptable"] = 406] = "NotAcceptable";
+  HttpCodes2[HttpCodes2["ProxyAuthenticationRequired"] = 407] = "ProxyAuthenticationRequired";
+  HttpCodes2[HttpCodes2["RequestTimeout"] = 408] = "RequestTimeout";
+  HttpCodes2[HttpCodes2["Conflict"] = 409] = "Conflict";
+  HttpCodes2[HttpCodes2["Gone"] = 410] = "Gone";
+  HttpCodes2[HttpCodes2["TooManyRequests"] = 429] = "TooManyRequests";
+  HttpCodes2[HttpCodes2["InternalServerError"] = 500] = "InternalServerError";
+  HttpCodes2[HttpCodes2["NotImplemented"] = 501] = "NotImplemented";
+  HttpCodes2[HttpCodes2["BadGateway"] = 502] = "BadGateway";
+  HttpCodes2[HttpCodes2["ServiceUnavailable"] = 503] = "ServiceUnavailable";
+  HttpCodes2[HttpCodes2["GatewayTimeout"] = 504] = "GatewayTimeout";
+})(HttpCodes || (HttpCodes = {}));
+var Headers;
+(function(Headers2) {
+  Headers2["Accept"] = "accept";
+  Headers2["ContentType"] = "content-type";
+})(Headers || (Headers = {}));
+var MediaTypes;
+(function(MediaTypes2) {
+  MediaTypes2["ApplicationJson"] = "application/json";
+})(MediaTypes || (MediaTypes = {}));
+var HttpRedirectCodes = [
+  HttpCodes.MovedPermanently,
+  HttpCodes.ResourceMoved,
+  HttpCodes.SeeOther,
+  HttpCodes.TemporaryRedirect,
+  HttpCodes.PermanentRedirect
+];
+var HttpResponseRetryCodes = [
+  HttpCodes.BadGateway,
+  HttpCodes.ServiceUnavailable,
+  HttpCodes.GatewayTimeout
+];
+
+// node_modules/@actions/core/lib/summary.js
+import { EOL as EOL3 } from "os";
+import { constants, promises } from "fs";
+var __awaiter = function(thisArg, _arguments, P, generator) {
+  function adopt(value) {
+    return value instanceof P ? value : new P(function(resolve4) {
+      resolve4(value);
+    });
+  }
+  return new (P || (P = Promise))(function(resolve4, reject) {
+    function fulfilled(value) {
+      try {
+        step(generator.next(value));
+      } catch (e) {
+        reject(e);
+      }
+    }
+    function rejected(value) {
+      try {
+        step(generator["throw"](value));
+      } catch (e) {
+        reject(e);
+      }
+    }
+    function step(result) {
+      result.done ? resolve4(result.value) : adopt(result.value).then(fulfilled, rejected);
+    }
+    step((generator = generator.apply(thisArg, _arguments || [])).next());
+  });
+};
+var { access, appendFile, writeFile } = promises;
+var SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
+var Summary = class {
+  constructor() {
+    this._buffer = "";
+  }
+  /**
+   * Finds the summary file path from the environment, rejects if env var is not found or file does not exist
+   * Also checks r/w permissions.
+   *
+   * @returns step summary file path
+   */
+  filePath() {
+    return __awaiter(this, void 0, void 0, function* () {
+      if (this._filePath) {
+        return this._filePath;
+      }
+      const pathFromEnv = process.env[SUMMARY_ENV_VAR];
+      if (!pathFromEnv) {
+        throw new Error(`Unable to find environment variable for $${SUMMARY_ENV_VAR}. Check if your runtime environment supports job summaries.`);
+      }
+      try {
+        yield access(pathFromEnv, constants.R_OK | constants.W_OK);
+      } catch (_a) {
+        throw new Error(`Unable to access summary file: '${pathFromEnv}'. Check if the file has correct read/write permissions.`);
+      }
+      this._filePath = pathFromEnv;
+      return this._filePath;
+    });
+  }
+  /**
+   * Wraps content in an HTML tag, adding any HTML attributes
+   *
+   * @param {string} tag HTML tag to wrap
+   * @param {string | null} content content within the tag
+   * @param {[attribute: string]: string} attrs key-value list of HTML attributes to add
+   *
+   * @returns {string} content wrapped in HTML element
+   */
+  wrap(tag, content, attrs = {}) {
+    const htmlAttrs = Object.entries(attrs).map(([key, value]) => ` ${key}="${value}"`).join("");
+    if (!content) {
+      return `<${tag}${htmlAttrs}>`;
+    }
+    return `<${tag}${htmlAttrs}>${content}</${tag}>`;
+  }
+  /**
+   * Writes text in the buffer to the summary buffer file and empties buffer. Will append by default.
+   *
+   * @param {SummaryWriteOptions} [options] (optional) options for write operation
+   *
+   * @returns {Promise<Summary>} summary instance
+   */
+  write(options) {
+    return __awaiter(this, void 0, void 0, function* () {
+      const overwrite = !!(options === null || options === void 0 ? void 0 : options.overwrite);
+      const filePath = yield this.filePath();
+      const writeFunc = overwrite ? writeFile : appendFile;
+      yield writeFunc(filePath, this._buffer, { encoding: "utf8" });
+      return this.emptyBuffer();
+    });
+  }
+  /**
+   * Clears the summary buffer and wipes the summary file
+   *
+   * @returns {Summary} summary instance
+   */
+  clear() {
+    return __awaiter(this, void 0, void 0, function* () {
+      return this.emptyBuffer().write({ overwrite: true });
+    });
+  }
+  /**
+   * Returns the current summary buffer as a string
+   *
+   * @returns {string} string of summary buffer
+   */
+  stringify() {
+    return this._buffer;
+  }
+  /**
+   * If the summary buffer is empty
+   *
+   * @returns {boolen} true if the buffer is empty
+   */
+  isEmptyBuffer() {
+    return this._buffer.length === 0;
+  }
+  /**
+   * Resets the summary buffer without writing to summary file
+   *
+   * @returns {Summary} summary instance
+   */
+  emptyBuffer() {
+    this._buffer = "";
+    return this;
+  }
+  /**
+   * Adds raw text to the summary buffer
+   *
+   * @param {string} text content to add
+   * @param {boolean} [addEOL=false] (optional) append an EOL to the raw text (default: false)
+   *
+   * @returns {Summary} summary instance
+   */
+  addRaw(text, addEOL = false) {
+    this._buffer += text;
+    return addEOL ? this.addEOL() : this;
+  }
+  /**
+   * Adds the operating system-specific end-of-line marker to the buffer
+   *
+   * @returns {Summary} summary instance
+   */
+  addEOL() {
+    return this.addRaw(EOL3);
+  }
+  /**
+   * Adds an HTML codeblock to the summary buffer
+   *
+   * @param {string} code content to render within fenced code block
+   * @param {string} lang (optional) language to syntax highlight code
+   *
+   * @returns {Summary} summary instance
+   */
+  addCodeBlock(code, lang) {
+    const attrs = Object.assign({}, lang && { lang });
+    const element = this.wrap("pre", this.wrap("code", code), attrs);
+    return this.addRaw(element).addEOL();
+  }
+  /**
+   * Adds an HTML list to the summary buffer
+   *
+   * @param {string[]} items list of items to render
+   * @param {boolean} [ordered=false] (optional) if the rendered list should be ordered or not (default: false)
+   *
+   * @returns {Summary} summary instance
+   */
+  addList(items, ordered = false) {
+    const tag = ordered ? "ol" : "ul";
+    const listItems = items.map((item) => this.wrap("li", item)).join("");
+    const element = this.wrap(tag, listItems);
+    return this.addRaw(element).addEOL();
+  }
+  /**
+   * Adds an HTML table to the summary buffer
+   *
+   * @param {SummaryTableCell[]} rows table rows
+   *
+   * @returns {Summary} summary instance
+   */
+  addTable(rows) {
+    const tableBody = rows.map((row) => {
+      const cells = row.map((cell) => {
+        if (typeof cell === "string") {
+          return this.wrap("td", cell);
+        }
+        const { header, data, colspan, rowspan } = cell;
+        const tag = header ? "th" : "td";
+        const attrs = Object.assign(Object.assign({}, colspan && { colspan }), rowspan && { rowspan });
+        return this.wrap(tag, data, attrs);
+      }).join("");
+      return this.wrap("tr", cells);
+    }).join("");
+    const element = this.wrap("table", tableBody);
+    return this.addRaw(element).addEOL();
+  }
+  /**
+   * Adds a collapsable HTML details element to the summary buffer
+   *
+   * @param {string} label text for the closed state
+   * @param {string} content collapsable content
+   *
+   * @returns {Summary} summary instance
+   */
+  addDetails(label, content) {
+    const element = this.wrap("details", this.wrap("summary", label) + content);
+    return this.addRaw(element).addEOL();
+  }
+  /**
+   * Adds an HTML image tag to the summary buffer
+   *
+   * @param {string} src path to the image you to embed
+   * @param {string} alt text description of the image
+   * @param {SummaryImageOptions} options (optional) addition image attributes
+   *
+   * @returns {Summary} summary instance
+   */
+  addImage(src, alt, options) {
+    const { width, height } = options || {};
+    const attrs = Object.assign(Object.assign({}, width && { width }), height && { height });
+    const element = this.wrap("img", null, Object.assign({ src, alt }, attrs));
+    return this.addRaw(element).addEOL();
+  }
+  /**
+   * Adds an HTML section heading element
+   *
+   * @param {string} text heading text
+   * @param {number | string} [level=1] (optional) the heading level, default: 1
+   *
+   * @returns {Summary} summary instance
+   */
+  addHeading(text, level) {
+    const tag = `h${level}`;
+    const allowedTag = ["h1", "h2", "h3", "h4", "h5", "h6"].includes(tag) ? tag : "h1";
+    const element = this.wrap(allowedTag, text);
+    return this.addRaw(element).addEOL();
+  }
+  /**
+   * Adds an HTML thematic break (<hr>) to the summary buffer
+   *
+   * @returns {Summary} summary instance
+   */
+  addSeparator() {
+    const element = this.wrap("hr", null);
+    return this.addRaw(element).addEOL();
+  }
+  /**
+   * Adds an HTML line break (<br>) to the summary buffer
+   *
+   * @returns {Summary} summary instance
+   */
+  addBreak() {
+    const element = this.wrap("br", null);
+    return this.addRaw(element).addEOL();
+  }
+  /**
+   * Adds an HTML blockquote to the summary buffer
+   *
+   * @param {string} text quote text
+   * @param {string} cite (optional) citation url
+   *
+   * @returns {Summary} summary instance
+   */
+  addQuote(text, cite) {
+    const attrs = Object.assign({}, cite && { cite });
+    const element = this.wrap("blockquote", text, attrs);
+    return this.addRaw(element).addEOL();
+  }
+  /**
+   * Adds an HTML anchor tag to the summary buffer
+   *
+   * @param {string} text link text/content
+   * @param {string} href hyperlink
+   *
+   * @returns {Summary} summary instance
+   */
+  addLink(text, href) {
+    const element = this.wrap("a", text, { href });
+    return this.addRaw(element).addEOL();
+  }
+};
+var _summary = new Summary();
+var summary = _summary;
+
+// node_modules/@actions/core/lib/platform.js
+import os3 from "os";
+
+// node_modules/@actions/io/lib/io-util.js
+import * as fs2 from "fs";
+var { chmod, copyFile, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, symlink, unlink } = fs2.promises;
+var IS_WINDOWS = process.platform === "win32";
+var READONLY = fs2.constants.O_RDONLY;
+
+// node_modules/@actions/exec/lib/toolrunner.js
+var IS_WINDOWS2 = process.platform === "win32";
+
+// node_modules/@actions/core/lib/platform.js
+var platform = os3.platform();
+var arch = os3.arch();
+
+// node_modules/@actions/core/lib/core.js
+var ExitCode;
+(function(ExitCode2) {
+  ExitCode2[ExitCode2["Success"] = 0] = "Success";
+  ExitCode2[ExitCode2["Failure"] = 1] = "Failure";
+})(ExitCode || (ExitCode = {}));
+function setSecret(secret) {
+  issueCommand("add-mask", {}, secret);
+}
+function getInput(name2, options) {
+  const val = process.env[`INPUT_${name2.replace(/ /g, "_").toUpperCase()}`] || "";
+  if (options && options.required && !val) {
+    throw new Error(`Input required and not supplied: ${name2}`);
+  }
+  if (options && options.trimWhitespace === false) {
+    return val;
+  }
+  return val.trim();
+}
+function setOutput(name2, value) {
+  const filePath = process.env["GITHUB_OUTPUT"] || "";
+  if (filePath) {
+    return issueFileCommand("OUTPUT", prepareKeyValueMessage(name2, value));
+  }
+  process.stdout.write(os4.EOL);
+  issueCommand("set-output", { name: name2 }, toCommandValue(value));
+}
+function setFailed(message) {
+  process.exitCode = ExitCode.Failure;
+  error(message);
+}
+function error(message, properties = {}) {
+  issueCommand("error", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+function warning(message, properties = {}) {
+  issueCommand("warning", toCommandProperties(properties), message instanceof Error ? message.toString() : message);
+}
+function info(message) {
+  process.stdout.write(message + os4.EOL);
+}
+function startGroup(name2) {
+  issue("group", name2);
+}
+function endGroup() {
+  issue("endgroup");
+}
+
+// core/action.ts
+init_project_dir();
+init_errors();
+init_parts();
+init_identity();
+init_report();
+import { randomUUID as randomUUID2 } from "node:crypto";
+import { existsSync as existsSync5, readFileSync as readFileSync5, statSync as statSync4 } from "node:fs";
+import { resolve as resolve2 } from "node:path";
+var SUMMARY_MAX_BYTES = 1024 * 1024;
+var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
+var ActionsReporter = class {
+  masker = new Masker();
+  /** The job summary is Markdown: values from outside masked, then escaped. */
+  values = maskedMarkdown((text) => this.redact(text));
+  /** Whether an Actions log group is open now (they cannot nest). */
+  groupOpen = false;
+  mask(value) {
+    const added = this.masker.add(value);
+    for (const form of exactForms(added)) setSecret(form);
+    if (added.length) for (const dump of byteDumps(value)) setSecret(dump);
+  }
+  allow(text) {
+    this.masker.allow(text);
+  }
+  redact(text) {
+    return this.masker.redact(text);
+  }
+  /** `text` as printed: masked (redact), its control characters shown as text (showControls). */
+  shown(text) {
+    return showControls(this.redact(text));
+  }
+  /**
+   * Print `text` (shown) to the job log. The runner reads a line starting with "::" (spaces before it too) as a
+   * workflow command (`::add-mask::`, `::set-output`, `::stop-commands::`), and "##[" anywhere in one as its older
+   * form: text that may hold either (an app's log line, a commit subject, a host's output) is printed between
+   * `::stop-commands::<token>` and `::<token>::`, the runner's own way to print text it must not act on; the token is
+   * random, so no text can end the pause. Text without them is printed as it is (nothing in between in the log).
+   */
+  log(text) {
+    const shown = this.shown(text);
+    if (!/^\s*::|##\[/m.test(shown)) return info(shown);
+    const token = randomUUID2();
+    info(`::stop-commands::${token}`);
+    info(shown);
+    info(`::${token}::`);
+  }
+  info(message) {
+    this.log(message);
+  }
+  warn(message) {
+    warning(this.shown(message));
+  }
+  error(message) {
+    error(this.shown(message));
+  }
+  async group(title, fn) {
+    const own2 = !this.groupOpen;
+    const start = Date.now();
+    if (own2) {
+      startGroup(this.shown(title));
+      this.groupOpen = true;
+    } else this.log(`\u25B8 ${title}`);
+    try {
+      const result = await fn();
+      this.log(`\u2713 ${title} (${seconds2(Date.now() - start)})`);
+      return result;
+    } catch (e) {
+      this.log(`\u2717 ${title} (${seconds2(Date.now() - start)})`);
+      throw e;
+    } finally {
+      if (own2) {
+        endGroup();
+        this.groupOpen = false;
+      }
+    }
+  }
+  line(host, text) {
+    this.log(`${host} ${text}`);
+  }
+  /** Bytes this step's job summary holds so far (summary). */
+  summaryBytes = 0;
+  /**
+   * Append `markdown` (shown) to the step's job summary, cut at a line with a note when the summary would pass
+   * SUMMARY_MAX_BYTES: GitHub shows none of a longer one (a loader's or a host's long output), and later calls
+   * add nothing once it is cut.
+   */
+  async summary(markdown) {
+    const text = Buffer.from(`${markdownMasks(this.shown(markdown))}
+`);
+    const room = SUMMARY_MAX_BYTES - this.summaryBytes;
+    if (room <= 0) return;
+    let out = text;
+    if (text.length > room) {
+      const note = Buffer.from(SUMMARY_CUT);
+      const cut = text.lastIndexOf(10, Math.max(0, room - note.length - 1));
+      out = Buffer.concat([text.subarray(0, cut + 1), note]);
+      this.summaryBytes = SUMMARY_MAX_BYTES;
+    } else this.summaryBytes += text.length;
+    await summary.addRaw(out.toString("utf8")).write();
+  }
+  output(name2, value) {
+    setOutput(name2, this.redact(value));
+  }
+};
+function booleanInput(name2, value, fallback) {
+  const v = value.trim().toLowerCase();
+  if (v === "") return fallback;
+  if (["true", "yes", "1"].includes(v)) return true;
+  if (["false", "no", "0"].includes(v)) return false;
+  throw new OpsError(`invalid input ${name2}: ${JSON.stringify(value)}`, `${name2} is true or false`);
+}
+var KEY_SECRETS = { "ssh-key": "SSH_PRIVATE_KEY", "age-key": "SOPS_AGE_KEY" };
+function secretlessRun(env = process.env) {
+  const hint = "deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged";
+  if (env.GITHUB_ACTOR === "dependabot[bot]") return { why: "this run was started by Dependabot, and GitHub gives it only the Dependabot secrets", hint };
+  if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? "") || !env.GITHUB_EVENT_PATH) return void 0;
+  try {
+    const pull = JSON.parse(readFileSync5(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
+    const repo = pull?.head?.repo;
+    if (!pull || repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? "").toLowerCase()) return void 0;
+    return { why: `this run is for a pull request from a fork (${repo?.full_name ?? "deleted since"}), and GitHub gives such runs no secrets`, hint };
+  } catch {
+    return void 0;
+  }
+}
+function emptyKeyInput(name2, githubEnvironment) {
+  const secretless = secretlessRun();
+  if (secretless) return new OpsError(`input \`${name2}\` is empty: ${secretless.why}`, secretless.hint);
+  const secret = KEY_SECRETS[name2];
+  const env = githubEnvironment ? `\`${githubEnvironment}\`` : "of this job (its environment: key)";
+  return new OpsError(
+    `input \`${name2}\` is empty: is the secret ${secret} set for the GitHub environment ${env}?`,
+    `add it under Settings \u2192 Environments \u2192 ${githubEnvironment || "<environment>"} \u2192 Environment secrets; the workflow passes it as ${name2}: \${{ secrets.${secret} }} (README: "Repository checklist")`
+  );
+}
+function actionRoot(workingDirectory, spec) {
+  const dir = resolve2(workingDirectory);
+  const problem = (spec.required ?? []).includes("environment") ? projectDirProblem(dir) : !existsSync5(dir) ? "does not exist" : !statSync4(dir).isDirectory() ? "is not a folder" : void 0;
+  if (!problem) return dir;
+  throw new OpsError(
+    `invalid input working-directory: ${dir} ${problem}`,
+    "give the checkout that holds environments/ (actions/checkout's `path:`, relative to the workspace), or leave working-directory out for the workspace"
+  );
+}
+async function checkInputs(spec, get = (n) => getInput(n)) {
+  const environment = get("environment").trim();
+  for (const name2 of spec.required ?? []) {
+    if (get(name2).trim()) continue;
+    if (name2 in KEY_SECRETS) throw emptyKeyInput(name2, environment && (spec.secretsFrom ?? ((e) => e))(environment));
+    throw new OpsError(`input ${name2} is required`, `give it in the step's with: block`);
+  }
+  const flags = Object.fromEntries(Object.entries(spec.flags ?? {}).map(([name2, fallback]) => [name2, booleanInput(name2, get(name2), fallback)]));
+  for (const [name2, values] of Object.entries(spec.choices ?? {})) {
+    const v = get(name2).trim();
+    if (v && !values.includes(v)) throw new OpsError(`invalid input ${name2}: ${JSON.stringify(v)}`, `${name2} is ${values.map((x) => `"${x}"`).join(" or ")}`);
+  }
+  const workingDirectory = get("working-directory").trim();
+  if (workingDirectory) actionRoot(workingDirectory, spec);
+  const sshKey = get("ssh-key");
+  if (sshKey) checkKeyText(sshKey, "input `ssh-key`");
+  const ageKey = get("age-key");
+  if (ageKey.trim()) {
+    const { parseIdentities: parseIdentities2 } = await Promise.resolve().then(() => (init_keys(), keys_exports));
+    const found = await parseIdentities2(ageKey, "input `age-key`");
+    if (!found.length) throw new OpsError("input `age-key` holds no age identity (only comments or blank lines)", "pass the whole key file: AGE-SECRET-KEY-1\u2026");
+  }
+  return flags;
+}
+async function runAction(spec, body) {
+  const reporter = new ActionsReporter();
+  const processEnv = { ...process.env };
+  onUncaught((message) => setFailed(reporter.redact(message)));
+  guardOutput();
+  let ageKey = "";
+  try {
+    const sshKey = getInput("ssh-key");
+    if (sshKey) {
+      reporter.mask(sshKey);
+      processEnv.OPS_SSH_KEY = sshKey;
+    }
+    ageKey = getInput("age-key");
+    if (ageKey) {
+      reporter.mask(ageKey);
+      processEnv.SOPS_AGE_KEY = ageKey;
+    }
+    const flags = await checkInputs(spec);
+    const workingDirectory = getInput("working-directory").trim();
+    const root = workingDirectory ? actionRoot(workingDirectory, spec) : process.env.GITHUB_WORKSPACE || process.cwd();
+    await body({
+      ops: { root, reporter, processEnv },
+      reporter,
+      input: (name2, options) => {
+        const value = getInput(name2).trim();
+        if (options?.required && !value) throw new OpsError(`input ${name2} is required`, `give it in the step's with: block`);
+        return value;
+      },
+      flag: (name2) => {
+        if (!(name2 in flags)) throw new Error(`flag ${name2} is not among the flags runAction checks first (its spec.flags)`);
+        return flags[name2];
+      }
+    });
+  } catch (e) {
+    const environment = getInput("environment").trim();
+    const error2 = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput("age-key", environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
+    setFailed(showControls(hideSecrets(reporter.redact(formatError(error2)))));
+  }
+}
+
+// core/ops/secrets.ts
+init_environment();
+init_dotenv();
+init_errors();
+init_packages();
+init_parts();
+init_tree();
+init_schema_object();
+init_report();
+init_key_file();
+function settingsPasswords(env) {
+  const out = /* @__PURE__ */ new Set();
+  const walk = (node) => {
+    if (typeof node === "string") for (const p of [...urlCredentialsIn(node), ...tokensIn(node)]) out.add(p);
+    else if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === "object") Object.values(node).forEach(walk);
+  };
+  walk(env.config);
+  return [...out];
+}
+function openEnvironment(ctx, name2) {
+  const env = loadEnvironment(name2, ctx.root);
+  for (const p of settingsPasswords(env)) ctx.reporter.mask(p);
+  return env;
+}
+
+// core/ops/rollback.ts
+init_schema();
+init_target();
+init_siblings();
+init_context();
+init_errors();
+init_layout();
+init_runinfo();
+init_types();
+init_shell();
+init_release();
+init_switch();
+
+// core/ops/host-run.ts
+init_errors();
+init_types();
+init_facts();
+init_libraries();
+function reportNginxStarted(ctx, result, r) {
+  if (reported(r, LIBRARY_KEYS.nginx_started) === void 0) return;
+  const started = `nginx was not running on ${result.host}: the switch started it (the site was down until then)`;
+  ctx.reporter.warn(started);
+  result.notes.push(`warning: ${started}`);
+}
+var HostRun = class {
+  constructor(ctx, remote, env, operation = "deploy") {
+    this.ctx = ctx;
+    this.remote = remote;
+    this.env = env;
+    this.operation = operation;
+  }
+  ctx;
+  remote;
+  env;
+  operation;
+  steps = [];
+  /** Run `step`; `options.allowFailure`: a failed step's result is returned (see `failure`), not thrown. */
+  async run(step, options = {}) {
+    const started = Date.now();
+    try {
+      return await (step.quiet ? this.remote.run(step, options) : this.ctx.reporter.group(`${this.remote.name} \xB7 ${step.name}`, () => this.remote.run(step, options)));
+    } catch (e) {
+      throw await this.diskFull(e);
+    } finally {
+      this.steps.push({ name: step.name, ms: Date.now() - started });
+    }
+  }
+  async upload(content, path, mode) {
+    await this.remote.upload(content, path, { mode }).catch(async (e) => {
+      throw await this.diskFull(e);
+    });
+  }
+  /**
+   * A step's outcome that another step carried (a rollback's, at the end of the lock step) or that the script
+   * reported rather than exited with: recorded under `name` (with `result`'s duration), and a `code` other than
+   * 0 thrown as the StepError `run` would throw (a full disk said as such).
+   */
+  async record(name2, result, code = 0) {
+    this.steps.push({ name: name2, ms: result.durationMs });
+    if (code !== 0) throw await this.failure(name2, result, code);
+  }
+  /** The error of a step `name` that ended with `code` (its result read with allowFailure): a full disk said as such. */
+  async failure(name2, result, code = result.code) {
+    const redact = (t) => this.ctx.reporter.redact(t);
+    return this.diskFull(new StepError(name2, this.remote.name, code, failureDetail(result.stdout, result.stderr, redact), void 0, void 0, void 0, failureVerdict(result.stdout, redact)));
+  }
+  /**
+   * A cleanup step whose own failure must not hide the original error: its result (whatever its exit code), or
+   * undefined when it could not run (a lost connection, a timeout).
+   */
+  async tryRun(step) {
+    return this.remote.run(step, { allowFailure: true }).catch(() => void 0);
+  }
+  /** A failed step: was the disk full? (diskFullError) */
+  diskFull(e) {
+    return diskFullError(this.remote, this.env, e, this.operation);
+  }
+};
+async function diskFullError(remote, env, e, operation) {
+  if (!(e instanceof StepError) || e.exitCode === null) return e;
+  const r = await remote.run(diskSpace(env), { allowFailure: true }).catch(() => void 0);
+  const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
+  const exhausted = disk && (disk.freeMb < 1 || disk.freeInodes !== void 0 && disk.freeInodes < 10);
+  if (!DISK_FULL.test(e.message) && !exhausted) return e;
+  const inodes = disk?.freeInodes !== void 0 && (disk.freeInodes === 0 || disk.freeInodes < 1e3 && disk.freeMb >= 64);
+  const what = inodes ? "free inodes" : "disk space";
+  return new DiskFullError(
+    e,
+    `${remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${env.baseDir}`}`,
+    `free space on ${remote.name} under ${disk?.path ?? env.baseDir} (failed releases, old dependency sets under shared/deps, logs; or lower release.keep), then ${operation} again`
+  );
+}
+
+// core/ops/rollback.ts
+init_hosts();
 
 // core/ops/host-state.ts
+init_errors();
+init_hosts();
+init_types();
+init_facts();
+init_system2();
+init_history2();
+init_release();
+init_libraries();
+init_programs();
+init_nginx_config();
+init_status();
+init_siblings();
 function partialState(r) {
   const current = reported(r, RELEASE_KEYS.current);
   return current === void 0 ? {} : { previous: current };
@@ -70081,9 +71000,13 @@ ${taken.map((t) => `  - ${t.host} (slot ${t.slot}): ${ports(t)}; ${serves(t)}`).
 
 // core/ops/deploy-plan.ts
 init_environment();
-import { createHash as createHash5 } from "node:crypto";
+init_siblings();
+init_context();
+init_dotenv();
 init_errors();
+init_runinfo();
 init_shell();
+import { createHash as createHash5 } from "node:crypto";
 
 // core/dependency-inputs.ts
 init_errors();
@@ -70101,6 +71024,14 @@ init_supervisor();
 
 // core/preflight.ts
 init_errors();
+init_git();
+
+// core/node-engines.ts
+var import_semver = __toESM(require_semver(), 1);
+
+// core/preflight.ts
+init_supervisor();
+var LOADS_DOTENV = String.raw`load_dotenv|dotenv_values|read_env|env_file|dotenv/config|require\(['"]dotenv['"]\)|from ['"]dotenv['"]|loadEnvFile|env-file|dotenv -e|/\.env([^A-Za-z0-9_]|$)`;
 
 // core/tree-content.ts
 init_errors();
@@ -70108,6 +71039,9 @@ init_git();
 init_shell();
 
 // core/ops/deploy-plan.ts
+init_nginx_config();
+init_release();
+init_switch();
 var sortedKeys2 = (_, v) => v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) : v;
 function fingerprintSettings(env) {
   const { hosts: _h, bastion: _b, ssh: _s, repository: _r, ref: _ref, switch: sw, ...settings } = env.config;
@@ -70129,11 +71063,18 @@ function settingsChanged(recorded, today) {
 var SETTINGS_DIGEST = /^[a-z][a-z0-9_]*=[0-9a-f]{8}(,[a-z][a-z0-9_]*=[0-9a-f]{8})*$/;
 
 // core/ops/locked.ts
-import { randomBytes as randomBytes8 } from "node:crypto";
+init_context();
 init_signals();
 init_errors();
+init_runinfo();
+init_audit();
+init_release();
+init_lock();
+init_types();
 init_shell();
 init_report();
+init_system2();
+import { randomBytes as randomBytes8 } from "node:crypto";
 var LockError = class extends OpsError {
 };
 var LockLostError = class extends OpsError {
@@ -70427,7 +71368,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     }
     return `${host} (${why})`;
   };
-  const auditTail = async (host) => {
+  const auditTail2 = async (host) => {
     const r = await unfenced(session.remote(host)).run(readAudit(env, 50), { allowFailure: true }).catch(() => void 0);
     return r ? reportedAll(r, AUDIT_KEYS.entry).map(parseAuditLine) : [];
   };
@@ -70444,14 +71385,14 @@ async function withLock(ctx, session, operation, fn, options = {}) {
     const said = [];
     const byHost = /* @__PURE__ */ new Map();
     for (const host of taken) {
-      const tail2 = await auditTail(host);
+      const tail2 = await auditTail2(host);
       const refused = lost.get(host);
       const own2 = closingTimes.get(host);
       if (!refused && own2 && tail2.some((a) => a.time === own2 && a.operation === operation && a.actor === request.actor)) continue;
       let breaker = lastBreak(tail2, host);
       for (let i = 0; !breaker && i < 10; i++) {
         await new Promise((r) => setTimeout(r, 1e3));
-        breaker = lastBreak(await auditTail(host), host);
+        breaker = lastBreak(await auditTail2(host), host);
       }
       const by2 = brokenBy(breaker);
       byHost.set(host, by2);
@@ -70463,7 +71404,9 @@ async function withLock(ctx, session, operation, fn, options = {}) {
       const entries = lines.length ? lines.map(parseAuditLine) : [auditEntry(env, request, { ...options.fields, ...about.get(host), result: "failed", message: refused ? refused.message : "stopped" }, runnerNow(ctx))];
       for (const entry of entries) {
         const failed2 = refused && entry.result === "success" ? { result: "failed" } : {};
-        await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed2, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by2}` })).catch(() => void 0);
+        const appended = await unfenced(session.remote(host)).run(appendAudit(env, { ...entry, ...failed2, message: `${entry.message ? `${entry.message}: ` : ""}its lock ${by2}` })).catch(() => void 0);
+        const unwritten = appended && reported(appended, AUDIT_KEYS.append_failed);
+        if (unwritten !== void 0) ctx.reporter.warn(`${host}: the audit log could not be written (${unwritten.trim() || "no reason given"})`);
       }
       const release = made.get(host);
       if (release && !wentLive.has(host) && release !== refused?.live) {
@@ -70479,7 +71422,7 @@ async function withLock(ctx, session, operation, fn, options = {}) {
 ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hint);
   };
   const notHeldLine = async (host) => {
-    if (inspected.has(host) || tookThenFailed.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail(host), host))}); nothing more was stopped there`;
+    if (inspected.has(host) || tookThenFailed.has(host)) return `this run's lock was not there to let go (its last step let go, or it was ${brokenBy(lastBreak(await auditTail2(host), host))}); nothing more was stopped there`;
     const r = await unfenced(session.remote(host)).run(lockStatus(env), { allowFailure: true }).catch(() => void 0);
     const lock = r && parseLock(r);
     if (lock && lock.state !== "free" && lock.holder.run_id !== request.runId)
@@ -70964,7 +71907,29 @@ function hostPrevious(host, r) {
   const [verdict, id] = (reported(r, RELEASE_KEYS.rollback_previous) ?? "").split(" ");
   return { host, current: parseState(r).current ?? "", previous: verdict === "ok" ? id ?? "" : "" };
 }
+async function refuseOtherForms(ctx, env, to) {
+  const id = patternOf("release");
+  if (id.test(to)) return;
+  const unmarked2 = to.replace(/^\*\s*/, "");
+  if (unmarked2 !== to && id.test(unmarked2)) throw new OpsError(`--to "${to}" holds the live marker of ops releases ("*"): the release id is ${unmarked2}`, `ops rollback ${env.name} --to ${unmarked2}`);
+  if (!/^[A-Za-z0-9][\w./+-]{0,199}$/.test(to)) return;
+  const { listReleases: listReleases2 } = await Promise.resolve().then(() => (init_records(), records_exports));
+  const hosts = await listReleases2(ctx, env).catch((e) => {
+    if (e instanceof OpsError) return [];
+    throw e;
+  });
+  const kept = [...new Map(hosts.flatMap((h) => h.releases).map((r) => [r.id, r])).values()];
+  if (!hosts.some((h) => h.error === void 0)) return;
+  const lower = to.toLowerCase();
+  const hex2 = /^[0-9a-f]{4,40}$/.test(lower);
+  const meant = kept.filter((r) => r.ref === to || hex2 && r.sha.startsWith(lower) || /^\d{8}(T\d{0,6}Z?)?$/.test(to) && r.id.startsWith(to));
+  const ids = [...new Set(meant.map((r) => r.id))].sort().reverse();
+  if (ids.length === 1) throw new OpsError(`--to takes a release id: ${to} is release ${ids[0]}`, `ops rollback ${env.name} --to ${ids[0]}`);
+  if (ids.length > 1) throw new OpsError(`--to takes a release id: ${to} names ${ids.length} kept releases, ${ids.join(", ")}`, `pick one (ops releases ${env.name} says which went live when): ops rollback ${env.name} --to ${ids[0]}`);
+  throw new OpsError(`--to takes a release id, and no release kept is ${to} (kept: ${kept.map((r) => `${r.id}${r.ref ? ` (${r.ref})` : ""}`).join(", ") || "none"})`, `ops releases ${env.name} lists them with their ids; a release no longer kept comes back by a deploy of its commit (ops deploy ${env.name} --ref <ref>)`);
+}
 async function rollbackRun(ctx, env, to) {
+  if (to) await refuseOtherForms(ctx, env, to);
   if (to) validate("release", to);
   refuseCollisions(env, ctx.reporter);
   const alone = env.hosts.length === 1;

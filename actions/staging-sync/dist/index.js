@@ -20252,11 +20252,14 @@ function structuralParts(value) {
 }
 function byteDumps(value) {
   const out = /* @__PURE__ */ new Set();
+  const add3 = (bytes) => {
+    for (const d of bytes.length <= MAX_ENCODED_PART ? bytesDumps(bytes) : [nodeBufferDump(bytes)]) out.add(d);
+  };
   for (const p of structuralParts(value)) {
     const t = p.trim();
     if (isWeakPart(t)) continue;
-    for (const d of bytesDumps(Buffer.from(p, "utf8"))) out.add(d);
-    if (isHexKey(t)) for (const d of bytesDumps(Buffer.from(t, "hex"))) out.add(d);
+    add3(Buffer.from(p, "utf8"));
+    if (isHexKey(t)) add3(Buffer.from(t, "hex"));
   }
   return [...out];
 }
@@ -20296,8 +20299,11 @@ function bytesDumps(bytes) {
   const pairs = bytes.toString("hex").match(/../g) ?? [];
   const numbers = [...bytes].map(String);
   const forms = [pairs.join(" "), pairs.join(":"), pairs.join("-"), pairs.join(":").toUpperCase(), numbers.join(","), numbers.join(", ")];
-  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(" "));
+  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(nodeBufferDump(bytes));
   return forms;
+}
+function nodeBufferDump(bytes) {
+  return (bytes.subarray(0, NODE_INSPECT_MAX_BYTES).toString("hex").match(/../g) ?? []).join(" ");
 }
 function dumpLine(line) {
   const offset = /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/.exec(line);
@@ -20372,7 +20378,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE, NODE_INSPECT_MAX_BYTES, DUMP_RUN;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE, MAX_ENCODED_PART, NODE_INSPECT_MAX_BYTES, DUMP_RUN;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -20467,6 +20473,7 @@ var init_parts = __esm({
       "\u2028": "L",
       "\u2029": "P"
     };
+    MAX_ENCODED_PART = 16 * 1024;
     NODE_INSPECT_MAX_BYTES = 50;
     DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){2,}|[0-9]{1,3}(, ?)[0-9]{1,3}(?:\2[0-9]{1,3}){2,})(?![0-9A-Za-z])/g;
   }
@@ -51451,28 +51458,42 @@ async function loadIdentities(processEnv = process.env) {
     const w = exposedKeyWarning(file2, "your age private key");
     if (w) warnings.push(w);
   };
+  const failed = [];
+  const attempt = async (place, read2) => {
+    try {
+      await read2();
+    } catch (e) {
+      if (!(e instanceof OpsError) || e instanceof NoKeyCommand) throw e;
+      failed.push(e);
+      tried.push(`${place} (${messageLine(e)}; to fix: ${e.hint ?? "see above"})`);
+    }
+  };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
-    const before = plugins.length;
-    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY", void 0, plugins);
-    identities.push(...found);
-    tried.push(`SOPS_AGE_KEY (${count(found, before)})`);
+    await attempt("SOPS_AGE_KEY", async () => {
+      const before = plugins.length;
+      const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY", void 0, plugins);
+      identities.push(...found);
+      tried.push(`SOPS_AGE_KEY (${count(found, before)})`);
+    });
   } else tried.push("SOPS_AGE_KEY (not set)");
   if (processEnv.SOPS_AGE_KEY_FILE) {
     const file2 = processEnv.SOPS_AGE_KEY_FILE;
-    let text;
-    try {
-      text = readFileSync3(file2, "utf8");
-    } catch (e) {
-      throw new OpsError(
-        `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
-        "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
-      );
-    }
-    const before = plugins.length;
-    const found = await parseIdentities(text, file2, { first: "unset SOPS_AGE_KEY_FILE, and " }, plugins);
-    identities.push(...found);
-    exposed(file2, found);
-    tried.push(`SOPS_AGE_KEY_FILE=${file2} (${count(found, before)})`);
+    await attempt(`SOPS_AGE_KEY_FILE=${file2}`, async () => {
+      let text;
+      try {
+        text = readFileSync3(file2, "utf8");
+      } catch (e) {
+        throw new OpsError(
+          `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
+          "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
+        );
+      }
+      const before = plugins.length;
+      const found = await parseIdentities(text, file2, { first: "unset SOPS_AGE_KEY_FILE, and " }, plugins);
+      identities.push(...found);
+      exposed(file2, found);
+      tried.push(`SOPS_AGE_KEY_FILE=${file2} (${count(found, before)})`);
+    });
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
   if (processEnv.SOPS_AGE_KEY_CMD !== void 0) {
     let text;
@@ -51483,27 +51504,34 @@ async function loadIdentities(processEnv = process.env) {
       tried.push(`SOPS_AGE_KEY_CMD (${messageLine(e).replace(/^SOPS_AGE_KEY_CMD /, "")}; to fix: ${e.hint})`);
     }
     if (text !== void 0) {
-      const before = plugins.length;
-      const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD", void 0, plugins);
-      identities.push(...found);
-      tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+      const output = text;
+      await attempt("SOPS_AGE_KEY_CMD", async () => {
+        const before = plugins.length;
+        const found = await parseIdentities(output, "SOPS_AGE_KEY_CMD", void 0, plugins);
+        identities.push(...found);
+        tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+      });
     }
   }
   const file = defaultKeyFile(processEnv);
   const moved = file.replace(/\.txt$/, "") + ".age";
   if (!isAbsolute3(file)) tried.push(`${file} (${noHomeReason(processEnv)})`);
   else if (userFileExists(file, file, "an age key file")) {
-    const before = plugins.length;
-    const found = await parseIdentities(readFileSync3(file, "utf8"), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
-    identities.push(...found);
-    exposed(file, found);
-    tried.push(`${file} (${count(found, before)})`);
+    await attempt(file, async () => {
+      const before = plugins.length;
+      const found = await parseIdentities(readFileSync3(file, "utf8"), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
+      identities.push(...found);
+      exposed(file, found);
+      tried.push(`${file} (${count(found, before)})`);
+    });
   } else tried.push(`${file} (no such file)`);
   if (plugins.length)
     warnings.push(`${plugins.join(", ")}: age plugin identit${plugins.length === 1 ? "y" : "ies"} (AGE-PLUGIN-\u2026, a YubiKey's, a TPM's), which ops cannot use: skipped; ${identities.length ? "the native keys beside it are used" : "no native key was found"} (sops and age use a plugin identity through its plugin program; for ops, a native key AGE-SECRET-KEY-1\u2026 must be a recipient)`);
   const ssh = loadSshIdentities(processEnv, (cmd) => runKeyCommand("SOPS_AGE_SSH_PRIVATE_KEY_CMD", cmd, processEnv));
   identities.push(...ssh.identities.map((i) => ({ recipient: i.recipient, source: i.source, ssh: i.identity, ...i.locked && { locked: i.locked } })));
   tried.push(...ssh.tried);
+  if (failed.length && !identities.length) throw failed[0];
+  for (const e of failed) warnings.push(`${messageLine(e)}: skipped, as sops skips it, the keys found elsewhere used (to fix: ${e.hint ?? "see above"})`);
   const seen = /* @__PURE__ */ new Set();
   return { identities: identities.filter((i) => !seen.has(identityKey(i)) && seen.add(identityKey(i))), tried, defaultFile: file, ...warnings.length && { warnings }, ...ssh.problems.length && { problems: ssh.problems } };
 }
@@ -63629,6 +63657,11 @@ function checkKeyText(text, label) {
         file ? "give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)" : "give the private key file's content (the file without .pub), with its BEGIN/END lines"
       );
     }
+    if (/AGE-SECRET-KEY-1[0-9A-Z]+/.test(t))
+      throw new OpsError(
+        `${label} holds an age key (not shown: the key that decrypts the secrets), not an SSH private key`,
+        label.startsWith("input ") ? "the age key goes in input `age-key` (the SOPS_AGE_KEY secret); this one takes the SSH private key hosts are logged in with (the SSH_PRIVATE_KEY secret)" : `an age key decrypts the secrets, from $SOPS_AGE_KEY_FILE (its path) or $SOPS_AGE_KEY; hosts are logged in to with your SSH key: ${file ? "--identity ~/.ssh/id_ed25519, or ssh.identity_file" : `its file's content, OPS_SSH_KEY="$(cat ~/.ssh/id_ed25519)"`}`
+      );
     if (t.startsWith("PuTTY-User-Key-File-")) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, "convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that");
     if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
       throw new OpsError(`${label} holds a path, not the key's content`, `give the key file's content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file`);
@@ -63663,9 +63696,8 @@ function urlEncodedForms(secret) {
   return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 function exactForms(parts) {
-  return [...new Set(parts.flatMap((v) => [v, ...v.length <= MAX_URL_ENCODED_PART ? urlEncodedForms(v) : []]))];
+  return [...new Set(parts.flatMap((v) => [v, ...v.length <= MAX_ENCODED_PART ? urlEncodedForms(v) : []]))];
 }
-var MAX_URL_ENCODED_PART = 16 * 1024;
 function maskedParts(value) {
   const out = /* @__PURE__ */ new Set();
   for (const v of secretParts(value).flatMap((p) => [p, ...p.split(/\r?\n/)])) {

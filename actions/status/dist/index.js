@@ -19503,11 +19503,14 @@ function structuralParts(value) {
 }
 function byteDumps(value) {
   const out = /* @__PURE__ */ new Set();
+  const add3 = (bytes) => {
+    for (const d of bytes.length <= MAX_ENCODED_PART ? bytesDumps(bytes) : [nodeBufferDump(bytes)]) out.add(d);
+  };
   for (const p of structuralParts(value)) {
     const t = p.trim();
     if (isWeakPart(t)) continue;
-    for (const d of bytesDumps(Buffer.from(p, "utf8"))) out.add(d);
-    if (isHexKey(t)) for (const d of bytesDumps(Buffer.from(t, "hex"))) out.add(d);
+    add3(Buffer.from(p, "utf8"));
+    if (isHexKey(t)) add3(Buffer.from(t, "hex"));
   }
   return [...out];
 }
@@ -19547,8 +19550,11 @@ function bytesDumps(bytes) {
   const pairs = bytes.toString("hex").match(/../g) ?? [];
   const numbers = [...bytes].map(String);
   const forms = [pairs.join(" "), pairs.join(":"), pairs.join("-"), pairs.join(":").toUpperCase(), numbers.join(","), numbers.join(", ")];
-  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(pairs.slice(0, NODE_INSPECT_MAX_BYTES).join(" "));
+  if (bytes.length > NODE_INSPECT_MAX_BYTES) forms.push(nodeBufferDump(bytes));
   return forms;
+}
+function nodeBufferDump(bytes) {
+  return (bytes.subarray(0, NODE_INSPECT_MAX_BYTES).toString("hex").match(/../g) ?? []).join(" ");
 }
 function dumpLine(line) {
   const offset = /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/.exec(line);
@@ -19623,7 +19629,7 @@ function percentEscapedChar(text, at2) {
   if (bytes === 4 && (cp < 65536 || cp > 1114111)) return void 0;
   return [String.fromCodePoint(cp), 3 * bytes];
 }
-var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, TOKEN_IN_TEXT, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE, NODE_INSPECT_MAX_BYTES, DUMP_RUN;
+var MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, COMMON, URL_SCHEME, TOKEN_PREFIX, TOKEN_IN_TEXT, GENERATED_USER, JWT, BASE64URL_RUN, AWS_PUBLIC_ID, PORT, SCP_ADDRESS, TEXT_STOP, VALUE_STOP, spanTexts, PRIVATE_KEY_IN_TEXT, PRIVATE_KEY_SHOWN, PY_UNPRINTABLE, pyQuote, hex, ANSI_C_LETTER, C_UNPRINTABLE, YAML_ESCAPE, MAX_ENCODED_PART, NODE_INSPECT_MAX_BYTES, DUMP_RUN;
 var init_parts = __esm({
   "core/secrets/parts.ts"() {
     "use strict";
@@ -19719,6 +19725,7 @@ var init_parts = __esm({
       "\u2028": "L",
       "\u2029": "P"
     };
+    MAX_ENCODED_PART = 16 * 1024;
     NODE_INSPECT_MAX_BYTES = 50;
     DUMP_RUN = /(?<![0-9A-Za-z])(?:[0-9A-Fa-f]{2}([ :-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){2,}|[0-9]{1,3}(, ?)[0-9]{1,3}(?:\2[0-9]{1,3}){2,})(?![0-9A-Za-z])/g;
   }
@@ -40563,6 +40570,173 @@ var init_key_file = __esm({
   }
 });
 
+// core/remote/identity.ts
+import { existsSync as existsSync4, readFileSync } from "node:fs";
+import { createConnection } from "node:net";
+import { join as join4 } from "node:path";
+function readKey(file, label) {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (e) {
+    const why = fileError(e, file, "read", "an SSH private key file");
+    const hint = label === "ssh.identity_file" && e.code === "ENOENT" ? "check ssh.identity_file in the environment.yml (a relative path starts from the environment folder, ~/ from your home directory)" : why.hint;
+    throw new OpsError(`${why.message} (the SSH key of ${label})`, hint);
+  }
+}
+function checkKeyText(text, label) {
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    const file = label.startsWith("key file ");
+    const t = text.trim();
+    if (/(^|\s)(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA/.test(t) || t.startsWith("---- BEGIN SSH2 PUBLIC KEY ----")) {
+      throw new OpsError(
+        `${label} holds a public key, not the private key`,
+        file ? "give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)" : "give the private key file's content (the file without .pub), with its BEGIN/END lines"
+      );
+    }
+    if (/AGE-SECRET-KEY-1[0-9A-Z]+/.test(t))
+      throw new OpsError(
+        `${label} holds an age key (not shown: the key that decrypts the secrets), not an SSH private key`,
+        label.startsWith("input ") ? "the age key goes in input `age-key` (the SOPS_AGE_KEY secret); this one takes the SSH private key hosts are logged in with (the SSH_PRIVATE_KEY secret)" : `an age key decrypts the secrets, from $SOPS_AGE_KEY_FILE (its path) or $SOPS_AGE_KEY; hosts are logged in to with your SSH key: ${file ? "--identity ~/.ssh/id_ed25519, or ssh.identity_file" : `its file's content, OPS_SSH_KEY="$(cat ~/.ssh/id_ed25519)"`}`
+      );
+    if (t.startsWith("PuTTY-User-Key-File-")) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, "convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that");
+    if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
+      throw new OpsError(`${label} holds a path, not the key's content`, `give the key file's content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file`);
+    }
+    throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
+  }
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text))
+    throw new OpsError(`${label} holds a private key on one line: its line breaks were lost (turned into spaces)`, `give the key file's content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks`);
+  return text.endsWith("\n") ? text : `${text}
+`;
+}
+function resolveCredentials(sources, reporter) {
+  const processEnv = sources.processEnv ?? process.env;
+  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
+  if (passphrase) reporter.mask(passphrase);
+  const sock = processEnv.SSH_AUTH_SOCK && existsSync4(processEnv.SSH_AUTH_SOCK) ? processEnv.SSH_AUTH_SOCK : void 0;
+  const fromText = (text, describe3, file) => {
+    const key = checkKeyText(text, describe3);
+    reporter.mask(key);
+    const parsed = !passphrase && sock ? import_ssh2.default.utils.parseKey(key) : void 0;
+    const agentKey = parsed instanceof Error && /encrypted/i.test(parsed.message) ? publicBlob(key, file) : void 0;
+    return { privateKey: key, passphrase, describe: describe3, ...agentKey && { agent: sock, agentKey } };
+  };
+  const fromFile = (file, label) => {
+    const creds = fromText(readKey(file, label), `key file ${file}`, file);
+    const w = exposedKeyWarning(file, "an SSH private key");
+    if (w) reporter.warn(w);
+    return creds;
+  };
+  if (sources.identityFile) return fromFile(sources.identityFile, "--identity");
+  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
+  if (sources.configFile) return fromFile(sources.configFile, "ssh.identity_file");
+  const agent = sock;
+  const home = sources.home ?? homeDir(processEnv);
+  const defaultKeys = [];
+  const skipped = [];
+  let encrypted;
+  if (!home) skipped.push(`~/.ssh/id_{ed25519,ecdsa,rsa}: ${noHomeReason(processEnv)}`);
+  for (const f of home ? ["id_ed25519", "id_ecdsa", "id_rsa"] : []) {
+    const p = join4(home, ".ssh", f);
+    let privateKey;
+    try {
+      if (!userFileExists(p, p, "an SSH private key")) continue;
+      privateKey = fromFile(p, "default key").privateKey;
+    } catch (e) {
+      if (!(e instanceof OpsError)) throw e;
+      skipped.push(`${p}: ${e.message}`);
+      continue;
+    }
+    const parsed = import_ssh2.default.utils.parseKey(privateKey, passphrase);
+    if (!(parsed instanceof Error)) defaultKeys.push({ file: p, privateKey });
+    else if (/encrypted/i.test(parsed.message) && !passphrase) {
+      skipped.push(`${p}: encrypted, and no passphrase given`);
+      encrypted ??= p;
+    } else skipped.push(`${p}: ${parsed.message}`);
+  }
+  if (!agent && !defaultKeys.length && skipped.length) {
+    throw new OpsError(
+      `no SSH key to log in with: ${skipped.join("; ")}`,
+      encrypted ? `add the key to your SSH agent (eval "$(ssh-agent)"; ssh-add ${encrypted}), or give its passphrase in $OPS_SSH_KEY_PASSPHRASE; or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)` : !home ? "set HOME to your home directory, or give a key (--identity FILE, $OPS_SSH_KEY, ssh.identity_file), or start your SSH agent" : "fix or replace that key file, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)"
+    );
+  }
+  if (!agent && !defaultKeys.length) {
+    throw new OpsError(
+      "no SSH key to log in with",
+      "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
+    );
+  }
+  const describe2 = [...agent ? [`SSH agent at ${agent}`] : [], ...defaultKeys.map((k) => `key file ${k.file}`)].join(", then ");
+  return { agent, defaultKeys, passphrase, ...skipped.length && { skipped }, describe: describe2 };
+}
+function publicBlob(text, file) {
+  const body = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text)?.[1];
+  if (body) {
+    const b = Buffer.from(body.replace(/\s+/g, ""), "base64");
+    const magic = "openssh-key-v1\0";
+    if (b.subarray(0, magic.length).toString("latin1") !== magic) return void 0;
+    let at2 = magic.length;
+    const string2 = () => {
+      if (at2 + 4 > b.length) return void 0;
+      const n = b.readUInt32BE(at2);
+      if (at2 + 4 + n > b.length) return void 0;
+      at2 += 4 + n;
+      return b.subarray(at2 - n, at2);
+    };
+    if (!string2() || !string2() || !string2() || at2 + 4 > b.length) return void 0;
+    at2 += 4;
+    return string2();
+  }
+  if (!file) return void 0;
+  try {
+    const pub = import_ssh2.default.utils.parseKey(readFileSync(`${file}.pub`, "utf8"));
+    return pub instanceof Error ? void 0 : pub.getPublicSSH();
+  } catch {
+    return void 0;
+  }
+}
+async function agentFor(socket, blob) {
+  if ("error" in await askAgent(socket)) return void 0;
+  class OneKey extends import_ssh2.default.OpenSSHAgent {
+    getIdentities(cb) {
+      super.getIdentities((err, keys) => cb(err, keys?.filter((k) => k.getPublicSSH().equals(blob))));
+    }
+  }
+  const agent = new OneKey(socket);
+  const held = await new Promise((resolve6) => agent.getIdentities((err, keys) => resolve6(!err && !!keys?.length)));
+  return held ? agent : void 0;
+}
+function askAgent(socket, ms = 5e3) {
+  return new Promise((resolve6) => {
+    let got = Buffer.alloc(0);
+    const conn = createConnection(socket);
+    const done = (a) => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve6(a);
+    };
+    const timer = setTimeout(() => done({ error: `no answer within ${ms / 1e3} s` }), ms);
+    conn.on("connect", () => conn.write(Buffer.from([0, 0, 0, 1, 11])));
+    conn.on("data", (d) => {
+      got = Buffer.concat([got, d]);
+      if (got.length < 9) return;
+      done(got[4] === 12 ? { keys: got.readUInt32BE(5) } : { error: `it answered with message ${got[4]}, not a list of keys` });
+    });
+    conn.on("error", (e) => done({ error: e.code === "ECONNREFUSED" ? "connection refused: the agent that made it has ended" : e.code === "EACCES" ? "permission denied" : e.code === "ENOTSOCK" ? "not a socket" : e.code ?? e.message }));
+    conn.on("close", () => done({ error: "it closed the connection" }));
+  });
+}
+var import_ssh2;
+var init_identity = __esm({
+  "core/remote/identity.ts"() {
+    "use strict";
+    init_home();
+    import_ssh2 = __toESM(require_lib3(), 1);
+    init_errors();
+    init_key_file();
+  }
+});
+
 // core/report.ts
 function own(strings, ...values) {
   let out = "";
@@ -40589,7 +40763,7 @@ function urlEncodedForms(secret) {
   return [.../* @__PURE__ */ new Set([...spaced, ...spaced.map((f) => f.replace(/%[0-9A-F]{2}/g, (e) => e.toLowerCase()))])].filter((f) => f !== secret);
 }
 function exactForms(parts) {
-  return [...new Set(parts.flatMap((v) => [v, ...v.length <= MAX_URL_ENCODED_PART ? urlEncodedForms(v) : []]))];
+  return [...new Set(parts.flatMap((v) => [v, ...v.length <= MAX_ENCODED_PART ? urlEncodedForms(v) : []]))];
 }
 function maskedParts(value) {
   const out = /* @__PURE__ */ new Set();
@@ -40712,7 +40886,7 @@ function guardOutput(streams = { stdout: process.stdout, stderr: process.stderr 
     });
   }
 }
-var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, MAX_URL_ENCODED_PART, FOLD_MIN, FOLD_FRAME, OD_CHARS, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs;
+var MIN_SECRET_LENGTH, MARK_OPEN, MARK_CLOSE, MARKED, OWN_TEXT, FNV_OFFSET, fnvStep, FILTER_BITS_PER_PREFIX, FILTER_MAX_LOG2, FOLD_MIN, FOLD_FRAME, OD_CHARS, Masker, MD_INLINE, WORD_JOINER, markdownValues, brokenOutputs, guardedOutputs;
 var init_report = __esm({
   "core/report.ts"() {
     "use strict";
@@ -40728,7 +40902,6 @@ var init_report = __esm({
     fnvStep = (hash, code) => Math.imul(hash ^ code, 16777619) & 1073741823;
     FILTER_BITS_PER_PREFIX = 16;
     FILTER_MAX_LOG2 = 27;
-    MAX_URL_ENCODED_PART = 16 * 1024;
     FOLD_MIN = SHORT_SECRET_LENGTH;
     FOLD_FRAME = /[\s'"`()[\]{}<>|,\\]/;
     OD_CHARS = /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\[0-9a-z]| [0-7]{3}| {4})+$/;
@@ -51469,28 +51642,42 @@ async function loadIdentities(processEnv = process.env) {
     const w = exposedKeyWarning(file2, "your age private key");
     if (w) warnings.push(w);
   };
+  const failed = [];
+  const attempt = async (place, read2) => {
+    try {
+      await read2();
+    } catch (e) {
+      if (!(e instanceof OpsError) || e instanceof NoKeyCommand) throw e;
+      failed.push(e);
+      tried.push(`${place} (${messageLine(e)}; to fix: ${e.hint ?? "see above"})`);
+    }
+  };
   if (processEnv.SOPS_AGE_KEY?.trim()) {
-    const before = plugins.length;
-    const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY", void 0, plugins);
-    identities.push(...found);
-    tried.push(`SOPS_AGE_KEY (${count(found, before)})`);
+    await attempt("SOPS_AGE_KEY", async () => {
+      const before = plugins.length;
+      const found = await parseIdentities(processEnv.SOPS_AGE_KEY, "SOPS_AGE_KEY", void 0, plugins);
+      identities.push(...found);
+      tried.push(`SOPS_AGE_KEY (${count(found, before)})`);
+    });
   } else tried.push("SOPS_AGE_KEY (not set)");
   if (processEnv.SOPS_AGE_KEY_FILE) {
     const file2 = processEnv.SOPS_AGE_KEY_FILE;
-    let text;
-    try {
-      text = readFileSync3(file2, "utf8");
-    } catch (e) {
-      throw new OpsError(
-        `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
-        "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
-      );
-    }
-    const before = plugins.length;
-    const found = await parseIdentities(text, file2, { first: "unset SOPS_AGE_KEY_FILE, and " }, plugins);
-    identities.push(...found);
-    exposed(file2, found);
-    tried.push(`SOPS_AGE_KEY_FILE=${file2} (${count(found, before)})`);
+    await attempt(`SOPS_AGE_KEY_FILE=${file2}`, async () => {
+      let text;
+      try {
+        text = readFileSync3(file2, "utf8");
+      } catch (e) {
+        throw new OpsError(
+          `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
+          "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
+        );
+      }
+      const before = plugins.length;
+      const found = await parseIdentities(text, file2, { first: "unset SOPS_AGE_KEY_FILE, and " }, plugins);
+      identities.push(...found);
+      exposed(file2, found);
+      tried.push(`SOPS_AGE_KEY_FILE=${file2} (${count(found, before)})`);
+    });
   } else tried.push("SOPS_AGE_KEY_FILE (not set)");
   if (processEnv.SOPS_AGE_KEY_CMD !== void 0) {
     let text;
@@ -51501,27 +51688,34 @@ async function loadIdentities(processEnv = process.env) {
       tried.push(`SOPS_AGE_KEY_CMD (${messageLine(e).replace(/^SOPS_AGE_KEY_CMD /, "")}; to fix: ${e.hint})`);
     }
     if (text !== void 0) {
-      const before = plugins.length;
-      const found = await parseIdentities(text, "SOPS_AGE_KEY_CMD", void 0, plugins);
-      identities.push(...found);
-      tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+      const output = text;
+      await attempt("SOPS_AGE_KEY_CMD", async () => {
+        const before = plugins.length;
+        const found = await parseIdentities(output, "SOPS_AGE_KEY_CMD", void 0, plugins);
+        identities.push(...found);
+        tried.push(`SOPS_AGE_KEY_CMD (${count(found, before)})`);
+      });
     }
   }
   const file = defaultKeyFile(processEnv);
   const moved = file.replace(/\.txt$/, "") + ".age";
   if (!isAbsolute3(file)) tried.push(`${file} (${noHomeReason(processEnv)})`);
   else if (userFileExists(file, file, "an age key file")) {
-    const before = plugins.length;
-    const found = await parseIdentities(readFileSync3(file, "utf8"), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
-    identities.push(...found);
-    exposed(file, found);
-    tried.push(`${file} (${count(found, before)})`);
+    await attempt(file, async () => {
+      const before = plugins.length;
+      const found = await parseIdentities(readFileSync3(file, "utf8"), file, { first: `move it out of the default key file: mv ${quote(file)} ${quote(moved)}; then `, moveTo: moved }, plugins);
+      identities.push(...found);
+      exposed(file, found);
+      tried.push(`${file} (${count(found, before)})`);
+    });
   } else tried.push(`${file} (no such file)`);
   if (plugins.length)
     warnings.push(`${plugins.join(", ")}: age plugin identit${plugins.length === 1 ? "y" : "ies"} (AGE-PLUGIN-\u2026, a YubiKey's, a TPM's), which ops cannot use: skipped; ${identities.length ? "the native keys beside it are used" : "no native key was found"} (sops and age use a plugin identity through its plugin program; for ops, a native key AGE-SECRET-KEY-1\u2026 must be a recipient)`);
   const ssh = loadSshIdentities(processEnv, (cmd2) => runKeyCommand("SOPS_AGE_SSH_PRIVATE_KEY_CMD", cmd2, processEnv));
   identities.push(...ssh.identities.map((i) => ({ recipient: i.recipient, source: i.source, ssh: i.identity, ...i.locked && { locked: i.locked } })));
   tried.push(...ssh.tried);
+  if (failed.length && !identities.length) throw failed[0];
+  for (const e of failed) warnings.push(`${messageLine(e)}: skipped, as sops skips it, the keys found elsewhere used (to fix: ${e.hint ?? "see above"})`);
   const seen = /* @__PURE__ */ new Set();
   return { identities: identities.filter((i) => !seen.has(identityKey(i)) && seen.add(identityKey(i))), tried, defaultFile: file, ...warnings.length && { warnings }, ...ssh.problems.length && { problems: ssh.problems } };
 }
@@ -59585,7 +59779,7 @@ function unsupportedStore(file, store, written) {
   const [f, next] = [quote(file), quote(`${file}.new`)];
   return new OpsError(
     `${file} is a sops file in ${store} format (\`sops encrypt\` keeps the format of the file it encrypts, whatever the name its output is saved under): dotenv and INI sops files are not supported`,
-    `make it YAML with sops: sops decrypt --input-type ${type} --output-type yaml ${f} > plain.yaml && sops encrypt --filename-override ${f} plain.yaml > ${next} && mv ${next} ${f}; then delete plain.yaml`
+    `make it YAML with sops, the plaintext only in the pipe (never on disk): sops decrypt --input-type ${type} --output-type yaml ${f} | sops encrypt --filename-override ${f} --input-type yaml --output-type yaml > ${next} && mv ${next} ${f}`
   );
 }
 function formatOf(file) {
@@ -61940,6 +62134,233 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
   }
 });
 
+// core/dotenv.ts
+var MAX_ENVIRONMENT_TOTAL;
+var init_dotenv = __esm({
+  "core/dotenv.ts"() {
+    "use strict";
+    init_errors();
+    init_dotenv_forms();
+    init_dotenv_readers();
+    init_shell();
+    init_goyaml();
+    init_parts();
+    init_tree();
+    init_schema_object();
+    init_dotenv_readers();
+    MAX_ENVIRONMENT_TOTAL = 1024 * 1024;
+  }
+});
+
+// core/packages.ts
+var PROVISION_MARK;
+var init_packages = __esm({
+  "core/packages.ts"() {
+    "use strict";
+    init_dotenv();
+    init_errors();
+    init_tree();
+    init_shell();
+    PROVISION_MARK = "# Written by ops-pipeline provision";
+  }
+});
+
+// core/layout.ts
+function layout(env) {
+  const base = env.baseDir;
+  const app = env.config.app;
+  return {
+    base,
+    mirror: `${base}/repo.git`,
+    lfsStore: `${base}/repo.git/lfs/objects`,
+    releases: `${base}/releases`,
+    shared: `${base}/shared`,
+    dotenv: (release) => `${release}/.env`,
+    environ: (release) => `${release}/.ops-environ`,
+    carriedAssets: (release) => `${release}/.ops-assets-carried`,
+    masks: (record2) => `${record2}/.ops-masks`,
+    records: `${base}/.ops/releases`,
+    record: (id) => `${base}/.ops/releases/${id}`,
+    treeMade: (record2) => `${record2}/.ops-files`,
+    treeLive: (record2) => `${record2}/.ops-tree`,
+    runtimes: (record2) => `${record2}/.ops-runtimes`,
+    legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
+    keptMasks: `${base}/.ops/kept-masks`,
+    deps: `${base}/shared/deps`,
+    current: `${base}/current`,
+    assets: `${base}/.ops/assets`,
+    state: `${base}/.ops`,
+    lock: `${base}/.ops/lock`,
+    audit: `${base}/.ops/audit.log`,
+    history: `${base}/.ops/history`,
+    slotFile: `${base}/.ops/slot`,
+    logStart: (slot) => `${base}/.ops/log-start-${slot}`,
+    fingerprint: `${base}/.ops/fingerprint`,
+    uploads: `${base}/.ops/uploads`,
+    packageCaches: [".cache/uv", ".cache/pip", ".npm/_cacache"].map((c) => `/home/${env.appUser}/${c}`),
+    logDir: `/var/log/${app}`,
+    nginxSite: `/etc/nginx/sites-available/${app}`,
+    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
+    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
+    nginxUpstream: (program) => `${app}_${program}`,
+    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
+    nginxReleaseVariable: `ops_release_${app.replace(/-/g, "_")}`,
+    nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, "_")}`,
+    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
+    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
+    nginxCheckLog: `/var/log/nginx/${app}.check.log`,
+    nginxCheckName: `ops_check_${app.replace(/-/g, "_")}`,
+    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
+    supervisorGroup: (slot) => `${app}-${slot}`,
+    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
+    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
+    acmeWebroot: "/var/www/letsencrypt",
+    selfSignedDir: `/etc/ssl/${app}`
+  };
+}
+function slotPort(env, program, slot) {
+  const p = env.config.programs[program];
+  if (!p) throw new Error(`no program ${program}`);
+  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
+}
+function otherSlot(slot) {
+  return slot === "blue" ? "green" : "blue";
+}
+var init_layout = __esm({
+  "core/layout.ts"() {
+    "use strict";
+  }
+});
+
+// core/runtimes.ts
+function minor(version2) {
+  return version2.split(".").slice(0, 2).join(".");
+}
+function runtimePaths(env) {
+  const { python, node } = env.config.runtimes;
+  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
+  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
+  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
+}
+var UV_VERSION, UV_DIR, PYENV_ROOT, NVM_DIR, NODE_FROM_NPM_DIR;
+var init_runtimes = __esm({
+  "core/runtimes.ts"() {
+    "use strict";
+    UV_VERSION = "0.13.9";
+    UV_DIR = "/opt/ops-uv";
+    PYENV_ROOT = "/opt/pyenv";
+    NVM_DIR = "/opt/nvm";
+    NODE_FROM_NPM_DIR = "/opt/ops-node";
+  }
+});
+
+// core/target.ts
+function resolveTarget(env) {
+  return { ...env, layout: layout(env), runtime: runtimePaths(env), port: (program, slot) => slotPort(env, program, slot) };
+}
+var init_target = __esm({
+  "core/target.ts"() {
+    "use strict";
+    init_layout();
+    init_runtimes();
+  }
+});
+
+// core/config/siblings.ts
+import { join as join8, posix as posix2 } from "node:path";
+function rawMachines(doc) {
+  const hosts = doc?.hosts;
+  if (!Array.isArray(hosts)) return void 0;
+  return hosts.flatMap((h) => {
+    const { address: address2, port: port2 } = h ?? {};
+    return typeof address2 === "string" ? [machineId({ address: address2, port: typeof port2 === "number" ? port2 : 22 })] : [];
+  });
+}
+function findSiblings(env) {
+  const mine = new Map(env.hosts.map((h) => [machineId(h), h]));
+  const siblings = [];
+  const unreadable = [];
+  for (const name2 of listEnvironments(env.root)) {
+    if (name2 === env.name) continue;
+    const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
+    let doc;
+    try {
+      doc = readYamlFile(join8(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
+      const config = parseEnvironment(doc, label);
+      const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
+      const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
+      if (shared.length) siblings.push({ env: resolveEnvironment(name2, env.root, config, theirs), hosts: shared });
+    } catch (e) {
+      const machines = rawMachines(doc);
+      if (!machines || machines.some((m) => mine.has(m)))
+        unreadable.push(`${label} cannot be read (${messageLine(errorParts(e).message)}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
+    }
+  }
+  return { siblings, unreadable };
+}
+function hostClaims(env) {
+  const c = env.config;
+  const L = layout(env);
+  const claims = [];
+  for (const program of Object.keys(c.programs)) {
+    for (const slot of ["blue", "green"]) {
+      claims.push({ key: `port ${slotPort(env, program, slot)}`, source: `programs.${program}.port${slot === "green" ? " + switch.port_offset" : ""}, ${slot} slot` });
+      claims.push({ key: `supervisor program ${L.supervisorProgram(slot, program)}`, source: `app + programs.${program}`, derived: true });
+    }
+    claims.push({ key: `nginx upstream ${L.nginxUpstream(program)}`, source: `app + programs.${program}`, derived: true });
+  }
+  claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
+  claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
+  claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
+  siteNames(env).forEach((n, i) => claims.push({ key: `domain ${n}`, source: i === 0 ? "domain" : `aliases[${i - 1}]` }));
+  if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
+  return claims;
+}
+function overlaps(a, b) {
+  const [x, y] = [posix2.normalize(a).replace(/\/+$/, ""), posix2.normalize(b).replace(/\/+$/, "")];
+  return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
+}
+function collisions(env, sibling) {
+  const other = sibling.env;
+  const where = sibling.hosts.map(({ mine, theirs: theirs2 }) => `${mine.address}${mine.port !== 22 ? ` port ${mine.port}` : ""} (${env.name}: ${mine.name}, ${other.name}: ${theirs2.name})`).join(", ");
+  const both = `environments ${env.name} and ${other.name} share ${where}`;
+  const out = [];
+  for (const e of [env, other].filter((x) => !x.config.domain)) {
+    const o = e === env ? other : env;
+    out.push(`${both}, but ${e.name} has no domain: its site answers every name on the host, ${o.name}'s too; on a shared host each app needs its own domain (set domain in environments/${e.name}/${ENVIRONMENT_FILE}; nginx.default_server: true keeps it answering by address)`);
+  }
+  const byKey = (claims) => {
+    const m = /* @__PURE__ */ new Map();
+    for (const c of claims) m.set(c.key, [...m.get(c.key) ?? [], c]);
+    return m;
+  };
+  const theirs = byKey(hostClaims(other));
+  const sameApp = env.config.app === other.config.app;
+  for (const [key, mine] of byKey(hostClaims(env))) {
+    const clash = theirs.get(key);
+    if (!clash || mine[0].derived && sameApp) continue;
+    out.push(`${both}, but both take ${key} (${env.name}: ${mine.map((x) => x.source).join("; ")} \u2014 ${other.name}: ${clash.map((x) => x.source).join("; ")})`);
+  }
+  if (overlaps(env.baseDir, other.baseDir))
+    out.push(`${both}, but their base directories overlap: ${env.name} ${env.baseDir}, ${other.name} ${other.baseDir} (releases, shared files, the lock and the audit log live there; set base_dir, default /srv/<app>)`);
+  const [n1, n2] = [env.config.runtimes.node, other.config.runtimes.node];
+  if (n1.strategy === "debian" && n2.strategy === "debian" && n1.version.split(".")[0] !== n2.version.split(".")[0])
+    out.push(`${both}, but ${env.name} pins Debian's Node.js ${n1.version} and ${other.name} ${n2.version}: a host has one Debian nodejs package (pin the same version, or use strategy nvm)`);
+  return out;
+}
+function hostSharing(env) {
+  const { siblings, unreadable } = findSiblings(env);
+  return { siblings, unreadable, collisions: siblings.flatMap((s) => collisions(env, s)) };
+}
+var init_siblings = __esm({
+  "core/config/siblings.ts"() {
+    "use strict";
+    init_errors();
+    init_layout();
+    init_environment();
+  }
+});
+
 // node_modules/is-stream/index.js
 var require_is_stream = __commonJS({
   "node_modules/is-stream/index.js"(exports, module) {
@@ -63296,8 +63717,8 @@ var require_make_dir = __commonJS({
     var fs5 = __require("fs");
     var path = __require("path");
     var { promisify } = __require("util");
-    var semver = require_semver();
-    var useNativeRecursiveOption = semver.satisfies(process.version, ">=10.12.0");
+    var semver2 = require_semver();
+    var useNativeRecursiveOption = semver2.satisfies(process.version, ">=10.12.0");
     var checkPath = (pth) => {
       if (process.platform === "win32") {
         const pathHasInvalidWinCharacters = /[<>:"|?*]/.test(pth.replace(path.parse(pth).root, ""));
@@ -63414,6 +63835,172 @@ var require_make_dir = __commonJS({
   }
 });
 
+// node_modules/sb-promise-queue/lib/esm/index.mjs
+var PromiseQueue;
+var init_esm = __esm({
+  "node_modules/sb-promise-queue/lib/esm/index.mjs"() {
+    PromiseQueue = class {
+      constructor({ concurrency = 1 } = {}) {
+        this.options = { concurrency };
+        this.running = 0;
+        this.queue = [];
+        this.idleCallbacks = [];
+      }
+      clear() {
+        this.queue = [];
+      }
+      onIdle(callback) {
+        this.idleCallbacks.push(callback);
+        return () => {
+          const index = this.idleCallbacks.indexOf(callback);
+          if (index !== -1) {
+            this.idleCallbacks.splice(index, 1);
+          }
+        };
+      }
+      waitTillIdle() {
+        return new Promise((resolve6) => {
+          if (this.running === 0) {
+            resolve6();
+            return;
+          }
+          const dispose = this.onIdle(() => {
+            dispose();
+            resolve6();
+          });
+        });
+      }
+      add(callback) {
+        return new Promise((resolve6, reject) => {
+          const runCallback = () => {
+            this.running += 1;
+            try {
+              Promise.resolve(callback()).then((val) => {
+                resolve6(val);
+                this.processNext();
+              }, (err) => {
+                reject(err);
+                this.processNext();
+              });
+            } catch (err) {
+              reject(err);
+              this.processNext();
+            }
+          };
+          if (this.running >= this.options.concurrency) {
+            this.queue.push(runCallback);
+          } else {
+            runCallback();
+          }
+        });
+      }
+      // Internal function, don't use
+      processNext() {
+        this.running -= 1;
+        const callback = this.queue.shift();
+        if (callback) {
+          callback();
+        } else if (this.running === 0) {
+          this.idleCallbacks.forEach((item) => item());
+        }
+      }
+    };
+  }
+});
+
+// node_modules/sb-scandir/lib/esm/index.mjs
+import fs3 from "fs";
+import fsPath from "path";
+import invariant from "assert";
+async function scanDirectoryInternal({ path, recursive, validate: validate2, result, fileSystem, queue, reject }) {
+  const itemStat = await fileSystem.stat(path);
+  if (itemStat.isFile()) {
+    result.files.push(path);
+  } else if (itemStat.isDirectory()) {
+    result.directories.push(path);
+  }
+  if (!itemStat.isDirectory() || recursive === "none") {
+    return;
+  }
+  const contents = await fileSystem.readdir(path);
+  contents.forEach((item) => {
+    const itemPath = fileSystem.join(path, item);
+    if (!validate2(itemPath)) {
+      return;
+    }
+    queue.add(() => scanDirectoryInternal({
+      path: itemPath,
+      recursive: recursive === "shallow" ? "none" : "deep",
+      validate: validate2,
+      result,
+      fileSystem,
+      queue,
+      reject
+    })).catch(reject);
+  });
+}
+async function scanDirectory(path, { recursive = true, validate: validate2 = null, concurrency = Infinity, fileSystem = defaultFilesystem } = {}) {
+  invariant(path && typeof path === "string", "path must be a valid string");
+  invariant(typeof recursive === "boolean", "options.recursive must be a valid boolean");
+  invariant(validate2 === null || typeof validate2 === "function", "options.validate must be a valid function");
+  invariant(typeof concurrency === "number", "options.concurrency must be a valid number");
+  invariant(fileSystem !== null && typeof fileSystem === "object", "options.fileSystem must be a valid object");
+  const queue = new PromiseQueue({
+    concurrency
+  });
+  const result = { files: [], directories: [] };
+  const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
+  await new Promise((resolve6, reject) => {
+    scanDirectoryInternal({
+      path,
+      recursive: recursive ? "deep" : "shallow",
+      validate: validate2 != null ? validate2 : (item) => mergedFileSystem.basename(item).slice(0, 1) !== ".",
+      result,
+      fileSystem: mergedFileSystem,
+      queue,
+      reject
+    }).then(() => queue.waitTillIdle()).then(resolve6, reject);
+  });
+  return result;
+}
+var defaultFilesystem, esm_default;
+var init_esm2 = __esm({
+  "node_modules/sb-scandir/lib/esm/index.mjs"() {
+    init_esm();
+    defaultFilesystem = {
+      join(pathA, pathB) {
+        return fsPath.join(pathA, pathB);
+      },
+      basename(path) {
+        return fsPath.basename(path);
+      },
+      stat(path) {
+        return new Promise((resolve6, reject) => {
+          fs3.stat(path, (err, res) => {
+            if (err) {
+              reject(err);
+            } else {
+              resolve6(res);
+            }
+          });
+        });
+      },
+      readdir(path) {
+        return new Promise((resolve6, reject) => {
+          fs3.readdir(path, (err, res) => {
+            if (err) {
+              reject(err);
+            } else {
+              resolve6(res);
+            }
+          });
+        });
+      }
+    };
+    esm_default = scanDirectory;
+  }
+});
+
 // node_modules/shell-escape/shell-escape.js
 var require_shell_escape = __commonJS({
   "node_modules/shell-escape/shell-escape.js"(exports, module) {
@@ -63429,6 +64016,5006 @@ var require_shell_escape = __commonJS({
       });
       return ret.join(" ");
     }
+  }
+});
+
+// node_modules/node-ssh/lib/esm/index.mjs
+import invariant2, { AssertionError } from "assert";
+import fs4 from "fs";
+import fsPath2 from "path";
+function unixifyPath(path) {
+  if (path.includes("\\")) {
+    return path.split("\\").join("/");
+  }
+  return path;
+}
+async function readFile(filePath) {
+  return new Promise((resolve6, reject) => {
+    fs4.readFile(filePath, "utf8", (err, res) => {
+      if (err) {
+        reject(err);
+      } else {
+        resolve6(res);
+      }
+    });
+  });
+}
+async function makeDirectoryWithSftp(path, sftp) {
+  let stats = null;
+  try {
+    stats = await new Promise((resolve6, reject) => {
+      sftp.stat(path, (err, res) => {
+        if (err) {
+          reject(err);
+        } else {
+          resolve6(res);
+        }
+      });
+    });
+  } catch (_) {
+  }
+  if (stats) {
+    if (stats.isDirectory()) {
+      return;
+    }
+    throw new Error("mkdir() failed, target already exists and is not a directory");
+  }
+  try {
+    await new Promise((resolve6, reject) => {
+      sftp.mkdir(path, (err) => {
+        if (err) {
+          reject(err);
+        } else {
+          resolve6();
+        }
+      });
+    });
+  } catch (err) {
+    if (err != null && typeof err.stack === "string") {
+      const matches = SFTP_MKDIR_ERR_CODE_REGEXP.exec(err.stack);
+      if (matches != null) {
+        throw new SSHError(err.message, matches[1]);
+      }
+      throw err;
+    }
+  }
+}
+var import_is_stream, import_make_dir, import_shell_escape, import_ssh23, DEFAULT_CONCURRENCY, DEFAULT_VALIDATE, DEFAULT_TICK, SSHError, SFTP_MKDIR_ERR_CODE_REGEXP, NodeSSH;
+var init_esm3 = __esm({
+  "node_modules/node-ssh/lib/esm/index.mjs"() {
+    import_is_stream = __toESM(require_is_stream(), 1);
+    import_make_dir = __toESM(require_make_dir(), 1);
+    init_esm();
+    init_esm2();
+    import_shell_escape = __toESM(require_shell_escape(), 1);
+    import_ssh23 = __toESM(require_lib3(), 1);
+    DEFAULT_CONCURRENCY = 1;
+    DEFAULT_VALIDATE = (path) => !fsPath2.basename(path).startsWith(".");
+    DEFAULT_TICK = () => {
+    };
+    SSHError = class extends Error {
+      constructor(message, code = null) {
+        super(message);
+        this.code = code;
+      }
+    };
+    SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
+    NodeSSH = class {
+      constructor() {
+        this.connection = null;
+      }
+      getConnection() {
+        const { connection } = this;
+        if (connection == null) {
+          throw new Error("Not connected to server");
+        }
+        return connection;
+      }
+      async connect(givenConfig) {
+        invariant2(givenConfig != null && typeof givenConfig === "object", "config must be a valid object");
+        const config = { ...givenConfig };
+        invariant2(config.username != null && typeof config.username === "string", "config.username must be a valid string");
+        if (config.host != null) {
+          invariant2(typeof config.host === "string", "config.host must be a valid string");
+        } else if (config.sock != null) {
+          invariant2(typeof config.sock === "object", "config.sock must be a valid object");
+        } else {
+          throw new AssertionError({ message: "Either config.host or config.sock must be provided" });
+        }
+        if (config.privateKey != null || config.privateKeyPath != null) {
+          if (config.privateKey != null) {
+            invariant2(typeof config.privateKey === "string", "config.privateKey must be a valid string");
+            invariant2(config.privateKeyPath == null, "config.privateKeyPath must not be specified when config.privateKey is specified");
+          } else if (config.privateKeyPath != null) {
+            invariant2(typeof config.privateKeyPath === "string", "config.privateKeyPath must be a valid string");
+            invariant2(config.privateKey == null, "config.privateKey must not be specified when config.privateKeyPath is specified");
+          }
+          invariant2(config.passphrase == null || typeof config.passphrase === "string", "config.passphrase must be null or a valid string");
+          if (config.privateKeyPath != null) {
+            try {
+              config.privateKey = await readFile(config.privateKeyPath);
+            } catch (err) {
+              if (err != null && err.code === "ENOENT") {
+                throw new AssertionError({ message: "config.privateKeyPath does not exist at given fs path" });
+              }
+              throw err;
+            }
+          }
+        } else if (config.password != null) {
+          invariant2(typeof config.password === "string", "config.password must be a valid string");
+        }
+        if (config.tryKeyboard != null) {
+          invariant2(typeof config.tryKeyboard === "boolean", "config.tryKeyboard must be a valid boolean");
+        }
+        if (config.tryKeyboard) {
+          const { password } = config;
+          if (config.onKeyboardInteractive != null) {
+            invariant2(typeof config.onKeyboardInteractive === "function", "config.onKeyboardInteractive must be a valid function");
+          } else if (password != null) {
+            config.onKeyboardInteractive = (name2, instructions, instructionsLang, prompts, finish) => {
+              if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes("password")) {
+                finish([password]);
+              }
+            };
+          }
+        }
+        const connection = new import_ssh23.default.Client();
+        this.connection = connection;
+        await new Promise((resolve6, reject) => {
+          connection.on("error", reject);
+          if (config.onKeyboardInteractive) {
+            connection.on("keyboard-interactive", config.onKeyboardInteractive);
+          }
+          connection.on("ready", () => {
+            connection.removeListener("error", reject);
+            resolve6();
+          });
+          connection.on("end", () => {
+            if (this.connection === connection) {
+              this.connection = null;
+            }
+          });
+          connection.on("close", () => {
+            if (this.connection === connection) {
+              this.connection = null;
+            }
+            reject(new SSHError("No response from server", "ETIMEDOUT"));
+          });
+          connection.connect(config);
+        });
+        return this;
+      }
+      isConnected() {
+        return this.connection != null;
+      }
+      async requestShell(options) {
+        const connection = this.getConnection();
+        return new Promise((resolve6, reject) => {
+          connection.on("error", reject);
+          const callback = (err, res) => {
+            connection.removeListener("error", reject);
+            if (err) {
+              reject(err);
+            } else {
+              resolve6(res);
+            }
+          };
+          if (options == null) {
+            connection.shell(callback);
+          } else {
+            connection.shell(options, callback);
+          }
+        });
+      }
+      async withShell(callback, options) {
+        invariant2(typeof callback === "function", "callback must be a valid function");
+        const shell2 = await this.requestShell(options);
+        try {
+          await callback(shell2);
+        } finally {
+          shell2.destroy();
+        }
+      }
+      async requestSFTP() {
+        const connection = this.getConnection();
+        return new Promise((resolve6, reject) => {
+          connection.on("error", reject);
+          connection.sftp((err, res) => {
+            connection.removeListener("error", reject);
+            if (err) {
+              reject(err);
+            } else {
+              resolve6(res);
+            }
+          });
+        });
+      }
+      async withSFTP(callback) {
+        invariant2(typeof callback === "function", "callback must be a valid function");
+        const sftp = await this.requestSFTP();
+        try {
+          await callback(sftp);
+        } finally {
+          sftp.end();
+        }
+      }
+      async execCommand(givenCommand, options = {}) {
+        invariant2(typeof givenCommand === "string", "command must be a valid string");
+        invariant2(options != null && typeof options === "object", "options must be a valid object");
+        invariant2(options.cwd == null || typeof options.cwd === "string", "options.cwd must be a valid string");
+        invariant2(options.stdin == null || typeof options.stdin === "string" || import_is_stream.default.readable(options.stdin), "options.stdin must be a valid string or readable stream");
+        invariant2(options.execOptions == null || typeof options.execOptions === "object", "options.execOptions must be a valid object");
+        invariant2(options.encoding == null || typeof options.encoding === "string", "options.encoding must be a valid string");
+        invariant2(options.onChannel == null || typeof options.onChannel === "function", "options.onChannel must be a valid function");
+        invariant2(options.onStdout == null || typeof options.onStdout === "function", "options.onStdout must be a valid function");
+        invariant2(options.onStderr == null || typeof options.onStderr === "function", "options.onStderr must be a valid function");
+        invariant2(options.noTrim == null || typeof options.noTrim === "boolean", "options.noTrim must be a boolean");
+        let command2 = givenCommand;
+        if (options.cwd) {
+          command2 = `cd ${(0, import_shell_escape.default)([options.cwd])} ; ${command2}`;
+        }
+        const connection = this.getConnection();
+        const output = { stdout: [], stderr: [] };
+        return new Promise((resolve6, reject) => {
+          connection.on("error", reject);
+          connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
+            connection.removeListener("error", reject);
+            if (err) {
+              reject(err);
+              return;
+            }
+            if (options.onChannel) {
+              options.onChannel(channel);
+            }
+            channel.on("data", (chunk) => {
+              if (options.onStdout)
+                options.onStdout(chunk);
+              output.stdout.push(chunk.toString(options.encoding));
+            });
+            channel.stderr.on("data", (chunk) => {
+              if (options.onStderr)
+                options.onStderr(chunk);
+              output.stderr.push(chunk.toString(options.encoding));
+            });
+            if (options.stdin != null) {
+              if (import_is_stream.default.readable(options.stdin)) {
+                options.stdin.pipe(channel, {
+                  end: true
+                });
+              } else {
+                channel.write(options.stdin);
+                channel.end();
+              }
+            } else {
+              channel.end();
+            }
+            let code = null;
+            let signal = null;
+            channel.on("exit", (code_, signal_) => {
+              code = code_ !== null && code_ !== void 0 ? code_ : null;
+              signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
+            });
+            channel.on("close", () => {
+              let stdout = output.stdout.join("");
+              let stderr = output.stderr.join("");
+              if (options.noTrim !== true) {
+                stdout = stdout.trim();
+                stderr = stderr.trim();
+              }
+              resolve6({
+                code: code != null ? code : null,
+                signal: signal != null ? signal : null,
+                stdout,
+                stderr
+              });
+            });
+          });
+        });
+      }
+      async exec(command2, parameters, options = {}) {
+        invariant2(typeof command2 === "string", "command must be a valid string");
+        invariant2(Array.isArray(parameters), "parameters must be a valid array");
+        invariant2(options != null && typeof options === "object", "options must be a valid object");
+        invariant2(options.stream == null || ["both", "stdout", "stderr"].includes(options.stream), "options.stream must be one of both, stdout, stderr");
+        for (let i = 0, { length } = parameters; i < length; i += 1) {
+          invariant2(typeof parameters[i] === "string", `parameters[${i}] must be a valid string`);
+        }
+        const completeCommand = `${command2}${parameters.length > 0 ? ` ${(0, import_shell_escape.default)(parameters)}` : ""}`;
+        const response = await this.execCommand(completeCommand, options);
+        if (options.stream == null || options.stream === "stdout") {
+          if (response.stderr) {
+            throw new Error(response.stderr);
+          }
+          return response.stdout;
+        }
+        if (options.stream === "stderr") {
+          return response.stderr;
+        }
+        return response;
+      }
+      async mkdir(path, method = "sftp", givenSftp = null) {
+        invariant2(typeof path === "string", "path must be a valid string");
+        invariant2(typeof method === "string" && (method === "sftp" || method === "exec"), "method must be either sftp or exec");
+        invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
+        if (method === "exec") {
+          await this.exec("mkdir", ["-p", unixifyPath(path)]);
+          return;
+        }
+        const sftp = givenSftp || await this.requestSFTP();
+        const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error2) => {
+          if (!retry || error2 == null || error2.message !== "No such file" && error2.code !== "ENOENT") {
+            throw error2;
+          }
+          await this.mkdir(fsPath2.dirname(path), "sftp", sftp);
+          await makeSftpDirectory(false);
+        });
+        try {
+          await makeSftpDirectory(true);
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+      }
+      async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
+        invariant2(typeof localFile === "string", "localFile must be a valid string");
+        invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
+        invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
+        invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
+        const sftp = givenSftp || await this.requestSFTP();
+        try {
+          await new Promise((resolve6, reject) => {
+            sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
+              if (err) {
+                reject(err);
+              } else {
+                resolve6();
+              }
+            });
+          });
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+      }
+      async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
+        invariant2(typeof localFile === "string", "localFile must be a valid string");
+        invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
+        invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
+        invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
+        invariant2(await new Promise((resolve6) => {
+          fs4.access(localFile, fs4.constants.R_OK, (err) => {
+            resolve6(err === null);
+          });
+        }), `localFile does not exist at ${localFile}`);
+        const sftp = givenSftp || await this.requestSFTP();
+        const putFile2 = (retry) => {
+          return new Promise((resolve6, reject) => {
+            sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
+              if (err == null) {
+                resolve6();
+                return;
+              }
+              if (err.message === "No such file" && retry) {
+                resolve6(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
+              } else {
+                reject(err);
+              }
+            });
+          });
+        };
+        try {
+          await putFile2(true);
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+      }
+      async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
+        invariant2(Array.isArray(files), "files must be an array");
+        for (let i = 0, { length } = files; i < length; i += 1) {
+          const file = files[i];
+          invariant2(file, "files items must be valid objects");
+          invariant2(file.local && typeof file.local === "string", `files[${i}].local must be a string`);
+          invariant2(file.remote && typeof file.remote === "string", `files[${i}].remote must be a string`);
+        }
+        const transferred = [];
+        const sftp = givenSftp || await this.requestSFTP();
+        const queue = new PromiseQueue({ concurrency });
+        try {
+          await new Promise((resolve6, reject) => {
+            files.forEach((file) => {
+              queue.add(async () => {
+                await this.putFile(file.local, file.remote, sftp, transferOptions);
+                transferred.push(file);
+              }).catch(reject);
+            });
+            queue.waitTillIdle().then(resolve6);
+          });
+        } catch (error2) {
+          if (error2 != null) {
+            error2.transferred = transferred;
+          }
+          throw error2;
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+      }
+      async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
+        invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
+        invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
+        const localDirectoryStat = await new Promise((resolve6) => {
+          fs4.stat(localDirectory, (err, stat3) => {
+            resolve6(stat3 || null);
+          });
+        });
+        invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
+        invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
+        const sftp = givenSftp || await this.requestSFTP();
+        const scanned = await esm_default(localDirectory, {
+          recursive,
+          validate: validate2
+        });
+        const files = scanned.files.map((item) => fsPath2.relative(localDirectory, item));
+        const directories = scanned.directories.map((item) => fsPath2.relative(localDirectory, item));
+        directories.sort((a, b) => a.length - b.length);
+        let failed = false;
+        try {
+          await new Promise((resolve6, reject) => {
+            const queue = new PromiseQueue({ concurrency });
+            directories.forEach((directory) => {
+              queue.add(async () => {
+                await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
+              }).catch(reject);
+            });
+            resolve6(queue.waitTillIdle());
+          });
+          await new Promise((resolve6, reject) => {
+            const queue = new PromiseQueue({ concurrency });
+            files.forEach((file) => {
+              queue.add(async () => {
+                const localFile = fsPath2.join(localDirectory, file);
+                const remoteFile = fsPath2.join(remoteDirectory, file);
+                try {
+                  await this.putFile(localFile, remoteFile, sftp, transferOptions);
+                  tick(localFile, remoteFile, null);
+                } catch (_) {
+                  failed = true;
+                  tick(localFile, remoteFile, _);
+                }
+              }).catch(reject);
+            });
+            resolve6(queue.waitTillIdle());
+          });
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+        return !failed;
+      }
+      async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
+        invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
+        invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
+        const localDirectoryStat = await new Promise((resolve6) => {
+          fs4.stat(localDirectory, (err, stat3) => {
+            resolve6(stat3 || null);
+          });
+        });
+        invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
+        invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
+        const sftp = givenSftp || await this.requestSFTP();
+        const scanned = await esm_default(remoteDirectory, {
+          recursive,
+          validate: validate2,
+          concurrency,
+          fileSystem: {
+            basename(path) {
+              return fsPath2.posix.basename(path);
+            },
+            join(pathA, pathB) {
+              return fsPath2.posix.join(pathA, pathB);
+            },
+            readdir(path) {
+              return new Promise((resolve6, reject) => {
+                sftp.readdir(path, (err, res) => {
+                  if (err) {
+                    reject(err);
+                  } else {
+                    resolve6(res.map((item) => item.filename));
+                  }
+                });
+              });
+            },
+            stat(path) {
+              return new Promise((resolve6, reject) => {
+                sftp.stat(path, (err, res) => {
+                  if (err) {
+                    reject(err);
+                  } else {
+                    resolve6(res);
+                  }
+                });
+              });
+            }
+          }
+        });
+        const files = scanned.files.map((item) => fsPath2.relative(remoteDirectory, item));
+        const directories = scanned.directories.map((item) => fsPath2.relative(remoteDirectory, item));
+        directories.sort((a, b) => a.length - b.length);
+        let failed = false;
+        try {
+          await new Promise((resolve6, reject) => {
+            const queue = new PromiseQueue({ concurrency });
+            directories.forEach((directory) => {
+              queue.add(async () => {
+                await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
+              }).catch(reject);
+            });
+            resolve6(queue.waitTillIdle());
+          });
+          await new Promise((resolve6, reject) => {
+            const queue = new PromiseQueue({ concurrency });
+            files.forEach((file) => {
+              queue.add(async () => {
+                const localFile = fsPath2.join(localDirectory, file);
+                const remoteFile = fsPath2.join(remoteDirectory, file);
+                try {
+                  await this.getFile(localFile, remoteFile, sftp, transferOptions);
+                  tick(localFile, remoteFile, null);
+                } catch (_) {
+                  failed = true;
+                  tick(localFile, remoteFile, _);
+                }
+              }).catch(reject);
+            });
+            resolve6(queue.waitTillIdle());
+          });
+        } finally {
+          if (!givenSftp) {
+            sftp.end();
+          }
+        }
+        return !failed;
+      }
+      forwardIn(remoteAddr, remotePort, onConnection) {
+        const connection = this.getConnection();
+        return new Promise((resolve6, reject) => {
+          connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
+            if (error2) {
+              reject(error2);
+              return;
+            }
+            const handler = (details, acceptConnection, rejectConnection) => {
+              if (details.destIP === remoteAddr && details.destPort === port2) {
+                onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
+              }
+            };
+            if (onConnection) {
+              connection.on("tcp connection", handler);
+            }
+            const dispose = () => {
+              return new Promise((_resolve, _reject) => {
+                connection.off("tcp connection", handler);
+                connection.unforwardIn(remoteAddr, port2, (_error) => {
+                  if (_error) {
+                    _reject(error2);
+                  }
+                  _resolve();
+                });
+              });
+            };
+            resolve6({ port: port2, dispose });
+          });
+        });
+      }
+      forwardOut(srcIP, srcPort, dstIP, dstPort) {
+        const connection = this.getConnection();
+        return new Promise((resolve6, reject) => {
+          connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
+            if (error2) {
+              reject(error2);
+              return;
+            }
+            resolve6(channel);
+          });
+        });
+      }
+      forwardInStreamLocal(socketPath, onConnection) {
+        const connection = this.getConnection();
+        return new Promise((resolve6, reject) => {
+          connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
+            if (error2) {
+              reject(error2);
+              return;
+            }
+            const handler = (details, acceptConnection, rejectConnection) => {
+              if (details.socketPath === socketPath) {
+                onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
+              }
+            };
+            if (onConnection) {
+              connection.on("unix connection", handler);
+            }
+            const dispose = () => {
+              return new Promise((_resolve, _reject) => {
+                connection.off("unix connection", handler);
+                connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
+                  if (_error) {
+                    _reject(_error);
+                  }
+                  _resolve();
+                });
+              });
+            };
+            resolve6({ dispose });
+          });
+        });
+      }
+      forwardOutStreamLocal(socketPath) {
+        const connection = this.getConnection();
+        return new Promise((resolve6, reject) => {
+          connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
+            if (error2) {
+              reject(error2);
+              return;
+            }
+            resolve6(channel);
+          });
+        });
+      }
+      dispose() {
+        if (this.connection) {
+          this.connection.end();
+          this.connection = null;
+        }
+      }
+    };
+  }
+});
+
+// core/remote/ssh-config.ts
+import { execFile } from "node:child_process";
+function sshG(address2, configFile, timeoutMs) {
+  return new Promise((resolve6) => {
+    const args = [...configFile ? ["-F", configFile] : [], "-G", "--", address2];
+    execFile("ssh", args, { timeout: timeoutMs, encoding: "utf8", env: { ...process.env, LC_ALL: "C" } }, (err, stdout) => {
+      if (err) return resolve6(void 0);
+      const settings = /* @__PURE__ */ new Map();
+      for (const line of stdout.split("\n")) {
+        const m = /^(\S+) (.*)$/.exec(line);
+        if (m) settings.set(m[1], [...settings.get(m[1]) ?? [], m[2]]);
+      }
+      resolve6(settings);
+    });
+  });
+}
+async function sshConfigDifference(ep, hasBastion, configFile, timeoutMs = 3e3) {
+  const [set, plain] = await Promise.all([sshG(ep.address, configFile, timeoutMs), sshG(ep.address, "/dev/null", timeoutMs)]);
+  if (!set || !plain) return void 0;
+  const one = (s, k) => s.get(k)?.[0];
+  const differs = [];
+  const hostname = one(set, "hostname");
+  if (hostname && hostname !== one(plain, "hostname")) differs.push(`HostName ${hostname} (ops: address)`);
+  const port2 = one(set, "port");
+  if (port2 && port2 !== one(plain, "port") && port2 !== String(ep.port)) differs.push(`Port ${port2} (ops: port)`);
+  const user = one(set, "user");
+  if (user && user !== one(plain, "user") && user !== ep.user) differs.push(`User ${user} (ops: user)`);
+  const defaults = new Set(plain.get("identityfile") ?? []);
+  const keys = (set.get("identityfile") ?? []).filter((f) => !defaults.has(f));
+  if (keys.length) differs.push(`IdentityFile ${keys.join(", ")} (ops: --identity or ssh.identity_file)`);
+  for (const [k, name2] of [["proxyjump", "ProxyJump"], ["proxycommand", "ProxyCommand"]]) {
+    const v = one(set, k);
+    if (v && v !== "none" && v !== one(plain, k) && !hasBastion) differs.push(`${name2} ${v} (ops: bastion${k === "proxycommand" ? ", for a jump host" : ""})`);
+  }
+  if (!differs.length) return void 0;
+  return `plain ssh ${ep.address} would use, from your ssh configuration: ${differs.join(", ")}; ops reads no ssh configuration: set them in the environment`;
+}
+var init_ssh_config = __esm({
+  "core/remote/ssh-config.ts"() {
+    "use strict";
+  }
+});
+
+// core/remote/ssh-login.ts
+import { timingSafeEqual } from "node:crypto";
+import { execFile as execFile2 } from "node:child_process";
+import { lookup as dnsLookup } from "node:dns";
+import { createConnection as createConnection2, isIP as isIP3, isIPv6 as isIPv62 } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+function hostKeyAlgorithms(pinned) {
+  const types = new Set(pinned.map((k) => k.type));
+  return HOST_KEY_TYPES.filter((alg) => types.has(alg.startsWith("rsa-sha2") ? "ssh-rsa" : alg));
+}
+function lookupWithin(ms, signal) {
+  return (hostname, options, callback) => {
+    if (getentMissing) return void dnsLookup(hostname, options, callback);
+    const family = options.family === 4 || options.family === "IPv4" ? "ahostsv4" : options.family === 6 || options.family === "IPv6" ? "ahostsv6" : "ahosts";
+    execFile2("getent", [family, "--", hostname], { timeout: ms, killSignal: "SIGKILL", signal, encoding: "utf8" }, (err, stdout) => {
+      if (err && err.code === "ENOENT") {
+        getentMissing = true;
+        return void dnsLookup(hostname, options, callback);
+      }
+      const addresses = [...new Set(stdout.split("\n").filter((l) => /\sSTREAM\b/.test(l)).map((l) => l.split(/\s+/)[0]))].filter((a) => isIP3(a));
+      if (!addresses.length) {
+        const e = Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: err?.killed || signal?.aborted ? "EAI_AGAIN" : "ENOTFOUND", hostname });
+        return callback(e, "");
+      }
+      if (options.all) return callback(null, addresses.map((address2) => ({ address: address2, family: isIP3(address2) })));
+      callback(null, addresses[0], isIP3(addresses[0]));
+    });
+  };
+}
+async function authentication(user, credentials, reporter) {
+  const { privateKey, passphrase, defaultKeys } = credentials;
+  const signer = privateKey && credentials.agent && credentials.agentKey ? await agentFor(credentials.agent, credentials.agentKey) : void 0;
+  if (signer) return { config: { authHandler: [{ type: "agent", username: user, agent: signer }] }, offered: `${credentials.describe} (encrypted: signed by the SSH agent at ${credentials.agent}, which holds it)` };
+  if (privateKey || !defaultKeys) return { config: { privateKey, passphrase }, offered: credentials.describe };
+  let agent = credentials.agent;
+  let agentKeys;
+  if (agent && silentAgents.has(agent)) agent = void 0;
+  if (agent) {
+    const answer = await askAgent(agent);
+    if ("error" in answer) {
+      reporter.warn(`the SSH agent at $SSH_AUTH_SOCK (${agent}) does not answer (${answer.error}): its keys are not offered${defaultKeys.length ? `; logging in with ${defaultKeys.map((k) => k.file).join(", then ")}` : ""}. Start an agent (eval "$(ssh-agent)"; ssh-add), or unset SSH_AUTH_SOCK`);
+      silentAgents.add(agent);
+      agent = void 0;
+    } else agentKeys = answer.keys;
+  }
+  if (!agent && !defaultKeys.length) {
+    throw new OpsError(
+      `no SSH key to log in with: the SSH agent at $SSH_AUTH_SOCK (${credentials.agent}) does not answer, and there is no usable ~/.ssh/id_ed25519, id_ecdsa or id_rsa${credentials.skipped ? ` (${credentials.skipped.join("; ")})` : ""}`,
+      'start an agent and add your key (eval "$(ssh-agent)"; ssh-add ~/.ssh/KEY), or give the key (--identity, $OPS_SSH_KEY, ssh.identity_file)'
+    );
+  }
+  const agentWords = agent === void 0 ? [] : [agentKeys === 0 ? `the SSH agent at ${agent} (which holds no key)` : `the SSH agent's ${agentKeys} key${agentKeys === 1 ? "" : "s"} (at ${agent})`];
+  const authHandler = [...agent === void 0 ? [] : [{ type: "agent", username: user, agent }], ...defaultKeys.map((k) => ({ type: "publickey", username: user, key: k.privateKey, passphrase }))];
+  return { config: { authHandler }, offered: [...agentWords, ...defaultKeys.map((k) => `key file ${k.file}`)].join(", then "), agentKeys };
+}
+function pinnedKeys(ep, role, configFile) {
+  const pinned = parseHostKeys(ep.hostKey);
+  if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
+  return pinned;
+}
+function isPinned(key, pinned) {
+  return pinned.some((k) => key.length === k.blob.length && timingSafeEqual(key, k.blob));
+}
+function pinPlace(ep, attempt, configFile) {
+  return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
+}
+function answersHttp(address2, port2, ms = 3e3) {
+  return new Promise((resolve6) => {
+    let got = "";
+    const socket = createConnection2({ host: address2, port: port2 });
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve6(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
+    };
+    const timer = setTimeout(done, ms);
+    socket.on("connect", () => socket.write("SSH-2.0-ops\r\n"));
+    socket.on("data", (d) => {
+      got += d.toString("latin1");
+      if (got.length >= 64) done();
+    });
+    socket.on("error", done);
+    socket.on("close", done);
+  });
+}
+function timedOut(e, at2, seconds3, ep, keyField) {
+  if (!(e instanceof Error) || !/Timed out while waiting for handshake/.test(e.message)) return void 0;
+  const port2 = keyField.replace(/host_key$/, "port");
+  if (!at2.resolved) return { what: `the name ${ep.address} did not resolve within ${seconds3} s (this machine's DNS server does not answer, or answers too slowly)`, hint: `check this machine's DNS (getent hosts ${ep.address}; /etc/resolv.conf), or set the host's IP address in ${keyField.replace(/host_key$/, "address")} (ssh.connect_timeout sets the wait)` };
+  if (!at2.connected) return { what: `no answer to the connection within ${seconds3} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port2}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
+  return { what: `the port accepted the connection but sent no SSH greeting within ${seconds3} s (sshd sends one at once)`, hint: `check that ${port2} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
+}
+function refusePlaceholderAddress(ep, attempt, configFile) {
+  const reserved = documentationAddress(ep.address);
+  if (!reserved) return;
+  throw new OpsError(
+    own`${attempt.where}: ${ep.address} is ${reserved}, ${PLACEHOLDER_ADDRESS_SAID}`,
+    own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${configFile} (and its host key, read on its console)`
+  );
+}
+async function login(ep, attempt, options) {
+  try {
+    return await loginAttempts(ep, attempt, options);
+  } catch (e) {
+    if (e instanceof LoginAbandoned || !(e instanceof OpsError)) throw e;
+    const note = await sshConfigDifference(ep, Boolean(attempt.sock), options.sshConfig);
+    if (!note) throw e;
+    throw new e.constructor(e.message, e.hint ? `${e.hint}; ${note}` : note);
+  }
+}
+async function loginAttempts(ep, attempt, options) {
+  const pinned = pinnedKeys(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
+  const { where } = attempt;
+  refusePlaceholderAddress(ep, attempt, options.configFile);
+  const auth = await authentication(ep.user, options.credentials, options.reporter);
+  let tries = 0;
+  const { signal } = options;
+  const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
+  for (; ; ) {
+    if (signal?.aborted) throw abandoned();
+    let presented;
+    const ssh = new NodeSSH();
+    const abort = () => ssh.connection?.destroy();
+    signal?.addEventListener("abort", abort, { once: true });
+    let sock;
+    let connected = false;
+    let resolved = Boolean(attempt.sock) || isIP3(ep.address) !== 0;
+    try {
+      sock = attempt.sock ? await attempt.sock() : createConnection2({ host: ep.address, port: ep.port, noDelay: true, lookup: lookupWithin(options.connectTimeout * 1e3 + 1e3, signal) });
+      connected = Boolean(attempt.sock);
+      sock.once("connect", () => connected = true);
+      sock.once("lookup", () => resolved = true);
+      if (signal?.aborted) sock.destroy();
+      await ssh.connect({
+        host: ep.address,
+        port: ep.port,
+        username: ep.user,
+        sock,
+        readyTimeout: options.connectTimeout * 1e3,
+        keepaliveInterval: 1e4,
+        keepaliveCountMax: 3,
+        ...auth.config,
+        algorithms: { serverHostKey: hostKeyAlgorithms(pinned) },
+        hostVerifier: (key) => {
+          presented = key;
+          return isPinned(key, pinned);
+        }
+      });
+      return ssh;
+    } catch (e) {
+      ssh.dispose();
+      sock?.destroy();
+      if (signal?.aborted) throw abandoned();
+      if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
+      const message = e instanceof Error ? e.message : String(e);
+      if (presented && !isPinned(presented, pinned)) {
+        throw new OpsError(
+          `host key of ${where} does not match the pinned key${pinned.length > 1 ? "s" : ""}: refusing to connect
+  presented: ${blobType(presented)} ${fingerprint2(presented)}
+` + pinned.map((k) => `  pinned:    ${k.type} ${fingerprint2(k.blob)}`).join("\n"),
+          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${pinPlace(ep, attempt, options.configFile)}`
+        );
+      }
+      if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
+        const types = [...new Set(pinned.map((k) => k.type))];
+        throw new OpsError(
+          `${where} offers no ${types.join(" or ")} host key, ${types.length > 1 ? "the types" : "which is the type"} pinned`,
+          `pin the key of a type it offers, in ${pinPlace(ep, attempt, options.configFile)}`
+        );
+      }
+      if (/Cannot parse privateKey|private key detected, but no passphrase|Failed to decrypt|bad decrypt|Bad passphrase/i.test(message)) {
+        throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, "an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE, or to be in your SSH agent (ssh-add FILE asks for the passphrase once; ops then has the agent sign with it, as ssh does); otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)");
+      }
+      const given = "--identity FILE, $OPS_SSH_KEY, or ssh.identity_file in " + options.configFile;
+      const left = options.credentials.skipped;
+      const skipped = left ? `; left out: ${left.join("; ")}${left.some((l) => l.endsWith(": encrypted, and no passphrase given")) ? " (ssh-add an encrypted one to your agent, or give its passphrase in $OPS_SSH_KEY_PASSPHRASE)" : ""}` : "";
+      if (/All configured authentication methods failed/i.test(message)) {
+        if (options.credentials.defaultKeys)
+          throw new OpsError(`${where} refused every key offered: ${auth.offered}${skipped}`, `authorise one of them for ${ep.user} there (~${ep.user}/.ssh/authorized_keys), add the key it accepts to your agent (ssh-add FILE), or give that key (${given})`);
+        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
+      }
+      if (/Too many authentication failures/i.test(message)) {
+        throw new OpsError(
+          `${where} ended the login after too many keys were offered, one by one (sshd's MaxAuthTries, 6 by default): ${auth.offered}`,
+          `give this host's key (${given}): ops then offers it alone, as ssh's IdentitiesOnly; or take the keys it does not need out of the agent (ssh-add -l lists them, ssh-add -d FILE removes one)`
+        );
+      }
+      if (e.level === "agent") {
+        const refused = /responded with failure/i.test(message);
+        throw new OpsError(
+          refused ? `the SSH agent at ${options.credentials.agent} refused to sign with the key ${where} accepts` : `the SSH agent at ${options.credentials.agent} failed while logging in to ${where}: ${message}`,
+          refused ? `a key added with ssh-add -c must be confirmed (its prompt, ssh-askpass, needs a desktop session), and an agent app asks you to approve: approve it, or add the key without -c (ssh-add FILE), or give the key (${given})` : `check the agent (ssh-add -l), or give the key (${given})`
+        );
+      }
+      if (!attempt.sock && /Connection lost before handshake/.test(message) && await answersHttp(ep.address, ep.port)) {
+        const field = attempt.keyField.replace(/host_key$/, "port");
+        throw new TransportError(
+          own`cannot connect to ${where}: port ${ep.port} is a web server's (it answers SSH's greeting in HTTP), not sshd's`,
+          own`set ${field} in ${options.configFile} to sshd's port (22, or the Port of the host's /etc/ssh/sshd_config)`
+        );
+      }
+      if (tries >= options.retries || !RETRYABLE.test(`${message} ${e.code ?? ""}`)) {
+        if (e instanceof OpsError) throw e;
+        const known = timedOut(e, { connected, resolved }, options.connectTimeout, ep, attempt.keyField) ?? describeLowLevel(e);
+        throw new TransportError(
+          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
+          known?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
+        );
+      }
+      tries++;
+      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : (timedOut(e, { connected, resolved }, options.connectTimeout, ep, attempt.keyField) ?? describeLowLevel(e))?.what ?? message}; retrying (${tries}/${options.retries})`);
+      await sleep(1e3 * 2 ** (tries - 1), void 0, { signal }).catch(() => void 0);
+    } finally {
+      signal?.removeEventListener("abort", abort);
+    }
+  }
+}
+function documentationAddress(address2) {
+  const a = address2.toLowerCase().replace(/\.$/, "");
+  if (/^(192\.0\.2|198\.51\.100|203\.0\.113)\.\d{1,3}$/.test(a)) return "a documentation address (RFC 5737)";
+  if (/^2001:0?db8:/.test(a)) return "a documentation address (RFC 3849)";
+  if (/(^|\.)example\.(com|net|org)$|\.(example|invalid)$|^(example|invalid)$/.test(a)) return "a name reserved for examples (RFC 2606)";
+  return void 0;
+}
+function addressPort(address2, port2) {
+  return `${isIPv62(address2) ? `[${address2}]` : address2}:${port2}`;
+}
+function describeEndpoint(ep) {
+  return `${ep.name} (${ep.user}@${addressPort(ep.address, ep.port)})`;
+}
+var LoginAbandoned, getentMissing, silentAgents, RETRYABLE, PLACEHOLDER_ADDRESS_SAID, Bastion;
+var init_ssh_login = __esm({
+  "core/remote/ssh-login.ts"() {
+    "use strict";
+    init_esm3();
+    init_errors();
+    init_report();
+    init_hostkey();
+    init_identity();
+    init_ssh_config();
+    LoginAbandoned = class extends OpsError {
+    };
+    getentMissing = false;
+    silentAgents = /* @__PURE__ */ new Set();
+    RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
+    PLACEHOLDER_ADDRESS_SAID = "which no machine has: the placeholder `ops env new` writes, still in place";
+    Bastion = class _Bastion {
+      constructor(ssh, endpoint) {
+        this.ssh = ssh;
+        this.endpoint = endpoint;
+        const conn = ssh.connection;
+        conn.on("error", (e) => this.lost ??= e);
+        conn.on("close", () => this.lost ??= new Error("Not connected"));
+      }
+      ssh;
+      endpoint;
+      users = 0;
+      lost;
+      /** Log in to the bastion (retries like a host). */
+      static async open(endpoint, options) {
+        const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${addressPort(endpoint.address, endpoint.port)}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
+        return new _Bastion(ssh, endpoint);
+      }
+      get alive() {
+        return !this.lost && !!this.ssh.connection;
+      }
+      /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
+      forward(target) {
+        const conn = this.ssh.connection;
+        const label = `${target.name} (${addressPort(target.address, target.port)})`;
+        const via = `bastion ${this.endpoint.address}`;
+        if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
+        return new Promise((resolve6, reject) => {
+          try {
+            conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
+              if (!e) return resolve6(stream2);
+              const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
+              const denied = /prohibited/i.test(why);
+              const err = new TransportError(
+                `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
+                denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${addressPort(target.address, target.port)} answers (e.g. ssh -J ${this.endpoint.user}@${addressPort(this.endpoint.address, this.endpoint.port)} -p ${target.port} ${target.address})`
+              );
+              if (!denied) err.code = "ECONNREFUSED";
+              reject(err);
+            });
+          } catch (e) {
+            reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
+          }
+        });
+      }
+      /** Count a connection through it. */
+      use() {
+        this.users++;
+      }
+      /** A connection through it ended: the last one closes the bastion's. */
+      release() {
+        if (--this.users <= 0) this.close();
+      }
+      close() {
+        this.lost ??= new Error("Not connected");
+        this.ssh.dispose();
+      }
+    };
+  }
+});
+
+// core/remote/types.ts
+function failureDetail(stdout, stderr, redact) {
+  const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"), FAILURE_DETAIL_LINES);
+  const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
+  const full = DISK_FULL.test(end) ? void 0 : `${stderr}
+${stdout}`.split("\n").find((l) => DISK_FULL.test(l))?.trim();
+  return maskedText([end, ...why, ...full ? [full] : []].filter((t) => t.trim()).join("\n"), redact);
+}
+function failureVerdict(stdout, redact) {
+  const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []);
+  return why.length ? maskedText(why.join("\n"), redact) : void 0;
+}
+function parseReports(stdout) {
+  const out = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith(REPORT_PREFIX)) continue;
+    const rest = line.slice(REPORT_PREFIX.length);
+    const sp = rest.indexOf(" ");
+    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
+  }
+  return out;
+}
+function reportKeys(...keys) {
+  const record2 = {};
+  for (const key of keys) {
+    if (!/^[a-z_]+$/.test(key)) throw new Error(`report key ${JSON.stringify(key)}: use lower-case letters and _`);
+    record2[key] = key;
+  }
+  return Object.freeze(record2);
+}
+function reported(result, key) {
+  let v;
+  for (const [k, val] of result.reports) if (k === key) v = val;
+  return v;
+}
+function reportedAll(result, key) {
+  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
+}
+var REPORT_PREFIX, FAILURE_KEYS, FAILURE_DETAIL_LINES, DEFAULT_STEP_TIMEOUT;
+var init_types = __esm({
+  "core/remote/types.ts"() {
+    "use strict";
+    init_errors();
+    REPORT_PREFIX = "@ops ";
+    FAILURE_KEYS = reportKeys("failure");
+    FAILURE_DETAIL_LINES = 60;
+    DEFAULT_STEP_TIMEOUT = 600;
+  }
+});
+
+// core/remote/wrap.ts
+function commandLine(step, login2, appUser, connection) {
+  const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
+  if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
+  const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ["-u", v]);
+  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
+  const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
+  if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
+  return cmd(...english, ...run);
+}
+function sshCommand(step, login2, appUser, connection) {
+  return `exec ${commandLine(step, login2, appUser, connection)}; printf '%s%s\\n\\n%s\\n%s\\n' '${LOGIN_SHELL_PREFIX}' "$SHELL" '${START_MARKER}' '${EXEC_RETURNED}'; exit 125`;
+}
+function scriptText(step) {
+  return `${scriptPrelude}
+# shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)
+OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
+${step.script.trimEnd()}
+`;
+}
+function stepInput(step) {
+  const text = `${scriptText(step)}${SCRIPT_END}
+`;
+  const bytes = Buffer.byteLength(text, "utf8");
+  const read2 = `ops_script=$(head -c ${bytes}) && [ "\${ops_script: -${SCRIPT_END.length}}" = '${SCRIPT_END}' ] || { echo "the step's script arrived cut short (the connection was lost while it was sent): nothing of it ran" >&2; exit 125; }; eval "builtin unset ops_script; $ops_script"`;
+  return `${stepGuard}
+${read2}
+${text}`;
+}
+function uploadStep(remotePath, size2, mode, guard) {
+  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
+  return {
+    name: `upload ${remotePath.split("/").pop()}`,
+    as: "login",
+    timeout: 600 + Math.ceil(size2 / 1e5),
+    // at least 100 kB/s
+    quiet: true,
+    // One line to end with: bash has parsed and run the whole function before the content starts. `guard` runs
+    // before it (it reads no stdin: the content stays for head), in braces: the library functions it brings that an
+    // upload does not call are not findings (shellcheck reads them as unreachable before the script's last exit).
+    script: `${guard ? `# shellcheck disable=SC2317 # the guard's library functions an upload does not call
+{
+${guard}
+}
+` : ""}` + String.raw`ops_upload() {
+  # tmp not local: the EXIT trap also runs where set -e ended the script inside this function, out of its scope.
+  local got
+  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
+  trap 'rm -f "$tmp"' EXIT
+  head -c ${size2} > "$tmp"
+  got=$(stat -c %s "$tmp")
+  if [ "$got" != ${size2} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size2} bytes arrived" >&2; exit 1; fi
+  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
+  mv -f "$tmp" ${quote(remotePath)}
+  trap - EXIT
+}
+ops_upload; exit $?`
+  };
+}
+var START_MARKER, AGENT_STOPPED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, LOGIN_SHELL_ENV, MESSAGES_ENV, STEP_ENV, NOT_TOP_LEVEL, STEP_PATH, PROXY_ENV, KEPT_ENV, UNSET_FUNCTIONS, COMMAND_START, BUS_STOPPED, SESSION_DAEMONS, STEP_BOOT, stepGuard, scriptPrelude, EXEC_RETURNED, SCRIPT_END;
+var init_wrap = __esm({
+  "core/remote/wrap.ts"() {
+    "use strict";
+    init_shell();
+    init_types();
+    START_MARKER = "@ops-start";
+    AGENT_STOPPED = "@ops-agent-stopped";
+    LOGIN_SHELL_PREFIX = "@ops-login-shell ";
+    REFUSED_PREFIX = "@ops-refused ";
+    LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_XTRACEFD"];
+    MESSAGES_ENV = ["LANGUAGE"];
+    STEP_ENV = "OPS_STEP=1";
+    NOT_TOP_LEVEL = "SHLVL=1";
+    STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
+    KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
+    UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac";
+    COMMAND_START = "/usr/bin/env -u BASH_ENV -u ENV ";
+    BUS_STOPPED = "@ops-bus-stopped";
+    SESSION_DAEMONS = ` ops_d="\${SSH_AGENT_PID-}:ssh-agent:${AGENT_STOPPED} \${DBUS_SESSION_BUS_PID-}:dbus-daemon:${BUS_STOPPED}"; case \${SSH_CONNECTION:+x}\${DBUS_SESSION_BUS_ADDRESS-} in xunix:*=/tmp/dbus-*) for ops_p in /proc/[0-9]*; do [ -O "$ops_p" ] && read -r ops_c 2>/dev/null < "$ops_p/comm" && [ "$ops_c" = dbus-daemon ] && mapfile -d "" ops_e 2>/dev/null < "$ops_p/environ" && case " \${ops_e[*]} " in *" SSH_CONNECTION=\${SSH_CONNECTION-} "*) ops_d="$ops_d \${ops_p#/proc/}:dbus-daemon:${BUS_STOPPED}" ;; *) false ;; esac; done ;; esac; read -r ops_s < "/proc/$$/stat"; ops_s=(\${ops_s##*) }); for ops_x in $ops_d; do ops_p=\${ops_x%%:*}; ops_x=\${ops_x#*:}; if [ "\${ops_p:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm" && [ "$ops_c" = "\${ops_x%%:*}" ] && read -r ops_a 2>/dev/null < "/proc/$ops_p/stat" && ops_a=(\${ops_a##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ] && kill "$ops_p" 2>/dev/null; then printf "%s\\n" "\${ops_x#*:}" >&2; fi; done;`;
+    STEP_BOOT = `${UNSET_FUNCTIONS}; printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` + SESSION_DAEMONS + ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n%s\\n%sinput %s\\n" ${START_MARKER} ${quote(REFUSED_PREFIX)} "$ops_in"; exit 125`;
+    stepGuard = [
+      "ops_line1=1",
+      // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
+      ":",
+      ":",
+      // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
+      "# shellcheck disable=SC2046",
+      UNSET_FUNCTIONS,
+      // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
+      `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
+      // A limit a deploy fails under, refused before anything is done: `ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc (bash
+      // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). Where it was
+      // set, up the chain of parents: `sudo <user>` after the value when the process that ran sudo (the login's side) does
+      // not have it: sudo's own PAM session set it for the user the step runs as (Debian's /etc/pam.d/sudo runs
+      // pam_limits, reading limits.conf for that user: a line naming it, its group, or `*` with none for the login);
+      // `session` when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8) has it already:
+      // set before the login shell began (pam_limits' /etc/security/limits.conf, sshd's service); else the login shell's
+      // start-up files. /proc/PID/limits is in bytes where ulimit counts KiB (-s, -f, -v, -d).
+      String.raw`ops_refuse_limit() {
+  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$; ops_sudo=''
+  case $1 in n) ops_row='Max open files' ops_u=1 ;; u) ops_row='Max processes' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
+  # ops_has PID: whether that process has the limit (its soft one). A row's name is three words but for "Max
+  # processes": its soft limit then in the third field.
+  ops_has() {
+    while read -r ops_x ops_y ops_z ops_s _; do
+      case "$ops_x $ops_y $ops_z $ops_s" in "$ops_row $((ops_v * ops_u))" | "$ops_row $((ops_v * ops_u)) "*) return 0 ;; esac
+    done 2>/dev/null < "/proc/$1/limits"
+    return 1
+  }
+  while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
+    case $ops_c in
+      sshd | sshd-session) ! ops_has "$ops_p" || ops_from=' session'; break ;;
+      # sudo itself (and its monitor, with use_pty) runs with limits of its own making: the one that ran it is asked.
+      sudo) ops_sudo=1 ;;
+      *) if [ "$ops_sudo" = 1 ]; then ops_sudo=2; if [ -r "/proc/$ops_p/limits" ] && ! ops_has "$ops_p"; then ops_from=" sudo $(id -un 2>/dev/null || echo '?')"; break; fi; fi ;;
+    esac
+    ops_p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$ops_p/status" 2>/dev/null)
+  done
+  printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
+}`,
+      'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
+      // Processes under 1024 (`ulimit -u 100` in ~/.bashrc, `* hard nproc 200` in limits.conf, a hardening guide's): it
+      // counts every process and thread of the user on the host, the live and the previous slot's programs included, and
+      // sudo keeps it for the app user (pam_limits sets only the items limits.conf names), so a build's threads (Node.js
+      // starts about ten, esbuild and uv one or more per core) fail to start half-way ("fork: Resource temporarily
+      // unavailable", "pthread_create"), or a new slot's programs cannot start.
+      'if [ "$(ulimit -u)" != unlimited ] && [ "$(ulimit -u)" -lt 1024 ]; then ops_refuse_limit u; fi',
+      // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
+      // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
+      'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',
+      // Any file size (-f), CPU time (-t: a build killed once it used that many seconds), virtual memory (-v: Node.js
+      // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") or data (-d: the
+      // heap and every private writable mapping, Node.js's and Python's, count against it) limit, likewise.
+      'for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then ops_refuse_limit $ops_l; fi; done'
+    ].join("\n");
+    scriptPrelude = [
+      // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
+      // left, and warns on stderr for a locale the host lacks (fish exports LC_CTYPE=en_US.UTF-8 itself; a ~/.bashrc's
+      // export LC_MESSAGES=...), text ops would blame on the login shell.
+      "export LC_ALL=C.UTF-8",
+      // The step's environment: KEPT_ENV of the one it was started in (a readonly variable stays: unset says so before
+      // the start marker, where the transport ignores it).
+      `for ops_v in $(builtin compgen -e); do case $ops_v in ${[...KEPT_ENV, "LC_ALL"].join("|")}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
+      // The leading newline ends whatever line the login shell left unfinished.
+      `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
+      "set -euo pipefail",
+      "umask 022",
+      // files that must stay private (.env, keys) are created with explicit modes
+      "export DEBIAN_FRONTEND=noninteractive",
+      "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
+      `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
+      "cd /"
+    ].join("\n");
+    EXEC_RETURNED = `${REFUSED_PREFIX}exec`;
+    SCRIPT_END = "# ops: end of the step";
+  }
+});
+
+// core/remote/ssh.ts
+import { randomBytes as randomBytes7 } from "node:crypto";
+import { StringDecoder } from "node:string_decoder";
+import { setTimeout as sleep2 } from "node:timers/promises";
+async function connect(options) {
+  const { host, via } = options;
+  const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
+  const ssh = await login(host, { where, keyField: "hosts[].host_key", sock: via ? () => via.forward(host) : void 0 }, options);
+  return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
+}
+function xtraceOf(lines) {
+  const own2 = lines.find((l) => l.includes(COMMAND_START));
+  if (own2 === void 0) return { traced: false, text: lines };
+  const mark2 = own2.slice(0, own2.indexOf(COMMAND_START)).trimStart()[0];
+  if (mark2 !== void 0 && /[\p{L}\p{N}]/u.test(mark2)) return { traced: false, text: lines };
+  return { traced: true, text: lines.filter((l) => l !== own2 && (mark2 === void 0 || !l.trimStart().startsWith(mark2))) };
+}
+function sessionRefused(e) {
+  const err = e;
+  return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
+}
+var LINGER_MS, LINGER_MAX_MS, SLOW_START_MS, WAITING_START_MS, AfterMarker, LineSplitter, SshRemote;
+var init_ssh = __esm({
+  "core/remote/ssh.ts"() {
+    "use strict";
+    init_errors();
+    init_ssh_login();
+    init_wrap();
+    init_types();
+    LINGER_MS = 2e3;
+    LINGER_MAX_MS = 5e3;
+    SLOW_START_MS = 1500;
+    WAITING_START_MS = 1e4;
+    AfterMarker = class _AfterMarker {
+      constructor(emit) {
+        this.emit = emit;
+      }
+      emit;
+      static MARK = `
+${START_MARKER}
+`;
+      head = "";
+      decoder = new StringDecoder("utf8");
+      started = false;
+      /** When the marker came (Date.now()): how long the login took to begin the script. */
+      startedAt;
+      preamble = "";
+      push(chunk) {
+        this.feed(this.decoder.write(chunk));
+      }
+      end() {
+        this.feed(this.decoder.end());
+        if (!this.started && this.head) this.emit(this.head);
+        this.head = "";
+      }
+      feed(text) {
+        if (!text) return;
+        if (this.started) return this.emit(text);
+        this.head += text;
+        const i = this.head.indexOf(_AfterMarker.MARK);
+        if (i < 0) return;
+        this.started = true;
+        this.startedAt = Date.now();
+        this.preamble = this.head.slice(0, i);
+        const rest = this.head.slice(i + _AfterMarker.MARK.length);
+        this.head = "";
+        if (rest) this.emit(rest);
+      }
+    };
+    LineSplitter = class {
+      constructor(emit) {
+        this.emit = emit;
+      }
+      emit;
+      rest = "";
+      push(text) {
+        const lines = (this.rest + text).split("\n");
+        this.rest = lines.pop() ?? "";
+        for (const l of lines) this.emit(l);
+      }
+      flush() {
+        if (this.rest) this.emit(this.rest);
+        this.rest = "";
+      }
+    };
+    SshRemote = class {
+      constructor(ssh, host, appUser, reporter, onClose) {
+        this.ssh = ssh;
+        this.appUser = appUser;
+        this.reporter = reporter;
+        this.onClose = onClose;
+        this.name = host.name;
+        this.login = host.user;
+        const conn = ssh.connection;
+        conn.on("error", (e) => this.gone(e));
+        conn.on("close", () => this.gone(new Error("Not connected")));
+      }
+      ssh;
+      appUser;
+      reporter;
+      onClose;
+      name;
+      login;
+      connection = randomBytes7(6).toString("hex");
+      lost;
+      closed = false;
+      warnedPreamble = false;
+      warnedSudo = false;
+      warnedHome = false;
+      warnedPreload = false;
+      warnedStderr = false;
+      warnedLinger = false;
+      warnedAgent = false;
+      warnedBus = false;
+      warnedXtrace = false;
+      warnedSlow = false;
+      warnedWaiting = false;
+      /** The login's shell, as STEP_BOOT last said it ($SHELL): what the start-up files are named by. Bash until known. */
+      loginShell;
+      /** Reject the steps in flight when the connection goes away under them. */
+      aborts = /* @__PURE__ */ new Set();
+      /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
+      open = 0;
+      waiting = [];
+      /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
+      running = [];
+      /** Who waits for no step to run (whenIdle). */
+      idleWaiters = [];
+      /** Why no new step may start (halt). */
+      haltedBy;
+      inFlight() {
+        return [...this.running];
+      }
+      whenIdle() {
+        return this.running.length ? new Promise((r) => this.idleWaiters.push(r)) : Promise.resolve();
+      }
+      halt(reason) {
+        this.haltedBy ??= reason;
+      }
+      gone(e) {
+        this.lost ??= e;
+        for (const abort of this.aborts) abort(e);
+        this.freed();
+        const done = this.onClose;
+        this.onClose = void 0;
+        done?.();
+      }
+      /** A channel of ours closed (or the connection ended): whoever waits for a session tries again. */
+      freed() {
+        for (const wake of this.waiting.splice(0)) wake();
+      }
+      /**
+       * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
+       * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
+       * session asynchronously. The caller must call `freed` once the channel closes.
+       * `ended` resolves on the channel's close with the exit status: its listeners are attached in ssh2's callback
+       * itself, because ssh2 handles every packet of one read at once: a command that fails at once (sudo asking for a
+       * password) can have its exit-status and close handled before an `await` returns the channel, and ssh2 emits
+       * `exit` once, to whoever listens then (output is kept: the channel is a paused stream until read).
+       */
+      async channel(command2, what) {
+        for (let attempt = 0; ; attempt++) {
+          const conn = this.ssh.connection;
+          if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
+          if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
+          try {
+            const channel = await new Promise(
+              (resolve6, reject) => conn.exec(command2, (e, c) => {
+                if (e) return reject(e);
+                const status2 = { code: null };
+                let exited = () => void 0;
+                const ended = new Promise((closed) => {
+                  let linger;
+                  let exitedAt;
+                  const wait = () => {
+                    if (exitedAt === void 0) return;
+                    clearTimeout(linger);
+                    linger = setTimeout(
+                      () => {
+                        status2.lingered = true;
+                        closed(status2);
+                        c.close();
+                      },
+                      Math.max(0, Math.min(LINGER_MS, exitedAt + LINGER_MAX_MS - Date.now()))
+                    );
+                  };
+                  exited = wait;
+                  c.on("close", () => {
+                    clearTimeout(linger);
+                    closed(status2);
+                  });
+                  c.on("exit", (code, sig) => {
+                    if (typeof code === "number") status2.code = code;
+                    else if (sig) status2.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
+                    exitedAt = Date.now();
+                    wait();
+                  });
+                });
+                c.on("error", () => void 0);
+                resolve6({ channel: c, ended, output: () => exited() });
+              })
+            );
+            this.open++;
+            return channel;
+          } catch (e) {
+            if (sessionRefused(e) && this.open > 0) {
+              await new Promise((wake) => this.waiting.push(wake));
+              attempt = -1;
+              continue;
+            }
+            if (sessionRefused(e) && attempt < 8) {
+              await sleep2(25 * 2 ** attempt);
+              continue;
+            }
+            if (sessionRefused(e))
+              throw new TransportError(
+                `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
+                `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
+              );
+            const lost = this.lost ?? await this.lostWithin(1e3);
+            if (lost) throw connectionLost(lost, this.name, `${what} on ${this.name} (connection lost)`);
+            throw translateError(e, this.name, `${what} on ${this.name}`);
+          }
+        }
+      }
+      /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
+      lostWithin(ms) {
+        return new Promise((resolve6) => {
+          const done = (e) => {
+            clearTimeout(timer);
+            this.aborts.delete(done);
+            resolve6(e);
+          };
+          const timer = setTimeout(() => done(), ms);
+          this.aborts.add(done);
+        });
+      }
+      /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
+      async exec(step, command2, input, options) {
+        const started = Date.now();
+        const what = `step "${step.name}"`;
+        if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
+        const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
+          if (!line.startsWith(REPORT_PREFIX) && !line.startsWith(REFUSED_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
+        });
+        const outLines = show("stdout");
+        const errLines = show("stderr");
+        let stdout = "";
+        let stderr = "";
+        const out = new AfterMarker((t) => {
+          stdout += t;
+          outLines.push(t);
+        });
+        const err = new AfterMarker((t) => {
+          stderr += t;
+          errLines.push(t);
+        });
+        this.running.push(step.name);
+        const done = () => {
+          this.running.splice(this.running.indexOf(step.name), 1);
+          if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
+        };
+        let opened;
+        try {
+          opened = await this.channel(command2, what);
+        } catch (e) {
+          done();
+          throw e;
+        }
+        const { channel, ended, output } = opened;
+        if (this.haltedBy) {
+          channel.close();
+          this.open--;
+          done();
+          this.freed();
+          throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
+        }
+        const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
+        let guard;
+        let waiting;
+        let sent = Date.now();
+        let abort = (_) => void 0;
+        const status2 = await new Promise((resolve6, reject) => {
+          abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
+          this.aborts.add(abort);
+          waiting = setTimeout(() => {
+            if (out.started || err.started || this.warnedWaiting) return;
+            this.warnedWaiting = true;
+            const { files: files2, place: place2 } = this.startupFiles();
+            this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1e3} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files2}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1e3} s): move what waits ${place2}`);
+          }, WAITING_START_MS);
+          guard = setTimeout(() => {
+            channel.close();
+            reject(out.started || err.started ? new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout") : this.neverBegan(what, limit / 1e3));
+          }, limit);
+          channel.on("data", (d) => {
+            output();
+            out.push(d);
+          });
+          channel.stderr.on("data", (d) => {
+            output();
+            err.push(d);
+          });
+          void ended.then(resolve6);
+          sent = Date.now();
+          channel.end(input);
+        }).finally(() => {
+          clearTimeout(guard);
+          clearTimeout(waiting);
+          this.aborts.delete(abort);
+          this.open--;
+          done();
+          this.freed();
+        });
+        out.end();
+        err.end();
+        outLines.flush();
+        errLines.flush();
+        const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
+        if (out.started && stdout.startsWith(EXEC_RETURNED) && /\bexec: restricted\b/.test(`${preamble}
+${stderr}`)) throw this.notStarted(what, status2.code ?? 255, `${preamble}
+${stderr}`.trim());
+        const ours = (l) => l === AGENT_STOPPED || l === BUS_STOPPED || l.startsWith(LOGIN_SHELL_PREFIX);
+        const bootLines = [...preamble.split("\n"), ...err.started ? [] : stderr.split("\n")];
+        const agentStopped = bootLines.includes(AGENT_STOPPED);
+        const busStopped = bootLines.includes(BUS_STOPPED);
+        const shellLine = bootLines.find((l) => l.startsWith(LOGIN_SHELL_PREFIX));
+        if (shellLine) this.loginShell = shellLine.slice(LOGIN_SHELL_PREFIX.length).trim() || void 0;
+        if (!err.started) stderr = stderr.split("\n").filter((l) => !ours(l)).join("\n");
+        const lines = preamble.split("\n").filter((l) => l && !ours(l));
+        const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
+        const homeLine = lines.find((l) => homeDirProblem(l, this.login, this.name));
+        const preloadLines = lines.filter((l) => preloadProblem(l, this.login, this.name));
+        const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine && !preloadLines.includes(l)));
+        const shellText = text.join("\n");
+        const quoted = (text2) => oneLine(text2, 80, (t) => this.reporter.redact(t));
+        const { files, place } = this.startupFiles();
+        if (sudoLines.length && !this.warnedSudo) {
+          this.warnedSudo = true;
+          this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join("\n"))}"; fix: ${sudoWarningFix(sudoLines[0], this.name)}`);
+        }
+        const home = homeLine && homeDirProblem(homeLine, this.login, this.name);
+        if (home && !this.warnedHome) {
+          this.warnedHome = true;
+          this.reporter.warn(`${this.name}: ${home.problem}; fix: ${home.fix}`);
+        }
+        const preload = preloadLines[0] && preloadProblem(preloadLines[0], this.login, this.name);
+        if (preload && !this.warnedPreload) {
+          this.warnedPreload = true;
+          this.reporter.warn(`${this.name}: ${preload.problem}; fix: ${preload.fix}`);
+        }
+        if (traced && !this.warnedXtrace) {
+          this.warnedXtrace = true;
+          this.reporter.warn(`${this.name}: ${xtraceProblem(this.login)}; fix: ${xtraceFix(this.login, this.loginShell)}`);
+        }
+        if (shellText && !this.warnedPreamble) {
+          this.warnedPreamble = true;
+          this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`);
+        }
+        const began = Math.min(out.startedAt ?? Infinity, err.startedAt ?? Infinity) - sent;
+        if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
+          this.warnedSlow = true;
+          this.reporter.warn(`${this.name}: ${what} began ${(began / 1e3).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files}, or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it ${place}`);
+        }
+        if (agentStopped && !this.warnedAgent) {
+          this.warnedAgent = true;
+          this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login, this.loginShell)}`);
+        }
+        if (busStopped && !this.warnedBus) {
+          this.warnedBus = true;
+          this.reporter.warn(`${this.name}: ${busProblem(this.login)}; fix: ${busFix(this.login, this.loginShell)}`);
+        }
+        if (status2.lingered && !this.warnedLinger) {
+          this.warnedLinger = true;
+          this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login, this.loginShell)}`);
+        }
+        if (out.started && !stdout.startsWith(REFUSED_PREFIX) && stdout.endsWith(`
+${START_MARKER}
+${EXEC_RETURNED}
+`)) {
+          const { files: files2, place: place2 } = this.startupFiles();
+          throw new OpsError(
+            `${what} on ${this.name} ran, but its exit code is lost: ${files2} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops's command and returned`,
+            `remove that exec function, rename it, or define it ${place2}; then check what the step did and run it again`
+          );
+        }
+        if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
+        if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split("\n")[0]);
+        if (!out.started && err.started && status2.code !== null)
+          throw new OpsError(
+            `${what} on ${this.name} ran (exit code ${status2.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login}, ${files}, sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
+            `move any redirection of the standard output (exec >\u2026) ${place}, then run it again`
+          );
+        if (out.started && !err.started && status2.code !== null && !this.warnedStderr) {
+          this.warnedStderr = true;
+          this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login}, ${files}, or sudo sends it elsewhere, so a failing step's errors are not seen; move any redirection of the standard error (exec 2>\u2026) ${place}`);
+        }
+        const code = status2.code ?? (status2.signal ? 128 : 255);
+        const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
+        if (!out.started && status2.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
+        const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status2.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine }, ...preloadLines[0] && { preload: preloadLines[0] } };
+        if (code !== 0 && !options.allowFailure) {
+          const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
+          throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
+        }
+        return result;
+      }
+      /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
+      neverBegan(what, seconds3) {
+        const { files, place } = this.startupFiles();
+        return new NotStartedError(
+          `${what} on ${this.name} did not start: in ${seconds3} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file, ${files}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
+          `move what waits ${place}`
+        );
+      }
+      /**
+       * The start-up files the login's shell reads for sshd's command, and where lines for interactive shells only go
+       * (loginStartup): by the shell STEP_BOOT said on this connection; bash's before any did, or for a shell that reads none.
+       */
+      startupFiles() {
+        return loginStartup(this.login, this.loginShell) ?? loginStartup(this.login, "bash");
+      }
+      /** The error for a step the guard refused because its stdout and stderr are one pipe (`merged`): it did nothing. */
+      mergedOutput(what, stopped) {
+        const { files, place } = this.startupFiles();
+        return new NotStartedError(
+          `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ${stopped}`,
+          `move that redirection ${place}`
+        );
+      }
+      /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
+      refused(what, line) {
+        const [why, ...rest] = line.split(" ");
+        const detail = rest.join(" ");
+        const { files, place } = this.startupFiles();
+        const stopped = "ops stopped it before it did anything";
+        if (why === "stdin")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
+            `move that read ${place}, or make it read from /dev/tty`
+          );
+        if (why === "input")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} takes standard input away from non-interactive sessions (${detail === "closed" ? "closes it, e.g. exec <&-" : `to ${detail || "unknown"}, e.g. exec </dev/null`}), and ops sends each step's script on it: the script would be read as empty; ${stopped}`,
+            `move that redirection ${place}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`
+          );
+        if (why === "stdout")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard output of non-interactive sessions (e.g. exec >&-)" : `sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
+            `move that redirection ${place}`
+          );
+        const session = why === "limit" ? /^(.*) session$/.exec(detail)?.[1] : void 0;
+        if (session)
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
+            `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitNPROC,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - ${/^ulimit -u /.test(session) ? "nproc 4096" : "nofile 65536"}" in /etc/security/limits.d/${this.login}.conf (a \`*\` line limits ${this.appUser} too, through sudo's session: raise it for both); a new session takes it`
+          );
+        const bySudo = why === "limit" ? /^(.*) sudo (\S+)$/.exec(detail) : null;
+        if (bySudo) {
+          const [, limit, user] = bySudo;
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${user}'s processes on ${this.name} get a resource limit (${limit}) that ${this.login}'s session does not have, set when ops switches to ${user} with sudo (pam_limits in sudo's session, from a line of /etc/security/limits.conf or /etc/security/limits.d/ for ${user}, its group, or \`*\`), not by a start-up file, under which an install, a build or an upload fails half-way; ${stopped}`,
+            `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/) and remove it or raise it for ${user}, e.g. "${user} - ${/^ulimit -u /.test(limit) ? "nproc 4096" : "nofile 65536"}" in /etc/security/limits.d/${user}.conf (a line naming the user outranks a \`*\` one); the next step takes it`
+          );
+        }
+        if (why === "limit")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
+            `remove that ulimit, or move it ${place}; a limit for every login is a line in /etc/security/limits.conf`
+          );
+        if (why === "merged") return this.mergedOutput(what, stopped);
+        if (why === "exec")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ${stopped}`,
+            `remove that exec function, rename it, or define it ${place}`
+          );
+        if (why === "stderr")
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard error of non-interactive sessions (e.g. exec 2>&-)" : `sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,
+            `move that redirection ${place}`
+          );
+        return new NotStartedError(
+          `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || "unknown"}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
+          `move the exec ${place}; to use another login shell, set it with chsh -s`
+        );
+      }
+      /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
+      notStarted(what, code, output) {
+        const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : "";
+        const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
+        if (/\bexec: restricted\b/.test(output))
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
+            `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`
+          );
+        const tty = new RegExp(`\r
+${START_MARKER}\r
+${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
+        if (tty) {
+          const { place: place2 } = this.startupFiles();
+          return new NotStartedError(
+            `${what} on ${this.name} did not run: ${this.login}'s commands run under a terminal there (${tty}: script(1) or a session recorder in sshd's ForceCommand or a start-up file), which would echo each step's script back and mix its errors into its output; ops stopped it before it did anything`,
+            `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows the ForceCommand: have it run "$SSH_ORIGINAL_COMMAND" without a terminal when that is set (ops sends one per step), or take ${this.login} out of its Match block; a start-up file that records sessions: move it ${place2}`
+          );
+        }
+        const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);
+        if (loginAs)
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: ${this.name} lets ops's key in as ${this.login} only to say to log in as ${loginAs[1]}, then exit ${code} (a command="\u2026" before the key in ~${this.login}/.ssh/authorized_keys, as cloud images have for root)`,
+            `log in as ${loginAs[1]}: set user: ${loginAs[1]} for ${this.name} in hosts[] of the environment (ops runs root's steps through its passwordless sudo)`
+          );
+        if (/This service allows sftp connections only/.test(output))
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: sshd there lets ${this.login} use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command`,
+            `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows it; take ${this.login} out of that Match block (or its group), then systemctl reload ssh`
+          );
+        const unbound = /:\s*([A-Za-z_][A-Za-z0-9_]*): (?:unbound variable|parameter not set)/.exec(output)?.[1];
+        if (unbound) {
+          const { files: files2, place: place2 } = this.startupFiles();
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: ${files2} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
+            `write \${${unbound}-} there (empty when unset), or move set -u ${place2}`
+          );
+        }
+        const multiplexer = /open terminal failed: not a terminal/.test(output) ? "tmux" : /Must be connected to a terminal/.test(output) ? "screen" : void 0;
+        if (multiplexer) {
+          const { files: files2, place: place2 } = this.startupFiles();
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: ${files2} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
+            `start ${multiplexer} only ${place2}${multiplexer === "tmux" ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ""}`
+          );
+        }
+        if (code === 125 && /\benv: unrecognized option '--default-signal'/.test(output))
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
+            `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`
+          );
+        if (code === 126 && SUDO_NOEXEC.test(output)) {
+          const { problem, fix } = sudoNoexec(this.login, this.name);
+          return new NotStartedError(`${what} on ${this.name} did not start: ${problem}${printed}`, fix);
+        }
+        if (code === 125 && !output.trim())
+          return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
+        const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
+        if (missing)
+          return new NotStartedError(
+            `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
+            `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"} on ${this.name} (apt-get install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"}), as root`
+          );
+        const { files, place } = this.startupFiles();
+        const others = this.loginShell ? "" : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
+        return new NotStartedError(
+          `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
+          `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and its start-up files, ${files}${others}, must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines ${place}; or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
+        );
+      }
+      run(step, options = {}) {
+        return this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
+      }
+      async upload(content, remotePath, options = {}) {
+        const data = typeof content === "string" ? Buffer.from(content) : content;
+        const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
+        await this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
+      }
+      async close() {
+        if (this.closed) return;
+        this.closed = true;
+        this.ssh.dispose();
+        this.gone(new Error("Not connected"));
+      }
+    };
+  }
+});
+
+// core/context.ts
+function runnerNow(ctx) {
+  return ctx.now ? ctx.now() : /* @__PURE__ */ new Date();
+}
+function clockSkew(ctx, hostEpoch) {
+  const hostSeconds = Number(hostEpoch);
+  if (hostEpoch === void 0 || hostEpoch === "" || !Number.isFinite(hostSeconds)) return void 0;
+  const skew = Math.round(runnerNow(ctx).getTime() / 1e3 - hostSeconds);
+  if (Math.abs(skew) <= CLOCK_SKEW_WARN_SECONDS) return void 0;
+  const amount = Math.abs(skew) >= 172800 ? `${Math.round(Math.abs(skew) / 86400)} days` : Math.abs(skew) >= 7200 ? `${Math.round(Math.abs(skew) / 3600)} hours` : `${Math.abs(skew)} s`;
+  return { seconds: skew, amount };
+}
+function sshConnector(ctx) {
+  const bastions = /* @__PURE__ */ new Map();
+  return async (env, host, signal) => {
+    const ssh = env.config.ssh;
+    refusePlaceholderAddress(host, { where: describeEndpoint(host), keyField: "hosts[].host_key" }, `environments/${env.name}/environment.yml`);
+    const credentials = resolveCredentials(
+      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
+      ctx.reporter
+    );
+    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml`, signal };
+    let via;
+    if (host.bastion) {
+      const b = host.bastion;
+      const key = `${b.user}@${b.address}:${b.port}`;
+      let open4 = bastions.get(key);
+      if (open4 && !(await open4.catch(() => void 0))?.alive) open4 = void 0;
+      if (!open4) {
+        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, processEnv: {} }, ctx.reporter) : credentials;
+        open4 = Bastion.open(b, { ...common, credentials: bastionCredentials });
+        bastions.set(key, open4);
+      }
+      via = await open4;
+      via.use();
+    }
+    try {
+      return await connect({ ...common, host, credentials, appUser: env.appUser, via, onClose: () => via?.release() });
+    } catch (e) {
+      via?.release();
+      throw e;
+    }
+  };
+}
+function guarded(remote) {
+  const translated = (what, run) => run().catch((e) => {
+    throw translateError(e, remote.name, `${what} on ${remote.name}`);
+  });
+  return {
+    name: remote.name,
+    login: remote.login,
+    connection: remote.connection,
+    run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
+    upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
+    inFlight: () => remote.inFlight(),
+    whenIdle: () => remote.whenIdle(),
+    halt: (reason) => remote.halt(reason),
+    close: () => remote.close().catch(() => void 0)
+  };
+}
+function hostConnector(ctx) {
+  const base = ctx.connector ?? sshConnector(ctx);
+  return async (env, host, signal) => {
+    try {
+      return guarded(await base(env, host, signal));
+    } catch (e) {
+      throw translateError(e, host.name, `connecting to ${host.name}`);
+    }
+  };
+}
+var CLOCK_SKEW_WARN_SECONDS;
+var init_context = __esm({
+  "core/context.ts"() {
+    "use strict";
+    init_environment();
+    init_errors();
+    init_identity();
+    init_ssh();
+    init_ssh_login();
+    CLOCK_SKEW_WARN_SECONDS = 120;
+  }
+});
+
+// core/steps/masks.ts
+function secretEnvNames(env) {
+  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
+}
+function maskArgs(env) {
+  const L = env.layout;
+  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
+  return [L.releases, L.records, name2(L.masks("x")), name2(L.environ("x")), L.keptMasks, ...secretEnvNames(env)];
+}
+function maskText(env) {
+  return ["mask_text", ...maskArgs(env)].map(quote).join(" ");
+}
+var init_masks = __esm({
+  "core/steps/masks.ts"() {
+    "use strict";
+    init_report();
+    init_shell();
+  }
+});
+
+// core/steps/nginx-config.ts
+function checkLog(env) {
+  const L = env.layout;
+  return `access_log ${L.nginxCheckLog} ${L.nginxCheckName} if=$${L.nginxCheckName};`;
+}
+function probeHeaders(env) {
+  const cert = certificatePaths(env);
+  const host = env.config.domain ?? PROBE_HOST_WITHOUT_DOMAIN;
+  const sent = (proto) => {
+    const lines = [];
+    for (const h of FORWARDED) {
+      const value = h.probe({ host, proto });
+      if (value !== void 0 && !PROBE_VALUE.test(value))
+        throw new OpsError(`the health probe's ${h.name} header would be ${JSON.stringify(value)}, not a DNS name or address`, `fix domain in environments/${env.name}/environment.yml`);
+      if (h.name !== "Host" && value !== void 0) lines.push(`${h.name}: ${value}\\r\\n`);
+    }
+    return `PROBE_SITE_PROTO=${proto} PROBE_SITE_HEADERS=$'${lines.join("")}'`;
+  };
+  const routed = [...new Set(Object.values(env.config.routes))].sort();
+  const common = `PROBE_SITE_HOST=${quote(host)} PROBE_SITE_PROGRAMS=${quote(` ${routed.join(" ")} `)}`;
+  if (!cert) return `${common} ${sent("http")}`;
+  return `${common}
+# nginx serves the site over TLS once its certificate is there (site(): plain http until then); its $scheme, forwarded.
+if [ -s ${quote(cert.cert)} ]; then ${sent("https")}; else ${sent("http")}; fi`;
+}
+function certbotCertificate(domain) {
+  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
+}
+function certificatePaths(env) {
+  const domain = env.config.domain ?? env.config.app;
+  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
+  if (env.config.tls.mode === "self-signed") {
+    const dir = env.layout.selfSignedDir;
+    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
+  }
+  return void 0;
+}
+function certificateNames(env) {
+  const names = siteNames(env);
+  return names.length ? names : [env.config.app];
+}
+function stripsPrefix(env, prefix) {
+  const program = env.config.routes[prefix];
+  return prefix !== "/" && (program === void 0 || env.config.programs[program]?.strip_prefix !== false);
+}
+function slotPortOwners(env) {
+  const owners = /* @__PURE__ */ new Map();
+  for (const program of Object.keys(env.config.programs))
+    for (const slot of ["blue", "green"]) if (!owners.has(env.port(program, slot))) owners.set(env.port(program, slot), `program ${program}'s port on slot ${slot}`);
+  return owners;
+}
+function slotPortsIn(owners, line) {
+  return [...line.replace(/#.*/, "").matchAll(LOCAL_ADDRESS)].flatMap((m) => owners.has(Number(m[2])) ? [`${m[0]} (${owners.get(Number(m[2]))})`] : []);
+}
+function upstreamNames(env) {
+  return Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(", ");
+}
+function slotPortLinesShell(env, dump = "nginx -T 2>/dev/null") {
+  const L = env.layout;
+  const ports = [...slotPortOwners(env).keys()].join("|");
+  const re = `(^|[^0-9A-Za-z_.-])(127[.][0-9.]+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|0[.]0[.]0[.]0|[[]::1?[]]):(${ports})([^0-9]|$)`;
+  return String.raw`nginx_pinned=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} -v re=${quote(re)} '
+/^# configuration file .*:$/ { f = substr($0, 22, length($0) - 22); n = 0; next }
+{ n++; t = $0; sub(/#.*/, "", t) }
+f != "" && f != own1 && f != own2 && f != own3 && t !~ /^[ 	]*listen[ 	]/ && t ~ re && shown++ < 20 { print f ":" n ": " $0 }
+') || nginx_pinned=""`;
+}
+function slotPortsElsewhere(env, host, lines, untouched, again = "deploy again") {
+  const owners = slotPortOwners(env);
+  const found = lines.flatMap((l) => {
+    const m = /^(\/[^:]*):(\d+): (.*)$/.exec(l);
+    return m ? slotPortsIn(owners, m[3]).map((x) => `${m[1]}:${m[2]}: ${x}`) : [];
+  });
+  if (!found.length) return void 0;
+  const files = [...new Set(found.map((f) => f.replace(/:\d+: .*$/, "")))];
+  return new OpsError(
+    `nginx on ${host} reads ${files.length > 1 ? "files" : "a file"} besides ${env.config.app}'s site that send${files.length > 1 ? "" : "s"} requests to a slot's port itself, ${found.join("; ")}: ${SLOT_PORT_WHY}; ${untouched}`,
+    `name the upstreams instead in ${files.join(", ")} (proxy_pass ${upstreamNames(env)}: the site's upstreams file defines them for every file nginx reads), or remove what is no longer used; then ${again}`
+  );
+}
+function inheritedCacheLinesShell(env, dump = "nginx -T 2>/dev/null") {
+  const L = env.layout;
+  return String.raw`nginx_cached=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} -v var=${quote(L.nginxReleaseVariable)} -v site_cache=${siteTemplateCaches(env) ? 1 : 0} '
+function at_include(p,  i) { for (i = 1; i <= np; i++) if (p ~ pats[i]) return i; return 0 }
+function word_end() { if (tok != "" || quoted) { w[++nw] = tok; if (nw == 1) sl = n } tok = ""; quoted = 0 }
+function directive(  name, i, txt, ctx, mine) {
+  if (!nw) return
+  name = w[1]; ctx = stack[d]; mine = ours[d]
+  if (name == "include" && nw == 2) {
+    g = w[2]; if (substr(g, 1, 1) == "\"" || substr(g, 1, 1) == "\047") g = substr(g, 2, length(g) - 2)
+    if (g !~ /^\//) g = dir g
+    gsub(/[.]/, "[.]", g); gsub(/[*]/, "[^/]*", g); gsub(/[?]/, "[^/]", g)
+    pats[++np] = "^" g "$"; pctx[np] = ctx; pours[np] = mine
+  }
+  if (name == "proxy_cache" || name == "proxy_cache_key") {
+    txt = w[1]; for (i = 2; i <= nw; i++) txt = txt " " w[i]; txt = txt ";"
+    own = (f == own1 || f == own2 || f == own3)
+    if ((ctx == "http" && !own) || (mine && !own && ctx != "http")) {
+      if (name == "proxy_cache" && w[2] != "off") { on[++non] = f ":" sl ": " txt; if (ctx == "http") inherited++ }
+      if (name == "proxy_cache_key") { keys[++nk] = f ":" sl ": " txt; if (index(txt, "$" var) == 0 && index(txt, "${" var "}") == 0) unkeyed++ }
+    } else if (name == "proxy_cache_key" && (ctx == "http" || mine)) {
+      nk_own++; if (index(txt, "$" var) == 0 && index(txt, "${" var "}") == 0) unkeyed++
+    }
+  }
+  nw = 0
+}
+/^# configuration file .*:$/ {
+  f = substr($0, 22, length($0) - 22); n = 0; tok = ""; quoted = 0; nw = 0
+  if (main == "") { main = f; dir = f; sub(/[^\/]*$/, "", dir); d = 0; stack[0] = ""; ours[0] = 0 }
+  else { i = at_include(f); d = 0; stack[0] = i ? pctx[i] : "?"; ours[0] = i ? pours[i] : 0 }
+  next
+}
+{
+  n++; line = $0; len = length(line)
+  for (c = 1; c <= len; c++) {
+    ch = substr(line, c, 1)
+    if (q != "") { tok = tok ch; if (ch == "\\") { c++; tok = tok substr(line, c, 1) } else if (ch == q) q = ""; continue }
+    if (ch == " " || ch == "\t" || ch == "\r") { word_end(); continue }
+    if (ch == "#" && tok == "" && !quoted) break
+    if (ch == ";") { word_end(); directive(); continue }
+    if (ch == "{" && substr(tok, length(tok)) != "$") {
+      word_end(); b = (nw ? w[1] : "?"); d++
+      stack[d] = stack[d - 1] == "" ? b : stack[d - 1] " " b
+      ours[d] = ours[d - 1] || (b == "server" && (f == own1 || f == own2))
+      nw = 0; continue
+    }
+    if (ch == "}") { word_end(); nw = 0; if (d > 0) d--; continue }
+    if ((ch == "\"" || ch == "\047") && tok == "") { q = ch; tok = ch; quoted = 1; continue }
+    tok = tok ch
+  }
+  if (q != "") tok = tok "\n"; else word_end()
+}
+END {
+  if (!non) exit
+  if (inherited == non && site_cache) exit
+  if ((nk + nk_own) && !unkeyed) exit
+  for (i = 1; i <= non && shown < 20; i++) { print on[i]; shown++ }
+  for (i = 1; i <= nk && shown < 20; i++) { print keys[i]; shown++ }
+}
+') || nginx_cached=""`;
+}
+function siteTemplateCaches(env) {
+  const custom = env.config.nginx.site_template;
+  if (!custom) return false;
+  let text;
+  try {
+    text = readEnvFile(env, "nginx.site_template", custom, "an nginx site template");
+  } catch {
+    return false;
+  }
+  return /(^|[;{\s])proxy_cache\s/m.test(text.replace(/#.*/g, ""));
+}
+function cachesInherited(env, host, lines, untouched, again = "deploy again") {
+  const variable = `$${env.layout.nginxReleaseVariable}`;
+  const text = (l) => l.replace(/^\/[^:]*:\d+: /, "");
+  const on = lines.filter((l) => /^proxy_cache\s/.test(text(l)));
+  if (!on.length) return void 0;
+  const keys = lines.filter((l) => /^proxy_cache_key\s/.test(text(l)));
+  const files = [...new Set(on.map((l) => l.replace(/:\d+: .*$/, "")))];
+  return new OpsError(
+    `nginx on ${host} caches every site's answers, ${env.config.app}'s too, from ${files.join(", ")} (${[...on, ...keys].map((l) => l.replace(/\s+/g, " ").trim()).join("; ")}), under a key that does not name the live release: the key is the same before and after a switch, so nginx would go on answering the previous release's pages for the cache's lifetime while the deploy said the new one was live; ${untouched}`,
+    `move proxy_cache into the server blocks that want it (or write proxy_cache off; in ${env.config.app}'s site template), or key it by the live release, which the switch sets: proxy_cache_key $scheme$proxy_host$request_uri${variable}; with proxy_cache_bypass $http_x_ops_check; proxy_no_cache $http_x_ops_check; then ${again}`
+  );
+}
+var HEADER, FORWARDED, CHECK_HEADER, PROBE_VALUE, PROBE_HOST_WITHOUT_DOMAIN, port80, PLAIN_SITE, TLS_SITE, LOCAL_ADDRESS, SLOT_PORT_WHY;
+var init_nginx_config = __esm({
+  "core/steps/nginx-config.ts"() {
+    "use strict";
+    init_environment();
+    init_environment_schema();
+    init_errors();
+    init_shell();
+    init_siblings();
+    HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
+    FORWARDED = [
+      // No domain: the site answers any name (server_name _), and $host is the name or address a visitor asked for,
+      // without its port (nginx's ngx_http_core_module, "Embedded Variables": $host is "in this order of precedence:
+      // host name from the request line, or host name from the "Host" request header field, or the server name
+      // matching a request", lowercased, no port): the probe sends 127.0.0.1, what nginx passes for a request to
+      // http://127.0.0.1/ (a visitor on the host itself, the switch's own look at /.ops/slot), never a program's port,
+      // which no visitor's request through nginx carries.
+      { name: "Host", nginx: "$host", probe: (s) => s.host },
+      { name: "X-Real-IP", nginx: "$remote_addr", probe: () => "127.0.0.1" },
+      { name: "X-Forwarded-For", nginx: "$proxy_add_x_forwarded_for", probe: () => "127.0.0.1" },
+      { name: "X-Forwarded-Proto", nginx: "$scheme", probe: (s) => s.proto }
+    ];
+    CHECK_HEADER = "X-Ops-Check";
+    PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
+    PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
+    port80 = (body) => `server {
+    listen 80{{default_server}};
+    listen [::]:80{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+${body}}
+`;
+    PLAIN_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{acme_location}}
+    {{slot_location}}
+    {{locations}}{{unrouted_location}}
+`)}{{alias_servers}}`;
+    TLS_SITE = `${HEADER}
+{{upstreams_include}}
+
+${port80(`
+    {{acme_location}}
+    {{slot_location}}
+    location / {
+        return 301 https://$host$request_uri;
+    }
+`)}
+server {
+    listen 443 ssl http2{{default_server}};
+    listen [::]:443 ssl http2{{default_server}};
+    server_name {{server_name}};
+    {{logs}}
+    ssl_certificate {{ssl_certificate}};
+    ssl_certificate_key {{ssl_certificate_key}};
+    {{tls_settings}}
+    client_max_body_size {{client_max_body_size}};
+    {{security_headers}}
+
+    {{slot_location}}
+    {{locations}}{{unrouted_location}}
+}
+{{alias_servers}}`;
+    LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
+    SLOT_PORT_WHY = "nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving";
+  }
+});
+
+// core/steps/sh/cert.sh
+var cert_default;
+var init_cert = __esm({
+  "core/steps/sh/cert.sh"() {
+    cert_default = `# shellcheck shell=bash
+# Certificates: cert_info PATH reports \`cert\` lines "PATH<TAB>field" (notAfter=, serial=, subject=, issuer=,
+# DNS names and IP addresses), or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out
+# on :443 for that name (SNI). Needs ops_report.
+cert_info() {
+  local f=$1 out line
+  if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
+  if ! out=$(openssl x509 -in "$f" -noout -enddate -serial -subject -issuer 2>/dev/null); then ops_report cert "$f	unreadable"; return 0; fi
+  out+=$'\\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' || true)
+  while IFS= read -r line; do [ -z "$line" ] || ops_report cert "$f	$line"; done <<< "$out"
+}
+served_serial() {
+  local s
+  s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
+  printf '%s' "\${s#serial=}"
+}
+# cert_lacks CERT NAME...: prints the NAMEs (space-separated) the certificate's subjectAltName does not list (DNS names
+# and IP addresses, compared in lower case), nothing when it lists them all or is missing (cert_problem says that).
+cert_lacks() {
+  local f=$1 sans n out=''
+  shift
+  [ -s "$f" ] || return 0
+  sans=$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' | sed 's/^[^:]*://' | tr '[:upper:]' '[:lower:]') || true
+  for n in "$@"; do grep -qxF -- "$n" <<< "$sans" || out+="\${out:+ }$n"; done
+  printf '%s' "$out"
+}
+# cert_problem CERT KEY: prints why nginx could not serve this certificate with this key (missing, unreadable, the key
+# not the certificate's: replaced by hand), nothing when it can. Public keys compared, as nginx -t does ("key values mismatch").
+cert_problem() {
+  local c=$1 k=$2 a b
+  if [ ! -s "$c" ]; then echo "$c is missing"; return 0; fi
+  if [ ! -s "$k" ]; then echo "its private key $k is missing"; return 0; fi
+  a=$(openssl x509 -in "$c" -noout -pubkey 2>/dev/null | sha256sum) || a=''
+  b=$(openssl pkey -in "$k" -pubout 2>/dev/null | sha256sum) || b=''
+  if [ -z "$a" ] || [ "$a" = "$(printf '' | sha256sum)" ]; then echo "$c is not a readable certificate"; return 0; fi
+  if [ "$a" != "$b" ]; then echo "its private key $k is not the certificate's (replaced by hand?)"; fi
+  return 0
+}
+# renewal_account_gone DOMAIN: prints the account certbot's renewal configuration for DOMAIN names when its key is no
+# longer under /etc/letsencrypt/accounts (removed by hand, a host restored without it): the renewal timer then fails.
+renewal_account_gone() {
+  local conf=/etc/letsencrypt/renewal/$1.conf id
+  [ -f "$conf" ] || return 0
+  id=$(sed -n 's/^account *= *//p' "$conf" | head -n1)
+  # certbot's account ids are hex; the accounts live under the server's host and directory path (accounts/<host>/<path>/<id>).
+  [[ $id =~ ^[0-9a-f]+$ ]] || return 0
+  [ -n "$(find /etc/letsencrypt/accounts -path "*/$id/private_key.json" -print -quit 2>/dev/null)" ] || echo "$id"
+  return 0
+}
+# certbot_failure RC LOG DOMAIN SERVER WEBROOT SERVING: says on stderr why certbot failed (its output in LOG, classified),
+# what is left serving (SERVING) and what to fix, then the end of certbot's own output. Challenge failures are matched
+# first: their detail may name a connection problem of the ACME server's validation, not of this host.
+certbot_failure() {
+  local rc=$1 log=$2 d=$3 server=$4 webroot=$5 serving=$6 why fix detail
+  detail=$(grep -E '^[[:space:]]*(Type|Detail):' "$log" | sed 's/^[[:space:]]*//' | tr '\\n' ' ' | tr -s ' ' | head -c 600 || true)
+  detail=\${detail% }
+  if [ "$rc" = 124 ]; then
+    why="certbot did not finish within 240 s: the ACME server $server is slow or does not answer"
+    fix="check the ACME server (its status page), then run again"
+  elif grep -qE 'failed to authenticate|Challenge failed|urn:ietf:params:acme:error:(unauthorized|dns|connection|incorrectResponse)' "$log"; then
+    why="$d must resolve to this host and its port 80 be reachable from the ACME server, answering /.well-known/acme-challenge/ from $webroot; the ACME server could not validate it\${detail:+ ($detail)}"
+    fix="the DNS record of $d (A/AAAA to this host), a firewall on port 80, or an nginx server for $d on port 80 other than the site's (nginx -T)"
+  elif grep -qE 'Account at .* does not exist|accountDoesNotExist|Unable to find account|No such account' "$log"; then
+    why="the ACME account certbot uses here is gone (its key removed from /etc/letsencrypt/accounts, or unknown to the ACME server)"
+    fix="remove the host's stale account for $server (sudo ls /etc/letsencrypt/accounts/), then run ops provision again: it registers a new one"
+  elif grep -qE 'rateLimited|too many (certificates|failed|requests|new orders)' "$log"; then
+    why="the ACME server $server refuses for now: rate limited\${detail:+ ($detail)}"
+    fix="wait until the time it names (below; Let's Encrypt's limits: https://letsencrypt.org/docs/rate-limits/), then run again"
+  elif grep -qE 'CERTIFICATE_VERIFY_FAILED|SSLError' "$log"; then
+    why="this host does not trust the HTTPS certificate of the ACME server $server"
+    fix="a test ACME server needs tls.acme_ca_file (its API CA); else check the host's CA certificates and its clock (date)"
+  elif grep -qE 'Failed to establish a new connection|Connection refused|Max retries exceeded|NewConnectionError|Name or service not known|Temporary failure in name resolution|Read timed out|Connection reset|RemoteDisconnected' "$log"; then
+    why="the ACME server $server could not be reached from this host"
+    fix="check that it answers from the host (curl -sI $server), a firewall or proxy on the way, tls.acme_server; then run again"
+  elif grep -qE 'expected .* to be a symlink|CertStorageError|configuration file .* is broken' "$log"; then
+    why="certbot's files for $d are damaged (a file of /etc/letsencrypt/live/$d replaced by hand?)"
+    fix="remove them on the host (sudo certbot delete --cert-name $d), then run ops provision again: it gets a new certificate"
+  elif grep -qE 'urn:ietf:params:acme:error|Internal Server Error|Service Unavailable|Bad Gateway|status code 5[0-9][0-9]' "$log"; then
+    why="the ACME server $server answered with an error\${detail:+ ($detail)}"
+    fix="run again later; if it lasts, see the ACME server's status page"
+  else
+    why="certbot failed (exit code $rc)"
+    fix="see certbot's output below and /var/log/letsencrypt/letsencrypt.log on the host"
+  fi
+  echo "certbot could not get a certificate for $d: $why. $serving. To fix: $fix" >&2
+  echo "certbot said (last lines):" >&2
+  tail -n 12 "$log" | sed 's/^/  /' >&2
+}
+# acme_path_problem DOMAIN WEBROOT: what the ACME server's HTTP-01 request would meet, asked here first: a file put in
+# WEBROOT/.well-known/acme-challenge/, fetched as http://DOMAIN/... from this host's nginx, redirects followed on this
+# host (as the ACME server follows them, to ports 80 and 443). Prints what answered instead and the nginx files that
+# name DOMAIN; nothing when the file is served.
+acme_path_problem() {
+  local d=$1 w=$2 dir token out last code url files
+  dir="$w/.well-known/acme-challenge"
+  token="ops-check-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \\n')"
+  if ! { mkdir -p "$dir" && printf '%s' "$token" > "$dir/$token"; }; then echo "could not write $dir/$token (full disk?)"; return 0; fi
+  chmod 0644 "$dir/$token"
+  out=$(curl --noproxy '*' -sk -L --max-redirs 5 --max-time 5 --resolve "$d:80:127.0.0.1" --resolve "$d:443:127.0.0.1" \\
+    -w '\\n%{http_code} %{url_effective}' "http://$d/.well-known/acme-challenge/$token" 2>/dev/null) || true
+  rm -f "$dir/$token"
+  last=\${out##*$'\\n'}
+  [ "\${out%$'\\n'*}" = "$token" ] && return 0
+  code=\${last%% *}; url=\${last#* }
+  files=$(grep -lwsF -- "$d" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | tr '\\n' ' ' || true)
+  printf 'http://%s/.well-known/acme-challenge/ on this host answers %s%s, not the ACME webroot %s; the nginx files naming %s: %s' \\
+    "$d" "$([ "\${code:-000}" = 000 ] && echo 'nothing (no HTTP answer)' || echo "HTTP $code")" "$([ "$url" != "http://$d/.well-known/acme-challenge/$token" ] && [ -n "$url" ] && echo " (redirected to \${url%/*}/...)")" "$w" "$d" "\${files:-none}"
+  return 0
+}
+`;
+  }
+});
+
+// core/steps/sh/connection.sh
+var connection_default;
+var init_connection = __esm({
+  "core/steps/sh/connection.sh"() {
+    connection_default = `# shellcheck shell=bash
+# A process's start time, and the SSH server process of the connection a script runs on.
+# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
+# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
+# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
+# by sshd).
+# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
+# (read by bash itself, here and in conn_pid: no process per look)
+proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
+# proc_seen_start PID: proc_start for a login that may not see other users' processes (/proc mounted hidepid=1 or 2:
+# another user's /proc/PID unreadable or absent, whether that process runs or not): then read through sudo -n. Returns 1
+# when the process is gone, 2 (printing nothing) when it cannot tell: hidden, and sudo asks for a password.
+proc_seen_start() {
+  local s f
+  proc_start "$1" && return 0
+  [ "$EUID" != 0 ] || return 1
+  # pid 1 is root's: readable, nothing is hidden from this login, and the process is gone.
+  read -r s 2> /dev/null < /proc/1/stat && return 1
+  if ! s=$(sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then sudo -n true 2> /dev/null && return 1; return 2; fi
+  read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"
+}
+# boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
+# and start times (clock ticks since boot) begin again at a reboot, so a lock's holder pid and start time can match an
+# unrelated process of a later boot; its boot id tells them apart.
+boot_id() { read -r "$1" 2>/dev/null < /proc/sys/kernel/random/boot_id || printf -v "$1" ''; }
+# conn_pid: the SSH server process of this connection
+conn_pid() {
+  local p=$$ s c f
+  while [ "$p" -gt 1 ]; do
+    read -r s 2>/dev/null < "/proc/$p/stat" || return 1
+    c=\${s#*(}; c=\${c%)*}
+    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
+    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
+  done
+  return 1
+}
+# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
+# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
+# One grep reads every process's environment (NUL-separated variables: -z; -x the whole variable, -l the files that
+# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.
+connection_pids() {
+  local f id patterns=()
+  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
+  while IFS= read -r f; do f=\${f#/proc/}; printf '%s ' "\${f%/environ}"; done < <(grep -lszxF "\${patterns[@]}" /proc/[0-9]*/environ)
+  return 0
+}
+# conn_silent PID: seconds since the client of the SSH server process PID last sent anything on its TCP connection
+# (the least of ss's lastrcv, data, and lastack, acknowledgements, over that process's sockets). Our runner's SSH
+# client sends a keepalive every 10 s (core/remote/ssh-login.ts), so a live connection is never silent for long; a
+# connection whose runner vanished with its network (a laptop closed, a VM gone, a cable pulled: no FIN, no RST)
+# stays open on the host, sshd waiting for TCP keepalive (two hours by default), silent all along. Fails (prints
+# nothing) when it cannot tell: no ss, or the process's socket not visible (sshd's per-connection process is not
+# dumpable: only root reads its sockets, so the login asks sudo, without a password).
+conn_silent() {
+  local line mine="" w rcv ack least="" ss=(ss)
+  command -v ss > /dev/null 2>&1 || return 1
+  [ "$EUID" = 0 ] || ss=(sudo -n ss)
+  while IFS= read -r line; do
+    # A socket's line, then its details indented on the next (-i).
+    if [[ $line != [[:space:]]* ]]; then mine=; [[ $line != *"pid=$1,"* ]] || mine=1; continue; fi
+    [ -n "$mine" ] || continue
+    rcv=; ack=
+    for w in $line; do case $w in lastrcv:*) rcv=\${w#lastrcv:} ;; lastack:*) ack=\${w#lastack:} ;; esac; done
+    [[ $rcv =~ ^[0-9]+$ && $ack =~ ^[0-9]+$ ]] || continue
+    (( ack < rcv )) && rcv=$ack
+    [ -n "$least" ] && (( least <= rcv )) || least=$rcv
+  done < <("\${ss[@]}" -Htnpi state established 2> /dev/null)
+  [ -n "$least" ] || return 1
+  printf '%s\\n' $(( least / 1000 ))
+}
+`;
+  }
+});
+
+// core/steps/sh/contain.sh
+var contain_default;
+var init_contain = __esm({
+  "core/steps/sh/contain.sh"() {
+    contain_default = `# shellcheck shell=bash
+# What a user's command (build, migrate, hooks, initdata) or a dependency install (npm ci and npm rebuild running the
+# packages' install scripts, pip and uv building an sdist: setup.py) leaves running when it exits: a background process
+# that keeps the step's output open (\`watcher &\`) holds the step until it exits, and a daemon it started (a build
+# server, output redirected) stays as the app user, one more per deploy. contained runs the command in a session of its own
+# with a marker in its environment, and once it exited stops the session and whatever of this user carries the marker.
+# Builtins where they do. Needs nothing else.
+
+# proc_env_get PID NAME: PROC_ENV, the value of NAME in /proc/PID/environ (the environment it started with); empty
+# when unset or unreadable. Builtins only: no process per call. proc_env PID NAME prints it (a line; nothing when empty).
+proc_env_get() {
+  local v
+  PROC_ENV=""
+  # One it may not read (another user's, gone) fails the redirection: not an error (set -e) here.
+  { while IFS= read -r -d '' v; do case $v in "$2="*) PROC_ENV=\${v#"$2"=}; return 0 ;; esac; done < "/proc/$1/environ"; } 2>/dev/null || true
+}
+proc_env() { local PROC_ENV; proc_env_get "$1" "$2"; [ -z "$PROC_ENV" ] || printf '%s\\n' "$PROC_ENV"; }
+
+# contained_left SID RUN: the pids of this user's processes in session SID or with OPS_RUN=RUN in their environment,
+# but this script's own and zombies; one a line.
+contained_left() {
+  local p uid stat PROC_ENV
+  local -A in_session=()
+  uid=$(id -u)
+  for p in $(pgrep -u "$uid" -s "$1" 2>/dev/null || true); do in_session[$p]=1; done
+  for p in $(pgrep -u "$uid" 2>/dev/null || true); do
+    if [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ]; then continue; fi
+    [ -n "\${in_session[$p]:-}" ] || proc_env_get "$p" OPS_RUN
+    if [ -n "\${in_session[$p]:-}" ] || [ "$PROC_ENV" = "$2" ]; then
+      # A zombie (exited, not yet reaped by init) holds nothing open.
+      stat=""; read -r stat 2>/dev/null < "/proc/$p/stat" || true; stat=\${stat##*) }
+      [ "\${stat%% *}" = Z ] || printf '%s\\n' "$p"
+    fi
+  done
+}
+
+# contained_down SID RUN WHAT: SIGTERM to what contained_left finds (looked for again each 0.1 s: what they fork as they go, each signalled once), SIGKILL
+# to what is left after 5 s (for 7 s at most in all); prints (stdout) what it stopped on one line, WHAT saying when;
+# nothing when nothing was left.
+contained_down() {
+  local sid=$1 run=$2 what=$3 p pause now kill_at deadline said="" killed=""
+  local -a left=() fresh=()
+  local -A seen=() was_killed=()
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))
+  while :; do
+    mapfile -t left < <(contained_left "$sid" "$run")
+    [ \${#left[@]} -gt 0 ] || break
+    fresh=()
+    for p in "\${left[@]}"; do
+      [ -z "\${seen[$p]:-}" ] || continue
+      seen[$p]=1; fresh+=("$p"); said+="\${said:+, }pid $p ($(cat "/proc/$p/comm" 2>/dev/null || echo gone))"
+    done
+    if [ "$now" -ge "$kill_at" ]; then
+      kill -KILL "\${left[@]}" 2>/dev/null || true
+      for p in "\${left[@]}"; do [ -n "\${was_killed[$p]:-}" ] || { was_killed[$p]=1; killed+="\${killed:+ }$p"; }; done
+    elif [ \${#fresh[@]} -gt 0 ]; then kill -TERM "\${fresh[@]}" 2>/dev/null || true; fi
+    [ "$now" -lt "$deadline" ] || break
+    read -r -t 0.1 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  exec {pause}<&-
+  [ -z "$said" ] || printf 'stopped what the command left running %s: %s%s\\n' "$what" "$said" "\${killed:+; killed (SIGKILL) after 5 s: $killed}"
+}
+
+# contained COMMAND [ARG...]: runs the shell text COMMAND (bash -euo pipefail, as a step's own lines; stdin /dev/null;
+# the ARGs as its $1...) in a session of its own (setsid) with OPS_RUN, a mark of this run, in its environment; once it
+# exited, stops what it left (contained_down), then returns its exit status. A step stopped meanwhile (its timeout's
+# SIGTERM, which reaches the step's process group, not the command's session) stops the command the same way before it
+# ends (exit 143).
+contained() {
+  local run pid status=0
+  run="$$-$(cat /proc/sys/kernel/random/uuid 2>/dev/null || printf '%s%s' "$RANDOM" "$RANDOM")"
+  OPS_RUN=$run setsid bash -euo pipefail -c "$1" bash "\${@:2}" < /dev/null &
+  pid=$!
+  # shellcheck disable=SC2064 # pid and run are this call's, fixed now
+  trap "contained_down $pid \${run@Q} 'when the step was stopped'; exit 143" TERM INT HUP
+  wait "$pid" || status=$?
+  trap - TERM INT HUP
+  contained_down "$pid" "$run" "after it exited"
+  return "$status"
+}
+`;
+  }
+});
+
+// core/steps/sh/history.sh
+var history_default;
+var init_history = __esm({
+  "core/steps/sh/history.sh"() {
+    history_default = `# shellcheck shell=bash
+# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
+# history_file, releases_dir, records_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
+# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
+# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
+# views); release_reports reports every release directory as
+# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
+# Needs ops_report.
+history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\\n' -1; }
+# history_last: the highest sequence number so far (not the last line's: a line pasted or edited by hand below newer
+# ones would have the next event numbered among them, going live "before" releases that went live earlier); a line
+# ended by \\r (edited on Windows) read as the line it is.
+history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '{ sub(/\\r$/, "") } $1 ~ /^[0-9]+$/ && $1 + 0 > n { n = $1 + 0 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
+history_add() {
+  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
+  # On a line of its own: a torn last line (a crash mid-append left it without its newline) is ended first; glued
+  # onto it, this event would be lost with it (a release that went live read as never live).
+  if [ -s "$history_file" ] && [ -n "$(tail -c 1 "$history_file")" ]; then printf '\\n' >> "$history_file"; fi
+  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
+}
+# release_record ID: where ops's records of release ID are, in release_record: its directory under records_dir
+# (root's), or for a release made by an older ops, which has none, its own directory (the same names, as before).
+release_record() { release_record=$records_dir/$1; [ -d "$release_record" ] || release_record=$releases_dir/$1; }
+# release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
+# sort(1) would; bash itself: no process, it runs on every rollback and deploy).
+release_ids() {
+  local d r
+  for d in "$releases_dir"/*/; do
+    r=\${d%/}; r=\${r##*/}
+    if [[ $r =~ $release_dir_pattern ]]; then printf '%s\\n' "$r"; fi
+  done
+}
+history_derive() {
+  local cur n=0 r now
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
+  for r in $(release_ids); do
+    [ "$r" != "$cur" ] || continue
+    n=$(( n + 1 ))
+    release_record "$r"
+    if [ -e "$release_record/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
+    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
+    if [ -e "$release_record/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
+  done
+  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
+}
+history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
+history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
+# history_read: one pass over the history, by awk (bash's own read loop took 5 s over 100k lines): the last going
+# live (history_live_seq[ID]) and last event (history_last_seq[ID]) of each release here (release_ids: no other is
+# ever looked up), and the highest sequence number (history_seq); bash then reads one line per release. A line cut
+# short by a crash mid-append names no event unless its event and whole id are there (written by the switch: it was);
+# one that is not an event (edited by hand: a comment, a blank) is skipped; a \\r at a line's end (edited on Windows) is not read.
+declare -gA history_live_seq history_last_seq
+history_seq=0
+history_read() {
+  local id live last
+  history_live_seq=(); history_last_seq=(); history_seq=0
+  while read -r id live last; do
+    if [ "$id" = - ]; then history_seq=$last; continue; fi
+    [[ $id =~ $release_dir_pattern ]] || continue
+    history_last_seq[$id]=$last
+    if [ "$live" != - ]; then history_live_seq[$id]=$live; fi
+  done < <(history_lines | awk -F'\\t' -v ids="$(release_ids)" '
+    BEGIN { k = split(ids, l, "\\n"); for (i = 1; i <= k; i++) here[l[i]] = 1 }
+    { sub(/\\r$/, "") }
+    $1 ~ /^[0-9]+$/ { n = $1 + 0; if (n > seq) seq = n
+      if (NF >= 4 && ($4 in here) && ($3 == "live" || $3 == "failed" || $3 == "abandoned")) { if (n > last[$4]) last[$4] = n; if ($3 == "live" && n > live[$4]) live[$4] = n } }
+    END { for (id in last) print id, (id in live ? live[id] : "-"), last[id]; print "-", "-", seq + 0 }')
+}
+# history_compact KEEP: bound the history (under the lock, after pruning): past 2 x KEEP lines, only the last KEEP
+# lines and every line naming a release still here are kept (in their order; the last sequence number with them, so
+# numbering goes on), written whole beside it and renamed over it: a crash leaves the old history or the new one.
+# What is dropped names only releases pruned, which nothing reads any more.
+history_compact() {
+  local keep=$1 total
+  [ -f "$history_file" ] || return 0
+  total=$(wc -l < "$history_file")
+  [ "$total" -gt $(( 2 * keep )) ] || return 0
+  if ! { awk -F'\\t' -v keep="$keep" -v total="$total" -v ids="$(release_ids)" '
+    BEGIN { n = split(ids, l, "\\n"); for (i = 1; i <= n; i++) here[l[i]] = 1 }
+    FNR > total - keep || (NF >= 4 && ($4 in here))' "$history_file" > "$history_file.new" &&
+    chmod 0644 "$history_file.new" && mv -fT "$history_file.new" "$history_file"; }; then
+    rm -f "$history_file.new"; echo "could not shorten the history (the next prune will try again)" >&2
+  fi
+}
+# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)
+# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose
+# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.
+release_went_live() { [ -n "$1" ] && { [ "$1" = "\${2:-}" ] || [ -n "\${history_live_seq[$1]:-}" ]; }; }
+# release_status ID: ok, failed or abandoned, from the markers in its record (release_record; in release_state).
+release_status() {
+  release_state=ok
+  release_record "$1"
+  [ -e "$release_record/.ops-failed" ] && release_state=failed
+  [ -e "$release_record/.ops-abandoned" ] && release_state=abandoned
+  true
+}
+# release_sha ID: its commit, from its record's REVISION (release_record; hex digits only, '' when none), in release_sha.
+release_sha() {
+  release_sha=""; release_record "$1"
+  if [ -f "$release_record/REVISION" ]; then read -r release_sha < "$release_record/REVISION" || true; fi
+  release_sha=\${release_sha//[^0-9a-f]/}; release_sha=\${release_sha:0:64}
+}
+# release_reports reports each release with its status: release_status's, or \`unfinished\` for one unmarked that
+# never went live (release_went_live: its deploy was interrupted, killed, or is under way).
+release_reports() {
+  local r cur
+  history_read
+  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}
+  for r in $(release_ids); do
+    release_status "$r"
+    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi
+    release_sha "$r"
+    ops_report release "$r $release_sha $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
+  done
+  ops_report history_seq "$history_seq"
+}
+# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
+# rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
+# a release directory here); \`never_live\` (TO never went live: its deploy failed or did not finish, so nothing
+# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order
+# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
+# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
+rollback_choice() {
+  local cur=$1 to=\${2:-} r seq since best=-1
+  release_id=""
+  if [ -n "$to" ]; then
+    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
+    history_read
+    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi
+  else
+    history_read
+    since=\${history_live_seq[$cur]:-}
+    for r in $(release_ids); do
+      seq=\${history_live_seq[$r]:-}
+      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi
+      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi
+      release_status "$r"
+      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi
+    done
+    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi
+  fi
+  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
+}
+# rollback_previous CURRENT: what a rollback without --to would go back to from CURRENT on this host, by rollback_choice
+# (read-only, in a subshell: nothing of it is left set), printed as "VERDICT ID" (\`ok ID\`, \`none \`): the host's part of
+# the environment's one choice (core/ops/rollback.ts environmentRollback; ops status shows the same).
+rollback_previous() { ( rollback_choice "$1" '' && printf '%s %s\\n' "$rollback_verdict" "$release_id" ); }
+# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
+slot_releases() {
+  local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
+  for s in blue green; do
+    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
+    [ -f "$f" ] || continue
+    # The release named in the file's header line (the first such line), read by bash.
+    id=""
+    while IFS= read -r line || [ -n "$line" ]; do
+      if [[ $line =~ $header ]]; then id=\${BASH_REMATCH[1]}; break; fi
+    done < "$f"
+    ops_report slot_release "$s $id"
+  done
+  true
+}
+`;
+  }
+});
+
+// core/steps/sh/identity.sh
+var identity_default;
+var init_identity2 = __esm({
+  "core/steps/sh/identity.sh"() {
+    identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set\n# (the other slot\'s ports), none of GROUP\'s listens on one of those (group_listens). On failure, IDENTITY says what\n# answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  if [ -n "${OTHER_PORTS:-}" ]; then\n    group_listens "$group" "$@"\n    if other_slot_listeners; then IDENTITY+="$OTHER_SLOT_LISTENERS; "; fi\n  fi\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# group_listens GROUP name:port[:path]...: where each program of GROUP listens other than on its own port, by every\n# process of the tree of the pid supervisor runs for it (SUP_PID: call sup_pids first): TCP ports and unix sockets,\n# from one `ss -Hlnp -t -x`. Sets LISTENS_ELSEWHERE[name] (", " separated addresses; a unix socket as its path) and\n# LISTENS_OTHER_SLOT[name] (those on a port of OTHER_PORTS, the other slot\'s ports, when set). A program told a port\n# other than its slot\'s (a port in gunicorn.conf.py, `PORT || 3000`, a framework\'s default) listens there, not on\n# its port; on the other slot\'s port (SO_REUSEPORT lets a second server share it: gunicorn\'s reuse_port) it takes\n# part of the live release\'s visitors.\ngroup_listens() {\n  local group=$1 p name port pid netid l rest addr sp\n  local -A port_of=() root_of=()\n  declare -gA LISTENS_ELSEWHERE=() LISTENS_OTHER_SLOT=()\n  shift\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    [ "$sp" = 0 ] || { port_of[$name]=$port; root_of[$name]=$sp; }\n  done\n  [ ${#root_of[@]} -gt 0 ] || return 0\n  while read -r netid _ _ _ l rest; do\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      for name in "${!root_of[@]}"; do\n        in_tree "$pid" "${root_of[$name]}" || continue\n        if [ "$netid" = tcp ]; then\n          [ "${l##*:}" != "${port_of[$name]}" ] || continue\n          addr=$l\n          case " ${OTHER_PORTS:-} " in *" ${l##*:} "*) [[ ", ${LISTENS_OTHER_SLOT[$name]:-}, " == *", $addr, "* ]] || LISTENS_OTHER_SLOT[$name]+="${LISTENS_OTHER_SLOT[$name]:+, }$addr" ;; esac\n        else\n          addr="unix socket $l"\n        fi\n        [[ ", ${LISTENS_ELSEWHERE[$name]:-}, " == *", $addr, "* ]] || LISTENS_ELSEWHERE[$name]+="${LISTENS_ELSEWHERE[$name]:+, }$addr"\n      done\n    done\n  done < <(ss -Hlnp -t -x 2>/dev/null)\n}\n# other_port_shared: status 0 when a port of OTHER_PORTS has more than one TCP listening socket (a second server\n# sharing it through SO_REUSEPORT, or one app bound to two addresses there), read from one `ss -Hltn` (sockets by\n# netlink, no walk of /proc: cheap enough to ask twice a second while a start waits); 1 otherwise.\nother_port_shared() {\n  local l port\n  local -A seen=()\n  while read -r _ _ _ l _; do\n    port=${l##*:}\n    case " ${OTHER_PORTS:-} " in *" $port "*) ;; *) continue ;; esac\n    [ -z "${seen[$port]:-}" ] || return 0\n    seen[$port]=1\n  done < <(ss -Hltn 2>/dev/null)\n  return 1\n}\n# other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot\n# (LISTENS_OTHER_SLOT, group_listens\'s; OTHER_SLOT names that slot), and the fix; status 1 when none does.\nother_slot_listeners() {\n  local name\n  OTHER_SLOT_LISTENERS=""\n  for name in "${!LISTENS_OTHER_SLOT[@]}"; do\n    OTHER_SLOT_LISTENERS+="${OTHER_SLOT_LISTENERS:+; }program $name listens on ${LISTENS_OTHER_SLOT[$name]}, slot ${OTHER_SLOT:-the other slot}\'s port (the live release\'s, or the one kept warm there)"\n  done\n  [ -n "$OTHER_SLOT_LISTENERS" ] || return 1\n  OTHER_SLOT_LISTENERS+=": a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py\'s bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn\'s reuse_port) it answers visitors of that slot. Give each program its slot\'s port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails, SETTLE\n# then quoting the last lines it wrote since this start (log_reason, as group_fatal does).\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  # Why, in its own words (supervisor.sh log_reason: what it wrote since this start, masked).\n  if log_reason "$why"; then SETTLE+="; $LOG_REASON_FILE ends: $LOG_REASON"; fi\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
+  }
+});
+
+// core/steps/sh/mask.sh
+var mask_default;
+var init_mask = __esm({
+  "core/steps/sh/mask.sh"() {
+    mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed, in base64 and hex, a byte at a time: `<Buffer 5a 71 \u2026>`), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL), and the pieces\n# of a text it folded over lines (hold, in MASK_PERL).\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\n# A secret a printer cut short, the cut marked by an ellipsis ("..." or U+2026): the texts of 8 bytes or more (no weak\n# value) by their first and last 3 bytes, for cut() (core/report.ts Masker.hideCut, the same rule).\nmy (%cut_start, %cut_end, $cut_long);\nfor my $f (@forms) {\n  next if length($f) < 8;\n  push @{$cut_start{substr($f, 0, 3)}}, $f; push @{$cut_end{substr($f, -3)}}, $f;\n  $cut_long = length($f) if length($f) > ($cut_long // 0);\n}\n# cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece\n# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as\n# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).\nsub cut {\n  my ($l) = @_;\n  my @spans;\n  my $n = length $l;\n  while ($l =~ /\\.{3,}|\\xe2\\x80\\xa6/g) {\n    my ($ms, $me) = ($-[0], $+[0]);\n    my $e = $ms; $e-- if $e > 0 && substr($l, $e - 1, 1) =~ /["\\x27`]/;\n    for (my $j = $e > $cut_long ? $e - $cut_long : 0; $j + 3 <= $e; $j++) {\n      next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_start{substr($l, $j, 3)} or next;\n      my $p = substr($l, $j, $e - $j);\n      last if length($p) < 8;\n      if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }\n    }\n    my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\\x27`]/;\n    for (my $f = $s + $cut_long < $n ? $s + $cut_long : $n; $f - 3 >= $s; $f--) {\n      next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_end{substr($l, $f - 3, 3)} or next;\n      my $p = substr($l, $s, $f - $s);\n      last if length($p) < 8;\n      if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }\n    }\n  }\n  return $l unless @spans;\n  @spans = sort { $a->[0] <=> $b->[0] } @spans;\n  my ($out, $copied, $k) = ("", 0, 0);\n  while ($k < @spans) {\n    my ($from, $to) = @{$spans[$k]};\n    for ($k++; $k < @spans && $spans[$k][0] < $to; $k++) { $to = $spans[$k][1] if $spans[$k][1] > $to }\n    $out .= substr($l, $copied, $from - $copied) . "***"; $copied = $to;\n  }\n  return $out . substr($l, $copied);\n}\n# A secret a printer folded over lines (core/report.ts Masker.hideFolds, the same rule): the lines read as two\n# channels, the body of each line (the frame at its ends and the offset of an od -c line left out, its white space\n# out) one after another, and the bytes of consecutive hex dump lines as lower-case hex; a text (its white space out,\n# 8 bytes at least) found whole in a channel and running over the end of a line is hidden on each line it covers. A\n# line is held while a fold may run on from it (the end of the channel, at most the longest text back, starts a text:\n# hold), until the next line says (or no line comes for half a second: ops logs -f). The work a line: its bytes and\n# the length of the longest text, whatever the number of texts (their starts hashed, the texts as alternations).\n# %fold: the texts, white space out; %fold_pre: their proper starts; $fold3: their first 3 bytes, one alternation.\nmy (%fold, %fold_pre, %fold3, $fold_long, @fparts, $fold3);\nfor my $f (@forms) {\n  (my $d = $f) =~ s/\\s+//g;\n  next if length($d) < 8 || $fold{$d}++;\n  $fold_pre{substr($d, 0, $_)} = 1 for 1 .. length($d) - 1;\n  $fold3{quotemeta substr($d, 0, 3)} = 1;\n  $fold_long = length($d) if length($d) > ($fold_long // 0);\n}\nif (%fold) {\n  my (@p, $size);\n  for my $d (sort { length($b) <=> length($a) } keys %fold) {\n    push @p, quotemeta $d; $size += length $d;\n    if ($size >= 32768) { my $alt = join "|", @p; push @fparts, qr/\\G(?:$alt)/; @p = (); $size = 0 }\n  }\n  if (@p) { my $alt = join "|", @p; push @fparts, qr/\\G(?:$alt)/ }\n  my $alt = join "|", keys %fold3; $fold3 = qr/$alt/;\n}\n# dump_line(LINE): a line of a hex dump (core/secrets/parts.ts dumpLine, the same reading): its bytes as hex, where each\n# pair of each byte stands, and where its column starts (undef without one); () for any other line.\nsub dump_line {\n  my ($l) = @_;\n  my $p = $l =~ /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/ ? $+[0] : 0;\n  my ($width, $hex, $before, @at) = (0, "", $p);\n  pos($l) = $p;\n  while ($l =~ /\\G {1,2}([0-9A-Fa-f]{2,8})(?= |$)/gc) {\n    my $g = $1;\n    last if length($g) % 2 || ($width && length($g) > $width) || ($width && @at && length($hex) % $width);\n    $width ||= length $g;\n    my $start = $+[0] - length $g;\n    push @at, map { $start + 2 * $_ } 0 .. length($g) / 2 - 1;\n    $hex .= $g; $before = $p; $p = $+[0];\n  }\n  # a last group after two spaces as long as the bytes before it is their column (xxd -c 2)\n  my $last = substr($l, $before, $p - $before);\n  if ($p == length($l) && $last =~ /^ {2}/ && length($last) - 2 == @at - (length($last) - 2) / 2) {\n    splice @at, @at - (length($last) - 2) / 2;\n    $hex = substr($hex, 0, 2 * @at); $p = $before;\n  }\n  return () if @at < 1;\n  my $rest = substr($l, $p);\n  return (lc $hex, \\@at, undef) if $rest !~ /\\S/;\n  return (lc $hex, \\@at, $p + length $1) if $rest =~ /^( {2,}[|>])(.*)[|<]$/s && length($2) == @at;\n  return (lc $hex, \\@at, $p + length $1) if $rest =~ /^( {2,})/ && length($rest) - length($1) == @at;\n  return ();\n}\n# The lines held (each [line, its end, its spans, its dump]), the channels over them (body and hex: "\\n" where one\n# ends), where each held line starts in each, and where a fold may start in each (its end so far a proper start of a\n# text): a fold found runs on from there; the lines before the first such place are printed (release).\nmy ($tch, $hch, @held, @tat, @hat, @topen, @hopen) = ("", "");\n# fold_at(CHANNEL, STARTS, J): where the longest text starting at J in the channel ends, if it runs over the end of\n# the held line J lies in, hidden there (the spans of each line it covers); nothing else.\nsub fold_at {\n  my ($c, $s, $j, $hex) = @_;\n  my $y = -1;\n  for my $part (@fparts) { pos($c) = $j; $y = $+[0] if $c =~ /$part/g && $+[0] > $y }\n  return if $y < 0;\n  my ($i, $k) = (line_at($s, $j), line_at($s, $y - 1));\n  return if $i == $k;\n  for my $n ($i .. $k) {\n    my $h = $held[$n];\n    my $f = ($j > $s->[$n] ? $j : $s->[$n]) - $s->[$n];\n    my $t = ($n < $k ? $s->[$n + 1] : $y) - $s->[$n];\n    if ($hex) {\n      my ($at, $col) = @{$h->[3]}[1, 2];\n      my ($fb, $tb) = (int($f / 2), int(($t - 1) / 2));\n      push @{$h->[2]}, [$at->[$fb], $at->[$tb] + 2];\n      push @{$h->[2]}, [$col + $fb, $col + $tb + 1] if defined $col;\n    } else {\n      my ($l, $a, $b) = @{$h->[4]};\n      my @p = grep { substr($l, $_, 1) !~ /\\s/ } $a .. $b - 1;\n      push @{$h->[2]}, [$p[$f], $p[$t - 1] + 1];\n    }\n  }\n}\n# hold(LINE, END): adds a line to the held ones; the places a fold may start followed on (each one its end no longer\n# starts a text tried for a fold); the lines before the first one left printed.\nsub hold {\n  my ($l, $e) = @_;\n  my ($a, $b) = ($l =~ /^[\\s\\x27"`()\\[\\]{}<>|,\\\\]*/ ? $+[0] : 0, length $l);\n  $b-- while $b > $a && substr($l, $b - 1, 1) =~ /[\\s\\x27"`()\\[\\]{}<>|,\\\\]/;\n  $a = length $1 if $a < $b && $l =~ /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\\\[0-9a-z]| [0-7]{3}| {4})+$/;\n  my @dump = $l =~ /^ *[0-9A-Fa-f]{2}/ ? dump_line($l) : ();\n  push @tat, length $tch; push @hat, length $hch;\n  if ($a == $b) { $tch .= "\\n" } else { (my $t = substr($l, $a, $b - $a)) =~ s/\\s+//g; $tch .= $t }\n  $hch .= @dump ? $dump[0] : "\\n\\n"; # two bytes: the hex stays at whole bytes\n  push @held, [$l, $e, [], \\@dump, [$l, $a, $b]];\n  my $keep = @held;\n  for my $ch ([$tch, \\@tat, \\@topen, 0], [$hch, \\@hat, \\@hopen, 1]) {\n    my ($c, $s, $open, $hex) = @$ch;\n    my $n = length $c;\n    my @alive;\n    for my $j (@$open) { if ($fold_pre{substr($c, $j)}) { push @alive, $j } else { fold_at($c, $s, $j, $hex) } }\n    # the places in this line its end may be a fold starting at\n    my $j0 = $n - $fold_long + 1;\n    $j0 = $s->[-1] if $j0 < $s->[-1];\n    my $tail = substr($c, $j0);\n    while ($tail =~ /$fold3/g) { push @alive, $j0 + $-[0] if $fold_pre{substr($tail, $-[0])}; pos($tail) = $-[0] + 1 }\n    push @alive, $n - 2 if $n - 2 >= $j0 && $fold_pre{substr($c, -2)};\n    push @alive, $n - 1 if $n - 1 >= $j0 && $fold_pre{substr($c, -1)};\n    @alive = grep { !($hex && $_ % 2) } @alive;\n    @$open = @alive;\n    my $i = @alive ? line_at($s, $alive[0]) : @held;\n    $keep = $i if $i < $keep;\n  }\n  release($keep) if $keep > 0;\n}\n# line_at(STARTS, OFFSET): the held line a channel offset lies in.\nsub line_at {\n  my ($s, $o) = @_;\n  my $i = $#$s;\n  $i-- while $i > 0 && $s->[$i] > $o;\n  return $i;\n}\n# release(N): the first N held lines printed (all: each place a fold may start at tried as it is: no next line).\nsub release {\n  my ($upto) = @_;\n  if ($upto == @held) {\n    fold_at($tch, \\@tat, $_, 0) for @topen;\n    fold_at($hch, \\@hat, $_, 1) for @hopen;\n  }\n  emit(@$_[0 .. 2]) for splice @held, 0, $upto;\n  if (@held) {\n    my ($bt, $bh) = ($tat[$upto], $hat[$upto]);\n    $tch = substr($tch, $bt); $hch = substr($hch, $bh);\n    @tat = map { $_ - $bt } @tat[$upto .. $#tat]; @hat = map { $_ - $bh } @hat[$upto .. $#hat];\n    @topen = map { $_ - $bt } @topen; @hopen = map { $_ - $bh } @hopen;\n  } else { @tat = (); @hat = (); @topen = (); @hopen = (); $tch = ""; $hch = "" }\n}\n# Lines read with sysread: a held line is released when no line comes for half a second.\nmy ($in, $eof) = ("", 0);\nwhile (1) {\n  my $i = index($in, "\\n");\n  if ($i >= 0 || ($eof && length $in)) {\n    my $line = substr($in, 0, $i >= 0 ? $i + 1 : length $in, "");\n    my $end = chomp($line) ? "\\n" : "";\n    if ($fold_long) { hold($line, $end) } else { emit($line, $end, []) }\n    next;\n  }\n  last if $eof;\n  if (@held) { my $r = ""; vec($r, fileno(STDIN), 1) = 1; release(0 + @held) unless select($r, undef, undef, 0.5) }\n  my $n = sysread(STDIN, $in, 65536, length $in);\n  die "ops: cannot read: $!\\n" unless defined $n;\n  $eof = 1 unless $n;\n}\nrelease(0 + @held) if @held;\n# emit(LINE, END, SPANS): LINE printed with every text and each of SPANS ([start, end) of a fold) hidden.\nsub emit {\n  my ($line, $end, $spans) = @_;\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $s (@$spans) { $ends{$s->[0]} = $s->[1] if ($ends{$s->[0]} // -1) < $s->[1] }\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  $line = cut($line) if %cut_start && $line =~ /\\.\\.\\.|\\xe2\\x80\\xa6/;\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments); but a TEXT holding an ellipsis ("..." or U+2026) goes through mask_text\'s own program\n# (MASK_PERL), so a secret a printer cut short there is hidden by the one rule (its cut).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  if [[ -n ${MASK_FORMS[0]+x} && ( $t == *...* || $t == *$\'\\xe2\\x80\\xa6\'* ) ]]; then\n    MASK_TEXT=$(printf \'%s\' "$t" | perl -C0 -e "$MASK_PERL" 3< <(printf \'%s\\n\' "${MASK_FORMS[@]}"); printf x)\n    MASK_TEXT=${MASK_TEXT%x}\n    return 0\n  fi\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
+  }
+});
+
+// core/steps/sh/probe.sh
+var probe_default;
+var init_probe = __esm({
+  "core/steps/sh/probe.sh"() {
+    probe_default = `# shellcheck shell=bash
+# Health probes: an HTTP GET on 127.0.0.1, every pending program at once, until a deadline; a 2xx answer passes.
+# Made by this shell itself: bash's /dev/tcp opens the connection (a connect(2) here, no process; Bash manual,
+# "Redirections"), printf writes the request, read takes the answer's head (RFC 9112: the status line, "HTTP/1.1 200
+# OK", then header fields up to an empty line). Ten hosts starting at once on shared cores spent more CPU on a curl
+# process per probe (~20 ms each under load, a probe every round while a client answered 502) than on anything else
+# of ours; a bash built without net redirections (Debian's has them) falls back to curl, one probe at a time.
+# A redirect is no verdict (curl -f took a 3xx for a success: a route declared with a slash, FastAPI's
+# redirect_slashes 307 or Django's APPEND_SLASH 301, passed on its redirect while the check behind it failed): one
+# to another path of the same program is followed (5 at most) and the answer at its end counts; one off it fails.
+# The request to a program nginx proxies to is the one nginx passes a visitor's (probe_for, from the PROBE_SITE_*
+# the step sets by core/steps/nginx-config.ts probeHeaders, which also writes nginx's proxy_set_header lines): Host,
+# X-Real-IP, X-Forwarded-For and X-Forwarded-Proto; one nginx never routes to is asked as its callers on 127.0.0.1 do. Apps check them (Django's ALLOWED_HOSTS answers 400 to a Host it does not
+# list, Starlette's TrustedHostMiddleware 400 "Invalid host header", SECURE_SSL_REDIRECT redirects what it takes for
+# plain http): a probe without them is answered otherwise than the site's traffic.
+# An error answer's first bytes are read (bounded) and quoted. A client error (4xx, but 408, 425 and 429, which ask
+# to come back) that persists is a running app's verdict on the request: see probe_rounds.
+# The clock is read with printf's %(%s)T and $EPOCHREALTIME (builtins: no process per reading).
+# A first request may be slow (cold caches, a busy host): 5 s per probe (its redirects included), the deadline bounds
+# the whole wait. Why a probe failed is said in curl's words where curl has some (ops engineers know them).
+
+# net_redirections: 0 when this bash opens /dev/tcp/HOST/PORT as a connection, 1 when it looks for a file of that
+# name (built without them). Asked once per script (NET_REDIRECTIONS), and only after a connection failed: one
+# refused port (1, nothing listens there) says which, by the error bash prints.
+net_redirections() {
+  if [ -z "\${NET_REDIRECTIONS:-}" ]; then
+    local e; e=$( { exec 9<>/dev/tcp/127.0.0.1/1; } 2>&1 ) || true
+    if [[ $e == *"No such file"* ]]; then NET_REDIRECTIONS=no; else NET_REDIRECTIONS=yes; fi
+  fi
+  [ "$NET_REDIRECTIONS" = yes ]
+}
+# probe_watchdog PID ACK_FD: bounds the connect(2) of PID's probes, which bash's /dev/tcp does without a timeout: a
+# listener whose accept queue is full (a program stuck or overloaded, that listens but no longer accepts) has its
+# SYN dropped by the kernel, and connect waits for the SYN retries (~2 min, net.ipv4.tcp_syn_retries). Runs in a
+# subshell of its own, one per wait_healthy (not per probe): reads "SECONDS" (armed), then waits that long for the
+# next line (disarmed); when none came, sends PID SIGUSR2, whose trap makes the blocked connect fail (EINTR: bash
+# installs trap handlers without SA_RESTART). Answers each disarm on ACK_FD: 1 when it fired, else 0.
+# The end of its input while armed (wait_healthy ended, its trap gone) ends it without a signal: SIGUSR2 untrapped
+# would end the step script.
+probe_watchdog() {
+  local pid=$1 ack=$2 secs fired rc
+  while read -r secs; do
+    fired=0; rc=0
+    read -r -t "$secs" _ || rc=$?
+    if [ "$rc" -gt 128 ]; then fired=1; kill -USR2 "$pid" 2>/dev/null || true; read -r _ || return 0
+    elif [ "$rc" -ne 0 ]; then return 0; fi
+    printf '%s\\n' "$fired" >&"$ack"
+  done
+}
+# probe_send PORT PATH: connect to 127.0.0.1:PORT and send GET PATH (HTTP/1.1, Connection: close: the program
+# closes after its answer), with Host PROBE_HOST (127.0.0.1:PORT when empty) and the lines of PROBE_HEADERS. The
+# connection in PROBE_FD; else 1, PROBE_WHY empty when the connection was not made (refused, or no net
+# redirections), else why not (no connection within 5 s: see probe_watchdog; closed at once).
+# PATH is the environment's health path (the schema lets through [A-Za-z0-9._~/-] and a query string of
+# [A-Za-z0-9._~/=&%+-] only) or a redirect's path resolved by probe_target (none with a space or a control
+# character): nothing that would break the request line. PROBE_HOST and PROBE_HEADERS hold DNS names, addresses and
+# schemes only (probeHeaders checks them).
+probe_send() {
+  local rc=0 fired=0 t0=\${EPOCHREALTIME/./}
+  PROBE_WHY=""
+  # A program that resets the connection at once makes the request's write fail (EPIPE), as a watchdog gone makes
+  # its: SIGPIPE would end the whole script. Armed with 5 s, the probe's own limit (curl's --max-time), when
+  # wait_healthy started the watchdog; without its answer in time (it is gone), the probes go on without it.
+  trap '' PIPE
+  if [ -n "\${PROBE_WATCHDOG:-}" ] && ! printf '5\\n' 1>&"$PROBE_WATCHDOG" 2>/dev/null; then PROBE_WATCHDOG=""; fi
+  { exec {PROBE_FD}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || rc=1
+  if [ -n "\${PROBE_WATCHDOG:-}" ]; then
+    { printf '\\n' 1>&"$PROBE_WATCHDOG" 2>/dev/null && read -r -t 6 -u "$PROBE_ACK" fired; } || { PROBE_WATCHDOG=""; fired=0; }
+  fi
+  if [ "$rc" -ne 0 ]; then
+    trap - PIPE
+    [ "$fired" = 0 ] || PROBE_WHY="Connection timed out after $(( (\${EPOCHREALTIME/./} - t0) / 1000 )) milliseconds: 127.0.0.1 port $1 listens but accepts no connection, its accept queue full: a program stuck or overloaded"
+    return 1
+  fi
+  if printf 'GET %s HTTP/1.1\\r\\nHost: %s\\r\\n%sUser-Agent: ops-pipeline-health-check\\r\\nAccept: */*\\r\\nConnection: close\\r\\n\\r\\n' "$2" "\${PROBE_HOST:-127.0.0.1:$1}" "\${PROBE_HEADERS:-}" 1>&"$PROBE_FD" 2>/dev/null; then
+    trap - PIPE; return 0
+  fi
+  trap - PIPE; exec {PROBE_FD}<&-; PROBE_WHY="Empty reply from server"; return 1
+}
+# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent), in PROBE_TEXT: masked whole,
+# then cut to MAX characters (mask_clip: a cut drops what may start a secret, and says "..."), then each control or
+# unprintable character (a terminal escape, an HTTP/2 frame's bytes) as "?". In that order: a secret cut, or with
+# its control characters changed, is no longer found whole.
+probe_printable() {
+  mask_clip "$1" "$2"
+  PROBE_TEXT=\${MASK_TEXT//[^[:print:]]/?}
+}
+# probe_for NAME: what a probe of program NAME sends (probe_send, probe_curl_send) and claims to be (probe_target,
+# probe_sent), in PROBE_HOST, PROBE_PROTO, PROBE_HEADERS and PROBE_ROUTED: the site's request (PROBE_SITE_HOST,
+# PROBE_SITE_PROTO, PROBE_SITE_HEADERS) when nginx proxies to NAME (PROBE_SITE_PROGRAMS, " client server ": the
+# environment's routes), PROBE_ROUTED=1; else none of it (Host 127.0.0.1:<port>, no forwarded header): a program only
+# its siblings call on 127.0.0.1 (an internal API) may trust no other Host (Django's ALLOWED_HOSTS = ['127.0.0.1']).
+# probe_rounds holds these as its locals (bash's dynamic scope: the functions it calls see them).
+probe_for() {
+  if [[ \${PROBE_SITE_PROGRAMS:-} == *" $1 "* ]]; then
+    PROBE_ROUTED=1 PROBE_HOST=\${PROBE_SITE_HOST:-} PROBE_PROTO=\${PROBE_SITE_PROTO:-http} PROBE_HEADERS=\${PROBE_SITE_HEADERS:-}
+  else
+    PROBE_ROUTED="" PROBE_HOST="" PROBE_PROTO=http PROBE_HEADERS=""
+  fi
+}
+# probe_sent PORT: the headers a probe of 127.0.0.1:PORT sends that apps judge a request by, as said in a reason, in
+# PROBE_TEXT: "Host: example.org, X-Forwarded-Proto: https, as nginx forwards the site's requests" (probe_for).
+probe_sent() {
+  if [ -n "\${PROBE_ROUTED:-}" ]; then
+    PROBE_TEXT="Host: \${PROBE_HOST:-127.0.0.1:$1}, X-Forwarded-Proto: \${PROBE_PROTO:-http}, as nginx forwards the site's requests"
+  else
+    PROBE_TEXT="Host: 127.0.0.1:$1 and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it"
+  fi
+}
+# probe_answer FD UNTIL_US: reads the answer's head on FD until UNTIL_US ($EPOCHREALTIME in microseconds), then
+# closes FD. 0 with its status in PROBE_CODE and its status line in PROBE_STATUS (printable), for a 3xx its Location
+# field in PROBE_LOCATION, for an error (4xx, 5xx) the first bytes of its body in PROBE_BODY (probe_body); 1 with why
+# in PROBE_WHY (no answer in time, the connection closed, not HTTP), PROBE_CODE empty: a status line whose head never
+# ended (a stall, a head over the limit, the connection closed in it) is no answer, and no client error (probe_rounds
+# counts those). A head is read to its end, the empty line (RFC 9112, 2.1), whatever its status: nginx answers the
+# site's visitors 502 for one cut off ("upstream prematurely closed connection while reading response header"), so
+# the probe does not take its status line for a success; what was received is said (curl's "Empty reply from
+# server" only when nothing was).
+# RFC 9112/9110: interim answers (1xx but 101: 100 Continue, 103 Early Hints) come before the final one and are
+# skipped, as curl does. Bounded in bytes as in time: bash reads a socket one byte per read(2), so each line is
+# read in parts of at most 8 KiB (read -n) and the head up to 100 KiB (curl's CURL_MAX_HTTP_HEADER): an endless
+# line (a stream, a binary protocol) costs a bounded read, not minutes of CPU.
+probe_answer() {
+  local fd=$1 until=$2 now left wait line rc head=0 part=0 want=status length="" chunked=0 fields=0 interim=""
+  PROBE_CODE=""; PROBE_LOCATION=""; PROBE_STATUS=""; PROBE_BODY=""
+  now=\${EPOCHREALTIME/./}; left=$(( until - now )); [ "$left" -gt 1000 ] || left=1000
+  printf -v wait '%d.%06d' $(( left / 1000000 )) $(( left % 1000000 ))
+  while :; do
+    rc=0; line=""
+    read -r -n 8192 -t "$wait" -u "$fd" line 2>/dev/null || rc=$? # a reset connection: an error, as the end of input is
+    if [ "$rc" -gt 128 ]; then
+      exec {fd}<&-; now=\${EPOCHREALTIME/./}
+      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + \${#line} )) bytes received"
+      # A head begun and not ended (a worker stuck once it wrote its status line): what came, as probe_cut says it.
+      if [ "$want" != status ] || [ -n "$interim" ]; then
+        if [ "$want" = status ]; then PROBE_WHY+=": an interim answer ($interim) and no final one"
+        elif [ "$fields" = 1 ]; then PROBE_WHY+=": \\"$PROBE_STATUS\\" and 1 header field, the head not ended"
+        else PROBE_WHY+=": \\"$PROBE_STATUS\\" and $fields header fields, the head not ended"; fi
+      fi
+      PROBE_CODE=""; return 1
+    fi
+    # The bytes received: the line, and its end when read (a part as long as the limit ends without one).
+    head=$(( head + \${#line} )); [ "$rc" != 0 ] || [ "\${#line}" -ge 8192 ] || head=$(( head + 1 ))
+    if [ "$head" -gt 102400 ]; then exec {fd}<&-; PROBE_WHY="the answer's head is larger than 100 KiB"; PROBE_CODE=""; return 1; fi
+    # A part as long as the limit is a line that goes on: its rest is skipped (a long header field nobody reads).
+    if [ "$part" = 1 ]; then [ "\${#line}" -ge 8192 ] || part=0; [ "$rc" = 0 ] || break; continue; fi
+    [ "\${#line}" -lt 8192 ] || part=1
+    line=\${line%$'\\r'}
+    if [ "$want" = status ]; then
+      if [ -z "$line" ] && [ "$rc" != 0 ]; then break; fi # the end of input where a status line was due
+      if [[ ! $line =~ ^HTTP/[0-9.]+\\ ([0-9]{3}) ]]; then
+        exec {fd}<&-
+        if [ -z "$line" ]; then PROBE_WHY="Empty reply from server"
+        elif [ "\${PROBE_VIA:-}" = curl ] && [[ $line =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then probe_printable "\${BASH_REMATCH[1]}" 300; PROBE_WHY=$PROBE_TEXT
+        else probe_printable "$line" 60; PROBE_WHY="not an HTTP answer: $PROBE_TEXT"; fi
+        return 1
+      fi
+      PROBE_CODE=\${BASH_REMATCH[1]}; probe_printable "$line" 80; PROBE_STATUS=$PROBE_TEXT; fields=0
+      case $PROBE_CODE in
+        101) want=final; break ;;
+        1??) want=interim; interim=$PROBE_STATUS ;; # its header fields, then the next status line
+        [45]??) want=error ;;   # its framing fields (RFC 9112, 6), then the body's first bytes
+        *) want=end ;;          # to the head's end; a 3xx's Location field (RFC 9110, 10.2.2) on the way
+      esac
+    elif [ -z "$line" ] && [ "$rc" = 0 ]; then
+      if [ "$want" = error ]; then probe_body "$fd" "$until" "$length" "$chunked"; want=final; break; fi
+      [ "$want" = interim ] || { want=final; break; }
+      want=status
+    elif [ -n "$line" ]; then
+      fields=$(( fields + 1 ))
+      if [ "$want" = error ]; then
+        if [[ \${line,,} =~ ^content-length:[[:space:]]*([0-9]{1,9})[[:space:]]*$ ]]; then length=\${BASH_REMATCH[1]}
+        elif [[ \${line,,} == transfer-encoding:*chunked* ]] && [ "\${PROBE_VIA:-}" != curl ]; then chunked=1; fi # curl decodes chunks
+      elif [ "$want" = end ] && [[ $PROBE_CODE == 3?? ]] && [ -z "$PROBE_LOCATION" ] && [[ \${line,,} == location:* ]]; then
+        PROBE_LOCATION=\${line#*:}
+        PROBE_LOCATION=\${PROBE_LOCATION#"\${PROBE_LOCATION%%[!$' \\t']*}"}; PROBE_LOCATION=\${PROBE_LOCATION%"\${PROBE_LOCATION##*[!$' \\t']}"}
+      fi
+    fi
+    [ "$rc" = 0 ] || break # the end of input (after a line without its end)
+  done
+  exec {fd}<&-
+  [ "$want" != final ] && probe_cut "$want" "$head" "$fields" "$interim" && return 1
+  return 0
+}
+# probe_cut WANT BYTES FIELDS INTERIM: why an answer whose connection closed before its head ended (probe_answer's
+# state WANT, BYTES received, the FIELDS of its last head, the INTERIM status line if any) is none, in PROBE_WHY;
+# PROBE_CODE emptied. Says what was received: nothing at all is curl's "Empty reply from server".
+probe_cut() {
+  local got="the connection closed after $2 bytes" s=s
+  [ "$3" != 1 ] || s=""
+  if [ "$2" = 0 ]; then PROBE_WHY="Empty reply from server"
+  elif [ "$1" = status ] && [ -n "$4" ]; then PROBE_WHY="$got: an interim answer ($4) and no final one"
+  else
+    PROBE_WHY="$got, in the answer's head: \\"$PROBE_STATUS\\" and $3 header field$s, without the empty line that ends a head (nginx answers the site's visitors 502 for it: upstream prematurely closed connection)"
+  fi
+  PROBE_CODE=""; PROBE_LOCATION=""
+}
+# probe_body FD UNTIL_US LENGTH CHUNKED: the first bytes of an error answer's body on FD (its head read), what the app
+# says about the refusal, in PROBE_BODY: 256 bytes at most (fewer when Content-Length says so; of the first chunk
+# when chunked, RFC 9112, 7.1), read for 1 s at most and not past UNTIL_US (bash reads a socket a byte per read(2):
+# bounded in bytes as in time); on one line, each run of white space one space (an indented HTML error page), 200
+# characters at most, each unprintable one as "?" (probe_printable).
+# What it quotes is masked as received, before any cut or change of its white space (mask_string: the secret values
+# of the releases on the host; the runner masks it again, whole values only): a body cut short (at 200 characters,
+# at the bytes read, by the time) loses what may be a secret's start and the word the cut falls in (mask_cut_end),
+# so that no secret's first characters are ever shown.
+probe_body() {
+  local fd=$1 until=$2 n=256 size="" left wait body="" rc=0 cut=1
+  [ -z "$3" ] || [ "$3" -ge "$n" ] || n=$3
+  left=$(( until - \${EPOCHREALTIME/./} )); [ "$left" -lt 1000000 ] || left=1000000; [ "$left" -gt 1000 ] || left=1000
+  printf -v wait '%d.%06d' $(( left / 1000000 )) $(( left % 1000000 ))
+  if [ "$4" = 1 ]; then
+    read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null || true
+    size=\${size%$'\\r'}; size=\${size%%;*}
+    if [[ $size =~ ^[0-9A-Fa-f]{1,7}$ ]]; then [ $(( 16#$size )) -ge "$n" ] || n=$(( 16#$size )); else n=0; fi
+  fi
+  [ "$n" -eq 0 ] || read -r -N "$n" -t "$wait" -u "$fd" body 2>/dev/null || rc=$?
+  # Whole: all that Content-Length announced, or all there was (the connection closed first, not chunked), in time.
+  if [ -n "$3" ] && [ "$3" -le 256 ] && [ "$rc" -le 128 ] && [ "\${#body}" -ge "$3" ]; then cut=0
+  elif [ "$4" != 1 ] && [ "$rc" -ge 1 ] && [ "$rc" -le 128 ]; then cut=0
+  elif [ "$4" = 1 ] && [ "$rc" = 0 ] && [ "$n" -gt 0 ] && [ "\${#body}" -eq $(( 16#$size )) ]; then
+    # A first chunk read whole: the body is whole when the next is the last (size 0; Node sends its res.end(body) so).
+    if read -r -n 32 -t "$wait" -u "$fd" _ 2>/dev/null && read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null && [[ \${size%$'\\r'} =~ ^0+(;.*)?$ ]]; then cut=0; fi
+  fi
+  # Masked as received first, then cut, then on one line (masked again: a secret's collapsed form), then cut to 200.
+  mask_string "$body"; body=$MASK_TEXT
+  [ "$cut" = 0 ] || { mask_cut_end "$body"; body=$MASK_TEXT; }
+  body=\${body//[$'\\r\\n\\t\\f\\v']/ }
+  while [[ $body == *"  "* ]]; do body=\${body//"  "/" "}; done
+  body=\${body# }
+  probe_printable "\${body% }" 200; PROBE_BODY=$PROBE_TEXT
+}
+# probe_target PORT PATH LOCATION: the path of 127.0.0.1:PORT that LOCATION (a redirect's, answering GET PATH) points
+# to, resolved as curl does (RFC 3986, 5.2: relative to PATH, dot segments removed, the fragment dropped; scheme and
+# host without regard to case), in PROBE_TO; 1 when it points off this program (another host, port or scheme).
+# This program is the origin the probe connects to, http://127.0.0.1:PORT (or localhost:PORT), and the one its
+# request claims, as the site's visitors reach it: PROBE_PROTO://PROBE_HOST (a framework builds its redirects from
+# Host and X-Forwarded-Proto: FastAPI's redirect_slashes under uvicorn's proxy headers). A redirect to the https of
+# a probe sent as http (Django's SECURE_SSL_REDIRECT) points off it; one to http://PROBE_HOST[:80] of a probe sent as
+# https is on it (Flask/Werkzeug without ProxyFix builds an absolute http URL from Host alone, its trailing-slash
+# redirect http://example.org/health/; nginx passes it to visitors as is, and its port-80 server sends them on).
+probe_target() {
+  local port=$1 base=$2 to=\${3%%#*} auth rest query seg scheme="" proto=\${PROBE_PROTO:-http} claimed
+  local -a segs=()
+  claimed=\${PROBE_HOST:-127.0.0.1:$port}; claimed=\${claimed,,}
+  if [[ $claimed != *:* ]]; then if [ "$proto" = https ]; then claimed+=:443; else claimed+=:80; fi; fi
+  if [[ $to =~ ^([A-Za-z][A-Za-z0-9+.-]*): ]]; then
+    scheme=\${BASH_REMATCH[1],,}
+    [ "$scheme" = http ] || [ "$scheme" = "$proto" ] || return 1
+    to=\${to:\${#scheme}+1}
+  fi
+  if [[ $to == //* ]]; then
+    to=\${to:2}; auth=\${to%%[/?]*}; rest=\${to#"$auth"}; auth=\${auth,,}
+    # A reference without a scheme (//host/path) takes the one of the request it answers (RFC 3986, 5.2.2).
+    if [[ $auth != *:* ]]; then if [ "\${scheme:-$proto}" = https ]; then auth+=:443; else auth+=:80; fi; fi
+    if [ "\${scheme:-$proto}" = "$proto" ] && [ "$auth" = "$claimed" ]; then :
+    elif [ "\${scheme:-http}" = http ] && { [ "$auth" = "127.0.0.1:$port" ] || [ "$auth" = "localhost:$port" ]; }; then :
+    elif [ "$scheme" = http ] && [ -n "\${PROBE_HOST:-}" ] && [ "$auth" = "\${PROBE_HOST,,}:80" ]; then :
+    else return 1; fi
+    to=/$rest; to=\${to/#\\/\\//\\/}
+  fi
+  case $to in
+    /*) ;;
+    "") to=$base ;;
+    \\?*) to=\${base%%\\?*}$to ;;
+    *) base=\${base%%\\?*}; to=\${base%/*}/$to ;;
+  esac
+  # Dot segments (RFC 3986, 5.2.4), in the path only.
+  query=""; [[ $to != *\\?* ]] || { query="?\${to#*\\?}"; to=\${to%%\\?*}; }
+  rest=\${to#/}
+  while :; do
+    seg=\${rest%%/*}
+    case $seg in
+      .) ;;
+      ..) [ \${#segs[@]} -eq 0 ] || unset 'segs[-1]' ;;
+      *) segs+=("$seg") ;;
+    esac
+    if [[ $rest != */* ]]; then
+      if [ "$seg" = . ] || [ "$seg" = .. ]; then segs+=(""); fi
+      break
+    fi
+    rest=\${rest#*/}
+  done
+  local IFS=/
+  PROBE_TO="/\${segs[*]}$query"
+}
+# probe_off PORT CODE LOCATION: why a probe of 127.0.0.1:PORT failed on a redirect off its program (probe_target),
+# in PROBE_WHY, naming what the probe sent (a redirect to https: Django's SECURE_SSL_REDIRECT, when the scheme it
+# was told is not the one its SECURE_PROXY_SSL_HEADER names).
+probe_off() {
+  probe_printable "$3" 300; PROBE_WHY="answered $2, a redirect to $PROBE_TEXT, off this program"
+  probe_sent "$1"; PROBE_WHY+=" (the probe sent $PROBE_TEXT): the health path must answer 2xx itself"
+}
+# probe_verdict PORT PATH FD UNTIL_US: 0 when the answer on FD (to GET PATH) is 2xx, following redirects to other
+# paths of 127.0.0.1:PORT (each a new request, read by UNTIL_US; by curl with PROBE_VIA=curl); else 1 with why in
+# PROBE_WHY. Closes FD. A redirect back to a path already asked is a loop, said as such with the requests and
+# Locations that made it (probe_loop); 5 redirects without one are said with theirs.
+probe_verdict() {
+  local port=$1 path=$2 fd=$3 until=$4 hop asked=" $2 " chain="" absolute=0
+  for hop in 0 1 2 3 4 5; do
+    if [ "$hop" -eq 0 ]; then :
+    elif [ "\${PROBE_VIA:-}" = curl ]; then probe_curl_send "$port" "$path"; fd=$PROBE_FD
+    else probe_send "$port" "$path" || { PROBE_WHY=\${PROBE_WHY:-"Failed to connect to 127.0.0.1 port $port: Connection refused"}; return 1; }; fd=$PROBE_FD; fi
+    probe_answer "$fd" "$until" || return 1
+    case $PROBE_CODE in
+      2??) return 0 ;;
+      3??) ;;
+      *) if [ "$PROBE_CODE" -ge 400 ]; then PROBE_WHY="The requested URL returned error: $PROBE_CODE ($PROBE_STATUS)\${PROBE_BODY:+, answering: $PROBE_BODY}"; else PROBE_WHY="answered $PROBE_CODE, not 2xx"; fi; return 1 ;;
+    esac
+    # Written into the next request line: none with a space or a control character (CR, LF).
+    if [ -z "$PROBE_LOCATION" ]; then
+      # 304 Not Modified, 300 Multiple Choices...: nothing to follow.
+      PROBE_WHY="answered $PROBE_CODE without a Location to follow, not 2xx: the health path must answer 2xx itself"; return 1
+    fi
+    if ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then
+      probe_off "$port" "$PROBE_CODE" "$PROBE_LOCATION"; return 1
+    fi
+    # The paths asked after the first come from the app's Locations too: quoted as they are (probe_printable).
+    probe_printable "$path" 100; chain+="\${chain:+; }GET $PROBE_TEXT"
+    probe_printable "$PROBE_LOCATION" 100; chain+=": $PROBE_CODE to $PROBE_TEXT"
+    [[ ! $PROBE_LOCATION =~ ^([A-Za-z][A-Za-z0-9+.-]*:|//) ]] || absolute=1
+    if [[ $asked == *" $PROBE_TO "* ]]; then probe_loop "$port" "$PROBE_TO" "$chain" "$absolute"; return 1; fi
+    asked+="$PROBE_TO "; path=$PROBE_TO
+  done
+  PROBE_WHY="more than 5 redirects ($chain)"; return 1
+}
+# probe_loop PORT PATH CHAIN ABSOLUTE: why a probe of 127.0.0.1:PORT whose redirects came back to PATH failed, in
+# PROBE_WHY: the requests and Locations (CHAIN, each Location at most 100 characters, as probe_printable quotes it),
+# what the probe sent (probe_sent) and the usual cause. A Location the app wrote as an absolute URL (ABSOLUTE 1) is
+# built from the scheme and host it takes the request for: behind nginx, an app that does not trust X-Forwarded-Proto
+# takes every request for plain http (it comes from 127.0.0.1 over http) and sends it to https, or to its canonical
+# URL, which nginx hands it again as the same request. Relative ones are the app's own rules: one matching its own
+# target, or two undoing each other (a trailing slash added by one, taken off by another).
+probe_loop() {
+  local hint
+  if [ "$4" = 1 ] && [ -n "\${PROBE_ROUTED:-}" ]; then
+    hint="the app builds each Location from the scheme and host it takes the request for, and nginx would hand it the request it redirects to as this one again: usually it takes the request for plain http, as it does not trust the X-Forwarded-Proto nginx sends (uvicorn: --proxy-headers with --forwarded-allow-ips 127.0.0.1; Flask/Werkzeug: ProxyFix(app.wsgi_app, x_proto=1); Django: SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'); Express: app.set('trust proxy', 'loopback'))"
+  elif [[ $3 != *";"* ]]; then
+    hint="a redirect rule of the app that matches its own target: the health path must answer 2xx itself"
+  else
+    hint="redirect rules of the app that undo each other (a trailing slash added by one, taken off by another): the health path must answer 2xx itself"
+  fi
+  probe_printable "$2" 100; PROBE_WHY="redirects in a loop, back to $PROBE_TEXT"
+  probe_sent "$1"
+  PROBE_WHY+=" ($3; the probe sent $PROBE_TEXT): $hint"
+}
+# probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
+# curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's
+# message in its place when it received nothing (PROBE_VIA=curl: probe_answer takes it as the reason). No proxy: the
+# port is this host's own (LOCAL_CURL, core/steps/libraries.ts).
+probe_curl_send() {
+  local line
+  local -a headers=(-H "Host: \${PROBE_HOST:-127.0.0.1:$1}" -H 'User-Agent: ops-pipeline-health-check')
+  while IFS= read -r line; do line=\${line%$'\\r'}; [ -z "$line" ] || headers+=(-H "$line"); done <<< "\${PROBE_HEADERS:-}"
+  exec {PROBE_FD}< <(curl --noproxy '*' -sS -g -i "\${headers[@]}" --max-time 5 "http://127.0.0.1:$1$2" 2>&1)
+}
+# elsewhere PORT: where a TCP port listens when 127.0.0.1 refuses it (ss -Htln, iproute2: another address, ::1 only),
+# as ", " separated addresses; nothing when it listens nowhere. Asked once, for the verdict of a port that refused.
+elsewhere() {
+  local l out=""
+  command -v ss >/dev/null || return 0
+  while read -r _ _ _ l _; do [ "\${l##*:}" = "$1" ] && out+="\${out:+, }$l"; done < <(ss -Htln 2>/dev/null)
+  printf '%s' "$out"
+}
+# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names
+# each probe that never did, with why its last try failed ("Operation timed out after 5001 milliseconds with 0 bytes
+# received": a program that accepts connections but never answers; a refused port also says where else it listens).
+# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs; and on a probe
+# answered by the same client error for a quarter of TIMEOUT, 3 s at least (probe_rounds: a running app's verdict
+# on the request), naming every other probe still pending too; with OTHER_PORTS set too, at once when a program of the
+# group listens on a port of the other slot (group_listens, identity.sh: it shares the live release's port).
+# Each round sends every pending probe's request first, then reads the answers: a slow page delays no other verdict.
+# Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
+# One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
+wait_healthy() {
+  local pause watchdog me=$BASHPID rc=0 PROBE_WATCHDOG PROBE_ACK
+  # What the probes quote is masked (probe_printable): the texts of the releases on the host now, this release's
+  # among them (probeLibrary sets MASK_ARGS, mask_forms's arguments; none in a script without them).
+  if [ -n "\${MASK_ARGS+x}" ]; then mask_load "\${MASK_ARGS[@]}"; fi
+  # One pipe nobody writes to stands in for sleep between rounds, and carries the watchdog's answers (each read
+  # at once by probe_send: the pipe is empty between rounds).
+  exec {pause}<> <(:)
+  exec {watchdog}> >(probe_watchdog "$me" "$pause" >/dev/null 2>&1)
+  PROBE_WATCHDOG=$watchdog PROBE_ACK=$pause
+  trap : USR2
+  probe_rounds "$@" || rc=$?
+  trap - USR2
+  exec {watchdog}>&- {pause}<&-
+  return "$rc"
+}
+# probe_rounds TIMEOUT INTERVAL name:port:path...: wait_healthy's rounds (its pause pipe and watchdog set up).
+# shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls wait_healthy
+probe_rounds() {
+  local limit=$1 interval=$2 now deadline next_check window; shift 2
+  local pending=("$@") left p name port path fd i now_us early="" early_p="" PROBE_VIA="" next_listen=0
+  local PROBE_HOST PROBE_PROTO PROBE_HEADERS PROBE_ROUTED
+  local -a fds=() sent_at=() sent_why=()
+  local -A why=() refused=() refused_since=() refused_rounds=()
+  # How long the same client error must last to be a verdict: a quarter of the timeout, 3 s at least (60 s: 15 s).
+  # Apps answer 4xx for a few seconds while they start (Express listening before its routes are mounted, after an
+  # \`await db.connect()\`; a server-side rendered page answering 404 until the API it asks is up): a window that
+  # grows with the timeout the environment gives its programs to start waits for them as long as it lets them take,
+  # within reason, while a verdict still comes well before the timeout. (Waiting for the group's other programs to
+  # pass first would not do: a sibling that never starts would hide the client error behind the timeout.)
+  window=$(( limit / 4 )); [ "$window" -ge 3 ] || window=3
+  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
+  while :; do
+    printf -v now '%(%s)T' -1
+    if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
+      next_check=$(( now + 2 ))
+      # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
+      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="$FATAL_WHY (waiting for \${pending[*]})"; return 1; fi
+    fi
+    # Each probe has 5 s from its own request (a connect that waited delays no other probe's verdict).
+    fds=(); sent_at=(); sent_why=()
+    for p in "\${pending[@]}"; do
+      IFS=: read -r name port path <<< "$p"; probe_for "$name"
+      if probe_send "$port" "$path"; then fds+=("$PROBE_FD"); else fds+=(-); fi
+      sent_at+=("\${EPOCHREALTIME/./}"); sent_why+=("$PROBE_WHY")
+    done
+    left=(); i=0
+    for p in "\${pending[@]}"; do
+      IFS=: read -r name port path <<< "$p"; probe_for "$name"; fd=\${fds[$i]}; PROBE_WHY=\${sent_why[$i]}; PROBE_CODE=""
+      if [ "$fd" != - ]; then
+        probe_verdict "$port" "$path" "$fd" $(( sent_at[i] + 5000000 )) && { i=$(( i + 1 )); continue; }
+      elif [ -n "$PROBE_WHY" ]; then
+        : # connected, but the request could not be sent; or no connection in time
+      elif net_redirections; then
+        PROBE_WHY="Failed to connect to 127.0.0.1 port $port: Connection refused"
+      else
+        # curl's own limit (--max-time 5) comes first: its words say why.
+        PROBE_VIA=curl; probe_curl_send "$port" "$path"
+        probe_verdict "$port" "$path" "$PROBE_FD" $(( \${EPOCHREALTIME/./} + 6000000 )) && { PROBE_VIA=""; i=$(( i + 1 )); continue; }
+        PROBE_VIA=""
+      fi
+      i=$(( i + 1 )); left+=("$p"); why[$p]=$PROBE_WHY
+      # A client error (4xx) is the app's answer to this request: it runs, and refuses it (a Host it does not allow,
+      # authentication asked on the health path, no such path); asked again, it says the same. But 408 (Request
+      # Timeout), 425 (Too Early) and 429 (Too Many Requests) ask to come back (RFC 9110, 15.5.9; RFC 8470; RFC
+      # 6585). The same one for the window (above) and 3 rounds is a verdict: waiting out the timeout would change
+      # nothing. 3 rounds keep one answer from being decisive when rounds are far apart (health_interval). The round
+      # is read to its end first: every other probe still pending is named with its own reason (status tells each
+      # program's health from the verdict), and no connection is left open.
+      case $PROBE_CODE in
+        408 | 425 | 429 | "" | [!4]??) refused[$p]="" ;;
+        *)
+          now_us=\${EPOCHREALTIME/./}
+          if [ "\${refused[$p]:-}" != "$PROBE_CODE" ]; then refused[$p]=$PROBE_CODE; refused_since[$p]=$now_us; refused_rounds[$p]=0; fi
+          refused_rounds[$p]=$(( \${refused_rounds[$p]} + 1 ))
+          if [ -z "$early" ] && [ "\${refused_rounds[$p]}" -ge 3 ] && [ $(( now_us - \${refused_since[$p]} )) -ge $(( window * 1000000 )) ]; then
+            probe_sent "$port"
+            early="the same client error for $(( (now_us - \${refused_since[$p]}) / 1000000 ))s, the program's answer to the probe (it runs, and refuses the request), from $p (\${why[$p]}; the probe sends $PROBE_TEXT: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)"
+            early_p=$p
+          fi ;;
+      esac
+    done
+    [ \${#left[@]} -gt 0 ] || return 0
+    pending=("\${left[@]}")
+    # A program of the group listening on a port of the other slot (OTHER_PORTS) shares the live release's port
+    # (SO_REUSEPORT) and answers its visitors: said at once (twice a second at most), never waited out.
+    if [ -n "\${FATAL_GROUP:-}" ] && [ -n "\${OTHER_PORTS:-}" ] && [ "\${EPOCHREALTIME/./}" -ge "$next_listen" ]; then
+      next_listen=$(( \${EPOCHREALTIME/./} + 500000 ))
+      # Who listens (ss -p walks every process's descriptors, and a supervisor call) only once a port of the other
+      # slot has a second listening socket: ten hosts starting at once on shared cores spent their CPU on it.
+      if other_port_shared; then
+        sup_pids; group_listens "$FATAL_GROUP" "\${pending[@]}"
+        if other_slot_listeners; then UNHEALTHY=$OTHER_SLOT_LISTENERS; return 1; fi
+      fi
+    fi
+    if [ -n "$early" ]; then
+      UNHEALTHY=$early; probe_pending "; still waiting for" "$early_p"; return 1
+    fi
+    printf -v now '%(%s)T' -1
+    if [ "$now" -ge "$deadline" ]; then
+      # Where each program listens instead (a port of its own choosing, a unix socket), for the verdict.
+      if [ -n "\${FATAL_GROUP:-}" ] && declare -F group_listens >/dev/null; then sup_pids; group_listens "$FATAL_GROUP" "\${pending[@]}"; fi
+      UNHEALTHY="no healthy answer within \${limit}s from"; probe_pending "" ""
+      [ -z "\${FATAL_GROUP:-}" ] || [ -z "\${SLOW_START_HINT:-}" ] || probe_slow_start "$FATAL_GROUP" "$limit"
+      return 1
+    fi
+    read -r -t "$interval" -u "$pause" _ || true
+  done
+}
+# probe_slow_start GROUP LIMIT: appends to UNHEALTHY, for the programs still pending whose port refused to the end
+# while their process runs (supervisor's RUNNING or STARTING: SUP_STATE, read by the deadline's sup_pids) and listens
+# nowhere else (probe_pending's "listens on" not added), that the start may just be slower than LIMIT (imports, a cache
+# warmed or a database awaited before listening), with the setting that gives it longer (SLOW_START_HINT: the step's
+# name for it, switch.health_timeout). Declared arrays only (set -u reads an undeclared one's key as arithmetic).
+probe_slow_start() {
+  local p name port st slow=""
+  declare -p SUP_STATE >/dev/null 2>&1 || return 0
+  for p in "\${pending[@]}"; do
+    IFS=: read -r name port _ <<< "$p"
+    [[ \${why[$p]:-} == "Failed to connect to 127.0.0.1 port $port"* && \${why[$p]} != *"listens on"* ]] || continue
+    st=\${SUP_STATE[$1:$1-$name]:-}
+    [[ $st == RUNNING || $st == STARTING ]] || continue
+    slow+="\${slow:+, }$name"
+  done
+  [ -z "$slow" ] || UNHEALTHY+="; $slow still running but listening on no port after \${2}s: a start slower than that (imports, a cache warmed or a database awaited before it listens) needs a longer \${SLOW_START_HINT} (\${2}s now, in the environment's environment.yml); its log above says how far it got"
+}
+# probe_pending LEAD SKIP: appends to UNHEALTHY (after LEAD) each probe still pending but SKIP, with why its last try
+# failed (probe_rounds's locals pending and why); a refused port also says where else it listens (elsewhere), or,
+# from LISTENS_ELSEWHERE (group_listens, when it ran: undeclared, set -u reads its key as an unbound variable), where
+# the program listens instead (another port, a unix socket).
+probe_pending() {
+  local p name port addrs sep=$1
+  for p in "\${pending[@]}"; do
+    [ "$p" != "$2" ] || continue
+    IFS=: read -r name port _ <<< "$p"
+    if [[ \${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && addrs=$(elsewhere "$port") && [ -n "$addrs" ]; then
+      why[$p]+="; it listens on $addrs only: nginx and the health check connect to 127.0.0.1, so bind 127.0.0.1 or 0.0.0.0"
+    elif [[ \${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && declare -p LISTENS_ELSEWHERE >/dev/null 2>&1 && [ -n "\${LISTENS_ELSEWHERE[$name]:-}" ]; then
+      why[$p]+="; program $name listens on \${LISTENS_ELSEWHERE[$name]}, not on its port $port: the app takes its port from elsewhere (a config file such as gunicorn.conf.py's bind, a default, a .env value); give it {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"
+    fi
+    UNHEALTHY+="$sep $p (\${why[$p]})"; sep=","
+  done
+}
+`;
+  }
+});
+
+// core/steps/sh/stamped.sh
+var stamped_default;
+var init_stamped = __esm({
+  "core/steps/sh/stamped.sh"() {
+    stamped_default = '# shellcheck shell=bash\n# Files named after the UTC time they were made, BASE.<YYYYmmddTHHMMSSZ>[.N]SUFFIX (N from 2: another made in the same\n# second), ordered by that time and then N as a number (.10 after .9, where the names\' text puts it before .2, and\n# BASE.<time>SUFFIX before BASE.<time>.2SUFFIX), never by the text of the names. A clock set back never names a new one\n# older than one there: it takes the newest one\'s time with the next N, so it still counts as the newest.\n# stamped_list BASE SUFFIX: those there, oldest first, in the array stamped_files (other names beside them ignored).\n# stamped_next BASE SUFFIX: a free name that comes after all of them, in stamped_name.\n# stamped_keep BASE SUFFIX COUNT: removes all but the newest COUNT.\nstamped_re=\'^([0-9]{8}T[0-9]{6}Z)(\\.([1-9][0-9]{0,8}))?$\'\nstamped_list() {\n  local base=$1 suffix=$2 f rest line keyed=\'\'\n  for f in "$base".[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*"$suffix"; do\n    { [ -e "$f" ] || [ -L "$f" ]; } || continue\n    rest=${f#"$base".}; rest=${rest%"$suffix"}\n    [[ $rest =~ $stamped_re ]] || continue\n    printf -v line \'%s.%09d\\t%s\\n\' "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$f"; keyed+=$line\n  done\n  stamped_files=()\n  [ -z "$keyed" ] || mapfile -t stamped_files < <(printf \'%s\' "$keyed" | LC_ALL=C sort | cut -f2-)\n}\nstamped_next() {\n  local base=$1 suffix=$2 now stamp n=1 rest\n  now=$(date -u +%Y%m%dT%H%M%SZ); stamp=$now\n  stamped_list "$base" "$suffix"\n  if [ "${#stamped_files[@]}" -gt 0 ]; then\n    rest=${stamped_files[-1]#"$base".}; rest=${rest%"$suffix"}\n    if [[ $rest =~ $stamped_re ]] && [[ ! $now > ${BASH_REMATCH[1]} ]]; then stamp=${BASH_REMATCH[1]}; n=$(( ${BASH_REMATCH[3]:-1} + 1 )); fi\n  fi\n  stamped_name=$base.$stamp$suffix\n  [ "$n" -eq 1 ] || stamped_name=$base.$stamp.$n$suffix\n  while [ -e "$stamped_name" ] || [ -L "$stamped_name" ]; do n=$(( n + 1 )); stamped_name=$base.$stamp.$n$suffix; done\n}\nstamped_keep() {\n  stamped_list "$1" "$2"\n  [ "${#stamped_files[@]}" -le "$3" ] || rm -f -- "${stamped_files[@]:0:${#stamped_files[@]}-$3}"\n}\n';
+  }
+});
+
+// core/steps/sh/supervisor.sh
+var supervisor_default;
+var init_supervisor2 = __esm({
+  "core/steps/sh/supervisor.sh"() {
+    supervisor_default = `# shellcheck shell=bash
+# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
+# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
+# <fault> with faultCode/faultString) are turned into supervisor's own message.
+# Debian's supervisord.conf ([unix_http_server] file=).
+SUPERVISOR_SOCK=/var/run/supervisor.sock
+rpc() { # method [arg...]: prints the response; each arg a string, or a boolean written bool:0 / bool:1
+  local params="" a
+  for a in "\${@:2}"; do
+    case "$a" in
+      bool:[01]) params+="<param><value><boolean>\${a#bool:}</boolean></value></param>" ;;
+      *) params+="<param><value><string>$a</string></value></param>" ;;
+    esac
+  done
+  curl -sS --max-time 120 --unix-socket "$SUPERVISOR_SOCK" -H 'Content-Type: text/xml' \\
+    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
+    || echo "<fault>supervisor does not answer on $SUPERVISOR_SOCK (is it running?)</fault>"
+}
+# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
+rpc_fault() {
+  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
+  local m
+  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
+  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
+  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
+}
+# rpc_error ANSWER: why a call failed, on one line: supervisor's fault message, or rpc's own when the socket did not
+# answer (not curl's words before it, "Failed to connect to localhost port 80", which name no socket); never markup.
+rpc_error() {
+  local why
+  why=$(rpc_fault "$1") || why=$1
+  printf '%s' "$why" | tr '\\n' ' ' | sed 's/ *$//'
+}
+# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
+# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
+reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
+# group_down GROUP [STOPWAITSECS]: stop and forget a process group (absent is fine), leaving none of its processes
+# behind. supervisord answers a stopProcessGroup that waits only on a later turn of its main loop, which sleeps up to
+# a second (supervisor/supervisord.py, runforever: poll(1.0)): 1.1 s for programs gone in 0.13 s. So it is asked not to
+# wait, and what it started is watched here. It starts each program as the leader of a process group of its own
+# (supervisor/process.py, _spawn_as_child: setpgrp) and, with stopasgroup, signals that whole group, but it waits on
+# the leader alone: a shell that dies at once while the server it runs (its child) drains, or a worker that ignores
+# SIGTERM, outlived the stop and kept the slot's port. So each process GROUP is watched (kill -0 -PGID, a builtin),
+# and what is left of one after STOPWAITSECS (default 15: slotConfig's stopwaitsecs, after which supervisord kills a
+# leader) is killed, as killasgroup would; for at most STOPWAITSECS + 5 s in all. Then the group is removed, asked
+# again briefly while supervisord has not yet recorded the exits (fault STILL_RUNNING).
+group_down() {
+  local k pause now deadline kill_at out pgids=() left
+  sup_pids
+  for k in "\${!SUP_PID[@]}"; do [[ $k == "$1:"* && \${SUP_PID[$k]} != 0 ]] && pgids+=("\${SUP_PID[$k]}"); done
+  rpc supervisor.stopProcessGroup "$1" bool:0 >/dev/null
+  exec {pause}<> <(:)
+  printf -v now '%(%s)T' -1; kill_at=$(( now + \${2:-15} + 1 )); deadline=$(( now + \${2:-15} + 5 ))
+  while [ \${#pgids[@]} -gt 0 ] && [ "$now" -lt "$deadline" ]; do
+    left=(); for k in "\${pgids[@]}"; do kill -0 -- "-$k" 2>/dev/null && left+=("$k"); done
+    pgids=("\${left[@]}")
+    if [ \${#pgids[@]} -gt 0 ] && [ "$now" -ge "$kill_at" ]; then
+      for k in "\${pgids[@]}"; do kill -KILL -- "-$k" 2>/dev/null || true; done
+      kill_at=$deadline
+    fi
+    [ \${#pgids[@]} -eq 0 ] || read -r -t 0.05 -u "$pause" _ || true
+    printf -v now '%(%s)T' -1
+  done
+  for k in 1 2 3 4 5 6 7 8 9 10; do
+    out=$(rpc supervisor.removeProcessGroup "$1")
+    [[ $out == *STILL_RUNNING* ]] || break
+    read -r -t 0.1 -u "$pause" _ || true
+  done
+  exec {pause}<&-
+}
+# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
+group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
+# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running) and
+# SUP_STATE[GROUP:PROGRAM] its state name (RUNNING, STARTING, BACKOFF, FATAL...: supervisor/states.py), from ONE
+# getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
+# Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
+# SUP_SPAWNERR[GROUP:PROGRAM]: supervisor's spawnerr, why its last start failed (supervisor/process.py: "can't find
+# command '...'" and the other refusals of options.check_execv_args, or "Exited too quickly ..."), unescaped.
+# SUP_ERRLOG and SUP_OUTLOG[GROUP:PROGRAM]: its stderr_logfile and stdout_logfile (getProcessInfo; empty when none).
+# shellcheck disable=SC2034 # SUP_PID, SUP_STATE, SUP_SPAWNERR, SUP_ERRLOG and SUP_OUTLOG are this function's result, read by the step that calls it
+sup_pids() {
+  local xml s n g p st e re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>' re_err='<name>spawnerr</name><value><string>([^<]*)</string>'
+  local re_errlog='<name>stderr_logfile</name><value><string>([^<]*)</string>' re_outlog='<name>stdout_logfile</name><value><string>([^<]*)</string>' el ol
+  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=() SUP_ERRLOG=() SUP_OUTLOG=()
+  xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
+  while [[ $xml == *'</struct>'* ]]; do
+    s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
+    n=; g=; p=0; st=
+    if [[ $s =~ $re_name ]]; then n=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_group ]]; then g=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
+    if [[ $s =~ $re_state ]]; then st=\${BASH_REMATCH[1]}; fi
+    e=; if [[ $s =~ $re_err ]]; then e=\${BASH_REMATCH[1]}; e=\${e//&lt;/<}; e=\${e//&gt;/>}; e=\${e//&amp;/&}; fi
+    el=; if [[ $s =~ $re_errlog ]]; then el=\${BASH_REMATCH[1]}; el=\${el//&lt;/<}; el=\${el//&gt;/>}; el=\${el//&amp;/&}; fi
+    ol=; if [[ $s =~ $re_outlog ]]; then ol=\${BASH_REMATCH[1]}; ol=\${ol//&lt;/<}; ol=\${ol//&gt;/>}; ol=\${ol//&amp;/&}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; SUP_ERRLOG[$g:$n]=$el; SUP_OUTLOG[$g:$n]=$ol; fi
+  done
+}
+# group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
+# startsecs, startretries times), through the same one call (a supervisorctl run would cost a Python start-up
+# every time the health gate asks, ten at once when ten hosts start together).
+# FATAL_WHY then says which program and why, with the fix when supervisor could not start it at all (spawnerr: its
+# command's first word not found, not executable: a typo, a venv's program the requirements do not install), not
+# "keeps exiting": builtins over the same call's answer. One that started and kept exiting says why in its own log
+# alone (a traceback, "Cannot find module", EADDRINUSE, a bad shebang's "env: 'pyhton3': No such file", supervisor's
+# "couldn't chdir"): FATAL_WHY quotes the last lines it wrote there since this start (log_reason), so that the
+# verdict carries the reason, not a pointer to ops logs.
+# Needs mask.sh (mask_clip) and, for the quote, LOG_START (log_reason).
+# shellcheck disable=SC2034 # FATAL_WHY is this function's result, read by the health gate (probe.sh) that calls it
+group_fatal() {
+  local k e prog
+  sup_pids
+  for k in "\${!SUP_STATE[@]}"; do
+    [[ $k == "$1:"* && \${SUP_STATE[$k]} == FATAL ]] || continue
+    # Programs are named <group>-<program> (core/steps/switch.ts programName).
+    prog=\${k#"$1:"}; prog=\${prog#"$1-"}; e=\${SUP_SPAWNERR[$k]}
+    case "$e" in
+      "can't find command "*)
+        FATAL_WHY="supervisor could not start program $prog: $e (no such file, or no such name on its PATH); fix programs.$prog.command: its first word must be a program the release or the host has: {release}/venv/bin/<name> for a package release.python_requirements installs, {node} or {npm} for Node.js, {python}, or an absolute path" ;;
+      "command at "*" is not executable"|"command at "*" is a directory"|"no permission to run command "*)
+        FATAL_WHY="supervisor could not start program $prog: $e; fix programs.$prog.command: start a script with its interpreter ({python} FILE, {node} FILE, sh FILE), or commit it executable (git update-index --chmod=+x FILE)" ;;
+      ""|"Exited too quickly"*|"Bad exit code"*)
+        if log_reason "$k"; then
+          FATAL_WHY="supervisor gave up on program $prog, which keeps exiting; $LOG_REASON_FILE ends: $LOG_REASON"
+        else
+          FATAL_WHY="supervisor gave up on program $prog, which keeps exiting, writing nothing to its stdout or stderr since this start (an app that writes a log file of its own says why there)"
+        fi ;;
+      *) FATAL_WHY="supervisor could not start program $prog: $e" ;;
+    esac
+    return 0
+  done
+  return 1
+}
+# log_tail N: the last N lines of stdin (a program's log), or, when they are the end of a stack trace whose message
+# comes before its frames (Node's \`Error: Cannot find module ...\` then \`    at ...\` lines, \`{ code: ... }\` and
+# \`Node.js v18...\`), from that message on, at most 30 lines back: the frames alone do not say what failed. A Python
+# traceback ends with its message, so its last N lines do.
+log_tail() {
+  awk -v n="$1" -v max=30 '{ l[NR] = $0 }
+    END {
+      s = NR - n + 1; if (s < 1) s = 1
+      h = 0; frames = 0
+      for (i = NR; i >= 1 && i > NR - max; i--) {
+        if (l[i] ~ /^[ \\t]+at /) frames = 1
+        if (l[i] == "" || l[i] ~ /^[ \\t{}^]/ || l[i] ~ /^Node\\.js v[0-9]/) continue
+        h = i; break
+      }
+      if (h && h < s && frames) s = h
+      for (i = s; i <= NR; i++) print l[i]
+    }'
+}
+# log_reason GROUP:PROGRAM: the last lines the program wrote since this start (LOG_START: an associative array, a log
+# file's path -> its size in bytes when this start began, which the caller fills before starting the group: a file not
+# in it is not read, as its lines may be an older release's), from its stderr log (SUP_ERRLOG: call sup_pids first),
+# else its stdout log when stderr holds nothing new: in LOG_REASON, joined by " | ", and the file in LOG_REASON_FILE;
+# 1 when neither says anything. Lines as log_words picks them, each masked then cut to 200 characters (mask_clip: a
+# secret an app printed, a database URL in a traceback, never leaves the host whole), its control characters (a
+# terminal escape) then shown as \\xHH, as ops shows an app's text (core/errors.ts showControls). Read once, when the
+# gate has its verdict (two processes): never per round. At most the last 64 KiB of what the start wrote.
+log_reason() {
+  local f at l out lines=()
+  LOG_REASON=""; LOG_REASON_FILE=""
+  # Nothing quoted unmasked: without mask.sh (or LOG_START), nothing is quoted.
+  if [[ $(declare -p LOG_START 2>/dev/null) != "declare -A"* ]] || ! declare -F mask_clip >/dev/null; then return 1; fi
+  for f in "\${SUP_ERRLOG[$1]:-}" "\${SUP_OUTLOG[$1]:-}"; do
+    if [ -z "$f" ] || [ -z "\${LOG_START[$f]+x}" ]; then continue; fi
+    at=\${LOG_START[$f]}; out=""
+    mapfile -t lines < <(tail -c +$(( at + 1 )) -- "$f" 2>/dev/null | tail -c 65536 | log_words 4)
+    [ \${#lines[@]} -gt 0 ] || continue
+    for l in "\${lines[@]}"; do
+      mask_clip "$l" 200; controls_shown "$MASK_TEXT"
+      out+="\${out:+ | }$CONTROLS_TEXT"
+    done
+    LOG_REASON=$out; LOG_REASON_FILE=$f
+    return 0
+  done
+  return 1
+}
+# log_words N: of stdin (what a program wrote since its start, over its restarts), the N last lines that say
+# something, without their indentation, in order: blank lines are skipped, and what frames an error's message
+# (Node's \`    at ...\` frames, the \`{ code: ... }\` object it prints after them, \`Node.js v18...\`; the \`^^^\`/\`~~~\`
+# markers under a Python 3.11 line); a line met again is not repeated, and the last line met again ends the search
+# (the previous restart's end: a program that keeps exiting writes the same words each time).
+log_words() {
+  LC_ALL=C awk -v n="$1" '
+    { sub(/\\r$/, ""); gsub(/\\t/, " "); l[NR] = $0
+      if (obj) { skip[NR] = 1; if ($0 ~ /^}/) obj = 0 }
+      else if ($0 ~ / [{]$/ && $0 ~ /^([ ]+at |[A-Za-z]*(Error|Exception))/) { obj = 1; sub(/ [{]$/, "", l[NR]) } }
+    END {
+      k = 0
+      for (i = NR; i >= 1 && k < n; i--) {
+        t = l[i]
+        if (skip[i] || t ~ /^[ ]*$/ || t ~ /^[ ]+at / || t ~ /^Node\\.js v[0-9]/ || t ~ /^[ ]*[~^]+[ ]*$/) continue
+        sub(/^[ ]+/, "", t); sub(/[ ]+$/, "", t)
+        if (k && t == got[1]) break
+        for (j = 1; j <= k && got[j] != t; j++) ;
+        if (j <= k) continue
+        got[++k] = t
+      }
+      for (j = k; j >= 1; j--) print got[j]
+    }'
+}
+# controls_shown TEXT: TEXT with each control character (a byte 0-31 or 127: a terminal escape, a bell) written as
+# \\xHH, in CONTROLS_TEXT (core/errors.ts showControls, as ops shows any app's text): never sent raw to a terminal.
+controls_shown() {
+  local LC_ALL=C c h t=$1
+  while [[ $t =~ [[:cntrl:]] ]]; do
+    c=\${BASH_REMATCH[0]}; printf -v h '\\\\x%02x' "'$c"; t=\${t//"$c"/$h}
+  done
+  CONTROLS_TEXT=$t
+}
+`;
+  }
+});
+
+// core/steps/sh/system.sh
+var system_default;
+var init_system = __esm({
+  "core/steps/sh/system.sh"() {
+    system_default = `# shellcheck shell=bash
+# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
+# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
+# Needs ops_report (the script prelude, core/remote/wrap.ts).
+# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
+# Without systemd the daemon a start runs is a child of this script: it is given no descriptor beyond 0-2 (it would
+# keep the locks this script holds, host_lock's and critical_begin's, for as long as it runs).
+svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else (svc_close_fds; service "$1" "$2"); fi; }
+svc_close_fds() { local f; for f in /proc/"$BASHPID"/fd/*; do f=\${f##*/}; if [ "$f" -gt 2 ]; then eval "exec $f>&-"; fi; done; }
+# svc_start NAME: start it, or fail saying why it did not start: its last journal lines (another server on nginx's
+# port: "bind() to 0.0.0.0:80 failed (98: Address already in use)"), which systemctl's own words ("Job for
+# nginx.service failed because the control process exited with error code") do not say. Without systemd, the init
+# script's own output says it.
+svc_start() {
+  if [ -d /run/systemd/system ]; then
+    local since
+    printf -v since '%(%s)T' -1
+    systemctl start "$1" 2>/dev/null && return 0
+    echo "$1 did not start; its last lines (journalctl -u $1):" >&2
+    journalctl -u "$1" --since "@$since" -n 8 -o cat --no-pager >&2 2>/dev/null || true
+    return 1
+  fi
+  svc "$1" start >/dev/null || { echo "$1 did not start (service $1 start)" >&2; return 1; }
+}
+# svc_up NAME: enabled at boot (systemd) and running now.
+svc_up() {
+  if [ -d /run/systemd/system ]; then
+    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
+    systemctl is-active --quiet "$1" || { svc_start "$1"; CHANGED=1; }
+  else
+    service "$1" status >/dev/null 2>&1 || { svc_start "$1"; CHANGED=1; }
+  fi
+}
+# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
+CHANGED=0
+item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
+# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
+# An unchanged file costs two processes (its content compared as base64: the same encoding as BASE64's, which
+# has no line breaks; its mode and owner): a switch or a provision re-run writes nothing.
+put_file() {
+  local path=$1 mode=$2 owner=$3 dir tmp
+  dir=\${path%/*}; dir=\${dir:-/}
+  if [ -f "$path" ] && [ "$(base64 -w0 < "$path")" = "$4" ] && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then return 0; fi
+  [ -d "$dir" ] || mkdir -p "$dir"
+  tmp=$(mktemp "$dir/.ops-new.XXXXXX")
+  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
+  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
+  chmod "$mode" "$tmp"
+  chown "$owner" "$tmp"
+  mv -f "$tmp" "$path"
+  CHANGED=1
+}
+# ensure_dir PATH MODE OWNER
+ensure_dir() {
+  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
+  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
+}
+# nginx_master: the pid of nginx's running master process, or fails when none runs. The pid file's (when it names
+# a master), else the main process systemd tracks for nginx.service (\`systemctl show -p MainPID\`), else the oldest
+# process titled "nginx: master process": a pid file removed or stale does not hide a running nginx.
+nginx_master() {
+  local p title candidates=()
+  p=; read -r p 2>/dev/null < /run/nginx.pid || true; candidates+=("$p")
+  if [ -d /run/systemd/system ]; then candidates+=("$(systemctl show -p MainPID --value nginx 2>/dev/null || true)"); fi
+  candidates+=("$(pgrep -o -f '^nginx: master process' || true)")
+  for p in "\${candidates[@]}"; do
+    [[ $p =~ ^[1-9][0-9]*$ ]] || continue
+    title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
+    case $title in 'nginx: master process'*) echo "$p"; return 0 ;; esac
+  done
+  return 1
+}
+# nginx_unit: what \`systemctl is-enabled nginx\` says (enabled, disabled, masked...), \`unknown\` without systemd.
+nginx_unit() {
+  local u=unknown
+  if [ -d /run/systemd/system ]; then u=$(systemctl is-enabled nginx 2>/dev/null) || true; fi
+  printf '%s\\n' "\${u:-unknown}"
+}
+# nginx_reload: a graceful reload of the running nginx (SIGHUP to its master, nginx_master: no round trip through
+# systemd, no need of the pid file; requests in flight finish), or a start when none runs. Call once nginx -t has
+# accepted the files. Returns once the new configuration serves: the signal only asks the master, which then opens
+# the new listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer
+# with the old configuration. Waits (10 s at most, looking every 20 ms) until the master has a worker that was not
+# there before and every old worker is gone or titled "shutting down" (nginx's process titles,
+# src/os/unix/ngx_process_cycle.c). Fails, saying so, when the signal cannot be sent or the reload is not taken up:
+# the master could not apply the files (nginx -t does not bind ports: another server on :443, say), or does not
+# handle signals; it keeps serving the previous configuration. A missing pid file is written back (systemd's
+# reload and stop of nginx read it). A start is reported (\`nginx_started\`).
+nginx_reload() {
+  local master old p busy fresh title now deadline
+  if ! master=$(nginx_master); then
+    svc_start nginx || { echo "nginx reload failed: nginx was not running and did not start (see above)" >&2; return 1; }
+    # systemd's start returns once nginx wrote its pid file; the master titles itself "nginx: master process" just
+    # after (nginx's main, then ngx_master_process_cycle): on a busy host, looked for up to 5 s, every 20 ms.
+    printf -v now '%(%s)T' -1; deadline=$(( now + 5 ))
+    until nginx_master >/dev/null; do
+      printf -v now '%(%s)T' -1
+      [ "$now" -lt "$deadline" ] || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+      sleep 0.02
+    done
+    # Not silent: the step's operation says the site was down and that this started it.
+    ops_report nginx_started 1
+    return 0
+  fi
+  old=" $(pgrep -P "$master" -f '^nginx: worker process *$' | tr '\\n' ' ')"
+  kill -HUP "$master" || { echo "nginx reload failed: could not signal nginx's master process (pid $master)" >&2; return 1; }
+  if [ ! -s /run/nginx.pid ]; then
+    echo "$master" > /run/nginx.pid && echo "nginx's pid file /run/nginx.pid was missing: written back (master pid $master)" >&2
+  fi
+  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the workers'
+  # titles with read, a builtin (a worker gone reads as nothing).
+  printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
+  while :; do
+    busy=; fresh=
+    for p in $old; do
+      title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
+      case $title in
+        *'shutting down'*|'') ;;
+        'nginx: worker process'*) busy=1 ;;
+      esac
+    done
+    if [ -z "$busy" ]; then
+      for p in $(pgrep -P "$master" -f '^nginx: worker process *$' || true); do
+        [[ $old == *" $p "* ]] || { fresh=1; break; }
+      done
+      [ -z "$fresh" ] || return 0
+    fi
+    printf -v now '%(%s)T' -1
+    [ "$now" -lt "$deadline" ] || break
+    sleep 0.02
+  done
+  echo "nginx reload failed: nginx did not apply the new configuration (nginx -t accepted it; its master process, pid $master, refused it or does not handle signals: no new workers within 10 s) and keeps serving the previous one; its error log says:" >&2
+  tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
+  return 1
+}
+`;
+  }
+});
+
+// core/steps/libraries.ts
+function probeLibrary(env) {
+  return `${PROBE_FUNCTIONS}
+${probeHeaders(env)}
+${maskSettings(env)}`;
+}
+function maskSettings(env) {
+  return `MASK_ARGS=(${maskArgs(env).map(quote).join(" ")})`;
+}
+var LOCAL_CURL, SYSTEM_FUNCTIONS, SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, PROBE_FUNCTIONS, CERT_FUNCTIONS, CONNECTION_FUNCTIONS, HISTORY_FUNCTIONS, LIBRARY_KEYS;
+var init_libraries = __esm({
+  "core/steps/libraries.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_masks();
+    init_nginx_config();
+    init_cert();
+    init_connection();
+    init_contain();
+    init_history();
+    init_identity2();
+    init_mask();
+    init_probe();
+    init_stamped();
+    init_supervisor2();
+    init_system();
+    LOCAL_CURL = "curl --noproxy '*'";
+    SYSTEM_FUNCTIONS = `${system_default}
+${stamped_default}`;
+    SUPERVISOR_FUNCTIONS = supervisor_default;
+    IDENTITY_FUNCTIONS = `${contain_default}
+${identity_default}`;
+    PROBE_FUNCTIONS = `${probe_default}
+${mask_default}`;
+    CERT_FUNCTIONS = cert_default;
+    CONNECTION_FUNCTIONS = connection_default;
+    HISTORY_FUNCTIONS = history_default;
+    LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
+  }
+});
+
+// core/steps/script.ts
+function writtenRecord(path) {
+  const i = path.lastIndexOf("/");
+  return `${path.slice(0, i + 1)}.${path.slice(i + 1)}.ops-md5`;
+}
+function notAsWritten(path, recorded = false) {
+  const p = quote(path);
+  const rec = quote(writtenRecord(path));
+  return `{ { [ -e ${p} ] || [ -L ${p} ]; }${recorded ? ` && [ -s ${rec} ]` : ""} && { [ -L ${p} ] || [ ! -f ${p} ] || ! grep -qsxF "$(md5sum < ${p} | cut -d' ' -f1)" ${rec}; }; }`;
+}
+var OPS_HEADERS, HOST_OWN_BACKUPS;
+var init_script = __esm({
+  "core/steps/script.ts"() {
+    "use strict";
+    init_packages();
+    init_shell();
+    OPS_HEADERS = [...["#", ";"].map((c) => `${c} Managed by ops-pipeline:`), PROVISION_MARK].map((h) => `${quote(h)}*`).join(" | ");
+    HOST_OWN_BACKUPS = "/var/backups/ops-pipeline";
+  }
+});
+
+// core/steps/system.ts
+function packageIndexPaths(env) {
+  const home = `/home/${env.appUser}`;
+  return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };
+}
+function provisionedMarker(env) {
+  return `${env.layout.state}/provisioned`;
+}
+function readProvisioned(env, as = "root") {
+  const f = quote(provisionedMarker(env));
+  const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
+  if (as === "root") return root;
+  return String.raw`provisioned=unknown
+if sudo -n true 2>/dev/null </dev/null; then
+  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
+elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${"$"}{provisioned:-yes}
+else
+  marker_dir=${quote(env.layout.state)}
+  while [ ! -e "$marker_dir" ] && [ "$marker_dir" != / ]; do marker_dir=$(dirname "$marker_dir"); done
+  if [ -x "$marker_dir" ] && { [ "$marker_dir" != ${quote(env.layout.state)} ] || [ ! -e ${f} ]; }; then provisioned=no; fi
+fi`;
+}
+function reportProvisioned(env, as = "root") {
+  return `${readProvisioned(env, as)}
+ops_report ${PROVISIONED_KEYS.provisioned} "\${provisioned:-no}"`;
+}
+function provisionedIn(r) {
+  const marker = reported(r, PROVISIONED_KEYS.provisioned);
+  if (marker === void 0 || marker === "unknown") return void 0;
+  return marker !== "no";
+}
+function notProvisioned(env) {
+  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
+}
+function unprovisionedNote(host, env) {
+  const { problem, fix } = notProvisioned(env);
+  return `${host ? `${host}: ` : ""}${problem} (run: ${fix})`;
+}
+var SYSTEM_KEYS, NPMRC_TOKEN_PY, SUPERVISOR_CONF_PY, PROVISIONED_KEYS;
+var init_system2 = __esm({
+  "core/steps/system.ts"() {
+    "use strict";
+    init_packages();
+    init_runtimes();
+    init_types();
+    init_errors();
+    init_shell();
+    init_libraries();
+    init_script();
+    SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime", "runtime_removed", "runtime_kept");
+    NPMRC_TOKEN_PY = String.raw`import json, re, sys
+key = sys.argv[1]
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith(key):
+        v = line[len(key):].rstrip("\n")
+        if v.startswith('"'):
+            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
+        sys.stdout.write(v)
+        break`;
+    SUPERVISOR_CONF_PY = String.raw`import configparser, fnmatch, os, sys
+conf = sys.argv[1]
+here = os.path.dirname(os.path.abspath(conf))
+p = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
+p.read(conf)
+problems = []
+sock = p.get("unix_http_server", "file", fallback=None)
+if sock is None:
+    problems.append("has no [unix_http_server] section (file = /var/run/supervisor.sock)")
+elif os.path.realpath(sock.replace("%(here)s", here)) != os.path.realpath("/var/run/supervisor.sock"):
+    problems.append("puts its socket at %s ([unix_http_server] file), not /var/run/supervisor.sock" % sock)
+globs = [os.path.normpath(os.path.join(here, g.replace("%(here)s", here))) for g in p.get("include", "files", fallback="").split()]
+if not any(fnmatch.fnmatch("/etc/supervisor/conf.d/app-blue.conf", g) for g in globs):
+    problems.append("does not include /etc/supervisor/conf.d/*.conf ([include] files)")
+print("; ".join(problems))`;
+    PROVISIONED_KEYS = reportKeys("provisioned");
+  }
+});
+
+// core/steps/audit.ts
+function parseAuditLine(line) {
+  try {
+    const entry = JSON.parse(line);
+    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
+  } catch {
+  }
+  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
+}
+function withAuditLock(env, body, shared = false) {
+  return `audit_fd=; { exec {audit_fd}<${quote(env.layout.state)}; } 2>/dev/null || audit_fd=
+[ -z "$audit_fd" ] || flock ${shared ? "-s " : ""}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
+${body}
+[ -z "$audit_fd" ] || exec {audit_fd}<&-`;
+}
+function auditTail(env, lines) {
+  return `(f=${quote(env.layout.audit)}
+${withAuditLock(env, `{ ${AUDIT_LIVE_LINES}; } | tail -n ${Math.max(1, Math.floor(lines))}`, true)})`;
+}
+var AUDIT_KEYS, AUDIT_LOCK_WAIT, AUDIT_ROTATE_BYTES, AUDIT_LINE_BYTES, AUDIT_LIVE_LINES;
+var init_audit = __esm({
+  "core/steps/audit.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_system2();
+    init_libraries();
+    AUDIT_KEYS = reportKeys("entry", "append_failed");
+    AUDIT_LOCK_WAIT = 10;
+    AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
+    AUDIT_LINE_BYTES = 16 * 1024;
+    AUDIT_LIVE_LINES = String.raw`for a in "$f.rotating" "$f"; do [ ! -f "$a" ] || { cat -- "$a"; [ -z "$(tail -c 1 -- "$a")" ] || echo; }; done`;
+  }
+});
+
+// core/steps/tls.ts
+var TLS_KEYS, CA_DIR, CA_BUNDLE;
+var init_tls = __esm({
+  "core/steps/tls.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_nginx_config();
+    init_environment();
+    init_script();
+    init_libraries();
+    TLS_KEYS = reportKeys("certificate");
+    CA_DIR = "/usr/local/share/ops-pipeline";
+    CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
+  }
+});
+
+// core/steps/certs.ts
+function parseRenewal(result) {
+  const last = reported(result, CERTS_KEYS.renewal_last);
+  const [res, at2] = (last ?? "").split(" ");
+  return {
+    schedule: reported(result, CERTS_KEYS.renewal),
+    path: reported(result, CERTS_KEYS.renewal_path)?.trim(),
+    ...res ? { last: { result: res, ...at2 ? { at: at2 } : {} } } : {}
+  };
+}
+function parseCerts(result, now) {
+  const byPath = /* @__PURE__ */ new Map();
+  for (const line of reportedAll(result, LIBRARY_KEYS.cert)) {
+    const tab = line.indexOf("	");
+    if (tab < 0) continue;
+    const path = line.slice(0, tab);
+    const field = line.slice(tab + 1);
+    let c = byPath.get(path);
+    if (!c) byPath.set(path, c = { path, state: "ok", names: [] });
+    if (field === "missing" || field === "unreadable") c.state = field;
+    else if (field.startsWith("notAfter=")) {
+      const t = new Date(field.slice("notAfter=".length));
+      if (!Number.isNaN(t.getTime())) {
+        c.notAfter = t.toISOString();
+        c.daysLeft = Math.floor((t.getTime() - now.getTime()) / 864e5);
+      }
+    } else if (field.startsWith("serial=")) c.serial = field.slice("serial=".length).toUpperCase();
+    else if (field.startsWith("subject=")) c.subject = field.slice("subject=".length).trim();
+    else if (field.startsWith("issuer=")) c.issuer = field.slice("issuer=".length).trim();
+    else if (field.startsWith("DNS:")) c.names.push(field.slice("DNS:".length));
+    else if (field.startsWith("IP Address:")) c.names.push(field.slice("IP Address:".length));
+  }
+  return [...byPath.values()];
+}
+function certNameCovers(pattern, name2) {
+  const p = pattern.toLowerCase();
+  const n = name2.toLowerCase();
+  if (p === n) return true;
+  if (!p.startsWith("*.")) return false;
+  const dot = n.indexOf(".");
+  return dot > 0 && n.slice(dot + 1) === p.slice(2);
+}
+function judgeCertificate(env, cert, renewal = {}) {
+  const problems = [];
+  const warnings = [];
+  if (!cert) return { problems, warnings };
+  const renew = `ops certs ${env.name} --renew`;
+  if (cert.state !== "ok") {
+    problems.push(`TLS certificate ${cert.path} is ${cert.state}: nginx cannot serve the site over https with it (${cert.state === "missing" ? `ops provision ${env.name} gets one` : `${renew} makes a new one`})`);
+    return { problems, warnings };
+  }
+  const stopped = env.config.tls.mode === "letsencrypt" ? renewalStopped(renewal.schedule) ?? renewalBroken(env, renewal) : void 0;
+  const why = stopped ? `${stopped.what} (${stopped.fix}), so nothing renews it` : "renewal is failing";
+  const day = cert.notAfter?.slice(0, 10);
+  if (cert.daysLeft !== void 0) {
+    if (cert.daysLeft < 0) problems.push(`TLS certificate expired on ${day}: browsers refuse the site; ${why}: ${renew}`);
+    else if (cert.daysLeft < CERT_FAIL_DAYS) problems.push(`TLS certificate expires in ${cert.daysLeft} days (${day}): ${why} (${renew})`);
+    else if (cert.daysLeft < CERT_WARN_DAYS) warnings.push(`TLS certificate expires in ${cert.daysLeft} days (${day}): it should have been renewed by now${stopped ? `; ${why}` : ""} (${renew})`);
+    else if (stopped) warnings.push(`${stopped.what}: the certificate (${cert.daysLeft} days left, ${day}) will not be renewed; ${stopped.fix}`);
+  }
+  const domain = env.config.domain;
+  const covered = (name2) => cert.names.some((n) => certNameCovers(n, name2));
+  if (domain && cert.names.length && !covered(domain))
+    problems.push(`TLS certificate ${cert.path} names ${cert.names.join(", ")}, not ${domain}: browsers refuse the site as another's; ${renew} gets one for ${domain}`);
+  const lacking = cert.names.length ? env.config.aliases.filter((a) => !covered(a)) : [];
+  if (lacking.length)
+    problems.push(
+      `TLS certificate ${cert.path} does not name the alias${lacking.length > 1 ? "es" : ""} ${lacking.join(", ")} (it names ${cert.names.join(", ")}): browsers refuse https://${lacking[0]} instead of following its redirect to ${domain}; ops provision ${env.name} gets one that names ${lacking.length > 1 ? "them" : "it"} (certbot --expand)`
+    );
+  return { problems, warnings };
+}
+function renewalBroken(env, renewal) {
+  if (renewal.path)
+    return {
+      what: `certbot's renewal would fail: ${renewal.path}`,
+      fix: `${env.config.nginx.site_template ? `put {{acme_location}} in the port-80 server of the site template (nginx.site_template), or ` : ""}remove the server block that answers instead, then ops provision ${env.name}`
+    };
+  if (renewal.last && renewal.last.result !== "success")
+    return {
+      what: `certbot's last renewal run${renewal.last.at ? ` (${renewal.last.at})` : ""} failed (certbot.service: ${renewal.last.result})`,
+      fix: "why, on the host: sudo journalctl -u certbot.service -n 50; then sudo systemctl start certbot.service to try again"
+    };
+  return void 0;
+}
+function renewalStopped(renewal) {
+  if (!renewal) return void 0;
+  const fix = "sudo systemctl enable --now certbot.timer; ops provision does it too";
+  if (renewal === "none") return { what: "certbot's renewal is not scheduled (no certbot.timer, no /etc/cron.d/certbot)", fix: "ops provision sets it up" };
+  const [unit, active, enabled] = renewal.split(" ");
+  if (unit !== "certbot.timer") return void 0;
+  if (active !== "active") return { what: `certbot's renewal timer is not running (certbot.timer ${active || "unknown"})`, fix };
+  if (enabled && enabled !== "enabled" && enabled !== "static") return { what: `certbot's renewal timer stops at the next reboot (certbot.timer ${enabled})`, fix };
+  return void 0;
+}
+function siteName(env) {
+  return env.config.domain ?? "localhost";
+}
+function renewalCheck(env) {
+  return String.raw`if [ -d /run/systemd/system ]; then
+  ops_report ${CERTS_KEYS.renewal} "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true) $(systemctl is-enabled certbot.timer 2>/dev/null || true)"
+  rn_at=$(systemctl show certbot.service -p ExecMainExitTimestamp --value 2>/dev/null || true)
+  if [ -n "$rn_at" ] && [ "$rn_at" != n/a ]; then rn_at=$(date -u -d "$rn_at" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || true); else rn_at=''; fi
+  ops_report ${CERTS_KEYS.renewal_last} "$(systemctl show certbot.service -p Result --value 2>/dev/null || true) $rn_at"
+elif [ -f /etc/cron.d/certbot ]; then ops_report ${CERTS_KEYS.renewal} "cron /etc/cron.d/certbot"
+else ops_report ${CERTS_KEYS.renewal} "none"; fi
+# certbot validates every name of the certificate at each renewal (one HTTP-01 challenge per name): each is asked.
+rn_path=""; rn_names=(${certificateNames(env).map(quote).join(" ")})
+for rn_name in "${"$"}{rn_names[@]}"; do
+  rn_one=$(acme_path_problem "$rn_name" ${quote(env.layout.acmeWebroot)}); [ -z "$rn_one" ] || rn_path+="${"$"}{rn_path:+; }$rn_one"
+done
+ops_report ${CERTS_KEYS.renewal_path} "$rn_path"`;
+}
+var CERTS_KEYS, CERT_FAIL_DAYS, CERT_WARN_DAYS;
+var init_certs = __esm({
+  "core/steps/certs.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_libraries();
+    init_nginx_config();
+    init_tls();
+    init_system2();
+    CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last");
+    CERT_FAIL_DAYS = 7;
+    CERT_WARN_DAYS = 21;
+  }
+});
+
+// core/steps/history.ts
+function historyFunctions(env) {
+  const L = env.layout;
+  const settings = {
+    history_file: L.history,
+    releases_dir: L.releases,
+    records_dir: L.records,
+    current_link: L.current,
+    supervisor_conf_blue: L.supervisorConf("blue"),
+    supervisor_conf_green: L.supervisorConf("green"),
+    release_dir_pattern: RELEASE_DIR_PATTERN
+  };
+  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
+${HISTORY_FUNCTIONS}`;
+}
+var RELEASE_DIR_PATTERN;
+var init_history2 = __esm({
+  "core/steps/history.ts"() {
+    "use strict";
+    init_shell();
+    init_libraries();
+    RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
+  }
+});
+
+// core/steps/nginx.ts
+var init_nginx = __esm({
+  "core/steps/nginx.ts"() {
+    "use strict";
+    init_nginx_config();
+    init_shell();
+    init_script();
+    init_libraries();
+  }
+});
+
+// core/steps/nginx-gate.ts
+function gatePaths(env) {
+  const routes = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length);
+  const out = [];
+  for (const [name2, p] of Object.entries(env.config.programs)) {
+    for (const [prefix, program] of routes) {
+      if (program !== name2) continue;
+      const path = stripsPrefix(env, prefix) ? `${prefix}${p.health.replace(/^\//, "")}` : p.health;
+      if (!path.startsWith(prefix)) continue;
+      const taken = routes.find(([other]) => path.startsWith(other));
+      if (taken?.[1] !== name2) continue;
+      out.push({ program: name2, path });
+      break;
+    }
+  }
+  return out;
+}
+function gateSeconds(env) {
+  return gatePaths(env).length * (GATE_TRIES * (GATE_REQUEST_SECONDS + 1) + 2 * CHECK_LINE_SECONDS + GATE_REQUEST_SECONDS);
+}
+function visitorAddress() {
+  return String.raw`# Where visitors are: the address of this host the SSH connection reached (an IPv4 or IPv6 address, else 127.0.0.1),
+# from SSH_CONNECTION: sudo's env_reset drops it, so it is read from the first process above this one that has it
+# (the login's shell; root reads every process's environment).
+gate_conn=${"$"}{SSH_CONNECTION:-}; gate_pid=$$
+while [ -z "$gate_conn" ] && [ "$gate_pid" -gt 1 ] && read -r gate_stat 2>/dev/null < "/proc/$gate_pid/stat"; do
+  gate_conn=$(grep -zm 1 '^SSH_CONNECTION=' "/proc/$gate_pid/environ" 2>/dev/null | tr -d '\0') || true; gate_conn=${"$"}{gate_conn#SSH_CONNECTION=}
+  read -r -a gate_f <<< "${"$"}{gate_stat##*) }"; gate_pid=${"$"}{gate_f[1]}
+done
+read -r _ _ gate_at _ <<< "$gate_conn" || true
+if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~ ^[0-9a-fA-F:]+$ ]]; then gate_at_shown="[$gate_at]"; gate_at="[$gate_at]"; else gate_at=127.0.0.1; gate_at_shown=$gate_at; fi`;
+}
+function otherListenFiles(env, port2) {
+  return `gate_others=$(grep -lsE "^[^#]*listen[[:space:]]+([^;[:space:]]*:)?${port2}([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | grep -vxF ${quote(env.layout.nginxSiteEnabled)} | tr '\\n' ' ' || true)`;
+}
+function nginxServed(env, ask) {
+  const paths = gatePaths(env);
+  if (!paths.length) return 'gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_url=""; gate_proves=0; : no program is routed by nginx: nothing to ask it';
+  const L = env.layout;
+  const cert = certificatePaths(env);
+  const name2 = siteName(env);
+  const checkName = `$http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")}`;
+  const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
+  const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
+  const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
+  const ownFailure = `the release fails its health checks on its own ports too (see the health check problem): nginx passes on its failure; the error log line above says what nginx got (${L.nginxErrorLog})`;
+  const replaced = `nginx turns the release's error into another answer (an error_page with "=<code>", or proxy_intercept_errors with error_page, in ${template}), so visitors would get that page, not the release: keep the page but drop "=<code>" (its status stays the error) and fix the cause above; a release nginx cannot pass on never goes live`;
+  const notSite = [
+    quote(`another server block answers `),
+    `"$gate_at_shown:$gate_port"`,
+    quote(` for the site's name (one listening on that address, "listen <address>:<port>", is taken before the site's "listen <port>"; or a default_server, or the same server_name loaded first), in: `),
+    `"${"$"}{gate_others:-(no other file listens on port $gate_port: see nginx -T) }"`,
+    quote(`- remove it, or its listen/server_name, and reload nginx`)
+  ].join("");
+  const unlogged = `the site's own server block answered, but the location that serves it sets its own access_log (e.g. "access_log off;"), which replaces the site's logs there, so nginx keeps no record of which upstream answered: add the check log's line to that location in ${template}, "${checkLog(env)}", so that what serves it can be proven`;
+  const itself = `the site answers the health path without passing it to the release (a static file, "return", "try_files" before proxy_pass, or proxy_cache serving a stored copy) in ${template}, or in a file nginx loads for every site (a proxy_cache at the http level: nginx.conf, conf.d; nginx -T shows which): route it with proxy_pass http://${L.nginxUpstream("<program>")} (or {{locations}}), and bypass the cache for requests carrying ${CHECK_HEADER} (proxy_cache_bypass ${checkName}; proxy_no_cache ${checkName};), its key naming the live release ($${L.nginxReleaseVariable}) so that no page of the previous one is answered`;
+  const elsewhere = `the site passes the health path to another address than the slot's (its own upstream or proxy_pass) in ${template}: proxy_pass http://${L.nginxUpstream("<program>")} (the upstream the switch moves), or {{locations}}`;
+  const entries = (slot) => `gate_entries=(${paths.map((p) => quote(`${p.program} 127.0.0.1:${env.port(p.program, slot)} ${p.path}`)).join(" ")})`;
+  const chooseEntries = ask.slot === "live" ? `case "$live_slot" in blue) ${entries("blue")} ;; green) ${entries("green")} ;; *) gate_entries=() ;; esac` : entries(ask.slot);
+  const https = `gate_port=443; gate_opts=(-k --resolve ${quote(`${name2}:443:`)}"$gate_at"); gate_base=${quote(`https://${name2}`)}; gate_url=$gate_base`;
+  const http = `gate_port=80; gate_opts=(-H ${quote(`Host: ${env.config.domain ?? "127.0.0.1"}`)}); gate_base="http://$gate_at"; gate_url="http://$gate_at_shown"`;
+  const chooseScheme = !cert || ask.tls === false ? http : ask.tls === true ? https : `if [ -f ${quote(cert.cert)} ]; then ${https}; else ${http}; fi`;
+  const chooseProof = typeof ask.proves === "boolean" ? `gate_proves=${ask.proves ? 1 : 0}` : `gate_proves=0
+# shellcheck disable=SC2016 # nginx's variable, in the line looked for
+if grep -qsF -- ${quote(checkLog(env))} ${quote(L.nginxSiteEnabled)}; then gate_proves=1; fi`;
+  const ask1 = (path) => `gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} "${"$"}{gate_opts[@]}" -H "${CHECK_HEADER}: $gate_id" "$gate_base"${path} 2>/dev/null) || true`;
+  const lineOf = String.raw`gate_line=""
+      for _ in {1..${CHECK_LINE_SECONDS * 20}}; do
+        gate_line=$(tail -c +$(( gate_check_from + 1 )) ${quote(L.nginxCheckLog)} 2>/dev/null | grep -m 1 -F "$gate_id|") || true
+        [ -z "$gate_line" ] || break; sleep 0.05
+      done`;
+  return String.raw`# nginxServed: the health paths through nginx, as the site's visitors ask them, and who answered.
+gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_replaced=""; gate_line=""; gate_hint=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
+for gate_log in "${"$"}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
+${visitorAddress()}
+${chooseEntries}
+${chooseScheme}
+${chooseProof}
+gate_check_from=$(stat -c %s ${quote(L.nginxCheckLog)} 2>/dev/null || echo 0)
+gate_nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); gate_n=0
+for gate_p in "${"$"}{gate_entries[@]}"; do
+  read -r gate_program gate_addr gate_path <<< "$gate_p"; gate_code=""
+  for gate_try in {1..${GATE_TRIES}}; do
+    gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
+    ${ask1('"$gate_path"')}
+    case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || sleep 0.3 ;; *) break ;; esac
+  done
+  case $gate_code in
+    5??) gate_fail+="${"$"}{gate_fail:+, }GET $gate_path (program $gate_program): $gate_code" ;;
+    ""|000) ;;
+    *)
+      [ "$gate_proves" = 1 ] || continue
+      # nginx's own line for this request (checkLog): which upstream answered, with what.
+      ${lineOf}
+      IFS='|' read -r _ gate_status gate_ustatus gate_uaddr gate_cache <<< "$gate_line"
+      # nginx logs an empty variable as "-" (no cache on that location).
+      [ "$gate_cache" != - ] || gate_cache=""
+      # The last upstream tried (after ", " retries and " : " internal redirects).
+      gate_ustatus=${"$"}{gate_ustatus// : /, }; gate_ustatus=${"$"}{gate_ustatus##*, }
+      gate_uaddr=${"$"}{gate_uaddr// : /, }; gate_uaddr=${"$"}{gate_uaddr##*, }
+      gate_what="GET $gate_path (program $gate_program): nginx answered $gate_code"
+      if [ -z "$gate_line" ]; then
+        # No line: the site's own server block (its server-level logs record /.ops/slot, whatever answers it) or another.
+        gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
+        ${ask1("/.ops/slot")}
+        ${lineOf}
+        if [ -n "$gate_line" ]; then
+          # shellcheck disable=SC2016 # nginx's variable, written as the fix says it
+          gate_unlogged+="${"$"}{gate_unlogged:+; }$gate_what, "${quote(unlogged)}
+        else
+          ${otherListenFiles(env, "$gate_port")}
+          gate_taken="$gate_what, not from this site's server block: "${notSite}
+          gate_wrong+="${"$"}{gate_wrong:+; }$gate_taken"
+        fi
+      elif [ "$gate_uaddr" = - ] || [ -z "$gate_uaddr" ]; then
+        # shellcheck disable=SC2016 # nginx's variables, written as the fix says them
+        gate_wrong+="${"$"}{gate_wrong:+; }$gate_what itself, from no upstream${"$"}{gate_cache:+ (cache: $gate_cache)}: "${quote(itself)}
+      elif [ "$gate_uaddr" != "$gate_addr" ]; then
+        gate_wrong+="${"$"}{gate_wrong:+; }$gate_what from $gate_uaddr, not from the slot's port $gate_addr: "${quote(elsewhere)}
+      elif [ "$gate_ustatus" != "$gate_status" ]; then
+        gate_fail+="${"$"}{gate_fail:+, }$gate_what, but the release answered $gate_ustatus ($gate_uaddr)"; gate_replaced=1
+      fi ;;
+  esac
+done
+if [ -n "$gate_fail" ]; then
+  # What nginx wrote about it since: the last line naming an upstream (the site's own log first).
+  gate_line=""; gate_i=0
+  for gate_log in "${"$"}{gate_logs[@]}"; do
+    [ -n "$gate_line" ] || gate_line=$(tail -c +$(( ${"$"}{gate_from[$gate_i]} + 1 )) "$gate_log" 2>/dev/null | grep -F upstream | tail -n 1) || true
+    gate_i=$(( gate_i + 1 ))
+  done
+  gate_line=${"$"}{gate_line:0:400}; gate_line=${"$"}{gate_line//[^[:print:]]/?}
+  case $gate_line in
+    *"too big header"*) gate_hint=${quote(tooBig)} ;;
+    *) gate_hint=${ask.healthFailed ? `$([ ${ask.healthFailed} = 1 ] && printf %s ${quote(ownFailure)} || printf %s ${quote(other)})` : quote(other)} ;;
+  esac
+  [ -z "$gate_replaced" ] || gate_hint=${quote(replaced)}"; the cause: $gate_hint"
+fi`;
+}
+function nameClaims(env, dump, out) {
+  const names = siteNames(env);
+  if (!names.length) return `${out}=""`;
+  const field = (i) => i === 0 ? "domain" : `aliases[${i - 1}]`;
+  const awk = String.raw`BEGIN { n = split(names, w, " "); for (i = 1; i <= n; i++) want[w[i]] = i }
+/^# configuration file / { file = substr($0, 22); sub(/:$/, "", file); next }
+{
+  line = $0; sub(/#.*/, "", line); gsub(/[;{}]/, " ; ", line)
+  k = split(line, t, /[ \t]+/)
+  for (j = 1; j <= k; j++) {
+    x = t[j]; if (x == "") continue
+    if (in_names) { if (x == ";") { in_names = 0; continue }; x = tolower(x); sub(/\.$/, "", x); if ((x in want) && !(x in first)) first[x] = file }
+    else if (x == "server_name") in_names = 1
+  }
+}
+END { for (i = 1; i <= n; i++) if ((w[i] in first) && first[w[i]] != own) print i "\t" w[i] "\t" first[w[i]] }`;
+  const fields = `claim_fields=(${names.map((_, i) => quote(field(i))).join(" ")})`;
+  return String.raw`# Does another file give one of the site's names a server block, loaded before the site's own? nginx gives the name to it.
+${out}=""; ${fields}
+while IFS=$'\t' read -r claim_i claim_name claim_file; do
+  [ -n "$claim_name" ] || continue
+  ${out}+="${"$"}{${out}:+; }$claim_name (${"$"}{claim_fields[claim_i-1]}) is a server_name of $claim_file, which nginx loads before ${env.config.app}'s site: nginx gives each name to the first server block that lists it (\"conflicting server name\"), so that file takes its visitors"
+done < <(printf '%s\n' "$${dump}" | awk -v names=${quote(names.join(" "))} -v own=${quote(env.layout.nginxSiteEnabled)} ${quote(awk)})`;
+}
+var GATE_REQUEST_SECONDS, GATE_TRIES, CHECK_LINE_SECONDS;
+var init_nginx_gate = __esm({
+  "core/steps/nginx-gate.ts"() {
+    "use strict";
+    init_shell();
+    init_nginx_config();
+    init_environment();
+    init_certs();
+    init_libraries();
+    GATE_REQUEST_SECONDS = 3;
+    GATE_TRIES = 3;
+    CHECK_LINE_SECONDS = 1;
+  }
+});
+
+// core/steps/switch.ts
+function probes(env, slot) {
+  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
+}
+function programPorts(env, slot) {
+  return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
+}
+var PYTHON_MARK, NODE_BIN_MARK, MARKED_RUNTIMES, PREVIOUS_KEYS, SLOT_LOOK_SECONDS, RELOAD_BACK_SECONDS, SWITCH_THEN_SECONDS, SWITCH_KEYS, ROLLBACK_KEYS;
+var init_switch = __esm({
+  "core/steps/switch.ts"() {
+    "use strict";
+    init_environment();
+    init_placeholders();
+    init_errors();
+    init_layout();
+    init_types();
+    init_shell();
+    init_supervisor();
+    init_history2();
+    init_nginx();
+    init_nginx_config();
+    init_certs();
+    init_nginx_gate();
+    init_script();
+    init_libraries();
+    init_masks();
+    PYTHON_MARK = "/@@ops-python@@";
+    NODE_BIN_MARK = "/@@ops-node-bin@@";
+    MARKED_RUNTIMES = { python: PYTHON_MARK, node: `${NODE_BIN_MARK}/node`, npm: `${NODE_BIN_MARK}/npm` };
+    PREVIOUS_KEYS = reportKeys("previous_back");
+    SLOT_LOOK_SECONDS = 6;
+    RELOAD_BACK_SECONDS = 11;
+    SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
+    SWITCH_KEYS = reportKeys("switched");
+    ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
+  }
+});
+
+// core/steps/lock.ts
+function lockStatus(env) {
+  return {
+    name: "lock status",
+    as: "login",
+    timeout: 30,
+    quiet: true,
+    script: `${CONNECTION_FUNCTIONS}
+${reportProvisioned(env, "login")}
+lock=${quote(env.layout.lock)}
+${LOCK_STATE}
+${QUEUE_LOOK}
+${REPORT_QUEUE}
+${REPORT_HOLDER}`
+  };
+}
+function parseLock(result) {
+  const holder = {};
+  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
+    const eq = line.indexOf("=");
+    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  const queue = [];
+  for (const line of reportedAll(result, LOCK_KEYS.queued)) {
+    const m = /^(\d+) ([^=]+)=(.*)$/.exec(line);
+    if (m) (queue[Number(m[1]) - 1] ??= {})[m[2]] = m[3];
+  }
+  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder, queue: queue.filter(Boolean) };
+}
+function describeHolder(h) {
+  const ago = /^\d+$/.test(h.age ?? "") ? `, ${duration(Number(h.age))} ago` : "";
+  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}${ago}` : ""})`;
+  if (h.queued === "first") return `${describeWaiter(h)}, first in the lock's queue (it takes the lock now)`;
+  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${ago}${h.run ? ` (${h.run})` : ""}`;
+}
+function describeWaiter(h) {
+  return `a ${h.operation || "unknown"} run by ${h.actor || "unknown"}, queued ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
+}
+function describeQueue(lock2) {
+  const q = lock2.queue ?? [];
+  return q.length ? `; ${q.length} run${q.length > 1 ? "s" : ""} queued behind it, in the order they take the lock: ${q.map((w, i) => `${i + 1}. ${describeWaiter(w)}${i === 0 ? " (next)" : ""}`).join(", ")}` : "";
+}
+function staleReason(lock2) {
+  if (lock2.state !== "stale") return "";
+  if (lock2.holder.rebooted) return " (the host has rebooted since it was taken)";
+  if (lock2.holder.silent) return ` (its SSH connection is still open there but has sent nothing for ${lock2.holder.silent}s: its runner went away with its network)`;
+  return "";
+}
+function unseenReason(lock2) {
+  return lock2.holder.unseen ? ` (whether its run is still connected cannot be told: ${lock2.holder.unseen}; with sudo for the login without a password it can be)` : "";
+}
+var LOCK_KEYS, HOLDER_SILENT_SECONDS, LOCK_STATE, REPORT_HOLDER, LET_GO, HOLDER_RUN, MARK_BROKEN, QUEUE_LOOK, LOCK_QUEUE, OUTLIVE_RUNNER, REPORT_QUEUE;
+var init_lock = __esm({
+  "core/steps/lock.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_libraries();
+    init_audit();
+    init_system2();
+    init_switch();
+    init_status();
+    LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back", "live_seen", "premise_changed", "queued");
+    HOLDER_SILENT_SECONDS = 60;
+    LOCK_STATE = String.raw`for _ in 1 2 3; do
+lock_state=free; lock_info=
+for lock_try in 1 2 3; do
+  if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
+  # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
+  # it cannot be taken (the rename onto it fails), so it reads stale, for ops lock release to remove.
+  [ -e "$lock" ] || [ -L "$lock" ] || break
+  if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
+done
+lock_rebooted=; lock_silent=; lock_unseen=
+if [ "$lock_state" = stale ]; then
+  pid=; start=; boot=
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$lock_info"
+  lock_boot=; boot_id lock_boot
+  if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
+  elif [ -n "$pid" ] && [ -n "$start" ]; then
+    lock_seen=0; lock_start=$(proc_seen_start "$pid") || lock_seen=$?
+    if [ "$lock_start" = "$start" ]; then lock_state=held
+    # Hidden from this login (hidepid), sudo -n refused: never called stale on what it cannot see.
+    elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
+  fi
+fi
+# A holder gone between reading the details and looking at its process may have let go of the lock meanwhile (a run
+# releases, then its connection ends): stale only if the same details are still there, else looked at afresh.
+if [ "$lock_state" != stale ] || [ -z "$lock_info" ]; then break; fi
+lock_again=; if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_again <&"$lock_fd" || true; exec {lock_fd}<&-; lock_again=${"$"}{lock_again%$'\n'}; fi
+if [ "$lock_again" = "$lock_info" ]; then break; fi
+done
+# A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
+if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
+    REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
+if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
+elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
+# Its age by the host's clock (its details written when it was taken; else its directory's): whatever the runner's.
+if [ "$lock_state" != free ] && lock_taken=$(stat -c %Y "$lock/info" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null); then printf -v lock_now '%(%s)T' -1; ops_report ${LOCK_KEYS.holder} "age=$(( lock_now - lock_taken ))"; fi
+[ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
+[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
+[ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
+    LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/null; lock_kept=
+if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
+elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${"$"}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
+    HOLDER_RUN = String.raw`holder_run=; while IFS= read -r l; do case $l in run_id=*) holder_run=${"$"}{l#run_id=} ;; broken_run_id=*) holder_run=; break ;; esac; done 2>/dev/null < "$lock/info" || true`;
+    MARK_BROKEN = String.raw`if [ -f "$lock/info" ] && ! sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null; then
+  mark_err=$({ printf 'broken_run_id=\n' >> "$lock/info"; } 2>&1) || { echo "cannot mark the lock in $lock/info as released by force: ${"$"}{mark_err##*: } (a full disk? free some space there); nothing was stopped or removed" >&2; exit 1; }
+fi`;
+    QUEUE_LOOK = String.raw`lock_queue="$lock.queue"; lock_ticket=; ahead_info=; ahead_ticket=
+# ticket_live TICKET: 0, ahead_info set to its lines, when the waiter holding it is live (LOCK_STATE's test); 1 when
+# it is dead; 2 when it cannot be read (let go of meanwhile).
+ticket_live() {
+  local line pid='' start='' boot='' now_boot='' seen=0 got silent
+  ahead_info=$(cat "$1" 2>/dev/null) || return 2
+  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$ahead_info"
+  boot_id now_boot
+  # Dead: of another boot, its process gone (or another with its pid), its connection silent (LOCK_STATE's test).
+  if { [ -z "$boot" ] || [ -z "$now_boot" ] || [ "$boot" = "$now_boot" ]; } && [ -n "$pid" ] && [ -n "$start" ]; then
+    got=$(proc_seen_start "$pid") || seen=$?
+    if [ "$got" = "$start" ] || [ "$seen" = 2 ]; then
+      if ! silent=$(conn_silent "$pid") || [ "$silent" -lt ${HOLDER_SILENT_SECONDS} ]; then return 0; fi
+    fi
+  fi
+  return 1
+}
+# queue_ahead sweep|look: the first live ticket before this step's, ahead_ticket its path; a dead one before it is
+# removed on the way (sweep: a run taking the lock; not by a look, ops lock status, which changes nothing).
+queue_ahead() {
+  local t live
+  for t in "$lock_queue"/*; do
+    [ "$t" != "$lock_ticket" ] || return 1
+    [ -f "$t" ] || continue
+    live=0; ticket_live "$t" || live=$?
+    # shellcheck disable=SC2034 # ahead_ticket: read by REPORT_QUEUE
+    if [ "$live" = 0 ]; then ahead_ticket=$t; return 0; fi
+    [ "$live" = 2 ] || [ "$1" = look ] || rm -f "$t"
+  done
+  return 1
+}
+# queue_first sweep|look: the lock free (lock_state free), a live waiter queued before this step takes it first: the lock
+# reads held by that waiter (its details, queued=first). The one rule for a run taking the lock and for a look at it.
+queue_first() {
+  queue_ahead "$1" || return 1
+  lock_state=held; lock_info="$ahead_info"$'\n'queued=first; lock_rebooted=; lock_silent=; lock_unseen=
+}`;
+    LOCK_QUEUE = String.raw`${QUEUE_LOOK}
+queue_join() {
+  [ -z "$lock_ticket" ] || return 0
+  local qfd seq=0 err queued_at
+  TZ=UTC0 printf -v queued_at '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${"$"}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
+    rm -f "$lock_queue/.new.$$"; echo "cannot queue for the lock in $lock_queue: ${"$"}{err:-no space left?}" >&2; exit 1
+  fi
+  lock_ticket="$lock_queue/${"$"}{err##*$'\n'}"; trap queue_leave EXIT
+}
+queue_leave() { [ -z "$lock_ticket" ] || rm -f "$lock_ticket"; lock_ticket=; trap - EXIT; }`;
+    OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
+ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
+    REPORT_QUEUE = String.raw`[ "$lock_state" != free ] || queue_first look || true
+queue_n=0
+for t in "$lock_queue"/*; do
+  if [ ! -f "$t" ] || [ "$t" = "$ahead_ticket" ] || [ "$lock_state" = free ] || ! ticket_live "$t"; then continue; fi
+  queue_n=$(( queue_n + 1 ))
+  while IFS= read -r line; do case $line in holder_*) ;; *) ops_report ${LOCK_KEYS.queued} "$queue_n $line" ;; esac; done <<< "$ahead_info"
+done`;
+  }
+});
+
+// core/steps/programs.ts
+function processRelease(env, envRelease, cwd) {
+  if (envRelease) return envRelease;
+  const prefix = `${env.layout.releases}/`;
+  return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
+}
+function parseProcReports(env, r) {
+  const parse2 = (line, withTree) => {
+    const f = line.split("	");
+    const [slot = "", program = "", pid = "0"] = f;
+    const rest = withTree ? f.slice(4) : f.slice(3);
+    const [envRelease = "", cwd = "", ...command2] = rest;
+    return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, ...withTree && f[3] === "own" && { leftover: true }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
+  };
+  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse2(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse2(l, true)) };
+}
+function describeProcess(p) {
+  if (!p.pid) return "a listening socket ss names no process for";
+  return `pid ${p.pid}${p.command ? ` (${p.command})` : ""} running ${p.release || "an unknown release"}`;
+}
+function foreignListeners(listeners, slot) {
+  return listeners.filter((x) => x.slot === slot && !x.supervised && !x.leftover);
+}
+function leftoverListeners(listeners, slot) {
+  return listeners.filter((x) => x.slot === slot && x.leftover);
+}
+function unescapeXml(s) {
+  return s.replace(
+    /&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-fA-F]+);/g,
+    (m) => m.startsWith("&#x") ? String.fromCodePoint(parseInt(m.slice(3, -1), 16)) : m.startsWith("&#") ? String.fromCodePoint(Number(m.slice(2, -1))) : XML_ENTITIES[m] ?? m
+  );
+}
+function parseProcessInfo(xml) {
+  const out = [];
+  for (const struct of xml.split("<struct>").slice(1)) {
+    const body = struct.split("</struct>")[0];
+    const rec = {};
+    for (const m of body.matchAll(/<member>\s*<name>([^<]*)<\/name>\s*<value>\s*(?:<(\w+)>([^<]*)<\/\2>|<(\w+)\s*\/>|([^<]*))\s*<\/value>\s*<\/member>/g)) {
+      rec[m[1]] = unescapeXml(m[3] ?? m[5] ?? "");
+    }
+    out.push(rec);
+  }
+  return out;
+}
+function programStates(env, records, liveSlot) {
+  const app = env.config.app;
+  const states = [];
+  for (const r of records) {
+    const slot = r.group === `${app}-blue` ? "blue" : r.group === `${app}-green` ? "green" : void 0;
+    if (!slot) continue;
+    const program = (r.name ?? "").slice(`${app}-${slot}-`.length);
+    if (!env.config.programs[program]) continue;
+    const now = Number(r.now);
+    const since = r.statename === "RUNNING" || r.statename === "STARTING" ? Number(r.start) : Number(r.stop);
+    states.push({
+      program,
+      slot,
+      live: slot === liveSlot,
+      state: r.statename ?? "UNKNOWN",
+      pid: Number(r.pid) > 0 ? Number(r.pid) : void 0,
+      seconds: now > 0 && since > 0 && now >= since ? now - since : void 0,
+      started: (r.statename === "RUNNING" || r.statename === "STARTING") && Number(r.start) > 0 ? Number(r.start) : void 0,
+      // For RUNNING and STOPPED, supervisor's description is a pid/uptime or a date: shown as numbers instead.
+      description: r.spawnerr || (["RUNNING", "STOPPED", "STARTING", "STOPPING"].includes(r.statename ?? "") ? "" : r.description ?? "")
+    });
+  }
+  const order = Object.keys(env.config.programs);
+  return states.sort((a, b) => Number(b.live) - Number(a.live) || a.slot.localeCompare(b.slot) || order.indexOf(a.program) - order.indexOf(b.program));
+}
+var XML_ENTITIES;
+var init_programs = __esm({
+  "core/steps/programs.ts"() {
+    "use strict";
+    init_types();
+    init_libraries();
+    XML_ENTITIES = { "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&apos;": "'" };
+  }
+});
+
+// core/steps/facts.ts
+var FACTS_KEYS;
+var init_facts = __esm({
+  "core/steps/facts.ts"() {
+    "use strict";
+    init_types();
+    init_shell();
+    init_system2();
+    FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "shell", "ssh_rc", "forced", "sudo", "max_sessions", "footprint");
+  }
+});
+
+// core/steps/release.ts
+function releaseSummary(id, json) {
+  let meta = {};
+  let unreadable;
+  try {
+    meta = JSON.parse(json || "{}");
+  } catch {
+    unreadable = true;
+  }
+  return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
+}
+function nginxMasked(state) {
+  return NGINX_MASKED.includes(state.nginxStopped);
+}
+var RELEASE_KEYS, NGINX_MASKED, PREFLIGHT_KEYS;
+var init_release = __esm({
+  "core/steps/release.ts"() {
+    "use strict";
+    init_environment();
+    init_types();
+    init_shell();
+    init_nginx_config();
+    init_siblings();
+    init_nginx_gate();
+    init_history2();
+    init_switch();
+    init_script();
+    init_facts();
+    init_system2();
+    init_libraries();
+    init_masks();
+    RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
+    NGINX_MASKED = ["masked", "masked-runtime"];
+    PREFLIGHT_KEYS = reportKeys("nginx_stopped");
+  }
+});
+
+// core/steps/database.ts
+function databaseVariables(env) {
+  return Object.keys(env.config.env ?? {}).filter((k) => /(^|_)(DATABASE|DB|POSTGRES|POSTGRESQL|PG)_?(URL|URI|DSN)$/i.test(k) || /^PG(HOST|PORT)$/.test(k));
+}
+function databaseProbeShell(env, environ) {
+  const vars = databaseVariables(env);
+  if (!vars.length) return void 0;
+  return `{ ! command -v python3 >/dev/null 2>&1 || timeout ${DB_PROBE_MAX * DB_PROBE_SECONDS * 2 + 2} python3 -c ${quote(DB_PROBE_PY)} ${environ} ${vars.map(quote).join(" ")} 2>/dev/null || true; }`;
+}
+function parseDatabaseProbes(lines) {
+  return lines.flatMap((l) => {
+    const [variable, address2, verdict, ...rest] = l.split("	");
+    if (!variable || !verdict || !["answers", "refused", "timeout", "unresolved", "other", "error", "unreadable"].includes(verdict)) return [];
+    return [{ variable, address: address2 ?? "", verdict, detail: rest.join(" ") }];
+  });
+}
+function databaseProblem(p) {
+  const at2 = `PostgreSQL at ${p.address} (${p.variable} of the live release's .env)`;
+  const check = `check the database server (systemctl status postgresql there; pg_isready -h HOST -p PORT from this host), the firewall between them, and that ${p.variable} names the right host and port (ops secrets show, then ops deploy with the right one)`;
+  switch (p.verdict) {
+    case "answers":
+      return void 0;
+    case "refused":
+      return `${at2} refused the connection${p.detail ? ` (${p.detail})` : ""}: nothing listens there (PostgreSQL stopped, or on another port/address: its listen_addresses and port); ${check}`;
+    case "timeout":
+      return `${at2} did not answer within ${DB_PROBE_SECONDS}s (connection timed out): the server is down or a firewall drops the traffic; ${check}`;
+    case "unresolved":
+      return `${at2}: the host name does not resolve on this host (${p.detail}); ${check}`;
+    case "other":
+      return `${at2}: something accepts connections there, but not PostgreSQL (no answer to its SSLRequest${p.detail ? `: ${p.detail}` : ""}): ${check}`;
+    case "unreadable":
+      return `${p.variable} of the live release's .env is not a database URL with a valid host and port: set it right (ops secrets set, or the env setting) and deploy`;
+    default:
+      return `${at2} cannot be reached: ${p.detail || "connection failed"}; ${check}`;
+  }
+}
+function databaseAnswers(ps) {
+  const where = [...new Set(ps.map((p) => p.address))].join(", ");
+  return `PostgreSQL at ${where} answers from this host: if the health check's failure is the database's, it is past the connection (a wrong password after a rotation: the live release's .env keeps the old one until ops deploy; a role or database dropped or renamed; pg_hba.conf refusing this host): the health check's words above say which`;
+}
+var DB_PROBE_SECONDS, DB_PROBE_MAX, DB_PROBE_PY;
+var init_database = __esm({
+  "core/steps/database.ts"() {
+    "use strict";
+    init_shell();
+    DB_PROBE_SECONDS = 3;
+    DB_PROBE_MAX = 3;
+    DB_PROBE_PY = String.raw`import os, socket, sys
+from urllib.parse import urlsplit, parse_qs, unquote
+T = ${DB_PROBE_SECONDS}
+try:
+    data = open(sys.argv[1], "rb").read()
+except OSError as e:
+    sys.exit(0)
+env = {}
+for rec in data.split(b"\0"):
+    k, sep, v = rec.partition(b"=")
+    if sep:
+        env[k.decode("utf-8", "replace")] = v.decode("utf-8", "replace")
+def clean(s):
+    return "".join(c if c.isprintable() and c not in "\t" else "?" for c in s)[:200]
+def addresses(name, value):
+    if name == "PGHOST" or name == "PGPORT":
+        hosts = (env.get("PGHOST") or "").split(",")
+        ports = (env.get("PGPORT") or "").split(",")
+    else:
+        u = urlsplit(value)
+        if not u.scheme.startswith("postgres"):
+            return None
+        q = parse_qs(u.query)
+        netloc = u.netloc.rpartition("@")[2]
+        hosts, ports = [], []
+        for part in netloc.split(","):
+            p = urlsplit("//" + part)
+            hosts.append(unquote(p.hostname or ""))
+            ports.append(str(p.port or ""))
+        if q.get("host"):
+            hosts = q["host"][-1].split(",")
+        if q.get("port"):
+            ports = q["port"][-1].split(",")
+    out = []
+    for i, h in enumerate(hosts):
+        port = ports[i] if i < len(ports) else (ports[-1] if len(ports) == 1 else "")
+        port = int(port or 5432)
+        out.append((h or "/var/run/postgresql", port))
+    return out
+def probe(h, port):
+    try:
+        if h.startswith("/"):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(T)
+            s.connect("%s/.s.PGSQL.%d" % (h, port))
+        else:
+            s = socket.create_connection((h, port), timeout=T)
+        with s:
+            s.settimeout(T)
+            s.sendall(b"\0\0\0\x08\x04\xd2\x16\x2f")
+            b = s.recv(1)
+        if b in (b"S", b"N"):
+            return ("answers", "")
+        return ("other", "it closed the connection without a word" if not b else "")
+    except ConnectionRefusedError:
+        return ("refused", "")
+    except FileNotFoundError:
+        return ("refused", "no socket")
+    except socket.timeout:
+        return ("timeout", "")
+    except socket.gaierror as e:
+        return ("unresolved", clean(str(e.strerror or e)))
+    except OSError as e:
+        return ("error", clean(str(e.strerror or e)))
+seen, n = set(), 0
+names = sys.argv[2:]
+if "PGHOST" in names and "PGPORT" in names:
+    names.remove("PGPORT")
+for name in names:
+    value = env.get(name)
+    if not value:
+        continue
+    try:
+        addrs = addresses(name, value)
+    except ValueError:
+        print("%s\t\tunreadable\tnot a URL with a valid host and port" % name)
+        continue
+    for h, port in addrs or []:
+        where = ("%s/.s.PGSQL.%d" % (h, port)) if h.startswith("/") else ("[%s]:%d" % (h, port) if ":" in h else "%s:%d" % (h, port))
+        if where in seen or n >= ${DB_PROBE_MAX}:
+            continue
+        seen.add(where)
+        n += 1
+        verdict, detail = probe(h, port)
+        print("%s\t%s\t%s\t%s" % (name, clean(where), verdict, detail))
+`;
+  }
+});
+
+// core/steps/status.ts
+function nginxRouteShell(env) {
+  const L = env.layout;
+  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
+  const cert = env.config.tls.mode !== "off" ? certificatePaths(env) : void 0;
+  const name2 = siteName(env);
+  const https = cert ? `
+if [ -f ${quote(cert.cert)} ]; then ops_report ${STATUS_KEYS.nginx_slot_https} "$(${LOCAL_CURL} -sk --max-time 2 --resolve ${quote(`${name2}:443:127.0.0.1`)} ${quote(`https://${name2}/.ops/slot`)} 2>/dev/null | head -c 32 | tr -d '
+' || true)"; fi` : "";
+  return String.raw`if [ -f ${quote(L.nginxUpstreams)} ]; then
+  while read -r name addr; do ops_report ${STATUS_KEYS.upstream} "$name $addr"; done < <(awk '$1 == "upstream" { name = $2 } $1 == "server" && name != "" { a = $2; sub(/;$/, "", a); print name, a } $1 == "}" { name = "" }' ${quote(L.nginxUpstreams)} 2>/dev/null)
+else ops_report ${STATUS_KEYS.upstream} missing; fi
+ops_report ${STATUS_KEYS.nginx_slot} "$(${LOCAL_CURL} -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"${https}`;
+}
+function siteProbe(env) {
+  const name2 = siteName(env);
+  if (env.config.tls.mode === "off") {
+    return { url: "http://127.0.0.1/", args: [...env.config.domain ? ["-H", `Host: ${env.config.domain}`] : [], "http://127.0.0.1/"] };
+  }
+  return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
+}
+function healthShell(env, slot) {
+  return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then health_failed=0; ops_report ${STATUS_KEYS.health} ok; else
+  health_failed=1; ops_report ${STATUS_KEYS.health} "$(printf '%s' "$UNHEALTHY" | ${maskText(env)})"
+fi`;
+}
+function servedShell(env) {
+  return String.raw`if [ -n "$cur" ] && { [ "$live_slot" = blue ] || [ "$live_slot" = green ]; }; then
+${nginxServed(env, { slot: "live", tls: "if-certificate", proves: "if-site-logs", healthFailed: '"${health_failed:-0}"' })}
+# A site without the check log, with ops's header and no record of ops's writing it, was written by an older ops.
+if [ "$gate_proves" = 0 ] && [ ! -s ${quote(writtenRecord(env.layout.nginxSite))} ] && [ "$(head -n1 ${quote(env.layout.nginxSite)} 2>/dev/null)" = ${quote(HEADER)} ]; then gate_proves=older; fi
+if [ -n "$gate_url" ]; then ops_report ${STATUS_KEYS.served_url} "$gate_url"; ops_report ${STATUS_KEYS.served_proof} "$gate_proves"; fi
+[ -z "$gate_fail" ] || ops_report ${STATUS_KEYS.served_fail} "$(printf '%s' "$gate_fail; nginx's error log: ${"$"}{gate_line:-(nothing about an upstream)}. $gate_hint" | ${maskText(env)})"
+[ -z "$gate_wrong" ] || ops_report ${STATUS_KEYS.served_wrong} "$gate_wrong"
+[ -z "$gate_unlogged" ] || ops_report ${STATUS_KEYS.served_unlogged} "$gate_unlogged"
+fi`;
+}
+function lastRunShell(env) {
+  return `while IFS= read -r line; do ops_report ${STATUS_KEYS.last_run} "$line"; done < <(${auditTail(env, LAST_RUN_LINES)} | cut -b 1-${LAST_RUN_BYTES})`;
+}
+function hostStatus(env) {
+  const L = env.layout;
+  const cert = certificatePaths(env);
+  const health = (slot) => healthShell(env, slot);
+  return {
+    name: "status",
+    as: "root",
+    timeout: 90 + gateSeconds(env),
+    quiet: true,
+    script: String.raw`${SYSTEM_FUNCTIONS}
+${probeLibrary(env)}
+${SUPERVISOR_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+${CERT_FUNCTIONS}
+${historyFunctions(env)}
+ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+${reportProvisioned(env)}
+cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
+ops_report ${STATUS_KEYS.current} "${"$"}{cur##*/}"
+# Its release.json as ops wrote it (its record's: release_record).
+if [ -n "$cur" ]; then release_record "${"$"}{cur##*/}"; if [ -f "$release_record/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$release_record/release.json")"; fi; fi
+live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
+ops_report ${STATUS_KEYS.slot} "$live_slot"
+${lastRunShell(env)}
+# The release a rollback would go to from here (rollback_previous, as the rollback's state read; read-only; with
+# several hosts the runner makes it the environment's one choice, as the rollback does: environmentRollback): what the
+# previous slot should keep warm.
+# And the releases that never went live (a deploy that failed or was interrupted before its switch).
+if [ -n "$cur" ]; then
+  rollback_to=$(rollback_previous "${"$"}{cur##*/}" 2>/dev/null) || true
+  ops_report ${STATUS_KEYS.rollback_to} "$([ "${"$"}{rollback_to%% *}" = ok ] && printf %s "${"$"}{rollback_to#ok }")"
+  ops_report ${STATUS_KEYS.never_live} "$(history_read 2>/dev/null; for r in $(release_ids 2>/dev/null); do release_went_live "$r" "${"$"}{cur##*/}" || printf '%s ' "$r"; done)"
+fi
+# nginx: running (its master process, found with or without the pid file: nginx_master), whether its pid file names
+# it, its configuration as nginx -t sees it, and "/" through it.
+if master=$(nginx_master); then
+  ops_report ${STATUS_KEYS.nginx} running
+  pid=""; read -r pid 2>/dev/null < /run/nginx.pid || true
+  if [ -z "$pid" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "missing $master"; elif [ "$pid" != "$master" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "stale $master"; fi
+else ops_report ${STATUS_KEYS.nginx} "stopped $(nginx_unit)"; fi
+# Whether nginx and supervisor start at the next boot (systemd; is-enabled's word, '' when it has none).
+if [ -d /run/systemd/system ]; then for unit in nginx supervisor; do ops_report ${STATUS_KEYS.boot_unit} "$unit $(systemctl is-enabled "$unit" 2>/dev/null)"; done; fi
+if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
+while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
+nginx_all=$(nginx -T 2>/dev/null) || nginx_all=""
+${slotPortLinesShell(env, `printf '%s
+' "$nginx_all"`)}
+if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${STATUS_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
+${inheritedCacheLinesShell(env, `printf '%s
+' "$nginx_all"`)}
+if [ -n "$nginx_cached" ]; then while IFS= read -r line; do ops_report ${STATUS_KEYS.nginx_cache} "$line"; done <<< "$nginx_cached"; fi
+${nameClaims(env, "nginx_all", "names_taken")}
+[ -z "$names_taken" ] || ops_report ${STATUS_KEYS.name_taken} "$names_taken"
+# The files ops writes whole from the settings that someone changed here since: the next provision or deploy replaces them.
+${hostChangedFiles(env).map((f) => `if ${notAsWritten(f, true)}; then ops_report ${STATUS_KEYS.host_changed} ${quote(f)}; fi`).join("\n")}
+ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
+ops_report ${STATUS_KEYS.site} "$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
+# Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
+${nginxRouteShell(env)}
+# supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
+if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
+  ops_report ${STATUS_KEYS.supervisor} running
+  ops_report ${STATUS_KEYS.supervisor_xml} "$(printf '%s' "$xml" | tr -d '\n')"
+  # When the live slot's programs started for their release (its supervisor file's time: startSlot touches it then)
+  # and when supervisord did: a live program started later than both restarted since (a crash after its health check).
+  live_conf=""; case "$live_slot" in blue) live_conf=${quote(L.supervisorConf("blue"))} ;; green) live_conf=${quote(L.supervisorConf("green"))} ;; esac
+  sd_pid=$(rpc supervisor.getPID); sd_up=""
+  if [[ $sd_pid =~ \<int\>([0-9]+)\</int\> ]]; then sd_up=$(ps -o etimes= -p "${"$"}{BASH_REMATCH[1]}" 2>/dev/null | tr -d ' ') || true; fi
+  if [ -n "$live_conf" ] && [ -f "$live_conf" ] && [[ $sd_up =~ ^[0-9]+$ ]]; then
+    printf -v sd_now '%(%s)T' -1
+    ops_report ${STATUS_KEYS.live_started} "$(stat -c %Y "$live_conf") $(( sd_now - sd_up ))"
+    # How each live program's process last ended before its current start, as supervisord logged it (its main log's
+    # last 64 KiB, readLog: wherever supervisord.conf puts it).
+    sd_log=$(rpc supervisor.readLog -65536 0)
+    case "$live_slot" in
+      blue) ${liveEnded(env, "blue")} ;;
+      green) ${liveEnded(env, "green")} ;;
+    esac
+  fi
+  # What each slot's processes run, read from the processes themselves, and who listens on the ports.
+  report_slot blue ${quote(L.supervisorGroup("blue"))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, "blue").map(quote).join(" ")}
+  report_slot green ${quote(L.supervisorGroup("green"))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, "green").map(quote).join(" ")}
+else
+  ops_report ${STATUS_KEYS.supervisor} "$(rpc_error "$xml")"
+fi
+# The deploys' health probes, on the live slot, one verdict per program.
+case "$live_slot" in
+  blue) ${health("blue")} ;;
+  green) ${health("green")} ;;
+esac
+# A failed health check: whether the app's PostgreSQL answers from here (never its password: host and port only).
+if [ "${"$"}{health_failed:-0}" = 1 ] && [ -n "$cur" ]; then
+  db_release=${quote(L.releases)}/"${"$"}{cur##*/}"; db_environ=${L.environ('"$db_release"')}; [ -f "$db_environ" ] || db_environ=${quote(L.legacyShared.environ)}
+  while IFS= read -r line; do ops_report ${STATUS_KEYS.db_probe} "$line"; done < <(${databaseProbeShell(env, '"$db_environ"') ?? ":"})
+fi
+# What the site's visitors get through nginx, and which upstream answered it (the switch's proof).
+${servedShell(env)}
+${cert ? `cert_info ${quote(cert.cert)}
+ops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"${env.config.tls.mode === "letsencrypt" ? `
+${renewalCheck(env)}` : ""}` : ": no TLS"}
+{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report ${STATUS_KEYS.disk} "$m $avail $size"; done
+${lockStatus(env).script}`
+  };
+}
+function bootUnits(env, r, nginxRunning, supervisorRunning, warn) {
+  for (const unit of ["nginx", "supervisor"]) {
+    const state = bootState(r, unit);
+    if (state === void 0 || STARTS_AT_BOOT.has(state) || !(unit === "nginx" ? nginxRunning : supervisorRunning)) continue;
+    const after = unit === "nginx" ? "nginx is not running and the site is down" : `supervisor is not running and no program of ${env.config.app} runs (the site answers 502)`;
+    warn(`${unit} runs, but is not enabled at boot (systemctl is-enabled ${unit}: ${state || "no answer"}): after the next reboot ${after} (sudo systemctl enable ${unit}, or run: ops provision ${env.name})`);
+  }
+}
+function bootState(r, unit) {
+  const line = reportedAll(r, STATUS_KEYS.boot_unit).find((l) => l.split(" ")[0] === unit);
+  return line === void 0 ? void 0 : line.slice(unit.length + 1);
+}
+function hostChangedFiles(env) {
+  const L = env.layout;
+  const idx = packageIndexPaths(env);
+  return [L.nginxSite, L.supervisorConf("blue"), L.supervisorConf("green"), idx.pipConf, idx.uvToml, idx.npmrc];
+}
+function duration(seconds3) {
+  const s = Math.max(0, Math.floor(seconds3));
+  if (s >= 86400) return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`;
+  if (s >= 3600) return `${Math.floor(s / 3600)}h ${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${s}s`;
+}
+function nginxMessages(lines) {
+  return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
+}
+function excerpt(body, redact = (t) => t) {
+  const t = maskedText(collapsedSpace(redact(body)), redact).replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?");
+  if (t.length <= BODY_EXCERPT_CHARS) return t;
+  const cut = t.slice(0, BODY_EXCERPT_CHARS);
+  return `${/\s/.test(t[BODY_EXCERPT_CHARS]) ? cut.trimEnd() : cut.replace(/[^\s/?&=;,:"'<>]*$/, "").trimEnd()}\u2026`;
+}
+function healthReasons(verdict, probeList, redact = (t) => t) {
+  const starts = probeList.map((probe) => ({ probe, at: verdict.indexOf(` ${probe} (`) })).filter((x) => x.at >= 0).sort((a, b) => a.at - b.at);
+  const out = /* @__PURE__ */ new Map();
+  starts.forEach(({ probe, at: at2 }, i) => {
+    const from = at2 + probe.length + 3;
+    const next = starts[i + 1];
+    let text = verdict.slice(from, next ? next.at : verdict.length).trimEnd();
+    if (next) text = text.replace(/,$/, "").replace(/; still waiting for$/, "");
+    out.set(probe, maskSecretLike(text.replace(/\)$/, "").replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said, body, hint = "") => `${said}${excerpt(body, redact)}${hint}`)));
+  });
+  return out;
+}
+function redeployLive(env, s, current) {
+  const sha = s.release?.sha || /-([0-9a-f]{12})$/.exec(current)?.[1] || "<live sha>";
+  return `ops deploy ${env.name} --ref ${sha} --force`;
+}
+function served(env, current, s, r, redact, problem, warn) {
+  const url = reported(r, STATUS_KEYS.served_url);
+  if (!url) return;
+  const mask = (t) => maskSecretLike(redact ? redact(t) : t);
+  const proven = reported(r, STATUS_KEYS.served_proof) === "1";
+  const wrong = reported(r, STATUS_KEYS.served_wrong);
+  const fail2 = reported(r, STATUS_KEYS.served_fail);
+  const unlogged = reported(r, STATUS_KEYS.served_unlogged);
+  const answered = s.nginx?.running !== false && s.site?.status !== 0;
+  s.served = { url, proven: proven && !unlogged, ok: answered && !wrong && !fail2 };
+  const who = `release ${current} (live slot ${s.slot})`;
+  if (wrong) problem(`what the site's visitors get (${url}) is not ${who}, which is current here: ${mask(wrong)}`);
+  if (fail2) problem(`nginx does not give the site's visitors what ${who} answers (${url}): ${mask(fail2)}`);
+  const older = reported(r, STATUS_KEYS.served_proof) === "older";
+  if (older) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} was written by an older ops (its header, and no record of this one writing it), before sites kept nginx's check log ("${checkLog(env)}"); the next deploy or provision writes it with it (now: ${redeployLive(env, s, current)}, or ops provision ${env.name})`);
+  else if (!proven) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ${redeployLive(env, s, current)} writes it again)`);
+  else if (unlogged) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: ${mask(unlogged)}`);
+}
+function nginxRoute(env, slot, r, redeploy, problem) {
+  const L = env.layout;
+  const fix = `${redeploy} writes it again`;
+  const lines = reportedAll(r, STATUS_KEYS.upstream);
+  if (lines.includes("missing")) problem(`nginx's upstreams file ${L.nginxUpstreams} is missing: nginx cannot reload or restart (${fix})`);
+  else if (lines.length) {
+    const servers = lines.map((l) => l.split(" ")).map(([name2 = "", address2 = ""]) => ({ name: name2, address: address2 }));
+    for (const program of Object.keys(env.config.programs)) {
+      const want = `127.0.0.1:${env.port(program, slot)}`;
+      const got = servers.filter((x) => x.name === L.nginxUpstream(program)).map((x) => x.address);
+      if (got.length === 1 && got[0] === want) continue;
+      const idle = `127.0.0.1:${env.port(program, otherSlot(slot))}`;
+      const where = got.length ? got.map((a) => a === idle ? `${a} (the previous slot, ${otherSlot(slot)})` : a).join(", ") : "nowhere (no upstream for it)";
+      problem(`nginx's upstreams file ${L.nginxUpstreams} sends ${program} to ${where}, not to the live slot ${slot} (${want}): from the reload that loaded it (or from the next), the site serves something other than the live release (${fix})`);
+    }
+  }
+  const loaded = reported(r, STATUS_KEYS.nginx_slot);
+  if ((loaded === "blue" || loaded === "green") && loaded !== slot)
+    problem(`nginx routes to slot ${loaded} (its /.ops/slot answers ${loaded}), not to the live slot ${slot}: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ${fix})`);
+  const viaHttps = reported(r, STATUS_KEYS.nginx_slot_https);
+  if ((loaded === "blue" || loaded === "green") && viaHttps !== void 0 && viaHttps !== "blue" && viaHttps !== "green")
+    problem(`over https, where the site's visitors are, nginx answers /.ops/slot with ${JSON.stringify(maskSecretLike(oneLine(viaHttps)))}, not a slot (over http: ${loaded}): another enabled site takes ${siteName(env)} on port 443 (nginx -t warns "conflicting server name"); remove the site no longer used, or its server_name, then reload nginx`);
+}
+function warmth(env, live, target, neverLive, programs, lock2, warn) {
+  const idle = otherSlot(live);
+  const loaded = programs.filter((p) => !p.live);
+  if (!loaded.length) {
+    if (target) warn(`no release is kept warm on the previous slot (${idle}: no program of it is loaded in supervisor): a rollback to ${target} would start it cold (a failed start that could not start it again, or a run interrupted during its start, leaves the slot so; the next good deploy keeps the release it replaces warm again)`);
+    return;
+  }
+  const stray = [...new Set(loaded.map((p) => p.release).filter((x) => Boolean(x) && neverLive.includes(x)))];
+  if (stray.length)
+    warn(`the previous slot (${idle}) runs ${stray.join(", ")}, a release that never went live (a deploy interrupted during its start leaves it running)${target ? `: a rollback would go to ${target} and start it cold there` : ""}; ${strayFix(env, lock2)}`);
+}
+function strayFix(env, lock2) {
+  if (lock2 === "stale") return `ops lock release ${env.name} stops it and puts back the release the slot held before (the run that started it is gone)`;
+  if (lock2 === "held") return "the run holding the lock stops it when it ends, unless it puts it live";
+  return `the next ops deploy ${env.name} (or ops rollback ${env.name}) stops it before it starts there, with what it left running outside supervisor (supervisorctl stop would leave a program that daemonised running)`;
+}
+function parseHostStatus(env, host, r, redact, rollbackTo, runnerTime) {
+  const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
+  const s = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
+  const problem = (p) => s.problems.push(p);
+  const warn = (w) => s.warnings.push(w);
+  s.provisioned = provisionedIn(r) !== false;
+  const current = reported(r, STATUS_KEYS.current) ?? "";
+  const slot = reported(r, STATUS_KEYS.slot);
+  s.slot = slot === "blue" || slot === "green" ? slot : void 0;
+  if (current) {
+    const { unreadable, ...release } = releaseSummary(current, reported(r, STATUS_KEYS.release_json) ?? "");
+    if (unreadable) warn(`release ${current} has an unreadable release.json`);
+    s.release = release;
+  } else if (s.provisioned) problem(`no release is live (run: ops deploy ${env.name})`);
+  const nginxTest = reportedAll(r, STATUS_KEYS.nginx_test);
+  s.nginx = { running: reported(r, STATUS_KEYS.nginx) === "running", configOk: reported(r, STATUS_KEYS.nginx_config) === "ok", messages: nginxMessages(nginxTest) };
+  if (!s.nginx.running) {
+    const unit = (reported(r, STATUS_KEYS.nginx) ?? "").split(" ")[1];
+    problem(
+      nginxMasked({ nginxStopped: unit }) ? `nginx is not running, and its unit is masked: the site is down, and deploys and rollbacks refuse until it may run (sudo systemctl unmask${unit === "masked-runtime" ? " --runtime" : ""} nginx && sudo systemctl start nginx)` : `nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)${unit === "disabled" ? "; it is not enabled at boot either (ops provision enables it)" : ""}`
+    );
+  }
+  bootUnits(env, r, s.nginx.running, reported(r, STATUS_KEYS.supervisor) === "running", warn);
+  const pidfile = reported(r, STATUS_KEYS.nginx_pidfile);
+  if (pidfile) {
+    const [how, master] = pidfile.split(" ");
+    warn(`nginx runs (master pid ${master}), but its pid file /run/nginx.pid ${how === "missing" ? "is missing" : "names another process"}: systemctl reload/stop nginx and nginx -s do not reach it (the next deploy writes it back)`);
+  }
+  if (!s.nginx.configOk) {
+    const first = s.nginx.messages.find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? nginxTest.find((l) => !/test failed/.test(l)) ?? "nginx -t failed";
+    problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, "")} \u2014 ${s.nginx.running ? "nginx keeps serving its last valid configuration, but a reload or restart will fail" : "nginx cannot start until it is fixed"}`);
+  } else for (const m of s.nginx.messages) warn(`nginx -t: ${m}`);
+  const taken = reported(r, STATUS_KEYS.name_taken);
+  if (taken) problem(`${taken} (fix: remove that server block or the name from its server_name, reload nginx; deploys refuse until then)`);
+  const pinned = slotPortsElsewhere(env, host.name, reportedAll(r, STATUS_KEYS.nginx_slot_port), "deploys refuse until it is fixed");
+  if (pinned) problem(`${pinned.message} (fix: ${pinned.hint})`);
+  const cached = cachesInherited(env, host.name, reportedAll(r, STATUS_KEYS.nginx_cache), "deploys refuse until it is fixed");
+  if (cached) problem(`${cached.message} (fix: ${cached.hint})`);
+  for (const f of reportedAll(r, STATUS_KEYS.host_changed))
+    warn(`${f} was changed on this host since ops wrote it: it serves as changed until the next ${f.startsWith("/etc/supervisor/") ? "start of a release on that slot (deploy, rollback)" : f.startsWith("/etc/nginx/") ? "provision or deploy" : "provision"}, which replaces it, keeping what it holds in ${HOST_OWN_BACKUPS}${f}.<time> (make the change in the environment's settings to keep it)`);
+  const code = Number(reported(r, STATUS_KEYS.site) || "0");
+  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, STATUS_KEYS.site_enabled) !== "no" };
+  if (current || s.provisioned) {
+    if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${env.layout.nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
+    else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
+    else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
+  }
+  if (current && s.slot) nginxRoute(env, s.slot, r, redeployLive(env, s, current), parseLock(r).state === "held" ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem);
+  if (current && s.slot) served(env, current, s, r, redact, parseLock(r).state === "held" ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem, warn);
+  const sup = reported(r, STATUS_KEYS.supervisor) ?? "";
+  if (sup === "running") {
+    s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ""), s.slot) };
+  } else {
+    const error2 = sup.trim() || "no answer";
+    s.supervisor = { running: false, error: error2, programs: [] };
+    const boot = bootState(r, "supervisor");
+    const fix = `no program of ${env.config.app} runs, and deploys and rollbacks refuse until it does (sudo systemctl start supervisor)${boot !== void 0 && !STARTS_AT_BOOT.has(boot) ? `; it is not enabled at boot either (sudo systemctl enable supervisor, or run: ops provision ${env.name})` : ""}`;
+    problem(`${/^supervisor does not answer/.test(error2) ? error2 : `supervisor does not answer on its socket: ${error2}`}: ${fix}`);
+  }
+  if (s.supervisor.running) {
+    const { procs, listeners } = parseProcReports(env, r);
+    for (const p of s.supervisor.programs) {
+      const proc = procs.find((x) => x.slot === p.slot && x.program === p.program && x.pid === p.pid);
+      if (proc) Object.assign(p, { release: proc.release, cwd: proc.cwd.replace(/ \(deleted\)$/, ""), deleted: proc.cwd.endsWith(" (deleted)") });
+      p.listeners = listeners.filter((x) => x.slot === p.slot && x.program === p.program).map((x) => ({ pid: x.pid, supervised: Boolean(x.supervised), release: x.release, command: x.command }));
+      if (p.deleted) (p.live ? problem : warn)(`program ${p.program} (${p.live ? "live" : "previous"} slot ${p.slot}, pid ${p.pid}) runs from a directory that no longer exists: ${p.cwd}${p.live ? "" : " (a rollback would serve deleted code)"}`);
+    }
+    if (current && s.slot) {
+      for (const program of Object.keys(env.config.programs)) {
+        const p = s.supervisor.programs.find((x) => x.live && x.program === program);
+        const restart = `why: ops logs ${env.name} ${program}; then ${redeployLive(env, s, current)} starts the live commit again, or ops rollback ${env.name} goes back`;
+        if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor (${restart})`);
+        else if (p.state !== "RUNNING" && p.state !== "STARTING") problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ""} (${restart})`);
+        else if (p.state === "STARTING" && p.release === void 0) warn(`program ${program} (live slot ${s.slot}) is STARTING`);
+        else if (p.release !== void 0 && p.release !== current)
+          problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || "unknown"}, but current is ${current}: what serves is not what was deployed (${redeployLive(env, s, current)}, or ops rollback ${env.name})`);
+        else restarted(env, p, reported(r, STATUS_KEYS.live_started), lastEnded(r, program), problem, warn);
+        for (const l of p?.listeners ?? []) {
+          if (!l.supervised) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
+          else if (l.release !== current) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
+        }
+      }
+      for (const p of s.supervisor.programs.filter((x) => !x.live && ["FATAL", "BACKOFF", "EXITED", "UNKNOWN"].includes(x.state)))
+        warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
+      if (env.config.switch.keep_previous) {
+        for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === "STOPPED"))
+          warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
+        warmth(env, s.slot, rollbackTo === void 0 ? reported(r, STATUS_KEYS.rollback_to) ?? "" : rollbackTo === current ? "" : rollbackTo, (reported(r, STATUS_KEYS.never_live) ?? "").split(" ").filter(Boolean), s.supervisor.programs, parseLock(r).state, warn);
+      }
+      const idle = otherSlot(s.slot);
+      for (const l of leftoverListeners(listeners, idle))
+        warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is held by ${describeProcess(l)}, which a program of this environment left running outside supervisor: the next deploy or rollback on slot ${idle} stops it first`);
+      for (const l of foreignListeners(listeners, idle))
+        warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
+    }
+  }
+  const health = reported(r, STATUS_KEYS.health);
+  if (health !== void 0 && s.slot) {
+    const whys = healthReasons(health, probes(env, s.slot), redact);
+    s.health = probes(env, s.slot).map((probe) => {
+      const [program, port2, path] = probe.split(":");
+      const ok = health === "ok" || !health.split(/\s+/).includes(probe);
+      const why = whys.get(probe);
+      return { program, ok, detail: ok ? "ok" : why ? `${why} (GET 127.0.0.1:${port2}${path}, no 2xx answer within 3s)` : `no 2xx answer on 127.0.0.1:${port2}${path} within 3s` };
+    });
+    for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);
+    if (health !== "ok" && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);
+    const db = parseDatabaseProbes(reportedAll(r, STATUS_KEYS.db_probe));
+    if (db.length) {
+      s.database = db;
+      const down = db.map(databaseProblem).filter((x) => Boolean(x));
+      down.forEach(problem);
+      if (!down.length) warn(databaseAnswers(db));
+    }
+  }
+  const cert = parseCerts(r, runnerTime ?? now)[0];
+  if (cert) {
+    const served2 = reported(r, STATUS_KEYS.served_serial);
+    s.certificate = { ...cert, servedSerial: served2 ? served2.toUpperCase() : void 0 };
+    const judged = judgeCertificate(env, cert, parseRenewal(r));
+    judged.problems.forEach(problem);
+    judged.warnings.forEach(warn);
+    if (cert.state === "ok" && cert.daysLeft !== void 0) {
+      if (served2 && cert.serial && served2.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served2}) than ${cert.path} (serial ${cert.serial}): reload nginx`);
+    }
+  }
+  const mounts = /* @__PURE__ */ new Set();
+  s.disk = reportedAll(r, STATUS_KEYS.disk).flatMap((v) => {
+    const [mount, avail, size2] = v.split(" ");
+    if (mounts.has(mount)) return [];
+    mounts.add(mount);
+    const freeKb = Number(avail);
+    const sizeKb = Number(size2);
+    return [{ mount, freeMb: Math.round(freeKb / 1024), sizeMb: Math.round(sizeKb / 1024), usedPercent: sizeKb > 0 ? Math.round(100 - 100 * freeKb / sizeKb) : 0 }];
+  });
+  for (const d of s.disk) {
+    const freePercent = 100 - d.usedPercent;
+    if (freePercent < DISK_FAIL_PERCENT || d.freeMb < DISK_FAIL_MB) problem(`disk ${d.mount} is nearly full: ${d.freeMb} MB free (${d.usedPercent}% used)`);
+    else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
+  }
+  const last = reportedAll(r, STATUS_KEYS.last_run).map(parseAuditLine).filter((e) => e.time).at(-1);
+  if (last) {
+    s.lastRun = last;
+    const { operation, actor, time, result, message } = s.lastRun;
+    if (result === "failed" && time)
+      warn(`the last run here failed: ${operation} by ${actor} at ${time}${message ? `: ${oneLine(maskSecretLike(message), LAST_RUN_SHOWN)}` : ""} (ops audit ${env.name} has it whole)`);
+  }
+  s.lock = parseLock(r);
+  if (s.lock.state === "held") warn(`locked by ${describeHolder(s.lock.holder)}: an operation is under way (what this status read may be mid-change)${describeQueue(s.lock)}`);
+  else if (s.lock.state === "unknown") warn(`locked by ${describeHolder(s.lock.holder)}${unseenReason(s.lock)}${describeQueue(s.lock)}`);
+  else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone${staleReason(s.lock)} (ops lock release ${env.name} stops what it left running and frees it)`);
+  if (!s.provisioned) s.problems = [unprovisionedNote(void 0, env)];
+  return s;
+}
+function liveEnded(env, slot) {
+  const lines = Object.keys(env.config.programs).map((program) => {
+    const name2 = `${env.layout.supervisorGroup(slot)}-${program}`;
+    return `line=$(printf '%s
+' "$sd_log" | grep -F -e ${quote(` exited: ${name2} (`)} -e ${quote(` stopped: ${name2} (`)} | tail -n 1) || line=""; [ -z "$line" ] || ops_report ${STATUS_KEYS.live_ended} ${quote(`${program}	`)}"$line"`;
+  });
+  return lines.join("; ") || ":";
+}
+function lastEnded(r, program) {
+  const line = reportedAll(r, STATUS_KEYS.live_ended).filter((l) => l.startsWith(`${program}	`)).pop();
+  const m = line && / (exited|stopped): \S+ \((.*)\)\s*$/.exec(line.slice(program.length + 1).replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&"));
+  return m ? { how: m[1], detail: m[2] } : void 0;
+}
+function restarted(env, p, liveStarted, ended, problem, warn) {
+  const [file, supervisord] = (liveStarted ?? "").split(" ").map(Number);
+  if (!file || !supervisord || p.started === void 0 || p.seconds === void 0) return;
+  if (p.started <= Math.max(file, supervisord) + FIRST_START_SECONDS || p.seconds >= 600) return;
+  if (ended?.how === "stopped") return;
+  const why = ended ? `after its process exited (supervisor: ${ended.detail})` : "supervisor's log does not say why (a restart by hand reads the same for 10 minutes)";
+  const line = `program ${p.program} (live slot ${p.slot}${p.pid ? `, pid ${p.pid}` : ""}) was started again ${p.seconds}s ago, ${p.started - file}s after its release's start, ${why}: it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs ${env.name})`;
+  (p.seconds < 60 ? problem : warn)(line);
+}
+var STATUS_KEYS, LAST_RUN_BYTES, LAST_RUN_LINES, LAST_RUN_SHOWN, STARTS_AT_BOOT, DISK_FAIL_PERCENT, DISK_FAIL_MB, DISK_WARN_PERCENT, BODY_EXCERPT_CHARS, FIRST_START_SECONDS;
+var init_status = __esm({
+  "core/steps/status.ts"() {
+    "use strict";
+    init_layout();
+    init_errors();
+    init_audit();
+    init_parts();
+    init_types();
+    init_shell();
+    init_certs();
+    init_libraries();
+    init_masks();
+    init_lock();
+    init_nginx_config();
+    init_programs();
+    init_history2();
+    init_release();
+    init_switch();
+    init_nginx_gate();
+    init_system2();
+    init_script();
+    init_database();
+    init_certs();
+    STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "nginx_cache", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged", "host_changed", "boot_unit", "name_taken", "db_probe");
+    LAST_RUN_BYTES = 4e3;
+    LAST_RUN_LINES = 5;
+    LAST_RUN_SHOWN = 200;
+    STARTS_AT_BOOT = /* @__PURE__ */ new Set(["enabled", "alias", "generated"]);
+    DISK_FAIL_PERCENT = 5;
+    DISK_FAIL_MB = 512;
+    DISK_WARN_PERCENT = 10;
+    BODY_EXCERPT_CHARS = 120;
+    FIRST_START_SECONDS = 5;
+  }
+});
+
+// core/ops/hosts.ts
+async function eachHost(ctx, env, fn, onError) {
+  const connector = hostConnector(ctx);
+  return Promise.all(
+    env.hosts.map(async (host) => {
+      const started = Date.now();
+      let remote;
+      try {
+        remote = await connector(env, host);
+        return await fn(remote, host, started);
+      } catch (e) {
+        return onError(host, errorFields(e), remote !== void 0, e);
+      } finally {
+        await remote?.close();
+      }
+    })
+  );
+}
+var init_hosts = __esm({
+  "core/ops/hosts.ts"() {
+    "use strict";
+    init_context();
+    init_errors();
+  }
+});
+
+// core/runinfo.ts
+var init_runinfo = __esm({
+  "core/runinfo.ts"() {
+    "use strict";
   }
 });
 
@@ -72225,6 +77812,22 @@ var init_sops_metadata = __esm({
   }
 });
 
+// core/secrets/plain-zero.ts
+function isNegativeZero(leaf) {
+  return leaf.type === "float" && Object.is(leaf.value, -0);
+}
+function isPlainZero(leaf) {
+  return leaf.type === "int" && (leaf.value === 0n || leaf.value === 0) || leaf.type === "float" && leaf.value === 0;
+}
+var NEGATIVE_ZERO_WHY, NEGATIVE_ZERO_FIX;
+var init_plain_zero = __esm({
+  "core/secrets/plain-zero.ts"() {
+    "use strict";
+    NEGATIVE_ZERO_WHY = 'sops writes a negative zero (-0.0) left unencrypted as `-0`, which it then reads back as the integer 0, so its MAC no longer matches (`sops decrypt` fails "MAC mismatch" on its own file)';
+    NEGATIVE_ZERO_FIX = 'store it as text, in double quotes ("-0.0"), or as 0 if a zero is meant';
+  }
+});
+
 // core/secrets/sops-decrypt.ts
 function stashText(leaf) {
   return leaf.bytes ? `b${leaf.value}` : `t${scalarText(leaf)}`;
@@ -72326,6 +77929,8 @@ function decryptTree(doc, key) {
   const { file, meta } = doc;
   const shouldEncrypt = encryptionRule(file, meta);
   const mac = new MacBuilder(meta.macOnlyEncrypted);
+  const hashed = [];
+  const plainZeros = [];
   const stash = new IvStash();
   const secrets = [];
   const restore = `restore ${file} from git history (\`git checkout -- ${file}\`), or set the value again with \`ops secrets set\``;
@@ -72356,7 +77961,11 @@ function decryptTree(doc, key) {
           secrets.push(value);
         }
       }
-      if (!meta.macOnlyEncrypted || encrypted) mac.add(value);
+      if (!meta.macOnlyEncrypted || encrypted) {
+        mac.add(value);
+        if (!encrypted && isPlainZero(value)) plainZeros.push({ at: hashed.length, path: showPath(path) });
+        hashed.push(value);
+      }
       return value;
     },
     // Comments: encrypted with the path of the map sops placed them in, not in the MAC. One that does not decrypt
@@ -72391,12 +78000,31 @@ function decryptTree(doc, key) {
   }
   const computed = mac.hex();
   if (stored !== computed) {
+    const zeros = negativeZerosSealed(hashed, plainZeros, meta.macOnlyEncrypted, stored);
+    if (zeros) {
+      const one = zeros.length === 1;
+      throw new OpsError(
+        `${file}: MAC mismatch, from a sops bug, not a change: ${zeros.join(", ")} ${one ? "is" : "are"} stored in plain text (not encrypted) as a zero, sealed as the float -0.0: ${NEGATIVE_ZERO_WHY}`,
+        `in ${file}, write ${one ? "that value" : "those values"} back as \`-0.0\` (what sops sealed: sops and ops then read the file), then, with \`ops secrets edit <env>\` (an asset: \`sops edit ${file}\`), ${NEGATIVE_ZERO_FIX}, so that no later rewrite by sops breaks it again`
+      );
+    }
     throw new OpsError(
       `${file}: MAC mismatch: its values are not the ones sops sealed (a value was deleted, added, replaced or reordered)`,
       `the file was changed without sops or ops: restore it from git history (\`git checkout -- ${file}\`, or \`git log -p ${file}\` to find the change)`
     );
   }
   return { plain, stash, secrets };
+}
+function negativeZerosSealed(hashed, zeros, macOnlyEncrypted, stored) {
+  if (zeros.length === 0 || zeros.length > 10) return void 0;
+  for (let subset = 1; subset < 1 << zeros.length; subset++) {
+    const picked = zeros.filter((_, i) => subset & 1 << i);
+    const swapped = new Set(picked.map((z) => z.at));
+    const mac = new MacBuilder(macOnlyEncrypted);
+    hashed.forEach((leaf, i) => mac.add(swapped.has(i) ? { kind: "scalar", type: "float", value: -0 } : leaf));
+    if (mac.hex() === stored) return picked.map((z) => z.path);
+  }
+  return void 0;
 }
 function lastChain(keys, branch) {
   const out = [];
@@ -72458,6 +78086,7 @@ var init_sops_decrypt = __esm({
     init_keys();
     init_shamir();
     init_sops_metadata();
+    init_plain_zero();
     init_tree_scalars();
     init_tree();
     IvStash = class _IvStash {
@@ -72505,6 +78134,7 @@ var init_sops = __esm({
     init_keys();
     init_sops_decrypt();
     init_sops_metadata();
+    init_plain_zero();
     init_tree_print();
     init_tree_scalars();
     init_tree();
@@ -72670,6 +78300,7 @@ var init_sops = __esm({
         if (tree.kind !== "map") throw new OpsError(`${this.file}: the top level must be a map`);
         if (getEntry(tree, "sops")) throw new OpsError(`${this.file}: "sops" is reserved for sops's own metadata`, "rename that top-level key");
         this.refuseMergeKeys(tree);
+        this.refuseNegativeZeros(tree);
         this.plain = tree;
         allowKeys(tree, this.openedWith?.allow);
       }
@@ -72695,6 +78326,33 @@ var init_sops = __esm({
           throw new OpsError(
             `${bad.join(", ")}: a key "<<" is a YAML merge key to sops, whose value must be a map (or a list of maps): with this value sops could no longer read ${this.file}; nothing was written`,
             'name the key otherwise (e.g. merge or lshift); "<<" holds only a map sops merges'
+          );
+      }
+      /** Paths (showPath) of the values of `tree` this file's sops rules leave unencrypted that are the float -0.0. Pure. */
+      plainNegativeZeros(tree) {
+        const shouldEncrypt = encryptionRule(this.file, this.meta);
+        const out = [];
+        walkTree(tree, {
+          leaf: (leaf, keys, path, stack) => {
+            if (!shouldEncrypt(keys, stack) && isNegativeZero(leaf)) out.push(showPath(path));
+            return leaf;
+          },
+          comment: (c) => c
+        });
+        return out;
+      }
+      /**
+       * A new or changed value left unencrypted that is the float -0.0 (plain-zero.ts: sops would write it as `-0` and
+       * then fail its own MAC check on the file, and ops's JSON writer as well) is refused before anything is written,
+       * naming its key; one the file already held is kept (a YAML file ops wrote, `-0.0`, reads back).
+       */
+      refuseNegativeZeros(tree) {
+        const had = new Set(this.plainNegativeZeros(this.plain));
+        const bad = this.plainNegativeZeros(tree).filter((p) => !had.has(p));
+        if (bad.length)
+          throw new OpsError(
+            `${this.file}: ${bad.join(", ")}: a value the file's sops rules leave unencrypted is the float -0.0: ${NEGATIVE_ZERO_WHY}; nothing was written`,
+            `${NEGATIVE_ZERO_FIX}, or give ${bad.length === 1 ? "it" : "them"} a key those rules encrypt (e.g. not ending in "_unencrypted")`
           );
       }
       /** Set the value at a key path, creating the maps on the way. */
@@ -72723,6 +78381,7 @@ var init_sops = __esm({
         };
         const plain = setIn(this.plain, 0);
         this.refuseMergeKeys(plain);
+        this.refuseNegativeZeros(plain);
         this.plain = plain;
       }
       /** Add a recipient (the data key is kept: like `sops updatekeys`). Returns false if it was one already. */
@@ -73946,168 +79605,11 @@ function endGroup() {
 init_project_dir();
 init_errors();
 init_parts();
+init_identity();
+init_report();
 import { randomUUID as randomUUID2 } from "node:crypto";
 import { existsSync as existsSync5, readFileSync as readFileSync4, statSync as statSync4 } from "node:fs";
 import { resolve as resolve2 } from "node:path";
-
-// core/remote/identity.ts
-init_home();
-var import_ssh2 = __toESM(require_lib3(), 1);
-init_errors();
-init_key_file();
-import { existsSync as existsSync4, readFileSync } from "node:fs";
-import { createConnection } from "node:net";
-import { join as join4 } from "node:path";
-function readKey(file, label) {
-  try {
-    return readFileSync(file, "utf8");
-  } catch (e) {
-    const why = fileError(e, file, "read", "an SSH private key file");
-    const hint = label === "ssh.identity_file" && e.code === "ENOENT" ? "check ssh.identity_file in the environment.yml (a relative path starts from the environment folder, ~/ from your home directory)" : why.hint;
-    throw new OpsError(`${why.message} (the SSH key of ${label})`, hint);
-  }
-}
-function checkKeyText(text, label) {
-  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
-    const file = label.startsWith("key file ");
-    const t = text.trim();
-    if (/(^|\s)(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA/.test(t) || t.startsWith("---- BEGIN SSH2 PUBLIC KEY ----")) {
-      throw new OpsError(
-        `${label} holds a public key, not the private key`,
-        file ? "give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)" : "give the private key file's content (the file without .pub), with its BEGIN/END lines"
-      );
-    }
-    if (t.startsWith("PuTTY-User-Key-File-")) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, "convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that");
-    if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
-      throw new OpsError(`${label} holds a path, not the key's content`, `give the key file's content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file`);
-    }
-    throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
-  }
-  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text))
-    throw new OpsError(`${label} holds a private key on one line: its line breaks were lost (turned into spaces)`, `give the key file's content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks`);
-  return text.endsWith("\n") ? text : `${text}
-`;
-}
-function resolveCredentials(sources, reporter) {
-  const processEnv = sources.processEnv ?? process.env;
-  const passphrase = processEnv.OPS_SSH_KEY_PASSPHRASE || void 0;
-  if (passphrase) reporter.mask(passphrase);
-  const sock = processEnv.SSH_AUTH_SOCK && existsSync4(processEnv.SSH_AUTH_SOCK) ? processEnv.SSH_AUTH_SOCK : void 0;
-  const fromText = (text, describe3, file) => {
-    const key = checkKeyText(text, describe3);
-    reporter.mask(key);
-    const parsed = !passphrase && sock ? import_ssh2.default.utils.parseKey(key) : void 0;
-    const agentKey = parsed instanceof Error && /encrypted/i.test(parsed.message) ? publicBlob(key, file) : void 0;
-    return { privateKey: key, passphrase, describe: describe3, ...agentKey && { agent: sock, agentKey } };
-  };
-  const fromFile = (file, label) => {
-    const creds = fromText(readKey(file, label), `key file ${file}`, file);
-    const w = exposedKeyWarning(file, "an SSH private key");
-    if (w) reporter.warn(w);
-    return creds;
-  };
-  if (sources.identityFile) return fromFile(sources.identityFile, "--identity");
-  if (processEnv.OPS_SSH_KEY) return fromText(processEnv.OPS_SSH_KEY, "$OPS_SSH_KEY");
-  if (sources.configFile) return fromFile(sources.configFile, "ssh.identity_file");
-  const agent = sock;
-  const home = sources.home ?? homeDir(processEnv);
-  const defaultKeys = [];
-  const skipped = [];
-  let encrypted;
-  if (!home) skipped.push(`~/.ssh/id_{ed25519,ecdsa,rsa}: ${noHomeReason(processEnv)}`);
-  for (const f of home ? ["id_ed25519", "id_ecdsa", "id_rsa"] : []) {
-    const p = join4(home, ".ssh", f);
-    let privateKey;
-    try {
-      if (!userFileExists(p, p, "an SSH private key")) continue;
-      privateKey = fromFile(p, "default key").privateKey;
-    } catch (e) {
-      if (!(e instanceof OpsError)) throw e;
-      skipped.push(`${p}: ${e.message}`);
-      continue;
-    }
-    const parsed = import_ssh2.default.utils.parseKey(privateKey, passphrase);
-    if (!(parsed instanceof Error)) defaultKeys.push({ file: p, privateKey });
-    else if (/encrypted/i.test(parsed.message) && !passphrase) {
-      skipped.push(`${p}: encrypted, and no passphrase given`);
-      encrypted ??= p;
-    } else skipped.push(`${p}: ${parsed.message}`);
-  }
-  if (!agent && !defaultKeys.length && skipped.length) {
-    throw new OpsError(
-      `no SSH key to log in with: ${skipped.join("; ")}`,
-      encrypted ? `add the key to your SSH agent (eval "$(ssh-agent)"; ssh-add ${encrypted}), or give its passphrase in $OPS_SSH_KEY_PASSPHRASE; or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)` : !home ? "set HOME to your home directory, or give a key (--identity FILE, $OPS_SSH_KEY, ssh.identity_file), or start your SSH agent" : "fix or replace that key file, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)"
-    );
-  }
-  if (!agent && !defaultKeys.length) {
-    throw new OpsError(
-      "no SSH key to log in with",
-      "tried --identity, $OPS_SSH_KEY, ssh.identity_file in the environment, $SSH_AUTH_SOCK and ~/.ssh/id_{ed25519,ecdsa,rsa}: give one of them"
-    );
-  }
-  const describe2 = [...agent ? [`SSH agent at ${agent}`] : [], ...defaultKeys.map((k) => `key file ${k.file}`)].join(", then ");
-  return { agent, defaultKeys, passphrase, ...skipped.length && { skipped }, describe: describe2 };
-}
-function publicBlob(text, file) {
-  const body = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text)?.[1];
-  if (body) {
-    const b = Buffer.from(body.replace(/\s+/g, ""), "base64");
-    const magic = "openssh-key-v1\0";
-    if (b.subarray(0, magic.length).toString("latin1") !== magic) return void 0;
-    let at2 = magic.length;
-    const string2 = () => {
-      if (at2 + 4 > b.length) return void 0;
-      const n = b.readUInt32BE(at2);
-      if (at2 + 4 + n > b.length) return void 0;
-      at2 += 4 + n;
-      return b.subarray(at2 - n, at2);
-    };
-    if (!string2() || !string2() || !string2() || at2 + 4 > b.length) return void 0;
-    at2 += 4;
-    return string2();
-  }
-  if (!file) return void 0;
-  try {
-    const pub = import_ssh2.default.utils.parseKey(readFileSync(`${file}.pub`, "utf8"));
-    return pub instanceof Error ? void 0 : pub.getPublicSSH();
-  } catch {
-    return void 0;
-  }
-}
-async function agentFor(socket, blob) {
-  if ("error" in await askAgent(socket)) return void 0;
-  class OneKey extends import_ssh2.default.OpenSSHAgent {
-    getIdentities(cb) {
-      super.getIdentities((err, keys) => cb(err, keys?.filter((k) => k.getPublicSSH().equals(blob))));
-    }
-  }
-  const agent = new OneKey(socket);
-  const held = await new Promise((resolve6) => agent.getIdentities((err, keys) => resolve6(!err && !!keys?.length)));
-  return held ? agent : void 0;
-}
-function askAgent(socket, ms = 5e3) {
-  return new Promise((resolve6) => {
-    let got = Buffer.alloc(0);
-    const conn = createConnection(socket);
-    const done = (a) => {
-      clearTimeout(timer);
-      conn.destroy();
-      resolve6(a);
-    };
-    const timer = setTimeout(() => done({ error: `no answer within ${ms / 1e3} s` }), ms);
-    conn.on("connect", () => conn.write(Buffer.from([0, 0, 0, 1, 11])));
-    conn.on("data", (d) => {
-      got = Buffer.concat([got, d]);
-      if (got.length < 9) return;
-      done(got[4] === 12 ? { keys: got.readUInt32BE(5) } : { error: `it answered with message ${got[4]}, not a list of keys` });
-    });
-    conn.on("error", (e) => done({ error: e.code === "ECONNREFUSED" ? "connection refused: the agent that made it has ended" : e.code === "EACCES" ? "permission denied" : e.code === "ENOTSOCK" ? "not a socket" : e.code ?? e.message }));
-    conn.on("close", () => done({ error: "it closed the connection" }));
-  });
-}
-
-// core/action.ts
-init_report();
 var SUMMARY_MAX_BYTES = 1024 * 1024;
 var SUMMARY_CUT = "\n**The job summary is cut here**: a step's summary holds 1 MiB at most (GitHub shows none of a longer one).\n";
 var ActionsReporter = class {
@@ -74310,29 +79812,9 @@ async function runAction(spec, body) {
 
 // core/ops/secrets.ts
 init_environment();
-
-// core/dotenv.ts
+init_dotenv();
 init_errors();
-init_dotenv_forms();
-init_dotenv_readers();
-init_shell();
-init_goyaml();
-init_parts();
-init_tree();
-init_schema_object();
-init_dotenv_readers();
-var MAX_ENVIRONMENT_TOTAL = 1024 * 1024;
-
-// core/ops/secrets.ts
-init_errors();
-
-// core/packages.ts
-init_errors();
-init_tree();
-init_shell();
-var PROVISION_MARK = "# Written by ops-pipeline provision";
-
-// core/ops/secrets.ts
+init_packages();
 init_parts();
 init_tree();
 init_schema_object();
@@ -74380,4916 +79862,57 @@ init_errors();
 // core/ops/status.ts
 init_environment();
 init_errors();
+init_target();
+init_siblings();
+init_context();
+init_status();
+init_hosts();
 import { existsSync as existsSync9 } from "node:fs";
 import { join as join13 } from "node:path";
 
-// core/layout.ts
-function layout(env) {
-  const base = env.baseDir;
-  const app = env.config.app;
-  return {
-    base,
-    mirror: `${base}/repo.git`,
-    lfsStore: `${base}/repo.git/lfs/objects`,
-    releases: `${base}/releases`,
-    shared: `${base}/shared`,
-    dotenv: (release) => `${release}/.env`,
-    environ: (release) => `${release}/.ops-environ`,
-    carriedAssets: (release) => `${release}/.ops-assets-carried`,
-    masks: (record2) => `${record2}/.ops-masks`,
-    records: `${base}/.ops/releases`,
-    record: (id) => `${base}/.ops/releases/${id}`,
-    treeMade: (record2) => `${record2}/.ops-files`,
-    treeLive: (record2) => `${record2}/.ops-tree`,
-    runtimes: (record2) => `${record2}/.ops-runtimes`,
-    legacyShared: { dotenv: `${base}/shared/.env`, environ: `${base}/shared/environ` },
-    keptMasks: `${base}/.ops/kept-masks`,
-    deps: `${base}/shared/deps`,
-    current: `${base}/current`,
-    assets: `${base}/.ops/assets`,
-    state: `${base}/.ops`,
-    lock: `${base}/.ops/lock`,
-    audit: `${base}/.ops/audit.log`,
-    history: `${base}/.ops/history`,
-    slotFile: `${base}/.ops/slot`,
-    logStart: (slot) => `${base}/.ops/log-start-${slot}`,
-    fingerprint: `${base}/.ops/fingerprint`,
-    uploads: `${base}/.ops/uploads`,
-    packageCaches: [".cache/uv", ".cache/pip", ".npm/_cacache"].map((c) => `/home/${env.appUser}/${c}`),
-    logDir: `/var/log/${app}`,
-    nginxSite: `/etc/nginx/sites-available/${app}`,
-    nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
-    nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
-    nginxUpstream: (program) => `${app}_${program}`,
-    nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
-    nginxReleaseVariable: `ops_release_${app.replace(/-/g, "_")}`,
-    nginxUpgradeVariable: `ops_upgrade_${app.replace(/-/g, "_")}`,
-    nginxAccessLog: `/var/log/nginx/${app}.access.log`,
-    nginxErrorLog: `/var/log/nginx/${app}.error.log`,
-    nginxCheckLog: `/var/log/nginx/${app}.check.log`,
-    nginxCheckName: `ops_check_${app.replace(/-/g, "_")}`,
-    supervisorConf: (slot) => `/etc/supervisor/conf.d/${app}-${slot}.conf`,
-    supervisorGroup: (slot) => `${app}-${slot}`,
-    supervisorProgram: (slot, program) => `${app}-${slot}-${program}`,
-    // Shared by every app on the host: challenge tokens are unique, and certbot only adds and removes its own.
-    acmeWebroot: "/var/www/letsencrypt",
-    selfSignedDir: `/etc/ssl/${app}`
-  };
-}
-function slotPort(env, program, slot) {
-  const p = env.config.programs[program];
-  if (!p) throw new Error(`no program ${program}`);
-  return slot === "blue" ? p.port : p.port + env.config.switch.port_offset;
-}
-function otherSlot(slot) {
-  return slot === "blue" ? "green" : "blue";
-}
-
-// core/runtimes.ts
-var UV_VERSION = "0.13.9";
-var UV_DIR = "/opt/ops-uv";
-var PYENV_ROOT = "/opt/pyenv";
-var NVM_DIR = "/opt/nvm";
-var NODE_FROM_NPM_DIR = "/opt/ops-node";
-function minor(version2) {
-  return version2.split(".").slice(0, 2).join(".");
-}
-function runtimePaths(env) {
-  const { python, node } = env.config.runtimes;
-  const py = python.strategy === "pyenv" ? `${PYENV_ROOT}/versions/${python.version}/bin/python3` : `/usr/bin/python${minor(python.version)}`;
-  const nodeBin = node.strategy === "nvm" ? `${NVM_DIR}/versions/node/v${node.version}/bin` : node.strategy === "npm" ? `${NODE_FROM_NPM_DIR}/v${node.version}/bin` : "/usr/bin";
-  return { python: py, node: `${nodeBin}/node`, npm: `${nodeBin}/npm`, uv: `${UV_DIR}/v${UV_VERSION}/bin/uv` };
-}
-
-// core/target.ts
-function resolveTarget(env) {
-  return { ...env, layout: layout(env), runtime: runtimePaths(env), port: (program, slot) => slotPort(env, program, slot) };
-}
-
-// core/config/siblings.ts
-init_errors();
-import { join as join8, posix as posix2 } from "node:path";
-init_environment();
-function rawMachines(doc) {
-  const hosts = doc?.hosts;
-  if (!Array.isArray(hosts)) return void 0;
-  return hosts.flatMap((h) => {
-    const { address: address2, port: port2 } = h ?? {};
-    return typeof address2 === "string" ? [machineId({ address: address2, port: typeof port2 === "number" ? port2 : 22 })] : [];
-  });
-}
-function findSiblings(env) {
-  const mine = new Map(env.hosts.map((h) => [machineId(h), h]));
-  const siblings = [];
-  const unreadable = [];
-  for (const name2 of listEnvironments(env.root)) {
-    if (name2 === env.name) continue;
-    const label = `environments/${name2}/${ENVIRONMENT_FILE}`;
-    let doc;
-    try {
-      doc = readYamlFile(join8(environmentsDir(env.root), name2, ENVIRONMENT_FILE), label);
-      const config = parseEnvironment(doc, label);
-      const theirs = config.hosts.map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: "" }));
-      const shared = theirs.filter((h) => mine.has(machineId(h))).map((h) => ({ mine: mine.get(machineId(h)), theirs: h }));
-      if (shared.length) siblings.push({ env: resolveEnvironment(name2, env.root, config, theirs), hosts: shared });
-    } catch (e) {
-      const machines = rawMachines(doc);
-      if (!machines || machines.some((m) => mine.has(m)))
-        unreadable.push(`${label} cannot be read (${messageLine(errorParts(e).message)}): whether ${name2} shares a host with ${env.name}, and collides with it, is not checked`);
-    }
-  }
-  return { siblings, unreadable };
-}
-function hostClaims(env) {
-  const c = env.config;
-  const L = layout(env);
-  const claims = [];
-  for (const program of Object.keys(c.programs)) {
-    for (const slot of ["blue", "green"]) {
-      claims.push({ key: `port ${slotPort(env, program, slot)}`, source: `programs.${program}.port${slot === "green" ? " + switch.port_offset" : ""}, ${slot} slot` });
-      claims.push({ key: `supervisor program ${L.supervisorProgram(slot, program)}`, source: `app + programs.${program}`, derived: true });
-    }
-    claims.push({ key: `nginx upstream ${L.nginxUpstream(program)}`, source: `app + programs.${program}`, derived: true });
-  }
-  claims.push({ key: `app name "${c.app}"`, source: "app: nginx site, supervisor groups, /var/log/<app>" });
-  claims.push({ key: `nginx variable $${L.nginxSlotVariable}`, source: "app", derived: true });
-  claims.push({ key: `app user "${env.appUser}"`, source: c.app_user ? "app_user" : "app_user, default: the app name" });
-  siteNames(env).forEach((n, i) => claims.push({ key: `domain ${n}`, source: i === 0 ? "domain" : `aliases[${i - 1}]` }));
-  if (c.domain && c.nginx.default_server) claims.push({ key: "the default server", source: "nginx.default_server" });
-  return claims;
-}
-function overlaps(a, b) {
-  const [x, y] = [posix2.normalize(a).replace(/\/+$/, ""), posix2.normalize(b).replace(/\/+$/, "")];
-  return x === y || x.startsWith(`${y}/`) || y.startsWith(`${x}/`);
-}
-function collisions(env, sibling) {
-  const other = sibling.env;
-  const where = sibling.hosts.map(({ mine, theirs: theirs2 }) => `${mine.address}${mine.port !== 22 ? ` port ${mine.port}` : ""} (${env.name}: ${mine.name}, ${other.name}: ${theirs2.name})`).join(", ");
-  const both = `environments ${env.name} and ${other.name} share ${where}`;
-  const out = [];
-  for (const e of [env, other].filter((x) => !x.config.domain)) {
-    const o = e === env ? other : env;
-    out.push(`${both}, but ${e.name} has no domain: its site answers every name on the host, ${o.name}'s too; on a shared host each app needs its own domain (set domain in environments/${e.name}/${ENVIRONMENT_FILE}; nginx.default_server: true keeps it answering by address)`);
-  }
-  const byKey = (claims) => {
-    const m = /* @__PURE__ */ new Map();
-    for (const c of claims) m.set(c.key, [...m.get(c.key) ?? [], c]);
-    return m;
-  };
-  const theirs = byKey(hostClaims(other));
-  const sameApp = env.config.app === other.config.app;
-  for (const [key, mine] of byKey(hostClaims(env))) {
-    const clash = theirs.get(key);
-    if (!clash || mine[0].derived && sameApp) continue;
-    out.push(`${both}, but both take ${key} (${env.name}: ${mine.map((x) => x.source).join("; ")} \u2014 ${other.name}: ${clash.map((x) => x.source).join("; ")})`);
-  }
-  if (overlaps(env.baseDir, other.baseDir))
-    out.push(`${both}, but their base directories overlap: ${env.name} ${env.baseDir}, ${other.name} ${other.baseDir} (releases, shared files, the lock and the audit log live there; set base_dir, default /srv/<app>)`);
-  const [n1, n2] = [env.config.runtimes.node, other.config.runtimes.node];
-  if (n1.strategy === "debian" && n2.strategy === "debian" && n1.version.split(".")[0] !== n2.version.split(".")[0])
-    out.push(`${both}, but ${env.name} pins Debian's Node.js ${n1.version} and ${other.name} ${n2.version}: a host has one Debian nodejs package (pin the same version, or use strategy nvm)`);
-  return out;
-}
-function hostSharing(env) {
-  const { siblings, unreadable } = findSiblings(env);
-  return { siblings, unreadable, collisions: siblings.flatMap((s) => collisions(env, s)) };
-}
-
-// core/context.ts
-init_environment();
-init_errors();
-
-// core/remote/ssh.ts
-init_errors();
-import { randomBytes as randomBytes7 } from "node:crypto";
-import { StringDecoder } from "node:string_decoder";
-import { setTimeout as sleep2 } from "node:timers/promises";
-
-// node_modules/node-ssh/lib/esm/index.mjs
-var import_is_stream = __toESM(require_is_stream(), 1);
-var import_make_dir = __toESM(require_make_dir(), 1);
-import invariant2, { AssertionError } from "assert";
-import fs4 from "fs";
-import fsPath2 from "path";
-
-// node_modules/sb-promise-queue/lib/esm/index.mjs
-var PromiseQueue = class {
-  constructor({ concurrency = 1 } = {}) {
-    this.options = { concurrency };
-    this.running = 0;
-    this.queue = [];
-    this.idleCallbacks = [];
-  }
-  clear() {
-    this.queue = [];
-  }
-  onIdle(callback) {
-    this.idleCallbacks.push(callback);
-    return () => {
-      const index = this.idleCallbacks.indexOf(callback);
-      if (index !== -1) {
-        this.idleCallbacks.splice(index, 1);
-      }
-    };
-  }
-  waitTillIdle() {
-    return new Promise((resolve6) => {
-      if (this.running === 0) {
-        resolve6();
-        return;
-      }
-      const dispose = this.onIdle(() => {
-        dispose();
-        resolve6();
-      });
-    });
-  }
-  add(callback) {
-    return new Promise((resolve6, reject) => {
-      const runCallback = () => {
-        this.running += 1;
-        try {
-          Promise.resolve(callback()).then((val) => {
-            resolve6(val);
-            this.processNext();
-          }, (err) => {
-            reject(err);
-            this.processNext();
-          });
-        } catch (err) {
-          reject(err);
-          this.processNext();
-        }
-      };
-      if (this.running >= this.options.concurrency) {
-        this.queue.push(runCallback);
-      } else {
-        runCallback();
-      }
-    });
-  }
-  // Internal function, don't use
-  processNext() {
-    this.running -= 1;
-    const callback = this.queue.shift();
-    if (callback) {
-      callback();
-    } else if (this.running === 0) {
-      this.idleCallbacks.forEach((item) => item());
-    }
-  }
-};
-
-// node_modules/sb-scandir/lib/esm/index.mjs
-import fs3 from "fs";
-import fsPath from "path";
-import invariant from "assert";
-var defaultFilesystem = {
-  join(pathA, pathB) {
-    return fsPath.join(pathA, pathB);
-  },
-  basename(path) {
-    return fsPath.basename(path);
-  },
-  stat(path) {
-    return new Promise((resolve6, reject) => {
-      fs3.stat(path, (err, res) => {
-        if (err) {
-          reject(err);
-        } else {
-          resolve6(res);
-        }
-      });
-    });
-  },
-  readdir(path) {
-    return new Promise((resolve6, reject) => {
-      fs3.readdir(path, (err, res) => {
-        if (err) {
-          reject(err);
-        } else {
-          resolve6(res);
-        }
-      });
-    });
-  }
-};
-async function scanDirectoryInternal({ path, recursive, validate: validate2, result, fileSystem, queue, reject }) {
-  const itemStat = await fileSystem.stat(path);
-  if (itemStat.isFile()) {
-    result.files.push(path);
-  } else if (itemStat.isDirectory()) {
-    result.directories.push(path);
-  }
-  if (!itemStat.isDirectory() || recursive === "none") {
-    return;
-  }
-  const contents = await fileSystem.readdir(path);
-  contents.forEach((item) => {
-    const itemPath = fileSystem.join(path, item);
-    if (!validate2(itemPath)) {
-      return;
-    }
-    queue.add(() => scanDirectoryInternal({
-      path: itemPath,
-      recursive: recursive === "shallow" ? "none" : "deep",
-      validate: validate2,
-      result,
-      fileSystem,
-      queue,
-      reject
-    })).catch(reject);
-  });
-}
-async function scanDirectory(path, { recursive = true, validate: validate2 = null, concurrency = Infinity, fileSystem = defaultFilesystem } = {}) {
-  invariant(path && typeof path === "string", "path must be a valid string");
-  invariant(typeof recursive === "boolean", "options.recursive must be a valid boolean");
-  invariant(validate2 === null || typeof validate2 === "function", "options.validate must be a valid function");
-  invariant(typeof concurrency === "number", "options.concurrency must be a valid number");
-  invariant(fileSystem !== null && typeof fileSystem === "object", "options.fileSystem must be a valid object");
-  const queue = new PromiseQueue({
-    concurrency
-  });
-  const result = { files: [], directories: [] };
-  const mergedFileSystem = { ...defaultFilesystem, ...fileSystem };
-  await new Promise((resolve6, reject) => {
-    scanDirectoryInternal({
-      path,
-      recursive: recursive ? "deep" : "shallow",
-      validate: validate2 != null ? validate2 : (item) => mergedFileSystem.basename(item).slice(0, 1) !== ".",
-      result,
-      fileSystem: mergedFileSystem,
-      queue,
-      reject
-    }).then(() => queue.waitTillIdle()).then(resolve6, reject);
-  });
-  return result;
-}
-var esm_default = scanDirectory;
-
-// node_modules/node-ssh/lib/esm/index.mjs
-var import_shell_escape = __toESM(require_shell_escape(), 1);
-var import_ssh23 = __toESM(require_lib3(), 1);
-var DEFAULT_CONCURRENCY = 1;
-var DEFAULT_VALIDATE = (path) => !fsPath2.basename(path).startsWith(".");
-var DEFAULT_TICK = () => {
-};
-var SSHError = class extends Error {
-  constructor(message, code = null) {
-    super(message);
-    this.code = code;
-  }
-};
-function unixifyPath(path) {
-  if (path.includes("\\")) {
-    return path.split("\\").join("/");
-  }
-  return path;
-}
-async function readFile(filePath) {
-  return new Promise((resolve6, reject) => {
-    fs4.readFile(filePath, "utf8", (err, res) => {
-      if (err) {
-        reject(err);
-      } else {
-        resolve6(res);
-      }
-    });
-  });
-}
-var SFTP_MKDIR_ERR_CODE_REGEXP = /Error: (E[\S]+): /;
-async function makeDirectoryWithSftp(path, sftp) {
-  let stats = null;
-  try {
-    stats = await new Promise((resolve6, reject) => {
-      sftp.stat(path, (err, res) => {
-        if (err) {
-          reject(err);
-        } else {
-          resolve6(res);
-        }
-      });
-    });
-  } catch (_) {
-  }
-  if (stats) {
-    if (stats.isDirectory()) {
-      return;
-    }
-    throw new Error("mkdir() failed, target already exists and is not a directory");
-  }
-  try {
-    await new Promise((resolve6, reject) => {
-      sftp.mkdir(path, (err) => {
-        if (err) {
-          reject(err);
-        } else {
-          resolve6();
-        }
-      });
-    });
-  } catch (err) {
-    if (err != null && typeof err.stack === "string") {
-      const matches = SFTP_MKDIR_ERR_CODE_REGEXP.exec(err.stack);
-      if (matches != null) {
-        throw new SSHError(err.message, matches[1]);
-      }
-      throw err;
-    }
-  }
-}
-var NodeSSH = class {
-  constructor() {
-    this.connection = null;
-  }
-  getConnection() {
-    const { connection } = this;
-    if (connection == null) {
-      throw new Error("Not connected to server");
-    }
-    return connection;
-  }
-  async connect(givenConfig) {
-    invariant2(givenConfig != null && typeof givenConfig === "object", "config must be a valid object");
-    const config = { ...givenConfig };
-    invariant2(config.username != null && typeof config.username === "string", "config.username must be a valid string");
-    if (config.host != null) {
-      invariant2(typeof config.host === "string", "config.host must be a valid string");
-    } else if (config.sock != null) {
-      invariant2(typeof config.sock === "object", "config.sock must be a valid object");
-    } else {
-      throw new AssertionError({ message: "Either config.host or config.sock must be provided" });
-    }
-    if (config.privateKey != null || config.privateKeyPath != null) {
-      if (config.privateKey != null) {
-        invariant2(typeof config.privateKey === "string", "config.privateKey must be a valid string");
-        invariant2(config.privateKeyPath == null, "config.privateKeyPath must not be specified when config.privateKey is specified");
-      } else if (config.privateKeyPath != null) {
-        invariant2(typeof config.privateKeyPath === "string", "config.privateKeyPath must be a valid string");
-        invariant2(config.privateKey == null, "config.privateKey must not be specified when config.privateKeyPath is specified");
-      }
-      invariant2(config.passphrase == null || typeof config.passphrase === "string", "config.passphrase must be null or a valid string");
-      if (config.privateKeyPath != null) {
-        try {
-          config.privateKey = await readFile(config.privateKeyPath);
-        } catch (err) {
-          if (err != null && err.code === "ENOENT") {
-            throw new AssertionError({ message: "config.privateKeyPath does not exist at given fs path" });
-          }
-          throw err;
-        }
-      }
-    } else if (config.password != null) {
-      invariant2(typeof config.password === "string", "config.password must be a valid string");
-    }
-    if (config.tryKeyboard != null) {
-      invariant2(typeof config.tryKeyboard === "boolean", "config.tryKeyboard must be a valid boolean");
-    }
-    if (config.tryKeyboard) {
-      const { password } = config;
-      if (config.onKeyboardInteractive != null) {
-        invariant2(typeof config.onKeyboardInteractive === "function", "config.onKeyboardInteractive must be a valid function");
-      } else if (password != null) {
-        config.onKeyboardInteractive = (name2, instructions, instructionsLang, prompts, finish) => {
-          if (prompts.length > 0 && prompts[0].prompt.toLowerCase().includes("password")) {
-            finish([password]);
-          }
-        };
-      }
-    }
-    const connection = new import_ssh23.default.Client();
-    this.connection = connection;
-    await new Promise((resolve6, reject) => {
-      connection.on("error", reject);
-      if (config.onKeyboardInteractive) {
-        connection.on("keyboard-interactive", config.onKeyboardInteractive);
-      }
-      connection.on("ready", () => {
-        connection.removeListener("error", reject);
-        resolve6();
-      });
-      connection.on("end", () => {
-        if (this.connection === connection) {
-          this.connection = null;
-        }
-      });
-      connection.on("close", () => {
-        if (this.connection === connection) {
-          this.connection = null;
-        }
-        reject(new SSHError("No response from server", "ETIMEDOUT"));
-      });
-      connection.connect(config);
-    });
-    return this;
-  }
-  isConnected() {
-    return this.connection != null;
-  }
-  async requestShell(options) {
-    const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
-      connection.on("error", reject);
-      const callback = (err, res) => {
-        connection.removeListener("error", reject);
-        if (err) {
-          reject(err);
-        } else {
-          resolve6(res);
-        }
-      };
-      if (options == null) {
-        connection.shell(callback);
-      } else {
-        connection.shell(options, callback);
-      }
-    });
-  }
-  async withShell(callback, options) {
-    invariant2(typeof callback === "function", "callback must be a valid function");
-    const shell2 = await this.requestShell(options);
-    try {
-      await callback(shell2);
-    } finally {
-      shell2.destroy();
-    }
-  }
-  async requestSFTP() {
-    const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
-      connection.on("error", reject);
-      connection.sftp((err, res) => {
-        connection.removeListener("error", reject);
-        if (err) {
-          reject(err);
-        } else {
-          resolve6(res);
-        }
-      });
-    });
-  }
-  async withSFTP(callback) {
-    invariant2(typeof callback === "function", "callback must be a valid function");
-    const sftp = await this.requestSFTP();
-    try {
-      await callback(sftp);
-    } finally {
-      sftp.end();
-    }
-  }
-  async execCommand(givenCommand, options = {}) {
-    invariant2(typeof givenCommand === "string", "command must be a valid string");
-    invariant2(options != null && typeof options === "object", "options must be a valid object");
-    invariant2(options.cwd == null || typeof options.cwd === "string", "options.cwd must be a valid string");
-    invariant2(options.stdin == null || typeof options.stdin === "string" || import_is_stream.default.readable(options.stdin), "options.stdin must be a valid string or readable stream");
-    invariant2(options.execOptions == null || typeof options.execOptions === "object", "options.execOptions must be a valid object");
-    invariant2(options.encoding == null || typeof options.encoding === "string", "options.encoding must be a valid string");
-    invariant2(options.onChannel == null || typeof options.onChannel === "function", "options.onChannel must be a valid function");
-    invariant2(options.onStdout == null || typeof options.onStdout === "function", "options.onStdout must be a valid function");
-    invariant2(options.onStderr == null || typeof options.onStderr === "function", "options.onStderr must be a valid function");
-    invariant2(options.noTrim == null || typeof options.noTrim === "boolean", "options.noTrim must be a boolean");
-    let command2 = givenCommand;
-    if (options.cwd) {
-      command2 = `cd ${(0, import_shell_escape.default)([options.cwd])} ; ${command2}`;
-    }
-    const connection = this.getConnection();
-    const output = { stdout: [], stderr: [] };
-    return new Promise((resolve6, reject) => {
-      connection.on("error", reject);
-      connection.exec(command2, options.execOptions != null ? options.execOptions : {}, (err, channel) => {
-        connection.removeListener("error", reject);
-        if (err) {
-          reject(err);
-          return;
-        }
-        if (options.onChannel) {
-          options.onChannel(channel);
-        }
-        channel.on("data", (chunk) => {
-          if (options.onStdout)
-            options.onStdout(chunk);
-          output.stdout.push(chunk.toString(options.encoding));
-        });
-        channel.stderr.on("data", (chunk) => {
-          if (options.onStderr)
-            options.onStderr(chunk);
-          output.stderr.push(chunk.toString(options.encoding));
-        });
-        if (options.stdin != null) {
-          if (import_is_stream.default.readable(options.stdin)) {
-            options.stdin.pipe(channel, {
-              end: true
-            });
-          } else {
-            channel.write(options.stdin);
-            channel.end();
-          }
-        } else {
-          channel.end();
-        }
-        let code = null;
-        let signal = null;
-        channel.on("exit", (code_, signal_) => {
-          code = code_ !== null && code_ !== void 0 ? code_ : null;
-          signal = signal_ !== null && signal_ !== void 0 ? signal_ : null;
-        });
-        channel.on("close", () => {
-          let stdout = output.stdout.join("");
-          let stderr = output.stderr.join("");
-          if (options.noTrim !== true) {
-            stdout = stdout.trim();
-            stderr = stderr.trim();
-          }
-          resolve6({
-            code: code != null ? code : null,
-            signal: signal != null ? signal : null,
-            stdout,
-            stderr
-          });
-        });
-      });
-    });
-  }
-  async exec(command2, parameters, options = {}) {
-    invariant2(typeof command2 === "string", "command must be a valid string");
-    invariant2(Array.isArray(parameters), "parameters must be a valid array");
-    invariant2(options != null && typeof options === "object", "options must be a valid object");
-    invariant2(options.stream == null || ["both", "stdout", "stderr"].includes(options.stream), "options.stream must be one of both, stdout, stderr");
-    for (let i = 0, { length } = parameters; i < length; i += 1) {
-      invariant2(typeof parameters[i] === "string", `parameters[${i}] must be a valid string`);
-    }
-    const completeCommand = `${command2}${parameters.length > 0 ? ` ${(0, import_shell_escape.default)(parameters)}` : ""}`;
-    const response = await this.execCommand(completeCommand, options);
-    if (options.stream == null || options.stream === "stdout") {
-      if (response.stderr) {
-        throw new Error(response.stderr);
-      }
-      return response.stdout;
-    }
-    if (options.stream === "stderr") {
-      return response.stderr;
-    }
-    return response;
-  }
-  async mkdir(path, method = "sftp", givenSftp = null) {
-    invariant2(typeof path === "string", "path must be a valid string");
-    invariant2(typeof method === "string" && (method === "sftp" || method === "exec"), "method must be either sftp or exec");
-    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
-    if (method === "exec") {
-      await this.exec("mkdir", ["-p", unixifyPath(path)]);
-      return;
-    }
-    const sftp = givenSftp || await this.requestSFTP();
-    const makeSftpDirectory = async (retry) => makeDirectoryWithSftp(unixifyPath(path), sftp).catch(async (error2) => {
-      if (!retry || error2 == null || error2.message !== "No such file" && error2.code !== "ENOENT") {
-        throw error2;
-      }
-      await this.mkdir(fsPath2.dirname(path), "sftp", sftp);
-      await makeSftpDirectory(false);
-    });
-    try {
-      await makeSftpDirectory(true);
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-  }
-  async getFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-    invariant2(typeof localFile === "string", "localFile must be a valid string");
-    invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
-    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
-    invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    const sftp = givenSftp || await this.requestSFTP();
-    try {
-      await new Promise((resolve6, reject) => {
-        sftp.fastGet(unixifyPath(remoteFile), localFile, transferOptions || {}, (err) => {
-          if (err) {
-            reject(err);
-          } else {
-            resolve6();
-          }
-        });
-      });
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-  }
-  async putFile(localFile, remoteFile, givenSftp = null, transferOptions = null) {
-    invariant2(typeof localFile === "string", "localFile must be a valid string");
-    invariant2(typeof remoteFile === "string", "remoteFile must be a valid string");
-    invariant2(givenSftp == null || typeof givenSftp === "object", "sftp must be a valid object");
-    invariant2(transferOptions == null || typeof transferOptions === "object", "transferOptions must be a valid object");
-    invariant2(await new Promise((resolve6) => {
-      fs4.access(localFile, fs4.constants.R_OK, (err) => {
-        resolve6(err === null);
-      });
-    }), `localFile does not exist at ${localFile}`);
-    const sftp = givenSftp || await this.requestSFTP();
-    const putFile2 = (retry) => {
-      return new Promise((resolve6, reject) => {
-        sftp.fastPut(localFile, unixifyPath(remoteFile), transferOptions || {}, (err) => {
-          if (err == null) {
-            resolve6();
-            return;
-          }
-          if (err.message === "No such file" && retry) {
-            resolve6(this.mkdir(fsPath2.dirname(remoteFile), "sftp", sftp).then(() => putFile2(false)));
-          } else {
-            reject(err);
-          }
-        });
-      });
-    };
-    try {
-      await putFile2(true);
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-  }
-  async putFiles(files, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {} } = {}) {
-    invariant2(Array.isArray(files), "files must be an array");
-    for (let i = 0, { length } = files; i < length; i += 1) {
-      const file = files[i];
-      invariant2(file, "files items must be valid objects");
-      invariant2(file.local && typeof file.local === "string", `files[${i}].local must be a string`);
-      invariant2(file.remote && typeof file.remote === "string", `files[${i}].remote must be a string`);
-    }
-    const transferred = [];
-    const sftp = givenSftp || await this.requestSFTP();
-    const queue = new PromiseQueue({ concurrency });
-    try {
-      await new Promise((resolve6, reject) => {
-        files.forEach((file) => {
-          queue.add(async () => {
-            await this.putFile(file.local, file.remote, sftp, transferOptions);
-            transferred.push(file);
-          }).catch(reject);
-        });
-        queue.waitTillIdle().then(resolve6);
-      });
-    } catch (error2) {
-      if (error2 != null) {
-        error2.transferred = transferred;
-      }
-      throw error2;
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-  }
-  async putDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
-    invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
-    invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve6) => {
-      fs4.stat(localDirectory, (err, stat3) => {
-        resolve6(stat3 || null);
-      });
-    });
-    invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-    invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-    const sftp = givenSftp || await this.requestSFTP();
-    const scanned = await esm_default(localDirectory, {
-      recursive,
-      validate: validate2
-    });
-    const files = scanned.files.map((item) => fsPath2.relative(localDirectory, item));
-    const directories = scanned.directories.map((item) => fsPath2.relative(localDirectory, item));
-    directories.sort((a, b) => a.length - b.length);
-    let failed = false;
-    try {
-      await new Promise((resolve6, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        directories.forEach((directory) => {
-          queue.add(async () => {
-            await this.mkdir(fsPath2.join(remoteDirectory, directory), "sftp", sftp);
-          }).catch(reject);
-        });
-        resolve6(queue.waitTillIdle());
-      });
-      await new Promise((resolve6, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        files.forEach((file) => {
-          queue.add(async () => {
-            const localFile = fsPath2.join(localDirectory, file);
-            const remoteFile = fsPath2.join(remoteDirectory, file);
-            try {
-              await this.putFile(localFile, remoteFile, sftp, transferOptions);
-              tick(localFile, remoteFile, null);
-            } catch (_) {
-              failed = true;
-              tick(localFile, remoteFile, _);
-            }
-          }).catch(reject);
-        });
-        resolve6(queue.waitTillIdle());
-      });
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-    return !failed;
-  }
-  async getDirectory(localDirectory, remoteDirectory, { concurrency = DEFAULT_CONCURRENCY, sftp: givenSftp = null, transferOptions = {}, recursive = true, tick = DEFAULT_TICK, validate: validate2 = DEFAULT_VALIDATE } = {}) {
-    invariant2(typeof localDirectory === "string" && localDirectory, "localDirectory must be a string");
-    invariant2(typeof remoteDirectory === "string" && remoteDirectory, "remoteDirectory must be a string");
-    const localDirectoryStat = await new Promise((resolve6) => {
-      fs4.stat(localDirectory, (err, stat3) => {
-        resolve6(stat3 || null);
-      });
-    });
-    invariant2(localDirectoryStat != null, `localDirectory does not exist at ${localDirectory}`);
-    invariant2(localDirectoryStat.isDirectory(), `localDirectory is not a directory at ${localDirectory}`);
-    const sftp = givenSftp || await this.requestSFTP();
-    const scanned = await esm_default(remoteDirectory, {
-      recursive,
-      validate: validate2,
-      concurrency,
-      fileSystem: {
-        basename(path) {
-          return fsPath2.posix.basename(path);
-        },
-        join(pathA, pathB) {
-          return fsPath2.posix.join(pathA, pathB);
-        },
-        readdir(path) {
-          return new Promise((resolve6, reject) => {
-            sftp.readdir(path, (err, res) => {
-              if (err) {
-                reject(err);
-              } else {
-                resolve6(res.map((item) => item.filename));
-              }
-            });
-          });
-        },
-        stat(path) {
-          return new Promise((resolve6, reject) => {
-            sftp.stat(path, (err, res) => {
-              if (err) {
-                reject(err);
-              } else {
-                resolve6(res);
-              }
-            });
-          });
-        }
-      }
-    });
-    const files = scanned.files.map((item) => fsPath2.relative(remoteDirectory, item));
-    const directories = scanned.directories.map((item) => fsPath2.relative(remoteDirectory, item));
-    directories.sort((a, b) => a.length - b.length);
-    let failed = false;
-    try {
-      await new Promise((resolve6, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        directories.forEach((directory) => {
-          queue.add(async () => {
-            await (0, import_make_dir.default)(fsPath2.join(localDirectory, directory));
-          }).catch(reject);
-        });
-        resolve6(queue.waitTillIdle());
-      });
-      await new Promise((resolve6, reject) => {
-        const queue = new PromiseQueue({ concurrency });
-        files.forEach((file) => {
-          queue.add(async () => {
-            const localFile = fsPath2.join(localDirectory, file);
-            const remoteFile = fsPath2.join(remoteDirectory, file);
-            try {
-              await this.getFile(localFile, remoteFile, sftp, transferOptions);
-              tick(localFile, remoteFile, null);
-            } catch (_) {
-              failed = true;
-              tick(localFile, remoteFile, _);
-            }
-          }).catch(reject);
-        });
-        resolve6(queue.waitTillIdle());
-      });
-    } finally {
-      if (!givenSftp) {
-        sftp.end();
-      }
-    }
-    return !failed;
-  }
-  forwardIn(remoteAddr, remotePort, onConnection) {
-    const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
-      connection.forwardIn(remoteAddr, remotePort, (error2, port2) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        const handler = (details, acceptConnection, rejectConnection) => {
-          if (details.destIP === remoteAddr && details.destPort === port2) {
-            onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-          }
-        };
-        if (onConnection) {
-          connection.on("tcp connection", handler);
-        }
-        const dispose = () => {
-          return new Promise((_resolve, _reject) => {
-            connection.off("tcp connection", handler);
-            connection.unforwardIn(remoteAddr, port2, (_error) => {
-              if (_error) {
-                _reject(error2);
-              }
-              _resolve();
-            });
-          });
-        };
-        resolve6({ port: port2, dispose });
-      });
-    });
-  }
-  forwardOut(srcIP, srcPort, dstIP, dstPort) {
-    const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
-      connection.forwardOut(srcIP, srcPort, dstIP, dstPort, (error2, channel) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        resolve6(channel);
-      });
-    });
-  }
-  forwardInStreamLocal(socketPath, onConnection) {
-    const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
-      connection.openssh_forwardInStreamLocal(socketPath, (error2) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        const handler = (details, acceptConnection, rejectConnection) => {
-          if (details.socketPath === socketPath) {
-            onConnection === null || onConnection === void 0 ? void 0 : onConnection(details, acceptConnection, rejectConnection);
-          }
-        };
-        if (onConnection) {
-          connection.on("unix connection", handler);
-        }
-        const dispose = () => {
-          return new Promise((_resolve, _reject) => {
-            connection.off("unix connection", handler);
-            connection.openssh_unforwardInStreamLocal(socketPath, (_error) => {
-              if (_error) {
-                _reject(_error);
-              }
-              _resolve();
-            });
-          });
-        };
-        resolve6({ dispose });
-      });
-    });
-  }
-  forwardOutStreamLocal(socketPath) {
-    const connection = this.getConnection();
-    return new Promise((resolve6, reject) => {
-      connection.openssh_forwardOutStreamLocal(socketPath, (error2, channel) => {
-        if (error2) {
-          reject(error2);
-          return;
-        }
-        resolve6(channel);
-      });
-    });
-  }
-  dispose() {
-    if (this.connection) {
-      this.connection.end();
-      this.connection = null;
-    }
-  }
-};
-
-// core/remote/ssh-login.ts
-init_errors();
-init_report();
-init_hostkey();
-import { timingSafeEqual } from "node:crypto";
-import { execFile as execFile2 } from "node:child_process";
-import { lookup as dnsLookup } from "node:dns";
-import { createConnection as createConnection2, isIP as isIP3, isIPv6 as isIPv62 } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
-
-// core/remote/ssh-config.ts
-import { execFile } from "node:child_process";
-function sshG(address2, configFile, timeoutMs) {
-  return new Promise((resolve6) => {
-    const args = [...configFile ? ["-F", configFile] : [], "-G", "--", address2];
-    execFile("ssh", args, { timeout: timeoutMs, encoding: "utf8", env: { ...process.env, LC_ALL: "C" } }, (err, stdout) => {
-      if (err) return resolve6(void 0);
-      const settings = /* @__PURE__ */ new Map();
-      for (const line of stdout.split("\n")) {
-        const m = /^(\S+) (.*)$/.exec(line);
-        if (m) settings.set(m[1], [...settings.get(m[1]) ?? [], m[2]]);
-      }
-      resolve6(settings);
-    });
-  });
-}
-async function sshConfigDifference(ep, hasBastion, configFile, timeoutMs = 3e3) {
-  const [set, plain] = await Promise.all([sshG(ep.address, configFile, timeoutMs), sshG(ep.address, "/dev/null", timeoutMs)]);
-  if (!set || !plain) return void 0;
-  const one = (s, k) => s.get(k)?.[0];
-  const differs = [];
-  const hostname = one(set, "hostname");
-  if (hostname && hostname !== one(plain, "hostname")) differs.push(`HostName ${hostname} (ops: address)`);
-  const port2 = one(set, "port");
-  if (port2 && port2 !== one(plain, "port") && port2 !== String(ep.port)) differs.push(`Port ${port2} (ops: port)`);
-  const user = one(set, "user");
-  if (user && user !== one(plain, "user") && user !== ep.user) differs.push(`User ${user} (ops: user)`);
-  const defaults = new Set(plain.get("identityfile") ?? []);
-  const keys = (set.get("identityfile") ?? []).filter((f) => !defaults.has(f));
-  if (keys.length) differs.push(`IdentityFile ${keys.join(", ")} (ops: --identity or ssh.identity_file)`);
-  for (const [k, name2] of [["proxyjump", "ProxyJump"], ["proxycommand", "ProxyCommand"]]) {
-    const v = one(set, k);
-    if (v && v !== "none" && v !== one(plain, k) && !hasBastion) differs.push(`${name2} ${v} (ops: bastion${k === "proxycommand" ? ", for a jump host" : ""})`);
-  }
-  if (!differs.length) return void 0;
-  return `plain ssh ${ep.address} would use, from your ssh configuration: ${differs.join(", ")}; ops reads no ssh configuration: set them in the environment`;
-}
-
-// core/remote/ssh-login.ts
-var LoginAbandoned = class extends OpsError {
-};
-function hostKeyAlgorithms(pinned) {
-  const types = new Set(pinned.map((k) => k.type));
-  return HOST_KEY_TYPES.filter((alg) => types.has(alg.startsWith("rsa-sha2") ? "ssh-rsa" : alg));
-}
-var getentMissing = false;
-function lookupWithin(ms, signal) {
-  return (hostname, options, callback) => {
-    if (getentMissing) return void dnsLookup(hostname, options, callback);
-    const family = options.family === 4 || options.family === "IPv4" ? "ahostsv4" : options.family === 6 || options.family === "IPv6" ? "ahostsv6" : "ahosts";
-    execFile2("getent", [family, "--", hostname], { timeout: ms, killSignal: "SIGKILL", signal, encoding: "utf8" }, (err, stdout) => {
-      if (err && err.code === "ENOENT") {
-        getentMissing = true;
-        return void dnsLookup(hostname, options, callback);
-      }
-      const addresses = [...new Set(stdout.split("\n").filter((l) => /\sSTREAM\b/.test(l)).map((l) => l.split(/\s+/)[0]))].filter((a) => isIP3(a));
-      if (!addresses.length) {
-        const e = Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: err?.killed || signal?.aborted ? "EAI_AGAIN" : "ENOTFOUND", hostname });
-        return callback(e, "");
-      }
-      if (options.all) return callback(null, addresses.map((address2) => ({ address: address2, family: isIP3(address2) })));
-      callback(null, addresses[0], isIP3(addresses[0]));
-    });
-  };
-}
-var silentAgents = /* @__PURE__ */ new Set();
-async function authentication(user, credentials, reporter) {
-  const { privateKey, passphrase, defaultKeys } = credentials;
-  const signer = privateKey && credentials.agent && credentials.agentKey ? await agentFor(credentials.agent, credentials.agentKey) : void 0;
-  if (signer) return { config: { authHandler: [{ type: "agent", username: user, agent: signer }] }, offered: `${credentials.describe} (encrypted: signed by the SSH agent at ${credentials.agent}, which holds it)` };
-  if (privateKey || !defaultKeys) return { config: { privateKey, passphrase }, offered: credentials.describe };
-  let agent = credentials.agent;
-  let agentKeys;
-  if (agent && silentAgents.has(agent)) agent = void 0;
-  if (agent) {
-    const answer = await askAgent(agent);
-    if ("error" in answer) {
-      reporter.warn(`the SSH agent at $SSH_AUTH_SOCK (${agent}) does not answer (${answer.error}): its keys are not offered${defaultKeys.length ? `; logging in with ${defaultKeys.map((k) => k.file).join(", then ")}` : ""}. Start an agent (eval "$(ssh-agent)"; ssh-add), or unset SSH_AUTH_SOCK`);
-      silentAgents.add(agent);
-      agent = void 0;
-    } else agentKeys = answer.keys;
-  }
-  if (!agent && !defaultKeys.length) {
-    throw new OpsError(
-      `no SSH key to log in with: the SSH agent at $SSH_AUTH_SOCK (${credentials.agent}) does not answer, and there is no usable ~/.ssh/id_ed25519, id_ecdsa or id_rsa${credentials.skipped ? ` (${credentials.skipped.join("; ")})` : ""}`,
-      'start an agent and add your key (eval "$(ssh-agent)"; ssh-add ~/.ssh/KEY), or give the key (--identity, $OPS_SSH_KEY, ssh.identity_file)'
-    );
-  }
-  const agentWords = agent === void 0 ? [] : [agentKeys === 0 ? `the SSH agent at ${agent} (which holds no key)` : `the SSH agent's ${agentKeys} key${agentKeys === 1 ? "" : "s"} (at ${agent})`];
-  const authHandler = [...agent === void 0 ? [] : [{ type: "agent", username: user, agent }], ...defaultKeys.map((k) => ({ type: "publickey", username: user, key: k.privateKey, passphrase }))];
-  return { config: { authHandler }, offered: [...agentWords, ...defaultKeys.map((k) => `key file ${k.file}`)].join(", then "), agentKeys };
-}
-var RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
-function pinnedKeys(ep, role, configFile) {
-  const pinned = parseHostKeys(ep.hostKey);
-  if (typeof pinned === "string") throw new OpsError(`${role} ${ep.name}: pinned host key is malformed (${pinned})`, `fix its host_key in ${configFile}`);
-  return pinned;
-}
-function isPinned(key, pinned) {
-  return pinned.some((k) => key.length === k.blob.length && timingSafeEqual(key, k.blob));
-}
-function pinPlace(ep, attempt, configFile) {
-  return ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
-}
-function answersHttp(address2, port2, ms = 3e3) {
-  return new Promise((resolve6) => {
-    let got = "";
-    const socket = createConnection2({ host: address2, port: port2 });
-    const done = () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve6(/^HTTP\/|^\s*<(!doctype html|html)[\s>]/i.test(got));
-    };
-    const timer = setTimeout(done, ms);
-    socket.on("connect", () => socket.write("SSH-2.0-ops\r\n"));
-    socket.on("data", (d) => {
-      got += d.toString("latin1");
-      if (got.length >= 64) done();
-    });
-    socket.on("error", done);
-    socket.on("close", done);
-  });
-}
-function timedOut(e, at2, seconds3, ep, keyField) {
-  if (!(e instanceof Error) || !/Timed out while waiting for handshake/.test(e.message)) return void 0;
-  const port2 = keyField.replace(/host_key$/, "port");
-  if (!at2.resolved) return { what: `the name ${ep.address} did not resolve within ${seconds3} s (this machine's DNS server does not answer, or answers too slowly)`, hint: `check this machine's DNS (getent hosts ${ep.address}; /etc/resolv.conf), or set the host's IP address in ${keyField.replace(/host_key$/, "address")} (ssh.connect_timeout sets the wait)` };
-  if (!at2.connected) return { what: `no answer to the connection within ${seconds3} s (the host is down or unreachable, or a firewall drops the packets)`, hint: `check the address and ${port2}, that the host is up, and that a firewall lets this machine in (ssh.connect_timeout sets the wait)` };
-  return { what: `the port accepted the connection but sent no SSH greeting within ${seconds3} s (sshd sends one at once)`, hint: `check that ${port2} is sshd's (a service that waits for its client to speak first, as a database does, answers nothing), or whether sshd is overloaded (MaxStartups); then try again` };
-}
-var PLACEHOLDER_ADDRESS_SAID = "which no machine has: the placeholder `ops env new` writes, still in place";
-function refusePlaceholderAddress(ep, attempt, configFile) {
-  const reserved = documentationAddress(ep.address);
-  if (!reserved) return;
-  throw new OpsError(
-    own`${attempt.where}: ${ep.address} is ${reserved}, ${PLACEHOLDER_ADDRESS_SAID}`,
-    own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${configFile} (and its host key, read on its console)`
-  );
-}
-async function login(ep, attempt, options) {
-  try {
-    return await loginAttempts(ep, attempt, options);
-  } catch (e) {
-    if (e instanceof LoginAbandoned || !(e instanceof OpsError)) throw e;
-    const note = await sshConfigDifference(ep, Boolean(attempt.sock), options.sshConfig);
-    if (!note) throw e;
-    throw new e.constructor(e.message, e.hint ? `${e.hint}; ${note}` : note);
-  }
-}
-async function loginAttempts(ep, attempt, options) {
-  const pinned = pinnedKeys(ep, attempt.keyField.startsWith("bastion") ? "bastion" : "host", options.configFile);
-  const { where } = attempt;
-  refusePlaceholderAddress(ep, attempt, options.configFile);
-  const auth = await authentication(ep.user, options.credentials, options.reporter);
-  let tries = 0;
-  const { signal } = options;
-  const abandoned = () => new LoginAbandoned(`connecting to ${where}: abandoned`);
-  for (; ; ) {
-    if (signal?.aborted) throw abandoned();
-    let presented;
-    const ssh = new NodeSSH();
-    const abort = () => ssh.connection?.destroy();
-    signal?.addEventListener("abort", abort, { once: true });
-    let sock;
-    let connected = false;
-    let resolved = Boolean(attempt.sock) || isIP3(ep.address) !== 0;
-    try {
-      sock = attempt.sock ? await attempt.sock() : createConnection2({ host: ep.address, port: ep.port, noDelay: true, lookup: lookupWithin(options.connectTimeout * 1e3 + 1e3, signal) });
-      connected = Boolean(attempt.sock);
-      sock.once("connect", () => connected = true);
-      sock.once("lookup", () => resolved = true);
-      if (signal?.aborted) sock.destroy();
-      await ssh.connect({
-        host: ep.address,
-        port: ep.port,
-        username: ep.user,
-        sock,
-        readyTimeout: options.connectTimeout * 1e3,
-        keepaliveInterval: 1e4,
-        keepaliveCountMax: 3,
-        ...auth.config,
-        algorithms: { serverHostKey: hostKeyAlgorithms(pinned) },
-        hostVerifier: (key) => {
-          presented = key;
-          return isPinned(key, pinned);
-        }
-      });
-      return ssh;
-    } catch (e) {
-      ssh.dispose();
-      sock?.destroy();
-      if (signal?.aborted) throw abandoned();
-      if (e instanceof OpsError && !(e instanceof TransportError)) throw e;
-      const message = e instanceof Error ? e.message : String(e);
-      if (presented && !isPinned(presented, pinned)) {
-        throw new OpsError(
-          `host key of ${where} does not match the pinned key${pinned.length > 1 ? "s" : ""}: refusing to connect
-  presented: ${blobType(presented)} ${fingerprint2(presented)}
-` + pinned.map((k) => `  pinned:    ${k.type} ${fingerprint2(k.blob)}`).join("\n"),
-          `if the machine was rebuilt, read its new key out of band (VM console: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), compare the fingerprint, then put the key line in ${pinPlace(ep, attempt, options.configFile)}`
-        );
-      }
-      if (/no matching host key format|Handshake failed: no matching/i.test(message)) {
-        const types = [...new Set(pinned.map((k) => k.type))];
-        throw new OpsError(
-          `${where} offers no ${types.join(" or ")} host key, ${types.length > 1 ? "the types" : "which is the type"} pinned`,
-          `pin the key of a type it offers, in ${pinPlace(ep, attempt, options.configFile)}`
-        );
-      }
-      if (/Cannot parse privateKey|private key detected, but no passphrase|Failed to decrypt|bad decrypt|Bad passphrase/i.test(message)) {
-        throw new OpsError(`cannot use our SSH key (${options.credentials.describe}) to log in to ${where}: ${message}`, "an encrypted key needs its passphrase in $OPS_SSH_KEY_PASSPHRASE, or to be in your SSH agent (ssh-add FILE asks for the passphrase once; ops then has the agent sign with it, as ssh does); otherwise give a private key in OpenSSH or PEM format (--identity, $OPS_SSH_KEY, ssh.identity_file)");
-      }
-      const given = "--identity FILE, $OPS_SSH_KEY, or ssh.identity_file in " + options.configFile;
-      const left = options.credentials.skipped;
-      const skipped = left ? `; left out: ${left.join("; ")}${left.some((l) => l.endsWith(": encrypted, and no passphrase given")) ? " (ssh-add an encrypted one to your agent, or give its passphrase in $OPS_SSH_KEY_PASSPHRASE)" : ""}` : "";
-      if (/All configured authentication methods failed/i.test(message)) {
-        if (options.credentials.defaultKeys)
-          throw new OpsError(`${where} refused every key offered: ${auth.offered}${skipped}`, `authorise one of them for ${ep.user} there (~${ep.user}/.ssh/authorized_keys), add the key it accepts to your agent (ssh-add FILE), or give that key (${given})`);
-        throw new OpsError(`${where} refused our SSH key (${options.credentials.describe})`, `authorise its public key for ${ep.user} there, or give another key (--identity, $OPS_SSH_KEY, ssh.identity_file)`);
-      }
-      if (/Too many authentication failures/i.test(message)) {
-        throw new OpsError(
-          `${where} ended the login after too many keys were offered, one by one (sshd's MaxAuthTries, 6 by default): ${auth.offered}`,
-          `give this host's key (${given}): ops then offers it alone, as ssh's IdentitiesOnly; or take the keys it does not need out of the agent (ssh-add -l lists them, ssh-add -d FILE removes one)`
-        );
-      }
-      if (e.level === "agent") {
-        const refused = /responded with failure/i.test(message);
-        throw new OpsError(
-          refused ? `the SSH agent at ${options.credentials.agent} refused to sign with the key ${where} accepts` : `the SSH agent at ${options.credentials.agent} failed while logging in to ${where}: ${message}`,
-          refused ? `a key added with ssh-add -c must be confirmed (its prompt, ssh-askpass, needs a desktop session), and an agent app asks you to approve: approve it, or add the key without -c (ssh-add FILE), or give the key (${given})` : `check the agent (ssh-add -l), or give the key (${given})`
-        );
-      }
-      if (!attempt.sock && /Connection lost before handshake/.test(message) && await answersHttp(ep.address, ep.port)) {
-        const field = attempt.keyField.replace(/host_key$/, "port");
-        throw new TransportError(
-          own`cannot connect to ${where}: port ${ep.port} is a web server's (it answers SSH's greeting in HTTP), not sshd's`,
-          own`set ${field} in ${options.configFile} to sshd's port (22, or the Port of the host's /etc/ssh/sshd_config)`
-        );
-      }
-      if (tries >= options.retries || !RETRYABLE.test(`${message} ${e.code ?? ""}`)) {
-        if (e instanceof OpsError) throw e;
-        const known = timedOut(e, { connected, resolved }, options.connectTimeout, ep, attempt.keyField) ?? describeLowLevel(e);
-        throw new TransportError(
-          `cannot connect to ${where}: ${known?.what ?? message}${tries ? ` (after ${tries + 1} attempts)` : ""}`,
-          known?.hint ?? "check the address and port, that sshd runs, and that a firewall lets this machine in"
-        );
-      }
-      tries++;
-      options.reporter.warn(`${where}: ${e instanceof OpsError ? e.message : (timedOut(e, { connected, resolved }, options.connectTimeout, ep, attempt.keyField) ?? describeLowLevel(e))?.what ?? message}; retrying (${tries}/${options.retries})`);
-      await sleep(1e3 * 2 ** (tries - 1), void 0, { signal }).catch(() => void 0);
-    } finally {
-      signal?.removeEventListener("abort", abort);
-    }
-  }
-}
-function documentationAddress(address2) {
-  const a = address2.toLowerCase().replace(/\.$/, "");
-  if (/^(192\.0\.2|198\.51\.100|203\.0\.113)\.\d{1,3}$/.test(a)) return "a documentation address (RFC 5737)";
-  if (/^2001:0?db8:/.test(a)) return "a documentation address (RFC 3849)";
-  if (/(^|\.)example\.(com|net|org)$|\.(example|invalid)$|^(example|invalid)$/.test(a)) return "a name reserved for examples (RFC 2606)";
-  return void 0;
-}
-function addressPort(address2, port2) {
-  return `${isIPv62(address2) ? `[${address2}]` : address2}:${port2}`;
-}
-function describeEndpoint(ep) {
-  return `${ep.name} (${ep.user}@${addressPort(ep.address, ep.port)})`;
-}
-var Bastion = class _Bastion {
-  constructor(ssh, endpoint) {
-    this.ssh = ssh;
-    this.endpoint = endpoint;
-    const conn = ssh.connection;
-    conn.on("error", (e) => this.lost ??= e);
-    conn.on("close", () => this.lost ??= new Error("Not connected"));
-  }
-  ssh;
-  endpoint;
-  users = 0;
-  lost;
-  /** Log in to the bastion (retries like a host). */
-  static async open(endpoint, options) {
-    const ssh = await login(endpoint, { where: `bastion ${endpoint.user}@${addressPort(endpoint.address, endpoint.port)}`, keyField: "bastion.host_key (or hosts[].bastion.host_key)" }, options);
-    return new _Bastion(ssh, endpoint);
-  }
-  get alive() {
-    return !this.lost && !!this.ssh.connection;
-  }
-  /** A TCP stream from the bastion to `address:port`; fails saying the bastion cannot reach it. */
-  forward(target) {
-    const conn = this.ssh.connection;
-    const label = `${target.name} (${addressPort(target.address, target.port)})`;
-    const via = `bastion ${this.endpoint.address}`;
-    if (!conn || this.lost) return Promise.reject(new TransportError(`${via} is no longer connected, so ${label} cannot be reached`, "try again"));
-    return new Promise((resolve6, reject) => {
-      try {
-        conn.forwardOut("127.0.0.1", 0, target.address, target.port, (e, stream2) => {
-          if (!e) return resolve6(stream2);
-          const why = e.message.replace(/^\(SSH\) Channel open failure: /, "");
-          const denied = /prohibited/i.test(why);
-          const err = new TransportError(
-            `${via} cannot reach ${label}: ${denied ? "the bastion refuses TCP forwarding" : why}`,
-            denied ? "the bastion's sshd must allow forwarding for this login (AllowTcpForwarding yes, no restrict/no-port-forwarding on the key), as for `ssh -J`" : `check from the bastion that ${addressPort(target.address, target.port)} answers (e.g. ssh -J ${this.endpoint.user}@${addressPort(this.endpoint.address, this.endpoint.port)} -p ${target.port} ${target.address})`
-          );
-          if (!denied) err.code = "ECONNREFUSED";
-          reject(err);
-        });
-      } catch (e) {
-        reject(translateError(e, this.endpoint.address, `forwarding through bastion ${this.endpoint.address}`));
-      }
-    });
-  }
-  /** Count a connection through it. */
-  use() {
-    this.users++;
-  }
-  /** A connection through it ended: the last one closes the bastion's. */
-  release() {
-    if (--this.users <= 0) this.close();
-  }
-  close() {
-    this.lost ??= new Error("Not connected");
-    this.ssh.dispose();
-  }
-};
-
-// core/remote/wrap.ts
-init_shell();
-
-// core/remote/types.ts
-init_errors();
-var REPORT_PREFIX = "@ops ";
-var FAILURE_KEYS = reportKeys("failure");
-var FAILURE_DETAIL_LINES = 60;
-function failureDetail(stdout, stderr, redact) {
-  const end = tail(stderr.trim() ? stderr : stdout.split("\n").filter((l) => !l.startsWith(REPORT_PREFIX)).join("\n"), FAILURE_DETAIL_LINES);
-  const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() && !end.includes(v) ? [v] : []);
-  const full = DISK_FULL.test(end) ? void 0 : `${stderr}
-${stdout}`.split("\n").find((l) => DISK_FULL.test(l))?.trim();
-  return maskedText([end, ...why, ...full ? [full] : []].filter((t) => t.trim()).join("\n"), redact);
-}
-function failureVerdict(stdout, redact) {
-  const why = parseReports(stdout).flatMap(([k, v]) => k === FAILURE_KEYS.failure && v.trim() ? [v.trim()] : []);
-  return why.length ? maskedText(why.join("\n"), redact) : void 0;
-}
-function parseReports(stdout) {
-  const out = [];
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith(REPORT_PREFIX)) continue;
-    const rest = line.slice(REPORT_PREFIX.length);
-    const sp = rest.indexOf(" ");
-    out.push(sp < 0 ? [rest, ""] : [rest.slice(0, sp), rest.slice(sp + 1)]);
-  }
-  return out;
-}
-function reportKeys(...keys) {
-  const record2 = {};
-  for (const key of keys) {
-    if (!/^[a-z_]+$/.test(key)) throw new Error(`report key ${JSON.stringify(key)}: use lower-case letters and _`);
-    record2[key] = key;
-  }
-  return Object.freeze(record2);
-}
-function reported(result, key) {
-  let v;
-  for (const [k, val] of result.reports) if (k === key) v = val;
-  return v;
-}
-function reportedAll(result, key) {
-  return result.reports.filter(([k]) => k === key).map(([, v]) => v);
-}
-var DEFAULT_STEP_TIMEOUT = 600;
-
-// core/remote/wrap.ts
-var START_MARKER = "@ops-start";
-var AGENT_STOPPED = "@ops-agent-stopped";
-var LOGIN_SHELL_PREFIX = "@ops-login-shell ";
-var REFUSED_PREFIX = "@ops-refused ";
-var LOGIN_SHELL_ENV = ["BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "BASH_XTRACEFD"];
-var MESSAGES_ENV = ["LANGUAGE"];
-var STEP_ENV = "OPS_STEP=1";
-var NOT_TOP_LEVEL = "SHLVL=1";
-var STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-var PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
-var KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
-var UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac";
-var COMMAND_START = "/usr/bin/env -u BASH_ENV -u ENV ";
-var BUS_STOPPED = "@ops-bus-stopped";
-var SESSION_DAEMONS = ` ops_d="\${SSH_AGENT_PID-}:ssh-agent:${AGENT_STOPPED} \${DBUS_SESSION_BUS_PID-}:dbus-daemon:${BUS_STOPPED}"; case \${SSH_CONNECTION:+x}\${DBUS_SESSION_BUS_ADDRESS-} in xunix:*=/tmp/dbus-*) for ops_p in /proc/[0-9]*; do [ -O "$ops_p" ] && read -r ops_c 2>/dev/null < "$ops_p/comm" && [ "$ops_c" = dbus-daemon ] && mapfile -d "" ops_e 2>/dev/null < "$ops_p/environ" && case " \${ops_e[*]} " in *" SSH_CONNECTION=\${SSH_CONNECTION-} "*) ops_d="$ops_d \${ops_p#/proc/}:dbus-daemon:${BUS_STOPPED}" ;; *) false ;; esac; done ;; esac; read -r ops_s < "/proc/$$/stat"; ops_s=(\${ops_s##*) }); for ops_x in $ops_d; do ops_p=\${ops_x%%:*}; ops_x=\${ops_x#*:}; if [ "\${ops_p:-0}" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm" && [ "$ops_c" = "\${ops_x%%:*}" ] && read -r ops_a 2>/dev/null < "/proc/$ops_p/stat" && ops_a=(\${ops_a##*) }) && [ "\${ops_a[19]}" -ge "\${ops_s[19]}" ] && kill "$ops_p" 2>/dev/null; then printf "%s\\n" "\${ops_x#*:}" >&2; fi; done;`;
-var STEP_BOOT = `${UNSET_FUNCTIONS}; printf "${LOGIN_SHELL_PREFIX}%s\\n" "\${SHELL-}" >&2;` + SESSION_DAEMONS + ` if [ -p /dev/fd/0 ] || [ -S /dev/fd/0 ] || [ -f /dev/fd/0 ]; then exec "$@"; fi; ops_in=closed; if [ -e /dev/fd/0 ]; then ops_in=$(readlink /proc/$$/fd/0 2>/dev/null || echo unknown); fi; printf "\\n%s\\n%sinput %s\\n" ${START_MARKER} ${quote(REFUSED_PREFIX)} "$ops_in"; exit 125`;
-var stepGuard = [
-  "ops_line1=1",
-  // Lines a start-up file may read (one `read` a line) with the guard still there to see ops_line1 missing.
-  ":",
-  ":",
-  // Here too: the shell that reads the script may be one a start-up file exec'd (no STEP_BOOT before it).
-  "# shellcheck disable=SC2046",
-  UNSET_FUNCTIONS,
-  // (with the login's $SHELL on stderr, as STEP_BOOT, which did not run, would have said it: the files to name are its)
-  `if [ "\${OPS_STEP-}" != 1 ]; then printf '${LOGIN_SHELL_PREFIX}%s\\n' "\${SHELL-}" >&2; printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}shell %s\\n' "$0"; exit 125; elif [ "\${ops_line1-}" != 1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdin\\n'; exit 125; elif [ ! -e /dev/fd/1 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout closed\\n' >&2; exit 125; elif [ ! -e /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr closed\\n'; exit 125; elif [ -f /dev/fd/1 ] || [ "$(readlink /proc/$$/fd/1 2>/dev/null)" = /dev/null ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stdout %s\\n' "$(readlink /proc/$$/fd/1 2>/dev/null || echo unknown)" >&2; exit 125; elif [ /dev/fd/1 -ef /dev/fd/2 ]; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}merged\\n'; exit 125; elif { [ -p /dev/fd/1 ] || [ -S /dev/fd/1 ]; } && ! { [ -p /dev/fd/2 ] || [ -S /dev/fd/2 ]; }; then printf '\\n${START_MARKER}\\n${REFUSED_PREFIX}stderr %s\\n' "$(readlink /proc/$$/fd/2 2>/dev/null || echo unknown)"; exit 125; fi`,
-  // A limit a deploy fails under, refused before anything is done: `ulimit -n 64`, `ulimit -f 1000` in ~/.bashrc (bash
-  // sets the hard limit too, sudo keeps it) would fail npm ci or an upload half-way (EMFILE, SIGXFSZ). The refusal says
-  // `session` after the value when the session's sshd process (`sshd: <login>@notty`; sshd-session from OpenSSH 9.8),
-  // up the chain of parents, has that limit already: set before the login shell began (pam_limits'
-  // /etc/security/limits.conf, sshd's service), not by its start-up files. /proc/PID/limits is in bytes where ulimit
-  // counts KiB (-s, -f, -v, -d).
-  String.raw`ops_refuse_limit() {
-  ops_v=$(ulimit -"$1"); ops_from=''; ops_u=1024; ops_p=$$
-  case $1 in n) ops_row='Max open files' ops_u=1 ;; u) ops_row='Max processes' ops_u=1 ;; t) ops_row='Max cpu time' ops_u=1 ;; s) ops_row='Max stack size' ;; f) ops_row='Max file size' ;; v) ops_row='Max address space' ;; *) ops_row='Max data size' ;; esac
-  while [ "$ops_p" -gt 1 ] 2>/dev/null && read -r ops_c 2>/dev/null < "/proc/$ops_p/comm"; do
-    case $ops_c in sshd | sshd-session)
-      while read -r ops_x ops_y ops_z ops_s _; do
-        # A row's name is three words but for "Max processes": its soft limit then in the third field.
-        case "$ops_x $ops_y $ops_z $ops_s" in "$ops_row $((ops_v * ops_u))" | "$ops_row $((ops_v * ops_u)) "*) ops_from=' session' ;; esac
-      done 2>/dev/null < "/proc/$ops_p/limits"
-      break ;;
-    esac
-    ops_p=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$ops_p/status" 2>/dev/null)
-  done
-  printf '\n${START_MARKER}\n${REFUSED_PREFIX}limit ulimit -%s %s%s\n' "$1" "$ops_v" "$ops_from"; exit 125
-}`,
-  'if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 1024 ]; then ops_refuse_limit n; fi',
-  // Processes under 1024 (`ulimit -u 100` in ~/.bashrc, `* hard nproc 200` in limits.conf, a hardening guide's): it
-  // counts every process and thread of the user on the host, the live and the previous slot's programs included, and
-  // sudo keeps it for the app user (pam_limits sets only the items limits.conf names), so a build's threads (Node.js
-  // starts about ten, esbuild and uv one or more per core) fail to start half-way ("fork: Resource temporarily
-  // unavailable", "pthread_create"), or a new slot's programs cannot start.
-  'if [ "$(ulimit -u)" != unlimited ] && [ "$(ulimit -u)" -lt 1024 ]; then ops_refuse_limit u; fi',
-  // A stack under Linux's 8 MB (`ulimit -s 256`): V8 sizes Node.js's JavaScript stack at about 1 MB whatever the limit,
-  // and glibc gives each thread a stack of the limit's size, so a build's deep parse ends in SIGSEGV, not an error.
-  'if [ "$(ulimit -s)" != unlimited ] && [ "$(ulimit -s)" -lt 8192 ]; then ops_refuse_limit s; fi',
-  // Any file size (-f), CPU time (-t: a build killed once it used that many seconds), virtual memory (-v: Node.js
-  // reserves more for WebAssembly than a few GB allow, "WebAssembly.instantiate(): Out of memory") or data (-d: the
-  // heap and every private writable mapping, Node.js's and Python's, count against it) limit, likewise.
-  'for ops_l in f t v d; do if [ "$(ulimit -$ops_l)" != unlimited ]; then ops_refuse_limit $ops_l; fi; done'
-].join("\n");
-var scriptPrelude = [
-  // The step's locale first, and kept through the unsets: with LC_ALL unset, bash sets each category again from what is
-  // left, and warns on stderr for a locale the host lacks (fish exports LC_CTYPE=en_US.UTF-8 itself; a ~/.bashrc's
-  // export LC_MESSAGES=...), text ops would blame on the login shell.
-  "export LC_ALL=C.UTF-8",
-  // The step's environment: KEPT_ENV of the one it was started in (a readonly variable stays: unset says so before
-  // the start marker, where the transport ignores it).
-  `for ops_v in $(builtin compgen -e); do case $ops_v in ${[...KEPT_ENV, "LC_ALL"].join("|")}) ;; *) builtin unset "$ops_v" ;; esac; done; builtin unset ops_v`,
-  // The leading newline ends whatever line the login shell left unfinished.
-  `printf '\\n${START_MARKER}\\n'; printf '\\n${START_MARKER}\\n' >&2`,
-  "set -euo pipefail",
-  "umask 022",
-  // files that must stay private (.env, keys) are created with explicit modes
-  "export DEBIAN_FRONTEND=noninteractive",
-  "# shellcheck disable=SC2317 # for the step's own lines: some report nothing",
-  `ops_report() { printf '${REPORT_PREFIX}%s %s\\n' "$1" "\${2:-}"; }`,
-  "cd /"
-].join("\n");
-function commandLine(step, login2, appUser, connection) {
-  const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
-  if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
-  const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ["-u", v]);
-  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
-  const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
-  if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
-  return cmd(...english, ...run);
-}
-function sshCommand(step, login2, appUser, connection) {
-  return `exec ${commandLine(step, login2, appUser, connection)}; printf '%s%s\\n\\n%s\\n%s\\n' '${LOGIN_SHELL_PREFIX}' "$SHELL" '${START_MARKER}' '${EXEC_RETURNED}'; exit 125`;
-}
-var EXEC_RETURNED = `${REFUSED_PREFIX}exec`;
-function scriptText(step) {
-  return `${scriptPrelude}
-# shellcheck disable=SC2034 # read by critical_begin (core/steps/sh/critical.sh)
-OPS_STEP_TIMEOUT=${step.timeout ?? DEFAULT_STEP_TIMEOUT}
-${step.script.trimEnd()}
-`;
-}
-var SCRIPT_END = "# ops: end of the step";
-function stepInput(step) {
-  const text = `${scriptText(step)}${SCRIPT_END}
-`;
-  const bytes = Buffer.byteLength(text, "utf8");
-  const read2 = `ops_script=$(head -c ${bytes}) && [ "\${ops_script: -${SCRIPT_END.length}}" = '${SCRIPT_END}' ] || { echo "the step's script arrived cut short (the connection was lost while it was sent): nothing of it ran" >&2; exit 125; }; eval "builtin unset ops_script; $ops_script"`;
-  return `${stepGuard}
-${read2}
-${text}`;
-}
-function uploadStep(remotePath, size2, mode, guard) {
-  const dir = remotePath.replace(/\/[^/]*$/, "") || "/";
-  return {
-    name: `upload ${remotePath.split("/").pop()}`,
-    as: "login",
-    timeout: 600 + Math.ceil(size2 / 1e5),
-    // at least 100 kB/s
-    quiet: true,
-    // One line to end with: bash has parsed and run the whole function before the content starts. `guard` runs
-    // before it (it reads no stdin: the content stays for head), in braces: the library functions it brings that an
-    // upload does not call are not findings (shellcheck reads them as unreachable before the script's last exit).
-    script: `${guard ? `# shellcheck disable=SC2317 # the guard's library functions an upload does not call
-{
-${guard}
-}
-` : ""}` + String.raw`ops_upload() {
-  # tmp not local: the EXIT trap also runs where set -e ended the script inside this function, out of its scope.
-  local got
-  tmp=$(mktemp ${quote(`${dir}/.ops-upload.XXXXXX`)})
-  trap 'rm -f "$tmp"' EXIT
-  head -c ${size2} > "$tmp"
-  got=$(stat -c %s "$tmp")
-  if [ "$got" != ${size2} ]; then echo "the upload of ${quote(remotePath)} was cut short: $got of ${size2} bytes arrived" >&2; exit 1; fi
-  chmod ${mode.toString(8).padStart(4, "0")} "$tmp"
-  mv -f "$tmp" ${quote(remotePath)}
-  trap - EXIT
-}
-ops_upload; exit $?`
-  };
-}
-
-// core/remote/ssh.ts
-var LINGER_MS = 2e3;
-var LINGER_MAX_MS = 5e3;
-var SLOW_START_MS = 1500;
-var WAITING_START_MS = 1e4;
-async function connect(options) {
-  const { host, via } = options;
-  const where = via ? `${describeEndpoint(host)} through bastion ${via.endpoint.address}` : describeEndpoint(host);
-  const ssh = await login(host, { where, keyField: "hosts[].host_key", sock: via ? () => via.forward(host) : void 0 }, options);
-  return new SshRemote(ssh, host, options.appUser, options.reporter, options.onClose);
-}
-var AfterMarker = class _AfterMarker {
-  constructor(emit) {
-    this.emit = emit;
-  }
-  emit;
-  static MARK = `
-${START_MARKER}
-`;
-  head = "";
-  decoder = new StringDecoder("utf8");
-  started = false;
-  /** When the marker came (Date.now()): how long the login took to begin the script. */
-  startedAt;
-  preamble = "";
-  push(chunk) {
-    this.feed(this.decoder.write(chunk));
-  }
-  end() {
-    this.feed(this.decoder.end());
-    if (!this.started && this.head) this.emit(this.head);
-    this.head = "";
-  }
-  feed(text) {
-    if (!text) return;
-    if (this.started) return this.emit(text);
-    this.head += text;
-    const i = this.head.indexOf(_AfterMarker.MARK);
-    if (i < 0) return;
-    this.started = true;
-    this.startedAt = Date.now();
-    this.preamble = this.head.slice(0, i);
-    const rest = this.head.slice(i + _AfterMarker.MARK.length);
-    this.head = "";
-    if (rest) this.emit(rest);
-  }
-};
-var LineSplitter = class {
-  constructor(emit) {
-    this.emit = emit;
-  }
-  emit;
-  rest = "";
-  push(text) {
-    const lines = (this.rest + text).split("\n");
-    this.rest = lines.pop() ?? "";
-    for (const l of lines) this.emit(l);
-  }
-  flush() {
-    if (this.rest) this.emit(this.rest);
-    this.rest = "";
-  }
-};
-function xtraceOf(lines) {
-  const own2 = lines.find((l) => l.includes(COMMAND_START));
-  if (own2 === void 0) return { traced: false, text: lines };
-  const mark = own2.slice(0, own2.indexOf(COMMAND_START)).trimStart()[0];
-  if (mark !== void 0 && /[\p{L}\p{N}]/u.test(mark)) return { traced: false, text: lines };
-  return { traced: true, text: lines.filter((l) => l !== own2 && (mark === void 0 || !l.trimStart().startsWith(mark))) };
-}
-function sessionRefused(e) {
-  const err = e;
-  return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
-}
-var SshRemote = class {
-  constructor(ssh, host, appUser, reporter, onClose) {
-    this.ssh = ssh;
-    this.appUser = appUser;
-    this.reporter = reporter;
-    this.onClose = onClose;
-    this.name = host.name;
-    this.login = host.user;
-    const conn = ssh.connection;
-    conn.on("error", (e) => this.gone(e));
-    conn.on("close", () => this.gone(new Error("Not connected")));
-  }
-  ssh;
-  appUser;
-  reporter;
-  onClose;
-  name;
-  login;
-  connection = randomBytes7(6).toString("hex");
-  lost;
-  closed = false;
-  warnedPreamble = false;
-  warnedSudo = false;
-  warnedHome = false;
-  warnedPreload = false;
-  warnedStderr = false;
-  warnedLinger = false;
-  warnedAgent = false;
-  warnedBus = false;
-  warnedXtrace = false;
-  warnedSlow = false;
-  warnedWaiting = false;
-  /** The login's shell, as STEP_BOOT last said it ($SHELL): what the start-up files are named by. Bash until known. */
-  loginShell;
-  /** Reject the steps in flight when the connection goes away under them. */
-  aborts = /* @__PURE__ */ new Set();
-  /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
-  open = 0;
-  waiting = [];
-  /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
-  running = [];
-  /** Who waits for no step to run (whenIdle). */
-  idleWaiters = [];
-  /** Why no new step may start (halt). */
-  haltedBy;
-  inFlight() {
-    return [...this.running];
-  }
-  whenIdle() {
-    return this.running.length ? new Promise((r) => this.idleWaiters.push(r)) : Promise.resolve();
-  }
-  halt(reason) {
-    this.haltedBy ??= reason;
-  }
-  gone(e) {
-    this.lost ??= e;
-    for (const abort of this.aborts) abort(e);
-    this.freed();
-    const done = this.onClose;
-    this.onClose = void 0;
-    done?.();
-  }
-  /** A channel of ours closed (or the connection ended): whoever waits for a session tries again. */
-  freed() {
-    for (const wake of this.waiting.splice(0)) wake();
-  }
-  /**
-   * Open an exec channel. One refused for lack of sessions while others of ours are open waits until one of them
-   * closes (however long its step takes); refused with none open, it is retried briefly: sshd frees a closed
-   * session asynchronously. The caller must call `freed` once the channel closes.
-   * `ended` resolves on the channel's close with the exit status: its listeners are attached in ssh2's callback
-   * itself, because ssh2 handles every packet of one read at once: a command that fails at once (sudo asking for a
-   * password) can have its exit-status and close handled before an `await` returns the channel, and ssh2 emits
-   * `exit` once, to whoever listens then (output is kept: the channel is a paused stream until read).
-   */
-  async channel(command2, what) {
-    for (let attempt = 0; ; attempt++) {
-      const conn = this.ssh.connection;
-      if (this.closed) throw new TransportError(`${what} on ${this.name}: the connection was closed`);
-      if (this.lost || !conn) throw translateError(this.lost ?? new Error("Not connected"), this.name, `${what} on ${this.name}`);
-      try {
-        const channel = await new Promise(
-          (resolve6, reject) => conn.exec(command2, (e, c) => {
-            if (e) return reject(e);
-            const status2 = { code: null };
-            let exited = () => void 0;
-            const ended = new Promise((closed) => {
-              let linger;
-              let exitedAt;
-              const wait = () => {
-                if (exitedAt === void 0) return;
-                clearTimeout(linger);
-                linger = setTimeout(
-                  () => {
-                    status2.lingered = true;
-                    closed(status2);
-                    c.close();
-                  },
-                  Math.max(0, Math.min(LINGER_MS, exitedAt + LINGER_MAX_MS - Date.now()))
-                );
-              };
-              exited = wait;
-              c.on("close", () => {
-                clearTimeout(linger);
-                closed(status2);
-              });
-              c.on("exit", (code, sig) => {
-                if (typeof code === "number") status2.code = code;
-                else if (sig) status2.signal = `SIG${sig}`.replace(/^SIGSIG/, "SIG");
-                exitedAt = Date.now();
-                wait();
-              });
-            });
-            c.on("error", () => void 0);
-            resolve6({ channel: c, ended, output: () => exited() });
-          })
-        );
-        this.open++;
-        return channel;
-      } catch (e) {
-        if (sessionRefused(e) && this.open > 0) {
-          await new Promise((wake) => this.waiting.push(wake));
-          attempt = -1;
-          continue;
-        }
-        if (sessionRefused(e) && attempt < 8) {
-          await sleep2(25 * 2 ** attempt);
-          continue;
-        }
-        if (sessionRefused(e))
-          throw new TransportError(
-            `sshd on ${this.name} refused to open a session for ${what}: its session limit is reached`,
-            `ops needs 1 session per connection (it opens more, to run steps at once, where sshd allows); MaxSessions in ${this.name}'s /etc/ssh/sshd_config (or a Match block) must be at least 1: set it, then reload sshd (systemctl reload ssh)`
-          );
-        const lost = this.lost ?? await this.lostWithin(1e3);
-        if (lost) throw connectionLost(lost, this.name, `${what} on ${this.name} (connection lost)`);
-        throw translateError(e, this.name, `${what} on ${this.name}`);
-      }
-    }
-  }
-  /** The error the connection ended with, if it ends within `ms` milliseconds; else undefined. */
-  lostWithin(ms) {
-    return new Promise((resolve6) => {
-      const done = (e) => {
-        clearTimeout(timer);
-        this.aborts.delete(done);
-        resolve6(e);
-      };
-      const timer = setTimeout(() => done(), ms);
-      this.aborts.add(done);
-    });
-  }
-  /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
-  async exec(step, command2, input, options) {
-    const started = Date.now();
-    const what = `step "${step.name}"`;
-    if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
-    const show = (stream2) => step.quiet ? { push: () => void 0, flush: () => void 0 } : new LineSplitter((line) => {
-      if (!line.startsWith(REPORT_PREFIX) && !line.startsWith(REFUSED_PREFIX)) this.reporter.line(this.name, this.running.length > 1 ? `[${step.name}] ${line}` : line, stream2);
-    });
-    const outLines = show("stdout");
-    const errLines = show("stderr");
-    let stdout = "";
-    let stderr = "";
-    const out = new AfterMarker((t) => {
-      stdout += t;
-      outLines.push(t);
-    });
-    const err = new AfterMarker((t) => {
-      stderr += t;
-      errLines.push(t);
-    });
-    this.running.push(step.name);
-    const done = () => {
-      this.running.splice(this.running.indexOf(step.name), 1);
-      if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
-    };
-    let opened;
-    try {
-      opened = await this.channel(command2, what);
-    } catch (e) {
-      done();
-      throw e;
-    }
-    const { channel, ended, output } = opened;
-    if (this.haltedBy) {
-      channel.close();
-      this.open--;
-      done();
-      this.freed();
-      throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
-    }
-    const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1e3;
-    let guard;
-    let waiting;
-    let sent = Date.now();
-    let abort = (_) => void 0;
-    const status2 = await new Promise((resolve6, reject) => {
-      abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
-      this.aborts.add(abort);
-      waiting = setTimeout(() => {
-        if (out.started || err.started || this.warnedWaiting) return;
-        this.warnedWaiting = true;
-        const { files: files2, place: place2 } = this.startupFiles();
-        this.reporter.warn(`${this.name}: ${what} has not begun ${WAITING_START_MS / 1e3} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files2}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a network call, a sleep, a prompt); ops waits up to the step's time limit (${limit / 1e3} s): move what waits ${place2}`);
-      }, WAITING_START_MS);
-      guard = setTimeout(() => {
-        channel.close();
-        reject(out.started || err.started ? new StepError(step.name, this.name, null, "no answer from the host before the step timeout", "timeout") : this.neverBegan(what, limit / 1e3));
-      }, limit);
-      channel.on("data", (d) => {
-        output();
-        out.push(d);
-      });
-      channel.stderr.on("data", (d) => {
-        output();
-        err.push(d);
-      });
-      void ended.then(resolve6);
-      sent = Date.now();
-      channel.end(input);
-    }).finally(() => {
-      clearTimeout(guard);
-      clearTimeout(waiting);
-      this.aborts.delete(abort);
-      this.open--;
-      done();
-      this.freed();
-    });
-    out.end();
-    err.end();
-    outLines.flush();
-    errLines.flush();
-    const preamble = [out.preamble, err.preamble].map((p) => p.trim()).filter(Boolean).join("\n");
-    if (out.started && stdout.startsWith(EXEC_RETURNED) && /\bexec: restricted\b/.test(`${preamble}
-${stderr}`)) throw this.notStarted(what, status2.code ?? 255, `${preamble}
-${stderr}`.trim());
-    const ours = (l) => l === AGENT_STOPPED || l === BUS_STOPPED || l.startsWith(LOGIN_SHELL_PREFIX);
-    const bootLines = [...preamble.split("\n"), ...err.started ? [] : stderr.split("\n")];
-    const agentStopped = bootLines.includes(AGENT_STOPPED);
-    const busStopped = bootLines.includes(BUS_STOPPED);
-    const shellLine = bootLines.find((l) => l.startsWith(LOGIN_SHELL_PREFIX));
-    if (shellLine) this.loginShell = shellLine.slice(LOGIN_SHELL_PREFIX.length).trim() || void 0;
-    if (!err.started) stderr = stderr.split("\n").filter((l) => !ours(l)).join("\n");
-    const lines = preamble.split("\n").filter((l) => l && !ours(l));
-    const sudoLines = lines.filter((l) => sudoWarningFix(l, this.name));
-    const homeLine = lines.find((l) => homeDirProblem(l, this.login, this.name));
-    const preloadLines = lines.filter((l) => preloadProblem(l, this.login, this.name));
-    const { traced, text } = xtraceOf(lines.filter((l) => !sudoWarningFix(l, this.name) && l !== homeLine && !preloadLines.includes(l)));
-    const shellText = text.join("\n");
-    const quoted = (text2) => oneLine(text2, 80, (t) => this.reporter.redact(t));
-    const { files, place } = this.startupFiles();
-    if (sudoLines.length && !this.warnedSudo) {
-      this.warnedSudo = true;
-      this.reporter.warn(`${this.name}: sudo warns: "${quoted(sudoLines.join("\n"))}"; fix: ${sudoWarningFix(sudoLines[0], this.name)}`);
-    }
-    const home = homeLine && homeDirProblem(homeLine, this.login, this.name);
-    if (home && !this.warnedHome) {
-      this.warnedHome = true;
-      this.reporter.warn(`${this.name}: ${home.problem}; fix: ${home.fix}`);
-    }
-    const preload = preloadLines[0] && preloadProblem(preloadLines[0], this.login, this.name);
-    if (preload && !this.warnedPreload) {
-      this.warnedPreload = true;
-      this.reporter.warn(`${this.name}: ${preload.problem}; fix: ${preload.fix}`);
-    }
-    if (traced && !this.warnedXtrace) {
-      this.warnedXtrace = true;
-      this.reporter.warn(`${this.name}: ${xtraceProblem(this.login)}; fix: ${xtraceFix(this.login, this.loginShell)}`);
-    }
-    if (shellText && !this.warnedPreamble) {
-      this.warnedPreamble = true;
-      this.reporter.warn(`${this.name}: the login shell of ${this.login} prints text for non-interactive sessions ("${quoted(shellText)}"); ops ignores it, but scp, rsync and sftp break: move it ${place} (or out of sshd's ~/.ssh/rc, if it prints it: ops ping says)`);
-    }
-    const began = Math.min(out.startedAt ?? Infinity, err.startedAt ?? Infinity) - sent;
-    if (began > SLOW_START_MS && Number.isFinite(began) && !this.warnedSlow) {
-      this.warnedSlow = true;
-      this.reporter.warn(`${this.name}: ${what} began ${(began / 1e3).toFixed(1)} s after ops sent it: a start-up file of the login shell of ${this.login}, ${files}, or sshd's ~/.ssh/rc runs something slow for non-interactive sessions (or sudo is slow), and every step waits as long; move it ${place}`);
-    }
-    if (agentStopped && !this.warnedAgent) {
-      this.warnedAgent = true;
-      this.reporter.warn(`${this.name}: ${agentProblem(this.login)}; fix: ${agentFix(this.login, this.loginShell)}`);
-    }
-    if (busStopped && !this.warnedBus) {
-      this.warnedBus = true;
-      this.reporter.warn(`${this.name}: ${busProblem(this.login)}; fix: ${busFix(this.login, this.loginShell)}`);
-    }
-    if (status2.lingered && !this.warnedLinger) {
-      this.warnedLinger = true;
-      this.reporter.warn(`${this.name}: ${lingerProblem(this.login)}; ops closed it: ${lingerFix(this.login, this.loginShell)}`);
-    }
-    if (out.started && !stdout.startsWith(REFUSED_PREFIX) && stdout.endsWith(`
-${START_MARKER}
-${EXEC_RETURNED}
-`)) {
-      const { files: files2, place: place2 } = this.startupFiles();
-      throw new OpsError(
-        `${what} on ${this.name} ran, but its exit code is lost: ${files2} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which ran ops's command and returned`,
-        `remove that exec function, rename it, or define it ${place2}; then check what the step did and run it again`
-      );
-    }
-    if (out.started && stdout.startsWith(REFUSED_PREFIX)) throw this.refused(what, stdout.slice(REFUSED_PREFIX.length).split("\n")[0]);
-    if (!out.started && err.started && stderr.startsWith(REFUSED_PREFIX)) throw this.refused(what, stderr.slice(REFUSED_PREFIX.length).split("\n")[0]);
-    if (!out.started && err.started && status2.code !== null)
-      throw new OpsError(
-        `${what} on ${this.name} ran (exit code ${status2.code}), but its standard output never reached ops: a start-up file of the login shell of ${this.login}, ${files}, sends the standard output of non-interactive sessions elsewhere, so what the step reported is lost`,
-        `move any redirection of the standard output (exec >\u2026) ${place}, then run it again`
-      );
-    if (out.started && !err.started && status2.code !== null && !this.warnedStderr) {
-      this.warnedStderr = true;
-      this.reporter.warn(`${this.name}: the standard error of ${what} did not reach ops (its start line never came): a start-up file of the login shell of ${this.login}, ${files}, or sudo sends it elsewhere, so a failing step's errors are not seen; move any redirection of the standard error (exec 2>\u2026) ${place}`);
-    }
-    const code = status2.code ?? (status2.signal ? 128 : 255);
-    const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
-    if (!out.started && status2.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...status2.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine }, ...preloadLines[0] && { preload: preloadLines[0] } };
-    if (code !== 0 && !options.allowFailure) {
-      const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
-      throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
-    }
-    return result;
-  }
-  /** The error for a step whose script had not begun when its time was up (`seconds`): the login waited before it. */
-  neverBegan(what, seconds3) {
-    const { files, place } = this.startupFiles();
-    return new NotStartedError(
-      `${what} on ${this.name} did not start: in ${seconds3} s the login shell of ${this.login} had not begun the step's script (nothing came back): a start-up file, ${files}, or sshd's ~/.ssh/rc waits for something for non-interactive sessions (a sleep, a network call, a prompt)`,
-      `move what waits ${place}`
-    );
-  }
-  /**
-   * The start-up files the login's shell reads for sshd's command, and where lines for interactive shells only go
-   * (loginStartup): by the shell STEP_BOOT said on this connection; bash's before any did, or for a shell that reads none.
-   */
-  startupFiles() {
-    return loginStartup(this.login, this.loginShell) ?? loginStartup(this.login, "bash");
-  }
-  /** The error for a step the guard refused because its stdout and stderr are one pipe (`merged`): it did nothing. */
-  mergedOutput(what, stopped) {
-    const { files, place } = this.startupFiles();
-    return new NotStartedError(
-      `${what} on ${this.name} did not run: ${files} on ${this.name} sends the standard output and standard error of non-interactive sessions to one place (e.g. exec >&2, exec 2>&1, exec > >(logger) 2>&1), so what a step reports would be lost or mixed with its errors; ${stopped}`,
-      `move that redirection ${place}`
-    );
-  }
-  /** The error for a step the guard refused (stepGuard: `why` and its detail, REFUSED_PREFIX's line): it did nothing. */
-  refused(what, line) {
-    const [why, ...rest] = line.split(" ");
-    const detail = rest.join(" ");
-    const { files, place } = this.startupFiles();
-    const stopped = "ops stopped it before it did anything";
-    if (why === "stdin")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} reads standard input for non-interactive sessions (a read), which took the first line of the step's script; ${stopped}`,
-        `move that read ${place}, or make it read from /dev/tty`
-      );
-    if (why === "input")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} takes standard input away from non-interactive sessions (${detail === "closed" ? "closes it, e.g. exec <&-" : `to ${detail || "unknown"}, e.g. exec </dev/null`}), and ops sends each step's script on it: the script would be read as empty; ${stopped}`,
-        `move that redirection ${place}; to keep one command of it from reading the session's input, redirect that command alone (command </dev/null)`
-      );
-    if (why === "stdout")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard output of non-interactive sessions (e.g. exec >&-)" : `sends the standard output of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec >>file)`}, so what a step reports would not be seen; ${stopped}`,
-        `move that redirection ${place}`
-      );
-    const session = why === "limit" ? /^(.*) session$/.exec(detail)?.[1] : void 0;
-    if (session)
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${this.login}'s sessions on ${this.name} begin with a resource limit (${session}), set before the login shell runs (by pam_limits, from /etc/security/limits.conf or /etc/security/limits.d/, or by sshd's service), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `on ${this.name}, as root: find the line that sets it (grep -rs -e nofile -e nproc -e stack -e fsize -e cpu -e as -e data /etc/security/limits.conf /etc/security/limits.d/; systemctl show ssh -p LimitNOFILE,LimitNPROC,LimitSTACK) and remove it or raise it for ${this.login}, e.g. "${this.login} - ${/^ulimit -u /.test(session) ? "nproc 4096" : "nofile 65536"}" in /etc/security/limits.d/${this.login}.conf; a new session takes it`
-      );
-    if (why === "limit")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} sets a resource limit for non-interactive sessions (${detail}), under which an install, a build or an upload fails half-way; ${stopped}`,
-        `remove that ulimit, or move it ${place}; a limit for every login is a line in /etc/security/limits.conf`
-      );
-    if (why === "merged") return this.mergedOutput(what, stopped);
-    if (why === "exec")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} defines a function (or alias) named exec, which the login shell ran in place of its exec builtin, and which returned without running the command ops sent; ${stopped}`,
-        `remove that exec function, rename it, or define it ${place}`
-      );
-    if (why === "stderr")
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${files} on ${this.name} ${detail === "closed" ? "closes the standard error of non-interactive sessions (e.g. exec 2>&-)" : `sends the standard error of non-interactive sessions elsewhere (to ${detail || "unknown"}, e.g. exec 2>>file)`}, so a failing step's errors would not be seen; ${stopped}`,
-        `move that redirection ${place}`
-      );
-    return new NotStartedError(
-      `${what} on ${this.name} did not run: ${files} on ${this.name} starts another shell (${detail || "unknown"}, an exec) for non-interactive sessions, and that shell read the step's script in place of the command ops sent (sudo, its time limit); ${stopped}`,
-      `move the exec ${place}; to use another login shell, set it with chsh -s`
-    );
-  }
-  /** The error for a step whose login shell ended (exit `code`, after printing `output`) before its script began. */
-  notStarted(what, code, output) {
-    const printed = output.trim() ? `, printing: ${JSON.stringify(tail(maskedText(output.trim(), (t) => this.reporter.redact(t)), 3))}` : "";
-    const nologin = /This account is currently not available/.test(output) ? " (its login shell is nologin)" : "";
-    if (/\bexec: restricted\b/.test(output))
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: the login shell of ${this.login} is a restricted shell (rbash), which refuses to exec the command ops sends${printed}`,
-        `give ${this.login} a plain shell: on ${this.name}, as root: chsh -s /bin/bash ${this.login} (ops runs each step through sudo: a restricted shell restricts nothing then)`
-      );
-    const tty = new RegExp(`\r
-${START_MARKER}\r
-${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
-    if (tty) {
-      const { place: place2 } = this.startupFiles();
-      return new NotStartedError(
-        `${what} on ${this.name} did not run: ${this.login}'s commands run under a terminal there (${tty}: script(1) or a session recorder in sshd's ForceCommand or a start-up file), which would echo each step's script back and mix its errors into its output; ops stopped it before it did anything`,
-        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows the ForceCommand: have it run "$SSH_ORIGINAL_COMMAND" without a terminal when that is set (ops sends one per step), or take ${this.login} out of its Match block; a start-up file that records sessions: move it ${place2}`
-      );
-    }
-    const loginAs = /Please login as the user "([a-z_][a-z0-9_-]{0,31})" rather than the user "/.exec(output);
-    if (loginAs)
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: ${this.name} lets ops's key in as ${this.login} only to say to log in as ${loginAs[1]}, then exit ${code} (a command="\u2026" before the key in ~${this.login}/.ssh/authorized_keys, as cloud images have for root)`,
-        `log in as ${loginAs[1]}: set user: ${loginAs[1]} for ${this.name} in hosts[] of the environment (ops runs root's steps through its passwordless sudo)`
-      );
-    if (/This service allows sftp connections only/.test(output))
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: sshd there lets ${this.login} use sftp only (ForceCommand internal-sftp, e.g. in a Match block of /etc/ssh/sshd_config or sshd_config.d for an sftp-only group), so it runs no command`,
-        `on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand shows it; take ${this.login} out of that Match block (or its group), then systemctl reload ssh`
-      );
-    const unbound = /:\s*([A-Za-z_][A-Za-z0-9_]*): (?:unbound variable|parameter not set)/.exec(output)?.[1];
-    if (unbound) {
-      const { files: files2, place: place2 } = this.startupFiles();
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: ${files2} on ${this.name} runs set -u (nounset), then reads $${unbound}, which is not set in non-interactive sessions: the login shell ended there, with exit code ${code}${printed}`,
-        `write \${${unbound}-} there (empty when unset), or move set -u ${place2}`
-      );
-    }
-    const multiplexer = /open terminal failed: not a terminal/.test(output) ? "tmux" : /Must be connected to a terminal/.test(output) ? "screen" : void 0;
-    if (multiplexer) {
-      const { files: files2, place: place2 } = this.startupFiles();
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: ${files2} on ${this.name} starts ${multiplexer} for non-interactive sessions too, and ${multiplexer} needs a terminal, which ops's sessions have not: the login shell ended with exit code ${code}${printed}`,
-        `start ${multiplexer} only ${place2}${multiplexer === "tmux" ? ', e.g. [ -z "$TMUX" ] && exec tmux new-session -A -s main' : ""}`
-      );
-    }
-    if (code === 125 && /\benv: unrecognized option '--default-signal'/.test(output))
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: its env (coreutils) is older than 8.31 and has no --default-signal, which ops uses so that a step starts with no signal ignored: ${this.name} runs Debian 10 or older (coreutils 8.30)`,
-        `ops supports Debian 11 and 12: upgrade ${this.name} (Debian 11 has coreutils 8.32), or deploy to a Debian 11 or 12 host`
-      );
-    if (code === 126 && SUDO_NOEXEC.test(output)) {
-      const { problem, fix } = sudoNoexec(this.login, this.name);
-      return new NotStartedError(`${what} on ${this.name} did not start: ${problem}${printed}`, fix);
-    }
-    if (code === 125 && !output.trim())
-      return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
-    const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
-    if (missing)
-      return new NotStartedError(
-        `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
-        `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"} on ${this.name} (apt-get install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"}), as root`
-      );
-    const { files, place } = this.startupFiles();
-    const others = this.loginShell ? "" : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
-    return new NotStartedError(
-      `${what} on ${this.name} did not start: the login shell of ${this.login}${nologin} ended with exit code ${code} before the step's script began${printed}`,
-      `ops runs every step through the login shell of ${this.login}: on ${this.name} it must be a shell such as /bin/bash (getent passwd ${this.login} shows it; /usr/sbin/nologin and /bin/false run nothing: chsh -s /bin/bash ${this.login}), and its start-up files, ${files}${others}, must not exit or exec for non-interactive sessions (nor run set -e: a command failing after it ends the login as an exit does): put such lines ${place}; or sshd runs a ForceCommand for ${this.login} in place of ops's command (on ${this.name}, as root: sshd -T -C user=${this.login} | grep -i forcecommand): remove it for ${this.login}, or have it run "$SSH_ORIGINAL_COMMAND"`
-    );
-  }
-  run(step, options = {}) {
-    return this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.from(stepInput(step)), options);
-  }
-  async upload(content, remotePath, options = {}) {
-    const data = typeof content === "string" ? Buffer.from(content) : content;
-    const step = uploadStep(remotePath, data.length, options.mode ?? 384, options.guard);
-    await this.exec(step, sshCommand(step, this.login, this.appUser, this.connection), Buffer.concat([Buffer.from(stepInput(step)), data]), {});
-  }
-  async close() {
-    if (this.closed) return;
-    this.closed = true;
-    this.ssh.dispose();
-    this.gone(new Error("Not connected"));
-  }
-};
-
-// core/context.ts
-function runnerNow(ctx) {
-  return ctx.now ? ctx.now() : /* @__PURE__ */ new Date();
-}
-var CLOCK_SKEW_WARN_SECONDS = 120;
-function clockSkew(ctx, hostEpoch) {
-  const hostSeconds = Number(hostEpoch);
-  if (hostEpoch === void 0 || hostEpoch === "" || !Number.isFinite(hostSeconds)) return void 0;
-  const skew = Math.round(runnerNow(ctx).getTime() / 1e3 - hostSeconds);
-  if (Math.abs(skew) <= CLOCK_SKEW_WARN_SECONDS) return void 0;
-  const amount = Math.abs(skew) >= 172800 ? `${Math.round(Math.abs(skew) / 86400)} days` : Math.abs(skew) >= 7200 ? `${Math.round(Math.abs(skew) / 3600)} hours` : `${Math.abs(skew)} s`;
-  return { seconds: skew, amount };
-}
-function sshConnector(ctx) {
-  const bastions = /* @__PURE__ */ new Map();
-  return async (env, host, signal) => {
-    const ssh = env.config.ssh;
-    refusePlaceholderAddress(host, { where: describeEndpoint(host), keyField: "hosts[].host_key" }, `environments/${env.name}/environment.yml`);
-    const credentials = resolveCredentials(
-      { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : void 0, processEnv: ctx.processEnv },
-      ctx.reporter
-    );
-    const common = { reporter: ctx.reporter, connectTimeout: ssh.connect_timeout, retries: ssh.connect_retries, configFile: `environments/${env.name}/environment.yml`, signal };
-    let via;
-    if (host.bastion) {
-      const b = host.bastion;
-      const key = `${b.user}@${b.address}:${b.port}`;
-      let open4 = bastions.get(key);
-      if (open4 && !(await open4.catch(() => void 0))?.alive) open4 = void 0;
-      if (!open4) {
-        const bastionCredentials = b.identityFile ? resolveCredentials({ configFile: b.identityFile, processEnv: {} }, ctx.reporter) : credentials;
-        open4 = Bastion.open(b, { ...common, credentials: bastionCredentials });
-        bastions.set(key, open4);
-      }
-      via = await open4;
-      via.use();
-    }
-    try {
-      return await connect({ ...common, host, credentials, appUser: env.appUser, via, onClose: () => via?.release() });
-    } catch (e) {
-      via?.release();
-      throw e;
-    }
-  };
-}
-function guarded(remote) {
-  const translated = (what, run) => run().catch((e) => {
-    throw translateError(e, remote.name, `${what} on ${remote.name}`);
-  });
-  return {
-    name: remote.name,
-    login: remote.login,
-    connection: remote.connection,
-    run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
-    upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
-    inFlight: () => remote.inFlight(),
-    whenIdle: () => remote.whenIdle(),
-    halt: (reason) => remote.halt(reason),
-    close: () => remote.close().catch(() => void 0)
-  };
-}
-function hostConnector(ctx) {
-  const base = ctx.connector ?? sshConnector(ctx);
-  return async (env, host, signal) => {
-    try {
-      return guarded(await base(env, host, signal));
-    } catch (e) {
-      throw translateError(e, host.name, `connecting to ${host.name}`);
-    }
-  };
-}
-
-// core/steps/status.ts
-init_errors();
-
-// core/steps/audit.ts
-init_shell();
-
-// core/steps/system.ts
-init_errors();
-init_shell();
-
-// core/steps/libraries.ts
-init_shell();
-
-// core/steps/masks.ts
-init_report();
-init_shell();
-function secretEnvNames(env) {
-  return Object.entries(env.config.env).filter(([, spec]) => typeof spec !== "string").map(([name2]) => name2).sort();
-}
-function maskArgs(env) {
-  const L = env.layout;
-  const name2 = (path) => path.slice(path.lastIndexOf("/") + 1);
-  return [L.releases, L.records, name2(L.masks("x")), name2(L.environ("x")), L.keptMasks, ...secretEnvNames(env)];
-}
-function maskText(env) {
-  return ["mask_text", ...maskArgs(env)].map(quote).join(" ");
-}
-
-// core/steps/nginx-config.ts
-init_environment();
-init_environment_schema();
-init_errors();
-init_shell();
-var HEADER = "# Managed by ops-pipeline: local changes are overwritten.";
-var FORWARDED = [
-  // No domain: the site answers any name (server_name _), and $host is the name or address a visitor asked for,
-  // without its port (nginx's ngx_http_core_module, "Embedded Variables": $host is "in this order of precedence:
-  // host name from the request line, or host name from the "Host" request header field, or the server name
-  // matching a request", lowercased, no port): the probe sends 127.0.0.1, what nginx passes for a request to
-  // http://127.0.0.1/ (a visitor on the host itself, the switch's own look at /.ops/slot), never a program's port,
-  // which no visitor's request through nginx carries.
-  { name: "Host", nginx: "$host", probe: (s) => s.host },
-  { name: "X-Real-IP", nginx: "$remote_addr", probe: () => "127.0.0.1" },
-  { name: "X-Forwarded-For", nginx: "$proxy_add_x_forwarded_for", probe: () => "127.0.0.1" },
-  { name: "X-Forwarded-Proto", nginx: "$scheme", probe: (s) => s.proto }
-];
-var CHECK_HEADER = "X-Ops-Check";
-function checkLog(env) {
-  const L = env.layout;
-  return `access_log ${L.nginxCheckLog} ${L.nginxCheckName} if=$${L.nginxCheckName};`;
-}
-var PROBE_VALUE = /^[A-Za-z0-9.:-]+$/;
-var PROBE_HOST_WITHOUT_DOMAIN = "127.0.0.1";
-function probeHeaders(env) {
-  const cert = certificatePaths(env);
-  const host = env.config.domain ?? PROBE_HOST_WITHOUT_DOMAIN;
-  const sent = (proto) => {
-    const lines = [];
-    for (const h of FORWARDED) {
-      const value = h.probe({ host, proto });
-      if (value !== void 0 && !PROBE_VALUE.test(value))
-        throw new OpsError(`the health probe's ${h.name} header would be ${JSON.stringify(value)}, not a DNS name or address`, `fix domain in environments/${env.name}/environment.yml`);
-      if (h.name !== "Host" && value !== void 0) lines.push(`${h.name}: ${value}\\r\\n`);
-    }
-    return `PROBE_SITE_PROTO=${proto} PROBE_SITE_HEADERS=$'${lines.join("")}'`;
-  };
-  const routed = [...new Set(Object.values(env.config.routes))].sort();
-  const common = `PROBE_SITE_HOST=${quote(host)} PROBE_SITE_PROGRAMS=${quote(` ${routed.join(" ")} `)}`;
-  if (!cert) return `${common} ${sent("http")}`;
-  return `${common}
-# nginx serves the site over TLS once its certificate is there (site(): plain http until then); its $scheme, forwarded.
-if [ -s ${quote(cert.cert)} ]; then ${sent("https")}; else ${sent("http")}; fi`;
-}
-function certbotCertificate(domain) {
-  return { cert: `/etc/letsencrypt/live/${domain}/fullchain.pem`, key: `/etc/letsencrypt/live/${domain}/privkey.pem` };
-}
-function certificatePaths(env) {
-  const domain = env.config.domain ?? env.config.app;
-  if (env.config.tls.mode === "letsencrypt") return certbotCertificate(domain);
-  if (env.config.tls.mode === "self-signed") {
-    const dir = env.layout.selfSignedDir;
-    return { cert: `${dir}/${domain}.crt`, key: `${dir}/${domain}.key` };
-  }
-  return void 0;
-}
-function certificateNames(env) {
-  const names = siteNames(env);
-  return names.length ? names : [env.config.app];
-}
-function stripsPrefix(env, prefix) {
-  const program = env.config.routes[prefix];
-  return prefix !== "/" && (program === void 0 || env.config.programs[program]?.strip_prefix !== false);
-}
-var port80 = (body) => `server {
-    listen 80{{default_server}};
-    listen [::]:80{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-${body}}
-`;
-var PLAIN_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{acme_location}}
-    {{slot_location}}
-    {{locations}}{{unrouted_location}}
-`)}{{alias_servers}}`;
-var TLS_SITE = `${HEADER}
-{{upstreams_include}}
-
-${port80(`
-    {{acme_location}}
-    {{slot_location}}
-    location / {
-        return 301 https://$host$request_uri;
-    }
-`)}
-server {
-    listen 443 ssl http2{{default_server}};
-    listen [::]:443 ssl http2{{default_server}};
-    server_name {{server_name}};
-    {{logs}}
-    ssl_certificate {{ssl_certificate}};
-    ssl_certificate_key {{ssl_certificate_key}};
-    {{tls_settings}}
-    client_max_body_size {{client_max_body_size}};
-    {{security_headers}}
-
-    {{slot_location}}
-    {{locations}}{{unrouted_location}}
-}
-{{alias_servers}}`;
-var LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
-function slotPortOwners(env) {
-  const owners = /* @__PURE__ */ new Map();
-  for (const program of Object.keys(env.config.programs))
-    for (const slot of ["blue", "green"]) if (!owners.has(env.port(program, slot))) owners.set(env.port(program, slot), `program ${program}'s port on slot ${slot}`);
-  return owners;
-}
-function slotPortsIn(owners, line) {
-  return [...line.replace(/#.*/, "").matchAll(LOCAL_ADDRESS)].flatMap((m) => owners.has(Number(m[2])) ? [`${m[0]} (${owners.get(Number(m[2]))})`] : []);
-}
-var SLOT_PORT_WHY = "nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving";
-function upstreamNames(env) {
-  return Object.keys(env.config.programs).map((p) => `http://${env.layout.nginxUpstream(p)}`).join(", ");
-}
-function slotPortLinesShell(env, dump = "nginx -T 2>/dev/null") {
-  const L = env.layout;
-  const ports = [...slotPortOwners(env).keys()].join("|");
-  const re = `(^|[^0-9A-Za-z_.-])(127[.][0-9.]+|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|0[.]0[.]0[.]0|[[]::1?[]]):(${ports})([^0-9]|$)`;
-  return String.raw`nginx_pinned=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} -v re=${quote(re)} '
-/^# configuration file .*:$/ { f = substr($0, 22, length($0) - 22); n = 0; next }
-{ n++; t = $0; sub(/#.*/, "", t) }
-f != "" && f != own1 && f != own2 && f != own3 && t !~ /^[ 	]*listen[ 	]/ && t ~ re && shown++ < 20 { print f ":" n ": " $0 }
-') || nginx_pinned=""`;
-}
-function slotPortsElsewhere(env, host, lines, untouched, again = "deploy again") {
-  const owners = slotPortOwners(env);
-  const found = lines.flatMap((l) => {
-    const m = /^(\/[^:]*):(\d+): (.*)$/.exec(l);
-    return m ? slotPortsIn(owners, m[3]).map((x) => `${m[1]}:${m[2]}: ${x}`) : [];
-  });
-  if (!found.length) return void 0;
-  const files = [...new Set(found.map((f) => f.replace(/:\d+: .*$/, "")))];
-  return new OpsError(
-    `nginx on ${host} reads ${files.length > 1 ? "files" : "a file"} besides ${env.config.app}'s site that send${files.length > 1 ? "" : "s"} requests to a slot's port itself, ${found.join("; ")}: ${SLOT_PORT_WHY}; ${untouched}`,
-    `name the upstreams instead in ${files.join(", ")} (proxy_pass ${upstreamNames(env)}: the site's upstreams file defines them for every file nginx reads), or remove what is no longer used; then ${again}`
-  );
-}
-function inheritedCacheLinesShell(env, dump = "nginx -T 2>/dev/null") {
-  const L = env.layout;
-  return String.raw`nginx_cached=$(${dump} | awk -v own1=${quote(L.nginxSiteEnabled)} -v own2=${quote(L.nginxSite)} -v own3=${quote(L.nginxUpstreams)} '
-function at_http(p,  i) { for (i = 1; i <= np; i++) if (p ~ pats[i]) return 1; return 0 }
-/^# configuration file .*:$/ {
-  f = substr($0, 22, length($0) - 22); n = 0; d = 0; inhttp = 0
-  if (main == "") { main = f; dir = f; sub(/[^\/]*$/, "", dir) }
-  top = f != main && at_http(f); next
-}
-{
-  n++; t = $0; sub(/#.*/, "", t)
-  if (f == main && d == 0 && t ~ /^[ \t]*http[ \t]*[{]/) inhttp = 1
-  lvl = (f == main) ? (inhttp && d == 1) : (top && d == 0)
-  if (lvl && t ~ /^[ \t]*include[ \t]/) {
-    g = t; sub(/^[ \t]*include[ \t]+/, "", g); sub(/[ \t]*;.*$/, "", g)
-    if (g !~ /^\//) g = dir g
-    gsub(/[.]/, "[.]", g); gsub(/[*]/, "[^/]*", g); gsub(/[?]/, "[^/]", g); pats[++np] = "^" g "$"
-  }
-  if (lvl && f != own1 && f != own2 && f != own3 && t ~ /^[ \t]*proxy_cache(_key)?[ \t]/ && t !~ /proxy_cache[ \t]+off[ \t]*;/ && shown++ < 20) print f ":" n ": " $0
-  o = t; c = gsub(/[{]/, "", o); o = t; c -= gsub(/[}]/, "", o); d += c
-  if (f == main && d <= 0) inhttp = 0
-}
-') || nginx_cached=""`;
-}
-function cachesInherited(env, host, lines, untouched, again = "deploy again") {
-  const variable = `$${env.layout.nginxReleaseVariable}`;
-  const text = (l) => l.replace(/^\/[^:]*:\d+: /, "").replace(/#.*/, "");
-  const on = lines.filter((l) => /(^|[;{\s])proxy_cache\s/.test(text(l)));
-  if (!on.length) return void 0;
-  const keys = lines.filter((l) => /(^|[;{\s])proxy_cache_key\s/.test(text(l)));
-  if (keys.length && keys.every((l) => text(l).includes(variable))) return void 0;
-  const custom = env.config.nginx.site_template;
-  if (custom && /(^|[;{\s])proxy_cache\s/m.test(readEnvFile(env, "nginx.site_template", custom, "an nginx site template").replace(/#.*/g, ""))) return void 0;
-  const files = [...new Set(on.map((l) => l.replace(/:\d+: .*$/, "")))];
-  return new OpsError(
-    `nginx on ${host} caches every site's answers, ${env.config.app}'s too, from ${files.join(", ")} (${[...on, ...keys].map((l) => l.replace(/\s+/g, " ").trim()).join("; ")}), under a key that does not name the live release: the key is the same before and after a switch, so nginx would go on answering the previous release's pages for the cache's lifetime while the deploy said the new one was live; ${untouched}`,
-    `move proxy_cache into the server blocks that want it (or write proxy_cache off; in ${env.config.app}'s site template), or key it by the live release, which the switch sets: proxy_cache_key $scheme$proxy_host$request_uri${variable}; with proxy_cache_bypass $http_x_ops_check; proxy_no_cache $http_x_ops_check; then ${again}`
-  );
-}
-
-// core/steps/sh/cert.sh
-var cert_default = `# shellcheck shell=bash
-# Certificates: cert_info PATH reports \`cert\` lines "PATH<TAB>field" (notAfter=, serial=, subject=, issuer=,
-# DNS names and IP addresses), or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out
-# on :443 for that name (SNI). Needs ops_report.
-cert_info() {
-  local f=$1 out line
-  if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
-  if ! out=$(openssl x509 -in "$f" -noout -enddate -serial -subject -issuer 2>/dev/null); then ops_report cert "$f	unreadable"; return 0; fi
-  out+=$'\\n'$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' || true)
-  while IFS= read -r line; do [ -z "$line" ] || ops_report cert "$f	$line"; done <<< "$out"
-}
-served_serial() {
-  local s
-  s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
-  printf '%s' "\${s#serial=}"
-}
-# cert_lacks CERT NAME...: prints the NAMEs (space-separated) the certificate's subjectAltName does not list (DNS names
-# and IP addresses, compared in lower case), nothing when it lists them all or is missing (cert_problem says that).
-cert_lacks() {
-  local f=$1 sans n out=''
-  shift
-  [ -s "$f" ] || return 0
-  sans=$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' | sed 's/^[^:]*://' | tr '[:upper:]' '[:lower:]') || true
-  for n in "$@"; do grep -qxF -- "$n" <<< "$sans" || out+="\${out:+ }$n"; done
-  printf '%s' "$out"
-}
-# cert_problem CERT KEY: prints why nginx could not serve this certificate with this key (missing, unreadable, the key
-# not the certificate's: replaced by hand), nothing when it can. Public keys compared, as nginx -t does ("key values mismatch").
-cert_problem() {
-  local c=$1 k=$2 a b
-  if [ ! -s "$c" ]; then echo "$c is missing"; return 0; fi
-  if [ ! -s "$k" ]; then echo "its private key $k is missing"; return 0; fi
-  a=$(openssl x509 -in "$c" -noout -pubkey 2>/dev/null | sha256sum) || a=''
-  b=$(openssl pkey -in "$k" -pubout 2>/dev/null | sha256sum) || b=''
-  if [ -z "$a" ] || [ "$a" = "$(printf '' | sha256sum)" ]; then echo "$c is not a readable certificate"; return 0; fi
-  if [ "$a" != "$b" ]; then echo "its private key $k is not the certificate's (replaced by hand?)"; fi
-  return 0
-}
-# renewal_account_gone DOMAIN: prints the account certbot's renewal configuration for DOMAIN names when its key is no
-# longer under /etc/letsencrypt/accounts (removed by hand, a host restored without it): the renewal timer then fails.
-renewal_account_gone() {
-  local conf=/etc/letsencrypt/renewal/$1.conf id
-  [ -f "$conf" ] || return 0
-  id=$(sed -n 's/^account *= *//p' "$conf" | head -n1)
-  # certbot's account ids are hex; the accounts live under the server's host and directory path (accounts/<host>/<path>/<id>).
-  [[ $id =~ ^[0-9a-f]+$ ]] || return 0
-  [ -n "$(find /etc/letsencrypt/accounts -path "*/$id/private_key.json" -print -quit 2>/dev/null)" ] || echo "$id"
-  return 0
-}
-# certbot_failure RC LOG DOMAIN SERVER WEBROOT SERVING: says on stderr why certbot failed (its output in LOG, classified),
-# what is left serving (SERVING) and what to fix, then the end of certbot's own output. Challenge failures are matched
-# first: their detail may name a connection problem of the ACME server's validation, not of this host.
-certbot_failure() {
-  local rc=$1 log=$2 d=$3 server=$4 webroot=$5 serving=$6 why fix detail
-  detail=$(grep -E '^[[:space:]]*(Type|Detail):' "$log" | sed 's/^[[:space:]]*//' | tr '\\n' ' ' | tr -s ' ' | head -c 600 || true)
-  detail=\${detail% }
-  if [ "$rc" = 124 ]; then
-    why="certbot did not finish within 240 s: the ACME server $server is slow or does not answer"
-    fix="check the ACME server (its status page), then run again"
-  elif grep -qE 'failed to authenticate|Challenge failed|urn:ietf:params:acme:error:(unauthorized|dns|connection|incorrectResponse)' "$log"; then
-    why="$d must resolve to this host and its port 80 be reachable from the ACME server, answering /.well-known/acme-challenge/ from $webroot; the ACME server could not validate it\${detail:+ ($detail)}"
-    fix="the DNS record of $d (A/AAAA to this host), a firewall on port 80, or an nginx server for $d on port 80 other than the site's (nginx -T)"
-  elif grep -qE 'Account at .* does not exist|accountDoesNotExist|Unable to find account|No such account' "$log"; then
-    why="the ACME account certbot uses here is gone (its key removed from /etc/letsencrypt/accounts, or unknown to the ACME server)"
-    fix="remove the host's stale account for $server (sudo ls /etc/letsencrypt/accounts/), then run ops provision again: it registers a new one"
-  elif grep -qE 'rateLimited|too many (certificates|failed|requests|new orders)' "$log"; then
-    why="the ACME server $server refuses for now: rate limited\${detail:+ ($detail)}"
-    fix="wait until the time it names (below; Let's Encrypt's limits: https://letsencrypt.org/docs/rate-limits/), then run again"
-  elif grep -qE 'CERTIFICATE_VERIFY_FAILED|SSLError' "$log"; then
-    why="this host does not trust the HTTPS certificate of the ACME server $server"
-    fix="a test ACME server needs tls.acme_ca_file (its API CA); else check the host's CA certificates and its clock (date)"
-  elif grep -qE 'Failed to establish a new connection|Connection refused|Max retries exceeded|NewConnectionError|Name or service not known|Temporary failure in name resolution|Read timed out|Connection reset|RemoteDisconnected' "$log"; then
-    why="the ACME server $server could not be reached from this host"
-    fix="check that it answers from the host (curl -sI $server), a firewall or proxy on the way, tls.acme_server; then run again"
-  elif grep -qE 'expected .* to be a symlink|CertStorageError|configuration file .* is broken' "$log"; then
-    why="certbot's files for $d are damaged (a file of /etc/letsencrypt/live/$d replaced by hand?)"
-    fix="remove them on the host (sudo certbot delete --cert-name $d), then run ops provision again: it gets a new certificate"
-  elif grep -qE 'urn:ietf:params:acme:error|Internal Server Error|Service Unavailable|Bad Gateway|status code 5[0-9][0-9]' "$log"; then
-    why="the ACME server $server answered with an error\${detail:+ ($detail)}"
-    fix="run again later; if it lasts, see the ACME server's status page"
-  else
-    why="certbot failed (exit code $rc)"
-    fix="see certbot's output below and /var/log/letsencrypt/letsencrypt.log on the host"
-  fi
-  echo "certbot could not get a certificate for $d: $why. $serving. To fix: $fix" >&2
-  echo "certbot said (last lines):" >&2
-  tail -n 12 "$log" | sed 's/^/  /' >&2
-}
-# acme_path_problem DOMAIN WEBROOT: what the ACME server's HTTP-01 request would meet, asked here first: a file put in
-# WEBROOT/.well-known/acme-challenge/, fetched as http://DOMAIN/... from this host's nginx, redirects followed on this
-# host (as the ACME server follows them, to ports 80 and 443). Prints what answered instead and the nginx files that
-# name DOMAIN; nothing when the file is served.
-acme_path_problem() {
-  local d=$1 w=$2 dir token out last code url files
-  dir="$w/.well-known/acme-challenge"
-  token="ops-check-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \\n')"
-  if ! { mkdir -p "$dir" && printf '%s' "$token" > "$dir/$token"; }; then echo "could not write $dir/$token (full disk?)"; return 0; fi
-  chmod 0644 "$dir/$token"
-  out=$(curl --noproxy '*' -sk -L --max-redirs 5 --max-time 5 --resolve "$d:80:127.0.0.1" --resolve "$d:443:127.0.0.1" \\
-    -w '\\n%{http_code} %{url_effective}' "http://$d/.well-known/acme-challenge/$token" 2>/dev/null) || true
-  rm -f "$dir/$token"
-  last=\${out##*$'\\n'}
-  [ "\${out%$'\\n'*}" = "$token" ] && return 0
-  code=\${last%% *}; url=\${last#* }
-  files=$(grep -lwsF -- "$d" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | tr '\\n' ' ' || true)
-  printf 'http://%s/.well-known/acme-challenge/ on this host answers %s%s, not the ACME webroot %s; the nginx files naming %s: %s' \\
-    "$d" "$([ "\${code:-000}" = 000 ] && echo 'nothing (no HTTP answer)' || echo "HTTP $code")" "$([ "$url" != "http://$d/.well-known/acme-challenge/$token" ] && [ -n "$url" ] && echo " (redirected to \${url%/*}/...)")" "$w" "$d" "\${files:-none}"
-  return 0
-}
-`;
-
-// core/steps/sh/connection.sh
-var connection_default = `# shellcheck shell=bash
-# A process's start time, and the SSH server process of the connection a script runs on.
-# OpenSSH (checked on Debian 11's 8.4 and 12's 9.2) runs every session of a connection under one
-# per-connection process, \`sshd: <user>@notty\` (\`sshd-session\` from 9.8), whatever sudo or timeout sit
-# between: the first ancestor of that name. It ends when the connection ends (closed, or dropped and noticed
-# by sshd).
-# proc_start PID: start time (field 22 of /proc/PID/stat, counted after the command name): tells a reused PID apart
-# (read by bash itself, here and in conn_pid: no process per look)
-proc_start() { local s f; read -r s 2>/dev/null < "/proc/$1/stat" || return 1; read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"; }
-# proc_seen_start PID: proc_start for a login that may not see other users' processes (/proc mounted hidepid=1 or 2:
-# another user's /proc/PID unreadable or absent, whether that process runs or not): then read through sudo -n. Returns 1
-# when the process is gone, 2 (printing nothing) when it cannot tell: hidden, and sudo asks for a password.
-proc_seen_start() {
-  local s f
-  proc_start "$1" && return 0
-  [ "$EUID" != 0 ] || return 1
-  # pid 1 is root's: readable, nothing is hidden from this login, and the process is gone.
-  read -r s 2> /dev/null < /proc/1/stat && return 1
-  if ! s=$(sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then sudo -n true 2> /dev/null && return 1; return 2; fi
-  read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"
-}
-# boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
-# and start times (clock ticks since boot) begin again at a reboot, so a lock's holder pid and start time can match an
-# unrelated process of a later boot; its boot id tells them apart.
-boot_id() { read -r "$1" 2>/dev/null < /proc/sys/kernel/random/boot_id || printf -v "$1" ''; }
-# conn_pid: the SSH server process of this connection
-conn_pid() {
-  local p=$$ s c f
-  while [ "$p" -gt 1 ]; do
-    read -r s 2>/dev/null < "/proc/$p/stat" || return 1
-    c=\${s#*(}; c=\${c%)*}
-    case "$c" in sshd|sshd-session|dropbear) printf '%s\\n' "$p"; return 0 ;; esac
-    read -r -a f <<< "\${s##*) }"; p=\${f[1]}
-  done
-  return 1
-}
-# connection_pids ID...: the pids of the processes started for the connections with these ids (OPS_CONNECTION
-# in their environment, core/remote/wrap.ts), space-separated: what a lost connection left running.
-# One grep reads every process's environment (NUL-separated variables: -z; -x the whole variable, -l the files that
-# have one, -s quiet on processes gone meanwhile), not two processes per pid: this is polled while they stop.
-connection_pids() {
-  local f id patterns=()
-  for id in "$@"; do patterns+=(-e "OPS_CONNECTION=$id"); done
-  while IFS= read -r f; do f=\${f#/proc/}; printf '%s ' "\${f%/environ}"; done < <(grep -lszxF "\${patterns[@]}" /proc/[0-9]*/environ)
-  return 0
-}
-# conn_silent PID: seconds since the client of the SSH server process PID last sent anything on its TCP connection
-# (the least of ss's lastrcv, data, and lastack, acknowledgements, over that process's sockets). Our runner's SSH
-# client sends a keepalive every 10 s (core/remote/ssh-login.ts), so a live connection is never silent for long; a
-# connection whose runner vanished with its network (a laptop closed, a VM gone, a cable pulled: no FIN, no RST)
-# stays open on the host, sshd waiting for TCP keepalive (two hours by default), silent all along. Fails (prints
-# nothing) when it cannot tell: no ss, or the process's socket not visible (sshd's per-connection process is not
-# dumpable: only root reads its sockets, so the login asks sudo, without a password).
-conn_silent() {
-  local line mine="" w rcv ack least="" ss=(ss)
-  command -v ss > /dev/null 2>&1 || return 1
-  [ "$EUID" = 0 ] || ss=(sudo -n ss)
-  while IFS= read -r line; do
-    # A socket's line, then its details indented on the next (-i).
-    if [[ $line != [[:space:]]* ]]; then mine=; [[ $line != *"pid=$1,"* ]] || mine=1; continue; fi
-    [ -n "$mine" ] || continue
-    rcv=; ack=
-    for w in $line; do case $w in lastrcv:*) rcv=\${w#lastrcv:} ;; lastack:*) ack=\${w#lastack:} ;; esac; done
-    [[ $rcv =~ ^[0-9]+$ && $ack =~ ^[0-9]+$ ]] || continue
-    (( ack < rcv )) && rcv=$ack
-    [ -n "$least" ] && (( least <= rcv )) || least=$rcv
-  done < <("\${ss[@]}" -Htnpi state established 2> /dev/null)
-  [ -n "$least" ] || return 1
-  printf '%s\\n' $(( least / 1000 ))
-}
-`;
-
-// core/steps/sh/contain.sh
-var contain_default = `# shellcheck shell=bash
-# What a user's command (build, migrate, hooks, initdata) or a dependency install (npm ci and npm rebuild running the
-# packages' install scripts, pip and uv building an sdist: setup.py) leaves running when it exits: a background process
-# that keeps the step's output open (\`watcher &\`) holds the step until it exits, and a daemon it started (a build
-# server, output redirected) stays as the app user, one more per deploy. contained runs the command in a session of its own
-# with a marker in its environment, and once it exited stops the session and whatever of this user carries the marker.
-# Builtins where they do. Needs nothing else.
-
-# proc_env_get PID NAME: PROC_ENV, the value of NAME in /proc/PID/environ (the environment it started with); empty
-# when unset or unreadable. Builtins only: no process per call. proc_env PID NAME prints it (a line; nothing when empty).
-proc_env_get() {
-  local v
-  PROC_ENV=""
-  # One it may not read (another user's, gone) fails the redirection: not an error (set -e) here.
-  { while IFS= read -r -d '' v; do case $v in "$2="*) PROC_ENV=\${v#"$2"=}; return 0 ;; esac; done < "/proc/$1/environ"; } 2>/dev/null || true
-}
-proc_env() { local PROC_ENV; proc_env_get "$1" "$2"; [ -z "$PROC_ENV" ] || printf '%s\\n' "$PROC_ENV"; }
-
-# contained_left SID RUN: the pids of this user's processes in session SID or with OPS_RUN=RUN in their environment,
-# but this script's own and zombies; one a line.
-contained_left() {
-  local p uid stat PROC_ENV
-  local -A in_session=()
-  uid=$(id -u)
-  for p in $(pgrep -u "$uid" -s "$1" 2>/dev/null || true); do in_session[$p]=1; done
-  for p in $(pgrep -u "$uid" 2>/dev/null || true); do
-    if [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ]; then continue; fi
-    [ -n "\${in_session[$p]:-}" ] || proc_env_get "$p" OPS_RUN
-    if [ -n "\${in_session[$p]:-}" ] || [ "$PROC_ENV" = "$2" ]; then
-      # A zombie (exited, not yet reaped by init) holds nothing open.
-      stat=""; read -r stat 2>/dev/null < "/proc/$p/stat" || true; stat=\${stat##*) }
-      [ "\${stat%% *}" = Z ] || printf '%s\\n' "$p"
-    fi
-  done
-}
-
-# contained_down SID RUN WHAT: SIGTERM to what contained_left finds (looked for again each 0.1 s: what they fork as they go, each signalled once), SIGKILL
-# to what is left after 5 s (for 7 s at most in all); prints (stdout) what it stopped on one line, WHAT saying when;
-# nothing when nothing was left.
-contained_down() {
-  local sid=$1 run=$2 what=$3 p pause now kill_at deadline said="" killed=""
-  local -a left=() fresh=()
-  local -A seen=() was_killed=()
-  exec {pause}<> <(:)
-  printf -v now '%(%s)T' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))
-  while :; do
-    mapfile -t left < <(contained_left "$sid" "$run")
-    [ \${#left[@]} -gt 0 ] || break
-    fresh=()
-    for p in "\${left[@]}"; do
-      [ -z "\${seen[$p]:-}" ] || continue
-      seen[$p]=1; fresh+=("$p"); said+="\${said:+, }pid $p ($(cat "/proc/$p/comm" 2>/dev/null || echo gone))"
-    done
-    if [ "$now" -ge "$kill_at" ]; then
-      kill -KILL "\${left[@]}" 2>/dev/null || true
-      for p in "\${left[@]}"; do [ -n "\${was_killed[$p]:-}" ] || { was_killed[$p]=1; killed+="\${killed:+ }$p"; }; done
-    elif [ \${#fresh[@]} -gt 0 ]; then kill -TERM "\${fresh[@]}" 2>/dev/null || true; fi
-    [ "$now" -lt "$deadline" ] || break
-    read -r -t 0.1 -u "$pause" _ || true
-    printf -v now '%(%s)T' -1
-  done
-  exec {pause}<&-
-  [ -z "$said" ] || printf 'stopped what the command left running %s: %s%s\\n' "$what" "$said" "\${killed:+; killed (SIGKILL) after 5 s: $killed}"
-}
-
-# contained COMMAND [ARG...]: runs the shell text COMMAND (bash -euo pipefail, as a step's own lines; stdin /dev/null;
-# the ARGs as its $1...) in a session of its own (setsid) with OPS_RUN, a mark of this run, in its environment; once it
-# exited, stops what it left (contained_down), then returns its exit status. A step stopped meanwhile (its timeout's
-# SIGTERM, which reaches the step's process group, not the command's session) stops the command the same way before it
-# ends (exit 143).
-contained() {
-  local run pid status=0
-  run="$$-$(cat /proc/sys/kernel/random/uuid 2>/dev/null || printf '%s%s' "$RANDOM" "$RANDOM")"
-  OPS_RUN=$run setsid bash -euo pipefail -c "$1" bash "\${@:2}" < /dev/null &
-  pid=$!
-  # shellcheck disable=SC2064 # pid and run are this call's, fixed now
-  trap "contained_down $pid \${run@Q} 'when the step was stopped'; exit 143" TERM INT HUP
-  wait "$pid" || status=$?
-  trap - TERM INT HUP
-  contained_down "$pid" "$run" "after it exited"
-  return "$status"
-}
-`;
-
-// core/steps/sh/history.sh
-var history_default = `# shellcheck shell=bash
-# The history of one environment on a host (core/steps/history.ts says the format). Set before this library:
-# history_file, releases_dir, records_dir, current_link, supervisor_conf_blue, supervisor_conf_green, release_dir_pattern.
-# history_add EVENT RELEASE OPERATION appends (call under the lock); history_init derives and writes the
-# history of a host that has none; history_lines prints it (derived, not written, when absent: read-only
-# views); release_reports reports every release directory as
-# \`release <id> <sha> <status> <live seq|-> <last event seq|->\`; rollback_choice picks a rollback's release.
-# Needs ops_report.
-history_now() { TZ=UTC0 printf '%(%Y-%m-%dT%H:%M:%SZ)T\\n' -1; }
-history_last() { if [ -f "$history_file" ]; then awk -F'\\t' '$1 ~ /^[0-9]+$/ { n = $1 } END { print n + 0 }' "$history_file"; else echo 0; fi; }
-history_add() {
-  [ -f "$history_file" ] || history_init >/dev/null # removed by hand since the state step: derive it again first
-  # On a line of its own: a torn last line (a crash mid-append left it without its newline) is ended first; glued
-  # onto it, this event would be lost with it (a release that went live read as never live).
-  if [ -s "$history_file" ] && [ -n "$(tail -c 1 "$history_file")" ]; then printf '\\n' >> "$history_file"; fi
-  printf '%s\\t%s\\t%s\\t%s\\t%s\\n' "$(( $(history_last) + 1 ))" "$(history_now)" "$1" "$2" "\${3:-}" >> "$history_file"; chmod 0644 "$history_file"
-}
-# release_record ID: where ops's records of release ID are, in release_record: its directory under records_dir
-# (root's), or for a release made by an older ops, which has none, its own directory (the same names, as before).
-release_record() { release_record=$records_dir/$1; [ -d "$release_record" ] || release_record=$releases_dir/$1; }
-# release_ids: the release directories, sorted (a glob expands sorted, in the prelude's C.UTF-8 collation, as
-# sort(1) would; bash itself: no process, it runs on every rollback and deploy).
-release_ids() {
-  local d r
-  for d in "$releases_dir"/*/; do
-    r=\${d%/}; r=\${r##*/}
-    if [[ $r =~ $release_dir_pattern ]]; then printf '%s\\n' "$r"; fi
-  done
-}
-history_derive() {
-  local cur n=0 r now
-  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}; now=$(history_now)
-  for r in $(release_ids); do
-    [ "$r" != "$cur" ] || continue
-    n=$(( n + 1 ))
-    release_record "$r"
-    if [ -e "$release_record/.ops-failed" ]; then printf '%s\\t%s\\tfailed\\t%s\\tderived\\n' "$n" "$now" "$r"; continue; fi
-    printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$n" "$now" "$r"
-    if [ -e "$release_record/.ops-abandoned" ]; then n=$(( n + 1 )); printf '%s\\t%s\\tabandoned\\t%s\\tderived\\n' "$n" "$now" "$r"; fi
-  done
-  if [ -n "$cur" ] && [ -d "$releases_dir/$cur" ]; then printf '%s\\t%s\\tlive\\t%s\\tderived\\n' "$(( n + 1 ))" "$now" "$cur"; fi
-}
-history_init() { if [ ! -f "$history_file" ]; then history_derive > "$history_file.new"; chmod 0644 "$history_file.new"; mv -f "$history_file.new" "$history_file"; ops_report history derived; fi; }
-history_lines() { if [ -f "$history_file" ]; then cat "$history_file"; else history_derive; fi; }
-# history_read: one pass over the history, by awk (bash's own read loop took 5 s over 100k lines): the last going
-# live (history_live_seq[ID]) and last event (history_last_seq[ID]) of each release here (release_ids: no other is
-# ever looked up), and the last sequence number (history_seq); bash then reads one line per release. A line cut
-# short by a crash mid-append names no event unless its event and whole id are there (written by the switch: it was).
-declare -gA history_live_seq history_last_seq
-history_seq=0
-history_read() {
-  local id live last
-  history_live_seq=(); history_last_seq=(); history_seq=0
-  while read -r id live last; do
-    if [ "$id" = - ]; then history_seq=$last; continue; fi
-    [[ $id =~ $release_dir_pattern ]] || continue
-    history_last_seq[$id]=$last
-    if [ "$live" != - ]; then history_live_seq[$id]=$live; fi
-  done < <(history_lines | awk -F'\\t' -v ids="$(release_ids)" '
-    BEGIN { k = split(ids, l, "\\n"); for (i = 1; i <= k; i++) here[l[i]] = 1 }
-    $1 ~ /^[0-9]+$/ { n = $1 + 0; seq = n
-      if (NF >= 4 && ($4 in here) && ($3 == "live" || $3 == "failed" || $3 == "abandoned")) { last[$4] = n; if ($3 == "live") live[$4] = n } }
-    END { for (id in last) print id, (id in live ? live[id] : "-"), last[id]; print "-", "-", seq + 0 }')
-}
-# history_compact KEEP: bound the history (under the lock, after pruning): past 2 x KEEP lines, only the last KEEP
-# lines and every line naming a release still here are kept (in their order; the last sequence number with them, so
-# numbering goes on), written whole beside it and renamed over it: a crash leaves the old history or the new one.
-# What is dropped names only releases pruned, which nothing reads any more.
-history_compact() {
-  local keep=$1 total
-  [ -f "$history_file" ] || return 0
-  total=$(wc -l < "$history_file")
-  [ "$total" -gt $(( 2 * keep )) ] || return 0
-  if ! { awk -F'\\t' -v keep="$keep" -v total="$total" -v ids="$(release_ids)" '
-    BEGIN { n = split(ids, l, "\\n"); for (i = 1; i <= n; i++) here[l[i]] = 1 }
-    FNR > total - keep || (NF >= 4 && ($4 in here))' "$history_file" > "$history_file.new" &&
-    chmod 0644 "$history_file.new" && mv -fT "$history_file.new" "$history_file"; }; then
-    rm -f "$history_file.new"; echo "could not shorten the history (the next prune will try again)" >&2
-  fi
-}
-# release_went_live ID [CURRENT]: whether release ID ever served: it is CURRENT, or the history (history_read first)
-# records it going live. The one test of "went live" (rollback --to, ops releases, ops status): a release whose
-# deploy was interrupted or killed before its switch has no line there, whatever its directory holds.
-release_went_live() { [ -n "$1" ] && { [ "$1" = "\${2:-}" ] || [ -n "\${history_live_seq[$1]:-}" ]; }; }
-# release_status ID: ok, failed or abandoned, from the markers in its record (release_record; in release_state).
-release_status() {
-  release_state=ok
-  release_record "$1"
-  [ -e "$release_record/.ops-failed" ] && release_state=failed
-  [ -e "$release_record/.ops-abandoned" ] && release_state=abandoned
-  true
-}
-# release_sha ID: its commit, from its record's REVISION (release_record; hex digits only, '' when none), in release_sha.
-release_sha() {
-  release_sha=""; release_record "$1"
-  if [ -f "$release_record/REVISION" ]; then read -r release_sha < "$release_record/REVISION" || true; fi
-  release_sha=\${release_sha//[^0-9a-f]/}; release_sha=\${release_sha:0:64}
-}
-# release_reports reports each release with its status: release_status's, or \`unfinished\` for one unmarked that
-# never went live (release_went_live: its deploy was interrupted, killed, or is under way).
-release_reports() {
-  local r cur
-  history_read
-  cur=$(readlink "$current_link" 2>/dev/null || true); cur=\${cur##*/}
-  for r in $(release_ids); do
-    release_status "$r"
-    if [ "$release_state" = ok ] && ! release_went_live "$r" "$cur"; then release_state=unfinished; fi
-    release_sha "$r"
-    ops_report release "$r $release_sha $release_state \${history_live_seq[$r]:--} \${history_last_seq[$r]:--}"
-  done
-  ops_report history_seq "$history_seq"
-}
-# rollback_choice CURRENT [TO]: the release a rollback from CURRENT goes to, in release_id, and the verdict in
-# rollback_verdict: \`ok\`; \`noop\` (it is CURRENT); \`none\` (no earlier release to go back to); \`not_kept\` (TO is not
-# a release directory here); \`never_live\` (TO never went live: its deploy failed or did not finish, so nothing
-# says it can serve; a rolled-back-from one went live, and may again). Without TO: the release that went live most recently before CURRENT, in the order
-# of the history (whatever the ids say), skipping failed and abandoned (rolled back from) ones.
-# shellcheck disable=SC2034 # release_id and rollback_verdict are read by the rollback step
-rollback_choice() {
-  local cur=$1 to=\${2:-} r seq since best=-1
-  release_id=""
-  if [ -n "$to" ]; then
-    if [[ $to =~ $release_dir_pattern ]] && [ -d "$releases_dir/$to" ]; then release_id=$to; else rollback_verdict=not_kept; return 0; fi
-    history_read
-    if ! release_went_live "$to" "$cur"; then rollback_verdict=never_live; return 0; fi
-  else
-    history_read
-    since=\${history_live_seq[$cur]:-}
-    for r in $(release_ids); do
-      seq=\${history_live_seq[$r]:-}
-      if [ "$r" = "$cur" ] || [ -z "$seq" ]; then continue; fi
-      if [ -n "$since" ] && [ "$seq" -ge "$since" ]; then continue; fi
-      release_status "$r"
-      if [ "$release_state" = ok ] && [ "$seq" -gt "$best" ]; then best=$seq; release_id=$r; fi
-    done
-    if [ -z "$release_id" ]; then rollback_verdict=none; return 0; fi
-  fi
-  if [ "$release_id" = "$cur" ]; then rollback_verdict=noop; else rollback_verdict=ok; fi
-}
-# rollback_previous CURRENT: what a rollback without --to would go back to from CURRENT on this host, by rollback_choice
-# (read-only, in a subshell: nothing of it is left set), printed as "VERDICT ID" (\`ok ID\`, \`none \`): the host's part of
-# the environment's one choice (core/ops/rollback.ts environmentRollback; ops status shows the same).
-rollback_previous() { ( rollback_choice "$1" '' && printf '%s %s\\n' "$rollback_verdict" "$release_id" ); }
-# slot_releases: the release each slot's supervisor file runs ("slot_release SLOT ID"), from its header.
-slot_releases() {
-  local s f line id header='^; Managed by ops-pipeline: slot [a-z]* of .*, release ([0-9A-Za-z-]*)\\. '
-  for s in blue green; do
-    case $s in blue) f=$supervisor_conf_blue ;; green) f=$supervisor_conf_green ;; esac
-    [ -f "$f" ] || continue
-    # The release named in the file's header line (the first such line), read by bash.
-    id=""
-    while IFS= read -r line || [ -n "$line" ]; do
-      if [[ $line =~ $header ]]; then id=\${BASH_REMATCH[1]}; break; fi
-    done < "$f"
-    ops_report slot_release "$s $id"
-  done
-  true
-}
-`;
-
-// core/steps/sh/identity.sh
-var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set\n# (the other slot\'s ports), none of GROUP\'s listens on one of those (group_listens). On failure, IDENTITY says what\n# answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  if [ -n "${OTHER_PORTS:-}" ]; then\n    group_listens "$group" "$@"\n    if other_slot_listeners; then IDENTITY+="$OTHER_SLOT_LISTENERS; "; fi\n  fi\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# group_listens GROUP name:port[:path]...: where each program of GROUP listens other than on its own port, by every\n# process of the tree of the pid supervisor runs for it (SUP_PID: call sup_pids first): TCP ports and unix sockets,\n# from one `ss -Hlnp -t -x`. Sets LISTENS_ELSEWHERE[name] (", " separated addresses; a unix socket as its path) and\n# LISTENS_OTHER_SLOT[name] (those on a port of OTHER_PORTS, the other slot\'s ports, when set). A program told a port\n# other than its slot\'s (a port in gunicorn.conf.py, `PORT || 3000`, a framework\'s default) listens there, not on\n# its port; on the other slot\'s port (SO_REUSEPORT lets a second server share it: gunicorn\'s reuse_port) it takes\n# part of the live release\'s visitors.\ngroup_listens() {\n  local group=$1 p name port pid netid l rest addr sp\n  local -A port_of=() root_of=()\n  declare -gA LISTENS_ELSEWHERE=() LISTENS_OTHER_SLOT=()\n  shift\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    [ "$sp" = 0 ] || { port_of[$name]=$port; root_of[$name]=$sp; }\n  done\n  [ ${#root_of[@]} -gt 0 ] || return 0\n  while read -r netid _ _ _ l rest; do\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      for name in "${!root_of[@]}"; do\n        in_tree "$pid" "${root_of[$name]}" || continue\n        if [ "$netid" = tcp ]; then\n          [ "${l##*:}" != "${port_of[$name]}" ] || continue\n          addr=$l\n          case " ${OTHER_PORTS:-} " in *" ${l##*:} "*) [[ ", ${LISTENS_OTHER_SLOT[$name]:-}, " == *", $addr, "* ]] || LISTENS_OTHER_SLOT[$name]+="${LISTENS_OTHER_SLOT[$name]:+, }$addr" ;; esac\n        else\n          addr="unix socket $l"\n        fi\n        [[ ", ${LISTENS_ELSEWHERE[$name]:-}, " == *", $addr, "* ]] || LISTENS_ELSEWHERE[$name]+="${LISTENS_ELSEWHERE[$name]:+, }$addr"\n      done\n    done\n  done < <(ss -Hlnp -t -x 2>/dev/null)\n}\n# other_port_shared: status 0 when a port of OTHER_PORTS has more than one TCP listening socket (a second server\n# sharing it through SO_REUSEPORT, or one app bound to two addresses there), read from one `ss -Hltn` (sockets by\n# netlink, no walk of /proc: cheap enough to ask twice a second while a start waits); 1 otherwise.\nother_port_shared() {\n  local l port\n  local -A seen=()\n  while read -r _ _ _ l _; do\n    port=${l##*:}\n    case " ${OTHER_PORTS:-} " in *" $port "*) ;; *) continue ;; esac\n    [ -z "${seen[$port]:-}" ] || return 0\n    seen[$port]=1\n  done < <(ss -Hltn 2>/dev/null)\n  return 1\n}\n# other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot\n# (LISTENS_OTHER_SLOT, group_listens\'s; OTHER_SLOT names that slot), and the fix; status 1 when none does.\nother_slot_listeners() {\n  local name\n  OTHER_SLOT_LISTENERS=""\n  for name in "${!LISTENS_OTHER_SLOT[@]}"; do\n    OTHER_SLOT_LISTENERS+="${OTHER_SLOT_LISTENERS:+; }program $name listens on ${LISTENS_OTHER_SLOT[$name]}, slot ${OTHER_SLOT:-the other slot}\'s port (the live release\'s, or the one kept warm there)"\n  done\n  [ -n "$OTHER_SLOT_LISTENERS" ] || return 1\n  OTHER_SLOT_LISTENERS+=": a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py\'s bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn\'s reuse_port) it answers visitors of that slot. Give each program its slot\'s port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails.\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
-
-// core/steps/sh/mask.sh
-var mask_default = '# shellcheck shell=bash\n# Masking on the host: what a step quotes of the app\'s output (a health answer\'s body, the programs\' logs) with every\n# secret value the app was given replaced by "***", whether or not the runner knows the values: ops status and ops\n# logs run without the age key (status.yml: README "Status environments"), and then the runner masks nothing. Read as\n# root; no value leaves the host. The texts to mask:\n# - per release kept on the host (the live one, the one kept warm, the older ones whose programs wrote the logs too):\n#   - its masks file, written by its deploy in its record directory (root\'s: mask_record; core/steps/masks.ts\n#     releaseMasks): every form the runner masks for each secret the release\'s .env holds (core/report.ts\n#     exactForms: its lines, a URL\'s password, the strings of a JSON value, as programs print them quoted, quoted\n#     for a shell (set -x, printf %q, shlex.quote), URL-encoded, repr\'d, HTML-escaped, cut short by pydantic, with\n#     their white space collapsed, in base64 and hex, a byte at a time: `<Buffer 5a 71 \u2026>`), one a line;\n#   - each line of the value its environ holds for each variable the environment takes from a secret (a release\n#     deployed before masks files, an environ changed since): trimmed, 3 characters at least, no boolean (the\n#     runner\'s rule, core/secrets/parts.ts MIN_MASKED_LENGTH and core/secrets/tree-scalars.ts maskedText), and with\n#     its white space collapsed (what a probe\'s verdict quotes of a body: probe_body);\n# - the kept masks file (layout.keptMasks): the same texts of every release pruned since, written by the prune\n#   (keep_masks): their programs\' lines stay in the log files (rotated by size, kept whatever their age) after the\n#   release is gone, and its secret values may have been rotated since.\n# mask_text also hides what a printer shows of a text it cut short at an ellipsis (cut, in MASK_PERL), and the pieces\n# of a text it folded over lines (hold, in MASK_PERL).\n# Each once, longest first (the releases kept share most of their values); every place a text covers in what is\n# masked found as it is, overlapping ones hidden as one "***" (a secret holding another, two printed together), as\n# the runner hides them (core/report.ts Masker.redact); as bytes (LC_ALL=C).\n\n# mask_record RELEASES RECORDS ID: where the masks file of release ID is, in mask_record: its record directory under\n# RECORDS (root\'s), or for a release made by an older ops, which has none, its own directory under RELEASES (the app\n# user\'s: read there for it alone; history.sh release_record\'s rule for its other records).\nmask_record() { mask_record=$2/$3; [ -d "$mask_record" ] || mask_record=$1/$3; }\n# release_forms RELEASES RECORDS ID MASKS ENVIRON NAME...: the texts to mask of release ID: its masks file MASKS (in\n# its record: mask_record) and the values of the variables NAME... in its environ ENVIRON (in its own directory), one\n# a line, unordered. Regular files only: the app user may leave a FIFO or a device at a name in its directory.\nrelease_forms() {\n  local dir=$1/$3 masks=$4 environ=$5 mask_record rec name want line norm\n  mask_record "$1" "$2" "$3"; shift 5\n  [ ! -f "$mask_record/$masks" ] || cat -- "$mask_record/$masks"\n  if [ "$#" -eq 0 ] || [ ! -f "$dir/$environ" ]; then return 0; fi\n  while IFS= read -r -d \'\' rec; do\n    name=${rec%%=*}\n    for want; do\n      [ "$name" = "$want" ] || continue\n      while IFS= read -r line; do\n        line=${line#"${line%%[![:space:]]*}"}; line=${line%"${line##*[![:space:]]}"}\n        case $line in true | false) continue ;; esac\n        [ "${#line}" -lt 3 ] || printf \'%s\\n\' "$line"\n        norm=${line//[$\'\\t\\r\\f\\v\']/ }\n        while [[ $norm == *"  "* ]]; do norm=${norm//"  "/" "}; done\n        [ "$norm" = "$line" ] || [ "${#norm}" -lt 3 ] || printf \'%s\\n\' "$norm"\n      done <<< "${rec#*=}"\n    done\n  done < "$dir/$environ"\n}\n# mask_forms RELEASES RECORDS MASKS ENVIRON KEPT NAME...: the texts to mask for every release directory in RELEASES\n# (release_forms, its record under RECORDS) and in the file KEPT (keep_masks), one a line, longest first.\nmask_forms() {\n  local releases=$1 records=$2 masks=$3 environ=$4 kept=$5 dir id; shift 5\n  {\n    [ ! -r "$kept" ] || cat -- "$kept"\n    for dir in "$releases"/*/; do\n      [ -d "$dir" ] || continue\n      id=${dir%/}; id=${id##*/}\n      release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"\n    done\n  } | LC_ALL=C awk \'length($0) && !seen[$0]++ { print length($0) "\\t" $0 }\' | LC_ALL=C sort -rn -k1,1 | cut -f2-\n}\n# mask_text RELEASES RECORDS MASKS ENVIRON KEPT NAME...: stdin to stdout, line by line as it comes (ops logs -f), every\n# text mask_forms lists hidden as the runner hides it (core/report.ts Masker.redact): each stretch of the line that\n# texts cover, overlapping ones as one, replaced by "***" (two secrets printed together, one ending with the other\'s\n# start: replaced one after another, the second would lose its overlap and show its rest), then a text holding "*"\n# that the "***" completes, longest first. One pass over each line whatever the number of texts (a regular\n# expression of them all: about seven forms a secret), in Perl (perl-base: Essential on Debian), as bytes: a text is\n# matched as it is (quotemeta), whatever its bytes. The texts are read from a pipe (fd 3), never written to a file\n# or given on a command line.\nmask_text() {\n  LC_ALL=C perl -C0 -e "$MASK_PERL" 3< <(mask_forms "$@")\n}\n# The program mask_text runs (no value in it): the texts on fd 3 (longest first), then the lines of stdin.\n# shellcheck disable=SC2016 # Perl\'s variables\nMASK_PERL=\'\nbinmode STDIN; binmode STDOUT; $| = 1;\nopen(my $forms, "<&=", 3) or die "ops: cannot read the masks: $!\\n"; binmode $forms;\nmy @forms = sort { length($b) <=> length($a) } grep { length } map { chomp; $_ } <$forms>;\nclose $forms;\nif (!@forms) { print while <STDIN>; exit 0 }\n# The texts as alternations of about 32 KB each: Perl makes one small enough a trie, matched in one pass over a\n# line (Aho-Corasick); a whole large masks file (thousands of values) would be tried text by text at every byte.\n# Longest first: a match is the longest text of its part at the first place one starts.\nmy (@parts, @part, $size);\nfor my $k (0 .. $#forms) {\n  push @part, quotemeta $forms[$k]; $size += length $forms[$k];\n  if ($size >= 32768 || $k == $#forms) { my $alt = join "|", @part; push @parts, qr/$alt/; @part = (); $size = 0 }\n}\nmy @starred = grep { index($_, "*") >= 0 } @forms;\n# A secret a printer cut short, the cut marked by an ellipsis ("..." or U+2026): the texts of 8 bytes or more (no weak\n# value) by their first and last 3 bytes, for cut() (core/report.ts Masker.hideCut, the same rule).\nmy (%cut_start, %cut_end, $cut_long);\nfor my $f (@forms) {\n  next if length($f) < 8;\n  push @{$cut_start{substr($f, 0, 3)}}, $f; push @{$cut_end{substr($f, -3)}}, $f;\n  $cut_long = length($f) if length($f) > ($cut_long // 0);\n}\n# cut(LINE): LINE with the piece just before each ellipsis (a closing quote skipped) that starts a text, and the piece\n# just after one (an opening quote skipped) that ends one, 8 bytes at least, not from inside a word, the longest, as\n# "***" (overlapping ones as one). The runner also leaves a piece that is a common word (core/secrets/parts.ts COMMON).\nsub cut {\n  my ($l) = @_;\n  my @spans;\n  my $n = length $l;\n  while ($l =~ /\\.{3,}|\\xe2\\x80\\xa6/g) {\n    my ($ms, $me) = ($-[0], $+[0]);\n    my $e = $ms; $e-- if $e > 0 && substr($l, $e - 1, 1) =~ /["\\x27`]/;\n    for (my $j = $e > $cut_long ? $e - $cut_long : 0; $j + 3 <= $e; $j++) {\n      next if $j > 0 && substr($l, $j - 1, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_start{substr($l, $j, 3)} or next;\n      my $p = substr($l, $j, $e - $j);\n      last if length($p) < 8;\n      if (grep { index($_, $p) == 0 } @$list) { push @spans, [$j, $e]; last }\n    }\n    my $s = $me; $s++ if $s < $n && substr($l, $s, 1) =~ /["\\x27`]/;\n    for (my $f = $s + $cut_long < $n ? $s + $cut_long : $n; $f - 3 >= $s; $f--) {\n      next if $f < $n && substr($l, $f, 1) =~ /[A-Za-z0-9]/;\n      my $list = $cut_end{substr($l, $f - 3, 3)} or next;\n      my $p = substr($l, $s, $f - $s);\n      last if length($p) < 8;\n      if (grep { length($_) >= length($p) && substr($_, -length($p)) eq $p } @$list) { push @spans, [$s, $f]; last }\n    }\n  }\n  return $l unless @spans;\n  @spans = sort { $a->[0] <=> $b->[0] } @spans;\n  my ($out, $copied, $k) = ("", 0, 0);\n  while ($k < @spans) {\n    my ($from, $to) = @{$spans[$k]};\n    for ($k++; $k < @spans && $spans[$k][0] < $to; $k++) { $to = $spans[$k][1] if $spans[$k][1] > $to }\n    $out .= substr($l, $copied, $from - $copied) . "***"; $copied = $to;\n  }\n  return $out . substr($l, $copied);\n}\n# A secret a printer folded over lines (core/report.ts Masker.hideFolds, the same rule): the lines read as two\n# channels, the body of each line (the frame at its ends and the offset of an od -c line left out, its white space\n# out) one after another, and the bytes of consecutive hex dump lines as lower-case hex; a text (its white space out,\n# 8 bytes at least) found whole in a channel and running over the end of a line is hidden on each line it covers. A\n# line is held while a fold may run on from it (the end of the channel, at most the longest text back, starts a text:\n# hold), until the next line says (or no line comes for half a second: ops logs -f). The work a line: its bytes and\n# the length of the longest text, whatever the number of texts (their starts hashed, the texts as alternations).\n# %fold: the texts, white space out; %fold_pre: their proper starts; $fold3: their first 3 bytes, one alternation.\nmy (%fold, %fold_pre, %fold3, $fold_long, @fparts, $fold3);\nfor my $f (@forms) {\n  (my $d = $f) =~ s/\\s+//g;\n  next if length($d) < 8 || $fold{$d}++;\n  $fold_pre{substr($d, 0, $_)} = 1 for 1 .. length($d) - 1;\n  $fold3{quotemeta substr($d, 0, 3)} = 1;\n  $fold_long = length($d) if length($d) > ($fold_long // 0);\n}\nif (%fold) {\n  my (@p, $size);\n  for my $d (sort { length($b) <=> length($a) } keys %fold) {\n    push @p, quotemeta $d; $size += length $d;\n    if ($size >= 32768) { my $alt = join "|", @p; push @fparts, qr/\\G(?:$alt)/; @p = (); $size = 0 }\n  }\n  if (@p) { my $alt = join "|", @p; push @fparts, qr/\\G(?:$alt)/ }\n  my $alt = join "|", keys %fold3; $fold3 = qr/$alt/;\n}\n# dump_line(LINE): a line of a hex dump (core/secrets/parts.ts dumpLine, the same reading): its bytes as hex, where each\n# pair of each byte stands, and where its column starts (undef without one); () for any other line.\nsub dump_line {\n  my ($l) = @_;\n  my $p = $l =~ /^(?: *[0-9A-Fa-f]{4,16}(?::|(?= )))?/ ? $+[0] : 0;\n  my ($width, $hex, $before, @at) = (0, "", $p);\n  pos($l) = $p;\n  while ($l =~ /\\G {1,2}([0-9A-Fa-f]{2,8})(?= |$)/gc) {\n    my $g = $1;\n    last if length($g) % 2 || ($width && length($g) > $width) || ($width && @at && length($hex) % $width);\n    $width ||= length $g;\n    my $start = $+[0] - length $g;\n    push @at, map { $start + 2 * $_ } 0 .. length($g) / 2 - 1;\n    $hex .= $g; $before = $p; $p = $+[0];\n  }\n  # a last group after two spaces as long as the bytes before it is their column (xxd -c 2)\n  my $last = substr($l, $before, $p - $before);\n  if ($p == length($l) && $last =~ /^ {2}/ && length($last) - 2 == @at - (length($last) - 2) / 2) {\n    splice @at, @at - (length($last) - 2) / 2;\n    $hex = substr($hex, 0, 2 * @at); $p = $before;\n  }\n  return () if @at < 1;\n  my $rest = substr($l, $p);\n  return (lc $hex, \\@at, undef) if $rest !~ /\\S/;\n  return (lc $hex, \\@at, $p + length $1) if $rest =~ /^( {2,}[|>])(.*)[|<]$/s && length($2) == @at;\n  return (lc $hex, \\@at, $p + length $1) if $rest =~ /^( {2,})/ && length($rest) - length($1) == @at;\n  return ();\n}\n# The lines held (each [line, its end, its spans, its dump]), the channels over them (body and hex: "\\n" where one\n# ends), where each held line starts in each, and where a fold may start in each (its end so far a proper start of a\n# text): a fold found runs on from there; the lines before the first such place are printed (release).\nmy ($tch, $hch, @held, @tat, @hat, @topen, @hopen) = ("", "");\n# fold_at(CHANNEL, STARTS, J): where the longest text starting at J in the channel ends, if it runs over the end of\n# the held line J lies in, hidden there (the spans of each line it covers); nothing else.\nsub fold_at {\n  my ($c, $s, $j, $hex) = @_;\n  my $y = -1;\n  for my $part (@fparts) { pos($c) = $j; $y = $+[0] if $c =~ /$part/g && $+[0] > $y }\n  return if $y < 0;\n  my ($i, $k) = (line_at($s, $j), line_at($s, $y - 1));\n  return if $i == $k;\n  for my $n ($i .. $k) {\n    my $h = $held[$n];\n    my $f = ($j > $s->[$n] ? $j : $s->[$n]) - $s->[$n];\n    my $t = ($n < $k ? $s->[$n + 1] : $y) - $s->[$n];\n    if ($hex) {\n      my ($at, $col) = @{$h->[3]}[1, 2];\n      my ($fb, $tb) = (int($f / 2), int(($t - 1) / 2));\n      push @{$h->[2]}, [$at->[$fb], $at->[$tb] + 2];\n      push @{$h->[2]}, [$col + $fb, $col + $tb + 1] if defined $col;\n    } else {\n      my ($l, $a, $b) = @{$h->[4]};\n      my @p = grep { substr($l, $_, 1) !~ /\\s/ } $a .. $b - 1;\n      push @{$h->[2]}, [$p[$f], $p[$t - 1] + 1];\n    }\n  }\n}\n# hold(LINE, END): adds a line to the held ones; the places a fold may start followed on (each one its end no longer\n# starts a text tried for a fold); the lines before the first one left printed.\nsub hold {\n  my ($l, $e) = @_;\n  my ($a, $b) = ($l =~ /^[\\s\\x27"`()\\[\\]{}<>|,\\\\]*/ ? $+[0] : 0, length $l);\n  $b-- while $b > $a && substr($l, $b - 1, 1) =~ /[\\s\\x27"`()\\[\\]{}<>|,\\\\]/;\n  $a = length $1 if $a < $b && $l =~ /^([0-9a-f]{6,7})(?: {3}[^ ]| {2}\\\\[0-9a-z]| [0-7]{3}| {4})+$/;\n  my @dump = $l =~ /^ *[0-9A-Fa-f]{2}/ ? dump_line($l) : ();\n  push @tat, length $tch; push @hat, length $hch;\n  if ($a == $b) { $tch .= "\\n" } else { (my $t = substr($l, $a, $b - $a)) =~ s/\\s+//g; $tch .= $t }\n  $hch .= @dump ? $dump[0] : "\\n\\n"; # two bytes: the hex stays at whole bytes\n  push @held, [$l, $e, [], \\@dump, [$l, $a, $b]];\n  my $keep = @held;\n  for my $ch ([$tch, \\@tat, \\@topen, 0], [$hch, \\@hat, \\@hopen, 1]) {\n    my ($c, $s, $open, $hex) = @$ch;\n    my $n = length $c;\n    my @alive;\n    for my $j (@$open) { if ($fold_pre{substr($c, $j)}) { push @alive, $j } else { fold_at($c, $s, $j, $hex) } }\n    # the places in this line its end may be a fold starting at\n    my $j0 = $n - $fold_long + 1;\n    $j0 = $s->[-1] if $j0 < $s->[-1];\n    my $tail = substr($c, $j0);\n    while ($tail =~ /$fold3/g) { push @alive, $j0 + $-[0] if $fold_pre{substr($tail, $-[0])}; pos($tail) = $-[0] + 1 }\n    push @alive, $n - 2 if $n - 2 >= $j0 && $fold_pre{substr($c, -2)};\n    push @alive, $n - 1 if $n - 1 >= $j0 && $fold_pre{substr($c, -1)};\n    @alive = grep { !($hex && $_ % 2) } @alive;\n    @$open = @alive;\n    my $i = @alive ? line_at($s, $alive[0]) : @held;\n    $keep = $i if $i < $keep;\n  }\n  release($keep) if $keep > 0;\n}\n# line_at(STARTS, OFFSET): the held line a channel offset lies in.\nsub line_at {\n  my ($s, $o) = @_;\n  my $i = $#$s;\n  $i-- while $i > 0 && $s->[$i] > $o;\n  return $i;\n}\n# release(N): the first N held lines printed (all: each place a fold may start at tried as it is: no next line).\nsub release {\n  my ($upto) = @_;\n  if ($upto == @held) {\n    fold_at($tch, \\@tat, $_, 0) for @topen;\n    fold_at($hch, \\@hat, $_, 1) for @hopen;\n  }\n  emit(@$_[0 .. 2]) for splice @held, 0, $upto;\n  if (@held) {\n    my ($bt, $bh) = ($tat[$upto], $hat[$upto]);\n    $tch = substr($tch, $bt); $hch = substr($hch, $bh);\n    @tat = map { $_ - $bt } @tat[$upto .. $#tat]; @hat = map { $_ - $bh } @hat[$upto .. $#hat];\n    @topen = map { $_ - $bt } @topen; @hopen = map { $_ - $bh } @hopen;\n  } else { @tat = (); @hat = (); @topen = (); @hopen = (); $tch = ""; $hch = "" }\n}\n# Lines read with sysread: a held line is released when no line comes for half a second.\nmy ($in, $eof) = ("", 0);\nwhile (1) {\n  my $i = index($in, "\\n");\n  if ($i >= 0 || ($eof && length $in)) {\n    my $line = substr($in, 0, $i >= 0 ? $i + 1 : length $in, "");\n    my $end = chomp($line) ? "\\n" : "";\n    if ($fold_long) { hold($line, $end) } else { emit($line, $end, []) }\n    next;\n  }\n  last if $eof;\n  if (@held) { my $r = ""; vec($r, fileno(STDIN), 1) = 1; release(0 + @held) unless select($r, undef, undef, 0.5) }\n  my $n = sysread(STDIN, $in, 65536, length $in);\n  die "ops: cannot read: $!\\n" unless defined $n;\n  $eof = 1 unless $n;\n}\nrelease(0 + @held) if @held;\n# emit(LINE, END, SPANS): LINE printed with every text and each of SPANS ([start, end) of a fold) hidden.\nsub emit {\n  my ($line, $end, $spans) = @_;\n  my %ends; # by where a text starts in the line: where the longest one there ends\n  for my $s (@$spans) { $ends{$s->[0]} = $s->[1] if ($ends{$s->[0]} // -1) < $s->[1] }\n  for my $part (@parts) {\n    while ($line =~ /$part/g) {\n      $ends{$-[0]} = $+[0] if ($ends{$-[0]} // -1) < $+[0];\n      pos($line) = $-[0] + 1; # from the next byte: another may start inside this one and end past it\n    }\n  }\n  if (%ends) {\n    my ($out, $copied, $from, $to) = ("", 0, -1, -1);\n    for my $at (sort { $a <=> $b } keys %ends) {\n      if ($at < $to) { $to = $ends{$at} if $ends{$at} > $to; next }\n      if ($from >= 0) { $out .= substr($line, $copied, $from - $copied) . "***"; $copied = $to }\n      ($from, $to) = ($at, $ends{$at});\n    }\n    $line = $out . substr($line, $copied, $from - $copied) . "***" . substr($line, $to);\n    # only where a "***" was put in: a text found as it was is hidden already\n    for my $f (@starred) { $line =~ s/\\Q$f\\E/***/g if index($line, $f) >= 0 }\n  }\n  $line = cut($line) if %cut_start && $line =~ /\\.\\.\\.|\\xe2\\x80\\xa6/;\n  print $line, $end;\n}\n\'\n# keep_masks ID RELEASES RECORDS MASKS ENVIRON KEPT NAME...: adds the texts to mask of release ID (release_forms) to\n# the file KEPT (root 0600, made so), before the release is pruned: its programs\' lines outlive it in the log files.\n# Kept as long as the app\'s base directory: a log file\'s mtime says when it was last written, not how old its first\n# lines are (a quiet program\'s log holds lines of releases long gone), so no rule on ages would be safe.\nkeep_masks() {\n  local id=$1 releases=$2 records=$3 masks=$4 environ=$5 kept=$6; shift 6\n  ( umask 077; { [ ! -r "$kept" ] || cat -- "$kept"; release_forms "$releases" "$records" "$id" "$masks" "$environ" "$@"; } | LC_ALL=C awk \'length($0) && !seen[$0]++\' > "$kept.new" )\n  mv -f -- "$kept.new" "$kept"\n}\n# mask_load RELEASES RECORDS MASKS ENVIRON KEPT NAME...: what mask_forms lists, in the array MASK_FORMS (longest\n# first), for mask_string and mask_cut_end: what a step quotes of an answer or a process is masked before it is cut\n# (mask_clip).\nmask_load() {\n  MASK_FORMS=()\n  mapfile -t MASK_FORMS < <(mask_forms "$@")\n  MASK_LOADED=1\n}\n# mask_ready: mask_load with MASK_ARGS (mask_forms\'s arguments, set by the step: core/steps/libraries.ts maskLibrary)\n# once per script; nothing without them (then nothing is masked, cuts still drop the word they fall in).\nmask_ready() {\n  if [ -z "${MASK_LOADED:-}" ] && [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi\n}\n# mask_clip TEXT MAX: TEXT as a step may quote it, in MASK_TEXT: masked whole first (mask_ready, mask_string), then\n# its first MAX characters, a cut dropping what may start a secret and the word it falls in (mask_cut_end; not the\n# word before it when the cut falls on white space) and said by "...". In that order: a secret cut, or with its\n# white space or control characters changed, is no longer found whole.\nmask_clip() {\n  mask_ready; mask_string "$1"\n  if [ "${#MASK_TEXT}" -gt "$2" ]; then\n    local between=0; [[ ${MASK_TEXT:$2:1} != [[:space:]] ]] || between=1\n    mask_cut_end "${MASK_TEXT:0:$2}" "$between"; MASK_TEXT+=...\n  fi\n}\n# mask_string TEXT: TEXT with every text of MASK_FORMS (mask_load; none when not loaded) hidden as mask_text hides it\n# (each stretch texts cover, overlapping ones as one "***", then a text holding "*" the "***" completes), in\n# MASK_TEXT. No process: bash\'s own matching, as bytes (what a step quotes is short: a body\'s first bytes, a\n# process\'s arguments); but a TEXT holding an ellipsis ("..." or U+2026) goes through mask_text\'s own program\n# (MASK_PERL), so a secret a printer cut short there is hidden by the one rule (its cut).\nmask_string() {\n  local LC_ALL=C f t=$1 win at past from=-1 to=-1 copied=0 out=\'\'\n  local -a ends=() # by where a text starts in TEXT: where the longest one there ends\n  if [[ -n ${MASK_FORMS[0]+x} && ( $t == *...* || $t == *$\'\\xe2\\x80\\xa6\'* ) ]]; then\n    MASK_TEXT=$(printf \'%s\' "$t" | perl -C0 -e "$MASK_PERL" 3< <(printf \'%s\\n\' "${MASK_FORMS[@]}"); printf x)\n    MASK_TEXT=${MASK_TEXT%x}\n    return 0\n  fi\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $t == *"$f"* ]] || continue\n    # Looked for in windows of 4 KB: bash finds where a text is (${x%%"$f"*}) in time the length of x, each time.\n    at=0\n    while [ $(( at + ${#f} )) -le "${#t}" ]; do\n      win=${t:at:4096+${#f}}\n      if [[ $win != *"$f"* ]]; then at=$(( at + 4097 )); continue; fi\n      win=${win%%"$f"*}; at=$(( at + ${#win} )); past=$(( at + ${#f} ))\n      [ "${ends[at]:-0}" -ge "$past" ] || ends[at]=$past\n      at=$(( at + 1 )) # from the next byte: another may start inside this one\n    done\n  done\n  for at in "${!ends[@]}"; do # in order\n    if [ "$at" -lt "$to" ]; then [ "${ends[at]}" -le "$to" ] || to=${ends[at]}; continue; fi\n    [ "$from" -lt 0 ] || { out+="${t:copied:from-copied}***"; copied=$to; }\n    from=$at; to=${ends[at]}\n  done\n  MASK_TEXT=$t\n  [ "$from" -ge 0 ] || return 0\n  MASK_TEXT="$out${t:copied:from-copied}***${t:to}"\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    [[ $f != *"*"* || $MASK_TEXT != *"$f"* ]] || MASK_TEXT=${MASK_TEXT//"$f"/***}\n  done\n}\n# mask_cut_end TEXT [BETWEEN]: TEXT that was cut at its end (a length bound reached), as it may be quoted, in\n# MASK_TEXT: its longest end that is the start of a text of MASK_FORMS dropped (the first characters of a secret the\n# cut fell in, white space and all: a passphrase), then, unless BETWEEN is 1 (the cut fell between two words), the\n# word the cut fell in (back to white space or one of /?&=;,:"\'<>: a secret the host does not know, a token in a\n# URL), then trailing white space.\nmask_cut_end() {\n  local LC_ALL=C f p n t=$1 sep=\'[[:space:]/?&=;,:"\'"\'"\'<>]\'\n  for f in ${MASK_FORMS[@]+"${MASK_FORMS[@]}"}; do\n    n=${#t}; p=$(( n - ${#f} + 1 )); [ "$p" -ge 0 ] || p=0\n    for (( ; p < n; p++ )); do\n      if [[ $f == "${t:p}"* ]]; then t=${t:0:p}; break; fi\n    done\n  done\n  # shellcheck disable=SC2295 # sep is a pattern\n  [ "${2:-0}" = 1 ] || t=${t%"${t##*$sep}"}\n  MASK_TEXT=${t%"${t##*[![:space:]]}"}\n}\n';
-
-// core/steps/sh/probe.sh
-var probe_default = `# shellcheck shell=bash
-# Health probes: an HTTP GET on 127.0.0.1, every pending program at once, until a deadline; a 2xx answer passes.
-# Made by this shell itself: bash's /dev/tcp opens the connection (a connect(2) here, no process; Bash manual,
-# "Redirections"), printf writes the request, read takes the answer's head (RFC 9112: the status line, "HTTP/1.1 200
-# OK", then header fields up to an empty line). Ten hosts starting at once on shared cores spent more CPU on a curl
-# process per probe (~20 ms each under load, a probe every round while a client answered 502) than on anything else
-# of ours; a bash built without net redirections (Debian's has them) falls back to curl, one probe at a time.
-# A redirect is no verdict (curl -f took a 3xx for a success: a route declared with a slash, FastAPI's
-# redirect_slashes 307 or Django's APPEND_SLASH 301, passed on its redirect while the check behind it failed): one
-# to another path of the same program is followed (5 at most) and the answer at its end counts; one off it fails.
-# The request to a program nginx proxies to is the one nginx passes a visitor's (probe_for, from the PROBE_SITE_*
-# the step sets by core/steps/nginx-config.ts probeHeaders, which also writes nginx's proxy_set_header lines): Host,
-# X-Real-IP, X-Forwarded-For and X-Forwarded-Proto; one nginx never routes to is asked as its callers on 127.0.0.1 do. Apps check them (Django's ALLOWED_HOSTS answers 400 to a Host it does not
-# list, Starlette's TrustedHostMiddleware 400 "Invalid host header", SECURE_SSL_REDIRECT redirects what it takes for
-# plain http): a probe without them is answered otherwise than the site's traffic.
-# An error answer's first bytes are read (bounded) and quoted. A client error (4xx, but 408, 425 and 429, which ask
-# to come back) that persists is a running app's verdict on the request: see probe_rounds.
-# The clock is read with printf's %(%s)T and $EPOCHREALTIME (builtins: no process per reading).
-# A first request may be slow (cold caches, a busy host): 5 s per probe (its redirects included), the deadline bounds
-# the whole wait. Why a probe failed is said in curl's words where curl has some (ops engineers know them).
-
-# net_redirections: 0 when this bash opens /dev/tcp/HOST/PORT as a connection, 1 when it looks for a file of that
-# name (built without them). Asked once per script (NET_REDIRECTIONS), and only after a connection failed: one
-# refused port (1, nothing listens there) says which, by the error bash prints.
-net_redirections() {
-  if [ -z "\${NET_REDIRECTIONS:-}" ]; then
-    local e; e=$( { exec 9<>/dev/tcp/127.0.0.1/1; } 2>&1 ) || true
-    if [[ $e == *"No such file"* ]]; then NET_REDIRECTIONS=no; else NET_REDIRECTIONS=yes; fi
-  fi
-  [ "$NET_REDIRECTIONS" = yes ]
-}
-# probe_watchdog PID ACK_FD: bounds the connect(2) of PID's probes, which bash's /dev/tcp does without a timeout: a
-# listener whose accept queue is full (a program stuck or overloaded, that listens but no longer accepts) has its
-# SYN dropped by the kernel, and connect waits for the SYN retries (~2 min, net.ipv4.tcp_syn_retries). Runs in a
-# subshell of its own, one per wait_healthy (not per probe): reads "SECONDS" (armed), then waits that long for the
-# next line (disarmed); when none came, sends PID SIGUSR2, whose trap makes the blocked connect fail (EINTR: bash
-# installs trap handlers without SA_RESTART). Answers each disarm on ACK_FD: 1 when it fired, else 0.
-# The end of its input while armed (wait_healthy ended, its trap gone) ends it without a signal: SIGUSR2 untrapped
-# would end the step script.
-probe_watchdog() {
-  local pid=$1 ack=$2 secs fired rc
-  while read -r secs; do
-    fired=0; rc=0
-    read -r -t "$secs" _ || rc=$?
-    if [ "$rc" -gt 128 ]; then fired=1; kill -USR2 "$pid" 2>/dev/null || true; read -r _ || return 0
-    elif [ "$rc" -ne 0 ]; then return 0; fi
-    printf '%s\\n' "$fired" >&"$ack"
-  done
-}
-# probe_send PORT PATH: connect to 127.0.0.1:PORT and send GET PATH (HTTP/1.1, Connection: close: the program
-# closes after its answer), with Host PROBE_HOST (127.0.0.1:PORT when empty) and the lines of PROBE_HEADERS. The
-# connection in PROBE_FD; else 1, PROBE_WHY empty when the connection was not made (refused, or no net
-# redirections), else why not (no connection within 5 s: see probe_watchdog; closed at once).
-# PATH is the environment's health path (the schema lets through [A-Za-z0-9._~/-] and a query string of
-# [A-Za-z0-9._~/=&%+-] only) or a redirect's path resolved by probe_target (none with a space or a control
-# character): nothing that would break the request line. PROBE_HOST and PROBE_HEADERS hold DNS names, addresses and
-# schemes only (probeHeaders checks them).
-probe_send() {
-  local rc=0 fired=0 t0=\${EPOCHREALTIME/./}
-  PROBE_WHY=""
-  # A program that resets the connection at once makes the request's write fail (EPIPE), as a watchdog gone makes
-  # its: SIGPIPE would end the whole script. Armed with 5 s, the probe's own limit (curl's --max-time), when
-  # wait_healthy started the watchdog; without its answer in time (it is gone), the probes go on without it.
-  trap '' PIPE
-  if [ -n "\${PROBE_WATCHDOG:-}" ] && ! printf '5\\n' 1>&"$PROBE_WATCHDOG" 2>/dev/null; then PROBE_WATCHDOG=""; fi
-  { exec {PROBE_FD}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || rc=1
-  if [ -n "\${PROBE_WATCHDOG:-}" ]; then
-    { printf '\\n' 1>&"$PROBE_WATCHDOG" 2>/dev/null && read -r -t 6 -u "$PROBE_ACK" fired; } || { PROBE_WATCHDOG=""; fired=0; }
-  fi
-  if [ "$rc" -ne 0 ]; then
-    trap - PIPE
-    [ "$fired" = 0 ] || PROBE_WHY="Connection timed out after $(( (\${EPOCHREALTIME/./} - t0) / 1000 )) milliseconds: 127.0.0.1 port $1 listens but accepts no connection, its accept queue full: a program stuck or overloaded"
-    return 1
-  fi
-  if printf 'GET %s HTTP/1.1\\r\\nHost: %s\\r\\n%sUser-Agent: ops-pipeline-health-check\\r\\nAccept: */*\\r\\nConnection: close\\r\\n\\r\\n' "$2" "\${PROBE_HOST:-127.0.0.1:$1}" "\${PROBE_HEADERS:-}" 1>&"$PROBE_FD" 2>/dev/null; then
-    trap - PIPE; return 0
-  fi
-  trap - PIPE; exec {PROBE_FD}<&-; PROBE_WHY="Empty reply from server"; return 1
-}
-# probe_printable TEXT MAX: TEXT as it may be quoted in a reason (what a server sent), in PROBE_TEXT: masked whole,
-# then cut to MAX characters (mask_clip: a cut drops what may start a secret, and says "..."), then each control or
-# unprintable character (a terminal escape, an HTTP/2 frame's bytes) as "?". In that order: a secret cut, or with
-# its control characters changed, is no longer found whole.
-probe_printable() {
-  mask_clip "$1" "$2"
-  PROBE_TEXT=\${MASK_TEXT//[^[:print:]]/?}
-}
-# probe_for NAME: what a probe of program NAME sends (probe_send, probe_curl_send) and claims to be (probe_target,
-# probe_sent), in PROBE_HOST, PROBE_PROTO, PROBE_HEADERS and PROBE_ROUTED: the site's request (PROBE_SITE_HOST,
-# PROBE_SITE_PROTO, PROBE_SITE_HEADERS) when nginx proxies to NAME (PROBE_SITE_PROGRAMS, " client server ": the
-# environment's routes), PROBE_ROUTED=1; else none of it (Host 127.0.0.1:<port>, no forwarded header): a program only
-# its siblings call on 127.0.0.1 (an internal API) may trust no other Host (Django's ALLOWED_HOSTS = ['127.0.0.1']).
-# probe_rounds holds these as its locals (bash's dynamic scope: the functions it calls see them).
-probe_for() {
-  if [[ \${PROBE_SITE_PROGRAMS:-} == *" $1 "* ]]; then
-    PROBE_ROUTED=1 PROBE_HOST=\${PROBE_SITE_HOST:-} PROBE_PROTO=\${PROBE_SITE_PROTO:-http} PROBE_HEADERS=\${PROBE_SITE_HEADERS:-}
-  else
-    PROBE_ROUTED="" PROBE_HOST="" PROBE_PROTO=http PROBE_HEADERS=""
-  fi
-}
-# probe_sent PORT: the headers a probe of 127.0.0.1:PORT sends that apps judge a request by, as said in a reason, in
-# PROBE_TEXT: "Host: example.org, X-Forwarded-Proto: https, as nginx forwards the site's requests" (probe_for).
-probe_sent() {
-  if [ -n "\${PROBE_ROUTED:-}" ]; then
-    PROBE_TEXT="Host: \${PROBE_HOST:-127.0.0.1:$1}, X-Forwarded-Proto: \${PROBE_PROTO:-http}, as nginx forwards the site's requests"
-  else
-    PROBE_TEXT="Host: 127.0.0.1:$1 and no forwarded header, as callers on 127.0.0.1 send: nginx routes none of the site's requests to it"
-  fi
-}
-# probe_answer FD UNTIL_US: reads the answer's head on FD until UNTIL_US ($EPOCHREALTIME in microseconds), then
-# closes FD. 0 with its status in PROBE_CODE and its status line in PROBE_STATUS (printable), for a 3xx its Location
-# field in PROBE_LOCATION, for an error (4xx, 5xx) the first bytes of its body in PROBE_BODY (probe_body); 1 with why
-# in PROBE_WHY (no answer in time, the connection closed, not HTTP), PROBE_CODE empty: a status line whose head never
-# ended (a stall, a head over the limit, the connection closed in it) is no answer, and no client error (probe_rounds
-# counts those). A head is read to its end, the empty line (RFC 9112, 2.1), whatever its status: nginx answers the
-# site's visitors 502 for one cut off ("upstream prematurely closed connection while reading response header"), so
-# the probe does not take its status line for a success; what was received is said (curl's "Empty reply from
-# server" only when nothing was).
-# RFC 9112/9110: interim answers (1xx but 101: 100 Continue, 103 Early Hints) come before the final one and are
-# skipped, as curl does. Bounded in bytes as in time: bash reads a socket one byte per read(2), so each line is
-# read in parts of at most 8 KiB (read -n) and the head up to 100 KiB (curl's CURL_MAX_HTTP_HEADER): an endless
-# line (a stream, a binary protocol) costs a bounded read, not minutes of CPU.
-probe_answer() {
-  local fd=$1 until=$2 now left wait line rc head=0 part=0 want=status length="" chunked=0 fields=0 interim=""
-  PROBE_CODE=""; PROBE_LOCATION=""; PROBE_STATUS=""; PROBE_BODY=""
-  now=\${EPOCHREALTIME/./}; left=$(( until - now )); [ "$left" -gt 1000 ] || left=1000
-  printf -v wait '%d.%06d' $(( left / 1000000 )) $(( left % 1000000 ))
-  while :; do
-    rc=0; line=""
-    read -r -n 8192 -t "$wait" -u "$fd" line 2>/dev/null || rc=$? # a reset connection: an error, as the end of input is
-    if [ "$rc" -gt 128 ]; then
-      exec {fd}<&-; now=\${EPOCHREALTIME/./}
-      PROBE_WHY="Operation timed out after $(( (now - until) / 1000 + 5000 )) milliseconds with $(( head + \${#line} )) bytes received"
-      # A head begun and not ended (a worker stuck once it wrote its status line): what came, as probe_cut says it.
-      if [ "$want" != status ] || [ -n "$interim" ]; then
-        if [ "$want" = status ]; then PROBE_WHY+=": an interim answer ($interim) and no final one"
-        elif [ "$fields" = 1 ]; then PROBE_WHY+=": \\"$PROBE_STATUS\\" and 1 header field, the head not ended"
-        else PROBE_WHY+=": \\"$PROBE_STATUS\\" and $fields header fields, the head not ended"; fi
-      fi
-      PROBE_CODE=""; return 1
-    fi
-    # The bytes received: the line, and its end when read (a part as long as the limit ends without one).
-    head=$(( head + \${#line} )); [ "$rc" != 0 ] || [ "\${#line}" -ge 8192 ] || head=$(( head + 1 ))
-    if [ "$head" -gt 102400 ]; then exec {fd}<&-; PROBE_WHY="the answer's head is larger than 100 KiB"; PROBE_CODE=""; return 1; fi
-    # A part as long as the limit is a line that goes on: its rest is skipped (a long header field nobody reads).
-    if [ "$part" = 1 ]; then [ "\${#line}" -ge 8192 ] || part=0; [ "$rc" = 0 ] || break; continue; fi
-    [ "\${#line}" -lt 8192 ] || part=1
-    line=\${line%$'\\r'}
-    if [ "$want" = status ]; then
-      if [ -z "$line" ] && [ "$rc" != 0 ]; then break; fi # the end of input where a status line was due
-      if [[ ! $line =~ ^HTTP/[0-9.]+\\ ([0-9]{3}) ]]; then
-        exec {fd}<&-
-        if [ -z "$line" ]; then PROBE_WHY="Empty reply from server"
-        elif [ "\${PROBE_VIA:-}" = curl ] && [[ $line =~ ^curl:\\ \\([0-9]+\\)\\ (.*) ]]; then probe_printable "\${BASH_REMATCH[1]}" 300; PROBE_WHY=$PROBE_TEXT
-        else probe_printable "$line" 60; PROBE_WHY="not an HTTP answer: $PROBE_TEXT"; fi
-        return 1
-      fi
-      PROBE_CODE=\${BASH_REMATCH[1]}; probe_printable "$line" 80; PROBE_STATUS=$PROBE_TEXT; fields=0
-      case $PROBE_CODE in
-        101) want=final; break ;;
-        1??) want=interim; interim=$PROBE_STATUS ;; # its header fields, then the next status line
-        [45]??) want=error ;;   # its framing fields (RFC 9112, 6), then the body's first bytes
-        *) want=end ;;          # to the head's end; a 3xx's Location field (RFC 9110, 10.2.2) on the way
-      esac
-    elif [ -z "$line" ] && [ "$rc" = 0 ]; then
-      if [ "$want" = error ]; then probe_body "$fd" "$until" "$length" "$chunked"; want=final; break; fi
-      [ "$want" = interim ] || { want=final; break; }
-      want=status
-    elif [ -n "$line" ]; then
-      fields=$(( fields + 1 ))
-      if [ "$want" = error ]; then
-        if [[ \${line,,} =~ ^content-length:[[:space:]]*([0-9]{1,9})[[:space:]]*$ ]]; then length=\${BASH_REMATCH[1]}
-        elif [[ \${line,,} == transfer-encoding:*chunked* ]] && [ "\${PROBE_VIA:-}" != curl ]; then chunked=1; fi # curl decodes chunks
-      elif [ "$want" = end ] && [[ $PROBE_CODE == 3?? ]] && [ -z "$PROBE_LOCATION" ] && [[ \${line,,} == location:* ]]; then
-        PROBE_LOCATION=\${line#*:}
-        PROBE_LOCATION=\${PROBE_LOCATION#"\${PROBE_LOCATION%%[!$' \\t']*}"}; PROBE_LOCATION=\${PROBE_LOCATION%"\${PROBE_LOCATION##*[!$' \\t']}"}
-      fi
-    fi
-    [ "$rc" = 0 ] || break # the end of input (after a line without its end)
-  done
-  exec {fd}<&-
-  [ "$want" != final ] && probe_cut "$want" "$head" "$fields" "$interim" && return 1
-  return 0
-}
-# probe_cut WANT BYTES FIELDS INTERIM: why an answer whose connection closed before its head ended (probe_answer's
-# state WANT, BYTES received, the FIELDS of its last head, the INTERIM status line if any) is none, in PROBE_WHY;
-# PROBE_CODE emptied. Says what was received: nothing at all is curl's "Empty reply from server".
-probe_cut() {
-  local got="the connection closed after $2 bytes" s=s
-  [ "$3" != 1 ] || s=""
-  if [ "$2" = 0 ]; then PROBE_WHY="Empty reply from server"
-  elif [ "$1" = status ] && [ -n "$4" ]; then PROBE_WHY="$got: an interim answer ($4) and no final one"
-  else
-    PROBE_WHY="$got, in the answer's head: \\"$PROBE_STATUS\\" and $3 header field$s, without the empty line that ends a head (nginx answers the site's visitors 502 for it: upstream prematurely closed connection)"
-  fi
-  PROBE_CODE=""; PROBE_LOCATION=""
-}
-# probe_body FD UNTIL_US LENGTH CHUNKED: the first bytes of an error answer's body on FD (its head read), what the app
-# says about the refusal, in PROBE_BODY: 256 bytes at most (fewer when Content-Length says so; of the first chunk
-# when chunked, RFC 9112, 7.1), read for 1 s at most and not past UNTIL_US (bash reads a socket a byte per read(2):
-# bounded in bytes as in time); on one line, each run of white space one space (an indented HTML error page), 200
-# characters at most, each unprintable one as "?" (probe_printable).
-# What it quotes is masked as received, before any cut or change of its white space (mask_string: the secret values
-# of the releases on the host; the runner masks it again, whole values only): a body cut short (at 200 characters,
-# at the bytes read, by the time) loses what may be a secret's start and the word the cut falls in (mask_cut_end),
-# so that no secret's first characters are ever shown.
-probe_body() {
-  local fd=$1 until=$2 n=256 size="" left wait body="" rc=0 cut=1
-  [ -z "$3" ] || [ "$3" -ge "$n" ] || n=$3
-  left=$(( until - \${EPOCHREALTIME/./} )); [ "$left" -lt 1000000 ] || left=1000000; [ "$left" -gt 1000 ] || left=1000
-  printf -v wait '%d.%06d' $(( left / 1000000 )) $(( left % 1000000 ))
-  if [ "$4" = 1 ]; then
-    read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null || true
-    size=\${size%$'\\r'}; size=\${size%%;*}
-    if [[ $size =~ ^[0-9A-Fa-f]{1,7}$ ]]; then [ $(( 16#$size )) -ge "$n" ] || n=$(( 16#$size )); else n=0; fi
-  fi
-  [ "$n" -eq 0 ] || read -r -N "$n" -t "$wait" -u "$fd" body 2>/dev/null || rc=$?
-  # Whole: all that Content-Length announced, or all there was (the connection closed first, not chunked), in time.
-  if [ -n "$3" ] && [ "$3" -le 256 ] && [ "$rc" -le 128 ] && [ "\${#body}" -ge "$3" ]; then cut=0
-  elif [ "$4" != 1 ] && [ "$rc" -ge 1 ] && [ "$rc" -le 128 ]; then cut=0
-  elif [ "$4" = 1 ] && [ "$rc" = 0 ] && [ "$n" -gt 0 ] && [ "\${#body}" -eq $(( 16#$size )) ]; then
-    # A first chunk read whole: the body is whole when the next is the last (size 0; Node sends its res.end(body) so).
-    if read -r -n 32 -t "$wait" -u "$fd" _ 2>/dev/null && read -r -n 32 -t "$wait" -u "$fd" size 2>/dev/null && [[ \${size%$'\\r'} =~ ^0+(;.*)?$ ]]; then cut=0; fi
-  fi
-  # Masked as received first, then cut, then on one line (masked again: a secret's collapsed form), then cut to 200.
-  mask_string "$body"; body=$MASK_TEXT
-  [ "$cut" = 0 ] || { mask_cut_end "$body"; body=$MASK_TEXT; }
-  body=\${body//[$'\\r\\n\\t\\f\\v']/ }
-  while [[ $body == *"  "* ]]; do body=\${body//"  "/" "}; done
-  body=\${body# }
-  probe_printable "\${body% }" 200; PROBE_BODY=$PROBE_TEXT
-}
-# probe_target PORT PATH LOCATION: the path of 127.0.0.1:PORT that LOCATION (a redirect's, answering GET PATH) points
-# to, resolved as curl does (RFC 3986, 5.2: relative to PATH, dot segments removed, the fragment dropped; scheme and
-# host without regard to case), in PROBE_TO; 1 when it points off this program (another host, port or scheme).
-# This program is the origin the probe connects to, http://127.0.0.1:PORT (or localhost:PORT), and the one its
-# request claims, as the site's visitors reach it: PROBE_PROTO://PROBE_HOST (a framework builds its redirects from
-# Host and X-Forwarded-Proto: FastAPI's redirect_slashes under uvicorn's proxy headers). A redirect to the https of
-# a probe sent as http (Django's SECURE_SSL_REDIRECT) points off it; one to http://PROBE_HOST[:80] of a probe sent as
-# https is on it (Flask/Werkzeug without ProxyFix builds an absolute http URL from Host alone, its trailing-slash
-# redirect http://example.org/health/; nginx passes it to visitors as is, and its port-80 server sends them on).
-probe_target() {
-  local port=$1 base=$2 to=\${3%%#*} auth rest query seg scheme="" proto=\${PROBE_PROTO:-http} claimed
-  local -a segs=()
-  claimed=\${PROBE_HOST:-127.0.0.1:$port}; claimed=\${claimed,,}
-  if [[ $claimed != *:* ]]; then if [ "$proto" = https ]; then claimed+=:443; else claimed+=:80; fi; fi
-  if [[ $to =~ ^([A-Za-z][A-Za-z0-9+.-]*): ]]; then
-    scheme=\${BASH_REMATCH[1],,}
-    [ "$scheme" = http ] || [ "$scheme" = "$proto" ] || return 1
-    to=\${to:\${#scheme}+1}
-  fi
-  if [[ $to == //* ]]; then
-    to=\${to:2}; auth=\${to%%[/?]*}; rest=\${to#"$auth"}; auth=\${auth,,}
-    # A reference without a scheme (//host/path) takes the one of the request it answers (RFC 3986, 5.2.2).
-    if [[ $auth != *:* ]]; then if [ "\${scheme:-$proto}" = https ]; then auth+=:443; else auth+=:80; fi; fi
-    if [ "\${scheme:-$proto}" = "$proto" ] && [ "$auth" = "$claimed" ]; then :
-    elif [ "\${scheme:-http}" = http ] && { [ "$auth" = "127.0.0.1:$port" ] || [ "$auth" = "localhost:$port" ]; }; then :
-    elif [ "$scheme" = http ] && [ -n "\${PROBE_HOST:-}" ] && [ "$auth" = "\${PROBE_HOST,,}:80" ]; then :
-    else return 1; fi
-    to=/$rest; to=\${to/#\\/\\//\\/}
-  fi
-  case $to in
-    /*) ;;
-    "") to=$base ;;
-    \\?*) to=\${base%%\\?*}$to ;;
-    *) base=\${base%%\\?*}; to=\${base%/*}/$to ;;
-  esac
-  # Dot segments (RFC 3986, 5.2.4), in the path only.
-  query=""; [[ $to != *\\?* ]] || { query="?\${to#*\\?}"; to=\${to%%\\?*}; }
-  rest=\${to#/}
-  while :; do
-    seg=\${rest%%/*}
-    case $seg in
-      .) ;;
-      ..) [ \${#segs[@]} -eq 0 ] || unset 'segs[-1]' ;;
-      *) segs+=("$seg") ;;
-    esac
-    if [[ $rest != */* ]]; then
-      if [ "$seg" = . ] || [ "$seg" = .. ]; then segs+=(""); fi
-      break
-    fi
-    rest=\${rest#*/}
-  done
-  local IFS=/
-  PROBE_TO="/\${segs[*]}$query"
-}
-# probe_off PORT CODE LOCATION: why a probe of 127.0.0.1:PORT failed on a redirect off its program (probe_target),
-# in PROBE_WHY, naming what the probe sent (a redirect to https: Django's SECURE_SSL_REDIRECT, when the scheme it
-# was told is not the one its SECURE_PROXY_SSL_HEADER names).
-probe_off() {
-  probe_printable "$3" 300; PROBE_WHY="answered $2, a redirect to $PROBE_TEXT, off this program"
-  probe_sent "$1"; PROBE_WHY+=" (the probe sent $PROBE_TEXT): the health path must answer 2xx itself"
-}
-# probe_verdict PORT PATH FD UNTIL_US: 0 when the answer on FD (to GET PATH) is 2xx, following redirects to other
-# paths of 127.0.0.1:PORT (each a new request, read by UNTIL_US; by curl with PROBE_VIA=curl); else 1 with why in
-# PROBE_WHY. Closes FD. A redirect back to a path already asked is a loop, said as such with the requests and
-# Locations that made it (probe_loop); 5 redirects without one are said with theirs.
-probe_verdict() {
-  local port=$1 path=$2 fd=$3 until=$4 hop asked=" $2 " chain="" absolute=0
-  for hop in 0 1 2 3 4 5; do
-    if [ "$hop" -eq 0 ]; then :
-    elif [ "\${PROBE_VIA:-}" = curl ]; then probe_curl_send "$port" "$path"; fd=$PROBE_FD
-    else probe_send "$port" "$path" || { PROBE_WHY=\${PROBE_WHY:-"Failed to connect to 127.0.0.1 port $port: Connection refused"}; return 1; }; fd=$PROBE_FD; fi
-    probe_answer "$fd" "$until" || return 1
-    case $PROBE_CODE in
-      2??) return 0 ;;
-      3??) ;;
-      *) if [ "$PROBE_CODE" -ge 400 ]; then PROBE_WHY="The requested URL returned error: $PROBE_CODE ($PROBE_STATUS)\${PROBE_BODY:+, answering: $PROBE_BODY}"; else PROBE_WHY="answered $PROBE_CODE, not 2xx"; fi; return 1 ;;
-    esac
-    # Written into the next request line: none with a space or a control character (CR, LF).
-    if [ -z "$PROBE_LOCATION" ]; then
-      # 304 Not Modified, 300 Multiple Choices...: nothing to follow.
-      PROBE_WHY="answered $PROBE_CODE without a Location to follow, not 2xx: the health path must answer 2xx itself"; return 1
-    fi
-    if ! probe_target "$port" "$path" "$PROBE_LOCATION" || [[ $PROBE_TO =~ [[:space:][:cntrl:]] ]]; then
-      probe_off "$port" "$PROBE_CODE" "$PROBE_LOCATION"; return 1
-    fi
-    # The paths asked after the first come from the app's Locations too: quoted as they are (probe_printable).
-    probe_printable "$path" 100; chain+="\${chain:+; }GET $PROBE_TEXT"
-    probe_printable "$PROBE_LOCATION" 100; chain+=": $PROBE_CODE to $PROBE_TEXT"
-    [[ ! $PROBE_LOCATION =~ ^([A-Za-z][A-Za-z0-9+.-]*:|//) ]] || absolute=1
-    if [[ $asked == *" $PROBE_TO "* ]]; then probe_loop "$port" "$PROBE_TO" "$chain" "$absolute"; return 1; fi
-    asked+="$PROBE_TO "; path=$PROBE_TO
-  done
-  PROBE_WHY="more than 5 redirects ($chain)"; return 1
-}
-# probe_loop PORT PATH CHAIN ABSOLUTE: why a probe of 127.0.0.1:PORT whose redirects came back to PATH failed, in
-# PROBE_WHY: the requests and Locations (CHAIN, each Location at most 100 characters, as probe_printable quotes it),
-# what the probe sent (probe_sent) and the usual cause. A Location the app wrote as an absolute URL (ABSOLUTE 1) is
-# built from the scheme and host it takes the request for: behind nginx, an app that does not trust X-Forwarded-Proto
-# takes every request for plain http (it comes from 127.0.0.1 over http) and sends it to https, or to its canonical
-# URL, which nginx hands it again as the same request. Relative ones are the app's own rules: one matching its own
-# target, or two undoing each other (a trailing slash added by one, taken off by another).
-probe_loop() {
-  local hint
-  if [ "$4" = 1 ] && [ -n "\${PROBE_ROUTED:-}" ]; then
-    hint="the app builds each Location from the scheme and host it takes the request for, and nginx would hand it the request it redirects to as this one again: usually it takes the request for plain http, as it does not trust the X-Forwarded-Proto nginx sends (uvicorn: --proxy-headers with --forwarded-allow-ips 127.0.0.1; Flask/Werkzeug: ProxyFix(app.wsgi_app, x_proto=1); Django: SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'); Express: app.set('trust proxy', 'loopback'))"
-  elif [[ $3 != *";"* ]]; then
-    hint="a redirect rule of the app that matches its own target: the health path must answer 2xx itself"
-  else
-    hint="redirect rules of the app that undo each other (a trailing slash added by one, taken off by another): the health path must answer 2xx itself"
-  fi
-  probe_printable "$2" 100; PROBE_WHY="redirects in a loop, back to $PROBE_TEXT"
-  probe_sent "$1"
-  PROBE_WHY+=" ($3; the probe sent $PROBE_TEXT): $hint"
-}
-# probe_curl_send PORT PATH: probe_send's request made by a curl process, for a bash without net redirections: what
-# curl received (-i: the head, then the body) in PROBE_FD, read by probe_answer as a connection's would be; curl's
-# message in its place when it received nothing (PROBE_VIA=curl: probe_answer takes it as the reason). No proxy: the
-# port is this host's own (LOCAL_CURL, core/steps/libraries.ts).
-probe_curl_send() {
-  local line
-  local -a headers=(-H "Host: \${PROBE_HOST:-127.0.0.1:$1}" -H 'User-Agent: ops-pipeline-health-check')
-  while IFS= read -r line; do line=\${line%$'\\r'}; [ -z "$line" ] || headers+=(-H "$line"); done <<< "\${PROBE_HEADERS:-}"
-  exec {PROBE_FD}< <(curl --noproxy '*' -sS -g -i "\${headers[@]}" --max-time 5 "http://127.0.0.1:$1$2" 2>&1)
-}
-# elsewhere PORT: where a TCP port listens when 127.0.0.1 refuses it (ss -Htln, iproute2: another address, ::1 only),
-# as ", " separated addresses; nothing when it listens nowhere. Asked once, for the verdict of a port that refused.
-elsewhere() {
-  local l out=""
-  command -v ss >/dev/null || return 0
-  while read -r _ _ _ l _; do [ "\${l##*:}" = "$1" ] && out+="\${out:+, }$l"; done < <(ss -Htln 2>/dev/null)
-  printf '%s' "$out"
-}
-# wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names
-# each probe that never did, with why its last try failed ("Operation timed out after 5001 milliseconds with 0 bytes
-# received": a program that accepts connections but never answers; a refused port also says where else it listens).
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs; and on a probe
-# answered by the same client error for a quarter of TIMEOUT, 3 s at least (probe_rounds: a running app's verdict
-# on the request), naming every other probe still pending too; with OTHER_PORTS set too, at once when a program of the
-# group listens on a port of the other slot (group_listens, identity.sh: it shares the live release's port).
-# Each round sends every pending probe's request first, then reads the answers: a slow page delays no other verdict.
-# Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
-# One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
-wait_healthy() {
-  local pause watchdog me=$BASHPID rc=0 PROBE_WATCHDOG PROBE_ACK
-  # What the probes quote is masked (probe_printable): the texts of the releases on the host now, this release's
-  # among them (probeLibrary sets MASK_ARGS, mask_forms's arguments; none in a script without them).
-  if [ -n "\${MASK_ARGS+x}" ]; then mask_load "\${MASK_ARGS[@]}"; fi
-  # One pipe nobody writes to stands in for sleep between rounds, and carries the watchdog's answers (each read
-  # at once by probe_send: the pipe is empty between rounds).
-  exec {pause}<> <(:)
-  exec {watchdog}> >(probe_watchdog "$me" "$pause" >/dev/null 2>&1)
-  PROBE_WATCHDOG=$watchdog PROBE_ACK=$pause
-  trap : USR2
-  probe_rounds "$@" || rc=$?
-  trap - USR2
-  exec {watchdog}>&- {pause}<&-
-  return "$rc"
-}
-# probe_rounds TIMEOUT INTERVAL name:port:path...: wait_healthy's rounds (its pause pipe and watchdog set up).
-# shellcheck disable=SC2034 # UNHEALTHY is this function's result, read by the step that calls wait_healthy
-probe_rounds() {
-  local limit=$1 interval=$2 now deadline next_check window; shift 2
-  local pending=("$@") left p name port path fd i now_us early="" early_p="" PROBE_VIA="" next_listen=0
-  local PROBE_HOST PROBE_PROTO PROBE_HEADERS PROBE_ROUTED
-  local -a fds=() sent_at=() sent_why=()
-  local -A why=() refused=() refused_since=() refused_rounds=()
-  # How long the same client error must last to be a verdict: a quarter of the timeout, 3 s at least (60 s: 15 s).
-  # Apps answer 4xx for a few seconds while they start (Express listening before its routes are mounted, after an
-  # \`await db.connect()\`; a server-side rendered page answering 404 until the API it asks is up): a window that
-  # grows with the timeout the environment gives its programs to start waits for them as long as it lets them take,
-  # within reason, while a verdict still comes well before the timeout. (Waiting for the group's other programs to
-  # pass first would not do: a sibling that never starts would hide the client error behind the timeout.)
-  window=$(( limit / 4 )); [ "$window" -ge 3 ] || window=3
-  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
-  while :; do
-    printf -v now '%(%s)T' -1
-    if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
-      next_check=$(( now + 2 ))
-      # group_fatal: supervisor.sh (supervisor's XML-RPC; the step that sets FATAL_GROUP includes it).
-      if group_fatal "$FATAL_GROUP"; then UNHEALTHY="$FATAL_WHY (waiting for \${pending[*]})"; return 1; fi
-    fi
-    # Each probe has 5 s from its own request (a connect that waited delays no other probe's verdict).
-    fds=(); sent_at=(); sent_why=()
-    for p in "\${pending[@]}"; do
-      IFS=: read -r name port path <<< "$p"; probe_for "$name"
-      if probe_send "$port" "$path"; then fds+=("$PROBE_FD"); else fds+=(-); fi
-      sent_at+=("\${EPOCHREALTIME/./}"); sent_why+=("$PROBE_WHY")
-    done
-    left=(); i=0
-    for p in "\${pending[@]}"; do
-      IFS=: read -r name port path <<< "$p"; probe_for "$name"; fd=\${fds[$i]}; PROBE_WHY=\${sent_why[$i]}; PROBE_CODE=""
-      if [ "$fd" != - ]; then
-        probe_verdict "$port" "$path" "$fd" $(( sent_at[i] + 5000000 )) && { i=$(( i + 1 )); continue; }
-      elif [ -n "$PROBE_WHY" ]; then
-        : # connected, but the request could not be sent; or no connection in time
-      elif net_redirections; then
-        PROBE_WHY="Failed to connect to 127.0.0.1 port $port: Connection refused"
-      else
-        # curl's own limit (--max-time 5) comes first: its words say why.
-        PROBE_VIA=curl; probe_curl_send "$port" "$path"
-        probe_verdict "$port" "$path" "$PROBE_FD" $(( \${EPOCHREALTIME/./} + 6000000 )) && { PROBE_VIA=""; i=$(( i + 1 )); continue; }
-        PROBE_VIA=""
-      fi
-      i=$(( i + 1 )); left+=("$p"); why[$p]=$PROBE_WHY
-      # A client error (4xx) is the app's answer to this request: it runs, and refuses it (a Host it does not allow,
-      # authentication asked on the health path, no such path); asked again, it says the same. But 408 (Request
-      # Timeout), 425 (Too Early) and 429 (Too Many Requests) ask to come back (RFC 9110, 15.5.9; RFC 8470; RFC
-      # 6585). The same one for the window (above) and 3 rounds is a verdict: waiting out the timeout would change
-      # nothing. 3 rounds keep one answer from being decisive when rounds are far apart (health_interval). The round
-      # is read to its end first: every other probe still pending is named with its own reason (status tells each
-      # program's health from the verdict), and no connection is left open.
-      case $PROBE_CODE in
-        408 | 425 | 429 | "" | [!4]??) refused[$p]="" ;;
-        *)
-          now_us=\${EPOCHREALTIME/./}
-          if [ "\${refused[$p]:-}" != "$PROBE_CODE" ]; then refused[$p]=$PROBE_CODE; refused_since[$p]=$now_us; refused_rounds[$p]=0; fi
-          refused_rounds[$p]=$(( \${refused_rounds[$p]} + 1 ))
-          if [ -z "$early" ] && [ "\${refused_rounds[$p]}" -ge 3 ] && [ $(( now_us - \${refused_since[$p]} )) -ge $(( window * 1000000 )) ]; then
-            probe_sent "$port"
-            early="the same client error for $(( (now_us - \${refused_since[$p]}) / 1000000 ))s, the program's answer to the probe (it runs, and refuses the request), from $p (\${why[$p]}; the probe sends $PROBE_TEXT: a Host the app does not allow (Django's ALLOWED_HOSTS, Starlette's TrustedHostMiddleware), an auth middleware on the health path or a path that does not exist answer so; the health path must answer 2xx to this request)"
-            early_p=$p
-          fi ;;
-      esac
-    done
-    [ \${#left[@]} -gt 0 ] || return 0
-    pending=("\${left[@]}")
-    # A program of the group listening on a port of the other slot (OTHER_PORTS) shares the live release's port
-    # (SO_REUSEPORT) and answers its visitors: said at once (twice a second at most), never waited out.
-    if [ -n "\${FATAL_GROUP:-}" ] && [ -n "\${OTHER_PORTS:-}" ] && [ "\${EPOCHREALTIME/./}" -ge "$next_listen" ]; then
-      next_listen=$(( \${EPOCHREALTIME/./} + 500000 ))
-      # Who listens (ss -p walks every process's descriptors, and a supervisor call) only once a port of the other
-      # slot has a second listening socket: ten hosts starting at once on shared cores spent their CPU on it.
-      if other_port_shared; then
-        sup_pids; group_listens "$FATAL_GROUP" "\${pending[@]}"
-        if other_slot_listeners; then UNHEALTHY=$OTHER_SLOT_LISTENERS; return 1; fi
-      fi
-    fi
-    if [ -n "$early" ]; then
-      UNHEALTHY=$early; probe_pending "; still waiting for" "$early_p"; return 1
-    fi
-    printf -v now '%(%s)T' -1
-    if [ "$now" -ge "$deadline" ]; then
-      # Where each program listens instead (a port of its own choosing, a unix socket), for the verdict.
-      if [ -n "\${FATAL_GROUP:-}" ] && declare -F group_listens >/dev/null; then sup_pids; group_listens "$FATAL_GROUP" "\${pending[@]}"; fi
-      UNHEALTHY="no healthy answer within \${limit}s from"; probe_pending "" ""
-      [ -z "\${FATAL_GROUP:-}" ] || [ -z "\${SLOW_START_HINT:-}" ] || probe_slow_start "$FATAL_GROUP" "$limit"
-      return 1
-    fi
-    read -r -t "$interval" -u "$pause" _ || true
-  done
-}
-# probe_slow_start GROUP LIMIT: appends to UNHEALTHY, for the programs still pending whose port refused to the end
-# while their process runs (supervisor's RUNNING or STARTING: SUP_STATE, read by the deadline's sup_pids) and listens
-# nowhere else (probe_pending's "listens on" not added), that the start may just be slower than LIMIT (imports, a cache
-# warmed or a database awaited before listening), with the setting that gives it longer (SLOW_START_HINT: the step's
-# name for it, switch.health_timeout). Declared arrays only (set -u reads an undeclared one's key as arithmetic).
-probe_slow_start() {
-  local p name port st slow=""
-  declare -p SUP_STATE >/dev/null 2>&1 || return 0
-  for p in "\${pending[@]}"; do
-    IFS=: read -r name port _ <<< "$p"
-    [[ \${why[$p]:-} == "Failed to connect to 127.0.0.1 port $port"* && \${why[$p]} != *"listens on"* ]] || continue
-    st=\${SUP_STATE[$1:$1-$name]:-}
-    [[ $st == RUNNING || $st == STARTING ]] || continue
-    slow+="\${slow:+, }$name"
-  done
-  [ -z "$slow" ] || UNHEALTHY+="; $slow still running but listening on no port after \${2}s: a start slower than that (imports, a cache warmed or a database awaited before it listens) needs a longer \${SLOW_START_HINT} (\${2}s now, in the environment's environment.yml); its log above says how far it got"
-}
-# probe_pending LEAD SKIP: appends to UNHEALTHY (after LEAD) each probe still pending but SKIP, with why its last try
-# failed (probe_rounds's locals pending and why); a refused port also says where else it listens (elsewhere), or,
-# from LISTENS_ELSEWHERE (group_listens, when it ran: undeclared, set -u reads its key as an unbound variable), where
-# the program listens instead (another port, a unix socket).
-probe_pending() {
-  local p name port addrs sep=$1
-  for p in "\${pending[@]}"; do
-    [ "$p" != "$2" ] || continue
-    IFS=: read -r name port _ <<< "$p"
-    if [[ \${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && addrs=$(elsewhere "$port") && [ -n "$addrs" ]; then
-      why[$p]+="; it listens on $addrs only: nginx and the health check connect to 127.0.0.1, so bind 127.0.0.1 or 0.0.0.0"
-    elif [[ \${why[$p]} == "Failed to connect to 127.0.0.1 port $port"* ]] && declare -p LISTENS_ELSEWHERE >/dev/null 2>&1 && [ -n "\${LISTENS_ELSEWHERE[$name]:-}" ]; then
-      why[$p]+="; program $name listens on \${LISTENS_ELSEWHERE[$name]}, not on its port $port: the app takes its port from elsewhere (a config file such as gunicorn.conf.py's bind, a default, a .env value); give it {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"
-    fi
-    UNHEALTHY+="$sep $p (\${why[$p]})"; sep=","
-  done
-}
-`;
-
-// core/steps/sh/stamped.sh
-var stamped_default = '# shellcheck shell=bash\n# Files named after the UTC time they were made, BASE.<YYYYmmddTHHMMSSZ>[.N]SUFFIX (N from 2: another made in the same\n# second), ordered by that time and then N as a number (.10 after .9, where the names\' text puts it before .2, and\n# BASE.<time>SUFFIX before BASE.<time>.2SUFFIX), never by the text of the names. A clock set back never names a new one\n# older than one there: it takes the newest one\'s time with the next N, so it still counts as the newest.\n# stamped_list BASE SUFFIX: those there, oldest first, in the array stamped_files (other names beside them ignored).\n# stamped_next BASE SUFFIX: a free name that comes after all of them, in stamped_name.\n# stamped_keep BASE SUFFIX COUNT: removes all but the newest COUNT.\nstamped_re=\'^([0-9]{8}T[0-9]{6}Z)(\\.([1-9][0-9]{0,8}))?$\'\nstamped_list() {\n  local base=$1 suffix=$2 f rest line keyed=\'\'\n  for f in "$base".[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z*"$suffix"; do\n    { [ -e "$f" ] || [ -L "$f" ]; } || continue\n    rest=${f#"$base".}; rest=${rest%"$suffix"}\n    [[ $rest =~ $stamped_re ]] || continue\n    printf -v line \'%s.%09d\\t%s\\n\' "${BASH_REMATCH[1]}" "${BASH_REMATCH[3]:-1}" "$f"; keyed+=$line\n  done\n  stamped_files=()\n  [ -z "$keyed" ] || mapfile -t stamped_files < <(printf \'%s\' "$keyed" | LC_ALL=C sort | cut -f2-)\n}\nstamped_next() {\n  local base=$1 suffix=$2 now stamp n=1 rest\n  now=$(date -u +%Y%m%dT%H%M%SZ); stamp=$now\n  stamped_list "$base" "$suffix"\n  if [ "${#stamped_files[@]}" -gt 0 ]; then\n    rest=${stamped_files[-1]#"$base".}; rest=${rest%"$suffix"}\n    if [[ $rest =~ $stamped_re ]] && [[ ! $now > ${BASH_REMATCH[1]} ]]; then stamp=${BASH_REMATCH[1]}; n=$(( ${BASH_REMATCH[3]:-1} + 1 )); fi\n  fi\n  stamped_name=$base.$stamp$suffix\n  [ "$n" -eq 1 ] || stamped_name=$base.$stamp.$n$suffix\n  while [ -e "$stamped_name" ] || [ -L "$stamped_name" ]; do n=$(( n + 1 )); stamped_name=$base.$stamp.$n$suffix; done\n}\nstamped_keep() {\n  stamped_list "$1" "$2"\n  [ "${#stamped_files[@]}" -le "$3" ] || rm -f -- "${stamped_files[@]:0:${#stamped_files[@]}-$3}"\n}\n';
-
-// core/steps/sh/supervisor.sh
-var supervisor_default = `# shellcheck shell=bash
-# supervisord's XML-RPC API on its unix socket, through curl: milliseconds per call, where each
-# supervisorctl run costs a Python start-up (up to a second on a busy host). Faults (supervisor/xmlrpc.py:
-# <fault> with faultCode/faultString) are turned into supervisor's own message.
-# Debian's supervisord.conf ([unix_http_server] file=).
-SUPERVISOR_SOCK=/var/run/supervisor.sock
-rpc() { # method [arg...]: prints the response; each arg a string, or a boolean written bool:0 / bool:1
-  local params="" a
-  for a in "\${@:2}"; do
-    case "$a" in
-      bool:[01]) params+="<param><value><boolean>\${a#bool:}</boolean></value></param>" ;;
-      *) params+="<param><value><string>$a</string></value></param>" ;;
-    esac
-  done
-  curl -sS --max-time 120 --unix-socket "$SUPERVISOR_SOCK" -H 'Content-Type: text/xml' \\
-    --data-binary "<?xml version='1.0'?><methodCall><methodName>$1</methodName><params>$params</params></methodCall>" http://localhost/RPC2 2>&1 \\
-    || echo "<fault>supervisor does not answer on $SUPERVISOR_SOCK (is it running?)</fault>"
-}
-# rpc_fault ANSWER: supervisor's message when ANSWER is a fault (status 0), else status 1.
-rpc_fault() {
-  case "$1" in *"<fault>"*) ;; *) return 1 ;; esac
-  local m
-  m=$(printf '%s' "$1" | tr -d '\\n' | sed -n 's/.*<name>faultString<\\/name><value><string>\\(.*\\)<\\/string><\\/value>.*/\\1/p')
-  [ -n "$m" ] || m=$(printf '%s' "$1" | tr -d '\\n' | sed 's/.*<fault>\\(.*\\)<\\/fault>.*/\\1/')
-  printf '%s' "$m" | sed "s/&lt;/</g; s/&gt;/>/g; s/&quot;/\\"/g; s/&apos;/'/g; s/&amp;/\\&/g"
-}
-# rpc_error ANSWER: why a call failed, on one line: supervisor's fault message, or rpc's own when the socket did not
-# answer (not curl's words before it, "Failed to connect to localhost port 80", which name no socket); never markup.
-rpc_error() {
-  local why
-  why=$(rpc_fault "$1") || why=$1
-  printf '%s' "$why" | tr '\\n' ' ' | sed 's/ *$//'
-}
-# reread: supervisor reads every configuration file again (reloadConfig: running processes are not touched);
-# prints supervisor's own message and fails when it refuses one (CANT_REREAD).
-reread() { local out; out=$(rpc supervisor.reloadConfig); ! rpc_fault "$out"; }
-# group_down GROUP [STOPWAITSECS]: stop and forget a process group (absent is fine), leaving none of its processes
-# behind. supervisord answers a stopProcessGroup that waits only on a later turn of its main loop, which sleeps up to
-# a second (supervisor/supervisord.py, runforever: poll(1.0)): 1.1 s for programs gone in 0.13 s. So it is asked not to
-# wait, and what it started is watched here. It starts each program as the leader of a process group of its own
-# (supervisor/process.py, _spawn_as_child: setpgrp) and, with stopasgroup, signals that whole group, but it waits on
-# the leader alone: a shell that dies at once while the server it runs (its child) drains, or a worker that ignores
-# SIGTERM, outlived the stop and kept the slot's port. So each process GROUP is watched (kill -0 -PGID, a builtin),
-# and what is left of one after STOPWAITSECS (default 15: slotConfig's stopwaitsecs, after which supervisord kills a
-# leader) is killed, as killasgroup would; for at most STOPWAITSECS + 5 s in all. Then the group is removed, asked
-# again briefly while supervisord has not yet recorded the exits (fault STILL_RUNNING).
-group_down() {
-  local k pause now deadline kill_at out pgids=() left
-  sup_pids
-  for k in "\${!SUP_PID[@]}"; do [[ $k == "$1:"* && \${SUP_PID[$k]} != 0 ]] && pgids+=("\${SUP_PID[$k]}"); done
-  rpc supervisor.stopProcessGroup "$1" bool:0 >/dev/null
-  exec {pause}<> <(:)
-  printf -v now '%(%s)T' -1; kill_at=$(( now + \${2:-15} + 1 )); deadline=$(( now + \${2:-15} + 5 ))
-  while [ \${#pgids[@]} -gt 0 ] && [ "$now" -lt "$deadline" ]; do
-    left=(); for k in "\${pgids[@]}"; do kill -0 -- "-$k" 2>/dev/null && left+=("$k"); done
-    pgids=("\${left[@]}")
-    if [ \${#pgids[@]} -gt 0 ] && [ "$now" -ge "$kill_at" ]; then
-      for k in "\${pgids[@]}"; do kill -KILL -- "-$k" 2>/dev/null || true; done
-      kill_at=$deadline
-    fi
-    [ \${#pgids[@]} -eq 0 ] || read -r -t 0.05 -u "$pause" _ || true
-    printf -v now '%(%s)T' -1
-  done
-  for k in 1 2 3 4 5 6 7 8 9 10; do
-    out=$(rpc supervisor.removeProcessGroup "$1")
-    [[ $out == *STILL_RUNNING* ]] || break
-    read -r -t 0.1 -u "$pause" _ || true
-  done
-  exec {pause}<&-
-}
-# group_add GROUP: start a group supervisor has read; prints supervisor's message and fails on a fault.
-group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault "$out"; }
-# sup_pids: SUP_PID[GROUP:PROGRAM] = the pid supervisor reports for each of its programs (0 when not running) and
-# SUP_STATE[GROUP:PROGRAM] its state name (RUNNING, STARTING, BACKOFF, FATAL...: supervisor/states.py), from ONE
-# getAllProcessInfo call parsed by bash itself (no process per program: this runs on every no-op and rollback).
-# Each process is a <struct> whose members are <name>KEY</name><value><TYPE>VALUE</TYPE></value> (xmlrpc.client).
-# SUP_SPAWNERR[GROUP:PROGRAM]: supervisor's spawnerr, why its last start failed (supervisor/process.py: "can't find
-# command '...'" and the other refusals of options.check_execv_args, or "Exited too quickly ..."), unescaped.
-# shellcheck disable=SC2034 # SUP_PID, SUP_STATE and SUP_SPAWNERR are this function's result, read by the step that calls it
-sup_pids() {
-  local xml s n g p st e re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>' re_err='<name>spawnerr</name><value><string>([^<]*)</string>'
-  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=()
-  xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
-  while [[ $xml == *'</struct>'* ]]; do
-    s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
-    n=; g=; p=0; st=
-    if [[ $s =~ $re_name ]]; then n=\${BASH_REMATCH[1]}; fi
-    if [[ $s =~ $re_group ]]; then g=\${BASH_REMATCH[1]}; fi
-    if [[ $s =~ $re_pid ]]; then p=\${BASH_REMATCH[1]}; fi
-    if [[ $s =~ $re_state ]]; then st=\${BASH_REMATCH[1]}; fi
-    e=; if [[ $s =~ $re_err ]]; then e=\${BASH_REMATCH[1]}; e=\${e//&lt;/<}; e=\${e//&gt;/>}; e=\${e//&amp;/&}; fi
-    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; fi
-  done
-}
-# group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
-# startsecs, startretries times), through the same one call (a supervisorctl run would cost a Python start-up
-# every time the health gate asks, ten at once when ten hosts start together).
-# FATAL_WHY then says which program and why, with the fix when supervisor could not start it at all (spawnerr: its
-# command's first word not found, not executable: a typo, a venv's program the requirements do not install), not
-# "keeps exiting": builtins over the same call's answer.
-# shellcheck disable=SC2034 # FATAL_WHY is this function's result, read by the health gate (probe.sh) that calls it
-group_fatal() {
-  local k e prog
-  sup_pids
-  for k in "\${!SUP_STATE[@]}"; do
-    [[ $k == "$1:"* && \${SUP_STATE[$k]} == FATAL ]] || continue
-    # Programs are named <group>-<program> (core/steps/switch.ts programName).
-    prog=\${k#"$1:"}; prog=\${prog#"$1-"}; e=\${SUP_SPAWNERR[$k]}
-    case "$e" in
-      "can't find command "*)
-        FATAL_WHY="supervisor could not start program $prog: $e (no such file, or no such name on its PATH); fix programs.$prog.command: its first word must be a program the release or the host has: {release}/venv/bin/<name> for a package release.python_requirements installs, {node} or {npm} for Node.js, {python}, or an absolute path" ;;
-      "command at "*" is not executable"|"command at "*" is a directory"|"no permission to run command "*)
-        FATAL_WHY="supervisor could not start program $prog: $e; fix programs.$prog.command: start a script with its interpreter ({python} FILE, {node} FILE, sh FILE), or commit it executable (git update-index --chmod=+x FILE)" ;;
-      ""|"Exited too quickly"*|"Bad exit code"*)
-        FATAL_WHY="supervisor gave up on program $prog, which keeps exiting (its log says why)" ;;
-      *) FATAL_WHY="supervisor could not start program $prog: $e" ;;
-    esac
-    return 0
-  done
-  return 1
-}
-# log_tail N: the last N lines of stdin (a program's log), or, when they are the end of a stack trace whose message
-# comes before its frames (Node's \`Error: Cannot find module ...\` then \`    at ...\` lines, \`{ code: ... }\` and
-# \`Node.js v18...\`), from that message on, at most 30 lines back: the frames alone do not say what failed. A Python
-# traceback ends with its message, so its last N lines do.
-log_tail() {
-  awk -v n="$1" -v max=30 '{ l[NR] = $0 }
-    END {
-      s = NR - n + 1; if (s < 1) s = 1
-      h = 0; frames = 0
-      for (i = NR; i >= 1 && i > NR - max; i--) {
-        if (l[i] ~ /^[ \\t]+at /) frames = 1
-        if (l[i] == "" || l[i] ~ /^[ \\t{}^]/ || l[i] ~ /^Node\\.js v[0-9]/) continue
-        h = i; break
-      }
-      if (h && h < s && frames) s = h
-      for (i = s; i <= NR; i++) print l[i]
-    }'
-}
-`;
-
-// core/steps/sh/system.sh
-var system_default = `# shellcheck shell=bash
-# System functions for provision and deploy steps: services (systemd, or Debian's service wrapper where there
-# is none), change tracking per item (CHANGED, item), idempotent files and directories (put_file, ensure_dir).
-# Needs ops_report (the script prelude, core/remote/wrap.ts).
-# svc NAME ACTION: systemd on real VMs, Debian's service wrapper where there is no systemd.
-# Without systemd the daemon a start runs is a child of this script: it is given no descriptor beyond 0-2 (it would
-# keep the locks this script holds, host_lock's and critical_begin's, for as long as it runs).
-svc() { if [ -d /run/systemd/system ]; then systemctl "$2" "$1"; else (svc_close_fds; service "$1" "$2"); fi; }
-svc_close_fds() { local f; for f in /proc/"$BASHPID"/fd/*; do f=\${f##*/}; if [ "$f" -gt 2 ]; then eval "exec $f>&-"; fi; done; }
-# svc_start NAME: start it, or fail saying why it did not start: its last journal lines (another server on nginx's
-# port: "bind() to 0.0.0.0:80 failed (98: Address already in use)"), which systemctl's own words ("Job for
-# nginx.service failed because the control process exited with error code") do not say. Without systemd, the init
-# script's own output says it.
-svc_start() {
-  if [ -d /run/systemd/system ]; then
-    local since
-    printf -v since '%(%s)T' -1
-    systemctl start "$1" 2>/dev/null && return 0
-    echo "$1 did not start; its last lines (journalctl -u $1):" >&2
-    journalctl -u "$1" --since "@$since" -n 8 -o cat --no-pager >&2 2>/dev/null || true
-    return 1
-  fi
-  svc "$1" start >/dev/null || { echo "$1 did not start (service $1 start)" >&2; return 1; }
-}
-# svc_up NAME: enabled at boot (systemd) and running now.
-svc_up() {
-  if [ -d /run/systemd/system ]; then
-    systemctl is-enabled --quiet "$1" 2>/dev/null || { systemctl enable --quiet "$1"; CHANGED=1; }
-    systemctl is-active --quiet "$1" || { svc_start "$1"; CHANGED=1; }
-  else
-    service "$1" status >/dev/null 2>&1 || { svc_start "$1"; CHANGED=1; }
-  fi
-}
-# item NAME: report whether this item changed since the last mark (CHANGED=1), then reset.
-CHANGED=0
-item() { if [ "$CHANGED" = 1 ]; then ops_report item "$1 changed"; else ops_report item "$1 ok"; fi; CHANGED=0; }
-# put_file PATH MODE OWNER BASE64: write only when content, mode or owner differ (atomic rename); sets CHANGED=1.
-# An unchanged file costs two processes (its content compared as base64: the same encoding as BASE64's, which
-# has no line breaks; its mode and owner): a switch or a provision re-run writes nothing.
-put_file() {
-  local path=$1 mode=$2 owner=$3 dir tmp
-  dir=\${path%/*}; dir=\${dir:-/}
-  if [ -f "$path" ] && [ "$(base64 -w0 < "$path")" = "$4" ] && [ "$(stat -c '%a %U:%G' "$path")" = "\${mode#0} $owner" ]; then return 0; fi
-  [ -d "$dir" ] || mkdir -p "$dir"
-  tmp=$(mktemp "$dir/.ops-new.XXXXXX")
-  # Written whole, then renamed over the file: a full disk leaves the old file and no temporary one.
-  printf %s "$4" | base64 -d > "$tmp" || { rm -f "$tmp"; return 1; }
-  chmod "$mode" "$tmp"
-  chown "$owner" "$tmp"
-  mv -f "$tmp" "$path"
-  CHANGED=1
-}
-# ensure_dir PATH MODE OWNER
-ensure_dir() {
-  if [ ! -d "$1" ]; then install -d -m "$2" -o "\${3%%:*}" -g "\${3##*:}" "$1"; CHANGED=1; return 0; fi
-  if [ "$(stat -c '%a %U:%G' "$1")" != "\${2#0} $3" ]; then chmod "$2" "$1"; chown "$3" "$1"; CHANGED=1; fi
-}
-# nginx_master: the pid of nginx's running master process, or fails when none runs. The pid file's (when it names
-# a master), else the main process systemd tracks for nginx.service (\`systemctl show -p MainPID\`), else the oldest
-# process titled "nginx: master process": a pid file removed or stale does not hide a running nginx.
-nginx_master() {
-  local p title candidates=()
-  p=; read -r p 2>/dev/null < /run/nginx.pid || true; candidates+=("$p")
-  if [ -d /run/systemd/system ]; then candidates+=("$(systemctl show -p MainPID --value nginx 2>/dev/null || true)"); fi
-  candidates+=("$(pgrep -o -f '^nginx: master process' || true)")
-  for p in "\${candidates[@]}"; do
-    [[ $p =~ ^[1-9][0-9]*$ ]] || continue
-    title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
-    case $title in 'nginx: master process'*) echo "$p"; return 0 ;; esac
-  done
-  return 1
-}
-# nginx_unit: what \`systemctl is-enabled nginx\` says (enabled, disabled, masked...), \`unknown\` without systemd.
-nginx_unit() {
-  local u=unknown
-  if [ -d /run/systemd/system ]; then u=$(systemctl is-enabled nginx 2>/dev/null) || true; fi
-  printf '%s\\n' "\${u:-unknown}"
-}
-# nginx_reload: a graceful reload of the running nginx (SIGHUP to its master, nginx_master: no round trip through
-# systemd, no need of the pid file; requests in flight finish), or a start when none runs. Call once nginx -t has
-# accepted the files. Returns once the new configuration serves: the signal only asks the master, which then opens
-# the new listeners, starts new workers and tells the old ones to stop accepting; until then the old workers answer
-# with the old configuration. Waits (10 s at most, looking every 20 ms) until the master has a worker that was not
-# there before and every old worker is gone or titled "shutting down" (nginx's process titles,
-# src/os/unix/ngx_process_cycle.c). Fails, saying so, when the signal cannot be sent or the reload is not taken up:
-# the master could not apply the files (nginx -t does not bind ports: another server on :443, say), or does not
-# handle signals; it keeps serving the previous configuration. A missing pid file is written back (systemd's
-# reload and stop of nginx read it). A start is reported (\`nginx_started\`).
-nginx_reload() {
-  local master old p busy fresh title now deadline
-  if ! master=$(nginx_master); then
-    svc_start nginx || { echo "nginx reload failed: nginx was not running and did not start (see above)" >&2; return 1; }
-    # systemd's start returns once nginx wrote its pid file; the master titles itself "nginx: master process" just
-    # after (nginx's main, then ngx_master_process_cycle): on a busy host, looked for up to 5 s, every 20 ms.
-    printf -v now '%(%s)T' -1; deadline=$(( now + 5 ))
-    until nginx_master >/dev/null; do
-      printf -v now '%(%s)T' -1
-      [ "$now" -lt "$deadline" ] || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
-      sleep 0.02
-    done
-    # Not silent: the step's operation says the site was down and that this started it.
-    ops_report nginx_started 1
-    return 0
-  fi
-  old=" $(pgrep -P "$master" -f '^nginx: worker process *$' | tr '\\n' ' ')"
-  kill -HUP "$master" || { echo "nginx reload failed: could not signal nginx's master process (pid $master)" >&2; return 1; }
-  if [ ! -s /run/nginx.pid ]; then
-    echo "$master" > /run/nginx.pid && echo "nginx's pid file /run/nginx.pid was missing: written back (master pid $master)" >&2
-  fi
-  # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the workers'
-  # titles with read, a builtin (a worker gone reads as nothing).
-  printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
-  while :; do
-    busy=; fresh=
-    for p in $old; do
-      title=; IFS= read -r -d '' title 2>/dev/null < "/proc/$p/cmdline" || true
-      case $title in
-        *'shutting down'*|'') ;;
-        'nginx: worker process'*) busy=1 ;;
-      esac
-    done
-    if [ -z "$busy" ]; then
-      for p in $(pgrep -P "$master" -f '^nginx: worker process *$' || true); do
-        [[ $old == *" $p "* ]] || { fresh=1; break; }
-      done
-      [ -z "$fresh" ] || return 0
-    fi
-    printf -v now '%(%s)T' -1
-    [ "$now" -lt "$deadline" ] || break
-    sleep 0.02
-  done
-  echo "nginx reload failed: nginx did not apply the new configuration (nginx -t accepted it; its master process, pid $master, refused it or does not handle signals: no new workers within 10 s) and keeps serving the previous one; its error log says:" >&2
-  tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
-  return 1
-}
-`;
-
-// core/steps/libraries.ts
-var LOCAL_CURL = "curl --noproxy '*'";
-var SYSTEM_FUNCTIONS = `${system_default}
-${stamped_default}`;
-var SUPERVISOR_FUNCTIONS = supervisor_default;
-var IDENTITY_FUNCTIONS = `${contain_default}
-${identity_default}`;
-var PROBE_FUNCTIONS = `${probe_default}
-${mask_default}`;
-function probeLibrary(env) {
-  return `${PROBE_FUNCTIONS}
-${probeHeaders(env)}
-${maskSettings(env)}`;
-}
-function maskSettings(env) {
-  return `MASK_ARGS=(${maskArgs(env).map(quote).join(" ")})`;
-}
-var CERT_FUNCTIONS = cert_default;
-var CONNECTION_FUNCTIONS = connection_default;
-var HISTORY_FUNCTIONS = history_default;
-var LIBRARY_KEYS = reportKeys("item", "cert", "proc", "listener", "history", "release", "history_seq", "slot_release", "nginx_started");
-
-// core/steps/script.ts
-init_shell();
-var OPS_HEADERS = [...["#", ";"].map((c) => `${c} Managed by ops-pipeline:`), PROVISION_MARK].map((h) => `${quote(h)}*`).join(" | ");
-var HOST_OWN_BACKUPS = "/var/backups/ops-pipeline";
-function writtenRecord(path) {
-  const i = path.lastIndexOf("/");
-  return `${path.slice(0, i + 1)}.${path.slice(i + 1)}.ops-md5`;
-}
-function notAsWritten(path, recorded = false) {
-  const p = quote(path);
-  const rec = quote(writtenRecord(path));
-  return `{ { [ -e ${p} ] || [ -L ${p} ]; }${recorded ? ` && [ -s ${rec} ]` : ""} && { [ -L ${p} ] || [ ! -f ${p} ] || ! grep -qsxF "$(md5sum < ${p} | cut -d' ' -f1)" ${rec}; }; }`;
-}
-
-// core/steps/system.ts
-var SYSTEM_KEYS = reportKeys("os_id", "codename", "init", "app_user", "runtime", "runtime_removed", "runtime_kept");
-function packageIndexPaths(env) {
-  const home = `/home/${env.appUser}`;
-  return { pipConf: `${home}/.config/pip/pip.conf`, uvToml: `${home}/.config/uv/uv.toml`, npmrc: `${home}/.npmrc` };
-}
-var NPMRC_TOKEN_PY = String.raw`import json, re, sys
-key = sys.argv[1]
-for line in open(sys.argv[2], encoding="utf-8"):
-    if line.startswith(key):
-        v = line[len(key):].rstrip("\n")
-        if v.startswith('"'):
-            v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
-        sys.stdout.write(v)
-        break`;
-var SUPERVISOR_CONF_PY = String.raw`import configparser, fnmatch, os, sys
-conf = sys.argv[1]
-here = os.path.dirname(os.path.abspath(conf))
-p = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
-p.read(conf)
-problems = []
-sock = p.get("unix_http_server", "file", fallback=None)
-if sock is None:
-    problems.append("has no [unix_http_server] section (file = /var/run/supervisor.sock)")
-elif os.path.realpath(sock.replace("%(here)s", here)) != os.path.realpath("/var/run/supervisor.sock"):
-    problems.append("puts its socket at %s ([unix_http_server] file), not /var/run/supervisor.sock" % sock)
-globs = [os.path.normpath(os.path.join(here, g.replace("%(here)s", here))) for g in p.get("include", "files", fallback="").split()]
-if not any(fnmatch.fnmatch("/etc/supervisor/conf.d/app-blue.conf", g) for g in globs):
-    problems.append("does not include /etc/supervisor/conf.d/*.conf ([include] files)")
-print("; ".join(problems))`;
-function provisionedMarker(env) {
-  return `${env.layout.state}/provisioned`;
-}
-var PROVISIONED_KEYS = reportKeys("provisioned");
-function readProvisioned(env, as = "root") {
-  const f = quote(provisionedMarker(env));
-  const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
-  if (as === "root") return root;
-  return String.raw`provisioned=unknown
-if sudo -n true 2>/dev/null </dev/null; then
-  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
-elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${"$"}{provisioned:-yes}
-else
-  marker_dir=${quote(env.layout.state)}
-  while [ ! -e "$marker_dir" ] && [ "$marker_dir" != / ]; do marker_dir=$(dirname "$marker_dir"); done
-  if [ -x "$marker_dir" ] && { [ "$marker_dir" != ${quote(env.layout.state)} ] || [ ! -e ${f} ]; }; then provisioned=no; fi
-fi`;
-}
-function reportProvisioned(env, as = "root") {
-  return `${readProvisioned(env, as)}
-ops_report ${PROVISIONED_KEYS.provisioned} "\${provisioned:-no}"`;
-}
-function provisionedIn(r) {
-  const marker = reported(r, PROVISIONED_KEYS.provisioned);
-  if (marker === void 0 || marker === "unknown") return void 0;
-  return marker !== "no";
-}
-function notProvisioned(env) {
-  return { problem: `not provisioned for ${env.name}`, fix: `ops provision ${env.name}` };
-}
-function unprovisionedNote(host, env) {
-  const { problem, fix } = notProvisioned(env);
-  return `${host ? `${host}: ` : ""}${problem} (run: ${fix})`;
-}
-
-// core/steps/audit.ts
-var AUDIT_KEYS = reportKeys("entry");
-function parseAuditLine(line) {
-  try {
-    const entry = JSON.parse(line);
-    if (entry && typeof entry === "object" && typeof entry.time === "string") return entry;
-  } catch {
-  }
-  return { time: "", environment: "", operation: "?", result: "failed", actor: "?", message: `unreadable line: ${line.slice(0, 120)}` };
-}
-var AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
-var AUDIT_LINE_BYTES = 16 * 1024;
-
-// core/steps/status.ts
-init_parts();
-init_shell();
-
-// core/steps/certs.ts
-init_shell();
-
-// core/steps/tls.ts
-init_shell();
-init_environment();
-var TLS_KEYS = reportKeys("certificate");
-var CA_DIR = "/usr/local/share/ops-pipeline";
-var CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
-
-// core/steps/certs.ts
-var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last");
-function parseRenewal(result) {
-  const last = reported(result, CERTS_KEYS.renewal_last);
-  const [res, at2] = (last ?? "").split(" ");
-  return {
-    schedule: reported(result, CERTS_KEYS.renewal),
-    path: reported(result, CERTS_KEYS.renewal_path)?.trim(),
-    ...res ? { last: { result: res, ...at2 ? { at: at2 } : {} } } : {}
-  };
-}
-function parseCerts(result, now) {
-  const byPath = /* @__PURE__ */ new Map();
-  for (const line of reportedAll(result, LIBRARY_KEYS.cert)) {
-    const tab = line.indexOf("	");
-    if (tab < 0) continue;
-    const path = line.slice(0, tab);
-    const field = line.slice(tab + 1);
-    let c = byPath.get(path);
-    if (!c) byPath.set(path, c = { path, state: "ok", names: [] });
-    if (field === "missing" || field === "unreadable") c.state = field;
-    else if (field.startsWith("notAfter=")) {
-      const t = new Date(field.slice("notAfter=".length));
-      if (!Number.isNaN(t.getTime())) {
-        c.notAfter = t.toISOString();
-        c.daysLeft = Math.floor((t.getTime() - now.getTime()) / 864e5);
-      }
-    } else if (field.startsWith("serial=")) c.serial = field.slice("serial=".length).toUpperCase();
-    else if (field.startsWith("subject=")) c.subject = field.slice("subject=".length).trim();
-    else if (field.startsWith("issuer=")) c.issuer = field.slice("issuer=".length).trim();
-    else if (field.startsWith("DNS:")) c.names.push(field.slice("DNS:".length));
-    else if (field.startsWith("IP Address:")) c.names.push(field.slice("IP Address:".length));
-  }
-  return [...byPath.values()];
-}
-var CERT_FAIL_DAYS = 7;
-var CERT_WARN_DAYS = 21;
-function certNameCovers(pattern, name2) {
-  const p = pattern.toLowerCase();
-  const n = name2.toLowerCase();
-  if (p === n) return true;
-  if (!p.startsWith("*.")) return false;
-  const dot = n.indexOf(".");
-  return dot > 0 && n.slice(dot + 1) === p.slice(2);
-}
-function judgeCertificate(env, cert, renewal = {}) {
-  const problems = [];
-  const warnings = [];
-  if (!cert) return { problems, warnings };
-  const renew = `ops certs ${env.name} --renew`;
-  if (cert.state !== "ok") {
-    problems.push(`TLS certificate ${cert.path} is ${cert.state}: nginx cannot serve the site over https with it (${cert.state === "missing" ? `ops provision ${env.name} gets one` : `${renew} makes a new one`})`);
-    return { problems, warnings };
-  }
-  const stopped = env.config.tls.mode === "letsencrypt" ? renewalStopped(renewal.schedule) ?? renewalBroken(env, renewal) : void 0;
-  const why = stopped ? `${stopped.what} (${stopped.fix}), so nothing renews it` : "renewal is failing";
-  const day = cert.notAfter?.slice(0, 10);
-  if (cert.daysLeft !== void 0) {
-    if (cert.daysLeft < 0) problems.push(`TLS certificate expired on ${day}: browsers refuse the site; ${why}: ${renew}`);
-    else if (cert.daysLeft < CERT_FAIL_DAYS) problems.push(`TLS certificate expires in ${cert.daysLeft} days (${day}): ${why} (${renew})`);
-    else if (cert.daysLeft < CERT_WARN_DAYS) warnings.push(`TLS certificate expires in ${cert.daysLeft} days (${day}): it should have been renewed by now${stopped ? `; ${why}` : ""} (${renew})`);
-    else if (stopped) warnings.push(`${stopped.what}: the certificate (${cert.daysLeft} days left, ${day}) will not be renewed; ${stopped.fix}`);
-  }
-  const domain = env.config.domain;
-  const covered = (name2) => cert.names.some((n) => certNameCovers(n, name2));
-  if (domain && cert.names.length && !covered(domain))
-    problems.push(`TLS certificate ${cert.path} names ${cert.names.join(", ")}, not ${domain}: browsers refuse the site as another's; ${renew} gets one for ${domain}`);
-  const lacking = cert.names.length ? env.config.aliases.filter((a) => !covered(a)) : [];
-  if (lacking.length)
-    problems.push(
-      `TLS certificate ${cert.path} does not name the alias${lacking.length > 1 ? "es" : ""} ${lacking.join(", ")} (it names ${cert.names.join(", ")}): browsers refuse https://${lacking[0]} instead of following its redirect to ${domain}; ops provision ${env.name} gets one that names ${lacking.length > 1 ? "them" : "it"} (certbot --expand)`
-    );
-  return { problems, warnings };
-}
-function renewalBroken(env, renewal) {
-  if (renewal.path)
-    return {
-      what: `certbot's renewal would fail: ${renewal.path}`,
-      fix: `${env.config.nginx.site_template ? `put {{acme_location}} in the port-80 server of the site template (nginx.site_template), or ` : ""}remove the server block that answers instead, then ops provision ${env.name}`
-    };
-  if (renewal.last && renewal.last.result !== "success")
-    return {
-      what: `certbot's last renewal run${renewal.last.at ? ` (${renewal.last.at})` : ""} failed (certbot.service: ${renewal.last.result})`,
-      fix: "why, on the host: sudo journalctl -u certbot.service -n 50; then sudo systemctl start certbot.service to try again"
-    };
-  return void 0;
-}
-function renewalStopped(renewal) {
-  if (!renewal) return void 0;
-  const fix = "sudo systemctl enable --now certbot.timer; ops provision does it too";
-  if (renewal === "none") return { what: "certbot's renewal is not scheduled (no certbot.timer, no /etc/cron.d/certbot)", fix: "ops provision sets it up" };
-  const [unit, active, enabled] = renewal.split(" ");
-  if (unit !== "certbot.timer") return void 0;
-  if (active !== "active") return { what: `certbot's renewal timer is not running (certbot.timer ${active || "unknown"})`, fix };
-  if (enabled && enabled !== "enabled" && enabled !== "static") return { what: `certbot's renewal timer stops at the next reboot (certbot.timer ${enabled})`, fix };
-  return void 0;
-}
-function siteName(env) {
-  return env.config.domain ?? "localhost";
-}
-function renewalCheck(env) {
-  return String.raw`if [ -d /run/systemd/system ]; then
-  ops_report ${CERTS_KEYS.renewal} "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true) $(systemctl is-enabled certbot.timer 2>/dev/null || true)"
-  rn_at=$(systemctl show certbot.service -p ExecMainExitTimestamp --value 2>/dev/null || true)
-  if [ -n "$rn_at" ] && [ "$rn_at" != n/a ]; then rn_at=$(date -u -d "$rn_at" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || true); else rn_at=''; fi
-  ops_report ${CERTS_KEYS.renewal_last} "$(systemctl show certbot.service -p Result --value 2>/dev/null || true) $rn_at"
-elif [ -f /etc/cron.d/certbot ]; then ops_report ${CERTS_KEYS.renewal} "cron /etc/cron.d/certbot"
-else ops_report ${CERTS_KEYS.renewal} "none"; fi
-# certbot validates every name of the certificate at each renewal (one HTTP-01 challenge per name): each is asked.
-rn_path=""; rn_names=(${certificateNames(env).map(quote).join(" ")})
-for rn_name in "${"$"}{rn_names[@]}"; do
-  rn_one=$(acme_path_problem "$rn_name" ${quote(env.layout.acmeWebroot)}); [ -z "$rn_one" ] || rn_path+="${"$"}{rn_path:+; }$rn_one"
-done
-ops_report ${CERTS_KEYS.renewal_path} "$rn_path"`;
-}
-
-// core/steps/lock.ts
-init_shell();
-
-// core/steps/switch.ts
-init_environment();
-init_placeholders();
-init_errors();
-init_shell();
-init_supervisor();
-
-// core/steps/history.ts
-init_shell();
-var RELEASE_DIR_PATTERN = "^[0-9]{8}T[0-9]{6}Z-[0-9a-f]+$";
-function historyFunctions(env) {
-  const L = env.layout;
-  const settings = {
-    history_file: L.history,
-    releases_dir: L.releases,
-    records_dir: L.records,
-    current_link: L.current,
-    supervisor_conf_blue: L.supervisorConf("blue"),
-    supervisor_conf_green: L.supervisorConf("green"),
-    release_dir_pattern: RELEASE_DIR_PATTERN
-  };
-  return `${Object.entries(settings).map(([k, v]) => `${k}=${quote(v)}`).join("\n")}
-${HISTORY_FUNCTIONS}`;
-}
-
-// core/steps/nginx.ts
-init_shell();
-
-// core/steps/nginx-gate.ts
-init_shell();
-init_environment();
-var GATE_REQUEST_SECONDS = 3;
-var GATE_TRIES = 3;
-var CHECK_LINE_SECONDS = 1;
-function gatePaths(env) {
-  const routes = Object.entries(env.config.routes).sort(([a], [b]) => b.length - a.length);
-  const out = [];
-  for (const [name2, p] of Object.entries(env.config.programs)) {
-    for (const [prefix, program] of routes) {
-      if (program !== name2) continue;
-      const path = stripsPrefix(env, prefix) ? `${prefix}${p.health.replace(/^\//, "")}` : p.health;
-      if (!path.startsWith(prefix)) continue;
-      const taken = routes.find(([other]) => path.startsWith(other));
-      if (taken?.[1] !== name2) continue;
-      out.push({ program: name2, path });
-      break;
-    }
-  }
-  return out;
-}
-function gateSeconds(env) {
-  return gatePaths(env).length * (GATE_TRIES * (GATE_REQUEST_SECONDS + 1) + 2 * CHECK_LINE_SECONDS + GATE_REQUEST_SECONDS);
-}
-function visitorAddress() {
-  return String.raw`# Where visitors are: the address of this host the SSH connection reached (an IPv4 or IPv6 address, else 127.0.0.1),
-# from SSH_CONNECTION: sudo's env_reset drops it, so it is read from the first process above this one that has it
-# (the login's shell; root reads every process's environment).
-gate_conn=${"$"}{SSH_CONNECTION:-}; gate_pid=$$
-while [ -z "$gate_conn" ] && [ "$gate_pid" -gt 1 ] && read -r gate_stat 2>/dev/null < "/proc/$gate_pid/stat"; do
-  gate_conn=$(grep -zm 1 '^SSH_CONNECTION=' "/proc/$gate_pid/environ" 2>/dev/null | tr -d '\0') || true; gate_conn=${"$"}{gate_conn#SSH_CONNECTION=}
-  read -r -a gate_f <<< "${"$"}{gate_stat##*) }"; gate_pid=${"$"}{gate_f[1]}
-done
-read -r _ _ gate_at _ <<< "$gate_conn" || true
-if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~ ^[0-9a-fA-F:]+$ ]]; then gate_at_shown="[$gate_at]"; gate_at="[$gate_at]"; else gate_at=127.0.0.1; gate_at_shown=$gate_at; fi`;
-}
-function otherListenFiles(env, port2) {
-  return `gate_others=$(grep -lsE "^[^#]*listen[[:space:]]+([^;[:space:]]*:)?${port2}([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | grep -vxF ${quote(env.layout.nginxSiteEnabled)} | tr '\\n' ' ' || true)`;
-}
-function nginxServed(env, ask) {
-  const paths = gatePaths(env);
-  if (!paths.length) return 'gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_url=""; gate_proves=0; : no program is routed by nginx: nothing to ask it';
-  const L = env.layout;
-  const cert = certificatePaths(env);
-  const name2 = siteName(env);
-  const checkName = `$http_${CHECK_HEADER.toLowerCase().replace(/-/g, "_")}`;
-  const template = env.config.nginx.site_template ? `the site template (nginx.site_template, ${env.config.nginx.site_template})` : `a site template (nginx.site_template in environments/${env.name}/environment.yml: the built-in one with these lines added)`;
-  const tooBig = `the release's response head (its header fields) is larger than nginx's proxy_buffer_size (one memory page, 4 KiB or 8 KiB, by default): send smaller headers (a large Set-Cookie or Content-Security-Policy header), or raise nginx's buffers in the server block of ${template}, e.g. "proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;"`;
-  const other = `the release answers its health checks on its own ports, but nginx cannot pass them on: see the error log line above (nginx's words for what the release sent it), and ${L.nginxErrorLog}`;
-  const ownFailure = `the release fails its health checks on its own ports too (see the health check problem): nginx passes on its failure; the error log line above says what nginx got (${L.nginxErrorLog})`;
-  const replaced = `nginx turns the release's error into another answer (an error_page with "=<code>", or proxy_intercept_errors with error_page, in ${template}), so visitors would get that page, not the release: keep the page but drop "=<code>" (its status stays the error) and fix the cause above; a release nginx cannot pass on never goes live`;
-  const notSite = [
-    quote(`another server block answers `),
-    `"$gate_at_shown:$gate_port"`,
-    quote(` for the site's name (one listening on that address, "listen <address>:<port>", is taken before the site's "listen <port>"; or a default_server, or the same server_name loaded first), in: `),
-    `"${"$"}{gate_others:-(no other file listens on port $gate_port: see nginx -T) }"`,
-    quote(`- remove it, or its listen/server_name, and reload nginx`)
-  ].join("");
-  const unlogged = `the site's own server block answered, but the location that serves it sets its own access_log (e.g. "access_log off;"), which replaces the site's logs there, so nginx keeps no record of which upstream answered: add the check log's line to that location in ${template}, "${checkLog(env)}", so that what serves it can be proven`;
-  const itself = `the site answers the health path without passing it to the release (a static file, "return", "try_files" before proxy_pass, or proxy_cache serving a stored copy) in ${template}, or in a file nginx loads for every site (a proxy_cache at the http level: nginx.conf, conf.d; nginx -T shows which): route it with proxy_pass http://${L.nginxUpstream("<program>")} (or {{locations}}), and bypass the cache for requests carrying ${CHECK_HEADER} (proxy_cache_bypass ${checkName}; proxy_no_cache ${checkName};), its key naming the live release ($${L.nginxReleaseVariable}) so that no page of the previous one is answered`;
-  const elsewhere = `the site passes the health path to another address than the slot's (its own upstream or proxy_pass) in ${template}: proxy_pass http://${L.nginxUpstream("<program>")} (the upstream the switch moves), or {{locations}}`;
-  const entries = (slot) => `gate_entries=(${paths.map((p) => quote(`${p.program} 127.0.0.1:${env.port(p.program, slot)} ${p.path}`)).join(" ")})`;
-  const chooseEntries = ask.slot === "live" ? `case "$live_slot" in blue) ${entries("blue")} ;; green) ${entries("green")} ;; *) gate_entries=() ;; esac` : entries(ask.slot);
-  const https = `gate_port=443; gate_opts=(-k --resolve ${quote(`${name2}:443:`)}"$gate_at"); gate_base=${quote(`https://${name2}`)}; gate_url=$gate_base`;
-  const http = `gate_port=80; gate_opts=(-H ${quote(`Host: ${env.config.domain ?? "127.0.0.1"}`)}); gate_base="http://$gate_at"; gate_url="http://$gate_at_shown"`;
-  const chooseScheme = !cert || ask.tls === false ? http : ask.tls === true ? https : `if [ -f ${quote(cert.cert)} ]; then ${https}; else ${http}; fi`;
-  const chooseProof = typeof ask.proves === "boolean" ? `gate_proves=${ask.proves ? 1 : 0}` : `gate_proves=0
-# shellcheck disable=SC2016 # nginx's variable, in the line looked for
-if grep -qsF -- ${quote(checkLog(env))} ${quote(L.nginxSiteEnabled)}; then gate_proves=1; fi`;
-  const ask1 = (path) => `gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} "${"$"}{gate_opts[@]}" -H "${CHECK_HEADER}: $gate_id" "$gate_base"${path} 2>/dev/null) || true`;
-  const lineOf = String.raw`gate_line=""
-      for _ in {1..${CHECK_LINE_SECONDS * 20}}; do
-        gate_line=$(tail -c +$(( gate_check_from + 1 )) ${quote(L.nginxCheckLog)} 2>/dev/null | grep -m 1 -F "$gate_id|") || true
-        [ -z "$gate_line" ] || break; sleep 0.05
-      done`;
-  return String.raw`# nginxServed: the health paths through nginx, as the site's visitors ask them, and who answered.
-gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_replaced=""; gate_line=""; gate_hint=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
-for gate_log in "${"$"}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
-${visitorAddress()}
-${chooseEntries}
-${chooseScheme}
-${chooseProof}
-gate_check_from=$(stat -c %s ${quote(L.nginxCheckLog)} 2>/dev/null || echo 0)
-gate_nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); gate_n=0
-for gate_p in "${"$"}{gate_entries[@]}"; do
-  read -r gate_program gate_addr gate_path <<< "$gate_p"; gate_code=""
-  for gate_try in {1..${GATE_TRIES}}; do
-    gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
-    ${ask1('"$gate_path"')}
-    case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || sleep 0.3 ;; *) break ;; esac
-  done
-  case $gate_code in
-    5??) gate_fail+="${"$"}{gate_fail:+, }GET $gate_path (program $gate_program): $gate_code" ;;
-    ""|000) ;;
-    *)
-      [ "$gate_proves" = 1 ] || continue
-      # nginx's own line for this request (checkLog): which upstream answered, with what.
-      ${lineOf}
-      IFS='|' read -r _ gate_status gate_ustatus gate_uaddr gate_cache <<< "$gate_line"
-      # nginx logs an empty variable as "-" (no cache on that location).
-      [ "$gate_cache" != - ] || gate_cache=""
-      # The last upstream tried (after ", " retries and " : " internal redirects).
-      gate_ustatus=${"$"}{gate_ustatus// : /, }; gate_ustatus=${"$"}{gate_ustatus##*, }
-      gate_uaddr=${"$"}{gate_uaddr// : /, }; gate_uaddr=${"$"}{gate_uaddr##*, }
-      gate_what="GET $gate_path (program $gate_program): nginx answered $gate_code"
-      if [ -z "$gate_line" ]; then
-        # No line: the site's own server block (its server-level logs record /.ops/slot, whatever answers it) or another.
-        gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
-        ${ask1("/.ops/slot")}
-        ${lineOf}
-        if [ -n "$gate_line" ]; then
-          # shellcheck disable=SC2016 # nginx's variable, written as the fix says it
-          gate_unlogged+="${"$"}{gate_unlogged:+; }$gate_what, "${quote(unlogged)}
-        else
-          ${otherListenFiles(env, "$gate_port")}
-          gate_taken="$gate_what, not from this site's server block: "${notSite}
-          gate_wrong+="${"$"}{gate_wrong:+; }$gate_taken"
-        fi
-      elif [ "$gate_uaddr" = - ] || [ -z "$gate_uaddr" ]; then
-        # shellcheck disable=SC2016 # nginx's variables, written as the fix says them
-        gate_wrong+="${"$"}{gate_wrong:+; }$gate_what itself, from no upstream${"$"}{gate_cache:+ (cache: $gate_cache)}: "${quote(itself)}
-      elif [ "$gate_uaddr" != "$gate_addr" ]; then
-        gate_wrong+="${"$"}{gate_wrong:+; }$gate_what from $gate_uaddr, not from the slot's port $gate_addr: "${quote(elsewhere)}
-      elif [ "$gate_ustatus" != "$gate_status" ]; then
-        gate_fail+="${"$"}{gate_fail:+, }$gate_what, but the release answered $gate_ustatus ($gate_uaddr)"; gate_replaced=1
-      fi ;;
-  esac
-done
-if [ -n "$gate_fail" ]; then
-  # What nginx wrote about it since: the last line naming an upstream (the site's own log first).
-  gate_line=""; gate_i=0
-  for gate_log in "${"$"}{gate_logs[@]}"; do
-    [ -n "$gate_line" ] || gate_line=$(tail -c +$(( ${"$"}{gate_from[$gate_i]} + 1 )) "$gate_log" 2>/dev/null | grep -F upstream | tail -n 1) || true
-    gate_i=$(( gate_i + 1 ))
-  done
-  gate_line=${"$"}{gate_line:0:400}; gate_line=${"$"}{gate_line//[^[:print:]]/?}
-  case $gate_line in
-    *"too big header"*) gate_hint=${quote(tooBig)} ;;
-    *) gate_hint=${ask.healthFailed ? `$([ ${ask.healthFailed} = 1 ] && printf %s ${quote(ownFailure)} || printf %s ${quote(other)})` : quote(other)} ;;
-  esac
-  [ -z "$gate_replaced" ] || gate_hint=${quote(replaced)}"; the cause: $gate_hint"
-fi`;
-}
-function nameClaims(env, dump, out) {
-  const names = siteNames(env);
-  if (!names.length) return `${out}=""`;
-  const field = (i) => i === 0 ? "domain" : `aliases[${i - 1}]`;
-  const awk = String.raw`BEGIN { n = split(names, w, " "); for (i = 1; i <= n; i++) want[w[i]] = i }
-/^# configuration file / { file = substr($0, 22); sub(/:$/, "", file); next }
-{
-  line = $0; sub(/#.*/, "", line); gsub(/[;{}]/, " ; ", line)
-  k = split(line, t, /[ \t]+/)
-  for (j = 1; j <= k; j++) {
-    x = t[j]; if (x == "") continue
-    if (in_names) { if (x == ";") { in_names = 0; continue }; x = tolower(x); sub(/\.$/, "", x); if ((x in want) && !(x in first)) first[x] = file }
-    else if (x == "server_name") in_names = 1
-  }
-}
-END { for (i = 1; i <= n; i++) if ((w[i] in first) && first[w[i]] != own) print i "\t" w[i] "\t" first[w[i]] }`;
-  const fields = `claim_fields=(${names.map((_, i) => quote(field(i))).join(" ")})`;
-  return String.raw`# Does another file give one of the site's names a server block, loaded before the site's own? nginx gives the name to it.
-${out}=""; ${fields}
-while IFS=$'\t' read -r claim_i claim_name claim_file; do
-  [ -n "$claim_name" ] || continue
-  ${out}+="${"$"}{${out}:+; }$claim_name (${"$"}{claim_fields[claim_i-1]}) is a server_name of $claim_file, which nginx loads before ${env.config.app}'s site: nginx gives each name to the first server block that lists it (\"conflicting server name\"), so that file takes its visitors"
-done < <(printf '%s\n' "$${dump}" | awk -v names=${quote(names.join(" "))} -v own=${quote(env.layout.nginxSiteEnabled)} ${quote(awk)})`;
-}
-
-// core/steps/switch.ts
-function probes(env, slot) {
-  return Object.entries(env.config.programs).map(([name2, p]) => `${name2}:${env.port(name2, slot)}:${p.health}`);
-}
-function programPorts(env, slot) {
-  return Object.keys(env.config.programs).map((name2) => `${name2}:${env.port(name2, slot)}`);
-}
-var PYTHON_MARK = "/@@ops-python@@";
-var NODE_BIN_MARK = "/@@ops-node-bin@@";
-var MARKED_RUNTIMES = { python: PYTHON_MARK, node: `${NODE_BIN_MARK}/node`, npm: `${NODE_BIN_MARK}/npm` };
-var PREVIOUS_KEYS = reportKeys("previous_back");
-var SLOT_LOOK_SECONDS = 6;
-var RELOAD_BACK_SECONDS = 11;
-var SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
-var SWITCH_KEYS = reportKeys("switched");
-var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
-
-// core/steps/lock.ts
-var LOCK_KEYS = reportKeys("lock", "holder", "holder_pid", "audit_failed", "stopped", "unchecked", "live_after", "refused", "stopped_slot", "previous_back", "live_seen", "premise_changed", "queued");
-var HOLDER_SILENT_SECONDS = 60;
-var LOCK_STATE = String.raw`for _ in 1 2 3; do
-lock_state=free; lock_info=
-for lock_try in 1 2 3; do
-  if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_info <&"$lock_fd" || true; exec {lock_fd}<&-; lock_info=${"$"}{lock_info%$'\n'}; lock_state=stale; break; fi
-  # Something else at the lock's path (a file, a link: left by hand, another tool or version) is no free lock either:
-  # it cannot be taken (the rename onto it fails), so it reads stale, for ops lock release to remove.
-  [ -e "$lock" ] || [ -L "$lock" ] || break
-  if [ "$lock_try" = 3 ]; then lock_state=stale; else sleep 0.2; fi
-done
-lock_rebooted=; lock_silent=; lock_unseen=
-if [ "$lock_state" = stale ]; then
-  pid=; start=; boot=
-  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$lock_info"
-  lock_boot=; boot_id lock_boot
-  if [ -n "$boot" ] && [ -n "$lock_boot" ] && [ "$boot" != "$lock_boot" ]; then lock_rebooted=yes
-  elif [ -n "$pid" ] && [ -n "$start" ]; then
-    lock_seen=0; lock_start=$(proc_seen_start "$pid") || lock_seen=$?
-    if [ "$lock_start" = "$start" ]; then lock_state=held
-    # Hidden from this login (hidepid), sudo -n refused: never called stale on what it cannot see.
-    elif [ "$lock_seen" = 2 ]; then lock_state=unknown; lock_unseen="/proc hides other users' processes from $(id -un) (mounted hidepid) and sudo -n asks for a password"; fi
-  fi
-fi
-# A holder gone between reading the details and looking at its process may have let go of the lock meanwhile (a run
-# releases, then its connection ends): stale only if the same details are still there, else looked at afresh.
-if [ "$lock_state" != stale ] || [ -z "$lock_info" ]; then break; fi
-lock_again=; if { exec {lock_fd}< "$lock/info"; } 2>/dev/null; then IFS= read -r -d '' lock_again <&"$lock_fd" || true; exec {lock_fd}<&-; lock_again=${"$"}{lock_again%$'\n'}; fi
-if [ "$lock_again" = "$lock_info" ]; then break; fi
-done
-# A holder whose connection is silent past HOLDER_SILENT_SECONDS lost its runner with its network: sshd keeps it open.
-if [ "$lock_state" = held ] && lock_silent=$(conn_silent "$pid"); then [ "$lock_silent" -lt ${HOLDER_SILENT_SECONDS} ] || lock_state=stale; else lock_silent=; fi`;
-var REPORT_HOLDER = String.raw`ops_report ${LOCK_KEYS.lock} "$lock_state"
-if [ -n "$lock_info" ]; then while IFS= read -r line; do ops_report ${LOCK_KEYS.holder} "$line"; done <<< "$lock_info"
-elif [ "$lock_state" != free ] && lock_mtime=$(stat -c %Y "$lock" 2>/dev/null); then TZ=UTC0 printf -v lock_mtime '%(%Y-%m-%dT%H:%M:%SZ)T' "$lock_mtime"; ops_report ${LOCK_KEYS.holder} "since=$lock_mtime"; fi
-# Its age by the host's clock (its details written when it was taken; else its directory's): whatever the runner's.
-if [ "$lock_state" != free ] && lock_taken=$(stat -c %Y "$lock/info" 2>/dev/null || stat -c %Y "$lock" 2>/dev/null); then printf -v lock_now '%(%s)T' -1; ops_report ${LOCK_KEYS.holder} "age=$(( lock_now - lock_taken ))"; fi
-[ -z "$lock_rebooted" ] || ops_report ${LOCK_KEYS.holder} "rebooted=$lock_rebooted"
-[ -z "$lock_silent" ] || ops_report ${LOCK_KEYS.holder} "silent=$lock_silent"
-[ -z "$lock_unseen" ] || ops_report ${LOCK_KEYS.holder} "unseen=$lock_unseen"`;
-var LET_GO = String.raw`lock_gone="$lock.gone.$$"; rm -rf "$lock_gone" 2>/dev/null; lock_kept=
-if lock_err=$(mv -T "$lock" "$lock_gone" 2>&1); then rm -rf "$lock_gone"
-elif [ -e "$lock" ]; then lock_kept="cannot remove the lock $lock: ${"$"}{lock_err#mv: }"; echo "$lock_kept" >&2; fi`;
-var HOLDER_RUN = String.raw`holder_run=; while IFS= read -r l; do case $l in run_id=*) holder_run=${"$"}{l#run_id=} ;; broken_run_id=*) holder_run=; break ;; esac; done 2>/dev/null < "$lock/info" || true`;
-var MARK_BROKEN = String.raw`if [ -f "$lock/info" ] && ! sed -i 's/^run_id=/broken_run_id=/' "$lock/info" 2>/dev/null; then
-  mark_err=$({ printf 'broken_run_id=\n' >> "$lock/info"; } 2>&1) || { echo "cannot mark the lock in $lock/info as released by force: ${"$"}{mark_err##*: } (a full disk? free some space there); nothing was stopped or removed" >&2; exit 1; }
-fi`;
-var QUEUE_LOOK = String.raw`lock_queue="$lock.queue"; lock_ticket=; ahead_info=; ahead_ticket=
-# ticket_live TICKET: 0, ahead_info set to its lines, when the waiter holding it is live (LOCK_STATE's test); 1 when
-# it is dead; 2 when it cannot be read (let go of meanwhile).
-ticket_live() {
-  local line pid='' start='' boot='' now_boot='' seen=0 got silent
-  ahead_info=$(cat "$1" 2>/dev/null) || return 2
-  while IFS= read -r line; do case $line in holder_pid=*) pid=${"$"}{line#holder_pid=} ;; holder_start=*) start=${"$"}{line#holder_start=} ;; holder_boot=*) boot=${"$"}{line#holder_boot=} ;; esac; done <<< "$ahead_info"
-  boot_id now_boot
-  # Dead: of another boot, its process gone (or another with its pid), its connection silent (LOCK_STATE's test).
-  if { [ -z "$boot" ] || [ -z "$now_boot" ] || [ "$boot" = "$now_boot" ]; } && [ -n "$pid" ] && [ -n "$start" ]; then
-    got=$(proc_seen_start "$pid") || seen=$?
-    if [ "$got" = "$start" ] || [ "$seen" = 2 ]; then
-      if ! silent=$(conn_silent "$pid") || [ "$silent" -lt ${HOLDER_SILENT_SECONDS} ]; then return 0; fi
-    fi
-  fi
-  return 1
-}
-# queue_ahead sweep|look: the first live ticket before this step's, ahead_ticket its path; a dead one before it is
-# removed on the way (sweep: a run taking the lock; not by a look, ops lock status, which changes nothing).
-queue_ahead() {
-  local t live
-  for t in "$lock_queue"/*; do
-    [ "$t" != "$lock_ticket" ] || return 1
-    [ -f "$t" ] || continue
-    live=0; ticket_live "$t" || live=$?
-    # shellcheck disable=SC2034 # ahead_ticket: read by REPORT_QUEUE
-    if [ "$live" = 0 ]; then ahead_ticket=$t; return 0; fi
-    [ "$live" = 2 ] || [ "$1" = look ] || rm -f "$t"
-  done
-  return 1
-}
-# queue_first sweep|look: the lock free (lock_state free), a live waiter queued before this step takes it first: the lock
-# reads held by that waiter (its details, queued=first). The one rule for a run taking the lock and for a look at it.
-queue_first() {
-  queue_ahead "$1" || return 1
-  lock_state=held; lock_info="$ahead_info"$'\n'queued=first; lock_rebooted=; lock_silent=; lock_unseen=
-}`;
-var LOCK_QUEUE = String.raw`${QUEUE_LOOK}
-queue_join() {
-  [ -z "$lock_ticket" ] || return 0
-  local qfd seq=0 err queued_at
-  TZ=UTC0 printf -v queued_at '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${"$"}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
-    rm -f "$lock_queue/.new.$$"; echo "cannot queue for the lock in $lock_queue: ${"$"}{err:-no space left?}" >&2; exit 1
-  fi
-  lock_ticket="$lock_queue/${"$"}{err##*$'\n'}"; trap queue_leave EXIT
-}
-queue_leave() { [ -z "$lock_ticket" ] || rm -f "$lock_ticket"; lock_ticket=; trap - EXIT; }`;
-var OUTLIVE_RUNNER = String.raw`trap '' HUP PIPE
-ops_report() { printf '${REPORT_PREFIX}%s %s\n' "$1" "${"$"}{2:-}" 2>/dev/null || true; }`;
-var REPORT_QUEUE = String.raw`[ "$lock_state" != free ] || queue_first look || true
-queue_n=0
-for t in "$lock_queue"/*; do
-  if [ ! -f "$t" ] || [ "$t" = "$ahead_ticket" ] || [ "$lock_state" = free ] || ! ticket_live "$t"; then continue; fi
-  queue_n=$(( queue_n + 1 ))
-  while IFS= read -r line; do case $line in holder_*) ;; *) ops_report ${LOCK_KEYS.queued} "$queue_n $line" ;; esac; done <<< "$ahead_info"
-done`;
-function lockStatus(env) {
-  return {
-    name: "lock status",
-    as: "login",
-    timeout: 30,
-    quiet: true,
-    script: `${CONNECTION_FUNCTIONS}
-${reportProvisioned(env, "login")}
-lock=${quote(env.layout.lock)}
-${LOCK_STATE}
-${QUEUE_LOOK}
-${REPORT_QUEUE}
-${REPORT_HOLDER}`
-  };
-}
-function parseLock(result) {
-  const holder = {};
-  for (const line of reportedAll(result, LOCK_KEYS.holder)) {
-    const eq = line.indexOf("=");
-    if (eq > 0) holder[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  const queue = [];
-  for (const line of reportedAll(result, LOCK_KEYS.queued)) {
-    const m = /^(\d+) ([^=]+)=(.*)$/.exec(line);
-    if (m) (queue[Number(m[1]) - 1] ??= {})[m[2]] = m[3];
-  }
-  return { state: reported(result, LOCK_KEYS.lock) ?? "free", holder, queue: queue.filter(Boolean) };
-}
-function describeHolder(h) {
-  const ago = /^\d+$/.test(h.age ?? "") ? `, ${duration(Number(h.age))} ago` : "";
-  if (!h.operation) return `an unknown run (the lock has no details${h.since ? `; taken ${h.since}${ago}` : ""})`;
-  if (h.queued === "first") return `${describeWaiter(h)}, first in the lock's queue (it takes the lock now)`;
-  return `a ${h.operation} run by ${h.actor || "unknown"}, started ${h.since || "?"}${ago}${h.run ? ` (${h.run})` : ""}`;
-}
-function describeWaiter(h) {
-  return `a ${h.operation || "unknown"} run by ${h.actor || "unknown"}, queued ${h.since || "?"}${h.run ? ` (${h.run})` : ""}`;
-}
-function describeQueue(lock2) {
-  const q = lock2.queue ?? [];
-  return q.length ? `; ${q.length} run${q.length > 1 ? "s" : ""} queued behind it, in the order they take the lock: ${q.map((w, i) => `${i + 1}. ${describeWaiter(w)}${i === 0 ? " (next)" : ""}`).join(", ")}` : "";
-}
-function staleReason(lock2) {
-  if (lock2.state !== "stale") return "";
-  if (lock2.holder.rebooted) return " (the host has rebooted since it was taken)";
-  if (lock2.holder.silent) return ` (its SSH connection is still open there but has sent nothing for ${lock2.holder.silent}s: its runner went away with its network)`;
-  return "";
-}
-function unseenReason(lock2) {
-  return lock2.holder.unseen ? ` (whether its run is still connected cannot be told: ${lock2.holder.unseen}; with sudo for the login without a password it can be)` : "";
-}
-
-// core/steps/programs.ts
-function processRelease(env, envRelease, cwd) {
-  if (envRelease) return envRelease;
-  const prefix = `${env.layout.releases}/`;
-  return cwd.startsWith(prefix) ? cwd.slice(prefix.length).split(/[/ ]/)[0] : "";
-}
-function parseProcReports(env, r) {
-  const parse2 = (line, withTree) => {
-    const f = line.split("	");
-    const [slot = "", program = "", pid = "0"] = f;
-    const rest = withTree ? f.slice(4) : f.slice(3);
-    const [envRelease = "", cwd = "", ...command2] = rest;
-    return { slot, program, pid: Number(pid), ...withTree && { supervised: f[3] === "tree" }, ...withTree && f[3] === "own" && { leftover: true }, release: processRelease(env, envRelease, cwd), cwd, command: command2.join(" ") };
-  };
-  return { procs: reportedAll(r, LIBRARY_KEYS.proc).map((l) => parse2(l, false)), listeners: reportedAll(r, LIBRARY_KEYS.listener).map((l) => parse2(l, true)) };
-}
-function describeProcess(p) {
-  if (!p.pid) return "a listening socket ss names no process for";
-  return `pid ${p.pid}${p.command ? ` (${p.command})` : ""} running ${p.release || "an unknown release"}`;
-}
-function foreignListeners(listeners, slot) {
-  return listeners.filter((x) => x.slot === slot && !x.supervised && !x.leftover);
-}
-function leftoverListeners(listeners, slot) {
-  return listeners.filter((x) => x.slot === slot && x.leftover);
-}
-var XML_ENTITIES = { "&lt;": "<", "&gt;": ">", "&amp;": "&", "&quot;": '"', "&apos;": "'" };
-function unescapeXml(s) {
-  return s.replace(
-    /&(lt|gt|amp|quot|apos|#\d+|#x[0-9a-fA-F]+);/g,
-    (m) => m.startsWith("&#x") ? String.fromCodePoint(parseInt(m.slice(3, -1), 16)) : m.startsWith("&#") ? String.fromCodePoint(Number(m.slice(2, -1))) : XML_ENTITIES[m] ?? m
-  );
-}
-function parseProcessInfo(xml) {
-  const out = [];
-  for (const struct of xml.split("<struct>").slice(1)) {
-    const body = struct.split("</struct>")[0];
-    const rec = {};
-    for (const m of body.matchAll(/<member>\s*<name>([^<]*)<\/name>\s*<value>\s*(?:<(\w+)>([^<]*)<\/\2>|<(\w+)\s*\/>|([^<]*))\s*<\/value>\s*<\/member>/g)) {
-      rec[m[1]] = unescapeXml(m[3] ?? m[5] ?? "");
-    }
-    out.push(rec);
-  }
-  return out;
-}
-function programStates(env, records, liveSlot) {
-  const app = env.config.app;
-  const states = [];
-  for (const r of records) {
-    const slot = r.group === `${app}-blue` ? "blue" : r.group === `${app}-green` ? "green" : void 0;
-    if (!slot) continue;
-    const program = (r.name ?? "").slice(`${app}-${slot}-`.length);
-    if (!env.config.programs[program]) continue;
-    const now = Number(r.now);
-    const since = r.statename === "RUNNING" || r.statename === "STARTING" ? Number(r.start) : Number(r.stop);
-    states.push({
-      program,
-      slot,
-      live: slot === liveSlot,
-      state: r.statename ?? "UNKNOWN",
-      pid: Number(r.pid) > 0 ? Number(r.pid) : void 0,
-      seconds: now > 0 && since > 0 && now >= since ? now - since : void 0,
-      started: (r.statename === "RUNNING" || r.statename === "STARTING") && Number(r.start) > 0 ? Number(r.start) : void 0,
-      // For RUNNING and STOPPED, supervisor's description is a pid/uptime or a date: shown as numbers instead.
-      description: r.spawnerr || (["RUNNING", "STOPPED", "STARTING", "STOPPING"].includes(r.statename ?? "") ? "" : r.description ?? "")
-    });
-  }
-  const order = Object.keys(env.config.programs);
-  return states.sort((a, b) => Number(b.live) - Number(a.live) || a.slot.localeCompare(b.slot) || order.indexOf(a.program) - order.indexOf(b.program));
-}
-
-// core/steps/release.ts
-init_environment();
-init_shell();
-
-// core/steps/facts.ts
-init_shell();
-var FACTS_KEYS = reportKeys("disk", "hostname", "os", "uptime", "login", "shell", "ssh_rc", "forced", "sudo", "max_sessions", "footprint");
-
-// core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
-function releaseSummary(id, json) {
-  let meta = {};
-  let unreadable;
-  try {
-    meta = JSON.parse(json || "{}");
-  } catch {
-    unreadable = true;
-  }
-  return { id, sha: meta.sha ?? "", ref: meta.ref ?? "", time: meta.time ?? "", actor: meta.actor ?? "", run: meta.run ?? "", ...unreadable && { unreadable } };
-}
-function nginxMasked(state) {
-  return NGINX_MASKED.includes(state.nginxStopped);
-}
-var NGINX_MASKED = ["masked", "masked-runtime"];
-var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
-
-// core/steps/database.ts
-init_shell();
-var DB_PROBE_SECONDS = 3;
-var DB_PROBE_MAX = 3;
-function databaseVariables(env) {
-  return Object.keys(env.config.env ?? {}).filter((k) => /(^|_)(DATABASE|DB|POSTGRES|POSTGRESQL|PG)_?(URL|URI|DSN)$/i.test(k) || /^PG(HOST|PORT)$/.test(k));
-}
-var DB_PROBE_PY = String.raw`import os, socket, sys
-from urllib.parse import urlsplit, parse_qs, unquote
-T = ${DB_PROBE_SECONDS}
-try:
-    data = open(sys.argv[1], "rb").read()
-except OSError as e:
-    sys.exit(0)
-env = {}
-for rec in data.split(b"\0"):
-    k, sep, v = rec.partition(b"=")
-    if sep:
-        env[k.decode("utf-8", "replace")] = v.decode("utf-8", "replace")
-def clean(s):
-    return "".join(c if c.isprintable() and c not in "\t" else "?" for c in s)[:200]
-def addresses(name, value):
-    if name == "PGHOST" or name == "PGPORT":
-        hosts = (env.get("PGHOST") or "").split(",")
-        ports = (env.get("PGPORT") or "").split(",")
-    else:
-        u = urlsplit(value)
-        if not u.scheme.startswith("postgres"):
-            return None
-        q = parse_qs(u.query)
-        netloc = u.netloc.rpartition("@")[2]
-        hosts, ports = [], []
-        for part in netloc.split(","):
-            p = urlsplit("//" + part)
-            hosts.append(unquote(p.hostname or ""))
-            ports.append(str(p.port or ""))
-        if q.get("host"):
-            hosts = q["host"][-1].split(",")
-        if q.get("port"):
-            ports = q["port"][-1].split(",")
-    out = []
-    for i, h in enumerate(hosts):
-        port = ports[i] if i < len(ports) else (ports[-1] if len(ports) == 1 else "")
-        port = int(port or 5432)
-        out.append((h or "/var/run/postgresql", port))
-    return out
-def probe(h, port):
-    try:
-        if h.startswith("/"):
-            s = socket.socket(socket.AF_UNIX)
-            s.settimeout(T)
-            s.connect("%s/.s.PGSQL.%d" % (h, port))
-        else:
-            s = socket.create_connection((h, port), timeout=T)
-        with s:
-            s.settimeout(T)
-            s.sendall(b"\0\0\0\x08\x04\xd2\x16\x2f")
-            b = s.recv(1)
-        if b in (b"S", b"N"):
-            return ("answers", "")
-        return ("other", "it closed the connection without a word" if not b else "")
-    except ConnectionRefusedError:
-        return ("refused", "")
-    except FileNotFoundError:
-        return ("refused", "no socket")
-    except socket.timeout:
-        return ("timeout", "")
-    except socket.gaierror as e:
-        return ("unresolved", clean(str(e.strerror or e)))
-    except OSError as e:
-        return ("error", clean(str(e.strerror or e)))
-seen, n = set(), 0
-names = sys.argv[2:]
-if "PGHOST" in names and "PGPORT" in names:
-    names.remove("PGPORT")
-for name in names:
-    value = env.get(name)
-    if not value:
-        continue
-    try:
-        addrs = addresses(name, value)
-    except ValueError:
-        print("%s\t\tunreadable\tnot a URL with a valid host and port" % name)
-        continue
-    for h, port in addrs or []:
-        where = ("%s/.s.PGSQL.%d" % (h, port)) if h.startswith("/") else ("[%s]:%d" % (h, port) if ":" in h else "%s:%d" % (h, port))
-        if where in seen or n >= ${DB_PROBE_MAX}:
-            continue
-        seen.add(where)
-        n += 1
-        verdict, detail = probe(h, port)
-        print("%s\t%s\t%s\t%s" % (name, clean(where), verdict, detail))
-`;
-function databaseProbeShell(env, environ) {
-  const vars = databaseVariables(env);
-  if (!vars.length) return void 0;
-  return `{ ! command -v python3 >/dev/null 2>&1 || timeout ${DB_PROBE_MAX * DB_PROBE_SECONDS * 2 + 2} python3 -c ${quote(DB_PROBE_PY)} ${environ} ${vars.map(quote).join(" ")} 2>/dev/null || true; }`;
-}
-function parseDatabaseProbes(lines) {
-  return lines.flatMap((l) => {
-    const [variable, address2, verdict, ...rest] = l.split("	");
-    if (!variable || !verdict || !["answers", "refused", "timeout", "unresolved", "other", "error", "unreadable"].includes(verdict)) return [];
-    return [{ variable, address: address2 ?? "", verdict, detail: rest.join(" ") }];
-  });
-}
-function databaseProblem(p) {
-  const at2 = `PostgreSQL at ${p.address} (${p.variable} of the live release's .env)`;
-  const check = `check the database server (systemctl status postgresql there; pg_isready -h HOST -p PORT from this host), the firewall between them, and that ${p.variable} names the right host and port (ops secrets show, then ops deploy with the right one)`;
-  switch (p.verdict) {
-    case "answers":
-      return void 0;
-    case "refused":
-      return `${at2} refused the connection${p.detail ? ` (${p.detail})` : ""}: nothing listens there (PostgreSQL stopped, or on another port/address: its listen_addresses and port); ${check}`;
-    case "timeout":
-      return `${at2} did not answer within ${DB_PROBE_SECONDS}s (connection timed out): the server is down or a firewall drops the traffic; ${check}`;
-    case "unresolved":
-      return `${at2}: the host name does not resolve on this host (${p.detail}); ${check}`;
-    case "other":
-      return `${at2}: something accepts connections there, but not PostgreSQL (no answer to its SSLRequest${p.detail ? `: ${p.detail}` : ""}): ${check}`;
-    case "unreadable":
-      return `${p.variable} of the live release's .env is not a database URL with a valid host and port: set it right (ops secrets set, or the env setting) and deploy`;
-    default:
-      return `${at2} cannot be reached: ${p.detail || "connection failed"}; ${check}`;
-  }
-}
-function databaseAnswers(ps) {
-  const where = [...new Set(ps.map((p) => p.address))].join(", ");
-  return `PostgreSQL at ${where} answers from this host: if the health check's failure is the database's, it is past the connection (a wrong password after a rotation: the live release's .env keeps the old one until ops deploy; a role or database dropped or renamed; pg_hba.conf refusing this host): the health check's words above say which`;
-}
-
-// core/steps/status.ts
-var STATUS_KEYS = reportKeys("now", "current", "release_json", "slot", "nginx", "nginx_pidfile", "nginx_config", "nginx_test", "nginx_slot_port", "nginx_cache", "site_enabled", "site", "supervisor", "supervisor_xml", "health", "served_serial", "disk", "upstream", "nginx_slot", "nginx_slot_https", "rollback_to", "never_live", "live_started", "live_ended", "last_run", "served_url", "served_proof", "served_fail", "served_wrong", "served_unlogged", "host_changed", "boot_unit", "name_taken", "db_probe");
-function nginxRouteShell(env) {
-  const L = env.layout;
-  const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : "";
-  const cert = env.config.tls.mode !== "off" ? certificatePaths(env) : void 0;
-  const name2 = siteName(env);
-  const https = cert ? `
-if [ -f ${quote(cert.cert)} ]; then ops_report ${STATUS_KEYS.nginx_slot_https} "$(${LOCAL_CURL} -sk --max-time 2 --resolve ${quote(`${name2}:443:127.0.0.1`)} ${quote(`https://${name2}/.ops/slot`)} 2>/dev/null | head -c 32 | tr -d '
-' || true)"; fi` : "";
-  return String.raw`if [ -f ${quote(L.nginxUpstreams)} ]; then
-  while read -r name addr; do ops_report ${STATUS_KEYS.upstream} "$name $addr"; done < <(awk '$1 == "upstream" { name = $2 } $1 == "server" && name != "" { a = $2; sub(/;$/, "", a); print name, a } $1 == "}" { name = "" }' ${quote(L.nginxUpstreams)} 2>/dev/null)
-else ops_report ${STATUS_KEYS.upstream} missing; fi
-ops_report ${STATUS_KEYS.nginx_slot} "$(${LOCAL_CURL} -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"${https}`;
-}
-function siteProbe(env) {
-  const name2 = siteName(env);
-  if (env.config.tls.mode === "off") {
-    return { url: "http://127.0.0.1/", args: [...env.config.domain ? ["-H", `Host: ${env.config.domain}`] : [], "http://127.0.0.1/"] };
-  }
-  return { url: `https://${name2}/`, args: ["-k", "--resolve", `${name2}:443:127.0.0.1`, `https://${name2}/`] };
-}
-function healthShell(env, slot) {
-  return String.raw`if wait_healthy 3 0.3 ${probes(env, slot).map(quote).join(" ")}; then health_failed=0; ops_report ${STATUS_KEYS.health} ok; else
-  health_failed=1; ops_report ${STATUS_KEYS.health} "$(printf '%s' "$UNHEALTHY" | ${maskText(env)})"
-fi`;
-}
-function servedShell(env) {
-  return String.raw`if [ -n "$cur" ] && { [ "$live_slot" = blue ] || [ "$live_slot" = green ]; }; then
-${nginxServed(env, { slot: "live", tls: "if-certificate", proves: "if-site-logs", healthFailed: '"${health_failed:-0}"' })}
-# A site without the check log, with ops's header and no record of ops's writing it, was written by an older ops.
-if [ "$gate_proves" = 0 ] && [ ! -s ${quote(writtenRecord(env.layout.nginxSite))} ] && [ "$(head -n1 ${quote(env.layout.nginxSite)} 2>/dev/null)" = ${quote(HEADER)} ]; then gate_proves=older; fi
-if [ -n "$gate_url" ]; then ops_report ${STATUS_KEYS.served_url} "$gate_url"; ops_report ${STATUS_KEYS.served_proof} "$gate_proves"; fi
-[ -z "$gate_fail" ] || ops_report ${STATUS_KEYS.served_fail} "$(printf '%s' "$gate_fail; nginx's error log: ${"$"}{gate_line:-(nothing about an upstream)}. $gate_hint" | ${maskText(env)})"
-[ -z "$gate_wrong" ] || ops_report ${STATUS_KEYS.served_wrong} "$gate_wrong"
-[ -z "$gate_unlogged" ] || ops_report ${STATUS_KEYS.served_unlogged} "$gate_unlogged"
-fi`;
-}
-var LAST_RUN_BYTES = 4e3;
-var LAST_RUN_SHOWN = 200;
-function hostStatus(env) {
-  const L = env.layout;
-  const cert = certificatePaths(env);
-  const health = (slot) => healthShell(env, slot);
-  return {
-    name: "status",
-    as: "root",
-    timeout: 90 + gateSeconds(env),
-    quiet: true,
-    script: String.raw`${SYSTEM_FUNCTIONS}
-${probeLibrary(env)}
-${SUPERVISOR_FUNCTIONS}
-${IDENTITY_FUNCTIONS}
-${CERT_FUNCTIONS}
-${historyFunctions(env)}
-ops_report ${STATUS_KEYS.now} "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-${reportProvisioned(env)}
-cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
-ops_report ${STATUS_KEYS.current} "${"$"}{cur##*/}"
-# Its release.json as ops wrote it (its record's: release_record).
-if [ -n "$cur" ]; then release_record "${"$"}{cur##*/}"; if [ -f "$release_record/release.json" ]; then ops_report ${STATUS_KEYS.release_json} "$(tr -d '\n' < "$release_record/release.json")"; fi; fi
-live_slot=$(cat ${quote(L.slotFile)} 2>/dev/null || true)
-ops_report ${STATUS_KEYS.slot} "$live_slot"
-# The last run here (the audit log's last line): a failure says why.
-if [ -s ${quote(L.audit)} ]; then ops_report ${STATUS_KEYS.last_run} "$(tail -n 1 ${quote(L.audit)} | head -c ${LAST_RUN_BYTES} | tr -d '\n')"; fi
-# The release a rollback would go to from here (rollback_previous, as the rollback's state read; read-only; with
-# several hosts the runner makes it the environment's one choice, as the rollback does: environmentRollback): what the
-# previous slot should keep warm.
-# And the releases that never went live (a deploy that failed or was interrupted before its switch).
-if [ -n "$cur" ]; then
-  rollback_to=$(rollback_previous "${"$"}{cur##*/}" 2>/dev/null) || true
-  ops_report ${STATUS_KEYS.rollback_to} "$([ "${"$"}{rollback_to%% *}" = ok ] && printf %s "${"$"}{rollback_to#ok }")"
-  ops_report ${STATUS_KEYS.never_live} "$(history_read 2>/dev/null; for r in $(release_ids 2>/dev/null); do release_went_live "$r" "${"$"}{cur##*/}" || printf '%s ' "$r"; done)"
-fi
-# nginx: running (its master process, found with or without the pid file: nginx_master), whether its pid file names
-# it, its configuration as nginx -t sees it, and "/" through it.
-if master=$(nginx_master); then
-  ops_report ${STATUS_KEYS.nginx} running
-  pid=""; read -r pid 2>/dev/null < /run/nginx.pid || true
-  if [ -z "$pid" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "missing $master"; elif [ "$pid" != "$master" ]; then ops_report ${STATUS_KEYS.nginx_pidfile} "stale $master"; fi
-else ops_report ${STATUS_KEYS.nginx} "stopped $(nginx_unit)"; fi
-# Whether nginx and supervisor start at the next boot (systemd; is-enabled's word, '' when it has none).
-if [ -d /run/systemd/system ]; then for unit in nginx supervisor; do ops_report ${STATUS_KEYS.boot_unit} "$unit $(systemctl is-enabled "$unit" 2>/dev/null)"; done; fi
-if out=$(nginx -t 2>&1); then ops_report ${STATUS_KEYS.nginx_config} ok; else ops_report ${STATUS_KEYS.nginx_config} invalid; fi
-while IFS= read -r line; do [ -z "$line" ] || ops_report ${STATUS_KEYS.nginx_test} "$line"; done <<< "$out"
-nginx_all=$(nginx -T 2>/dev/null) || nginx_all=""
-${slotPortLinesShell(env, `printf '%s
-' "$nginx_all"`)}
-if [ -n "$nginx_pinned" ]; then while IFS= read -r line; do ops_report ${STATUS_KEYS.nginx_slot_port} "$line"; done <<< "$nginx_pinned"; fi
-${inheritedCacheLinesShell(env, `printf '%s
-' "$nginx_all"`)}
-if [ -n "$nginx_cached" ]; then while IFS= read -r line; do ops_report ${STATUS_KEYS.nginx_cache} "$line"; done <<< "$nginx_cached"; fi
-${nameClaims(env, "nginx_all", "names_taken")}
-[ -z "$names_taken" ] || ops_report ${STATUS_KEYS.name_taken} "$names_taken"
-# The files ops writes whole from the settings that someone changed here since: the next provision or deploy replaces them.
-${hostChangedFiles(env).map((f) => `if ${notAsWritten(f, true)}; then ops_report ${STATUS_KEYS.host_changed} ${quote(f)}; fi`).join("\n")}
-ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
-ops_report ${STATUS_KEYS.site} "$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(" ")} 2>/dev/null || true)"
-# Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
-${nginxRouteShell(env)}
-# supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).
-if xml=$(rpc supervisor.getAllProcessInfo 2>&1) && [[ "$xml" == *"<methodResponse>"* ]]; then
-  ops_report ${STATUS_KEYS.supervisor} running
-  ops_report ${STATUS_KEYS.supervisor_xml} "$(printf '%s' "$xml" | tr -d '\n')"
-  # When the live slot's programs started for their release (its supervisor file's time: startSlot touches it then)
-  # and when supervisord did: a live program started later than both restarted since (a crash after its health check).
-  live_conf=""; case "$live_slot" in blue) live_conf=${quote(L.supervisorConf("blue"))} ;; green) live_conf=${quote(L.supervisorConf("green"))} ;; esac
-  sd_pid=$(rpc supervisor.getPID); sd_up=""
-  if [[ $sd_pid =~ \<int\>([0-9]+)\</int\> ]]; then sd_up=$(ps -o etimes= -p "${"$"}{BASH_REMATCH[1]}" 2>/dev/null | tr -d ' ') || true; fi
-  if [ -n "$live_conf" ] && [ -f "$live_conf" ] && [[ $sd_up =~ ^[0-9]+$ ]]; then
-    printf -v sd_now '%(%s)T' -1
-    ops_report ${STATUS_KEYS.live_started} "$(stat -c %Y "$live_conf") $(( sd_now - sd_up ))"
-    # How each live program's process last ended before its current start, as supervisord logged it (its main log's
-    # last 64 KiB, readLog: wherever supervisord.conf puts it).
-    sd_log=$(rpc supervisor.readLog -65536 0)
-    case "$live_slot" in
-      blue) ${liveEnded(env, "blue")} ;;
-      green) ${liveEnded(env, "green")} ;;
-    esac
-  fi
-  # What each slot's processes run, read from the processes themselves, and who listens on the ports.
-  report_slot blue ${quote(L.supervisorGroup("blue"))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, "blue").map(quote).join(" ")}
-  report_slot green ${quote(L.supervisorGroup("green"))} ${quote(env.appUser)} ${quote(L.releases)} ${programPorts(env, "green").map(quote).join(" ")}
-else
-  ops_report ${STATUS_KEYS.supervisor} "$(rpc_error "$xml")"
-fi
-# The deploys' health probes, on the live slot, one verdict per program.
-case "$live_slot" in
-  blue) ${health("blue")} ;;
-  green) ${health("green")} ;;
-esac
-# A failed health check: whether the app's PostgreSQL answers from here (never its password: host and port only).
-if [ "${"$"}{health_failed:-0}" = 1 ] && [ -n "$cur" ]; then
-  db_release=${quote(L.releases)}/"${"$"}{cur##*/}"; db_environ=${L.environ('"$db_release"')}; [ -f "$db_environ" ] || db_environ=${quote(L.legacyShared.environ)}
-  while IFS= read -r line; do ops_report ${STATUS_KEYS.db_probe} "$line"; done < <(${databaseProbeShell(env, '"$db_environ"') ?? ":"})
-fi
-# What the site's visitors get through nginx, and which upstream answered it (the switch's proof).
-${servedShell(env)}
-${cert ? `cert_info ${quote(cert.cert)}
-ops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"${env.config.tls.mode === "letsencrypt" ? `
-${renewalCheck(env)}` : ""}` : ": no TLS"}
-{ df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report ${STATUS_KEYS.disk} "$m $avail $size"; done
-${lockStatus(env).script}`
-  };
-}
-var STARTS_AT_BOOT = /* @__PURE__ */ new Set(["enabled", "alias", "generated"]);
-function bootUnits(env, r, nginxRunning, supervisorRunning, warn) {
-  for (const unit of ["nginx", "supervisor"]) {
-    const state = bootState(r, unit);
-    if (state === void 0 || STARTS_AT_BOOT.has(state) || !(unit === "nginx" ? nginxRunning : supervisorRunning)) continue;
-    const after = unit === "nginx" ? "nginx is not running and the site is down" : `supervisor is not running and no program of ${env.config.app} runs (the site answers 502)`;
-    warn(`${unit} runs, but is not enabled at boot (systemctl is-enabled ${unit}: ${state || "no answer"}): after the next reboot ${after} (sudo systemctl enable ${unit}, or run: ops provision ${env.name})`);
-  }
-}
-function bootState(r, unit) {
-  const line = reportedAll(r, STATUS_KEYS.boot_unit).find((l) => l.split(" ")[0] === unit);
-  return line === void 0 ? void 0 : line.slice(unit.length + 1);
-}
-function hostChangedFiles(env) {
-  const L = env.layout;
-  const idx = packageIndexPaths(env);
-  return [L.nginxSite, L.supervisorConf("blue"), L.supervisorConf("green"), idx.pipConf, idx.uvToml, idx.npmrc];
-}
-var DISK_FAIL_PERCENT = 5;
-var DISK_FAIL_MB = 512;
-var DISK_WARN_PERCENT = 10;
-function duration(seconds3) {
-  const s = Math.max(0, Math.floor(seconds3));
-  if (s >= 86400) return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`;
-  if (s >= 3600) return `${Math.floor(s / 3600)}h ${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
-  if (s >= 60) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
-  return `${s}s`;
-}
-function nginxMessages(lines) {
-  return lines.filter((l) => /\[(emerg|alert|crit|error|warn)\]/.test(l)).map((l) => l.replace(/^nginx: /, "").replace(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d /, "").replace(/^(\[\w+\]) \d+#\d+: /, "$1 "));
-}
-var BODY_EXCERPT_CHARS = 120;
-function excerpt(body, redact = (t) => t) {
-  const t = maskedText(collapsedSpace(redact(body)), redact).replace(/[^\x20-\x7e\u00a0-\uffff]/g, "?");
-  if (t.length <= BODY_EXCERPT_CHARS) return t;
-  const cut = t.slice(0, BODY_EXCERPT_CHARS);
-  return `${/\s/.test(t[BODY_EXCERPT_CHARS]) ? cut.trimEnd() : cut.replace(/[^\s/?&=;,:"'<>]*$/, "").trimEnd()}\u2026`;
-}
-function healthReasons(verdict, probeList, redact = (t) => t) {
-  const starts = probeList.map((probe) => ({ probe, at: verdict.indexOf(` ${probe} (`) })).filter((x) => x.at >= 0).sort((a, b) => a.at - b.at);
-  const out = /* @__PURE__ */ new Map();
-  starts.forEach(({ probe, at: at2 }, i) => {
-    const from = at2 + probe.length + 3;
-    const next = starts[i + 1];
-    let text = verdict.slice(from, next ? next.at : verdict.length).trimEnd();
-    if (next) text = text.replace(/,$/, "").replace(/; still waiting for$/, "");
-    out.set(probe, maskSecretLike(text.replace(/\)$/, "").replace(/(, answering: )(.*?)(; the probe sends .*)?$/s, (_, said, body, hint = "") => `${said}${excerpt(body, redact)}${hint}`)));
-  });
-  return out;
-}
-function redeployLive(env, s, current) {
-  const sha = s.release?.sha || /-([0-9a-f]{12})$/.exec(current)?.[1] || "<live sha>";
-  return `ops deploy ${env.name} --ref ${sha} --force`;
-}
-function served(env, current, s, r, redact, problem, warn) {
-  const url = reported(r, STATUS_KEYS.served_url);
-  if (!url) return;
-  const mask = (t) => maskSecretLike(redact ? redact(t) : t);
-  const proven = reported(r, STATUS_KEYS.served_proof) === "1";
-  const wrong = reported(r, STATUS_KEYS.served_wrong);
-  const fail2 = reported(r, STATUS_KEYS.served_fail);
-  const unlogged = reported(r, STATUS_KEYS.served_unlogged);
-  const answered = s.nginx?.running !== false && s.site?.status !== 0;
-  s.served = { url, proven: proven && !unlogged, ok: answered && !wrong && !fail2 };
-  const who = `release ${current} (live slot ${s.slot})`;
-  if (wrong) problem(`what the site's visitors get (${url}) is not ${who}, which is current here: ${mask(wrong)}`);
-  if (fail2) problem(`nginx does not give the site's visitors what ${who} answers (${url}): ${mask(fail2)}`);
-  const older = reported(r, STATUS_KEYS.served_proof) === "older";
-  if (older) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} was written by an older ops (its header, and no record of this one writing it), before sites kept nginx's check log ("${checkLog(env)}"); the next deploy or provision writes it with it (now: ${redeployLive(env, s, current)}, or ops provision ${env.name})`);
-  else if (!proven) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: the enabled site ${env.layout.nginxSiteEnabled} does not keep nginx's check log ("${checkLog(env)}": a custom site template without {{logs}} with {{upstreams_include}}, or a site edited by hand; ${redeployLive(env, s, current)} writes it again)`);
-  else if (unlogged) warn(`what the site's visitors get (${url}) cannot be proven to be ${who}: ${mask(unlogged)}`);
-}
-function nginxRoute(env, slot, r, redeploy, problem) {
-  const L = env.layout;
-  const fix = `${redeploy} writes it again`;
-  const lines = reportedAll(r, STATUS_KEYS.upstream);
-  if (lines.includes("missing")) problem(`nginx's upstreams file ${L.nginxUpstreams} is missing: nginx cannot reload or restart (${fix})`);
-  else if (lines.length) {
-    const servers = lines.map((l) => l.split(" ")).map(([name2 = "", address2 = ""]) => ({ name: name2, address: address2 }));
-    for (const program of Object.keys(env.config.programs)) {
-      const want = `127.0.0.1:${env.port(program, slot)}`;
-      const got = servers.filter((x) => x.name === L.nginxUpstream(program)).map((x) => x.address);
-      if (got.length === 1 && got[0] === want) continue;
-      const idle = `127.0.0.1:${env.port(program, otherSlot(slot))}`;
-      const where = got.length ? got.map((a) => a === idle ? `${a} (the previous slot, ${otherSlot(slot)})` : a).join(", ") : "nowhere (no upstream for it)";
-      problem(`nginx's upstreams file ${L.nginxUpstreams} sends ${program} to ${where}, not to the live slot ${slot} (${want}): from the reload that loaded it (or from the next), the site serves something other than the live release (${fix})`);
-    }
-  }
-  const loaded = reported(r, STATUS_KEYS.nginx_slot);
-  if ((loaded === "blue" || loaded === "green") && loaded !== slot)
-    problem(`nginx routes to slot ${loaded} (its /.ops/slot answers ${loaded}), not to the live slot ${slot}: the site serves the previous slot (reload nginx: systemctl reload nginx, when its upstreams file is right; else ${fix})`);
-  const viaHttps = reported(r, STATUS_KEYS.nginx_slot_https);
-  if ((loaded === "blue" || loaded === "green") && viaHttps !== void 0 && viaHttps !== "blue" && viaHttps !== "green")
-    problem(`over https, where the site's visitors are, nginx answers /.ops/slot with ${JSON.stringify(maskSecretLike(oneLine(viaHttps)))}, not a slot (over http: ${loaded}): another enabled site takes ${siteName(env)} on port 443 (nginx -t warns "conflicting server name"); remove the site no longer used, or its server_name, then reload nginx`);
-}
-function warmth(env, live, target, neverLive, programs, lock2, warn) {
-  const idle = otherSlot(live);
-  const loaded = programs.filter((p) => !p.live);
-  if (!loaded.length) {
-    if (target) warn(`no release is kept warm on the previous slot (${idle}: no program of it is loaded in supervisor): a rollback to ${target} would start it cold (a failed start that could not start it again, or a run interrupted during its start, leaves the slot so; the next good deploy keeps the release it replaces warm again)`);
-    return;
-  }
-  const stray = [...new Set(loaded.map((p) => p.release).filter((x) => Boolean(x) && neverLive.includes(x)))];
-  if (stray.length)
-    warn(`the previous slot (${idle}) runs ${stray.join(", ")}, a release that never went live (a deploy interrupted during its start leaves it running)${target ? `: a rollback would go to ${target} and start it cold there` : ""}; ${strayFix(env, lock2)}`);
-}
-function strayFix(env, lock2) {
-  if (lock2 === "stale") return `ops lock release ${env.name} stops it and puts back the release the slot held before (the run that started it is gone)`;
-  if (lock2 === "held") return "the run holding the lock stops it when it ends, unless it puts it live";
-  return `the next ops deploy ${env.name} (or ops rollback ${env.name}) stops it before it starts there, with what it left running outside supervisor (supervisorctl stop would leave a program that daemonised running)`;
-}
-function parseHostStatus(env, host, r, redact, rollbackTo, runnerTime) {
-  const now = new Date(reported(r, STATUS_KEYS.now) ?? Date.now());
-  const s = { host: host.name, address: host.address, reachable: true, problems: [], warnings: [] };
-  const problem = (p) => s.problems.push(p);
-  const warn = (w) => s.warnings.push(w);
-  s.provisioned = provisionedIn(r) !== false;
-  const current = reported(r, STATUS_KEYS.current) ?? "";
-  const slot = reported(r, STATUS_KEYS.slot);
-  s.slot = slot === "blue" || slot === "green" ? slot : void 0;
-  if (current) {
-    const { unreadable, ...release } = releaseSummary(current, reported(r, STATUS_KEYS.release_json) ?? "");
-    if (unreadable) warn(`release ${current} has an unreadable release.json`);
-    s.release = release;
-  } else if (s.provisioned) problem(`no release is live (run: ops deploy ${env.name})`);
-  const nginxTest = reportedAll(r, STATUS_KEYS.nginx_test);
-  s.nginx = { running: reported(r, STATUS_KEYS.nginx) === "running", configOk: reported(r, STATUS_KEYS.nginx_config) === "ok", messages: nginxMessages(nginxTest) };
-  if (!s.nginx.running) {
-    const unit = (reported(r, STATUS_KEYS.nginx) ?? "").split(" ")[1];
-    problem(
-      nginxMasked({ nginxStopped: unit }) ? `nginx is not running, and its unit is masked: the site is down, and deploys and rollbacks refuse until it may run (sudo systemctl unmask${unit === "masked-runtime" ? " --runtime" : ""} nginx && sudo systemctl start nginx)` : `nginx is not running: the site is down (sudo systemctl start nginx; the next deploy's switch starts it too, saying so)${unit === "disabled" ? "; it is not enabled at boot either (ops provision enables it)" : ""}`
-    );
-  }
-  bootUnits(env, r, s.nginx.running, reported(r, STATUS_KEYS.supervisor) === "running", warn);
-  const pidfile = reported(r, STATUS_KEYS.nginx_pidfile);
-  if (pidfile) {
-    const [how, master] = pidfile.split(" ");
-    warn(`nginx runs (master pid ${master}), but its pid file /run/nginx.pid ${how === "missing" ? "is missing" : "names another process"}: systemctl reload/stop nginx and nginx -s do not reach it (the next deploy writes it back)`);
-  }
-  if (!s.nginx.configOk) {
-    const first = s.nginx.messages.find((m) => /\[(emerg|alert|crit)\]/.test(m)) ?? nginxTest.find((l) => !/test failed/.test(l)) ?? "nginx -t failed";
-    problem(`nginx configuration is invalid (nginx -t): ${first.replace(/^nginx: /, "")} \u2014 ${s.nginx.running ? "nginx keeps serving its last valid configuration, but a reload or restart will fail" : "nginx cannot start until it is fixed"}`);
-  } else for (const m of s.nginx.messages) warn(`nginx -t: ${m}`);
-  const taken = reported(r, STATUS_KEYS.name_taken);
-  if (taken) problem(`${taken} (fix: remove that server block or the name from its server_name, reload nginx; deploys refuse until then)`);
-  const pinned = slotPortsElsewhere(env, host.name, reportedAll(r, STATUS_KEYS.nginx_slot_port), "deploys refuse until it is fixed");
-  if (pinned) problem(`${pinned.message} (fix: ${pinned.hint})`);
-  const cached = cachesInherited(env, host.name, reportedAll(r, STATUS_KEYS.nginx_cache), "deploys refuse until it is fixed");
-  if (cached) problem(`${cached.message} (fix: ${cached.hint})`);
-  for (const f of reportedAll(r, STATUS_KEYS.host_changed))
-    warn(`${f} was changed on this host since ops wrote it: it serves as changed until the next ${f.startsWith("/etc/supervisor/") ? "start of a release on that slot (deploy, rollback)" : f.startsWith("/etc/nginx/") ? "provision or deploy" : "provision"}, which replaces it, keeping what it holds in ${HOST_OWN_BACKUPS}${f}.<time> (make the change in the environment's settings to keep it)`);
-  const code = Number(reported(r, STATUS_KEYS.site) || "0");
-  s.site = { url: siteProbe(env).url, status: Number.isFinite(code) ? code : 0, enabled: reported(r, STATUS_KEYS.site_enabled) !== "no" };
-  if (current || s.provisioned) {
-    if (!s.site.enabled) problem(`the nginx site of ${env.config.app} is not enabled (${env.layout.nginxSiteEnabled} is missing): ${s.site.url} is answered by another site, if any (run: ops provision ${env.name})`);
-    else if (s.site.status === 0) problem(`the site does not answer through nginx (${s.site.url})`);
-    else if (s.site.status >= 500) problem(`the site answers ${s.site.status} through nginx (${s.site.url})`);
-  }
-  if (current && s.slot) nginxRoute(env, s.slot, r, redeployLive(env, s, current), parseLock(r).state === "held" ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem);
-  if (current && s.slot) served(env, current, s, r, redact, parseLock(r).state === "held" ? (w) => warn(`${w} (a run holds the lock: a switch may be under way)`) : problem, warn);
-  const sup = reported(r, STATUS_KEYS.supervisor) ?? "";
-  if (sup === "running") {
-    s.supervisor = { running: true, programs: programStates(env, parseProcessInfo(reported(r, STATUS_KEYS.supervisor_xml) ?? ""), s.slot) };
-  } else {
-    const error2 = sup.trim() || "no answer";
-    s.supervisor = { running: false, error: error2, programs: [] };
-    const boot = bootState(r, "supervisor");
-    const fix = `no program of ${env.config.app} runs, and deploys and rollbacks refuse until it does (sudo systemctl start supervisor)${boot !== void 0 && !STARTS_AT_BOOT.has(boot) ? `; it is not enabled at boot either (sudo systemctl enable supervisor, or run: ops provision ${env.name})` : ""}`;
-    problem(`${/^supervisor does not answer/.test(error2) ? error2 : `supervisor does not answer on its socket: ${error2}`}: ${fix}`);
-  }
-  if (s.supervisor.running) {
-    const { procs, listeners } = parseProcReports(env, r);
-    for (const p of s.supervisor.programs) {
-      const proc = procs.find((x) => x.slot === p.slot && x.program === p.program && x.pid === p.pid);
-      if (proc) Object.assign(p, { release: proc.release, cwd: proc.cwd.replace(/ \(deleted\)$/, ""), deleted: proc.cwd.endsWith(" (deleted)") });
-      p.listeners = listeners.filter((x) => x.slot === p.slot && x.program === p.program).map((x) => ({ pid: x.pid, supervised: Boolean(x.supervised), release: x.release, command: x.command }));
-      if (p.deleted) (p.live ? problem : warn)(`program ${p.program} (${p.live ? "live" : "previous"} slot ${p.slot}, pid ${p.pid}) runs from a directory that no longer exists: ${p.cwd}${p.live ? "" : " (a rollback would serve deleted code)"}`);
-    }
-    if (current && s.slot) {
-      for (const program of Object.keys(env.config.programs)) {
-        const p = s.supervisor.programs.find((x) => x.live && x.program === program);
-        const restart = `why: ops logs ${env.name} ${program}; then ${redeployLive(env, s, current)} starts the live commit again, or ops rollback ${env.name} goes back`;
-        if (!p) problem(`program ${program} of the live slot (${s.slot}) is not loaded in supervisor (${restart})`);
-        else if (p.state !== "RUNNING" && p.state !== "STARTING") problem(`program ${program} (live slot ${s.slot}) is ${p.state}${p.description ? `: ${p.description}` : ""} (${restart})`);
-        else if (p.state === "STARTING" && p.release === void 0) warn(`program ${program} (live slot ${s.slot}) is STARTING`);
-        else if (p.release !== void 0 && p.release !== current)
-          problem(`program ${program} (live slot ${s.slot}, pid ${p.pid}) runs release ${p.release || "unknown"}, but current is ${current}: what serves is not what was deployed (${redeployLive(env, s, current)}, or ops rollback ${env.name})`);
-        else restarted(env, p, reported(r, STATUS_KEYS.live_started), lastEnded(r, program), problem, warn);
-        for (const l of p?.listeners ?? []) {
-          if (!l.supervised) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, which supervisor did not start for it`);
-          else if (l.release !== current) problem(`port ${env.port(program, s.slot)} of ${program} (live slot ${s.slot}) is answered by ${describeProcess(l)}, not by current (${current})`);
-        }
-      }
-      for (const p of s.supervisor.programs.filter((x) => !x.live && ["FATAL", "BACKOFF", "EXITED", "UNKNOWN"].includes(x.state)))
-        warn(`program ${p.program} of the previous release (slot ${p.slot}) is ${p.state}: a rollback would restart it`);
-      if (env.config.switch.keep_previous) {
-        for (const p of s.supervisor.programs.filter((x) => !x.live && x.state === "STOPPED"))
-          warn(`program ${p.program} of the previous release (slot ${p.slot}) is STOPPED: a rollback would have to start it cold (it is not kept warm)`);
-        warmth(env, s.slot, rollbackTo === void 0 ? reported(r, STATUS_KEYS.rollback_to) ?? "" : rollbackTo === current ? "" : rollbackTo, (reported(r, STATUS_KEYS.never_live) ?? "").split(" ").filter(Boolean), s.supervisor.programs, parseLock(r).state, warn);
-      }
-      const idle = otherSlot(s.slot);
-      for (const l of leftoverListeners(listeners, idle))
-        warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is held by ${describeProcess(l)}, which a program of this environment left running outside supervisor: the next deploy or rollback on slot ${idle} stops it first`);
-      for (const l of foreignListeners(listeners, idle))
-        warn(`port ${env.port(l.program, idle)} of ${l.program} (previous slot ${idle}) is answered by ${describeProcess(l)}, which supervisor did not start for it: a rollback or the next deploy (both use slot ${idle}) would find the port taken`);
-    }
-  }
-  const health = reported(r, STATUS_KEYS.health);
-  if (health !== void 0 && s.slot) {
-    const whys = healthReasons(health, probes(env, s.slot), redact);
-    s.health = probes(env, s.slot).map((probe) => {
-      const [program, port2, path] = probe.split(":");
-      const ok = health === "ok" || !health.split(/\s+/).includes(probe);
-      const why = whys.get(probe);
-      return { program, ok, detail: ok ? "ok" : why ? `${why} (GET 127.0.0.1:${port2}${path}, no 2xx answer within 3s)` : `no 2xx answer on 127.0.0.1:${port2}${path} within 3s` };
-    });
-    for (const h of s.health) if (!h.ok) problem(`health check of ${h.program} failed: ${h.detail}`);
-    if (health !== "ok" && s.health.every((h) => h.ok)) problem(`health checks failed: ${health}`);
-    const db = parseDatabaseProbes(reportedAll(r, STATUS_KEYS.db_probe));
-    if (db.length) {
-      s.database = db;
-      const down = db.map(databaseProblem).filter((x) => Boolean(x));
-      down.forEach(problem);
-      if (!down.length) warn(databaseAnswers(db));
-    }
-  }
-  const cert = parseCerts(r, runnerTime ?? now)[0];
-  if (cert) {
-    const served2 = reported(r, STATUS_KEYS.served_serial);
-    s.certificate = { ...cert, servedSerial: served2 ? served2.toUpperCase() : void 0 };
-    const judged = judgeCertificate(env, cert, parseRenewal(r));
-    judged.problems.forEach(problem);
-    judged.warnings.forEach(warn);
-    if (cert.state === "ok" && cert.daysLeft !== void 0) {
-      if (served2 && cert.serial && served2.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served2}) than ${cert.path} (serial ${cert.serial}): reload nginx`);
-    }
-  }
-  const mounts = /* @__PURE__ */ new Set();
-  s.disk = reportedAll(r, STATUS_KEYS.disk).flatMap((v) => {
-    const [mount, avail, size2] = v.split(" ");
-    if (mounts.has(mount)) return [];
-    mounts.add(mount);
-    const freeKb = Number(avail);
-    const sizeKb = Number(size2);
-    return [{ mount, freeMb: Math.round(freeKb / 1024), sizeMb: Math.round(sizeKb / 1024), usedPercent: sizeKb > 0 ? Math.round(100 - 100 * freeKb / sizeKb) : 0 }];
-  });
-  for (const d of s.disk) {
-    const freePercent = 100 - d.usedPercent;
-    if (freePercent < DISK_FAIL_PERCENT || d.freeMb < DISK_FAIL_MB) problem(`disk ${d.mount} is nearly full: ${d.freeMb} MB free (${d.usedPercent}% used)`);
-    else if (freePercent < DISK_WARN_PERCENT) warn(`disk ${d.mount} is ${d.usedPercent}% used (${d.freeMb} MB free)`);
-  }
-  const last = reported(r, STATUS_KEYS.last_run);
-  if (last) {
-    s.lastRun = parseAuditLine(last);
-    const { operation, actor, time, result, message } = s.lastRun;
-    if (result === "failed" && time)
-      warn(`the last run here failed: ${operation} by ${actor} at ${time}${message ? `: ${oneLine(maskSecretLike(message), LAST_RUN_SHOWN)}` : ""} (ops audit ${env.name} has it whole)`);
-  }
-  s.lock = parseLock(r);
-  if (s.lock.state === "held") warn(`locked by ${describeHolder(s.lock.holder)}: an operation is under way (what this status read may be mid-change)${describeQueue(s.lock)}`);
-  else if (s.lock.state === "unknown") warn(`locked by ${describeHolder(s.lock.holder)}${unseenReason(s.lock)}${describeQueue(s.lock)}`);
-  else if (s.lock.state === "stale") problem(`stale lock left by ${describeHolder(s.lock.holder)}, which is gone${staleReason(s.lock)} (ops lock release ${env.name} stops what it left running and frees it)`);
-  if (!s.provisioned) s.problems = [unprovisionedNote(void 0, env)];
-  return s;
-}
-var FIRST_START_SECONDS = 5;
-function liveEnded(env, slot) {
-  const lines = Object.keys(env.config.programs).map((program) => {
-    const name2 = `${env.layout.supervisorGroup(slot)}-${program}`;
-    return `line=$(printf '%s
-' "$sd_log" | grep -F -e ${quote(` exited: ${name2} (`)} -e ${quote(` stopped: ${name2} (`)} | tail -n 1) || line=""; [ -z "$line" ] || ops_report ${STATUS_KEYS.live_ended} ${quote(`${program}	`)}"$line"`;
-  });
-  return lines.join("; ") || ":";
-}
-function lastEnded(r, program) {
-  const line = reportedAll(r, STATUS_KEYS.live_ended).filter((l) => l.startsWith(`${program}	`)).pop();
-  const m = line && / (exited|stopped): \S+ \((.*)\)\s*$/.exec(line.slice(program.length + 1).replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&"));
-  return m ? { how: m[1], detail: m[2] } : void 0;
-}
-function restarted(env, p, liveStarted, ended, problem, warn) {
-  const [file, supervisord] = (liveStarted ?? "").split(" ").map(Number);
-  if (!file || !supervisord || p.started === void 0 || p.seconds === void 0) return;
-  if (p.started <= Math.max(file, supervisord) + FIRST_START_SECONDS || p.seconds >= 600) return;
-  if (ended?.how === "stopped") return;
-  const why = ended ? `after its process exited (supervisor: ${ended.detail})` : "supervisor's log does not say why (a restart by hand reads the same for 10 minutes)";
-  const line = `program ${p.program} (live slot ${p.slot}${p.pid ? `, pid ${p.pid}` : ""}) was started again ${p.seconds}s ago, ${p.started - file}s after its release's start, ${why}: it exits and supervisor restarts it (a crash after its health check passed, at start: see ops logs ${env.name})`;
-  (p.seconds < 60 ? problem : warn)(line);
-}
-
-// core/ops/hosts.ts
-init_errors();
-async function eachHost(ctx, env, fn, onError) {
-  const connector = hostConnector(ctx);
-  return Promise.all(
-    env.hosts.map(async (host) => {
-      const started = Date.now();
-      let remote;
-      try {
-        remote = await connector(env, host);
-        return await fn(remote, host, started);
-      } catch (e) {
-        return onError(host, errorFields(e), remote !== void 0, e);
-      } finally {
-        await remote?.close();
-      }
-    })
-  );
-}
-
 // core/ops/rollback.ts
 init_schema();
+init_target();
+init_siblings();
+init_context();
 init_errors();
+init_layout();
+init_runinfo();
+init_types();
 init_shell();
+init_release();
+init_switch();
 
 // core/ops/host-run.ts
 init_errors();
+init_types();
+init_facts();
+init_libraries();
+
+// core/ops/rollback.ts
+init_hosts();
 
 // core/ops/host-state.ts
 init_errors();
+init_hosts();
+init_types();
+init_facts();
+init_system2();
+init_history2();
+init_release();
+init_libraries();
+init_programs();
+init_nginx_config();
+init_status();
+init_siblings();
 
 // core/ops/deploy-plan.ts
 init_environment();
+init_siblings();
+init_context();
+init_dotenv();
 init_errors();
+init_runinfo();
 init_shell();
 
 // core/dependency-inputs.ts
@@ -79308,17 +79931,37 @@ init_supervisor();
 
 // core/preflight.ts
 init_errors();
+init_git();
+
+// core/node-engines.ts
+var import_semver = __toESM(require_semver(), 1);
+
+// core/preflight.ts
+init_supervisor();
+var LOADS_DOTENV = String.raw`load_dotenv|dotenv_values|read_env|env_file|dotenv/config|require\(['"]dotenv['"]\)|from ['"]dotenv['"]|loadEnvFile|env-file|dotenv -e|/\.env([^A-Za-z0-9_]|$)`;
 
 // core/tree-content.ts
 init_errors();
 init_git();
 init_shell();
 
+// core/ops/deploy-plan.ts
+init_nginx_config();
+init_release();
+init_switch();
+
 // core/ops/locked.ts
+init_context();
 init_signals();
 init_errors();
+init_runinfo();
+init_audit();
+init_release();
+init_lock();
+init_types();
 init_shell();
 init_report();
+init_system2();
 
 // core/ops/rollback.ts
 init_report();
@@ -79331,6 +79974,7 @@ function environmentRollback(hosts) {
 }
 
 // core/ops/status.ts
+init_types();
 init_signals();
 init_report();
 async function status(ctx, environment) {
@@ -79437,17 +80081,22 @@ async function maskWithKey(ctx, env) {
   } catch {
   }
 }
+var mark = (ok) => ok ? "\u2713" : "\u2717";
+var databaseText = (h) => (h.database ?? []).map((d) => `${mark(d.verdict === "answers")} ${d.address || d.variable} ${d.verdict === "answers" ? "answers" : d.verdict}`).join(", ");
+var diskText = (h) => (h.disk ?? []).map((d) => `${d.mount} ${(d.freeMb / 1024).toFixed(1)} GB free (${d.usedPercent}% used)`).join(", ");
+var visitorsText = (h) => !h.served || !h.release ? "" : h.served.ok ? `${h.served.proven ? "\u2713" : "?"} get release ${h.release.id}${h.served.proven ? "" : " (not proven: see warnings)"}` : `\u2717 do NOT get release ${h.release.id} (see problems)`;
 function statusSummary(r, v = markdownValues) {
-  const lines = [`### Status of ${v.text(r.environment)}: ${r.healthy ? "healthy" : "UNHEALTHY"}`, "", "| host | release | nginx | programs (live) | health | certificate | lock |", "|---|---|---|---|---|---|---|"];
+  const head = ["host", "release", "nginx", "visitors", "programs (live)", "database", "health", "certificate", "disk", "lock"];
+  const lines = [`### Status of ${v.text(r.environment)}: ${r.healthy ? "healthy" : "UNHEALTHY"}`, "", `| ${head.join(" | ")} |`, `|${head.map(() => "---|").join("")}`];
   for (const h of r.hosts) {
     if (h.error) {
-      lines.push(`| ${v.text(h.host)} | ${h.reachable ? "status check failed" : "unreachable"} | | | | | |`);
+      lines.push(`| ${v.text(h.host)} | ${h.reachable ? "status check failed" : "unreachable"} |${" |".repeat(head.length - 2)}`);
       continue;
     }
     const programs = h.supervisor?.programs.filter((p) => p.live).map((p) => `${v.text(`${p.program} ${p.state}${p.pid ? ` pid ${p.pid}` : ""}`)}${p.release ? ` runs ${v.code(p.release, "cell")}` : ""}`).join(", ") ?? "";
     const lock2 = h.lock ? v.text(`${h.lock.state}${h.lock.state !== "free" && h.lock.holder.operation ? `: ${h.lock.holder.operation} by ${h.lock.holder.actor ?? "?"}` : ""}`) : "";
     lines.push(
-      `| ${v.text(h.host)} | ${h.release ? `${v.code(h.release.id, "cell")} ${v.text(h.release.ref)}` : "none"} | ${h.nginx?.running ? "running" : "stopped"}, ${h.nginx?.configOk ? "valid" : "invalid"} | ${programs} | ${v.text(h.health?.map((x) => `${x.program} ${x.ok ? "ok" : "failing"}`).join(", ") ?? "")} | ${h.certificate?.notAfter ? v.text(`${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)`) : ""} | ${lock2} |`
+      `| ${v.text(h.host)} | ${h.release ? `${v.code(h.release.id, "cell")} ${v.text(h.release.ref)}` : "none"} | ${h.nginx?.running ? "running" : "stopped"}, ${h.nginx?.configOk ? "valid" : "invalid"} | ${v.text(visitorsText(h))} | ${programs} | ${v.text(databaseText(h))} | ${v.text(h.health?.map((x) => `${x.program} ${x.ok ? "ok" : "failing"}`).join(", ") ?? "")} | ${h.certificate?.notAfter ? v.text(`${h.certificate.notAfter.slice(0, 10)} (${h.certificate.daysLeft} d)`) : ""} | ${v.text(diskText(h))} | ${lock2} |`
     );
   }
   if (r.problems.length) lines.push("", "**Problems**", "", ...r.problems.map((p) => `- ${v.text(p)}`));

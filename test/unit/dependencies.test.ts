@@ -5,6 +5,8 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { build, type Plugin } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -24,11 +26,30 @@ const OPTIONAL: Record<string, string> = {
   esbuild: 'scripts/ops-bin.js rebuilds its cached CLI bundle with it when present; without it, tsx runs the sources',
 };
 
-/** Specifiers a file imports: static and dynamic imports, re-exports, require(). */
-function specifiers(file: string): string[] {
-  const text = readFileSync(file, 'utf8');
-  const found = [...text.matchAll(/(?:^|[\s;])(?:import|export)\b[^'"`;]*?\bfrom\s*['"]([^'"]+)['"]|\bimport\s*['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\s*\)|\brequire\(\s*['"]([^'"]+)['"]\s*\)/gm)];
-  return found.map((m) => (m[1] ?? m[2] ?? m[3] ?? m[4])!);
+/**
+ * The specifiers each file imports (static and dynamic imports, re-exports, require() and require.resolve() of a
+ * literal), as esbuild's parser finds them: a program's text in a string (a test writing `require('expresss')` into
+ * an app) is not an import. A `require` made by createRequire is read as Node's own (its binding taken out before
+ * esbuild reads the file: esbuild follows only an unbound require). Every import is left external: each file alone.
+ */
+async function specifiersOf(files: string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>(files.map((f) => [f, []]));
+  const record: Plugin = {
+    name: 'record-imports',
+    setup(b) {
+      b.onLoad({ filter: /\.(ts|js|mjs)$/ }, (a) => ({
+        contents: readFileSync(a.path, 'utf8').replace(/\b(?:const|let|var)\s+require\s*=\s*createRequire\([^)]*\)\s*;?/g, ''),
+        loader: a.path.endsWith('.ts') ? 'ts' : 'js',
+      }));
+      b.onResolve({ filter: /.*/ }, (a) => {
+        if (a.kind === 'entry-point') return undefined;
+        out.get(a.importer)?.push(a.path);
+        return { path: a.path, external: true };
+      });
+    },
+  };
+  await build({ entryPoints: files, bundle: true, write: false, platform: 'node', format: 'esm', outdir: join(tmpdir(), 'dependencies-scan'), logLevel: 'silent', plugins: [record] });
+  return out;
 }
 
 /** The package a bare specifier names ("@scope/name/sub" → "@scope/name"), or undefined for relative paths and Node's own modules. */
@@ -51,7 +72,7 @@ function sourceFiles(dir: string): string[] {
 }
 
 /** The shipped code: every file reachable through relative imports from the actions' entry points and the CLI's. */
-function shipped(): string[] {
+function shipped(specifiers: (file: string) => string[]): string[] {
   const entries = [join(ROOT, 'scripts/ops-bin.js'), join(ROOT, 'scripts/ops.ts'), ...readdirSync(join(ROOT, 'actions')).map((a) => join(ROOT, 'actions', a, 'main.ts')).filter(existsSync)];
   const seen = new Set<string>();
   const visit = (file: string) => {
@@ -63,7 +84,7 @@ function shipped(): string[] {
   return [...seen];
 }
 
-function importsOf(files: string[]): Map<string, string[]> {
+function importsOf(files: string[], specifiers: (file: string) => string[]): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const f of files)
     for (const s of specifiers(f)) {
@@ -73,10 +94,14 @@ function importsOf(files: string[]): Map<string, string[]> {
   return out;
 }
 
+const sources = [...['core', 'scripts', 'actions', 'test', 'bench'].flatMap((d) => sourceFiles(join(ROOT, d))), join(ROOT, 'vitest.config.ts')];
+const found = await specifiersOf(sources);
+const specifiers = (file: string): string[] => found.get(file) ?? [];
+
 describe('package.json', () => {
-  const prod = shipped();
-  const prodImports = importsOf(prod);
-  const allImports = importsOf([...['core', 'scripts', 'actions', 'test', 'bench'].flatMap((d) => sourceFiles(join(ROOT, d))), join(ROOT, 'vitest.config.ts')]);
+  const prod = shipped(specifiers);
+  const prodImports = importsOf(prod, specifiers);
+  const allImports = importsOf(sources, specifiers);
 
   it('finds the shipped code and what it imports', () => {
     expect(prod.some((f) => f.endsWith('core/ops/deploy.ts'))).toBe(true);

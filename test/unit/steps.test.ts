@@ -257,7 +257,12 @@ describe("a state read of a response cache the site answers through from a file 
   });
   it('finds it in a file included from within the site\'s own server block; not in another site\'s server, a comment, a quoted word, nor proxy_cache off', () => {
     const e = env();
-    expect(run(e, conf(e, { '/etc/nginx/conf.d/zone.conf': [PATH], '/etc/nginx/snippets/pages.conf': ['proxy_cache micro;', 'proxy_cache_valid 200 10m;'] }))).toEqual(['/etc/nginx/snippets/pages.conf:1: proxy_cache micro;']);
+    const snippet = run(e, conf(e, { '/etc/nginx/conf.d/zone.conf': [PATH], '/etc/nginx/snippets/pages.conf': ['proxy_cache micro;', 'proxy_cache_valid 200 10m;'] }));
+    expect(snippet).toEqual(['/etc/nginx/snippets/pages.conf:1: proxy_cache micro; @in-site']);
+    // said as the site's own include (no other site concerned; a second proxy_cache beside it nginx refuses)
+    const err = cachesInherited(e, 'web1', snippet, 'nothing was started');
+    expect(err?.message).toMatch(/^shop's site includes \/etc\/nginx\/snippets\/pages\.conf, which caches its answers \(\/etc\/nginx\/snippets\/pages\.conf:1: proxy_cache micro;\), under a key .* \(on web1\); nothing was started$/);
+    expect(err?.hint).toMatch(/^take that include out of shop's site template .*, or key it by the live release/);
     const quiet = {
       '/etc/nginx/conf.d/zone.conf': [PATH, '# proxy_cache micro;', 'add_header X-Note "no; proxy_cache micro; here";', "map $uri $y { default '}'; }", 'proxy_cache off;'],
       '/etc/nginx/sites-enabled/blog': ['server {', '    listen 8081;', '    include /etc/nginx/snippets/blog-cache.conf;', '}'],

@@ -75925,7 +75925,7 @@ function directive(  name, i, txt, ctx, mine) {
     txt = w[1]; for (i = 2; i <= nw; i++) txt = txt " " w[i]; txt = txt ";"
     own = (f == own1 || f == own2 || f == own3)
     if ((ctx == "http" && !own) || (mine && !own && ctx != "http")) {
-      if (name == "proxy_cache" && w[2] != "off") { on[++non] = f ":" sl ": " txt; if (ctx == "http") inherited++ }
+      if (name == "proxy_cache" && w[2] != "off") { on[++non] = f ":" sl ": " txt (ctx == "http" ? "" : " @in-site"); if (ctx == "http") inherited++ }
       if (name == "proxy_cache_key") { keys[++nk] = f ":" sl ": " txt; if (index(txt, "$" var) == 0 && index(txt, "${" var "}") == 0) unkeyed++ }
     } else if (name == "proxy_cache_key" && (ctx == "http" || mine)) {
       nk_own++; if (index(txt, "$" var) == 0 && index(txt, "${" var "}") == 0) unkeyed++

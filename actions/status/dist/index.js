@@ -66012,7 +66012,7 @@ function directive(  name, i, txt, ctx, mine) {
     txt = w[1]; for (i = 2; i <= nw; i++) txt = txt " " w[i]; txt = txt ";"
     own = (f == own1 || f == own2 || f == own3)
     if ((ctx == "http" && !own) || (mine && !own && ctx != "http")) {
-      if (name == "proxy_cache" && w[2] != "off") { on[++non] = f ":" sl ": " txt; if (ctx == "http") inherited++ }
+      if (name == "proxy_cache" && w[2] != "off") { on[++non] = f ":" sl ": " txt (ctx == "http" ? "" : " @in-site"); if (ctx == "http") inherited++ }
       if (name == "proxy_cache_key") { keys[++nk] = f ":" sl ": " txt; if (index(txt, "$" var) == 0 && index(txt, "${" var "}") == 0) unkeyed++ }
     } else if (name == "proxy_cache_key" && (ctx == "http" || mine)) {
       nk_own++; if (index(txt, "$" var) == 0 && index(txt, "${" var "}") == 0) unkeyed++
@@ -66073,12 +66073,16 @@ function cachesInherited(env, host, lines, untouched, again = "deploy again") {
   if (!on.length) return void 0;
   const keys = lines.filter((l) => /^proxy_cache_key\s/.test(text(l)));
   const files = [...new Set(on.map((l) => l.replace(/:\d+: .*$/, "")))];
+  const inSite = on.every((l) => l.endsWith(IN_SITE));
+  const shown = [...on, ...keys].map((l) => (l.endsWith(IN_SITE) ? l.slice(0, -IN_SITE.length) : l).replace(/\s+/g, " ").trim()).join("; ");
+  const where = inSite ? `${env.config.app}'s site includes ${files.join(", ")}, which caches its answers (${shown})` : `nginx on ${host} caches every site's answers, ${env.config.app}'s too, from ${files.join(", ")} (${shown})`;
+  const fix = inSite ? `take that include out of ${env.config.app}'s site template (nginx refuses a second proxy_cache beside it)` : `move proxy_cache into the server blocks that want it (or write proxy_cache off; in ${env.config.app}'s site template)`;
   return new OpsError(
-    `nginx on ${host} caches every site's answers, ${env.config.app}'s too, from ${files.join(", ")} (${[...on, ...keys].map((l) => l.replace(/\s+/g, " ").trim()).join("; ")}), under a key that does not name the live release: the key is the same before and after a switch, so nginx would go on answering the previous release's pages for the cache's lifetime while the deploy said the new one was live; ${untouched}`,
-    `move proxy_cache into the server blocks that want it (or write proxy_cache off; in ${env.config.app}'s site template), or key it by the live release, which the switch sets: proxy_cache_key $scheme$proxy_host$request_uri${variable}; with proxy_cache_bypass $http_x_ops_check; proxy_no_cache $http_x_ops_check; then ${again}`
+    `${where}, under a key that does not name the live release: the key is the same before and after a switch, so nginx would go on answering the previous release's pages for the cache's lifetime while the deploy said the new one was live${inSite ? ` (on ${host})` : ""}; ${untouched}`,
+    `${fix}, or key it by the live release, which the switch sets: proxy_cache_key $scheme$proxy_host$request_uri${variable}; with proxy_cache_bypass $http_x_ops_check; proxy_no_cache $http_x_ops_check; then ${again}`
   );
 }
-var HEADER, FORWARDED, CHECK_HEADER, PROBE_VALUE, PROBE_HOST_WITHOUT_DOMAIN, port80, PLAIN_SITE, TLS_SITE, LOCAL_ADDRESS, SLOT_PORT_WHY;
+var HEADER, FORWARDED, CHECK_HEADER, PROBE_VALUE, PROBE_HOST_WITHOUT_DOMAIN, port80, PLAIN_SITE, TLS_SITE, LOCAL_ADDRESS, SLOT_PORT_WHY, IN_SITE;
 var init_nginx_config = __esm({
   "core/steps/nginx-config.ts"() {
     "use strict";
@@ -66147,6 +66151,7 @@ server {
 {{alias_servers}}`;
     LOCAL_ADDRESS = /(?<![\w.-])(127(?:\.\d{1,3}){3}|localhost|0\.0\.0\.0|\[::1?\]):(\d{1,5})(?!\d)/gi;
     SLOT_PORT_WHY = "nginx would reach that slot whatever the switch does (it moves traffic by the upstreams file), so every other deploy would go live there while the previous release, kept warm on that slot, goes on serving";
+    IN_SITE = " @in-site";
   }
 });
 

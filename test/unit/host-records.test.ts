@@ -29,6 +29,12 @@ const id = (i: number) => `${String(i).padStart(8, "0")}T100000Z-${i.toString(16
 const made: string[] = [];
 afterAll(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
+/** The app `shop` (one program) with its base directory at `base`. */
+function target(base: string): Target {
+  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' } }, 'test');
+  return resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+}
+
 /** A scratch /srv/<app> whose history has `events` releases going live in turn, the last `kept` of them still here (the last one current). */
 function host(events: number, kept: number[]): Target {
   const base = mkdtempSync(join(tmpdir(), 'ops-records-'));
@@ -36,8 +42,7 @@ function host(events: number, kept: number[]): Target {
   mkdirSync(join(base, '.ops'));
   for (const i of kept) mkdirSync(join(base, 'releases', id(i)), { recursive: true });
   symlinkSync(join(base, 'releases', id(kept.at(-1)!)), join(base, 'current'));
-  const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' } }, 'test');
-  const e = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+  const e = target(base);
   const lines: string[] = [];
   for (let i = 1; i <= events; i++) lines.push(`${i}\t2026-11-01T10:00:00Z\tlive\t${id(i)}\tdeploy\n`);
   writeFileSync(e.layout.history, lines.join(''));
@@ -347,8 +352,7 @@ describe.skipIf(!canMount)('the audit log on a full or read-only disk (a small t
     made.push(base);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', base]);
     try {
-      const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' } }, 'test');
-      const e = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+      const e = target(base);
       mkdirSync(join(e.layout.releases, id(12_000)), { recursive: true });
       mkdirSync(e.layout.state, { recursive: true });
       const lines = auditLog(e, 11_000);
@@ -376,8 +380,7 @@ describe.skipIf(!canMount)('an append to the audit log on a full disk (a small t
     made.push(base);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', base]);
     try {
-      const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 4000 } }, routes: { '/': 'web' } }, 'test');
-      const e = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
+      const e = target(base);
       mkdirSync(e.layout.state, { recursive: true });
       writeFileSync(e.layout.audit, `${entry(1)}\n`);
       // The disk filled to its last bytes (a log, a core dump...), less than a line left.

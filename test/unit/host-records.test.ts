@@ -258,19 +258,8 @@ describe('the audit log read back and written to around its rotations', () => {
   it("ops lock release's append (no run lock held) during a rotation waits for it: its line is never lost to the log the rotation writes over", async () => {
     const e = host(10, [12_000]);
     const lines = auditLog(e, 12_000);
-    locked(e);
     // A rotation that pauses where it has read the log and not yet put the new one in place (a slow disk).
-    const slow = mkdtempSync(join(tmpdir(), 'ops-records-slow-'));
-    made.push(slow);
-    const mark = join(slow, 'paused');
-    writeFileSync(join(slow, 'chmod'), `#!/bin/sh\ncase "$*" in *audit.log.new*) : > ${quote(mark)}; sleep 2 ;; esac\nexec /bin/chmod "$@"\n`, { mode: 0o755 });
-    writeFileSync(join(slow, 'date'), '#!/bin/sh\necho 20261206T215000Z\n', { mode: 0o755 });
-    const ending = new Promise<string>((resolve, reject) => {
-      const child = execFile('bash', ['-c', `${scriptPrelude}\n${unlockScript(e, RUN, [quote(entry(12_001))])}`], { encoding: 'utf8', env: { ...process.env, PATH: `${slow}:${process.env.PATH}` } }, (err, out) => (err ? reject(err) : resolve(out)));
-      void child;
-    });
-    for (let i = 0; i < 200 && !existsSync(mark); i++) await new Promise((r) => setTimeout(r, 25));
-    expect(existsSync(mark), 'the rotation reached its pause').toBe(true);
+    const { ending } = await pausedRotation(e, entry(12_001));
     const forced = auditLine({ time: 't', environment: 'test', operation: 'lock release', result: 'success', actor: 'me' });
     execFileSync('bash', ['-c', appendAudit(e, JSON.parse(forced) as AuditEntry).script]);
     expect(await ending).toContain('@ops lock released');

@@ -18,6 +18,17 @@ export class OpsError extends Error {
 }
 
 /**
+ * The input given is wrong, and nothing was tried: a command-line value of the wrong form (validate, wholeNumber), an
+ * environment or project that does not exist, a configuration file that does not validate (ConfigError). The CLI exits
+ * 2 for it, as for any usage error (scripts/cli.ts): running it again as it is fails the same way, whatever the hosts
+ * hold. What the state of the world refuses (a host, the lock, a release not kept, a key that does not open the
+ * secrets) is an OpsError (exit 1).
+ */
+export class InputError extends OpsError {
+  override name = 'InputError';
+}
+
+/**
  * A step that did not start on its host (the login shell or its start-up files ended, or ran it in a way ops refuses,
  * before the step's own script began): nothing of the step was done there (a lock step took no lock).
  */

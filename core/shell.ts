@@ -3,7 +3,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { didYouMean } from './config/schema.ts';
-import { OpsError } from './errors.ts';
+import { InputError } from './errors.ts';
 
 /** POSIX single-quoting: the result is one shell word whatever the input holds. */
 export function quote(value: string | number): string {
@@ -146,10 +146,10 @@ export function validate(kind: ValueKind, value: string, label?: string, where?:
     // white space at its ends around a valid value (pasted from a listing, a chat, a form field): said as that, whatever the kind
     const padded = typeof value === 'string' && value.trim() !== value && check.pattern.test(value.trim()) && !check.extra?.(value.trim());
     const hint = padded ? `remove the white space around ${JSON.stringify(value.trim())} (copied with it?)` : typeof value === 'string' ? check.hint?.(value, where) : undefined;
-    throw new OpsError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, hint);
+    throw new InputError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, hint);
   }
   const why = check.extra?.(value);
-  if (why) throw new OpsError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));
+  if (why) throw new InputError(`invalid ${label ?? check.what} ${JSON.stringify(value)}: ${why}`, check.hint?.(value, where));
   return value;
 }
 
@@ -172,12 +172,12 @@ export function wholeNumberRange(range: { min?: number; max?: number }): { min: 
 /**
  * A whole number from text given by a person or a workflow (an option, an action input): decimal digits only
  * (no sign, no exponent, no spaces inside), within [min, max] (default 0 to 2^31-1).
- * @returns the number. @throws OpsError naming `what`, what was given, and the range.
+ * @returns the number. @throws InputError naming `what`, what was given, and the range.
  */
 export function wholeNumber(text: string, what: string, range: { min?: number; max?: number } = {}): number {
   const { min, max } = wholeNumberRange(range);
   const t = text.trim();
   const n = /^\d{1,10}$/.test(t) ? Number(t) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new OpsError(`${what} needs a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new InputError(`${what} needs a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
   return n;
 }

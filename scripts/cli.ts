@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { OpsError, errorFields, failedResult, formatError, maskUncaught, showControls } from '../core/errors.ts';
+import { InputError, OpsError, errorFields, failedResult, formatError, maskUncaught, showControls } from '../core/errors.ts';
 import { homeDir } from '../core/home.ts';
 import { quote, validate, wholeNumber, wholeNumberRange } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
@@ -97,7 +97,23 @@ export async function printResult<T>(ctx: CommandContext, result: T, human: (r: 
 /** The `--json` option every command that prints a result has. */
 export const JSON_OPTION = { type: 'boolean', description: 'print JSON for scripts' } as const;
 
-export class UsageError extends OpsError {}
+/**
+ * The exit status of every command, one scheme (README "CLI": "Exit status"), as git, systemctl and kamal keep one:
+ * - 0 `ok`: done; what was asked now holds, also when it held already and nothing was to do (a deploy of the live
+ *   commit, a rollback `--to` the live release, as `systemctl start` of a running unit: `noop` in --json tells them
+ *   apart); a read-only command that found nothing wrong.
+ * - 1 `failed`: tried and failed, or refused by the state of the world (a host, the lock, the releases kept, the
+ *   repository, a key that does not open the secrets); a read-only command that found a problem (`ops status`).
+ *   Running it again may succeed once the world changed.
+ * - 2 `usage`: the command line or the project's files are wrong (a UsageError, any InputError: an unknown command
+ *   or option, a value of the wrong form, an environment that does not exist, an environment.yml that does not
+ *   validate); nothing was tried, and running it again as it is fails the same way.
+ * - 128 + n: stopped by signal n (130 SIGINT, 143 SIGTERM, 129 SIGHUP: core/signals.ts signalExit).
+ */
+export const EXIT_CODES = { ok: 0, failed: 1, usage: 2 } as const;
+
+/** A command line ops cannot run as typed (exit 2, as every InputError: see EXIT_CODES). */
+export class UsageError extends InputError {}
 
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', description: 'show help' },
@@ -889,7 +905,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   } catch (err) {
     const e = relativeNote(err, typedPaths, cwd);
     stderr.write(`error: ${showControls(shown(formatError(e, processEnv)))}\n`);
-    const code = e instanceof UsageError ? 2 : 1;
+    const code = e instanceof InputError ? EXIT_CODES.usage : EXIT_CODES.failed;
     // A usage error stops the parse before --json is read: a script that gave it reads stdout all the same.
     const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
     if (code === 2 && command.options && 'json' in command.options && flags.includes('--json')) json = true;

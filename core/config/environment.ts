@@ -8,7 +8,7 @@ import { deserialize, serialize } from 'node:v8';
 import { type Document, isAlias, isPair, isSeq, parseDocument, visit, type Node as YamlNode, type YAMLError } from 'yaml';
 import yamlPackage from 'yaml/package.json' with { type: 'json' };
 import { nodeEnvFileProblem, readersTable } from '../dotenv-readers.ts';
-import { OpsError, fileError, userFileExists } from '../errors.ts';
+import { InputError, OpsError, fileError, userFileExists } from '../errors.ts';
 import { homeDir, noHomeReason } from '../home.ts';
 import { isValid, validate } from '../shell.ts';
 import { hideSecrets } from '../secrets/parts.ts';
@@ -65,7 +65,7 @@ export const ENVIRONMENT_FILE = 'environment.yml';
 
 export const SECRETS_FILE = 'secrets.sops.yaml';
 
-export class ConfigError extends OpsError {
+export class ConfigError extends InputError {
   constructor(
     readonly file: string,
     readonly problems: Problem[],
@@ -97,10 +97,10 @@ export function listEnvironments(root: string): string[] {
  * "environments/qa/ does not exist"): with the one meant when a known name is a slip or two away (`stagin`: staging),
  * the known ones, and how a new one is made. One message for every command that takes an environment.
  */
-export function noEnvironment(root: string, name: string, missing: string): OpsError {
+export function noEnvironment(root: string, name: string, missing: string): InputError {
   const known = listEnvironments(root);
   const near = didYouMean(name, known);
-  return new OpsError(
+  return new InputError(
     `no environment "${name}": ${missing}${near ? ` (did you mean ${near}?)` : ''}`,
     known.length
       ? `the environments are ${known.join(', ')}; a new one is made with \`ops env new <name>\` (its folder, key, .sops.yaml rule and secrets)`
@@ -117,10 +117,10 @@ export function noEnvironment(root: string, name: string, missing: string): OpsE
  */
 export function userPath(base: string, p: string, home: string | undefined = homeDir()): string {
   if (p === '~' || p.startsWith('~/')) {
-    if (!home) throw new OpsError(`${p}: ${noHomeReason()}`, `write the full path, or set HOME to your home directory`);
+    if (!home) throw new InputError(`${p}: ${noHomeReason()}`, `write the full path, or set HOME to your home directory`);
     return join(home, p.slice(1));
   }
-  if (p.startsWith('~')) throw new OpsError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split('/')[0]}${p.includes('/') ? p.slice(p.indexOf('/')) : ''})`);
+  if (p.startsWith('~')) throw new InputError(`${p}: another account's home directory (~name) is not looked up`, `write the full path (e.g. /home/${p.slice(1).split('/')[0]}${p.includes('/') ? p.slice(p.indexOf('/')) : ''})`);
   return isAbsolute(p) ? p : resolve(base, p);
 }
 
@@ -575,7 +575,7 @@ function refuseUnresolvedAliases(doc: Document, text: string, label: string): vo
     },
   });
   if (!missing) return;
-  throw new OpsError(
+  throw new InputError(
     hideSecrets(`${label}: the alias *${missing.name} (line ${missing.line}) names no anchor set before it`),
     anchors.length ? `anchors set before it: ${[...new Set(anchors)].map((a) => `&${a}`).join(', ')}; an anchor (x-common: &common {...}) comes before the aliases that use it` : 'set the anchor first, above its aliases (x-common: &common {...}, then <<: *common)',
   );
@@ -603,11 +603,11 @@ export function readYamlFile(file: string, label = file): unknown {
   let value: unknown;
   try {
     const doc = parseDocument(text, { ...ENVIRONMENT_YAML, prettyErrors: true });
-    if (doc.errors.length) throw new OpsError(yamlErrorMessage(label, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!, undefined, text));
+    if (doc.errors.length) throw new InputError(yamlErrorMessage(label, text, doc.errors[0]!), yamlErrorHint(doc.errors[0]!, undefined, text));
     const warnings = yamlWarnings(doc, text);
     const numbers = numberFormProblems(doc, text);
     if (warnings.length || numbers.length)
-      throw new OpsError(
+      throw new InputError(
         hideSecrets(`${label} is not read as written:\n${[...warnings, ...numbers].map((w) => `  - ${w}`).join('\n')}`),
         [
           ...(warnings.length ? ['remove the tag (a value needs none: quote it to make it a string), or write the value in the form its key expects'] : []),
@@ -621,7 +621,7 @@ export function readYamlFile(file: string, label = file): unknown {
     if (e instanceof OpsError) throw e;
     // Whatever else the yaml library throws reading a user's file is about that file, not a bug of ours.
     const message = String((e as Error).message);
-    throw new OpsError(
+    throw new InputError(
       hideSecrets(`${label} cannot be read as YAML: ${(e as Error).message ?? e}`),
       /^Merge sources/.test(message) ? 'a merge key (<<) takes a mapping, an alias of one (<<: *common) or a list of them (<<: [*a, *b])' : 'fix the file (see the message above)',
     );
@@ -781,7 +781,7 @@ export function readEnvironmentConfig(envName: string, root: string): { dir: str
     // the folder is there with the settings under another name (environment.yaml, config.yml): said with the rename
     const other = existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir).find((f) => /\.(ya?ml|json)$/i.test(f) && !f.includes('.sops.')) : undefined;
     if (other)
-      throw new OpsError(
+      throw new InputError(
         `environments/${envName}/ has no ${ENVIRONMENT_FILE}: the settings are read from that name only, and it holds ${other}`,
         `if ${other} holds the settings, rename it: git mv environments/${envName}/${other} environments/${envName}/${ENVIRONMENT_FILE} (or mv)`,
       );
@@ -791,7 +791,7 @@ export function readEnvironmentConfig(envName: string, root: string): { dir: str
   const doc = readYamlFile(file, label);
   // nothing, or comments only (saved empty, emptied by a bad merge): said as that, not "expected a mapping, got null"
   if (doc === null || doc === undefined)
-    throw new OpsError(`${label} is empty: it holds no settings (nothing but comments or blank lines)`, `write its settings (\`git checkout -- ${label}\` brings back the committed ones; \`ops env new <name>\` writes a full file to start from; every key is in the README under "Environment reference")`);
+    throw new InputError(`${label} is empty: it holds no settings (nothing but comments or blank lines)`, `write its settings (\`git checkout -- ${label}\` brings back the committed ones; \`ops env new <name>\` writes a full file to start from; every key is in the README under "Environment reference")`);
   return { dir, label, config: parseEnvironment(doc, label) };
 }
 
@@ -869,7 +869,7 @@ export function readEnvFile(env: Environment, setting: string, value: string, ex
   } catch (e) {
     const why = fileError(e, file, 'read', expected);
     const missing = (e as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new OpsError(
+    throw new InputError(
       `${setting}: ${why.message}`,
       missing ? `check ${setting} in environments/${env.name}/environment.yml (${JSON.stringify(value)}): a relative path starts from the environment's folder, environments/${env.name}/; ~/ from your home directory` : why.hint,
     );
@@ -891,7 +891,7 @@ export function findRoot(from = process.cwd()): string {
     else if (pkg && halves.length < 3) halves.push(`${dir} has a package.json but no environments/ folder${existsSync(join(dir, 'environments')) ? ' (its environments is a file)' : ''}`);
     const parent = resolve(dir, '..');
     if (parent === dir) {
-      throw new OpsError(
+      throw new InputError(
         `no ops project found: looked for a folder holding both an environments/ folder and a package.json, in ${resolve(from)} (the current directory) and each folder above it${halves.length ? `; ${halves.join('; ')}` : ''}`,
         'run ops from inside the project, or set OPS_ROOT to the project folder; a project needs both: `npm init -y` writes a package.json, `mkdir environments` makes the folder (then `ops env new <name>`)',
       );
@@ -919,7 +919,7 @@ export function projectRoot(value: string | undefined, cwd: string, home?: strin
   } catch {
     inside = undefined;
   }
-  throw new OpsError(
+  throw new InputError(
     `OPS_ROOT=${value} is not an ops project: ${dir} ${what}`,
     inside
       ? `it is inside the project ${inside}: set OPS_ROOT=${inside}, or unset it to find the project from the current directory`

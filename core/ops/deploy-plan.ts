@@ -6,7 +6,7 @@ import type { Target } from '../target.ts';
 import { sharingPlan, type HostSharing } from '../config/siblings.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { renderDotenv, type RenderedEnv } from '../dotenv.ts';
-import { OpsError } from '../errors.ts';
+import { InputError, OpsError } from '../errors.ts';
 import { runInfo } from '../runinfo.ts';
 import { validate } from '../shell.ts';
 import { dependencyInputs, setHashes, type DependencyInputs } from '../dependency-inputs.ts';
@@ -152,7 +152,9 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
  */
 export function settingsRefusal(envName: string, problems: OpsError[], where: string, then: string): OpsError {
   if (problems.length === 1) return problems[0]!;
-  return new OpsError(
+  // the settings' own faults alone (InputError): a usage error as each of them is (exit 2)
+  const Kind = problems.every((e) => e instanceof InputError) ? InputError : OpsError;
+  return new Kind(
     `the settings of ${envName} have ${problems.length} kinds of problems ${where}:\n${problems.map((e) => `${e.message}${e.hint ? `\n  fix: ${e.hint}` : ''}`).join('\n')}`,
     `fix each of them, ${then}`,
   );

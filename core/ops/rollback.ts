@@ -5,7 +5,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { clockSkewWarning, runnerNow, type OpsContext } from '../context.ts';
-import { auditReason, ConnectionLostError, OpsError, StepError } from '../errors.ts';
+import { auditReason, ConnectionLostError, InputError, OpsError, StepError } from '../errors.ts';
 import { otherSlot, type Slot } from '../layout.ts';
 import { runInfo } from '../runinfo.ts';
 import { failureDetail, reported, type Remote, type Step, type StepResult } from '../remote/types.ts';
@@ -23,6 +23,8 @@ import { markdownValues, type ValueFormat } from '../report.ts';
 export interface RollbackResult {
   environment: string;
   url: string;
+  /** Nothing to do: the release asked for was live on every host already (each host's `noop`), as a deploy's `noop`. */
+  noop: boolean;
   hosts: HostSwitch[];
 }
 
@@ -411,13 +413,13 @@ function hostPrevious(host: string, r: StepResult): HostPrevious {
  * pasted with `ops releases`' live marker (`* <id>`). Refused naming the id(s) meant: the marker at once; the others
  * after one read of the releases kept on each host (ops releases' step: one connection, nothing changed). Returns
  * when `to` is an id, or a text no release could be named by (the id's own error follows).
- * @throws OpsError naming the release id(s) meant, or that no kept release is `to`.
+ * @throws InputError naming the release id(s) meant, or that no kept release is `to`.
  */
 async function refuseOtherForms(ctx: OpsContext, env: Target, to: string): Promise<void> {
   const id = patternOf('release');
   if (id.test(to)) return;
   const unmarked = to.replace(/^\*\s*/, '');
-  if (unmarked !== to && id.test(unmarked)) throw new OpsError(`--to "${to}" holds the live marker of ops releases ("*"): the release id is ${unmarked}`, `ops rollback ${env.name} --to ${unmarked}`);
+  if (unmarked !== to && id.test(unmarked)) throw new InputError(`--to "${to}" holds the live marker of ops releases ("*"): the release id is ${unmarked}`, `ops rollback ${env.name} --to ${unmarked}`);
   // a ref, a sha, a time: the words a release is listed with (never white space or a shell's characters)
   if (!/^[A-Za-z0-9][\w./+-]{0,199}$/.test(to)) return;
   const { listReleases } = await import('./records.ts');
@@ -431,9 +433,9 @@ async function refuseOtherForms(ctx: OpsContext, env: Target, to: string): Promi
   const hex = /^[0-9a-f]{4,40}$/.test(lower);
   const meant = kept.filter((r) => r.ref === to || (hex && r.sha.startsWith(lower)) || (/^\d{8}(T\d{0,6}Z?)?$/.test(to) && r.id.startsWith(to)));
   const ids = [...new Set(meant.map((r) => r.id))].sort().reverse();
-  if (ids.length === 1) throw new OpsError(`--to takes a release id: ${to} is release ${ids[0]}`, `ops rollback ${env.name} --to ${ids[0]}`);
-  if (ids.length > 1) throw new OpsError(`--to takes a release id: ${to} names ${ids.length} kept releases, ${ids.join(', ')}`, `pick one (ops releases ${env.name} says which went live when): ops rollback ${env.name} --to ${ids[0]}`);
-  throw new OpsError(`--to takes a release id, and no release kept is ${to} (kept: ${kept.map((r) => `${r.id}${r.ref ? ` (${r.ref})` : ''}`).join(', ') || 'none'})`, `ops releases ${env.name} lists them with their ids; a release no longer kept comes back by a deploy of its commit (ops deploy ${env.name} --ref <ref>)`);
+  if (ids.length === 1) throw new InputError(`--to takes a release id: ${to} is release ${ids[0]}`, `ops rollback ${env.name} --to ${ids[0]}`);
+  if (ids.length > 1) throw new InputError(`--to takes a release id: ${to} names ${ids.length} kept releases, ${ids.join(', ')}`, `pick one (ops releases ${env.name} says which went live when): ops rollback ${env.name} --to ${ids[0]}`);
+  throw new InputError(`--to takes a release id, and no release kept is ${to} (kept: ${kept.map((r) => `${r.id}${r.ref ? ` (${r.ref})` : ''}`).join(', ') || 'none'})`, `ops releases ${env.name} lists them with their ids; a release no longer kept comes back by a deploy of its commit (ops deploy ${env.name} --ref <ref>)`);
 }
 
 /** rollback's run. */
@@ -500,12 +502,12 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
       },
     ),
   );
-  return { environment: env.name, url: env.url, hosts };
+  return { environment: env.name, url: env.url, noop: hosts.every((h) => h.noop), hosts };
 }
 
 /** The job summary (Markdown) of a rollback: one row per host. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */
 export function rollbackSummary(r: RollbackResult, v: ValueFormat = markdownValues): string {
-  const lines = [`### Rollback of ${v.text(r.environment)}`, '', '| host | from | to | |', '|---|---|---|---|'];
+  const lines = [`### ${r.noop ? 'Already live, nothing rolled back' : 'Rollback'} of ${v.text(r.environment)}`, '', '| host | from | to | |', '|---|---|---|---|'];
   for (const h of r.hosts) lines.push(`| ${v.text(h.host)} | ${v.code(h.previous, 'cell')} | ${v.code(h.release, 'cell')} | ${h.noop ? 'already live' : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1000).toFixed(1)}s`} |`);
   const said = r.hosts.flatMap((h) => h.notes.filter((n) => n.startsWith('settings: ')).map((n) => `- ${v.text(`${h.host}: ${n}`)}`));
   return [...lines, ...(said.length ? ['', ...said] : [])].join('\n');

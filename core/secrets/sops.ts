@@ -294,6 +294,34 @@ export class SecretsFile {
     this.plain = plain;
   }
 
+  /**
+   * Remove the key at `path` (ops secrets unset) with what it holds and its inline comment; the comment lines above it
+   * stay, above what follows it (a heading of several keys is not lost). The maps holding it stay, empty or not.
+   * Returns the node removed, or undefined when `path` names no key (nothing changed).
+   */
+  unset(path: string[]): TreeNode | undefined {
+    let removed: TreeNode | undefined;
+    const unsetIn = (map: MapNode, i: number): MapNode => {
+      const idx = map.entries.findIndex(([k]) => k === path[i]);
+      if (idx < 0) return map;
+      const current = map.entries[idx]![1];
+      if (i < path.length - 1) {
+        if (current.kind !== 'map') return map;
+        const entries = [...map.entries];
+        entries[idx] = [path[i]!, unsetIn(current, i + 1)];
+        return { ...map, entries };
+      }
+      removed = current;
+      const comments = map.comments
+        ?.filter((c) => !(c.before === idx && c.inline))
+        .map((c) => (c.before > idx ? { ...c, before: c.before - 1 } : c));
+      return { ...map, entries: map.entries.filter((_, j) => j !== idx), ...(comments && { comments }) };
+    };
+    const plain = path.length ? unsetIn(this.plain, 0) : this.plain;
+    if (removed) this.plain = plain;
+    return removed;
+  }
+
   /** Add a recipient (the data key is kept: like `sops updatekeys`). Returns false if it was one already. */
   addRecipient(recipient: string): boolean {
     const r = checkRecipient(recipient);

@@ -31,7 +31,7 @@ describe('an environment name mistyped', () => {
       [['env', 'remove', 'stagin'], 'staging'],
     ] as const) {
       const r = await cli(root, ...argv);
-      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.code, argv.join(' ')).toBe(2);
       expect(r.err, argv.join(' ')).toMatch(new RegExp(`^error: no environment "${argv.at(argv[0] === 'logs' ? -2 : argv[0] === 'deploy' ? 1 : -1)}": environments/\\S+ does not exist \\(did you mean ${meant}\\?\\)\n  hint: the environments are prod, qa, staging; a new one is made with \`ops env new <name>\``));
       expect(r.err).not.toMatch(/\n\s+at /);
     }
@@ -43,7 +43,7 @@ describe('an environment name mistyped', () => {
     const root = project();
     for (const [typed, meant] of [['qa_', 'qa'], ['Stagin', 'staging'], ['prod.', 'prod'], ['QA', 'qa']] as const) {
       const r = await cli(root, 'config', typed);
-      expect(r.code, typed).toBe(1);
+      expect(r.code, typed).toBe(2);
       expect(r.err, typed).toContain(`hint: did you mean ${meant}? the name of its folder under environments/`);
     }
   });
@@ -69,7 +69,7 @@ describe('environment.yml edited by hand', () => {
       const file = withLine(root, hostKeyLine, value);
       const before = readFileSync(file, 'utf8');
       const r = await cli(root, 'config', 'prod');
-      expect(r.code, value).toBe(1);
+      expect(r.code, value).toBe(2);
       expect(r.err, value).toMatch(new RegExp(`^error: environments/prod/environment.yml:\\d+:\\d+: not valid YAML: the value of ${key} starts with \\${char}, which YAML reads as `));
       expect(r.err, value).toContain(`hint: put the whole value in single quotes: ${key}: '...'`);
       expect(readFileSync(file, 'utf8')).toBe(before);
@@ -91,7 +91,7 @@ describe('environment.yml edited by hand', () => {
       const root = testEnv({}, undefined, 'prod').root;
       withLine(root, from, to);
       const r = await cli(root, 'config', 'prod');
-      expect(r.code, to).toBe(1);
+      expect(r.code, to).toBe(2);
       expect(r.err, to).toMatch(what);
     }
   });
@@ -100,7 +100,7 @@ describe('environment.yml edited by hand', () => {
     const root = testEnv({}, undefined, 'prod').root;
     withLine(root, /^app: shop$/m, 'app: shop\nref: main\nref: v1');
     const r = await cli(root, 'config', 'prod');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/^error: environments\/prod\/environment.yml:(\d+):1: not valid YAML: a key given twice in the same map: ref \(first given at line (\d+)\)\n/);
     const [, dup, first] = /:(\d+):1: .*line (\d+)\)/.exec(r.err)!;
     expect(Number(dup)).toBe(Number(first) + 1);

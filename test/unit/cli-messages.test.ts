@@ -217,12 +217,12 @@ describe('a file a setting of environment.yml names', () => {
   it('missing: the setting, the path it became and that a relative one starts from the environment folder (nginx.site_template, tls.acme_ca_file)', async () => {
     const root = testEnv({ domain: 'shop.example.org', nginx: { site_template: 'site.conf' }, tls: { mode: 'letsencrypt', email: 'ops@shop.fr', acme_server: 'https://acme.test/dir', acme_ca_file: '../ca.pem' } }, undefined, 'prod').root;
     const config = await cli(root, 'config', 'prod');
-    expect(config.code).toBe(1);
+    expect(config.code).toBe(2);
     expect(config.err).toContain(`nginx.site_template: cannot read ${join(root, 'environments', 'prod', 'site.conf')}: no such file\n  hint: check nginx.site_template in environments/prod/environment.yml ("site.conf"): a relative path starts from the environment's folder, environments/prod/; ~/ from your home directory`);
     writeFileSync(join(root, 'environments', 'prod', 'site.conf'), '{{upstreams_include}}\nserver { listen 80; {{locations}} }\n');
     // before any connection (its hosts are documentation addresses: none is tried)
     const provision = await cli(root, 'provision', 'prod');
-    expect(provision.code).toBe(1);
+    expect(provision.code).toBe(2);
     expect(provision.err).toBe(`error: tls.acme_ca_file: cannot read ${join(root, 'environments', 'ca.pem')}: no such file\n  hint: check tls.acme_ca_file in environments/prod/environment.yml ("../ca.pem"): a relative path starts from the environment's folder, environments/prod/; ~/ from your home directory\n`);
   });
 });
@@ -242,7 +242,7 @@ describe('an environment name written otherwise', () => {
     const root = testEnv({}, undefined, 'prod').root;
     for (const [typed, meant] of [['environments/prod/', 'prod'], ['./environments/prod/environment.yml', 'prod'], ['prod/', 'prod'], ['PROD', 'prod'], ['qa.eu', 'qa-eu'], ['qa_eu', 'qa-eu']]) {
       const r = await cli(root, 'config', typed!);
-      expect(r.code, typed).toBe(1);
+      expect(r.code, typed).toBe(2);
       expect(r.err, typed).toContain(`error: invalid environment name ${JSON.stringify(typed)}: expected lower-case letters`);
       expect(r.err, typed).toContain(`hint: did you mean ${meant}? the name of its folder under environments/`);
     }
@@ -256,7 +256,7 @@ describe('an environment name written otherwise', () => {
     const from = (cwd: string, typed: string) => runOps(['config', typed], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent', INIT_CWD: cwd } });
     for (const [cwd, typed] of [[folder, '.'], [folder, './'], [folder, '../prod'], [folder, 'environment.yml'], [join(folder, 'assets'), '..'], [root, folder]] as const) {
       const r = await from(cwd, typed);
-      expect(r.code, `${typed} in ${cwd}`).toBe(1);
+      expect(r.code, `${typed} in ${cwd}`).toBe(2);
       expect(r.err, `${typed} in ${cwd}`).toBe(`error: invalid environment name ${JSON.stringify(typed)}: expected lower-case letters, digits and "-", starting with a letter, at most 40 characters (e.g. prod, staging, demo-2)\n  hint: did you mean prod? the name of its folder under environments/ (\`ops env new <name>\` makes one)\n`);
     }
     // out of environments/: nothing is guessed
@@ -508,9 +508,9 @@ describe('--json on a failure', () => {
       ['deploy', 'prod', '--ref', '..', '--json'],
     ]) {
       const r = await cli(root, ...argv);
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       const doc = JSON.parse(r.out) as { ok: boolean; error: string; hint?: string; exitCode: number };
-      expect(doc).toMatchObject({ ok: false, exitCode: 1 });
+      expect(doc).toMatchObject({ ok: false, exitCode: 2 });
       expect(r.err).toContain(`error: ${doc.error}`);
       if (doc.hint) expect(r.err).toContain(`hint: ${doc.hint}`);
     }
@@ -638,7 +638,7 @@ describe('ops config checks what a deploy renders for the hosts', () => {
     const file = join(one.root, 'environments', 'qa', 'environment.yml');
     writeFileSync(file, readFileSync(file, 'utf8').replace(/command: run\n(\s+)port: 3579/, 'command: run --port {prot}\n$1port: 3579').replace(/command: run\n(\s+)port: 3000/, 'command: run {prot}\n$1port: 3000'));
     const r = await cli(one.root, 'config', 'qa');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('environments/qa/environment.yml has 2 problems:');
     expect(r.err).toContain('programs.server.command: unknown placeholder {prot} (did you mean {port}?)');
     expect(r.err).toContain('programs.client.command: unknown placeholder {prot}');

@@ -88,6 +88,8 @@ describe('rollback operation', () => {
     expect(h.remotes.size).toBe(1);
     expect(h.names()).toEqual(['lock']);
     expect(r.hosts[0]).toMatchObject({ host: 'web1', release: OLD, previous: LIVE, noop: false });
+    expect(r.noop).toBe(false);
+    expect(rollbackSummary(r)).toMatch(/^### Rollback of /);
     expect(r.hosts[0]!.steps.map((s) => s.name)).toEqual(['lock + start green + switch']);
     const lock = h.remotes.get('web1')!.runs[0]!;
     // The host chooses (no --to), then its audit line takes release and previous from the host's variables.
@@ -217,6 +219,9 @@ describe('rollback operation', () => {
     const noop = harness((step) => (step.name === 'lock' ? { stdout: STATE + opsLines(KEYS, 'rollback noop', `rollback_from ${LIVE}`, `rollback_to ${LIVE}`, 'lock released') } : undefined));
     const r = await rollback(noop.ctx, loadEnvironment('one', root), LIVE);
     expect(r.hosts[0]).toMatchObject({ release: LIVE, previous: LIVE, noop: true, notes: [`${LIVE} is already live`] });
+    // exit 0 (the release asked for is live), told apart from a rollback by `noop`, as a deploy's no-op is, and by its heading
+    expect(r.noop).toBe(true);
+    expect(rollbackSummary(r)).toMatch(/^### Already live, nothing rolled back of one\n/);
     expect(noop.names()).toEqual(['lock']);
     const lock = noop.remotes.get('web1')!.runs[0]!.stdin;
     expect(lock).toContain('if [ "$rollback_verdict" = noop ]; then');
@@ -280,6 +285,27 @@ describe('rollback operation', () => {
     // Before the state was read (the lock step cut off at once): what was live is not known (null), not "none" ('').
     const early = await json(opsLines(KEYS, 'lock acquired'));
     expect(early.doc).toMatchObject({ release: null, previous: null, live: null });
+  });
+
+  it('exit status, by kind (README "Exit status"): --to of the wrong form 2 (usage, nothing changed), a release not kept 1 (refused by the hosts), --to the live release 0 with noop true, a rollback 0 with noop false', async () => {
+    const A = 'a'.repeat(40);
+    const listing = opsLines({ ...KEYS, ...RELEASES_KEYS }, 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${OLD} ${A} ok 1 1`, `release_json ${OLD} {"sha":"${A}","ref":"v1"}`);
+    const run = async (lock: string, ...argv: string[]) => {
+      const h = harness((step) => (step.name === 'lock' ? { stdout: STATE + lock } : step.name === 'releases' ? { stdout: listing } : undefined));
+      const r = await runOps(['rollback', 'one', '--json', ...argv], { root, processEnv: { PATH: process.env.PATH, USER: 'alice' }, connector: h.ctx.connector });
+      return { code: r.code, doc: JSON.parse(r.out) as { ok?: boolean; exitCode?: number; noop?: boolean }, steps: h.remotes.size ? h.names() : [] };
+    };
+    for (const to of ['not a release', 'v1', `* ${OLD}`]) {
+      const r = await run('', '--to', to);
+      expect([r.code, r.doc.exitCode], to).toEqual([2, 2]);
+      expect(r.steps, to).not.toContain('lock');
+    }
+    const notKept = await run(opsLines(KEYS, 'rollback not_kept', `rollback_from ${LIVE}`), '--to', '20261001T100000Z-cccccccccccc');
+    expect([notKept.code, notKept.doc.exitCode]).toEqual([1, 1]);
+    const live = await run(opsLines(KEYS, 'rollback noop', `rollback_from ${LIVE}`, `rollback_to ${LIVE}`, 'lock released'), '--to', LIVE);
+    expect([live.code, live.doc.noop]).toEqual([0, true]);
+    const back = await run(opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released'));
+    expect([back.code, back.doc.noop]).toEqual([0, false]);
   });
 
   it('ops rollback --json, refused on the host with no release to go back to, or before any host (an invalid --to): release null saying why, every release field there', async () => {
@@ -624,6 +650,7 @@ describe('rollback operation', () => {
     });
     const r = await rollback(h.ctx, loadEnvironment('assets', root));
     expect(r.hosts.map((x) => [x.host, x.release, x.previous, x.noop])).toEqual([['web1', LIVE, NEW, false], ['web2', LIVE, LIVE, true]]);
+    expect(r.noop).toBe(false); // one host rolled back: not nothing to do
     expect(r.hosts[1]!.notes).toContain(`${LIVE} is already live`);
     expect(h.remotes.get('web2')!.runs.at(-1)!.stdin).toContain(`"result":"no-op","message":"already live","release":"${LIVE}","previous":"${LIVE}"`);
     // The no-op host's `next` (NEW's, staged by the rollout) goes unless it names a release live somewhere; web1's switch dropped its own.

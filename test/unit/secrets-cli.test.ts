@@ -117,12 +117,12 @@ describe('ops env new', () => {
     expect(again.code).toBe(1);
     expect(again.err).toContain('environments/qa already exists');
     const bad = await cli(e.root, ['env', 'new', 'Bad;name']);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2);
     expect(bad.err).toContain('invalid environment name');
     // <env>-status is the GitHub environment status.yml uses for <env> (its deploy key, no reviewers).
     for (const name of ['prod-status', 'qa-status', 'other-status']) {
       const status = await cli(e.root, ['env', 'new', name]);
-      expect(status.code, name).toBe(1);
+      expect(status.code, name).toBe(2);
       expect(status.err).toContain(`invalid environment name "${name}": a name ending in "-status" is refused: ${name} is the GitHub environment status.yml uses for environment ${name.slice(0, -7)}`);
       expect(existsSync(join(e.root, 'environments', name)), name).toBe(false);
     }
@@ -1087,7 +1087,7 @@ describe('an environment name that does not exist', () => {
     const recipient = (await cli(e.root, ['secrets', 'recipients', 'qa'], e.env)).out.match(/age1[0-9a-z]+/)![0];
     for (const argv of [['show', 'qz'], ['show', 'qz', '--key', 'a'], ['set', 'qz', 'a'], ['edit', 'qz'], ['rotate', 'qz'], ['recipients', 'qz'], ['recipients', 'qz', 'add', recipient], ['recipients', 'qz', 'sync']]) {
       const r = await cli(e.root, ['secrets', ...argv], { ...e.env, EDITOR: 'false' }, 'value-Zq7w');
-      expect(r.code, argv.join(' ')).toBe(1);
+      expect(r.code, argv.join(' ')).toBe(2);
       expect(r.err, argv.join(' ')).toContain('no environment "qz": environments/qz/ does not exist (did you mean qa?)');
       expect(r.err, argv.join(' ')).toContain('hint: the environments are qa; a new one is made with `ops env new <name>`');
       expect(r.err, argv.join(' ')).not.toMatch(/(edit|set|add|new) qz/);
@@ -1099,7 +1099,7 @@ describe('an environment name that does not exist', () => {
   it('`set` refuses it before reading the value: no weak-value warning about a value that is not stored', async () => {
     const e = await newEnv();
     const r = await cli(e.root, ['secrets', 'set', 'qz', 'a'], e.env, 'x');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('no environment "qz"');
     expect(r.err).not.toContain('weak');
   });
@@ -1149,7 +1149,7 @@ describe('OPS_ROOT', () => {
     for (const [value, what] of [[join(dir, 'nope'), 'does not exist'], [join(dir, 'file'), 'is not a folder'], [dir, 'has no environments/ folder']] as const) {
       for (const argv of [['secrets', 'show', 'qa'], ['env', 'new', 'qa']]) {
         const r = await opsRoot(value, argv);
-        expect(r.code, `${value} ${argv.join(' ')}`).toBe(1);
+        expect(r.code, `${value} ${argv.join(' ')}`).toBe(2);
         expect(r.err).toContain(`OPS_ROOT=${value} is not an ops project: ${value} ${what}`);
         expect(r.err).toContain('set OPS_ROOT to the project folder');
         expect(r.err).not.toContain('has no environments yet');
@@ -1172,7 +1172,7 @@ describe('OPS_ROOT', () => {
     const tilde = await runOps(['secrets', 'recipients', 'qa'], { processEnv: { PATH: process.env.PATH, HOME: home, OPS_ROOT: `~/${basename(e.root)}`, INIT_CWD: tempDir(), ...e.env } });
     expect(tilde.code, tilde.err).toBe(0);
     const inside = await opsRoot(join(e.root, 'environments'), ['secrets', 'recipients', 'qa']);
-    expect(inside.code).toBe(1);
+    expect(inside.code).toBe(2);
     expect(inside.err).toContain(`hint: it is inside the project ${e.root}: set OPS_ROOT=${e.root}, or unset it`);
   });
 });

@@ -384,7 +384,7 @@ const cli = (root: string, ...argv: string[]) => runOps(argv, { root, processEnv
 describe('day-2 commands, argument errors', () => {
   it('env remove through the CLI: unknown name, then --force removes and lists the checklist', async () => {
     const { root, env } = await project();
-    expect(await cli(root, 'env', 'remove', 'nope')).toMatchObject({ code: 1, err: expect.stringContaining('error: no environment "nope"') });
+    expect(await cli(root, 'env', 'remove', 'nope')).toMatchObject({ code: 2, err: expect.stringContaining('error: no environment "nope"') });
     const r = await cli(root, 'env', 'remove', 'old', '--force');
     expect(r.code).toBe(0);
     expect(r.out).toContain('removed:\n  - environments/old/ (2 files)\n  - .sops.yaml: the creation rule for environments/old/');
@@ -403,7 +403,7 @@ describe('day-2 commands, argument errors', () => {
       out: '',
       err: 'error: --slot does not apply to nginx: its access and error logs are the site\'s, one pair for every release and slot\n  hint: leave --slot out for nginx\'s logs; --slot previous is for a program\'s: ops logs keep <program> --slot previous (programs: server, client)\n',
     });
-    expect(await cli(root, 'status', 'Nope')).toMatchObject({ code: 1, err: expect.stringContaining('invalid environment name "Nope"') });
+    expect(await cli(root, 'status', 'Nope')).toMatchObject({ code: 2, err: expect.stringContaining('invalid environment name "Nope"') });
     expect(await cli(root, 'certs', 'keep')).toMatchObject({ code: 1, err: expect.stringContaining('tls.mode is off') });
     expect((await cli(root, '--help')).out).toMatch(/status <env> +per host: release, nginx/);
   });

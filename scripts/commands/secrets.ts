@@ -608,6 +608,53 @@ async function warnRecipientsDrift(ctx: CommandContext, env: string): Promise<vo
   }
 }
 
+/**
+ * The value typed where the key goes (a URL with its password, a git address with a token, a private key), for `ops
+ * secrets <set|unset> <env> <key>`: refused (a usage error) before anything is read or written, its secret part never
+ * quoted; it is in the shell's history now, so said.
+ */
+async function refuseValueAsKey(key: string, env: string, command: 'set' | 'unset'): Promise<void> {
+  const { hideSecrets, isPrivateKey, urlCredentialsIn } = await import('../../core/secrets/parts.ts');
+  if (!isPrivateKey(key) && !urlCredentialsIn(key).length) return;
+  // typed after a key name (`database_url=postgres://...`): the name alone, as for any KEY=VALUE (nothing after it shown)
+  const at = key.search(/(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//);
+  const shown = at > 0 ? `${key.slice(0, at)}…` : hideSecrets(key);
+  throw new UsageError(
+    `the key given is ${isPrivateKey(key) ? 'an age private key' : `a ${key.includes('://') ? 'URL' : 'git address'} with credentials (${shown})`}, not a key name: was the value pasted in place of the key? nothing was changed`,
+    `${command === 'set' ? `give a key name and pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} <key>` : `give the key name: ops secrets unset ${env} <key>`}; the value is in your shell's history now: change it if others can read that`,
+  );
+}
+
+/** Where key path `parts` leads in `tree`: the node (undefined when it names none) and how many of its parts exist. */
+function findKey(tree: TreeNode, parts: string[], getEntry: (map: Extract<TreeNode, { kind: 'map' }>, key: string) => TreeNode | undefined): { node: TreeNode | undefined; found: number } {
+  let node: TreeNode | undefined = tree;
+  let found = 0;
+  for (const k of parts) {
+    node = node?.kind === 'map' ? getEntry(node, k) : undefined;
+    if (node) found++;
+  }
+  return { node, found };
+}
+
+/**
+ * No key `key` (split as `parts`, of which `found` exist) in the secrets file `shown` of `env`: the closest key where
+ * the path stops matching (key names are in clear in a sops file: no secret shown), or one the file holds only through
+ * a YAML merge key (sops merges none).
+ */
+async function noKey(secrets: { tree: TreeNode; data: unknown }, env: string, shown: string, key: string, parts: string[], found: number): Promise<OpsError> {
+  const { mapKeysAt, mergedOnlyPath } = await import('../../core/secrets/tree.ts');
+  const merged = mergedOnlyPath(secrets.data as Parameters<typeof mergedOnlyPath>[0], key);
+  if (merged)
+    return new OpsError(
+      `no key ${key} in ${shown}: the file holds it only through a YAML merge key, as "${merged}", and sops keeps \`<<\` as a key of its own, merging nothing`,
+      `write it out in its own map (ops secrets edit ${env}); \`ops secrets show ${env}\` lists the keys as sops reads them`,
+    );
+  const near = found < parts.length ? didYouMean(parts[found]!, mapKeysAt(secrets.tree, parts.slice(0, found))) : undefined;
+  const written = (k: string) => (k.includes('.') ? `"${k}"` : k);
+  const suggestion = near === undefined ? '' : `did you mean ${[...parts.slice(0, found), near].map(written).join('.')}? `;
+  return new OpsError(`no key ${key} in ${shown}`, `${suggestion}\`ops secrets show ${env}\` lists them all`);
+}
+
 /** `ops secrets recipients`: list, add, remove or sync; `signal` heeded between the files written (interruptible). */
 async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<number> {
   const { addRecipient, listRecipients, recipientsDrift, removeRecipient, syncRecipients } = await import('../../core/secrets/recipients.ts');
@@ -682,7 +729,7 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       const { secretsPath } = await import('../../core/secrets/env.ts');
       const { SecretsFile } = await import('../../core/secrets/sops.ts');
       const { printTree, toYaml } = await import('../../core/secrets/tree-print.ts');
-      const { getEntry, mapKeysAt, mergedOnlyPath, splitKeyPath } = await import('../../core/secrets/tree.ts');
+      const { getEntry, mapKeysAt, splitKeyPath } = await import('../../core/secrets/tree.ts');
       const env = validate('environment', ctx.args[0]!);
       const { requireEnvironment } = await import('../../core/secrets/files.ts');
       requireEnvironment(ctx.root, env); // an unknown name: the environments there, never `edit <typo>` (which would create it)
@@ -696,26 +743,8 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       }
       ctx.reporter.allow?.(key); // typed on the command line: no secret, whole in messages
       const parts = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { show: { env } });
-      let node: TreeNode | undefined = secrets.tree;
-      let found = 0; // how many parts of the path exist
-      for (const k of parts) {
-        node = node?.kind === 'map' ? getEntry(node, k) : undefined;
-        if (node) found++;
-      }
-      if (!node) {
-        // held only through a YAML merge key, which sops does not merge: said so, and where (key names, no secret)
-        const merged = mergedOnlyPath(secrets.data, key);
-        if (merged)
-          throw new OpsError(
-            `no key ${key} in ${show(ctx.root, file)}: the file holds it only through a YAML merge key, as "${merged}", and sops keeps \`<<\` as a key of its own, merging nothing`,
-            `write it out in its own map (ops secrets edit ${env}); \`ops secrets show ${env}\` lists the keys as sops reads them`,
-          );
-        // The closest key where the path stops matching (key names are in clear in a sops file: no secret shown).
-        const near = found < parts.length ? didYouMean(parts[found]!, mapKeysAt(secrets.tree, parts.slice(0, found))) : undefined;
-        const written = (k: string) => (k.includes('.') ? `"${k}"` : k);
-        const suggestion = near === undefined ? '' : `did you mean ${[...parts.slice(0, found), near].map(written).join('.')}? `;
-        throw new OpsError(`no key ${key} in ${show(ctx.root, file)}`, `${suggestion}\`ops secrets show ${env}\` lists them all`);
-      }
+      const { node, found } = findKey(secrets.tree, parts, getEntry);
+      if (!node) throw await noKey(secrets, env, show(ctx.root, file), key, parts, found);
       // One value exactly as stored, as `sops decrypt --extract` hands it on (a binary value: its bytes): no newline
       // added, so that `show --key a | set b` copies it unchanged. On a terminal only, a newline ends a value that
       // has none, so that the prompt starts on a line of its own (nothing reads the value there).
@@ -915,18 +944,7 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
         const { getEntry, mapKeysAt, quotePart, showPath, splitKeyPath, str } = await import('../../core/secrets/tree.ts');
         const env = validate('environment', ctx.args[0]!);
         const key = ctx.args[1]!;
-        // the value typed where the key goes (a URL with its password, a git address with a token, a private key): refused before anything is
-        // read or written, its secret part never quoted; it is in the shell's history now, so said
-        const { hideSecrets, isPrivateKey, urlCredentialsIn } = await import('../../core/secrets/parts.ts');
-        if (isPrivateKey(key) || urlCredentialsIn(key).length) {
-          // typed after a key name (`database_url=postgres://...`): the name alone, as for any KEY=VALUE (nothing after it shown)
-          const at = key.search(/(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:\/\//);
-          const shown = at > 0 ? `${key.slice(0, at)}…` : hideSecrets(key);
-          throw new UsageError(
-            `the key given is ${isPrivateKey(key) ? 'an age private key' : `a ${key.includes('://') ? 'URL' : 'git address'} with credentials (${shown})`}, not a key name: was the value pasted in place of the key? nothing was changed`,
-            `give a key name and pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} <key>; the value is in your shell's history now: change it if others can read that`,
-          );
-        }
+        await refuseValueAsKey(key, env, 'set');
         splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
         // so is an unknown environment: nothing read, nor warned about, for a file that will not be written
         const { requireEnvironment } = await import('../../core/secrets/files.ts');
@@ -1006,6 +1024,68 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
         } finally {
           abort.stop();
         }
+      }),
+  }),
+  command({
+    name: 'secrets unset',
+    summary: 'remove one secret (a CHANGE-ME placeholder nothing reads, a key no longer used), without an editor',
+    args: ['<env>', '<key>'],
+    options: {
+      recursive: { type: 'boolean', description: 'remove a map with all the secrets nested under the key' },
+    },
+    help: `The key path is read as ops secrets set reads it (a.b for a nested key, "a.b" in double quotes for one key
+holding dots); the maps holding the key stay. A key holding a map (passwords) is not removed with all it holds unless
+--recursive is given: remove one of its keys instead (passwords.admin@example.org).
+A secret the environment's .env takes (an env entry names it) or a packages setting reads is refused, nothing
+written, as every deploy would refuse its absence: take that entry out of environment.yml first.
+A key the file does not hold: nothing to do, exit 0 (the secret is not there, as asked), with a warning naming the
+closest key, in case of a typo.
+  ops secrets unset prod datapass_client_secret
+  ops secrets unset prod 'passwords."admin@example.org"'`,
+    run: (ctx) =>
+      interruptible(ctx, async (signal) => {
+        const { secretsPath } = await import('../../core/secrets/env.ts');
+        const { openEnvSecrets, requireEnvironment } = await import('../../core/secrets/files.ts');
+        const { getEntry, mapKeysAt, showPath, splitKeyPath } = await import('../../core/secrets/tree.ts');
+        const { retryOnChange } = await import('../../core/secrets/atomic.ts');
+        const env = validate('environment', ctx.args[0]!);
+        const key = ctx.args[1]!;
+        await refuseValueAsKey(key, env, 'unset');
+        splitKeyPath(key, () => []); // a malformed path is refused before anything is read
+        requireEnvironment(ctx.root, env);
+        const file = secretsPath(ctx.root, env);
+        if (!userFileExists(file, show(ctx.root, file))) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)}): there is no secret to remove`, `ops secrets set ${env} <key> creates it`);
+        // the key as typed names no secret (argv), nor do its parts
+        for (const k of [key, ...splitKeyPath(key, () => [])]) ctx.reporter.allow?.(k);
+        const redo = `ops secrets unset ${env} ${quote(key)}`;
+        const open = { ...(await openWith(ctx, env)), signal };
+        return await retryOnChange(redo, async () => {
+          const { secrets } = await openEnvSecrets(ctx.root, env, open, { redo });
+          const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p));
+          ctx.reporter.allow?.(path.join('.'));
+          const { node, found } = findKey(secrets.tree, path, getEntry);
+          if (!node) {
+            const missing = await noKey(secrets, env, show(ctx.root, file), key, path, found);
+            ctx.reporter.warn(`${missing.message}: nothing to remove, nothing changed${missing.hint ? ` (${missing.hint})` : ''}`);
+            return 0;
+          }
+          if (node.kind === 'map' && node.entries.length && !ctx.values.recursive) {
+            const held = leafPaths(node, path);
+            throw new OpsError(
+              `${path.join('.')} is a map holding ${held.length} secret${held.length === 1 ? '' : 's'} (${held.join(', ') || 'none'}): removing it would remove ${held.length === 1 ? 'it' : 'them all'}; nothing was changed`,
+              `remove one key under it (ops secrets unset ${env} '${path.map((k) => (k.includes('.') ? `"${k}"` : k)).join('.')}.<key>'), or give --recursive to remove the whole map`,
+            );
+          }
+          const before = secrets.data;
+          secrets.unset(path);
+          // a secret a deploy needs (its .env takes it, a packages setting reads it) is refused now, unwritten
+          const { secretsChangeCheck } = await import('../../core/ops/secrets.ts');
+          (await secretsChangeCheck(ctx.root, env, (m) => ctx.reporter.warn(m), 'set'))(before, secrets.data);
+          await secrets.save();
+          ctx.reporter.info(`${show(ctx.root, secrets.file)}: ${own`removed`} ${keyName(showPath(path))}`);
+          await warnRecipientsDrift(ctx, env);
+          return 0;
+        });
       }),
   }),
   command({

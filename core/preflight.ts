@@ -106,7 +106,8 @@ const list = (items: string[], max = 5) => `${items.slice(0, max).join(', ')}${i
  * core/node-engines.ts), release.build and release.migrate when they are `make [target]` (the defaults `make build`,
  * `make migrate`), programs.<name>.directory, a program's `sh -c` script (shellScriptProblems); warned of: a
  * program's `--env-file` naming no file (envFileWarnings), settings a framework reads from its process environment
- * only that no program gets (processOnlySettings). Paths are relative to the repository root, which is the
+ * only that no program gets (processOnlySettings), a Next.js server started in a subdirectory, which reads no .env
+ * at the release's root (nextDotenvDirs). Paths are relative to the repository root, which is the
  * release directory (build, migrate and programs run there). `tree`: the plan's tree content (submodules,
  * export-ignored paths). Never throws for what it finds: problems and warnings are returned (preflightError).
  * @throws GitError when the commit cannot be read.
@@ -198,7 +199,7 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
       );
   }
   problems.push(...shellScriptProblems(env));
-  warnings.push(...envFileWarnings(env, listing, at), ...(await processOnlySettings(repo, sha, env)));
+  warnings.push(...envFileWarnings(env, listing, at), ...(await processOnlySettings(repo, sha, env)), ...(await nextDotenvDirs(repo, sha, env)));
   return { problems, warnings };
 }
 
@@ -310,6 +311,87 @@ async function processOnlySettings(repo: string, sha: string, env: Environment):
       `env ${list(names, 4)} ${names.length > 1 ? 'are' : 'is'} written to the release's .env only, and ${reader} reads ${prefix}* from the process environment: a program gets only HOME, PATH, OPS_RELEASE, OPS_SLOT and its programs.<name>.env, and nothing in commit ${sha.slice(0, 12)} loads the .env (no load_dotenv, read_env, dotenv...), so the app would serve without ${names.length > 1 ? 'them' : 'it'} (its default, or none) while the deploy says it is live; let the app read the file (python-dotenv's load_dotenv() in the app factory, Node's dotenv), or start the program through the shell reader: command: "sh -c 'set -a; . {release}/.env; exec <program>'" with shell in dotenv.readers`,
     ];
   });
+}
+
+/**
+ * Options of `next start` that take a value (Next.js docs, "next CLI": -p/--port, -H/--hostname,
+ * --keepAliveTimeout); any other word starting with "-" is a flag.
+ */
+const NEXT_START_VALUE_OPTIONS = new Set(['-p', '--port', '-H', '--hostname', '--keepAliveTimeout']);
+
+/**
+ * The project directory a `next start` in `words` serves, as written (`next start web`: "web"; none given: "."), or
+ * undefined when the words run no `next start` (`next`, `npx next`, `node_modules/.bin/next`, `node .../next`).
+ */
+function nextStartDir(words: string[]): string | undefined {
+  const at = words.findIndex((w, i) => posix.basename(w) === 'next' && words[i + 1] === 'start');
+  if (at < 0) return undefined;
+  for (let i = at + 2; i < words.length; i++) {
+    const w = words[i]!;
+    if (NEXT_START_VALUE_OPTIONS.has(w)) i++;
+    else if (!w.startsWith('-')) return w;
+  }
+  return '.';
+}
+
+/**
+ * The npm script a command runs (`npm start`, `{npm} run start`, `npm run-script serve`: "start", "serve"), or
+ * undefined for another command.
+ */
+function npmScript(words: string[]): string | undefined {
+  if (!words[0] || !['npm', '{npm}'].includes(posix.basename(words[0]))) return undefined;
+  const rest = words.slice(1).filter((w) => !w.startsWith('-'));
+  if (rest[0] === 'start') return 'start';
+  return rest[0] === 'run' || rest[0] === 'run-script' ? rest[1] : undefined;
+}
+
+/**
+ * Warnings for programs that serve a Next.js app with `next start` from another directory than the release's root
+ * (programs.<name>.directory, `next start <dir>`, or an npm script running it in a package there): Next.js loads
+ * `.env*` files from its project directory only (@next/env's loadEnvConfig(dir), Next.js docs "Environment
+ * Variables"), while ops writes the release's `.env` at its root, so every server value (not NEXT_PUBLIC_*, which the
+ * build inlines) is undefined while it serves, silently, and the deploy says it is live. Values the program is given
+ * (programs.<name>.env) or a command that loads the .env itself (LOADS_DOTENV) are read: no warning. The npm script
+ * is read from the package.json at the program's directory in commit `sha`.
+ */
+async function nextDotenvDirs(repo: string, sha: string, env: Environment): Promise<string[]> {
+  const names = Object.keys(env.config.env).filter((n) => !n.startsWith('NEXT_PUBLIC_'));
+  if (!names.length) return [];
+  const warnings: string[] = [];
+  for (const [name, program] of Object.entries(env.config.programs)) {
+    if (new RegExp(LOADS_DOTENV).test(program.command)) continue;
+    const parsed = commandWords(program.command);
+    if (!Array.isArray(parsed)) continue;
+    const words = parsed.map((w) => w.text);
+    const cwd = posix.normalize(program.directory ?? '.');
+    let served = nextStartDir(words);
+    let via = '';
+    const script = served === undefined ? npmScript(words) : undefined;
+    if (script) {
+      const pkg = await fileAt(repo, sha, posix.join(cwd, 'package.json')).catch(() => undefined);
+      let line: unknown;
+      try {
+        line = (JSON.parse(pkg ?? '{}') as { scripts?: Record<string, unknown> }).scripts?.[script];
+      } catch {
+        line = undefined;
+      }
+      const scriptWords = typeof line === 'string' ? commandWords(line) : undefined;
+      served = Array.isArray(scriptWords) ? nextStartDir(scriptWords.map((w) => w.text)) : undefined;
+      via = ` (its npm script "${script}" runs ${String(line)})`;
+    }
+    if (served === undefined) continue;
+    // {release}/web is the release's web; another absolute path is not judged
+    const dir = served.startsWith('{release}') ? posix.normalize(`.${served.slice('{release}'.length)}`) : served.startsWith('/') ? undefined : posix.join(cwd, served);
+    if (dir === undefined || dir === '.' || dir === './') continue;
+    const given = new Set(Object.keys(program.env));
+    const lost = names.filter((n) => !given.has(n));
+    if (!lost.length) continue;
+    warnings.push(
+      `programs.${name} runs next start${via} in ${dir}/ of the release, and Next.js reads .env files from its project directory only: the release's .env is at its root, so env ${list(lost, 4)} would be undefined in the server while the deploy says it is live (NEXT_PUBLIC_* values are inlined by the build, which reads them from the process environment); ` +
+        `load the file into the process: command: "sh -c 'set -a; . {release}/.env; exec <the command>'" with shell in dotenv.readers, or give the values in programs.${name}.env`,
+    );
+  }
+  return warnings;
 }
 
 /**

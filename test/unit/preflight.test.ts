@@ -176,6 +176,36 @@ describe('preflight of a commit against the release settings', () => {
     await quiet(files, settings({ APP_SECRET: 'x' }));
   });
 
+  it('warns of a Next.js server started in a subdirectory (directory, next start <dir>, an npm script there running next start): Next.js reads .env there only, and the release\'s is at its root', async () => {
+    const files = { ...GOOD, 'web/package.json': JSON.stringify({ name: 'web', scripts: { start: 'next start -p 3000', dev: 'next dev' } }) };
+    const settings = (program: Record<string, unknown>, env: Record<string, unknown> = { DATABASE_URL: { secret: 'database_url' }, NEXT_PUBLIC_SITE: 'x' }) => ({
+      env,
+      programs: { server: { command: 'run', port: 3579, health: '/health' }, web: { port: 3000, ...program } },
+      routes: { '/': 'web', '/api/': 'server' },
+    });
+    const warned = async (program: Record<string, unknown>, dir: string, env?: Record<string, unknown>) => {
+      const r = await check(files, settings(program, env));
+      expect(r.problems).toEqual([]);
+      expect(r.warnings, JSON.stringify(program)).toEqual([
+        expect.stringMatching(new RegExp(`^programs\\.web runs next start.* in ${dir}/ of the release, and Next\\.js reads \\.env files from its project directory only: the release's \\.env is at its root, so env DATABASE_URL would be undefined in the server while the deploy says it is live .*command: "sh -c 'set -a; \\. \\{release\\}/\\.env; exec <the command>'" with shell in dotenv\\.readers, or give the values in programs\\.web\\.env$`)),
+      ]);
+    };
+    await warned({ command: 'node_modules/.bin/next start -p {port}', directory: 'web' }, 'web');
+    await warned({ command: 'npx next start --port {port} web' }, 'web');
+    await warned({ command: 'npx next start {release}/web' }, 'web');
+    await warned({ command: 'npm start', directory: 'web' }, 'web');
+    const quiet = async (program: Record<string, unknown>, env?: Record<string, unknown>) => expect((await check(files, settings(program, env))).warnings, JSON.stringify(program)).toEqual([]);
+    // From the release's root, its .env read; the file loaded by the command; the values given to the program; only NEXT_PUBLIC_* (the build's)
+    await quiet({ command: 'npx next start -p {port}' });
+    await quiet({ command: 'npx next start -H 0.0.0.0 .' });
+    await quiet({ command: "sh -c 'set -a; . {release}/.env; exec node_modules/.bin/next start'", directory: 'web' });
+    await quiet({ command: 'next start', directory: 'web', env: { DATABASE_URL: 'postgres://x' } }, { DATABASE_URL: 'postgres://x' });
+    await quiet({ command: 'npx next start web' }, { NEXT_PUBLIC_SITE: 'x' });
+    // Not Next.js: an npm script that runs something else; next dev is not a server ops runs
+    await quiet({ command: 'npm run dev', directory: 'web' });
+    await quiet({ command: 'npm start', directory: 'client' });
+  });
+
   it('refuses a program started through sh -c whose script the shell cannot parse (gunicorn\'s \'hello:create_app()\' nested in the single quotes), saying how to quote it', async () => {
     const program = (command: string) => ({ programs: { server: { command, port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } } });
     const nested = await check(GOOD, program("sh -c 'set -a; . {release}/.env; exec venv/bin/gunicorn 'hello:create_app()''"));

@@ -350,6 +350,23 @@ const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
 // eslint-disable-next-line no-control-regex
 const CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
 
+/** The longest word an error shows whole (a word: a run of characters without white space); a longer one is cut (cutLongWords). */
+export const WORD_MAX = 200;
+
+/**
+ * `text` with each word longer than WORD_MAX characters (an argument of thousands, a file pasted as one word) cut to its
+ * first 60 and last 20 characters around `…[N characters]…`: an error quoting one stays a line to read, not a screen
+ * of it. Counted in code points (a pair of surrogates never split). Only for text shown to people: apply it to what is
+ * already masked (a secret value cut first would no longer match its mask).
+ */
+export function cutLongWords(text: string): string {
+  return text.replace(new RegExp(`\\S{${WORD_MAX + 1},}`, 'gu'), (word) => {
+    const chars = [...word];
+    if (chars.length <= WORD_MAX) return word;
+    return `${chars.slice(0, 60).join('')}…[${chars.length - 80} characters]…${chars.slice(-20).join('')}`;
+  });
+}
+
 /**
  * `text` as it may reach a terminal or a job log: each control character that text from outside carries (an app's
  * log line, a commit subject, a host's output, an audit entry) shown as visible text, `\x1b` for ESC, `\x07` for BEL

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { InputError, OpsError, errorFields, failedResult, formatError, maskUncaught, showControls } from '../core/errors.ts';
+import { InputError, OpsError, cutLongWords, errorFields, failedResult, formatError, maskUncaught, showControls } from '../core/errors.ts';
 import { homeDir } from '../core/home.ts';
 import { quote, validate, wholeNumber, wholeNumberRange } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
@@ -669,7 +669,7 @@ export interface RunIo {
  * global options go). Options follow the command here: the usage error says so with the command line reordered, and,
  * with --json among them, prints its document on stdout as any usage error does. Exit 2.
  */
-function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream, shown: (text: string) => string): number {
+function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream, shown: (text: string) => string, documentText: (doc: Record<string, unknown>) => string): number {
   const at = argv.findIndex((a) => commands.some((c) => c.name.split(' ')[0] === a));
   const leading = at < 0 ? argv.slice(0, 1) : argv.slice(0, at);
   const first = leading.find((a) => a.startsWith('-'))!;
@@ -711,7 +711,7 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   // --json given: a command that takes it, or none recognised (whether the one meant takes it is not known)
   const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
   if (flags.includes('--json') && (!command || (command.options && 'json' in command.options))) {
-    stdout.write(shown(JSON.stringify({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }, null, 2)) + '\n');
+    stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }) + '\n');
   }
   return 2;
 }
@@ -749,7 +749,10 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
    * An error as printed: masked (the run's secret values), and what it quotes of the arguments or a file (a word typed
    * in the wrong place, an option's value, a setting) with a URL's password and a private key hidden (hideSecrets).
    */
-  const shown = (text: string): string => hideSecrets(reporter.redact(text));
+  const shown = (text: string): string => cutLongWords(hideSecrets(reporter.redact(text)));
+  /** A JSON document as printed: its texts masked and cut as `shown` does (the JSON text itself is never cut: it stays a document). */
+  const documentText = (doc: Record<string, unknown>): string =>
+    hideSecrets(reporter.redact(JSON.stringify(Object.fromEntries(Object.entries(doc).map(([k, v]) => [k, typeof v === 'string' ? shown(v) : v])), null, 2)));
   // an error nobody caught is printed by scripts/ops.ts's handler: masked as every other error
   maskUncaught(shown);
   if (!command) {
@@ -757,7 +760,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     // gave it parses stdout all the same (as for any usage error): the error as a document there too
     const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
     const document = (error: string, hint: string) => {
-      if (flags.includes('--json')) stdout.write(shown(JSON.stringify({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }, null, 2)) + '\n');
+      if (flags.includes('--json')) stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }) + '\n');
     };
     const group = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
     const word = argv[1];
@@ -781,7 +784,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       stderr.write(`"ops ${argv[0]}" needs a subcommand:\n${subcommands}\n`);
       document(`"ops ${argv[0]}" needs a subcommand`, listHint);
     } else if (argv[0]!.startsWith('-')) {
-      return optionBeforeCommand(commands, argv, stdout, stderr, shown);
+      return optionBeforeCommand(commands, argv, stdout, stderr, shown, documentText);
     } else if (envCommandAfter(commands, argv)) {
       // the environment typed before the command (`ops qa status`): the order said, with the line meant
       const c = envCommandAfter(commands, argv)!;
@@ -914,7 +917,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     // (ops.interrupted), once.
     if (json && !failedResult(err)?.stopped) {
       // With what the operation had got to where it applies (a deploy's release attempted, what is live: withResult).
-      stdout.write(shown(JSON.stringify({ ok: false, ...failedResult(err), ...errorFields(e), exitCode: code }, null, 2)) + '\n');
+      stdout.write(documentText({ ok: false, ...failedResult(err), ...errorFields(e), exitCode: code }) + '\n');
     }
     return code;
   } finally {

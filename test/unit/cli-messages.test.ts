@@ -499,6 +499,22 @@ describe('a secret reference to a key holding dots', () => {
   });
 });
 
+describe('a very long argument (a file pasted as one word, a script gone wrong)', () => {
+  it('is quoted cut, its length said, in every error that names it; the --json document stays one document', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const long = 'b'.repeat(3000);
+    for (const argv of [['config', 'prod', long], ['config', long], ['config', 'prod', `--${long}`], ['deploy', 'prod', '--ref', long], [long, 'prod'], ['deploy', long, '--json']]) {
+      const r = await cli(root, ...argv);
+      const said = argv.map((a) => a.slice(0, 12)).join(' ');
+      expect(r.code, said).toBe(2);
+      expect(r.err, said).toContain(`${'b'.repeat(58)}…[`);
+      expect(r.err, said).not.toContain('b'.repeat(201));
+      expect(r.err.split('\n')[0]!.length, said).toBeLessThan(600);
+      if (argv.includes('--json')) expect((JSON.parse(r.out) as { error: string }).error).toMatch(/b…\[29\d\d characters\]…b/);
+    }
+  });
+});
+
 describe('--json on a failure', () => {
   it('stdout still holds one JSON document, the error and hint as on stderr, for every command that takes --json', async () => {
     const root = testEnv({}, undefined, 'prod').root;

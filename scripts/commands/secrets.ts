@@ -7,7 +7,7 @@ import { isAbsolute, join, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { isatty } from 'node:tty';
-import { OpsError, fileError, userFileExists } from '../../core/errors.ts';
+import { InputError, OpsError, fileError, userFileExists } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
 import { goFloatText } from '../../core/secrets/goyaml.ts';
@@ -122,8 +122,8 @@ async function readHidden(stdin: NodeJS.ReadStream, stderr: NodeJS.WritableStrea
       stdin.pause();
       stderr.write('\n'); // the Enter typed was not echoed either
       if (err) rej(err);
-      else if (lines.length > 1 || rest) rej(new OpsError(`the value typed for this key held several lines (a paste?): a value of several lines cannot be typed at a terminal; nothing was changed`, `give it from a file: ${fromFile}`));
-      else if (invalidUtf8Offset(Buffer.concat(raw)) >= 0) rej(new OpsError(`the value typed for this key is not UTF-8 text (the terminal sends another encoding: see its settings and LANG); it would be stored changed, so nothing was changed`, `set the terminal to UTF-8, or give the value from a file: ${fromFile}`));
+      else if (lines.length > 1 || rest) rej(new InputError(`the value typed for this key held several lines (a paste?): a value of several lines cannot be typed at a terminal; nothing was changed`, `give it from a file: ${fromFile}`));
+      else if (invalidUtf8Offset(Buffer.concat(raw)) >= 0) rej(new InputError(`the value typed for this key is not UTF-8 text (the terminal sends another encoding: see its settings and LANG); it would be stored changed, so nothing was changed`, `set the terminal to UTF-8, or give the value from a file: ${fromFile}`));
       else res(lines[0] ?? '');
     };
     // the lines of one paste arrive in one chunk, one event each: the first is taken once they are all in
@@ -180,25 +180,25 @@ function windowsText(ctx: CommandContext, key: string, text: string): string {
 /**
  * `ops secrets set`'s value: stdin, as UTF-8 text, through setValueFromInput unless `exact` (--exact: byte for byte,
  * for a one-line value that ends in a newline, which setValueFromInput would drop).
- * @throws OpsError when stdin is a directory (`< DIR`), empty (--empty stores an empty value) or not UTF-8 text; InterruptedError once
+ * @throws InputError (exit 2) when stdin is a directory (`< DIR`), empty (--empty stores an empty value) or not UTF-8 text; InterruptedError once
  * `signal` aborts (Ctrl-C at the terminal too).
  */
 async function valueFromStdin(ctx: CommandContext, env: string, key: string, exact: boolean, signal: AbortSignal): Promise<string> {
   if ((ctx.stdin as NodeJS.ReadStream).isTTY) {
     const typed = await readHidden(ctx.stdin as NodeJS.ReadStream, ctx.stderr, `value for ${key} (not shown; Enter ends it): `, `ops secrets set ${env} ${quote(key)} < FILE`, signal);
-    if (typed === '') throw new OpsError(`no value typed for ${key}; nothing was changed`, `type the value and press Enter; to store an empty value, give --empty`);
+    if (typed === '') throw new InputError(`no value typed for ${key}; nothing was changed`, `type the value and press Enter; to store an empty value, give --empty`);
     return typed;
   }
   // `< DIR`: node's stdin on a directory reads as empty (no EISDIR), which was said as "no value on stdin"
   if (ctx.stdin === process.stdin && isDirectoryFd(0))
-    throw new OpsError(`stdin is a directory (EISDIR: \`< DIR\` gave a folder, not the file holding the value for ${key}); nothing was changed`, `give the file holding the value: ops secrets set ${env} ${quote(key)} < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set ${env} ${quote(key)}`);
+    throw new InputError(`stdin is a directory (EISDIR: \`< DIR\` gave a folder, not the file holding the value for ${key}); nothing was changed`, `give the file holding the value: ops secrets set ${env} ${quote(key)} < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set ${env} ${quote(key)}`);
   const { decodeUtf8 } = await import('../../core/secrets/utf8.ts');
   const hint = `store binary data as base64 text (\`base64 -w0 < FILE | ops secrets set ${env} ${quote(key)}\`), or convert text to UTF-8 first (\`iconv -f latin1 -t utf-8\`)`;
   const bytes = await readAll(ctx.stdin, signal);
   // UTF-16 (PowerShell 5's `>`) is named by decodeUtf8, with the conversion that keeps the text
   const text = decodeUtf8(bytes, `the value on stdin for ${key}`, hint);
   const value = exact ? text : setValueFromInput(windowsText(ctx, key, text));
-  if (value === '') throw new OpsError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${quote(key)}; to store an empty value, give --empty`);
+  if (value === '') throw new InputError('no value on stdin', `pipe the value in: printf '%s' "$VALUE" | ops secrets set ${env} ${quote(key)}; to store an empty value, give --empty`);
   return value;
 }
 
@@ -678,8 +678,8 @@ async function recipients(ctx: CommandContext, signal: AbortSignal): Promise<num
     throw new UsageError(`unknown action "${action}"${near ? ` (did you mean "${near}"?)` : ''}`, 'use add, remove or sync');
   }
   const recipient = ctx.args[2];
-  if (action !== 'sync' && !recipient) throw new OpsError(`"secrets recipients ${env} ${action}" needs a recipient: an age public key (age1...) or an SSH public key in quotes ('ssh-ed25519 AAAA...')`);
-  if (action === 'sync' && recipient) throw new OpsError('"sync" takes no recipient: it uses .sops.yaml');
+  if (action !== 'sync' && !recipient) throw new UsageError(`"secrets recipients ${env} ${action}" needs a recipient: an age public key (age1...) or an SSH public key in quotes ('ssh-ed25519 AAAA...')`);
+  if (action === 'sync' && recipient) throw new UsageError('"sync" takes no recipient: it uses .sops.yaml');
   const force = ctx.values.force === true;
   const open = { ...(await openWith(ctx, env)), signal };
   if (action === 'sync') {

@@ -499,6 +499,18 @@ describe('a secret reference to a key holding dots', () => {
   });
 });
 
+describe('exit status 2 (usage) for a command line that lacks or holds a word it must not, whichever command reads it', () => {
+  it('secrets recipients add without its recipient, sync with one; set with nothing on stdin', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    const add = await cli(root, 'secrets', 'recipients', 'prod', 'add');
+    expect(add).toMatchObject({ code: 2, err: expect.stringContaining('"secrets recipients prod add" needs a recipient') });
+    const sync = await cli(root, 'secrets', 'recipients', 'prod', 'sync', 'age1xyz');
+    expect(sync).toMatchObject({ code: 2, err: expect.stringContaining('"sync" takes no recipient') });
+    const set = await cli(root, 'secrets', 'set', 'prod', 'smtp_password');
+    expect(set).toMatchObject({ code: 2, err: expect.stringContaining('no value on stdin') });
+  });
+});
+
 describe('a very long argument (a file pasted as one word, a script gone wrong)', () => {
   it('is quoted cut, its length said, in every error that names it; the --json document stays one document', async () => {
     const root = testEnv({}, undefined, 'prod').root;

@@ -363,7 +363,7 @@ describe('ops secrets set / show / decrypt', () => {
   it('set stores an empty value only when --empty says so (stdin is not read)', async () => {
     const e = await newEnv();
     const refused = await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password'], e.env, '');
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(2);
     expect(refused.err).toContain('no value on stdin');
     expect(refused.err).toContain('to store an empty value, give --empty');
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'smtp.password'], e.env, '\n')).err).toContain('no value on stdin');
@@ -383,7 +383,7 @@ describe('ops secrets set / show / decrypt', () => {
         encoding: 'utf8',
         timeout: 30_000,
       });
-      expect(r.status).toBe(1);
+      expect(r.status).toBe(2);
       expect(r.stderr).toBe(
         'error: stdin is a directory (EISDIR: `< DIR` gave a folder, not the file holding the value for tls.key); nothing was changed\n' +
           `  hint: give the file holding the value: ops secrets set qa tls.key < DIR/FILE, or pipe it in: printf '%s' "$VALUE" | ops secrets set qa tls.key\n`,

@@ -71,13 +71,13 @@ describe('ops secrets set at a terminal: the value typed is not shown', () => {
     const t = await setChangingNothing([['value for typed_key', 'Zq8-line-one\rZq8-line-two\r']]);
     expect(t.out).toContain('several lines');
     expect(t.out).toContain('ops secrets set qa typed_key < FILE');
-    expect(t.exit, t.out).toBe(1);
+    expect(t.exit, t.out).toBe(2);
   }, 180_000);
 
   it('Ctrl-D on an empty line: refused, nothing changed', async () => {
     const t = await setChangingNothing([['value for typed_key', '\x04']]);
     expect(t.out).toContain('no value typed for typed_key');
-    expect(t.exit, t.out).toBe(1);
+    expect(t.exit, t.out).toBe(2);
   }, 180_000);
 });
 

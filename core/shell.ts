@@ -145,7 +145,15 @@ export function validate(kind: ValueKind, value: string, label?: string, where?:
     const shown = JSON.stringify(value);
     // white space at its ends around a valid value (pasted from a listing, a chat, a form field): said as that, whatever the kind
     const padded = typeof value === 'string' && value.trim() !== value && check.pattern.test(value.trim()) && !check.extra?.(value.trim());
-    const hint = padded ? `remove the white space around ${JSON.stringify(value.trim())} (copied with it?)` : typeof value === 'string' ? check.hint?.(value, where) : undefined;
+    // U+FFFD: what bytes of the command line that are not UTF-8 became (a latin1 terminal, a script in another encoding)
+    const notUtf8 = typeof value === 'string' && value.includes('\uFFFD');
+    const hint = padded
+      ? `remove the white space around ${JSON.stringify(value.trim())} (copied with it?)`
+      : notUtf8
+        ? `it holds U+FFFD (\uFFFD), what bytes that are not UTF-8 become (a terminal or a script in another encoding, such as latin1): give it in UTF-8`
+        : typeof value === 'string'
+          ? check.hint?.(value, where)
+          : undefined;
     throw new InputError(`invalid ${label ?? check.what} ${shown}: expected ${check.form}`, hint);
   }
   const why = check.extra?.(value);

@@ -511,6 +511,17 @@ describe('exit status 2 (usage) for a command line that lacks or holds a word it
   });
 });
 
+describe('an argument that is not UTF-8 (node makes each such byte U+FFFD)', () => {
+  it('is said as that, whatever the value is (an environment, a ref, a release id), exit 2', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    for (const argv of [['config', 'pr\uFFFDd'], ['deploy', 'prod', '--ref', 'v\uFFFD1'], ['rollback', 'prod', '--to', '2026\uFFFD']]) {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).toContain('hint: it holds U+FFFD (\uFFFD), what bytes that are not UTF-8 become (a terminal or a script in another encoding, such as latin1): give it in UTF-8');
+    }
+  });
+});
+
 describe('a very long argument (a file pasted as one word, a script gone wrong)', () => {
   it('is quoted cut, its length said, in every error that names it; the --json document stays one document', async () => {
     const root = testEnv({}, undefined, 'prod').root;

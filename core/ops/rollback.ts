@@ -507,7 +507,7 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
 
 /** The job summary (Markdown) of a rollback: one row per host. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */
 export function rollbackSummary(r: RollbackResult, v: ValueFormat = markdownValues): string {
-  const lines = [`### ${r.noop ? 'Already live, nothing rolled back' : 'Rollback'} of ${v.text(r.environment)}`, '', '| host | from | to | |', '|---|---|---|---|'];
+  const lines = [`### Rollback of ${v.text(r.environment)}${r.noop ? ': already live, nothing to do' : ''}`, '', '| host | from | to | |', '|---|---|---|---|'];
   for (const h of r.hosts) lines.push(`| ${v.text(h.host)} | ${v.code(h.previous, 'cell')} | ${v.code(h.release, 'cell')} | ${h.noop ? 'already live' : `${(h.steps.reduce((a, s) => a + s.ms, 0) / 1000).toFixed(1)}s`} |`);
   const said = r.hosts.flatMap((h) => h.notes.filter((n) => n.startsWith('settings: ')).map((n) => `- ${v.text(`${h.host}: ${n}`)}`));
   return [...lines, ...(said.length ? ['', ...said] : [])].join('\n');

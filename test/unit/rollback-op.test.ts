@@ -89,7 +89,7 @@ describe('rollback operation', () => {
     expect(h.names()).toEqual(['lock']);
     expect(r.hosts[0]).toMatchObject({ host: 'web1', release: OLD, previous: LIVE, noop: false });
     expect(r.noop).toBe(false);
-    expect(rollbackSummary(r)).toMatch(/^### Rollback of /);
+    expect(rollbackSummary(r)).toMatch(/^### Rollback of one\n/);
     expect(r.hosts[0]!.steps.map((s) => s.name)).toEqual(['lock + start green + switch']);
     const lock = h.remotes.get('web1')!.runs[0]!;
     // The host chooses (no --to), then its audit line takes release and previous from the host's variables.
@@ -221,7 +221,7 @@ describe('rollback operation', () => {
     expect(r.hosts[0]).toMatchObject({ release: LIVE, previous: LIVE, noop: true, notes: [`${LIVE} is already live`] });
     // exit 0 (the release asked for is live), told apart from a rollback by `noop`, as a deploy's no-op is, and by its heading
     expect(r.noop).toBe(true);
-    expect(rollbackSummary(r)).toMatch(/^### Already live, nothing rolled back of one\n/);
+    expect(rollbackSummary(r)).toMatch(/^### Rollback of one: already live, nothing to do\n/);
     expect(noop.names()).toEqual(['lock']);
     const lock = noop.remotes.get('web1')!.runs[0]!.stdin;
     expect(lock).toContain('if [ "$rollback_verdict" = noop ]; then');

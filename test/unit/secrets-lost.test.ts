@@ -193,7 +193,7 @@ describe('ops secrets set at a terminal: bytes typed that are not UTF-8 are refu
     const before = readFileSync(e.secrets, 'utf8');
     const bad = await typedAtTerminal(e, 'Zq8-caf\udce9\r');
     expect(bad.out).toContain('error: the value typed for this key is not UTF-8 text');
-    expect(bad.exit, bad.out).toBe(1);
+    expect(bad.exit, bad.out).toBe(2);
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     const good = await typedAtTerminal(e, 'Zq8-café \uFFFD\r');
     expect(good.exit, good.out).toBe(0);

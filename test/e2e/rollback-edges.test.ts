@@ -48,18 +48,18 @@ afterAll(async () => {
 });
 
 describe.sequential('ops rollback', () => {
-  it('--to a malformed id, one with shell metacharacters, one not kept: refused with one message each; nothing on the host changes', async () => {
+  it('--to a malformed id, one with shell metacharacters, one not kept: refused with one message each (the two forms a usage error, exit 2; the id not kept, refused by the host, exit 1); nothing on the host changes', async () => {
     const v1 = await release('1');
     const before = await onHost(`cat /srv/${APP}/.ops/history; ls /srv/${APP}/releases`);
     for (const to of ['$(touch /tmp/ops-pwned)', `${v1}; touch /tmp/ops-pwned`, '../../etc']) {
       const r = await cli(['rollback', 'e2e', '--to', to]);
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       expect(r.err).toContain(`error: invalid release id ${JSON.stringify(to)}: expected YYYYMMDDTHHMMSSZ-<sha>, as listed by \`ops releases <env>\``);
       expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
     }
     // a word a release could be named by (a ref): what is kept read, none is it
     const latest = await cli(['rollback', 'e2e', '--to', 'latest']);
-    expect(latest.code).toBe(1);
+    expect(latest.code).toBe(2);
     expect(latest.err).toContain(`error: --to takes a release id, and no release kept is latest (kept: ${v1}`);
     const missing = '20990101T000000Z-0123456789ab';
     const r = await cli(['rollback', 'e2e', '--to', missing]);

@@ -32,7 +32,7 @@ describe('outside any project', () => {
     expect(decrypted.code).toBe(0);
     expect(JSON.parse(decrypted.out)).toMatchObject({ [Object.keys(vectorPlaintext())[0]!]: expect.anything() });
     const ping = ops(dir, ['ping', 'x']);
-    expect(ping.code).toBe(1);
+    expect(ping.code).toBe(2);
     expect(ping.err).toMatch(/^error: no ops project found/);
     expect(existsSync(join(dir, 'environments'))).toBe(false);
   }, 180_000);

@@ -2,7 +2,7 @@
 // exactly (numeric-like keys included), because sops binds every value to its path and hashes values in
 // document order. Here: the node types, walking, comparing, plain JS values. Parsing: tree-parse.ts; printing:
 // tree-print.ts; a scalar's text as sops encrypts it: tree-scalars.ts. Nothing here knows about encryption.
-import { OpsError } from '../errors.ts';
+import { InputError, OpsError } from '../errors.ts';
 import { quote } from '../shell.ts';
 import { SopsTime, intValue } from './goyaml.ts';
 import { scalarText } from './tree-scalars.ts';
@@ -294,7 +294,7 @@ const PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_
  */
 function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
   const parts: KeyPart[] = [];
-  const bad = (why: string) => new OpsError(`invalid key path "${text}": ${why}`, PATH_HINT);
+  const bad = (why: string) => new InputError(`invalid key path "${text}": ${why}`, PATH_HINT);
   let i = 0;
   for (;;) {
     if (text[i] === '"') {
@@ -326,11 +326,11 @@ function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
         const sep = rest[at] === '=' ? '=' : rest[at] === ':' ? (/[ \t]/.test(rest[at + 1] ?? '') ? ': ' : ':') : ' ';
         const quoted = `a key whose name holds =, : or a space goes in double quotes: '"${name}${sep}..."'`;
         if (show)
-          throw new OpsError(
+          throw new InputError(
             `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown)`,
             `to print that key's value: ops secrets show ${show.env} --key ${name || '<key>'}; ${quoted}`,
           );
-        throw new OpsError(
+        throw new InputError(
           `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
           `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name || '<key>'} (or ops secrets edit <env>); ${quoted}`,
         );
@@ -341,7 +341,7 @@ function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
         const at = key.indexOf('[');
         const list = at > 0 ? `${text.slice(0, i)}${key.slice(0, at)}` : at === 0 && i > 0 ? text.slice(0, i - 1) : '';
         const whole = list ? `print the whole list: ops secrets show ${show?.env} --key ${/["\s]/.test(list) ? `'${list}'` : list}` : `\`ops secrets show ${show?.env}\` prints them all`;
-        throw new OpsError(
+        throw new InputError(
           `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
           `${show ? `${whole} (a key path reaches a whole list, not an item)` : "change a list's items with `ops secrets edit <env>` (a key path reaches a whole list, not an item)"}; a key whose name holds brackets: '"${key}"'`,
         );
@@ -384,7 +384,7 @@ export function quotePart(k: string): string {
  * passwords has no `new@x.org`: one key holding dots, or nested keys?), or three or more at the top level. Two new
  * parts at the top level (`datapass.client_id`) make a map holding a key, as the README shows.
  * `show` (ops secrets show --key): refusals' hints say how to print a key (how to set one, otherwise).
- * @throws OpsError for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key;
+ * @throws InputError (a usage error: exit 2) for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key;
  * and for a path that names two existing keys as written (`db.password` beside a key "db.password" and
  * db: { password }), naming both in their quoted spellings, which name one each.
  */
@@ -397,7 +397,7 @@ export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly 
     const [a, b] = readings as [string[], string[]];
     const which = (r: string[]) => (r.length === 1 ? `the key "${r[0]}"` : `the key ${quotePart(r[r.length - 1]!)} inside ${r.slice(0, -1).map(quotePart).join('.')}`);
     const quoted = (r: string[]) => `'${r.map((k) => `"${k}"`).join('.')}'`;
-    throw new OpsError(
+    throw new InputError(
       `the key path "${text}" names two secrets: ${which(a)}, and ${which(b)}`,
       `write the one meant with its keys in double quotes, ${quoted(a)} for the first, ${quoted(b)} for the second (as { secret: ... } in environment.yml, and for ops secrets set and show), or rename one of them (ops secrets edit)`,
     );
@@ -427,7 +427,7 @@ export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly 
         path.length > 0
           ? [`${showPath(path)}."${rest.join('.')}"`, `${showPath(path)}.${quoted(rest)}`]
           : [`${rest[0]}."${rest.slice(1).join('.')}"`, quoted(rest)];
-      throw new OpsError(
+      throw new InputError(
         `the key path "${text}" is ambiguous: ${path.length > 0 ? `${showPath(path)} has no key ${rest.join('.')}` : `there is no key ${rest[0]}`}, and its new keys could hold dots or nest at each one`,
         `say which with double quotes (one quoted part is one key): '${one}' or '${nested}' (single quotes keep the shell off the double quotes)`,
       );
@@ -466,7 +466,7 @@ function existingReadings(parts: KeyPart[], keysAt: (path: string[]) => readonly
  */
 function checkNewKey(part: KeyPart): void {
   if (/^\s|\s$/.test(part.key) || /[\p{Cc}]/u.test(part.key))
-    throw new OpsError(
+    throw new InputError(
       `a new key ${JSON.stringify(part.key)} would be created with ${/[\p{Cc}]/u.test(part.key.trim()) ? 'a control character (a newline, a tab) in it' : 'a space or tab at an end'}: no env entry or app would name it so`,
       `type the key without it${part.key.trim() && !/[\p{Cc}]/u.test(part.key.trim()) ? ` (${part.key.trim()})` : ''}; ops secrets show <env> lists the keys there are`,
     );

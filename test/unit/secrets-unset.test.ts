@@ -78,7 +78,7 @@ describe('ops secrets unset', () => {
     expect(decrypted(e)).not.toHaveProperty('passwords');
   });
 
-  it('usage errors (exit 2), nothing read or written: a value typed as the key (never shown), an extra argument, an unknown environment, a malformed path', async () => {
+  it('usage errors (exit 2), nothing read or written: a value typed as the key (never shown), an extra argument, an unknown environment, a malformed path (KEY=VALUE too)', async () => {
     const e = await newEnv('qa');
     const before = readFileSync(e.secrets, 'utf8');
     const url = await cli(e.root, ['secrets', 'unset', 'qa', 'postgres://app:Zq8-pw-typed@db/app'], e.env);
@@ -92,8 +92,11 @@ describe('ops secrets unset', () => {
     const unknown = await cli(e.root, ['secrets', 'unset', 'qz', 'database_url'], e.env);
     expect(unknown.code).toBe(2);
     expect(unknown.err).toContain('no environment "qz"');
-    const path = await cli(e.root, ['secrets', 'unset', 'qa', 'a..b'], e.env);
-    expect(path.code).not.toBe(0);
+    for (const key of ['a..b', 'database_url=Zq8-typed', '"a']) {
+      const path = await cli(e.root, ['secrets', 'unset', 'qa', key], e.env);
+      expect(path.code, key).toBe(2);
+      expect(path.err, key).not.toContain('Zq8-typed');
+    }
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
   });
 });

@@ -139,13 +139,13 @@ describe('ops secrets set / show / decrypt', () => {
     expect(extra.code).toBe(2);
     expect(extra.err).toContain('unexpected argument (argument 3) for "ops secrets set": not shown');
     const assigned = await cli(e.root, ['secrets', 'set', 'qa', `api_token=${value}`], e.env, 'x');
-    expect(assigned.code).toBe(1);
+    expect(assigned.code).toBe(2);
     expect(assigned.err).toContain('the key path holds "api_token=…": a key path is a name, not KEY=VALUE');
     expect(assigned.err).toContain("printf '%s' 'the value' | ops secrets set <env> api_token");
     for (const r of [extra, assigned]) expect(`${r.out}${r.err}`).not.toContain(value);
     for (const [key, said] of [['database_url ', 'a space or tab at an end'], [' database_url', 'a space or tab at an end'], ['data\nbase', 'a control character'], ['datapass.client_id\t', 'a space or tab at an end']] as const) {
       const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'new-value');
-      expect(r.code, key).toBe(1);
+      expect(r.code, key).toBe(2);
       expect(r.err, key).toContain(said);
     }
     // A quoted part is taken as written: a key holding = on purpose.
@@ -171,7 +171,7 @@ describe('ops secrets set / show / decrypt', () => {
       // with the value on stdin, and with nothing there (its "no value on stdin" hint repeated the key)
       for (const input of ['anything-long-enough-1', '']) {
         const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, input);
-        expect(r.code, key).toBe(1);
+        expect(r.code, key).toBe(2);
         expect(r.err, key).toContain(`${said}: a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE`);
         expect(r.err, key).toMatch(/hint: give the value on stdin: printf '%s' 'the value' \| ops secrets set <env> (api_token|datapass\.client_secret) /);
         expect(r.out + r.err, key).not.toContain(token);
@@ -181,7 +181,7 @@ describe('ops secrets set / show / decrypt', () => {
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     // show --key takes the same paths: refused the same way, the value not echoed
     const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', `api_token: ${token}`], e.env);
-    expect(shown.code).toBe(1);
+    expect(shown.code).toBe(2);
     expect(shown.err).toContain('the key path holds "api_token: …"');
     expect(shown.out + shown.err).not.toContain(token);
     // its hint is show's: how to print the key, not how to set it (nothing is written by show)
@@ -275,7 +275,7 @@ describe('ops secrets set / show / decrypt', () => {
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, 'pw-1')).code).toBe(0);
     const before = readFileSync(e.secrets, 'utf8');
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords.new@x.org'], e.env, 'pw-2');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('the key path "passwords.new@x.org" is ambiguous: passwords has no key new@x.org');
     expect(r.err).toContain(`say which with double quotes (one quoted part is one key): 'passwords."new@x.org"' or 'passwords."new@x"."org"'`);
     expect(r.err).not.toContain('pw-2');
@@ -298,7 +298,7 @@ describe('ops secrets set / show / decrypt', () => {
     expect(((await open(e)).data as { smtp: unknown }).smtp).toEqual({ host: 'h' });
     // three new parts at the top level are a guess too (admins.new@x.org: admins holding new@x.org?)
     const top = await cli(e.root, ['secrets', 'set', 'qa', 'admins.new@x.org'], e.env, 'a');
-    expect(top.code).toBe(1);
+    expect(top.code).toBe(2);
     expect(top.err).toContain(`the key path "admins.new@x.org" is ambiguous: there is no key admins`);
     expect(top.err).toContain(`'admins."new@x.org"' or '"admins"."new@x"."org"'`);
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'admins."new@x.org"'], e.env, 'a')).code).toBe(0);
@@ -444,14 +444,14 @@ describe('ops secrets set / show / decrypt', () => {
     expect(whole.err).not.toMatch(/map|list\[|<key>/);
     for (const key of ['list[0]', 'list[1].two', 'list.[0]', 'a]']) {
       const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'v');
-      expect(r.code, key).toBe(1);
+      expect(r.code, key).toBe(2);
       expect(r.err, key).toContain(`error: invalid key path "${key}": key paths do not index lists, and a key holding [ or ] must be in double quotes`);
       expect(r.err, key).toContain('hint: change a list\'s items with `ops secrets edit <env>`');
     }
     // show's hint says how to print the list, not how to change its items
     for (const [key, list] of [['list[0]', 'list'], ['list.[0]', 'list'], ['"list".[1]', `'"list"'`]] as const) {
       const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', key], e.env);
-      expect(shown.code, key).toBe(1);
+      expect(shown.code, key).toBe(2);
       expect(shown.err, key).toContain(`error: invalid key path "${key}": key paths do not index lists`);
       expect(shown.err, key).toContain(`hint: print the whole list: ops secrets show qa --key ${list} (a key path reaches a whole list, not an item)`);
       expect(shown.err, key).not.toMatch(/secrets (set|edit)/);

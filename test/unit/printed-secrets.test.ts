@@ -263,7 +263,7 @@ describe('errors quote no password and no private key', () => {
   it('a config error quoting a value', () => {
     const root = project({ env: { DATABASE_URL: DB_URL }, hosts: PRIVATE_KEY, domain: `${DB_URL}/and/more/words/to/make/it/long/enough/to/be/cut` });
     const r = ops(root, ['config', 'demo']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('has 2 problems');
     expect(r.err).toContain('got "postgres://app:***@db.internal/shop/and/more/words/to/mak..."');
     expect(r.err).toContain('got "<an age private key (AGE-SECRET-KEY-…), not shown>"');
@@ -273,7 +273,7 @@ describe('errors quote no password and no private key', () => {
   it("a config error quoting a value with a token as a URL's user", () => {
     const root = project({ domain: `${TOKEN_URL}/and/more` });
     const r = ops(root, ['config', 'demo']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('got "https://***@github.com/org/app.git/and/more"');
     expect(r.err).not.toContain(TOKEN.slice(4));
   });
@@ -281,7 +281,7 @@ describe('errors quote no password and no private key', () => {
   it('a YAML error: one line naming file:line:column, no line of the file quoted (a password on it stays unsaid)', () => {
     const root = project(`app: shop\nenv:\n  DATABASE_URL: ${DB_URL}: x: y\n`);
     const r = ops(root, ['config', 'demo']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/^error: environments\/demo\/environment\.yml:3:\d+: not valid YAML: [^\n]+\n  hint: [^\n]+\n$/);
     expect(r.err).not.toContain('DATABASE_URL');
     expect(r.err).not.toContain(PASSWORD);
@@ -334,7 +334,7 @@ describe('settings that are URLs or git addresses but must never hold credential
   it('repository, url and tls.acme_server are refused with one, the password masked', () => {
     const root = project({ repository: `https://bob:${PASSWORD}@git.example.org/shop.git`, url: `https://u:${PASSWORD}@shop.example.org`, domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: `https://u:${PASSWORD}@acme.example.org/dir` } });
     const r = ops(root, ['config', 'demo']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('has 3 problems');
     for (const [k, v] of <[string, string][]>[['repository', 'https://bob:***@git.example.org/shop.git'], ['url', 'https://u:***@shop.example.org'], ['tls.acme_server', 'https://u:***@acme.example.org/dir']])
       expect(r.err).toMatch(new RegExp(`  - ${k.replace('.', '\\.')}: expected .*, got "${v.replace(/[.*?]/g, '\\$&')}" \\(credentials in it \\(a password, or a token as the user of a URL or of a git address user@host:path\\): .*put credentials elsewhere: `));
@@ -347,7 +347,7 @@ describe('settings that are URLs or git addresses but must never hold credential
   it("repository, url and tls.acme_server are refused with a token as the URL's user, saying where credentials go; a user name is read", () => {
     const root = project({ repository: TOKEN_URL, url: `https://${TOKENS[8]}@shop.example.org`, domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: `https://${TOKENS[4]}@acme.example.org/dir` } });
     const r = ops(root, ['config', 'demo']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('has 3 problems');
     expect(r.err).toContain('  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "https://***@github.com/org/app.git" (credentials in it (a password, or a token as the user of a URL or of a git address user@host:path): this setting is printed and committed; put credentials elsewhere: ops reads a local clone and needs none; clone with an SSH deploy key, or over HTTPS with a git credential helper');
     expect(r.err).toContain('  - url: expected an http(s) URL, got "https://***@shop.example.org" (credentials in it');
@@ -359,7 +359,7 @@ describe('settings that are URLs or git addresses but must never hold credential
   it("repository is refused with a token in git's scp-like address, the token masked, as in a URL", () => {
     for (const [repository, shown] of [[SCP_TOKEN, '***@github.com:org/app.git'], [SCP_OAUTH, 'oauth2:***@gitlab.com:g/app.git']]) {
       const r = ops(project({ repository }), ['config', 'demo']);
-      expect(r.code, repository).toBe(1);
+      expect(r.code, repository).toBe(2);
       expect(r.err).toContain(`  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "${shown}" (credentials in it (a password, or a token as the user of a URL or of a git address user@host:path): this setting is printed and committed;`);
       expect(r.out + r.err).not.toContain(TOKEN.slice(6));
       expect(r.out + r.err).not.toContain(TOKENS[4]!.slice(6));
@@ -369,7 +369,7 @@ describe('settings that are URLs or git addresses but must never hold credential
   it("repository given as a remote's address (https, ssh, user@host:path) is refused when the config is read, the user shown", () => {
     for (const repository of ['https://github.com/org/app.git', 'ssh://git@github.com/org/app.git', 'git@github.com:org/app.git', 'https://alice@gitlab.example.org/group/app.git', CODECOMMIT]) {
       const r = ops(project({ repository }), ['config', 'demo']);
-      expect(r.code, repository).toBe(1);
+      expect(r.code, repository).toBe(2);
       expect(r.err).toContain(`  - repository: expected a path to a git clone (relative to the project root, or absolute; not a URL: ops deploys from a clone on this machine), got "${repository.slice(0, 50)}`); // long values are cut
       expect(r.err).toContain(`" (a remote's address, not a clone on this machine: clone it (git clone <address> <dir>) and name that directory, or leave repository unset to deploy from the repository ops runs in`);
       expect(r.err).not.toContain('credentials');

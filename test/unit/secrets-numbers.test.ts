@@ -306,7 +306,7 @@ describe('the ops secrets commands a hint gives are shell-quoted: the shell hand
     expect(words(pipeline.replace(/ \| base64 -w0 \| .*$/, ''))).toEqual(['secrets', 'show', 'qa', '--key', 'chat."team room"']);
     expect(words(pipeline.slice(pipeline.lastIndexOf('ops secrets set')))).toEqual(['secrets', 'set', 'qa', 'chat."team room"']);
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."new@example.org"'], e.env, '');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     const set = /\| (ops secrets set .*?); to store an empty value/.exec(r.err)![1]!;
     expect(words(set)).toEqual(['secrets', 'set', 'qa', 'passwords."new@example.org"']);
   });

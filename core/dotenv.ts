@@ -11,7 +11,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Environment } from './config/environment.ts';
 import type { EnvironmentConfig } from './config/environment-schema.ts';
-import { OpsError } from './errors.ts';
+import { InputError, OpsError } from './errors.ts';
 import { FORMS, type Form, writeForm } from './dotenv-forms.ts';
 import { keepsStatement, needsQuotes, PY_LINE_END, pythonInterpolates, readsAs, type Reader } from './dotenv-readers.ts';
 import { quote } from './shell.ts';
@@ -264,7 +264,7 @@ function unreadableError(env: DotenvSettings, refused: RefusedVariable[], untouc
   const secrets = refused.some((r) => r.secret);
   const plain = refused.some((r) => !r.secret);
   const culprits = [...new Set(refused.flatMap((r) => r.readers))];
-  return new OpsError(
+  return new InputError(
     `${refused.length} .env value${refused.length > 1 ? 's' : ''} of ${env.name} cannot be written so that ${refused.length > 1 ? 'their readers read them' : 'its readers read it'} back exactly (${untouched}):\n${refused.map((r) => `  - ${r.head}: ${r.reason}`).join('\n')}`,
     // a value no reader carries (a NUL) is not helped by dropping readers: only what the others name is offered
     `change the value (${secrets ? `a secret: printf '%s' NEW | ops secrets set ${env.name} <key>` : ''}${secrets && plain ? '; ' : ''}${plain ? `a plain value: its env entry in environments/${env.name}/environment.yml` : ''})${culprits.length ? `, or, if your app does not read .env with it, drop ${culprits.join(' / ')} from dotenv.readers in environments/${env.name}/environment.yml` : ''} (README: "The .env: which values each reader can carry")`,
@@ -307,7 +307,7 @@ function overflowsEnvironment(key: string, value: string): boolean {
 
 /** The one refusal of .env values too long for a process environment (overflowsEnvironment): a deploy's, and `ops secrets set`/`edit`'s. Names each variable and its size, never its value. */
 function overflowError(env: DotenvSettings, long: { key: string; source: string; bytes: number }[], untouched: string): OpsError {
-  return new OpsError(
+  return new InputError(
     `${long.length === 1 ? '1 .env value' : `${long.length} .env values`} of ${env.name} ${long.length === 1 ? 'is' : 'are'} too long for a process environment: the release's commands and the app get each as an environment variable, and Linux starts no program whose environment holds one longer than ${MAX_ENVIRONMENT_STRING / 1024} KiB (NAME=VALUE; "Argument list too long") (${untouched}):\n${long.map((l) => `  - ${l.key} (${l.source}): ${l.bytes} bytes`).join('\n')}`,
     `keep each under ${MAX_ENVIRONMENT_STRING / 1024} KiB; a larger value belongs in a file the app reads by its path (e.g. sops-encrypted under environments/${env.name}/assets/), not in the .env`,
   );
@@ -329,7 +329,7 @@ function environmentBytes(key: string, value: string): number {
 function totalError(env: DotenvSettings, sizes: { key: string; bytes: number }[], untouched: string): OpsError {
   const total = sizes.reduce((n, s) => n + s.bytes, 0);
   const largest = [...sizes].sort((a, b) => b.bytes - a.bytes).slice(0, 5);
-  return new OpsError(
+  return new InputError(
     `the .env of ${env.name} takes ${total} bytes of a process environment, more than the ${MAX_ENVIRONMENT_TOTAL / 1024} KiB ops leaves it: the release's commands and the app get every value as an environment variable, and Linux starts no program whose environment and arguments exceed a quarter of the stack limit (2 MiB with the usual 8 MiB; "Argument list too long"), the host's own variables and the commands' arguments included (${untouched}); the largest:\n${largest.map((l) => `  - ${l.key}: ${l.bytes} bytes`).join('\n')}`,
     `make the largest smaller; a large value belongs in a file the app reads by its path (e.g. sops-encrypted under environments/${env.name}/assets/), not in the .env`,
   );
@@ -353,7 +353,7 @@ interface RoundedVariable {
 function roundedError(env: DotenvSettings, rounded: RoundedVariable[], untouched: string): OpsError {
   const first = rounded[0]!;
   const line = (r: RoundedVariable) => `  - ${r.key} (secret "${r.secret}"${r.member.length ? `, its member ${memberKey(r.secret, r.member)}` : ''}${r.old ? ', already in the file before this change: every deploy already refuses it' : ''})`;
-  return new OpsError(
+  return new InputError(
     `environments/${env.name}/secrets.sops.yaml: ${rounded.length === 1 ? 'a secret the .env needs holds' : `${rounded.length} secrets the .env needs hold`} a number with more digits than a floating-point number holds exactly (over 15), which sops stored as one (as it stores an integer typed without quotes beyond the 64-bit range, a number with a fraction or an exponent, and every number given to \`sops set\`), keeping not the text typed but the float's digits, 17 at most, any past them rounded away, and nothing tells whether the text had more: the app could get another number than the one typed (${untouched}):\n${rounded.map(line).join('\n')}`,
     `quote it as a string, so that it is stored and given as typed: \`ops secrets edit ${env.name}\` and write it in double quotes (key: "..."), or set it again: printf '%s' VALUE | ops secrets set ${env.name} ${quote(memberKey(first.secret, first.member))} (always text)`,
   );
@@ -382,7 +382,7 @@ function nonFiniteMember(value: unknown): string[] | undefined {
 
 /** The refusal of a map or list secret holding .inf or .nan (nonFiniteMember) in the .env. */
 function nonFiniteRefused(env: DotenvSettings, key: string, secret: string, member: string[]): OpsError {
-  return new OpsError(
+  return new InputError(
     `the secret "${memberKey(secret, member)}" holds .inf, -.inf or .nan, typed without quotes, inside "${secret}", which the .env (${key}) takes whole as JSON: JSON has no text for such a float (it would be null)`,
     `quote it as text (\`ops secrets edit ${env.name}\`: "..."), or take the member on its own in env ({ secret: ${memberKey(secret, member)} })`,
   );
@@ -415,7 +415,7 @@ function mergeKeyMember(value: unknown, path: (string | number)[] = []): (string
 
 /** The refusal of a map or list secret taken whole that holds a YAML merge key (mergeKeyMember, at `member`). Never a value. */
 function mergeKeyRefused(env: DotenvSettings, key: string, secret: string, member: (string | number)[]): OpsError {
-  return new OpsError(
+  return new InputError(
     `${key} takes the secret "${secret}" whole, as JSON, and it holds a YAML merge key, "${showPath([secret, ...member])}": sops keeps \`<<\` as a key of its own and merges nothing, so the app would get a member "<<" holding the map it names instead of the keys it brings`,
     `write those keys out in the map itself and drop its \`<<\` line (ops secrets edit ${env.name}), or name each key in env on its own ({ secret: ... })`,
   );
@@ -487,7 +487,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
     forms[key] = encoded.form;
   }
   if (missing.length)
-    throw new OpsError(
+    throw new InputError(
       `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? 's' : ''} the .env needs:\n${missing.map((m) => `  - ${m}`).join('\n')}`,
       `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>${mergedOnly ? `; a key merged in with \`<<\` is written out in its own map instead (ops secrets edit ${env.name})` : ''}`,
     );
@@ -547,18 +547,18 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
     if (binary) {
       const e = binaryMemberRefused(env, key, spec.secret, binary);
       const old = binary.length > 0 && isDeepStrictEqual(memberAt(had, binary), memberAt(found, binary));
-      throw new OpsError(`${e.message} (${old ? 'already in the file before this change: every deploy already refuses it; ' : ''}${how.untouched})`, !old ? e.hint : how.command === 'edit' ? `${e.hint}; or change it in this same edit` : `${e.hint}; then run this one again`);
+      throw new InputError(`${e.message} (${old ? 'already in the file before this change: every deploy already refuses it; ' : ''}${how.untouched})`, !old ? e.hint : how.command === 'edit' ? `${e.hint}; or change it in this same edit` : `${e.hint}; then run this one again`);
     }
     const infinite = nonFiniteMember(found);
     if (infinite) {
       const e = nonFiniteRefused(env, key, spec.secret, infinite);
-      throw new OpsError(`${e.message} (${how.untouched})`, e.hint);
+      throw new InputError(`${e.message} (${how.untouched})`, e.hint);
     }
     const merge = mergeKeyMember(found);
     if (merge) {
       const e = mergeKeyRefused(env, key, spec.secret, merge);
       const old = isDeepStrictEqual(mergeKeyMember(had), merge);
-      throw new OpsError(`${e.message} (${old ? 'already in the file before this change: every deploy already refuses it; ' : ''}${how.untouched})`, !old ? e.hint : how.command === 'edit' ? `${e.hint}; or change it in this same edit` : `${e.hint}; then run this one again`);
+      throw new InputError(`${e.message} (${old ? 'already in the file before this change: every deploy already refuses it; ' : ''}${how.untouched})`, !old ? e.hint : how.command === 'edit' ? `${e.hint}; or change it in this same edit` : `${e.hint}; then run this one again`);
     }
     // new ones are asked about before they get here (secrets edit) and never typed by secrets set: one already
     // in a map named whole, which the change alters, is named as such
@@ -576,7 +576,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
     if ('refused' in encoded) refused.push(encoded.refused);
   }
   if (removed.length)
-    throw new OpsError(
+    throw new InputError(
       `this change removes ${removed.length === 1 ? 'a secret' : `${removed.length} secrets`} the .env needs, so every deploy would refuse it (${how.untouched}):\n${removed.map((m) => `  - ${m}`).join('\n')}`,
       `keep ${removed.length === 1 ? 'it' : 'them'}; to drop ${removed.length === 1 ? 'it' : 'them'}, remove the env ${removed.length === 1 ? 'entry' : 'entries'} naming ${removed.length === 1 ? 'it' : 'them'} from environments/${env.name}/environment.yml first`,
     );

@@ -151,10 +151,9 @@ export async function planDeploy(ctx: OpsContext, env: Target, { repo, resolved 
  * <where>"; the hint ends with `then` ("then deploy again").
  */
 export function settingsRefusal(envName: string, problems: OpsError[], where: string, then: string): OpsError {
-  if (problems.length === 1) return problems[0]!;
-  // the settings' own faults alone (InputError): a usage error as each of them is (exit 2)
-  const Kind = problems.every((e) => e instanceof InputError) ? InputError : OpsError;
-  return new Kind(
+  // what rendering the hosts' files from the settings alone refuses is the settings' fault: a usage error (exit 2)
+  if (problems.length === 1) return problems[0] instanceof InputError ? problems[0] : new InputError(problems[0]!.message, problems[0]!.hint);
+  return new InputError(
     `the settings of ${envName} have ${problems.length} kinds of problems ${where}:\n${problems.map((e) => `${e.message}${e.hint ? `\n  fix: ${e.hint}` : ''}`).join('\n')}`,
     `fix each of them, ${then}`,
   );

@@ -684,7 +684,7 @@ describe('ops config checks what a deploy renders for the hosts', () => {
     expect(r.err).toMatch(/placeholders: \{release\}/);
     const two = testEnv({ base_dir: '/srv/demo app', programs: { server: { command: '{release}/venv/bin/app', port: 3579, health: '/health' }, client: { command: '{release}/client', port: 3000 } } }, undefined, 'qa');
     const both = await cli(two.root, 'config', 'qa');
-    expect(both.code).toBe(1);
+    expect(both.code).toBe(2);
     expect(both.err).toContain('2 program settings of qa cannot be given to supervisor as written');
     expect(both.err).toMatch(/programs\.server\.command: \{release\} expands to a path holding a space[^]*programs\.client\.command: \{release\} expands to a path holding a space/);
   });

@@ -78,7 +78,7 @@ describe.runIf(process.getuid?.() === 0)('HOME unset, under a uid with no accoun
     // a ~ in a path typed: refused saying why, never taken relative
     const t = ops(['secrets', 'show', 'qa'], e.root, { SOPS_AGE_KEY_FILE: '~/keys.txt' }, 48_213);
     expect(t.err).toBe('error: ~/keys.txt: no home directory: HOME is not set, and uid 48213 has none in the password database\n  hint: write the full path, or set HOME to your home directory\n');
-    expect(t.code).toBe(1);
+    expect(t.code).toBe(2);
     // a key given works as anywhere
     const k = ops(['secrets', 'show', 'qa', '--key', 'secret_key'], e.root, { SOPS_AGE_KEY: e.key }, 48_213);
     expect(k.err).toBe('');

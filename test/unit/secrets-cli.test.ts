@@ -503,7 +503,7 @@ describe('ops config checks the .env values against dotenv.readers', () => {
     writeFileSync(file, declared);
     const config = (env: NodeJS.ProcessEnv) => runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...env } });
     const refused = await config(e.env);
-    expect(refused).toMatchObject({ code: 1, out: '' });
+    expect(refused).toMatchObject({ code: 2, out: '' });
     expect(refused.err).toMatch(/APP_DATABASE_URL \(secret "database_url"; read by python-dotenv, node-dotenv(; its line also parsed by vite)?\): python-dotenv replaces "\$\{\.\.\.\}"/);
     expect(refused.err).toContain('drop python-dotenv from dotenv.readers');
     expect(refused.err).not.toContain('Sekr1t');
@@ -529,7 +529,7 @@ describe('ops secrets set / edit refuse a value every deploy would refuse for it
     const e = await newEnv();
     const before = readFileSync(e.secrets, 'utf8');
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, interpolated);
-    expect(r).toMatchObject({ code: 1, out: '' });
+    expect(r).toMatchObject({ code: 2, out: '' });
     expect(r.err).toContain('1 .env value of qa cannot be written so that its readers read it back exactly (nothing was written: environments/qa/secrets.sops.yaml is unchanged)');
     expect(r.err).toMatch(/APP_DATABASE_URL \(secret "database_url"; read by python-dotenv, node-dotenv; its line also parsed by vite\): python-dotenv replaces "\$\{\.\.\.\}"/);
     expect(r.err).toContain("hint: change the value (a secret: printf '%s' NEW | ops secrets set qa <key>), or, if your app does not read .env with it, drop python-dotenv from dotenv.readers");
@@ -590,7 +590,7 @@ describe('ops secrets set / edit refuse a value every deploy would refuse for it
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords.admin@example.org'], e.env, 'a-long-admin-password-1')).code).toBe(0);
     const kept = readFileSync(e.secrets, 'utf8');
     const replaced = await cli(e.root, ['secrets', 'set', 'qa', 'passwords', '--replace'], e.env, 'plain-string-value-1');
-    expect(replaced.code).toBe(1);
+    expect(replaced.code).toBe(2);
     expect(replaced.err).toContain('  - ADMIN_PW needs the secret "passwords.admin@example.org"');
     expect(readFileSync(e.secrets, 'utf8')).toBe(kept);
   });

@@ -34,7 +34,7 @@ describe('ops secrets unset', () => {
     expect(plain.datapass_client_secret).toMatch(/^CHANGE-ME/);
     // still read by an env entry: every deploy would refuse it gone, so refused now, nothing written
     const read = await cli(e.root, ['secrets', 'unset', 'qa', 'datapass_client_secret'], e.env);
-    expect(read.code).toBe(1);
+    expect(read.code).toBe(2); // the settings and the secrets together are wrong: a usage error, as a deploy refuses it
     expect(read.err).toMatch(/^error: this change removes a secret[^]*APP_DATAPASS_CLIENT_SECRET needs the secret "datapass_client_secret"/);
     expect(readFileSync(e.secrets, 'utf8')).toBe(first);
 

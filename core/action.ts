@@ -192,6 +192,20 @@ export interface ActionInputs {
 const KEY_SECRETS: Record<string, string> = { 'ssh-key': 'SSH_PRIVATE_KEY', 'age-key': 'SOPS_AGE_KEY' };
 
 /**
+ * The payload of the event that started this run: the JSON file the runner names in $GITHUB_EVENT_PATH (docs.github.com,
+ * "Webhook events and payloads"); undefined when there is none or it cannot be read. Read here rather than through
+ * @actions/github's `context`, which loading would read $GITHUB_API_URL too (core/github.ts octokitFor).
+ */
+export function eventPayload(env: NodeJS.ProcessEnv = process.env): unknown {
+  if (!env.GITHUB_EVENT_PATH) return undefined;
+  try {
+    return JSON.parse(readFileSync(env.GITHUB_EVENT_PATH, 'utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Why GitHub gave this run no secrets at all, if it is such a run: one for a pull request from a fork (its event's
  * head repository is not this one, or is gone), or one Dependabot started (it gets Dependabot's secrets only). Read
  * from the runner's variables and event file; undefined when neither (or unreadable).
@@ -200,14 +214,10 @@ export function secretlessRun(env: NodeJS.ProcessEnv = process.env): { why: stri
   const hint = 'deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged';
   if (env.GITHUB_ACTOR === 'dependabot[bot]') return { why: 'this run was started by Dependabot, and GitHub gives it only the Dependabot secrets', hint };
   if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? '') || !env.GITHUB_EVENT_PATH) return undefined;
-  try {
-    const pull = (JSON.parse(readFileSync(env.GITHUB_EVENT_PATH, 'utf8')) as { pull_request?: { head?: { repo?: { full_name?: string } | null } } }).pull_request;
-    const repo = pull?.head?.repo;
-    if (!pull || (repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? '').toLowerCase())) return undefined;
-    return { why: `this run is for a pull request from a fork (${repo?.full_name ?? 'deleted since'}), and GitHub gives such runs no secrets`, hint };
-  } catch {
-    return undefined;
-  }
+  const pull = (eventPayload(env) as { pull_request?: { head?: { repo?: { full_name?: string } | null } } } | undefined)?.pull_request;
+  const repo = pull?.head?.repo;
+  if (!pull || (repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? '').toLowerCase())) return undefined;
+  return { why: `this run is for a pull request from a fork (${repo?.full_name ?? 'deleted since'}), and GitHub gives such runs no secrets`, hint };
 }
 
 /** The error of a key input left empty: most likely the job's GitHub environment lacks the secret (or the run gets none). */

@@ -153,6 +153,17 @@ describe('a GitHub API that is not there', () => {
     expect(e.message).toMatch(/^GitHub API: cannot list the open pull requests of acme\/webapp: (?!HTTP)\S.*ECONNREFUSED/);
     expect(e.hint).toBe(`is ${url} reachable? ($GITHUB_API_URL sets it)`);
   });
+
+  it('a $GITHUB_API_URL that is no http(s) URL (a host without its scheme): said as that variable, never an internal error', () => {
+    for (const [url, problem] of [['ghe.example.com/api/v3', 'is not a URL'], ['https://256.0.0.1', 'is not a URL'], ['ftp://ghe.example.com', 'is not an http(s) URL (it starts with ftp:)']]) {
+      const access = githubAccess({ token: 'ghs_x', processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: url } });
+      expect(access.api, url).toBeUndefined();
+      expect(access.failed?.message, url).toBe(`the GitHub API cannot be used: $GITHUB_API_URL ${JSON.stringify(url)} ${problem}`);
+      expect(access.failed?.hint, url).toMatch(/^set \$GITHUB_API_URL to the API's address \(https:\/\/api.github.com; /);
+    }
+    // without a token the API is not asked for: nothing to say of its address
+    expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: 'ghe.example.com' } })).toEqual({ unavailable: 'no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)' });
+  });
 });
 
 describe('a GitHub API with a passing outage', () => {

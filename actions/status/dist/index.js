@@ -79754,18 +79754,22 @@ function booleanInput(name2, value, fallback) {
   throw new OpsError(`invalid input ${name2}: ${JSON.stringify(value)}`, `${name2} is true or false`);
 }
 var KEY_SECRETS = { "ssh-key": "SSH_PRIVATE_KEY", "age-key": "SOPS_AGE_KEY" };
+function eventPayload(env = process.env) {
+  if (!env.GITHUB_EVENT_PATH) return void 0;
+  try {
+    return JSON.parse(readFileSync4(env.GITHUB_EVENT_PATH, "utf8"));
+  } catch {
+    return void 0;
+  }
+}
 function secretlessRun(env = process.env) {
   const hint = "deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged";
   if (env.GITHUB_ACTOR === "dependabot[bot]") return { why: "this run was started by Dependabot, and GitHub gives it only the Dependabot secrets", hint };
   if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? "") || !env.GITHUB_EVENT_PATH) return void 0;
-  try {
-    const pull = JSON.parse(readFileSync4(env.GITHUB_EVENT_PATH, "utf8")).pull_request;
-    const repo = pull?.head?.repo;
-    if (!pull || repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? "").toLowerCase()) return void 0;
-    return { why: `this run is for a pull request from a fork (${repo?.full_name ?? "deleted since"}), and GitHub gives such runs no secrets`, hint };
-  } catch {
-    return void 0;
-  }
+  const pull = eventPayload(env)?.pull_request;
+  const repo = pull?.head?.repo;
+  if (!pull || repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? "").toLowerCase()) return void 0;
+  return { why: `this run is for a pull request from a fork (${repo?.full_name ?? "deleted since"}), and GitHub gives such runs no secrets`, hint };
 }
 function emptyKeyInput(name2, githubEnvironment) {
   const secretless = secretlessRun();

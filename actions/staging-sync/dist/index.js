@@ -66522,13 +66522,21 @@ async function unshallow(ctx) {
   }
   shallowChecked.add(ctx.git);
 }
+async function missingMainHint(ctx) {
+  const { remote, staging } = ctx.settings;
+  const general = "name the branch staging is rebuilt from with main-branch / --main";
+  const out = await ctx.git.out(["ls-remote", "--symref", remote, "HEAD"]).catch(() => "");
+  const head = /^ref: refs\/heads\/(\S+)\tHEAD$/m.exec(out)?.[1];
+  if (!head || head === staging) return general;
+  return `${remote}'s default branch is "${head}": give main-branch: ${head} to the staging-sync step (staging.yml), or --main ${head} to ops staging`;
+}
 async function readRemote(ctx, wanted) {
   const { remote, main, staging } = ctx.settings;
   await unshallow(ctx);
   const mainRef = `refs/heads/${main}`;
   const stagingRef = `refs/heads/${staging}`;
   const advertised = await lsRemote(ctx, [.../* @__PURE__ */ new Set([mainRef, stagingRef, ...wanted])]);
-  if (!advertised.has(mainRef)) throw new OpsError(`the main branch "${main}" does not exist on ${remote}`, "name the branch staging is rebuilt from with main-branch / --main");
+  if (!advertised.has(mainRef)) throw new OpsError(`the main branch "${main}" does not exist on ${remote}`, await missingMainHint(ctx));
   const local = (ref) => `${LOCAL}remote/${ref.replace(/^refs\//, "")}`;
   const fetchable = [mainRef, stagingRef, ...wanted].filter((r, i, all) => advertised.has(r) && all.indexOf(r) === i);
   const refspecs = fetchable.map((r) => `+${r}:${local(r)}`);

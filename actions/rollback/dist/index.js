@@ -65126,7 +65126,7 @@ function runUrl(processEnv = process.env) {
 }
 function runInfo(processEnv = process.env) {
   if (processEnv.GITHUB_ACTIONS === "true" || processEnv.GITHUB_RUN_ID) {
-    return { actor: clean4(processEnv.GITHUB_ACTOR ?? "github-actions"), runUrl: runUrl(processEnv), via: "github-actions" };
+    return { actor: clean4(processEnv.GITHUB_TRIGGERING_ACTOR || processEnv.GITHUB_ACTOR || "github-actions"), runUrl: runUrl(processEnv), via: "github-actions" };
   }
   let user = processEnv.USER ?? "";
   try {

@@ -6,8 +6,8 @@
 // gets an `inactive` status saying a newer commit was already live, and a deployment that run's success made
 // inactive gets its `success` back. Deployment status states (REST "Deployment statuses"): error, failure,
 // inactive, in_progress, queued, pending, success; `auto_inactive: false` on ours so they touch nothing else.
-import { OpsError, printableLine } from './errors.ts';
-import { API_ADDRESS_HINT, apiAddressProblem, apiError, clearTextWarning, fetchWithDeadline, octokitFor } from './github.ts';
+import { OpsError } from './errors.ts';
+import { API_ADDRESS_HINT, apiAddressProblem, apiError, clearTextWarning, fetchWithDeadline, octokitFor, shownAddress } from './github.ts';
 import { REPOSITORY } from './runinfo.ts';
 import type { Reporter } from './report.ts';
 
@@ -94,7 +94,7 @@ function checkRunId(runId: string): string {
 export async function markSuperseded(options: SupersededOptions, reporter: Reporter): Promise<SupersededResult> {
   const { environment, sha } = options;
   const problem = apiAddressProblem(options.apiUrl);
-  if (problem) throw new OpsError(`invalid $GITHUB_API_URL ${JSON.stringify(printableLine(options.apiUrl))}: it ${problem}`, API_ADDRESS_HINT);
+  if (problem) throw new OpsError(`invalid $GITHUB_API_URL ${JSON.stringify(shownAddress(options.apiUrl))}: it ${problem}`, API_ADDRESS_HINT);
   const clear = clearTextWarning(options.apiUrl);
   if (clear) reporter.warn(clear); // said first: every request of this run carries the token
   const runId = options.runId === undefined || options.runId === '' ? undefined : checkRunId(options.runId);

@@ -80,7 +80,15 @@ export function apiAddressProblem(apiUrl: string): string | undefined {
   } catch {
     return 'is not a URL';
   }
-  return url.protocol === 'https:' || url.protocol === 'http:' ? undefined : `is not an http(s) URL (it starts with ${printableLine(url.protocol)})`;
+  return url.protocol === 'https:' || url.protocol === 'http:' ? undefined : 'is not an http(s) URL';
+}
+
+/**
+ * An API address as messages show it: on one line, without the credentials it may carry before an `@`
+ * (`https://user:token@host/api/v3`, or `user:token@host` without a scheme): they are no one's to read in a log.
+ */
+export function shownAddress(apiUrl: string): string {
+  return printableLine(apiUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, '$1…@'));
 }
 
 /** The hint for an invalid $GITHUB_API_URL (apiAddressProblem). */
@@ -126,7 +134,7 @@ export function githubAccess(options: AccessOptions): GitHubAccess {
   // A token says the API was wanted: an address it cannot be reached at is a failed listing, said as that variable.
   const problem = env.GITHUB_API_URL ? apiAddressProblem(env.GITHUB_API_URL) : undefined;
   if (problem) {
-    const unavailable = `$GITHUB_API_URL ${JSON.stringify(printableLine(env.GITHUB_API_URL!))} ${problem}`;
+    const unavailable = `$GITHUB_API_URL ${JSON.stringify(shownAddress(env.GITHUB_API_URL!))} ${problem}`;
     return { unavailable, failed: new OpsError(`the GitHub API cannot be used: ${unavailable}`, API_ADDRESS_HINT) };
   }
   const warning = clearTextWarning(apiUrl);
@@ -260,7 +268,7 @@ export function apiError(what: string, options: { apiUrl: string; timeoutMs: num
           ? 'GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later'
           : status
             ? 'GitHub refused the request as written (its message above): report it to ops-pipeline with this message'
-            : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
+            : `is ${shownAddress(apiUrl)} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ''}${message}`, hint);
 }
 

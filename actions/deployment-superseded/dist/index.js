@@ -57036,7 +57036,10 @@ function apiAddressProblem(apiUrl) {
   } catch {
     return "is not a URL";
   }
-  return url.protocol === "https:" || url.protocol === "http:" ? void 0 : `is not an http(s) URL (it starts with ${printableLine(url.protocol)})`;
+  return url.protocol === "https:" || url.protocol === "http:" ? void 0 : "is not an http(s) URL";
+}
+function shownAddress(apiUrl) {
+  return printableLine(apiUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1\u2026@"));
 }
 var API_ADDRESS_HINT = "set $GITHUB_API_URL to the API's address (https://api.github.com; an Enterprise Server's https://<host>/api/v3), or unset it";
 function clearTextWarning(apiUrl) {
@@ -57105,7 +57108,7 @@ function apiError(what, options, e) {
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : answerText(e instanceof Error ? e.message : String(e));
-  const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? options.access : status && status >= 500 ? "GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later" : status ? "GitHub refused the request as written (its message above): report it to ops-pipeline with this message" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
+  const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? options.access : status && status >= 500 ? "GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later" : status ? "GitHub refused the request as written (its message above): report it to ops-pipeline with this message" : `is ${shownAddress(apiUrl)} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ""}${message}`, hint);
 }
 var ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " ", middot: "\xB7", ndash: "\u2013", mdash: "\u2014" };
@@ -57136,7 +57139,7 @@ function checkRunId(runId) {
 async function markSuperseded(options, reporter) {
   const { environment, sha } = options;
   const problem = apiAddressProblem(options.apiUrl);
-  if (problem) throw new OpsError(`invalid $GITHUB_API_URL ${JSON.stringify(printableLine(options.apiUrl))}: it ${problem}`, API_ADDRESS_HINT);
+  if (problem) throw new OpsError(`invalid $GITHUB_API_URL ${JSON.stringify(shownAddress(options.apiUrl))}: it ${problem}`, API_ADDRESS_HINT);
   const clear = clearTextWarning(options.apiUrl);
   if (clear) reporter.warn(clear);
   const runId = options.runId === void 0 || options.runId === "" ? void 0 : checkRunId(options.runId);

@@ -65945,7 +65945,10 @@ function apiAddressProblem(apiUrl) {
   } catch {
     return "is not a URL";
   }
-  return url.protocol === "https:" || url.protocol === "http:" ? void 0 : `is not an http(s) URL (it starts with ${printableLine(url.protocol)})`;
+  return url.protocol === "https:" || url.protocol === "http:" ? void 0 : "is not an http(s) URL";
+}
+function shownAddress(apiUrl) {
+  return printableLine(apiUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1\u2026@"));
 }
 var API_ADDRESS_HINT = "set $GITHUB_API_URL to the API's address (https://api.github.com; an Enterprise Server's https://<host>/api/v3), or unset it";
 function githubAccess(options) {
@@ -65967,7 +65970,7 @@ function githubAccess(options) {
   const apiUrl = (env.GITHUB_API_URL || (fromUrl && !env.GITHUB_REPOSITORY ? apiUrlFor(fromUrl.host) : "https://api.github.com")).replace(/\/+$/, "");
   const problem = env.GITHUB_API_URL ? apiAddressProblem(env.GITHUB_API_URL) : void 0;
   if (problem) {
-    const unavailable = `$GITHUB_API_URL ${JSON.stringify(printableLine(env.GITHUB_API_URL))} ${problem}`;
+    const unavailable = `$GITHUB_API_URL ${JSON.stringify(shownAddress(env.GITHUB_API_URL))} ${problem}`;
     return { unavailable, failed: new OpsError(`the GitHub API cannot be used: ${unavailable}`, API_ADDRESS_HINT) };
   }
   const warning2 = clearTextWarning(apiUrl);
@@ -66039,7 +66042,7 @@ function apiError(what, options, e) {
   if (limited) return new OpsError(`GitHub API: cannot ${what}: ${limited.message}`, limited.hint);
   const timedOut = (x) => x instanceof Error && (x.name === "TimeoutError" || timedOut(x.cause));
   const message = timedOut(e) ? `no answer within ${timeoutMs / 1e3} s` : answerText(e instanceof Error ? e.message : String(e));
-  const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? options.access : status && status >= 500 ? "GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later" : status ? "GitHub refused the request as written (its message above): report it to ops-pipeline with this message" : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
+  const hint = status === 401 ? "the token is invalid or expired" : status === 403 || status === 404 ? options.access : status && status >= 500 ? "GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later" : status ? "GitHub refused the request as written (its message above): report it to ops-pipeline with this message" : `is ${shownAddress(apiUrl)} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ""}${message}`, hint);
 }
 var ENTITIES = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " ", middot: "\xB7", ndash: "\u2013", mdash: "\u2014" };

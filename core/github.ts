@@ -9,6 +9,7 @@
 import type { getOctokit as GetOctokit } from '@actions/github';
 import { OpsError, printableLine } from './errors.ts';
 import { REPOSITORY } from './runinfo.ts';
+import { hideUrlCredentials } from './secrets/parts.ts';
 
 export interface PullRequest {
   number: number;
@@ -88,7 +89,8 @@ export function apiAddressProblem(apiUrl: string): string | undefined {
  * (`https://user:token@host/api/v3`, or `user:token@host` without a scheme): they are no one's to read in a log.
  */
 export function shownAddress(apiUrl: string): string {
-  return printableLine(apiUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, '$1…@'));
+  // Not hideUrlCredentials alone: an address without its scheme (`user:token@host/api/v3`) is no URL it reads.
+  return printableLine(apiUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, '$1***@'));
 }
 
 /** The hint for an invalid $GITHUB_API_URL (apiAddressProblem). */
@@ -118,7 +120,8 @@ export function githubAccess(options: AccessOptions): GitHubAccess {
   const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : undefined;
   const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;
   if (!repository) {
-    const unavailable = `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? '')} is not a GitHub URL)`;
+    // The remote URL as git would say it: a token written into it (`https://oauth2:<token>@gitlab…`) is not shown.
+    const unavailable = `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(hideUrlCredentials(options.remoteUrl ?? ''))} is not a GitHub URL)`;
     if (!token) return { unavailable };
     // A token says the pull requests were wanted: not knowing where to list them is a failed listing, not "no API".
     return { unavailable, failed: new OpsError(`the GitHub API cannot be used: ${unavailable}`, 'set $GITHUB_REPOSITORY to the repository as owner/name (or unset the token to go on without the API)') };

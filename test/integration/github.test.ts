@@ -155,7 +155,7 @@ describe('a GitHub API that is not there', () => {
     // the address asked about without the credentials it was given with
     const withToken = url.replace('://', '://x-access-token:ghp_Zq7Wx9vLm3pR@');
     const e2 = (await githubAccess({ token: 'ghs_x', processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: withToken } }).api!.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
-    expect(e2.hint).toBe(`is ${url.replace('://', '://…@')} reachable? ($GITHUB_API_URL sets it)`);
+    expect(e2.hint).toBe(`is ${url.replace('://', '://***@')} reachable? ($GITHUB_API_URL sets it)`);
   });
 
   it('a $GITHUB_API_URL that is no http(s) URL (a host without its scheme): said as that variable, never an internal error', () => {
@@ -169,8 +169,11 @@ describe('a GitHub API that is not there', () => {
     for (const url of ['x-access-token:ghp_Zq7Wx9vLm3pR@ghe.example.com/api/v3', 'ftp://user:ghp_Zq7Wx9vLm3pR@ghe.example.com']) {
       const failed = githubAccess({ token: 'ghs_x', processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: url } }).failed!;
       expect(failed.message, url).not.toContain('ghp_Zq7Wx9vLm3pR');
-      expect(failed.message, url).toMatch(/"(ftp:\/\/)?…@ghe\.example\.com/);
+      expect(failed.message, url).toMatch(/"(ftp:\/\/)?\*\*\*@ghe\.example\.com/);
     }
+    // nor one written into the git remote's URL (no $GITHUB_REPOSITORY: the repository read from it)
+    const remote = githubAccess({ token: 'ghs_x', processEnv: {}, remoteUrl: 'https://oauth2:glpat-Zq7Wx9vLm3pR@gitlab.example.com/group/sub/app.git' }).failed!;
+    expect(remote.message).toContain('the remote URL "https://oauth2:***@gitlab.example.com/group/sub/app.git" is not a GitHub URL');
     // without a token the API is not asked for: nothing to say of its address
     expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: 'ghe.example.com' } })).toEqual({ unavailable: 'no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)' });
   });

@@ -57025,6 +57025,7 @@ function runUrl(processEnv = process.env) {
 }
 
 // core/github.ts
+init_parts();
 async function octokitFor(token, options) {
   const { getOctokit: getOctokit2 } = await Promise.resolve().then(() => (init_github(), github_exports));
   return getOctokit2(token, options);
@@ -57039,7 +57040,7 @@ function apiAddressProblem(apiUrl) {
   return url.protocol === "https:" || url.protocol === "http:" ? void 0 : "is not an http(s) URL";
 }
 function shownAddress(apiUrl) {
-  return printableLine(apiUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1\u2026@"));
+  return printableLine(apiUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1***@"));
 }
 var API_ADDRESS_HINT = "set $GITHUB_API_URL to the API's address (https://api.github.com; an Enterprise Server's https://<host>/api/v3), or unset it";
 function clearTextWarning(apiUrl) {

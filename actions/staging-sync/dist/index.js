@@ -65924,6 +65924,7 @@ init_shell();
 
 // core/github.ts
 init_errors();
+init_parts();
 function repositoryFromUrl(url) {
   const m = /^(?:https?|ssh|git):\/\/(?:[^@/]+@)?([^/:]+)(?::\d+)?\/([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url) ?? /^(?:[^@/]+@)?([^/:]+):([^/]+\/[^/]+?)(?:\.git)?\/?$/.exec(url);
   if (!m || !REPOSITORY.test(m[2])) return void 0;
@@ -65948,7 +65949,7 @@ function apiAddressProblem(apiUrl) {
   return url.protocol === "https:" || url.protocol === "http:" ? void 0 : "is not an http(s) URL";
 }
 function shownAddress(apiUrl) {
-  return printableLine(apiUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1\u2026@"));
+  return printableLine(apiUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, "$1***@"));
 }
 var API_ADDRESS_HINT = "set $GITHUB_API_URL to the API's address (https://api.github.com; an Enterprise Server's https://<host>/api/v3), or unset it";
 function githubAccess(options) {
@@ -65957,7 +65958,7 @@ function githubAccess(options) {
   const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : void 0;
   const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;
   if (!repository) {
-    const unavailable = `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? "")} is not a GitHub URL)`;
+    const unavailable = `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(hideUrlCredentials(options.remoteUrl ?? ""))} is not a GitHub URL)`;
     if (!token) return { unavailable };
     return { unavailable, failed: new OpsError(`the GitHub API cannot be used: ${unavailable}`, "set $GITHUB_REPOSITORY to the repository as owner/name (or unset the token to go on without the API)") };
   }

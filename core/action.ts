@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { projectDirProblem } from './config/project-dir.ts';
-import { NoAgeIdentity, OpsError, formatError, onUncaught, showControls } from './errors.ts';
+import { NoAgeIdentity, OpsError, formatError, onUncaught, printableLine, showControls } from './errors.ts';
 import { byteDumps, hideSecrets } from './secrets/parts.ts';
 import { checkKeyText } from './remote/identity.ts';
 import { exactForms, guardOutput, Masker, markdownMasks, maskedMarkdown, seconds, type Reporter } from './report.ts';
@@ -118,11 +118,49 @@ export class ActionsReporter implements Reporter {
       out = Buffer.concat([text.subarray(0, cut + 1), note]);
       this.summaryBytes = SUMMARY_MAX_BYTES; // cut: nothing more after the note
     } else this.summaryBytes += text.length;
-    await core.summary.addRaw(out.toString('utf8')).write();
+    if (this.summaryLost !== undefined) return;
+    try {
+      await core.summary.addRaw(out.toString('utf8')).write();
+    } catch (e) {
+      // The summary is a copy of the log's report: the step's result stands, said once in the log.
+      core.summary.emptyBuffer();
+      this.summaryLost = reasonOf(e);
+      this.warn(`the job summary could not be written ($GITHUB_STEP_SUMMARY: ${this.summaryLost}): this step's report is its log; what the step did stands`);
+    }
   }
+  /** Why the job summary could not be written, once it could not (summary): later calls add nothing. */
+  private summaryLost?: string;
+  /** Outputs the runner's file refused (output), and why the first was. */
+  private readonly outputsLost: { names: string[]; reason?: string } = { names: [] };
+  /**
+   * Set step output `name` (redacted) in $GITHUB_OUTPUT. One the runner's file refuses (a full disk, the file gone)
+   * is kept for lostOutputs, the other outputs still written: the step's work is not cut short by it.
+   */
   output(name: string, value: string): void {
-    core.setOutput(name, this.redact(value));
+    try {
+      core.setOutput(name, this.redact(value));
+    } catch (e) {
+      this.outputsLost.names.push(name);
+      this.outputsLost.reason ??= reasonOf(e);
+    }
   }
+  /**
+   * The error of the outputs $GITHUB_OUTPUT refused (output), undefined when none was: the steps after this one would
+   * read them empty (staging's deploy its `ref`), so the step fails with it once its work is over (runAction).
+   */
+  lostOutputs(): OpsError | undefined {
+    const { names, reason } = this.outputsLost;
+    if (!names.length) return undefined;
+    return new OpsError(
+      `the step's output${names.length > 1 ? 's' : ''} ${names.join(', ')} could not be written ($GITHUB_OUTPUT: ${reason}): the steps after it would read ${names.length > 1 ? 'them' : 'it'} empty`,
+      "the step's work ran to its end, as its log says (nothing of it was undone); the runner could not take its outputs: check the runner's disk (df -h) and $GITHUB_OUTPUT",
+    );
+  }
+}
+
+/** What a write to one of the runner's files (summary, outputs) failed on, on one line. */
+function reasonOf(e: unknown): string {
+  return printableLine(e instanceof Error ? e.message : String(e));
 }
 
 
@@ -154,6 +192,20 @@ export interface ActionInputs {
 const KEY_SECRETS: Record<string, string> = { 'ssh-key': 'SSH_PRIVATE_KEY', 'age-key': 'SOPS_AGE_KEY' };
 
 /**
+ * The payload of the event that started this run: the JSON file the runner names in $GITHUB_EVENT_PATH (docs.github.com,
+ * "Webhook events and payloads"); undefined when there is none or it cannot be read. Read here rather than through
+ * @actions/github's `context`, which loading would read $GITHUB_API_URL too (core/github.ts octokitFor).
+ */
+export function eventPayload(env: NodeJS.ProcessEnv = process.env): unknown {
+  if (!env.GITHUB_EVENT_PATH) return undefined;
+  try {
+    return JSON.parse(readFileSync(env.GITHUB_EVENT_PATH, 'utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Why GitHub gave this run no secrets at all, if it is such a run: one for a pull request from a fork (its event's
  * head repository is not this one, or is gone), or one Dependabot started (it gets Dependabot's secrets only). Read
  * from the runner's variables and event file; undefined when neither (or unreadable).
@@ -162,14 +214,10 @@ export function secretlessRun(env: NodeJS.ProcessEnv = process.env): { why: stri
   const hint = 'deploy from a run a person starts (Actions tab, Run workflow), or once the change is merged';
   if (env.GITHUB_ACTOR === 'dependabot[bot]') return { why: 'this run was started by Dependabot, and GitHub gives it only the Dependabot secrets', hint };
   if (!/^pull_request(_review(_comment)?)?$/.test(env.GITHUB_EVENT_NAME ?? '') || !env.GITHUB_EVENT_PATH) return undefined;
-  try {
-    const pull = (JSON.parse(readFileSync(env.GITHUB_EVENT_PATH, 'utf8')) as { pull_request?: { head?: { repo?: { full_name?: string } | null } } }).pull_request;
-    const repo = pull?.head?.repo;
-    if (!pull || (repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? '').toLowerCase())) return undefined;
-    return { why: `this run is for a pull request from a fork (${repo?.full_name ?? 'deleted since'}), and GitHub gives such runs no secrets`, hint };
-  } catch {
-    return undefined;
-  }
+  const pull = (eventPayload(env) as { pull_request?: { head?: { repo?: { full_name?: string } | null } } } | undefined)?.pull_request;
+  const repo = pull?.head?.repo;
+  if (!pull || (repo && repo.full_name?.toLowerCase() === (env.GITHUB_REPOSITORY ?? '').toLowerCase())) return undefined;
+  return { why: `this run is for a pull request from a fork (${repo?.full_name ?? 'deleted since'}), and GitHub gives such runs no secrets`, hint };
 }
 
 /** The error of a key input left empty: most likely the job's GitHub environment lacks the secret (or the run gets none). */
@@ -235,7 +283,9 @@ export async function checkInputs(spec: ActionInputs, get: (name: string) => str
  * Run an action body with the shared inputs handled once, before any work: `spec`'s inputs checked
  * (checkInputs); `ssh-key` and `age-key` masked (every line) and handed to the core through the same
  * variables the CLI reads (OPS_SSH_KEY, SOPS_AGE_KEY); its own output guarded as the CLI's (guardOutput). A secrets file the core cannot open for want of a key,
- * with `age-key` empty, is said as that input being empty.
+ * with `age-key` empty, is said as that input being empty. The runner's files failing (a full disk, a runner without
+ * $GITHUB_STEP_SUMMARY) neither cut the work short nor read as a bug: a job summary not written is a warning (the
+ * log holds the report), outputs not written fail the step once its work is over (ActionsReporter.lostOutputs).
  */
 export async function runAction(spec: ActionInputs, body: (ctx: ActionContext) => Promise<void>): Promise<void> {
   const reporter = new ActionsReporter();
@@ -244,6 +294,7 @@ export async function runAction(spec: ActionInputs, body: (ctx: ActionContext) =
   // The job log failing (the runner's pipe gone, a full disk) never ends a run half-way, as in the CLI.
   guardOutput();
   let ageKey = '';
+  let failure: { error: unknown } | undefined;
   try {
     const sshKey = core.getInput('ssh-key');
     if (sshKey) {
@@ -272,9 +323,16 @@ export async function runAction(spec: ActionInputs, body: (ctx: ActionContext) =
       },
     });
   } catch (e) {
-    const environment = core.getInput('environment').trim();
-    const error = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput('age-key', environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
-    // What it quotes of an input or a file with a URL's password and a private key hidden (hideSecrets), as the CLI does.
-    core.setFailed(showControls(hideSecrets(reporter.redact(formatError(error)))));
+    failure = { error: e };
   }
+  // Outputs the runner refused fail a step whose work succeeded; beside the work's own error they are said too.
+  const lost = reporter.lostOutputs();
+  if (lost && !failure) failure = { error: lost };
+  else if (lost) reporter.warn(lost.message);
+  if (!failure) return;
+  const environment = core.getInput('environment').trim();
+  const e = failure.error;
+  const error = e instanceof NoAgeIdentity && !ageKey.trim() ? emptyKeyInput('age-key', environment && (spec.secretsFrom ?? ((x) => x))(environment)) : e;
+  // What it quotes of an input or a file with a URL's password and a private key hidden (hideSecrets), as the CLI does.
+  core.setFailed(showControls(hideSecrets(reporter.redact(formatError(error)))));
 }

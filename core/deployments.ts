@@ -6,9 +6,8 @@
 // gets an `inactive` status saying a newer commit was already live, and a deployment that run's success made
 // inactive gets its `success` back. Deployment status states (REST "Deployment statuses"): error, failure,
 // inactive, in_progress, queued, pending, success; `auto_inactive: false` on ours so they touch nothing else.
-import { getOctokit } from '@actions/github';
 import { OpsError } from './errors.ts';
-import { apiError, clearTextWarning, fetchWithDeadline } from './github.ts';
+import { API_ADDRESS_HINT, apiAddressProblem, apiError, clearTextWarning, fetchWithDeadline, octokitFor, shownAddress } from './github.ts';
 import { REPOSITORY } from './runinfo.ts';
 import type { Reporter } from './report.ts';
 
@@ -89,11 +88,13 @@ function checkRunId(runId: string): string {
  * every deployment of the environment that the skipped run's `success` made inactive (an inactive status written
  * after it, right after a success) gets `success` again, with its URL. Idempotent: run again, it changes nothing.
  * A run that ended in failure or error is left as it is (it tells no lie).
- * @throws OpsError when the API refuses (token without `deployments: write`), the deployment is not found, or its
+ * @throws OpsError when `apiUrl` is no http(s) URL, the API refuses (token without `deployments: write`), the deployment is not found, or its
  * job's status does not settle in time.
  */
 export async function markSuperseded(options: SupersededOptions, reporter: Reporter): Promise<SupersededResult> {
   const { environment, sha } = options;
+  const problem = apiAddressProblem(options.apiUrl);
+  if (problem) throw new OpsError(`invalid $GITHUB_API_URL ${JSON.stringify(shownAddress(options.apiUrl))}: it ${problem}`, API_ADDRESS_HINT);
   const clear = clearTextWarning(options.apiUrl);
   if (clear) reporter.warn(clear); // said first: every request of this run carries the token
   const runId = options.runId === undefined || options.runId === '' ? undefined : checkRunId(options.runId);
@@ -101,7 +102,7 @@ export async function markSuperseded(options: SupersededOptions, reporter: Repor
     throw new OpsError(`invalid $GITHUB_REPOSITORY ${JSON.stringify(options.repository)}: expected owner/name`, 'the runner sets it in a GitHub Actions job: do not set it in the workflow\'s env:');
   }
   const timeoutMs = options.timeoutMs ?? 15_000;
-  const octokit = getOctokit(options.token, {
+  const octokit = await octokitFor(options.token, {
     baseUrl: options.apiUrl.replace(/\/+$/, ''),
     request: { fetch: fetchWithDeadline(timeoutMs, options.retryDelaysMs) },
   });

@@ -6,9 +6,10 @@
 // Every HTTP request has a deadline (timeoutMs, 15 s by default), set on the fetch octokit uses, so it holds
 // for every page of a paginated listing too (octokit's paginate iterator does not pass a request's own signal
 // on to the pages after the first).
-import { getOctokit } from '@actions/github';
+import type { getOctokit as GetOctokit } from '@actions/github';
 import { OpsError, printableLine } from './errors.ts';
 import { REPOSITORY } from './runinfo.ts';
+import { hideUrlCredentials } from './secrets/parts.ts';
 
 export interface PullRequest {
   number: number;
@@ -59,6 +60,42 @@ export function apiUrlFor(host: string): string {
   return `https://${host}/api/v3`;
 }
 
+/**
+ * The Octokit client, @actions/github loaded on first use: it reads $GITHUB_API_URL as it loads (a proxy agent made
+ * for it), so an address that is no URL, imported at start, would end the process with a stack trace before any
+ * check could say so (apiAddressProblem says it first).
+ */
+export async function octokitFor(token: string, options: Parameters<typeof GetOctokit>[1]): Promise<ReturnType<typeof GetOctokit>> {
+  const { getOctokit } = await import('@actions/github');
+  return getOctokit(token, options);
+}
+
+/**
+ * What is wrong with a REST API address (undefined when nothing): it must be an http(s) URL, as $GITHUB_API_URL is
+ * set by the runner (https://api.github.com; https://<host>/api/v3 on an Enterprise Server).
+ */
+export function apiAddressProblem(apiUrl: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(apiUrl);
+  } catch {
+    return 'is not a URL';
+  }
+  return url.protocol === 'https:' || url.protocol === 'http:' ? undefined : 'is not an http(s) URL';
+}
+
+/**
+ * An API address as messages show it: on one line, without the credentials it may carry before an `@`
+ * (`https://user:token@host/api/v3`, or `user:token@host` without a scheme): they are no one's to read in a log.
+ */
+export function shownAddress(apiUrl: string): string {
+  // Not hideUrlCredentials alone: an address without its scheme (`user:token@host/api/v3`) is no URL it reads.
+  return printableLine(apiUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, '$1***@'));
+}
+
+/** The hint for an invalid $GITHUB_API_URL (apiAddressProblem). */
+export const API_ADDRESS_HINT = "set $GITHUB_API_URL to the API's address (https://api.github.com; an Enterprise Server's https://<host>/api/v3), or unset it";
+
 export interface AccessOptions {
   /** The `github-token` input or --token; falls back to $GITHUB_TOKEN, then $GH_TOKEN. */
   token?: string;
@@ -83,7 +120,8 @@ export function githubAccess(options: AccessOptions): GitHubAccess {
   const fromUrl = options.remoteUrl ? repositoryFromUrl(options.remoteUrl) : undefined;
   const repository = env.GITHUB_REPOSITORY || fromUrl?.repository;
   if (!repository) {
-    const unavailable = `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(options.remoteUrl ?? '')} is not a GitHub URL)`;
+    // The remote URL as git would say it: a token written into it (`https://oauth2:<token>@gitlab…`) is not shown.
+    const unavailable = `the GitHub repository is unknown ($GITHUB_REPOSITORY is not set and the remote URL ${JSON.stringify(hideUrlCredentials(options.remoteUrl ?? ''))} is not a GitHub URL)`;
     if (!token) return { unavailable };
     // A token says the pull requests were wanted: not knowing where to list them is a failed listing, not "no API".
     return { unavailable, failed: new OpsError(`the GitHub API cannot be used: ${unavailable}`, 'set $GITHUB_REPOSITORY to the repository as owner/name (or unset the token to go on without the API)') };
@@ -96,6 +134,12 @@ export function githubAccess(options: AccessOptions): GitHubAccess {
   }
   if (!token) return { unavailable: 'no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)' };
   const apiUrl = (env.GITHUB_API_URL || (fromUrl && !env.GITHUB_REPOSITORY ? apiUrlFor(fromUrl.host) : 'https://api.github.com')).replace(/\/+$/, '');
+  // A token says the API was wanted: an address it cannot be reached at is a failed listing, said as that variable.
+  const problem = env.GITHUB_API_URL ? apiAddressProblem(env.GITHUB_API_URL) : undefined;
+  if (problem) {
+    const unavailable = `$GITHUB_API_URL ${JSON.stringify(shownAddress(env.GITHUB_API_URL!))} ${problem}`;
+    return { unavailable, failed: new OpsError(`the GitHub API cannot be used: ${unavailable}`, API_ADDRESS_HINT) };
+  }
   const warning = clearTextWarning(apiUrl);
   return { api: restApi({ token, repository, apiUrl, timeoutMs: options.timeoutMs ?? 15_000, retryDelaysMs: options.retryDelaysMs }), ...(warning && { warning }) };
 }
@@ -227,7 +271,7 @@ export function apiError(what: string, options: { apiUrl: string; timeoutMs: num
           ? 'GitHub answered with an error of its own (an outage: githubstatus.com): run the job again later'
           : status
             ? 'GitHub refused the request as written (its message above): report it to ops-pipeline with this message'
-            : `is ${apiUrl} reachable? ($GITHUB_API_URL sets it)`;
+            : `is ${shownAddress(apiUrl)} reachable? ($GITHUB_API_URL sets it)`;
   return new OpsError(`GitHub API: cannot ${what}: ${status && !timedOut(e) ? `HTTP ${status} ` : ''}${message}`, hint);
 }
 
@@ -296,12 +340,14 @@ function sorted(pulls: PullRequest[]): PullRequest[] {
 }
 
 function restApi(options: RestOptions): GitHubApi {
-  const octokit = getOctokit(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs, options.retryDelaysMs) } });
+  let client: ReturnType<typeof octokitFor> | undefined;
+  const octokitNow = () => (client ??= octokitFor(options.token, { baseUrl: options.apiUrl, request: { fetch: fetchWithDeadline(options.timeoutMs, options.retryDelaysMs) } }));
   const [owner, repo] = options.repository.split('/') as [string, string];
   const pullRequest = (pr: Parameters<typeof toPullRequest>[0]) => toPullRequest(pr, options.repository);
   return {
     repository: options.repository,
     async labelledPulls(label) {
+      const octokit = await octokitNow();
       const wanted = label.toLowerCase();
       const carries = (labels: (string | { name?: string | null })[]) => labels.some((l) => (typeof l === 'string' ? l : l.name ?? '').toLowerCase() === wanted);
       const order = { owner, repo, state: 'open', sort: 'created', direction: 'asc', per_page: 100 } as const;
@@ -338,6 +384,7 @@ function restApi(options: RestOptions): GitHubApi {
       return sorted(found);
     },
     async comment(number, body, marker) {
+      const octokit = await octokitNow();
       const text = body.includes(marker) ? body : `${marker}\n${body}`;
       try {
         let existing: number | undefined;

@@ -30,13 +30,15 @@ export function runUrl(processEnv: NodeJS.ProcessEnv = process.env): string {
 }
 
 /**
- * Who runs this and from where, from the process environment: in GitHub Actions, GITHUB_ACTOR and the run's
- * URL; elsewhere `user@hostname` (USER, else the OS account) and no URL. Values are printable ASCII, at most
+ * Who runs this and from where, from the process environment: in GitHub Actions, the person who started this
+ * attempt (GITHUB_TRIGGERING_ACTOR: on a re-run, who re-ran it, where GITHUB_ACTOR stays the first run's; GitHub
+ * changelog 2022-07-19, "Differentiating triggering actor from executing actor"; GITHUB_ACTOR where the runner
+ * sets no such variable, GHES before 3.7) and the run's URL; elsewhere `user@hostname` (USER, else the OS account) and no URL. Values are printable ASCII, at most
  * 200 characters (they go into lock files and the audit log). Never throws.
  */
 export function runInfo(processEnv: NodeJS.ProcessEnv = process.env): RunInfo {
   if (processEnv.GITHUB_ACTIONS === 'true' || processEnv.GITHUB_RUN_ID) {
-    return { actor: clean(processEnv.GITHUB_ACTOR ?? 'github-actions'), runUrl: runUrl(processEnv), via: 'github-actions' };
+    return { actor: clean(processEnv.GITHUB_TRIGGERING_ACTOR || processEnv.GITHUB_ACTOR || 'github-actions'), runUrl: runUrl(processEnv), via: 'github-actions' };
   }
   let user = processEnv.USER ?? '';
   try {

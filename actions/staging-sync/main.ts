@@ -1,6 +1,5 @@
 // The staging-sync action: inputs → core/staging/run.ts → outputs and job summary. All logic lives in the core.
-import { context } from '@actions/github';
-import { runAction } from '../../core/action.ts';
+import { eventPayload, runAction } from '../../core/action.ts';
 import { refFromEvent } from '../../core/staging/refs.ts';
 import { DEFAULT_IDENTITY } from '../../core/git.ts';
 import { runUrl } from '../../core/runinfo.ts';
@@ -11,7 +10,7 @@ await runAction({ required: ['mode'], choices: { mode: ['add', 'rebuild'] }, fla
   const mode = input('mode') as 'add' | 'rebuild';
   // add without a ref, on a pull_request event: that pull request, at the head commit the event saw (a label
   // approves those commits, not what is pushed before the run starts).
-  const event = mode === 'add' && !input('ref') ? refFromEvent(context.payload, ops.processEnv.GITHUB_REPOSITORY) : undefined;
+  const event = mode === 'add' && !input('ref') ? refFromEvent(eventPayload(ops.processEnv), ops.processEnv.GITHUB_REPOSITORY) : undefined;
   await runStaging({
     mode,
     ref: input('ref') || event?.ref,

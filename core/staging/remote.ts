@@ -81,6 +81,20 @@ async function unshallow(ctx: StagingContext): Promise<void> {
   shallowChecked.add(ctx.git);
 }
 
+/**
+ * How to name the main branch when the one given is not on the remote: the remote's default branch (its HEAD, as
+ * `git ls-remote --symref` says), which a repository created on GitHub names `main` where these settings default to
+ * `master`; the general advice when the remote names none, or only the staging branch.
+ */
+async function missingMainHint(ctx: StagingContext): Promise<string> {
+  const { remote, staging } = ctx.settings;
+  const general = 'name the branch staging is rebuilt from with main-branch / --main';
+  const out = await ctx.git.out(['ls-remote', '--symref', remote, 'HEAD']).catch(() => '');
+  const head = /^ref: refs\/heads\/(\S+)\tHEAD$/m.exec(out)?.[1];
+  if (!head || head === staging) return general;
+  return `${remote}'s default branch is "${head}": give main-branch: ${head} to the staging-sync step (staging.yml), or --main ${head} to ops staging`;
+}
+
 /** Ask the remote for main, staging, the tracking refs and the wanted source refs; fetch them all. */
 export async function readRemote(ctx: StagingContext, wanted: string[]): Promise<RemoteState> {
   const { remote, main, staging } = ctx.settings;
@@ -88,7 +102,7 @@ export async function readRemote(ctx: StagingContext, wanted: string[]): Promise
   const mainRef = `refs/heads/${main}`;
   const stagingRef = `refs/heads/${staging}`;
   const advertised = await lsRemote(ctx, [...new Set([mainRef, stagingRef, ...wanted])]);
-  if (!advertised.has(mainRef)) throw new OpsError(`the main branch "${main}" does not exist on ${remote}`, 'name the branch staging is rebuilt from with main-branch / --main');
+  if (!advertised.has(mainRef)) throw new OpsError(`the main branch "${main}" does not exist on ${remote}`, await missingMainHint(ctx));
 
   // Copies go to our scratch namespace (left-overs of an interrupted run are overwritten or ignored below).
   const local = (ref: string) => `${LOCAL}remote/${ref.replace(/^refs\//, '')}`;

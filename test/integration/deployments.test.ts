@@ -143,6 +143,11 @@ describe('a forward-only deploy that was skipped, on GitHub', () => {
     expect(gh.requests).toEqual([]);
   });
 
+  it('a $GITHUB_API_URL that is no http(s) URL: refused in one line naming it, not an internal error', async () => {
+    const e = await failure(markSuperseded(options(await scene(), { apiUrl: 'ghe.example.com/api/v3' }), new MemoryReporter()));
+    expect(e.message).toBe('invalid $GITHUB_API_URL "ghe.example.com/api/v3": it is not a URL');
+  });
+
   it('rate limited or slow on the deployments API: says so and when to retry, not that the token lacks deployments: write', async () => {
     const limited = await each.github({ answer: (q) => (q.path.includes('/deployments') ? { status: 403, headers: { 'retry-after': '300' }, body: { message: 'You have exceeded a secondary rate limit.' } } : undefined) });
     const e = await failure(markSuperseded(options(limited), new MemoryReporter()));

@@ -152,6 +152,30 @@ describe('a GitHub API that is not there', () => {
     expect(e).toBeInstanceOf(OpsError);
     expect(e.message).toMatch(/^GitHub API: cannot list the open pull requests of acme\/webapp: (?!HTTP)\S.*ECONNREFUSED/);
     expect(e.hint).toBe(`is ${url} reachable? ($GITHUB_API_URL sets it)`);
+    // the address asked about without the credentials it was given with
+    const withToken = url.replace('://', '://x-access-token:ghp_Zq7Wx9vLm3pR@');
+    const e2 = (await githubAccess({ token: 'ghs_x', processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: withToken } }).api!.labelledPulls('staging').catch((x: unknown) => x)) as OpsError;
+    expect(e2.hint).toBe(`is ${url.replace('://', '://***@')} reachable? ($GITHUB_API_URL sets it)`);
+  });
+
+  it('a $GITHUB_API_URL that is no http(s) URL (a host without its scheme): said as that variable, never an internal error', () => {
+    for (const [url, problem] of [['ghe.example.com/api/v3', 'is not a URL'], ['https://256.0.0.1', 'is not a URL'], ['ftp://ghe.example.com', 'is not an http(s) URL']]) {
+      const access = githubAccess({ token: 'ghs_x', processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: url } });
+      expect(access.api, url).toBeUndefined();
+      expect(access.failed?.message, url).toBe(`the GitHub API cannot be used: $GITHUB_API_URL ${JSON.stringify(url)} ${problem}`);
+      expect(access.failed?.hint, url).toMatch(/^set \$GITHUB_API_URL to the API's address \(https:\/\/api.github.com; /);
+    }
+    // a token written into the address (with a scheme or without) is never shown
+    for (const url of ['x-access-token:ghp_Zq7Wx9vLm3pR@ghe.example.com/api/v3', 'ftp://user:ghp_Zq7Wx9vLm3pR@ghe.example.com']) {
+      const failed = githubAccess({ token: 'ghs_x', processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: url } }).failed!;
+      expect(failed.message, url).not.toContain('ghp_Zq7Wx9vLm3pR');
+      expect(failed.message, url).toMatch(/"(ftp:\/\/)?\*\*\*@ghe\.example\.com/);
+    }
+    // nor one written into the git remote's URL (no $GITHUB_REPOSITORY: the repository read from it)
+    const remote = githubAccess({ token: 'ghs_x', processEnv: {}, remoteUrl: 'https://oauth2:glpat-Zq7Wx9vLm3pR@gitlab.example.com/group/sub/app.git' }).failed!;
+    expect(remote.message).toContain('the remote URL "https://oauth2:***@gitlab.example.com/group/sub/app.git" is not a GitHub URL');
+    // without a token the API is not asked for: nothing to say of its address
+    expect(githubAccess({ processEnv: { GITHUB_REPOSITORY: 'acme/webapp', GITHUB_API_URL: 'ghe.example.com' } })).toEqual({ unavailable: 'no GitHub token (input github-token, $GITHUB_TOKEN or $GH_TOKEN)' });
   });
 });
 

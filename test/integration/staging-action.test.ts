@@ -227,6 +227,10 @@ describe('the staging-sync bundle, as the runner runs it', () => {
     expect((await runAction(runner.dir, { mode: 'add' }, {})).stdout).toMatch(/::error::nothing to add: no ref given/);
     expect((await runAction(runner.dir, { mode: 'add', ref: '$(reboot)' }, {})).stdout).toMatch(/::error::invalid ref "\$\(reboot\)"/);
     expect((await runAction(runner.dir, { mode: 'rebuild', 'main-branch': 'a..b' }, {})).stdout).toMatch(/::error::invalid main branch/);
+    // A main branch the remote lacks (the default `master` where GitHub named the repository's first branch `main`): its default branch named.
+    expect((await runAction(runner.dir, { mode: 'rebuild', 'main-branch': 'main' }, {})).stdout).toMatch(
+      /::error::the main branch "main" does not exist on origin%0A  hint: origin's default branch is "master": give main-branch: master to the staging-sync step \(staging.yml\), or --main master to ops staging$/m,
+    );
     expect((await runAction(runner.dir, { mode: 'add', ref: 'feature/b', 'dry-run': 'maybe' }, {})).stdout).toMatch(/::error::invalid input dry-run: "maybe"%0A  hint: dry-run is true or false$/m);
     expect(s.refs()).toEqual(before);
   });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import { runAction } from '../../core/action.ts';
-import { NoAgeIdentity } from '../../core/errors.ts';
+import { NoAgeIdentity, OpsError } from '../../core/errors.ts';
 
 const HOST_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const FAKE_KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n';
@@ -150,6 +150,46 @@ describe('key inputs', () => {
     const text = failure();
     expect(text).toMatch(/^input `age-key` is empty: is the secret SOPS_AGE_KEY set for the GitHub environment `staging`/);
     expect(text).not.toContain('keygen');
+  });
+});
+
+/** The ::warning:: lines the action wrote, decoded. */
+const warnings = () => writes.filter((w) => w.startsWith('::warning::')).map((w) => decodeURIComponent(w.replace(/^::warning::/, '').trim()));
+
+describe("the runner's files (job summary, outputs) failing", () => {
+  /** A body whose work succeeds: two outputs, then its summary, as every action ends. */
+  const work = async ({ reporter }: Parameters<Parameters<typeof runAction>[1]>[0]) => {
+    reporter.output('sha', 'a'.repeat(40));
+    reporter.output('changed', 'true');
+    await reporter.summary('### done');
+  };
+
+  it('no job summary ($GITHUB_STEP_SUMMARY unset: a runner without summaries): a warning, the step succeeds with its outputs', async () => {
+    delete process.env.GITHUB_STEP_SUMMARY;
+    await runAction({}, work);
+    expect(failure()).toBe('');
+    expect(process.exitCode ?? 0).toBe(0);
+    expect(warnings()).toEqual([
+      "the job summary could not be written ($GITHUB_STEP_SUMMARY: Unable to find environment variable for $GITHUB_STEP_SUMMARY. Check if your runtime environment supports job summaries.): this step's report is its log; what the step did stands",
+    ]);
+    expect(readFileSync(process.env.GITHUB_OUTPUT!, 'utf8')).toMatch(/^changed<<ghadelimiter_[^\n]+\ntrue\n/m);
+  });
+
+  it('outputs the runner refuses (its output file gone): the step fails naming them, not as a bug of ops; its summary still written', async () => {
+    process.env.GITHUB_OUTPUT = join(dir, 'gone', 'output');
+    await runAction({}, work);
+    expect(failure()).toBe(
+      `the step's outputs sha, changed could not be written ($GITHUB_OUTPUT: Missing file at path: ${process.env.GITHUB_OUTPUT}): the steps after it would read them empty\n  hint: the step's work ran to its end, as its log says (nothing of it was undone); the runner could not take its outputs: check the runner's disk (df -h) and $GITHUB_OUTPUT`,
+    );
+    expect(readFileSync(process.env.GITHUB_STEP_SUMMARY!, 'utf8')).toBe('### done\n');
+    // The work's own failure stays the step's error; the lost output is said beside it.
+    writes.length = 0;
+    await runAction({}, async ({ reporter }) => {
+      reporter.output('sha', 'b'.repeat(40));
+      throw new OpsError('the build failed', 'see its log');
+    });
+    expect(failure()).toBe('the build failed\n  hint: see its log');
+    expect(warnings()).toEqual([expect.stringMatching(/^the step's output sha could not be written \(\$GITHUB_OUTPUT: Missing file at path: /)]);
   });
 });
 

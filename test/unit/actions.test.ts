@@ -1,7 +1,7 @@
 // The actions as GitHub sees them: committed bundles equal a fresh build, action.yml declares every input
 // its entry point reads (and the runtime GitHub runs), and each entry point stays thin.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -36,6 +36,18 @@ describe('action bundles', () => {
       const r = spawnSync(process.execPath, [join(ROOT, 'actions', a, 'dist', 'index.js')], { encoding: 'utf8', cwd: tmpdir(), env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 });
       // A dependency the bundler could not follow (a UMD build's require) fails here with "Cannot find module".
       expect(r.stderr + r.stdout, a).not.toMatch(/Cannot find module|ERR_MODULE_NOT_FOUND|^\s+at /m);
+      expect(r.stdout, a).toMatch(/^::error::/m);
+    }
+  }, 120_000);
+
+  it("each loads whatever the runner's variables hold (a $GITHUB_API_URL that is no URL, an event file that is no JSON): an ::error:: line, no stack trace", () => {
+    const event = join(mkdtempSync(join(tmpdir(), 'ops-event-')), 'event.json');
+    writeFileSync(event, 'not json');
+    for (const a of actions) {
+      const env = { PATH: process.env.PATH ?? '', GITHUB_API_URL: 'ghe.example.com/api/v3', GITHUB_EVENT_PATH: event, GITHUB_EVENT_NAME: 'pull_request_target' };
+      const r = spawnSync(process.execPath, [join(ROOT, 'actions', a, 'dist', 'index.js')], { encoding: 'utf8', cwd: tmpdir(), env, timeout: 60_000 });
+      // @actions/github read both as it loaded: a TypeError's stack on stderr, before any action code ran.
+      expect(r.stderr + r.stdout, a).not.toMatch(/Invalid URL|SyntaxError|^\s+at /m);
       expect(r.stdout, a).toMatch(/^::error::/m);
     }
   }, 120_000);

@@ -13,7 +13,7 @@ import type { StagingContext } from '../../core/staging/settings.ts';
 import { checkIdentity } from '../../core/git.ts';
 import type { OpsError } from '../../core/errors.ts';
 import { gitAllowsRef } from '../../core/shell.ts';
-import { runUrl } from '../../core/runinfo.ts';
+import { runInfo, runUrl } from '../../core/runinfo.ts';
 import { runStaging } from '../../core/staging/run.ts';
 import { checkLabel, stagingSettings } from '../../core/staging/settings.ts';
 import { COMMENT_MARKER, addSummary, describeMoved, rebuildSummary, skippedComment, type RebuildResult } from '../../core/staging/messages.ts';
@@ -286,6 +286,13 @@ describe('settings and inputs', () => {
     expect(runUrl({ ...env, GITHUB_RUN_ID: '42)](javascript:x)' })).toBe('');
     expect(runUrl({ ...env, GITHUB_REPOSITORY: 'acme/app x' })).toBe('');
     expect(runUrl({ ...env, GITHUB_SERVER_URL: 'javascript:alert(1)//' })).toBe('');
+  });
+  it('records who started this attempt: on a re-run the one who re-ran it (GITHUB_TRIGGERING_ACTOR), not the first run\'s actor', () => {
+    const env = { GITHUB_ACTIONS: 'true', GITHUB_SERVER_URL: 'https://github.com', GITHUB_REPOSITORY: 'acme/app', GITHUB_RUN_ID: '42', GITHUB_ACTOR: 'alice' };
+    expect(runInfo({ ...env, GITHUB_TRIGGERING_ACTOR: 'alice' }).actor).toBe('alice');
+    expect(runInfo({ ...env, GITHUB_RUN_ATTEMPT: '2', GITHUB_TRIGGERING_ACTOR: 'bob' })).toEqual({ actor: 'bob', runUrl: 'https://github.com/acme/app/actions/runs/42/attempts/2', via: 'github-actions' });
+    // a runner that sets no triggering actor (GHES before 3.7)
+    expect(runInfo(env).actor).toBe('alice');
   });
 });
 

@@ -151,6 +151,55 @@ export function rollbackRefusal(env: Target, inspected: [host: string, result: S
   return undefined;
 }
 
+/**
+ * What refuses a rollback of several hosts to `target` (the environment's one release: `--to`, or environmentRollback's
+ * choice) before any host changes, from each host's lock step read (`hosts`, in the environment's order; those whose
+ * lock step ended the run left out): a host with nothing live (added to the environment since its last deploy, never
+ * deployed), one that does not keep `target`, or keeps it but it never went live there (its deploy failed or was cut
+ * short). Each host's own step refuses these too (rollback_choice), but only once the hosts of the batches before it
+ * had switched: a rollback half done, refused. Every such host named in one error; undefined when none (or no
+ * `target`: each host then chooses, and the first refuses for all). Pure.
+ */
+export function rollbackTargetRefusal(env: Target, hosts: { host: string; state: Pick<HostState, 'current' | 'releases'> }[], target: string | undefined): OpsError | undefined {
+  if (!target) return undefined;
+  const why = hosts.flatMap(({ host, state }): { host: string; text: string }[] => {
+    const say = (text: string) => [{ host, text }];
+    if (!state.current) return say(`${host} has no live release (never deployed: added to the environment since its last deploy?)`);
+    if (state.current === target) return [];
+    const kept = state.releases.find((x) => x.id === target);
+    if (!kept) return say(`${host} does not keep ${target} (it serves ${state.current}; kept: ${state.releases.map((x) => x.id).join(', ') || 'none'})`);
+    if (kept.liveSeq === undefined) return say(`${target} never went live on ${host} (its deploy there ${kept.status === 'failed' ? 'failed' : 'did not finish'}; it serves ${state.current})`);
+    return [];
+  });
+  if (!why.length) return undefined;
+  const sha = hosts.flatMap(({ state }) => state.releases).find((x) => x.id === target && x.sha)?.sha || target.split('-').pop();
+  return new OpsError(
+    `the rollback of ${env.name} to ${target} cannot go on every host: ${why.map((w) => w.text).join('; ')}; ${ROLLBACK_UNTOUCHED} on any host`,
+    `to put its commit live on every host, deploy it (built anew where it is missing): ops deploy ${env.name} --ref ${sha}; or leave ${why.map((w) => w.host).join(', ')} out of the hosts in environments/${env.name}/environment.yml while you roll the others back`,
+  );
+}
+
+/**
+ * A rollback of several hosts stopped by a host's failure (`e`): the hosts of the batches after it never ran their
+ * step (switch.batch_size). Each of those is audited as stopped before its turn (`audit`), and `e`, an OpsError, gets
+ * what each host serves now (its release rolled back to, the failed host's own error above, or the release it served
+ * all along), as a stopped deploy says it. `inspected`: each host's lock step read, in the environment's order;
+ * `ended`: how each host's step ended, for those that ran. @returns the error to throw.
+ */
+export function rollbackStopped(env: Target, e: unknown, inspected: [host: string, result: StepResult][], ended: Map<string, HostSwitch | 'failed'>, audit: (host: string, message: string) => void, redact: (text: string) => string): unknown {
+  const failed = inspected.find(([host]) => ended.get(host) === 'failed')?.[0];
+  const lines = inspected.map(([host, r]) => {
+    const end = ended.get(host);
+    const current = parseState(r).current;
+    if (end === 'failed') return `${host}: see its error above`;
+    if (end) return `${host}: ${end.release}${end.noop ? ' (already live)' : ' (rolled back)'}`;
+    audit(host, auditReason(`rollback stopped before this host (${failed ?? 'another host'} failed: ${auditReason(e, redact)})`));
+    return `${host}: unchanged (${current ? `${current} still live` : 'nothing live'}; the rollback stopped before its turn)`;
+  });
+  if (!(e instanceof OpsError)) return e;
+  return new OpsError(`${e.message}\nrollback stopped; hosts now run:\n  ${lines.join('\n  ')}`, e.hint);
+}
+
 /** The audit entry of a rollback that went live; release and previous are filled in on the host. */
 const DONE: [AuditEntryFields, Partial<Record<keyof AuditEntry, string>>] = [{ result: 'success' }, { release: 'release_id', previous: 'audit_previous' }];
 
@@ -276,6 +325,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   } catch (e) {
     // Failed after `current` flipped (its records): the release is live on that slot and serves; said so, the slot kept.
     if (reported(r, SWITCH_KEYS.switched) === target) {
+      locked.wentLive(remote.name, 'recording the switch failed');
       failed(`live, but recording the switch failed: ${auditReason(e, redact)}`);
       throw new OpsError(`${(e as Error).message}\n${target} is live on ${remote.name} and serves; recording it (the host's history) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}`);
     }
@@ -289,6 +339,8 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     const message = `${(e as Error).message}${back ? `\n${remote.name}: ${back}` : ''}`;
     throw new OpsError(`${message}\n${remote.name} still serves ${from}`, joinHints((e as OpsError).hint, unhealthyHint(env, state, target, from, ranWith, message)));
   }
+  // Live there from now on: what a failure or an interruption of the run says of this host (--json's `live`).
+  locked.wentLive(remote.name, '');
   const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
   if (stopExit !== undefined) {
     failed(`live, but stopping the previous slot failed: ${auditReason(new StepError(`stop ${otherSlot(slot)}`, remote.name, Number(stopExit), failureDetail(r.stdout, r.stderr, redact)), redact)}`);
@@ -458,14 +510,33 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         // previous one; the hosts already serving it are no-ops, as with --to it.
         const chosen = alone || to ? undefined : environmentRollback(inspected.map(([host, r]) => hostPrevious(host, r)));
         const target = to ?? (chosen && 'target' in chosen && chosen.target ? chosen.target : undefined);
-        const refused = (chosen && 'disagree' in chosen ? disagreeError(env, chosen.disagree) : undefined) ?? rollbackRefusal(env, inspected, (host) => locked.finished(host));
+        const refused =
+          (chosen && 'disagree' in chosen ? disagreeError(env, chosen.disagree) : undefined) ??
+          (alone ? undefined : rollbackTargetRefusal(env, inspected.filter(([host]) => !locked.finished(host)).map(([host, r]) => ({ host, state: parseState(r) })), target)) ??
+          rollbackRefusal(env, inspected, (host) => locked.finished(host));
         if (refused) {
           // A run that failed, with nothing changed: in the audit log of every host still locked, saying why.
           const why = auditReason(`refused, nothing changed: ${auditReason(refused, (t) => ctx.reporter.redact(t))}`);
           for (const [host, r] of inspected) if (!locked.finished(host)) locked.audit(host, { result: 'failed', ...(parseState(r).current && { previous: parseState(r).current }), message: why });
           throw refused;
         }
-        const hosts = await session.each((remote) => rollbackHost(ctx, env, remote, locked, target, today), { batch: env.config.switch.batch_size });
+        // Per host, how its step ended (a failure stops the batches after it: said with what each host serves then).
+        const ended = new Map<string, HostSwitch | 'failed'>();
+        const hosts = await session
+          .each(
+            (remote) =>
+              rollbackHost(ctx, env, remote, locked, target, today).then(
+                (h) => (ended.set(remote.name, h), h),
+                (e: unknown) => {
+                  ended.set(remote.name, 'failed');
+                  throw e;
+                },
+              ),
+            { batch: env.config.switch.batch_size },
+          )
+          .catch((e: unknown) => {
+            throw alone ? e : rollbackStopped(env, e, inspected, ended, (host, message) => locked.audit(host, { result: 'failed', ...(parseState(locked.inspected.get(host)!).current && { previous: parseState(locked.inspected.get(host)!).current }), message }), (t) => ctx.reporter.redact(t));
+          });
         // A no-op host may still serve as `next` the assets of the release rolled back from (a stopped rollout staged
         // them there): the switches dropped theirs, and a release now live nowhere must not answer a URL.
         if (servedAssetDirs(env).length && !alone) {

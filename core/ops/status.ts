@@ -91,7 +91,8 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
   // The configuration of apps sharing a host: what the next provision or deploy would refuse.
   const sharing = hostSharing(env);
-  const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...across.warnings, ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
+  const split = splitCommits(env, hosts);
+  const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...(split ? [split] : []), ...across.warnings, ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
   return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings };
 }
 
@@ -105,6 +106,23 @@ function hostClockWarning(ctx: OpsContext, env: Target, r: StepResult): string |
   if (!skew) return undefined;
   const tls = env.config.tls.mode !== 'off';
   return `its clock is ${skew.amount} ${skew.seconds > 0 ? 'behind' : 'ahead of'} this runner's: ${tls ? `certbot renews by it, ` : ''}TLS connections it makes (the database${tls ? ', the ACME server' : ''}) are checked by it, and its logs, audit lines and lock ages are off by as much${tls ? " (the certificate's days left are counted here by this runner's clock)" : ''}; put the wrong clock right (on the host: sudo timedatectl set-ntp true, then timedatectl status)`;
+}
+
+/**
+ * The warning of an environment whose hosts serve different commits (a rollout stopped part-way, a host added and
+ * deployed alone, a host left out of a rollback): visitors get either, as whatever is in front of the hosts sends them,
+ * so each host healthy is not the environment whole. Hosts serving nothing count as one more kind; hosts not read,
+ * or whose live release names no commit, take no part. undefined when every host read serves one commit. Pure.
+ */
+export function splitCommits(env: { name: string }, hosts: Pick<HostStatus, 'host' | 'release' | 'reachable' | 'error'>[]): string | undefined {
+  const groups = new Map<string, string[]>();
+  for (const h of hosts) {
+    if (!h.reachable || h.error !== undefined) continue;
+    const key = h.release ? (h.release.sha ? `${h.release.sha.slice(0, 12)}${h.release.ref ? ` (${h.release.ref})` : ''}` : '') : 'nothing live';
+    if (key) groups.set(key, [...(groups.get(key) ?? []), h.host]);
+  }
+  if (groups.size < 2) return undefined;
+  return `the hosts serve different commits: ${[...groups].map(([what, names]) => `${names.join(', ')}: ${what}`).join('; ')}; visitors get either, as a load balancer sends them (a rollout stopped part-way?): deploy one commit to every host (ops deploy ${env.name} --ref <commit>), or roll back (ops rollback ${env.name})`;
 }
 
 /**

@@ -153,6 +153,55 @@ export function rollbackRefusal(env: Target, inspected: [host: string, result: S
   return undefined;
 }
 
+/**
+ * What refuses a rollback of several hosts to `target` (the environment's one release: `--to`, or environmentRollback's
+ * choice) before any host changes, from each host's lock step read (`hosts`, in the environment's order; those whose
+ * lock step ended the run left out): a host with nothing live (added to the environment since its last deploy, never
+ * deployed), one that does not keep `target`, or keeps it but it never went live there (its deploy failed or was cut
+ * short). Each host's own step refuses these too (rollback_choice), but only once the hosts of the batches before it
+ * had switched: a rollback half done, refused. Every such host named in one error; undefined when none (or no
+ * `target`: each host then chooses, and the first refuses for all). Pure.
+ */
+export function rollbackTargetRefusal(env: Target, hosts: { host: string; state: Pick<HostState, 'current' | 'releases'> }[], target: string | undefined): OpsError | undefined {
+  if (!target) return undefined;
+  const why = hosts.flatMap(({ host, state }): { host: string; text: string }[] => {
+    const say = (text: string) => [{ host, text }];
+    if (!state.current) return say(`${host} has no live release (never deployed: added to the environment since its last deploy?)`);
+    if (state.current === target) return [];
+    const kept = state.releases.find((x) => x.id === target);
+    if (!kept) return say(`${host} does not keep ${target} (it serves ${state.current}; kept: ${state.releases.map((x) => x.id).join(', ') || 'none'})`);
+    if (kept.liveSeq === undefined) return say(`${target} never went live on ${host} (its deploy there ${kept.status === 'failed' ? 'failed' : 'did not finish'}; it serves ${state.current})`);
+    return [];
+  });
+  if (!why.length) return undefined;
+  const sha = hosts.flatMap(({ state }) => state.releases).find((x) => x.id === target && x.sha)?.sha || target.split('-').pop();
+  return new OpsError(
+    `the rollback of ${env.name} to ${target} cannot go on every host: ${why.map((w) => w.text).join('; ')}; ${ROLLBACK_UNTOUCHED} on any host`,
+    `to put its commit live on every host, deploy it (built anew where it is missing): ops deploy ${env.name} --ref ${sha}; or leave ${why.map((w) => w.host).join(', ')} out of the hosts in environments/${env.name}/environment.yml while you roll the others back`,
+  );
+}
+
+/**
+ * A rollback of several hosts stopped by a host's failure (`e`): the hosts of the batches after it never ran their
+ * step (switch.batch_size). Each of those is audited as stopped before its turn (`audit`), and `e`, an OpsError, gets
+ * what each host serves now (its release rolled back to, the failed host's own error above, or the release it served
+ * all along), as a stopped deploy says it. `inspected`: each host's lock step read, in the environment's order;
+ * `ended`: how each host's step ended, for those that ran. @returns the error to throw.
+ */
+export function rollbackStopped(env: Target, e: unknown, inspected: [host: string, result: StepResult][], ended: Map<string, HostSwitch | 'failed'>, audit: (host: string, message: string) => void, redact: (text: string) => string): unknown {
+  const failed = inspected.find(([host]) => ended.get(host) === 'failed')?.[0];
+  const lines = inspected.map(([host, r]) => {
+    const end = ended.get(host);
+    const current = parseState(r).current;
+    if (end === 'failed') return `${host}: see its error above`;
+    if (end) return `${host}: ${end.release}${end.noop ? ' (already live)' : ' (rolled back)'}`;
+    audit(host, auditReason(`rollback stopped before this host (${failed ?? 'another host'} failed: ${auditReason(e, redact)})`));
+    return `${host}: unchanged (${current ? `${current} still live` : 'nothing live'}; the rollback stopped before its turn)`;
+  });
+  if (!(e instanceof OpsError)) return e;
+  return new OpsError(`${e.message}\nrollback stopped; hosts now run:\n  ${lines.join('\n  ')}`, e.hint);
+}
+
 /** The audit entry of a rollback that went live; release and previous are filled in on the host. */
 const DONE: [AuditEntryFields, Partial<Record<keyof AuditEntry, string>>] = [{ result: 'success' }, { release: 'release_id', previous: 'audit_previous' }];
 
@@ -278,6 +327,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   } catch (e) {
     // Failed after `current` flipped (its records): the release is live on that slot and serves; said so, the slot kept.
     if (reported(r, SWITCH_KEYS.switched) === target) {
+      locked.wentLive(remote.name, 'recording the switch failed');
       failed(`live, but recording the switch failed: ${auditReason(e, redact)}`);
       throw new OpsError(`${(e as Error).message}\n${target} is live on ${remote.name} and serves; recording it (the host's history) failed after the switch`, `see ops status ${env.name} and ops releases ${env.name}`);
     }
@@ -291,6 +341,8 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
     const message = `${(e as Error).message}${back ? `\n${remote.name}: ${back}` : ''}`;
     throw new OpsError(`${message}\n${remote.name} still serves ${from}`, joinHints((e as OpsError).hint, unhealthyHint(env, state, target, from, ranWith, message)));
   }
+  // Live there from now on: what a failure or an interruption of the run says of this host (--json's `live`).
+  locked.wentLive(remote.name, '');
   const stopExit = reported(r, ROLLBACK_KEYS.rollback_stop_exit);
   if (stopExit !== undefined) {
     failed(`live, but stopping the previous slot failed: ${auditReason(new StepError(`stop ${otherSlot(slot)}`, remote.name, Number(stopExit), failureDetail(r.stdout, r.stderr, redact)), redact)}`);
@@ -358,19 +410,32 @@ export interface HostPrevious {
  * it, no-ops; the hosts on the newest may hold it under other ids, a deploy of the live commit made anew on some).
  * `target` '' when no host has anything earlier (each host then says so); `disagree` (what to say, naming each host's
  * release and the one before it) when no such release is one alone (histories that differ, three releases live): the
- * user picks it with --to. Hosts serving nothing take no part (their step refuses them). Pure: the rollback and
+ * user picks it with --to; or, with `lacking` (those hosts), when the others agree on one and those hosts have nothing
+ * before the release they serve (added to the environment since: --to is no way there). Hosts serving nothing take no part (their step refuses them). Pure: the rollback and
  * ops status decide with it.
  */
-export function environmentRollback(hosts: HostPrevious[]): { target: string } | { disagree: string } {
+export function environmentRollback(hosts: HostPrevious[]): { target: string } | { disagree: string; lacking?: string[] } {
   const live = hosts.filter((h) => h.current);
   if (live.every((h) => !h.previous)) return { target: '' };
   const targets = [...new Set(live.map((h) => h.previous).filter(Boolean))].filter((t) => live.every((h) => h.previous === t || h.current === t));
   if (targets.length === 1) return { target: targets[0]! };
+  // One release the hosts with an earlier one agree on, and hosts with none before what they serve (deployed there
+  // first by it: added to the environment since): said so, not as histories that differ (--to it is refused there too).
+  const lacking = live.filter((h) => !h.previous);
+  const agreed = [...new Set(live.map((h) => h.previous).filter(Boolean))].filter(
+    (t) => live.every((h) => h.previous === t || h.current === t || !h.previous) && lacking.every((h) => live.some((o) => o.previous === t && o.current === h.current)),
+  );
+  if (agreed.length === 1 && lacking.length)
+    return {
+      disagree: `${lacking.map((h) => `${h.host} (serves ${h.current})`).join(', ')} ${lacking.length === 1 ? 'has' : 'have'} no earlier release to go back to (deployed there first by the release ${lacking.length === 1 ? 'it serves' : 'they serve'}: added to the environment since?), while the other hosts go back to ${agreed[0]}`,
+      lacking: lacking.map((h) => h.host),
+    };
   return { disagree: `the hosts do not agree on the release to roll back to (${hosts.map((h) => `${h.host} serves ${h.current || 'nothing'}${h.current ? ` (before it: ${h.previous || 'none'})` : ''}`).join(', ')})` };
 }
 
-/** A rollback without --to refused for hosts that do not agree on its release (environmentRollback's `disagree`). */
-function disagreeError(env: Target, disagree: string): OpsError {
+/** A rollback without --to refused for hosts that do not agree on its release (environmentRollback's `disagree`; `lacking`: hosts with nothing earlier). */
+function disagreeError(env: Target, { disagree, lacking }: { disagree: string; lacking?: string[] }): OpsError {
+  if (lacking) return new OpsError(`${disagree}: ${ROLLBACK_UNTOUCHED} on any host`, `deploy the commit to go back to on every host instead (ops deploy ${env.name} --ref <commit>: ops releases ${env.name} lists each release's), or leave ${lacking.join(', ')} out of the hosts in environments/${env.name}/environment.yml while you roll the others back`);
   return new OpsError(`${disagree}: ${ROLLBACK_UNTOUCHED} on any host; pass --to <release> to choose it`, `ops releases ${env.name} lists each host's releases; then ops rollback ${env.name} --to <release>`);
 }
 
@@ -384,7 +449,9 @@ function disagreeError(env: Target, disagree: string): OpsError {
  * anything: said first, what it lacks is only a symptom); then (rollbackRefusal, from the lock step's state read: no
  * round trip of its own) nginx stopped with its unit
  * masked on a host, what in nginx a switch would fail on (as a deploy refuses it: nginxUnreadyError), supervisord not running on a host, or a port of the slot a host would start
- * on held by a process that is not that slot's own.
+ * on held by a process that is not that slot's own; with several hosts, also a host with nothing live, or without the
+ * release to go back to, or where it never went live (rollbackTargetRefusal). A host failing stops the batches after it
+ * (switch.batch_size), the error saying what each host serves (rollbackStopped).
  * @returns per host the release now live and the one before. @throws OpsError for an invalid id, a host with
  * nothing to go back to, or a refusal above; a failure leaves that host serving what it served. A switch that found
  * nginx stopped and started it says so (a warning and a note: reportNginxStarted).
@@ -460,14 +527,37 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         // previous one; the hosts already serving it are no-ops, as with --to it.
         const chosen = alone || to ? undefined : environmentRollback(inspected.map(([host, r]) => hostPrevious(host, r)));
         const target = to ?? (chosen && 'target' in chosen && chosen.target ? chosen.target : undefined);
-        const refused = (chosen && 'disagree' in chosen ? disagreeError(env, chosen.disagree) : undefined) ?? rollbackRefusal(env, inspected, (host) => locked.finished(host));
+        const refused =
+          (chosen && 'disagree' in chosen ? disagreeError(env, chosen) : undefined) ??
+          (alone ? undefined : rollbackTargetRefusal(env, inspected.filter(([host]) => !locked.finished(host)).map(([host, r]) => ({ host, state: parseState(r) })), target)) ??
+          rollbackRefusal(env, inspected, (host) => locked.finished(host));
         if (refused) {
           // A run that failed, with nothing changed: in the audit log of every host still locked, saying why.
           const why = auditReason(`refused, nothing changed: ${auditReason(refused, (t) => ctx.reporter.redact(t))}`);
           for (const [host, r] of inspected) if (!locked.finished(host)) locked.audit(host, { result: 'failed', ...(parseState(r).current && { previous: parseState(r).current }), message: why });
           throw refused;
         }
-        const hosts = await session.each((remote) => rollbackHost(ctx, env, remote, locked, target, today), { batch: env.config.switch.batch_size });
+        // Per host, how its step ended (a failure stops the batches after it: said with what each host serves then).
+        const ended = new Map<string, HostSwitch | 'failed'>();
+        const hosts = await session
+          .each(
+            (remote) =>
+              rollbackHost(ctx, env, remote, locked, target, today).then(
+                (h) => (ended.set(remote.name, h), h),
+                (e: unknown) => {
+                  ended.set(remote.name, 'failed');
+                  throw e;
+                },
+              ),
+            { batch: env.config.switch.batch_size },
+          )
+          .catch((e: unknown) => {
+            const audit = (host: string, message: string) => {
+              const previous = parseState(locked.inspected.get(host)!).current;
+              locked.audit(host, { result: 'failed', ...(previous && { previous }), message });
+            };
+            throw alone ? e : rollbackStopped(env, e, inspected, ended, audit, (t) => ctx.reporter.redact(t));
+          });
         // A no-op host may still serve as `next` the assets of the release rolled back from (a stopped rollout staged
         // them there): the switches dropped theirs, and a release now live nowhere must not answer a URL.
         if (servedAssetDirs(env).length && !alone) {

@@ -91,7 +91,8 @@ export async function status(ctx: OpsContext, environment: Environment): Promise
   const problems = hosts.flatMap((h) => h.problems.map((p) => `${h.host}: ${p}`));
   // The configuration of apps sharing a host: what the next provision or deploy would refuse.
   const sharing = hostSharing(env);
-  const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...across.warnings, ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
+  const split = splitCommits(env, hosts);
+  const warnings = [...hosts.flatMap((h) => h.warnings.map((w) => `${h.host}: ${w}`)), ...(split ? [split] : []), ...across.warnings, ...sharing.collisions.map((c) => `configuration: ${c}`), ...sharing.unreadable];
   return { environment: env.name, url: env.url, healthy: problems.length === 0, hosts, problems, warnings };
 }
 
@@ -108,6 +109,23 @@ function hostClockWarning(ctx: OpsContext, env: Target, r: StepResult): string |
 }
 
 /**
+ * The warning of an environment whose hosts serve different commits (a rollout stopped part-way, a host added and
+ * deployed alone, a host left out of a rollback): visitors get either, as whatever is in front of the hosts sends them,
+ * so each host healthy is not the environment whole. Hosts serving nothing count as one more kind; hosts not read,
+ * or whose live release names no commit, take no part. undefined when every host read serves one commit. Pure.
+ */
+export function splitCommits(env: { name: string }, hosts: Pick<HostStatus, 'host' | 'release' | 'reachable' | 'error'>[]): string | undefined {
+  const groups = new Map<string, string[]>();
+  for (const h of hosts) {
+    if (!h.reachable || h.error !== undefined) continue;
+    const key = h.release ? (h.release.sha ? `${h.release.sha.slice(0, 12)}${h.release.ref ? ` (${h.release.ref})` : ''}` : '') : 'nothing live';
+    if (key) groups.set(key, [...(groups.get(key) ?? []), h.host]);
+  }
+  if (groups.size < 2) return undefined;
+  return `the hosts serve different commits: ${[...groups].map(([what, names]) => `${names.join(', ')}: ${what}`).join('; ')}; visitors get either, as a load balancer sends them (a rollout stopped part-way?): deploy one commit to every host (ops deploy ${env.name} --ref <commit>), or roll back (ops rollback ${env.name})`;
+}
+
+/**
  * What `ops rollback` (no --to) would do across several hosts, as it decides (environmentRollback: one release for the
  * environment, from each host's own previous one): each host read again with that target where it differs from its own
  * (the previous slot's warmth is then judged for it; a host already on it has none to keep warm), or, when the hosts do
@@ -118,7 +136,7 @@ function rollbackAcross(env: Target, hosts: HostStatus[], read: ReadonlyMap<stri
   if (answered.length < 2) return { hosts, warnings: [] };
   const parts = answered.map((h) => ({ host: h.name, current: reported(read.get(h.name)!, STATUS_KEYS.current) ?? '', previous: reported(read.get(h.name)!, STATUS_KEYS.rollback_to) ?? '' }));
   const choice = environmentRollback(parts);
-  if ('disagree' in choice) return { hosts, warnings: [`rollback: ${choice.disagree}: ops rollback ${env.name} refuses without --to <release>`] };
+  if ('disagree' in choice) return { hosts, warnings: [`rollback: ${choice.disagree}: ops rollback ${env.name} refuses${choice.lacking ? ' (a deploy of the commit to go back to brings it to every host)' : ' without --to <release>'}`] };
   return {
     hosts: hosts.map((s) => {
       const part = parts.find((p) => p.host === s.host);

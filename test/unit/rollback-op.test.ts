@@ -41,7 +41,7 @@ beforeAll(() => {
   writeFileSync(join(root, 'package.json'), '{}');
   // Two hosts at other addresses than the one: a different set of hosts, not two apps sharing one.
   // 'assets': two hosts serving an asset directory (a rollout stages its release's there as `next`).
-  for (const [name, hosts, net, release] of [['one', ['web1'], '192.0.2', {}], ['two', ['web1', 'web2'], '198.51.100', {}], ['assets', ['web1', 'web2'], '203.0.113', { asset_dirs: [{ dir: 'static', url: '/static/' }] }]] as const) {
+  for (const [name, hosts, net, release] of [['one', ['web1'], '192.0.2', {}], ['two', ['web1', 'web2'], '198.51.100', {}], ['assets', ['web1', 'web2'], '203.0.113', { asset_dirs: [{ dir: 'static', url: '/static/' }] }], ['three', ['web1', 'web2', 'web3'], '192.168.50', {}]] as const) {
     mkdirSync(join(root, 'environments', name), { recursive: true });
     writeFileSync(
       join(root, 'environments', name, 'environment.yml'),
@@ -408,6 +408,53 @@ describe('rollback operation', () => {
     await expect(rollback(h.ctx, loadEnvironment('two', root))).rejects.toThrow(/^web2 has no earlier healthy release to roll back to/);
     const line = /'(\{"time":[^']*\})'/.exec(h.remotes.get('web2')!.runs.at(-1)!.stdin)![1]!;
     expect(JSON.parse(line)).toMatchObject({ operation: 'rollback', result: 'failed', previous: LIVE, message: expect.stringMatching(/^refused, nothing changed: web2 has no earlier healthy release to roll back to \(kept: /) });
+  });
+
+  it.each([
+    ['nothing live (added to the environment since its last deploy)', opsLines(KEYS, 'lock acquired', 'provisioned yes', `now ${Math.floor(Date.now() / 1000)}`), undefined, `web2 has no live release (never deployed: added to the environment since its last deploy?)`],
+    ['--to a release it does not keep', opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${LIVE} x ok 2 2`), OLD, `web2 does not keep ${OLD} (it serves ${LIVE}; kept: ${LIVE})`],
+    ['--to a release that never went live there', opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${OLD} x failed - 3`, `release ${LIVE} x ok 2 2`), OLD, `${OLD} never went live on web2 (its deploy there failed; it serves ${LIVE})`],
+  ])('three hosts, one at a time, the second with %s: refused once every lock is taken, before any host changes (not after the first rolled back), naming it and what to run; every lock let go, audited', async (_what, second, to, said) => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: host === 'web2' ? second : STATE + opsLines(KEYS, `rollback_previous ok ${OLD}`) };
+      if (step.name === 'rollback') return { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      return undefined;
+    });
+    const err = (await rollback(h.ctx, loadEnvironment('three', root), to).catch((e: unknown) => e)) as OpsError;
+    expect(err.message).toBe(`the rollback of three to ${OLD} cannot go on every host: ${said}; nothing was changed (no slot started or stopped; nginx and current as they were) on any host`);
+    expect(err.hint).toBe(`to put its commit live on every host, deploy it (built anew where it is missing): ops deploy three --ref x; or leave web2 out of the hosts in environments/three/environment.yml while you roll the others back`);
+    for (const host of ['web1', 'web2', 'web3']) {
+      expect(h.names(host)).toEqual(['lock', 'unlock']);
+      expect(auditOf(h.remotes.get(host)!.runs.at(-1)!.stdin)).toMatchObject({ operation: 'rollback', result: 'failed', message: expect.stringMatching(/^refused, nothing changed: the rollback of three to /) });
+    }
+  });
+
+  it('three hosts, the third added since (nothing before the release all serve): refused before any host changes, saying so (not as histories that differ, nor to pass --to, which cannot go there) and the deploy to run instead', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: host === 'web3' ? opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${LIVE} x ok 1 1`) : STATE + opsLines(KEYS, `rollback_previous ok ${OLD}`) };
+      return undefined;
+    });
+    const err = (await rollback(h.ctx, loadEnvironment('three', root)).catch((e: unknown) => e)) as OpsError;
+    expect(err.message).toBe(`web3 (serves ${LIVE}) has no earlier release to go back to (deployed there first by the release it serves: added to the environment since?), while the other hosts go back to ${OLD}: nothing was changed (no slot started or stopped; nginx and current as they were) on any host`);
+    expect(err.hint).toBe('deploy the commit to go back to on every host instead (ops deploy three --ref <commit>: ops releases three lists each release\'s), or leave web3 out of the hosts in environments/three/environment.yml while you roll the others back');
+    for (const host of ['web1', 'web2', 'web3']) expect(h.names(host)).toEqual(['lock', 'unlock']);
+  });
+
+  it('three hosts, one at a time, the second failing at its start: the error says what each host serves (the first rolled back, the third never reached), and the third audits the rollback stopped before its turn', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, `rollback_previous ok ${OLD}`) };
+      if (step.name === 'rollback')
+        return host === 'web2'
+          ? { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'rollback_exit 3'), stderr: 'release did not become healthy on slot green' }
+          : { stdout: opsLines(KEYS, 'rollback ok', `rollback_from ${LIVE}`, `rollback_to ${OLD}`, 'rollback_slot green', 'lock released') };
+      return undefined;
+    });
+    const err = (await rollback(h.ctx, loadEnvironment('three', root)).catch((e: unknown) => e)) as OpsError;
+    expect(err.message).toMatch(/^step "start green \+ switch" on web2 failed with exit code 3\n[\s\S]*\nweb2 still serves 20261102T100000Z-bbbbbbbbbbbb\n/);
+    expect(err.message.split('\n').slice(-4)).toEqual(['rollback stopped; hosts now run:', `  web1: ${OLD} (rolled back)`, '  web2: see its error above', `  web3: unchanged (${LIVE} still live; the rollback stopped before its turn)`]);
+    expect(failedResult(err)).toMatchObject({ hosts: [{ host: 'web1', live: OLD }, { host: 'web2', live: LIVE }, { host: 'web3', live: LIVE }] });
+    expect(h.names('web3')).toEqual(['lock', 'unlock']);
+    expect(auditOf(h.remotes.get('web3')!.runs.at(-1)!.stdin)).toMatchObject({ operation: 'rollback', result: 'failed', previous: LIVE, message: expect.stringMatching(/^rollback stopped before this host \(web2 failed: step "start green \+ switch" on web2 failed/) });
   });
 
   it('one host, a port of the idle slot held by a process not its own: refused in the lock step (ports_taken) before anything is touched, naming port, pid, command, what still serves and the fix; audited as failed', async () => {

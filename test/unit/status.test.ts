@@ -11,7 +11,7 @@ import type { Connector } from '../../core/context.ts';
 import { certificates, formatCerts, renewCertificates } from '../../core/ops/certs.ts';
 import { logsRequest } from '../../core/ops/logs.ts';
 import { formatReleases, listReleases } from '../../core/ops/records.ts';
-import { formatStatus, status, statusInterrupted, statusSummary } from '../../core/ops/status.ts';
+import { formatStatus, splitCommits, status, statusInterrupted, statusSummary } from '../../core/ops/status.ts';
 import { RecordingRemote, type Responder } from '../../core/remote/recording.ts';
 import { START_MARKER, scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { formatPing, readFacts } from '../../core/ops/ping.ts';
@@ -800,6 +800,17 @@ describe('status over recording remotes', () => {
       cold('web2', OLD),
       `rollback: the hosts do not agree on the release to roll back to (web1 serves ${NEW} (before it: ${LIVE}), web2 serves ${NEW} (before it: ${OLD})): ops rollback demo refuses without --to <release>`,
     ]);
+  });
+
+  it('several hosts serving different commits (a rollout stopped part-way, a host deployed alone): one warning naming each commit and its hosts, and what to do; one commit (under other release ids too), hosts not read and a single host: nothing', () => {
+    const on = (host: string, sha: string, id = `20261125T140000Z-${sha.slice(0, 12)}`, ref = 'v2') => ({ host, reachable: true, release: { id, sha, ref, time: '', actor: '', run: '' } });
+    const [A, B] = ['a'.repeat(40), 'b'.repeat(40)];
+    expect(splitCommits({ name: 'demo' }, [on('web1', A), on('web2', B, undefined, 'v1'), on('web3', B, undefined, 'v1'), { host: 'web4', reachable: true }])).toBe(
+      'the hosts serve different commits: web1: aaaaaaaaaaaa (v2); web2, web3: bbbbbbbbbbbb (v1); web4: nothing live; visitors get either, as a load balancer sends them (a rollout stopped part-way?): deploy one commit to every host (ops deploy demo --ref <commit>), or roll back (ops rollback demo)',
+    );
+    expect(splitCommits({ name: 'demo' }, [on('web1', A), on('web2', A, '20261126T100000Z-aaaaaaaaaaaa')])).toBeUndefined();
+    expect(splitCommits({ name: 'demo' }, [on('web1', A), { host: 'web2', reachable: false }, { host: 'web3', reachable: true, error: 'its status check failed' }])).toBeUndefined();
+    expect(splitCommits({ name: 'demo' }, [on('web1', A)])).toBeUndefined();
   });
 
   it("the job summary shows what hosts report as it is (a program's state, a release's ref, the lock's holder, error text): no cell split, no markup, HTML or mention", () => {

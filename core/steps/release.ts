@@ -666,7 +666,10 @@ function staleProcesses(env: Target): string {
   done
   for p in "${'$'}{!stale_via[@]}"; do
     if [ "$p" = "$$" ] || [ "$p" = "$BASHPID" ]; then continue; fi
-    grep -qz '^OPS_SLOT=' "/proc/$p/environ" 2>/dev/null && continue
+    # A slot's own process (its environment names OPS_SLOT), read by bash: no grep per process.
+    stale_env=(); mapfile -d '' -t stale_env 2>/dev/null < "/proc/$p/environ" || true
+    stale_slot=""; for v in "${'$'}{stale_env[@]}"; do if [[ $v == OPS_SLOT=* ]]; then stale_slot=1; break; fi; done
+    [ -z "$stale_slot" ] || continue
     read -r s 2>/dev/null < "/proc/$p/stat" || continue
     read -r -a f <<< "${'$'}{s##*) }"
     [ "${'$'}{f[4]:-0}" = 0 ] || continue
@@ -713,13 +716,15 @@ done`;
 function orphanLogs(env: Target): string {
   const L = env.layout;
   const app = env.config.app; // a name (environment-schema.ts): no character sed's pattern reads otherwise
-  return String.raw`programs=$({ printf '%s\n' ${Object.keys(env.config.programs).map(quote).join(' ')}
-  sed -nE 's/^\[program:${app}-(blue|green)-([a-z0-9_-]+)\]$/\2/p' ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} 2>/dev/null || true; } | sort -u)
-if [ -f ${quote(L.supervisorConf('blue'))} ] || [ -f ${quote(L.supervisorConf('green'))} ]; then
+  // The programs' names in a bash associative array: one lookup per log file, no process each.
+  return String.raw`if [ -f ${quote(L.supervisorConf('blue'))} ] || [ -f ${quote(L.supervisorConf('green'))} ]; then
+  declare -A log_programs=()
+  for n in ${Object.keys(env.config.programs).map(quote).join(' ')}; do log_programs[$n]=1; done
+  while IFS= read -r n; do [ -z "$n" ] || log_programs[$n]=1; done < <(sed -nE 's/^\[program:${app}-(blue|green)-([a-z0-9_-]+)\]$/\2/p' ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} 2>/dev/null || true)
   for f in ${quote(L.logDir)}/*-blue.*.log ${quote(L.logDir)}/*-green.*.log ${quote(L.logDir)}/*-blue.*.log.[0-9]* ${quote(L.logDir)}/*-green.*.log.[0-9]*; do
     [ -f "$f" ] || continue
     n=${'$'}{f##*/}; n=${'$'}{n%-blue.*}; n=${'$'}{n%-green.*}
-    grep -qxF -- "$n" <<< "$programs" || rm -f -- "$f"
+    [ -n "$n" ] && [ -n "${'$'}{log_programs[$n]:-}" ] || rm -f -- "$f"
   done
 fi`;
 }
@@ -745,16 +750,19 @@ export function pruneReleases(env: Target, remove: string[], caches = true): Ste
 releases_dir=${quote(L.releases)}
 cd "$releases_dir"
 # The release directories that current, a slot's supervisor file or a running process point into.
-protected=$({ readlink ${quote(L.current)}
+# (Looked up in bash arrays here and below: no process per release, log file, set or ref; a prune on ten hosts at once
+# spent its time starting greps.)
+declare -A protected=()
+while IFS= read -r d; do
+  case "$d" in "$releases_dir"/*) d=${'$'}{d#"$releases_dir"/}; d=${'$'}{d%%/*}; d=${'$'}{d%% *}; [ -z "$d" ] || protected[$d]=1 ;; esac
+done < <({ readlink ${quote(L.current)}
   sed -n 's/^directory=//p' ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))}
   find /proc/[0-9]*/cwd -maxdepth 0 -printf '%l\n' # one process for all, not a readlink per process: 0.3 s on 200 of them
-} 2>/dev/null | while IFS= read -r d; do
-  case "$d" in "$releases_dir"/*) d=${'$'}{d#"$releases_dir"/}; d=${'$'}{d%%/*}; printf '%s\n' "${'$'}{d%% *}" ;; esac
-done | sort -u || true)
+} 2>/dev/null || true)
 remove=(${remove.map(quote).join(' ')})
 for r in "${'$'}{remove[@]}"; do
   [ -d "$r" ] || continue
-  if grep -qxF -- "$r" <<< "$protected"; then ops_report ${RELEASE_KEYS.kept_running} "$r"; continue; fi
+  if [ -n "${'$'}{protected[$r]:-}" ]; then ops_report ${RELEASE_KEYS.kept_running} "$r"; continue; fi
   # Its secret values stay masked in the logs its programs wrote (kept masks); else it stays, for the next prune.
   ${keepMasks(env, 'r')} || { echo "could not keep the masks of $r (left for the next prune)" >&2; continue; }
   rm -rf -- "$r" ${quote(L.records)}/"$r"
@@ -775,14 +783,15 @@ fi
 recorded=(); for r in */; do r=${'$'}{r%/}; if [ -d ${quote(L.records)}/"$r" ]; then recorded+=(${quote(L.records)}/"$r"); else recorded+=("$r"); fi; done
 # The sets each kept release uses: its links where this or an earlier setting put them (venv; node_modules at the
 # root, one level down, or node_dir's), and the sets its release.json names (a node_dir that has since changed).
-used=$({ for r in */; do for l in "$r"venv "$r"node_modules "$r"*/node_modules "$r"${quote(env.config.release.node_dir || '.')}/node_modules; do if [ -L "$l" ]; then readlink "$l"; fi; done; done
-  sed -nE 's/^ *"(python|node)": "([0-9a-f]{16})",?$/\1 \2/p' "${'$'}{recorded[@]/%//release.json}" /dev/null | while read -r kind hash; do
-    if [ "$kind" = python ]; then printf '%s\n' ${quote(L.deps)}/venv-"$hash"; else printf '%s\n' ${quote(L.deps)}/node-"$hash"; fi
-  done
-} 2>/dev/null | sed 's#/node_modules$##' | sort -u || true)
+declare -A used=()
+links=(); for r in */; do for l in "$r"venv "$r"node_modules "$r"*/node_modules "$r"${quote(env.config.release.node_dir || '.')}/node_modules; do if [ -L "$l" ]; then links+=("$l"); fi; done; done
+while IFS= read -r d; do d=${'$'}{d%/node_modules}; [ -z "$d" ] || used[$d]=1; done < <(if [ ${'$'}{#links[@]} -gt 0 ]; then readlink -- "${'$'}{links[@]}" 2>/dev/null; fi || true)
+while read -r kind hash; do
+  if [ "$kind" = python ]; then used[${quote(L.deps)}/venv-$hash]=1; else used[${quote(L.deps)}/node-$hash]=1; fi
+done < <(sed -nE 's/^ *"(python|node)": "([0-9a-f]{16})",?$/\1 \2/p' "${'$'}{recorded[@]/%//release.json}" /dev/null 2>/dev/null || true)
 for d in ${quote(L.deps)}/*; do
   [ -d "$d" ] || continue
-  grep -qxF "$d" <<< "$used" || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${'$'}{d##*/}"; }
+  [ -n "${'$'}{used[$d]:-}" ] || { rm -rf -- "$d"; ops_report ${RELEASE_KEYS.pruned_deps} "${'$'}{d##*/}"; }
 done
 ${caches ? packageCaches(env) : ''}
 # The shared .env and environ of releases made before each had its own: gone with the last one linked to them.
@@ -790,14 +799,16 @@ legacy=no; for r in */; do if [ -L "${L.dotenv('$r')}" ]; then legacy=yes; fi; d
 [ "$legacy" = yes ] || rm -f ${quote(L.legacyShared.dotenv)} ${quote(L.legacyShared.environ)}
 # Looked up in bash (no process per object: a repository may have thousands).
 declare -A keep_oid=()
-while read -r o; do keep_oid[$o]=1; done < <(cat "${'$'}{recorded[@]/%//release.json}" /dev/null 2>/dev/null | grep -oE '[0-9a-f]{64}' || true)
+while read -r o; do keep_oid[$o]=1; done < <(grep -ohE '[0-9a-f]{64}' "${'$'}{recorded[@]/%//release.json}" /dev/null 2>/dev/null || true)
 for f in ${quote(L.lfsStore)}/*/*/*; do
   [ -f "$f" ] || continue
   [ -n "${'$'}{keep_oid[${'$'}{f##*/}]:-}" ] || rm -f -- "$f"
 done
-keep_shas=$({ cat "${'$'}{recorded[@]/%//REVISION}" /dev/null; cat "${'$'}{recorded[@]/%//release.json}" /dev/null | grep -oE '[0-9a-f]{40}' || true; } 2>/dev/null | sort -u)
+declare -A keep_sha=()
+for f in "${'$'}{recorded[@]/%//REVISION}"; do if [ -f "$f" ]; then while IFS= read -r s || [ -n "$s" ]; do [ -z "$s" ] || keep_sha[$s]=1; done < "$f"; fi; done
+while read -r s; do keep_sha[$s]=1; done < <(grep -ohE '[0-9a-f]{40}' "${'$'}{recorded[@]/%//release.json}" /dev/null 2>/dev/null || true)
 ${mirrorGit(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
-  grep -qxF "${'$'}{ref##*/}" <<< "$keep_shas" || ${mirrorGit(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
+  [ -n "${'$'}{keep_sha[${'$'}{ref##*/}]:-}" ] || ${mirrorGit(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done
 # The history, bounded (what names a release kept stays; the audit log is bounded by every run's unlock: rotateAudit).
 ${historyFunctions(env)}

@@ -430,6 +430,21 @@ describe('prune on a host (bash)', () => {
     expect(Object.fromEntries(Object.entries(files).map(([k, f]) => [k, existsSync(f)]))).toEqual({ a: false, b: true, c: true, d: false });
   });
 
+  it("keeps the mirror's refs of the commits a kept release needs (its REVISION, the submodule commits its release.json names); drops the others, the pruned release's included", () => {
+    const base = host({ [A]: '', [B]: '', [C]: '' }, C);
+    const mirror = join(base, 'repo.git');
+    execFileSync('git', ['init', '-q', '--bare', mirror]);
+    const blob = execFileSync('git', ['--git-dir', mirror, 'hash-object', '-w', '--stdin'], { input: '', encoding: 'utf8' }).trim();
+    const sha = (id: string) => `${id.slice(-12).padEnd(40, '0')}`; // host()'s REVISION
+    const submodule = 'e'.repeat(40);
+    writeFileSync(join(base, 'releases', C, 'release.json'), JSON.stringify({ id: C, submodules: [{ path: 'lib', sha: submodule }] }, null, 2) + '\n');
+    const refs = { a: sha(A), b: sha(B), c: sha(C), submodule, other: 'f'.repeat(40) };
+    for (const s of Object.values(refs)) execFileSync('git', ['--git-dir', mirror, 'update-ref', `refs/ops/sha/${s}`, blob]);
+    execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(env(base), [A]).script}`], { encoding: 'utf8' });
+    const left = new Set(execFileSync('git', ['--git-dir', mirror, 'for-each-ref', '--format=%(refname:lstrip=3)', 'refs/ops/sha/'], { encoding: 'utf8' }).split('\n').filter(Boolean));
+    expect(Object.fromEntries(Object.entries(refs).map(([k, s]) => [k, left.has(s)]))).toEqual({ a: false, b: true, c: true, submodule: true, other: false });
+  });
+
   it("reads what ops recorded of each kept release (its record's release.json, not the app's copy: a release made by an older ops, its own), and removes the records of the releases it removes and of those no longer here", () => {
     const base = host({ [A]: '', [B]: '', [C]: '' }, C);
     execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);

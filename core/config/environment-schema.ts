@@ -2,7 +2,7 @@
 // definition validates files (environment.ts), renders the README's reference and the JSON Schema editors read.
 import { isIP } from 'node:net';
 import { posix } from 'node:path';
-import { domainToASCII } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { DEFAULT_READERS, READERS } from '../dotenv-readers.ts';
 import { reservedEnvName } from './env-names.ts';
 import { patternOf } from '../shell.ts';
@@ -300,8 +300,8 @@ function urlParts(v: string): { host: string; port: string; user: string } | und
 
 /**
  * Why `v` is not a DNS name (RFC 1123 labels: letters, digits and inner "-", 1-63 characters each, 253 in all, an
- * optional final dot, a last label not all digits: RFC 3696), or undefined: what nginx's server_name, certbot and a
- * resolver all take; a dotted-quad IPv4 address passes. An internationalized name is said with its ASCII form (IDNA,
+ * optional final dot, a last label not all digits: RFC 3696, a label starting with "xn--" an IDNA A-label: isALabel),
+ * or undefined: what nginx's server_name, certbot, browsers and a resolver all take; a dotted-quad IPv4 address passes. An internationalized name is said with its ASCII form (IDNA,
  * what DNS holds); a URL with its host; a name the resolver reads as an IPv4 address (inetAton) with that address.
  */
 export function dnsNameProblem(v: string): string | undefined {
@@ -320,6 +320,8 @@ export function dnsNameProblem(v: string): string | undefined {
   const name = v.replace(/\.$/, '');
   const label = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
   if (name.length > 253 || !name.split('.').every((l) => label.test(l))) return 'not a DNS name: labels of letters, digits and inner "-" (1-63 characters), joined by "."';
+  const punycode = name.split('.').find((l) => /^xn--/i.test(l) && !isALabel(l));
+  if (punycode !== undefined) return `its label ${punycode} starts with "xn--", which only a punycode-encoded international label (IDNA A-label: xn--bcher-kva for bücher) does, and it is none: browsers refuse its URLs and Let's Encrypt its certificate ("malformed punycode"); write the name in its ASCII form as your registrar shows it`;
   if (isIP(name) === 4) return undefined;
   // What getaddrinfo hands to inet_aton before any DNS lookup: "0x7f.1" or "0x7f000001" is 127.0.0.1, whatever the file says
   const ipv4 = inetAton(name);
@@ -327,6 +329,17 @@ export function dnsNameProblem(v: string): string | undefined {
   // RFC 3696 section 2: no top-level domain is all digits (a resolver may take the name for an address)
   if (/^\d+$/.test(name.split('.').pop()!)) return 'not a DNS name: its last label is all digits, which no top-level domain is (RFC 3696); an IPv4 address is four numbers from 0 to 255';
   return undefined;
+}
+
+/**
+ * Whether `l`, a label starting with "xn--", is an IDNA A-label (RFC 5890 section 2.3.2.1): punycode that decodes to a
+ * valid international label (UTS #46, as the WHATWG URL parser that browsers share checks it: node:url's
+ * domainToUnicode gives '' otherwise) holding a non-ASCII character, and that encodes back to itself (no other
+ * spelling of it). "xn--zz" decodes to nothing valid, "xn--abc-" to plain "abc".
+ */
+function isALabel(l: string): boolean {
+  const u = domainToUnicode(l);
+  return u !== '' && /[^\x00-\x7f]/.test(u) && domainToASCII(u) === l.toLowerCase();
 }
 
 /**

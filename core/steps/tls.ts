@@ -220,7 +220,8 @@ item certificate`,
  * Why Let's Encrypt (the default ACME server: no tls.acme_server) would refuse an environment's `config`, or undefined:
  * a name of the site (siteNames: the domain, then each alias, said as the field it is) it never issues for (an IP
  * address, a name reserved for examples, example.org and its like, the placeholder `ops env new` writes, or one of a
- * TLD that is never public: .test, .localhost, .local, .internal, .invalid, .example, home.arpa), or a contact e-mail
+ * TLD that is never public: .test, .localhost, .local, .internal, .invalid, .example, home.arpa; one with a label of the
+ * reserved form "??--" other than "xn--": R-LDH, RFC 5890), or a contact e-mail
  * at a domain reserved for examples (its account is refused). certbot fails on the host then, with a hint about DNS
  * that does not apply.
  */
@@ -234,6 +235,9 @@ export function letsEncryptRefusal(config: Pick<Target['config'], 'tls' | 'domai
     if (isIP(d)) return `${field} is an IP address: Let's Encrypt issues certificates for DNS names`;
     if (reserved(d) || /\.(test|localhost|local|internal|invalid|example|home\.arpa)$/.test(d) || /^(localhost|test|local|internal|invalid|example)$/.test(d))
       return `${field} is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it`;
+    // RFC 5890 section 2.3.1: "??--" labels other than "xn--" (an A-label, checked by the schema) are reserved; Boulder refuses them (errInvalidRLDH)
+    const rldh = d.split('.').find((l) => l.slice(2, 4) === '--' && !l.startsWith('xn--'));
+    if (rldh) return `${field} has the label ${rldh}, with "--" as its third and fourth characters, a form reserved for encoded international labels (R-LDH, RFC 5890): Let's Encrypt issues no certificate for it`;
   }
   const mailDomain = tls.email?.split('@')[1]?.toLowerCase();
   if (mailDomain && reserved(mailDomain)) return `tls.email ${tls.email} is at a domain reserved for examples: Let's Encrypt refuses such an account contact`;

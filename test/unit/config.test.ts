@@ -221,7 +221,7 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
   });
 
   it('a domain is a DNS name as nginx and certbot take it: an empty label, a URL, an internationalized name are refused saying what to write', () => {
-    for (const domain of ['shop.example.org', 'Shop.Example.org', 'shop.example.org.', 'xn--caf-dma.example.org']) expect(problems({ ...minimal(), domain }), domain).toEqual([]);
+    for (const domain of ['shop.example.org', 'Shop.Example.org', 'shop.example.org.', 'xn--caf-dma.example.org', 'XN--BCHER-KVA.example.org', 'xn--ls8h.la', 'ab--cd.example.org']) expect(problems({ ...minimal(), domain }), domain).toEqual([]);
     const refused: Array<[string, string]> = [
       ['shop..example.org', 'not a DNS name'],
       ['.example.org', 'not a DNS name'],
@@ -230,6 +230,10 @@ env: { valueOf: { secret: db }, constructor: c, toString: t }
       ['shop.example.org:8443', 'a port after the name: give the host name alone (shop.example.org): the site is served at its root, on port 80 (443 with TLS)'],
       ['shop.example.org/app/', 'a path after the name: give the host name alone (shop.example.org): the site is served at its root, on port 80 (443 with TLS)'],
       ['café.example.org', 'an internationalized name is written in its ASCII form (IDNA): xn--caf-dma.example.org'],
+      // "xn--" begins only an encoded international label (an IDNA A-label): one that decodes to nothing valid (not even in Unicode NFC) is none
+      ['xn--zz.example.org', 'its label xn--zz starts with "xn--", which only a punycode-encoded international label (IDNA A-label: xn--bcher-kva for bücher) does, and it is none: browsers refuse its URLs and Let\'s Encrypt its certificate ("malformed punycode")'],
+      ['shop.XN--ZZ.example.org', 'its label XN--ZZ starts with "xn--"'],
+      ['xn--109-3veba6djs1bfxlfmx6c9g.example.org', 'its label xn--109-3veba6djs1bfxlfmx6c9g starts with "xn--"'],
       ['2001:db8::1', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
       ['[2001:db8::1]', "an IPv6 address: leave domain out, and the site answers by its hosts' addresses"],
       ['*.example.org', "a wildcard: give the site's one name (example.org, say)"],

@@ -200,6 +200,10 @@ describe('refused before anything runs', () => {
     const aliased = (aliases: string[]) => ({ ...tls('shop.catalogue.fr'), aliases });
     expect(await refused(aliased(['www.catalogue.fr', 'shop.test']))).toBe("alias shop.test (aliases[1]) is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it; nothing was done");
     expect(await refused(aliased(['www.example.com']))).toContain('alias www.example.com (aliases[0]) is reserved');
+    // a label of the reserved form "??--" that is not an A-label (Boulder's errInvalidRLDH); an A-label (xn--) is a name as any other
+    expect(await refused(tls('ab--shop.catalogue.fr'))).toBe(`domain ab--shop.catalogue.fr has the label ab--shop, with "--" as its third and fourth characters, a form reserved for encoded international labels (R-LDH, RFC 5890): Let's Encrypt issues no certificate for it; nothing was done`);
+    expect(await refused(aliased(['www.xn--caf-dma.fr', 'bq--x.catalogue.fr']))).toContain('alias bq--x.catalogue.fr (aliases[1]) has the label bq--x');
+    expect(await refused(aliased(['www.xn--caf-dma.fr']))).toContain('must not connect');
     // another ACME server (a test one, pebble) is its own judge: provision goes on, to the hosts
     expect(await refused(tls('shop.example.org', 'ops@example.org', { acme_server: 'https://acme.test/dir' }))).toContain('must not connect');
   });

@@ -81591,6 +81591,13 @@ async function refNotFound(repo, message, typed) {
   const other = name3 === "master" ? "main" : name3 === "main" ? "master" : void 0;
   const near = name3 === void 0 ? void 0 : didYouMean(name3, shortNames) ?? (other && shortNames.includes(other) ? other : void 0);
   const sha = typed !== void 0 && /^[0-9a-f]{7,40}$/i.test(typed);
+  const pull = typed === void 0 ? void 0 : /^(?:refs\/)?pull\/([0-9]+)(?:\/(?:head|merge))?$/.exec(typed)?.[1];
+  if (pull) {
+    return new OpsError(
+      message,
+      `a pull request's ref is not among what a checkout fetches (its branches and tags): deploy its branch, when it is one of this repository's, or add it to staging (staging.yml: mode add, ref pull/${pull}; ops staging add pull/${pull})`
+    );
+  }
   return new OpsError(
     `${message}${near ? ` (did you mean ${near}?)` : ""}`,
     sha ? `no commit of this clone starts with ${typed}: a commit made in another clone reaches it once pushed (git push, then git fetch here; in a workflow, push before dispatching it), else check the sha (git log --oneline)` : `${names.length ? `its branches and tags include ${names.slice(0, 5).join(", ")}; ` : ""}${REF_NOT_FOUND_HINT}`

@@ -91,6 +91,15 @@ export function checkKeyText(text: string, label: string): string {
       : /-----BEGIN [A-Z ]*PRIVATE KEY-----(?![ \t]*(\r?\n|$))/.test(text)
         ? 'removed'
         : undefined;
+  // Its lines indented (copied out of a YAML block or an indented document; the first one's white space may be trimmed
+  // already, as the runner's inputs are): ssh2 reads no key in it either.
+  if (!how && /-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]*\r?\n[ \t]+\S/.test(text))
+    throw new OpsError(
+      `${label} holds an indented private key: its lines start with white space (copied out of an indented block)`,
+      label.startsWith('input ')
+        ? 'set the secret to the key file\'s content as it is, each line from its first column (gh secret set SSH_PRIVATE_KEY --env <environment> < id_ed25519)'
+        : 'give the key file\'s content as it is, each line from its first column (OPS_SSH_KEY="$(cat FILE)")',
+    );
   if (how)
     throw new OpsError(
       `${label} holds a private key on one line: its line breaks were lost (${how})`,

@@ -390,6 +390,8 @@ describe('an SSH key that is something else is said by its shape, never quoted (
     const body = ['b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW', 'QyNTUxOQAAACBjJcJ3aR33CUL+l7pW1iMy4UOBOTKLjhkDpEldgzA/TwAAAJg='];
     const lines = ['-----BEGIN OPENSSH PRIVATE KEY-----', ...body, '-----END OPENSSH PRIVATE KEY-----'];
     expect(refused({ processEnv: { OPS_SSH_KEY: lines.join('') } })[0]).toBe('$OPS_SSH_KEY holds a private key on one line: its line breaks were lost (removed)');
+    for (const indented of [lines.map((l) => `  ${l}`).join('\n'), lines.map((l) => `  ${l}`).join('\n').trim()])
+      expect(refused({ processEnv: { OPS_SSH_KEY: indented } })[0]).toBe('$OPS_SSH_KEY holds an indented private key: its lines start with white space (copied out of an indented block)');
     expect(refused({ processEnv: { OPS_SSH_KEY: lines.join('\\n') } })[0]).toBe('$OPS_SSH_KEY holds a private key on one line: its line breaks were lost (written as \\n, a backslash and an n: an escape no one read back)');
   });
 });

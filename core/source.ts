@@ -124,6 +124,15 @@ async function refNotFound(repo: string, message: string, typed?: string): Promi
   const near = name === undefined ? undefined : (didYouMean(name, shortNames) ?? (other && shortNames.includes(other) ? other : undefined));
   // a sha this clone lacks: a commit made in another clone and not pushed (or not fetched here yet), not a typo to list names for
   const sha = typed !== undefined && /^[0-9a-f]{7,40}$/i.test(typed);
+  // A pull request's ref: a checkout fetches branches and tags (fetch-depth: 0), never refs/pull/*, but in a run
+  // of that pull request's own event; its head (a fork's too) reaches a host through staging, which fetches it.
+  const pull = typed === undefined ? undefined : /^(?:refs\/)?pull\/([0-9]+)(?:\/(?:head|merge))?$/.exec(typed)?.[1];
+  if (pull) {
+    return new OpsError(
+      message,
+      `a pull request's ref is not among what a checkout fetches (its branches and tags): deploy its branch, when it is one of this repository's, or add it to staging (staging.yml: mode add, ref pull/${pull}; ops staging add pull/${pull})`,
+    );
+  }
   return new OpsError(
     `${message}${near ? ` (did you mean ${near}?)` : ''}`,
     sha

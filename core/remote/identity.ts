@@ -81,10 +81,32 @@ export function checkKeyText(text: string, label: string): string {
     }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, 'give the whole key file content, including the BEGIN/END lines');
   }
-  // Its line breaks turned into spaces (`echo $KEY` unquoted, a one-line form field): ssh2 only says "Unsupported key
-  // format", which names no cause.
-  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text))
-    throw new OpsError(`${label} holds a private key on one line: its line breaks were lost (turned into spaces)`, 'give the key file\'s content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks');
+  // Its line breaks turned into spaces (`echo $KEY` unquoted, a one-line form field), dropped (`tr -d '\n'`, a field
+  // that keeps one line) or written as the two characters \n (a JSON or .env value's escape): ssh2 only says
+  // "Unsupported key format", which names no cause.
+  const how = /-----BEGIN [A-Z ]*PRIVATE KEY-----\\n/.test(text)
+    ? 'written as \\n, a backslash and an n: an escape no one read back'
+    : /-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text)
+      ? 'turned into spaces'
+      : /-----BEGIN [A-Z ]*PRIVATE KEY-----(?![ \t]*(\r?\n|$))/.test(text)
+        ? 'removed'
+        : undefined;
+  // Its lines indented (copied out of a YAML block or an indented document; the first one's white space may be trimmed
+  // already, as the runner's inputs are): ssh2 reads no key in it either.
+  if (!how && /-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]*\r?\n[ \t]+\S/.test(text))
+    throw new OpsError(
+      `${label} holds an indented private key: its lines start with white space (copied out of an indented block)`,
+      label.startsWith('input ')
+        ? 'set the secret to the key file\'s content as it is, each line from its first column (gh secret set SSH_PRIVATE_KEY --env <environment> < id_ed25519)'
+        : 'give the key file\'s content as it is, each line from its first column (OPS_SSH_KEY="$(cat FILE)")',
+    );
+  if (how)
+    throw new OpsError(
+      `${label} holds a private key on one line: its line breaks were lost (${how})`,
+      label.startsWith('input ')
+        ? 'set the secret to the key file\'s content as it is, line by line (gh secret set SSH_PRIVATE_KEY --env <environment> < id_ed25519, or paste the whole file into the secret\'s field)'
+        : 'give the key file\'s content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks',
+    );
   return text.endsWith('\n') ? text : `${text}\n`;
 }
 

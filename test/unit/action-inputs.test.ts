@@ -132,6 +132,15 @@ describe('key inputs', () => {
     expect(failure()).toMatch(/^input `ssh-key` holds an age key \(not shown: the key that decrypts the secrets\), not an SSH private key/);
     expect(failure()).toContain('the age key goes in input `age-key` (the SOPS_AGE_KEY secret)');
     expect(failure()).not.toMatch(/OPS_SSH_KEY|AGE-SECRET-KEY-1N6/);
+    // its line breaks dropped (pasted through a one-line field): said before any work, with how to set the secret
+    writes.length = 0;
+    inputs({ environment: 'prod', 'ssh-key': FAKE_KEY.replace(/\n/g, '') });
+    let ran = false;
+    await runAction({ required: ['environment', 'ssh-key'] }, async () => void (ran = true));
+    expect(ran).toBe(false);
+    expect(failure()).toBe(
+      "input `ssh-key` holds a private key on one line: its line breaks were lost (removed)\n  hint: set the secret to the key file's content as it is, line by line (gh secret set SSH_PRIVATE_KEY --env <environment> < id_ed25519, or paste the whole file into the secret's field)",
+    );
   });
 
   it('an age-key that is no age identity: the input is named, not SOPS_AGE_KEY', async () => {

@@ -386,6 +386,13 @@ describe('an SSH key that is something else is said by its shape, never quoted (
     // its line breaks lost (`echo $KEY` unquoted, a one-line field): said so, not ssh2's "Unsupported key format"
     const oneLine = '-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW QyNTUxOQAAACBjJcJ3aR33CUL+l7pW1iMy4UOBOTKLjhkDpEldgzA/TwAAAJg= -----END OPENSSH PRIVATE KEY-----';
     expect(refused({ processEnv: { OPS_SSH_KEY: oneLine } })).toEqual(['$OPS_SSH_KEY holds a private key on one line: its line breaks were lost (turned into spaces)', expect.stringContaining('OPS_SSH_KEY="$(cat FILE)"')]);
+    // dropped (a secret pasted through a one-line field, `tr -d '\n'`), or written as \n (a JSON string's escape)
+    const body = ['b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW', 'QyNTUxOQAAACBjJcJ3aR33CUL+l7pW1iMy4UOBOTKLjhkDpEldgzA/TwAAAJg='];
+    const lines = ['-----BEGIN OPENSSH PRIVATE KEY-----', ...body, '-----END OPENSSH PRIVATE KEY-----'];
+    expect(refused({ processEnv: { OPS_SSH_KEY: lines.join('') } })[0]).toBe('$OPS_SSH_KEY holds a private key on one line: its line breaks were lost (removed)');
+    for (const indented of [lines.map((l) => `  ${l}`).join('\n'), lines.map((l) => `  ${l}`).join('\n').trim()])
+      expect(refused({ processEnv: { OPS_SSH_KEY: indented } })[0]).toBe('$OPS_SSH_KEY holds an indented private key: its lines start with white space (copied out of an indented block)');
+    expect(refused({ processEnv: { OPS_SSH_KEY: lines.join('\\n') } })[0]).toBe('$OPS_SSH_KEY holds a private key on one line: its line breaks were lost (written as \\n, a backslash and an n: an escape no one read back)');
   });
 });
 

@@ -138,8 +138,16 @@ describe('refs as a checkout names them', () => {
     // actions/checkout on a pull_request event: `git fetch origin +<sha>:refs/remotes/pull/7/merge`, detached there.
     gitIn(dir, ['fetch', '-q', `file://${upstream}`, '+refs/pull/7/merge:refs/remotes/pull/7/merge']);
     gitIn(dir, ['checkout', '-q', '--detach', 'refs/remotes/pull/7/merge']);
+    gitIn(root, ['clone', '-q', upstream, join(root, 'tracking-pull')]);
     expect(await resolveRef(dir, 'refs/pull/7/merge')).toEqual({ ref: 'refs/pull/7/merge', sha: merge, matched: 'pull request ref pull/7/merge' });
     await expect(resolveRef(dir, 'refs/pull/8/merge')).rejects.toThrow('refs/pull/8/merge does not exist in');
+    // A pull request a deploy is given (deploy.yml's ref) where the checkout fetched none: said so, not "fetch-depth: 0".
+    for (const ref of ['refs/pull/8/merge', 'refs/pull/8/head', 'pull/8']) {
+      const e = (await resolveRef(join(root, 'tracking-pull'), ref).catch((x: unknown) => x)) as OpsError;
+      expect(e.hint, ref).toBe(
+        "a pull request's ref is not among what a checkout fetches (its branches and tags): deploy its branch, when it is one of this repository's, or add it to staging (staging.yml: mode add, ref pull/8; ops staging add pull/8)",
+      );
+    }
   });
 
   it('a remote-tracking branch named with its remote (origin/main), as git names it', async () => {

@@ -74488,8 +74488,17 @@ function checkKeyText(text, label) {
     }
     throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, "give the whole key file content, including the BEGIN/END lines");
   }
-  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text))
-    throw new OpsError(`${label} holds a private key on one line: its line breaks were lost (turned into spaces)`, `give the key file's content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks`);
+  const how = /-----BEGIN [A-Z ]*PRIVATE KEY-----\\n/.test(text) ? "written as \\n, a backslash and an n: an escape no one read back" : /-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]+\S/.test(text) ? "turned into spaces" : /-----BEGIN [A-Z ]*PRIVATE KEY-----(?![ \t]*(\r?\n|$))/.test(text) ? "removed" : void 0;
+  if (!how && /-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]*\r?\n[ \t]+\S/.test(text))
+    throw new OpsError(
+      `${label} holds an indented private key: its lines start with white space (copied out of an indented block)`,
+      label.startsWith("input ") ? "set the secret to the key file's content as it is, each line from its first column (gh secret set SSH_PRIVATE_KEY --env <environment> < id_ed25519)" : `give the key file's content as it is, each line from its first column (OPS_SSH_KEY="$(cat FILE)")`
+    );
+  if (how)
+    throw new OpsError(
+      `${label} holds a private key on one line: its line breaks were lost (${how})`,
+      label.startsWith("input ") ? "set the secret to the key file's content as it is, line by line (gh secret set SSH_PRIVATE_KEY --env <environment> < id_ed25519, or paste the whole file into the secret's field)" : `give the key file's content as it is, line by line: quote it where the shell expands it (OPS_SSH_KEY="$(cat FILE)", echo "$KEY"), or paste it into a field that keeps line breaks`
+    );
   return text.endsWith("\n") ? text : `${text}
 `;
 }

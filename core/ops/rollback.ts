@@ -408,19 +408,32 @@ export interface HostPrevious {
  * it, no-ops; the hosts on the newest may hold it under other ids, a deploy of the live commit made anew on some).
  * `target` '' when no host has anything earlier (each host then says so); `disagree` (what to say, naming each host's
  * release and the one before it) when no such release is one alone (histories that differ, three releases live): the
- * user picks it with --to. Hosts serving nothing take no part (their step refuses them). Pure: the rollback and
+ * user picks it with --to; or, with `lacking` (those hosts), when the others agree on one and those hosts have nothing
+ * before the release they serve (added to the environment since: --to is no way there). Hosts serving nothing take no part (their step refuses them). Pure: the rollback and
  * ops status decide with it.
  */
-export function environmentRollback(hosts: HostPrevious[]): { target: string } | { disagree: string } {
+export function environmentRollback(hosts: HostPrevious[]): { target: string } | { disagree: string; lacking?: string[] } {
   const live = hosts.filter((h) => h.current);
   if (live.every((h) => !h.previous)) return { target: '' };
   const targets = [...new Set(live.map((h) => h.previous).filter(Boolean))].filter((t) => live.every((h) => h.previous === t || h.current === t));
   if (targets.length === 1) return { target: targets[0]! };
+  // One release the hosts with an earlier one agree on, and hosts with none before what they serve (deployed there
+  // first by it: added to the environment since): said so, not as histories that differ (--to it is refused there too).
+  const lacking = live.filter((h) => !h.previous);
+  const agreed = [...new Set(live.map((h) => h.previous).filter(Boolean))].filter(
+    (t) => live.every((h) => h.previous === t || h.current === t || !h.previous) && lacking.every((h) => live.some((o) => o.previous === t && o.current === h.current)),
+  );
+  if (agreed.length === 1 && lacking.length)
+    return {
+      disagree: `${lacking.map((h) => `${h.host} (serves ${h.current})`).join(', ')} ${lacking.length === 1 ? 'has' : 'have'} no earlier release to go back to (deployed there first by the release ${lacking.length === 1 ? 'it serves' : 'they serve'}: added to the environment since?), while the other hosts go back to ${agreed[0]}`,
+      lacking: lacking.map((h) => h.host),
+    };
   return { disagree: `the hosts do not agree on the release to roll back to (${hosts.map((h) => `${h.host} serves ${h.current || 'nothing'}${h.current ? ` (before it: ${h.previous || 'none'})` : ''}`).join(', ')})` };
 }
 
-/** A rollback without --to refused for hosts that do not agree on its release (environmentRollback's `disagree`). */
-function disagreeError(env: Target, disagree: string): OpsError {
+/** A rollback without --to refused for hosts that do not agree on its release (environmentRollback's `disagree`; `lacking`: hosts with nothing earlier). */
+function disagreeError(env: Target, { disagree, lacking }: { disagree: string; lacking?: string[] }): OpsError {
+  if (lacking) return new OpsError(`${disagree}: ${ROLLBACK_UNTOUCHED} on any host`, `deploy the commit to go back to on every host instead (ops deploy ${env.name} --ref <commit>: ops releases ${env.name} lists each release's), or leave ${lacking.join(', ')} out of the hosts in environments/${env.name}/environment.yml while you roll the others back`);
   return new OpsError(`${disagree}: ${ROLLBACK_UNTOUCHED} on any host; pass --to <release> to choose it`, `ops releases ${env.name} lists each host's releases; then ops rollback ${env.name} --to <release>`);
 }
 
@@ -511,7 +524,7 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
         const chosen = alone || to ? undefined : environmentRollback(inspected.map(([host, r]) => hostPrevious(host, r)));
         const target = to ?? (chosen && 'target' in chosen && chosen.target ? chosen.target : undefined);
         const refused =
-          (chosen && 'disagree' in chosen ? disagreeError(env, chosen.disagree) : undefined) ??
+          (chosen && 'disagree' in chosen ? disagreeError(env, chosen) : undefined) ??
           (alone ? undefined : rollbackTargetRefusal(env, inspected.filter(([host]) => !locked.finished(host)).map(([host, r]) => ({ host, state: parseState(r) })), target)) ??
           rollbackRefusal(env, inspected, (host) => locked.finished(host));
         if (refused) {

@@ -136,7 +136,7 @@ function rollbackAcross(env: Target, hosts: HostStatus[], read: ReadonlyMap<stri
   if (answered.length < 2) return { hosts, warnings: [] };
   const parts = answered.map((h) => ({ host: h.name, current: reported(read.get(h.name)!, STATUS_KEYS.current) ?? '', previous: reported(read.get(h.name)!, STATUS_KEYS.rollback_to) ?? '' }));
   const choice = environmentRollback(parts);
-  if ('disagree' in choice) return { hosts, warnings: [`rollback: ${choice.disagree}: ops rollback ${env.name} refuses without --to <release>`] };
+  if ('disagree' in choice) return { hosts, warnings: [`rollback: ${choice.disagree}: ops rollback ${env.name} refuses${choice.lacking ? ' (a deploy of the commit to go back to brings it to every host)' : ' without --to <release>'}`] };
   return {
     hosts: hosts.map((s) => {
       const part = parts.find((p) => p.host === s.host);

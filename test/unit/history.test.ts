@@ -172,6 +172,12 @@ describe('the rollback target, chosen on the host (bash: rollback_choice)', () =
     const host4 = withHistory({ [A]: '', [C]: '' }, C, [['live', A], ['live', C]]);
     const differ = environmentRollback([part('host1', host1, C), part('host4', host4, C)]);
     expect(differ).toEqual({ disagree: `the hosts do not agree on the release to roll back to (host1 serves ${C} (before it: ${B}), host4 serves ${C} (before it: ${A}))` });
+    // A host added since (its first release the one the others serve, nothing before it): said so, not as histories that differ.
+    const added = withHistory({ [C]: '' }, C, [['live', C]]);
+    expect(environmentRollback([part('host1', host1, C), part('host3', host3, C), part('added', added, C)])).toEqual({
+      disagree: `added (serves ${C}) has no earlier release to go back to (deployed there first by the release it serves: added to the environment since?), while the other hosts go back to ${B}`,
+      lacking: ['added'],
+    });
     // Three releases live: which one is the newest is not the hosts' to agree on either.
     const three = environmentRollback([part('host1', host1, C), part('host2', host2, B), part('lone', lone, A)]);
     expect(three).toEqual({ disagree: `the hosts do not agree on the release to roll back to (host1 serves ${C} (before it: ${B}), host2 serves ${B} (before it: ${A}), lone serves ${A} (before it: none))` });

@@ -403,6 +403,17 @@ describe('rollback operation', () => {
     }
   });
 
+  it('three hosts, the third added since (nothing before the release all serve): refused before any host changes, saying so (not as histories that differ, nor to pass --to, which cannot go there) and the deploy to run instead', async () => {
+    const h = harness((step, host) => {
+      if (step.name === 'lock') return { stdout: host === 'web3' ? opsLines(KEYS, 'lock acquired', 'provisioned yes', `current ${LIVE}`, 'slot blue', `release ${LIVE} x ok 1 1`) : STATE + opsLines(KEYS, `rollback_previous ok ${OLD}`) };
+      return undefined;
+    });
+    const err = (await rollback(h.ctx, loadEnvironment('three', root)).catch((e: unknown) => e)) as OpsError;
+    expect(err.message).toBe(`web3 (serves ${LIVE}) has no earlier release to go back to (deployed there first by the release it serves: added to the environment since?), while the other hosts go back to ${OLD}: nothing was changed (no slot started or stopped; nginx and current as they were) on any host`);
+    expect(err.hint).toBe('deploy the commit to go back to on every host instead (ops deploy three --ref <commit>: ops releases three lists each release\'s), or leave web3 out of the hosts in environments/three/environment.yml while you roll the others back');
+    for (const host of ['web1', 'web2', 'web3']) expect(h.names(host)).toEqual(['lock', 'unlock']);
+  });
+
   it('three hosts, one at a time, the second failing at its start: the error says what each host serves (the first rolled back, the third never reached), and the third audits the rollback stopped before its turn', async () => {
     const h = harness((step, host) => {
       if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, `rollback_previous ok ${OLD}`) };

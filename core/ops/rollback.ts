@@ -447,7 +447,9 @@ function disagreeError(env: Target, { disagree, lacking }: { disagree: string; l
  * anything: said first, what it lacks is only a symptom); then (rollbackRefusal, from the lock step's state read: no
  * round trip of its own) nginx stopped with its unit
  * masked on a host, what in nginx a switch would fail on (as a deploy refuses it: nginxUnreadyError), supervisord not running on a host, or a port of the slot a host would start
- * on held by a process that is not that slot's own.
+ * on held by a process that is not that slot's own; with several hosts, also a host with nothing live, or without the
+ * release to go back to, or where it never went live (rollbackTargetRefusal). A host failing stops the batches after it
+ * (switch.batch_size), the error saying what each host serves (rollbackStopped).
  * @returns per host the release now live and the one before. @throws OpsError for an invalid id, a host with
  * nothing to go back to, or a refusal above; a failure leaves that host serving what it served. A switch that found
  * nginx stopped and started it says so (a warning and a note: reportNginxStarted).
@@ -548,7 +550,11 @@ async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined)
             { batch: env.config.switch.batch_size },
           )
           .catch((e: unknown) => {
-            throw alone ? e : rollbackStopped(env, e, inspected, ended, (host, message) => locked.audit(host, { result: 'failed', ...(parseState(locked.inspected.get(host)!).current && { previous: parseState(locked.inspected.get(host)!).current }), message }), (t) => ctx.reporter.redact(t));
+            const audit = (host: string, message: string) => {
+              const previous = parseState(locked.inspected.get(host)!).current;
+              locked.audit(host, { result: 'failed', ...(previous && { previous }), message });
+            };
+            throw alone ? e : rollbackStopped(env, e, inspected, ended, audit, (t) => ctx.reporter.redact(t));
           });
         // A no-op host may still serve as `next` the assets of the release rolled back from (a stopped rollout staged
         // them there): the switches dropped theirs, and a release now live nowhere must not answer a URL.

@@ -216,7 +216,8 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
     });
   // The hosts a stopped rollout leaves behind: a release made for nothing is marked, the run's failure audited.
   const stop = async (e: unknown) => {
-    const failedHost = plans.find((hp) => hp.failed);
+    // The host that failed: before its switch, or once switched (an after_switch hook, the clean-up: its reason kept below).
+    const failedHost = plans.find((hp) => hp.failed) ?? plans.find((hp) => hp.switched && hp.reason !== undefined);
     const first = failedHost?.name ?? 'another host';
     const behind = plans.filter((hp) => !hp.failed && !hp.switched && !done.some((d) => d.host === hp.name));
     // What the host that failed said (its own reason, bounded), else the rollout's error: why this host stopped too.
@@ -340,7 +341,10 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
   if (failure !== undefined) throw await stop(failure);
   try {
     await inBatches(plans, env.config.switch.batch_size, async (hp) => {
-      const r = await switchHost(env, hp, p, locked);
+      const r = await switchHost(env, hp, p, locked).catch((e: unknown) => {
+        hp.reason ??= auditReason(e, (t) => ctx.reporter.redact(t));
+        throw e;
+      });
       done.push(r);
       return r;
     });

@@ -867,6 +867,38 @@ describe('deploy operation', () => {
     }
   });
 
+  it('three hosts one at a time, the first failing once switched (its after_switch hook): the rollout stops, and the hosts behind audit it naming that host and why, not "another host"', async () => {
+    const three = await scratchProject('ops-deploy-op-three-', 'x', {
+      app: 'sample',
+      ref: 'v1',
+      hosts: ['web1', 'web2', 'web3'].map((name, i) => ({ name, address: `192.0.2.${11 + i}`, host_key: KEY })),
+      programs: { server: { command: 'run', port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } },
+      release: { after_switch: ['make notify'] },
+      switch: { batch_size: 1 },
+    });
+    const remotes = new Map<string, RecordingRemote>();
+    const ctx: OpsContext = {
+      root: three.root,
+      reporter: new MemoryReporter(),
+      processEnv: { PATH: process.env.PATH },
+      connector: async (_env, host) => {
+        const remote = new RecordingRemote(host.name, 'deploy', 'sample', (step) => {
+          if (step.name === 'lock') return { stdout: opsLines(STATE, 'lock acquired', 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${three.v1}`) };
+          if (step.name === 'after_switch[0]' && host.name === 'web1') return { code: 2, stderr: 'notify: connection refused' };
+          return undefined;
+        });
+        remotes.set(host.name, remote);
+        return remote;
+      },
+    };
+    const err = (await deploy(ctx, loadEnvironment('x', three.root), {}).catch((e: unknown) => e)) as Error;
+    expect(err.message).toMatch(/\nrollout stopped; hosts now run:\n  web1: \S+ \(switched; see its error above\)\n  web2: unchanged \(20261101T000000Z-aaaaaaaaaaaa still live\)\n  web3: unchanged/);
+    for (const host of ['web2', 'web3']) {
+      expect(remotes.get(host)!.stepNames()).not.toContain('switch');
+      expect(auditMessages(remotes.get(host)!.runs.at(-1)!.stdin)).toEqual([expect.stringMatching(/^rollout stopped before the switch \(web1 failed: step "after_switch\[0\]" on web1 failed with exit code 2; notify: connection refused; \S+ is live on web1; an after_switch hook failed\)$/)]);
+    }
+  });
+
   it('an unknown ref names the repository and how to get the ref; the connection opened meanwhile runs nothing and is closed', async () => {
     const h = harness('');
     const e = (await deploy(h.ctx, loadEnvironment('x', root), { ref: 'no-such-branch' }).catch((x: unknown) => x)) as OpsError;

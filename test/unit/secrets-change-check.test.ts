@@ -67,7 +67,7 @@ describe('a value too long for a process environment (the app and the release\'s
     const before = readFileSync(e.secrets, 'utf8');
     const long = 'Zq8-pasted-blob-'.repeat(9000);
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'secret_key'], e.env, long);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain(`error: 1 .env value of qa is too long for a process environment`);
     expect(r.err).toContain('(nothing was written: environments/qa/secrets.sops.yaml is unchanged):\n  - APP_SECRET_KEY (secret "secret_key"): 144000 bytes');
     expect(r.err).not.toContain('Zq8-pasted');
@@ -81,7 +81,7 @@ describe('with no secrets file yet, a refusal says none was created', () => {
     const e = await newEnv();
     rmSync(e.secrets);
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, interpolated);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('(nothing was written: environments/qa/secrets.sops.yaml was not created)');
     expect(r.err).not.toContain('is unchanged');
     expect(existsSync(e.secrets)).toBe(false);

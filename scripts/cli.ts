@@ -1,5 +1,5 @@
 // The `ops` command-line framework: each file in scripts/commands exports `commands`, this file parses
-// argv, prints help, and turns errors into messages for people (exit 1) instead of stack traces.
+// argv, prints help, and turns errors into messages for people (exit 1, or 2 for a usage error: EXIT_CODES) instead of stack traces.
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -716,7 +716,7 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   return 2;
 }
 
-/** Run the CLI; returns the exit code (0 ok, 1 failure, 2 usage error). */
+/** Run the CLI; returns the exit code (EXIT_CODES: 0 done, 1 failed or refused by the world, 2 usage; 128 + n for signal n). */
 export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;

@@ -8,7 +8,7 @@ import { runCli } from './cli.ts';
 import { allCommands } from './commands/index.ts';
 
 /**
- * Run the command in `argv` (without node and the script); resolves to the exit code (0, 1, or 2 for usage).
+ * Run the command in `argv` (without node and the script); resolves to the exit code (scripts/cli.ts EXIT_CODES: 0 done, 1 failed or refused, 2 usage).
  * `cacheDir`: the launcher's cache directory (scripts/ops-bin.js), where parsed environment files are kept too.
  */
 export async function main(argv: string[], options: { cacheDir?: string } = {}): Promise<number> {

@@ -7,7 +7,7 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parseDocument } from 'yaml';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { ENVIRONMENT_YAML, SECRETS_FILE } from '../config/environment.ts';
-import { OpsError, fileError, userFileExists } from '../errors.ts';
+import { InputError, OpsError, fileError, userFileExists } from '../errors.ts';
 import { gitEnvironment } from '../git.ts';
 import { keyName, own } from '../report.ts';
 import { validate } from '../shell.ts';
@@ -185,16 +185,16 @@ export function findPlaceholders(tree: MapNode): string[] {
  * `ops secrets set`/`edit`'s for a value they would store): `keys` named, never their values. `stored` says what
  * the file holds: "still holds" (a deploy) or what a change would leave (nothing written).
  */
-export function placeholderError(label: string, env: string, keys: string[], change?: { untouched: string }): OpsError {
+export function placeholderError(label: string, env: string, keys: string[], change?: { untouched: string }): InputError {
   // ops's own words and the keys marked as such (core/report.ts own, keyName): a weak value ("deploy") masks neither
   const named = keys.map(keyName).join(', ');
   const what = keys.length === 1 ? own`a placeholder value (CHANGE-ME)` : own`placeholder values (CHANGE-ME)`;
   return change
-    ? new OpsError(
+    ? new InputError(
         own`${label} would hold ${what}, which every deploy refuses (${change.untouched}): ${named}`,
         own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]!) : '<key>'}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`,
       )
-    : new OpsError(
+    : new InputError(
         own`${label} still holds placeholder values (CHANGE-ME): ${named}`,
         // `ops env new` writes the catalogue's secrets: another app may use none of them (README: "Adding an environment").
         own`set them: printf '%s' VALUE | ops secrets set ${env} <key>; one your app does not use: drop the env line naming it, if any, and delete it (ops secrets edit ${env})`,

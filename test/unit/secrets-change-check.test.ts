@@ -67,7 +67,7 @@ describe('a value too long for a process environment (the app and the release\'s
     const before = readFileSync(e.secrets, 'utf8');
     const long = 'Zq8-pasted-blob-'.repeat(9000);
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'secret_key'], e.env, long);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain(`error: 1 .env value of qa is too long for a process environment`);
     expect(r.err).toContain('(nothing was written: environments/qa/secrets.sops.yaml is unchanged):\n  - APP_SECRET_KEY (secret "secret_key"): 144000 bytes');
     expect(r.err).not.toContain('Zq8-pasted');
@@ -81,12 +81,12 @@ describe('with no secrets file yet, a refusal says none was created', () => {
     const e = await newEnv();
     rmSync(e.secrets);
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, interpolated);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('(nothing was written: environments/qa/secrets.sops.yaml was not created)');
     expect(r.err).not.toContain('is unchanged');
     expect(existsSync(e.secrets)).toBe(false);
     const p = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'CHANGE-ME later');
-    expect(p.code).toBe(1);
+    expect(p.code).toBe(2);
     expect(p.err).toContain('was not created');
     expect(existsSync(e.secrets)).toBe(false);
     const ed = editor(`printf 'database_url: "${interpolated}"\\n' > "$1"`);
@@ -103,7 +103,7 @@ describe('placeholders (CHANGE-ME): refused when stored, as every deploy refuses
     const before = readFileSync(e.secrets, 'utf8');
     for (const key of ['database_url', 'smtp_password']) {
       const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'CHANGE-ME: the real one later');
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       expect(r.err).toContain(`error: environments/qa/secrets.sops.yaml would hold a placeholder value (CHANGE-ME), which every deploy refuses (nothing was written: environments/qa/secrets.sops.yaml is unchanged): ${key}`);
       expect(r.err).toContain(`hint: set the real value (printf '%s' VALUE | ops secrets set qa ${key})`);
       expect(r.err).not.toContain('the real one later');
@@ -133,7 +133,7 @@ describe('placeholders (CHANGE-ME): refused when stored, as every deploy refuses
     const e = await newEnv();
     writeFileSync(config(e), `${readFileSync(config(e), 'utf8')}\nnot_a_setting: 1\n`);
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'smtp_password'], e.env, 'CHANGE-ME');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('would hold a placeholder value');
   });
 });

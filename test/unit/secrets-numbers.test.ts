@@ -229,7 +229,7 @@ describe('a deploy refuses a secret whose integer sops rounded', () => {
       expect(enc.err).toBe('');
       writeFileSync(e.secrets, enc.out);
       const r = await cli(e.root, ['secrets', 'set', 'qa', 'chat.name'], e.env, 'team-chat-name-4f9a');
-      expect(r.code, member).toBe(1);
+      expect(r.code, member).toBe(2);
       expect(r.err).toContain(expected);
       expect(r.err).not.toMatch(/1234567890123456|team-chat/);
       expect(readFileSync(e.secrets, 'utf8')).toBe(enc.out);

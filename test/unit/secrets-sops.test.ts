@@ -245,7 +245,7 @@ describe('sops reads what ops writes', () => {
     const before = sops(['decrypt', e.secrets], key);
     expect(before.err).toBe('');
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'pw-${HOME}-Sekr1t');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('APP_DATABASE_URL (secret "database_url"; read by python-dotenv, node-dotenv');
     expect(sops(['decrypt', e.secrets], key)).toEqual(before);
   });
@@ -589,7 +589,7 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
     writeFileSync(e.secrets, sopsForEnvironment(e, 'merge-set.yaml', 'base: &b {alice@example.org: Zq8-alice-password}\npasswords:\n  <<: *b\n').out);
     const before = readFileSync(e.secrets, 'utf8');
     const set = await cli(e.root, ['secrets', 'set', 'qa', 'passwords."bob@example.org"'], e.env, 'Zq8-bob-password');
-    expect(set.code).toBe(1);
+    expect(set.code).toBe(2);
     expect(set.err).toContain('TOOLS_PASSWORDS takes the secret "passwords" whole, as JSON, and it holds a YAML merge key, "passwords.<<": sops keeps `<<` as a key of its own and merges nothing');
     expect(set.err).toContain('already in the file before this change: every deploy already refuses it; nothing was written');
     expect(set.err).not.toContain('Zq8');

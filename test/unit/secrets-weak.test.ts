@@ -190,7 +190,7 @@ describe("a weak value masks neither ops's own words nor key names where ops nam
     const again = await cli(e.root, ['secrets', 'set', 'qa', 'admin'], e.env, 'admin');
     expect(again.out).toBe('environments/qa/secrets.sops.yaml: unchanged, admin\n');
     const ph = await cli(e.root, ['secrets', 'set', 'qa', 'datapass.client_id'], e.env, 'CHANGE-ME now');
-    expect(ph.code).toBe(1);
+    expect(ph.code).toBe(2);
     expect(ph.err).toContain('error: environments/qa/secrets.sops.yaml would hold a placeholder value (CHANGE-ME), which every deploy refuses (nothing was written: environments/qa/secrets.sops.yaml is unchanged): datapass.client_id');
     expect(ph.err).toContain('a value starting with CHANGE-ME is taken for one');
     const config = await runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } });
@@ -202,7 +202,7 @@ describe("a weak value masks neither ops's own words nor key names where ops nam
   it('a placeholder exactly CHANGE-ME (what the shipped environments hold): the refusals of set and of a deploy read CHANGE-ME, not ***, and no weak warning', async () => {
     const e = await newEnv();
     const set = await cli(e.root, ['secrets', 'set', 'qa', 'datapass_client_id'], e.env, 'CHANGE-ME');
-    expect(set.code).toBe(1);
+    expect(set.code).toBe(2);
     expect(set.err).toContain('would hold a placeholder value (CHANGE-ME), which every deploy refuses');
     expect(set.err).toContain('a value starting with CHANGE-ME is taken for one');
     expect(set.err).not.toContain('***');

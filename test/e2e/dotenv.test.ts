@@ -146,7 +146,8 @@ describe.sequential('.env fidelity on a real host', () => {
 
     for (const argv of [['deploy', 'e2e', '--ref', 'v2', '--dry-run'], ['deploy', 'e2e', '--ref', 'v2'], ['config', 'e2e']]) {
       const r = await cli(argv);
-      expect(r.code, argv.join(' ')).toBe(1);
+      // a value of the settings no reader carries is a usage error (exit 2, README "Exit status"), found before any host
+      expect(r.code, argv.join(' ')).toBe(2);
       expect(r.err).toContain('2 .env values of e2e cannot be written so that their readers read them back exactly (nothing was sent to any host)');
       expect(r.err).toContain('BAD_INTERPOLATED (secret "refused.interpolated"; read by python-dotenv, node-dotenv): python-dotenv replaces "${...}"');
       expect(r.err).toContain('BAD_MIXED (secret "refused.mixed"; read by python-dotenv, node-dotenv): no quoting is read the same by python-dotenv and node-dotenv');

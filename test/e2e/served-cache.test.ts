@@ -55,7 +55,7 @@ describe.sequential("nginx's cache never answers the previous release's pages on
     const d3 = await ops('deploy', 'e2e', '--ref', 'v3');
     const text = readable(d2);
     // Unchecked, both deploys "went live" and every visitor kept getting version 2 from the cache for 10 minutes.
-    expect({ codes: [d2.code, d3.code], pages: [page2, await serving()] }, text).toEqual({ codes: [1, 1], pages: ['version 1', 'version 1'] });
+    expect({ codes: [d2.code, d3.code], pages: [page2, await serving()] }, text).toEqual({ codes: [2, 2], pages: ['version 1', 'version 1'] });
     expect(text).toContain(`environments/e2e/site.conf caches the release's answers under a key that does not name the live release, line 7: proxy_cache ${APP}_pages; (under nginx's default key`);
     expect(text).toContain(`proxy_cache_key $scheme$proxy_host$request_uri$ops_release_${APP};`);
   }, 600_000);

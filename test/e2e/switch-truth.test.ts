@@ -71,7 +71,7 @@ describe.sequential('a switch reports success only when nginx serves the new slo
     const d = await ops('deploy', 'e2e', '--ref', 'v3');
     const text = readable(d);
     // Unrefused, it went "live" on the other slot while nginx went on asking the previous release: `current` said v3, the site v2.
-    expect({ code: d.code, current: await current(), page: await serving() }, text).toEqual({ code: 1, current: before.current, page: before.page });
+    expect({ code: d.code, current: await current(), page: await serving() }, text).toEqual({ code: 2, current: before.current, page: before.page });
     expect(text).toContain(`environments/e2e/site.conf sends requests to a slot's port itself, line 7: 127.0.0.1:${port} (program web's port on slot ${before.slot})`);
     expect(text).toContain('proxy_pass http://');
     lab.project.write(webConfig(lab.host, repo));

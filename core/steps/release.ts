@@ -724,7 +724,8 @@ function orphanLogs(env: Target): string {
   for f in ${quote(L.logDir)}/*-blue.*.log ${quote(L.logDir)}/*-green.*.log ${quote(L.logDir)}/*-blue.*.log.[0-9]* ${quote(L.logDir)}/*-green.*.log.[0-9]*; do
     [ -f "$f" ] || continue
     n=${'$'}{f##*/}; n=${'$'}{n%-blue.*}; n=${'$'}{n%-green.*}
-    [ -n "$n" ] && [ -n "${'$'}{log_programs[$n]:-}" ] || rm -f -- "$f"
+    # (An empty name is no subscript bash takes: such a file is no program's.)
+    if [ -z "$n" ] || [ -z "${'$'}{log_programs[$n]:-}" ]; then rm -f -- "$f"; fi
   done
 fi`;
 }

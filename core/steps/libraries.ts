@@ -51,6 +51,7 @@ while [ -z "$gate_conn" ] && [ "$gate_pid" -gt 1 ] && read -r gate_stat 2>/dev/n
   read -r -a gate_f <<< "${'$'}{gate_stat##*) }"; gate_pid=${'$'}{gate_f[1]}
 done
 read -r _ _ gate_at _ <<< "$gate_conn" || true
+# shellcheck disable=SC2034 # gate_at_shown: for the callers that say where they asked
 if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~ ^[0-9a-fA-F:]+$ ]]; then gate_at_shown="[$gate_at]"; gate_at="[$gate_at]"; else gate_at=127.0.0.1; gate_at_shown=$gate_at; fi`;
 }
 

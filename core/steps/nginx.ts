@@ -111,7 +111,7 @@ if [ "$CHANGED" = 1 ]${change.ensureService ? ' || true' : ''}; then
     # A server name longer than the http block's buckets hold (a host's own nginx.conf, kept, with nginx's default):
     # nginx names the setting, not the name nor where the setting goes.
     if [[ $out =~ could\ not\ build\ (the\ )?server_names_hash,\ you\ should\ increase\ server_names_hash_bucket_size:\ ([0-9]+) ]]; then
-      long=$(grep -hsoE '^[^#]*server_name[[:space:]][^;]*' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf | sed 's/.*server_name[[:space:]]//' | tr -s ' \t' '\n\n' | awk '{ print length($0), $0 }' | sort -rn | head -n1 || true)
+      long=$(grep -hsoE '^[^#]*server_name[[:space:]][^;]*' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf | sed 's/.*server_name[[:space:]]//' | tr -s '[:blank:]' '\n' | awk '{ print length($0), $0 }' | sort -rn | head -n1 || true)
       nginx_hint+="${'$'}{nginx_hint:+
 }hint: nginx's server_names_hash_bucket_size (${'$'}{BASH_REMATCH[2]} bytes) is too small for the longest server name of the enabled sites${'$'}{long:+ (${'$'}{long#* }, ${'$'}{long%% *} characters)}; add \"server_names_hash_bucket_size ${SERVER_NAMES_BUCKET};\" (room for any DNS name) to the http block of /etc/nginx/nginx.conf (ops's own nginx.conf has it; one of the host's own is kept as it is), then run again"
     fi

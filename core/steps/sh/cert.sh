@@ -109,7 +109,8 @@ acme_path_problem() {
   files=$(grep -lwsF -- "$d" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | tr '\n' ' ' || true)
   bound=''
   if [ "$at" != 127.0.0.1 ]; then
-    bound=$(grep -lsE "^[^#]*listen[[:space:]]+$(sed 's/[][\.]/\\&/g' <<< "$at"):(80|443)([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | tr '\n' ' ' || true)
+    local re=${at//./\\.}; re=${re//\[/\\[}; re=${re//\]/\\]}
+    bound=$(grep -lsE "^[^#]*listen[[:space:]]+$re:(80|443)([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | tr '\n' ' ' || true)
   fi
   printf 'http://%s/.well-known/acme-challenge/ on this host answers %s%s (asked at %s), not the ACME webroot %s; the nginx files naming %s: %s%s' \
     "$d" "$([ "${code:-000}" = 000 ] && echo 'nothing (no HTTP answer)' || echo "HTTP $code")" "$([ "$url" != "http://$d/.well-known/acme-challenge/$token" ] && [ -n "$url" ] && echo " (redirected to ${url%/*}/...)")" "$at" "$w" "$d" "${files:-none}" \

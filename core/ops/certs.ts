@@ -9,7 +9,7 @@ import { findSiblings } from '../config/siblings.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { auditReason, OpsError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
-import { judgeCertificate, listCertificates, parseCerts, parseRenewal, renewCertificate, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
+import { judgeCertificate, listCertificates, parseCerts, parseRenewal, renewCertificate, SERVED_ELSE_FIX, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
 import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { withLock } from './locked.ts';
@@ -135,7 +135,7 @@ export function formatCerts(r: CertsResult): string {
       out.push(`  ${expired ? '✗' : '✓'} ${c.names.join(', ') || c.subject || '?'}${used ? ' (used by nginx)' : ''}`);
       out.push(`      expires  ${c.notAfter?.slice(0, 19).replace('T', ' ')} UTC (${expired ? `EXPIRED ${-(c.daysLeft ?? 0)} days ago` : `${c.daysLeft} days left`})`);
       out.push(`      issuer   ${c.issuer ?? '?'}`);
-      out.push(`      serial   ${c.serial ?? '?'}${used ? (h.servedSerial === c.serial ? '  (served on :443)' : `  — nginx serves ${h.servedSerial ? `serial ${h.servedSerial}` : 'nothing on :443'}: reload nginx`) : ''}`);
+      out.push(`      serial   ${c.serial ?? '?'}${used ? (h.servedSerial === c.serial ? '  (served on :443)' : `  — nginx serves ${h.servedSerial ? `serial ${h.servedSerial}` : 'nothing on :443'}: ${SERVED_ELSE_FIX}`) : ''}`);
       out.push(`      file     ${c.path}`);
     }
     if (h.renewal) out.push(`  renewal: ${h.renewal}`);

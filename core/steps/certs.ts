@@ -3,7 +3,7 @@
 import type { Target } from '../target.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, LIBRARY_KEYS } from './libraries.ts';
+import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, LIBRARY_KEYS, visitorAddress } from './libraries.ts';
 import { certbotCertificate, certificateNames, certificatePaths } from './nginx-config.ts';
 import { certbotCertonly, reloadForCertificate, selfSignedCertificate } from './tls.ts';
 import { reportProvisioned } from './system.ts';
@@ -149,6 +149,14 @@ function renewalStopped(renewal: string | undefined): { what: string; fix: strin
   return undefined;
 }
 
+/**
+ * The fix when nginx hands the site's visitors (asked at the host's address they reach: served_serial with visitorAddress)
+ * another certificate than the site's file: nginx not reloaded since it changed, or a server block of another file
+ * listening on that address itself (`listen <address>:443`, taken before the site's `listen 443`) or naming the domain
+ * and loaded first.
+ */
+export const SERVED_ELSE_FIX = "reload nginx; if it still does, another server block takes the site's https visitors: one listening on the host's address itself (listen <address>:443) or naming the domain in a file loaded first (nginx -T shows them): remove it or its listen/server_name";
+
 /** The name nginx is asked for on :443 (SNI) and the site is fetched as: the domain, else "localhost". */
 export function siteName(env: Target): string {
   return env.config.domain ?? 'localhost';
@@ -169,7 +177,8 @@ ${reportProvisioned(env)}
 ops_report ${CERTS_KEYS.configured} ${quote(cert.cert)}
 cert_info ${quote(cert.cert)}
 ${env.config.tls.mode === 'letsencrypt' ? otherLiveCertificates([cert.cert, ...siblingDomains.map((d) => certbotCertificate(d).cert)]) : ''}
-ops_report ${CERTS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"
+${visitorAddress()}
+ops_report ${CERTS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))} "$gate_at")"
 ${env.config.tls.mode === 'letsencrypt' ? renewalCheck(env) : ''}`;
   return { name: 'certificates', as: 'root', timeout: 60, quiet: true, script };
 }
@@ -191,7 +200,8 @@ done; true`;
  * (CERTS_KEYS.renewal_last). Needs CERT_FUNCTIONS; letsencrypt only. Read by parseRenewal.
  */
 export function renewalCheck(env: Target): string {
-  return String.raw`if [ -d /run/systemd/system ]; then
+  return String.raw`${visitorAddress()}
+if [ -d /run/systemd/system ]; then
   ops_report ${CERTS_KEYS.renewal} "certbot.timer $(systemctl is-active certbot.timer 2>/dev/null || true) $(systemctl is-enabled certbot.timer 2>/dev/null || true)"
   rn_at=$(systemctl show certbot.service -p ExecMainExitTimestamp --value 2>/dev/null || true)
   if [ -n "$rn_at" ] && [ "$rn_at" != n/a ]; then rn_at=$(date -u -d "$rn_at" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || true); else rn_at=''; fi
@@ -201,7 +211,7 @@ else ops_report ${CERTS_KEYS.renewal} "none"; fi
 # certbot validates every name of the certificate at each renewal (one HTTP-01 challenge per name): each is asked.
 rn_path=""; rn_names=(${certificateNames(env).map(quote).join(' ')})
 for rn_name in "${'$'}{rn_names[@]}"; do
-  rn_one=$(acme_path_problem "$rn_name" ${quote(env.layout.acmeWebroot)}); [ -z "$rn_one" ] || rn_path+="${'$'}{rn_path:+; }$rn_one"
+  rn_one=$(acme_path_problem "$rn_name" ${quote(env.layout.acmeWebroot)} "$gate_at"); [ -z "$rn_one" ] || rn_path+="${'$'}{rn_path:+; }$rn_one"
 done
 ops_report ${CERTS_KEYS.renewal_path} "$rn_path"`;
 }
@@ -232,6 +242,6 @@ ${CERT_FUNCTIONS}
 ${renew}
 ${reloadForCertificate(env, name)}
 cert_info ${quote(cert.cert)}
-ops_report ${CERTS_KEYS.served_serial} "$(served_serial ${quote(name)})"`,
+ops_report ${CERTS_KEYS.served_serial} "$(served_serial ${quote(name)} "$gate_at")"`,
   };
 }

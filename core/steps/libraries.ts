@@ -32,6 +32,30 @@ import treeFunctions from './sh/tree.sh';
  */
 export const LOCAL_CURL = "curl --noproxy '*'";
 /**
+ * Shell that sets `gate_at`, where the site's visitors reach this host: the address of it the SSH connection reached
+ * (SSH_CONNECTION's third field, an address visitors reach too; read from the first process above this one that has
+ * it, as sudo's env_reset drops it: the login's shell, root reads every process's environment), an IPv6 one in
+ * brackets, else 127.0.0.1; and `gate_at_shown`, the same as it is said. A server block of another file listening on
+ * that address (`listen <address>:80`) is taken for every request to it before the site's `listen 80`, and one
+ * listening on 127.0.0.1 alone (a status page for a monitoring agent) takes nothing from the visitors: asked there,
+ * nginx answers as it answers them (nginxServed, the switch's look at /.ops/slot, the ACME server's HTTP-01 request tried before certbot runs:
+ * acme_path_problem, the certificate nginx serves: served_serial).
+ */
+export function visitorAddress(): string {
+  return String.raw`# Where visitors are: the address of this host the SSH connection reached (an IPv4 or IPv6 address, else 127.0.0.1),
+# from SSH_CONNECTION: sudo's env_reset drops it, so it is read from the first process above this one that has it
+# (the login's shell; root reads every process's environment).
+gate_conn=${'$'}{SSH_CONNECTION:-}; gate_pid=$$
+while [ -z "$gate_conn" ] && [ "$gate_pid" -gt 1 ] && read -r gate_stat 2>/dev/null < "/proc/$gate_pid/stat"; do
+  gate_conn=$(grep -zm 1 '^SSH_CONNECTION=' "/proc/$gate_pid/environ" 2>/dev/null | tr -d '\0') || true; gate_conn=${'$'}{gate_conn#SSH_CONNECTION=}
+  read -r -a gate_f <<< "${'$'}{gate_stat##*) }"; gate_pid=${'$'}{gate_f[1]}
+done
+read -r _ _ gate_at _ <<< "$gate_conn" || true
+# shellcheck disable=SC2034 # gate_at_shown: for the callers that say where they asked
+if [[ $gate_at =~ ^[0-9.]+$ ]]; then gate_at_shown=$gate_at; elif [[ $gate_at =~ ^[0-9a-fA-F:]+$ ]]; then gate_at_shown="[$gate_at]"; gate_at="[$gate_at]"; else gate_at=127.0.0.1; gate_at_shown=$gate_at; fi`;
+}
+
+/**
  * stamped_list, stamped_next, stamped_keep: files named after the UTC time they were made (`<base>.<time>[.N]<suffix>`:
  * backups, the audit log's archives), ordered by that time and N as a number, a clock set back never naming a new one
  * older than the newest (sh/stamped.sh).

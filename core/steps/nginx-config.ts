@@ -26,7 +26,10 @@ export const BASE_CONFIG_HEADER = "# Managed by ops-pipeline: a change made here
  * ops's untouched, replaced; one changed since is the admin's, kept). When changing baseConfig, add the md5 of the one
  * it replaces here. The first: the one whose header was HEADER.
  */
-export const BASE_CONFIG_PREVIOUS: readonly string[] = ['5955bed5f9141fdbf08a20b6b97c6fcb'];
+export const BASE_CONFIG_PREVIOUS: readonly string[] = ['5955bed5f9141fdbf08a20b6b97c6fcb', 'fb3f482212f633e3f41ab39733ec101d'];
+
+/** ops's nginx.conf's server_names_hash_bucket_size (bytes): one that holds any DNS name (baseConfig says why). */
+export const SERVER_NAMES_BUCKET = 512;
 
 /** The first lines of ops's nginx.conf an older ops wrote (putUnlessHostOwn's `previousFirstLines`). */
 export const BASE_CONFIG_PREVIOUS_HEADERS: readonly string[] = [HEADER];
@@ -47,8 +50,10 @@ http {
     sendfile on;
     tcp_nopush on;
     types_hash_max_size 2048;
-    # Room for long domain names, several sites per host (the default bucket fits names of ~60 characters).
-    server_names_hash_bucket_size 128;
+    # Room for any DNS name (253 characters) in server_name, several sites per host: each name takes a pointer, its
+    # length and itself rounded up to 8 bytes in a bucket that ends with a pointer (ngx_hash.c's NGX_HASH_ELT_SIZE), so
+    # 272 bytes; the default (the CPU's cache line, 64) fits names of ~46 characters, 128 of 110.
+    server_names_hash_bucket_size ${SERVER_NAMES_BUCKET};
     server_tokens off;
 
     include /etc/nginx/mime.types;

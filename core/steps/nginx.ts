@@ -2,7 +2,7 @@
 // gracefully and wait until the new configuration serves, or put every file back as it was and fail with nginx's
 // message.
 import type { Target } from '../target.ts';
-import { BASE_CONFIG_PREVIOUS, BASE_CONFIG_PREVIOUS_HEADERS, baseConfig, HEADER, releaseMap, site, upstreamBlock, upstreams } from './nginx-config.ts';
+import { BASE_CONFIG_PREVIOUS, BASE_CONFIG_PREVIOUS_HEADERS, baseConfig, HEADER, releaseMap, SERVER_NAMES_BUCKET, site, upstreamBlock, upstreams } from './nginx-config.ts';
 import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
@@ -101,6 +101,20 @@ export function applyNginx(change: NginxChange): Step {
   lines.push(String.raw`nginx_changed=$CHANGED
 if [ "$CHANGED" = 1 ]${change.ensureService ? ' || true' : ''}; then
   if ! out=$(nginx -t 2>&1); then
+    # What nginx names is read from the files it refused, before the previous ones come back.
+    nginx_hint=''
+    # Two sites claiming the default server of an address: nginx names one place; the user needs every claimant
+    # (often this app under the name it had before app was renamed, whose site nothing removed).
+    if [[ $out =~ duplicate\ default\ server\ for\ ([^ ]+) ]]; then
+      nginx_hint="hint: more than one enabled site says default_server for ${'$'}{BASH_REMATCH[1]} (nginx allows one per address); the sites that say it: $(grep -ls 'default_server' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used (an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host), or leave default_server to the other (nginx.default_server: false here; an app without a domain needs it)"
+    fi
+    # A server name longer than the http block's buckets hold (a host's own nginx.conf, kept, with nginx's default):
+    # nginx names the setting, not the name nor where the setting goes.
+    if [[ $out =~ could\ not\ build\ (the\ )?server_names_hash,\ you\ should\ increase\ server_names_hash_bucket_size:\ ([0-9]+) ]]; then
+      long=$(grep -hsoE '^[^#]*server_name[[:space:]][^;]*' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf | sed 's/.*server_name[[:space:]]//' | tr -s '[:blank:]' '\n' | awk '{ print length($0), $0 }' | sort -rn | head -n1 || true)
+      nginx_hint+="${'$'}{nginx_hint:+
+}hint: nginx's server_names_hash_bucket_size (${'$'}{BASH_REMATCH[2]} bytes) is too small for the longest server name of the enabled sites${'$'}{long:+ (${'$'}{long#* }, ${'$'}{long%% *} characters)}; add \"server_names_hash_bucket_size ${SERVER_NAMES_BUCKET};\" (room for any DNS name) to the http block of /etc/nginx/nginx.conf (ops's own nginx.conf has it; one of the host's own is kept as it is), then run again"
+    fi
     nginx_put_back
     if [ "$nginx_changed" = 1 ] && nginx -t >/dev/null 2>&1; then
       echo "nginx rejected the new configuration; the previous one is back in place and still serving:" >&2
@@ -108,11 +122,7 @@ if [ "$CHANGED" = 1 ]${change.ensureService ? ' || true' : ''}; then
       echo "nginx -t fails on this host's configuration without this change too, on a file this run does not write (hand-edited?): fix or remove the file named below, then run again. Nothing was changed; nginx keeps serving what it loaded:" >&2
     fi
     echo "$out" >&2
-    # Two sites claiming the default server of an address: nginx names one place; the user needs every claimant
-    # (often this app under the name it had before app was renamed, whose site nothing removed).
-    if [[ $out =~ duplicate\ default\ server\ for\ ([^ ]+) ]]; then
-      echo "hint: more than one enabled site says default_server for ${'$'}{BASH_REMATCH[1]} (nginx allows one per address); the sites that say it: $(grep -ls 'default_server' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used (an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host), or leave default_server to the other (nginx.default_server: false here; an app without a domain needs it)" >&2
-    fi
+    [ -z "$nginx_hint" ] || echo "$nginx_hint" >&2
     exit 1
   fi${change.check ? `
   if ! {
@@ -234,7 +244,7 @@ fi`;
       {
         path: conf,
         content: baseConfig(),
-        own: { kind: 'kept', package: 'nginx-common', kept: `ops's site is included from it, and ops's base settings (server_tokens off, gzip, server_names_hash_bucket_size 128) apply only as far as it has them: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again`, previous: BASE_CONFIG_PREVIOUS, previousFirstLines: BASE_CONFIG_PREVIOUS_HEADERS },
+        own: { kind: 'kept', package: 'nginx-common', kept: `ops's site is included from it, and ops's base settings (server_tokens off, gzip, server_names_hash_bucket_size ${SERVER_NAMES_BUCKET}) apply only as far as it has them: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again`, previous: BASE_CONFIG_PREVIOUS, previousFirstLines: BASE_CONFIG_PREVIOUS_HEADERS },
       },
       { path: L.nginxSite, content: site(env, certificateReady), own: siteOwn(env) },
     ],

@@ -8,8 +8,8 @@ import { auditTail, parseAuditLine, type AuditEntry } from './audit.ts';
 import { collapsedSpace } from '../secrets/parts.ts';
 import { reportKeys, reported, reportedAll, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { CERTS_KEYS, judgeCertificate, parseCerts, parseRenewal, renewalCheck, siteName, type CertInfo } from './certs.ts';
-import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CERTS_KEYS, judgeCertificate, parseCerts, parseRenewal, renewalCheck, SERVED_ELSE_FIX, siteName, type CertInfo } from './certs.ts';
+import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, visitorAddress } from './libraries.ts';
 import { maskText } from './masks.ts';
 import { describeHolder, describeQueue, lockStatus, parseLock, staleReason, unseenReason, type LockInfo } from './lock.ts';
 import { cachesInherited, certificatePaths, checkLog, HEADER, inheritedCacheLinesShell, slotPortLinesShell, slotPortsElsewhere } from './nginx-config.ts';
@@ -207,7 +207,7 @@ if [ "${'$'}{health_failed:-0}" = 1 ] && [ -n "$cur" ]; then
 fi
 # What the site's visitors get through nginx, and which upstream answered it (the switch's proof).
 ${servedShell(env)}
-${cert ? `cert_info ${quote(cert.cert)}\nops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))})"${env.config.tls.mode === 'letsencrypt' ? `\n${renewalCheck(env)}` : ''}` : ': no TLS'}
+${cert ? `cert_info ${quote(cert.cert)}\n${visitorAddress()}\nops_report ${STATUS_KEYS.served_serial} "$(served_serial ${quote(siteName(env))} "$gate_at")"${env.config.tls.mode === 'letsencrypt' ? `\n${renewalCheck(env)}` : ''}` : ': no TLS'}
 { df -Pk / ${quote(L.base)} 2>/dev/null || true; } | awk 'NR > 1 { print $6, $4, $2 }' | sort -u | while read -r m avail size; do ops_report ${STATUS_KEYS.disk} "$m $avail $size"; done
 ${lockStatus(env).script}`,
   };
@@ -609,7 +609,7 @@ export function parseHostStatus(env: Target, host: { name: string; address: stri
     judged.problems.forEach(problem);
     judged.warnings.forEach(warn);
     if (cert.state === 'ok' && cert.daysLeft !== undefined) {
-      if (served && cert.serial && served.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served}) than ${cert.path} (serial ${cert.serial}): reload nginx`);
+      if (served && cert.serial && served.toUpperCase() !== cert.serial) warn(`nginx serves another certificate (serial ${served}) than ${cert.path} (serial ${cert.serial}) where the site's visitors are: ${SERVED_ELSE_FIX}`);
     }
   }
 

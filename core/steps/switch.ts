@@ -13,9 +13,9 @@ import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx, siteOwn } from './nginx.ts';
 import { certificatePaths, checkLog, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
-import { gateSeconds, nginxGate, otherListenFiles, visitorAddress } from './nginx-gate.ts';
+import { gateSeconds, nginxGate, otherListenFiles } from './nginx-gate.ts';
 import { b64, putUnlessHostOwn, type HostOwnRule } from './script.ts';
-import { ASSETS_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
+import { ASSETS_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary, visitorAddress } from './libraries.ts';
 import { maskText } from './masks.ts';
 import type { RuntimePaths } from '../runtimes.ts';
 

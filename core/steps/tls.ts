@@ -7,7 +7,7 @@ import { quote } from '../shell.ts';
 import { certificateNames, certificatePaths } from './nginx-config.ts';
 import { siteNames } from '../config/environment.ts';
 import { putChecked, putFile } from './script.ts';
-import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS } from './libraries.ts';
+import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, visitorAddress } from './libraries.ts';
 
 /** What `prepareTls` reports: `certificate` (yes|no: the certificate and its own key are there, cert_problem), and LIBRARY_KEYS.item. */
 export const TLS_KEYS = reportKeys('certificate');
@@ -130,10 +130,12 @@ export function certbotCertonly(env: Target, withAcmeCa: boolean, force: string,
   const ca = withAcmeCa ? `REQUESTS_CA_BUNDLE=${quote(acmeCaPath(env))} ` : '';
   // The ACME server's HTTP-01 request is tried here first: what answers it instead (a redirect, a 404 from another
   // server block for the name) is said with the files naming the domain, not after an order spent on the ACME server.
-  // Each name is validated by the ACME server on its own (one HTTP-01 challenge per name).
-  return String.raw`acme_names=(${names.map(quote).join(' ')})
+  // Each name is validated by the ACME server on its own (one HTTP-01 challenge per name), at the host's address it
+  // reaches (visitorAddress): a server block listening on that address itself answers there, not on 127.0.0.1.
+  return String.raw`${visitorAddress()}
+acme_names=(${names.map(quote).join(' ')})
 for acme_name in "${'$'}{acme_names[@]}"; do
-  if acme_problem=$(acme_path_problem "$acme_name" ${quote(env.layout.acmeWebroot)}) && [ -n "$acme_problem" ]; then
+  if acme_problem=$(acme_path_problem "$acme_name" ${quote(env.layout.acmeWebroot)} "$gate_at") && [ -n "$acme_problem" ]; then
     echo "certbot was not run for ${names.join(', ')}: the ACME server's HTTP-01 request would fail: $acme_problem. ${left}. To fix: remove or change the server block for $acme_name on port 80 that answers instead (the site ops writes serves /.well-known/acme-challenge/ itself, for the domain and each alias; a nginx.site_template needs {{acme_location}} in its port-80 server, and {{alias_servers}}), then run ops provision ${env.name} again" >&2
     exit 1
   fi
@@ -154,11 +156,13 @@ rm -f "$certbot_log"`;
 /**
  * Reload nginx for a certificate renewed in place, only once `nginx -t` accepts the files (else exit 1, saying nginx
  * keeps the old certificate), then wait (5 s at most) until :443 hands out the new one for `name` (SNI): a reload
- * returns before the new workers serve. Needs SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, CERT_FUNCTIONS.
+ * returns before the new workers serve; asked where visitors reach the host (visitorAddress: sets gate_at). Needs
+ * SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, CERT_FUNCTIONS.
  */
 export function reloadForCertificate(env: Target, name: string): string {
   const cert = certificatePaths(env)!;
-  return String.raw`host_lock nginx
+  return String.raw`${visitorAddress()}
+host_lock nginx
 if ! out=$(nginx -t 2>&1); then
   echo "the certificate was renewed, but nginx -t fails, so nginx was NOT reloaded (it keeps serving the old certificate):" >&2
   echo "$out" >&2
@@ -167,7 +171,7 @@ fi
 nginx_reload
 host_unlock nginx
 want=$(openssl x509 -in ${quote(cert.cert)} -noout -serial | sed 's/^serial=//')
-for _ in {1..50}; do [ "$(served_serial ${quote(name)})" = "$want" ] && break; sleep 0.1; done`;
+for _ in {1..50}; do [ "$(served_serial ${quote(name)} "$gate_at")" = "$want" ] && break; sleep 0.1; done`;
 }
 
 /**

@@ -10,6 +10,7 @@ import { provision } from '../../core/ops/provision.ts';
 import { formatPing, ping } from '../../core/ops/ping.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { status } from '../../core/ops/status.ts';
+import { certificates, formatCerts } from '../../core/ops/certs.ts';
 import { deploy } from '../../core/ops/deploy.ts';
 import { auditLog, formatAudit, formatLock, formatReleases, getLockStatus, listReleases } from '../../core/ops/records.ts';
 import { resolveTarget } from '../../core/target.ts';
@@ -333,6 +334,50 @@ describe.sequential('TLS', () => {
       project.write(config);
       await pebble.removeHostName(alias).catch(() => undefined);
     }
+  }, 600_000);
+
+  it("a server block of the host's own listening on its address itself (listen <address>:80, taken there before the site's listen 80) answers the ACME server: said before certbot runs, naming its file; one on <address>:443 is what visitors get, and ops certs says so", async () => {
+    const pebble = await ensurePebble();
+    const domain = `app${process.pid}.test`;
+    const config = testConfig([host], await appRepo(), 'postgresql://unused', {
+      domain,
+      tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: pebble.directoryUrl, acme_ca_file: pebble.apiCaFile },
+    });
+    const alias = `bound.${domain}`;
+    await pebble.addHostName(alias, host.address);
+    const admin = '/etc/nginx/conf.d/zz-bound.conf';
+    const put = (text: string) => sshRun(host, `printf '%s\n' ${quote(text)} | sudo tee ${admin} >/dev/null && sudo ${RELOAD_NGINX}`);
+    try {
+      await put(`server { listen ${host.address}:80; server_name _; return 404; }`);
+      project.write({ ...config, aliases: [alias] });
+      const err = (await provision(project.ctx(), project.env()).catch((e: unknown) => e)) as OpsError;
+      // asked at 127.0.0.1, the site answered: certbot ran, and the ACME server, at the host's address, got the 404
+      expect(err.message).toContain(`certbot was not run for ${domain}, ${alias}: the ACME server's HTTP-01 request would fail: http://${domain}/.well-known/acme-challenge/ on this host answers HTTP 404 (asked at ${host.address})`);
+      expect(err.message).toContain(`listening on ${host.address} itself, taken by nginx for every name asked there before the sites listening on every address: ${admin}`);
+      // One on <address>:443 with a certificate of its own: what visitors get there, not the site's (asked at 127.0.0.1, the site's).
+      await sshRun(host, `sudo sh -c 'openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj /CN=bound -keyout /etc/nginx/zz-bound.key -out /etc/nginx/zz-bound.crt 2>/dev/null'`);
+      await put(`server { listen ${host.address}:443 ssl; ssl_certificate /etc/nginx/zz-bound.crt; ssl_certificate_key /etc/nginx/zz-bound.key; return 404; }`);
+      project.write(config);
+      const listed = await certificates(project.ctx(), project.env());
+      const bound = (await sshRun(host, 'sudo openssl x509 -in /etc/nginx/zz-bound.crt -noout -serial')).stdout.trim().replace(/^serial=/, '');
+      expect(listed.hosts[0]!.servedSerial).toBe(bound.toUpperCase());
+      expect(formatCerts(listed)).toContain(`nginx serves serial ${bound.toUpperCase()}: reload nginx; if it still does, another server block takes the site's https visitors: one listening on the host's address itself`);
+    } finally {
+      await sshRun(host, `sudo rm -f ${admin} /etc/nginx/zz-bound.key /etc/nginx/zz-bound.crt && sudo ${RELOAD_NGINX}`);
+      project.write(config);
+      await pebble.removeHostName(alias).catch(() => undefined);
+    }
+    const served = await certificates(project.ctx(), project.env());
+    expect(served.hosts[0]!.servedSerial).toBe(served.hosts[0]!.certificates[0]!.serial);
+  }, 600_000);
+
+  it('a domain of 121 characters (DNS takes up to 253): nginx accepts ops\'s nginx.conf with it and serves it (its bucket of 128 held names of 110)', async () => {
+    const domain = `${'a'.repeat(60)}.${'b'.repeat(55)}.test`;
+    project.write(testConfig([host], await appRepo(), 'postgresql://unused', { domain }));
+    await provision(project.ctx(), project.env());
+    const out = await sshRun(host, `sudo nginx -t 2>&1 | tail -n1; curl -s -o /dev/null -w '%{http_code}' -H 'Host: ${domain}' http://127.0.0.1/.ops/slot`);
+    expect(out.stdout).toContain('test is successful');
+    expect(out.stdout.trim().endsWith('200')).toBe(true);
   }, 600_000);
 
   it('self-signed mode: a certificate for the domain, made on the host', async () => {

@@ -28,7 +28,7 @@ import { checkLog, upstreams } from '../../core/steps/nginx-config.ts';
 import { quote } from '../../core/shell.ts';
 import { createHash } from 'node:crypto';
 import { writtenRecord } from '../../core/steps/script.ts';
-import { selfSignedCertificate } from '../../core/steps/tls.ts';
+import { issueCertificate, selfSignedCertificate } from '../../core/steps/tls.ts';
 import { createServer } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { promisify } from 'node:util';
@@ -36,7 +36,7 @@ import { freePort, listening } from '../support/ports.ts';
 import { waitFor } from '../hosts/proc.ts';
 import { runOps } from '../support/cli.ts';
 import { OpsError } from '../../core/errors.ts';
-import { CERT_FUNCTIONS, LIBRARY_KEYS, MASK_FUNCTIONS, PROBE_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { CERT_FUNCTIONS, LIBRARY_KEYS, MASK_FUNCTIONS, PROBE_FUNCTIONS, visitorAddress } from '../../core/steps/libraries.ts';
 import { RELEASES_KEYS } from '../../core/steps/release-list.ts';
 import { opsLines, type ReportText } from './reports.helpers.ts';
 import { PROVISIONED_KEYS } from '../../core/steps/system.ts';
@@ -401,7 +401,7 @@ describe('status parser', () => {
     expect(cert('Dec 10 12:00:00 2026 GMT').warnings).toEqual(['TLS certificate expires in 14 days (2026-12-10): it should have been renewed by now (ops certs demo --renew)']);
     expect(cert('Nov 28 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expires in 2 days (2026-11-28): renewal is failing (ops certs demo --renew)']);
     expect(cert('Nov 20 12:00:00 2026 GMT').problems).toEqual(['TLS certificate expired on 2026-11-20: browsers refuse the site; renewal is failing: ops certs demo --renew']);
-    expect(cert('Dec 30 12:00:00 2026 GMT', 'FF00').warnings).toEqual([`nginx serves another certificate (serial FF00) than ${path} (serial AB12): reload nginx`]);
+    expect(cert('Dec 30 12:00:00 2026 GMT', 'FF00').warnings).toEqual([`nginx serves another certificate (serial FF00) than ${path} (serial AB12) where the site's visitors are: reload nginx; if it still does, another server block takes the site's https visitors: one listening on the host's address itself (listen <address>:443) or naming the domain in a file loaded first (nginx -T shows them): remove it or its listen/server_name`]);
     const missing = parseHostStatus(tlsEnv, { name: 'web1', address: 'a' }, result(report({ cert: `${path}\tmissing` })));
     expect(missing.problems).toEqual([`TLS certificate ${path} is missing: nginx cannot serve the site over https with it (ops provision demo gets one)`]);
   });
@@ -432,7 +432,7 @@ describe('status parser', () => {
     const path = '/etc/letsencrypt/live/shop.example.org/fullchain.pem';
     const judged = (notAfter: string, ...renewal: ReportText<typeof CERTS_KEYS>[]) =>
       parseHostStatus(leEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=${notAfter}`, `${path}\tserial=AB12`, `${path}\tDNS:shop.example.org`], served_serial: 'AB12' }) + `\n${opsLines(CERTS_KEYS, 'renewal certbot.timer active enabled', ...renewal)}`));
-    expect(hostStatus(leEnv).script).toContain('rn_names=(shop.example.org)\nfor rn_name in "${rn_names[@]}"; do\n  rn_one=$(acme_path_problem "$rn_name" /var/www/letsencrypt)');
+    expect(hostStatus(leEnv).script).toContain('rn_names=(shop.example.org)\nfor rn_name in "${rn_names[@]}"; do\n  rn_one=$(acme_path_problem "$rn_name" /var/www/letsencrypt "$gate_at")');
     expect(hostStatus(leEnv).script).toContain('systemctl show certbot.service -p Result --value');
     // all well: nothing said (a timer that never ran yet reports success and no time)
     expect(judged('Feb 20 12:00:00 2027 GMT', 'renewal_path ', 'renewal_last success ')).toMatchObject({ problems: [], warnings: [] });
@@ -1023,6 +1023,23 @@ describe('certificates over recording remotes', () => {
     const self = renewCertificate(testEnv({ domain: 'shop.test', tls: { mode: 'self-signed' } }), false).script;
     expect(self).toContain('if true; then\n  install -d -m 0755 /etc/ssl/shop\n  if ! (umask 077; openssl req -x509');
     for (const s of [renewCertificate(env, true), renewCertificate(testEnv({ tls: { mode: 'self-signed' } }), false), listCertificates(env)]) expect(bashSyntax(scriptText(s))).toBe('ok');
+  });
+
+  it("the certificate checks ask nginx where the site's visitors (and the ACME server) reach the host, not 127.0.0.1: a server block listening on that address itself takes them first", () => {
+    const calls = (script: string) => script.split('\n').filter((l) => /\b(served_serial|acme_path_problem) "/.test(l) || /\$\((served_serial|acme_path_problem) /.test(l));
+    const scripts = { list: listCertificates(env).script, renew: renewCertificate(env, false).script, issue: issueCertificate(env, false).script, status: hostStatus(env).script };
+    for (const [name, script] of Object.entries(scripts)) {
+      expect(calls(script).length, name).toBeGreaterThan(0);
+      for (const line of calls(script)) expect(line, name).toContain('"$gate_at")');
+      expect(script.indexOf(visitorAddress()), name).toBeGreaterThan(-1);
+      expect(script.indexOf(visitorAddress()), name).toBeLessThan(script.indexOf('"$gate_at")'));
+    }
+    // What curl is asked: the name resolved to that address, on both ports the ACME server may be sent to.
+    const dir = mkdtempSync(join(tmpdir(), 'ops-acme-at-'));
+    writeFileSync(join(dir, 'curl'), '#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\nprintf "nginx 404\\n404 http://x/"\n', { mode: 0o755 });
+    const said = execFileSync('bash', ['-c', `${CERT_FUNCTIONS}\nacme_path_problem shop.example.org "$1" 192.0.2.7`, 'x', join(dir, 'webroot')], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, ARGS_FILE: join(dir, 'args') } });
+    expect(readFileSync(join(dir, 'args'), 'utf8')).toContain('--resolve\nshop.example.org:80:192.0.2.7\n--resolve\nshop.example.org:443:192.0.2.7\n');
+    expect(said).toMatch(/^http:\/\/shop\.example\.org\/\.well-known\/acme-challenge\/ on this host answers HTTP 404 \(redirected to http:\/\/x\/\.\.\.\) \(asked at 192\.0\.2\.7\), not the ACME webroot /);
   });
 
   it('an environment without TLS has no certificates: a clear error', async () => {

@@ -22,7 +22,8 @@ import { scriptPrelude, scriptText } from '../../core/remote/wrap.ts';
 import { asShipped, putChecked, putFile, putUnlessHostOwn } from '../../core/steps/script.ts';
 import { runInitdata } from '../../core/steps/initdata.ts';
 import { ASSETS_FUNCTIONS, SYSTEM_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { gatePaths, visitorAddress } from '../../core/steps/nginx-gate.ts';
+import { gatePaths } from '../../core/steps/nginx-gate.ts';
+import { visitorAddress } from '../../core/steps/libraries.ts';
 import { nginxBlocker } from '../../core/ops/host-state.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -450,6 +451,27 @@ describe('nginx site', () => {
     expect(check).toBeLessThan(s.indexOf('if ! nginx_reload'));
   });
 
+  it("ops's nginx.conf holds any DNS name in server_name (253 characters; the schema lets every one through), and an nginx.conf it wrote before is its own, replaced", () => {
+    // nginx's rule (ngx_hash.c, NGX_HASH_ELT_SIZE, on 64 bits): a pointer, the length and the name rounded up to 8
+    // bytes, then the bucket's closing pointer; with 128, names of 111 characters and more fail nginx -t ("could not
+    // build server_names_hash, you should increase server_names_hash_bucket_size: 128").
+    const bucket = Number(/server_names_hash_bucket_size (\d+);/.exec(baseConfig())![1]);
+    const needs = (len: number) => 8 + Math.ceil((len + 2) / 8) * 8 + 8;
+    expect(needs(110)).toBe(128);
+    expect(bucket).toBeGreaterThanOrEqual(needs(253));
+    expect(BASE_CONFIG_PREVIOUS).toContain('fb3f482212f633e3f41ab39733ec101d'); // the previous one (bucket 128), ops's untouched
+    // A host's own nginx.conf (kept) too small for a name: nginx's refusal is said with the name and where the setting goes.
+    const s = provisionNginx(env(), true).script;
+    expect(s).toContain(`could\\ not\\ build\\ (the\\ )?server_names_hash,\\ you\\ should\\ increase\\ server_names_hash_bucket_size:\\ ([0-9]+) ]]; then`);
+    expect(s).toContain(`add \\"server_names_hash_bucket_size ${bucket};\\" (room for any DNS name) to the http block of /etc/nginx/nginx.conf`);
+    // The name (and a duplicate default server's claimants) read from the files nginx refused, not from those put back.
+    const refused = s.indexOf('if ! out=$(nginx -t 2>&1); then');
+    for (const hint of ["grep -hsoE '^[^#]*server_name", "grep -ls 'default_server'"]) {
+      expect(s.indexOf(hint), hint).toBeGreaterThan(refused);
+      expect(s.indexOf(hint), hint).toBeLessThan(s.indexOf('nginx_put_back\n', refused));
+    }
+  });
+
   it("the app's site, in provision and in the switch, is written as a file ops renders: a version changed on the host is moved to a backup and replaced, said with where such a change lasts", () => {
     const write = (certificateReady: boolean) => putUnlessHostOwn('/etc/nginx/sites-available/shop', site(env(), certificateReady), siteOwn(env()));
     expect(provisionNginx(env(), true).script).toContain(write(true));
@@ -500,7 +522,8 @@ describe('nginx site', () => {
   it('restores the previous files and fails with nginx\'s message when nginx -t or the reload refuses', () => {
     const s = applyNginx({ item: 'x', files: [{ path: '/etc/nginx/x.conf', content: 'y' }] }).script;
     expect(s).toContain('nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
-    expect(s).toMatch(/if ! out=\$\(nginx -t 2>&1\); then\n    nginx_put_back\n/);
+    // (after reading what nginx named from the files it refused: its hints)
+    expect(s).toMatch(/if ! out=\$\(nginx -t 2>&1\); then\n[\s\S]*?\n    nginx_put_back\n    if \[ "\$nginx_changed" = 1 \]/);
     // And when the running server refuses what nginx -t accepted (test/e2e/provision.test.ts, a port taken).
     expect(s).toMatch(/if ! nginx_reload; then\n    nginx_put_back\n/);
     // Under the host's nginx lock, taken before the snapshot, let go before what follows the reload.

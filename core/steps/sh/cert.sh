@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # Certificates: cert_info PATH reports `cert` lines "PATH<TAB>field" (notAfter=, serial=, subject=, issuer=,
-# DNS names and IP addresses), or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME: the serial nginx hands out
-# on :443 for that name (SNI). Needs ops_report.
+# DNS names and IP addresses), or "PATH<TAB>missing" / "PATH<TAB>unreadable". served_serial NAME [ADDRESS]: the serial nginx
+# hands out on :443 for that name (SNI) at ADDRESS (where visitors reach the host: "$gate_at" of visitorAddress, an IPv6
+# one in brackets; 127.0.0.1 when not given): a server block of another file listening on that address itself
+# (`listen <address>:443`) takes its connections before the site's `listen 443`. Needs ops_report.
 cert_info() {
   local f=$1 out line
   if [ ! -s "$f" ]; then ops_report cert "$f	missing"; return 0; fi
@@ -11,7 +13,7 @@ cert_info() {
 }
 served_serial() {
   local s
-  s=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:443 -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
+  s=$(echo | timeout 5 openssl s_client -connect "${2:-127.0.0.1}:443" -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
   printf '%s' "${s#serial=}"
 }
 # cert_lacks CERT NAME...: prints the NAMEs (space-separated) the certificate's subjectAltName does not list (DNS names
@@ -86,24 +88,32 @@ certbot_failure() {
   echo "certbot said (last lines):" >&2
   tail -n 12 "$log" | sed 's/^/  /' >&2
 }
-# acme_path_problem DOMAIN WEBROOT: what the ACME server's HTTP-01 request would meet, asked here first: a file put in
-# WEBROOT/.well-known/acme-challenge/, fetched as http://DOMAIN/... from this host's nginx, redirects followed on this
-# host (as the ACME server follows them, to ports 80 and 443). Prints what answered instead and the nginx files that
-# name DOMAIN; nothing when the file is served.
+# acme_path_problem DOMAIN WEBROOT [ADDRESS]: what the ACME server's HTTP-01 request would meet, asked here first: a file
+# put in WEBROOT/.well-known/acme-challenge/, fetched as http://DOMAIN/... from this host's nginx at ADDRESS (where the
+# ACME server, as every visitor, reaches the host: "$gate_at" of visitorAddress; 127.0.0.1 when not given: a server
+# block listening on the address itself, `listen <address>:80`, answers there for every name before the site's
+# `listen 80`), redirects followed on this host (as the ACME server follows them, to ports 80 and 443). Prints what
+# answered instead, the nginx files that name DOMAIN and those listening on ADDRESS itself; nothing when the file is served.
 acme_path_problem() {
-  local d=$1 w=$2 dir token out last code url files
+  local d=$1 w=$2 at=${3:-127.0.0.1} dir token out last code url files bound
   dir="$w/.well-known/acme-challenge"
   token="ops-check-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
   if ! { mkdir -p "$dir" && printf '%s' "$token" > "$dir/$token"; }; then echo "could not write $dir/$token (full disk?)"; return 0; fi
   chmod 0644 "$dir/$token"
-  out=$(curl --noproxy '*' -sk -L --max-redirs 5 --max-time 5 --resolve "$d:80:127.0.0.1" --resolve "$d:443:127.0.0.1" \
+  out=$(curl --noproxy '*' -sk -L --max-redirs 5 --max-time 5 --resolve "$d:80:$at" --resolve "$d:443:$at" \
     -w '\n%{http_code} %{url_effective}' "http://$d/.well-known/acme-challenge/$token" 2>/dev/null) || true
   rm -f "$dir/$token"
   last=${out##*$'\n'}
   [ "${out%$'\n'*}" = "$token" ] && return 0
   code=${last%% *}; url=${last#* }
   files=$(grep -lwsF -- "$d" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | tr '\n' ' ' || true)
-  printf 'http://%s/.well-known/acme-challenge/ on this host answers %s%s, not the ACME webroot %s; the nginx files naming %s: %s' \
-    "$d" "$([ "${code:-000}" = 000 ] && echo 'nothing (no HTTP answer)' || echo "HTTP $code")" "$([ "$url" != "http://$d/.well-known/acme-challenge/$token" ] && [ -n "$url" ] && echo " (redirected to ${url%/*}/...)")" "$w" "$d" "${files:-none}"
+  bound=''
+  if [ "$at" != 127.0.0.1 ]; then
+    local re=${at//./\\.}; re=${re//\[/\\[}; re=${re//\]/\\]}
+    bound=$(grep -lsE "^[^#]*listen[[:space:]]+$re:(80|443)([^0-9]|$)" /etc/nginx/conf.d/*.conf /etc/nginx/sites-enabled/* 2>/dev/null | tr '\n' ' ' || true)
+  fi
+  printf 'http://%s/.well-known/acme-challenge/ on this host answers %s%s (asked at %s), not the ACME webroot %s; the nginx files naming %s: %s%s' \
+    "$d" "$([ "${code:-000}" = 000 ] && echo 'nothing (no HTTP answer)' || echo "HTTP $code")" "$([ "$url" != "http://$d/.well-known/acme-challenge/$token" ] && [ -n "$url" ] && echo " (redirected to ${url%/*}/...)")" "$at" "$w" "$d" "${files:-none}" \
+    "${bound:+; listening on $at itself, taken by nginx for every name asked there before the sites listening on every address: $bound}"
   return 0
 }

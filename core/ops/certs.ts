@@ -7,7 +7,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { readEnvFile } from '../config/environment.ts';
 import { findSiblings } from '../config/siblings.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
-import { auditReason, OpsError } from '../errors.ts';
+import { auditReason, InputError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
 import { judgeCertificate, listCertificates, parseCerts, parseRenewal, renewCertificate, SERVED_ELSE_FIX, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
@@ -42,8 +42,9 @@ export interface CertsResult {
   ok: boolean;
 }
 
-function noTls(env: Target): OpsError {
-  return new OpsError(`environment ${env.name} serves plain http (tls.mode is off): it has no certificates`, `set tls.mode (letsencrypt or self-signed) in environments/${env.name}/environment.yml, then: ops provision ${env.name}`);
+/** `ops certs` of an environment without TLS: its settings make the command meaningless, a usage error (exit 2). */
+function noTls(env: Target): InputError {
+  return new InputError(`environment ${env.name} serves plain http (tls.mode is off): it has no certificates`, `set tls.mode (letsencrypt or self-signed) in environments/${env.name}/environment.yml, then: ops provision ${env.name}`);
 }
 
 function hostResult(ctx: OpsContext, env: Target, host: string, r: Parameters<typeof parseCerts>[0], renewed?: boolean): HostCertificates {
@@ -67,7 +68,7 @@ function hostResult(ctx: OpsContext, env: Target, host: string, r: Parameters<ty
 
 /**
  * Every host's certificates for `ops certs` (names, expiry, issuer, the serial nginx serves, renewal timer),
- * read only. @throws OpsError when the environment has no TLS; an unreachable host is a result, not a throw.
+ * read only. @throws InputError (exit 2) when the environment has no TLS; an unreachable host is a result, not a throw.
  */
 export async function certificates(ctx: OpsContext, environment: Environment): Promise<CertsResult> {
   const env = resolveTarget(environment);

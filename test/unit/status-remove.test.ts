@@ -404,7 +404,7 @@ describe('day-2 commands, argument errors', () => {
       err: 'error: --slot does not apply to nginx: its access and error logs are the site\'s, one pair for every release and slot\n  hint: leave --slot out for nginx\'s logs; --slot previous is for a program\'s: ops logs keep <program> --slot previous (programs: server, client)\n',
     });
     expect(await cli(root, 'status', 'Nope')).toMatchObject({ code: 2, err: expect.stringContaining('invalid environment name "Nope"') });
-    expect(await cli(root, 'certs', 'keep')).toMatchObject({ code: 1, err: expect.stringContaining('tls.mode is off') });
+    expect(await cli(root, 'certs', 'keep')).toMatchObject({ code: 2, err: expect.stringContaining('tls.mode is off') });
     expect((await cli(root, '--help')).out).toMatch(/status <env> +per host: release, nginx/);
   });
 });

@@ -5,11 +5,12 @@
 // admin's. Provision keeps the admin's files and says so (refusing an nginx.conf that would not serve its site, naming
 // what it lacks; refusing package index files it would replace, naming where their settings belong); waits for the lock, naming who
 // holds it; replaces Debian's nginx.conf and disables its default site only as shipped.
+import { createHash } from 'node:crypto';
 import { quote } from '../../core/shell.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { provision } from '../../core/ops/provision.ts';
 import { MemoryReporter } from '../../core/report.ts';
-import { BASE_CONFIG_HEADER, HEADER } from '../../core/steps/nginx-config.ts';
+import { BASE_CONFIG_HEADER, BASE_CONFIG_PREVIOUS, HEADER } from '../../core/steps/nginx-config.ts';
 import { downHost, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, asRoot, makeProject, readyHost, testConfig, RELOAD_NGINX, untilFree, untilListening, type TestProject } from './support.ts';
 
@@ -169,16 +170,28 @@ describe.sequential('provision on a host an admin has lived on', () => {
     expect((await provision(project.ctx(), project.env()))[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 600_000);
 
-  it("the nginx.conf an older ops wrote (its header said local changes are overwritten) is ops's: as written, replaced by the one whose header says a change is kept; changed by hand, kept as ops's changed", async () => {
+  it("the nginx.conf an older ops wrote (its header said local changes are overwritten; or its bucket held names of 110 characters) is ops's: as written, replaced by today's; changed by hand, kept as ops's changed", async () => {
     project.write(base);
     const ops = (await root(`cat ${conf}`)).stdout;
     expect(ops.split('\n')[0]).toBe(BASE_CONFIG_HEADER);
-    const older = ops.replace(BASE_CONFIG_HEADER, HEADER);
+    // The one the first ops wrote, byte for byte: its header, and the bucket of 128 (before names of any length fit).
+    const older = ops
+      .replace(BASE_CONFIG_HEADER, HEADER)
+      .replace(/ {4}# Room for any DNS name[\s\S]*?server_names_hash_bucket_size \d+;\n/, '    # Room for long domain names, several sites per host (the default bucket fits names of ~60 characters).\n    server_names_hash_bucket_size 128;\n');
+    expect(createHash('md5').update(older).digest('hex')).toBe(BASE_CONFIG_PREVIOUS[0]);
     await write(conf, older.replace('http {\n', 'http {\n    client_max_body_size 50m;\n'));
     let reporter = new MemoryReporter();
     await provision(project.ctx(reporter), project.env());
     expect(reporter.text()).toContain(`kept this host's own ${conf} as it is: ops wrote it, but someone changed it here since (added or changed: client_max_body_size; removed: none)`);
     await write(conf, older);
+    reporter = new MemoryReporter();
+    expect((await provision(project.ctx(reporter), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
+    expect(reporter.text()).not.toContain(`kept this host's own ${conf}`);
+    expect((await root(`cat ${conf}`)).stdout).toBe(ops);
+    // The one ops wrote until names of any length fit (today's header, the bucket of 128): ops's too, replaced.
+    const bucket128 = older.replace(HEADER, BASE_CONFIG_HEADER);
+    expect(createHash('md5').update(bucket128).digest('hex')).toBe(BASE_CONFIG_PREVIOUS[1]);
+    await write(conf, bucket128);
     reporter = new MemoryReporter();
     expect((await provision(project.ctx(reporter), project.env()))[0]!.items).toEqual(expect.arrayContaining([{ name: 'nginx', state: 'changed' }]));
     expect(reporter.text()).not.toContain(`kept this host's own ${conf}`);

@@ -80148,12 +80148,14 @@ function applyNginx(change) {
   lines.push(String.raw`nginx_changed=$CHANGED
 if [ "$CHANGED" = 1 ]${change.ensureService ? " || true" : ""}; then
   if ! out=$(nginx -t 2>&1); then
-    # What nginx names is read from the files it refused, before the previous ones come back.
+    # What nginx names is read from the files it refused, before the previous ones come back. Each look-up ends in
+    # || true: an assignment takes its substitution's status, and under set -e a grep finding nothing (an empty
+    # conf.d) would end the script before nginx's message is said.
     nginx_hint=''
     # Two sites claiming the default server of an address: nginx names one place; the user needs every claimant
     # (often this app under the name it had before app was renamed, whose site nothing removed).
     if [[ $out =~ duplicate\ default\ server\ for\ ([^ ]+) ]]; then
-      nginx_hint="hint: more than one enabled site says default_server for ${"$"}{BASH_REMATCH[1]} (nginx allows one per address); the sites that say it: $(grep -ls 'default_server' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ')- remove the one no longer used (an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host), or leave default_server to the other (nginx.default_server: false here; an app without a domain needs it)"
+      nginx_hint="hint: more than one enabled site says default_server for ${"$"}{BASH_REMATCH[1]} (nginx allows one per address); the sites that say it: $(grep -ls 'default_server' /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf 2>/dev/null | tr '\n' ' ' || true)- remove the one no longer used (an app renamed leaves its old site: ops env remove --dry-run --force lists the commands that take an app off a host), or leave default_server to the other (nginx.default_server: false here; an app without a domain needs it)"
     fi
     # A server name longer than the http block's buckets hold (a host's own nginx.conf, kept, with nginx's default):
     # nginx names the setting, not the name nor where the setting goes.

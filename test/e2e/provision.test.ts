@@ -239,17 +239,18 @@ describe.sequential('TLS', () => {
     project?.cleanup();
   });
 
+  /** The environment of the Let's Encrypt cases: `domain` served by the host, its certificate from the lab's pebble. */
+  const letsencryptConfig = async (pebble: Awaited<ReturnType<typeof ensurePebble>>, domain: string) =>
+    testConfig([host], await appRepo(), 'postgresql://unused', {
+      domain,
+      tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: pebble.directoryUrl, acme_ca_file: pebble.apiCaFile },
+    });
+
   it('gets a certificate from the ACME server over HTTP-01 and serves it through nginx, then changes nothing', async () => {
     const pebble = await ensurePebble();
     const domain = `app${process.pid}.test`;
     await pebble.addHostName(domain, host.address);
-    project = makeProject(
-      'e2e',
-      testConfig([host], await appRepo(), 'postgresql://unused', {
-        domain,
-        tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: pebble.directoryUrl, acme_ca_file: pebble.apiCaFile },
-      }),
-    );
+    project = makeProject('e2e', await letsencryptConfig(pebble, domain));
     const first = await provision(project.ctx(), project.env());
     expect(first[0]!.items).toEqual(expect.arrayContaining([{ name: 'certificate', state: 'changed' }]));
     const res = await httpsGet(host.address, domain, readFileSync(pebble.rootCaFile, 'utf8'));
@@ -306,10 +307,7 @@ describe.sequential('TLS', () => {
     const pebble = await ensurePebble();
     // The settings of the first test (what the one before restores), written again: this one needs only its certificate.
     const domain = `app${process.pid}.test`;
-    const config = testConfig([host], await appRepo(), 'postgresql://unused', {
-      domain,
-      tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: pebble.directoryUrl, acme_ca_file: pebble.apiCaFile },
-    });
+    const config = await letsencryptConfig(pebble, domain);
     const alias = `www.${domain}`;
     await pebble.addHostName(alias, host.address);
     try {
@@ -339,10 +337,7 @@ describe.sequential('TLS', () => {
   it("a server block of the host's own listening on its address itself (listen <address>:80, taken there before the site's listen 80) answers the ACME server: said before certbot runs, naming its file; one on <address>:443 is what visitors get, and ops certs says so", async () => {
     const pebble = await ensurePebble();
     const domain = `app${process.pid}.test`;
-    const config = testConfig([host], await appRepo(), 'postgresql://unused', {
-      domain,
-      tls: { mode: 'letsencrypt', email: 'ops@example.org', acme_server: pebble.directoryUrl, acme_ca_file: pebble.apiCaFile },
-    });
+    const config = await letsencryptConfig(pebble, domain);
     const alias = `bound.${domain}`;
     await pebble.addHostName(alias, host.address);
     const admin = '/etc/nginx/conf.d/zz-bound.conf';

@@ -558,7 +558,9 @@ function confirm(ctx: CommandContext, question: string, signal: AbortSignal): Pr
       answered = true;
       a.wake = undefined;
       signal.removeEventListener('abort', onAbort);
-      a.rl.pause();
+      // Node 24's readline throws on pause/resume once closed (ERR_USE_AFTER_CLOSE: every piped answer read, stdin
+      // ended); Node 20 ignored it
+      if (!a.ended) a.rl.pause();
       res(v);
     };
     const onAbort = () => done(false);
@@ -576,7 +578,7 @@ function confirm(ctx: CommandContext, question: string, signal: AbortSignal): Pr
     if (next()) return;
     signal.addEventListener('abort', onAbort, { once: true });
     a.wake = next;
-    a.rl.resume();
+    if (!a.ended) a.rl.resume();
   });
 }
 

@@ -722,9 +722,20 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const stderr = io.stderr ?? process.stderr;
   let processEnv = io.processEnv ?? process.env;
   const argv = io.argv;
-  if (argv[0] === '--version' || argv[0] === '-V') {
-    stdout.write(`${opsPackage.name} ${opsPackage.version}\n`);
+  // `ops --version` (`-V`), with --json in either order (`ops --json --version`): `{ name, version }` for scripts
+  const asked = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if ((argv[0] === '--version' || argv[0] === '-V' || (argv[0] === '--json' && (argv[1] === '--version' || argv[1] === '-V'))) && asked.every((a) => ['--version', '-V', '--json'].includes(a))) {
+    stdout.write(asked.includes('--json') ? `${JSON.stringify({ name: opsPackage.name, version: opsPackage.version }, null, 2)}\n` : `${opsPackage.name} ${opsPackage.version}\n`);
     return 0;
+  }
+  if (argv[0] === '--version' || argv[0] === '-V') {
+    // anything else after it (`ops --version deploy`): said, not ignored
+    const extra = asked.find((a) => !['--version', '-V', '--json'].includes(a)) ?? '--';
+    const error = `ops ${argv[0]} takes no ${extra.startsWith('-') ? 'option' : 'argument'} but --json, got ${JSON.stringify(extra)}`;
+    const hint = 'ops --version prints the version (--json: as JSON); a command\'s own options go after it: ops <command> [arguments] [options]';
+    stderr.write(`error: ${showControls(cutLongWords(error))}\n  hint: ${hint}\n`);
+    if (asked.includes('--json')) stdout.write(JSON.stringify({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: EXIT_CODES.usage }, null, 2) + '\n');
+    return EXIT_CODES.usage;
   }
   // `ops help deploy` (and `ops --help deploy`, `ops -h deploy`) is `ops deploy --help`
   if ((argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') && argv.length > 1 && !argv[1]!.startsWith('-')) return runCli(commands, { ...io, argv: [...argv.slice(1), '--help'] });

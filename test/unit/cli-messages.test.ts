@@ -343,6 +343,19 @@ describe('help and version', () => {
     for (const flag of ['--version', '-V']) expect(await cli(root, flag)).toMatchObject({ code: 0, out: `${version.name} ${version.version}\n`, err: '' });
   });
 
+  it('`ops --version --json` (either order, -V too) prints the version as JSON; anything else after --version is a usage error, a document with --json', async () => {
+    const root = tempDir();
+    const version = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { name: string; version: string };
+    for (const argv of [['--version', '--json'], ['-V', '--json'], ['--json', '--version']])
+      expect(await cli(root, ...argv), argv.join(' ')).toMatchObject({ code: 0, out: `${JSON.stringify({ name: version.name, version: version.version }, null, 2)}\n`, err: '' });
+    const extra = await cli(root, '--version', 'deploy');
+    expect(extra).toMatchObject({ code: 2, out: '' });
+    expect(extra.err).toMatch(/^error: ops --version takes no argument but --json, got "deploy"\n  hint: /);
+    const json = await cli(root, '--version', '--bogus', '--json');
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.out)).toMatchObject({ ok: false, error: 'ops --version takes no option but --json, got "--bogus"', exitCode: 2 });
+  });
+
   it('a slip of --version or --help, before or after a command, is named with the option meant', async () => {
     const root = testEnv({}, undefined, 'prod').root;
     for (const typed of ['-v', '--verison', '--vesion'])

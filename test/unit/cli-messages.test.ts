@@ -409,7 +409,7 @@ describe('a path that is not the file expected', () => {
     // an existing directory: said so, not "already exists" (the write never overwrites), -o wanting a file's path
     for (const given of [dir, `${dir}/`]) {
       const intoDir = await cli(root, 'keygen', '-o', given);
-      expect(intoDir).toMatchObject({ code: 1, out: '' });
+      expect(intoDir).toMatchObject({ code: 2, out: '' });
       expect(intoDir.err).toBe(`error: cannot write ${given}: it is a directory; -o takes the path of the key file to create\n  hint: give a file path: ops keygen -o ${dir}/age-key.txt\n`);
     }
   });

@@ -267,7 +267,7 @@ describe('initdata: a database dump or another file that is not data for the loa
     }
     // UTF-16 text holds NULs but is text: still said as UTF-16, with how to convert it
     const utf16 = await load('initdata-utf16.yml', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('users:\r\n  - email: a@example.org\r\n', 'utf16le')]));
-    expect(utf16.code).toBe(1);
+    expect(utf16.code).toBe(2);
     expect(utf16.err).toMatch(/is UTF-16 text .* not UTF-8.*\n.*iconv -f utf-16 -t utf-8/);
   });
 
@@ -297,7 +297,7 @@ describe('initdata: a file that is not UTF-8 text', () => {
   it('is refused by byte offset and line, nothing sent (a Latin-1 é was loaded as U+FFFD)', async () => {
     for (const name of ['latin1.yml', 'latin1.json']) {
       const r = await load(name, Buffer.from(name.endsWith('.json') ? '{"users": [{"name": "Ren\xe9"}]}\n' : 'users:\n  - name: Ren\xe9\n', 'latin1'));
-      expect(r.code, name).toBe(1);
+      expect(r.code, name).toBe(2);
       expect(r.err).toMatch(new RegExp(`${name} is not UTF-8 text: invalid byte at offset \\d+ \\(line \\d\\)`));
       expect(r.err).toContain('iconv -f latin1 -t utf-8');
       expect(r.uploads).toEqual([]);

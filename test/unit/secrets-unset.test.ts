@@ -66,7 +66,7 @@ describe('ops secrets unset', () => {
     dropEnvEntry(e, 'TOOLS_PASSWORDS');
     const before = readFileSync(e.secrets, 'utf8');
     const map = await cli(e.root, ['secrets', 'unset', 'qa', 'passwords'], e.env);
-    expect(map.code).toBe(1);
+    expect(map.code).toBe(2);
     expect(map.err).toContain('passwords is a map holding 1 secret (passwords.admin@example.org): removing it would remove it; nothing was changed');
     expect(map.err).toContain('--recursive');
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);

@@ -7,7 +7,7 @@ import { InputError, OpsError, cutLongWords, errorFields, failedResult, formatEr
 import { homeDir } from '../core/home.ts';
 import { quote, validate, wholeNumber, wholeNumberRange } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
-import { ConsoleReporter, type Reporter, type ValueFormat } from '../core/report.ts';
+import { ConsoleReporter, outputClosed, type Reporter, type ValueFormat } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
 import { findRoot, listEnvironments, projectRoot, userPath } from '../core/config/environment.ts';
 import { didYouMean } from '../core/config/schema-object.ts';
@@ -722,6 +722,13 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const stderr = io.stderr ?? process.stderr;
   let processEnv = io.processEnv ?? process.env;
   const argv = io.argv;
+  // stdout closed by the caller (`ops status qa >&-`): whatever ops would print there would go nowhere, unseen, as
+  // `cat FILE >&-` fails with "write error: Bad file descriptor"; refused before anything is tried (exit 1: nothing
+  // written where output was required). `> /dev/null` discards it on purpose and runs.
+  if (outputClosed(stdout, stderr)) {
+    stderr.write('error: stdout is closed (`>&-`): what ops prints would be lost; nothing was done\n  hint: give it somewhere to write: > /dev/null to discard it, or > FILE to keep it\n');
+    return EXIT_CODES.failed;
+  }
   // `ops --version` (`-V`), with --json in either order (`ops --json --version`): `{ name, version }` for scripts
   const asked = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
   if ((argv[0] === '--version' || argv[0] === '-V' || (argv[0] === '--json' && (argv[1] === '--version' || argv[1] === '-V'))) && asked.every((a) => ['--version', '-V', '--json'].includes(a))) {

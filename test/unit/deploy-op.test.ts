@@ -881,7 +881,10 @@ describe('deploy operation', () => {
       processEnv: { PATH: process.env.PATH },
       connector: async (_env, host) => {
         const remote = new RecordingRemote(host.name, 'deploy', 'sample', (step) => {
-          if (step.name === 'lock') return { stdout: opsLines(STATE, 'lock acquired', 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${three.v1}`, ...(host.name === 'web2' ? [] : ['supervisor_down 1'])) };
+          if (step.name === 'lock') {
+            const state = opsLines(STATE, 'lock acquired', 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${three.v1}`);
+            return { stdout: host.name === 'web2' ? state : state + opsLines(STATE, 'supervisor_down 1') };
+          }
           return undefined;
         });
         remotes.set(host.name, remote);

@@ -476,7 +476,7 @@ describe('relative paths under npm run (INIT_CWD: the directory npm was run from
     const nodec = await fromDir(env.root, assets, 'secrets', 'decrypt', 'nope.yml');
     expect(nodec.err).toContain(`error: cannot read ${join(assets, 'nope.yml')}: no such file (nope.yml is relative to the directory the command was run from, ${assets})`);
     const init = await fromDir(env.root, assets, 'initdata', 'qa', '--file', 'nope.yml');
-    expect(init.code).toBe(1);
+    expect(init.code).toBe(2);
     expect(init.err).toContain(`error: initdata file ${join(assets, 'nope.yml')} does not exist (--file is relative to the directory the command was run from, ${assets}, not to environments/qa/)`);
   });
 

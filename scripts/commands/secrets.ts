@@ -733,6 +733,8 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       const env = validate('environment', ctx.args[0]!);
       const { requireEnvironment } = await import('../../core/secrets/files.ts');
       requireEnvironment(ctx.root, env); // an unknown name: the environments there, never `edit <typo>` (which would create it)
+      // a malformed key path is refused before anything is read (no key needed to say so), as set and unset refuse it
+      if (ctx.values.key) splitKeyPath(ctx.values.key, () => [], { show: { env } });
       const file = secretsPath(ctx.root, env);
       if (!userFileExists(file, show(ctx.root, file))) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
       const secrets = await SecretsFile.open(file, await openWith(ctx, env));

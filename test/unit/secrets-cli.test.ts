@@ -431,6 +431,17 @@ describe('ops secrets set / show / decrypt', () => {
     expect(((await open(e)).data as { passwords: unknown }).passwords).toBe('v');
   });
 
+  it('show --key with a malformed key path: refused as such (exit 2) before the secrets are decrypted, no key needed', async () => {
+    const e = await newEnv();
+    const noKey = { PATH: process.env.PATH, HOME: '/nonexistent' };
+    for (const key of ['a..b', 'list[0]', '"open']) {
+      const r = await cli(e.root, ['secrets', 'show', 'qa', '--key', key], noKey);
+      expect(r.code, key).toBe(2);
+      expect(r.err, key).toMatch(new RegExp(`^error: invalid key path "${key.replace(/[[\]().]/g, '\\$&')}"`));
+      expect(r.err, key).not.toContain('no age identity');
+    }
+  });
+
   it('set on a list: refused as a list (not a map), with a list hint; list[0] is refused, never made a new key', async () => {
     const e = await newEnv();
     const s = await open(e);

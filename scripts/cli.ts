@@ -710,7 +710,8 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   stderr.write(showControls(shown(`error: ${error}\n  hint: ${hint}`)) + '\n');
   // --json given: a command that takes it, or none recognised (whether the one meant takes it is not known)
   const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
-  if (flags.includes('--json') && (!command || (command.options && 'json' in command.options))) {
+  // --json given: the document a script parses, whether or not the command takes --json (the error may be that it does not)
+  if (flags.includes('--json')) {
     stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }) + '\n');
   }
   return 2;
@@ -810,7 +811,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       const error = `unknown command "${argv[0]}": the command comes first, then the environment (did you mean "ops ${[c.name, argv[0], ...after].join(' ')}"?)`;
       stderr.write(showControls(shown(`error: ${error}`)) + `\n  hint: usage: ${usageLine(c)}\n`);
       // --json asked of a command that takes it: its one document, as for any usage error
-      if (c.options && 'json' in c.options) document(error, `usage: ${usageLine(c)}`);
+      document(error, `usage: ${usageLine(c)}`);
     } else {
       // the whole command meant, where the slip spans its two words (`secret show`: secrets show) or joins them
       // (`env-new`, `lock_status`: env new, lock status); else its first word (`deplyo`: deploy)
@@ -929,7 +930,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const code = e instanceof InputError ? EXIT_CODES.usage : EXIT_CODES.failed;
     // A usage error stops the parse before --json is read: a script that gave it reads stdout all the same.
     const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
-    if (code === 2 && command.options && 'json' in command.options && flags.includes('--json')) json = true;
+    // --json typed to a command that takes none (`ops apikey --json`): refused, and still the document the script parses
+    if (code === 2 && flags.includes('--json')) json = true;
     // The same words as on stderr (a bug's stack stays there), as `{ ok: false, error, hint? }`, one line each.
     // Not a run that stopped itself (a signal, an error nobody caught): its document is printed as the process exits
     // (ops.interrupted), once.

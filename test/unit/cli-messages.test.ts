@@ -591,6 +591,12 @@ describe('--json on a failure', () => {
       expect(JSON.parse(r.out || 'null'), argv.join(' ')).toMatchObject({ ok: false, error: expect.any(String), exitCode: 2 });
     }
     expect((await cli(root, 'deploy', 'prod', '--bogus', '--', '--json')).out).toBe('');
+    // --json given to a command that takes none: refused (exit 2), and still the document the script parses
+    for (const argv of [['apikey', '--json'], ['secrets', 'show', 'prod', '--json'], ['keygen', '--json']]) {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(JSON.parse(r.out || 'null'), argv.join(' ')).toEqual({ ok: false, error: `unknown option --json for "ops ${argv.slice(0, argv.length - (argv[0] === 'secrets' ? 2 : 1)).join(' ')}"`, hint: expect.stringMatching(/^usage: /), exitCode: 2 });
+    }
   });
 });
 

@@ -392,17 +392,17 @@ describe('a path that is not the file expected', () => {
     const root = testEnv({}, undefined, 'qb').root;
     const dir = join(root, 'environments', 'qb');
     const decrypt = await cli(root, 'secrets', 'decrypt', dir);
-    expect(decrypt.code).toBe(1);
+    expect(decrypt.code).toBe(2);
     expect(decrypt.err).toContain(`error: cannot read ${dir}: it is a directory, not a sops-encrypted file`);
     expect(decrypt.err).toContain(`hint: give the path of a sops-encrypted file (e.g. ${dir}/<name>)`);
     const encrypt = await cli(root, 'secrets', 'encrypt', dir);
-    expect(encrypt).toMatchObject({ code: 1, err: expect.stringContaining("error: cannot read environments/qb: it is a directory, not a plain YAML or JSON file") });
+    expect(encrypt).toMatchObject({ code: 2, err: expect.stringContaining("error: cannot read environments/qb: it is a directory, not a plain YAML or JSON file") });
     // a directory the user named: a file in it to give, not one to move aside (rmdir)
     expect(encrypt.err).toMatch(/hint: give one file in it: \S*environments\/qb\/environment\.yml/);
     expect(encrypt.err).not.toMatch(/rmdir|move it aside/);
     const nodir = join(tempDir(), 'nodir');
     const keygen = await cli(root, 'keygen', '-o', join(nodir, 'x.key'));
-    expect(keygen.code).toBe(1);
+    expect(keygen.code).toBe(2);
     expect(keygen.err).toContain(`error: cannot write ${nodir}/x.key: its directory ${nodir} does not exist`);
     expect(keygen.err).toContain(`hint: create it first (mkdir -p ${nodir}), or choose a file in an existing directory`);
     expect(keygen.out).not.toContain('AGE-SECRET-KEY');
@@ -471,7 +471,7 @@ describe('relative paths under npm run (INIT_CWD: the directory npm was run from
     expect(tildeKey).toMatchObject({ code: 0, out: 'users: []\n', err: '' });
     // missing: the path as resolved, and where a relative one starts
     const missing = await fromDir(env.root, env.dir, 'secrets', 'encrypt', 'assets/nope.yml');
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2);
     expect(missing.err).toContain(`error: ${join(assets, 'nope.yml')} does not exist (assets/nope.yml is relative to the directory the command was run from, ${env.dir})`);
     const nodec = await fromDir(env.root, assets, 'secrets', 'decrypt', 'nope.yml');
     expect(nodec.err).toContain(`error: cannot read ${join(assets, 'nope.yml')}: no such file (nope.yml is relative to the directory the command was run from, ${assets})`);

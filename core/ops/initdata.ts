@@ -242,7 +242,7 @@ function textOnly(path: string, raw: string, named: DataName, notData: (k: FileK
  */
 export function initdataSettingsRefusal(env: Environment, host: string, release: string, expected: string, live: string): OpsError | undefined {
   if (live === expected) return undefined;
-  return new InputError(
+  return new OpsError(
     `the live release runs with other settings or secrets than environments/${env.name} now has: deploy first (ops deploy ${env.name}), or pass --live-settings to load with the live release's`,
     `${host} runs ${release}, whose environment (env and secrets, as the loader gets them) ${live === 'none' ? 'has no environ file' : 'is not what environments/' + env.name + ' renders now'}; nothing was loaded`,
   );

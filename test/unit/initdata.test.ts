@@ -237,7 +237,7 @@ describe('initdata: a database dump or another file that is not data for the loa
     writeFileSync(text, 'users:\n' + '  - email: a@example.org\n'.repeat(1000));
     truncateSync(text, 3 * 2 ** 30);
     const big = await load('huge.yml', undefined);
-    expect(big.code).toBe(1);
+    expect(big.code).toBe(2);
     expect(big.err).toMatch(/huge\.yml is 3\.0 GiB: initdata sends a data file of at most 2 GiB\n.*split the data/);
     expect(big.steps).toEqual([]);
   });
@@ -309,7 +309,7 @@ describe('initdata: a file that is not UTF-8 text', () => {
 describe('initdata: the live release loads with the env and secrets the environment has now, or refuses', () => {
   it('refuses, before anything is uploaded, when the live release runs with other values (a secret set since the last deploy)', async () => {
     const r = await load('users.yml', 'users: []\n', { liveDigest: environDigest('TOOLS_PASSWORDS={"admin@example.org":"old"}\0') });
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.err).toContain("the live release runs with other settings or secrets than environments/x now has: deploy first (ops deploy x), or pass --live-settings to load with the live release's");
     expect(r.err).not.toContain('old'); // digests only: no value
     expect(r.uploads).toEqual([]);
@@ -370,7 +370,7 @@ describe('initdata: the live release loads with the env and secrets the environm
 
   it('a live release with no environ file is not the same either', async () => {
     const r = await load('users.yml', 'users: []\n', { liveDigest: 'none' });
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.err).toContain('has no environ file');
   });
 
@@ -451,7 +451,7 @@ describe('initdata: the file reaches the loader under its own extensions, checke
     expect(yaml.err).toMatch(/users\.json is not valid JSON/);
     expect(yaml.uploads).toHaveLength(0);
     const scalar = await load('one.json', '"users"');
-    expect(scalar.code).toBe(1);
+    expect(scalar.code).toBe(2);
     expect(scalar.err).toMatch(/one\.json holds one value, not data/);
     // JSON.parse (and Python's json, Django's reader) take the last; the YAML check refused it as a duplicate key
     const twice = await load('twice.json', '[{"model": "shop.item", "pk": 1, "pk": 2, "fields": {"name": "c"}}]');
@@ -524,7 +524,7 @@ describe('initdata: faults a new user meets, each said as what it is', () => {
     writeFileSync(join(dir, 'users.yaml'), 'users: []\n');
     writeFileSync(join(dir, 'tags.json'), '[]\n');
     const r = await load('fixtures.d', undefined);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/fixtures\.d: it is a directory, not an initdata file/);
     expect(r.err).toMatch(/give one file in it: \S+fixtures\.d\/tags\.json, \S+fixtures\.d\/users\.yaml/);
     expect(r.err).not.toMatch(/rmdir|move it aside/);

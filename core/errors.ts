@@ -449,7 +449,9 @@ export function describeLowLevel(err: unknown): { what: string; hint?: string } 
 /**
  * A local file that cannot be read or written, as an OpsError saying what was wrong with `path` (shown as given)
  * and how to fix it, from the Node.js error code: a directory, a missing file or parent directory, no permission, a
- * loop of symbolic links.
+ * loop of symbolic links. A path that is wrong as given (a directory, missing, a file for a directory, a loop, too
+ * long) is an InputError (exit 2: usage, nothing tried); permission denied and a file already there are the state of
+ * the world (exit 1).
  */
 export function fileError(err: unknown, path: string, action: 'read' | 'write', expected = 'a file'): OpsError {
   const code = (err as NodeJS.ErrnoException | null)?.code ?? '';
@@ -457,15 +459,15 @@ export function fileError(err: unknown, path: string, action: 'read' | 'write', 
   if (code === 'EISDIR') {
     // a directory named as a file (environment.yml made by `mkdir -p`): it is in the file's place, not a folder to put one in
     const named = /\.[A-Za-z0-9]{1,5}$/.test(path.replace(/\/+$/, ''));
-    return new OpsError(`${fail}: it is a directory, not ${expected}`, named ? `a directory stands where ${expected} goes: move it aside or remove it (rmdir ${quote(path)} when empty), then write the file there` : `give the path of ${expected} (e.g. ${path.replace(/\/+$/, '')}/<name>)`);
+    return new InputError(`${fail}: it is a directory, not ${expected}`, named ? `a directory stands where ${expected} goes: move it aside or remove it (rmdir ${quote(path)} when empty), then write the file there` : `give the path of ${expected} (e.g. ${path.replace(/\/+$/, '')}/<name>)`);
   }
-  if (code === 'ENOENT' && action === 'read') return new OpsError(`${fail}: no such file`, 'check the path (a relative one starts from the directory the command was run from)');
-  if (code === 'ENOENT') return new OpsError(`${fail}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
-  if (code === 'ENOTDIR') return new OpsError(`${fail}: a part of the path is a file, not a directory`, 'check the path');
+  if (code === 'ENOENT' && action === 'read') return new InputError(`${fail}: no such file`, 'check the path (a relative one starts from the directory the command was run from)');
+  if (code === 'ENOENT') return new InputError(`${fail}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
+  if (code === 'ENOTDIR') return new InputError(`${fail}: a part of the path is a file, not a directory`, 'check the path');
   if (code === 'EACCES' || code === 'EPERM') return new OpsError(`${fail}: permission denied`, `check the permissions of ${path} and its directory`);
   if (code === 'EEXIST') return new OpsError(`${fail}: it already exists`);
-  if (code === 'ELOOP') return new OpsError(`${fail}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
-  if (code === 'ENAMETOOLONG') return new OpsError(`${fail}: the path is too long`, 'check the path');
+  if (code === 'ELOOP') return new InputError(`${fail}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
+  if (code === 'ENAMETOOLONG') return new InputError(`${fail}: the path is too long`, 'check the path');
   return new OpsError(`${fail}: ${code || (err instanceof Error ? err.message : String(err))}`);
 }
 
@@ -496,7 +498,7 @@ export function userFileExists(path: string, shown: string = path, expected = 'a
     }
     const dir = shown.replace(/\/+$/, '');
     const some = files.slice(0, 5).map((f) => quote(`${dir}/${f}`)).join(', ');
-    throw new OpsError(
+    throw new InputError(
       `cannot read ${shown}: it is a directory, not ${expected}`,
       files.length ? `give one file in it: ${some}${files.length > 5 ? `, ... (${files.length} files)` : ''}` : `give the path of ${expected}; this directory holds no file`,
     );

@@ -4,7 +4,7 @@
 // the runner's own masking does not apply (local runs), then through showControls (core/errors.ts), so an escape
 // sequence in text from outside (an app's log line, a commit subject) is shown, never acted on by the terminal.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { fstatSync, statSync, writeSync } from 'node:fs';
+import { fstatSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { DUMP_RUN, dumpLine, MAX_ENCODED_PART, MIN_MASKED_LENGTH, SHORT_SECRET_LENGTH, byteDumps, isWeakPart, percentEscapedChar, secretParts } from './secrets/parts.ts';
 import { describeLowLevel, markOwnOutput, printableLine, showControls } from './errors.ts';
 import { inBackgroundOf, runHandlesSignals, signalExit, terminalHasTostop } from './signals.ts';
@@ -1002,6 +1002,29 @@ export function discardsOutput(out: NodeJS.WritableStream = process.stdout): boo
   try {
     const st = fstatSync(fd);
     return st.isCharacterDevice() && st.rdev === statSync('/dev/null').rdev;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether the process was started with `out` (default stdout) closed (`ops status qa >&-`): Node opens /dev/null
+ * read-write in place of a closed standard descriptor (node.cc PlatformInit), where a shell's `> /dev/null` opens it
+ * write-only (told apart by the access mode in Linux's /proc/self/fdinfo). A daemon that points all three at /dev/null
+ * read-write (daemon(3)) discards on purpose: so `err` must not be so too (with both closed, nobody would read the error). Where /proc cannot be
+ * read, or for a stream without a file descriptor (a test's), false.
+ */
+export function outputClosed(out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): boolean {
+  return nodeOpenedNull(out) && !nodeOpenedNull(err);
+}
+
+/** Whether `out` is /dev/null opened read-write, as Node opens it for a standard descriptor it found closed (outputClosed). */
+function nodeOpenedNull(out: NodeJS.WritableStream): boolean {
+  const fd = fdOf(out);
+  if (fd === undefined || !discardsOutput(out)) return false;
+  try {
+    const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+    return flags !== undefined && (parseInt(flags, 8) & 0o3) === 0o2; // O_ACCMODE is O_RDWR
   } catch {
     return false;
   }

@@ -7,7 +7,7 @@ import { InputError, OpsError, cutLongWords, errorFields, failedResult, formatEr
 import { homeDir } from '../core/home.ts';
 import { quote, validate, wholeNumber, wholeNumberRange } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
-import { ConsoleReporter, type Reporter, type ValueFormat } from '../core/report.ts';
+import { ConsoleReporter, outputClosed, type Reporter, type ValueFormat } from '../core/report.ts';
 import { hideSecrets } from '../core/secrets/parts.ts';
 import { findRoot, listEnvironments, projectRoot, userPath } from '../core/config/environment.ts';
 import { didYouMean } from '../core/config/schema-object.ts';
@@ -710,7 +710,8 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   stderr.write(showControls(shown(`error: ${error}\n  hint: ${hint}`)) + '\n');
   // --json given: a command that takes it, or none recognised (whether the one meant takes it is not known)
   const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
-  if (flags.includes('--json') && (!command || (command.options && 'json' in command.options))) {
+  // --json given: the document a script parses, whether or not the command takes --json (the error may be that it does not)
+  if (flags.includes('--json')) {
     stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }) + '\n');
   }
   return 2;
@@ -722,9 +723,27 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const stderr = io.stderr ?? process.stderr;
   let processEnv = io.processEnv ?? process.env;
   const argv = io.argv;
-  if (argv[0] === '--version' || argv[0] === '-V') {
-    stdout.write(`${opsPackage.name} ${opsPackage.version}\n`);
+  // stdout closed by the caller (`ops status qa >&-`): whatever ops would print there would go nowhere, unseen, as
+  // `cat FILE >&-` fails with "write error: Bad file descriptor"; refused before anything is tried (exit 1: nothing
+  // written where output was required). `> /dev/null` discards it on purpose and runs.
+  if (outputClosed(stdout, stderr)) {
+    stderr.write('error: stdout is closed (`>&-`): what ops prints would be lost; nothing was done\n  hint: give it somewhere to write: > /dev/null to discard it, or > FILE to keep it\n');
+    return EXIT_CODES.failed;
+  }
+  // `ops --version` (`-V`), with --json in either order (`ops --json --version`): `{ name, version }` for scripts
+  const asked = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+  if ((argv[0] === '--version' || argv[0] === '-V' || (argv[0] === '--json' && (argv[1] === '--version' || argv[1] === '-V'))) && asked.every((a) => ['--version', '-V', '--json'].includes(a))) {
+    stdout.write(asked.includes('--json') ? `${JSON.stringify({ name: opsPackage.name, version: opsPackage.version }, null, 2)}\n` : `${opsPackage.name} ${opsPackage.version}\n`);
     return 0;
+  }
+  if (argv[0] === '--version' || argv[0] === '-V') {
+    // anything else after it (`ops --version deploy`): said, not ignored
+    const extra = asked.find((a) => !['--version', '-V', '--json'].includes(a)) ?? '--';
+    const error = `ops ${argv[0]} takes no ${extra.startsWith('-') ? 'option' : 'argument'} but --json, got ${JSON.stringify(extra)}`;
+    const hint = 'ops --version prints the version (--json: as JSON); a command\'s own options go after it: ops <command> [arguments] [options]';
+    stderr.write(`error: ${showControls(cutLongWords(error))}\n  hint: ${hint}\n`);
+    if (asked.includes('--json')) stdout.write(JSON.stringify({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: EXIT_CODES.usage }, null, 2) + '\n');
+    return EXIT_CODES.usage;
   }
   // `ops help deploy` (and `ops --help deploy`, `ops -h deploy`) is `ops deploy --help`
   if ((argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') && argv.length > 1 && !argv[1]!.startsWith('-')) return runCli(commands, { ...io, argv: [...argv.slice(1), '--help'] });
@@ -792,7 +811,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       const error = `unknown command "${argv[0]}": the command comes first, then the environment (did you mean "ops ${[c.name, argv[0], ...after].join(' ')}"?)`;
       stderr.write(showControls(shown(`error: ${error}`)) + `\n  hint: usage: ${usageLine(c)}\n`);
       // --json asked of a command that takes it: its one document, as for any usage error
-      if (c.options && 'json' in c.options) document(error, `usage: ${usageLine(c)}`);
+      document(error, `usage: ${usageLine(c)}`);
     } else {
       // the whole command meant, where the slip spans its two words (`secret show`: secrets show) or joins them
       // (`env-new`, `lock_status`: env new, lock status); else its first word (`deplyo`: deploy)
@@ -911,7 +930,8 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     const code = e instanceof InputError ? EXIT_CODES.usage : EXIT_CODES.failed;
     // A usage error stops the parse before --json is read: a script that gave it reads stdout all the same.
     const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
-    if (code === 2 && command.options && 'json' in command.options && flags.includes('--json')) json = true;
+    // --json typed to a command that takes none (`ops apikey --json`): refused, and still the document the script parses
+    if (code === 2 && flags.includes('--json')) json = true;
     // The same words as on stderr (a bug's stack stays there), as `{ ok: false, error, hint? }`, one line each.
     // Not a run that stopped itself (a signal, an error nobody caught): its document is printed as the process exits
     // (ops.interrupted), once.

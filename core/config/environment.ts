@@ -919,8 +919,10 @@ export function projectRoot(value: string | undefined, cwd: string, home?: strin
   } catch {
     inside = undefined;
   }
+  // white space at an end (`OPS_ROOT=" "`, a value pasted with its newline): said, quoted, where it would not be seen
+  const spaced = value.trim() !== value;
   throw new InputError(
-    `OPS_ROOT=${value} is not an ops project: ${dir} ${what}`,
+    `OPS_ROOT=${spaced ? JSON.stringify(value) : value} is not an ops project: ${spaced ? JSON.stringify(dir) : dir} ${what}${spaced ? (value.trim() ? ' (the value has white space at an end)' : ' (the value is only white space)') : ''}`,
     inside
       ? `it is inside the project ${inside}: set OPS_ROOT=${inside}, or unset it to find the project from the current directory`
       : 'set OPS_ROOT to the project folder (the one holding environments/ and package.json), or unset it to find the project from the current directory; a new project needs both: `npm init -y` writes a package.json, `mkdir environments` makes the folder (then `ops env new <name>`)',

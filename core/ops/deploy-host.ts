@@ -99,19 +99,24 @@ export const DEPLOY_UNTOUCHED = 'nothing was sent, built or started';
  * another file nginx reads that sends requests to a slot's port itself (slotPortsElsewhere: the switch would not
  * move them). Hosts' masked
  * nginx and foreign listeners are refused by refuseMaskedNginx and refuseTakenPorts, once every host passed this.
- * @throws OpsError naming the host, what is wrong and how to fix it; nothing was changed.
+ * @throws OpsError naming the host (every host, for supervisord down), what is wrong and how to fix it; nothing was changed.
  */
-export function refuseUnready(env: Target, host: string, state: HostState): void {
+export function refuseUnready(env: Target, hosts: { host: string; state: HostState }[]): void {
   // TLS turned on or the domain changed since the last provision: the site cannot be what the settings say.
   const cert = certificatePaths(env);
-  if (cert && !state.certificate)
-    throw new OpsError(
-      `${host} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
-      `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
-    );
-  if (state.supervisorDown) throw supervisorDownError(env, host, state, 'nothing was started (no build, no migration)', 'deploy again');
-  const nginx = nginxUnreadyError(env, host, state, { nothing: 'nothing was started (no build, no migration)', taken: 'nothing was sent, built or started: nothing changed', again: 'deploy again' });
-  if (nginx) throw nginx;
+  for (const { host, state } of hosts)
+    if (cert && !state.certificate)
+      throw new OpsError(
+        `${host} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
+        `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
+      );
+  // every host where supervisord is down, in one error (not one per run)
+  const down = hosts.filter(({ state }) => state.supervisorDown).map(({ host, state }) => ({ host, current: state.current }));
+  if (down.length) throw supervisorDownError(env, down, 'nothing was started (no build, no migration)', 'deploy again');
+  for (const { host, state } of hosts) {
+    const nginx = nginxUnreadyError(env, host, state, { nothing: 'nothing was started (no build, no migration)', taken: 'nothing was sent, built or started: nothing changed', again: 'deploy again' });
+    if (nginx) throw nginx;
+  }
 }
 
 /**

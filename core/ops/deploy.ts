@@ -182,11 +182,11 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
   const done: HostSwitch[] = [];
   const plans: HostPlan[] = [];
   // Refused before anything is sent to any host (hosts never provisioned were, by the lock step): a host that cannot
-  // run the deploy (the first one found), then nginx masked, then the ports taken on the slot each host would start on,
+  // run the deploy (the first one found; supervisord down: every such host), then nginx masked, then the ports taken on the slot each host would start on,
   // every host at once.
   const read = env.hosts.map((host) => ({ host: host.name, result: locked.inspected.get(host.name)!, state: parseState(locked.inspected.get(host.name)!) }));
   try {
-    for (const { host, state } of read) refuseUnready(env, host, state);
+    refuseUnready(env, read);
     refuseMaskedNginx(read);
     refuseTakenPorts(env, read);
   } catch (e) {

@@ -189,14 +189,23 @@ export function nginxUnreadyError(env: Target, host: string, state: Pick<HostSta
 }
 
 /**
- * The refusal of an operation on a host where supervisord is not running (HostState.supervisorDown), before it
- * touches anything: no start could succeed, and no program of the live release runs until supervisord does.
+ * The refusal of an operation on every host where supervisord is not running (HostState.supervisorDown), before it
+ * touches anything: no start could succeed, and no program of the live release runs until supervisord does. One
+ * host: one sentence; several: every one of them named in one error, each with its live release (as portsTakenError
+ * names every host at once). `down`: each such host and the release it serves ('' when none), never empty.
  * `nothing`: what the operation did not do; `again`: the operation to run once it is started.
  */
-export function supervisorDownError(env: Target, host: string, state: Pick<HostState, 'current'>, nothing: string, again: string): OpsError {
+export function supervisorDownError(env: Target, down: { host: string; current: string }[], nothing: string, again: string): OpsError {
+  if (down.length === 1) {
+    const { host, current } = down[0]!;
+    return new OpsError(
+      `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${current ? ` (${current})` : ''} runs until it does`,
+      `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`,
+    );
+  }
   return new OpsError(
-    `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ''} runs until it does`,
-    `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`,
+    `supervisord is not running on ${down.length} hosts (${down.map((d) => d.host).join(', ')}; systemctl start supervisor): ${nothing}, and no program of the live release runs there until it does:\n${down.map((d) => `  - ${d.host}: ${d.current ? `live release ${d.current} not running` : 'no live release'}`).join('\n')}`,
+    `start it on each of them (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`,
   );
 }
 

@@ -8,7 +8,7 @@ import { envPath, type Environment } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
 import { resolveTarget, type Target } from '../target.ts';
-import { auditReason, INITDATA_CUT, maskedText, OpsError, fileError, StepError, TransportError, userFileExists } from '../errors.ts';
+import { auditReason, INITDATA_CUT, InputError, maskedText, OpsError, fileError, StepError, TransportError, userFileExists } from '../errors.ts';
 import { isSopsText, loadEnvIdentities, SecretsFile } from '../secrets/index.ts';
 import { syntaxError } from '../secrets/tree-parse.ts';
 import { CURRENT_LAYOUT, printTree } from '../secrets/tree-print.ts';
@@ -80,7 +80,7 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   const path = file ? resolve(cwd, file) : envPath(env, env.config.initdata.file);
   // what the user meant to load is said before a symptom of it (a database dump is no data file)
   const notData = (kind: FileKind): OpsError =>
-    new OpsError(
+    new InputError(
       `${path} is ${kind.what}, not a data file: initdata runs the app's loader (initdata.command) on a YAML or JSON file of data${kind.dump ? '; it does not restore a database' : ''}`,
       `${kind.how}; or give initdata the loader's data file (environments/${env.name}/${env.config.initdata.file}); nothing was sent`,
     );
@@ -88,13 +88,13 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   if (dir) throw notData(dir);
   if (!userFileExists(path, path, 'an initdata file', file !== undefined)) {
     if (!file)
-      throw new OpsError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or ${option.pass('FILE')}`);
+      throw new InputError(`environment ${env.name} has no initdata file (${path})`, `create environments/${env.name}/${env.config.initdata.file} (it may be sops-encrypted), set initdata.file, or ${option.pass('FILE')}`);
     // one written from the environment's folder (as initdata.file is) is a common slip
     const typed = relative(cwd, path);
     const inEnv = typed.startsWith('..') || isAbsolute(typed) ? undefined : envPath(env, typed);
     const there = inEnv && existsSync(inEnv) ? inEnv : undefined;
     const fromHere = there && relative(cwd, there);
-    throw new OpsError(
+    throw new InputError(
       `initdata file ${path} does not exist (${option.name} is relative to ${option.dirName}, ${cwd}, not to environments/${env.name}/)`,
       there
         ? `did you mean ${there}? ${option.pass(fromHere && !fromHere.startsWith('..') ? fromHere : there)}${there === envPath(env, env.config.initdata.file) ? `, or ${option.omit} (it is initdata.file)` : ''}`
@@ -116,7 +116,7 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
     }
     // Node reads no file over 2 GiB whole (ERR_FS_FILE_TOO_LARGE, said as such); a loader would not read it either
     if (size > MAX_INITDATA_BYTES)
-      throw new OpsError(`${path} is ${(size / 2 ** 30).toFixed(1)} GiB: initdata sends a data file of at most 2 GiB`, 'split the data into smaller files and load each (an idempotent loader adds only what is missing); nothing was sent');
+      throw new InputError(`${path} is ${(size / 2 ** 30).toFixed(1)} GiB: initdata sends a data file of at most 2 GiB`, 'split the data into smaller files and load each (an idempotent loader adds only what is missing); nothing was sent');
     bytes = readFileSync(path);
   } catch (e) {
     if (e instanceof OpsError) throw e;
@@ -130,7 +130,7 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
         what: `a compressed file by its name`,
         how: `initdata checks the data before anything is sent and reads no compressed file: decompress it (the loader reads the plain file as it does the compressed one: Django's loaddata reads x.json as x.json.gz) and give that`,
       });
-    throw new OpsError(`${path}: ${named.refused}`, 'rename it (e.g. data.yaml, data.json, data.xml); nothing was sent');
+    throw new InputError(`${path}: ${named.refused}`, 'rename it (e.g. data.yaml, data.json, data.xml); nothing was sent');
   }
   // decoded strictly: a lenient read made each byte that is not UTF-8 (a Latin-1 é) a U+FFFD, and loaded that
   const raw = decodeUtf8(bytes, path, 'convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`); nothing was sent');
@@ -182,12 +182,12 @@ async function readInitdata(ctx: OpsContext, env: Target, file?: string, given?:
   // SQL is said as SQL, not as a YAML slip (its first line "a line with no ': '")
   if ((why || !(isMap(doc.contents) || isSeq(doc.contents))) && looksLikeSql(text))
     throw notData(SQL_KIND);
-  if (why) throw new OpsError(`${path} is not valid YAML: ${why}`, `fix the file (an encrypted one: \`sops edit ${path}\`, or decrypted, fixed and encrypted again); nothing was sent`);
+  if (why) throw new InputError(`${path} is not valid YAML: ${why}`, `fix the file (an encrypted one: \`sops edit ${path}\`, or decrypted, fixed and encrypted again); nothing was sent`);
   // Data is a mapping or a list: an empty file (a copy cut short, `sops -d f > f`), one of only comments, or one
   // line of text would load nothing, and a loader reading "no data" as nothing to do (the sample app's) succeeds.
   if (!isMap(doc.contents) && !isSeq(doc.contents)) {
     const what = bytes.length === 0 ? 'is empty' : doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null) ? 'holds no data (only blank lines or comments)' : 'holds one text value, not data';
-    throw new OpsError(`${path} ${what}: initial data is a YAML mapping or list (as environments/${env.name}/${env.config.initdata.file})`, `check the file (a copy cut short? \`sops -d F > F\` empties F); nothing was sent`);
+    throw new InputError(`${path} ${what}: initial data is a YAML mapping or list (as environments/${env.name}/${env.config.initdata.file})`, `check the file (a copy cut short? \`sops -d F > F\` empties F); nothing was sent`);
   }
   // a file the loader would expand past the limit every YAML read of ops has (an alias bomb): counted, not expanded
   refuseAliasBomb(doc, path);
@@ -199,7 +199,7 @@ const SQL_KIND: FileKind = { what: 'SQL statements', dump: true, how: 'run them 
 
 /** What a data file holding `what` is told: initial data is a mapping or list (an object or array). */
 const noData = (path: string, what: string, env: Target): OpsError =>
-  new OpsError(`${path} ${what}: initial data is a YAML mapping or list (a JSON object or array; as environments/${env.name}/${env.config.initdata.file})`, `check the file (a copy cut short? \`sops -d F > F\` empties F); nothing was sent`);
+  new InputError(`${path} ${what}: initial data is a YAML mapping or list (a JSON object or array; as environments/${env.name}/${env.config.initdata.file})`, `check the file (a copy cut short? \`sops -d F > F\` empties F); nothing was sent`);
 
 /**
  * A `.json` file checked as the JSON it is (JSON.parse, RFC 8259: the loader may read it with a JSON reader, which
@@ -214,7 +214,7 @@ function checkJson(path: string, text: string, size: number, env: Target, notDat
   } catch {
     if (size === 0 || body.trim() === '') throw noData(path, 'is empty', env);
     if (looksLikeSql(body)) throw notData(SQL_KIND);
-    throw new OpsError(`${path} is not valid JSON${jsonFaultPlace(body)}`, `fix the file (its name says JSON, and the loader reads it as JSON; YAML goes in a .yaml file); nothing was sent`);
+    throw new InputError(`${path} is not valid JSON${jsonFaultPlace(body)}`, `fix the file (its name says JSON, and the loader reads it as JSON; YAML goes in a .yaml file); nothing was sent`);
   }
   if (value === null || typeof value !== 'object') throw noData(path, 'holds one value, not data', env);
 }
@@ -227,9 +227,9 @@ function checkJson(path: string, text: string, size: number, env: Target, notDat
 function textOnly(path: string, raw: string, named: DataName, notData: (k: FileKind) => OpsError): { path: string; text: string; encrypted: false; suffix: string; checked: string } {
   const body = raw.replace(/^\uFEFF/, '');
   const ext = named.suffix.slice(named.suffix.lastIndexOf('.'));
-  if (body.trim() === '') throw new OpsError(`${path} ${raw.length === 0 ? 'is empty' : 'holds only blank lines'}: it holds no data`, 'check the file (a copy cut short?); nothing was sent');
+  if (body.trim() === '') throw new InputError(`${path} ${raw.length === 0 ? 'is empty' : 'holds only blank lines'}: it holds no data`, 'check the file (a copy cut short?); nothing was sent');
   if (ext.toLowerCase() === '.sql' || looksLikeSql(body)) throw notData(SQL_KIND);
-  if (named.format === 'xml' && !body.trimStart().startsWith('<')) throw new OpsError(`${path} is named ${ext} but is not XML (it does not begin with <)`, 'give it the extension of its format (.yaml, .json), which the loader reads it by; nothing was sent');
+  if (named.format === 'xml' && !body.trimStart().startsWith('<')) throw new InputError(`${path} is named ${ext} but is not XML (it does not begin with <)`, 'give it the extension of its format (.yaml, .json), which the loader reads it by; nothing was sent');
   const checked = `${path} is sent as written, for the loader to read: ops reads YAML and JSON, not ${named.format === 'xml' ? 'XML' : `${ext} files`}; it checked only that it is UTF-8 text, not a database dump, SQL, compressed or binary, not empty${named.format === 'xml' ? ', and begins as XML' : ''}`;
   return { path, text: raw, encrypted: false, suffix: named.suffix, checked };
 }

@@ -130,7 +130,7 @@ fi`;
  * `inspected`; hosts never provisioned were refused by their lock step, withLock's LockOptions.unprovisioned), in order: nginx stopped with its unit masked (nginxMaskedError: the switch could not start it),
  * what in nginx the switch would fail on, as a deploy's read finds it (nginxUnreadyError: another server block taking
  * the site's visitors, a file nginx -t refuses, another file naming a slot's port; the first host's),
- * supervisord not running (no slot starts), a port of the slot a host would start on held by a process not that
+ * supervisord not running (no slot starts; every such host), a port of the slot a host would start on held by a process not that
  * slot's own (portsTakenError; the previous release kept warm there is the slot's own). Every host in one error,
  * the first kind found; `inspected`: each host's lock step result, in the environment's order. `done(host)`: the host's
  * lock step did the work (one host) and let go: it decided on supervisord and the ports itself. undefined when none refuses. Pure.
@@ -146,8 +146,8 @@ export function rollbackRefusal(env: Target, inspected: [host: string, result: S
     const unready = done(h.host) ? undefined : nginxUnreadyError(env, h.host, h.state, { nothing: untouched, taken: untouched, again: 'roll back again' });
     if (unready) return unready;
   }
-  const down = hosts.find((h) => h.state.supervisorDown && !done(h.host));
-  if (down) return supervisorDownError(env, down.host, down.state, untouched, 'roll back again');
+  const down = hosts.filter((h) => h.state.supervisorDown && !done(h.host));
+  if (down.length) return supervisorDownError(env, down.map((h) => ({ host: h.host, current: h.state.current })), untouched, 'roll back again');
   const taken = hosts.flatMap(({ host, r, state }) => (done(host) || reported(r, ROLLBACK_KEYS.rollback) !== undefined ? [] : (portsTaken(env, host, state, r, rollbackSlot(state)) ?? [])));
   if (taken.length) return portsTakenError(env, taken, { ...ROLLBACK_PORTS, ...(taken.length === 1 && !alone && { nothing: untouched }) });
   return undefined;
@@ -272,7 +272,7 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   if (verdict === 'nginx_unready') throw refuse(new OpsError(`nginx on ${remote.name} would fail the switch: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} says what (nginx -t, another server block, a file naming a slot's port); fix it, then roll back again`));
   if (verdict === 'no_live')
     throw refuse(new OpsError(`${remote.name} has no live release to roll back from (current names none): ${ROLLBACK_UNTOUCHED}`, `a rollback only moves traffic back between kept releases: deploy instead (ops deploy ${env.name} --ref <ref>; ops releases ${env.name} lists what is kept there)`));
-  if (verdict === 'supervisor_down') throw refuse(supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, 'roll back again'));
+  if (verdict === 'supervisor_down') throw refuse(supervisorDownError(env, [{ host: remote.name, current: state.current }], ROLLBACK_UNTOUCHED, 'roll back again'));
   if (verdict === 'ports_taken') {
     const taken = portsTaken(env, remote.name, state, r, idle);
     if (taken) throw refuse(portsTakenError(env, [taken], ROLLBACK_PORTS));

@@ -8,7 +8,7 @@ import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'nod
 import { createConnection, isIP, isIPv6 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
+import { InputError, OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
 import { own, type Reporter } from '../report.ts';
 import { HOST_KEY_TYPES, blobType, fingerprint, parseHostKeys, type HostKey } from '../config/hostkey.ts';
 import { agentFor, askAgent, type Credentials } from './identity.ts';
@@ -208,7 +208,7 @@ interface Attempt {
 export const PLACEHOLDER_ADDRESS_SAID = "which no machine has: the placeholder `ops env new` writes, still in place";
 
 /**
- * Throws when `ep.address` is reserved for documentation (documentationAddress): the placeholder `ops env new`
+ * Throws an InputError (exit 2) when `ep.address` is reserved for documentation (documentationAddress): the placeholder `ops env new`
  * writes, which no machine has, so connecting would only time out or fail with a hint about sshd and firewalls.
  * `attempt` names the server and the key to fix (its `address` beside it); `configFile` the file that holds it.
  * Called before a login and before the SSH key is looked for (sshConnector): the placeholder is the first thing
@@ -217,7 +217,8 @@ export const PLACEHOLDER_ADDRESS_SAID = "which no machine has: the placeholder `
 export function refusePlaceholderAddress(ep: Pick<Endpoint, 'address'>, attempt: Pick<Attempt, 'where' | 'keyField'>, configFile: string): void {
   const reserved = documentationAddress(ep.address);
   if (!reserved) return;
-  throw new OpsError(
+  // the environment's file is wrong, nothing was tried: a usage error (exit 2), as any environment.yml to fix
+  throw new InputError(
     own`${attempt.where}: ${ep.address} is ${reserved}, ${PLACEHOLDER_ADDRESS_SAID}`,
     own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, 'address')} of ${configFile} (and its host key, read on its console)`,
   );

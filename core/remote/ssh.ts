@@ -173,8 +173,10 @@ export class SshRemote implements Remote {
   /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
   private open = 0;
   private waiting: (() => void)[] = [];
-  /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
+  /** Steps of ours asked for and not ended (their channel opening or open), by name: while there are several, each live line says which step it comes from. */
   private readonly running: string[] = [];
+  /** Of those, the ones whose script was sent (begun on the host): what inFlight names. */
+  private readonly begun: string[] = [];
   /** Who waits for no step to run (whenIdle). */
   private idleWaiters: (() => void)[] = [];
   /** Why no new step may start (halt). */
@@ -195,7 +197,7 @@ export class SshRemote implements Remote {
   }
 
   inFlight(): string[] {
-    return [...this.running];
+    return [...this.begun];
   }
 
   whenIdle(): Promise<void> {
@@ -337,11 +339,13 @@ export class SshRemote implements Remote {
       stderr += t;
       errLines.push(t);
     });
-    // In flight from the moment it is asked for (opening a channel is a round trip): a signal in that moment is about
-    // this step, and a run halted meanwhile does not start it once the channel opens.
+    // Asked for from this moment (opening a channel is a round trip): a run halted meanwhile does not start it once
+    // the channel opens; in flight (inFlight) once its script is sent.
     this.running.push(step.name);
+    let begun = false;
     const done = () => {
       this.running.splice(this.running.indexOf(step.name), 1);
+      if (begun) this.begun.splice(this.begun.indexOf(step.name), 1);
       if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
     };
     let opened: OpenChannel;
@@ -389,6 +393,10 @@ export class SshRemote implements Remote {
       });
       void ended.then(resolve);
       sent = Date.now();
+      // begun from here (the host runs the script it reads on stdin): a signal now lets a switch end, say, where one
+      // whose channel was still opening is not started at all (halt) and is no step to wait for
+      this.begun.push(step.name);
+      begun = true;
       channel.end(input);
     }).finally(() => {
       clearTimeout(guard);

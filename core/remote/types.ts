@@ -76,7 +76,10 @@ export interface Remote {
    * file or the whole new one. Throws a StepError named `upload <file>` (e.g. disk full).
    */
   upload(content: string | Buffer, remotePath: string, options?: UploadOptions): Promise<void>;
-  /** Names of the steps running now on this connection (their channel open), in the order they started. */
+  /**
+   * Names of the steps running now on this connection (their script sent to the host), in the order they started; not
+   * one whose channel is still opening (halt keeps it from starting at all).
+   */
   inFlight(): string[];
   /** Resolves once no step runs on this connection (at once when none does; a lost connection ends its steps). */
   whenIdle(): Promise<void>;

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, relative, sep } from 'node:path';
 import { noEnvironment } from '../config/environment.ts';
-import { OpsError, fileError, userFileExists } from '../errors.ts';
+import { InputError, OpsError, fileError, userFileExists } from '../errors.ts';
 import { quote, validate } from '../shell.ts';
 import { secretsPath } from './env.ts';
 import type { Identities } from './keys.ts';
@@ -104,7 +104,7 @@ function yaml11Warning(paths: (string | number)[][], what: 'value' | 'key' = 'va
  */
 export async function encryptInPlace(root: string, file: string, opts: EncryptOptions = {}): Promise<SecretsFile> {
   const { shown = file, typed = shown, warn, signal } = opts;
-  if (!userFileExists(file, shown, 'a plain YAML or JSON file', true)) throw new OpsError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
+  if (!userFileExists(file, shown, 'a plain YAML or JSON file', true)) throw new InputError(`${file} does not exist`, 'check the path (a relative one starts from the directory the command was run from)');
   // strictly: encrypting works in place, so text decoded with U+FFFD for bad bytes would lose them for good
   let bytes: Buffer;
   try {

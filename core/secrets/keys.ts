@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { Decrypter, Encrypter, type Identity as AgeIdentity, armor, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
+import { InputError, OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
 import { noHomeReason } from '../home.ts';
 import { quote } from '../shell.ts';
 import { NoKeyCommand, runKeyCommand } from './key-cmd.ts';
@@ -55,7 +55,7 @@ export async function parseIdentities(text: string, source: string, encrypted?: 
     // A key file kept on one line, its line breaks written `\n` (a .env value, a CI secret store): its key would sit
     // in its first line's comment, skipped, as sops and age skip it
     if (/\\n/.test(line) && new RegExp(IDENTITY_IN_LINE.source, 'i').test(line))
-      throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, 'give the text with real line breaks (or only the AGE-SECRET-KEY-1… line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all');
+      throw new InputError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, 'give the text with real line breaks (or only the AGE-SECRET-KEY-1… line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all');
     const bom = byteOrderMark(lines[i]!, line, where, source);
     if (bom) throw bom;
     if (line === '' || line.startsWith('#')) continue;
@@ -65,11 +65,11 @@ export async function parseIdentities(text: string, source: string, encrypted?: 
         plugins.push(where);
         continue;
       }
-      throw new OpsError(`${where}: age plugin identities are not supported`, 'use a native age key (AGE-SECRET-KEY-1…)');
+      throw new InputError(`${where}: age plugin identities are not supported`, 'use a native age key (AGE-SECRET-KEY-1…)');
     }
     // The public key beside it (what `# public key:` and .sops.yaml show) is the usual wrong paste.
     if (RECIPIENT_RE.test(line)) {
-      throw new OpsError(
+      throw new InputError(
         `${where} is a public key (age1…, a recipient), not an age identity`,
         'give the private key instead: the AGE-SECRET-KEY-1… line `ops keygen` (or `ops env new`) printed below the public key',
       );
@@ -79,7 +79,7 @@ export async function parseIdentities(text: string, source: string, encrypted?: 
     try {
       recipient = await identityToRecipient(line);
     } catch {
-      throw new OpsError(`${where} is not a valid age identity (bad checksum or length)`, 'copy the key again, whole');
+      throw new InputError(`${where} is not a valid age identity (bad checksum or length)`, 'copy the key again, whole');
     }
     out.push({ secret: line, recipient, source });
   }
@@ -97,7 +97,7 @@ function byteOrderMark(raw: string, line: string, where: string, source: string)
   const after = raw.slice(raw.trimEnd().length);
   if (!before.includes('\uFEFF') && !(after.includes('\uFEFF') && !line.startsWith('#'))) return undefined;
   const variable = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' || source.startsWith('input ');
-  return new OpsError(
+  return new InputError(
     `${where} ${before.includes('\uFEFF') ? 'starts' : 'ends'} with a byte order mark (BOM, U+FEFF: an editor saved it as "UTF-8 with BOM"), which sops and age do not skip: they cannot read ${variable ? 'that value' : 'the file'} (the key was not shown)`,
     variable
       ? `give ${source} without it: copy the key (AGE-SECRET-KEY-1…) from a file saved as plain UTF-8, or with GNU sed: sed 's/\\xEF\\xBB\\xBF//g' FILE`
@@ -115,8 +115,8 @@ function encryptedKeyFile(text: string, source: string, how: { first: string; mo
   const head = text.replace(/^\uFEFF/, '').trimStart();
   if (!head.startsWith('age-encryption.org/') && !head.startsWith('-----BEGIN AGE ENCRYPTED FILE-----')) return undefined;
   if (source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' || source.startsWith('input '))
-    return new OpsError(`${source} holds an age-encrypted file (passphrase-protected, as \`age -p\` writes it), not an age identity`, `give the key itself (AGE-SECRET-KEY-1…), which \`age -d FILE\` prints${source === 'SOPS_AGE_KEY_CMD' ? ': end the command with it' : ''}`);
-  return new OpsError(
+    return new InputError(`${source} holds an age-encrypted file (passphrase-protected, as \`age -p\` writes it), not an age identity`, `give the key itself (AGE-SECRET-KEY-1…), which \`age -d FILE\` prints${source === 'SOPS_AGE_KEY_CMD' ? ': end the command with it' : ''}`);
+  return new InputError(
     `${source} is a passphrase-protected age key file (encrypted with \`age -p\`): ops does not ask for passphrases`,
     `${how.first}have age decrypt it for each command: export SOPS_AGE_KEY_CMD=${quote(`age -d ${quote(how.moveTo ?? source)}`)} (age asks for the passphrase on your terminal; sops runs that command too); in CI, give the plain key in SOPS_AGE_KEY`,
   );
@@ -132,7 +132,7 @@ function sshKeyGiven(text: string, source: string): OpsError | undefined {
   const kind = /^-----BEGIN (OPENSSH|RSA|EC|DSA) PRIVATE KEY-----/.test(head) ? 'an SSH private key' : SSH_RECIPIENT_RE.test(head.split(/\r?\n/)[0]!.trim()) ? 'an SSH public key' : undefined;
   if (!kind) return undefined;
   const variable = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD' || source.startsWith('input ');
-  return new OpsError(
+  return new InputError(
     `${variable ? `${source} holds` : `${source} is`} ${kind}, not an age key${variable ? '' : ' file'}${kind === 'an SSH private key' ? ' (not shown)' : ''}`,
     `${source} takes age keys (AGE-SECRET-KEY-1…, from \`ops keygen\` or age-keygen) only: ${variable ? `give yours in ${source}` : 'point SOPS_AGE_KEY_FILE at your age key file, or unset it'}; an SSH private key goes in SOPS_AGE_SSH_PRIVATE_KEY_FILE (its path), as sops reads it, to open files encrypted to its public key`,
   );
@@ -152,7 +152,7 @@ function notAnIdentity(line: string, where: string, source: string): OpsError {
   const variable = source === 'SOPS_AGE_KEY' || source === 'SOPS_AGE_KEY_CMD';
   const alone = variable ? `${source}'s value must be the key alone` : 'a key line must be the key alone';
   const keys = [...line.matchAll(IDENTITY_IN_LINE)];
-  if (keys.length > 1) return new OpsError(`${where} holds ${keys.length} private keys on one line (not shown)`, `give one key a line (AGE-SECRET-KEY-1…, as age-keygen writes them); sops and age read no other separator`);
+  if (keys.length > 1) return new InputError(`${where} holds ${keys.length} private keys on one line (not shown)`, `give one key a line (AGE-SECRET-KEY-1…, as age-keygen writes them); sops and age read no other separator`);
   if (keys.length === 1) {
     const before = line.slice(0, keys[0]!.index);
     const after = line.slice(keys[0]!.index! + keys[0]![0].length);
@@ -160,19 +160,19 @@ function notAnIdentity(line: string, where: string, source: string): OpsError {
     const assignment = /^(export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(['"]?)$/.exec(before);
     if (assignment && after === assignment[3]) {
       const shape = `${assignment[1] ? 'export ' : ''}${assignment[2]}${before.includes(':') ? ': ' : '='}${assignment[3] ? `${assignment[3]}…${assignment[3]}` : '…'}`;
-      return new OpsError(`${where} is a whole ${before.includes(':') ? 'YAML' : 'shell or .env'} line (${shape}), not the key alone; not shown`, `${alone}, AGE-SECRET-KEY-1…: the "${before.trim()}" in front${assignment[3] ? ' and the closing quote' : ''} belong to the file it came from, not to the value (sops and age refuse it too)`);
+      return new InputError(`${where} is a whole ${before.includes(':') ? 'YAML' : 'shell or .env'} line (${shape}), not the key alone; not shown`, `${alone}, AGE-SECRET-KEY-1…: the "${before.trim()}" in front${assignment[3] ? ' and the closing quote' : ''} belong to the file it came from, not to the value (sops and age refuse it too)`);
     }
     // quote marks a shell would have removed ('…', "…"), or one left over from a paste
     if (/^['"]*$/.test(before) && /^['"]*$/.test(after) && (before || after)) {
       const marks = before === after && before.length === 1 ? `in quotes (${before}…${after})` : `with quote marks around it (${before || 'none'} before it, ${after || 'none'} after it)`;
-      return new OpsError(`${where} is the key ${marks}; not shown`, `${alone}, without quotes: sops and age read them as part of the key (a .env loader, a CI secret or docker's --env-file keeps them; only a shell removes them)`);
+      return new InputError(`${where} is the key ${marks}; not shown`, `${alone}, without quotes: sops and age read them as part of the key (a .env loader, a CI secret or docker's --env-file keeps them; only a shell removes them)`);
     }
-    if (!/^AGE-SECRET-KEY-/.test(keys[0]![0])) return new OpsError(`${where} is a private key written in lower case; not shown`, 'write it as age-keygen does, in upper case (AGE-SECRET-KEY-1…): sops and age read it so only');
-    return new OpsError(`${where} holds a private key with other text around it (${before.length} character${before.length === 1 ? '' : 's'} before it, ${after.length} after it; not shown)`, `${alone}, AGE-SECRET-KEY-1…, one a line`);
+    if (!/^AGE-SECRET-KEY-/.test(keys[0]![0])) return new InputError(`${where} is a private key written in lower case; not shown`, 'write it as age-keygen does, in upper case (AGE-SECRET-KEY-1…): sops and age read it so only');
+    return new InputError(`${where} holds a private key with other text around it (${before.length} character${before.length === 1 ? '' : 's'} before it, ${after.length} after it; not shown)`, `${alone}, AGE-SECRET-KEY-1…, one a line`);
   }
   // a key file's path where the key itself goes (SOPS_AGE_KEY=~/.config/sops/age/keys.txt)
-  if (variable && /^(~|\.{0,2}\/|[A-Za-z]:\\)\S*$|^\S+\.txt$/.test(line)) return new OpsError(`${where} looks like a file's path, not a key (not shown)`, `${source} holds the key itself (AGE-SECRET-KEY-1…); to name a key file, set SOPS_AGE_KEY_FILE to its path instead`);
-  return new OpsError(`${where} is not an age identity`, 'each non-comment line must be a private key AGE-SECRET-KEY-1… (as written by `ops keygen` or age-keygen)');
+  if (variable && /^(~|\.{0,2}\/|[A-Za-z]:\\)\S*$|^\S+\.txt$/.test(line)) return new InputError(`${where} looks like a file's path, not a key (not shown)`, `${source} holds the key itself (AGE-SECRET-KEY-1…); to name a key file, set SOPS_AGE_KEY_FILE to its path instead`);
+  return new InputError(`${where} is not an age identity`, 'each non-comment line must be a private key AGE-SECRET-KEY-1… (as written by `ops keygen` or age-keygen)');
 }
 
 /**
@@ -224,8 +224,10 @@ export async function loadIdentities(processEnv: NodeJS.ProcessEnv = process.env
       try {
         text = readFileSync(file, 'utf8');
       } catch (e) {
-        throw new OpsError(
-          `SOPS_AGE_KEY_FILE: ${fileError(e, file, 'read', 'an age key file').message}`,
+        // of the kind fileError says: a path wrong as given (missing, a directory) is a usage error, no permission is not
+        const err = fileError(e, file, 'read', 'an age key file');
+        throw new (err instanceof InputError ? InputError : OpsError)(
+          `SOPS_AGE_KEY_FILE: ${err.message}`,
           'point SOPS_AGE_KEY_FILE at your age key file, or unset it',
         );
       }
@@ -305,7 +307,7 @@ export function checkRecipient(r: string, where = 'recipient'): string {
   // A private key however pasted: cut (`GE-SECRET-KEY-1…`), behind a comment mark, or in lower case (bech32 ignores
   // case: still the same key). Never quoted.
   if (isPrivateKey(value)) {
-    throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-…), not a recipient; it was not shown`, 'give the public key (age1…) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)');
+    throw new InputError(`${where}: that is a private key (AGE-SECRET-KEY-…), not a recipient; it was not shown`, 'give the public key (age1…) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)');
   }
   // An SSH public key, which sops 3.10+ and age take as a recipient (agessh, getsops/sops age/keysource.go
   // parseRecipient): public, so shown with what is wrong with it
@@ -313,21 +315,21 @@ export function checkRecipient(r: string, where = 'recipient'): string {
     try {
       sshRecipient(value);
     } catch (e) {
-      throw new OpsError(`${where}: ${value} is not a valid SSH recipient: ${(e as Error).message}`, 'copy the public key line again, whole (the content of its .pub file), or give an age public key (age1…)');
+      throw new InputError(`${where}: ${value} is not a valid SSH recipient: ${(e as Error).message}`, 'copy the public key line again, whole (the content of its .pub file), or give an age public key (age1…)');
     }
     return value;
   }
   // Several public keys in one value, as .sops.yaml lists them (age1…,age1…): each is given on its own.
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
-    throw new OpsError(`${where}: ${several.length} recipients in one value (${several.join(', ')})`, 'give one recipient per value: repeat the option (--recipient age1… --recipient age1…), or run `ops secrets recipients <env> add age1…` once for each');
+    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(', ')})`, 'give one recipient per value: repeat the option (--recipient age1… --recipient age1…), or run `ops secrets recipients <env> add age1…` once for each');
   // Quoted only when it is one (a public key: age1… that fails its checksum); anything else may be a secret pasted in
   // the wrong place, said by its shape alone.
-  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith('age1') ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, 'a recipient looks like age1… (the public key printed by `ops keygen`)');
+  if (!RECIPIENT_RE.test(value)) throw new InputError(`${where}: ${value.startsWith('age1') ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, 'a recipient looks like age1… (the public key printed by `ops keygen`)');
   try {
     new Encrypter().addRecipient(value);
   } catch {
-    throw new OpsError(`${where}: "${value}" is not a valid age recipient (bad checksum or length)`, 'copy the public key again, whole');
+    throw new InputError(`${where}: "${value}" is not a valid age recipient (bad checksum or length)`, 'copy the public key again, whole');
   }
   return value;
 }

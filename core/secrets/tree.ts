@@ -292,7 +292,7 @@ const PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_
  * `\\`, a quote and a backslash of the key. `show`: the path
  * is `ops secrets show <env> --key`'s (its refusals' hints say how to print, not how to set or edit).
  */
-function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
+function keyPathParts(text: string, show?: { env: string }, unset?: { env: string }): KeyPart[] {
   const parts: KeyPart[] = [];
   const bad = (why: string) => new InputError(`invalid key path "${text}": ${why}`, PATH_HINT);
   let i = 0;
@@ -329,6 +329,12 @@ function keyPathParts(text: string, show?: { env: string }): KeyPart[] {
           throw new InputError(
             `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown)`,
             `to print that key's value: ops secrets show ${show.env} --key ${name || '<key>'}; ${quoted}`,
+          );
+        // unset takes no value at all: the key alone is what it removes
+        if (unset)
+          throw new InputError(
+            `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown), and unset takes no value; nothing was changed`,
+            `to remove that key, give its name alone: ops secrets unset ${unset.env} ${name || '<key>'}; ${quoted}`,
           );
         throw new InputError(
           `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
@@ -383,13 +389,14 @@ export function quotePart(k: string): string {
  * spellings: new unquoted parts with a dot between them under an existing map (`passwords.new@x.org` when
  * passwords has no `new@x.org`: one key holding dots, or nested keys?), or three or more at the top level. Two new
  * parts at the top level (`datapass.client_id`) make a map holding a key, as the README shows.
- * `show` (ops secrets show --key): refusals' hints say how to print a key (how to set one, otherwise).
+ * `show` (ops secrets show --key): refusals' hints say how to print a key; `unset` (ops secrets unset): how to remove one
+ * (how to set one, otherwise).
  * @throws InputError (a usage error: exit 2) for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key;
  * and for a path that names two existing keys as written (`db.password` beside a key "db.password" and
  * db: { password }), naming both in their quoted spellings, which name one each.
  */
-export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean; show?: { env: string } } = {}): string[] {
-  const parts = keyPathParts(text, options.show);
+export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean; show?: { env: string }; unset?: { env: string } } = {}): string[] {
+  const parts = keyPathParts(text, options.show, options.unset);
   // Two secrets the path names as written (a key "db.password" beside db: { password }): the longest run would
   // take one of them silently, so a deploy could give the app the other's value than the one meant.
   const readings = existingReadings(parts, keysAt, 0, [], 2);

@@ -2,7 +2,7 @@
 // that are not UTF-8 are refused, never turned into U+FFFD (which would store something else than was given,
 // and, for `secrets encrypt`, which works in place, lose the original bytes). The real sops refuses such a file
 // too (go-yaml: "invalid trailing UTF-8 octet").
-import { OpsError } from '../errors.ts';
+import { InputError } from '../errors.ts';
 
 const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const lenient = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
@@ -24,7 +24,7 @@ export function invalidUtf8Offset(bytes: Uint8Array): number {
 /**
  * `bytes` as text, decoded strictly (TextDecoder with `fatal`). `where` names the source for the message
  * ("stdin", "the edited text", a file); `hint` replaces the default advice.
- * @throws OpsError naming the byte offset (and line) of the first invalid byte, with how to fix it: convert the
+ * @throws InputError (exit 2: the text given is wrong) naming the byte offset (and line) of the first invalid byte, with how to fix it: convert the
  * text with iconv, or store binary data as base64 text. The message never shows the bytes themselves.
  */
 export function decodeUtf8(bytes: Uint8Array, where: string, hint?: string): string {
@@ -35,13 +35,13 @@ export function decodeUtf8(bytes: Uint8Array, where: string, hint?: string): str
     // Text, not binary data: stored as base64 (the advice for binary data) the app would get other bytes.
     const bom = bytes[0] === 0xff && bytes[1] === 0xfe ? 'FF FE' : bytes[0] === 0xfe && bytes[1] === 0xff ? 'FE FF' : undefined;
     if (bom)
-      throw new OpsError(
+      throw new InputError(
         `${where} is UTF-16 text (it starts with ${bom}, the byte order mark Windows PowerShell 5's \`>\` and Out-File write), not UTF-8; nothing was changed`,
         'convert it to UTF-8 first (`iconv -f utf-16 -t utf-8 FILE`, or in PowerShell: Set-Content -Encoding utf8)',
       );
     const offset = invalidUtf8Offset(bytes);
     const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 0x0a).length + 1;
-    throw new OpsError(
+    throw new InputError(
       `${where} is not UTF-8 text: invalid byte at offset ${offset} (line ${line}); nothing was changed`,
       hint ?? 'convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or store binary data as base64 text (`base64 -w0`)',
     );
@@ -56,11 +56,11 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  * would be stored as U+FFFD, something else than was typed (the real sops refuses one in YAML; its JSON store
  * stores U+FFFD without a word). `where` names the
  * place (file, key path, line); the text itself is never shown.
- * @throws OpsError naming `where`.
+ * @throws InputError (exit 2: the text given is wrong) naming `where`.
  */
 export function refuseLoneSurrogate(text: string, where: () => string): void {
   if (!LONE_SURROGATE.test(text)) return;
-  throw new OpsError(
+  throw new InputError(
     `${where()}: holds a \\uD800-\\uDFFF escape that is half of a surrogate pair (no character on its own: UTF-8 cannot store it, and it would be stored as U+FFFD)`,
     'write the character itself, or both halves of its pair (\\ud83d\\ude00); for binary data use base64 text',
   );

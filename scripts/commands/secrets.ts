@@ -735,6 +735,8 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       const env = validate('environment', ctx.args[0]!);
       const { requireEnvironment } = await import('../../core/secrets/files.ts');
       requireEnvironment(ctx.root, env); // an unknown name: the environments there, never `edit <typo>` (which would create it)
+      // a malformed key path is refused before anything is read (no key needed to say so), as set and unset refuse it
+      if (ctx.values.key) splitKeyPath(ctx.values.key, () => [], { show: { env } });
       const file = secretsPath(ctx.root, env);
       if (!userFileExists(file, show(ctx.root, file))) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
       const secrets = await SecretsFile.open(file, await openWith(ctx, env));
@@ -822,18 +824,18 @@ is refused before anything is decrypted, naming the flag that makes it wait.`,
         if (needsTerminal && !(ctx.stdin as NodeJS.ReadStream).isTTY) {
           const set = `set one value: printf '%s' "$VALUE" | ops secrets set ${env} <key>`;
           if (!chosen)
-            throw new OpsError(
+            throw new InputError(
               'no $EDITOR or $VISUAL is set and stdin is not a terminal: vi, the default editor, would wait forever for keys; nothing was changed',
               `run it in a terminal, or set EDITOR to an editor that needs none (EDITOR='code --wait'), or ${set}`,
             );
           // npm (`npm run ops`, npx) sets EDITOR=vi, its default, for a script when the user set no EDITOR or VISUAL
           // (npm 11; one the user set is passed on): not said to be the user's choice
           if (npmDefaultEditor(ctx.processEnv))
-            throw new OpsError(
+            throw new InputError(
               '$EDITOR is vi, npm\'s default editor (npm sets it when you set no EDITOR or VISUAL), which needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed',
               `run it in a terminal, or choose an editor that needs none, which npm passes on: EDITOR='code --wait' npx ops secrets edit ${env} (or set VISUAL), or ${set}`,
             );
-          throw new OpsError(
+          throw new InputError(
             `$${chosen.variable} is ${needsTerminal}, an editor that needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed`,
             `run it in a terminal, or use a GUI editor that waits for its window to close (${chosen.variable}='code --wait', 'subl -w'), or ${set}`,
           );
@@ -842,7 +844,7 @@ is refused before anything is decrypted, naming the flag that makes it wait.`,
         // remove the file while it is being typed into. Refused before anything is decrypted.
         const forking = returnsAtOnce(chosen?.command ?? 'vi');
         if (chosen && forking)
-          throw new OpsError(
+          throw new InputError(
             `$${chosen.variable} is ${forking.program}, which returns at once without waiting for the file to be closed: ops would find nothing changed and remove the decrypted file while you edit it, your changes lost; nothing was changed`,
             `make it wait: ${chosen.variable}='${forking.fix}'`,
           );
@@ -982,17 +984,17 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
             for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;
             // a new key holding U+FFFD: what bytes of the command line that are not UTF-8 became (a latin1 terminal)
             if (!existing && key.includes('\uFFFD'))
-              throw new OpsError(`the key ${key} holds U+FFFD (\uFFFD), which is what bytes that are not UTF-8 (a terminal set to latin1) become: it would be created with another name than typed; nothing was changed`, 'type the key in UTF-8 (set the terminal to UTF-8), or create it with ops secrets edit');
+              throw new InputError(`the key ${key} holds U+FFFD (\uFFFD), which is what bytes that are not UTF-8 (a terminal set to latin1) become: it would be created with another name than typed; nothing was changed`, 'type the key in UTF-8 (set the terminal to UTF-8), or create it with ops secrets edit');
             if (existing?.kind === 'list' && !ctx.values.replace) {
               const n = existing.items.length;
-              throw new OpsError(
+              throw new InputError(
                 `${path.join('.')} is a list of ${n} item${n === 1 ? '' : 's'}: setting it to one value would replace the whole list; nothing was changed`,
                 `key paths do not index lists: change its items with \`ops secrets edit ${env}\`, or give --replace to replace the whole list with this value`,
               );
             }
             if (existing?.kind === 'map' && !ctx.values.replace) {
               const lost = leafPaths(existing, path);
-              throw new OpsError(
+              throw new InputError(
                 `${path.join('.')} is a ${existing.kind} holding ${lost.length} secret${lost.length === 1 ? '' : 's'} (${lost.join(', ') || 'none'}): setting it to one value would delete ${lost.length === 1 ? 'it' : 'them'}; nothing was changed`,
                 `set one key under it (ops secrets set ${env} '${path.map(quotePart).join('.')}.<key>'), or give --replace to replace the whole map with this value`,
               );
@@ -1053,17 +1055,21 @@ closest key, in case of a typo.
         const env = validate('environment', ctx.args[0]!);
         const key = ctx.args[1]!;
         await refuseValueAsKey(key, env, 'unset');
-        splitKeyPath(key, () => []); // a malformed path is refused before anything is read
+        splitKeyPath(key, () => [], { unset: { env } }); // a malformed path is refused before anything is read
         requireEnvironment(ctx.root, env);
         const file = secretsPath(ctx.root, env);
-        if (!userFileExists(file, show(ctx.root, file))) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)}): there is no secret to remove`, `ops secrets set ${env} <key> creates it`);
+        // no file: the key is not there, as a key missing from one (exit 0: what was asked holds, README "Exit status")
+        if (!userFileExists(file, show(ctx.root, file))) {
+          ctx.reporter.warn(`environments/${env} has no secrets file (${show(ctx.root, file)}): no key ${key} to remove, nothing changed`);
+          return 0;
+        }
         // the key as typed names no secret (argv), nor do its parts
         for (const k of [key, ...splitKeyPath(key, () => [])]) ctx.reporter.allow?.(k);
         const redo = `ops secrets unset ${env} ${quote(key)}`;
         const open = { ...(await openWith(ctx, env)), signal };
         return await retryOnChange(redo, async () => {
           const { secrets } = await openEnvSecrets(ctx.root, env, open, { redo });
-          const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p));
+          const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { unset: { env } });
           ctx.reporter.allow?.(path.join('.'));
           const { node, found } = findKey(secrets.tree, path, getEntry);
           if (!node) {
@@ -1073,7 +1079,7 @@ closest key, in case of a typo.
           }
           if (node.kind === 'map' && node.entries.length && !ctx.values.recursive) {
             const held = leafPaths(node, path);
-            throw new OpsError(
+            throw new InputError(
               `${path.join('.')} is a map holding ${held.length} secret${held.length === 1 ? '' : 's'} (${held.join(', ') || 'none'}): removing it would remove ${held.length === 1 ? 'it' : 'them all'}; nothing was changed`,
               `remove one key under it (ops secrets unset ${env} '${path.map((k) => (k.includes('.') ? `"${k}"` : k)).join('.')}.<key>'), or give --recursive to remove the whole map`,
             );
@@ -1138,7 +1144,7 @@ written and those not (each file is written whole); run it again to finish.`,
       const out = ctx.values.output;
       if (!out && discardsOutput(ctx.stdout)) throw new OpsError('stdout is /dev/null: the new private key, printed once, would be lost', 'run it with stdout to a terminal or a file you keep, or write the key to a file: ops keygen -o FILE');
       // a directory given for the file: its EEXIST (the write never overwrites) said "already exists"
-      if (out && isDirectory(out)) throw new OpsError(`cannot write ${out}: it is a directory; -o takes the path of the key file to create`, `give a file path: ops keygen -o ${join(out, 'age-key.txt')}`);
+      if (out && isDirectory(out)) throw new InputError(`cannot write ${out}: it is a directory; -o takes the path of the key file to create`, `give a file path: ops keygen -o ${join(out, 'age-key.txt')}`);
       const id = await generateIdentity();
       if (out) {
         const path = out; // absolute: the CLI resolves it

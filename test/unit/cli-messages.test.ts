@@ -343,6 +343,19 @@ describe('help and version', () => {
     for (const flag of ['--version', '-V']) expect(await cli(root, flag)).toMatchObject({ code: 0, out: `${version.name} ${version.version}\n`, err: '' });
   });
 
+  it('`ops --version --json` (either order, -V too) prints the version as JSON; anything else after --version is a usage error, a document with --json', async () => {
+    const root = tempDir();
+    const version = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { name: string; version: string };
+    for (const argv of [['--version', '--json'], ['-V', '--json'], ['--json', '--version']])
+      expect(await cli(root, ...argv), argv.join(' ')).toMatchObject({ code: 0, out: `${JSON.stringify({ name: version.name, version: version.version }, null, 2)}\n`, err: '' });
+    const extra = await cli(root, '--version', 'deploy');
+    expect(extra).toMatchObject({ code: 2, out: '' });
+    expect(extra.err).toMatch(/^error: ops --version takes no argument but --json, got "deploy"\n  hint: /);
+    const json = await cli(root, '--version', '--bogus', '--json');
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.out)).toMatchObject({ ok: false, error: 'ops --version takes no option but --json, got "--bogus"', exitCode: 2 });
+  });
+
   it('a slip of --version or --help, before or after a command, is named with the option meant', async () => {
     const root = testEnv({}, undefined, 'prod').root;
     for (const typed of ['-v', '--verison', '--vesion'])
@@ -379,24 +392,24 @@ describe('a path that is not the file expected', () => {
     const root = testEnv({}, undefined, 'qb').root;
     const dir = join(root, 'environments', 'qb');
     const decrypt = await cli(root, 'secrets', 'decrypt', dir);
-    expect(decrypt.code).toBe(1);
+    expect(decrypt.code).toBe(2);
     expect(decrypt.err).toContain(`error: cannot read ${dir}: it is a directory, not a sops-encrypted file`);
     expect(decrypt.err).toContain(`hint: give the path of a sops-encrypted file (e.g. ${dir}/<name>)`);
     const encrypt = await cli(root, 'secrets', 'encrypt', dir);
-    expect(encrypt).toMatchObject({ code: 1, err: expect.stringContaining("error: cannot read environments/qb: it is a directory, not a plain YAML or JSON file") });
+    expect(encrypt).toMatchObject({ code: 2, err: expect.stringContaining("error: cannot read environments/qb: it is a directory, not a plain YAML or JSON file") });
     // a directory the user named: a file in it to give, not one to move aside (rmdir)
     expect(encrypt.err).toMatch(/hint: give one file in it: \S*environments\/qb\/environment\.yml/);
     expect(encrypt.err).not.toMatch(/rmdir|move it aside/);
     const nodir = join(tempDir(), 'nodir');
     const keygen = await cli(root, 'keygen', '-o', join(nodir, 'x.key'));
-    expect(keygen.code).toBe(1);
+    expect(keygen.code).toBe(2);
     expect(keygen.err).toContain(`error: cannot write ${nodir}/x.key: its directory ${nodir} does not exist`);
     expect(keygen.err).toContain(`hint: create it first (mkdir -p ${nodir}), or choose a file in an existing directory`);
     expect(keygen.out).not.toContain('AGE-SECRET-KEY');
     // an existing directory: said so, not "already exists" (the write never overwrites), -o wanting a file's path
     for (const given of [dir, `${dir}/`]) {
       const intoDir = await cli(root, 'keygen', '-o', given);
-      expect(intoDir).toMatchObject({ code: 1, out: '' });
+      expect(intoDir).toMatchObject({ code: 2, out: '' });
       expect(intoDir.err).toBe(`error: cannot write ${given}: it is a directory; -o takes the path of the key file to create\n  hint: give a file path: ops keygen -o ${dir}/age-key.txt\n`);
     }
   });
@@ -458,12 +471,12 @@ describe('relative paths under npm run (INIT_CWD: the directory npm was run from
     expect(tildeKey).toMatchObject({ code: 0, out: 'users: []\n', err: '' });
     // missing: the path as resolved, and where a relative one starts
     const missing = await fromDir(env.root, env.dir, 'secrets', 'encrypt', 'assets/nope.yml');
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2);
     expect(missing.err).toContain(`error: ${join(assets, 'nope.yml')} does not exist (assets/nope.yml is relative to the directory the command was run from, ${env.dir})`);
     const nodec = await fromDir(env.root, assets, 'secrets', 'decrypt', 'nope.yml');
     expect(nodec.err).toContain(`error: cannot read ${join(assets, 'nope.yml')}: no such file (nope.yml is relative to the directory the command was run from, ${assets})`);
     const init = await fromDir(env.root, assets, 'initdata', 'qa', '--file', 'nope.yml');
-    expect(init.code).toBe(1);
+    expect(init.code).toBe(2);
     expect(init.err).toContain(`error: initdata file ${join(assets, 'nope.yml')} does not exist (--file is relative to the directory the command was run from, ${assets}, not to environments/qa/)`);
   });
 
@@ -578,6 +591,12 @@ describe('--json on a failure', () => {
       expect(JSON.parse(r.out || 'null'), argv.join(' ')).toMatchObject({ ok: false, error: expect.any(String), exitCode: 2 });
     }
     expect((await cli(root, 'deploy', 'prod', '--bogus', '--', '--json')).out).toBe('');
+    // --json given to a command that takes none: refused (exit 2), and still the document the script parses
+    for (const argv of [['apikey', '--json'], ['secrets', 'show', 'prod', '--json'], ['keygen', '--json']]) {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(JSON.parse(r.out || 'null'), argv.join(' ')).toEqual({ ok: false, error: `unknown option --json for "ops ${argv.slice(0, argv.length - (argv[0] === 'secrets' ? 2 : 1)).join(' ')}"`, hint: expect.stringMatching(/^usage: /), exitCode: 2 });
+    }
   });
 });
 

@@ -36,4 +36,13 @@ describe('outside any project', () => {
     expect(ping.err).toMatch(/^error: no ops project found/);
     expect(existsSync(join(dir, 'environments'))).toBe(false);
   }, 180_000);
+  it('OPS_ROOT holding only white space, or a path with white space at an end (pasted with its newline): said, quoted, exit 2', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-no-project-'));
+    const blank = ops(dir, ['status', 'qa'], { OPS_ROOT: ' ' });
+    expect(blank.code).toBe(2);
+    expect(blank.err).toMatch(/^error: OPS_ROOT=" " is not an ops project: "[^"]*\/ " does not exist \(the value is only white space\)\n/);
+    const newline = ops(dir, ['status', 'qa'], { OPS_ROOT: `${dir}\n` });
+    expect(newline.code).toBe(2);
+    expect(newline.err).toContain(`error: OPS_ROOT=${JSON.stringify(`${dir}\n`)} is not an ops project: ${JSON.stringify(`${dir}\n`)} does not exist (the value has white space at an end)`);
+  }, 120_000);
 });

@@ -867,6 +867,42 @@ describe('deploy operation', () => {
     }
   });
 
+  it('supervisord down on two of three hosts: one refusal naming both (not one host per run), before anything is sent anywhere', async () => {
+    const three = await scratchProject('ops-deploy-op-down-', 'x', {
+      app: 'sample',
+      ref: 'v1',
+      hosts: ['web1', 'web2', 'web3'].map((name, i) => ({ name, address: `192.0.2.${11 + i}`, host_key: KEY })),
+      programs: { server: { command: 'run', port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } },
+    });
+    const remotes = new Map<string, RecordingRemote>();
+    const ctx: OpsContext = {
+      root: three.root,
+      reporter: new MemoryReporter(),
+      processEnv: { PATH: process.env.PATH },
+      connector: async (_env, host) => {
+        const remote = new RecordingRemote(host.name, 'deploy', 'sample', (step) => {
+          if (step.name === 'lock') {
+            const state = opsLines(STATE, 'lock acquired', 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${three.v1}`);
+            return { stdout: host.name === 'web2' ? state : state + opsLines(STATE, 'supervisor_down 1') };
+          }
+          return undefined;
+        });
+        remotes.set(host.name, remote);
+        return remote;
+      },
+    };
+    const err = (await deploy(ctx, loadEnvironment('x', three.root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err.message).toBe(
+      'supervisord is not running on 2 hosts (web1, web3; systemctl start supervisor): nothing was started (no build, no migration), and no program of the live release runs there until it does:\n  - web1: live release 20261101T000000Z-aaaaaaaaaaaa not running\n  - web3: live release 20261101T000000Z-aaaaaaaaaaaa not running',
+    );
+    expect(err.hint).toBe('start it on each of them (sudo systemctl start supervisor), check ops status x, then deploy again');
+    for (const host of ['web1', 'web2', 'web3']) {
+      expect(remotes.get(host)!.stepNames(), host).toEqual(['lock', 'unlock']);
+      expect(remotes.get(host)!.uploads, host).toEqual([]);
+    }
+  });
+
   it('three hosts one at a time, the first failing once switched (its after_switch hook): the rollout stops, and the hosts behind audit it naming that host and why, not "another host"', async () => {
     const three = await scratchProject('ops-deploy-op-three-', 'x', {
       app: 'sample',

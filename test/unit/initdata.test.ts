@@ -130,7 +130,7 @@ describe('initdata: the file is checked as the loader will read it', () => {
     ] as const) {
       expect(pyyaml(text).ok, name).toBe(name === 'dup.yml'); // PyYAML takes the last of duplicate keys; YAML forbids them
       const r = await load(name, text);
-      expect(r.code, name).toBe(1);
+      expect(r.code, name).toBe(2);
       expect(r.err, name).toMatch(why);
       expect(r.err, name).toMatch(/nothing was sent/);
       expect(r.uploads, name).toHaveLength(0);
@@ -215,7 +215,7 @@ describe('initdata: a database dump or another file that is not data for the loa
     ] as const) {
       cpSync(join(DUMPS, name), join(root, name), { recursive: true });
       const r = await load(name, undefined);
-      expect(r.code, name).toBe(1);
+      expect(r.code, name).toBe(2);
       expect(r.err, name).toMatch(new RegExp(`${name} is ${what.source}, not a data file: initdata runs the app's loader \\(initdata.command\\) on a YAML or JSON file of data; it does not restore a database`));
       expect(r.err, name).toMatch(restore);
       // not the symptom a YAML, UTF-8 or file check meets in it
@@ -231,13 +231,13 @@ describe('initdata: a database dump or another file that is not data for the loa
     writeFileSync(dump, readFileSync(join(DUMPS, 'custom.dump')));
     truncateSync(dump, 3 * 2 ** 30);
     const r = await load('huge.dump', undefined);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/huge\.dump is a PostgreSQL custom-format dump \(pg_dump -Fc\), not a data file/);
     const text = join(root, 'huge.yml');
     writeFileSync(text, 'users:\n' + '  - email: a@example.org\n'.repeat(1000));
     truncateSync(text, 3 * 2 ** 30);
     const big = await load('huge.yml', undefined);
-    expect(big.code).toBe(1);
+    expect(big.code).toBe(2);
     expect(big.err).toMatch(/huge\.yml is 3\.0 GiB: initdata sends a data file of at most 2 GiB\n.*split the data/);
     expect(big.steps).toEqual([]);
   });
@@ -245,7 +245,7 @@ describe('initdata: a database dump or another file that is not data for the loa
   it('a path with spaces and quotes is shell-quoted in the command it gives', async () => {
     const name = "prod dump's copy.sql";
     const r = await load(name, readFileSync(join(DUMPS, 'plain.sql')));
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain(`-f ${quote(join(root, name))} `);
   });
 
@@ -260,14 +260,14 @@ describe('initdata: a database dump or another file that is not data for the loa
       ['program', readFileSync(process.execPath).subarray(0, 16384), /program is binary data, not text, not a data file: initdata runs the app's loader \(initdata\.command\) on a YAML or JSON file of data\n/],
     ] as const) {
       const r = await load(name, content);
-      expect(r.code, name).toBe(1);
+      expect(r.code, name).toBe(2);
       expect(r.err, name).toMatch(why);
       expect(r.err, name).not.toMatch(/iconv|KEY: VALUE|not valid YAML|not UTF-8/);
       expect(r.steps, name).toEqual([]);
     }
     // UTF-16 text holds NULs but is text: still said as UTF-16, with how to convert it
     const utf16 = await load('initdata-utf16.yml', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('users:\r\n  - email: a@example.org\r\n', 'utf16le')]));
-    expect(utf16.code).toBe(1);
+    expect(utf16.code).toBe(2);
     expect(utf16.err).toMatch(/is UTF-16 text .* not UTF-8.*\n.*iconv -f utf-16 -t utf-8/);
   });
 
@@ -281,7 +281,7 @@ describe('initdata: a database dump or another file that is not data for the loa
       // the sample app's loader (yaml.safe_load(f) or {}) reads each as nothing to load, and exits 0
       expect(pyyaml(text).ok, name).toBe(true);
       const r = await load(name, text);
-      expect(r.code, name).toBe(1);
+      expect(r.code, name).toBe(2);
       expect(r.err, name).toMatch(why);
       expect(r.err, name).toMatch(/nothing was sent/);
       expect(r.steps, name).toEqual([]);
@@ -297,7 +297,7 @@ describe('initdata: a file that is not UTF-8 text', () => {
   it('is refused by byte offset and line, nothing sent (a Latin-1 é was loaded as U+FFFD)', async () => {
     for (const name of ['latin1.yml', 'latin1.json']) {
       const r = await load(name, Buffer.from(name.endsWith('.json') ? '{"users": [{"name": "Ren\xe9"}]}\n' : 'users:\n  - name: Ren\xe9\n', 'latin1'));
-      expect(r.code, name).toBe(1);
+      expect(r.code, name).toBe(2);
       expect(r.err).toMatch(new RegExp(`${name} is not UTF-8 text: invalid byte at offset \\d+ \\(line \\d\\)`));
       expect(r.err).toContain('iconv -f latin1 -t utf-8');
       expect(r.uploads).toEqual([]);
@@ -440,18 +440,18 @@ describe('initdata: the file reaches the loader under its own extensions, checke
     expect(xml.code).toBe(0);
     expect(xml.err).toMatch(/fixture\.xml is sent as written, for the loader to read: ops reads YAML and JSON, not XML; it checked only that it is UTF-8 text, not a database dump, SQL, compressed or binary, not empty, and begins as XML/);
     const notXml = await load('fake.xml', readFileSync(join(DJANGO, 'items.json')));
-    expect(notXml.code).toBe(1);
+    expect(notXml.code).toBe(2);
     expect(notXml.err).toMatch(/fake\.xml is named \.xml but is not XML/);
     expect(notXml.uploads).toHaveLength(0);
   });
 
   it('a .json file is checked as JSON: YAML in it is refused by place; valid JSON that is not YAML (a key given twice) is sent', async () => {
     const yaml = await load('users.json', 'users:\n  - email: a@example.org\n');
-    expect(yaml.code).toBe(1);
+    expect(yaml.code).toBe(2);
     expect(yaml.err).toMatch(/users\.json is not valid JSON/);
     expect(yaml.uploads).toHaveLength(0);
     const scalar = await load('one.json', '"users"');
-    expect(scalar.code).toBe(1);
+    expect(scalar.code).toBe(2);
     expect(scalar.err).toMatch(/one\.json holds one value, not data/);
     // JSON.parse (and Python's json, Django's reader) take the last; the YAML check refused it as a duplicate key
     const twice = await load('twice.json', '[{"model": "shop.item", "pk": 1, "pk": 2, "fields": {"name": "c"}}]');
@@ -467,7 +467,7 @@ describe('initdata: the file reaches the loader under its own extensions, checke
       ["items.$(id).json", /holds characters other than letters/],
     ] as const) {
       const r = await load(name, readFileSync(join(DJANGO, 'items.json')));
-      expect(r.code, name).toBe(1);
+      expect(r.code, name).toBe(2);
       expect(r.err, name).toMatch(why);
       expect(r.uploads, name).toHaveLength(0);
     }
@@ -488,7 +488,7 @@ describe('initdata: faults a new user meets, each said as what it is', () => {
       ['hand.sops.json', sops(['--input-type', 'binary', '--output-type', 'json'], 'hand.sql'), /a sops-encrypted SQL statements/, /sops decrypt --output-type binary \S+hand\.sops\.json \| psql/],
     ] as const) {
       const r = await load(name, made, { processEnv: { SOPS_AGE_KEY: id.secret } });
-      expect(r.code, `${name}: ${r.err}`).toBe(1);
+      expect(r.code, `${name}: ${r.err}`).toBe(2);
       expect(r.err, name).toMatch(what);
       expect(r.err, name).toMatch(/it does not restore a database/);
       expect(r.err, name).toMatch(restore);
@@ -510,7 +510,7 @@ describe('initdata: faults a new user meets, each said as what it is', () => {
       ['{"a": 1}}', /at line 1, column 9: more text after the JSON value/],
     ] as const) {
       const r = await load('bad.json', text);
-      expect(r.code, text).toBe(1);
+      expect(r.code, text).toBe(2);
       expect(r.err, text).toMatch(new RegExp(`bad\\.json is not valid JSON ${place.source}`));
       // never the text itself (it may be a decrypted secret)
       expect(r.err, text).not.toMatch(/bob|NaN|s3cr/);
@@ -524,7 +524,7 @@ describe('initdata: faults a new user meets, each said as what it is', () => {
     writeFileSync(join(dir, 'users.yaml'), 'users: []\n');
     writeFileSync(join(dir, 'tags.json'), '[]\n');
     const r = await load('fixtures.d', undefined);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/fixtures\.d: it is a directory, not an initdata file/);
     expect(r.err).toMatch(/give one file in it: \S+fixtures\.d\/tags\.json, \S+fixtures\.d\/users\.yaml/);
     expect(r.err).not.toMatch(/rmdir|move it aside/);

@@ -324,7 +324,7 @@ describe('a private key pasted into .sops.yaml', () => {
     const before = readFileSync(sops, 'utf8');
     writeFileSync(sops, before.replace(/age: (\S+)/, `age: $1,${e.key}`));
     const r = ops(e.root, ['secrets', 'recipients', 'qa'], '', { SOPS_AGE_KEY_FILE: e.keyFile });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('.sops.yaml creation_rules[0].age[1]: that is a private key (AGE-SECRET-KEY-…), not a recipient; it was not shown');
     expect(r.out + r.err).not.toContain(e.key.slice(20));
   });

@@ -385,6 +385,17 @@ describe('rollback operation', () => {
     }
   });
 
+  it('two hosts, supervisord down on both: one refusal naming both hosts, each with its live release', async () => {
+    const h = harness((step) => {
+      if (step.name === 'lock') return { stdout: STATE + opsLines(KEYS, 'supervisor_down 1') };
+      return undefined;
+    });
+    const e = (await rollback(h.ctx, loadEnvironment('two', root)).catch((x: unknown) => x)) as OpsError;
+    expect(e.message).toMatch(/^supervisord is not running on 2 hosts \(web1, web2; systemctl start supervisor\): nothing was changed \(no slot started or stopped; nginx and current as they were\) on any host, and no program of the live release runs there until it does:\n  - web1: live release \S+ not running\n  - web2: live release \S+ not running$/);
+    expect(e.hint).toMatch(/^start it on each of them \(sudo systemctl start supervisor\)/);
+    for (const host of ['web1', 'web2']) expect(h.names(host)).toEqual(['lock', 'unlock']);
+  });
+
   it('two hosts, the second locked by another run: refused; the first, whose lock this run took, audits the refused run saying whose lock it met (the second: none, it never held it)', async () => {
     const h = harness((step, host) => {
       if (step.name === 'lock') return host === 'web2' ? { code: 3, stdout: opsLines(KEYS, 'lock held', 'holder operation=deploy', 'holder actor=bob', 'holder since=2026-12-02T16:00:00Z') } : { stdout: STATE };

@@ -351,7 +351,7 @@ describe('ops secrets set / show / decrypt', () => {
     // UTF-16 (Windows PowerShell's `>`): named, with the conversion that keeps the text, not latin1's; nothing written
     const before = readFileSync(join(e.root, 'environments/qa/secrets.sops.yaml'));
     const utf16 = await cli(e.root, ['secrets', 'set', 'qa', 'tls.token'], e.env, Buffer.from('\uFEFFps-t0ken-4f9a\r\n', 'utf16le'));
-    expect(utf16.code).toBe(1);
+    expect(utf16.code).toBe(2);
     expect(utf16.err).toContain('the value on stdin for tls.token is UTF-16 text (it starts with FF FE');
     expect(utf16.err).toContain('iconv -f utf-16 -t utf-8');
     expect(readFileSync(join(e.root, 'environments/qa/secrets.sops.yaml'))).toEqual(before);
@@ -421,7 +421,7 @@ describe('ops secrets set / show / decrypt', () => {
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'passwords."team"."lead"'], e.env, 'pw-lead')).code).toBe(0);
     const before = readFileSync(e.secrets, 'utf8');
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'passwords'], e.env, 'v');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('passwords is a map holding 2 secrets (passwords.admin@example.org, passwords.team.lead): setting it to one value would delete them; nothing was changed');
     expect(r.err).toMatch(/hint: .*ops secrets set qa 'passwords\.<key>'.*--replace/);
     expect(r.err).not.toMatch(/pw-lead|CHANGE-ME/);
@@ -431,6 +431,17 @@ describe('ops secrets set / show / decrypt', () => {
     expect(((await open(e)).data as { passwords: unknown }).passwords).toBe('v');
   });
 
+  it('show --key with a malformed key path: refused as such (exit 2) before the secrets are decrypted, no key needed', async () => {
+    const e = await newEnv();
+    const noKey = { PATH: process.env.PATH, HOME: '/nonexistent' };
+    for (const key of ['a..b', 'list[0]', '"open']) {
+      const r = await cli(e.root, ['secrets', 'show', 'qa', '--key', key], noKey);
+      expect(r.code, key).toBe(2);
+      expect(r.err, key).toMatch(new RegExp(`^error: invalid key path "${key.replace(/[[\]().]/g, '\\$&')}"`));
+      expect(r.err, key).not.toContain('no age identity');
+    }
+  });
+
   it('set on a list: refused as a list (not a map), with a list hint; list[0] is refused, never made a new key', async () => {
     const e = await newEnv();
     const s = await open(e);
@@ -438,7 +449,7 @@ describe('ops secrets set / show / decrypt', () => {
     await s.save();
     const before = readFileSync(e.secrets, 'utf8');
     const whole = await cli(e.root, ['secrets', 'set', 'qa', 'list'], e.env, 'v');
-    expect(whole.code).toBe(1);
+    expect(whole.code).toBe(2);
     expect(whole.err).toContain('error: list is a list of 2 items: setting it to one value would replace the whole list; nothing was changed');
     expect(whole.err).toContain('hint: key paths do not index lists: change its items with `ops secrets edit qa`, or give --replace to replace the whole list with this value');
     expect(whole.err).not.toMatch(/map|list\[|<key>/);
@@ -830,7 +841,7 @@ describe('ops secrets edit with no $EDITOR/$VISUAL and stdin not a terminal (CI,
         timeout: 20_000,
       });
       expect(Date.now() - started).toBeLessThan(15_000); // it returned on its own, not stopped by the timeout
-      expect(r.status).toBe(1);
+      expect(r.status).toBe(2);
       expect(r.stderr).toMatch(/^error: no \$EDITOR or \$VISUAL is set and stdin is not a terminal: vi, the default editor, would wait forever for keys; nothing was changed\n  hint: run it in a terminal, or set EDITOR to an editor that needs none \(EDITOR='code --wait'\), or set one value: printf '%s' "\$VALUE" \| ops secrets set qa <key>\n$/);
       expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     });
@@ -851,7 +862,7 @@ describe('ops secrets edit with a terminal editor set and stdin not a terminal (
     for (const [EDITOR, program] of [['vim', 'vim'], [`${bin}/nvim -u NONE`, 'nvim'], ['nano', 'nano'], ['FOO=1 env hx', 'hx'], ['emacs', 'emacs'], ['emacsclient -t', 'emacsclient'], ['vi', 'vi']]) {
       // no age key given: a decryption would fail otherwise, so the refusal comes first
       const r = await cli(e.root, ['secrets', 'edit', 'qa'], { PATH, EDITOR }, '');
-      expect(r.code, EDITOR).toBe(1);
+      expect(r.code, EDITOR).toBe(2);
       expect(r.err, EDITOR).toBe(
         `error: $EDITOR is ${program}, an editor that needs a terminal, and stdin is not a terminal (CI, a pipe): it would wait forever for keys; nothing was changed\n` +
           `  hint: run it in a terminal, or use a GUI editor that waits for its window to close (EDITOR='code --wait', 'subl -w'), or set one value: printf '%s' "$VALUE" | ops secrets set qa <key>\n`,

@@ -697,7 +697,7 @@ describe('writing a secrets file', () => {
     symlinkSync(join(e.root, 'environments/qa/loop'), e.secrets);
     symlinkSync(e.secrets, join(e.root, 'environments/qa/loop'));
     const r = await cli(e.root, ['secrets', 'set', 'qa', 'database_url'], e.env, 'postgresql://db.example.org/Zq7');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('it is a symbolic link that leads to itself');
     expect(r.err).not.toMatch(/internal error|    at /);
   });

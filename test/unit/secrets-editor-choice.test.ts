@@ -27,7 +27,7 @@ describe('the editor ops secrets edit runs', () => {
       const before = readFileSync(e.secrets, 'utf8');
       const prog = forking(cmd.split(' ')[0]!);
       const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, PATH: prog.path, EDITOR: cmd });
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       expect(r.err).toMatch(/which returns at once without waiting for the file to be closed: .*nothing was changed/);
       expect(r.err).toContain(`hint: make it wait: ${fix}`);
       expect(existsSync(prog.ran)).toBe(false);
@@ -46,7 +46,7 @@ describe('the editor ops secrets edit runs', () => {
     expect(r.code).toBe(0);
     expect(readFileSync(ed.record, 'utf8')).toMatch(/secrets/);
     const blank = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: ' \t' });
-    expect(blank.code).toBe(1);
+    expect(blank.code).toBe(2);
     expect(blank.err).toContain('no $EDITOR or $VISUAL is set and stdin is not a terminal');
   });
 

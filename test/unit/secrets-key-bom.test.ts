@@ -32,7 +32,7 @@ describe('an age key with a byte order mark (BOM)', () => {
       // sops refuses it: ops and sops agree
       expect(sopsDecrypts(e.secrets, { SOPS_AGE_KEY_FILE: file }), name).not.toBe(0);
       const r = await cli(e.root, ['secrets', 'show', 'qa'], { SOPS_AGE_KEY_FILE: file });
-      expect(r.code, name).toBe(1);
+      expect(r.code, name).toBe(2);
       expect(r.out).toBe('');
       expect(r.err, name).toMatch(message);
       expect(r.err).toContain(`(BOM, U+FEFF: an editor saved it as "UTF-8 with BOM"), which sops and age do not skip: they cannot read the file (the key was not shown)\n  hint: take it out (GNU sed): sed -i 's/\\xEF\\xBB\\xBF//g' ${file}; or save the file as UTF-8 without BOM\n`);
@@ -52,7 +52,7 @@ describe('an age key with a byte order mark (BOM)', () => {
     const value = `${BOM}${e.key}`;
     expect(sopsDecrypts(e.secrets, { SOPS_AGE_KEY: value })).not.toBe(0);
     const byVar = await cli(e.root, ['secrets', 'show', 'qa'], { SOPS_AGE_KEY_FILE: '', SOPS_AGE_KEY: value });
-    expect(byVar.code).toBe(1);
+    expect(byVar.code).toBe(2);
     expect(byVar.err).toMatch(/^error: line 1 of SOPS_AGE_KEY starts with a byte order mark [^\n]*they cannot read that value \(the key was not shown\)\n  hint: give SOPS_AGE_KEY without it/);
     expect(byVar.err).not.toContain(e.key);
   });

@@ -20,7 +20,7 @@ describe('a passphrase-protected age key file', () => {
 
       // named by SOPS_AGE_KEY_FILE
       const byVar = await cli(e.root, ['secrets', 'show', 'qa'], { SOPS_AGE_KEY_FILE: sealed });
-      expect(byVar.code).toBe(1);
+      expect(byVar.code).toBe(2);
       expect(byVar.err).toContain(`error: ${sealed} is a passphrase-protected age key file (encrypted with \`age -p\`): ops does not ask for passphrases\n`);
       expect(byVar.err).toContain(`hint: unset SOPS_AGE_KEY_FILE, and have age decrypt it for each command: export SOPS_AGE_KEY_CMD='age -d ${sealed}'`);
       expect(byVar.err).not.toContain('not an age identity');
@@ -31,13 +31,13 @@ describe('a passphrase-protected age key file', () => {
       const def = join(home, '.config', 'sops', 'age', 'keys.txt');
       writeFileSync(def, readFileSync(sealed), { mode: 0o600 });
       const byDefault = await cli(e.root, ['secrets', 'show', 'qa'], { HOME: home });
-      expect(byDefault.code).toBe(1);
+      expect(byDefault.code).toBe(2);
       expect(byDefault.err).toContain(`error: ${def} is a passphrase-protected age key file`);
       expect(byDefault.err).toContain(`hint: move it out of the default key file: mv ${def} ${join(home, '.config', 'sops', 'age', 'keys.age')}; then have age decrypt it for each command: export SOPS_AGE_KEY_CMD='age -d ${join(home, '.config', 'sops', 'age', 'keys.age')}'`);
 
       // its text given as the key itself
       const byText = await cli(e.root, ['secrets', 'show', 'qa'], { SOPS_AGE_KEY: readFileSync(sealed, 'utf8') });
-      expect(byText.code).toBe(1);
+      expect(byText.code).toBe(2);
       expect(byText.err).toContain('error: SOPS_AGE_KEY holds an age-encrypted file (passphrase-protected, as `age -p` writes it), not an age identity');
 
       for (const r of [byVar, byDefault, byText]) {

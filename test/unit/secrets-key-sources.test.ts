@@ -41,7 +41,7 @@ describe('key sources that disagree', () => {
     const dir = tempDir();
     const none = await cli(e.root, ['secrets', 'show', 'qa'], { SOPS_AGE_KEY: 'not-a-key', SOPS_AGE_KEY_FILE: join(dir, 'gone.txt') });
     expect(sopsExtract(e.secrets, 'secret_key', { SOPS_AGE_KEY: 'not-a-key', SOPS_AGE_KEY_FILE: join(dir, 'gone.txt') })).not.toBe(0);
-    expect(none.code).toBe(1);
+    expect(none.code).toBe(2);
     expect(none.err).toMatch(/^error: line 1 of SOPS_AGE_KEY is not an age identity/);
     const wrong = await cli(e.root, ['secrets', 'show', 'qa'], { SOPS_AGE_KEY: 'not-a-key', SOPS_AGE_KEY_FILE: other.file });
     expect(wrong.code).toBe(1);

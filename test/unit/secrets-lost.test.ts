@@ -20,12 +20,12 @@ describe('a lone surrogate escape (\\ud800) is refused, never stored as U+FFFD',
     writeFileSync(json, jsonText);
     writeFileSync(yaml, yamlText);
     const rj = await cli(e.root, ['secrets', 'encrypt', json], e.env);
-    expect(rj.code, rj.err).toBe(1);
+    expect(rj.code, rj.err).toBe(2);
     expect(rj.err).toMatch(/pw \(line 3, column \d+\): holds a \\uD800-\\uDFFF escape that is half of a surrogate pair/);
     expect(rj.err).not.toContain('Zq8');
     expect(readFileSync(json, 'utf8')).toBe(jsonText);
     const ry = await cli(e.root, ['secrets', 'encrypt', yaml], e.env);
-    expect(ry.code, ry.err).toBe(1);
+    expect(ry.code, ry.err).toBe(2);
     expect(ry.err).toMatch(/nested\.pw \(line 3, column \d+\): holds a \\uD800-\\uDFFF escape/);
     expect(readFileSync(yaml, 'utf8')).toBe(yamlText);
     // the real sops refuses the YAML one ("invalid Unicode character escape code"); its JSON store (Go's
@@ -207,7 +207,7 @@ describe('a new key named in bytes that are not UTF-8 (they reach ops as U+FFFD)
     const before = readFileSync(e.secrets, 'utf8');
     const r = await promisify(execFile)('sh', ['-c', `printf 'Zq8-value' | node "$OPS" secrets set qa "$(printf 'caf\\351')"; echo "exit=$?"`], { cwd: e.root, env: { PATH: process.env.PATH, HOME: e.root, OPS_ROOT: e.root, OPS, NO_COLOR: '1', ...e.env }, encoding: 'utf8' });
     expect(r.stderr).toContain('error: the key caf\uFFFD holds U+FFFD');
-    expect(r.stdout).toContain('exit=1');
+    expect(r.stdout).toContain('exit=2');
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
     // one that exists (made by edit, a real U+FFFD typed on purpose) is named as it is
     const ed = editor(`printf 'caf\\357\\277\\275: old\\n' >> "$1"`);

@@ -279,7 +279,7 @@ describe('an SSH key given where the age key goes', () => {
     ];
     for (const [env, said] of cases) {
       const r = await cli(e.root, ['secrets', 'show', 'qa'], env);
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       expect(r.out).toBe('');
       expect(r.err).toContain(said);
       expect(r.err).toContain('an SSH private key goes in SOPS_AGE_SSH_PRIVATE_KEY_FILE (its path), as sops reads it');

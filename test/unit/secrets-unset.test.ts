@@ -1,7 +1,7 @@
 // `ops secrets unset <env> <key>`: one secret removed without an editor (a CHANGE-ME placeholder for a secret nothing
 // reads blocks every deploy), checked as `secrets set` is (key path, a value typed as the key, what the deploy needs),
 // the file still one the real sops decrypts, the other values keeping their ciphertext.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -66,7 +66,7 @@ describe('ops secrets unset', () => {
     dropEnvEntry(e, 'TOOLS_PASSWORDS');
     const before = readFileSync(e.secrets, 'utf8');
     const map = await cli(e.root, ['secrets', 'unset', 'qa', 'passwords'], e.env);
-    expect(map.code).toBe(1);
+    expect(map.code).toBe(2);
     expect(map.err).toContain('passwords is a map holding 1 secret (passwords.admin@example.org): removing it would remove it; nothing was changed');
     expect(map.err).toContain('--recursive');
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
@@ -98,5 +98,19 @@ describe('ops secrets unset', () => {
       expect(path.err, key).not.toContain('Zq8-typed');
     }
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+  });
+  it('a value typed into the key (KEY=VALUE) is refused with unset\'s own hint, the key alone; no secrets file is a key not there (exit 0, said)', async () => {
+    const e = await newEnv('qa');
+    const before = readFileSync(e.secrets, 'utf8');
+    const typed = await cli(e.root, ['secrets', 'unset', 'qa', 'smtp_password=Zq9-hunter2'], e.env);
+    expect(typed.code).toBe(2);
+    expect(typed.err).toMatch(/^error: the key path holds "smtp_password=…": a key path is a name, not KEY=VALUE[^\n]*unset takes no value; nothing was changed\n  hint: to remove that key, give its name alone: ops secrets unset qa smtp_password;/);
+    expect(typed.err).not.toMatch(/secrets set|Zq9/);
+    expect(readFileSync(e.secrets, 'utf8')).toBe(before);
+    rmSync(e.secrets);
+    const none = await cli(e.root, ['secrets', 'unset', 'qa', 'smtp_password'], e.env);
+    expect(none).toMatchObject({ code: 0, out: '' });
+    expect(none.err).toMatch(/^warning: environments\/qa has no secrets file \(environments\/qa\/secrets\.sops\.yaml\): no key smtp_password to remove, nothing changed/m);
+    expect(existsSync(e.secrets)).toBe(false);
   });
 });

@@ -29,7 +29,7 @@ describe('bytes that are not UTF-8 are refused, nothing changed', () => {
     while (invalidUtf8Offset(random) < 0 || /^(fffe|feff)/.test(random.toString('hex'))) random = randomBytes(32);
     for (const input of [Buffer.from([0xff, 0x61]), random]) {
       const r = await cli(e.root, ['secrets', 'set', 'qa', 't_bin'], e.env, input);
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       expect(r.err).toMatch(/the value on stdin for t_bin is not UTF-8 text: invalid byte at offset \d+/);
       expect(r.err).toContain('base64 -w0 < FILE | ops secrets set qa t_bin');
       expect(r.err).not.toMatch(/\uFFFD|at .*\.ts:\d+/);
@@ -46,7 +46,7 @@ describe('bytes that are not UTF-8 are refused, nothing changed', () => {
     expect((await cli(e.root, ['secrets', 'set', 'qa', 'pw'], e.env, 'before')).code).toBe(0);
     for (const [input, bom] of [[Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('s3cret-4f9a\r\n', 'utf16le')]), 'FF FE'], [Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from('s3cret-4f9a', 'utf16le').swap16()]), 'FE FF']] as const) {
       const r = await cli(e.root, ['secrets', 'set', 'qa', 'pw'], e.env, input);
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(2);
       expect(r.err).toContain(`the value on stdin for pw is UTF-16 text (it starts with ${bom}, the byte order mark Windows PowerShell 5's \`>\` and Out-File write), not UTF-8; nothing was changed`);
       expect(r.err).toContain('iconv -f utf-16 -t utf-8 FILE');
       expect(r.err).not.toContain('base64');
@@ -74,7 +74,7 @@ describe('bytes that are not UTF-8 are refused, nothing changed', () => {
     const bytes = Buffer.from('users:\n  - name: Ren\xe9\n', 'latin1');
     writeFileSync(file, bytes);
     const r = await cli(e.root, ['secrets', 'encrypt', file], e.env);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toContain('environments/qa/assets/initdata.yml is not UTF-8 text: invalid byte at offset 20 (line 2)');
     expect(r.err).toContain('iconv -f latin1 -t utf-8');
     expect(readFileSync(file)).toEqual(bytes);

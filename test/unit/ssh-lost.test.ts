@@ -36,3 +36,52 @@ describe('a step whose exec fails as the connection goes down', () => {
     await expect(remote.run(step)).rejects.toThrow(/^step "release" on web1 failed: Unable to exec$/);
   });
 });
+
+/** A connection whose exec channel opens after `openMs`; the step's script, once sent, ends with exit 0 after `runMs`. */
+function slowConnection(openMs: number, runMs: number): { ssh: NodeSSH; sent: string[] } {
+  const sent: string[] = [];
+  const conn = Object.assign(new EventEmitter(), {
+    exec(command: string, cb: (e: Error | undefined, c?: unknown) => void) {
+      setTimeout(() => {
+        const channel = Object.assign(new EventEmitter(), {
+          stderr: new EventEmitter(),
+          close: () => channel.emit('close', null),
+          end: () => {
+            sent.push(command);
+            setTimeout(() => {
+              channel.emit('exit', 0);
+              channel.emit('close', 0);
+            }, runMs);
+          },
+        });
+        cb(undefined, channel);
+      }, openMs);
+    },
+  });
+  return { ssh: { connection: conn } as unknown as NodeSSH, sent };
+}
+
+describe('a step in flight (inFlight: what an interruption lets end or stops)', () => {
+  it('is one whose script was sent; one whose channel is still opening is not (halted, it never starts), so no "letting switch end" is said of it', async () => {
+    const { ssh, sent } = slowConnection(50, 50);
+    const remote = new SshRemote(ssh, host, 'app', new MemoryReporter());
+    const run = remote.run({ name: 'switch', script: 'true', as: 'app' });
+    run.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(remote.inFlight()).toEqual([]); // asked for, its channel opening
+    remote.halt('interrupted by SIGINT');
+    await expect(run).rejects.toThrow(/^step "switch" on web1 not started: interrupted by SIGINT$/);
+    expect(sent).toEqual([]);
+    await remote.whenIdle();
+    // sent: in flight until it ends
+    const other = slowConnection(10, 100);
+    const started = new SshRemote(other.ssh, host, 'app', new MemoryReporter());
+    const running = started.run({ name: 'switch', script: 'true', as: 'app' });
+    running.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(other.sent.length).toBe(1);
+    expect(started.inFlight()).toEqual(['switch']);
+    await running.catch(() => undefined);
+    expect(started.inFlight()).toEqual([]);
+  });
+});

@@ -41,7 +41,7 @@ describe('where the commands look for user files', () => {
     rmSync(e.secrets);
     symlinkSync('secrets.sops.yaml', e.secrets);
     const r = await cli(e.root, ['secrets', 'show', 'qa'], e.env);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/^error: cannot read environments\/qa\/secrets\.sops\.yaml: it is a symbolic link that leads to itself .*\n {2}hint: fix or remove it/);
     expect(r.err).not.toMatch(/no secrets file/);
   });
@@ -58,7 +58,7 @@ describe('where the commands look for user files', () => {
     rmSync(config);
     mkdirSync(config);
     const r = await cli(e.root, ['secrets', 'show', 'qa'], e.env);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/cannot read environments\/qa\/environment\.yml: it is a directory, not a file/);
   });
 });

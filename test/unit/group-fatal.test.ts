@@ -178,6 +178,8 @@ describe('group_fatal on a real supervisord 4.2.5', () => {
     expect(await loopWhy('app-later')).toMatch(
       new RegExp(`^program web keeps exiting \\(\\d+ exits since its start, the last with exit status 4\\): it ran past supervisor's startsecs \\(1s\\) each time, so supervisor restarts it without end; ${esc(dir)}/app-later-web\\.err\\.log ends: (connecting with \\*\\*\\* \\| KeyError: 'STRIPE_API_KEY'|KeyError: 'STRIPE_API_KEY' \\| connecting with \\*\\*\\*)$`),
     );
+    // One that exits within startsecs is supervisor's to count: its verdict (FATAL), not "past startsecs".
+    expect(await loopWhy('app-exits')).toMatch(/^supervisor gave up on program web, which keeps exiting/);
   }, 60_000);
 
   it('a log rotated or truncated between the start and the verdict: what the program wrote is quoted all the same', async () => {

@@ -112,14 +112,13 @@ sup_pids() {
 # A program that exits only after supervisor took it as started (startsecs: a database awaited, a setting read late)
 # is restarted without end, never FATAL: when GROUP_EXITS is declared (an associative array the caller keeps over its
 # calls, probe_rounds), each exit seen (supervisor's laststop changed: group_exits) is counted in it, and
-# EXITS_GIVE_UP of them (3 by default: supervisor's own startretries for the quick ones) are a verdict too, said as
-# group_exits says it.
+# EXITS_GIVE_UP of them (3 by default: supervisor's own startretries for the quick ones), the last one past startsecs,
+# are a verdict too, said as group_exits says it (after FATAL: supervisor's own verdict first).
 # Needs mask.sh (mask_clip) and, for the quote, LOG_START (log_reason).
 # shellcheck disable=SC2034 # FATAL_WHY is this function's result, read by the health gate (probe.sh) that calls it
 group_fatal() {
   local k e prog
   sup_pids
-  if declare -p GROUP_EXITS >/dev/null 2>&1 && group_exits "$1" "${EXITS_GIVE_UP:-3}"; then FATAL_WHY=$EXITS_WHY; return 0; fi
   for k in "${!SUP_STATE[@]}"; do
     [[ $k == "$1:"* && ${SUP_STATE[$k]} == FATAL ]] || continue
     # Programs are named <group>-<program> (core/steps/switch.ts programName).
@@ -139,18 +138,21 @@ group_fatal() {
     esac
     return 0
   done
+  if declare -p GROUP_EXITS >/dev/null 2>&1 && group_exits "$1" "${EXITS_GIVE_UP:-3}"; then FATAL_WHY=$EXITS_WHY; return 0; fi
   return 1
 }
 # group_exits GROUP MIN: counts, in GROUP_EXITS[GROUP:PROGRAM] (the caller's associative array, kept over calls; with
 # GROUP_EXITS_AT[GROUP:PROGRAM] the laststop last seen), each exit of GROUP's programs seen since the caller began
 # (SUP_STOP changed, and not before GROUP_EXITS_SINCE, the caller's start in epoch seconds: an older exit of a group
-# that ran before is not counted; call sup_pids first), and is 0 when one of them exited MIN
-# times or more: EXITS_WHY says which, how many times, how it last ended (supervisord's log: one readLog call, then
-# only), that supervisor restarts it (it ran past startsecs each time) and the last lines it wrote since this start
-# (log_reason).
+# that ran before is not counted; call sup_pids first), and is 0 when one of them exited MIN times or more, its last
+# exit after supervisor had taken it as started: supervisord's own log (one readLog call, then only) has its
+# "success: NAME entered RUNNING state" before its last "exited: NAME (...)" (supervisor/process.py). An exit within
+# startsecs is supervisor's to count (BACKOFF, then FATAL: group_fatal says it). EXITS_WHY then says which program, how
+# many times, how it last ended in supervisord's words ("exit status 4", "terminated by SIGKILL"), that supervisor
+# restarts it without end and the last lines it wrote since this start (log_reason).
 # shellcheck disable=SC2034 # EXITS_WHY is this function's result
 group_exits() {
-  local k prog status
+  local k name prog status
   declare -p GROUP_EXITS_AT >/dev/null 2>&1 || declare -gA GROUP_EXITS_AT=()
   for k in "${!SUP_STOP[@]}"; do
     [[ $k == "$1:"* ]] || continue
@@ -161,13 +163,14 @@ group_exits() {
   done
   for k in "${!GROUP_EXITS[@]}"; do
     [[ $k == "$1:"* ]] && [ "${GROUP_EXITS[$k]}" -ge "$2" ] || continue
-    prog=${k#"$1:"}; prog=${prog#"$1-"}
-    # How it ended, in supervisord's own log line (supervisor/process.py finish(): "exited: NAME (exit status 4; not
-    # expected)", or "(terminated by SIGKILL; ...)"): supervisor resets its exitstatus when it starts the process again.
-    status=$(rpc supervisor.readLog -65536 0 | grep -F " exited: ${k#"$1:"} (" | tail -n 1) || true
-    if [[ $status =~ \ exited:\ [^\ ]+\ \(([^\;\)]+) ]]; then status=${BASH_REMATCH[1]}; else status=""; fi
-    if [[ $status == "exit status "* ]]; then status="with $status"; fi
-    if [ "${GROUP_EXITS[$k]}" = 1 ]; then status="1 exit since its start${status:+, $status}"; else status="${GROUP_EXITS[$k]} exits since its start${status:+, the last $status}"; fi
+    name=${k#"$1:"}; prog=${name#"$1-"}
+    # Its last exit, if it came after a success: "exit status 4" (the words before the first ";" or ")").
+    status=$(rpc supervisor.readLog -65536 0 | awk -v ok=" success: $name entered RUNNING" -v ex=" exited: $name (" '
+      index($0, ok) { up = 1; next }
+      index($0, ex) { last = up ? substr($0, index($0, ex) + length(ex)) : ""; up = 0 }
+      END { if (last == "") exit 1; sub(/[;)].*/, "", last); print last }') || continue
+    [[ $status != "exit status "* ]] || status="with $status"
+    if [ "${GROUP_EXITS[$k]}" = 1 ]; then status="1 exit since its start, $status"; else status="${GROUP_EXITS[$k]} exits since its start, the last $status"; fi
     EXITS_WHY="program $prog keeps exiting ($status): it ran past supervisor's startsecs (${STARTSECS:-3}s) each time, so supervisor restarts it without end"
     if log_reason "$k"; then
       EXITS_WHY+="; $LOG_REASON_FILE ends: $LOG_REASON"

@@ -153,6 +153,7 @@ group_fatal() {
 # shellcheck disable=SC2034 # EXITS_WHY is this function's result
 group_exits() {
   local k name prog status
+  declare -p GROUP_EXITS >/dev/null 2>&1 || declare -gA GROUP_EXITS=()
   declare -p GROUP_EXITS_AT >/dev/null 2>&1 || declare -gA GROUP_EXITS_AT=()
   for k in "${!SUP_STOP[@]}"; do
     [[ $k == "$1:"* ]] || continue
@@ -162,7 +163,7 @@ group_exits() {
     GROUP_EXITS_AT[$k]=${SUP_STOP[$k]}
   done
   for k in "${!GROUP_EXITS[@]}"; do
-    [[ $k == "$1:"* ]] && [ "${GROUP_EXITS[$k]}" -ge "$2" ] || continue
+    if [[ $k != "$1:"* ]] || [ "${GROUP_EXITS[$k]}" -lt "$2" ]; then continue; fi
     name=${k#"$1:"}; prog=${name#"$1-"}
     # Its last exit, if it came after a success: "exit status 4" (the words before the first ";" or ")").
     status=$(rpc supervisor.readLog -65536 0 | awk -v ok=" success: $name entered RUNNING" -v ex=" exited: $name (" '

@@ -666,11 +666,12 @@ if [ -n "$verdict" ]; then
   # without the key that lets the runner mask them (mask_text).
   {
   # A log the verdict quotes already ("<file> ends: ...") is not shown again; each line masked, then cut to 500
-  # characters (mask_clip: a program printing megabytes on one line, a binary dump).
+  # characters (mask_clip: a program printing megabytes on one line), its control characters shown as \xHH (a
+  # binary dump, a terminal escape: controls_shown), as the verdict quotes a log.
   for f in "${'$'}{!LOG_START[@]}"; do
     [[ $verdict != *"$f ends: "* ]] || continue
     new=""
-    while IFS= read -r l; do mask_clip "$l" 500; new+="$MASK_TEXT"$'\n'; done < <(log_since "$f" | log_tail 8)
+    while IFS= read -r l; do mask_clip "$l" 500; controls_shown "$MASK_TEXT"; new+="$CONTROLS_TEXT"$'\n'; done < <(log_since "$f" | log_tail 8)
     [ -z "$new" ] || printf -- '--- %s\n%s' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true

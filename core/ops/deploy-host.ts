@@ -431,19 +431,25 @@ export function withDotenvOnlyHint(env: Target, e: unknown): unknown {
 
 /**
  * For withDotenvOnlyHint: the programs whose own log section of a failed start's tail (`--- <logDir>/<program>-<slot>.<out|err>.log`,
- * startSlot; lines above the first header, cut off by the error's tail, are any program's) names one of `named` and that run
+ * startSlot; lines above the first header, cut off by the error's tail, are any program's), or whose log the health
+ * verdict quotes (`<log> ends: ...`, that program's alone), names one of `named` and that run
  * in a `directory` other than the release's root, where the `.env` is:
  * a reader that looks in the working directory (Node's dotenv `config()`, `node --env-file=.env`, pydantic-settings'
  * `env_file=".env"`) finds no file there, so "read the file" is not the way out without its path. '' when none.
  */
 function elsewhereNote(env: Target, tail: string, named: string[]): string {
-  const header = new RegExp(`^--- ${env.layout.logDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/(.+)-(?:blue|green)\\.(?:out|err)\\.log$`);
+  const dir = env.layout.logDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const header = new RegExp(`^--- ${dir}/(.+)-(?:blue|green)\\.(?:out|err)\\.log$`);
+  // The health verdict quotes a program's log on its own line ("<log> ends: ..."), not again under its header.
+  const quoted = new RegExp(`${dir}/([^\\s/]+)-(?:blue|green)\\.(?:out|err)\\.log ends: (.*)$`);
   const found = new Set<string>();
   let program: string | undefined;
   for (const line of tail.split('\n')) {
     const m = header.exec(line);
+    const q = m ? null : quoted.exec(line);
     if (m) program = m[1];
-    else if (named.some((name) => new RegExp(`(?<![A-Za-z0-9_])${name}(?![A-Za-z0-9_])`).test(line))) {
+    else if (q && named.some((name) => new RegExp(`(?<![A-Za-z0-9_])${name}(?![A-Za-z0-9_])`).test(q[2]!))) found.add(q[1]!);
+    else if (!q && named.some((name) => new RegExp(`(?<![A-Za-z0-9_])${name}(?![A-Za-z0-9_])`).test(line))) {
       // Above the first header (the tail cut it off): any program's, so each with a directory of its own.
       for (const p of program ? [program] : Object.keys(env.config.programs)) found.add(p);
     }

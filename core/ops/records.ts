@@ -120,16 +120,22 @@ export interface LockRelease {
 }
 
 /**
- * The audit line of a run whose lock `ops lock release` found stale (its runner killed outright, or gone with its network:
- * it could write none of its own), written just before the release's own: the run's operation, actor and run URL as its
- * lock recorded them, `failed`, with the release its start had filled (`stoppedSlot`'s, never live) when known, and a
- * message saying it was interrupted by its connection lost, since when it held the lock, and what the release found and
- * did (`done`). Its `time` is the release's (when it was found so). Pure.
+ * The audit line of a run whose lock `ops lock release` removed, written just before the release's own: found stale
+ * (its runner killed outright, or gone with its network: it could write none of its own), or held and released with
+ * --force (`by`: the releasing actor; a run stuck for good never writes its own: one that returns writes its own too,
+ * after the release's, saying how it failed: core/ops/locked.ts). The run's operation, actor and run URL as its lock recorded them, `failed`,
+ * with the release its start had filled (`stoppedSlot`'s, never live) when known, and a message saying why it was
+ * interrupted, since when it held the lock, and what the release found and did (`done`). Its `time` is the release's
+ * (when it was found so). Pure.
  */
-export function lostRunEntry(envName: string, lock: LockInfo, time: string, done: string[], stoppedSlot?: string): AuditEntry {
+export function lostRunEntry(envName: string, lock: LockInfo, time: string, done: string[], stoppedSlot?: string, by?: string): AuditEntry {
   const h = lock.holder;
   const made = stoppedSlot?.split(' ')[1];
   const gone = lock.holder.rebooted ? 'the host rebooted under it' : lock.holder.silent ? `its connection silent for ${lock.holder.silent}s: its runner gone with its network` : 'its connection ended: its runner killed outright or cut off';
+  const why =
+    lock.state === 'held'
+      ? `interrupted: its lock released by force by ${by || '?'} while it ran (ops lock release --force; its lock taken ${h.since || 'at an unknown time'})`
+      : `interrupted: connection lost (${gone}; its lock, taken ${h.since || 'at an unknown time'}, found stale by ops lock release)`;
   return {
     time,
     environment: envName,
@@ -138,13 +144,13 @@ export function lostRunEntry(envName: string, lock: LockInfo, time: string, done
     actor: h.actor || '?',
     ...(h.run && { run: h.run }),
     ...(made && { release: made }),
-    message: `interrupted: connection lost (${gone}; its lock, taken ${h.since || 'at an unknown time'}, found stale by ops lock release); ${done.filter(Boolean).join('; ')}`,
+    message: `${why}; ${done.filter(Boolean).join('; ')}`,
   };
 }
 
 /**
  * `ops lock release`: break the lock on every host (forceReleaseLock), recording who did it, what was stopped and
- * what is live in the audit log. A lock whose run is still connected is left (`refused`) unless `force`.
+ * what is live in the audit log, after the line of the run it stopped (lostRunEntry). A lock whose run is still connected is left (`refused`) unless `force`.
  */
 export async function breakLock(ctx: OpsContext, environment: Environment, force = false): Promise<LockRelease[]> {
   const env = resolveTarget(environment);
@@ -163,7 +169,9 @@ export async function breakLock(ctx: OpsContext, environment: Environment, force
         const done = [stopped.length ? `stopped what its run left running (processes ${stopped.join(' ')})` : unchecked ? 'its processes not looked for (no connection id in the lock)' : '', stoppedSlot ? stoppedSlotLine(stoppedSlot, previousBack, lock.holder.operation) : '', `${live || 'nothing'} is live`];
         const time = runnerNow(ctx).toISOString();
         const release = { time, environment: env.name, operation: 'lock release', result: 'success', actor: info.actor, run: info.runUrl || undefined, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}; ${done.filter(Boolean).join('; ')}` } as const;
-        const appended = await remote.run(appendAudit(env, lock.state === 'stale' ? [lostRunEntry(env.name, lock, time, done, stoppedSlot), release] : release));
+        // The run's own line first (stale: it could write none; held: it may never return to write one).
+        const run = lock.state === 'stale' || lock.state === 'held' ? [lostRunEntry(env.name, lock, time, done, stoppedSlot, info.actor)] : [];
+        const appended = await remote.run(appendAudit(env, [...run, release]));
         const failed = reported(appended, AUDIT_KEYS.append_failed);
         if (failed !== undefined) ctx.reporter.warn(`${h.name}: the lock was released, but the audit log could not be written (${failed.trim() || 'no reason given'})`);
       }

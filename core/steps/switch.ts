@@ -486,7 +486,7 @@ log_record() {
 # back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
 back_say() { printf '%s\n' "${'$'}{back_left:+$back_left; }$1"; }
 previous_back() {
-  local ends size f slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  local ends inode size f slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
   read -r rec_slot had ran _ 2>/dev/null < "$dir/${PREVIOUS_RECORD}" || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
@@ -502,7 +502,7 @@ previous_back() {
   # What the release this run started wrote stays in the slot's logs: ops logs shows them from here on, and the
   # health gate's verdict on the previous release started again quotes what it writes from here (group_fatal).
   ends=$(log_ends "$slot"); log_record "$slot" "$ends"
-  local -A LOG_START=(); while read -r _ size f; do [ -z "$f" ] || LOG_START[$f]=$size; done <<< "$ends"
+  local -A LOG_START=() LOG_INODE=(); while read -r inode size f; do [ -z "$f" ] || { LOG_START[$f]=$size; LOG_INODE[$f]=$inode; }; done <<< "$ends"
   if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${'$'}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
@@ -632,8 +632,10 @@ unset LISTEN_TABLE
 # processes write: in the health gate's verdict on a program that keeps exiting (group_fatal's log_reason), in a
 # failure's output below, and in ops logs once the release runs here (${L.logStart(slot)}).
 log_at=$(log_ends ${slot})
-declare -A LOG_START
-while read -r _ size f; do LOG_START[$f]=$size; done <<< "$log_at"
+declare -A LOG_START LOG_INODE
+while read -r inode size f; do LOG_START[$f]=$size; LOG_INODE[$f]=$inode; done <<< "$log_at"
+# supervisor's startsecs, which group_exits names: a program exiting later is restarted without end.
+STARTSECS=${STARTSECS}
 # The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
 # the health check passed: core/steps/status.ts).
 touch -c "$conf" 2>/dev/null || true
@@ -663,9 +665,14 @@ if [ -n "$verdict" ]; then
   # What the programs wrote, and the health verdict (an error page's first bytes), masked here: a rollback runs
   # without the key that lets the runner mask them (mask_text).
   {
+  # A log the verdict quotes already ("<file> ends: ...") is not shown again; each line masked, then cut to 500
+  # characters (mask_clip: a program printing megabytes on one line), its control characters shown as \xHH (a
+  # binary dump, a terminal escape: controls_shown), as the verdict quotes a log.
   for f in "${'$'}{!LOG_START[@]}"; do
-    new=$(tail -c +$(( ${'$'}{LOG_START[$f]} + 1 )) "$f" 2>/dev/null | log_tail 8)
-    [ -z "$new" ] || printf -- '--- %s\n%s\n' "$f" "$new"
+    [[ $verdict != *"$f ends: "* ]] || continue
+    new=""
+    while IFS= read -r l; do mask_clip "$l" 500; controls_shown "$MASK_TEXT"; new+="$CONTROLS_TEXT"$'\n'; done < <(log_since "$f" | log_tail 8)
+    [ -z "$new" ] || printf -- '--- %s\n%s' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "$verdict; the live release keeps serving"

@@ -16,13 +16,21 @@ import { downHost, pypiIndexUrl, sshRun, type Host } from '../hosts/index.ts';
 import { commit, gitIn, initRepo } from '../support/gitrepo.ts';
 import { APP, get, makeProject, readyHost, untilListening, webConfig, type TestProject } from './support.ts';
 
-/** The app: serves its version; MODE=exit exits at once, MODE=late-exit answers and exits a second later, MODE=silent listens and never answers (a hung worker). */
+/**
+ * The app: serves its version; MODE=exit exits at once, MODE=late-exit answers and exits a second later, MODE=silent
+ * listens and never answers (a hung worker), MODE=slow-exit connects to its database for 4 s (past supervisor's
+ * startsecs, 3 s) and exits for a setting not given (supervisor restarts it without end, never FATAL).
+ */
 const SERVER = String.raw`import os, socket, sys, time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 port = int(sys.argv[1])
 mode = open("MODE").read().strip()
 if mode == "exit":
     sys.exit("ModuleNotFoundError: No module named 'settings_local'")
+if mode == "slow-exit":
+    print("connecting to the database...", file=sys.stderr, flush=True)
+    time.sleep(4)
+    sys.exit("RuntimeError: DATABASE_URL is not set (export it in the .env)")
 if mode == "late-exit":
     # Up and answering at once, gone a second later (a worker thread failing on its first connection).
     import threading
@@ -194,6 +202,29 @@ describe.sequential('the health gate', () => {
     for (let i = 0; i < 3; i++) {
       expect((await get(host)).body).toBe('1');
       await new Promise((r) => setTimeout(r, 500));
+    }
+  }, 600_000);
+
+  it('a program that exits after supervisor took it as started (past startsecs), again and again: the deploy fails before the health timeout saying it keeps exiting, with its exit status and its last log lines once, the live release serving', async () => {
+    project.write({ ...config, switch: { drain: 1, health_timeout: 90 }, programs: { web: { command: '{python} server.py {port}', port: 5100, health: '/health', env: {} } } });
+    try {
+      const live = await onHost(`readlink /srv/${APP}/current`);
+      commit(repo, { MODE: 'slow-exit\n', VERSION: '7\n' }, 'a release whose program exits 4 s after each start');
+      gitIn(repo, ['tag', 'slow-exit']);
+      const started = Date.now();
+      const err = await deploy(project.ctx(), project.env(), { ref: 'slow-exit' }).catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      const message = (err as Error).message;
+      expect(message).toMatch(/did not become healthy on slot \w+: program web keeps exiting \(\d+ exits since its start, the last with exit status 1\)/);
+      expect(message).toContain('RuntimeError: DATABASE_URL is not set (export it in the .env)');
+      // Said once: in the verdict, not again under the log's header.
+      expect(message.split('DATABASE_URL is not set').length).toBe(2);
+      expect(message).not.toMatch(/^Error|\n\s+at /);
+      expect(Date.now() - started).toBeLessThan(80_000);
+      expect(await onHost(`readlink /srv/${APP}/current`)).toBe(live);
+      expect((await get(host)).body).toBe('1');
+    } finally {
+      project.write(config);
     }
   }, 600_000);
 

@@ -279,7 +279,11 @@ describe.sequential('interrupting a deploy', () => {
     }
     expect(out).toMatch(new RegExp(`step "build" on ${host.name} [^\n]*\n`));
     expect(out).toMatch(new RegExp(`${host.name}: this run's lock was released by force by \\S+ at \\S+ \\(ops lock release --force: "removed held lock of a deploy run by [^"]*"\\) while it ran: that stopped the run's steps there`));
-    const entries = (await auditLog(project.ctx(), project.env(), 2))[0]!.entries;
+    // The release wrote the run's line first (a run stuck for good would write none), then its own; the run, back, its own.
+    const entries = (await auditLog(project.ctx(), project.env(), 3))[0]!.entries.slice(1);
+    const forced = (await auditLog(project.ctx(), project.env(), 3))[0]!.entries[0]!;
+    expect(forced).toMatchObject({ operation: 'deploy', result: 'failed' });
+    expect(forced.message).toMatch(/^interrupted: its lock released by force by \S+ while it ran \(ops lock release --force; its lock taken /);
     expect(entries.map((e) => e.operation)).toEqual(['lock release', 'deploy']);
     expect(entries[1]).toMatchObject({ result: 'failed', ref: 'main' });
     expect(entries[1]!.message).toMatch(/its lock released by force by /);

@@ -73,6 +73,13 @@ describe('withDotenvOnlyHint, a program in a directory of its own', () => {
     expect(e.hint).not.toContain('api runs in');
   });
 
+  it("a log the health verdict quotes (not shown again under its header): that program's, not the one whose section comes before", () => {
+    const verdict = "release r1 did not become healthy on slot green: program admin keeps exiting (3 exits since its start, the last with exit status 1): it ran past supervisor's startsecs (3s) each time, so supervisor restarts it without end; /var/log/shop/admin-green.err.log ends: KeyError: DATABASE_URL (waiting for admin:8090:/health); the live release keeps serving";
+    const e = withDotenvOnlyHint(twoDirs, failedStart(log('web', 'listening') + 'shop-green:shop-green-admin RUNNING\n' + verdict)) as StepError;
+    expect(e.hint).toContain('admin runs in apps/admin/');
+    expect(e.hint).not.toContain('web runs in');
+  });
+
   it('says nothing of directories for a program at the release root, or one whose log does not name it', () => {
     const e = withDotenvOnlyHint(twoDirs, failedStart(log('api', 'KeyError: SECRET_KEY') + log('web', 'listening on 8081'))) as StepError;
     expect(e.hint).toMatch(/with shell in dotenv\.readers$/);

@@ -5,7 +5,7 @@
 // lines it wrote since this start (its stderr, else its stdout: real failures of real tools, masked, escapes shown).
 import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
-import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,18 +22,36 @@ let takenPort: number;
 /** LOG_START as a start fills it: each program log's size when the group started (0: not there yet). */
 const logStart: Record<string, number> = {};
 const SECRET = 'pg-S3cretPassw0rd-x81';
+/** LOG_INODE as a start fills it: the inode of each log it found, before it was rotated or truncated. */
+const inodes: Record<string, number> = {};
 
 /** Ask group_fatal about GROUP (supervisord starts it itself, as it does a group a deploy adds) twice a second (for 20 s at most) until it says supervisor gave up: FATAL_WHY. */
 async function fatalWhy(group: string): Promise<string> {
   const starts = Object.entries(logStart).map(([f, n]) => `LOG_START[${f}]=${n}`).join('; ');
+  const nodes = Object.entries(inodes).map(([f, n]) => `LOG_INODE[${f}]=${n}`).join('; ');
   const script = `${scriptPrelude}\n${MASK_FUNCTIONS}\n${SUPERVISOR_FUNCTIONS}\nSUPERVISOR_SOCK=${sup.sock}
-MASK_LOADED=1; MASK_FORMS=(${SECRET}); declare -A LOG_START; ${starts}
+MASK_LOADED=1; MASK_FORMS=(${SECRET}); declare -A LOG_START LOG_INODE; ${starts}; ${nodes}
 for i in $(seq 40); do if group_fatal ${group}; then printf '%s\\n' "$FATAL_WHY"; exit 0; fi; sleep 0.5; done
 echo "never FATAL"`;
   const { stdout } = await run('bash', ['-c', script], { encoding: 'utf8' });
   return stdout.trim().split('\n').at(-1)!;
 }
 
+/**
+ * Ask group_fatal about GROUP as the health gate does (GROUP_EXITS kept over its calls, counting from now) twice a
+ * second for 20 s at most, until it has a verdict: FATAL_WHY.
+ */
+async function loopWhy(group: string): Promise<string> {
+  const starts = Object.entries(logStart).map(([f, n]) => `LOG_START[${f}]=${n}`).join('; ');
+  const nodes = Object.entries(inodes).map(([f, n]) => `LOG_INODE[${f}]=${n}`).join('; ');
+  const script = `${scriptPrelude}\n${MASK_FUNCTIONS}\n${SUPERVISOR_FUNCTIONS}\nSUPERVISOR_SOCK=${sup.sock}
+MASK_LOADED=1; MASK_FORMS=(${SECRET}); declare -A LOG_START LOG_INODE; ${starts}; ${nodes}
+declare -A GROUP_EXITS=(); GROUP_EXITS_SINCE=$(date +%s); STARTSECS=1
+for i in $(seq 40); do if group_fatal ${group}; then printf '%s\\n' "$FATAL_WHY"; exit 0; fi; sleep 0.5; done
+echo "no verdict"`;
+  const { stdout } = await run('bash', ['-c', script], { encoding: 'utf8' });
+  return stdout.trim().split('\n').at(-1)!;
+}
 beforeAll(async () => {
   taken = createServer();
   await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
@@ -65,6 +83,20 @@ beforeAll(async () => {
     // The log of a release that ran on the slot before: not this start's words.
     file(d, 'app-quiet-web.log', 'Traceback (most recent call last):\nOldError: an older release said this\n');
     logStart[`${d}/app-quiet-web.log`] = statSync(join(d, 'app-quiet-web.log')).size;
+    // A program that runs past startsecs (1 s here) each time, then exits for a setting not given, printing the
+    // secret it has: supervisor restarts it without end, never FATAL.
+    file(d, 'later.py', `import sys, time\nprint("connecting with ${SECRET}", file=sys.stderr, flush=True)\ntime.sleep(1.5)\nprint("KeyError: 'STRIPE_API_KEY'", file=sys.stderr, flush=True)\nsys.exit(4)\n`);
+    // Logs a start found long, then rotated (renamed .1, supervisor begins a new file) or truncated (copytruncate)
+    // before the program wrote: what it wrote is all in the new file, before the size the start found.
+    for (const g of ['rotated', 'truncated']) {
+      const f = join(d, `app-${g}-web.err.log`);
+      file(d, `app-${g}-web.err.log`, 'an older release wrote this\n'.repeat(200));
+      logStart[f] = statSync(f).size;
+      inodes[f] = statSync(f).ino;
+      logStart[join(d, `app-${g}-web.log`)] = 0;
+      if (g === 'rotated') renameSync(f, `${f}.1`);
+      else writeFileSync(f, '');
+    }
     // A script committed without its executable bit (git keeps 644).
     writeFileSync(join(d, 'start.sh'), '#!/bin/sh\nexec sleep 600\n');
     chmodSync(join(d, 'start.sh'), 0o644);
@@ -73,7 +105,7 @@ beforeAll(async () => {
       '[group:app-bare]\nprograms=app-bare-api\n',
       '[group:app-mode]\nprograms=app-mode-web\n',
       '[group:app-exits]\nprograms=app-exits-web\n',
-      ...['module', 'keyerror', 'shebang', 'chdir', 'node', 'inuse', 'nodeinuse', 'secret', 'colours', 'quiet'].map((g) => `[group:app-${g}]\nprograms=app-${g}-web\n`),
+      ...['module', 'keyerror', 'shebang', 'chdir', 'node', 'inuse', 'nodeinuse', 'secret', 'colours', 'quiet', 'later', 'rotated', 'truncated'].map((g) => `[group:app-${g}]\nprograms=app-${g}-web\n`),
       program(d, 'app-typo-web', `${d}/venv/bin/gunicron app:app`),
       program(d, 'app-bare-api', 'uvicron main:app'),
       program(d, 'app-mode-web', `${d}/start.sh`),
@@ -88,6 +120,9 @@ beforeAll(async () => {
       failing(d, 'app-secret-web', '/usr/bin/python3 db.py'),
       failing(d, 'app-colours-web', '/usr/bin/python3 colours.py'),
       failing(d, 'app-quiet-web', '/usr/bin/python3 -c "import sys; sys.exit(1)"'),
+      failing(d, 'app-later-web', '/usr/bin/python3 later.py'),
+      failing(d, 'app-rotated-web', '/usr/bin/python3 settings.py'),
+      failing(d, 'app-truncated-web', '/usr/bin/python3 settings.py'),
     ];
   });
 }, 30_000);
@@ -137,5 +172,19 @@ describe('group_fatal on a real supervisord 4.2.5', () => {
     expect(await fatalWhy('app-colours')).toBe(
       `supervisor gave up on program web, which keeps exiting; ${dir}/app-colours-web.err.log ends: \\x1b[31mERROR\\x1b[0m config file /etc/app.toml missing\\x1b]0;owned\\x07`,
     );
+  }, 60_000);
+
+  it('a program that exits past startsecs, again and again (supervisor restarts it without end, never FATAL): said to keep exiting, with its exit status and last lines, masked', async () => {
+    expect(await loopWhy('app-later')).toMatch(
+      new RegExp(`^program web keeps exiting \\(\\d+ exits since its start, the last with exit status 4\\): it ran past supervisor's startsecs \\(1s\\) each time, so supervisor restarts it without end; ${esc(dir)}/app-later-web\\.err\\.log ends: (connecting with \\*\\*\\* \\| KeyError: 'STRIPE_API_KEY'|KeyError: 'STRIPE_API_KEY' \\| connecting with \\*\\*\\*)$`),
+    );
+    // One that exits within startsecs is supervisor's to count: its verdict (FATAL), not "past startsecs".
+    expect(await loopWhy('app-exits')).toMatch(/^supervisor gave up on program web, which keeps exiting/);
+  }, 60_000);
+
+  it('a log rotated or truncated between the start and the verdict: what the program wrote is quoted all the same', async () => {
+    for (const g of ['rotated', 'truncated']) {
+      expect(await fatalWhy(`app-${g}`)).toMatch(new RegExp(`^supervisor gave up on program web, which keeps exiting; ${esc(dir)}/app-${g}-web\\.err\\.log ends: .*KeyError: 'APP_DATABASE_URL'$`));
+    }
   }, 60_000);
 });

@@ -406,6 +406,23 @@ describe('a run lost with its connection (its runner killed outright, its networ
   });
 });
 
+describe('a run whose lock ops lock release --force took (stuck, or never coming back): its line is written by the release', () => {
+  it("the run's line (its operation, actor, run URL, failed: interrupted, its lock released by force by whom; the release its start had filled), before the release's", () => {
+    const lock = { state: 'held' as const, holder: { operation: 'deploy', actor: 'alice@ci', run: 'https://github.com/o/r/actions/runs/42', since: '2026-11-30T12:00:00Z' } };
+    const done = ['stopped what its run left running (processes 123)', '', `${id(3)} is live`];
+    expect(lostRunEntry('test', lock, '2026-11-30T12:10:00Z', done, `green ${id(4)}`, 'bob')).toEqual({
+      time: '2026-11-30T12:10:00Z',
+      environment: 'test',
+      operation: 'deploy',
+      result: 'failed',
+      actor: 'alice@ci',
+      run: 'https://github.com/o/r/actions/runs/42',
+      release: id(4),
+      message: `interrupted: its lock released by force by bob while it ran (ops lock release --force; its lock taken 2026-11-30T12:00:00Z); stopped what its run left running (processes 123); ${id(3)} is live`,
+    });
+  });
+});
+
 describe('an audit line is one line to every reader', () => {
   it('a message holding NEL, U+2028 or U+2029 (an app\'s output quoted by a failure): one entry per line to Python\'s splitlines and to JSON.parse, the same entry back', () => {
     const messages = ['start failed: Traceback\u0085  File "app.py"', 'a\u2028b', 'c\u2029d', 'plain \\u0085 as text'];

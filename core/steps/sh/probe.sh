@@ -365,7 +365,8 @@ elsewhere() {
 # wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names
 # each probe that never did, with why its last try failed ("Operation timed out after 5001 milliseconds with 0 bytes
 # received": a program that accepts connections but never answers; a refused port also says where else it listens).
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs; and on a probe
+# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs, or one keeps
+# exiting past startsecs (group_fatal's group_exits: restarted without end, never FATAL); and on a probe
 # answered by the same client error for a quarter of TIMEOUT, 3 s at least (probe_rounds: a running app's verdict
 # on the request), naming every other probe still pending too; with OTHER_PORTS set too, at once when a program of the
 # group listens on a port of the other slot (group_listens, identity.sh: it shares the live release's port).
@@ -396,6 +397,8 @@ probe_rounds() {
   local PROBE_HOST PROBE_PROTO PROBE_HEADERS PROBE_ROUTED
   local -a fds=() sent_at=() sent_why=()
   local -A why=() refused=() refused_since=() refused_rounds=()
+  # The exits group_fatal counts (group_exits): a program restarted without end after startsecs, from now on.
+  local -A GROUP_EXITS=() GROUP_EXITS_AT=(); local GROUP_EXITS_SINCE
   # How long the same client error must last to be a verdict: a quarter of the timeout, 3 s at least (60 s: 15 s).
   # Apps answer 4xx for a few seconds while they start (Express listening before its routes are mounted, after an
   # `await db.connect()`; a server-side rendered page answering 404 until the API it asks is up): a window that
@@ -403,7 +406,7 @@ probe_rounds() {
   # within reason, while a verdict still comes well before the timeout. (Waiting for the group's other programs to
   # pass first would not do: a sibling that never starts would hide the client error behind the timeout.)
   window=$(( limit / 4 )); [ "$window" -ge 3 ] || window=3
-  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
+  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 )); GROUP_EXITS_SINCE=$now
   while :; do
     printf -v now '%(%s)T' -1
     if [ -n "${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
@@ -473,9 +476,13 @@ probe_rounds() {
     printf -v now '%(%s)T' -1
     if [ "$now" -ge "$deadline" ]; then
       # Where each program listens instead (a port of its own choosing, a unix socket), for the verdict.
-      if [ -n "${FATAL_GROUP:-}" ] && declare -F group_listens >/dev/null; then sup_pids; group_listens "$FATAL_GROUP" "${pending[@]}"; fi
+      [ -z "${FATAL_GROUP:-}" ] || sup_pids
+      if [ -n "${FATAL_GROUP:-}" ] && declare -F group_listens >/dev/null; then group_listens "$FATAL_GROUP" "${pending[@]}"; fi
       UNHEALTHY="no healthy answer within ${limit}s from"; probe_pending "" ""
-      [ -z "${FATAL_GROUP:-}" ] || [ -z "${SLOW_START_HINT:-}" ] || probe_slow_start "$FATAL_GROUP" "$limit"
+      # A program that exited meanwhile (fewer times than group_fatal's verdict takes) is no slow start: said so, in
+      # its own words (group_exits, from the same supervisor call).
+      if [ -n "${FATAL_GROUP:-}" ] && group_exits "$FATAL_GROUP" 1; then UNHEALTHY+="; $EXITS_WHY"
+      elif [ -n "${FATAL_GROUP:-}" ] && [ -n "${SLOW_START_HINT:-}" ]; then probe_slow_start "$FATAL_GROUP" "$limit"; fi
       return 1
     fi
     read -r -t "$interval" -u "$pause" _ || true

@@ -77,11 +77,14 @@ group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault
 # SUP_SPAWNERR[GROUP:PROGRAM]: supervisor's spawnerr, why its last start failed (supervisor/process.py: "can't find
 # command '...'" and the other refusals of options.check_execv_args, or "Exited too quickly ..."), unescaped.
 # SUP_ERRLOG and SUP_OUTLOG[GROUP:PROGRAM]: its stderr_logfile and stdout_logfile (getProcessInfo; empty when none).
-# shellcheck disable=SC2034 # SUP_PID, SUP_STATE, SUP_SPAWNERR, SUP_ERRLOG and SUP_OUTLOG are this function's result, read by the step that calls it
+# SUP_STOP[GROUP:PROGRAM]: when its process last exited (supervisor's laststop, in whole seconds; 0 when it never
+# did since supervisor created it: a group added anew starts at 0).
+# shellcheck disable=SC2034 # SUP_PID, SUP_STATE, SUP_SPAWNERR, SUP_ERRLOG, SUP_OUTLOG and SUP_STOP are this function's result, read by the step that calls it
 sup_pids() {
   local xml s n g p st e re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>' re_err='<name>spawnerr</name><value><string>([^<]*)</string>'
   local re_errlog='<name>stderr_logfile</name><value><string>([^<]*)</string>' re_outlog='<name>stdout_logfile</name><value><string>([^<]*)</string>' el ol
-  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=() SUP_ERRLOG=() SUP_OUTLOG=()
+  local re_stop='<name>stop</name><value><int>([0-9]+)</int>' so
+  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=() SUP_ERRLOG=() SUP_OUTLOG=() SUP_STOP=()
   xml=$(rpc supervisor.getAllProcessInfo); xml=${xml//$'\n'/}
   while [[ $xml == *'</struct>'* ]]; do
     s=${xml%%'</struct>'*}; xml=${xml#*'</struct>'}
@@ -93,7 +96,8 @@ sup_pids() {
     e=; if [[ $s =~ $re_err ]]; then e=${BASH_REMATCH[1]}; e=${e//&lt;/<}; e=${e//&gt;/>}; e=${e//&amp;/&}; fi
     el=; if [[ $s =~ $re_errlog ]]; then el=${BASH_REMATCH[1]}; el=${el//&lt;/<}; el=${el//&gt;/>}; el=${el//&amp;/&}; fi
     ol=; if [[ $s =~ $re_outlog ]]; then ol=${BASH_REMATCH[1]}; ol=${ol//&lt;/<}; ol=${ol//&gt;/>}; ol=${ol//&amp;/&}; fi
-    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; SUP_ERRLOG[$g:$n]=$el; SUP_OUTLOG[$g:$n]=$ol; fi
+    so=0; if [[ $s =~ $re_stop ]]; then so=${BASH_REMATCH[1]}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; SUP_ERRLOG[$g:$n]=$el; SUP_OUTLOG[$g:$n]=$ol; SUP_STOP[$g:$n]=$so; fi
   done
 }
 # group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
@@ -105,6 +109,11 @@ sup_pids() {
 # alone (a traceback, "Cannot find module", EADDRINUSE, a bad shebang's "env: 'pyhton3': No such file", supervisor's
 # "couldn't chdir"): FATAL_WHY quotes the last lines it wrote there since this start (log_reason), so that the
 # verdict carries the reason, not a pointer to ops logs.
+# A program that exits only after supervisor took it as started (startsecs: a database awaited, a setting read late)
+# is restarted without end, never FATAL: when GROUP_EXITS is declared (an associative array the caller keeps over its
+# calls, probe_rounds), each exit seen (supervisor's laststop changed: group_exits) is counted in it, and
+# EXITS_GIVE_UP of them (3 by default: supervisor's own startretries for the quick ones), the last one past startsecs,
+# are a verdict too, said as group_exits says it (after FATAL: supervisor's own verdict first).
 # Needs mask.sh (mask_clip) and, for the quote, LOG_START (log_reason).
 # shellcheck disable=SC2034 # FATAL_WHY is this function's result, read by the health gate (probe.sh) that calls it
 group_fatal() {
@@ -129,7 +138,70 @@ group_fatal() {
     esac
     return 0
   done
+  if declare -p GROUP_EXITS >/dev/null 2>&1 && group_exits "$1" "${EXITS_GIVE_UP:-3}"; then FATAL_WHY=$EXITS_WHY; return 0; fi
   return 1
+}
+# group_exits GROUP MIN: counts, in GROUP_EXITS[GROUP:PROGRAM] (the caller's associative array, kept over calls; with
+# GROUP_EXITS_AT[GROUP:PROGRAM] the laststop last seen), each exit of GROUP's programs seen since the caller began
+# (SUP_STOP changed, and not before GROUP_EXITS_SINCE, the caller's start in epoch seconds: an older exit of a group
+# that ran before is not counted; call sup_pids first), and is 0 when one of them exited MIN times or more, its last
+# exit after supervisor had taken it as started: supervisord's own log (one readLog call, then only) has its
+# "success: NAME entered RUNNING state" before its last "exited: NAME (...)" (supervisor/process.py). An exit within
+# startsecs is supervisor's to count (BACKOFF, then FATAL: group_fatal says it). EXITS_WHY then says which program, how
+# many times, how it last ended in supervisord's words ("exit status 4", "terminated by SIGKILL"), that supervisor
+# restarts it without end and the last lines it wrote since this start (log_reason).
+# shellcheck disable=SC2034 # EXITS_WHY is this function's result
+group_exits() {
+  local k name prog status
+  declare -p GROUP_EXITS >/dev/null 2>&1 || declare -gA GROUP_EXITS=()
+  declare -p GROUP_EXITS_AT >/dev/null 2>&1 || declare -gA GROUP_EXITS_AT=()
+  for k in "${!SUP_STOP[@]}"; do
+    [[ $k == "$1:"* ]] || continue
+    if [ "${SUP_STOP[$k]}" -ge "${GROUP_EXITS_SINCE:-1}" ] && [ "${SUP_STOP[$k]}" != "${GROUP_EXITS_AT[$k]:-0}" ]; then
+      GROUP_EXITS[$k]=$(( ${GROUP_EXITS[$k]:-0} + 1 ))
+    fi
+    GROUP_EXITS_AT[$k]=${SUP_STOP[$k]}
+  done
+  for k in "${!GROUP_EXITS[@]}"; do
+    if [[ $k != "$1:"* ]] || [ "${GROUP_EXITS[$k]}" -lt "$2" ]; then continue; fi
+    name=${k#"$1:"}; prog=${name#"$1-"}
+    # Its last exit, if it came after a success: "exit status 4" (the words before the first ";" or ")").
+    status=$(rpc supervisor.readLog -65536 0 | awk -v ok=" success: $name entered RUNNING" -v ex=" exited: $name (" '
+      index($0, ok) { up = 1; next }
+      index($0, ex) { last = up ? substr($0, index($0, ex) + length(ex)) : ""; up = 0 }
+      END { if (last == "") exit 1; sub(/[;)].*/, "", last); print last }') || continue
+    [[ $status != "exit status "* ]] || status="with $status"
+    if [ "${GROUP_EXITS[$k]}" = 1 ]; then status="1 exit since its start, $status"; else status="${GROUP_EXITS[$k]} exits since its start, the last $status"; fi
+    EXITS_WHY="program $prog keeps exiting ($status): it ran past supervisor's startsecs (${STARTSECS:-3}s) each time, so supervisor restarts it without end"
+    if log_reason "$k"; then
+      EXITS_WHY+="; $LOG_REASON_FILE ends: $LOG_REASON"
+    else
+      EXITS_WHY+=", writing nothing to its stdout or stderr since this start (an app that writes a log file of its own says why there)"
+    fi
+    return 0
+  done
+  return 1
+}
+# log_since FILE: what a program wrote to its log FILE since LOG_START[FILE] (the size it had then) began, on
+# stdout, at most the last 64 KiB. A file rotated meanwhile (supervisor renames it FILE.1 at its
+# stdout_logfile_maxbytes and begins a new one; LOG_INODE[FILE], when the caller has it, the inode it had then) or
+# truncated (logrotate's copytruncate; a program's own >) is smaller than it was, or another file: then its old
+# file's rest (FILE.1, the same inode) and the whole new one. NUL bytes (a binary write) left out: bash drops them
+# from a variable, with a warning on stderr. Nothing for a file not in LOG_START.
+log_since() {
+  local f=$1 at ino now size
+  [ -n "${LOG_START[$f]+x}" ] || return 0
+  at=${LOG_START[$f]}; ino=""
+  if [[ $(declare -p LOG_INODE 2>/dev/null) == "declare -A"* ]]; then ino=${LOG_INODE[$f]:-}; fi
+  read -r now size < <(stat -c '%i %s' -- "$f" 2>/dev/null) || { now=""; size=0; }
+  if { [ -n "$ino" ] && [ "$ino" != - ] && [ -n "$now" ] && [ "$now" != "$ino" ]; } || [ "${size:-0}" -lt "$at" ]; then
+    {
+      if [ -n "$ino" ] && [ "$ino" != - ] && [ "$(stat -c %i -- "$f.1" 2>/dev/null)" = "$ino" ]; then tail -c +$(( at + 1 )) -- "$f.1" 2>/dev/null; fi
+      cat -- "$f" 2>/dev/null
+    } | tail -c 65536 | tr -d '\000'
+  else
+    tail -c +$(( at + 1 )) -- "$f" 2>/dev/null | tail -c 65536 | tr -d '\000'
+  fi
 }
 # log_tail N: the last N lines of stdin (a program's log), or, when they are the end of a stack trace whose message
 # comes before its frames (Node's `Error: Cannot find module ...` then `    at ...` lines, `{ code: ... }` and
@@ -156,16 +228,17 @@ log_tail() {
 # 1 when neither says anything. Lines as log_words picks them, each masked then cut to 200 characters (mask_clip: a
 # secret an app printed, a database URL in a traceback, never leaves the host whole), its control characters (a
 # terminal escape) then shown as \xHH, as ops shows an app's text (core/errors.ts showControls). Read once, when the
-# gate has its verdict (two processes): never per round. At most the last 64 KiB of what the start wrote.
+# gate has its verdict (two processes): never per round. At most the last 64 KiB of what the start wrote (log_since:
+# of a log rotated or truncated meanwhile too).
 log_reason() {
-  local f at l out lines=()
+  local f l out lines=()
   LOG_REASON=""; LOG_REASON_FILE=""
   # Nothing quoted unmasked: without mask.sh (or LOG_START), nothing is quoted.
   if [[ $(declare -p LOG_START 2>/dev/null) != "declare -A"* ]] || ! declare -F mask_clip >/dev/null; then return 1; fi
   for f in "${SUP_ERRLOG[$1]:-}" "${SUP_OUTLOG[$1]:-}"; do
     if [ -z "$f" ] || [ -z "${LOG_START[$f]+x}" ]; then continue; fi
-    at=${LOG_START[$f]}; out=""
-    mapfile -t lines < <(tail -c +$(( at + 1 )) -- "$f" 2>/dev/null | tail -c 65536 | log_words 4)
+    out=""
+    mapfile -t lines < <(log_since "$f" | log_words 4)
     [ ${#lines[@]} -gt 0 ] || continue
     for l in "${lines[@]}"; do
       mask_clip "$l" 200; controls_shown "$MASK_TEXT"

@@ -26,6 +26,17 @@ cert_lacks() {
   for n in "$@"; do grep -qxF -- "$n" <<< "$sans" || out+="${out:+ }$n"; done
   printf '%s' "$out"
 }
+# cert_beyond CERT NAME...: prints the names the certificate's subjectAltName lists (lower case, space-separated) that
+# are none of the NAMEs (a name no longer served: its renewal would fail once its DNS moves), nothing when none or missing.
+cert_beyond() {
+  local f=$1 sans n want out=''
+  shift
+  [ -s "$f" ] || return 0
+  sans=$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' | sed 's/^[^:]*://' | tr '[:upper:]' '[:lower:]') || true
+  want=$(printf '%s\n' "$@" | tr '[:upper:]' '[:lower:]')
+  while IFS= read -r n; do [ -z "$n" ] || grep -qxF -- "$n" <<< "$want" || out+="${out:+ }$n"; done <<< "$sans"
+  printf '%s' "$out"
+}
 # cert_problem CERT KEY: prints why nginx could not serve this certificate with this key (missing, unreadable, the key
 # not the certificate's: replaced by hand), nothing when it can. Public keys compared, as nginx -t does ("key values mismatch").
 cert_problem() {

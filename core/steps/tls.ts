@@ -119,21 +119,31 @@ fi`);
   } else {
     lines.push(selfSignedCertificate(env));
   }
-  if (env.config.tls.mode === 'letsencrypt') {
-    // What the certificate lacks, and the site serving now (ops's, enabled): kept while the certificate of new names is not issued (tlsPlan).
-    const site = quote(L.nginxSite);
-    lines.push(String.raw`ops_report ${TLS_KEYS.cert_lacks} "$(cert_lacks ${quote(certs.cert)} ${certificateNames(env).map(quote).join(' ')})"
+  // What the certificate lacks, and the site serving now: kept while the certificate of new names is not issued (tlsPlan).
+  if (env.config.tls.mode === 'letsencrypt') lines.push(servingSite(env));
+  // Ready: a certificate nginx can serve with its key (cert_problem); one whose key was replaced by hand is not.
+  lines.push(`ops_report ${TLS_KEYS.certificate} "$([ -z "$(cert_problem ${quote(certs.cert)} ${quote(certs.key)})" ] && echo yes || echo no)"`, 'item tls');
+  return { name: 'tls', as: 'root', timeout: 120, script: lines.join('\n') };
+}
+
+/**
+ * Shell reporting what tlsPlan reads besides the certificate: TLS_KEYS.cert_lacks (the site's names the certificate
+ * does not name), and, when ops's site is enabled (its header opens it), the site nginx serves now: TLS_KEYS.site_names
+ * (its server_name names, `_` left out), site_cert (its first ssl_certificate, '' for a site serving http only) and
+ * site_cert_ok (that certificate servable with its ssl_certificate_key: cert_problem). Needs CERT_FUNCTIONS.
+ */
+export function servingSite(env: Target): string {
+  const L = env.layout;
+  const certs = certificatePaths(env)!;
+  const site = quote(L.nginxSite);
+  return String.raw`ops_report ${TLS_KEYS.cert_lacks} "$(cert_lacks ${quote(certs.cert)} ${certificateNames(env).map(quote).join(' ')})"
 if [ -e ${quote(L.nginxSiteEnabled)} ] && [ "$(head -n1 ${site} 2>/dev/null || true)" = ${quote(HEADER)} ]; then
   ops_report ${TLS_KEYS.site_names} "$(sed -n 's/^[[:space:]]*server_name[[:space:]]\{1,\}\([^;]*\);.*/\1/p' ${site} | tr -s ' \t' '\n' | grep -vx '_' | sort -u | tr '\n' ' ' || true)"
   site_cert=$(sed -n 's/^[[:space:]]*ssl_certificate[[:space:]]\{1,\}\([^;[:space:]]*\);.*/\1/p' ${site} | sed -n 1p || true)
   site_key=$(sed -n 's/^[[:space:]]*ssl_certificate_key[[:space:]]\{1,\}\([^;[:space:]]*\);.*/\1/p' ${site} | sed -n 1p || true)
   ops_report ${TLS_KEYS.site_cert} "$site_cert"
   ops_report ${TLS_KEYS.site_cert_ok} "$([ -n "$site_cert" ] && [ -z "$(cert_problem "$site_cert" "$site_key")" ] && echo yes || echo no)"
-fi`);
-  }
-  // Ready: a certificate nginx can serve with its key (cert_problem); one whose key was replaced by hand is not.
-  lines.push(`ops_report ${TLS_KEYS.certificate} "$([ -z "$(cert_problem ${quote(certs.cert)} ${quote(certs.key)})" ] && echo yes || echo no)"`, 'item tls');
-  return { name: 'tls', as: 'root', timeout: 120, script: lines.join('\n') };
+fi`;
 }
 
 /**

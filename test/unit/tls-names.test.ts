@@ -160,3 +160,18 @@ describe('ops certs: the certificates no served name uses', () => {
     expect(text.match(/unused/g)).toHaveLength(1);
   });
 });
+
+describe('certbot_failure names the names the ACME server could not validate', () => {
+  it("certbot's Domain: lines, not the lineage's name; without them, the lineage's", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-tls-failure-'));
+    const log = join(dir, 'log');
+    const say = (text: string) => {
+      writeFileSync(log, text);
+      return execFileSync('bash', ['-c', `${scriptPrelude}\n${CERT_FUNCTIONS}\ncertbot_failure 1 ${log} example.org https://acme.test/dir /var/www/letsencrypt 'left' 2>&1`], { encoding: 'utf8' });
+    };
+    const out = say('Certbot failed to authenticate some domains (authenticator: webroot). The Certificate Authority reported these problems:\n  Domain: www.example.org\n  Type:   connection\n  Detail: could not resolve\n');
+    expect(out).toContain('certbot could not get a certificate for example.org: www.example.org must resolve to this host');
+    expect(out).toContain('the ACME server could not validate www.example.org (Type: connection Detail: could not resolve). left. To fix: the DNS record of www.example.org (A/AAAA to this host)');
+    expect(say('Challenge failed\n')).toContain('example.org must resolve to this host and its port 80 be reachable from the ACME server, answering /.well-known/acme-challenge/ from /var/www/letsencrypt; the ACME server could not validate it. left');
+  });
+});

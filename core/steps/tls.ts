@@ -336,7 +336,7 @@ export function letsEncryptRefusal(config: Pick<Target['config'], 'tls' | 'domai
  * the old names' DNS moves. Only a lineage of certbot's (under /etc/letsencrypt/live/) that ops issued (its renewal
  * configuration gets its challenges from the ACME webroot ops serves: webroot_path) and that is not the site's own
  * (`certbot delete --cert-name`, under the host's certbot lock); any other is never touched (ops certs lists those no
- * served name uses). Says what it deleted; a deletion certbot refuses is said, and the step still succeeds (the site
+ * served name uses), nor this one while `nginx -T` fails (what nginx loads is not known then). Says what it deleted; a deletion certbot refuses is said, and the step still succeeds (the site
  * serves its new names). Needs nothing else: a step of its own. https://eff-certbot.readthedocs.io/en/stable/using.html#deleting-certificates
  */
 export function retireCertificate(env: Target, oldCert: string): Step | undefined {
@@ -351,7 +351,8 @@ export function retireCertificate(env: Target, oldCert: string): Step | undefine
     timeout: 300,
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${HOST_LOCK_FUNCTIONS}
-if [ -f ${conf} ] && grep -qE ${quote(`^webroot_path *= *${webroot},?$`)} ${conf} && ! { nginx -T 2>/dev/null || true; } | grep -qE ${quote(`^[^#]*ssl_certificate(_key)?[[:space:]]+/etc/letsencrypt/live/${lineage.replace(/[.]/g, '\\.')}/`)}; then
+if [ -f ${conf} ] && grep -qE ${quote(`^webroot_path *= *${webroot},?$`)} ${conf} \
+  && retire_loaded=$(nginx -T 2>/dev/null) && ! grep -qE ${quote(`^[^#]*ssl_certificate(_key)?[[:space:]]+/etc/letsencrypt/live/${lineage.replace(/[.]/g, '\\.')}/`)} <<< "$retire_loaded"; then
   old_names=$(openssl x509 -in ${quote(oldCert)} -noout -ext subjectAltName 2>/dev/null | grep -oE 'DNS:[^, ]*' | sed 's/^DNS://' | tr '\n' ' ' || true)
   host_lock certbot 300
   if out=$(certbot delete -n --cert-name ${quote(lineage)} 2>&1); then

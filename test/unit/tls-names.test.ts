@@ -2,7 +2,7 @@
 // read from prepareTls's servingSite by real bash), the certificate naming names no longer served is reissued
 // (cert_beyond), and the one ops issued for the old names is deleted once nothing serves it (retireCertificate).
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -119,7 +119,7 @@ describe('certificates of names no longer served', () => {
     mkdirSync(bin);
     const conf = join(dir, 'old.example.org.conf');
     // nginx -T: what the stub is given; certbot: says what it was asked
-    writeFileSync(join(bin, 'nginx'), `#!/bin/sh\ncat ${dir}/loaded\n`);
+    writeFileSync(join(bin, 'nginx'), `#!/bin/sh\ncat ${dir}/loaded\n[ ! -e ${dir}/broken ]\n`);
     writeFileSync(join(bin, 'certbot'), `#!/bin/sh\necho "$*" > ${dir}/asked\n`);
     chmodSync(join(bin, 'nginx'), 0o755);
     chmodSync(join(bin, 'certbot'), 0o755);
@@ -137,6 +137,11 @@ describe('certificates of names no longer served', () => {
     expect(deleted.out).toContain('deleted the certificate ops had issued for old.example.org (certbot delete --cert-name old.example.org): the site no longer serves those names');
     // still named by a file nginx loads (another site of the host's): kept
     expect(run(ours, '    ssl_certificate /etc/letsencrypt/live/old.example.org/fullchain.pem;\n').asked).toBe('');
+    // nginx -T failing (what nginx loads not known): kept
+    writeFileSync(join(dir, 'broken'), '');
+    expect(run(ours, '').asked).toBe('');
+    rmSync(join(dir, 'broken'));
+    expect(run(ours, '').asked).toBe('delete -n --cert-name old.example.org');
     // issued by someone else (another authenticator, another webroot): never touched
     expect(run('[renewalparams]\nauthenticator = nginx\n', '').asked).toBe('');
     expect(run(ours.replaceAll('/var/www/letsencrypt', '/var/www/html'), '').asked).toBe('');

@@ -112,6 +112,8 @@ export interface Layout {
   logDir: string;
   nginxSite: string;
   nginxSiteEnabled: string;
+  /** The port-80 server answering the ACME HTTP-01 challenge for names the site does not serve yet (their certificate not issued): there only while it is not (tls.ts acmePending). */
+  nginxAcmePending: string;
   nginxUpstreams: string;
   /** nginx upstream block of a program ("<app>_<program>"). */
   nginxUpstream: (program: string) => string;
@@ -174,6 +176,7 @@ export function layout(env: Environment): Layout {
     logDir: `/var/log/${app}`,
     nginxSite: `/etc/nginx/sites-available/${app}`,
     nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
+    nginxAcmePending: `/etc/nginx/sites-enabled/${app}.acme-pending`,
     nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
     nginxUpstream: (program) => `${app}_${program}`,
     nginxSlotVariable: `ops_slot_${app.replace(/-/g, '_')}`,

@@ -9,7 +9,7 @@ import { findSiblings } from '../config/siblings.ts';
 import { runnerNow, type OpsContext } from '../context.ts';
 import { auditReason, InputError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
-import { judgeCertificate, listCertificates, parseCerts, parseRenewal, renewCertificate, SERVED_ELSE_FIX, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
+import { judgeCertificate, listCertificates, parseCerts, parseRenewal, renewCertificate, SERVED_ELSE_FIX, usedCertificates, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
 import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { withLock } from './locked.ts';
@@ -27,6 +27,8 @@ export interface HostCertificates {
   servedSerial?: string;
   /** letsencrypt: "certbot.timer <active> <enabled>", "cron /etc/cron.d/certbot" or "none". */
   renewal?: string;
+  /** letsencrypt: the certificates of certbot's on the host that no server block nginx loads names, so no served name uses (their paths); ops did not delete them (retireCertificate deletes only its own, when the site stops serving it). */
+  unused?: string[];
   /** What is wrong with the environment's certificate (judgeCertificate, as ops status says it), each with its fix. */
   problems: string[];
   warnings: string[];
@@ -54,10 +56,13 @@ function hostResult(ctx: OpsContext, env: Target, host: string, r: Parameters<ty
   const renewal = reported(r, CERTS_KEYS.renewal);
   const unprovisioned = provisionedIn(r) === false;
   const judged = unprovisioned ? { problems: [], warnings: [] } : judgeCertificate(env, certificates.find((c) => c.path === configured), parseRenewal(r));
+  const used = usedCertificates(r);
+  const unused = used ? certificates.filter((c) => c.path !== configured && !used.has(c.path)).map((c) => c.path) : [];
   return {
     host,
     configured,
     certificates,
+    ...(unused.length ? { unused } : {}),
     servedSerial: served ? served.toUpperCase() : '',
     renewal,
     ...judged,
@@ -138,6 +143,9 @@ export function formatCerts(r: CertsResult): string {
       out.push(`      issuer   ${c.issuer ?? '?'}`);
       out.push(`      serial   ${c.serial ?? '?'}${used ? (h.servedSerial === c.serial ? '  (served on :443)' : `  — nginx serves ${h.servedSerial ? `serial ${h.servedSerial}` : 'nothing on :443'}: ${SERVED_ELSE_FIX}`) : ''}`);
       out.push(`      file     ${c.path}`);
+      const lineage = /^\/etc\/letsencrypt\/live\/([^/]+)\/fullchain\.pem$/.exec(c.path)?.[1];
+      if (h.unused?.includes(c.path))
+        out.push(`      unused   no server block of nginx names it: no served name uses it, and certbot's timer still renews it (failing once its names' DNS moves); if nothing else needs it: sudo certbot delete --cert-name ${lineage ?? '<name>'}`);
     }
     if (h.renewal) out.push(`  renewal: ${h.renewal}`);
     for (const p of h.problems) out.push(`  ✗ ${p}`);

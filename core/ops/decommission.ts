@@ -125,7 +125,7 @@ export function removeAppCommands(environment: Environment, others: Environment[
       // `supervisorctl update NAME` fails ("no such group") for a slot never started (an environment deployed once
       // runs blue only), which would stop a copied chain there: only the groups supervisor runs are named.
       `sudo rm -f ${quote(L.supervisorConf('blue'))} ${quote(L.supervisorConf('green'))} ${quote(writtenRecord(L.supervisorConf('blue')))} ${quote(writtenRecord(L.supervisorConf('green')))} && for g in ${quote(L.supervisorGroup('blue'))} ${quote(L.supervisorGroup('green'))}; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done`,
-      `sudo rm -f ${quote(L.nginxSiteEnabled)} ${quote(L.nginxSite)} ${quote(writtenRecord(L.nginxSite))} ${quote(L.nginxUpstreams)} && sudo nginx -t && sudo nginx -s reload`,
+      `sudo rm -f ${quote(L.nginxSiteEnabled)} ${quote(L.nginxAcmePending)} ${quote(L.nginxSite)} ${quote(writtenRecord(L.nginxSite))} ${quote(L.nginxUpstreams)} && sudo nginx -t && sudo nginx -s reload`,
     );
   // Each command can be run again after an interruption (a dropped connection, Ctrl-C): what is already gone is
   // said so, never an error that would stop a pasted chain or read as "not ours".

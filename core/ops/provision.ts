@@ -12,7 +12,7 @@ import { packageIndexFiles, packagesNeedSecrets, type PackageIndexFiles } from '
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { provisionNginx } from '../steps/nginx.ts';
 import { SUPPORTED_RELEASES, appUser, debianRuntimeProblem, inspectHost, installPackages, markProvisioned, packageIndexes, runtimes, supervisorService, SYSTEM_KEYS } from '../steps/system.ts';
-import { issueCertificate, letsEncryptRefusal, prepareTls, TLS_KEYS } from '../steps/tls.ts';
+import { issueCertificate, letsEncryptRefusal, parseTlsState, prepareTls, retireCertificate, TLS_KEYS, tlsPlan, type TlsState } from '../steps/tls.ts';
 import { HostRun } from './host-run.ts';
 import { withSession } from './hosts.ts';
 import { withLock } from './locked.ts';
@@ -75,17 +75,25 @@ async function provisionHost(ctx: OpsContext, env: Target, remote: Remote, facts
   results.push(await run(runtimes(env, files)));
   results.push(await run(supervisorService()));
   let certificate = false;
+  let state: TlsState | undefined;
   if (env.config.tls.mode !== 'off') {
     const tls = await run(prepareTls(env, acmeCa));
     results.push(tls);
     certificate = reported(tls, TLS_KEYS.certificate) === 'yes';
+    state = parseTlsState(tls);
   }
-  results.push(await run(provisionNginx(env, certificate)));
-  if (env.config.tls.mode === 'letsencrypt') {
-    // The port-80 site now answers the ACME challenge: get the certificate (or renew one the timer missed), then serve https.
-    results.push(await run(issueCertificate(env, Boolean(acmeCa))));
-    if (!certificate) results.push(await run(provisionNginx(env, true)));
-  }
+  if (env.config.tls.mode === 'letsencrypt' && state) {
+    // The site moves to its names only once their certificate exists: until then the site serving now is kept (its
+    // names, its certificate), the ACME challenge of the new names answered beside it (tlsPlan).
+    const plan = tlsPlan(env, state);
+    results.push(await run(provisionNginx(env, plan.ready, plan.keep && { pending: plan.keep.pending })));
+    // Get the certificate (or renew one the timer missed, or drop names no longer served), then serve https.
+    results.push(await run(issueCertificate(env, Boolean(acmeCa), plan, state)));
+    if (!plan.ready) results.push(await run(provisionNginx(env, true)));
+    // The certificate ops issued for the names the site served before: deleted once nothing serves it.
+    const retire = state.site?.cert ? retireCertificate(env, state.site.cert) : undefined;
+    if (retire) results.push(await run(retire));
+  } else results.push(await run(provisionNginx(env, certificate)));
   await remote.run(markProvisioned(env));
   const merged = new Map<string, ProvisionItem['state']>();
   for (const it of items(results)) merged.set(it.name, merged.get(it.name) === 'changed' ? 'changed' : it.state);

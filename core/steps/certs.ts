@@ -8,8 +8,8 @@ import { certbotCertificate, certificateNames, certificatePaths } from './nginx-
 import { certbotCertonly, reloadForCertificate, selfSignedCertificate } from './tls.ts';
 import { reportProvisioned } from './system.ts';
 
-/** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`), `renewal_path` (what the ACME server's HTTP-01 requests for the certificate's names, the domain and each alias, would get instead of the webroot, those that do not get there, "; "-separated; '' when all get there: acme_path_problem), `renewal_last` (`<Result> <exit time, ISO 8601 UTC, or ''>` of certbot.service's last run, under systemd); each certificate file's lines come as LIBRARY_KEYS.cert. */
-export const CERTS_KEYS = reportKeys('configured', 'served_serial', 'renewal', 'renewal_path', 'renewal_last');
+/** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`), `renewal_path` (what the ACME server's HTTP-01 requests for the certificate's names, the domain and each alias, would get instead of the webroot, those that do not get there, "; "-separated; '' when all get there: acme_path_problem), `renewal_last` (`<Result> <exit time, ISO 8601 UTC, or ''>` of certbot.service's last run, under systemd), `nginx_cert` (each certificate file a server block of the configuration nginx loads names: ssl_certificate, `nginx -T`; letsencrypt); each certificate file's lines come as LIBRARY_KEYS.cert. */
+export const CERTS_KEYS = reportKeys('configured', 'served_serial', 'renewal', 'renewal_path', 'renewal_last', 'nginx_cert');
 
 /** How certbot renews on a host (renewalCheck's reports): `schedule` (CERTS_KEYS.renewal), `path` (CERTS_KEYS.renewal_path, '' when the challenge reaches the webroot), `last` (certbot.service's last run: systemd's Result, `success` when it ended well, and when). */
 export interface Renewal {
@@ -183,12 +183,26 @@ ${env.config.tls.mode === 'letsencrypt' ? renewalCheck(env) : ''}`;
   return { name: 'certificates', as: 'root', timeout: 60, quiet: true, script };
 }
 
-/** certbot's other certificates on the host (not the environment's, nor its siblings'): listed too, they may be forgotten ones. */
+/**
+ * certbot's other certificates on the host (not the environment's, nor its siblings'): listed too, they may be
+ * forgotten ones; and the certificate files nginx's server blocks name (CERTS_KEYS.nginx_cert: usedCertificates
+ * reads them), to say those no served name uses.
+ */
 function otherLiveCertificates(skip: string[]): string {
   return String.raw`for f in /etc/letsencrypt/live/*/fullchain.pem; do
   case "$f" in ${skip.map(quote).join('|')}) continue ;; esac
   [ -f "$f" ] && cert_info "$f"
-done; true`;
+done; true
+while IFS= read -r f; do [ -z "$f" ] || ops_report ${CERTS_KEYS.nginx_cert} "$f"; done < <({ nginx -T 2>/dev/null || true; } | sed -n 's/^[^#]*ssl_certificate[[:space:]]\{1,\}\([^;[:space:]]*\);.*/\1/p' | sort -u)`;
+}
+
+/**
+ * The certificate files nginx's server blocks name (CERTS_KEYS.nginx_cert), undefined when not reported (tls.mode
+ * self-signed, an older step): a certificate none names serves no name (ops certs says so).
+ */
+export function usedCertificates(result: StepResult): Set<string> | undefined {
+  const all = reportedAll(result, CERTS_KEYS.nginx_cert);
+  return all.length ? new Set(all) : undefined;
 }
 
 /**

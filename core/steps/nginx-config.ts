@@ -309,6 +309,31 @@ function acmeLocation(env: Target): string {
 }
 
 /**
+ * The port-80 server answering the ACME HTTP-01 challenge (from the webroot, as the site does) for `names`, names the
+ * site does not serve yet: while their certificate is not issued, the site keeps serving its current names (and
+ * certificate), and these get the challenge only (every other path 404). Written by provision beside the site
+ * (layout.nginxAcmePending), removed once the site serves them.
+ */
+export function acmePendingSite(env: Target, names: string[]): string {
+  const L = env.layout;
+  return `${HEADER}
+# The ACME HTTP-01 challenge of ${names.join(', ')}, names of ${env.config.app} not served yet: their certificate is not issued.
+server {
+    listen 80;
+    listen [::]:80;
+    server_name ${names.join(' ')};
+    access_log ${L.nginxAccessLog};
+    error_log ${L.nginxErrorLog};
+
+    ${acmeLocation(env)}
+    location / {
+        return 404;
+    }
+}
+`;
+}
+
+/**
  * The server blocks of the site's aliases (`aliases`): each name redirected permanently (301) to the domain, the
  * path and query kept ($request_uri), to https://<domain> when `tlsReady` (the certificate is there: port 80 and 443
  * both answer the aliases, with the site's certificate, which names them: certbot -d each), else to http://<domain>.

@@ -250,12 +250,12 @@ export function nameClaims(env: Target, dump: string, out: string): string {
     else if (x == "server_name") in_names = 1
   }
 }
-END { for (i = 1; i <= n; i++) if ((w[i] in first) && first[w[i]] != own) print i "\t" w[i] "\t" first[w[i]] }`;
+END { for (i = 1; i <= n; i++) if ((w[i] in first) && first[w[i]] != own && first[w[i]] != pending) print i "\t" w[i] "\t" first[w[i]] }`;
   const fields = `claim_fields=(${names.map((_, i) => quote(field(i))).join(' ')})`;
   return String.raw`# Does another file give one of the site's names a server block, loaded before the site's own? nginx gives the name to it.
 ${out}=""; ${fields}
 while IFS=$'\t' read -r claim_i claim_name claim_file; do
   [ -n "$claim_name" ] || continue
   ${out}+="${'$'}{${out}:+; }$claim_name (${'$'}{claim_fields[claim_i-1]}) is a server_name of $claim_file, which nginx loads before ${env.config.app}'s site: nginx gives each name to the first server block that lists it (\"conflicting server name\"), so that file takes its visitors"
-done < <(printf '%s\n' "$${dump}" | awk -v names=${quote(names.join(' '))} -v own=${quote(env.layout.nginxSiteEnabled)} ${quote(awk)})`;
+done < <(printf '%s\n' "$${dump}" | awk -v names=${quote(names.join(' '))} -v own=${quote(env.layout.nginxSiteEnabled)} -v pending=${quote(env.layout.nginxAcmePending)} ${quote(awk)})`;
 }

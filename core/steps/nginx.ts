@@ -2,7 +2,7 @@
 // gracefully and wait until the new configuration serves, or put every file back as it was and fail with nginx's
 // message.
 import type { Target } from '../target.ts';
-import { BASE_CONFIG_PREVIOUS, BASE_CONFIG_PREVIOUS_HEADERS, baseConfig, HEADER, releaseMap, SERVER_NAMES_BUCKET, site, upstreamBlock, upstreams } from './nginx-config.ts';
+import { acmePendingSite, BASE_CONFIG_PREVIOUS, BASE_CONFIG_PREVIOUS_HEADERS, baseConfig, HEADER, releaseMap, SERVER_NAMES_BUCKET, site, upstreamBlock, upstreams } from './nginx-config.ts';
 import type { Slot } from '../layout.ts';
 import type { Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
@@ -220,8 +220,11 @@ const DEFAULT_SITE_ENABLED = '/etc/nginx/sites-enabled/default';
  * only as shipped (its welcome page, and the default server the app's site may claim); an edited one stays enabled,
  * said (nginx -t names it if it claims the app's default server: applyNginx's hint). A site under the app's name
  * that ops did not write (before ops set the app up here) is refused, not replaced.
+ * `keep` (tls.mode letsencrypt, the certificate of the site's names not issued yet: tls.ts tlsPlan): the site on the
+ * host is left as it serves (its names, its certificate), and only the ACME challenge of `keep.pending` (names it does
+ * not serve) is answered on port 80 beside it (acmePendingSite); without `keep` that server is removed.
  */
-export function provisionNginx(env: Target, certificateReady: boolean): Step {
+export function provisionNginx(env: Target, certificateReady: boolean, keep?: { pending: string[] }): Step {
   const L = env.layout;
   const conf = '/etc/nginx/nginx.conf';
   const enabled = quote(DEFAULT_SITE_ENABLED);
@@ -238,6 +241,9 @@ fi`;
   echo ${quote(`this host already has an nginx site under this app's name, ${L.nginxSite} or ${L.nginxSiteEnabled}, that ops did not write (ops has not set ${env.config.app} up here: no ${L.nginxUpstreams}), and provision would replace it. If it is this app, served by hand until now: move it away (mv ${L.nginxSite} /root/${env.config.app}.nginx-before-ops; rm -f ${L.nginxSiteEnabled}), then run provision again (ops's site serves it from then on); if it is another site, give this app another name (app in environments/${env.name}/environment.yml). Nothing was changed`)} >&2
   exit 1
 fi`;
+  const siteFiles: NginxFile[] = keep
+    ? keep.pending.length ? [{ path: L.nginxAcmePending, content: acmePendingSite(env, keep.pending) }] : []
+    : [{ path: L.nginxSite, content: site(env, certificateReady), own: siteOwn(env) }];
   return applyNginx({
     item: 'nginx',
     ensureService: true,
@@ -248,10 +254,11 @@ fi`;
         content: baseConfig(),
         own: { kind: 'kept', package: 'nginx-common', kept: `ops's site is included from it, and ops's base settings (server_tokens off, gzip, server_names_hash_bucket_size ${SERVER_NAMES_BUCKET}) apply only as far as it has them: add those you want to its http block. To have ops's file instead: move your settings into a file of /etc/nginx/conf.d/ (its http block includes them), remove ${conf}, then run provision again`, previous: BASE_CONFIG_PREVIOUS, previousFirstLines: BASE_CONFIG_PREVIOUS_HEADERS },
       },
-      { path: L.nginxSite, content: site(env, certificateReady), own: siteOwn(env) },
+      ...siteFiles,
     ],
     complete: `${ensureUpstreams(env)}
-${defaultSite}`,
+${defaultSite}${keep?.pending.length ? '' : `
+[ ! -e ${quote(L.nginxAcmePending)} ] || { rm -f ${quote(L.nginxAcmePending)}; CHANGED=1; }`}`,
     links: [[L.nginxSite, L.nginxSiteEnabled]],
     // nginx -T lists every file it read, each as "# configuration file <path>:" (ngx_conf_parse), an include's
     // matches by their own path.

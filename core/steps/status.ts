@@ -30,7 +30,8 @@ export const STATUS_KEYS = reportKeys('now', 'current', 'release_json', 'slot', 
  * the upstreams file (`upstream missing` without the file), and `nginx_slot`, what /.ops/slot answers through the
  * local nginx (the slot of the upstreams nginx has loaded: a file edited since the last reload is not served yet; a
  * custom site template without {{slot_location}} answers something else, ignored by the parser). As the switch
- * looks at it: http on 127.0.0.1, with the domain as Host.
+ * looks at it: with the domain as Host, at the host's address its visitors reach (visitorAddress: sets gate_at; a
+ * server block listening on that address itself takes them there, unseen from 127.0.0.1).
  */
 export function nginxRouteShell(env: Target): string {
   const L = env.layout;
@@ -39,22 +40,26 @@ export function nginxRouteShell(env: Target): string {
   const cert = env.config.tls.mode !== 'off' ? certificatePaths(env) : undefined;
   const name = siteName(env);
   const https = cert
-    ? `\nif [ -f ${quote(cert.cert)} ]; then ops_report ${STATUS_KEYS.nginx_slot_https} "$(${LOCAL_CURL} -sk --max-time 2 --resolve ${quote(`${name}:443:127.0.0.1`)} ${quote(`https://${name}/.ops/slot`)} 2>/dev/null | head -c 32 | tr -d '\n' || true)"; fi`
+    ? `\nif [ -f ${quote(cert.cert)} ]; then ops_report ${STATUS_KEYS.nginx_slot_https} "$(${LOCAL_CURL} -sk --max-time 2 --resolve ${quote(`${name}:443:`)}"$gate_at" ${quote(`https://${name}/.ops/slot`)} 2>/dev/null | head -c 32 | tr -d '\n' || true)"; fi`
     : '';
-  return String.raw`if [ -f ${quote(L.nginxUpstreams)} ]; then
+  return String.raw`${visitorAddress()}
+if [ -f ${quote(L.nginxUpstreams)} ]; then
   while read -r name addr; do ops_report ${STATUS_KEYS.upstream} "$name $addr"; done < <(awk '$1 == "upstream" { name = $2 } $1 == "server" && name != "" { a = $2; sub(/;$/, "", a); print name, a } $1 == "}" { name = "" }' ${quote(L.nginxUpstreams)} 2>/dev/null)
 else ops_report ${STATUS_KEYS.upstream} missing; fi
-ops_report ${STATUS_KEYS.nginx_slot} "$(${LOCAL_CURL} -s --max-time 2${host} http://127.0.0.1/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"${https}`;
+ops_report ${STATUS_KEYS.nginx_slot} "$(${LOCAL_CURL} -s --max-time 2${host} http://"$gate_at"/.ops/slot 2>/dev/null | head -c 32 | tr -d '\n' || true)"${https}`;
 }
 
 
-/** curl arguments that fetch the site's "/" through the local nginx, as a visitor would (TLS included). */
-export function siteProbe(env: Target): { url: string; args: string[] } {
+/**
+ * curl's arguments (shell text, reading `$gate_at`: visitorAddress) that fetch the site's "/" through nginx as a visitor
+ * would (TLS included), at the host's address visitors reach; `url`: what is said.
+ */
+export function siteProbe(env: Target): { url: string; args: string } {
   const name = siteName(env);
   if (env.config.tls.mode === 'off') {
-    return { url: 'http://127.0.0.1/', args: [...(env.config.domain ? ['-H', `Host: ${env.config.domain}`] : []), 'http://127.0.0.1/'] };
+    return { url: 'http://127.0.0.1/', args: `${env.config.domain ? `-H ${quote(`Host: ${env.config.domain}`)} ` : ''}http://"$gate_at"/` };
   }
-  return { url: `https://${name}/`, args: ['-k', '--resolve', `${name}:443:127.0.0.1`, `https://${name}/`] };
+  return { url: `https://${name}/`, args: `-k --resolve ${quote(`${name}:443:`)}"$gate_at" ${quote(`https://${name}/`)}` };
 }
 
 /**
@@ -166,7 +171,9 @@ ${nameClaims(env, 'nginx_all', 'names_taken')}
 # The files ops writes whole from the settings that someone changed here since: the next provision or deploy replaces them.
 ${hostChangedFiles(env).map((f) => `if ${notAsWritten(f, true)}; then ops_report ${STATUS_KEYS.host_changed} ${quote(f)}; fi`).join('\n')}
 ops_report ${STATUS_KEYS.site_enabled} "$([ -e ${quote(L.nginxSiteEnabled)} ] && echo yes || echo no)"
-ops_report ${STATUS_KEYS.site} "$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args.map(quote).join(' ')} 2>/dev/null || true)"
+# "/" where the site's visitors arrive (a server block listening on the host's address itself takes them there).
+${visitorAddress()}
+ops_report ${STATUS_KEYS.site} "$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time 5 ${siteProbe(env).args} 2>/dev/null || true)"
 # Where nginx sends the traffic: the upstreams file's ports, and the slot nginx has loaded.
 ${nginxRouteShell(env)}
 # supervisor over its XML-RPC socket (supervisorctl exits non-zero when a program is down: not used here).

@@ -2,15 +2,63 @@
 // reloads nginx (the seed's cron renewed but never reloaded), certbot from Debian (not snap), self-signed mode.
 import { isIP } from 'node:net';
 import type { Target } from '../target.ts';
-import { reportKeys, type Step } from '../remote/types.ts';
+import { reported, reportKeys, type Step, type StepResult } from '../remote/types.ts';
 import { quote } from '../shell.ts';
-import { certificateNames, certificatePaths } from './nginx-config.ts';
+import { certificateNames, certificatePaths, HEADER } from './nginx-config.ts';
 import { siteNames } from '../config/environment.ts';
 import { putChecked, putFile } from './script.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, visitorAddress } from './libraries.ts';
 
-/** What `prepareTls` reports: `certificate` (yes|no: the certificate and its own key are there, cert_problem), and LIBRARY_KEYS.item. */
-export const TLS_KEYS = reportKeys('certificate');
+/**
+ * What `prepareTls` reports: `certificate` (yes|no: the certificate and its own key are there, cert_problem), and
+ * LIBRARY_KEYS.item; letsencrypt: `cert_lacks` (the site's names the certificate does not name, space-separated:
+ * cert_lacks), and the site nginx serves now, when ops wrote it and it is enabled: `site_names` (its server_name
+ * names, space-separated), `site_cert` (its ssl_certificate, '' when it serves http only) and `site_cert_ok` (yes|no:
+ * that certificate and its key can be served). Read by parseTlsState.
+ */
+export const TLS_KEYS = reportKeys('certificate', 'cert_lacks', 'site_names', 'site_cert', 'site_cert_ok');
+
+/** The TLS of a host as prepareTls found it (parseTlsState): what the site's certificate lacks, and the site serving now. */
+export interface TlsState {
+  /** The certificate of the site's names and its own key are there (cert_problem). */
+  certificate: boolean;
+  /** The site's names (certificateNames) that certificate does not name. */
+  lacks: string[];
+  /** The site nginx serves now (ops's, enabled): its names, its certificate ('' when http only) and whether it can be served; undefined: none. */
+  site?: { names: string[]; cert: string; certOk: boolean };
+}
+
+/** prepareTls's reports of one host. */
+export function parseTlsState(r: StepResult): TlsState {
+  const words = (v: string | undefined) => (v ?? '').split(/\s+/).filter(Boolean);
+  const names = reported(r, TLS_KEYS.site_names);
+  return {
+    certificate: reported(r, TLS_KEYS.certificate) === 'yes',
+    lacks: words(reported(r, TLS_KEYS.cert_lacks)),
+    ...(names !== undefined ? { site: { names: words(names), cert: reported(r, TLS_KEYS.site_cert) ?? '', certOk: reported(r, TLS_KEYS.site_cert_ok) === 'yes' } } : {}),
+  };
+}
+
+/**
+ * What provision does with the site under tls.mode letsencrypt (the rule: the site moves to names only once their
+ * certificate exists; a failed issuance leaves the live site as it was). `ready`: the certificate names every name of
+ * the site, so the site is written for them. Else `keep` when a site of ops serves here already with its certificate,
+ * or under other names (a name added, the domain replaced, TLS just turned on for other names): it is left as it
+ * serves (`serving`: its names), only the ACME challenge of `pending` (the names it does not serve) is answered beside
+ * it, and `missing` (the names without a certificate) are said on failure; no `keep`: nothing serves that is worth
+ * keeping (a first provision, a certificate not servable), the site is written for http until the certificate exists.
+ */
+export function tlsPlan(env: Target, state: TlsState): { ready: boolean; missing: string[]; keep?: { serving: string[]; pending: string[] } } {
+  const names = certificateNames(env);
+  const missing = state.certificate ? state.lacks : names;
+  if (!missing.length) return { ready: true, missing };
+  const site = state.site;
+  const lower = (n: string) => n.toLowerCase().replace(/\.$/, '');
+  const served = new Set(site?.names.map(lower));
+  const same = site !== undefined && names.length === served.size && names.every((n) => served.has(lower(n)));
+  if (!site || !site.names.length || (!(site.cert && site.certOk) && same)) return { ready: false, missing };
+  return { ready: false, missing, keep: { serving: site.names, pending: names.filter((n) => !served.has(lower(n))) } };
+}
 
 const RENEW_HOOK = '/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx';
 const CA_DIR = '/usr/local/share/ops-pipeline';
@@ -71,9 +119,31 @@ fi`);
   } else {
     lines.push(selfSignedCertificate(env));
   }
+  // What the certificate lacks, and the site serving now: kept while the certificate of new names is not issued (tlsPlan).
+  if (env.config.tls.mode === 'letsencrypt') lines.push(servingSite(env));
   // Ready: a certificate nginx can serve with its key (cert_problem); one whose key was replaced by hand is not.
   lines.push(`ops_report ${TLS_KEYS.certificate} "$([ -z "$(cert_problem ${quote(certs.cert)} ${quote(certs.key)})" ] && echo yes || echo no)"`, 'item tls');
   return { name: 'tls', as: 'root', timeout: 120, script: lines.join('\n') };
+}
+
+/**
+ * Shell reporting what tlsPlan reads besides the certificate: TLS_KEYS.cert_lacks (the site's names the certificate
+ * does not name), and, when ops's site is enabled (its header opens it), the site nginx serves now: TLS_KEYS.site_names
+ * (its server_name names, `_` left out), site_cert (its first ssl_certificate, '' for a site serving http only) and
+ * site_cert_ok (that certificate servable with its ssl_certificate_key: cert_problem). Needs CERT_FUNCTIONS.
+ */
+export function servingSite(env: Target): string {
+  const L = env.layout;
+  const certs = certificatePaths(env)!;
+  const site = quote(L.nginxSite);
+  return String.raw`ops_report ${TLS_KEYS.cert_lacks} "$(cert_lacks ${quote(certs.cert)} ${certificateNames(env).map(quote).join(' ')})"
+if [ -e ${quote(L.nginxSiteEnabled)} ] && [ "$(head -n1 ${site} 2>/dev/null || true)" = ${quote(HEADER)} ]; then
+  ops_report ${TLS_KEYS.site_names} "$(sed -n 's/^[[:space:]]*server_name[[:space:]]\{1,\}\([^;]*\);.*/\1/p' ${site} | tr -s ' \t' '\n' | grep -vx '_' | sort -u | tr '\n' ' ' || true)"
+  site_cert=$(sed -n 's/^[[:space:]]*ssl_certificate[[:space:]]\{1,\}\([^;[:space:]]*\);.*/\1/p' ${site} | sed -n 1p || true)
+  site_key=$(sed -n 's/^[[:space:]]*ssl_certificate_key[[:space:]]\{1,\}\([^;[:space:]]*\);.*/\1/p' ${site} | sed -n 1p || true)
+  ops_report ${TLS_KEYS.site_cert} "$site_cert"
+  ops_report ${TLS_KEYS.site_cert_ok} "$([ -n "$site_cert" ] && [ -z "$(cert_problem "$site_cert" "$site_key")" ] && echo yes || echo no)"
+fi`;
 }
 
 /**
@@ -182,9 +252,17 @@ for _ in {1..50}; do [ "$(served_serial ${quote(name)} "$gate_at")" = "$want" ] 
  * configuration naming an ACME account whose key is gone (the timer fails on it) → renewed now, registering a new
  * account; else nothing. On failure what served keeps serving (said) and the step exits 1 with certbot_failure's words.
  */
-export function issueCertificate(env: Target, withAcmeCa: boolean): Step {
+export function issueCertificate(env: Target, withAcmeCa: boolean, plan?: ReturnType<typeof tlsPlan>, state?: TlsState): Step {
   const domain = env.config.domain!;
   const cert = certificatePaths(env)!;
+  const names = certificateNames(env);
+  const again = `once the DNS of ${(plan?.missing ?? names).join(', ')} points at this host (A/AAAA records), run ops provision ${env.name} again`;
+  // What serves while the certificate is not there, said on failure (certbot_failure's SERVING; shell text in double quotes).
+  const left = plan?.keep
+    ? `no certificate yet for ${plan.missing.join(', ')}: the site still serves ${plan.keep.serving.join(', ')} as before${state?.site?.cert && state.site.certOk ? ' (https, with its current certificate)' : ''}${plan.keep.pending.length ? `, and answers only the ACME challenge of ${plan.keep.pending.join(', ')} (port 80)` : ''}; ${again}: the site then moves to ${names.join(', ')}`
+    : plan && !plan.ready && !state?.site
+      ? `no certificate yet for ${names.join(', ')}, and no https site here before to keep serving (a first provision): the site answers on port 80 only (http) until it is issued; ${again}`
+      : undefined;
   return {
     name: 'certificate',
     as: 'root',
@@ -204,12 +282,16 @@ elif [ -n "$cert_gone" ]; then
 elif cert_missing=$(cert_lacks ${quote(cert.cert)} ${certificateNames(env).map(quote).join(' ')}) && [ -n "$cert_missing" ]; then
   echo "the certificate of ${domain} does not name $cert_missing: getting one that names ${certificateNames(env).join(', ')} (certbot --expand; the current one serves until then)"
   cert_run=1
+elif cert_extra=$(cert_beyond ${quote(cert.cert)} ${names.map(quote).join(' ')}) && [ -n "$cert_extra" ]; then
+  echo "the certificate of ${domain} still names $cert_extra, which the site no longer serves (its renewal would fail once their DNS moves): getting one that names ${names.join(', ')}"
+  cert_run=1
 elif ! openssl x509 -in ${quote(cert.cert)} -noout -checkend 2592000 >/dev/null; then
   echo "the certificate of ${domain} expires $(openssl x509 -in ${quote(cert.cert)} -noout -enddate | sed 's/^notAfter=//') (the renewal timer did not renew it): renewing now"
   cert_run=1
 else cert_run=0; fi
 if [ "$cert_run" = 1 ]; then
-  if [ -n "$cert_bad" ]; then cert_left='until then the site answers on port 80 only (http)'; else cert_left="nginx keeps serving the current certificate (it expires $(openssl x509 -in ${quote(cert.cert)} -noout -enddate | sed 's/^notAfter=//'))"; fi
+  if ${left ? 'true' : 'false'}; then cert_left=${quote(left ?? '')}
+  elif [ -n "$cert_bad" ]; then cert_left='until then the site answers on port 80 only (http)'; else cert_left="nginx keeps serving the current certificate (it expires $(openssl x509 -in ${quote(cert.cert)} -noout -enddate | sed 's/^notAfter=//'))"; fi
   ${certbotCertonly(env, withAcmeCa, '${cert_force:+"$cert_force"}', '$cert_left')}
   CHANGED=1
   if [ -z "$cert_bad" ]; then
@@ -246,4 +328,41 @@ export function letsEncryptRefusal(config: Pick<Target['config'], 'tls' | 'domai
   const mailDomain = tls.email?.split('@')[1]?.toLowerCase();
   if (mailDomain && reserved(mailDomain)) return `tls.email ${tls.email} is at a domain reserved for examples: Let's Encrypt refuses such an account contact`;
   return undefined;
+}
+
+/**
+ * The certificate ops issued for names the site served before (`oldCert`: the ssl_certificate of the site provision
+ * replaced, tlsPlan's state), deleted once no file nginx loads names it: certbot's timer would renew it, and fail once
+ * the old names' DNS moves. Only a lineage of certbot's (under /etc/letsencrypt/live/) that ops issued (its renewal
+ * configuration gets its challenges from the ACME webroot ops serves: webroot_path) and that is not the site's own
+ * (`certbot delete --cert-name`, under the host's certbot lock); any other is never touched (ops certs lists those no
+ * served name uses), nor this one while `nginx -T` fails (what nginx loads is not known then). Says what it deleted; a deletion certbot refuses is said, and the step still succeeds (the site
+ * serves its new names). Needs nothing else: a step of its own. https://eff-certbot.readthedocs.io/en/stable/using.html#deleting-certificates
+ */
+export function retireCertificate(env: Target, oldCert: string): Step | undefined {
+  const lineage = /^\/etc\/letsencrypt\/live\/([A-Za-z0-9._-]+)\/fullchain\.pem$/.exec(oldCert)?.[1];
+  const own = certificatePaths(env)!.cert;
+  if (!lineage || oldCert === own || lineage.startsWith('.')) return undefined;
+  const conf = quote(`/etc/letsencrypt/renewal/${lineage}.conf`);
+  const webroot = env.layout.acmeWebroot.replace(/[.]/g, '\\.');
+  return {
+    name: 'old certificate',
+    as: 'root',
+    timeout: 300,
+    script: String.raw`${SYSTEM_FUNCTIONS}
+${HOST_LOCK_FUNCTIONS}
+if [ -f ${conf} ] && grep -qE ${quote(`^webroot_path *= *${webroot},?$`)} ${conf} \
+  && retire_loaded=$(nginx -T 2>/dev/null) && ! grep -qE ${quote(`^[^#]*ssl_certificate(_key)?[[:space:]]+/etc/letsencrypt/live/${lineage.replace(/[.]/g, '\\.')}/`)} <<< "$retire_loaded"; then
+  old_names=$(openssl x509 -in ${quote(oldCert)} -noout -ext subjectAltName 2>/dev/null | grep -oE 'DNS:[^, ]*' | sed 's/^DNS://' | tr '\n' ' ' || true)
+  host_lock certbot 300
+  if out=$(certbot delete -n --cert-name ${quote(lineage)} 2>&1); then
+    echo "deleted the certificate ops had issued for ${'$'}{old_names:-${lineage} }(certbot delete --cert-name ${lineage}): the site no longer serves those names, and its renewal would fail once their DNS moves"
+    CHANGED=1
+  else
+    echo "the certificate ops had issued for ${'$'}{old_names:-${lineage} }(no longer served) could not be deleted; certbot's timer keeps renewing it, and fails once their DNS moves: sudo certbot delete --cert-name ${lineage}. certbot said: $(tail -n 3 <<< "$out" | tr '\n' ' ')"
+  fi
+  host_unlock certbot
+fi
+item certificate`,
+  };
 }

@@ -265,6 +265,53 @@ describe.sequential('TLS', () => {
     expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 600_000);
 
+  it("the site's names changed while the new ones get no certificate (their DNS not at the host yet): the live site keeps serving its names over https, the new ones answer the ACME challenge only, each said; once issued, the site moves and the certificate ops issued for the old names is deleted", async () => {
+    const pebble = await ensurePebble();
+    const domain = `app${process.pid}.test`;
+    const config = await letsencryptConfig(pebble, domain);
+    const moved = `moved${process.pid}.test`;
+    const alias = `www.${domain}`;
+    const ca = readFileSync(pebble.rootCaFile, 'utf8');
+    const serial = async (name: string) => (await sshRun(host, `sudo openssl x509 -in /etc/letsencrypt/live/${name}/fullchain.pem -noout -serial 2>&1 || true`)).stdout.trim();
+    const before = await serial(domain);
+    const failure = async () => ((await provision(project.ctx(), project.env()).catch((e: unknown) => e)) as OpsError).message;
+    const challenge = async (name: string) => {
+      await sshRun(host, 'printf ok | sudo tee /var/www/letsencrypt/.well-known/acme-challenge/e2e-probe >/dev/null');
+      return (await httpGet(host.address, name, '/.well-known/acme-challenge/e2e-probe')).status;
+    };
+    try {
+      // A name added beside the domain (no DNS for it at the ACME server): the domain keeps its certificate and https.
+      project.write({ ...config, aliases: [alias] });
+      const added = await failure();
+      expect(added).toContain(`no certificate yet for ${alias}`);
+      expect(added).toContain(`the site still serves ${domain} as before`);
+      expect((await httpsGet(host.address, domain, ca)).subject).toContain(`DNS:${domain}`);
+      expect(await serial(domain)).toBe(before);
+      expect(await challenge(alias)).toBe(200);
+      // The domain replaced: the same.
+      project.write({ ...config, domain: moved });
+      const replaced = await failure();
+      expect(replaced).toContain(`no certificate yet for ${moved}`);
+      expect(replaced).toContain(`the site still serves ${domain} as before`);
+      expect((await httpsGet(host.address, domain, ca)).subject).toContain(`DNS:${domain}`);
+      expect(await challenge(moved)).toBe(200);
+      // Its DNS at the host: issued, the site moves, the old certificate ops issued is deleted (the timer would fail on it).
+      await pebble.addHostName(moved, host.address);
+      await provision(project.ctx(), project.env());
+      expect((await httpsGet(host.address, moved, ca)).subject).toContain(`DNS:${moved}`);
+      expect(await serial(domain)).toMatch(/No such file|Could not open/);
+      expect((await sshRun(host, 'sudo ls /etc/letsencrypt/renewal/')).stdout).not.toContain(`${domain}.conf`);
+      const again = await provision(project.ctx(), project.env());
+      expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    } finally {
+      project.write(config);
+      await pebble.removeHostName(moved).catch(() => undefined);
+    }
+    // Back to the domain (the cases below need its certificate).
+    await provision(project.ctx(), project.env());
+    expect((await httpsGet(host.address, domain, ca)).subject).toContain(`DNS:${domain}`);
+  }, 600_000);
+
   it("Let's Encrypt as it really behaves: a key replaced by hand, a user's redirect on port 80, the ACME server down, the account key lost; each said, nginx never left naming a key that is not its certificate's", async () => {
     const pebble = await ensurePebble();
     const config = project.env().config;
@@ -351,12 +398,14 @@ describe.sequential('TLS', () => {
       expect(err.message).toContain(`listening on ${host.address} itself, taken by nginx for every name asked there before the sites listening on every address: ${admin}`);
       // One on <address>:443 with a certificate of its own: what visitors get there, not the site's (asked at 127.0.0.1, the site's).
       await sshRun(host, `sudo sh -c 'openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj /CN=bound -keyout /etc/nginx/zz-bound.key -out /etc/nginx/zz-bound.crt 2>/dev/null'`);
-      await put(`server { listen ${host.address}:443 ssl; ssl_certificate /etc/nginx/zz-bound.crt; ssl_certificate_key /etc/nginx/zz-bound.key; return 404; }`);
+      await put(`server { listen ${host.address}:443 ssl; ssl_certificate /etc/nginx/zz-bound.crt; ssl_certificate_key /etc/nginx/zz-bound.key; return 418; }`);
       project.write(config);
       const listed = await certificates(project.ctx(), project.env());
       const bound = (await sshRun(host, 'sudo openssl x509 -in /etc/nginx/zz-bound.crt -noout -serial')).stdout.trim().replace(/^serial=/, '');
       expect(listed.hosts[0]!.servedSerial).toBe(bound.toUpperCase());
       expect(formatCerts(listed)).toContain(`nginx serves serial ${bound.toUpperCase()}: reload nginx; if it still does, another server block takes the site's https visitors: one listening on the host's address itself`);
+      // status asks where visitors arrive too: the bound server's answer, not the site's (asked at 127.0.0.1).
+      expect((await status(project.ctx(), project.env())).hosts[0]!.site?.status).toBe(418);
     } finally {
       await sshRun(host, `sudo rm -f ${admin} /etc/nginx/zz-bound.key /etc/nginx/zz-bound.crt && sudo ${RELOAD_NGINX}`);
       project.write(config);

@@ -162,7 +162,7 @@ describe('ops env remove', () => {
       [
         '  3. VM web1 (192.0.2.1) also runs keep: keep it, and take shop off it (these touch nothing of keep):',
         '      sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf /etc/supervisor/conf.d/.shop-blue.conf.ops-md5 /etc/supervisor/conf.d/.shop-green.conf.ops-md5 && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
-        '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/sites-available/.shop.ops-md5 /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
+        '      sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-enabled/shop.acme-pending /etc/nginx/sites-available/shop /etc/nginx/sites-available/.shop.ops-md5 /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
         '      sudo rm -rf /srv/shop /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log* /var/log/nginx/shop.check.log*',
         '      sudo rm -f /etc/ops-pipeline/apps/shop',
         `      if ! getent passwd shop >/dev/null; then echo 'app user shop: already removed'; elif [ "$(getent passwd shop | cut -d: -f6)" = /home/shop ]; then sudo userdel --remove shop; else echo 'shop: its home is not /home/shop, so ops did not make it: kept'; fi`,
@@ -233,7 +233,7 @@ describe('ops env remove', () => {
     const cmds = removeAppCommands(loadEnvironment('old', root), [loadEnvironment('keep', root)]);
     expect(cmds).toEqual([
       'sudo rm -f /etc/supervisor/conf.d/shop-blue.conf /etc/supervisor/conf.d/shop-green.conf /etc/supervisor/conf.d/.shop-blue.conf.ops-md5 /etc/supervisor/conf.d/.shop-green.conf.ops-md5 && for g in shop-blue shop-green; do if sudo supervisorctl status | grep -q "^$g:"; then sudo supervisorctl update "$g"; fi; done',
-      'sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-available/shop /etc/nginx/sites-available/.shop.ops-md5 /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
+      'sudo rm -f /etc/nginx/sites-enabled/shop /etc/nginx/sites-enabled/shop.acme-pending /etc/nginx/sites-available/shop /etc/nginx/sites-available/.shop.ops-md5 /etc/nginx/ops-upstreams/shop.conf && sudo nginx -t && sudo nginx -s reload',
       'sudo rm -rf /var/log/shop /var/log/nginx/shop.access.log* /var/log/nginx/shop.error.log* /var/log/nginx/shop.check.log*',
       '# base_dir /srv/shop: shared with keep (base directories /srv/shop, /srv/shop/keep overlap): kept',
       'sudo rm -f /etc/ops-pipeline/apps/shop',

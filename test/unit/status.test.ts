@@ -65,13 +65,15 @@ describe('status step', () => {
     expect(step.script).toContain('rpc supervisor.getAllProcessInfo');
     expect(step.script).toContain('if xml=$(rpc supervisor.getAllProcessInfo 2>&1)'); // supervisorctl exits non-zero when a program is down
     expect(step.script).toContain('if out=$(nginx -t 2>&1)');
-    expect(step.script).toContain("curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 5 http://127.0.0.1/");
+    // asked where the site's visitors arrive (visitorAddress), not at 127.0.0.1
+    expect(step.script).toContain(`curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 5 http://"$gate_at"/`);
   });
 
   it('checks the certificate and fetches the site over TLS when TLS is on', () => {
     const tls = hostStatus(testEnv({ domain: 'shop.example.org', tls: { mode: 'self-signed' } }));
     expect(tls.script).toContain('cert_info /etc/ssl/shop/shop.example.org.crt');
-    expect(tls.script).toContain('-k --resolve shop.example.org:443:127.0.0.1 https://shop.example.org/');
+    expect(tls.script).toContain('-k --resolve shop.example.org:443:"$gate_at" https://shop.example.org/');
+    expect(tls.script).toContain('--resolve shop.example.org:443:"$gate_at" https://shop.example.org/.ops/slot');
     expect(step.script).not.toContain('cert_info /');
   });
 });
@@ -1186,7 +1188,7 @@ describe('where nginx sends the traffic, read by real bash from an upstreams fil
     const edited = upstreams(env, 'green', '').replaceAll(`127.0.0.1:${env.port('server', 'green')}`, `127.0.0.1:${env.port('server', 'blue')}`).replaceAll(`127.0.0.1:${env.port('client', 'green')}`, `127.0.0.1:${env.port('client', 'blue')}`);
     expect(edited).not.toBe(upstreams(env, 'green', ''));
     const { lines, curlArgs } = look(env, edited, 'green'); // the map of the slot left as it was: /.ops/slot still says green
-    expect(curlArgs).toBe('--noproxy * -s --max-time 2 http://127.0.0.1/.ops/slot');
+    expect(curlArgs).toBe('--noproxy * -s --max-time 2 http://127.0.0.1/.ops/slot'); // no SSH_CONNECTION here: 127.0.0.1
     expect(parse(lines)).toEqual([
       `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends server to 127.0.0.1:${env.port('server', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('server', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force writes it again)`,
       `nginx's upstreams file /etc/nginx/ops-upstreams/shop.conf sends client to 127.0.0.1:${env.port('client', 'blue')} (the previous slot, blue), not to the live slot green (127.0.0.1:${env.port('client', 'green')}): from the reload that loaded it (or from the next), the site serves something other than the live release (ops deploy demo --ref 0123456789abcdef0123456789abcdef01234567 --force writes it again)`,

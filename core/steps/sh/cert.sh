@@ -26,6 +26,17 @@ cert_lacks() {
   for n in "$@"; do grep -qxF -- "$n" <<< "$sans" || out+="${out:+ }$n"; done
   printf '%s' "$out"
 }
+# cert_beyond CERT NAME...: prints the names the certificate's subjectAltName lists (lower case, space-separated) that
+# are none of the NAMEs (a name no longer served: its renewal would fail once its DNS moves), nothing when none or missing.
+cert_beyond() {
+  local f=$1 sans n want out=''
+  shift
+  [ -s "$f" ] || return 0
+  sans=$(openssl x509 -in "$f" -noout -ext subjectAltName 2>/dev/null | grep -oE '(DNS|IP Address):[^, ]*' | sed 's/^[^:]*://' | tr '[:upper:]' '[:lower:]') || true
+  want=$(printf '%s\n' "$@" | tr '[:upper:]' '[:lower:]')
+  while IFS= read -r n; do [ -z "$n" ] || grep -qxF -- "$n" <<< "$want" || out+="${out:+ }$n"; done <<< "$sans"
+  printf '%s' "$out"
+}
 # cert_problem CERT KEY: prints why nginx could not serve this certificate with this key (missing, unreadable, the key
 # not the certificate's: replaced by hand), nothing when it can. Public keys compared, as nginx -t does ("key values mismatch").
 cert_problem() {
@@ -53,15 +64,18 @@ renewal_account_gone() {
 # what is left serving (SERVING) and what to fix, then the end of certbot's own output. Challenge failures are matched
 # first: their detail may name a connection problem of the ACME server's validation, not of this host.
 certbot_failure() {
-  local rc=$1 log=$2 d=$3 server=$4 webroot=$5 serving=$6 why fix detail
+  local rc=$1 log=$2 d=$3 server=$4 webroot=$5 serving=$6 why fix detail failed
+  # The names the ACME server could not validate (certbot lists each as "Domain: <name>"): those said, not the lineage's.
+  failed=$(sed -n 's/^[[:space:]]*Domain:[[:space:]]*//p' "$log" | sort -u | tr '\n' ' ' || true)
+  failed=${failed% }
   detail=$(grep -E '^[[:space:]]*(Type|Detail):' "$log" | sed 's/^[[:space:]]*//' | tr '\n' ' ' | tr -s ' ' | head -c 600 || true)
   detail=${detail% }
   if [ "$rc" = 124 ]; then
     why="certbot did not finish within 240 s: the ACME server $server is slow or does not answer"
     fix="check the ACME server (its status page), then run again"
   elif grep -qE 'failed to authenticate|Challenge failed|urn:ietf:params:acme:error:(unauthorized|dns|connection|incorrectResponse)' "$log"; then
-    why="$d must resolve to this host and its port 80 be reachable from the ACME server, answering /.well-known/acme-challenge/ from $webroot; the ACME server could not validate it${detail:+ ($detail)}"
-    fix="the DNS record of $d (A/AAAA to this host), a firewall on port 80, or an nginx server for $d on port 80 other than the site's (nginx -T)"
+    why="${failed:-$d} must resolve to this host and its port 80 be reachable from the ACME server, answering /.well-known/acme-challenge/ from $webroot; the ACME server could not validate ${failed:-it}${detail:+ ($detail)}"
+    fix="the DNS record of ${failed:-$d} (A/AAAA to this host), a firewall on port 80, or an nginx server for ${failed:-$d} on port 80 other than the site's (nginx -T)"
   elif grep -qE 'Account at .* does not exist|accountDoesNotExist|Unable to find account|No such account' "$log"; then
     why="the ACME account certbot uses here is gone (its key removed from /etc/letsencrypt/accounts, or unknown to the ACME server)"
     fix="remove the host's stale account for $server (sudo ls /etc/letsencrypt/accounts/), then run ops provision again: it registers a new one"

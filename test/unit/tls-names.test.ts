@@ -1,0 +1,182 @@
+// tls.mode letsencrypt when the site's names change: the site moves to them only once their certificate exists (tlsPlan,
+// read from prepareTls's servingSite by real bash), the certificate naming names no longer served is reissued
+// (cert_beyond), and the one ops issued for the old names is deleted once nothing serves it (retireCertificate).
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseReports } from '../../core/remote/types.ts';
+import { formatCerts } from '../../core/ops/certs.ts';
+import { CERTS_KEYS, listCertificates, usedCertificates } from '../../core/steps/certs.ts';
+import { scriptPrelude } from '../../core/remote/wrap.ts';
+import { CERT_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { acmePendingSite, site } from '../../core/steps/nginx-config.ts';
+import { provisionNginx } from '../../core/steps/nginx.ts';
+import { issueCertificate, parseTlsState, retireCertificate, servingSite, tlsPlan, type TlsState } from '../../core/steps/tls.ts';
+import { testEnv } from './status.helpers.ts';
+
+const LE = { mode: 'letsencrypt', email: 'ops@shop.fr' };
+const env = (domain: string, aliases: string[] = [], tls: Record<string, unknown> = LE) => testEnv({ domain, aliases, tls });
+
+/** A certificate (and its key) naming `names`, made by openssl in `dir`. */
+function certificate(dir: string, names: string[]): { cert: string; key: string } {
+  const cert = join(dir, `${names[0]}.crt`);
+  const key = join(dir, `${names[0]}.key`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '5', '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`, '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  return { cert, key };
+}
+
+describe('the site serving now, read by real bash (servingSite)', () => {
+  it("ops's TLS site for the old names: its names and certificate; its key replaced: not servable; a site not ops's, or not enabled: nothing", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-tls-names-'));
+    const old = env('old.example.org', ['www.old.example.org']);
+    const now = env('new.example.org');
+    const c = certificate(dir, ['old.example.org', 'www.old.example.org']);
+    const text = site(old, true).replaceAll(`/etc/letsencrypt/live/old.example.org/fullchain.pem`, c.cert).replaceAll(`/etc/letsencrypt/live/old.example.org/privkey.pem`, c.key);
+    const sitePath = join(dir, 'site');
+    const enabled = join(dir, 'enabled');
+    writeFileSync(sitePath, text);
+    writeFileSync(enabled, text);
+    const read = () => {
+      const script = servingSite(now).replaceAll(now.layout.nginxSite, sitePath).replaceAll(now.layout.nginxSiteEnabled, enabled);
+      const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${CERT_FUNCTIONS}\n${script}`], { encoding: 'utf8' });
+      return parseTlsState({ stdout: out, stderr: '', code: 0, durationMs: 0, reports: [...parseReports(out), ['certificate', 'no']] });
+    };
+    expect(read()).toEqual({ certificate: false, lacks: [], site: { names: ['old.example.org', 'www.old.example.org'], cert: c.cert, certOk: true } });
+    writeFileSync(c.key, execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']));
+    expect(read().site?.certOk).toBe(false);
+    writeFileSync(sitePath, text.replace(/^[^\n]*\n/, '# my own site\n'));
+    expect(read().site).toBeUndefined();
+    writeFileSync(sitePath, site(old, false));
+    expect(read().site).toEqual({ names: ['old.example.org', 'www.old.example.org'], cert: '', certOk: false });
+  });
+});
+
+describe('tlsPlan: the site moves to its names only once their certificate exists', () => {
+  const served = (names: string[], cert = '/etc/letsencrypt/live/old.example.org/fullchain.pem', certOk = true): TlsState['site'] => ({ names, cert, certOk });
+  it('every shape of a change of names', () => {
+    const e = env('example.org', ['www.example.org']);
+    // issued and naming them all (a name removed too): the site is written for them
+    expect(tlsPlan(e, { certificate: true, lacks: [], site: served(['example.org', 'www.example.org', 'old.example.org']) })).toEqual({ ready: true, missing: [] });
+    // a name added beside the domain: its certificate lacks it; the site kept, the challenge of the new name beside it
+    expect(tlsPlan(e, { certificate: true, lacks: ['www.example.org'], site: served(['example.org'], '/etc/letsencrypt/live/example.org/fullchain.pem') })).toEqual({
+      ready: false, missing: ['www.example.org'], keep: { serving: ['example.org'], pending: ['www.example.org'] },
+    });
+    // the domain replaced: a lineage not issued yet
+    expect(tlsPlan(env('new.example.org'), { certificate: false, lacks: [], site: served(['old.example.org']) })).toEqual({
+      ready: false, missing: ['new.example.org'], keep: { serving: ['old.example.org'], pending: ['new.example.org'] },
+    });
+    // tls off -> letsencrypt, the same names: the plain site is written again (nothing else to keep)
+    expect(tlsPlan(e, { certificate: false, lacks: [], site: served(['www.example.org', 'example.org'], '', false) })).toEqual({ ready: false, missing: ['example.org', 'www.example.org'] });
+    // tls off -> letsencrypt with the domain replaced: the plain site of the old names is kept
+    expect(tlsPlan(env('new.example.org'), { certificate: false, lacks: [], site: served(['old.example.org'], '', false) }).keep).toEqual({ serving: ['old.example.org'], pending: ['new.example.org'] });
+    // the certificate of the same names not servable (its key replaced by hand): nothing to keep, http until it is issued
+    expect(tlsPlan(e, { certificate: false, lacks: [], site: served(['example.org', 'www.example.org'], '/etc/letsencrypt/live/example.org/fullchain.pem', false) }).keep).toBeUndefined();
+    // a first provision: nothing serves
+    expect(tlsPlan(e, { certificate: false, lacks: [] })).toEqual({ ready: false, missing: ['example.org', 'www.example.org'] });
+  });
+
+  it('what a failure says: the names without a certificate, what still serves, what to do; a first provision: nothing to keep', () => {
+    const e = env('new.example.org');
+    const state: TlsState = { certificate: false, lacks: [], site: { names: ['old.example.org'], cert: '/etc/letsencrypt/live/old.example.org/fullchain.pem', certOk: true } };
+    expect(issueCertificate(e, false, tlsPlan(e, state), state).script).toContain(
+      "cert_left='no certificate yet for new.example.org: the site still serves old.example.org as before (https, with its current certificate), and answers only the ACME challenge of new.example.org (port 80); once the DNS of new.example.org points at this host (A/AAAA records), run ops provision demo again: the site then moves to new.example.org'",
+    );
+    const first: TlsState = { certificate: false, lacks: [] };
+    expect(issueCertificate(e, false, tlsPlan(e, first), first).script).toContain('no certificate yet for new.example.org, and no https site here before to keep serving (a first provision): the site answers on port 80 only (http) until it is issued');
+  });
+
+  it("provision's nginx: kept, the site is not written and the pending names get the challenge alone; once ready, that server goes", () => {
+    const e = env('new.example.org');
+    const kept = provisionNginx(e, false, { pending: ['new.example.org'] }).script;
+    expect(kept).not.toContain(e.layout.nginxSite + "'");
+    expect(kept).not.toContain('server_name new.example.org;\n    access_log /var/log/nginx/shop.access.log;\n    error_log /var/log/nginx/shop.error.log;\n    ops_check');
+    expect(kept).toContain('/etc/nginx/sites-enabled/shop.acme-pending');
+    expect(acmePendingSite(e, ['new.example.org'])).toContain('server_name new.example.org;');
+    expect(acmePendingSite(e, ['new.example.org'])).toContain('location ^~ /.well-known/acme-challenge/ {\n        root /var/www/letsencrypt;');
+    expect(provisionNginx(e, true).script).toContain("[ ! -e /etc/nginx/sites-enabled/shop.acme-pending ] || { rm -f /etc/nginx/sites-enabled/shop.acme-pending; CHANGED=1; }");
+  });
+});
+
+describe('certificates of names no longer served', () => {
+  it('cert_beyond names what the certificate lists beyond the names served (compared in lower case); the certificate step reissues it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-tls-beyond-'));
+    const c = certificate(dir, ['example.org', 'WWW.example.org', 'old.example.net']);
+    const beyond = (...names: string[]) => execFileSync('bash', ['-c', `ops_report() { :; }\n${CERT_FUNCTIONS}\ncert_beyond "$@"`, 'x', c.cert, ...names], { encoding: 'utf8' });
+    expect(beyond('example.org', 'www.example.org')).toBe('old.example.net');
+    expect(beyond('example.org', 'Www.example.org', 'old.example.net', 'new.example.org')).toBe('');
+    expect(beyond('example.org')).toBe('www.example.org old.example.net');
+    expect(issueCertificate(env('example.org'), false).script).toContain('elif cert_extra=$(cert_beyond /etc/letsencrypt/live/example.org/fullchain.pem example.org) && [ -n "$cert_extra" ]; then');
+  });
+
+  it("retireCertificate: only a lineage of certbot's that ops issued (its webroot), not the site's own, once no file nginx loads names it", () => {
+    const e = env('new.example.org');
+    expect(retireCertificate(e, '/etc/letsencrypt/live/new.example.org/fullchain.pem')).toBeUndefined();
+    expect(retireCertificate(e, '/etc/ssl/shop/old.example.org.crt')).toBeUndefined();
+    const dir = mkdtempSync(join(tmpdir(), 'ops-tls-retire-'));
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    const conf = join(dir, 'old.example.org.conf');
+    // nginx -T: what the stub is given; certbot: says what it was asked
+    writeFileSync(join(bin, 'nginx'), `#!/bin/sh\ncat ${dir}/loaded\n[ ! -e ${dir}/broken ]\n`);
+    writeFileSync(join(bin, 'certbot'), `#!/bin/sh\necho "$*" > ${dir}/asked\n`);
+    chmodSync(join(bin, 'nginx'), 0o755);
+    chmodSync(join(bin, 'certbot'), 0o755);
+    const run = (renewal: string, loaded: string) => {
+      writeFileSync(conf, renewal);
+      writeFileSync(join(dir, 'loaded'), loaded);
+      writeFileSync(join(dir, 'asked'), '');
+      const script = retireCertificate(e, '/etc/letsencrypt/live/old.example.org/fullchain.pem')!.script.replaceAll('/etc/letsencrypt/renewal/old.example.org.conf', conf);
+      const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${script.replace('host_lock certbot 300', ':').replace('host_unlock certbot', ':')}`], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+      return { out, asked: execFileSync('cat', [join(dir, 'asked')], { encoding: 'utf8' }).trim() };
+    };
+    const ours = '[renewalparams]\nauthenticator = webroot\nwebroot_path = /var/www/letsencrypt,\n[[webroot_map]]\nold.example.org = /var/www/letsencrypt\n';
+    const deleted = run(ours, '# configuration file /etc/nginx/sites-enabled/shop:\n    ssl_certificate /etc/letsencrypt/live/new.example.org/fullchain.pem;\n');
+    expect(deleted.asked).toBe('delete -n --cert-name old.example.org');
+    expect(deleted.out).toContain('deleted the certificate ops had issued for old.example.org (certbot delete --cert-name old.example.org): the site no longer serves those names');
+    // still named by a file nginx loads (another site of the host's): kept
+    expect(run(ours, '    ssl_certificate /etc/letsencrypt/live/old.example.org/fullchain.pem;\n').asked).toBe('');
+    // nginx -T failing (what nginx loads not known): kept
+    writeFileSync(join(dir, 'broken'), '');
+    expect(run(ours, '').asked).toBe('');
+    rmSync(join(dir, 'broken'));
+    expect(run(ours, '').asked).toBe('delete -n --cert-name old.example.org');
+    // issued by someone else (another authenticator, another webroot): never touched
+    expect(run('[renewalparams]\nauthenticator = nginx\n', '').asked).toBe('');
+    expect(run(ours.replaceAll('/var/www/letsencrypt', '/var/www/html'), '').asked).toBe('');
+  });
+});
+
+describe('ops certs: the certificates no served name uses', () => {
+  it('the files nginx -T names (ssl_certificate, not _key, nor in a comment), read by real bash; one of certbot\'s none names is said unused, with the command that deletes it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-tls-used-'));
+    writeFileSync(join(dir, 'nginx'), `#!/bin/sh\nprintf '%s\\n' '# configuration file /etc/nginx/sites-enabled/shop:' '    ssl_certificate /etc/letsencrypt/live/new.example.org/fullchain.pem;' '    ssl_certificate_key /etc/letsencrypt/live/new.example.org/privkey.pem;' '#   ssl_certificate /etc/letsencrypt/live/gone.example.org/fullchain.pem;' 'ssl_certificate /etc/ssl/x.crt; # other'\n`);
+    chmodSync(join(dir, 'nginx'), 0o755);
+    const script = listCertificates(env('new.example.org')).script;
+    const loop = script.slice(script.indexOf('while IFS= read -r f; do [ -z "$f" ] || ops_report nginx_cert'));
+    const out = execFileSync('bash', ['-c', `${scriptPrelude}\n${loop.slice(0, loop.indexOf('sort -u)') + 'sort -u)'.length)}`], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+    const used = usedCertificates({ stdout: out, stderr: '', code: 0, durationMs: 0, reports: parseReports(out) });
+    expect([...(used ?? [])]).toEqual(['/etc/letsencrypt/live/new.example.org/fullchain.pem', '/etc/ssl/x.crt']);
+    expect(CERTS_KEYS.nginx_cert).toBe('nginx_cert');
+    const cert = (path: string) => ({ path, state: 'ok' as const, names: ['x.example.org'], daysLeft: 80, notAfter: '2027-03-01T00:00:00.000Z', serial: 'AB' });
+    const text = formatCerts({ environment: 'demo', mode: 'letsencrypt', ok: true, hosts: [{ host: 'web1', configured: '/etc/letsencrypt/live/new.example.org/fullchain.pem', certificates: [cert('/etc/letsencrypt/live/new.example.org/fullchain.pem'), cert('/etc/letsencrypt/live/gone.example.org/fullchain.pem')], unused: ['/etc/letsencrypt/live/gone.example.org/fullchain.pem'], problems: [], warnings: [] }] });
+    expect(text).toContain("      file     /etc/letsencrypt/live/gone.example.org/fullchain.pem\n      unused   no server block of nginx names it: no served name uses it, and certbot's timer still renews it (failing once its names' DNS moves); if nothing else needs it: sudo certbot delete --cert-name gone.example.org");
+    expect(text.match(/unused/g)).toHaveLength(1);
+  });
+});
+
+describe('certbot_failure names the names the ACME server could not validate', () => {
+  it("certbot's Domain: lines, not the lineage's name; without them, the lineage's", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-tls-failure-'));
+    const log = join(dir, 'log');
+    const say = (text: string) => {
+      writeFileSync(log, text);
+      return execFileSync('bash', ['-c', `${scriptPrelude}\n${CERT_FUNCTIONS}\ncertbot_failure 1 ${log} example.org https://acme.test/dir /var/www/letsencrypt 'left' 2>&1`], { encoding: 'utf8' });
+    };
+    const out = say('Certbot failed to authenticate some domains (authenticator: webroot). The Certificate Authority reported these problems:\n  Domain: www.example.org\n  Type:   connection\n  Detail: could not resolve\n');
+    expect(out).toContain('certbot could not get a certificate for example.org: www.example.org must resolve to this host');
+    expect(out).toContain('the ACME server could not validate www.example.org (Type: connection Detail: could not resolve). left. To fix: the DNS record of www.example.org (A/AAAA to this host)');
+    expect(say('Challenge failed\n')).toContain('example.org must resolve to this host and its port 80 be reachable from the ACME server, answering /.well-known/acme-challenge/ from /var/www/letsencrypt; the ACME server could not validate it. left');
+  });
+});

@@ -696,13 +696,22 @@ function drainSlot(env: Target, slot: Slot): string {
   if (!seconds) return ':';
   const filter = `( ${Object.keys(env.config.programs).map((name) => `dport = :${env.port(name, slot)}`).join(' or ')} )`;
   // ss -p names each socket's processes: nginx's own connections only (a program's idle pool to its API is not a request).
-  return String.raw`in_flight() { ss -Htnp state established ${quote(filter)} 2>/dev/null | grep -c '"nginx"' || true; }
-  drain_n=$(in_flight)
+  // It reads every process's descriptors, so it is asked only once a socket to the slot is there: first the sockets
+  // alone (netlink, no walk of /proc), the count into drain_now (no subshell); between looks, read's timeout on a pipe
+  // nobody writes to stands in for sleep, the clock is printf's (builtins: no process per look).
+  return String.raw`in_flight() {
+    local line
+    drain_now=0
+    [ -n "$(ss -Htn state established ${quote(filter)} 2>/dev/null)" ] || return 0
+    while IFS= read -r line; do [[ $line != *'"nginx"'* ]] || drain_now=$(( drain_now + 1 )); done < <(ss -Htnp state established ${quote(filter)} 2>/dev/null)
+  }
+  in_flight; drain_n=$drain_now
   if [ "$drain_n" -gt 0 ]; then
-    drain_start=$(date +%s); drain_end=$(( drain_start + ${seconds} ))
-    while [ "$(in_flight)" -gt 0 ] && [ "$(date +%s)" -lt "$drain_end" ]; do sleep 0.2; done
-    drain_left=$(in_flight)
-    echo "slot ${slot}: waited $(( $(date +%s) - drain_start )) s for $drain_n request(s) nginx still had in flight to the release it ran$( [ "$drain_left" -eq 0 ] || echo "; $drain_left still in flight after switch.drain (${seconds} s): cut")"
+    printf -v drain_start '%(%s)T' -1; drain_end=$(( drain_start + ${seconds} )); drain_at=$drain_start
+    exec {drain_pause}<> <(:)
+    while [ "$drain_now" -gt 0 ] && [ "$drain_at" -lt "$drain_end" ]; do read -r -t 0.2 -u "$drain_pause" _ || true; in_flight; printf -v drain_at '%(%s)T' -1; done
+    exec {drain_pause}<&-
+    echo "slot ${slot}: waited $(( drain_at - drain_start )) s for $drain_n request(s) nginx still had in flight to the release it ran$( [ "$drain_now" -eq 0 ] || echo "; $drain_now still in flight after switch.drain (${seconds} s): cut")"
   fi`;
 }
 

@@ -647,9 +647,10 @@ if ! SLOW_START_HINT=switch.health_timeout FATAL_GROUP=${quote(group)} wait_heal
   verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
-elif ! group_settled ${quote(group)} ${settleSeconds(env)}; then
+# Each of these two reads supervisor's pids that the check before it has just read (SUP_READ): one getAllProcessInfo each.
+elif ! SUP_READ=1 group_settled ${quote(group)} ${settleSeconds(env)}; then
   verdict="release $release_id did not keep running on slot ${slot}: $SETTLE"
-elif ! ${identity}; then
+elif ! SUP_READ=1 ${identity}; then
   # Started, and still the processes that answer (one that stopped listening, or lost its port to another).
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi

@@ -132,7 +132,8 @@ describe_proc() {
 # check_identity ID DIR GROUP name:port[:path]...: every process listening on each program's port is in the tree of
 # the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set
 # (the other slot's ports), none of GROUP's listens on one of those (group_listens). On failure, IDENTITY says what
-# answers instead.
+# answers instead. With SUP_READ set, supervisor's pids are the SUP_PID the caller has just read (group_settled's last
+# answer, an instant before): not asked again (a getAllProcessInfo, a curl, less per start).
 # shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
 check_identity() {
   local id=$1 dir group=$3 p name port sp l ls i LISTEN_TABLE LISTENERS all=() of=()
@@ -141,7 +142,7 @@ check_identity() {
   IDENTITY=""
   command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
   LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-  sup_pids
+  [ -n "${SUP_READ:-}" ] || sup_pids
   # Every listener's working directory at once (proc_cwds: one process, not a readlink per listener).
   for p in "$@"; do
     IFS=: read -r _ port _ <<< "$p"
@@ -321,7 +322,8 @@ uptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} *
 # startsecs (a window longer than it, or shorter, is the environment's choice). A process gone is seen at once: no
 # /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the
 # end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails, SETTLE
-# then quoting the last lines it wrote since this start (log_reason, as group_fatal does).
+# then quoting the last lines it wrote since this start (log_reason, as group_fatal does). With SUP_READ set, the start's
+# answer is the SUP_PID and SUP_STATE the caller has just read (check_identity's, an instant before): not asked again.
 # Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read's timeout on a pipe
 # nobody writes to stands in for sleep). For SECONDS + 5 s at most.
 # shellcheck disable=SC2034 # SETTLE is this function's result, read by the step that calls it
@@ -335,7 +337,7 @@ group_settled() {
   tck=$(getconf CLK_TCK 2>/dev/null) || true
   [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100
   uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))
-  sup_pids
+  [ -n "${SUP_READ:-}" ] || sup_pids
   for k in "${!SUP_STATE[@]}"; do
     [[ $k == "$group:"* ]] || continue
     first[$k]=${SUP_PID[$k]:-0}

@@ -463,14 +463,16 @@ previous_file() {
   reread >/dev/null || true
 }
 log_ends() {
-  local f at files=()
+  local f l rest files=()
+  local -A at=()
   case "$1" in
     ${slots.map(logs).join('\n    ')}
     *) return 1 ;;
   esac
+  # One stat for every log (a process less per file); a file it cannot read (not written yet) is "- 0".
+  while IFS= read -r -d '' l; do rest=${'$'}{l#* }; at[${'$'}{rest#* }]="${'$'}{l%% *} ${'$'}{rest%% *}"; done < <(stat --printf '%i %s %n\0' -- "${'$'}{files[@]}" 2>/dev/null || true)
   for f in "${'$'}{files[@]}"; do
-    at=$(stat -c '%i %s' -- "$f" 2>/dev/null || echo '- 0')
-    printf '%s %s\n' "$at" "$f"
+    printf '%s %s\n' "${'$'}{at[$f]:-- 0}" "$f"
   done
 }
 log_record() {

@@ -10,10 +10,10 @@ proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
 # proc_cwds PID...: the working directory of each into PROC_CWD[pid] (declared by the caller: `local -A PROC_CWD=()`),
 # "" for one that cannot be read (gone), from one `find` for all (a readlink per process otherwise). cwd_of reads it.
 proc_cwds() {
-  local p h l
+  local p h l paths=()
   [ "$#" -gt 0 ] || return 0
-  for p in "$@"; do PROC_CWD[$p]=""; done
-  while IFS= read -r -d '' l; do h=${l%%$'\t'*}; PROC_CWD[$h]=${l#*$'\t'}; done < <(cd /proc && find "${@/%//cwd}" -maxdepth 0 -printf '%h\t%l\0' 2>/dev/null || true)
+  for p in "$@"; do PROC_CWD[$p]=""; paths+=("/proc/$p/cwd"); done
+  while IFS= read -r -d '' l; do h=${l%%$'\t'*}; PROC_CWD[${h#/proc/}]=${l#*$'\t'}; done < <(find "${paths[@]}" -maxdepth 0 -printf '%h\t%l\0' 2>/dev/null || true)
 }
 # cwd_of PID: CWD = PID's working directory ("" when it cannot be read): PROC_CWD's (proc_cwds) when it holds PID, else
 # read now. In a variable, not printed: no subshell per call.
@@ -136,7 +136,7 @@ describe_proc() {
 # answer, an instant before): not asked again (a getAllProcessInfo, a curl, less per start).
 # shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
 check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls i LISTEN_TABLE LISTENERS all=() of=()
+  local id=$1 dir group=$3 p name port sp l ls i LISTEN_TABLE LISTENERS all=() port_pids=()
   local -A PROC_CWD=()
   dir=$(readlink -f "$2"); shift 3
   IDENTITY=""
@@ -146,14 +146,14 @@ check_identity() {
   # Every listener's working directory at once (proc_cwds: one process, not a readlink per listener).
   for p in "$@"; do
     IFS=: read -r _ port _ <<< "$p"
-    listeners_of "$port"; of+=("${LISTENERS[*]}"); all+=(${LISTENERS[@]+"${LISTENERS[@]}"})
+    listeners_of "$port"; port_pids+=("${LISTENERS[*]}"); all+=(${LISTENERS[@]+"${LISTENERS[@]}"})
   done
   proc_cwds ${all[@]+"${all[@]}"}
   i=0
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
     sp=${SUP_PID[$group:$group-$name]:-0}
-    ls=${of[$i]}; i=$(( i + 1 ))
+    ls=${port_pids[$i]}; i=$(( i + 1 ))
     if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
     for l in $ls; do
       if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi

@@ -463,14 +463,16 @@ previous_file() {
   reread >/dev/null || true
 }
 log_ends() {
-  local f at files=()
+  local f l rest files=()
+  local -A at=()
   case "$1" in
     ${slots.map(logs).join('\n    ')}
     *) return 1 ;;
   esac
+  # One stat for every log (a process less per file); a file it cannot read (not written yet) is "- 0".
+  while IFS= read -r -d '' l; do rest=${'$'}{l#* }; at[${'$'}{rest#* }]="${'$'}{l%% *} ${'$'}{rest%% *}"; done < <(stat --printf '%i %s %n\0' -- "${'$'}{files[@]}" 2>/dev/null || true)
   for f in "${'$'}{files[@]}"; do
-    at=$(stat -c '%i %s' -- "$f" 2>/dev/null || echo '- 0')
-    printf '%s %s\n' "$at" "$f"
+    printf '%s %s\n' "${'$'}{at[$f]:-- 0}" "$f"
   done
 }
 log_record() {
@@ -649,9 +651,10 @@ if ! SLOW_START_HINT=switch.health_timeout FATAL_GROUP=${quote(group)} wait_heal
   verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
-elif ! group_settled ${quote(group)} ${settleSeconds(env)}; then
+# Each of these two reads supervisor's pids that the check before it has just read (SUP_READ): one getAllProcessInfo each.
+elif ! SUP_READ=1 group_settled ${quote(group)} ${settleSeconds(env)}; then
   verdict="release $release_id did not keep running on slot ${slot}: $SETTLE"
-elif ! ${identity}; then
+elif ! SUP_READ=1 ${identity}; then
   # Started, and still the processes that answer (one that stopped listening, or lost its port to another).
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
@@ -703,13 +706,22 @@ function drainSlot(env: Target, slot: Slot): string {
   if (!seconds) return ':';
   const filter = `( ${Object.keys(env.config.programs).map((name) => `dport = :${env.port(name, slot)}`).join(' or ')} )`;
   // ss -p names each socket's processes: nginx's own connections only (a program's idle pool to its API is not a request).
-  return String.raw`in_flight() { ss -Htnp state established ${quote(filter)} 2>/dev/null | grep -c '"nginx"' || true; }
-  drain_n=$(in_flight)
+  // It reads every process's descriptors, so it is asked only once a socket to the slot is there: first the sockets
+  // alone (netlink, no walk of /proc), the count into drain_now (no subshell); between looks, read's timeout on a pipe
+  // nobody writes to stands in for sleep, the clock is printf's (builtins: no process per look).
+  return String.raw`in_flight() {
+    local line
+    drain_now=0
+    [ -n "$(ss -Htn state established ${quote(filter)} 2>/dev/null)" ] || return 0
+    while IFS= read -r line; do [[ $line != *'"nginx"'* ]] || drain_now=$(( drain_now + 1 )); done < <(ss -Htnp state established ${quote(filter)} 2>/dev/null)
+  }
+  in_flight; drain_n=$drain_now
   if [ "$drain_n" -gt 0 ]; then
-    drain_start=$(date +%s); drain_end=$(( drain_start + ${seconds} ))
-    while [ "$(in_flight)" -gt 0 ] && [ "$(date +%s)" -lt "$drain_end" ]; do sleep 0.2; done
-    drain_left=$(in_flight)
-    echo "slot ${slot}: waited $(( $(date +%s) - drain_start )) s for $drain_n request(s) nginx still had in flight to the release it ran$( [ "$drain_left" -eq 0 ] || echo "; $drain_left still in flight after switch.drain (${seconds} s): cut")"
+    printf -v drain_start '%(%s)T' -1; drain_end=$(( drain_start + ${seconds} )); drain_at=$drain_start
+    exec {drain_pause}<> <(:)
+    while [ "$drain_now" -gt 0 ] && [ "$drain_at" -lt "$drain_end" ]; do read -r -t 0.2 -u "$drain_pause" _ || true; in_flight; printf -v drain_at '%(%s)T' -1; done
+    exec {drain_pause}<&-
+    echo "slot ${slot}: waited $(( drain_at - drain_start )) s for $drain_n request(s) nginx still had in flight to the release it ran$( [ "$drain_now" -eq 0 ] || echo "; $drain_now still in flight after switch.drain (${seconds} s): cut")"
   fi`;
 }
 

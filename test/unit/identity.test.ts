@@ -205,6 +205,25 @@ describe('who answers on a port (check_identity, report_slot)', () => {
     expect(r.reports.filter(([k]) => k === 'listener').map(([, v]) => v.split('\t')[4])).toEqual(['r7']);
   });
 
+  it("with SUP_READ set, supervisor's pids are those the caller has just read (the start's second check after group_settled's): no getAllProcessInfo of its own", async () => {
+    const dir = release('r8');
+    const port = await freePort();
+    const p = start(`exec /usr/bin/python3 ${root}/server.py ${port}`, dir, 'r8');
+    await listening(port);
+    const script = `${scriptPrelude}
+${MASK_FUNCTIONS}
+${IDENTITY_FUNCTIONS}
+asked=0
+sup_pids() { asked=$(( asked + 1 )); declare -gA SUP_PID=([grp:grp-web]=${p.pid}); }
+check_identity r8 ${dir} grp web:${port} && echo "own ok asked=$asked"
+SUP_READ=1 check_identity r8 ${dir} grp web:${port} && echo "read ok asked=$asked"
+# What the caller read is what counts: another pid there (this shell), the listener is not in its tree.
+SUP_PID[grp:grp-web]=$$
+SUP_READ=1 check_identity r8 ${dir} grp web:${port} || echo "stale refused asked=$asked"`;
+    const { stdout } = await run('bash', ['-c', script]);
+    expect(stdout.trim().split('\n').slice(-3)).toEqual(['own ok asked=1', 'read ok asked=1', 'stale refused asked=1']);
+  });
+
   it('nothing running for the program, or nothing listening: refused', async () => {
     const dir = release('r5');
     const port = await freePort();

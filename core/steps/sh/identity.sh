@@ -7,6 +7,17 @@
 # Builtins where they do (no process per call: these run on every no-op deploy and rollback).
 proc_env_release() { proc_env "$1" OPS_RELEASE; }
 proc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }
+# proc_cwds PID...: the working directory of each into PROC_CWD[pid] (declared by the caller: `local -A PROC_CWD=()`),
+# "" for one that cannot be read (gone), from one `find` for all (a readlink per process otherwise). cwd_of reads it.
+proc_cwds() {
+  local p h l paths=()
+  [ "$#" -gt 0 ] || return 0
+  for p in "$@"; do PROC_CWD[$p]=""; paths+=("/proc/$p/cwd"); done
+  while IFS= read -r -d '' l; do h=${l%%$'\t'*}; PROC_CWD[${h#/proc/}]=${l#*$'\t'}; done < <(find "${paths[@]}" -maxdepth 0 -printf '%h\t%l\0' 2>/dev/null || true)
+}
+# cwd_of PID: CWD = PID's working directory ("" when it cannot be read): PROC_CWD's (proc_cwds) when it holds PID, else
+# read now. In a variable, not printed: no subshell per call.
+cwd_of() { if [ -n "${PROC_CWD[$1]+x}" ]; then CWD=${PROC_CWD[$1]}; else CWD=$(proc_cwd "$1"); fi; }
 # proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an
 # argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.
 proc_cmd() {
@@ -17,16 +28,22 @@ proc_cmd() {
   mask_clip "${line//[$'\n\t']/ }" 160; printf '%s' "${MASK_TEXT% }"
 }
 # listeners PORT: pids listening on it (each once, in ss's order), from LISTEN_TABLE (one `ss -Htlnp` for every
-# port) when set.
+# port) when set; listeners_of PORT sets them in LISTENERS (an array) instead of printing them (no subshell).
 listeners() {
+  local LISTENERS
+  listeners_of "$1"
+  [ "${#LISTENERS[@]}" = 0 ] || printf '%s\n' "${LISTENERS[@]}"
+}
+listeners_of() {
   local table l rest pid
   local -A seen=()
+  LISTENERS=()
   table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}
   while read -r _ _ _ l _ rest; do
     [ "${l##*:}" = "$1" ] || continue
     while [[ $rest =~ pid=([0-9]+) ]]; do
       pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}
-      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf '%s\n' "$pid"; fi
+      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; LISTENERS+=("$pid"); fi
     done
   done <<< "$table"
 }
@@ -53,23 +70,31 @@ in_tree() {
 # previous release (supervisor gave it the new release's environment and directory); so does one whose command line or
 # environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).
 same_release() {
-  local o
+  local o CWD OTHER_RELEASE
   OTHER_RELEASE_PATH=""
-  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac
-  o=$(other_release "$1" "$3")
+  cwd_of "$1"
+  case $CWD in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac
+  other_release_of "$1" "$3"; o=$OTHER_RELEASE
   [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$'\t'}, release ${o%%$'\t'*}'s code"
   [ -z "$o" ]
 }
 # other_release PID DIR: the first path PID's command line or environment names (an argument, the value of an
 # --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into
 # another release beside DIR (a directory there: a path under the releases directory naming none is no release's code),
-# as "<that release's id><TAB><the path as named>"; nothing when none.
+# as "<that release's id><TAB><the path as named>"; nothing when none. other_release_of PID DIR sets it in OTHER_RELEASE
+# instead of printing it (no subshell).
 # `python <base>/current/app.py` started in the new release before the switch runs the previous release's code
 # (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or
 # NODE_PATH through `current`.
 other_release() {
-  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()
-  cwd=$(proc_cwd "$1")
+  local OTHER_RELEASE
+  other_release_of "$1" "$2"
+  printf '%s' "$OTHER_RELEASE"
+}
+other_release_of() {
+  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=() CWD
+  OTHER_RELEASE=""
+  cwd_of "$1"; cwd=$CWD
   while IFS= read -r -d '' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true
   # OLDPWD is a shell's record of where it was (a wrapper's `cd` from the release supervisor started it in), not read.
   while IFS= read -r -d '' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true
@@ -85,7 +110,7 @@ other_release() {
   # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the
   # package on PATH (npm's run-script: <base>/releases/node_modules/.bin among them), a name no release has.
   for i in "${!resolved[@]}"; do
-    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf '%s\t%s' "${w%%/*}" "${named[$i]}"; return 0 ;; esac
+    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; OTHER_RELEASE="${w%%/*}"$'\t'"${named[$i]}"; return 0 ;; esac
   done
 }
 # proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES
@@ -107,18 +132,28 @@ describe_proc() {
 # check_identity ID DIR GROUP name:port[:path]...: every process listening on each program's port is in the tree of
 # the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set
 # (the other slot's ports), none of GROUP's listens on one of those (group_listens). On failure, IDENTITY says what
-# answers instead.
+# answers instead. With SUP_READ set, supervisor's pids are the SUP_PID the caller has just read (group_settled's last
+# answer, an instant before): not asked again (a getAllProcessInfo, a curl, less per start).
 # shellcheck disable=SC2034 # IDENTITY is this function's result, read by the step that calls it
 check_identity() {
-  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3
+  local id=$1 dir group=$3 p name port sp l ls i LISTEN_TABLE LISTENERS all=() port_pids=()
+  local -A PROC_CWD=()
+  dir=$(readlink -f "$2"); shift 3
   IDENTITY=""
   command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }
   LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)
-  sup_pids
+  [ -n "${SUP_READ:-}" ] || sup_pids
+  # Every listener's working directory at once (proc_cwds: one process, not a readlink per listener).
+  for p in "$@"; do
+    IFS=: read -r _ port _ <<< "$p"
+    listeners_of "$port"; port_pids+=("${LISTENERS[*]}"); all+=(${LISTENERS[@]+"${LISTENERS[@]}"})
+  done
+  proc_cwds ${all[@]+"${all[@]}"}
+  i=0
   for p in "$@"; do
     IFS=: read -r name port _ <<< "$p"
     sp=${SUP_PID[$group:$group-$name]:-0}
-    ls=$(listeners "$port")
+    ls=${port_pids[$i]}; i=$(( i + 1 ))
     if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi
     for l in $ls; do
       if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi
@@ -287,7 +322,8 @@ uptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} *
 # startsecs (a window longer than it, or shorter, is the environment's choice). A process gone is seen at once: no
 # /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the
 # end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails, SETTLE
-# then quoting the last lines it wrote since this start (log_reason, as group_fatal does).
+# then quoting the last lines it wrote since this start (log_reason, as group_fatal does). With SUP_READ set, the start's
+# answer is the SUP_PID and SUP_STATE the caller has just read (check_identity's, an instant before): not asked again.
 # Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read's timeout on a pipe
 # nobody writes to stands in for sleep). For SECONDS + 5 s at most.
 # shellcheck disable=SC2034 # SETTLE is this function's result, read by the step that calls it
@@ -301,7 +337,7 @@ group_settled() {
   tck=$(getconf CLK_TCK 2>/dev/null) || true
   [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100
   uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))
-  sup_pids
+  [ -n "${SUP_READ:-}" ] || sup_pids
   for k in "${!SUP_STATE[@]}"; do
     [[ $k == "$group:"* ]] || continue
     first[$k]=${SUP_PID[$k]:-0}

@@ -87,17 +87,19 @@ nginx_unit() {
 # handle signals; it keeps serving the previous configuration. A missing pid file is written back (systemd's
 # reload and stop of nginx read it). A start is reported (`nginx_started`).
 nginx_reload() {
-  local master old p busy fresh title now deadline
+  local master old p busy fresh title now deadline pause rc=1
   if ! master=$(nginx_master); then
     svc_start nginx || { echo "nginx reload failed: nginx was not running and did not start (see above)" >&2; return 1; }
     # systemd's start returns once nginx wrote its pid file; the master titles itself "nginx: master process" just
     # after (nginx's main, then ngx_master_process_cycle): on a busy host, looked for up to 5 s, every 20 ms.
     printf -v now '%(%s)T' -1; deadline=$(( now + 5 ))
+    exec {pause}<> <(:)
     until nginx_master >/dev/null; do
       printf -v now '%(%s)T' -1
-      [ "$now" -lt "$deadline" ] || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
-      sleep 0.02
+      [ "$now" -lt "$deadline" ] || { exec {pause}<&-; echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+      read -r -t 0.02 -u "$pause" _ || true
     done
+    exec {pause}<&-
     # Not silent: the step's operation says the site was down and that this started it.
     ops_report nginx_started 1
     return 0
@@ -108,8 +110,10 @@ nginx_reload() {
     echo "$master" > /run/nginx.pid && echo "nginx's pid file /run/nginx.pid was missing: written back (master pid $master)" >&2
   fi
   # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the workers'
-  # titles with read, a builtin (a worker gone reads as nothing).
+  # titles with read, a builtin (a worker gone reads as nothing); between looks, read's timeout on a pipe nobody
+  # writes to stands in for sleep (a builtin: no process per look, as probe.sh's rounds wait).
   printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
+  exec {pause}<> <(:)
   while :; do
     busy=; fresh=
     for p in $old; do
@@ -123,12 +127,14 @@ nginx_reload() {
       for p in $(pgrep -P "$master" -f '^nginx: worker process *$' || true); do
         [[ $old == *" $p "* ]] || { fresh=1; break; }
       done
-      [ -z "$fresh" ] || return 0
+      [ -z "$fresh" ] || { rc=0; break; }
     fi
     printf -v now '%(%s)T' -1
     [ "$now" -lt "$deadline" ] || break
-    sleep 0.02
+    read -r -t 0.02 -u "$pause" _ || true
   done
+  exec {pause}<&-
+  [ "$rc" != 0 ] || return 0
   echo "nginx reload failed: nginx did not apply the new configuration (nginx -t accepted it; its master process, pid $master, refused it or does not handle signals: no new workers within 10 s) and keeps serving the previous one; its error log says:" >&2
   tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
   return 1

@@ -20310,15 +20310,15 @@ function fileError(err, path, action, expected = "a file") {
   const fail2 = `cannot ${action} ${path}`;
   if (code === "EISDIR") {
     const named = /\.[A-Za-z0-9]{1,5}$/.test(path.replace(/\/+$/, ""));
-    return new OpsError(`${fail2}: it is a directory, not ${expected}`, named ? `a directory stands where ${expected} goes: move it aside or remove it (rmdir ${quote(path)} when empty), then write the file there` : `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+    return new InputError(`${fail2}: it is a directory, not ${expected}`, named ? `a directory stands where ${expected} goes: move it aside or remove it (rmdir ${quote(path)} when empty), then write the file there` : `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
   }
-  if (code === "ENOENT" && action === "read") return new OpsError(`${fail2}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
-  if (code === "ENOENT") return new OpsError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
-  if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
+  if (code === "ENOENT" && action === "read") return new InputError(`${fail2}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
+  if (code === "ENOENT") return new InputError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
+  if (code === "ENOTDIR") return new InputError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
   if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail2}: permission denied`, `check the permissions of ${path} and its directory`);
   if (code === "EEXIST") return new OpsError(`${fail2}: it already exists`);
-  if (code === "ELOOP") return new OpsError(`${fail2}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
-  if (code === "ENAMETOOLONG") return new OpsError(`${fail2}: the path is too long`, "check the path");
+  if (code === "ELOOP") return new InputError(`${fail2}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
+  if (code === "ENAMETOOLONG") return new InputError(`${fail2}: the path is too long`, "check the path");
   return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
 }
 function userFileExists(path, shown = path, expected = "a file", given = false) {
@@ -20336,7 +20336,7 @@ function userFileExists(path, shown = path, expected = "a file", given = false) 
     }
     const dir = shown.replace(/\/+$/, "");
     const some = files.slice(0, 5).map((f) => quote(`${dir}/${f}`)).join(", ");
-    throw new OpsError(
+    throw new InputError(
       `cannot read ${shown}: it is a directory, not ${expected}`,
       files.length ? `give one file in it: ${some}${files.length > 5 ? `, ... (${files.length} files)` : ""}` : `give the path of ${expected}; this directory holds no file`
     );
@@ -51696,7 +51696,7 @@ async function parseIdentities(text, source, encrypted, plugins) {
     const line = lines[i].trim();
     const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ") ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
     if (/\\n/.test(line) && new RegExp(IDENTITY_IN_LINE.source, "i").test(line))
-      throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, "give the text with real line breaks (or only the AGE-SECRET-KEY-1\u2026 line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all");
+      throw new InputError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, "give the text with real line breaks (or only the AGE-SECRET-KEY-1\u2026 line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all");
     const bom = byteOrderMark(lines[i], line, where, source);
     if (bom) throw bom;
     if (line === "" || line.startsWith("#")) continue;
@@ -51705,10 +51705,10 @@ async function parseIdentities(text, source, encrypted, plugins) {
         plugins.push(where);
         continue;
       }
-      throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
+      throw new InputError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
     }
     if (RECIPIENT_RE.test(line)) {
-      throw new OpsError(
+      throw new InputError(
         `${where} is a public key (age1\u2026, a recipient), not an age identity`,
         "give the private key instead: the AGE-SECRET-KEY-1\u2026 line `ops keygen` (or `ops env new`) printed below the public key"
       );
@@ -51718,7 +51718,7 @@ async function parseIdentities(text, source, encrypted, plugins) {
     try {
       recipient = await identityToRecipient(line);
     } catch {
-      throw new OpsError(`${where} is not a valid age identity (bad checksum or length)`, "copy the key again, whole");
+      throw new InputError(`${where} is not a valid age identity (bad checksum or length)`, "copy the key again, whole");
     }
     out.push({ secret: line, recipient, source });
   }
@@ -51729,7 +51729,7 @@ function byteOrderMark(raw, line, where, source) {
   const after = raw.slice(raw.trimEnd().length);
   if (!before.includes("\uFEFF") && !(after.includes("\uFEFF") && !line.startsWith("#"))) return void 0;
   const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ");
-  return new OpsError(
+  return new InputError(
     `${where} ${before.includes("\uFEFF") ? "starts" : "ends"} with a byte order mark (BOM, U+FEFF: an editor saved it as "UTF-8 with BOM"), which sops and age do not skip: they cannot read ${variable ? "that value" : "the file"} (the key was not shown)`,
     variable ? `give ${source} without it: copy the key (AGE-SECRET-KEY-1\u2026) from a file saved as plain UTF-8, or with GNU sed: sed 's/\\xEF\\xBB\\xBF//g' FILE` : `take it out (GNU sed): sed -i 's/\\xEF\\xBB\\xBF//g' ${quote(source)}; or save the file as UTF-8 without BOM`
   );
@@ -51738,8 +51738,8 @@ function encryptedKeyFile(text, source, how = { first: "" }) {
   const head = text.replace(/^\uFEFF/, "").trimStart();
   if (!head.startsWith("age-encryption.org/") && !head.startsWith("-----BEGIN AGE ENCRYPTED FILE-----")) return void 0;
   if (source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input "))
-    return new OpsError(`${source} holds an age-encrypted file (passphrase-protected, as \`age -p\` writes it), not an age identity`, `give the key itself (AGE-SECRET-KEY-1\u2026), which \`age -d FILE\` prints${source === "SOPS_AGE_KEY_CMD" ? ": end the command with it" : ""}`);
-  return new OpsError(
+    return new InputError(`${source} holds an age-encrypted file (passphrase-protected, as \`age -p\` writes it), not an age identity`, `give the key itself (AGE-SECRET-KEY-1\u2026), which \`age -d FILE\` prints${source === "SOPS_AGE_KEY_CMD" ? ": end the command with it" : ""}`);
+  return new InputError(
     `${source} is a passphrase-protected age key file (encrypted with \`age -p\`): ops does not ask for passphrases`,
     `${how.first}have age decrypt it for each command: export SOPS_AGE_KEY_CMD=${quote(`age -d ${quote(how.moveTo ?? source)}`)} (age asks for the passphrase on your terminal; sops runs that command too); in CI, give the plain key in SOPS_AGE_KEY`
   );
@@ -51749,7 +51749,7 @@ function sshKeyGiven(text, source) {
   const kind = /^-----BEGIN (OPENSSH|RSA|EC|DSA) PRIVATE KEY-----/.test(head) ? "an SSH private key" : SSH_RECIPIENT_RE.test(head.split(/\r?\n/)[0].trim()) ? "an SSH public key" : void 0;
   if (!kind) return void 0;
   const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ");
-  return new OpsError(
+  return new InputError(
     `${variable ? `${source} holds` : `${source} is`} ${kind}, not an age key${variable ? "" : " file"}${kind === "an SSH private key" ? " (not shown)" : ""}`,
     `${source} takes age keys (AGE-SECRET-KEY-1\u2026, from \`ops keygen\` or age-keygen) only: ${variable ? `give yours in ${source}` : "point SOPS_AGE_KEY_FILE at your age key file, or unset it"}; an SSH private key goes in SOPS_AGE_SSH_PRIVATE_KEY_FILE (its path), as sops reads it, to open files encrypted to its public key`
   );
@@ -51758,24 +51758,24 @@ function notAnIdentity(line, where, source) {
   const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD";
   const alone = variable ? `${source}'s value must be the key alone` : "a key line must be the key alone";
   const keys = [...line.matchAll(IDENTITY_IN_LINE)];
-  if (keys.length > 1) return new OpsError(`${where} holds ${keys.length} private keys on one line (not shown)`, `give one key a line (AGE-SECRET-KEY-1\u2026, as age-keygen writes them); sops and age read no other separator`);
+  if (keys.length > 1) return new InputError(`${where} holds ${keys.length} private keys on one line (not shown)`, `give one key a line (AGE-SECRET-KEY-1\u2026, as age-keygen writes them); sops and age read no other separator`);
   if (keys.length === 1) {
     const before = line.slice(0, keys[0].index);
     const after = line.slice(keys[0].index + keys[0][0].length);
     const assignment = /^(export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(['"]?)$/.exec(before);
     if (assignment && after === assignment[3]) {
       const shape = `${assignment[1] ? "export " : ""}${assignment[2]}${before.includes(":") ? ": " : "="}${assignment[3] ? `${assignment[3]}\u2026${assignment[3]}` : "\u2026"}`;
-      return new OpsError(`${where} is a whole ${before.includes(":") ? "YAML" : "shell or .env"} line (${shape}), not the key alone; not shown`, `${alone}, AGE-SECRET-KEY-1\u2026: the "${before.trim()}" in front${assignment[3] ? " and the closing quote" : ""} belong to the file it came from, not to the value (sops and age refuse it too)`);
+      return new InputError(`${where} is a whole ${before.includes(":") ? "YAML" : "shell or .env"} line (${shape}), not the key alone; not shown`, `${alone}, AGE-SECRET-KEY-1\u2026: the "${before.trim()}" in front${assignment[3] ? " and the closing quote" : ""} belong to the file it came from, not to the value (sops and age refuse it too)`);
     }
     if (/^['"]*$/.test(before) && /^['"]*$/.test(after) && (before || after)) {
       const marks = before === after && before.length === 1 ? `in quotes (${before}\u2026${after})` : `with quote marks around it (${before || "none"} before it, ${after || "none"} after it)`;
-      return new OpsError(`${where} is the key ${marks}; not shown`, `${alone}, without quotes: sops and age read them as part of the key (a .env loader, a CI secret or docker's --env-file keeps them; only a shell removes them)`);
+      return new InputError(`${where} is the key ${marks}; not shown`, `${alone}, without quotes: sops and age read them as part of the key (a .env loader, a CI secret or docker's --env-file keeps them; only a shell removes them)`);
     }
-    if (!/^AGE-SECRET-KEY-/.test(keys[0][0])) return new OpsError(`${where} is a private key written in lower case; not shown`, "write it as age-keygen does, in upper case (AGE-SECRET-KEY-1\u2026): sops and age read it so only");
-    return new OpsError(`${where} holds a private key with other text around it (${before.length} character${before.length === 1 ? "" : "s"} before it, ${after.length} after it; not shown)`, `${alone}, AGE-SECRET-KEY-1\u2026, one a line`);
+    if (!/^AGE-SECRET-KEY-/.test(keys[0][0])) return new InputError(`${where} is a private key written in lower case; not shown`, "write it as age-keygen does, in upper case (AGE-SECRET-KEY-1\u2026): sops and age read it so only");
+    return new InputError(`${where} holds a private key with other text around it (${before.length} character${before.length === 1 ? "" : "s"} before it, ${after.length} after it; not shown)`, `${alone}, AGE-SECRET-KEY-1\u2026, one a line`);
   }
-  if (variable && /^(~|\.{0,2}\/|[A-Za-z]:\\)\S*$|^\S+\.txt$/.test(line)) return new OpsError(`${where} looks like a file's path, not a key (not shown)`, `${source} holds the key itself (AGE-SECRET-KEY-1\u2026); to name a key file, set SOPS_AGE_KEY_FILE to its path instead`);
-  return new OpsError(`${where} is not an age identity`, "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)");
+  if (variable && /^(~|\.{0,2}\/|[A-Za-z]:\\)\S*$|^\S+\.txt$/.test(line)) return new InputError(`${where} looks like a file's path, not a key (not shown)`, `${source} holds the key itself (AGE-SECRET-KEY-1\u2026); to name a key file, set SOPS_AGE_KEY_FILE to its path instead`);
+  return new InputError(`${where} is not an age identity`, "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)");
 }
 async function loadIdentities(processEnv = process.env) {
   const identities = [];
@@ -51813,8 +51813,9 @@ async function loadIdentities(processEnv = process.env) {
       try {
         text = readFileSync4(file2, "utf8");
       } catch (e) {
-        throw new OpsError(
-          `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
+        const err = fileError(e, file2, "read", "an age key file");
+        throw new (err instanceof InputError ? InputError : OpsError)(
+          `SOPS_AGE_KEY_FILE: ${err.message}`,
           "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
         );
       }
@@ -51877,24 +51878,24 @@ function isRecipient(s) {
 function checkRecipient(r, where = "recipient") {
   const value = r.trim();
   if (isPrivateKey(value)) {
-    throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
+    throw new InputError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
   if (SSH_RECIPIENT_RE.test(value)) {
     try {
       sshRecipient(value);
     } catch (e) {
-      throw new OpsError(`${where}: ${value} is not a valid SSH recipient: ${e.message}`, "copy the public key line again, whole (the content of its .pub file), or give an age public key (age1\u2026)");
+      throw new InputError(`${where}: ${value} is not a valid SSH recipient: ${e.message}`, "copy the public key line again, whole (the content of its .pub file), or give an age public key (age1\u2026)");
     }
     return value;
   }
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
-    throw new OpsError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
-  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
+    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
+  if (!RECIPIENT_RE.test(value)) throw new InputError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
   } catch {
-    throw new OpsError(`${where}: "${value}" is not a valid age recipient (bad checksum or length)`, "copy the public key again, whole");
+    throw new InputError(`${where}: "${value}" is not a valid age recipient (bad checksum or length)`, "copy the public key again, whole");
   }
   return value;
 }
@@ -59669,13 +59670,13 @@ function decodeUtf8(bytes, where, hint) {
   } catch {
     const bom = bytes[0] === 255 && bytes[1] === 254 ? "FF FE" : bytes[0] === 254 && bytes[1] === 255 ? "FE FF" : void 0;
     if (bom)
-      throw new OpsError(
+      throw new InputError(
         `${where} is UTF-16 text (it starts with ${bom}, the byte order mark Windows PowerShell 5's \`>\` and Out-File write), not UTF-8; nothing was changed`,
         "convert it to UTF-8 first (`iconv -f utf-16 -t utf-8 FILE`, or in PowerShell: Set-Content -Encoding utf8)"
       );
     const offset = invalidUtf8Offset(bytes);
     const line = bytes.subarray(0, Math.max(offset, 0)).filter((b) => b === 10).length + 1;
-    throw new OpsError(
+    throw new InputError(
       `${where} is not UTF-8 text: invalid byte at offset ${offset} (line ${line}); nothing was changed`,
       hint ?? "convert it to UTF-8 first (e.g. `iconv -f latin1 -t utf-8`), or store binary data as base64 text (`base64 -w0`)"
     );
@@ -61421,6 +61422,7 @@ function layout(env) {
     logDir: `/var/log/${app}`,
     nginxSite: `/etc/nginx/sites-available/${app}`,
     nginxSiteEnabled: `/etc/nginx/sites-enabled/${app}`,
+    nginxAcmePending: `/etc/nginx/sites-enabled/${app}.acme-pending`,
     nginxUpstreams: `/etc/nginx/ops-upstreams/${app}.conf`,
     nginxUpstream: (program) => `${app}_${program}`,
     nginxSlotVariable: `ops_slot_${app.replace(/-/g, "_")}`,
@@ -64049,7 +64051,7 @@ function timedOut(e, at2, seconds3, ep, keyField) {
 function refusePlaceholderAddress(ep, attempt, configFile) {
   const reserved = documentationAddress(ep.address);
   if (!reserved) return;
-  throw new OpsError(
+  throw new InputError(
     own`${attempt.where}: ${ep.address} is ${reserved}, ${PLACEHOLDER_ADDRESS_SAID}`,
     own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${configFile} (and its host key, read on its console)`
   );
@@ -64594,14 +64596,16 @@ ${START_MARKER}
       /** Channels open now, and who waits for one of them to close (a channel sshd refused for lack of sessions). */
       open = 0;
       waiting = [];
-      /** Steps of ours running now (their channel open), by name: while there are several, each live line says which step it comes from. */
+      /** Steps of ours asked for and not ended (their channel opening or open), by name: while there are several, each live line says which step it comes from. */
       running = [];
+      /** Of those, the ones whose script was sent (begun on the host): what inFlight names. */
+      begun = [];
       /** Who waits for no step to run (whenIdle). */
       idleWaiters = [];
       /** Why no new step may start (halt). */
       haltedBy;
       inFlight() {
-        return [...this.running];
+        return [...this.begun];
       }
       whenIdle() {
         return this.running.length ? new Promise((r) => this.idleWaiters.push(r)) : Promise.resolve();
@@ -64728,8 +64732,10 @@ ${START_MARKER}
           errLines.push(t);
         });
         this.running.push(step.name);
+        let begun = false;
         const done = () => {
           this.running.splice(this.running.indexOf(step.name), 1);
+          if (begun) this.begun.splice(this.begun.indexOf(step.name), 1);
           if (!this.running.length) for (const idle of this.idleWaiters.splice(0)) idle();
         };
         let opened;
@@ -64775,6 +64781,8 @@ ${START_MARKER}
           });
           void ended.then(resolve4);
           sent = Date.now();
+          this.begun.push(step.name);
+          begun = true;
           channel.end(input);
         }).finally(() => {
           clearTimeout(guard);
@@ -66230,7 +66238,7 @@ var init_host_lock = __esm({
 var identity_default;
 var init_identity2 = __esm({
   "core/steps/sh/identity.sh"() {
-    identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set.\nlisteners() {\n  local table l rest pid\n  local -A seen=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; printf \'%s\\n\' "$pid"; fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o\n  OTHER_RELEASE_PATH=""\n  case "$(proc_cwd "$1")" in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  o=$(other_release "$1" "$3")\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none.\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=()\n  cwd=$(proc_cwd "$1")\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; printf \'%s\\t%s\' "${w%%/*}" "${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set\n# (the other slot\'s ports), none of GROUP\'s listens on one of those (group_listens). On failure, IDENTITY says what\n# answers instead.\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls LISTEN_TABLE; dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=$(listeners "$port")\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  if [ -n "${OTHER_PORTS:-}" ]; then\n    group_listens "$group" "$@"\n    if other_slot_listeners; then IDENTITY+="$OTHER_SLOT_LISTENERS; "; fi\n  fi\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# group_listens GROUP name:port[:path]...: where each program of GROUP listens other than on its own port, by every\n# process of the tree of the pid supervisor runs for it (SUP_PID: call sup_pids first): TCP ports and unix sockets,\n# from one `ss -Hlnp -t -x`. Sets LISTENS_ELSEWHERE[name] (", " separated addresses; a unix socket as its path) and\n# LISTENS_OTHER_SLOT[name] (those on a port of OTHER_PORTS, the other slot\'s ports, when set). A program told a port\n# other than its slot\'s (a port in gunicorn.conf.py, `PORT || 3000`, a framework\'s default) listens there, not on\n# its port; on the other slot\'s port (SO_REUSEPORT lets a second server share it: gunicorn\'s reuse_port) it takes\n# part of the live release\'s visitors.\ngroup_listens() {\n  local group=$1 p name port pid netid l rest addr sp\n  local -A port_of=() root_of=()\n  declare -gA LISTENS_ELSEWHERE=() LISTENS_OTHER_SLOT=()\n  shift\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    [ "$sp" = 0 ] || { port_of[$name]=$port; root_of[$name]=$sp; }\n  done\n  [ ${#root_of[@]} -gt 0 ] || return 0\n  while read -r netid _ _ _ l rest; do\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      for name in "${!root_of[@]}"; do\n        in_tree "$pid" "${root_of[$name]}" || continue\n        if [ "$netid" = tcp ]; then\n          [ "${l##*:}" != "${port_of[$name]}" ] || continue\n          addr=$l\n          case " ${OTHER_PORTS:-} " in *" ${l##*:} "*) [[ ", ${LISTENS_OTHER_SLOT[$name]:-}, " == *", $addr, "* ]] || LISTENS_OTHER_SLOT[$name]+="${LISTENS_OTHER_SLOT[$name]:+, }$addr" ;; esac\n        else\n          addr="unix socket $l"\n        fi\n        [[ ", ${LISTENS_ELSEWHERE[$name]:-}, " == *", $addr, "* ]] || LISTENS_ELSEWHERE[$name]+="${LISTENS_ELSEWHERE[$name]:+, }$addr"\n      done\n    done\n  done < <(ss -Hlnp -t -x 2>/dev/null)\n}\n# other_port_shared: status 0 when a port of OTHER_PORTS has more than one TCP listening socket (a second server\n# sharing it through SO_REUSEPORT, or one app bound to two addresses there), read from one `ss -Hltn` (sockets by\n# netlink, no walk of /proc: cheap enough to ask twice a second while a start waits); 1 otherwise.\nother_port_shared() {\n  local l port\n  local -A seen=()\n  while read -r _ _ _ l _; do\n    port=${l##*:}\n    case " ${OTHER_PORTS:-} " in *" $port "*) ;; *) continue ;; esac\n    [ -z "${seen[$port]:-}" ] || return 0\n    seen[$port]=1\n  done < <(ss -Hltn 2>/dev/null)\n  return 1\n}\n# other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot\n# (LISTENS_OTHER_SLOT, group_listens\'s; OTHER_SLOT names that slot), and the fix; status 1 when none does.\nother_slot_listeners() {\n  local name\n  OTHER_SLOT_LISTENERS=""\n  for name in "${!LISTENS_OTHER_SLOT[@]}"; do\n    OTHER_SLOT_LISTENERS+="${OTHER_SLOT_LISTENERS:+; }program $name listens on ${LISTENS_OTHER_SLOT[$name]}, slot ${OTHER_SLOT:-the other slot}\'s port (the live release\'s, or the one kept warm there)"\n  done\n  [ -n "$OTHER_SLOT_LISTENERS" ] || return 1\n  OTHER_SLOT_LISTENERS+=": a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py\'s bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn\'s reuse_port) it answers visitors of that slot. Give each program its slot\'s port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails, SETTLE\n# then quoting the last lines it wrote since this start (log_reason, as group_fatal does).\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  # Why, in its own words (supervisor.sh log_reason: what it wrote since this start, masked).\n  if log_reason "$why"; then SETTLE+="; $LOG_REASON_FILE ends: $LOG_REASON"; fi\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
+    identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cwds PID...: the working directory of each into PROC_CWD[pid] (declared by the caller: `local -A PROC_CWD=()`),\n# "" for one that cannot be read (gone), from one `find` for all (a readlink per process otherwise). cwd_of reads it.\nproc_cwds() {\n  local p h l paths=()\n  [ "$#" -gt 0 ] || return 0\n  for p in "$@"; do PROC_CWD[$p]=""; paths+=("/proc/$p/cwd"); done\n  while IFS= read -r -d \'\' l; do h=${l%%$\'\\t\'*}; PROC_CWD[${h#/proc/}]=${l#*$\'\\t\'}; done < <(find "${paths[@]}" -maxdepth 0 -printf \'%h\\t%l\\0\' 2>/dev/null || true)\n}\n# cwd_of PID: CWD = PID\'s working directory ("" when it cannot be read): PROC_CWD\'s (proc_cwds) when it holds PID, else\n# read now. In a variable, not printed: no subshell per call.\ncwd_of() { if [ -n "${PROC_CWD[$1]+x}" ]; then CWD=${PROC_CWD[$1]}; else CWD=$(proc_cwd "$1"); fi; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set; listeners_of PORT sets them in LISTENERS (an array) instead of printing them (no subshell).\nlisteners() {\n  local LISTENERS\n  listeners_of "$1"\n  [ "${#LISTENERS[@]}" = 0 ] || printf \'%s\\n\' "${LISTENERS[@]}"\n}\nlisteners_of() {\n  local table l rest pid\n  local -A seen=()\n  LISTENERS=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; LISTENERS+=("$pid"); fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o CWD OTHER_RELEASE\n  OTHER_RELEASE_PATH=""\n  cwd_of "$1"\n  case $CWD in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  other_release_of "$1" "$3"; o=$OTHER_RELEASE\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none. other_release_of PID DIR sets it in OTHER_RELEASE\n# instead of printing it (no subshell).\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local OTHER_RELEASE\n  other_release_of "$1" "$2"\n  printf \'%s\' "$OTHER_RELEASE"\n}\nother_release_of() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=() CWD\n  OTHER_RELEASE=""\n  cwd_of "$1"; cwd=$CWD\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; OTHER_RELEASE="${w%%/*}"$\'\\t\'"${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set\n# (the other slot\'s ports), none of GROUP\'s listens on one of those (group_listens). On failure, IDENTITY says what\n# answers instead. With SUP_READ set, supervisor\'s pids are the SUP_PID the caller has just read (group_settled\'s last\n# answer, an instant before): not asked again (a getAllProcessInfo, a curl, less per start).\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls i LISTEN_TABLE LISTENERS all=() port_pids=()\n  local -A PROC_CWD=()\n  dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  [ -n "${SUP_READ:-}" ] || sup_pids\n  # Every listener\'s working directory at once (proc_cwds: one process, not a readlink per listener).\n  for p in "$@"; do\n    IFS=: read -r _ port _ <<< "$p"\n    listeners_of "$port"; port_pids+=("${LISTENERS[*]}"); all+=(${LISTENERS[@]+"${LISTENERS[@]}"})\n  done\n  proc_cwds ${all[@]+"${all[@]}"}\n  i=0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=${port_pids[$i]}; i=$(( i + 1 ))\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  if [ -n "${OTHER_PORTS:-}" ]; then\n    group_listens "$group" "$@"\n    if other_slot_listeners; then IDENTITY+="$OTHER_SLOT_LISTENERS; "; fi\n  fi\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# group_listens GROUP name:port[:path]...: where each program of GROUP listens other than on its own port, by every\n# process of the tree of the pid supervisor runs for it (SUP_PID: call sup_pids first): TCP ports and unix sockets,\n# from one `ss -Hlnp -t -x`. Sets LISTENS_ELSEWHERE[name] (", " separated addresses; a unix socket as its path) and\n# LISTENS_OTHER_SLOT[name] (those on a port of OTHER_PORTS, the other slot\'s ports, when set). A program told a port\n# other than its slot\'s (a port in gunicorn.conf.py, `PORT || 3000`, a framework\'s default) listens there, not on\n# its port; on the other slot\'s port (SO_REUSEPORT lets a second server share it: gunicorn\'s reuse_port) it takes\n# part of the live release\'s visitors.\ngroup_listens() {\n  local group=$1 p name port pid netid l rest addr sp\n  local -A port_of=() root_of=()\n  declare -gA LISTENS_ELSEWHERE=() LISTENS_OTHER_SLOT=()\n  shift\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    [ "$sp" = 0 ] || { port_of[$name]=$port; root_of[$name]=$sp; }\n  done\n  [ ${#root_of[@]} -gt 0 ] || return 0\n  while read -r netid _ _ _ l rest; do\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      for name in "${!root_of[@]}"; do\n        in_tree "$pid" "${root_of[$name]}" || continue\n        if [ "$netid" = tcp ]; then\n          [ "${l##*:}" != "${port_of[$name]}" ] || continue\n          addr=$l\n          case " ${OTHER_PORTS:-} " in *" ${l##*:} "*) [[ ", ${LISTENS_OTHER_SLOT[$name]:-}, " == *", $addr, "* ]] || LISTENS_OTHER_SLOT[$name]+="${LISTENS_OTHER_SLOT[$name]:+, }$addr" ;; esac\n        else\n          addr="unix socket $l"\n        fi\n        [[ ", ${LISTENS_ELSEWHERE[$name]:-}, " == *", $addr, "* ]] || LISTENS_ELSEWHERE[$name]+="${LISTENS_ELSEWHERE[$name]:+, }$addr"\n      done\n    done\n  done < <(ss -Hlnp -t -x 2>/dev/null)\n}\n# other_port_shared: status 0 when a port of OTHER_PORTS has more than one TCP listening socket (a second server\n# sharing it through SO_REUSEPORT, or one app bound to two addresses there), read from one `ss -Hltn` (sockets by\n# netlink, no walk of /proc: cheap enough to ask twice a second while a start waits); 1 otherwise.\nother_port_shared() {\n  local l port\n  local -A seen=()\n  while read -r _ _ _ l _; do\n    port=${l##*:}\n    case " ${OTHER_PORTS:-} " in *" $port "*) ;; *) continue ;; esac\n    [ -z "${seen[$port]:-}" ] || return 0\n    seen[$port]=1\n  done < <(ss -Hltn 2>/dev/null)\n  return 1\n}\n# other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot\n# (LISTENS_OTHER_SLOT, group_listens\'s; OTHER_SLOT names that slot), and the fix; status 1 when none does.\nother_slot_listeners() {\n  local name\n  OTHER_SLOT_LISTENERS=""\n  for name in "${!LISTENS_OTHER_SLOT[@]}"; do\n    OTHER_SLOT_LISTENERS+="${OTHER_SLOT_LISTENERS:+; }program $name listens on ${LISTENS_OTHER_SLOT[$name]}, slot ${OTHER_SLOT:-the other slot}\'s port (the live release\'s, or the one kept warm there)"\n  done\n  [ -n "$OTHER_SLOT_LISTENERS" ] || return 1\n  OTHER_SLOT_LISTENERS+=": a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py\'s bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn\'s reuse_port) it answers visitors of that slot. Give each program its slot\'s port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails, SETTLE\n# then quoting the last lines it wrote since this start (log_reason, as group_fatal does). With SUP_READ set, the start\'s\n# answer is the SUP_PID and SUP_STATE the caller has just read (check_identity\'s, an instant before): not asked again.\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  [ -n "${SUP_READ:-}" ] || sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  # Why, in its own words (supervisor.sh log_reason: what it wrote since this start, masked).\n  if log_reason "$why"; then SETTLE+="; $LOG_REASON_FILE ends: $LOG_REASON"; fi\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
   }
 });
 
@@ -66613,7 +66621,8 @@ elsewhere() {
 # wait_healthy TIMEOUT INTERVAL name:port:path...: 0 when every probe answered 2xx in time; else UNHEALTHY names
 # each probe that never did, with why its last try failed ("Operation timed out after 5001 milliseconds with 0 bytes
 # received": a program that accepts connections but never answers; a refused port also says where else it listens).
-# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs; and on a probe
+# With FATAL_GROUP set, gives up early once supervisor has given up on one of the group's programs, or one keeps
+# exiting past startsecs (group_fatal's group_exits: restarted without end, never FATAL); and on a probe
 # answered by the same client error for a quarter of TIMEOUT, 3 s at least (probe_rounds: a running app's verdict
 # on the request), naming every other probe still pending too; with OTHER_PORTS set too, at once when a program of the
 # group listens on a port of the other slot (group_listens, identity.sh: it shares the live release's port).
@@ -66644,6 +66653,8 @@ probe_rounds() {
   local PROBE_HOST PROBE_PROTO PROBE_HEADERS PROBE_ROUTED
   local -a fds=() sent_at=() sent_why=()
   local -A why=() refused=() refused_since=() refused_rounds=()
+  # The exits group_fatal counts (group_exits): a program restarted without end after startsecs, from now on.
+  local -A GROUP_EXITS=() GROUP_EXITS_AT=(); local GROUP_EXITS_SINCE
   # How long the same client error must last to be a verdict: a quarter of the timeout, 3 s at least (60 s: 15 s).
   # Apps answer 4xx for a few seconds while they start (Express listening before its routes are mounted, after an
   # \`await db.connect()\`; a server-side rendered page answering 404 until the API it asks is up): a window that
@@ -66651,7 +66662,7 @@ probe_rounds() {
   # within reason, while a verdict still comes well before the timeout. (Waiting for the group's other programs to
   # pass first would not do: a sibling that never starts would hide the client error behind the timeout.)
   window=$(( limit / 4 )); [ "$window" -ge 3 ] || window=3
-  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 ))
+  printf -v now '%(%s)T' -1; deadline=$(( now + limit )); next_check=$(( now + 2 )); GROUP_EXITS_SINCE=$now
   while :; do
     printf -v now '%(%s)T' -1
     if [ -n "\${FATAL_GROUP:-}" ] && [ "$now" -ge "$next_check" ]; then
@@ -66721,9 +66732,13 @@ probe_rounds() {
     printf -v now '%(%s)T' -1
     if [ "$now" -ge "$deadline" ]; then
       # Where each program listens instead (a port of its own choosing, a unix socket), for the verdict.
-      if [ -n "\${FATAL_GROUP:-}" ] && declare -F group_listens >/dev/null; then sup_pids; group_listens "$FATAL_GROUP" "\${pending[@]}"; fi
+      [ -z "\${FATAL_GROUP:-}" ] || sup_pids
+      if [ -n "\${FATAL_GROUP:-}" ] && declare -F group_listens >/dev/null; then group_listens "$FATAL_GROUP" "\${pending[@]}"; fi
       UNHEALTHY="no healthy answer within \${limit}s from"; probe_pending "" ""
-      [ -z "\${FATAL_GROUP:-}" ] || [ -z "\${SLOW_START_HINT:-}" ] || probe_slow_start "$FATAL_GROUP" "$limit"
+      # A program that exited meanwhile (fewer times than group_fatal's verdict takes) is no slow start: said so, in
+      # its own words (group_exits, from the same supervisor call).
+      if [ -n "\${FATAL_GROUP:-}" ] && group_exits "$FATAL_GROUP" 1; then UNHEALTHY+="; $EXITS_WHY"
+      elif [ -n "\${FATAL_GROUP:-}" ] && [ -n "\${SLOW_START_HINT:-}" ]; then probe_slow_start "$FATAL_GROUP" "$limit"; fi
       return 1
     fi
     read -r -t "$interval" -u "$pause" _ || true
@@ -66858,11 +66873,14 @@ group_add() { local out; out=$(rpc supervisor.addProcessGroup "$1"); ! rpc_fault
 # SUP_SPAWNERR[GROUP:PROGRAM]: supervisor's spawnerr, why its last start failed (supervisor/process.py: "can't find
 # command '...'" and the other refusals of options.check_execv_args, or "Exited too quickly ..."), unescaped.
 # SUP_ERRLOG and SUP_OUTLOG[GROUP:PROGRAM]: its stderr_logfile and stdout_logfile (getProcessInfo; empty when none).
-# shellcheck disable=SC2034 # SUP_PID, SUP_STATE, SUP_SPAWNERR, SUP_ERRLOG and SUP_OUTLOG are this function's result, read by the step that calls it
+# SUP_STOP[GROUP:PROGRAM]: when its process last exited (supervisor's laststop, in whole seconds; 0 when it never
+# did since supervisor created it: a group added anew starts at 0).
+# shellcheck disable=SC2034 # SUP_PID, SUP_STATE, SUP_SPAWNERR, SUP_ERRLOG, SUP_OUTLOG and SUP_STOP are this function's result, read by the step that calls it
 sup_pids() {
   local xml s n g p st e re_name='<name>name</name><value><string>([^<]*)</string>' re_group='<name>group</name><value><string>([^<]*)</string>' re_pid='<name>pid</name><value><int>([0-9]+)</int>' re_state='<name>statename</name><value><string>([A-Z]*)</string>' re_err='<name>spawnerr</name><value><string>([^<]*)</string>'
   local re_errlog='<name>stderr_logfile</name><value><string>([^<]*)</string>' re_outlog='<name>stdout_logfile</name><value><string>([^<]*)</string>' el ol
-  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=() SUP_ERRLOG=() SUP_OUTLOG=()
+  local re_stop='<name>stop</name><value><int>([0-9]+)</int>' so
+  declare -gA SUP_PID=() SUP_STATE=() SUP_SPAWNERR=() SUP_ERRLOG=() SUP_OUTLOG=() SUP_STOP=()
   xml=$(rpc supervisor.getAllProcessInfo); xml=\${xml//$'\\n'/}
   while [[ $xml == *'</struct>'* ]]; do
     s=\${xml%%'</struct>'*}; xml=\${xml#*'</struct>'}
@@ -66874,7 +66892,8 @@ sup_pids() {
     e=; if [[ $s =~ $re_err ]]; then e=\${BASH_REMATCH[1]}; e=\${e//&lt;/<}; e=\${e//&gt;/>}; e=\${e//&amp;/&}; fi
     el=; if [[ $s =~ $re_errlog ]]; then el=\${BASH_REMATCH[1]}; el=\${el//&lt;/<}; el=\${el//&gt;/>}; el=\${el//&amp;/&}; fi
     ol=; if [[ $s =~ $re_outlog ]]; then ol=\${BASH_REMATCH[1]}; ol=\${ol//&lt;/<}; ol=\${ol//&gt;/>}; ol=\${ol//&amp;/&}; fi
-    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; SUP_ERRLOG[$g:$n]=$el; SUP_OUTLOG[$g:$n]=$ol; fi
+    so=0; if [[ $s =~ $re_stop ]]; then so=\${BASH_REMATCH[1]}; fi
+    if [ -n "$n" ]; then SUP_PID[$g:$n]=$p; SUP_STATE[$g:$n]=$st; SUP_SPAWNERR[$g:$n]=$e; SUP_ERRLOG[$g:$n]=$el; SUP_OUTLOG[$g:$n]=$ol; SUP_STOP[$g:$n]=$so; fi
   done
 }
 # group_fatal GROUP: 0 when supervisor gave up on one of GROUP's programs (FATAL: it kept exiting within
@@ -66886,6 +66905,11 @@ sup_pids() {
 # alone (a traceback, "Cannot find module", EADDRINUSE, a bad shebang's "env: 'pyhton3': No such file", supervisor's
 # "couldn't chdir"): FATAL_WHY quotes the last lines it wrote there since this start (log_reason), so that the
 # verdict carries the reason, not a pointer to ops logs.
+# A program that exits only after supervisor took it as started (startsecs: a database awaited, a setting read late)
+# is restarted without end, never FATAL: when GROUP_EXITS is declared (an associative array the caller keeps over its
+# calls, probe_rounds), each exit seen (supervisor's laststop changed: group_exits) is counted in it, and
+# EXITS_GIVE_UP of them (3 by default: supervisor's own startretries for the quick ones), the last one past startsecs,
+# are a verdict too, said as group_exits says it (after FATAL: supervisor's own verdict first).
 # Needs mask.sh (mask_clip) and, for the quote, LOG_START (log_reason).
 # shellcheck disable=SC2034 # FATAL_WHY is this function's result, read by the health gate (probe.sh) that calls it
 group_fatal() {
@@ -66910,7 +66934,70 @@ group_fatal() {
     esac
     return 0
   done
+  if declare -p GROUP_EXITS >/dev/null 2>&1 && group_exits "$1" "\${EXITS_GIVE_UP:-3}"; then FATAL_WHY=$EXITS_WHY; return 0; fi
   return 1
+}
+# group_exits GROUP MIN: counts, in GROUP_EXITS[GROUP:PROGRAM] (the caller's associative array, kept over calls; with
+# GROUP_EXITS_AT[GROUP:PROGRAM] the laststop last seen), each exit of GROUP's programs seen since the caller began
+# (SUP_STOP changed, and not before GROUP_EXITS_SINCE, the caller's start in epoch seconds: an older exit of a group
+# that ran before is not counted; call sup_pids first), and is 0 when one of them exited MIN times or more, its last
+# exit after supervisor had taken it as started: supervisord's own log (one readLog call, then only) has its
+# "success: NAME entered RUNNING state" before its last "exited: NAME (...)" (supervisor/process.py). An exit within
+# startsecs is supervisor's to count (BACKOFF, then FATAL: group_fatal says it). EXITS_WHY then says which program, how
+# many times, how it last ended in supervisord's words ("exit status 4", "terminated by SIGKILL"), that supervisor
+# restarts it without end and the last lines it wrote since this start (log_reason).
+# shellcheck disable=SC2034 # EXITS_WHY is this function's result
+group_exits() {
+  local k name prog status
+  declare -p GROUP_EXITS >/dev/null 2>&1 || declare -gA GROUP_EXITS=()
+  declare -p GROUP_EXITS_AT >/dev/null 2>&1 || declare -gA GROUP_EXITS_AT=()
+  for k in "\${!SUP_STOP[@]}"; do
+    [[ $k == "$1:"* ]] || continue
+    if [ "\${SUP_STOP[$k]}" -ge "\${GROUP_EXITS_SINCE:-1}" ] && [ "\${SUP_STOP[$k]}" != "\${GROUP_EXITS_AT[$k]:-0}" ]; then
+      GROUP_EXITS[$k]=$(( \${GROUP_EXITS[$k]:-0} + 1 ))
+    fi
+    GROUP_EXITS_AT[$k]=\${SUP_STOP[$k]}
+  done
+  for k in "\${!GROUP_EXITS[@]}"; do
+    if [[ $k != "$1:"* ]] || [ "\${GROUP_EXITS[$k]}" -lt "$2" ]; then continue; fi
+    name=\${k#"$1:"}; prog=\${name#"$1-"}
+    # Its last exit, if it came after a success: "exit status 4" (the words before the first ";" or ")").
+    status=$(rpc supervisor.readLog -65536 0 | awk -v ok=" success: $name entered RUNNING" -v ex=" exited: $name (" '
+      index($0, ok) { up = 1; next }
+      index($0, ex) { last = up ? substr($0, index($0, ex) + length(ex)) : ""; up = 0 }
+      END { if (last == "") exit 1; sub(/[;)].*/, "", last); print last }') || continue
+    [[ $status != "exit status "* ]] || status="with $status"
+    if [ "\${GROUP_EXITS[$k]}" = 1 ]; then status="1 exit since its start, $status"; else status="\${GROUP_EXITS[$k]} exits since its start, the last $status"; fi
+    EXITS_WHY="program $prog keeps exiting ($status): it ran past supervisor's startsecs (\${STARTSECS:-3}s) each time, so supervisor restarts it without end"
+    if log_reason "$k"; then
+      EXITS_WHY+="; $LOG_REASON_FILE ends: $LOG_REASON"
+    else
+      EXITS_WHY+=", writing nothing to its stdout or stderr since this start (an app that writes a log file of its own says why there)"
+    fi
+    return 0
+  done
+  return 1
+}
+# log_since FILE: what a program wrote to its log FILE since LOG_START[FILE] (the size it had then) began, on
+# stdout, at most the last 64 KiB. A file rotated meanwhile (supervisor renames it FILE.1 at its
+# stdout_logfile_maxbytes and begins a new one; LOG_INODE[FILE], when the caller has it, the inode it had then) or
+# truncated (logrotate's copytruncate; a program's own >) is smaller than it was, or another file: then its old
+# file's rest (FILE.1, the same inode) and the whole new one. NUL bytes (a binary write) left out: bash drops them
+# from a variable, with a warning on stderr. Nothing for a file not in LOG_START.
+log_since() {
+  local f=$1 at ino now size
+  [ -n "\${LOG_START[$f]+x}" ] || return 0
+  at=\${LOG_START[$f]}; ino=""
+  if [[ $(declare -p LOG_INODE 2>/dev/null) == "declare -A"* ]]; then ino=\${LOG_INODE[$f]:-}; fi
+  read -r now size < <(stat -c '%i %s' -- "$f" 2>/dev/null) || { now=""; size=0; }
+  if { [ -n "$ino" ] && [ "$ino" != - ] && [ -n "$now" ] && [ "$now" != "$ino" ]; } || [ "\${size:-0}" -lt "$at" ]; then
+    {
+      if [ -n "$ino" ] && [ "$ino" != - ] && [ "$(stat -c %i -- "$f.1" 2>/dev/null)" = "$ino" ]; then tail -c +$(( at + 1 )) -- "$f.1" 2>/dev/null; fi
+      cat -- "$f" 2>/dev/null
+    } | tail -c 65536 | tr -d '\\000'
+  else
+    tail -c +$(( at + 1 )) -- "$f" 2>/dev/null | tail -c 65536 | tr -d '\\000'
+  fi
 }
 # log_tail N: the last N lines of stdin (a program's log), or, when they are the end of a stack trace whose message
 # comes before its frames (Node's \`Error: Cannot find module ...\` then \`    at ...\` lines, \`{ code: ... }\` and
@@ -66937,16 +67024,17 @@ log_tail() {
 # 1 when neither says anything. Lines as log_words picks them, each masked then cut to 200 characters (mask_clip: a
 # secret an app printed, a database URL in a traceback, never leaves the host whole), its control characters (a
 # terminal escape) then shown as \\xHH, as ops shows an app's text (core/errors.ts showControls). Read once, when the
-# gate has its verdict (two processes): never per round. At most the last 64 KiB of what the start wrote.
+# gate has its verdict (two processes): never per round. At most the last 64 KiB of what the start wrote (log_since:
+# of a log rotated or truncated meanwhile too).
 log_reason() {
-  local f at l out lines=()
+  local f l out lines=()
   LOG_REASON=""; LOG_REASON_FILE=""
   # Nothing quoted unmasked: without mask.sh (or LOG_START), nothing is quoted.
   if [[ $(declare -p LOG_START 2>/dev/null) != "declare -A"* ]] || ! declare -F mask_clip >/dev/null; then return 1; fi
   for f in "\${SUP_ERRLOG[$1]:-}" "\${SUP_OUTLOG[$1]:-}"; do
     if [ -z "$f" ] || [ -z "\${LOG_START[$f]+x}" ]; then continue; fi
-    at=\${LOG_START[$f]}; out=""
-    mapfile -t lines < <(tail -c +$(( at + 1 )) -- "$f" 2>/dev/null | tail -c 65536 | log_words 4)
+    out=""
+    mapfile -t lines < <(log_since "$f" | log_words 4)
     [ \${#lines[@]} -gt 0 ] || continue
     for l in "\${lines[@]}"; do
       mask_clip "$l" 200; controls_shown "$MASK_TEXT"
@@ -67087,17 +67175,19 @@ nginx_unit() {
 # handle signals; it keeps serving the previous configuration. A missing pid file is written back (systemd's
 # reload and stop of nginx read it). A start is reported (\`nginx_started\`).
 nginx_reload() {
-  local master old p busy fresh title now deadline
+  local master old p busy fresh title now deadline pause rc=1
   if ! master=$(nginx_master); then
     svc_start nginx || { echo "nginx reload failed: nginx was not running and did not start (see above)" >&2; return 1; }
     # systemd's start returns once nginx wrote its pid file; the master titles itself "nginx: master process" just
     # after (nginx's main, then ngx_master_process_cycle): on a busy host, looked for up to 5 s, every 20 ms.
     printf -v now '%(%s)T' -1; deadline=$(( now + 5 ))
+    exec {pause}<> <(:)
     until nginx_master >/dev/null; do
       printf -v now '%(%s)T' -1
-      [ "$now" -lt "$deadline" ] || { echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
-      sleep 0.02
+      [ "$now" -lt "$deadline" ] || { exec {pause}<&-; echo "nginx reload failed: nginx was not running, and no nginx master runs after its start" >&2; return 1; }
+      read -r -t 0.02 -u "$pause" _ || true
     done
+    exec {pause}<&-
     # Not silent: the step's operation says the site was down and that this started it.
     ops_report nginx_started 1
     return 0
@@ -67108,8 +67198,10 @@ nginx_reload() {
     echo "$master" > /run/nginx.pid && echo "nginx's pid file /run/nginx.pid was missing: written back (master pid $master)" >&2
   fi
   # Polled every 20 ms (the master takes a few ms to start the new workers): each look reads the workers'
-  # titles with read, a builtin (a worker gone reads as nothing).
+  # titles with read, a builtin (a worker gone reads as nothing); between looks, read's timeout on a pipe nobody
+  # writes to stands in for sleep (a builtin: no process per look, as probe.sh's rounds wait).
   printf -v now '%(%s)T' -1; deadline=$(( now + 10 ))
+  exec {pause}<> <(:)
   while :; do
     busy=; fresh=
     for p in $old; do
@@ -67123,12 +67215,14 @@ nginx_reload() {
       for p in $(pgrep -P "$master" -f '^nginx: worker process *$' || true); do
         [[ $old == *" $p "* ]] || { fresh=1; break; }
       done
-      [ -z "$fresh" ] || return 0
+      [ -z "$fresh" ] || { rc=0; break; }
     fi
     printf -v now '%(%s)T' -1
     [ "$now" -lt "$deadline" ] || break
-    sleep 0.02
+    read -r -t 0.02 -u "$pause" _ || true
   done
+  exec {pause}<&-
+  [ "$rc" != 0 ] || return 0
   echo "nginx reload failed: nginx did not apply the new configuration (nginx -t accepted it; its master process, pid $master, refused it or does not handle signals: no new workers within 10 s) and keeps serving the previous one; its error log says:" >&2
   tail -n 3 /var/log/nginx/error.log >&2 2>/dev/null || true
   return 1
@@ -67361,7 +67455,7 @@ var init_tls = __esm({
     init_environment();
     init_script();
     init_libraries();
-    TLS_KEYS = reportKeys("certificate");
+    TLS_KEYS = reportKeys("certificate", "cert_lacks", "site_names", "site_cert", "site_cert_ok");
     CA_DIR = "/usr/local/share/ops-pipeline";
     CA_BUNDLE = `${CA_DIR}/acme-ca-bundle.pem`;
   }
@@ -67455,7 +67549,7 @@ var init_certs = __esm({
     init_nginx_config();
     init_tls();
     init_system2();
-    CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last");
+    CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last", "nginx_cert");
   }
 });
 
@@ -67616,14 +67710,14 @@ function nameClaims(env, dump, out) {
     else if (x == "server_name") in_names = 1
   }
 }
-END { for (i = 1; i <= n; i++) if ((w[i] in first) && first[w[i]] != own) print i "\t" w[i] "\t" first[w[i]] }`;
+END { for (i = 1; i <= n; i++) if ((w[i] in first) && first[w[i]] != own && first[w[i]] != pending) print i "\t" w[i] "\t" first[w[i]] }`;
   const fields = `claim_fields=(${names.map((_, i) => quote(field(i))).join(" ")})`;
   return String.raw`# Does another file give one of the site's names a server block, loaded before the site's own? nginx gives the name to it.
 ${out}=""; ${fields}
 while IFS=$'\t' read -r claim_i claim_name claim_file; do
   [ -n "$claim_name" ] || continue
   ${out}+="${"$"}{${out}:+; }$claim_name (${"$"}{claim_fields[claim_i-1]}) is a server_name of $claim_file, which nginx loads before ${env.config.app}'s site: nginx gives each name to the first server block that lists it (\"conflicting server name\"), so that file takes its visitors"
-done < <(printf '%s\n' "$${dump}" | awk -v names=${quote(names.join(" "))} -v own=${quote(env.layout.nginxSiteEnabled)} ${quote(awk)})`;
+done < <(printf '%s\n' "$${dump}" | awk -v names=${quote(names.join(" "))} -v own=${quote(env.layout.nginxSiteEnabled)} -v pending=${quote(env.layout.nginxAcmePending)} ${quote(awk)})`;
 }
 var GATE_REQUEST_SECONDS, GATE_TRIES, CHECK_LINE_SECONDS;
 var init_nginx_gate = __esm({
@@ -68036,14 +68130,16 @@ previous_file() {
   reread >/dev/null || true
 }
 log_ends() {
-  local f at files=()
+  local f l rest files=()
+  local -A at=()
   case "$1" in
     ${slots.map(logs).join("\n    ")}
     *) return 1 ;;
   esac
+  # One stat for every log (a process less per file); a file it cannot read (not written yet) is "- 0".
+  while IFS= read -r -d '' l; do rest=${"$"}{l#* }; at[${"$"}{rest#* }]="${"$"}{l%% *} ${"$"}{rest%% *}"; done < <(stat --printf '%i %s %n\0' -- "${"$"}{files[@]}" 2>/dev/null || true)
   for f in "${"$"}{files[@]}"; do
-    at=$(stat -c '%i %s' -- "$f" 2>/dev/null || echo '- 0')
-    printf '%s %s\n' "$at" "$f"
+    printf '%s %s\n' "${"$"}{at[$f]:-- 0}" "$f"
   done
 }
 log_record() {
@@ -68059,7 +68155,7 @@ log_record() {
 # back_say LINE: previous_back's line, after what leftovers_down stopped (back_left) when it stopped something.
 back_say() { printf '%s\n' "${"$"}{back_left:+$back_left; }$1"; }
 previous_back() {
-  local ends size f slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
+  local ends inode size f slot=$1 dir=$2 rec_slot="" had="" ran="" live_slot="" conf="" group="" checks=() prev_id="" head="" back="" conf_text="" conf_b64="" started="" back_left="" left_dir="" prev_re=', release ([^ ]+)\. Rewritten by deploys\.$'
   read -r rec_slot had ran _ 2>/dev/null < "$dir/${PREVIOUS_RECORD}" || true
   if [ "$rec_slot" != "$slot" ] || ! previous_slot "$slot"; then return 1; fi
   if [ -f ${quote(L.slotFile)} ]; then read -r live_slot < ${quote(L.slotFile)} || true; fi
@@ -68075,7 +68171,7 @@ previous_back() {
   # What the release this run started wrote stays in the slot's logs: ops logs shows them from here on, and the
   # health gate's verdict on the previous release started again quotes what it writes from here (group_fatal).
   ends=$(log_ends "$slot"); log_record "$slot" "$ends"
-  local -A LOG_START=(); while read -r _ size f; do [ -z "$f" ] || LOG_START[$f]=$size; done <<< "$ends"
+  local -A LOG_START=() LOG_INODE=(); while read -r inode size f; do [ -z "$f" ] || { LOG_START[$f]=$size; LOG_INODE[$f]=$inode; }; done <<< "$ends"
   if ! previous_file "$dir"; then back_say "slot $slot's previous supervisor file could not be put back (${"$"}{conf}): no release is kept warm there; ${cold}"; return 0; fi
   if [ "$had" = 1 ] && [ "$ran" = 1 ] && ! back=$(group_add "$group"); then ran=failed; fi
   rm -f "$dir/${PREVIOUS_RECORD}" "$dir/${PREVIOUS_FILE}" "$dir/${STARTED_RECORD}"
@@ -68195,8 +68291,10 @@ unset LISTEN_TABLE
 # processes write: in the health gate's verdict on a program that keeps exiting (group_fatal's log_reason), in a
 # failure's output below, and in ops logs once the release runs here (${L.logStart(slot)}).
 log_at=$(log_ends ${slot})
-declare -A LOG_START
-while read -r _ size f; do LOG_START[$f]=$size; done <<< "$log_at"
+declare -A LOG_START LOG_INODE
+while read -r inode size f; do LOG_START[$f]=$size; LOG_INODE[$f]=$inode; done <<< "$log_at"
+# supervisor's startsecs, which group_exits names: a program exiting later is restarted without end.
+STARTSECS=${STARTSECS}
 # The file's time is when the slot's programs start for the release: ops status tells a restart since (a crash after
 # the health check passed: core/steps/status.ts).
 touch -c "$conf" 2>/dev/null || true
@@ -68210,9 +68308,10 @@ if ! SLOW_START_HINT=switch.health_timeout FATAL_GROUP=${quote(group)} wait_heal
   verdict="release $release_id did not become healthy on slot ${slot}: $UNHEALTHY"
 elif ! ${identity}; then
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
-elif ! group_settled ${quote(group)} ${settleSeconds(env)}; then
+# Each of these two reads supervisor's pids that the check before it has just read (SUP_READ): one getAllProcessInfo each.
+elif ! SUP_READ=1 group_settled ${quote(group)} ${settleSeconds(env)}; then
   verdict="release $release_id did not keep running on slot ${slot}: $SETTLE"
-elif ! ${identity}; then
+elif ! SUP_READ=1 ${identity}; then
   # Started, and still the processes that answer (one that stopped listening, or lost its port to another).
   verdict="release $release_id is not what answers on slot ${slot}: $IDENTITY"
 fi
@@ -68226,9 +68325,14 @@ if [ -n "$verdict" ]; then
   # What the programs wrote, and the health verdict (an error page's first bytes), masked here: a rollback runs
   # without the key that lets the runner mask them (mask_text).
   {
+  # A log the verdict quotes already ("<file> ends: ...") is not shown again; each line masked, then cut to 500
+  # characters (mask_clip: a program printing megabytes on one line), its control characters shown as \xHH (a
+  # binary dump, a terminal escape: controls_shown), as the verdict quotes a log.
   for f in "${"$"}{!LOG_START[@]}"; do
-    new=$(tail -c +$(( ${"$"}{LOG_START[$f]} + 1 )) "$f" 2>/dev/null | log_tail 8)
-    [ -z "$new" ] || printf -- '--- %s\n%s\n' "$f" "$new"
+    [[ $verdict != *"$f ends: "* ]] || continue
+    new=""
+    while IFS= read -r l; do mask_clip "$l" 500; controls_shown "$MASK_TEXT"; new+="$CONTROLS_TEXT"$'\n'; done < <(log_since "$f" | log_tail 8)
+    [ -z "$new" ] || printf -- '--- %s\n%s' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "$verdict; the live release keeps serving"
@@ -68248,13 +68352,19 @@ function drainSlot(env, slot) {
   const seconds3 = env.config.switch.drain;
   if (!seconds3) return ":";
   const filter = `( ${Object.keys(env.config.programs).map((name2) => `dport = :${env.port(name2, slot)}`).join(" or ")} )`;
-  return String.raw`in_flight() { ss -Htnp state established ${quote(filter)} 2>/dev/null | grep -c '"nginx"' || true; }
-  drain_n=$(in_flight)
+  return String.raw`in_flight() {
+    local line
+    drain_now=0
+    [ -n "$(ss -Htn state established ${quote(filter)} 2>/dev/null)" ] || return 0
+    while IFS= read -r line; do [[ $line != *'"nginx"'* ]] || drain_now=$(( drain_now + 1 )); done < <(ss -Htnp state established ${quote(filter)} 2>/dev/null)
+  }
+  in_flight; drain_n=$drain_now
   if [ "$drain_n" -gt 0 ]; then
-    drain_start=$(date +%s); drain_end=$(( drain_start + ${seconds3} ))
-    while [ "$(in_flight)" -gt 0 ] && [ "$(date +%s)" -lt "$drain_end" ]; do sleep 0.2; done
-    drain_left=$(in_flight)
-    echo "slot ${slot}: waited $(( $(date +%s) - drain_start )) s for $drain_n request(s) nginx still had in flight to the release it ran$( [ "$drain_left" -eq 0 ] || echo "; $drain_left still in flight after switch.drain (${seconds3} s): cut")"
+    printf -v drain_start '%(%s)T' -1; drain_end=$(( drain_start + ${seconds3} )); drain_at=$drain_start
+    exec {drain_pause}<> <(:)
+    while [ "$drain_now" -gt 0 ] && [ "$drain_at" -lt "$drain_end" ]; do read -r -t 0.2 -u "$drain_pause" _ || true; in_flight; printf -v drain_at '%(%s)T' -1; done
+    exec {drain_pause}<&-
+    echo "slot ${slot}: waited $(( drain_at - drain_start )) s for $drain_n request(s) nginx still had in flight to the release it ran$( [ "$drain_now" -eq 0 ] || echo "; $drain_now still in flight after switch.drain (${seconds3} s): cut")"
   fi`;
 }
 function stopSlot(env, slot, drainSeconds = 0) {
@@ -69978,10 +70088,11 @@ async function getLockStatus(ctx, environment) {
 function formatLock(list2) {
   return list2.map(({ host, lock, error: error2, hint, unprovisioned }) => error2 !== void 0 ? unreadLine(host, { error: error2, hint }) : unprovisioned && lock.state === "free" ? `${unprovisioned}: no lock (nothing ran there)` : `${host}: ${lock.state === "free" ? "free" : `${lock.state === "stale" ? "STALE lock (its run is gone)" : "locked"}: ${describeHolder(lock.holder)}${staleReason(lock)}${unseenReason(lock)}${describeQueue(lock)}`}`).join("\n");
 }
-function lostRunEntry(envName, lock, time, done, stoppedSlot) {
+function lostRunEntry(envName, lock, time, done, stoppedSlot, by) {
   const h = lock.holder;
   const made = stoppedSlot?.split(" ")[1];
   const gone = lock.holder.rebooted ? "the host rebooted under it" : lock.holder.silent ? `its connection silent for ${lock.holder.silent}s: its runner gone with its network` : "its connection ended: its runner killed outright or cut off";
+  const why = lock.state === "held" ? `interrupted: its lock released by force by ${by || "?"} while it ran (ops lock release --force; its lock taken ${h.since || "at an unknown time"})` : `interrupted: connection lost (${gone}; its lock, taken ${h.since || "at an unknown time"}, found stale by ops lock release)`;
   return {
     time,
     environment: envName,
@@ -69990,7 +70101,7 @@ function lostRunEntry(envName, lock, time, done, stoppedSlot) {
     actor: h.actor || "?",
     ...h.run && { run: h.run },
     ...made && { release: made },
-    message: `interrupted: connection lost (${gone}; its lock, taken ${h.since || "at an unknown time"}, found stale by ops lock release); ${done.filter(Boolean).join("; ")}`
+    message: `${why}; ${done.filter(Boolean).join("; ")}`
   };
 }
 async function breakLock(ctx, environment, force = false) {
@@ -70012,7 +70123,8 @@ async function breakLock(ctx, environment, force = false) {
         const done = [stopped.length ? `stopped what its run left running (processes ${stopped.join(" ")})` : unchecked ? "its processes not looked for (no connection id in the lock)" : "", stoppedSlot ? stoppedSlotLine(stoppedSlot, previousBack, lock.holder.operation) : "", `${live || "nothing"} is live`];
         const time = runnerNow(ctx).toISOString();
         const release = { time, environment: env.name, operation: "lock release", result: "success", actor: info2.actor, run: info2.runUrl || void 0, message: `removed ${lock.state} lock of ${describeHolder(lock.holder)}; ${done.filter(Boolean).join("; ")}` };
-        const appended = await remote.run(appendAudit(env, lock.state === "stale" ? [lostRunEntry(env.name, lock, time, done, stoppedSlot), release] : release));
+        const run = lock.state === "stale" || lock.state === "held" ? [lostRunEntry(env.name, lock, time, done, stoppedSlot, info2.actor)] : [];
+        const appended = await remote.run(appendAudit(env, [...run, release]));
         const failed = reported(appended, AUDIT_KEYS.append_failed);
         if (failed !== void 0) ctx.reporter.warn(`${h.name}: the lock was released, but the audit log could not be written (${failed.trim() || "no reason given"})`);
       }
@@ -71044,10 +71156,18 @@ function nginxUnreadyError(env, host, state, words) {
     );
   return slotPortsElsewhere(env, host, state.nginxSlotPorts, words.nothing, words.again) ?? cachesInherited(env, host, state.nginxCached ?? [], words.nothing, words.again);
 }
-function supervisorDownError(env, host, state, nothing, again) {
+function supervisorDownError(env, down, nothing, again) {
+  if (down.length === 1) {
+    const { host, current } = down[0];
+    return new OpsError(
+      `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${current ? ` (${current})` : ""} runs until it does`,
+      `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`
+    );
+  }
   return new OpsError(
-    `supervisord is not running on ${host} (systemctl start supervisor): ${nothing}, and no program of the live release${state.current ? ` (${state.current})` : ""} runs until it does`,
-    `start it (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`
+    `supervisord is not running on ${down.length} hosts (${down.map((d) => d.host).join(", ")}; systemctl start supervisor): ${nothing}, and no program of the live release runs there until it does:
+${down.map((d) => `  - ${d.host}: ${d.current ? `live release ${d.current} not running` : "no live release"}`).join("\n")}`,
+    `start it on each of them (sudo systemctl start supervisor), check ops status ${env.name}, then ${again}`
   );
 }
 function nginxMaskedError(hosts, nothing, again) {
@@ -71811,8 +71931,8 @@ function rollbackRefusal(env, inspected, done) {
     const unready = done(h.host) ? void 0 : nginxUnreadyError(env, h.host, h.state, { nothing: untouched, taken: untouched, again: "roll back again" });
     if (unready) return unready;
   }
-  const down = hosts.find((h) => h.state.supervisorDown && !done(h.host));
-  if (down) return supervisorDownError(env, down.host, down.state, untouched, "roll back again");
+  const down = hosts.filter((h) => h.state.supervisorDown && !done(h.host));
+  if (down.length) return supervisorDownError(env, down.map((h) => ({ host: h.host, current: h.state.current })), untouched, "roll back again");
   const taken = hosts.flatMap(({ host, r, state }) => done(host) || reported(r, ROLLBACK_KEYS.rollback) !== void 0 ? [] : portsTaken(env, host, state, r, rollbackSlot(state)) ?? []);
   if (taken.length) return portsTakenError(env, taken, { ...ROLLBACK_PORTS, ...taken.length === 1 && !alone && { nothing: untouched } });
   return void 0;
@@ -71903,7 +72023,7 @@ ${remote.name} still serves ${state.current}`, e.hint);
   if (verdict === "nginx_unready") throw refuse2(new OpsError(`nginx on ${remote.name} would fail the switch: ${ROLLBACK_UNTOUCHED}; ${remote.name} still serves ${from}`, `ops status ${env.name} says what (nginx -t, another server block, a file naming a slot's port); fix it, then roll back again`));
   if (verdict === "no_live")
     throw refuse2(new OpsError(`${remote.name} has no live release to roll back from (current names none): ${ROLLBACK_UNTOUCHED}`, `a rollback only moves traffic back between kept releases: deploy instead (ops deploy ${env.name} --ref <ref>; ops releases ${env.name} lists what is kept there)`));
-  if (verdict === "supervisor_down") throw refuse2(supervisorDownError(env, remote.name, state, ROLLBACK_UNTOUCHED, "roll back again"));
+  if (verdict === "supervisor_down") throw refuse2(supervisorDownError(env, [{ host: remote.name, current: state.current }], ROLLBACK_UNTOUCHED, "roll back again"));
   if (verdict === "ports_taken") {
     const taken = portsTaken(env, remote.name, state, r, idle);
     if (taken) throw refuse2(portsTakenError(env, [taken], ROLLBACK_PORTS));

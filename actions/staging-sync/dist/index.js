@@ -20120,15 +20120,15 @@ function fileError(err, path, action, expected = "a file") {
   const fail2 = `cannot ${action} ${path}`;
   if (code === "EISDIR") {
     const named = /\.[A-Za-z0-9]{1,5}$/.test(path.replace(/\/+$/, ""));
-    return new OpsError(`${fail2}: it is a directory, not ${expected}`, named ? `a directory stands where ${expected} goes: move it aside or remove it (rmdir ${quote(path)} when empty), then write the file there` : `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
+    return new InputError(`${fail2}: it is a directory, not ${expected}`, named ? `a directory stands where ${expected} goes: move it aside or remove it (rmdir ${quote(path)} when empty), then write the file there` : `give the path of ${expected} (e.g. ${path.replace(/\/+$/, "")}/<name>)`);
   }
-  if (code === "ENOENT" && action === "read") return new OpsError(`${fail2}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
-  if (code === "ENOENT") return new OpsError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
-  if (code === "ENOTDIR") return new OpsError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
+  if (code === "ENOENT" && action === "read") return new InputError(`${fail2}: no such file`, "check the path (a relative one starts from the directory the command was run from)");
+  if (code === "ENOENT") return new InputError(`${fail2}: its directory ${dirname(path)} does not exist`, `create it first (mkdir -p ${dirname(path)}), or choose a file in an existing directory`);
+  if (code === "ENOTDIR") return new InputError(`${fail2}: a part of the path is a file, not a directory`, "check the path");
   if (code === "EACCES" || code === "EPERM") return new OpsError(`${fail2}: permission denied`, `check the permissions of ${path} and its directory`);
   if (code === "EEXIST") return new OpsError(`${fail2}: it already exists`);
-  if (code === "ELOOP") return new OpsError(`${fail2}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
-  if (code === "ENAMETOOLONG") return new OpsError(`${fail2}: the path is too long`, "check the path");
+  if (code === "ELOOP") return new InputError(`${fail2}: it is a symbolic link that leads to itself (a loop of links, or too many in a row)`, `fix or remove it (ls -l ${path} shows where it points)`);
+  if (code === "ENAMETOOLONG") return new InputError(`${fail2}: the path is too long`, "check the path");
   return new OpsError(`${fail2}: ${code || (err instanceof Error ? err.message : String(err))}`);
 }
 function userFileExists(path, shown = path, expected = "a file", given = false) {
@@ -20146,7 +20146,7 @@ function userFileExists(path, shown = path, expected = "a file", given = false) 
     }
     const dir = shown.replace(/\/+$/, "");
     const some = files.slice(0, 5).map((f) => quote(`${dir}/${f}`)).join(", ");
-    throw new OpsError(
+    throw new InputError(
       `cannot read ${shown}: it is a directory, not ${expected}`,
       files.length ? `give one file in it: ${some}${files.length > 5 ? `, ... (${files.length} files)` : ""}` : `give the path of ${expected}; this directory holds no file`
     );
@@ -50598,7 +50598,7 @@ async function parseIdentities(text, source, encrypted, plugins) {
     const line = lines[i].trim();
     const where = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ") ? `line ${i + 1} of ${source}` : `${source}:${i + 1}`;
     if (/\\n/.test(line) && new RegExp(IDENTITY_IN_LINE.source, "i").test(line))
-      throw new OpsError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, "give the text with real line breaks (or only the AGE-SECRET-KEY-1\u2026 line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all");
+      throw new InputError(`${where} holds a private key with its line breaks written as \\n (a key file on one line; not shown)`, "give the text with real line breaks (or only the AGE-SECRET-KEY-1\u2026 line): sops and age read \\n as two characters, and a first line starting with # as a comment, key and all");
     const bom = byteOrderMark(lines[i], line, where, source);
     if (bom) throw bom;
     if (line === "" || line.startsWith("#")) continue;
@@ -50607,10 +50607,10 @@ async function parseIdentities(text, source, encrypted, plugins) {
         plugins.push(where);
         continue;
       }
-      throw new OpsError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
+      throw new InputError(`${where}: age plugin identities are not supported`, "use a native age key (AGE-SECRET-KEY-1\u2026)");
     }
     if (RECIPIENT_RE.test(line)) {
-      throw new OpsError(
+      throw new InputError(
         `${where} is a public key (age1\u2026, a recipient), not an age identity`,
         "give the private key instead: the AGE-SECRET-KEY-1\u2026 line `ops keygen` (or `ops env new`) printed below the public key"
       );
@@ -50620,7 +50620,7 @@ async function parseIdentities(text, source, encrypted, plugins) {
     try {
       recipient = await identityToRecipient(line);
     } catch {
-      throw new OpsError(`${where} is not a valid age identity (bad checksum or length)`, "copy the key again, whole");
+      throw new InputError(`${where} is not a valid age identity (bad checksum or length)`, "copy the key again, whole");
     }
     out.push({ secret: line, recipient, source });
   }
@@ -50631,7 +50631,7 @@ function byteOrderMark(raw, line, where, source) {
   const after = raw.slice(raw.trimEnd().length);
   if (!before.includes("\uFEFF") && !(after.includes("\uFEFF") && !line.startsWith("#"))) return void 0;
   const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ");
-  return new OpsError(
+  return new InputError(
     `${where} ${before.includes("\uFEFF") ? "starts" : "ends"} with a byte order mark (BOM, U+FEFF: an editor saved it as "UTF-8 with BOM"), which sops and age do not skip: they cannot read ${variable ? "that value" : "the file"} (the key was not shown)`,
     variable ? `give ${source} without it: copy the key (AGE-SECRET-KEY-1\u2026) from a file saved as plain UTF-8, or with GNU sed: sed 's/\\xEF\\xBB\\xBF//g' FILE` : `take it out (GNU sed): sed -i 's/\\xEF\\xBB\\xBF//g' ${quote(source)}; or save the file as UTF-8 without BOM`
   );
@@ -50640,8 +50640,8 @@ function encryptedKeyFile(text, source, how = { first: "" }) {
   const head = text.replace(/^\uFEFF/, "").trimStart();
   if (!head.startsWith("age-encryption.org/") && !head.startsWith("-----BEGIN AGE ENCRYPTED FILE-----")) return void 0;
   if (source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input "))
-    return new OpsError(`${source} holds an age-encrypted file (passphrase-protected, as \`age -p\` writes it), not an age identity`, `give the key itself (AGE-SECRET-KEY-1\u2026), which \`age -d FILE\` prints${source === "SOPS_AGE_KEY_CMD" ? ": end the command with it" : ""}`);
-  return new OpsError(
+    return new InputError(`${source} holds an age-encrypted file (passphrase-protected, as \`age -p\` writes it), not an age identity`, `give the key itself (AGE-SECRET-KEY-1\u2026), which \`age -d FILE\` prints${source === "SOPS_AGE_KEY_CMD" ? ": end the command with it" : ""}`);
+  return new InputError(
     `${source} is a passphrase-protected age key file (encrypted with \`age -p\`): ops does not ask for passphrases`,
     `${how.first}have age decrypt it for each command: export SOPS_AGE_KEY_CMD=${quote(`age -d ${quote(how.moveTo ?? source)}`)} (age asks for the passphrase on your terminal; sops runs that command too); in CI, give the plain key in SOPS_AGE_KEY`
   );
@@ -50651,7 +50651,7 @@ function sshKeyGiven(text, source) {
   const kind = /^-----BEGIN (OPENSSH|RSA|EC|DSA) PRIVATE KEY-----/.test(head) ? "an SSH private key" : SSH_RECIPIENT_RE.test(head.split(/\r?\n/)[0].trim()) ? "an SSH public key" : void 0;
   if (!kind) return void 0;
   const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD" || source.startsWith("input ");
-  return new OpsError(
+  return new InputError(
     `${variable ? `${source} holds` : `${source} is`} ${kind}, not an age key${variable ? "" : " file"}${kind === "an SSH private key" ? " (not shown)" : ""}`,
     `${source} takes age keys (AGE-SECRET-KEY-1\u2026, from \`ops keygen\` or age-keygen) only: ${variable ? `give yours in ${source}` : "point SOPS_AGE_KEY_FILE at your age key file, or unset it"}; an SSH private key goes in SOPS_AGE_SSH_PRIVATE_KEY_FILE (its path), as sops reads it, to open files encrypted to its public key`
   );
@@ -50660,24 +50660,24 @@ function notAnIdentity(line, where, source) {
   const variable = source === "SOPS_AGE_KEY" || source === "SOPS_AGE_KEY_CMD";
   const alone = variable ? `${source}'s value must be the key alone` : "a key line must be the key alone";
   const keys = [...line.matchAll(IDENTITY_IN_LINE)];
-  if (keys.length > 1) return new OpsError(`${where} holds ${keys.length} private keys on one line (not shown)`, `give one key a line (AGE-SECRET-KEY-1\u2026, as age-keygen writes them); sops and age read no other separator`);
+  if (keys.length > 1) return new InputError(`${where} holds ${keys.length} private keys on one line (not shown)`, `give one key a line (AGE-SECRET-KEY-1\u2026, as age-keygen writes them); sops and age read no other separator`);
   if (keys.length === 1) {
     const before = line.slice(0, keys[0].index);
     const after = line.slice(keys[0].index + keys[0][0].length);
     const assignment = /^(export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(['"]?)$/.exec(before);
     if (assignment && after === assignment[3]) {
       const shape = `${assignment[1] ? "export " : ""}${assignment[2]}${before.includes(":") ? ": " : "="}${assignment[3] ? `${assignment[3]}\u2026${assignment[3]}` : "\u2026"}`;
-      return new OpsError(`${where} is a whole ${before.includes(":") ? "YAML" : "shell or .env"} line (${shape}), not the key alone; not shown`, `${alone}, AGE-SECRET-KEY-1\u2026: the "${before.trim()}" in front${assignment[3] ? " and the closing quote" : ""} belong to the file it came from, not to the value (sops and age refuse it too)`);
+      return new InputError(`${where} is a whole ${before.includes(":") ? "YAML" : "shell or .env"} line (${shape}), not the key alone; not shown`, `${alone}, AGE-SECRET-KEY-1\u2026: the "${before.trim()}" in front${assignment[3] ? " and the closing quote" : ""} belong to the file it came from, not to the value (sops and age refuse it too)`);
     }
     if (/^['"]*$/.test(before) && /^['"]*$/.test(after) && (before || after)) {
       const marks = before === after && before.length === 1 ? `in quotes (${before}\u2026${after})` : `with quote marks around it (${before || "none"} before it, ${after || "none"} after it)`;
-      return new OpsError(`${where} is the key ${marks}; not shown`, `${alone}, without quotes: sops and age read them as part of the key (a .env loader, a CI secret or docker's --env-file keeps them; only a shell removes them)`);
+      return new InputError(`${where} is the key ${marks}; not shown`, `${alone}, without quotes: sops and age read them as part of the key (a .env loader, a CI secret or docker's --env-file keeps them; only a shell removes them)`);
     }
-    if (!/^AGE-SECRET-KEY-/.test(keys[0][0])) return new OpsError(`${where} is a private key written in lower case; not shown`, "write it as age-keygen does, in upper case (AGE-SECRET-KEY-1\u2026): sops and age read it so only");
-    return new OpsError(`${where} holds a private key with other text around it (${before.length} character${before.length === 1 ? "" : "s"} before it, ${after.length} after it; not shown)`, `${alone}, AGE-SECRET-KEY-1\u2026, one a line`);
+    if (!/^AGE-SECRET-KEY-/.test(keys[0][0])) return new InputError(`${where} is a private key written in lower case; not shown`, "write it as age-keygen does, in upper case (AGE-SECRET-KEY-1\u2026): sops and age read it so only");
+    return new InputError(`${where} holds a private key with other text around it (${before.length} character${before.length === 1 ? "" : "s"} before it, ${after.length} after it; not shown)`, `${alone}, AGE-SECRET-KEY-1\u2026, one a line`);
   }
-  if (variable && /^(~|\.{0,2}\/|[A-Za-z]:\\)\S*$|^\S+\.txt$/.test(line)) return new OpsError(`${where} looks like a file's path, not a key (not shown)`, `${source} holds the key itself (AGE-SECRET-KEY-1\u2026); to name a key file, set SOPS_AGE_KEY_FILE to its path instead`);
-  return new OpsError(`${where} is not an age identity`, "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)");
+  if (variable && /^(~|\.{0,2}\/|[A-Za-z]:\\)\S*$|^\S+\.txt$/.test(line)) return new InputError(`${where} looks like a file's path, not a key (not shown)`, `${source} holds the key itself (AGE-SECRET-KEY-1\u2026); to name a key file, set SOPS_AGE_KEY_FILE to its path instead`);
+  return new InputError(`${where} is not an age identity`, "each non-comment line must be a private key AGE-SECRET-KEY-1\u2026 (as written by `ops keygen` or age-keygen)");
 }
 async function loadIdentities(processEnv = process.env) {
   const identities = [];
@@ -50715,8 +50715,9 @@ async function loadIdentities(processEnv = process.env) {
       try {
         text = readFileSync2(file2, "utf8");
       } catch (e) {
-        throw new OpsError(
-          `SOPS_AGE_KEY_FILE: ${fileError(e, file2, "read", "an age key file").message}`,
+        const err = fileError(e, file2, "read", "an age key file");
+        throw new (err instanceof InputError ? InputError : OpsError)(
+          `SOPS_AGE_KEY_FILE: ${err.message}`,
           "point SOPS_AGE_KEY_FILE at your age key file, or unset it"
         );
       }
@@ -50779,24 +50780,24 @@ function isRecipient(s) {
 function checkRecipient(r, where = "recipient") {
   const value = r.trim();
   if (isPrivateKey(value)) {
-    throw new OpsError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
+    throw new InputError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
   }
   if (SSH_RECIPIENT_RE.test(value)) {
     try {
       sshRecipient(value);
     } catch (e) {
-      throw new OpsError(`${where}: ${value} is not a valid SSH recipient: ${e.message}`, "copy the public key line again, whole (the content of its .pub file), or give an age public key (age1\u2026)");
+      throw new InputError(`${where}: ${value} is not a valid SSH recipient: ${e.message}`, "copy the public key line again, whole (the content of its .pub file), or give an age public key (age1\u2026)");
     }
     return value;
   }
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
-    throw new OpsError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
-  if (!RECIPIENT_RE.test(value)) throw new OpsError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
+    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
+  if (!RECIPIENT_RE.test(value)) throw new InputError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
   } catch {
-    throw new OpsError(`${where}: "${value}" is not a valid age recipient (bad checksum or length)`, "copy the public key again, whole");
+    throw new InputError(`${where}: "${value}" is not a valid age recipient (bad checksum or length)`, "copy the public key again, whole");
   }
   return value;
 }

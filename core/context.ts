@@ -120,6 +120,7 @@ function guarded(remote: Remote): Remote {
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
     inFlight: () => remote.inFlight(),
+    started: () => remote.started(),
     whenIdle: () => remote.whenIdle(),
     halt: (reason) => remote.halt(reason),
     close: () => remote.close().catch(() => undefined),

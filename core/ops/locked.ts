@@ -123,6 +123,9 @@ class FencedRemote implements Remote {
   inFlight(): string[] {
     return this.inner.inFlight();
   }
+  started(): string[] {
+    return this.inner.started();
+  }
   whenIdle(): Promise<void> {
     return this.inner.whenIdle();
   }
@@ -657,7 +660,8 @@ export async function withLock<T>(ctx: OpsContext, session: Session, operation: 
     // deploy read). It is short (a reload, two renames): it ends first, then its host's lock is released.
     for (const r of remotes) r.halt(by);
     const inFlight = remotes.flatMap((r) => r.inFlight().map((step) => ({ step, host: r.name, remote: r })));
-    const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step));
+    // a switch is let end only where it began: one whose channel is still opening never starts (halt)
+    const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step) && f.remote.started().includes(f.step));
     // What the signal cuts off: the steps in flight, each stopped on its host with the lock's release (a migration
     // part-way: said, since the schema may be half-changed where the database has no transactional DDL).
     const cut = inFlight.filter((f) => !UNINTERRUPTIBLE.has(f.step)).map((f) => `${f.step} on ${f.host}`);

@@ -34,6 +34,9 @@ export class RecordingRemote implements Remote {
   inFlight(): string[] {
     return [];
   }
+  started(): string[] {
+    return [];
+  }
   async whenIdle(): Promise<void> {}
   /** Why later steps are refused (halt), as the SSH transport refuses them. */
   halted?: string;

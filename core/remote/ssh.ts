@@ -175,7 +175,7 @@ export class SshRemote implements Remote {
   private waiting: (() => void)[] = [];
   /** Steps of ours asked for and not ended (their channel opening or open), by name: while there are several, each live line says which step it comes from. */
   private readonly running: string[] = [];
-  /** Of those, the ones whose script was sent (begun on the host): what inFlight names. */
+  /** Of those, the ones whose script was sent (begun on the host): what started names. */
   private readonly begun: string[] = [];
   /** Who waits for no step to run (whenIdle). */
   private idleWaiters: (() => void)[] = [];
@@ -197,6 +197,10 @@ export class SshRemote implements Remote {
   }
 
   inFlight(): string[] {
+    return [...this.running];
+  }
+
+  started(): string[] {
     return [...this.begun];
   }
 
@@ -340,7 +344,7 @@ export class SshRemote implements Remote {
       errLines.push(t);
     });
     // Asked for from this moment (opening a channel is a round trip): a run halted meanwhile does not start it once
-    // the channel opens; in flight (inFlight) once its script is sent.
+    // the channel opens; started (started) once its script is sent.
     this.running.push(step.name);
     let begun = false;
     const done = () => {

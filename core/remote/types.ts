@@ -77,10 +77,15 @@ export interface Remote {
    */
   upload(content: string | Buffer, remotePath: string, options?: UploadOptions): Promise<void>;
   /**
-   * Names of the steps running now on this connection (their script sent to the host), in the order they started; not
-   * one whose channel is still opening (halt keeps it from starting at all).
+   * Names of the steps asked for on this connection and not ended, in the order they were asked: their script sent, or
+   * their channel still opening (a lock step queued behind another run is one, whichever).
    */
   inFlight(): string[];
+  /**
+   * Of inFlight, the steps whose script was sent (begun on the host): a switch still opening its channel is not one
+   * (halt keeps it from starting at all), so an interruption does not wait for it to end.
+   */
+  started(): string[];
   /** Resolves once no step runs on this connection (at once when none does; a lost connection ends its steps). */
   whenIdle(): Promise<void>;
   /**

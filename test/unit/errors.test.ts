@@ -85,6 +85,7 @@ function failing(phase: Phase, error: () => unknown): Connector {
       run: (step: Step, options?: RunOptions): Promise<StepResult> => once('step', () => fake.run(step, options)),
       upload: (content: string | Buffer, path: string, options?: UploadOptions) => once('upload', () => fake.upload(content, path, options)),
       inFlight: () => fake.inFlight(),
+      started: () => fake.started(),
       whenIdle: () => fake.whenIdle(),
       halt: (reason: string) => fake.halt(reason),
       close: () => Promise.reject(new Error('close failed too')), // never hides the first error

@@ -77,6 +77,10 @@ class GatedRemote extends RecordingRemote {
   override inFlight(): string[] {
     return [...this.running];
   }
+  /** Its gated step counts as begun on the host (its script sent) once it was entered. */
+  override started(): string[] {
+    return [...this.running];
+  }
   override whenIdle(): Promise<void> {
     return this.running.length ? new Promise((r) => this.idle.push(r)) : Promise.resolve();
   }

@@ -68,7 +68,8 @@ describe('a step in flight (inFlight: what an interruption lets end or stops)', 
     const run = remote.run({ name: 'switch', script: 'true', as: 'app' });
     run.catch(() => undefined);
     await new Promise((r) => setTimeout(r, 10));
-    expect(remote.inFlight()).toEqual([]); // asked for, its channel opening
+    expect(remote.inFlight()).toEqual(['switch']); // asked for, its channel opening
+    expect(remote.started()).toEqual([]);
     remote.halt('interrupted by SIGINT');
     await expect(run).rejects.toThrow(/^step "switch" on web1 not started: interrupted by SIGINT$/);
     expect(sent).toEqual([]);
@@ -81,7 +82,9 @@ describe('a step in flight (inFlight: what an interruption lets end or stops)', 
     await new Promise((r) => setTimeout(r, 60));
     expect(other.sent.length).toBe(1);
     expect(started.inFlight()).toEqual(['switch']);
+    expect(started.started()).toEqual(['switch']);
     await running.catch(() => undefined);
     expect(started.inFlight()).toEqual([]);
+    expect(started.started()).toEqual([]);
   });
 });

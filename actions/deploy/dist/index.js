@@ -77170,13 +77170,16 @@ var SshRemote = class {
   waiting = [];
   /** Steps of ours asked for and not ended (their channel opening or open), by name: while there are several, each live line says which step it comes from. */
   running = [];
-  /** Of those, the ones whose script was sent (begun on the host): what inFlight names. */
+  /** Of those, the ones whose script was sent (begun on the host): what started names. */
   begun = [];
   /** Who waits for no step to run (whenIdle). */
   idleWaiters = [];
   /** Why no new step may start (halt). */
   haltedBy;
   inFlight() {
+    return [...this.running];
+  }
+  started() {
     return [...this.begun];
   }
   whenIdle() {
@@ -77683,6 +77686,7 @@ function guarded(remote) {
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
     inFlight: () => remote.inFlight(),
+    started: () => remote.started(),
     whenIdle: () => remote.whenIdle(),
     halt: (reason) => remote.halt(reason),
     close: () => remote.close().catch(() => void 0)
@@ -84891,6 +84895,9 @@ var FencedRemote = class {
   inFlight() {
     return this.inner.inFlight();
   }
+  started() {
+    return this.inner.started();
+  }
   whenIdle() {
     return this.inner.whenIdle();
   }
@@ -85177,7 +85184,7 @@ ${said.join("\n")}`, e instanceof OpsError && e.hint ? `${e.hint}; ${hint}` : hi
     const remotes = [...session.remotes.values()];
     for (const r of remotes) r.halt(by);
     const inFlight = remotes.flatMap((r) => r.inFlight().map((step) => ({ step, host: r.name, remote: r })));
-    const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step));
+    const ending = inFlight.filter((f) => UNINTERRUPTIBLE.has(f.step) && f.remote.started().includes(f.step));
     const cut = inFlight.filter((f) => !UNINTERRUPTIBLE.has(f.step)).map((f) => `${f.step} on ${f.host}`);
     const all = inFlight.map((f) => `${f.step} on ${f.host}`);
     const during = all.length ? ` during ${all.join(", ")}` : "";

@@ -65384,13 +65384,16 @@ ${START_MARKER}
       waiting = [];
       /** Steps of ours asked for and not ended (their channel opening or open), by name: while there are several, each live line says which step it comes from. */
       running = [];
-      /** Of those, the ones whose script was sent (begun on the host): what inFlight names. */
+      /** Of those, the ones whose script was sent (begun on the host): what started names. */
       begun = [];
       /** Who waits for no step to run (whenIdle). */
       idleWaiters = [];
       /** Why no new step may start (halt). */
       haltedBy;
       inFlight() {
+        return [...this.running];
+      }
+      started() {
         return [...this.begun];
       }
       whenIdle() {
@@ -65893,6 +65896,7 @@ function guarded(remote) {
     run: (step, options) => translated(`step "${step.name}"`, () => remote.run(step, options)),
     upload: (content, path, options) => translated(`upload of ${path}`, () => remote.upload(content, path, options)),
     inFlight: () => remote.inFlight(),
+    started: () => remote.started(),
     whenIdle: () => remote.whenIdle(),
     halt: (reason) => remote.halt(reason),
     close: () => remote.close().catch(() => void 0)

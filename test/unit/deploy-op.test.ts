@@ -83,6 +83,34 @@ function harness(state: string, respond: Responder = () => undefined, lockToo = 
 }
 
 
+/**
+ * Three hosts web1-3 of a scratch project (its environment x with `extra` settings) whose steps answer as `respond`
+ * says, given the host's name and the lock step's answer of a host serving one release on slot blue (`live`); each
+ * host's recording by name.
+ */
+async function threeHosts(prefix: string, extra: Record<string, unknown>, respond: (host: string, step: Step, live: string) => ReturnType<Responder>) {
+  const three = await scratchProject(prefix, 'x', {
+    app: 'sample',
+    ref: 'v1',
+    hosts: ['web1', 'web2', 'web3'].map((name, i) => ({ name, address: `192.0.2.${11 + i}`, host_key: KEY })),
+    programs: { server: { command: 'run', port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } },
+    ...extra,
+  });
+  const live = opsLines(STATE, 'lock acquired', 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${three.v1}`);
+  const remotes = new Map<string, RecordingRemote>();
+  const ctx: OpsContext = {
+    root: three.root,
+    reporter: new MemoryReporter(),
+    processEnv: { PATH: process.env.PATH },
+    connector: async (_env, host) => {
+      const remote = new RecordingRemote(host.name, 'deploy', 'sample', (step) => respond(host.name, step, live));
+      remotes.set(host.name, remote);
+      return remote;
+    },
+  };
+  return { three, remotes, ctx };
+}
+
 /** The messages of the audit lines (JSON, shell-quoted) a recorded step carries for the host to append. */
 function auditMessages(stdin: string): string[] {
   return [...stdin.matchAll(/'(\{"time":[^']*\})'/g)].map((m) => (JSON.parse(m[1]!) as { message?: string }).message ?? '');
@@ -868,29 +896,10 @@ describe('deploy operation', () => {
   });
 
   it('supervisord down on two of three hosts: one refusal naming both (not one host per run), before anything is sent anywhere', async () => {
-    const three = await scratchProject('ops-deploy-op-down-', 'x', {
-      app: 'sample',
-      ref: 'v1',
-      hosts: ['web1', 'web2', 'web3'].map((name, i) => ({ name, address: `192.0.2.${11 + i}`, host_key: KEY })),
-      programs: { server: { command: 'run', port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } },
+    const { three, remotes, ctx } = await threeHosts('ops-deploy-op-down-', {}, (host, step, live) => {
+      if (step.name === 'lock') return { stdout: host === 'web2' ? live : live + opsLines(STATE, 'supervisor_down 1') };
+      return undefined;
     });
-    const remotes = new Map<string, RecordingRemote>();
-    const ctx: OpsContext = {
-      root: three.root,
-      reporter: new MemoryReporter(),
-      processEnv: { PATH: process.env.PATH },
-      connector: async (_env, host) => {
-        const remote = new RecordingRemote(host.name, 'deploy', 'sample', (step) => {
-          if (step.name === 'lock') {
-            const state = opsLines(STATE, 'lock acquired', 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${three.v1}`);
-            return { stdout: host.name === 'web2' ? state : state + opsLines(STATE, 'supervisor_down 1') };
-          }
-          return undefined;
-        });
-        remotes.set(host.name, remote);
-        return remote;
-      },
-    };
     const err = (await deploy(ctx, loadEnvironment('x', three.root), {}).catch((e: unknown) => e)) as OpsError;
     expect(err).toBeInstanceOf(OpsError);
     expect(err.message).toBe(
@@ -904,29 +913,11 @@ describe('deploy operation', () => {
   });
 
   it('three hosts one at a time, the first failing once switched (its after_switch hook): the rollout stops, and the hosts behind audit it naming that host and why, not "another host"', async () => {
-    const three = await scratchProject('ops-deploy-op-three-', 'x', {
-      app: 'sample',
-      ref: 'v1',
-      hosts: ['web1', 'web2', 'web3'].map((name, i) => ({ name, address: `192.0.2.${11 + i}`, host_key: KEY })),
-      programs: { server: { command: 'run', port: 3579, health: '/health' }, client: { command: 'run', port: 3000 } },
-      release: { after_switch: ['make notify'] },
-      switch: { batch_size: 1 },
+    const { three, remotes, ctx } = await threeHosts('ops-deploy-op-three-', { release: { after_switch: ['make notify'] }, switch: { batch_size: 1 } }, (host, step, live) => {
+      if (step.name === 'lock') return { stdout: live };
+      if (step.name === 'after_switch[0]' && host === 'web1') return { code: 2, stderr: 'notify: connection refused' };
+      return undefined;
     });
-    const remotes = new Map<string, RecordingRemote>();
-    const ctx: OpsContext = {
-      root: three.root,
-      reporter: new MemoryReporter(),
-      processEnv: { PATH: process.env.PATH },
-      connector: async (_env, host) => {
-        const remote = new RecordingRemote(host.name, 'deploy', 'sample', (step) => {
-          if (step.name === 'lock') return { stdout: opsLines(STATE, 'lock acquired', 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${three.v1}`) };
-          if (step.name === 'after_switch[0]' && host.name === 'web1') return { code: 2, stderr: 'notify: connection refused' };
-          return undefined;
-        });
-        remotes.set(host.name, remote);
-        return remote;
-      },
-    };
     const err = (await deploy(ctx, loadEnvironment('x', three.root), {}).catch((e: unknown) => e)) as Error;
     expect(err.message).toMatch(/\nrollout stopped; hosts now run:\n  web1: \S+ \(switched; see its error above\)\n  web2: unchanged \(20261101T000000Z-aaaaaaaaaaaa still live\)\n  web3: unchanged/);
     for (const host of ['web2', 'web3']) {

@@ -202,7 +202,8 @@ describe.sequential('deploy on a provisioned host', () => {
     ['broken-migration', /step "migrate" on .* failed[\s\S]*column "missing_column" of relation "catalog_entries" does not exist/],
     // vite (rollup) names the file and position of the syntax error.
     ['broken-build', /step "build" on .* failed[\s\S]*src\/lib\/format\.js \(3:\d+\): Expected/],
-    ['crash-on-start', /exits at start on purpose[\s\S]*did not become healthy on slot \w+: (supervisor gave up|no healthy answer)/],
+    // the program's line in its log's section, or in the verdict's quote of that log (then not shown twice)
+    ['crash-on-start', /^(?=[\s\S]*exits at start on purpose)[\s\S]*did not become healthy on slot \w+: (supervisor gave up|no healthy answer)/],
     ['never-healthy', /did not become healthy on slot .*: no healthy answer within 10s from server:\d+:\/health/],
   ];
   // never-healthy waits for the whole health timeout: a short one for that case.

@@ -68329,14 +68329,17 @@ if [ -n "$verdict" ]; then
   # What the programs wrote, and the health verdict (an error page's first bytes), masked here: a rollback runs
   # without the key that lets the runner mask them (mask_text).
   {
-  # A log the verdict quotes already ("<file> ends: ...") is not shown again; each line masked, then cut to 500
-  # characters (mask_clip: a program printing megabytes on one line), its control characters shown as \xHH (a
-  # binary dump, a terminal escape: controls_shown), as the verdict quotes a log.
+  # Each line masked, then cut to 500 characters (mask_clip: a program printing megabytes on one line), its control
+  # characters shown as \xHH (a binary dump, a terminal escape: controls_shown), as the verdict quotes a log. A log
+  # whose every line the verdict quotes already ("<file> ends: ...", its last 4 lines) is not shown again; one with
+  # more (a traceback's KeyError above gunicorn's "Worker failed to boot") is, whole.
   for f in "${"$"}{!LOG_START[@]}"; do
-    [[ $verdict != *"$f ends: "* ]] || continue
-    new=""
-    while IFS= read -r l; do mask_clip "$l" 500; controls_shown "$MASK_TEXT"; new+="$CONTROLS_TEXT"$'\n'; done < <(log_since "$f" | log_tail 8)
-    [ -z "$new" ] || printf -- '--- %s\n%s' "$f" "$new"
+    new=""; quoted=1
+    while IFS= read -r l; do
+      mask_clip "$l" 500; controls_shown "$MASK_TEXT"; new+="$CONTROLS_TEXT"$'\n'
+      [[ $verdict == *"$f ends: "*"$CONTROLS_TEXT"* ]] || quoted=0
+    done < <(log_since "$f" | log_tail 8)
+    [ -z "$new" ] || [ "$quoted" = 1 ] || printf -- '--- %s\n%s' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true
   echo "$verdict; the live release keeps serving"

@@ -92,16 +92,20 @@ describe.sequential('the domain of a live TLS site changes', () => {
     expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 600_000);
 
-  it('a provision whose certificate request fails (the name not yet resolving) fails saying so, and the app still answers for the name on port 80', async () => {
+  it('a provision whose certificate request fails (the name not yet resolving) fails saying so; the site keeps serving its name over https, the new name gets only the ACME challenge', async () => {
     project.write(letsencrypt(UNRESOLVED));
     const err = await provision(project.ctx(), project.env()).then(
       () => undefined,
       (e: Error) => e,
     );
     expect(err?.message).toContain(`certbot could not get a certificate for ${UNRESOLVED}: ${UNRESOLVED} must resolve to this host`);
-    const served = await page(UNRESOLVED);
-    expect(served.status).toBe(200);
-    expect(served.body).toContain('Version 1.0.0');
+    expect(err?.message).toContain(`the site still serves ${SECOND} as before`);
+    // the live site as it was (a failed provision loses nothing): its name, its certificate, its release
+    const kept = await page(SECOND, { tls: true });
+    expect(kept.status).toBe(200);
+    expect(kept.body).toContain('Version 1.0.0');
+    // the new name answers the ACME challenge alone until its certificate exists (was: the app over plain http)
+    expect((await page(UNRESOLVED)).status).toBe(404);
     const check = await sshRun(host, 'sudo nginx -t 2>&1 | tail -n1');
     expect(check.stdout).toContain('test is successful');
   }, 600_000);

@@ -11,6 +11,9 @@ import { auditReason, InputError } from '../errors.ts';
 import { reported } from '../remote/types.ts';
 import { judgeCertificate, listCertificates, parseCerts, parseRenewal, renewCertificate, SERVED_ELSE_FIX, usedCertificates, type CertInfo, CERTS_KEYS } from '../steps/certs.ts';
 import { HostRun } from './host-run.ts';
+import { certificateNames } from '../steps/nginx-config.ts';
+import { provisionNginx } from '../steps/nginx.ts';
+import { parseTlsState, retireCertificate, siteMoves } from '../steps/tls.ts';
 import { provisionedIn, unprovisionedNote } from '../steps/system.ts';
 import { withLock } from './locked.ts';
 import { eachHost, withSession } from './hosts.ts';
@@ -33,6 +36,8 @@ export interface HostCertificates {
   problems: string[];
   warnings: string[];
   renewed?: boolean;
+  /** `--renew` moved the site to these names (the settings' names, certificateNames): it served others until their certificate existed. */
+  moved?: string[];
   /** Never provisioned for the environment (listCertificates read provision's marker): said instead of its missing certificate (unprovisionedNote's words). */
   unprovisioned?: string;
 }
@@ -42,6 +47,11 @@ export interface CertsResult {
   mode: Environment['config']['tls']['mode'];
   hosts: HostCertificates[];
   ok: boolean;
+}
+
+/** The domains of the other environments on the environment's hosts: their certificates are their own, not this one's to list. */
+function otherDomains(env: Target): string[] {
+  return findSiblings(env).siblings.flatMap((s) => (s.env.config.domain ? [s.env.config.domain] : []));
 }
 
 /** `ops certs` of an environment without TLS: its settings make the command meaningless, a usage error (exit 2). */
@@ -78,8 +88,7 @@ function hostResult(ctx: OpsContext, env: Target, host: string, r: Parameters<ty
 export async function certificates(ctx: OpsContext, environment: Environment): Promise<CertsResult> {
   const env = resolveTarget(environment);
   if (env.config.tls.mode === 'off') throw noTls(env);
-  // The other environments on the host have certificates of their own: not this one's to list.
-  const siblingDomains = findSiblings(env).siblings.flatMap((s) => (s.env.config.domain ? [s.env.config.domain] : []));
+  const siblingDomains = otherDomains(env);
   const hosts = await eachHost(
     ctx,
     env,
@@ -97,13 +106,29 @@ export async function renewCertificates(ctx: OpsContext, environment: Environmen
   // The CA file itself was put on the hosts by provision; renewals must trust the same server.
   if (caFile && env.config.tls.mode === 'letsencrypt') readEnvFile(env, 'tls.acme_ca_file', caFile, 'a CA certificate file');
   const withCa = Boolean(caFile && env.config.tls.mode === 'letsencrypt');
+  const siblingDomains = otherDomains(env);
   const hosts = await withSession(ctx, env, (session) =>
     withLock(ctx, session, 'certs renew', async (locked) => {
       return session.each(
         async (remote, h) => {
           try {
-            const result = hostResult(ctx, env, h.name, await new HostRun(ctx, remote, env, 'renew the certificate').run(renewCertificate(env, withCa)), true);
-            locked.audit(h.name, { result: 'success', message: `certificate renewed, expires ${result.certificates[0]?.notAfter ?? '?'}` });
+            const run = new HostRun(ctx, remote, env, 'renew the certificate');
+            const renewed = await run.run(renewCertificate(env, withCa));
+            // The site serving other names than the settings' (a provision adding a name failed, or has not run): the
+            // certificate now names the settings' names, so the site moves to them as provision moves it, and the
+            // certificate ops issued for the names it served before goes (retireCertificate).
+            const before = parseTlsState(renewed);
+            let moved: string[] | undefined;
+            let read = renewed;
+            if (siteMoves(env, before)) {
+              await run.run(provisionNginx(env, true));
+              const retire = before.site?.cert ? retireCertificate(env, before.site.cert) : undefined;
+              if (retire) await run.run(retire);
+              moved = certificateNames(env);
+              read = await run.run(listCertificates(env, siblingDomains));
+            }
+            const result = { ...hostResult(ctx, env, h.name, read, true), ...(moved && { moved }) };
+            locked.audit(h.name, { result: 'success', message: `certificate renewed, expires ${result.certificates.find((c) => c.path === result.configured)?.notAfter ?? result.certificates[0]?.notAfter ?? '?'}${moved ? `; the site moved to ${moved.join(', ')}` : ''}` });
             return result;
           } catch (e) {
             locked.audit(h.name, { result: 'failed', message: auditReason(e, (t) => ctx.reporter.redact(t)) });
@@ -147,6 +172,7 @@ export function formatCerts(r: CertsResult): string {
       if (h.unused?.includes(c.path))
         out.push(`      unused   no server block of nginx names it: no served name uses it, and certbot's timer still renews it (failing once its names' DNS moves); if nothing else needs it: sudo certbot delete --cert-name ${lineage ?? '<name>'}`);
     }
+    if (h.moved) out.push(`  the site now serves ${h.moved.join(', ')}: their certificate exists, so the site moved to them (as ops provision moves it)`);
     if (h.renewal) out.push(`  renewal: ${h.renewal}`);
     for (const p of h.problems) out.push(`  ✗ ${p}`);
     for (const w of h.warnings) out.push(`  ! ${w}`);

@@ -19,7 +19,7 @@ import { APP_KEYS, appCommand, nodeDependencies, npmrcIgnoredWarning, pythonDepe
 import { carryAssets, createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { PREVIOUS_KEYS, putPreviousBack, servedAssetDirs, stageAssets, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
-import { nginxMaskedError, nginxUnreadyError, parseState, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { lacksDomain, nginxMaskedError, nginxUnreadyError, parseState, pendingNames, servedTarget, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
 import { certificatePaths } from '../steps/nginx-config.ts';
@@ -105,7 +105,12 @@ export function refuseUnready(env: Target, hosts: { host: string; state: HostSta
   // TLS turned on or the domain changed since the last provision: the site cannot be what the settings say.
   const cert = certificatePaths(env);
   for (const { host, state } of hosts)
-    if (cert && !state.certificate)
+    if (cert && state.certificate && env.config.domain && lacksDomain(env, state.certLacks))
+      throw new OpsError(
+        `${host}'s TLS certificate ${cert.cert} does not name ${env.config.domain} (tls.mode ${env.config.tls.mode}): was the domain changed since the last provision? Nothing was changed; the site serves as it did`,
+        `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
+      );
+    else if (cert && !state.certificate)
       throw new OpsError(
         `${host} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
         `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
@@ -161,6 +166,11 @@ export function beginHost(ctx: OpsContext, env: Target, remote: Remote, locked: 
     const down = `nginx is not running on ${remote.name}: the site is down; the switch will start it${state.nginxStopped === 'disabled' ? ' (it is not enabled at boot either: ops provision enables it)' : ''}`;
     ctx.reporter.warn(down);
     result.notes.push(`warning: ${down}`);
+  }
+  const pending = pendingNames(env, remote.name, state);
+  if (pending) {
+    ctx.reporter.warn(pending);
+    result.notes.push(`warning: ${pending}`);
   }
   const skew = clockSkewWarning(ctx, remote.name, state.hostTime);
   if (skew) {
@@ -583,7 +593,7 @@ export async function switchHost(env: Target, hp: HostPlan, p: Plan, locked: Loc
       throw withDotenvOnlyHint(env, e);
     });
     switching = true;
-    const switched = await h.run(switchTo(env, newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
+    const switched = await h.run(switchTo(servedTarget(env, state), newSlot, p.id, state.certificate, 'deploy', { fingerprint: p.fingerprint, dotenvSums: p.dotenvSums, settings: p.settings }), { allowFailure: true });
     if (switched.code !== 0) {
       const failure = await h.failure('switch', switched);
       // Failed after `current` flipped (its records: history, fingerprint): the release is live and serves; its

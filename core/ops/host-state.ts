@@ -15,7 +15,7 @@ import { parseReleaseRecord, retention, type ReleaseRecord } from '../steps/hist
 import { deployState, PREFLIGHT_KEYS, RELEASE_KEYS } from '../steps/release.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
 import { foreignListeners, parseProcReports, type ProcReport } from '../steps/programs.ts';
-import { cachesInherited, slotPortsElsewhere } from '../steps/nginx-config.ts';
+import { cachesInherited, certificatePaths, coveredTarget, pendingAliases, slotPortsElsewhere } from '../steps/nginx-config.ts';
 import { nginxMessages } from '../steps/status.ts';
 import { isDefaultServer } from '../config/siblings.ts';
 
@@ -36,6 +36,8 @@ export interface HostState {
   /** Which of the Git LFS oids asked about the host has stored. */
   lfsHas: string[];
   certificate: boolean;
+  /** The site's names (certificateNames) the certificate there does not name (cert_lacks; [] without one, or with TLS off). */
+  certLacks: string[];
   /** "ok", or what failed, for the live slot; "" when nothing is live. */
   liveHealth: string;
   /** The commit deployed is live, but its release was not deployed with this deploy's fingerprint (.env, settings). */
@@ -66,6 +68,34 @@ export interface HostState {
   supervisorDown: boolean;
   /** No nginx runs (a deploy's read, deployState with `shas`): what `systemctl is-enabled nginx` says (`masked`...). */
   nginxStopped?: string;
+}
+
+/** Whether the certificate's missing names (HostState.certLacks) include the environment's domain (compared as nginx does: case-insensitive, a final dot aside). */
+export function lacksDomain(env: Target, lacks: readonly string[]): boolean {
+  const norm = (n: string) => n.toLowerCase().replace(/\.$/, '');
+  return env.config.domain !== undefined && lacks.some((n) => norm(n) === norm(env.config.domain!));
+}
+
+/**
+ * The environment as a deploy's switch writes its site on a host (HostState from its state read): over TLS, only the
+ * names the certificate there names (coveredTarget: an alias added, its certificate not issued yet, left out, said by
+ * pendingNames); the environment itself without TLS.
+ */
+export function servedTarget(env: Target, state: Pick<HostState, 'certLacks'>): Target {
+  return certificatePaths(env) ? coveredTarget(env, state.certLacks) : env;
+}
+
+/**
+ * The warning of a deploy or rollback on a host whose certificate does not name every alias of the site yet (an alias
+ * added, a provision adding it failed or has not run): the site keeps serving the names it covers, those aliases are
+ * left out (coveredTarget) until `ops provision` issues their certificate. undefined when none is pending.
+ */
+export function pendingNames(env: Target, host: string, state: Pick<HostState, 'certificate' | 'certLacks'>): string | undefined {
+  if (!state.certificate || lacksDomain(env, state.certLacks)) return undefined;
+  const pending = pendingAliases(env, state.certLacks);
+  if (!pending.length) return undefined;
+  const covered = coveredTarget(env, state.certLacks).config;
+  return `${host}: the TLS certificate there does not name ${pending.join(', ')} yet (aliases added since it was issued), so the site serves ${[covered.domain!, ...covered.aliases].join(', ')} only and ${pending.length > 1 ? 'those names get' : 'that name gets'} no https until its certificate exists: ops provision ${env.name} issues it (${pending.length > 1 ? 'their' : 'its'} DNS pointing at the host) and the site then serves ${pending.length > 1 ? 'them' : 'it'}`;
 }
 
 /**
@@ -100,6 +130,7 @@ export function parseState(r: StepResult): HostState {
     has: reportedAll(r, RELEASE_KEYS.has),
     lfsHas: reportedAll(r, RELEASE_KEYS.lfs_has),
     certificate: reported(r, RELEASE_KEYS.certificate) === 'yes',
+    certLacks: (reported(r, RELEASE_KEYS.cert_lacks) ?? '').split(/\s+/).filter(Boolean),
     // A health verdict quotes what the app answered: masked as received (as status's excerpts are).
     liveHealth: maskSecretLike(reported(r, RELEASE_KEYS.live_health) ?? ''),
     liveChanged: Boolean(reported(r, RELEASE_KEYS.live_changed)),

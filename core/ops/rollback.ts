@@ -15,7 +15,7 @@ import { RELEASE_KEYS, deployState, markRelease, nginxMasked, nginxMaskedTest } 
 import { PREVIOUS_KEYS, ROLLBACK_KEYS, START_FAILED_CLEAN, SWITCH_KEYS, putPreviousBack, rollbackStep, servedAssetDirs, unstageAssets, type RollbackEnds } from '../steps/switch.ts';
 import { HostRun, reportNginxStarted, type HostSwitch } from './host-run.ts';
 import { withSession } from './hosts.ts';
-import { nginxMaskedError, nginxUnreadyError, parseState, partialState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { nginxMaskedError, nginxUnreadyError, parseState, pendingNames, partialState, portsTaken, portsTakenError, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import { settingsChanged, settingsDigest } from './deploy-plan.ts';
 import { failedRun, withLock, type AuditEntryFields, type LockedRun } from './locked.ts';
 import { markdownValues, type ValueFormat } from '../report.ts';
@@ -307,6 +307,11 @@ async function rollbackHost(ctx: OpsContext, env: Target, remote: Remote, locked
   if (skew) {
     ctx.reporter.warn(skew);
     result.notes.push(`warning: ${skew}`);
+  }
+  const pending = pendingNames(env, remote.name, state);
+  if (pending) {
+    ctx.reporter.warn(pending);
+    result.notes.push(`warning: ${pending}`);
   }
   if (result.noop) {
     // Audited as a deploy's no-op is (one host: the lock step wrote it, refusedOrNoop).

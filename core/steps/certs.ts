@@ -5,7 +5,7 @@ import { reportKeys, reported, reportedAll, type Step, type StepResult } from '.
 import { quote } from '../shell.ts';
 import { CERT_FUNCTIONS, HOST_LOCK_FUNCTIONS, SYSTEM_FUNCTIONS, LIBRARY_KEYS, visitorAddress } from './libraries.ts';
 import { certbotCertificate, certificateNames, certificatePaths } from './nginx-config.ts';
-import { certbotCertonly, reloadForCertificate, selfSignedCertificate } from './tls.ts';
+import { certbotCertonly, reloadForCertificate, selfSignedCertificate, servingSite } from './tls.ts';
 import { reportProvisioned } from './system.ts';
 
 /** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`), `renewal_path` (what the ACME server's HTTP-01 requests for the certificate's names, the domain and each alias, would get instead of the webroot, those that do not get there, "; "-separated; '' when all get there: acme_path_problem), `renewal_last` (`<Result> <exit time, ISO 8601 UTC, or ''>` of certbot.service's last run, under systemd), `nginx_cert` (each certificate file a server block of the configuration nginx loads names: ssl_certificate, `nginx -T`; letsencrypt); each certificate file's lines come as LIBRARY_KEYS.cert. */
@@ -253,6 +253,7 @@ ${certbotCertonly(env, withAcmeCa, '--force-renewal --no-directory-hooks', '$cer
     script: String.raw`${SYSTEM_FUNCTIONS}
 ${HOST_LOCK_FUNCTIONS}
 ${CERT_FUNCTIONS}
+${env.config.domain ? servingSite(env) : ': no domain: the site answers any name'}
 ${renew}
 ${reloadForCertificate(env, name)}
 cert_info ${quote(cert.cert)}

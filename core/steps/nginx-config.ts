@@ -246,6 +246,26 @@ export function certificateNames(env: Target): string[] {
 }
 
 /**
+ * The environment as its site can be served now over TLS: without the aliases its certificate does not name yet
+ * (`lacks`: cert_lacks's names, lower case), so that every name nginx serves on 443 is one the certificate in use
+ * covers. Such an alias (added since the certificate was issued: a provision adding it failed, or has not run) gets
+ * no server block of the site until `ops provision` issues its certificate (only provision's ACME challenge server,
+ * layout.nginxAcmePending, when provision wrote one). `env` itself when nothing is left out. The domain is not
+ * judged here: a certificate not naming it is no certificate of the site (the deploy refuses, refuseUnready).
+ */
+export function coveredTarget(env: Target, lacks: readonly string[]): Target {
+  const missing = new Set(lacks.map((n) => n.toLowerCase().replace(/\.$/, '')));
+  const aliases = env.config.aliases.filter((a) => !missing.has(a.toLowerCase().replace(/\.$/, '')));
+  return aliases.length === env.config.aliases.length ? env : { ...env, config: { ...env.config, aliases } };
+}
+
+/** The aliases of the site its certificate does not name yet (`lacks`, as coveredTarget reads it), in the settings' order. */
+export function pendingAliases(env: Target, lacks: readonly string[]): string[] {
+  const kept = new Set(coveredTarget(env, lacks).config.aliases);
+  return env.config.aliases.filter((a) => !kept.has(a));
+}
+
+/**
  * Whether nginx passes requests of `prefix` (a key of routes) on without it: every route but "/", unless its program
  * sets strip_prefix: false (it routes full paths). One rule for the site's locations, the assets' fallback and the
  * switch's health paths (gatePaths).

@@ -6,7 +6,7 @@ import { assetDirs } from '../config/environment.ts';
 import type { Slot } from '../layout.ts';
 import { reportKeys, type Step } from '../remote/types.ts';
 import { quote, word, type HostVariable } from '../shell.ts';
-import { certificatePaths, inheritedCacheLinesShell, slotPortLinesShell } from './nginx-config.ts';
+import { certificateNames, certificatePaths, inheritedCacheLinesShell, slotPortLinesShell } from './nginx-config.ts';
 import { isDefaultServer } from '../config/siblings.ts';
 import { gateSeconds, nameClaims, nginxServed } from './nginx-gate.ts';
 import { HISTORY_KEPT_LINES, RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
@@ -14,7 +14,7 @@ import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervi
 import { b64, hostGit } from './script.ts';
 import { diskReport } from './facts.ts';
 import { reportProvisioned } from './system.ts';
-import { IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
+import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { keepMasks } from './masks.ts';
 
 /** git on the host's bare mirror (`mirror`), reading no configuration but the mirror's own (hostGit). */
@@ -22,8 +22,8 @@ export function mirrorGit(mirror: string): string {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas` or `nginx`: nginxReadiness), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas` or `nginx`: slotPortLinesShell), `nginx_taken` (another server block answers the site's visitors, what answered and the fix: nginxServed's proof on the live slot, asked with `shas` or `nginx`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it this ops can compare: an older ops's fingerprint alone (of the settings of its day), deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `pruned_cache` (`<MB> <cache directory>`: a package cache emptied, packageCaches), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
-export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'nginx_cache', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'pruned_cache', 'carried', 'unhashed', 'rollback_previous', 'stale', 'nginx_taken');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `cert_lacks` (the site's names, certificateNames, that certificate does not name, space-separated: cert_lacks; with `certificate` yes), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas` or `nginx`: nginxReadiness), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas` or `nginx`: slotPortLinesShell), `nginx_taken` (another server block answers the site's visitors, what answered and the fix: nginxServed's proof on the live slot, asked with `shas` or `nginx`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it this ops can compare: an older ops's fingerprint alone (of the settings of its day), deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `pruned_cache` (`<MB> <cache directory>`: a package cache emptied, packageCaches), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
+export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'cert_lacks', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'nginx_cache', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'pruned_cache', 'carried', 'unhashed', 'rollback_previous', 'stale', 'nginx_taken');
 
 export interface ReleaseMeta {
   id: string;
@@ -193,7 +193,7 @@ ${switchPreflight(env, !options.commit)}
     // A deploy's or rollback's read asks nginx as the switch does (nginxServed): its bounded tries on top.
     timeout: 30 + (shas || options.nginx ? gateSeconds(env) : 0),
     quiet: true,
-    script: String.raw`${historyFunctions(env)}
+    script: String.raw`${historyFunctions(env)}${cert ? `\n${CERT_FUNCTIONS}` : ''}
 cur=$(readlink ${quote(L.current)} 2>/dev/null || true)
 cur_id=${'$'}{cur##*/}
 slot=""; if [ -f ${quote(L.slotFile)} ]; then read -r slot < ${quote(L.slotFile)} || true; fi
@@ -211,7 +211,7 @@ ops_report ${RELEASE_KEYS.live_sha} "$live_sha"
 live_health=""
 state_done=""
 ${recorded}${noop}if [ -z "$state_done" ]; then
-${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"\n` : ''}if [ -d ${quote(L.state)} ]; then history_init; fi
+${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"\nops_report ${RELEASE_KEYS.cert_lacks} "$(cert_lacks ${quote(cert.cert)} ${certificateNames(env).map(quote).join(' ')})"\n` : ''}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
 ${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.ports && !shas ? `${slotPorts(env, 'green', !options.commit)}\n` : ''}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}\n${nginxStoppedReport()}\n${nginxReadiness(env)}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi\n` : ''}fi`,

@@ -11,11 +11,11 @@ import { isValid, onHost, quote, word, type HostVariable } from '../shell.ts';
 import { supervisorCommand, supervisorEnvironment, supervisorValue } from '../supervisor.ts';
 import { RELEASE_DIR_PATTERN, historyFunctions } from './history.ts';
 import { applyNginx, siteOwn } from './nginx.ts';
-import { certificatePaths, checkLog, site, siteServesSlot, upstreams } from './nginx-config.ts';
+import { certificateNames, certificatePaths, checkLog, coveredTarget, site, siteServesSlot, upstreams } from './nginx-config.ts';
 import { siteName } from './certs.ts';
 import { gateSeconds, nginxGate, otherListenFiles } from './nginx-gate.ts';
 import { b64, putUnlessHostOwn, type HostOwnRule } from './script.ts';
-import { ASSETS_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary, visitorAddress } from './libraries.ts';
+import { ASSETS_FUNCTIONS, CERT_FUNCTIONS, CRITICAL_FUNCTIONS, HOST_LOCK_FUNCTIONS, IDENTITY_FUNCTIONS, LOCAL_CURL, LOCK_LOST_EXIT, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary, visitorAddress } from './libraries.ts';
 import { maskText } from './masks.ts';
 import type { RuntimePaths } from '../runtimes.ts';
 
@@ -355,12 +355,31 @@ case "$slot" in
   *) expected_conf="" ;;
 esac
 # shellcheck disable=SC2016 # the site's text as it is: nothing in it is expanded
-${cert ? `if [ -s ${quote(cert.cert)} ]; then expected_site=${quote(site(env, true))}; else expected_site=${quote(site(env, false))}; fi` : `expected_site=${quote(site(env, false))}`}
+${cert ? siteExpected(env, cert.cert) : `expected_site=${quote(site(env, false))}`}
 if [ -n "$expected_conf" ] && [[ $cur_id =~ ${RELEASE_DIR_PATTERN} ]]; then
   expected_conf=${'$'}{expected_conf//"${RELEASE_MARK}"/"$cur_id"}
   expected_upstreams=${'$'}{expected_upstreams//"${RELEASE_MARK}"/"$cur_id"}
   conf_file=${quote(L.supervisorConf('blue'))}; [ "$slot" = blue ] || conf_file=${quote(L.supervisorConf('green'))}
   if file_is "$conf_file" "$expected_conf" && file_is ${quote(L.nginxSite)} "$expected_site" && file_is ${quote(L.nginxUpstreams)} "$expected_upstreams"; then live_files=yes; fi
+fi`;
+}
+
+/**
+ * Shell setting `expected_site` to the site a switch writes on this host for the certificate at `cert` (site(): plain
+ * http without it; with it, its names only: coveredTarget leaves out the aliases it does not name yet). Told apart on
+ * the host: no certificate; one naming every name; one lacking every alias (the aliases added together, their
+ * certificate not issued yet). Any other set of aliases lacking leaves `expected_site` empty, so the live files are
+ * not those (a deploy of the live commit is then made again rather than taken for a no-op). Needs CERT_FUNCTIONS.
+ */
+function siteExpected(env: Target, cert: string): string {
+  const aliases = env.config.domain ? env.config.aliases : [];
+  const bare = aliases.length ? coveredTarget(env, aliases) : undefined;
+  return String.raw`if [ ! -s ${quote(cert)} ]; then expected_site=${quote(site(env, false))}
+else
+  expected_lacks=$(cert_lacks ${quote(cert)} ${certificateNames(env).map(quote).join(' ')})
+  if [ -z "$expected_lacks" ]; then expected_site=${quote(site(env, true))}${bare ? `
+  elif [ "$expected_lacks" = ${quote(aliases.join(' '))} ]; then expected_site=${quote(site(bare, true))}` : ''}
+  else expected_site=""; fi
 fi`;
 }
 
@@ -1029,8 +1048,9 @@ case "${'$'}{next_source##*/}" in ${ids.map(quote).join('|')}) ;; *) ${drop} ;; 
 export const SWITCH_KEYS = reportKeys('switched');
 
 /**
- * The switch, in one step: nginx to the new slot (site re-rendered too, unless TLS is on and `certificateReady` is
- * false: then the site on the host is kept, and only the upstreams move), validated and reloaded gracefully
+ * The switch, in one step: nginx to the new slot (site re-rendered too, unless TLS is on and `certificate` is
+ * false, or 'kept': the certificate there does not name every name of the site, a rollback that cannot render the site
+ * for the names it names; then the site on the host is kept, and only the upstreams move; over https for 'kept'), validated and reloaded gracefully
  * (the previous files come back if nginx refuses, nginx_reload returns once the new workers serve, and fails when
  * the reload cannot be sent or is not taken up); then nginx must answer with the new slot at /.ops/slot (the site
  * really routes to it) when the site it renders serves that location (siteServesSlot), and must pass each routed
@@ -1044,9 +1064,12 @@ export const SWITCH_KEYS = reportKeys('switched');
  * own in .ops/fingerprint beside those of the releases still kept, for a later deploy's no-op); a rollback leaves the records as they are (the
  * release it puts live keeps what it was deployed with).
  */
-export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificateReady: boolean, operation: 'deploy' | 'rollback' = 'deploy', record?: DeployRecord): Step {
+export function switchTo(env: Target, slot: Slot, releaseId: string | HostVariable, certificate: boolean | 'kept', operation: 'deploy' | 'rollback' = 'deploy', record?: DeployRecord): Step {
   const L = env.layout;
-  const writesSite = certificateReady || !certificatePaths(env);
+  // 'kept': the site on the host serves TLS with its certificate, which does not name every name of the settings (an
+  // alias added, not issued yet): kept as it serves (only names its certificate covers), asked over https.
+  const certificateReady = certificate !== false;
+  const writesSite = certificate === true || !certificatePaths(env);
   // The site rendered here answers /.ops/slot: a reload that does not route to the new slot is a failed switch.
   const mustSee = writesSite && siteServesSlot(env, certificateReady);
   const look = slotLook(env, slot, certificateReady);
@@ -1218,13 +1241,13 @@ export function rollbackStep(env: Target, to: string | undefined, after: string,
   const id = onHost('release_id');
   const slots: Slot[] = ['blue', 'green'];
   const certs = certificatePaths(env);
-  const certStates = certs ? [true, false] : [false];
+  const certStates: (boolean | 'kept')[] = certs ? [true, false, 'kept'] : [false];
   const starts = slots.map((slot) => [slot, startRelease(env, slot, id, START_REUSED)] as const);
-  const switches = slots.flatMap((slot) => certStates.map((cert) => [`${slot}:${cert ? 'yes' : 'no'}`, switchTo(env, slot, id, cert, 'rollback')] as const));
+  const switches = slots.flatMap((slot) => certStates.map((cert) => [`${slot}:${cert === 'kept' ? 'kept' : cert ? 'yes' : 'no'}`, switchTo(env, slot, id, cert, 'rollback')] as const));
   const stops = slots.map((slot) => [slot, stopSlot(env, slot, env.config.switch.drain)] as const);
   // The shell libraries the parts use are defined once, here, rather than in each variant. Nothing is indented:
   // the parts hold multi-line quoted text (a supervisor file).
-  const libraries = [SYSTEM_FUNCTIONS, probeLibrary(env), SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, historyFunctions(env), previousBackFunctions(env), ...(servedAssetDirs(env).length ? [ASSETS_FUNCTIONS] : [])];
+  const libraries = [SYSTEM_FUNCTIONS, probeLibrary(env), SUPERVISOR_FUNCTIONS, IDENTITY_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, historyFunctions(env), previousBackFunctions(env), ...(servedAssetDirs(env).length ? [ASSETS_FUNCTIONS] : []), ...(certs ? [CERT_FUNCTIONS] : [])];
   const body = (script: string) => libraries.reduce((text, lib) => text.split(`${lib}\n`).join(''), script);
   const variants = (name: string, on: string, parts: (readonly [string, Step])[]) =>
     `${PART}\ncase "${on}" in\n${parts.map(([key, step]) => `${key})\n${name}() {\n${body(step.script)}\n} ;;`).join('\n')}\nesac`;
@@ -1263,7 +1286,9 @@ else
   # The idle slot (green when the slot record is missing or unreadable: blue is then taken as live).
   if [ "$live_slot" = green ]; then new_slot=blue; else live_slot=blue; new_slot=green; fi
   ops_report ${ROLLBACK_KEYS.rollback_slot} "$new_slot"
-  cert=no; ${certs ? `if [ -s ${quote(certs.cert)} ]; then cert=yes; fi` : ': no certificate in this environment'}
+  # The certificate there: none (the site kept), naming every name of the site (the site written for them), or not
+  # every one (an alias added, its certificate not issued yet: the site kept as it serves, only names it covers).
+  cert=no; ${certs ? `if [ -s ${quote(certs.cert)} ]; then cert=yes; [ -z "$(cert_lacks ${quote(certs.cert)} ${certificateNames(env).map(quote).join(' ')})" ] || cert=kept; fi` : ': no certificate in this environment'}
   # Only what is already known to the audit line: an id, or the live link's name with nothing JSON would escape.
   # shellcheck disable=SC2034 # read by the audit line (ends.done)
   audit_previous=${'$'}{rollback_from//[^A-Za-z0-9._-]/_}

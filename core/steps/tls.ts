@@ -60,6 +60,20 @@ export function tlsPlan(env: Target, state: TlsState): { ready: boolean; missing
   return { ready: false, missing, keep: { serving: site.names, pending: names.filter((n) => !served.has(lower(n))) } };
 }
 
+/**
+ * Whether the site serving on the host (state.site: ops's, enabled) serves other names than the settings' (siteNames:
+ * a name added or removed, the domain replaced), so that a certificate got for the settings' names is not the one its
+ * names need: `ops certs --renew` then moves the site as provision does (provisionNginx, once the certificate exists).
+ * Names compared as nginx does (case-insensitive, a final dot aside). False without a domain (the site answers any name).
+ */
+export function siteMoves(env: Target, state: TlsState): boolean {
+  if (!state.site || !env.config.domain) return false;
+  const lower = (n: string) => n.toLowerCase().replace(/\.$/, '');
+  const served = new Set(state.site.names.map(lower));
+  const names = new Set(certificateNames(env).map(lower));
+  return served.size !== names.size || [...names].some((n) => !served.has(n));
+}
+
 const RENEW_HOOK = '/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx';
 const CA_DIR = '/usr/local/share/ops-pipeline';
 /** What certbot's renewal timer trusts: Debian's CAs plus every app's test ACME CA (the timer renews them all). */

@@ -2,20 +2,26 @@
 // read from prepareTls's servingSite by real bash), the certificate naming names no longer served is reissued
 // (cert_beyond), and the one ops issued for the old names is deleted once nothing serves it (retireCertificate).
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseReports } from '../../core/remote/types.ts';
 import { formatCerts } from '../../core/ops/certs.ts';
-import { CERTS_KEYS, listCertificates, usedCertificates } from '../../core/steps/certs.ts';
+import { CERTS_KEYS, listCertificates, renewCertificate, usedCertificates } from '../../core/steps/certs.ts';
+import { deployState } from '../../core/steps/release.ts';
+import { rollbackStep, switchTo } from '../../core/steps/switch.ts';
+import { parseState, pendingNames, servedTarget } from '../../core/ops/host-state.ts';
+import { refuseUnready } from '../../core/ops/deploy-host.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { CERT_FUNCTIONS } from '../../core/steps/libraries.ts';
-import { acmePendingSite, site } from '../../core/steps/nginx-config.ts';
+import { acmePendingSite, coveredTarget, site } from '../../core/steps/nginx-config.ts';
 import { provisionNginx } from '../../core/steps/nginx.ts';
-import { issueCertificate, parseTlsState, retireCertificate, servingSite, tlsPlan, type TlsState } from '../../core/steps/tls.ts';
+import { issueCertificate, parseTlsState, retireCertificate, servingSite, siteMoves, tlsPlan, type TlsState } from '../../core/steps/tls.ts';
 import { testEnv } from './status.helpers.ts';
 
+const md5 = (text: string) => createHash('md5').update(text).digest('hex');
 const LE = { mode: 'letsencrypt', email: 'ops@shop.fr' };
 const env = (domain: string, aliases: string[] = [], tls: Record<string, unknown> = LE) => testEnv({ domain, aliases, tls });
 
@@ -178,5 +184,90 @@ describe('certbot_failure names the names the ACME server could not validate', (
     expect(out).toContain('certbot could not get a certificate for example.org: www.example.org must resolve to this host');
     expect(out).toContain('the ACME server could not validate www.example.org (Type: connection Detail: could not resolve). left. To fix: the DNS record of www.example.org (A/AAAA to this host)');
     expect(say('Challenge failed\n')).toContain('example.org must resolve to this host and its port 80 be reachable from the ACME server, answering /.well-known/acme-challenge/ from /var/www/letsencrypt; the ACME server could not validate it. left');
+  });
+});
+
+describe('the names nginx serves over https are names the certificate in use names (a deploy, a rollback after a provision adding an alias failed)', () => {
+  const e = () => env('example.org', ['www.example.org']);
+  /** The lines of `script` (a step's) that start with `start`, run by real bash with the certificate at `cert` for the environment's. */
+  const runLines = (script: string, start: string, cert: string, tail = '') => {
+    const lines = script.split('\n').filter((l) => l.trimStart().startsWith(start)).join('\n');
+    expect(lines).not.toBe('');
+    return execFileSync('bash', ['-c', `${scriptPrelude}\n${CERT_FUNCTIONS}\n${lines.replaceAll('/etc/letsencrypt/live/example.org/fullchain.pem', cert)}\n${tail}`], { encoding: 'utf8' }).replace(/^\n?@ops-start\n/, '');
+  };
+
+  it("the deploy's state read says which names the certificate lacks; the switch writes the site for the others only, said", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-tls-deploy-'));
+    const c = certificate(dir, ['example.org']);
+    const out = runLines(deployState(e()).script, 'ops_report certificate', c.cert) + runLines(deployState(e()).script, 'ops_report cert_lacks', c.cert);
+    const state = parseState({ stdout: out, stderr: '', code: 0, durationMs: 0, reports: parseReports(out) });
+    expect(state).toMatchObject({ certificate: true, certLacks: ['www.example.org'] });
+    const written = switchTo(servedTarget(e(), state), 'green', 'r1', state.certificate).script;
+    // the site written (its 443 server with the domain's certificate) names the alias nowhere: not served until issued
+    const domainOnly = site(e(), true).replaceAll('www.example.org', 'x');
+    expect(written).toContain(`host_file_new=${md5(site(coveredTarget(e(), ['www.example.org']), true))}`);
+    expect(site(coveredTarget(e(), ['www.example.org']), true)).not.toContain('www.example.org');
+    expect(domainOnly).toContain('server_name example.org;');
+    expect(written).not.toContain(`host_file_new=${md5(site(e(), true))}`);
+    expect(pendingNames(e(), 'web1', state)).toBe(
+      'web1: the TLS certificate there does not name www.example.org yet (aliases added since it was issued), so the site serves example.org only and that name gets no https until its certificate exists: ops provision demo issues it (its DNS pointing at the host) and the site then serves it',
+    );
+    // issued for both: the site names both, nothing said
+    const both = certificate(dir, ['example.org', 'www.example.org']);
+    const ready = runLines(deployState(e()).script, 'ops_report cert_lacks', both.cert);
+    const full = parseState({ stdout: ready, stderr: '', code: 0, durationMs: 0, reports: [...parseReports(ready), ['certificate', 'yes']] });
+    expect(full.certLacks).toEqual([]);
+    expect(switchTo(servedTarget(e(), full), 'green', 'r1', true).script).toContain(`host_file_new=${md5(site(e(), true))}`);
+    expect(pendingNames(e(), 'web1', full)).toBeUndefined();
+  });
+
+  it('a certificate not naming the domain is none of the site: the deploy refuses, nothing changed', () => {
+    const state = { certificate: true, certLacks: ['example.org'] };
+    expect(() => refuseUnready(e(), [{ host: 'web1', state: { ...parseState({ stdout: '', stderr: '', code: 0, durationMs: 0, reports: [] }), ...state } }])).toThrow(
+      "web1's TLS certificate /etc/letsencrypt/live/example.org/fullchain.pem does not name example.org",
+    );
+  });
+
+  it("a rollback's switch keeps the site as it serves (over https) when the certificate lacks an alias, as the host tells it", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-tls-rollback-'));
+    const script = rollbackStep(e(), undefined, '', { done: ':', refused: ':' }).script;
+    const verdict = (names: string[]) => runLines(script, 'cert=no;', certificate(dir, names).cert, 'printf %s "$cert"');
+    expect(verdict(['example.org'])).toBe('kept');
+    expect(verdict(['example.org', 'www.example.org'])).toBe('yes');
+    // the variant run then writes no site, and asks for the slot over https
+    const kept = switchTo(e(), 'green', 'r1', 'kept', 'rollback').script;
+    expect(kept).not.toContain(`put_file ${e().layout.nginxSite} `);
+    expect(switchTo(e(), 'green', 'r1', true, 'rollback').script).toContain(`put_file ${e().layout.nginxSite} `);
+    expect(kept).toContain('--resolve example.org:443:"$gate_at" https://example.org/.ops/slot');
+    expect(script).toContain('green:kept)');
+  });
+
+  it("the no-op's look at the live site expects the site a deploy writes for the certificate there", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-tls-live-'));
+    const script = deployState(e(), [], { commit: 'a'.repeat(40), fingerprint: 'f' }).script;
+    const start = script.indexOf('if [ ! -s /etc/letsencrypt/live/example.org/fullchain.pem ]; then expected_site=');
+    expect(start).toBeGreaterThan(-1);
+    const block = script.slice(start, script.indexOf('\nfi\n', start) + 3);
+    // the certificate's path in the tests only (not in the site's text)
+    const test = (cert: string) => block.replaceAll('-s /etc/letsencrypt/live/example.org/fullchain.pem', `-s ${cert}`).replaceAll('cert_lacks /etc/letsencrypt/live/example.org/fullchain.pem', `cert_lacks ${cert}`);
+    const expected = (names: string[]) =>
+      execFileSync('bash', ['-c', `${CERT_FUNCTIONS}\n${test(certificate(dir, names).cert)}\nprintf %s "$expected_site"`], { encoding: 'utf8' });
+    expect(expected(['example.org'])).toBe(site(coveredTarget(e(), ['www.example.org']), true));
+    expect(expected(['example.org', 'www.example.org'])).toBe(site(e(), true));
+  });
+});
+
+describe('ops certs --renew while the site serves other names than the settings', () => {
+  it('the site moves once the certificate exists (provision\'s nginx step), read from what serves (siteMoves)', () => {
+    const e = env('example.org', ['www.example.org']);
+    const state = (names: string[]): TlsState => ({ certificate: true, lacks: [], site: { names, cert: '/etc/letsencrypt/live/example.org/fullchain.pem', certOk: true } });
+    expect(siteMoves(e, state(['example.org']))).toBe(true);
+    expect(siteMoves(e, state(['example.org', 'WWW.example.org']))).toBe(false);
+    expect(siteMoves(e, state(['example.org', 'www.example.org', 'old.example.org']))).toBe(true);
+    expect(siteMoves(e, { certificate: true, lacks: [] })).toBe(false);
+    // the renewal step reads the site serving (servingSite's reports), as provision's TLS step does
+    expect(renewCertificate(e, false).script).toContain(servingSite(e));
+    const text = formatCerts({ environment: 'demo', mode: 'letsencrypt', ok: true, hosts: [{ host: 'web1', certificates: [], problems: [], warnings: [], renewed: true, moved: ['example.org', 'www.example.org'] }] });
+    expect(text).toContain('the site now serves example.org, www.example.org: their certificate exists, so the site moved to them (as ops provision moves it)');
   });
 });

@@ -303,10 +303,20 @@ describe('the state step on a host (bash)', () => {
     writeFileSync(tls.layout.nginxSite, site(tls, false));
     expect(await state(), 'no certificate yet: the site before its certificate').toMatchObject({ liveChanged: false });
     mkdirSync(tls.layout.selfSignedDir, { recursive: true });
-    writeFileSync(`${tls.layout.selfSignedDir}/shop.example.org.crt`, 'certificate\n');
+    const certificate = (names: string[]) =>
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '5', '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`, '-keyout', `${tls.layout.selfSignedDir}/shop.example.org.key`, '-out', `${tls.layout.selfSignedDir}/shop.example.org.crt`], { stdio: 'ignore' });
+    certificate(['shop.example.org']);
     expect(await state(), 'the certificate there, the site still without it').toMatchObject({ liveChanged: true, liveUnrecorded: false });
     writeFileSync(tls.layout.nginxSite, site(tls, true));
     expect(await state(), 'the site with TLS').toMatchObject({ liveChanged: false });
+    // an alias added, its certificate not issued yet: the site a deploy writes then serves the domain alone over https
+    const alias = env(base, {}, { domain: 'shop.example.org', aliases: ['www.shop.example.org'], tls: { mode: 'self-signed' } });
+    const aliased = () => runStep(deployState(alias, [LIVE_SHA], { commit: LIVE_SHA, fingerprint: FINGERPRINT })).then(parseState);
+    expect(await aliased(), 'the site without the alias is what a deploy writes').toMatchObject({ liveChanged: false });
+    certificate(['shop.example.org', 'www.shop.example.org']);
+    expect(await aliased(), 'issued: the site is to name the alias').toMatchObject({ liveChanged: true, certLacks: [] });
+    writeFileSync(alias.layout.nginxSite, site(alias, true));
+    expect(await aliased(), 'the site with the alias').toMatchObject({ liveChanged: false });
   });
 
   it('records whatever their line ending (the last line without its newline, CRLF: written by hand or an editor): the live release\'s line counts, and the switch keeps the others', async () => {

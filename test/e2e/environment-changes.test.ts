@@ -10,6 +10,9 @@ import { deploy } from '../../core/ops/deploy.ts';
 import { provision } from '../../core/ops/provision.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { status } from '../../core/ops/status.ts';
+import { formatCerts, renewCertificates } from '../../core/ops/certs.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { resolveTarget } from '../../core/target.ts';
 import { downHost, ensurePebble, sshRun, type Host } from '../hosts/index.ts';
 import { appRepo, makeProject, readyHost, testConfig, testDatabase, type TestProject } from './support.ts';
 
@@ -109,4 +112,67 @@ describe.sequential('the domain of a live TLS site changes', () => {
     const check = await sshRun(host, 'sudo nginx -t 2>&1 | tail -n1');
     expect(check.stdout).toContain('test is successful');
   }, 600_000);
+});
+
+describe.sequential('an alias added whose certificate is not issued yet (its DNS not at the host yet)', () => {
+  const ALIAS = `www.${SECOND}`;
+  /** What nginx gives https://<name>/ at the host: the names of the certificate it hands out for it (SNI), and the status; no verification (the point is which certificate). */
+  const served = (name: string): Promise<{ status: number; names: string }> =>
+    new Promise((resolve, reject) => {
+      const req = httpsRequest({ host: host.address, port: 443, path: '/', servername: name, headers: { Host: name }, rejectUnauthorized: false, agent: false, timeout: 10_000 }, (res) => {
+        const cert = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, names: String(cert.subjectaltname ?? '') }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  /** The server_name lines of the site's 443 servers on the host. */
+  const siteOn443 = async () => (await sshRun(host, `sudo awk '/listen 443/ { on = 1 } on && /server_name/ { print; on = 0 }' ${resolveTarget(project.env()).layout.nginxSite}`)).stdout;
+
+  it('a deploy after the provision adding it failed serves the names the certificate names only (the alias left out, said), the live site never broken; a rollback too', async () => {
+    project.write(letsencrypt(SECOND));
+    await provision(project.ctx(), project.env());
+    project.write({ ...letsencrypt(SECOND), aliases: [ALIAS] });
+    const failed = await provision(project.ctx(), project.env()).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(failed?.message).toContain(`no certificate yet for ${ALIAS}`);
+    const reporter = new MemoryReporter();
+    const deployed = await deploy(project.ctx(reporter), project.env(), { ref: 'v2' });
+    // nginx names no name on 443 the certificate does not name: the alias has no https server of the site
+    expect(await siteOn443()).not.toContain(ALIAS);
+    expect(deployed.hosts[0]!.notes.join('\n')).toContain(`the TLS certificate there does not name ${ALIAS} yet (aliases added since it was issued), so the site serves ${SECOND} only`);
+    expect(deployed.hosts[0]!.notes.join('\n')).toContain('ops provision e2e issues it');
+    expect((await sshRun(host, 'sudo nginx -t 2>&1 | tail -n1')).stdout).toContain('test is successful');
+    const page2 = await page(SECOND, { tls: true });
+    expect(page2.body).toContain('Version 2.0.0');
+    expect((await served(SECOND)).names).toContain(`DNS:${SECOND}`);
+    // the alias still answers the ACME challenge on port 80 (provision's acme-pending server), for the next provision
+    await sshRun(host, 'printf ok | sudo tee /var/www/letsencrypt/.well-known/acme-challenge/e2e-alias >/dev/null');
+    expect((await page(ALIAS, { path: '/.well-known/acme-challenge/e2e-alias' })).status).toBe(200);
+    const back = await rollback(project.ctx(), project.env());
+    expect(back.hosts[0]!.notes.join('\n')).toContain(`does not name ${ALIAS} yet`);
+    expect(await siteOn443()).not.toContain(ALIAS);
+    expect((await page(SECOND, { tls: true })).status).toBe(200);
+  }, 900_000);
+
+  it('ops certs --renew once its DNS is at the host: the certificate names it and the site moves to it, as provision would', async () => {
+    await pebble.addHostName(ALIAS, host.address);
+    try {
+      const renewed = await renewCertificates(project.ctx(), project.env());
+      expect(renewed.hosts[0]!.moved).toEqual([SECOND, ALIAS]);
+      expect(formatCerts(renewed)).toContain(`the site now serves ${SECOND}, ${ALIAS}`);
+      expect(await siteOn443()).toContain(ALIAS);
+      const alias = await served(ALIAS);
+      expect(alias.names).toContain(`DNS:${ALIAS}`);
+      expect(alias.status).toBe(301);
+      expect((await sshRun(host, 'ls /etc/nginx/sites-enabled/')).stdout).not.toContain('acme-pending');
+      const again = await provision(project.ctx(), project.env());
+      expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
+    } finally {
+      await pebble.removeHostName(ALIAS).catch(() => undefined);
+    }
+  }, 900_000);
 });

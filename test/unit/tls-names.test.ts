@@ -8,17 +8,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseReports } from '../../core/remote/types.ts';
-import { formatCerts } from '../../core/ops/certs.ts';
+import { formatCerts, renewCertificates } from '../../core/ops/certs.ts';
 import { CERTS_KEYS, listCertificates, renewCertificate, usedCertificates } from '../../core/steps/certs.ts';
+import { RecordingRemote } from '../../core/remote/recording.ts';
+import { MemoryReporter } from '../../core/report.ts';
+import { LOCK_KEYS } from '../../core/steps/lock.ts';
+import { opsLines } from './reports.helpers.ts';
 import { deployState } from '../../core/steps/release.ts';
 import { rollbackStep, switchTo } from '../../core/steps/switch.ts';
 import { parseState, pendingNames, servedTarget } from '../../core/ops/host-state.ts';
 import { refuseUnready } from '../../core/ops/deploy-host.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
-import { CERT_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { CERT_FUNCTIONS, LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { acmePendingSite, coveredTarget, site } from '../../core/steps/nginx-config.ts';
 import { provisionNginx } from '../../core/steps/nginx.ts';
-import { issueCertificate, parseTlsState, retireCertificate, servingSite, siteMoves, tlsPlan, type TlsState } from '../../core/steps/tls.ts';
+import { issueCertificate, parseTlsState, retireCertificate, servingSite, siteMoves, TLS_KEYS, tlsPlan, type TlsState } from '../../core/steps/tls.ts';
 import { testEnv } from './status.helpers.ts';
 
 const md5 = (text: string) => createHash('md5').update(text).digest('hex');
@@ -269,5 +273,25 @@ describe('ops certs --renew while the site serves other names than the settings'
     expect(renewCertificate(e, false).script).toContain(servingSite(e));
     const text = formatCerts({ environment: 'demo', mode: 'letsencrypt', ok: true, hosts: [{ host: 'web1', certificates: [], problems: [], warnings: [], renewed: true, moved: ['example.org', 'www.example.org'] }] });
     expect(text).toContain('the site now serves example.org, www.example.org: their certificate exists, so the site moved to them (as ops provision moves it)');
+  });
+
+  it('a renewal on a host whose site serves the domain alone while the settings add an alias: the site moves (provision\'s nginx step), then the certificates are read again; serving the settings\' names: nothing more', async () => {
+    const e = env('example.org', ['www.example.org']);
+    const live = '/etc/letsencrypt/live/example.org/fullchain.pem';
+    const renewed = (names: string) =>
+      opsLines({ ...CERTS_KEYS, ...LIBRARY_KEYS, ...TLS_KEYS }, `site_names ${names}`, `site_cert ${live}`, 'site_cert_ok yes', `configured ${live}`, `cert ${live}\tnotAfter=Feb 20 10:00:00 2027 GMT`, `cert ${live}\tDNS:example.org`, `cert ${live}\tDNS:www.example.org`, 'served_serial 0A');
+    const run = async (names: string) => {
+      const remote = new RecordingRemote('web1', 'deploy', 'shop', (step) => (step.name === 'lock' ? { stdout: opsLines(LOCK_KEYS, 'lock acquired') } : step.name === 'renew certificate' || step.name === 'certificates' ? { stdout: renewed(names) } : undefined));
+      const r = await renewCertificates({ root: e.root, reporter: new MemoryReporter(), processEnv: {}, connector: async () => remote }, e);
+      return { r, remote };
+    };
+    const moved = await run('example.org');
+    expect(moved.remote.stepNames()).toEqual(['lock', 'renew certificate', 'nginx', 'certificates', 'unlock']);
+    expect(moved.remote.runs[2]!.step.script).toContain(`host_file_new=${md5(site(e, true))}`);
+    expect(moved.r.hosts[0]!.moved).toEqual(['example.org', 'www.example.org']);
+    expect(moved.remote.runs[4]!.step.script).toMatch(/certificate renewed, expires 2027-02-20T10:00:00.000Z; the site moved to example.org, www.example.org/);
+    const kept = await run('example.org www.example.org');
+    expect(kept.remote.stepNames()).toEqual(['lock', 'renew certificate', 'unlock']);
+    expect(kept.r.hosts[0]!.moved).toBeUndefined();
   });
 });

@@ -95,7 +95,7 @@ export function pendingNames(env: Target, host: string, state: Pick<HostState, '
   const pending = pendingAliases(env, state.certLacks);
   if (!pending.length) return undefined;
   const covered = coveredTarget(env, state.certLacks).config;
-  return `${host}: the TLS certificate there does not name ${pending.join(', ')} yet (aliases added since it was issued), so the site serves ${[covered.domain!, ...covered.aliases].join(', ')} only and ${pending.length > 1 ? 'those names get' : 'that name gets'} no https until its certificate exists: ops provision ${env.name} issues it (${pending.length > 1 ? 'their' : 'its'} DNS pointing at the host) and the site then serves ${pending.length > 1 ? 'them' : 'it'}`;
+  return `${host}: the TLS certificate there does not name ${pending.join(', ')} yet (aliases added since it was issued), so the site serves ${[covered.domain!, ...covered.aliases].join(', ')} only and ${pending.length > 1 ? 'those names get' : 'that name gets'} no https until its certificate exists: ops provision ${env.name} issues it${env.config.tls.mode === 'letsencrypt' ? ` (${pending.length > 1 ? 'their' : 'its'} DNS pointing at the host)` : ''} and the site then serves ${pending.length > 1 ? 'them' : 'it'}`;
 }
 
 /**

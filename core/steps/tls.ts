@@ -62,8 +62,9 @@ export function tlsPlan(env: Target, state: TlsState): { ready: boolean; missing
 
 /**
  * Whether the site serving on the host (state.site: ops's, enabled) serves other names than the settings' (siteNames:
- * a name added or removed, the domain replaced), so that a certificate got for the settings' names is not the one its
- * names need: `ops certs --renew` then moves the site as provision does (provisionNginx, once the certificate exists).
+ * a name added or removed, the domain replaced), or serves http only (TLS turned on, its certificate not got then), so
+ * that the certificate got for the settings' names is not the one it serves: `ops certs --renew` then moves the site
+ * as provision does (provisionNginx, once the certificate exists).
  * Names compared as nginx does (case-insensitive, a final dot aside). False without a domain (the site answers any name).
  */
 export function siteMoves(env: Target, state: TlsState): boolean {
@@ -71,7 +72,7 @@ export function siteMoves(env: Target, state: TlsState): boolean {
   const lower = (n: string) => n.toLowerCase().replace(/\.$/, '');
   const served = new Set(state.site.names.map(lower));
   const names = new Set(certificateNames(env).map(lower));
-  return served.size !== names.size || [...names].some((n) => !served.has(n));
+  return !state.site.cert || served.size !== names.size || [...names].some((n) => !served.has(n));
 }
 
 const RENEW_HOOK = '/etc/letsencrypt/renewal-hooks/deploy/ops-pipeline-reload-nginx';

@@ -269,6 +269,8 @@ describe('ops certs --renew while the site serves other names than the settings'
     expect(siteMoves(e, state(['example.org', 'WWW.example.org']))).toBe(false);
     expect(siteMoves(e, state(['example.org', 'www.example.org', 'old.example.org']))).toBe(true);
     expect(siteMoves(e, { certificate: true, lacks: [] })).toBe(false);
+    // the site on port 80 only (TLS turned on, its certificate not got then): moved to https once it exists
+    expect(siteMoves(e, { certificate: true, lacks: [], site: { names: ['example.org', 'www.example.org'], cert: '', certOk: false } })).toBe(true);
     // the renewal step reads the site serving (servingSite's reports), as provision's TLS step does
     expect(renewCertificate(e, false).script).toContain(servingSite(e));
     const text = formatCerts({ environment: 'demo', mode: 'letsencrypt', ok: true, hosts: [{ host: 'web1', certificates: [], problems: [], warnings: [], renewed: true, moved: ['example.org', 'www.example.org'] }] });

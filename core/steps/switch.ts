@@ -483,15 +483,15 @@ previous_file() {
 }
 log_ends() {
   local f l rest files=()
-  local -A at=()
+  local -A ends_at=()
   case "$1" in
     ${slots.map(logs).join('\n    ')}
     *) return 1 ;;
   esac
   # One stat for every log (a process less per file); a file it cannot read (not written yet) is "- 0".
-  while IFS= read -r -d '' l; do rest=${'$'}{l#* }; at[${'$'}{rest#* }]="${'$'}{l%% *} ${'$'}{rest%% *}"; done < <(stat --printf '%i %s %n\0' -- "${'$'}{files[@]}" 2>/dev/null || true)
+  while IFS= read -r -d '' l; do rest=${'$'}{l#* }; ends_at[${'$'}{rest#* }]="${'$'}{l%% *} ${'$'}{rest%% *}"; done < <(stat --printf '%i %s %n\0' -- "${'$'}{files[@]}" 2>/dev/null || true)
   for f in "${'$'}{files[@]}"; do
-    printf '%s %s\n' "${'$'}{at[$f]:-- 0}" "$f"
+    printf '%s %s\n' "${'$'}{ends_at[$f]:-- 0}" "$f"
   done
 }
 log_record() {

@@ -128,21 +128,40 @@ export function nginxServed(env: Target, ask: ServedAsk): string {
   const chooseProof = typeof ask.proves === 'boolean' ? `gate_proves=${ask.proves ? 1 : 0}` : `gate_proves=0\n# shellcheck disable=SC2016 # nginx's variable, in the line looked for\nif grep -qsF -- ${quote(checkLog(env))} ${quote(L.nginxSiteEnabled)}; then gate_proves=1; fi`;
   // One request through nginx, marked with the nonce $gate_id, its status in $gate_code.
   const ask1 = (path: string) => `gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} "${'$'}{gate_opts[@]}" -H "${CHECK_HEADER}: $gate_id" "$gate_base"${path} 2>/dev/null) || true`;
-  // nginx's own line for the request $gate_id (checkLog), written as the request ends: '' when none within CHECK_LINE_SECONDS.
+  // nginx's own line for the request $gate_id (checkLog), written as the request ends: '' when none within
+  // CHECK_LINE_SECONDS. Read from one tail -F of the check log (from its size before the first request), started at the
+  // first line wanted, ended with nginxServed (or, at the latest, with the script: --pid): its lines come as nginx writes
+  // them (inotify), each read by bash's read -t, where a tail | grep of the log per look (and a sleep between looks)
+  // cost three processes each. A line whose end has not come yet (never seen: nginx writes each whole) is kept
+  // (gate_part) for the next read. Lines are read once: those of the earlier requests, read before, are not looked at
+  // again.
   const lineOf = String.raw`gate_line=""
-      for _ in {1..${CHECK_LINE_SECONDS * 20}}; do
-        gate_line=$(tail -c +$(( gate_check_from + 1 )) ${quote(L.nginxCheckLog)} 2>/dev/null | grep -m 1 -F "$gate_id|") || true
-        [ -z "$gate_line" ] || break; sleep 0.05
+      if [ -z "$gate_tail" ]; then
+        exec {gate_tail}< <(exec tail -c +$(( gate_check_from + 1 )) -F -s 0.05 --pid=$$ -- ${quote(L.nginxCheckLog)} 2>/dev/null < /dev/null); gate_tail_pid=$!
+      fi
+      gate_until=$(( ${'$'}{EPOCHREALTIME/./} + ${CHECK_LINE_SECONDS * 1000000} ))
+      while gate_left=$(( gate_until - ${'$'}{EPOCHREALTIME/./} )); [ "$gate_left" -gt 0 ]; do
+        printf -v gate_wait '%d.%06d' $(( gate_left / 1000000 )) $(( gate_left % 1000000 ))
+        gate_rc=0; IFS= read -r -t "$gate_wait" -u "$gate_tail" gate_got || gate_rc=$?
+        # A timeout (> 128) ends the wait; so does the end of the stream (tail gone: no more lines).
+        if [ "$gate_rc" != 0 ]; then gate_part+=$gate_got; break; fi
+        gate_got=$gate_part$gate_got; gate_part=""
+        if [[ $gate_got == "$gate_id|"* ]]; then gate_line=$gate_got; break; fi
       done`;
   return String.raw`# nginxServed: the health paths through nginx, as the site's visitors ask them, and who answered.
-gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_replaced=""; gate_line=""; gate_hint=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
-for gate_log in "${'$'}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
+gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_replaced=""; gate_line=""; gate_hint=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log)
+# Where the error logs and the check log end now (one stat for the three; 0 for one not there): what nginx writes after.
+gate_from=(0 0); gate_check_from=0; gate_tail=""; gate_tail_pid=""; gate_part=""
+while read -r gate_size gate_file; do
+  case $gate_file in "${'$'}{gate_logs[0]}") gate_from[0]=$gate_size ;; "${'$'}{gate_logs[1]}") gate_from[1]=$gate_size ;; ${quote(L.nginxCheckLog)}) gate_check_from=$gate_size ;; esac
+done < <(stat -c '%s %n' -- "${'$'}{gate_logs[@]}" ${quote(L.nginxCheckLog)} 2>/dev/null)
 ${visitorAddress()}
 ${chooseEntries}
 ${chooseScheme}
 ${chooseProof}
-gate_check_from=$(stat -c %s ${quote(L.nginxCheckLog)} 2>/dev/null || echo 0)
-gate_nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); gate_n=0
+# 64 random bits from the kernel (getrandom(2)): bash's SRANDOM (5.1 and later), else od.
+if [ -n "${'$'}{SRANDOM:-}" ]; then printf -v gate_nonce '%08x%08x' "$SRANDOM" "$SRANDOM"; else gate_nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); fi
+gate_n=0
 for gate_p in "${'$'}{gate_entries[@]}"; do
   read -r gate_program gate_addr gate_path <<< "$gate_p"; gate_code=""
   for gate_try in {1..${GATE_TRIES}}; do
@@ -187,6 +206,8 @@ for gate_p in "${'$'}{gate_entries[@]}"; do
       fi ;;
   esac
 done
+# The check log's tail ended, and waited for: it holds no descriptor of this script past here.
+if [ -n "$gate_tail_pid" ]; then exec {gate_tail}<&-; kill "$gate_tail_pid" 2>/dev/null || true; wait "$gate_tail_pid" 2>/dev/null || true; fi
 if [ -n "$gate_fail" ]; then
   # What nginx wrote about it since: the last line naming an upstream (the site's own log first).
   gate_line=""; gate_i=0

@@ -175,7 +175,7 @@ gate_n=0
 # shellcheck disable=SC2034 # MASK_ARGS hidden from probe_answer (mask_ready), PROBE_*: probe_send's and probe_answer's
 gate_ask() {
   local -a MASK_ARGS
-  local PROBE_ADDR=${'$'}{gate_at#[} PROBE_HOST=${'$'}{gate_host:-} PROBE_HEADERS="${CHECK_HEADER}: $gate_id"$'\r\n' PROBE_CONNECT_SECONDS=${GATE_REQUEST_SECONDS}
+  local PROBE_ADDR=${'$'}{gate_at#\[} PROBE_HOST=${'$'}{gate_host:-} PROBE_HEADERS="${CHECK_HEADER}: $gate_id"$'\r\n' PROBE_CONNECT_SECONDS=${GATE_REQUEST_SECONDS}
   PROBE_ADDR=${'$'}{PROBE_ADDR%]}; gate_code=""
   if [ "$gate_port" = 80 ] && [ -n "${'$'}{PROBE_WATCHDOG:-}" ]; then
     if probe_send 80 "$1"; then probe_answer "$PROBE_FD" $(( ${'$'}{EPOCHREALTIME/./} + ${GATE_REQUEST_SECONDS * 1000000} )) || true; gate_code=$PROBE_CODE; return 0; fi

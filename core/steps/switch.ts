@@ -925,7 +925,7 @@ ${head}
 # shellcheck disable=SC2034 # MASK_ARGS hidden from probe_answer (mask_ready), PROBE_*: probe_send's and probe_answer's
 slot_ask() {
   local -a MASK_ARGS
-  local PROBE_ADDR=${'$'}{gate_at#[} PROBE_HOST=${env.config.domain ? quote(env.config.domain) : '$gate_at'} PROBE_HEADERS="" PROBE_READ_BODY=1 PROBE_CONNECT_SECONDS=1
+  local PROBE_ADDR=${'$'}{gate_at#\[} PROBE_HOST=${env.config.domain ? quote(env.config.domain) : '$gate_at'} PROBE_HEADERS="" PROBE_READ_BODY=1 PROBE_CONNECT_SECONDS=1
   PROBE_ADDR=${'$'}{PROBE_ADDR%]}; got=""
   if probe_send 80 /.ops/slot; then probe_answer "$PROBE_FD" $(( ${'$'}{EPOCHREALTIME/./} + 1000000 )) && got=$PROBE_BODY || true
   elif [ -z "$PROBE_WHY" ] && ! net_redirections; then got=$(${curlAsk} 2>/dev/null || true); fi

@@ -905,11 +905,12 @@ function slotLook(env: Target, slot: Slot, certificateReady: boolean): string {
     String.raw`mask_ready; mask_string "$got"; mask_clip "${'$'}{MASK_TEXT//$'\n'/ }" 80; slot_got=$MASK_TEXT`,
     String.raw`if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then break; fi`,
   ].join(`\n${indent}`);
-  const head = String.raw`${maskLibrary(env)}
-${visitorAddress()}
+  // The look's own shell after the library it needs (probeLibrary holds the mask functions and MASK_ARGS too).
+  const head = String.raw`${visitorAddress()}
 slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))`;
   if (tls) {
-    return String.raw`${head}
+    return String.raw`${maskLibrary(env)}
+${head}
 for i in {1..100}; do
   got=$(${curlAsk} 2>/dev/null || true)
   ${judge('  ')}

@@ -47,7 +47,8 @@ export function visitorAddress(): string {
 # (the login's shell; root reads every process's environment).
 gate_conn=${'$'}{SSH_CONNECTION:-}; gate_pid=$$
 while [ -z "$gate_conn" ] && [ "$gate_pid" -gt 1 ] && read -r gate_stat 2>/dev/null < "/proc/$gate_pid/stat"; do
-  gate_conn=$(grep -zm 1 '^SSH_CONNECTION=' "/proc/$gate_pid/environ" 2>/dev/null | tr -d '\0') || true; gate_conn=${'$'}{gate_conn#SSH_CONNECTION=}
+  # Its environment's entries, NUL-separated, read by bash itself (no grep and tr per process).
+  { while IFS= read -r -d '' gate_v || [ -n "$gate_v" ]; do [[ $gate_v != SSH_CONNECTION=* ]] || { gate_conn=${'$'}{gate_v#SSH_CONNECTION=}; break; }; done < "/proc/$gate_pid/environ"; } 2>/dev/null || true
   read -r -a gate_f <<< "${'$'}{gate_stat##*) }"; gate_pid=${'$'}{gate_f[1]}
 done
 read -r _ _ gate_at _ <<< "$gate_conn" || true

@@ -94,8 +94,11 @@ export interface ServedAsk {
  * to /.ops/slot, which the site's server-level logs record: with its line, the site's own server block answered but
  * the health path's location sets its own access_log (`$gate_unlogged`: unproven, said with the fix, not a failure);
  * without, another server block takes the visitors (`$gate_wrong`, and `$gate_taken` alone: what answered, the
- * files listening on the port, in `$gate_others`, and the fix). No answer at all (a timeout) is no verdict here. `$gate_url` is where visitors were asked. Needs
- * curl; sets only gate_* variables.
+ * files listening on the port, in `$gate_others`, and the fix). No answer at all (a timeout) is no verdict here. `$gate_url` is where visitors were asked.
+ * Over http, with probe.sh's functions in the script (the switch's: probe_armed), each request is bash's own
+ * (gate_ask); else curl's. Needs curl and tail; sets only gate_* variables (and defines gate_ask, gate_pause, gate_asks).
+ * Processes: a stat, a tail of the check log when proving, a curl per request over https (and 5xx's retry pauses
+ * outside probe_armed: a sleep each); the error logs' grep and tail only when a path failed.
  */
 export function nginxServed(env: Target, ask: ServedAsk): string {
   const paths = gatePaths(env);
@@ -123,32 +126,73 @@ export function nginxServed(env: Target, ask: ServedAsk): string {
   const entries = (slot: Slot) => `gate_entries=(${paths.map((p) => quote(`${p.program} 127.0.0.1:${env.port(p.program, slot)} ${p.path}`)).join(' ')})`;
   const chooseEntries = ask.slot === 'live' ? `case "$live_slot" in blue) ${entries('blue')} ;; green) ${entries('green')} ;; *) gate_entries=() ;; esac` : entries(ask.slot);
   const https = `gate_port=443; gate_opts=(-k --resolve ${quote(`${name}:443:`)}"$gate_at"); gate_base=${quote(`https://${name}`)}; gate_url=$gate_base`;
-  const http = `gate_port=80; gate_opts=(-H ${quote(`Host: ${env.config.domain ?? '127.0.0.1'}`)}); gate_base="http://$gate_at"; gate_url="http://$gate_at_shown"`;
+  const http = `gate_port=80; gate_host=${quote(env.config.domain ?? '127.0.0.1')}; gate_opts=(-H "Host: $gate_host"); gate_base="http://$gate_at"; gate_url="http://$gate_at_shown"`;
   const chooseScheme = !cert || ask.tls === false ? http : ask.tls === true ? https : `if [ -f ${quote(cert.cert)} ]; then ${https}; else ${http}; fi`;
   const chooseProof = typeof ask.proves === 'boolean' ? `gate_proves=${ask.proves ? 1 : 0}` : `gate_proves=0\n# shellcheck disable=SC2016 # nginx's variable, in the line looked for\nif grep -qsF -- ${quote(checkLog(env))} ${quote(L.nginxSiteEnabled)}; then gate_proves=1; fi`;
-  // One request through nginx, marked with the nonce $gate_id, its status in $gate_code.
-  const ask1 = (path: string) => `gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} "${'$'}{gate_opts[@]}" -H "${CHECK_HEADER}: $gate_id" "$gate_base"${path} 2>/dev/null) || true`;
-  // nginx's own line for the request $gate_id (checkLog), written as the request ends: '' when none within CHECK_LINE_SECONDS.
+  // One request through nginx, marked with the nonce $gate_id (gate_ask).
+  const ask1 = (path: string) => `gate_ask ${path}`;
+  // nginx's own line for the request $gate_id (checkLog), written as the request ends: '' when none within
+  // CHECK_LINE_SECONDS. Read from one tail -F of the check log (from its size before the first request), started at the
+  // first line wanted, ended with nginxServed (or, at the latest, with the script: --pid): its lines come as nginx writes
+  // them (inotify), each read by bash's read -t, where a tail | grep of the log per look (and a sleep between looks)
+  // cost three processes each. A line whose end has not come yet (never seen: nginx writes each whole) is kept
+  // (gate_part) for the next read. Lines are read once: those of the earlier requests, read before, are not looked at
+  // again.
   const lineOf = String.raw`gate_line=""
-      for _ in {1..${CHECK_LINE_SECONDS * 20}}; do
-        gate_line=$(tail -c +$(( gate_check_from + 1 )) ${quote(L.nginxCheckLog)} 2>/dev/null | grep -m 1 -F "$gate_id|") || true
-        [ -z "$gate_line" ] || break; sleep 0.05
+      if [ -z "$gate_tail" ]; then
+        exec {gate_tail}< <(exec tail -c +$(( gate_check_from + 1 )) -F -s 0.05 --pid=$$ -- ${quote(L.nginxCheckLog)} 2>/dev/null < /dev/null); gate_tail_pid=$!
+      fi
+      gate_until=$(( ${'$'}{EPOCHREALTIME/./} + ${CHECK_LINE_SECONDS * 1000000} ))
+      while gate_left=$(( gate_until - ${'$'}{EPOCHREALTIME/./} )); [ "$gate_left" -gt 0 ]; do
+        printf -v gate_wait '%d.%06d' $(( gate_left / 1000000 )) $(( gate_left % 1000000 ))
+        gate_rc=0; IFS= read -r -t "$gate_wait" -u "$gate_tail" gate_got || gate_rc=$?
+        # A timeout (> 128) ends the wait; so does the end of the stream (tail gone: no more lines).
+        if [ "$gate_rc" != 0 ]; then gate_part+=$gate_got; break; fi
+        gate_got=$gate_part$gate_got; gate_part=""
+        if [[ $gate_got == "$gate_id|"* ]]; then gate_line=$gate_got; break; fi
       done`;
   return String.raw`# nginxServed: the health paths through nginx, as the site's visitors ask them, and who answered.
-gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_replaced=""; gate_line=""; gate_hint=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log); gate_from=()
-for gate_log in "${'$'}{gate_logs[@]}"; do gate_from+=("$(stat -c %s "$gate_log" 2>/dev/null || echo 0)"); done
+gate_fail=""; gate_wrong=""; gate_taken=""; gate_unlogged=""; gate_others=""; gate_replaced=""; gate_line=""; gate_hint=""; gate_logs=(${quote(L.nginxErrorLog)} /var/log/nginx/error.log)
+# Where the error logs and the check log end now (one stat for the three; 0 for one not there): what nginx writes after.
+gate_from=(0 0); gate_check_from=0; gate_tail=""; gate_tail_pid=""; gate_part=""
+while read -r gate_size gate_file; do
+  case $gate_file in "${'$'}{gate_logs[0]}") gate_from[0]=$gate_size ;; "${'$'}{gate_logs[1]}") gate_from[1]=$gate_size ;; ${quote(L.nginxCheckLog)}) gate_check_from=$gate_size ;; esac
+done < <(stat -c '%s %n' -- "${'$'}{gate_logs[@]}" ${quote(L.nginxCheckLog)} 2>/dev/null)
 ${visitorAddress()}
 ${chooseEntries}
 ${chooseScheme}
 ${chooseProof}
-gate_check_from=$(stat -c %s ${quote(L.nginxCheckLog)} 2>/dev/null || echo 0)
-gate_nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); gate_n=0
+# 64 random bits from the kernel (getrandom(2)): bash's SRANDOM (5.1 and later), else od.
+if [ -n "${'$'}{SRANDOM:-}" ]; then printf -v gate_nonce '%08x%08x' "$SRANDOM" "$SRANDOM"; else gate_nonce=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n'); fi
+gate_n=0
+# gate_ask PATH: GET PATH through nginx, marked with the nonce $gate_id, its status in gate_code ('' when nothing
+# answered within ${GATE_REQUEST_SECONDS} s). Over http under probe_armed (probe.sh: in the switch's script), bash's own
+# request (probe_send, probe_answer: no process; the connect bounded by its watchdog, the head read by the same
+# ${GATE_REQUEST_SECONDS} s), the connection closed once the head is read (nginx logs the status it sent, its line
+# as the request ends); else, over https or in a bash built without net redirections, curl's. Its answer is read
+# with MASK_ARGS hidden: nothing of it is quoted, and the texts to mask are not loaded for it (a process or more per
+# release).
+# shellcheck disable=SC2034 # MASK_ARGS hidden from probe_answer (mask_ready), PROBE_*: probe_send's and probe_answer's
+gate_ask() {
+  local -a MASK_ARGS
+  local PROBE_ADDR=${'$'}{gate_at#\[} PROBE_HOST=${'$'}{gate_host:-} PROBE_HEADERS="${CHECK_HEADER}: $gate_id"$'\r\n' PROBE_CONNECT_SECONDS=${GATE_REQUEST_SECONDS}
+  PROBE_ADDR=${'$'}{PROBE_ADDR%]}; gate_code=""
+  if [ "$gate_port" = 80 ] && [ -n "${'$'}{PROBE_WATCHDOG:-}" ]; then
+    if probe_send 80 "$1"; then probe_answer "$PROBE_FD" $(( ${'$'}{EPOCHREALTIME/./} + ${GATE_REQUEST_SECONDS * 1000000} )) || true; gate_code=$PROBE_CODE; return 0; fi
+    # Refused, or no connection in time: no answer (curl's 000). Without net redirections: curl.
+    if [ -n "$PROBE_WHY" ] || net_redirections; then return 0; fi
+  fi
+  gate_code=$(${LOCAL_CURL} -s -o /dev/null -w '%{http_code}' --max-time ${GATE_REQUEST_SECONDS} "${'$'}{gate_opts[@]}" -H "${CHECK_HEADER}: $gate_id" "$gate_base$1" 2>/dev/null) || true
+}
+# gate_pause SECONDS: probe_armed's pipe read with a timeout where there is one (no process), else sleep.
+gate_pause() { if [ -n "${'$'}{PROBE_ACK:-}" ]; then read -r -t "$1" -u "$PROBE_ACK" _ || true; else sleep "$1"; fi; }
+gate_asks() {
 for gate_p in "${'$'}{gate_entries[@]}"; do
   read -r gate_program gate_addr gate_path <<< "$gate_p"; gate_code=""
   for gate_try in {1..${GATE_TRIES}}; do
     gate_n=$(( gate_n + 1 )); gate_id="$gate_nonce-$gate_n"
     ${ask1('"$gate_path"')}
-    case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || sleep 0.3 ;; *) break ;; esac
+    case $gate_code in 5??) [ "$gate_try" = ${GATE_TRIES} ] || gate_pause 0.3 ;; *) break ;; esac
   done
   case $gate_code in
     5??) gate_fail+="${'$'}{gate_fail:+, }GET $gate_path (program $gate_program): $gate_code" ;;
@@ -187,6 +231,11 @@ for gate_p in "${'$'}{gate_entries[@]}"; do
       fi ;;
   esac
 done
+return 0
+}
+if [ "$gate_port" = 80 ] && declare -F probe_armed > /dev/null; then probe_armed gate_asks; else gate_asks; fi
+# The check log's tail ended, and waited for: it holds no descriptor of this script past here.
+if [ -n "$gate_tail_pid" ]; then exec {gate_tail}<&-; kill "$gate_tail_pid" 2>/dev/null || true; wait "$gate_tail_pid" 2>/dev/null || true; fi
 if [ -n "$gate_fail" ]; then
   # What nginx wrote about it since: the last line naming an upstream (the site's own log first).
   gate_line=""; gate_i=0

@@ -905,27 +905,59 @@ const SWITCH_THEN_SECONDS = SLOT_LOOK_SECONDS + RELOAD_BACK_SECONDS + 4;
  * hand-made or certbot-made site of the same domain: nginx warns "conflicting server name", ignored) would leave
  * every https visitor on that site while the switch saw its slot on port 80. Sets `slot_seen` (1 when nginx
  * answered the slot) and `slot_got` (the last answer, on one line).
+ * Over http each look is bash's own request (probe.sh's probe_send and probe_answer, its body read with
+ * PROBE_READ_BODY: no process per look; its connect bounded to a second by probe_armed's watchdog, its answer to a
+ * second as curl's --max-time was), curl's only for a bash built without net redirections; over https, curl's.
  */
 function slotLook(env: Target, slot: Slot, certificateReady: boolean): string {
   const host = env.config.domain ? ` -H ${quote(`Host: ${env.config.domain}`)}` : '';
   const name = siteName(env);
   // At the address the visitors reach (visitorAddress), as the health paths are asked (nginxServed): a server block
   // listening on 127.0.0.1 alone (a monitoring agent's status page) would answer a look there, not the site.
-  const ask =
-    certificateReady && certificatePaths(env)
-      ? `${LOCAL_CURL} -sk --max-time 1 --resolve ${quote(`${name}:443:`)}"$gate_at" ${quote(`https://${name}/.ops/slot`)}`
-      : `${LOCAL_CURL} -s --max-time 1${host} http://"$gate_at"/.ops/slot`;
+  const tls = certificateReady && certificatePaths(env) !== undefined;
+  const curlAsk = tls
+    ? `${LOCAL_CURL} -sk --max-time 1 --resolve ${quote(`${name}:443:`)}"$gate_at" ${quote(`https://${name}/.ops/slot`)}`
+    : `${LOCAL_CURL} -s --max-time 1${host} http://"$gate_at"/.ops/slot`;
   // What answered is quoted masked, then cut (mask_clip): an app's page when nginx does not answer it itself.
-  return String.raw`${maskLibrary(env)}
-${visitorAddress()}
-slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))
+  const judge = (indent: string) => [
+    String.raw`if [ "$got" = ${quote(slot)} ]; then slot_seen=1; break; fi`,
+    String.raw`mask_ready; mask_string "$got"; mask_clip "${'$'}{MASK_TEXT//$'\n'/ }" 80; slot_got=$MASK_TEXT`,
+    String.raw`if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then break; fi`,
+  ].join(`\n${indent}`);
+  // The look's own shell after the library it needs (probeLibrary holds the mask functions and MASK_ARGS too).
+  const head = String.raw`${visitorAddress()}
+slot_seen=""; slot_got=""; slot_until=$(( SECONDS + ${SLOT_LOOK_SECONDS} ))`;
+  if (tls) {
+    return String.raw`${maskLibrary(env)}
+${head}
 for i in {1..100}; do
-  got=$(${ask} 2>/dev/null || true)
-  if [ "$got" = ${quote(slot)} ]; then slot_seen=1; break; fi
-  mask_ready; mask_string "$got"; mask_clip "${'$'}{MASK_TEXT//$'\n'/ }" 80; slot_got=$MASK_TEXT
-  if [ "$i" = 100 ] || [ "$SECONDS" -ge "$slot_until" ]; then break; fi
+  got=$(${curlAsk} 2>/dev/null || true)
+  ${judge('  ')}
   sleep 0.05
 done`;
+  }
+  // The request curl sent: Host the domain, else the address asked (in brackets when IPv6, as curl writes it). Its
+  // answer is read with MASK_ARGS hidden (slot_ask's local): the texts to mask (a process or more per release) are
+  // loaded only when a look fails (judge's mask_ready), as they were for curl's answer; probe_body cuts what it reads
+  // at a word's end (mask_cut_end), and judge masks it then.
+  return String.raw`${probeLibrary(env)}
+${head}
+# shellcheck disable=SC2034 # MASK_ARGS hidden from probe_answer (mask_ready), PROBE_*: probe_send's and probe_answer's
+slot_ask() {
+  local -a MASK_ARGS
+  local PROBE_ADDR=${'$'}{gate_at#\[} PROBE_HOST=${env.config.domain ? quote(env.config.domain) : '$gate_at'} PROBE_HEADERS="" PROBE_READ_BODY=1 PROBE_CONNECT_SECONDS=1
+  PROBE_ADDR=${'$'}{PROBE_ADDR%]}; got=""
+  if probe_send 80 /.ops/slot; then probe_answer "$PROBE_FD" $(( ${'$'}{EPOCHREALTIME/./} + 1000000 )) && got=$PROBE_BODY || true
+  elif [ -z "$PROBE_WHY" ] && ! net_redirections; then got=$(${curlAsk} 2>/dev/null || true); fi
+}
+slot_looks() {
+  for i in {1..100}; do
+    slot_ask
+    ${judge('    ')}
+    read -r -t 0.05 -u "$pause" _ || true
+  done
+}
+probe_armed slot_looks`;
 }
 
 /**

@@ -114,6 +114,18 @@ if wait_healthy 1 0.2 api:${closed}:/health; then echo closed=ok; else echo "clo
     expect([refused.curls, r.curls, Number(refused.slept), Number(r.slept)]).toEqual([0, 0, 0, 0]);
   });
 
+  it("reads any answer's body with PROBE_READ_BODY (the switch's look at /.ops/slot: nginx's \"return 200 green\"), at PROBE_ADDR with PROBE_HOST, under probe_armed; no process", async () => {
+    const { port, seen } = await serve(200, 'green');
+    const { port: missing } = await serve(404, 'no such page\n');
+    const look = (p: number) => `f() { local PROBE_ADDR=127.0.0.1 PROBE_HOST=shop.example.org PROBE_READ_BODY=1 PROBE_CONNECT_SECONDS=1; probe_send ${p} /.ops/slot && probe_answer "$PROBE_FD" $(( \${EPOCHREALTIME/./} + 1000000 )) && echo "$PROBE_CODE [$PROBE_BODY]"; }; probe_armed f`;
+    const r = await bash(`${look(port)}\n${look(missing)}`);
+    expect(r.out).toBe('200 [green]\n404 [no such page]');
+    expect(seen).toEqual(['GET /.ops/slot shop.example.org']);
+    expect([r.curls, Number(r.slept)]).toEqual([0, 0]);
+    // Without it, a 2xx's body is not read (the health probes: a large page is not read to its end).
+    expect((await bash(`probe_send ${port} / && probe_answer "$PROBE_FD" $(( \${EPOCHREALTIME/./} + 1000000 )) && echo "$PROBE_CODE [$PROBE_BODY]"`)).out).toBe('200 []');
+  });
+
   it('a large page is not read to its end, and its server goes on serving', async () => {
     const { port: big, seen } = await serve(200, 'y'.repeat(4 << 20));
     const r = await bash(`wait_healthy 3 0.2 b:${big}:/ && echo ok\nwait_healthy 3 0.2 b:${big}:/ && echo again`);

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
-import { CONNECTION_FUNCTIONS } from '../../core/steps/libraries.ts';
+import { CONNECTION_FUNCTIONS, visitorAddress } from '../../core/steps/libraries.ts';
 
 const run = promisify(execFile);
 const children: ChildProcess[] = [];
@@ -43,5 +43,20 @@ describe('connection.sh', () => {
     const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
     const out = await bash(`${CONNECTION_FUNCTIONS}\nproc_start ${child.pid}`);
     expect(out.replace(/@ops-start/g, '').trim()).toBe(fields[19]);
+  });
+});
+
+describe('visitorAddress (libraries.ts)', () => {
+  // A step runs under sudo, whose env_reset drops SSH_CONNECTION: the address is read from a process above it.
+  const under = async (conn: string) => {
+    const env: Record<string, string> = { ...(process.env as Record<string, string>), OPS_FILLER: 'x'.repeat(3000), SSH_CONNECTION: conn };
+    // The parent keeps it (its environment has it), the step itself has it not (env -u, as sudo's env_reset).
+    const step = `${scriptPrelude}\n${visitorAddress()}\necho "$gate_at $gate_at_shown"`;
+    return (await run('bash', ['-c', `env -u SSH_CONNECTION bash -c "$STEP"; true`], { env: { ...env, STEP: step } })).stdout.trim().split('\n').pop();
+  };
+  it("takes the address the SSH connection reached from the first process above the step that has it (its environment read by bash itself); IPv6 in brackets; not an address: 127.0.0.1", async () => {
+    expect(await under('198.51.100.7 50123 203.0.113.20 22')).toBe('203.0.113.20 203.0.113.20');
+    expect(await under('2001:db8::7 50123 2001:db8::20 22')).toBe('[2001:db8::20] [2001:db8::20]');
+    expect(await under('not an address here')).toBe('127.0.0.1 127.0.0.1');
   });
 });

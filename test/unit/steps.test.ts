@@ -503,7 +503,9 @@ describe('nginx site', () => {
     expect(builtIn).toContain(`map $http_x_ops_check $ops_check_shop {\n    default 1;\n    '' 0;\n}\n${format}`);
     expect(builtIn.indexOf(format)).toBeLessThan(builtIn.indexOf('server {'));
     const proving = switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(proving).toContain('grep -m 1 -F "$gate_id|"');
+    // nginx's line for the request, read from one tail -F of the check log (no tail | grep per look).
+    expect(proving).toContain('[[ $gate_got == "$gate_id|"* ]]');
+    expect(proving).toContain('tail -c +$(( gate_check_from + 1 )) -F -s 0.05 --pid=$$ -- /var/log/nginx/shop.check.log');
     expect(proving).toContain('\ngate_proves=1\n');
     const dir = mkdtempSync(join(tmpdir(), 'ops-template-'));
     const e = { ...env({ tls: { mode: 'off' }, nginx: { site_template: 'site.conf' } }), dir };
@@ -595,9 +597,16 @@ describe('the switch asks nginx for the health paths as visitors do (nginxGate)'
     const tls = switchTo(env({ tls: { mode: 'self-signed' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
     // At the address the deploy's SSH connection reached (where a server block of another file may listen), not 127.0.0.1.
     expect(tls).toContain('gate_port=443; gate_opts=(-k --resolve shop.example.org:443:"$gate_at"); gate_base=https://shop.example.org;');
-    expect(tls).toContain('"${gate_opts[@]}" -H "X-Ops-Check: $gate_id" "$gate_base""$gate_path"');
+    expect(tls).toContain('"${gate_opts[@]}" -H "X-Ops-Check: $gate_id" "$gate_base$1"');
+    expect(tls).toContain('gate_ask "$gate_path"');
+    // Over https the look at /.ops/slot is curl's; over http bash's own request (probe_send), its connect bounded.
+    expect(tls).toContain("curl --noproxy '*' -sk --max-time 1 --resolve shop.example.org:443:\"$gate_at\" https://shop.example.org/.ops/slot");
+    expect(tls).not.toContain('probe_armed slot_looks');
     const plain = switchTo(env({ tls: { mode: 'off' } }), 'green', '20261125T120000Z-0123456789ab', true).script;
-    expect(plain).toContain(`gate_port=80; gate_opts=(-H 'Host: shop.example.org'); gate_base="http://$gate_at";`);
+    expect(plain).toContain(`gate_port=80; gate_host=shop.example.org; gate_opts=(-H "Host: $gate_host"); gate_base="http://$gate_at";`);
+    expect(plain).toContain('if [ "$gate_port" = 80 ] && declare -F probe_armed > /dev/null; then probe_armed gate_asks; else gate_asks; fi');
+    expect(plain).toContain('probe_armed slot_looks');
+    expect(plain).toContain('PROBE_HOST=shop.example.org PROBE_HEADERS="" PROBE_READ_BODY=1 PROBE_CONNECT_SECONDS=1');
     expect(plain).toContain('read -r _ _ gate_at _ <<< "$gate_conn"');
     expect(plain.indexOf('nginxServed: the health paths')).toBeGreaterThan(plain.indexOf('slot_seen=""'));
     expect(plain.indexOf('nginxServed: the health paths')).toBeLessThan(plain.indexOf('nginx_put_back\n  if nginx_reload'));

@@ -47,8 +47,10 @@ probe_watchdog() {
     printf '%s\n' "$fired" >&"$ack"
   done
 }
-# probe_send PORT PATH: connect to 127.0.0.1:PORT and send GET PATH (HTTP/1.1, Connection: close: the program
-# closes after its answer), with Host PROBE_HOST (127.0.0.1:PORT when empty) and the lines of PROBE_HEADERS. The
+# probe_send PORT PATH: connect to PROBE_ADDR:PORT (127.0.0.1 when empty or unset: a program's port; the switch's look at
+# /.ops/slot asks nginx at the address visitors reach, an IPv4 or IPv6 one without brackets) and send GET PATH
+# (HTTP/1.1, Connection: close: the program closes after its answer), with Host PROBE_HOST (127.0.0.1:PORT when
+# empty) and the lines of PROBE_HEADERS. The
 # connection in PROBE_FD; else 1, PROBE_WHY empty when the connection was not made (refused, or no net
 # redirections), else why not (no connection within 5 s: see probe_watchdog; closed at once).
 # PATH is the environment's health path (the schema lets through [A-Za-z0-9._~/-] and a query string of
@@ -59,17 +61,18 @@ probe_send() {
   local rc=0 fired=0 t0=${EPOCHREALTIME/./}
   PROBE_WHY=""
   # A program that resets the connection at once makes the request's write fail (EPIPE), as a watchdog gone makes
-  # its: SIGPIPE would end the whole script. Armed with 5 s, the probe's own limit (curl's --max-time), when
-  # wait_healthy started the watchdog; without its answer in time (it is gone), the probes go on without it.
+  # its: SIGPIPE would end the whole script. Armed with 5 s, the probe's own limit (curl's --max-time), or
+  # PROBE_CONNECT_SECONDS, when probe_armed started the watchdog; without its answer in time (it is gone), the probes
+  # go on without it.
   trap '' PIPE
-  if [ -n "${PROBE_WATCHDOG:-}" ] && ! printf '5\n' 1>&"$PROBE_WATCHDOG" 2>/dev/null; then PROBE_WATCHDOG=""; fi
-  { exec {PROBE_FD}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || rc=1
+  if [ -n "${PROBE_WATCHDOG:-}" ] && ! printf '%s\n' "${PROBE_CONNECT_SECONDS:-5}" 1>&"$PROBE_WATCHDOG" 2>/dev/null; then PROBE_WATCHDOG=""; fi
+  { exec {PROBE_FD}<>"/dev/tcp/${PROBE_ADDR:-127.0.0.1}/$1"; } 2>/dev/null || rc=1
   if [ -n "${PROBE_WATCHDOG:-}" ]; then
     { printf '\n' 1>&"$PROBE_WATCHDOG" 2>/dev/null && read -r -t 6 -u "$PROBE_ACK" fired; } || { PROBE_WATCHDOG=""; fired=0; }
   fi
   if [ "$rc" -ne 0 ]; then
     trap - PIPE
-    [ "$fired" = 0 ] || PROBE_WHY="Connection timed out after $(( (${EPOCHREALTIME/./} - t0) / 1000 )) milliseconds: 127.0.0.1 port $1 listens but accepts no connection, its accept queue full: a program stuck or overloaded"
+    [ "$fired" = 0 ] || PROBE_WHY="Connection timed out after $(( (${EPOCHREALTIME/./} - t0) / 1000 )) milliseconds: ${PROBE_ADDR:-127.0.0.1} port $1 listens but accepts no connection, its accept queue full: a program stuck or overloaded"
     return 1
   fi
   if printf 'GET %s HTTP/1.1\r\nHost: %s\r\n%sUser-Agent: ops-pipeline-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n' "$2" "${PROBE_HOST:-127.0.0.1:$1}" "${PROBE_HEADERS:-}" 1>&"$PROBE_FD" 2>/dev/null; then
@@ -109,7 +112,8 @@ probe_sent() {
 }
 # probe_answer FD UNTIL_US: reads the answer's head on FD until UNTIL_US ($EPOCHREALTIME in microseconds), then
 # closes FD. 0 with its status in PROBE_CODE and its status line in PROBE_STATUS (printable), for a 3xx its Location
-# field in PROBE_LOCATION, for an error (4xx, 5xx) the first bytes of its body in PROBE_BODY (probe_body); 1 with why
+# field in PROBE_LOCATION, for an error (4xx, 5xx), or whatever the status with PROBE_READ_BODY=1 (the switch's look
+# at /.ops/slot: the slot's name is the body), the first bytes of its body in PROBE_BODY (probe_body); 1 with why
 # in PROBE_WHY (no answer in time, the connection closed, not HTTP), PROBE_CODE empty: a status line whose head never
 # ended (a stall, a head over the limit, the connection closed in it) is no answer, and no client error (probe_rounds
 # counts those). A head is read to its end, the empty line (RFC 9112, 2.1), whatever its status: nginx answers the
@@ -163,15 +167,16 @@ probe_answer() {
         *) want=end ;;          # to the head's end; a 3xx's Location field (RFC 9110, 10.2.2) on the way
       esac
     elif [ -z "$line" ] && [ "$rc" = 0 ]; then
-      if [ "$want" = error ]; then probe_body "$fd" "$until" "$length" "$chunked"; want=final; break; fi
+      if [ "$want" = error ] || { [ "$want" = end ] && [ -n "${PROBE_READ_BODY:-}" ]; }; then probe_body "$fd" "$until" "$length" "$chunked"; want=final; break; fi
       [ "$want" = interim ] || { want=final; break; }
       want=status
     elif [ -n "$line" ]; then
       fields=$(( fields + 1 ))
-      if [ "$want" = error ]; then
+      if [ "$want" = error ] || { [ "$want" = end ] && [ -n "${PROBE_READ_BODY:-}" ]; }; then
         if [[ ${line,,} =~ ^content-length:[[:space:]]*([0-9]{1,9})[[:space:]]*$ ]]; then length=${BASH_REMATCH[1]}
         elif [[ ${line,,} == transfer-encoding:*chunked* ]] && [ "${PROBE_VIA:-}" != curl ]; then chunked=1; fi # curl decodes chunks
-      elif [ "$want" = end ] && [[ $PROBE_CODE == 3?? ]] && [ -z "$PROBE_LOCATION" ] && [[ ${line,,} == location:* ]]; then
+      fi
+      if [ "$want" = end ] && [[ $PROBE_CODE == 3?? ]] && [ -z "$PROBE_LOCATION" ] && [[ ${line,,} == location:* ]]; then
         PROBE_LOCATION=${line#*:}
         PROBE_LOCATION=${PROBE_LOCATION#"${PROBE_LOCATION%%[!$' \t']*}"}; PROBE_LOCATION=${PROBE_LOCATION%"${PROBE_LOCATION##*[!$' \t']}"}
       fi
@@ -374,17 +379,22 @@ elsewhere() {
 # Between rounds, read's timeout on a pipe nobody writes to stands in for sleep (a builtin: no process per round).
 # One subshell per call (probe_watchdog: a connect bounded to 5 s), none per probe; SIGUSR2 is trapped meanwhile.
 wait_healthy() {
-  local pause watchdog me=$BASHPID rc=0 PROBE_WATCHDOG PROBE_ACK
   # What the probes quote is masked (probe_printable): the texts of the releases on the host now, this release's
   # among them (probeLibrary sets MASK_ARGS, mask_forms's arguments; none in a script without them).
   if [ -n "${MASK_ARGS+x}" ]; then mask_load "${MASK_ARGS[@]}"; fi
-  # One pipe nobody writes to stands in for sleep between rounds, and carries the watchdog's answers (each read
-  # at once by probe_send: the pipe is empty between rounds).
+  probe_armed probe_rounds "$@"
+}
+# probe_armed COMMAND [ARG...]: runs COMMAND with probe_send's connects bounded (probe_watchdog, a subshell of its own
+# for the whole call) and `$pause` set: a pipe nobody writes to, whose read -t stands in for sleep between tries (a
+# builtin: no process per try); it carries the watchdog's answers too (each read at once by probe_send: the pipe is
+# empty between tries). SIGUSR2 is trapped meanwhile. COMMAND's exit status.
+probe_armed() {
+  local pause watchdog me=$BASHPID rc=0 PROBE_WATCHDOG PROBE_ACK
   exec {pause}<> <(:)
   exec {watchdog}> >(probe_watchdog "$me" "$pause" >/dev/null 2>&1)
   PROBE_WATCHDOG=$watchdog PROBE_ACK=$pause
   trap : USR2
-  probe_rounds "$@" || rc=$?
+  "$@" || rc=$?
   trap - USR2
   exec {watchdog}>&- {pause}<&-
   return "$rc"

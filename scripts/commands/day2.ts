@@ -17,7 +17,8 @@ export const commands: Command[] = [
     args: ['<env>'],
     options: { json },
     help: `One read-only SSH round trip per host. Each problem is one line at the end (and in "problems" with
---json); the exit code is 1 when there is any, so a workflow step can gate on it. Warnings (a certificate
+--json); the exit code is 1 when there is any, so a workflow step can gate on it (2 when a host could not be
+tried for a setting to fix first: its placeholder address, a key given that is not one). Warnings (a certificate
 renewal running late, a disk filling up, the previous release's programs down) do not fail.`,
     async run(ctx) {
       const { args, ops } = ctx;

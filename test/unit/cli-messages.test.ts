@@ -277,6 +277,21 @@ describe("a host address still the placeholder ops env new writes (a documentati
   });
 });
 
+describe("provision's refusals before any host", () => {
+  it("a name Let's Encrypt never issues for: a usage error (exit 2), no host tried", async () => {
+    const root = testEnv({ domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@catalogue.fr' } }, [{ name: 'web1', address: '10.254.0.1', host_key: KEY }], 'prod').root;
+    let tried = 0;
+    const connector: Connector = async () => {
+      tried++;
+      throw new OpsError('cannot connect: timed out');
+    };
+    const r = await runOps(['provision', 'prod'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' }, connector });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("domain shop.example.org is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it; nothing was done");
+    expect(tried).toBe(0);
+  });
+});
+
 describe('a key file given to --identity that cannot be one', () => {
   it('a path naming no file, or a public key, is a usage error (exit 2) from per-host reports as from the others', async () => {
     const root = testEnv({}, [{ name: 'web1', address: '10.254.0.1', host_key: KEY }], 'prod').root;

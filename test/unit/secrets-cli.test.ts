@@ -12,6 +12,7 @@ import { lookup } from '../../core/dotenv.ts';
 import { findPlaceholders } from '../../core/secrets/env.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
+import { environmentOfFile } from '../../core/secrets/sops-metadata.ts';
 import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
 import { PassThrough, Readable } from 'node:stream';
 import { runCli } from '../../scripts/cli.ts';
@@ -501,6 +502,19 @@ describe('ops secrets set / show / decrypt', () => {
     const nokey = await cli(root, ['secrets', 'decrypt', vector('secret.enc.json')]);
     expect(nokey.code).toBe(1);
     expect(nokey.err).toContain('looked in SOPS_AGE_KEY (not set), SOPS_AGE_KEY_FILE (not set)');
+  });
+});
+
+describe('a key that does not open an environment\'s secrets', () => {
+  it('is said with the command that adds one, naming the environment (never a literal <env>)', async () => {
+    const e = await newEnv();
+    const other = await newEnv('qb');
+    const r = await cli(e.root, ['secrets', 'show', 'qa'], { SOPS_AGE_KEY: other.key });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('(`ops secrets recipients qa add <age1...>`)');
+    expect(r.err).not.toContain('<env>');
+    expect(environmentOfFile('/p/environments/qa/assets/initdata.yml')).toBe('qa');
+    expect(environmentOfFile('/p/data/initdata.yml')).toBe('<env>');
   });
 });
 

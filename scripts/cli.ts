@@ -732,9 +732,9 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
   // --json given: the document a script parses, whether or not the command takes --json (the error may be that it does not)
   if (flags.includes('--json')) {
-    stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }) + '\n');
+    stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: EXIT_CODES.usage }) + '\n');
   }
-  return 2;
+  return EXIT_CODES.usage;
 }
 
 /** Run the CLI; returns the exit code (EXIT_CODES: 0 done, 1 failed or refused by the world, 2 usage; 128 + n for signal n). */
@@ -771,7 +771,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const tookTop = argv.length === 0 ? npmTookOptions(TOP_OPTIONS, [], processEnv) : [];
   if (tookTop.length) {
     stderr.write(`error: ${formatError(npmTookError(tookTop, npmReading(processEnv)!), processEnv)}\n`);
-    return 2;
+    return EXIT_CODES.usage;
   }
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     stdout.write(mainHelp(commands) + '\n');
@@ -799,7 +799,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     // gave it parses stdout all the same (as for any usage error): the error as a document there too
     const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
     const document = (error: string, hint: string) => {
-      if (flags.includes('--json')) stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }) + '\n');
+      if (flags.includes('--json')) stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: EXIT_CODES.usage }) + '\n');
     };
     const group = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
     const word = argv[1];
@@ -849,7 +849,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       stderr.write(showControls(shown(`error: ${error}`)) + (near || own ? '\n  hint: `ops --help` lists the commands\n' : `\n\n${mainHelp(commands)}\n`));
       document(error, '`ops --help` lists the commands');
     }
-    return 2;
+    return EXIT_CODES.usage;
   }
   const rest = argv.slice(command.name.split(' ').length);
   const cwd = invocationDir(processEnv);
@@ -951,7 +951,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     // A usage error stops the parse before --json is read: a script that gave it reads stdout all the same.
     const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
     // --json typed to a command that takes none (`ops apikey --json`): refused, and still the document the script parses
-    if (code === 2 && flags.includes('--json')) json = true;
+    if (code === EXIT_CODES.usage && flags.includes('--json')) json = true;
     // The same words as on stderr (a bug's stack stays there), as `{ ok: false, error, hint? }`, one line each.
     // Not a run that stopped itself (a signal, an error nobody caught): its document is printed as the process exits
     // (ops.interrupted), once.

@@ -280,6 +280,7 @@ export function encryptionRule(file: string, meta: SopsMetadata): (keys: string[
  * in no environment's folder. Pure.
  */
 export function environmentOfFile(file: string): string {
-  return /(?:^|\/)environments\/([^/]+)\/[^]*$/.exec(file)?.[1] ?? '<env>';
+  // the last environments/ of the path: a project may sit in a folder named so
+  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1] ?? '<env>';
 }
 

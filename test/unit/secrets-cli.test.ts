@@ -515,6 +515,7 @@ describe('a key that does not open an environment\'s secrets', () => {
     expect(r.err).not.toContain('<env>');
     expect(environmentOfFile('/p/environments/qa/assets/initdata.yml')).toBe('qa');
     expect(environmentOfFile('/p/data/initdata.yml')).toBe('<env>');
+    expect(environmentOfFile('/srv/environments/shop/environments/prod/secrets.sops.yaml')).toBe('prod');
   });
 });
 

@@ -71149,7 +71149,7 @@ function encryptionRule(file, meta) {
   };
 }
 function environmentOfFile(file) {
-  return /(?:^|\/)environments\/([^/]+)\/[^]*$/.exec(file)?.[1] ?? "<env>";
+  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1] ?? "<env>";
 }
 var import_yaml8, SOPS_VERSION, LEGACY_SOPS_VERSION, DEFAULT_UNENCRYPTED_SUFFIX, NOT_SOPS_HINT, notSops;
 var init_sops_metadata = __esm({

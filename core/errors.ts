@@ -579,19 +579,46 @@ export function errorParts(err: unknown, processEnv: NodeJS.ProcessEnv = process
   return { message: `internal error: ${message}`, hint: `this is a bug in ops-pipeline: ${debugAdvice(processEnv)} to see where it happened, and report it` + debug };
 }
 
+/**
+ * Marks ErrorFields made of an InputError (inputFailure): a symbol key, so that a spread (`{ ...fields }`, a host's
+ * result copied) keeps it while JSON leaves it out; what a per-host report's exit code is decided by (scripts/cli.ts
+ * reportExitCode), the host's error object itself being gone by then.
+ */
+const INPUT_FAILURE = Symbol('InputError');
+
 /** An error as a `--json` document gives it: what went wrong, and how to fix it when there is a hint; one line each. */
 export interface ErrorFields {
   error: string;
   hint?: string;
+  /** Set when the error was an InputError (inputFailure); never in JSON. */
+  [INPUT_FAILURE]?: true;
 }
 
 /**
  * errorParts as `--json` fields, each on one line (messageLine: a config error's problems after its heading, a step's
  * output after its first line): the one shape of an error in --json output, a failure's document's and a host's.
+ * Those of an InputError are marked so (inputFailure).
  */
 export function errorFields(err: unknown, processEnv: NodeJS.ProcessEnv = {}): ErrorFields {
   const { message, hint } = errorParts(err, processEnv);
-  return { error: messageLine(message), ...(hint && { hint: messageLine(hint) }) };
+  return { error: messageLine(message), ...(hint && { hint: messageLine(hint) }), ...(err instanceof InputError && { [INPUT_FAILURE]: true as const }) };
+}
+
+/**
+ * Whether `result` (a host's result in a per-host report: `ops ping`, `status`, `certs`, `releases`...) holds the
+ * ErrorFields of an InputError (errorFields): that host failed on something the command line or the project's files
+ * must change (a placeholder address, a key file given that does not exist), not on the state of the host.
+ */
+export function inputFailure(result: object): boolean {
+  return (result as ErrorFields)[INPUT_FAILURE] === true;
+}
+
+/**
+ * One error gathering several (one per host, `errors`): an InputError when any of them is one (the input must change
+ * before the whole can succeed: the CLI's usage exit code, as for that error alone), else an OpsError.
+ */
+export function gatheredError(errors: unknown[], message: string, hint?: string): OpsError {
+  return errors.some((e) => e instanceof InputError) ? new InputError(message, hint) : new OpsError(message, hint);
 }
 
 /** ErrorFields for a terminal, on one line: the error, then `; hint: …` when there is one. */

@@ -45,7 +45,7 @@ export function cmd(...words: (string | number)[]): string {
  * names have "-" (`qa.eu`, `qa_eu`). Undefined when nothing valid comes of it.
  */
 function environmentMeant(typed: string, where?: TypedAt): string | undefined {
-  if (where) {
+  if (where?.root !== undefined && where.cwd !== undefined) {
     // a path into environments/ from the directory the command ran in (`.` inside environments/qa, `../qa`, a full path)
     const inside = relative(join(where.root, 'environments'), resolve(where.cwd, typed)).split(sep);
     if (inside[0] && inside[0] !== '..' && inside[0] !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(inside[0]) && !inside[0].endsWith('-status')) return inside[0];
@@ -54,7 +54,7 @@ function environmentMeant(typed: string, where?: TypedAt): string | undefined {
   const folder = /^environments\/([^/]+)/.exec(path)?.[1] ?? path.replace(/\/.*$/, '');
   const name = folder.toLowerCase().replace(/[._\s]+/g, '-');
   // among the project's environments when it is known: `qa_` is qa, not a "qa-" that does not exist
-  const known = where ? environmentFolders(where.root) : [];
+  const known = where?.root !== undefined ? environmentFolders(where.root) : [];
   const near = known.includes(name) ? name : (didYouMean(name, known) ?? didYouMean(folder.toLowerCase().replace(/[._\s]+$/, ''), known));
   if (near !== undefined && near !== typed) return near;
   return name !== typed && /^[a-z][a-z0-9-]{0,39}$/.test(name) && !name.endsWith('-status') ? name : undefined;
@@ -69,10 +69,14 @@ export function environmentFolders(root: string): string[] {
   }
 }
 
-/** Where a value was typed: the directory the command ran in and the project root (a path typed for a name is read from there). */
+/**
+ * Where a value was typed: the directory the command ran in and the project root (a path typed for a name is read from
+ * there); `env`: the environment the command is for, named in a hint's command (`ops releases qa`).
+ */
 export interface TypedAt {
-  cwd: string;
-  root: string;
+  cwd?: string;
+  root?: string;
+  env?: string;
 }
 
 /** A kind of value: its pattern, the form said when it fails, an extra rule, and the hint of a refusal (what to give instead). */
@@ -123,8 +127,8 @@ const CHECKS = {
   release: {
     what: 'release id',
     pattern: /^\d{8}T\d{6}Z-[0-9a-f]{7,40}$/,
-    form: 'YYYYMMDDTHHMMSSZ-<sha>, as listed by `ops releases <env>`',
-    hint: () => 'copy the id from `ops releases <env>`',
+    form: 'YYYYMMDDTHHMMSSZ-<sha>, as `ops releases` lists them',
+    hint: (_v, where) => `copy the id from \`ops releases ${where?.env ?? '<env>'}\``,
   },
   name: {
     what: 'name',

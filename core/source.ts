@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { OpsError, indent, tail } from './errors.ts';
+import { InputError, OpsError, indent, tail } from './errors.ts';
 import { Git, git } from './git.ts';
 import { validate } from './shell.ts';
 import { userPath } from './config/environment.ts';
@@ -43,9 +43,12 @@ async function commitsOf(repo: string, revs: string[]): Promise<(string | undefi
   return revs.map((_, i) => /^([0-9a-f]{40,64}) commit \d+$/.exec(lines[i] ?? '')?.[1]);
 }
 
-/** @throws OpsError when `repo` does not exist or is not a git repository (with where to set it). */
+/**
+ * @throws InputError when `repo` does not exist or is not a git repository (with where to set it: the project's
+ * settings or where ops is run from must change), OpsError when git refuses to read it (another user's).
+ */
 export async function checkRepository(repo: string): Promise<void> {
-  if (!existsSync(repo)) throw new OpsError(`the repository to deploy, ${repo}, does not exist`, 'set `repository` in the environment, or run from the app\'s checkout');
+  if (!existsSync(repo)) throw new InputError(`the repository to deploy, ${repo}, does not exist`, 'set `repository` in the environment, or run from the app\'s checkout');
   const r = await new Git(repo).run(['rev-parse', '--git-dir']);
   if (r.code === 0) return;
   // git refuses a repository another user owns (safe.directory, git-config(1)): a container job reading the
@@ -55,7 +58,7 @@ export async function checkRepository(repo: string): Promise<void> {
       `git refuses to read ${repo}: it is owned by another user than the one running ops (git's safe.directory check)`,
       `run ops as the checkout's owner, or trust it: git config --global --add safe.directory ${repo} (in a container job, after actions/checkout)`,
     );
-  throw new OpsError(`${repo} is not a git repository`, 'set `repository` in the environment, or run from the app\'s checkout');
+  throw new InputError(`${repo} is not a git repository`, 'set `repository` in the environment, or run from the app\'s checkout');
 }
 
 /** One thing a short ref name may mean: a tag, a branch, or a commit whose sha starts with it. */
@@ -514,7 +517,9 @@ export async function historyCut(repo: string, shas: string[]): Promise<boolean>
 
 /**
  * The repository deployed from: the environment's `repository` (relative to the project root), else the git
- * repository holding the project (its top level), else the project root itself.
+ * repository holding the project (its top level), else the project root itself (without `env`; with it, an InputError:
+ * no repository to deploy from). @throws InputError when the one configured does not exist, or (with `env`) when none
+ * is configured and the project is in no git checkout; nothing is changed.
  */
 export async function sourceRepository(projectRoot: string, configured: string | undefined, env?: { name: string; dir: string }): Promise<string> {
   if (configured) {
@@ -524,7 +529,7 @@ export async function sourceRepository(projectRoot: string, configured: string |
       // folder, this one from the project's): the folder it was likely meant from is named when the clone is there.
       const typed = !isAbsolute(configured) && !configured.startsWith('~');
       const fromEnv = typed ? userPath(env.dir, configured) : undefined;
-      throw new OpsError(
+      throw new InputError(
         `repository ${JSON.stringify(configured)} (environments/${env.name}/environment.yml) is ${repo}, which does not exist${typed ? `: a relative repository starts from the project folder, ${projectRoot}` : ''}`,
         fromEnv && existsSync(fromEnv)
           ? `it names ${fromEnv} from the environment's folder: write it from the project folder, repository: ${relative(projectRoot, fromEnv) || '.'} (or absolute)`
@@ -534,5 +539,13 @@ export async function sourceRepository(projectRoot: string, configured: string |
     return repo;
   }
   const top = await new Git(projectRoot).run(['rev-parse', '--show-toplevel']).catch(() => undefined);
-  return top?.code === 0 ? top.stdout.trim() : projectRoot;
+  if (top?.code === 0) return top.stdout.trim();
+  // No checkout around the project and none configured: said as that, with both ways out, before any ref is looked up
+  // (a ref's "not found" would blame the ref). git refusing a checkout that is there (another user's) is checkRepository's.
+  if (env && top && !/dubious ownership/.test(top.stderr))
+    throw new InputError(
+      `${projectRoot} is not in a git checkout, and environments/${env.name}/environment.yml sets no repository: ops deploys commits of the app's git repository, and has none to read`,
+      `run ops from the app's git checkout (a clone holding this project), or set repository: in environments/${env.name}/environment.yml to the path of the app's clone on this machine`,
+    );
+  return projectRoot;
 }

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { InputError, OpsError, cutLongWords, errorFields, failedResult, formatError, maskUncaught, showControls } from '../core/errors.ts';
+import { InputError, OpsError, cutLongWords, errorFields, failedResult, formatError, inputFailure, maskUncaught, showControls } from '../core/errors.ts';
 import { homeDir } from '../core/home.ts';
 import { quote, validate, wholeNumber, wholeNumberRange } from '../core/shell.ts';
 import { RUN_SIGNALS, runHandlesSignals, signalExit } from '../core/signals.ts';
@@ -114,6 +114,26 @@ export const EXIT_CODES = { ok: 0, failed: 1, usage: 2 } as const;
 
 /** A command line ops cannot run as typed (exit 2, as every InputError: see EXIT_CODES). */
 export class UsageError extends InputError {}
+
+/**
+ * The exit code of a command that failed with `err`: the one place an error's class gives its code (EXIT_CODES): usage
+ * for an InputError (a UsageError, a configuration that does not validate, a placeholder address, a path given that
+ * does not exist...), failed for anything else.
+ */
+export function exitCodeOf(err: unknown): (typeof EXIT_CODES)['failed' | 'usage'] {
+  return err instanceof InputError ? EXIT_CODES.usage : EXIT_CODES.failed;
+}
+
+/**
+ * The exit code of a per-host report (`ops ping`, `status`, `certs`, `releases`, `audit`, `lock status`, `diff`), which
+ * shows every host instead of throwing for one: as exitCodeOf would give for the worst host's error, usage when a
+ * host's failure was an InputError (inputFailure: a placeholder address, a key file given that does not exist, the
+ * same code a command that stops at that host exits with), else failed when the report found a `problem`, else ok.
+ */
+export function reportExitCode(hosts: object[], problem: boolean): number {
+  if (hosts.some(inputFailure)) return EXIT_CODES.usage;
+  return problem ? EXIT_CODES.failed : EXIT_CODES.ok;
+}
 
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   help: { type: 'boolean', short: 'h', description: 'show help' },
@@ -712,9 +732,9 @@ function optionBeforeCommand(commands: Command[], argv: string[], stdout: NodeJS
   const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
   // --json given: the document a script parses, whether or not the command takes --json (the error may be that it does not)
   if (flags.includes('--json')) {
-    stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }) + '\n');
+    stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: EXIT_CODES.usage }) + '\n');
   }
-  return 2;
+  return EXIT_CODES.usage;
 }
 
 /** Run the CLI; returns the exit code (EXIT_CODES: 0 done, 1 failed or refused by the world, 2 usage; 128 + n for signal n). */
@@ -751,7 +771,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   const tookTop = argv.length === 0 ? npmTookOptions(TOP_OPTIONS, [], processEnv) : [];
   if (tookTop.length) {
     stderr.write(`error: ${formatError(npmTookError(tookTop, npmReading(processEnv)!), processEnv)}\n`);
-    return 2;
+    return EXIT_CODES.usage;
   }
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     stdout.write(mainHelp(commands) + '\n');
@@ -779,7 +799,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     // gave it parses stdout all the same (as for any usage error): the error as a document there too
     const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
     const document = (error: string, hint: string) => {
-      if (flags.includes('--json')) stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: 2 }) + '\n');
+      if (flags.includes('--json')) stdout.write(documentText({ ok: false, ...errorFields(new UsageError(error, hint)), exitCode: EXIT_CODES.usage }) + '\n');
     };
     const group = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
     const word = argv[1];
@@ -829,7 +849,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       stderr.write(showControls(shown(`error: ${error}`)) + (near || own ? '\n  hint: `ops --help` lists the commands\n' : `\n\n${mainHelp(commands)}\n`));
       document(error, '`ops --help` lists the commands');
     }
-    return 2;
+    return EXIT_CODES.usage;
   }
   const rest = argv.slice(command.name.split(' ').length);
   const cwd = invocationDir(processEnv);
@@ -927,11 +947,11 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
   } catch (err) {
     const e = relativeNote(err, typedPaths, cwd);
     stderr.write(`error: ${showControls(shown(formatError(e, processEnv)))}\n`);
-    const code = e instanceof InputError ? EXIT_CODES.usage : EXIT_CODES.failed;
+    const code = exitCodeOf(e);
     // A usage error stops the parse before --json is read: a script that gave it reads stdout all the same.
     const flags = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
     // --json typed to a command that takes none (`ops apikey --json`): refused, and still the document the script parses
-    if (code === 2 && flags.includes('--json')) json = true;
+    if (code === EXIT_CODES.usage && flags.includes('--json')) json = true;
     // The same words as on stderr (a bug's stack stays there), as `{ ok: false, error, hint? }`, one line each.
     // Not a run that stopped itself (a signal, an error nobody caught): its document is printed as the process exits
     // (ops.interrupted), once.

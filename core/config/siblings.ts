@@ -5,7 +5,7 @@
 // names derived from them. Checked before anything runs, from the environment files alone: cheap (a few
 // small YAML files) and independent of the hosts' state.
 import { join, posix } from 'node:path';
-import { errorParts, messageLine, OpsError } from '../errors.ts';
+import { errorParts, InputError, messageLine } from '../errors.ts';
 import { layout, slotPort, type Slot } from '../layout.ts';
 import type { Reporter } from '../report.ts';
 import {
@@ -172,13 +172,14 @@ export const SHARING_HINT = 'each environment on a host needs its own app name, 
 
 /**
  * Before an operation that sets a host up for the environment (provision, deploy): refuse when it collides
- * with a sibling, naming both; warn about siblings that cannot be read. Throws OpsError; nothing has run.
+ * with a sibling, naming both; warn about siblings that cannot be read. Throws InputError (the settings must change:
+ * exit 2); nothing has run.
  */
 export function refuseCollisions(env: Environment, reporter: Reporter): HostSharing {
   const sharing = hostSharing(env);
   for (const u of sharing.unreadable) reporter.warn(u);
   if (sharing.collisions.length)
-    throw new OpsError(`${env.name} cannot share its hosts as configured; nothing was changed:\n${sharing.collisions.map((c) => `  - ${c}`).join('\n')}`, SHARING_HINT);
+    throw new InputError(`${env.name} cannot share its hosts as configured; nothing was changed:\n${sharing.collisions.map((c) => `  - ${c}`).join('\n')}`, SHARING_HINT);
   return sharing;
 }
 

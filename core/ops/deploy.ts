@@ -10,7 +10,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import { type OpsContext } from '../context.ts';
 import { codeBlock, type Reporter, markdownValues, type ValueFormat } from '../report.ts';
-import { auditReason, OpsError } from '../errors.ts';
+import { auditReason, InputError, inputFailure, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
 import { deployState, type DotenvUploads, markRelease, noopFinish } from '../steps/release.ts';
@@ -517,11 +517,17 @@ export function reportDeploy(reporter: Reporter, r: DeployResult): void {
 /**
  * A dry run's plan with a host whose live commit could not be read is no clean plan (what deploying would change
  * there is unknown): @throws an OpsError naming those hosts (the plan, printed first, says why for each), so the CLI
- * and the action fail after showing it. A real deploy or a plan with every host read: nothing.
+ * and the action fail after showing it; an InputError when a host was not tried for input to fix (inputFailure: its
+ * placeholder address, a key given that is not one), as the deploy itself would refuse it. A real deploy or a plan
+ * with every host read: nothing.
  */
 export function refuseUnreadPlan(r: DeployResult): void {
-  const unread = r.dryRun ? r.changes.filter((g) => g.live.error !== undefined).flatMap((g) => g.hosts) : [];
-  if (unread.length) throw new OpsError(`dry run of ${r.environment}: ${unread.join(', ')} could not be read, so what the deploy would change there is unknown (the plan above says why)`, 'fix the connection (ops ping ' + r.environment + '), then run the dry run again');
+  const groups = r.dryRun ? r.changes.filter((g) => g.live.error !== undefined) : [];
+  const unread = groups.flatMap((g) => g.hosts);
+  if (!unread.length) return;
+  const message = `dry run of ${r.environment}: ${unread.join(', ')} could not be read, so what the deploy would change there is unknown (the plan above says why)`;
+  if (groups.some((g) => inputFailure(g.live))) throw new InputError(message, `fix what the plan above says (the environment's settings, the key given), then run the dry run again`);
+  throw new OpsError(message, 'fix the connection (ops ping ' + r.environment + '), then run the dry run again');
 }
 
 /** The job summary (Markdown) of a deploy or its dry run. Values from outside are written with `v` (the reporter's: Markdown-escaped for a job summary, as they are on a terminal). */

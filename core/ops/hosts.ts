@@ -6,7 +6,7 @@
 import type { Environment, Host } from '../config/environment.ts';
 import type { Target } from '../target.ts';
 import { hostConnector, type Connector, type OpsContext } from '../context.ts';
-import { OpsError, errorFields, errorFieldsLine, type ErrorFields } from '../errors.ts';
+import { OpsError, errorFields, errorFieldsLine, gatheredError, type ErrorFields } from '../errors.ts';
 import type { Remote } from '../remote/types.ts';
 
 /** How `Session.each` goes through the hosts. */
@@ -33,10 +33,16 @@ export async function inBatches<T, R>(items: T[], size: number, fn: (item: T) =>
   return results;
 }
 
-/** The error of hosts that could not be reached (Session.openReachable's `unreachable`) out of `total`: the one host's own error when it is the only host. */
+/**
+ * The error of hosts that could not be reached (Session.openReachable's `unreachable`) out of `total`: the one host's own
+ * error when it is the only host, else one listing each (an InputError when one of theirs is: gatheredError).
+ */
 export function unreachableError(unreachable: { error: unknown; message: string }[], total: number): unknown {
   if (total === 1 && unreachable.length === 1) return unreachable[0]!.error;
-  return new OpsError(`cannot reach ${unreachable.length} of ${total} hosts; nothing was changed:\n${unreachable.map((u) => `  - ${u.message}`).join('\n')}`);
+  return gatheredError(
+    unreachable.map((u) => u.error),
+    `cannot reach ${unreachable.length} of ${total} hosts; nothing was changed:\n${unreachable.map((u) => `  - ${u.message}`).join('\n')}`,
+  );
 }
 
 /** One open connection per host of an environment, closed together. */
@@ -168,7 +174,8 @@ export async function eachHost<T>(
 /**
  * A read-only command's look at every host (`ops releases`, `lock status`, `audit`): eachHost, so that a host down
  * is that host's `unread` value (`fields`: its error and hint, one line each: errorFields) while the others are shown. When no host could be
- * read, there is nothing to show: @throws the one host's own error (one host), or one error listing every host's.
+ * read, there is nothing to show: @throws the one host's own error (one host), or one error listing every host's (an
+ * InputError when one of theirs is: gatheredError).
  */
 export async function readHosts<T>(ctx: OpsContext, env: Environment, fn: (remote: Remote, host: Host) => Promise<T>, unread: (host: Host, fields: ErrorFields) => T): Promise<T[]> {
   const errors: { host: string; error: unknown; fields: ErrorFields }[] = [];
@@ -180,8 +187,9 @@ export async function readHosts<T>(ctx: OpsContext, env: Environment, fn: (remot
     if (errors.length === 1) throw errors[0]!.error;
     // Every host failing alike (no key, no network here) is said once, with its hint.
     const first = errors[0]!.fields;
-    if (errors.every((e) => e.fields.error === first.error && e.fields.hint === first.hint)) throw new OpsError(`cannot read any of the ${errors.length} hosts (${errors.map((e) => e.host).join(', ')}): ${first.error}`, first.hint);
-    throw new OpsError(`cannot read any of the ${errors.length} hosts:\n${errors.map((e) => `  - ${e.host}: ${errorFieldsLine(e.fields)}`).join('\n')}`);
+    const all = errors.map((e) => e.error);
+    if (errors.every((e) => e.fields.error === first.error && e.fields.hint === first.hint)) throw gatheredError(all, `cannot read any of the ${errors.length} hosts (${errors.map((e) => e.host).join(', ')}): ${first.error}`, first.hint);
+    throw gatheredError(all, `cannot read any of the ${errors.length} hosts:\n${errors.map((e) => `  - ${e.host}: ${errorFieldsLine(e.fields)}`).join('\n')}`);
   }
   return list;
 }

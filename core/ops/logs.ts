@@ -10,7 +10,7 @@ import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { Session, unreachableError, withOpenSession } from './hosts.ts';
 import { maskPlainPasswords } from './secrets.ts';
-import { messageLine, oneLine, OpsError, tail, userFileExists } from '../errors.ts';
+import { gatheredError, messageLine, oneLine, OpsError, tail, userFileExists } from '../errors.ts';
 import { decryptFile, loadEnvIdentities } from '../secrets/index.ts';
 import { LOG_SLOTS, MAX_LOG_LINES, logsStep, type LogSlots, type LogsRequest } from '../steps/logs.ts';
 import { lockStatus, parseLock, runUnderWay } from '../steps/lock.ts';
@@ -118,5 +118,6 @@ export async function logs(ctx: OpsContext, environment: Environment, options: L
       options.signal?.removeEventListener('abort', stop);
     }
   });
-  if (unreachable.length && !options.follow) throw new OpsError(`the logs of ${unreachable.map((u) => u.host.name).join(', ')} are not shown: cannot reach ${unreachable.length === 1 ? 'it' : 'them'} (see above)`, 'the logs of the hosts that answered are above');
+  // of the usage class when a host was not tried for a setting to fix (its placeholder address): gatheredError
+  if (unreachable.length && !options.follow) throw gatheredError(unreachable.map((u) => u.error), `the logs of ${unreachable.map((u) => u.host.name).join(', ')} are not shown: cannot reach ${unreachable.length === 1 ? 'it' : 'them'} (see above)`, 'the logs of the hosts that answered are above');
 }

@@ -7,7 +7,7 @@ import { resolveTarget, type Target } from '../target.ts';
 import { readEnvFile } from '../config/environment.ts';
 import { refuseCollisions } from '../config/siblings.ts';
 import type { OpsContext } from '../context.ts';
-import { auditReason, OpsError, StepError } from '../errors.ts';
+import { auditReason, InputError, OpsError, StepError } from '../errors.ts';
 import { packageIndexFiles, packagesNeedSecrets, type PackageIndexFiles } from '../packages.ts';
 import { reported, reportedAll, type Remote, type Step, type StepResult } from '../remote/types.ts';
 import { provisionNginx } from '../steps/nginx.ts';
@@ -111,8 +111,9 @@ async function provisionHost(ctx: OpsContext, env: Target, remote: Remote, facts
 /**
  * Make every host of the environment ready for deploys (README: "Provisioning"), idempotently: packages,
  * runtimes, package indexes, app user, nginx, TLS, supervisor. @returns per host, each item `ok` or
- * `changed`. @throws OpsError on the first failing item (naming host and step); what was done stays done,
- * and nginx files nginx refuses are put back.
+ * `changed`. @throws InputError before connecting when the settings are refused (a collision with an environment
+ * sharing a host, a name Let's Encrypt never issues for); OpsError on the first failing item (naming host and step);
+ * what was done stays done, and nginx files nginx refuses are put back.
  */
 export async function provision(ctx: OpsContext, environment: Environment): Promise<ProvisionHostResult[]> {
   const env = resolveTarget(environment);
@@ -120,7 +121,7 @@ export async function provision(ctx: OpsContext, environment: Environment): Prom
   refuseCollisions(env, ctx.reporter);
   // What certbot would fail on at the host (with a hint about DNS that does not apply), refused before connecting.
   const refusal = letsEncryptRefusal(env.config);
-  if (refusal) throw new OpsError(`${refusal}; nothing was done`, `set the site's public DNS name (domain) and a real contact (tls.email) in environments/${env.name}/environment.yml, or tls.mode self-signed for a name without public DNS`);
+  if (refusal) throw new InputError(`${refusal}; nothing was done`, `set the site's public DNS name (domain) and a real contact (tls.email) in environments/${env.name}/environment.yml, or tls.mode self-signed for a name without public DNS`);
   const caFile = env.config.tls.acme_ca_file;
   let acmeCa: string | undefined;
   if (caFile && env.config.tls.mode === 'letsencrypt') {

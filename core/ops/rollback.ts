@@ -513,7 +513,7 @@ async function refuseOtherForms(ctx: OpsContext, env: Target, to: string): Promi
 /** rollback's run. */
 async function rollbackRun(ctx: OpsContext, env: Target, to: string | undefined): Promise<RollbackResult> {
   if (to) await refuseOtherForms(ctx, env, to);
-  if (to) validate('release', to);
+  if (to) validate('release', to, undefined, { env: env.name });
   // Apps sharing a host: a rollback writes this app's site and starts its programs, so a collision is refused first.
   refuseCollisions(env, ctx.reporter);
   // Several hosts: every lock is taken before any host changes, so the work is a step of its own after the lock.

@@ -4,7 +4,7 @@ import { createConnection } from 'node:net';
 import { homeDir, noHomeReason } from '../home.ts';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
-import { OpsError, fileError, userFileExists } from '../errors.ts';
+import { InputError, OpsError, fileError, userFileExists } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import { exposedKeyWarning } from '../secrets/key-file.ts';
 
@@ -47,7 +47,8 @@ function readKey(file: string, label: string): string {
     const why = fileError(e, file, 'read', 'an SSH private key file');
     // fileError's hint for a missing file is about paths typed at a prompt; a setting's is read from its folder.
     const hint = label === 'ssh.identity_file' && (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'check ssh.identity_file in the environment.yml (a relative path starts from the environment folder, ~/ from your home directory)' : why.hint;
-    throw new OpsError(`${why.message} (the SSH key of ${label})`, hint);
+    // of the same class as fileError's: a path that names no file is the input's to fix (exit 2), a permission the machine's
+    throw new (why instanceof InputError ? InputError : OpsError)(`${why.message} (the SSH key of ${label})`, hint);
   }
 }
 
@@ -55,31 +56,32 @@ function readKey(file: string, label: string): string {
  * Key text checked to hold a private key (`label` names where it came from in the error: `key file <path>` for a
  * file), with its final newline. What is there instead is said by its shape, never quoted: the usual mistakes are the
  * public key (the .pub file, the line of authorized_keys), a path where the key's content goes ($OPS_SSH_KEY, the
- * ssh-key input), a PuTTY key, and an age key (the secrets' key, given where the SSH key goes).
+ * ssh-key input), a PuTTY key, and an age key (the secrets' key, given where the SSH key goes): each an InputError (the
+ * key given must change: exit 2).
  */
 export function checkKeyText(text: string, label: string): string {
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
     const file = label.startsWith('key file ');
     const t = text.trim();
     if (/(^|\s)(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) AAAA/.test(t) || t.startsWith('---- BEGIN SSH2 PUBLIC KEY ----')) {
-      throw new OpsError(
+      throw new InputError(
         `${label} holds a public key, not the private key`,
         file ? 'give the private key file: the one without .pub (e.g. ~/.ssh/id_ed25519)' : 'give the private key file\'s content (the file without .pub), with its BEGIN/END lines',
       );
     }
     // the other key ops reads: an age key (age's and sops' `-i`, a key file from `ops env new`), never shown
     if (/AGE-SECRET-KEY-1[0-9A-Z]+/.test(t))
-      throw new OpsError(
+      throw new InputError(
         `${label} holds an age key (not shown: the key that decrypts the secrets), not an SSH private key`,
         label.startsWith('input ')
           ? 'the age key goes in input `age-key` (the SOPS_AGE_KEY secret); this one takes the SSH private key hosts are logged in with (the SSH_PRIVATE_KEY secret)'
           : `an age key decrypts the secrets, from $SOPS_AGE_KEY_FILE (its path) or $SOPS_AGE_KEY; hosts are logged in to with your SSH key: ${file ? '--identity ~/.ssh/id_ed25519, or ssh.identity_file' : 'its file\'s content, OPS_SSH_KEY="$(cat ~/.ssh/id_ed25519)"'}`,
       );
-    if (t.startsWith('PuTTY-User-Key-File-')) throw new OpsError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, 'convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that');
+    if (t.startsWith('PuTTY-User-Key-File-')) throw new InputError(`${label} holds a PuTTY key (.ppk), not an OpenSSH or PEM one`, 'convert it: puttygen KEY.ppk -O private-openssh -o id_ed25519, and give that');
     if (!file && /^(~|\.{0,2}\/)[^\s]*$/.test(t)) {
-      throw new OpsError(`${label} holds a path, not the key's content`, 'give the key file\'s content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file');
+      throw new InputError(`${label} holds a path, not the key's content`, 'give the key file\'s content (OPS_SSH_KEY="$(cat FILE)"), or its path with --identity or ssh.identity_file');
     }
-    throw new OpsError(`${label} does not hold a private key in PEM/OpenSSH format`, 'give the whole key file content, including the BEGIN/END lines');
+    throw new InputError(`${label} does not hold a private key in PEM/OpenSSH format`, 'give the whole key file content, including the BEGIN/END lines');
   }
   // Its line breaks turned into spaces (`echo $KEY` unquoted, a one-line form field), dropped (`tr -d '\n'`, a field
   // that keeps one line) or written as the two characters \n (a JSON or .env value's escape): ssh2 only says
@@ -94,14 +96,14 @@ export function checkKeyText(text: string, label: string): string {
   // Its lines indented (copied out of a YAML block or an indented document; the first one's white space may be trimmed
   // already, as the runner's inputs are): ssh2 reads no key in it either.
   if (!how && /-----BEGIN [A-Z ]*PRIVATE KEY-----[ \t]*\r?\n[ \t]+\S/.test(text))
-    throw new OpsError(
+    throw new InputError(
       `${label} holds an indented private key: its lines start with white space (copied out of an indented block)`,
       label.startsWith('input ')
         ? 'set the secret to the key file\'s content as it is, each line from its first column (gh secret set SSH_PRIVATE_KEY --env <environment> < id_ed25519)'
         : 'give the key file\'s content as it is, each line from its first column (OPS_SSH_KEY="$(cat FILE)")',
     );
   if (how)
-    throw new OpsError(
+    throw new InputError(
       `${label} holds a private key on one line: its line breaks were lost (${how})`,
       label.startsWith('input ')
         ? 'set the secret to the key file\'s content as it is, line by line (gh secret set SSH_PRIVATE_KEY --env <environment> < id_ed25519, or paste the whole file into the secret\'s field)'
@@ -115,8 +117,9 @@ export function checkKeyText(text: string, label: string): string {
  * one key offered (with the agent, when it is encrypted and no passphrase is given: `agentKey`). None given: as ssh
  * without an IdentityFile, the SSH agent ($SSH_AUTH_SOCK, when its socket exists) and the usable default key files
  * (~/.ssh/id_ed25519, id_ecdsa, id_rsa: `defaultKeys`, those left out in `skipped`), offered in that order by `login`.
- * Key text is masked before anything can print it. Throws an OpsError when a key given cannot be read or holds no
- * private key, or when there is no agent and no usable default key file (naming each left out).
+ * Key text is masked before anything can print it. Throws an InputError when a key given names no file or holds no
+ * private key (an OpsError when it cannot be read: a permission), an OpsError when there is no agent and no usable
+ * default key file (naming each left out).
  */
 export function resolveCredentials(sources: IdentitySources, reporter: Reporter): Credentials {
   const processEnv = sources.processEnv ?? process.env;

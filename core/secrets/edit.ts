@@ -11,6 +11,7 @@ import { quote } from '../shell.ts';
 import { ChangedOnDiskError, InterruptedError, shownPath } from './atomic.ts';
 import { makeCopyDir, type CopyPlaces } from './edit-copy.ts';
 import { SECRETS_FILE_MODE, SecretsFile } from './sops.ts';
+import { environmentOfFile } from './sops-metadata.ts';
 import { type Retyped, type YamlConstruct, parseTree } from './tree-parse.ts';
 import { maskedText, scalarText } from './tree-scalars.ts';
 import { type Format, type ListNode, type MapNode, type TreeChanges, type TreeNode, bytesNode, diffTrees, forEachLeaf, getEntry, quotePart, showPath, str, treeEquals } from './tree.ts';
@@ -237,7 +238,7 @@ function sizeOf(node: MapNode | ListNode): string {
  * change only where the value stays).
  */
 function shapeWarning(lost: ShapeLost[], file: string): string {
-  const env = envOf(file);
+  const env = environmentOfFile(file);
   const lines = lost.map(({ path, was }) => {
     const n = was.kind === 'map' ? was.entries.length : was.items.length;
     return `  ${showPath(path)}: held ${sizeOf(was)}, now one value: ${n === 1 ? 'it' : `all ${n}`} would be lost`;
@@ -296,7 +297,7 @@ function keysRenamed(before: TreeNode, after: TreeNode, path: (string | number)[
  */
 function renameWarning(renamed: KeyRenamed[], file: string): string {
   const one = renamed.length === 1;
-  const env = envOf(file);
+  const env = environmentOfFile(file);
   const settable = renamed.filter(({ to }) => to.every((p) => typeof p === 'string'));
   const set = settable.map(({ to }) => `ops secrets set ${env} ${quote((to as string[]).map(quotePart).join('.'))}`);
   return (
@@ -344,10 +345,6 @@ function dropNote(text: string): string {
   return lines.slice(i).join('\n');
 }
 
-/** `environments/<env>/` of a file, for the commands in messages; `<env>` when the file is elsewhere. */
-function envOf(file: string): string {
-  return basename(dirname(dirname(file))) === 'environments' ? basename(dirname(file)) : '<env>';
-}
 
 /**
  * Keep an edit that could not be saved (the file changed on disk under it) aside, encrypted to `recipients` as the
@@ -375,7 +372,7 @@ async function keepAside(file: string, tree: MapNode, recipients: string[], form
 
 /** How to merge an edit kept aside at `aside` (shown) into `file`, for the end of an abort reason. */
 function mergeHint(aside: string, file: string): string {
-  const env = envOf(file);
+  const env = environmentOfFile(file);
   return `\n  to merge it: compare \`ops secrets decrypt ${aside}\` with \`ops secrets show ${env}\`, bring your changes in with \`ops secrets edit ${env}\`, then delete ${aside}`;
 }
 

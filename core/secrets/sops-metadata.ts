@@ -273,3 +273,14 @@ export function encryptionRule(file: string, meta: SopsMetadata): (keys: string[
     return encrypted;
   };
 }
+
+/**
+ * The environment a file of the project belongs to (the folder under `environments/` it is in: its secrets file, or a
+ * file of its assets/), for the commands a message names (`ops secrets recipients qa add ...`); `<env>` when the file is
+ * in no environment's folder. Pure.
+ */
+export function environmentOfFile(file: string): string {
+  // the last environments/ of the path: a project may sit in a folder named so
+  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1] ?? '<env>';
+}
+

@@ -290,9 +290,12 @@ const PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_
 /**
  * The parts of a key path: dot-separated, a part in double quotes taken verbatim (dots included), but for `\"` and
  * `\\`, a quote and a backslash of the key. `show`: the path
- * is `ops secrets show <env> --key`'s (its refusals' hints say how to print, not how to set or edit).
+ * is `ops secrets show <env> --key`'s (its refusals' hints say how to print, not how to set or edit); `unset`: `ops
+ * secrets unset`'s (how to remove one); `set`: `ops secrets set`'s, its environment named in the hints (else `<env>`:
+ * a path read from elsewhere, a `{ secret: }` reference).
  */
-function keyPathParts(text: string, show?: { env: string }, unset?: { env: string }): KeyPart[] {
+function keyPathParts(text: string, show?: { env: string }, unset?: { env: string }, set?: { env: string }): KeyPart[] {
+  const env = set?.env ?? '<env>';
   const parts: KeyPart[] = [];
   const bad = (why: string) => new InputError(`invalid key path "${text}": ${why}`, PATH_HINT);
   let i = 0;
@@ -338,7 +341,7 @@ function keyPathParts(text: string, show?: { env: string }, unset?: { env: strin
           );
         throw new InputError(
           `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown: sops keeps key names in clear text, so a value there would be committed unencrypted); nothing was changed`,
-          `give the value on stdin: printf '%s' 'the value' | ops secrets set <env> ${name || '<key>'} (or ops secrets edit <env>); ${quoted}`,
+          `give the value on stdin: printf '%s' 'the value' | ops secrets set ${env} ${name || '<key>'} (or ops secrets edit ${env}); ${quoted}`,
         );
       }
       // `list[0]` reads as an index, which key paths do not have: never taken as a new key named so
@@ -349,7 +352,7 @@ function keyPathParts(text: string, show?: { env: string }, unset?: { env: strin
         const whole = list ? `print the whole list: ops secrets show ${show?.env} --key ${/["\s]/.test(list) ? `'${list}'` : list}` : `\`ops secrets show ${show?.env}\` prints them all`;
         throw new InputError(
           `invalid key path "${text}": key paths do not index lists, and a key holding [ or ] must be in double quotes`,
-          `${show ? `${whole} (a key path reaches a whole list, not an item)` : "change a list's items with `ops secrets edit <env>` (a key path reaches a whole list, not an item)"}; a key whose name holds brackets: '"${key}"'`,
+          `${show ? `${whole} (a key path reaches a whole list, not an item)` : `change a list's items with \`ops secrets edit ${unset?.env ?? env}\` (a key path reaches a whole list, not an item)`}; a key whose name holds brackets: '"${key}"'`,
         );
       }
       parts.push({ key, quoted: false });
@@ -390,13 +393,13 @@ export function quotePart(k: string): string {
  * passwords has no `new@x.org`: one key holding dots, or nested keys?), or three or more at the top level. Two new
  * parts at the top level (`datapass.client_id`) make a map holding a key, as the README shows.
  * `show` (ops secrets show --key): refusals' hints say how to print a key; `unset` (ops secrets unset): how to remove one
- * (how to set one, otherwise).
+ * (how to set one, otherwise; `set`: ops secrets set's, its environment named there).
  * @throws InputError (a usage error: exit 2) for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key;
  * and for a path that names two existing keys as written (`db.password` beside a key "db.password" and
  * db: { password }), naming both in their quoted spellings, which name one each.
  */
-export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean; show?: { env: string }; unset?: { env: string } } = {}): string[] {
-  const parts = keyPathParts(text, options.show, options.unset);
+export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean; show?: { env: string }; unset?: { env: string }; set?: { env: string } } = {}): string[] {
+  const parts = keyPathParts(text, options.show, options.unset, options.set);
   // Two secrets the path names as written (a key "db.password" beside db: { password }): the longest run would
   // take one of them silently, so a deploy could give the app the other's value than the one meant.
   const readings = existingReadings(parts, keysAt, 0, [], 2);

@@ -1,7 +1,7 @@
 // Staging sync and the remote: open the local clone, read the remote's main, staging, tracking refs and the
 // wanted refs (one ls-remote, one fetch into a scratch namespace), resolve a ref to the commit to bring in,
 // and push atomically (a refused push tells whether staging moved meanwhile).
-import { OpsError } from '../errors.ts';
+import { InputError, OpsError } from '../errors.ts';
 import { DEFAULT_IDENTITY, Git, GitError, type Identity } from '../git.ts';
 import { ambiguousRef, commitsWithPrefix } from '../source.ts';
 import { StagingRefusal, short } from './messages.ts';
@@ -14,7 +14,11 @@ const LOCAL = 'refs/ops-staging/';
 
 const MIN_GIT: [number, number] = [2, 38]; // merge-tree --write-tree
 
-/** A Git runner on the repository that holds `dir` (a working tree or a bare repository), checked for use. */
+/**
+ * A Git runner on the repository that holds `dir` (a working tree or a bare repository), checked for use. @throws
+ * InputError when `dir` is no git repository or has no remote `options.remote` (what was given must change), OpsError
+ * when git is too old.
+ */
 export async function openRepository(dir: string, options: { identity?: Identity; processEnv?: NodeJS.ProcessEnv; interactive?: boolean; remote: string }): Promise<Git> {
   const probe = new Git(dir, { processEnv: options.processEnv, identity: options.identity ?? DEFAULT_IDENTITY, interactive: options.interactive });
   const [major, minor] = await probe.version();
@@ -23,10 +27,10 @@ export async function openRepository(dir: string, options: { identity?: Identity
   }
   const r = await probe.run(['rev-parse', '--absolute-git-dir']);
   if (r.code !== 0) {
-    throw new OpsError(`${dir} is not a git repository`, 'run from a clone of the repository, or name one with --repo (on a runner: actions/checkout with fetch-depth: 0 first)');
+    throw new InputError(`${dir} is not a git repository`, 'run from a clone of the repository, or name one with --repo (on a runner: actions/checkout with fetch-depth: 0 first)');
   }
   const url = await probe.run(['remote', 'get-url', '--', options.remote]);
-  if (url.code !== 0) throw new OpsError(`the repository in ${dir} has no remote named "${options.remote}"`, `add it (git remote add ${options.remote} <url>) or name another with --remote`);
+  if (url.code !== 0) throw new InputError(`the repository in ${dir} has no remote named "${options.remote}"`, `add it (git remote add ${options.remote} <url>) or name another with --remote`);
   return probe;
 }
 

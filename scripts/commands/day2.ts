@@ -5,7 +5,7 @@ import { MAX_LOG_LINES } from '../../core/steps/logs.ts';
 import { LOG_SLOTS, type LogSlots } from '../../core/steps/logs.ts';
 import { OpsError } from '../../core/errors.ts';
 import { RUN_SIGNALS, signalExit } from '../../core/signals.ts';
-import { JSON_OPTION, UsageError, command, printResult, type Command } from '../cli.ts';
+import { JSON_OPTION, UsageError, command, printResult, reportExitCode, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
 
@@ -17,14 +17,15 @@ export const commands: Command[] = [
     args: ['<env>'],
     options: { json },
     help: `One read-only SSH round trip per host. Each problem is one line at the end (and in "problems" with
---json); the exit code is 1 when there is any, so a workflow step can gate on it. Warnings (a certificate
+--json); the exit code is 1 when there is any, so a workflow step can gate on it (2 when a host could not be
+tried for a setting to fix first: its placeholder address, a key given that is not one). Warnings (a certificate
 renewal running late, a disk filling up, the previous release's programs down) do not fail.`,
     async run(ctx) {
       const { args, ops } = ctx;
       const { formatStatus, status } = await import('../../core/ops/status.ts');
       const r = await status(ops, openEnvironment(ops, args[0]!));
       await printResult(ctx, r, (s) => formatStatus(s));
-      return r.healthy ? 0 : 1;
+      return reportExitCode(r.hosts, !r.healthy);
     },
   }),
   command({
@@ -81,7 +82,7 @@ warning that masking is limited to those.`,
       const env = openEnvironment(ops, args[0]!);
       const r = values.renew ? await renewCertificates(ops, env) : await certificates(ops, env);
       await printResult(ctx, r, formatCerts);
-      return r.ok ? 0 : 1;
+      return reportExitCode(r.hosts, !r.ok);
     },
   })
 

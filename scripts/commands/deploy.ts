@@ -1,6 +1,6 @@
 // Commands that change or show what runs: deploy, rollback, releases, lock, audit.
 import { openEnvironment } from '../../core/ops/secrets.ts';
-import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
+import { JSON_OPTION, command, printResult, reportExitCode, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
 
@@ -25,7 +25,7 @@ export const commands: Command[] = [
       const r = await deploy(ops, env, { ref: values.ref, force: Boolean(values.force), dryRun: Boolean(values['dry-run']), forwardOnly: Boolean(values['forward-only']) });
       await printResult(ctx, r, deploySummary, 'summary');
       if (!values.json) refuseUnreadPlan(r);
-      return r.dryRun && r.changes.some((g) => g.live.error !== undefined) ? 1 : 0;
+      return r.dryRun ? reportExitCode(r.changes.map((g) => g.live), r.changes.some((g) => g.live.error !== undefined)) : 0;
     },
   }),
   command({
@@ -40,7 +40,7 @@ export const commands: Command[] = [
       const [{ diff, formatDiff }, { someUnread }] = await Promise.all([import('../../core/ops/diff.ts'), import('../../core/ops/records.ts')]);
       const r = await diff(ops, openEnvironment(ops, args[0]!), values.ref);
       await printResult(ctx, r, formatDiff);
-      return someUnread(r.changes.map((g) => g.live)) ? 1 : 0;
+      return reportExitCode(r.changes.map((g) => g.live), someUnread(r.changes.map((g) => g.live)));
     },
   }),
   command({
@@ -91,7 +91,7 @@ export const commands: Command[] = [
       const { formatReleases, listReleases, someUnread } = await import('../../core/ops/records.ts');
       const list = await listReleases(ops, openEnvironment(ops, args[0]!));
       await printResult(ctx, list, formatReleases);
-      return someUnread(list) ? 1 : 0;
+      return reportExitCode(list, someUnread(list));
     },
   }),
   command({
@@ -105,7 +105,7 @@ export const commands: Command[] = [
       const { formatLock, getLockStatus } = await import('../../core/ops/records.ts');
       const list = await getLockStatus(ops, openEnvironment(ops, args[0]!));
       await printResult(ctx, list, formatLock);
-      return list.some((l) => l.lock.state !== 'free') ? 1 : 0;
+      return reportExitCode(list, list.some((l) => l.lock.state !== 'free'));
     },
   }),
   command({
@@ -120,7 +120,7 @@ export const commands: Command[] = [
       const list = await breakLock(ops, openEnvironment(ops, args[0]!), Boolean(values.force));
       // the holder's name and message come from whoever took the lock: printed as any result (masked, controls shown)
       await printResult(ctx, list, (l) => formatLockRelease(l, args[0]!));
-      return list.some((r) => r.refused) ? 1 : 0;
+      return reportExitCode(list, list.some((r) => r.refused));
     },
   }),
   command({
@@ -134,7 +134,7 @@ export const commands: Command[] = [
       const { auditLog, formatAudit, someUnread } = await import('../../core/ops/records.ts');
       const list = await auditLog(ops, openEnvironment(ops, args[0]!), values.lines ?? 20);
       await printResult(ctx, list, formatAudit);
-      return someUnread(list) ? 1 : 0;
+      return reportExitCode(list, someUnread(list));
     },
   }),
 ];

@@ -3,7 +3,7 @@ import { stringify } from 'yaml';
 import { OpsError } from '../../core/errors.ts';
 import { openEnvironment } from '../../core/ops/secrets.ts';
 import { fingerprint, parseHostKeys } from '../../core/config/hostkey.ts';
-import { JSON_OPTION, command, printResult, type Command } from '../cli.ts';
+import { JSON_OPTION, command, printResult, reportExitCode, type Command } from '../cli.ts';
 
 const json = JSON_OPTION;
 
@@ -20,7 +20,7 @@ export const commands: Command[] = [
       const env = openEnvironment(ops, args[0]!);
       const results = await ping(ops, env);
       await printResult(ctx, results, formatPing, 'info');
-      return results.every((r) => r.ok) ? 0 : 1;
+      return reportExitCode(results, !results.every((r) => r.ok));
     },
   }),
   command({

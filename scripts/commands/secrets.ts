@@ -384,7 +384,9 @@ function spacedPath(command: string): { path: string; rest: string } | undefined
 
 /**
  * Run $VISUAL (else $EDITOR, else vi) through the shell, as git does, so "code --wait" works; its stdout is the
- * person's terminal, never a pipe or a log (editorScreen).
+ * person's terminal, never a pipe or a log (editorScreen). Rejects with an InputError (exit 2: the variable must change)
+ * when the shell cannot start the editor (127: no such command; 126: not an executable), naming the command and the
+ * variable to set; the caller removes the decrypted copy, the secrets file untouched.
  */
 function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSignal): Promise<EditorExit> {
   const chosen = chosenEditor(processEnv);
@@ -410,9 +412,9 @@ function runEditor(file: string, processEnv: NodeJS.ProcessEnv, signal: AbortSig
       // 127 and 126 are the shell's own (POSIX): no such command, or one it cannot run. The editor never ran.
       const spaced = code === 127 ? spacedPath(editor) : undefined;
       if (spaced)
-        rej(new OpsError(`cannot start the editor "${editor}": its path holds a space, and the shell (which runs it, as git does) took the path's first word as the command (exit 127); nothing was changed`, `quote the path inside the variable: ${variable}='"${spaced.path}"${spaced.rest}'`));
+        rej(new InputError(`cannot start the editor "${editor}": its path holds a space, and the shell (which runs it, as git does) took the path's first word as the command (exit 127); nothing was changed`, `quote the path inside the variable: ${variable}='"${spaced.path}"${spaced.rest}'`));
       else if (code === 127 || code === 126)
-        rej(new OpsError(`cannot start the editor "${editor}": the shell ${code === 127 ? 'found no such command' : 'could not run it (not an executable file)'} (exit ${code}); nothing was changed`, `set ${variable} to an installed editor, e.g. ${variable}=nano, or ${variable}="code --wait" for one that needs arguments${chosen ? ` ($${chosen.variable} is used before ${chosen.variable === 'VISUAL' ? '$EDITOR' : 'the default, vi'})` : ''}`));
+        rej(new InputError(`cannot start the editor "${editor}": the shell ${code === 127 ? 'found no such command' : 'could not run it (not an executable file)'} (exit ${code}); nothing was changed`, `set ${variable} to an installed editor, e.g. ${variable}=nano, or ${variable}="code --wait" for one that needs arguments${chosen ? ` ($${chosen.variable} is used before ${chosen.variable === 'VISUAL' ? '$EDITOR' : 'the default, vi'})` : ''}`));
       else res({ code, signal: sig });
     });
   });
@@ -949,7 +951,7 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
         const env = validate('environment', ctx.args[0]!);
         const key = ctx.args[1]!;
         await refuseValueAsKey(key, env, 'set');
-        splitKeyPath(key, () => []); // a malformed path is refused before stdin is read
+        splitKeyPath(key, () => [], { set: { env } }); // a malformed path is refused before stdin is read
         // so is an unknown environment: nothing read, nor warned about, for a file that will not be written
         const { requireEnvironment } = await import('../../core/secrets/files.ts');
         requireEnvironment(ctx.root, env);
@@ -970,7 +972,7 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
           const weak = weakParts(value);
           if (weak.length) ctx.reporter.warn(weakSecretWarning(own`secret "${keyName(key)}"`, weak));
           // the key as typed names no secret (argv), nor do its parts: a value inside them leaves them whole in messages
-          for (const k of [key, ...splitKeyPath(key, () => [])]) ctx.reporter.allow?.(k);
+          for (const k of [key, ...splitKeyPath(key, () => [], { set: { env } })]) ctx.reporter.allow?.(k);
           if (value) ctx.reporter.mask(value);
           // Read, change, write; written only over the version read (SecretsFile.save): when another command wrote the
           // file meanwhile (sets run at once), this one reads it again and sets its key on that, never dropping the other's.
@@ -978,7 +980,7 @@ lists none of them) is refused, nothing written, unless --force, as ops secrets 
           const open = { ...(await openWith(ctx, env)), signal: abort.signal };
           return await retryOnChange(`ops secrets set ${env} ${quote(key)}`, async () => {
             const { secrets, created } = await openEnvSecrets(ctx.root, env, open, { redo: `ops secrets set ${env} ${quote(key)}`, force: ctx.values.force === true });
-            const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true });
+            const path = splitKeyPath(key, (p) => mapKeysAt(secrets.tree, p), { creating: true, set: { env } });
             ctx.reporter.allow?.(path.join('.'));
             let existing: TreeNode | undefined = secrets.tree;
             for (const k of path) existing = existing?.kind === 'map' ? getEntry(existing, k) : undefined;

@@ -102,7 +102,7 @@ describe.sequential("a new user's first day, with the installed ops", () => {
     writeFileSync(keyFile, made.out, { mode: 0o600 });
     // and given as the SSH key: said as the age key it is
     const asSsh = await ops(['ping', 'qa', '-i', keyFile]);
-    expect(asSsh.code).toBe(1);
+    expect(asSsh.code).toBe(2); // a key given that is not one: the command line to fix (README "Exit status")
     expect(asSsh.text).toContain(`key file ${keyFile} holds an age key (not shown: the key that decrypts the secrets), not an SSH private key`);
     expect(asSsh.text).not.toContain('AGE-SECRET-KEY-1');
 

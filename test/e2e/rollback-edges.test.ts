@@ -54,7 +54,7 @@ describe.sequential('ops rollback', () => {
     for (const to of ['$(touch /tmp/ops-pwned)', `${v1}; touch /tmp/ops-pwned`, '../../etc']) {
       const r = await cli(['rollback', 'e2e', '--to', to]);
       expect(r.code).toBe(2);
-      expect(r.err).toContain(`error: invalid release id ${JSON.stringify(to)}: expected YYYYMMDDTHHMMSSZ-<sha>, as listed by \`ops releases <env>\``);
+      expect(r.err).toContain(`error: invalid release id ${JSON.stringify(to)}: expected YYYYMMDDTHHMMSSZ-<sha>, as \`ops releases\` lists them\n  hint: copy the id from \`ops releases e2e\``);
       expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
     }
     // a word a release could be named by (a ref): what is kept read, none is it

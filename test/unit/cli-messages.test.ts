@@ -11,6 +11,9 @@ import { loadEnvironment } from '../../core/config/environment.ts';
 import { lookup, renderDotenv } from '../../core/dotenv.ts';
 import { initdata } from '../../core/ops/initdata.ts';
 import { MemoryReporter } from '../../core/report.ts';
+import type { Connector } from '../../core/context.ts';
+import { OpsError } from '../../core/errors.ts';
+import { refusePlaceholderAddress } from '../../core/remote/ssh-login.ts';
 import { runOps } from '../support/cli.ts';
 import { cli as secretsCli, newEnv, tempDir } from './secrets.helpers.ts';
 import { KEY, testEnv } from './status.helpers.ts';
@@ -231,9 +234,95 @@ describe("a host address still the placeholder ops env new writes (a documentati
   it('is said before a missing SSH key (core/context.ts sshConnector): the address is the first thing to fix, whatever key there is', async () => {
     const root = testEnv({}, undefined, 'prod').root;
     const r = await cli(root, 'ping', 'prod');
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.out + r.err).toMatch(/is a documentation address \(RFC 5737\), which no machine has: the placeholder `ops env new` writes, still in place/);
     expect(r.out + r.err).not.toContain('no SSH key');
+  });
+
+  it('is a usage error (exit 2) from every command that reaches hosts, per-host reports included: one code for a configuration to fix first', async () => {
+    const root = testEnv({ tls: { mode: 'self-signed' }, domain: 'shop.test' }, undefined, 'prod').root;
+    for (const argv of [['ping'], ['status'], ['certs'], ['releases'], ['audit'], ['lock', 'status'], ['lock', 'release'], ['logs'], ['rollback'], ['provision']]) {
+      const r = await cli(root, ...argv, 'prod');
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.out + r.err, argv.join(' ')).toContain('the placeholder `ops env new` writes, still in place');
+    }
+    // --json: the per-host document as before (no field added), the exit code the same
+    const json = await cli(root, 'ping', 'prod', '--json');
+    expect(json.code).toBe(2);
+    expect(Object.keys((JSON.parse(json.out) as object[])[0]!).sort()).toEqual(['address', 'error', 'hint', 'host', 'ok', 'problems']);
+  });
+
+  it('among hosts that fail otherwise (one down, one at the placeholder): still exit 2, each host said, from a report and from a command that stops', async () => {
+    const hosts = [
+      { name: 'web1', address: '10.254.0.1', host_key: KEY },
+      { name: 'web2', address: '203.0.113.10', host_key: KEY },
+    ];
+    const root = testEnv({}, hosts, 'prod').root;
+    const connector: Connector = async (_e, host) => {
+      if (host.address === '203.0.113.10') refusePlaceholderAddress(host, { where: host.name, keyField: 'hosts[].host_key' }, 'environments/prod/environment.yml');
+      throw new OpsError(`cannot connect to ${host.name}: timed out`);
+    };
+    for (const argv of [['ping'], ['status'], ['releases'], ['provision']]) {
+      const r = await runOps([...argv, 'prod'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' }, connector });
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.out + r.err, argv.join(' ')).toContain('cannot connect to web1: timed out');
+      expect(r.out + r.err, argv.join(' ')).toContain('the placeholder `ops env new` writes');
+    }
+    // hosts down alone: the state of the world, exit 1
+    const down: Connector = async (_e, host) => {
+      throw new OpsError(`cannot connect to ${host.name}: timed out`);
+    };
+    for (const argv of [['ping'], ['status'], ['releases'], ['provision']])
+      expect((await runOps([...argv, 'prod'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' }, connector: down })).code, argv.join(' ')).toBe(1);
+  });
+});
+
+describe("provision's refusals before any host", () => {
+  it("a name Let's Encrypt never issues for: a usage error (exit 2), no host tried", async () => {
+    const root = testEnv({ domain: 'shop.example.org', tls: { mode: 'letsencrypt', email: 'ops@catalogue.fr' } }, [{ name: 'web1', address: '10.254.0.1', host_key: KEY }], 'prod').root;
+    let tried = 0;
+    const connector: Connector = async () => {
+      tried++;
+      throw new OpsError('cannot connect: timed out');
+    };
+    const r = await runOps(['provision', 'prod'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' }, connector });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("domain shop.example.org is reserved (RFC 2606, 6761, 6762) or never public: Let's Encrypt issues no certificate for it; nothing was done");
+    expect(tried).toBe(0);
+  });
+});
+
+describe('a key file given to --identity that cannot be one', () => {
+  it('a path naming no file, or a public key, is a usage error (exit 2) from per-host reports as from the others', async () => {
+    const root = testEnv({}, [{ name: 'web1', address: '10.254.0.1', host_key: KEY }], 'prod').root;
+    const dir = tempDir();
+    writeFileSync(join(dir, 'id.pub'), `${KEY} me@laptop\n`);
+    for (const [file, said] of [[join(dir, 'nope'), 'no such file (the SSH key of --identity)'], [join(dir, 'id.pub'), 'holds a public key, not the private key']] as const) {
+      for (const argv of [['ping'], ['status'], ['releases']]) {
+        const r = await cli(root, ...argv, 'prod', '--identity', file);
+        expect(r.code, `${argv.join(' ')} ${file}`).toBe(2);
+        expect(r.out + r.err, argv.join(' ')).toContain(said);
+      }
+    }
+  });
+});
+
+describe('a deploy with no repository to read', () => {
+  it('outside a git checkout, no repository set: a usage error (exit 2) naming both fixes, not a ref said missing', async () => {
+    const root = testEnv({}, undefined, 'prod').root;
+    for (const argv of [['deploy', 'prod'], ['deploy', 'prod', '--ref', 'v1'], ['deploy', 'prod', '--dry-run'], ['diff', 'prod']]) {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).toBe(
+        `error: ${root} is not in a git checkout, and environments/prod/environment.yml sets no repository: ops deploys commits of the app's git repository, and has none to read\n` +
+          `  hint: run ops from the app's git checkout (a clone holding this project), or set repository: in environments/prod/environment.yml to the path of the app's clone on this machine\n`,
+      );
+    }
+    // one set that does not exist: the same code
+    const missing = testEnv({ repository: '/nonexistent/app' }, undefined, 'prod').root;
+    const r = await cli(missing, 'deploy', 'prod');
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('repository "/nonexistent/app" (environments/prod/environment.yml) is /nonexistent/app, which does not exist');
   });
 });
 
@@ -582,7 +671,8 @@ describe('--json on a failure', () => {
     // staging add and rebuild (the staging-sync action's): what was attempted (mode, branch, ref) and the reason; no
     // release fields (staging makes no release).
     const staging = JSON.parse((await cli(root, 'staging', 'add', 'feature', '--repo', join(root, 'environments'), '--json')).out) as Record<string, unknown>;
-    expect(staging).toMatchObject({ ok: false, mode: 'add', staging: 'staging', ref: 'feature', dryRun: false, reason: expect.any(String), exitCode: 1 });
+    // (--repo naming no git repository: the command line to fix, exit 2)
+    expect(staging).toMatchObject({ ok: false, mode: 'add', staging: 'staging', ref: 'feature', dryRun: false, reason: expect.any(String), exitCode: 2 });
     // Without --json, nothing on stdout; a usage error (exit 2: the arguments not parsed) with --json among them: its
     // document all the same; after `--` it is no flag.
     expect((await cli(root, 'deploy', 'nope')).out).toBe('');

@@ -3,8 +3,8 @@
 // turning an unreachable host into a value.
 import { describe, expect, it } from 'vitest';
 import type { Connector, OpsContext } from '../../core/context.ts';
-import { OpsError } from '../../core/errors.ts';
-import { eachHost, withSession } from '../../core/ops/hosts.ts';
+import { InputError, OpsError, inputFailure } from '../../core/errors.ts';
+import { Session, eachHost, withSession } from '../../core/ops/hosts.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { testEnv } from './status.helpers.ts';
@@ -15,9 +15,10 @@ import { logs } from '../../core/ops/logs.ts';
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
 const env = testEnv({}, ['web1', 'web2', 'web3', 'web4', 'web5'].map((name, i) => ({ name, address: `192.0.2.${i + 1}`, host_key: KEY })));
 
-function context(unreachable: string[] = []) {
+function context(unreachable: string[] = [], misconfigured: string[] = []) {
   const remotes: RecordingRemote[] = [];
   const connector: Connector = async (_e, host) => {
+    if (misconfigured.includes(host.name)) throw new InputError(`${host.name}: 203.0.113.10 is a documentation address`, 'set its address');
     if (unreachable.includes(host.name)) throw new OpsError(`cannot connect to ${host.name}: timed out`);
     const r = new RecordingRemote(host.name);
     remotes.push(r);
@@ -105,6 +106,28 @@ describe('eachHost', () => {
     );
     expect(out).toEqual(['web1 ok true true', 'web2 unreachable: cannot connect to web2: timed out', 'web3 ok true true', 'web4 ok true true', 'web5 ok true true']);
     expect(remotes.every((r) => r.closed)).toBe(true);
+  });
+});
+
+describe('a host that fails on input to fix (an InputError: a placeholder address) among others', () => {
+  it('keeps its class: marked in a per-host report (not in its JSON), and an error gathering the hosts\' is an InputError', async () => {
+    const { ctx } = context(['web2'], ['web3']);
+    const releases = await listReleases(ctx, env);
+    expect(releases.map((r) => inputFailure(r))).toEqual([false, false, true, false, false]);
+    // a copy keeps it (status rebuilds its hosts), JSON never shows it
+    expect(inputFailure({ ...releases[2]! })).toBe(true);
+    expect(Object.keys(JSON.parse(JSON.stringify(releases[2])) as object).sort()).toEqual(['error', 'hint', 'host', 'releases']);
+    // no host read, one of them for input to fix: the error is an InputError (exit 2), every host said
+    const none = context(['web1', 'web2', 'web4', 'web5'], ['web3']);
+    const all = (await listReleases(none.ctx, env).catch((e: Error) => e)) as Error;
+    expect(all).toBeInstanceOf(InputError);
+    expect(all.message).toContain('web3: web3: 203.0.113.10 is a documentation address');
+    // hosts down alone: not one
+    expect(await listReleases(context(['web1', 'web2', 'web3', 'web4', 'web5']).ctx, env).catch((e: Error) => e)).not.toBeInstanceOf(InputError);
+    // a session on every host (deploy, rollback, provision), and ops logs showing the others
+    expect(await Session.open(ctx, env).catch((e: Error) => e)).toBeInstanceOf(InputError);
+    expect(await Session.open(context(['web2']).ctx, env).catch((e: Error) => e)).not.toBeInstanceOf(InputError);
+    expect(await logs(context([], ['web3']).ctx, env, { program: 'nginx' }).catch((e: Error) => e)).toBeInstanceOf(InputError);
   });
 });
 

@@ -12,6 +12,7 @@ import { lookup } from '../../core/dotenv.ts';
 import { findPlaceholders } from '../../core/secrets/env.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
+import { environmentOfFile } from '../../core/secrets/sops-metadata.ts';
 import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
 import { PassThrough, Readable } from 'node:stream';
 import { runCli } from '../../scripts/cli.ts';
@@ -141,7 +142,9 @@ describe('ops secrets set / show / decrypt', () => {
     const assigned = await cli(e.root, ['secrets', 'set', 'qa', `api_token=${value}`], e.env, 'x');
     expect(assigned.code).toBe(2);
     expect(assigned.err).toContain('the key path holds "api_token=…": a key path is a name, not KEY=VALUE');
-    expect(assigned.err).toContain("printf '%s' 'the value' | ops secrets set <env> api_token");
+    // the environment typed, never a literal <env>
+    expect(assigned.err).toContain("printf '%s' 'the value' | ops secrets set qa api_token (or ops secrets edit qa)");
+    expect(assigned.err).not.toContain('<env>');
     for (const r of [extra, assigned]) expect(`${r.out}${r.err}`).not.toContain(value);
     for (const [key, said] of [['database_url ', 'a space or tab at an end'], [' database_url', 'a space or tab at an end'], ['data\nbase', 'a control character'], ['datapass.client_id\t', 'a space or tab at an end']] as const) {
       const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'new-value');
@@ -173,7 +176,7 @@ describe('ops secrets set / show / decrypt', () => {
         const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, input);
         expect(r.code, key).toBe(2);
         expect(r.err, key).toContain(`${said}: a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE`);
-        expect(r.err, key).toMatch(/hint: give the value on stdin: printf '%s' 'the value' \| ops secrets set <env> (api_token|datapass\.client_secret) /);
+        expect(r.err, key).toMatch(/hint: give the value on stdin: printf '%s' 'the value' \| ops secrets set qa (api_token|datapass\.client_secret) /);
         expect(r.out + r.err, key).not.toContain(token);
         expect(r.err.trim().split('\n'), key).toHaveLength(2); // the error and its hint
       }
@@ -457,7 +460,7 @@ describe('ops secrets set / show / decrypt', () => {
       const r = await cli(e.root, ['secrets', 'set', 'qa', key], e.env, 'v');
       expect(r.code, key).toBe(2);
       expect(r.err, key).toContain(`error: invalid key path "${key}": key paths do not index lists, and a key holding [ or ] must be in double quotes`);
-      expect(r.err, key).toContain('hint: change a list\'s items with `ops secrets edit <env>`');
+      expect(r.err, key).toContain('hint: change a list\'s items with `ops secrets edit qa`');
     }
     // show's hint says how to print the list, not how to change its items
     for (const [key, list] of [['list[0]', 'list'], ['list.[0]', 'list'], ['"list".[1]', `'"list"'`]] as const) {
@@ -499,6 +502,20 @@ describe('ops secrets set / show / decrypt', () => {
     const nokey = await cli(root, ['secrets', 'decrypt', vector('secret.enc.json')]);
     expect(nokey.code).toBe(1);
     expect(nokey.err).toContain('looked in SOPS_AGE_KEY (not set), SOPS_AGE_KEY_FILE (not set)');
+  });
+});
+
+describe('a key that does not open an environment\'s secrets', () => {
+  it('is said with the command that adds one, naming the environment (never a literal <env>)', async () => {
+    const e = await newEnv();
+    const other = await newEnv('qb');
+    const r = await cli(e.root, ['secrets', 'show', 'qa'], { SOPS_AGE_KEY: other.key });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('(`ops secrets recipients qa add <age1...>`)');
+    expect(r.err).not.toContain('<env>');
+    expect(environmentOfFile('/p/environments/qa/assets/initdata.yml')).toBe('qa');
+    expect(environmentOfFile('/p/data/initdata.yml')).toBe('<env>');
+    expect(environmentOfFile('/srv/environments/shop/environments/prod/secrets.sops.yaml')).toBe('prod');
   });
 });
 
@@ -782,12 +799,12 @@ if [ "$n" = 0 ]; then printf 'zip: 01234\\n' >> "$1"; else sed -i 's/^zip: 01234
     expect(existsSync(recorded(ed.record)[0]!.file)).toBe(false);
   });
 
-  it('an EDITOR the shell cannot find or run (exit 127, 126) is said as that, with how to set one, not as the editor failing', async () => {
+  it('an EDITOR the shell cannot find or run (exit 127, 126) is said as that, with how to set one, not as the editor failing: a usage error (exit 2), nothing left', async () => {
     const e = await newEnv();
     const before = readFileSync(e.secrets, 'utf8');
-    for (const [EDITOR, why] of [['no-such-editor-zq7', 'found no such command (exit 127)'], [e.root, 'could not run it (not an executable file) (exit 126)']] as const) {
+    for (const [EDITOR, why] of [['no-such-editor-zq7', 'found no such command (exit 127)'], [e.root, 'could not run it (not an executable file) (exit 126)'], ['/nonexistent', 'found no such command (exit 127)']] as const) {
       const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR });
-      expect(r.code, EDITOR).toBe(1);
+      expect(r.code, EDITOR).toBe(2);
       expect(r.err, EDITOR).toContain(`error: cannot start the editor "${EDITOR}": the shell ${why}; nothing was changed\n  hint: set EDITOR to an installed editor`);
     }
     expect(readFileSync(e.secrets, 'utf8')).toBe(before);

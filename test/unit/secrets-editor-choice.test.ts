@@ -59,7 +59,7 @@ describe('the editor ops secrets edit runs', () => {
     writeFileSync(spaced, readFileSync(ed.cmd));
     chmodSync(spaced, 0o755);
     const r = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: spaced });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2); // the variable to fix: a usage error;
     expect(r.err).toContain('its path holds a space');
     const fix = /hint: quote the path inside the variable: EDITOR='(.*)'/.exec(r.err)![1]!;
     expect(fix).toBe(`"${spaced}"`);

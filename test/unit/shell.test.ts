@@ -59,6 +59,16 @@ describe('validate', () => {
     expect(hint('gitRef', 'a b')).toContain('git branch -a, git tag');
     expect(hint('environment', 'Prod')).toContain('its folder under environments/');
     expect(hint('release', 'latest')).toContain('ops releases <env>');
+    // the environment named where the command is for one (rollback --to)
+    expect(
+      ((): string | undefined => {
+        try {
+          validate('release', 'latest', undefined, { env: 'qa' });
+        } catch (e) {
+          return (e as OpsError).hint;
+        }
+      })(),
+    ).toBe('copy the id from `ops releases qa`');
   });
   it('checks release ids', () => {
     expect(validate('release', '20261125T134501Z-a1b2c3d4e5f6')).toBeTruthy();

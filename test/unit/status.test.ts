@@ -35,7 +35,7 @@ import { promisify } from 'node:util';
 import { freePort, listening } from '../support/ports.ts';
 import { waitFor } from '../hosts/proc.ts';
 import { runOps } from '../support/cli.ts';
-import { OpsError } from '../../core/errors.ts';
+import { InputError, OpsError } from '../../core/errors.ts';
 import { CERT_FUNCTIONS, LIBRARY_KEYS, MASK_FUNCTIONS, PROBE_FUNCTIONS, visitorAddress } from '../../core/steps/libraries.ts';
 import { RELEASES_KEYS } from '../../core/steps/release-list.ts';
 import { opsLines, type ReportText } from './reports.helpers.ts';
@@ -1282,6 +1282,16 @@ describe('--json errors, one line each', () => {
     }
     // the dry run says why it failed after its plan
     expect((await runOps(['deploy', 'demo', '--dry-run'], { root: env.root, processEnv: { PATH: process.env.PATH }, connector: connector(true) })).err).toContain('error: dry run of demo: web1 could not be read, so what the deploy would change there is unknown (the plan above says why)\n  hint: fix the connection (ops ping demo), then run the dry run again\n');
+    // a host not tried for input to fix (its placeholder address): exit 2 with or without --json, as the deploy itself
+    const misconfigured: Connector = async (_e, host) => {
+      if (host.name === 'web1') throw new InputError('web1 (deploy@203.0.113.10:22): 203.0.113.10 is a documentation address', 'set its address');
+      return new RecordingRemote(host.name, 'deploy', 'shop', () => ({ stdout: opsLines(PROVISIONED_KEYS, 'provisioned yes') }));
+    };
+    for (const argv of [['diff', 'demo'], ['deploy', 'demo', '--dry-run'], ['deploy', 'demo', '--dry-run', '--json']]) {
+      const r = await runOps(argv, { root: env.root, processEnv: { PATH: process.env.PATH }, connector: misconfigured });
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.out + r.err, argv.join(' ')).toContain('203.0.113.10 is a documentation address');
+    }
   });
 
   it('with no SSH key at all (the real lookup): status gives each host\'s hint apart; a failure\'s document (no host read, several hosts\' errors) has a one-line error', async () => {

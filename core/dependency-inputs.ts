@@ -413,6 +413,10 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
   }
   const listed = await listedInputs(repo, sha, extra, tie);
   parts.push(...listed.parts);
+  // pip and uv make different sets from the same files (each its own resolver, settings, seeded tools): one made by
+  // uv is not reused once the environment chooses pip (its fallback, chosen when uv's set is wrong) and the other way
+  // round. uv, the default, adds nothing: its sets keep their names.
+  if (installer === 'pip') parts.push('installer pip');
   return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }), ...(commitUvSettings && { uvSettings: true as const }) };
 }
 

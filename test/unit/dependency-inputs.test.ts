@@ -208,6 +208,16 @@ describe('the Python set is made again when anything its install reads changes',
   }, 60_000);
 });
 
+describe('the Python installer (release.python_installer)', () => {
+  it('is part of the set\'s name: the same files under pip and under uv make two sets (switching to the fallback makes a new one); uv\'s names are as before', async () => {
+    const r = repoWith([{ 'requirements.txt': 'flask>=3\n' }]);
+    const [uv] = await hashes(r, env(), 'python');
+    const [pip] = await hashes(r, env({ python_installer: 'pip' }), 'python');
+    expect(pip).not.toBe(uv);
+    expect(uv).toBe(depsHash(['python debian 3.11', git(r.dir, 'rev-parse', `${r.shas[0]}:requirements.txt`)]));
+  });
+});
+
 describe("uv's settings in the release's root (uv.toml, pyproject.toml's [tool.uv])", () => {
   it('count for the Python set made by uv: a change to them makes a new set; the rest of pyproject.toml does not; pip does not read them', async () => {
     const project = (version: string, findLinks: string) => `[project]\nname = "app"\nversion = "${version}"\n\n[tool.uv.pip]\nno-index = true\nfind-links = ["${findLinks}"]\n\n[tool.ruff]\nline-length = 100\n`;

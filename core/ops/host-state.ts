@@ -300,7 +300,7 @@ export function pruneAfterSwitch(env: Environment, state: HostState, id: string,
 
 /** A host's live commit from its state (the `deployState` step). */
 export function liveOf(host: string, state: HostState): HostLive {
-  return { host, sha: state.liveSha, release: state.current, ...(state.liveChanged && { changed: true }), ...(state.liveUnrecorded && { unrecorded: true }), ...(state.liveChangedFile !== undefined && { changedFile: state.liveChangedFile }) };
+  return { host, sha: state.liveSha, release: state.current, depsHas: state.depsHas, ...(state.liveChanged && { changed: true }), ...(state.liveUnrecorded && { unrecorded: true }), ...(state.liveChangedFile !== undefined && { changedFile: state.liveChangedFile }) };
 }
 
 /**
@@ -316,7 +316,7 @@ export async function readLive(ctx: OpsContext, env: Target, expected?: { finger
     ctx,
     env,
     async (remote, h) => {
-      const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1, ...expected })));
+      const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1, deps: true, ...expected })));
       return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }), ...(!state.provisioned && { unprovisioned: unprovisionedNote(h.name, env) }) };
     },
     (h, fields) => ({ host: h.name, sha: '', release: '', ...fields }),

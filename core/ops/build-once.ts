@@ -65,12 +65,38 @@ export async function carryBuild(env: Target, b: HostPlan, receivers: HostPlan[]
   return out;
 }
 
-/** Who builds and who receives, in words (the plan and the deploy's log). */
+/**
+ * The fields of a platform line (platformReport: `<os id> <version id> <machine> python <v> node <v>`) in words,
+ * keyed by what they are; undefined for a line not of that form.
+ */
+function platformFields(platform: string): Record<string, string> | undefined {
+  const m = /^(\S+ \S+) (\S+) python (\S+) node (\S+)$/.exec(platform);
+  return m ? { 'OS release': m[1]!, architecture: m[2]!, python: m[3]!, node: m[4]! } : undefined;
+}
+
+/** What differs between two platform lines, in words (`python 3.11.9 (web1: 3.11.2)`), '' when not known. */
+function platformDiffers(platform: string, other: string, otherHost: string): string {
+  const [a, b] = [platformFields(platform), platformFields(other)];
+  if (!a || !b) return '';
+  return Object.keys(a)
+    .filter((k) => a[k] !== b[k])
+    .map((k) => `${k} ${a[k]} (${otherHost}: ${b[k]})`)
+    .join(', ');
+}
+
+/**
+ * Who builds and who receives, in words (the plan and the deploy's log). A group other than the first says what
+ * of its platform differs from the first group's (a Python patch release, a Node minor version: each builds for
+ * itself, as a venv or a native module made for one is not known to be valid on the other).
+ */
 export function describeBuilds(groups: { builder: { name: string }; receivers: { name: string }[]; platform?: string }[]): string[] {
   if (groups.length === 1 && !groups[0]!.receivers.length) return [];
-  return groups.map(({ builder, receivers, platform }) =>
-    receivers.length
-      ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(', ')} receive${receivers.length === 1 ? 's' : ''} its build (sha256-checked)${platform ? ` — same platform: ${platform}` : ''}`
-      : `${builder.name} builds for itself: ${platform ? `its platform differs (${platform})` : 'its platform is unknown'}`,
-  );
+  const first = groups[0]!;
+  return groups.map(({ builder, receivers, platform }, i) => {
+    const differs = i > 0 && platform && first.platform ? platformDiffers(platform, first.platform, first.builder.name) : '';
+    const why = differs ? ` — differs in ${differs}` : '';
+    return receivers.length
+      ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(', ')} receive${receivers.length === 1 ? 's' : ''} its build (sha256-checked)${platform ? ` — same platform: ${platform}` : ''}${why}`
+      : `${builder.name} builds for itself: ${platform ? `its platform differs (${platform})` : 'its platform is unknown'}${why}`;
+  });
 }

@@ -29,14 +29,21 @@ export const RECEIVE_CONCURRENCY = 8;
  * Carry the build packed on `b` (parts `parts`) to its receivers: each part read from the builder in chunks of
  * CHUNK_BYTES (one round trip each) and uploaded to every receiver that wants it, so no part is ever whole in
  * the runner's memory; the part's sha256 is checked on the runner before its last chunk leaves; a receiver
- * without the space for what it would receive is refused before anything is sent (checkSpace); `fits` is called once
+ * without the space for what it would receive, and for it unpacked (as it takes on the builder), is refused
+ * before anything is sent (checkSpace); `fits` is called once
  * every receiver has it, before the first chunk is read (what may travel beside the carry). `attempt` runs one
  * host's piece of work and blames that host for its failure.
  * @returns the chunk files uploaded to each receiver, per part.
  */
 export async function carryBuild(env: Target, b: HostPlan, receivers: HostPlan[], p: Plan, parts: PackedPart[], attempt: (hp: HostPlan, work: () => Promise<void>) => Promise<void>, fits: () => void = () => undefined): Promise<Map<HostPlan, Received[]>> {
   // A receiver short of space is refused before any byte moves.
-  await pooled(receivers, RECEIVE_CONCURRENCY, (r) => attempt(r, async () => checkSpace(env, r.name, r.state, p, parts.filter((x) => wants(r, x.name)).reduce((n, x) => n + x.size, 0), true)));
+  await pooled(receivers, RECEIVE_CONCURRENCY, (r) =>
+    attempt(r, async () => {
+      const taken = parts.filter((x) => wants(r, x.name));
+      const sum = (of: (x: PackedPart) => number | undefined) => (taken.every((x) => of(x) !== undefined) ? taken.reduce((n, x) => n + of(x)!, 0) : undefined);
+      checkSpace(env, r.name, r.state, p, sum((x) => x.size)!, { bytes: sum((x) => x.unpacked?.bytes), inodes: sum((x) => x.unpacked?.inodes) });
+    }),
+  );
   fits();
   const out = new Map<HostPlan, Received[]>(receivers.map((r) => [r, []]));
   const tags = new Map(receivers.map((r) => [r, `${p.id}-${randomBytes(4).toString('hex')}`]));

@@ -28,20 +28,26 @@ import { type AuditEntryFields, type LockedRun } from './locked.ts';
 /**
  * Refuse, before anything is written, a release that does not fit under the app's directory: on a host that
  * builds, its code (the pack of git objects, then its files: known on the runner); on a host that receives a
- * build (`receiving`), the packed parts it is sent (`sendBytes`) and the release's files. Dependencies and builds
- * are not known in advance: running out during them (or while unpacking) fails the step, saying so (HostRun).
+ * build (`receiving`), the packed parts it is sent (`sendBytes`) and what they take once unpacked (`receiving`'s
+ * bytes and inodes: the release and the dependency sets it lacks, as they take them on the builder; unknown,
+ * the release's files alone). A builder's dependencies and build are not known in advance: running out during
+ * them (or while unpacking) fails the step, saying so (HostRun).
  * @throws OpsError naming the host, what is free and what is needed; nothing was changed.
  */
-export function checkSpace(env: Target, host: string, state: HostState, p: Plan, sendBytes: number, receiving = false): void {
+export function checkSpace(env: Target, host: string, state: HostState, p: Plan, sendBytes: number, receiving?: { bytes?: number; inodes?: number }): void {
   const disk = state.disk;
   if (!disk) return;
   const MB = 1024 * 1024;
   // Files take whole blocks: a margin of 10% and 4 KiB per entry, and 1 MB for the release's own files.
-  const needMb = Math.ceil((sendBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
-  const needInodes = p.size.entries + 50;
+  const files = p.size.bytes * 1.1 + p.size.entries * 4096;
+  const unpacked = receiving?.bytes !== undefined ? Math.max(receiving.bytes * 1.05, files) : files;
+  const needMb = Math.ceil((sendBytes + unpacked) / MB) + 1;
+  const needInodes = Math.max(receiving?.inodes ?? 0, p.size.entries) + 50;
   const short = disk.freeMb < needMb || (disk.freeInodes !== undefined && disk.freeInodes < needInodes);
   if (!short) return;
-  const needs = receiving ? `the build it would receive needs about ${needMb} MB and ${needInodes} inodes to arrive (its dependency sets more once unpacked)` : `its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)`;
+  const needs = receiving
+    ? `the build it would receive needs about ${needMb} MB and ${needInodes} inodes (${Math.ceil(sendBytes / MB)} MB to arrive, ${receiving.bytes !== undefined ? `${Math.ceil(unpacked / MB)} MB once unpacked` : 'its dependency sets more once unpacked'})`
+    : `its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)`;
   throw new OpsError(
     `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and ${needs}\n` +
       `${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}; nothing was changed`,

@@ -73,6 +73,9 @@ describe('build once per rollout', () => {
     const [part] = parsePacked(packed(`release ${sha} ${data.length}`), 'web1');
     expect(part).toEqual({ name: 'release', sha256: sha, size: data.length });
     expect(() => parsePacked(packed(`release; ${sha} 12`), 'web1')).toThrow(/reported a part the runner cannot read/);
+    // With what it takes unpacked (du on the builder): what a receiver's space is checked against.
+    expect(parsePacked(packed(`venv-0a ${sha} 12 4096000 900`), 'web1')).toEqual([{ name: 'venv-0a', sha256: sha, size: 12, unpacked: { bytes: 4096000, inodes: 900 } }]);
+    for (const bad of [`release ${sha} 12 4096000`, `release ${sha} 12 x 9`, `release ${sha} 12 1 2 3`]) expect(() => parsePacked(packed(bad), 'web1'), bad).toThrow(/cannot read/);
     const chunk = (b64: string): StepResult => {
       const stdout = opsLines(ARTIFACT_KEYS, `chunk ${b64}`);
       return { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };

@@ -33,6 +33,13 @@ export interface SetInputs {
    * pythonDependencies): it would otherwise look for one in the directories above the release.
    */
   uvSettings?: true;
+  /**
+   * Python set only: a requirement of the file or of a file it includes (-r, -c) is pinned by hash (`--hash`, either
+   * form; comments not read), which puts pip in hash-checking mode for the whole install
+   * (https://pip.pypa.io/en/stable/topics/secure-installs/): uv is told so (`--require-hashes`, core/steps/app.ts
+   * pythonDependencies), so both installers take and refuse the same requirements.
+   */
+  hashed?: true;
 }
 
 export interface DependencyInputs {
@@ -350,6 +357,7 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
   const parts: string[] = [];
   const files: string[] = [];
   let perRelease: string | undefined;
+  let hashed = false as boolean;
   const tie = (why: string) => void (perRelease ??= why);
   const seen = new Set<string>();
   const read = async (path: string) => {
@@ -361,6 +369,7 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
     parts.push(seen.size === 1 ? id : `include ${path} ${id}`);
     const text = id ? await textAt(repo, sha, path) : undefined;
     if (text === undefined) return;
+    if (logicalLines(text).some((l) => /(^|\s)--hash(=|\s)/.test(l))) hashed = true;
     // pip opens an include relative to the including file as named; through a link to a file elsewhere, a
     // resolver that follows links first (uv) reads it relative to the file's own directory: both count.
     const to = await follow(repo, sha, path);
@@ -417,7 +426,7 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
   // uv is not reused once the environment chooses pip (its fallback, chosen when uv's set is wrong) and the other way
   // round. uv, the default, adds nothing: its sets keep their names.
   if (installer === 'pip') parts.push('installer pip');
-  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }), ...(commitUvSettings && { uvSettings: true as const }) };
+  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }), ...(commitUvSettings && { uvSettings: true as const }), ...(hashed ? { hashed: true as const } : {}) };
 }
 
 /** What package.json declares that the lockfile's root entry records (npm's lockfile format,
@@ -608,6 +617,7 @@ async function readInputs(repo: string, sha: string, env: Environment): Promise<
     ...(x.perRelease && { perRelease: x.perRelease }),
     ...(x.fromLive && { fromLive: x.fromLive }),
     ...(x.uvSettings && { uvSettings: x.uvSettings }),
+    ...(x.hashed && { hashed: x.hashed }),
   });
   return { python: set(`python ${python.strategy} ${python.version}`, py), node: set(`node ${node.strategy} ${node.version}`, js) };
 }

@@ -146,9 +146,10 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
  * pip and uv run `contained` (sh/contain.sh), as app commands do: what an sdist's build (setup.py) left running is
  * stopped once the installer exits, and the step's output names it.
  * `hash`: the set's hash (Plan.hashes.python). `uvSettings`: the commit has uv settings (SetInputs.uvSettings).
+ * `hashed`: the requirements, or a file they include, pin by hash (SetInputs.hashed, read on the runner).
  * Independent of the node set: core/ops runs both at once.
  */
-export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false): Step {
+export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false, hashed = false): Step {
   const paths = env.runtime;
   const { python_requirements: req, python_installer: installer } = env.config.release;
   const install =
@@ -178,11 +179,7 @@ ${uvSettings ? String.raw`  uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdi
     # is then exactly what the index would give, so the cache is tried first, without asking the index about each
     # package (uv revalidates its cached index pages otherwise: ~1.5 s of round trips for 25 pins). A requirement
     # the cache lacks fails that try (its message unshown); the second asks the index and installs what is missing.
-    if grep -q -- '--hash=' ${quote(req)}; then
-      uv_install --require-hashes --offline 2>/dev/null || uv_install --require-hashes
-    else
-      uv_install
-    fi
+${hashed ? `    uv_install --require-hashes --offline 2>/dev/null || uv_install --require-hashes` : '    uv_install'}
   fi`;
   return dependencySet(env, release, 'python', `venv-${hash}`, install, { from: 'venv', to: '' }, `installed (${installer})`);
 }

@@ -104,6 +104,6 @@ export function describeBuilds(groups: { builder: { name: string }; receivers: {
     const why = differs ? ` — differs in ${differs}` : '';
     return receivers.length
       ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(', ')} receive${receivers.length === 1 ? 's' : ''} its build (sha256-checked)${platform ? ` — same platform: ${platform}` : ''}${why}`
-      : `${builder.name} builds for itself: ${platform ? `its platform differs (${platform})` : 'its platform is unknown'}${why}`;
+      : `${builder.name} builds for itself: ${platform ? (i === 0 ? `no other host has its platform (${platform})` : `its platform differs (${platform})`) : 'its platform is unknown'}${why}`;
   });
 }

@@ -55,7 +55,7 @@ describe('build once per rollout', () => {
       { name: 'web4', platform: 'debian 12 x86_64 python 3.11.9 node v20.11.0' },
     ]);
     expect(describeBuilds(patch)).toEqual([
-      'web1 builds for itself: its platform differs (debian 12 x86_64 python 3.11.2 node v20.11.0)',
+      'web1 builds for itself: no other host has its platform (debian 12 x86_64 python 3.11.2 node v20.11.0)',
       'build once: web2 builds, web4 receives its build (sha256-checked) — same platform: debian 12 x86_64 python 3.11.9 node v20.11.0 — differs in python 3.11.9 (web1: 3.11.2)',
       'web3 builds for itself: its platform differs (debian 12 x86_64 python 3.11.2 node v20.18.1) — differs in node v20.18.1 (web1: v20.11.0)',
     ]);

@@ -103,11 +103,12 @@ export const DEPLOY_UNTOUCHED = 'nothing was sent, built or started';
  * supervisord not running, another server block taking the site's visitors (HostState.nginxTaken: the switch's
  * proof, nginxServed, asked on the live slot), a file nginx -t refuses that the switch does not write (nginxBlocker),
  * another file nginx reads that sends requests to a slot's port itself (slotPortsElsewhere: the switch would not
- * move them). Hosts' masked
+ * move them), a runtime the dependency sets are made with that the host lacks (HostState.runtimesMissing; uv only where
+ * the Python set `pythonSet`, its name under shared/deps, is to be made). Hosts' masked
  * nginx and foreign listeners are refused by refuseMaskedNginx and refuseTakenPorts, once every host passed this.
  * @throws OpsError naming the host (every host, for supervisord down), what is wrong and how to fix it; nothing was changed.
  */
-export function refuseUnready(env: Target, hosts: { host: string; state: HostState }[]): void {
+export function refuseUnready(env: Target, hosts: { host: string; state: HostState }[], pythonSet?: string): void {
   // TLS turned on or the domain changed since the last provision: the site cannot be what the settings say.
   const cert = certificatePaths(env);
   for (const { host, state } of hosts)
@@ -116,6 +117,17 @@ export function refuseUnready(env: Target, hosts: { host: string; state: HostSta
         `${host} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
         `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
       );
+  // A runtime the dependency sets are made with, missing (settings or this ops's pins changed since provision: a new
+  // Python or Node version, uv chosen or its pin moved): every such host in one error, before anything is built.
+  // uv only where the Python set is to be made (`pythonSet`, its name, not on the host): a code-only deploy after this
+  // ops's uv pin moved reuses the set, and is not refused.
+  const missing = ({ state }: { state: HostState }) => state.runtimesMissing.filter((r) => !(r === env.runtime.uv && pythonSet && state.depsHas.includes(pythonSet)));
+  const lacking = hosts.filter((h) => missing(h).length);
+  if (lacking.length)
+    throw new OpsError(
+      `${lacking.map((h) => `${h.host} lacks ${missing(h).join(', ')}`).join('; ')}: the runtime${lacking.some((h) => missing(h).length > 1) || lacking.length > 1 ? 's' : ''} these settings make the dependency sets with (runtimes, release.python_installer, or this ops's pinned uv), which provision installs. Nothing was started (no build, no migration); the site serves as it did`,
+      `run: ops provision ${env.name} (it installs them), then deploy again`,
+    );
   // every host where supervisord is down, in one error (not one per run)
   const down = hosts.filter(({ state }) => state.supervisorDown).map(({ host, state }) => ({ host, current: state.current }));
   if (down.length) throw supervisorDownError(env, down, 'nothing was started (no build, no migration)', 'deploy again');

@@ -52,6 +52,8 @@ export interface HostState {
   disk?: DiskSpace;
   /** Complete dependency sets on the host (names under shared/deps). */
   depsHas: string[];
+  /** The runtimes the dependency sets are made with (dependencyRuntimes) that the host lacks (a deploy's read, with `shas`). */
+  runtimesMissing: string[];
   /** What builds run on (platformReport), when asked. */
   platform?: string;
   /** nginx -t's lines when it fails (a deploy's read, deployState with `shas`); [] when it passes or was not asked. */
@@ -109,6 +111,7 @@ export function parseState(r: StepResult): HostState {
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    runtimesMissing: reportedAll(r, RELEASE_KEYS.runtime_missing),
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     nginxSlotPorts: reportedAll(r, RELEASE_KEYS.nginx_slot_port),

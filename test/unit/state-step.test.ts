@@ -126,6 +126,13 @@ describe('the state step on a host (bash)', () => {
     expect(parseState(await runStep(deployState(e, undefined, { fingerprint: FINGERPRINT }))).depsHas).toEqual([]);
   }, 30_000);
 
+  it('a deploy going on: the runtimes the dependency sets are made with that the host lacks (runtime_missing), by a test of each path', async () => {
+    const e = env(host());
+    const state = parseState(await runStep(deployState({ ...e, runtime: { ...e.runtime, uv: '/nonexistent/uv', python: process.execPath } }, [OTHER_SHA])));
+    expect(state.runtimesMissing).toContain('/nonexistent/uv');
+    expect(state.runtimesMissing).not.toContain(process.execPath);
+  }, 30_000);
+
   it("the live commit is its record's (root's), not the REVISION in its directory (the app's: a build may write it, a commit hold it as a link); a release made by an older ops (no record) is read from its own", async () => {
     const e = env(host());
     const rec = e.layout.record(LIVE);

@@ -541,7 +541,8 @@ export async function describeChanges(repo: string, env: Environment, lives: Hos
   for (const g of groups.values()) {
     if (g.live.error || g.live.unprovisioned) continue;
     const change = await describeChange(repo, env, g.live.sha, target);
-    if (change.relation === 'same' || change.relation === 'ahead' || change.relation === 'behind' || change.relation === 'diverged') {
+    // (A live commit deployed again, or another; not a no-op, whose read stops before the sets.)
+    if ((change.relation === 'same' && g.live.changed) || change.relation === 'ahead' || change.relation === 'behind' || change.relation === 'diverged') {
       for (const name of g.lacks) {
         const d = change.dependencies.find((x) => x.name === name);
         if (d && !d.changed) Object.assign(d, { changed: true, missing: true as const });

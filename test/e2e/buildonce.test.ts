@@ -110,9 +110,10 @@ describe.sequential('build once per rollout', () => {
 });
 
 describe('the Python installer', () => {
-  it('pip when the environment chooses it: a new set made by python -m venv and pip, which the app runs on', async () => {
+  it('pip when the environment chooses it: a new set made by python -m venv and pip, which the app runs on; uv chosen again, with the same requirements: a new set made by uv, not the pip one reused', async () => {
     const host = await readyHost('bop');
-    const one = makeProject('pip', testConfig([host], await appRepo(), await testDatabase(`once_pip_${process.pid}`), { release: { python_installer: 'pip' } }));
+    const config = testConfig([host], await appRepo(), await testDatabase(`once_pip_${process.pid}`), { release: { python_installer: 'pip' } });
+    const one = makeProject('pip', config);
     try {
       const r = await deploy(one.ctx(), one.env(), { ref: 'v1' });
       expect(r.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python installed (pip)', 'dependencies: node installed']));
@@ -122,6 +123,14 @@ describe('the Python installer', () => {
       const cfg = await sshRun(host, 'sudo cat /srv/sample/current/venv/pyvenv.cfg; sudo test -x /srv/sample/current/venv/bin/pip && echo has-pip');
       expect(cfg.stdout).not.toMatch(/^uv = /m);
       expect(cfg.stdout).toContain('has-pip');
+      // The installer is part of the set's name: v2 (the same requirements) under uv makes its own set.
+      one.write({ ...config, release: { ...(config.release as object), python_installer: 'uv' } });
+      const plan = await deploy(one.ctx(), one.env(), { ref: 'v2', dryRun: true });
+      expect(plan.plan!.join('\n')).toContain('dependencies: python NEW SET: its files are unchanged, but the host has no set for these settings');
+      const again = await deploy(one.ctx(), one.env(), { ref: 'v2' });
+      expect(again.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python installed (uv)', 'dependencies: node reused']));
+      expect((await sshRun(host, 'sudo cat /srv/sample/current/venv/pyvenv.cfg')).stdout).toMatch(/^uv = /m);
+      expect((await get(host, '/api/health')).status).toBe(200);
     } finally {
       one.cleanup();
       await downHost(host.name, { purge: true });

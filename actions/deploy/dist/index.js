@@ -82031,6 +82031,20 @@ function fileUrlPath(url) {
 }
 var GIT_RESOLVED = /^(git\+|git:|github:|gitlab:|bitbucket:)/;
 var ARCHIVE = /\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tlz|tar\.lz|tar\.lzma)$/i;
+function floatingVcs(text) {
+  const out = [];
+  for (const line of logicalLines(text)) {
+    for (const m of line.matchAll(/(?:^|[\s@=])((?:git|hg|svn|bzr)\+[a-z][a-z0-9+.-]*:\/\/\S+)/gi)) {
+      const url = m[1].replace(/#.*$/, "");
+      const rest = url.slice(url.indexOf("://") + 3);
+      const path = rest.includes("/") ? rest.slice(rest.indexOf("/")) : "";
+      const at2 = path.lastIndexOf("@");
+      const ref = at2 < 0 ? "" : path.slice(at2 + 1);
+      if (!/^[0-9a-f]{7,40}$/i.test(ref) && !/^v?\d+(\.\d+)*([.+-][0-9A-Za-z.]+)?$/.test(ref)) out.push(url);
+    }
+  }
+  return out;
+}
 function localTarget(spec) {
   if (VCS.test(spec)) return void 0;
   if (/^file:/i.test(spec)) return fileUrlPath(spec);
@@ -82223,6 +82237,7 @@ async function pythonInputs(repo, sha, req2, extra, installer) {
   const files = [];
   let perRelease;
   let hashed = false;
+  const floating = [];
   const tie = (why) => void (perRelease ??= why);
   const seen = /* @__PURE__ */ new Set();
   const read2 = async (path) => {
@@ -82234,6 +82249,7 @@ async function pythonInputs(repo, sha, req2, extra, installer) {
     const text = id ? await textAt(repo, sha, path) : void 0;
     if (text === void 0) return;
     if (logicalLines(text).some((l) => /(^|\s)--hash(=|\s)/.test(l))) hashed = true;
+    for (const url of floatingVcs(text)) floating.push(`${path}: ${url}`);
     const to = await follow(repo, sha, path);
     const dirs = [.../* @__PURE__ */ new Set([posix3.dirname(path), ..."path" in to ? [posix3.dirname(to.path)] : []])];
     for (const ref of scanRequirements(text)) {
@@ -82282,7 +82298,7 @@ async function pythonInputs(repo, sha, req2, extra, installer) {
   const listed = await listedInputs(repo, sha, extra, tie);
   parts.push(...listed.parts);
   if (installer === "pip") parts.push("installer pip");
-  return { parts, files: [...files, ...listed.files], ...perRelease && { perRelease }, ...commitUvSettings && { uvSettings: true }, ...hashed ? { hashed: true } : {} };
+  return { parts, files: [...files, ...listed.files], ...perRelease && { perRelease }, ...commitUvSettings && { uvSettings: true }, ...hashed ? { hashed: true } : {}, ...floating.length ? { floating } : {} };
 }
 var DECLARED = ["dependencies", "devDependencies", "optionalDependencies", "peerDependencies"];
 function workspaceGlob(glob) {
@@ -82413,7 +82429,8 @@ async function readInputs(repo, sha, env) {
     ...x.perRelease && { perRelease: x.perRelease },
     ...x.fromLive && { fromLive: x.fromLive },
     ...x.uvSettings && { uvSettings: x.uvSettings },
-    ...x.hashed && { hashed: x.hashed }
+    ...x.hashed && { hashed: x.hashed },
+    ...x.floating && { floating: x.floating }
   });
   return { python: set(`python ${python.strategy} ${python.version}`, py), node: set(`node ${node.strategy} ${node.version}`, js) };
 }
@@ -84303,10 +84320,10 @@ function runInfo(processEnv = process.env) {
 init_shell();
 
 // core/preflight.ts
-init_errors();
-init_git();
 import { spawnSync as spawnSync2 } from "node:child_process";
 import { posix as posix5 } from "node:path";
+init_errors();
+init_git();
 
 // core/node-engines.ts
 var import_semver = __toESM(require_semver(), 1);
@@ -84429,6 +84446,13 @@ async function preflight(repo, sha, env, tree) {
           `release.python_requirements is ${req2}, and ${dir ? `${dir}/` : ""}${lock2} beside it is not read: the install resolves pyproject.toml's dependency ranges, so a change to ${lock2} alone is not deployed (the Python set is reused) and versions may differ from the lock; export it: ${PYTHON_LOCKS[lock2]}; commit that file and point release.python_requirements at it`
         );
     }
+  }
+  if (req2 && listing.has(norm(req2))) {
+    const floating = (await dependencyInputs(repo, sha, env).catch(() => void 0))?.python.floating ?? [];
+    if (floating.length)
+      warnings.push(
+        `${floating.join(", ")}: installed from a branch (or with no revision), so a new commit there is not deployed: the Python set is reused while the requirements files are unchanged; pin a commit (@<sha>, or a tag) and change it to deploy another`
+      );
   }
   if (nodeDir) {
     const dir = norm(nodeDir);

@@ -64,8 +64,9 @@ export interface Change {
    */
   migrationsChanged?: boolean;
   /** Dependency sets: python, node; the files their installs read; made again (what they read changed, or the
-   * set is made for each release: `perRelease` says why). */
-  dependencies: { name: string; files: string; changed: boolean; perRelease?: string }[];
+   * set is made for each release: `perRelease` says why, or the host lacks the set these settings name: `missing`,
+   * set by describeChanges from what the hosts have). */
+  dependencies: { name: string; files: string; changed: boolean; perRelease?: string; missing?: true }[];
   /**
    * Of `unknown`: the runner's clone is shallow (actions/checkout's default), so it lacks the live commit, or the
    * history between it and the target (both fetched at depth 1): which contains which is not known.
@@ -498,6 +499,8 @@ export interface HostLive {
   unrecorded?: boolean;
   /** Of `changed`: a file of the live release's commit changed or gone on the host since it went live (the first found, relative to the release). */
   changedFile?: string;
+  /** The complete dependency sets on the host (names under shared/deps), when read. */
+  depsHas?: string[];
 }
 
 export interface HostsChange {
@@ -516,17 +519,57 @@ export function liveChangedWhy(live: Pick<HostLive, 'unrecorded' | 'changedFile'
   return "with another .env or other settings than this deploy's";
 }
 
-/** Group hosts serving the same commit and describe the change for each group. */
+/**
+ * Group hosts serving the same commit and describe the change for each group. A set shared between releases that
+ * the commits' files leave unchanged is said to be reused only where the host has it (HostLive.depsHas, when read):
+ * the settings in its name (the runtime's version, release.python_installer) may have changed since the live
+ * release's set was made, and then a new one is made (`missing`), a redeploy of the live commit too.
+ */
 export async function describeChanges(repo: string, env: Environment, lives: HostLive[], target: string): Promise<HostsChange[]> {
-  const groups = new Map<string, HostsChange>();
+  const { python_requirements: req, node_dir: nodeDir } = env.config.release;
+  // The target's files unread: its change says so (describeChange); nothing is said of the sets here.
+  const inputs = lives.some((l) => l.sha && l.depsHas) ? await dependencyInputs(repo, target, env).catch(() => undefined) : undefined;
+  const sets = inputs ? ([...(req ? ['python'] : []), ...(nodeDir ? ['node'] : [])] as ('python' | 'node')[]).filter((n) => !inputs[n].perRelease) : [];
+  const lacks = (l: HostLive) => (l.sha && l.depsHas ? sets.filter((n) => !l.depsHas!.includes(`${n === 'python' ? 'venv' : 'node'}-${inputs![n].hash}`)) : []);
+  const groups = new Map<string, HostsChange & { lacks: ('python' | 'node')[] }>();
   for (const l of lives) {
-    const key = l.error ? `error ${l.host}` : l.unprovisioned ? `unprovisioned ${l.host}` : `${l.sha} ${l.release} ${l.changed ? 'changed' : ''} ${l.unrecorded ? 'unrecorded' : ''} ${l.changedFile ?? ''}`;
+    const key = l.error ? `error ${l.host}` : l.unprovisioned ? `unprovisioned ${l.host}` : `${l.sha} ${l.release} ${l.changed ? 'changed' : ''} ${l.unrecorded ? 'unrecorded' : ''} ${l.changedFile ?? ''} ${lacks(l).join(',')}`;
     const g = groups.get(key);
     if (g) g.hosts.push(l.host);
-    else groups.set(key, { hosts: [l.host], live: l });
+    else groups.set(key, { hosts: [l.host], live: l, lacks: lacks(l) });
   }
-  for (const g of groups.values()) if (!g.live.error && !g.live.unprovisioned) g.change = await describeChange(repo, env, g.live.sha, target);
-  return [...groups.values()];
+  for (const g of groups.values()) {
+    if (g.live.error || g.live.unprovisioned) continue;
+    const change = await describeChange(repo, env, g.live.sha, target);
+    // (A live commit deployed again, or another; not a no-op, whose read stops before the sets.)
+    if ((change.relation === 'same' && g.live.changed) || change.relation === 'ahead' || change.relation === 'behind' || change.relation === 'diverged') {
+      for (const name of g.lacks) {
+        const d = change.dependencies.find((x) => x.name === name);
+        if (d && !d.changed) Object.assign(d, { changed: true, missing: true as const });
+        else if (!d) change.dependencies.push({ name, files: inputs![name].files.join(', '), changed: true, missing: true });
+      }
+      change.dependencies.sort((a, b) => (a.name === b.name ? 0 : a.name === 'python' ? -1 : 1));
+    }
+    g.change = change;
+  }
+  return [...groups.values()].map(({ lacks: _lacks, ...g }) => g);
+}
+
+/** The dependency sets of a change in words (formatChanges), '' when it has none. */
+function dependenciesLine(change: Change): string {
+  const deps = change.dependencies.map(
+    (d) =>
+      `${d.name} ${
+        d.perRelease
+          ? `made for this release (${d.perRelease})`
+          : d.missing
+            ? `NEW SET: its files are unchanged, but the host has no set for these settings (the runtime's version or release.python_installer changed since the live release's was made): a new set is installed`
+            : d.changed
+              ? `CHANGED (${d.files}): a new set is installed`
+              : 'unchanged (reused)'
+      }`,
+  );
+  return deps.length ? `  dependencies: ${deps.join('; ')}` : '';
 }
 
 const short = (sha: string) => sha.slice(0, 12);
@@ -570,6 +613,7 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
         continue;
       case 'same':
         out.push(live.changed ? `${head}: live, ${liveChangedWhy(live)}: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
+        if (live.changed && dependenciesLine(change)) out.push(dependenciesLine(change));
         continue;
       case 'unknown':
         out.push(
@@ -598,8 +642,7 @@ export function formatChanges(groups: HostsChange[], target: string): string[] {
     if (change.migrationsLiveOnly.length) {
       out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(', ')}`);
     }
-    const deps = change.dependencies.map((d) => `${d.name} ${d.perRelease ? `made for this release (${d.perRelease})` : d.changed ? `CHANGED (${d.files}): a new set is installed` : 'unchanged (reused)'}`);
-    if (deps.length) out.push(`  dependencies: ${deps.join('; ')}`);
+    if (dependenciesLine(change)) out.push(dependenciesLine(change));
   }
   return out;
 }

@@ -33,6 +33,19 @@ export interface SetInputs {
    * pythonDependencies): it would otherwise look for one in the directories above the release.
    */
   uvSettings?: true;
+  /**
+   * Python set only: a requirement of the file or of a file it includes (-r, -c) is pinned by hash (`--hash`, either
+   * form; comments not read), which puts pip in hash-checking mode for the whole install
+   * (https://pip.pypa.io/en/stable/topics/secure-installs/): uv is told so (`--require-hashes`, core/steps/app.ts
+   * pythonDependencies), so both installers take and refuse the same requirements.
+   */
+  hashed?: true;
+  /**
+   * Python set only: requirements installed from a VCS repository at a branch or at no ref (`lib @
+   * git+https://host/org/lib@main`, `git+https://host/org/lib`), as `<file>: <url>`: what they install moves while the
+   * files, and so the set's name, stay the same (the set is reused; preflight warns).
+   */
+  floating?: string[];
 }
 
 export interface DependencyInputs {
@@ -81,6 +94,26 @@ function fileUrlPath(url: string): string {
 /** A lockfile's `resolved` for a package npm fetches from git. */
 const GIT_RESOLVED = /^(git\+|git:|github:|gitlab:|bitbucket:)/;
 const ARCHIVE = /\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tlz|tar\.lz|tar\.lzma)$/i;
+
+/**
+ * The VCS URLs of a requirements file (pip's VCS support: https://pip.pypa.io/en/stable/topics/vcs-support/) that name
+ * no revision, or one that reads as a branch: not a commit id (7 to 40 hex digits) nor a version tag (`v1.2.3`,
+ * `1.2`). Their `#egg=` and other fragments left out. Pure.
+ */
+export function floatingVcs(text: string): string[] {
+  const out: string[] = [];
+  for (const line of logicalLines(text)) {
+    for (const m of line.matchAll(/(?:^|[\s@=])((?:git|hg|svn|bzr)\+[a-z][a-z0-9+.-]*:\/\/\S+)/gi)) {
+      const url = m[1]!.replace(/#.*$/, '');
+      const rest = url.slice(url.indexOf('://') + 3);
+      const path = rest.includes('/') ? rest.slice(rest.indexOf('/')) : '';
+      const at = path.lastIndexOf('@');
+      const ref = at < 0 ? '' : path.slice(at + 1);
+      if (!/^[0-9a-f]{7,40}$/i.test(ref) && !/^v?\d+(\.\d+)*([.+-][0-9A-Za-z.]+)?$/.test(ref)) out.push(url);
+    }
+  }
+  return out;
+}
 
 /** A requirement's target when it names something on disk (else undefined: a project name, a remote URL, VCS). */
 function localTarget(spec: string): string | undefined {
@@ -350,6 +383,8 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
   const parts: string[] = [];
   const files: string[] = [];
   let perRelease: string | undefined;
+  let hashed = false as boolean;
+  const floating: string[] = [];
   const tie = (why: string) => void (perRelease ??= why);
   const seen = new Set<string>();
   const read = async (path: string) => {
@@ -361,6 +396,8 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
     parts.push(seen.size === 1 ? id : `include ${path} ${id}`);
     const text = id ? await textAt(repo, sha, path) : undefined;
     if (text === undefined) return;
+    if (logicalLines(text).some((l) => /(^|\s)--hash(=|\s)/.test(l))) hashed = true;
+    for (const url of floatingVcs(text)) floating.push(`${path}: ${url}`);
     // pip opens an include relative to the including file as named; through a link to a file elsewhere, a
     // resolver that follows links first (uv) reads it relative to the file's own directory: both count.
     const to = await follow(repo, sha, path);
@@ -413,7 +450,11 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
   }
   const listed = await listedInputs(repo, sha, extra, tie);
   parts.push(...listed.parts);
-  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }), ...(commitUvSettings && { uvSettings: true as const }) };
+  // pip and uv make different sets from the same files (each its own resolver, settings, seeded tools): one made by
+  // uv is not reused once the environment chooses pip (its fallback, chosen when uv's set is wrong) and the other way
+  // round. uv, the default, adds nothing: its sets keep their names.
+  if (installer === 'pip') parts.push('installer pip');
+  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }), ...(commitUvSettings && { uvSettings: true as const }), ...(hashed ? { hashed: true as const } : {}), ...(floating.length ? { floating } : {}) };
 }
 
 /** What package.json declares that the lockfile's root entry records (npm's lockfile format,
@@ -604,6 +645,8 @@ async function readInputs(repo: string, sha: string, env: Environment): Promise<
     ...(x.perRelease && { perRelease: x.perRelease }),
     ...(x.fromLive && { fromLive: x.fromLive }),
     ...(x.uvSettings && { uvSettings: x.uvSettings }),
+    ...(x.hashed && { hashed: x.hashed }),
+    ...(x.floating && { floating: x.floating }),
   });
   return { python: set(`python ${python.strategy} ${python.version}`, py), node: set(`node ${node.strategy} ${node.version}`, js) };
 }

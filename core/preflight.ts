@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { posix } from 'node:path';
 import type { Environment } from './config/environment.ts';
+import { dependencyInputs } from './dependency-inputs.ts';
 import { OpsError } from './errors.ts';
 import { Git } from './git.ts';
 import { nodeEngineMisfits } from './node-engines.ts';
@@ -149,6 +150,15 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
           `release.python_requirements is ${req}, and ${dir ? `${dir}/` : ''}${lock} beside it is not read: the install resolves pyproject.toml's dependency ranges, so a change to ${lock} alone is not deployed (the Python set is reused) and versions may differ from the lock; export it: ${PYTHON_LOCKS[lock]}; commit that file and point release.python_requirements at it`,
         );
     }
+  }
+
+  // A requirement from a VCS branch: the set's name is its files', which do not change when the branch moves.
+  if (req && listing.has(norm(req))) {
+    const floating = (await dependencyInputs(repo, sha, env).catch(() => undefined))?.python.floating ?? [];
+    if (floating.length)
+      warnings.push(
+        `${floating.join(', ')}: installed from a branch (or with no revision), so a new commit there is not deployed: the Python set is reused while the requirements files are unchanged; pin a commit (@<sha>, or a tag) and change it to deploy another`,
+      );
   }
 
   if (nodeDir) {

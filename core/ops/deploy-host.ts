@@ -28,20 +28,26 @@ import { type AuditEntryFields, type LockedRun } from './locked.ts';
 /**
  * Refuse, before anything is written, a release that does not fit under the app's directory: on a host that
  * builds, its code (the pack of git objects, then its files: known on the runner); on a host that receives a
- * build (`receiving`), the packed parts it is sent (`sendBytes`) and the release's files. Dependencies and builds
- * are not known in advance: running out during them (or while unpacking) fails the step, saying so (HostRun).
+ * build (`receiving`), the packed parts it is sent (`sendBytes`) and what they take once unpacked (`receiving`'s
+ * bytes and inodes: the release and the dependency sets it lacks, as they take them on the builder; unknown,
+ * the release's files alone). A builder's dependencies and build are not known in advance: running out during
+ * them (or while unpacking) fails the step, saying so (HostRun).
  * @throws OpsError naming the host, what is free and what is needed; nothing was changed.
  */
-export function checkSpace(env: Target, host: string, state: HostState, p: Plan, sendBytes: number, receiving = false): void {
+export function checkSpace(env: Target, host: string, state: HostState, p: Plan, sendBytes: number, receiving?: { bytes?: number; inodes?: number }): void {
   const disk = state.disk;
   if (!disk) return;
   const MB = 1024 * 1024;
   // Files take whole blocks: a margin of 10% and 4 KiB per entry, and 1 MB for the release's own files.
-  const needMb = Math.ceil((sendBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
-  const needInodes = p.size.entries + 50;
+  const files = p.size.bytes * 1.1 + p.size.entries * 4096;
+  const unpacked = receiving?.bytes !== undefined ? Math.max(receiving.bytes * 1.05, files) : files;
+  const needMb = Math.ceil((sendBytes + unpacked) / MB) + 1;
+  const needInodes = Math.max(receiving?.inodes ?? 0, p.size.entries) + 50;
   const short = disk.freeMb < needMb || (disk.freeInodes !== undefined && disk.freeInodes < needInodes);
   if (!short) return;
-  const needs = receiving ? `the build it would receive needs about ${needMb} MB and ${needInodes} inodes to arrive (its dependency sets more once unpacked)` : `its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)`;
+  const needs = receiving
+    ? `the build it would receive needs about ${needMb} MB and ${needInodes} inodes (${Math.ceil(sendBytes / MB)} MB to arrive, ${receiving.bytes !== undefined ? `${Math.ceil(unpacked / MB)} MB once unpacked` : 'its dependency sets more once unpacked'})`
+    : `its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)`;
   throw new OpsError(
     `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and ${needs}\n` +
       `${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}; nothing was changed`,
@@ -97,11 +103,12 @@ export const DEPLOY_UNTOUCHED = 'nothing was sent, built or started';
  * supervisord not running, another server block taking the site's visitors (HostState.nginxTaken: the switch's
  * proof, nginxServed, asked on the live slot), a file nginx -t refuses that the switch does not write (nginxBlocker),
  * another file nginx reads that sends requests to a slot's port itself (slotPortsElsewhere: the switch would not
- * move them). Hosts' masked
+ * move them), a runtime the dependency sets are made with that the host lacks (HostState.runtimesMissing; uv only where
+ * the Python set `pythonSet`, its name under shared/deps, is to be made). Hosts' masked
  * nginx and foreign listeners are refused by refuseMaskedNginx and refuseTakenPorts, once every host passed this.
  * @throws OpsError naming the host (every host, for supervisord down), what is wrong and how to fix it; nothing was changed.
  */
-export function refuseUnready(env: Target, hosts: { host: string; state: HostState }[]): void {
+export function refuseUnready(env: Target, hosts: { host: string; state: HostState }[], pythonSet?: string): void {
   // TLS turned on or the domain changed since the last provision: the site cannot be what the settings say.
   const cert = certificatePaths(env);
   for (const { host, state } of hosts)
@@ -115,6 +122,17 @@ export function refuseUnready(env: Target, hosts: { host: string; state: HostSta
         `${host} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
         `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`,
       );
+  // A runtime the dependency sets are made with, missing (settings or this ops's pins changed since provision: a new
+  // Python or Node version, uv chosen or its pin moved): every such host in one error, before anything is built.
+  // uv only where the Python set is to be made (`pythonSet`, its name, not on the host): a code-only deploy after this
+  // ops's uv pin moved reuses the set, and is not refused.
+  const missing = ({ state }: { state: HostState }) => state.runtimesMissing.filter((r) => !(r === env.runtime.uv && pythonSet && state.depsHas.includes(pythonSet)));
+  const lacking = hosts.filter((h) => missing(h).length);
+  if (lacking.length)
+    throw new OpsError(
+      `${lacking.map((h) => `${h.host} lacks ${missing(h).join(', ')}`).join('; ')}: the runtime${lacking.some((h) => missing(h).length > 1) || lacking.length > 1 ? 's' : ''} these settings make the dependency sets with (runtimes, release.python_installer, or this ops's pinned uv), which provision installs. Nothing was started (no build, no migration); the site serves as it did`,
+      `run: ops provision ${env.name} (it installs them), then deploy again`,
+    );
   // every host where supervisord is down, in one error (not one per run)
   const down = hosts.filter(({ state }) => state.supervisorDown).map(({ host, state }) => ({ host, current: state.current }));
   if (down.length) throw supervisorDownError(env, down, 'nothing was started (no build, no migration)', 'deploy again');
@@ -331,7 +349,7 @@ async function prepareRelease(env: Target, hp: HostPlan, p: Plan, migrateBeside:
     });
   };
   const python = part(async () => {
-    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python, p.deps.python.uvSettings === true)), APP_KEYS.deps);
+    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python, p.deps.python.uvSettings === true, p.deps.python.hashed === true)), APP_KEYS.deps);
   });
   const node = part(async () => {
     if (!nodeDir) return;

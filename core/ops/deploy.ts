@@ -186,7 +186,7 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
   // every host at once.
   const read = env.hosts.map((host) => ({ host: host.name, result: locked.inspected.get(host.name)!, state: parseState(locked.inspected.get(host.name)!) }));
   try {
-    refuseUnready(env, read);
+    refuseUnready(env, read, env.config.release.python_requirements ? `venv-${p.hashes.python}` : undefined);
     refuseMaskedNginx(read);
     refuseTakenPorts(env, read);
   } catch (e) {

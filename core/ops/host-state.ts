@@ -54,6 +54,8 @@ export interface HostState {
   disk?: DiskSpace;
   /** Complete dependency sets on the host (names under shared/deps). */
   depsHas: string[];
+  /** The runtimes the dependency sets are made with (dependencyRuntimes) that the host lacks (a deploy's read, with `shas`). */
+  runtimesMissing: string[];
   /** What builds run on (platformReport), when asked. */
   platform?: string;
   /** nginx -t's lines when it fails (a deploy's read, deployState with `shas`); [] when it passes or was not asked. */
@@ -140,6 +142,7 @@ export function parseState(r: StepResult): HostState {
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    runtimesMissing: reportedAll(r, RELEASE_KEYS.runtime_missing),
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     nginxSlotPorts: reportedAll(r, RELEASE_KEYS.nginx_slot_port),
@@ -331,7 +334,7 @@ export function pruneAfterSwitch(env: Environment, state: HostState, id: string,
 
 /** A host's live commit from its state (the `deployState` step). */
 export function liveOf(host: string, state: HostState): HostLive {
-  return { host, sha: state.liveSha, release: state.current, ...(state.liveChanged && { changed: true }), ...(state.liveUnrecorded && { unrecorded: true }), ...(state.liveChangedFile !== undefined && { changedFile: state.liveChangedFile }) };
+  return { host, sha: state.liveSha, release: state.current, depsHas: state.depsHas, ...(state.liveChanged && { changed: true }), ...(state.liveUnrecorded && { unrecorded: true }), ...(state.liveChangedFile !== undefined && { changedFile: state.liveChangedFile }) };
 }
 
 /**
@@ -347,7 +350,7 @@ export async function readLive(ctx: OpsContext, env: Target, expected?: { finger
     ctx,
     env,
     async (remote, h) => {
-      const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1, ...expected })));
+      const state = parseState(await remote.run(deployState(env, undefined, { platform: env.hosts.length > 1, deps: true, ...expected })));
       return { ...liveOf(h.name, state), ...(state.platform && { platform: state.platform }), ...(!state.provisioned && { unprovisioned: unprovisionedNote(h.name, env) }) };
     },
     (h, fields) => ({ host: h.name, sha: '', release: '', ...fields }),

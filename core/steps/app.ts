@@ -146,11 +146,14 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
  * pip and uv run `contained` (sh/contain.sh), as app commands do: what an sdist's build (setup.py) left running is
  * stopped once the installer exits, and the step's output names it.
  * `hash`: the set's hash (Plan.hashes.python). `uvSettings`: the commit has uv settings (SetInputs.uvSettings).
+ * `hashed`: the requirements, or a file they include, pin by hash (SetInputs.hashed, read on the runner).
  * Independent of the node set: core/ops runs both at once.
  */
-export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false): Step {
+export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false, hashed = false): Step {
   const paths = env.runtime;
   const { python_requirements: req, python_installer: installer } = env.config.release;
+  // uv installing the requirements into the venv (`options`: more of uv's options), contained (sh/contain.sh).
+  const uvInstall = (options: string) => `contained ${quote(`nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python"${options} -r ${quote(req)}`)} "$set_dir"`;
   const install =
     installer === 'pip'
       ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
@@ -172,17 +175,17 @@ ${uvSettings ? String.raw`  uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdi
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
   nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
   if [ -f ${quote(req)} ]; then
-    # shellcheck disable=SC2016 # the command's $1... are its own (contained's ARGs: set_dir, then uv_install's), expanded by its bash
-    uv_install() { contained ${quote(`nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python" "\${@:2}" -r ${quote(req)}`)} "$set_dir" "$@"; }
-    # Hashes pin every requirement to one file (pip's hash-checking mode, which uv follows): what the cache holds
+${
+  hashed
+    ? String.raw`    # Hashes pin every requirement to one file (pip's hash-checking mode, which uv follows): what the cache holds
     # is then exactly what the index would give, so the cache is tried first, without asking the index about each
     # package (uv revalidates its cached index pages otherwise: ~1.5 s of round trips for 25 pins). A requirement
     # the cache lacks fails that try (its message unshown); the second asks the index and installs what is missing.
-    if grep -q -- '--hash=' ${quote(req)}; then
-      uv_install --require-hashes --offline 2>/dev/null || uv_install --require-hashes
-    else
-      uv_install
-    fi
+    # shellcheck disable=SC2016 # the command's $1 is its own (contained's ARG: set_dir), expanded by its bash
+    ${uvInstall(' --require-hashes --offline')} 2>/dev/null || ${uvInstall(' --require-hashes')}`
+    : String.raw`    # shellcheck disable=SC2016 # the command's $1 is its own (contained's ARG: set_dir), expanded by its bash
+    ${uvInstall('')}`
+}
   fi`;
   return dependencySet(env, release, 'python', `venv-${hash}`, install, { from: 'venv', to: '' }, `installed (${installer})`);
 }

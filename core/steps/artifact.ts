@@ -9,7 +9,7 @@ import { REPORT_PREFIX, reportKeys, reported, reportedAll, type Step, type StepR
 import { quote } from '../shell.ts';
 import { releaseDotenv, releaseRecord, type DotenvUploads, type ReleaseMeta } from './release.ts';
 
-/** What the artifact steps report: `packArtifacts`: `part` (`<name> <sha256> <bytes>`); `readChunk`: `chunk` (its bytes, base64, one line; printed by printf, not ops_report, to stream them); `unpackArtifacts`: `received` (the part names unpacked, space-separated). */
+/** What the artifact steps report: `packArtifacts`: `part` (`<name> <sha256> <bytes> <bytes unpacked> <inodes unpacked>`); `readChunk`: `chunk` (its bytes, base64, one line; printed by printf, not ops_report, to stream them); `unpackArtifacts`: `received` (the part names unpacked, space-separated). */
 export const ARTIFACT_KEYS = reportKeys('part', 'chunk', 'received');
 
 /** One part packed on the builder: `release` (the release directory) or a dependency set's directory name under shared/deps. */
@@ -18,6 +18,8 @@ export interface PackedPart {
   sha256: string;
   /** Bytes of the gzip'd tar file. */
   size: number;
+  /** What it takes on the builder's disk (du: bytes of its blocks, inodes): what unpacking it needs on a receiver. */
+  unpacked?: { bytes: number; inodes: number };
 }
 
 /**
@@ -44,7 +46,8 @@ function checkName(name: string): void {
 /**
  * On the builder: pack the release directory (without its .env and environ) and the dependency sets `sets`
  * (names under shared/deps, each complete), each as `tar | gzip -1` into a private file under the uploads directory (the app's filesystem,
- * whose space the deploy checks), hashed there. Reports `part <name> <sha256> <bytes>` each; read with
+ * whose space the deploy checks), hashed there. Reports `part <name> <sha256> <bytes> <bytes unpacked> <inodes
+ * unpacked>` each (du of what was packed: a receiver's space is checked against it before anything is sent); read with
  * `parsePacked`, then the bytes with `readChunk`. A full disk fails the step (ENOSPC in its output).
  */
 export function packArtifacts(env: Target, id: string, sets: string[]): Step {
@@ -65,18 +68,21 @@ pack() { # NAME DIR ENTRY
   # receivers' no-op.
   made=(); if [ "$1" = release ] && [ -f ${quote(L.treeMade(L.record(id)))} ]; then made=(-C ${quote(L.record(id))} ${quote(name(L.treeMade('.')))}); fi
   tar -C "$2" --anchored --exclude="${L.dotenv('$3')}" --exclude="${L.environ('$3')}" -cf - "$3" "${'$'}{made[@]}" | gzip -1 > ${quote(dir)}/"$1"
-  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
+  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1") $(du -s -B1 -- "$2/$3" | cut -f1) $(du -s --inodes -- "$2/$3" | cut -f1)"
 }
 ${parts.map(([name, d, entry]) => `pack ${quote(name)} ${quote(d)} ${quote(entry)}`).join('\n')}`,
   };
 }
 
-/** The parts a `packArtifacts` step reported. @throws OpsError on a line that is not `<name> <sha256> <bytes>`. */
+/** The parts a `packArtifacts` step reported. @throws OpsError on a line that is not `<name> <sha256> <bytes>`
+ * (then, as this version packs, `<bytes unpacked> <inodes unpacked>`). */
 export function parsePacked(result: StepResult, builder: string): PackedPart[] {
   return reportedAll(result, ARTIFACT_KEYS.part).map((line) => {
-    const [name = '', sha256 = '', size = ''] = line.split(' ');
-    if (!PART_NAME.test(name) || !/^[0-9a-f]{64}$/.test(sha256) || !/^\d+$/.test(size)) throw new OpsError(`the build packed on ${builder} reported a part the runner cannot read: ${JSON.stringify(line)}`);
-    return { name, sha256, size: Number(size) };
+    const [name = '', sha256 = '', size = '', bytes, inodes, ...more] = line.split(' ');
+    const unpacked = bytes !== undefined || inodes !== undefined;
+    if (!PART_NAME.test(name) || !/^[0-9a-f]{64}$/.test(sha256) || !/^\d+$/.test(size) || (unpacked && !(/^\d+$/.test(bytes ?? '') && /^\d+$/.test(inodes ?? ''))) || more.length)
+      throw new OpsError(`the build packed on ${builder} reported a part the runner cannot read: ${JSON.stringify(line)}`);
+    return { name, sha256, size: Number(size), ...(unpacked && { unpacked: { bytes: Number(bytes), inodes: Number(inodes) } }) };
   });
 }
 

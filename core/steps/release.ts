@@ -13,7 +13,7 @@ import { HISTORY_KEPT_LINES, RELEASE_DIR_PATTERN, historyFunctions } from './his
 import { forEachFingerprintRecord, liveFilesShell, probes, programPorts, supervisordDown } from './switch.ts';
 import { b64, hostGit } from './script.ts';
 import { diskReport } from './facts.ts';
-import { reportProvisioned } from './system.ts';
+import { dependencyRuntimes, reportProvisioned } from './system.ts';
 import { CERT_FUNCTIONS, IDENTITY_FUNCTIONS, MASK_FUNCTIONS, maskLibrary, probeLibrary, SUPERVISOR_FUNCTIONS, SYSTEM_FUNCTIONS, treeLibrary } from './libraries.ts';
 import { keepMasks } from './masks.ts';
 
@@ -22,8 +22,8 @@ export function mirrorGit(mirror: string): string {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
 
-/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `cert_lacks` (the site's names, certificateNames, that certificate does not name, space-separated: cert_lacks; with `certificate` yes), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas` or `nginx`: nginxReadiness), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas` or `nginx`: slotPortLinesShell), `nginx_taken` (another server block answers the site's visitors, what answered and the fix: nginxServed's proof on the live slot, asked with `shas` or `nginx`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it this ops can compare: an older ops's fingerprint alone (of the settings of its day), deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `pruned_cache` (`<MB> <cache directory>`: a package cache emptied, packageCaches), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
-export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'cert_lacks', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'nginx_cache', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'pruned_cache', 'carried', 'unhashed', 'rollback_previous', 'stale', 'nginx_taken');
+/** What the release steps report. `deployState`: `now` (host clock, Unix seconds), PROVISIONED_KEYS, `current`, `slot`, `live_sha` (the live release's commit, '' when none), `certificate` (yes|no), `cert_lacks` (the site's names, certificateNames, that certificate does not name, space-separated: cert_lacks; with `certificate` yes), `known`/`has` (commits the mirror has), `shallow` (commits the mirror holds without their history: mirrorShallow), `incomplete` (receivePack: a commit or pack the mirror could not take whole), `nginx_invalid` (nginx -t's lines when it fails, asked with `shas` or `nginx`: nginxReadiness), `nginx_slot_port` (lines of nginx's other files naming a slot's port at a local address, asked with `shas` or `nginx`: slotPortLinesShell), `nginx_taken` (another server block answers the site's visitors, what answered and the fix: nginxServed's proof on the live slot, asked with `shas` or `nginx`), `runtime_missing` (a runtime the dependency sets are made with, dependencyRuntimes, not on the host: asked with `shas`), `supervisor_down` (supervisord is not running, asked with `shas` or `supervisor`), `lfs_has` (LFS objects stored), `deps_has` (complete dependency sets under shared/deps, asked with `shas` or `deps`), `live_health` (`ok` or why not), `live_changed` (something is live that was not deployed with this deploy's fingerprint: `settings`, the record of the live release holds another, or what runs it is not what these settings render: its slot's supervisor file, nginx's site or upstreams, liveFilesShell; `unrecorded`, there is none for it this ops can compare: an older ops's fingerprint alone (of the settings of its day), deployed before records were kept, its .env a link to the shared one of older versions, or the records are missing or damaged; `files`, the commit's files of the live release are not those it went live with, the first of them in `live_changed_file`), `platform` (`<os> <arch> python <v|none> node <v|none>`, when asked), `rollback_previous` (asked with `rollback`, when a release is live: `VERDICT ID`, what a rollback without --to would go back to from it on this host, rollback_previous in sh/history.sh), with FACTS_KEYS.disk and the history's LIBRARY_KEYS. `pruneReleases`: `pruned`, `kept_running` (release ids), `pruned_deps` (dependency set names), `pruned_cache` (`<MB> <cache directory>`: a package cache emptied, packageCaches), `stale` (staleProcesses). `carryAssets`: `carried` (files copied), `unhashed` (servedNamesHashed: a served directory's files that changed under their names, one line per directory). */
+export const RELEASE_KEYS = reportKeys('now', 'current', 'slot', 'live_sha', 'certificate', 'cert_lacks', 'known', 'shallow', 'incomplete', 'has', 'lfs_has', 'deps_has', 'live_health', 'live_changed', 'live_changed_file', 'platform', 'nginx_invalid', 'nginx_slot_port', 'nginx_cache', 'supervisor_down', 'pruned', 'kept_running', 'pruned_deps', 'pruned_cache', 'carried', 'unhashed', 'rollback_previous', 'stale', 'nginx_taken', 'runtime_missing');
 
 export interface ReleaseMeta {
   id: string;
@@ -88,6 +88,8 @@ export function releaseId(sha: string, now = new Date()): string {
  *   the switch: tree.sh), each still of the size and mtime it had then, else `live_changed files` and the first
  *   changed or gone in `live_changed_file` (a release switched to by an older version has no such record: not compared).
  *   Alone: a dry run's read.
+ * - `deps` (a dry run's read; a deploy's with `shas` has it too): its complete dependency sets (`deps_has`), so
+ *   that the plan says a set is reused only where the host has it.
  * - `supervisor` (a rollback's read; a deploy's with `shas` has it too): `supervisor_down` when supervisord is not running.
  * - `ports` (a rollback's read): who holds the ports of the slot a rollback starts on (the other than the live one;
  *   green when none is recorded, as rollbackStep chooses), as a deploy's read reports them for its slot (slotPorts),
@@ -105,7 +107,7 @@ export function releaseId(sha: string, now = new Date()): string {
  * Commands that start a process are few on the no-op path (it runs on every deploy of the live commit): the
  * clock, the link and the files are read by bash builtins.
  */
-export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean; supervisor?: boolean; ports?: boolean; nginx?: boolean; rollback?: boolean } = {}): Step {
+export function deployState(env: Target, shas?: string[], options: { lfs?: string[]; commit?: string; fingerprint?: string; platform?: boolean; deps?: boolean; supervisor?: boolean; ports?: boolean; nginx?: boolean; rollback?: boolean } = {}): Step {
   const L = env.layout;
   const cert = certificatePaths(env);
   const live = (slot: Slot) => `live_verdict "$cur_id" "$cur" ${quote(L.supervisorGroup(slot))} 3 0.2 ${probes(env, slot).map(quote).join(' ')}`;
@@ -168,6 +170,8 @@ fi
 `
     : '';
   const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
+  // The complete dependency sets (bash builtins alone: one glob).
+  const depsReport = String.raw`for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${'$'}{d##*/}"; fi; done`;
   const code = shas
     ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
@@ -179,7 +183,9 @@ ${mirrorShallow(L.mirror)}
   for o in "${'$'}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${'$'}{o:0:2}/${'$'}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
-for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${'$'}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${'$'}{d##*/}"; fi; done
+${depsReport}
+# The runtimes the dependency sets are made with, as provision installs them for these settings (bash builtins).
+for r in ${dependencyRuntimes(env).map(quote).join(' ')}; do [ -x "$r" ] || ops_report ${RELEASE_KEYS.runtime_missing} "$r"; done
 # Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
 # program of the live release runs either.
 ${supervisorReport}
@@ -214,7 +220,7 @@ ${recorded}${noop}if [ -z "$state_done" ]; then
 ${cert ? `ops_report ${RELEASE_KEYS.certificate} "$([ -s ${quote(cert.cert)} ] && echo yes || echo no)"\nops_report ${RELEASE_KEYS.cert_lacks} "$(cert_lacks ${quote(cert.cert)} ${certificateNames(env).map(quote).join(' ')})"\n` : ''}if [ -d ${quote(L.state)} ]; then history_init; fi
 release_reports
 slot_releases
-${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.ports && !shas ? `${slotPorts(env, 'green', !options.commit)}\n` : ''}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}\n${nginxStoppedReport()}\n${nginxReadiness(env)}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi\n` : ''}fi`,
+${code}${options.supervisor && !shas ? `${supervisorReport}\n` : ''}${options.ports && !shas ? `${slotPorts(env, 'green', !options.commit)}\n` : ''}${options.nginx && !shas ? `${SYSTEM_FUNCTIONS}\n${nginxStoppedReport()}\n${nginxReadiness(env)}\n` : ''}${options.platform ? `${platformReport(env)}\n` : ''}${options.deps && !shas ? `${depsReport}\n` : ''}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi\n` : ''}fi`,
   };
 }
 

@@ -406,6 +406,17 @@ ops_report ${SYSTEM_KEYS.runtime} "uv ${quote(uv)} $(${quote(uv)} --version | cu
 }
 
 /**
+ * The runtimes a deploy's dependency sets are made with, as provision installs them for these settings (runtimes,
+ * release.python_installer, and this ops's pins: UV_VERSION): Python for the Python set (the venv's interpreter), uv
+ * too when it makes the set; node and npm for the node set. Absolute paths (env.runtime). Pure.
+ */
+export function dependencyRuntimes(env: Target): string[] {
+  const p = env.runtime;
+  const { python_requirements: req, node_dir: nodeDir, python_installer: installer } = env.config.release;
+  return [...(req ? [p.python, ...(installer === 'uv' ? [p.uv] : [])] : []), ...(nodeDir ? [p.node, p.npm] : [])];
+}
+
+/**
  * Shell recording this app on the host (HOST_APPS_DIR/<app>: its base_dir and the runtimes it pins, what
  * pruneRuntimes of every app reads), under the host's runtimes lock (held to the step's end: two apps' provisions
  * never install and remove at once). Written before anything is installed. `root` prefixes every host path (tests).

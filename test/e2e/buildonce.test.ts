@@ -94,6 +94,8 @@ describe.sequential('build once per rollout', () => {
       const plan = await deploy(project.ctx(), project.env(), { ref: 'deps-changed', dryRun: true });
       expect(plan.plan!.join('\n')).toContain(`build once: ${hosts[0]!.name} builds, ${hosts[1]!.name} receives its build (sha256-checked) — same platform: debian 12 `);
       expect(plan.plan!.join('\n')).toContain(`${hosts[2]!.name} builds for itself: its platform differs (debian 12.99 `);
+      // In what, from the first host's: the OS release alone.
+      expect(plan.plan!.join('\n')).toMatch(new RegExp(`${hosts[2]!.name} builds for itself: its platform differs \\(debian 12\\.99 [^)]*\\) — differs in OS release debian 12\\.99 \\(${hosts[0]!.name}: debian 12\\)(\n|$)`));
       const r = await deploy(project.ctx(), project.env(), { ref: 'deps-changed' });
       expect(names(r.hosts[1]!.steps)).toContain('receive build');
       expect(names(r.hosts[2]!.steps)).toEqual(expect.arrayContaining(['python dependencies', 'node dependencies', 'build']));
@@ -108,9 +110,10 @@ describe.sequential('build once per rollout', () => {
 });
 
 describe('the Python installer', () => {
-  it('pip when the environment chooses it: a new set made by python -m venv and pip, which the app runs on', async () => {
+  it('pip when the environment chooses it: a new set made by python -m venv and pip, which the app runs on; uv chosen again, with the same requirements: a new set made by uv, not the pip one reused', async () => {
     const host = await readyHost('bop');
-    const one = makeProject('pip', testConfig([host], await appRepo(), await testDatabase(`once_pip_${process.pid}`), { release: { python_installer: 'pip' } }));
+    const config = testConfig([host], await appRepo(), await testDatabase(`once_pip_${process.pid}`), { release: { python_installer: 'pip' } });
+    const one = makeProject('pip', config);
     try {
       const r = await deploy(one.ctx(), one.env(), { ref: 'v1' });
       expect(r.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python installed (pip)', 'dependencies: node installed']));
@@ -120,6 +123,14 @@ describe('the Python installer', () => {
       const cfg = await sshRun(host, 'sudo cat /srv/sample/current/venv/pyvenv.cfg; sudo test -x /srv/sample/current/venv/bin/pip && echo has-pip');
       expect(cfg.stdout).not.toMatch(/^uv = /m);
       expect(cfg.stdout).toContain('has-pip');
+      // The installer is part of the set's name: v2 (the same requirements) under uv makes its own set.
+      one.write({ ...config, release: { ...(config.release as object), python_installer: 'uv' } });
+      const plan = await deploy(one.ctx(), one.env(), { ref: 'v2', dryRun: true });
+      expect(plan.plan!.join('\n')).toContain('dependencies: python NEW SET: its files are unchanged, but the host has no set for these settings');
+      const again = await deploy(one.ctx(), one.env(), { ref: 'v2' });
+      expect(again.hosts[0]!.notes).toEqual(expect.arrayContaining(['dependencies: python installed (uv)', 'dependencies: node reused']));
+      expect((await sshRun(host, 'sudo cat /srv/sample/current/venv/pyvenv.cfg')).stdout).toMatch(/^uv = /m);
+      expect((await get(host, '/api/health')).status).toBe(200);
     } finally {
       one.cleanup();
       await downHost(host.name, { purge: true });

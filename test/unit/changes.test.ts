@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { COMMIT_LIMIT, describeChange, describeChanges, formatChanges, migrateCommandFiles, migrationsUnchanged } from '../../core/changes.ts';
+import { dependencyInputs } from '../../core/dependency-inputs.ts';
 import { makeAppRepo } from '../fixtures/app/make-repo.ts';
 import { git, releaseEnv } from './commits.helpers.ts';
 
@@ -63,6 +64,28 @@ describe('the change a deploy makes', () => {
     expect(formatChanges([{ hosts: ['web1'], live: { host: 'web1', sha: r.shas[0]!, release: 'r1' }, change: c }], r.shas[3]!).join('\n')).toContain(
       'dependencies: python CHANGED (requirements.txt): a new set is installed; node CHANGED (client/package-lock.json): a new set is installed',
     );
+  });
+
+  it('a set is said reused only where the host has it: settings in its name changed since (python_installer, the runtime) make a new one, said so; a redeploy of the live commit too', async () => {
+    const lock = JSON.stringify({ name: 'client', version: '1.0.0', lockfileVersion: 3, packages: { '': { version: '1.0.0' }, 'node_modules/x': { version: '1.0.0' } } });
+    const r = repoWith([
+      { message: 'app', files: { 'requirements.txt': 'flask==3.0.0\n', 'client/package-lock.json': lock } },
+      { message: 'code', files: { 'app.py': 'print(1)\n' } },
+    ]);
+    const pip = env({ python_installer: 'pip' });
+    const [made, now] = [await dependencyInputs(r.dir, r.shas[1]!, env()), await dependencyInputs(r.dir, r.shas[1]!, pip)];
+    // web1's sets were made by uv (the live release's); web2 was deployed with pip already.
+    const uvSets = [`venv-${made.python.hash}`, `node-${made.node.hash}`];
+    const live = { host: 'web1', sha: r.shas[0]!, release: 'r1', depsHas: uvSets };
+    const groups = await describeChanges(r.dir, pip, [live, { ...live, host: 'web2', depsHas: [`venv-${now.python.hash}`, `node-${now.node.hash}`] }, { ...live, host: 'web3', sha: r.shas[1]!, changed: true }], r.shas[1]!);
+    expect(groups.map((g) => g.hosts)).toEqual([['web1'], ['web2'], ['web3']]);
+    const text = formatChanges(groups, r.shas[1]!).join('\n');
+    expect(text).toContain('dependencies: python NEW SET: its files are unchanged, but the host has no set for these settings (the runtime\'s version or release.python_installer changed since the live release\'s was made): a new set is installed; node unchanged (reused)');
+    expect(text).toContain('dependencies: python unchanged (reused); node unchanged (reused)');
+    // The live commit deployed again (its settings changed): what it installs is said too.
+    expect(text).toMatch(/web3: live [0-9a-f]{12} \(r1\) → target [0-9a-f]{12}: live, with another \.env or other settings than this deploy's: deployed again \(a new release of the same commit\)\n {2}dependencies: python NEW SET: /);
+    // Not read (ops diff of an older host, say): said from the commits alone, as before.
+    expect(formatChanges(await describeChanges(r.dir, pip, [{ host: 'web1', sha: r.shas[0]!, release: 'r1' }], r.shas[1]!), r.shas[1]!).join('\n')).toContain('dependencies: python unchanged (reused); node unchanged (reused)');
   });
 
   it('behind: a rollback in disguise, said loudly, with the migrations it cannot undo', async () => {

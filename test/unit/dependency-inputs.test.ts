@@ -208,6 +208,29 @@ describe('the Python set is made again when anything its install reads changes',
   }, 60_000);
 });
 
+describe('the Python installer (release.python_installer)', () => {
+  it('is part of the set\'s name: the same files under pip and under uv make two sets (switching to the fallback makes a new one); uv\'s names are as before', async () => {
+    const r = repoWith([{ 'requirements.txt': 'flask>=3\n' }]);
+    const [uv] = await hashes(r, env(), 'python');
+    const [pip] = await hashes(r, env({ python_installer: 'pip' }), 'python');
+    expect(pip).not.toBe(uv);
+    expect(uv).toBe(depsHash(['python debian 3.11', git(r.dir, 'rev-parse', `${r.shas[0]}:requirements.txt`)]));
+  });
+});
+
+describe('requirements pinned by hash (pip\'s hash-checking mode, which uv is then told: --require-hashes)', () => {
+  it('are found in a file the requirements include too, in either form of the option; a hash in a comment is none', async () => {
+    const r = repoWith([
+      { 'requirements.txt': '-r base.txt\n', 'base.txt': 'flask==3.0.0 \\\n    --hash=sha256:aa\n' },
+      { 'base.txt': 'flask==3.0.0 --hash sha256:aa\n' },
+      { 'base.txt': 'flask==3.0.0\n# pinned with --hash=sha256:aa once\n' },
+      { 'requirements.txt': 'flask==3.0.0 --hash=sha256:aa\n', 'base.txt': null },
+    ]);
+    const hashed = async (i: number) => (await dependencyInputs(r.dir, r.shas[i]!, env())).python.hashed;
+    expect([await hashed(0), await hashed(1), await hashed(2), await hashed(3)]).toEqual([true, true, undefined, true]);
+  });
+});
+
 describe("uv's settings in the release's root (uv.toml, pyproject.toml's [tool.uv])", () => {
   it('count for the Python set made by uv: a change to them makes a new set; the rest of pyproject.toml does not; pip does not read them', async () => {
     const project = (version: string, findLinks: string) => `[project]\nname = "app"\nversion = "${version}"\n\n[tool.uv.pip]\nno-index = true\nfind-links = ["${findLinks}"]\n\n[tool.ruff]\nline-length = 100\n`;

@@ -209,3 +209,18 @@ describe('a receiver without the space for the build (ten hosts)', () => {
     expect(h.order.filter((s) => / upload /.test(s) && !s.startsWith('web1 '))).toEqual([]);
   });
 });
+
+describe('a receiver with room for the packed build but not for it unpacked (three hosts)', () => {
+  it('is refused before anything is sent (its disk never filled up under its live release), naming what the build takes unpacked', async () => {
+    const sha = createHash('sha256').update(PACKED).digest('hex');
+    // 100 MB free on web3; the build is a few bytes packed, 2 GiB once unpacked (a venv, node_modules).
+    const lock = `${opsLines(STATE, 'lock acquired')}${opsLines(STATE, 'provisioned yes', `current ${LIVE}`, 'slot blue', `has ${v1}`, 'platform debian 12 x86_64 python none node none', 'disk 102400 500000 400000 /srv')}`;
+    const h = harness((host, step) =>
+      step.name === 'pack build' ? { stdout: opsLines(ARTIFACT_KEYS, `part release ${sha} ${PACKED.length} ${2 ** 31} 60000`) } : host === 'web3' && step.name === 'lock' ? { stdout: lock } : undefined,
+    );
+    const err = (await deploy(h.ctx, loadEnvironment('three', root), {}).catch((e: unknown) => e)) as OpsError;
+    expect(err.message).toMatch(/^not enough space on web3 for release \S+: 100 MB and 400000 inodes free under \/srv, and the build it would receive needs about \d+ MB and \d+ inodes \(1 MB to arrive, 2151 MB once unpacked\)\nweb3 still serves \S+; nothing was changed/m);
+    expect(h.order.filter((s) => / upload /.test(s) && !s.startsWith('web1 '))).toEqual([]);
+    expect(h.order).not.toContain('web3 receive build');
+  });
+});

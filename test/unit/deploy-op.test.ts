@@ -15,7 +15,7 @@ import type { OpsContext } from '../../core/context.ts';
 import { deploy, deploySummary, reportDeploy } from '../../core/ops/deploy.ts';
 import { diff, formatDiff } from '../../core/ops/diff.ts';
 import { deployFingerprint, settingsDigest } from '../../core/ops/deploy-plan.ts';
-import { refuseMaskedNginx, refuseTakenPorts } from '../../core/ops/deploy-host.ts';
+import { refuseMaskedNginx, refuseTakenPorts, refuseUnready } from '../../core/ops/deploy-host.ts';
 import { parseState } from '../../core/ops/host-state.ts';
 import { FAILURE_KEYS, parseReports, reportLine } from '../../core/remote/types.ts';
 import { resolveTarget } from '../../core/target.ts';
@@ -1025,6 +1025,27 @@ describe('deploy operation', () => {
     expect(err.hint).toMatch(/^free space on web1 under \/srv/);
     expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
     expect(h.remote.uploads).toEqual([]);
+  });
+
+  it('a runtime the dependency sets are made with missing (uv chosen or its pin moved, a new Python or Node version, since provision): refused before anything is sent, every such host named; uv not asked of a host that reuses the Python set', async () => {
+    const env = loadEnvironment('x', root);
+    const uv = resolveTarget(env).runtime.uv;
+    const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `runtime_missing ${uv}`));
+    const err = await deploy(h.ctx, env, {}).catch((e) => e);
+    expect(err.message).toBe(`web1 lacks ${uv}: the runtime these settings make the dependency sets with (runtimes, release.python_installer, or this ops's pinned uv), which provision installs. Nothing was started (no build, no migration); the site serves as it did`);
+    expect(err.hint).toBe('run: ops provision x (it installs them), then deploy again');
+    expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
+    expect(h.remote.uploads).toEqual([]);
+    const read = (host: string, ...lines: ReportText<typeof STATE>[]) => {
+      const stdout = opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', ...lines);
+      return { host, state: parseState({ stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) }) };
+    };
+    const t = resolveTarget(env);
+    // The set is there: uv is not needed (a code-only deploy after an upgrade of ops that moved uv's pin).
+    expect(() => refuseUnready(t, [read('web1', `runtime_missing ${uv}`, 'deps_has venv-0123')], 'venv-0123')).not.toThrow();
+    expect(() => refuseUnready(t, [read('web1', `runtime_missing ${uv}`, 'deps_has venv-0123'), read('web2', `runtime_missing ${t.runtime.python}`, `runtime_missing ${uv}`)], 'venv-0123')).toThrow(
+      new RegExp(`^web2 lacks ${t.runtime.python}, ${uv}: the runtimes `),
+    );
   });
 
   it('a step that runs out of space or inodes says so, with what is free (one more round trip, on that failure only)', async () => {

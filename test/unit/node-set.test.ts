@@ -236,11 +236,14 @@ describe("the Python set made by uv, requirements pinned by hashes: uv's cache f
    * Runs the step with a uv that logs its arguments (and the settings it is told to read) and fails with --offline
    * when `cached` is false; `pyproject`: the release's pyproject.toml, `uvSettings`: the runner's SetInputs.uvSettings.
    */
-  async function pythonSet(cached: boolean, hashes: boolean, commit: { pyproject?: string; uvSettings?: boolean } = {}) {
+  async function pythonSet(cached: boolean, hashes: boolean, commit: { pyproject?: string; uvSettings?: boolean; included?: boolean } = {}) {
     const base = mkdtempSync(join(tmpdir(), 'ops-pyset-'));
     const release = join(base, 'releases', 'r1');
     mkdirSync(release, { recursive: true });
-    writeFileSync(join(release, 'requirements.txt'), hashes ? 'ms==1.0 \\\n    --hash=sha256:00\n' : 'ms>=1.0\n');
+    const pins = hashes ? 'ms==1.0 \\\n    --hash=sha256:00\n' : 'ms>=1.0\n';
+    // `included`: the pins in a file the requirements include (-r), as pip-compile's output often is.
+    writeFileSync(join(release, 'requirements.txt'), commit.included ? '-r base.txt\n' : pins);
+    if (commit.included) writeFileSync(join(release, 'base.txt'), pins);
     if (commit.pyproject) writeFileSync(join(release, 'pyproject.toml'), commit.pyproject);
     const uv = join(base, 'uv');
     const log = join(base, 'uv.log');
@@ -248,7 +251,7 @@ describe("the Python set made by uv, requirements pinned by hashes: uv's cache f
     chmodSync(uv, 0o755);
     const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' } }, 'test');
     const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
-    const r = await run('bash', ['-c', scriptText(pythonDependencies({ ...t, runtime: { ...t.runtime, uv } }, release, 'py01', commit.uvSettings))], { encoding: 'utf8', env: { ...process.env, HOME: base } });
+    const r = await run('bash', ['-c', scriptText(pythonDependencies({ ...t, runtime: { ...t.runtime, uv } }, release, 'py01', commit.uvSettings, hashes))], { encoding: 'utf8', env: { ...process.env, HOME: base } });
     const logged = (await run('cat', [log], { encoding: 'utf8' })).stdout.trim().split('\n');
     const installs = logged.filter((l) => l.startsWith('pip install'));
     const settings = [...new Set(logged.filter((l) => l.startsWith('settings')).map((l) => l.slice('settings '.length)))];
@@ -261,6 +264,8 @@ describe("the Python set made by uv, requirements pinned by hashes: uv's cache f
     expect(missing).toMatchObject({ installs: ['offline', 'index'], complete: true });
     expect(missing.r.stderr).not.toContain('Network connectivity is disabled');
     expect(await pythonSet(true, false)).toMatchObject({ installs: ['index'], complete: true });
+    // The pins in an included file (the runner read it: SetInputs.hashed): hash-checking mode all the same.
+    expect(await pythonSet(true, true, { included: true })).toMatchObject({ installs: ['offline'], complete: true });
   });
 
   it("reads no uv settings the runner did not find in the commit: a pyproject.toml naming tool.uv without the table makes uv search no directory above the release", async () => {

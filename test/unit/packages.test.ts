@@ -46,9 +46,12 @@ describe('packages settings', () => {
     const u = pythonDependencies(uv, '/srv/shop/releases/r', 'aa').script;
     expect(u).toContain(`nice -n 10 ${runtimePaths(uv).uv} venv -q --seed --python /usr/bin/python3.11 "$set_dir"`);
     // contained (sh/contain.sh) runs it, the set's directory as its $1: what a setup.py leaves running is stopped.
-    expect(u).toContain(`uv_install() { contained 'nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$1/bin/python" "\${@:2}" -r requirements.txt' "$set_dir" "$@"; }`);
-    // Pinned by hashes: uv's cache first (no index round trips), the index when the cache lacks a file.
-    expect(u).toContain('uv_install --require-hashes --offline 2>/dev/null || uv_install --require-hashes\n');
+    expect(u).toContain(`    contained 'nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$1/bin/python" -r requirements.txt' "$set_dir"\n`);
+    // Pinned by hashes (SetInputs.hashed, read on the runner): uv's cache first (no index round trips), the index when
+    // the cache lacks a file; not pinned: the index.
+    const install = (options: string) => `contained 'nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$1/bin/python"${options} -r requirements.txt' "$set_dir"`;
+    expect(pythonDependencies(uv, '/srv/shop/releases/r', 'aa', false, true).script).toContain(`${install(' --require-hashes --offline')} 2>/dev/null || ${install(' --require-hashes')}\n`);
+    expect(u).not.toContain('--require-hashes');
     expect(u).not.toContain('-m venv');
     expect(runtimePaths(uv).uv).toBe(`/opt/ops-uv/v${UV_VERSION}/bin/uv`);
     // provision installs it from the package index, hash-checked; not with pip, nor without Python.

@@ -277,6 +277,20 @@ describe('preflight of a commit against the release settings', () => {
     expect(pip.problems).toEqual([expect.stringContaining('is a pyproject.toml and release.python_installer is pip')]);
   });
 
+  it('warns of a requirement from a VCS branch (or with no revision), in the file or one it includes: a new commit there is not deployed (the set is reused); a commit or a version tag is pinned', async () => {
+    const files = {
+      ...GOOD,
+      'requirements.txt': '-r base.txt\nflask==3.0.0\nlib @ git+https://github.com/org/lib@main\n',
+      'base.txt': 'git+ssh://git@github.com/org/tool.git#egg=tool\nx @ git+https://github.com/org/x@0123abc\ny @ git+https://github.com/org/y.git@v1.2.3#egg=y\n# z @ git+https://github.com/org/z@main\n',
+    };
+    const r = await check(files);
+    expect(r.problems).toEqual([]);
+    expect(r.warnings).toEqual([
+      'requirements.txt: git+https://github.com/org/lib@main, base.txt: git+ssh://git@github.com/org/tool.git: installed from a branch (or with no revision), so a new commit there is not deployed: the Python set is reused while the requirements files are unchanged; pin a commit (@<sha>, or a tag) and change it to deploy another',
+    ]);
+    expect((await check({ ...files, 'requirements.txt': 'flask==3.0.0\n' })).warnings).toEqual([]);
+  });
+
   it('puts every problem in one error; a dry run and a deploy are refused before any host is touched', async () => {
     const p = project({ ...GOOD, Makefile: undefined, 'requirements.txt': undefined, 'pyproject.toml': '[project]\nname = "x"\n', 'client/package-lock.json': undefined, 'client/yarn.lock': '' }, { release: { migrate: 'true' } });
     const error = preflightError(await preflight(p.repo, p.sha, p.env, await treeContent(p.repo, p.sha)), p.sha)!;

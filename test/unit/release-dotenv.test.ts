@@ -96,6 +96,9 @@ describe("a release's own .env and environ", () => {
 
     const packed = parsePacked(await runStep(packArtifacts(builder, ID, [])), 'web1');
     expect(packed.map((p) => p.name)).toEqual(['release']);
+    // What it takes unpacked, as du counts it on the builder: the receivers' space is checked against it.
+    expect(packed[0]!.unpacked!.bytes).toBeGreaterThan(0);
+    expect(packed[0]!.unpacked!.inodes).toBeGreaterThan(1);
     const file = `${builder.layout.uploads}/pack-${ID}/release`;
     const members = execFileSync('bash', ['-c', `gzip -dc < '${file}' | tar -tf -`], { encoding: 'utf8' }).trim().split('\n');
     expect(members).toContain(`${ID}/client/.env`);

@@ -44,8 +44,20 @@ describe('build once per rollout', () => {
     ]);
     expect(describeBuilds(g)).toEqual([
       'build once: a builds, b, d receive its build (sha256-checked) — same platform: debian 12 x86_64 python 3.11.2 node v18.20.4',
-      'c builds for itself: its platform differs (debian 11 x86_64 python 3.9.2 node v18.20.4)',
+      'c builds for itself: its platform differs (debian 11 x86_64 python 3.9.2 node v18.20.4) — differs in OS release debian 11 (a: debian 12), python 3.9.2 (a: 3.11.2)',
       'e builds for itself: its platform is unknown',
+    ]);
+    // Hosts differing only in Python's patch release or Node's minor version: each builds, and the plan says in what.
+    const patch = buildGroups([
+      { name: 'web1', platform: 'debian 12 x86_64 python 3.11.2 node v20.11.0' },
+      { name: 'web2', platform: 'debian 12 x86_64 python 3.11.9 node v20.11.0' },
+      { name: 'web3', platform: 'debian 12 x86_64 python 3.11.2 node v20.18.1' },
+      { name: 'web4', platform: 'debian 12 x86_64 python 3.11.9 node v20.11.0' },
+    ]);
+    expect(describeBuilds(patch)).toEqual([
+      'web1 builds for itself: no other host has its platform (debian 12 x86_64 python 3.11.2 node v20.11.0)',
+      'build once: web2 builds, web4 receives its build (sha256-checked) — same platform: debian 12 x86_64 python 3.11.9 node v20.11.0 — differs in python 3.11.9 (web1: 3.11.2)',
+      'web3 builds for itself: its platform differs (debian 12 x86_64 python 3.11.2 node v20.18.1) — differs in node v20.18.1 (web1: v20.11.0)',
     ]);
     // One host alone: nothing to say.
     expect(describeBuilds(buildGroups([{ name: 'a', platform: 'x' }]))).toEqual([]);
@@ -61,6 +73,9 @@ describe('build once per rollout', () => {
     const [part] = parsePacked(packed(`release ${sha} ${data.length}`), 'web1');
     expect(part).toEqual({ name: 'release', sha256: sha, size: data.length });
     expect(() => parsePacked(packed(`release; ${sha} 12`), 'web1')).toThrow(/reported a part the runner cannot read/);
+    // With what it takes unpacked (du on the builder): what a receiver's space is checked against.
+    expect(parsePacked(packed(`venv-0a ${sha} 12 4096000 900`), 'web1')).toEqual([{ name: 'venv-0a', sha256: sha, size: 12, unpacked: { bytes: 4096000, inodes: 900 } }]);
+    for (const bad of [`release ${sha} 12 4096000`, `release ${sha} 12 x 9`, `release ${sha} 12 1 2 3`]) expect(() => parsePacked(packed(bad), 'web1'), bad).toThrow(/cannot read/);
     const chunk = (b64: string): StepResult => {
       const stdout = opsLines(ARTIFACT_KEYS, `chunk ${b64}`);
       return { stdout, stderr: '', code: 0, durationMs: 0, reports: parseReports(stdout) };

@@ -118,6 +118,21 @@ describe('the state step on a host (bash)', () => {
     expect(reportedAll(r, LIBRARY_KEYS.release)).toEqual([]);
   }, 30_000);
 
+  it("a dry run's read (no shas, `deps`): the complete dependency sets, for the plan's reused or new set; without `deps`, none read", async () => {
+    const base = host();
+    mkdirSync(join(base, 'shared', 'deps', 'node-4567'), { recursive: true }); // not complete: not counted
+    const e = env(base);
+    expect(parseState(await runStep(deployState(e, undefined, { deps: true, fingerprint: FINGERPRINT }))).depsHas).toEqual(['venv-0123']);
+    expect(parseState(await runStep(deployState(e, undefined, { fingerprint: FINGERPRINT }))).depsHas).toEqual([]);
+  }, 30_000);
+
+  it('a deploy going on: the runtimes the dependency sets are made with that the host lacks (runtime_missing), by a test of each path', async () => {
+    const e = env(host());
+    const state = parseState(await runStep(deployState({ ...e, runtime: { ...e.runtime, uv: '/nonexistent/uv', python: process.execPath } }, [OTHER_SHA])));
+    expect(state.runtimesMissing).toContain('/nonexistent/uv');
+    expect(state.runtimesMissing).not.toContain(process.execPath);
+  }, 30_000);
+
   it("the live commit is its record's (root's), not the REVISION in its directory (the app's: a build may write it, a commit hold it as a link); a release made by an older ops (no record) is read from its own", async () => {
     const e = env(host());
     const rec = e.layout.record(LIVE);

@@ -79958,6 +79958,11 @@ for line in open(sys.argv[2], encoding="utf-8"):
             v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
         sys.stdout.write(v)
         break`;
+function dependencyRuntimes(env) {
+  const p = env.runtime;
+  const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
+  return [...req2 ? [p.python, ...installer === "uv" ? [p.uv] : []] : [], ...nodeDir ? [p.node, p.npm] : []];
+}
 var SUPERVISOR_CONF_PY = String.raw`import configparser, fnmatch, os, sys
 conf = sys.argv[1]
 here = os.path.dirname(os.path.abspath(conf))
@@ -81097,7 +81102,7 @@ function diskSpace(env) {
 function mirrorGit(mirror) {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken", "runtime_missing");
 function releaseId(sha, now = /* @__PURE__ */ new Date()) {
   const t = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   return `${t}-${sha.slice(0, 12)}`;
@@ -81159,6 +81164,7 @@ if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${"$"}
 fi
 ` : "";
   const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
+  const depsReport = String.raw`for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done`;
   const code = shas ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
   ${mirrorGit(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
@@ -81169,7 +81175,9 @@ ${mirrorShallow(L.mirror)}
   for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
-for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+${depsReport}
+# The runtimes the dependency sets are made with, as provision installs them for these settings (bash builtins).
+for r in ${dependencyRuntimes(env).map(quote).join(" ")}; do [ -x "$r" ] || ops_report ${RELEASE_KEYS.runtime_missing} "$r"; done
 # Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
 # program of the live release runs either.
 ${supervisorReport}
@@ -81210,6 +81218,7 @@ ${code}${options.supervisor && !shas ? `${supervisorReport}
 ${nginxStoppedReport()}
 ${nginxReadiness(env)}
 ` : ""}${options.platform ? `${platformReport(env)}
+` : ""}${options.deps && !shas ? `${depsReport}
 ` : ""}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi
 ` : ""}fi`
   };
@@ -81637,16 +81646,18 @@ pack() { # NAME DIR ENTRY
   # receivers' no-op.
   made=(); if [ "$1" = release ] && [ -f ${quote(L.treeMade(L.record(id)))} ]; then made=(-C ${quote(L.record(id))} ${quote(name2(L.treeMade(".")))}); fi
   tar -C "$2" --anchored --exclude="${L.dotenv("$3")}" --exclude="${L.environ("$3")}" -cf - "$3" "${"$"}{made[@]}" | gzip -1 > ${quote(dir)}/"$1"
-  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1")"
+  ops_report ${ARTIFACT_KEYS.part} "$1 $(sha256sum < ${quote(dir)}/"$1" | cut -d' ' -f1) $(stat -c %s ${quote(dir)}/"$1") $(du -s -B1 -- "$2/$3" | cut -f1) $(du -s --inodes -- "$2/$3" | cut -f1)"
 }
 ${parts.map(([name3, d, entry]) => `pack ${quote(name3)} ${quote(d)} ${quote(entry)}`).join("\n")}`
   };
 }
 function parsePacked(result, builder) {
   return reportedAll(result, ARTIFACT_KEYS.part).map((line) => {
-    const [name3 = "", sha2563 = "", size2 = ""] = line.split(" ");
-    if (!PART_NAME.test(name3) || !/^[0-9a-f]{64}$/.test(sha2563) || !/^\d+$/.test(size2)) throw new OpsError(`the build packed on ${builder} reported a part the runner cannot read: ${JSON.stringify(line)}`);
-    return { name: name3, sha256: sha2563, size: Number(size2) };
+    const [name3 = "", sha2563 = "", size2 = "", bytes, inodes, ...more] = line.split(" ");
+    const unpacked = bytes !== void 0 || inodes !== void 0;
+    if (!PART_NAME.test(name3) || !/^[0-9a-f]{64}$/.test(sha2563) || !/^\d+$/.test(size2) || unpacked && !(/^\d+$/.test(bytes ?? "") && /^\d+$/.test(inodes ?? "")) || more.length)
+      throw new OpsError(`the build packed on ${builder} reported a part the runner cannot read: ${JSON.stringify(line)}`);
+    return { name: name3, sha256: sha2563, size: Number(size2), ...unpacked && { unpacked: { bytes: Number(bytes), inodes: Number(inodes) } } };
   });
 }
 function readChunk(env, id, name3, offset, length) {
@@ -82037,6 +82048,20 @@ function fileUrlPath(url) {
 }
 var GIT_RESOLVED = /^(git\+|git:|github:|gitlab:|bitbucket:)/;
 var ARCHIVE = /\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tbz|tar\.xz|txz|tlz|tar\.lz|tar\.lzma)$/i;
+function floatingVcs(text) {
+  const out = [];
+  for (const line of logicalLines(text)) {
+    for (const m of line.matchAll(/(?:^|[\s@=])((?:git|hg|svn|bzr)\+[a-z][a-z0-9+.-]*:\/\/\S+)/gi)) {
+      const url = m[1].replace(/#.*$/, "");
+      const rest = url.slice(url.indexOf("://") + 3);
+      const path = rest.includes("/") ? rest.slice(rest.indexOf("/")) : "";
+      const at2 = path.lastIndexOf("@");
+      const ref = at2 < 0 ? "" : path.slice(at2 + 1);
+      if (!/^[0-9a-f]{7,40}$/i.test(ref) && !/^v?\d+(\.\d+)*([.+-][0-9A-Za-z.]+)?$/.test(ref)) out.push(url);
+    }
+  }
+  return out;
+}
 function localTarget(spec) {
   if (VCS.test(spec)) return void 0;
   if (/^file:/i.test(spec)) return fileUrlPath(spec);
@@ -82228,6 +82253,8 @@ async function pythonInputs(repo, sha, req2, extra, installer) {
   const parts = [];
   const files = [];
   let perRelease;
+  let hashed = false;
+  const floating = [];
   const tie = (why) => void (perRelease ??= why);
   const seen = /* @__PURE__ */ new Set();
   const read2 = async (path) => {
@@ -82238,6 +82265,8 @@ async function pythonInputs(repo, sha, req2, extra, installer) {
     parts.push(seen.size === 1 ? id : `include ${path} ${id}`);
     const text = id ? await textAt(repo, sha, path) : void 0;
     if (text === void 0) return;
+    if (logicalLines(text).some((l) => /(^|\s)--hash(=|\s)/.test(l))) hashed = true;
+    for (const url of floatingVcs(text)) floating.push(`${path}: ${url}`);
     const to = await follow(repo, sha, path);
     const dirs = [.../* @__PURE__ */ new Set([posix3.dirname(path), ..."path" in to ? [posix3.dirname(to.path)] : []])];
     for (const ref of scanRequirements(text)) {
@@ -82285,7 +82314,8 @@ async function pythonInputs(repo, sha, req2, extra, installer) {
   }
   const listed = await listedInputs(repo, sha, extra, tie);
   parts.push(...listed.parts);
-  return { parts, files: [...files, ...listed.files], ...perRelease && { perRelease }, ...commitUvSettings && { uvSettings: true } };
+  if (installer === "pip") parts.push("installer pip");
+  return { parts, files: [...files, ...listed.files], ...perRelease && { perRelease }, ...commitUvSettings && { uvSettings: true }, ...hashed ? { hashed: true } : {}, ...floating.length ? { floating } : {} };
 }
 var DECLARED = ["dependencies", "devDependencies", "optionalDependencies", "peerDependencies"];
 function workspaceGlob(glob) {
@@ -82415,7 +82445,9 @@ async function readInputs(repo, sha, env) {
     files: x.files,
     ...x.perRelease && { perRelease: x.perRelease },
     ...x.fromLive && { fromLive: x.fromLive },
-    ...x.uvSettings && { uvSettings: x.uvSettings }
+    ...x.uvSettings && { uvSettings: x.uvSettings },
+    ...x.hashed && { hashed: x.hashed },
+    ...x.floating && { floating: x.floating }
   });
   return { python: set(`python ${python.strategy} ${python.version}`, py), node: set(`node ${node.strategy} ${node.version}`, js) };
 }
@@ -82937,15 +82969,37 @@ function liveChangedWhy(live) {
   return "with another .env or other settings than this deploy's";
 }
 async function describeChanges(repo, env, lives, target) {
+  const { python_requirements: req2, node_dir: nodeDir } = env.config.release;
+  const inputs = lives.some((l) => l.sha && l.depsHas) ? await dependencyInputs(repo, target, env).catch(() => void 0) : void 0;
+  const sets = inputs ? [...req2 ? ["python"] : [], ...nodeDir ? ["node"] : []].filter((n) => !inputs[n].perRelease) : [];
+  const lacks = (l) => l.sha && l.depsHas ? sets.filter((n) => !l.depsHas.includes(`${n === "python" ? "venv" : "node"}-${inputs[n].hash}`)) : [];
   const groups = /* @__PURE__ */ new Map();
   for (const l of lives) {
-    const key = l.error ? `error ${l.host}` : l.unprovisioned ? `unprovisioned ${l.host}` : `${l.sha} ${l.release} ${l.changed ? "changed" : ""} ${l.unrecorded ? "unrecorded" : ""} ${l.changedFile ?? ""}`;
+    const key = l.error ? `error ${l.host}` : l.unprovisioned ? `unprovisioned ${l.host}` : `${l.sha} ${l.release} ${l.changed ? "changed" : ""} ${l.unrecorded ? "unrecorded" : ""} ${l.changedFile ?? ""} ${lacks(l).join(",")}`;
     const g = groups.get(key);
     if (g) g.hosts.push(l.host);
-    else groups.set(key, { hosts: [l.host], live: l });
+    else groups.set(key, { hosts: [l.host], live: l, lacks: lacks(l) });
   }
-  for (const g of groups.values()) if (!g.live.error && !g.live.unprovisioned) g.change = await describeChange(repo, env, g.live.sha, target);
-  return [...groups.values()];
+  for (const g of groups.values()) {
+    if (g.live.error || g.live.unprovisioned) continue;
+    const change = await describeChange(repo, env, g.live.sha, target);
+    if (change.relation === "same" && g.live.changed || change.relation === "ahead" || change.relation === "behind" || change.relation === "diverged") {
+      for (const name3 of g.lacks) {
+        const d = change.dependencies.find((x) => x.name === name3);
+        if (d && !d.changed) Object.assign(d, { changed: true, missing: true });
+        else if (!d) change.dependencies.push({ name: name3, files: inputs[name3].files.join(", "), changed: true, missing: true });
+      }
+      change.dependencies.sort((a, b) => a.name === b.name ? 0 : a.name === "python" ? -1 : 1);
+    }
+    g.change = change;
+  }
+  return [...groups.values()].map(({ lacks: _lacks, ...g }) => g);
+}
+function dependenciesLine(change) {
+  const deps = change.dependencies.map(
+    (d) => `${d.name} ${d.perRelease ? `made for this release (${d.perRelease})` : d.missing ? `NEW SET: its files are unchanged, but the host has no set for these settings (the runtime's version or release.python_installer changed since the live release's was made): a new set is installed` : d.changed ? `CHANGED (${d.files}): a new set is installed` : "unchanged (reused)"}`
+  );
+  return deps.length ? `  dependencies: ${deps.join("; ")}` : "";
 }
 var short = (sha) => sha.slice(0, 12);
 function commitLines(commits, count, indent2) {
@@ -82980,6 +83034,7 @@ function formatChanges(groups, target) {
         continue;
       case "same":
         out.push(live.changed ? `${head}: live, ${liveChangedWhy(live)}: deployed again (a new release of the same commit)` : `${head}: already live, nothing changes`);
+        if (live.changed && dependenciesLine(change)) out.push(dependenciesLine(change));
         continue;
       case "unknown":
         out.push(
@@ -83006,8 +83061,7 @@ function formatChanges(groups, target) {
     if (change.migrationsLiveOnly.length) {
       out.push(`  !!! migrations live now that the target lacks (a deploy does not undo them; the target must work with them): ${change.migrationsLiveOnly.join(", ")}`);
     }
-    const deps = change.dependencies.map((d) => `${d.name} ${d.perRelease ? `made for this release (${d.perRelease})` : d.changed ? `CHANGED (${d.files}): a new set is installed` : "unchanged (reused)"}`);
-    if (deps.length) out.push(`  dependencies: ${deps.join("; ")}`);
+    if (dependenciesLine(change)) out.push(dependenciesLine(change));
   }
   return out;
 }
@@ -83901,6 +83955,7 @@ function parseState(r) {
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    runtimesMissing: reportedAll(r, RELEASE_KEYS.runtime_missing),
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     nginxSlotPorts: reportedAll(r, RELEASE_KEYS.nginx_slot_port),
@@ -83995,14 +84050,14 @@ function pruneAfterSwitch(env, state, id, newSlot) {
   return [...kept].filter(([, why]) => why === void 0).map(([r]) => r);
 }
 function liveOf(host, state) {
-  return { host, sha: state.liveSha, release: state.current, ...state.liveChanged && { changed: true }, ...state.liveUnrecorded && { unrecorded: true }, ...state.liveChangedFile !== void 0 && { changedFile: state.liveChangedFile } };
+  return { host, sha: state.liveSha, release: state.current, depsHas: state.depsHas, ...state.liveChanged && { changed: true }, ...state.liveUnrecorded && { unrecorded: true }, ...state.liveChangedFile !== void 0 && { changedFile: state.liveChangedFile } };
 }
 async function readLive(ctx, env, expected) {
   return eachHost(
     ctx,
     env,
     async (remote, h) => {
-      const state = parseState(await remote.run(deployState(env, void 0, { platform: env.hosts.length > 1, ...expected })));
+      const state = parseState(await remote.run(deployState(env, void 0, { platform: env.hosts.length > 1, deps: true, ...expected })));
       return { ...liveOf(h.name, state), ...state.platform && { platform: state.platform }, ...!state.provisioned && { unprovisioned: unprovisionedNote(h.name, env) } };
     },
     (h, fields) => ({ host: h.name, sha: "", release: "", ...fields })
@@ -84091,9 +84146,10 @@ if [ -e ${quote(link.from)} ] && [ ! -L ${quote(link.from)} ]; then rm -rf -- ${
 ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ""} ${quote(link.from)}`
   };
 }
-function pythonDependencies(env, release, hash, uvSettings = false) {
+function pythonDependencies(env, release, hash, uvSettings = false, hashed = false) {
   const paths = env.runtime;
   const { python_requirements: req2, python_installer: installer } = env.config.release;
+  const uvInstall = (options) => `contained ${quote(`nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python"${options} -r ${quote(req2)}`)} "$set_dir"`;
   const install = installer === "pip" ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
   if [ -f ${quote(req2)} ]; then contained ${quote(`PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$1/bin/pip" install -q -r ${quote(req2)}`)} "$set_dir"; fi` : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
   # uv reads the commit's settings (uv.toml, else pyproject.toml's [tool.uv], in the release's root: they are in the
@@ -84112,17 +84168,13 @@ ${uvSettings ? String.raw`  uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdi
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
   nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
   if [ -f ${quote(req2)} ]; then
-    # shellcheck disable=SC2016 # the command's $1... are its own (contained's ARGs: set_dir, then uv_install's), expanded by its bash
-    uv_install() { contained ${quote(`nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python" "\${@:2}" -r ${quote(req2)}`)} "$set_dir" "$@"; }
-    # Hashes pin every requirement to one file (pip's hash-checking mode, which uv follows): what the cache holds
+${hashed ? String.raw`    # Hashes pin every requirement to one file (pip's hash-checking mode, which uv follows): what the cache holds
     # is then exactly what the index would give, so the cache is tried first, without asking the index about each
     # package (uv revalidates its cached index pages otherwise: ~1.5 s of round trips for 25 pins). A requirement
     # the cache lacks fails that try (its message unshown); the second asks the index and installs what is missing.
-    if grep -q -- '--hash=' ${quote(req2)}; then
-      uv_install --require-hashes --offline 2>/dev/null || uv_install --require-hashes
-    else
-      uv_install
-    fi
+    # shellcheck disable=SC2016 # the command's $1 is its own (contained's ARG: set_dir), expanded by its bash
+    ${uvInstall(" --require-hashes --offline")} 2>/dev/null || ${uvInstall(" --require-hashes")}` : String.raw`    # shellcheck disable=SC2016 # the command's $1 is its own (contained's ARG: set_dir), expanded by its bash
+    ${uvInstall("")}`}
   fi`;
   return dependencySet(env, release, "python", `venv-${hash}`, install, { from: "venv", to: "" }, `installed (${installer})`);
 }
@@ -84288,10 +84340,10 @@ function runInfo(processEnv = process.env) {
 init_shell();
 
 // core/preflight.ts
-init_errors();
-init_git();
 import { spawnSync as spawnSync2 } from "node:child_process";
 import { posix as posix5 } from "node:path";
+init_errors();
+init_git();
 
 // core/node-engines.ts
 var import_semver = __toESM(require_semver(), 1);
@@ -84414,6 +84466,13 @@ async function preflight(repo, sha, env, tree) {
           `release.python_requirements is ${req2}, and ${dir ? `${dir}/` : ""}${lock2} beside it is not read: the install resolves pyproject.toml's dependency ranges, so a change to ${lock2} alone is not deployed (the Python set is reused) and versions may differ from the lock; export it: ${PYTHON_LOCKS[lock2]}; commit that file and point release.python_requirements at it`
         );
     }
+  }
+  if (req2 && listing.has(norm(req2))) {
+    const floating = (await dependencyInputs(repo, sha, env).catch(() => void 0))?.python.floating ?? [];
+    if (floating.length)
+      warnings.push(
+        `${floating.join(", ")}: installed from a branch (or with no revision), so a new commit there is not deployed: the Python set is reused while the requirements files are unchanged; pin a commit (@<sha>, or a tag) and change it to deploy another`
+      );
   }
   if (nodeDir) {
     const dir = norm(nodeDir);
@@ -85431,15 +85490,17 @@ ${said.join("\n")}`, taken.hint) : taken;
 }
 
 // core/ops/deploy-host.ts
-function checkSpace(env, host, state, p, sendBytes, receiving = false) {
+function checkSpace(env, host, state, p, sendBytes, receiving) {
   const disk = state.disk;
   if (!disk) return;
   const MB = 1024 * 1024;
-  const needMb = Math.ceil((sendBytes + p.size.bytes * 1.1 + p.size.entries * 4096) / MB) + 1;
-  const needInodes = p.size.entries + 50;
+  const files = p.size.bytes * 1.1 + p.size.entries * 4096;
+  const unpacked = receiving?.bytes !== void 0 ? Math.max(receiving.bytes * 1.05, files) : files;
+  const needMb = Math.ceil((sendBytes + unpacked) / MB) + 1;
+  const needInodes = Math.max(receiving?.inodes ?? 0, p.size.entries) + 50;
   const short3 = disk.freeMb < needMb || disk.freeInodes !== void 0 && disk.freeInodes < needInodes;
   if (!short3) return;
-  const needs = receiving ? `the build it would receive needs about ${needMb} MB and ${needInodes} inodes to arrive (its dependency sets more once unpacked)` : `its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)`;
+  const needs = receiving ? `the build it would receive needs about ${needMb} MB and ${needInodes} inodes (${Math.ceil(sendBytes / MB)} MB to arrive, ${receiving.bytes !== void 0 ? `${Math.ceil(unpacked / MB)} MB once unpacked` : "its dependency sets more once unpacked"})` : `its code alone needs about ${needMb} MB and ${needInodes} inodes (its dependencies and build more)`;
   throw new OpsError(
     `not enough space on ${host} for release ${p.id}: ${describeDisk(disk)}, and ${needs}
 ${state.current ? `${host} still serves ${state.current}` : `${host} had no live release`}; nothing was changed`,
@@ -85451,7 +85512,7 @@ function deploySlot(state) {
   return state.slot ? otherSlot(state.slot) : "blue";
 }
 var DEPLOY_UNTOUCHED = "nothing was sent, built or started";
-function refuseUnready(env, hosts) {
+function refuseUnready(env, hosts, pythonSet) {
   const cert = certificatePaths(env);
   for (const { host, state } of hosts)
     if (cert && !state.certificate)
@@ -85459,6 +85520,13 @@ function refuseUnready(env, hosts) {
         `${host} has no TLS certificate for ${env.config.domain ?? env.config.app} (${cert.cert}; tls.mode ${env.config.tls.mode}): was tls or domain changed since the last provision? Nothing was changed; the site serves as it did`,
         `run: ops provision ${env.name} (it gets the certificate and writes the site), then deploy`
       );
+  const missing2 = ({ state }) => state.runtimesMissing.filter((r) => !(r === env.runtime.uv && pythonSet && state.depsHas.includes(pythonSet)));
+  const lacking = hosts.filter((h) => missing2(h).length);
+  if (lacking.length)
+    throw new OpsError(
+      `${lacking.map((h) => `${h.host} lacks ${missing2(h).join(", ")}`).join("; ")}: the runtime${lacking.some((h) => missing2(h).length > 1) || lacking.length > 1 ? "s" : ""} these settings make the dependency sets with (runtimes, release.python_installer, or this ops's pinned uv), which provision installs. Nothing was started (no build, no migration); the site serves as it did`,
+      `run: ops provision ${env.name} (it installs them), then deploy again`
+    );
   const down = hosts.filter(({ state }) => state.supervisorDown).map(({ host, state }) => ({ host, current: state.current }));
   if (down.length) throw supervisorDownError(env, down, "nothing was started (no build, no migration)", "deploy again");
   for (const { host, state } of hosts) {
@@ -85601,7 +85669,7 @@ async function prepareRelease(env, hp, p, migrateBeside) {
     });
   };
   const python = part(async () => {
-    if (req2) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python, p.deps.python.uvSettings === true)), APP_KEYS.deps);
+    if (req2) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python, p.deps.python.uvSettings === true, p.deps.python.hashed === true)), APP_KEYS.deps);
   });
   const node = part(async () => {
     if (!nodeDir) return;
@@ -85836,7 +85904,15 @@ function buildGroups(hosts) {
 }
 var RECEIVE_CONCURRENCY = 8;
 async function carryBuild(env, b, receivers, p, parts, attempt, fits = () => void 0) {
-  await pooled(receivers, RECEIVE_CONCURRENCY, (r) => attempt(r, async () => checkSpace(env, r.name, r.state, p, parts.filter((x) => wants(r, x.name)).reduce((n, x) => n + x.size, 0), true)));
+  await pooled(
+    receivers,
+    RECEIVE_CONCURRENCY,
+    (r) => attempt(r, async () => {
+      const taken = parts.filter((x) => wants(r, x.name));
+      const sum = (of) => taken.every((x) => of(x) !== void 0) ? taken.reduce((n, x) => n + of(x), 0) : void 0;
+      checkSpace(env, r.name, r.state, p, sum((x) => x.size), { bytes: sum((x) => x.unpacked?.bytes), inodes: sum((x) => x.unpacked?.inodes) });
+    })
+  );
   fits();
   const out = new Map(receivers.map((r) => [r, []]));
   const tags = new Map(receivers.map((r) => [r, `${p.id}-${randomBytes14(4).toString("hex")}`]));
@@ -85866,11 +85942,23 @@ async function carryBuild(env, b, receivers, p, parts, attempt, fits = () => voi
   }
   return out;
 }
+function platformFields(platform2) {
+  const m = /^(\S+ \S+) (\S+) python (\S+) node (\S+)$/.exec(platform2);
+  return m ? { "OS release": m[1], architecture: m[2], python: m[3], node: m[4] } : void 0;
+}
+function platformDiffers(platform2, other, otherHost) {
+  const [a, b] = [platformFields(platform2), platformFields(other)];
+  if (!a || !b) return "";
+  return Object.keys(a).filter((k) => a[k] !== b[k]).map((k) => `${k} ${a[k]} (${otherHost}: ${b[k]})`).join(", ");
+}
 function describeBuilds(groups) {
   if (groups.length === 1 && !groups[0].receivers.length) return [];
-  return groups.map(
-    ({ builder, receivers, platform: platform2 }) => receivers.length ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(", ")} receive${receivers.length === 1 ? "s" : ""} its build (sha256-checked)${platform2 ? ` \u2014 same platform: ${platform2}` : ""}` : `${builder.name} builds for itself: ${platform2 ? `its platform differs (${platform2})` : "its platform is unknown"}`
-  );
+  const first = groups[0];
+  return groups.map(({ builder, receivers, platform: platform2 }, i) => {
+    const differs = i > 0 && platform2 && first.platform ? platformDiffers(platform2, first.platform, first.builder.name) : "";
+    const why = differs ? ` \u2014 differs in ${differs}` : "";
+    return receivers.length ? `build once: ${builder.name} builds, ${receivers.map((r) => r.name).join(", ")} receive${receivers.length === 1 ? "s" : ""} its build (sha256-checked)${platform2 ? ` \u2014 same platform: ${platform2}` : ""}${why}` : `${builder.name} builds for itself: ${platform2 ? i === 0 ? `no other host has its platform (${platform2})` : `its platform differs (${platform2})` : "its platform is unknown"}${why}`;
+  });
 }
 
 // core/ops/deploy.ts
@@ -85933,7 +86021,7 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
   const plans = [];
   const read2 = env.hosts.map((host) => ({ host: host.name, result: locked.inspected.get(host.name), state: parseState(locked.inspected.get(host.name)) }));
   try {
-    refuseUnready(env, read2);
+    refuseUnready(env, read2, env.config.release.python_requirements ? `venv-${p.hashes.python}` : void 0);
     refuseMaskedNginx(read2);
     refuseTakenPorts(env, read2);
   } catch (e) {

@@ -77630,6 +77630,11 @@ for line in open(sys.argv[2], encoding="utf-8"):
             v = re.sub(r"(?<!\\)(\\*)(\x24\{[^\x24{}?]+\??\})", lambda m: m.group(1)[: len(m.group(1)) // 2] + m.group(2), json.loads(v))
         sys.stdout.write(v)
         break`;
+function dependencyRuntimes(env) {
+  const p = env.runtime;
+  const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
+  return [...req2 ? [p.python, ...installer === "uv" ? [p.uv] : []] : [], ...nodeDir ? [p.node, p.npm] : []];
+}
 var SUPERVISOR_CONF_PY = String.raw`import configparser, fnmatch, os, sys
 conf = sys.argv[1]
 here = os.path.dirname(os.path.abspath(conf))
@@ -78209,7 +78214,7 @@ function diskSpace(env) {
 function mirrorGit(mirror) {
   return `${hostGit()} --git-dir=${quote(mirror)}`;
 }
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken", "runtime_missing");
 function deployState(env, shas, options = {}) {
   const L = env.layout;
   const cert = certificatePaths(env);
@@ -78267,6 +78272,7 @@ if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${"$"}
 fi
 ` : "";
   const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
+  const depsReport = String.raw`for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done`;
   const code = shas ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
   ${mirrorGit(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
@@ -78277,7 +78283,9 @@ ${mirrorShallow(L.mirror)}
   for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
-for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+${depsReport}
+# The runtimes the dependency sets are made with, as provision installs them for these settings (bash builtins).
+for r in ${dependencyRuntimes(env).map(quote).join(" ")}; do [ -x "$r" ] || ops_report ${RELEASE_KEYS.runtime_missing} "$r"; done
 # Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
 # program of the live release runs either.
 ${supervisorReport}
@@ -78318,6 +78326,7 @@ ${code}${options.supervisor && !shas ? `${supervisorReport}
 ${nginxStoppedReport()}
 ${nginxReadiness(env)}
 ` : ""}${options.platform ? `${platformReport(env)}
+` : ""}${options.deps && !shas ? `${depsReport}
 ` : ""}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi
 ` : ""}fi`
   };
@@ -81229,6 +81238,7 @@ function parseState(r) {
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    runtimesMissing: reportedAll(r, RELEASE_KEYS.runtime_missing),
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     nginxSlotPorts: reportedAll(r, RELEASE_KEYS.nginx_slot_port),

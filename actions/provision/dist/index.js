@@ -80952,7 +80952,7 @@ var SWITCH_KEYS = reportKeys("switched");
 var ROLLBACK_KEYS = reportKeys("rollback", "rollback_from", "rollback_to", "rollback_slot", "rollback_exit", "rollback_stop_exit", "rollback_settings", "rollback_dotenv");
 
 // core/steps/release.ts
-var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
+var RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken", "runtime_missing");
 var PREFLIGHT_KEYS = reportKeys("nginx_stopped");
 function markRelease(env, id, mark, why, withoutLock = false) {
   const L = env.layout;

@@ -67470,6 +67470,11 @@ var init_tls = __esm({
 });
 
 // core/steps/system.ts
+function dependencyRuntimes(env) {
+  const p = env.runtime;
+  const { python_requirements: req2, node_dir: nodeDir, python_installer: installer } = env.config.release;
+  return [...req2 ? [p.python, ...installer === "uv" ? [p.uv] : []] : [], ...nodeDir ? [p.node, p.npm] : []];
+}
 function provisionedMarker(env) {
   return `${env.layout.state}/provisioned`;
 }
@@ -68859,6 +68864,7 @@ if [ -n "$live_sha" ] && [ "$live_sha" = ${quote(options.commit)} ] && [ "${"$"}
 fi
 ` : "";
   const supervisorReport = `if ${supervisordDown()}; then ops_report ${RELEASE_KEYS.supervisor_down} 1; fi`;
+  const depsReport = String.raw`for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done`;
   const code = shas ? String.raw`${diskReport(L.base)}
 if [ -d ${quote(L.mirror)} ]; then
   ${mirrorGit(L.mirror)} for-each-ref --format='%(objectname)' refs/ops/ | sort -u | while read -r s; do ops_report ${RELEASE_KEYS.known} "$s"; done
@@ -68869,7 +68875,9 @@ ${mirrorShallow(L.mirror)}
   for o in "${"$"}{wanted_oids[@]}"; do [ -f ${quote(L.lfsStore)}/"${"$"}{o:0:2}/${"$"}{o:2:2}/$o" ] && ops_report ${RELEASE_KEYS.lfs_has} "$o"; done
   true
 fi
-for d in ${quote(L.deps)}/*/; do if [ -f "$d.complete" ]; then d=${"$"}{d%/}; ops_report ${RELEASE_KEYS.deps_has} "${"$"}{d##*/}"; fi; done
+${depsReport}
+# The runtimes the dependency sets are made with, as provision installs them for these settings (bash builtins).
+for r in ${dependencyRuntimes(env).map(quote).join(" ")}; do [ -x "$r" ] || ops_report ${RELEASE_KEYS.runtime_missing} "$r"; done
 # Is supervisord running? The start needs it (else it fails after the build and migrations), and without it no
 # program of the live release runs either.
 ${supervisorReport}
@@ -68910,6 +68918,7 @@ ${code}${options.supervisor && !shas ? `${supervisorReport}
 ${nginxStoppedReport()}
 ${nginxReadiness(env)}
 ` : ""}${options.platform ? `${platformReport(env)}
+` : ""}${options.deps && !shas ? `${depsReport}
 ` : ""}${options.rollback ? `if [ -n "$cur_id" ]; then ops_report ${RELEASE_KEYS.rollback_previous} "$(rollback_previous "$cur_id")"; fi
 ` : ""}fi`
   };
@@ -69044,7 +69053,7 @@ var init_release = __esm({
     init_system2();
     init_libraries();
     init_masks();
-    RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
+    RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken", "runtime_missing");
     NGINX_MASKED = ["masked", "masked-runtime"];
     PREFLIGHT_KEYS = reportKeys("nginx_stopped");
   }
@@ -71130,6 +71139,7 @@ function parseState(r) {
     slotReleases,
     disk: parseDisk(reported(r, FACTS_KEYS.disk)),
     depsHas: reportedAll(r, RELEASE_KEYS.deps_has),
+    runtimesMissing: reportedAll(r, RELEASE_KEYS.runtime_missing),
     platform: reported(r, RELEASE_KEYS.platform),
     nginxInvalid: reportedAll(r, RELEASE_KEYS.nginx_invalid),
     nginxSlotPorts: reportedAll(r, RELEASE_KEYS.nginx_slot_port),

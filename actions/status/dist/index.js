@@ -68531,7 +68531,7 @@ var init_release = __esm({
     init_system2();
     init_libraries();
     init_masks();
-    RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken");
+    RELEASE_KEYS = reportKeys("now", "current", "slot", "live_sha", "certificate", "known", "shallow", "incomplete", "has", "lfs_has", "deps_has", "live_health", "live_changed", "live_changed_file", "platform", "nginx_invalid", "nginx_slot_port", "nginx_cache", "supervisor_down", "pruned", "kept_running", "pruned_deps", "pruned_cache", "carried", "unhashed", "rollback_previous", "stale", "nginx_taken", "runtime_missing");
     NGINX_MASKED = ["masked", "masked-runtime"];
     PREFLIGHT_KEYS = reportKeys("nginx_stopped");
   }

@@ -253,7 +253,7 @@ export function decommissionChecklist(name: string, env: Environment | undefined
   else
     list.push(
       `PostgreSQL database${dbVars.length ? ` (${dbVars.join(', ')})` : ''}: drop the database and its login, or the whole instance if it was this environment's own (keep a final dump if required)` +
-        (db.unknown.length ? `; unless ${db.unknown.join(', ')} on the same VM use${db.unknown.length > 1 ? '' : 's'} it too (compare their database URLs: ops secrets show <env> --key <secret>): then keep it` : '') +
+        (db.unknown.length ? `; unless ${db.unknown.join(', ')} on the same VM use${db.unknown.length > 1 ? '' : 's'} it too (compare their database URLs: ops secrets show ${name} --key <secret>): then keep it` : '') +
         dropDatabaseText(name, env, dbVars, options.databases, Boolean(options.removed)),
     );
   // The callback URLs are the OpenID Connect provider's to drop: only for an app that signs in through one (its env
@@ -262,7 +262,7 @@ export function decommissionChecklist(name: string, env: Environment | undefined
   if (signsIn)
     list.push(
       sameUrl.length
-        ? `OpenID Connect ("Comptes DataPass"): the callback URLs of ${env!.url}: shared with ${sameUrl.join(', ')} (the same ${sameDomain.length ? 'domain' : 'URL'}): keep them, and the client id/secret if ${sameUrl.length > 1 ? 'they use' : 'it uses'} the same (compare: ops secrets show <env>)`
+        ? `OpenID Connect ("Comptes DataPass"): the callback URLs of ${env!.url}: shared with ${sameUrl.join(', ')} (the same ${sameDomain.length ? 'domain' : 'URL'}): keep them, and the client id/secret if ${sameUrl.length > 1 ? 'they use' : 'it uses'} the same (compare: ops secrets show ${name})`
         : `OpenID Connect ("Comptes DataPass"): ask the DataPass team (BetaGouv) to remove the callback URLs of ${env?.url ?? name}, and drop the client id/secret of this environment`,
     );
   // status.yml checks each environment from the GitHub environment <name>-status (README, "Status environments").

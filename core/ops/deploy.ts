@@ -92,7 +92,7 @@ export function supersededWhy(changes: HostsChange[], target: string): string | 
  * nor deployed (an older run's commit from before the rewrite, or one a newer live commit contains, finishing late,
  * would take the live commits away): the run fails, nothing deployed, for someone to choose on purpose.
  */
-export function divergedError(changes: HostsChange[], target: string): OpsError | undefined {
+export function divergedError(changes: HostsChange[], target: string, envName: string): OpsError | undefined {
   const diverged = changes.filter((g) => g.change?.relation === 'diverged');
   const unknown = changes.filter((g) => g.change?.relation === 'unknown');
   if (!diverged.length && !unknown.length) return undefined;
@@ -108,7 +108,7 @@ export function divergedError(changes: HostsChange[], target: string): OpsError 
       .join('; ') + '; nothing was deployed',
     [
       unread && (shallow ? 'check out with fetch-depth: 0 (or git fetch --unshallow) so the live commit\'s history is there, then run again' : 'fetch the live commit (git fetch origin; in a workflow, actions/checkout with fetch-depth: 0), then run again'),
-      `${unread ? 'or ' : ''}check which commit should be live, then deploy it on purpose without forward-only (ops deploy <env> --ref <commit>, or the manual deploy workflow)`,
+      `${unread ? 'or ' : ''}check which commit should be live, then deploy it on purpose without forward-only (ops deploy ${envName} --ref <commit>, or the manual deploy workflow)`,
     ]
       .filter(Boolean)
       .join('; '),
@@ -423,7 +423,7 @@ async function deployRun(ctx: OpsContext, env: Target, options: DeployOptions, k
     // Who builds, who receives its build: hosts not serving the commit yet, by platform (when several).
     const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || l.changed || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
     const superseded = options.forwardOnly ? supersededWhy(changes, p.resolved.sha) : undefined;
-    const diverged = options.forwardOnly ? divergedError(changes, p.resolved.sha) : undefined;
+    const diverged = options.forwardOnly ? divergedError(changes, p.resolved.sha, env.name) : undefined;
     return {
       ...base,
       release: '',
@@ -448,7 +448,7 @@ async function deployRun(ctx: OpsContext, env: Target, options: DeployOptions, k
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       // Decided under the lock, on what the hosts serve now: a deploy that finished meanwhile counts.
       const superseded = options.forwardOnly ? supersededWhy(base.changes, p.resolved.sha) : undefined;
-      const diverged = options.forwardOnly ? divergedError(base.changes, p.resolved.sha) : undefined;
+      const diverged = options.forwardOnly ? divergedError(base.changes, p.resolved.sha, env.name) : undefined;
       if (diverged) {
         for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: '', previous: '', result: 'failed', message: auditReason(diverged, (t) => ctx.reporter.redact(t)) });
         throw diverged;

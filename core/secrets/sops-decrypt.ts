@@ -270,7 +270,7 @@ export function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
       const one = zeros.length === 1;
       throw new OpsError(
         `${file}: MAC mismatch, from a sops bug, not a change: ${zeros.join(', ')} ${one ? 'is' : 'are'} stored in plain text (not encrypted) as a zero, sealed as the float -0.0: ${NEGATIVE_ZERO_WHY}`,
-        `in ${file}, write ${one ? 'that value' : 'those values'} back as \`-0.0\` (what sops sealed: sops and ops then read the file), then, with \`ops secrets edit <env>\` (an asset: \`sops edit ${file}\`), ${NEGATIVE_ZERO_FIX}, so that no later rewrite by sops breaks it again`,
+        `in ${file}, write ${one ? 'that value' : 'those values'} back as \`-0.0\` (what sops sealed: sops and ops then read the file), then, with \`ops secrets edit ${environmentOfFile(file)}\` (an asset: \`sops edit ${file}\`), ${NEGATIVE_ZERO_FIX}, so that no later rewrite by sops breaks it again`,
       );
     }
     throw new OpsError(

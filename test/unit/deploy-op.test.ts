@@ -755,6 +755,7 @@ describe('deploy operation', () => {
       // The push deploy after a manual deploy of another branch's commit fails so: that cause is named, not only a force-push.
       expect((err as OpsError).message).toContain('(a manual deploy of a commit this branch lacks, from another branch; a force-push of the branch; or a run of a commit from before one)');
       expect((err as OpsError).hint).toMatch(/deploy it on purpose without forward-only/);
+      expect((err as OpsError).hint).toContain('(ops deploy x --ref <commit>,'); // the environment typed, never a literal <env>
       expect(h.remote.stepNames()).toEqual(['lock', 'unlock']);
       expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
       const dry = harness('', (step) => (step.name === 'state' ? { stdout: liveV2() } : undefined));

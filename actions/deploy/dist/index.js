@@ -71364,7 +71364,7 @@ function decryptTree(doc, key) {
       const one = zeros.length === 1;
       throw new OpsError(
         `${file}: MAC mismatch, from a sops bug, not a change: ${zeros.join(", ")} ${one ? "is" : "are"} stored in plain text (not encrypted) as a zero, sealed as the float -0.0: ${NEGATIVE_ZERO_WHY}`,
-        `in ${file}, write ${one ? "that value" : "those values"} back as \`-0.0\` (what sops sealed: sops and ops then read the file), then, with \`ops secrets edit <env>\` (an asset: \`sops edit ${file}\`), ${NEGATIVE_ZERO_FIX}, so that no later rewrite by sops breaks it again`
+        `in ${file}, write ${one ? "that value" : "those values"} back as \`-0.0\` (what sops sealed: sops and ops then read the file), then, with \`ops secrets edit ${environmentOfFile(file)}\` (an asset: \`sops edit ${file}\`), ${NEGATIVE_ZERO_FIX}, so that no later rewrite by sops breaks it again`
       );
     }
     throw new OpsError(
@@ -71811,7 +71811,7 @@ var init_sops = __esm({
         if (this.meta.foreign.length) {
           throw new OpsError(`${this.file} also has ${this.meta.foreign.join(", ")} keys, which this tool cannot re-encrypt to`, "change it with the sops binary");
         }
-        if (this.recipientList.length === 0) throw new OpsError(`${this.file} has no recipients`, "add one with `ops secrets recipients <env> add <age1...>`");
+        if (this.recipientList.length === 0) throw new OpsError(`${this.file} has no recipients`, `add one with \`ops secrets recipients ${environmentOfFile(this.file)} add <age1...>\``);
         const key = this.dataKey;
         const shouldEncrypt = encryptionRule(this.file, this.meta);
         const mac = new MacBuilder(this.meta.macOnlyEncrypted);
@@ -86241,7 +86241,7 @@ function supersededWhy(changes, target) {
   const where = behind.map((g) => `${g.hosts.join(", ")} (live ${g.live.sha.slice(0, 12)}, ${g.change.removed} commit${g.change.removed === 1 ? "" : "s"} newer)`).join("; ");
   return `forward-only: ${target.slice(0, 12)} is behind the live commit on ${where}: a newer commit is already live, so this one is not deployed (a superseded push); to go back on purpose, ops rollback or a deploy without forward-only`;
 }
-function divergedError(changes, target) {
+function divergedError(changes, target, envName) {
   const diverged = changes.filter((g) => g.change?.relation === "diverged");
   const unknown = changes.filter((g) => g.change?.relation === "unknown");
   if (!diverged.length && !unknown.length) return void 0;
@@ -86255,7 +86255,7 @@ function divergedError(changes, target) {
     ].filter(Boolean).join("; ") + "; nothing was deployed",
     [
       unread && (shallow ? "check out with fetch-depth: 0 (or git fetch --unshallow) so the live commit's history is there, then run again" : "fetch the live commit (git fetch origin; in a workflow, actions/checkout with fetch-depth: 0), then run again"),
-      `${unread ? "or " : ""}check which commit should be live, then deploy it on purpose without forward-only (ops deploy <env> --ref <commit>, or the manual deploy workflow)`
+      `${unread ? "or " : ""}check which commit should be live, then deploy it on purpose without forward-only (ops deploy ${envName} --ref <commit>, or the manual deploy workflow)`
     ].filter(Boolean).join("; ")
   );
 }
@@ -86475,7 +86475,7 @@ async function deployRun(ctx, env, options, known2) {
     const changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
     const builds = describeBuilds(buildGroups(lives.filter((l) => l.sha !== p.resolved.sha || l.changed || options.force).map((l) => ({ name: l.host, platform: l.platform }))));
     const superseded = options.forwardOnly ? supersededWhy(changes, p.resolved.sha) : void 0;
-    const diverged = options.forwardOnly ? divergedError(changes, p.resolved.sha) : void 0;
+    const diverged = options.forwardOnly ? divergedError(changes, p.resolved.sha, env.name) : void 0;
     return {
       ...base,
       release: "",
@@ -86505,7 +86505,7 @@ async function deployRun(ctx, env, options, known2) {
       base.changes = await describeChanges(p.repo, env, lives, p.resolved.sha);
       for (const line of formatChanges(base.changes, p.resolved.sha)) ctx.reporter.info(line);
       const superseded = options.forwardOnly ? supersededWhy(base.changes, p.resolved.sha) : void 0;
-      const diverged = options.forwardOnly ? divergedError(base.changes, p.resolved.sha) : void 0;
+      const diverged = options.forwardOnly ? divergedError(base.changes, p.resolved.sha, env.name) : void 0;
       if (diverged) {
         for (const h of env.hosts) if (!locked.finished(h.name)) locked.audit(h.name, { ref: p.resolved.ref, sha: p.resolved.sha, release: "", previous: "", result: "failed", message: auditReason(diverged, (t) => ctx.reporter.redact(t)) });
         throw diverged;

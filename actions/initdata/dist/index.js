@@ -71354,7 +71354,7 @@ function decryptTree(doc, key) {
       const one = zeros.length === 1;
       throw new OpsError(
         `${file}: MAC mismatch, from a sops bug, not a change: ${zeros.join(", ")} ${one ? "is" : "are"} stored in plain text (not encrypted) as a zero, sealed as the float -0.0: ${NEGATIVE_ZERO_WHY}`,
-        `in ${file}, write ${one ? "that value" : "those values"} back as \`-0.0\` (what sops sealed: sops and ops then read the file), then, with \`ops secrets edit <env>\` (an asset: \`sops edit ${file}\`), ${NEGATIVE_ZERO_FIX}, so that no later rewrite by sops breaks it again`
+        `in ${file}, write ${one ? "that value" : "those values"} back as \`-0.0\` (what sops sealed: sops and ops then read the file), then, with \`ops secrets edit ${environmentOfFile(file)}\` (an asset: \`sops edit ${file}\`), ${NEGATIVE_ZERO_FIX}, so that no later rewrite by sops breaks it again`
       );
     }
     throw new OpsError(
@@ -71801,7 +71801,7 @@ var init_sops = __esm({
         if (this.meta.foreign.length) {
           throw new OpsError(`${this.file} also has ${this.meta.foreign.join(", ")} keys, which this tool cannot re-encrypt to`, "change it with the sops binary");
         }
-        if (this.recipientList.length === 0) throw new OpsError(`${this.file} has no recipients`, "add one with `ops secrets recipients <env> add <age1...>`");
+        if (this.recipientList.length === 0) throw new OpsError(`${this.file} has no recipients`, `add one with \`ops secrets recipients ${environmentOfFile(this.file)} add <age1...>\``);
         const key = this.dataKey;
         const shouldEncrypt = encryptionRule(this.file, this.meta);
         const mac = new MacBuilder(this.meta.macOnlyEncrypted);

@@ -89,7 +89,10 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
   const label = `environments/${env.name}/${SECRETS_FILE}`;
   const needed = Object.values(env.config.env).some((v) => typeof v !== 'string') || packagesNeedSecrets(env);
   if (!userFileExists(file, label)) {
-    if (needed) throw new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
+    if (needed) {
+      const { otherSopsFilesRefusal } = await import('../secrets/env.ts');
+      throw otherSopsFilesRefusal(env.root, env.name, 'nothing was sent to any host') ?? new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
+    }
     return {};
   }
   // The sops and age code is loaded only for an environment that has secrets (a deploy's start-up without them).
@@ -166,7 +169,11 @@ export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<
     });
     if (typeof decrypted !== 'string') return renderDotenv(env, decrypted.data);
     why = decrypted;
-  } else why = `environments/${env.name}/${SECRETS_FILE} does not exist`;
+  } else {
+    const { otherSopsFilesRefusal } = await import('../secrets/env.ts');
+    const other = otherSopsFilesRefusal(env.root, env.name, 'a deploy refuses it');
+    why = other ? `${messageLine(other)}; fix: ${other.hint}` : `environments/${env.name}/${SECRETS_FILE} does not exist`;
+  }
   const plainOnly: Environment = { ...env, config: { ...env.config, env: Object.fromEntries(Object.entries(env.config.env).filter(([, v]) => typeof v === 'string')) } };
   return { ...renderDotenv(plainOnly, {}), unchecked: `${refs.length} secret value(s) not checked against dotenv.readers: ${why}` };
 }

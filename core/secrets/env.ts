@@ -2,17 +2,17 @@
 // its random secrets, and the placeholder marker `ops env new` writes.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { parseDocument } from 'yaml';
 import { refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
-import { ENVIRONMENT_YAML, SECRETS_FILE } from '../config/environment.ts';
+import { ENVIRONMENT_FILE, ENVIRONMENT_YAML, SECRETS_FILE } from '../config/environment.ts';
 import { InputError, OpsError, fileError, userFileExists } from '../errors.ts';
 import { gitEnvironment } from '../git.ts';
 import { keyName, own } from '../report.ts';
-import { validate } from '../shell.ts';
+import { quote, validate } from '../shell.ts';
 import { type Identities, loadIdentities, parseIdentities } from './keys.ts';
-import { isSopsText } from './sops-metadata.ts';
+import { isSopsText, sopsStoreOf } from './sops-metadata.ts';
 import { type MapNode, type ScalarNode, forEachLeaf, formatOf, fromPlain, showPath } from './tree.ts';
 
 
@@ -24,6 +24,76 @@ export function envDir(root: string, env: string): string {
 /** environments/<env>/secrets.sops.yaml */
 export function secretsPath(root: string, env: string): string {
   return join(envDir(root, env), SECRETS_FILE);
+}
+
+/** The store (format) sops wrote a file in: getsops/sops stores/ (yaml, json, dotenv, ini; binary, written as JSON). */
+export type SopsStore = 'yaml' | 'json' | 'binary' | 'dotenv' | 'ini';
+
+/**
+ * The sops files in environments/<env>/ itself (not assets/) other than secrets.sops.yaml, the one file ops reads an
+ * environment's secrets from, each with the store sops wrote it in, told from its text as sops's stores write their
+ * metadata (getsops/sops stores/: a top-level `sops` map in YAML and JSON, its binary store being JSON holding only
+ * `data` and `sops`; `sops_mac=` lines in dotenv; a `[sops]` section in INI: sopsStoreOf), whatever the name: what a
+ * new user following sops's own documentation makes (`secrets.enc.yaml`, `sops encrypt secrets.json >
+ * secrets.sops.json`, `secrets.yaml`, `secrets.env`), which no deploy would read. Files over 4 MiB, unreadable ones and
+ * the edits `ops secrets edit` keeps aside (`*.unsaved-edit-*`) are passed over. Sorted by name; [] when there is none.
+ */
+export function otherSopsFiles(root: string, env: string): { name: string; store: SopsStore }[] {
+  const dir = envDir(root, env);
+  let names: string[];
+  try {
+    names = readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+  return names.flatMap((name): { name: string; store: SopsStore }[] => {
+    // an edit `ops secrets edit` kept aside (core/secrets/edit.ts) has its own way back, which its message gave
+    if (name === SECRETS_FILE || name === ENVIRONMENT_FILE || name.includes('.unsaved-edit-')) return [];
+    let text: string;
+    try {
+      const st = statSync(join(dir, name));
+      if (!st.isFile() || st.size > 4 * 1024 * 1024) return [];
+      text = readFileSync(join(dir, name), 'utf8');
+    } catch {
+      return [];
+    }
+    if (!text.includes('sops')) return [];
+    const other = sopsStoreOf(text);
+    if (other) return [{ name, store: other === 'INI' ? 'ini' : 'dotenv' }];
+    const json = /^\s*\{/.test(text);
+    if (!isSopsText(text, json ? 'json' : 'yaml')) return [];
+    // sops's binary store: the whole plaintext is the one value `data` (a file of a type sops does not know by its name)
+    let binary = false;
+    try {
+      binary = json && Object.keys(JSON.parse(text) as object).sort().join() === 'data,sops';
+    } catch {
+      // not JSON.parse's JSON: judged as YAML or JSON by isSopsText already
+    }
+    return [{ name, store: binary ? 'binary' : json ? 'json' : 'yaml' }];
+  });
+}
+
+/**
+ * The refusal for environment `env` of project `root` whose secrets.sops.yaml does not exist while another sops file
+ * in its folder does (otherSopsFiles): ops reads that file from secrets.sops.yaml only, so its secrets would reach no
+ * deploy, and a new secrets.sops.yaml (`ops secrets set`/`edit`) would be a second file beside it. `doing` says what was
+ * stopped (`nothing was sent to any host`, `nothing was written`). The hint makes it secrets.sops.yaml with sops itself,
+ * the plaintext only in the pipe, encrypted for the recipients .sops.yaml gives that name; nothing is printed of any
+ * value. undefined when there is no other sops file.
+ */
+export function otherSopsFilesRefusal(root: string, env: string, doing: string): OpsError | undefined {
+  const found = otherSopsFiles(root, env);
+  const first = found[0];
+  if (!first) return undefined;
+  const rel = (name: string) => `environments/${env}/${name}`;
+  const [target, next] = [quote(rel(SECRETS_FILE)), quote(`${rel(SECRETS_FILE)}.new`)];
+  const named = found.map((f) => `${rel(f.name)} (${f.store === 'binary' ? "sops's binary format: its whole plaintext is one value, `data`" : `${f.store === 'ini' ? 'INI' : f.store === 'json' ? 'JSON' : f.store === 'yaml' ? 'YAML' : 'dotenv'}`})`);
+  // binary: the plaintext sops decrypts is the file that was encrypted; made YAML, it must be YAML (or JSON) itself
+  const decrypt = first.store === 'binary' ? `sops decrypt --input-type json --output-type binary ${quote(rel(first.name))}` : `sops decrypt --input-type ${first.store} --output-type yaml ${quote(rel(first.name))}`;
+  return new OpsError(
+    `${rel(SECRETS_FILE)} does not exist, but ${found.length === 1 ? `${named[0]} is a sops file` : `these are sops files: ${named.join(', ')}`} in environments/${env}/: ops reads an environment's secrets from ${SECRETS_FILE} only (whatever format another name has), so ${found.length === 1 ? 'its' : 'their'} secrets would reach no deploy, and a new ${SECRETS_FILE} would be a second file beside ${found.length === 1 ? 'it' : 'them'} (${doing})`,
+    `make it ${rel(SECRETS_FILE)} with sops, the plaintext only in the pipe (never on disk)${first.store === 'binary' ? ' (its plaintext must be YAML or JSON text)' : ''}: ${decrypt} | sops encrypt --filename-override ${target} --input-type yaml --output-type yaml > ${next} && mv ${next} ${target}, check it with \`ops secrets show ${env}\`, then remove ${quote(rel(first.name))}`,
+  );
 }
 
 /** Every sops-encrypted file of an environment: its secrets file, and encrypted assets (assets/*.yml|yaml|json). */

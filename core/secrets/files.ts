@@ -5,7 +5,7 @@ import { basename, join, relative, sep } from 'node:path';
 import { noEnvironment } from '../config/environment.ts';
 import { InputError, OpsError, fileError, userFileExists } from '../errors.ts';
 import { quote, validate } from '../shell.ts';
-import { secretsPath } from './env.ts';
+import { otherSopsFilesRefusal, secretsPath } from './env.ts';
 import type { Identities } from './keys.ts';
 import { type OpenWith, refuseEncryptingAway } from './recipients.ts';
 import { recipientsFor } from './sops-config.ts';
@@ -46,6 +46,9 @@ export async function openEnvSecrets(root: string, env: string, open: OpenWith, 
   requireEnvironment(root, env);
   const file = secretsPath(root, env);
   if (userFileExists(file, `environments/${env}/${basename(file)}`)) return { secrets: await SecretsFile.open(file, open), created: false };
+  // another sops file in the folder (secrets.sops.json, secrets.enc.yaml...) holds the secrets: a new one would be a second
+  const other = otherSopsFilesRefusal(root, env, 'nothing was written');
+  if (other) throw other;
   const recipients = recipientsFor(root, file);
   // a new file encrypted to none of the user's keys is lost to them, as one `secrets encrypt` makes (encryptInPlace)
   refuseEncryptingAway(`environments/${env}/secrets.sops.yaml`, recipients, open.identities, env, create.redo, create.force === true);

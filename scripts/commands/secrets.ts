@@ -740,7 +740,10 @@ The file's MAC is verified as sops does: a changed, deleted or reordered value i
       // a malformed key path is refused before anything is read (no key needed to say so), as set and unset refuse it
       if (ctx.values.key) splitKeyPath(ctx.values.key, () => [], { show: { env } });
       const file = secretsPath(ctx.root, env);
-      if (!userFileExists(file, show(ctx.root, file))) throw new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
+      if (!userFileExists(file, show(ctx.root, file))) {
+        const { otherSopsFilesRefusal } = await import('../../core/secrets/env.ts');
+        throw otherSopsFilesRefusal(ctx.root, env, 'nothing shown') ?? new OpsError(`environments/${env} has no secrets file (${show(ctx.root, file)})`, `create it with \`ops secrets edit ${env}\` or \`ops secrets set ${env} <key>\``);
+      }
       const secrets = await SecretsFile.open(file, await openWith(ctx, env));
       const key = ctx.values.key;
       if (!key) {

@@ -17,7 +17,7 @@ import { keepsStatement, needsQuotes, PY_LINE_END, pythonInterpolates, readsAs, 
 import { quote } from './shell.ts';
 import { SopsTime, jsonScalarText, valueText } from './secrets/goyaml.ts';
 import { dotenvJsonEscaped } from './secrets/parts.ts';
-import { binaryRefused, holdsBinary, mergedOnlyPath, quotePart, showPath, splitKeyPath } from './secrets/tree.ts';
+import { binaryRefused, binaryStoreNote, holdsBinary, isBinaryStoreData, mergedOnlyPath, quotePart, showPath, splitKeyPath } from './secrets/tree.ts';
 import { closest } from './config/schema-object.ts';
 
 export { DEFAULT_READERS, READERS, type Reader } from './dotenv-readers.ts';
@@ -486,11 +486,14 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
     sizes.push({ key, bytes: environmentBytes(key, value) });
     forms[key] = encoded.form;
   }
-  if (missing.length)
+  if (missing.length) {
+    // every key inside one text, as sops's binary store writes a file (`sops encrypt secrets.txt`): adding keys beside it is no fix
+    const binary = isBinaryStoreData(secrets) ? binaryStoreNote(`environments/${env.name}/secrets.sops.yaml`, env.name) : undefined;
     throw new InputError(
-      `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? 's' : ''} the .env needs:\n${missing.map((m) => `  - ${m}`).join('\n')}`,
-      `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>${mergedOnly ? `; a key merged in with \`<<\` is written out in its own map instead (ops secrets edit ${env.name})` : ''}`,
+      `environments/${env.name}/secrets.sops.yaml lacks ${missing.length} secret${missing.length > 1 ? 's' : ''} the .env needs${binary ? `: ${binary.why}` : ''}:\n${missing.map((m) => `  - ${m}`).join('\n')}`,
+      binary ? binary.fix : `add them: printf '%s' VALUE | ops secrets set ${env.name} <key>${mergedOnly ? `; a key merged in with \`<<\` is written out in its own map instead (ops secrets edit ${env.name})` : ''}`,
     );
+  }
   if (rounded.length) throw roundedError(env, rounded, 'nothing was sent to any host');
   if (long.length) throw overflowError(env, long, 'nothing was sent to any host');
   if (refused.length) throw unreadableError(env, refused, 'nothing was sent to any host');

@@ -108,6 +108,29 @@ export function unsupportedStore(file: string, store: 'dotenv' | 'INI', written?
   );
 }
 
+/**
+ * Whether a decrypted secrets tree (toPlain) is what sops's binary store makes: one key, `data`, holding text.
+ * `sops encrypt` stores a file whose name says no format it knows (`secrets.txt`, `secrets.conf`, `secrets.toml`:
+ * getsops/sops cmd/sops/formats, binary for any other extension) whole, as that one value, so `sops encrypt
+ * secrets.txt > secrets.sops.yaml` gives a secrets file whose keys are all inside one string. Pure.
+ */
+export function isBinaryStoreData(data: unknown): boolean {
+  return data !== null && typeof data === 'object' && !Array.isArray(data) && Object.keys(data).length === 1 && typeof (data as Record<string, unknown>).data === 'string';
+}
+
+/**
+ * What to say of secrets file `file` (as the commands name it, from the project's root) whose tree is sops's binary
+ * store (isBinaryStoreData) when a key is looked for in it: why it has none, and how sops itself makes it the YAML
+ * file it was meant to be, its plaintext only in the pipe (never on disk; it must be YAML or JSON text).
+ */
+export function binaryStoreNote(file: string, env: string): { why: string; fix: string } {
+  const [f, next] = [quote(file), quote(`${file}.new`)];
+  return {
+    why: `it holds one value, "data", as sops's binary format writes a whole file (\`sops encrypt\` of a name whose format it does not know, secrets.txt, saved as ${file}): the keys written in that text are no keys of the file`,
+    fix: `make it YAML with sops, the plaintext only in the pipe (never on disk; the text must be YAML or JSON): sops decrypt --extract '["data"]' ${f} | sops encrypt --filename-override ${f} --input-type yaml --output-type yaml > ${next} && mv ${next} ${f}, then check it with \`ops secrets show ${env}\``,
+  };
+}
+
 /** The format of a sops file by its name: .json is JSON, .yaml and .yml YAML. @throws OpsError for .env and .ini (unsupportedStore) and any other name. */
 export function formatOf(file: string): Format {
   const lower = file.toLowerCase();

@@ -646,7 +646,11 @@ function findKey(tree: TreeNode, parts: string[], getEntry: (map: Extract<TreeNo
  * a YAML merge key (sops merges none).
  */
 async function noKey(secrets: { tree: TreeNode; data: unknown }, env: string, shown: string, key: string, parts: string[], found: number): Promise<OpsError> {
-  const { mapKeysAt, mergedOnlyPath } = await import('../../core/secrets/tree.ts');
+  const { binaryStoreNote, isBinaryStoreData, mapKeysAt, mergedOnlyPath } = await import('../../core/secrets/tree.ts');
+  if (key !== 'data' && isBinaryStoreData(secrets.data)) {
+    const { why, fix } = binaryStoreNote(shown, env);
+    return new OpsError(`no key ${key} in ${shown}: ${why}`, fix);
+  }
   const merged = mergedOnlyPath(secrets.data as Parameters<typeof mergedOnlyPath>[0], key);
   if (merged)
     return new OpsError(

@@ -110,3 +110,37 @@ describe('a sops file under another name than secrets.sops.yaml', () => {
       expect(secrets.secret_key).toBe(VALUES.secret_key);
     });
 });
+
+describe("secrets.sops.yaml in sops's binary format", () => {
+  it('`sops encrypt secrets.txt > secrets.sops.yaml` (every key inside one value, "data"): a deploy and show --key say so, never a value, with the sops commands that make it YAML (was: "lacks 6 secrets", hint: add them with ops secrets set, beside the text that holds them)', async () => {
+    const e = await newEnv('qa');
+    const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age1[0-9a-z]+/)![0];
+    const plain = join(tempDir('ops-other-name-'), 'secrets.txt');
+    writeFileSync(plain, plaintext('yaml'));
+    const enc = sops(['encrypt', '--age', recipient, plain], e.keyFile);
+    expect(enc.err).toBe('');
+    writeFileSync(e.secrets, enc.out);
+    const why = 'it holds one value, "data", as sops\'s binary format writes a whole file (`sops encrypt` of a name whose format it does not know, secrets.txt, saved as environments/qa/secrets.sops.yaml): the keys written in that text are no keys of the file';
+    const refusal = (await environmentSecrets({ root: e.root, reporter: new MemoryReporter(), processEnv: e.env }, loadEnvironment('qa', e.root)).then(() => undefined, (err: unknown) => err)) as OpsError | undefined;
+    // the secrets step decrypts; the .env's render refuses (deploy, --dry-run and ops config alike)
+    expect(refusal).toBeUndefined();
+    const config = await runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } });
+    expect(config.code).toBe(2);
+    expect(config.err).toContain(`error: environments/qa/secrets.sops.yaml lacks 6 secrets the .env needs: ${why}:\n  - APP_DATABASE_URL needs the secret "database_url"\n`);
+    expect(config.err).not.toContain('ops secrets set');
+    const show = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env);
+    expect([show.code, show.err.split('\n')[0]]).toEqual([1, `error: no key database_url in environments/qa/secrets.sops.yaml: ${why}`]);
+    for (const text of [config.out, config.err, show.out, show.err]) expect([...Object.values(VALUES), ADMIN].filter((v) => text.includes(v))).toEqual([]);
+    // the hint's commands, as given, from the project's root, with the real sops
+    const hint = show.err.slice(show.err.indexOf('hint: '));
+    const run = spawnSync('bash', ['-c', hint.slice(hint.indexOf(': sops decrypt') + 2, hint.indexOf(', then check it with'))], {
+      cwd: e.root,
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, HOME: tempDir('ops-sops-home-'), SOPS_AGE_KEY_FILE: e.keyFile },
+    });
+    expect(run.stderr).toBe('');
+    const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env);
+    expect([shown.code, shown.out]).toEqual([0, VALUES.database_url]);
+    expect((await runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } })).code).toBe(0);
+  });
+});

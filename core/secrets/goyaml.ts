@@ -232,18 +232,24 @@ export function resolvePlain(text: string): GoScalar {
 }
 
 const TAG = 'tag:yaml.org,2002:';
+/** The core tags go-yaml v3 resolves a scalar's text by (resolve.go resolvableTag, decode.go null): it must be of that type. */
+const RESOLVED_TAGS = new Set(['bool', 'int', 'float', 'timestamp', 'null']);
 
 /**
  * A scalar with its YAML presentation: plain scalars resolve as above, quoted and block scalars are strings,
- * explicit core tags (!!int, !!float...) resolve the text and must agree (go-yaml refuses `!!int x`),
+ * explicit core tags (!!int, !!float, !!bool, !!timestamp, !!null) resolve the text and must agree (go-yaml refuses
+ * `!!int x`), any other tag (`!!merge`, `!!set`, `!!seq`, `!x`) leaves the text a string, as go-yaml does,
  * !!binary is base64 decoded to text (bytes that are not UTF-8 throw here, never become U+FFFD: tree-parse.ts
- * reads them as a binary value first), other tags leave the text a string. Throws a plain Error.
+ * reads them as a binary value first). Throws a plain Error.
  */
 export function resolveScalar(text: string, plain: boolean, tag: string | undefined): GoScalar {
   if (!tag || tag === '!') return plain ? resolvePlain(text) : { type: 'str', value: text };
   if (!tag.startsWith(TAG)) return { type: 'str', value: text };
   const want = tag.slice(TAG.length);
   if (want === 'str') return { type: 'str', value: text };
+  // go-yaml v3 resolves only these tags (resolve.go resolvableTag, and decode.go's !!null): a scalar under any other
+  // (`!!merge <<`, which sops writes for the text "<<" left unencrypted; `!!set x`, `!!seq x`, `!!foo 12`) is its text
+  if (!RESOLVED_TAGS.has(want) && want !== 'binary') return { type: 'str', value: text };
   if (want === 'binary') return { type: 'str', value: new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(text.replace(/\s+/g, ''), 'base64')) };
   const r = resolvePlain(text);
   const got = r.type === 'uint64' ? 'int' : r.type === 'time' ? 'timestamp' : r.type;

@@ -876,3 +876,41 @@ last: x
     expect(comments((await opened.render({ force: true })).text)).toEqual(comments(text));
   });
 });
+
+describe('a scalar under a tag go-yaml does not resolve by (!!merge, !!set, !!seq, !!foo...), as sops reads it', () => {
+  // go-yaml v3 checks a scalar's text against !!bool, !!int, !!float, !!timestamp and !!null only (resolve.go
+  // resolvableTag); under any other tag the text is a string, which sops encrypts as type str. ops refused them all
+  // ("cannot decode a !!str as a !!merge"), and with them a file sops wrote: the text "<<" left unencrypted is written
+  // `!!merge <<` by sops's YAML emitter, so no command could open that environment's secrets.
+  const TEXTS = ['a: !!merge <<\n', 'a: !!merge x\n', 'a: !!set x\n', 'a: !!omap x\n', 'a: !!seq x\n', 'a: !!map x\n', 'a: !!value x\n', 'a: !!foo 12\n', 'a: !!pairs "q"\n'];
+
+  it('ops reads each as sops does (sops encrypt, then sops decrypt --output-type json); the resolved tags still refuse text of another type, as go-yaml does', () => {
+    for (const text of TEXTS) {
+      const plainFile = join(dir, 'tagged.yaml');
+      writeFileSync(plainFile, text);
+      const enc = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
+      expect(enc.err, text).toBe('');
+      expect(plainOf(text, 'yaml'), text).toEqual(JSON.parse(sopsDecryptJson(enc.out, k1)));
+    }
+    for (const text of ['a: !!bool x\n', 'a: !!null x\n', 'a: !!int x\n']) {
+      writeFileSync(join(dir, 'tagged.yaml'), text);
+      expect(sops(['encrypt', '--age', k1.recipient, join(dir, 'tagged.yaml')], k1).code, text).not.toBe(0);
+      expect(() => plainOf(text, 'yaml'), text).toThrow(/cannot decode a !!str as a !!(bool|null|int)/);
+    }
+  });
+
+  it('a file sops wrote with the text "<<" left unencrypted (`!!merge <<`) opens (same MAC), and the .env gets "<<" as sops exec-env gives it', async () => {
+    const plainFile = join(dir, 'merge-text.yaml');
+    writeFileSync(plainFile, 'op_unencrypted: "<<"\ntoken: Zq7Wx9vLm3Kp2Rt8\n');
+    const enc = sops(['encrypt', '--unencrypted-suffix', '_unencrypted', '--age', k1.recipient, plainFile], k1);
+    expect(enc.err).toBe('');
+    expect(enc.out).toContain('op_unencrypted: !!merge <<\n');
+    const file = join(dir, 'merge-text.enc.yaml');
+    writeFileSync(file, enc.out);
+    const ours = await SecretsFile.open(file, { identities: k1.ids });
+    const run = sops(['exec-env', '--pristine', file, 'printf %s "$op_unencrypted"'], k1);
+    expect([run.err, run.out]).toEqual(['', '<<']);
+    const { environ } = renderDotenv(environment({ OP: { secret: 'op_unencrypted' }, TOKEN: { secret: 'token' } }), ours.data);
+    expect(environ).toBe('OP=<<\0TOKEN=Zq7Wx9vLm3Kp2Rt8\0');
+  });
+});

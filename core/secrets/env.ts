@@ -92,7 +92,7 @@ export function otherSopsFilesRefusal(root: string, env: string, doing: string):
   const decrypt = first.store === 'binary' ? `sops decrypt --input-type json --output-type binary ${quote(rel(first.name))}` : `sops decrypt --input-type ${first.store} --output-type yaml ${quote(rel(first.name))}`;
   return new OpsError(
     `${rel(SECRETS_FILE)} does not exist, but ${found.length === 1 ? `${named[0]} is a sops file` : `these are sops files: ${named.join(', ')}`} in environments/${env}/: ops reads an environment's secrets from ${SECRETS_FILE} only (whatever format another name has), so ${found.length === 1 ? 'its' : 'their'} secrets would reach no deploy, and a new ${SECRETS_FILE} would be a second file beside ${found.length === 1 ? 'it' : 'them'} (${doing})`,
-    `make it ${rel(SECRETS_FILE)} with sops, the plaintext only in the pipe (never on disk)${first.store === 'binary' ? ' (its plaintext must be YAML or JSON text)' : ''}: ${decrypt} | sops encrypt --filename-override ${target} --input-type yaml --output-type yaml > ${next} && mv ${next} ${target}, check it with \`ops secrets show ${env}\`, then remove ${quote(rel(first.name))}`,
+    `make it ${rel(SECRETS_FILE)} with sops, the plaintext only in the pipe (never on disk)${first.store === 'binary' ? ' (its plaintext must be YAML or JSON text)' : ''}: ${decrypt} | sops encrypt --filename-override ${target} --input-type yaml --output-type yaml > ${next} && mv ${next} ${target}, check it with \`ops secrets show ${env}\`${first.store === 'ini' ? ` (each INI section becomes a map: a key of [DEFAULT] is then DEFAULT.<key>; move the keys your env entries name to the top with \`ops secrets edit ${env}\`)` : ''}, then remove ${quote(rel(first.name))}`,
   );
 }
 

@@ -35,8 +35,9 @@ export type SopsStore = 'yaml' | 'json' | 'binary' | 'dotenv' | 'ini';
  * metadata (getsops/sops stores/: a top-level `sops` map in YAML and JSON, its binary store being JSON holding only
  * `data` and `sops`; `sops_mac=` lines in dotenv; a `[sops]` section in INI: sopsStoreOf), whatever the name: what a
  * new user following sops's own documentation makes (`secrets.enc.yaml`, `sops encrypt secrets.json >
- * secrets.sops.json`, `secrets.yaml`, `secrets.env`), which no deploy would read. Files over 4 MiB, unreadable ones and
- * the edits `ops secrets edit` keeps aside (`*.unsaved-edit-*`) are passed over. Sorted by name; [] when there is none.
+ * secrets.sops.json`, `secrets.yaml`, `secrets.env`), which no deploy would read. Files over 4 MiB, unreadable ones,
+ * copies of secrets.sops.yaml (`secrets.sops.yaml.old`) and the edits `ops secrets edit` keeps aside (`*.unsaved-edit-*`)
+ * are passed over. Sorted by name; [] when there is none.
  */
 export function otherSopsFiles(root: string, env: string): { name: string; store: SopsStore }[] {
   const dir = envDir(root, env);
@@ -47,8 +48,9 @@ export function otherSopsFiles(root: string, env: string): { name: string; store
     return [];
   }
   return names.flatMap((name): { name: string; store: SopsStore }[] => {
-    // an edit `ops secrets edit` kept aside (core/secrets/edit.ts) has its own way back, which its message gave
-    if (name === SECRETS_FILE || name === ENVIRONMENT_FILE || name.includes('.unsaved-edit-')) return [];
+    // a copy of secrets.sops.yaml kept on purpose (`.old`, `.bak`, `~`: moved aside to start anew), and an edit `ops
+    // secrets edit` kept aside (core/secrets/edit.ts), which has its own way back, are no secrets file meant to be read
+    if (name.startsWith(SECRETS_FILE) || name === ENVIRONMENT_FILE || name.includes('.unsaved-edit-')) return [];
     let text: string;
     try {
       const st = statSync(join(dir, name));

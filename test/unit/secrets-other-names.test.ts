@@ -146,3 +146,13 @@ describe("secrets.sops.yaml in sops's binary format", () => {
     expect((await runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } })).code).toBe(0);
   });
 });
+
+describe('a copy of secrets.sops.yaml kept on purpose', () => {
+  it('secrets.sops.yaml.old (moved aside to start anew) is no other secrets file: ops secrets set creates secrets.sops.yaml', async () => {
+    const e = await newEnv('qa');
+    writeFileSync(`${e.secrets}.old`, readFileSync(e.secrets));
+    rmSync(e.secrets);
+    const set = await cli(e.root, ['secrets', 'set', 'qa', 'token'], e.env, 'Zq7Wx9vLm3Kp2Rt8-token');
+    expect([set.code, set.out]).toEqual([0, 'environments/qa/secrets.sops.yaml: created with token\n']);
+  });
+});

@@ -1057,7 +1057,7 @@ closest key, in case of a typo.
   ops secrets unset prod 'passwords."admin@example.org"'`,
     run: (ctx) =>
       interruptible(ctx, async (signal) => {
-        const { secretsPath } = await import('../../core/secrets/env.ts');
+        const { otherSopsFilesRefusal, secretsPath } = await import('../../core/secrets/env.ts');
         const { openEnvSecrets, requireEnvironment } = await import('../../core/secrets/files.ts');
         const { getEntry, mapKeysAt, showPath, splitKeyPath } = await import('../../core/secrets/tree.ts');
         const { retryOnChange } = await import('../../core/secrets/atomic.ts');
@@ -1069,6 +1069,9 @@ closest key, in case of a typo.
         const file = secretsPath(ctx.root, env);
         // no file: the key is not there, as a key missing from one (exit 0: what was asked holds, README "Exit status")
         if (!userFileExists(file, show(ctx.root, file))) {
+          // unless the secrets are in a sops file under another name, which ops does not read: said, not "nothing to do"
+          const other = otherSopsFilesRefusal(ctx.root, env, 'nothing was written');
+          if (other) throw other;
           ctx.reporter.warn(`environments/${env} has no secrets file (${show(ctx.root, file)}): no key ${key} to remove, nothing changed`);
           return 0;
         }

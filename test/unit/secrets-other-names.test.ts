@@ -53,7 +53,7 @@ const CASES: { name: string; typed: string; format: 'yaml' | 'json' | 'dotenv' |
 
 describe('a sops file under another name than secrets.sops.yaml', () => {
   for (const c of CASES)
-    it(`${c.name} (${c.format} written by the real sops from ${c.typed}): named by deploy, config, show, set and edit, nothing created, no value shown; the hint's sops commands make it secrets.sops.yaml`, async () => {
+    it(`${c.name} (${c.format} written by the real sops from ${c.typed}): named by deploy, config, show, set, unset and edit, nothing created, no value shown; the hint's sops commands make it secrets.sops.yaml`, async () => {
       const e = await newEnv('qa');
       const dir = join(e.root, 'environments', 'qa');
       const recipient = readFileSync(join(e.root, '.sops.yaml'), 'utf8').match(/age1[0-9a-z]+/)![0];
@@ -89,10 +89,12 @@ describe('a sops file under another name than secrets.sops.yaml', () => {
       const set = await cli(e.root, ['secrets', 'set', 'qa', 'new_key'], e.env, 'Zq7Wx9vLm3Kp2Rt8-new-value');
       expect([set.code, set.err]).toEqual([1, expect.stringContaining(`error: ${named}`)]);
       expect(set.err).toContain('(nothing was written)');
+      const unset = await cli(e.root, ['secrets', 'unset', 'qa', 'database_url'], e.env);
+      expect([unset.code, unset.err]).toEqual([1, expect.stringContaining(`error: ${named}`)]);
       const edit = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: 'true' });
       expect([edit.code, edit.err]).toEqual([1, expect.stringContaining(`error: ${named}`)]);
       expect(existsSync(e.secrets)).toBe(false);
-      for (const r of [config, show, set, edit]) expect(secretsShown(r.out + r.err)).toEqual([]);
+      for (const r of [config, show, set, unset, edit]) expect(secretsShown(r.out + r.err)).toEqual([]);
       expect(secretsShown(err.message + err.hint)).toEqual([]);
 
       if (!c.convertible) return;

@@ -14,6 +14,7 @@ import { MemoryReporter } from '../../core/report.ts';
 import type { Connector } from '../../core/context.ts';
 import { OpsError } from '../../core/errors.ts';
 import { refusePlaceholderAddress } from '../../core/remote/ssh-login.ts';
+import { PLACEHOLDER_HOST_KEY, isPlaceholderHostKey, parseHostKeys } from '../../core/config/hostkey.ts';
 import { runOps } from '../support/cli.ts';
 import { cli as secretsCli, newEnv, tempDir } from './secrets.helpers.ts';
 import { KEY, testEnv } from './status.helpers.ts';
@@ -274,6 +275,29 @@ describe("a host address still the placeholder ops env new writes (a documentati
     };
     for (const argv of [['ping'], ['status'], ['releases'], ['provision']])
       expect((await runOps([...argv, 'prod'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' }, connector: down })).code, argv.join(' ')).toBe(1);
+  });
+});
+
+describe('a host key still the placeholder ops env new writes, at a real address', () => {
+  it('is refused as a placeholder to replace (exit 2, before any connection or SSH key), not said as a host key mismatch (was: exit 1, "does not match the pinned key")', async () => {
+    const root = testEnv({ tls: { mode: 'self-signed' }, domain: 'shop.test' }, [{ name: 'web1', address: '10.254.0.1', host_key: PLACEHOLDER_HOST_KEY }], 'prod').root;
+    for (const argv of [['ping'], ['status'], ['releases'], ['provision'], ['rollback']]) {
+      const r = await cli(root, ...argv, 'prod');
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.out + r.err, argv.join(' ')).toContain('web1 (deploy@10.254.0.1:22): its pinned host key is still the placeholder `ops env new` writes, which no machine has; nothing was tried');
+      expect(r.out + r.err, argv.join(' ')).toContain('paste it in hosts[].host_key of environments/prod/environment.yml');
+      expect(r.out + r.err, argv.join(' ')).not.toMatch(/does not match|no SSH key|timed out/);
+    }
+  });
+
+  it('is the key ops env new writes (and the shipped example environments pin), recognised whatever the comment around it', async () => {
+    const e = await newEnv();
+    expect(readFileSync(join(e.root, 'environments', 'qa', 'environment.yml'), 'utf8')).toContain(`host_key: ${PLACEHOLDER_HOST_KEY}\n`);
+    for (const name of ['prod', 'staging', 'demo']) expect(loadEnvironment(name, join(import.meta.dirname, '..', '..')).hosts[0]!.hostKey, name).toBe(PLACEHOLDER_HOST_KEY);
+    const pinned = parseHostKeys(`${PLACEHOLDER_HOST_KEY} web1`);
+    expect(typeof pinned !== 'string' && isPlaceholderHostKey(pinned)).toBe(true);
+    const real = parseHostKeys(KEY);
+    expect(typeof real !== 'string' && isPlaceholderHostKey(real)).toBe(false);
   });
 });
 

@@ -16,7 +16,7 @@ import opsPackage from '../package.json' with { type: 'json' };
 
 /** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
 export type OptionSpec =
-  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** A file or directory: a relative one is resolved here against the directory the command was run from (see invocationDir). */ path?: boolean; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out). */ emptyHint?: string; /** false: no value starts with "-" (a git ref, a release id), so a word starting with "-" after the option is never explained as `--opt=-VALUE` (a number's and a choice's never do either: dashFree). */ dashes?: false }
+  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** A file or directory: a relative one is resolved here against the directory the command was run from (see invocationDir). */ path?: boolean; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out); `{env}` in it is the environment given (a command whose first argument is `<env>`). */ emptyHint?: string; /** false: no value starts with "-" (a git ref, a release id), so a word starting with "-" after the option is never explained as `--opt=-VALUE` (a number's and a choice's never do either: dashFree). */ dashes?: false }
   | { type: 'boolean'; short?: string; description: string }
   | { type: 'number'; short?: string; description: string; value?: string; min?: number; max?: number };
 
@@ -273,7 +273,7 @@ function checkArgs(c: Command, args: string[], environments: () => string[], pro
  * Option values as the command's specs say: numbers parsed (one parser for every number: wholeNumber; a wrong one's
  * hint gives the range it takes, and the usage).
  */
-function typedValues(specs: Options, raw: Record<string, string | boolean | string[] | undefined>, c: Command): OptionValues<Options> {
+function typedValues(specs: Options, raw: Record<string, string | boolean | string[] | undefined>, c: Command, env?: string): OptionValues<Options> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) {
     const spec = specs[k];
@@ -286,7 +286,7 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
       }
     } else if (spec?.type === 'string' && (Array.isArray(v) ? v : [v]).includes('')) {
       // An empty value is a variable that was not set (--ref "$TAG"), not "the default": refused for every option.
-      throw new UsageError(`--${k} needs ${spec.what ?? 'a value'}, got an empty one`, spec.emptyHint ?? `give one, or leave --${k} out for the default (an unset variable, as in --${k} "$VAR"?)`);
+      throw new UsageError(`--${k} needs ${spec.what ?? 'a value'}, got an empty one`, spec.emptyHint?.replaceAll('{env}', env === undefined ? '<env>' : quote(env)) ?? `give one, or leave --${k} out for the default (an unset variable, as in --${k} "$VAR"?)`);
     } else if (spec?.type === 'string' && spec.choices && typeof v === 'string' && !spec.choices.includes(v)) {
       // the choice meant, as for an option's name (didYouMean: `--slot prev`, previous)
       const near = didYouMean(v, [...spec.choices]);
@@ -926,7 +926,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     }, processEnv, rest, parsed.values);
     const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv)) : projectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv)));
     const inProject = root !== undefined;
-    const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>, command);
+    const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>, command, command.args?.[0] === '<env>' ? parsed.positionals[0] : undefined);
     json = 'json' in specs && values.json === true;
     // Every relative path argument, here in one place, from the directory the command was run from
     for (const [k, spec] of Object.entries(specs)) {

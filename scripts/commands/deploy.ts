@@ -50,7 +50,7 @@ export const commands: Command[] = [
     summary: 'switch back to a kept release in seconds (default: the one before the live one)',
     args: ['<env>'],
     // An empty --to (a variable that was not set: --to "$RELEASE") is a mistake, not "the release before" (scripts/cli.ts refuses it).
-    options: { to: { type: 'string', value: 'RELEASE', what: 'a release id', dashes: false, emptyHint: 'see ops releases <env>; without --to: the release before the live one', description: 'release id to go back to (see ops releases)' }, json },
+    options: { to: { type: 'string', value: 'RELEASE', what: 'a release id', dashes: false, emptyHint: 'see ops releases {env}; without --to: the release before the live one', description: 'release id to go back to (see ops releases)' }, json },
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { rollback, rollbackSummary } = await import('../../core/ops/rollback.ts');

@@ -326,7 +326,7 @@ async function databaseUrls(ctx: OpsContext, env: Environment, vars: string[]): 
     if (!identities.identities.length) return out;
     const { data } = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
     for (const k of secrets) {
-      const v = lookup(data, (env.config.env[k] as { secret: string }).secret);
+      const v = lookup(data, (env.config.env[k] as { secret: string }).secret, env.name);
       if (typeof v === 'string' && v) out.set(k, v);
     }
   } catch {

@@ -278,6 +278,26 @@ describe("a host address still the placeholder ops env new writes (a documentati
   });
 });
 
+describe('hints name the environment, never a literal <env>', () => {
+  it('a { secret: } reference holding KEY=VALUE: said as the reference in environment.yml, its environment in the fix, the value not shown (was: ops secrets set <env>, "nothing was changed")', async () => {
+    const e = await newEnv('qa');
+    const file = join(e.root, 'environments', 'qa', 'environment.yml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('APP_SECRET_KEY: { secret: secret_key }', 'APP_SECRET_KEY: { secret: "secret_key=Zq8-typed-value" }'));
+    const r = await runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } });
+    expect(r.code).toBe(2);
+    expect(r.err).toBe('error: the secret reference "secret_key=…" in environments/qa/environment.yml holds more than a key name: { secret: } names a key of the secrets file, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "secret_key" was not shown)\n' +
+      `  hint: write the key alone there, { secret: secret_key }, and its value in the secrets file: printf '%s' 'the value' | ops secrets set qa secret_key; a key whose name holds =, : or a space goes in double quotes: '"secret_key=..."'\n`);
+  });
+
+  it('ops secrets set of a new key with a space at an end: the keys listed with the environment given', async () => {
+    const e = await newEnv('qa');
+    const r = await secretsCli(e.root, ['secrets', 'set', 'qa', 'api_token '], e.env, 'v');
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('ops secrets show qa lists the keys there are');
+    expect(r.err).not.toContain('<env>');
+  });
+});
+
 describe('a host key still the placeholder ops env new writes, at a real address', () => {
   it('is refused as a placeholder to replace (exit 2, before any connection or SSH key), not said as a host key mismatch (was: exit 1, "does not match the pinned key")', async () => {
     const root = testEnv({ tls: { mode: 'self-signed' }, domain: 'shop.test' }, [{ name: 'web1', address: '10.254.0.1', host_key: PLACEHOLDER_HOST_KEY }], 'prod').root;

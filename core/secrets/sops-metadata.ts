@@ -280,7 +280,29 @@ export function encryptionRule(file: string, meta: SopsMetadata): (keys: string[
  * in no environment's folder. Pure.
  */
 export function environmentOfFile(file: string): string {
+  return environmentFolderOf(file) ?? '<env>';
+}
+
+/** The environment whose folder holds `file` (environmentOfFile), or undefined for a file in none. Pure. */
+function environmentFolderOf(file: string): string | undefined {
   // the last environments/ of the path: a project may sit in a folder named so
-  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1] ?? '<env>';
+  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1];
+}
+
+/**
+ * How a recipient is added to `file`, for a hint: `ops secrets recipients <its environment> add <age1...>` for a file
+ * of an environment's folder; for one in none (a copy elsewhere, a project file outside environments/), which ops
+ * keeps no recipients for, sops's own way: the public key in the `.sops.yaml` creation rule matching the file, then
+ * `sops updatekeys` (run by someone who can decrypt it). Pure.
+ */
+export function addRecipientHint(file: string): string {
+  const env = environmentFolderOf(file);
+  return env ? `\`ops secrets recipients ${env} add <age1...>\`` : `the public key added to the .sops.yaml creation rule matching ${file}, then \`sops updatekeys ${file}\``;
+}
+
+/** How `file` is edited, for a hint: `ops secrets edit <env>` for an environment's secrets file, `sops edit FILE` otherwise. Pure. */
+export function editCommand(file: string): string {
+  const env = environmentFolderOf(file);
+  return env && /\/secrets\.sops\.yaml$/.test(file) ? `ops secrets edit ${env}` : `sops edit ${file}`;
 }
 

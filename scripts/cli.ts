@@ -613,6 +613,52 @@ function npmTraces(k: string, spec: OptionSpec): { variable: string; value?: str
 }
 
 /** ops option letters that are npm's shorthands for a setting of its own, and the value each leaves (npm 11: `-f` is --force, `-n` --no-yes). */
+/**
+ * Commands typed by the name other tools give the job (`init`, `decommission`, `secrets get`, `secrets list`): the
+ * command of ops that does it, never a spelling neighbour that does something else (`secrets get` is no slip of
+ * `secrets set`, `init` of `initdata` only maybe). Keys: the words typed (a command, or a group and its subcommand);
+ * values: the commands meant, in the order said, with the option the words after the first go to, if any (`secrets
+ * get qa db.password`: `secrets show qa --key db.password`).
+ */
+const OTHER_NAMES: Record<string, string[]> = {
+  init: ['env new', 'initdata'],
+  new: ['env new'],
+  create: ['env new'],
+  decommission: ['env remove'],
+  destroy: ['env remove'],
+  unlock: ['lock release'],
+  'env create': ['env new'],
+  'env add': ['env new'],
+  'env init': ['env new'],
+  'env delete': ['env remove'],
+  'env rm': ['env remove'],
+  'env destroy': ['env remove'],
+  'env decommission': ['env remove'],
+  'secrets new': ['env new'],
+  'secrets init': ['env new'],
+  'secrets get': ['secrets show --key'],
+  'secrets list': ['secrets show'],
+  'secrets ls': ['secrets show'],
+  'secrets view': ['secrets show'],
+  'secrets cat': ['secrets show'],
+  'secrets delete': ['secrets unset'],
+  'secrets remove': ['secrets unset'],
+  'secrets rm': ['secrets unset'],
+  'lock unlock': ['lock release'],
+  'lock show': ['lock status'],
+};
+
+/** `(did you mean "ops env new qa" or "ops initdata qa"?)` for words OTHER_NAMES knows, `after` the words typed after them; else undefined. */
+function otherName(typed: string, after: string[]): string | undefined {
+  const meant = Object.hasOwn(OTHER_NAMES, typed) ? OTHER_NAMES[typed] : undefined;
+  const line = (m: string) => {
+    const [name, option] = m.split(' --');
+    const words = option && after.length > 1 ? [after[0]!, `--${option}`, ...after.slice(1)] : after;
+    return `"ops ${[name, ...words.map(quote)].join(' ')}"`;
+  };
+  return meant && ` (did you mean ${meant.map(line).join(' or ')}?)`;
+}
+
 const NPM_SHORT: Record<string, { setting: string; value: string }> = { f: { setting: 'force', value: 'true' }, n: { setting: 'yes', value: '' } };
 
 /**
@@ -812,8 +858,9 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       stderr.write(showControls(shown(`error: ${error}\n  hint: ${listHint}\n`)));
       document(error, listHint);
     } else if (group.length && word !== undefined && !word.startsWith('-')) {
-      const near = didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
-      const error = `unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}`;
+      const other = otherName(`${argv[0]} ${word}`, argv.slice(2).filter((w) => !w.startsWith('-')));
+      const near = other ? undefined : didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
+      const error = `unknown subcommand "${word}" for "ops ${argv[0]}"${other ?? (near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : '')}`;
       stderr.write(showControls(shown(`error: ${error}; its subcommands:\n${subcommands}\n`)));
       document(error, listHint);
     } else if (group.length && (word === '--help' || word === '-h')) {
@@ -843,10 +890,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
         didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
       // ops's own option typed as a word (`ops version`): the option meant
       const own = near ? undefined : nearOption(`--${argv[0]}`, {});
-      const error = `unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : own ? ` (did you mean ${own}?)` : ''}`;
+      // a name another tool gives the job (`init`, `decommission`): the command that does it, before any neighbour
+      const other = otherName(argv[0]!, argv.slice(1).filter((w) => !w.startsWith('-')));
+      const error = `unknown command "${argv[0]}"${other ?? (near ? ` (did you mean "ops ${near}"?)` : own ? ` (did you mean ${own}?)` : '')}`;
       // the command meant named: that line and the hint (the whole help after it would push it off the screen);
       // none close: the commands to choose from
-      stderr.write(showControls(shown(`error: ${error}`)) + (near || own ? '\n  hint: `ops --help` lists the commands\n' : `\n\n${mainHelp(commands)}\n`));
+      stderr.write(showControls(shown(`error: ${error}`)) + (other || near || own ? '\n  hint: `ops --help` lists the commands\n' : `\n\n${mainHelp(commands)}\n`));
       document(error, '`ops --help` lists the commands');
     }
     return EXIT_CODES.usage;

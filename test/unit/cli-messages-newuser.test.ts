@@ -106,3 +106,26 @@ describe('environment.yml edited by hand', () => {
     expect(Number(dup)).toBe(Number(first) + 1);
   });
 });
+
+describe('a command typed by the name another tool gives the job', () => {
+  it('names the command of ops that does it, never a spelling neighbour doing something else (was: secrets get: "did you mean secrets set?", init: initdata alone, decommission: the whole help)', async () => {
+    const root = project();
+    for (const [argv, meant] of [
+      [['init', 'qa'], '(did you mean "ops env new qa" or "ops initdata qa"?)'],
+      [['decommission', 'qa'], '(did you mean "ops env remove qa"?)'],
+      [['secrets', 'get', 'qa', 'db.password'], '(did you mean "ops secrets show qa --key db.password"?)'],
+      [['secrets', 'list', 'qa'], '(did you mean "ops secrets show qa"?)'],
+      [['secrets', 'new', 'qa'], '(did you mean "ops env new qa"?)'],
+      [['env', 'create', 'qa'], '(did you mean "ops env new qa"?)'],
+      [['unlock', 'qa'], '(did you mean "ops lock release qa"?)'],
+    ] as const) {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err.split('\n')[0], argv.join(' ')).toContain(meant);
+      expect(r.err.split('\n')[0], argv.join(' ')).not.toContain('secrets set');
+      expect(r.err, argv.join(' ')).not.toMatch(/\n\s+at /);
+    }
+    // a slip still named as before
+    expect((await cli(root, 'deplyo', 'qa')).err).toContain('(did you mean "ops deploy"?)');
+  });
+});

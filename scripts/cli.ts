@@ -296,6 +296,15 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
   return out as OptionValues<Options>;
 }
 
+/** Options other tools name the environment with (`--env qa`, `-e qa`): ops takes it as the first argument. */
+const ENV_OPTIONS = ['--env', '--environment', '--stage', '--target', '-e'];
+
+/** Options by the names other tools give them, and the option of ops meant, where the command has it. */
+const OTHER_OPTIONS: Record<string, string> = { tag: 'ref', branch: 'ref', commit: 'ref', sha: 'ref', rev: 'ref', revision: 'ref', release: 'to', id: 'to', tail: 'lines' };
+
+/** Positional arguments no value of which starts with "-": names ops validates (an environment's, a program's). */
+const NO_DASH_ARGUMENTS = ['<env>', '<name>', '[program]'];
+
 /**
  * node:util parseArgs's error (the one library parsing argv), as a one-line usage error in ops's words: an option that
  * takes a value given none ("argument missing" at the end; "argument is ambiguous", three lines suggesting --ref=-XYZ,
@@ -332,13 +341,25 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
   if (unknown) {
     const given = unknown[1]! + unknown[2]!;
     const typed = unknown[1] === '-' ? (args.find((a) => a.startsWith(given) && !a.startsWith('--')) ?? given) : given;
-    const near = nearOption(typed, specs);
+    const at = args.findIndex((a) => a === typed || a.startsWith(`${typed}=`));
+    // the environment given as an option, as other tools take it (`--env qa`, `-e qa`): it is the first argument here
+    if (c.args?.[0] === '<env>' && ENV_OPTIONS.includes(typed) && at >= 0) {
+      const inline = args[at]!.includes('=');
+      const env = inline ? args[at]!.slice(args[at]!.indexOf('=') + 1) : args[at + 1];
+      const rest = args.filter((_, i) => i !== at && (inline || i !== at + 1));
+      const line = env === undefined || env.startsWith('-') ? undefined : ['ops', c.name, env, ...rest].map((w, i) => (i < 1 + c.name.split(' ').length ? w : quote(w))).join(' ');
+      return new UsageError(`unknown option ${typed} for "ops ${c.name}": the environment is its first argument, not an option${line ? ` (did you mean "${line}"?)` : ''}`, usage);
+    }
+    // an option by the name another tool gives it (`--tag`, `--branch`: --ref; `--release`: rollback's --to; `--tail`: --lines)
+    const other = typed.startsWith('--') && Object.hasOwn(OTHER_OPTIONS, typed.slice(2)) && specs[OTHER_OPTIONS[typed.slice(2)]!] ? `--${OTHER_OPTIONS[typed.slice(2)]}` : undefined;
+    const near = other ?? nearOption(typed, specs);
     // a word typed after one dash shown whole only when it is a long option's name (never a value glued to a letter)
     const shown = near?.startsWith('--') && typed !== given ? typed : given;
-    // where a positional argument is still to come (a branch named -x), how to give one starting with "-": after --
-    const at = args.findIndex((a) => a === typed || a.startsWith(`${typed}=`));
+    // where a positional argument is still to come (a branch named -x), how to give one starting with "-": after --;
+    // not for an argument no value of which starts with "-" (an environment's name, a program's), where the word is
+    // only an option the command lacks
     const slot = at < 0 ? undefined : openArgument(c, specs, args.slice(0, at));
-    const dashed = slot ? `a ${slot} starting with "-" goes after --: ops ${c.name} ${[...args.slice(0, at), '--', ...args.slice(at)].map(quote).join(' ')}; ` : '';
+    const dashed = slot && !NO_DASH_ARGUMENTS.includes(slot) ? `a ${slot} starting with "-" goes after --: ops ${c.name} ${[...args.slice(0, at), '--', ...args.slice(at)].map(quote).join(' ')}; ` : '';
     return new UsageError(`unknown option ${shown} for "ops ${c.name}"${near ? ` (did you mean ${near}?)` : ''}`, `${dashed}${usage}`);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);

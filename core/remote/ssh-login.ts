@@ -224,6 +224,9 @@ export function refusePlaceholderAddress(ep: Pick<Endpoint, 'address'>, attempt:
   );
 }
 
+/** How refusePlaceholderHostKey's message says the key is a placeholder: what `ops env remove` knows ops never set up. */
+export const PLACEHOLDER_HOST_KEY_SAID = 'its pinned host key is still the placeholder `ops env new` writes, which no machine has';
+
 /**
  * Throws an InputError (exit 2) when `ep.hostKey` is still the placeholder `ops env new` pins (PLACEHOLDER_HOST_KEY),
  * which no machine presents: connecting would only be refused as a host key mismatch, as if the machine had changed.
@@ -235,7 +238,7 @@ export function refusePlaceholderHostKey(ep: Pick<Endpoint, 'hostKey' | 'hostKey
   if (typeof pinned === 'string' || !isPlaceholderHostKey(pinned)) return;
   const place = ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
   throw new InputError(
-    own`${attempt.where}: its pinned host key is still the placeholder \`ops env new\` writes, which no machine has; nothing was tried`,
+    own`${attempt.where}: ${PLACEHOLDER_HOST_KEY_SAID}; nothing was tried`,
     own`read the machine's own key on its console (cat /etc/ssh/ssh_host_ed25519_key.pub; ssh-keygen -lf shows its fingerprint) and paste it in ${place}`,
   );
 }

@@ -59,8 +59,22 @@ export interface EncryptedDocument {
 }
 
 const NOT_SOPS_HINT = 'give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`';
-/** The OpsError for `file`, no sops file (it has no top-level `sops` key: surelyNotSops). */
-export const notSops = (file: string) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
+/**
+ * The OpsError for `file`, no sops file (it has no top-level `sops` key: surelyNotSops). An environment's own secrets
+ * file so (decrypted in place, `sops -d -i`; written by hand) is told how to restore or encrypt that file, not to
+ * give another path.
+ */
+export const notSops = (file: string) => {
+  const env = environmentFolderOf(file);
+  const own = env !== undefined && /\/secrets\.sops\.yaml$/.test(file);
+  const shown = own ? `environments/${env}/secrets.sops.yaml` : file;
+  return new OpsError(
+    `${file} is not a sops file: it has no "sops" section`,
+    own
+      ? `restore it (git checkout -- ${shown}), or encrypt what it holds in place: ops secrets encrypt ${shown} (a value that was committed or pushed in plain text is exposed: change it)`
+      : NOT_SOPS_HINT,
+  );
+};
 
 function metaError(file: string, what: string): OpsError {
   return new OpsError(`${file}: malformed sops metadata: ${what}`, 'restore the file from git history (`git checkout -- <file>`); never edit the sops section by hand');

@@ -534,6 +534,22 @@ describe('a key that does not open an environment\'s secrets', () => {
   });
 });
 
+describe("an environment's secrets file that is not a sops file (decrypted in place, written by hand)", () => {
+  it('is told how to restore or encrypt that file, not to give another path (a copy elsewhere keeps the general hint)', async () => {
+    const e = await newEnv();
+    writeFileSync(e.secrets, 'database_url: Zq8-plain-value\n');
+    const r = await cli(e.root, ['secrets', 'show', 'qa'], e.env);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`error: ${e.secrets} is not a sops file: it has no "sops" section\n  hint: restore it (git checkout -- environments/qa/secrets.sops.yaml), or encrypt what it holds in place: ops secrets encrypt environments/qa/secrets.sops.yaml (a value that was committed or pushed in plain text is exposed: change it)\n`);
+    // the fix it names works
+    expect((await cli(e.root, ['secrets', 'encrypt', e.secrets], e.env)).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe('Zq8-plain-value');
+    const copy = join(tempDir(), 'plain.yaml');
+    writeFileSync(copy, 'a: 1\n');
+    expect((await cli(e.root, ['secrets', 'decrypt', copy], e.env)).err).toContain('hint: give the path of a file encrypted with sops');
+  });
+});
+
 describe('ops config checks the .env values against dotenv.readers', () => {
   it('fails naming the variable and the reader, without the value; passes once the value or the readers change', async () => {
     const e = await newEnv();

@@ -289,6 +289,22 @@ describe('hints name the environment, never a literal <env>', () => {
       `  hint: write the key alone there, { secret: secret_key }, and its value in the secrets file: printf '%s' 'the value' | ops secrets set qa secret_key; a key whose name holds =, : or a space goes in double quotes: '"secret_key=..."'\n`);
   });
 
+  it('several recipients in one value: the command for each names the environment and subcommand given (recipients add/remove), or the option repeated (env new --recipient)', async () => {
+    const e = await newEnv('qa');
+    const r = e.out.match(/public key: (age1[0-9a-z]+)/)![1]!;
+    const two = `${r},${r}`;
+    for (const [argv, hint] of [
+      [['secrets', 'recipients', 'qa', 'add', two], 'hint: give one recipient per value: run `ops secrets recipients qa add age1…` once for each'],
+      [['secrets', 'recipients', 'qa', 'remove', two], 'hint: give one recipient per value: run `ops secrets recipients qa remove age1…` once for each'],
+      [['env', 'new', 'qb', '--recipient', two], 'hint: give one recipient per value: repeat the option (--recipient age1… --recipient age1…)'],
+    ] as const) {
+      const x = await secretsCli(e.root, [...argv], e.env);
+      expect(x.code, argv.join(' ')).toBe(2);
+      expect(x.err, argv.join(' ')).toContain(hint);
+      expect(x.err, argv.join(' ')).not.toContain('<env>');
+    }
+  });
+
   it('ops secrets set of a new key with a space at an end: the keys listed with the environment given', async () => {
     const e = await newEnv('qa');
     const r = await secretsCli(e.root, ['secrets', 'set', 'qa', 'api_token '], e.env, 'v');

@@ -51709,7 +51709,7 @@ async function identitiesFromText(text, source = "given key") {
 function isRecipient(s) {
   return RECIPIENT_RE.test(s);
 }
-function checkRecipient(r, where = "recipient") {
+function checkRecipient(r, where = "recipient", given) {
   const value = r.trim();
   if (isPrivateKey(value)) {
     throw new InputError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
@@ -51724,7 +51724,7 @@ function checkRecipient(r, where = "recipient") {
   }
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
-    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
+    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, where === "--recipient" ? "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026)" : `give one recipient per value: run \`ops secrets recipients ${given?.env ?? "<env>"} ${given?.command ?? "add"} age1\u2026\` once for each`);
   if (!RECIPIENT_RE.test(value)) throw new InputError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
@@ -71175,7 +71175,15 @@ var init_sops_metadata = __esm({
     LEGACY_SOPS_VERSION = "3.8.1";
     DEFAULT_UNENCRYPTED_SUFFIX = "_unencrypted";
     NOT_SOPS_HINT = "give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`";
-    notSops = (file) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
+    notSops = (file) => {
+      const env = environmentFolderOf(file);
+      const own2 = env !== void 0 && /\/secrets\.sops\.yaml$/.test(file);
+      const shown = own2 ? `environments/${env}/secrets.sops.yaml` : file;
+      return new OpsError(
+        `${file} is not a sops file: it has no "sops" section`,
+        own2 ? `restore it (git checkout -- ${shown}), or encrypt what it holds in place: ops secrets encrypt ${shown} (a value that was committed or pushed in plain text is exposed: change it)` : NOT_SOPS_HINT
+      );
+    };
   }
 });
 
@@ -79873,12 +79881,13 @@ function refusePlaceholderAddress(ep, attempt, configFile) {
     own`set the machine's own address in ${attempt.keyField.replace(/host_key$/, "address")} of ${configFile} (and its host key, read on its console)`
   );
 }
+var PLACEHOLDER_HOST_KEY_SAID = "its pinned host key is still the placeholder `ops env new` writes, which no machine has";
 function refusePlaceholderHostKey(ep, attempt, configFile) {
   const pinned = parseHostKeys(ep.hostKey);
   if (typeof pinned === "string" || !isPlaceholderHostKey(pinned)) return;
   const place = ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
   throw new InputError(
-    own`${attempt.where}: its pinned host key is still the placeholder \`ops env new\` writes, which no machine has; nothing was tried`,
+    own`${attempt.where}: ${PLACEHOLDER_HOST_KEY_SAID}; nothing was tried`,
     own`read the machine's own key on its console (cat /etc/ssh/ssh_host_ed25519_key.pub; ssh-keygen -lf shows its fingerprint) and paste it in ${place}`
   );
 }

@@ -51879,7 +51879,7 @@ async function identitiesFromText(text, source = "given key") {
 function isRecipient(s) {
   return RECIPIENT_RE.test(s);
 }
-function checkRecipient(r, where = "recipient") {
+function checkRecipient(r, where = "recipient", given) {
   const value = r.trim();
   if (isPrivateKey(value)) {
     throw new InputError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
@@ -51894,7 +51894,7 @@ function checkRecipient(r, where = "recipient") {
   }
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
-    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
+    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, where === "--recipient" ? "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026)" : `give one recipient per value: run \`ops secrets recipients ${given?.env ?? "<env>"} ${given?.command ?? "add"} age1\u2026\` once for each`);
   if (!RECIPIENT_RE.test(value)) throw new InputError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);
@@ -64070,7 +64070,7 @@ function refusePlaceholderHostKey(ep, attempt, configFile) {
   if (typeof pinned === "string" || !isPlaceholderHostKey(pinned)) return;
   const place = ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
   throw new InputError(
-    own`${attempt.where}: its pinned host key is still the placeholder \`ops env new\` writes, which no machine has; nothing was tried`,
+    own`${attempt.where}: ${PLACEHOLDER_HOST_KEY_SAID}; nothing was tried`,
     own`read the machine's own key on its console (cat /etc/ssh/ssh_host_ed25519_key.pub; ssh-keygen -lf shows its fingerprint) and paste it in ${place}`
   );
 }
@@ -64205,7 +64205,7 @@ function addressPort(address2, port2) {
 function describeEndpoint(ep) {
   return `${ep.name} (${ep.user}@${addressPort(ep.address, ep.port)})`;
 }
-var LoginAbandoned, getentMissing, silentAgents, RETRYABLE, PLACEHOLDER_ADDRESS_SAID, Bastion;
+var LoginAbandoned, getentMissing, silentAgents, RETRYABLE, PLACEHOLDER_ADDRESS_SAID, PLACEHOLDER_HOST_KEY_SAID, Bastion;
 var init_ssh_login = __esm({
   "core/remote/ssh-login.ts"() {
     "use strict";
@@ -64221,6 +64221,7 @@ var init_ssh_login = __esm({
     silentAgents = /* @__PURE__ */ new Set();
     RETRYABLE = /ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EAI_AGAIN|Timed out while waiting for handshake|Connection lost before handshake/;
     PLACEHOLDER_ADDRESS_SAID = "which no machine has: the placeholder `ops env new` writes, still in place";
+    PLACEHOLDER_HOST_KEY_SAID = "its pinned host key is still the placeholder `ops env new` writes, which no machine has";
     Bastion = class _Bastion {
       constructor(ssh, endpoint) {
         this.ssh = ssh;

@@ -50777,7 +50777,7 @@ async function identitiesFromText(text, source = "given key") {
 function isRecipient(s) {
   return RECIPIENT_RE.test(s);
 }
-function checkRecipient(r, where = "recipient") {
+function checkRecipient(r, where = "recipient", given) {
   const value = r.trim();
   if (isPrivateKey(value)) {
     throw new InputError(`${where}: that is a private key (AGE-SECRET-KEY-\u2026), not a recipient; it was not shown`, "give the public key (age1\u2026) printed by `ops keygen` beside it; keep the private key secret (if it was pasted somewhere shared, make a new one)");
@@ -50792,7 +50792,7 @@ function checkRecipient(r, where = "recipient") {
   }
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
-    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026), or run `ops secrets recipients <env> add age1\u2026` once for each");
+    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(", ")})`, where === "--recipient" ? "give one recipient per value: repeat the option (--recipient age1\u2026 --recipient age1\u2026)" : `give one recipient per value: run \`ops secrets recipients ${given?.env ?? "<env>"} ${given?.command ?? "add"} age1\u2026\` once for each`);
   if (!RECIPIENT_RE.test(value)) throw new InputError(`${where}: ${value.startsWith("age1") ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, "a recipient looks like age1\u2026 (the public key printed by `ops keygen`)");
   try {
     new Encrypter().addRecipient(value);

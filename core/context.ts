@@ -5,7 +5,7 @@ import { translateError } from './errors.ts';
 import type { Reporter } from './report.ts';
 import { resolveCredentials } from './remote/identity.ts';
 import { connect } from './remote/ssh.ts';
-import { Bastion, describeEndpoint, refusePlaceholderAddress } from './remote/ssh-login.ts';
+import { Bastion, describeEndpoint, refusePlaceholderAddress, refusePlaceholderHostKey } from './remote/ssh-login.ts';
 import type { Remote } from './remote/types.ts';
 
 /** Connect to a host of `env`; `signal`: the connection is no longer wanted (the attempt ends, LoginAbandoned). */
@@ -74,8 +74,11 @@ export function sshConnector(ctx: OpsContext): Connector {
   const bastions = new Map<string, Promise<Bastion>>();
   return async (env, host, signal) => {
     const ssh = env.config.ssh;
-    // A placeholder address is said before a missing key: it is the first thing to fix (README "Secrets", env new).
-    refusePlaceholderAddress(host, { where: describeEndpoint(host), keyField: 'hosts[].host_key' }, `environments/${env.name}/environment.yml`);
+    // A placeholder address, then a placeholder host key, is said before a missing SSH key: the first thing to fix
+    // (README "Secrets", env new).
+    const placeholder = [host, { where: describeEndpoint(host), keyField: 'hosts[].host_key' }, `environments/${env.name}/environment.yml`] as const;
+    refusePlaceholderAddress(...placeholder);
+    refusePlaceholderHostKey(...placeholder);
     const credentials = resolveCredentials(
       { identityFile: ctx.identityFile, configFile: ssh.identity_file ? envPath(env, ssh.identity_file) : undefined, processEnv: ctx.processEnv },
       ctx.reporter,

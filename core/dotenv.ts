@@ -33,14 +33,16 @@ function isMapValue(n: unknown): n is Record<string, unknown> {
 /**
  * The node at a dotted key path ("a.b", or "passwords.admin@example.org": a key holding dots is read as written,
  * see splitKeyPath) of a decrypted secrets tree; undefined when any step is missing (or is no map: isMapValue).
+ * `env`: the environment whose environment.yml holds the path (a `{ secret: }`), named in a refusal's hint.
+ * @throws InputError for a path splitKeyPath refuses.
  */
-export function lookup(tree: unknown, path: string): unknown {
+export function lookup(tree: unknown, path: string, env?: string): unknown {
   const child = (n: unknown, k: string): unknown => (isMapValue(n) && Object.hasOwn(n, k) ? n[k] : undefined);
   const keysAt = (keys: string[]) => {
     const n = keys.reduce(child, tree);
     return isMapValue(n) ? Object.keys(n) : [];
   };
-  return splitKeyPath(path, keysAt).reduce(child, tree);
+  return splitKeyPath(path, keysAt, env === undefined ? {} : { reference: { env } }).reduce(child, tree);
 }
 
 /** The key paths of a decrypted secrets tree, as `{ secret: … }` names them (a mapping's and its members', dotted). */
@@ -446,7 +448,7 @@ export function renderDotenv(env: Environment, secrets: unknown): RenderedEnv {
     let value: string;
     if (typeof spec === 'string') value = spec;
     else {
-      const found = lookup(secrets, spec.secret);
+      const found = lookup(secrets, spec.secret, env.name);
       if (found === undefined || found === null) {
         // null (`~`, `null`, nothing after the key): sops's dotenv output would give `<nil>`; no value for the app
         // a key misspelt on either side (environment.yml's `secret:` or the file's key): the one the file has, named
@@ -542,8 +544,8 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
   const long: { key: string; source: string; bytes: number }[] = [];
   for (const [key, spec] of Object.entries(env.config.env)) {
     if (typeof spec === 'string') continue;
-    const found = lookup(after, spec.secret);
-    const had = lookup(before, spec.secret);
+    const found = lookup(after, spec.secret, env.name);
+    const had = lookup(before, spec.secret, env.name);
     if ((found === undefined || found === null) && had !== undefined && had !== null) removed.push(`${key} needs the secret "${spec.secret}"`);
     if (found === undefined || found === null || isDeepStrictEqual(found, had)) continue;
     const binary = memberHolding(found, holdsBinary);
@@ -587,7 +589,7 @@ export function refuseUnreadableSecrets(env: DotenvSettings, before: unknown, af
   if (long.length) throw overflowError(env, long, how.untouched);
   const sizesIn = (secrets: unknown) =>
     Object.entries(env.config.env).flatMap(([key, spec]) => {
-      const value = typeof spec === 'string' ? spec : lookup(secrets, spec.secret);
+      const value = typeof spec === 'string' ? spec : lookup(secrets, spec.secret, env.name);
       return value === undefined || value === null || holdsBinary(value) ? [] : [{ key, bytes: environmentBytes(key, asString(value)) }];
     });
   const [sizesBefore, sizesAfter] = [sizesIn(before), sizesIn(after)];

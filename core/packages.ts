@@ -32,7 +32,7 @@ export function packagesNeedSecrets(env: PackageSettings): boolean {
 }
 
 function secret(env: PackageSettings, secrets: unknown, setting: string, path: string): string {
-  const value = lookup(secrets, path);
+  const value = lookup(secrets, path, env.name);
   if (value instanceof Uint8Array) throw binaryRefused(path, `for ${setting}`, env.name);
   if (typeof value !== 'string' || !value)
     throw new OpsError(`environments/${env.name}/secrets.sops.yaml lacks the secret "${path}" that ${setting} needs (a non-empty string)`, `set it: printf '%s' VALUE | ops secrets set ${env.name} ${quote(path)}`);
@@ -143,7 +143,7 @@ export function packageIndexFiles(env: PackageSettings, secrets: unknown): Packa
  */
 export function refusePackageSecrets(env: PackageSettings, before: unknown, after: unknown): void {
   const { pip_index_url: pip, npm_token: npm, ...rest } = env.config.packages;
-  const changed = (ref: { secret: string } | undefined) => ref !== undefined && !isDeepStrictEqual(lookup(before, ref.secret), lookup(after, ref.secret));
+  const changed = (ref: { secret: string } | undefined) => ref !== undefined && !isDeepStrictEqual(lookup(before, ref.secret, env.name), lookup(after, ref.secret, env.name));
   const packages = { ...rest, ...(typeof pip === 'object' && changed(pip) && { pip_index_url: pip }), ...(changed(npm) && { npm_token: npm }) };
   if (packages.pip_index_url === undefined && packages.npm_token === undefined) return;
   packageIndexFiles({ name: env.name, config: { ...env.config, packages } }, after);

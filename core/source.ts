@@ -111,14 +111,21 @@ const REF_NOT_FOUND_HINT =
   "check the name; in a workflow, check out with fetch-depth: 0 so branches and tags are present; on a laptop, git fetch first; the repository deployed is the environment's `repository`, else the git checkout that holds environments/";
 
 /**
- * The error for a ref that names nothing: a repository with no commit yet says so (fetching would not help), one with
+ * The error for a ref that names nothing: a repository with no commit yet says so, an InputError (exit 2; neither
+ * another ref nor fetching would help), one with
  * a branch or tag a slip or two from `typed` names it (`mian`: main, `v1.2.O`: v1.2.0; didYouMean), and one with
  * branches names a few of them (an environment's `ref: master` where the team's branch is `main`).
  */
 async function refNotFound(repo: string, message: string, typed?: string): Promise<OpsError> {
   const listed = await new Git(repo).run(['for-each-ref', '--format=%(refname:short)', 'refs/heads', 'refs/remotes', 'refs/tags']);
   const names = listed.stdout.split('\n').filter((n) => n && !n.endsWith('/HEAD'));
-  if (listed.code === 0 && !names.length) return new OpsError(`${message}: it has no commits yet`, 'commit the app first (git add, git commit), then deploy');
+  // no commit at all: whatever ref is given names nothing, so neither the ref nor a fetch is the fix (exit 2: the
+  // project's repository is what is wrong, as for no repository at all)
+  if (listed.code === 0 && !names.length)
+    return new InputError(
+      `nothing to deploy: ${repo} has no commits yet, so no ref names one`,
+      `commit the app there first (git add -A && git commit), then deploy; the repository deployed is the environment's \`repository\`, else the git checkout that holds environments/`,
+    );
   // origin's branches as they are deployed: by their own name (origin/main is `--ref main`)
   const shortNames = [...new Set(names.map((n) => n.replace(/^origin\//, '')))];
   const name = typed?.replace(/^refs\/(heads|tags)\//, '');

@@ -16,7 +16,7 @@ import opsPackage from '../package.json' with { type: 'json' };
 
 /** A command-line option: a string (repeatable with `multiple`), a flag, or a whole number (checked by wholeNumber). */
 export type OptionSpec =
-  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** A file or directory: a relative one is resolved here against the directory the command was run from (see invocationDir). */ path?: boolean; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out). */ emptyHint?: string; /** false: no value starts with "-" (a git ref, a release id), so a word starting with "-" after the option is never explained as `--opt=-VALUE` (a number's and a choice's never do either: dashFree). */ dashes?: false }
+  | { type: 'string'; short?: string; multiple?: boolean; description: string; /** A file or directory: a relative one is resolved here against the directory the command was run from (see invocationDir). */ path?: boolean; /** Shown in help as the value's name ("--ref REF"). */ value?: string; /** The only values taken (anything else: a usage error). */ choices?: readonly string[]; /** What an empty value lacks, for its usage error ("a release id"; default: "a value"). */ what?: string; /** The hint of that error (default: give a value or leave the option out); `{env}` in it is the environment given (a command whose first argument is `<env>`). */ emptyHint?: string; /** false: no value starts with "-" (a git ref, a release id), so a word starting with "-" after the option is never explained as `--opt=-VALUE` (a number's and a choice's never do either: dashFree). */ dashes?: false }
   | { type: 'boolean'; short?: string; description: string }
   | { type: 'number'; short?: string; description: string; value?: string; min?: number; max?: number };
 
@@ -273,7 +273,7 @@ function checkArgs(c: Command, args: string[], environments: () => string[], pro
  * Option values as the command's specs say: numbers parsed (one parser for every number: wholeNumber; a wrong one's
  * hint gives the range it takes, and the usage).
  */
-function typedValues(specs: Options, raw: Record<string, string | boolean | string[] | undefined>, c: Command): OptionValues<Options> {
+function typedValues(specs: Options, raw: Record<string, string | boolean | string[] | undefined>, c: Command, env?: string): OptionValues<Options> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) {
     const spec = specs[k];
@@ -286,7 +286,7 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
       }
     } else if (spec?.type === 'string' && (Array.isArray(v) ? v : [v]).includes('')) {
       // An empty value is a variable that was not set (--ref "$TAG"), not "the default": refused for every option.
-      throw new UsageError(`--${k} needs ${spec.what ?? 'a value'}, got an empty one`, spec.emptyHint ?? `give one, or leave --${k} out for the default (an unset variable, as in --${k} "$VAR"?)`);
+      throw new UsageError(`--${k} needs ${spec.what ?? 'a value'}, got an empty one`, spec.emptyHint?.replaceAll('{env}', env === undefined ? '<env>' : quote(env)) ?? `give one, or leave --${k} out for the default (an unset variable, as in --${k} "$VAR"?)`);
     } else if (spec?.type === 'string' && spec.choices && typeof v === 'string' && !spec.choices.includes(v)) {
       // the choice meant, as for an option's name (didYouMean: `--slot prev`, previous)
       const near = didYouMean(v, [...spec.choices]);
@@ -295,6 +295,15 @@ function typedValues(specs: Options, raw: Record<string, string | boolean | stri
   }
   return out as OptionValues<Options>;
 }
+
+/** Options other tools name the environment with (`--env qa`, `-e qa`): ops takes it as the first argument. */
+const ENV_OPTIONS = ['--env', '--environment', '--stage', '--target', '-e'];
+
+/** Options by the names other tools give them, and the option of ops meant, where the command has it. */
+const OTHER_OPTIONS: Record<string, string> = { tag: 'ref', branch: 'ref', commit: 'ref', sha: 'ref', rev: 'ref', revision: 'ref', release: 'to', id: 'to', tail: 'lines' };
+
+/** Positional arguments no value of which starts with "-": names ops validates (an environment's, a program's). */
+const NO_DASH_ARGUMENTS = ['<env>', '<name>', '[program]'];
 
 /**
  * node:util parseArgs's error (the one library parsing argv), as a one-line usage error in ops's words: an option that
@@ -332,13 +341,25 @@ function parseArgsError(e: unknown, specs: Options, c: Command, args: string[]):
   if (unknown) {
     const given = unknown[1]! + unknown[2]!;
     const typed = unknown[1] === '-' ? (args.find((a) => a.startsWith(given) && !a.startsWith('--')) ?? given) : given;
-    const near = nearOption(typed, specs);
+    const at = args.findIndex((a) => a === typed || a.startsWith(`${typed}=`));
+    // the environment given as an option, as other tools take it (`--env qa`, `-e qa`): it is the first argument here
+    if (c.args?.[0] === '<env>' && ENV_OPTIONS.includes(typed) && at >= 0) {
+      const inline = args[at]!.includes('=');
+      const env = inline ? args[at]!.slice(args[at]!.indexOf('=') + 1) : args[at + 1];
+      const rest = args.filter((_, i) => i !== at && (inline || i !== at + 1));
+      const line = env === undefined || env.startsWith('-') ? undefined : ['ops', c.name, env, ...rest].map((w, i) => (i < 1 + c.name.split(' ').length ? w : quote(w))).join(' ');
+      return new UsageError(`unknown option ${typed} for "ops ${c.name}": the environment is its first argument, not an option${line ? ` (did you mean "${line}"?)` : ''}`, usage);
+    }
+    // an option by the name another tool gives it (`--tag`, `--branch`: --ref; `--release`: rollback's --to; `--tail`: --lines)
+    const other = typed.startsWith('--') && Object.hasOwn(OTHER_OPTIONS, typed.slice(2)) && specs[OTHER_OPTIONS[typed.slice(2)]!] ? `--${OTHER_OPTIONS[typed.slice(2)]}` : undefined;
+    const near = other ?? nearOption(typed, specs);
     // a word typed after one dash shown whole only when it is a long option's name (never a value glued to a letter)
     const shown = near?.startsWith('--') && typed !== given ? typed : given;
-    // where a positional argument is still to come (a branch named -x), how to give one starting with "-": after --
-    const at = args.findIndex((a) => a === typed || a.startsWith(`${typed}=`));
+    // where a positional argument is still to come (a branch named -x), how to give one starting with "-": after --;
+    // not for an argument no value of which starts with "-" (an environment's name, a program's), where the word is
+    // only an option the command lacks
     const slot = at < 0 ? undefined : openArgument(c, specs, args.slice(0, at));
-    const dashed = slot ? `a ${slot} starting with "-" goes after --: ops ${c.name} ${[...args.slice(0, at), '--', ...args.slice(at)].map(quote).join(' ')}; ` : '';
+    const dashed = slot && !NO_DASH_ARGUMENTS.includes(slot) ? `a ${slot} starting with "-" goes after --: ops ${c.name} ${[...args.slice(0, at), '--', ...args.slice(at)].map(quote).join(' ')}; ` : '';
     return new UsageError(`unknown option ${shown} for "ops ${c.name}"${near ? ` (did you mean ${near}?)` : ''}`, `${dashed}${usage}`);
   }
   return new UsageError(message.split('\n')[0]!.replace(/\. To specify.*$/, ''), usage);
@@ -613,6 +634,52 @@ function npmTraces(k: string, spec: OptionSpec): { variable: string; value?: str
 }
 
 /** ops option letters that are npm's shorthands for a setting of its own, and the value each leaves (npm 11: `-f` is --force, `-n` --no-yes). */
+/**
+ * Commands typed by the name other tools give the job (`init`, `decommission`, `secrets get`, `secrets list`): the
+ * command of ops that does it, never a spelling neighbour that does something else (`secrets get` is no slip of
+ * `secrets set`, `init` of `initdata` only maybe). Keys: the words typed (a command, or a group and its subcommand);
+ * values: the commands meant, in the order said, with the option the words after the first go to, if any (`secrets
+ * get qa db.password`: `secrets show qa --key db.password`).
+ */
+const OTHER_NAMES: Record<string, string[]> = {
+  init: ['env new', 'initdata'],
+  new: ['env new'],
+  create: ['env new'],
+  decommission: ['env remove'],
+  destroy: ['env remove'],
+  unlock: ['lock release'],
+  'env create': ['env new'],
+  'env add': ['env new'],
+  'env init': ['env new'],
+  'env delete': ['env remove'],
+  'env rm': ['env remove'],
+  'env destroy': ['env remove'],
+  'env decommission': ['env remove'],
+  'secrets new': ['env new'],
+  'secrets init': ['env new'],
+  'secrets get': ['secrets show --key'],
+  'secrets list': ['secrets show'],
+  'secrets ls': ['secrets show'],
+  'secrets view': ['secrets show'],
+  'secrets cat': ['secrets show'],
+  'secrets delete': ['secrets unset'],
+  'secrets remove': ['secrets unset'],
+  'secrets rm': ['secrets unset'],
+  'lock unlock': ['lock release'],
+  'lock show': ['lock status'],
+};
+
+/** `(did you mean "ops env new qa" or "ops initdata qa"?)` for words OTHER_NAMES knows, `after` the words typed after them; else undefined. */
+function otherName(typed: string, after: string[]): string | undefined {
+  const meant = Object.hasOwn(OTHER_NAMES, typed) ? OTHER_NAMES[typed] : undefined;
+  const line = (m: string) => {
+    const [name, option] = m.split(' --');
+    const words = option && after.length > 1 ? [after[0]!, `--${option}`, ...after.slice(1)] : after;
+    return `"ops ${[name, ...words.map(quote)].join(' ')}"`;
+  };
+  return meant && ` (did you mean ${meant.map(line).join(' or ')}?)`;
+}
+
 const NPM_SHORT: Record<string, { setting: string; value: string }> = { f: { setting: 'force', value: 'true' }, n: { setting: 'yes', value: '' } };
 
 /**
@@ -812,8 +879,9 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
       stderr.write(showControls(shown(`error: ${error}\n  hint: ${listHint}\n`)));
       document(error, listHint);
     } else if (group.length && word !== undefined && !word.startsWith('-')) {
-      const near = didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
-      const error = `unknown subcommand "${word}" for "ops ${argv[0]}"${near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : ''}`;
+      const other = otherName(`${argv[0]} ${word}`, argv.slice(2).filter((w) => !w.startsWith('-')));
+      const near = other ? undefined : didYouMean(word, group.map((c) => c.name.split(' ')[1]!));
+      const error = `unknown subcommand "${word}" for "ops ${argv[0]}"${other ?? (near ? ` (did you mean "ops ${argv[0]} ${near}"?)` : '')}`;
       stderr.write(showControls(shown(`error: ${error}; its subcommands:\n${subcommands}\n`)));
       document(error, listHint);
     } else if (group.length && (word === '--help' || word === '-h')) {
@@ -843,10 +911,12 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
         didYouMean(argv[0]!, [...new Set(commands.map((c) => c.name.split(' ')[0]!))]);
       // ops's own option typed as a word (`ops version`): the option meant
       const own = near ? undefined : nearOption(`--${argv[0]}`, {});
-      const error = `unknown command "${argv[0]}"${near ? ` (did you mean "ops ${near}"?)` : own ? ` (did you mean ${own}?)` : ''}`;
+      // a name another tool gives the job (`init`, `decommission`): the command that does it, before any neighbour
+      const other = otherName(argv[0]!, argv.slice(1).filter((w) => !w.startsWith('-')));
+      const error = `unknown command "${argv[0]}"${other ?? (near ? ` (did you mean "ops ${near}"?)` : own ? ` (did you mean ${own}?)` : '')}`;
       // the command meant named: that line and the hint (the whole help after it would push it off the screen);
       // none close: the commands to choose from
-      stderr.write(showControls(shown(`error: ${error}`)) + (near || own ? '\n  hint: `ops --help` lists the commands\n' : `\n\n${mainHelp(commands)}\n`));
+      stderr.write(showControls(shown(`error: ${error}`)) + (other || near || own ? '\n  hint: `ops --help` lists the commands\n' : `\n\n${mainHelp(commands)}\n`));
       document(error, '`ops --help` lists the commands');
     }
     return EXIT_CODES.usage;
@@ -926,7 +996,7 @@ export async function runCli(commands: Command[], io: RunIo): Promise<number> {
     }, processEnv, rest, parsed.values);
     const root = io.root ?? (command.project === 'optional' ? optionalProjectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv)) : projectRoot(processEnv.OPS_ROOT, cwd, homeDir(processEnv)));
     const inProject = root !== undefined;
-    const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>, command);
+    const values = typedValues(specs, parsed.values as Record<string, string | boolean | string[] | undefined>, command, command.args?.[0] === '<env>' ? parsed.positionals[0] : undefined);
     json = 'json' in specs && values.json === true;
     // Every relative path argument, here in one place, from the directory the command was run from
     for (const [k, spec] of Object.entries(specs)) {

@@ -76,6 +76,20 @@ export function parseHostKeys(text: string): HostKey[] | string {
   return keys;
 }
 
+/**
+ * The host key `ops env new` pins until the VM's own is pasted in: an ed25519 key line whose 32 key bytes are the
+ * ASCII text "ops env new placeholder host key", which no machine presents (no one chose it as a key pair, and a
+ * key pair is drawn at random), so that a host still pinned to it is refused as a placeholder to replace, before
+ * any connection, rather than said to present a different key (isPlaceholderHostKey).
+ */
+export const PLACEHOLDER_HOST_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9wcyBlbnYgbmV3IHBsYWNlaG9sZGVyIGhvc3Qga2V5';
+
+/** Whether every key of `pinned` (parseHostKeys) is the placeholder `ops env new` writes (PLACEHOLDER_HOST_KEY). */
+export function isPlaceholderHostKey(pinned: HostKey[]): boolean {
+  const placeholder = (parseHostKey(PLACEHOLDER_HOST_KEY) as HostKey).blob;
+  return pinned.length > 0 && pinned.every((k) => k.blob.equals(placeholder));
+}
+
 /** OpenSSH's fingerprint format: SHA256:<base64 without padding>. */
 export function fingerprint(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;

@@ -1,6 +1,6 @@
 // ops certs <env> [--renew]: the seed's "Certificats" section as a command. Lists each host's certificates
 // with their expiry, the one nginx actually serves, and how renewals are scheduled; --renew forces a renewal
-// now (certbot renew --force-renewal, or a new self-signed certificate) under the environment's lock, and
+// now (certbot certonly --force-renewal, or a new self-signed certificate) under the environment's lock, and
 // reloads nginx only after `nginx -t` accepts it.
 import type { Environment } from '../config/environment.ts';
 import { resolveTarget, type Target } from '../target.ts';

@@ -21,7 +21,7 @@ import { errorFieldsLine, errorParts, messageLine, OpsError } from '../errors.ts
 import { envPathRegex, readCreationRules, removeEnvRule, SOPS_CONFIG_FILE, type CreationRule } from '../secrets/sops-config.ts';
 import { quote, validate } from '../shell.ts';
 import type { HostStatus } from '../steps/status.ts';
-import { documentationAddress, PLACEHOLDER_ADDRESS_SAID } from '../remote/ssh-login.ts';
+import { documentationAddress, PLACEHOLDER_ADDRESS_SAID, PLACEHOLDER_HOST_KEY_SAID } from '../remote/ssh-login.ts';
 import { status } from './status.ts';
 import { runUnderWay } from '../steps/lock.ts';
 import { openEnvironment } from './secrets.ts';
@@ -38,7 +38,7 @@ export interface RemoveResult {
   removed: boolean;
   /** Files and rules removed (or that would be, with dryRun). */
   changes: string[];
-  /** What each host was found doing ('' when not checked); `placeholder`: still at the documentation address `ops env new` writes (never set up). */
+  /** What each host was found doing ('' when not checked); `placeholder`: still at the documentation address or host key `ops env new` writes (never set up). */
   hosts: { host: string; address: string; state: string; placeholder?: boolean }[];
   /** What else to release by hand, one item a line. */
   checklist: string[];
@@ -326,7 +326,7 @@ async function databaseUrls(ctx: OpsContext, env: Environment, vars: string[]): 
     if (!identities.identities.length) return out;
     const { data } = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v) });
     for (const k of secrets) {
-      const v = lookup(data, (env.config.env[k] as { secret: string }).secret);
+      const v = lookup(data, (env.config.env[k] as { secret: string }).secret, env.name);
       if (typeof v === 'string' && v) out.set(k, v);
     }
   } catch {
@@ -467,8 +467,15 @@ export async function removeEnvironment(ctx: OpsContext, name: string, options: 
     const st = await status(ctx, env);
     // A host refused as still at a documentation address (the placeholder `ops env new` writes, RFC 5737/3849/2606)
     // is no machine: nothing serves there, so an environment made by mistake (a typo of `ops env new`) goes without --force.
-    const placeholder = (h: (typeof st.hosts)[number]) => !h.reachable && h.error?.includes(PLACEHOLDER_ADDRESS_SAID) && documentationAddress(h.address);
-    result.hosts = st.hosts.map((h) => (placeholder(h) ? { host: h.host, address: h.address, state: `never set up: ${placeholder(h)}, the placeholder ops env new writes`, placeholder: true } : { host: h.host, address: h.address, state: describeHost(h) }));
+    // Nor did ops ever reach a host still pinned to the placeholder host key (no machine presents it): nothing of the
+    // environment was set up or serves there, whatever runs at its address.
+    const placeholder = (h: (typeof st.hosts)[number]) =>
+      !h.reachable && h.error?.includes(PLACEHOLDER_ADDRESS_SAID) && documentationAddress(h.address)
+        ? `${documentationAddress(h.address)}, the placeholder ops env new writes`
+        : !h.reachable && h.error?.includes(PLACEHOLDER_HOST_KEY_SAID)
+          ? 'its host key is the placeholder ops env new writes'
+          : undefined;
+    result.hosts = st.hosts.map((h) => (placeholder(h) ? { host: h.host, address: h.address, state: `never set up: ${placeholder(h)}`, placeholder: true } : { host: h.host, address: h.address, state: describeHost(h) }));
     // An unreachable host may well still serve (to others than us: a missing key, a firewall, a VPN down).
     const unknown = st.hosts.filter((h) => (!h.reachable || h.error) && !placeholder(h));
     if (unknown.length)
@@ -520,7 +527,7 @@ export function formatRemove(r: RemoveResult, dryRun = false): string {
   // Made by `ops env new` and never given a machine: most of the list may never have existed; said, not cut (a DNS
   // record, a database or the GitHub environments may have been made by hand before the hosts were set).
   if (r.hosts.length && r.hosts.every((h) => h.placeholder))
-    out.push(`none of ${r.environment}'s hosts was ever set up (each still at the placeholder address ops env new writes): of what follows, only what was made by hand for it exists (a DNS record, a database, the GitHub environments, its age key in a password manager or CI); the rest never did`, '');
+    out.push(`none of ${r.environment}'s hosts was ever set up (each still at the placeholder address or host key ops env new writes): of what follows, only what was made by hand for it exists (a DNS record, a database, the GitHub environments, its age key in a password manager or CI); the rest never did`, '');
   out.push(`still to release by hand (the repository cannot):`, ...r.checklist.map((c, i) => `  ${i + 1}. ${c}`));
   return out.join('\n');
 }

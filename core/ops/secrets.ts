@@ -242,7 +242,7 @@ export function unreadSecretWarning(settings: Pick<Environment, 'name' | 'config
     return isMap(n) ? Object.keys(n) : [];
   };
   const prefix = (a: string[], b: string[]) => a.length <= b.length && a.every((k, i) => k === b[i]);
-  const read = refs.map((r) => ({ ...r, path: splitKeyPath(r.ref, keysAt) }));
+  const read = refs.map((r) => ({ ...r, path: splitKeyPath(r.ref, keysAt, { reference: { env: settings.name } }) }));
   if (read.some((r) => prefix(r.path, path) || prefix(path, r.path))) return undefined;
   const typed = path.join('.').toLowerCase();
   const near = read.find((r) => r.reader.toLowerCase() === typed || r.reader.toLowerCase().endsWith(`_${typed}`)) ??

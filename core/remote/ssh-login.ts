@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InputError, OpsError, TransportError, describeLowLevel, translateError } from '../errors.ts';
 import { own, type Reporter } from '../report.ts';
-import { HOST_KEY_TYPES, blobType, fingerprint, parseHostKeys, type HostKey } from '../config/hostkey.ts';
+import { HOST_KEY_TYPES, blobType, fingerprint, isPlaceholderHostKey, parseHostKeys, type HostKey } from '../config/hostkey.ts';
 import { agentFor, askAgent, type Credentials } from './identity.ts';
 import { sshConfigDifference } from './ssh-config.ts';
 
@@ -224,6 +224,25 @@ export function refusePlaceholderAddress(ep: Pick<Endpoint, 'address'>, attempt:
   );
 }
 
+/** How refusePlaceholderHostKey's message says the key is a placeholder: what `ops env remove` knows ops never set up. */
+export const PLACEHOLDER_HOST_KEY_SAID = 'its pinned host key is still the placeholder `ops env new` writes, which no machine has';
+
+/**
+ * Throws an InputError (exit 2) when `ep.hostKey` is still the placeholder `ops env new` pins (PLACEHOLDER_HOST_KEY),
+ * which no machine presents: connecting would only be refused as a host key mismatch, as if the machine had changed.
+ * Called after refusePlaceholderAddress (a placeholder address is the first thing to fix) and before the SSH key is
+ * looked for; a host_key that is malformed is left to the login, which says so.
+ */
+export function refusePlaceholderHostKey(ep: Pick<Endpoint, 'hostKey' | 'hostKeyFile'>, attempt: Pick<Attempt, 'where' | 'keyField'>, configFile: string): void {
+  const pinned = parseHostKeys(ep.hostKey);
+  if (typeof pinned === 'string' || !isPlaceholderHostKey(pinned)) return;
+  const place = ep.hostKeyFile ? `${ep.hostKeyFile} (the host_key_file ${configFile} names)` : `${attempt.keyField} of ${configFile}`;
+  throw new InputError(
+    own`${attempt.where}: ${PLACEHOLDER_HOST_KEY_SAID}; nothing was tried`,
+    own`read the machine's own key on its console (cat /etc/ssh/ssh_host_ed25519_key.pub; ssh-keygen -lf shows its fingerprint) and paste it in ${place}`,
+  );
+}
+
 /**
  * One SSH login with the pinned key, retried with backoff on network errors. Errors say which server (and
  * through which bastion) failed and how: refused key, different host key, unreachable; and, when the user's ssh
@@ -245,6 +264,7 @@ async function loginAttempts(ep: Endpoint, attempt: Attempt, options: LoginOptio
   const pinned = pinnedKeys(ep, attempt.keyField.startsWith('bastion') ? 'bastion' : 'host', options.configFile);
   const { where } = attempt;
   refusePlaceholderAddress(ep, attempt, options.configFile);
+  refusePlaceholderHostKey(ep, attempt, options.configFile);
   const auth = await authentication(ep.user, options.credentials, options.reporter);
   let tries = 0;
   const { signal } = options;

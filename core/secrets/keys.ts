@@ -301,8 +301,12 @@ export function isRecipient(s: string): boolean {
   return RECIPIENT_RE.test(s);
 }
 
-/** Check an `age1…` recipient (bech32 checksum included): throws an OpsError saying what is wrong. */
-export function checkRecipient(r: string, where = 'recipient'): string {
+/**
+ * Check an `age1…` recipient (bech32 checksum included): throws an OpsError saying what is wrong. `where` names the
+ * value (`--recipient`: an option that is given once per recipient); `given`: the environment it is for and the
+ * `ops secrets recipients` subcommand it was given to, named in the command a hint gives.
+ */
+export function checkRecipient(r: string, where = 'recipient', given?: { env: string; command: 'add' | 'remove' }): string {
   const value = r.trim();
   // A private key however pasted: cut (`GE-SECRET-KEY-1…`), behind a comment mark, or in lower case (bech32 ignores
   // case: still the same key). Never quoted.
@@ -322,7 +326,7 @@ export function checkRecipient(r: string, where = 'recipient'): string {
   // Several public keys in one value, as .sops.yaml lists them (age1…,age1…): each is given on its own.
   const several = value.split(/[\s,]+/).filter(Boolean);
   if (several.length > 1 && several.every((x) => RECIPIENT_RE.test(x)))
-    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(', ')})`, 'give one recipient per value: repeat the option (--recipient age1… --recipient age1…), or run `ops secrets recipients <env> add age1…` once for each');
+    throw new InputError(`${where}: ${several.length} recipients in one value (${several.join(', ')})`, where === '--recipient' ? 'give one recipient per value: repeat the option (--recipient age1… --recipient age1…)' : `give one recipient per value: run \`ops secrets recipients ${given?.env ?? '<env>'} ${given?.command ?? 'add'} age1…\` once for each`);
   // Quoted only when it is one (a public key: age1… that fails its checksum); anything else may be a secret pasted in
   // the wrong place, said by its shape alone.
   if (!RECIPIENT_RE.test(value)) throw new InputError(`${where}: ${value.startsWith('age1') ? `"${value}"` : `the value given (${value.length} characters, not starting with age1; not shown: it could be a secret)`} is not an age recipient`, 'a recipient looks like age1… (the public key printed by `ops keygen`)');

@@ -210,7 +210,7 @@ export async function syncRecipients(root: string, env: string, open: OpenWith, 
  * opened (nothing written then).
  */
 export async function addRecipient(root: string, env: string, recipient: string, open: OpenWith): Promise<FileChange[]> {
-  const r = checkRecipient(recipient);
+  const r = checkRecipient(recipient, 'recipient', { env, command: 'add' });
   const opened = await openAll(root, env, open);
   const rule = ruleFor(root, secretsPath(root, env));
   const base = rule?.pathRegex !== undefined && rule.age.length ? rule.age : (opened[0]?.recipients ?? []);
@@ -231,7 +231,7 @@ export async function addRecipient(root: string, env: string, recipient: string,
 export async function removeRecipient(root: string, env: string, recipient: string, open: OpenWith, force = false): Promise<{ files: FileChange[]; fromRule: boolean }> {
   // an SSH recipient sops wrote (age-ssh) can be removed (the files' new data key goes to their age keys), matched
   // by its type and key, whatever comment follows
-  const r = checkRecipient(recipient);
+  const r = checkRecipient(recipient, 'recipient', { env, command: 'remove' });
   const ssh = SSH_RECIPIENT_RE.test(r);
   const same = (x: string) => (ssh ? SSH_RECIPIENT_RE.test(x) && x.split(' ').slice(0, 2).join(' ') === r.split(' ').slice(0, 2).join(' ') : x === r);
   const opened = await openAll(root, env, open);

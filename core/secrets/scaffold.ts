@@ -1,11 +1,11 @@
 // `ops env new <name>`: a new environment folder with a config full of clearly marked placeholders, a
 // new age identity (returned once, for the user to store), its `.sops.yaml` rule and an encrypted
 // secrets file holding generated keys and placeholders for the rest.
-import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { SCHEMA_COMMENT } from '../config/environment.ts';
+import { PLACEHOLDER_HOST_KEY } from '../config/hostkey.ts';
 import { OpsError } from '../errors.ts';
 import { didYouMean } from '../config/schema.ts';
 import { environmentFolders, validate } from '../shell.ts';
@@ -15,18 +15,6 @@ import { envPathRegex, readCreationRules, removeEnvRule, setEnvRule } from './so
 import { SecretsFile } from './sops.ts';
 import { interruption } from './atomic.ts';
 import { type MapNode, type TreeNode, str } from './tree.ts';
-
-/** A syntactically valid ed25519 public key that belongs to no host: a pinned placeholder refuses every connection. */
-function placeholderHostKey(): string {
-  const der = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' });
-  const u32 = (n: number) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(n, 0);
-    return b;
-  };
-  const blob = Buffer.concat([u32(11), Buffer.from('ssh-ed25519'), u32(32), der.subarray(der.length - 32)]);
-  return `ssh-ed25519 ${blob.toString('base64')}`;
-}
 
 /**
  * A placeholder address (TEST-NET-3, RFC 5737: it reaches nothing) that no environment of the project names:
@@ -59,10 +47,10 @@ hosts:
   - name: web1
     address: ${address}       # PLACEHOLDER (TEST-NET address, used by no other environment here): the VM's address
     user: deploy
-    # PLACEHOLDER key (it belongs to no machine, so every connection is refused until you replace it):
+    # PLACEHOLDER key (it belongs to no machine: every command that connects refuses it until you replace it):
     # read the real one on the VM's console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and paste
     # /etc/ssh/ssh_host_ed25519_key.pub here.
-    host_key: ${placeholderHostKey()}
+    host_key: ${PLACEHOLDER_HOST_KEY}
 
 tls:
   mode: letsencrypt

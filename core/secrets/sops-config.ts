@@ -7,7 +7,7 @@ import { Document, isAlias, isMap, isPair, isScalar, isSeq, parseDocument, Scala
 import { yamlErrorHint, yamlErrorMessage } from '../config/environment.ts';
 import { distance } from '../config/schema-object.ts';
 import { OpsError, userFileExists } from '../errors.ts';
-import { validate } from '../shell.ts';
+import { environmentFolders, validate } from '../shell.ts';
 import { retryOnChange, writeIfUnchanged } from './atomic.ts';
 import { goRegexp } from './goregex.ts';
 import { checkRecipient } from './keys.ts';
@@ -152,7 +152,7 @@ export function recipientsFor(root: string, file: string): string[] {
   if (!rule && isAbsolute(rel))
     throw new OpsError(
       `no creation rule in ${SOPS_CONFIG_FILE} matches ${rel}, which is outside the project (${root}): rules match the paths of the project's files (sops matches an outside file by its absolute path)`,
-      `move it into the project (an environment's files go in environments/<env>/assets/) and run the command on it there`,
+      `move it into the project (an environment's files go in its folder's assets/${((envs) => (envs.length ? `: ${envs.map((e) => `environments/${e}/assets/`).join(', ')}` : ''))(environmentFolders(root).slice(0, 4))}) and run the command on it there`,
     );
   if (!rule) {
     throw new OpsError(`no matching creation rule for ${rel} in ${SOPS_CONFIG_FILE}: add one like\ncreation_rules:\n${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops keygen\` makes an age key` : undefined);

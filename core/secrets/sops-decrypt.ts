@@ -5,7 +5,7 @@ import { NoAgeIdentity, OpsError } from '../errors.ts';
 import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, openText, parseEnc } from './cipher.ts';
 import { type Identities, type Identity, defaultKeyFile, loadIdentities, recipientKey, unwrapDataKey } from './keys.ts';
 import { combineShares } from './shamir.ts';
-import { type AgeStanza, type EncryptedDocument, canonicalLastModified, encryptionRule, environmentOfFile } from './sops-metadata.ts';
+import { type AgeStanza, type EncryptedDocument, addRecipientHint, canonicalLastModified, editCommand, encryptionRule } from './sops-metadata.ts';
 import { NEGATIVE_ZERO_FIX, NEGATIVE_ZERO_WHY, isPlainZero } from './plain-zero.ts';
 import { maskedTexts, scalarText } from './tree-scalars.ts';
 import { type CommentNode, type ListNode, type MapNode, type ScalarNode, type TreeNode, showPath, walkTree } from './tree.ts';
@@ -75,7 +75,7 @@ function sshRecipients(stanzas: AgeStanza[], file: string, ids: Identities): { s
   const problems = ids.problems?.length ? `; SSH keys that could not be used: ${ids.problems.join('; ')}` : '';
   return {
     said: `; ${all ? 'it is encrypted only' : `${ssh.length} of its recipients are`} to SSH public keys (${[...new Set(ssh.map((s) => s.recipient.split(' ')[0]))].join(', ')}), which ops, as sops, decrypts with your SSH private key, looked for in SOPS_AGE_SSH_PRIVATE_KEY_FILE, SOPS_AGE_SSH_PRIVATE_KEY_CMD, ~/.ssh/id_ed25519 and ~/.ssh/id_rsa${problems}`,
-    fix: `point SOPS_AGE_SSH_PRIVATE_KEY_FILE at the SSH private key whose public key is a recipient of ${file} (an ssh-ed25519 or ssh-rsa key, without a passphrase), or have someone who can decrypt it add a key of yours (\`ops keygen\` makes an age one; \`ops secrets recipients ${environmentOfFile(file)} add <age1...>\`)`,
+    fix: `point SOPS_AGE_SSH_PRIVATE_KEY_FILE at the SSH private key whose public key is a recipient of ${file} (an ssh-ed25519 or ssh-rsa key, without a passphrase), or have someone who can decrypt it add a key of yours (\`ops keygen\` makes an age one; ${addRecipientHint(file)})`,
     all,
   };
 }
@@ -141,7 +141,7 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
   const yours = ids.identities.map((i) => i.recipient).join(', ');
   throw new OpsError(
     `none of your ${ids.identities.some((i) => i.ssh) ? 'keys' : 'age identities'} (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(', ')}${ssh?.said ?? ''}`,
-    ssh ? `${ssh.fix}; or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})` : `ask someone who can decrypt it to add your public key (\`ops secrets recipients ${environmentOfFile(file)} add <age1...>\`), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})`,
+    ssh ? `${ssh.fix}; or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})` : `ask someone who can decrypt it to add your public key (${addRecipientHint(file)}), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})`,
   );
 }
 
@@ -270,7 +270,7 @@ export function decryptTree(doc: EncryptedDocument, key: Buffer): Decrypted {
       const one = zeros.length === 1;
       throw new OpsError(
         `${file}: MAC mismatch, from a sops bug, not a change: ${zeros.join(', ')} ${one ? 'is' : 'are'} stored in plain text (not encrypted) as a zero, sealed as the float -0.0: ${NEGATIVE_ZERO_WHY}`,
-        `in ${file}, write ${one ? 'that value' : 'those values'} back as \`-0.0\` (what sops sealed: sops and ops then read the file), then, with \`ops secrets edit ${environmentOfFile(file)}\` (an asset: \`sops edit ${file}\`), ${NEGATIVE_ZERO_FIX}, so that no later rewrite by sops breaks it again`,
+        `in ${file}, write ${one ? 'that value' : 'those values'} back as \`-0.0\` (what sops sealed: sops and ops then read the file), then, with \`${editCommand(file)}\`, ${NEGATIVE_ZERO_FIX}, so that no later rewrite by sops breaks it again`,
       );
     }
     throw new OpsError(

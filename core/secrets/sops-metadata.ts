@@ -59,8 +59,22 @@ export interface EncryptedDocument {
 }
 
 const NOT_SOPS_HINT = 'give the path of a file encrypted with sops (it ends with a `sops:` section), or create one with `ops secrets set`';
-/** The OpsError for `file`, no sops file (it has no top-level `sops` key: surelyNotSops). */
-export const notSops = (file: string) => new OpsError(`${file} is not a sops file: it has no "sops" section`, NOT_SOPS_HINT);
+/**
+ * The OpsError for `file`, no sops file (it has no top-level `sops` key: surelyNotSops). An environment's own secrets
+ * file so (decrypted in place, `sops -d -i`; written by hand) is told how to restore or encrypt that file, not to
+ * give another path.
+ */
+export const notSops = (file: string) => {
+  const env = environmentFolderOf(file);
+  const own = env !== undefined && /\/secrets\.sops\.yaml$/.test(file);
+  const shown = own ? `environments/${env}/secrets.sops.yaml` : file;
+  return new OpsError(
+    `${file} is not a sops file: it has no "sops" section`,
+    own
+      ? `restore it (git checkout -- ${shown}), or encrypt what it holds in place: ops secrets encrypt ${shown} (a value that was committed or pushed in plain text is exposed: change it)`
+      : NOT_SOPS_HINT,
+  );
+};
 
 function metaError(file: string, what: string): OpsError {
   return new OpsError(`${file}: malformed sops metadata: ${what}`, 'restore the file from git history (`git checkout -- <file>`); never edit the sops section by hand');
@@ -280,7 +294,29 @@ export function encryptionRule(file: string, meta: SopsMetadata): (keys: string[
  * in no environment's folder. Pure.
  */
 export function environmentOfFile(file: string): string {
+  return environmentFolderOf(file) ?? '<env>';
+}
+
+/** The environment whose folder holds `file` (environmentOfFile), or undefined for a file in none. Pure. */
+function environmentFolderOf(file: string): string | undefined {
   // the last environments/ of the path: a project may sit in a folder named so
-  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1] ?? '<env>';
+  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1];
+}
+
+/**
+ * How a recipient is added to `file`, for a hint: `ops secrets recipients <its environment> add <age1...>` for a file
+ * of an environment's folder; for one in none (a copy elsewhere, a project file outside environments/), which ops
+ * keeps no recipients for, sops's own way: the public key in the `.sops.yaml` creation rule matching the file, then
+ * `sops updatekeys` (run by someone who can decrypt it). Pure.
+ */
+export function addRecipientHint(file: string): string {
+  const env = environmentFolderOf(file);
+  return env ? `\`ops secrets recipients ${env} add <age1...>\`` : `the public key added to the .sops.yaml creation rule matching ${file}, then \`sops updatekeys ${file}\``;
+}
+
+/** How `file` is edited, for a hint: `ops secrets edit <env>` for an environment's secrets file, `sops edit FILE` otherwise. Pure. */
+export function editCommand(file: string): string {
+  const env = environmentFolderOf(file);
+  return env && /\/secrets\.sops\.yaml$/.test(file) ? `ops secrets edit ${env}` : `sops edit ${file}`;
 }
 

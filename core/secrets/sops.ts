@@ -12,7 +12,7 @@ import { DATA_KEY_BYTES, MacBuilder, aadOf, encryptScalar, sealText } from './ci
 import { goRegexp } from './goregex.ts';
 import { checkRecipient, wrapDataKey } from './keys.ts';
 import { type DecryptOptions, IvStash, allowKeys, allowPath, commentPath, stashText, decryptTree, maskAll, recoverDataKey, resolveIdentities } from './sops-decrypt.ts';
-import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, encryptionRule, environmentOfFile, notSops, parseSops, surelyNotSops } from './sops-metadata.ts';
+import { type AgeStanza, DEFAULT_UNENCRYPTED_SUFFIX, type EncryptedDocument, LEGACY_SOPS_VERSION, SOPS_VERSION, type SopsMetadata, canonicalLastModified, addRecipientHint, encryptionRule, notSops, parseSops, surelyNotSops } from './sops-metadata.ts';
 import { NEGATIVE_ZERO_FIX, NEGATIVE_ZERO_WHY, isNegativeZero } from './plain-zero.ts';
 import { CURRENT_LAYOUT, printTree } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
@@ -369,7 +369,7 @@ export class SecretsFile {
     if (this.meta.foreign.length) {
       throw new OpsError(`${this.file} also has ${this.meta.foreign.join(', ')} keys, which this tool cannot re-encrypt to`, 'change it with the sops binary');
     }
-    if (this.recipientList.length === 0) throw new OpsError(`${this.file} has no recipients`, `add one with \`ops secrets recipients ${environmentOfFile(this.file)} add <age1...>\``);
+    if (this.recipientList.length === 0) throw new OpsError(`${this.file} has no recipients`, `add one: ${addRecipientHint(this.file)}`);
     const key = this.dataKey;
     const shouldEncrypt = encryptionRule(this.file, this.meta);
     const mac = new MacBuilder(this.meta.macOnlyEncrypted);

@@ -314,11 +314,12 @@ const PATH_HINT = 'keys separated by dots, e.g. database_url or datapass.client_
  * The parts of a key path: dot-separated, a part in double quotes taken verbatim (dots included), but for `\"` and
  * `\\`, a quote and a backslash of the key. `show`: the path
  * is `ops secrets show <env> --key`'s (its refusals' hints say how to print, not how to set or edit); `unset`: `ops
- * secrets unset`'s (how to remove one); `set`: `ops secrets set`'s, its environment named in the hints (else `<env>`:
- * a path read from elsewhere, a `{ secret: }` reference).
+ * secrets unset`'s (how to remove one); `set`: `ops secrets set`'s, its environment named in the hints; `reference`: an
+ * `env` entry's or a setting's `{ secret: }` in environments/<env>/environment.yml, its environment named (else
+ * `<env>`: a path read from elsewhere, with no environment known).
  */
-function keyPathParts(text: string, show?: { env: string }, unset?: { env: string }, set?: { env: string }): KeyPart[] {
-  const env = set?.env ?? '<env>';
+function keyPathParts(text: string, show?: { env: string }, unset?: { env: string }, set?: { env: string }, reference?: { env: string }): KeyPart[] {
+  const env = set?.env ?? reference?.env ?? '<env>';
   const parts: KeyPart[] = [];
   const bad = (why: string) => new InputError(`invalid key path "${text}": ${why}`, PATH_HINT);
   let i = 0;
@@ -355,6 +356,12 @@ function keyPathParts(text: string, show?: { env: string }, unset?: { env: strin
           throw new InputError(
             `the key path holds "${name}${sep}…": a key path is a name, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown)`,
             `to print that key's value: ops secrets show ${show.env} --key ${name || '<key>'}; ${quoted}`,
+          );
+        // a reference in environment.yml: the key alone goes there, its value in the secrets file
+        if (reference)
+          throw new InputError(
+            `the secret reference "${name}${sep}…" in environments/${reference.env}/environment.yml holds more than a key name: { secret: } names a key of the secrets file, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "${name}" was not shown)`,
+            `write the key alone there, { secret: ${name || '<key>'} }, and its value in the secrets file: printf '%s' 'the value' | ops secrets set ${reference.env} ${name || '<key>'}; ${quoted}`,
           );
         // unset takes no value at all: the key alone is what it removes
         if (unset)
@@ -416,13 +423,14 @@ export function quotePart(k: string): string {
  * passwords has no `new@x.org`: one key holding dots, or nested keys?), or three or more at the top level. Two new
  * parts at the top level (`datapass.client_id`) make a map holding a key, as the README shows.
  * `show` (ops secrets show --key): refusals' hints say how to print a key; `unset` (ops secrets unset): how to remove one
- * (how to set one, otherwise; `set`: ops secrets set's, its environment named there).
+ * (how to set one, otherwise; `set`: ops secrets set's, its environment named there; `reference`: a `{ secret: }` of
+ * that environment's environment.yml).
  * @throws InputError (a usage error: exit 2) for an empty part ("a..b", ".a", "a.", `""`), an unclosed quote, or (creating) such an ambiguous key;
  * and for a path that names two existing keys as written (`db.password` beside a key "db.password" and
  * db: { password }), naming both in their quoted spellings, which name one each.
  */
-export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean; show?: { env: string }; unset?: { env: string }; set?: { env: string } } = {}): string[] {
-  const parts = keyPathParts(text, options.show, options.unset, options.set);
+export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly string[], options: { creating?: boolean; show?: { env: string }; unset?: { env: string }; set?: { env: string }; reference?: { env: string } } = {}): string[] {
+  const parts = keyPathParts(text, options.show, options.unset, options.set, options.reference);
   // Two secrets the path names as written (a key "db.password" beside db: { password }): the longest run would
   // take one of them silently, so a deploy could give the app the other's value than the one meant.
   const readings = existingReadings(parts, keysAt, 0, [], 2);
@@ -466,7 +474,7 @@ export function splitKeyPath(text: string, keysAt: (path: string[]) => readonly 
       );
     }
     for (const p of parts.slice(i)) {
-      if (options.creating) checkNewKey(p);
+      if (options.creating) checkNewKey(p, options.set?.env);
       path.push(p.key);
     }
     break;
@@ -497,11 +505,11 @@ function existingReadings(parts: KeyPart[], keysAt: (path: string[]) => readonly
  * A new key `ops secrets set` would create, refused where it is a mistake the app never sees as meant: a space at an
  * end (a paste: `database_url ` beside `database_url`) or a control character (a newline).
  */
-function checkNewKey(part: KeyPart): void {
+function checkNewKey(part: KeyPart, env = '<env>'): void {
   if (/^\s|\s$/.test(part.key) || /[\p{Cc}]/u.test(part.key))
     throw new InputError(
       `a new key ${JSON.stringify(part.key)} would be created with ${/[\p{Cc}]/u.test(part.key.trim()) ? 'a control character (a newline, a tab) in it' : 'a space or tab at an end'}: no env entry or app would name it so`,
-      `type the key without it${part.key.trim() && !/[\p{Cc}]/u.test(part.key.trim()) ? ` (${part.key.trim()})` : ''}; ops secrets show <env> lists the keys there are`,
+      `type the key without it${part.key.trim() && !/[\p{Cc}]/u.test(part.key.trim()) ? ` (${part.key.trim()})` : ''}; ops secrets show ${env} lists the keys there are`,
     );
 }
 

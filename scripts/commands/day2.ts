@@ -75,7 +75,7 @@ warning that masking is limited to those.`,
     hosts: true,
     summary: 'TLS certificates per host: names, expiry, the one nginx serves, renewal schedule; --renew forces a renewal',
     args: ['<env>'],
-    options: { renew: { type: 'boolean', description: 'renew now (certbot renew --force-renewal, or a new self-signed one), then reload nginx if nginx -t accepts it' }, json },
+    options: { renew: { type: 'boolean', description: 'renew now (certbot certonly --force-renewal, or a new self-signed one), then reload nginx if nginx -t accepts it' }, json },
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { certificates, formatCerts, renewCertificates } = await import('../../core/ops/certs.ts');

@@ -50,7 +50,7 @@ export const commands: Command[] = [
     summary: 'switch back to a kept release in seconds (default: the one before the live one)',
     args: ['<env>'],
     // An empty --to (a variable that was not set: --to "$RELEASE") is a mistake, not "the release before" (scripts/cli.ts refuses it).
-    options: { to: { type: 'string', value: 'RELEASE', what: 'a release id', dashes: false, emptyHint: 'see ops releases <env>; without --to: the release before the live one', description: 'release id to go back to (see ops releases)' }, json },
+    options: { to: { type: 'string', value: 'RELEASE', what: 'a release id', dashes: false, emptyHint: 'see ops releases {env}; without --to: the release before the live one', description: 'release id to go back to (see ops releases)' }, json },
     async run(ctx) {
       const { args, ops, values } = ctx;
       const { rollback, rollbackSummary } = await import('../../core/ops/rollback.ts');
@@ -64,10 +64,10 @@ export const commands: Command[] = [
     name: 'initdata',
     hosts: true,
     extraArg: 'file',
-    summary: "load the environment's initial data (assets/initdata.yml, may be sops-encrypted) with the app's loader",
+    summary: "load the environment's initial data (its initdata.file, default assets/initdata.yml; may be sops-encrypted) with the app's loader",
     args: ['<env>'],
     options: {
-      file: { type: 'string', value: 'FILE', what: 'a file', path: true, description: 'another data file (YAML; sops-encrypted or not)' },
+      file: { type: 'string', value: 'FILE', what: 'a file', path: true, description: 'another data file (YAML, JSON or another format the loader reads, as written; sops-encrypted or not)' },
       'live-settings': { type: 'boolean', description: "load even when the live release runs with other env values or secrets than the environment now has (the loader gets the live release's)" },
       json,
     },

@@ -643,24 +643,25 @@ function findKey(tree: TreeNode, parts: string[], getEntry: (map: Extract<TreeNo
 /**
  * No key `key` (split as `parts`, of which `found` exist) in the secrets file `shown` of `env`: the closest key where
  * the path stops matching (key names are in clear in a sops file: no secret shown), or one the file holds only through
- * a YAML merge key (sops merges none).
+ * a YAML merge key (sops merges none). An InputError (exit 2: the command line names what the file lacks, and running it
+ * again as it is fails the same way), as an environment that does not exist is.
  */
-async function noKey(secrets: { tree: TreeNode; data: unknown }, env: string, shown: string, key: string, parts: string[], found: number): Promise<OpsError> {
+async function noKey(secrets: { tree: TreeNode; data: unknown }, env: string, shown: string, key: string, parts: string[], found: number): Promise<InputError> {
   const { binaryStoreNote, isBinaryStoreData, mapKeysAt, mergedOnlyPath } = await import('../../core/secrets/tree.ts');
   if (key !== 'data' && isBinaryStoreData(secrets.data)) {
     const { why, fix } = binaryStoreNote(shown, env);
-    return new OpsError(`no key ${key} in ${shown}: ${why}`, fix);
+    return new InputError(`no key ${key} in ${shown}: ${why}`, fix);
   }
   const merged = mergedOnlyPath(secrets.data as Parameters<typeof mergedOnlyPath>[0], key);
   if (merged)
-    return new OpsError(
+    return new InputError(
       `no key ${key} in ${shown}: the file holds it only through a YAML merge key, as "${merged}", and sops keeps \`<<\` as a key of its own, merging nothing`,
       `write it out in its own map (ops secrets edit ${env}); \`ops secrets show ${env}\` lists the keys as sops reads them`,
     );
   const near = found < parts.length ? didYouMean(parts[found]!, mapKeysAt(secrets.tree, parts.slice(0, found))) : undefined;
   const written = (k: string) => (k.includes('.') ? `"${k}"` : k);
   const suggestion = near === undefined ? '' : `did you mean ${[...parts.slice(0, found), near].map(written).join('.')}? `;
-  return new OpsError(`no key ${key} in ${shown}`, `${suggestion}\`ops secrets show ${env}\` lists them all`);
+  return new InputError(`no key ${key} in ${shown}`, `${suggestion}\`ops secrets show ${env}\` lists them all`);
 }
 
 /** `ops secrets recipients`: list, add, remove or sync; `signal` heeded between the files written (interruptible). */

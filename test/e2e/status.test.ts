@@ -455,7 +455,7 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     expect(st.hosts[0]!.certificate).toMatchObject({ serial: after.certificates[0]!.serial, servedSerial: after.certificates[0]!.serial });
   }, 300_000);
 
-  it('certs --renew with an ACME server (pebble): certbot renew --force-renewal through its test CA, and nginx serves the new certificate', async () => {
+  it('certs --renew with an ACME server (pebble): certbot certonly --force-renewal through its test CA, and nginx serves the new certificate', async () => {
     const pebble = await ensurePebble();
     const domain = `sta${process.pid}.test`;
     await pebble.addHostName(domain, host.address);

@@ -106,3 +106,48 @@ describe('environment.yml edited by hand', () => {
     expect(Number(dup)).toBe(Number(first) + 1);
   });
 });
+
+describe('a command typed by the name another tool gives the job', () => {
+  it('names the command of ops that does it, never a spelling neighbour doing something else (was: secrets get: "did you mean secrets set?", init: initdata alone, decommission: the whole help)', async () => {
+    const root = project();
+    for (const [argv, meant] of [
+      [['init', 'qa'], '(did you mean "ops env new qa" or "ops initdata qa"?)'],
+      [['decommission', 'qa'], '(did you mean "ops env remove qa"?)'],
+      [['secrets', 'get', 'qa', 'db.password'], '(did you mean "ops secrets show qa --key db.password"?)'],
+      [['secrets', 'list', 'qa'], '(did you mean "ops secrets show qa"?)'],
+      [['secrets', 'new', 'qa'], '(did you mean "ops env new qa"?)'],
+      [['env', 'create', 'qa'], '(did you mean "ops env new qa"?)'],
+      [['unlock', 'qa'], '(did you mean "ops lock release qa"?)'],
+    ] as const) {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err.split('\n')[0], argv.join(' ')).toContain(meant);
+      expect(r.err.split('\n')[0], argv.join(' ')).not.toContain('secrets set');
+      expect(r.err, argv.join(' ')).not.toMatch(/\n\s+at /);
+    }
+    // a slip still named as before
+    expect((await cli(root, 'deplyo', 'qa')).err).toContain('(did you mean "ops deploy"?)');
+  });
+});
+
+describe('an option typed by the name another tool gives it', () => {
+  it("names the option of ops meant (--tag, --branch: --ref; --release: --to; --tail: --lines), and an environment given as an option (--env qa, -e qa) the line meant, never `-- --env` as if it were an environment's name", async () => {
+    const root = project();
+    for (const [argv, said] of [
+      [['deploy', 'qa', '--tag', 'v1'], 'unknown option --tag for "ops deploy" (did you mean --ref?)'],
+      [['diff', 'qa', '--branch=main'], 'unknown option --branch for "ops diff" (did you mean --ref?)'],
+      [['rollback', 'qa', '--release', 'x'], 'unknown option --release for "ops rollback" (did you mean --to?)'],
+      [['logs', 'qa', '--tail', '5'], 'unknown option --tail for "ops logs" (did you mean --lines?)'],
+      [['deploy', '--env', 'qa', '--dry-run'], 'unknown option --env for "ops deploy": the environment is its first argument, not an option (did you mean "ops deploy qa --dry-run"?)'],
+      [['status', '-e', 'qa'], 'unknown option -e for "ops status": the environment is its first argument, not an option (did you mean "ops status qa"?)'],
+      [['secrets', 'show', '--environment=qa'], 'unknown option --environment for "ops secrets show": the environment is its first argument, not an option (did you mean "ops secrets show qa"?)'],
+    ] as const) {
+      const r = await cli(root, ...argv);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err.split('\n')[0], argv.join(' ')).toBe(`error: ${said}`);
+      expect(r.err, argv.join(' ')).not.toMatch(/goes after --/);
+    }
+    // an option the command lacks where an environment or a program is still to come: no `--` to give it after
+    expect((await cli(root, 'logs', 'qa', '--since', '1h')).err).toBe('error: unknown option --since for "ops logs"\n  hint: usage: ops logs <env> [program] [--lines N] [--follow] [--slot WHICH]\n');
+  });
+});

@@ -14,6 +14,7 @@ import { MemoryReporter } from '../../core/report.ts';
 import type { Connector } from '../../core/context.ts';
 import { OpsError } from '../../core/errors.ts';
 import { refusePlaceholderAddress } from '../../core/remote/ssh-login.ts';
+import { PLACEHOLDER_HOST_KEY, isPlaceholderHostKey, parseHostKeys } from '../../core/config/hostkey.ts';
 import { runOps } from '../support/cli.ts';
 import { cli as secretsCli, newEnv, tempDir } from './secrets.helpers.ts';
 import { KEY, testEnv } from './status.helpers.ts';
@@ -274,6 +275,65 @@ describe("a host address still the placeholder ops env new writes (a documentati
     };
     for (const argv of [['ping'], ['status'], ['releases'], ['provision']])
       expect((await runOps([...argv, 'prod'], { root, processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' }, connector: down })).code, argv.join(' ')).toBe(1);
+  });
+});
+
+describe('hints name the environment, never a literal <env>', () => {
+  it('a { secret: } reference holding KEY=VALUE: said as the reference in environment.yml, its environment in the fix, the value not shown (was: ops secrets set <env>, "nothing was changed")', async () => {
+    const e = await newEnv('qa');
+    const file = join(e.root, 'environments', 'qa', 'environment.yml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('APP_SECRET_KEY: { secret: secret_key }', 'APP_SECRET_KEY: { secret: "secret_key=Zq8-typed-value" }'));
+    const r = await runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } });
+    expect(r.code).toBe(2);
+    expect(r.err).toBe('error: the secret reference "secret_key=…" in environments/qa/environment.yml holds more than a key name: { secret: } names a key of the secrets file, not KEY=VALUE, KEY: VALUE, KEY:VALUE or KEY VALUE (what follows "secret_key" was not shown)\n' +
+      `  hint: write the key alone there, { secret: secret_key }, and its value in the secrets file: printf '%s' 'the value' | ops secrets set qa secret_key; a key whose name holds =, : or a space goes in double quotes: '"secret_key=..."'\n`);
+  });
+
+  it('several recipients in one value: the command for each names the environment and subcommand given (recipients add/remove), or the option repeated (env new --recipient)', async () => {
+    const e = await newEnv('qa');
+    const r = e.out.match(/public key: (age1[0-9a-z]+)/)![1]!;
+    const two = `${r},${r}`;
+    for (const [argv, hint] of [
+      [['secrets', 'recipients', 'qa', 'add', two], 'hint: give one recipient per value: run `ops secrets recipients qa add age1…` once for each'],
+      [['secrets', 'recipients', 'qa', 'remove', two], 'hint: give one recipient per value: run `ops secrets recipients qa remove age1…` once for each'],
+      [['env', 'new', 'qb', '--recipient', two], 'hint: give one recipient per value: repeat the option (--recipient age1… --recipient age1…)'],
+    ] as const) {
+      const x = await secretsCli(e.root, [...argv], e.env);
+      expect(x.code, argv.join(' ')).toBe(2);
+      expect(x.err, argv.join(' ')).toContain(hint);
+      expect(x.err, argv.join(' ')).not.toContain('<env>');
+    }
+  });
+
+  it('ops secrets set of a new key with a space at an end: the keys listed with the environment given', async () => {
+    const e = await newEnv('qa');
+    const r = await secretsCli(e.root, ['secrets', 'set', 'qa', 'api_token '], e.env, 'v');
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('ops secrets show qa lists the keys there are');
+    expect(r.err).not.toContain('<env>');
+  });
+});
+
+describe('a host key still the placeholder ops env new writes, at a real address', () => {
+  it('is refused as a placeholder to replace (exit 2, before any connection or SSH key), not said as a host key mismatch (was: exit 1, "does not match the pinned key")', async () => {
+    const root = testEnv({ tls: { mode: 'self-signed' }, domain: 'shop.test' }, [{ name: 'web1', address: '10.254.0.1', host_key: PLACEHOLDER_HOST_KEY }], 'prod').root;
+    for (const argv of [['ping'], ['status'], ['releases'], ['provision'], ['rollback']]) {
+      const r = await cli(root, ...argv, 'prod');
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.out + r.err, argv.join(' ')).toContain('web1 (deploy@10.254.0.1:22): its pinned host key is still the placeholder `ops env new` writes, which no machine has; nothing was tried');
+      expect(r.out + r.err, argv.join(' ')).toContain('paste it in hosts[].host_key of environments/prod/environment.yml');
+      expect(r.out + r.err, argv.join(' ')).not.toMatch(/does not match|no SSH key|timed out/);
+    }
+  });
+
+  it('is the key ops env new writes (and the shipped example environments pin), recognised whatever the comment around it', async () => {
+    const e = await newEnv();
+    expect(readFileSync(join(e.root, 'environments', 'qa', 'environment.yml'), 'utf8')).toContain(`host_key: ${PLACEHOLDER_HOST_KEY}\n`);
+    for (const name of ['prod', 'staging', 'demo']) expect(loadEnvironment(name, join(import.meta.dirname, '..', '..')).hosts[0]!.hostKey, name).toBe(PLACEHOLDER_HOST_KEY);
+    const pinned = parseHostKeys(`${PLACEHOLDER_HOST_KEY} web1`);
+    expect(typeof pinned !== 'string' && isPlaceholderHostKey(pinned)).toBe(true);
+    const real = parseHostKeys(KEY);
+    expect(typeof real !== 'string' && isPlaceholderHostKey(real)).toBe(false);
   });
 });
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
-import { OpsError } from '../../core/errors.ts';
+import { InputError, OpsError } from '../../core/errors.ts';
 import { resolveRef } from '../../core/source.ts';
 import { parseRef, pickRemoteRef } from '../../core/staging/refs.ts';
 
@@ -80,8 +80,13 @@ describe('ambiguous refs', () => {
     expect((e as OpsError).hint).toMatch(/^its branches and tags include (\S+, )*main(, |;)/);
     const empty = mkdtempSync(join(tmpdir(), 'ops-refs-empty-'));
     execFileSync('git', ['init', '-q', empty]);
-    for (const ref of ['master', 'HEAD', 'refs/heads/main'])
-      await expect(resolveRef(empty, ref), ref).rejects.toMatchObject({ message: expect.stringMatching(/: it has no commits yet$/), hint: 'commit the app first (git add, git commit), then deploy' });
+    for (const ref of ['master', 'HEAD', 'refs/heads/main']) {
+      const none = (await resolveRef(empty, ref).catch((x: unknown) => x)) as OpsError;
+      // the repository is what is wrong, not the ref: a usage error (exit 2), said first, the commit to make
+      expect(none, ref).toBeInstanceOf(InputError);
+      expect(none.message, ref).toBe(`nothing to deploy: ${empty} has no commits yet, so no ref names one`);
+      expect(none.hint, ref).toBe("commit the app there first (git add -A && git commit), then deploy; the repository deployed is the environment's `repository`, else the git checkout that holds environments/");
+    }
   });
 
   it('a ref a slip or two from a branch or tag (mian, relaese, refs/heads/mian, a branch only on origin): named as the one meant', async () => {

@@ -79,6 +79,8 @@ describe('rollback operation', () => {
     const r = await runOps(['rollback', 'one', '--to', ''], { root, processEnv: { PATH: process.env.PATH }, connector: async () => (connected++, new RecordingRemote()) });
     expect(r.code).toBe(2);
     expect(r.err).toContain('--to needs a release id, got an empty one');
+    // the hint names the environment given, never a literal <env>
+    expect(r.err).toContain('hint: see ops releases one; without --to: the release before the live one');
     expect(connected).toBe(0);
   });
 

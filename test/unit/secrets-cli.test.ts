@@ -12,7 +12,7 @@ import { lookup } from '../../core/dotenv.ts';
 import { findPlaceholders } from '../../core/secrets/env.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
-import { environmentOfFile } from '../../core/secrets/sops-metadata.ts';
+import { addRecipientHint, editCommand, environmentOfFile } from '../../core/secrets/sops-metadata.ts';
 import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
 import { PassThrough, Readable } from 'node:stream';
 import { runCli } from '../../scripts/cli.ts';
@@ -215,12 +215,12 @@ describe('ops secrets set / show / decrypt', () => {
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe(url);
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'datapass.client_id'], e.env)).out).toBe('abc-123');
     const missing = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'nope'], e.env);
-    expect(missing).toMatchObject({ code: 1, out: '' });
+    expect(missing).toMatchObject({ code: 2, out: '' });
     expect(missing.err).toContain('no key nope');
     expect(missing.err).not.toContain('did you mean');
     // A typo: the closest key where the path stops matching (key names are in clear in a sops file).
     const typo = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_ur'], e.env);
-    expect(typo).toMatchObject({ code: 1, out: '' });
+    expect(typo).toMatchObject({ code: 2, out: '' });
     expect(typo.err).toContain('did you mean database_url?');
     expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'datapass.client_di'], e.env)).err).toContain('did you mean datapass.client_id?');
   });
@@ -516,6 +516,37 @@ describe('a key that does not open an environment\'s secrets', () => {
     expect(environmentOfFile('/p/environments/qa/assets/initdata.yml')).toBe('qa');
     expect(environmentOfFile('/p/data/initdata.yml')).toBe('<env>');
     expect(environmentOfFile('/srv/environments/shop/environments/prod/secrets.sops.yaml')).toBe('prod');
+  });
+
+  it('of a file in no environment\'s folder (a copy elsewhere): said with sops\'s own way to add one, never `ops secrets recipients <env>`', async () => {
+    const e = await newEnv();
+    const other = await newEnv('qb');
+    const copy = join(tempDir(), 'copy.sops.yaml');
+    writeFileSync(copy, readFileSync(e.secrets));
+    const r = await cli(e.root, ['secrets', 'decrypt', copy], { SOPS_AGE_KEY: other.key });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`(the public key added to the .sops.yaml creation rule matching ${copy}, then \`sops updatekeys ${copy}\`)`);
+    expect(r.err).not.toContain('<env>');
+    expect(addRecipientHint('/p/environments/qa/assets/initdata.yml')).toBe('`ops secrets recipients qa add <age1...>`');
+    expect(editCommand('/p/environments/qa/secrets.sops.yaml')).toBe('ops secrets edit qa');
+    expect(editCommand('/p/environments/qa/assets/initdata.yml')).toBe('sops edit /p/environments/qa/assets/initdata.yml');
+    expect(editCommand('/tmp/x.sops.yaml')).toBe('sops edit /tmp/x.sops.yaml');
+  });
+});
+
+describe("an environment's secrets file that is not a sops file (decrypted in place, written by hand)", () => {
+  it('is told how to restore or encrypt that file, not to give another path (a copy elsewhere keeps the general hint)', async () => {
+    const e = await newEnv();
+    writeFileSync(e.secrets, 'database_url: Zq8-plain-value\n');
+    const r = await cli(e.root, ['secrets', 'show', 'qa'], e.env);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`error: ${e.secrets} is not a sops file: it has no "sops" section\n  hint: restore it (git checkout -- environments/qa/secrets.sops.yaml), or encrypt what it holds in place: ops secrets encrypt environments/qa/secrets.sops.yaml (a value that was committed or pushed in plain text is exposed: change it)\n`);
+    // the fix it names works
+    expect((await cli(e.root, ['secrets', 'encrypt', e.secrets], e.env)).code).toBe(0);
+    expect((await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env)).out).toBe('Zq8-plain-value');
+    const copy = join(tempDir(), 'plain.yaml');
+    writeFileSync(copy, 'a: 1\n');
+    expect((await cli(e.root, ['secrets', 'decrypt', copy], e.env)).err).toContain('hint: give the path of a file encrypted with sops');
   });
 });
 

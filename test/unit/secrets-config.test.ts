@@ -114,7 +114,11 @@ describe('.sops.yaml', () => {
       throw new Error('expected an error');
     })();
     expect(err.message).toBe(`no creation rule in .sops.yaml matches ${outside}, which is outside the project (${root}): rules match the paths of the project's files (sops matches an outside file by its absolute path)`);
-    expect(err.hint).toBe('move it into the project (an environment\'s files go in environments/<env>/assets/) and run the command on it there');
+    expect(err.hint).toBe('move it into the project (an environment\'s files go in its folder\'s assets/) and run the command on it there');
+    // the project's environments named, never a literal <env>
+    mkdirSync(join(root, 'environments', 'prod'), { recursive: true });
+    writeFileSync(join(root, 'environments', 'prod', 'environment.yml'), 'app: x\n');
+    expect(() => recipientsFor(root, outside)).toThrow(expect.objectContaining({ hint: 'move it into the project (an environment\'s files go in its folder\'s assets/: environments/prod/assets/) and run the command on it there' }));
     expect(ruleFor(root, join(root, 'environments/prod/x.yaml'))?.index).toBe(0); // a file inside: relative to the project, as before
   });
 

@@ -550,7 +550,7 @@ describe('YAML merge keys and aliases, as sops writes them', () => {
     const e = await newEnv();
     writeFileSync(e.secrets, sopsForEnvironment(e, 'merge-show.yaml', 'base: &b {user: Zq8-user}\ncache:\n  <<: *b\n').out);
     const shown = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'cache.user'], e.env);
-    expect([shown.code, shown.out]).toEqual([1, '']);
+    expect([shown.code, shown.out]).toEqual([2, '']);
     expect(shown.err).toBe('error: no key cache.user in environments/qa/secrets.sops.yaml: the file holds it only through a YAML merge key, as "cache.<<.user", and sops keeps `<<` as a key of its own, merging nothing\n  hint: write it out in its own map (ops secrets edit qa); `ops secrets show qa` lists the keys as sops reads them\n');
   });
 

@@ -141,6 +141,7 @@ describe('key names and paths are no secrets: a weak value inside one leaves it 
     expect(set2.out).toBe('environments/qa/secrets.sops.yaml: set passwords.admin2@example.org\n');
     const show = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'passwords.admin@example.com'], e.env);
     expect(show.err).toContain('no key passwords.admin@example.com in');
+    expect(show.code).toBe(2); // a key the file lacks is the command line's fault, as a missing environment (was: 1)
     const ed = await cli(e.root, ['secrets', 'edit', 'qa'], { ...e.env, EDITOR: editor(`printf 'admin_user: admin-x\\n' >> "$1"`).cmd });
     expect(ed.code, ed.err).toBe(0);
     expect(ed.out).toBe('environments/qa/secrets.sops.yaml: updated (added admin_user)\n');

@@ -12,6 +12,7 @@ import { MemoryReporter } from '../../core/report.ts';
 import { readCreationRules, setEnvRule } from '../../core/secrets/sops-config.ts';
 import { loadEnvironment } from '../../core/config/environment.ts';
 import { OpsError } from '../../core/errors.ts';
+import { PLACEHOLDER_HOST_KEY } from '../../core/config/hostkey.ts';
 import { runOps } from '../support/cli.ts';
 import { report, testEnv } from './status.helpers.ts';
 import { startSupervisord } from '../support/supervisord.ts';
@@ -366,7 +367,17 @@ describe('ops env remove', () => {
     expect(r.hosts).toEqual([{ host: 'web1', address: '203.0.113.11', state: 'never set up: a documentation address (RFC 5737), the placeholder ops env new writes', placeholder: true }]);
     expect(existsSync(env.dir)).toBe(false);
     // The checklist is said to apply only to what was made by hand (it is kept whole: a DNS record may exist).
-    expect(formatRemove(r)).toContain("none of old's hosts was ever set up (each still at the placeholder address ops env new writes): of what follows, only what was made by hand for it exists");
+    expect(formatRemove(r)).toContain("none of old's hosts was ever set up (each still at the placeholder address or host key ops env new writes): of what follows, only what was made by hand for it exists");
+  });
+
+  it('a host at a real address still pinned to the placeholder host key `ops env new` writes: ops never reached it, so nothing of the environment serves there; removed without --force', async () => {
+    const { root, env } = await project();
+    const file = join(env.dir, 'environment.yml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('address: 192.0.2.1', 'address: 10.254.0.1').replace(/host_key: ssh-ed25519\s+\S+/, `host_key: ${PLACEHOLDER_HOST_KEY}`));
+    const r = await removeEnvironment({ root, reporter: new MemoryReporter(), processEnv: { PATH: process.env.PATH, HOME: '/nonexistent' } }, 'old');
+    expect(r.hosts).toEqual([{ host: 'web1', address: '10.254.0.1', state: 'never set up: its host key is the placeholder ops env new writes', placeholder: true }]);
+    expect(r.removed).toBe(true);
+    expect(formatRemove(r)).toContain("none of old's hosts was ever set up (each still at the placeholder address or host key ops env new writes)");
   });
 
   it('an unreadable environment.yml blocks the check unless forced', async () => {

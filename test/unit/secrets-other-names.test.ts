@@ -133,7 +133,7 @@ describe("secrets.sops.yaml in sops's binary format", () => {
     expect(config.err).toContain(`error: environments/qa/secrets.sops.yaml lacks 6 secrets the .env needs: ${why}:\n  - APP_DATABASE_URL needs the secret "database_url"\n`);
     expect(config.err).not.toContain('ops secrets set');
     const show = await cli(e.root, ['secrets', 'show', 'qa', '--key', 'database_url'], e.env);
-    expect([show.code, show.err.split('\n')[0]]).toEqual([1, `error: no key database_url in environments/qa/secrets.sops.yaml: ${why}`]);
+    expect([show.code, show.err.split('\n')[0]]).toEqual([2, `error: no key database_url in environments/qa/secrets.sops.yaml: ${why}`]);
     for (const text of [config.out, config.err, show.out, show.err]) expect([...Object.values(VALUES), ADMIN].filter((v) => text.includes(v))).toEqual([]);
     // the hint's commands, as given, from the project's root, with the real sops
     const hint = show.err.slice(show.err.indexOf('hint: '));

@@ -269,7 +269,7 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toMatch(/^give deploy a plain shell: on web1, as root: chsh -s \/bin\/bash deploy/);
   });
 
-  it("says what else ends a session before the step begins: sshd's ForceCommand (a command run in place of ops's, printing and exiting 0)", async () => {
+  it("says what else ends a session before the step begins: sshd's ForceCommand or an authorized_keys command=\"…\" (a command run in place of ops's, printing and exiting 0)", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-forced-'));
     const forced = join(dir, 'forced');
     writeFileSync(forced, '#!/bin/sh\necho "This account is restricted to maintenance tasks"\n', { mode: 0o755 });
@@ -277,7 +277,7 @@ describe('a step through the login shell', () => {
     expect(ran).toBe(false);
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toMatch(/ended with exit code 0 before the step's script began, printing: "This account is restricted to maintenance tasks"/);
-    expect((result as NotStartedError).hint).toMatch(/or sshd runs a ForceCommand for deploy in place of ops's command \(on web1, as root: sshd -T -C user=deploy \| grep -i forcecommand\): remove it for deploy, or have it run "\$SSH_ORIGINAL_COMMAND"$/);
+    expect((result as NotStartedError).hint).toMatch(/or sshd runs another command in place of ops's: a ForceCommand for deploy \(on web1, as root: sshd -T -C user=deploy \| grep -i forcecommand\), or a command="…" option before ops's key in deploy's authorized_keys \(~deploy\/\.ssh\/authorized_keys, or where sshd's AuthorizedKeysFile says\): remove it for ops's key, or have it run "\$SSH_ORIGINAL_COMMAND"$/);
   });
 
   it("sshd's ForceCommand internal-sftp for the login (a Match block for an sftp-only group): said so, with where to look, not the login shell", async () => {

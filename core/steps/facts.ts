@@ -38,9 +38,13 @@ export function describeDisk(d: DiskSpace): string {
   return `${d.freeMb} MB${d.freeInodes !== undefined ? ` and ${d.freeInodes} inodes` : ''} free under ${d.path}`;
 }
 
-/** Free space and inodes under the app's directory (after a step ran out of space). */
-export function diskSpace(env: Target): Step {
-  return { name: 'disk space', as: 'login', timeout: 30, quiet: true, script: diskReport(env.baseDir) };
+/**
+ * Free space and inodes under the app's directory (after a step ran out of space), then under each of `also` (absolute
+ * paths: those the failure's own words name, and the temporary directory, which may be a filesystem of their own, full
+ * while the app's has room): one `disk` report each, in that order (reportedAll).
+ */
+export function diskSpace(env: Target, also: string[] = []): Step {
+  return { name: 'disk space', as: 'login', timeout: 30, quiet: true, script: [env.baseDir, ...also].map(diskReport).join('\n') };
 }
 
 /**

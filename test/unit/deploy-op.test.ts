@@ -1067,7 +1067,7 @@ describe('deploy operation', () => {
     for (const [stderr, tmp, what, free] of [
       ["mktemp: failed to create file via template ‘/tmp/tmp.XXXXXXXXXX’: No space left on device", 'disk 800000 50000 0 /tmp', 'free inodes: 781 MB and 0 inodes free under /tmp', 'free inodes on web1 under /tmp (as root, find /tmp -xdev'],
       ["sort: write failed: /var/tmp/own.1: No space left on device", 'disk 0 50000 40000 /var/tmp', 'disk space: 0 MB and 40000 inodes free under /var/tmp', 'free space on web1 under /var/tmp (as root, du -xsh /var/tmp/*'],
-    ]) {
+    ] as const) {
       let asked = '';
       const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => {
         if (step.name === 'python dependencies') return { code: 1, stderr };

@@ -4,7 +4,7 @@ import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
 import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult } from '../remote/types.ts';
-import { describeDisk, diskSpace, parseDisk, FACTS_KEYS, type DiskSpace } from '../steps/facts.ts';
+import { describeDisk, diskSpace, exhausted, otherDiskFix, parseDisk, FACTS_KEYS, TEMP_DIR } from '../steps/facts.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
 
 /** What a deploy or a rollback did on one host: the release it made live, the one before, its steps' durations. */
@@ -89,9 +89,6 @@ export class HostRun {
   }
 }
 
-/** Where steps make their temporary files (mktemp, bash's here-documents, npm's and uv's): often a filesystem of its own (a tmpfs). */
-const TEMP_DIR = '/tmp';
-
 /**
  * The absolute paths the lines of `text` that say a disk was full (DISK_FULL) name, in order, at most 3: the file a
  * tool could not write (`sort: write failed: /tmp/x: No space left on device`, mktemp's `‘/tmp/tmp.XXXXXXXXXX’`,
@@ -120,12 +117,11 @@ export async function diskFullError(remote: Remote, env: Target, e: unknown, ope
   const elsewhere = said ? [...new Set([...fullPaths(e.message), TEMP_DIR])] : [];
   const r = await remote.run(diskSpace(env, elsewhere), { allowFailure: true }).catch(() => undefined);
   const disks = r ? reportedAll(r, FACTS_KEYS.disk).map(parseDisk) : [];
-  const out = (d: DiskSpace | undefined) => !!d && (d.freeMb < 1 || (d.freeInodes !== undefined && d.freeInodes < 10));
   const base = disks[0];
-  const exhausted = out(base);
-  if (!said && !exhausted) return e;
+  const baseOut = exhausted(base);
+  if (!said && !baseOut) return e;
   // The app's filesystem has room and another one the failure wrote to is out: that one is named.
-  const other = !exhausted ? disks.slice(1).find(out) : undefined;
+  const other = !baseOut ? disks.slice(1).find(exhausted) : undefined;
   const disk = other ?? base;
   // ENOSPC names neither, and the failed step's cleanup may have given some back before this look (npm removes
   // what it unpacked): few inodes left beside space to spare means the inodes ran out.
@@ -135,7 +131,7 @@ export async function diskFullError(remote: Remote, env: Target, e: unknown, ope
     return new DiskFullError(
       e,
       `${remote.name} ran out of ${what}: ${describeDisk(other)}${other.path === TEMP_DIR ? ' (where steps make their temporary files)' : ''}; ops's own files have room (${describeDisk(base)})`,
-      `free ${inodes ? 'inodes' : 'space'} on ${remote.name} under ${other.path} (as root, ${inodes ? `find ${other.path} -xdev | cut -d/ -f1-3 | sort | uniq -c | sort -n | tail` : `du -xsh ${other.path}/* | sort -h | tail`} shows what takes it), or make it larger (a tmpfs: mount -o remount,size=1G,nr_inodes=1m ${other.path}), then ${operation} again`,
+      `${otherDiskFix(remote.name, other, inodes)}, then ${operation} again`,
     );
   return new DiskFullError(
     e,

@@ -544,6 +544,22 @@ describe("the dynamic loader's warning before every command (LD_PRELOAD naming a
   });
 });
 
+describe('ops ping on a host where steps cannot make their files', () => {
+  const facts = (...reports: [string, string][]) => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes '], ['disk', '90000000 5000000 4000000 /srv'], ...reports], preamble: '' }).problems;
+
+  it('/tmp a filesystem of its own, out of inodes or space: named, with what to run there; the app\'s room is no problem', () => {
+    expect(facts(['temp_disk', '800000 50000 0 /tmp'])).toEqual([{ problem: '/tmp is full (781 MB and 0 inodes free under /tmp): steps make their temporary files there, so a deploy that installs dependencies fails', fix: expect.stringMatching(/^free inodes on web1 under \/tmp \(as root, find \/tmp -xdev /) }]);
+    expect(facts(['temp_disk', '100 50000 40000 /tmp'])).toEqual([{ problem: expect.stringMatching(/^\/tmp is full \(0 MB and 40000 inodes free under \/tmp\)/), fix: expect.stringMatching(/^free space on web1 under \/tmp \(as root, du -xsh \/tmp\/\* /) }]);
+    expect(facts(['temp_disk', '800000 50000 30000 /tmp'])).toEqual([]);
+  });
+
+  it("the app user's home missing (adduser --system's /nonexistent): named, with usermod", () => {
+    expect(facts(['app_home', 'shop /nonexistent'])).toEqual([
+      { problem: 'the home directory of shop, /nonexistent (its entry in /etc/passwd), does not exist: npm and uv keep their caches there, so a deploy that makes a new dependency set fails', fix: 'on web1, as root: usermod -d /home/shop shop && install -d -o shop -g "$(id -gn shop)" /home/shop (a user made by adduser --system has /nonexistent)' },
+    ]);
+  });
+});
+
 describe('ops ping on a login that reaches sudo oddly', () => {
   const facts = (sudo: string) => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', sudo]], preamble: '' });
 

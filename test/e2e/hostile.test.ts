@@ -187,6 +187,9 @@ describe.sequential('hostile hosts, through the CLI', () => {
     const before = readFileSync(passwd, 'utf8');
     writeFileSync(passwd, before.replace(/^(sample:[^:]*:[^:]*:[^:]*:[^:]*:)[^:]*:/m, '$1/nonexistent:'));
     try {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, readable(ping)).toBe(1);
+      expect(ping.out).toContain(`✗ ${host.name}: the home directory of sample, /nonexistent (its entry in /etc/passwd), does not exist: npm and uv keep their caches there, so a deploy that makes a new dependency set fails; fix: on ${host.name}, as root: usermod -d /home/sample sample`);
       const deploy = await ops('deploy', 'e2e', '--ref', 'deps-changed');
       const text = readable(deploy);
       expect(deploy.code).toBe(1);

@@ -3,8 +3,8 @@
 import type { Target } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { DISK_FULL, DiskFullError, StepError } from '../errors.ts';
-import { failureDetail, failureVerdict, reported, type Remote, type RunOptions, type Step, type StepResult } from '../remote/types.ts';
-import { describeDisk, diskSpace, parseDisk, FACTS_KEYS } from '../steps/facts.ts';
+import { failureDetail, failureVerdict, reported, reportedAll, type Remote, type RunOptions, type Step, type StepResult } from '../remote/types.ts';
+import { describeDisk, diskSpace, exhausted, otherDiskFix, parseDisk, FACTS_KEYS, TEMP_DIR } from '../steps/facts.ts';
 import { LIBRARY_KEYS } from '../steps/libraries.ts';
 
 /** What a deploy or a rollback did on one host: the release it made live, the one before, its steps' durations. */
@@ -90,20 +90,49 @@ export class HostRun {
 }
 
 /**
+ * The absolute paths the lines of `text` that say a disk was full (DISK_FULL) name, in order, at most 3: the file a
+ * tool could not write (`sort: write failed: /tmp/x: No space left on device`, mktemp's `‘/tmp/tmp.XXXXXXXXXX’`,
+ * Python's `[Errno 28] No space left on device: '/srv/…'`). Only what a path holds (no quote, colon or space).
+ */
+export function fullPaths(text: string): string[] {
+  const paths = text
+    .split('\n')
+    .filter((l) => DISK_FULL.test(l))
+    .flatMap((l) => [...l.matchAll(/(?:^|[\s'"‘`(=])(\/[\w.+@%\/-]+)/g)].map((m) => m[1]!))
+    .filter((p) => p.length <= 300 && !p.split('/').includes('..'));
+  return [...new Set(paths)].slice(0, 3);
+}
+
+/**
  * `e` (a failed step on `remote`) as a DiskFullError when the disk was full: said in its error (ENOSPC), or not (a
  * tool that hides its cause, like venv's ensurepip): the space and inodes left after it tell (one more round trip).
- * Its hint ends "then <operation> again". `e` itself otherwise.
+ * The filesystem named is the one that is out: the app's (base_dir), else one the error names or the temporary
+ * directory's (/tmp, a tmpfs of its own on many hosts), when the error said ENOSPC and that one is out while the app's
+ * has room; its hint then says what is not there (ops's releases). Its hint ends "then <operation> again". `e` itself
+ * otherwise.
  */
 export async function diskFullError(remote: Remote, env: Target, e: unknown, operation: string): Promise<unknown> {
   if (!(e instanceof StepError) || e.exitCode === null) return e;
-  const r = await remote.run(diskSpace(env), { allowFailure: true }).catch(() => undefined);
-  const disk = r && parseDisk(reported(r, FACTS_KEYS.disk));
-  const exhausted = disk && (disk.freeMb < 1 || (disk.freeInodes !== undefined && disk.freeInodes < 10));
-  if (!DISK_FULL.test(e.message) && !exhausted) return e;
+  const said = DISK_FULL.test(e.message);
+  const elsewhere = said ? [...new Set([...fullPaths(e.message), TEMP_DIR])] : [];
+  const r = await remote.run(diskSpace(env, elsewhere), { allowFailure: true }).catch(() => undefined);
+  const disks = r ? reportedAll(r, FACTS_KEYS.disk).map(parseDisk) : [];
+  const base = disks[0];
+  const baseOut = exhausted(base);
+  if (!said && !baseOut) return e;
+  // The app's filesystem has room and another one the failure wrote to is out: that one is named.
+  const other = !baseOut ? disks.slice(1).find(exhausted) : undefined;
+  const disk = other ?? base;
   // ENOSPC names neither, and the failed step's cleanup may have given some back before this look (npm removes
   // what it unpacked): few inodes left beside space to spare means the inodes ran out.
   const inodes = disk?.freeInodes !== undefined && (disk.freeInodes === 0 || (disk.freeInodes < 1000 && disk.freeMb >= 64));
   const what = inodes ? 'free inodes' : 'disk space';
+  if (other && base)
+    return new DiskFullError(
+      e,
+      `${remote.name} ran out of ${what}: ${describeDisk(other)}${other.path === TEMP_DIR ? ' (where steps make their temporary files)' : ''}; ops's own files have room (${describeDisk(base)})`,
+      `${otherDiskFix(remote.name, other, inodes)}, then ${operation} again`,
+    );
   return new DiskFullError(
     e,
     `${remote.name} ran out of ${what}${disk ? `: ${describeDisk(disk)}` : ` under ${env.baseDir}`}`,

@@ -8,7 +8,7 @@ import type { Environment } from '../config/environment.ts';
 import { resolveTarget } from '../target.ts';
 import type { OpsContext } from '../context.ts';
 import { REQUIRETTY, SUDO_NOEXEC, sudoNoexec, agentFix, busFix, busProblem, xtraceFix, xtraceProblem, loginStartup, agentProblem, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, preloadProblem, sudoWarningFix } from '../errors.ts';
-import { describeDisk, hostFacts, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
+import { describeDisk, exhausted, hostFacts, otherDiskFix, parseDisk, type DiskSpace, FACTS_KEYS } from '../steps/facts.ts';
 import { reported, type StepResult } from '../remote/types.ts';
 import { eachHost } from './hosts.ts';
 import { notProvisioned, provisionedIn } from '../steps/system.ts';
@@ -140,6 +140,18 @@ export function readFacts(env: { name: string }, host: { name: string; user: str
     if (disk.freeInodes !== undefined && disk.freeInodes < disk.needInodes)
       problems.push({ problem: `only ${disk.freeInodes} free inodes under ${disk.path}; a deploy may need ${disk.needInodes}`, fix });
   }
+  // /tmp full while the app's filesystem has room (a tmpfs of its own): every step's temporary files go there.
+  const temp = parseDisk(reported(r, FACTS_KEYS.temp_disk));
+  if (exhausted(temp) && !(free && free.freeMb === temp!.freeMb && free.freeInodes === temp!.freeInodes)) {
+    const inodes = temp!.freeMb >= 1;
+    problems.push({ problem: `${temp!.path} is full (${describeDisk(temp!)}): steps make their temporary files there, so a deploy that installs dependencies fails`, fix: otherDiskFix(host.name, temp!, inodes) });
+  }
+  const [appUser, appHome] = (reported(r, FACTS_KEYS.app_home) ?? '').split(/ (.*)/s);
+  if (appUser && appHome)
+    problems.push({
+      problem: `the home directory of ${appUser}, ${appHome} (its entry in /etc/passwd), does not exist: npm and uv keep their caches there, so a deploy that makes a new dependency set fails`,
+      fix: `on ${host.name}, as root: usermod -d /home/${appUser} ${appUser} && install -d -o ${appUser} -g "$(id -gn ${appUser})" /home/${appUser} (a user made by adduser --system has /nonexistent)`,
+    });
   // A facts step of an older ops says nothing of it: nothing said either.
   const provisioned = provisionedIn(r);
   const bare = notProvisioned(env);

@@ -118,6 +118,12 @@ if [ -f "$set_dir/.complete" ]; then
   ops_report ${APP_KEYS.deps} ${quote(`${kind} reused`)}
 else
   remove_tree "$set_dir"
+  # npm and uv keep their caches in the app user's home ($HOME: sudo -H sets it from /etc/passwd). A user made with
+  # adduser --system has /nonexistent there: every install would fail on its cache (EACCES, mkdir '/nonexistent').
+  if [ ! -d "$HOME" ] || [ ! -w "$HOME" ]; then
+    echo "${kind === 'node' ? 'npm' : 'the Python installer'} cannot make this set: the home directory of ${env.appUser}, $HOME (its entry in /etc/passwd), $([ -d "$HOME" ] && echo "is not writable by ${env.appUser}" || echo 'does not exist'), and its package cache goes there; fix: as root on this host, give ${env.appUser} the home ops made for it: usermod -d /home/${env.appUser} ${env.appUser} && install -d -o ${env.appUser} -g $(id -gn) /home/${env.appUser} (a user made by adduser --system has /nonexistent), then try again" >&2
+    exit 1
+  fi
 ${install}
   # Read-only once made (chmod skips the symbolic links inside: what they name keeps its mode), .complete last.
   chmod -R a-w "$set_dir"

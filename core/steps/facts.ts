@@ -6,17 +6,25 @@ import { reportKeys, type Step } from '../remote/types.ts';
 import { quote } from '../shell.ts';
 import { reportProvisioned } from './system.ts';
 
-/** What `hostFacts` and `diskReport` report: `disk` (`<free KiB> <inodes> <free inodes> <dir>`), `hostname`, `os` (PRETTY_NAME), `uptime` (seconds), `login`, `shell` (the login's shell, from passwd), `ssh_rc` (the file sshd runs before every command of the login: ~/.ssh/rc, else /etc/ssh/sshrc; none when neither is there), `forced` (`yes` when sshd ran a ForceCommand that ran ours: SSH_ORIGINAL_COMMAND is set), `sudo` (`yes|no <first error line>`), `max_sessions` (sshd's MaxSessions, '' when unreadable), `footprint` (`<KiB> <inodes>`); `hostFacts` also PROVISIONED_KEYS. */
-export const FACTS_KEYS = reportKeys('disk', 'hostname', 'os', 'uptime', 'login', 'shell', 'ssh_rc', 'forced', 'sudo', 'max_sessions', 'footprint');
+/** What `hostFacts` and `diskReport` report: `disk` (`<free KiB> <inodes> <free inodes> <dir>`), `hostname`, `os` (PRETTY_NAME), `uptime` (seconds), `login`, `shell` (the login's shell, from passwd), `ssh_rc` (the file sshd runs before every command of the login: ~/.ssh/rc, else /etc/ssh/sshrc; none when neither is there), `forced` (`yes` when sshd ran a ForceCommand that ran ours: SSH_ORIGINAL_COMMAND is set), `sudo` (`yes|no <first error line>`), `max_sessions` (sshd's MaxSessions, '' when unreadable), `footprint` (`<KiB> <inodes>`), `temp_disk` (as `disk`, for /tmp), `app_home` (`<app user> <its home in /etc/passwd>`, when that is not a directory); `hostFacts` also PROVISIONED_KEYS. */
+export const FACTS_KEYS = reportKeys('disk', 'hostname', 'os', 'uptime', 'login', 'shell', 'ssh_rc', 'forced', 'sudo', 'max_sessions', 'footprint', 'temp_disk', 'app_home');
+
+/** Where steps make their temporary files (mktemp, bash's here-documents, npm's and uv's): often a filesystem of its own (a tmpfs). */
+export const TEMP_DIR = '/tmp';
+
+/** Shell setting `ops_df` to `<free KiB> <total inodes> <free inodes> <path>` for the filesystem holding `dir` (or its nearest existing parent). */
+function diskFree(dir: string): string {
+  return String.raw`d=${quote(dir)}
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+ops_df="$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+}
 
 /**
  * Shell reporting free space and inodes of the filesystem holding `dir` (or its nearest existing parent):
  * `@ops disk <free KiB> <total inodes> <free inodes> <path>`. Read with `parseDisk`.
  */
 export function diskReport(dir: string): string {
-  return String.raw`d=${quote(dir)}
-while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-ops_report ${FACTS_KEYS.disk} "$(df -Pk "$d" | awk 'NR == 2 { print $4 }') $(df -Pi "$d" | awk 'NR == 2 { print $2, $4 }') $d"`;
+  return `${diskFree(dir)}\nops_report ${FACTS_KEYS.disk} "$ops_df"`;
 }
 
 export interface DiskSpace {
@@ -38,9 +46,26 @@ export function describeDisk(d: DiskSpace): string {
   return `${d.freeMb} MB${d.freeInodes !== undefined ? ` and ${d.freeInodes} inodes` : ''} free under ${d.path}`;
 }
 
-/** Free space and inodes under the app's directory (after a step ran out of space). */
-export function diskSpace(env: Target): Step {
-  return { name: 'disk space', as: 'login', timeout: 30, quiet: true, script: diskReport(env.baseDir) };
+/** Out of space or inodes: under 1 MB or 10 inodes free (what diskFullError and ping take for a full filesystem). */
+export function exhausted(d: DiskSpace | undefined): boolean {
+  return !!d && (d.freeMb < 1 || (d.freeInodes !== undefined && d.freeInodes < 10));
+}
+
+/**
+ * What to do about `d`, a full filesystem that does not hold the app's directory (/tmp, a tmpfs of its own): find what
+ * fills it, or make it larger. `inodes`: the inodes ran out, not the space. Ends before "then …".
+ */
+export function otherDiskFix(hostName: string, d: DiskSpace, inodes: boolean): string {
+  return `free ${inodes ? 'inodes' : 'space'} on ${hostName} under ${d.path} (as root, ${inodes ? `find ${d.path} -xdev | cut -d/ -f1-3 | sort | uniq -c | sort -n | tail` : `du -xsh ${d.path}/* | sort -h | tail`} shows what takes it), or make it larger (a tmpfs: mount -o remount,size=1G,nr_inodes=1m ${d.path})`;
+}
+
+/**
+ * Free space and inodes under the app's directory (after a step ran out of space), then under each of `also` (absolute
+ * paths: those the failure's own words name, and the temporary directory, which may be a filesystem of their own, full
+ * while the app's has room): one `disk` report each, in that order (reportedAll).
+ */
+export function diskSpace(env: Target, also: string[] = []): Step {
+  return { name: 'disk space', as: 'login', timeout: 30, quiet: true, script: [env.baseDir, ...also].map(diskReport).join('\n') };
 }
 
 /**
@@ -78,6 +103,12 @@ if [ "$sudo" = yes ]; then
 fi
 # Free space and inodes where releases go (the nearest directory that exists, before the first provision).
 ${diskReport(base)}
+# And where steps make their temporary files (a tmpfs of its own on many hosts).
+${diskFree(TEMP_DIR)}
+ops_report ${FACTS_KEYS.temp_disk} "$ops_df"
+# The app user's home, where npm and uv keep their caches: /nonexistent for a user made by adduser --system.
+app_home=$(getent passwd ${quote(env.appUser)} | cut -d: -f6 || true)
+if [ -n "$app_home" ] && [ ! -d "$app_home" ]; then ops_report ${FACTS_KEYS.app_home} ${quote(env.appUser)}" $app_home"; fi
 # What the live release takes with its dependency sets: about what a deploy that changes them all needs.
 cur=$(readlink -f ${quote(`${base}/current`)} 2>/dev/null || true)
 if [ "$sudo" = yes ] && [ -n "$cur" ] && sudo -n test -d "$cur"; then

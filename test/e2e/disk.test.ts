@@ -73,7 +73,7 @@ describe.sequential('a full disk under the app', () => {
     await setFreeSpace(lab.host.name, '/srv', { inodes: 400 });
     try {
       const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'deps-changed'), new RegExp(`${lab.host.name} ran out of free inodes: \\d+ MB and \\d+ inodes free under /srv`));
-            expect(text).toMatch(/still serves \S+; nothing was switched/);
+      expect(text).toMatch(/still serves \S+; nothing was switched/);
       expect(await liveState()).toEqual(before);
       await lockIsFree(lab.project);
     } finally {
@@ -92,6 +92,24 @@ describe.sequential('a full disk under the app', () => {
       await lockIsFree(lab.project);
     } finally {
       await setFreeSpace(lab.host.name, '/srv');
+    }
+  }, 300_000);
+
+  it('/tmp a tmpfs of its own, out of inodes, while installing dependencies (the app\'s filesystem has room): fails before the switch naming /tmp and what to free there, not the releases; nothing live changed; ping names it first', async () => {
+    const before = await liveState();
+    // Mounted in the host's own mount namespace (sshd's), where its steps run.
+    await sshRun(lab.host, 'sudo mount -t tmpfs -o size=64m,nr_inodes=16,mode=1777 e2e-tmp /tmp && for i in $(seq 40); do touch /tmp/f$i 2>/dev/null; done; true');
+    try {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, ping.out + ping.err).toBe(1);
+      expect(ping.out).toMatch(new RegExp(`✗ ${lab.host.name}: /tmp is full \\(\\d+ MB and 0 inodes free under /tmp\\): steps make their temporary files there, so a deploy that installs dependencies fails; fix: free inodes on ${lab.host.name} under /tmp`));
+      const text = failedClearly(await ops('deploy', 'e2e', '--ref', 'deps-changed'), new RegExp(`${lab.host.name} ran out of free inodes: \\d+ MB and 0 inodes free under /tmp \\(where steps make their temporary files\\); ops's own files have room \\(\\d+ MB and \\d+ inodes free under /srv`));
+      expect(text).toMatch(/still serves \S+; nothing was switched\n {2}hint: free inodes on \S+ under \/tmp \(as root, find \/tmp -xdev/);
+      expect(text).not.toMatch(/release\.keep/);
+      expect(await liveState()).toEqual(before);
+      await lockIsFree(lab.project);
+    } finally {
+      await sshRun(lab.host, 'sudo umount /tmp');
     }
   }, 300_000);
 

@@ -182,6 +182,26 @@ describe.sequential('hostile hosts, through the CLI', () => {
     await serves(live);
   }, 300_000);
 
+  it('the app user made by adduser --system (its home /nonexistent in /etc/passwd): a deploy that makes a new dependency set fails before the switch naming the home and the usermod fix, not npm\'s EACCES alone; the live release serves', async () => {
+    const passwd = join(host.root, 'etc/passwd');
+    const before = readFileSync(passwd, 'utf8');
+    writeFileSync(passwd, before.replace(/^(sample:[^:]*:[^:]*:[^:]*:[^:]*:)[^:]*:/m, '$1/nonexistent:'));
+    try {
+      const ping = await ops('ping', 'e2e');
+      expect(ping.code, readable(ping)).toBe(1);
+      expect(ping.out).toContain(`✗ ${host.name}: the home directory of sample, /nonexistent (its entry in /etc/passwd), does not exist: npm and uv keep their caches there, so a deploy that makes a new dependency set fails; fix: on ${host.name}, as root: usermod -d /home/sample sample`);
+      const deploy = await ops('deploy', 'e2e', '--ref', 'deps-changed');
+      const text = readable(deploy);
+      expect(deploy.code).toBe(1);
+      expect(text).toMatch(/(npm|the Python installer) cannot make this set: the home directory of sample, \/nonexistent \(its entry in \/etc\/passwd\), does not exist, and its package cache goes there; fix: as root on this host, give sample the home ops made for it: usermod -d \/home\/sample sample/);
+      expect(text).toMatch(/still serves \S+; nothing was switched/);
+    } finally {
+      writeFileSync(passwd, before);
+    }
+    await lockIsFree();
+    await serves(live);
+  }, 300_000);
+
   it('sudo asking for a password: ping fails showing the sudoers line; a deploy fails with one message and locks nothing', async () => {
     const sudoers = join(host.root, 'etc/sudoers.d/deploy');
     const before = readFileSync(sudoers, 'utf8');

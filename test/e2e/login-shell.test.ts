@@ -102,6 +102,20 @@ describe.sequential('odd login shells, through the CLI', () => {
     }
   }, 300_000);
 
+  it('a command="…" before ops\'s key in ~deploy/.ssh/authorized_keys (a key meant for backups only, restrict): ping and deploy name authorized_keys beside the ForceCommand, no lock said to be left', async () => {
+    const file = join(paths.hostsDir, host.name, 'home/deploy/.ssh/authorized_keys');
+    const before = readFileSync(file, 'utf8');
+    const { uid, gid } = statSync(file);
+    writeFileSync(file, before.replace(/^(ssh-|ecdsa-)/m, `restrict,command="echo 'This key runs the nightly backup only'; exit 1" $1`));
+    chownSync(file, uid, gid);
+    try {
+      await bothSay(/did not start: the login shell of deploy ended with exit code 1 before the step's script began, printing: "This key runs the nightly backup only"/, /or a command="…" option before ops's key in deploy's authorized_keys \(~deploy\/\.ssh\/authorized_keys, or where sshd's AuthorizedKeysFile says\): remove it for ops's key, or have it run "\$SSH_ORIGINAL_COMMAND"/);
+    } finally {
+      writeFileSync(file, before);
+      chownSync(file, uid, gid);
+    }
+  }, 300_000);
+
   it("fish as the login shell (which exports LC_CTYPE=en_US.UTF-8, a locale the host lacks): ping finds nothing wrong, a deploy works without a warning", async () => {
     await sshRun(host, 'sudo timeout 240 apt-get install -y -qq fish >/dev/null', { timeoutMs: 300_000 });
     await withFile('etc/passwd', (t) => t.replace(/^(deploy:.*:)[^:\n]*$/m, '$1/usr/bin/fish'), async () => {

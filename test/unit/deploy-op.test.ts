@@ -1063,6 +1063,26 @@ describe('deploy operation', () => {
       expect(h.remote.stepNames().slice(-2)).toEqual(['mark failed', 'unlock']);
     }
   });
+  it('a step that runs out of space where it makes its temporary files (/tmp, a tmpfs of its own) while the app\'s filesystem has room: names /tmp and what to free there, not the releases', async () => {
+    for (const [stderr, tmp, what, free] of [
+      ["mktemp: failed to create file via template ‘/tmp/tmp.XXXXXXXXXX’: No space left on device", 'disk 800000 50000 0 /tmp', 'free inodes: 781 MB and 0 inodes free under /tmp', 'free inodes on web1 under /tmp (as root, find /tmp -xdev'],
+      ["sort: write failed: /var/tmp/own.1: No space left on device", 'disk 0 50000 40000 /var/tmp', 'disk space: 0 MB and 40000 inodes free under /var/tmp', 'free space on web1 under /var/tmp (as root, du -xsh /var/tmp/*'],
+    ] as const) {
+      let asked = '';
+      const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => {
+        if (step.name === 'python dependencies') return { code: 1, stderr };
+        if (step.name !== 'disk space') return undefined;
+        asked = step.script;
+        return { stdout: opsLines(STATE, 'disk 900000000 50000000 40000000 /srv', tmp, 'disk 900000000 50000000 40000000 /tmp') };
+      });
+      const err = await deploy(h.ctx, loadEnvironment('x', root), {}).catch((e) => e);
+      expect(asked).toContain(`d=${tmp.split(' ').at(-1)}`);
+      expect(err.message).toContain(`\nweb1 ran out of ${what}`);
+      expect(err.message).toContain("; ops's own files have room (878906 MB and 40000000 inodes free under /srv)\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched");
+      expect(err.hint).toContain(free);
+      expect(err.hint).not.toMatch(/release\.keep|shared\/deps/);
+    }
+  });
   it('not one inode left for the lock itself: said as a full disk, with what is free and what to free, not as a bare failed lock step; nothing taken or changed', async () => {
     const h = harness(
       '',

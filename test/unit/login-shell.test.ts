@@ -269,7 +269,7 @@ describe('a step through the login shell', () => {
     expect((result as NotStartedError).hint).toMatch(/^give deploy a plain shell: on web1, as root: chsh -s \/bin\/bash deploy/);
   });
 
-  it("says what else ends a session before the step begins: sshd's ForceCommand (a command run in place of ops's, printing and exiting 0)", async () => {
+  it("says what else ends a session before the step begins: sshd's ForceCommand or an authorized_keys command=\"…\" (a command run in place of ops's, printing and exiting 0)", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ops-forced-'));
     const forced = join(dir, 'forced');
     writeFileSync(forced, '#!/bin/sh\necho "This account is restricted to maintenance tasks"\n', { mode: 0o755 });
@@ -277,7 +277,7 @@ describe('a step through the login shell', () => {
     expect(ran).toBe(false);
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toMatch(/ended with exit code 0 before the step's script began, printing: "This account is restricted to maintenance tasks"/);
-    expect((result as NotStartedError).hint).toMatch(/or sshd runs a ForceCommand for deploy in place of ops's command \(on web1, as root: sshd -T -C user=deploy \| grep -i forcecommand\): remove it for deploy, or have it run "\$SSH_ORIGINAL_COMMAND"$/);
+    expect((result as NotStartedError).hint).toMatch(/or sshd runs another command in place of ops's: a ForceCommand for deploy \(on web1, as root: sshd -T -C user=deploy \| grep -i forcecommand\), or a command="…" option before ops's key in deploy's authorized_keys \(~deploy\/\.ssh\/authorized_keys, or where sshd's AuthorizedKeysFile says\): remove it for ops's key, or have it run "\$SSH_ORIGINAL_COMMAND"$/);
   });
 
   it("sshd's ForceCommand internal-sftp for the login (a Match block for an sftp-only group): said so, with where to look, not the login shell", async () => {
@@ -541,6 +541,22 @@ describe("the dynamic loader's warning before every command (LD_PRELOAD naming a
     const facts = (line: string) => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes ']], preamble: '', preload: line }).problems;
     expect(facts("ERROR: ld.so: object '/usr/lib/libjemalloc.so.2' from LD_PRELOAD cannot be preloaded (cannot open shared object file): ignored.")).toEqual([{ problem: expect.stringMatching(/^the dynamic loader warns before every command of deploy: LD_PRELOAD/), fix: expect.stringMatching(/grep -rs LD_PRELOAD \/etc\/environment/) }]);
     expect(facts("ERROR: ld.so: object '/lib/libgone.so' from /etc/ld.so.preload cannot be preloaded (cannot open shared object file): ignored.")).toEqual([{ problem: expect.stringMatching(/^the dynamic loader warns before every program on web1: \/etc\/ld\.so\.preload names \/lib\/libgone\.so/), fix: 'on web1, as root: remove the line /lib/libgone.so from /etc/ld.so.preload, or install it' }]);
+  });
+});
+
+describe('ops ping on a host where steps cannot make their files', () => {
+  const facts = (...reports: [string, string][]) => readFacts({ name: 'prod' }, { name: 'web1', user: 'deploy' }, { stdout: '', stderr: '', code: 0, durationMs: 1, reports: [['login', 'deploy'], ['sudo', 'yes '], ['disk', '90000000 5000000 4000000 /srv'], ...reports], preamble: '' }).problems;
+
+  it('/tmp a filesystem of its own, out of inodes or space: named, with what to run there; the app\'s room is no problem', () => {
+    expect(facts(['temp_disk', '800000 50000 0 /tmp'])).toEqual([{ problem: '/tmp is full (781 MB and 0 inodes free under /tmp): steps make their temporary files there, so a deploy that installs dependencies fails', fix: expect.stringMatching(/^free inodes on web1 under \/tmp \(as root, find \/tmp -xdev /) }]);
+    expect(facts(['temp_disk', '100 50000 40000 /tmp'])).toEqual([{ problem: expect.stringMatching(/^\/tmp is full \(0 MB and 40000 inodes free under \/tmp\)/), fix: expect.stringMatching(/^free space on web1 under \/tmp \(as root, du -xsh \/tmp\/\* /) }]);
+    expect(facts(['temp_disk', '800000 50000 30000 /tmp'])).toEqual([]);
+  });
+
+  it("the app user's home missing (adduser --system's /nonexistent): named, with usermod", () => {
+    expect(facts(['app_home', 'shop /nonexistent'])).toEqual([
+      { problem: 'the home directory of shop, /nonexistent (its entry in /etc/passwd), does not exist: npm and uv keep their caches there, so a deploy that makes a new dependency set fails', fix: 'on web1, as root: usermod -d /home/shop shop && install -d -o shop -g "$(id -gn shop)" /home/shop (a user made by adduser --system has /nonexistent)' },
+    ]);
   });
 });
 

@@ -246,6 +246,34 @@ describe.sequential('interrupting a deploy', () => {
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
   }, 600_000);
 
+  it('the terminal closed during the build (a terminal window closed, the SSH session to a jump box dropped: SIGHUP, then every write to it fails): the run stops as on Ctrl-C, exit 129, its build stopped, the lock let go, the interruption audited; the previous release serves', async () => {
+    const before = await liveAndServed();
+    const said = join(root, 'hangup');
+    writeFileSync(said, '');
+    project.write({ ...config, release: { ...(config.release as object), build: 'touch /tmp/hangup-build; sleep 60' } });
+    commit(repo, { VERSION: '2h\n' }, 'hangup');
+    try {
+      const spec = {
+        // ops the terminal's session leader, as a command run from a terminal window's shell with exec.
+        argv: [process.execPath, OPS, 'deploy', 'e2e', '--ref', 'main'],
+        cwd: project.root,
+        env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
+        steps: [[{ file: said, text: 'building' }, { hangup: true }]],
+      };
+      const terminal = promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 600_000 });
+      expect(await waitFor(async () => (await onHost('test -e /tmp/hangup-build && echo yes || true')) === 'yes', 120_000, 200)).toBe(true);
+      writeFileSync(said, 'building');
+      expect((JSON.parse((await terminal).stdout) as { status: number }).status).toBe(129);
+    } finally {
+      project.write(config);
+      await onHost('rm -f /tmp/hangup-build');
+    }
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
+    expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContainEqual(expect.stringMatching(new RegExp(`^interrupted by SIGHUP during build on ${host.name}; \\S+ did not go live, ${before.current} is still live$`)));
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
   it('its own output failing (| head -2: EPIPE; > /dev/full: ENOSPC): the deploy goes on to its end, the release live, the lock let go, its audit line written; never blamed on the host', async () => {
     const bin = join(import.meta.dirname, '..', '..', 'scripts', 'ops-bin.js');
     for (const [version, redirect] of [['2p', '| head -2 >/dev/null'], ['2d', '> /dev/full']] as const) {

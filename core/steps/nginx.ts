@@ -88,7 +88,9 @@ export function applyNginx(change: NginxChange): Step {
   const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, 'host_lock nginx', ...(change.before ? [change.before] : []), 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)'];
   // An exit inside the critical section (nginx refused the files) gives back the output it kept.
   const section = NGINX_APPLY_SECONDS + (change.critical ?? 0);
-  lines.push('trap \'critical_end; rm -rf "$backup"\' EXIT', `critical_begin ${section} ${quote(change.what ?? 'the nginx change')}`);
+  // The snapshot removed inside the section (a signal held back till its end would kill the script before an EXIT trap
+  // after it removes it: one copy of /etc/nginx left in /etc per interruption), on success and on failure alike.
+  lines.push('trap \'rm -rf "$backup"; critical_end\' EXIT', `critical_begin ${section} ${quote(change.what ?? 'the nginx change')}`);
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) {
     if (typeof f.content !== 'string') lines.push(putFileWord(f.path, f.content.b64Word));
@@ -158,7 +160,7 @@ ${change.verify}
 fi`);
   lines.push('host_unlock nginx', `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
-  lines.push('critical_end');
+  lines.push('rm -rf "$backup"', 'critical_end');
   // A section has its time whatever the waits for the locks took (critical_begin checks it is left).
   const timeout = HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
   return { name: change.item, as: 'root', timeout, script: lines.join('\n') };

@@ -78,17 +78,17 @@ export class ActionsReporter implements Reporter {
     // open is what counts, not how many run: steps run at once (a deploy's Python set beside its node set and
     // build) end in any order, and a step starting after the grouped one ended gets a group of its own.
     const own = !this.groupOpen;
-    const start = Date.now();
+    const start = performance.now();
     if (own) {
       core.startGroup(this.shown(title));
       this.groupOpen = true;
     } else this.log(`▸ ${title}`);
     try {
       const result = await fn();
-      this.log(`✓ ${title} (${seconds(Date.now() - start)})`);
+      this.log(`✓ ${title} (${seconds(performance.now() - start)})`);
       return result;
     } catch (e) {
-      this.log(`✗ ${title} (${seconds(Date.now() - start)})`);
+      this.log(`✗ ${title} (${seconds(performance.now() - start)})`);
       throw e;
     } finally {
       if (own) {

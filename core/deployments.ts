@@ -157,10 +157,10 @@ export async function markSuperseded(options: SupersededOptions, reporter: Repor
   // Wait for the job's own last word (Actions writes success when the job ends).
   const waitMs = options.waitMs ?? 120_000;
   const pollMs = options.pollMs ?? 5_000;
-  const started = Date.now();
+  const started = performance.now();
   let mine = byNewest(await statuses(ours.id));
   while (!mine[0] || UNFINISHED.has(mine[0].state)) {
-    if (Date.now() - started >= waitMs) {
+    if (performance.now() - started >= waitMs) {
       throw new OpsError(`deployment ${ours.id} (${sha.slice(0, 12)}, ${environment}) is still ${mine[0]?.state ?? 'without a status'} after ${Math.round(waitMs / 1000)} s: not marked`, 'run this job again once the deploy job has finished');
     }
     await new Promise((r) => setTimeout(r, pollMs));

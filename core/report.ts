@@ -1095,16 +1095,16 @@ export class ConsoleReporter implements Reporter {
     this.write(this.err, `error: ${message}`, { code: '31' });
   }
   async group<T>(title: string, fn: () => Promise<T>): Promise<T> {
-    const start = Date.now();
+    const start = performance.now();
     const depth = this.nesting.getStore() ?? 0;
     this.write(this.out, `▸ ${title}`, { code: '1', depth });
     this.open++;
     try {
       const result = await this.nesting.run(depth + 1, fn);
-      this.write(this.out, `✓ ${title} (${seconds(Date.now() - start)})`, { code: '2', depth });
+      this.write(this.out, `✓ ${title} (${seconds(performance.now() - start)})`, { code: '2', depth });
       return result;
     } catch (e) {
-      this.write(this.err, `✗ ${title} (${seconds(Date.now() - start)})`, { code: '31', depth });
+      this.write(this.err, `✗ ${title} (${seconds(performance.now() - start)})`, { code: '31', depth });
       throw e;
     } finally {
       this.open--;

@@ -4,7 +4,7 @@
 // file), and each handler then left the signal to the other (a --json deploy went on connecting after Ctrl-C).
 
 import { spawnSync } from 'node:child_process';
-import { fstatSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import { isatty } from 'node:tty';
 
@@ -166,4 +166,35 @@ export function awaitTerminal(say: () => void): boolean {
     // the terminal gone (EIO): the run's own output says so
   }
   return true;
+}
+
+let hungUpGuarded = false;
+
+/**
+ * Makes a terminal that hangs up (its window closed, the SSH session to a jump box dropped: SIGHUP, then EIO on every
+ * use of it) no reason to crash at exit: Node gives each stdio terminal back the modes it had at start as the process
+ * exits (node.cc ResetStdio: tcsetattr), and aborts the process (a native assertion: SIGABRT, or SIGSEGV) when that
+ * fails, as it does on a terminal hung up: a deploy stopped by its terminal's SIGHUP, its lock released, then died
+ * so, its exit code (129) and --json's document lost, a cancelled run read as a crash. Each of stdin, stdout and
+ * stderr that was a terminal at the start and answers as one no more (isatty fails on a terminal hung up) is given
+ * /dev/null in its place as the process exits (another file: Node leaves it alone); what is written to it meanwhile
+ * is dropped (guardOutput: EIO). Nothing for a terminal still there, a pipe or a file. Once per process (the CLI's
+ * entry point, for every command); again: nothing.
+ */
+export function guardHungUpTerminals(): void {
+  if (hungUpGuarded) return;
+  hungUpGuarded = true;
+  const terminals = [0, 1, 2].filter((fd) => isatty(fd));
+  if (!terminals.length) return;
+  process.once('exit', () => {
+    for (const fd of terminals) {
+      if (isatty(fd)) continue;
+      try {
+        closeSync(fd);
+        openSync('/dev/null', fd === 0 ? 'r' : 'w'); // the lowest free descriptor: this one
+      } catch {
+        // left as it is: nothing more can be done as the process exits
+      }
+    }
+  });
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { cacheParsedYaml } from '../core/config/environment.ts';
 import { onUncaught } from '../core/errors.ts';
 import { guardOutput } from '../core/report.ts';
+import { guardHungUpTerminals } from '../core/signals.ts';
 import { runCli } from './cli.ts';
 import { allCommands } from './commands/index.ts';
 
@@ -16,6 +17,8 @@ export async function main(argv: string[], options: { cacheDir?: string } = {}):
   onUncaught((message) => process.stderr.write(`error: ${message}\n`));
   // Its own output failing (a reader gone, a full disk) never ends a run half-way.
   guardOutput();
+  // Its terminal closed (SIGHUP) ends it with 129, not with Node's abort at exit.
+  guardHungUpTerminals();
   cacheParsedYaml(options.cacheDir && join(options.cacheDir, 'parsed'));
   return runCli(allCommands, { argv });
 }

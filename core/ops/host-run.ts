@@ -48,13 +48,13 @@ export class HostRun {
   ) {}
   /** Run `step`; `options.allowFailure`: a failed step's result is returned (see `failure`), not thrown. */
   async run(step: Step, options: RunOptions = {}): Promise<StepResult> {
-    const started = Date.now();
+    const started = performance.now();
     try {
       return await (step.quiet ? this.remote.run(step, options) : this.ctx.reporter.group(`${this.remote.name} · ${step.name}`, () => this.remote.run(step, options)));
     } catch (e) {
       throw await this.diskFull(e);
     } finally {
-      this.steps.push({ name: step.name, ms: Date.now() - started });
+      this.steps.push({ name: step.name, ms: Math.round(performance.now() - started) });
     }
   }
   async upload(content: Buffer | string, path: string, mode: number): Promise<void> {

@@ -143,7 +143,7 @@ export async function withOpenSession<T>(session: Session, fn: () => Promise<T>)
 
 /**
  * Run `fn` on every host over its own connection, all in parallel, each closed when its `fn` is done; `started`
- * is when that host's connection began (Date.now(), ms). A host that cannot be reached (`connected` false) or
+ * is when that host's connection began (performance.now(), ms: the monotonic clock, for durations). A host that cannot be reached (`connected` false) or
  * whose `fn` fails gives `onError`'s value (`fields`: its error and hint for --json, one line each: errorFields; `error`: what was thrown) instead of hiding
  * the others.
  * @returns one value per host, in the environment's order; never throws for a host.
@@ -157,7 +157,7 @@ export async function eachHost<T>(
   const connector = hostConnector(ctx);
   return Promise.all(
     env.hosts.map(async (host) => {
-      const started = Date.now();
+      const started = performance.now();
       let remote: Remote | undefined;
       try {
         remote = await connector(env, host);

@@ -256,13 +256,15 @@ class Queued extends Error {
  */
 async function acquire(remote: Remote, env: Target, request: LockRequest, queue: boolean | Queued, inspect: Step | undefined, finish: string | undefined, finishSeconds: number, notOurs: () => void, took: (result: StepResult) => void, tookThenFailed: (result: StepResult) => void, redact: (text: string) => string, say: (line: string) => void, hostOf: (connection: string) => string | undefined): Promise<StepResult> {
   const ask = (req: LockRequest) => remote.run(acquireLock(env, req, inspect?.script, finish, finishSeconds), { allowFailure: true });
-  const asked = queue instanceof Queued ? queue.asked : Date.now();
+  // The wait's time counted on the runner's monotonic clock, never its wall clock: an NTP step or `date -s` meanwhile
+  // must neither cut it (a run refused at once, "waited 30s") nor stretch it by hours, as the host counts its part since boot.
+  const asked = queue instanceof Queued ? queue.asked : performance.now();
   // A live holder is said at once, nothing waited for (the lock step's deadline some seconds away, never passed when
   // it answers, else it would refuse where the run may queue: takeLocks); before a wait, whom the run queues behind
   // (and when its lock reads stale should its connection stay silent), then the lock taken again with what is left of
   // the wait.
   let result = queue instanceof Queued ? queue.result : await ask({ ...request, wait: Math.max(request.wait, CONTENDED_WAIT_SECONDS), queued: true });
-  const wait = Math.max(0, request.wait - Math.floor((Date.now() - asked) / 1000));
+  const wait = Math.max(0, request.wait - Math.floor((performance.now() - asked) / 1000));
   if (result.code === LOCK_QUEUED_EXIT && queue && wait > 0) {
     const holder = parseLock(result);
     const silent = silentHolder(holder);

@@ -178,7 +178,7 @@ export async function ping(ctx: OpsContext, environment: Environment): Promise<P
     env,
     async (remote, host, started): Promise<PingResult> => {
       const facts = readFacts(env, host, await remote.run(hostFacts(env)), (t) => ctx.reporter.redact(t));
-      return { host: host.name, address: host.address, ok: facts.problems.length === 0, ...facts, latencyMs: Date.now() - started };
+      return { host: host.name, address: host.address, ok: facts.problems.length === 0, ...facts, latencyMs: Math.round(performance.now() - started) };
     },
     (host, fields): PingResult => ({ host: host.name, address: host.address, ok: false, ...fields, problems: [] }),
   );

@@ -47,7 +47,7 @@ function items(results: StepResult[]): ProvisionItem[] {
 }
 
 async function provisionHost(ctx: OpsContext, env: Target, remote: Remote, facts: StepResult, acmeCa: string | undefined, files: PackageIndexFiles): Promise<ProvisionHostResult> {
-  const started = Date.now();
+  const started = performance.now();
   const h = new HostRun(ctx, remote, env, 'provision');
   const run = (step: Step) => h.run(step);
   const codename = reported(facts, SYSTEM_KEYS.codename) ?? '';
@@ -104,7 +104,7 @@ async function provisionHost(ctx: OpsContext, env: Target, remote: Remote, facts
     runtimes: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime)),
     runtimesRemoved: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime_removed)),
     runtimesKept: results.flatMap((r) => reportedAll(r, SYSTEM_KEYS.runtime_kept)),
-    durationMs: Date.now() - started,
+    durationMs: Math.round(performance.now() - started),
   };
 }
 

@@ -83,7 +83,7 @@ class AfterMarker {
   private head = '';
   private readonly decoder = new StringDecoder('utf8');
   started = false;
-  /** When the marker came (Date.now()): how long the login took to begin the script. */
+  /** When the marker came (performance.now(): the monotonic clock): how long the login took to begin the script. */
   startedAt?: number;
   preamble = '';
   constructor(private readonly emit: (text: string) => void) {}
@@ -102,7 +102,7 @@ class AfterMarker {
     const i = this.head.indexOf(AfterMarker.MARK);
     if (i < 0) return;
     this.started = true;
-    this.startedAt = Date.now();
+    this.startedAt = performance.now();
     this.preamble = this.head.slice(0, i);
     const rest = this.head.slice(i + AfterMarker.MARK.length);
     this.head = '';
@@ -260,7 +260,7 @@ export class SshRemote implements Remote {
                     closed(status);
                     c.close();
                   },
-                  Math.max(0, Math.min(LINGER_MS, exitedAt + LINGER_MAX_MS - Date.now())),
+                  Math.max(0, Math.min(LINGER_MS, exitedAt + LINGER_MAX_MS - performance.now())),
                 );
               };
               exited = wait;
@@ -271,7 +271,7 @@ export class SshRemote implements Remote {
               c.on('exit', (code: number | null, sig?: string) => {
                 if (typeof code === 'number') status.code = code;
                 else if (sig) status.signal = `SIG${sig}`.replace(/^SIGSIG/, 'SIG');
-                exitedAt = Date.now();
+                exitedAt = performance.now();
                 wait();
               });
             });
@@ -321,7 +321,7 @@ export class SshRemote implements Remote {
 
   /** Run `command` with `input` on stdin; output before the start marker is the login shell's, not ours. */
   private async exec(step: Step, command: string, input: Buffer, options: RunOptions): Promise<StepResult> {
-    const started = Date.now();
+    const started = performance.now();
     const what = `step "${step.name}"`;
     if (this.haltedBy) throw new OpsError(`${what} on ${this.name} not started: ${this.haltedBy}`);
     // A quiet step shows nothing live: no splitting into lines (its output may be one long line of data).
@@ -371,7 +371,7 @@ export class SshRemote implements Remote {
     const limit = ((step.timeout ?? DEFAULT_STEP_TIMEOUT) + 30) * 1000;
     let guard: NodeJS.Timeout | undefined;
     let waiting: NodeJS.Timeout | undefined;
-    let sent = Date.now();
+    let sent = performance.now();
     let abort = (_: Error): void => undefined;
     const status = await new Promise<ExitStatus>((resolve, reject) => {
       abort = (e) => reject(connectionLost(e, this.name, `${what} on ${this.name} (connection lost)`));
@@ -396,7 +396,7 @@ export class SshRemote implements Remote {
         err.push(d);
       });
       void ended.then(resolve);
-      sent = Date.now();
+      sent = performance.now();
       // begun from here (the host runs the script it reads on stdin): a signal now lets a switch end, say, where one
       // whose channel was still opening is not started at all (halt) and is no step to wait for
       this.begun.push(step.name);
@@ -507,7 +507,7 @@ export class SshRemote implements Remote {
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
     if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
-    const result: StepResult = { stdout, stderr, code, durationMs: Date.now() - started, reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }), ...(homeLine && { homeDir: homeLine }), ...(preloadLines[0] && { preload: preloadLines[0] }) };
+    const result: StepResult = { stdout, stderr, code, durationMs: Math.round(performance.now() - started), reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }), ...(homeLine && { homeDir: homeLine }), ...(preloadLines[0] && { preload: preloadLines[0] }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));

@@ -179,7 +179,7 @@ const LOCK_QUIET_MS = 1_000;
 export async function takeLock(target: string, shown: string, notify: (message: string) => void, signal?: AbortSignal): Promise<HeldLock> {
   const lockDir = `${target}.lock`;
   const lockShown = `${shown}.lock`;
-  const started = Date.now();
+  const started = performance.now();
   const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
   let told = false;
   const interrupted = (waiting: boolean) => interruption(signal!.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
@@ -210,7 +210,7 @@ export async function takeLock(target: string, shown: string, notify: (message: 
       // the lock is a directory made beside the file: a read-only directory refuses it first
       if (code !== 'ELOCKED' && !vanished) throw writeError(e, target, shown);
     }
-    const waited = Date.now() - started;
+    const waited = performance.now() - started;
     if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
     if (!told && waited > LOCK_QUIET_MS) {
       told = true;
@@ -296,13 +296,13 @@ const RETRY_FOR_MS = 30_000;
  * error. @throws ChangedOnDiskError when the file kept changing for 30 s (nothing written), or `attempt`'s error.
  */
 export async function retryOnChange<T>(what: string, attempt: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + RETRY_FOR_MS;
+  const deadline = performance.now() + RETRY_FOR_MS;
   for (let n = 1; ; n++) {
     try {
       return await attempt();
     } catch (e) {
       if (!(e instanceof ChangedOnDiskError)) throw e;
-      if (Date.now() > deadline)
+      if (performance.now() > deadline)
         throw new ChangedOnDiskError(`${what}: the file kept changing for ${RETRY_FOR_MS / 1000} s (${n} attempts; ${e.message})`, 'run it again once the other commands writing it have ended');
       await new Promise((r) => setTimeout(r, Math.random() * Math.min(500, 50 * n)));
     }

@@ -57,19 +57,21 @@ export interface NginxChange {
   /** Shell run after a successful reload (and `verify`), in the same step (a deploy's activation). */
   then?: string;
   /**
-   * From the snapshot to the end of `then`, a critical section (core/steps/sh/critical.sh): not cut off half-way by
-   * the runner going away (a signal, a lost connection, the forced stop of what its connection ran). A switch. The
-   * value: the most seconds `then` takes (its waits bounded); the step's timeout leaves the section that, beyond
-   * the waits for the locks.
+   * The most seconds `then` takes (its waits bounded; none: 0): from the snapshot to the end of `then`, every change is
+   * a critical section (core/steps/sh/critical.sh), not cut off half-way by the runner going away (a signal, a lost
+   * connection, the forced stop of what its connection ran): the files nginx tested and serves, or the previous ones
+   * back, never new files nginx never tested left on disk for the next reload. The step's timeout leaves the section
+   * that, beyond the waits for the locks.
    */
   critical?: number;
+  /** What the change is, in the message of a section that could not begin ("the switch"; default "the nginx change"). */
+  what?: string;
 }
 
 /** The most seconds host_lock nginx waits (host-lock.sh's default). */
 const HOST_LOCK_WAIT = 45;
 /** The most seconds an nginx change takes once its locks are held: the snapshot, the files, nginx -t, the reload (10 s of waiting at most). */
 const NGINX_APPLY_SECONDS = 15;
-const NGINX_TIMEOUT = 60;
 
 /**
  * Apply nginx files atomically as a whole: snapshot /etc/nginx, write, `nginx -t`; when nginx rejects the
@@ -83,11 +85,12 @@ const NGINX_TIMEOUT = 60;
 export function applyNginx(change: NginxChange): Step {
   // Under the host's nginx lock: another app's change never interleaves with this one, so the snapshot put
   // back on failure holds exactly the other apps' files as they are.
-  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, ...(change.critical !== undefined ? [CRITICAL_FUNCTIONS] : []), 'host_lock nginx', ...(change.before ? [change.before] : []), 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)'];
+  const lines: string[] = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, 'host_lock nginx', ...(change.before ? [change.before] : []), 'backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)'];
   // An exit inside the critical section (nginx refused the files) gives back the output it kept.
-  const section = change.critical === undefined ? undefined : NGINX_APPLY_SECONDS + change.critical;
-  if (section !== undefined) lines.push('trap \'critical_end; rm -rf "$backup"\' EXIT', `critical_begin ${section}`);
-  else lines.push('trap \'rm -rf "$backup"\' EXIT');
+  const section = NGINX_APPLY_SECONDS + (change.critical ?? 0);
+  // The snapshot removed inside the section (a signal held back till its end would kill the script before an EXIT trap
+  // after it removes it: one copy of /etc/nginx left in /etc per interruption), on success and on failure alike.
+  lines.push('trap \'rm -rf "$backup"; critical_end\' EXIT', `critical_begin ${section} ${quote(change.what ?? 'the nginx change')}`);
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) {
     if (typeof f.content !== 'string') lines.push(putFileWord(f.path, f.content.b64Word));
@@ -157,9 +160,9 @@ ${change.verify}
 fi`);
   lines.push('host_unlock nginx', `item ${quote(change.item)}`);
   if (change.then) lines.push(change.then);
-  if (section !== undefined) lines.push('critical_end');
+  lines.push('rm -rf "$backup"', 'critical_end');
   // A section has its time whatever the waits for the locks took (critical_begin checks it is left).
-  const timeout = section === undefined ? NGINX_TIMEOUT : HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
+  const timeout = HOST_LOCK_WAIT + CRITICAL_WAIT_SECONDS + section;
   return { name: change.item, as: 'root', timeout, script: lines.join('\n') };
 }
 

@@ -1151,6 +1151,7 @@ printf '%s\n' ${quote(slot)} > ${quote(`${L.slotFile}.new`)}${record ? `\n${fing
       // At most SLOT_LOOK_SECONDS (+ one look's second), whatever answers there (a slow app behind a custom template).
       // And the health paths through nginx (nginxGate): each waits at most its bounded tries.
       critical: SWITCH_THEN_SECONDS + (looksAliases ? ALIAS_LOOK_SECONDS + 1 : 0) + gateSeconds(env),
+      what: 'the switch',
       // nginx must route to the new slot (when the site says which) and pass the health paths on to it as visitors
       // ask them (nginxGate: a release nginx answers 502 for never goes live), or the previous files come back.
       verify: String.raw`${look}${aliases}

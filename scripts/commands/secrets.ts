@@ -6,7 +6,6 @@ import { writeFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
 import { type Interface, createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
-import { isatty } from 'node:tty';
 import { InputError, OpsError, fileError, userFileExists } from '../../core/errors.ts';
 import type { EditIo, EditorExit } from '../../core/secrets/edit.ts';
 import type { Identities } from '../../core/secrets/keys.ts';
@@ -16,7 +15,7 @@ import type { OpenWith } from '../../core/secrets/recipients.ts';
 import type { TreeNode } from '../../core/secrets/tree.ts';
 import { discardsOutput, keyName, own, writeToKeep } from '../../core/report.ts';
 import { quote, validate } from '../../core/shell.ts';
-import { RUN_SIGNALS, signalExit } from '../../core/signals.ts';
+import { guardHungUpTerminals, RUN_SIGNALS, signalExit } from '../../core/signals.ts';
 import { UsageError, command, type Command, type CommandContext } from '../cli.ts';
 import { didYouMean } from '../../core/config/schema-object.ts';
 
@@ -468,41 +467,6 @@ export function interruptible(ctx: CommandContext, run: (signal: AbortSignal) =>
       return await run(abort.signal);
     } finally {
       abort.stop();
-    }
-  });
-}
-
-let hangUpGuarded = false;
-
-/**
- * Makes a terminal that hangs up (its window closed, the ssh connection lost) no reason to crash at exit: node gives
- * each stdio terminal back the modes it had at start as the process exits, and aborts (a native assertion, exit 134,
- * after the command's own message) when that fails, as it does on a terminal hung up. Each of stdin, stdout and stderr
- * that was a terminal and answers as one no more is given /dev/null in its place as the process exits (another file:
- * node leaves it alone); what is written to it meanwhile is dropped. For the commands that outlive a hang-up
- * (signalsAbort: SIGHUP ends them cleanly); once.
- */
-function guardHungUpTerminals(): void {
-  if (hangUpGuarded) return;
-  hangUpGuarded = true;
-  const terminals = [0, 1, 2].filter((fd) => isatty(fd));
-  // what is written to a terminal hung up fails (EIO), an 'error' event that unheard ended the process (exit 1, not
-  // the hang-up's 129): nobody can read it any more, it is dropped
-  for (const out of [process.stdout, process.stderr]) {
-    if (out.isTTY)
-      out.on('error', (e: NodeJS.ErrnoException) => {
-        if (e.code !== 'EIO') throw e;
-      });
-  }
-  process.once('exit', () => {
-    for (const fd of terminals) {
-      if (isatty(fd)) continue; // a terminal hung up fails the call isatty makes (EIO)
-      try {
-        closeSync(fd);
-        openSync('/dev/null', fd === 0 ? 'r' : 'w'); // the lowest free descriptor: this one
-      } catch {
-        // left as it is: nothing more can be done as the process exits
-      }
     }
   });
 }

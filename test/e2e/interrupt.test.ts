@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy } from '../../core/ops/deploy.ts';
+import { provision } from '../../core/ops/provision.ts';
 import { rollback } from '../../core/ops/rollback.ts';
 import { auditLog, breakLock, formatLock, formatLockRelease, getLockStatus, listReleases } from '../../core/ops/records.ts';
 import { quote } from '../../core/shell.ts';
@@ -244,6 +245,69 @@ describe.sequential('interrupting a deploy', () => {
       await onHost('rm -f /tmp/ctrl-z-build');
     }
     expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+  }, 600_000);
+
+  it('the terminal closed during the build (a terminal window closed, the SSH session to a jump box dropped: SIGHUP, then every write to it fails): the run stops as on Ctrl-C, exit 129, its build stopped, the lock let go, the interruption audited; the previous release serves', async () => {
+    const before = await liveAndServed();
+    const said = join(root, 'hangup');
+    writeFileSync(said, '');
+    project.write({ ...config, release: { ...(config.release as object), build: 'touch /tmp/hangup-build; sleep 60' } });
+    commit(repo, { VERSION: '2h\n' }, 'hangup');
+    try {
+      const spec = {
+        // ops the terminal's session leader, as a command run from a terminal window's shell with exec.
+        argv: [process.execPath, OPS, 'deploy', 'e2e', '--ref', 'main'],
+        cwd: project.root,
+        env: { ...process.env, OPS_ROOT: project.root, NO_COLOR: '1' },
+        steps: [[{ file: said, text: 'building' }, { hangup: true }]],
+      };
+      const terminal = promisify(execFile)('python3', [PTY, JSON.stringify(spec)], { encoding: 'utf8', timeout: 600_000 });
+      expect(await waitFor(async () => (await onHost('test -e /tmp/hangup-build && echo yes || true')) === 'yes', 120_000, 200)).toBe(true);
+      writeFileSync(said, 'building');
+      expect((JSON.parse((await terminal).stdout) as { status: number }).status).toBe(129);
+    } finally {
+      project.write(config);
+      await onHost('rm -f /tmp/hangup-build');
+    }
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect(await onHost("pgrep -fc '^sleep 60$' || true")).toBe('0');
+    expect((await auditLog(project.ctx(), project.env(), 3))[0]!.entries.map((e) => e.message)).toContainEqual(expect.stringMatching(new RegExp(`^interrupted by SIGHUP during build on ${host.name}; \\S+ did not go live, ${before.current} is still live$`)));
+    expect(await liveAndServed()).toEqual(before);
+  }, 300_000);
+
+  it("a SIGTERM while provision applies nginx files (nginx -t slow: a large configuration, upstream names to resolve): the change runs to its end, never files nginx never tested left on disk for the next reload nor its snapshot behind; what is on disk is what serves; the lock let go", async () => {
+    const site = project.env().layout.nginxSite;
+    const slow = '/etc/nginx/conf.d/zz-slow.conf';
+    project.write({ ...config, nginx: { client_max_body_size: '20m' } });
+    let code: number | null = null;
+    let out = '';
+    try {
+      // Once its lock step's look is done: nginx -t blocks opening this file (a FIFO) until the test writes to it.
+      const ops = await spawnOps(['provision', 'e2e'], project.root, (o) => o.includes('· packages'), 'provision reaching its packages', 120_000);
+      await onHost(`rm -f ${slow}; mkfifo ${slow}`);
+      const testing = await waitFor(async () => (await onHost("pgrep -fx 'nginx -t' || true")) !== '', 240_000, 100);
+      if (!testing) throw new Error(`nginx -t never ran: provision said\n${ops.out()}`);
+      const stopped = ops.stop('SIGTERM');
+      await new Promise((r) => setTimeout(r, 2000));
+      // nginx -t goes on (or was killed): the FIFO removed either way.
+      await onHost(`timeout 5 bash -c 'echo "# slow" > ${slow}' || true; rm -f ${slow}`);
+      code = await stopped;
+      out = ops.out();
+    } finally {
+      project.write(config);
+      await onHost(`rm -f ${slow}`);
+    }
+    expect(code, out).toBe(143);
+    expect(out).toContain(`SIGTERM received during nginx on ${host.name}`);
+    expect((await getLockStatus(project.ctx(), project.env()))[0]!.lock.state).toBe('free');
+    expect(await onHost('ls -d /etc/.ops-nginx.* 2>/dev/null || true'), 'the change\'s snapshot left behind').toBe('');
+    // What nginx serves (a 15 MB body: 413 under the 10m limit) is what its files on disk say.
+    const disk20m = (await onHost(`grep -c 'client_max_body_size 20m' ${quote(site)} || true`)) !== '0';
+    const served413 = (await onHost("head -c 15000000 /dev/zero | curl -s -o /dev/null -w '%{http_code}' --data-binary @- http://127.0.0.1/")) === '413';
+    expect({ disk20m, served413 }).toEqual({ disk20m, served413: !disk20m });
+    expect(await onHost('nginx -t >/dev/null 2>&1 && echo ok || true')).toBe('ok');
+    // Provision again: the host as configured.
+    await provision(project.ctx(), project.env());
   }, 600_000);
 
   it('its own output failing (| head -2: EPIPE; > /dev/full: ENOSPC): the deploy goes on to its end, the release live, the lock let go, its audit line written; never blamed on the host', async () => {

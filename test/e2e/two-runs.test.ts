@@ -6,10 +6,13 @@
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { sshConnector } from '../../core/context.ts';
+import { deploy } from '../../core/ops/deploy.ts';
+import { MemoryReporter } from '../../core/report.ts';
 import { getLockStatus } from '../../core/ops/records.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
-import { acquireLock, unlockScript } from '../../core/steps/lock.ts';
+import { acquireLock, LOCK_QUEUED_EXIT, unlockScript } from '../../core/steps/lock.ts';
 import { quote } from '../../core/shell.ts';
 import { sshRun } from '../hosts/index.ts';
 import { runOps, spawnOps } from '../support/cli.ts';
@@ -127,5 +130,40 @@ pb=${stepPid('b')}; pc=${stepPid('c')}; look "$pc"; look "$pb"; touch ${go}`);
     expect(back.code, back.err).toBe(0);
     expect(back.err).toContain(`deploying ${older.slice(0, 12)}, which is not newer than the live commit on ${lab.host.name} (live ${newer.slice(0, 12)}: ${older.slice(0, 12)} is older, an ancestor of it, 1 live commit taken away)`);
     expect(await onHost('cat /srv/sample/current/VERSION')).toBe('1');
+  }, 600_000);
+
+  it("a deploy queued for the lock (switch.lock_wait) whose runner's clock is stepped an hour ahead while it asks (an NTP step, a laptop's clock set right): it waits for the holder all the same, neither refused at once as if it had waited, and goes live after it", async () => {
+    const first = commit(repo, { VERSION: '3\n' }, 'third');
+    lab.project.write({ ...config, switch: { ...(config.switch as object), lock_wait: 120 }, release: { ...(config.release as object), build: 'sleep 15' } });
+    const exit = (o: { child: { exitCode: number | null; once: (e: 'exit', f: (code: number | null) => void) => void } }) =>
+      o.child.exitCode !== null ? Promise.resolve(o.child.exitCode) : new Promise<number | null>((r) => o.child.once('exit', r));
+    try {
+      const a = await spawnOps(['deploy', 'e2e', '--ref', first], lab.project.root, (out) => out.includes('· build'), 'the first deploy reaching its build', 180_000);
+      const second = commit(repo, { VERSION: '4\n' }, 'fourth');
+      // The queued run's clock (this process's wall clock only) stepped an hour ahead once the host said whom it queues behind.
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+      const reporter = new MemoryReporter();
+      const ctx = lab.project.ctx(reporter);
+      const real = sshConnector(ctx);
+      ctx.connector = async (env, host) => {
+        const remote = await real(env, host);
+        const run = remote.run.bind(remote);
+        remote.run = async (step, options) => {
+          const r = await run(step, options);
+          if (step.name === 'lock' && r.code === LOCK_QUEUED_EXIT) vi.setSystemTime(Date.now() + 3_600_000);
+          return r;
+        };
+        return remote;
+      };
+      const b = await deploy(ctx, lab.project.env(), { ref: second });
+      expect(await exit(a), a.out()).toBe(0);
+      expect(b.release).toBeTruthy();
+      expect(reporter.lines.join('\n')).toMatch(new RegExp(`${lab.host.name}: queued behind a deploy run by \\S+, started [^\n]*, waiting up to 1[12]\\ds \\(switch\\.lock_wait\\)`));
+      expect(await onHost('cat /srv/sample/current/VERSION')).toBe('4');
+      expect((await getLockStatus(lab.project.ctx(), lab.project.env()))[0]!.lock.state).toBe('free');
+    } finally {
+      vi.useRealTimers();
+      lab.project.write(config);
+    }
   }, 600_000);
 });

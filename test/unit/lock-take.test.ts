@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { scriptText } from '../../core/remote/wrap.ts';
 import { duration } from '../../core/steps/status.ts';
@@ -759,6 +759,35 @@ describe('two runs of one environment (switch.lock_wait)', () => {
     expect(reporter.lines.join('\n')).toContain(
       `web1: queued behind a deploy run by alice, started 2026-12-05T11:00:00Z, waiting up to 30s (switch.lock_wait); its run's SSH connection is still open (it last sent something 42s ago); if its runner went away without closing it (its network lost), the lock reads stale in ${HOLDER_SILENT_SECONDS - 42}s, which then refuses this run at once (ops lock release test frees it)`,
     );
+  });
+
+  it('the runner\'s clock stepped while it asks (an NTP step, `date -s`, a VM resynced): its wait (switch.lock_wait) neither cut, refused at once as if waited out, nor stretched by the step', async () => {
+    const hosts = [{ name: 'web1', address: '192.0.2.1', host_key: KEY }];
+    const config = parseEnvironment({ app: 'shop', hosts, switch: { lock_wait: 30 }, programs: { web: { command: 'true', port: 3000 } }, routes: { '/': 'web' } }, 'test');
+    const env = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [{ name: 'web1', address: '192.0.2.1', port: 22, user: 'deploy', hostKey: KEY }], appUser: 'shop', baseDir: '/srv/shop', url: 'http://192.0.2.1' });
+    for (const step of [3_600_000, -3_600_000]) {
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.parse('2026-12-05T11:00:00Z') });
+      try {
+        const waits: number[] = [];
+        const remote = new RecordingRemote('web1', 'deploy', 'shop', (s) => {
+          if (s.name !== 'lock') return { stdout: opsLines(LOCK_KEYS, 'lock released') };
+          waits.push(s.timeout! - 30);
+          // The first look finds a live holder; the runner's clock is stepped while it answers.
+          if (s.script.includes(`exit ${LOCK_QUEUED_EXIT}`)) {
+            vi.setSystemTime(Date.now() + step);
+            return { stdout: opsLines(LOCK_KEYS, 'lock held', 'holder operation=deploy', 'holder actor=alice', 'holder since=2026-12-05T11:00:00Z'), code: LOCK_QUEUED_EXIT };
+          }
+          return { stdout: opsLines(LOCK_KEYS, 'lock acquired', 'holder since=2026-12-05T11:01:00Z') };
+        });
+        const reporter = new MemoryReporter();
+        const ctx: OpsContext = { root: '/nonexistent', reporter, processEnv: {}, connector: async () => remote };
+        expect(await withLock(ctx, await Session.open(ctx, env), 'deploy', async () => 'done'), `clock stepped ${step / 1000}s`).toBe('done');
+        expect(waits, `clock stepped ${step / 1000}s`).toEqual([30, 30]);
+        expect(reporter.lines.join('\n')).toContain('web1: queued behind a deploy run by alice, started 2026-12-05T11:00:00Z, waiting up to 30s (switch.lock_wait)');
+      } finally {
+        vi.useRealTimers();
+      }
+    }
   });
 
   it('one machine listed under two addresses: the run finds its own lock there and says so at once, rather than waiting for itself (switch.lock_wait) and being refused by "a deploy run by" itself', async () => {

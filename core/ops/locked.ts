@@ -369,7 +369,8 @@ export const CONTENDED_WAIT_SECONDS = 10;
  * once, no live holder waited for (`take(r, false)`): one round trip for a run nobody else's holds up. Where a live
  * run holds one (switch.lock_wait: Queued), the locks this run took after that host in lockOrder are let go (`letGo`:
  * false where its lock step let go itself, `finish`, nothing to take again), those before it kept, and the rest taken
- * host after host (takeInOrder, waiting `lockWait` seconds for a holder): the run waits only while holding an
+ * host after host (takeInOrder, waiting for a holder what is left of `lockWait` seconds counted from the queued host's
+ * first answer: one wait for the whole run): the run waits only while holding an
  * order-prefix, so no two runs wait for each other. Without switch.lock_wait (`lockWait` 0) the queued host refuses
  * the run at once, unless this run took a lock in the same round: another run is then taking its locks at the same
  * moment (or letting go of them as it ends), and the wait is CONTENDED_WAIT_SECONDS, else each of two runs started
@@ -393,9 +394,14 @@ async function takeLocks(remotes: Remote[], take: (r: Remote, queue: boolean | Q
   const again = new Set([q, ...first.flatMap((s, i) => (queued(s) ? [i] : [])), ...released.flatMap((s) => (s.status === 'fulfilled' ? s.value : []))]);
   const order = [...again].sort((a, b) => a - b);
   const wait = lockWait || (first.some((s) => s.status === 'fulfilled') ? CONTENDED_WAIT_SECONDS : 0);
+  // One wait for the run, not one per host: counted from the queued host's first answer (on the monotonic clock), each
+  // later host gets what is left of it (0: a live holder there refuses the run at once), so N hosts held by another
+  // run never make N times switch.lock_wait. The queued host counts from that answer itself (acquire).
+  const queuedAt = ((first[q] as PromiseRejectedResult).reason as Queued).asked;
+  const left = () => Math.max(0, wait - Math.floor((performance.now() - queuedAt) / 1000));
   const rest = await takeInOrder(
     order.map((i) => remotes[i]!),
-    (r) => take(r, r === remotes[q] ? (first[q] as PromiseRejectedResult).reason : true, wait),
+    (r) => (r === remotes[q] ? take(r, (first[q] as PromiseRejectedResult).reason, wait) : take(r, true, left())),
   );
   return first.map((s, i) => (again.has(i) ? rest[order.indexOf(i)]! : s));
 }

@@ -718,6 +718,25 @@ describe('two runs of one environment (switch.lock_wait)', () => {
     expect(fake.held.size).toBe(0);
   });
 
+  it('switch.lock_wait is one wait for the run, not one per host: behind another run holding two hosts and letting go of them in turn, the run is refused once lock_wait has passed in all (was: lock_wait again on each host, N times it for N hosts)', async () => {
+    const env = lockEnv(['web1', 'web2'], 2);
+    const fake = lockHosts(() => 0);
+    // Run b holds both, lets go of web1 after 1.5 s and of web2 after 3.2 s: within 2 s of waiting only web1 frees up
+    // (2 s more on web2 would take it).
+    fake.held.set('web1', 'b');
+    fake.held.set('web2', 'b');
+    setTimeout(() => fake.held.delete('web1'), 1500);
+    setTimeout(() => fake.held.delete('web2'), 3200);
+    const reporter = new MemoryReporter();
+    const ctx: OpsContext = { root: '/nonexistent', reporter, processEnv: {}, connector: async (_env, host) => fake.remote('a', host.name) };
+    const started = performance.now();
+    await expect(withLock(ctx, await Session.open(ctx, env), 'deploy', async () => 'done')).rejects.toThrow(/^environment test is locked on web2 by a deploy run by b/);
+    expect(performance.now() - started).toBeLessThan(3000);
+    // What it waited for on web2 is what was left of the 2 s, said so; web1, taken meanwhile, let go.
+    expect(reporter.lines.join('\n')).toMatch(/web2: queued behind a deploy run by b, [^\n]*waiting up to 1s \(switch\.lock_wait\)/);
+    expect([...fake.held.entries()]).toEqual([['web2', 'b']]);
+  }, 20_000);
+
   it('without switch.lock_wait, another run holding the hosts refuses the run at once, naming it, in one round; one holding only some of them (taking or letting go of its locks) after CONTENDED_WAIT_SECONDS at most: the locks it took elsewhere are let go, the holder\'s untouched', async () => {
     const env = lockEnv(['web1', 'web2', 'web3'], 0);
     const fake = lockHosts(() => 0);

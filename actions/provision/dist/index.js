@@ -61602,7 +61602,7 @@ var init_environment_schema = __esm({
             drain: opt(seconds(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
             port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
             batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
-            lock_wait: opt(seconds(0, 3600), "seconds to wait for another run's lock before failing", 0)
+            lock_wait: opt(seconds(0, 3600), "seconds to wait for another run's lock before failing: one wait for the whole run, whatever the number of hosts it queues on", 0)
           }),
           "the gapless switch",
           {}
@@ -81863,9 +81863,11 @@ async function takeLocks(remotes, take, letGo, lockWait) {
   const again = /* @__PURE__ */ new Set([q, ...first.flatMap((s, i) => queued(s) ? [i] : []), ...released.flatMap((s) => s.status === "fulfilled" ? s.value : [])]);
   const order = [...again].sort((a, b) => a - b);
   const wait = lockWait || (first.some((s) => s.status === "fulfilled") ? CONTENDED_WAIT_SECONDS : 0);
+  const queuedAt = first[q].reason.asked;
+  const left = () => Math.max(0, wait - Math.floor((performance.now() - queuedAt) / 1e3));
   const rest = await takeInOrder(
     order.map((i) => remotes[i]),
-    (r) => take(r, r === remotes[q] ? first[q].reason : true, wait)
+    (r) => r === remotes[q] ? take(r, first[q].reason, wait) : take(r, true, left())
   );
   return first.map((s, i) => again.has(i) ? rest[order.indexOf(i)] : s);
 }

@@ -61438,7 +61438,7 @@ var init_environment_schema = __esm({
             drain: opt(seconds(0, 3600), "at most this many seconds for requests nginx still has in flight to a release that no longer serves to finish before its processes stop (long polls, uploads, downloads, streams): to the old slot, after a switch with keep_previous false; the previous release kept warm on the idle slot, when the next deploy or a rollback starts there (it waits only while nginx holds connections to the ports of that slot)", 30),
             port_offset: opt(integer(1, 1e4), 'the "green" slot listens on port + offset', 1),
             batch_size: opt(integer(1, 100), "hosts deployed at once (rolling); a failure stops before the next batch", 1),
-            lock_wait: opt(seconds(0, 3600), "seconds to wait for another run's lock before failing", 0)
+            lock_wait: opt(seconds(0, 3600), "seconds to wait for another run's lock before failing: one wait for the whole run, whatever the number of hosts it queues on", 0)
           }),
           "the gapless switch",
           {}

@@ -36,8 +36,17 @@ export class NotStartedError extends OpsError {
   override name = 'NotStartedError';
 }
 
+/**
+ * A sops file could not be decrypted for want of a key on this machine: no age identity found, none of those found a
+ * recipient, a passphrase-protected SSH key, too few Shamir key groups opened. The file itself was read and is a sops
+ * file (thrown after parseSops, before any value is decrypted): another machine holding the key may decrypt it, so
+ * `ops config` says its secrets were not checked and goes on, where any other fault of the file is refused as the
+ * deploy refuses it.
+ */
+export class KeyUnavailable extends OpsError {}
+
 /** No age identity was found to decrypt an environment's secrets (an action says which input was empty). */
-export class NoAgeIdentity extends OpsError {}
+export class NoAgeIdentity extends KeyUnavailable {}
 
 /**
  * A remote step exited non-zero (or timed out): names the step, the host, the exit code and the end of stderr.

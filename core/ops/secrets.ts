@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { SECRETS_FILE, loadEnvironment, readEnvironmentConfig, type Environment } from '../config/environment.ts';
 import type { OpsContext } from '../context.ts';
 import { refuseUnreadableSecrets, renderDotenv, type ChangeCheckContext, type RenderedEnv } from '../dotenv.ts';
-import { messageLine, OpsError, userFileExists } from '../errors.ts';
+import { InputError, KeyUnavailable, messageLine, OpsError, userFileExists } from '../errors.ts';
 import { packagesNeedSecrets, refusePackageSecrets } from '../packages.ts';
 import { tokensIn, urlCredentials, urlCredentialsIn } from '../secrets/parts.ts';
 import { splitKeyPath } from '../secrets/tree.ts';
@@ -87,12 +87,9 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
   maskPlainPasswords(ctx, env, true);
   const file = join(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
-  const needed = Object.values(env.config.env).some((v) => typeof v !== 'string') || packagesNeedSecrets(env);
   if (!userFileExists(file, label)) {
-    if (needed) {
-      const { otherSopsFilesRefusal } = await import('../secrets/env.ts');
-      throw otherSopsFilesRefusal(env.root, env.name, 'nothing was sent to any host') ?? new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
-    }
+    const missing = await missingSecretsRefusal(env);
+    if (missing) throw missing;
     return {};
   }
   // The sops and age code is loaded only for an environment that has secrets (a deploy's start-up without them).
@@ -119,6 +116,18 @@ export async function environmentSecrets(ctx: OpsContext, env: Environment): Pro
   const placeholders = findPlaceholders(decrypted.tree);
   if (placeholders.length) throw placeholderError(label, env.name, placeholders);
   return decrypted.data;
+}
+
+/**
+ * The deploy's refusal of an environment without its secrets file (secrets.sops.yaml) whose `env` or `packages` refer
+ * to secrets: a sops file under another name named with the sops commands that make it secrets.sops.yaml
+ * (otherSopsFilesRefusal), else "does not exist". Undefined when nothing refers to a secret (no file is needed).
+ */
+async function missingSecretsRefusal(env: Environment): Promise<OpsError | undefined> {
+  if (!Object.values(env.config.env).some((v) => typeof v !== 'string') && !packagesNeedSecrets(env)) return undefined;
+  const { otherSopsFilesRefusal } = await import('../secrets/env.ts');
+  const label = `environments/${env.name}/${SECRETS_FILE}`;
+  return otherSopsFilesRefusal(env.root, env.name, 'nothing was sent to any host') ?? new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
 }
 
 /**
@@ -150,32 +159,37 @@ export function markSettingKeys(node: unknown, reporter: OpsContext['reporter'],
 /**
  * The .env a deploy would render, for `ops config`: plain values always; secrets too when a key opens the
  * secrets file (masked; placeholders and the example key are allowed here). Throws the deploy's OpsError for a
- * missing secret or a value the declared readers cannot carry. `unchecked` says why secrets were left out.
+ * missing secret or a value the declared readers cannot carry, and the deploy's refusal of the secrets file itself
+ * (missing while the env or packages refer to secrets, under another name, not a sops YAML file, its MAC not
+ * matching), as an InputError (the project's files are wrong: the CLI exits 2). Only a key this machine lacks
+ * (KeyUnavailable, or a key setting loadEnvIdentities refuses: a laptop without the deploy's key) leaves the
+ * secrets out, `unchecked` saying why: the file may be right, and the deploy that has the key checks it.
  */
 export async function dotenvPreview(ctx: OpsContext, env: Environment): Promise<RenderedEnv & { unchecked?: string }> {
   const file = join(env.dir, SECRETS_FILE);
   const refs = Object.entries(env.config.env).filter(([, v]) => typeof v !== 'string');
-  if (!refs.length) return renderDotenv(env, {});
-  let why: string;
+  const refused = (e: OpsError) => new InputError(e.message, e.hint);
   allowSecretRefs(env, ctx);
-  if (userFileExists(file, `environments/${env.name}/${SECRETS_FILE}`)) {
-    const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
-    // Only the decryption may fail into "not checked" (no key here, a damaged file); the .env's own refusal
-    // (renderDotenv, after it) is the answer.
-    const decrypt = async () => decryptFile(file, { identities: await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)), mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) });
-    const decrypted = await decrypt().catch((e: unknown) => {
-      if (!(e instanceof OpsError)) throw e;
-      return messageLine(e);
-    });
-    if (typeof decrypted !== 'string') return renderDotenv(env, decrypted.data);
-    why = decrypted;
-  } else {
-    const { otherSopsFilesRefusal } = await import('../secrets/env.ts');
-    const other = otherSopsFilesRefusal(env.root, env.name, 'a deploy refuses it');
-    why = other ? `${messageLine(other)}; fix: ${other.hint}` : `environments/${env.name}/${SECRETS_FILE} does not exist`;
+  if (!userFileExists(file, `environments/${env.name}/${SECRETS_FILE}`)) {
+    const missing = await missingSecretsRefusal(env);
+    if (missing) throw refused(missing);
+    return renderDotenv(env, {});
   }
+  const { decryptFile, loadEnvIdentities } = await import('../secrets/index.ts');
+  // the file is read and parsed whatever the key: a key setting refused here is this machine's, said as unchecked
+  let keySetting: OpsError | undefined;
+  const identities = await loadEnvIdentities(env.root, env.name, ctx.processEnv, (m) => ctx.reporter.warn(m)).catch((e: unknown) => {
+    if (!(e instanceof OpsError)) throw e;
+    keySetting = e;
+    return { identities: [], tried: [] };
+  });
+  const decrypted = await decryptFile(file, { identities, mask: (v) => ctx.reporter.mask(v), allow: (k) => ctx.reporter.allow?.(k) }).catch((e: unknown) => {
+    if (e instanceof KeyUnavailable) return messageLine(keySetting ?? e);
+    throw e instanceof OpsError && !(e instanceof InputError) ? refused(e) : e;
+  });
+  if (typeof decrypted !== 'string') return renderDotenv(env, decrypted.data);
   const plainOnly: Environment = { ...env, config: { ...env.config, env: Object.fromEntries(Object.entries(env.config.env).filter(([, v]) => typeof v === 'string')) } };
-  return { ...renderDotenv(plainOnly, {}), unchecked: `${refs.length} secret value(s) not checked against dotenv.readers: ${why}` };
+  return { ...renderDotenv(plainOnly, {}), ...(refs.length && { unchecked: `${refs.length} secret value(s) not checked against dotenv.readers: ${decrypted}` }) };
 }
 
 /**

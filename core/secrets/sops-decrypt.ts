@@ -1,7 +1,7 @@
 // Reading a sops file: unwrap the data key with one of the user's age identities (or enough Shamir key
 // groups), decrypt every value with its key path as associated data, recompute the MAC exactly as sops does and
 // compare it with the stored one. Anything wrong is an OpsError and nothing is returned.
-import { NoAgeIdentity, OpsError } from '../errors.ts';
+import { KeyUnavailable, NoAgeIdentity, OpsError } from '../errors.ts';
 import { DATA_KEY_BYTES, MacBuilder, MalformedValue, aadOf, decryptScalar, openText, parseEnc } from './cipher.ts';
 import { type Identities, type Identity, defaultKeyFile, loadIdentities, recipientKey, unwrapDataKey } from './keys.ts';
 import { combineShares } from './shamir.ts';
@@ -82,7 +82,10 @@ function sshRecipients(stanzas: AgeStanza[], file: string, ids: Identities): { s
 
 /**
  * The data key, from the stanzas of `sops.age`, or with key groups from `shamir_threshold` groups' shares
- * (sops.go GetDataKeyWithKeyServices). Throws OpsError saying which keys were tried and what is missing.
+ * (sops.go GetDataKeyWithKeyServices). Throws OpsError saying which keys were tried and what is missing: a
+ * KeyUnavailable where this machine lacks a key that opens it (none found, none a recipient, a passphrase-protected
+ * SSH key, too few key groups), a plain OpsError where the file is at fault (no age recipients, a stored data key
+ * that its own recipient's key does not open, shares that do not combine).
  */
 export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): Promise<Buffer> {
   const { file, meta } = doc;
@@ -113,7 +116,7 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
     }
     if (shares.length < threshold) {
       if (locked) throw locked;
-      throw new OpsError(
+      throw new KeyUnavailable(
         `${file} is split into ${meta.keyGroups.length} key groups (Shamir), ${threshold} of which are needed; your age identities open ${shares.length}${opened.length ? ` (group ${opened.join(', ')})` : ''}`,
         'give SOPS_AGE_KEY (one key per line) or SOPS_AGE_KEY_FILE the keys of enough groups',
       );
@@ -139,7 +142,7 @@ export async function recoverDataKey(doc: EncryptedDocument, ids: Identities): P
     );
   }
   const yours = ids.identities.map((i) => i.recipient).join(', ');
-  throw new OpsError(
+  throw new KeyUnavailable(
     `none of your ${ids.identities.some((i) => i.ssh) ? 'keys' : 'age identities'} (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(', ')}${ssh?.said ?? ''}`,
     ssh ? `${ssh.fix}; or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})` : `ask someone who can decrypt it to add your public key (${addRecipientHint(file)}), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(', ')})`,
   );

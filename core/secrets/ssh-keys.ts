@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { ed25519, x25519 } from '@noble/curves/ed25519.js';
 import { type Identity as AgeIdentity, type Recipient as AgeRecipient, Stanza } from 'age-encryption';
 import ssh2 from 'ssh2';
-import { OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
+import { KeyUnavailable, OpsError, fileError, messageLine, userFileExists } from '../errors.ts';
 import { homeDir, noHomeReason } from '../home.ts';
 import { quote } from '../shell.ts';
 import { NoKeyCommand } from './key-cmd.ts';
@@ -178,10 +178,10 @@ function openSshPublicBlob(text: string): Buffer | undefined {
  * The refusal for a passphrase-protected SSH key a file needs: sops asks for the passphrase at a terminal; ops,
  * run from scripts and CI alike, asks for none. Names the key file, never shows it.
  */
-function lockedKey(source: string, fromCmd: boolean): OpsError {
-  if (fromCmd) return new OpsError(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, 'have the command print the key without a passphrase (sops refuses it too)');
+function lockedKey(source: string, fromCmd: boolean): KeyUnavailable {
+  if (fromCmd) return new KeyUnavailable(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, 'have the command print the key without a passphrase (sops refuses it too)');
   const copy = `${source}.sops`;
-  return new OpsError(
+  return new KeyUnavailable(
     `${source}, the SSH key this file is encrypted to, is protected by a passphrase: ops does not ask for passphrases (sops asks at a terminal)`,
     `give ops a copy without one, kept private: cp ${quote(source)} ${quote(copy)} && ssh-keygen -p -N '' -f ${quote(copy)} && export SOPS_AGE_SSH_PRIVATE_KEY_FILE=${quote(copy)} (ssh-keygen asks the old passphrase; sops reads that variable too); or use an age key: \`ops keygen\`, added as a recipient by someone who can decrypt, in SOPS_AGE_KEY_FILE`,
   );

@@ -80,9 +80,9 @@ describe('a sops file under another name than secrets.sops.yaml', () => {
       expect(err.hint).toContain(`sops encrypt --filename-override environments/qa/secrets.sops.yaml --input-type yaml --output-type yaml > environments/qa/secrets.sops.yaml.new && mv environments/qa/secrets.sops.yaml.new environments/qa/secrets.sops.yaml, check it with \`ops secrets show qa\``);
       expect(err.hint).toContain(`, then remove environments/qa/${c.name}`);
 
-      // ops config: the secrets not checked, saying why
+      // ops config: refused as the deploy refuses it (exit 2, its message)
       const config = await runOps(['config', 'qa'], { root: e.root, processEnv: { PATH: process.env.PATH, HOME: e.root, ...e.env } });
-      expect(config.err).toContain(`secret value(s) not checked against dotenv.readers: ${named}`);
+      expect([config.code, config.err]).toEqual([2, expect.stringContaining(`error: ${err.message}`)]);
       // show, set and edit: refused, no second file written
       const show = await cli(e.root, ['secrets', 'show', 'qa'], e.env);
       expect([show.code, show.err]).toEqual([1, expect.stringContaining(`error: ${named}`)]);

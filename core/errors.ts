@@ -104,7 +104,7 @@ export const sudoNoexec = (login: string, host: string) => ({
 });
 
 /** What sudo's NOEXEC leaves a command that starts another: its `Permission denied` (coreutils' words: timeout, env). */
-export const SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:env|true)['’]: Permission denied/;
+export const SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:\/usr\/bin\/)?(?:env|true)['’]: Permission denied/;
 
 /** The hint for a step that failed because sudo wants a password (or a terminal), from its stderr. */
 export function sudoHint(stderr: string, login: string, host: string): string | undefined {

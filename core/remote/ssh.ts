@@ -14,7 +14,7 @@ import { SUDO_NOEXEC, sudoNoexec, agentFix, agentProblem, busFix, busProblem, xt
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
-import { AGENT_STOPPED, BUS_STOPPED, COMMAND_START, EXEC_RETURNED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, sshCommand, stepInput, uploadStep } from './wrap.ts';
+import { AGENT_STOPPED, BUS_STOPPED, COMMAND_START, EXEC_RETURNED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, HOST_COMMANDS, sshCommand, stepInput, uploadStep } from './wrap.ts';
 import { DEFAULT_STEP_TIMEOUT, REPORT_PREFIX, failureDetail, failureVerdict, parseReports, type Remote, type RunOptions, type Step, type StepResult, type UploadOptions } from './types.ts';
 
 /** A host to connect to, how to log in, and what to run the app's steps as. */
@@ -506,7 +506,7 @@ export class SshRemote implements Remote {
     // No start line, an exit status: the login shell (or a start-up file) ended before the script began; unless sudo
     // refused to run it (its own `sudo: …` error, other than a warning: the StepError below, with sudoHint).
     const sudoRefused = code !== 0 && stderr.split('\n').some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
-    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
+    if (!out.started && status.code !== null && (!sudoRefused || missingCommand(code, stderr))) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
     const result: StepResult = { stdout, stderr, code, durationMs: Math.round(performance.now() - started), reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }), ...(homeLine && { homeDir: homeLine }), ...(preloadLines[0] && { preload: preloadLines[0] }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
@@ -674,13 +674,14 @@ export class SshRemote implements Remote {
     if (code === 125 && !output.trim())
       return this.mergedOutput(what, 'ops stopped it before it did anything (its refusal went there too)');
     // A command of ops's own command line (sudo, timeout, env, bash) missing: the host lacks it, the shell is fine.
-    // (the login shell's words, or env's for the command after it: sshCommand)
-    const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : undefined;
-    if (missing)
+    const missing = missingCommand(code, output);
+    if (missing) {
+      const pkg = missing === 'sudo' ? 'sudo' : missing === 'bash' ? 'bash' : 'coreutils';
       return new NotStartedError(
-        `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
-        `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === 'sudo' ? 'sudo' : missing === 'bash' ? 'bash' : 'coreutils'} on ${this.name} (apt-get install ${missing === 'sudo' ? 'sudo' : missing === 'bash' ? 'bash' : 'coreutils'}), as root`,
+        `${what} on ${this.name} did not start: ${missing} is not installed there (${code === 127 ? `the login shell of ${this.login} ended with exit code 127` : `sudo could not find ${HOST_COMMANDS[missing as 'timeout' | 'env'] ?? missing}, exit code ${code}`}${printed})`,
+        `ops runs each step through ${HOST_COMMANDS.sudo}, ${HOST_COMMANDS.timeout} and ${HOST_COMMANDS.env} (coreutils) and bash: install ${pkg} on ${this.name} (apt-get install ${pkg}), as root`,
       );
+    }
     const { files, place } = this.startupFiles();
     // A login shell that ended before any step began never said which it is (STEP_BOOT): the other shells' files too.
     const others = this.loginShell ? '' : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
@@ -706,4 +707,21 @@ export class SshRemote implements Remote {
     this.ssh.dispose();
     this.gone(new Error('Not connected'));
   }
+}
+
+/**
+ * The command of ops's own command line (commandLine: sudo, timeout and env by their paths, HOST_COMMANDS; bash by
+ * STEP_PATH) a host lacks, from what a step that never started printed and its exit code; undefined for anything else.
+ * Read: a shell's words for a command it cannot run, exit 127 (dash `exec: /usr/bin/env: not found`, bash
+ * `/usr/bin/sudo: No such file or directory` for a path, `sudo: not found` for a name), env's and timeout's for the
+ * command after them (`/usr/bin/env: 'bash': No such file or directory`, `timeout: failed to run command
+ * '/usr/bin/env': No such file or directory`, exit 127), and sudo's own for the command it was to run (`sudo:
+ * /usr/bin/timeout: command not found`, exit 1). Pure.
+ */
+export function missingCommand(code: number, output: string): 'sudo' | 'timeout' | 'env' | 'bash' | undefined {
+  const name = String.raw`(?:/usr)?(?:/bin/)?(sudo|timeout|env|bash)`;
+  const found = (re: string) => (new RegExp(re, 'm').exec(output)?.slice(1).find(Boolean) as 'sudo' | 'timeout' | 'env' | 'bash' | undefined);
+  if (code === 127) return found(String.raw`(?:^|[\s:])${name}: (?:command )?not found|(?:^|: )${name}: No such file or directory|\b(?:env: |failed to run command )['‘]${name}['’]: No such file or directory`);
+  if (code === 1) return found(String.raw`^sudo: ${name}: command not found`);
+  return undefined;
 }

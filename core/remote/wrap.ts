@@ -72,6 +72,15 @@ const NOT_TOP_LEVEL = 'SHLVL=1';
 export const STEP_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
+ * The commands ops's command line runs itself, by the paths Debian installs them at (`dpkg -S`: sudo's /usr/bin/sudo,
+ * coreutils' /usr/bin/timeout and /usr/bin/env; util-linux's /usr/bin/flock, which the step scripts name so too), on
+ * Debian 11 and 12 alike: STEP_PATH and sudo's secure_path put /usr/local/bin first, so a wrapper or shadow of the same
+ * name there (a `timeout` that logs, a `sudo` that prints a banner) ran in their place, and what it printed was blamed on
+ * the login's start-up files. A host without one is told which package to install (SshRemote's missingCommand).
+ */
+export const HOST_COMMANDS = { sudo: '/usr/bin/sudo', timeout: '/usr/bin/timeout', env: '/usr/bin/env', flock: '/usr/bin/flock' } as const;
+
+/**
  * The proxy a host reaches the package indexes through (sudoers' `env_keep += "http_proxy https_proxy no_proxy"`,
  * Debian's way for a host behind one): kept, as it changes only the route, not what is installed (lockfiles, hashes).
  */
@@ -256,7 +265,8 @@ export const scriptPrelude = [
  * connection left running on the host can be found and stopped before its lock is released (connection_pids).
  * OPS_STEP=1 (always): what stepGuard checks, so a script read by another shell is told apart. LOGIN_SHELL_ENV and
  * MESSAGES_ENV: removed.
- * env(1) is named by its path and sets STEP_PATH: the login's PATH chooses none of the commands (a ~/bin/sudo). It
+ * env(1) is named by its path and sets STEP_PATH: the login's PATH chooses none of the commands (a ~/bin/sudo); sudo, timeout
+ * and env run by their paths (HOST_COMMANDS): neither does a /usr/local/bin/timeout. It
  * starts STEP_BOOT's bash first, which runs the rest (sudo, timeout, the script's bash) once it has checked the input.
  */
 export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, appUser: string, connection?: string): string {
@@ -269,14 +279,15 @@ export function commandLine(step: Pick<Step, 'as' | 'timeout'>, login: string, a
   // PATH again after sudo, whose secure_path replaces the one it was given: a sudoers' own (`secure_path` without
   // /usr/sbin: nginx, runuser "not found"; or with ~deploy/bin first: the login's `git` run as root) chooses none of
   // the script's commands.
-  const run = ['timeout', '-k', '10', String(seconds), 'env', '--default-signal', ...unset, `PATH=${STEP_PATH}`, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, NOT_TOP_LEVEL, 'bash', '-s'];
+  const run = [HOST_COMMANDS.timeout, '-k', '10', String(seconds), HOST_COMMANDS.env, '--default-signal', ...unset, `PATH=${STEP_PATH}`, ...(connection ? [`OPS_CONNECTION=${connection}`] : []), STEP_ENV, NOT_TOP_LEVEL, 'bash', '-s'];
   // sudo and timeout speak English, whatever locale the login has (/etc/default/locale): their errors are read
   // (sudoHint, sudoWarningFix) to give the fix.
-  // env(1) by its path, with STEP_PATH, finds bash (STEP_BOOT), then sudo and timeout, where Debian puts them, not in
-  // the login's PATH; LOGIN_SHELL_ENV unset for that bash too (and again after sudo: its pam_env may set them).
-  const english = ['/usr/bin/env', ...unset, 'LC_ALL=C.UTF-8', `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, 'bash', '-c', STEP_BOOT, 'ops-step'];
-  if (step.as === 'app') return cmd(...english, 'sudo', '-n', '-H', '-u', appUser, '--', ...run);
-  if (step.as === 'root' && login !== 'root') return cmd(...english, 'sudo', '-n', '-H', '--', ...run);
+  // env(1) by its path, with STEP_PATH, finds bash (STEP_BOOT), not in the login's PATH; sudo, timeout and the env after
+  // it by their paths (HOST_COMMANDS), not by STEP_PATH or sudo's secure_path (/usr/local/bin first); LOGIN_SHELL_ENV
+  // unset for that bash too (and again after sudo: its pam_env may set them).
+  const english = [HOST_COMMANDS.env, ...unset, 'LC_ALL=C.UTF-8', `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, 'bash', '-c', STEP_BOOT, 'ops-step'];
+  if (step.as === 'app') return cmd(...english, HOST_COMMANDS.sudo, '-n', '-H', '-u', appUser, '--', ...run);
+  if (step.as === 'root' && login !== 'root') return cmd(...english, HOST_COMMANDS.sudo, '-n', '-H', '--', ...run);
   return cmd(...english, ...run);
 }
 

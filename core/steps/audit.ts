@@ -86,7 +86,7 @@ export const AUDIT_LOCK_WAIT = 10;
  */
 export function withAuditLock(env: Target, body: string, shared = false): string {
   return `audit_fd=; { exec {audit_fd}<${quote(env.layout.state)}; } 2>/dev/null || audit_fd=
-[ -z "$audit_fd" ] || flock ${shared ? '-s ' : ''}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
+[ -z "$audit_fd" ] || /usr/bin/flock ${shared ? '-s ' : ''}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
 ${body}
 [ -z "$audit_fd" ] || exec {audit_fd}<&-`;
 }

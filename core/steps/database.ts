@@ -124,7 +124,7 @@ for name in names:
 export function databaseProbeShell(env: Target, environ: string): string | undefined {
   const vars = databaseVariables(env);
   if (!vars.length) return undefined;
-  return `{ ! command -v python3 >/dev/null 2>&1 || timeout ${DB_PROBE_MAX * DB_PROBE_SECONDS * 2 + 2} python3 -c ${quote(DB_PROBE_PY)} ${environ} ${vars.map(quote).join(' ')} 2>/dev/null || true; }`;
+  return `{ ! command -v python3 >/dev/null 2>&1 || /usr/bin/timeout ${DB_PROBE_MAX * DB_PROBE_SECONDS * 2 + 2} python3 -c ${quote(DB_PROBE_PY)} ${environ} ${vars.map(quote).join(' ')} 2>/dev/null || true; }`;
 }
 
 export interface DatabaseProbe {

@@ -93,13 +93,13 @@ if [ -n "${'$'}{SSH_ORIGINAL_COMMAND+x}" ]; then ops_report ${FACTS_KEYS.forced}
 # Provisioned for this environment? (Every command that needs it says so first: notProvisioned.)
 ${reportProvisioned(env, 'login')}
 # true started by env, as a step's shell is by timeout: sudo's NOEXEC lets sudo itself run, nothing it runs start another.
-if sudo_err=$(sudo -n /usr/bin/env true 2>&1 </dev/null); then sudo=yes; else sudo=no; fi
+if sudo_err=$(/usr/bin/sudo -n /usr/bin/env true 2>&1 </dev/null); then sudo=yes; else sudo=no; fi
 ops_report ${FACTS_KEYS.sudo} "$sudo $(printf '%s' "$sudo_err" | head -n 1)"
 if [ "$sudo" = yes ]; then
   # sshd's settings for this very connection (Match blocks applied): client address and port from SSH_CONNECTION.
   read -r -a conn <<< "${'$'}{SSH_CONNECTION:-127.0.0.1 0 127.0.0.1 22}"
   sshd=$(command -v sshd || echo /usr/sbin/sshd)
-  ops_report ${FACTS_KEYS.max_sessions} "$(sudo -n "$sshd" -T -C "user=$(id -un),host=$(hostname),addr=${'$'}{conn[0]},laddr=${'$'}{conn[2]},lport=${'$'}{conn[3]}" 2>/dev/null | awk '$1 == "maxsessions" { print $2 }' || true)"
+  ops_report ${FACTS_KEYS.max_sessions} "$(/usr/bin/sudo -n "$sshd" -T -C "user=$(id -un),host=$(hostname),addr=${'$'}{conn[0]},laddr=${'$'}{conn[2]},lport=${'$'}{conn[3]}" 2>/dev/null | awk '$1 == "maxsessions" { print $2 }' || true)"
 fi
 # Free space and inodes where releases go (the nearest directory that exists, before the first provision).
 ${diskReport(base)}
@@ -111,10 +111,10 @@ app_home=$(getent passwd ${quote(env.appUser)} | cut -d: -f6 || true)
 if [ -n "$app_home" ] && [ ! -d "$app_home" ]; then ops_report ${FACTS_KEYS.app_home} ${quote(env.appUser)}" $app_home"; fi
 # What the live release takes with its dependency sets: about what a deploy that changes them all needs.
 cur=$(readlink -f ${quote(`${base}/current`)} 2>/dev/null || true)
-if [ "$sudo" = yes ] && [ -n "$cur" ] && sudo -n test -d "$cur"; then
+if [ "$sudo" = yes ] && [ -n "$cur" ] && /usr/bin/sudo -n test -d "$cur"; then
   set -- "$cur"
-  for l in $(sudo -n find "$cur" -maxdepth 4 \( -name venv -o -name node_modules \) -type l 2>/dev/null); do set -- "$@" "$(sudo -n readlink -f "$l")"; done
-  ops_report ${FACTS_KEYS.footprint} "$(sudo -n du -sck "$@" 2>/dev/null | tail -n 1 | cut -f1) $(sudo -n du -sc --inodes "$@" 2>/dev/null | tail -n 1 | cut -f1)"
+  for l in $(/usr/bin/sudo -n find "$cur" -maxdepth 4 \( -name venv -o -name node_modules \) -type l 2>/dev/null); do set -- "$@" "$(/usr/bin/sudo -n readlink -f "$l")"; done
+  ops_report ${FACTS_KEYS.footprint} "$(/usr/bin/sudo -n du -sck "$@" 2>/dev/null | tail -n 1 | cut -f1) $(/usr/bin/sudo -n du -sc --inodes "$@" 2>/dev/null | tail -n 1 | cut -f1)"
 fi`,
   };
 }

@@ -304,7 +304,7 @@ queue_join() {
   [ -z "$lock_ticket" ] || return 0
   local qfd seq=0 err queued_at
   TZ=UTC0 printf -v queued_at '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${'$'}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
+  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && /usr/bin/flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${'$'}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
     rm -f "$lock_queue/.new.$$"; echo "cannot queue for the lock in $lock_queue: ${'$'}{err:-no space left?}" >&2; exit 1
   fi
   lock_ticket="$lock_queue/${'$'}{err##*$'\n'}"; trap queue_leave EXIT
@@ -586,7 +586,7 @@ function oneRelease(env: Target): string {
   const wait = stopGoneRunSeconds(env);
   return String.raw`if [ -d ${quote(env.layout.state)} ]; then
   exec {release_fd}< ${quote(env.layout.state)}
-  flock -w ${wait} "$release_fd" || { echo "another release of this app's lock (ops lock release, or an interrupted run's own) is still under way on this host (waited ${wait}s); try again when it is done" >&2; exit 1; }
+  /usr/bin/flock -w ${wait} "$release_fd" || { echo "another release of this app's lock (ops lock release, or an interrupted run's own) is still under way on this host (waited ${wait}s); try again when it is done" >&2; exit 1; }
 fi`;
 }
 

@@ -144,7 +144,7 @@ if [ ${'$'}{#missing[@]} -gt 0 ]; then
   trap 'rm -f "$apt_log"' EXIT
   apt_get() {
     apt_locks_wait
-    timeout 900 apt-get -q -o DPkg::Lock::Timeout=60 -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >>"$apt_log" 2>&1
+    /usr/bin/timeout 900 apt-get -q -o DPkg::Lock::Timeout=60 -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >>"$apt_log" 2>&1
   }
   # apt_failed WHAT: apt's last lines, then what on this host keeps it from going on, when the log shows it.
   apt_failed() {
@@ -187,7 +187,7 @@ if [ ${'$'}{#missing[@]} -gt 0 ]; then
   if compgen -G '/var/lib/dpkg/updates/[0-9]*' >/dev/null; then
     echo "dpkg was interrupted on this host before it finished (its journal, /var/lib/dpkg/updates, is not empty): finishing it first (dpkg --configure -a)"
     apt_locks_wait
-    if ! timeout 900 dpkg --force-confdef --force-confold --configure -a </dev/null >>"$apt_log" 2>&1; then
+    if ! /usr/bin/timeout 900 dpkg --force-confdef --force-confold --configure -a </dev/null >>"$apt_log" 2>&1; then
       echo "dpkg --configure -a, which finishes dpkg's interrupted work, failed:" >&2
       tail -n 30 "$apt_log" >&2
       echo "fix what it names on this host (as root: dpkg --configure -a, then apt-get -f install), then run provision again" >&2
@@ -344,8 +344,8 @@ if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
   fetch() { # URL FILE
     local tok=''
     [ -z "$token_key" ] || tok=$(${quote(python)} -c ${quote(NPMRC_TOKEN_PY)} "$token_key" ${quote(packageIndexPaths(env).npmrc)})
-    if [ -n "$tok" ]; then printf 'Authorization: Bearer %s\n' "$tok" | timeout 600 curl -fsSL --retry 2 -H @- -o "$2" "$1"
-    else timeout 600 curl -fsSL --retry 2 -o "$2" "$1"; fi || { echo "cannot download $1 (packages.npm_registry)" >&2; exit 1; }
+    if [ -n "$tok" ]; then printf 'Authorization: Bearer %s\n' "$tok" | /usr/bin/timeout 600 curl -fsSL --retry 2 -H @- -o "$2" "$1"
+    else /usr/bin/timeout 600 curl -fsSL --retry 2 -o "$2" "$1"; fi || { echo "cannot download $1 (packages.npm_registry)" >&2; exit 1; }
   }
   unpack() { # PACKAGE VERSION DIR
     fetch "$registry$1/$2" "$tmp/meta.json"
@@ -391,7 +391,7 @@ if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSI
   printf '%s
 ' ${quote(requirement)} > "$uv_tmp/requirements.txt"
   ${pipSettings(env).replace(/\n/g, '\n  ')}
-  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} /usr/bin/timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
     tail -n 20 "$uv_tmp/pip.log" >&2
     echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
     exit 1
@@ -428,7 +428,7 @@ export function registerRuntimes(env: Target, root = ''): string {
   const uses = [p.python, p.node, p.npm, ...(env.config.release.python_requirements && env.config.release.python_installer === 'uv' ? [p.uv] : [])];
   return String.raw`install -d -m 0755 ${quote(dir)}
 exec 9> ${quote(`${dir}/../runtimes.lock`)}
-flock -w 3000 9 || { echo "another provision holds the host's runtimes lock (${dir}/../runtimes.lock) for 50 minutes: try again later" >&2; exit 1; }
+/usr/bin/flock -w 3000 9 || { echo "another provision holds the host's runtimes lock (${dir}/../runtimes.lock) for 50 minutes: try again later" >&2; exit 1; }
 printf '%s\n' ${quote(`base ${env.layout.base}`)} ${uses.map((u) => quote(`uses ${u}`)).join(' ')} > ${quote(`${file}.new`)} && mv -f ${quote(`${file}.new`)} ${quote(file)}`;
 }
 
@@ -493,21 +493,21 @@ export function runtimes(env: Target, files: PackageIndexFiles = {}): Step {
   const lines = [SYSTEM_FUNCTIONS, registerRuntimes(env)];
   if (python.strategy === 'pyenv') {
     lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
-  timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
+  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.python)} ]; then
-  PYENV_ROOT=${PYENV_ROOT} timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)}
+  PYENV_ROOT=${PYENV_ROOT} /usr/bin/timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)}
   CHANGED=1
 fi`);
   }
   if (node.strategy === 'nvm') {
     lines.push(String.raw`if [ ! -s ${NVM_DIR}/nvm.sh ]; then
-  timeout 300 ${hostGit()} clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
+  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.node)} ]; then
-  NVM_DIR=${NVM_DIR} timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null
+  NVM_DIR=${NVM_DIR} /usr/bin/timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null
   CHANGED=1
 fi`);
   }
@@ -643,8 +643,8 @@ export function readProvisioned(env: Target, as: 'root' | 'login' = 'root'): str
   if (as === 'root') return root;
   // Without sudo: absent only when the nearest directory of its path that exists may be searched (else unknown).
   return String.raw`provisioned=unknown
-if sudo -n true 2>/dev/null </dev/null; then
-  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${'$'}{provisioned:-yes}; else provisioned=no; fi
+if /usr/bin/sudo -n true 2>/dev/null </dev/null; then
+  if /usr/bin/sudo -n test -f ${f} </dev/null; then provisioned=$(/usr/bin/sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${'$'}{provisioned:-yes}; else provisioned=no; fi
 elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${'$'}{provisioned:-yes}
 else
   marker_dir=${quote(env.layout.state)}

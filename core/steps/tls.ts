@@ -228,7 +228,7 @@ done
 host_lock certbot 300
 certbot_log=$(mktemp)
 certbot_rc=0
-${ca}timeout 240 ${args.map(quote).join(' ')} ${force} >"$certbot_log" 2>&1 || certbot_rc=$?
+${ca}/usr/bin/timeout 240 ${args.map(quote).join(' ')} ${force} >"$certbot_log" 2>&1 || certbot_rc=$?
 host_unlock certbot
 if [ "$certbot_rc" != 0 ]; then
   certbot_failure "$certbot_rc" "$certbot_log" ${quote(domain)} ${quote(tls.acme_server ?? 'https://acme-v02.api.letsencrypt.org/directory')} ${quote(env.layout.acmeWebroot)} "${left}. Run ops provision ${env.name} again once fixed"

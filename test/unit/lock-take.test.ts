@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
-import { scriptText } from '../../core/remote/wrap.ts';
+import { HOST_COMMANDS, scriptText } from '../../core/remote/wrap.ts';
 import { duration } from '../../core/steps/status.ts';
 import { acquireLock, describeHolder, forceReleaseLock, HOLDER_SILENT_SECONDS, LOCK_BUSY_EXIT, LOCK_PREMISE_EXIT, LOCK_QUEUED_EXIT, lockStatus, LOCK_KEYS, parseLock, silentHolder, unlockScript } from '../../core/steps/lock.ts';
 import { formatLock, formatLockRelease } from '../../core/ops/records.ts';
@@ -307,7 +307,7 @@ describe('taking the lock', () => {
       writeFileSync(join(dir, 'stat'), stat);
       const look = (sudo: string) => {
         writeFileSync(join(bin, 'sudo'), `#!/bin/sh\n${sudo}\n`, { mode: 0o755 });
-        const script = write('status.sh', scriptText(lockStatus(env)));
+        const script = write('status.sh', scriptText(lockStatus(env)).replaceAll(HOST_COMMANDS.sudo, 'sudo')); // the fake on PATH stands where the host's is
         spawnSync('chmod', ['a+r', script]);
         // The login (nobody) on a /proc of its own mounted hidepid=2: other users' processes are not there for it.
         const r = spawnSync('unshare', ['-m', 'sh', '-c', `mount -t proc -o hidepid=2 proc /proc && exec setpriv --reuid=65534 --regid=65534 --clear-groups env PATH=${bin}:$PATH bash ${script}`], { encoding: 'utf8' });

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { NodeSSH } from 'node-ssh';
 import { NotStartedError, OpsError, sudoHint, sudoNoexec } from '../../core/errors.ts';
 import { readFacts } from '../../core/ops/ping.ts';
-import { SshRemote } from '../../core/remote/ssh.ts';
+import { SshRemote, missingCommand } from '../../core/remote/ssh.ts';
 import type { Step } from '../../core/remote/types.ts';
 import { MemoryReporter } from '../../core/report.ts';
 
@@ -246,6 +246,27 @@ describe('a step through the login shell', () => {
     expect(result).toBeInstanceOf(NotStartedError);
     expect((result as Error).message).toBe(`step "lock" on web1 did not run: ${me}'s processes on web1 get a resource limit (ulimit -u 200) that deploy's session does not have, set when ops switches to ${me} with sudo (pam_limits in sudo's session, from a line of /etc/security/limits.conf or /etc/security/limits.d/ for ${me}, its group, or \`*\`), not by a start-up file, under which an install, a build or an upload fails half-way; ops stopped it before it did anything`);
     expect((result as NotStartedError).hint).toMatch(new RegExp(`^on web1, as root: find the line that sets it \\(grep -rs .* /etc/security/limits\\.conf /etc/security/limits\\.d/\\) and remove it or raise it for ${me}, e\\.g\\. "${me} - nproc 4096" in /etc/security/limits\\.d/${me}\\.conf`));
+  });
+
+  it('a command of the command line missing, named by its path (HOST_COMMANDS): sudo\'s "command not found" for timeout (exit 1), the shells\' and env\'s words (exit 127): said as not installed, with the package', async () => {
+    // what each says (bash 5.2, dash, coreutils 9.1 and sudo 1.9, in C.UTF-8) when the host lacks the command
+    expect(missingCommand(127, 'ops-step: line 1: /usr/bin/sudo: No such file or directory')).toBe('sudo');
+    expect(missingCommand(127, 'sh: 1: exec: /usr/bin/env: not found')).toBe('env');
+    expect(missingCommand(127, "/usr/bin/env: 'bash': No such file or directory")).toBe('bash');
+    expect(missingCommand(127, "/usr/bin/timeout: failed to run command '/usr/bin/env': No such file or directory")).toBe('env');
+    expect(missingCommand(127, 'ops-step: line 1: exec: sudo: not found')).toBe('sudo');
+    expect(missingCommand(1, 'sudo: /usr/bin/timeout: command not found')).toBe('timeout');
+    expect(missingCommand(127, 'bash: line 3: node: command not found')).toBeUndefined();
+    expect(missingCommand(1, 'sudo: a password is required')).toBeUndefined();
+    expect(missingCommand(1, 'sudo: /usr/bin/timeout: command not found\nbut exit 2')).toBe('timeout');
+    const dir = mkdtempSync(join(tmpdir(), 'ops-notimeout-'));
+    const shell = join(dir, 'shell');
+    writeFileSync(shell, '#!/bin/sh\necho "sudo: /usr/bin/timeout: command not found" >&2\nexit 1\n', { mode: 0o755 });
+    const { result, ran } = await runWith('', shell);
+    expect(ran).toBe(false);
+    expect(result).toBeInstanceOf(NotStartedError);
+    expect((result as Error).message).toBe('step "lock" on web1 did not start: timeout is not installed there (sudo could not find /usr/bin/timeout, exit code 1, printing: "sudo: /usr/bin/timeout: command not found")');
+    expect((result as NotStartedError).hint).toContain('install coreutils on web1 (apt-get install coreutils), as root');
   });
 
   it("sudo's NOEXEC (Defaults noexec in sudoers): said so, with the sudoers fix, not the login shell's fault", async () => {

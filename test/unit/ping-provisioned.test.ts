@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { RecordingRemote } from '../../core/remote/recording.ts';
-import { scriptText } from '../../core/remote/wrap.ts';
+import { HOST_COMMANDS, scriptText } from '../../core/remote/wrap.ts';
 import { runOps } from '../support/cli.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGMlwndpHfcJQv6XulbWIzLhQ4E5MouOGQOkSV2DMD9P';
@@ -45,7 +45,8 @@ async function ping(json: boolean, sudo: 'works' | 'refuses' = 'works') {
     connector: async (_env, host) =>
       new RecordingRemote(host.name, 'deploy', 'sample', (step) => {
         if (step.name !== 'host facts') return undefined;
-        const script = scriptText(step).replaceAll('/srv/sample', base);
+        // the fake sudo on PATH stands where the host's is (the scripts name it by its path: HOST_COMMANDS)
+        const script = scriptText(step).replaceAll('/srv/sample', base).replaceAll(HOST_COMMANDS.sudo, 'sudo');
         return { stdout: execFileSync('bash', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${sudoDirs[sudo]}:${process.env.PATH}` } }) };
       }),
   });

@@ -13,7 +13,7 @@ import { formatChanges, describeChanges } from '../../core/changes.ts';
 import { parseState } from '../../core/ops/host-state.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import { parseReports, type Step, type StepResult } from '../../core/remote/types.ts';
-import { scriptText } from '../../core/remote/wrap.ts';
+import { HOST_COMMANDS, scriptText } from '../../core/remote/wrap.ts';
 import { acquireLock, LOCK_UNPROVISIONED_EXIT, lockStatus } from '../../core/steps/lock.ts';
 import { deployState } from '../../core/steps/release.ts';
 import { parseHostStatus, STATUS_KEYS } from '../../core/steps/status.ts';
@@ -72,7 +72,8 @@ function provisioned(): void {
 
 /** `step` run by bash on the scratch host (its /srv/sample at `base`), with `sudo` working or not, as root or as `uid`. */
 function runStep(step: Step, sudo: 'works' | 'refuses' = 'works', uid?: number): StepResult {
-  const script = scriptText(step).replaceAll('/srv/sample', base);
+  // the fake sudo on PATH stands where the host's is (the scripts name it by its path: HOST_COMMANDS)
+  const script = scriptText(step).replaceAll('/srv/sample', base).replaceAll(HOST_COMMANDS.sudo, 'sudo');
   const [cmd, args] = uid === undefined ? ['bash', ['-c', script]] : ['setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'bash', '-c', script]];
   const r = spawnSync(cmd as string, args as string[], { encoding: 'utf8', cwd: '/', env: { ...process.env, PATH: `${sudoDirs[sudo]}:${process.env.PATH}` } });
   return { stdout: r.stdout, stderr: r.stderr, code: r.status ?? -1, durationMs: 0, reports: parseReports(r.stdout) };

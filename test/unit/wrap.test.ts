@@ -3,7 +3,8 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { COMMAND_START, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepGuard, stepInput, uploadStep } from '../../core/remote/wrap.ts';
+import { fileURLToPath } from 'node:url';
+import { COMMAND_START, HOST_COMMANDS, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, START_MARKER, STEP_PATH, commandLine, scriptText, sshCommand, stepGuard, stepInput, uploadStep } from '../../core/remote/wrap.ts';
 import { parseReports } from '../../core/remote/types.ts';
 import { quote as quoteWord } from '../../core/shell.ts';
 import type { Step } from '../../core/remote/types.ts';
@@ -26,19 +27,19 @@ describe('step wrapping', () => {
   /** stderr without the line STEP_BOOT prints first (LOGIN_SHELL_PREFIX: the login's $SHELL). */
   const afterBoot = (stderr: string) => stderr.replace(new RegExp(`^${LOGIN_SHELL_PREFIX}.*\n`), '');
   it('runs login steps as the login, root steps through sudo unless the login is root, app steps as the app user', () => {
-    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
-    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
-    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'login' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} /usr/bin/timeout -k 10 30 /usr/bin/env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'deploy', 'shop')).toBe(`${STEP_HEAD} /usr/bin/sudo -n -H -- /usr/bin/timeout -k 10 30 /usr/bin/env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'root' }, 'root', 'shop')).toBe(`${STEP_HEAD} /usr/bin/timeout -k 10 30 /usr/bin/env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'root', 'shop')).toBe(`${STEP_HEAD} /usr/bin/sudo -n -H -u shop -- /usr/bin/timeout -k 10 30 /usr/bin/env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_STEP=1 SHLVL=1 bash -s`);
   });
   it("gives the script STEP_PATH whatever PATH sudo hands on (a sudoers' secure_path without /usr/sbin, or with the login's ~/bin first)", () => {
     // What runs after sudo, started with the PATH such a secure_path gives.
-    const afterSudo = commandLine({ ...step, as: 'root' }, 'deploy', 'shop').split(' sudo -n -H -- ')[1]!;
+    const afterSudo = commandLine({ ...step, as: 'root' }, 'deploy', 'shop').split(' /usr/bin/sudo -n -H -- ')[1]!;
     const out = spawnSync('bash', ['-c', `PATH=/home/deploy/bin:/usr/bin:/bin exec ${afterSudo}`], { input: 'echo "$PATH"', encoding: 'utf8' });
     expect([out.stdout, out.status]).toEqual([`${STEP_PATH}\n`, 0]);
   });
   it("puts the connection's id in the script's own environment (env(1): its bash, not only its children, carries it), refusing an id that is not one word", () => {
-    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} sudo -n -H -u shop -- timeout -k 10 30 env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_CONNECTION=0a1b2c OPS_STEP=1 SHLVL=1 bash -s`);
+    expect(commandLine({ ...step, as: 'app' }, 'deploy', 'shop', '0a1b2c')).toBe(`${STEP_HEAD} /usr/bin/sudo -n -H -u shop -- /usr/bin/timeout -k 10 30 /usr/bin/env --default-signal -u BASH_ENV -u ENV -u SHELLOPTS -u BASHOPTS -u BASH_XTRACEFD -u LANGUAGE PATH=${STEP_PATH} OPS_CONNECTION=0a1b2c OPS_STEP=1 SHLVL=1 bash -s`);
     const out = spawnSync('bash', ['-c', commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'c0ffee')], { input: 'tr "\\0" "\\n" < /proc/$$/environ', encoding: 'utf8' });
     expect(out.stdout.split('\n')).toContain('OPS_CONNECTION=c0ffee');
     expect(() => commandLine({ ...step, as: 'login' }, 'deploy', 'shop', 'a b')).toThrow(/not letters, digits/);
@@ -139,6 +140,24 @@ describe('step wrapping', () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
     const out = spawnSync('/bin/bash', ['-c', sshCommand(step, 'deploy', 'shop')], { input: stepInput(step), encoding: 'utf8', env: { ...process.env, HOME: bin, SHLVL: '1', PATH: `${bin}:${process.env.PATH}` } });
     expect([out.stdout, afterBoot(out.stderr), out.status]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`, 0]);
+  });
+  it("runs sudo, timeout and env by their paths, not a wrapper or shadow in /usr/local/bin (first in STEP_PATH and sudo's secure_path), whose text ops would blame on the login's start-up files", () => {
+    const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;
+    // /usr/local/bin a tmpfs of the test's own (a mount namespace: the machine's is untouched), holding the shadows
+    const shadows = ['timeout', 'env', 'sudo', 'flock'].map((name) => `printf '#!/bin/sh\\necho "a shadow %s" >&2\\nexec /usr/bin/%s "$@"\\n' ${name} ${name} > /usr/local/bin/${name} && chmod 755 /usr/local/bin/${name}`).join(' && ');
+    const setup = `mount --make-rprivate / && mount -t tmpfs tmpfs /usr/local/bin && ${shadows} && exec ${commandLine(step, 'root', 'shop')}`;
+    const out = spawnSync('unshare', ['-m', 'bash', '-c', setup], { input: scriptText(step), encoding: 'utf8', env: { ...process.env, SHLVL: '1' }, timeout: 30_000 });
+    expect([out.stdout, afterBoot(out.stderr), out.status]).toEqual([`\n${START_MARKER}\nhi\n`, `\n${START_MARKER}\n`, 0]);
+    for (const as of ['root', 'app'] as const) expect(commandLine({ ...step, as }, 'deploy', 'shop')).toContain(` ${HOST_COMMANDS.sudo} -n -H `);
+    expect(HOST_COMMANDS).toEqual({ sudo: '/usr/bin/sudo', timeout: '/usr/bin/timeout', env: '/usr/bin/env', flock: '/usr/bin/flock' });
+  });
+  it('names sudo, timeout and flock by their paths in every step script too (core/steps, core/remote: the text they print would be blamed on the login)', () => {
+    const root = fileURLToPath(new URL('../../core', import.meta.url));
+    const files = ['steps', 'steps/sh', 'remote', 'ops'].flatMap((d) => readdirSync(join(root, d)).filter((f) => /\.(ts|sh)$/.test(f)).map((f) => join(root, d, f)));
+    // a command word (not a hint's words to a person, `sudo systemctl …`): sudo -n, flock -…/fd, timeout N
+    const bare = /(?<![\w./-])(?:sudo -n\b(?! asks)|flock (?:-[wsun]|\$|"\$|\d)|timeout (?:-k|\d|\$))/;
+    const found = files.flatMap((f) => readFileSync(f, 'utf8').split('\n').map((line, i) => [`${f.slice(root.length + 1)}:${i + 1}`, line] as const)).filter(([, line]) => !/^\s*(#|\/\/|\*)/.test(line) && bare.test(line.replace(/(['"`]).*?sudo (?!-n)[^'"`]*\1/g, '')));
+    expect(found.map(([where]) => where)).toEqual([]);
   });
   it("refuses before anything runs when a start-up file took the session's input away (exec </dev/null, exec <&- in ~/.bashrc): bash would read an empty script and end with exit code 0", () => {
     const step = { name: 's', script: 'echo hi', timeout: 30, as: 'login' } as const;

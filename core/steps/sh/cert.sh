@@ -13,7 +13,7 @@ cert_info() {
 }
 served_serial() {
   local s
-  s=$(echo | timeout 5 openssl s_client -connect "${2:-127.0.0.1}:443" -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
+  s=$(echo | /usr/bin/timeout 5 openssl s_client -connect "${2:-127.0.0.1}:443" -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
   printf '%s' "${s#serial=}"
 }
 # cert_lacks CERT NAME...: prints the NAMEs (space-separated) the certificate's subjectAltName does not list (DNS names

@@ -16,7 +16,7 @@ proc_seen_start() {
   [ "$EUID" != 0 ] || return 1
   # pid 1 is root's: readable, nothing is hidden from this login, and the process is gone.
   read -r s 2> /dev/null < /proc/1/stat && return 1
-  if ! s=$(sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then sudo -n true 2> /dev/null && return 1; return 2; fi
+  if ! s=$(/usr/bin/sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then /usr/bin/sudo -n true 2> /dev/null && return 1; return 2; fi
   read -r -a f <<< "${s##*) }"; printf '%s\n' "${f[19]}"
 }
 # boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
@@ -54,7 +54,7 @@ connection_pids() {
 conn_silent() {
   local line mine="" w rcv ack least="" ss=(ss)
   command -v ss > /dev/null 2>&1 || return 1
-  [ "$EUID" = 0 ] || ss=(sudo -n ss)
+  [ "$EUID" = 0 ] || ss=(/usr/bin/sudo -n ss)
   while IFS= read -r line; do
     # A socket's line, then its details indented on the next (-i).
     if [[ $line != [[:space:]]* ]]; then mine=; [[ $line != *"pid=$1,"* ]] || mine=1; continue; fi

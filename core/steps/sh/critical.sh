@@ -25,7 +25,7 @@ critical_begin() { # NEEDS: the most seconds the section takes (its own waits bo
   fi
   mkdir -p /run/lock
   exec {OPS_CRITICAL_FD}>>/run/lock/ops-pipeline-switch.lock
-  if ! flock -w "$wait" "$OPS_CRITICAL_FD"; then
+  if ! /usr/bin/flock -w "$wait" "$OPS_CRITICAL_FD"; then
     echo "$what was not begun: nothing changed (a switch or nginx change on this host held /run/lock/ops-pipeline-switch.lock for ${wait} s, all the time this step had left); try again when it is done" >&2
     exit 1
   fi
@@ -57,7 +57,7 @@ critical_end() {
   cat "$OPS_CRITICAL_DIR/err" >&2 2>/dev/null || true
   rm -rf "$OPS_CRITICAL_DIR"
   OPS_CRITICAL_DIR=
-  flock -u "$OPS_CRITICAL_FD" || true
+  /usr/bin/flock -u "$OPS_CRITICAL_FD" || true
   trap - HUP INT TERM PIPE
 }
 # critical_wait: hold the lock (at most 60 s of waiting for a section under way), until the script ends or
@@ -65,6 +65,6 @@ critical_end() {
 critical_wait() {
   mkdir -p /run/lock
   exec {OPS_CRITICAL_WAIT_FD}>>/run/lock/ops-pipeline-switch.lock
-  flock -w 60 "$OPS_CRITICAL_WAIT_FD" || true
+  /usr/bin/flock -w 60 "$OPS_CRITICAL_WAIT_FD" || true
 }
-critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
+critical_done() { /usr/bin/flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }

@@ -7,13 +7,13 @@ host_lock() { # NAME [WAIT]
   local fd
   mkdir -p /run/lock
   exec {fd}>>"/run/lock/ops-pipeline-$1.lock"
-  if ! flock -w "${2:-45}" "$fd"; then
+  if ! /usr/bin/flock -w "${2:-45}" "$fd"; then
     echo "another app's run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2
     exit 1
   fi
   printf -v "HOST_LOCK_$1" %s "$fd"
 }
-host_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }
+host_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || /usr/bin/flock -u "${!v}"; }
 # A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once
 # its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and
 # `current`, returns when the lock at OPS_RUN_LOCK (the app's lock directory) still records this connection

@@ -8,7 +8,7 @@ import { parseTree } from './tree-parse.ts';
 import { MAX_NESTING, nestingDepth } from '../yaml-depth.ts';
 import { CURRENT_LAYOUT, type Layout, detectLayout } from './tree-print.ts';
 import { scalarText } from './tree-scalars.ts';
-import { type CommentStack, type Format, type MapNode, type TreeNode, formatOf, getEntry, unsupportedStore } from './tree.ts';
+import { type CommentStack, type Format, type MapNode, type TreeNode, environmentFolderOf, formatOf, getEntry, unsupportedStore } from './tree.ts';
 
 /**
  * The sops version written in new files and files in its layout: the pinned sops (scripts/setup-machine.sh;
@@ -295,12 +295,6 @@ export function encryptionRule(file: string, meta: SopsMetadata): (keys: string[
  */
 export function environmentOfFile(file: string): string {
   return environmentFolderOf(file) ?? '<env>';
-}
-
-/** The environment whose folder holds `file` (environmentOfFile), or undefined for a file in none. Pure. */
-function environmentFolderOf(file: string): string | undefined {
-  // the last environments/ of the path: a project may sit in a folder named so
-  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1];
 }
 
 /**

@@ -99,13 +99,24 @@ export function holdsBinary(value: unknown): boolean {
  * file is left in the working tree, where it could be committed.
  */
 export function unsupportedStore(file: string, store: 'dotenv' | 'INI', written?: 'text'): OpsError {
-  if (!written) return new OpsError(`${file}: dotenv and INI sops files are not supported`, 'keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON');
+  if (!written) {
+    const env = environmentFolderOf(file);
+    return new OpsError(`${file}: dotenv and INI sops files are not supported`, `keep secrets in YAML${env ? ` (environments/${env}/secrets.sops.yaml)` : ''} or JSON`);
+  }
   const type = store === 'INI' ? 'ini' : 'dotenv';
   const [f, next] = [quote(file), quote(`${file}.new`)];
   return new OpsError(
     `${file} is a sops file in ${store} format (\`sops encrypt\` keeps the format of the file it encrypts, whatever the name its output is saved under): dotenv and INI sops files are not supported`,
     `make it YAML with sops, the plaintext only in the pipe (never on disk): sops decrypt --input-type ${type} --output-type yaml ${f} | sops encrypt --filename-override ${f} --input-type yaml --output-type yaml > ${next} && mv ${next} ${f}`,
   );
+}
+
+/**
+ * The environment whose folder holds `file` (the last `environments/<name>/` of its path: a project may sit in a
+ * folder named so), or undefined for a file in none (sops-metadata.ts environmentOfFile). Pure.
+ */
+export function environmentFolderOf(file: string): string | undefined {
+  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1];
 }
 
 /**

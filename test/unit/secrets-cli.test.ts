@@ -13,12 +13,22 @@ import { findPlaceholders } from '../../core/secrets/env.ts';
 import { identitiesFromText } from '../../core/secrets/keys.ts';
 import { SecretsFile } from '../../core/secrets/sops.ts';
 import { addRecipientHint, editCommand, environmentOfFile } from '../../core/secrets/sops-metadata.ts';
-import { fromPlain, type MapNode } from '../../core/secrets/tree.ts';
+import { formatOf, fromPlain, type MapNode } from '../../core/secrets/tree.ts';
 import { PassThrough, Readable } from 'node:stream';
 import { runCli } from '../../scripts/cli.ts';
 import { commands as secretCommands } from '../../scripts/commands/secrets.ts';
 import { runOps } from '../support/cli.ts';
 import { type Env, cli, editor, newEnv, open, tempDir, tempRoot, vector } from './secrets.helpers.ts';
+
+/** The OpsError `f` throws, as its message and hint. */
+function formatError(f: () => unknown): { message: string; hint?: string } {
+  try {
+    f();
+  } catch (e) {
+    return { message: (e as Error).message, hint: (e as { hint?: string }).hint };
+  }
+  throw new Error('nothing thrown');
+}
 
 function recorded(record: string): { file: string; mode: string; dirMode: string }[] {
   return readFileSync(record, 'utf8')
@@ -516,6 +526,15 @@ describe('a key that does not open an environment\'s secrets', () => {
     expect(environmentOfFile('/p/environments/qa/assets/initdata.yml')).toBe('qa');
     expect(environmentOfFile('/p/data/initdata.yml')).toBe('<env>');
     expect(environmentOfFile('/srv/environments/shop/environments/prod/secrets.sops.yaml')).toBe('prod');
+  });
+
+  it('a dotenv or INI sops file by its name: the hint names the environment whose folder holds it (was: a literal `<env>`), and in no environment\'s folder says YAML or JSON alone', () => {
+    expect(formatError(() => formatOf('/p/environments/qa/assets/db.sops.env'))).toEqual({
+      message: '/p/environments/qa/assets/db.sops.env: dotenv and INI sops files are not supported',
+      hint: 'keep secrets in YAML (environments/qa/secrets.sops.yaml) or JSON',
+    });
+    expect(formatError(() => formatOf('/p/environments/prod/settings.ini')).hint).toBe('keep secrets in YAML (environments/prod/secrets.sops.yaml) or JSON');
+    expect(formatError(() => formatOf('/p/data/secrets.env')).hint).toBe('keep secrets in YAML or JSON');
   });
 
   it('of a file in no environment\'s folder (a copy elsewhere): said with sops\'s own way to add one, never `ops secrets recipients <env>`', async () => {

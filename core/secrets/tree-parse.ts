@@ -2,6 +2,7 @@
 // (goyaml.ts), comments kept where they stand (comments.ts), a file with several YAML documents refused.
 import { Scalar, isAlias, isMap, isScalar, isSeq, parseAllDocuments, type Alias } from 'yaml';
 import { OpsError } from '../errors.ts';
+import { quote } from '../shell.ts';
 import { aliasTargets, refuseAliasBomb, refuseDeepNesting } from '../yaml-depth.ts';
 import { type Anchor, type Branch, commentTokens, placeComments, positions } from './comments.ts';
 import { type GoScalar, dotenvTime, goFloatText, intValue, resolveScalar } from './goyaml.ts';
@@ -131,6 +132,43 @@ const VALUE_IN_KEY = /["']|:[ \t]|\S[ \t]+\S/;
  */
 function errorPath(path: (string | number)[]): string {
   return showPath(path.map((p) => (typeof p === 'string' && VALUE_IN_KEY.test(p) ? '…' : p)));
+}
+
+/**
+ * The path of the first key given twice in one map of a parsed document (in the order of the text), or undefined.
+ * Pure.
+ */
+function duplicateKeyPath(node: unknown, path: (string | number)[]): (string | number)[] | undefined {
+  if (isMap(node)) {
+    const seen = new Set<unknown>();
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? pair.key.value : pair.key;
+      if (seen.has(key)) return [...path, String(key)];
+      seen.add(key);
+      const inner = duplicateKeyPath(pair.value, [...path, String(key)]);
+      if (inner) return inner;
+    }
+  } else if (isSeq(node)) {
+    for (const [i, item] of node.items.entries()) {
+      const inner = duplicateKeyPath(item, [...path, i]);
+      if (inner) return inner;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The refusal of a JSON file with a key given twice in one map (RFC 8259 leaves such names' meaning to the reader).
+ * sops encrypts and decrypts such a file keeping both, and its own readers disagree on which is the value (sops 3.13:
+ * `decrypt --extract` gives the first, `exec-env` the last, its dotenv output both lines), so ops reads neither: the
+ * key named (its path, errorPath: never a value), and, for a file sops encrypted (`encrypted`: its `sops` key),
+ * `sops edit`, which opens it with both, to keep one.
+ */
+function duplicateJsonKey(file: string, path: (string | number)[], at: string | undefined, encrypted: boolean): OpsError {
+  return new OpsError(
+    `${file}: the key ${errorPath(path)} is given twice in one map${at ? ` (${at})` : ''}: sops keeps both, and its readers disagree on which is the value (\`sops decrypt --extract\` gives the first, \`sops exec-env\` the last), so ops reads neither`,
+    encrypted ? `keep one of them: sops edit ${quote(file)} opens it with both; remove the other, save, then try again` : `keep one of them in ${file}, then try again`,
+  );
 }
 
 /**
@@ -336,6 +374,8 @@ export function parseTree(text: string, format: Format, options: ParseOptions): 
   // `\'` in double quotes is go-yaml's (so sops's) escape for ', which the `yaml` library refuses: read below (goBreaks)
   const err = doc.errors.find((e) => !(format === 'yaml' && e.code === 'BAD_DQ_ESCAPE' && e.message === "Invalid escape sequence \\'"));
   if (err) {
+    const twice = format === 'json' && err.code === 'DUPLICATE_KEY' ? duplicateKeyPath(doc.contents, []) : undefined;
+    if (twice) throw duplicateJsonKey(file, twice, err.pos ? lineCol(text, err.pos[0]) : undefined, isMap(doc.contents) && doc.contents.has('sops'));
     throw new OpsError(`${file} is not valid ${format === 'json' ? 'JSON' : 'YAML'}${syntaxError(text, err)}`, 'fix the syntax and try again');
   }
   const scalar = (node: Scalar, path: (string | number)[]): ScalarNode | NullNode => {

@@ -914,3 +914,29 @@ describe('a scalar under a tag go-yaml does not resolve by (!!merge, !!set, !!se
     expect(environ).toBe('OP=<<\0TOKEN=Zq7Wx9vLm3Kp2Rt8\0');
   });
 });
+
+describe('a key given twice in one JSON map, as sops encrypts it', () => {
+  it('sops keeps both, and its readers disagree on which counts (--extract: the first, exec-env: the last): refused naming the key and its place, with `sops edit` to keep one (was: "not valid JSON", fix the syntax)', async () => {
+    const plainFile = join(dir, 'twice.json');
+    writeFileSync(plainFile, '{\n  "api_token": "Zq7-first",\n  "other": "x",\n  "api_token": "Zq7-last"\n}\n');
+    const r = sops(['encrypt', '--age', k1.recipient, plainFile], k1);
+    expect([r.code, r.err]).toEqual([0, '']);
+    const file = join(tempDir('ops-sops-twice-'), 'assets.enc.json');
+    writeFileSync(file, r.out);
+    // what the real sops makes of it: both kept, the first extracted, the last in the environment
+    expect(sops(['decrypt', '--extract', '["api_token"]', file], k1).out).toBe('Zq7-first');
+    expect(sops(['exec-env', file, 'printf %s "$api_token"'], k1, { SOPS_AGE_KEY_FILE: k1.file }).out).toBe('Zq7-last');
+    const err = await SecretsFile.fromText(r.out, file, { identities: k1.ids }).then(
+      () => undefined,
+      (e: unknown) => e as OpsError,
+    );
+    expect(err).toBeInstanceOf(OpsError);
+    expect(err!.message).toBe(
+      `${file}: the key api_token is given twice in one map (line 4, column 2): sops keeps both, and its readers disagree on which is the value (\`sops decrypt --extract\` gives the first, \`sops exec-env\` the last), so ops reads neither`,
+    );
+    expect(err!.hint).toBe(`keep one of them: sops edit ${file} opens it with both; remove the other, save, then try again`);
+    expect(`${err!.message} ${err!.hint}`).not.toMatch(/Zq7/);
+    // a plain JSON file alike (ops secrets encrypt), its own fix
+    expect(() => parseTree('{"a": 1, "db": {"password": "Zq7-a", "password": "Zq7-b"}}', 'json', { file: 'plain.json' })).toThrow(/^plain\.json: the key db\.password is given twice in one map \(line 1, column 38\)/);
+  });
+});

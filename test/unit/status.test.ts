@@ -1012,7 +1012,7 @@ describe('certificates over recording remotes', () => {
     const r = await renewCertificates({ root: env.root, reporter: new MemoryReporter(), processEnv: {}, connector: async () => remote }, env);
     expect(remote.stepNames()).toEqual(['lock', 'renew certificate', 'unlock']);
     // certonly, not renew: a host whose ACME account key is gone registers a new account (renew fails on it).
-    expect(remote.runs[1]!.step.script).toMatch(/REQUESTS_CA_BUNDLE=\/usr\/local\/share\/ops-pipeline\/shop-acme-ca.pem timeout 240 certbot certonly -n .*--cert-name shop.example.org --expand --no-random-sleep-on-renew .*--force-renewal --no-directory-hooks >"\$certbot_log" 2>&1/);
+    expect(remote.runs[1]!.step.script).toMatch(/REQUESTS_CA_BUNDLE=\/usr\/local\/share\/ops-pipeline\/shop-acme-ca.pem \/usr\/bin\/timeout 240 certbot certonly -n .*--cert-name shop.example.org --expand --no-random-sleep-on-renew .*--force-renewal --no-directory-hooks >"\$certbot_log" 2>&1/);
     expect(remote.runs[2]!.step.script).toMatch(/"operation":"certs renew","actor":.*"result":"success".*certificate renewed, expires 2027-02-20/);
     expect(r.hosts[0]!.renewed).toBe(true);
   });

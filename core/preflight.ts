@@ -4,7 +4,8 @@
 // "No rule to make target", supervisor's "couldn't chdir"). Only what the tree listing (git ls-tree, read once:
 // core/source.ts treeEntries) says for sure is refused; what a command could make or a tool could find otherwise
 // is at most a warning. No parser of make, TOML or package.json: names and a few plain lines; npm's lockfile (JSON)
-// for the Node.js its packages say they need (core/node-engines.ts).
+// for the Node.js its packages say they need (core/node-engines.ts) and the Linux binaries it lists
+// (core/node-platforms.ts).
 import { spawnSync } from 'node:child_process';
 import { posix } from 'node:path';
 import type { Environment } from './config/environment.ts';
@@ -12,6 +13,7 @@ import { dependencyInputs } from './dependency-inputs.ts';
 import { OpsError } from './errors.ts';
 import { Git } from './git.ts';
 import { nodeEngineMisfits } from './node-engines.ts';
+import { nodePlatformGaps } from './node-platforms.ts';
 import { fileAt, treeEntries, type TreeEntry } from './source.ts';
 import { commandWords } from './supervisor.ts';
 import type { TreeContent } from './tree-content.ts';
@@ -104,7 +106,7 @@ const list = (items: string[], max = 5) => `${items.slice(0, max).join(', ')}${i
  * The commit `sha` of `repo` against `env`'s release settings and programs, from its tree listing and a few files
  * (the requirements file's first lines, the root makefile, npm's lockfile): release.python_requirements,
  * release.node_dir (its package.json and npm's lockfile, whose packages must run on the pinned Node.js:
- * core/node-engines.ts), release.build and release.migrate when they are `make [target]` (the defaults `make build`,
+ * core/node-engines.ts, and which must list the Linux binaries of the packages that have some: core/node-platforms.ts), release.build and release.migrate when they are `make [target]` (the defaults `make build`,
  * `make migrate`), programs.<name>.directory, a program's `sh -c` script (shellScriptProblems); warned of: a
  * program's `--env-file` naming no file (envFileWarnings), settings a framework reads from its process environment
  * only that no program gets (processOnlySettings), a Next.js server started in a subdirectory, which reads no .env
@@ -177,8 +179,8 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
         );
       else {
         const lockName = listing.has(inDir('npm-shrinkwrap.json')) ? 'npm-shrinkwrap.json' : 'package-lock.json';
-        const problem = engineProblem(await fileAt(repo, sha, inDir(lockName)), inDir(lockName), shown, env.config.runtimes.node.version);
-        if (problem) problems.push(problem);
+        const text = await fileAt(repo, sha, inDir(lockName));
+        for (const problem of [engineProblem(text, inDir(lockName), shown, env.config.runtimes.node.version), platformProblem(text, inDir(lockName), shown)]) if (problem) problems.push(problem);
       }
     }
   }
@@ -418,6 +420,24 @@ function engineProblem(text: string | undefined, path: string, shown: string, pi
   return (
     `release.node_dir ${shown}: runtimes.node pins Node.js ${pinned}, and ${path} holds ${misfits.length > 1 ? `${misfits.length} packages` : 'a package'} that ${misfits.length > 1 ? 'say they need' : 'says it needs'} another: ${list(named, 4)}; npm ci installs ${they === 'they' ? 'them' : 'it'} with a warning only (EBADENGINE), and the build or the app then fails on the host in ${they === 'they' ? 'their' : 'its'} own words (vite 8 on Node.js 18: "does not provide an export named 'styleText'")` +
     `\n  fix: pin a Node.js ${they} run${they === 'they' ? '' : 's'} on in runtimes.node.version${fits !== undefined ? ` (${fits}: a version of it satisfies every package's range)` : ''}, then run ops provision; or lock versions that run on Node.js ${pinned} (npm install <package>@<version> in ${shown})`
+  );
+}
+
+/**
+ * The refusal of a lockfile (`text` of `path`, npm's) that lacks the Linux platform packages of a package with a
+ * native binary (core/node-platforms.ts: npm/cli#4828, a lockfile made on macOS or Windows): npm ci on the host
+ * installs it without one, and the build or the app fails there. undefined when none lacks them, or the lockfile
+ * cannot be read.
+ */
+function platformProblem(text: string | undefined, path: string, shown: string): string | undefined {
+  if (text === undefined) return undefined;
+  const gaps = nodePlatformGaps(text);
+  if (!gaps.length) return undefined;
+  const named = gaps.map((g) => `${g.name}${g.version ? ` ${g.version}` : ''} (only ${list(g.present, 3)}; lacks ${list(g.absent, 2)})`);
+  const first = gaps[0]!.absent[0]!;
+  return (
+    `release.node_dir ${shown}: ${path} lacks the Linux packages of ${gaps.length > 1 ? `${gaps.length} packages with a native binary` : 'a package with a native binary'}: ${list(named, 3)}; npm ci installs only what the lockfile lists, so on the host ${gaps.length > 1 ? 'they are' : 'it is'} installed without ${gaps.length > 1 ? 'their binaries' : 'its binary'} and the build or the app fails there ("Cannot find module", naming ${first} or its binary). npm writes such a lockfile on macOS or Windows from an existing node_modules (npm/cli#4828)` +
+    `\n  fix: cd ${shown} && npm install --package-lock-only (npm adds the platform packages the lockfile lacks; else remove node_modules and ${posix.basename(path)} and run npm install), and commit ${posix.basename(path)}`
   );
 }
 

@@ -153,6 +153,19 @@ describe('preflight of a commit against the release settings', () => {
     expect((await check({ ...GOOD, 'client/package-lock.json': lock({ engines: { node: '>=20' } }), 'client/npm-shrinkwrap.json': lock({}) })).problems).toEqual([]);
   });
 
+  it('refuses a lockfile lacking the Linux binaries of a package that has them (made on macOS from an existing node_modules: npm/cli#4828), naming the package, what the lockfile holds and the fix', async () => {
+    const text = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'frameworks', 'vite-react', 'package-lock.json'), 'utf8');
+    const parsed = JSON.parse(text) as { packages: Record<string, { os?: string[]; cpu?: string[] }> };
+    for (const [path, entry] of Object.entries(parsed.packages)) if (entry.os && !(entry.os.includes('darwin') && entry.cpu?.includes('arm64'))) delete parsed.packages[path];
+    const node20 = { runtimes: { node: { strategy: 'debian', version: '20' } } };
+    const r = await check({ ...GOOD, 'client/package.json': '{"name": "vite-react"}\n', 'client/package-lock.json': JSON.stringify(parsed) }, node20);
+    expect(r.problems).toEqual([
+      'release.node_dir client: client/package-lock.json lacks the Linux packages of 3 packages with a native binary: lightningcss 1.33.0 (only darwin-arm64; lacks lightningcss-linux-x64-gnu, lightningcss-linux-arm64-gnu and 3 more), oxlint 1.96.0 (only darwin-arm64; lacks @oxlint/binding-linux-x64-gnu, @oxlint/binding-linux-arm64-gnu and 8 more), rolldown 1.3.4 (only darwin-arm64, wasm32; lacks @rolldown/binding-linux-x64-gnu, @rolldown/binding-linux-arm64-gnu and 5 more); npm ci installs only what the lockfile lists, so on the host they are installed without their binaries and the build or the app fails there ("Cannot find module", naming lightningcss-linux-x64-gnu or its binary). npm writes such a lockfile on macOS or Windows from an existing node_modules (npm/cli#4828)\n  fix: cd client && npm install --package-lock-only (npm adds the platform packages the lockfile lacks; else remove node_modules and package-lock.json and run npm install), and commit package-lock.json',
+    ]);
+    // The lockfile as npm wrote it (every platform's packages) passes.
+    expect((await check({ ...GOOD, 'client/package.json': '{"name": "vite-react"}\n', 'client/package-lock.json': text }, node20)).problems).toEqual([]);
+  });
+
   it('warns of FLASK_*, NUXT_*, NITRO_* values only the .env holds when neither a program\'s env, its command nor the app\'s code loads the file (Flask\'s from_prefixed_env under gunicorn)', async () => {
     const factory = 'from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n    app.config.from_prefixed_env()\n    return app\n';
     const settings = (env: Record<string, unknown>, command = "venv/bin/gunicorn 'hello:create_app()'", programEnv: Record<string, string> = {}) => ({

@@ -76,8 +76,8 @@ function resolve(packages: Record<string, unknown>, at: string, name: string): s
  * lockfile holds at least one and none a glibc Linux host on x64 or arm64 installs, while some it declares whose
  * name says linux are absent: npm ci on the host installs the package without its binary. A package whose optional
  * dependencies are all there (npm skips those of other platforms) or hold one for Linux (the host's CPU is not known
- * here) is fine; one with none recorded at all (fsevents absent on Linux) is not judged. A lockfile that is not JSON, or of version 1 (no `packages`, no platform
- * fields), gives none: npm ci says what is wrong with it. Pure.
+ * here) is fine; one with none recorded at all (fsevents absent on Linux) is not judged. A lockfile that is not
+ * JSON, or of version 1 (no `packages`, no platform fields), gives none: npm ci says what is wrong with it. Pure.
  */
 export function nodePlatformGaps(lock: string): PlatformGap[] {
   let packages: Record<string, unknown>;

@@ -181,6 +181,9 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
         const lockName = listing.has(inDir('npm-shrinkwrap.json')) ? 'npm-shrinkwrap.json' : 'package-lock.json';
         const text = await fileAt(repo, sha, inDir(lockName));
         for (const problem of [engineProblem(text, inDir(lockName), shown, env.config.runtimes.node.version), platformProblem(text, inDir(lockName), shown)]) if (problem) problems.push(problem);
+        if (listing.kind(inDir('.npmrc')) === 'file') warnings.push(...npmrcVariableWarnings(await fileAt(repo, sha, inDir('.npmrc')), inDir('.npmrc')));
+        const other = otherManagerWarning(await fileAt(repo, sha, inDir('package.json')), others.map(inDir), inDir(lockName), shown);
+        if (other) warnings.push(other);
       }
     }
   }
@@ -439,6 +442,55 @@ function platformProblem(text: string | undefined, path: string, shown: string):
     `release.node_dir ${shown}: ${path} lacks the Linux packages of ${gaps.length > 1 ? `${gaps.length} packages with a native binary` : 'a package with a native binary'}: ${list(named, 3)}; npm ci installs only what the lockfile lists, so on the host ${gaps.length > 1 ? 'they are' : 'it is'} installed without ${gaps.length > 1 ? 'their binaries' : 'its binary'} and the build or the app fails there ("Cannot find module", naming ${first} or its binary). npm writes such a lockfile on macOS or Windows from an existing node_modules (npm/cli#4828)` +
     `\n  fix: cd ${shown} && npm install --package-lock-only (npm adds the platform packages the lockfile lacks; else remove node_modules and ${posix.basename(path)} and run npm install), and commit ${posix.basename(path)}`
   );
+}
+
+/**
+ * The warning for a project whose package.json names another package manager in `packageManager` (corepack's field:
+ * "pnpm@9.15.0") or that holds another manager's lockfile (`otherLocks`) beside npm's (`lockPath`): the deploy
+ * installs with npm ci from npm's lockfile, which such a team may not keep up to date (a version bumped with pnpm is
+ * not deployed). undefined when neither, or package.json cannot be read.
+ */
+function otherManagerWarning(pkgText: string | undefined, otherLocks: string[], lockPath: string, shown: string): string | undefined {
+  let manager: string | undefined;
+  try {
+    const field = (JSON.parse(pkgText ?? '{}') as { packageManager?: unknown }).packageManager;
+    if (typeof field === 'string' && !/^npm@/.test(field)) manager = field;
+  } catch {
+    // npm ci says what is wrong with a package.json that is not JSON.
+  }
+  if (!manager && !otherLocks.length) return undefined;
+  const said = [...(manager ? [`its package.json's packageManager is ${JSON.stringify(manager.slice(0, 60))} (corepack)`] : []), ...(otherLocks.length ? [`it holds ${otherLocks.join(', ')}`] : [])];
+  return `release.node_dir ${shown}: ${said.join(' and ')}, yet the deploy installs with npm ci from ${lockPath}, which npm keeps, not that manager: a change made with it alone (a bumped version) is not deployed; keep ${lockPath} with npm (npm install --package-lock-only), or install with that manager in release.build and set release.node_dir to ""`;
+}
+
+/** Variables npm ci has on the host (the step's own environment: core/steps/app.ts appEnvironment); the .env's are not among them. */
+const NPM_STEP_VARIABLES = new Set(['HOME', 'PATH', 'USER', 'LOGNAME', 'PWD']);
+
+/**
+ * Warnings for the lines of the commit's .npmrc (`text` of `path`) that read an environment variable npm ci on the
+ * host does not have (`//npm.pkg.github.com/:_authToken=${NODE_AUTH_TOKEN}`, as setup-node and CI guides write it):
+ * npm keeps `${NAME}` as it is when NAME is unset (npm docs, "npmrc": environment variables), so the registry gets
+ * that text as the token and answers 401, and the project's .npmrc outranks the app user's ~/.npmrc, where the
+ * token belongs. Each names the key and the variable, never a value. [] when there is none, or no text.
+ */
+function npmrcVariableWarnings(text: string | undefined, path: string): string[] {
+  if (text === undefined) return [];
+  const found = new Map<string, Set<string>>();
+  for (const line of text.split(/\r?\n/)) {
+    if (/^\s*[#;]/.test(line)) continue;
+    const key = /^\s*([^=\s]+)\s*=/.exec(line)?.[1];
+    if (!key) continue;
+    for (const m of line.slice(line.indexOf('=') + 1).matchAll(/(\\*)\$\{([A-Za-z_][A-Za-z0-9_]*)\??\}/g)) {
+      if (m[1]!.length % 2 || NPM_STEP_VARIABLES.has(m[2]!)) continue;
+      found.set(key, (found.get(key) ?? new Set()).add(m[2]!));
+    }
+  }
+  return [...found].map(([key, names]) => {
+    const host = /^(\/\/[^:]+\/?):/.exec(key)?.[1];
+    const name = [...names].join(', ');
+    return `${path}: ${key} reads \${${name}}, which npm ci on the hosts does not have (the .env's values are not in its environment): npm then sends the text \${${name}} itself as the value (nothing, written \${${name}?}), and a registry that needs it answers 401` +
+      (host ? `; remove the line from ${path} (a scope's registry line stays) and write it with the token in the app user's ~/.npmrc on each host (${host}:_authToken=<token>; the deploy keeps such lines), or use packages.npm_registry and packages.npm_token (a secret) when it is the registry of every package` : `; give the value in ${path} itself, or remove the line`);
+  });
 }
 
 /** The longest file name Linux filesystems take, in bytes (NAME_MAX, limits.h; ext4, xfs, btrfs alike). */

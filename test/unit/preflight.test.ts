@@ -166,6 +166,27 @@ describe('preflight of a commit against the release settings', () => {
     expect((await check({ ...GOOD, 'client/package.json': '{"name": "vite-react"}\n', 'client/package-lock.json': text }, node20)).problems).toEqual([]);
   });
 
+  it('warns of a token the commit\'s .npmrc reads from an environment variable (setup-node\'s ${NODE_AUTH_TOKEN}): npm ci on the hosts has none, naming the key and the variable, and where the token goes', async () => {
+    const npmrc = '@acme:registry=https://npm.pkg.github.com/\n//npm.pkg.github.com/:_authToken=${NODE_AUTH_TOKEN}\n# //x/:_authToken=${COMMENTED}\ncache=${HOME}/.npm-cache\nescaped=\\${NOT_READ}\nemail=${NPM_EMAIL?}\n';
+    const r = await check({ ...GOOD, 'client/.npmrc': npmrc });
+    expect(r.problems).toEqual([]);
+    expect(r.warnings).toEqual([
+      "client/.npmrc: //npm.pkg.github.com/:_authToken reads ${NODE_AUTH_TOKEN}, which npm ci on the hosts does not have (the .env's values are not in its environment): npm then sends the text ${NODE_AUTH_TOKEN} itself as the value (nothing, written ${NODE_AUTH_TOKEN?}), and a registry that needs it answers 401; remove the line from client/.npmrc (a scope's registry line stays) and write it with the token in the app user's ~/.npmrc on each host (//npm.pkg.github.com/:_authToken=<token>; the deploy keeps such lines), or use packages.npm_registry and packages.npm_token (a secret) when it is the registry of every package",
+      expect.stringMatching(/^client\/\.npmrc: email reads \$\{NPM_EMAIL\}, .*; give the value in client\/\.npmrc itself, or remove the line$/),
+    ]);
+    expect((await check({ ...GOOD, 'client/.npmrc': '@acme:registry=https://npm.example/\n' })).warnings).toEqual([]);
+  });
+
+  it('warns of a project that names another package manager (packageManager, corepack) or holds its lockfile beside npm\'s: npm ci installs from package-lock.json, which that team may not keep', async () => {
+    const pnpm = await check({ ...GOOD, 'client/package.json': '{"name": "client", "packageManager": "pnpm@9.15.0"}\n', 'client/pnpm-lock.yaml': "lockfileVersion: '9.0'\n" });
+    expect(pnpm.problems).toEqual([]);
+    expect(pnpm.warnings).toEqual([
+      'release.node_dir client: its package.json\'s packageManager is "pnpm@9.15.0" (corepack) and it holds client/pnpm-lock.yaml, yet the deploy installs with npm ci from client/package-lock.json, which npm keeps, not that manager: a change made with it alone (a bumped version) is not deployed; keep client/package-lock.json with npm (npm install --package-lock-only), or install with that manager in release.build and set release.node_dir to ""',
+    ]);
+    expect((await check({ ...GOOD, 'client/yarn.lock': '# yarn lockfile v1\n' })).warnings).toEqual([expect.stringMatching(/^release\.node_dir client: it holds client\/yarn\.lock, yet the deploy installs with npm ci from client\/package-lock\.json/)]);
+    expect((await check({ ...GOOD, 'client/package.json': '{"name": "client", "packageManager": "npm@10.9.2"}\n' })).warnings).toEqual([]);
+  });
+
   it('warns of FLASK_*, NUXT_*, NITRO_* values only the .env holds when neither a program\'s env, its command nor the app\'s code loads the file (Flask\'s from_prefixed_env under gunicorn)', async () => {
     const factory = 'from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n    app.config.from_prefixed_env()\n    return app\n';
     const settings = (env: Record<string, unknown>, command = "venv/bin/gunicorn 'hello:create_app()'", programEnv: Record<string, string> = {}) => ({

@@ -239,8 +239,9 @@ export function installScriptHint(step: string, output: string): string | undefi
   const lines = output.split('\n');
   const npmLine = (key: string) => lines.map((l) => new RegExp(`npm (?:ERR!|error) ${key} (.+)$`).exec(l)?.[1]?.trim()).filter((v): v is string => !!v);
   const pkg = npmLine('path').map((p) => /node_modules\/((?:@[\w.-]+\/)?[\w.-]+)\/?$/.exec(p)?.[1]).find(Boolean);
-  if (!pkg) return undefined;
+  // npm's words for a failed script: `command failed`, then `command sh -c <the script>`.
   const command = npmLine('command').find((c) => c.startsWith('sh -c '))?.slice('sh -c '.length);
+  if (!pkg || !command) return undefined;
   const unreachable = [
     ...new Set(
       lines
@@ -262,7 +263,7 @@ export function installScriptHint(step: string, output: string): string | undefi
     ...(tools.length || unreachable.length ? [`add ${tools.length ? tools.join(' and ') : 'build-essential and python3'} to provision.packages and run ops provision, so the host compiles it`] : []),
     `use a package whose binaries come from the npm registry${pkg === 'bcrypt' ? ' (bcryptjs, in JavaScript)' : ''}`,
   ];
-  return `${pkg}'s install script${command ? ` (${command})` : ''} failed: ${what.join('; ')}; fix: ${fixes.join('; or ')}`;
+  return `${pkg}'s install script (${command}) failed: ${what.join('; ')}; fix: ${fixes.join('; or ')}`;
 }
 
 /** A step that failed because the host's disk (or its inodes) ran out: the step's error, then what is free. */

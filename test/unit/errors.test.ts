@@ -257,6 +257,8 @@ describe("a package's install script that downloads a prebuilt binary, else comp
     expect(installScriptHint('build', BCRYPT)).toBeUndefined();
     expect(installScriptHint('node dependencies', 'npm ERR! code ENOTFOUND\nnpm ERR! network request to http://10.0.0.1:4873/ms failed, reason: getaddrinfo ENOTFOUND x')).toBeUndefined();
     expect(installScriptHint('node dependencies', 'npm ERR! path /srv/x/node_modules/sharp\nnpm ERR! command sh -c node install.js\nnpm ERR! Error: something else')).toBeUndefined();
+    // A package's path without a script of its: a download of the package itself (npm's own fetch), not its script.
+    expect(installScriptHint('node dependencies', 'npm ERR! code ETIMEDOUT\nnpm ERR! path /srv/x/node_modules/ms\nnpm ERR! network request to https://registry.example/ms failed, reason: connect ETIMEDOUT')).toBeUndefined();
   });
 });
 

@@ -4,8 +4,8 @@
 // "No rule to make target", supervisor's "couldn't chdir"). Only what the tree listing (git ls-tree, read once:
 // core/source.ts treeEntries) says for sure is refused; what a command could make or a tool could find otherwise
 // is at most a warning. No parser of make, TOML or package.json: names and a few plain lines; npm's lockfile (JSON)
-// for the Node.js its packages say they need (core/node-engines.ts) and the Linux binaries it lists
-// (core/node-platforms.ts).
+// for the Node.js its packages say they need (core/node-engines.ts), the Linux binaries it lists
+// (core/node-platforms.ts) and its sync with package.json (core/node-lock-sync.ts).
 import { spawnSync } from 'node:child_process';
 import { posix } from 'node:path';
 import type { Environment } from './config/environment.ts';
@@ -13,6 +13,7 @@ import { dependencyInputs } from './dependency-inputs.ts';
 import { OpsError } from './errors.ts';
 import { Git } from './git.ts';
 import { nodeEngineMisfits } from './node-engines.ts';
+import { lockOutOfSync } from './node-lock-sync.ts';
 import { nodePlatformGaps } from './node-platforms.ts';
 import { fileAt, treeEntries, type TreeEntry } from './source.ts';
 import { commandWords } from './supervisor.ts';
@@ -106,7 +107,8 @@ const list = (items: string[], max = 5) => `${items.slice(0, max).join(', ')}${i
  * The commit `sha` of `repo` against `env`'s release settings and programs, from its tree listing and a few files
  * (the requirements file's first lines, the root makefile, npm's lockfile): release.python_requirements,
  * release.node_dir (its package.json and npm's lockfile, whose packages must run on the pinned Node.js:
- * core/node-engines.ts, and which must list the Linux binaries of the packages that have some: core/node-platforms.ts), release.build and release.migrate when they are `make [target]` (the defaults `make build`,
+ * core/node-engines.ts, and which must list the Linux binaries of the packages that have some: core/node-platforms.ts,
+ * and be in sync with package.json as npm ci checks: core/node-lock-sync.ts), release.build and release.migrate when they are `make [target]` (the defaults `make build`,
  * `make migrate`), programs.<name>.directory, a program's `sh -c` script (shellScriptProblems); warned of: a
  * program's `--env-file` naming no file (envFileWarnings), settings a framework reads from its process environment
  * only that no program gets (processOnlySettings), a Next.js server started in a subdirectory, which reads no .env
@@ -182,8 +184,14 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
         const text = await fileAt(repo, sha, inDir(lockName));
         for (const problem of [engineProblem(text, inDir(lockName), shown, env.config.runtimes.node.version), platformProblem(text, inDir(lockName), shown)]) if (problem) problems.push(problem);
         if (listing.kind(inDir('.npmrc')) === 'file') warnings.push(...npmrcVariableWarnings(await fileAt(repo, sha, inDir('.npmrc')), inDir('.npmrc')));
-        const other = otherManagerWarning(await fileAt(repo, sha, inDir('package.json')), others.map(inDir), inDir(lockName), shown);
+        const pkgText = await fileAt(repo, sha, inDir('package.json'));
+        const other = otherManagerWarning(pkgText, others.map(inDir), inDir(lockName), shown);
         if (other) warnings.push(other);
+        const unsynced = pkgText !== undefined && text !== undefined ? lockOutOfSync(pkgText, text) : [];
+        if (unsynced.length)
+          problems.push(
+            `release.node_dir ${shown}: ${inDir('package.json')} and ${inDir(lockName)} are out of sync, which npm ci refuses on the host ("can only install packages when your package.json and ${lockName} are in sync"): ${list(unsynced, 4)}\n  fix: cd ${shown} && npm install (it brings ${lockName} in line with package.json), and commit ${lockName}`,
+          );
       }
     }
   }

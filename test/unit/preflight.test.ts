@@ -187,6 +187,15 @@ describe('preflight of a commit against the release settings', () => {
     expect((await check({ ...GOOD, 'client/package.json': '{"name": "client", "packageManager": "npm@10.9.2"}\n' })).warnings).toEqual([]);
   });
 
+  it('refuses package.json and a lockfile out of sync (a dependency added by hand), which npm ci refuses on the host, burying why under its usage text', async () => {
+    const lockText = '{"name": "client", "lockfileVersion": 3, "packages": {"": {"name": "client", "version": "1.0.0", "dependencies": {"ms": "2.1.3"}}, "node_modules/ms": {"version": "2.1.3"}}}\n';
+    const r = await check({ ...GOOD, 'client/package.json': '{"name": "client", "version": "1.0.0", "dependencies": {"ms": "2.1.3", "left-pad": "^1.3.0"}}\n', 'client/package-lock.json': lockText });
+    expect(r.problems).toEqual([
+      'release.node_dir client: client/package.json and client/package-lock.json are out of sync, which npm ci refuses on the host ("can only install packages when your package.json and package-lock.json are in sync"): Missing: left-pad@^1.3.0 from lock file\n  fix: cd client && npm install (it brings package-lock.json in line with package.json), and commit package-lock.json',
+    ]);
+    expect((await check({ ...GOOD, 'client/package.json': '{"name": "client", "version": "1.0.0", "dependencies": {"ms": "^2.0.0"}}\n', 'client/package-lock.json': lockText })).problems).toEqual([]);
+  });
+
   it('warns of FLASK_*, NUXT_*, NITRO_* values only the .env holds when neither a program\'s env, its command nor the app\'s code loads the file (Flask\'s from_prefixed_env under gunicorn)', async () => {
     const factory = 'from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n    app.config.from_prefixed_env()\n    return app\n';
     const settings = (env: Record<string, unknown>, command = "venv/bin/gunicorn 'hello:create_app()'", programEnv: Record<string, string> = {}) => ({

@@ -108,10 +108,11 @@ const list = (items: string[], max = 5) => `${items.slice(0, max).join(', ')}${i
  * (the requirements file's first lines, the root makefile, npm's lockfile): release.python_requirements,
  * release.node_dir (its package.json and npm's lockfile, whose packages must run on the pinned Node.js:
  * core/node-engines.ts, and which must list the Linux binaries of the packages that have some: core/node-platforms.ts,
- * and be in sync with package.json as npm ci checks: core/node-lock-sync.ts), release.build and release.migrate when they are `make [target]` (the defaults `make build`,
- * `make migrate`), programs.<name>.directory, a program's `sh -c` script (shellScriptProblems); warned of: a
+ * and be in sync with package.json as npm ci checks: core/node-lock-sync.ts), release.build and release.migrate
+ * when they are `make [target]` (the defaults `make build`, `make migrate`), programs.<name>.directory, a program's `sh -c` script (shellScriptProblems); warned of: a
  * program's `--env-file` naming no file (envFileWarnings), settings a framework reads from its process environment
- * only that no program gets (processOnlySettings), a Next.js server started in a subdirectory, which reads no .env
+ * only that no program gets (processOnlySettings), a .env value the commit's .npmrc reads (npmrcVariableWarnings),
+ * another package manager named beside npm's lockfile (otherManagerWarning), a Next.js server started in a subdirectory, which reads no .env
  * at the release's root (nextDotenvDirs). Paths are relative to the repository root, which is the
  * release directory (build, migrate and programs run there). `tree`: the plan's tree content (submodules,
  * export-ignored paths). Never throws for what it finds: problems and warnings are returned (preflightError).
@@ -475,11 +476,11 @@ function otherManagerWarning(pkgText: string | undefined, otherLocks: string[], 
 const NPM_STEP_VARIABLES = new Set(['HOME', 'PATH', 'USER', 'LOGNAME', 'PWD']);
 
 /**
- * Warnings for the lines of the commit's .npmrc (`text` of `path`) that read an environment variable npm ci on the
- * host does not have (`//npm.pkg.github.com/:_authToken=${NODE_AUTH_TOKEN}`, as setup-node and CI guides write it):
- * npm keeps `${NAME}` as it is when NAME is unset (npm docs, "npmrc": environment variables), so the registry gets
- * that text as the token and answers 401, and the project's .npmrc outranks the app user's ~/.npmrc, where the
- * token belongs. Each names the key and the variable, never a value. [] when there is none, or no text.
+ * Warnings for the lines of the commit's .npmrc (`text` of `path`) that read an environment variable
+ * (`//npm.pkg.github.com/:_authToken=${NODE_AUTH_TOKEN}`, as setup-node and CI guides write it): npm ci on the host
+ * runs without the .env's values, and npm keeps `${NAME}` as it is when NAME is unset (npm docs, "npmrc":
+ * environment variables), so the registry gets that text as the token and answers 401; the project's .npmrc
+ * outranks the app user's ~/.npmrc, where the token belongs. Each names the key and the variable, never a value. [] when there is none, or no text.
  */
 function npmrcVariableWarnings(text: string | undefined, path: string): string[] {
   if (text === undefined) return [];
@@ -496,8 +497,8 @@ function npmrcVariableWarnings(text: string | undefined, path: string): string[]
   return [...found].map(([key, names]) => {
     const host = /^(\/\/[^:]+\/?):/.exec(key)?.[1];
     const name = [...names].join(', ');
-    return `${path}: ${key} reads \${${name}}, which npm ci on the hosts does not have (the .env's values are not in its environment): npm then sends the text \${${name}} itself as the value (nothing, written \${${name}?}), and a registry that needs it answers 401` +
-      (host ? `; remove the line from ${path} (a scope's registry line stays) and write it with the token in the app user's ~/.npmrc on each host (${host}:_authToken=<token>; the deploy keeps such lines), or use packages.npm_registry and packages.npm_token (a secret) when it is the registry of every package` : `; give the value in ${path} itself, or remove the line`);
+    return `${path}: ${key} reads \${${name}}, and npm ci on the hosts runs without the .env's values (a secret of the environment is not in its environment): unless the host's own environment sets it, npm sends the text \${${name}} itself as the value (nothing, written \${${name}?}), and a registry that needs it answers 401` +
+      (host ? `; remove the line from ${path} (a scope's registry line stays) and write it with the token in the app user's ~/.npmrc on each host (${key}=<token>; the deploy keeps the //host/ lines there), or use packages.npm_registry and packages.npm_token (a secret) when it is the registry of every package` : `; give the value in ${path} itself, or remove the line`);
   });
 }
 

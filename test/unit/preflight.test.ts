@@ -166,12 +166,12 @@ describe('preflight of a commit against the release settings', () => {
     expect((await check({ ...GOOD, 'client/package.json': '{"name": "vite-react"}\n', 'client/package-lock.json': text }, node20)).problems).toEqual([]);
   });
 
-  it('warns of a token the commit\'s .npmrc reads from an environment variable (setup-node\'s ${NODE_AUTH_TOKEN}): npm ci on the hosts has none, naming the key and the variable, and where the token goes', async () => {
+  it('warns of a token the commit\'s .npmrc reads from an environment variable (setup-node\'s ${NODE_AUTH_TOKEN}): npm ci on the hosts runs without the .env, naming the key and the variable, and where the token goes', async () => {
     const npmrc = '@acme:registry=https://npm.pkg.github.com/\n//npm.pkg.github.com/:_authToken=${NODE_AUTH_TOKEN}\n# //x/:_authToken=${COMMENTED}\ncache=${HOME}/.npm-cache\nescaped=\\${NOT_READ}\nemail=${NPM_EMAIL?}\n';
     const r = await check({ ...GOOD, 'client/.npmrc': npmrc });
     expect(r.problems).toEqual([]);
     expect(r.warnings).toEqual([
-      "client/.npmrc: //npm.pkg.github.com/:_authToken reads ${NODE_AUTH_TOKEN}, which npm ci on the hosts does not have (the .env's values are not in its environment): npm then sends the text ${NODE_AUTH_TOKEN} itself as the value (nothing, written ${NODE_AUTH_TOKEN?}), and a registry that needs it answers 401; remove the line from client/.npmrc (a scope's registry line stays) and write it with the token in the app user's ~/.npmrc on each host (//npm.pkg.github.com/:_authToken=<token>; the deploy keeps such lines), or use packages.npm_registry and packages.npm_token (a secret) when it is the registry of every package",
+      "client/.npmrc: //npm.pkg.github.com/:_authToken reads ${NODE_AUTH_TOKEN}, and npm ci on the hosts runs without the .env's values (a secret of the environment is not in its environment): unless the host's own environment sets it, npm sends the text ${NODE_AUTH_TOKEN} itself as the value (nothing, written ${NODE_AUTH_TOKEN?}), and a registry that needs it answers 401; remove the line from client/.npmrc (a scope's registry line stays) and write it with the token in the app user's ~/.npmrc on each host (//npm.pkg.github.com/:_authToken=<token>; the deploy keeps the //host/ lines there), or use packages.npm_registry and packages.npm_token (a secret) when it is the registry of every package",
       expect.stringMatching(/^client\/\.npmrc: email reads \$\{NPM_EMAIL\}, .*; give the value in client\/\.npmrc itself, or remove the line$/),
     ]);
     expect((await check({ ...GOOD, 'client/.npmrc': '@acme:registry=https://npm.example/\n' })).warnings).toEqual([]);

@@ -235,6 +235,46 @@ export function readOnlySetHint(step: string, output: string): string | undefine
   return `${step} wrote into ${where}, which is read-only (shared by releases, the live one too): write generated code and caches into the release (e.g. prisma's output setting, a build tool's cache directory), not node_modules or the venv`;
 }
 
+/**
+ * The hint for a node set's step (`node dependencies`) whose npm failed in a package's install script that fetches a
+ * prebuilt binary and else compiles one (node-pre-gyp's `install --fallback-to-build`, prebuild-install || node-gyp:
+ * bcrypt, better-sqlite3, argon2...), from its output (`npm ERR!` or, npm 10 and later, `npm error` lines): the
+ * download's host the host could not reach (DNS, refused, timed out) and a compiler, make or Python node-gyp found
+ * missing, with the fixes (reach the host, provision.packages, a package whose binaries come from the registry).
+ * undefined for another step, or output that names neither.
+ */
+export function installScriptHint(step: string, output: string): string | undefined {
+  if (step !== 'node dependencies') return undefined;
+  const lines = output.split('\n');
+  const npmLine = (key: string) => lines.map((l) => new RegExp(`npm (?:ERR!|error) ${key} (.+)$`).exec(l)?.[1]?.trim()).filter((v): v is string => !!v);
+  const pkg = npmLine('path').map((p) => /node_modules\/((?:@[\w.-]+\/)?[\w.-]+)\/?$/.exec(p)?.[1]).find(Boolean);
+  // npm's words for a failed script: `command failed`, then `command sh -c <the script>`.
+  const command = npmLine('command').find((c) => c.startsWith('sh -c '))?.slice('sh -c '.length);
+  if (!pkg || !command) return undefined;
+  const unreachable = [
+    ...new Set(
+      lines
+        .filter((l) => /EAI_AGAIN|ENOTFOUND|ECONNREFUSED|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|ECONNRESET|socket hang up/.test(l))
+        .map((l) => /https?:\/\/([a-z0-9.-]+\.[a-z]{2,})[:/]/i.exec(l)?.[1] ?? /getaddrinfo \w+ ([a-z0-9.-]+\.[a-z]{2,})/i.exec(l)?.[1])
+        .filter((h): h is string => !!h),
+    ),
+  ];
+  const noCompiler = lines.some((l) => /\b(cc|gcc|c\+\+|g\+\+|make): (No such file or directory|not found|command not found)|not found: (make|cc|gcc|g\+\+)\b/.test(l));
+  const noPython = lines.some((l) => /gyp ERR! find Python|Could not find any Python installation/.test(l));
+  if (!unreachable.length && !noCompiler && !noPython) return undefined;
+  const tools = [...(noCompiler ? ['build-essential'] : []), ...(noPython ? ['python3'] : [])];
+  const what = [
+    ...(unreachable.length ? [`it downloads a prebuilt binary from ${unreachable.slice(0, 2).join(', ')}, which the host could not reach`] : []),
+    ...(tools.length ? [`${unreachable.length ? 'then ' : ''}it compiles the addon, and the host lacks ${[...(noCompiler ? ['a C/C++ compiler (cc, g++)'] : []), ...(noPython ? ['Python (node-gyp runs it)'] : [])].join(' and ')}`] : []),
+  ];
+  const fixes = [
+    ...(unreachable.length ? [`let the hosts reach ${unreachable[0]} (or a proxy to it in the app user's environment)`] : []),
+    ...(tools.length || unreachable.length ? [`add ${tools.length ? tools.join(' and ') : 'build-essential and python3'} to provision.packages and run ops provision, so the host compiles it`] : []),
+    `use a package whose binaries come from the npm registry${pkg === 'bcrypt' ? ' (bcryptjs, in JavaScript)' : ''}`,
+  ];
+  return `${pkg}'s install script (${command}) failed: ${what.join('; ')}; fix: ${fixes.join('; or ')}`;
+}
+
 /** A step that failed because the host's disk (or its inodes) ran out: the step's error, then what is free. */
 export class DiskFullError extends StepError {
   override name = 'DiskFullError';

@@ -4,7 +4,8 @@
 // "No rule to make target", supervisor's "couldn't chdir"). Only what the tree listing (git ls-tree, read once:
 // core/source.ts treeEntries) says for sure is refused; what a command could make or a tool could find otherwise
 // is at most a warning. No parser of make, TOML or package.json: names and a few plain lines; npm's lockfile (JSON)
-// for the Node.js its packages say they need (core/node-engines.ts).
+// for the Node.js its packages say they need (core/node-engines.ts), the Linux binaries it lists
+// (core/node-platforms.ts) and its sync with package.json (core/node-lock-sync.ts).
 import { spawnSync } from 'node:child_process';
 import { posix } from 'node:path';
 import type { Environment } from './config/environment.ts';
@@ -12,6 +13,8 @@ import { dependencyInputs } from './dependency-inputs.ts';
 import { OpsError } from './errors.ts';
 import { Git } from './git.ts';
 import { nodeEngineMisfits } from './node-engines.ts';
+import { lockOutOfSync } from './node-lock-sync.ts';
+import { nodePlatformGaps } from './node-platforms.ts';
 import { fileAt, treeEntries, type TreeEntry } from './source.ts';
 import { commandWords } from './supervisor.ts';
 import type { TreeContent } from './tree-content.ts';
@@ -104,10 +107,12 @@ const list = (items: string[], max = 5) => `${items.slice(0, max).join(', ')}${i
  * The commit `sha` of `repo` against `env`'s release settings and programs, from its tree listing and a few files
  * (the requirements file's first lines, the root makefile, npm's lockfile): release.python_requirements,
  * release.node_dir (its package.json and npm's lockfile, whose packages must run on the pinned Node.js:
- * core/node-engines.ts), release.build and release.migrate when they are `make [target]` (the defaults `make build`,
- * `make migrate`), programs.<name>.directory, a program's `sh -c` script (shellScriptProblems); warned of: a
+ * core/node-engines.ts, and which must list the Linux binaries of the packages that have some: core/node-platforms.ts,
+ * and be in sync with package.json as npm ci checks: core/node-lock-sync.ts), release.build and release.migrate
+ * when they are `make [target]` (the defaults `make build`, `make migrate`), programs.<name>.directory, a program's `sh -c` script (shellScriptProblems); warned of: a
  * program's `--env-file` naming no file (envFileWarnings), settings a framework reads from its process environment
- * only that no program gets (processOnlySettings), a Next.js server started in a subdirectory, which reads no .env
+ * only that no program gets (processOnlySettings), a .env value the commit's .npmrc reads (npmrcVariableWarnings),
+ * another package manager named beside npm's lockfile (otherManagerWarning), a Next.js server started in a subdirectory, which reads no .env
  * at the release's root (nextDotenvDirs). Paths are relative to the repository root, which is the
  * release directory (build, migrate and programs run there). `tree`: the plan's tree content (submodules,
  * export-ignored paths). Never throws for what it finds: problems and warnings are returned (preflightError).
@@ -177,8 +182,17 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
         );
       else {
         const lockName = listing.has(inDir('npm-shrinkwrap.json')) ? 'npm-shrinkwrap.json' : 'package-lock.json';
-        const problem = engineProblem(await fileAt(repo, sha, inDir(lockName)), inDir(lockName), shown, env.config.runtimes.node.version);
-        if (problem) problems.push(problem);
+        const text = await fileAt(repo, sha, inDir(lockName));
+        for (const problem of [engineProblem(text, inDir(lockName), shown, env.config.runtimes.node.version), platformProblem(text, inDir(lockName), shown)]) if (problem) problems.push(problem);
+        if (listing.kind(inDir('.npmrc')) === 'file') warnings.push(...npmrcVariableWarnings(await fileAt(repo, sha, inDir('.npmrc')), inDir('.npmrc')));
+        const pkgText = await fileAt(repo, sha, inDir('package.json'));
+        const other = otherManagerWarning(pkgText, others.map(inDir), inDir(lockName), shown);
+        if (other) warnings.push(other);
+        const unsynced = pkgText !== undefined && text !== undefined ? lockOutOfSync(pkgText, text) : [];
+        if (unsynced.length)
+          problems.push(
+            `release.node_dir ${shown}: ${inDir('package.json')} and ${inDir(lockName)} are out of sync, which npm ci refuses on the host ("can only install packages when your package.json and ${lockName} are in sync"): ${list(unsynced, 4)}\n  fix: cd ${shown} && npm install (it brings ${lockName} in line with package.json), and commit ${lockName}`,
+          );
       }
     }
   }
@@ -419,6 +433,73 @@ function engineProblem(text: string | undefined, path: string, shown: string, pi
     `release.node_dir ${shown}: runtimes.node pins Node.js ${pinned}, and ${path} holds ${misfits.length > 1 ? `${misfits.length} packages` : 'a package'} that ${misfits.length > 1 ? 'say they need' : 'says it needs'} another: ${list(named, 4)}; npm ci installs ${they === 'they' ? 'them' : 'it'} with a warning only (EBADENGINE), and the build or the app then fails on the host in ${they === 'they' ? 'their' : 'its'} own words (vite 8 on Node.js 18: "does not provide an export named 'styleText'")` +
     `\n  fix: pin a Node.js ${they} run${they === 'they' ? '' : 's'} on in runtimes.node.version${fits !== undefined ? ` (${fits}: a version of it satisfies every package's range)` : ''}, then run ops provision; or lock versions that run on Node.js ${pinned} (npm install <package>@<version> in ${shown})`
   );
+}
+
+/**
+ * The refusal of a lockfile (`text` of `path`, npm's) that lacks the Linux platform packages of a package with a
+ * native binary (core/node-platforms.ts: npm/cli#4828, a lockfile made on macOS or Windows): npm ci on the host
+ * installs it without one, and the build or the app fails there. undefined when none lacks them, or the lockfile
+ * cannot be read.
+ */
+function platformProblem(text: string | undefined, path: string, shown: string): string | undefined {
+  if (text === undefined) return undefined;
+  const gaps = nodePlatformGaps(text);
+  if (!gaps.length) return undefined;
+  const named = gaps.map((g) => `${g.name}${g.version ? ` ${g.version}` : ''} (only ${list(g.present, 3)}; lacks ${list(g.absent, 2)})`);
+  const first = gaps[0]!.absent[0]!;
+  return (
+    `release.node_dir ${shown}: ${path} lacks the Linux packages of ${gaps.length > 1 ? `${gaps.length} packages with a native binary` : 'a package with a native binary'}: ${list(named, 3)}; npm ci installs only what the lockfile lists, so on the host ${gaps.length > 1 ? 'they are' : 'it is'} installed without ${gaps.length > 1 ? 'their binaries' : 'its binary'} and the build or the app fails there ("Cannot find module", naming ${first} or its binary). npm writes such a lockfile on macOS or Windows from an existing node_modules (npm/cli#4828)` +
+    `\n  fix: cd ${shown} && npm install --package-lock-only (npm adds the platform packages the lockfile lacks; else remove node_modules and ${posix.basename(path)} and run npm install), and commit ${posix.basename(path)}`
+  );
+}
+
+/**
+ * The warning for a project whose package.json names another package manager in `packageManager` (corepack's field:
+ * "pnpm@9.15.0") or that holds another manager's lockfile (`otherLocks`) beside npm's (`lockPath`): the deploy
+ * installs with npm ci from npm's lockfile, which such a team may not keep up to date (a version bumped with pnpm is
+ * not deployed). undefined when neither, or package.json cannot be read.
+ */
+function otherManagerWarning(pkgText: string | undefined, otherLocks: string[], lockPath: string, shown: string): string | undefined {
+  let manager: string | undefined;
+  try {
+    const field = (JSON.parse(pkgText ?? '{}') as { packageManager?: unknown }).packageManager;
+    if (typeof field === 'string' && !/^npm@/.test(field)) manager = field;
+  } catch {
+    // npm ci says what is wrong with a package.json that is not JSON.
+  }
+  if (!manager && !otherLocks.length) return undefined;
+  const said = [...(manager ? [`its package.json's packageManager is ${JSON.stringify(manager.slice(0, 60))} (corepack)`] : []), ...(otherLocks.length ? [`it holds ${otherLocks.join(', ')}`] : [])];
+  return `release.node_dir ${shown}: ${said.join(' and ')}, yet the deploy installs with npm ci from ${lockPath}, which npm keeps, not that manager: a change made with it alone (a bumped version) is not deployed; keep ${lockPath} with npm (npm install --package-lock-only), or install with that manager in release.build and set release.node_dir to ""`;
+}
+
+/** Variables npm ci has on the host (the step's own environment: core/steps/app.ts appEnvironment); the .env's are not among them. */
+const NPM_STEP_VARIABLES = new Set(['HOME', 'PATH', 'USER', 'LOGNAME', 'PWD']);
+
+/**
+ * Warnings for the lines of the commit's .npmrc (`text` of `path`) that read an environment variable
+ * (`//npm.pkg.github.com/:_authToken=${NODE_AUTH_TOKEN}`, as setup-node and CI guides write it): npm ci on the host
+ * runs without the .env's values, and npm keeps `${NAME}` as it is when NAME is unset (npm docs, "npmrc":
+ * environment variables), so the registry gets that text as the token and answers 401; the project's .npmrc
+ * outranks the app user's ~/.npmrc, where the token belongs. Each names the key and the variable, never a value. [] when there is none, or no text.
+ */
+function npmrcVariableWarnings(text: string | undefined, path: string): string[] {
+  if (text === undefined) return [];
+  const found = new Map<string, Set<string>>();
+  for (const line of text.split(/\r?\n/)) {
+    if (/^\s*[#;]/.test(line)) continue;
+    const key = /^\s*([^=\s]+)\s*=/.exec(line)?.[1];
+    if (!key) continue;
+    for (const m of line.slice(line.indexOf('=') + 1).matchAll(/(\\*)\$\{([A-Za-z_][A-Za-z0-9_]*)\??\}/g)) {
+      if (m[1]!.length % 2 || NPM_STEP_VARIABLES.has(m[2]!)) continue;
+      found.set(key, (found.get(key) ?? new Set()).add(m[2]!));
+    }
+  }
+  return [...found].map(([key, names]) => {
+    const host = /^(\/\/[^:]+\/?):/.exec(key)?.[1];
+    const name = [...names].join(', ');
+    return `${path}: ${key} reads \${${name}}, and npm ci on the hosts runs without the .env's values (a secret of the environment is not in its environment): unless the host's own environment sets it, npm sends the text \${${name}} itself as the value (nothing, written \${${name}?}), and a registry that needs it answers 401` +
+      (host ? `; remove the line from ${path} (a scope's registry line stays) and write it with the token in the app user's ~/.npmrc on each host (${key}=<token>; the deploy keeps the //host/ lines there), or use packages.npm_registry and packages.npm_token (a secret) when it is the registry of every package` : `; give the value in ${path} itself, or remove the line`);
+  });
 }
 
 /** The longest file name Linux filesystems take, in bytes (NAME_MAX, limits.h; ext4, xfs, btrfs alike). */

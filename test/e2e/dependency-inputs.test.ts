@@ -4,7 +4,7 @@
 // survive the prune, and what a set holds must not point into another release's directory (which a prune
 // removes). Each case deploys a change that touches only one such input and checks what serves, and that the
 // live release's program still starts (supervisorctl restart, as after a reboot or a crash).
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -157,6 +157,22 @@ describe.sequential('what a dependency set is made from, on a real host', () => 
       expect(await afterRestart(release), 'the live release still starts').toBe(`${release} ms:1m(set) `);
     }, 600_000);
   }
+
+  it("a native addon whose install script downloads from a host the hosts cannot reach, then compiles without a compiler (bcrypt 5): the deploy fails naming the package, the host and the fixes; the live release stays", async () => {
+    const addon = join(import.meta.dirname, '..', 'fixtures', 'node-addon');
+    layout(
+      { 'package.json': readFileSync(join(addon, 'package.json'), 'utf8'), 'package-lock.json': readFileSync(join(addon, 'package-lock.json'), 'utf8'), 'server.js': nodeServer("typeof require('bcrypt').hashSync") },
+      'node app with bcrypt 5.1.1 (node-pre-gyp)',
+    );
+    const live = await onHost(`readlink ${base}/current || true`);
+    const failure = await deployWith({ node_dir: '.' }, nodeProgram('.')).then(
+      (r) => `deployed ${r}`,
+      (e: Error & { hint?: string }) => `${e.message}\n${e.hint ?? ''}`,
+    );
+    expect(failure).toContain('step "node dependencies"');
+    expect(failure).toContain("bcrypt's install script (node-pre-gyp install --fallback-to-build) failed: it downloads a prebuilt binary from github.com, which the host could not reach; then it compiles the addon, and the host lacks a C/C++ compiler (cc, g++); fix: ");
+    expect(await onHost(`readlink ${base}/current || true`), 'the live release stays').toBe(live);
+  }, 600_000);
 
   it('a change to a file requirements.txt includes (-r) is installed', async () => {
     const files = (version: string) => ({

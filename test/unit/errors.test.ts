@@ -10,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { Connector } from '../../core/context.ts';
 import { runAction } from '../../core/action.ts';
-import { describeLowLevel, formatError, messageLine, OpsError, readOnlySetHint, StepError, translateError } from '../../core/errors.ts';
+import { describeLowLevel, formatError, installScriptHint, messageLine, OpsError, readOnlySetHint, StepError, translateError } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
@@ -219,6 +219,46 @@ describe('an app command writing into a dependency set (read-only once made)', (
     expect(readOnlySetHint('build', 'bash: web/node_modules/dotenv/lib/main.js: Permission denied')).toContain('node_modules (a dependency set)');
     expect(readOnlySetHint('build', 'bash: /etc/passwd: Permission denied')).toBeUndefined();
     expect(readOnlySetHint('node dependencies', "EACCES: permission denied, mkdir 'client/node_modules/x'")).toBeUndefined();
+  });
+});
+
+describe("a package's install script that downloads a prebuilt binary, else compiles one, failing on a host (npm's output)", () => {
+  // As npm 9 (Debian bookworm's) printed it on a test host, which reaches no other host than the lab's caches.
+  const BCRYPT = [
+    'npm ERR! code 1',
+    'npm ERR! path /srv/sample/releases/20261208T005652Z-fbc2fd3848ba/node_modules/bcrypt',
+    'npm ERR! command failed',
+    'npm ERR! command sh -c node-pre-gyp install --fallback-to-build',
+    "npm ERR! make: Entering directory '/srv/sample/releases/20261208T005652Z-fbc2fd3848ba/node_modules/bcrypt/build'",
+    'npm ERR! node-pre-gyp ERR! install request to https://github.com/kelektiv/node.bcrypt.js/releases/download/v5.1.1/bcrypt_lib-v5.1.1-napi-v3-linux-x64-glibc.tar.gz failed, reason: getaddrinfo EAI_AGAIN github.com ',
+    'npm ERR! node-pre-gyp WARN Pre-built binaries not installable for bcrypt@5.1.1 and node@18.20.4 (node-v108 ABI, glibc) (falling back to source compile with node-gyp) ',
+    'npm ERR! make: cc: No such file or directory',
+    'npm ERR! gyp ERR! build error ',
+    'npm ERR! gyp ERR! not ok',
+  ].join('\n');
+
+  it('names the package, its script, the download host it could not reach and the compiler it lacks, with the fixes', () => {
+    expect(installScriptHint('node dependencies', BCRYPT)).toBe(
+      "bcrypt's install script (node-pre-gyp install --fallback-to-build) failed: it downloads a prebuilt binary from github.com, which the host could not reach; then it compiles the addon, and the host lacks a C/C++ compiler (cc, g++); fix: let the hosts reach github.com (or a proxy to it in the app user's environment); or add build-essential to provision.packages and run ops provision, so the host compiles it; or use a package whose binaries come from the npm registry (bcryptjs, in JavaScript)",
+    );
+    // npm 10 and later: `npm error`; a scoped package; node-gyp not finding Python; prebuild-install's own words.
+    const argon = [
+      'npm error path /srv/shop/shared/deps/.new/node_modules/@scope/argon2',
+      'npm error command sh -c prebuild-install || node-gyp rebuild',
+      'npm error prebuild-install warn install connect ETIMEDOUT 140.82.121.4:443 https://github.com/x/releases/download/v1/a.tar.gz',
+      'npm error gyp ERR! find Python Python is not set from command line or npm configuration',
+    ].join('\n');
+    expect(installScriptHint('node dependencies', argon)).toBe(
+      "@scope/argon2's install script (prebuild-install || node-gyp rebuild) failed: it downloads a prebuilt binary from github.com, which the host could not reach; then it compiles the addon, and the host lacks Python (node-gyp runs it); fix: let the hosts reach github.com (or a proxy to it in the app user's environment); or add python3 to provision.packages and run ops provision, so the host compiles it; or use a package whose binaries come from the npm registry",
+    );
+  });
+
+  it('nothing for another step, npm failing elsewhere than a package\'s script, or a script failing of other causes', () => {
+    expect(installScriptHint('build', BCRYPT)).toBeUndefined();
+    expect(installScriptHint('node dependencies', 'npm ERR! code ENOTFOUND\nnpm ERR! network request to http://10.0.0.1:4873/ms failed, reason: getaddrinfo ENOTFOUND x')).toBeUndefined();
+    expect(installScriptHint('node dependencies', 'npm ERR! path /srv/x/node_modules/sharp\nnpm ERR! command sh -c node install.js\nnpm ERR! Error: something else')).toBeUndefined();
+    // A package's path without a script of its: a download of the package itself (npm's own fetch), not its script.
+    expect(installScriptHint('node dependencies', 'npm ERR! code ETIMEDOUT\nnpm ERR! path /srv/x/node_modules/ms\nnpm ERR! network request to https://registry.example/ms failed, reason: connect ETIMEDOUT')).toBeUndefined();
   });
 });
 

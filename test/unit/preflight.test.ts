@@ -153,6 +153,49 @@ describe('preflight of a commit against the release settings', () => {
     expect((await check({ ...GOOD, 'client/package-lock.json': lock({ engines: { node: '>=20' } }), 'client/npm-shrinkwrap.json': lock({}) })).problems).toEqual([]);
   });
 
+  it('refuses a lockfile lacking the Linux binaries of a package that has them (made on macOS from an existing node_modules: npm/cli#4828), naming the package, what the lockfile holds and the fix', async () => {
+    const text = readFileSync(join(import.meta.dirname, '..', 'fixtures', 'frameworks', 'vite-react', 'package-lock.json'), 'utf8');
+    const parsed = JSON.parse(text) as { packages: Record<string, { os?: string[]; cpu?: string[] }> };
+    for (const [path, entry] of Object.entries(parsed.packages)) if (entry.os && !(entry.os.includes('darwin') && entry.cpu?.includes('arm64'))) delete parsed.packages[path];
+    const node20 = { runtimes: { node: { strategy: 'debian', version: '20' } } };
+    const r = await check({ ...GOOD, 'client/package.json': '{"name": "vite-react"}\n', 'client/package-lock.json': JSON.stringify(parsed) }, node20);
+    expect(r.problems).toEqual([
+      'release.node_dir client: client/package-lock.json lacks the Linux packages of 3 packages with a native binary: lightningcss 1.33.0 (only darwin-arm64; lacks lightningcss-linux-x64-gnu, lightningcss-linux-arm64-gnu and 3 more), oxlint 1.96.0 (only darwin-arm64; lacks @oxlint/binding-linux-x64-gnu, @oxlint/binding-linux-arm64-gnu and 8 more), rolldown 1.3.4 (only darwin-arm64, wasm32; lacks @rolldown/binding-linux-x64-gnu, @rolldown/binding-linux-arm64-gnu and 5 more); npm ci installs only what the lockfile lists, so on the host they are installed without their binaries and the build or the app fails there ("Cannot find module", naming lightningcss-linux-x64-gnu or its binary). npm writes such a lockfile on macOS or Windows from an existing node_modules (npm/cli#4828)\n  fix: cd client && npm install --package-lock-only (npm adds the platform packages the lockfile lacks; else remove node_modules and package-lock.json and run npm install), and commit package-lock.json',
+    ]);
+    // The lockfile as npm wrote it (every platform's packages) passes.
+    expect((await check({ ...GOOD, 'client/package.json': '{"name": "vite-react"}\n', 'client/package-lock.json': text }, node20)).problems).toEqual([]);
+  });
+
+  it('warns of a token the commit\'s .npmrc reads from an environment variable (setup-node\'s ${NODE_AUTH_TOKEN}): npm ci on the hosts runs without the .env, naming the key and the variable, and where the token goes', async () => {
+    const npmrc = '@acme:registry=https://npm.pkg.github.com/\n//npm.pkg.github.com/:_authToken=${NODE_AUTH_TOKEN}\n# //x/:_authToken=${COMMENTED}\ncache=${HOME}/.npm-cache\nescaped=\\${NOT_READ}\nemail=${NPM_EMAIL?}\n';
+    const r = await check({ ...GOOD, 'client/.npmrc': npmrc });
+    expect(r.problems).toEqual([]);
+    expect(r.warnings).toEqual([
+      "client/.npmrc: //npm.pkg.github.com/:_authToken reads ${NODE_AUTH_TOKEN}, and npm ci on the hosts runs without the .env's values (a secret of the environment is not in its environment): unless the host's own environment sets it, npm sends the text ${NODE_AUTH_TOKEN} itself as the value (nothing, written ${NODE_AUTH_TOKEN?}), and a registry that needs it answers 401; remove the line from client/.npmrc (a scope's registry line stays) and write it with the token in the app user's ~/.npmrc on each host (//npm.pkg.github.com/:_authToken=<token>; the deploy keeps the //host/ lines there), or use packages.npm_registry and packages.npm_token (a secret) when it is the registry of every package",
+      expect.stringMatching(/^client\/\.npmrc: email reads \$\{NPM_EMAIL\}, .*; give the value in client\/\.npmrc itself, or remove the line$/),
+    ]);
+    expect((await check({ ...GOOD, 'client/.npmrc': '@acme:registry=https://npm.example/\n' })).warnings).toEqual([]);
+  });
+
+  it('warns of a project that names another package manager (packageManager, corepack) or holds its lockfile beside npm\'s: npm ci installs from package-lock.json, which that team may not keep', async () => {
+    const pnpm = await check({ ...GOOD, 'client/package.json': '{"name": "client", "packageManager": "pnpm@9.15.0"}\n', 'client/pnpm-lock.yaml': "lockfileVersion: '9.0'\n" });
+    expect(pnpm.problems).toEqual([]);
+    expect(pnpm.warnings).toEqual([
+      'release.node_dir client: its package.json\'s packageManager is "pnpm@9.15.0" (corepack) and it holds client/pnpm-lock.yaml, yet the deploy installs with npm ci from client/package-lock.json, which npm keeps, not that manager: a change made with it alone (a bumped version) is not deployed; keep client/package-lock.json with npm (npm install --package-lock-only), or install with that manager in release.build and set release.node_dir to ""',
+    ]);
+    expect((await check({ ...GOOD, 'client/yarn.lock': '# yarn lockfile v1\n' })).warnings).toEqual([expect.stringMatching(/^release\.node_dir client: it holds client\/yarn\.lock, yet the deploy installs with npm ci from client\/package-lock\.json/)]);
+    expect((await check({ ...GOOD, 'client/package.json': '{"name": "client", "packageManager": "npm@10.9.2"}\n' })).warnings).toEqual([]);
+  });
+
+  it('refuses package.json and a lockfile out of sync (a dependency added by hand), which npm ci refuses on the host, burying why under its usage text', async () => {
+    const lockText = '{"name": "client", "lockfileVersion": 3, "packages": {"": {"name": "client", "version": "1.0.0", "dependencies": {"ms": "2.1.3"}}, "node_modules/ms": {"version": "2.1.3"}}}\n';
+    const r = await check({ ...GOOD, 'client/package.json': '{"name": "client", "version": "1.0.0", "dependencies": {"ms": "2.1.3", "left-pad": "^1.3.0"}}\n', 'client/package-lock.json': lockText });
+    expect(r.problems).toEqual([
+      'release.node_dir client: client/package.json and client/package-lock.json are out of sync, which npm ci refuses on the host ("can only install packages when your package.json and package-lock.json are in sync"): Missing: left-pad@^1.3.0 from lock file\n  fix: cd client && npm install (it brings package-lock.json in line with package.json), and commit package-lock.json',
+    ]);
+    expect((await check({ ...GOOD, 'client/package.json': '{"name": "client", "version": "1.0.0", "dependencies": {"ms": "^2.0.0"}}\n', 'client/package-lock.json': lockText })).problems).toEqual([]);
+  });
+
   it('warns of FLASK_*, NUXT_*, NITRO_* values only the .env holds when neither a program\'s env, its command nor the app\'s code loads the file (Flask\'s from_prefixed_env under gunicorn)', async () => {
     const factory = 'from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n    app.config.from_prefixed_env()\n    return app\n';
     const settings = (env: Record<string, unknown>, command = "venv/bin/gunicorn 'hello:create_app()'", programEnv: Record<string, string> = {}) => ({

@@ -42,6 +42,8 @@ export function lockOutOfSync(pkgText: string, lockText: string): string[] {
         continue;
       }
       if (entry.link === true || typeof entry.version !== 'string') continue;
+      // npm (arborist's dep-valid) takes any version for `*` (and "", which npm-package-arg reads as `*`), prereleases too.
+      if (spec.trim() === '' || spec.trim() === '*') continue;
       if (!semver.satisfies(entry.version, spec, true)) lines.push(`Invalid: lock file's ${name}@${entry.version} does not satisfy ${name}@${spec}`);
     }
   }

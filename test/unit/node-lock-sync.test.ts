@@ -27,6 +27,8 @@ describe('package.json and the lockfile out of sync, as npm ci says it', () => {
   it('in sync: a range the locked version satisfies (not only the one written when locked), "*" and ""', () => {
     expect(lockOutOfSync(pkg({ dependencies: { ms: '^2.0.0' }, devDependencies: { husky: '8.x' } }), lock())).toEqual([]);
     expect(lockOutOfSync(pkg({ dependencies: { ms: '*', husky: '' } }), lock())).toEqual([]);
+    // A prerelease locked under `*` or "": npm takes any version there (semver.satisfies alone would not).
+    expect(lockOutOfSync(pkg({ dependencies: { ms: '*', husky: '' } }), lock({ 'node_modules/ms': { version: '3.0.0-canary.1' }, 'node_modules/husky': { version: '9.0.0-rc.1' } }))).toEqual([]);
   });
 
   it('not judged: tags, aliases, git, URL and file: specs, links, overrides of the name, workspaces, lockfileVersion 1, text that is not JSON', () => {

@@ -153,13 +153,19 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
  * stopped once the installer exits, and the step's output names it.
  * `hash`: the set's hash (Plan.hashes.python). `uvSettings`: the commit has uv settings (SetInputs.uvSettings).
  * `hashed`: the requirements, or a file they include, pin by hash (SetInputs.hashed, read on the runner).
+ * `uvLock`: the uv.lock the set is installed from (SetInputs.uvLock; uv only): exported by `uv export --frozen` (the
+ * lock as it is, without the project itself and its dev group) into the set, then installed as requirements are.
  * Independent of the node set: core/ops runs both at once.
  */
-export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false, hashed = false): Step {
+export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false, hashed = false, uvLock?: string): Step {
   const paths = env.runtime;
   const { python_requirements: req, python_installer: installer } = env.config.release;
+  // A uv project's lock, exported (uv export --frozen: the lock as it is, no index asked) to a requirements file in
+  // the set, which is then installed as any other: with the lock's hashes, from the index packages.pip_index_url names
+  // (a lock records PyPI's URLs; a hash names the same file on a mirror).
+  const exported = '$set_dir/.uv-lock-requirements.txt';
   // uv installing the requirements into the venv (`options`: more of uv's options), contained (sh/contain.sh).
-  const uvInstall = (options: string) => `contained ${quote(`nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python"${options} -r ${quote(req)}`)} "$set_dir"`;
+  const uvInstall = (options: string) => `contained ${quote(`nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python"${options} -r ${uvLock ? '"$1/.uv-lock-requirements.txt"' : quote(req)}`)} "$set_dir"`;
   const install =
     installer === 'pip'
       ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
@@ -180,8 +186,15 @@ ${uvSettings ? String.raw`  uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdi
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
   nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
-  if [ -f ${quote(req)} ]; then
+  if [ -f ${quote(uvLock ?? req)} ]; then
 ${
+  uvLock
+    ? String.raw`    # The project's dependencies as locked, its default groups (dev) and the project itself left out (the release is
+    # its code): what \`uv sync --frozen --no-dev --no-install-project\` installs. Preflight refused a lock out of step.
+    ${quote(paths.uv)} export -q --frozen --format requirements-txt --no-emit-project --no-dev --no-header --project ${quote(posix.dirname(uvLock))} -o "${exported}"
+`
+    : ''
+}${
   hashed
     ? String.raw`    # Hashes pin every requirement to one file (pip's hash-checking mode, which uv follows): what the cache holds
     # is then exactly what the index would give, so the cache is tried first, without asking the index about each

@@ -455,17 +455,19 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
     // uv reads its settings from uv.toml, else pyproject.toml's [tool.uv] tables, in the directory it runs in
     // (the release's root; https://docs.astral.sh/uv/concepts/configuration-files/): an index, find-links or
     // no-binary set there is part of the install.
-    const uvToml = await objectAt(repo, sha, 'uv.toml', (t) => tie(`uv.toml is a link to ${t}, outside the repository`));
+    // A project locked by uv is installed in its own directory (core/steps/app.ts pythonDependencies): uv reads them there.
+    const at = (name: string) => (lock ? posix.join(posix.dirname(lock), name) : name);
+    const uvToml = await objectAt(repo, sha, at('uv.toml'), (t) => tie(`${at('uv.toml')} is a link to ${t}, outside the repository`));
     if (uvToml) {
-      parts.push(`uv.toml ${uvToml}`);
-      files.push('uv.toml');
+      parts.push(`${at('uv.toml')} ${uvToml}`);
+      files.push(at('uv.toml'));
       commitUvSettings = true;
     }
-    const pyproject = await textAt(repo, sha, 'pyproject.toml');
+    const pyproject = await textAt(repo, sha, at('pyproject.toml'));
     const uvSettings = pyproject === undefined ? '' : uvTables(pyproject);
     if (uvSettings) {
-      parts.push(`pyproject.toml [tool.uv] ${createHash('sha256').update(uvSettings).digest('hex')}`);
-      files.push('pyproject.toml [tool.uv]');
+      parts.push(`${at('pyproject.toml')} [tool.uv] ${createHash('sha256').update(uvSettings).digest('hex')}`);
+      if (!lock) files.push(`${at('pyproject.toml')} [tool.uv]`); // a locked project's whole pyproject.toml is an input
       commitUvSettings = true;
     }
   }

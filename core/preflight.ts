@@ -164,6 +164,10 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
             problems.push(`release.python_requirements ${req}: ${lock} is out of step with ${project} in commit ${at} (${stale}); uv sync --locked says: The lockfile at \`uv.lock\` needs to be updated, but \`--locked\` was provided\n  fix: run \`uv lock\`${dir ? ` in ${dir}` : ''} and commit ${lock}`);
         }
       }
+      // uv installs a pylock.toml's files from the URLs it records (checked: uv 0.13.9, an unreachable index set),
+      // never from the index the environment names: hosts that reach only that index cannot fetch them.
+      if (installer === 'uv' && PYLOCK.test(base) && env.config.packages.pip_index_url !== undefined)
+        warnings.push(`release.python_requirements ${req} is a pylock.toml: uv fetches each of its files from the URL it records (PyPI's, when made from PyPI), not from packages.pip_index_url, so hosts that reach only that index cannot install it; point release.python_requirements at the uv project (its uv.lock, installed from the index with its hashes) or at a requirements file with hashes`);
       if (base === 'pyproject.toml')
         // The install (uv pip install -r pyproject.toml) of a project not locked by uv reads the dependency ranges,
         // never another manager's lockfile: hashing it into the set would make a new set for a lock bump that still

@@ -154,7 +154,8 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
  * `hash`: the set's hash (Plan.hashes.python). `uvSettings`: the commit has uv settings (SetInputs.uvSettings).
  * `hashed`: the requirements, or a file they include, pin by hash (SetInputs.hashed, read on the runner).
  * `uvLock`: the uv.lock the set is installed from (SetInputs.uvLock; uv only): exported by `uv export --frozen` (the
- * lock as it is, without the project itself and its dev group) into the set, then installed as requirements are.
+ * lock as it is, without the project itself and its dev group) into the set, then installed as requirements are, in
+ * the lock's directory (the export's paths are relative to it; uv's settings are read there).
  * Independent of the node set: core/ops runs both at once.
  */
 export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false, hashed = false, uvLock?: string): Step {
@@ -164,15 +165,19 @@ export function pythonDependencies(env: Target, release: string, hash: string, u
   // the set, which is then installed as any other: with the lock's hashes, from the index packages.pip_index_url names
   // (a lock records PyPI's URLs; a hash names the same file on a mirror).
   const exported = '$set_dir/.uv-lock-requirements.txt';
-  // uv installing the requirements into the venv (`options`: more of uv's options), contained (sh/contain.sh).
-  const uvInstall = (options: string) => `contained ${quote(`nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python"${options} -r ${uvLock ? '"$1/.uv-lock-requirements.txt"' : quote(req)}`)} "$set_dir"`;
+  // uv installing the requirements into the venv (`options`: more of uv's options), contained (sh/contain.sh). The
+  // exported lock is read in the project's directory: its paths (a workspace's members) are relative to it, and uv
+  // takes them from where it runs.
+  const project = uvLock ? posix.dirname(uvLock) : '.';
+  const uvInstall = (options: string) =>
+    `contained ${quote(`${project === '.' ? '' : `cd ${quote(project)} && `}nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python"${options} -r ${uvLock ? '"$1/.uv-lock-requirements.txt"' : quote(req)}`)} "$set_dir"`;
   const install =
     installer === 'pip'
       ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
   if [ -f ${quote(req)} ]; then contained ${quote(`PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$1/bin/pip" install -q -r ${quote(req)}`)} "$set_dir"; fi`
       : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
-  # uv reads the commit's settings (uv.toml, else pyproject.toml's [tool.uv], in the release's root: they are in the
-  # set's hash) and provision's ~/.config/uv/uv.toml, never the host's own: /etc/uv/uv.toml (or one under
+  # uv reads the commit's settings (uv.toml, else pyproject.toml's [tool.uv], in the release's root, or in the
+  # directory of the project locked by uv: they are in the set's hash) and provision's ~/.config/uv/uv.toml, never the host's own: /etc/uv/uv.toml (or one under
   # XDG_CONFIG_DIRS), another ~/.config/uv/uv.toml, a uv.toml or pyproject.toml in a directory above the release
   # (/srv, base_dir, a home), which uv looks for when the release's root has none (a pyproject.toml without a
   # [tool.uv] table too). With the commit's (the runner read them: SetInputs.uvSettings), the system and user files uv

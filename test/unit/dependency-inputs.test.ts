@@ -241,6 +241,7 @@ describe('a project locked by uv (uv.lock beside pyproject.toml): the set is ins
       { 'api/pyproject.toml': pyproject, 'api/uv.lock': lock('26.3') },
       { 'api/uv.lock': lock('26.4') },
       { 'api/README.md': 'notes\n' },
+      { 'api/uv.toml': 'native-tls = true\n' },
     ]);
     const inputs = async (i: number, release: Record<string, unknown> = { python_requirements: 'api/pyproject.toml' }) => (await dependencyInputs(r.dir, r.shas[i]!, env(release))).python;
     const first = await inputs(0);
@@ -249,6 +250,9 @@ describe('a project locked by uv (uv.lock beside pyproject.toml): the set is ins
     expect((await inputs(1)).hash, 'a lock bump alone').not.toBe(first.hash);
     expect((await inputs(2)).hash, 'a file the install does not read').toBe((await inputs(1)).hash);
     expect(await inputs(0, { python_requirements: 'api/uv.lock' })).toEqual(first);
+    // uv's settings are read in the project's directory, where the install runs.
+    expect(await inputs(3)).toMatchObject({ files: ['api/uv.lock', 'api/pyproject.toml', 'api/uv.toml'], uvSettings: true });
+    expect((await inputs(3)).hash).not.toBe((await inputs(2)).hash);
     // A pyproject.toml without a uv.lock beside it: its dependency ranges, as before.
     expect((await inputs(0, { python_requirements: 'pyproject.toml' })).uvLock).toBeUndefined();
     expect((await inputs(0, { python_requirements: 'api/pyproject.toml', python_installer: 'pip' })).uvLock).toBeUndefined();

@@ -301,6 +301,9 @@ describe('preflight of a commit against the release settings', () => {
     const files = { ...GOOD, 'requirements.txt': undefined, 'pylock.toml': 'lock-version = "1.0"\ncreated-by = "uv"\n' };
     expect(await check(files, { release: { python_requirements: 'pylock.toml' } })).toEqual({ problems: [], warnings: [] });
     expect((await check(files, { release: { python_requirements: 'pylock.toml', python_installer: 'pip' } })).problems).toEqual([expect.stringContaining('is a pylock.toml (PEP 751) and release.python_installer is pip: pip installs from neither')]);
+    // From the URLs it records: an index of the environment's own is not asked.
+    const mirror = await check(files, { release: { python_requirements: 'pylock.toml' }, packages: { pip_index_url: 'http://10.230.0.1:3141/root/pypi/+simple/' } });
+    expect(mirror).toEqual({ problems: [], warnings: [expect.stringContaining('uv fetches each of its files from the URL it records')] });
   });
 
   it('warns of a requirement from a VCS branch (or with no revision), in the file or one it includes: a new commit there is not deployed (the set is reused); a commit or a version tag is pinned', async () => {

@@ -177,8 +177,8 @@ export function pythonDependencies(env: Target, release: string, hash: string, u
   if [ -f ${quote(req)} ]; then contained ${quote(`PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$1/bin/pip" install -q -r ${quote(req)}`)} "$set_dir"; fi`
       : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
   # uv reads the commit's settings (uv.toml, else pyproject.toml's [tool.uv], in the release's root, or in the
-  # directory of the project locked by uv: they are in the set's hash) and provision's ~/.config/uv/uv.toml, never the host's own: /etc/uv/uv.toml (or one under
-  # XDG_CONFIG_DIRS), another ~/.config/uv/uv.toml, a uv.toml or pyproject.toml in a directory above the release
+  # directory of the project locked by uv: they are in the set's hash) and provision's ~/.config/uv/uv.toml, never
+  # the host's own: /etc/uv/uv.toml (or one under XDG_CONFIG_DIRS), another ~/.config/uv/uv.toml, a uv.toml or pyproject.toml in a directory above the release
   # (/srv, base_dir, a home), which uv looks for when the release's root has none (a pyproject.toml without a
   # [tool.uv] table too). With the commit's (the runner read them: SetInputs.uvSettings), the system and user files uv
   # merges beneath them are an empty one; without, provision's file alone (UV_CONFIG_FILE, which searches no

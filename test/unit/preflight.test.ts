@@ -282,6 +282,11 @@ describe('preflight of a commit against the release settings', () => {
     const lock = 'version = 1\nrevision = 5\nrequires-python = ">=3.10"\n\n[[package]]\nname = "app"\nversion = "0.1.0"\nsource = { virtual = "." }\n\n[package.metadata]\nrequires-dist = [{ name = "packaging", specifier = ">=26.3" }]\n';
     const files = { ...GOOD, 'requirements.txt': undefined, 'api/pyproject.toml': pyproject, 'api/uv.lock': lock };
     for (const req of ['api/pyproject.toml', 'api/uv.lock']) expect(await check(files, { release: { python_requirements: req } }), req).toEqual({ problems: [], warnings: [] });
+    // The dry run's plan says what the set is made from.
+    const p = project(files, { release: { python_requirements: 'api/pyproject.toml' } });
+    const remote = new RecordingRemote('web1', 'deploy', 'sample', () => ({ code: 1, stderr: 'unreachable' }));
+    const plan = (await deploy({ root: p.root, reporter: new MemoryReporter(), processEnv: { PATH: process.env.PATH }, connector: async () => remote }, p.env, { dryRun: true })).plan;
+    expect(plan).toContainEqual(expect.stringContaining('dependencies: python reused unless api/uv.lock, api/pyproject.toml changed'));
     const stale = await check({ ...files, 'api/pyproject.toml': pyproject.replace('"packaging>=26.3"', '"packaging>=26.3", "requests"') }, { release: { python_requirements: 'api/pyproject.toml' } });
     expect(stale.problems).toEqual([
       expect.stringMatching(/^release\.python_requirements api\/pyproject\.toml: api\/uv\.lock is out of step with api\/pyproject\.toml in commit [0-9a-f]{12} \(requests is in pyproject\.toml's dependencies, not in the lock\); uv sync --locked says: The lockfile at `uv\.lock` needs to be updated, but `--locked` was provided\n {2}fix: run `uv lock` in api and commit api\/uv\.lock$/),

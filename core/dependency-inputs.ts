@@ -642,7 +642,7 @@ async function nodeInputs(repo: string, sha: string, dir: string, extra: string[
   const listed = await listedInputs(repo, sha, extra ?? [], (why) => void (perRelease ??= why));
   parts.push(...listed.parts);
   if (scripts.length || perRelease) fromLive = false;
-  return { parts, files: [...files, ...listed.files], ...(lock && { uvLock: lock }), ...(perRelease && { perRelease }), ...(fromLive && { fromLive: true as const }) };
+  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }), ...(fromLive && { fromLive: true as const }) };
 }
 
 /**

@@ -95,16 +95,41 @@ const normName = (name: string) => name.toLowerCase().replace(/[-_.]+/g, '-');
 interface Req {
   key: string;
   specifier?: string;
+  /** The specifier as written, spaces dropped (for the message). */
+  shown?: string;
 }
 
-const specifiers = (s: string) => s.replace(/\s+/g, '').split(',').filter(Boolean).sort().join(',');
+/**
+ * A version of a specifier as PEP 440 compares it (https://packaging.python.org/en/latest/specifications/version-specifiers/#normalization):
+ * lower case, no leading "v", the release's numbers without leading zeros and without trailing ".0" (>=24 is >=24.0,
+ * as uv judges them; a wildcard's, ==24.*, kept as written).
+ */
+function pep440(version: string): string {
+  const v = version.toLowerCase().replace(/^v/, '');
+  const m = /^(\d+(?:\.\d+)*)(.*)$/.exec(v);
+  if (!m || m[2]!.startsWith('.*')) return v;
+  return `${m[1]!.split('.').map((n) => String(Number(n))).join('.').replace(/(\.0)+$/, '')}${m[2]}`;
+}
+
+/** Version specifiers (">= 3.0 , <4") as compared: spaces dropped, each version as PEP 440 compares it, sorted. */
+const specifiers = (s: string) =>
+  s
+    .replace(/\s+/g, '')
+    .split(',')
+    .filter(Boolean)
+    .map((one) => {
+      const m = /^(===|~=|==|!=|<=|>=|<|>)(.*)$/.exec(one);
+      return m && m[1] !== '===' ? `${m[1]}${pep440(m[2]!)}` : one;
+    })
+    .sort()
+    .join(',');
 
 /** A PEP 508 requirement string (`Name[extra] >=1, <2 ; marker`, `name @ url`) as a Req, or undefined when not one. */
 function pep508(text: string): Req | undefined {
   const m = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?\s*(@)?\s*\(?([^;@)]*)\)?/.exec(text);
   if (!m) return undefined;
   const extras = (m[2] ?? '').split(',').map((e) => normName(e.trim())).filter(Boolean).sort();
-  return { key: `${normName(m[1]!)}${extras.length ? `[${extras.join(',')}]` : ''}`, ...(m[3] ? {} : { specifier: specifiers(m[4] ?? '') }) };
+  return { key: `${normName(m[1]!)}${extras.length ? `[${extras.join(',')}]` : ''}`, ...(m[3] ? {} : { specifier: specifiers(m[4] ?? ''), shown: (m[4] ?? '').replace(/\s+/g, '') }) };
 }
 
 /**
@@ -137,7 +162,7 @@ export function uvLockStale(pyproject: string, lock: string): string | undefined
     const extras = /extras\s*=\s*\[([^\]]*)\]/.exec(inline)?.[1]?.match(/"[^"]*"/g)?.map((e) => normName(e.slice(1, -1))).sort() ?? [];
     const specifier = stringKey(inline, 'specifier');
     const direct = /(?:^|[{,\s])(url|git|path|directory|editable)\s*=/.test(inline);
-    locked.push({ key: `${normName(name)}${extras.length ? `[${extras.join(',')}]` : ''}`, ...(direct ? {} : { specifier: specifiers(specifier ?? '') }) });
+    locked.push({ key: `${normName(name)}${extras.length ? `[${extras.join(',')}]` : ''}`, ...(direct ? {} : { specifier: specifiers(specifier ?? ''), shown: specifier ?? '' }) });
   }
   const keys = (rs: Req[]) => new Set(rs.map((r) => r.key));
   const inLock = keys(locked);
@@ -148,9 +173,9 @@ export function uvLockStale(pyproject: string, lock: string): string | undefined
     if (!inLock.has(k)) continue;
     const of = (rs: Req[]) => rs.filter((r) => r.key === k);
     if (of(wanted as Req[]).some((r) => r.specifier === undefined) || of(locked).some((r) => r.specifier === undefined)) continue;
-    const a = of(wanted as Req[]).map((r) => r.specifier).sort().join(' ');
-    const b = of(locked).map((r) => r.specifier).sort().join(' ');
-    if (a !== b) differences.push(`${k} is "${a || 'any version'}" in pyproject.toml, "${b || 'any version'}" in the lock`);
+    const compared = (rs: Req[]) => rs.map((r) => r.specifier).sort().join(' ');
+    const shown = (rs: Req[]) => rs.map((r) => r.shown || 'any version').join('", "');
+    if (compared(of(wanted as Req[])) !== compared(of(locked))) differences.push(`${k} is "${shown(of(wanted as Req[]))}" in pyproject.toml, "${shown(of(locked))}" in the lock`);
   }
   return differences.length ? differences.join('; ') : undefined;
 }

@@ -81,6 +81,14 @@ describe('a uv.lock in step with its pyproject.toml', () => {
     expect(uvLockStale(PYPROJECT.replace('requires-python = ">=3.11"', 'requires-python = ">=3.12"'), LOCK)).toBe('requires-python is ">=3.12" in pyproject.toml, ">=3.11" in the lock');
   });
 
+  it('compares versions as PEP 440 does, as uv judges them (checked against `uv lock --check`, uv 0.13.9): >=24 is >=24.0; ==24.* is not >=24.0; a changed marker is in step', () => {
+    const lock = (spec: string) => `[[package]]\nname = "app"\nversion = "0.1.0"\nsource = { virtual = "." }\n\n[package.metadata]\nrequires-dist = [{ name = "packaging", marker = "python_full_version >= '3.8'", specifier = "${spec}" }]\n`;
+    const pyproject = (spec: string) => `[project]\nname = "app"\nversion = "0.1.0"\ndependencies = ["packaging${spec}; python_version >= '3.9'"]\n`;
+    expect(uvLockStale(pyproject('>=24'), lock('>=24.0'))).toBeUndefined();
+    expect(uvLockStale(pyproject('>=v24.00.0, <25'), lock('<25,>=24.0'))).toBeUndefined();
+    expect(uvLockStale(pyproject('==24.*'), lock('>=24.0'))).toBe('packaging is "==24.*" in pyproject.toml, ">=24.0" in the lock');
+  });
+
   it('is not judged when it cannot be read for sure: dynamic dependencies, no [project] table, no entry for the project', () => {
     expect(uvLockStale(PYPROJECT.replace('[project]\n', '[project]\ndynamic = ["dependencies"]\n').replace('"itsdangerous~=2.1.0",', '"x",'), LOCK)).toBeUndefined();
     expect(uvLockStale('[tool.uv.workspace]\nmembers = ["packages/*"]\n', LOCK)).toBeUndefined();

@@ -10,6 +10,7 @@ import { OpsError } from './errors.ts';
 import { git } from './git.ts';
 import { fileAt, treeEntries, type TreeEntry } from './source.ts';
 import { commandWords } from './supervisor.ts';
+import { readUvLock, UV_LOCK } from './uv-lock.ts';
 
 /** What one dependency set is made from. */
 export interface SetInputs {
@@ -46,6 +47,13 @@ export interface SetInputs {
    * files, and so the set's name, stay the same (the set is reused; preflight warns).
    */
   floating?: string[];
+  /**
+   * Python set with uv only: the project is locked by uv (release.python_requirements names a uv.lock, or a
+   * pyproject.toml with a uv.lock beside it; uvLockPath): the lock's path in the repository. The set is installed
+   * from it (core/steps/app.ts pythonDependencies: `uv export --frozen`, then installed with its hashes), and named
+   * after it and the pyproject.toml beside it.
+   */
+  uvLock?: string;
 }
 
 export interface DependencyInputs {
@@ -428,23 +436,38 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
       if (ref.kind === 'editable') tie(`${path} installs ${ref.target} in editable mode (-e): the venv points into the release directory`);
     }
   };
-  await read(posix.normalize(req).replace(/^\.\//, ''));
+  const lock = installer === 'uv' ? uvLockPath(req, new Set((await entriesAt(repo, sha)).keys())) : undefined;
+  if (lock) {
+    // uv export reads the lock and its project's pyproject.toml (the project's name, groups, workspace members): both
+    // name the set, so a lock bump alone makes a new one. Packages the lock takes from the repository's directories
+    // (workspace members, path dependencies) are installed from this release: made for each release.
+    const project = posix.join(posix.dirname(lock), 'pyproject.toml');
+    for (const path of [lock, project]) {
+      parts.push(`${path} ${await objectAt(repo, sha, path, (t) => tie(`${path} is a link to ${t}, outside the repository`))}`);
+      files.push(path);
+    }
+    const reading = readUvLock((await textAt(repo, sha, lock)) ?? '');
+    if (reading.hashed) hashed = true;
+    if (reading.local.length) tie(`${lock} installs ${reading.local.join(', ')} from the repository`);
+  } else await read(posix.normalize(req).replace(/^\.\//, ''));
   let commitUvSettings = false;
   if (installer === 'uv') {
     // uv reads its settings from uv.toml, else pyproject.toml's [tool.uv] tables, in the directory it runs in
     // (the release's root; https://docs.astral.sh/uv/concepts/configuration-files/): an index, find-links or
     // no-binary set there is part of the install.
-    const uvToml = await objectAt(repo, sha, 'uv.toml', (t) => tie(`uv.toml is a link to ${t}, outside the repository`));
+    // A project locked by uv is installed in its own directory (core/steps/app.ts pythonDependencies): uv reads them there.
+    const at = (name: string) => (lock ? posix.join(posix.dirname(lock), name) : name);
+    const uvToml = await objectAt(repo, sha, at('uv.toml'), (t) => tie(`${at('uv.toml')} is a link to ${t}, outside the repository`));
     if (uvToml) {
-      parts.push(`uv.toml ${uvToml}`);
-      files.push('uv.toml');
+      parts.push(`${at('uv.toml')} ${uvToml}`);
+      files.push(at('uv.toml'));
       commitUvSettings = true;
     }
-    const pyproject = await textAt(repo, sha, 'pyproject.toml');
+    const pyproject = await textAt(repo, sha, at('pyproject.toml'));
     const uvSettings = pyproject === undefined ? '' : uvTables(pyproject);
     if (uvSettings) {
-      parts.push(`pyproject.toml [tool.uv] ${createHash('sha256').update(uvSettings).digest('hex')}`);
-      files.push('pyproject.toml [tool.uv]');
+      parts.push(`${at('pyproject.toml')} [tool.uv] ${createHash('sha256').update(uvSettings).digest('hex')}`);
+      if (!lock) files.push(`${at('pyproject.toml')} [tool.uv]`); // a locked project's whole pyproject.toml is an input
       commitUvSettings = true;
     }
   }
@@ -454,7 +477,20 @@ async function pythonInputs(repo: string, sha: string, req: string, extra: strin
   // uv is not reused once the environment chooses pip (its fallback, chosen when uv's set is wrong) and the other way
   // round. uv, the default, adds nothing: its sets keep their names.
   if (installer === 'pip') parts.push('installer pip');
-  return { parts, files: [...files, ...listed.files], ...(perRelease && { perRelease }), ...(commitUvSettings && { uvSettings: true as const }), ...(hashed ? { hashed: true as const } : {}), ...(floating.length ? { floating } : {}) };
+  return { parts, files: [...files, ...listed.files], ...(lock && { uvLock: lock }), ...(perRelease && { perRelease }), ...(commitUvSettings && { uvSettings: true as const }), ...(hashed ? { hashed: true as const } : {}), ...(floating.length ? { floating } : {}) };
+}
+
+/**
+ * The uv.lock a Python set is installed from, or undefined: release.python_requirements `req` names a uv.lock, or a
+ * pyproject.toml with a uv.lock beside it (uv's layout: https://docs.astral.sh/uv/concepts/projects/layout/), in the
+ * commit whose paths are `paths`. Pure.
+ */
+export function uvLockPath(req: string, paths: Set<string>): string | undefined {
+  const path = posix.normalize(req).replace(/^\.\//, '');
+  const base = posix.basename(path);
+  const lock = posix.join(posix.dirname(path), UV_LOCK);
+  if (base === UV_LOCK) return path;
+  return base === 'pyproject.toml' && paths.has(lock) ? lock : undefined;
 }
 
 /** What package.json declares that the lockfile's root entry records (npm's lockfile format,
@@ -647,6 +683,7 @@ async function readInputs(repo: string, sha: string, env: Environment): Promise<
     ...(x.uvSettings && { uvSettings: x.uvSettings }),
     ...(x.hashed && { hashed: x.hashed }),
     ...(x.floating && { floating: x.floating }),
+    ...(x.uvLock && { uvLock: x.uvLock }),
   });
   return { python: set(`python ${python.strategy} ${python.version}`, py), node: set(`node ${node.strategy} ${node.version}`, js) };
 }

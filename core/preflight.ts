@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { posix } from 'node:path';
 import type { Environment } from './config/environment.ts';
-import { dependencyInputs } from './dependency-inputs.ts';
+import { dependencyInputs, uvLockPath } from './dependency-inputs.ts';
 import { OpsError } from './errors.ts';
 import { Git } from './git.ts';
 import { nodeEngineMisfits } from './node-engines.ts';
@@ -18,6 +18,7 @@ import { nodePlatformGaps } from './node-platforms.ts';
 import { fileAt, treeEntries, type TreeEntry } from './source.ts';
 import { commandWords } from './supervisor.ts';
 import type { TreeContent } from './tree-content.ts';
+import { UV_LOCK, uvLockStale } from './uv-lock.ts';
 
 /** What preflight found: problems refuse the deploy (each says setting, path, what was found, how to fix), warnings are said. */
 export interface PreflightResult {
@@ -25,12 +26,15 @@ export interface PreflightResult {
   warnings: string[];
 }
 
-/** Lockfiles of Python project managers; `pip install -r` / `uv pip install -r` of a pyproject.toml reads none of them. */
+/** Lockfiles of Python project managers, and how to export each to a requirements file; `pip install -r` / `uv pip install -r` of a pyproject.toml reads none of them (a uv.lock is read: dependency-inputs.ts uvLockPath). */
 const PYTHON_LOCKS: Record<string, string> = {
   'poetry.lock': '`poetry export -f requirements.txt -o requirements.txt` (on poetry 2 with poetry-plugin-export)',
   'uv.lock': '`uv export --format requirements-txt -o requirements.txt`',
   'pdm.lock': '`pdm export -o requirements.txt`',
 };
+
+/** A PEP 751 lockfile's name (https://peps.python.org/pep-0751/#file-name): pylock.toml or pylock.<name>.toml. */
+const PYLOCK = /^pylock\.([^.]+\.)?toml$/;
 
 /** Lockfiles of other Node package managers, which `npm ci` does not read. */
 const OTHER_NODE_LOCKS: Record<string, string> = { 'yarn.lock': 'yarn', 'pnpm-lock.yaml': 'pnpm', 'bun.lockb': 'bun', 'bun.lock': 'bun' };
@@ -142,18 +146,41 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
       if (found.files.length || kind !== 'absent') problems.push(`release.python_requirements ${missing(kind, req, at)}: the deploy would make an empty venv${found.text}`);
       else warnings.push(`release.python_requirements ${missing(kind, req, at)}, nor any Python project file: the venv is made empty; set release.python_requirements to "" if the app has no Python`);
     }
-    else if (posix.basename(path) === 'pyproject.toml') {
+    else {
       const dir = posix.dirname(path) === '.' ? '' : posix.dirname(path);
-      // pip reads a requirements file line by line: a TOML table header ("[project]") is not a requirement.
-      if (installer === 'pip' && kind === 'file' && /^\s*\[/m.test((await fileAt(repo, sha, path)) ?? ''))
-        problems.push(`release.python_requirements ${req} is a pyproject.toml and release.python_installer is pip: pip install -r reads a requirements file, not TOML, and fails on its first table\n  fix: set release.python_installer: uv (uv pip install -r reads pyproject.toml's [project] dependencies), or export the dependencies to a requirements file and point release.python_requirements at it`);
-      // The install (uv pip install -r pyproject.toml) reads the dependency ranges, never the lockfile: hashing the
-      // lockfile into the set would make a new set for a lock bump that still installs what the ranges resolve to
-      // that day, and call it the lock's. The honest thing is to say so.
-      for (const lock of Object.keys(PYTHON_LOCKS).filter((l) => listing.has(dir ? `${dir}/${l}` : l)))
-        warnings.push(
-          `release.python_requirements is ${req}, and ${dir ? `${dir}/` : ''}${lock} beside it is not read: the install resolves pyproject.toml's dependency ranges, so a change to ${lock} alone is not deployed (the Python set is reused) and versions may differ from the lock; export it: ${PYTHON_LOCKS[lock]}; commit that file and point release.python_requirements at it`,
-        );
+      const inDir = (name: string) => (dir ? `${dir}/${name}` : name);
+      const base = posix.basename(path);
+      const lock = uvLockPath(path, new Set(listing.entries.map((e) => e.path)));
+      // pip reads a requirements file line by line: a TOML table header ("[project]") is not a requirement; nor does
+      // it read uv's lock or a pylock.toml (pip 25 writes one, installs from none).
+      if (installer === 'pip' && base === 'pyproject.toml' && kind === 'file' && /^\s*\[/m.test((await fileAt(repo, sha, path)) ?? ''))
+        problems.push(`release.python_requirements ${req} is a pyproject.toml and release.python_installer is pip: pip install -r reads a requirements file, not TOML, and fails on its first table${lock ? `, and ${lock} beside it is not read` : ''}\n  fix: set release.python_installer: uv (${lock ? `the set is installed from ${lock}, as uv sync --frozen does` : "uv pip install -r reads pyproject.toml's [project] dependencies"}), or export the dependencies to a requirements file and point release.python_requirements at it`);
+      else if (installer === 'pip' && (base === UV_LOCK || PYLOCK.test(base)))
+        problems.push(`release.python_requirements ${req} is ${base === UV_LOCK ? "uv's lockfile" : 'a pylock.toml (PEP 751)'} and release.python_installer is pip: pip installs from neither\n  fix: set release.python_installer: uv (${base === UV_LOCK ? 'the set is installed from the lock, as uv sync --frozen does' : 'uv pip install -r reads a pylock.toml'}), or export it to a requirements file (${base === UV_LOCK ? PYTHON_LOCKS[UV_LOCK] : '`uv export --format requirements-txt -o requirements.txt`'}) and point release.python_requirements at it`);
+      else if (lock) {
+        // uv export --frozen installs the lock as it is: one out of step with pyproject.toml would deploy what the
+        // team's `uv sync --locked` refuses. Judged on the runner, where uv may not be (core/uv-lock.ts).
+        const project = inDir('pyproject.toml');
+        const [pyproject, locked] = await Promise.all([fileAt(repo, sha, project), fileAt(repo, sha, lock)]);
+        if (pyproject === undefined) problems.push(`release.python_requirements ${req}: ${lock} has no pyproject.toml beside it in commit ${at}, which uv reads with its lock\n  fix: commit ${project}, or point release.python_requirements at a requirements file`);
+        else {
+          const stale = locked === undefined ? undefined : uvLockStale(pyproject, locked);
+          if (stale)
+            problems.push(`release.python_requirements ${req}: ${lock} is out of step with ${project} in commit ${at} (${stale}); uv sync --locked says: The lockfile at \`uv.lock\` needs to be updated, but \`--locked\` was provided\n  fix: run \`uv lock\`${dir ? ` in ${dir}` : ''} and commit ${lock}`);
+        }
+      }
+      // uv installs a pylock.toml's files from the URLs it records (checked: uv 0.13.9, an unreachable index set),
+      // never from the index the environment names: hosts that reach only that index cannot fetch them.
+      if (installer === 'uv' && PYLOCK.test(base) && env.config.packages.pip_index_url !== undefined)
+        warnings.push(`release.python_requirements ${req} is a pylock.toml: uv fetches each of its files from the URL it records (PyPI's, when made from PyPI), not from packages.pip_index_url, so hosts that reach only that index cannot install it; point release.python_requirements at the uv project (its uv.lock, installed from the index with its hashes) or at a requirements file with hashes`);
+      if (base === 'pyproject.toml')
+        // The install (uv pip install -r pyproject.toml) of a project not locked by uv reads the dependency ranges,
+        // never another manager's lockfile: hashing it into the set would make a new set for a lock bump that still
+        // installs what the ranges resolve to that day, and call it the lock's. The honest thing is to say so.
+        for (const other of Object.keys(PYTHON_LOCKS).filter((l) => l !== UV_LOCK && listing.has(inDir(l))))
+          warnings.push(
+            `release.python_requirements is ${req}, and ${inDir(other)} beside it is not read: the install resolves pyproject.toml's dependency ranges, so a change to ${other} alone is not deployed (the Python set is reused) and versions may differ from the lock; export it: ${PYTHON_LOCKS[other]}; commit that file and point release.python_requirements at it`,
+          );
     }
   }
 
@@ -526,7 +553,7 @@ function pythonFound(listing: Listing, path: string): { files: string[]; text: s
   const source = unpinned[0] ?? project.find((f) => posix.basename(f) === 'pyproject.toml');
   const fixes = [
     ...(reqs.length ? [`point release.python_requirements at ${reqs.length > 1 ? 'one of these' : reqs[0]}`] : []),
-    ...locks.map((l) => `export ${l} to a requirements file: ${PYTHON_LOCKS[posix.basename(l)]}, commit it and point release.python_requirements at it`),
+    ...locks.map((l) => (posix.basename(l) === UV_LOCK ? `point release.python_requirements at ${l} (installed as locked)` : `export ${l} to a requirements file: ${PYTHON_LOCKS[posix.basename(l)]}, commit it and point release.python_requirements at it`)),
     ...(!locks.length && source ? [`compile ${source} to a pinned requirements file (\`uv pip compile ${source} -o ${path}\`), commit it`] : []),
     `commit ${path}`,
     'set release.python_requirements to "" for no Python',

@@ -349,7 +349,7 @@ async function prepareRelease(env: Target, hp: HostPlan, p: Plan, migrateBeside:
     });
   };
   const python = part(async () => {
-    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python, p.deps.python.uvSettings === true, p.deps.python.hashed === true)), APP_KEYS.deps);
+    if (req) deps[0] = reportedAll(await h.run(pythonDependencies(env, dir, p.hashes.python, p.deps.python.uvSettings === true, p.deps.python.hashed === true, p.deps.python.uvLock)), APP_KEYS.deps);
   });
   const node = part(async () => {
     if (!nodeDir) return;

@@ -153,21 +153,32 @@ ln -sfn "$set_dir"${link.to ? `/${quote(link.to)}` : ''} ${quote(link.from)}`,
  * stopped once the installer exits, and the step's output names it.
  * `hash`: the set's hash (Plan.hashes.python). `uvSettings`: the commit has uv settings (SetInputs.uvSettings).
  * `hashed`: the requirements, or a file they include, pin by hash (SetInputs.hashed, read on the runner).
+ * `uvLock`: the uv.lock the set is installed from (SetInputs.uvLock; uv only): exported by `uv export --frozen` (the
+ * lock as it is, without the project itself and its dev group) into the set, then installed as requirements are, in
+ * the lock's directory (the export's paths are relative to it; uv's settings are read there).
  * Independent of the node set: core/ops runs both at once.
  */
-export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false, hashed = false): Step {
+export function pythonDependencies(env: Target, release: string, hash: string, uvSettings = false, hashed = false, uvLock?: string): Step {
   const paths = env.runtime;
   const { python_requirements: req, python_installer: installer } = env.config.release;
-  // uv installing the requirements into the venv (`options`: more of uv's options), contained (sh/contain.sh).
-  const uvInstall = (options: string) => `contained ${quote(`nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python"${options} -r ${quote(req)}`)} "$set_dir"`;
+  // A uv project's lock, exported (uv export --frozen: the lock as it is, no index asked) to a requirements file in
+  // the set, which is then installed as any other: with the lock's hashes, from the index packages.pip_index_url names
+  // (a lock records PyPI's URLs; a hash names the same file on a mirror).
+  const exported = '$set_dir/.uv-lock-requirements.txt';
+  // uv installing the requirements into the venv (`options`: more of uv's options), contained (sh/contain.sh). The
+  // exported lock is read in the project's directory: its paths (a workspace's members) are relative to it, and uv
+  // takes them from where it runs.
+  const project = uvLock ? posix.dirname(uvLock) : '.';
+  const uvInstall = (options: string) =>
+    `contained ${quote(`${project === '.' ? '' : `cd ${quote(project)} && `}nice -n 10 ${quote(paths.uv)} pip install -q --compile-bytecode --python "$1/bin/python"${options} -r ${uvLock ? '"$1/.uv-lock-requirements.txt"' : quote(req)}`)} "$set_dir"`;
   const install =
     installer === 'pip'
       ? String.raw`  nice -n 10 ${quote(paths.python)} -m venv "$set_dir"
   if [ -f ${quote(req)} ]; then contained ${quote(`PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} nice -n 10 "$1/bin/pip" install -q -r ${quote(req)}`)} "$set_dir"; fi`
       : String.raw`  export UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never UV_CACHE_DIR="$HOME/.cache/uv" UV_HTTP_TIMEOUT=${INDEX_READ_TIMEOUT}
-  # uv reads the commit's settings (uv.toml, else pyproject.toml's [tool.uv], in the release's root: they are in the
-  # set's hash) and provision's ~/.config/uv/uv.toml, never the host's own: /etc/uv/uv.toml (or one under
-  # XDG_CONFIG_DIRS), another ~/.config/uv/uv.toml, a uv.toml or pyproject.toml in a directory above the release
+  # uv reads the commit's settings (uv.toml, else pyproject.toml's [tool.uv], in the release's root, or in the
+  # directory of the project locked by uv: they are in the set's hash) and provision's ~/.config/uv/uv.toml, never
+  # the host's own: /etc/uv/uv.toml (or one under XDG_CONFIG_DIRS), another ~/.config/uv/uv.toml, a uv.toml or pyproject.toml in a directory above the release
   # (/srv, base_dir, a home), which uv looks for when the release's root has none (a pyproject.toml without a
   # [tool.uv] table too). With the commit's (the runner read them: SetInputs.uvSettings), the system and user files uv
   # merges beneath them are an empty one; without, provision's file alone (UV_CONFIG_FILE, which searches no
@@ -180,8 +191,15 @@ ${uvSettings ? String.raw`  uv_none=${quote(`${opsHomeDir(env)}/uv-none`)}; mkdi
   # Hard links from the cache need one filesystem; across two, uv copies (said once here, not warned per file).
   if [ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d ${quote(env.layout.deps)})" ]; then export UV_LINK_MODE=copy; fi
   nice -n 10 ${quote(paths.uv)} venv -q --seed --python ${quote(paths.python)} "$set_dir"
-  if [ -f ${quote(req)} ]; then
+  if [ -f ${quote(uvLock ?? req)} ]; then
 ${
+  uvLock
+    ? String.raw`    # The project's dependencies as locked, its default groups (dev) and the project itself left out (the release is
+    # its code): what \`uv sync --frozen --no-dev --no-install-project\` installs. Preflight refused a lock out of step.
+    ${quote(paths.uv)} export -q --frozen --format requirements-txt --no-emit-project --no-dev --no-header --project ${quote(posix.dirname(uvLock))} -o "${exported}"
+`
+    : ''
+}${
   hashed
     ? String.raw`    # Hashes pin every requirement to one file (pip's hash-checking mode, which uv follows): what the cache holds
     # is then exactly what the index would give, so the cache is tried first, without asking the index about each

@@ -132,6 +132,39 @@ const localPackage = (word: string) => ({
 });
 const mylibServer = pythonServer('import mylib\nSAYS = mylib.WORD + " from " + os.path.realpath(mylib.__file__)');
 
+/** api/uv.lock as uv 0.13 writes it for a virtual project depending on packaging>=26.3, locked at `version`. */
+function uvLock(version: '26.3' | '26.4'): string {
+  const files = {
+    '26.3': ['7d/fa/3944b40b07da9ce895c0e6303a5ab7d53da063554f534556b134a54d6093', '94edc256424af38762eb31306eed28beb9f0efc50a8837492c9d6fd6004aed79', 313412, '2026-08-04T18:15:28.737Z', '63/34/ba1c580383c9eada3711951fef0795c80b829a078d72188184bcab9dd527', 'd7193f7c8e4e93f444fde0262bf90af30e16fa0ad0ad44cb553c87339b23cd1c', 129956, '2026-08-04T18:15:27.159Z'],
+    '26.4': ['c3/75/ffb1dc0ed12352139fb4ca0e3fde4325a23e3d0f3f40efe89717bc4f557b', 'c4b671c41ddb9bf26e543c37723610d28fb6bf7affc4da17cf048d419d2c062a', 355877, '2026-11-23T21:44:11Z', 'ba/7b/5504f91c9c2733f693d7759e50ede5d27119d4da7e5836c46d3b5ff81d56', '81383611a09c1bc0b08b76e0fd5829d7c6824c65b27a6aee339da133f4233ea2', 140049, '2026-11-23T21:44:09Z'],
+  } as const;
+  const [sdistDir, sdistHash, sdistSize, sdistTime, wheelDir, wheelHash, wheelSize, wheelTime] = files[version];
+  return `version = 1
+revision = 5
+requires-python = ">=3.10"
+
+[[package]]
+name = "app"
+version = "0.1.0"
+source = { virtual = "." }
+dependencies = [
+    { name = "packaging" },
+]
+
+[package.metadata]
+requires-dist = [{ name = "packaging", specifier = ">=26.3" }]
+
+[[package]]
+name = "packaging"
+version = "${version}"
+source = { registry = "https://pypi.org/simple" }
+sdist = { url = "https://files.pythonhosted.org/packages/${sdistDir}/packaging-${version}.tar.gz", hash = "sha256:${sdistHash}", size = ${sdistSize}, upload-time = "${sdistTime}" }
+wheels = [
+    { url = "https://files.pythonhosted.org/packages/${wheelDir}/packaging-${version}-py3-none-any.whl", hash = "sha256:${wheelHash}", size = ${wheelSize}, upload-time = "${wheelTime}" },
+]
+`;
+}
+
 beforeAll(async () => {
   host = await readyHost('k3d');
   repo = join(root, 'app');
@@ -186,6 +219,22 @@ describe.sequential('what a dependency set is made from, on a real host', () => 
     commit(repo, files('26.4'), 'packaging 26.4 (requirements/base.txt only)');
     const second = await deployWith({ python_requirements: 'requirements.txt' }, pythonProgram);
     expect(await serves(second)).toBe(`${second} packaging 26.4`);
+  }, 600_000);
+
+  // A uv project (uv init + uv add), as uv writes its files: the set is what uv.lock pins (packaging 26.3 while the
+  // index has 26.4, which pyproject.toml's ">=26.3" would resolve to), a lock bump alone is deployed, and a lock out
+  // of step with pyproject.toml is refused before any host.
+  it('a uv project (pyproject.toml + uv.lock in api/) installs what uv.lock pins; a lock bump alone is installed; a stale lock is refused', async () => {
+    const pyproject = (deps: string) => `[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.10"\ndependencies = [${deps}]\n`;
+    const files = (version: '26.3' | '26.4') => ({ 'api/pyproject.toml': pyproject('"packaging>=26.3"'), 'api/uv.lock': uvLock(version), 'server.py': pythonServer('import importlib.metadata\nSAYS = "packaging " + importlib.metadata.version("packaging")') });
+    layout(files('26.3'), 'uv project locking packaging 26.3');
+    const first = await deployWith({ python_requirements: 'api/pyproject.toml' }, pythonProgram);
+    expect(await serves(first), 'the locked version, not the newest the range allows').toBe(`${first} packaging 26.3`);
+    commit(repo, { 'api/uv.lock': uvLock('26.4') }, 'uv lock --upgrade-package packaging (uv.lock only)');
+    const second = await deployWith({ python_requirements: 'api/uv.lock' }, pythonProgram);
+    expect(await serves(second), 'the lock bump alone is deployed').toBe(`${second} packaging 26.4`);
+    commit(repo, { 'api/pyproject.toml': pyproject('"packaging>=26.3", "six"') }, 'uv add six without uv lock');
+    await expect(deployWith({ python_requirements: 'api/pyproject.toml' }, pythonProgram)).rejects.toThrow(/api\/uv\.lock is out of step with api\/pyproject\.toml[^]*six is in pyproject\.toml's dependencies, not in the lock[^]*fix: run `uv lock` in api/);
   }, 600_000);
 
   // pip and uv read `-e lib` (a bare directory) as `-e ./lib`.

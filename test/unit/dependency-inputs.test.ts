@@ -231,6 +231,44 @@ describe('requirements pinned by hash (pip\'s hash-checking mode, which uv is th
   });
 });
 
+describe('a project locked by uv (uv.lock beside pyproject.toml): the set is installed from the lock', () => {
+  const pyproject = '[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.10"\ndependencies = ["packaging>=26.3"]\n';
+  const lock = (version: string, more = '') =>
+    `version = 1\nrevision = 5\nrequires-python = ">=3.10"\n\n[[package]]\nname = "app"\nversion = "0.1.0"\nsource = { virtual = "." }\n\n[package.metadata]\nrequires-dist = [{ name = "packaging", specifier = ">=26.3" }]\n\n[[package]]\nname = "packaging"\nversion = "${version}"\nsource = { registry = "https://pypi.org/simple" }\n${more}`;
+
+  it('named after uv.lock and pyproject.toml: a lock bump alone makes a new set; pointing at either file is the same set; pip reads no lock', async () => {
+    const r = repoWith([
+      { 'api/pyproject.toml': pyproject, 'api/uv.lock': lock('26.3') },
+      { 'api/uv.lock': lock('26.4') },
+      { 'api/README.md': 'notes\n' },
+      { 'api/uv.toml': 'native-tls = true\n' },
+    ]);
+    const inputs = async (i: number, release: Record<string, unknown> = { python_requirements: 'api/pyproject.toml' }) => (await dependencyInputs(r.dir, r.shas[i]!, env(release))).python;
+    const first = await inputs(0);
+    expect(first).toMatchObject({ files: ['api/uv.lock', 'api/pyproject.toml'], uvLock: 'api/uv.lock', hashed: true });
+    expect(first.perRelease).toBeUndefined();
+    expect((await inputs(1)).hash, 'a lock bump alone').not.toBe(first.hash);
+    expect((await inputs(2)).hash, 'a file the install does not read').toBe((await inputs(1)).hash);
+    expect(await inputs(0, { python_requirements: 'api/uv.lock' })).toEqual(first);
+    // uv's settings are read in the project's directory, where the install runs.
+    expect(await inputs(3)).toMatchObject({ files: ['api/uv.lock', 'api/pyproject.toml', 'api/uv.toml'], uvSettings: true });
+    expect((await inputs(3)).hash).not.toBe((await inputs(2)).hash);
+    // A pyproject.toml without a uv.lock beside it: its dependency ranges, as before.
+    expect((await inputs(0, { python_requirements: 'pyproject.toml' })).uvLock).toBeUndefined();
+    expect((await inputs(0, { python_requirements: 'api/pyproject.toml', python_installer: 'pip' })).uvLock).toBeUndefined();
+  });
+
+  it("a lock taking packages from the repository (a workspace's member) is made for each release; one from git is not hashed", async () => {
+    const member = '\n[[package]]\nname = "lib"\nversion = "1.0.0"\nsource = { editable = "packages/lib" }\n';
+    const r = repoWith([{ 'pyproject.toml': pyproject, 'uv.lock': lock('26.3', member) }, { 'uv.lock': lock('26.3', '\n[[package]]\nname = "tool"\nversion = "1"\nsource = { git = "https://github.com/org/tool?rev=v1#0123abc" }\n') }]);
+    const first = (await dependencyInputs(r.dir, r.shas[0]!, env({ python_requirements: 'uv.lock' }))).python;
+    expect(first.perRelease).toBe('uv.lock installs lib (packages/lib) from the repository');
+    expect(first.hashed).toBeUndefined();
+    const second = (await dependencyInputs(r.dir, r.shas[1]!, env({ python_requirements: 'uv.lock' }))).python;
+    expect([second.perRelease, second.hashed]).toEqual([undefined, undefined]);
+  });
+});
+
 describe("uv's settings in the release's root (uv.toml, pyproject.toml's [tool.uv])", () => {
   it('count for the Python set made by uv: a change to them makes a new set; the rest of pyproject.toml does not; pip does not read them', async () => {
     const project = (version: string, findLinks: string) => `[project]\nname = "app"\nversion = "${version}"\n\n[tool.uv.pip]\nno-index = true\nfind-links = ["${findLinks}"]\n\n[tool.ruff]\nline-length = 100\n`;

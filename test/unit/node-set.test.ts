@@ -236,7 +236,7 @@ describe("the Python set made by uv, requirements pinned by hashes: uv's cache f
    * Runs the step with a uv that logs its arguments (and the settings it is told to read) and fails with --offline
    * when `cached` is false; `pyproject`: the release's pyproject.toml, `uvSettings`: the runner's SetInputs.uvSettings.
    */
-  async function pythonSet(cached: boolean, hashes: boolean, commit: { pyproject?: string; uvSettings?: boolean; included?: boolean } = {}) {
+  async function pythonSet(cached: boolean, hashes: boolean, commit: { pyproject?: string; uvSettings?: boolean; included?: boolean; uvLock?: string } = {}) {
     const base = mkdtempSync(join(tmpdir(), 'ops-pyset-'));
     const release = join(base, 'releases', 'r1');
     mkdirSync(release, { recursive: true });
@@ -247,15 +247,18 @@ describe("the Python set made by uv, requirements pinned by hashes: uv's cache f
     if (commit.pyproject) writeFileSync(join(release, 'pyproject.toml'), commit.pyproject);
     const uv = join(base, 'uv');
     const log = join(base, 'uv.log');
-    writeFileSync(uv, `#!/bin/bash\necho "$*" >> ${log}\necho "settings \${UV_NO_CONFIG:+no-config}\${UV_CONFIG_FILE:+file}\${XDG_CONFIG_DIRS:+xdg}" >> ${log}\nif [ "$1" = venv ]; then mkdir -p "\${@: -1}/bin"; exit 0; fi\n${cached ? '' : 'case " $* " in *" --offline "*) echo "error: Network connectivity is disabled" >&2; exit 2;; esac\n'}exit 0\n`);
+    if (commit.uvLock) writeFileSync(join(release, 'uv.lock'), commit.uvLock);
+    // uv export writes the pins the lock holds where -o says.
+    writeFileSync(uv, `#!/bin/bash\necho "$*" >> ${log}\nif [ "$1" = export ]; then printf 'ms==1.0 --hash=sha256:00\\n' > "\${@: -1}"; exit 0; fi\necho "settings \${UV_NO_CONFIG:+no-config}\${UV_CONFIG_FILE:+file}\${XDG_CONFIG_DIRS:+xdg}" >> ${log}\nif [ "$1" = venv ]; then mkdir -p "\${@: -1}/bin"; exit 0; fi\n${cached ? '' : 'case " $* " in *" --offline "*) echo "error: Network connectivity is disabled" >&2; exit 2;; esac\n'}exit 0\n`);
     chmodSync(uv, 0o755);
     const config = parseEnvironment({ app: 'shop', hosts: [{ name: 'web1', address: '192.0.2.1', host_key: KEY }], programs: { web: { command: 'run', port: 3000 } }, routes: { '/': 'web' } }, 'test');
     const t = resolveTarget({ name: 'test', dir: '/nonexistent', root: '/nonexistent', config, hosts: [], appUser: 'shop', baseDir: base, url: 'http://x' });
-    const r = await run('bash', ['-c', scriptText(pythonDependencies({ ...t, runtime: { ...t.runtime, uv } }, release, 'py01', commit.uvSettings, hashes))], { encoding: 'utf8', env: { ...process.env, HOME: base } });
+    const r = await run('bash', ['-c', scriptText(pythonDependencies({ ...t, runtime: { ...t.runtime, uv } }, release, 'py01', commit.uvSettings, hashes, commit.uvLock === undefined ? undefined : 'uv.lock'))], { encoding: 'utf8', env: { ...process.env, HOME: base } });
     const logged = (await run('cat', [log], { encoding: 'utf8' })).stdout.trim().split('\n');
     const installs = logged.filter((l) => l.startsWith('pip install'));
     const settings = [...new Set(logged.filter((l) => l.startsWith('settings')).map((l) => l.slice('settings '.length)))];
-    return { r, installs: installs.map((l) => (l.includes('--offline') ? 'offline' : 'index')), settings, complete: existsSync(join(t.layout.deps, 'venv-py01', '.complete')) };
+    const set = join(t.layout.deps, 'venv-py01');
+    return { r, logged, set, installs: installs.map((l) => (l.includes('--offline') ? 'offline' : 'index')), settings, complete: existsSync(join(set, '.complete')) };
   }
 
   it('all in the cache: one install, offline; a file missing from it: the index is asked; without hashes: the index only', async () => {
@@ -266,6 +269,15 @@ describe("the Python set made by uv, requirements pinned by hashes: uv's cache f
     expect(await pythonSet(true, false)).toMatchObject({ installs: ['index'], complete: true });
     // The pins in an included file (the runner read it: SetInputs.hashed): hash-checking mode all the same.
     expect(await pythonSet(true, true, { included: true })).toMatchObject({ installs: ['offline'], complete: true });
+  });
+
+  it("a project locked by uv: the lock as it is (uv export --frozen, without the project and its dev group), into the set, then installed with its hashes, the cache first", async () => {
+    const x = await pythonSet(true, true, { uvLock: 'version = 1\n' });
+    expect(x).toMatchObject({ installs: ['offline'], complete: true });
+    expect(x.logged).toContain(`export -q --frozen --format requirements-txt --no-emit-project --no-dev --no-header --project . -o ${x.set}/.uv-lock-requirements.txt`);
+    expect(x.logged.find((l) => l.startsWith('pip install'))).toMatch(new RegExp(`--require-hashes --offline -r ${x.set}/\\.uv-lock-requirements\\.txt$`));
+    // No requirements.txt is read, though the commit has one.
+    expect(x.logged.join('\n')).not.toContain('-r requirements.txt');
   });
 
   it("reads no uv settings the runner did not find in the commit: a pyproject.toml naming tool.uv without the table makes uv search no directory above the release", async () => {

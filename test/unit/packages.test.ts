@@ -52,6 +52,11 @@ describe('packages settings', () => {
     const install = (options: string) => `contained 'nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$1/bin/python"${options} -r requirements.txt' "$set_dir"`;
     expect(pythonDependencies(uv, '/srv/shop/releases/r', 'aa', false, true).script).toContain(`${install(' --require-hashes --offline')} 2>/dev/null || ${install(' --require-hashes')}\n`);
     expect(u).not.toContain('--require-hashes');
+    // A project locked by uv in api/: its lock exported there, and installed there (the export's paths are relative to it).
+    const locked = pythonDependencies(uv, '/srv/shop/releases/r', 'aa', false, true, 'api/uv.lock').script;
+    expect(locked).toContain(`  if [ -f api/uv.lock ]; then\n`);
+    expect(locked).toContain(`${runtimePaths(uv).uv} export -q --frozen --format requirements-txt --no-emit-project --no-dev --no-header --project api -o "$set_dir/.uv-lock-requirements.txt"\n`);
+    expect(locked).toContain(`contained 'cd api && nice -n 10 ${runtimePaths(uv).uv} pip install -q --compile-bytecode --python "$1/bin/python" --require-hashes --offline -r "$1/.uv-lock-requirements.txt"' "$set_dir" 2>/dev/null || `);
     expect(u).not.toContain('-m venv');
     expect(runtimePaths(uv).uv).toBe(`/opt/ops-uv/v${UV_VERSION}/bin/uv`);
     // provision installs it from the package index, hash-checked; not with pip, nor without Python.

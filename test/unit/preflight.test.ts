@@ -320,6 +320,40 @@ describe('preflight of a commit against the release settings', () => {
     expect(pip.problems).toEqual([expect.stringContaining('is a pyproject.toml and release.python_installer is pip')]);
   });
 
+  it('a project locked by uv (uv.lock beside pyproject.toml) is installed from the lock: nothing said when in step; a lock out of step is refused with uv\'s words and `uv lock`; pip, which reads no lock, is refused', async () => {
+    const pyproject = '[project]\nname = "app"\nversion = "0.1.0"\nrequires-python = ">=3.10"\ndependencies = ["packaging>=26.3"]\n';
+    const lock = 'version = 1\nrevision = 5\nrequires-python = ">=3.10"\n\n[[package]]\nname = "app"\nversion = "0.1.0"\nsource = { virtual = "." }\n\n[package.metadata]\nrequires-dist = [{ name = "packaging", specifier = ">=26.3" }]\n';
+    const files = { ...GOOD, 'requirements.txt': undefined, 'api/pyproject.toml': pyproject, 'api/uv.lock': lock };
+    for (const req of ['api/pyproject.toml', 'api/uv.lock']) expect(await check(files, { release: { python_requirements: req } }), req).toEqual({ problems: [], warnings: [] });
+    // The dry run's plan says what the set is made from.
+    const p = project(files, { release: { python_requirements: 'api/pyproject.toml' } });
+    const remote = new RecordingRemote('web1', 'deploy', 'sample', () => ({ code: 1, stderr: 'unreachable' }));
+    const plan = (await deploy({ root: p.root, reporter: new MemoryReporter(), processEnv: { PATH: process.env.PATH }, connector: async () => remote }, p.env, { dryRun: true })).plan;
+    expect(plan).toContainEqual(expect.stringContaining('dependencies: python reused unless api/uv.lock, api/pyproject.toml changed'));
+    const stale = await check({ ...files, 'api/pyproject.toml': pyproject.replace('"packaging>=26.3"', '"packaging>=26.3", "requests"') }, { release: { python_requirements: 'api/pyproject.toml' } });
+    expect(stale.problems).toEqual([
+      expect.stringMatching(/^release\.python_requirements api\/pyproject\.toml: api\/uv\.lock is out of step with api\/pyproject\.toml in commit [0-9a-f]{12} \(requests is in pyproject\.toml's dependencies, not in the lock\); uv sync --locked says: The lockfile at `uv\.lock` needs to be updated, but `--locked` was provided\n {2}fix: run `uv lock` in api and commit api\/uv\.lock$/),
+    ]);
+    const pip = await check(files, { release: { python_requirements: 'api/uv.lock', python_installer: 'pip' } });
+    expect(pip.problems).toEqual([expect.stringContaining("release.python_requirements api/uv.lock is uv's lockfile and release.python_installer is pip: pip installs from neither\n  fix: set release.python_installer: uv")]);
+    const pipProject = await check(files, { release: { python_requirements: 'api/pyproject.toml', python_installer: 'pip' } });
+    expect(pipProject.problems).toEqual([expect.stringContaining('fails on its first table, and api/uv.lock beside it is not read')]);
+    const alone = await check({ ...GOOD, 'requirements.txt': undefined, 'uv.lock': lock }, { release: { python_requirements: 'uv.lock' } });
+    expect(alone.problems).toEqual([expect.stringContaining('uv.lock has no pyproject.toml beside it in commit')]);
+    // Found instead of a missing requirements file: the lock is pointed at, not exported.
+    const missing = await check({ ...GOOD, 'requirements.txt': undefined, 'pyproject.toml': pyproject, 'uv.lock': lock });
+    expect(missing.problems[0]).toContain('fix: point release.python_requirements at uv.lock (installed as locked)');
+  });
+
+  it('a pylock.toml (PEP 751) is installed by uv as it is; pip, which installs from none, is refused', async () => {
+    const files = { ...GOOD, 'requirements.txt': undefined, 'pylock.toml': 'lock-version = "1.0"\ncreated-by = "uv"\n' };
+    expect(await check(files, { release: { python_requirements: 'pylock.toml' } })).toEqual({ problems: [], warnings: [] });
+    expect((await check(files, { release: { python_requirements: 'pylock.toml', python_installer: 'pip' } })).problems).toEqual([expect.stringContaining('is a pylock.toml (PEP 751) and release.python_installer is pip: pip installs from neither')]);
+    // From the URLs it records: an index of the environment's own is not asked.
+    const mirror = await check(files, { release: { python_requirements: 'pylock.toml' }, packages: { pip_index_url: 'http://10.230.0.1:3141/root/pypi/+simple/' } });
+    expect(mirror).toEqual({ problems: [], warnings: [expect.stringContaining('uv fetches each of its files from the URL it records')] });
+  });
+
   it('warns of a requirement from a VCS branch (or with no revision), in the file or one it includes: a new commit there is not deployed (the set is reused); a commit or a version tag is pinned', async () => {
     const files = {
       ...GOOD,

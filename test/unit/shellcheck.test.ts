@@ -104,6 +104,7 @@ function render(env: Target): Record<string, Step> {
     createRelease: createRelease(env, meta, { dotenv: up('dotenv'), environ: up('environ'), masks: up('masks') }),
     carryAssets: carryAssets({ ...env, config: { ...env.config, release: { ...env.config.release, asset_dirs: ['client/build/client/_app/immutable', "it's here", { dir: 'dist/assets', url: '/assets/' }] } } }, RELEASE_ID, '20261120T120000Z-0123456789ab'),
     pythonDependencies: pythonDependencies(env, release, 'aaaa'),
+    pythonDependenciesUvLock: pythonDependencies(env, release, 'aaaa', true, true, 'api/uv.lock'),
     nodeDependencies: nodeDependencies(env, release, 'bbbb'),
     nodeDependenciesFromLive: nodeDependencies(env, release, 'bbbb', true),
     appCommand: appCommand(env, release, 'build', env.config.release.build),

@@ -19873,7 +19873,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, InputError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput, uncaughtHandler, uncaughtRedact;
+var OpsError, InputError, KeyUnavailable, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput, uncaughtHandler, uncaughtRedact;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19891,7 +19891,9 @@ var init_errors = __esm({
     InputError = class extends OpsError {
       name = "InputError";
     };
-    NoAgeIdentity = class extends OpsError {
+    KeyUnavailable = class extends OpsError {
+    };
+    NoAgeIdentity = class extends KeyUnavailable {
     };
     CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
     CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
@@ -50112,9 +50114,9 @@ function openSshPublicBlob(text) {
   }
 }
 function lockedKey(source, fromCmd) {
-  if (fromCmd) return new OpsError(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
+  if (fromCmd) return new KeyUnavailable(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
   const copy = `${source}.sops`;
-  return new OpsError(
+  return new KeyUnavailable(
     `${source}, the SSH key this file is encrypted to, is protected by a passphrase: ops does not ask for passphrases (sops asks at a terminal)`,
     `give ops a copy without one, kept private: cp ${quote(source)} ${quote(copy)} && ssh-keygen -p -N '' -f ${quote(copy)} && export SOPS_AGE_SSH_PRIVATE_KEY_FILE=${quote(copy)} (ssh-keygen asks the old passphrase; sops reads that variable too); or use an age key: \`ops keygen\`, added as a recipient by someone who can decrypt, in SOPS_AGE_KEY_FILE`
   );

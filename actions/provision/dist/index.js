@@ -20220,6 +20220,33 @@ function readOnlySetHint(step, output) {
   const where = set ? `the dependency set shared/deps/${set}` : /(^|[\s'"/])venv\//.test(line) && !/node_modules\//.test(line) ? "the venv (a dependency set)" : "node_modules (a dependency set)";
   return `${step} wrote into ${where}, which is read-only (shared by releases, the live one too): write generated code and caches into the release (e.g. prisma's output setting, a build tool's cache directory), not node_modules or the venv`;
 }
+function installScriptHint(step, output) {
+  if (step !== "node dependencies") return void 0;
+  const lines = output.split("\n");
+  const npmLine = (key) => lines.map((l) => new RegExp(`npm (?:ERR!|error) ${key} (.+)$`).exec(l)?.[1]?.trim()).filter((v) => !!v);
+  const pkg = npmLine("path").map((p) => /node_modules\/((?:@[\w.-]+\/)?[\w.-]+)\/?$/.exec(p)?.[1]).find(Boolean);
+  const command2 = npmLine("command").find((c) => c.startsWith("sh -c "))?.slice("sh -c ".length);
+  if (!pkg || !command2) return void 0;
+  const unreachable = [
+    ...new Set(
+      lines.filter((l) => /EAI_AGAIN|ENOTFOUND|ECONNREFUSED|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|ECONNRESET|socket hang up/.test(l)).map((l) => /https?:\/\/([a-z0-9.-]+\.[a-z]{2,})[:/]/i.exec(l)?.[1] ?? /getaddrinfo \w+ ([a-z0-9.-]+\.[a-z]{2,})/i.exec(l)?.[1]).filter((h) => !!h)
+    )
+  ];
+  const noCompiler = lines.some((l) => /\b(cc|gcc|c\+\+|g\+\+|make): (No such file or directory|not found|command not found)|not found: (make|cc|gcc|g\+\+)\b/.test(l));
+  const noPython = lines.some((l) => /gyp ERR! find Python|Could not find any Python installation/.test(l));
+  if (!unreachable.length && !noCompiler && !noPython) return void 0;
+  const tools = [...noCompiler ? ["build-essential"] : [], ...noPython ? ["python3"] : []];
+  const what = [
+    ...unreachable.length ? [`it downloads a prebuilt binary from ${unreachable.slice(0, 2).join(", ")}, which the host could not reach`] : [],
+    ...tools.length ? [`${unreachable.length ? "then " : ""}it compiles the addon, and the host lacks ${[...noCompiler ? ["a C/C++ compiler (cc, g++)"] : [], ...noPython ? ["Python (node-gyp runs it)"] : []].join(" and ")}`] : []
+  ];
+  const fixes = [
+    ...unreachable.length ? [`let the hosts reach ${unreachable[0]} (or a proxy to it in the app user's environment)`] : [],
+    ...tools.length || unreachable.length ? [`add ${tools.length ? tools.join(" and ") : "build-essential and python3"} to provision.packages and run ops provision, so the host compiles it`] : [],
+    `use a package whose binaries come from the npm registry${pkg === "bcrypt" ? " (bcryptjs, in JavaScript)" : ""}`
+  ];
+  return `${pkg}'s install script (${command2}) failed: ${what.join("; ")}; fix: ${fixes.join("; or ")}`;
+}
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -20406,7 +20433,7 @@ function withResult(e, fields, over = false) {
   if (typeof e === "object" && e !== null) failedResults.set(e, over ? { ...failedResults.get(e), ...fields } : { ...fields, ...failedResults.get(e) });
   return e;
 }
-var OpsError, InputError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, INITDATA_CUT, STEP_CUT, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact, failedResults;
+var OpsError, InputError, NotStartedError, KeyUnavailable, NoAgeIdentity, StepError, MIGRATION_CUT, INITDATA_CUT, STEP_CUT, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -20427,7 +20454,9 @@ var init_errors = __esm({
     NotStartedError = class extends OpsError {
       name = "NotStartedError";
     };
-    NoAgeIdentity = class extends OpsError {
+    KeyUnavailable = class extends OpsError {
+    };
+    NoAgeIdentity = class extends KeyUnavailable {
     };
     StepError = class extends OpsError {
       constructor(step, host, exitCode, stderrTail, signal, hint, limit, verdict) {
@@ -20461,7 +20490,7 @@ ${indent(stderrTail.trim())}` : "";
       problem: `sudo on ${host} runs ${login2}'s commands with NOEXEC (Defaults noexec, or the NOEXEC: tag on its sudoers line): the command it runs may not start another, and every step of ops's starts several (timeout, then the step's shell, apt, git, nginx, npm...)`,
       fix: `on ${host}, as root: remove "Defaults noexec" or the NOEXEC: tag for ${login2} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${login2} lists both; visudo -f FILE), e.g. "${login2} ALL=(ALL) NOPASSWD: ALL"`
     });
-    SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:env|true)['’]: Permission denied/;
+    SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:\/usr\/bin\/)?(?:env|true)['’]: Permission denied/;
     DiskFullError = class extends StepError {
       name = "DiskFullError";
       constructor(cause, summary2, hint) {
@@ -51351,9 +51380,9 @@ function openSshPublicBlob(text) {
   }
 }
 function lockedKey(source, fromCmd) {
-  if (fromCmd) return new OpsError(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
+  if (fromCmd) return new KeyUnavailable(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
   const copy = `${source}.sops`;
-  return new OpsError(
+  return new KeyUnavailable(
     `${source}, the SSH key this file is encrypted to, is protected by a passphrase: ops does not ask for passphrases (sops asks at a terminal)`,
     `give ops a copy without one, kept private: cp ${quote(source)} ${quote(copy)} && ssh-keygen -p -N '' -f ${quote(copy)} && export SOPS_AGE_SSH_PRIVATE_KEY_FILE=${quote(copy)} (ssh-keygen asks the old passphrase; sops reads that variable too); or use an age key: \`ops keygen\`, added as a recipient by someone who can decrypt, in SOPS_AGE_KEY_FILE`
   );
@@ -59753,13 +59782,19 @@ function binaryRefused(path, where, env = "<env>") {
   );
 }
 function unsupportedStore(file, store, written) {
-  if (!written) return new OpsError(`${file}: dotenv and INI sops files are not supported`, "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON");
+  if (!written) {
+    const env = environmentFolderOf(file);
+    return new OpsError(`${file}: dotenv and INI sops files are not supported`, `keep secrets in YAML${env ? ` (environments/${env}/secrets.sops.yaml)` : ""} or JSON`);
+  }
   const type = store === "INI" ? "ini" : "dotenv";
   const [f, next] = [quote(file), quote(`${file}.new`)];
   return new OpsError(
     `${file} is a sops file in ${store} format (\`sops encrypt\` keeps the format of the file it encrypts, whatever the name its output is saved under): dotenv and INI sops files are not supported`,
     `make it YAML with sops, the plaintext only in the pipe (never on disk): sops decrypt --input-type ${type} --output-type yaml ${f} | sops encrypt --filename-override ${f} --input-type yaml --output-type yaml > ${next} && mv ${next} ${f}`
   );
+}
+function environmentFolderOf(file) {
+  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1];
 }
 function formatOf(file) {
   const lower = file.toLowerCase();
@@ -60443,6 +60478,30 @@ function syntaxProblem(code) {
 function errorPath(path) {
   return showPath(path.map((p) => typeof p === "string" && VALUE_IN_KEY.test(p) ? "\u2026" : p));
 }
+function duplicateKeyPath(node, path) {
+  if ((0, import_yaml6.isMap)(node)) {
+    const seen = /* @__PURE__ */ new Set();
+    for (const pair of node.items) {
+      const key = (0, import_yaml6.isScalar)(pair.key) ? pair.key.value : pair.key;
+      if (seen.has(key)) return [...path, String(key)];
+      seen.add(key);
+      const inner = duplicateKeyPath(pair.value, [...path, String(key)]);
+      if (inner) return inner;
+    }
+  } else if ((0, import_yaml6.isSeq)(node)) {
+    for (const [i, item] of node.items.entries()) {
+      const inner = duplicateKeyPath(item, [...path, i]);
+      if (inner) return inner;
+    }
+  }
+  return void 0;
+}
+function duplicateJsonKey(file, path, at2, encrypted) {
+  return new OpsError(
+    `${file}: the key ${errorPath(path)} is given twice in one map${at2 ? ` (${at2})` : ""}: sops keeps both, and its readers disagree on which is the value (\`sops decrypt --extract\` gives the first, \`sops exec-env\` the last), so ops reads neither`,
+    encrypted ? `keep one of them: sops edit ${quote(file)} opens it with both; remove the other, save, then try again` : `keep one of them in ${file}, then try again`
+  );
+}
 function syntaxError(text, err) {
   return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${syntaxWhat(text, err)}`;
 }
@@ -60544,6 +60603,8 @@ function parseTree(text, format, options) {
   const doc = docs[0];
   const err = doc.errors.find((e) => !(format === "yaml" && e.code === "BAD_DQ_ESCAPE" && e.message === "Invalid escape sequence \\'"));
   if (err) {
+    const twice = format === "json" && err.code === "DUPLICATE_KEY" ? duplicateKeyPath(doc.contents, []) : void 0;
+    if (twice) throw duplicateJsonKey(file, twice, err.pos ? lineCol(text, err.pos[0]) : void 0, (0, import_yaml6.isMap)(doc.contents) && doc.contents.has("sops"));
     throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
   }
   const scalar = (node, path) => {
@@ -60719,6 +60780,7 @@ var init_tree_parse = __esm({
     "use strict";
     import_yaml6 = __toESM(require_dist(), 1);
     init_errors();
+    init_shell();
     init_yaml_depth();
     init_comments();
     init_goyaml();
@@ -61546,7 +61608,7 @@ var init_environment_schema = __esm({
           object({
             // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
             // commit's hash covers (the set reused while they change).
-            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a lockfile beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', "requirements.txt"),
+            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file, a uv project\'s `pyproject.toml` or `uv.lock`, or a `pylock.toml` (uv); a venv is made at <release>/venv ("" = no Python). A project locked by uv (a `uv.lock` beside the `pyproject.toml`) is installed from the lock as it is (`uv export --frozen`, with its hashes), and a lock out of step with `pyproject.toml` is refused before any host (run `uv lock`). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a `poetry.lock` or `pdm.lock` beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', "requirements.txt"),
             node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node). A directory the commit lacks, or without package.json or npm\'s lockfile (package-lock.json, npm-shrinkwrap.json), is refused before any host', "client"),
             python_installer: opt(
               oneOf(["uv", "pip"]),
@@ -62326,40 +62388,1854 @@ ${problems.map((p) => `  - ${p.path || "(top level)"}: ${p.message}`).join("\n")
   }
 });
 
-// core/git.ts
-function checkIdentity(identity) {
-  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
-    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
+// node_modules/graceful-fs/polyfills.js
+var require_polyfills = __commonJS({
+  "node_modules/graceful-fs/polyfills.js"(exports, module) {
+    var constants5 = __require("constants");
+    var origCwd = process.cwd;
+    var cwd = null;
+    var platform2 = process.env.GRACEFUL_FS_PLATFORM || process.platform;
+    process.cwd = function() {
+      if (!cwd)
+        cwd = origCwd.call(process);
+      return cwd;
+    };
+    try {
+      process.cwd();
+    } catch (er) {
+    }
+    if (typeof process.chdir === "function") {
+      chdir = process.chdir;
+      process.chdir = function(d) {
+        cwd = null;
+        chdir.call(process, d);
+      };
+      if (Object.setPrototypeOf) Object.setPrototypeOf(process.chdir, chdir);
+    }
+    var chdir;
+    module.exports = patch;
+    function patch(fs5) {
+      if (constants5.hasOwnProperty("O_SYMLINK") && process.version.match(/^v0\.6\.[0-2]|^v0\.5\./)) {
+        patchLchmod(fs5);
+      }
+      if (!fs5.lutimes) {
+        patchLutimes(fs5);
+      }
+      fs5.chown = chownFix(fs5.chown);
+      fs5.fchown = chownFix(fs5.fchown);
+      fs5.lchown = chownFix(fs5.lchown);
+      fs5.chmod = chmodFix(fs5.chmod);
+      fs5.fchmod = chmodFix(fs5.fchmod);
+      fs5.lchmod = chmodFix(fs5.lchmod);
+      fs5.chownSync = chownFixSync(fs5.chownSync);
+      fs5.fchownSync = chownFixSync(fs5.fchownSync);
+      fs5.lchownSync = chownFixSync(fs5.lchownSync);
+      fs5.chmodSync = chmodFixSync(fs5.chmodSync);
+      fs5.fchmodSync = chmodFixSync(fs5.fchmodSync);
+      fs5.lchmodSync = chmodFixSync(fs5.lchmodSync);
+      fs5.stat = statFix(fs5.stat);
+      fs5.fstat = statFix(fs5.fstat);
+      fs5.lstat = statFix(fs5.lstat);
+      fs5.statSync = statFixSync(fs5.statSync);
+      fs5.fstatSync = statFixSync(fs5.fstatSync);
+      fs5.lstatSync = statFixSync(fs5.lstatSync);
+      if (fs5.chmod && !fs5.lchmod) {
+        fs5.lchmod = function(path, mode, cb) {
+          if (cb) process.nextTick(cb);
+        };
+        fs5.lchmodSync = function() {
+        };
+      }
+      if (fs5.chown && !fs5.lchown) {
+        fs5.lchown = function(path, uid, gid, cb) {
+          if (cb) process.nextTick(cb);
+        };
+        fs5.lchownSync = function() {
+        };
+      }
+      if (platform2 === "win32") {
+        fs5.rename = typeof fs5.rename !== "function" ? fs5.rename : (function(fs$rename) {
+          function rename3(from, to, cb) {
+            var start = Date.now();
+            var backoff = 0;
+            fs$rename(from, to, function CB(er) {
+              if (er && (er.code === "EACCES" || er.code === "EPERM" || er.code === "EBUSY") && Date.now() - start < 6e4) {
+                setTimeout(function() {
+                  fs5.stat(to, function(stater, st) {
+                    if (stater && stater.code === "ENOENT")
+                      fs$rename(from, to, CB);
+                    else
+                      cb(er);
+                  });
+                }, backoff);
+                if (backoff < 100)
+                  backoff += 10;
+                return;
+              }
+              if (cb) cb(er);
+            });
+          }
+          if (Object.setPrototypeOf) Object.setPrototypeOf(rename3, fs$rename);
+          return rename3;
+        })(fs5.rename);
+      }
+      fs5.read = typeof fs5.read !== "function" ? fs5.read : (function(fs$read) {
+        function read2(fd, buffer, offset, length, position, callback_) {
+          var callback;
+          if (callback_ && typeof callback_ === "function") {
+            var eagCounter = 0;
+            callback = function(er, _, __) {
+              if (er && er.code === "EAGAIN" && eagCounter < 10) {
+                eagCounter++;
+                return fs$read.call(fs5, fd, buffer, offset, length, position, callback);
+              }
+              callback_.apply(this, arguments);
+            };
+          }
+          return fs$read.call(fs5, fd, buffer, offset, length, position, callback);
+        }
+        if (Object.setPrototypeOf) Object.setPrototypeOf(read2, fs$read);
+        return read2;
+      })(fs5.read);
+      fs5.readSync = typeof fs5.readSync !== "function" ? fs5.readSync : /* @__PURE__ */ (function(fs$readSync) {
+        return function(fd, buffer, offset, length, position) {
+          var eagCounter = 0;
+          while (true) {
+            try {
+              return fs$readSync.call(fs5, fd, buffer, offset, length, position);
+            } catch (er) {
+              if (er.code === "EAGAIN" && eagCounter < 10) {
+                eagCounter++;
+                continue;
+              }
+              throw er;
+            }
+          }
+        };
+      })(fs5.readSync);
+      function patchLchmod(fs6) {
+        fs6.lchmod = function(path, mode, callback) {
+          fs6.open(
+            path,
+            constants5.O_WRONLY | constants5.O_SYMLINK,
+            mode,
+            function(err, fd) {
+              if (err) {
+                if (callback) callback(err);
+                return;
+              }
+              fs6.fchmod(fd, mode, function(err2) {
+                fs6.close(fd, function(err22) {
+                  if (callback) callback(err2 || err22);
+                });
+              });
+            }
+          );
+        };
+        fs6.lchmodSync = function(path, mode) {
+          var fd = fs6.openSync(path, constants5.O_WRONLY | constants5.O_SYMLINK, mode);
+          var threw = true;
+          var ret;
+          try {
+            ret = fs6.fchmodSync(fd, mode);
+            threw = false;
+          } finally {
+            if (threw) {
+              try {
+                fs6.closeSync(fd);
+              } catch (er) {
+              }
+            } else {
+              fs6.closeSync(fd);
+            }
+          }
+          return ret;
+        };
+      }
+      function patchLutimes(fs6) {
+        if (constants5.hasOwnProperty("O_SYMLINK") && fs6.futimes) {
+          fs6.lutimes = function(path, at2, mt, cb) {
+            fs6.open(path, constants5.O_SYMLINK, function(er, fd) {
+              if (er) {
+                if (cb) cb(er);
+                return;
+              }
+              fs6.futimes(fd, at2, mt, function(er2) {
+                fs6.close(fd, function(er22) {
+                  if (cb) cb(er2 || er22);
+                });
+              });
+            });
+          };
+          fs6.lutimesSync = function(path, at2, mt) {
+            var fd = fs6.openSync(path, constants5.O_SYMLINK);
+            var ret;
+            var threw = true;
+            try {
+              ret = fs6.futimesSync(fd, at2, mt);
+              threw = false;
+            } finally {
+              if (threw) {
+                try {
+                  fs6.closeSync(fd);
+                } catch (er) {
+                }
+              } else {
+                fs6.closeSync(fd);
+              }
+            }
+            return ret;
+          };
+        } else if (fs6.futimes) {
+          fs6.lutimes = function(_a, _b, _c, cb) {
+            if (cb) process.nextTick(cb);
+          };
+          fs6.lutimesSync = function() {
+          };
+        }
+      }
+      function chmodFix(orig) {
+        if (!orig) return orig;
+        return function(target, mode, cb) {
+          return orig.call(fs5, target, mode, function(er) {
+            if (chownErOk(er)) er = null;
+            if (cb) cb.apply(this, arguments);
+          });
+        };
+      }
+      function chmodFixSync(orig) {
+        if (!orig) return orig;
+        return function(target, mode) {
+          try {
+            return orig.call(fs5, target, mode);
+          } catch (er) {
+            if (!chownErOk(er)) throw er;
+          }
+        };
+      }
+      function chownFix(orig) {
+        if (!orig) return orig;
+        return function(target, uid, gid, cb) {
+          return orig.call(fs5, target, uid, gid, function(er) {
+            if (chownErOk(er)) er = null;
+            if (cb) cb.apply(this, arguments);
+          });
+        };
+      }
+      function chownFixSync(orig) {
+        if (!orig) return orig;
+        return function(target, uid, gid) {
+          try {
+            return orig.call(fs5, target, uid, gid);
+          } catch (er) {
+            if (!chownErOk(er)) throw er;
+          }
+        };
+      }
+      function statFix(orig) {
+        if (!orig) return orig;
+        return function(target, options, cb) {
+          if (typeof options === "function") {
+            cb = options;
+            options = null;
+          }
+          function callback(er, stats) {
+            if (stats) {
+              if (stats.uid < 0) stats.uid += 4294967296;
+              if (stats.gid < 0) stats.gid += 4294967296;
+            }
+            if (cb) cb.apply(this, arguments);
+          }
+          return options ? orig.call(fs5, target, options, callback) : orig.call(fs5, target, callback);
+        };
+      }
+      function statFixSync(orig) {
+        if (!orig) return orig;
+        return function(target, options) {
+          var stats = options ? orig.call(fs5, target, options) : orig.call(fs5, target);
+          if (stats) {
+            if (stats.uid < 0) stats.uid += 4294967296;
+            if (stats.gid < 0) stats.gid += 4294967296;
+          }
+          return stats;
+        };
+      }
+      function chownErOk(er) {
+        if (!er)
+          return true;
+        if (er.code === "ENOSYS")
+          return true;
+        var nonroot = !process.getuid || process.getuid() !== 0;
+        if (nonroot) {
+          if (er.code === "EINVAL" || er.code === "EPERM")
+            return true;
+        }
+        return false;
+      }
+    }
   }
-  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
-    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
+});
+
+// node_modules/graceful-fs/legacy-streams.js
+var require_legacy_streams = __commonJS({
+  "node_modules/graceful-fs/legacy-streams.js"(exports, module) {
+    var Stream = __require("stream").Stream;
+    module.exports = legacy;
+    function legacy(fs5) {
+      return {
+        ReadStream,
+        WriteStream
+      };
+      function ReadStream(path, options) {
+        if (!(this instanceof ReadStream)) return new ReadStream(path, options);
+        Stream.call(this);
+        var self2 = this;
+        this.path = path;
+        this.fd = null;
+        this.readable = true;
+        this.paused = false;
+        this.flags = "r";
+        this.mode = 438;
+        this.bufferSize = 64 * 1024;
+        options = options || {};
+        var keys = Object.keys(options);
+        for (var index = 0, length = keys.length; index < length; index++) {
+          var key = keys[index];
+          this[key] = options[key];
+        }
+        if (this.encoding) this.setEncoding(this.encoding);
+        if (this.start !== void 0) {
+          if ("number" !== typeof this.start) {
+            throw TypeError("start must be a Number");
+          }
+          if (this.end === void 0) {
+            this.end = Infinity;
+          } else if ("number" !== typeof this.end) {
+            throw TypeError("end must be a Number");
+          }
+          if (this.start > this.end) {
+            throw new Error("start must be <= end");
+          }
+          this.pos = this.start;
+        }
+        if (this.fd !== null) {
+          process.nextTick(function() {
+            self2._read();
+          });
+          return;
+        }
+        fs5.open(this.path, this.flags, this.mode, function(err, fd) {
+          if (err) {
+            self2.emit("error", err);
+            self2.readable = false;
+            return;
+          }
+          self2.fd = fd;
+          self2.emit("open", fd);
+          self2._read();
+        });
+      }
+      function WriteStream(path, options) {
+        if (!(this instanceof WriteStream)) return new WriteStream(path, options);
+        Stream.call(this);
+        this.path = path;
+        this.fd = null;
+        this.writable = true;
+        this.flags = "w";
+        this.encoding = "binary";
+        this.mode = 438;
+        this.bytesWritten = 0;
+        options = options || {};
+        var keys = Object.keys(options);
+        for (var index = 0, length = keys.length; index < length; index++) {
+          var key = keys[index];
+          this[key] = options[key];
+        }
+        if (this.start !== void 0) {
+          if ("number" !== typeof this.start) {
+            throw TypeError("start must be a Number");
+          }
+          if (this.start < 0) {
+            throw new Error("start must be >= zero");
+          }
+          this.pos = this.start;
+        }
+        this.busy = false;
+        this._queue = [];
+        if (this.fd === null) {
+          this._open = fs5.open;
+          this._queue.push([this._open, this.path, this.flags, this.mode, void 0]);
+          this.flush();
+        }
+      }
+    }
   }
-  return identity;
-}
-function gitEnvironment(processEnv, options = {}) {
-  const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
-  const out = {};
-  for (const [k, v] of Object.entries(processEnv)) if (v !== void 0 && (!k.startsWith("GIT_") || KEPT.test(k))) out[k] = v;
-  return {
-    ...out,
-    LC_ALL: "C",
-    LANGUAGE: "C",
-    GIT_PAGER: "cat",
-    PAGER: "cat",
-    GIT_AUTHOR_NAME: identity.name,
-    GIT_AUTHOR_EMAIL: identity.email,
-    GIT_COMMITTER_NAME: identity.name,
-    GIT_COMMITTER_EMAIL: identity.email,
-    ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
-  };
-}
-var DEFAULT_IDENTITY, KEPT;
-var init_git = __esm({
-  "core/git.ts"() {
+});
+
+// node_modules/graceful-fs/clone.js
+var require_clone = __commonJS({
+  "node_modules/graceful-fs/clone.js"(exports, module) {
     "use strict";
+    module.exports = clone;
+    var getPrototypeOf = Object.getPrototypeOf || function(obj) {
+      return obj.__proto__;
+    };
+    function clone(obj) {
+      if (obj === null || typeof obj !== "object")
+        return obj;
+      if (obj instanceof Object)
+        var copy = { __proto__: getPrototypeOf(obj) };
+      else
+        var copy = /* @__PURE__ */ Object.create(null);
+      Object.getOwnPropertyNames(obj).forEach(function(key) {
+        Object.defineProperty(copy, key, Object.getOwnPropertyDescriptor(obj, key));
+      });
+      return copy;
+    }
+  }
+});
+
+// node_modules/graceful-fs/graceful-fs.js
+var require_graceful_fs = __commonJS({
+  "node_modules/graceful-fs/graceful-fs.js"(exports, module) {
+    var fs5 = __require("fs");
+    var polyfills = require_polyfills();
+    var legacy = require_legacy_streams();
+    var clone = require_clone();
+    var util = __require("util");
+    var gracefulQueue;
+    var previousSymbol;
+    if (typeof Symbol === "function" && typeof Symbol.for === "function") {
+      gracefulQueue = /* @__PURE__ */ Symbol.for("graceful-fs.queue");
+      previousSymbol = /* @__PURE__ */ Symbol.for("graceful-fs.previous");
+    } else {
+      gracefulQueue = "___graceful-fs.queue";
+      previousSymbol = "___graceful-fs.previous";
+    }
+    function noop() {
+    }
+    function publishQueue(context, queue2) {
+      Object.defineProperty(context, gracefulQueue, {
+        get: function() {
+          return queue2;
+        }
+      });
+    }
+    var debug2 = noop;
+    if (util.debuglog)
+      debug2 = util.debuglog("gfs4");
+    else if (/\bgfs4\b/i.test(process.env.NODE_DEBUG || ""))
+      debug2 = function() {
+        var m = util.format.apply(util, arguments);
+        m = "GFS4: " + m.split(/\n/).join("\nGFS4: ");
+        console.error(m);
+      };
+    if (!fs5[gracefulQueue]) {
+      queue = global[gracefulQueue] || [];
+      publishQueue(fs5, queue);
+      fs5.close = (function(fs$close) {
+        function close(fd, cb) {
+          return fs$close.call(fs5, fd, function(err) {
+            if (!err) {
+              resetQueue();
+            }
+            if (typeof cb === "function")
+              cb.apply(this, arguments);
+          });
+        }
+        Object.defineProperty(close, previousSymbol, {
+          value: fs$close
+        });
+        return close;
+      })(fs5.close);
+      fs5.closeSync = (function(fs$closeSync) {
+        function closeSync2(fd) {
+          fs$closeSync.apply(fs5, arguments);
+          resetQueue();
+        }
+        Object.defineProperty(closeSync2, previousSymbol, {
+          value: fs$closeSync
+        });
+        return closeSync2;
+      })(fs5.closeSync);
+      if (/\bgfs4\b/i.test(process.env.NODE_DEBUG || "")) {
+        process.on("exit", function() {
+          debug2(fs5[gracefulQueue]);
+          __require("assert").equal(fs5[gracefulQueue].length, 0);
+        });
+      }
+    }
+    var queue;
+    if (!global[gracefulQueue]) {
+      publishQueue(global, fs5[gracefulQueue]);
+    }
+    module.exports = patch(clone(fs5));
+    if (process.env.TEST_GRACEFUL_FS_GLOBAL_PATCH && !fs5.__patched) {
+      module.exports = patch(fs5);
+      fs5.__patched = true;
+    }
+    function patch(fs6) {
+      polyfills(fs6);
+      fs6.gracefulify = patch;
+      fs6.createReadStream = createReadStream;
+      fs6.createWriteStream = createWriteStream;
+      var fs$readFile = fs6.readFile;
+      fs6.readFile = readFile4;
+      function readFile4(path, options, cb) {
+        if (typeof options === "function")
+          cb = options, options = null;
+        return go$readFile(path, options, cb);
+        function go$readFile(path2, options2, cb2, startTime) {
+          return fs$readFile(path2, options2, function(err) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([go$readFile, [path2, options2, cb2], err, startTime || Date.now(), Date.now()]);
+            else {
+              if (typeof cb2 === "function")
+                cb2.apply(this, arguments);
+            }
+          });
+        }
+      }
+      var fs$writeFile = fs6.writeFile;
+      fs6.writeFile = writeFile3;
+      function writeFile3(path, data, options, cb) {
+        if (typeof options === "function")
+          cb = options, options = null;
+        return go$writeFile(path, data, options, cb);
+        function go$writeFile(path2, data2, options2, cb2, startTime) {
+          return fs$writeFile(path2, data2, options2, function(err) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([go$writeFile, [path2, data2, options2, cb2], err, startTime || Date.now(), Date.now()]);
+            else {
+              if (typeof cb2 === "function")
+                cb2.apply(this, arguments);
+            }
+          });
+        }
+      }
+      var fs$appendFile = fs6.appendFile;
+      if (fs$appendFile)
+        fs6.appendFile = appendFile2;
+      function appendFile2(path, data, options, cb) {
+        if (typeof options === "function")
+          cb = options, options = null;
+        return go$appendFile(path, data, options, cb);
+        function go$appendFile(path2, data2, options2, cb2, startTime) {
+          return fs$appendFile(path2, data2, options2, function(err) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([go$appendFile, [path2, data2, options2, cb2], err, startTime || Date.now(), Date.now()]);
+            else {
+              if (typeof cb2 === "function")
+                cb2.apply(this, arguments);
+            }
+          });
+        }
+      }
+      var fs$copyFile = fs6.copyFile;
+      if (fs$copyFile)
+        fs6.copyFile = copyFile2;
+      function copyFile2(src, dest, flags, cb) {
+        if (typeof flags === "function") {
+          cb = flags;
+          flags = 0;
+        }
+        return go$copyFile(src, dest, flags, cb);
+        function go$copyFile(src2, dest2, flags2, cb2, startTime) {
+          return fs$copyFile(src2, dest2, flags2, function(err) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([go$copyFile, [src2, dest2, flags2, cb2], err, startTime || Date.now(), Date.now()]);
+            else {
+              if (typeof cb2 === "function")
+                cb2.apply(this, arguments);
+            }
+          });
+        }
+      }
+      var fs$readdir = fs6.readdir;
+      fs6.readdir = readdir2;
+      var noReaddirOptionVersions = /^v[0-5]\./;
+      function readdir2(path, options, cb) {
+        if (typeof options === "function")
+          cb = options, options = null;
+        var go$readdir = noReaddirOptionVersions.test(process.version) ? function go$readdir2(path2, options2, cb2, startTime) {
+          return fs$readdir(path2, fs$readdirCallback(
+            path2,
+            options2,
+            cb2,
+            startTime
+          ));
+        } : function go$readdir2(path2, options2, cb2, startTime) {
+          return fs$readdir(path2, options2, fs$readdirCallback(
+            path2,
+            options2,
+            cb2,
+            startTime
+          ));
+        };
+        return go$readdir(path, options, cb);
+        function fs$readdirCallback(path2, options2, cb2, startTime) {
+          return function(err, files) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([
+                go$readdir,
+                [path2, options2, cb2],
+                err,
+                startTime || Date.now(),
+                Date.now()
+              ]);
+            else {
+              if (files && files.sort)
+                files.sort();
+              if (typeof cb2 === "function")
+                cb2.call(this, err, files);
+            }
+          };
+        }
+      }
+      if (process.version.substr(0, 4) === "v0.8") {
+        var legStreams = legacy(fs6);
+        ReadStream = legStreams.ReadStream;
+        WriteStream = legStreams.WriteStream;
+      }
+      var fs$ReadStream = fs6.ReadStream;
+      if (fs$ReadStream) {
+        ReadStream.prototype = Object.create(fs$ReadStream.prototype);
+        ReadStream.prototype.open = ReadStream$open;
+      }
+      var fs$WriteStream = fs6.WriteStream;
+      if (fs$WriteStream) {
+        WriteStream.prototype = Object.create(fs$WriteStream.prototype);
+        WriteStream.prototype.open = WriteStream$open;
+      }
+      Object.defineProperty(fs6, "ReadStream", {
+        get: function() {
+          return ReadStream;
+        },
+        set: function(val) {
+          ReadStream = val;
+        },
+        enumerable: true,
+        configurable: true
+      });
+      Object.defineProperty(fs6, "WriteStream", {
+        get: function() {
+          return WriteStream;
+        },
+        set: function(val) {
+          WriteStream = val;
+        },
+        enumerable: true,
+        configurable: true
+      });
+      var FileReadStream = ReadStream;
+      Object.defineProperty(fs6, "FileReadStream", {
+        get: function() {
+          return FileReadStream;
+        },
+        set: function(val) {
+          FileReadStream = val;
+        },
+        enumerable: true,
+        configurable: true
+      });
+      var FileWriteStream = WriteStream;
+      Object.defineProperty(fs6, "FileWriteStream", {
+        get: function() {
+          return FileWriteStream;
+        },
+        set: function(val) {
+          FileWriteStream = val;
+        },
+        enumerable: true,
+        configurable: true
+      });
+      function ReadStream(path, options) {
+        if (this instanceof ReadStream)
+          return fs$ReadStream.apply(this, arguments), this;
+        else
+          return ReadStream.apply(Object.create(ReadStream.prototype), arguments);
+      }
+      function ReadStream$open() {
+        var that = this;
+        open4(that.path, that.flags, that.mode, function(err, fd) {
+          if (err) {
+            if (that.autoClose)
+              that.destroy();
+            that.emit("error", err);
+          } else {
+            that.fd = fd;
+            that.emit("open", fd);
+            that.read();
+          }
+        });
+      }
+      function WriteStream(path, options) {
+        if (this instanceof WriteStream)
+          return fs$WriteStream.apply(this, arguments), this;
+        else
+          return WriteStream.apply(Object.create(WriteStream.prototype), arguments);
+      }
+      function WriteStream$open() {
+        var that = this;
+        open4(that.path, that.flags, that.mode, function(err, fd) {
+          if (err) {
+            that.destroy();
+            that.emit("error", err);
+          } else {
+            that.fd = fd;
+            that.emit("open", fd);
+          }
+        });
+      }
+      function createReadStream(path, options) {
+        return new fs6.ReadStream(path, options);
+      }
+      function createWriteStream(path, options) {
+        return new fs6.WriteStream(path, options);
+      }
+      var fs$open = fs6.open;
+      fs6.open = open4;
+      function open4(path, flags, mode, cb) {
+        if (typeof mode === "function")
+          cb = mode, mode = null;
+        return go$open(path, flags, mode, cb);
+        function go$open(path2, flags2, mode2, cb2, startTime) {
+          return fs$open(path2, flags2, mode2, function(err, fd) {
+            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
+              enqueue([go$open, [path2, flags2, mode2, cb2], err, startTime || Date.now(), Date.now()]);
+            else {
+              if (typeof cb2 === "function")
+                cb2.apply(this, arguments);
+            }
+          });
+        }
+      }
+      return fs6;
+    }
+    function enqueue(elem) {
+      debug2("ENQUEUE", elem[0].name, elem[1]);
+      fs5[gracefulQueue].push(elem);
+      retry();
+    }
+    var retryTimer;
+    function resetQueue() {
+      var now = Date.now();
+      for (var i = 0; i < fs5[gracefulQueue].length; ++i) {
+        if (fs5[gracefulQueue][i].length > 2) {
+          fs5[gracefulQueue][i][3] = now;
+          fs5[gracefulQueue][i][4] = now;
+        }
+      }
+      retry();
+    }
+    function retry() {
+      clearTimeout(retryTimer);
+      retryTimer = void 0;
+      if (fs5[gracefulQueue].length === 0)
+        return;
+      var elem = fs5[gracefulQueue].shift();
+      var fn = elem[0];
+      var args = elem[1];
+      var err = elem[2];
+      var startTime = elem[3];
+      var lastTime = elem[4];
+      if (startTime === void 0) {
+        debug2("RETRY", fn.name, args);
+        fn.apply(null, args);
+      } else if (Date.now() - startTime >= 6e4) {
+        debug2("TIMEOUT", fn.name, args);
+        var cb = args.pop();
+        if (typeof cb === "function")
+          cb.call(null, err);
+      } else {
+        var sinceAttempt = Date.now() - lastTime;
+        var sinceStart = Math.max(lastTime - startTime, 1);
+        var desiredDelay = Math.min(sinceStart * 1.2, 100);
+        if (sinceAttempt >= desiredDelay) {
+          debug2("RETRY", fn.name, args);
+          fn.apply(null, args.concat([startTime]));
+        } else {
+          fs5[gracefulQueue].push(elem);
+        }
+      }
+      if (retryTimer === void 0) {
+        retryTimer = setTimeout(retry, 0);
+      }
+    }
+  }
+});
+
+// node_modules/retry/lib/retry_operation.js
+var require_retry_operation = __commonJS({
+  "node_modules/retry/lib/retry_operation.js"(exports, module) {
+    function RetryOperation(timeouts, options) {
+      if (typeof options === "boolean") {
+        options = { forever: options };
+      }
+      this._originalTimeouts = JSON.parse(JSON.stringify(timeouts));
+      this._timeouts = timeouts;
+      this._options = options || {};
+      this._maxRetryTime = options && options.maxRetryTime || Infinity;
+      this._fn = null;
+      this._errors = [];
+      this._attempts = 1;
+      this._operationTimeout = null;
+      this._operationTimeoutCb = null;
+      this._timeout = null;
+      this._operationStart = null;
+      if (this._options.forever) {
+        this._cachedTimeouts = this._timeouts.slice(0);
+      }
+    }
+    module.exports = RetryOperation;
+    RetryOperation.prototype.reset = function() {
+      this._attempts = 1;
+      this._timeouts = this._originalTimeouts;
+    };
+    RetryOperation.prototype.stop = function() {
+      if (this._timeout) {
+        clearTimeout(this._timeout);
+      }
+      this._timeouts = [];
+      this._cachedTimeouts = null;
+    };
+    RetryOperation.prototype.retry = function(err) {
+      if (this._timeout) {
+        clearTimeout(this._timeout);
+      }
+      if (!err) {
+        return false;
+      }
+      var currentTime = (/* @__PURE__ */ new Date()).getTime();
+      if (err && currentTime - this._operationStart >= this._maxRetryTime) {
+        this._errors.unshift(new Error("RetryOperation timeout occurred"));
+        return false;
+      }
+      this._errors.push(err);
+      var timeout = this._timeouts.shift();
+      if (timeout === void 0) {
+        if (this._cachedTimeouts) {
+          this._errors.splice(this._errors.length - 1, this._errors.length);
+          this._timeouts = this._cachedTimeouts.slice(0);
+          timeout = this._timeouts.shift();
+        } else {
+          return false;
+        }
+      }
+      var self2 = this;
+      var timer = setTimeout(function() {
+        self2._attempts++;
+        if (self2._operationTimeoutCb) {
+          self2._timeout = setTimeout(function() {
+            self2._operationTimeoutCb(self2._attempts);
+          }, self2._operationTimeout);
+          if (self2._options.unref) {
+            self2._timeout.unref();
+          }
+        }
+        self2._fn(self2._attempts);
+      }, timeout);
+      if (this._options.unref) {
+        timer.unref();
+      }
+      return true;
+    };
+    RetryOperation.prototype.attempt = function(fn, timeoutOps) {
+      this._fn = fn;
+      if (timeoutOps) {
+        if (timeoutOps.timeout) {
+          this._operationTimeout = timeoutOps.timeout;
+        }
+        if (timeoutOps.cb) {
+          this._operationTimeoutCb = timeoutOps.cb;
+        }
+      }
+      var self2 = this;
+      if (this._operationTimeoutCb) {
+        this._timeout = setTimeout(function() {
+          self2._operationTimeoutCb();
+        }, self2._operationTimeout);
+      }
+      this._operationStart = (/* @__PURE__ */ new Date()).getTime();
+      this._fn(this._attempts);
+    };
+    RetryOperation.prototype.try = function(fn) {
+      console.log("Using RetryOperation.try() is deprecated");
+      this.attempt(fn);
+    };
+    RetryOperation.prototype.start = function(fn) {
+      console.log("Using RetryOperation.start() is deprecated");
+      this.attempt(fn);
+    };
+    RetryOperation.prototype.start = RetryOperation.prototype.try;
+    RetryOperation.prototype.errors = function() {
+      return this._errors;
+    };
+    RetryOperation.prototype.attempts = function() {
+      return this._attempts;
+    };
+    RetryOperation.prototype.mainError = function() {
+      if (this._errors.length === 0) {
+        return null;
+      }
+      var counts = {};
+      var mainError = null;
+      var mainErrorCount = 0;
+      for (var i = 0; i < this._errors.length; i++) {
+        var error2 = this._errors[i];
+        var message = error2.message;
+        var count = (counts[message] || 0) + 1;
+        counts[message] = count;
+        if (count >= mainErrorCount) {
+          mainError = error2;
+          mainErrorCount = count;
+        }
+      }
+      return mainError;
+    };
+  }
+});
+
+// node_modules/retry/lib/retry.js
+var require_retry2 = __commonJS({
+  "node_modules/retry/lib/retry.js"(exports) {
+    var RetryOperation = require_retry_operation();
+    exports.operation = function(options) {
+      var timeouts = exports.timeouts(options);
+      return new RetryOperation(timeouts, {
+        forever: options && options.forever,
+        unref: options && options.unref,
+        maxRetryTime: options && options.maxRetryTime
+      });
+    };
+    exports.timeouts = function(options) {
+      if (options instanceof Array) {
+        return [].concat(options);
+      }
+      var opts2 = {
+        retries: 10,
+        factor: 2,
+        minTimeout: 1 * 1e3,
+        maxTimeout: Infinity,
+        randomize: false
+      };
+      for (var key in options) {
+        opts2[key] = options[key];
+      }
+      if (opts2.minTimeout > opts2.maxTimeout) {
+        throw new Error("minTimeout is greater than maxTimeout");
+      }
+      var timeouts = [];
+      for (var i = 0; i < opts2.retries; i++) {
+        timeouts.push(this.createTimeout(i, opts2));
+      }
+      if (options && options.forever && !timeouts.length) {
+        timeouts.push(this.createTimeout(i, opts2));
+      }
+      timeouts.sort(function(a, b) {
+        return a - b;
+      });
+      return timeouts;
+    };
+    exports.createTimeout = function(attempt, opts2) {
+      var random = opts2.randomize ? Math.random() + 1 : 1;
+      var timeout = Math.round(random * opts2.minTimeout * Math.pow(opts2.factor, attempt));
+      timeout = Math.min(timeout, opts2.maxTimeout);
+      return timeout;
+    };
+    exports.wrap = function(obj, options, methods) {
+      if (options instanceof Array) {
+        methods = options;
+        options = null;
+      }
+      if (!methods) {
+        methods = [];
+        for (var key in obj) {
+          if (typeof obj[key] === "function") {
+            methods.push(key);
+          }
+        }
+      }
+      for (var i = 0; i < methods.length; i++) {
+        var method = methods[i];
+        var original = obj[method];
+        obj[method] = function retryWrapper(original2) {
+          var op = exports.operation(options);
+          var args = Array.prototype.slice.call(arguments, 1);
+          var callback = args.pop();
+          args.push(function(err) {
+            if (op.retry(err)) {
+              return;
+            }
+            if (err) {
+              arguments[0] = op.mainError();
+            }
+            callback.apply(this, arguments);
+          });
+          op.attempt(function() {
+            original2.apply(obj, args);
+          });
+        }.bind(obj, original);
+        obj[method].options = options;
+      }
+    };
+  }
+});
+
+// node_modules/retry/index.js
+var require_retry3 = __commonJS({
+  "node_modules/retry/index.js"(exports, module) {
+    module.exports = require_retry2();
+  }
+});
+
+// node_modules/signal-exit/signals.js
+var require_signals = __commonJS({
+  "node_modules/signal-exit/signals.js"(exports, module) {
+    module.exports = [
+      "SIGABRT",
+      "SIGALRM",
+      "SIGHUP",
+      "SIGINT",
+      "SIGTERM"
+    ];
+    if (process.platform !== "win32") {
+      module.exports.push(
+        "SIGVTALRM",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGUSR2",
+        "SIGTRAP",
+        "SIGSYS",
+        "SIGQUIT",
+        "SIGIOT"
+        // should detect profiler and enable/disable accordingly.
+        // see #21
+        // 'SIGPROF'
+      );
+    }
+    if (process.platform === "linux") {
+      module.exports.push(
+        "SIGIO",
+        "SIGPOLL",
+        "SIGPWR",
+        "SIGSTKFLT",
+        "SIGUNUSED"
+      );
+    }
+  }
+});
+
+// node_modules/signal-exit/index.js
+var require_signal_exit = __commonJS({
+  "node_modules/signal-exit/index.js"(exports, module) {
+    var process2 = global.process;
+    var processOk = function(process3) {
+      return process3 && typeof process3 === "object" && typeof process3.removeListener === "function" && typeof process3.emit === "function" && typeof process3.reallyExit === "function" && typeof process3.listeners === "function" && typeof process3.kill === "function" && typeof process3.pid === "number" && typeof process3.on === "function";
+    };
+    if (!processOk(process2)) {
+      module.exports = function() {
+        return function() {
+        };
+      };
+    } else {
+      assert = __require("assert");
+      signals = require_signals();
+      isWin = /^win/i.test(process2.platform);
+      EE = __require("events");
+      if (typeof EE !== "function") {
+        EE = EE.EventEmitter;
+      }
+      if (process2.__signal_exit_emitter__) {
+        emitter = process2.__signal_exit_emitter__;
+      } else {
+        emitter = process2.__signal_exit_emitter__ = new EE();
+        emitter.count = 0;
+        emitter.emitted = {};
+      }
+      if (!emitter.infinite) {
+        emitter.setMaxListeners(Infinity);
+        emitter.infinite = true;
+      }
+      module.exports = function(cb, opts2) {
+        if (!processOk(global.process)) {
+          return function() {
+          };
+        }
+        assert.equal(typeof cb, "function", "a callback must be provided for exit handler");
+        if (loaded === false) {
+          load2();
+        }
+        var ev = "exit";
+        if (opts2 && opts2.alwaysLast) {
+          ev = "afterexit";
+        }
+        var remove = function() {
+          emitter.removeListener(ev, cb);
+          if (emitter.listeners("exit").length === 0 && emitter.listeners("afterexit").length === 0) {
+            unload();
+          }
+        };
+        emitter.on(ev, cb);
+        return remove;
+      };
+      unload = function unload2() {
+        if (!loaded || !processOk(global.process)) {
+          return;
+        }
+        loaded = false;
+        signals.forEach(function(sig) {
+          try {
+            process2.removeListener(sig, sigListeners[sig]);
+          } catch (er) {
+          }
+        });
+        process2.emit = originalProcessEmit;
+        process2.reallyExit = originalProcessReallyExit;
+        emitter.count -= 1;
+      };
+      module.exports.unload = unload;
+      emit = function emit2(event, code, signal) {
+        if (emitter.emitted[event]) {
+          return;
+        }
+        emitter.emitted[event] = true;
+        emitter.emit(event, code, signal);
+      };
+      sigListeners = {};
+      signals.forEach(function(sig) {
+        sigListeners[sig] = function listener() {
+          if (!processOk(global.process)) {
+            return;
+          }
+          var listeners = process2.listeners(sig);
+          if (listeners.length === emitter.count) {
+            unload();
+            emit("exit", null, sig);
+            emit("afterexit", null, sig);
+            if (isWin && sig === "SIGHUP") {
+              sig = "SIGINT";
+            }
+            process2.kill(process2.pid, sig);
+          }
+        };
+      });
+      module.exports.signals = function() {
+        return signals;
+      };
+      loaded = false;
+      load2 = function load3() {
+        if (loaded || !processOk(global.process)) {
+          return;
+        }
+        loaded = true;
+        emitter.count += 1;
+        signals = signals.filter(function(sig) {
+          try {
+            process2.on(sig, sigListeners[sig]);
+            return true;
+          } catch (er) {
+            return false;
+          }
+        });
+        process2.emit = processEmit;
+        process2.reallyExit = processReallyExit;
+      };
+      module.exports.load = load2;
+      originalProcessReallyExit = process2.reallyExit;
+      processReallyExit = function processReallyExit2(code) {
+        if (!processOk(global.process)) {
+          return;
+        }
+        process2.exitCode = code || /* istanbul ignore next */
+        0;
+        emit("exit", process2.exitCode, null);
+        emit("afterexit", process2.exitCode, null);
+        originalProcessReallyExit.call(process2, process2.exitCode);
+      };
+      originalProcessEmit = process2.emit;
+      processEmit = function processEmit2(ev, arg) {
+        if (ev === "exit" && processOk(global.process)) {
+          if (arg !== void 0) {
+            process2.exitCode = arg;
+          }
+          var ret = originalProcessEmit.apply(this, arguments);
+          emit("exit", process2.exitCode, null);
+          emit("afterexit", process2.exitCode, null);
+          return ret;
+        } else {
+          return originalProcessEmit.apply(this, arguments);
+        }
+      };
+    }
+    var assert;
+    var signals;
+    var isWin;
+    var EE;
+    var emitter;
+    var unload;
+    var emit;
+    var sigListeners;
+    var loaded;
+    var load2;
+    var originalProcessReallyExit;
+    var processReallyExit;
+    var originalProcessEmit;
+    var processEmit;
+  }
+});
+
+// node_modules/proper-lockfile/lib/mtime-precision.js
+var require_mtime_precision = __commonJS({
+  "node_modules/proper-lockfile/lib/mtime-precision.js"(exports, module) {
+    "use strict";
+    var cacheSymbol = /* @__PURE__ */ Symbol();
+    function probe(file, fs5, callback) {
+      const cachedPrecision = fs5[cacheSymbol];
+      if (cachedPrecision) {
+        return fs5.stat(file, (err, stat3) => {
+          if (err) {
+            return callback(err);
+          }
+          callback(null, stat3.mtime, cachedPrecision);
+        });
+      }
+      const mtime = new Date(Math.ceil(Date.now() / 1e3) * 1e3 + 5);
+      fs5.utimes(file, mtime, mtime, (err) => {
+        if (err) {
+          return callback(err);
+        }
+        fs5.stat(file, (err2, stat3) => {
+          if (err2) {
+            return callback(err2);
+          }
+          const precision = stat3.mtime.getTime() % 1e3 === 0 ? "s" : "ms";
+          Object.defineProperty(fs5, cacheSymbol, { value: precision });
+          callback(null, stat3.mtime, precision);
+        });
+      });
+    }
+    function getMtime(precision) {
+      let now = Date.now();
+      if (precision === "s") {
+        now = Math.ceil(now / 1e3) * 1e3;
+      }
+      return new Date(now);
+    }
+    module.exports.probe = probe;
+    module.exports.getMtime = getMtime;
+  }
+});
+
+// node_modules/proper-lockfile/lib/lockfile.js
+var require_lockfile = __commonJS({
+  "node_modules/proper-lockfile/lib/lockfile.js"(exports, module) {
+    "use strict";
+    var path = __require("path");
+    var fs5 = require_graceful_fs();
+    var retry = require_retry3();
+    var onExit = require_signal_exit();
+    var mtimePrecision = require_mtime_precision();
+    var locks = {};
+    function getLockFile(file, options) {
+      return options.lockfilePath || `${file}.lock`;
+    }
+    function resolveCanonicalPath(file, options, callback) {
+      if (!options.realpath) {
+        return callback(null, path.resolve(file));
+      }
+      options.fs.realpath(file, callback);
+    }
+    function acquireLock2(file, options, callback) {
+      const lockfilePath = getLockFile(file, options);
+      options.fs.mkdir(lockfilePath, (err) => {
+        if (!err) {
+          return mtimePrecision.probe(lockfilePath, options.fs, (err2, mtime, mtimePrecision2) => {
+            if (err2) {
+              options.fs.rmdir(lockfilePath, () => {
+              });
+              return callback(err2);
+            }
+            callback(null, mtime, mtimePrecision2);
+          });
+        }
+        if (err.code !== "EEXIST") {
+          return callback(err);
+        }
+        if (options.stale <= 0) {
+          return callback(Object.assign(new Error("Lock file is already being held"), { code: "ELOCKED", file }));
+        }
+        options.fs.stat(lockfilePath, (err2, stat3) => {
+          if (err2) {
+            if (err2.code === "ENOENT") {
+              return acquireLock2(file, { ...options, stale: 0 }, callback);
+            }
+            return callback(err2);
+          }
+          if (!isLockStale(stat3, options)) {
+            return callback(Object.assign(new Error("Lock file is already being held"), { code: "ELOCKED", file }));
+          }
+          removeLock(file, options, (err3) => {
+            if (err3) {
+              return callback(err3);
+            }
+            acquireLock2(file, { ...options, stale: 0 }, callback);
+          });
+        });
+      });
+    }
+    function isLockStale(stat3, options) {
+      return stat3.mtime.getTime() < Date.now() - options.stale;
+    }
+    function removeLock(file, options, callback) {
+      options.fs.rmdir(getLockFile(file, options), (err) => {
+        if (err && err.code !== "ENOENT") {
+          return callback(err);
+        }
+        callback();
+      });
+    }
+    function updateLock(file, options) {
+      const lock3 = locks[file];
+      if (lock3.updateTimeout) {
+        return;
+      }
+      lock3.updateDelay = lock3.updateDelay || options.update;
+      lock3.updateTimeout = setTimeout(() => {
+        lock3.updateTimeout = null;
+        options.fs.stat(lock3.lockfilePath, (err, stat3) => {
+          const isOverThreshold = lock3.lastUpdate + options.stale < Date.now();
+          if (err) {
+            if (err.code === "ENOENT" || isOverThreshold) {
+              return setLockAsCompromised(file, lock3, Object.assign(err, { code: "ECOMPROMISED" }));
+            }
+            lock3.updateDelay = 1e3;
+            return updateLock(file, options);
+          }
+          const isMtimeOurs = lock3.mtime.getTime() === stat3.mtime.getTime();
+          if (!isMtimeOurs) {
+            return setLockAsCompromised(
+              file,
+              lock3,
+              Object.assign(
+                new Error("Unable to update lock within the stale threshold"),
+                { code: "ECOMPROMISED" }
+              )
+            );
+          }
+          const mtime = mtimePrecision.getMtime(lock3.mtimePrecision);
+          options.fs.utimes(lock3.lockfilePath, mtime, mtime, (err2) => {
+            const isOverThreshold2 = lock3.lastUpdate + options.stale < Date.now();
+            if (lock3.released) {
+              return;
+            }
+            if (err2) {
+              if (err2.code === "ENOENT" || isOverThreshold2) {
+                return setLockAsCompromised(file, lock3, Object.assign(err2, { code: "ECOMPROMISED" }));
+              }
+              lock3.updateDelay = 1e3;
+              return updateLock(file, options);
+            }
+            lock3.mtime = mtime;
+            lock3.lastUpdate = Date.now();
+            lock3.updateDelay = null;
+            updateLock(file, options);
+          });
+        });
+      }, lock3.updateDelay);
+      if (lock3.updateTimeout.unref) {
+        lock3.updateTimeout.unref();
+      }
+    }
+    function setLockAsCompromised(file, lock3, err) {
+      lock3.released = true;
+      if (lock3.updateTimeout) {
+        clearTimeout(lock3.updateTimeout);
+      }
+      if (locks[file] === lock3) {
+        delete locks[file];
+      }
+      lock3.options.onCompromised(err);
+    }
+    function lock2(file, options, callback) {
+      options = {
+        stale: 1e4,
+        update: null,
+        realpath: true,
+        retries: 0,
+        fs: fs5,
+        onCompromised: (err) => {
+          throw err;
+        },
+        ...options
+      };
+      options.retries = options.retries || 0;
+      options.retries = typeof options.retries === "number" ? { retries: options.retries } : options.retries;
+      options.stale = Math.max(options.stale || 0, 2e3);
+      options.update = options.update == null ? options.stale / 2 : options.update || 0;
+      options.update = Math.max(Math.min(options.update, options.stale / 2), 1e3);
+      resolveCanonicalPath(file, options, (err, file2) => {
+        if (err) {
+          return callback(err);
+        }
+        const operation = retry.operation(options.retries);
+        operation.attempt(() => {
+          acquireLock2(file2, options, (err2, mtime, mtimePrecision2) => {
+            if (operation.retry(err2)) {
+              return;
+            }
+            if (err2) {
+              return callback(operation.mainError());
+            }
+            const lock3 = locks[file2] = {
+              lockfilePath: getLockFile(file2, options),
+              mtime,
+              mtimePrecision: mtimePrecision2,
+              options,
+              lastUpdate: Date.now()
+            };
+            updateLock(file2, options);
+            callback(null, (releasedCallback) => {
+              if (lock3.released) {
+                return releasedCallback && releasedCallback(Object.assign(new Error("Lock is already released"), { code: "ERELEASED" }));
+              }
+              unlock(file2, { ...options, realpath: false }, releasedCallback);
+            });
+          });
+        });
+      });
+    }
+    function unlock(file, options, callback) {
+      options = {
+        fs: fs5,
+        realpath: true,
+        ...options
+      };
+      resolveCanonicalPath(file, options, (err, file2) => {
+        if (err) {
+          return callback(err);
+        }
+        const lock3 = locks[file2];
+        if (!lock3) {
+          return callback(Object.assign(new Error("Lock is not acquired/owned by you"), { code: "ENOTACQUIRED" }));
+        }
+        lock3.updateTimeout && clearTimeout(lock3.updateTimeout);
+        lock3.released = true;
+        delete locks[file2];
+        removeLock(file2, options, callback);
+      });
+    }
+    function check(file, options, callback) {
+      options = {
+        stale: 1e4,
+        realpath: true,
+        fs: fs5,
+        ...options
+      };
+      options.stale = Math.max(options.stale || 0, 2e3);
+      resolveCanonicalPath(file, options, (err, file2) => {
+        if (err) {
+          return callback(err);
+        }
+        options.fs.stat(getLockFile(file2, options), (err2, stat3) => {
+          if (err2) {
+            return err2.code === "ENOENT" ? callback(null, false) : callback(err2);
+          }
+          return callback(null, !isLockStale(stat3, options));
+        });
+      });
+    }
+    function getLocks() {
+      return locks;
+    }
+    onExit(() => {
+      for (const file in locks) {
+        const options = locks[file].options;
+        try {
+          options.fs.rmdirSync(getLockFile(file, options));
+        } catch (e) {
+        }
+      }
+    });
+    module.exports.lock = lock2;
+    module.exports.unlock = unlock;
+    module.exports.check = check;
+    module.exports.getLocks = getLocks;
+  }
+});
+
+// node_modules/proper-lockfile/lib/adapter.js
+var require_adapter = __commonJS({
+  "node_modules/proper-lockfile/lib/adapter.js"(exports, module) {
+    "use strict";
+    var fs5 = require_graceful_fs();
+    function createSyncFs(fs6) {
+      const methods = ["mkdir", "realpath", "stat", "rmdir", "utimes"];
+      const newFs = { ...fs6 };
+      methods.forEach((method) => {
+        newFs[method] = (...args) => {
+          const callback = args.pop();
+          let ret;
+          try {
+            ret = fs6[`${method}Sync`](...args);
+          } catch (err) {
+            return callback(err);
+          }
+          callback(null, ret);
+        };
+      });
+      return newFs;
+    }
+    function toPromise(method) {
+      return (...args) => new Promise((resolve6, reject) => {
+        args.push((err, result) => {
+          if (err) {
+            reject(err);
+          } else {
+            resolve6(result);
+          }
+        });
+        method(...args);
+      });
+    }
+    function toSync(method) {
+      return (...args) => {
+        let err;
+        let result;
+        args.push((_err, _result) => {
+          err = _err;
+          result = _result;
+        });
+        method(...args);
+        if (err) {
+          throw err;
+        }
+        return result;
+      };
+    }
+    function toSyncOptions(options) {
+      options = { ...options };
+      options.fs = createSyncFs(options.fs || fs5);
+      if (typeof options.retries === "number" && options.retries > 0 || options.retries && typeof options.retries.retries === "number" && options.retries.retries > 0) {
+        throw Object.assign(new Error("Cannot use retries with the sync api"), { code: "ESYNC" });
+      }
+      return options;
+    }
+    module.exports = {
+      toPromise,
+      toSync,
+      toSyncOptions
+    };
+  }
+});
+
+// node_modules/proper-lockfile/index.js
+var require_proper_lockfile = __commonJS({
+  "node_modules/proper-lockfile/index.js"(exports, module) {
+    "use strict";
+    var lockfile = require_lockfile();
+    var { toPromise, toSync, toSyncOptions } = require_adapter();
+    async function lock2(file, options) {
+      const release = await toPromise(lockfile.lock)(file, options);
+      return toPromise(release);
+    }
+    function lockSync(file, options) {
+      const release = toSync(lockfile.lock)(file, toSyncOptions(options));
+      return toSync(release);
+    }
+    function unlock(file, options) {
+      return toPromise(lockfile.unlock)(file, options);
+    }
+    function unlockSync(file, options) {
+      return toSync(lockfile.unlock)(file, toSyncOptions(options));
+    }
+    function check(file, options) {
+      return toPromise(lockfile.check)(file, options);
+    }
+    function checkSync(file, options) {
+      return toSync(lockfile.check)(file, toSyncOptions(options));
+    }
+    module.exports = lock2;
+    module.exports.lock = lock2;
+    module.exports.unlock = unlock;
+    module.exports.lockSync = lockSync;
+    module.exports.unlockSync = unlockSync;
+    module.exports.check = check;
+    module.exports.checkSync = checkSync;
+  }
+});
+
+// core/secrets/atomic.ts
+import { randomBytes as randomBytes7 } from "node:crypto";
+import { lstat as lstat2, mkdir as mkdir2, open as open3, readFile, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
+import { basename, dirname as dirname2, isAbsolute as isAbsolute5, join as join8, relative as relative2, resolve as resolve4 } from "node:path";
+async function writeTarget(file, shown = shownPath(file)) {
+  let path = file;
+  for (let n = 0; n <= MAX_LINKS; n++) {
+    let link;
+    try {
+      if (!(await lstat2(path)).isSymbolicLink()) return path;
+      link = await readlink2(path);
+    } catch (e) {
+      if (e.code === "ENOENT") return path;
+      if (e.code === "ELOOP") break;
+      throw e;
+    }
+    path = resolve4(dirname2(path), link);
+  }
+  throw new OpsError(`cannot write ${shown}: it is a symbolic link that leads to itself (a loop of links, or more than ${MAX_LINKS} in a row); nothing was written`, `point ${shown} at the real file (ls -l ${shown} shows where it points), or replace it with the file itself`);
+}
+function writeError(err, target, shown) {
+  const code = err?.code;
+  const via = target === shown || resolve4(shown) === target ? "" : ` (through the link ${shown})`;
+  const dir = dirname2(target);
+  if (code === "EROFS") return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
+  if (code === "EACCES" || code === "EPERM")
+    return new OpsError(`cannot write ${target}${via}: permission denied (the file is written by creating a temporary file in ${dir} and renaming it over the old one, so the directory must be writable); nothing was written`, `make ${dir} writable for your user (ls -ld ${dir}; e.g. chmod u+w ${dir}), or run as its owner`);
+  if (code === "ENOENT" || code === "ENOTDIR")
+    return new OpsError(`cannot write ${target}${via}: its directory ${dir} does not exist${via ? " (the link points into a folder that is not there: a share not mounted?)" : ""}; nothing was written`, via ? `make ${dir} available (mount the share), or point ${shown} at the right file` : `create ${dir} first`);
+  if (code === "ENOSPC" || code === "EDQUOT") return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
+  return err;
+}
+async function replaceFile(file, content, mode, newMode = 420) {
+  const dir = dirname2(file);
+  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
+  const tmp = join8(dir, `.${basename(file)}.${process.pid}.${randomBytes7(6).toString("hex")}.tmp`);
+  const fh = await open3(tmp, "wx", keep);
+  try {
+    try {
+      await fh.chmod(keep);
+      await fh.writeFile(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename2(tmp, file);
+  } catch (e) {
+    await rm2(tmp, { force: true });
+    throw e;
+  }
+  try {
+    const d = await open3(dir, "r");
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  } catch {
+  }
+}
+function interruption(signal, where) {
+  const sig = typeof signal === "string" && signal ? signal : "SIGINT";
+  return new InterruptedError(`interrupted${sig === "SIGINT" ? "" : ` by ${sig}`}${where ? ` ${where}` : ""}; nothing was changed`, sig);
+}
+async function takeOver(lockDir, seen) {
+  const guard = `${lockDir}.takeover`;
+  try {
+    await mkdir2(guard);
+  } catch (e) {
+    if (e.code !== "EEXIST") throw e;
+    const age = await stat2(guard).then((st) => Date.now() - st.mtimeMs, () => 0);
+    if (age > TAKEOVER_STALE_MS) await rm2(guard, { recursive: true, force: true });
+    return false;
+  }
+  try {
+    const now = await stat2(lockDir).catch(() => void 0);
+    if (!now || now.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false;
+    await rm2(lockDir, { recursive: true, force: true });
+    return true;
+  } finally {
+    await rm2(guard, { recursive: true, force: true });
+  }
+}
+async function takeLock(target, shown, notify, signal) {
+  const lockDir = `${target}.lock`;
+  const lockShown = `${shown}.lock`;
+  const started = performance.now();
+  const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
+  let told = false;
+  const interrupted = (waiting) => interruption(signal.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
+  for (; ; ) {
+    if (signal?.aborted) throw interrupted(false);
+    const seen = await stat2(lockDir).catch(() => void 0);
+    const before = seen && Date.now() - seen.mtimeMs;
+    if (seen && before > LOCK_STALE_MS && await takeOver(lockDir, seen)) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
+    try {
+      let lost;
+      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: NEVER_STALE_MS, update: LOCK_REFRESH_MS, onCompromised: (e) => void (lost = e) });
+      const release = Object.assign(() => unlock(), { lost: () => lost });
+      if (signal?.aborted) {
+        await release().catch(() => void 0);
+        throw interrupted(false);
+      }
+      return release;
+    } catch (e) {
+      if (e instanceof InterruptedError) throw e;
+      const code = e.code;
+      const vanished = code === "ENOENT" && await stat2(dirname2(target)).then((st) => st.isDirectory(), () => false);
+      if (code !== "ELOCKED" && !vanished) throw writeError(e, target, shown);
+    }
+    const waited = performance.now() - started;
+    if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
+    if (!told && waited > LOCK_QUIET_MS) {
+      told = true;
+      const age = before === void 0 ? "" : ` (last refreshed ${Math.round(before / 1e3)} s ago; a lock not refreshed for ${LOCK_STALE_MS / 1e3} s is taken over)`;
+      notify(`waiting up to ${LOCK_WAIT_MS / 1e3} s for the lock ${lockShown}${age}: another command is writing ${shown}; ${clear}`);
+    }
+    await new Promise((r) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        r();
+      };
+      const timer = setTimeout(done, 25 + Math.random() * 75);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+    if (signal?.aborted) throw interrupted(true);
+  }
+}
+async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr, signal) {
+  const target = await writeTarget(file, shown);
+  const release = await takeLock(target, shown, notify, signal);
+  try {
+    const now = await readFile(target, "utf8").catch((e) => {
+      if (e.code === "ENOENT") return null;
+      throw e;
+    });
+    const bare = (t) => t?.replace(/^\uFEFF/, "") ?? null;
+    if (bare(now) !== bare(expected))
+      throw new ChangedOnDiskError(
+        `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
+        "run the command again: it reads the file as it is now"
+      );
+    if (release.lost()) throw new ChangedOnDiskError(`${shown}'s lock was taken over by another command while this one held it: it was not written`, "run the command again: it reads the file as it is now");
+    try {
+      await replaceFile(target, content, void 0, newMode);
+    } catch (e) {
+      throw writeError(e, target, shown);
+    }
+  } finally {
+    await release().catch(() => void 0);
+  }
+}
+function shownPath(file) {
+  const r = relative2(process.cwd(), file);
+  return r && !r.startsWith("..") && !isAbsolute5(r) ? r : file;
+}
+async function retryOnChange(what, attempt) {
+  const deadline = performance.now() + RETRY_FOR_MS;
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!(e instanceof ChangedOnDiskError)) throw e;
+      if (performance.now() > deadline)
+        throw new ChangedOnDiskError(`${what}: the file kept changing for ${RETRY_FOR_MS / 1e3} s (${n} attempts; ${e.message})`, "run it again once the other commands writing it have ended");
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(500, 50 * n)));
+    }
+  }
+}
+var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_REFRESH_MS, NEVER_STALE_MS, TAKEOVER_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
+var init_atomic = __esm({
+  "core/secrets/atomic.ts"() {
+    "use strict";
+    import_proper_lockfile = __toESM(require_proper_lockfile(), 1);
     init_errors();
-    DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
-    KEPT = /^GIT_(SSH|SSH_COMMAND|SSH_VARIANT|ASKPASS|PROXY_COMMAND|SSL_[A-Z_]+|HTTP_[A-Z_]+|CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|COUNT|KEY_\d+|VALUE_\d+))$/;
+    init_shell();
+    MAX_LINKS = 40;
+    InterruptedError = class extends OpsError {
+      constructor(message, signal = "SIGINT") {
+        super(message);
+        this.signal = signal;
+      }
+      signal;
+    };
+    ChangedOnDiskError = class extends OpsError {
+    };
+    LOCK_STALE_MS = 1e4;
+    LOCK_REFRESH_MS = 5e3;
+    NEVER_STALE_MS = 24 * 36e5;
+    TAKEOVER_STALE_MS = 5e3;
+    LOCK_WAIT_MS = 15e3;
+    LOCK_QUIET_MS = 1e3;
+    warnOnStderr = (m) => {
+      process.stderr.write(`warning: ${m}
+`);
+    };
+    RETRY_FOR_MS = 3e4;
+  }
+});
+
+// core/secrets/cipher.ts
+import { createCipheriv as createCipheriv2, createDecipheriv as createDecipheriv2, createHash as createHash4, randomBytes as randomBytes8 } from "node:crypto";
+function b642(field, text) {
+  if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
+  return Buffer.from(text, "base64");
+}
+function parseEnc(value) {
+  const m = ENC_RE.exec(value);
+  if (!m) throw new MalformedValue("it is not of the form ENC[AES256_GCM,data:\u2026,iv:\u2026,tag:\u2026,type:\u2026]");
+  const enc = { data: b642("data", m[1]), iv: b642("iv", m[2]), tag: b642("tag", m[3]), type: m[4] };
+  if (enc.iv.length === 0) throw new MalformedValue("its iv is empty");
+  if (enc.tag.length !== 16) throw new MalformedValue(`its tag is ${enc.tag.length} bytes, not 16`);
+  return enc;
+}
+function formatEnc(enc) {
+  return `ENC[AES256_GCM,data:${enc.data.toString("base64")},iv:${enc.iv.toString("base64")},tag:${enc.tag.toString("base64")},type:${enc.type}]`;
+}
+function sealText(plaintext, type, key, aad, iv = randomBytes8(IV_BYTES)) {
+  const c = createCipheriv2("aes-256-gcm", key, iv);
+  c.setAAD(Buffer.from(aad, "utf8"));
+  const data = Buffer.concat([c.update(typeof plaintext === "string" ? Buffer.from(plaintext, "utf8") : plaintext), c.final()]);
+  return formatEnc({ data, iv, tag: c.getAuthTag(), type });
+}
+function openBytes(enc, key, aad) {
+  const d = createDecipheriv2("aes-256-gcm", key, enc.iv);
+  d.setAAD(Buffer.from(aad, "utf8"));
+  d.setAuthTag(enc.tag);
+  return Buffer.concat([d.update(enc.data), d.final()]);
+}
+function openText(enc, key, aad) {
+  const out = openBytes(enc, key, aad);
+  const text = out.toString("utf8");
+  if (!Buffer.from(text, "utf8").equals(out)) throw new Error("the decrypted bytes are not UTF-8 text");
+  return text;
+}
+function aadOf(keys) {
+  return keys.join(":") + ":";
+}
+function encryptScalar(leaf, key, aad, iv) {
+  return sealText(scalarBytes(leaf), leaf.type, key, aad, iv);
+}
+function decryptScalar(enc, key, aad) {
+  if (enc.type === "str") return bytesNode(openBytes(enc, key, aad));
+  return parseScalarText(openText(enc, key, aad), enc.type);
+}
+var IV_BYTES, DATA_KEY_BYTES, ENC_RE, B64_RE, MalformedValue, MAC_ONLY_ENCRYPTED_INIT, MacBuilder;
+var init_cipher = __esm({
+  "core/secrets/cipher.ts"() {
+    "use strict";
+    init_tree_scalars();
+    init_tree();
+    IV_BYTES = 32;
+    DATA_KEY_BYTES = 32;
+    ENC_RE = /^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]/;
+    B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+    MalformedValue = class extends Error {
+    };
+    MAC_ONLY_ENCRYPTED_INIT = createHash4("sha256").update("sops").digest();
+    MacBuilder = class {
+      hash = createHash4("sha512");
+      constructor(macOnlyEncrypted = false) {
+        if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
+      }
+      add(leaf) {
+        this.hash.update(scalarBytes(leaf));
+      }
+      hex() {
+        return this.hash.digest("hex").toUpperCase();
+      }
+    };
   }
 });
 
@@ -69043,6 +70919,48 @@ var init_goregex = __esm({
   }
 });
 
+// core/secrets/shamir.ts
+function mult(a, b) {
+  let acc = 0;
+  for (let i = 7; i >= 0; i--) {
+    const bit = b >> i & 1;
+    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
+    if (bit) acc ^= a;
+  }
+  return acc;
+}
+function inverse(a) {
+  let r = 1;
+  for (let i = 0; i < 254; i++) r = mult(r, a);
+  return r;
+}
+function combineShares(shares) {
+  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
+  const len = shares[0].length;
+  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
+  const xs = shares.map((s) => s[len - 1]);
+  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
+  const secret2 = Buffer.alloc(len - 1);
+  for (let idx = 0; idx < len - 1; idx++) {
+    let result = 0;
+    for (let i = 0; i < shares.length; i++) {
+      let basis = 1;
+      for (let j = 0; j < shares.length; j++) {
+        if (i === j) continue;
+        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
+      }
+      result ^= mult(shares[i][idx], basis);
+    }
+    secret2[idx] = result;
+  }
+  return secret2;
+}
+var init_shamir = __esm({
+  "core/secrets/shamir.ts"() {
+    "use strict";
+  }
+});
+
 // core/secrets/sops-metadata.ts
 function metaError(file, what) {
   return new OpsError(`${file}: malformed sops metadata: ${what}`, "restore the file from git history (`git checkout -- <file>`); never edit the sops section by hand");
@@ -69206,9 +71124,6 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
-function environmentFolderOf(file) {
-  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1];
-}
 function addRecipientHint(file) {
   const env = environmentFolderOf(file);
   return env ? `\`ops secrets recipients ${env} add <age1...>\`` : `the public key added to the .sops.yaml creation rule matching ${file}, then \`sops updatekeys ${file}\``;
@@ -69242,2130 +71157,6 @@ var init_sops_metadata = __esm({
         own2 ? `restore it (git checkout -- ${shown}), or encrypt what it holds in place: ops secrets encrypt ${shown} (a value that was committed or pushed in plain text is exposed: change it)` : NOT_SOPS_HINT
       );
     };
-  }
-});
-
-// core/secrets/env.ts
-var env_exports = {};
-__export(env_exports, {
-  APP_SECRETS: () => APP_SECRETS,
-  PLACEHOLDER: () => PLACEHOLDER2,
-  THROWAWAY_ENVIRONMENT: () => THROWAWAY_ENVIRONMENT,
-  ageKeyFileProblems: () => ageKeyFileProblems,
-  envDir: () => envDir,
-  envSopsFiles: () => envSopsFiles,
-  findPlaceholders: () => findPlaceholders,
-  generateApiKey: () => generateApiKey,
-  generateSecretKey: () => generateSecretKey,
-  generateToken: () => generateToken,
-  isPlaceholder: () => isPlaceholder,
-  loadEnvIdentities: () => loadEnvIdentities,
-  newPlaceholders: () => newPlaceholders,
-  otherSopsFiles: () => otherSopsFiles,
-  otherSopsFilesRefusal: () => otherSopsFilesRefusal,
-  placeholderError: () => placeholderError,
-  secretsPath: () => secretsPath
-});
-import { execFileSync as execFileSync2 } from "node:child_process";
-import { randomBytes as randomBytes7 } from "node:crypto";
-import { existsSync as existsSync7, readFileSync as readFileSync7, readdirSync as readdirSync4, statSync as statSync6 } from "node:fs";
-import { isAbsolute as isAbsolute5, join as join8, relative as relative2, resolve as resolve4, sep as sep2 } from "node:path";
-function envDir(root, env) {
-  return join8(root, "environments", validate("environment", env));
-}
-function secretsPath(root, env) {
-  return join8(envDir(root, env), SECRETS_FILE);
-}
-function otherSopsFiles(root, env) {
-  const dir = envDir(root, env);
-  let names;
-  try {
-    names = readdirSync4(dir).sort();
-  } catch {
-    return [];
-  }
-  return names.flatMap((name2) => {
-    if (name2.startsWith(SECRETS_FILE) || name2 === ENVIRONMENT_FILE || name2.includes(".unsaved-edit-")) return [];
-    let text;
-    try {
-      const st = statSync6(join8(dir, name2));
-      if (!st.isFile() || st.size > 4 * 1024 * 1024) return [];
-      text = readFileSync7(join8(dir, name2), "utf8");
-    } catch {
-      return [];
-    }
-    if (!text.includes("sops")) return [];
-    const other = sopsStoreOf(text);
-    if (other) return [{ name: name2, store: other === "INI" ? "ini" : "dotenv" }];
-    const json = /^\s*\{/.test(text);
-    if (!isSopsText(text, json ? "json" : "yaml")) return [];
-    let binary = false;
-    try {
-      binary = json && Object.keys(JSON.parse(text)).sort().join() === "data,sops";
-    } catch {
-    }
-    return [{ name: name2, store: binary ? "binary" : json ? "json" : "yaml" }];
-  });
-}
-function otherSopsFilesRefusal(root, env, doing) {
-  const found = otherSopsFiles(root, env);
-  const first = found[0];
-  if (!first) return void 0;
-  const rel = (name2) => `environments/${env}/${name2}`;
-  const [target, next] = [quote(rel(SECRETS_FILE)), quote(`${rel(SECRETS_FILE)}.new`)];
-  const named = found.map((f) => `${rel(f.name)} (${f.store === "binary" ? "sops's binary format: its whole plaintext is one value, `data`" : `${f.store === "ini" ? "INI" : f.store === "json" ? "JSON" : f.store === "yaml" ? "YAML" : "dotenv"}`})`);
-  const decrypt = first.store === "binary" ? `sops decrypt --input-type json --extract '["data"]' ${quote(rel(first.name))}` : `sops decrypt --input-type ${first.store} --output-type yaml ${quote(rel(first.name))}`;
-  return new OpsError(
-    `${rel(SECRETS_FILE)} does not exist, but ${found.length === 1 ? `${named[0]} is a sops file` : `these are sops files: ${named.join(", ")}`} in environments/${env}/: ops reads an environment's secrets from ${SECRETS_FILE} only (whatever format another name has), so ${found.length === 1 ? "its" : "their"} secrets would reach no deploy, and a new ${SECRETS_FILE} would be a second file beside ${found.length === 1 ? "it" : "them"} (${doing})`,
-    `make it ${rel(SECRETS_FILE)} with sops, the plaintext only in the pipe (never on disk)${first.store === "binary" ? " (its plaintext must be YAML or JSON text)" : ""}: ${decrypt} | sops encrypt --filename-override ${target} --input-type yaml --output-type yaml > ${next} && mv ${next} ${target}, check it with \`ops secrets show ${env}\`${first.store === "ini" ? ` (each INI section becomes a map: a key of [DEFAULT] is then DEFAULT.<key>; move the keys your env entries name to the top with \`ops secrets edit ${env}\`)` : ""}, then remove ${quote(rel(first.name))}`
-  );
-}
-function envSopsFiles(root, env) {
-  const dir = envDir(root, env);
-  const files = [];
-  const secrets = join8(dir, SECRETS_FILE);
-  if (userFileExists(secrets, `environments/${env}/${SECRETS_FILE}`)) files.push(secrets);
-  const assets = join8(dir, "assets");
-  if (existsSync7(assets)) {
-    for (const name2 of readdirSync4(assets).sort()) {
-      if (!/\.(ya?ml|json)$/i.test(name2)) continue;
-      const file = join8(assets, name2);
-      try {
-        if (isSopsText(readFileSync7(file, "utf8"), formatOf(file))) files.push(file);
-      } catch {
-      }
-    }
-  }
-  return files;
-}
-function gitState(root, file, processEnv) {
-  const env = gitEnvironment(processEnv);
-  const git = (...args) => execFileSync2("git", args, { cwd: root, env, stdio: ["ignore", "pipe", "ignore"], encoding: "utf8" });
-  try {
-    if (git("rev-parse", "--is-inside-work-tree").trim() !== "true") return void 0;
-  } catch {
-    return void 0;
-  }
-  try {
-    if (git("ls-files", "--", file).trim()) return "tracked";
-  } catch {
-    return void 0;
-  }
-  try {
-    git("check-ignore", "-q", "--", file);
-    return "ignored";
-  } catch {
-    return "untracked";
-  }
-}
-function ageKeyFileProblems(root, env, path, processEnv = process.env) {
-  const rel = relative2(root, path);
-  if (rel.startsWith("..") || isAbsolute5(rel) || env === THROWAWAY_ENVIRONMENT) return [];
-  const shown = rel.split(sep2).join("/");
-  const out = [
-    `environments/${env}/environment.yml: secrets.age_key_file is ${shown}, a private key inside the repository: that setting is only for the throwaway sandbox (${THROWAWAY_ENVIRONMENT}); keep ${env}'s key out of the repository ($SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, or the default key file) and remove the setting`
-  ];
-  const state = gitState(root, rel, processEnv);
-  if (state === "tracked")
-    out.push(`${shown} (${env}'s private age key) is tracked by git: it is committed, and anyone with the repository can decrypt ${env}'s secrets; git rm --cached ${shown}, add it to .gitignore, then make ${env} a new key (ops keygen, ops secrets recipients ${env} add/remove) and change the secrets themselves`);
-  else if (state === "untracked")
-    out.push(`${shown} (${env}'s private age key) is not ignored by git: the next \`git add -A\` would commit it; move it out of the repository, or at least add it to .gitignore`);
-  return out;
-}
-async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
-  const ids = await loadIdentities(processEnv);
-  if (warn) for (const w of ids.warnings ?? []) warn(w);
-  const configFile = join8(envDir(root, env), "environment.yml");
-  if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
-  let keyFile;
-  try {
-    const text2 = readFileSync7(configFile, "utf8");
-    refuseDeepNesting(text2, configFile);
-    const doc = (0, import_yaml9.parseDocument)(text2, { ...ENVIRONMENT_YAML, logLevel: "error" });
-    if (doc.errors.length) return ids;
-    refuseAliasBomb(doc, configFile);
-    keyFile = doc.toJS({ maxAliasCount: -1 })?.secrets?.age_key_file;
-  } catch {
-    return ids;
-  }
-  if (typeof keyFile !== "string" || !keyFile) return ids;
-  const path = isAbsolute5(keyFile) ? keyFile : resolve4(envDir(root, env), keyFile);
-  let text;
-  try {
-    text = readFileSync7(path, "utf8");
-  } catch (e) {
-    const why = fileError(e, path, "read", "an age key file");
-    const missing = e.code === "ENOENT";
-    throw new OpsError(`secrets.age_key_file of environments/${env}/environment.yml: ${why.message}`, missing ? `create it (\`ops keygen --output <file>\`) or remove that setting; a relative path starts from the environment's folder, environments/${env}/` : why.hint);
-  }
-  const found = await parseIdentities(text, path);
-  if (warn) for (const w of ageKeyFileProblems(root, env, path, processEnv)) warn(w);
-  const known = new Set(ids.identities.map((i) => i.secret));
-  return {
-    identities: [...ids.identities, ...found.filter((i) => !known.has(i.secret))],
-    tried: [...ids.tried, `${path} (secrets.age_key_file, ${found.length} key${found.length === 1 ? "" : "s"})`],
-    defaultFile: ids.defaultFile,
-    ...ids.problems && { problems: ids.problems }
-  };
-}
-function generateToken(bytes) {
-  return randomBytes7(bytes).toString("base64url");
-}
-function generateSecretKey() {
-  return generateToken(64);
-}
-function generateApiKey() {
-  return generateToken(32);
-}
-function isPlaceholder(leaf) {
-  return leaf.type === "str" && typeof leaf.value === "string" && leaf.value.startsWith(PLACEHOLDER2);
-}
-function findPlaceholders(tree) {
-  const found = [];
-  forEachLeaf(tree, (leaf, _keys, path) => {
-    if (isPlaceholder(leaf)) found.push(showPath(path));
-  });
-  return found;
-}
-function placeholderError(label, env, keys, change) {
-  const named = keys.map(keyName).join(", ");
-  const what = keys.length === 1 ? own`a placeholder value (CHANGE-ME)` : own`placeholder values (CHANGE-ME)`;
-  return change ? new InputError(
-    own`${label} would hold ${what}, which every deploy refuses (${change.untouched}): ${named}`,
-    own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]) : "<key>"}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`
-  ) : new InputError(
-    own`${label} still holds placeholder values (CHANGE-ME): ${named}`,
-    // `ops env new` writes the catalogue's secrets: another app may use none of them (README: "Adding an environment").
-    own`set them: printf '%s' VALUE | ops secrets set ${env} <key>; one your app does not use: drop the env line naming it, if any, and delete it (ops secrets edit ${env})`
-  );
-}
-function newPlaceholders(before, after) {
-  const old = /* @__PURE__ */ new Map();
-  forEachLeaf(fromPlain(before), (leaf, _keys, path) => old.set(showPath(path), leaf.value));
-  const found = [];
-  forEachLeaf(fromPlain(after), (leaf, _keys, path) => {
-    if (isPlaceholder(leaf) && old.get(showPath(path)) !== leaf.value) found.push(showPath(path));
-  });
-  return found;
-}
-var import_yaml9, THROWAWAY_ENVIRONMENT, PLACEHOLDER2, APP_SECRETS;
-var init_env = __esm({
-  "core/secrets/env.ts"() {
-    "use strict";
-    import_yaml9 = __toESM(require_dist(), 1);
-    init_yaml_depth();
-    init_environment();
-    init_errors();
-    init_git();
-    init_report();
-    init_shell();
-    init_keys();
-    init_sops_metadata();
-    init_tree();
-    THROWAWAY_ENVIRONMENT = "local";
-    PLACEHOLDER2 = "CHANGE-ME";
-    APP_SECRETS = [
-      { key: "host", about: "IP address of the VM (the seed kept it with the secrets)" },
-      { key: "secret_key", about: "cookie encryption key (generated: `ops secretkey`)" },
-      { key: "database_url", about: "postgresql+asyncpg://user:password@host:5432/db, the password URL-encoded" },
-      { key: "config_repo_api_key", about: "API key of the configuration repository (generated: `ops apikey`)" },
-      { key: "datapass_client_id", about: "OpenID Connect client ID at Comptes DataPass" },
-      { key: "datapass_client_secret", about: "OpenID Connect client secret at Comptes DataPass" },
-      { key: "passwords", about: "initdata users: e-mail -> password (TOOLS_PASSWORDS, used where initdata says __env__)" }
-    ];
-  }
-});
-
-// node_modules/graceful-fs/polyfills.js
-var require_polyfills = __commonJS({
-  "node_modules/graceful-fs/polyfills.js"(exports, module) {
-    var constants5 = __require("constants");
-    var origCwd = process.cwd;
-    var cwd = null;
-    var platform2 = process.env.GRACEFUL_FS_PLATFORM || process.platform;
-    process.cwd = function() {
-      if (!cwd)
-        cwd = origCwd.call(process);
-      return cwd;
-    };
-    try {
-      process.cwd();
-    } catch (er) {
-    }
-    if (typeof process.chdir === "function") {
-      chdir = process.chdir;
-      process.chdir = function(d) {
-        cwd = null;
-        chdir.call(process, d);
-      };
-      if (Object.setPrototypeOf) Object.setPrototypeOf(process.chdir, chdir);
-    }
-    var chdir;
-    module.exports = patch;
-    function patch(fs5) {
-      if (constants5.hasOwnProperty("O_SYMLINK") && process.version.match(/^v0\.6\.[0-2]|^v0\.5\./)) {
-        patchLchmod(fs5);
-      }
-      if (!fs5.lutimes) {
-        patchLutimes(fs5);
-      }
-      fs5.chown = chownFix(fs5.chown);
-      fs5.fchown = chownFix(fs5.fchown);
-      fs5.lchown = chownFix(fs5.lchown);
-      fs5.chmod = chmodFix(fs5.chmod);
-      fs5.fchmod = chmodFix(fs5.fchmod);
-      fs5.lchmod = chmodFix(fs5.lchmod);
-      fs5.chownSync = chownFixSync(fs5.chownSync);
-      fs5.fchownSync = chownFixSync(fs5.fchownSync);
-      fs5.lchownSync = chownFixSync(fs5.lchownSync);
-      fs5.chmodSync = chmodFixSync(fs5.chmodSync);
-      fs5.fchmodSync = chmodFixSync(fs5.fchmodSync);
-      fs5.lchmodSync = chmodFixSync(fs5.lchmodSync);
-      fs5.stat = statFix(fs5.stat);
-      fs5.fstat = statFix(fs5.fstat);
-      fs5.lstat = statFix(fs5.lstat);
-      fs5.statSync = statFixSync(fs5.statSync);
-      fs5.fstatSync = statFixSync(fs5.fstatSync);
-      fs5.lstatSync = statFixSync(fs5.lstatSync);
-      if (fs5.chmod && !fs5.lchmod) {
-        fs5.lchmod = function(path, mode, cb) {
-          if (cb) process.nextTick(cb);
-        };
-        fs5.lchmodSync = function() {
-        };
-      }
-      if (fs5.chown && !fs5.lchown) {
-        fs5.lchown = function(path, uid, gid, cb) {
-          if (cb) process.nextTick(cb);
-        };
-        fs5.lchownSync = function() {
-        };
-      }
-      if (platform2 === "win32") {
-        fs5.rename = typeof fs5.rename !== "function" ? fs5.rename : (function(fs$rename) {
-          function rename3(from, to, cb) {
-            var start = Date.now();
-            var backoff = 0;
-            fs$rename(from, to, function CB(er) {
-              if (er && (er.code === "EACCES" || er.code === "EPERM" || er.code === "EBUSY") && Date.now() - start < 6e4) {
-                setTimeout(function() {
-                  fs5.stat(to, function(stater, st) {
-                    if (stater && stater.code === "ENOENT")
-                      fs$rename(from, to, CB);
-                    else
-                      cb(er);
-                  });
-                }, backoff);
-                if (backoff < 100)
-                  backoff += 10;
-                return;
-              }
-              if (cb) cb(er);
-            });
-          }
-          if (Object.setPrototypeOf) Object.setPrototypeOf(rename3, fs$rename);
-          return rename3;
-        })(fs5.rename);
-      }
-      fs5.read = typeof fs5.read !== "function" ? fs5.read : (function(fs$read) {
-        function read2(fd, buffer, offset, length, position, callback_) {
-          var callback;
-          if (callback_ && typeof callback_ === "function") {
-            var eagCounter = 0;
-            callback = function(er, _, __) {
-              if (er && er.code === "EAGAIN" && eagCounter < 10) {
-                eagCounter++;
-                return fs$read.call(fs5, fd, buffer, offset, length, position, callback);
-              }
-              callback_.apply(this, arguments);
-            };
-          }
-          return fs$read.call(fs5, fd, buffer, offset, length, position, callback);
-        }
-        if (Object.setPrototypeOf) Object.setPrototypeOf(read2, fs$read);
-        return read2;
-      })(fs5.read);
-      fs5.readSync = typeof fs5.readSync !== "function" ? fs5.readSync : /* @__PURE__ */ (function(fs$readSync) {
-        return function(fd, buffer, offset, length, position) {
-          var eagCounter = 0;
-          while (true) {
-            try {
-              return fs$readSync.call(fs5, fd, buffer, offset, length, position);
-            } catch (er) {
-              if (er.code === "EAGAIN" && eagCounter < 10) {
-                eagCounter++;
-                continue;
-              }
-              throw er;
-            }
-          }
-        };
-      })(fs5.readSync);
-      function patchLchmod(fs6) {
-        fs6.lchmod = function(path, mode, callback) {
-          fs6.open(
-            path,
-            constants5.O_WRONLY | constants5.O_SYMLINK,
-            mode,
-            function(err, fd) {
-              if (err) {
-                if (callback) callback(err);
-                return;
-              }
-              fs6.fchmod(fd, mode, function(err2) {
-                fs6.close(fd, function(err22) {
-                  if (callback) callback(err2 || err22);
-                });
-              });
-            }
-          );
-        };
-        fs6.lchmodSync = function(path, mode) {
-          var fd = fs6.openSync(path, constants5.O_WRONLY | constants5.O_SYMLINK, mode);
-          var threw = true;
-          var ret;
-          try {
-            ret = fs6.fchmodSync(fd, mode);
-            threw = false;
-          } finally {
-            if (threw) {
-              try {
-                fs6.closeSync(fd);
-              } catch (er) {
-              }
-            } else {
-              fs6.closeSync(fd);
-            }
-          }
-          return ret;
-        };
-      }
-      function patchLutimes(fs6) {
-        if (constants5.hasOwnProperty("O_SYMLINK") && fs6.futimes) {
-          fs6.lutimes = function(path, at2, mt, cb) {
-            fs6.open(path, constants5.O_SYMLINK, function(er, fd) {
-              if (er) {
-                if (cb) cb(er);
-                return;
-              }
-              fs6.futimes(fd, at2, mt, function(er2) {
-                fs6.close(fd, function(er22) {
-                  if (cb) cb(er2 || er22);
-                });
-              });
-            });
-          };
-          fs6.lutimesSync = function(path, at2, mt) {
-            var fd = fs6.openSync(path, constants5.O_SYMLINK);
-            var ret;
-            var threw = true;
-            try {
-              ret = fs6.futimesSync(fd, at2, mt);
-              threw = false;
-            } finally {
-              if (threw) {
-                try {
-                  fs6.closeSync(fd);
-                } catch (er) {
-                }
-              } else {
-                fs6.closeSync(fd);
-              }
-            }
-            return ret;
-          };
-        } else if (fs6.futimes) {
-          fs6.lutimes = function(_a, _b, _c, cb) {
-            if (cb) process.nextTick(cb);
-          };
-          fs6.lutimesSync = function() {
-          };
-        }
-      }
-      function chmodFix(orig) {
-        if (!orig) return orig;
-        return function(target, mode, cb) {
-          return orig.call(fs5, target, mode, function(er) {
-            if (chownErOk(er)) er = null;
-            if (cb) cb.apply(this, arguments);
-          });
-        };
-      }
-      function chmodFixSync(orig) {
-        if (!orig) return orig;
-        return function(target, mode) {
-          try {
-            return orig.call(fs5, target, mode);
-          } catch (er) {
-            if (!chownErOk(er)) throw er;
-          }
-        };
-      }
-      function chownFix(orig) {
-        if (!orig) return orig;
-        return function(target, uid, gid, cb) {
-          return orig.call(fs5, target, uid, gid, function(er) {
-            if (chownErOk(er)) er = null;
-            if (cb) cb.apply(this, arguments);
-          });
-        };
-      }
-      function chownFixSync(orig) {
-        if (!orig) return orig;
-        return function(target, uid, gid) {
-          try {
-            return orig.call(fs5, target, uid, gid);
-          } catch (er) {
-            if (!chownErOk(er)) throw er;
-          }
-        };
-      }
-      function statFix(orig) {
-        if (!orig) return orig;
-        return function(target, options, cb) {
-          if (typeof options === "function") {
-            cb = options;
-            options = null;
-          }
-          function callback(er, stats) {
-            if (stats) {
-              if (stats.uid < 0) stats.uid += 4294967296;
-              if (stats.gid < 0) stats.gid += 4294967296;
-            }
-            if (cb) cb.apply(this, arguments);
-          }
-          return options ? orig.call(fs5, target, options, callback) : orig.call(fs5, target, callback);
-        };
-      }
-      function statFixSync(orig) {
-        if (!orig) return orig;
-        return function(target, options) {
-          var stats = options ? orig.call(fs5, target, options) : orig.call(fs5, target);
-          if (stats) {
-            if (stats.uid < 0) stats.uid += 4294967296;
-            if (stats.gid < 0) stats.gid += 4294967296;
-          }
-          return stats;
-        };
-      }
-      function chownErOk(er) {
-        if (!er)
-          return true;
-        if (er.code === "ENOSYS")
-          return true;
-        var nonroot = !process.getuid || process.getuid() !== 0;
-        if (nonroot) {
-          if (er.code === "EINVAL" || er.code === "EPERM")
-            return true;
-        }
-        return false;
-      }
-    }
-  }
-});
-
-// node_modules/graceful-fs/legacy-streams.js
-var require_legacy_streams = __commonJS({
-  "node_modules/graceful-fs/legacy-streams.js"(exports, module) {
-    var Stream = __require("stream").Stream;
-    module.exports = legacy;
-    function legacy(fs5) {
-      return {
-        ReadStream,
-        WriteStream
-      };
-      function ReadStream(path, options) {
-        if (!(this instanceof ReadStream)) return new ReadStream(path, options);
-        Stream.call(this);
-        var self2 = this;
-        this.path = path;
-        this.fd = null;
-        this.readable = true;
-        this.paused = false;
-        this.flags = "r";
-        this.mode = 438;
-        this.bufferSize = 64 * 1024;
-        options = options || {};
-        var keys = Object.keys(options);
-        for (var index = 0, length = keys.length; index < length; index++) {
-          var key = keys[index];
-          this[key] = options[key];
-        }
-        if (this.encoding) this.setEncoding(this.encoding);
-        if (this.start !== void 0) {
-          if ("number" !== typeof this.start) {
-            throw TypeError("start must be a Number");
-          }
-          if (this.end === void 0) {
-            this.end = Infinity;
-          } else if ("number" !== typeof this.end) {
-            throw TypeError("end must be a Number");
-          }
-          if (this.start > this.end) {
-            throw new Error("start must be <= end");
-          }
-          this.pos = this.start;
-        }
-        if (this.fd !== null) {
-          process.nextTick(function() {
-            self2._read();
-          });
-          return;
-        }
-        fs5.open(this.path, this.flags, this.mode, function(err, fd) {
-          if (err) {
-            self2.emit("error", err);
-            self2.readable = false;
-            return;
-          }
-          self2.fd = fd;
-          self2.emit("open", fd);
-          self2._read();
-        });
-      }
-      function WriteStream(path, options) {
-        if (!(this instanceof WriteStream)) return new WriteStream(path, options);
-        Stream.call(this);
-        this.path = path;
-        this.fd = null;
-        this.writable = true;
-        this.flags = "w";
-        this.encoding = "binary";
-        this.mode = 438;
-        this.bytesWritten = 0;
-        options = options || {};
-        var keys = Object.keys(options);
-        for (var index = 0, length = keys.length; index < length; index++) {
-          var key = keys[index];
-          this[key] = options[key];
-        }
-        if (this.start !== void 0) {
-          if ("number" !== typeof this.start) {
-            throw TypeError("start must be a Number");
-          }
-          if (this.start < 0) {
-            throw new Error("start must be >= zero");
-          }
-          this.pos = this.start;
-        }
-        this.busy = false;
-        this._queue = [];
-        if (this.fd === null) {
-          this._open = fs5.open;
-          this._queue.push([this._open, this.path, this.flags, this.mode, void 0]);
-          this.flush();
-        }
-      }
-    }
-  }
-});
-
-// node_modules/graceful-fs/clone.js
-var require_clone = __commonJS({
-  "node_modules/graceful-fs/clone.js"(exports, module) {
-    "use strict";
-    module.exports = clone;
-    var getPrototypeOf = Object.getPrototypeOf || function(obj) {
-      return obj.__proto__;
-    };
-    function clone(obj) {
-      if (obj === null || typeof obj !== "object")
-        return obj;
-      if (obj instanceof Object)
-        var copy = { __proto__: getPrototypeOf(obj) };
-      else
-        var copy = /* @__PURE__ */ Object.create(null);
-      Object.getOwnPropertyNames(obj).forEach(function(key) {
-        Object.defineProperty(copy, key, Object.getOwnPropertyDescriptor(obj, key));
-      });
-      return copy;
-    }
-  }
-});
-
-// node_modules/graceful-fs/graceful-fs.js
-var require_graceful_fs = __commonJS({
-  "node_modules/graceful-fs/graceful-fs.js"(exports, module) {
-    var fs5 = __require("fs");
-    var polyfills = require_polyfills();
-    var legacy = require_legacy_streams();
-    var clone = require_clone();
-    var util = __require("util");
-    var gracefulQueue;
-    var previousSymbol;
-    if (typeof Symbol === "function" && typeof Symbol.for === "function") {
-      gracefulQueue = /* @__PURE__ */ Symbol.for("graceful-fs.queue");
-      previousSymbol = /* @__PURE__ */ Symbol.for("graceful-fs.previous");
-    } else {
-      gracefulQueue = "___graceful-fs.queue";
-      previousSymbol = "___graceful-fs.previous";
-    }
-    function noop() {
-    }
-    function publishQueue(context, queue2) {
-      Object.defineProperty(context, gracefulQueue, {
-        get: function() {
-          return queue2;
-        }
-      });
-    }
-    var debug2 = noop;
-    if (util.debuglog)
-      debug2 = util.debuglog("gfs4");
-    else if (/\bgfs4\b/i.test(process.env.NODE_DEBUG || ""))
-      debug2 = function() {
-        var m = util.format.apply(util, arguments);
-        m = "GFS4: " + m.split(/\n/).join("\nGFS4: ");
-        console.error(m);
-      };
-    if (!fs5[gracefulQueue]) {
-      queue = global[gracefulQueue] || [];
-      publishQueue(fs5, queue);
-      fs5.close = (function(fs$close) {
-        function close(fd, cb) {
-          return fs$close.call(fs5, fd, function(err) {
-            if (!err) {
-              resetQueue();
-            }
-            if (typeof cb === "function")
-              cb.apply(this, arguments);
-          });
-        }
-        Object.defineProperty(close, previousSymbol, {
-          value: fs$close
-        });
-        return close;
-      })(fs5.close);
-      fs5.closeSync = (function(fs$closeSync) {
-        function closeSync2(fd) {
-          fs$closeSync.apply(fs5, arguments);
-          resetQueue();
-        }
-        Object.defineProperty(closeSync2, previousSymbol, {
-          value: fs$closeSync
-        });
-        return closeSync2;
-      })(fs5.closeSync);
-      if (/\bgfs4\b/i.test(process.env.NODE_DEBUG || "")) {
-        process.on("exit", function() {
-          debug2(fs5[gracefulQueue]);
-          __require("assert").equal(fs5[gracefulQueue].length, 0);
-        });
-      }
-    }
-    var queue;
-    if (!global[gracefulQueue]) {
-      publishQueue(global, fs5[gracefulQueue]);
-    }
-    module.exports = patch(clone(fs5));
-    if (process.env.TEST_GRACEFUL_FS_GLOBAL_PATCH && !fs5.__patched) {
-      module.exports = patch(fs5);
-      fs5.__patched = true;
-    }
-    function patch(fs6) {
-      polyfills(fs6);
-      fs6.gracefulify = patch;
-      fs6.createReadStream = createReadStream;
-      fs6.createWriteStream = createWriteStream;
-      var fs$readFile = fs6.readFile;
-      fs6.readFile = readFile4;
-      function readFile4(path, options, cb) {
-        if (typeof options === "function")
-          cb = options, options = null;
-        return go$readFile(path, options, cb);
-        function go$readFile(path2, options2, cb2, startTime) {
-          return fs$readFile(path2, options2, function(err) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([go$readFile, [path2, options2, cb2], err, startTime || Date.now(), Date.now()]);
-            else {
-              if (typeof cb2 === "function")
-                cb2.apply(this, arguments);
-            }
-          });
-        }
-      }
-      var fs$writeFile = fs6.writeFile;
-      fs6.writeFile = writeFile3;
-      function writeFile3(path, data, options, cb) {
-        if (typeof options === "function")
-          cb = options, options = null;
-        return go$writeFile(path, data, options, cb);
-        function go$writeFile(path2, data2, options2, cb2, startTime) {
-          return fs$writeFile(path2, data2, options2, function(err) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([go$writeFile, [path2, data2, options2, cb2], err, startTime || Date.now(), Date.now()]);
-            else {
-              if (typeof cb2 === "function")
-                cb2.apply(this, arguments);
-            }
-          });
-        }
-      }
-      var fs$appendFile = fs6.appendFile;
-      if (fs$appendFile)
-        fs6.appendFile = appendFile2;
-      function appendFile2(path, data, options, cb) {
-        if (typeof options === "function")
-          cb = options, options = null;
-        return go$appendFile(path, data, options, cb);
-        function go$appendFile(path2, data2, options2, cb2, startTime) {
-          return fs$appendFile(path2, data2, options2, function(err) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([go$appendFile, [path2, data2, options2, cb2], err, startTime || Date.now(), Date.now()]);
-            else {
-              if (typeof cb2 === "function")
-                cb2.apply(this, arguments);
-            }
-          });
-        }
-      }
-      var fs$copyFile = fs6.copyFile;
-      if (fs$copyFile)
-        fs6.copyFile = copyFile2;
-      function copyFile2(src, dest, flags, cb) {
-        if (typeof flags === "function") {
-          cb = flags;
-          flags = 0;
-        }
-        return go$copyFile(src, dest, flags, cb);
-        function go$copyFile(src2, dest2, flags2, cb2, startTime) {
-          return fs$copyFile(src2, dest2, flags2, function(err) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([go$copyFile, [src2, dest2, flags2, cb2], err, startTime || Date.now(), Date.now()]);
-            else {
-              if (typeof cb2 === "function")
-                cb2.apply(this, arguments);
-            }
-          });
-        }
-      }
-      var fs$readdir = fs6.readdir;
-      fs6.readdir = readdir2;
-      var noReaddirOptionVersions = /^v[0-5]\./;
-      function readdir2(path, options, cb) {
-        if (typeof options === "function")
-          cb = options, options = null;
-        var go$readdir = noReaddirOptionVersions.test(process.version) ? function go$readdir2(path2, options2, cb2, startTime) {
-          return fs$readdir(path2, fs$readdirCallback(
-            path2,
-            options2,
-            cb2,
-            startTime
-          ));
-        } : function go$readdir2(path2, options2, cb2, startTime) {
-          return fs$readdir(path2, options2, fs$readdirCallback(
-            path2,
-            options2,
-            cb2,
-            startTime
-          ));
-        };
-        return go$readdir(path, options, cb);
-        function fs$readdirCallback(path2, options2, cb2, startTime) {
-          return function(err, files) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([
-                go$readdir,
-                [path2, options2, cb2],
-                err,
-                startTime || Date.now(),
-                Date.now()
-              ]);
-            else {
-              if (files && files.sort)
-                files.sort();
-              if (typeof cb2 === "function")
-                cb2.call(this, err, files);
-            }
-          };
-        }
-      }
-      if (process.version.substr(0, 4) === "v0.8") {
-        var legStreams = legacy(fs6);
-        ReadStream = legStreams.ReadStream;
-        WriteStream = legStreams.WriteStream;
-      }
-      var fs$ReadStream = fs6.ReadStream;
-      if (fs$ReadStream) {
-        ReadStream.prototype = Object.create(fs$ReadStream.prototype);
-        ReadStream.prototype.open = ReadStream$open;
-      }
-      var fs$WriteStream = fs6.WriteStream;
-      if (fs$WriteStream) {
-        WriteStream.prototype = Object.create(fs$WriteStream.prototype);
-        WriteStream.prototype.open = WriteStream$open;
-      }
-      Object.defineProperty(fs6, "ReadStream", {
-        get: function() {
-          return ReadStream;
-        },
-        set: function(val) {
-          ReadStream = val;
-        },
-        enumerable: true,
-        configurable: true
-      });
-      Object.defineProperty(fs6, "WriteStream", {
-        get: function() {
-          return WriteStream;
-        },
-        set: function(val) {
-          WriteStream = val;
-        },
-        enumerable: true,
-        configurable: true
-      });
-      var FileReadStream = ReadStream;
-      Object.defineProperty(fs6, "FileReadStream", {
-        get: function() {
-          return FileReadStream;
-        },
-        set: function(val) {
-          FileReadStream = val;
-        },
-        enumerable: true,
-        configurable: true
-      });
-      var FileWriteStream = WriteStream;
-      Object.defineProperty(fs6, "FileWriteStream", {
-        get: function() {
-          return FileWriteStream;
-        },
-        set: function(val) {
-          FileWriteStream = val;
-        },
-        enumerable: true,
-        configurable: true
-      });
-      function ReadStream(path, options) {
-        if (this instanceof ReadStream)
-          return fs$ReadStream.apply(this, arguments), this;
-        else
-          return ReadStream.apply(Object.create(ReadStream.prototype), arguments);
-      }
-      function ReadStream$open() {
-        var that = this;
-        open4(that.path, that.flags, that.mode, function(err, fd) {
-          if (err) {
-            if (that.autoClose)
-              that.destroy();
-            that.emit("error", err);
-          } else {
-            that.fd = fd;
-            that.emit("open", fd);
-            that.read();
-          }
-        });
-      }
-      function WriteStream(path, options) {
-        if (this instanceof WriteStream)
-          return fs$WriteStream.apply(this, arguments), this;
-        else
-          return WriteStream.apply(Object.create(WriteStream.prototype), arguments);
-      }
-      function WriteStream$open() {
-        var that = this;
-        open4(that.path, that.flags, that.mode, function(err, fd) {
-          if (err) {
-            that.destroy();
-            that.emit("error", err);
-          } else {
-            that.fd = fd;
-            that.emit("open", fd);
-          }
-        });
-      }
-      function createReadStream(path, options) {
-        return new fs6.ReadStream(path, options);
-      }
-      function createWriteStream(path, options) {
-        return new fs6.WriteStream(path, options);
-      }
-      var fs$open = fs6.open;
-      fs6.open = open4;
-      function open4(path, flags, mode, cb) {
-        if (typeof mode === "function")
-          cb = mode, mode = null;
-        return go$open(path, flags, mode, cb);
-        function go$open(path2, flags2, mode2, cb2, startTime) {
-          return fs$open(path2, flags2, mode2, function(err, fd) {
-            if (err && (err.code === "EMFILE" || err.code === "ENFILE"))
-              enqueue([go$open, [path2, flags2, mode2, cb2], err, startTime || Date.now(), Date.now()]);
-            else {
-              if (typeof cb2 === "function")
-                cb2.apply(this, arguments);
-            }
-          });
-        }
-      }
-      return fs6;
-    }
-    function enqueue(elem) {
-      debug2("ENQUEUE", elem[0].name, elem[1]);
-      fs5[gracefulQueue].push(elem);
-      retry();
-    }
-    var retryTimer;
-    function resetQueue() {
-      var now = Date.now();
-      for (var i = 0; i < fs5[gracefulQueue].length; ++i) {
-        if (fs5[gracefulQueue][i].length > 2) {
-          fs5[gracefulQueue][i][3] = now;
-          fs5[gracefulQueue][i][4] = now;
-        }
-      }
-      retry();
-    }
-    function retry() {
-      clearTimeout(retryTimer);
-      retryTimer = void 0;
-      if (fs5[gracefulQueue].length === 0)
-        return;
-      var elem = fs5[gracefulQueue].shift();
-      var fn = elem[0];
-      var args = elem[1];
-      var err = elem[2];
-      var startTime = elem[3];
-      var lastTime = elem[4];
-      if (startTime === void 0) {
-        debug2("RETRY", fn.name, args);
-        fn.apply(null, args);
-      } else if (Date.now() - startTime >= 6e4) {
-        debug2("TIMEOUT", fn.name, args);
-        var cb = args.pop();
-        if (typeof cb === "function")
-          cb.call(null, err);
-      } else {
-        var sinceAttempt = Date.now() - lastTime;
-        var sinceStart = Math.max(lastTime - startTime, 1);
-        var desiredDelay = Math.min(sinceStart * 1.2, 100);
-        if (sinceAttempt >= desiredDelay) {
-          debug2("RETRY", fn.name, args);
-          fn.apply(null, args.concat([startTime]));
-        } else {
-          fs5[gracefulQueue].push(elem);
-        }
-      }
-      if (retryTimer === void 0) {
-        retryTimer = setTimeout(retry, 0);
-      }
-    }
-  }
-});
-
-// node_modules/retry/lib/retry_operation.js
-var require_retry_operation = __commonJS({
-  "node_modules/retry/lib/retry_operation.js"(exports, module) {
-    function RetryOperation(timeouts, options) {
-      if (typeof options === "boolean") {
-        options = { forever: options };
-      }
-      this._originalTimeouts = JSON.parse(JSON.stringify(timeouts));
-      this._timeouts = timeouts;
-      this._options = options || {};
-      this._maxRetryTime = options && options.maxRetryTime || Infinity;
-      this._fn = null;
-      this._errors = [];
-      this._attempts = 1;
-      this._operationTimeout = null;
-      this._operationTimeoutCb = null;
-      this._timeout = null;
-      this._operationStart = null;
-      if (this._options.forever) {
-        this._cachedTimeouts = this._timeouts.slice(0);
-      }
-    }
-    module.exports = RetryOperation;
-    RetryOperation.prototype.reset = function() {
-      this._attempts = 1;
-      this._timeouts = this._originalTimeouts;
-    };
-    RetryOperation.prototype.stop = function() {
-      if (this._timeout) {
-        clearTimeout(this._timeout);
-      }
-      this._timeouts = [];
-      this._cachedTimeouts = null;
-    };
-    RetryOperation.prototype.retry = function(err) {
-      if (this._timeout) {
-        clearTimeout(this._timeout);
-      }
-      if (!err) {
-        return false;
-      }
-      var currentTime = (/* @__PURE__ */ new Date()).getTime();
-      if (err && currentTime - this._operationStart >= this._maxRetryTime) {
-        this._errors.unshift(new Error("RetryOperation timeout occurred"));
-        return false;
-      }
-      this._errors.push(err);
-      var timeout = this._timeouts.shift();
-      if (timeout === void 0) {
-        if (this._cachedTimeouts) {
-          this._errors.splice(this._errors.length - 1, this._errors.length);
-          this._timeouts = this._cachedTimeouts.slice(0);
-          timeout = this._timeouts.shift();
-        } else {
-          return false;
-        }
-      }
-      var self2 = this;
-      var timer = setTimeout(function() {
-        self2._attempts++;
-        if (self2._operationTimeoutCb) {
-          self2._timeout = setTimeout(function() {
-            self2._operationTimeoutCb(self2._attempts);
-          }, self2._operationTimeout);
-          if (self2._options.unref) {
-            self2._timeout.unref();
-          }
-        }
-        self2._fn(self2._attempts);
-      }, timeout);
-      if (this._options.unref) {
-        timer.unref();
-      }
-      return true;
-    };
-    RetryOperation.prototype.attempt = function(fn, timeoutOps) {
-      this._fn = fn;
-      if (timeoutOps) {
-        if (timeoutOps.timeout) {
-          this._operationTimeout = timeoutOps.timeout;
-        }
-        if (timeoutOps.cb) {
-          this._operationTimeoutCb = timeoutOps.cb;
-        }
-      }
-      var self2 = this;
-      if (this._operationTimeoutCb) {
-        this._timeout = setTimeout(function() {
-          self2._operationTimeoutCb();
-        }, self2._operationTimeout);
-      }
-      this._operationStart = (/* @__PURE__ */ new Date()).getTime();
-      this._fn(this._attempts);
-    };
-    RetryOperation.prototype.try = function(fn) {
-      console.log("Using RetryOperation.try() is deprecated");
-      this.attempt(fn);
-    };
-    RetryOperation.prototype.start = function(fn) {
-      console.log("Using RetryOperation.start() is deprecated");
-      this.attempt(fn);
-    };
-    RetryOperation.prototype.start = RetryOperation.prototype.try;
-    RetryOperation.prototype.errors = function() {
-      return this._errors;
-    };
-    RetryOperation.prototype.attempts = function() {
-      return this._attempts;
-    };
-    RetryOperation.prototype.mainError = function() {
-      if (this._errors.length === 0) {
-        return null;
-      }
-      var counts = {};
-      var mainError = null;
-      var mainErrorCount = 0;
-      for (var i = 0; i < this._errors.length; i++) {
-        var error2 = this._errors[i];
-        var message = error2.message;
-        var count = (counts[message] || 0) + 1;
-        counts[message] = count;
-        if (count >= mainErrorCount) {
-          mainError = error2;
-          mainErrorCount = count;
-        }
-      }
-      return mainError;
-    };
-  }
-});
-
-// node_modules/retry/lib/retry.js
-var require_retry2 = __commonJS({
-  "node_modules/retry/lib/retry.js"(exports) {
-    var RetryOperation = require_retry_operation();
-    exports.operation = function(options) {
-      var timeouts = exports.timeouts(options);
-      return new RetryOperation(timeouts, {
-        forever: options && options.forever,
-        unref: options && options.unref,
-        maxRetryTime: options && options.maxRetryTime
-      });
-    };
-    exports.timeouts = function(options) {
-      if (options instanceof Array) {
-        return [].concat(options);
-      }
-      var opts2 = {
-        retries: 10,
-        factor: 2,
-        minTimeout: 1 * 1e3,
-        maxTimeout: Infinity,
-        randomize: false
-      };
-      for (var key in options) {
-        opts2[key] = options[key];
-      }
-      if (opts2.minTimeout > opts2.maxTimeout) {
-        throw new Error("minTimeout is greater than maxTimeout");
-      }
-      var timeouts = [];
-      for (var i = 0; i < opts2.retries; i++) {
-        timeouts.push(this.createTimeout(i, opts2));
-      }
-      if (options && options.forever && !timeouts.length) {
-        timeouts.push(this.createTimeout(i, opts2));
-      }
-      timeouts.sort(function(a, b) {
-        return a - b;
-      });
-      return timeouts;
-    };
-    exports.createTimeout = function(attempt, opts2) {
-      var random = opts2.randomize ? Math.random() + 1 : 1;
-      var timeout = Math.round(random * opts2.minTimeout * Math.pow(opts2.factor, attempt));
-      timeout = Math.min(timeout, opts2.maxTimeout);
-      return timeout;
-    };
-    exports.wrap = function(obj, options, methods) {
-      if (options instanceof Array) {
-        methods = options;
-        options = null;
-      }
-      if (!methods) {
-        methods = [];
-        for (var key in obj) {
-          if (typeof obj[key] === "function") {
-            methods.push(key);
-          }
-        }
-      }
-      for (var i = 0; i < methods.length; i++) {
-        var method = methods[i];
-        var original = obj[method];
-        obj[method] = function retryWrapper(original2) {
-          var op = exports.operation(options);
-          var args = Array.prototype.slice.call(arguments, 1);
-          var callback = args.pop();
-          args.push(function(err) {
-            if (op.retry(err)) {
-              return;
-            }
-            if (err) {
-              arguments[0] = op.mainError();
-            }
-            callback.apply(this, arguments);
-          });
-          op.attempt(function() {
-            original2.apply(obj, args);
-          });
-        }.bind(obj, original);
-        obj[method].options = options;
-      }
-    };
-  }
-});
-
-// node_modules/retry/index.js
-var require_retry3 = __commonJS({
-  "node_modules/retry/index.js"(exports, module) {
-    module.exports = require_retry2();
-  }
-});
-
-// node_modules/signal-exit/signals.js
-var require_signals = __commonJS({
-  "node_modules/signal-exit/signals.js"(exports, module) {
-    module.exports = [
-      "SIGABRT",
-      "SIGALRM",
-      "SIGHUP",
-      "SIGINT",
-      "SIGTERM"
-    ];
-    if (process.platform !== "win32") {
-      module.exports.push(
-        "SIGVTALRM",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGUSR2",
-        "SIGTRAP",
-        "SIGSYS",
-        "SIGQUIT",
-        "SIGIOT"
-        // should detect profiler and enable/disable accordingly.
-        // see #21
-        // 'SIGPROF'
-      );
-    }
-    if (process.platform === "linux") {
-      module.exports.push(
-        "SIGIO",
-        "SIGPOLL",
-        "SIGPWR",
-        "SIGSTKFLT",
-        "SIGUNUSED"
-      );
-    }
-  }
-});
-
-// node_modules/signal-exit/index.js
-var require_signal_exit = __commonJS({
-  "node_modules/signal-exit/index.js"(exports, module) {
-    var process2 = global.process;
-    var processOk = function(process3) {
-      return process3 && typeof process3 === "object" && typeof process3.removeListener === "function" && typeof process3.emit === "function" && typeof process3.reallyExit === "function" && typeof process3.listeners === "function" && typeof process3.kill === "function" && typeof process3.pid === "number" && typeof process3.on === "function";
-    };
-    if (!processOk(process2)) {
-      module.exports = function() {
-        return function() {
-        };
-      };
-    } else {
-      assert = __require("assert");
-      signals = require_signals();
-      isWin = /^win/i.test(process2.platform);
-      EE = __require("events");
-      if (typeof EE !== "function") {
-        EE = EE.EventEmitter;
-      }
-      if (process2.__signal_exit_emitter__) {
-        emitter = process2.__signal_exit_emitter__;
-      } else {
-        emitter = process2.__signal_exit_emitter__ = new EE();
-        emitter.count = 0;
-        emitter.emitted = {};
-      }
-      if (!emitter.infinite) {
-        emitter.setMaxListeners(Infinity);
-        emitter.infinite = true;
-      }
-      module.exports = function(cb, opts2) {
-        if (!processOk(global.process)) {
-          return function() {
-          };
-        }
-        assert.equal(typeof cb, "function", "a callback must be provided for exit handler");
-        if (loaded === false) {
-          load2();
-        }
-        var ev = "exit";
-        if (opts2 && opts2.alwaysLast) {
-          ev = "afterexit";
-        }
-        var remove = function() {
-          emitter.removeListener(ev, cb);
-          if (emitter.listeners("exit").length === 0 && emitter.listeners("afterexit").length === 0) {
-            unload();
-          }
-        };
-        emitter.on(ev, cb);
-        return remove;
-      };
-      unload = function unload2() {
-        if (!loaded || !processOk(global.process)) {
-          return;
-        }
-        loaded = false;
-        signals.forEach(function(sig) {
-          try {
-            process2.removeListener(sig, sigListeners[sig]);
-          } catch (er) {
-          }
-        });
-        process2.emit = originalProcessEmit;
-        process2.reallyExit = originalProcessReallyExit;
-        emitter.count -= 1;
-      };
-      module.exports.unload = unload;
-      emit = function emit2(event, code, signal) {
-        if (emitter.emitted[event]) {
-          return;
-        }
-        emitter.emitted[event] = true;
-        emitter.emit(event, code, signal);
-      };
-      sigListeners = {};
-      signals.forEach(function(sig) {
-        sigListeners[sig] = function listener() {
-          if (!processOk(global.process)) {
-            return;
-          }
-          var listeners = process2.listeners(sig);
-          if (listeners.length === emitter.count) {
-            unload();
-            emit("exit", null, sig);
-            emit("afterexit", null, sig);
-            if (isWin && sig === "SIGHUP") {
-              sig = "SIGINT";
-            }
-            process2.kill(process2.pid, sig);
-          }
-        };
-      });
-      module.exports.signals = function() {
-        return signals;
-      };
-      loaded = false;
-      load2 = function load3() {
-        if (loaded || !processOk(global.process)) {
-          return;
-        }
-        loaded = true;
-        emitter.count += 1;
-        signals = signals.filter(function(sig) {
-          try {
-            process2.on(sig, sigListeners[sig]);
-            return true;
-          } catch (er) {
-            return false;
-          }
-        });
-        process2.emit = processEmit;
-        process2.reallyExit = processReallyExit;
-      };
-      module.exports.load = load2;
-      originalProcessReallyExit = process2.reallyExit;
-      processReallyExit = function processReallyExit2(code) {
-        if (!processOk(global.process)) {
-          return;
-        }
-        process2.exitCode = code || /* istanbul ignore next */
-        0;
-        emit("exit", process2.exitCode, null);
-        emit("afterexit", process2.exitCode, null);
-        originalProcessReallyExit.call(process2, process2.exitCode);
-      };
-      originalProcessEmit = process2.emit;
-      processEmit = function processEmit2(ev, arg) {
-        if (ev === "exit" && processOk(global.process)) {
-          if (arg !== void 0) {
-            process2.exitCode = arg;
-          }
-          var ret = originalProcessEmit.apply(this, arguments);
-          emit("exit", process2.exitCode, null);
-          emit("afterexit", process2.exitCode, null);
-          return ret;
-        } else {
-          return originalProcessEmit.apply(this, arguments);
-        }
-      };
-    }
-    var assert;
-    var signals;
-    var isWin;
-    var EE;
-    var emitter;
-    var unload;
-    var emit;
-    var sigListeners;
-    var loaded;
-    var load2;
-    var originalProcessReallyExit;
-    var processReallyExit;
-    var originalProcessEmit;
-    var processEmit;
-  }
-});
-
-// node_modules/proper-lockfile/lib/mtime-precision.js
-var require_mtime_precision = __commonJS({
-  "node_modules/proper-lockfile/lib/mtime-precision.js"(exports, module) {
-    "use strict";
-    var cacheSymbol = /* @__PURE__ */ Symbol();
-    function probe(file, fs5, callback) {
-      const cachedPrecision = fs5[cacheSymbol];
-      if (cachedPrecision) {
-        return fs5.stat(file, (err, stat3) => {
-          if (err) {
-            return callback(err);
-          }
-          callback(null, stat3.mtime, cachedPrecision);
-        });
-      }
-      const mtime = new Date(Math.ceil(Date.now() / 1e3) * 1e3 + 5);
-      fs5.utimes(file, mtime, mtime, (err) => {
-        if (err) {
-          return callback(err);
-        }
-        fs5.stat(file, (err2, stat3) => {
-          if (err2) {
-            return callback(err2);
-          }
-          const precision = stat3.mtime.getTime() % 1e3 === 0 ? "s" : "ms";
-          Object.defineProperty(fs5, cacheSymbol, { value: precision });
-          callback(null, stat3.mtime, precision);
-        });
-      });
-    }
-    function getMtime(precision) {
-      let now = Date.now();
-      if (precision === "s") {
-        now = Math.ceil(now / 1e3) * 1e3;
-      }
-      return new Date(now);
-    }
-    module.exports.probe = probe;
-    module.exports.getMtime = getMtime;
-  }
-});
-
-// node_modules/proper-lockfile/lib/lockfile.js
-var require_lockfile = __commonJS({
-  "node_modules/proper-lockfile/lib/lockfile.js"(exports, module) {
-    "use strict";
-    var path = __require("path");
-    var fs5 = require_graceful_fs();
-    var retry = require_retry3();
-    var onExit = require_signal_exit();
-    var mtimePrecision = require_mtime_precision();
-    var locks = {};
-    function getLockFile(file, options) {
-      return options.lockfilePath || `${file}.lock`;
-    }
-    function resolveCanonicalPath(file, options, callback) {
-      if (!options.realpath) {
-        return callback(null, path.resolve(file));
-      }
-      options.fs.realpath(file, callback);
-    }
-    function acquireLock2(file, options, callback) {
-      const lockfilePath = getLockFile(file, options);
-      options.fs.mkdir(lockfilePath, (err) => {
-        if (!err) {
-          return mtimePrecision.probe(lockfilePath, options.fs, (err2, mtime, mtimePrecision2) => {
-            if (err2) {
-              options.fs.rmdir(lockfilePath, () => {
-              });
-              return callback(err2);
-            }
-            callback(null, mtime, mtimePrecision2);
-          });
-        }
-        if (err.code !== "EEXIST") {
-          return callback(err);
-        }
-        if (options.stale <= 0) {
-          return callback(Object.assign(new Error("Lock file is already being held"), { code: "ELOCKED", file }));
-        }
-        options.fs.stat(lockfilePath, (err2, stat3) => {
-          if (err2) {
-            if (err2.code === "ENOENT") {
-              return acquireLock2(file, { ...options, stale: 0 }, callback);
-            }
-            return callback(err2);
-          }
-          if (!isLockStale(stat3, options)) {
-            return callback(Object.assign(new Error("Lock file is already being held"), { code: "ELOCKED", file }));
-          }
-          removeLock(file, options, (err3) => {
-            if (err3) {
-              return callback(err3);
-            }
-            acquireLock2(file, { ...options, stale: 0 }, callback);
-          });
-        });
-      });
-    }
-    function isLockStale(stat3, options) {
-      return stat3.mtime.getTime() < Date.now() - options.stale;
-    }
-    function removeLock(file, options, callback) {
-      options.fs.rmdir(getLockFile(file, options), (err) => {
-        if (err && err.code !== "ENOENT") {
-          return callback(err);
-        }
-        callback();
-      });
-    }
-    function updateLock(file, options) {
-      const lock3 = locks[file];
-      if (lock3.updateTimeout) {
-        return;
-      }
-      lock3.updateDelay = lock3.updateDelay || options.update;
-      lock3.updateTimeout = setTimeout(() => {
-        lock3.updateTimeout = null;
-        options.fs.stat(lock3.lockfilePath, (err, stat3) => {
-          const isOverThreshold = lock3.lastUpdate + options.stale < Date.now();
-          if (err) {
-            if (err.code === "ENOENT" || isOverThreshold) {
-              return setLockAsCompromised(file, lock3, Object.assign(err, { code: "ECOMPROMISED" }));
-            }
-            lock3.updateDelay = 1e3;
-            return updateLock(file, options);
-          }
-          const isMtimeOurs = lock3.mtime.getTime() === stat3.mtime.getTime();
-          if (!isMtimeOurs) {
-            return setLockAsCompromised(
-              file,
-              lock3,
-              Object.assign(
-                new Error("Unable to update lock within the stale threshold"),
-                { code: "ECOMPROMISED" }
-              )
-            );
-          }
-          const mtime = mtimePrecision.getMtime(lock3.mtimePrecision);
-          options.fs.utimes(lock3.lockfilePath, mtime, mtime, (err2) => {
-            const isOverThreshold2 = lock3.lastUpdate + options.stale < Date.now();
-            if (lock3.released) {
-              return;
-            }
-            if (err2) {
-              if (err2.code === "ENOENT" || isOverThreshold2) {
-                return setLockAsCompromised(file, lock3, Object.assign(err2, { code: "ECOMPROMISED" }));
-              }
-              lock3.updateDelay = 1e3;
-              return updateLock(file, options);
-            }
-            lock3.mtime = mtime;
-            lock3.lastUpdate = Date.now();
-            lock3.updateDelay = null;
-            updateLock(file, options);
-          });
-        });
-      }, lock3.updateDelay);
-      if (lock3.updateTimeout.unref) {
-        lock3.updateTimeout.unref();
-      }
-    }
-    function setLockAsCompromised(file, lock3, err) {
-      lock3.released = true;
-      if (lock3.updateTimeout) {
-        clearTimeout(lock3.updateTimeout);
-      }
-      if (locks[file] === lock3) {
-        delete locks[file];
-      }
-      lock3.options.onCompromised(err);
-    }
-    function lock2(file, options, callback) {
-      options = {
-        stale: 1e4,
-        update: null,
-        realpath: true,
-        retries: 0,
-        fs: fs5,
-        onCompromised: (err) => {
-          throw err;
-        },
-        ...options
-      };
-      options.retries = options.retries || 0;
-      options.retries = typeof options.retries === "number" ? { retries: options.retries } : options.retries;
-      options.stale = Math.max(options.stale || 0, 2e3);
-      options.update = options.update == null ? options.stale / 2 : options.update || 0;
-      options.update = Math.max(Math.min(options.update, options.stale / 2), 1e3);
-      resolveCanonicalPath(file, options, (err, file2) => {
-        if (err) {
-          return callback(err);
-        }
-        const operation = retry.operation(options.retries);
-        operation.attempt(() => {
-          acquireLock2(file2, options, (err2, mtime, mtimePrecision2) => {
-            if (operation.retry(err2)) {
-              return;
-            }
-            if (err2) {
-              return callback(operation.mainError());
-            }
-            const lock3 = locks[file2] = {
-              lockfilePath: getLockFile(file2, options),
-              mtime,
-              mtimePrecision: mtimePrecision2,
-              options,
-              lastUpdate: Date.now()
-            };
-            updateLock(file2, options);
-            callback(null, (releasedCallback) => {
-              if (lock3.released) {
-                return releasedCallback && releasedCallback(Object.assign(new Error("Lock is already released"), { code: "ERELEASED" }));
-              }
-              unlock(file2, { ...options, realpath: false }, releasedCallback);
-            });
-          });
-        });
-      });
-    }
-    function unlock(file, options, callback) {
-      options = {
-        fs: fs5,
-        realpath: true,
-        ...options
-      };
-      resolveCanonicalPath(file, options, (err, file2) => {
-        if (err) {
-          return callback(err);
-        }
-        const lock3 = locks[file2];
-        if (!lock3) {
-          return callback(Object.assign(new Error("Lock is not acquired/owned by you"), { code: "ENOTACQUIRED" }));
-        }
-        lock3.updateTimeout && clearTimeout(lock3.updateTimeout);
-        lock3.released = true;
-        delete locks[file2];
-        removeLock(file2, options, callback);
-      });
-    }
-    function check(file, options, callback) {
-      options = {
-        stale: 1e4,
-        realpath: true,
-        fs: fs5,
-        ...options
-      };
-      options.stale = Math.max(options.stale || 0, 2e3);
-      resolveCanonicalPath(file, options, (err, file2) => {
-        if (err) {
-          return callback(err);
-        }
-        options.fs.stat(getLockFile(file2, options), (err2, stat3) => {
-          if (err2) {
-            return err2.code === "ENOENT" ? callback(null, false) : callback(err2);
-          }
-          return callback(null, !isLockStale(stat3, options));
-        });
-      });
-    }
-    function getLocks() {
-      return locks;
-    }
-    onExit(() => {
-      for (const file in locks) {
-        const options = locks[file].options;
-        try {
-          options.fs.rmdirSync(getLockFile(file, options));
-        } catch (e) {
-        }
-      }
-    });
-    module.exports.lock = lock2;
-    module.exports.unlock = unlock;
-    module.exports.check = check;
-    module.exports.getLocks = getLocks;
-  }
-});
-
-// node_modules/proper-lockfile/lib/adapter.js
-var require_adapter = __commonJS({
-  "node_modules/proper-lockfile/lib/adapter.js"(exports, module) {
-    "use strict";
-    var fs5 = require_graceful_fs();
-    function createSyncFs(fs6) {
-      const methods = ["mkdir", "realpath", "stat", "rmdir", "utimes"];
-      const newFs = { ...fs6 };
-      methods.forEach((method) => {
-        newFs[method] = (...args) => {
-          const callback = args.pop();
-          let ret;
-          try {
-            ret = fs6[`${method}Sync`](...args);
-          } catch (err) {
-            return callback(err);
-          }
-          callback(null, ret);
-        };
-      });
-      return newFs;
-    }
-    function toPromise(method) {
-      return (...args) => new Promise((resolve6, reject) => {
-        args.push((err, result) => {
-          if (err) {
-            reject(err);
-          } else {
-            resolve6(result);
-          }
-        });
-        method(...args);
-      });
-    }
-    function toSync(method) {
-      return (...args) => {
-        let err;
-        let result;
-        args.push((_err, _result) => {
-          err = _err;
-          result = _result;
-        });
-        method(...args);
-        if (err) {
-          throw err;
-        }
-        return result;
-      };
-    }
-    function toSyncOptions(options) {
-      options = { ...options };
-      options.fs = createSyncFs(options.fs || fs5);
-      if (typeof options.retries === "number" && options.retries > 0 || options.retries && typeof options.retries.retries === "number" && options.retries.retries > 0) {
-        throw Object.assign(new Error("Cannot use retries with the sync api"), { code: "ESYNC" });
-      }
-      return options;
-    }
-    module.exports = {
-      toPromise,
-      toSync,
-      toSyncOptions
-    };
-  }
-});
-
-// node_modules/proper-lockfile/index.js
-var require_proper_lockfile = __commonJS({
-  "node_modules/proper-lockfile/index.js"(exports, module) {
-    "use strict";
-    var lockfile = require_lockfile();
-    var { toPromise, toSync, toSyncOptions } = require_adapter();
-    async function lock2(file, options) {
-      const release = await toPromise(lockfile.lock)(file, options);
-      return toPromise(release);
-    }
-    function lockSync(file, options) {
-      const release = toSync(lockfile.lock)(file, toSyncOptions(options));
-      return toSync(release);
-    }
-    function unlock(file, options) {
-      return toPromise(lockfile.unlock)(file, options);
-    }
-    function unlockSync(file, options) {
-      return toSync(lockfile.unlock)(file, toSyncOptions(options));
-    }
-    function check(file, options) {
-      return toPromise(lockfile.check)(file, options);
-    }
-    function checkSync(file, options) {
-      return toSync(lockfile.check)(file, toSyncOptions(options));
-    }
-    module.exports = lock2;
-    module.exports.lock = lock2;
-    module.exports.unlock = unlock;
-    module.exports.lockSync = lockSync;
-    module.exports.unlockSync = unlockSync;
-    module.exports.check = check;
-    module.exports.checkSync = checkSync;
-  }
-});
-
-// core/secrets/atomic.ts
-import { randomBytes as randomBytes8 } from "node:crypto";
-import { lstat as lstat2, mkdir as mkdir2, open as open3, readFile, readlink as readlink2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { basename, dirname as dirname2, isAbsolute as isAbsolute6, join as join9, relative as relative3, resolve as resolve5 } from "node:path";
-async function writeTarget(file, shown = shownPath(file)) {
-  let path = file;
-  for (let n = 0; n <= MAX_LINKS; n++) {
-    let link;
-    try {
-      if (!(await lstat2(path)).isSymbolicLink()) return path;
-      link = await readlink2(path);
-    } catch (e) {
-      if (e.code === "ENOENT") return path;
-      if (e.code === "ELOOP") break;
-      throw e;
-    }
-    path = resolve5(dirname2(path), link);
-  }
-  throw new OpsError(`cannot write ${shown}: it is a symbolic link that leads to itself (a loop of links, or more than ${MAX_LINKS} in a row); nothing was written`, `point ${shown} at the real file (ls -l ${shown} shows where it points), or replace it with the file itself`);
-}
-function writeError(err, target, shown) {
-  const code = err?.code;
-  const via = target === shown || resolve5(shown) === target ? "" : ` (through the link ${shown})`;
-  const dir = dirname2(target);
-  if (code === "EROFS") return new OpsError(`cannot write ${target}${via}: ${dir} is on a read-only filesystem; nothing was written`, `run the command where the project is on a writable filesystem (or remount it read-write)`);
-  if (code === "EACCES" || code === "EPERM")
-    return new OpsError(`cannot write ${target}${via}: permission denied (the file is written by creating a temporary file in ${dir} and renaming it over the old one, so the directory must be writable); nothing was written`, `make ${dir} writable for your user (ls -ld ${dir}; e.g. chmod u+w ${dir}), or run as its owner`);
-  if (code === "ENOENT" || code === "ENOTDIR")
-    return new OpsError(`cannot write ${target}${via}: its directory ${dir} does not exist${via ? " (the link points into a folder that is not there: a share not mounted?)" : ""}; nothing was written`, via ? `make ${dir} available (mount the share), or point ${shown} at the right file` : `create ${dir} first`);
-  if (code === "ENOSPC" || code === "EDQUOT") return new OpsError(`cannot write ${target}${via}: no space left on its filesystem (${code}); nothing was written`, `free some space in ${dir} and run again`);
-  return err;
-}
-async function replaceFile(file, content, mode, newMode = 420) {
-  const dir = dirname2(file);
-  const keep = mode ?? await stat2(file).then((s) => s.mode & 511, () => newMode);
-  const tmp = join9(dir, `.${basename(file)}.${process.pid}.${randomBytes8(6).toString("hex")}.tmp`);
-  const fh = await open3(tmp, "wx", keep);
-  try {
-    try {
-      await fh.chmod(keep);
-      await fh.writeFile(content);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename2(tmp, file);
-  } catch (e) {
-    await rm2(tmp, { force: true });
-    throw e;
-  }
-  try {
-    const d = await open3(dir, "r");
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
-  } catch {
-  }
-}
-function interruption(signal, where) {
-  const sig = typeof signal === "string" && signal ? signal : "SIGINT";
-  return new InterruptedError(`interrupted${sig === "SIGINT" ? "" : ` by ${sig}`}${where ? ` ${where}` : ""}; nothing was changed`, sig);
-}
-async function takeOver(lockDir, seen) {
-  const guard = `${lockDir}.takeover`;
-  try {
-    await mkdir2(guard);
-  } catch (e) {
-    if (e.code !== "EEXIST") throw e;
-    const age = await stat2(guard).then((st) => Date.now() - st.mtimeMs, () => 0);
-    if (age > TAKEOVER_STALE_MS) await rm2(guard, { recursive: true, force: true });
-    return false;
-  }
-  try {
-    const now = await stat2(lockDir).catch(() => void 0);
-    if (!now || now.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false;
-    await rm2(lockDir, { recursive: true, force: true });
-    return true;
-  } finally {
-    await rm2(guard, { recursive: true, force: true });
-  }
-}
-async function takeLock(target, shown, notify, signal) {
-  const lockDir = `${target}.lock`;
-  const lockShown = `${shown}.lock`;
-  const started = performance.now();
-  const clear = `if no ops command is writing ${shown} any more (it crashed, or runs on another machine), remove the lock: rm -r ${quote(lockShown)}`;
-  let told = false;
-  const interrupted = (waiting) => interruption(signal.reason, waiting ? `while waiting for the lock ${lockShown}` : `before writing ${shown}`);
-  for (; ; ) {
-    if (signal?.aborted) throw interrupted(false);
-    const seen = await stat2(lockDir).catch(() => void 0);
-    const before = seen && Date.now() - seen.mtimeMs;
-    if (seen && before > LOCK_STALE_MS && await takeOver(lockDir, seen)) notify(`${lockShown} was left over (not refreshed for ${Math.round(before / 1e3)} s: its command died): taken over`);
-    try {
-      let lost;
-      const unlock = await (0, import_proper_lockfile.lock)(target, { realpath: false, stale: NEVER_STALE_MS, update: LOCK_REFRESH_MS, onCompromised: (e) => void (lost = e) });
-      const release = Object.assign(() => unlock(), { lost: () => lost });
-      if (signal?.aborted) {
-        await release().catch(() => void 0);
-        throw interrupted(false);
-      }
-      return release;
-    } catch (e) {
-      if (e instanceof InterruptedError) throw e;
-      const code = e.code;
-      const vanished = code === "ENOENT" && await stat2(dirname2(target)).then((st) => st.isDirectory(), () => false);
-      if (code !== "ELOCKED" && !vanished) throw writeError(e, target, shown);
-    }
-    const waited = performance.now() - started;
-    if (waited > LOCK_WAIT_MS) throw new OpsError(`${shown} is being written by another command: its lock ${lockShown} is held; nothing was written`, `wait for it to end and run again; ${clear}`);
-    if (!told && waited > LOCK_QUIET_MS) {
-      told = true;
-      const age = before === void 0 ? "" : ` (last refreshed ${Math.round(before / 1e3)} s ago; a lock not refreshed for ${LOCK_STALE_MS / 1e3} s is taken over)`;
-      notify(`waiting up to ${LOCK_WAIT_MS / 1e3} s for the lock ${lockShown}${age}: another command is writing ${shown}; ${clear}`);
-    }
-    await new Promise((r) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", done);
-        r();
-      };
-      const timer = setTimeout(done, 25 + Math.random() * 75);
-      signal?.addEventListener("abort", done, { once: true });
-    });
-    if (signal?.aborted) throw interrupted(true);
-  }
-}
-async function writeIfUnchanged(file, content, expected, shown = shownPath(file), newMode = 420, notify = warnOnStderr, signal) {
-  const target = await writeTarget(file, shown);
-  const release = await takeLock(target, shown, notify, signal);
-  try {
-    const now = await readFile(target, "utf8").catch((e) => {
-      if (e.code === "ENOENT") return null;
-      throw e;
-    });
-    const bare = (t) => t?.replace(/^\uFEFF/, "") ?? null;
-    if (bare(now) !== bare(expected))
-      throw new ChangedOnDiskError(
-        `${shown} ${expected === null ? "was created" : now === null ? "was removed" : "was changed"} by something else since this command read it (another ops secrets command, a git checkout or pull?): it was not written`,
-        "run the command again: it reads the file as it is now"
-      );
-    if (release.lost()) throw new ChangedOnDiskError(`${shown}'s lock was taken over by another command while this one held it: it was not written`, "run the command again: it reads the file as it is now");
-    try {
-      await replaceFile(target, content, void 0, newMode);
-    } catch (e) {
-      throw writeError(e, target, shown);
-    }
-  } finally {
-    await release().catch(() => void 0);
-  }
-}
-function shownPath(file) {
-  const r = relative3(process.cwd(), file);
-  return r && !r.startsWith("..") && !isAbsolute6(r) ? r : file;
-}
-async function retryOnChange(what, attempt) {
-  const deadline = performance.now() + RETRY_FOR_MS;
-  for (let n = 1; ; n++) {
-    try {
-      return await attempt();
-    } catch (e) {
-      if (!(e instanceof ChangedOnDiskError)) throw e;
-      if (performance.now() > deadline)
-        throw new ChangedOnDiskError(`${what}: the file kept changing for ${RETRY_FOR_MS / 1e3} s (${n} attempts; ${e.message})`, "run it again once the other commands writing it have ended");
-      await new Promise((r) => setTimeout(r, Math.random() * Math.min(500, 50 * n)));
-    }
-  }
-}
-var import_proper_lockfile, MAX_LINKS, InterruptedError, ChangedOnDiskError, LOCK_STALE_MS, LOCK_REFRESH_MS, NEVER_STALE_MS, TAKEOVER_STALE_MS, LOCK_WAIT_MS, LOCK_QUIET_MS, warnOnStderr, RETRY_FOR_MS;
-var init_atomic = __esm({
-  "core/secrets/atomic.ts"() {
-    "use strict";
-    import_proper_lockfile = __toESM(require_proper_lockfile(), 1);
-    init_errors();
-    init_shell();
-    MAX_LINKS = 40;
-    InterruptedError = class extends OpsError {
-      constructor(message, signal = "SIGINT") {
-        super(message);
-        this.signal = signal;
-      }
-      signal;
-    };
-    ChangedOnDiskError = class extends OpsError {
-    };
-    LOCK_STALE_MS = 1e4;
-    LOCK_REFRESH_MS = 5e3;
-    NEVER_STALE_MS = 24 * 36e5;
-    TAKEOVER_STALE_MS = 5e3;
-    LOCK_WAIT_MS = 15e3;
-    LOCK_QUIET_MS = 1e3;
-    warnOnStderr = (m) => {
-      process.stderr.write(`warning: ${m}
-`);
-    };
-    RETRY_FOR_MS = 3e4;
-  }
-});
-
-// core/secrets/cipher.ts
-import { createCipheriv as createCipheriv2, createDecipheriv as createDecipheriv2, createHash as createHash4, randomBytes as randomBytes9 } from "node:crypto";
-function b642(field, text) {
-  if (text.length % 4 !== 0 || !B64_RE.test(text)) throw new MalformedValue(`its ${field} is not valid base64`);
-  return Buffer.from(text, "base64");
-}
-function parseEnc(value) {
-  const m = ENC_RE.exec(value);
-  if (!m) throw new MalformedValue("it is not of the form ENC[AES256_GCM,data:\u2026,iv:\u2026,tag:\u2026,type:\u2026]");
-  const enc = { data: b642("data", m[1]), iv: b642("iv", m[2]), tag: b642("tag", m[3]), type: m[4] };
-  if (enc.iv.length === 0) throw new MalformedValue("its iv is empty");
-  if (enc.tag.length !== 16) throw new MalformedValue(`its tag is ${enc.tag.length} bytes, not 16`);
-  return enc;
-}
-function formatEnc(enc) {
-  return `ENC[AES256_GCM,data:${enc.data.toString("base64")},iv:${enc.iv.toString("base64")},tag:${enc.tag.toString("base64")},type:${enc.type}]`;
-}
-function sealText(plaintext, type, key, aad, iv = randomBytes9(IV_BYTES)) {
-  const c = createCipheriv2("aes-256-gcm", key, iv);
-  c.setAAD(Buffer.from(aad, "utf8"));
-  const data = Buffer.concat([c.update(typeof plaintext === "string" ? Buffer.from(plaintext, "utf8") : plaintext), c.final()]);
-  return formatEnc({ data, iv, tag: c.getAuthTag(), type });
-}
-function openBytes(enc, key, aad) {
-  const d = createDecipheriv2("aes-256-gcm", key, enc.iv);
-  d.setAAD(Buffer.from(aad, "utf8"));
-  d.setAuthTag(enc.tag);
-  return Buffer.concat([d.update(enc.data), d.final()]);
-}
-function openText(enc, key, aad) {
-  const out = openBytes(enc, key, aad);
-  const text = out.toString("utf8");
-  if (!Buffer.from(text, "utf8").equals(out)) throw new Error("the decrypted bytes are not UTF-8 text");
-  return text;
-}
-function aadOf(keys) {
-  return keys.join(":") + ":";
-}
-function encryptScalar(leaf, key, aad, iv) {
-  return sealText(scalarBytes(leaf), leaf.type, key, aad, iv);
-}
-function decryptScalar(enc, key, aad) {
-  if (enc.type === "str") return bytesNode(openBytes(enc, key, aad));
-  return parseScalarText(openText(enc, key, aad), enc.type);
-}
-var IV_BYTES, DATA_KEY_BYTES, ENC_RE, B64_RE, MalformedValue, MAC_ONLY_ENCRYPTED_INIT, MacBuilder;
-var init_cipher = __esm({
-  "core/secrets/cipher.ts"() {
-    "use strict";
-    init_tree_scalars();
-    init_tree();
-    IV_BYTES = 32;
-    DATA_KEY_BYTES = 32;
-    ENC_RE = /^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]/;
-    B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
-    MalformedValue = class extends Error {
-    };
-    MAC_ONLY_ENCRYPTED_INIT = createHash4("sha256").update("sops").digest();
-    MacBuilder = class {
-      hash = createHash4("sha512");
-      constructor(macOnlyEncrypted = false) {
-        if (macOnlyEncrypted) this.hash.update(MAC_ONLY_ENCRYPTED_INIT);
-      }
-      add(leaf) {
-        this.hash.update(scalarBytes(leaf));
-      }
-      hex() {
-        return this.hash.digest("hex").toUpperCase();
-      }
-    };
-  }
-});
-
-// core/secrets/shamir.ts
-function mult(a, b) {
-  let acc = 0;
-  for (let i = 7; i >= 0; i--) {
-    const bit = b >> i & 1;
-    acc = (acc << 1 ^ (acc & 128 ? 27 : 0)) & 255;
-    if (bit) acc ^= a;
-  }
-  return acc;
-}
-function inverse(a) {
-  let r = 1;
-  for (let i = 0; i < 254; i++) r = mult(r, a);
-  return r;
-}
-function combineShares(shares) {
-  if (shares.length < 2) throw new Error("less than two shares cannot give the secret back");
-  const len = shares[0].length;
-  if (len < 2 || shares.some((s) => s.length !== len)) throw new Error("the shares are not all of the same length");
-  const xs = shares.map((s) => s[len - 1]);
-  if (new Set(xs).size !== xs.length) throw new Error("two shares are the same share");
-  const secret2 = Buffer.alloc(len - 1);
-  for (let idx = 0; idx < len - 1; idx++) {
-    let result = 0;
-    for (let i = 0; i < shares.length; i++) {
-      let basis = 1;
-      for (let j = 0; j < shares.length; j++) {
-        if (i === j) continue;
-        basis = mult(basis, mult(xs[j], inverse(xs[i] ^ xs[j])));
-      }
-      result ^= mult(shares[i][idx], basis);
-    }
-    secret2[idx] = result;
-  }
-  return secret2;
-}
-var init_shamir = __esm({
-  "core/secrets/shamir.ts"() {
-    "use strict";
   }
 });
 
@@ -71445,7 +71236,7 @@ async function recoverDataKey(doc, ids) {
     }
     if (shares.length < threshold) {
       if (locked2) throw locked2;
-      throw new OpsError(
+      throw new KeyUnavailable(
         `${file} is split into ${meta.keyGroups.length} key groups (Shamir), ${threshold} of which are needed; your age identities open ${shares.length}${opened.length ? ` (group ${opened.join(", ")})` : ""}`,
         "give SOPS_AGE_KEY (one key per line) or SOPS_AGE_KEY_FILE the keys of enough groups"
       );
@@ -71471,7 +71262,7 @@ async function recoverDataKey(doc, ids) {
     );
   }
   const yours = ids.identities.map((i) => i.recipient).join(", ");
-  throw new OpsError(
+  throw new KeyUnavailable(
     `none of your ${ids.identities.some((i) => i.ssh) ? "keys" : "age identities"} (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(", ")}${ssh?.said ?? ""}`,
     ssh ? `${ssh.fix}; or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(", ")})` : `ask someone who can decrypt it to add your public key (${addRecipientHint(file)}), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(", ")})`
   );
@@ -71674,7 +71465,7 @@ var init_sops_decrypt = __esm({
 });
 
 // core/secrets/sops.ts
-import { randomBytes as randomBytes10 } from "node:crypto";
+import { randomBytes as randomBytes9 } from "node:crypto";
 import { readFile as readFile2 } from "node:fs/promises";
 async function decryptFile(file, opts2 = {}) {
   const f = await SecretsFile.open(file, opts2);
@@ -71776,7 +71567,7 @@ var init_sops = __esm({
         const f = new _SecretsFile(
           file,
           format,
-          randomBytes10(DATA_KEY_BYTES),
+          randomBytes9(DATA_KEY_BYTES),
           { kind: "map", entries: [] },
           [],
           { age: [], lastModified: "", mac: "", version: SOPS_VERSION, unencryptedSuffix: opts2.unencryptedSuffix ?? DEFAULT_UNENCRYPTED_SUFFIX, macOnlyEncrypted: false, layout: CURRENT_LAYOUT, foreign: [] },
@@ -72000,7 +71791,7 @@ var init_sops = __esm({
       }
       /** A new data key: every value, the MAC and every recipient's copy of the key are encrypted anew. */
       rotate() {
-        this.dataKey = randomBytes10(DATA_KEY_BYTES);
+        this.dataKey = randomBytes9(DATA_KEY_BYTES);
         this.stash.clear();
         this.rotated = true;
       }
@@ -72113,16 +71904,16 @@ var init_sops = __esm({
 });
 
 // core/secrets/sops-config.ts
-import { readFileSync as readFileSync8 } from "node:fs";
-import { isAbsolute as isAbsolute7, join as join10, relative as relative4, sep as sep3 } from "node:path";
+import { readFileSync as readFileSync7 } from "node:fs";
+import { isAbsolute as isAbsolute6, join as join9, relative as relative3, sep as sep2 } from "node:path";
 function envPathRegex(env) {
   validate("environment", env);
   return `(^|/)environments/${env}/`;
 }
 function rulePath(root, file) {
-  const rel = isAbsolute7(file) ? relative4(root, file) : file;
-  const outside = isAbsolute7(file) && (rel === ".." || rel.startsWith(`..${sep3}`) || isAbsolute7(rel));
-  return (outside ? file : rel).split(sep3).join("/");
+  const rel = isAbsolute6(file) ? relative3(root, file) : file;
+  const outside = isAbsolute6(file) && (rel === ".." || rel.startsWith(`..${sep2}`) || isAbsolute6(rel));
+  return (outside ? file : rel).split(sep2).join("/");
 }
 function configError(file, what) {
   return new OpsError(hideSecrets(`${file}: ${what}`), "each rule looks like `- path_regex: (^|/)environments/prod/` with `age: age1...,age1...`");
@@ -72135,7 +71926,7 @@ function parseAge(file, i, value) {
 }
 function refuseMisspelledKeys(map, known, where) {
   for (const pair of map.items) {
-    const key = (0, import_yaml10.isScalar)(pair.key) ? String(pair.key.value) : void 0;
+    const key = (0, import_yaml9.isScalar)(pair.key) ? String(pair.key.value) : void 0;
     if (key === void 0 || known.includes(key)) continue;
     const typed = key.toLowerCase().replace(/-/g, "_");
     const near = known.find((k) => k === typed) ?? known.map((k) => [k, distance(typed, k)]).sort((a, b) => a[1] - b[1]).find(([k, d]) => d <= Math.max(1, Math.floor(k.length / 4)))?.[0];
@@ -72143,26 +71934,26 @@ function refuseMisspelledKeys(map, known, where) {
   }
 }
 function load(root, required) {
-  const path = join10(root, SOPS_CONFIG_FILE);
+  const path = join9(root, SOPS_CONFIG_FILE);
   if (!userFileExists(path, SOPS_CONFIG_FILE)) {
     if (!required) return void 0;
     throw new OpsError(`no ${SOPS_CONFIG_FILE} at the project root (${root})`, "create an environment with `ops env new <name>`, which writes its rule");
   }
-  const text = readFileSync8(path, "utf8");
+  const text = readFileSync7(path, "utf8");
   refuseDeepNesting(text, SOPS_CONFIG_FILE);
-  const doc = (0, import_yaml10.parseDocument)(text, { merge: true });
+  const doc = (0, import_yaml9.parseDocument)(text, { merge: true });
   if (doc.errors.length)
     throw new OpsError(yamlErrorMessage(SOPS_CONFIG_FILE, text, doc.errors[0]), yamlErrorHint(doc.errors[0], `${SOPS_CONFIG_FILE} is one YAML document: remove the \`---\` line and what is another document after it (sops reads one)`, text));
   refuseAliasBomb(doc, SOPS_CONFIG_FILE);
   const rules = [];
   const contents = doc.contents;
-  if (contents !== null && !(0, import_yaml10.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
-  if ((0, import_yaml10.isMap)(contents)) refuseMisspelledKeys(contents, TOP_KEYS, "");
-  const list2 = (0, import_yaml10.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
-  if (list2 !== void 0 && list2 !== null && !(0, import_yaml10.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
-  ((0, import_yaml10.isSeq)(list2) ? list2.items : []).forEach((entry, index) => {
-    const item = (0, import_yaml10.isAlias)(entry) ? entry.resolve(doc) : entry;
-    if (!(0, import_yaml10.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
+  if (contents !== null && !(0, import_yaml9.isMap)(contents)) throw configError(SOPS_CONFIG_FILE, "the top level must be a map with `creation_rules:`");
+  if ((0, import_yaml9.isMap)(contents)) refuseMisspelledKeys(contents, TOP_KEYS, "");
+  const list2 = (0, import_yaml9.isMap)(contents) ? contents.get("creation_rules", true) : void 0;
+  if (list2 !== void 0 && list2 !== null && !(0, import_yaml9.isSeq)(list2)) throw configError(SOPS_CONFIG_FILE, "`creation_rules` must be a list");
+  ((0, import_yaml9.isSeq)(list2) ? list2.items : []).forEach((entry, index) => {
+    const item = (0, import_yaml9.isAlias)(entry) ? entry.resolve(doc) : entry;
+    if (!(0, import_yaml9.isMap)(item)) throw configError(SOPS_CONFIG_FILE, `creation_rules[${index}] is not a map`);
     refuseMisspelledKeys(item, RULE_KEYS, `creation_rules[${index}]: `);
     const rule = item.toJS(doc, { maxAliasCount: -1 });
     const re = rule.path_regex;
@@ -72193,7 +71984,7 @@ function recipientsFor(root, file) {
   const env = /^environments\/([^/]+)\//.exec(rel)?.[1];
   const example = `  - path_regex: ${env ? envPathRegex(env) : JSON.stringify(`^${rel.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`)}
     age: age1...`;
-  if (!rule && isAbsolute7(rel))
+  if (!rule && isAbsolute6(rel))
     throw new OpsError(
       `no creation rule in ${SOPS_CONFIG_FILE} matches ${rel}, which is outside the project (${root}): rules match the paths of the project's files (sops matches an outside file by its absolute path)`,
       `move it into the project (an environment's files go in its folder's assets/${((envs) => envs.length ? `: ${envs.map((e) => `environments/${e}/assets/`).join(", ")}` : "")(environmentFolders(root).slice(0, 4))}) and run the command on it there`
@@ -72210,12 +72001,12 @@ ${example}`, env ? `\`ops env new\` writes this rule for new environments; \`ops
   return rule.age;
 }
 function plainRule(entry, index, env) {
-  let shared = (0, import_yaml10.isAlias)(entry) || !(0, import_yaml10.isMap)(entry);
+  let shared = (0, import_yaml9.isAlias)(entry) || !(0, import_yaml9.isMap)(entry);
   if (!shared)
-    (0, import_yaml10.visit)(entry, {
+    (0, import_yaml9.visit)(entry, {
       Alias: () => void (shared = true),
       Node: (_, node) => void (node.anchor && (shared = true)),
-      Pair: (_, pair) => void ((0, import_yaml10.isPair)(pair) && (0, import_yaml10.isScalar)(pair.key) && pair.key.value === "<<" && (shared = true))
+      Pair: (_, pair) => void ((0, import_yaml9.isPair)(pair) && (0, import_yaml9.isScalar)(pair.key) && pair.key.value === "<<" && (shared = true))
     });
   if (shared)
     throw new OpsError(
@@ -72232,30 +72023,30 @@ async function setEnvRuleOnce(root, env, recipients, signal) {
   const list2 = [...new Set(recipients.map((r) => checkRecipient(r)))];
   if (list2.length === 0) throw new OpsError(`the rule for ${env} needs at least one recipient`);
   const loaded = load(root, false);
-  const doc = loaded?.doc ?? new import_yaml10.Document({ creation_rules: [] });
+  const doc = loaded?.doc ?? new import_yaml9.Document({ creation_rules: [] });
   if (!loaded) doc.commentBefore = CONFIG_HEADER;
-  if (doc.contents === null || (0, import_yaml10.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml10.YAMLMap();
+  if (doc.contents === null || (0, import_yaml9.isScalar)(doc.contents) && doc.contents.value === null) doc.contents = new import_yaml9.YAMLMap();
   const found = doc.contents.get("creation_rules", true);
   let seq;
-  if ((0, import_yaml10.isSeq)(found)) seq = found;
+  if ((0, import_yaml9.isSeq)(found)) seq = found;
   else {
-    seq = new import_yaml10.YAMLSeq();
+    seq = new import_yaml9.YAMLSeq();
     doc.contents.set("creation_rules", seq);
   }
   seq.flow = false;
   const items2 = seq.items;
   const own2 = loaded?.rules.find((r) => r.pathRegex === regex)?.index ?? -1;
-  const ageValue = new import_yaml10.Scalar(list2.join(","));
+  const ageValue = new import_yaml9.Scalar(list2.join(","));
   if (own2 >= 0) {
     const rule = plainRule(items2[own2], own2, env);
     const old = rule.get("age", true);
-    if ((0, import_yaml10.isSeq)(old)) {
-      const s = new import_yaml10.YAMLSeq();
-      s.items = list2.map((r) => new import_yaml10.Scalar(r));
+    if ((0, import_yaml9.isSeq)(old)) {
+      const s = new import_yaml9.YAMLSeq();
+      s.items = list2.map((r) => new import_yaml9.Scalar(r));
       rule.set("age", s);
     } else rule.set("age", ageValue);
   } else {
-    const rule = new import_yaml10.YAMLMap();
+    const rule = new import_yaml9.YAMLMap();
     rule.set("path_regex", regex);
     rule.set("age", ageValue);
     const probe = `environments/${env}/secrets.sops.yaml`;
@@ -72263,7 +72054,7 @@ async function setEnvRuleOnce(root, env, recipients, signal) {
     if (at2) items2.splice(at2.index, 0, rule);
     else items2.push(rule);
   }
-  await writeIfUnchanged(join10(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
+  await writeIfUnchanged(join9(root, SOPS_CONFIG_FILE), doc.toString({ lineWidth: 0 }), loaded?.text ?? null, void 0, void 0, void 0, signal);
 }
 async function removeEnvRule(root, env) {
   return retryOnChange(`the rule of ${env} in ${SOPS_CONFIG_FILE}`, () => removeEnvRuleOnce(root, env));
@@ -72273,7 +72064,7 @@ async function removeEnvRuleOnce(root, env) {
   const loaded = load(root, false);
   if (!loaded) return false;
   const seq = loaded.doc.contents?.get("creation_rules", true);
-  if (!(0, import_yaml10.isSeq)(seq)) return false;
+  if (!(0, import_yaml9.isSeq)(seq)) return false;
   const i = loaded.rules.find((r) => r.pathRegex === regex)?.index ?? -1;
   if (i < 0) return false;
   plainRule(seq.items[i], i, env);
@@ -72281,11 +72072,11 @@ async function removeEnvRuleOnce(root, env) {
   await writeIfUnchanged(loaded.path, loaded.doc.toString({ lineWidth: 0 }), loaded.text);
   return true;
 }
-var import_yaml10, SOPS_CONFIG_FILE, CONFIG_HEADER, TOP_KEYS, RULE_KEYS;
+var import_yaml9, SOPS_CONFIG_FILE, CONFIG_HEADER, TOP_KEYS, RULE_KEYS;
 var init_sops_config = __esm({
   "core/secrets/sops-config.ts"() {
     "use strict";
-    import_yaml10 = __toESM(require_dist(), 1);
+    import_yaml9 = __toESM(require_dist(), 1);
     init_environment();
     init_schema_object();
     init_errors();
@@ -72303,6 +72094,274 @@ var init_sops_config = __esm({
     ].join("\n");
     TOP_KEYS = ["creation_rules", "destination_rules", "stores"];
     RULE_KEYS = ["path_regex", "age", "pgp", "kms", "aws_profile", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri", "hckms", "key_groups", "shamir_threshold", "unencrypted_suffix", "encrypted_suffix", "unencrypted_regex", "encrypted_regex", "unencrypted_comment_regex", "encrypted_comment_regex", "mac_only_encrypted"];
+  }
+});
+
+// core/git.ts
+function checkIdentity(identity) {
+  if (!identity.name.trim() || /[<>\n\r\0]/.test(identity.name)) {
+    throw new OpsError(`invalid committer name ${JSON.stringify(identity.name)}`, "a non-empty name without < > or line breaks");
+  }
+  if (!/^[^\s<>@]+@[^\s<>@]+$/.test(identity.email)) {
+    throw new OpsError(`invalid committer email ${JSON.stringify(identity.email)}`, "an address like ops-pipeline@users.noreply.github.com");
+  }
+  return identity;
+}
+function gitEnvironment(processEnv, options = {}) {
+  const identity = checkIdentity(options.identity ?? DEFAULT_IDENTITY);
+  const out = {};
+  for (const [k, v] of Object.entries(processEnv)) if (v !== void 0 && (!k.startsWith("GIT_") || KEPT.test(k))) out[k] = v;
+  return {
+    ...out,
+    LC_ALL: "C",
+    LANGUAGE: "C",
+    GIT_PAGER: "cat",
+    PAGER: "cat",
+    GIT_AUTHOR_NAME: identity.name,
+    GIT_AUTHOR_EMAIL: identity.email,
+    GIT_COMMITTER_NAME: identity.name,
+    GIT_COMMITTER_EMAIL: identity.email,
+    ...options.interactive ? {} : { GIT_TERMINAL_PROMPT: "0", GCM_INTERACTIVE: "never" }
+  };
+}
+var DEFAULT_IDENTITY, KEPT;
+var init_git = __esm({
+  "core/git.ts"() {
+    "use strict";
+    init_errors();
+    DEFAULT_IDENTITY = { name: "ops-pipeline", email: "ops-pipeline@users.noreply.github.com" };
+    KEPT = /^GIT_(SSH|SSH_COMMAND|SSH_VARIANT|ASKPASS|PROXY_COMMAND|SSL_[A-Z_]+|HTTP_[A-Z_]+|CONFIG_(GLOBAL|SYSTEM|NOSYSTEM|COUNT|KEY_\d+|VALUE_\d+))$/;
+  }
+});
+
+// core/secrets/env.ts
+var env_exports = {};
+__export(env_exports, {
+  APP_SECRETS: () => APP_SECRETS,
+  PLACEHOLDER: () => PLACEHOLDER2,
+  THROWAWAY_ENVIRONMENT: () => THROWAWAY_ENVIRONMENT,
+  ageKeyFileProblems: () => ageKeyFileProblems,
+  envDir: () => envDir,
+  envSopsFiles: () => envSopsFiles,
+  findPlaceholders: () => findPlaceholders,
+  generateApiKey: () => generateApiKey,
+  generateSecretKey: () => generateSecretKey,
+  generateToken: () => generateToken,
+  isPlaceholder: () => isPlaceholder,
+  loadEnvIdentities: () => loadEnvIdentities,
+  newPlaceholders: () => newPlaceholders,
+  otherSopsFiles: () => otherSopsFiles,
+  otherSopsFilesRefusal: () => otherSopsFilesRefusal,
+  placeholderError: () => placeholderError,
+  secretsPath: () => secretsPath
+});
+import { execFileSync as execFileSync2 } from "node:child_process";
+import { randomBytes as randomBytes10 } from "node:crypto";
+import { existsSync as existsSync7, readFileSync as readFileSync8, readdirSync as readdirSync4, statSync as statSync6 } from "node:fs";
+import { isAbsolute as isAbsolute7, join as join10, relative as relative4, resolve as resolve5, sep as sep3 } from "node:path";
+function envDir(root, env) {
+  return join10(root, "environments", validate("environment", env));
+}
+function secretsPath(root, env) {
+  return join10(envDir(root, env), SECRETS_FILE);
+}
+function otherSopsFiles(root, env) {
+  const dir = envDir(root, env);
+  let names;
+  try {
+    names = readdirSync4(dir).sort();
+  } catch {
+    return [];
+  }
+  return names.flatMap((name2) => {
+    if (name2.startsWith(SECRETS_FILE) || name2 === ENVIRONMENT_FILE || name2.includes(".unsaved-edit-")) return [];
+    let text;
+    try {
+      const st = statSync6(join10(dir, name2));
+      if (!st.isFile() || st.size > 4 * 1024 * 1024) return [];
+      text = readFileSync8(join10(dir, name2), "utf8");
+    } catch {
+      return [];
+    }
+    if (!text.includes("sops")) return [];
+    const other = sopsStoreOf(text);
+    if (other) return [{ name: name2, store: other === "INI" ? "ini" : "dotenv" }];
+    const json = /^\s*\{/.test(text);
+    if (!isSopsText(text, json ? "json" : "yaml")) return [];
+    let binary = false;
+    try {
+      binary = json && Object.keys(JSON.parse(text)).sort().join() === "data,sops";
+    } catch {
+    }
+    return [{ name: name2, store: binary ? "binary" : json ? "json" : "yaml" }];
+  });
+}
+function otherSopsFilesRefusal(root, env, doing) {
+  const found = otherSopsFiles(root, env);
+  const first = found[0];
+  if (!first) return void 0;
+  const rel = (name2) => `environments/${env}/${name2}`;
+  const [target, next] = [quote(rel(SECRETS_FILE)), quote(`${rel(SECRETS_FILE)}.new`)];
+  const named = found.map((f) => `${rel(f.name)} (${f.store === "binary" ? "sops's binary format: its whole plaintext is one value, `data`" : `${f.store === "ini" ? "INI" : f.store === "json" ? "JSON" : f.store === "yaml" ? "YAML" : "dotenv"}`})`);
+  const decrypt = first.store === "binary" ? `sops decrypt --input-type json --extract '["data"]' ${quote(rel(first.name))}` : `sops decrypt --input-type ${first.store} --output-type yaml ${quote(rel(first.name))}`;
+  return new OpsError(
+    `${rel(SECRETS_FILE)} does not exist, but ${found.length === 1 ? `${named[0]} is a sops file` : `these are sops files: ${named.join(", ")}`} in environments/${env}/: ops reads an environment's secrets from ${SECRETS_FILE} only (whatever format another name has), so ${found.length === 1 ? "its" : "their"} secrets would reach no deploy, and a new ${SECRETS_FILE} would be a second file beside ${found.length === 1 ? "it" : "them"} (${doing})`,
+    `make it ${rel(SECRETS_FILE)} with sops, the plaintext only in the pipe (never on disk)${first.store === "binary" ? " (its plaintext must be YAML or JSON text)" : ""}: ${decrypt} | sops encrypt --filename-override ${target} --input-type yaml --output-type yaml > ${next} && mv ${next} ${target}, check it with \`ops secrets show ${env}\`${first.store === "ini" ? ` (each INI section becomes a map: a key of [DEFAULT] is then DEFAULT.<key>; move the keys your env entries name to the top with \`ops secrets edit ${env}\`)` : ""}, then remove ${quote(rel(first.name))}`
+  );
+}
+function envSopsFiles(root, env) {
+  const dir = envDir(root, env);
+  const files = [];
+  const secrets = join10(dir, SECRETS_FILE);
+  if (userFileExists(secrets, `environments/${env}/${SECRETS_FILE}`)) files.push(secrets);
+  const assets = join10(dir, "assets");
+  if (existsSync7(assets)) {
+    for (const name2 of readdirSync4(assets).sort()) {
+      if (!/\.(ya?ml|json)$/i.test(name2)) continue;
+      const file = join10(assets, name2);
+      try {
+        if (isSopsText(readFileSync8(file, "utf8"), formatOf(file))) files.push(file);
+      } catch {
+      }
+    }
+  }
+  return files;
+}
+function gitState(root, file, processEnv) {
+  const env = gitEnvironment(processEnv);
+  const git = (...args) => execFileSync2("git", args, { cwd: root, env, stdio: ["ignore", "pipe", "ignore"], encoding: "utf8" });
+  try {
+    if (git("rev-parse", "--is-inside-work-tree").trim() !== "true") return void 0;
+  } catch {
+    return void 0;
+  }
+  try {
+    if (git("ls-files", "--", file).trim()) return "tracked";
+  } catch {
+    return void 0;
+  }
+  try {
+    git("check-ignore", "-q", "--", file);
+    return "ignored";
+  } catch {
+    return "untracked";
+  }
+}
+function ageKeyFileProblems(root, env, path, processEnv = process.env) {
+  const rel = relative4(root, path);
+  if (rel.startsWith("..") || isAbsolute7(rel) || env === THROWAWAY_ENVIRONMENT) return [];
+  const shown = rel.split(sep3).join("/");
+  const out = [
+    `environments/${env}/environment.yml: secrets.age_key_file is ${shown}, a private key inside the repository: that setting is only for the throwaway sandbox (${THROWAWAY_ENVIRONMENT}); keep ${env}'s key out of the repository ($SOPS_AGE_KEY, $SOPS_AGE_KEY_FILE, or the default key file) and remove the setting`
+  ];
+  const state = gitState(root, rel, processEnv);
+  if (state === "tracked")
+    out.push(`${shown} (${env}'s private age key) is tracked by git: it is committed, and anyone with the repository can decrypt ${env}'s secrets; git rm --cached ${shown}, add it to .gitignore, then make ${env} a new key (ops keygen, ops secrets recipients ${env} add/remove) and change the secrets themselves`);
+  else if (state === "untracked")
+    out.push(`${shown} (${env}'s private age key) is not ignored by git: the next \`git add -A\` would commit it; move it out of the repository, or at least add it to .gitignore`);
+  return out;
+}
+async function loadEnvIdentities(root, env, processEnv = process.env, warn) {
+  const ids = await loadIdentities(processEnv);
+  if (warn) for (const w of ids.warnings ?? []) warn(w);
+  const configFile = join10(envDir(root, env), "environment.yml");
+  if (!userFileExists(configFile, `environments/${env}/environment.yml`)) return ids;
+  let keyFile;
+  try {
+    const text2 = readFileSync8(configFile, "utf8");
+    refuseDeepNesting(text2, configFile);
+    const doc = (0, import_yaml10.parseDocument)(text2, { ...ENVIRONMENT_YAML, logLevel: "error" });
+    if (doc.errors.length) return ids;
+    refuseAliasBomb(doc, configFile);
+    keyFile = doc.toJS({ maxAliasCount: -1 })?.secrets?.age_key_file;
+  } catch {
+    return ids;
+  }
+  if (typeof keyFile !== "string" || !keyFile) return ids;
+  const path = isAbsolute7(keyFile) ? keyFile : resolve5(envDir(root, env), keyFile);
+  let text;
+  try {
+    text = readFileSync8(path, "utf8");
+  } catch (e) {
+    const why = fileError(e, path, "read", "an age key file");
+    const missing = e.code === "ENOENT";
+    throw new OpsError(`secrets.age_key_file of environments/${env}/environment.yml: ${why.message}`, missing ? `create it (\`ops keygen --output <file>\`) or remove that setting; a relative path starts from the environment's folder, environments/${env}/` : why.hint);
+  }
+  const found = await parseIdentities(text, path);
+  if (warn) for (const w of ageKeyFileProblems(root, env, path, processEnv)) warn(w);
+  const known = new Set(ids.identities.map((i) => i.secret));
+  return {
+    identities: [...ids.identities, ...found.filter((i) => !known.has(i.secret))],
+    tried: [...ids.tried, `${path} (secrets.age_key_file, ${found.length} key${found.length === 1 ? "" : "s"})`],
+    defaultFile: ids.defaultFile,
+    ...ids.problems && { problems: ids.problems }
+  };
+}
+function generateToken(bytes) {
+  return randomBytes10(bytes).toString("base64url");
+}
+function generateSecretKey() {
+  return generateToken(64);
+}
+function generateApiKey() {
+  return generateToken(32);
+}
+function isPlaceholder(leaf) {
+  return leaf.type === "str" && typeof leaf.value === "string" && leaf.value.startsWith(PLACEHOLDER2);
+}
+function findPlaceholders(tree) {
+  const found = [];
+  forEachLeaf(tree, (leaf, _keys, path) => {
+    if (isPlaceholder(leaf)) found.push(showPath(path));
+  });
+  return found;
+}
+function placeholderError(label, env, keys, change) {
+  const named = keys.map(keyName).join(", ");
+  const what = keys.length === 1 ? own`a placeholder value (CHANGE-ME)` : own`placeholder values (CHANGE-ME)`;
+  return change ? new InputError(
+    own`${label} would hold ${what}, which every deploy refuses (${change.untouched}): ${named}`,
+    own`set the real value (printf '%s' VALUE | ops secrets set ${env} ${keys.length === 1 ? keyName(keys[0]) : "<key>"}); a value starting with CHANGE-ME is taken for one \`ops env new\` wrote`
+  ) : new InputError(
+    own`${label} still holds placeholder values (CHANGE-ME): ${named}`,
+    // `ops env new` writes the catalogue's secrets: another app may use none of them (README: "Adding an environment").
+    own`set them: printf '%s' VALUE | ops secrets set ${env} <key>; one your app does not use: drop the env line naming it, if any, and delete it (ops secrets edit ${env})`
+  );
+}
+function newPlaceholders(before, after) {
+  const old = /* @__PURE__ */ new Map();
+  forEachLeaf(fromPlain(before), (leaf, _keys, path) => old.set(showPath(path), leaf.value));
+  const found = [];
+  forEachLeaf(fromPlain(after), (leaf, _keys, path) => {
+    if (isPlaceholder(leaf) && old.get(showPath(path)) !== leaf.value) found.push(showPath(path));
+  });
+  return found;
+}
+var import_yaml10, THROWAWAY_ENVIRONMENT, PLACEHOLDER2, APP_SECRETS;
+var init_env = __esm({
+  "core/secrets/env.ts"() {
+    "use strict";
+    import_yaml10 = __toESM(require_dist(), 1);
+    init_yaml_depth();
+    init_environment();
+    init_errors();
+    init_git();
+    init_report();
+    init_shell();
+    init_keys();
+    init_sops_metadata();
+    init_tree();
+    THROWAWAY_ENVIRONMENT = "local";
+    PLACEHOLDER2 = "CHANGE-ME";
+    APP_SECRETS = [
+      { key: "host", about: "IP address of the VM (the seed kept it with the secrets)" },
+      { key: "secret_key", about: "cookie encryption key (generated: `ops secretkey`)" },
+      { key: "database_url", about: "postgresql+asyncpg://user:password@host:5432/db, the password URL-encoded" },
+      { key: "config_repo_api_key", about: "API key of the configuration repository (generated: `ops apikey`)" },
+      { key: "datapass_client_id", about: "OpenID Connect client ID at Comptes DataPass" },
+      { key: "datapass_client_secret", about: "OpenID Connect client secret at Comptes DataPass" },
+      { key: "passwords", about: "initdata users: e-mail -> password (TOOLS_PASSWORDS, used where initdata says __env__)" }
+    ];
   }
 });
 
@@ -75156,12 +75215,9 @@ async function environmentSecrets(ctx, env) {
   maskPlainPasswords(ctx, env, true);
   const file = join12(env.dir, SECRETS_FILE);
   const label = `environments/${env.name}/${SECRETS_FILE}`;
-  const needed = Object.values(env.config.env).some((v) => typeof v !== "string") || packagesNeedSecrets(env);
   if (!userFileExists(file, label)) {
-    if (needed) {
-      const { otherSopsFilesRefusal: otherSopsFilesRefusal2 } = await Promise.resolve().then(() => (init_env(), env_exports));
-      throw otherSopsFilesRefusal2(env.root, env.name, "nothing was sent to any host") ?? new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
-    }
+    const missing = await missingSecretsRefusal(env);
+    if (missing) throw missing;
     return {};
   }
   const { decryptFile: decryptFile2, findPlaceholders: findPlaceholders2, loadEnvIdentities: loadEnvIdentities2, placeholderError: placeholderError2 } = await Promise.resolve().then(() => (init_secrets(), secrets_exports));
@@ -75185,6 +75241,12 @@ async function environmentSecrets(ctx, env) {
   const placeholders = findPlaceholders2(decrypted.tree);
   if (placeholders.length) throw placeholderError2(label, env.name, placeholders);
   return decrypted.data;
+}
+async function missingSecretsRefusal(env) {
+  if (!Object.values(env.config.env).some((v) => typeof v !== "string") && !packagesNeedSecrets(env)) return void 0;
+  const { otherSopsFilesRefusal: otherSopsFilesRefusal2 } = await Promise.resolve().then(() => (init_env(), env_exports));
+  const label = `environments/${env.name}/${SECRETS_FILE}`;
+  return otherSopsFilesRefusal2(env.root, env.name, "nothing was sent to any host") ?? new OpsError(`${label} does not exist, but the environment's env or packages refer to secrets`, `create it: printf '%s' VALUE | ops secrets set ${env.name} <key>`);
 }
 function allowSecretRefs(env, ctx) {
   for (const v of Object.values(env.config.env)) if (typeof v !== "string") ctx.reporter.allow?.(v.secret);
@@ -76016,7 +76078,7 @@ cert_info() {
 }
 served_serial() {
   local s
-  s=$(echo | timeout 5 openssl s_client -connect "\${2:-127.0.0.1}:443" -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
+  s=$(echo | /usr/bin/timeout 5 openssl s_client -connect "\${2:-127.0.0.1}:443" -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
   printf '%s' "\${s#serial=}"
 }
 # cert_lacks CERT NAME...: prints the NAMEs (space-separated) the certificate's subjectAltName does not list (DNS names
@@ -76155,7 +76217,7 @@ proc_seen_start() {
   [ "$EUID" != 0 ] || return 1
   # pid 1 is root's: readable, nothing is hidden from this login, and the process is gone.
   read -r s 2> /dev/null < /proc/1/stat && return 1
-  if ! s=$(sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then sudo -n true 2> /dev/null && return 1; return 2; fi
+  if ! s=$(/usr/bin/sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then /usr/bin/sudo -n true 2> /dev/null && return 1; return 2; fi
   read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"
 }
 # boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
@@ -76193,7 +76255,7 @@ connection_pids() {
 conn_silent() {
   local line mine="" w rcv ack least="" ss=(ss)
   command -v ss > /dev/null 2>&1 || return 1
-  [ "$EUID" = 0 ] || ss=(sudo -n ss)
+  [ "$EUID" = 0 ] || ss=(/usr/bin/sudo -n ss)
   while IFS= read -r line; do
     # A socket's line, then its details indented on the next (-i).
     if [[ $line != [[:space:]]* ]]; then mine=; [[ $line != *"pid=$1,"* ]] || mine=1; continue; fi
@@ -76322,7 +76384,7 @@ critical_begin() { # NEEDS: the most seconds the section takes (its own waits bo
   fi
   mkdir -p /run/lock
   exec {OPS_CRITICAL_FD}>>/run/lock/ops-pipeline-switch.lock
-  if ! flock -w "$wait" "$OPS_CRITICAL_FD"; then
+  if ! /usr/bin/flock -w "$wait" "$OPS_CRITICAL_FD"; then
     echo "$what was not begun: nothing changed (a switch or nginx change on this host held /run/lock/ops-pipeline-switch.lock for \${wait} s, all the time this step had left); try again when it is done" >&2
     exit 1
   fi
@@ -76354,7 +76416,7 @@ critical_end() {
   cat "$OPS_CRITICAL_DIR/err" >&2 2>/dev/null || true
   rm -rf "$OPS_CRITICAL_DIR"
   OPS_CRITICAL_DIR=
-  flock -u "$OPS_CRITICAL_FD" || true
+  /usr/bin/flock -u "$OPS_CRITICAL_FD" || true
   trap - HUP INT TERM PIPE
 }
 # critical_wait: hold the lock (at most 60 s of waiting for a section under way), until the script ends or
@@ -76362,9 +76424,9 @@ critical_end() {
 critical_wait() {
   mkdir -p /run/lock
   exec {OPS_CRITICAL_WAIT_FD}>>/run/lock/ops-pipeline-switch.lock
-  flock -w 60 "$OPS_CRITICAL_WAIT_FD" || true
+  /usr/bin/flock -w 60 "$OPS_CRITICAL_WAIT_FD" || true
 }
-critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
+critical_done() { /usr/bin/flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 `;
 
 // core/steps/sh/history.sh
@@ -76534,7 +76596,7 @@ slot_releases() {
 `;
 
 // core/steps/sh/host-lock.sh
-var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
+var host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! /usr/bin/flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || /usr/bin/flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
 
 // core/steps/sh/identity.sh
 var identity_default = '# shellcheck shell=bash\n# Who answers on a port: the processes listening on it (ss -Htlnp from iproute2, every process holding\n# the socket: a pre-forking server\'s master and workers alike), whether each is in the process tree of the\n# pid supervisor started, and which release each runs (OPS_RELEASE in /proc/<pid>/environ, else its working\n# directory). check_identity is the health gate\'s verdict; report_slot is what ops status shows.\n# Needs supervisor.sh (sup_pids), mask.sh (proc_cmd), contain.sh (proc_env) and ops_report; live_verdict needs probe.sh too.\n# Builtins where they do (no process per call: these run on every no-op deploy and rollback).\nproc_env_release() { proc_env "$1" OPS_RELEASE; }\nproc_cwd() { readlink "/proc/$1/cwd" 2>/dev/null || true; }\n# proc_cwds PID...: the working directory of each into PROC_CWD[pid] (declared by the caller: `local -A PROC_CWD=()`),\n# "" for one that cannot be read (gone), from one `find` for all (a readlink per process otherwise). cwd_of reads it.\nproc_cwds() {\n  local p h l paths=()\n  [ "$#" -gt 0 ] || return 0\n  for p in "$@"; do PROC_CWD[$p]=""; paths+=("/proc/$p/cwd"); done\n  while IFS= read -r -d \'\' l; do h=${l%%$\'\\t\'*}; PROC_CWD[${h#/proc/}]=${l#*$\'\\t\'}; done < <(find "${paths[@]}" -maxdepth 0 -printf \'%h\\t%l\\0\' 2>/dev/null || true)\n}\n# cwd_of PID: CWD = PID\'s working directory ("" when it cannot be read): PROC_CWD\'s (proc_cwds) when it holds PID, else\n# read now. In a variable, not printed: no subshell per call.\ncwd_of() { if [ -n "${PROC_CWD[$1]+x}" ]; then CWD=${PROC_CWD[$1]}; else CWD=$(proc_cwd "$1"); fi; }\n# proc_cmd PID: its command line as quoted, its arguments masked each as it is (mask_string: a secret given as an\n# argument), then on one line, cut to 160 characters (mask_clip). Needs mask.sh.\nproc_cmd() {\n  local a line="" args=()\n  mask_ready\n  mapfile -d \'\' -t args 2>/dev/null < "/proc/$1/cmdline" || true\n  for a in ${args[@]+"${args[@]}"}; do mask_string "$a"; line+="${line:+ }$MASK_TEXT"; done\n  mask_clip "${line//[$\'\\n\\t\']/ }" 160; printf \'%s\' "${MASK_TEXT% }"\n}\n# listeners PORT: pids listening on it (each once, in ss\'s order), from LISTEN_TABLE (one `ss -Htlnp` for every\n# port) when set; listeners_of PORT sets them in LISTENERS (an array) instead of printing them (no subshell).\nlisteners() {\n  local LISTENERS\n  listeners_of "$1"\n  [ "${#LISTENERS[@]}" = 0 ] || printf \'%s\\n\' "${LISTENERS[@]}"\n}\nlisteners_of() {\n  local table l rest pid\n  local -A seen=()\n  LISTENERS=()\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _ rest; do\n    [ "${l##*:}" = "$1" ] || continue\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      if [ -z "${seen[$pid]:-}" ]; then seen[$pid]=1; LISTENERS+=("$pid"); fi\n    done\n  done <<< "$table"\n}\n# listening PORT: something listens on PORT, whether or not ss names its process (from LISTEN_TABLE when set).\nlistening() {\n  local table l\n  table=${LISTEN_TABLE-$(ss -Htlnp 2>/dev/null)}\n  while read -r _ _ _ l _; do [ "${l##*:}" = "$1" ] && return 0; done <<< "$table"\n  return 1\n}\n# in_tree PID ROOT: ROOT is PID or one of its ancestors (parents read from /proc/PID/stat, after the command name).\nin_tree() {\n  local p=$1 n=0 s stat_fields\n  while [ -n "$p" ] && [ "$p" -gt 0 ] && [ "$n" -lt 64 ]; do\n    [ "$p" = "$2" ] && return 0\n    read -r s 2>/dev/null < "/proc/$p/stat" || return 1\n    read -r -a stat_fields <<< "${s##*) }"; p=${stat_fields[1]:-0}; n=$(( n + 1 ))\n  done\n  return 1\n}\n# same_release PID ID DIR: the process runs release ID: its working directory is inside DIR, or outside every release\n# (a daemon\'s "/") with OPS_RELEASE=ID. A working directory inside another release of DIR\'s releases directory is that\n# release\'s code whatever OPS_RELEASE says: a command that changes into <base>/current before the switch runs the\n# previous release (supervisor gave it the new release\'s environment and directory); so does one whose command line or\n# environment names a path into another release (names_other_release: OTHER_RELEASE_PATH says which).\nsame_release() {\n  local o CWD OTHER_RELEASE\n  OTHER_RELEASE_PATH=""\n  cwd_of "$1"\n  case $CWD in "$3" | "$3"/*) ;; "${3%/*}"/*) return 1 ;; *) [ "$(proc_env_release "$1")" = "$2" ] || return 1 ;; esac\n  other_release_of "$1" "$3"; o=$OTHER_RELEASE\n  [ -z "$o" ] || OTHER_RELEASE_PATH="${o#*$\'\\t\'}, release ${o%%$\'\\t\'*}\'s code"\n  [ -z "$o" ]\n}\n# other_release PID DIR: the first path PID\'s command line or environment names (an argument, the value of an\n# --option=value, an entry of a PATH-like list; a relative one from its working directory) that resolves into\n# another release beside DIR (a directory there: a path under the releases directory naming none is no release\'s code),\n# as "<that release\'s id><TAB><the path as named>"; nothing when none. other_release_of PID DIR sets it in OTHER_RELEASE\n# instead of printing it (no subshell).\n# `python <base>/current/app.py` started in the new release before the switch runs the previous release\'s code\n# (`current` still names it then), whatever its working directory and OPS_RELEASE say; so does a PYTHONPATH or\n# NODE_PATH through `current`.\nother_release() {\n  local OTHER_RELEASE\n  other_release_of "$1" "$2"\n  printf \'%s\' "$OTHER_RELEASE"\n}\nother_release_of() {\n  local rels=${2%/*} cwd w v i words=() parts paths=() named=() resolved=() CWD\n  OTHER_RELEASE=""\n  cwd_of "$1"; cwd=$CWD\n  while IFS= read -r -d \'\' w; do words+=("${w#--*=}"); done 2>/dev/null < "/proc/$1/cmdline" || true\n  # OLDPWD is a shell\'s record of where it was (a wrapper\'s `cd` from the release supervisor started it in), not read.\n  while IFS= read -r -d \'\' v; do [ "${v%%=*}" != OLDPWD ] || continue; IFS=: read -r -a parts <<< "${v#*=}"; words+=("${parts[@]}"); done 2>/dev/null < "/proc/$1/environ" || true\n  # Only paths (a word with a /), as written (named) and as the process reads them (paths: from its working directory).\n  for w in "${words[@]}"; do\n    case $w in /*) paths+=("$w") ;; */*) [ -n "$cwd" ] || continue; paths+=("$cwd/$w") ;; *) continue ;; esac\n    named+=("$w")\n  done\n  [ "${#paths[@]}" -gt 0 ] || return 0\n  mapfile -d \'\' -t resolved < <(readlink -mz -- "${paths[@]}" 2>/dev/null)\n  # A path readlink cannot resolve (a loop, a name too long) prints nothing: one at a time then, to keep them paired.\n  if [ "${#resolved[@]}" != "${#paths[@]}" ]; then resolved=(); for w in "${paths[@]}"; do resolved+=("$(readlink -m -- "$w" 2>/dev/null)"); done; fi\n  # Only into a release that exists: `npm run`/`npm start` puts node_modules/.bin of every directory above the\n  # package on PATH (npm\'s run-script: <base>/releases/node_modules/.bin among them), a name no release has.\n  for i in "${!resolved[@]}"; do\n    case ${resolved[$i]} in "$2" | "$2"/*) ;; "$rels"/?*) w=${resolved[$i]#"$rels"/}; [ -d "$rels/${w%%/*}" ] || continue; OTHER_RELEASE="${w%%/*}"$\'\\t\'"${named[$i]}"; return 0 ;; esac\n  done\n}\n# proc_release PID RELEASES: the release PID runs, as same_release judges it: the release directory under RELEASES\n# (resolved) its working directory is in, else its OPS_RELEASE; the other release a path it names leads into, when\n# one does (other_release). What ops status shows, and what it compares with `current`.\nproc_release() {\n  local c r o\n  c=$(proc_cwd "$1")\n  case $c in "$2"/?*) r=${c#"$2"/}; r=${r%%/*} ;; *) r=$(proc_env_release "$1") ;; esac\n  if [ -n "$r" ]; then o=$(other_release "$1" "$2/$r"); [ -z "$o" ] || r=${o%%$\'\\t\'*}; fi\n  printf \'%s\' "$r"\n}\n# describe_proc PID: "pid N (command) running RELEASE-or-directory"\ndescribe_proc() {\n  local r c\n  r=$(proc_env_release "$1"); c=$(proc_cwd "$1")\n  printf \'pid %s (%s) running %s\' "$1" "$(proc_cmd "$1")" "${r:-an unknown release}${c:+, in $c}"\n}\n# check_identity ID DIR GROUP name:port[:path]...: every process listening on each program\'s port is in the tree of\n# the pid supervisor reports for that program of GROUP and runs release ID (directory DIR), and, with OTHER_PORTS set\n# (the other slot\'s ports), none of GROUP\'s listens on one of those (group_listens). On failure, IDENTITY says what\n# answers instead. With SUP_READ set, supervisor\'s pids are the SUP_PID the caller has just read (group_settled\'s last\n# answer, an instant before): not asked again (a getAllProcessInfo, a curl, less per start).\n# shellcheck disable=SC2034 # IDENTITY is this function\'s result, read by the step that calls it\ncheck_identity() {\n  local id=$1 dir group=$3 p name port sp l ls i LISTEN_TABLE LISTENERS all=() port_pids=()\n  local -A PROC_CWD=()\n  dir=$(readlink -f "$2"); shift 3\n  IDENTITY=""\n  command -v ss >/dev/null || { IDENTITY="cannot tell who listens on the ports: ss (iproute2) is not installed; run ops provision"; return 1; }\n  LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n  [ -n "${SUP_READ:-}" ] || sup_pids\n  # Every listener\'s working directory at once (proc_cwds: one process, not a readlink per listener).\n  for p in "$@"; do\n    IFS=: read -r _ port _ <<< "$p"\n    listeners_of "$port"; port_pids+=("${LISTENERS[*]}"); all+=(${LISTENERS[@]+"${LISTENERS[@]}"})\n  done\n  proc_cwds ${all[@]+"${all[@]}"}\n  i=0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    ls=${port_pids[$i]}; i=$(( i + 1 ))\n    if [ -z "$ls" ]; then IDENTITY+="nothing listens on port $port of program $name (it answered the health check: another network namespace?); "; continue; fi\n    for l in $ls; do\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp" && same_release "$l" "$id" "$dir"; then continue; fi\n      IDENTITY+="port $port of program $name is answered by $(describe_proc "$l"), "\n      if [ "$sp" = 0 ]; then IDENTITY+="while supervisor runs no process for $group:$group-$name; "\n      elif ! in_tree "$l" "$sp"; then IDENTITY+="which supervisor did not start (its process for $name is pid $sp); "\n      elif [ -n "${OTHER_RELEASE_PATH:-}" ]; then IDENTITY+="whose command line or environment names ${OTHER_RELEASE_PATH}, not release $id (\\`current\\` names the live release until the switch: use {release}); "\n      else IDENTITY+="not release $id; "; fi\n    done\n  done\n  if [ -n "${OTHER_PORTS:-}" ]; then\n    group_listens "$group" "$@"\n    if other_slot_listeners; then IDENTITY+="$OTHER_SLOT_LISTENERS; "; fi\n  fi\n  IDENTITY=${IDENTITY%; }\n  [ -z "$IDENTITY" ]\n}\n# group_listens GROUP name:port[:path]...: where each program of GROUP listens other than on its own port, by every\n# process of the tree of the pid supervisor runs for it (SUP_PID: call sup_pids first): TCP ports and unix sockets,\n# from one `ss -Hlnp -t -x`. Sets LISTENS_ELSEWHERE[name] (", " separated addresses; a unix socket as its path) and\n# LISTENS_OTHER_SLOT[name] (those on a port of OTHER_PORTS, the other slot\'s ports, when set). A program told a port\n# other than its slot\'s (a port in gunicorn.conf.py, `PORT || 3000`, a framework\'s default) listens there, not on\n# its port; on the other slot\'s port (SO_REUSEPORT lets a second server share it: gunicorn\'s reuse_port) it takes\n# part of the live release\'s visitors.\ngroup_listens() {\n  local group=$1 p name port pid netid l rest addr sp\n  local -A port_of=() root_of=()\n  declare -gA LISTENS_ELSEWHERE=() LISTENS_OTHER_SLOT=()\n  shift\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    [ "$sp" = 0 ] || { port_of[$name]=$port; root_of[$name]=$sp; }\n  done\n  [ ${#root_of[@]} -gt 0 ] || return 0\n  while read -r netid _ _ _ l rest; do\n    while [[ $rest =~ pid=([0-9]+) ]]; do\n      pid=${BASH_REMATCH[1]}; rest=${rest#*pid="$pid"}\n      for name in "${!root_of[@]}"; do\n        in_tree "$pid" "${root_of[$name]}" || continue\n        if [ "$netid" = tcp ]; then\n          [ "${l##*:}" != "${port_of[$name]}" ] || continue\n          addr=$l\n          case " ${OTHER_PORTS:-} " in *" ${l##*:} "*) [[ ", ${LISTENS_OTHER_SLOT[$name]:-}, " == *", $addr, "* ]] || LISTENS_OTHER_SLOT[$name]+="${LISTENS_OTHER_SLOT[$name]:+, }$addr" ;; esac\n        else\n          addr="unix socket $l"\n        fi\n        [[ ", ${LISTENS_ELSEWHERE[$name]:-}, " == *", $addr, "* ]] || LISTENS_ELSEWHERE[$name]+="${LISTENS_ELSEWHERE[$name]:+, }$addr"\n      done\n    done\n  done < <(ss -Hlnp -t -x 2>/dev/null)\n}\n# other_port_shared: status 0 when a port of OTHER_PORTS has more than one TCP listening socket (a second server\n# sharing it through SO_REUSEPORT, or one app bound to two addresses there), read from one `ss -Hltn` (sockets by\n# netlink, no walk of /proc: cheap enough to ask twice a second while a start waits); 1 otherwise.\nother_port_shared() {\n  local l port\n  local -A seen=()\n  while read -r _ _ _ l _; do\n    port=${l##*:}\n    case " ${OTHER_PORTS:-} " in *" $port "*) ;; *) continue ;; esac\n    [ -z "${seen[$port]:-}" ] || return 0\n    seen[$port]=1\n  done < <(ss -Hltn 2>/dev/null)\n  return 1\n}\n# other_slot_listeners: OTHER_SLOT_LISTENERS, a sentence naming each program that listens on a port of the other slot\n# (LISTENS_OTHER_SLOT, group_listens\'s; OTHER_SLOT names that slot), and the fix; status 1 when none does.\nother_slot_listeners() {\n  local name\n  OTHER_SLOT_LISTENERS=""\n  for name in "${!LISTENS_OTHER_SLOT[@]}"; do\n    OTHER_SLOT_LISTENERS+="${OTHER_SLOT_LISTENERS:+; }program $name listens on ${LISTENS_OTHER_SLOT[$name]}, slot ${OTHER_SLOT:-the other slot}\'s port (the live release\'s, or the one kept warm there)"\n  done\n  [ -n "$OTHER_SLOT_LISTENERS" ] || return 1\n  OTHER_SLOT_LISTENERS+=": a port the app takes from elsewhere than its slot (a config file such as gunicorn.conf.py\'s bind, a default, a .env value); sharing it (SO_REUSEPORT: gunicorn\'s reuse_port) it answers visitors of that slot. Give each program its slot\'s port: {port} in its command or env (--bind 127.0.0.1:{port}, PORT: \\"{port}\\"), which the app must use"\n}\n# exposed_listeners name:port[:path]...: a "warning:" line on stderr for each program with a listener on its port bound\n# beyond loopback (0.0.0.0, ::, an address of an interface: Next.js\'s `next start`, Express\'s listen(port) and\n# webpack-style servers bind every address unless given a host). nginx is the site\'s door (TLS, security headers, the\n# switch\'s routing); such a port is a second door, on both slots (the release kept warm there too).\nexposed_listeners() {\n  local table p name port l addr seen\n  table=$(ss -Htln 2>/dev/null) || return 0\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    seen=""\n    while read -r _ _ _ l _; do\n      [ "${l##*:}" = "$port" ] || continue\n      addr=${l%:*}; addr=${addr%%%*}; addr=${addr#[}; addr=${addr%]}\n      case $addr in 127.* | ::1 | ::ffff:127.*) continue ;; esac\n      seen+="${seen:+, }$l"\n    done <<< "$table"\n    [ -z "$seen" ] || echo "warning: program $name listens on $seen, not only on 127.0.0.1: it is reachable around nginx (no TLS, no security headers, on either slot); make it listen on 127.0.0.1 (next start -H 127.0.0.1; HOST=127.0.0.1 for adapter-node; gunicorn --bind 127.0.0.1:{port}; a host in Node\'s listen()), or firewall the port" >&2\n  done\n  return 0\n}\n# ours PID SLOT USER RELEASES: PID is what a program of this environment left running outside supervisor (it\n# daemonised, and supervisor stopped its parent): a process of USER (the programs\' user, its effective uid as\n# /proc/PID/status gives it) whose working directory or executable is inside a release directory under RELEASES (or\n# that says it was started by slot SLOT\'s programs for a release there: OPS_SLOT, OPS_RELEASE), that does not say it is\n# the other slot\'s (OPS_SLOT), in the tree of no process supervisor runs now (SUP_PID:\n# call sup_pids first). Exactly such a process on a slot\'s port is one leftovers_down stops; anything else there\n# (another user\'s, or not run from our releases) is not ours.\nours() {\n  local pid=$1 slot=$2 uid euid="" v of="" rel="" k sp where\n  uid=$(id -u "$3" 2>/dev/null) || return 1\n  while read -r k _ v _; do if [ "$k" = Uid: ]; then euid=$v; break; fi; done 2>/dev/null < "/proc/$pid/status" || true\n  [ -n "$euid" ] && [ "$euid" = "$uid" ] || return 1\n  while IFS= read -r -d \'\' v; do case $v in OPS_SLOT=*) of=${v#*=} ;; OPS_RELEASE=*) rel=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n  [ -z "$of" ] || [ "$of" = "$slot" ] || return 1\n  where=" $(proc_cwd "$pid") $(readlink "/proc/$pid/exe" 2>/dev/null || true)"\n  case "$where" in\n    *" $4"/?*) ;;\n    # Started by this slot\'s programs (slotConfig gives each OPS_SLOT and OPS_RELEASE), for a release we have.\n    *) if [ -z "$of" ] || [[ ! $rel =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || [ ! -d "$4/$rel" ]; then return 1; fi ;;\n  esac\n  for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then return 1; fi; done\n  return 0\n}\n# in_group PID GROUP: 0 when PID is in the tree of a process supervisor runs now in GROUP, whatever the program\'s name\n# (SUP_PID: call sup_pids first): a program renamed or removed since the release kept warm there started is still\n# the slot\'s own, which the start replaces with the group whole.\nin_group() {\n  local k sp\n  for k in "${!SUP_PID[@]}"; do\n    [[ $k == "$2:"* ]] || continue\n    sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$1" "$sp"; then return 0; fi\n  done\n  return 1\n}\n# report_slot SLOT GROUP USER RELEASES name:port...: "proc" and "listener" reports (tab-separated) for ops status and\n# the state read of a deploy or a rollback (who holds the ports of the slot it starts on). A listener is "tree" (in the\n# tree of one of the slot\'s own supervisor processes: that program\'s, or another\'s of its group, in_group), "own" (a program of this environment left it running outside\n# supervisor: ours, with USER the programs\' user and RELEASES the releases\' directory; the start stops it first), or\n# "other". A socket ss names no process for is an "other" listener of pid 0. Each "other" adds 1 to REPORT_SLOT_FOREIGN.\nreport_slot() {\n  local slot=$1 group=$2 user=$3 releases p name port sp l ls tree; releases=$(readlink -f "$4" 2>/dev/null || printf \'%s\' "$4"); shift 4\n  sup_pids\n  for p in "$@"; do\n    IFS=: read -r name port _ <<< "$p"\n    sp=${SUP_PID[$group:$group-$name]:-0}\n    if [ "$sp" != 0 ]; then ops_report proc "$slot	$name	$sp	$(proc_release "$sp" "$releases")	$(proc_cwd "$sp")	$(proc_cmd "$sp")"; fi\n    ls=$(listeners "$port")\n    for l in $ls; do\n      tree=other\n      if [ "$sp" != 0 ] && in_tree "$l" "$sp"; then tree=tree; elif in_group "$l" "$group"; then tree=tree; elif ours "$l" "$slot" "$user" "$releases"; then tree=own; fi\n      ops_report listener "$slot	$name	$l	$tree	$(proc_release "$l" "$releases")	$(proc_cwd "$l")	$(proc_cmd "$l")"\n      [ "$tree" != other ] || REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 ))\n    done\n    if [ -z "$ls" ] && listening "$port"; then ops_report listener "$slot	$name	0	other			"; REPORT_SLOT_FOREIGN=$(( ${REPORT_SLOT_FOREIGN:-0} + 1 )); fi\n  done\n}\n# uptime_ms: UPTIME_MS, the milliseconds since boot (/proc/uptime: seconds, two decimals; the clock of a process\'s\n# start time in /proc/PID/stat, which a wall clock stepped meanwhile does not move).\n# shellcheck disable=SC2034 # UPTIME_MS is this function\'s result\nuptime_ms() { local up; read -r up _ < /proc/uptime; UPTIME_MS=$(( 10#${up%.*} * 1000 + 10#${up#*.} * 10 )); }\n# group_settled GROUP SECONDS: 0 once every program of GROUP has kept running for SECONDS (switch.settle: a number,\n# 1.5) since its process started, as the process supervisor ran when this was called (its pid, and its start time,\n# so that a pid used again is not taken for it); else SETTLE says which program exited. A program that answers its\n# health check and exits a second later (a worker thread dying on its first connection, a setting read late) passes\n# a gate of one healthy answer, and supervisor restarts it again and again while nginx sends it traffic: this waits\n# out the rest of the window instead, and gives up as soon as one is gone. Counted here, from the process\'s start in\n# /proc/PID/stat (field 22, clock ticks since boot) against /proc/uptime (the same clock), not by supervisor\'s\n# RUNNING: that comes only on a turn of supervisord\'s main loop after its startsecs, and only for a window as long as\n# startsecs (a window longer than it, or shorter, is the environment\'s choice). A process gone is seen at once: no\n# /proc entry, a zombie (exited, not yet reaped), or another start time. supervisor is asked at the start and at the\n# end (one getAllProcessInfo each): a program it no longer runs as that pid, or not RUNNING or STARTING, fails, SETTLE\n# then quoting the last lines it wrote since this start (log_reason, as group_fatal does). With SUP_READ set, the start\'s\n# answer is the SUP_PID and SUP_STATE the caller has just read (check_identity\'s, an instant before): not asked again.\n# Rounds every 0.1 s, the last one only as long as the window has left, builtins only (read\'s timeout on a pipe\n# nobody writes to stands in for sleep). For SECONDS + 5 s at most.\n# shellcheck disable=SC2034 # SETTLE is this function\'s result, read by the step that calls it\ngroup_settled() {\n  local group=$1 secs=$2 k pid stat pause tck want_ms deadline_ms whole frac left ran why=""\n  local -a f=()\n  local -A first=() born=()\n  SETTLE=""\n  whole=${secs%%.*}; frac=""; [[ $secs != *.* ]] || frac=${secs#*.}; frac=${frac}000\n  want_ms=$(( 10#${whole:-0} * 1000 + 10#${frac:0:3} ))\n  tck=$(getconf CLK_TCK 2>/dev/null) || true\n  [[ $tck =~ ^[1-9][0-9]*$ ]] || tck=100\n  uptime_ms; deadline_ms=$(( UPTIME_MS + want_ms + 5000 ))\n  [ -n "${SUP_READ:-}" ] || sup_pids\n  for k in "${!SUP_STATE[@]}"; do\n    [[ $k == "$group:"* ]] || continue\n    first[$k]=${SUP_PID[$k]:-0}\n    [[ ${SUP_STATE[$k]} =~ ^(RUNNING|STARTING)$ ]] || { why=$k; break; }\n  done\n  exec {pause}<> <(:)\n  while [ -z "$why" ]; do\n    uptime_ms; left=0 ran=0\n    for k in "${!first[@]}"; do\n      pid=${first[$k]}; stat=""; f=()\n      [ "$pid" = 0 ] || read -r stat 2>/dev/null < "/proc/$pid/stat" || true\n      # After the command\'s closing parenthesis: f[0] the state, f[19] the start time (fields 3 and 22).\n      [ -z "$stat" ] || read -r -a f <<< "${stat##*) }"\n      if [ -z "$stat" ] || [[ ${f[0]:-} == [ZX] ]] || [ -z "${f[19]:-}" ] || [ "${born[$k]:-${f[19]}}" != "${f[19]}" ]; then why=$k; break; fi\n      born[$k]=${f[19]}\n      # left: the longest any program still has to run, in ms.\n      ran=$(( UPTIME_MS - f[19] * 1000 / tck ))\n      [ "$ran" -ge "$want_ms" ] || [ $(( want_ms - ran )) -le "$left" ] || left=$(( want_ms - ran ))\n    done\n    [ -z "$why" ] || break\n    if [ "$left" = 0 ]; then\n      # supervisor\'s word at the end: the same processes, RUNNING or STARTING.\n      sup_pids\n      for k in "${!first[@]}"; do\n        if [ "${SUP_PID[$k]:-0}" != "${first[$k]}" ] || [[ ! ${SUP_STATE[$k]:-} =~ ^(RUNNING|STARTING)$ ]]; then why=$k; break; fi\n      done\n      break\n    fi\n    if [ "$UPTIME_MS" -ge "$deadline_ms" ]; then\n      SETTLE="the programs of $group did not run ${secs}s within $(( (want_ms + 5000) / 1000 ))s"\n      exec {pause}<&-\n      return 1\n    fi\n    # The last round waits only what is left (10 ms at least: the clocks\' resolution), not a whole 0.1 s past the window.\n    if [ "$left" -ge 100 ]; then read -r -t 0.1 -u "$pause" _ || true\n    else read -r -t "0.0$(( left < 10 ? 10 : left ))" -u "$pause" _ || true; fi\n  done\n  exec {pause}<&-\n  [ -n "$why" ] || return 0\n  # What supervisor says of it now (it may not have reaped the exit yet).\n  sup_pids\n  SETTLE="program ${why#"$group:$group-"} exited after it answered its health check, within ${secs}s of its start (supervisor: ${SUP_STATE[$why]:-gone}; it ran as pid ${first[$why]:-0}): supervisor restarts such a program while it would get traffic; it must keep running"\n  # Why, in its own words (supervisor.sh log_reason: what it wrote since this start, masked).\n  if log_reason "$why"; then SETTLE+="; $LOG_REASON_FILE ends: $LOG_REASON"; fi\n  return 1\n}\n# live_verdict ID DIR GROUP TIMEOUT INTERVAL name:port:path...: prints "ok" when the release ID (directory DIR) of\n# GROUP answers every health check (wait_healthy) and is what answers on each port (check_identity), else why not\n# (the health checks\' verdict first). Both at once, the identity in the background; when it failed, it is checked\n# again once the health checks passed (a program that bound its port late), so its verdict is the one after them.\n# Needs probe.sh.\nlive_verdict() {\n  local id=$1 dir=$2 group=$3 limit=$4 interval=$5 ipid; shift 5\n  check_identity "$id" "$dir" "$group" "$@" >/dev/null 2>&1 &\n  ipid=$!\n  if ! wait_healthy "$limit" "$interval" "$@"; then wait "$ipid" || true; printf \'%s\' "$UNHEALTHY"\n  elif wait "$ipid" || check_identity "$id" "$dir" "$group" "$@"; then printf ok\n  else printf \'%s\' "$IDENTITY"; fi\n}\n# leftovers_down SLOT ID DIR USER name:port[:path]...: after supervisor stopped slot SLOT\'s programs (group_down), stops\n# what they left running outside supervisor\'s reach: a program that daemonised (forked, setsid, its parent gone) is in\n# no process group supervisor or group_down signals, keeps the slot\'s ports, and the release put there next cannot bind\n# them. Those are the processes of USER (the programs\' user) that supervisor\'s programs for release ID on SLOT started\n# (OPS_RELEASE=ID and OPS_SLOT=SLOT in their environment, which slotConfig gives each program: a daemon keeps it), that\n# run from the release\'s directory DIR without a terminal (their working directory or executable inside DIR, or DIR in\n# their command line: a shell of someone working there has a terminal), or that listen on one of the slot\'s ports.\n# Never one that says it is the other slot\'s (OPS_SLOT), one in the tree of a process supervisor runs now (the live\n# slot\'s, another app\'s), nor this script. SIGTERM to each, SIGKILL to those left after 5 s (for 7 s at most in all). Prints (stdout) what it\n# stopped, on one line; nothing when nothing was left. ID and DIR may be empty (a slot whose release is not known): the\n# ports alone then.\n# shellcheck disable=SC2034 # LISTEN_TABLE is read by listeners\nleftovers_down() {\n  local slot=$1 id=$2 dir=$3 user=$4 pid v rel of cmd k sp match pause now kill_at deadline s tty said="" LISTEN_TABLE\n  local -a found=() left=() stat_fields=()\n  local -A on_port=()\n  shift 4\n  id -u "$user" >/dev/null 2>&1 || return 0\n  [ -z "$dir" ] || dir=$(readlink -f "$dir" 2>/dev/null || printf \'%s\' "$dir")\n  if command -v ss >/dev/null; then\n    LISTEN_TABLE=$(ss -Htlnp 2>/dev/null)\n    for v in "$@"; do IFS=: read -r _ v _ <<< "$v"; for pid in $(listeners "$v"); do on_port[$pid]=$v; done; done\n  fi\n  sup_pids\n  for pid in $(pgrep -u "$user" 2>/dev/null); do\n    if [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ]; then continue; fi\n    rel=""; of=""\n    while IFS= read -r -d \'\' v; do case $v in OPS_RELEASE=*) rel=${v#*=} ;; OPS_SLOT=*) of=${v#*=} ;; esac; done 2>/dev/null < "/proc/$pid/environ" || true\n    [ -z "$of" ] || [ "$of" = "$slot" ] || continue\n    match=""\n    if [ -n "${on_port[$pid]:-}" ]; then match="listening on port ${on_port[$pid]}"\n    elif [ -n "$id" ] && [ "$rel" = "$id" ] && [ "$of" = "$slot" ]; then match="started by release $id\'s programs"\n    elif [ -n "$dir" ]; then\n      read -r s 2>/dev/null < "/proc/$pid/stat" || continue\n      read -r -a stat_fields <<< "${s##*) }"; tty=${stat_fields[4]:-0}\n      if [ "$tty" = 0 ]; then\n        case "$(proc_cwd "$pid")" in "$dir" | "$dir"/*) match="running in $dir" ;; esac\n        case "$(readlink "/proc/$pid/exe" 2>/dev/null || true)" in "$dir"/*) match="running $dir\'s executable" ;; esac\n        cmd=$(tr \'\\0\' \' \' 2>/dev/null < "/proc/$pid/cmdline" || true)\n        case " $cmd" in *" $dir/"* | *" $dir "*) match=${match:-"running $dir\'s files"} ;; esac\n      fi\n    fi\n    [ -n "$match" ] || continue\n    for k in "${!SUP_PID[@]}"; do sp=${SUP_PID[$k]}; if [ "$sp" != 0 ] && in_tree "$pid" "$sp"; then match=""; break; fi; done\n    [ -n "$match" ] || continue\n    found+=("$pid"); said+="${said:+, }pid $pid ($(proc_cmd "$pid"), $match)"\n  done\n  [ ${#found[@]} -gt 0 ] || return 0\n  kill -TERM "${found[@]}" 2>/dev/null || true\n  exec {pause}<> <(:)\n  printf -v now \'%(%s)T\' -1; kill_at=$(( now + 5 )); deadline=$(( now + 7 ))\n  while [ "$now" -lt "$deadline" ]; do\n    left=(); for pid in "${found[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done\n    [ ${#left[@]} -gt 0 ] || break\n    found=("${left[@]}")\n    if [ "$now" -ge "$kill_at" ]; then kill -KILL "${left[@]}" 2>/dev/null || true; said+="; killed (SIGKILL) after 5 s: ${left[*]}"; kill_at=$deadline; fi\n    read -r -t 0.1 -u "$pause" _ || true\n    printf -v now \'%(%s)T\' -1\n  done\n  exec {pause}<&-\n  printf \'stopped what release %s left running on slot %s outside supervisor (a program that daemonised, out of the process group supervisor stops, would keep the slot\'"\'"\'s ports): %s\\n\' "${id:-of unknown id}" "$slot" "$said"\n}\n';
@@ -77797,7 +77859,7 @@ if [ ${"$"}{#missing[@]} -gt 0 ]; then
   trap 'rm -f "$apt_log"' EXIT
   apt_get() {
     apt_locks_wait
-    timeout 900 apt-get -q -o DPkg::Lock::Timeout=60 -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >>"$apt_log" 2>&1
+    /usr/bin/timeout 900 apt-get -q -o DPkg::Lock::Timeout=60 -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@" </dev/null >>"$apt_log" 2>&1
   }
   # apt_failed WHAT: apt's last lines, then what on this host keeps it from going on, when the log shows it.
   apt_failed() {
@@ -77840,7 +77902,7 @@ if [ ${"$"}{#missing[@]} -gt 0 ]; then
   if compgen -G '/var/lib/dpkg/updates/[0-9]*' >/dev/null; then
     echo "dpkg was interrupted on this host before it finished (its journal, /var/lib/dpkg/updates, is not empty): finishing it first (dpkg --configure -a)"
     apt_locks_wait
-    if ! timeout 900 dpkg --force-confdef --force-confold --configure -a </dev/null >>"$apt_log" 2>&1; then
+    if ! /usr/bin/timeout 900 dpkg --force-confdef --force-confold --configure -a </dev/null >>"$apt_log" 2>&1; then
       echo "dpkg --configure -a, which finishes dpkg's interrupted work, failed:" >&2
       tail -n 30 "$apt_log" >&2
       echo "fix what it names on this host (as root: dpkg --configure -a, then apt-get -f install), then run provision again" >&2
@@ -77955,8 +78017,8 @@ if [ ! -x "$node_dir/bin/node" ] || [ ! -x "$node_dir/bin/npm" ]; then
   fetch() { # URL FILE
     local tok=''
     [ -z "$token_key" ] || tok=$(${quote(python)} -c ${quote(NPMRC_TOKEN_PY)} "$token_key" ${quote(packageIndexPaths(env).npmrc)})
-    if [ -n "$tok" ]; then printf 'Authorization: Bearer %s\n' "$tok" | timeout 600 curl -fsSL --retry 2 -H @- -o "$2" "$1"
-    else timeout 600 curl -fsSL --retry 2 -o "$2" "$1"; fi || { echo "cannot download $1 (packages.npm_registry)" >&2; exit 1; }
+    if [ -n "$tok" ]; then printf 'Authorization: Bearer %s\n' "$tok" | /usr/bin/timeout 600 curl -fsSL --retry 2 -H @- -o "$2" "$1"
+    else /usr/bin/timeout 600 curl -fsSL --retry 2 -o "$2" "$1"; fi || { echo "cannot download $1 (packages.npm_registry)" >&2; exit 1; }
   }
   unpack() { # PACKAGE VERSION DIR
     fetch "$registry$1/$2" "$tmp/meta.json"
@@ -77993,7 +78055,7 @@ if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSI
   printf '%s
 ' ${quote(requirement)} > "$uv_tmp/requirements.txt"
   ${pipSettings(env).replace(/\n/g, "\n  ")}
-  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} /usr/bin/timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
     tail -n 20 "$uv_tmp/pip.log" >&2
     echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
     exit 1
@@ -78013,7 +78075,7 @@ function registerRuntimes(env, root = "") {
   const uses = [p.python, p.node, p.npm, ...env.config.release.python_requirements && env.config.release.python_installer === "uv" ? [p.uv] : []];
   return String.raw`install -d -m 0755 ${quote(dir)}
 exec 9> ${quote(`${dir}/../runtimes.lock`)}
-flock -w 3000 9 || { echo "another provision holds the host's runtimes lock (${dir}/../runtimes.lock) for 50 minutes: try again later" >&2; exit 1; }
+/usr/bin/flock -w 3000 9 || { echo "another provision holds the host's runtimes lock (${dir}/../runtimes.lock) for 50 minutes: try again later" >&2; exit 1; }
 printf '%s\n' ${quote(`base ${env.layout.base}`)} ${uses.map((u) => quote(`uses ${u}`)).join(" ")} > ${quote(`${file}.new`)} && mv -f ${quote(`${file}.new`)} ${quote(file)}`;
 }
 function pruneRuntimes(root = "") {
@@ -78061,21 +78123,21 @@ function runtimes(env, files = {}) {
   const lines = [SYSTEM_FUNCTIONS, registerRuntimes(env)];
   if (python.strategy === "pyenv") {
     lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
-  timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
+  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.python)} ]; then
-  PYENV_ROOT=${PYENV_ROOT} timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)}
+  PYENV_ROOT=${PYENV_ROOT} /usr/bin/timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)}
   CHANGED=1
 fi`);
   }
   if (node.strategy === "nvm") {
     lines.push(String.raw`if [ ! -s ${NVM_DIR}/nvm.sh ]; then
-  timeout 300 ${hostGit()} clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
+  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.node)} ]; then
-  NVM_DIR=${NVM_DIR} timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null
+  NVM_DIR=${NVM_DIR} /usr/bin/timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null
   CHANGED=1
 fi`);
   }
@@ -78172,8 +78234,8 @@ function readProvisioned(env, as = "root") {
   const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
   if (as === "root") return root;
   return String.raw`provisioned=unknown
-if sudo -n true 2>/dev/null </dev/null; then
-  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
+if /usr/bin/sudo -n true 2>/dev/null </dev/null; then
+  if /usr/bin/sudo -n test -f ${f} </dev/null; then provisioned=$(/usr/bin/sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
 elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${"$"}{provisioned:-yes}
 else
   marker_dir=${quote(env.layout.state)}
@@ -78344,7 +78406,7 @@ done
 host_lock certbot 300
 certbot_log=$(mktemp)
 certbot_rc=0
-${ca}timeout 240 ${args.map(quote).join(" ")} ${force} >"$certbot_log" 2>&1 || certbot_rc=$?
+${ca}/usr/bin/timeout 240 ${args.map(quote).join(" ")} ${force} >"$certbot_log" 2>&1 || certbot_rc=$?
 host_unlock certbot
 if [ "$certbot_rc" != 0 ]; then
   certbot_failure "$certbot_rc" "$certbot_log" ${quote(domain)} ${quote(tls.acme_server ?? "https://acme-v02.api.letsencrypt.org/directory")} ${quote(env.layout.acmeWebroot)} "${left}. Run ops provision ${env.name} again once fixed"
@@ -79753,6 +79815,7 @@ var MESSAGES_ENV = ["LANGUAGE"];
 var STEP_ENV = "OPS_STEP=1";
 var NOT_TOP_LEVEL = "SHLVL=1";
 var STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+var HOST_COMMANDS = { sudo: "/usr/bin/sudo", timeout: "/usr/bin/timeout", env: "/usr/bin/env", flock: "/usr/bin/flock" };
 var PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
 var KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
 var UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac";
@@ -79837,10 +79900,10 @@ function commandLine(step, login2, appUser2, connection) {
   const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ["-u", v]);
-  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
-  const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
-  if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser2, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
+  const run = [HOST_COMMANDS.timeout, "-k", "10", String(seconds3), HOST_COMMANDS.env, "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
+  const english = [HOST_COMMANDS.env, ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
+  if (step.as === "app") return cmd(...english, HOST_COMMANDS.sudo, "-n", "-H", "-u", appUser2, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd(...english, HOST_COMMANDS.sudo, "-n", "-H", "--", ...run);
   return cmd(...english, ...run);
 }
 function sshCommand(step, login2, appUser2, connection) {
@@ -80292,11 +80355,12 @@ ${EXEC_RETURNED}
     }
     const code = status.code ?? (status.signal ? 128 : 255);
     const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
-    if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
+    if (!out.started && status.code !== null && (!sudoRefused || missingCommand(code, stderr))) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
     const result = { stdout, stderr, code, durationMs: Math.round(performance.now() - started), reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine }, ...preloadLines[0] && { preload: preloadLines[0] } };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail) ?? installScriptHint(step.name, maskedText(`${stderr}
+${stdout}`, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
     }
     return result;
   }
@@ -80436,12 +80500,14 @@ ${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
     }
     if (code === 125 && !output.trim())
       return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
-    const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
-    if (missing)
+    const missing = missingCommand(code, output);
+    if (missing) {
+      const pkg = missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils";
       return new NotStartedError(
-        `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
-        `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"} on ${this.name} (apt-get install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"}), as root`
+        `${what} on ${this.name} did not start: ${missing} is not installed there (${code === 127 ? `the login shell of ${this.login} ended with exit code 127` : `sudo could not find ${HOST_COMMANDS[missing] ?? missing}, exit code ${code}`}${printed})`,
+        `ops runs each step through ${HOST_COMMANDS.sudo}, ${HOST_COMMANDS.timeout} and ${HOST_COMMANDS.env} (coreutils) and bash: install ${pkg} on ${this.name} (apt-get install ${pkg}), as root`
       );
+    }
     const { files, place } = this.startupFiles();
     const others = this.loginShell ? "" : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
     return new NotStartedError(
@@ -80464,6 +80530,13 @@ ${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
     this.gone(new Error("Not connected"));
   }
 };
+function missingCommand(code, output) {
+  const name2 = String.raw`(?:/usr)?(?:/bin/)?(sudo|timeout|env|bash)`;
+  const found = (re) => new RegExp(re, "m").exec(output)?.slice(1).find(Boolean);
+  if (code === 127) return found(String.raw`(?:^|[\s:])${name2}: (?:command )?not found|(?:^|: )${name2}: No such file or directory|\b(?:env: |failed to run command )['‘]${name2}['’]: No such file or directory`);
+  if (code === 1) return found(String.raw`^sudo: ${name2}: command not found`);
+  return void 0;
+}
 
 // core/context.ts
 function runnerNow(ctx) {
@@ -80698,7 +80771,7 @@ function endTornLine(path) {
 var AUDIT_LOCK_WAIT = 10;
 function withAuditLock(env, body, shared = false) {
   return `audit_fd=; { exec {audit_fd}<${quote(env.layout.state)}; } 2>/dev/null || audit_fd=
-[ -z "$audit_fd" ] || flock ${shared ? "-s " : ""}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
+[ -z "$audit_fd" ] || /usr/bin/flock ${shared ? "-s " : ""}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
 ${body}
 [ -z "$audit_fd" ] || exec {audit_fd}<&-`;
 }
@@ -81374,7 +81447,7 @@ queue_join() {
   [ -z "$lock_ticket" ] || return 0
   local qfd seq=0 err queued_at
   TZ=UTC0 printf -v queued_at '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${"$"}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
+  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && /usr/bin/flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${"$"}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
     rm -f "$lock_queue/.new.$$"; echo "cannot queue for the lock in $lock_queue: ${"$"}{err:-no space left?}" >&2; exit 1
   fi
   lock_ticket="$lock_queue/${"$"}{err##*$'\n'}"; trap queue_leave EXIT
@@ -81586,7 +81659,7 @@ function oneRelease(env) {
   const wait = stopGoneRunSeconds(env);
   return String.raw`if [ -d ${quote(env.layout.state)} ]; then
   exec {release_fd}< ${quote(env.layout.state)}
-  flock -w ${wait} "$release_fd" || { echo "another release of this app's lock (ops lock release, or an interrupted run's own) is still under way on this host (waited ${wait}s); try again when it is done" >&2; exit 1; }
+  /usr/bin/flock -w ${wait} "$release_fd" || { echo "another release of this app's lock (ops lock release, or an interrupted run's own) is still under way on this host (waited ${wait}s); try again when it is done" >&2; exit 1; }
 fi`;
 }
 function stopGoneRunSeconds(env) {

@@ -20220,6 +20220,33 @@ function readOnlySetHint(step, output) {
   const where = set ? `the dependency set shared/deps/${set}` : /(^|[\s'"/])venv\//.test(line) && !/node_modules\//.test(line) ? "the venv (a dependency set)" : "node_modules (a dependency set)";
   return `${step} wrote into ${where}, which is read-only (shared by releases, the live one too): write generated code and caches into the release (e.g. prisma's output setting, a build tool's cache directory), not node_modules or the venv`;
 }
+function installScriptHint(step, output) {
+  if (step !== "node dependencies") return void 0;
+  const lines = output.split("\n");
+  const npmLine = (key) => lines.map((l) => new RegExp(`npm (?:ERR!|error) ${key} (.+)$`).exec(l)?.[1]?.trim()).filter((v) => !!v);
+  const pkg = npmLine("path").map((p) => /node_modules\/((?:@[\w.-]+\/)?[\w.-]+)\/?$/.exec(p)?.[1]).find(Boolean);
+  const command2 = npmLine("command").find((c) => c.startsWith("sh -c "))?.slice("sh -c ".length);
+  if (!pkg || !command2) return void 0;
+  const unreachable = [
+    ...new Set(
+      lines.filter((l) => /EAI_AGAIN|ENOTFOUND|ECONNREFUSED|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|ECONNRESET|socket hang up/.test(l)).map((l) => /https?:\/\/([a-z0-9.-]+\.[a-z]{2,})[:/]/i.exec(l)?.[1] ?? /getaddrinfo \w+ ([a-z0-9.-]+\.[a-z]{2,})/i.exec(l)?.[1]).filter((h) => !!h)
+    )
+  ];
+  const noCompiler = lines.some((l) => /\b(cc|gcc|c\+\+|g\+\+|make): (No such file or directory|not found|command not found)|not found: (make|cc|gcc|g\+\+)\b/.test(l));
+  const noPython = lines.some((l) => /gyp ERR! find Python|Could not find any Python installation/.test(l));
+  if (!unreachable.length && !noCompiler && !noPython) return void 0;
+  const tools = [...noCompiler ? ["build-essential"] : [], ...noPython ? ["python3"] : []];
+  const what = [
+    ...unreachable.length ? [`it downloads a prebuilt binary from ${unreachable.slice(0, 2).join(", ")}, which the host could not reach`] : [],
+    ...tools.length ? [`${unreachable.length ? "then " : ""}it compiles the addon, and the host lacks ${[...noCompiler ? ["a C/C++ compiler (cc, g++)"] : [], ...noPython ? ["Python (node-gyp runs it)"] : []].join(" and ")}`] : []
+  ];
+  const fixes = [
+    ...unreachable.length ? [`let the hosts reach ${unreachable[0]} (or a proxy to it in the app user's environment)`] : [],
+    ...tools.length || unreachable.length ? [`add ${tools.length ? tools.join(" and ") : "build-essential and python3"} to provision.packages and run ops provision, so the host compiles it`] : [],
+    `use a package whose binaries come from the npm registry${pkg === "bcrypt" ? " (bcryptjs, in JavaScript)" : ""}`
+  ];
+  return `${pkg}'s install script (${command2}) failed: ${what.join("; ")}; fix: ${fixes.join("; or ")}`;
+}
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -20413,7 +20440,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, InputError, NotStartedError, NoAgeIdentity, StepError, MIGRATION_CUT, INITDATA_CUT, STEP_CUT, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact, failedResults;
+var OpsError, InputError, NotStartedError, KeyUnavailable, NoAgeIdentity, StepError, MIGRATION_CUT, INITDATA_CUT, STEP_CUT, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -20434,7 +20461,9 @@ var init_errors = __esm({
     NotStartedError = class extends OpsError {
       name = "NotStartedError";
     };
-    NoAgeIdentity = class extends OpsError {
+    KeyUnavailable = class extends OpsError {
+    };
+    NoAgeIdentity = class extends KeyUnavailable {
     };
     StepError = class extends OpsError {
       constructor(step, host, exitCode, stderrTail, signal, hint, limit, verdict) {
@@ -20468,7 +20497,7 @@ ${indent(stderrTail.trim())}` : "";
       problem: `sudo on ${host} runs ${login2}'s commands with NOEXEC (Defaults noexec, or the NOEXEC: tag on its sudoers line): the command it runs may not start another, and every step of ops's starts several (timeout, then the step's shell, apt, git, nginx, npm...)`,
       fix: `on ${host}, as root: remove "Defaults noexec" or the NOEXEC: tag for ${login2} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${login2} lists both; visudo -f FILE), e.g. "${login2} ALL=(ALL) NOPASSWD: ALL"`
     });
-    SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:env|true)['’]: Permission denied/;
+    SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:\/usr\/bin\/)?(?:env|true)['’]: Permission denied/;
     DiskFullError = class extends StepError {
       name = "DiskFullError";
       constructor(cause, summary2, hint) {
@@ -51531,9 +51560,9 @@ function openSshPublicBlob(text) {
   }
 }
 function lockedKey(source, fromCmd) {
-  if (fromCmd) return new OpsError(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
+  if (fromCmd) return new KeyUnavailable(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
   const copy = `${source}.sops`;
-  return new OpsError(
+  return new KeyUnavailable(
     `${source}, the SSH key this file is encrypted to, is protected by a passphrase: ops does not ask for passphrases (sops asks at a terminal)`,
     `give ops a copy without one, kept private: cp ${quote(source)} ${quote(copy)} && ssh-keygen -p -N '' -f ${quote(copy)} && export SOPS_AGE_SSH_PRIVATE_KEY_FILE=${quote(copy)} (ssh-keygen asks the old passphrase; sops reads that variable too); or use an age key: \`ops keygen\`, added as a recipient by someone who can decrypt, in SOPS_AGE_KEY_FILE`
   );
@@ -59762,6 +59791,7 @@ var init_tree_parse = __esm({
     "use strict";
     import_yaml6 = __toESM(require_dist(), 1);
     init_errors();
+    init_shell();
     init_yaml_depth();
     init_comments();
     init_goyaml();
@@ -60585,7 +60615,7 @@ var init_environment_schema = __esm({
           object({
             // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
             // commit's hash covers (the set reused while they change).
-            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a lockfile beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', "requirements.txt"),
+            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file, a uv project\'s `pyproject.toml` or `uv.lock`, or a `pylock.toml` (uv); a venv is made at <release>/venv ("" = no Python). A project locked by uv (a `uv.lock` beside the `pyproject.toml`) is installed from the lock as it is (`uv export --frozen`, with its hashes), and a lock out of step with `pyproject.toml` is refused before any host (run `uv lock`). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a `poetry.lock` or `pdm.lock` beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', "requirements.txt"),
             node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node). A directory the commit lacks, or without package.json or npm\'s lockfile (package-lock.json, npm-shrinkwrap.json), is refused before any host', "client"),
             python_installer: opt(
               oneOf(["uv", "pip"]),
@@ -62961,8 +62991,8 @@ var require_make_dir = __commonJS({
     var fs5 = __require("fs");
     var path = __require("path");
     var { promisify } = __require("util");
-    var semver2 = require_semver();
-    var useNativeRecursiveOption = semver2.satisfies(process.version, ">=10.12.0");
+    var semver3 = require_semver();
+    var useNativeRecursiveOption = semver3.satisfies(process.version, ">=10.12.0");
     var checkPath = (pth) => {
       if (process.platform === "win32") {
         const pathHasInvalidWinCharacters = /[<>:"|?*]/.test(pth.replace(path.parse(pth).root, ""));
@@ -64337,10 +64367,10 @@ function commandLine(step, login2, appUser, connection) {
   const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ["-u", v]);
-  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
-  const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
-  if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
+  const run = [HOST_COMMANDS.timeout, "-k", "10", String(seconds3), HOST_COMMANDS.env, "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
+  const english = [HOST_COMMANDS.env, ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
+  if (step.as === "app") return cmd(...english, HOST_COMMANDS.sudo, "-n", "-H", "-u", appUser, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd(...english, HOST_COMMANDS.sudo, "-n", "-H", "--", ...run);
   return cmd(...english, ...run);
 }
 function sshCommand(step, login2, appUser, connection) {
@@ -64392,7 +64422,7 @@ ${guard}
 ops_upload; exit $?`
   };
 }
-var START_MARKER, AGENT_STOPPED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, LOGIN_SHELL_ENV, MESSAGES_ENV, STEP_ENV, NOT_TOP_LEVEL, STEP_PATH, PROXY_ENV, KEPT_ENV, UNSET_FUNCTIONS, COMMAND_START, BUS_STOPPED, SESSION_DAEMONS, STEP_BOOT, stepGuard, scriptPrelude, EXEC_RETURNED, SCRIPT_END;
+var START_MARKER, AGENT_STOPPED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, LOGIN_SHELL_ENV, MESSAGES_ENV, STEP_ENV, NOT_TOP_LEVEL, STEP_PATH, HOST_COMMANDS, PROXY_ENV, KEPT_ENV, UNSET_FUNCTIONS, COMMAND_START, BUS_STOPPED, SESSION_DAEMONS, STEP_BOOT, stepGuard, scriptPrelude, EXEC_RETURNED, SCRIPT_END;
 var init_wrap = __esm({
   "core/remote/wrap.ts"() {
     "use strict";
@@ -64407,6 +64437,7 @@ var init_wrap = __esm({
     STEP_ENV = "OPS_STEP=1";
     NOT_TOP_LEVEL = "SHLVL=1";
     STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    HOST_COMMANDS = { sudo: "/usr/bin/sudo", timeout: "/usr/bin/timeout", env: "/usr/bin/env", flock: "/usr/bin/flock" };
     PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
     KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
     UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac";
@@ -64512,6 +64543,13 @@ function xtraceOf(lines) {
 function sessionRefused(e) {
   const err = e;
   return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
+}
+function missingCommand(code, output) {
+  const name2 = String.raw`(?:/usr)?(?:/bin/)?(sudo|timeout|env|bash)`;
+  const found = (re) => new RegExp(re, "m").exec(output)?.slice(1).find(Boolean);
+  if (code === 127) return found(String.raw`(?:^|[\s:])${name2}: (?:command )?not found|(?:^|: )${name2}: No such file or directory|\b(?:env: |failed to run command )['‘]${name2}['’]: No such file or directory`);
+  if (code === 1) return found(String.raw`^sudo: ${name2}: command not found`);
+  return void 0;
 }
 var LINGER_MS, LINGER_MAX_MS, SLOW_START_MS, WAITING_START_MS, AfterMarker, LineSplitter, SshRemote;
 var init_ssh = __esm({
@@ -64900,11 +64938,12 @@ ${EXEC_RETURNED}
         }
         const code = status.code ?? (status.signal ? 128 : 255);
         const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
-        if (!out.started && status.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
+        if (!out.started && status.code !== null && (!sudoRefused || missingCommand(code, stderr))) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
         const result = { stdout, stderr, code, durationMs: Math.round(performance.now() - started), reports: parseReports(stdout), preamble: shellText, ...status.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine }, ...preloadLines[0] && { preload: preloadLines[0] } };
         if (code !== 0 && !options.allowFailure) {
           const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
-          throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
+          throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail) ?? installScriptHint(step.name, maskedText(`${stderr}
+${stdout}`, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
         }
         return result;
       }
@@ -65044,12 +65083,14 @@ ${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
         }
         if (code === 125 && !output.trim())
           return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
-        const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
-        if (missing)
+        const missing = missingCommand(code, output);
+        if (missing) {
+          const pkg = missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils";
           return new NotStartedError(
-            `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
-            `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"} on ${this.name} (apt-get install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"}), as root`
+            `${what} on ${this.name} did not start: ${missing} is not installed there (${code === 127 ? `the login shell of ${this.login} ended with exit code 127` : `sudo could not find ${HOST_COMMANDS[missing] ?? missing}, exit code ${code}`}${printed})`,
+            `ops runs each step through ${HOST_COMMANDS.sudo}, ${HOST_COMMANDS.timeout} and ${HOST_COMMANDS.env} (coreutils) and bash: install ${pkg} on ${this.name} (apt-get install ${pkg}), as root`
           );
+        }
         const { files, place } = this.startupFiles();
         const others = this.loginShell ? "" : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
         return new NotStartedError(
@@ -65868,7 +65909,7 @@ cert_info() {
 }
 served_serial() {
   local s
-  s=$(echo | timeout 5 openssl s_client -connect "\${2:-127.0.0.1}:443" -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
+  s=$(echo | /usr/bin/timeout 5 openssl s_client -connect "\${2:-127.0.0.1}:443" -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
   printf '%s' "\${s#serial=}"
 }
 # cert_lacks CERT NAME...: prints the NAMEs (space-separated) the certificate's subjectAltName does not list (DNS names
@@ -66012,7 +66053,7 @@ proc_seen_start() {
   [ "$EUID" != 0 ] || return 1
   # pid 1 is root's: readable, nothing is hidden from this login, and the process is gone.
   read -r s 2> /dev/null < /proc/1/stat && return 1
-  if ! s=$(sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then sudo -n true 2> /dev/null && return 1; return 2; fi
+  if ! s=$(/usr/bin/sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then /usr/bin/sudo -n true 2> /dev/null && return 1; return 2; fi
   read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"
 }
 # boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
@@ -66050,7 +66091,7 @@ connection_pids() {
 conn_silent() {
   local line mine="" w rcv ack least="" ss=(ss)
   command -v ss > /dev/null 2>&1 || return 1
-  [ "$EUID" = 0 ] || ss=(sudo -n ss)
+  [ "$EUID" = 0 ] || ss=(/usr/bin/sudo -n ss)
   while IFS= read -r line; do
     # A socket's line, then its details indented on the next (-i).
     if [[ $line != [[:space:]]* ]]; then mine=; [[ $line != *"pid=$1,"* ]] || mine=1; continue; fi
@@ -66189,7 +66230,7 @@ critical_begin() { # NEEDS: the most seconds the section takes (its own waits bo
   fi
   mkdir -p /run/lock
   exec {OPS_CRITICAL_FD}>>/run/lock/ops-pipeline-switch.lock
-  if ! flock -w "$wait" "$OPS_CRITICAL_FD"; then
+  if ! /usr/bin/flock -w "$wait" "$OPS_CRITICAL_FD"; then
     echo "$what was not begun: nothing changed (a switch or nginx change on this host held /run/lock/ops-pipeline-switch.lock for \${wait} s, all the time this step had left); try again when it is done" >&2
     exit 1
   fi
@@ -66221,7 +66262,7 @@ critical_end() {
   cat "$OPS_CRITICAL_DIR/err" >&2 2>/dev/null || true
   rm -rf "$OPS_CRITICAL_DIR"
   OPS_CRITICAL_DIR=
-  flock -u "$OPS_CRITICAL_FD" || true
+  /usr/bin/flock -u "$OPS_CRITICAL_FD" || true
   trap - HUP INT TERM PIPE
 }
 # critical_wait: hold the lock (at most 60 s of waiting for a section under way), until the script ends or
@@ -66229,9 +66270,9 @@ critical_end() {
 critical_wait() {
   mkdir -p /run/lock
   exec {OPS_CRITICAL_WAIT_FD}>>/run/lock/ops-pipeline-switch.lock
-  flock -w 60 "$OPS_CRITICAL_WAIT_FD" || true
+  /usr/bin/flock -w 60 "$OPS_CRITICAL_WAIT_FD" || true
 }
-critical_done() { flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
+critical_done() { /usr/bin/flock -u "$OPS_CRITICAL_WAIT_FD" 2>/dev/null || true; }
 `;
   }
 });
@@ -66411,7 +66452,7 @@ slot_releases() {
 var host_lock_default;
 var init_host_lock = __esm({
   "core/steps/sh/host-lock.sh"() {
-    host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
+    host_lock_default = '# shellcheck shell=bash\n# Apps sharing a host share its nginx configuration and certbot: host_lock NAME serializes the changes to\n# them across apps (each app\'s own lock, in its base directory, only serializes that app\'s runs). flock(1)\n# on /run/lock/ops-pipeline-NAME.lock, held until host_unlock NAME or the end of the script (the kernel\n# drops it with the process: a killed run leaves nothing behind). Waits at most WAIT seconds (default 45).\nhost_lock() { # NAME [WAIT]\n  local fd\n  mkdir -p /run/lock\n  exec {fd}>>"/run/lock/ops-pipeline-$1.lock"\n  if ! /usr/bin/flock -w "${2:-45}" "$fd"; then\n    echo "another app\'s run on this host has held /run/lock/ops-pipeline-$1.lock for ${2:-45}s (its $1 change); try again when it is done" >&2\n    exit 1\n  fi\n  printf -v "HOST_LOCK_$1" %s "$fd"\n}\nhost_unlock() { local v="HOST_LOCK_$1"; [ -z "${!v:-}" ] || /usr/bin/flock -u "${!v}"; }\n# A run changes a host only while its lock there is its own. run_lock_guard, run first by every step of a run once\n# its lock is taken (core/ops/locked.ts fences them) and again by critical_begin right before a switch flips nginx and\n# `current`, returns when the lock at OPS_RUN_LOCK (the app\'s lock directory) still records this connection\n# (connection=$OPS_CONNECTION, written when the lock was taken) and no forced release (broken_run_id=, written\n# first by `ops lock release --force`). Otherwise nothing is changed: it says why and what `current`\n# (OPS_RUN_CURRENT) names on one line of stderr (the runner reads it: LOCK_LOST_MARK, core/steps/lock.ts) and exits\n# 75 (LOCK_LOST_EXIT). A run paused meanwhile (a frozen runner, a Ctrl-Z\'d CLI) would otherwise go on where the\n# forced release put the previous release back, or where another run holds the lock now. Nothing when OPS_RUN_LOCK is\n# unset (a step outside a run\'s lock).\nrun_lock_guard() {\n  [ -n "${OPS_RUN_LOCK:-}" ] || return 0\n  local line held="" broken="" other="" why live\n  while IFS= read -r line || [ -n "$line" ]; do\n    case $line in\n      broken_run_id=*) broken=1 ;;\n      "connection=${OPS_CONNECTION:-}") [ -z "${OPS_CONNECTION:-}" ] || held=1 ;;\n      operation=* | actor=* | since=*) other+=" ${line}" ;;\n    esac\n  done 2>/dev/null < "$OPS_RUN_LOCK/info" || true\n  if [ -n "$held" ] && [ -z "$broken" ]; then return 0; fi\n  if [ -n "$broken" ]; then why="it was released by force (ops lock release --force)"\n  elif [ ! -e "$OPS_RUN_LOCK" ]; then why="it was removed (ops lock release, or by hand)"\n  elif [ -n "$other" ]; then why="another run holds it now (${other# })"\n  else why="it does not record this run\'s connection"; fi\n  live=$(readlink "${OPS_RUN_CURRENT:-}" 2>/dev/null || true); live=${live##*/}\n  echo "the run\'s lock on this host is no longer its own: ${why}; this step changed nothing (current names ${live:-nothing})" >&2\n  exit 75\n}\n';
   }
 });
 
@@ -67669,8 +67710,8 @@ function readProvisioned(env, as = "root") {
   const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
   if (as === "root") return root;
   return String.raw`provisioned=unknown
-if sudo -n true 2>/dev/null </dev/null; then
-  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
+if /usr/bin/sudo -n true 2>/dev/null </dev/null; then
+  if /usr/bin/sudo -n test -f ${f} </dev/null; then provisioned=$(/usr/bin/sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
 elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${"$"}{provisioned:-yes}
 else
   marker_dir=${quote(env.layout.state)}
@@ -69539,7 +69580,7 @@ function endTornLine(path) {
 }
 function withAuditLock(env, body, shared = false) {
   return `audit_fd=; { exec {audit_fd}<${quote(env.layout.state)}; } 2>/dev/null || audit_fd=
-[ -z "$audit_fd" ] || flock ${shared ? "-s " : ""}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
+[ -z "$audit_fd" ] || /usr/bin/flock ${shared ? "-s " : ""}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
 ${body}
 [ -z "$audit_fd" ] || exec {audit_fd}<&-`;
 }
@@ -69877,7 +69918,7 @@ function oneRelease(env) {
   const wait = stopGoneRunSeconds(env);
   return String.raw`if [ -d ${quote(env.layout.state)} ]; then
   exec {release_fd}< ${quote(env.layout.state)}
-  flock -w ${wait} "$release_fd" || { echo "another release of this app's lock (ops lock release, or an interrupted run's own) is still under way on this host (waited ${wait}s); try again when it is done" >&2; exit 1; }
+  /usr/bin/flock -w ${wait} "$release_fd" || { echo "another release of this app's lock (ops lock release, or an interrupted run's own) is still under way on this host (waited ${wait}s); try again when it is done" >&2; exit 1; }
 fi`;
 }
 function stopGoneRunSeconds(env) {
@@ -70078,7 +70119,7 @@ queue_join() {
   [ -z "$lock_ticket" ] || return 0
   local qfd seq=0 err queued_at
   TZ=UTC0 printf -v queued_at '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${"$"}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
+  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && /usr/bin/flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${"$"}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
     rm -f "$lock_queue/.new.$$"; echo "cannot queue for the lock in $lock_queue: ${"$"}{err:-no space left?}" >&2; exit 1
   fi
   lock_ticket="$lock_queue/${"$"}{err##*$'\n'}"; trap queue_leave EXIT
@@ -71562,6 +71603,9 @@ init_git();
 
 // core/node-engines.ts
 var import_semver = __toESM(require_semver(), 1);
+
+// core/node-lock-sync.ts
+var import_semver2 = __toESM(require_semver(), 1);
 
 // core/preflight.ts
 init_supervisor();

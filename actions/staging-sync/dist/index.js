@@ -20190,7 +20190,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, InputError, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput, uncaughtHandler, uncaughtRedact;
+var OpsError, InputError, KeyUnavailable, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput, uncaughtHandler, uncaughtRedact;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -20208,7 +20208,9 @@ var init_errors = __esm({
     InputError = class extends OpsError {
       name = "InputError";
     };
-    NoAgeIdentity = class extends OpsError {
+    KeyUnavailable = class extends OpsError {
+    };
+    NoAgeIdentity = class extends KeyUnavailable {
     };
     CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
     CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
@@ -50429,9 +50431,9 @@ function openSshPublicBlob(text) {
   }
 }
 function lockedKey(source, fromCmd) {
-  if (fromCmd) return new OpsError(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
+  if (fromCmd) return new KeyUnavailable(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
   const copy = `${source}.sops`;
-  return new OpsError(
+  return new KeyUnavailable(
     `${source}, the SSH key this file is encrypted to, is protected by a passphrase: ops does not ask for passphrases (sops asks at a terminal)`,
     `give ops a copy without one, kept private: cp ${quote(source)} ${quote(copy)} && ssh-keygen -p -N '' -f ${quote(copy)} && export SOPS_AGE_SSH_PRIVATE_KEY_FILE=${quote(copy)} (ssh-keygen asks the old passphrase; sops reads that variable too); or use an age key: \`ops keygen\`, added as a recipient by someone who can decrypt, in SOPS_AGE_KEY_FILE`
   );
@@ -64904,6 +64906,7 @@ init_parts();
 // core/secrets/tree-parse.ts
 var import_yaml6 = __toESM(require_dist(), 1);
 init_errors();
+init_shell();
 
 // core/yaml-depth.ts
 var import_yaml = __toESM(require_dist(), 1);
@@ -65629,7 +65632,7 @@ var environmentSchema = object(
       object({
         // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
         // commit's hash covers (the set reused while they change).
-        python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a lockfile beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', "requirements.txt"),
+        python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file, a uv project\'s `pyproject.toml` or `uv.lock`, or a `pylock.toml` (uv); a venv is made at <release>/venv ("" = no Python). A project locked by uv (a `uv.lock` beside the `pyproject.toml`) is installed from the lock as it is (`uv export --frozen`, with its hashes), and a lock out of step with `pyproject.toml` is refused before any host (run `uv lock`). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a `poetry.lock` or `pdm.lock` beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', "requirements.txt"),
         node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node). A directory the commit lacks, or without package.json or npm\'s lockfile (package-lock.json, npm-shrinkwrap.json), is refused before any host', "client"),
         python_installer: opt(
           oneOf(["uv", "pip"]),

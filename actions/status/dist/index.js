@@ -20160,6 +20160,33 @@ function readOnlySetHint(step, output) {
   const where = set ? `the dependency set shared/deps/${set}` : /(^|[\s'"/])venv\//.test(line) && !/node_modules\//.test(line) ? "the venv (a dependency set)" : "node_modules (a dependency set)";
   return `${step} wrote into ${where}, which is read-only (shared by releases, the live one too): write generated code and caches into the release (e.g. prisma's output setting, a build tool's cache directory), not node_modules or the venv`;
 }
+function installScriptHint(step, output) {
+  if (step !== "node dependencies") return void 0;
+  const lines = output.split("\n");
+  const npmLine = (key) => lines.map((l) => new RegExp(`npm (?:ERR!|error) ${key} (.+)$`).exec(l)?.[1]?.trim()).filter((v) => !!v);
+  const pkg = npmLine("path").map((p) => /node_modules\/((?:@[\w.-]+\/)?[\w.-]+)\/?$/.exec(p)?.[1]).find(Boolean);
+  const command2 = npmLine("command").find((c) => c.startsWith("sh -c "))?.slice("sh -c ".length);
+  if (!pkg || !command2) return void 0;
+  const unreachable = [
+    ...new Set(
+      lines.filter((l) => /EAI_AGAIN|ENOTFOUND|ECONNREFUSED|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH|ECONNRESET|socket hang up/.test(l)).map((l) => /https?:\/\/([a-z0-9.-]+\.[a-z]{2,})[:/]/i.exec(l)?.[1] ?? /getaddrinfo \w+ ([a-z0-9.-]+\.[a-z]{2,})/i.exec(l)?.[1]).filter((h) => !!h)
+    )
+  ];
+  const noCompiler = lines.some((l) => /\b(cc|gcc|c\+\+|g\+\+|make): (No such file or directory|not found|command not found)|not found: (make|cc|gcc|g\+\+)\b/.test(l));
+  const noPython = lines.some((l) => /gyp ERR! find Python|Could not find any Python installation/.test(l));
+  if (!unreachable.length && !noCompiler && !noPython) return void 0;
+  const tools = [...noCompiler ? ["build-essential"] : [], ...noPython ? ["python3"] : []];
+  const what = [
+    ...unreachable.length ? [`it downloads a prebuilt binary from ${unreachable.slice(0, 2).join(", ")}, which the host could not reach`] : [],
+    ...tools.length ? [`${unreachable.length ? "then " : ""}it compiles the addon, and the host lacks ${[...noCompiler ? ["a C/C++ compiler (cc, g++)"] : [], ...noPython ? ["Python (node-gyp runs it)"] : []].join(" and ")}`] : []
+  ];
+  const fixes = [
+    ...unreachable.length ? [`let the hosts reach ${unreachable[0]} (or a proxy to it in the app user's environment)`] : [],
+    ...tools.length || unreachable.length ? [`add ${tools.length ? tools.join(" and ") : "build-essential and python3"} to provision.packages and run ops provision, so the host compiles it`] : [],
+    `use a package whose binaries come from the npm registry${pkg === "bcrypt" ? " (bcryptjs, in JavaScript)" : ""}`
+  ];
+  return `${pkg}'s install script (${command2}) failed: ${what.join("; ")}; fix: ${fixes.join("; or ")}`;
+}
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -20325,7 +20352,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, InputError, NotStartedError, NoAgeIdentity, StepError, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DISK_FULL, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact;
+var OpsError, InputError, NotStartedError, KeyUnavailable, NoAgeIdentity, StepError, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DISK_FULL, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -20346,7 +20373,9 @@ var init_errors = __esm({
     NotStartedError = class extends OpsError {
       name = "NotStartedError";
     };
-    NoAgeIdentity = class extends OpsError {
+    KeyUnavailable = class extends OpsError {
+    };
+    NoAgeIdentity = class extends KeyUnavailable {
     };
     StepError = class extends OpsError {
       constructor(step, host, exitCode, stderrTail, signal, hint, limit, verdict) {
@@ -20377,7 +20406,7 @@ ${indent(stderrTail.trim())}` : "";
       problem: `sudo on ${host} runs ${login2}'s commands with NOEXEC (Defaults noexec, or the NOEXEC: tag on its sudoers line): the command it runs may not start another, and every step of ops's starts several (timeout, then the step's shell, apt, git, nginx, npm...)`,
       fix: `on ${host}, as root: remove "Defaults noexec" or the NOEXEC: tag for ${login2} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${login2} lists both; visudo -f FILE), e.g. "${login2} ALL=(ALL) NOPASSWD: ALL"`
     });
-    SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:env|true)['’]: Permission denied/;
+    SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:\/usr\/bin\/)?(?:env|true)['’]: Permission denied/;
     DISK_FULL = /No space left on device|Disk quota exceeded/i;
     CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
     CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
@@ -51395,9 +51424,9 @@ function openSshPublicBlob(text) {
   }
 }
 function lockedKey(source, fromCmd) {
-  if (fromCmd) return new OpsError(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
+  if (fromCmd) return new KeyUnavailable(`the SSH key SOPS_AGE_SSH_PRIVATE_KEY_CMD printed is protected by a passphrase (not shown)`, "have the command print the key without a passphrase (sops refuses it too)");
   const copy = `${source}.sops`;
-  return new OpsError(
+  return new KeyUnavailable(
     `${source}, the SSH key this file is encrypted to, is protected by a passphrase: ops does not ask for passphrases (sops asks at a terminal)`,
     `give ops a copy without one, kept private: cp ${quote(source)} ${quote(copy)} && ssh-keygen -p -N '' -f ${quote(copy)} && export SOPS_AGE_SSH_PRIVATE_KEY_FILE=${quote(copy)} (ssh-keygen asks the old passphrase; sops reads that variable too); or use an age key: \`ops keygen\`, added as a recipient by someone who can decrypt, in SOPS_AGE_KEY_FILE`
   );
@@ -59791,13 +59820,19 @@ function bytesNode(bytes) {
   return Buffer.from(text, "utf8").equals(buf) ? str(text) : { kind: "scalar", type: "str", value: buf.toString("base64"), bytes: buf };
 }
 function unsupportedStore(file, store, written) {
-  if (!written) return new OpsError(`${file}: dotenv and INI sops files are not supported`, "keep secrets in YAML (environments/<env>/secrets.sops.yaml) or JSON");
+  if (!written) {
+    const env = environmentFolderOf(file);
+    return new OpsError(`${file}: dotenv and INI sops files are not supported`, `keep secrets in YAML${env ? ` (environments/${env}/secrets.sops.yaml)` : ""} or JSON`);
+  }
   const type = store === "INI" ? "ini" : "dotenv";
   const [f, next] = [quote(file), quote(`${file}.new`)];
   return new OpsError(
     `${file} is a sops file in ${store} format (\`sops encrypt\` keeps the format of the file it encrypts, whatever the name its output is saved under): dotenv and INI sops files are not supported`,
     `make it YAML with sops, the plaintext only in the pipe (never on disk): sops decrypt --input-type ${type} --output-type yaml ${f} | sops encrypt --filename-override ${f} --input-type yaml --output-type yaml > ${next} && mv ${next} ${f}`
   );
+}
+function environmentFolderOf(file) {
+  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1];
 }
 function formatOf(file) {
   const lower = file.toLowerCase();
@@ -60340,6 +60375,30 @@ function syntaxProblem(code) {
 function errorPath(path) {
   return showPath(path.map((p) => typeof p === "string" && VALUE_IN_KEY.test(p) ? "\u2026" : p));
 }
+function duplicateKeyPath(node, path) {
+  if ((0, import_yaml6.isMap)(node)) {
+    const seen = /* @__PURE__ */ new Set();
+    for (const pair of node.items) {
+      const key = (0, import_yaml6.isScalar)(pair.key) ? pair.key.value : pair.key;
+      if (seen.has(key)) return [...path, String(key)];
+      seen.add(key);
+      const inner = duplicateKeyPath(pair.value, [...path, String(key)]);
+      if (inner) return inner;
+    }
+  } else if ((0, import_yaml6.isSeq)(node)) {
+    for (const [i, item] of node.items.entries()) {
+      const inner = duplicateKeyPath(item, [...path, i]);
+      if (inner) return inner;
+    }
+  }
+  return void 0;
+}
+function duplicateJsonKey(file, path, at2, encrypted) {
+  return new OpsError(
+    `${file}: the key ${errorPath(path)} is given twice in one map${at2 ? ` (${at2})` : ""}: sops keeps both, and its readers disagree on which is the value (\`sops decrypt --extract\` gives the first, \`sops exec-env\` the last), so ops reads neither`,
+    encrypted ? `keep one of them: sops edit ${quote(file)} opens it with both; remove the other, save, then try again` : `keep one of them in ${file}, then try again`
+  );
+}
 function syntaxError(text, err) {
   return `${err.pos ? ` at ${lineCol(text, err.pos[0])}` : ""}: ${syntaxWhat(text, err)}`;
 }
@@ -60441,6 +60500,8 @@ function parseTree(text, format, options) {
   const doc = docs[0];
   const err = doc.errors.find((e) => !(format === "yaml" && e.code === "BAD_DQ_ESCAPE" && e.message === "Invalid escape sequence \\'"));
   if (err) {
+    const twice = format === "json" && err.code === "DUPLICATE_KEY" ? duplicateKeyPath(doc.contents, []) : void 0;
+    if (twice) throw duplicateJsonKey(file, twice, err.pos ? lineCol(text, err.pos[0]) : void 0, (0, import_yaml6.isMap)(doc.contents) && doc.contents.has("sops"));
     throw new OpsError(`${file} is not valid ${format === "json" ? "JSON" : "YAML"}${syntaxError(text, err)}`, "fix the syntax and try again");
   }
   const scalar = (node, path) => {
@@ -60616,6 +60677,7 @@ var init_tree_parse = __esm({
     "use strict";
     import_yaml6 = __toESM(require_dist(), 1);
     init_errors();
+    init_shell();
     init_yaml_depth();
     init_comments();
     init_goyaml();
@@ -61382,7 +61444,7 @@ var init_environment_schema = __esm({
           object({
             // Read by the install in the release: a path out of it (absolute, "..") would read the host's files, which no
             // commit's hash covers (the set reused while they change).
-            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file; a venv is made at <release>/venv ("" = no Python). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a lockfile beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', "requirements.txt"),
+            python_requirements: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'pip requirements file, a uv project\'s `pyproject.toml` or `uv.lock`, or a `pylock.toml` (uv); a venv is made at <release>/venv ("" = no Python). A project locked by uv (a `uv.lock` beside the `pyproject.toml`) is installed from the lock as it is (`uv export --frozen`, with its hashes), and a lock out of step with `pyproject.toml` is refused before any host (run `uv lock`). A file the commit lacks is refused before any host when the commit declares Python dependencies otherwise (pyproject.toml, requirements.in...), else warned of (an empty venv); a `poetry.lock` or `pdm.lock` beside a `pyproject.toml` named here is not read (a warning: export it to a requirements file)', "requirements.txt"),
             node_dir: opt(string({ pattern: /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\n]*$/, form: 'a path relative to the repository, inside it, or "" to skip' }), 'directory holding package.json/package-lock.json for `npm ci` ("" = no Node). A directory the commit lacks, or without package.json or npm\'s lockfile (package-lock.json, npm-shrinkwrap.json), is refused before any host', "client"),
             python_installer: opt(
               oneOf(["uv", "pip"]),
@@ -63746,8 +63808,8 @@ var require_make_dir = __commonJS({
     var fs5 = __require("fs");
     var path = __require("path");
     var { promisify } = __require("util");
-    var semver2 = require_semver();
-    var useNativeRecursiveOption = semver2.satisfies(process.version, ">=10.12.0");
+    var semver3 = require_semver();
+    var useNativeRecursiveOption = semver3.satisfies(process.version, ">=10.12.0");
     var checkPath = (pth) => {
       if (process.platform === "win32") {
         const pathHasInvalidWinCharacters = /[<>:"|?*]/.test(pth.replace(path.parse(pth).root, ""));
@@ -65122,10 +65184,10 @@ function commandLine(step, login2, appUser, connection) {
   const seconds3 = step.timeout ?? DEFAULT_STEP_TIMEOUT;
   if (connection !== void 0 && !/^[A-Za-z0-9_-]+$/.test(connection)) throw new Error(`connection id ${JSON.stringify(connection)} is not letters, digits, _ and -`);
   const unset = [...LOGIN_SHELL_ENV, ...MESSAGES_ENV].flatMap((v) => ["-u", v]);
-  const run = ["timeout", "-k", "10", String(seconds3), "env", "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
-  const english = ["/usr/bin/env", ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
-  if (step.as === "app") return cmd(...english, "sudo", "-n", "-H", "-u", appUser, "--", ...run);
-  if (step.as === "root" && login2 !== "root") return cmd(...english, "sudo", "-n", "-H", "--", ...run);
+  const run = [HOST_COMMANDS.timeout, "-k", "10", String(seconds3), HOST_COMMANDS.env, "--default-signal", ...unset, `PATH=${STEP_PATH}`, ...connection ? [`OPS_CONNECTION=${connection}`] : [], STEP_ENV, NOT_TOP_LEVEL, "bash", "-s"];
+  const english = [HOST_COMMANDS.env, ...unset, "LC_ALL=C.UTF-8", `PATH=${STEP_PATH}`, NOT_TOP_LEVEL, "bash", "-c", STEP_BOOT, "ops-step"];
+  if (step.as === "app") return cmd(...english, HOST_COMMANDS.sudo, "-n", "-H", "-u", appUser, "--", ...run);
+  if (step.as === "root" && login2 !== "root") return cmd(...english, HOST_COMMANDS.sudo, "-n", "-H", "--", ...run);
   return cmd(...english, ...run);
 }
 function sshCommand(step, login2, appUser, connection) {
@@ -65177,7 +65239,7 @@ ${guard}
 ops_upload; exit $?`
   };
 }
-var START_MARKER, AGENT_STOPPED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, LOGIN_SHELL_ENV, MESSAGES_ENV, STEP_ENV, NOT_TOP_LEVEL, STEP_PATH, PROXY_ENV, KEPT_ENV, UNSET_FUNCTIONS, COMMAND_START, BUS_STOPPED, SESSION_DAEMONS, STEP_BOOT, stepGuard, scriptPrelude, EXEC_RETURNED, SCRIPT_END;
+var START_MARKER, AGENT_STOPPED, LOGIN_SHELL_PREFIX, REFUSED_PREFIX, LOGIN_SHELL_ENV, MESSAGES_ENV, STEP_ENV, NOT_TOP_LEVEL, STEP_PATH, HOST_COMMANDS, PROXY_ENV, KEPT_ENV, UNSET_FUNCTIONS, COMMAND_START, BUS_STOPPED, SESSION_DAEMONS, STEP_BOOT, stepGuard, scriptPrelude, EXEC_RETURNED, SCRIPT_END;
 var init_wrap = __esm({
   "core/remote/wrap.ts"() {
     "use strict";
@@ -65192,6 +65254,7 @@ var init_wrap = __esm({
     STEP_ENV = "OPS_STEP=1";
     NOT_TOP_LEVEL = "SHLVL=1";
     STEP_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    HOST_COMMANDS = { sudo: "/usr/bin/sudo", timeout: "/usr/bin/timeout", env: "/usr/bin/env", flock: "/usr/bin/flock" };
     PROXY_ENV = ["http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
     KEPT_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUDO_USER", "SUDO_UID", "SUDO_GID", "SUDO_COMMAND", "SSH_CONNECTION", "SSH_ORIGINAL_COMMAND", "OPS_STEP", "OPS_CONNECTION", ...PROXY_ENV];
     UNSET_FUNCTIONS = "case ${BASH_VERSION-} in ?*) POSIXLY_CORRECT=1; unset -f unset builtin command compgen; unset POSIXLY_CORRECT; builtin unset -f $(builtin compgen -A function) ;; esac";
@@ -65297,6 +65360,13 @@ function xtraceOf(lines) {
 function sessionRefused(e) {
   const err = e;
   return /Channel open failure/.test(err?.message ?? "") && (err.reason === 1 || err.reason === 4 || /open failed|prohibited|shortage/i.test(err.message ?? ""));
+}
+function missingCommand(code, output) {
+  const name2 = String.raw`(?:/usr)?(?:/bin/)?(sudo|timeout|env|bash)`;
+  const found = (re) => new RegExp(re, "m").exec(output)?.slice(1).find(Boolean);
+  if (code === 127) return found(String.raw`(?:^|[\s:])${name2}: (?:command )?not found|(?:^|: )${name2}: No such file or directory|\b(?:env: |failed to run command )['‘]${name2}['’]: No such file or directory`);
+  if (code === 1) return found(String.raw`^sudo: ${name2}: command not found`);
+  return void 0;
 }
 var LINGER_MS, LINGER_MAX_MS, SLOW_START_MS, WAITING_START_MS, AfterMarker, LineSplitter, SshRemote;
 var init_ssh = __esm({
@@ -65685,11 +65755,12 @@ ${EXEC_RETURNED}
         }
         const code = status2.code ?? (status2.signal ? 128 : 255);
         const sudoRefused = code !== 0 && stderr.split("\n").some((l) => /^sudo: /.test(l) && !/^sudo: unable to resolve host/.test(l));
-        if (!out.started && status2.code !== null && !sudoRefused) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
+        if (!out.started && status2.code !== null && (!sudoRefused || missingCommand(code, stderr))) throw this.notStarted(what, code, failureDetail(stdout, stderr, (t) => this.reporter.redact(t)));
         const result = { stdout, stderr, code, durationMs: Math.round(performance.now() - started), reports: parseReports(stdout), preamble: shellText, ...status2.lingered && { lingered: true }, ...agentStopped && { agentStopped: true }, ...busStopped && { busStopped: true }, ...traced && { xtrace: true }, ...homeLine && { homeDir: homeLine }, ...preloadLines[0] && { preload: preloadLines[0] } };
         if (code !== 0 && !options.allowFailure) {
           const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
-          throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
+          throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail) ?? installScriptHint(step.name, maskedText(`${stderr}
+${stdout}`, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
         }
         return result;
       }
@@ -65829,12 +65900,14 @@ ${REFUSED_PREFIX}input (\\S+)`).exec(output)?.[1];
         }
         if (code === 125 && !output.trim())
           return this.mergedOutput(what, "ops stopped it before it did anything (its refusal went there too)");
-        const missing = code === 127 ? (/\b(sudo|timeout|env|bash): (?:command )?not found/.exec(output) ?? /\benv: ['‘]?(sudo|timeout|bash)['’]?: No such file or directory/.exec(output))?.[1] : void 0;
-        if (missing)
+        const missing = missingCommand(code, output);
+        if (missing) {
+          const pkg = missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils";
           return new NotStartedError(
-            `${what} on ${this.name} did not start: ${missing} is not installed there (the login shell of ${this.login} ended with exit code 127${printed})`,
-            `ops runs each step through sudo, timeout (coreutils) and bash: install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"} on ${this.name} (apt-get install ${missing === "sudo" ? "sudo" : missing === "bash" ? "bash" : "coreutils"}), as root`
+            `${what} on ${this.name} did not start: ${missing} is not installed there (${code === 127 ? `the login shell of ${this.login} ended with exit code 127` : `sudo could not find ${HOST_COMMANDS[missing] ?? missing}, exit code ${code}`}${printed})`,
+            `ops runs each step through ${HOST_COMMANDS.sudo}, ${HOST_COMMANDS.timeout} and ${HOST_COMMANDS.env} (coreutils) and bash: install ${pkg} on ${this.name} (apt-get install ${pkg}), as root`
           );
+        }
         const { files, place } = this.startupFiles();
         const others = this.loginShell ? "" : ` (zsh: ~${this.login}/.zshenv; fish: ~${this.login}/.config/fish/config.fish; csh, tcsh: ~${this.login}/.cshrc, ~/.tcshrc)`;
         return new NotStartedError(
@@ -66226,7 +66299,7 @@ cert_info() {
 }
 served_serial() {
   local s
-  s=$(echo | timeout 5 openssl s_client -connect "\${2:-127.0.0.1}:443" -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
+  s=$(echo | /usr/bin/timeout 5 openssl s_client -connect "\${2:-127.0.0.1}:443" -servername "$1" 2>/dev/null | openssl x509 -noout -serial 2>/dev/null) || true
   printf '%s' "\${s#serial=}"
 }
 # cert_lacks CERT NAME...: prints the NAMEs (space-separated) the certificate's subjectAltName does not list (DNS names
@@ -66370,7 +66443,7 @@ proc_seen_start() {
   [ "$EUID" != 0 ] || return 1
   # pid 1 is root's: readable, nothing is hidden from this login, and the process is gone.
   read -r s 2> /dev/null < /proc/1/stat && return 1
-  if ! s=$(sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then sudo -n true 2> /dev/null && return 1; return 2; fi
+  if ! s=$(/usr/bin/sudo -n cat -- "/proc/$1/stat" 2> /dev/null); then /usr/bin/sudo -n true 2> /dev/null && return 1; return 2; fi
   read -r -a f <<< "\${s##*) }"; printf '%s\\n' "\${f[19]}"
 }
 # boot_id VAR: the host's boot id (a random UUID the kernel draws at each boot) into VAR, empty when unreadable: PIDs
@@ -66408,7 +66481,7 @@ connection_pids() {
 conn_silent() {
   local line mine="" w rcv ack least="" ss=(ss)
   command -v ss > /dev/null 2>&1 || return 1
-  [ "$EUID" = 0 ] || ss=(sudo -n ss)
+  [ "$EUID" = 0 ] || ss=(/usr/bin/sudo -n ss)
   while IFS= read -r line; do
     # A socket's line, then its details indented on the next (-i).
     if [[ $line != [[:space:]]* ]]; then mine=; [[ $line != *"pid=$1,"* ]] || mine=1; continue; fi
@@ -67784,8 +67857,8 @@ function readProvisioned(env, as = "root") {
   const root = `provisioned=no; if [ -f ${f} ]; then read -r provisioned < ${f} || true; provisioned=\${provisioned:-yes}; fi`;
   if (as === "root") return root;
   return String.raw`provisioned=unknown
-if sudo -n true 2>/dev/null </dev/null; then
-  if sudo -n test -f ${f} </dev/null; then provisioned=$(sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
+if /usr/bin/sudo -n true 2>/dev/null </dev/null; then
+  if /usr/bin/sudo -n test -f ${f} </dev/null; then provisioned=$(/usr/bin/sudo -n head -n 1 ${f} </dev/null 2>/dev/null || true); provisioned=${"$"}{provisioned:-yes}; else provisioned=no; fi
 elif [ -r ${f} ]; then read -r provisioned < ${f} || true; provisioned=${"$"}{provisioned:-yes}
 else
   marker_dir=${quote(env.layout.state)}
@@ -67860,7 +67933,7 @@ function parseAuditLine(line) {
 }
 function withAuditLock(env, body, shared = false) {
   return `audit_fd=; { exec {audit_fd}<${quote(env.layout.state)}; } 2>/dev/null || audit_fd=
-[ -z "$audit_fd" ] || flock ${shared ? "-s " : ""}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
+[ -z "$audit_fd" ] || /usr/bin/flock ${shared ? "-s " : ""}-w ${AUDIT_LOCK_WAIT} "$audit_fd" || true
 ${body}
 [ -z "$audit_fd" ] || exec {audit_fd}<&-`;
 }
@@ -68462,7 +68535,7 @@ queue_join() {
   [ -z "$lock_ticket" ] || return 0
   local qfd seq=0 err queued_at
   TZ=UTC0 printf -v queued_at '%(%Y-%m-%dT%H:%M:%SZ)T' -1
-  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${"$"}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
+  if ! err=$({ mkdir -p "$lock_queue" && exec {qfd}>> "$lock_queue/.lock" && /usr/bin/flock -w 10 "$qfd" && { read -r seq < "$lock_queue/.seq" || true; } && seq=$(( 10#${"$"}{seq:-0} + 1 )) && printf '%s\n' "$seq" > "$lock_queue/.seq" && printf '%s\n' "$@" "since=$queued_at" "holder_pid=$holder" "holder_start=$holder_start" "holder_boot=$holder_boot" > "$lock_queue/.new.$$" && printf -v seq '%016d' "$seq" && mv -T "$lock_queue/.new.$$" "$lock_queue/$seq" && echo "$seq"; } 2>&1); then
     rm -f "$lock_queue/.new.$$"; echo "cannot queue for the lock in $lock_queue: ${"$"}{err:-no space left?}" >&2; exit 1
   fi
   lock_ticket="$lock_queue/${"$"}{err##*$'\n'}"; trap queue_leave EXIT
@@ -68615,7 +68688,7 @@ function databaseVariables(env) {
 function databaseProbeShell(env, environ) {
   const vars = databaseVariables(env);
   if (!vars.length) return void 0;
-  return `{ ! command -v python3 >/dev/null 2>&1 || timeout ${DB_PROBE_MAX * DB_PROBE_SECONDS * 2 + 2} python3 -c ${quote(DB_PROBE_PY)} ${environ} ${vars.map(quote).join(" ")} 2>/dev/null || true; }`;
+  return `{ ! command -v python3 >/dev/null 2>&1 || /usr/bin/timeout ${DB_PROBE_MAX * DB_PROBE_SECONDS * 2 + 2} python3 -c ${quote(DB_PROBE_PY)} ${environ} ${vars.map(quote).join(" ")} 2>/dev/null || true; }`;
 }
 function parseDatabaseProbes(lines) {
   return lines.flatMap((l) => {
@@ -78017,9 +78090,6 @@ function encryptionRule(file, meta) {
     return encrypted;
   };
 }
-function environmentFolderOf(file) {
-  return /^(?:.*\/)?environments\/([^/]+)\//.exec(file)?.[1];
-}
 function addRecipientHint(file) {
   const env = environmentFolderOf(file);
   return env ? `\`ops secrets recipients ${env} add <age1...>\`` : `the public key added to the .sops.yaml creation rule matching ${file}, then \`sops updatekeys ${file}\``;
@@ -78132,7 +78202,7 @@ async function recoverDataKey(doc, ids) {
     }
     if (shares.length < threshold) {
       if (locked2) throw locked2;
-      throw new OpsError(
+      throw new KeyUnavailable(
         `${file} is split into ${meta.keyGroups.length} key groups (Shamir), ${threshold} of which are needed; your age identities open ${shares.length}${opened.length ? ` (group ${opened.join(", ")})` : ""}`,
         "give SOPS_AGE_KEY (one key per line) or SOPS_AGE_KEY_FILE the keys of enough groups"
       );
@@ -78158,7 +78228,7 @@ async function recoverDataKey(doc, ids) {
     );
   }
   const yours = ids.identities.map((i) => i.recipient).join(", ");
-  throw new OpsError(
+  throw new KeyUnavailable(
     `none of your ${ids.identities.some((i) => i.ssh) ? "keys" : "age identities"} (${yours}) is a recipient of ${file}; its recipients are: ${stanzas.map((s) => s.recipient).join(", ")}${ssh?.said ?? ""}`,
     ssh ? `${ssh.fix}; or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(", ")})` : `ask someone who can decrypt it to add your public key (${addRecipientHint(file)}), or point SOPS_AGE_KEY_FILE at the right key (looked in: ${ids.tried.join(", ")})`
   );
@@ -80240,6 +80310,9 @@ init_git();
 
 // core/node-engines.ts
 var import_semver = __toESM(require_semver(), 1);
+
+// core/node-lock-sync.ts
+var import_semver2 = __toESM(require_semver(), 1);
 
 // core/preflight.ts
 init_supervisor();

@@ -95,7 +95,7 @@ export function applyNginx(change: NginxChange): Step {
   // none other than this one's is a change under way. One whose put-back was cut off between its rm and its mv (no
   // /etc/nginx) holds the only copy of the previous files: put back first; each removed (a copy of /etc/nginx apiece).
   lines.push(String.raw`for nginx_left in /etc/.ops-nginx.*; do
-  [ -d "$nginx_left" ] && [ "$nginx_left" != "$backup" ] || continue
+  if [ ! -d "$nginx_left" ] || [ "$nginx_left" = "$backup" ]; then continue; fi
   if [ ! -e /etc/nginx ] && [ -d "$nginx_left/nginx" ]; then mv "$nginx_left/nginx" /etc/nginx; echo "/etc/nginx was put back from $nginx_left, left by an nginx change cut off (a reboot, a SIGKILL) while it put the previous files back" >&2; fi
   rm -rf "$nginx_left"
 done`);

@@ -8,24 +8,87 @@ import { certbotCertificate, certificateNames, certificatePaths } from './nginx-
 import { certbotCertonly, reloadForCertificate, selfSignedCertificate, servingSite } from './tls.ts';
 import { reportProvisioned } from './system.ts';
 
-/** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`), `renewal_path` (what the ACME server's HTTP-01 requests for the certificate's names, the domain and each alias, would get instead of the webroot, those that do not get there, "; "-separated; '' when all get there: acme_path_problem), `renewal_last` (`<Result> <exit time, ISO 8601 UTC, or ''>` of certbot.service's last run, under systemd), `nginx_cert` (each certificate file a server block of the configuration nginx loads names: ssl_certificate, `nginx -T`; letsencrypt); each certificate file's lines come as LIBRARY_KEYS.cert. */
-export const CERTS_KEYS = reportKeys('configured', 'served_serial', 'renewal', 'renewal_path', 'renewal_last', 'nginx_cert');
+/** What `listCertificates`/`renewCertificate` report: `configured` (the environment's certificate path), `served_serial` (the serial nginx serves for the site, '' when none), `renewal` (`certbot.timer <state>`, `cron <file>` or `none`), `renewal_path` (what the ACME server's HTTP-01 requests for the certificate's names, the domain and each alias, would get instead of the webroot, those that do not get there, "; "-separated; '' when all get there: acme_path_problem), `renewal_last` (`<Result> <exit time, ISO 8601 UTC, or ''>` of certbot.service's last run, under systemd), `nginx_cert` (each certificate file a server block of the configuration nginx loads names: ssl_certificate, `nginx -T`; letsencrypt), `renewal_conf` (each line of certbot's renewal configuration of the certificate from its `[renewalparams]` on, comments and blank lines left out: parseRenewalConf; none when it has no such file); each certificate file's lines come as LIBRARY_KEYS.cert. */
+export const CERTS_KEYS = reportKeys('configured', 'served_serial', 'renewal', 'renewal_path', 'renewal_last', 'nginx_cert', 'renewal_conf');
 
-/** How certbot renews on a host (renewalCheck's reports): `schedule` (CERTS_KEYS.renewal), `path` (CERTS_KEYS.renewal_path, '' when the challenge reaches the webroot), `last` (certbot.service's last run: systemd's Result, `success` when it ended well, and when). */
+/** How certbot renews on a host (renewalCheck's reports): `schedule` (CERTS_KEYS.renewal), `path` (CERTS_KEYS.renewal_path, '' when the challenge reaches the webroot), `last` (certbot.service's last run: systemd's Result, `success` when it ended well, and when), `conf` (what certbot's renewal configuration of the certificate says of its challenges: parseRenewalConf; undefined without one). */
 export interface Renewal {
   schedule?: string;
   path?: string;
   last?: { result: string; at?: string };
+  conf?: RenewalConf;
+}
+
+/**
+ * What certbot's renewal configuration of a certificate (/etc/letsencrypt/renewal/<name>.conf, ConfigObj syntax as
+ * certbot writes it) says of how `certbot renew` answers its challenges: `authenticator` ('' when not set),
+ * `webrootPath` (webroot_path, a list: `a, b,`) and `webrootMap` (its [[webroot_map]] section, name to folder).
+ */
+export interface RenewalConf {
+  authenticator: string;
+  webrootPath: string[];
+  webrootMap: Record<string, string>;
+}
+
+/**
+ * Reads CERTS_KEYS.renewal_conf's lines (from `[renewalparams]` on, in order) into a RenewalConf. Values may be quoted
+ * (ConfigObj quotes one holding a comma or `#`); a key outside [renewalparams] and its [[webroot_map]] is not read.
+ * Names in the map compared in lower case. undefined when no line was reported (no renewal configuration).
+ */
+export function parseRenewalConf(lines: string[]): RenewalConf | undefined {
+  if (!lines.length) return undefined;
+  const conf: RenewalConf = { authenticator: '', webrootPath: [], webrootMap: {} };
+  const unquote = (v: string) => v.trim().replace(/^(["'])(.*)\1$/, '$2');
+  let section = '';
+  for (const raw of lines) {
+    const line = raw.trim();
+    const head = /^(\[+)\s*([^\]]*?)\s*\]+$/.exec(line);
+    if (head) {
+      section = `${head[1]!.length}:${head[2]}`;
+      continue;
+    }
+    const eq = line.indexOf('=');
+    if (eq < 1) continue;
+    const key = unquote(line.slice(0, eq));
+    const value = line.slice(eq + 1);
+    if (section === '1:renewalparams') {
+      if (key === 'authenticator') conf.authenticator = unquote(value);
+      else if (key === 'webroot_path') conf.webrootPath = value.split(',').map(unquote).filter(Boolean);
+    } else if (section === '2:webroot_map') conf.webrootMap[key.toLowerCase()] = unquote(value);
+  }
+  return conf;
+}
+
+/**
+ * Where certbot's renewal would put each name's HTTP-01 answer, as its webroot plugin picks it (the name's
+ * [[webroot_map]] entry, else the last folder of webroot_path), said for the names that would not reach `webroot` (the
+ * folder the site answers the challenge from): another folder, none at all (the entries removed by hand: certbot
+ * then stops, asking for one it cannot be given), or another authenticator than webroot (standalone cannot bind port
+ * 80 while nginx holds it). '' when every name gets there.
+ */
+export function renewalConfProblem(conf: RenewalConf, names: string[], webroot: string): string {
+  if (conf.authenticator !== 'webroot') return `it renews with certbot's ${conf.authenticator ? `${conf.authenticator} authenticator` : 'default authenticator (none set)'}, not the webroot ${webroot} the site answers the ACME challenge from`;
+  const folder = (p: string | undefined) => (p === undefined ? undefined : p.replace(/\/+$/, '') || '/');
+  const wrong = new Map<string, string[]>();
+  for (const name of names) {
+    const to = folder(conf.webrootMap[name.toLowerCase()] ?? conf.webrootPath.at(-1));
+    if (to === folder(webroot)) continue;
+    const what = to === undefined ? 'no webroot' : `the webroot ${to}`;
+    wrong.set(what, [...(wrong.get(what) ?? []), name]);
+  }
+  return [...wrong].map(([what, n]) => `it gives ${n.join(', ')} ${what}, not ${webroot} where the site answers the ACME challenge`).join('; ');
 }
 
 /** renewalCheck's reports of one host; fields it did not report stay undefined (an older step, no systemd). */
 export function parseRenewal(result: StepResult): Renewal {
   const last = reported(result, CERTS_KEYS.renewal_last);
   const [res, at] = (last ?? '').split(' ');
+  const conf = parseRenewalConf(reportedAll(result, CERTS_KEYS.renewal_conf));
   return {
     schedule: reported(result, CERTS_KEYS.renewal),
     path: reported(result, CERTS_KEYS.renewal_path)?.trim(),
     ...(res ? { last: { result: res, ...(at ? { at } : {}) } } : {}),
+    ...(conf ? { conf } : {}),
   };
 }
 
@@ -129,12 +192,23 @@ function renewalBroken(env: Target, renewal: Renewal): { what: string; fix: stri
       what: `certbot's renewal would fail: ${renewal.path}`,
       fix: `${env.config.nginx.site_template ? `put {{acme_location}} in the port-80 server of the site template (nginx.site_template), or ` : ''}remove the server block that answers instead, then ops provision ${env.name}`,
     };
+  const conf = renewal.conf && renewalConfProblem(renewal.conf, certificateNames(env), env.layout.acmeWebroot);
+  if (conf)
+    return {
+      what: `certbot's renewal would fail: its configuration ${renewalConfPath(env)} (edited by hand?): ${conf}`,
+      fix: `ops certs ${env.name} --renew gets the certificate again with the webroot, which rewrites it`,
+    };
   if (renewal.last && renewal.last.result !== 'success')
     return {
       what: `certbot's last renewal run${renewal.last.at ? ` (${renewal.last.at})` : ''} failed (certbot.service: ${renewal.last.result})`,
       fix: 'why, on the host: sudo journalctl -u certbot.service -n 50; then sudo systemctl start certbot.service to try again',
     };
   return undefined;
+}
+
+/** certbot's renewal configuration of the environment's certificate (letsencrypt): its lineage is named after the domain. */
+function renewalConfPath(env: Target): string {
+  return `/etc/letsencrypt/renewal/${env.config.domain ?? env.config.app}.conf`;
 }
 
 /** certbot's renewal not set to run (CERTS_KEYS.renewal's value: `certbot.timer <active> <enabled>`), with its fix; undefined when it runs or is not known. */
@@ -227,7 +301,11 @@ rn_path=""; rn_names=(${certificateNames(env).map(quote).join(' ')})
 for rn_name in "${'$'}{rn_names[@]}"; do
   rn_one=$(acme_path_problem "$rn_name" ${quote(env.layout.acmeWebroot)} "$gate_at"); [ -z "$rn_one" ] || rn_path+="${'$'}{rn_path:+; }$rn_one"
 done
-ops_report ${CERTS_KEYS.renewal_path} "$rn_path"`;
+ops_report ${CERTS_KEYS.renewal_path} "$rn_path"
+# How certbot renew answers the challenges: its renewal configuration from [renewalparams] on (parseRenewalConf).
+if [ -f ${quote(renewalConfPath(env))} ]; then
+  while IFS= read -r rn_line || [ -n "$rn_line" ]; do ops_report ${CERTS_KEYS.renewal_conf} "$rn_line"; done < <(sed -n '/^[[:space:]]*\[renewalparams\]/,$p' ${quote(renewalConfPath(env))} | grep -v '^[[:space:]]*\(#\|$\)' || true)
+fi`;
 }
 
 /**

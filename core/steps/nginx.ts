@@ -91,6 +91,14 @@ export function applyNginx(change: NginxChange): Step {
   // The snapshot removed inside the section (a signal held back till its end would kill the script before an EXIT trap
   // after it removes it: one copy of /etc/nginx left in /etc per interruption), on success and on failure alike.
   lines.push('trap \'rm -rf "$backup"; critical_end\' EXIT', `critical_begin ${section} ${quote(change.what ?? 'the nginx change')}`);
+  // Snapshots a change cut off by a reboot or SIGKILL left (its EXIT trap never ran): sections run one at a time, so
+  // none other than this one's is a change under way. One whose put-back was cut off between its rm and its mv (no
+  // /etc/nginx) holds the only copy of the previous files: put back first; each removed (a copy of /etc/nginx apiece).
+  lines.push(String.raw`for nginx_left in /etc/.ops-nginx.*; do
+  if [ ! -d "$nginx_left" ] || [ "$nginx_left" = "$backup" ]; then continue; fi
+  if [ ! -e /etc/nginx ] && [ -d "$nginx_left/nginx" ]; then mv "$nginx_left/nginx" /etc/nginx; echo "/etc/nginx was put back from $nginx_left, left by an nginx change cut off (a reboot, a SIGKILL) while it put the previous files back" >&2; fi
+  rm -rf "$nginx_left"
+done`);
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) {
     if (typeof f.content !== 'string') lines.push(putFileWord(f.path, f.content.b64Word));

@@ -227,8 +227,17 @@ for acme_name in "${'$'}{acme_names[@]}"; do
 done
 host_lock certbot 300
 certbot_log=$(mktemp)
-certbot_rc=0
-${ca}/usr/bin/timeout 240 ${args.map(quote).join(' ')} ${force} >"$certbot_log" 2>&1 || certbot_rc=$?
+# certbot runs one at a time on a host (its own lock, fcntl: not ours to wait on): a run under way, the renewal timer's
+# (certbot.service) or one started by hand, is waited for (${CERTBOT_LOCK_WAIT} s at most) rather than failing this one.
+certbot_waited=0
+while :; do
+  certbot_rc=0
+  ${ca}/usr/bin/timeout 240 ${args.map(quote).join(' ')} ${force} >"$certbot_log" 2>&1 || certbot_rc=$?
+  if [ "$certbot_rc" != 0 ] && [ "$certbot_waited" -lt ${CERTBOT_LOCK_WAIT} ] && grep -q 'Another instance of Certbot is already running' "$certbot_log"; then
+    sleep 5; certbot_waited=$((certbot_waited + 5)); continue
+  fi
+  break
+done
 host_unlock certbot
 if [ "$certbot_rc" != 0 ]; then
   certbot_failure "$certbot_rc" "$certbot_log" ${quote(domain)} ${quote(tls.acme_server ?? 'https://acme-v02.api.letsencrypt.org/directory')} ${quote(env.layout.acmeWebroot)} "${left}. Run ops provision ${env.name} again once fixed"
@@ -237,6 +246,9 @@ if [ "$certbot_rc" != 0 ]; then
 fi
 rm -f "$certbot_log"`;
 }
+
+/** The most seconds certbotCertonly waits for another certbot run on the host (the renewal timer's) to end. */
+const CERTBOT_LOCK_WAIT = 120;
 
 /**
  * Reload nginx for a certificate renewed in place, only once `nginx -t` accepts the files (else exit 1, saying nginx

@@ -15,6 +15,7 @@ import { logs } from '../../core/ops/logs.ts';
 import { provision } from '../../core/ops/provision.ts';
 import { status } from '../../core/ops/status.ts';
 import { resolveTarget } from '../../core/target.ts';
+import { quote } from '../../core/shell.ts';
 import { MemoryReporter } from '../../core/report.ts';
 import { generateIdentity, readCreationRules, SecretsFile, setEnvRule } from '../../core/secrets/index.ts';
 import type { MapNode } from '../../core/secrets/tree.ts';
@@ -474,6 +475,48 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     expect(after.servedSerial).toBe(after.certificates[0]!.serial);
     expect((await status(project.ctx(), project.env())).problems).toEqual([]);
   }, 600_000);
+
+  it("certbot's own renewal (certbot.service, as its timer starts it) of a certificate due: nginx serves the renewed one (ops's deploy hook), ops certs and status agree; its configuration's webroot removed by hand is said before the run fails on it, the ACME server down after", async () => {
+    const pebble = await ensurePebble();
+    const domain = project.env().config.domain!;
+    const conf = `/etc/letsencrypt/renewal/${domain}.conf`;
+    const sudo = (command: string) => sshRun(host, `sudo sh -c ${quote(command)}`);
+    const certs = async () => (await certificates(project.ctx(), project.env())).hosts[0]!;
+    const renew = () => sudo('systemctl start certbot.service || true');
+    const before = await certs();
+    // Due: within renew_before_expiry of its end (the lab's ACME server issues for years), as the timer finds it months on.
+    await sudo(`cp ${conf} /root/renewal.conf && sed -i '1i renew_before_expiry = 3650 days' ${conf}`);
+    await renew();
+    const after = await certs();
+    expect(after.certificates[0]!.serial).not.toBe(before.certificates[0]!.serial);
+    expect(after.servedSerial).toBe(after.certificates[0]!.serial);
+    expect([...after.problems, ...after.warnings]).toEqual([]);
+    expect((await status(project.ctx(), project.env())).problems).toEqual([]);
+    // The webroot taken out of certbot's configuration by hand: said before the timer fails on it.
+    await sudo(`sed -i '/^webroot_path/d; /^\\[\\[webroot_map\\]\\]/,$d' ${conf}`);
+    const edited = await certs();
+    expect(edited.warnings.join('\n')).toContain(`certbot's renewal would fail: its configuration ${conf} (edited by hand?): it gives ${domain} no webroot`);
+    expect((await status(project.ctx(), project.env())).warnings.join('\n')).toContain(`its configuration ${conf} (edited by hand?)`);
+    // As said: the timer's run fails on it.
+    await renew();
+    expect((await sudo('systemctl show certbot.service -p Result --value')).stdout.trim()).toBe('exit-code');
+    // ops certs --renew, the fix said, writes it again: the timer's next run renews. It runs while another certbot (the
+    // timer's) holds certbot's own lock for 8 s: waited for, not failed on.
+    const hold = "import fcntl, os, time\nf = open('/etc/letsencrypt/.certbot.lock', 'a')\nfcntl.lockf(f, fcntl.LOCK_EX)\nopen('/run/ops-test-certbot-held', 'w').close()\ntime.sleep(8)\nos.remove('/run/ops-test-certbot-held')\n";
+    await sudo(`rm -f /run/ops-test-certbot-held; setsid python3 -c ${quote(hold)} >/dev/null 2>&1 < /dev/null & for _ in $(seq 50); do [ -e /run/ops-test-certbot-held ] && break; sleep 0.1; done; [ -e /run/ops-test-certbot-held ]`);
+    const held = await renewCertificates(project.ctx(), project.env());
+    expect(held.hosts[0]!.servedSerial).toBe(held.hosts[0]!.certificates[0]!.serial);
+    await renew();
+    expect((await certs()).warnings).toEqual([]);
+    // The ACME server down when the timer runs: the run fails, said; the certificate it had keeps serving.
+    await sudo(`sed -i 's#^server = .*#server = ${pebble.directoryUrl.replace(/:\d+\//, ':14999/')}#' ${conf}`);
+    const serving = (await certs()).servedSerial;
+    await renew();
+    const down = await certs();
+    expect(down.servedSerial).toBe(serving);
+    expect(down.warnings.join('\n')).toMatch(/certbot's last renewal run \(\S+\) failed \(certbot\.service: exit-code\)/);
+    await sudo(`cp /root/renewal.conf ${conf}`);
+  }, 300_000);
 
   it('env remove: refuses while the host serves; with --force removes the folder and its .sops.yaml rule', async () => {
     const refused = await cli('env', 'remove', 'e2e');

@@ -448,6 +448,30 @@ describe('status parser', () => {
     expect(judged('Nov 30 16:00:00 2026 GMT', 'renewal_last exit-code 2026-12-01T06:00:00Z').problems).toEqual([`TLS certificate expires in 5 days (2026-11-30): certbot's last renewal run (2026-12-01T06:00:00Z) failed (certbot.service: exit-code) (${fixRun}), so nothing renews it (ops certs demo --renew)`]);
   });
 
+  it("certificates: certbot's renewal configuration edited by hand (its webroot removed or moved, another authenticator) is said before the renewal fails, with the fix; as certbot writes it, nothing", () => {
+    const leEnv = testEnv({ domain: 'shop.example.org', aliases: ['www.shop.example.org'], tls: { mode: 'letsencrypt', email: 'ops@example.org' } });
+    const path = '/etc/letsencrypt/live/shop.example.org/fullchain.pem';
+    const conf = (...lines: string[]) => lines.map((l) => `renewal_conf ${l}` as ReportText<typeof CERTS_KEYS>);
+    const judged = (...renewal: ReportText<typeof CERTS_KEYS>[]) =>
+      parseHostStatus(leEnv, { name: 'web1', address: 'a' }, result(report({ site: '200', cert: [`${path}\tnotAfter=Feb 20 12:00:00 2027 GMT`, `${path}\tserial=AB12`, `${path}\tDNS:shop.example.org`, `${path}\tDNS:www.shop.example.org`], served_serial: 'AB12' }) + `\n${opsLines(CERTS_KEYS, 'renewal certbot.timer active enabled', 'renewal_path ', 'renewal_last success ', ...renewal)}`));
+    // As certbot 2.1 (Debian 12) writes it: nothing to say; a map entry in any case, a folder with a final slash, quoted values.
+    const written = ['[renewalparams]', 'account = 0123abcd', 'authenticator = webroot', 'webroot_path = /var/www/letsencrypt,', 'server = https://acme.example/dir', 'key_type = ecdsa', '[[webroot_map]]', 'shop.example.org = /var/www/letsencrypt', 'www.shop.example.org = /var/www/letsencrypt'];
+    expect(judged(...conf(...written))).toMatchObject({ problems: [], warnings: [] });
+    expect(judged(...conf('[renewalparams]', 'authenticator = "webroot"', "webroot_path = '/var/www/letsencrypt/',", '[[webroot_map]]', 'WWW.Shop.Example.org = /var/www/letsencrypt/'))).toMatchObject({ problems: [], warnings: [] });
+    // No renewal configuration reported (a step before this one, a certificate certbot did not make): nothing judged.
+    expect(judged()).toMatchObject({ problems: [], warnings: [] });
+    const fix = 'ops certs demo --renew gets the certificate again with the webroot, which rewrites it';
+    const said = (why: string) => [`certbot's renewal would fail: its configuration /etc/letsencrypt/renewal/shop.example.org.conf (edited by hand?): ${why}: the certificate (86 days left, 2027-02-20) will not be renewed; ${fix}`];
+    // The webroot lines removed by hand: certbot renew stops asking for a webroot it cannot be given.
+    expect(judged(...conf('[renewalparams]', 'account = 0123abcd', 'authenticator = webroot', 'server = https://acme.example/dir')).warnings).toEqual(said('it gives shop.example.org, www.shop.example.org no webroot, not /var/www/letsencrypt where the site answers the ACME challenge'));
+    // One name moved to another folder (the map wins over webroot_path, whose last folder serves the names it lacks).
+    expect(judged(...conf('[renewalparams]', 'authenticator = webroot', 'webroot_path = /var/www/html, /var/www/letsencrypt', '[[webroot_map]]', 'www.shop.example.org = /var/www/html')).warnings).toEqual(said('it gives www.shop.example.org the webroot /var/www/html, not /var/www/letsencrypt where the site answers the ACME challenge'));
+    // Another authenticator: standalone cannot bind port 80 while nginx holds it.
+    expect(judged(...conf('[renewalparams]', 'authenticator = standalone')).warnings).toEqual(said("it renews with certbot's standalone authenticator, not the webroot /var/www/letsencrypt the site answers the ACME challenge from"));
+    // A key of another section named like one read is not read as it.
+    expect(judged(...conf(...written, '[other]', 'authenticator = standalone'))).toMatchObject({ problems: [], warnings: [] });
+  });
+
   it("certificates: the renewal check asks the HTTP-01 path of every name certbot validates at renewal, the aliases too, and says each that fails", () => {
     const leEnv = testEnv({ domain: 'shop.example.org', aliases: ['www.shop.example.org', 'shop.example.net'], tls: { mode: 'letsencrypt', email: 'ops@example.org' } });
     // acme_path_problem (cert.sh) stood in for: the alias www.* is answered by another server block.

@@ -1,9 +1,9 @@
 // tls.mode letsencrypt when the site's names change: the site moves to them only once their certificate exists (tlsPlan,
 // read from prepareTls's servingSite by real bash), the certificate naming names no longer served is reissued
 // (cert_beyond), and the one ops issued for the old names is deleted once nothing serves it (retireCertificate).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,7 +22,7 @@ import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { CERT_FUNCTIONS, LIBRARY_KEYS } from '../../core/steps/libraries.ts';
 import { acmePendingSite, coveredTarget, site } from '../../core/steps/nginx-config.ts';
 import { provisionNginx } from '../../core/steps/nginx.ts';
-import { issueCertificate, parseTlsState, retireCertificate, servingSite, siteMoves, TLS_KEYS, tlsPlan, type TlsState } from '../../core/steps/tls.ts';
+import { certbotCertonly, issueCertificate, parseTlsState, retireCertificate, servingSite, siteMoves, TLS_KEYS, tlsPlan, type TlsState } from '../../core/steps/tls.ts';
 import { testEnv } from './status.helpers.ts';
 
 const md5 = (text: string) => createHash('md5').update(text).digest('hex');
@@ -188,6 +188,33 @@ describe('certbot_failure names the names the ACME server could not validate', (
     expect(out).toContain('certbot could not get a certificate for example.org: www.example.org must resolve to this host');
     expect(out).toContain('the ACME server could not validate www.example.org (Type: connection Detail: could not resolve). left. To fix: the DNS record of www.example.org (A/AAAA to this host)');
     expect(say('Challenge failed\n')).toContain('example.org must resolve to this host and its port 80 be reachable from the ACME server, answering /.well-known/acme-challenge/ from /var/www/letsencrypt; the ACME server could not validate it. left');
+  });
+});
+
+describe("another certbot run on the host (the renewal timer's) holding certbot's own lock", () => {
+  /** certbotCertonly run by bash with a certbot on PATH that finds the lock held for its first `held` runs, then succeeds: its output, exit code and runs. */
+  const run = (held: number) => {
+    const dir = mkdtempSync(join(tmpdir(), 'ops-certbot-lock-'));
+    mkdirSync(join(dir, 'bin'));
+    writeFileSync(join(dir, 'bin', 'certbot'), `#!/bin/bash\nn=$(( $(cat ${dir}/runs 2>/dev/null || echo 0) + 1 )); echo $n > ${dir}/runs\nif [ $n -le ${held} ]; then echo 'Another instance of Certbot is already running.'; exit 1; fi\necho issued\n`);
+    chmodSync(join(dir, 'bin', 'certbot'), 0o755);
+    const env = testEnv({ domain: 'example.org', tls: { mode: 'letsencrypt', email: 'ops@example.org' } });
+    // The waits between tries (sleep 5) and the host's locks stood in for; the HTTP-01 path taken as reaching the webroot.
+    const script = `${scriptPrelude}\n${CERT_FUNCTIONS}\nhost_lock() { :; }\nhost_unlock() { :; }\nsleep() { :; }\nacme_path_problem() { :; }\n${certbotCertonly(env, false, '', 'left')}\necho certbot done`;
+    const r = spawnSync('bash', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` } });
+    const runs = Number(readFileSync(join(dir, 'runs'), 'utf8'));
+    rmSync(dir, { recursive: true, force: true });
+    return { out: r.stdout + r.stderr, code: r.status, runs };
+  };
+
+  it('is waited for (certbot tried again every 5 s), not failed on; past 120 s, said as such with what to check', () => {
+    expect(run(0)).toMatchObject({ code: 0, runs: 1 });
+    const waited = run(3);
+    expect(waited).toMatchObject({ code: 0, runs: 4 });
+    expect(waited.out).toContain('certbot done');
+    const lasting = run(1000);
+    expect(lasting).toMatchObject({ code: 1, runs: 25 });
+    expect(lasting.out).toContain("certbot could not get a certificate for example.org: another certbot run on this host (its renewal timer's, certbot.service, or one started by hand) held certbot's lock all the time this run waited. left. Run ops provision demo again once fixed. To fix: see what runs (systemctl status certbot.service; pgrep -a certbot), then run again once it ends");
   });
 });
 

@@ -78654,7 +78654,10 @@ certbot_failure() {
   failed=\${failed% }
   detail=$(grep -E '^[[:space:]]*(Type|Detail):' "$log" | sed 's/^[[:space:]]*//' | tr '\\n' ' ' | tr -s ' ' | head -c 600 || true)
   detail=\${detail% }
-  if [ "$rc" = 124 ]; then
+  if grep -q 'Another instance of Certbot is already running' "$log"; then
+    why="another certbot run on this host (its renewal timer's, certbot.service, or one started by hand) held certbot's lock all the time this run waited"
+    fix="see what runs (systemctl status certbot.service; pgrep -a certbot), then run again once it ends"
+  elif [ "$rc" = 124 ]; then
     why="certbot did not finish within 240 s: the ACME server $server is slow or does not answer"
     fix="check the ACME server (its status page), then run again"
   elif grep -qE 'failed to authenticate|Challenge failed|urn:ietf:params:acme:error:(unauthorized|dns|connection|incorrectResponse)' "$log"; then
@@ -80368,7 +80371,7 @@ function unprovisionedNote(host, env) {
 }
 
 // core/steps/certs.ts
-var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last", "nginx_cert");
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last", "nginx_cert", "renewal_conf");
 function siteName(env) {
   return env.config.domain ?? "localhost";
 }
@@ -80649,6 +80652,11 @@ function applyNginx(change) {
   const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)"];
   const section = NGINX_APPLY_SECONDS + (change.critical ?? 0);
   lines.push(`trap 'rm -rf "$backup"; critical_end' EXIT`, `critical_begin ${section} ${quote(change.what ?? "the nginx change")}`);
+  lines.push(String.raw`for nginx_left in /etc/.ops-nginx.*; do
+  if [ ! -d "$nginx_left" ] || [ "$nginx_left" = "$backup" ]; then continue; fi
+  if [ ! -e /etc/nginx ] && [ -d "$nginx_left/nginx" ]; then mv "$nginx_left/nginx" /etc/nginx; echo "/etc/nginx was put back from $nginx_left, left by an nginx change cut off (a reboot, a SIGKILL) while it put the previous files back" >&2; fi
+  rm -rf "$nginx_left"
+done`);
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) {
     if (typeof f.content !== "string") lines.push(putFileWord(f.path, f.content.b64Word));

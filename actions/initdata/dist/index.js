@@ -76375,7 +76375,10 @@ certbot_failure() {
   failed=\${failed% }
   detail=$(grep -E '^[[:space:]]*(Type|Detail):' "$log" | sed 's/^[[:space:]]*//' | tr '\\n' ' ' | tr -s ' ' | head -c 600 || true)
   detail=\${detail% }
-  if [ "$rc" = 124 ]; then
+  if grep -q 'Another instance of Certbot is already running' "$log"; then
+    why="another certbot run on this host (its renewal timer's, certbot.service, or one started by hand) held certbot's lock all the time this run waited"
+    fix="see what runs (systemctl status certbot.service; pgrep -a certbot), then run again once it ends"
+  elif [ "$rc" = 124 ]; then
     why="certbot did not finish within 240 s: the ACME server $server is slow or does not answer"
     fix="check the ACME server (its status page), then run again"
   elif grep -qE 'failed to authenticate|Challenge failed|urn:ietf:params:acme:error:(unauthorized|dns|connection|incorrectResponse)' "$log"; then
@@ -78008,7 +78011,7 @@ function notProvisioned(env) {
 }
 
 // core/steps/certs.ts
-var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last", "nginx_cert");
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last", "nginx_cert", "renewal_conf");
 function siteName(env) {
   return env.config.domain ?? "localhost";
 }

@@ -76135,7 +76135,10 @@ certbot_failure() {
   failed=\${failed% }
   detail=$(grep -E '^[[:space:]]*(Type|Detail):' "$log" | sed 's/^[[:space:]]*//' | tr '\\n' ' ' | tr -s ' ' | head -c 600 || true)
   detail=\${detail% }
-  if [ "$rc" = 124 ]; then
+  if grep -q 'Another instance of Certbot is already running' "$log"; then
+    why="another certbot run on this host (its renewal timer's, certbot.service, or one started by hand) held certbot's lock all the time this run waited"
+    fix="see what runs (systemctl status certbot.service; pgrep -a certbot), then run again once it ends"
+  elif [ "$rc" = 124 ]; then
     why="certbot did not finish within 240 s: the ACME server $server is slow or does not answer"
     fix="check the ACME server (its status page), then run again"
   elif grep -qE 'failed to authenticate|Challenge failed|urn:ietf:params:acme:error:(unauthorized|dns|connection|incorrectResponse)' "$log"; then
@@ -77623,6 +77626,11 @@ function applyNginx(change) {
   const lines = [SYSTEM_FUNCTIONS, HOST_LOCK_FUNCTIONS, CRITICAL_FUNCTIONS, "host_lock nginx", ...change.before ? [change.before] : [], "backup=$(mktemp -d /etc/.ops-nginx.XXXXXX)"];
   const section = NGINX_APPLY_SECONDS + (change.critical ?? 0);
   lines.push(`trap 'rm -rf "$backup"; critical_end' EXIT`, `critical_begin ${section} ${quote(change.what ?? "the nginx change")}`);
+  lines.push(String.raw`for nginx_left in /etc/.ops-nginx.*; do
+  if [ ! -d "$nginx_left" ] || [ "$nginx_left" = "$backup" ]; then continue; fi
+  if [ ! -e /etc/nginx ] && [ -d "$nginx_left/nginx" ]; then mv "$nginx_left/nginx" /etc/nginx; echo "/etc/nginx was put back from $nginx_left, left by an nginx change cut off (a reboot, a SIGKILL) while it put the previous files back" >&2; fi
+  rm -rf "$nginx_left"
+done`);
   lines.push('cp -a /etc/nginx "$backup/nginx"', 'nginx_put_back() { rm -rf /etc/nginx; mv "$backup/nginx" /etc/nginx; }');
   for (const f of change.files) {
     if (typeof f.content !== "string") lines.push(putFileWord(f.path, f.content.b64Word));
@@ -78405,8 +78413,17 @@ for acme_name in "${"$"}{acme_names[@]}"; do
 done
 host_lock certbot 300
 certbot_log=$(mktemp)
-certbot_rc=0
-${ca}/usr/bin/timeout 240 ${args.map(quote).join(" ")} ${force} >"$certbot_log" 2>&1 || certbot_rc=$?
+# certbot runs one at a time on a host (its own lock, fcntl: not ours to wait on): a run under way, the renewal timer's
+# (certbot.service) or one started by hand, is waited for (${CERTBOT_LOCK_WAIT} s at most) rather than failing this one.
+certbot_waited=0
+while :; do
+  certbot_rc=0
+  ${ca}/usr/bin/timeout 240 ${args.map(quote).join(" ")} ${force} >"$certbot_log" 2>&1 || certbot_rc=$?
+  if [ "$certbot_rc" != 0 ] && [ "$certbot_waited" -lt ${CERTBOT_LOCK_WAIT} ] && grep -q 'Another instance of Certbot is already running' "$certbot_log"; then
+    sleep 5; certbot_waited=$((certbot_waited + 5)); continue
+  fi
+  break
+done
 host_unlock certbot
 if [ "$certbot_rc" != 0 ]; then
   certbot_failure "$certbot_rc" "$certbot_log" ${quote(domain)} ${quote(tls.acme_server ?? "https://acme-v02.api.letsencrypt.org/directory")} ${quote(env.layout.acmeWebroot)} "${left}. Run ops provision ${env.name} again once fixed"
@@ -78415,6 +78432,7 @@ if [ "$certbot_rc" != 0 ]; then
 fi
 rm -f "$certbot_log"`;
 }
+var CERTBOT_LOCK_WAIT = 120;
 function reloadForCertificate(env, name2) {
   const cert = certificatePaths(env);
   return String.raw`${visitorAddress()}
@@ -80858,7 +80876,7 @@ init_environment();
 
 // core/steps/certs.ts
 init_shell();
-var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last", "nginx_cert");
+var CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last", "nginx_cert", "renewal_conf");
 
 // core/steps/history.ts
 init_shell();

@@ -66356,7 +66356,10 @@ certbot_failure() {
   failed=\${failed% }
   detail=$(grep -E '^[[:space:]]*(Type|Detail):' "$log" | sed 's/^[[:space:]]*//' | tr '\\n' ' ' | tr -s ' ' | head -c 600 || true)
   detail=\${detail% }
-  if [ "$rc" = 124 ]; then
+  if grep -q 'Another instance of Certbot is already running' "$log"; then
+    why="another certbot run on this host (its renewal timer's, certbot.service, or one started by hand) held certbot's lock all the time this run waited"
+    fix="see what runs (systemctl status certbot.service; pgrep -a certbot), then run again once it ends"
+  elif [ "$rc" = 124 ]; then
     why="certbot did not finish within 240 s: the ACME server $server is slow or does not answer"
     fix="check the ACME server (its status page), then run again"
   elif grep -qE 'failed to authenticate|Challenge failed|urn:ietf:params:acme:error:(unauthorized|dns|connection|incorrectResponse)' "$log"; then
@@ -67975,13 +67978,50 @@ var init_tls = __esm({
 });
 
 // core/steps/certs.ts
+function parseRenewalConf(lines) {
+  if (!lines.length) return void 0;
+  const conf = { authenticator: "", webrootPath: [], webrootMap: {} };
+  const unquote = (v) => v.trim().replace(/^(["'])(.*)\1$/, "$2");
+  let section = "";
+  for (const raw of lines) {
+    const line = raw.trim();
+    const head = /^(\[+)\s*([^\]]*?)\s*\]+$/.exec(line);
+    if (head) {
+      section = `${head[1].length}:${head[2]}`;
+      continue;
+    }
+    const eq = line.indexOf("=");
+    if (eq < 1) continue;
+    const key = unquote(line.slice(0, eq));
+    const value = line.slice(eq + 1);
+    if (section === "1:renewalparams") {
+      if (key === "authenticator") conf.authenticator = unquote(value);
+      else if (key === "webroot_path") conf.webrootPath = value.split(",").map(unquote).filter(Boolean);
+    } else if (section === "2:webroot_map") conf.webrootMap[key.toLowerCase()] = unquote(value);
+  }
+  return conf;
+}
+function renewalConfProblem(conf, names, webroot) {
+  if (conf.authenticator !== "webroot") return `it renews with certbot's ${conf.authenticator ? `${conf.authenticator} authenticator` : "default authenticator (none set)"}, not the webroot ${webroot} the site answers the ACME challenge from`;
+  const folder = (p) => p === void 0 ? void 0 : p.replace(/\/+$/, "") || "/";
+  const wrong = /* @__PURE__ */ new Map();
+  for (const name2 of names) {
+    const to = folder(conf.webrootMap[name2.toLowerCase()] ?? conf.webrootPath.at(-1));
+    if (to === folder(webroot)) continue;
+    const what = to === void 0 ? "no webroot" : `the webroot ${to}`;
+    wrong.set(what, [...wrong.get(what) ?? [], name2]);
+  }
+  return [...wrong].map(([what, n]) => `it gives ${n.join(", ")} ${what}, not ${webroot} where the site answers the ACME challenge`).join("; ");
+}
 function parseRenewal(result) {
   const last = reported(result, CERTS_KEYS.renewal_last);
   const [res, at2] = (last ?? "").split(" ");
+  const conf = parseRenewalConf(reportedAll(result, CERTS_KEYS.renewal_conf));
   return {
     schedule: reported(result, CERTS_KEYS.renewal),
     path: reported(result, CERTS_KEYS.renewal_path)?.trim(),
-    ...res ? { last: { result: res, ...at2 ? { at: at2 } : {} } } : {}
+    ...res ? { last: { result: res, ...at2 ? { at: at2 } : {} } } : {},
+    ...conf ? { conf } : {}
   };
 }
 function parseCerts(result, now) {
@@ -68051,12 +68091,21 @@ function renewalBroken(env, renewal) {
       what: `certbot's renewal would fail: ${renewal.path}`,
       fix: `${env.config.nginx.site_template ? `put {{acme_location}} in the port-80 server of the site template (nginx.site_template), or ` : ""}remove the server block that answers instead, then ops provision ${env.name}`
     };
+  const conf = renewal.conf && renewalConfProblem(renewal.conf, certificateNames(env), env.layout.acmeWebroot);
+  if (conf)
+    return {
+      what: `certbot's renewal would fail: its configuration ${renewalConfPath(env)} (edited by hand?): ${conf}`,
+      fix: `ops certs ${env.name} --renew gets the certificate again with the webroot, which rewrites it`
+    };
   if (renewal.last && renewal.last.result !== "success")
     return {
       what: `certbot's last renewal run${renewal.last.at ? ` (${renewal.last.at})` : ""} failed (certbot.service: ${renewal.last.result})`,
       fix: "why, on the host: sudo journalctl -u certbot.service -n 50; then sudo systemctl start certbot.service to try again"
     };
   return void 0;
+}
+function renewalConfPath(env) {
+  return `/etc/letsencrypt/renewal/${env.config.domain ?? env.config.app}.conf`;
 }
 function renewalStopped(renewal) {
   if (!renewal) return void 0;
@@ -68085,7 +68134,11 @@ rn_path=""; rn_names=(${certificateNames(env).map(quote).join(" ")})
 for rn_name in "${"$"}{rn_names[@]}"; do
   rn_one=$(acme_path_problem "$rn_name" ${quote(env.layout.acmeWebroot)} "$gate_at"); [ -z "$rn_one" ] || rn_path+="${"$"}{rn_path:+; }$rn_one"
 done
-ops_report ${CERTS_KEYS.renewal_path} "$rn_path"`;
+ops_report ${CERTS_KEYS.renewal_path} "$rn_path"
+# How certbot renew answers the challenges: its renewal configuration from [renewalparams] on (parseRenewalConf).
+if [ -f ${quote(renewalConfPath(env))} ]; then
+  while IFS= read -r rn_line || [ -n "$rn_line" ]; do ops_report ${CERTS_KEYS.renewal_conf} "$rn_line"; done < <(sed -n '/^[[:space:]]*\[renewalparams\]/,$p' ${quote(renewalConfPath(env))} | grep -v '^[[:space:]]*\(#\|$\)' || true)
+fi`;
 }
 var CERTS_KEYS, CERT_FAIL_DAYS, CERT_WARN_DAYS, SERVED_ELSE_FIX;
 var init_certs = __esm({
@@ -68097,7 +68150,7 @@ var init_certs = __esm({
     init_nginx_config();
     init_tls();
     init_system2();
-    CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last", "nginx_cert");
+    CERTS_KEYS = reportKeys("configured", "served_serial", "renewal", "renewal_path", "renewal_last", "nginx_cert", "renewal_conf");
     CERT_FAIL_DAYS = 7;
     CERT_WARN_DAYS = 21;
     SERVED_ELSE_FIX = "reload nginx; if it still does, another server block takes the site's https visitors: one listening on the host's address itself (listen <address>:443) or naming the domain in a file loaded first (nginx -T shows them): remove it or its listen/server_name";

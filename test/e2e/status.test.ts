@@ -497,9 +497,8 @@ http.server.HTTPServer(("127.0.0.1", ${port}), H).serve_forever()
     const edited = await certs();
     expect(edited.warnings.join('\n')).toContain(`certbot's renewal would fail: its configuration ${conf} (edited by hand?): it gives ${domain} no webroot`);
     expect((await status(project.ctx(), project.env())).warnings.join('\n')).toContain(`its configuration ${conf} (edited by hand?)`);
-    // As said: the timer's run fails on it.
-    await renew();
-    expect((await sudo('systemctl show certbot.service -p Result --value')).stdout.trim()).toBe('exit-code');
+    // The timer's run then fails on it, unless the ACME server reuses the name's still-valid authorization (pebble does
+    // so at random, PEBBLE_AUTHZREUSE; Let's Encrypt for 30 days): no challenge, no webroot needed. Not judged here.
     // ops certs --renew, the fix said, writes it again: the timer's next run renews. It runs while another certbot (the
     // timer's) holds certbot's own lock for 8 s: waited for, not failed on.
     const hold = "import fcntl, os, time\nf = open('/etc/letsencrypt/.certbot.lock', 'a')\nfcntl.lockf(f, fcntl.LOCK_EX)\nopen('/run/ops-test-certbot-held', 'w').close()\ntime.sleep(8)\nos.remove('/run/ops-test-certbot-held')\n";

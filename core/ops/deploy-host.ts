@@ -19,7 +19,7 @@ import { APP_KEYS, appCommand, nodeDependencies, npmrcIgnoredWarning, pythonDepe
 import { carryAssets, createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { PREVIOUS_KEYS, putPreviousBack, servedAssetDirs, stageAssets, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
-import { lacksDomain, nginxMaskedError, nginxUnreadyError, parseState, pendingNames, servedTarget, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { lacksDomain, nginxMaskedError, nginxUnreadyError, parseState, pendingNames, servedTarget, portsTaken, portsTakenError, pruneAfterFailure, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
 import { certificatePaths } from '../steps/nginx-config.ts';
@@ -550,7 +550,12 @@ export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: un
     const r = await hp.h.tryRun(putPreviousBack(env, hp.newSlot));
     back = r && reported(r, PREVIOUS_KEYS.previous_back)?.trim();
   }
-  if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
+  if (hp.created) {
+    await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
+    // The failed releases past release.keep_failed go now, not at the next deploy that goes live (a run of failures
+    // would keep them all, and the disk they fill): under the lock, as after a switch.
+    await hp.h.tryRun(pruneReleases(env, pruneAfterFailure(env, hp.state, p.id), dependencySets(env, p).some((set) => !hp.state.depsHas.includes(set))));
+  }
   hp.audit({ result: 'failed', message: why });
   // A lost connection before the switch changed nothing that serves either (a switch it cut ended on the host without
   // its release live: lostDuringSwitch).

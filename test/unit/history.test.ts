@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { clockSkewWarning } from '../../core/context.ts';
-import { pruneAfterSwitch, parseState } from '../../core/ops/host-state.ts';
+import { pruneAfterFailure, pruneAfterSwitch, parseState } from '../../core/ops/host-state.ts';
 import { environmentRollback, type HostPrevious } from '../../core/ops/rollback.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
@@ -605,7 +605,7 @@ describe('prune on a host (bash)', () => {
 });
 
 describe('keep_failed on a host: the latest failures and rollbacks are kept (bash history, ops releases, prune)', () => {
-  it('deploy v1, v2, rollback, v2, rollback, a broken build: the failed release is kept for inspection, not the oldest rolled-back one; the next deploy prunes that one', () => {
+  it('deploy v1, v2, rollback, v2, rollback, a broken build: the failed release is kept for inspection, not the oldest rolled-back one; the next deploy prunes that one; a run of failed deploys keeps keep_failed of them, pruned after each failure', () => {
     const base = host({}, '');
     mkdirSync(join(base, 'releases'));
     execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
@@ -682,6 +682,21 @@ describe('keep_failed on a host: the latest failures and rollbacks are kept (bas
       [failedAgain]: 'failed: 1 of keep_failed 2, for inspection',
       [failed]: 'failed: 2 of keep_failed 2, for inspection',
       [v2again]: undefined,
+    });
+
+    // A third broken build, in a run of failures: the prune after it (under its lock) keeps keep_failed of them, the
+    // live and good ones, not every failure until the next deploy that goes live.
+    const before = parseState(run(`${historyFunctions(e)}\nops_report current ${current}\nops_report slot green\nrelease_reports`));
+    const third = broken('d');
+    const after = pruneAfterFailure(e, before, third);
+    expect(after.sort()).toEqual([failed, v2again].sort());
+    const gone = parseReports(execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, after).script}`], { encoding: 'utf8' }));
+    expect(gone.filter(([k]) => k === 'pruned').map(([, v]) => v).sort()).toEqual([failed, v2again].sort());
+    expect(Object.fromEntries(kept())).toEqual({
+      [v3]: 'live (1 of keep 5)',
+      [v1]: 'good: 2 of keep 5',
+      [third]: 'failed: 1 of keep_failed 2, for inspection',
+      [failedAgain]: 'failed: 2 of keep_failed 2, for inspection',
     });
   });
 });

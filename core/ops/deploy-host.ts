@@ -19,7 +19,7 @@ import { APP_KEYS, appCommand, nodeDependencies, npmrcIgnoredWarning, pythonDepe
 import { carryAssets, createRelease, type DotenvUploads, markRelease, nginxMasked, pruneReleases, receivePack, RELEASE_KEYS } from '../steps/release.ts';
 import { PREVIOUS_KEYS, putPreviousBack, servedAssetDirs, stageAssets, START_FAILED_CLEAN, SWITCH_KEYS, startSlot, stopSlot, switchTo } from '../steps/switch.ts';
 import { HostRun, pooled, reportNginxStarted, type HostSwitch } from './host-run.ts';
-import { lacksDomain, nginxMaskedError, nginxUnreadyError, parseState, pendingNames, servedTarget, portsTaken, portsTakenError, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
+import { lacksDomain, nginxMaskedError, nginxUnreadyError, parseState, pendingNames, servedTarget, portsTaken, portsTakenError, pruneAfterFailure, pruneAfterSwitch, supervisorDownError, type HostState, type PortsRefusal } from './host-state.ts';
 import type { DeployOptions } from './deploy.ts';
 import { treeNotes, type Plan } from './deploy-plan.ts';
 import { certificatePaths } from '../steps/nginx-config.ts';
@@ -535,6 +535,17 @@ export async function beforeSwitch(env: Target, hp: HostPlan, p: Plan): Promise<
 }
 
 /**
+ * Mark `p`'s release on a host failed (`why`), then prune as after a switch, the live release and what each slot runs
+ * kept (pruneAfterFailure): the failed releases past release.keep_failed go now, not at the next deploy that goes live
+ * (a run of failed deploys would keep them all, with the dependency sets only they use, and the disk they fill).
+ * Under the run's lock on the host. Each step tried once; one that fails is left for the next prune.
+ */
+export async function markFailed(env: Target, hp: HostPlan, p: Plan, why: string): Promise<void> {
+  await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
+  await hp.h.tryRun(pruneReleases(env, pruneAfterFailure(env, hp.state, p.id), dependencySets(env, p).some((set) => !hp.state.depsHas.includes(set))));
+}
+
+/**
  * A host's failure before its switch (`e`: what failed): its new processes stopped and the release its slot held before
  * the start put back there (putPreviousBack: warm again for an instant rollback, or said not to be), its release marked
  * failed, audited. Returns the error to throw: a step's failure says what still serves, that nothing was switched, and
@@ -550,7 +561,7 @@ export async function failBeforeSwitch(env: Target, hp: HostPlan, p: Plan, e: un
     const r = await hp.h.tryRun(putPreviousBack(env, hp.newSlot));
     back = r && reported(r, PREVIOUS_KEYS.previous_back)?.trim();
   }
-  if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
+  if (hp.created) await markFailed(env, hp, p, why);
   hp.audit({ result: 'failed', message: why });
   // A lost connection before the switch changed nothing that serves either (a switch it cut ended on the host without
   // its release live: lostDuringSwitch).

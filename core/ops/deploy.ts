@@ -13,12 +13,12 @@ import { codeBlock, type Reporter, markdownValues, type ValueFormat } from '../r
 import { auditReason, InputError, inputFailure, OpsError } from '../errors.ts';
 import { dropPacked, packArtifacts, parsePacked, type PackedPart } from '../steps/artifact.ts';
 import { type HostsChange, describeChanges, formatChanges, migrationsUnchanged } from '../changes.ts';
-import { deployState, type DotenvUploads, markRelease, noopFinish } from '../steps/release.ts';
+import { deployState, type DotenvUploads, noopFinish } from '../steps/release.ts';
 import { unstageAssets } from '../steps/switch.ts';
 import { pooled, type HostSwitch } from './host-run.ts';
 import { inBatches, Session, withOpenSession } from './hosts.ts';
 import { liveOf, parseState, partialState, readLive } from './host-state.ts';
-import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, migrateOn, receiveBuild, uploadDotenv, refuseMaskedNginx, refuseTakenPorts, refuseUnready, DEPLOY_UNTOUCHED, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
+import { beforeSwitch, beginHost, buildOn, failBeforeSwitch, markFailed, migrateOn, receiveBuild, uploadDotenv, refuseMaskedNginx, refuseTakenPorts, refuseUnready, DEPLOY_UNTOUCHED, switchHost, dependencySets, wants, type HostPlan, type Received } from './deploy-host.ts';
 import { deployRef, resolveDeployCommit, planDeploy, planText, withFreeReleaseId, type Plan } from './deploy-plan.ts';
 import { failedRun, withLock, type LockedRun } from './locked.ts';
 import { LOCK_KEYS } from '../steps/lock.ts';
@@ -225,7 +225,7 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
     await Promise.all(
       behind.map(async (hp) => {
         const why = auditReason(`rollout stopped before the switch (${first} failed: ${cause})`);
-        if (hp.created) await hp.h.tryRun(markRelease(env, p.id, 'failed', why));
+        if (hp.created) await markFailed(env, hp, p, why);
         hp.audit({ result: 'failed', message: why });
       }),
     );

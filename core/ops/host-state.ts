@@ -332,6 +332,21 @@ export function pruneAfterSwitch(env: Environment, state: HostState, id: string,
   return [...kept].filter(([, why]) => why === undefined).map(([r]) => r);
 }
 
+/**
+ * What pruning removes after `id` failed before going live on a host in `state` (the state read before the deploy):
+ * the release live before is still live, each slot keeps the release its supervisor file ran (the previous release,
+ * put back warm), and `id` is the latest failed release. So a run of failed deploys (a broken commit deployed on every
+ * push for a week) keeps `release.keep_failed` of them, each with its code and any dependency set only it uses, not
+ * one per deploy until the next deploy that goes live.
+ */
+export function pruneAfterFailure(env: Environment, state: HostState, id: string): string[] {
+  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
+  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: '', status: 'failed' as const, eventSeq: top + 1 }];
+  const warm = (Object.entries(state.slotReleases) as [Slot, string][]).map(([slot, r]) => ({ id: r, slot }));
+  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: state.current, warm });
+  return [...kept].filter(([r, why]) => why === undefined && r !== state.current).map(([r]) => r);
+}
+
 /** A host's live commit from its state (the `deployState` step). */
 export function liveOf(host: string, state: HostState): HostLive {
   return { host, sha: state.liveSha, release: state.current, depsHas: state.depsHas, ...(state.liveChanged && { changed: true }), ...(state.liveUnrecorded && { unrecorded: true }), ...(state.liveChangedFile !== undefined && { changedFile: state.liveChangedFile }) };

@@ -713,6 +713,30 @@ done`;
 }
 
 /**
+ * How many packs the host's mirror may hold before the prune repacks it (mirrorPacks): git's own bound for
+ * `git gc --auto` (gc.autoPackLimit's default, git-config(1)).
+ */
+export const MIRROR_PACKS = 50;
+
+/**
+ * The prune's bound on the host's mirror: each deploy of a commit the host lacked indexes one more pack into it
+ * (receivePack), and the objects of commits no kept release needs stay in their packs after their refs are dropped
+ * (a file committed and removed again stays for ever). Past MIRROR_PACKS packs (a bash glob: no process on the
+ * deploys under it), `git repack -a -d` writes one pack of what the refs reach (every kept release's commit, and the
+ * commit this deploy just pinned) and deletes the others, dropping what nothing reaches (git-repack(1): -a without
+ * -A). Under the deploy's lock, after the refs are pruned: no other run of the app receives into the mirror or reads
+ * a commit from it meanwhile. A repack that fails leaves the packs as they were (git writes the new pack before it
+ * deletes the old ones): said, and the next prune tries again.
+ */
+function mirrorPacks(env: Target): string {
+  const m = env.layout.mirror;
+  return String.raw`mirror_packs=(${quote(`${m}/objects/pack`)}/pack-*.pack)
+if [ ${'$'}{#mirror_packs[@]} -gt ${MIRROR_PACKS} ] && ! repack_err=$(${mirrorGit(m)} repack -a -d -q 2>&1); then
+  printf 'could not repack the mirror %s (%s packs; the next prune tries again): %s\n' ${quote(m)} "${'$'}{#mirror_packs[@]}" "${'$'}{repack_err:0:300}" >&2
+fi`;
+}
+
+/**
  * The prune's removal of program logs no slot runs any more: the files (and supervisor's rotated copies, `.1` to
  * `.5`) under the app's log directory of a program neither slot's supervisor file names, nor these settings (a
  * program renamed or removed two deploys ago: once the release kept warm that ran it is replaced). Up to 240 MB each
@@ -742,6 +766,7 @@ fi`;
  * `kept_running`; the masks of each removed are kept first, keep_masks: its programs' lines stay in the logs); then the dependency sets no kept release uses (by its links, wherever node_dir put them, or
  * by its release.json), the shared .env and environ of older versions
  * once no kept release links to them, the Git LFS contents and the mirror refs of commits no kept release needs (its REVISION, and the submodule commits and LFS oids in its release.json: its record's, layout.record), and the record of each release removed;
+ * the mirror's objects no ref reaches, once it holds more than MIRROR_PACKS packs (mirrorPacks);
  * the logs of programs no slot runs any more (orphanLogs) and, with `caches` (a run that made a dependency set here:
  * the only time the caches grow; else the du that weighs them would walk every set on each deploy), a package cache
  * grown past its bound (packageCaches).
@@ -817,6 +842,7 @@ while read -r s; do keep_sha[$s]=1; done < <(grep -ohE '[0-9a-f]{40}' "${'$'}{re
 ${mirrorGit(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   [ -n "${'$'}{keep_sha[${'$'}{ref##*/}]:-}" ] || ${mirrorGit(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done
+${mirrorPacks(env)}
 # The history, bounded (what names a release kept stays; the audit log is bounded by every run's unlock: rotateAudit).
 ${historyFunctions(env)}
 history_compact ${HISTORY_KEPT_LINES}`,

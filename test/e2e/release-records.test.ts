@@ -165,4 +165,27 @@ describe.sequential("a release's records (root's) and the app's files named like
       lab.project.write(config);
     }
   }, 300_000);
+
+  it('a run of failed deploys (a broken commit deployed on every push): after each, the failed releases past release.keep_failed are pruned, not kept until the next deploy that goes live; the live release serves as before', async () => {
+    lab.project.write({ ...config, release: { ...(config.release as object), build: BUILD, keep_failed: 1 } });
+    await onHost(`touch ${FAIL_FLAG}`);
+    try {
+      const live = await onHost(`readlink /srv/${APP}/current`);
+      const served = await version();
+      let last = '';
+      for (const v of ['30', '31', '32']) {
+        last = commit(repo, { VERSION: `${v}\n` }, `broken ${v}`);
+        const r = await cli('deploy', 'e2e', '--ref', 'main');
+        expect(r.code, r.out + r.err).toBe(1);
+      }
+      // One failed release left, the latest (its record's mark and commit), beside the live one.
+      const failed = (await onHost(`cd /srv/${APP}/.ops/releases && for d in */; do [ -e "$d.ops-failed" ] && cat "$d"REVISION; done; true`)).split('\n').filter(Boolean);
+      expect(failed).toEqual([last]);
+      expect(await onHost(`readlink /srv/${APP}/current`)).toBe(live);
+      expect(await version()).toBe(served);
+    } finally {
+      await onHost(`rm -f ${FAIL_FLAG}`);
+      lab.project.write(config);
+    }
+  }, 300_000);
 });

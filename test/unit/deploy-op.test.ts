@@ -325,7 +325,7 @@ describe('deploy operation', () => {
     const names = h.remote.stepNames();
     expect(names).toContain('build');
     expect(names).not.toContain('migrate');
-    expect(names.slice(-2)).toEqual(['mark failed', 'unlock']);
+    expect(names.slice(-3)).toEqual(['mark failed', 'prune', 'unlock']);
   });
 
   it('pip: a Python set that fails while the node set is still being made (pip starts at once): the node set ends, the build never starts, the Python step named; uv: started once the node set is made, beside the build', async () => {
@@ -348,7 +348,7 @@ describe('deploy operation', () => {
     expect(names).toContain('node dependencies');
     expect(names).not.toContain('build');
     expect(names).not.toContain('migrate');
-    expect(names.slice(-2)).toEqual(['mark failed', 'unlock']);
+    expect(names.slice(-3)).toEqual(['mark failed', 'prune', 'unlock']);
     expect(pipLog.indexOf('start python dependencies')).toBeLessThan(pipLog.indexOf('end node dependencies'));
 
     // uv (the default): the Python set starts once the node set ended; the build beside it ends, no migration.
@@ -380,7 +380,7 @@ describe('deploy operation', () => {
     );
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/step "build" on web1 failed with exit code 2\n[\s\S]*SyntaxError[\s\S]*web1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched/);
     // One look at the disk after a failed step (was it full?), on the failure path only.
-    expect(h.remote.stepNames()).toEqual(['lock', 'release', 'node dependencies', 'build', 'python dependencies', 'disk space', 'mark failed', 'unlock']);
+    expect(h.remote.stepNames()).toEqual(['lock', 'release', 'node dependencies', 'build', 'python dependencies', 'disk space', 'mark failed', 'prune', 'unlock']);
     expect(h.remote.runs.at(-1)!.stdin).toContain('"result":"failed"');
   });
 
@@ -398,7 +398,7 @@ describe('deploy operation', () => {
   it('a failed health check (the start broken, not failed cleanly) puts the slot\'s previous release back', async () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'start green' ? { code: 1, stderr: 'did not become healthy' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/did not become healthy/);
-    expect(h.remote.stepNames().slice(-5)).toEqual(['start green', 'disk space', 'previous back green', 'mark failed', 'unlock']);
+    expect(h.remote.stepNames().slice(-6)).toEqual(['start green', 'disk space', 'previous back green', 'mark failed', 'prune', 'unlock']);
   });
 
   it('a start\'s health verdict reaches the error whatever the step printed after it on stderr (its programs\' log lines, supervisor\'s): it is reported, and failureDetail adds it to the tail', async () => {
@@ -471,7 +471,7 @@ describe('deploy operation', () => {
   it('a start that failed cleanly (supervisor refused the file: the previous one is back, the warm release runs) is not stopped again', async () => {
     const h = harness(opsLines(STATE, 'provisioned yes', 'current 20261101T000000Z-aaaaaaaaaaaa', 'slot blue', `has ${v1}`), (step) => (step.name === 'start green' ? { code: 3, stderr: 'supervisor refused the new configuration of slot green' } : undefined));
     await expect(deploy(h.ctx, loadEnvironment('x', root), {})).rejects.toThrow(/supervisor refused the new configuration/);
-    expect(h.remote.stepNames().slice(-4)).toEqual(['start green', 'disk space', 'mark failed', 'unlock']);
+    expect(h.remote.stepNames().slice(-5)).toEqual(['start green', 'disk space', 'mark failed', 'prune', 'unlock']);
   });
 
   it('an unprovisioned host: its lock step refuses before it makes anything (no lock, no state read), a clear error before anything is sent', async () => {
@@ -1059,8 +1059,8 @@ describe('deploy operation', () => {
       expect(err.message).toContain(`\nweb1 ran out of ${what}\nweb1 still serves 20261101T000000Z-aaaaaaaaaaaa; nothing was switched`);
       expect(err.hint).toMatch(/^free space on web1 under \/srv \(failed releases, old dependency sets under shared\/deps, logs; or lower release.keep\), then deploy again$/);
       // The node set and the build beside it ran to their end before the failure was reported; no migrate.
-      expect(h.remote.stepNames().sort()).toEqual(['lock', 'release', 'node dependencies', 'python dependencies', 'build', 'disk space', 'mark failed', 'unlock'].sort());
-      expect(h.remote.stepNames().slice(-2)).toEqual(['mark failed', 'unlock']);
+      expect(h.remote.stepNames().sort()).toEqual(['lock', 'release', 'node dependencies', 'python dependencies', 'build', 'disk space', 'mark failed', 'prune', 'unlock'].sort());
+      expect(h.remote.stepNames().slice(-3)).toEqual(['mark failed', 'prune', 'unlock']);
     }
   });
   it('a step that runs out of space where it makes its temporary files (/tmp, a tmpfs of its own) while the app\'s filesystem has room: names /tmp and what to free there, not the releases', async () => {

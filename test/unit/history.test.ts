@@ -3,19 +3,19 @@
 // built on them (the previous release, what pruning keeps and why), including release ids made by a runner
 // whose clock was months behind.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseEnvironment } from '../../core/config/environment.ts';
 import { resolveTarget, type Target } from '../../core/target.ts';
 import { clockSkewWarning } from '../../core/context.ts';
-import { pruneAfterSwitch, parseState } from '../../core/ops/host-state.ts';
+import { pruneAfterFailure, pruneAfterSwitch, parseState } from '../../core/ops/host-state.ts';
 import { environmentRollback, type HostPrevious } from '../../core/ops/rollback.ts';
 import { parseReports, reportedAll, type StepResult } from '../../core/remote/types.ts';
 import { scriptPrelude } from '../../core/remote/wrap.ts';
 import { historyFunctions, parseReleaseRecord, retention, type ReleaseRecord } from '../../core/steps/history.ts';
-import { markRelease, PACKAGE_CACHE_MB, pruneReleases, RELEASE_KEYS } from '../../core/steps/release.ts';
+import { markRelease, MIRROR_PACKS, PACKAGE_CACHE_MB, pruneReleases, RELEASE_KEYS } from '../../core/steps/release.ts';
 import { keptReleases, parseReleases } from '../../core/steps/release-list.ts';
 import { formatReleases, RELEASE_REASON_SHOWN } from '../../core/ops/records.ts';
 import { slotConfig } from '../../core/steps/switch.ts';
@@ -445,6 +445,57 @@ describe('prune on a host (bash)', () => {
     expect(Object.fromEntries(Object.entries(refs).map(([k, s]) => [k, left.has(s)]))).toEqual({ a: false, b: true, c: true, submodule: true, other: false });
   });
 
+  it(`bounds the mirror: past ${MIRROR_PACKS} packs (one a deploy of a new commit), repacked into one holding what the kept releases' commits reach, dropping a pruned release's objects (a file committed on another branch); at ${MIRROR_PACKS} or fewer, left as it is`, () => {
+    const base = host({ [A]: '', [B]: '', [C]: '' }, C);
+    const mirror = join(base, 'repo.git');
+    execFileSync('git', ['init', '-q', '--bare', mirror]);
+    const work = join(base, 'work');
+    const git = (...args: string[]) => execFileSync('git', ['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { encoding: 'utf8' }).trim();
+    mkdirSync(work);
+    git('init', '-q', '-b', 'main');
+    // What a deploy does: a pack of the objects the mirror lacks, indexed (receivePack), its commit pinned.
+    const deploy = (sha: string, since?: string) => {
+      const pack = execFileSync('git', ['-C', work, 'pack-objects', '--stdout', '--revs', '-q'], { input: since ? `${sha}\n^${since}\n` : `${sha}\n` });
+      execFileSync('git', ['--git-dir', mirror, 'index-pack', '--stdin', '--fix-thin'], { input: pack });
+      execFileSync('git', ['--git-dir', mirror, 'update-ref', `refs/ops/sha/${sha}`, sha]);
+      return sha;
+    };
+    const commits: string[] = [];
+    const step = (n: number) => {
+      writeFileSync(join(work, 'n.txt'), `${n}\n`);
+      git('add', '-A');
+      git('commit', '-q', '-m', `c${n}`);
+      commits.push(deploy(git('rev-parse', 'HEAD'), commits.at(-1)));
+    };
+    writeFileSync(join(work, 'secret.bin'), 'committed by mistake\n');
+    git('add', '-A');
+    git('commit', '-q', '-m', 'side');
+    const side = deploy(git('rev-parse', 'HEAD'));
+    const secret = git('rev-parse', 'HEAD:secret.bin');
+    git('checkout', '-q', '--orphan', 'trunk');
+    git('rm', '-q', '--cached', 'secret.bin');
+    rmSync(join(work, 'secret.bin'));
+    for (let n = 1; n < MIRROR_PACKS; n++) step(n);
+    const revision = (id: string, sha: string) => writeFileSync(join(base, 'releases', id, 'REVISION'), `${sha}\n`);
+    revision(A, side);
+    revision(B, commits.at(-2)!);
+    revision(C, commits.at(-1)!);
+    const packs = () => readdirSync(join(mirror, 'objects', 'pack')).filter((f) => f.endsWith('.pack')).length;
+    const has = (o: string) => spawnSync('git', ['--git-dir', mirror, 'cat-file', '-e', o]).status === 0;
+    // MIRROR_PACKS packs: nothing repacked (A's ref goes, its objects stay until the bound is passed).
+    expect(packs()).toBe(MIRROR_PACKS);
+    execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(env(base), [A]).script}`], { encoding: 'utf8' });
+    expect([packs(), has(side), has(secret)]).toEqual([MIRROR_PACKS, true, true]);
+    // One deploy more: repacked, only what the kept commits reach.
+    step(MIRROR_PACKS);
+    revision(C, commits.at(-1)!);
+    const out = spawnSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(env(base), []).script}`], { encoding: 'utf8' });
+    expect(out.stderr).not.toContain('could not repack');
+    expect([packs(), has(side), has(secret)]).toEqual([1, false, false]);
+    expect(commits.every(has)).toBe(true);
+    expect(execFileSync('git', ['--git-dir', mirror, 'fsck', '--connectivity-only'], { encoding: 'utf8' })).toBe('');
+  });
+
   it("reads what ops recorded of each kept release (its record's release.json, not the app's copy: a release made by an older ops, its own), and removes the records of the releases it removes and of those no longer here", () => {
     const base = host({ [A]: '', [B]: '', [C]: '' }, C);
     execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
@@ -554,7 +605,7 @@ describe('prune on a host (bash)', () => {
 });
 
 describe('keep_failed on a host: the latest failures and rollbacks are kept (bash history, ops releases, prune)', () => {
-  it('deploy v1, v2, rollback, v2, rollback, a broken build: the failed release is kept for inspection, not the oldest rolled-back one; the next deploy prunes that one', () => {
+  it('deploy v1, v2, rollback, v2, rollback, a broken build: the failed release is kept for inspection, not the oldest rolled-back one; the next deploy prunes that one; a run of failed deploys keeps keep_failed of them, pruned after each failure', () => {
     const base = host({}, '');
     mkdirSync(join(base, 'releases'));
     execFileSync('git', ['init', '-q', '--bare', join(base, 'repo.git')]);
@@ -631,6 +682,21 @@ describe('keep_failed on a host: the latest failures and rollbacks are kept (bas
       [failedAgain]: 'failed: 1 of keep_failed 2, for inspection',
       [failed]: 'failed: 2 of keep_failed 2, for inspection',
       [v2again]: undefined,
+    });
+
+    // A third broken build, in a run of failures: the prune after it (under its lock) keeps keep_failed of them, the
+    // live and good ones, not every failure until the next deploy that goes live.
+    const before = parseState(run(`${historyFunctions(e)}\nops_report current ${current}\nops_report slot green\nrelease_reports`));
+    const third = broken('d');
+    const after = pruneAfterFailure(e, before, third);
+    expect(after.sort()).toEqual([failed, v2again].sort());
+    const gone = parseReports(execFileSync('bash', ['-c', `${scriptPrelude}\n${pruneReleases(e, after).script}`], { encoding: 'utf8' }));
+    expect(gone.filter(([k]) => k === 'pruned').map(([, v]) => v).sort()).toEqual([failed, v2again].sort());
+    expect(Object.fromEntries(kept())).toEqual({
+      [v3]: 'live (1 of keep 5)',
+      [v1]: 'good: 2 of keep 5',
+      [third]: 'failed: 1 of keep_failed 2, for inspection',
+      [failedAgain]: 'failed: 2 of keep_failed 2, for inspection',
     });
   });
 });

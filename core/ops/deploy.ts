@@ -304,6 +304,8 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
           dotenvs.set(r, sent);
         }
       };
+      // The builder's packed parts, dropped once carried: beside the receivers' unpacks, which need nothing of them.
+      let dropped: Promise<unknown> = Promise.resolve();
       try {
         if (receivers.length) {
           let parts: PackedPart[] = [];
@@ -315,7 +317,7 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
             if (primary) await migration.catch(() => undefined); // not left running on the host when the rollout stops
             throw e;
           } finally {
-            await b.h.tryRun(dropPacked(env, p.id));
+            dropped = b.h.tryRun(dropPacked(env, p.id));
           }
         }
         await settled([
@@ -332,8 +334,8 @@ async function rollout(ctx: OpsContext, env: Target, session: Session, locked: L
         ]);
       } finally {
         // Nothing of a receiver's left in flight when the rollout goes on or stops (a receiver that never got to its
-        // unpack: another host failed first).
-        await Promise.allSettled(dotenvs.values());
+        // unpack: another host failed first), nor the builder's drop.
+        await Promise.allSettled([...dotenvs.values(), dropped]);
       }
     }),
   );

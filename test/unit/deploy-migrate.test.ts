@@ -200,6 +200,26 @@ describe('a build received by nine hosts (ten hosts, all at once)', () => {
   });
 });
 
+describe("the builder's packed build, dropped once carried (three hosts)", () => {
+  it("is dropped beside the receivers' unpacks, which do not wait for it; no host starts before it is done", async () => {
+    let unpacked = 0;
+    let allIn!: () => void;
+    const bothIn = new Promise<void>((resolve) => (allIn = resolve));
+    const h = harness(async (host, step) => {
+      // The drop ends only once both receivers are unpacking (else after 3 s: too late for them, failed below).
+      if (host === 'web1' && step.name === 'drop packed build') return (await Promise.race([bothIn, sleep(3000)]), undefined);
+      if (step.name === 'receive build' && ++unpacked === 2) allIn();
+      return undefined;
+    });
+    await deploy(h.ctx, loadEnvironment('three', root), {});
+    const at = (s: string) => h.order.indexOf(s);
+    // The order records a step once its answer came: both unpacks ended before the drop did.
+    expect(at('web2 receive build')).toBeLessThan(at('web1 drop packed build'));
+    expect(at('web3 receive build')).toBeLessThan(at('web1 drop packed build'));
+    for (const host of HOSTS) expect(h.order.findIndex((s) => s.startsWith(`${host} start`))).toBeGreaterThan(at('web1 drop packed build'));
+  });
+});
+
 describe('a receiver without the space for the build (ten hosts)', () => {
   it('is refused before anything is sent to any receiver: no .env, no chunk', async () => {
     const lock = `${opsLines(STATE, 'lock acquired')}${opsLines(STATE, 'provisioned yes', `current ${LIVE}`, 'slot blue', `has ${v1}`, 'platform debian 12 x86_64 python none node none', 'disk 0 50000 40000 /srv')}`;

@@ -61,14 +61,16 @@ ${reportProvisioned(env)}`,
 
 /**
  * The Debian packages provision installs: the base set, the runtimes' (strategy debian), certbot when TLS is
- * letsencrypt, and provision.packages.
+ * letsencrypt, and provision.packages. Each name of ours is a real package of every SUPPORTED_RELEASES (checked with
+ * apt-cache show on each), never a transitional one, which a later release drops: pyenv's curses headers are
+ * libncurses-dev (Debian 11-13), not libncursesw5-dev (a transitional package in 12, gone in 13).
  */
 export function packageList(env: Target): string[] {
   const { python, node } = env.config.runtimes;
   // iproute2: ss, for the health gate's check of who listens on a port.
   const list = ['nginx', 'supervisor', 'git', 'curl', 'ca-certificates', 'openssl', 'make', 'postgresql-client', 'sudo', 'procps', 'iproute2'];
   if (python.strategy === 'debian') list.push(`python${minor(python.version)}`, `python${minor(python.version)}-venv`);
-  else list.push('build-essential', 'libssl-dev', 'zlib1g-dev', 'libbz2-dev', 'libreadline-dev', 'libsqlite3-dev', 'libffi-dev', 'liblzma-dev', 'libncursesw5-dev', 'xz-utils', 'tk-dev', 'uuid-dev');
+  else list.push('build-essential', 'libssl-dev', 'zlib1g-dev', 'libbz2-dev', 'libreadline-dev', 'libsqlite3-dev', 'libffi-dev', 'liblzma-dev', 'libncurses-dev', 'xz-utils', 'tk-dev', 'uuid-dev');
   if (node.strategy === 'debian') list.push('nodejs', 'npm');
   if (env.config.tls.mode === 'letsencrypt') list.push('certbot');
   list.push(...env.config.provision.packages);

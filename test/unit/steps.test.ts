@@ -803,6 +803,9 @@ describe('packages and runtimes', () => {
     expect(packageList(managed)).not.toContain('nodejs');
     expect(runtimes(managed).script).toContain('/opt/nvm/versions/node/v16.13.2/bin/node');
     expect(runtimes(managed).script).toContain('/opt/pyenv/versions/3.8.9/bin/python3');
+    // pyenv's build dependencies by names every supported release has: Debian 13 dropped the transitional libncursesw5-dev.
+    expect(packageList(managed)).toContain('libncurses-dev');
+    expect(packageList(managed)).not.toContain('libncursesw5-dev');
   });
   it("says which strategy debian versions the host's Debian release ships (the hint of a failed package install)", () => {
     expect(debianRuntimeProblem(env(), 'web1', 'bookworm')).toBeUndefined();

@@ -161,7 +161,7 @@ if [ ${'$'}{#missing[@]} -gt 0 ]; then
     while read -r p; do
       case $asked in
         *" $p "*) echo "$p, in provision.packages, is in none of this host's apt sources (Debian $codename: https://packages.debian.org/$codename/$p): correct its name in $yml, or add the apt source that has it, then run provision again" >&2 ;;
-        *) echo "$p is in none of this host's apt sources (Debian $codename: apt-cache policy $p; /etc/apt/sources.list and /etc/apt/sources.list.d/ name them)" >&2 ;;
+        *) echo "$p is in none of this host's apt sources (Debian $codename: apt-cache policy $p; the files in /etc/apt/sources.list.d/ name them, and /etc/apt/sources.list where there is one: Debian 13 has none)" >&2 ;;
       esac
     done < <(sed -n 's/^E: Unable to locate package \([^ ]*\).*/\1/p' "$apt_log" | sort -u)
     held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')

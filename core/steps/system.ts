@@ -62,8 +62,10 @@ ${reportProvisioned(env)}`,
 /**
  * The Debian packages provision installs: the base set, the runtimes' (strategy debian), certbot when TLS is
  * letsencrypt, and provision.packages. Each name of ours is a real package of every SUPPORTED_RELEASES (checked with
- * apt-cache show on each), never a transitional one, which a later release drops: pyenv's curses headers are
- * libncurses-dev (Debian 11-13), not libncursesw5-dev (a transitional package in 12, gone in 13).
+ * apt-cache show on each), never a transitional one, which a later release keeps only as a name another package
+ * provides: apt installs that provider, but dpkg-query never finds the name installed, so every provision would install
+ * it again and report packages changed. pyenv's curses headers are libncurses-dev (Debian 11-13), not
+ * libncursesw5-dev (transitional in 12, only provided by libncurses-dev in 13).
  */
 export function packageList(env: Target): string[] {
   const { python, node } = env.config.runtimes;

@@ -803,7 +803,8 @@ describe('packages and runtimes', () => {
     expect(packageList(managed)).not.toContain('nodejs');
     expect(runtimes(managed).script).toContain('/opt/nvm/versions/node/v16.13.2/bin/node');
     expect(runtimes(managed).script).toContain('/opt/pyenv/versions/3.8.9/bin/python3');
-    // pyenv's build dependencies by names every supported release has: Debian 13 dropped the transitional libncursesw5-dev.
+    // pyenv's build dependencies by real package names: Debian 13's libncursesw5-dev is only a name libncurses-dev provides,
+    // which dpkg-query never finds installed (every provision would install it again, reporting packages changed).
     expect(packageList(managed)).toContain('libncurses-dev');
     expect(packageList(managed)).not.toContain('libncursesw5-dev');
   });

@@ -83,7 +83,8 @@ export function packageList(env: Target): string[] {
 export const APT_LOCK_WAIT = 300;
 
 /**
- * Install what is missing; refresh the package lists only when they are stale (older than 6 h) or a first install fails.
+ * Install what is missing (a name only another package provides, libncursesw5-dev on Debian 13, is there when an
+ * installed package provides it); refresh the package lists only when they are stale (older than 6 h) or a first install fails.
  * Another package job holding apt's or dpkg's locks (unattended-upgrades on a VM's first boot) is waited for, up to
  * APT_LOCK_WAIT s, saying who holds which lock (/proc/locks: apt and dpkg take fcntl locks; `apt-get update` of
  * bookworm's apt 2.6 does not wait for its lists lock, DPkg::Lock::Timeout is the dpkg frontend's only); past that,
@@ -106,9 +107,16 @@ export function installPackages(env: Target): Step {
     script: String.raw`${SYSTEM_FUNCTIONS}
 want=(${packageList(env).map(quote).join(' ')})
 missing=()
+provided=
 for p in "${'$'}{want[@]}"; do
   # "hold ok installed": one an admin keeps at its version (apt-mark hold nginx) is installed too.
-  dpkg-query -W -f='${'$'}{Status}' "$p" 2>/dev/null | grep -qE '^(install|hold) ok installed$' || missing+=("$p")
+  dpkg-query -W -f='${'$'}{Status}' "$p" 2>/dev/null | grep -qE '^(install|hold) ok installed$' && continue
+  # A name only other packages provide (a transitional name a later release dropped, Debian 13's libncursesw5-dev; a
+  # virtual one, mail-transport-agent): apt installs a provider, and dpkg never has the name itself. Installed when an
+  # installed package provides it (read once: every installed package's Provides), else each provision would install
+  # it again and report packages changed.
+  [ -n "$provided" ] || provided=$(dpkg-query -W -f='${'$'}{db:Status-Abbrev} ${'$'}{Provides}\n' 2>/dev/null | sed -n 's/^[ih]i  *//p' | tr ',' '\n' | awk '{ print $1 }' | sort -u; echo .)
+  grep -qxF -- "$p" <<< "$provided" || missing+=("$p")
 done
 if [ ${'$'}{#missing[@]} -gt 0 ]; then
   echo "installing: ${'$'}{missing[*]}"

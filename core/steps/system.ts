@@ -61,14 +61,18 @@ ${reportProvisioned(env)}`,
 
 /**
  * The Debian packages provision installs: the base set, the runtimes' (strategy debian), certbot when TLS is
- * letsencrypt, and provision.packages.
+ * letsencrypt, and provision.packages. Each name of ours is a real package of every SUPPORTED_RELEASES (checked with
+ * apt-cache show on each), never a transitional one, which a later release keeps only as a name another package
+ * provides: apt installs that provider, but dpkg-query never finds the name installed, so every provision would install
+ * it again and report packages changed. pyenv's curses headers are libncurses-dev (Debian 11-13), not
+ * libncursesw5-dev (transitional in 12, only provided by libncurses-dev in 13).
  */
 export function packageList(env: Target): string[] {
   const { python, node } = env.config.runtimes;
   // iproute2: ss, for the health gate's check of who listens on a port.
   const list = ['nginx', 'supervisor', 'git', 'curl', 'ca-certificates', 'openssl', 'make', 'postgresql-client', 'sudo', 'procps', 'iproute2'];
   if (python.strategy === 'debian') list.push(`python${minor(python.version)}`, `python${minor(python.version)}-venv`);
-  else list.push('build-essential', 'libssl-dev', 'zlib1g-dev', 'libbz2-dev', 'libreadline-dev', 'libsqlite3-dev', 'libffi-dev', 'liblzma-dev', 'libncursesw5-dev', 'xz-utils', 'tk-dev', 'uuid-dev');
+  else list.push('build-essential', 'libssl-dev', 'zlib1g-dev', 'libbz2-dev', 'libreadline-dev', 'libsqlite3-dev', 'libffi-dev', 'liblzma-dev', 'libncurses-dev', 'xz-utils', 'tk-dev', 'uuid-dev');
   if (node.strategy === 'debian') list.push('nodejs', 'npm');
   if (env.config.tls.mode === 'letsencrypt') list.push('certbot');
   list.push(...env.config.provision.packages);
@@ -79,7 +83,8 @@ export function packageList(env: Target): string[] {
 export const APT_LOCK_WAIT = 300;
 
 /**
- * Install what is missing; refresh the package lists only when they are stale (older than 6 h) or a first install fails.
+ * Install what is missing (a name only another package provides, libncursesw5-dev on Debian 13, is there when an
+ * installed package provides it); refresh the package lists only when they are stale (older than 6 h) or a first install fails.
  * Another package job holding apt's or dpkg's locks (unattended-upgrades on a VM's first boot) is waited for, up to
  * APT_LOCK_WAIT s, saying who holds which lock (/proc/locks: apt and dpkg take fcntl locks; `apt-get update` of
  * bookworm's apt 2.6 does not wait for its lists lock, DPkg::Lock::Timeout is the dpkg frontend's only); past that,
@@ -102,9 +107,16 @@ export function installPackages(env: Target): Step {
     script: String.raw`${SYSTEM_FUNCTIONS}
 want=(${packageList(env).map(quote).join(' ')})
 missing=()
+provided=
 for p in "${'$'}{want[@]}"; do
   # "hold ok installed": one an admin keeps at its version (apt-mark hold nginx) is installed too.
-  dpkg-query -W -f='${'$'}{Status}' "$p" 2>/dev/null | grep -qE '^(install|hold) ok installed$' || missing+=("$p")
+  dpkg-query -W -f='${'$'}{Status}' "$p" 2>/dev/null | grep -qE '^(install|hold) ok installed$' && continue
+  # A name only other packages provide (a transitional name a later release dropped, Debian 13's libncursesw5-dev; a
+  # virtual one, mail-transport-agent): apt installs a provider, and dpkg never has the name itself. Installed when an
+  # installed package provides it (read once: every installed package's Provides), else each provision would install
+  # it again and report packages changed.
+  [ -n "$provided" ] || provided=$(dpkg-query -W -f='${'$'}{db:Status-Abbrev} ${'$'}{Provides}\n' 2>/dev/null | sed -n 's/^[ih]i  *//p' | tr ',' '\n' | awk '{ print $1 }' | sort -u; echo .)
+  grep -qxF -- "$p" <<< "$provided" || missing+=("$p")
 done
 if [ ${'$'}{#missing[@]} -gt 0 ]; then
   echo "installing: ${'$'}{missing[*]}"
@@ -159,7 +171,7 @@ if [ ${'$'}{#missing[@]} -gt 0 ]; then
     while read -r p; do
       case $asked in
         *" $p "*) echo "$p, in provision.packages, is in none of this host's apt sources (Debian $codename: https://packages.debian.org/$codename/$p): correct its name in $yml, or add the apt source that has it, then run provision again" >&2 ;;
-        *) echo "$p is in none of this host's apt sources (Debian $codename: apt-cache policy $p; /etc/apt/sources.list and /etc/apt/sources.list.d/ name them)" >&2 ;;
+        *) echo "$p is in none of this host's apt sources (Debian $codename: apt-cache policy $p; the files in /etc/apt/sources.list.d/ name them, and /etc/apt/sources.list where there is one: Debian 13 has none)" >&2 ;;
       esac
     done < <(sed -n 's/^E: Unable to locate package \([^ ]*\).*/\1/p' "$apt_log" | sort -u)
     held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')

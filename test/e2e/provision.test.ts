@@ -480,3 +480,31 @@ describe.sequential('provision and deploy on bullseye (the release the old VMs r
     expect(again[0]!.items.filter((i) => i.state === 'changed')).toEqual([]);
   }, 900_000);
 });
+
+describe.sequential("provision and deploy on trixie (Debian 13, what new VMs run), Debian's own runtimes", () => {
+  let host: Host;
+  let project: TestProject;
+  beforeAll(async () => {
+    host = await upHost({ name: `trix${process.pid % 1000}`, suite: 'trixie', fresh: true, owner: process.env.OPS_TESTHOSTS_OWNER });
+  }, 600_000);
+  afterAll(async () => {
+    if (host) await downHost(host.name, { purge: true });
+    project?.cleanup();
+  });
+
+  // A bare trixie VM: apt sources in deb822 form only (debian.sources, no sources.list), Python 3.13, Node.js 20.
+  it("provisions with Debian 13's Python 3.13 and Node.js 20, then deploys the app with them", async () => {
+    const { testDatabase } = await import('./support.ts');
+    project = makeProject(
+      'e2e',
+      testConfig([host], await appRepo(), await testDatabase(`trixie_${process.pid}`), {
+        runtimes: { python: { strategy: 'debian', version: '3.13' }, node: { strategy: 'debian', version: '20' } },
+      }),
+    );
+    const result = await provision(project.ctx(), project.env());
+    expect(result[0]!.os).toBe('Debian trixie');
+    expect(result[0]!.runtimes.join('\n')).toMatch(/python \/usr\/bin\/python3\.13 3\.13\.\d+\nnode \/usr\/bin\/node 20\.\d+\.\d+\nnpm \/usr\/bin\/npm \d+\.\d+\.\d+/);
+    await deploy(project.ctx(), project.env(), { ref: 'v1' });
+    expect((await get(host)).body).toContain('Version 1.0.0');
+  }, 900_000);
+});

@@ -1,9 +1,9 @@
-// vitest globalSetup for the end-to-end tests: makes the lab ready once per run (cached root filesystem, apt
+// vitest globalSetup for the end-to-end tests: makes the lab ready once per run (cached root filesystems, apt
 // proxy, PyPI and npm caches, PostgreSQL, pebble) and hands its coordinates to the test files through provide/inject.
 // Teardown: takes down any host this run left behind (a crashed test file), then releases the run's lease;
 // the shared services stop only if nobody else (the sandbox, another run) still uses them.
 import type { TestProject } from 'vitest/node';
-import { acquireLab, downHosts, ensureDatabase, ensureLab, ensurePebble, releaseLab } from '../hosts/index.ts';
+import { acquireLab, downHosts, ensureDatabase, ensureLab, ensurePebble, releaseLab, SUITES } from '../hosts/index.ts';
 
 export interface LabContext {
   /** Hosts made by this run carry this owner (OPS_TESTHOSTS_OWNER), so teardown finds leftovers. */
@@ -30,7 +30,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   process.env.OPS_TESTHOSTS_OWNER = owner;
   const started = Date.now();
   acquireLab(owner);
-  const lab = await ensureLab({ log: (line) => console.log(`[lab] ${line}`) });
+  // Every suite's root filesystem, built once per machine (in parallel on a fresh one) before the files start, rather
+  // than inside the first test that asks for a bullseye or trixie host.
+  const lab = await ensureLab({ suites: [...SUITES], log: (line) => console.log(`[lab] ${line}`) });
   const db = await ensureDatabase();
   const pebble = await ensurePebble();
   console.log(`[lab] ready in ${((Date.now() - started) / 1000).toFixed(1)} s (services on ${lab.servicesAddress})`);

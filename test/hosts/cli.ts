@@ -31,7 +31,7 @@ import {
 const USAGE = `usage: npm run hosts -- <command> [options]
 
   check                         root and every program the lab needs (prints the apt command if not)
-  build [--suite S] [--force]   build the cached root filesystem (bookworm default; bullseye)
+  build [--suite S] [--force]   build the cached root filesystem (bookworm default; bullseye, trixie)
   up NAME... [--suite S] [--init systemd|chroot] [--from SNAPSHOT] [--fresh] [--octet N] [--fs PATH:MB[:INODES]]... [--lan NAME]...
                                 bring hosts up (kept root filesystems are reused unless --fresh);
                                 --fs gives PATH a small filesystem of its own (tmpfs: size, inodes);

@@ -9,8 +9,8 @@ import { ensureNpmCache, ensurePypiCache } from './caches.ts';
 import { APT_PROXY_PORT, paths, SERVICES_ADDRESS } from './paths.ts';
 import { isAlive, livePid, logTail, readPidFile, run, spawnDaemon, stopProcess, waitFor, withLock, writePidFile, type ProcessRecord } from './proc.ts';
 
-export type Suite = 'bookworm' | 'bullseye';
-export const SUITES: readonly Suite[] = ['bookworm', 'bullseye'];
+export type Suite = 'bookworm' | 'bullseye' | 'trixie';
+export const SUITES: readonly Suite[] = ['bookworm', 'bullseye', 'trixie'];
 
 // What a bare Debian cloud VM has, no more: the provision action installs nginx, supervisor, node, etc.
 // (and is tested doing so). dbus + systemd-sysv make `systemd-nspawn -b` boot a real systemd.
@@ -46,6 +46,30 @@ printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\n' > "$R"/etc
 rm -f "$R"/etc/systemd/system/timers.target.wants/apt-daily.timer "$R"/etc/systemd/system/timers.target.wants/apt-daily-upgrade.timer
 `;
 
+// From Debian 13 on, a fresh install (and the cloud images) keeps apt's sources in deb822 form in
+// /etc/apt/sources.list.d/debian.sources, with no /etc/apt/sources.list (Debian 13 release notes, "Deb822 style
+// sources"); mmdebstrap writes a one-line sources.list, so the hook rewrites it as the installer would.
+const deb822SourcesHook = (suite: Suite): string => String.raw`rm -f "$R"/etc/apt/sources.list
+cat > "$R"/etc/apt/sources.list.d/debian.sources <<'EOF'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: ${suite} ${suite}-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: ${suite}-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+`;
+
+/** The suite's customize hook: the common one, plus deb822 sources for the releases whose installer writes them. */
+function customizeHook(suite: Suite): string {
+  return suite === 'trixie' ? CUSTOMIZE_HOOK + deb822SourcesHook(suite) : CUSTOMIZE_HOOK;
+}
+
 function sources(suite: Suite): string[] {
   return [
     `deb http://deb.debian.org/debian ${suite} main`,
@@ -56,7 +80,7 @@ function sources(suite: Suite): string[] {
 
 /** The cached tarball's name changes whenever what goes into it changes, so a stale cache is never used. */
 export function rootfsTarball(suite: Suite): string {
-  const recipe = JSON.stringify({ v: 1, suite, packages: ROOTFS_PACKAGES, hook: CUSTOMIZE_HOOK, sources: sources(suite) });
+  const recipe = JSON.stringify({ v: 1, suite, packages: ROOTFS_PACKAGES, hook: customizeHook(suite), sources: sources(suite) });
   const hash = createHash('sha256').update(recipe).digest('hex').slice(0, 12);
   return join(paths.rootfsDir, `${suite}-${hash}.tar.zst`);
 }
@@ -156,7 +180,7 @@ export async function ensureRootfs(suite: Suite, options: { force?: boolean; log
     options.log?.(`building the ${suite} root filesystem (about 90 s, once per machine) -> ${tarball}`);
     const started = Date.now();
     try {
-      const args = ['--variant=minbase', `--include=${ROOTFS_PACKAGES.join(',')}`, `--customize-hook=${CUSTOMIZE_HOOK}`, suite, partial, ...sources(suite)];
+      const args = ['--variant=minbase', `--include=${ROOTFS_PACKAGES.join(',')}`, `--customize-hook=${customizeHook(suite)}`, suite, partial, ...sources(suite)];
       const result = await run('mmdebstrap', args, {
         timeoutMs: 20 * 60_000,
         what: `mmdebstrap (${suite})`,
@@ -287,7 +311,8 @@ export interface Lab {
 }
 
 /**
- * Make the machine ready for hosts: root and tools checked, client key, cached root filesystem(s),
+ * Make the machine ready for hosts: root and tools checked, client key, cached root filesystem(s) of `suites`
+ * (default bookworm; built in parallel, once per machine),
  * services address, apt proxy, PyPI and npm caches (each started if absent, even when the others already run:
  * the lab is shared by every test run). Idempotent and quick once done (about 0.1 s).
  */
@@ -297,7 +322,10 @@ export async function ensureLab(options: { suites?: Suite[]; log?: (line: string
   for (const d of [paths.cache, paths.state, paths.run, paths.hostsDir, paths.logsDir]) mkdirSync(d, { recursive: true, mode: 0o755 });
   const key = await ensureClientKey();
   const rootfs: Partial<Record<Suite, string>> = {};
-  for (const suite of options.suites ?? ['bookworm']) rootfs[suite] = await ensureRootfs(checkSuite(suite), { log: options.log });
+  // Built at once (each under its own lock): on a fresh machine the suites' mmdebstrap runs overlap.
+  const suites = (options.suites ?? ['bookworm']).map(checkSuite);
+  const built = await Promise.all(suites.map((suite) => ensureRootfs(suite, { log: options.log })));
+  suites.forEach((suite, i) => (rootfs[suite] = built[i]));
   await ensureServicesAddress();
   const url = await ensureAptProxy();
   const [pypiIndexUrl, npmRegistryUrl] = await Promise.all([ensurePypiCache(), ensureNpmCache()]);

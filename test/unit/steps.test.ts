@@ -803,6 +803,10 @@ describe('packages and runtimes', () => {
     expect(packageList(managed)).not.toContain('nodejs');
     expect(runtimes(managed).script).toContain('/opt/nvm/versions/node/v16.13.2/bin/node');
     expect(runtimes(managed).script).toContain('/opt/pyenv/versions/3.8.9/bin/python3');
+    // pyenv's build dependencies by real package names: Debian 13's libncursesw5-dev is only a name libncurses-dev provides,
+    // which dpkg-query never finds installed (every provision would install it again, reporting packages changed).
+    expect(packageList(managed)).toContain('libncurses-dev');
+    expect(packageList(managed)).not.toContain('libncursesw5-dev');
   });
   it("says which strategy debian versions the host's Debian release ships (the hint of a failed package install)", () => {
     expect(debianRuntimeProblem(env(), 'web1', 'bookworm')).toBeUndefined();
@@ -821,11 +825,12 @@ describe('packages and runtimes', () => {
  * package to dpkg-query's Status ("install ok installed" when absent), `update` and `install` what `apt-get update`
  * and `apt-get install` print, and their exit status. What it printed, its exit status and the apt-get calls it made.
  */
-function packagesStep(e: Target, status: Record<string, string>, update: { out: string; code: number } = { out: '', code: 0 }, install: { out: string; code: number } = { out: '', code: 0 }): { status: number | null; out: string; calls: string[] } {
+function packagesStep(e: Target, status: Record<string, string>, update: { out: string; code: number } = { out: '', code: 0 }, install: { out: string; code: number } = { out: '', code: 0 }, provides: string[] = []): { status: number | null; out: string; calls: string[] } {
   const dir = mkdtempSync(join(tmpdir(), 'ops-apt-'));
   const stub = (name: string, body: string) => writeFileSync(join(dir, name), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
   const statuses = Object.entries(status).map(([p, st]) => `${quote(p)}) echo -n ${quote(st)} ;;`).join(' ');
-  stub('dpkg-query', `p=\${@: -1}; case $p in ${statuses} *) echo -n 'install ok installed' ;; esac`);
+  // Without a package name (its last argument the format): each package's status and Provides, `provides` ("ii  name (= v), ...").
+  stub('dpkg-query', `p=\${@: -1}; case $p in -f*) printf '%s\\n' ${provides.map(quote).join(' ')} ;; ${statuses} *) echo -n 'install ok installed' ;; esac`);
   stub('apt-mark', `[ "$1" = showhold ] && for p in ${Object.entries(status).filter(([, st]) => st.startsWith('hold ')).map(([p]) => quote(p)).join(' ')}; do echo "$p"; done; true`);
   stub('find', 'true'); // the package lists: none fresh
   stub('apt-get', `echo "$*" >> ${quote(join(dir, 'calls'))}; case " $* " in *" update "*) out=${quote(update.out)}; code=${update.code} ;; *" install "*) out=${quote(install.out)}; code=${install.code} ;; esac; [ -z "$out" ] || printf '%s\\n' "$out"; exit "\${code:-0}"`);
@@ -846,6 +851,16 @@ describe('the packages step on hosts as they are (stubbed dpkg and apt)', () => 
     expect(kept.status, kept.out).toBe(0);
     expect(kept.out).toContain('@ops item packages ok');
     expect(kept.calls).toEqual([]);
+  });
+  it('a name only an installed package provides (Debian 13: libncursesw5-dev, by libncurses-dev) is installed: no apt run, packages ok', () => {
+    const e = env({ provision: { packages: ['libncursesw5-dev'] } });
+    const r = packagesStep(e, { 'libncursesw5-dev': 'unknown ok not-installed' }, undefined, undefined, ['ii  libc6 ', 'ii  libncursesw5-dev (= 6.5+20250216-2), libtinfo-dev (= 6.5+20250216-2)']);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toContain('@ops item packages ok');
+    expect(r.calls).toEqual([]);
+    // Provided by a package that is not installed (its Provides still listed: "rc", config files left): installed by apt.
+    const gone = packagesStep(e, { 'libncursesw5-dev': 'unknown ok not-installed' }, undefined, undefined, ['rc  libncursesw5-dev (= 6.5+20250216-2)']);
+    expect(gone.calls).toEqual(['update -qq', 'install -y -qq --no-install-recommends libncursesw5-dev']);
   });
   it('a package source apt-get update cannot read is said, and apt goes on with the lists it has', () => {
     const r = packagesStep(env({ provision: { packages: ['ed'] } }), { ed: 'unknown ok not-installed' }, { out: "E: The repository 'http://10.99.99.99/debian bookworm Release' does not have a Release file.", code: 100 });

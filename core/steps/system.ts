@@ -495,6 +495,12 @@ for d in "$rt_root"${NODE_FROM_NPM_DIR}/v* "$rt_root"${NVM_DIR}/versions/node/v*
 done`;
 }
 
+// What a version manager needs from the host (pyenv: its git repository on github.com, then the source from
+// python.org, built by the host; nvm: github.com, then nodejs.org): a host that reaches neither (a closed network, an
+// index mirror only) fails on git's or curl's line alone, so the way out is said after it.
+const PYENV_HINT = 'runtimes.python strategy pyenv needs the host to reach github.com (pyenv) and python.org (the source it builds): if it cannot, use strategy debian with the Python this Debian release ships, then run provision again';
+const NVM_HINT = 'runtimes.node strategy nvm needs the host to reach github.com (nvm) and nodejs.org (the build it downloads): if it cannot, use strategy npm (Node.js from packages.npm_registry) or debian, then run provision again';
+
 /**
  * Install (version managers, the npm registry) and verify the pinned runtimes at their absolute paths; then remove
  * the versions no app on the host uses any more (pruneRuntimes: the lifetime of what this step installs).
@@ -505,21 +511,21 @@ export function runtimes(env: Target, files: PackageIndexFiles = {}): Step {
   const lines = [SYSTEM_FUNCTIONS, registerRuntimes(env)];
   if (python.strategy === 'pyenv') {
     lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
-  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
+  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT} || { echo "${PYENV_HINT}" >&2; exit 1; }
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.python)} ]; then
-  PYENV_ROOT=${PYENV_ROOT} /usr/bin/timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)}
+  PYENV_ROOT=${PYENV_ROOT} /usr/bin/timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)} || { echo "${PYENV_HINT}" >&2; exit 1; }
   CHANGED=1
 fi`);
   }
   if (node.strategy === 'nvm') {
     lines.push(String.raw`if [ ! -s ${NVM_DIR}/nvm.sh ]; then
-  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
+  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR} || { echo "${NVM_HINT}" >&2; exit 1; }
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.node)} ]; then
-  NVM_DIR=${NVM_DIR} /usr/bin/timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null
+  NVM_DIR=${NVM_DIR} /usr/bin/timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null || { echo "${NVM_HINT}" >&2; exit 1; }
   CHANGED=1
 fi`);
   }

@@ -803,6 +803,9 @@ describe('packages and runtimes', () => {
     expect(packageList(managed)).not.toContain('nodejs');
     expect(runtimes(managed).script).toContain('/opt/nvm/versions/node/v16.13.2/bin/node');
     expect(runtimes(managed).script).toContain('/opt/pyenv/versions/3.8.9/bin/python3');
+    // a host that reaches no github.com (a closed network): git's line alone would not say the way out
+    expect(runtimes(managed).script).toMatch(/pyenv\.git \S+ \|\| \{ echo "runtimes\.python strategy pyenv needs the host to reach github\.com .*use strategy debian/);
+    expect(runtimes(managed).script).toMatch(/nvm install 16\.13\.2' >\/dev\/null \|\| \{ echo "runtimes\.node strategy nvm needs .*use strategy npm/);
     // pyenv's build dependencies by real package names: Debian 13's libncursesw5-dev is only a name libncurses-dev provides,
     // which dpkg-query never finds installed (every provision would install it again, reporting packages changed).
     expect(packageList(managed)).toContain('libncurses-dev');

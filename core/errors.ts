@@ -275,6 +275,60 @@ export function installScriptHint(step: string, output: string): string | undefi
   return `${pkg}'s install script (${command}) failed: ${what.join('; ')}; fix: ${fixes.join('; or ')}`;
 }
 
+/**
+ * The hint for a Python set's step (`python dependencies`) whose installer failed building a requirement from its
+ * source distribution, from its output: uv's "Failed to build `name==version`" (uv 0.4 and later; "Failed to download
+ * and build", "Failed to build: `...`" before), pip's "Failed building wheel for name", "Could not build wheels for
+ * name", "Failed to build name ..." and its metadata step's "Encountered error while generating package metadata"
+ * (then "╰─> name"), and its "× Getting requirements to build wheel did not run successfully" (the sdist's file names it, when shown). uv and pip build from source only when the index has no wheel of that release for the host's
+ * Python and platform: most often an old pin (2022's asyncpg 0.25, uvloop 0.16, psycopg2-binary 2.9.3) under a newer
+ * Python than it was released for (Debian 12's 3.11), where the build then fails for want of a compiler, Python's
+ * headers, a library's (pg_config), or on its own. Names the requirements and, when the output says it, what the
+ * host lacked; the fixes: a release with wheels for the host's Python, runtimes.python at a version that one has
+ * wheels for, or the build tools in provision.packages. undefined for another step, or output naming no such build.
+ */
+export function sourceBuildHint(step: string, output: string): string | undefined {
+  if (step !== 'python dependencies') return undefined;
+  const lines = output.split('\n');
+  const names: string[] = [];
+  const sdists: string[] = [];
+  let pipBuild = false;
+  const add = (n: string | undefined) => {
+    const name = n?.trim();
+    if (name && !names.includes(name)) names.push(name);
+  };
+  lines.forEach((l, i) => {
+    const uv = /Failed to (?:download and )?build:? `([^`]+)`/.exec(l);
+    if (uv) add(uv[1]);
+    const wheel = /Failed building wheel for (\S+)|Could not build wheels for ([^,\s]+)/.exec(l);
+    if (wheel) add(wheel[1] ?? wheel[2]);
+    const summary = /^(?:ERROR: )?Failed to build ((?:[\w.-]+ ?)+)$/.exec(l.trim());
+    if (summary) for (const n of summary[1]!.split(' ')) add(n);
+    if (/Encountered error while generating package metadata/.test(l)) add(/╰─>\s*(\S+)/.exec(lines[i + 1] ?? '')?.[1] ?? /╰─>\s*(\S+)/.exec(lines[i + 2] ?? '')?.[1]);
+    // pip's build steps, which name no package (pip -q shows no "Collecting" line): the sdist's file, when shown
+    if (/× (?:Getting requirements to build wheel|Preparing metadata \(pyproject\.toml\)|Building wheel for \S+ \(.*\)) did not run successfully/.test(l)) {
+      pipBuild = true;
+      add(/Building wheel for (\S+)/.exec(l)?.[1]);
+    }
+    const sdist = /\/([A-Za-z0-9][\w.]*?)-(\d[\w.]*)\.(?:tar\.gz|zip)\b/.exec(l);
+    if (sdist) sdists.push(`${sdist[1]}==${sdist[2]}`);
+  });
+  if (pipBuild && !names.length) for (const n of sdists) add(n);
+  if (!names.length && !pipBuild) return undefined;
+  if (!names.length) names.push('a requirement (its name is above pip\'s error)');
+  const lacks = [
+    ...(lines.some((l) => /\b(?:[\w-]*-)?(?:gcc|cc|c\+\+|g\+\+)['"]?(?::| failed:) (?:No such file or directory|not found|command not found)|command '[^']*(?:gcc|cc)' failed/.test(l)) ? ['a C compiler (build-essential)'] : []),
+    ...(lines.some((l) => /Python\.h: No such file or directory/.test(l)) ? ["Python's headers (python3-dev)"] : []),
+    ...(lines.some((l) => /pg_config executable not found|pg_config: (?:not found|No such file)/.test(l)) ? ["PostgreSQL's client headers and pg_config (libpq-dev)"] : []),
+  ];
+  const shown = `${names.slice(0, 3).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''}`;
+  const packages = ['build-essential', 'python3-dev', ...(lacks.some((l) => l.includes('libpq-dev')) ? ['libpq-dev'] : [])];
+  return (
+    `${shown} ${names.length > 1 ? 'were' : 'was'} built from source on the host, which failed${lacks.length ? ` (the host lacks ${lacks.join(', ')})` : ''}: pip and uv build a package only when the package index has no wheel of that release for the host's Python (runtimes.python) and platform, as for a release older than that Python; ` +
+    `fix: pin ${names.length > 1 ? 'releases' : 'a release'} with wheels for that Python (the index lists each release's files: cp311 for 3.11), or set runtimes.python to a version ${names.length > 1 ? 'they have' : 'it has'} wheels for (Debian 12's package is 3.11, Debian 11's 3.9; strategy pyenv installs any, with the internet on the hosts), then ops provision; or let the hosts compile ${names.length > 1 ? 'them' : 'it'}: ${packages.join(', ')} in provision.packages, then ops provision`
+  );
+}
+
 /** A step that failed because the host's disk (or its inodes) ran out: the step's error, then what is free. */
 export class DiskFullError extends StepError {
   override name = 'DiskFullError';

@@ -329,6 +329,41 @@ export function sourceBuildHint(step: string, output: string): string | undefine
   );
 }
 
+/**
+ * Modules an older app (or a package it pins) imports that today's Python or setuptools no longer provide, each with
+ * what removed it: setuptools 81 removed pkg_resources (setuptools' changelog, v81.0.0); Python 3.12 removed
+ * distutils (PEP 632), imp, asynchat, asyncore and smtpd; Python 3.13 the "dead batteries" of PEP 594.
+ */
+const REMOVED_MODULES: Record<string, string> = {
+  pkg_resources: 'setuptools 81',
+  ...Object.fromEntries(['distutils', 'imp', 'asynchat', 'asyncore', 'smtpd'].map((m) => [m, 'Python 3.12'])),
+  ...Object.fromEntries(['aifc', 'audioop', 'cgi', 'cgitb', 'chunk', 'crypt', 'imghdr', 'mailcap', 'msilib', 'nis', 'nntplib', 'ossaudiodev', 'pipes', 'sndhdr', 'spwd', 'sunau', 'telnetlib', 'uu', 'xdrlib'].map((m) => [m, 'Python 3.13'])),
+};
+
+/**
+ * The hint for a step (a build, migration, start, hook) whose output ends in Python's `ModuleNotFoundError: No module
+ * named 'X'` for a module today's setuptools or Python removed (REMOVED_MODULES): an app pinned years ago (the data
+ * catalogue's 2022 punq 0.6.2 imports pkg_resources) runs with the newest setuptools the Python set was seeded with,
+ * or under a newer Python than it was written for. Names the package whose file imported it (the traceback's last
+ * site-packages frame), and the fix: pin setuptools below 81, or runtimes.python below the version that removed it,
+ * or a release of that package without the import. undefined for any other output.
+ */
+export function removedModuleHint(output: string): string | undefined {
+  const lines = output.split('\n');
+  const at = lines.findIndex((l) => /ModuleNotFoundError: No module named '([\w.]+)'/.test(l));
+  if (at < 0) return undefined;
+  const module = /No module named '([\w.]+)'/.exec(lines[at]!)![1]!.split('.')[0]!;
+  const removedBy = REMOVED_MODULES[module];
+  if (!removedBy) return undefined;
+  const frame = lines.slice(0, at).reverse().map((l) => /File "[^"]*\/site-packages\/([A-Za-z0-9_.-]+?)(?:\/|\.py")/.exec(l)?.[1]).find(Boolean);
+  const importer = frame ? `${frame}, a pinned package, imports it` : 'the code imports it';
+  const fix =
+    removedBy.startsWith('setuptools')
+      ? `pin setuptools<81 in release.python_requirements (the Python set is seeded with the newest setuptools)${frame ? `, or a release of ${frame} that no longer imports it` : ', or use importlib.metadata instead'}`
+      : `set runtimes.python to a version before ${removedBy.replace('Python ', '')}, then ops provision${frame ? `, or pin a release of ${frame} that no longer imports it` : ', or stop importing it'}`;
+  return `${module} is no longer provided (${removedBy} removed it) and ${importer}; fix: ${fix}`;
+}
+
 /** A step that failed because the host's disk (or its inodes) ran out: the step's error, then what is free. */
 export class DiskFullError extends StepError {
   override name = 'DiskFullError';

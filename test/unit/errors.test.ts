@@ -10,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { Connector } from '../../core/context.ts';
 import { runAction } from '../../core/action.ts';
-import { describeLowLevel, formatError, installScriptHint, messageLine, OpsError, readOnlySetHint, sourceBuildHint, StepError, translateError } from '../../core/errors.ts';
+import { describeLowLevel, formatError, installScriptHint, messageLine, OpsError, readOnlySetHint, removedModuleHint, sourceBuildHint, StepError, translateError } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
@@ -219,6 +219,31 @@ describe('an app command writing into a dependency set (read-only once made)', (
     expect(readOnlySetHint('build', 'bash: web/node_modules/dotenv/lib/main.js: Permission denied')).toContain('node_modules (a dependency set)');
     expect(readOnlySetHint('build', 'bash: /etc/passwd: Permission denied')).toBeUndefined();
     expect(readOnlySetHint('node dependencies', "EACCES: permission denied, mkdir 'client/node_modules/x'")).toBeUndefined();
+  });
+});
+
+describe("a module today's setuptools or Python removed, imported by an old app (Python's traceback)", () => {
+  it('names the module, what removed it, the pinned package importing it, and the fix', () => {
+    // The data catalogue's 2022 migration on a Debian 11 test host: punq 0.6.2 imports pkg_resources, gone from the
+    // setuptools (82) the Python set was seeded with; as the step's error showed it.
+    const PUNQ = [
+      '  File "./server/seedwork/application/di.py", line 3, in <module>',
+      '    import punq',
+      '  File "/srv/catalogage/shared/deps/venv-aa33d338e4b7de56/lib/python3.9/site-packages/punq/__init__.py", line 27, in <module>',
+      '    from pkg_resources import DistributionNotFound',
+      "ModuleNotFoundError: No module named 'pkg_resources'",
+      'make: *** [Makefile:52: migrate] Error 1',
+    ].join('\n');
+    expect(removedModuleHint(PUNQ)).toBe("pkg_resources is no longer provided (setuptools 81 removed it) and punq, a pinned package, imports it; fix: pin setuptools<81 in release.python_requirements (the Python set is seeded with the newest setuptools), or a release of punq that no longer imports it");
+    // the app's own code importing distutils under Python 3.12
+    expect(removedModuleHint('  File "/srv/x/releases/r/app.py", line 1, in <module>\n    from distutils.util import strtobool\nModuleNotFoundError: No module named \'distutils.util\'')).toBe(
+      'distutils is no longer provided (Python 3.12 removed it) and the code imports it; fix: set runtimes.python to a version before 3.12, then ops provision, or stop importing it',
+    );
+  });
+
+  it('nothing for a module that was never in the standard library or setuptools (a missing requirement), or other output', () => {
+    expect(removedModuleHint("ModuleNotFoundError: No module named 'flask'")).toBeUndefined();
+    expect(removedModuleHint('TypeError: issubclass() arg 1 must be a class')).toBeUndefined();
   });
 });
 

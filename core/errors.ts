@@ -275,6 +275,95 @@ export function installScriptHint(step: string, output: string): string | undefi
   return `${pkg}'s install script (${command}) failed: ${what.join('; ')}; fix: ${fixes.join('; or ')}`;
 }
 
+/**
+ * The hint for a Python set's step (`python dependencies`) whose installer failed building a requirement from its
+ * source distribution, from its output: uv's "Failed to build `name==version`" (uv 0.4 and later; "Failed to download
+ * and build", "Failed to build: `...`" before), pip's "Failed building wheel for name", "Could not build wheels for
+ * name", "Failed to build name ..." and its metadata step's "Encountered error while generating package metadata"
+ * (then "╰─> name"), and its "× Getting requirements to build wheel did not run successfully" (the sdist's file names it, when shown). uv and pip build from source only when the index has no wheel of that release for the host's
+ * Python and platform: most often an old pin (2022's asyncpg 0.25, uvloop 0.16, psycopg2-binary 2.9.3) under a newer
+ * Python than it was released for (Debian 12's 3.11), where the build then fails for want of a compiler, Python's
+ * headers, a library's (pg_config), or on its own. Names the requirements and, when the output says it, what the
+ * host lacked; the fixes: a release with wheels for the host's Python, runtimes.python at a version that one has
+ * wheels for, or the build tools in provision.packages. undefined for another step, or output naming no such build.
+ */
+export function sourceBuildHint(step: string, output: string): string | undefined {
+  if (step !== 'python dependencies') return undefined;
+  const lines = output.split('\n');
+  const names: string[] = [];
+  const sdists: string[] = [];
+  let pipBuild = false;
+  const add = (n: string | undefined) => {
+    const name = n?.trim();
+    if (name && !names.includes(name)) names.push(name);
+  };
+  lines.forEach((l, i) => {
+    const uv = /Failed to (?:download and )?build:? `([^`]+)`/.exec(l);
+    if (uv) add(uv[1]);
+    const wheel = /Failed building wheel for (\S+)|Could not build wheels for ([^,\s]+)/.exec(l);
+    if (wheel) add(wheel[1] ?? wheel[2]);
+    const summary = /^(?:ERROR: )?Failed to build ((?:[\w.-]+ ?)+)$/.exec(l.trim());
+    if (summary) for (const n of summary[1]!.split(' ')) add(n);
+    if (/Encountered error while generating package metadata/.test(l)) add(/╰─>\s*(\S+)/.exec(lines[i + 1] ?? '')?.[1] ?? /╰─>\s*(\S+)/.exec(lines[i + 2] ?? '')?.[1]);
+    // pip's build steps, which name no package (pip -q shows no "Collecting" line): the sdist's file, when shown
+    if (/× (?:Getting requirements to build wheel|Preparing metadata \(pyproject\.toml\)|Building wheel for \S+ \(.*\)) did not run successfully/.test(l)) {
+      pipBuild = true;
+      add(/Building wheel for (\S+)/.exec(l)?.[1]);
+    }
+    const sdist = /\/([A-Za-z0-9][\w.]*?)-(\d[\w.]*)\.(?:tar\.gz|zip)\b/.exec(l);
+    if (sdist) sdists.push(`${sdist[1]}==${sdist[2]}`);
+  });
+  if (pipBuild && !names.length) for (const n of sdists) add(n);
+  if (!names.length && !pipBuild) return undefined;
+  if (!names.length) names.push('a requirement (its name is above pip\'s error)');
+  const lacks = [
+    ...(lines.some((l) => /\b(?:[\w-]*-)?(?:gcc|cc|c\+\+|g\+\+)['"]?(?::| failed:) (?:No such file or directory|not found|command not found)|command '[^']*(?:gcc|cc)' failed/.test(l)) ? ['a C compiler (build-essential)'] : []),
+    ...(lines.some((l) => /Python\.h: No such file or directory/.test(l)) ? ["Python's headers (python3-dev)"] : []),
+    ...(lines.some((l) => /pg_config executable not found|pg_config: (?:not found|No such file)/.test(l)) ? ["PostgreSQL's client headers and pg_config (libpq-dev)"] : []),
+  ];
+  const shown = `${names.slice(0, 3).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''}`;
+  const packages = ['build-essential', 'python3-dev', ...(lacks.some((l) => l.includes('libpq-dev')) ? ['libpq-dev'] : [])];
+  return (
+    `${shown} ${names.length > 1 ? 'were' : 'was'} built from source on the host, which failed${lacks.length ? ` (the host lacks ${lacks.join(', ')})` : ''}: pip and uv build a package only when the package index has no wheel of that release for the host's Python (runtimes.python) and platform, as for a release older than that Python; ` +
+    `fix: pin ${names.length > 1 ? 'releases' : 'a release'} with wheels for that Python (the index lists each release's files: cp311 for 3.11), or set runtimes.python to a version ${names.length > 1 ? 'they have' : 'it has'} wheels for (Debian 12's package is 3.11, Debian 11's 3.9; strategy pyenv installs any, with the internet on the hosts), then ops provision; or let the hosts compile ${names.length > 1 ? 'them' : 'it'}: ${packages.join(', ')} in provision.packages, then ops provision`
+  );
+}
+
+/**
+ * Modules an older app (or a package it pins) imports that today's Python or setuptools no longer provide, each with
+ * what removed it: setuptools 81 removed pkg_resources (setuptools' changelog, v81.0.0); Python 3.12 removed
+ * distutils (PEP 632), imp, asynchat, asyncore and smtpd; Python 3.13 the "dead batteries" of PEP 594.
+ */
+const REMOVED_MODULES: Record<string, string> = {
+  pkg_resources: 'setuptools 81',
+  ...Object.fromEntries(['distutils', 'imp', 'asynchat', 'asyncore', 'smtpd'].map((m) => [m, 'Python 3.12'])),
+  ...Object.fromEntries(['aifc', 'audioop', 'cgi', 'cgitb', 'chunk', 'crypt', 'imghdr', 'mailcap', 'msilib', 'nis', 'nntplib', 'ossaudiodev', 'pipes', 'sndhdr', 'spwd', 'sunau', 'telnetlib', 'uu', 'xdrlib'].map((m) => [m, 'Python 3.13'])),
+};
+
+/**
+ * The hint for a step (a build, migration, start, hook) whose output ends in Python's `ModuleNotFoundError: No module
+ * named 'X'` for a module today's setuptools or Python removed (REMOVED_MODULES): an app pinned years ago (the data
+ * catalogue's 2022 punq 0.6.2 imports pkg_resources) runs with the newest setuptools the Python set was seeded with,
+ * or under a newer Python than it was written for. Names the package whose file imported it (the traceback's last
+ * site-packages frame), and the fix: pin setuptools below 81, or runtimes.python below the version that removed it,
+ * or a release of that package without the import. undefined for any other output.
+ */
+export function removedModuleHint(output: string): string | undefined {
+  const lines = output.split('\n');
+  const at = lines.findIndex((l) => /ModuleNotFoundError: No module named '([\w.]+)'/.test(l));
+  if (at < 0) return undefined;
+  const module = /No module named '([\w.]+)'/.exec(lines[at]!)![1]!.split('.')[0]!;
+  const removedBy = REMOVED_MODULES[module];
+  if (!removedBy) return undefined;
+  const frame = lines.slice(0, at).reverse().map((l) => /File "[^"]*\/site-packages\/([A-Za-z0-9_.-]+?)(?:\/|\.py")/.exec(l)?.[1]).find(Boolean);
+  const importer = frame ? `${frame}, a pinned package, imports it` : 'the code imports it';
+  const fix =
+    removedBy.startsWith('setuptools')
+      ? `pin setuptools<81 in release.python_requirements (the Python set is seeded with the newest setuptools)${frame ? `, or a release of ${frame} that no longer imports it` : ', or use importlib.metadata instead'}`
+      : `set runtimes.python to a version before ${removedBy.replace('Python ', '')}, then ops provision${frame ? `, or pin a release of ${frame} that no longer imports it` : ', or stop importing it'}`;
+  return `${module} is no longer provided (${removedBy} removed it) and ${importer}; fix: ${fix}`;
+}
+
 /** A step that failed because the host's disk (or its inodes) ran out: the step's error, then what is free. */
 export class DiskFullError extends StepError {
   override name = 'DiskFullError';

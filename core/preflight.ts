@@ -113,7 +113,8 @@ const list = (items: string[], max = 5) => `${items.slice(0, max).join(', ')}${i
  * release.node_dir (its package.json and npm's lockfile, whose packages must run on the pinned Node.js:
  * core/node-engines.ts, and which must list the Linux binaries of the packages that have some: core/node-platforms.ts,
  * and be in sync with package.json as npm ci checks: core/node-lock-sync.ts), release.build and release.migrate
- * when they are `make [target]` (the defaults `make build`, `make migrate`), programs.<name>.directory, a program's `sh -c` script (shellScriptProblems); warned of: a
+ * when they are `make [target]` (the defaults `make build`, `make migrate`), programs.<name>.directory, a program's `sh -c` script (shellScriptProblems), a
+ * per-slot value the code reads in a form the build inlines (inlinedSlotValues); warned of: a
  * program's `--env-file` naming no file (envFileWarnings), settings a framework reads from its process environment
  * only that no program gets (processOnlySettings), a .env value the commit's .npmrc reads (npmrcVariableWarnings),
  * another package manager named beside npm's lockfile (otherManagerWarning), a Next.js server started in a subdirectory, which reads no .env
@@ -249,7 +250,7 @@ export async function preflight(repo: string, sha: string, env: Environment, tre
         `programs.${name}.directory ${missing(kind, program.directory, at)}: release.build (${build})${beforeSwitch.length ? ' or a before_switch hook' : ''} must make it, else supervisor cannot start ${name} ("couldn't chdir") after the build`,
       );
   }
-  problems.push(...shellScriptProblems(env));
+  problems.push(...shellScriptProblems(env), ...(await inlinedSlotValues(repo, sha, env)));
   warnings.push(...envFileWarnings(env, listing, at), ...(await processOnlySettings(repo, sha, env)), ...(await nextDotenvDirs(repo, sha, env)));
   return { problems, warnings };
 }
@@ -443,6 +444,78 @@ async function nextDotenvDirs(repo: string, sha: string, env: Environment): Prom
     );
   }
   return warnings;
+}
+
+/** Source files a front-end build reads (and so may inline values into), for `git grep`; node_modules left out. */
+const FRONTEND_SOURCES = ['*.js', '*.mjs', '*.cjs', '*.ts', '*.mts', '*.cts', '*.jsx', '*.tsx', '*.svelte', '*.vue', '*.astro', ':!:**/node_modules/**'];
+
+/**
+ * How a source file reads variable `name` so that the build writes its value into the code it makes, the server's
+ * code too, or undefined when it does not: vite's `import.meta.env.NAME` (a member, `['NAME']`, or a destructuring
+ * `{ NAME } = import.meta.env`: Vite docs, "Env Variables and Modes", replaced statically at build time), SvelteKit's
+ * `import { NAME } from '$env/static/private'` (or `/public`: SvelteKit docs, "$env/static/private"), and Next.js's
+ * `process.env.NEXT_PUBLIC_*` (Next.js docs, "Environment Variables": inlined at build time). A reading at run time
+ * (`process.env.NAME` otherwise, `$env/dynamic/*`, `Object.entries(import.meta.env)`) is not one.
+ */
+export function inlinedRead(text: string, name: string): string | undefined {
+  const n = name.replace(/[$]/g, '\\$&');
+  const forms: [RegExp, string][] = [
+    [new RegExp(String.raw`import\.meta\.env(?:\.${n}\b|\[\s*['"\x60]${n}['"\x60]\s*\])`), `import.meta.env.${name}`],
+    [new RegExp(String.raw`\{[^{}]*\b${n}\b[^{}]*\}\s*=\s*import\.meta\.env\b`), `{ ${name} } = import.meta.env`],
+    [new RegExp(String.raw`import\s*\{[^{}]*\b${n}\b[^{}]*\}\s*from\s*['"]\$env/static/(?:private|public)['"]`), `$env/static/`],
+    ...(name.startsWith('NEXT_PUBLIC_') ? [[new RegExp(String.raw`process\.env\.${n}\b`), `process.env.${name}`] as [RegExp, string]] : []),
+  ];
+  for (const [re, shown] of forms) {
+    const m = re.exec(text);
+    if (m) return shown === '$env/static/' ? `import { ${name} } from '${/\$env\/static\/(private|public)/.exec(m[0])![0]}'` : shown;
+  }
+  return undefined;
+}
+
+/**
+ * Problems for a variable whose value differs per slot (a program's env giving it with `{port}` / `{port:<p>}`, or
+ * the .env naming a program's port as a number) that commit `sha`'s code reads in a form the build inlines
+ * (inlinedRead): the release is built once, for both slots, so the code holds the .env's value (the blue slot's
+ * port, or nothing) and the program's own value is never read; a release on the green slot would call the blue
+ * slot's program (the live release before the switch, the previous one kept warm after it, or nothing once it is
+ * stopped) while its health checks pass and the deploy says it is live. Found by `git grep -w` of the names in the
+ * front-end sources (FRONTEND_SOURCES), each file then read; the first file reading each name is named.
+ */
+async function inlinedSlotValues(repo: string, sha: string, env: Environment): Promise<string[]> {
+  const { programs, env: dotenv } = env.config;
+  const ports = Object.entries(programs).map(([p, prog]) => [p, prog.port] as const);
+  // name -> [why it differs per slot, the program it reaches]
+  const perSlot = new Map<string, [string, string]>();
+  for (const [p, prog] of Object.entries(programs))
+    for (const [k, v] of Object.entries(prog.env)) {
+      const m = /\{port(?::([^}]*))?\}/.exec(v);
+      if (m && !perSlot.has(k)) perSlot.set(k, [`programs.${p}.env gives it "${v}" for each slot`, m[1] ?? p]);
+    }
+  for (const [k, v] of Object.entries(dotenv))
+    if (typeof v === 'string' && !perSlot.has(k)) {
+      const hit = ports.find(([, port]) => new RegExp(`:${port}(?!\\d)`).test(v));
+      if (hit) perSlot.set(k, [`it names port ${hit[1]}, program ${hit[0]}'s in the blue slot only (the green slot runs it on ${hit[1] + env.config.switch.port_offset})`, hit[0]]);
+    }
+  if (!perSlot.size) return [];
+  const names = [...perSlot.keys()];
+  const grep = await new Git(repo).run(['grep', '-l', '-I', '-w', ...names.flatMap((n) => ['-e', n]), sha, '--', ...FRONTEND_SOURCES]);
+  if (grep.code !== 0) return [];
+  const files = grep.stdout.split('\n').filter(Boolean).map((l) => l.slice(sha.length + 1)).slice(0, 200);
+  const problems: string[] = [];
+  for (const name of names) {
+    for (const file of files) {
+      const read = inlinedRead((await fileAt(repo, sha, file)) ?? '', name);
+      if (!read) continue;
+      const built = dotenv[name];
+      const value = built === undefined ? 'nothing (the .env does not give it)' : typeof built === 'string' ? `the .env's ${JSON.stringify(built)}` : "the .env's secret";
+      problems.push(
+        `${name}: ${file} reads it as ${read}, which the build replaces with its value in the code it makes (the server's too), and the release is built once for both slots: it holds ${value}, and ${perSlot.get(name)![0]}, so a release on the green slot would call the blue slot's ${perSlot.get(name)![1]} (the live release before the switch, the previous one kept warm after it) while the deploy says it is live\n` +
+          `  fix: read it at run time in server code (process.env.${name}; SvelteKit 1.0 and later: $env/dynamic/private), so each slot's programs.<program>.env value is used; or, with the code as it is, give env.${name} a value that is the same for both slots and follows the switch, the site's own URL through nginx (e.g. http://127.0.0.1/api on the host when the site is nginx's default server), and drop it from programs.<program>.env`,
+      );
+      break;
+    }
+  }
+  return problems;
 }
 
 /**

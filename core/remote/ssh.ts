@@ -10,7 +10,7 @@ import type { NodeSSH } from 'node-ssh';
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SUDO_NOEXEC, sudoNoexec, agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, installScriptHint, preloadProblem, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
+import { SUDO_NOEXEC, removedModuleHint, sourceBuildHint, sudoNoexec, agentFix, agentProblem, busFix, busProblem, xtraceFix, xtraceProblem, connectionLost, loginStartup, NotStartedError, OpsError, StepError, TransportError, lingerFix, lingerProblem, maskedText, oneLine, homeDirProblem, installScriptHint, preloadProblem, readOnlySetHint, sudoHint, sudoWarningFix, tail, translateError } from '../errors.ts';
 import type { Reporter } from '../report.ts';
 import type { Host } from '../config/environment.ts';
 import { type Bastion, type LoginOptions, describeEndpoint, login } from './ssh-login.ts';
@@ -510,7 +510,7 @@ export class SshRemote implements Remote {
     const result: StepResult = { stdout, stderr, code, durationMs: Math.round(performance.now() - started), reports: parseReports(stdout), preamble: shellText, ...(status.lingered && { lingered: true }), ...(agentStopped && { agentStopped: true }), ...(busStopped && { busStopped: true }), ...(traced && { xtrace: true }), ...(homeLine && { homeDir: homeLine }), ...(preloadLines[0] && { preload: preloadLines[0] }) };
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
-      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail) ?? installScriptHint(step.name, maskedText(`${stderr}\n${stdout}`, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
+      throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail) ?? installScriptHint(step.name, maskedText(`${stderr}\n${stdout}`, (t) => this.reporter.redact(t))) ?? sourceBuildHint(step.name, maskedText(`${stderr}\n${stdout}`, (t) => this.reporter.redact(t))) ?? removedModuleHint(failureDetail(stdout, stderr, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
     }
     return result;
   }

@@ -389,6 +389,7 @@ fi`;
  * beside that directory (/opt/ops-uv/v<version>.venv, removed after), not in a temporary directory: its pip is a
  * script run from where it lies, and /tmp mounted noexec (CIS benchmarks' hardening) refuses that ("Permission
  * denied"), where uv itself must run from anyway. A venv left by a cut step is replaced by the next run.
+ * A failed install names the index it asked (scheme, host and port: never a URL's credentials) or PyPI.
  */
 function uvFromIndex(env: Target, python: string): string {
   const uv = env.runtime.uv;
@@ -405,7 +406,10 @@ if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSI
   ${pipSettings(env).replace(/\n/g, '\n  ')}
   if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} /usr/bin/timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
     tail -n 20 "$uv_tmp/pip.log" >&2
-    echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
+    # the index by its scheme, host and port only: a URL from a secret may hold credentials
+    if [ -n "${'$'}{PIP_INDEX_URL:-}" ]; then index="the package index at $(printf '%s' "$PIP_INDEX_URL" | sed -E 's#^([A-Za-z][A-Za-z0-9+.-]*://)([^@/]*@)?([^/]*).*#\1\3#') (packages.pip_index_url)"
+    else index='PyPI (packages.pip_index_url is not set)'; fi
+    echo "cannot install uv ${UV_VERSION} from $index: check that the hosts reach it and that it has uv ${UV_VERSION}; or set release.python_installer: pip" >&2
     exit 1
   fi
   rm -rf "$uv_dir.partial"; install -d -m 0755 "$uv_dir.partial/bin"

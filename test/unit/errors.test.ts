@@ -10,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { Connector } from '../../core/context.ts';
 import { runAction } from '../../core/action.ts';
-import { describeLowLevel, formatError, installScriptHint, messageLine, OpsError, readOnlySetHint, StepError, translateError } from '../../core/errors.ts';
+import { describeLowLevel, formatError, installScriptHint, messageLine, OpsError, readOnlySetHint, removedModuleHint, sourceBuildHint, StepError, translateError } from '../../core/errors.ts';
 import { RecordingRemote } from '../../core/remote/recording.ts';
 import type { Remote, RunOptions, Step, StepResult, UploadOptions } from '../../core/remote/types.ts';
 import { LOCK_KEYS } from '../../core/steps/lock.ts';
@@ -219,6 +219,70 @@ describe('an app command writing into a dependency set (read-only once made)', (
     expect(readOnlySetHint('build', 'bash: web/node_modules/dotenv/lib/main.js: Permission denied')).toContain('node_modules (a dependency set)');
     expect(readOnlySetHint('build', 'bash: /etc/passwd: Permission denied')).toBeUndefined();
     expect(readOnlySetHint('node dependencies', "EACCES: permission denied, mkdir 'client/node_modules/x'")).toBeUndefined();
+  });
+});
+
+describe("a module today's setuptools or Python removed, imported by an old app (Python's traceback)", () => {
+  it('names the module, what removed it, the pinned package importing it, and the fix', () => {
+    // The data catalogue's 2022 migration on a Debian 11 test host: punq 0.6.2 imports pkg_resources, gone from the
+    // setuptools (82) the Python set was seeded with; as the step's error showed it.
+    const PUNQ = [
+      '  File "./server/seedwork/application/di.py", line 3, in <module>',
+      '    import punq',
+      '  File "/srv/catalogage/shared/deps/venv-aa33d338e4b7de56/lib/python3.9/site-packages/punq/__init__.py", line 27, in <module>',
+      '    from pkg_resources import DistributionNotFound',
+      "ModuleNotFoundError: No module named 'pkg_resources'",
+      'make: *** [Makefile:52: migrate] Error 1',
+    ].join('\n');
+    expect(removedModuleHint(PUNQ)).toBe("pkg_resources is no longer provided (setuptools 81 removed it) and punq, a pinned package, imports it; fix: pin setuptools<81 in release.python_requirements (the Python set is seeded with the newest setuptools), or a release of punq that no longer imports it");
+    // the app's own code importing distutils under Python 3.12
+    expect(removedModuleHint('  File "/srv/x/releases/r/app.py", line 1, in <module>\n    from distutils.util import strtobool\nModuleNotFoundError: No module named \'distutils.util\'')).toBe(
+      'distutils is no longer provided (Python 3.12 removed it) and the code imports it; fix: set runtimes.python to a version before 3.12, then ops provision, or stop importing it',
+    );
+  });
+
+  it('nothing for a module that was never in the standard library or setuptools (a missing requirement), or other output', () => {
+    expect(removedModuleHint("ModuleNotFoundError: No module named 'flask'")).toBeUndefined();
+    expect(removedModuleHint('TypeError: issubclass() arg 1 must be a class')).toBeUndefined();
+  });
+});
+
+describe('a Python requirement built from its source on a host, failing (uv\'s and pip\'s output)', () => {
+  // uv 0.13.9 (the pinned one) installing the data catalogue's 2022 requirements.txt under Python 3.11: asyncpg 0.25.0
+  // has no cp311 wheel, and its sdist's pyproject.toml is refused, as uv printed it.
+  const UV = [
+    'error: Failed to download and build `asyncpg==0.25.0`',
+    '  cause: `pyproject.toml` does not match the required schema. When the `[project]` table is present, `project.name` must be present and non-empty.',
+    '  cause: TOML parse error at line 1, column 1',
+    '           |',
+    '         1 | [project]',
+    '           | ^^^^^^^^^',
+    '         missing field `name`',
+  ].join('\n');
+  const FIX =
+    'pip and uv build a package only when the package index has no wheel of that release for the host\'s Python (runtimes.python) and platform, as for a release older than that Python; fix: pin a release with wheels for that Python (the index lists each release\'s files: cp311 for 3.11), or set runtimes.python to a version it has wheels for (Debian 12\'s package is 3.11, Debian 11\'s 3.9; strategy pyenv installs any, with the internet on the hosts), then ops provision; or let the hosts compile it: build-essential, python3-dev';
+
+  it('names the requirement, what the host lacked when the output says it, and the fixes: a release with wheels, another runtimes.python, the build tools', () => {
+    expect(sourceBuildHint('python dependencies', UV)).toBe(`asyncpg==0.25.0 was built from source on the host, which failed: ${FIX} in provision.packages, then ops provision`);
+    // uv's later words, a compiler and Python's headers missing (uvloop's C extension)
+    const uvloop = ['  × Failed to build `uvloop==0.16.0`', '  ├─▶ The build backend returned an error', "      error: command 'x86_64-linux-gnu-gcc' failed: No such file or directory", '      uvloop/loop.c:4:10: fatal error: Python.h: No such file or directory'].join('\n');
+    expect(sourceBuildHint('python dependencies', uvloop)).toBe(`uvloop==0.16.0 was built from source on the host, which failed (the host lacks a C compiler (build-essential), Python's headers (python3-dev)): ${FIX} in provision.packages, then ops provision`);
+    // pip (release.python_installer: pip): psycopg2's metadata step without pg_config, then its summary line
+    const pip = ['      Error: pg_config executable not found.', '  error: metadata-generation-failed', '', '× Encountered error while generating package metadata.', '╰─> psycopg2-binary', '', 'ERROR: Failed building wheel for httptools', 'Failed to build httptools'].join('\n');
+    expect(sourceBuildHint('python dependencies', pip)).toBe(
+      `psycopg2-binary, httptools were built from source on the host, which failed (the host lacks PostgreSQL's client headers and pg_config (libpq-dev)): ${FIX.replace('a release with', 'releases with').replace('version it has', 'version they have').replace('compile it', 'compile them')}, libpq-dev in provision.packages, then ops provision`,
+    );
+    // pip -q's "Getting requirements to build wheel", which names no package: the sdist's file when shown, else said so
+    const getReq = ['  error: subprocess-exited-with-error', '  × Getting requirements to build wheel did not run successfully.', '  │ exit code: 1', '      configuration error: `project` must contain [\'version\'] properties'].join('\n');
+    expect(sourceBuildHint('python dependencies', getReq)).toMatch(/^a requirement \(its name is above pip's error\) was built from source on the host, which failed: /);
+    expect(sourceBuildHint('python dependencies', `  Downloading http://10.230.0.1:3141/root/pypi/%2Bf/63f/8e6a69733b285/asyncpg-0.25.0.tar.gz (804 kB)\n${getReq}`)).toMatch(/^asyncpg==0\.25\.0 was built from source on the host/);
+  });
+
+  it('nothing for another step, or an install failing otherwise (a pin the index lacks, the index unreachable)', () => {
+    expect(sourceBuildHint('node dependencies', UV)).toBeUndefined();
+    expect(sourceBuildHint('build', UV)).toBeUndefined();
+    expect(sourceBuildHint('python dependencies', '  × No solution found when resolving dependencies:\n  ╰─▶ Because there is no version of asyncpg==0.99.0 and you require asyncpg==0.99.0, we can conclude that your requirements are unsatisfiable.')).toBeUndefined();
+    expect(sourceBuildHint('python dependencies', 'ERROR: Could not find a version that satisfies the requirement uv==0.13.9 (from versions: none)\nERROR: No matching distribution found for uv==0.13.9')).toBeUndefined();
   });
 });
 

@@ -74,6 +74,16 @@ describe('packages settings', () => {
     expect(problems({ release: { python_installer: 'poetry' } })).toMatch(/release\.python_installer/);
   });
 
+  it("says which index uv could not be installed from (scheme, host and port: never a URL's credentials), or PyPI", () => {
+    // The failure branch of provision's uv install, as rendered, run by bash with the index pipSettings exported.
+    const script = runtimes(env({})).script;
+    const branch = script.slice(script.indexOf('tail -n 20 "$uv_tmp/pip.log" >&2') + 'tail -n 20 "$uv_tmp/pip.log" >&2'.length, script.indexOf('    exit 1\n  fi\n  rm -rf "$uv_dir.partial"'));
+    const said = (url?: string) => execFileSync('bash', ['-euc', `exec 2>&1\n${branch}`], { encoding: 'utf8', env: { PATH: process.env.PATH, ...(url === undefined ? {} : { PIP_INDEX_URL: url }) } }).trim();
+    expect(said('http://10.232.0.2:3141/root/pypi/+simple/')).toBe(`cannot install uv ${UV_VERSION} from the package index at http://10.232.0.2:3141 (packages.pip_index_url): check that the hosts reach it and that it has uv ${UV_VERSION}; or set release.python_installer: pip`);
+    expect(said('https://ci:s3cr3t-token@pypi.example.org/simple/')).toBe(`cannot install uv ${UV_VERSION} from the package index at https://pypi.example.org (packages.pip_index_url): check that the hosts reach it and that it has uv ${UV_VERSION}; or set release.python_installer: pip`);
+    expect(said()).toBe(`cannot install uv ${UV_VERSION} from PyPI (packages.pip_index_url is not set): check that the hosts reach it and that it has uv ${UV_VERSION}; or set release.python_installer: pip`);
+  });
+
   it('takes a pip index URL with credentials from a secret; an https index is not marked trusted', () => {
     const e = env({ packages: { pip_index_url: { secret: 'pip.url' } } });
     const files = packageIndexFiles(e, { pip: { url: 'https://user:p%40ss@pypi.example.org/simple/' } });

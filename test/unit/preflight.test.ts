@@ -394,6 +394,39 @@ describe('preflight of a commit against the release settings', () => {
     expect(reporter.lines).toContainEqual(expect.stringMatching(/^warning: programs\.server\.directory build is not in commit/));
   });
 
+  it('refuses a per-slot value (a program\'s {port:<p>}, or the .env naming a program\'s port) that the code reads in a form the build inlines: built once, the green slot would call the blue one', async () => {
+    // Shaped like a SvelteKit client of 2022 (the data catalogue's client/src/env.ts): the API's URL for server-side
+    // rendering destructured from import.meta.env, which vite replaces at build time, in the SSR bundle too.
+    const envTs = 'const { VITE_API_BROWSER_URL, VITE_API_SSR_URL } = import.meta.env;\nexport const apiSsrUrl = VITE_API_SSR_URL || "http://localhost:3579";\n';
+    const settings = (dotenv: Record<string, string>, clientEnv: Record<string, string>) => ({
+      programs: { server: { command: 'run', port: 3579, health: '/health', env: { APP_PORT: '{port}' } }, client: { command: 'node build', port: 3000, directory: 'client', env: { PORT: '{port}', ...clientEnv } } },
+      env: dotenv,
+    });
+    const perSlot = settings({ VITE_API_SSR_URL: 'http://127.0.0.1:3579', VITE_API_BROWSER_URL: '/api' }, { VITE_API_SSR_URL: 'http://127.0.0.1:{port:server}' });
+    const r = await check({ ...GOOD, 'client/src/env.ts': envTs }, perSlot);
+    expect(r.problems).toEqual([
+      `VITE_API_SSR_URL: client/src/env.ts reads it as { VITE_API_SSR_URL } = import.meta.env, which the build replaces with its value in the code it makes (the server's too), and the release is built once for both slots: it holds the .env's "http://127.0.0.1:3579", and programs.client.env gives it "http://127.0.0.1:{port:server}" for each slot, so a release on the green slot would call the blue slot's server (the live release before the switch, the previous one kept warm after it) while the deploy says it is live\n` +
+        `  fix: read it at run time in server code (process.env.VITE_API_SSR_URL; SvelteKit 1.0 and later: $env/dynamic/private), so each slot's programs.<program>.env value is used; or, with the code as it is, give env.VITE_API_SSR_URL a value that is the same for both slots and follows the switch, the site's own URL through nginx (e.g. http://127.0.0.1/api on the host when the site is nginx's default server), and drop it from programs.<program>.env`,
+    ]);
+    // only in a program's env, the .env without it: the build inlines nothing (the code's default, the blue port)
+    const onlyProgram = settings({}, { VITE_API_SSR_URL: 'http://127.0.0.1:{port:server}' });
+    expect((await check({ ...GOOD, 'client/src/lib/api.svelte': '<script>\nconst url = import.meta.env.VITE_API_SSR_URL;\n</script>\n' }, onlyProgram)).problems).toEqual([
+      expect.stringMatching(/^VITE_API_SSR_URL: client\/src\/lib\/api\.svelte reads it as import\.meta\.env\.VITE_API_SSR_URL, .* it holds nothing \(the \.env does not give it\), and programs\.client\.env gives it/),
+    ]);
+    // SvelteKit 1.0's static env, and Next.js's NEXT_PUBLIC_* through process.env: inlined as well
+    expect((await check({ ...GOOD, 'client/src/hooks.server.ts': "import {\n  API_URL,\n} from '$env/static/private';\n" }, settings({}, { API_URL: 'http://127.0.0.1:{port:server}' }))).problems).toEqual([
+      expect.stringMatching(/^API_URL: client\/src\/hooks\.server\.ts reads it as import \{ API_URL \} from '\$env\/static\/private', /),
+    ]);
+    expect((await check({ ...GOOD, 'web/lib/api.js': 'export const api = process.env.NEXT_PUBLIC_API + "/x";\n' }, settings({}, { NEXT_PUBLIC_API: 'http://127.0.0.1:{port:server}' }))).problems).toHaveLength(1);
+    // read at run time: each slot's value is used, nothing to say (process.env, $env/dynamic, import.meta.env walked)
+    const runtime = 'export const url = process.env.VITE_API_SSR_URL;\nfor (const [k] of Object.entries(import.meta.env)) console.log(k);\nimport { env } from "$env/dynamic/private";\n';
+    expect(await check({ ...GOOD, 'client/src/lib/server/settings.js': runtime }, perSlot)).toEqual({ problems: [], warnings: [] });
+    // the same value for both slots (through nginx): nothing differs per slot
+    expect(await check({ ...GOOD, 'client/src/env.ts': envTs }, settings({ VITE_API_SSR_URL: 'http://127.0.0.1/api' }, {}))).toEqual({ problems: [], warnings: [] });
+    // in node_modules: not the app's code
+    expect(await check({ ...GOOD, 'client/node_modules/x/env.js': envTs }, perSlot)).toEqual({ problems: [], warnings: [] });
+  });
+
   it('has nothing to say of the sample app (test/fixtures/app) with the release settings and programs of each environment of this repository', async () => {
     const envs = join(import.meta.dirname, '..', '..', 'environments');
     let checked = 0;

@@ -20250,6 +20250,55 @@ function installScriptHint(step, output) {
   ];
   return `${pkg}'s install script (${command2}) failed: ${what.join("; ")}; fix: ${fixes.join("; or ")}`;
 }
+function sourceBuildHint(step, output) {
+  if (step !== "python dependencies") return void 0;
+  const lines = output.split("\n");
+  const names = [];
+  const sdists = [];
+  let pipBuild = false;
+  const add3 = (n) => {
+    const name3 = n?.trim();
+    if (name3 && !names.includes(name3)) names.push(name3);
+  };
+  lines.forEach((l, i) => {
+    const uv = /Failed to (?:download and )?build:? `([^`]+)`/.exec(l);
+    if (uv) add3(uv[1]);
+    const wheel = /Failed building wheel for (\S+)|Could not build wheels for ([^,\s]+)/.exec(l);
+    if (wheel) add3(wheel[1] ?? wheel[2]);
+    const summary2 = /^(?:ERROR: )?Failed to build ((?:[\w.-]+ ?)+)$/.exec(l.trim());
+    if (summary2) for (const n of summary2[1].split(" ")) add3(n);
+    if (/Encountered error while generating package metadata/.test(l)) add3(/╰─>\s*(\S+)/.exec(lines[i + 1] ?? "")?.[1] ?? /╰─>\s*(\S+)/.exec(lines[i + 2] ?? "")?.[1]);
+    if (/× (?:Getting requirements to build wheel|Preparing metadata \(pyproject\.toml\)|Building wheel for \S+ \(.*\)) did not run successfully/.test(l)) {
+      pipBuild = true;
+      add3(/Building wheel for (\S+)/.exec(l)?.[1]);
+    }
+    const sdist = /\/([A-Za-z0-9][\w.]*?)-(\d[\w.]*)\.(?:tar\.gz|zip)\b/.exec(l);
+    if (sdist) sdists.push(`${sdist[1]}==${sdist[2]}`);
+  });
+  if (pipBuild && !names.length) for (const n of sdists) add3(n);
+  if (!names.length && !pipBuild) return void 0;
+  if (!names.length) names.push("a requirement (its name is above pip's error)");
+  const lacks = [
+    ...lines.some((l) => /\b(?:[\w-]*-)?(?:gcc|cc|c\+\+|g\+\+)['"]?(?::| failed:) (?:No such file or directory|not found|command not found)|command '[^']*(?:gcc|cc)' failed/.test(l)) ? ["a C compiler (build-essential)"] : [],
+    ...lines.some((l) => /Python\.h: No such file or directory/.test(l)) ? ["Python's headers (python3-dev)"] : [],
+    ...lines.some((l) => /pg_config executable not found|pg_config: (?:not found|No such file)/.test(l)) ? ["PostgreSQL's client headers and pg_config (libpq-dev)"] : []
+  ];
+  const shown = `${names.slice(0, 3).join(", ")}${names.length > 3 ? ` and ${names.length - 3} more` : ""}`;
+  const packages = ["build-essential", "python3-dev", ...lacks.some((l) => l.includes("libpq-dev")) ? ["libpq-dev"] : []];
+  return `${shown} ${names.length > 1 ? "were" : "was"} built from source on the host, which failed${lacks.length ? ` (the host lacks ${lacks.join(", ")})` : ""}: pip and uv build a package only when the package index has no wheel of that release for the host's Python (runtimes.python) and platform, as for a release older than that Python; fix: pin ${names.length > 1 ? "releases" : "a release"} with wheels for that Python (the index lists each release's files: cp311 for 3.11), or set runtimes.python to a version ${names.length > 1 ? "they have" : "it has"} wheels for (Debian 12's package is 3.11, Debian 11's 3.9; strategy pyenv installs any, with the internet on the hosts), then ops provision; or let the hosts compile ${names.length > 1 ? "them" : "it"}: ${packages.join(", ")} in provision.packages, then ops provision`;
+}
+function removedModuleHint(output) {
+  const lines = output.split("\n");
+  const at2 = lines.findIndex((l) => /ModuleNotFoundError: No module named '([\w.]+)'/.test(l));
+  if (at2 < 0) return void 0;
+  const module = /No module named '([\w.]+)'/.exec(lines[at2])[1].split(".")[0];
+  const removedBy = REMOVED_MODULES[module];
+  if (!removedBy) return void 0;
+  const frame = lines.slice(0, at2).reverse().map((l) => /File "[^"]*\/site-packages\/([A-Za-z0-9_.-]+?)(?:\/|\.py")/.exec(l)?.[1]).find(Boolean);
+  const importer = frame ? `${frame}, a pinned package, imports it` : "the code imports it";
+  const fix = removedBy.startsWith("setuptools") ? `pin setuptools<81 in release.python_requirements (the Python set is seeded with the newest setuptools)${frame ? `, or a release of ${frame} that no longer imports it` : ", or use importlib.metadata instead"}` : `set runtimes.python to a version before ${removedBy.replace("Python ", "")}, then ops provision${frame ? `, or pin a release of ${frame} that no longer imports it` : ", or stop importing it"}`;
+  return `${module} is no longer provided (${removedBy} removed it) and ${importer}; fix: ${fix}`;
+}
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -20446,7 +20495,7 @@ function withResult(e, fields, over = false) {
 function failedResult(e) {
   return typeof e === "object" && e !== null ? failedResults.get(e) : void 0;
 }
-var OpsError, InputError, NotStartedError, KeyUnavailable, NoAgeIdentity, StepError, MIGRATION_CUT, INITDATA_CUT, STEP_CUT, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact, failedResults;
+var OpsError, InputError, NotStartedError, KeyUnavailable, NoAgeIdentity, StepError, MIGRATION_CUT, INITDATA_CUT, STEP_CUT, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, REMOVED_MODULES, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -20504,6 +20553,11 @@ ${indent(stderrTail.trim())}` : "";
       fix: `on ${host}, as root: remove "Defaults noexec" or the NOEXEC: tag for ${login2} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${login2} lists both; visudo -f FILE), e.g. "${login2} ALL=(ALL) NOPASSWD: ALL"`
     });
     SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:\/usr\/bin\/)?(?:env|true)['’]: Permission denied/;
+    REMOVED_MODULES = {
+      pkg_resources: "setuptools 81",
+      ...Object.fromEntries(["distutils", "imp", "asynchat", "asyncore", "smtpd"].map((m) => [m, "Python 3.12"])),
+      ...Object.fromEntries(["aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "mailcap", "msilib", "nis", "nntplib", "ossaudiodev", "pipes", "sndhdr", "spwd", "sunau", "telnetlib", "uu", "xdrlib"].map((m) => [m, "Python 3.13"]))
+    };
     DiskFullError = class extends StepError {
       name = "DiskFullError";
       constructor(cause, summary2, hint) {
@@ -77648,7 +77702,8 @@ ${EXEC_RETURNED}
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail) ?? installScriptHint(step.name, maskedText(`${stderr}
-${stdout}`, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
+${stdout}`, (t) => this.reporter.redact(t))) ?? sourceBuildHint(step.name, maskedText(`${stderr}
+${stdout}`, (t) => this.reporter.redact(t))) ?? removedModuleHint(failureDetail(stdout, stderr, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
     }
     return result;
   }
@@ -81977,6 +82032,14 @@ function packageCaches(env) {
   fi
 done`;
 }
+var MIRROR_PACKS = 50;
+function mirrorPacks(env) {
+  const m = env.layout.mirror;
+  return String.raw`mirror_packs=(${quote(`${m}/objects/pack`)}/pack-*.pack)
+if [ ${"$"}{#mirror_packs[@]} -gt ${MIRROR_PACKS} ] && ! repack_err=$(${mirrorGit(m)} repack -a -d -q 2>&1); then
+  printf 'could not repack the mirror %s (%s packs; the next prune tries again): %s\n' ${quote(m)} "${"$"}{#mirror_packs[@]}" "${"$"}{repack_err:0:300}" >&2
+fi`;
+}
 function orphanLogs(env) {
   const L = env.layout;
   const app = env.config.app;
@@ -82063,6 +82126,7 @@ while read -r s; do keep_sha[$s]=1; done < <(grep -ohE '[0-9a-f]{40}' "${"$"}{re
 ${mirrorGit(L.mirror)} for-each-ref --format='%(refname)' refs/ops/sha/ | while read -r ref; do
   [ -n "${"$"}{keep_sha[${"$"}{ref##*/}]:-}" ] || ${mirrorGit(L.mirror)} update-ref -d "$ref" || echo "could not drop $ref (next prune will)" >&2
 done
+${mirrorPacks(env)}
 # The history, bounded (what names a release kept stays; the audit log is bounded by every run's unlock: rotateAudit).
 ${historyFunctions(env)}
 history_compact ${HISTORY_KEPT_LINES}`
@@ -84670,6 +84734,13 @@ function pruneAfterSwitch(env, state, id, newSlot) {
   const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: id, warm: [...warm, { id, slot: newSlot }] });
   return [...kept].filter(([, why]) => why === void 0).map(([r]) => r);
 }
+function pruneAfterFailure(env, state, id) {
+  const top = Math.max(0, ...state.releases.map((r) => Math.max(r.liveSeq ?? 0, r.eventSeq ?? 0)));
+  const releases = [...state.releases.filter((r) => r.id !== id), { id, sha: "", status: "failed", eventSeq: top + 1 }];
+  const warm = Object.entries(state.slotReleases).map(([slot, r]) => ({ id: r, slot }));
+  const kept = retention(releases, { keep: env.config.release.keep, keepFailed: env.config.release.keep_failed, current: state.current, warm });
+  return [...kept].filter(([r, why]) => why === void 0 && r !== state.current).map(([r]) => r);
+}
 function liveOf(host, state) {
   return { host, sha: state.liveSha, release: state.current, depsHas: state.depsHas, ...state.liveChanged && { changed: true }, ...state.liveUnrecorded && { unrecorded: true }, ...state.liveChangedFile !== void 0 && { changedFile: state.liveChangedFile } };
 }
@@ -85270,7 +85341,7 @@ async function preflight(repo, sha, env, tree) {
         `programs.${name3}.directory ${missing(kind, program.directory, at2)}: release.build (${build})${beforeSwitch2.length ? " or a before_switch hook" : ""} must make it, else supervisor cannot start ${name3} ("couldn't chdir") after the build`
       );
   }
-  problems.push(...shellScriptProblems(env));
+  problems.push(...shellScriptProblems(env), ...await inlinedSlotValues(repo, sha, env));
   warnings.push(...envFileWarnings(env, listing, at2), ...await processOnlySettings(repo, sha, env), ...await nextDotenvDirs(repo, sha, env));
   return { problems, warnings };
 }
@@ -85393,6 +85464,56 @@ async function nextDotenvDirs(repo, sha, env) {
     );
   }
   return warnings;
+}
+var FRONTEND_SOURCES = ["*.js", "*.mjs", "*.cjs", "*.ts", "*.mts", "*.cts", "*.jsx", "*.tsx", "*.svelte", "*.vue", "*.astro", ":!:**/node_modules/**"];
+function inlinedRead(text, name3) {
+  const n = name3.replace(/[$]/g, "\\$&");
+  const forms = [
+    [new RegExp(String.raw`import\.meta\.env(?:\.${n}\b|\[\s*['"\x60]${n}['"\x60]\s*\])`), `import.meta.env.${name3}`],
+    [new RegExp(String.raw`\{[^{}]*\b${n}\b[^{}]*\}\s*=\s*import\.meta\.env\b`), `{ ${name3} } = import.meta.env`],
+    [new RegExp(String.raw`import\s*\{[^{}]*\b${n}\b[^{}]*\}\s*from\s*['"]\$env/static/(?:private|public)['"]`), `$env/static/`],
+    ...name3.startsWith("NEXT_PUBLIC_") ? [[new RegExp(String.raw`process\.env\.${n}\b`), `process.env.${name3}`]] : []
+  ];
+  for (const [re, shown] of forms) {
+    const m = re.exec(text);
+    if (m) return shown === "$env/static/" ? `import { ${name3} } from '${/\$env\/static\/(private|public)/.exec(m[0])[0]}'` : shown;
+  }
+  return void 0;
+}
+async function inlinedSlotValues(repo, sha, env) {
+  const { programs, env: dotenv } = env.config;
+  const ports = Object.entries(programs).map(([p, prog]) => [p, prog.port]);
+  const perSlot = /* @__PURE__ */ new Map();
+  for (const [p, prog] of Object.entries(programs))
+    for (const [k, v] of Object.entries(prog.env)) {
+      const m = /\{port(?::([^}]*))?\}/.exec(v);
+      if (m && !perSlot.has(k)) perSlot.set(k, [`programs.${p}.env gives it "${v}" for each slot`, m[1] ?? p]);
+    }
+  for (const [k, v] of Object.entries(dotenv))
+    if (typeof v === "string" && !perSlot.has(k)) {
+      const hit = ports.find(([, port2]) => new RegExp(`:${port2}(?!\\d)`).test(v));
+      if (hit) perSlot.set(k, [`it names port ${hit[1]}, program ${hit[0]}'s in the blue slot only (the green slot runs it on ${hit[1] + env.config.switch.port_offset})`, hit[0]]);
+    }
+  if (!perSlot.size) return [];
+  const names = [...perSlot.keys()];
+  const grep = await new Git(repo).run(["grep", "-l", "-I", "-w", ...names.flatMap((n) => ["-e", n]), sha, "--", ...FRONTEND_SOURCES]);
+  if (grep.code !== 0) return [];
+  const files = grep.stdout.split("\n").filter(Boolean).map((l) => l.slice(sha.length + 1)).slice(0, 200);
+  const problems = [];
+  for (const name3 of names) {
+    for (const file of files) {
+      const read2 = inlinedRead(await fileAt(repo, sha, file) ?? "", name3);
+      if (!read2) continue;
+      const built = dotenv[name3];
+      const value = built === void 0 ? "nothing (the .env does not give it)" : typeof built === "string" ? `the .env's ${JSON.stringify(built)}` : "the .env's secret";
+      problems.push(
+        `${name3}: ${file} reads it as ${read2}, which the build replaces with its value in the code it makes (the server's too), and the release is built once for both slots: it holds ${value}, and ${perSlot.get(name3)[0]}, so a release on the green slot would call the blue slot's ${perSlot.get(name3)[1]} (the live release before the switch, the previous one kept warm after it) while the deploy says it is live
+  fix: read it at run time in server code (process.env.${name3}; SvelteKit 1.0 and later: $env/dynamic/private), so each slot's programs.<program>.env value is used; or, with the code as it is, give env.${name3} a value that is the same for both slots and follows the switch, the site's own URL through nginx (e.g. http://127.0.0.1/api on the host when the site is nginx's default server), and drop it from programs.<program>.env`
+      );
+      break;
+    }
+  }
+  return problems;
 }
 function engineProblem(text, path, shown, pinned) {
   if (text === void 0) return void 0;
@@ -86590,6 +86711,10 @@ async function beforeSwitch(env, hp, p) {
     await hp.h.run(stageAssets(env, p.id));
   }
 }
+async function markFailed(env, hp, p, why) {
+  await hp.h.tryRun(markRelease(env, p.id, "failed", why));
+  await hp.h.tryRun(pruneReleases(env, pruneAfterFailure(env, hp.state, p.id), dependencySets(env, p).some((set) => !hp.state.depsHas.includes(set))));
+}
 async function failBeforeSwitch(env, hp, p, e) {
   const why = auditReason(e, (t) => hp.h.ctx.reporter.redact(t));
   hp.reason = why;
@@ -86599,7 +86724,7 @@ async function failBeforeSwitch(env, hp, p, e) {
     const r = await hp.h.tryRun(putPreviousBack(env, hp.newSlot));
     back = r && reported(r, PREVIOUS_KEYS.previous_back)?.trim();
   }
-  if (hp.created) await hp.h.tryRun(markRelease(env, p.id, "failed", why));
+  if (hp.created) await markFailed(env, hp, p, why);
   hp.audit({ result: "failed", message: why });
   if (e instanceof StepError || e instanceof DiskFullError || e instanceof TransportError)
     return new OpsError(`${e.message}
@@ -86860,7 +86985,7 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
     await Promise.all(
       behind.map(async (hp) => {
         const why = auditReason(`rollout stopped before the switch (${first} failed: ${cause})`);
-        if (hp.created) await hp.h.tryRun(markRelease(env, p.id, "failed", why));
+        if (hp.created) await markFailed(env, hp, p, why);
         hp.audit({ result: "failed", message: why });
       })
     );
@@ -86921,6 +87046,7 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
           dotenvs.set(r, sent);
         }
       };
+      let dropped = Promise.resolve();
       try {
         if (receivers.length) {
           let parts = [];
@@ -86932,7 +87058,7 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
             if (primary) await migration.catch(() => void 0);
             throw e;
           } finally {
-            await b.h.tryRun(dropPacked(env, p.id));
+            dropped = b.h.tryRun(dropPacked(env, p.id));
           }
         }
         await settled([
@@ -86948,7 +87074,7 @@ async function rollout(ctx, env, session, locked, p, options, migrateBeside) {
           })
         ]);
       } finally {
-        await Promise.allSettled(dotenvs.values());
+        await Promise.allSettled([...dotenvs.values(), dropped]);
       }
     })
   );

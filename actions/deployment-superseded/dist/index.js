@@ -19873,7 +19873,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, InputError, KeyUnavailable, NoAgeIdentity, CONTROL, CONTROL_RUN, ownOutput, uncaughtHandler, uncaughtRedact;
+var OpsError, InputError, KeyUnavailable, NoAgeIdentity, REMOVED_MODULES, CONTROL, CONTROL_RUN, ownOutput, uncaughtHandler, uncaughtRedact;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -19894,6 +19894,11 @@ var init_errors = __esm({
     KeyUnavailable = class extends OpsError {
     };
     NoAgeIdentity = class extends KeyUnavailable {
+    };
+    REMOVED_MODULES = {
+      pkg_resources: "setuptools 81",
+      ...Object.fromEntries(["distutils", "imp", "asynchat", "asyncore", "smtpd"].map((m) => [m, "Python 3.12"])),
+      ...Object.fromEntries(["aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "mailcap", "msilib", "nis", "nntplib", "ossaudiodev", "pipes", "sndhdr", "spwd", "sunau", "telnetlib", "uu", "xdrlib"].map((m) => [m, "Python 3.13"]))
     };
     CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
     CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;

@@ -20247,6 +20247,55 @@ function installScriptHint(step, output) {
   ];
   return `${pkg}'s install script (${command2}) failed: ${what.join("; ")}; fix: ${fixes.join("; or ")}`;
 }
+function sourceBuildHint(step, output) {
+  if (step !== "python dependencies") return void 0;
+  const lines = output.split("\n");
+  const names = [];
+  const sdists = [];
+  let pipBuild = false;
+  const add3 = (n) => {
+    const name2 = n?.trim();
+    if (name2 && !names.includes(name2)) names.push(name2);
+  };
+  lines.forEach((l, i) => {
+    const uv = /Failed to (?:download and )?build:? `([^`]+)`/.exec(l);
+    if (uv) add3(uv[1]);
+    const wheel = /Failed building wheel for (\S+)|Could not build wheels for ([^,\s]+)/.exec(l);
+    if (wheel) add3(wheel[1] ?? wheel[2]);
+    const summary2 = /^(?:ERROR: )?Failed to build ((?:[\w.-]+ ?)+)$/.exec(l.trim());
+    if (summary2) for (const n of summary2[1].split(" ")) add3(n);
+    if (/Encountered error while generating package metadata/.test(l)) add3(/╰─>\s*(\S+)/.exec(lines[i + 1] ?? "")?.[1] ?? /╰─>\s*(\S+)/.exec(lines[i + 2] ?? "")?.[1]);
+    if (/× (?:Getting requirements to build wheel|Preparing metadata \(pyproject\.toml\)|Building wheel for \S+ \(.*\)) did not run successfully/.test(l)) {
+      pipBuild = true;
+      add3(/Building wheel for (\S+)/.exec(l)?.[1]);
+    }
+    const sdist = /\/([A-Za-z0-9][\w.]*?)-(\d[\w.]*)\.(?:tar\.gz|zip)\b/.exec(l);
+    if (sdist) sdists.push(`${sdist[1]}==${sdist[2]}`);
+  });
+  if (pipBuild && !names.length) for (const n of sdists) add3(n);
+  if (!names.length && !pipBuild) return void 0;
+  if (!names.length) names.push("a requirement (its name is above pip's error)");
+  const lacks = [
+    ...lines.some((l) => /\b(?:[\w-]*-)?(?:gcc|cc|c\+\+|g\+\+)['"]?(?::| failed:) (?:No such file or directory|not found|command not found)|command '[^']*(?:gcc|cc)' failed/.test(l)) ? ["a C compiler (build-essential)"] : [],
+    ...lines.some((l) => /Python\.h: No such file or directory/.test(l)) ? ["Python's headers (python3-dev)"] : [],
+    ...lines.some((l) => /pg_config executable not found|pg_config: (?:not found|No such file)/.test(l)) ? ["PostgreSQL's client headers and pg_config (libpq-dev)"] : []
+  ];
+  const shown = `${names.slice(0, 3).join(", ")}${names.length > 3 ? ` and ${names.length - 3} more` : ""}`;
+  const packages = ["build-essential", "python3-dev", ...lacks.some((l) => l.includes("libpq-dev")) ? ["libpq-dev"] : []];
+  return `${shown} ${names.length > 1 ? "were" : "was"} built from source on the host, which failed${lacks.length ? ` (the host lacks ${lacks.join(", ")})` : ""}: pip and uv build a package only when the package index has no wheel of that release for the host's Python (runtimes.python) and platform, as for a release older than that Python; fix: pin ${names.length > 1 ? "releases" : "a release"} with wheels for that Python (the index lists each release's files: cp311 for 3.11), or set runtimes.python to a version ${names.length > 1 ? "they have" : "it has"} wheels for (Debian 12's package is 3.11, Debian 11's 3.9; strategy pyenv installs any, with the internet on the hosts), then ops provision; or let the hosts compile ${names.length > 1 ? "them" : "it"}: ${packages.join(", ")} in provision.packages, then ops provision`;
+}
+function removedModuleHint(output) {
+  const lines = output.split("\n");
+  const at2 = lines.findIndex((l) => /ModuleNotFoundError: No module named '([\w.]+)'/.test(l));
+  if (at2 < 0) return void 0;
+  const module = /No module named '([\w.]+)'/.exec(lines[at2])[1].split(".")[0];
+  const removedBy = REMOVED_MODULES[module];
+  if (!removedBy) return void 0;
+  const frame = lines.slice(0, at2).reverse().map((l) => /File "[^"]*\/site-packages\/([A-Za-z0-9_.-]+?)(?:\/|\.py")/.exec(l)?.[1]).find(Boolean);
+  const importer = frame ? `${frame}, a pinned package, imports it` : "the code imports it";
+  const fix = removedBy.startsWith("setuptools") ? `pin setuptools<81 in release.python_requirements (the Python set is seeded with the newest setuptools)${frame ? `, or a release of ${frame} that no longer imports it` : ", or use importlib.metadata instead"}` : `set runtimes.python to a version before ${removedBy.replace("Python ", "")}, then ops provision${frame ? `, or pin a release of ${frame} that no longer imports it` : ", or stop importing it"}`;
+  return `${module} is no longer provided (${removedBy} removed it) and ${importer}; fix: ${fix}`;
+}
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -20433,7 +20482,7 @@ function withResult(e, fields, over = false) {
   if (typeof e === "object" && e !== null) failedResults.set(e, over ? { ...failedResults.get(e), ...fields } : { ...fields, ...failedResults.get(e) });
   return e;
 }
-var OpsError, InputError, NotStartedError, KeyUnavailable, NoAgeIdentity, StepError, MIGRATION_CUT, INITDATA_CUT, STEP_CUT, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact, failedResults;
+var OpsError, InputError, NotStartedError, KeyUnavailable, NoAgeIdentity, StepError, MIGRATION_CUT, INITDATA_CUT, STEP_CUT, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, REMOVED_MODULES, DiskFullError, DISK_FULL, AUDIT_REASON_MAX, SAYS_WHY, NOISE, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact, failedResults;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -20491,6 +20540,11 @@ ${indent(stderrTail.trim())}` : "";
       fix: `on ${host}, as root: remove "Defaults noexec" or the NOEXEC: tag for ${login2} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${login2} lists both; visudo -f FILE), e.g. "${login2} ALL=(ALL) NOPASSWD: ALL"`
     });
     SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:\/usr\/bin\/)?(?:env|true)['’]: Permission denied/;
+    REMOVED_MODULES = {
+      pkg_resources: "setuptools 81",
+      ...Object.fromEntries(["distutils", "imp", "asynchat", "asyncore", "smtpd"].map((m) => [m, "Python 3.12"])),
+      ...Object.fromEntries(["aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "mailcap", "msilib", "nis", "nntplib", "ossaudiodev", "pipes", "sndhdr", "spwd", "sunau", "telnetlib", "uu", "xdrlib"].map((m) => [m, "Python 3.13"]))
+    };
     DiskFullError = class extends StepError {
       name = "DiskFullError";
       constructor(cause, summary2, hint) {
@@ -77809,7 +77863,7 @@ function packageList(env) {
   const { python, node } = env.config.runtimes;
   const list2 = ["nginx", "supervisor", "git", "curl", "ca-certificates", "openssl", "make", "postgresql-client", "sudo", "procps", "iproute2"];
   if (python.strategy === "debian") list2.push(`python${minor(python.version)}`, `python${minor(python.version)}-venv`);
-  else list2.push("build-essential", "libssl-dev", "zlib1g-dev", "libbz2-dev", "libreadline-dev", "libsqlite3-dev", "libffi-dev", "liblzma-dev", "libncursesw5-dev", "xz-utils", "tk-dev", "uuid-dev");
+  else list2.push("build-essential", "libssl-dev", "zlib1g-dev", "libbz2-dev", "libreadline-dev", "libsqlite3-dev", "libffi-dev", "liblzma-dev", "libncurses-dev", "xz-utils", "tk-dev", "uuid-dev");
   if (node.strategy === "debian") list2.push("nodejs", "npm");
   if (env.config.tls.mode === "letsencrypt") list2.push("certbot");
   list2.push(...env.config.provision.packages);
@@ -77825,9 +77879,16 @@ function installPackages(env) {
     script: String.raw`${SYSTEM_FUNCTIONS}
 want=(${packageList(env).map(quote).join(" ")})
 missing=()
+provided=
 for p in "${"$"}{want[@]}"; do
   # "hold ok installed": one an admin keeps at its version (apt-mark hold nginx) is installed too.
-  dpkg-query -W -f='${"$"}{Status}' "$p" 2>/dev/null | grep -qE '^(install|hold) ok installed$' || missing+=("$p")
+  dpkg-query -W -f='${"$"}{Status}' "$p" 2>/dev/null | grep -qE '^(install|hold) ok installed$' && continue
+  # A name only other packages provide (a transitional name a later release dropped, Debian 13's libncursesw5-dev; a
+  # virtual one, mail-transport-agent): apt installs a provider, and dpkg never has the name itself. Installed when an
+  # installed package provides it (read once: every installed package's Provides), else each provision would install
+  # it again and report packages changed.
+  [ -n "$provided" ] || provided=$(dpkg-query -W -f='${"$"}{db:Status-Abbrev} ${"$"}{Provides}\n' 2>/dev/null | sed -n 's/^[ih]i  *//p' | tr ',' '\n' | awk '{ print $1 }' | sort -u; echo .)
+  grep -qxF -- "$p" <<< "$provided" || missing+=("$p")
 done
 if [ ${"$"}{#missing[@]} -gt 0 ]; then
   echo "installing: ${"$"}{missing[*]}"
@@ -77882,7 +77943,7 @@ if [ ${"$"}{#missing[@]} -gt 0 ]; then
     while read -r p; do
       case $asked in
         *" $p "*) echo "$p, in provision.packages, is in none of this host's apt sources (Debian $codename: https://packages.debian.org/$codename/$p): correct its name in $yml, or add the apt source that has it, then run provision again" >&2 ;;
-        *) echo "$p is in none of this host's apt sources (Debian $codename: apt-cache policy $p; /etc/apt/sources.list and /etc/apt/sources.list.d/ name them)" >&2 ;;
+        *) echo "$p is in none of this host's apt sources (Debian $codename: apt-cache policy $p; the files in /etc/apt/sources.list.d/ name them, and /etc/apt/sources.list where there is one: Debian 13 has none)" >&2 ;;
       esac
     done < <(sed -n 's/^E: Unable to locate package \([^ ]*\).*/\1/p' "$apt_log" | sort -u)
     held=$(apt-mark showhold 2>/dev/null | tr '\n' ' ')
@@ -78065,7 +78126,10 @@ if [ "$(${quote(uv)} --version 2>/dev/null | cut -d' ' -f2)" != ${quote(UV_VERSI
   ${pipSettings(env).replace(/\n/g, "\n  ")}
   if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_DEFAULT_TIMEOUT=${INDEX_READ_TIMEOUT} /usr/bin/timeout 600 "$uv_tmp/venv/bin/pip" install -q --only-binary :all: --require-hashes -r "$uv_tmp/requirements.txt" > "$uv_tmp/pip.log" 2>&1; then
     tail -n 20 "$uv_tmp/pip.log" >&2
-    echo "cannot install uv ${UV_VERSION} from the package index (packages.pip_index_url, else PyPI); or set release.python_installer: pip" >&2
+    # the index by its scheme, host and port only: a URL from a secret may hold credentials
+    if [ -n "${"$"}{PIP_INDEX_URL:-}" ]; then index="the package index at $(printf '%s' "$PIP_INDEX_URL" | sed -E 's#^([A-Za-z][A-Za-z0-9+.-]*://)([^@/]*@)?([^/]*).*#\1\3#') (packages.pip_index_url)"
+    else index='PyPI (packages.pip_index_url is not set)'; fi
+    echo "cannot install uv ${UV_VERSION} from $index: check that the hosts reach it and that it has uv ${UV_VERSION}; or set release.python_installer: pip" >&2
     exit 1
   fi
   rm -rf "$uv_dir.partial"; install -d -m 0755 "$uv_dir.partial/bin"
@@ -78125,27 +78189,29 @@ for d in "$rt_root"${NODE_FROM_NPM_DIR}/v* "$rt_root"${NVM_DIR}/versions/node/v*
   if rm -rf -- "$d"; then ops_report ${SYSTEM_KEYS.runtime_removed} "${"$"}{mb:-0} $p"; CHANGED=1; else echo "could not remove the unused runtime $p (next provision will)" >&2; fi
 done`;
 }
+var PYENV_HINT = "runtimes.python strategy pyenv needs the host to reach github.com (pyenv) and python.org (the source it builds): if it cannot, use strategy debian with the Python this Debian release ships, then run provision again";
+var NVM_HINT = "runtimes.node strategy nvm needs the host to reach github.com (nvm) and nodejs.org (the build it downloads): if it cannot, use strategy npm (Node.js from packages.npm_registry) or debian, then run provision again";
 function runtimes(env, files = {}) {
   const { python, node } = env.config.runtimes;
   const paths = env.runtime;
   const lines = [SYSTEM_FUNCTIONS, registerRuntimes(env)];
   if (python.strategy === "pyenv") {
     lines.push(String.raw`if [ ! -x ${PYENV_ROOT}/bin/pyenv ]; then
-  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT}
+  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v2.4.23 https://github.com/pyenv/pyenv.git ${PYENV_ROOT} || { echo "${PYENV_HINT}" >&2; exit 1; }
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.python)} ]; then
-  PYENV_ROOT=${PYENV_ROOT} /usr/bin/timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)}
+  PYENV_ROOT=${PYENV_ROOT} /usr/bin/timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)} || { echo "${PYENV_HINT}" >&2; exit 1; }
   CHANGED=1
 fi`);
   }
   if (node.strategy === "nvm") {
     lines.push(String.raw`if [ ! -s ${NVM_DIR}/nvm.sh ]; then
-  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR}
+  /usr/bin/timeout 300 ${hostGit()} clone -q --depth 1 --branch v0.40.1 https://github.com/nvm-sh/nvm.git ${NVM_DIR} || { echo "${NVM_HINT}" >&2; exit 1; }
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.node)} ]; then
-  NVM_DIR=${NVM_DIR} /usr/bin/timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null
+  NVM_DIR=${NVM_DIR} /usr/bin/timeout 900 bash -c '. "$NVM_DIR/nvm.sh" && nvm install ${node.version}' >/dev/null || { echo "${NVM_HINT}" >&2; exit 1; }
   CHANGED=1
 fi`);
   }
@@ -80378,7 +80444,8 @@ ${EXEC_RETURNED}
     if (code !== 0 && !options.allowFailure) {
       const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
       throw new StepError(step.name, this.name, code, detail, status.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail) ?? installScriptHint(step.name, maskedText(`${stderr}
-${stdout}`, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
+${stdout}`, (t) => this.reporter.redact(t))) ?? sourceBuildHint(step.name, maskedText(`${stderr}
+${stdout}`, (t) => this.reporter.redact(t))) ?? removedModuleHint(failureDetail(stdout, stderr, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
     }
     return result;
   }

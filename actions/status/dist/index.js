@@ -20187,6 +20187,55 @@ function installScriptHint(step, output) {
   ];
   return `${pkg}'s install script (${command2}) failed: ${what.join("; ")}; fix: ${fixes.join("; or ")}`;
 }
+function sourceBuildHint(step, output) {
+  if (step !== "python dependencies") return void 0;
+  const lines = output.split("\n");
+  const names = [];
+  const sdists = [];
+  let pipBuild = false;
+  const add3 = (n) => {
+    const name2 = n?.trim();
+    if (name2 && !names.includes(name2)) names.push(name2);
+  };
+  lines.forEach((l, i) => {
+    const uv = /Failed to (?:download and )?build:? `([^`]+)`/.exec(l);
+    if (uv) add3(uv[1]);
+    const wheel = /Failed building wheel for (\S+)|Could not build wheels for ([^,\s]+)/.exec(l);
+    if (wheel) add3(wheel[1] ?? wheel[2]);
+    const summary2 = /^(?:ERROR: )?Failed to build ((?:[\w.-]+ ?)+)$/.exec(l.trim());
+    if (summary2) for (const n of summary2[1].split(" ")) add3(n);
+    if (/Encountered error while generating package metadata/.test(l)) add3(/╰─>\s*(\S+)/.exec(lines[i + 1] ?? "")?.[1] ?? /╰─>\s*(\S+)/.exec(lines[i + 2] ?? "")?.[1]);
+    if (/× (?:Getting requirements to build wheel|Preparing metadata \(pyproject\.toml\)|Building wheel for \S+ \(.*\)) did not run successfully/.test(l)) {
+      pipBuild = true;
+      add3(/Building wheel for (\S+)/.exec(l)?.[1]);
+    }
+    const sdist = /\/([A-Za-z0-9][\w.]*?)-(\d[\w.]*)\.(?:tar\.gz|zip)\b/.exec(l);
+    if (sdist) sdists.push(`${sdist[1]}==${sdist[2]}`);
+  });
+  if (pipBuild && !names.length) for (const n of sdists) add3(n);
+  if (!names.length && !pipBuild) return void 0;
+  if (!names.length) names.push("a requirement (its name is above pip's error)");
+  const lacks = [
+    ...lines.some((l) => /\b(?:[\w-]*-)?(?:gcc|cc|c\+\+|g\+\+)['"]?(?::| failed:) (?:No such file or directory|not found|command not found)|command '[^']*(?:gcc|cc)' failed/.test(l)) ? ["a C compiler (build-essential)"] : [],
+    ...lines.some((l) => /Python\.h: No such file or directory/.test(l)) ? ["Python's headers (python3-dev)"] : [],
+    ...lines.some((l) => /pg_config executable not found|pg_config: (?:not found|No such file)/.test(l)) ? ["PostgreSQL's client headers and pg_config (libpq-dev)"] : []
+  ];
+  const shown = `${names.slice(0, 3).join(", ")}${names.length > 3 ? ` and ${names.length - 3} more` : ""}`;
+  const packages = ["build-essential", "python3-dev", ...lacks.some((l) => l.includes("libpq-dev")) ? ["libpq-dev"] : []];
+  return `${shown} ${names.length > 1 ? "were" : "was"} built from source on the host, which failed${lacks.length ? ` (the host lacks ${lacks.join(", ")})` : ""}: pip and uv build a package only when the package index has no wheel of that release for the host's Python (runtimes.python) and platform, as for a release older than that Python; fix: pin ${names.length > 1 ? "releases" : "a release"} with wheels for that Python (the index lists each release's files: cp311 for 3.11), or set runtimes.python to a version ${names.length > 1 ? "they have" : "it has"} wheels for (Debian 12's package is 3.11, Debian 11's 3.9; strategy pyenv installs any, with the internet on the hosts), then ops provision; or let the hosts compile ${names.length > 1 ? "them" : "it"}: ${packages.join(", ")} in provision.packages, then ops provision`;
+}
+function removedModuleHint(output) {
+  const lines = output.split("\n");
+  const at2 = lines.findIndex((l) => /ModuleNotFoundError: No module named '([\w.]+)'/.test(l));
+  if (at2 < 0) return void 0;
+  const module = /No module named '([\w.]+)'/.exec(lines[at2])[1].split(".")[0];
+  const removedBy = REMOVED_MODULES[module];
+  if (!removedBy) return void 0;
+  const frame = lines.slice(0, at2).reverse().map((l) => /File "[^"]*\/site-packages\/([A-Za-z0-9_.-]+?)(?:\/|\.py")/.exec(l)?.[1]).find(Boolean);
+  const importer = frame ? `${frame}, a pinned package, imports it` : "the code imports it";
+  const fix = removedBy.startsWith("setuptools") ? `pin setuptools<81 in release.python_requirements (the Python set is seeded with the newest setuptools)${frame ? `, or a release of ${frame} that no longer imports it` : ", or use importlib.metadata instead"}` : `set runtimes.python to a version before ${removedBy.replace("Python ", "")}, then ops provision${frame ? `, or pin a release of ${frame} that no longer imports it` : ", or stop importing it"}`;
+  return `${module} is no longer provided (${removedBy} removed it) and ${importer}; fix: ${fix}`;
+}
 function indent(text, prefix = "  | ") {
   return text.split("\n").map((line) => prefix + line).join("\n");
 }
@@ -20352,7 +20401,7 @@ function onUncaught(print) {
   process.on("uncaughtException", handle);
   process.on("unhandledRejection", handle);
 }
-var OpsError, InputError, NotStartedError, KeyUnavailable, NoAgeIdentity, StepError, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, DISK_FULL, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact;
+var OpsError, InputError, NotStartedError, KeyUnavailable, NoAgeIdentity, StepError, REQUIRETTY, sudoNoexec, SUDO_NOEXEC, REMOVED_MODULES, DISK_FULL, CONTROL, CONTROL_RUN, ownOutput, TransportError, ConnectionLostError, INPUT_FAILURE, uncaughtHandler, uncaughtRedact;
 var init_errors = __esm({
   "core/errors.ts"() {
     "use strict";
@@ -20407,6 +20456,11 @@ ${indent(stderrTail.trim())}` : "";
       fix: `on ${host}, as root: remove "Defaults noexec" or the NOEXEC: tag for ${login2} from /etc/sudoers or /etc/sudoers.d (sudo -l -U ${login2} lists both; visudo -f FILE), e.g. "${login2} ALL=(ALL) NOPASSWD: ALL"`
     });
     SUDO_NOEXEC = /\b(?:timeout: failed to run command|env:) ['‘](?:\/usr\/bin\/)?(?:env|true)['’]: Permission denied/;
+    REMOVED_MODULES = {
+      pkg_resources: "setuptools 81",
+      ...Object.fromEntries(["distutils", "imp", "asynchat", "asyncore", "smtpd"].map((m) => [m, "Python 3.12"])),
+      ...Object.fromEntries(["aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "mailcap", "msilib", "nis", "nntplib", "ossaudiodev", "pipes", "sndhdr", "spwd", "sunau", "telnetlib", "uu", "xdrlib"].map((m) => [m, "Python 3.13"]))
+    };
     DISK_FULL = /No space left on device|Disk quota exceeded/i;
     CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
     CONTROL_RUN = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
@@ -65760,7 +65814,8 @@ ${EXEC_RETURNED}
         if (code !== 0 && !options.allowFailure) {
           const detail = failureDetail(stdout, stderr, (t) => this.reporter.redact(t));
           throw new StepError(step.name, this.name, code, detail, status2.signal, sudoHint(stderr, this.login, this.name) ?? readOnlySetHint(step.name, detail) ?? installScriptHint(step.name, maskedText(`${stderr}
-${stdout}`, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
+${stdout}`, (t) => this.reporter.redact(t))) ?? sourceBuildHint(step.name, maskedText(`${stderr}
+${stdout}`, (t) => this.reporter.redact(t))) ?? removedModuleHint(failureDetail(stdout, stderr, (t) => this.reporter.redact(t))), step.timeout ?? DEFAULT_STEP_TIMEOUT, failureVerdict(stdout, (t) => this.reporter.redact(t)));
         }
         return result;
       }

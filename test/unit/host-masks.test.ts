@@ -270,7 +270,7 @@ describe('what status, logs and a failed start quote of the app is masked on the
     expect(branch).toContain('mask_text');
     const log = join(t.layout.base, 'server-green.err.log');
     writeFileSync(log, `old line\nTraceback: settings {'SECRET_KEY': ${JSON.stringify(SECRET_KEY)}}\nValueError: ${inspect(PEM)}\n`);
-    const stubs = `supervisorctl() { echo "shop-green:server FATAL"; }\nprevious_back() { echo "the previous release was started again but did not pass its checks (answering: ${SECRET_KEY.replace(/["\\$`]/g, '\\$&')})"; }\ndeclare -A LOG_START=([${log}]=9)\nkeep=/nonexistent\nverdict="release r1 did not become healthy on slot green: server:1:/health (answering: {\\"error\\": \\"${SECRET_KEY.replace(/["\\$`]/g, '\\$&')}\\"})"`;
+    const stubs = `supervisorctl() { echo "shop-green:server FATAL"; }\nprevious_back() { echo "the previous release was started again but did not pass its checks (answering: ${SECRET_KEY.replace(/["\\$`]/g, '\\$&')})"; }\ndeclare -A LOG_START=([${log}]=9)\nkeep=/nonexistent\nlive_note="the live release keeps serving"\nverdict="release r1 did not become healthy on slot green: server:1:/health (answering: {\\"error\\": \\"${SECRET_KEY.replace(/["\\$`]/g, '\\$&')}\\"})"`;
     // log_tail (the end of each program's log) is a supervisor function: the stubs after it replace the rest.
     const r = spawnSync('bash', ['--norc', '--noprofile', '-c', `set -euo pipefail\n${MASK_FUNCTIONS}\n${SUPERVISOR_FUNCTIONS}\n${stubs}\n${branch}`], { encoding: 'utf8' });
     expect(r.status).toBe(3);

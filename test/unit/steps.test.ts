@@ -647,6 +647,21 @@ describe('a start that fails after taking the slot down puts the previous releas
     expect(after).not.toContain('rm -f "$conf"');
   });
 
+  it('says what serves when it fails: the live release, or nothing on a host where none went live yet (a first deploy)', () => {
+    const line = script.split('\n').find((l) => l.includes('live_note='))!;
+    const dir = mkdtempSync(join(tmpdir(), 'live-note-'));
+    const note = () => execFileSync('bash', ['-c', `${line.replaceAll('/srv/shop/current', `${dir}/current`)}\necho "$live_note"`], { encoding: 'utf8' }).trim();
+    try {
+      expect(note()).toBe('no release was live on this host: nothing serves yet');
+      symlinkSync(`${dir}/releases/${before}`, `${dir}/current`);
+      expect(note()).toBe('the live release keeps serving');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(script).not.toContain('; the live release keeps serving');
+    expect(script.split('$live_note').length).toBe(6);
+  });
+
   it('keeps what the slot held in the run\'s lock before the slot is touched, not in a file gone with the step', () => {
     const kept = script.indexOf('> "$keep/previous.new"');
     expect(kept).toBeGreaterThan(0);

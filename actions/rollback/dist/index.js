@@ -68564,6 +68564,8 @@ ${SUPERVISOR_FUNCTIONS}
 ${IDENTITY_FUNCTIONS}
 ${releaseIdVar(releaseId2)}
 release=${quote(L.releases)}/$release_id
+# What serves while this start fails: the release the current link names, or nothing where none went live yet (a first deploy).
+if [ -L ${quote(L.current)} ]; then live_note="the live release keeps serving"; else live_note="no release was live on this host: nothing serves yet"; fi
 # The other slot's ports: none of this slot's programs may listen there (the health gate and check_identity).
 OTHER_SLOT=${otherSlot(slot)} OTHER_PORTS=${quote(Object.keys(env.config.programs).map((n) => env.port(n, otherSlot(slot))).join(" "))}
 ${dotenvSums ? `${dotenvUnchanged(env, dotenvSums)}
@@ -68593,7 +68595,7 @@ if ! (
     printf '%s %s %s %s\n' ${slot} "$had_prev" "$prev_ran" "$prev_mode" > "$keep/${PREVIOUS_RECORD}.new" && mv -f "$keep/${PREVIOUS_RECORD}.new" "$keep/${PREVIOUS_RECORD}"
 ) 2>/dev/null; then
   rm -f "$keep/${STARTED_RECORD}" "$keep/${PREVIOUS_RECORD}.new" "$keep/${PREVIOUS_FILE}.new"
-  echo "cannot keep a copy of slot ${slot}'s supervisor file in $keep (no space left?): nothing was started; the live release keeps serving" >&2
+  echo "cannot keep a copy of slot ${slot}'s supervisor file in $keep (no space left?): nothing was started; $live_note" >&2
   exit ${START_FAILED_CLEAN}
 fi
 ${previousBackFunctions(env)}
@@ -68604,11 +68606,11 @@ if ! msg=$(reread); then
   restore
   if reread >/dev/null; then
     echo "supervisor refused the new configuration of slot ${slot} (${L.supervisorConf(slot)}): $msg" >&2
-    echo "the previous file is back in place; the live release keeps serving" >&2
+    echo "the previous file is back in place; $live_note" >&2
   elif [[ $(rpc supervisor.getState) == *"<methodResponse>"* ]]; then
     # supervisord runs (it keeps the programs it runs) but refuses every file: the live release runs as it did.
     echo "supervisor refuses its configuration, with or without this deploy's change (fix the file it names): $msg" >&2
-    echo "the previous file is back in place; the live release keeps serving" >&2
+    echo "the previous file is back in place; $live_note" >&2
   else
     # supervisord does not answer: the live release's programs do not run under it either.
     echo "supervisord does not answer (systemctl start supervisor): $msg" >&2
@@ -68651,7 +68653,7 @@ STARTSECS=${STARTSECS}
 # the health check passed: core/steps/status.ts).
 touch -c "$conf" 2>/dev/null || true
 if ! msg=$(group_add ${quote(group)}); then
-  echo "supervisor refused to start ${group}: $msg; the live release keeps serving" >&2
+  echo "supervisor refused to start ${group}: $msg; $live_note" >&2
   previous_back ${slot} "$keep" >&2 || true
   exit ${START_FAILED_CLEAN}
 fi
@@ -68690,7 +68692,7 @@ if [ -n "$verdict" ]; then
     [ -z "$new" ] || [ "$quoted" = 1 ] || printf -- '--- %s\n%s' "$f" "$new"
   done
   supervisorctl status ${quote(`${group}:*`)} || true
-  echo "$verdict; the live release keeps serving"
+  echo "$verdict; $live_note"
   } | ${maskText(env)} || true
   back_msg=$(previous_back ${slot} "$keep") || true
   [ -z "$back_msg" ] || printf '%s\n' "$back_msg" | ${maskText(env)} || true

@@ -503,6 +503,8 @@ done`;
 // python.org, built by the host; nvm: github.com, then nodejs.org): a host that reaches neither (a closed network, an
 // index mirror only) fails on git's or curl's line alone, so the way out is said after it.
 const PYENV_HINT = 'runtimes.python strategy pyenv needs the host to reach github.com (pyenv) and python.org (the source it builds): if it cannot, use strategy debian with the Python this Debian release ships, then run provision again';
+// pyenv install fails on the download (python.org) or on the build (a build dependency missing): its output says which.
+const PYENV_BUILD_HINT = 'pyenv install downloads the source from python.org and builds it on the host (its lines above say which failed): a host that cannot reach python.org can use strategy debian with the Python this Debian release ships; a failed build names what it lacked (provision installs pyenv\'s build dependencies); then run provision again';
 const NVM_HINT = 'runtimes.node strategy nvm needs the host to reach github.com (nvm) and nodejs.org (the build it downloads): if it cannot, use strategy npm (Node.js from packages.npm_registry) or debian, then run provision again';
 
 /**
@@ -519,7 +521,7 @@ export function runtimes(env: Target, files: PackageIndexFiles = {}): Step {
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.python)} ]; then
-  PYENV_ROOT=${PYENV_ROOT} /usr/bin/timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)} || { echo "${PYENV_HINT}" >&2; exit 1; }
+  PYENV_ROOT=${PYENV_ROOT} /usr/bin/timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)} || { echo "${PYENV_BUILD_HINT}" >&2; exit 1; }
   CHANGED=1
 fi`);
   }

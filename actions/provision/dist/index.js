@@ -78190,6 +78190,7 @@ for d in "$rt_root"${NODE_FROM_NPM_DIR}/v* "$rt_root"${NVM_DIR}/versions/node/v*
 done`;
 }
 var PYENV_HINT = "runtimes.python strategy pyenv needs the host to reach github.com (pyenv) and python.org (the source it builds): if it cannot, use strategy debian with the Python this Debian release ships, then run provision again";
+var PYENV_BUILD_HINT = "pyenv install downloads the source from python.org and builds it on the host (its lines above say which failed): a host that cannot reach python.org can use strategy debian with the Python this Debian release ships; a failed build names what it lacked (provision installs pyenv's build dependencies); then run provision again";
 var NVM_HINT = "runtimes.node strategy nvm needs the host to reach github.com (nvm) and nodejs.org (the build it downloads): if it cannot, use strategy npm (Node.js from packages.npm_registry) or debian, then run provision again";
 function runtimes(env, files = {}) {
   const { python, node } = env.config.runtimes;
@@ -78201,7 +78202,7 @@ function runtimes(env, files = {}) {
   CHANGED=1
 fi
 if [ ! -x ${quote(paths.python)} ]; then
-  PYENV_ROOT=${PYENV_ROOT} /usr/bin/timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)} || { echo "${PYENV_HINT}" >&2; exit 1; }
+  PYENV_ROOT=${PYENV_ROOT} /usr/bin/timeout 1800 ${PYENV_ROOT}/bin/pyenv install -s ${quote(python.version)} || { echo "${PYENV_BUILD_HINT}" >&2; exit 1; }
   CHANGED=1
 fi`);
   }
